@@ -1,0 +1,130 @@
+// batch: what the sequencer hands to the shards. One batch is one client request (or
+// an internal tick), already logged durably when shards see it. Every shard receives
+// every batch, in log order, inside a `dispatch` message (one message per shard per
+// commit group: work crosses cores in batches).
+//
+// Cross-shard protocol (see engine/README.md): an operation whose state lives on more
+// than one shard has a sync_slot. Each shard owning part of that state publishes a copy
+// of it into the slot and sets its bit; every participating shard waits for all bits,
+// then runs the same pure rule on the same inputs, so all reach the same decision, and
+// each applies the effects on the state it owns.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "actors/ledger_rules.hpp"
+#include "actors/record_store.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::actors {
+
+enum class op_kind : uint16_t {
+  create_accounts = 1,
+  create_transfers = 2,
+  set_account_status = 3,
+  lookup_accounts = 4,
+  lookup_transfers = 5,
+  tick = 6,  // no operations: advances the clock (expires pending transfers)
+};
+[[nodiscard]] inline bool op_kind_writes(op_kind k) {
+  return k == op_kind::create_accounts || k == op_kind::create_transfers ||
+         k == op_kind::set_account_status || k == op_kind::tick;
+}
+
+constexpr uint32_t shards_max = 32;
+constexpr uint32_t batch_ops_max = 8192;
+constexpr uint32_t no_slot = 0xffffffffu;
+
+// How one transfer operation is routed; filled by the sequencer.
+enum class route_kind : uint8_t {
+  static_failed = 0,  // result decided by field checks; nothing to do
+  fresh = 1,          // a new single or pending transfer
+  resolve = 2,        // a new post or void
+  duplicate = 3,      // id seen in an earlier batch
+};
+
+struct op_route {
+  uint64_t serial = 0;      // fresh/resolve: the new record's serial
+  uint64_t ref_serial = 0;  // duplicate: original; resolve: the pending (0 = unknown id)
+  uint32_t chain_end = 0;   // index of the last operation of this one's chain
+  uint32_t slot = no_slot;  // sync slot, for operations of multi-shard chains
+  uint32_t chain_mask = 0;  // shards taking part in this operation's chain
+  route_kind kind = route_kind::static_failed;
+  uint8_t debit_shard = 0;
+  uint8_t credit_shard = 0;
+  uint8_t ref_shard = 0;    // owner of ref_serial's record (and of the pending state)
+  bool has_ref = false;
+};
+
+// Inputs of one cross-shard decision. Written by the shards owning each part, then
+// read by all participants once `published` holds every required bit.
+struct sync_slot {
+  account debit{};
+  account credit{};
+  pending_info pending{};
+  bool debit_found = false;
+  bool credit_found = false;
+  pending_lookup lookup = pending_lookup::not_found;
+  result dup_result = result::ok;
+  std::atomic<uint32_t> published{0};
+};
+
+struct batch;
+using batch_done = std::function<void(batch&)>;
+
+struct batch {
+  op_kind kind = op_kind::tick;
+  uint64_t lsn = 0;           // log record (0 for look-ups, which are not logged)
+  uint64_t timestamp_base = 0;  // operation i has timestamp_base + i
+  uint32_t count = 0;
+
+  // Request payload (exactly one is used, per kind).
+  std::vector<wire::account> accounts;
+  std::vector<wire::transfer> transfers;
+  std::vector<wire::account_status_change> status_changes;
+  std::vector<uint64_t> account_ids;
+  std::vector<wire::id128> transfer_ids;
+
+  // Sequencer's annotations.
+  std::vector<op_route> routes;                 // create_transfers
+  std::vector<uint64_t> lookup_serials;         // lookup_transfers: serial+1, 0 = unknown
+  std::unique_ptr<sync_slot[]> slots;
+
+  // Outputs: results[i] is written by exactly one shard (or the sequencer).
+  std::vector<wire::result> results;
+  std::vector<wire::account> found_accounts;    // lookup_accounts
+  std::vector<transfer_record> found_transfers;  // lookup_transfers
+
+  std::atomic<uint32_t> shards_remaining{0};
+  batch_done done;                                  // run by the last shard to finish
+  bool replay = false;  // recovery: no reply is owed
+  uint64_t serial_end = 0;  // records_.size() after sequencing this batch
+
+  [[nodiscard]] uint64_t timestamp_last() const {
+    return count == 0 ? timestamp_base : timestamp_base + count - 1;
+  }
+};
+
+// A checkpoint cut: every shard copies the state it owns, after every batch before it.
+struct checkpoint_cut {
+  uint64_t lsn = 0;
+  uint64_t next_serial = 0;
+  uint64_t clock_ns = 0;
+  std::vector<std::vector<account>> dirty_accounts;    // per shard
+  std::vector<std::vector<pending_info>> pendings;     // per shard, all entries
+  std::vector<uint64_t> account_counts;                // per shard
+  std::atomic<uint32_t> shards_remaining{0};
+  std::function<void(checkpoint_cut&)> done;
+};
+
+// What one shard receives per commit group.
+struct dispatch {
+  std::vector<std::shared_ptr<batch>> batches;
+  std::shared_ptr<checkpoint_cut> cut;  // after the batches, if set
+};
+
+}  // namespace mesob::actors

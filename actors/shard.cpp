@@ -1,0 +1,424 @@
+#include "actors/shard.hpp"
+
+#include <immintrin.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "wire/assert.hpp"
+
+namespace mesob::actors {
+
+using namespace wire;
+
+namespace {
+
+using heap_cmp = std::greater<std::pair<uint64_t, uint64_t>>;
+
+uint32_t bit(uint32_t shard) { return 1u << shard; }
+
+uint32_t lowest_bit_index(uint32_t mask) { return uint32_t(__builtin_ctz(mask)); }
+
+uint32_t required_mask(const op_route& r) {
+  switch (r.kind) {
+    case route_kind::static_failed: return 0;
+    case route_kind::duplicate: return bit(r.ref_shard);
+    case route_kind::fresh: return bit(r.debit_shard) | bit(r.credit_shard);
+    case route_kind::resolve:
+      return bit(r.debit_shard) | bit(r.credit_shard) | (r.has_ref ? bit(r.ref_shard) : 0);
+  }
+  return 0;
+}
+
+void wait_for(std::atomic<uint32_t>& word, uint32_t need) {
+  uint32_t v = word.load(std::memory_order_acquire);
+  for (uint32_t spins = 0; (v & need) != need; ++spins) {
+    if (spins < 2048) _mm_pause();
+    else if (spins < 2048 + 64) sched_yield();
+    else word.wait(v, std::memory_order_acquire);
+    v = word.load(std::memory_order_acquire);
+  }
+}
+
+}  // namespace
+
+shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accounts_hint)
+    : index_(index), count_(count), bit_(bit(index)), records_(records),
+      account_index_(accounts_hint) {
+  MESOB_ASSERT(count >= 1 && count <= shards_max && index < count);
+  accounts_.reserve(accounts_hint);
+  dirty_flag_.reserve(accounts_hint);
+}
+
+account* shard::local_account(uint64_t id) {
+  if (id == 0) return nullptr;
+  const uint32_t* i = account_index_.find(id);
+  return i ? &accounts_[*i] : nullptr;
+}
+
+const account* shard::find_account(uint64_t id) const {
+  if (id == 0) return nullptr;
+  const uint32_t* i = account_index_.find(id);
+  return i ? &accounts_[*i] : nullptr;
+}
+
+pending_info* shard::local_pending(uint64_t serial) {
+  const uint32_t* i = pending_index_.find(serial + 1);
+  return i ? &pendings_[*i] : nullptr;
+}
+
+void shard::mark_dirty(uint32_t idx) {
+  if (!dirty_flag_[idx]) {
+    dirty_flag_[idx] = 1;
+    dirty_.push_back(idx);
+  }
+}
+
+void shard::save_account(uint32_t idx, bool keep_undo) {
+  if (keep_undo) undo_.push_back({undo_entry::what::account, idx, accounts_[idx], {}});
+  mark_dirty(idx);
+}
+
+void shard::load_account(const account& a) {
+  MESOB_ASSERT(shard_of(a.id, count_) == index_);
+  MESOB_ASSERT(account_index_.find(a.id) == nullptr);
+  account_index_.put(a.id, uint32_t(accounts_.size()));
+  accounts_.push_back(a);
+  dirty_flag_.push_back(0);
+}
+
+void shard::load_pending(const pending_info& p) {
+  MESOB_ASSERT(local_pending(p.serial) == nullptr);
+  pending_index_.put(p.serial + 1, uint32_t(pendings_.size()));
+  pendings_.push_back(p);
+  if (p.state == pending_state::pending && p.expires_at != 0) {
+    expiry_heap_.emplace_back(p.expires_at, p.serial);
+    std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
+  }
+}
+
+shard_stats shard::stats() const {
+  shard_stats s;
+  s.accounts = accounts_.size();
+  s.pending_total = pendings_.size();
+  for (const auto& p : pendings_) s.pending_live += p.state == pending_state::pending;
+  s.sync_waits = sync_waits_;
+  s.memory_bytes = accounts_.capacity() * sizeof(account) + account_index_.memory_bytes() +
+                   dirty_flag_.capacity() + dirty_.capacity() * 4 +
+                   pendings_.capacity() * sizeof(pending_info) + pending_index_.memory_bytes();
+  return s;
+}
+
+void shard::execute(batch& b) {
+  switch (b.kind) {
+    case op_kind::tick: sweep(b.timestamp_base); break;
+    case op_kind::create_accounts: sweep(b.timestamp_last()); execute_accounts(b); break;
+    case op_kind::set_account_status: sweep(b.timestamp_last()); execute_status(b); break;
+    case op_kind::create_transfers: sweep(b.timestamp_last()); execute_transfers(b); break;
+    case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
+    case op_kind::lookup_transfers: execute_lookup_transfers(b); break;
+  }
+}
+
+void shard::sweep(uint64_t now) {
+  while (!expiry_heap_.empty() && expiry_heap_.front().first <= now) {
+    const auto [at, serial] = expiry_heap_.front();
+    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
+    expiry_heap_.pop_back();
+    pending_info* p = local_pending(serial);
+    if (!p || p->state != pending_state::pending || p->expires_at != at) continue;
+    if (account* dr = local_account(p->debit_account_id)) {
+      apply_resolve_debit(*dr, *p, 0);
+      mark_dirty(uint32_t(dr - accounts_.data()));
+    }
+    if (account* cr = local_account(p->credit_account_id)) {
+      apply_resolve_credit(*cr, *p, 0);
+      mark_dirty(uint32_t(cr - accounts_.data()));
+    }
+    p->state = pending_state::expired;
+  }
+}
+
+void shard::execute_accounts(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    if (b.results[i] != result::ok) continue;  // failed its field checks
+    const account& req = b.accounts[i];
+    if (shard_of(req.id, count_) != index_) continue;
+    if (const account* existing = find_account(req.id)) {
+      b.results[i] = decide_existing_account(req, *existing);
+      continue;
+    }
+    account a = req;
+    a.timestamp = b.timestamp_base + i;
+    a.status = account_status::open;
+    const auto idx = uint32_t(accounts_.size());
+    account_index_.put(a.id, idx);
+    accounts_.push_back(a);
+    dirty_flag_.push_back(0);
+    mark_dirty(idx);
+  }
+}
+
+void shard::execute_status(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    if (b.results[i] != result::ok) continue;
+    const auto& c = b.status_changes[i];
+    if (shard_of(c.account_id, count_) != index_) continue;
+    account* a = local_account(c.account_id);
+    if (!a) {
+      b.results[i] = result::account_not_found;
+      continue;
+    }
+    b.results[i] = decide_status_change(c, *a);
+    if (b.results[i] == result::ok) {
+      a->status = c.status;
+      mark_dirty(uint32_t(a - accounts_.data()));
+    }
+  }
+}
+
+void shard::execute_lookup_accounts(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const uint64_t id = b.account_ids[i];
+    if (shard_of(id, count_) != index_) continue;
+    if (const account* a = find_account(id)) {
+      b.found_accounts[i] = *a;
+      b.results[i] = result::ok;
+    } else {
+      b.results[i] = result::account_not_found;
+    }
+  }
+}
+
+void shard::execute_lookup_transfers(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    if (b.lookup_serials[i] == 0) continue;  // the sequencer answered transfer_not_found
+    const transfer_record& r = records_.at(b.lookup_serials[i] - 1);
+    if (shard_of(r.owner_account_id, count_) != index_) continue;
+    // Unresolved only for a batch whose commit failed (the engine then refuses writes).
+    if (r.result == result_unresolved) continue;
+    b.found_transfers[i] = r;
+    b.results[i] = result::ok;
+  }
+}
+
+void shard::execute_transfers(batch& b) {
+  for (uint32_t i = 0; i < b.count;) {
+    const op_route& r = b.routes[i];
+    const uint32_t last = r.chain_end;
+    MESOB_DEBUG_ASSERT(last >= i && last < b.count);
+    if (r.chain_mask & bit_) run_chain(b, i, last);
+    i = last + 1;
+  }
+}
+
+uint32_t shard::writer_of(const op_route& r) const {
+  switch (r.kind) {
+    case route_kind::static_failed: return lowest_bit_index(r.chain_mask);
+    case route_kind::duplicate: return r.ref_shard;
+    case route_kind::fresh:
+    case route_kind::resolve: return r.debit_shard;
+  }
+  return 0;
+}
+
+void shard::write_result(batch& b, uint32_t o, result res) {
+  const op_route& r = b.routes[o];
+  if (writer_of(r) != index_) return;
+  b.results[o] = res;
+  if (r.kind == route_kind::fresh || r.kind == route_kind::resolve)
+    records_.at(r.serial).result = uint32_t(res);
+}
+
+result shard::duplicate_result(const transfer& t, uint64_t ref_serial) {
+  const transfer_record& orig = records_.at(ref_serial);
+  MESOB_ASSERT(orig.result != result_unresolved);
+  return decide_duplicate(t, orig.t, result(orig.result));
+}
+
+pending_lookup shard::lookup_pending(uint64_t ref_serial, const pending_info** out) {
+  const transfer_record& rec = records_.at(ref_serial);
+  MESOB_ASSERT(rec.result != result_unresolved);
+  if (rec.result != uint32_t(result::ok)) return pending_lookup::not_found;
+  if (!(rec.t.flags & transfer_flags::pending)) return pending_lookup::not_pending;
+  const pending_info* p = local_pending(ref_serial);
+  MESOB_ASSERT(p != nullptr);
+  *out = p;
+  return pending_lookup::found;
+}
+
+shard::op_inputs shard::gather(batch& b, uint32_t o, bool sync) {
+  const op_route& r = b.routes[o];
+  const transfer& t = b.transfers[o];
+  op_inputs in;
+  // Local reads: the parts this shard owns.
+  uint64_t dr_id = t.debit_account_id, cr_id = t.credit_account_id;
+  if (r.kind == route_kind::resolve && r.ref_shard == index_ && r.has_ref)
+    in.lookup = lookup_pending(r.ref_serial, &in.p);
+  if (r.kind == route_kind::resolve && !sync && !in.p) return in;  // not found / not pending
+  if (r.kind == route_kind::resolve && r.has_ref) {
+    // A post or void touches the pending transfer's accounts. The record's content was
+    // written by the sequencer before dispatch, so every shard may read it.
+    const transfer_record& pr = records_.at(r.ref_serial);
+    dr_id = pr.t.debit_account_id;
+    cr_id = pr.t.credit_account_id;
+  }
+  if (r.kind == route_kind::duplicate && r.ref_shard == index_)
+    in.dup = duplicate_result(t, r.ref_serial);
+  if (r.kind == route_kind::fresh || r.kind == route_kind::resolve) {
+    if (r.debit_shard == index_) in.dr = local_account(dr_id);
+    if (r.credit_shard == index_) in.cr = local_account(cr_id);
+  }
+  if (!sync) return in;
+
+  // Cross-shard: publish what this shard owns, wait for the rest, read it all back.
+  sync_slot& s = b.slots[r.slot];
+  const uint32_t need = required_mask(r);
+  if (need & bit_) {
+    if (r.kind == route_kind::duplicate && r.ref_shard == index_) s.dup_result = in.dup;
+    if (r.kind == route_kind::resolve && r.has_ref && r.ref_shard == index_) {
+      s.lookup = in.lookup;
+      if (in.p) s.pending = *in.p;
+    }
+    if (r.kind == route_kind::fresh || r.kind == route_kind::resolve) {
+      if (r.debit_shard == index_ && (s.debit_found = in.dr != nullptr)) s.debit = *in.dr;
+      if (r.credit_shard == index_ && (s.credit_found = in.cr != nullptr)) s.credit = *in.cr;
+    }
+    s.published.fetch_or(bit_, std::memory_order_acq_rel);
+    s.published.notify_all();
+  }
+  if ((need & ~bit_) != 0) {
+    ++sync_waits_;
+    wait_for(s.published, need);
+  }
+  op_inputs out;
+  out.dup = s.dup_result;
+  out.lookup = r.has_ref ? s.lookup : pending_lookup::not_found;
+  out.p = out.lookup == pending_lookup::found ? &s.pending : nullptr;
+  out.dr = s.debit_found ? &s.debit : nullptr;
+  out.cr = s.credit_found ? &s.credit : nullptr;
+  return out;
+}
+
+void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
+  const op_route& r = b.routes[o];
+  const transfer& t = b.transfers[o];
+  if (r.kind == route_kind::fresh) {
+    account* dr = r.debit_shard == index_ ? local_account(t.debit_account_id) : nullptr;
+    account* cr = r.credit_shard == index_ ? local_account(t.credit_account_id) : nullptr;
+    if (dr) {
+      save_account(uint32_t(dr - accounts_.data()), keep_undo);
+      apply_transfer_debit(*dr, t);
+    }
+    if (cr) {
+      save_account(uint32_t(cr - accounts_.data()), keep_undo);
+      apply_transfer_credit(*cr, t);
+    }
+    if ((t.flags & transfer_flags::pending) && (dr || cr)) {
+      const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);
+      const auto idx = uint32_t(pendings_.size());
+      pending_index_.put(r.serial + 1, idx);
+      pendings_.push_back(p);
+      if (p.expires_at != 0) {
+        expiry_heap_.emplace_back(p.expires_at, p.serial);
+        std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
+      }
+      if (keep_undo) undo_.push_back({undo_entry::what::pending_created, idx, {}, p});
+    }
+    return;
+  }
+  MESOB_ASSERT(r.kind == route_kind::resolve && in.p != nullptr);
+  const pending_info p = *in.p;
+  const bool post = t.flags & transfer_flags::post_pending;
+  const uint64_t amount = post ? post_amount(t, p) : 0;
+  account* dr = r.debit_shard == index_ ? local_account(p.debit_account_id) : nullptr;
+  account* cr = r.credit_shard == index_ ? local_account(p.credit_account_id) : nullptr;
+  if (dr) {
+    save_account(uint32_t(dr - accounts_.data()), keep_undo);
+    apply_resolve_debit(*dr, p, amount);
+  }
+  if (cr) {
+    save_account(uint32_t(cr - accounts_.data()), keep_undo);
+    apply_resolve_credit(*cr, p, amount);
+  }
+  if (pending_info* mine = local_pending(p.serial)) {
+    if (keep_undo)
+      undo_.push_back({undo_entry::what::pending_changed,
+                       *pending_index_.find(p.serial + 1), {}, *mine});
+    mine->state = post ? pending_state::posted : pending_state::voided;
+  }
+}
+
+void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
+  const bool sync = __builtin_popcount(b.routes[first].chain_mask) > 1;
+  const bool keep_undo = last > first;
+  undo_.clear();
+  bool failed = false;
+  for (uint32_t o = first; o <= last; ++o) {
+    const op_route& r = b.routes[o];
+    if (failed) {
+      // After a chain fails, repeats report their own first outcome; the rest fail.
+      if (r.kind == route_kind::duplicate) write_result(b, o, gather(b, o, sync).dup);
+      else write_result(b, o, result::linked_event_failed);
+      continue;
+    }
+    result res = result::ok;
+    op_inputs in;
+    switch (r.kind) {
+      case route_kind::static_failed: res = result(b.results[o]); break;
+      case route_kind::duplicate: res = gather(b, o, sync).dup; break;
+      case route_kind::fresh:
+        in = gather(b, o, sync);
+        res = decide_transfer(b.transfers[o], b.timestamp_base + o, in.dr, in.cr);
+        break;
+      case route_kind::resolve:
+        in = gather(b, o, sync);
+        res = decide_post_or_void(b.transfers[o], in.lookup, in.p, in.dr, in.cr);
+        break;
+    }
+    if (r.kind == route_kind::static_failed) {
+      // The sequencer wrote the static code; it stands unless an earlier op failed.
+      failed = true;
+    } else {
+      write_result(b, o, res);
+      if (res != result::ok) {
+        failed = true;
+      } else if (r.kind != route_kind::duplicate) {
+        apply(b, o, in, keep_undo);
+      }
+    }
+    if (failed && o > first) {
+      // Roll back this chain's earlier effects on this shard, newest first.
+      for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
+        switch (it->kind) {
+          case undo_entry::what::account: accounts_[it->index] = it->acct; break;
+          case undo_entry::what::pending_changed: pendings_[it->index] = it->pending; break;
+          case undo_entry::what::pending_created:
+            MESOB_ASSERT(it->index + 1 == pendings_.size());
+            pending_index_.erase(it->pending.serial + 1);
+            pendings_.pop_back();
+            break;
+        }
+      }
+      undo_.clear();
+      for (uint32_t e = first; e < o; ++e)
+        if (b.routes[e].kind != route_kind::duplicate)
+          write_result(b, e, result::linked_event_failed);
+    }
+  }
+}
+
+void shard::cut(checkpoint_cut& c) {
+  auto& out = c.dirty_accounts[index_];
+  out.reserve(dirty_.size());
+  for (uint32_t idx : dirty_) {
+    out.push_back(accounts_[idx]);
+    dirty_flag_[idx] = 0;
+  }
+  dirty_.clear();
+  c.pendings[index_] = pendings_;
+  c.account_counts[index_] = accounts_.size();
+}
+
+}  // namespace mesob::actors

@@ -1,0 +1,103 @@
+// shard: the accounts (lightweight actors) and pending transfers of one partition.
+//
+// Ownership: one shard per core; a shard's state is touched only by the thread running
+// its CAF actor (actors/shard_actor.hpp), one batch at a time, in log order. Accounts
+// are not CAF actors (about 1.2 KB each there); each account is an 80-byte record in
+// `accounts_`, reached by id through a flat hash index, and is only ever changed by
+// messages (batches) addressed to its shard. Account i lives on shard_of(i, count).
+//
+// Lifecycle: constructed empty, loaded from a snapshot (load_*), then fed batches by
+// execute() until the engine stops. Nothing here blocks except the cross-shard wait
+// in a sync_slot, which needs every shard on its own thread (detached actors).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "actors/batch.hpp"
+#include "actors/flat_map.hpp"
+#include "actors/ledger_rules.hpp"
+#include "actors/record_store.hpp"
+
+namespace mesob::actors {
+
+[[nodiscard]] inline uint32_t shard_of(uint64_t account_id, uint32_t shards) {
+  return uint32_t((static_cast<unsigned __int128>(mix64(account_id)) * shards) >> 64);
+}
+
+struct shard_stats {
+  uint64_t accounts = 0;
+  uint64_t pending_live = 0;
+  uint64_t pending_total = 0;
+  uint64_t sync_waits = 0;
+  uint64_t memory_bytes = 0;
+};
+
+class shard {
+ public:
+  shard(uint32_t index, uint32_t count, record_store& records, size_t accounts_hint);
+
+  void execute(batch& b);
+  void cut(checkpoint_cut& c);
+
+  // Recovery (before the first execute).
+  void load_account(const account& a);
+  void load_pending(const pending_info& p);
+
+  [[nodiscard]] const account* find_account(uint64_t id) const;
+  [[nodiscard]] shard_stats stats() const;
+  template <class F>
+  void for_each_account(F&& f) const {
+    for (const auto& a : accounts_) f(a);
+  }
+
+ private:
+  struct op_inputs {
+    const account* dr = nullptr;
+    const account* cr = nullptr;
+    pending_lookup lookup = pending_lookup::not_found;
+    const pending_info* p = nullptr;
+    result dup = result::ok;
+  };
+  struct undo_entry {
+    enum class what : uint8_t { account, pending_changed, pending_created } kind;
+    uint32_t index;
+    account acct;
+    pending_info pending;
+  };
+
+  void execute_accounts(batch& b);
+  void execute_status(batch& b);
+  void execute_lookup_accounts(batch& b);
+  void execute_lookup_transfers(batch& b);
+  void execute_transfers(batch& b);
+  void run_chain(batch& b, uint32_t first, uint32_t last);
+  op_inputs gather(batch& b, uint32_t o, bool sync);
+  result duplicate_result(const transfer& t, uint64_t ref_serial);
+  pending_lookup lookup_pending(uint64_t ref_serial, const pending_info** out);
+  void apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo);
+  void write_result(batch& b, uint32_t o, result r);
+  [[nodiscard]] uint32_t writer_of(const op_route& r) const;
+  void sweep(uint64_t now);
+  account* local_account(uint64_t id);
+  void save_account(uint32_t idx, bool keep_undo);
+  void mark_dirty(uint32_t idx);
+  pending_info* local_pending(uint64_t serial);
+
+  uint32_t index_;
+  uint32_t count_;
+  uint32_t bit_;
+  record_store& records_;
+  std::vector<account> accounts_;
+  flat_u64_map account_index_;
+  std::vector<uint8_t> dirty_flag_;
+  std::vector<uint32_t> dirty_;
+  std::vector<pending_info> pendings_;
+  flat_u64_map pending_index_;  // serial + 1 -> index in pendings_
+  std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
+  uint64_t pending_live_ = 0;
+  std::vector<undo_entry> undo_;
+  uint64_t sync_waits_ = 0;
+};
+
+}  // namespace mesob::actors

@@ -1,0 +1,25 @@
+#include "engine/config.hpp"
+
+#include "engine/limits.hpp"
+
+namespace mesob::engine {
+
+std::string config::validate() const {
+  if (data_dir.empty()) return "data_dir must not be empty";
+  if (shards > shards_max) return "shards must be at most " + std::to_string(shards_max);
+  if (wal_segment_mib < 2 || wal_segment_mib > 4096) return "wal_segment_mib must be 2..4096";
+  if (wal_group_mib < 1 || wal_group_mib > 256) return "wal_group_mib must be 1..256";
+  if (wal_group_mib + 1 > wal_segment_mib) return "wal_segment_mib must exceed wal_group_mib";
+  if ((wal_group_mib << 20) < batch_payload_bytes_max + 4096 + 80)
+    return "wal_group_mib is too small for a full batch";
+  if (snapshot_map_gib < 1 || snapshot_map_gib > 16384) return "snapshot_map_gib must be 1..16384";
+  if (tick_ms < 1 || tick_ms > 60'000) return "tick_ms must be 1..60000";
+  if (queue_requests_max < 1 || queue_requests_max > 1'000'000)
+    return "queue_requests_max must be 1..1000000";
+  if (transfers_max < 1 || transfers_max > (1ull << 40) - 2)
+    return "transfers_max must be 1..2^40-2";
+  if (accounts_hint > (1ull << 32)) return "accounts_hint must be at most 2^32";
+  return {};
+}
+
+}  // namespace mesob::engine

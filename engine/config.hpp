@@ -1,0 +1,29 @@
+// Engine configuration: embedded defaults, overridable from a config file (INI/TOML
+// key = value, via --config) and from command-line flags. `mesobd --help` lists them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace mesob::engine {
+
+struct config {
+  std::string data_dir = "./var/mesob";
+  uint32_t shards = 0;               // 0: one per core
+  bool pin_shards = true;            // pin shard threads to cores (when shards <= cores)
+  uint64_t wal_segment_mib = 64;     // log segment size
+  uint64_t wal_group_mib = 8;        // largest commit group (one write + fdatasync)
+  uint64_t snapshot_map_gib = 64;    // LMDB map ceiling (sparse)
+  uint64_t checkpoint_interval_ms = 10'000;  // 0: only on demand and at close
+  uint64_t tick_ms = 100;            // clock ticks while timed pending transfers exist
+  uint32_t queue_requests_max = 4096;
+  uint64_t transfers_max = 1ull << 32;  // recorded transfers, hard limit
+  uint64_t accounts_hint = 1 << 16;     // preallocation per shard
+  // Engine clock source, ns since the epoch. Tests inject a manual clock.
+  std::function<uint64_t()> clock;
+
+  [[nodiscard]] std::string validate() const;  // empty if valid, else the problem
+};
+
+}  // namespace mesob::engine

@@ -1,0 +1,1100 @@
+#include "engine/engine.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <caf/all.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "actors/shard.hpp"
+#include "actors/shard_actor.hpp"
+#include "engine/id_index.hpp"
+#include "engine/limits.hpp"
+#include "storage/snapshot.hpp"
+#include "storage/wal.hpp"
+#include "wire/assert.hpp"
+
+namespace mesob::engine {
+
+using actors::batch;
+using actors::checkpoint_cut;
+using actors::op_route;
+using actors::route_kind;
+using actors::shard_of;
+using wire::result;
+
+const char* status_name(status s) {
+  switch (s) {
+    case status::ok: return "ok";
+    case status::batch_too_large: return "batch_too_large";
+    case status::engine_failed: return "engine_failed";
+    case status::stopping: return "stopping";
+    case status::kind_invalid: return "kind_invalid";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// Log payload of one batch (record_kind::batch, version 1): this header, then `count`
+// fixed-width operations of the kind's struct.
+struct batch_record_header {
+  uint16_t kind;
+  uint16_t reserved;
+  uint32_t count;
+  uint64_t timestamp_base;
+};
+static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
+constexpr uint16_t batch_record_version = 1;
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+std::span<const uint8_t> ops_bytes(const batch& b) {
+  switch (b.kind) {
+    case op_kind::create_accounts:
+      return {reinterpret_cast<const uint8_t*>(b.accounts.data()), b.accounts.size() * sizeof(wire::account)};
+    case op_kind::create_transfers:
+      return {reinterpret_cast<const uint8_t*>(b.transfers.data()), b.transfers.size() * sizeof(wire::transfer)};
+    case op_kind::set_account_status:
+      return {reinterpret_cast<const uint8_t*>(b.status_changes.data()),
+              b.status_changes.size() * sizeof(wire::account_status_change)};
+    default: return {};
+  }
+}
+
+template <class T>
+bool decode_ops(std::span<const uint8_t> body, uint32_t count, std::vector<T>& out) {
+  if (body.size() != uint64_t(count) * sizeof(T)) return false;
+  out.resize(count);
+  std::memcpy(out.data(), body.data(), body.size());
+  return true;
+}
+
+bool mkdirs(const std::string& path, std::string* error) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+        *error = "cannot create directory " + cur + ": " + std::strerror(errno);
+        return false;
+      }
+    }
+    if (i < path.size()) cur.push_back(path[i]);
+  }
+  if (::access(path.c_str(), W_OK) != 0) {
+    *error = "directory " + path + " is not writable";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+
+// A batch with the caller's reply callback (actors/ knows nothing of replies).
+struct engine_batch : batch {
+  std::function<void(reply&&)> user_done;
+};
+
+class engine_impl {
+ public:
+  struct queued {
+    request req;
+    std::function<void(reply&&)> done;
+  };
+
+  config cfg_;
+  uint32_t shards_n_ = 1;
+  std::unique_ptr<actors::record_store> records_;
+  std::vector<std::unique_ptr<actors::shard>> shards_;
+  id_index ids_;
+  std::unique_ptr<caf::actor_system_config> caf_cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::vector<caf::actor> shard_actors_;
+  std::unique_ptr<storage::snapshot_store> snap_;
+  std::unique_ptr<storage::wal_writer> wal_;
+  int wake_fd_ = -1;
+  recovery_report rec_;
+
+  // Request queue (callers -> sequencer).
+  std::mutex q_mu_;
+  std::condition_variable q_space_;
+  std::vector<queued> q_;
+  bool accepting_ = true;
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> stop_{false};
+
+  // Sequencer state (sequencer thread only, or recovery before it starts).
+  uint64_t last_ts_ = 0;
+  uint64_t pending_deadline_max_ = 0;
+  uint64_t next_tick_ns_ = 0;
+  uint64_t dispatched_lsn_ = 0;
+  storage::chain_hash dispatched_chain_{};
+  uint64_t dispatched_serial_end_ = 0;
+  bool failed_ = false;
+  uint64_t last_checkpoint_ns_ = 0;
+  bool checkpoint_running_ = false;
+  std::vector<std::promise<std::string>> checkpoint_waiters_;  // guarded by ck_mu_
+  std::thread seq_thread_;
+
+  // Batches dispatched but not finished by every shard.
+  std::mutex out_mu_;
+  std::condition_variable out_cv_;
+  uint32_t outstanding_ = 0;
+
+  // Checkpoint thread.
+  std::mutex ck_mu_;
+  std::condition_variable ck_cv_;
+  std::deque<std::shared_ptr<checkpoint_cut>> ck_queue_;
+  bool ck_stop_ = false;
+  bool checkpoint_requested_ = false;
+  std::thread ck_thread_;
+  uint64_t flushed_serial_ = 0;
+  std::atomic<uint64_t> snapshot_lsn_{0};
+  std::atomic<uint64_t> checkpoints_{0};
+
+  uint64_t now() { return cfg_.clock ? cfg_.clock() : realtime_ns(); }
+
+  // ---- sequencing ---------------------------------------------------------------
+
+  void stamp(batch& b) {
+    const uint64_t span = std::max<uint64_t>(b.count, 1);
+    b.timestamp_base = std::max(now(), last_ts_ + 1);
+    last_ts_ = b.timestamp_base + span - 1;
+  }
+
+  void sequence_accounts(batch& b) {
+    b.results.assign(b.count, result::ok);
+    actors::flat_u64_map seen(b.count);
+    for (uint32_t i = 0; i < b.count; ++i) {
+      b.results[i] = actors::check_account_fields(b.accounts[i]);
+      if (b.results[i] != result::ok) continue;
+      if (seen.find(b.accounts[i].id)) b.results[i] = result::id_duplicated_in_batch;
+      else seen.put(b.accounts[i].id, i);
+    }
+  }
+
+  void sequence_status(batch& b) {
+    b.results.assign(b.count, result::ok);
+    for (uint32_t i = 0; i < b.count; ++i)
+      b.results[i] = actors::check_status_change_fields(b.status_changes[i]);
+  }
+
+  void sequence_transfers(batch& b) {
+    const uint32_t n = b.count;
+    b.results.assign(n, result::ok);
+    b.routes.assign(n, op_route{});
+    const uint64_t first_serial = records_->size();
+    auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };
+    // Chains: a run of linked operations closed by one without the flag.
+    for (uint32_t i = 0; i < n;) {
+      uint32_t j = i;
+      while (j < n && (b.transfers[j].flags & wire::transfer_flags::linked)) ++j;
+      if (j == n) {  // the batch ends inside a chain: the whole chain fails
+        for (uint32_t o = i; o < n; ++o) {
+          b.routes[o].chain_end = n - 1;
+          b.results[o] = o + 1 == n ? result::linked_event_chain_open : result::linked_event_failed;
+        }
+        break;
+      }
+      for (uint32_t o = i; o <= j; ++o) b.routes[o].chain_end = j;
+      i = j + 1;
+    }
+    for (uint32_t o = 0; o < n; ++o) {
+      op_route& r = b.routes[o];
+      const wire::transfer& t = b.transfers[o];
+      if (b.results[o] != result::ok) continue;  // open chain
+      const result fields = actors::check_transfer_fields(t);
+      if (fields != result::ok) {
+        b.results[o] = fields;
+        continue;
+      }
+      const int64_t found = ids_.find(t.id, id_of);
+      if (found >= 0 && uint64_t(found) >= first_serial) {
+        b.results[o] = result::id_duplicated_in_batch;
+        continue;
+      }
+      if (found >= 0) {
+        r.kind = route_kind::duplicate;
+        r.ref_serial = uint64_t(found);
+        r.ref_shard = uint8_t(shard_of(records_->at(r.ref_serial).owner_account_id, shards_n_));
+        continue;
+      }
+      const uint64_t serial = records_->size();
+      actors::transfer_record& rec = records_->append();
+      rec.t = t;
+      rec.t.timestamp = b.timestamp_base + o;
+      rec.result = actors::result_unresolved;
+      r.serial = serial;
+      const bool resolve = t.flags & (wire::transfer_flags::post_pending | wire::transfer_flags::void_pending);
+      uint64_t dr = t.debit_account_id, cr = t.credit_account_id;
+      if (resolve) {
+        r.kind = route_kind::resolve;
+        const int64_t p = ids_.find(t.pending_id, id_of);
+        if (p >= 0) {
+          const auto& pr = records_->at(uint64_t(p));
+          r.has_ref = true;
+          r.ref_serial = uint64_t(p);
+          r.ref_shard = uint8_t(shard_of(pr.owner_account_id, shards_n_));
+          dr = pr.t.debit_account_id;
+          cr = pr.t.credit_account_id;
+        }
+      } else {
+        r.kind = route_kind::fresh;
+        if ((t.flags & wire::transfer_flags::pending) && t.timeout_s != 0) {
+          const uint64_t deadline = rec.t.timestamp + uint64_t(t.timeout_s) * actors::ns_per_s;
+          if (deadline > rec.t.timestamp) pending_deadline_max_ = std::max(pending_deadline_max_, deadline);
+        }
+      }
+      rec.owner_account_id = dr;
+      r.debit_shard = uint8_t(shard_of(dr, shards_n_));
+      r.credit_shard = uint8_t(shard_of(cr, shards_n_));
+      ids_.insert(t.id, serial, id_of);
+    }
+    // Chain masks, and sync slots for chains spanning several shards.
+    uint32_t slots = 0;
+    for (uint32_t i = 0; i < n;) {
+      const uint32_t last = b.routes[i].chain_end;
+      uint32_t mask = 0;
+      for (uint32_t o = i; o <= last; ++o) {
+        const op_route& r = b.routes[o];
+        if (r.kind == route_kind::duplicate) mask |= 1u << r.ref_shard;
+        else if (r.kind != route_kind::static_failed)
+          mask |= 1u << r.debit_shard | 1u << r.credit_shard | (r.has_ref ? 1u << r.ref_shard : 0);
+      }
+      const bool sync = __builtin_popcount(mask) > 1;
+      bool failed = false;
+      for (uint32_t o = i; o <= last; ++o) {
+        op_route& r = b.routes[o];
+        r.chain_mask = mask;
+        if (sync && r.kind != route_kind::static_failed) r.slot = slots++;
+        // A chain no shard takes part in is decided here: its first failure stands.
+        if (mask == 0 && last > i) {
+          if (failed) b.results[o] = result::linked_event_failed;
+          failed = failed || b.results[o] != result::ok;
+        }
+      }
+      i = last + 1;
+    }
+    if (slots > 0) b.slots.reset(new actors::sync_slot[slots]);
+    dispatched_serial_hint_ = records_->size();
+  }
+  uint64_t dispatched_serial_hint_ = 0;
+
+  void sequence_lookup_transfers(batch& b) {
+    auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };
+    b.results.assign(b.count, result::transfer_not_found);
+    b.found_transfers.assign(b.count, transfer_record{});
+    b.lookup_serials.assign(b.count, 0);
+    for (uint32_t i = 0; i < b.count; ++i) {
+      const auto& id = b.transfer_ids[i];
+      if (id.zero()) continue;
+      const int64_t s = ids_.find(id, id_of);
+      if (s >= 0) b.lookup_serials[i] = uint64_t(s) + 1;
+    }
+  }
+
+  // Fills the sequencer's annotations; for writes also the timestamps (unless replaying).
+  void sequence(batch& b) {
+    switch (b.kind) {
+      case op_kind::create_accounts: sequence_accounts(b); break;
+      case op_kind::create_transfers: sequence_transfers(b); break;
+      case op_kind::set_account_status: sequence_status(b); break;
+      case op_kind::lookup_accounts:
+        b.results.assign(b.count, result::account_not_found);
+        b.found_accounts.assign(b.count, wire::account{});
+        break;
+      case op_kind::lookup_transfers: sequence_lookup_transfers(b); break;
+      case op_kind::tick: break;
+    }
+  }
+
+  std::shared_ptr<engine_batch> make_batch(request&& req) {
+    auto b = std::make_shared<engine_batch>();
+    b->kind = req.kind;
+    switch (req.kind) {
+      case op_kind::create_accounts: b->accounts = std::move(req.accounts); b->count = uint32_t(b->accounts.size()); break;
+      case op_kind::create_transfers: b->transfers = std::move(req.transfers); b->count = uint32_t(b->transfers.size()); break;
+      case op_kind::set_account_status: b->status_changes = std::move(req.status_changes); b->count = uint32_t(b->status_changes.size()); break;
+      case op_kind::lookup_accounts: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
+      case op_kind::lookup_transfers: b->transfer_ids = std::move(req.transfer_ids); b->count = uint32_t(b->transfer_ids.size()); break;
+      case op_kind::tick: break;
+    }
+    return b;
+  }
+
+  static std::optional<status> precheck(const request& req) {
+    size_t n = 0;
+    switch (req.kind) {
+      case op_kind::create_accounts: n = req.accounts.size(); break;
+      case op_kind::create_transfers: n = req.transfers.size(); break;
+      case op_kind::set_account_status: n = req.status_changes.size(); break;
+      case op_kind::lookup_accounts: n = req.account_ids.size(); break;
+      case op_kind::lookup_transfers: n = req.transfer_ids.size(); break;
+      default: return status::kind_invalid;
+    }
+    if (n > batch_ops_max) return status::batch_too_large;
+    return std::nullopt;
+  }
+
+  // ---- dispatch -----------------------------------------------------------------
+
+  void send(std::vector<std::shared_ptr<engine_batch>> list, std::shared_ptr<checkpoint_cut> cut) {
+    if (list.empty() && !cut) return;
+    for (auto& b : list) {
+      b->shards_remaining.store(shards_n_, std::memory_order_relaxed);
+      if (b->lsn != 0) {
+        dispatched_lsn_ = b->lsn;
+        dispatched_serial_end_ = b->serial_end;
+      }
+    }
+    {
+      std::unique_lock lk(out_mu_);
+      out_cv_.wait(lk, [&] { return outstanding_ + list.size() <= batches_in_flight_max || outstanding_ == 0; });
+      outstanding_ += uint32_t(list.size());
+    }
+    auto d = std::make_shared<actors::dispatch>();
+    d->batches.assign(list.begin(), list.end());
+    d->cut = std::move(cut);
+    for (auto& a : shard_actors_) caf::anon_send(a, d);
+  }
+
+  void batch_finished() {
+    std::lock_guard lk(out_mu_);
+    --outstanding_;
+    out_cv_.notify_all();
+  }
+
+  void wait_idle() {
+    std::unique_lock lk(out_mu_);
+    out_cv_.wait(lk, [&] { return outstanding_ == 0; });
+  }
+
+  std::shared_ptr<checkpoint_cut> make_cut() {
+    auto c = std::make_shared<checkpoint_cut>();
+    c->lsn = dispatched_lsn_;
+    c->next_serial = dispatched_serial_end_;
+    c->clock_ns = last_ts_;
+    c->dirty_accounts.resize(shards_n_);
+    c->pendings.resize(shards_n_);
+    c->account_counts.resize(shards_n_);
+    c->shards_remaining.store(shards_n_);
+    chain_at_cut_[c.get()] = dispatched_chain_;
+    c->done = [this](checkpoint_cut& cut) {
+      std::lock_guard lk(ck_mu_);
+      for (auto& q : pending_cuts_)
+        if (q.get() == &cut) ck_queue_.push_back(q);
+      ck_cv_.notify_all();
+    };
+    std::lock_guard lk(ck_mu_);
+    pending_cuts_.push_back(c);
+    return c;
+  }
+  std::map<const checkpoint_cut*, storage::chain_hash> chain_at_cut_;  // guarded by ck_mu_ after creation
+  std::vector<std::shared_ptr<checkpoint_cut>> pending_cuts_;           // guarded by ck_mu_
+
+  // ---- checkpoint thread --------------------------------------------------------
+
+  std::string write_checkpoint(checkpoint_cut& c, const storage::chain_hash& chain) {
+    std::string err;
+    auto w = snap_->begin(&err);
+    if (!w) return err;
+    for (auto& list : c.dirty_accounts)
+      for (const auto& a : list)
+        if (!w->put(storage::table::accounts, a.id, {reinterpret_cast<const uint8_t*>(&a), sizeof a}))
+          return w->error();
+    for (uint64_t s = flushed_serial_; s < c.next_serial; ++s) {
+      const auto& r = records_->at(s);
+      MESOB_ASSERT(r.result != actors::result_unresolved);
+      if (!w->append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(&r), sizeof r}))
+        return w->error();
+    }
+    if (!w->clear(storage::table::pending)) return w->error();
+    for (auto& list : c.pendings)
+      for (const auto& p : list)
+        if (!w->put(storage::table::pending, p.serial, {reinterpret_cast<const uint8_t*>(&p), sizeof p}))
+          return w->error();
+    storage::snapshot_meta m;
+    m.lsn = c.lsn;
+    m.chain = chain;
+    m.clock_ns = c.clock_ns;
+    m.next_serial = c.next_serial;
+    for (auto n : c.account_counts) m.accounts += n;
+    m.transfers = c.next_serial;
+    if (!w->commit(m)) return w->error();
+    flushed_serial_ = c.next_serial;
+    snapshot_lsn_.store(c.lsn);
+    checkpoints_.fetch_add(1);
+    return {};
+  }
+
+  void checkpoint_loop() {
+    std::unique_lock lk(ck_mu_);
+    for (;;) {
+      ck_cv_.wait(lk, [&] { return ck_stop_ || !ck_queue_.empty(); });
+      if (ck_queue_.empty() && ck_stop_) return;
+      auto c = ck_queue_.front();
+      ck_queue_.pop_front();
+      const auto chain = chain_at_cut_[c.get()];
+      chain_at_cut_.erase(c.get());
+      std::erase(pending_cuts_, c);
+      lk.unlock();
+      const std::string err = write_checkpoint(*c, chain);
+      if (!err.empty()) std::fprintf(stderr, "mesobd: checkpoint at lsn %llu failed: %s\n",
+                                     static_cast<unsigned long long>(c->lsn), err.c_str());
+      lk.lock();
+      checkpoint_running_ = false;
+      for (auto& p : checkpoint_waiters_) p.set_value(err);
+      checkpoint_waiters_.clear();
+    }
+  }
+
+  // ---- the sequencer loop -------------------------------------------------------
+
+  std::vector<std::shared_ptr<engine_batch>> open_list_, flight_list_;
+  bool open_has_writes_ = false;
+
+  void fail_list(std::vector<std::shared_ptr<engine_batch>>& list, bool writes_only) {
+    std::vector<std::shared_ptr<engine_batch>> keep;
+    for (auto& b : list) {
+      if (writes_only && !actors::op_kind_writes(b->kind)) {
+        keep.push_back(b);
+        continue;
+      }
+      if (b->user_done) {
+        reply r;
+        r.st = status::engine_failed;
+        b->user_done(std::move(r));
+      }
+    }
+    list = std::move(keep);
+  }
+
+  // Waits for the in-flight group; dispatches it on success.
+  void complete_flight() {
+    while (wal_->in_flight()) {
+      const auto st = wal_->wait(-1);
+      if (st == storage::wal_writer::wait_status::committed) {
+        dispatched_chain_ = wal_->durable_chain();
+        send(std::move(flight_list_), nullptr);
+        flight_list_.clear();
+      } else if (st == storage::wal_writer::wait_status::failed) {
+        on_wal_failed();
+      }
+    }
+  }
+
+  void on_wal_failed() {
+    if (!failed_) std::fprintf(stderr, "mesobd: %s; refusing writes until restart\n", wal_->error().c_str());
+    failed_ = true;
+    fail_list(flight_list_, false);
+    fail_list(open_list_, true);
+    open_has_writes_ = false;
+  }
+
+  void submit_open() {
+    MESOB_ASSERT(!wal_->in_flight());
+    if (open_has_writes_) {
+      wal_->submit();
+      flight_list_ = std::move(open_list_);
+      open_list_.clear();
+      open_has_writes_ = false;
+    } else if (!open_list_.empty()) {
+      send(std::move(open_list_), nullptr);
+      open_list_.clear();
+    }
+  }
+
+  void log_and_queue(std::shared_ptr<engine_batch> b) {
+    batch_record_header h{uint16_t(b->kind), 0, b->count, b->timestamp_base};
+    const std::span<const uint8_t> pieces[2] = {
+        {reinterpret_cast<const uint8_t*>(&h), sizeof h}, ops_bytes(*b)};
+    uint64_t lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
+    if (lsn == 0 && !wal_->failed()) {
+      complete_flight();
+      if (!failed_ && !wal_->group_empty()) {
+        submit_open();
+        complete_flight();
+      }
+      if (!failed_) lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
+    }
+    if (lsn == 0) {
+      if (wal_->failed()) on_wal_failed();
+      std::vector<std::shared_ptr<engine_batch>> one{b};
+      fail_list(one, false);
+      return;
+    }
+    b->lsn = lsn;
+    open_list_.push_back(std::move(b));
+    open_has_writes_ = true;
+  }
+
+  void accept(queued&& q) {
+    if (auto bad = precheck(q.req)) {
+      reply r;
+      r.st = *bad;
+      q.done(std::move(r));
+      return;
+    }
+    auto b = make_batch(std::move(q.req));
+    b->user_done = std::move(q.done);
+    if (actors::op_kind_writes(b->kind)) {
+      if (failed_) {
+        reply r;
+        r.st = status::engine_failed;
+        b->user_done(std::move(r));
+        return;
+      }
+      if (b->count == 0) {  // nothing to log or apply
+        reply r;
+        b->user_done(std::move(r));
+        return;
+      }
+      stamp(*b);
+    }
+    sequence(*b);
+    b->serial_end = records_->size();
+    b->done = [this](batch& done_b) { finish(done_b); };
+    if (actors::op_kind_writes(b->kind)) log_and_queue(std::move(b));
+    else open_list_.push_back(std::move(b));
+  }
+
+  void finish(batch& base) {
+    auto& b = static_cast<engine_batch&>(base);
+    if (b.user_done) {
+      reply r;
+      r.results = std::move(b.results);
+      r.accounts = std::move(b.found_accounts);
+      r.transfers = std::move(b.found_transfers);
+      r.timestamp_base = b.timestamp_base;
+      r.lsn = b.lsn;
+      auto done = std::move(b.user_done);
+      done(std::move(r));
+    }
+    batch_finished();
+  }
+
+  void maybe_tick() {
+    const uint64_t t = now();
+    if (failed_ || t < next_tick_ns_ || last_ts_ >= pending_deadline_max_) return;
+    next_tick_ns_ = t + cfg_.tick_ms * 1'000'000ull;
+    auto b = std::make_shared<engine_batch>();
+    b->kind = op_kind::tick;
+    stamp(*b);
+    b->serial_end = records_->size();
+    b->done = [this](batch& done_b) { finish(done_b); };
+    log_and_queue(std::move(b));
+  }
+
+  void maybe_checkpoint(bool force) {
+    if (wal_->in_flight() || !open_list_.empty()) return;
+    const uint64_t t = now();
+    bool due = force;
+    {
+      std::lock_guard lk(ck_mu_);
+      if (checkpoint_running_) return;
+      due = due || checkpoint_requested_;
+      checkpoint_requested_ = false;
+    }
+    if (!due && cfg_.checkpoint_interval_ms != 0 && dispatched_lsn_ > snapshot_lsn_.load() &&
+        t >= last_checkpoint_ns_ + cfg_.checkpoint_interval_ms * 1'000'000ull)
+      due = true;
+    if (!due) return;
+    last_checkpoint_ns_ = t;
+    {
+      std::lock_guard lk(ck_mu_);
+      checkpoint_running_ = true;
+    }
+    send({}, make_cut());
+  }
+
+  void run() {
+    std::vector<queued> incoming;
+    uint64_t dropped_for = 0;
+    for (;;) {
+      {
+        std::lock_guard lk(q_mu_);
+        incoming.swap(q_);
+      }
+      q_space_.notify_all();
+      for (auto& q : incoming) accept(std::move(q));
+      incoming.clear();
+      maybe_tick();
+      if (!wal_->in_flight()) submit_open();
+      maybe_checkpoint(false);
+      if (const uint64_t s = snapshot_lsn_.load(); s > dropped_for) {
+        wal_->drop_segments_before(s + 1);
+        dropped_for = s;
+      }
+      if (stop_.load() && !wal_->in_flight() && open_list_.empty()) {
+        std::lock_guard lk(q_mu_);
+        if (q_.empty()) break;
+      }
+      if (wal_->in_flight()) {
+        const auto st = wal_->wait(int(cfg_.tick_ms));
+        if (st == storage::wal_writer::wait_status::committed) {
+          dispatched_chain_ = wal_->durable_chain();
+          send(std::move(flight_list_), nullptr);
+          flight_list_.clear();
+        } else if (st == storage::wal_writer::wait_status::failed) {
+          on_wal_failed();
+        }
+      } else {
+        sleeping_.store(true);
+        bool empty;
+        {
+          std::lock_guard lk(q_mu_);
+          empty = q_.empty();
+        }
+        if (empty && !stop_.load()) wal_->wait(int(std::min<uint64_t>(cfg_.tick_ms, 100)));
+        sleeping_.store(false);
+      }
+    }
+    wal_->drain();
+  }
+
+  // ---- recovery ------------------------------------------------------------------
+
+  bool load_snapshot(std::string* error) {
+    auto meta = snap_->read_meta(error);
+    if (!error->empty()) return false;
+    if (!meta) return true;
+    rec_.snapshot_lsn = meta->lsn;
+    last_ts_ = meta->clock_ns;
+    dispatched_lsn_ = meta->lsn;
+    dispatched_chain_ = meta->chain;
+    snapshot_lsn_.store(meta->lsn);
+    uint64_t expect = 0;
+    auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };
+    ids_.reserve(meta->transfers);
+    bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
+      if (key != expect || v.size() != sizeof(transfer_record)) {
+        *error = "snapshot: transfers table row " + std::to_string(key) + " is out of order or has " +
+                 std::to_string(v.size()) + " bytes";
+        return false;
+      }
+      auto& r = records_->append();
+      std::memcpy(&r, v.data(), sizeof r);
+      if (r.result == actors::result_unresolved) {
+        *error = "snapshot: transfer row " + std::to_string(key) + " has no result";
+        return false;
+      }
+      ids_.insert(r.t.id, expect, id_of);
+      ++expect;
+      return true;
+    }, error);
+    if (!ok) return false;
+    if (expect != meta->next_serial || expect != meta->transfers) {
+      *error = "snapshot: " + std::to_string(expect) + " transfer rows but the snapshot meta says " +
+               std::to_string(meta->transfers);
+      return false;
+    }
+    rec_.transfers_loaded = expect;
+    ok = snap_->scan(storage::table::accounts, [&](uint64_t key, std::span<const uint8_t> v) {
+      wire::account a;
+      if (v.size() != sizeof a) return false;
+      std::memcpy(&a, v.data(), sizeof a);
+      if (a.id != key || a.id == 0) return false;
+      shards_[shard_of(a.id, shards_n_)]->load_account(a);
+      ++rec_.accounts_loaded;
+      return true;
+    }, error);
+    if (!ok) return false;
+    if (rec_.accounts_loaded != meta->accounts) {
+      *error = "snapshot: " + std::to_string(rec_.accounts_loaded) +
+               " account rows but the snapshot meta says " + std::to_string(meta->accounts);
+      return false;
+    }
+    ok = snap_->scan(storage::table::pending, [&](uint64_t key, std::span<const uint8_t> v) {
+      actors::pending_info p;
+      if (v.size() != sizeof p) return false;
+      std::memcpy(&p, v.data(), sizeof p);
+      if (p.serial != key || p.serial >= expect) return false;
+      const uint32_t ds = shard_of(p.debit_account_id, shards_n_), cs = shard_of(p.credit_account_id, shards_n_);
+      shards_[ds]->load_pending(p);
+      if (cs != ds) shards_[cs]->load_pending(p);
+      if (p.state == actors::pending_state::pending)
+        pending_deadline_max_ = std::max(pending_deadline_max_, p.expires_at);
+      return true;
+    }, error);
+    flushed_serial_ = expect;
+    dispatched_serial_end_ = expect;
+    return ok;
+  }
+
+  bool replay_record(const storage::wal_record_view& v, std::vector<std::shared_ptr<engine_batch>>& pending,
+                     std::string* error) {
+    const auto& h = *v.header;
+    auto where = [&] { return std::string(v.file) + " offset " + std::to_string(v.offset); };
+    if (h.kind != uint16_t(storage::record_kind::batch) || h.version != batch_record_version) {
+      *error = "wal: " + where() + ": unknown record kind/version " + std::to_string(h.kind) + "/" +
+               std::to_string(h.version);
+      return false;
+    }
+    batch_record_header bh;
+    if (v.payload.size() < sizeof bh) {
+      *error = "wal: " + where() + ": batch record shorter than its header";
+      return false;
+    }
+    std::memcpy(&bh, v.payload.data(), sizeof bh);
+    auto b = std::make_shared<engine_batch>();
+    b->kind = op_kind(bh.kind);
+    b->count = bh.count;
+    b->timestamp_base = bh.timestamp_base;
+    b->lsn = h.lsn;
+    b->replay = true;
+    const auto body = v.payload.subspan(sizeof bh);
+    bool ok = bh.count <= batch_ops_max && bh.reserved == 0;
+    switch (b->kind) {
+      case op_kind::create_accounts: ok = ok && decode_ops(body, bh.count, b->accounts); break;
+      case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
+      case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
+      case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
+      default: ok = false;
+    }
+    if (!ok) {
+      *error = "wal: " + where() + ": malformed batch record (kind " + std::to_string(bh.kind) +
+               ", " + std::to_string(bh.count) + " operations, " + std::to_string(body.size()) + " bytes)";
+      return false;
+    }
+    if (bh.timestamp_base <= last_ts_) {
+      *error = "wal: " + where() + ": timestamp goes backwards";
+      return false;
+    }
+    last_ts_ = bh.timestamp_base + std::max<uint64_t>(bh.count, 1) - 1;
+    sequence(*b);
+    b->serial_end = records_->size();
+    b->done = [this](batch&) { batch_finished(); };
+    dispatched_chain_ = h.chain;
+    rec_.operations_replayed += bh.count;
+    pending.push_back(std::move(b));
+    if (pending.size() >= 64) {
+      send(std::move(pending), nullptr);
+      pending.clear();
+    }
+    return true;
+  }
+
+  bool recover(std::string* error) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!load_snapshot(error)) return false;
+    const uint64_t snap_lsn = rec_.snapshot_lsn;
+    std::vector<std::shared_ptr<engine_batch>> pending;
+    storage::wal_scan_options so;
+    so.dir = cfg_.data_dir + "/wal";
+    so.segment_bytes = cfg_.wal_segment_mib << 20;
+    storage::wal_scan_result sr;
+    bool first = true;
+    const auto t1 = std::chrono::steady_clock::now();
+    const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& v) {
+      if (first) {
+        first = false;
+        if (v.header->lsn > snap_lsn + 1) {
+          *error = "wal: the log starts at lsn " + std::to_string(v.header->lsn) +
+                   " but the snapshot covers only up to lsn " + std::to_string(snap_lsn) +
+                   ": records are missing";
+          return false;
+        }
+      }
+      if (v.header->lsn <= snap_lsn) return true;
+      ++rec_.records_replayed;
+      return replay_record(v, pending, error);
+    }, &sr, error);
+    if (!ok) {
+      if (error->empty()) *error = "wal: replay failed";
+      send(std::move(pending), nullptr);
+      wait_idle();
+      return false;
+    }
+    send(std::move(pending), nullptr);
+    wait_idle();
+    rec_.replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    rec_.torn_tail = sr.torn_tail;
+    storage::wal_position pos = sr.end;
+    if (sr.records == 0) {
+      pos.next_lsn = snap_lsn + 1;
+      pos.chain = dispatched_chain_;
+    } else if (pos.next_lsn <= snap_lsn) {
+      *error = "wal: the log ends at lsn " + std::to_string(pos.next_lsn - 1) +
+               " before the snapshot's lsn " + std::to_string(snap_lsn);
+      return false;
+    }
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) {
+      *error = "eventfd failed";
+      return false;
+    }
+    storage::wal_options wo;
+    wo.dir = so.dir;
+    wo.segment_bytes = cfg_.wal_segment_mib << 20;
+    wo.group_bytes_max = cfg_.wal_group_mib << 20;
+    wal_ = storage::wal_writer::open(wo, pos, wake_fd_, error);
+    if (!wal_) return false;
+    rec_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return true;
+  }
+
+  // Snapshot synchronously (recovery end and close), with the sequencer not running.
+  std::string checkpoint_sync() {
+    std::promise<std::string> p;
+    auto f = p.get_future();
+    {
+      std::lock_guard lk(ck_mu_);
+      checkpoint_waiters_.push_back(std::move(p));
+      checkpoint_running_ = true;
+    }
+    send({}, make_cut());
+    return f.get();
+  }
+
+  void enqueue(queued&& q) {
+    {
+      std::unique_lock lk(q_mu_);
+      q_space_.wait(lk, [&] { return !accepting_ || q_.size() < cfg_.queue_requests_max; });
+      if (!accepting_) {
+        lk.unlock();
+        reply r;
+        r.st = status::stopping;
+        q.done(std::move(r));
+        return;
+      }
+      q_.push_back(std::move(q));
+    }
+    if (sleeping_.load()) {
+      const uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+    }
+  }
+
+  bool closed_ = false;
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    {
+      std::lock_guard lk(q_mu_);
+      accepting_ = false;
+    }
+    q_space_.notify_all();
+    stop_.store(true);
+    if (wake_fd_ >= 0) {
+      const uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+    }
+    if (seq_thread_.joinable()) seq_thread_.join();
+    wait_idle();
+    if (!failed_ && wal_ && !shard_actors_.empty()) {
+      const std::string err = checkpoint_sync();
+      if (!err.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", err.c_str());
+      else wal_->drop_segments_before(snapshot_lsn_.load() + 1);
+    }
+    stop_threads();
+  }
+
+  void stop_threads() {
+    {
+      std::lock_guard lk(ck_mu_);
+      ck_stop_ = true;
+    }
+    ck_cv_.notify_all();
+    if (ck_thread_.joinable()) ck_thread_.join();
+    for (auto& a : shard_actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    shard_actors_.clear();
+    if (sys_) sys_->await_all_actors_done();
+    wal_.reset();
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    wake_fd_ = -1;
+  }
+
+  ~engine_impl() {
+    if (!closed_) {
+      closed_ = true;
+      stop_.store(true);
+      if (seq_thread_.joinable()) {
+        const uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+        seq_thread_.join();
+      }
+      wait_idle();
+      stop_threads();
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------
+
+engine::engine(std::unique_ptr<engine_impl> impl) : impl_(std::move(impl)) {}
+engine::~engine() { close(); }
+
+std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
+  if (auto problem = cfg.validate(); !problem.empty()) {
+    *error = "config: " + problem;
+    return nullptr;
+  }
+  auto impl = std::make_unique<engine_impl>();
+  auto& e = *impl;
+  e.cfg_ = cfg;
+  const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
+  e.shards_n_ = cfg.shards == 0 ? std::min(cores, shards_max) : cfg.shards;
+  if (!mkdirs(cfg.data_dir + "/wal", error) || !mkdirs(cfg.data_dir + "/snapshot", error)) return nullptr;
+  e.records_ = std::make_unique<actors::record_store>(cfg.transfers_max);
+  for (uint32_t i = 0; i < e.shards_n_; ++i)
+    e.shards_.push_back(std::make_unique<actors::shard>(i, e.shards_n_, *e.records_, cfg.accounts_hint));
+  e.snap_ = storage::snapshot_store::open(cfg.data_dir + "/snapshot", cfg.snapshot_map_gib << 30, error);
+  if (!e.snap_) return nullptr;
+
+  e.caf_cfg_ = std::make_unique<caf::actor_system_config>();
+  // Shards run detached (a thread each); the scheduler only hosts the short-lived
+  // actors of later subsystems, so one worker suffices (engine/README.md).
+  e.caf_cfg_->set("scheduler.max-threads", 1);
+  e.caf_cfg_->set("logger.verbosity", caf::atom("quiet"));
+  e.sys_ = std::make_unique<caf::actor_system>(*e.caf_cfg_);
+  const bool pin = cfg.pin_shards && e.shards_n_ <= cores;
+  for (uint32_t i = 0; i < e.shards_n_; ++i)
+    e.shard_actors_.push_back(actors::spawn_shard_actor(*e.sys_, e.shards_[i].get(), pin ? int(i) : -1));
+  e.ck_thread_ = std::thread([&e] { e.checkpoint_loop(); });
+
+  if (!e.recover(error)) {
+    e.closed_ = true;
+    e.stop_threads();
+    return nullptr;
+  }
+  if (e.rec_.records_replayed > 0) {
+    if (auto err = e.checkpoint_sync(); !err.empty()) {
+      *error = "checkpoint after recovery failed: " + err;
+      e.closed_ = true;
+      e.stop_threads();
+      return nullptr;
+    }
+    e.wal_->drop_segments_before(e.snapshot_lsn_.load() + 1);
+  }
+  e.last_checkpoint_ns_ = e.now();
+  e.seq_thread_ = std::thread([&e] { e.run(); });
+  return std::unique_ptr<engine>(new engine(std::move(impl)));
+}
+
+void engine::submit(request&& r, std::function<void(reply&&)> done) {
+  impl_->enqueue({std::move(r), std::move(done)});
+}
+
+reply engine::call(request&& r) {
+  std::promise<reply> p;
+  auto f = p.get_future();
+  submit(std::move(r), [&p](reply&& rep) { p.set_value(std::move(rep)); });
+  return f.get();
+}
+
+reply engine::create_accounts(std::vector<wire::account> a) {
+  request r;
+  r.kind = op_kind::create_accounts;
+  r.accounts = std::move(a);
+  return call(std::move(r));
+}
+reply engine::create_transfers(std::vector<wire::transfer> t) {
+  request r;
+  r.kind = op_kind::create_transfers;
+  r.transfers = std::move(t);
+  return call(std::move(r));
+}
+reply engine::set_account_status(std::vector<wire::account_status_change> c) {
+  request r;
+  r.kind = op_kind::set_account_status;
+  r.status_changes = std::move(c);
+  return call(std::move(r));
+}
+reply engine::lookup_accounts(std::vector<uint64_t> ids) {
+  request r;
+  r.kind = op_kind::lookup_accounts;
+  r.account_ids = std::move(ids);
+  return call(std::move(r));
+}
+reply engine::lookup_transfers(std::vector<wire::id128> ids) {
+  request r;
+  r.kind = op_kind::lookup_transfers;
+  r.transfer_ids = std::move(ids);
+  return call(std::move(r));
+}
+
+bool engine::checkpoint(std::string* error) {
+  std::promise<std::string> p;
+  auto f = p.get_future();
+  {
+    std::lock_guard lk(impl_->ck_mu_);
+    impl_->checkpoint_waiters_.push_back(std::move(p));
+    impl_->checkpoint_requested_ = true;
+  }
+  if (impl_->sleeping_.load()) {
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(impl_->wake_fd_, &one, sizeof one);
+  }
+  *error = f.get();
+  return error->empty();
+}
+
+void engine::close() {
+  if (impl_) impl_->close();
+}
+
+const recovery_report& engine::recovery() const { return impl_->rec_; }
+uint32_t engine::shards() const { return impl_->shards_n_; }
+
+engine_stats engine::stats() {
+  engine_stats s;
+  for (auto& sh : impl_->shards_) {
+    const auto st = sh->stats();
+    s.accounts += st.accounts;
+    s.pending_live += st.pending_live;
+    s.sync_waits += st.sync_waits;
+  }
+  s.transfers = impl_->dispatched_serial_end_;
+  s.lsn_durable = impl_->dispatched_lsn_;
+  s.snapshot_lsn = impl_->snapshot_lsn_.load();
+  if (impl_->wal_) {
+    const auto w = impl_->wal_->counters();
+    s.wal_groups = w.groups;
+    s.wal_records = w.records;
+    s.wal_bytes = w.bytes;
+  }
+  s.checkpoints = impl_->checkpoints_.load();
+  return s;
+}
+
+engine::balance_check engine::check_balances() {
+  struct sums {
+    __int128 posted = 0;
+    __int128 pending = 0;
+  };
+  std::map<wire::currency_code, sums> by_currency;
+  for (auto& sh : impl_->shards_)
+    sh->for_each_account([&](const wire::account& a) {
+      auto& s = by_currency[a.currency];
+      s.posted += __int128(a.credits_posted) - __int128(a.debits_posted);
+      s.pending += __int128(a.credits_pending) - __int128(a.debits_pending);
+    });
+  balance_check out;
+  for (auto& [c, s] : by_currency) {
+    if (s.posted != 0 || s.pending != 0) {
+      out.balanced = false;
+      out.detail += wire::currency_name(c) + ": posted " + std::to_string(int64_t(s.posted)) +
+                    ", pending " + std::to_string(int64_t(s.pending)) + "; ";
+    }
+  }
+  return out;
+}
+
+}  // namespace mesob::engine

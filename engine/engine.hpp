@@ -1,0 +1,123 @@
+// mesob::engine — the embedded API: link the engine as a library, no network.
+//
+//   std::string err;
+//   auto e = engine::open(cfg, &err);           // recovers: snapshot + log replay
+//   auto r = e->create_transfers({t1, t2});     // durable before it returns
+//   e->submit(request, [](reply&& r) { ... });  // asynchronous; many in flight
+//   e->close();                                 // drain, flush, snapshot, stop
+//
+// Threads: the caller's threads submit; one sequencer thread stamps, checks, logs
+// (group commit) and dispatches; one detached CAF actor per shard executes; one
+// checkpoint thread writes LMDB snapshots. Callbacks run on a shard thread and must
+// not block. submit() blocks its caller while `queue_requests_max` requests wait.
+// After a storage failure the engine refuses writes (status engine_failed) and keeps
+// answering reads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/batch.hpp"
+#include "actors/record_store.hpp"
+#include "engine/config.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::engine {
+
+using actors::op_kind;
+using actors::transfer_record;
+
+struct request {
+  op_kind kind = op_kind::create_transfers;
+  std::vector<wire::account> accounts;
+  std::vector<wire::transfer> transfers;
+  std::vector<wire::account_status_change> status_changes;
+  std::vector<uint64_t> account_ids;
+  std::vector<wire::id128> transfer_ids;
+};
+
+enum class status : uint8_t {
+  ok = 0,
+  batch_too_large = 1,  // more than batch_ops_max operations
+  engine_failed = 2,    // storage failed: writes refused until restart
+  stopping = 3,         // the engine is closing
+  kind_invalid = 4,
+};
+[[nodiscard]] const char* status_name(status s);
+
+struct reply {
+  status st = status::ok;
+  std::vector<wire::result> results;         // one per operation
+  std::vector<wire::account> accounts;       // lookup_accounts: one per id (zeroed if absent)
+  std::vector<transfer_record> transfers;    // lookup_transfers: one per id
+  uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
+  uint64_t lsn = 0;                          // log record, 0 for look-ups
+};
+
+struct recovery_report {
+  uint64_t snapshot_lsn = 0;
+  uint64_t records_replayed = 0;
+  uint64_t operations_replayed = 0;
+  uint64_t accounts_loaded = 0;
+  uint64_t transfers_loaded = 0;
+  std::string torn_tail;  // empty unless a torn tail was cut
+  double seconds = 0;
+  double replay_seconds = 0;
+};
+
+struct engine_stats {
+  uint64_t accounts = 0;
+  uint64_t transfers = 0;
+  uint64_t pending_live = 0;
+  uint64_t lsn_durable = 0;
+  uint64_t snapshot_lsn = 0;
+  uint64_t wal_groups = 0;
+  uint64_t wal_records = 0;
+  uint64_t wal_bytes = 0;
+  uint64_t sync_waits = 0;
+  uint64_t checkpoints = 0;
+};
+
+class engine_impl;
+
+class engine {
+ public:
+  static std::unique_ptr<engine> open(const config& cfg, std::string* error);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  void submit(request&& r, std::function<void(reply&&)> done);
+  reply call(request&& r);
+
+  reply create_accounts(std::vector<wire::account> a);
+  reply create_transfers(std::vector<wire::transfer> t);
+  reply set_account_status(std::vector<wire::account_status_change> c);
+  reply lookup_accounts(std::vector<uint64_t> ids);
+  reply lookup_transfers(std::vector<wire::id128> ids);
+
+  // Takes a snapshot now (after every request submitted before it); false on failure.
+  bool checkpoint(std::string* error);
+  // Stops accepting, finishes what was accepted, snapshots, stops. Idempotent.
+  void close();
+
+  [[nodiscard]] const recovery_report& recovery() const;
+  [[nodiscard]] engine_stats stats();
+  [[nodiscard]] uint32_t shards() const;
+  // Sum over accounts of (credits - debits), per currency, posted and pending; read at a
+  // quiet moment (no requests in flight). Both must be zero in a double-entry ledger.
+  struct balance_check {
+    bool balanced = true;
+    std::string detail;
+  };
+  balance_check check_balances();
+
+ private:
+  explicit engine(std::unique_ptr<engine_impl> impl);
+  std::unique_ptr<engine_impl> impl_;
+};
+
+}  // namespace mesob::engine

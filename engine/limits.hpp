@@ -1,0 +1,31 @@
+// Every limit of the engine, in one place, with the relations between them asserted.
+#pragma once
+
+#include <cstdint>
+
+#include "actors/batch.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::engine {
+
+// Operations in one request (and one log record).
+constexpr uint32_t batch_ops_max = actors::batch_ops_max;
+// Shards (one per core by default).
+constexpr uint32_t shards_max = actors::shards_max;
+// Requests waiting for the sequencer before submit() blocks its caller.
+constexpr uint32_t queue_requests_max_default = 4096;
+// Batches sequenced but not yet executed by every shard (bounds memory and replay).
+constexpr uint32_t batches_in_flight_max = 8192;
+// The largest log payload: a batch header and 8,192 of the largest operation.
+constexpr uint64_t batch_record_header_bytes = 16;
+constexpr uint64_t operation_bytes_max = sizeof(wire::transfer);
+constexpr uint64_t batch_payload_bytes_max =
+    batch_record_header_bytes + uint64_t(batch_ops_max) * operation_bytes_max;
+
+static_assert(operation_bytes_max >= sizeof(wire::account));
+static_assert(operation_bytes_max >= sizeof(wire::account_status_change));
+static_assert(shards_max <= 32, "sync masks are 32-bit");
+static_assert(batch_payload_bytes_max < (8u << 20) - 4096 - 80,
+              "a full batch must fit one default commit group");
+
+}  // namespace mesob::engine

@@ -1,0 +1,58 @@
+#include "storage/checksum.hpp"
+
+#include <nmmintrin.h>
+#include <openssl/evp.h>
+
+#include <cstring>
+
+#include "wire/assert.hpp"
+
+namespace mesob::storage {
+
+uint32_t crc32c(const void* data, size_t len, uint32_t seed) {
+  auto p = static_cast<const uint8_t*>(data);
+  uint64_t c = ~seed;
+  while (len >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = _mm_crc32_u64(c, v);
+    p += 8;
+    len -= 8;
+  }
+  auto c32 = uint32_t(c);
+  while (len-- > 0) c32 = _mm_crc32_u8(c32, *p++);
+  return ~c32;
+}
+
+chain_hasher::chain_hasher() : ctx_(EVP_MD_CTX_new()) {
+  MESOB_ASSERT(ctx_ != nullptr);
+  MESOB_ASSERT(EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) == 1);
+}
+
+chain_hasher::~chain_hasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void chain_hasher::update(const void* data, size_t len) {
+  MESOB_ASSERT(EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, len) == 1);
+}
+
+chain_hash chain_hasher::finish() {
+  chain_hash h{};
+  unsigned int n = 0;
+  MESOB_ASSERT(EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), h.data(), &n) == 1);
+  MESOB_ASSERT(n == h.size());
+  MESOB_ASSERT(EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) == 1);
+  return h;
+}
+
+std::string to_hex(const chain_hash& h) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(64);
+  for (auto b : h) {
+    s.push_back(digits[b >> 4]);
+    s.push_back(digits[b & 15]);
+  }
+  return s;
+}
+
+}  // namespace mesob::storage

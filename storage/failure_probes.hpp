@@ -1,0 +1,17 @@
+// Fault injection for the write-ahead log. Tests arm a probe; the writer consumes it
+// on its next operation of that kind. Disarmed probes cost one relaxed load.
+#pragma once
+
+#include <atomic>
+
+namespace mesob::storage {
+
+struct failure_probes {
+  std::atomic<int> write_errno{0};      // next group write fails with this errno
+  std::atomic<int> fsync_errno{0};      // next fdatasync fails with this errno
+  std::atomic<bool> short_write{false};  // next group write is cut to its first block
+
+  static failure_probes& instance();
+};
+
+}  // namespace mesob::storage

@@ -1,0 +1,210 @@
+#include "storage/snapshot.hpp"
+
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "wire/assert.hpp"
+
+namespace mesob::storage {
+
+namespace {
+
+struct be_key {
+  uint8_t b[8];
+  explicit be_key(uint64_t k) {
+    for (int i = 0; i < 8; ++i) b[i] = uint8_t(k >> (56 - 8 * i));
+  }
+  MDB_val val() { return MDB_val{sizeof b, b}; }
+};
+
+uint64_t from_be(const MDB_val& v) {
+  MESOB_ASSERT(v.mv_size == 8);
+  auto p = static_cast<const uint8_t*>(v.mv_data);
+  uint64_t k = 0;
+  for (int i = 0; i < 8; ++i) k = k << 8 | p[i];
+  return k;
+}
+
+std::string lmdb_error(const char* what, int rc) {
+  return std::string("snapshot: ") + what + ": " + mdb_strerror(rc);
+}
+
+const char* table_name(table t) {
+  switch (t) {
+    case table::accounts: return "accounts";
+    case table::transfers: return "transfers";
+    case table::pending: return "pending";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uint64_t map_bytes,
+                                                     std::string* error) {
+  ::mkdir(dir.c_str(), 0755);
+  std::unique_ptr<snapshot_store> s(new snapshot_store());
+  int rc = mdb_env_create(&s->env_);
+  if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 8);
+  if (rc == 0) rc = mdb_env_set_mapsize(s->env_, map_bytes);
+  if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
+  if (rc != 0) {
+    *error = lmdb_error(("open " + dir).c_str(), rc);
+    return nullptr;
+  }
+  MDB_txn* txn = nullptr;
+  rc = mdb_txn_begin(s->env_, nullptr, 0, &txn);
+  if (rc == 0) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta_);
+  for (int i = 0; i < 3 && rc == 0; ++i)
+    rc = mdb_dbi_open(txn, table_name(table(i)), MDB_CREATE, &s->dbi_[i]);
+  if (rc == 0) rc = mdb_txn_commit(txn);
+  else if (txn) mdb_txn_abort(txn);
+  if (rc != 0) {
+    *error = lmdb_error("open tables", rc);
+    return nullptr;
+  }
+  return s;
+}
+
+snapshot_store::~snapshot_store() {
+  if (env_) mdb_env_close(env_);
+}
+
+std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    *error = lmdb_error("begin read", rc);
+    return std::nullopt;
+  }
+  be_key k(0);
+  MDB_val key = k.val(), val{};
+  rc = mdb_get(txn, dbi_meta_, &key, &val);
+  std::optional<snapshot_meta> out;
+  if (rc == 0) {
+    snapshot_meta m{};
+    if (val.mv_size != sizeof m) {
+      *error = "snapshot: meta record has " + std::to_string(val.mv_size) + " bytes, expected " +
+               std::to_string(sizeof m);
+    } else {
+      std::memcpy(&m, val.mv_data, sizeof m);
+      if (m.magic != snapshot_magic) *error = "snapshot: meta record has a bad magic number";
+      else if (m.version != snapshot_format_version)
+        *error = "snapshot: format version " + std::to_string(m.version) +
+                 " is not the version this build reads (" +
+                 std::to_string(snapshot_format_version) + ")";
+      else out = m;
+    }
+  } else if (rc != MDB_NOTFOUND) {
+    *error = lmdb_error("read meta", rc);
+  }
+  mdb_txn_abort(txn);
+  return out;
+}
+
+bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
+                          std::string* error) {
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    *error = lmdb_error("begin read", rc);
+    return false;
+  }
+  MDB_cursor* cur = nullptr;
+  rc = mdb_cursor_open(txn, dbi_[int(t)], &cur);
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    *error = lmdb_error("cursor", rc);
+    return false;
+  }
+  MDB_val key{}, val{};
+  bool ok = true;
+  for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+    if (key.mv_size != 8) {
+      *error = std::string("snapshot: table ") + table_name(t) + " has a key of " +
+               std::to_string(key.mv_size) + " bytes";
+      ok = false;
+      break;
+    }
+    if (!fn(from_be(key), {static_cast<const uint8_t*>(val.mv_data), val.mv_size})) {
+      ok = false;
+      if (error->empty()) *error = std::string("snapshot: bad row in table ") + table_name(t);
+      break;
+    }
+  }
+  if (ok && rc != MDB_NOTFOUND) {
+    *error = lmdb_error("scan", rc);
+    ok = false;
+  }
+  mdb_cursor_close(cur);
+  mdb_txn_abort(txn);
+  return ok;
+}
+
+bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error) {
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    *error = lmdb_error("begin read", rc);
+    return false;
+  }
+  be_key k(key_v);
+  MDB_val key = k.val(), val{};
+  rc = mdb_get(txn, dbi_[int(t)], &key, &val);
+  if (rc == 0) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);
+  else if (rc != MDB_NOTFOUND) *error = lmdb_error("get", rc);
+  mdb_txn_abort(txn);
+  return rc == 0;
+}
+
+std::unique_ptr<snapshot_store::writer> snapshot_store::begin(std::string* error) {
+  auto w = std::make_unique<writer>();
+  w->store_ = this;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &w->txn_);
+  if (rc != 0) {
+    *error = lmdb_error("begin write", rc);
+    return nullptr;
+  }
+  return w;
+}
+
+snapshot_store::writer::~writer() {
+  if (txn_) mdb_txn_abort(txn_);
+}
+
+bool snapshot_store::writer::put(table t, uint64_t key_v, std::span<const uint8_t> bytes) {
+  be_key k(key_v);
+  MDB_val key = k.val(), val{bytes.size(), const_cast<uint8_t*>(bytes.data())};
+  int rc = mdb_put(txn_, store_->dbi_[int(t)], &key, &val, 0);
+  if (rc != 0) error_ = lmdb_error("put", rc);
+  return rc == 0;
+}
+
+bool snapshot_store::writer::append(table t, uint64_t key_v, std::span<const uint8_t> bytes) {
+  be_key k(key_v);
+  MDB_val key = k.val(), val{bytes.size(), const_cast<uint8_t*>(bytes.data())};
+  int rc = mdb_put(txn_, store_->dbi_[int(t)], &key, &val, MDB_APPEND);
+  if (rc != 0) error_ = lmdb_error("append", rc);
+  return rc == 0;
+}
+
+bool snapshot_store::writer::clear(table t) {
+  int rc = mdb_drop(txn_, store_->dbi_[int(t)], 0);
+  if (rc != 0) error_ = lmdb_error("clear", rc);
+  return rc == 0;
+}
+
+bool snapshot_store::writer::commit(const snapshot_meta& meta) {
+  be_key k(0);
+  MDB_val key = k.val(), val{sizeof meta, const_cast<snapshot_meta*>(&meta)};
+  int rc = mdb_put(txn_, store_->dbi_meta_, &key, &val, 0);
+  if (rc == 0) rc = mdb_txn_commit(txn_);
+  else mdb_txn_abort(txn_);
+  txn_ = nullptr;
+  if (rc != 0) error_ = lmdb_error("commit", rc);
+  return rc == 0;
+}
+
+}  // namespace mesob::storage

@@ -1,0 +1,89 @@
+// mesob::storage snapshot store: LMDB holding actor state and the log position it covers.
+//
+// Tables (each keyed by a 64-bit big-endian integer, so LMDB's order is numeric):
+//   meta       key 0: snapshot_meta
+//   accounts   account id -> the engine's account bytes
+//   transfers  serial     -> the engine's transfer record bytes (append-only)
+//   pending    serial     -> the engine's pending-transfer bytes (rewritten each time)
+// One checkpoint is one write transaction: state and the lsn it covers commit together,
+// so a snapshot is never half-written. Readers may run concurrently with the writer
+// (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
+//
+// Caveats: the map size is a ceiling set at open (sparse file); a checkpoint that would
+// pass it fails with MDB_MAP_FULL and leaves the previous snapshot intact.
+#pragma once
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "storage/checksum.hpp"
+
+namespace mesob::storage {
+
+constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
+constexpr uint32_t snapshot_format_version = 1;
+
+struct snapshot_meta {
+  uint64_t magic = snapshot_magic;
+  uint32_t version = snapshot_format_version;
+  uint32_t reserved = 0;
+  uint64_t lsn = 0;          // every log record <= lsn is reflected in this snapshot
+  chain_hash chain{};        // chain hash of record `lsn`
+  uint64_t clock_ns = 0;     // engine clock after record `lsn`
+  uint64_t next_serial = 0;  // first transfer serial not yet assigned
+  uint64_t accounts = 0;     // rows in `accounts`, checked on load
+  uint64_t transfers = 0;    // rows in `transfers`, checked on load
+};
+static_assert(sizeof(snapshot_meta) == 88);
+
+enum class table : int { accounts = 0, transfers = 1, pending = 2 };
+
+class snapshot_store {
+ public:
+  static std::unique_ptr<snapshot_store> open(const std::string& dir, uint64_t map_bytes,
+                                              std::string* error);
+  ~snapshot_store();
+  snapshot_store(const snapshot_store&) = delete;
+  snapshot_store& operator=(const snapshot_store&) = delete;
+
+  // The newest snapshot's meta, or nullopt for an empty store.
+  std::optional<snapshot_meta> read_meta(std::string* error);
+
+  // Calls fn(key, bytes) for every row of a table in key order; stops on false.
+  bool scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
+            std::string* error);
+  // One row, copied into `out`; false if absent.
+  bool get(table t, uint64_t key, std::string* out, std::string* error);
+
+  // A checkpoint: one write transaction.
+  class writer {
+   public:
+    ~writer();
+    bool put(table t, uint64_t key, std::span<const uint8_t> bytes);
+    bool append(table t, uint64_t key, std::span<const uint8_t> bytes);  // key > last key
+    bool clear(table t);
+    bool commit(const snapshot_meta& meta);
+    [[nodiscard]] const std::string& error() const { return error_; }
+
+   private:
+    friend class snapshot_store;
+    snapshot_store* store_ = nullptr;
+    MDB_txn* txn_ = nullptr;
+    std::string error_;
+  };
+  std::unique_ptr<writer> begin(std::string* error);
+
+ private:
+  snapshot_store() = default;
+  MDB_env* env_ = nullptr;
+  MDB_dbi dbi_meta_ = 0;
+  MDB_dbi dbi_[3] = {0, 0, 0};
+};
+
+}  // namespace mesob::storage

@@ -1,0 +1,626 @@
+#include "storage/wal.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "storage/failure_probes.hpp"
+#include "wire/assert.hpp"
+
+namespace mesob::storage {
+
+namespace {
+
+constexpr uint64_t tag_write = 1;
+constexpr uint64_t tag_fsync = 2;
+constexpr uint64_t tag_wake = 3;
+
+uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+uint32_t segment_header_crc(segment_header h) {
+  h.header_crc = 0;
+  return crc32c(&h, sizeof h);
+}
+
+uint32_t record_header_crc(const record_header& h) {
+  auto p = reinterpret_cast<const uint8_t*>(&h);
+  return crc32c(p + 8, sizeof h - 8);
+}
+
+bool fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return false;
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+failure_probes& failure_probes::instance() {
+  static failure_probes p;
+  return p;
+}
+
+std::string segment_path(const std::string& dir, uint64_t index) {
+  char name[64];
+  std::snprintf(name, sizeof name, "/wal-%016llx.log", static_cast<unsigned long long>(index));
+  return dir + name;
+}
+
+std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (auto* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() != 24 || n.rfind("wal-", 0) != 0 || n.substr(20) != ".log") continue;
+    char* end = nullptr;
+    const auto idx = std::strtoull(n.c_str() + 4, &end, 16);
+    if (end != n.c_str() + 20) continue;
+    out.emplace_back(idx, dir + "/" + n);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------
+// wal_writer
+
+uint64_t wal_writer::record_bytes(uint64_t payload_bytes) {
+  return sizeof(record_header) + payload_bytes;
+}
+
+uint64_t wal_writer::record_payload_bytes_max() const {
+  // A record must fit in a group together with a segment header block.
+  return opt_.group_bytes_max - wal_block_bytes - sizeof(record_header);
+}
+
+std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_position& pos,
+                                             int wake_fd, std::string* error) {
+  if (opt.group_bytes_max % wal_block_bytes != 0 || opt.segment_bytes % wal_block_bytes != 0 ||
+      opt.group_bytes_max < 2 * wal_block_bytes ||
+      opt.segment_bytes < opt.group_bytes_max + wal_block_bytes) {
+    *error = "wal: segment_bytes and group_bytes_max must be multiples of 4096 and "
+             "segment_bytes >= group_bytes_max + 4096";
+    return nullptr;
+  }
+  std::unique_ptr<wal_writer> w(new wal_writer());
+  w->opt_ = opt;
+  w->wake_fd_ = wake_fd;
+  w->next_lsn_ = pos.next_lsn;
+  w->durable_lsn_ = pos.next_lsn - 1;
+  w->chain_ = pos.chain;
+  w->durable_chain_ = pos.chain;
+  w->segment_index_ = pos.next_segment_index;
+
+  if (int rc = io_uring_queue_init(16, &w->ring_, 0); rc < 0) {
+    *error = "wal: io_uring_queue_init failed: " + errno_text(-rc);
+    return nullptr;
+  }
+  w->ring_ok_ = true;
+  io_uring_probe* probe = io_uring_get_probe_ring(&w->ring_);
+  if (!probe) {
+    *error = "wal: io_uring probe unavailable";
+    return nullptr;
+  }
+  const bool ops_ok = io_uring_opcode_supported(probe, IORING_OP_WRITE) &&
+                      io_uring_opcode_supported(probe, IORING_OP_FSYNC) &&
+                      io_uring_opcode_supported(probe, IORING_OP_READ);
+  io_uring_free_probe(probe);
+  if (!ops_ok) {
+    *error = "wal: the kernel's io_uring lacks WRITE, FSYNC or READ";
+    return nullptr;
+  }
+  for (auto& b : w->buf_) {
+    b = static_cast<uint8_t*>(std::aligned_alloc(wal_block_bytes, opt.group_bytes_max));
+    MESOB_ASSERT(b != nullptr);
+    std::memset(b, 0, opt.group_bytes_max);
+  }
+  for (auto& [idx, path] : list_segments(opt.dir)) {
+    if (idx >= pos.next_segment_index) continue;
+    int fd = ::open(path.c_str(), O_RDONLY);
+    segment_header h{};
+    if (fd >= 0 && ::pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h) && h.magic == segment_magic)
+      w->segments_.emplace_back(idx, h.first_lsn);
+    if (fd >= 0) ::close(fd);
+  }
+  w->preparer_ = std::thread([p = w.get()] { p->prepare_loop(); });
+  if (!w->open_next_segment(error)) return nullptr;
+  return w;
+}
+
+wal_writer::~wal_writer() {
+  drain();
+  {
+    std::lock_guard lk(prep_mu_);
+    prep_stop_ = true;
+  }
+  prep_cv_.notify_all();
+  if (preparer_.joinable()) preparer_.join();
+  if (fd_ >= 0) ::close(fd_);
+  for (auto* b : buf_) std::free(b);
+  if (ring_ok_) io_uring_queue_exit(&ring_);
+}
+
+void wal_writer::prepare_loop() {
+  std::vector<uint8_t> zeros(1 << 20, 0);
+  std::unique_lock lk(prep_mu_);
+  for (;;) {
+    prep_cv_.wait(lk, [&] { return prep_stop_ || prep_request_.has_value(); });
+    if (prep_stop_) return;
+    const uint64_t idx = *prep_request_;
+    prep_request_.reset();
+    lk.unlock();
+    std::string err;
+    const auto path = segment_path(opt_.dir, idx);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      err = "wal: cannot create " + path + ": " + errno_text(errno);
+    } else {
+      for (uint64_t off = 0; off < opt_.segment_bytes && err.empty();) {
+        const auto n = std::min<uint64_t>(zeros.size(), opt_.segment_bytes - off);
+        const auto w = ::pwrite(fd, zeros.data(), n, off);
+        if (w <= 0) err = "wal: cannot pre-zero " + path + ": " + errno_text(errno);
+        else off += uint64_t(w);
+      }
+      if (err.empty() && ::fdatasync(fd) != 0) err = "wal: fdatasync " + path + ": " + errno_text(errno);
+      ::close(fd);
+      if (err.empty() && !fsync_dir(opt_.dir)) err = "wal: fsync of directory " + opt_.dir + " failed";
+    }
+    lk.lock();
+    if (err.empty()) prep_ready_ = idx;
+    else prep_error_ = err;
+    prep_cv_.notify_all();
+  }
+}
+
+bool wal_writer::open_next_segment(std::string* error) {
+  MESOB_ASSERT(!in_flight_ && staged_records_ == 0);
+  const uint64_t idx = segment_index_ + (fd_ >= 0 ? 1 : 0);
+  {
+    std::unique_lock lk(prep_mu_);
+    if (prep_ready_ != idx && !prep_request_) {
+      prep_request_ = idx;
+      prep_cv_.notify_all();
+    }
+    prep_cv_.wait(lk, [&] { return prep_ready_ == idx || !prep_error_.empty(); });
+    if (!prep_error_.empty()) {
+      *error = prep_error_;
+      return false;
+    }
+    prep_ready_.reset();
+    prep_request_ = idx + 1;  // pre-zero the one after, in the background
+    prep_cv_.notify_all();
+  }
+  const auto path = segment_path(opt_.dir, idx);
+  int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) {
+    *error = "wal: cannot open " + path + " with O_DIRECT: " + errno_text(errno);
+    return false;
+  }
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+  segment_index_ = idx;
+  segment_offset_ = 0;
+  // The header block leads the first group written into this segment.
+  segment_header h{};
+  h.magic = segment_magic;
+  h.version = wal_format_version;
+  h.segment_index = idx;
+  h.first_lsn = next_lsn_;
+  h.prev_chain = chain_;
+  h.created_ns = 0;
+  h.header_crc = segment_header_crc(h);
+  uint8_t* b = buf_[open_buf_];
+  std::memset(b, 0, wal_block_bytes);
+  std::memcpy(b, &h, sizeof h);
+  staged_bytes_ = wal_block_bytes;
+  segments_.emplace_back(idx, next_lsn_);
+  return true;
+}
+
+uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestamp,
+                           std::span<const std::span<const uint8_t>> pieces) {
+  MESOB_ASSERT(!failed_);
+  uint64_t payload = 0;
+  for (auto p : pieces) payload += p.size();
+  MESOB_ASSERT(payload <= record_payload_bytes_max());
+  const uint64_t need = staged_bytes_ + record_bytes(payload);
+  const bool fits_group = round_up(need, wal_block_bytes) <= opt_.group_bytes_max;
+  const bool fits_segment = segment_offset_ + round_up(need, wal_block_bytes) <= opt_.segment_bytes;
+  if (!fits_group && staged_records_ > 0) return 0;
+  if (!fits_segment) {
+    if (staged_records_ > 0 || in_flight_) return 0;
+    std::string err;
+    if (!open_next_segment(&err)) {
+      failed_ = true;
+      error_ = err;
+      return 0;
+    }
+    return stage(kind, version, timestamp, pieces);
+  }
+  uint8_t* at = buf_[open_buf_] + staged_bytes_;
+  record_header h{};
+  h.magic = record_magic;
+  h.payload_bytes = uint32_t(payload);
+  h.lsn = next_lsn_;
+  h.group_first_lsn = staged_records_ == 0 ? next_lsn_ : group_first_lsn_;
+  h.timestamp = timestamp;
+  h.kind = uint16_t(kind);
+  h.version = version;
+  uint8_t* dst = at + sizeof h;
+  uint32_t crc = 0;
+  for (auto p : pieces) {
+    std::memcpy(dst, p.data(), p.size());
+    dst += p.size();
+  }
+  crc = crc32c(at + sizeof h, payload);
+  h.payload_crc = crc;
+  chain_hasher hasher;
+  hasher.update(chain_.data(), chain_.size());
+  hasher.update(reinterpret_cast<const uint8_t*>(&h) + record_chained_bytes_begin,
+                record_chained_bytes_end - record_chained_bytes_begin);
+  hasher.update(at + sizeof h, payload);
+  h.chain = hasher.finish();
+  h.header_crc = record_header_crc(h);
+  std::memcpy(at, &h, sizeof h);
+  chain_ = h.chain;
+  if (staged_records_ == 0) group_first_lsn_ = next_lsn_;
+  group_last_lsn_ = next_lsn_;
+  ++staged_records_;
+  staged_bytes_ = need;
+  return next_lsn_++;
+}
+
+void wal_writer::submit_range(uint64_t offset, uint64_t len) {
+  auto& probes = failure_probes::instance();
+  if (probes.short_write.exchange(false) && len > wal_block_bytes) len = wal_block_bytes;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  MESOB_ASSERT(sqe != nullptr);
+  io_uring_prep_write(sqe, fd_, buf_[flight_buf_] + (offset - flight_offset_), unsigned(len), offset);
+  sqe->flags |= IOSQE_IO_LINK;
+  io_uring_sqe_set_data64(sqe, tag_write);
+  sqe = io_uring_get_sqe(&ring_);
+  MESOB_ASSERT(sqe != nullptr);
+  io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(sqe, tag_fsync);
+  flight_cqes_pending_ = 2;
+  MESOB_ASSERT(io_uring_submit(&ring_) >= 2);
+}
+
+void wal_writer::submit() {
+  MESOB_ASSERT(!in_flight_ && staged_records_ > 0 && !failed_);
+  const uint64_t len = round_up(staged_bytes_, wal_block_bytes);
+  std::memset(buf_[open_buf_] + staged_bytes_, 0, len - staged_bytes_);
+  in_flight_ = true;
+  flight_buf_ = open_buf_;
+  flight_offset_ = segment_offset_;
+  flight_len_ = len;
+  flight_done_ = 0;
+  flight_last_lsn_ = group_last_lsn_;
+  flight_chain_ = chain_;
+  stats_.groups += 1;
+  stats_.records += staged_records_;
+  stats_.bytes += len;
+  open_buf_ ^= 1;
+  segment_offset_ += len;
+  staged_bytes_ = 0;
+  staged_records_ = 0;
+  submit_range(flight_offset_, flight_len_);
+}
+
+void wal_writer::arm_wake() {
+  if (wake_fd_ < 0 || wake_armed_) return;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  MESOB_ASSERT(sqe != nullptr);
+  io_uring_prep_read(sqe, wake_fd_, &wake_buf_, sizeof wake_buf_, 0);
+  io_uring_sqe_set_data64(sqe, tag_wake);
+  wake_armed_ = true;
+  MESOB_ASSERT(io_uring_submit(&ring_) >= 1);
+}
+
+wal_writer::wait_status wal_writer::wait(int timeout_ms) {
+  arm_wake();
+  for (;;) {
+    io_uring_cqe* cqe = nullptr;
+    int rc;
+    if (timeout_ms < 0) {
+      rc = io_uring_wait_cqe(&ring_, &cqe);
+    } else {
+      __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
+      rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+    }
+    if (rc == -ETIME) return wait_status::timed_out;
+    if (rc == -EINTR) continue;
+    MESOB_ASSERT_MSG(rc == 0, "io_uring_wait_cqe failed");
+    const uint64_t tag = io_uring_cqe_get_data64(cqe);
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    auto& probes = failure_probes::instance();
+    if (tag == tag_wake) {
+      wake_armed_ = false;
+      return wait_status::woken;
+    }
+    if (tag == tag_write) {
+      int injected = probes.write_errno.exchange(0);
+      flight_write_res_ = injected ? -injected : res;
+    } else if (tag == tag_fsync) {
+      int injected = probes.fsync_errno.exchange(0);
+      flight_fsync_res_ = injected ? -injected : res;
+    }
+    if (--flight_cqes_pending_ > 0) continue;
+    // Both completions of the write+fsync pair are in.
+    if (flight_write_res_ < 0) {
+      failed_ = true;
+      error_ = "wal: write to " + segment_path(opt_.dir, segment_index_) + " failed: " +
+               errno_text(-flight_write_res_);
+      in_flight_ = false;
+      return wait_status::failed;
+    }
+    flight_done_ += uint64_t(flight_write_res_);
+    if (flight_done_ < flight_len_) {  // short write: the linked fsync was cancelled
+      const uint64_t done_aligned = flight_done_ / wal_block_bytes * wal_block_bytes;
+      flight_done_ = done_aligned;
+      submit_range(flight_offset_ + done_aligned, flight_len_ - done_aligned);
+      continue;
+    }
+    if (flight_fsync_res_ < 0) {
+      failed_ = true;
+      error_ = "wal: fdatasync of " + segment_path(opt_.dir, segment_index_) + " failed: " +
+               errno_text(-flight_fsync_res_);
+      in_flight_ = false;
+      return wait_status::failed;
+    }
+    in_flight_ = false;
+    durable_lsn_ = flight_last_lsn_;
+    durable_chain_ = flight_chain_;
+    return wait_status::committed;
+  }
+}
+
+bool wal_writer::drain() {
+  while (in_flight_) {
+    auto s = wait(-1);
+    if (s == wait_status::failed) return false;
+  }
+  // A wake read may still be armed; cancel it so the ring can be torn down cleanly.
+  if (wake_armed_) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_cancel64(sqe, tag_wake, 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_submit(&ring_);
+    wake_armed_ = false;
+  }
+  return !failed_;
+}
+
+void wal_writer::drop_segments_before(uint64_t lsn) {
+  // Segment i holds lsns [first_i, first_{i+1}); it can go when first_{i+1} <= lsn.
+  while (segments_.size() >= 2 && segments_[1].second <= lsn &&
+         segments_[0].first != segment_index_) {
+    ::unlink(segment_path(opt_.dir, segments_[0].first).c_str());
+    segments_.erase(segments_.begin());
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// scan_wal
+
+namespace {
+
+struct file_buf {
+  std::vector<uint8_t> data;
+  bool load(const std::string& path, std::string* error) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      *error = "wal: cannot open " + path + ": " + errno_text(errno);
+      return false;
+    }
+    struct stat st {};
+    ::fstat(fd, &st);
+    data.resize(size_t(st.st_size));
+    size_t off = 0;
+    while (off < data.size()) {
+      auto n = ::pread(fd, data.data() + off, data.size() - off, off_t(off));
+      if (n <= 0) {
+        *error = "wal: cannot read " + path + ": " + errno_text(errno);
+        ::close(fd);
+        return false;
+      }
+      off += size_t(n);
+    }
+    ::close(fd);
+    return true;
+  }
+};
+
+bool all_zero(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (p[i]) return false;
+  return true;
+}
+
+// Does a record of a later group (group_first_lsn > expected) start at any block
+// boundary at or after `from`? If so, the damage at `from` is not a torn tail.
+bool later_group_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t expected_lsn) {
+  for (uint64_t b = round_up(from, wal_block_bytes); b + sizeof(record_header) <= d.size();
+       b += wal_block_bytes) {
+    record_header h;
+    std::memcpy(&h, d.data() + b, sizeof h);
+    if (h.magic != record_magic || record_header_crc(h) != h.header_crc) continue;
+    if (h.group_first_lsn > expected_lsn) return true;
+  }
+  return false;
+}
+
+std::string hex_offset(uint64_t off) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%llu", static_cast<unsigned long long>(off));
+  return s;
+}
+
+bool zero_range(const std::string& path, uint64_t from, uint64_t to, std::string* error) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *error = "wal: cannot open " + path + " to cut its torn tail: " + errno_text(errno);
+    return false;
+  }
+  std::vector<uint8_t> zeros(1 << 20, 0);
+  for (uint64_t off = from; off < to;) {
+    const auto n = std::min<uint64_t>(zeros.size(), to - off);
+    if (::pwrite(fd, zeros.data(), n, off_t(off)) != ssize_t(n)) {
+      *error = "wal: cannot cut torn tail of " + path + ": " + errno_text(errno);
+      ::close(fd);
+      return false;
+    }
+    off += n;
+  }
+  bool ok = ::fdatasync(fd) == 0;
+  ::close(fd);
+  if (!ok) *error = "wal: fdatasync of " + path + " failed while cutting its tail";
+  return ok;
+}
+
+}  // namespace
+
+bool scan_wal(const wal_scan_options& opt,
+              const std::function<bool(const wal_record_view&)>& on_record,
+              wal_scan_result* result, std::string* error) {
+  auto segs = list_segments(opt.dir);
+  // Trailing segments whose header block is all zeros were pre-zeroed but never used.
+  while (!segs.empty()) {
+    file_buf f;
+    if (!f.load(segs.back().second, error)) return false;
+    if (f.data.size() >= wal_block_bytes && !all_zero(f.data.data(), wal_block_bytes)) break;
+    if (opt.repair_tail) ::unlink(segs.back().second.c_str());
+    segs.pop_back();
+  }
+  wal_scan_result r;
+  uint64_t expected = 0;  // 0: take the first segment's first_lsn
+  chain_hash chain{};
+  uint64_t last_index = 0;
+  for (size_t si = 0; si < segs.size(); ++si) {
+    const auto& [index, path] = segs[si];
+    const bool last = si + 1 == segs.size();
+    file_buf f;
+    if (!f.load(path, error)) return false;
+    const auto& d = f.data;
+    r.segments += 1;
+    last_index = index;
+    segment_header sh{};
+    bool header_ok = d.size() >= wal_block_bytes;
+    if (header_ok) {
+      std::memcpy(&sh, d.data(), sizeof sh);
+      header_ok = sh.magic == segment_magic && segment_header_crc(sh) == sh.header_crc;
+    }
+    if (header_ok && sh.version != wal_format_version) {
+      *error = "wal: " + path + " has format version " + std::to_string(sh.version) +
+               ", this build reads version " + std::to_string(wal_format_version);
+      return false;
+    }
+    if (!header_ok) {
+      if (last && !later_group_follows(d, wal_block_bytes, expected)) {
+        r.torn_tail = path + " offset 0: segment header incomplete (torn)";
+        if (opt.repair_tail) ::unlink(path.c_str());
+        r.segments -= 1;
+        last_index = index;
+        break;
+      }
+      *error = "wal: " + path + " offset 0: bad segment header (checksum or magic)";
+      return false;
+    }
+    if (sh.segment_index != index) {
+      *error = "wal: " + path + " offset 0: header names segment " +
+               std::to_string(sh.segment_index);
+      return false;
+    }
+    if (expected == 0) {
+      expected = sh.first_lsn;
+      chain = sh.prev_chain;
+    } else if (sh.first_lsn != expected || sh.prev_chain != chain) {
+      *error = "wal: " + path + " offset 0: segment starts at lsn " +
+               std::to_string(sh.first_lsn) + " but the log continues at lsn " +
+               std::to_string(expected) + (sh.prev_chain != chain ? " (hash chain broken)" : "");
+      return false;
+    }
+    uint64_t pos = wal_block_bytes;
+    std::string damage;
+    while (pos + sizeof(record_header) <= d.size()) {
+      record_header h;
+      std::memcpy(&h, d.data() + pos, sizeof h);
+      if (h.magic == 0) {
+        if (pos % wal_block_bytes == 0) break;  // end of this segment's data
+        pos = round_up(pos, wal_block_bytes);   // group padding
+        continue;
+      }
+      if (h.magic != record_magic || record_header_crc(h) != h.header_crc) {
+        damage = "record header checksum mismatch";
+        break;
+      }
+      if (h.lsn != expected) {
+        damage = "record lsn " + std::to_string(h.lsn) + " where " + std::to_string(expected) +
+                 " was expected";
+        break;
+      }
+      if (pos + sizeof h + h.payload_bytes > d.size()) {
+        damage = "record runs past the end of the segment";
+        break;
+      }
+      const uint8_t* payload = d.data() + pos + sizeof h;
+      if (crc32c(payload, h.payload_bytes) != h.payload_crc) {
+        damage = "payload checksum mismatch";
+        break;
+      }
+      chain_hasher hasher;
+      hasher.update(chain.data(), chain.size());
+      hasher.update(reinterpret_cast<const uint8_t*>(&h) + record_chained_bytes_begin,
+                    record_chained_bytes_end - record_chained_bytes_begin);
+      hasher.update(payload, h.payload_bytes);
+      if (hasher.finish() != h.chain) {
+        *error = "wal: " + path + " offset " + hex_offset(pos) + ": hash chain broken at lsn " +
+                 std::to_string(h.lsn) + " (record altered)";
+        return false;
+      }
+      wal_record_view v{&h, {payload, h.payload_bytes}, path.c_str(), pos};
+      if (!on_record(v)) {
+        *error = "wal: replay stopped at " + path + " offset " + hex_offset(pos);
+        return false;
+      }
+      chain = h.chain;
+      ++expected;
+      ++r.records;
+      pos += sizeof h + h.payload_bytes;
+    }
+    if (!damage.empty()) {
+      if (!last || later_group_follows(d, pos + 1, expected)) {
+        *error = "wal: " + path + " offset " + hex_offset(pos) + ": " + damage +
+                 (last ? " (later records follow: corruption, not a torn tail)" : "");
+        return false;
+      }
+      r.torn_tail = path + " offset " + hex_offset(pos) + ": " + damage + "; cut there";
+      if (opt.repair_tail && !zero_range(path, pos, d.size(), error)) return false;
+    } else if (last && later_group_follows(d, pos + 1, expected)) {
+      *error = "wal: " + path + " offset " + hex_offset(pos) +
+               ": data ends but later records follow (corruption)";
+      return false;
+    }
+  }
+  r.end.next_lsn = expected == 0 ? 1 : expected;
+  r.end.chain = chain;
+  r.end.next_segment_index = segs.empty() && r.segments == 0 ? 0 : last_index + 1;
+  if (result) *result = r;
+  return true;
+}
+
+}  // namespace mesob::storage

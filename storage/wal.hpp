@@ -1,0 +1,191 @@
+// mesob::storage write-ahead log: writer and reader.
+//
+// wal_writer — owned by one thread (the engine's sequencer). It stages records into
+// a group buffer and commits the group with io_uring: one aligned O_DIRECT write
+// linked to one fdatasync. At most one group is in flight; the next one is staged
+// meanwhile (double buffering), which is what makes group commit pay. A record is
+// durable once the wait() that reports its group's completion returns; nothing may be
+// acknowledged before. A helper thread pre-zeroes the next segment ahead of need.
+//
+// scan_wal — reads a log directory from the start, verifying every segment header,
+// record checksum, lsn continuity and the hash chain, and hands each record to a
+// callback. A torn tail (an unfinished last group) is cut and reported; damage before
+// the tail is an error naming the file and offset.
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/wal_format.hpp"
+
+namespace mesob::storage {
+
+struct wal_options {
+  std::string dir;
+  uint64_t segment_bytes = 64ull << 20;
+  uint64_t group_bytes_max = 8ull << 20;  // largest group committed by one write
+};
+
+// Where the log continues after recovery.
+struct wal_position {
+  uint64_t next_lsn = 1;
+  chain_hash chain{};               // chain hash of record next_lsn - 1
+  uint64_t next_segment_index = 0;  // new appends start a fresh segment
+};
+
+struct wal_error {
+  std::string message;
+};
+
+class wal_writer {
+ public:
+  enum class wait_status { committed, failed, woken, timed_out };
+
+  // Opens the writer; appends go to a new segment `pos.next_segment_index`.
+  // `wake_fd`, if >= 0, is an eventfd whose readability wakes wait().
+  static std::unique_ptr<wal_writer> open(const wal_options& opt, const wal_position& pos,
+                                          int wake_fd, std::string* error);
+  ~wal_writer();
+  wal_writer(const wal_writer&) = delete;
+  wal_writer& operator=(const wal_writer&) = delete;
+
+  // Bytes a record with this payload takes in a group.
+  [[nodiscard]] static uint64_t record_bytes(uint64_t payload_bytes);
+  [[nodiscard]] uint64_t record_payload_bytes_max() const;
+
+  // Stages a record into the open group; the payload is the concatenation of
+  // `pieces`. Returns its lsn, or 0 if the open group has no room (submit first).
+  uint64_t stage(record_kind kind, uint16_t version, uint64_t timestamp,
+                 std::span<const std::span<const uint8_t>> pieces);
+  [[nodiscard]] bool group_empty() const { return staged_records_ == 0; }
+  [[nodiscard]] bool in_flight() const { return in_flight_; }
+  [[nodiscard]] uint64_t last_staged_lsn() const { return next_lsn_ - 1; }
+  [[nodiscard]] uint64_t durable_lsn() const { return durable_lsn_; }
+  [[nodiscard]] const chain_hash& durable_chain() const { return durable_chain_; }
+
+  // Starts committing the open group. Requires !in_flight() and !group_empty().
+  void submit();
+  // Waits for the in-flight group, the wake fd, or the timeout (-1: forever).
+  // After `committed`, durable_lsn() covers the group. After `failed`, error() says
+  // why and the writer accepts nothing more: the log's tail is no longer trusted.
+  wait_status wait(int timeout_ms);
+  [[nodiscard]] const std::string& error() const { return error_; }
+  [[nodiscard]] bool failed() const { return failed_; }
+  // Waits for any in-flight group (used at shutdown).
+  bool drain();
+
+  // Segments wholly before `lsn` (every record < lsn) are deleted.
+  void drop_segments_before(uint64_t lsn);
+
+  struct stats {
+    uint64_t groups = 0;
+    uint64_t records = 0;
+    uint64_t bytes = 0;
+  };
+  [[nodiscard]] stats counters() const { return stats_; }
+
+ private:
+  wal_writer() = default;
+  bool open_next_segment(std::string* error);
+  void arm_wake();
+  void submit_range(uint64_t offset, uint64_t len);
+  void prepare_loop();
+
+  wal_options opt_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  int wake_fd_ = -1;
+  uint64_t wake_buf_ = 0;
+  bool wake_armed_ = false;
+
+  // current segment
+  int fd_ = -1;
+  uint64_t segment_index_ = 0;
+  uint64_t segment_offset_ = 0;  // where the open group will be written
+  bool segment_fresh_ = false;   // header block not yet written
+  segment_header pending_header_{};
+
+  // group buffers (double buffered)
+  uint8_t* buf_[2] = {nullptr, nullptr};
+  int open_buf_ = 0;
+  uint64_t staged_bytes_ = 0;
+  uint64_t staged_records_ = 0;
+  uint64_t group_first_lsn_ = 0;
+  uint64_t group_last_lsn_ = 0;
+
+  // in-flight group
+  bool in_flight_ = false;
+  uint64_t flight_offset_ = 0;
+  uint64_t flight_len_ = 0;
+  uint64_t flight_done_ = 0;
+  uint64_t flight_last_lsn_ = 0;
+  chain_hash flight_chain_{};
+  chain_hash durable_chain_{};
+  int flight_buf_ = 0;
+  int flight_cqes_pending_ = 0;
+  int flight_write_res_ = 0;
+  int flight_fsync_res_ = 0;
+
+  uint64_t next_lsn_ = 1;
+  uint64_t durable_lsn_ = 0;
+  chain_hash chain_{};
+  bool failed_ = false;
+  std::string error_;
+  stats stats_;
+
+  // segment preparer
+  std::thread preparer_;
+  std::mutex prep_mu_;
+  std::condition_variable prep_cv_;
+  std::optional<uint64_t> prep_request_;  // index to prepare
+  std::optional<uint64_t> prep_ready_;    // index prepared
+  std::string prep_error_;
+  bool prep_stop_ = false;
+  std::vector<std::pair<uint64_t, uint64_t>> segments_;  // (index, first_lsn) of live segments
+};
+
+// ---------------------------------------------------------------------------------
+// Reading
+
+struct wal_record_view {
+  const record_header* header;
+  std::span<const uint8_t> payload;
+  const char* file;  // segment path, for messages
+  uint64_t offset;   // of the record header in that file
+};
+
+struct wal_scan_options {
+  std::string dir;
+  uint64_t segment_bytes = 64ull << 20;
+  bool repair_tail = true;  // cut a torn tail on disk (zero it, drop empty segments)
+};
+
+struct wal_scan_result {
+  wal_position end;           // where appends continue
+  uint64_t records = 0;
+  uint64_t segments = 0;
+  std::string torn_tail;      // empty, or what was cut (file, offset, why)
+};
+
+// Calls `on_record` for every valid record in lsn order. Returns false with `error`
+// set when the log is damaged before its tail or the callback returns false.
+bool scan_wal(const wal_scan_options& opt,
+              const std::function<bool(const wal_record_view&)>& on_record,
+              wal_scan_result* result, std::string* error);
+
+// Segment files in the directory, sorted by index.
+std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir);
+std::string segment_path(const std::string& dir, uint64_t index);
+
+}  // namespace mesob::storage

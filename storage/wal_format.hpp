@@ -1,0 +1,60 @@
+// The write-ahead log's on-disk format (format version 1). See storage/README.md.
+//
+// A log is a directory of segment files `wal-<index:016x>.log`, each exactly
+// `segment_bytes` long, pre-zeroed before use. Block 0 (4 KiB) holds a segment_header.
+// Records follow from offset 4096. The writer appends records in groups; every group
+// starts on a 4 KiB boundary and is followed by zero bytes up to the next boundary,
+// so each group is one aligned O_DIRECT write linked to one fdatasync.
+//
+// Caveats:
+// - A zero `magic` at a 4 KiB boundary means "no more data in this segment".
+// - A zero `magic` inside a block means "padding: continue at the next boundary".
+// - All integers are little-endian.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "storage/checksum.hpp"
+
+namespace mesob::storage {
+
+constexpr uint64_t segment_magic = 0x314c4157424f5345ull;  // "ESOBWAL1"
+constexpr uint32_t record_magic = 0x4345524dU;             // "MREC"
+constexpr uint32_t wal_format_version = 1;
+constexpr size_t wal_block_bytes = 4096;
+
+struct segment_header {
+  uint64_t magic;           // segment_magic
+  uint32_t version;         // wal_format_version
+  uint32_t header_crc;      // crc32c of this struct with header_crc = 0
+  uint64_t segment_index;   // equals the index in the file name
+  uint64_t first_lsn;       // lsn of the first record in this segment
+  chain_hash prev_chain;    // chain hash of the record before first_lsn (zeros at lsn 1)
+  uint64_t created_ns;      // engine clock when the segment was opened
+  uint64_t reserved[3];     // zero
+};
+static_assert(sizeof(segment_header) == 96);
+
+enum class record_kind : uint16_t {
+  batch = 1,  // one engine batch (payload defined by mesob::engine)
+};
+
+struct record_header {
+  uint32_t magic;            // record_magic
+  uint32_t header_crc;       // crc32c of bytes [8, sizeof(record_header))
+  uint32_t payload_crc;      // crc32c of the payload
+  uint32_t payload_bytes;    // length of the payload that follows this header
+  uint64_t lsn;              // log sequence number, 1, 2, 3, ... without gaps
+  uint64_t group_first_lsn;  // lsn of the first record of the group it was committed in
+  uint64_t timestamp;        // engine clock (ns) of the record
+  uint16_t kind;             // record_kind
+  uint16_t version;          // payload format version
+  uint32_t reserved;         // zero
+  chain_hash chain;          // SHA-256(prev chain || bytes [8, 48) of this header || payload)
+};
+static_assert(sizeof(record_header) == 80);
+constexpr size_t record_chained_bytes_begin = 8;
+constexpr size_t record_chained_bytes_end = 48;
+
+}  // namespace mesob::storage

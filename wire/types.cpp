@@ -1,0 +1,85 @@
+#include "wire/types.hpp"
+
+#include <bit>
+
+namespace mesob::wire {
+
+static_assert(std::endian::native == std::endian::little,
+              "Mesob's log and wire formats are little-endian");
+
+bool currency_valid(currency_code c) {
+  for (int i = 0; i < 3; ++i) {
+    const auto ch = char((c >> (8 * i)) & 0xff);
+    if (ch < 'A' || ch > 'Z') return false;
+  }
+  return (c >> 24) == 0;
+}
+
+std::string currency_name(currency_code c) {
+  if (!currency_valid(c)) return "?";
+  return {char(c & 0xff), char((c >> 8) & 0xff), char((c >> 16) & 0xff)};
+}
+
+std::string_view result_name(result r) {
+  switch (r) {
+#define MESOB_RESULT(x) \
+  case result::x:       \
+    return #x;
+    MESOB_RESULT(ok)
+    MESOB_RESULT(linked_event_failed)
+    MESOB_RESULT(linked_event_chain_open)
+    MESOB_RESULT(id_must_not_be_zero)
+    MESOB_RESULT(timestamp_must_be_zero)
+    MESOB_RESULT(reserved_field)
+    MESOB_RESULT(flags_invalid)
+    MESOB_RESULT(flags_are_mutually_exclusive)
+    MESOB_RESULT(currency_invalid)
+    MESOB_RESULT(kind_invalid)
+    MESOB_RESULT(status_invalid)
+    MESOB_RESULT(balances_must_be_zero)
+    MESOB_RESULT(debit_account_id_must_not_be_zero)
+    MESOB_RESULT(credit_account_id_must_not_be_zero)
+    MESOB_RESULT(accounts_must_be_different)
+    MESOB_RESULT(amount_must_not_be_zero)
+    MESOB_RESULT(amount_must_be_zero)
+    MESOB_RESULT(id_duplicated_in_batch)
+    MESOB_RESULT(pending_id_must_be_zero)
+    MESOB_RESULT(pending_id_must_not_be_zero)
+    MESOB_RESULT(pending_id_must_be_different)
+    MESOB_RESULT(timeout_reserved_for_pending_transfer)
+    MESOB_RESULT(exists_with_different_fields)
+    MESOB_RESULT(account_not_found)
+    MESOB_RESULT(debit_account_not_found)
+    MESOB_RESULT(credit_account_not_found)
+    MESOB_RESULT(transfer_currency_mismatch)
+    MESOB_RESULT(debit_account_frozen)
+    MESOB_RESULT(credit_account_frozen)
+    MESOB_RESULT(debit_account_closed)
+    MESOB_RESULT(credit_account_closed)
+    MESOB_RESULT(account_closed)
+    MESOB_RESULT(account_has_balance)
+    MESOB_RESULT(exceeds_credits)
+    MESOB_RESULT(exceeds_debits)
+    MESOB_RESULT(overflows_debits_pending)
+    MESOB_RESULT(overflows_credits_pending)
+    MESOB_RESULT(overflows_debits_posted)
+    MESOB_RESULT(overflows_credits_posted)
+    MESOB_RESULT(overflows_debits)
+    MESOB_RESULT(overflows_credits)
+    MESOB_RESULT(overflows_timeout)
+    MESOB_RESULT(pending_transfer_not_found)
+    MESOB_RESULT(pending_transfer_not_pending)
+    MESOB_RESULT(pending_transfer_has_different_debit_account)
+    MESOB_RESULT(pending_transfer_has_different_credit_account)
+    MESOB_RESULT(pending_transfer_has_different_currency)
+    MESOB_RESULT(exceeds_pending_transfer_amount)
+    MESOB_RESULT(pending_transfer_already_posted)
+    MESOB_RESULT(pending_transfer_already_voided)
+    MESOB_RESULT(pending_transfer_expired)
+    MESOB_RESULT(transfer_not_found)
+#undef MESOB_RESULT
+  }
+  return "unknown_result";
+}
+
+}  // namespace mesob::wire

@@ -1,0 +1,174 @@
+// mesob::wire — the fixed-width encodings of Mesob's operations and results.
+//
+// These structs are the engine's vocabulary: the embedded API takes them, the
+// write-ahead log stores them byte for byte, and the network protocol (flatbuffers,
+// see wire/README.md) maps onto them field for field. Every struct is trivially
+// copyable, has a fixed size asserted below, and uses little-endian integers (the
+// only byte order Mesob runs on; asserted in wire/types.cpp). Money is an unsigned
+// 64-bit count of minor units; there is no floating point anywhere.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace mesob::wire {
+
+// A 128-bit client-chosen id. Zero is never valid.
+struct id128 {
+  uint64_t lo = 0;
+  uint64_t hi = 0;
+  [[nodiscard]] bool zero() const { return lo == 0 && hi == 0; }
+  friend bool operator==(const id128&, const id128&) = default;
+};
+static_assert(sizeof(id128) == 16);
+
+// ISO 4217 alphabetic code packed into 32 bits: 'E' | 'T' << 8 | 'B' << 16.
+using currency_code = uint32_t;
+[[nodiscard]] constexpr currency_code currency(const char (&code)[4]) {
+  return uint32_t(uint8_t(code[0])) | uint32_t(uint8_t(code[1])) << 8 |
+         uint32_t(uint8_t(code[2])) << 16;
+}
+[[nodiscard]] bool currency_valid(currency_code c);
+[[nodiscard]] std::string currency_name(currency_code c);
+
+enum class account_kind : uint16_t {
+  customer_wallet = 1,
+  group_escrow = 2,
+  gateway_settlement = 3,
+  fee = 4,
+  system = 5,
+};
+constexpr uint16_t account_kind_max = 5;
+
+enum class account_status : uint16_t { open = 1, frozen = 2, closed = 3 };
+constexpr uint16_t account_status_max = 3;
+
+namespace account_flags {
+constexpr uint16_t debits_must_not_exceed_credits = 1u << 0;
+constexpr uint16_t credits_must_not_exceed_debits = 1u << 1;
+constexpr uint16_t all = 0x3;
+}  // namespace account_flags
+
+// An account as created and as looked up. On create, the balance fields, status
+// and timestamp must be zero (status zero means open); the engine fills them.
+struct account {
+  uint64_t id = 0;
+  uint64_t owner_id = 0;
+  uint64_t user_data = 0;
+  uint64_t debits_pending = 0;
+  uint64_t debits_posted = 0;
+  uint64_t credits_pending = 0;
+  uint64_t credits_posted = 0;
+  uint64_t timestamp = 0;  // engine time of creation, ns
+  currency_code currency = 0;
+  account_kind kind = account_kind::customer_wallet;
+  uint16_t flags = 0;
+  account_status status = account_status::open;
+  uint16_t reserved = 0;
+  uint32_t reserved2 = 0;
+};
+static_assert(sizeof(account) == 80);
+static_assert(std::is_trivially_copyable_v<account>);
+
+namespace transfer_flags {
+constexpr uint16_t linked = 1u << 0;        // this and the next succeed or fail together
+constexpr uint16_t pending = 1u << 1;       // first phase: reserve, post or void later
+constexpr uint16_t post_pending = 1u << 2;  // second phase: post (all or part of) pending_id
+constexpr uint16_t void_pending = 1u << 3;  // second phase: release pending_id
+constexpr uint16_t all = 0xf;
+}  // namespace transfer_flags
+
+struct transfer {
+  id128 id;
+  id128 pending_id;            // post/void: the pending transfer; otherwise zero
+  uint64_t debit_account_id = 0;
+  uint64_t credit_account_id = 0;
+  uint64_t amount = 0;         // post: 0 posts the full pending amount
+  uint64_t user_data = 0;
+  uint64_t timestamp = 0;      // set by the engine; must be zero on create
+  currency_code currency = 0;
+  uint32_t timeout_s = 0;      // pending only: expiry after this many seconds (0: never)
+  uint16_t code = 0;           // the client's reason code, opaque to the engine
+  uint16_t flags = 0;
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(transfer) == 88);
+static_assert(std::is_trivially_copyable_v<transfer>);
+
+// Status changes: freeze, unfreeze (to open) and close.
+struct account_status_change {
+  uint64_t account_id = 0;
+  account_status status = account_status::open;
+  uint16_t reserved = 0;
+  uint32_t reserved2 = 0;
+};
+static_assert(sizeof(account_status_change) == 16);
+
+// One result per operation, in batch order.
+enum class result : uint32_t {
+  ok = 0,
+  // batch and chain
+  linked_event_failed = 1,
+  linked_event_chain_open = 2,
+  // static field checks
+  id_must_not_be_zero = 10,
+  timestamp_must_be_zero = 11,
+  reserved_field = 12,
+  flags_invalid = 13,
+  flags_are_mutually_exclusive = 14,
+  currency_invalid = 15,
+  kind_invalid = 16,
+  status_invalid = 17,
+  balances_must_be_zero = 18,
+  debit_account_id_must_not_be_zero = 19,
+  credit_account_id_must_not_be_zero = 20,
+  accounts_must_be_different = 21,
+  amount_must_not_be_zero = 22,
+  amount_must_be_zero = 27,
+  id_duplicated_in_batch = 28,
+  pending_id_must_be_zero = 23,
+  pending_id_must_not_be_zero = 24,
+  pending_id_must_be_different = 25,
+  timeout_reserved_for_pending_transfer = 26,
+  // existence and idempotency
+  exists_with_different_fields = 30,
+  account_not_found = 31,
+  debit_account_not_found = 32,
+  credit_account_not_found = 33,
+  transfer_currency_mismatch = 34,
+  // account state
+  debit_account_frozen = 40,
+  credit_account_frozen = 41,
+  debit_account_closed = 42,
+  credit_account_closed = 43,
+  account_closed = 44,
+  account_has_balance = 45,
+  // balances
+  exceeds_credits = 50,
+  exceeds_debits = 51,
+  overflows_debits_pending = 52,
+  overflows_credits_pending = 53,
+  overflows_debits_posted = 54,
+  overflows_credits_posted = 55,
+  overflows_debits = 56,
+  overflows_credits = 57,
+  overflows_timeout = 58,
+  // two-phase
+  pending_transfer_not_found = 60,
+  pending_transfer_not_pending = 61,
+  pending_transfer_has_different_debit_account = 62,
+  pending_transfer_has_different_credit_account = 63,
+  pending_transfer_has_different_currency = 64,
+  exceeds_pending_transfer_amount = 65,
+  pending_transfer_already_posted = 66,
+  pending_transfer_already_voided = 67,
+  pending_transfer_expired = 68,
+  // look-ups
+  transfer_not_found = 70,
+};
+[[nodiscard]] std::string_view result_name(result r);
+
+}  // namespace mesob::wire
