@@ -278,13 +278,14 @@ class engine_impl {
           mask |= 1u << r.debit_shard | 1u << r.credit_shard | (r.has_ref ? 1u << r.ref_shard : 0);
       }
       const bool sync = __builtin_popcount(mask) > 1;
+      const bool open_chain = b.transfers[last].flags & wire::transfer_flags::linked;
       bool failed = false;
       for (uint32_t o = i; o <= last; ++o) {
         op_route& r = b.routes[o];
         r.chain_mask = mask;
         if (sync && r.kind != route_kind::static_failed) r.slot = slots++;
         // A chain no shard takes part in is decided here: its first failure stands.
-        if (mask == 0 && last > i) {
+        if (mask == 0 && last > i && !open_chain) {
           if (failed) b.results[o] = result::linked_event_failed;
           failed = failed || b.results[o] != result::ok;
         }

@@ -451,17 +451,21 @@ bool all_zero(const uint8_t* p, size_t n) {
   return true;
 }
 
-// Does a record of a later group (group_first_lsn > expected) start at any block
-// boundary at or after `from`? If so, the damage at `from` is not a torn tail.
-bool later_group_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t expected_lsn) {
+// What lies after the point `from` where a segment's valid records end: nothing, only
+// records of the same (unfinished) group, or a record of a later group — and a later
+// group can only exist if the earlier one was complete, so then the damage is corruption.
+enum class after_end { nothing, same_group, later_group };
+after_end what_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t expected_lsn) {
+  after_end seen = after_end::nothing;
   for (uint64_t b = round_up(from, wal_block_bytes); b + sizeof(record_header) <= d.size();
        b += wal_block_bytes) {
     record_header h;
     std::memcpy(&h, d.data() + b, sizeof h);
     if (h.magic != record_magic || record_header_crc(h) != h.header_crc) continue;
-    if (h.group_first_lsn > expected_lsn) return true;
+    if (h.group_first_lsn > expected_lsn) return after_end::later_group;
+    seen = after_end::same_group;
   }
-  return false;
+  return seen;
 }
 
 std::string hex_offset(uint64_t off) {
@@ -530,7 +534,7 @@ bool scan_wal(const wal_scan_options& opt,
       return false;
     }
     if (!header_ok) {
-      if (last && !later_group_follows(d, wal_block_bytes, expected)) {
+      if (last && what_follows(d, wal_block_bytes, expected) != after_end::later_group) {
         r.torn_tail = path + " offset 0: segment header incomplete (torn)";
         if (opt.repair_tail) ::unlink(path.c_str());
         r.segments -= 1;
@@ -602,18 +606,22 @@ bool scan_wal(const wal_scan_options& opt,
       ++r.records;
       pos += sizeof h + h.payload_bytes;
     }
-    if (!damage.empty()) {
-      if (!last || later_group_follows(d, pos + 1, expected)) {
-        *error = "wal: " + path + " offset " + hex_offset(pos) + ": " + damage +
-                 (last ? " (later records follow: corruption, not a torn tail)" : "");
-        return false;
-      }
-      r.torn_tail = path + " offset " + hex_offset(pos) + ": " + damage + "; cut there";
-      if (opt.repair_tail && !zero_range(path, pos, d.size(), error)) return false;
-    } else if (last && later_group_follows(d, pos + 1, expected)) {
+    const after_end follows = last ? what_follows(d, pos + 1, expected) : after_end::nothing;
+    if (!damage.empty() && (!last || follows == after_end::later_group)) {
+      *error = "wal: " + path + " offset " + hex_offset(pos) + ": " + damage +
+               (last ? " (later records follow: corruption, not a torn tail)" : "");
+      return false;
+    }
+    if (damage.empty() && follows == after_end::later_group) {
       *error = "wal: " + path + " offset " + hex_offset(pos) +
                ": data ends but later records follow (corruption)";
       return false;
+    }
+    if (!damage.empty() || follows == after_end::same_group) {
+      // An unfinished last group: never acknowledged, so cut it.
+      if (damage.empty()) damage = "unfinished group (its first block is missing)";
+      r.torn_tail = path + " offset " + hex_offset(pos) + ": " + damage + "; cut there";
+      if (opt.repair_tail && !zero_range(path, pos, d.size(), error)) return false;
     }
   }
   r.end.next_lsn = expected == 0 ? 1 : expected;

@@ -1,0 +1,76 @@
+// An engine on a fresh data directory with a manual clock, for tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <ostream>
+
+#include "engine/engine.hpp"
+#include "support/temp_dir.hpp"
+
+namespace mesob::test {
+
+inline wire::account make_account(uint64_t id, uint16_t flags = 0, const char (&cur)[4] = "ETB") {
+  wire::account a;
+  a.id = id;
+  a.owner_id = id * 10;
+  a.currency = wire::currency(cur);
+  a.kind = wire::account_kind::customer_wallet;
+  a.flags = flags;
+  return a;
+}
+
+inline wire::transfer make_transfer(uint64_t id, uint64_t dr, uint64_t cr, uint64_t amount,
+                                    uint16_t flags = 0, const char (&cur)[4] = "ETB") {
+  wire::transfer t;
+  t.id = {id, 0};
+  t.debit_account_id = dr;
+  t.credit_account_id = cr;
+  t.amount = amount;
+  t.flags = flags;
+  t.currency = wire::currency(cur);
+  return t;
+}
+
+class engine_fixture {
+ public:
+  explicit engine_fixture(uint32_t shards) : shards_(shards) { open(); }
+  ~engine_fixture() { engine_.reset(); }
+
+  void open() {
+    engine::config cfg;
+    cfg.data_dir = dir_.path();
+    cfg.shards = shards_;
+    cfg.pin_shards = false;
+    cfg.checkpoint_interval_ms = 0;
+    cfg.tick_ms = 5;
+    cfg.wal_segment_mib = 16;
+    cfg.accounts_hint = 1024;
+    cfg.clock = [this] { return clock_.load(); };
+    std::string err;
+    engine_ = engine::engine::open(cfg, &err);
+    ASSERT_TRUE(engine_) << err;
+  }
+  void restart() {
+    engine_.reset();
+    open();
+  }
+  void advance_s(uint64_t s) { clock_ += s * 1'000'000'000ull; }
+  void set_clock_ns(uint64_t ns) { clock_ = ns; }
+  engine::engine& e() { return *engine_; }
+  const std::string& dir() const { return dir_.path(); }
+
+ private:
+  temp_dir dir_;
+  uint32_t shards_;
+  std::atomic<uint64_t> clock_{1'700'000'000'000'000'000ull};
+  std::unique_ptr<engine::engine> engine_;
+};
+
+}  // namespace mesob::test
+
+namespace mesob::wire {
+inline std::ostream& operator<<(std::ostream& os, result r) { return os << result_name(r); }
+}  // namespace mesob::wire

@@ -1,0 +1,399 @@
+// The ledger's rules through the embedded engine, on 1 and 2 shards: every rejection
+// code, chains, two-phase transfers, expiry, idempotency, look-ups and restarts.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "engine/limits.hpp"
+#include "support/engine_fixture.hpp"
+
+#include <cstring>
+
+using namespace mesob;
+using namespace mesob::test;
+using wire::result;
+namespace tf = wire::transfer_flags;
+namespace af = wire::account_flags;
+
+class ledger : public ::testing::TestWithParam<uint32_t> {
+ protected:
+  ledger() : f_(GetParam()) {}
+  engine::engine& e() { return f_.e(); }
+
+  // Accounts 1..4 in ETB (1 must not overdraw), 5 in USD, 6 must not exceed debits.
+  void seed_accounts() {
+    auto r = e().create_accounts({make_account(1, af::debits_must_not_exceed_credits),
+                                  make_account(2), make_account(3), make_account(4),
+                                  make_account(5, 0, "USD"),
+                                  make_account(6, af::credits_must_not_exceed_debits)});
+    ASSERT_EQ(r.st, engine::status::ok);
+    for (auto x : r.results) ASSERT_EQ(x, result::ok);
+  }
+  result one(const wire::transfer& t) {
+    auto r = e().create_transfers({t});
+    EXPECT_EQ(r.st, engine::status::ok);
+    return r.results.at(0);
+  }
+  wire::account acct(uint64_t id) {
+    auto r = e().lookup_accounts({id});
+    EXPECT_EQ(r.results.at(0), result::ok);
+    return r.accounts.at(0);
+  }
+  // Funds account 1 from account 2 (which may go negative).
+  void fund(uint64_t id, uint64_t amount, uint64_t tid) {
+    ASSERT_EQ(one(make_transfer(tid, 2, id, amount)), result::ok);
+  }
+
+  engine_fixture f_;
+};
+
+INSTANTIATE_TEST_SUITE_P(shards, ledger, ::testing::Values(1u, 2u));
+
+TEST_P(ledger, account_field_checks) {
+  auto bad = [&](wire::account a) {
+    auto r = e().create_accounts({a});
+    return r.results.at(0);
+  };
+  auto a = make_account(10);
+  a.timestamp = 1;
+  EXPECT_EQ(bad(a), result::timestamp_must_be_zero);
+  EXPECT_EQ(bad(make_account(0)), result::id_must_not_be_zero);
+  a = make_account(10);
+  a.reserved = 1;
+  EXPECT_EQ(bad(a), result::reserved_field);
+  EXPECT_EQ(bad(make_account(10, 0x80)), result::flags_invalid);
+  EXPECT_EQ(bad(make_account(10, af::all)), result::flags_are_mutually_exclusive);
+  EXPECT_EQ(bad(make_account(10, 0, "et1")), result::currency_invalid);
+  a = make_account(10);
+  a.kind = wire::account_kind(9);
+  EXPECT_EQ(bad(a), result::kind_invalid);
+  a = make_account(10);
+  a.status = wire::account_status::frozen;
+  EXPECT_EQ(bad(a), result::status_invalid);
+  a = make_account(10);
+  a.credits_posted = 5;
+  EXPECT_EQ(bad(a), result::balances_must_be_zero);
+  // None of those created anything.
+  EXPECT_EQ(e().lookup_accounts({10}).results.at(0), result::account_not_found);
+}
+
+TEST_P(ledger, account_idempotency) {
+  auto r = e().create_accounts({make_account(7), make_account(7)});
+  EXPECT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(r.results.at(1), result::id_duplicated_in_batch);
+  EXPECT_EQ(e().create_accounts({make_account(7)}).results.at(0), result::ok);
+  auto changed = make_account(7);
+  changed.user_data = 99;
+  EXPECT_EQ(e().create_accounts({changed}).results.at(0), result::exists_with_different_fields);
+  const auto a = acct(7);
+  EXPECT_EQ(a.user_data, 0u);
+  EXPECT_EQ(a.timestamp, r.timestamp_base);
+  EXPECT_EQ(a.status, wire::account_status::open);
+}
+
+TEST_P(ledger, transfer_field_checks) {
+  seed_accounts();
+  auto t = make_transfer(100, 1, 2, 5);
+  t.timestamp = 3;
+  EXPECT_EQ(one(t), result::timestamp_must_be_zero);
+  EXPECT_EQ(one(make_transfer(0, 1, 2, 5)), result::id_must_not_be_zero);
+  t = make_transfer(100, 1, 2, 5);
+  t.reserved = 1;
+  EXPECT_EQ(one(t), result::reserved_field);
+  EXPECT_EQ(one(make_transfer(100, 1, 2, 5, 0x100)), result::flags_invalid);
+  EXPECT_EQ(one(make_transfer(100, 1, 2, 5, tf::pending | tf::void_pending)),
+            result::flags_are_mutually_exclusive);
+  t = make_transfer(100, 1, 2, 5);
+  t.pending_id = {9, 0};
+  EXPECT_EQ(one(t), result::pending_id_must_be_zero);
+  t = make_transfer(100, 1, 2, 5);
+  t.timeout_s = 10;
+  EXPECT_EQ(one(t), result::timeout_reserved_for_pending_transfer);
+  EXPECT_EQ(one(make_transfer(100, 0, 2, 5)), result::debit_account_id_must_not_be_zero);
+  EXPECT_EQ(one(make_transfer(100, 1, 0, 5)), result::credit_account_id_must_not_be_zero);
+  EXPECT_EQ(one(make_transfer(100, 1, 1, 5)), result::accounts_must_be_different);
+  EXPECT_EQ(one(make_transfer(100, 1, 2, 0)), result::amount_must_not_be_zero);
+  EXPECT_EQ(one(make_transfer(100, 1, 2, 5, 0, "us$")), result::currency_invalid);
+  // Post/void field checks.
+  t = make_transfer(100, 0, 0, 0, tf::post_pending);
+  EXPECT_EQ(one(t), result::pending_id_must_not_be_zero);
+  t.pending_id = t.id;
+  EXPECT_EQ(one(t), result::pending_id_must_be_different);
+  t.pending_id = {55, 0};
+  t.timeout_s = 1;
+  EXPECT_EQ(one(t), result::timeout_reserved_for_pending_transfer);
+  t = make_transfer(100, 0, 0, 7, tf::void_pending);
+  t.pending_id = {55, 0};
+  EXPECT_EQ(one(t), result::amount_must_be_zero);
+  // Field failures are not recorded: the id is still free.
+  EXPECT_EQ(one(make_transfer(100, 2, 3, 5)), result::ok);
+}
+
+TEST_P(ledger, transfer_state_checks) {
+  seed_accounts();
+  EXPECT_EQ(one(make_transfer(200, 99, 2, 5)), result::debit_account_not_found);
+  EXPECT_EQ(one(make_transfer(201, 2, 99, 5)), result::credit_account_not_found);
+  EXPECT_EQ(one(make_transfer(202, 2, 5, 5)), result::transfer_currency_mismatch);
+  EXPECT_EQ(one(make_transfer(203, 2, 3, 5, 0, "USD")), result::transfer_currency_mismatch);
+  EXPECT_EQ(one(make_transfer(204, 1, 2, 5)), result::exceeds_credits);
+  EXPECT_EQ(one(make_transfer(205, 2, 6, 5)), result::exceeds_debits);
+  fund(1, 100, 206);
+  EXPECT_EQ(one(make_transfer(207, 1, 3, 100)), result::ok);
+  EXPECT_EQ(one(make_transfer(208, 1, 3, 1)), result::exceeds_credits);
+  // Overflows.
+  EXPECT_EQ(one(make_transfer(209, 3, 4, UINT64_MAX)), result::ok);
+  EXPECT_EQ(one(make_transfer(210, 3, 4, 1)), result::overflows_debits_posted);
+  EXPECT_EQ(one(make_transfer(211, 2, 4, 1)), result::overflows_credits_posted);
+  EXPECT_EQ(one(make_transfer(212, 3, 2, 1, tf::pending)), result::overflows_debits);
+  EXPECT_EQ(one(make_transfer(213, 2, 4, 1, tf::pending)), result::overflows_credits);
+  // A deadline past 2^64 ns: only reachable with a clock near the end of its range.
+  f_.set_clock_ns(UINT64_MAX - 1000ull * 1'000'000'000ull);
+  auto t = make_transfer(214, 2, 3, 1, tf::pending);
+  t.timeout_s = 2000;
+  EXPECT_EQ(one(t), result::overflows_timeout);
+  EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
+}
+
+TEST_P(ledger, pending_overflow_codes) {
+  seed_accounts();
+  EXPECT_EQ(one(make_transfer(300, 2, 3, UINT64_MAX, tf::pending)), result::ok);
+  EXPECT_EQ(one(make_transfer(301, 2, 4, 1, tf::pending)), result::overflows_debits_pending);
+  EXPECT_EQ(one(make_transfer(302, 4, 3, 1, tf::pending)), result::overflows_credits_pending);
+}
+
+TEST_P(ledger, frozen_and_closed_accounts) {
+  seed_accounts();
+  using st = wire::account_status;
+  auto set = [&](uint64_t id, st s) {
+    return e().set_account_status({{id, s, 0, 0}}).results.at(0);
+  };
+  EXPECT_EQ(set(99, st::frozen), result::account_not_found);
+  EXPECT_EQ(set(0, st::frozen), result::id_must_not_be_zero);
+  EXPECT_EQ(set(3, st(7)), result::status_invalid);
+  EXPECT_EQ(e().set_account_status({{3, st::frozen, 1, 0}}).results.at(0), result::reserved_field);
+  EXPECT_EQ(set(3, st::frozen), result::ok);
+  EXPECT_EQ(one(make_transfer(400, 3, 4, 1)), result::debit_account_frozen);
+  EXPECT_EQ(one(make_transfer(401, 4, 3, 1)), result::credit_account_frozen);
+  EXPECT_EQ(set(3, st::open), result::ok);
+  EXPECT_EQ(one(make_transfer(402, 3, 4, 1)), result::ok);
+  EXPECT_EQ(set(3, st::closed), result::account_has_balance);
+  EXPECT_EQ(one(make_transfer(403, 4, 3, 1)), result::ok);  // back to zero
+  EXPECT_EQ(set(3, st::closed), result::ok);
+  EXPECT_EQ(one(make_transfer(404, 3, 4, 1)), result::debit_account_closed);
+  EXPECT_EQ(one(make_transfer(405, 4, 3, 1)), result::credit_account_closed);
+  EXPECT_EQ(set(3, st::open), result::account_closed);
+  EXPECT_EQ(acct(3).status, st::closed);
+}
+
+TEST_P(ledger, transfer_idempotency) {
+  seed_accounts();
+  auto t = make_transfer(500, 2, 3, 40);
+  auto first = e().create_transfers({t});
+  ASSERT_EQ(first.results.at(0), result::ok);
+  // Same id, same fields: the original outcome, applied once.
+  EXPECT_EQ(one(t), result::ok);
+  EXPECT_EQ(acct(3).credits_posted, 40u);
+  auto changed = t;
+  changed.amount = 41;
+  EXPECT_EQ(one(changed), result::exists_with_different_fields);
+  // A recorded failure is returned again even once the transfer could succeed.
+  auto over = make_transfer(501, 1, 3, 10);
+  EXPECT_EQ(one(over), result::exceeds_credits);
+  fund(1, 50, 502);
+  EXPECT_EQ(one(over), result::exceeds_credits);
+  EXPECT_EQ(acct(1).debits_posted, 0u);
+  // Twice in one batch: the second is refused.
+  auto r = e().create_transfers({make_transfer(503, 2, 3, 1), make_transfer(503, 2, 3, 1)});
+  EXPECT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(r.results.at(1), result::id_duplicated_in_batch);
+  // Look-up returns the recorded transfer with its timestamp and outcome.
+  auto lk = e().lookup_transfers({{500, 0}, {501, 0}, {777, 0}});
+  EXPECT_EQ(lk.results.at(0), result::ok);
+  EXPECT_EQ(lk.transfers.at(0).t.amount, 40u);
+  EXPECT_EQ(lk.transfers.at(0).t.timestamp, first.timestamp_base);
+  EXPECT_EQ(lk.transfers.at(0).result, uint32_t(result::ok));
+  EXPECT_EQ(lk.transfers.at(1).result, uint32_t(result::exceeds_credits));
+  EXPECT_EQ(lk.results.at(2), result::transfer_not_found);
+}
+
+TEST_P(ledger, linked_chains_are_all_or_nothing) {
+  seed_accounts();
+  fund(1, 100, 600);
+  auto r = e().create_transfers({make_transfer(601, 1, 3, 30, tf::linked),
+                                 make_transfer(602, 3, 4, 30, tf::linked),
+                                 make_transfer(603, 4, 2, 30)});
+  for (auto x : r.results) EXPECT_EQ(x, result::ok);
+  EXPECT_EQ(acct(1).debits_posted, 30u);
+  // The second fails: the first is undone, the third never runs.
+  r = e().create_transfers({make_transfer(604, 1, 3, 50, tf::linked),
+                            make_transfer(605, 1, 4, 50, tf::linked),
+                            make_transfer(606, 4, 2, 10),
+                            make_transfer(607, 2, 4, 5)});
+  EXPECT_EQ(r.results.at(0), result::linked_event_failed);
+  EXPECT_EQ(r.results.at(1), result::exceeds_credits);  // the failing one keeps its code
+  EXPECT_EQ(r.results.at(2), result::linked_event_failed);
+  EXPECT_EQ(r.results.at(3), result::ok);
+  r = e().create_transfers({make_transfer(608, 1, 3, 10, tf::linked),
+                            make_transfer(609, 1, 4, 10, tf::linked),
+                            make_transfer(610, 9, 2, 10)});
+  EXPECT_EQ(r.results.at(0), result::linked_event_failed);
+  EXPECT_EQ(r.results.at(1), result::linked_event_failed);
+  EXPECT_EQ(r.results.at(2), result::debit_account_not_found);
+  EXPECT_EQ(acct(1).debits_posted, 30u);
+  EXPECT_EQ(acct(3).credits_posted, 30u);
+  // A chain left open at the end of the batch.
+  r = e().create_transfers({make_transfer(611, 2, 3, 1), make_transfer(612, 2, 3, 1, tf::linked),
+                            make_transfer(613, 2, 3, 1, tf::linked)});
+  EXPECT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(r.results.at(1), result::linked_event_failed);
+  EXPECT_EQ(r.results.at(2), result::linked_event_chain_open);
+  // A field failure inside a chain fails the chain.
+  r = e().create_transfers({make_transfer(614, 2, 3, 1, tf::linked), make_transfer(615, 2, 3, 0)});
+  EXPECT_EQ(r.results.at(0), result::linked_event_failed);
+  EXPECT_EQ(r.results.at(1), result::amount_must_not_be_zero);
+  // Failed chain members were recorded with their outcome; retrying returns it.
+  r = e().create_transfers({make_transfer(604, 1, 3, 50, tf::linked),
+                            make_transfer(605, 1, 4, 50, tf::linked),
+                            make_transfer(606, 4, 2, 10)});
+  EXPECT_EQ(r.results.at(0), result::linked_event_failed);
+  EXPECT_EQ(r.results.at(1), result::exceeds_credits);
+  EXPECT_EQ(r.results.at(2), result::linked_event_failed);
+  EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
+}
+
+TEST_P(ledger, two_phase_post_and_void) {
+  seed_accounts();
+  fund(1, 100, 700);
+  auto p = make_transfer(701, 1, 3, 60, tf::pending);
+  ASSERT_EQ(one(p), result::ok);
+  auto a1 = acct(1);
+  EXPECT_EQ(a1.debits_pending, 60u);
+  EXPECT_EQ(acct(3).credits_pending, 60u);
+  // Reserved funds count against the balance limit.
+  EXPECT_EQ(one(make_transfer(702, 1, 4, 50)), result::exceeds_credits);
+  auto post = make_transfer(703, 0, 0, 70, tf::post_pending);
+  post.pending_id = {701, 0};
+  EXPECT_EQ(one(post), result::exceeds_pending_transfer_amount);
+  post.id = {704, 0};
+  post.amount = 45;
+  post.debit_account_id = 4;
+  EXPECT_EQ(one(post), result::pending_transfer_has_different_debit_account);
+  post.id = {705, 0};
+  post.debit_account_id = 0;
+  post.credit_account_id = 4;
+  EXPECT_EQ(one(post), result::pending_transfer_has_different_credit_account);
+  post.id = {706, 0};
+  post.credit_account_id = 0;
+  post.currency = wire::currency("USD");
+  EXPECT_EQ(one(post), result::pending_transfer_has_different_currency);
+  post.id = {707, 0};
+  post.currency = 0;
+  EXPECT_EQ(one(post), result::ok);  // partial post: 45 of 60
+  a1 = acct(1);
+  EXPECT_EQ(a1.debits_pending, 0u);
+  EXPECT_EQ(a1.debits_posted, 45u);
+  EXPECT_EQ(acct(3).credits_posted, 45u);
+  auto again = make_transfer(708, 0, 0, 0, tf::void_pending);
+  again.pending_id = {701, 0};
+  EXPECT_EQ(one(again), result::pending_transfer_already_posted);
+  // Void.
+  ASSERT_EQ(one(make_transfer(709, 1, 4, 20, tf::pending)), result::ok);
+  auto v = make_transfer(710, 0, 0, 0, tf::void_pending);
+  v.pending_id = {709, 0};
+  EXPECT_EQ(one(v), result::ok);
+  EXPECT_EQ(acct(1).debits_pending, 0u);
+  v.id = {711, 0};
+  EXPECT_EQ(one(v), result::pending_transfer_already_voided);
+  auto post2 = make_transfer(712, 0, 0, 0, tf::post_pending);
+  post2.pending_id = {709, 0};
+  EXPECT_EQ(one(post2), result::pending_transfer_already_voided);
+  // Unknown, failed and non-pending references.
+  post2.id = {713, 0};
+  post2.pending_id = {999, 0};
+  EXPECT_EQ(one(post2), result::pending_transfer_not_found);
+  post2.id = {714, 0};
+  post2.pending_id = {702, 0};  // recorded, but it failed
+  EXPECT_EQ(one(post2), result::pending_transfer_not_found);
+  post2.id = {715, 0};
+  post2.pending_id = {700, 0};  // a single-phase transfer
+  EXPECT_EQ(one(post2), result::pending_transfer_not_pending);
+  // Full post (amount 0) on a pending in the same batch as its creation.
+  auto r = e().create_transfers({make_transfer(716, 2, 3, 9, tf::pending),
+                                 [] {
+                                   auto x = make_transfer(717, 0, 0, 0, tf::post_pending);
+                                   x.pending_id = {716, 0};
+                                   return x;
+                                 }()});
+  EXPECT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(r.results.at(1), result::ok);
+  EXPECT_EQ(acct(3).credits_posted, 54u);
+  EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
+}
+
+TEST_P(ledger, post_to_frozen_account_is_refused_but_void_is_allowed) {
+  seed_accounts();
+  ASSERT_EQ(one(make_transfer(800, 2, 3, 10, tf::pending)), result::ok);
+  ASSERT_EQ(e().set_account_status({{3, wire::account_status::frozen, 0, 0}}).results.at(0), result::ok);
+  auto post = make_transfer(801, 0, 0, 0, tf::post_pending);
+  post.pending_id = {800, 0};
+  EXPECT_EQ(one(post), result::credit_account_frozen);
+  auto v = make_transfer(802, 0, 0, 0, tf::void_pending);
+  v.pending_id = {800, 0};
+  EXPECT_EQ(one(v), result::ok);
+  EXPECT_EQ(acct(3).credits_pending, 0u);
+}
+
+TEST_P(ledger, pending_transfers_expire_on_the_engine_clock) {
+  seed_accounts();
+  auto p = make_transfer(900, 2, 3, 10, tf::pending);
+  p.timeout_s = 5;
+  ASSERT_EQ(one(p), result::ok);
+  f_.advance_s(3);
+  EXPECT_EQ(acct(3).credits_pending, 10u);
+  f_.advance_s(3);
+  // No request needed: the engine ticks while timed pending transfers exist.
+  for (int i = 0; i < 400 && acct(3).credits_pending != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(acct(3).credits_pending, 0u);
+  EXPECT_EQ(acct(2).debits_pending, 0u);
+  auto post = make_transfer(901, 0, 0, 0, tf::post_pending);
+  post.pending_id = {900, 0};
+  EXPECT_EQ(one(post), result::pending_transfer_expired);
+  // Expiry is logged like everything else: it holds across a restart.
+  f_.restart();
+  EXPECT_EQ(acct(3).credits_pending, 0u);
+  post.id = {902, 0};
+  EXPECT_EQ(one(post), result::pending_transfer_expired);
+}
+
+TEST_P(ledger, state_survives_restart_with_and_without_snapshot) {
+  seed_accounts();
+  fund(1, 100, 1000);
+  ASSERT_EQ(one(make_transfer(1001, 1, 3, 30, tf::pending)), result::ok);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  ASSERT_EQ(one(make_transfer(1002, 1, 4, 20)), result::ok);  // only in the log
+  const auto before1 = acct(1), before3 = acct(3);
+  f_.restart();
+  const auto after1 = acct(1), after3 = acct(3);
+  EXPECT_EQ(std::memcmp(&before1, &after1, sizeof before1), 0);
+  EXPECT_EQ(std::memcmp(&before3, &after3, sizeof before3), 0);
+  EXPECT_EQ(one(make_transfer(1002, 1, 4, 20)), result::ok);  // a repeat: not applied again
+  EXPECT_EQ(acct(1).debits_posted, 20u);
+  auto post = make_transfer(1003, 0, 0, 0, tf::post_pending);
+  post.pending_id = {1001, 0};
+  EXPECT_EQ(one(post), result::ok);
+  EXPECT_EQ(acct(1).debits_posted, 50u);
+  f_.restart();
+  EXPECT_EQ(acct(1).debits_posted, 50u);
+  EXPECT_TRUE(e().check_balances().balanced);
+}
+
+TEST_P(ledger, batch_limits) {
+  std::vector<wire::transfer> big(engine::batch_ops_max + 1, make_transfer(1, 1, 2, 1));
+  EXPECT_EQ(e().create_transfers(big).st, engine::status::batch_too_large);
+  auto r = e().create_transfers({});
+  EXPECT_EQ(r.st, engine::status::ok);
+  EXPECT_TRUE(r.results.empty());
+}

@@ -1,0 +1,92 @@
+#include "storage/snapshot.hpp"
+
+#include <gtest/gtest.h>
+
+#include "support/temp_dir.hpp"
+
+using namespace mesob::storage;
+using mesob::test::temp_dir;
+
+namespace {
+std::span<const uint8_t> bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+}  // namespace
+
+TEST(snapshot, empty_store_has_no_meta) {
+  temp_dir d;
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  ASSERT_TRUE(s) << err;
+  EXPECT_FALSE(s->read_meta(&err).has_value());
+  EXPECT_TRUE(err.empty()) << err;
+}
+
+TEST(snapshot, state_and_lsn_commit_together) {
+  temp_dir d;
+  std::string err;
+  {
+    auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+    ASSERT_TRUE(s) << err;
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->put(table::accounts, 42, bytes("forty-two")));
+    ASSERT_TRUE(w->append(table::transfers, 0, bytes("t0")));
+    ASSERT_TRUE(w->append(table::transfers, 1, bytes("t1")));
+    snapshot_meta m;
+    m.lsn = 7;
+    m.next_serial = 2;
+    ASSERT_TRUE(w->commit(m)) << w->error();
+    // An aborted checkpoint leaves the previous snapshot untouched.
+    auto w2 = s->begin(&err);
+    ASSERT_TRUE(w2->put(table::accounts, 43, bytes("never")));
+  }
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  ASSERT_TRUE(s) << err;
+  auto m = s->read_meta(&err);
+  ASSERT_TRUE(m.has_value()) << err;
+  EXPECT_EQ(m->lsn, 7u);
+  std::string v;
+  EXPECT_TRUE(s->get(table::accounts, 42, &v, &err));
+  EXPECT_EQ(v, "forty-two");
+  EXPECT_FALSE(s->get(table::accounts, 43, &v, &err));
+  std::vector<uint64_t> keys;
+  ASSERT_TRUE(s->scan(table::transfers, [&](uint64_t k, std::span<const uint8_t>) {
+    keys.push_back(k);
+    return true;
+  }, &err)) << err;
+  EXPECT_EQ(keys, (std::vector<uint64_t>{0, 1}));
+}
+
+TEST(snapshot, append_out_of_order_is_refused) {
+  temp_dir d;
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  auto w = s->begin(&err);
+  ASSERT_TRUE(w->append(table::transfers, 5, bytes("x")));
+  EXPECT_FALSE(w->append(table::transfers, 3, bytes("y")));
+  EXPECT_NE(w->error().find("append"), std::string::npos);
+}
+
+TEST(snapshot, map_full_fails_the_checkpoint_and_keeps_the_last_one) {
+  temp_dir d;
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 1 << 20, &err);  // 1 MiB ceiling
+  ASSERT_TRUE(s) << err;
+  {
+    auto w = s->begin(&err);
+    snapshot_meta m;
+    m.lsn = 1;
+    ASSERT_TRUE(w->commit(m));
+  }
+  auto w = s->begin(&err);
+  std::string big(4000, 'x');
+  bool failed = false;
+  for (uint64_t k = 0; k < 2000 && !failed; ++k) failed = !w->put(table::accounts, k, bytes(big));
+  EXPECT_TRUE(failed);
+  EXPECT_NE(w->error().find("MDB_MAP_FULL"), std::string::npos) << w->error();
+  w.reset();
+  auto m = s->read_meta(&err);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->lsn, 1u);
+}
