@@ -34,8 +34,8 @@ uint32_t required_mask(const op_route& r) {
 void wait_for(std::atomic<uint32_t>& word, uint32_t need) {
   uint32_t v = word.load(std::memory_order_acquire);
   for (uint32_t spins = 0; (v & need) != need; ++spins) {
-    if (spins < 2048) _mm_pause();
-    else if (spins < 2048 + 64) sched_yield();
+    if (spins < 64) _mm_pause();
+    else if (spins < 64 + 256) sched_yield();
     else word.wait(v, std::memory_order_acquire);
     v = word.load(std::memory_order_acquire);
   }

@@ -20,6 +20,7 @@ struct config {
   uint32_t queue_requests_max = 4096;
   uint64_t transfers_max = 1ull << 32;  // recorded transfers, hard limit
   uint64_t accounts_hint = 1 << 16;     // preallocation per shard
+  bool checkpoint_on_close = true;      // benchmarks turn it off to measure log replay
   // Engine clock source, ns since the epoch. Tests inject a manual clock.
   std::function<uint64_t()> clock;
 

@@ -899,7 +899,7 @@ class engine_impl {
     }
     if (seq_thread_.joinable()) seq_thread_.join();
     wait_idle();
-    if (!failed_ && wal_ && !shard_actors_.empty()) {
+    if (!failed_ && wal_ && !shard_actors_.empty() && cfg_.checkpoint_on_close) {
       const std::string err = checkpoint_sync();
       if (!err.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", err.c_str());
       else wal_->drop_segments_before(snapshot_lsn_.load() + 1);
@@ -975,15 +975,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     e.stop_threads();
     return nullptr;
   }
-  if (e.rec_.records_replayed > 0) {
-    if (auto err = e.checkpoint_sync(); !err.empty()) {
-      *error = "checkpoint after recovery failed: " + err;
-      e.closed_ = true;
-      e.stop_threads();
-      return nullptr;
-    }
-    e.wal_->drop_segments_before(e.snapshot_lsn_.load() + 1);
-  }
+  // Replayed records stay in the log until the next checkpoint covers them.
   e.last_checkpoint_ns_ = e.now();
   e.seq_thread_ = std::thread([&e] { e.run(); });
   return std::unique_ptr<engine>(new engine(std::move(impl)));

@@ -213,9 +213,9 @@ class reference_ledger {
     if (!currency_valid(a.currency)) return result::currency_invalid;
     const auto kind = uint16_t(a.kind);
     if (kind < 1 || kind > 5) return result::kind_invalid;
-    // "status not open"; wire/types.hpp adds that a zero status means open.
-    const auto st = uint16_t(a.status);
-    if (st != 0 && st != uint16_t(wire::account_status::open)) return result::status_invalid;
+    // README: "status not open". (wire/types.hpp's comment on `account` says a zero
+    // status means open; the README contract is what is modelled: zero is not open.)
+    if (a.status != wire::account_status::open) return result::status_invalid;
     if (a.debits_pending != 0 || a.debits_posted != 0 || a.credits_pending != 0 || a.credits_posted != 0)
       return result::balances_must_be_zero;
     return result::ok;

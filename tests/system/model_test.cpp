@@ -8,6 +8,7 @@
 // MESOB_MODEL_BATCHES overrides the number of batches per run.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
 #include <cstdio>
@@ -41,6 +42,16 @@ uint64_t master_seed() {
     return (uint64_t(rd()) << 32) ^ uint64_t(rd());
   }();
   return seed;
+}
+
+// MESOB_MODEL_AVOID: a comma-separated list of generator cases to leave out, to look
+// past a known engine deviation while it is being fixed (see the report of the run).
+bool avoid(const char* tag) {
+  static const std::string list = [] {
+    const char* s = std::getenv("MESOB_MODEL_AVOID");
+    return "," + std::string(s ? s : "") + ",";
+  }();
+  return list.find("," + std::string(tag) + ",") != std::string::npos;
 }
 
 int batches_per_run() {
@@ -182,7 +193,7 @@ class model_run {
       else if (k < 99) ok = do_transfers({});  // an empty batch: nothing happens
       else ok = compare_state(false);
       if (!ok) return;
-      if (batch_no_ % 200 == 0 && !compare_state(false)) return;
+      if (batch_no_ % 50 == 0 && !compare_state(false)) return;
       if (batch_no_ == checkpoint_at) {
         std::string err;
         ASSERT_TRUE(engine_->checkpoint(&err)) << err;
@@ -370,7 +381,7 @@ class model_run {
       else if (k < 97) c.account_id = pick(ghosts_);
       else c.account_id = 0;
       const uint64_t s = below(100);
-      if (s < 47) c.status = wire::account_status::open;
+      if (s < 65) c.status = wire::account_status::open;
       else if (s < 88) c.status = wire::account_status::frozen;
       else if (s < 95) c.status = wire::account_status::closed;
       else c.status = wire::account_status(chance(50) ? 0 : 4);
@@ -422,9 +433,22 @@ class model_run {
     return {0, c};
   }
 
+  // An existing account other than `other` with currency `cur`, or 0 if there is none.
+  uint64_t account_with_currency(wire::currency_code cur, uint64_t other) {
+    std::vector<uint64_t> c;
+    for (const auto& [id, a] : model_.accounts())
+      if (a.currency == cur && id != other && a.status != wire::account_status::closed) c.push_back(id);
+    return c.empty() ? 0 : pick(c);
+  }
+
   void fill_accounts(wire::transfer& t) {
     t.debit_account_id = any_account();
-    t.credit_account_id = any_account();
+    t.credit_account_id = 0;
+    if (chance(85)) {
+      if (auto a = model_.lookup_account(t.debit_account_id))
+        t.credit_account_id = account_with_currency(a->currency, t.debit_account_id);
+    }
+    if (t.credit_account_id == 0) t.credit_account_id = any_account();
     for (int k = 0; k < 4 && t.credit_account_id == t.debit_account_id; ++k) t.credit_account_id = any_account();
     if (t.credit_account_id == t.debit_account_id) t.credit_account_id = pick(universe_);
     if (t.credit_account_id == t.debit_account_id) t.credit_account_id = t.debit_account_id == 1 ? 2 : 1;
@@ -467,8 +491,18 @@ class model_run {
     const uint64_t k = below(100);
     if (k < 87 && !pending_ids_.empty()) {
       const size_t n = pending_ids_.size();
-      t.pending_id = chance(75) ? pending_ids_[n - 1 - below(std::min<size_t>(n, 48))] : pick(pending_ids_);
-    } else if (k < 95 && !used_list_.empty()) {
+      // Mostly one still pending (by the model), of the recent ones.
+      const int tries = chance(70) ? 8 : 1;
+      for (int a = 0; a < tries; ++a) {
+        t.pending_id = chance(80) ? pending_ids_[n - 1 - below(std::min<size_t>(n, 64))] : pick(pending_ids_);
+        const auto* rec = model_.lookup_transfer(t.pending_id);
+        if (rec != nullptr && rec->res == result::ok && rec->state == ref_ledger::pending_state::pending) break;
+      }
+    } else if (k < 92 && !batch.empty()) {  // an operation earlier in this batch
+      t.pending_id = pick(batch).id;
+      for (int a = 0; a < 4 && !(pick(batch).flags & wire::transfer_flags::pending); ++a)
+        t.pending_id = pick(batch).id;
+    } else if (k < 96 && !used_list_.empty()) {
       t.pending_id = pick(used_list_);
     } else {
       t.pending_id = {next_transfer_ + 1'000'000 + below(1000), 0};  // unknown
@@ -591,8 +625,11 @@ class model_run {
         t = gen_resolve(false, v);
       }
       if (!keep_flags) {
-        if (chance(18)) t.flags |= wire::transfer_flags::linked;
+        if (chance(14)) t.flags |= wire::transfer_flags::linked;
       }
+      if (avoid("dup_of_repeat") && !t.id.zero() && model_.lookup_transfer(t.id) != nullptr &&
+          std::any_of(v.begin(), v.end(), [&](const wire::transfer& e) { return e.id == t.id; }))
+        t = gen_single();
       v.push_back(t);
     }
     // Sometimes close the batch inside a chain, sometimes make sure it is not.

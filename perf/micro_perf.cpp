@@ -1,0 +1,107 @@
+// Google Benchmark micro-benchmarks: record checksum, hash chain, durable log append,
+// transfer apply, id index insert.
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "actors/ledger_rules.hpp"
+#include "engine/id_index.hpp"
+#include "storage/checksum.hpp"
+#include "storage/wal.hpp"
+
+using namespace mesob;
+
+static void BM_crc32c(benchmark::State& state) {
+  std::vector<uint8_t> buf(size_t(state.range(0)), 0x5a);
+  for (auto _ : state) benchmark::DoNotOptimize(storage::crc32c(buf.data(), buf.size()));
+  state.SetBytesProcessed(int64_t(state.iterations()) * state.range(0));
+}
+BENCHMARK(BM_crc32c)->Range(64, 1 << 20);
+
+static void BM_chain_hash(benchmark::State& state) {
+  std::vector<uint8_t> buf(size_t(state.range(0)), 0x5a);
+  storage::chain_hasher h;
+  for (auto _ : state) {
+    h.update(buf.data(), buf.size());
+    benchmark::DoNotOptimize(h.finish());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * state.range(0));
+}
+BENCHMARK(BM_chain_hash)->Range(64, 1 << 20);
+
+// One durable group commit of `range(0)` records of 88 x 64 bytes (a 64-transfer batch).
+static void BM_append_record(benchmark::State& state) {
+  const std::string dir = "/tmp/mesob-bm-wal";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string err;
+  auto w = storage::wal_writer::open({dir, 256ull << 20, 8ull << 20}, {}, -1, &err);
+  if (!w) {
+    state.SkipWithError(err.c_str());
+    return;
+  }
+  std::vector<uint8_t> payload(88 * 64, 7);
+  std::span<const uint8_t> pieces[1] = {payload};
+  for (auto _ : state) {
+    for (int64_t i = 0; i < state.range(0); ++i) {
+      if (w->stage(storage::record_kind::batch, 1, 1, pieces) == 0) {
+        state.SkipWithError("group full");
+        return;
+      }
+    }
+    w->submit();
+    if (w->wait(-1) != storage::wal_writer::wait_status::committed) {
+      state.SkipWithError("commit failed");
+      return;
+    }
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * state.range(0));
+  w.reset();
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_append_record)->RangeMultiplier(4)->Range(1, 1024)->UseRealTime();
+
+// Deciding and applying one transfer between two resident accounts.
+static void BM_transfer_apply(benchmark::State& state) {
+  wire::account dr{}, cr{};
+  dr.id = 1;
+  cr.id = 2;
+  dr.currency = cr.currency = wire::currency("ETB");
+  wire::transfer t{};
+  t.id = {1, 0};
+  t.debit_account_id = 1;
+  t.credit_account_id = 2;
+  t.amount = 3;
+  t.currency = dr.currency;
+  for (auto _ : state) {
+    auto r = actors::decide_transfer(t, 1, &dr, &cr);
+    if (r == wire::result::ok) {
+      actors::apply_transfer_debit(dr, t);
+      actors::apply_transfer_credit(cr, t);
+    }
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()));
+}
+BENCHMARK(BM_transfer_apply);
+
+static void BM_id_index_insert(benchmark::State& state) {
+  std::vector<wire::id128> ids(size_t(state.range(0)));
+  std::mt19937_64 rng(1);
+  for (auto& id : ids) id = {rng(), rng()};
+  auto id_of = [&](uint64_t s) { return ids[s]; };
+  for (auto _ : state) {
+    engine::id_index idx;
+    for (uint64_t s = 0; s < ids.size(); ++s) {
+      if (idx.find(ids[s], id_of) >= 0) state.SkipWithError("false duplicate");
+      idx.insert(ids[s], s, id_of);
+    }
+    benchmark::DoNotOptimize(idx.size());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * state.range(0));
+}
+BENCHMARK(BM_id_index_insert)->Range(1 << 10, 1 << 22);
+
+BENCHMARK_MAIN();
