@@ -199,7 +199,7 @@ class engine_impl {
     const uint32_t n = b.count;
     b.results.assign(n, result::ok);
     b.routes.assign(n, op_route{});
-    const uint64_t first_serial = records_->size();
+    batch_ids_.reset(n);
     auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };
     // Chains: a run of linked operations closed by one without the flag.
     for (uint32_t i = 0; i < n;) {
@@ -224,11 +224,11 @@ class engine_impl {
         b.results[o] = fields;
         continue;
       }
-      const int64_t found = ids_.find(t.id, id_of);
-      if (found >= 0 && uint64_t(found) >= first_serial) {
+      if (!batch_ids_.insert(t.id)) {  // earlier in this batch: checked before history
         b.results[o] = result::id_duplicated_in_batch;
         continue;
       }
+      const int64_t found = ids_.find(t.id, id_of);
       if (found >= 0) {
         r.kind = route_kind::duplicate;
         r.ref_serial = uint64_t(found);
@@ -293,9 +293,29 @@ class engine_impl {
       i = last + 1;
     }
     if (slots > 0) b.slots.reset(new actors::sync_slot[slots]);
-    dispatched_serial_hint_ = records_->size();
   }
-  uint64_t dispatched_serial_hint_ = 0;
+
+  // The ids seen so far in the batch being sequenced. Reused: no allocation per batch.
+  struct batch_id_set {
+    std::vector<wire::id128> slots;
+    size_t mask = 0;
+    void reset(uint32_t n) {
+      size_t cap = 16;
+      while (cap < size_t(n) * 2) cap *= 2;
+      if (slots.size() < cap) slots.resize(cap);
+      std::fill(slots.begin(), slots.begin() + long(cap), wire::id128{});
+      mask = cap - 1;
+    }
+    bool insert(const wire::id128& id) {  // false if present; ids are never zero
+      for (size_t i = actors::mix64(id.lo ^ actors::mix64(id.hi)) & mask;; i = (i + 1) & mask) {
+        if (slots[i] == id) return false;
+        if (slots[i].zero()) {
+          slots[i] = id;
+          return true;
+        }
+      }
+    }
+  } batch_ids_;
 
   void sequence_lookup_transfers(batch& b) {
     auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };

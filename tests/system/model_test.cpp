@@ -183,9 +183,10 @@ class model_run {
       if (!do_accounts(first)) return;
     }
     for (batch_no_ = 1; batch_no_ <= batches; ++batch_no_) {
-      advance_clock();
       if (batch_no_ % 250 == 0) universe_.push_back(1000 + uint64_t(batch_no_));  // fresh account ids
       const uint64_t k = below(100);
+      // The clock moves only right before a write batch (see compare_state).
+      if (k < 98) advance_clock();
       bool ok;
       if (k < 76) ok = do_transfers(gen_transfers(batch_size()));
       else if (k < 87) ok = do_accounts(gen_accounts(1 + below(8)));
@@ -202,16 +203,14 @@ class model_run {
         close_engine();
         ASSERT_TRUE(open_engine());
         ++restarts_;
+        if (!settle(1)) return;
       }
     }
-    // Make sure no tick can expire anything between the last write and the look-ups.
-    for (int k = 0; k < 100 && model_.has_pending_due_by(last_ts_ + 1); ++k)
-      if (!do_status({wire::account_status_change{}})) return;
-    if (!compare_state(true)) return;
+    if (!settle(1) || !compare_state(true)) return;
     close_engine();
     // Recovery must reproduce the same state once more.
     ASSERT_TRUE(open_engine());
-    if (!compare_state(true)) return;
+    if (!settle(1) || !compare_state(true)) return;
     close_engine();
     print_summary();
   }
@@ -722,10 +721,29 @@ class model_run {
 
   // ---- whole-state comparison -----------------------------------------------------------------
 
+  // The engine ticks on its own (op_kind::tick, at max(clock, last timestamp + 1)) while
+  // timed pending transfers exist, and a tick expires what is due. The model expires only
+  // at write batches, which is equivalent for every later write (its sweep covers the
+  // tick's), but a look-up could see the difference. The stream keeps the clock still
+  // between a write and a look-up, so after a write at most one tick can come, at
+  // `tick_horizon()`.
+  [[nodiscard]] uint64_t tick_horizon() const { return std::max(now_->load(), last_ts_ + 1); }
+
+  // Harmless write batches (a status change of account 0) until nothing is due at the
+  // tick horizon; at least `min_writes` of them (after a restart, the recovered engine
+  // may have ticked past our last timestamp: a write catches up with it).
+  bool settle(int min_writes) {
+    for (int k = 0; k < 100 && (k < min_writes || model_.has_pending_due_by(tick_horizon())); ++k)
+      if (!do_status({wire::account_status_change{}})) return false;
+    return true;
+  }
+
   bool compare_state(bool all_transfers) {
-    // A tick may run right after the last write (at its last timestamp + 1) and expire
-    // what is due then; the model only expires at write batches, so skip such moments.
-    if (model_.has_pending_due_by(last_ts_ + 1)) {
+    if (model_.has_pending_due_by(tick_horizon())) {
+      if (all_transfers) {
+        ADD_FAILURE() << where(-1) << ": could not reach a moment where no tick can expire anything";
+        return false;
+      }
       ++compares_skipped_;
       return true;
     }
