@@ -143,9 +143,10 @@ class engine_impl {
   uint64_t last_ts_ = 0;
   uint64_t pending_deadline_max_ = 0;
   uint64_t next_tick_ns_ = 0;
-  uint64_t dispatched_lsn_ = 0;
+  // Written by the sequencer only; atomics so stats() may read them from any thread.
+  std::atomic<uint64_t> dispatched_lsn_{0};
   storage::chain_hash dispatched_chain_{};
-  uint64_t dispatched_serial_end_ = 0;
+  std::atomic<uint64_t> dispatched_serial_end_{0};
   bool failed_ = false;
   uint64_t last_checkpoint_ns_ = 0;
   bool checkpoint_running_ = false;

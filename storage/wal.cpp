@@ -310,9 +310,9 @@ void wal_writer::submit() {
   flight_done_ = 0;
   flight_last_lsn_ = group_last_lsn_;
   flight_chain_ = chain_;
-  stats_.groups += 1;
-  stats_.records += staged_records_;
-  stats_.bytes += len;
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  records_.fetch_add(staged_records_, std::memory_order_relaxed);
+  bytes_.fetch_add(len, std::memory_order_relaxed);
   open_buf_ ^= 1;
   segment_offset_ += len;
   staged_bytes_ = 0;

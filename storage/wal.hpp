@@ -93,7 +93,11 @@ class wal_writer {
     uint64_t records = 0;
     uint64_t bytes = 0;
   };
-  [[nodiscard]] stats counters() const { return stats_; }
+  // Safe from any thread (relaxed counters).
+  [[nodiscard]] stats counters() const {
+    return {groups_.load(std::memory_order_relaxed), records_.load(std::memory_order_relaxed),
+            bytes_.load(std::memory_order_relaxed)};
+  }
 
  private:
   wal_writer() = default;
@@ -142,7 +146,7 @@ class wal_writer {
   chain_hash chain_{};
   bool failed_ = false;
   std::string error_;
-  stats stats_;
+  std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0};
 
   // segment preparer
   std::thread preparer_;

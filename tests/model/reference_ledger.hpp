@@ -158,6 +158,15 @@ class reference_ledger {
     return false;
   }
 
+  // The earliest deadline after t of a live pending transfer, or 0 if there is none.
+  [[nodiscard]] uint64_t next_deadline_after(uint64_t t) const {
+    for (auto it = deadlines_.upper_bound({t, {UINT64_MAX, UINT64_MAX}}); it != deadlines_.end(); ++it) {
+      const auto& rec = transfers_.at(it->second);
+      if (rec.res == result::ok && rec.state == pending_state::pending) return it->first;
+    }
+    return 0;
+  }
+
   static bool currency_valid(wire::currency_code c) {
     for (int k = 0; k < 3; ++k) {
       const unsigned ch = (c >> (8 * k)) & 0xffu;

@@ -67,7 +67,7 @@ class scratch_dir {
   }
   ~scratch_dir() {
     std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+    if (!path_.empty() && std::getenv("MESOB_KEEP_DIR") == nullptr) std::filesystem::remove_all(path_, ec);
   }
   scratch_dir(const scratch_dir&) = delete;
   scratch_dir& operator=(const scratch_dir&) = delete;
@@ -171,7 +171,8 @@ class model_run {
 
   // Runs `batches` batches; false after the first mismatch (already reported).
   void run(int batches) {
-    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    dirs_.push_back(std::make_unique<scratch_dir>());
+    ASSERT_FALSE(dirs_.back()->path().empty()) << "mkdtemp failed";
     ASSERT_TRUE(open_engine());
     const int checkpoint_at = batches / 5;
     const int restart1 = batches * 2 / 5 + int(below(uint64_t(batches / 10 + 1)));
@@ -183,15 +184,25 @@ class model_run {
       if (!do_accounts(first)) return;
     }
     for (batch_no_ = 1; batch_no_ <= batches; ++batch_no_) {
-      if (batch_no_ % 250 == 0) universe_.push_back(1000 + uint64_t(batch_no_));  // fresh account ids
+      if (batch_no_ % 100 == 0) universe_.push_back(1000 + uint64_t(batch_no_));  // fresh account ids
       const uint64_t k = below(100);
       // The clock moves only right before a write batch (see compare_state).
-      if (k < 98) advance_clock();
       bool ok;
-      if (k < 76) ok = do_transfers(gen_transfers(batch_size()));
-      else if (k < 87) ok = do_accounts(gen_accounts(1 + below(8)));
-      else if (k < 98) ok = do_status(gen_status(1 + below(6)));
-      else if (k < 99) ok = do_transfers({});  // an empty batch: nothing happens
+      if (k < 76) {
+        auto ops = gen_transfers(batch_size());
+        position_clock(ops.size());
+        ok = do_transfers(ops);
+      } else if (k < 87) {
+        auto ops = gen_accounts(1 + below(8));
+        position_clock(ops.size());
+        ok = do_accounts(ops);
+      } else if (k < 98) {
+        auto ops = gen_status(1 + below(6));
+        position_clock(ops.size());
+        ok = do_status(ops);
+      } else if (k < 99) {
+        ok = do_transfers({});  // an empty batch: nothing happens
+      }
       else ok = compare_state(false);
       if (!ok) return;
       if (batch_no_ % 50 == 0 && !compare_state(false)) return;
@@ -199,7 +210,13 @@ class model_run {
         std::string err;
         ASSERT_TRUE(engine_->checkpoint(&err)) << err;
       }
-      if (batch_no_ == restart1 || batch_no_ == restart2) {
+      if (batch_no_ == restart1) {  // as after a crash: recovery replays the log
+        ASSERT_TRUE(crash_copy());
+        ASSERT_TRUE(open_engine());
+        ++restarts_;
+        if (!settle(1)) return;
+      }
+      if (batch_no_ == restart2) {  // a clean restart: recovery loads the closing snapshot
         close_engine();
         ASSERT_TRUE(open_engine());
         ++restarts_;
@@ -221,7 +238,7 @@ class model_run {
   std::string name_;
   std::mt19937_64 rng_;
   std::shared_ptr<std::atomic<uint64_t>> now_;
-  scratch_dir dir_;
+  std::vector<std::unique_ptr<scratch_dir>> dirs_;  // the last one is the engine's
   std::unique_ptr<engine::engine> engine_;
   ref_ledger model_;
 
@@ -255,6 +272,24 @@ class model_run {
     return 513 + below(3000);
   }
 
+  // Before a write batch of n operations: mostly a random step; sometimes the step that
+  // puts the batch's last timestamp (the sweep's limit) right on, or one before, the
+  // next deadline of a live pending transfer.
+  void position_clock(size_t n) {
+    if (chance(12)) {
+      const uint64_t next_ts = std::max(now_->load(), last_ts_ + 1);
+      const uint64_t d = model_.next_deadline_after(next_ts + n - 1);
+      if (d != 0) {
+        const uint64_t target = d - below(2) - (n - 1);
+        if (target > now_->load() && target > last_ts_) {
+          now_->store(target);
+          return;
+        }
+      }
+    }
+    advance_clock();
+  }
+
   void advance_clock() {
     const uint64_t k = below(100);
     uint64_t d = 0;
@@ -269,7 +304,7 @@ class model_run {
 
   bool open_engine() {
     engine::config cfg;
-    cfg.data_dir = dir_.path();
+    cfg.data_dir = dirs_.back()->path();
     cfg.shards = params_.shards;
     cfg.pin_shards = false;
     cfg.checkpoint_interval_ms = 0;
@@ -284,6 +319,28 @@ class model_run {
     engine_ = engine::engine::open(cfg, &err);
     EXPECT_TRUE(engine_ != nullptr) << "engine::open: " << err;
     return engine_ != nullptr;
+  }
+
+  // A crash image: copies the data directory of the running engine between requests
+  // (every acknowledged batch is durable in the log by then; a tick may be cut short,
+  // as in a crash), then drops the engine. The next open_engine() uses the copy.
+  bool crash_copy() {
+    const std::string from = dirs_.back()->path();
+    dirs_.push_back(std::make_unique<scratch_dir>());
+    const std::string to = dirs_.back()->path();
+    std::error_code ec;
+    for (const char* sub : {"wal", "snapshot"}) {
+      std::filesystem::create_directories(to + "/" + sub, ec);
+      for (const auto& entry : std::filesystem::directory_iterator(from + "/" + sub, ec)) {
+        if (!entry.is_regular_file() || entry.path().filename() == "lock.mdb") continue;
+        std::filesystem::copy_file(entry.path(), to + "/" + sub + "/" + entry.path().filename().string(), ec);
+        if (ec) break;
+      }
+      if (ec) break;
+    }
+    EXPECT_FALSE(ec) << "copying the data directory: " << ec.message();
+    close_engine();
+    return !ec;
   }
 
   void close_engine() {
@@ -374,16 +431,17 @@ class model_run {
     std::vector<wire::account_status_change> v;
     for (size_t i = 0; i < n; ++i) {
       wire::account_status_change c;
+      const uint64_t s = below(100);
+      if (s < 62) c.status = wire::account_status::open;
+      else if (s < 85) c.status = wire::account_status::frozen;
+      else if (s < 95) c.status = wire::account_status::closed;
+      else c.status = wire::account_status(chance(50) ? 0 : 4);
       const uint64_t k = below(100);
-      if (k < 85) c.account_id = existing_account();
+      if (c.status == wire::account_status::closed && k < 60) c.account_id = closable_account();
+      else if (k < 85) c.account_id = existing_account();
       else if (k < 93) c.account_id = pick(universe_);
       else if (k < 97) c.account_id = pick(ghosts_);
       else c.account_id = 0;
-      const uint64_t s = below(100);
-      if (s < 65) c.status = wire::account_status::open;
-      else if (s < 88) c.status = wire::account_status::frozen;
-      else if (s < 95) c.status = wire::account_status::closed;
-      else c.status = wire::account_status(chance(50) ? 0 : 4);
       if (chance(2)) c.reserved = 1;
       if (chance(2)) c.reserved2 = 1;
       v.push_back(c);
@@ -399,6 +457,14 @@ class model_run {
     auto it = m.begin();
     std::advance(it, long(below(m.size())));
     return it->first;
+  }
+
+  // An account that could be closed now (no pending amounts, posted amounts equal), if any.
+  uint64_t closable_account() {
+    std::vector<uint64_t> c;
+    for (const auto& [id, a] : model_.accounts())
+      if (a.debits_pending == 0 && a.credits_pending == 0 && a.debits_posted == a.credits_posted) c.push_back(id);
+    return c.empty() ? existing_account() : pick(c);
   }
 
   uint64_t any_account() {
@@ -544,6 +610,14 @@ class model_run {
     wire::transfer t = base == 0 ? gen_single() : base == 1 ? gen_pending() : gen_resolve(base == 2, batch);
     const bool resolve = base >= 2;
     using namespace wire::transfer_flags;
+    // One fault, or several (the first in the README's order must win).
+    const int faults = chance(70) ? 1 : 2 + int(below(2));
+    for (int f = 0; f < faults; ++f) mutate_invalid(t, resolve);
+    return t;
+  }
+
+  void mutate_invalid(wire::transfer& t, bool resolve) {
+    using namespace wire::transfer_flags;
     switch (below(resolve ? 12 : 14)) {
       case 0: t.timestamp = 1 + below(1000); break;
       case 1: t.id = {}; break;
@@ -579,7 +653,6 @@ class model_run {
       case 12: t.credit_account_id = 0; if (chance(50)) t.debit_account_id = 0; break;
       default: t.amount = 0; break;
     }
-    return t;
   }
 
   wire::id128 pick_any_id() {
@@ -838,11 +911,18 @@ class model_run {
     return true;
   }
 
+  int count_status(wire::account_status st) const {
+    int n = 0;
+    for (const auto& [id, a] : model_.accounts()) n += a.status == st ? 1 : 0;
+    return n;
+  }
+
   void print_summary() {
     std::printf("[model_test] run=%s seed=%" PRIu64 " batches=%d operations=%" PRIu64
-                " transfers_recorded=%zu accounts=%zu restarts=%d compares=%d (skipped %d)\n",
+                " transfers_recorded=%zu accounts=%zu (frozen %d, closed %d) restarts=%d compares=%d (skipped %d)\n",
                 name_.c_str(), seed_, batch_no_ - 1, ops_total_, model_.transfers().size(), model_.accounts().size(),
-                restarts_, compares_, compares_skipped_);
+                count_status(wire::account_status::frozen), count_status(wire::account_status::closed), restarts_,
+                compares_, compares_skipped_);
     std::string line = "[model_test]   results:";
     for (const auto& [code, count] : result_counts_)
       line += " " + std::string(wire::result_name(result(code))) + "=" + std::to_string(count);
