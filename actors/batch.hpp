@@ -44,20 +44,28 @@ enum class route_kind : uint8_t {
   static_failed = 0,  // result decided by field checks; nothing to do
   fresh = 1,          // a new single or pending transfer
   resolve = 2,        // a new post or void
-  duplicate = 3,      // id seen in an earlier batch
+  duplicate = 3,      // id recorded by an earlier batch: dup_result is its outcome
 };
 
 struct op_route {
   uint64_t serial = 0;      // fresh/resolve: the new record's serial
-  uint64_t ref_serial = 0;  // duplicate: original; resolve: the pending (0 = unknown id)
+  uint64_t ref_serial = 0;  // resolve: the pending transfer's serial (if has_ref)
   uint32_t chain_end = 0;   // index of the last operation of this one's chain
   uint32_t slot = no_slot;  // sync slot, for operations of multi-shard chains
   uint32_t chain_mask = 0;  // shards taking part in this operation's chain
   route_kind kind = route_kind::static_failed;
   uint8_t debit_shard = 0;
   uint8_t credit_shard = 0;
-  uint8_t ref_shard = 0;    // owner of ref_serial's record (and of the pending state)
+  uint8_t ref_shard = 0;    // resolve: owner of the pending transfer's record and state
   bool has_ref = false;
+  uint64_t ref_debit_account_id = 0;   // resolve: the pending transfer's accounts
+  uint64_t ref_credit_account_id = 0;
+  // resolve: what the pending_id refers to, when the sequencer could tell (its batch
+  // has executed); `in_batch` means it was recorded earlier in this same batch and its
+  // owner shard reads the outcome from the record store.
+  enum class ref_state : uint8_t { none, not_found, not_pending, found, in_batch };
+  ref_state ref = ref_state::none;
+  wire::result dup_result = wire::result::ok;  // duplicate: the original outcome
 };
 
 // Inputs of one cross-shard decision. Written by the shards owning each part, then
@@ -69,7 +77,6 @@ struct sync_slot {
   bool debit_found = false;
   bool credit_found = false;
   pending_lookup lookup = pending_lookup::not_found;
-  result dup_result = result::ok;
   std::atomic<uint32_t> published{0};
 };
 
@@ -91,7 +98,6 @@ struct batch {
 
   // Sequencer's annotations.
   std::vector<op_route> routes;                 // create_transfers
-  std::vector<uint64_t> lookup_serials;         // lookup_transfers: serial+1, 0 = unknown
   std::unique_ptr<sync_slot[]> slots;
 
   // Outputs: results[i] is written by exactly one shard (or the sequencer).

@@ -1,11 +1,18 @@
-// record_store: every transfer the engine has recorded, by serial (0, 1, 2, ...).
+// record_store: the resident window of recorded transfers, by serial (0, 1, 2, ...).
 //
-// Concurrency contract: the sequencer thread appends a record's content before the
-// batch holding it is dispatched (the dispatch message orders the write before any
-// shard's read); the record's result is written once, by its owner shard, when the
-// batch executes; readers after that are the owner shard itself and the checkpoint
-// thread (after a barrier). Chunks are never moved, so readers need no lock. The chunk
-// table is allocated at start-up: `records_max` is a hard limit.
+// A ring of `capacity` records (a power of two), allocated at start-up. Serial s is
+// resident while s >= resident_begin() = size() - capacity; older records live only in
+// the LMDB snapshot (written there by checkpoints before the ring may reuse their slot),
+// so resident memory does not grow with history.
+//
+// Concurrency contract: the sequencer thread appends a record's content before the batch
+// holding it is dispatched (the dispatch message orders the write before any shard's
+// read) and is the only reader of older records. A record's result is written once, by
+// its owner shard, while its batch executes; within that batch the owner may read it back
+// (a post of a pending transfer created earlier in the same batch). The checkpoint thread
+// reads records of executed batches. The sequencer appends serial n only when
+// n < capacity + min(checkpointed, executed), so a slot is never reused while anything
+// may still read it.
 #pragma once
 
 #include <atomic>
@@ -32,39 +39,48 @@ static_assert(sizeof(transfer_record) == 104);
 
 class record_store {
  public:
-  static constexpr uint64_t chunk_records = 1u << 16;
-
-  explicit record_store(uint64_t records_max)
-      : chunks_max_((records_max + chunk_records - 1) / chunk_records),
-        chunks_(new std::atomic<transfer_record*>[chunks_max_]) {
-    for (uint64_t i = 0; i < chunks_max_; ++i) chunks_[i].store(nullptr);
-  }
-  ~record_store() {
-    for (uint64_t i = 0; i < chunks_max_; ++i) delete[] chunks_[i].load();
+  explicit record_store(uint64_t capacity)
+      : capacity_(capacity), mask_(capacity - 1), ring_(new transfer_record[capacity]) {
+    MESOB_ASSERT(capacity >= 2 && (capacity & (capacity - 1)) == 0);
   }
   record_store(const record_store&) = delete;
   record_store& operator=(const record_store&) = delete;
 
-  [[nodiscard]] uint64_t size() const { return size_; }
-  [[nodiscard]] uint64_t capacity() const { return chunks_max_ * chunk_records; }
+  [[nodiscard]] uint64_t size() const { return size_.load(std::memory_order_relaxed); }
+  [[nodiscard]] uint64_t capacity() const { return capacity_; }
+  [[nodiscard]] uint64_t resident_begin() const {
+    const uint64_t n = size();
+    return n > capacity_ ? n - capacity_ : 0;
+  }
+  [[nodiscard]] uint64_t memory_bytes() const { return capacity_ * sizeof(transfer_record); }
 
-  // Sequencer only.
+  // Recovery: the next serial is `n`; nothing is resident yet.
+  void start_at(uint64_t n) {
+    size_.store(n, std::memory_order_relaxed);
+    floor_ = n;
+  }
+  // Sequencer only; the caller has made room (see the contract above).
   transfer_record& append() {
-    MESOB_ASSERT(size_ < capacity());
-    const uint64_t c = size_ / chunk_records;
-    if (chunks_[c].load(std::memory_order_relaxed) == nullptr)
-      chunks_[c].store(new transfer_record[chunk_records], std::memory_order_release);
-    return at(size_++);
+    const uint64_t n = size();
+    size_.store(n + 1, std::memory_order_relaxed);
+    transfer_record& r = ring_[n & mask_];
+    r = transfer_record{};
+    return r;
+  }
+  [[nodiscard]] bool resident(uint64_t serial) const {
+    return serial < size() && serial >= resident_begin() && serial >= floor_;
   }
   [[nodiscard]] transfer_record& at(uint64_t serial) {
-    MESOB_DEBUG_ASSERT(serial < capacity());
-    return chunks_[serial / chunk_records].load(std::memory_order_acquire)[serial % chunk_records];
+    MESOB_DEBUG_ASSERT(resident(serial));
+    return ring_[serial & mask_];
   }
 
  private:
-  uint64_t chunks_max_;
-  std::unique_ptr<std::atomic<transfer_record*>[]> chunks_;
-  uint64_t size_ = 0;
+  uint64_t capacity_;
+  uint64_t mask_;
+  std::unique_ptr<transfer_record[]> ring_;
+  std::atomic<uint64_t> size_{0};
+  uint64_t floor_ = 0;  // serials below it were never loaded into the ring
 };
 
 }  // namespace mesob::actors

@@ -22,8 +22,8 @@ uint32_t lowest_bit_index(uint32_t mask) { return uint32_t(__builtin_ctz(mask));
 
 uint32_t required_mask(const op_route& r) {
   switch (r.kind) {
-    case route_kind::static_failed: return 0;
-    case route_kind::duplicate: return bit(r.ref_shard);
+    case route_kind::static_failed:
+    case route_kind::duplicate: return 0;
     case route_kind::fresh: return bit(r.debit_shard) | bit(r.credit_shard);
     case route_kind::resolve:
       return bit(r.debit_shard) | bit(r.credit_shard) | (r.has_ref ? bit(r.ref_shard) : 0);
@@ -117,7 +117,7 @@ void shard::execute(batch& b) {
     case op_kind::set_account_status: sweep(b.timestamp_last()); execute_status(b); break;
     case op_kind::create_transfers: sweep(b.timestamp_last()); execute_transfers(b); break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
-    case op_kind::lookup_transfers: execute_lookup_transfers(b); break;
+    case op_kind::lookup_transfers: break;  // answered by the sequencer
   }
 }
 
@@ -191,18 +191,6 @@ void shard::execute_lookup_accounts(batch& b) {
   }
 }
 
-void shard::execute_lookup_transfers(batch& b) {
-  for (uint32_t i = 0; i < b.count; ++i) {
-    if (b.lookup_serials[i] == 0) continue;  // the sequencer answered transfer_not_found
-    const transfer_record& r = records_.at(b.lookup_serials[i] - 1);
-    if (shard_of(r.owner_account_id, count_) != index_) continue;
-    // Unresolved only for a batch whose commit failed (the engine then refuses writes).
-    if (r.result == result_unresolved) continue;
-    b.found_transfers[i] = r;
-    b.results[i] = result::ok;
-  }
-}
-
 void shard::execute_transfers(batch& b) {
   for (uint32_t i = 0; i < b.count;) {
     const op_route& r = b.routes[i];
@@ -215,8 +203,8 @@ void shard::execute_transfers(batch& b) {
 
 uint32_t shard::writer_of(const op_route& r) const {
   switch (r.kind) {
-    case route_kind::static_failed: return lowest_bit_index(r.chain_mask);
-    case route_kind::duplicate: return r.ref_shard;
+    case route_kind::static_failed:
+    case route_kind::duplicate: return lowest_bit_index(r.chain_mask);
     case route_kind::fresh:
     case route_kind::resolve: return r.debit_shard;
   }
@@ -231,18 +219,18 @@ void shard::write_result(batch& b, uint32_t o, result res) {
     records_.at(r.serial).result = uint32_t(res);
 }
 
-result shard::duplicate_result(const transfer& t, uint64_t ref_serial) {
-  const transfer_record& orig = records_.at(ref_serial);
-  MESOB_ASSERT(orig.result != result_unresolved);
-  return decide_duplicate(t, orig.t, result(orig.result));
-}
-
-pending_lookup shard::lookup_pending(uint64_t ref_serial, const pending_info** out) {
-  const transfer_record& rec = records_.at(ref_serial);
-  MESOB_ASSERT(rec.result != result_unresolved);
-  if (rec.result != uint32_t(result::ok)) return pending_lookup::not_found;
-  if (!(rec.t.flags & transfer_flags::pending)) return pending_lookup::not_pending;
-  const pending_info* p = local_pending(ref_serial);
+pending_lookup shard::lookup_pending(const op_route& r, const pending_info** out) {
+  using ref_state = op_route::ref_state;
+  if (r.ref == ref_state::none || r.ref == ref_state::not_found) return pending_lookup::not_found;
+  if (r.ref == ref_state::not_pending) return pending_lookup::not_pending;
+  if (r.ref == ref_state::in_batch) {
+    // Recorded earlier in this batch by this shard: its outcome is final and resident.
+    const transfer_record& rec = records_.at(r.ref_serial);
+    MESOB_ASSERT(rec.result != result_unresolved);
+    if (rec.result != uint32_t(result::ok)) return pending_lookup::not_found;
+    if (!(rec.t.flags & transfer_flags::pending)) return pending_lookup::not_pending;
+  }
+  const pending_info* p = local_pending(r.ref_serial);
   MESOB_ASSERT(p != nullptr);
   *out = p;
   return pending_lookup::found;
@@ -255,17 +243,13 @@ shard::op_inputs shard::gather(batch& b, uint32_t o, bool sync) {
   // Local reads: the parts this shard owns.
   uint64_t dr_id = t.debit_account_id, cr_id = t.credit_account_id;
   if (r.kind == route_kind::resolve && r.ref_shard == index_ && r.has_ref)
-    in.lookup = lookup_pending(r.ref_serial, &in.p);
+    in.lookup = lookup_pending(r, &in.p);
   if (r.kind == route_kind::resolve && !sync && !in.p) return in;  // not found / not pending
   if (r.kind == route_kind::resolve && r.has_ref) {
-    // A post or void touches the pending transfer's accounts. The record's content was
-    // written by the sequencer before dispatch, so every shard may read it.
-    const transfer_record& pr = records_.at(r.ref_serial);
-    dr_id = pr.t.debit_account_id;
-    cr_id = pr.t.credit_account_id;
+    // A post or void touches the pending transfer's accounts (from the sequencer).
+    dr_id = r.ref_debit_account_id;
+    cr_id = r.ref_credit_account_id;
   }
-  if (r.kind == route_kind::duplicate && r.ref_shard == index_)
-    in.dup = duplicate_result(t, r.ref_serial);
   if (r.kind == route_kind::fresh || r.kind == route_kind::resolve) {
     if (r.debit_shard == index_) in.dr = local_account(dr_id);
     if (r.credit_shard == index_) in.cr = local_account(cr_id);
@@ -276,7 +260,6 @@ shard::op_inputs shard::gather(batch& b, uint32_t o, bool sync) {
   sync_slot& s = b.slots[r.slot];
   const uint32_t need = required_mask(r);
   if (need & bit_) {
-    if (r.kind == route_kind::duplicate && r.ref_shard == index_) s.dup_result = in.dup;
     if (r.kind == route_kind::resolve && r.has_ref && r.ref_shard == index_) {
       s.lookup = in.lookup;
       if (in.p) s.pending = *in.p;
@@ -293,7 +276,6 @@ shard::op_inputs shard::gather(batch& b, uint32_t o, bool sync) {
     wait_for(s.published, need);
   }
   op_inputs out;
-  out.dup = s.dup_result;
   out.lookup = r.has_ref ? s.lookup : pending_lookup::not_found;
   out.p = out.lookup == pending_lookup::found ? &s.pending : nullptr;
   out.dr = s.debit_found ? &s.debit : nullptr;
@@ -359,7 +341,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
     const op_route& r = b.routes[o];
     if (failed) {
       // After a chain fails, repeats report their own first outcome; the rest fail.
-      if (r.kind == route_kind::duplicate) write_result(b, o, gather(b, o, sync).dup);
+      if (r.kind == route_kind::duplicate) write_result(b, o, r.dup_result);
       else write_result(b, o, result::linked_event_failed);
       continue;
     }
@@ -367,7 +349,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
     op_inputs in;
     switch (r.kind) {
       case route_kind::static_failed: res = result(b.results[o]); break;
-      case route_kind::duplicate: res = gather(b, o, sync).dup; break;
+      case route_kind::duplicate: res = r.dup_result; break;
       case route_kind::fresh:
         in = gather(b, o, sync);
         res = decide_transfer(b.transfers[o], b.timestamp_base + o, in.dr, in.cr);

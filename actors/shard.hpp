@@ -57,7 +57,6 @@ class shard {
     const account* cr = nullptr;
     pending_lookup lookup = pending_lookup::not_found;
     const pending_info* p = nullptr;
-    result dup = result::ok;
   };
   struct undo_entry {
     enum class what : uint8_t { account, pending_changed, pending_created } kind;
@@ -69,12 +68,10 @@ class shard {
   void execute_accounts(batch& b);
   void execute_status(batch& b);
   void execute_lookup_accounts(batch& b);
-  void execute_lookup_transfers(batch& b);
   void execute_transfers(batch& b);
   void run_chain(batch& b, uint32_t first, uint32_t last);
   op_inputs gather(batch& b, uint32_t o, bool sync);
-  result duplicate_result(const transfer& t, uint64_t ref_serial);
-  pending_lookup lookup_pending(uint64_t ref_serial, const pending_info** out);
+  pending_lookup lookup_pending(const op_route& r, const pending_info** out);
   void apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo);
   void write_result(batch& b, uint32_t o, result r);
   [[nodiscard]] uint32_t writer_of(const op_route& r) const;

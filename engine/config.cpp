@@ -16,8 +16,9 @@ std::string config::validate() const {
   if (tick_ms < 1 || tick_ms > 60'000) return "tick_ms must be 1..60000";
   if (queue_requests_max < 1 || queue_requests_max > 1'000'000)
     return "queue_requests_max must be 1..1000000";
-  if (transfers_max < 1 || transfers_max > (1ull << 40) - 2)
-    return "transfers_max must be 1..2^40-2";
+  if (transfers_resident_max < 2 * uint64_t(batch_ops_max) || transfers_resident_max > (1ull << 32) ||
+      (transfers_resident_max & (transfers_resident_max - 1)) != 0)
+    return "transfers_resident_max must be a power of two in 16384..2^32";
   if (accounts_hint > (1ull << 32)) return "accounts_hint must be at most 2^32";
   return {};
 }

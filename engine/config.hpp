@@ -18,7 +18,8 @@ struct config {
   uint64_t checkpoint_interval_ms = 10'000;  // 0: only on demand and at close
   uint64_t tick_ms = 100;            // clock ticks while timed pending transfers exist
   uint32_t queue_requests_max = 4096;
-  uint64_t transfers_max = 1ull << 32;  // recorded transfers, hard limit
+  uint64_t transfers_resident_max = 1ull << 20;  // resident window of transfer records
+                                                 // (power of two); older ones live in LMDB
   uint64_t accounts_hint = 1 << 16;     // preallocation per shard
   bool checkpoint_on_close = true;      // benchmarks turn it off to measure log replay
   // Engine clock source, ns since the epoch. Tests inject a manual clock.

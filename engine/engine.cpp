@@ -165,7 +165,11 @@ class engine_impl {
   bool ck_stop_ = false;
   bool checkpoint_requested_ = false;
   std::thread ck_thread_;
-  uint64_t flushed_serial_ = 0;
+  std::atomic<uint64_t> flushed_serial_{0};     // records below it are in the snapshot
+  std::atomic<uint64_t> executed_serial_end_{0};  // records below it have final outcomes
+  uint64_t records_floor_ = 0;                    // first serial loaded into the window
+  bool replaying_ = false;
+  std::vector<std::shared_ptr<engine_batch>> replay_pending_;
   std::atomic<uint64_t> snapshot_lsn_{0};
   std::atomic<uint64_t> checkpoints_{0};
 
@@ -196,12 +200,107 @@ class engine_impl {
       b.results[i] = actors::check_status_change_fields(b.status_changes[i]);
   }
 
+  // ---- records: the resident window, then the snapshot --------------------------
+
+  actors::transfer_record record_copy(uint64_t serial) {
+    if (records_->resident(serial)) return records_->at(serial);
+    actors::transfer_record r;
+    std::string bytes, err;
+    MESOB_ASSERT_MSG(snap_->get(storage::table::transfers, serial, &bytes, &err) &&
+                         bytes.size() == sizeof r,
+                     "a transfer record older than the resident window is not in the snapshot");
+    std::memcpy(&r, bytes.data(), sizeof r);
+    return r;
+  }
+  wire::id128 record_id(uint64_t serial) { return record_copy(serial).t.id; }
+
+  // The ids of serials [0, end) in order (the id index grows by re-reading them).
+  void for_each_id(const std::function<void(uint64_t, const wire::id128&)>& fn, uint64_t end) {
+    const uint64_t resident = std::min(end, std::max(records_->resident_begin(), records_floor_));
+    std::string err;
+    const bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
+      actors::transfer_record r;
+      if (v.size() != sizeof r) return false;
+      std::memcpy(&r, v.data(), sizeof r);
+      fn(key, r.t.id);
+      return true;
+    }, &err, resident);
+    MESOB_ASSERT_MSG(ok, err.c_str());
+    snap_->release_pages();
+    for (uint64_t s = resident; s < end; ++s) fn(s, records_->at(s).t.id);
+  }
+
+  void index_id(const wire::id128& id, uint64_t serial) {
+    ids_.insert(id, serial, [this, serial](auto&& fn) { for_each_id(fn, serial); });
+  }
+
+  // ---- pipeline flushes (rare: they stall the sequencer) --------------------------
+
+  // Commits, dispatches and executes everything sequenced so far.
+  void flush_pipeline() {
+    if (replaying_) {
+      send(std::move(replay_pending_), nullptr);
+      replay_pending_.clear();
+    } else {
+      complete_flight();
+      if (!open_list_.empty() && !failed_) {
+        submit_open();
+        complete_flight();
+      }
+    }
+    wait_idle();
+  }
+
+  // Makes record `serial`'s outcome final (its batch executed).
+  void ensure_executed(uint64_t serial) {
+    if (serial >= executed_serial_end_.load(std::memory_order_acquire)) flush_pipeline();
+    MESOB_ASSERT(serial < executed_serial_end_.load(std::memory_order_acquire) || failed_);
+  }
+
+  // Before appending record `n`: the slot it reuses must be checkpointed and executed.
+  void make_room() {
+    const uint64_t n = records_->size();
+    const uint64_t w = records_->capacity();
+    auto room = [&] {
+      return n < w + std::min(flushed_serial_.load(), executed_serial_end_.load());
+    };
+    if (room()) return;
+    flush_pipeline();
+    if (!room()) {
+      const std::string err = checkpoint_sync();
+      MESOB_ASSERT_MSG(err.empty() && room(), "checkpoint failed: the resident window cannot move");
+    }
+  }
+
+  // ---- create_transfers ------------------------------------------------------------
+
+  void route_resolve(batch& b, op_route& r, const wire::transfer& t, uint64_t batch_first_serial,
+                     uint64_t* dr, uint64_t* cr) {
+    using ref_state = op_route::ref_state;
+    r.kind = route_kind::resolve;
+    const int64_t p = ids_.find(t.pending_id, [this](uint64_t s) { return record_id(s); });
+    if (p < 0) return;
+    const uint64_t ps = uint64_t(p);
+    if (ps < batch_first_serial) ensure_executed(ps);
+    const actors::transfer_record pr = record_copy(ps);
+    r.has_ref = true;
+    r.ref_serial = ps;
+    r.ref_shard = uint8_t(shard_of(pr.owner_account_id, shards_n_));
+    r.ref_debit_account_id = *dr = pr.t.debit_account_id;
+    r.ref_credit_account_id = *cr = pr.t.credit_account_id;
+    if (ps >= batch_first_serial) r.ref = ref_state::in_batch;
+    else if (pr.result != uint32_t(result::ok)) r.ref = ref_state::not_found;
+    else if (!(pr.t.flags & wire::transfer_flags::pending)) r.ref = ref_state::not_pending;
+    else r.ref = ref_state::found;
+    (void)b;
+  }
+
   void sequence_transfers(batch& b) {
     const uint32_t n = b.count;
     b.results.assign(n, result::ok);
     b.routes.assign(n, op_route{});
     batch_ids_.reset(n);
-    auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };
+    auto id_of = [this](uint64_t s) { return record_id(s); };
     // Chains: a run of linked operations closed by one without the flag.
     for (uint32_t i = 0; i < n;) {
       uint32_t j = i;
@@ -216,6 +315,7 @@ class engine_impl {
       for (uint32_t o = i; o <= j; ++o) b.routes[o].chain_end = j;
       i = j + 1;
     }
+    uint64_t batch_first_serial = UINT64_MAX;
     for (uint32_t o = 0; o < n; ++o) {
       op_route& r = b.routes[o];
       const wire::transfer& t = b.transfers[o];
@@ -230,31 +330,24 @@ class engine_impl {
         continue;
       }
       const int64_t found = ids_.find(t.id, id_of);
-      if (found >= 0) {
+      if (found >= 0) {  // a repeat: its original outcome, once final
+        ensure_executed(uint64_t(found));
+        const actors::transfer_record orig = record_copy(uint64_t(found));
         r.kind = route_kind::duplicate;
-        r.ref_serial = uint64_t(found);
-        r.ref_shard = uint8_t(shard_of(records_->at(r.ref_serial).owner_account_id, shards_n_));
+        r.dup_result = actors::decide_duplicate(t, orig.t, result(orig.result));
         continue;
       }
+      make_room();
       const uint64_t serial = records_->size();
+      if (batch_first_serial == UINT64_MAX) batch_first_serial = serial;
       actors::transfer_record& rec = records_->append();
       rec.t = t;
       rec.t.timestamp = b.timestamp_base + o;
       rec.result = actors::result_unresolved;
       r.serial = serial;
-      const bool resolve = t.flags & (wire::transfer_flags::post_pending | wire::transfer_flags::void_pending);
       uint64_t dr = t.debit_account_id, cr = t.credit_account_id;
-      if (resolve) {
-        r.kind = route_kind::resolve;
-        const int64_t p = ids_.find(t.pending_id, id_of);
-        if (p >= 0) {
-          const auto& pr = records_->at(uint64_t(p));
-          r.has_ref = true;
-          r.ref_serial = uint64_t(p);
-          r.ref_shard = uint8_t(shard_of(pr.owner_account_id, shards_n_));
-          dr = pr.t.debit_account_id;
-          cr = pr.t.credit_account_id;
-        }
+      if (t.flags & (wire::transfer_flags::post_pending | wire::transfer_flags::void_pending)) {
+        route_resolve(b, r, t, batch_first_serial, &dr, &cr);
       } else {
         r.kind = route_kind::fresh;
         if ((t.flags & wire::transfer_flags::pending) && t.timeout_s != 0) {
@@ -262,10 +355,10 @@ class engine_impl {
           if (deadline > rec.t.timestamp) pending_deadline_max_ = std::max(pending_deadline_max_, deadline);
         }
       }
-      rec.owner_account_id = dr;
+      records_->at(serial).owner_account_id = dr;
       r.debit_shard = uint8_t(shard_of(dr, shards_n_));
       r.credit_shard = uint8_t(shard_of(cr, shards_n_));
-      ids_.insert(t.id, serial, id_of);
+      index_id(t.id, serial);
     }
     // Chain masks, and sync slots for chains spanning several shards.
     uint32_t slots = 0;
@@ -274,8 +367,7 @@ class engine_impl {
       uint32_t mask = 0;
       for (uint32_t o = i; o <= last; ++o) {
         const op_route& r = b.routes[o];
-        if (r.kind == route_kind::duplicate) mask |= 1u << r.ref_shard;
-        else if (r.kind != route_kind::static_failed)
+        if (r.kind == route_kind::fresh || r.kind == route_kind::resolve)
           mask |= 1u << r.debit_shard | 1u << r.credit_shard | (r.has_ref ? 1u << r.ref_shard : 0);
       }
       const bool sync = __builtin_popcount(mask) > 1;
@@ -284,11 +376,16 @@ class engine_impl {
       for (uint32_t o = i; o <= last; ++o) {
         op_route& r = b.routes[o];
         r.chain_mask = mask;
-        if (sync && r.kind != route_kind::static_failed) r.slot = slots++;
-        // A chain no shard takes part in is decided here: its first failure stands.
-        if (mask == 0 && last > i && !open_chain) {
-          if (failed) b.results[o] = result::linked_event_failed;
-          failed = failed || b.results[o] != result::ok;
+        if (sync && (r.kind == route_kind::fresh || r.kind == route_kind::resolve)) r.slot = slots++;
+        if (mask != 0 || open_chain) continue;
+        // No shard takes part: only field failures and repeats. Decide the chain here.
+        if (r.kind == route_kind::duplicate) {
+          b.results[o] = r.dup_result;
+          failed = failed || r.dup_result != result::ok;
+        } else if (failed) {
+          b.results[o] = result::linked_event_failed;
+        } else {
+          failed = true;  // the first field failure keeps its code
         }
       }
       i = last + 1;
@@ -318,16 +415,22 @@ class engine_impl {
     }
   } batch_ids_;
 
+  // Transfers by id are answered here: a record is final once its batch executed, and
+  // older ones are read from the snapshot.
   void sequence_lookup_transfers(batch& b) {
-    auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };
+    auto id_of = [this](uint64_t s) { return record_id(s); };
     b.results.assign(b.count, result::transfer_not_found);
     b.found_transfers.assign(b.count, transfer_record{});
-    b.lookup_serials.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       const auto& id = b.transfer_ids[i];
       if (id.zero()) continue;
       const int64_t s = ids_.find(id, id_of);
-      if (s >= 0) b.lookup_serials[i] = uint64_t(s) + 1;
+      if (s < 0) continue;
+      ensure_executed(uint64_t(s));
+      const auto rec = record_copy(uint64_t(s));
+      if (rec.result == actors::result_unresolved) continue;  // its commit failed
+      b.found_transfers[i] = rec;
+      b.results[i] = result::ok;
     }
   }
 
@@ -396,7 +499,13 @@ class engine_impl {
     for (auto& a : shard_actors_) caf::anon_send(a, d);
   }
 
-  void batch_finished() {
+  void batch_finished(const batch& b) {
+    // Batches finish in dispatch order (every shard runs them in order), but their
+    // callbacks may race: keep the maximum.
+    uint64_t e = executed_serial_end_.load(std::memory_order_relaxed);
+    while (e < b.serial_end &&
+           !executed_serial_end_.compare_exchange_weak(e, b.serial_end, std::memory_order_acq_rel)) {
+    }
     std::lock_guard lk(out_mu_);
     --outstanding_;
     out_cv_.notify_all();
@@ -440,7 +549,7 @@ class engine_impl {
       for (const auto& a : list)
         if (!w->put(storage::table::accounts, a.id, {reinterpret_cast<const uint8_t*>(&a), sizeof a}))
           return w->error();
-    for (uint64_t s = flushed_serial_; s < c.next_serial; ++s) {
+    for (uint64_t s = flushed_serial_.load(); s < c.next_serial; ++s) {
       const auto& r = records_->at(s);
       MESOB_ASSERT(r.result != actors::result_unresolved);
       if (!w->append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(&r), sizeof r}))
@@ -592,8 +701,16 @@ class engine_impl {
     sequence(*b);
     b->serial_end = records_->size();
     b->done = [this](batch& done_b) { finish(done_b); };
-    if (actors::op_kind_writes(b->kind)) log_and_queue(std::move(b));
-    else open_list_.push_back(std::move(b));
+    if (actors::op_kind_writes(b->kind)) {
+      log_and_queue(std::move(b));
+    } else if (b->kind == op_kind::lookup_transfers) {
+      reply r;
+      r.results = std::move(b->results);
+      r.transfers = std::move(b->found_transfers);
+      b->user_done(std::move(r));
+    } else {
+      open_list_.push_back(std::move(b));
+    }
   }
 
   void finish(batch& base) {
@@ -608,7 +725,7 @@ class engine_impl {
       auto done = std::move(b.user_done);
       done(std::move(r));
     }
-    batch_finished();
+    batch_finished(b);
   }
 
   void maybe_tick() {
@@ -635,6 +752,9 @@ class engine_impl {
     }
     if (!due && cfg_.checkpoint_interval_ms != 0 && dispatched_lsn_ > snapshot_lsn_.load() &&
         t >= last_checkpoint_ns_ + cfg_.checkpoint_interval_ms * 1'000'000ull)
+      due = true;
+    // Keep the resident window moving: checkpoint once half of it awaits one.
+    if (!due && dispatched_serial_end_.load() >= flushed_serial_.load() + records_->capacity() / 2)
       due = true;
     if (!due) return;
     last_checkpoint_ns_ = t;
@@ -701,25 +821,32 @@ class engine_impl {
     dispatched_lsn_ = meta->lsn;
     dispatched_chain_ = meta->chain;
     snapshot_lsn_.store(meta->lsn);
+    // Every id goes into the index (sized up front: no growth while loading); only the
+    // newest `transfers_resident_max` records into the resident window.
     uint64_t expect = 0;
-    auto id_of = [this](uint64_t s) { return records_->at(s).t.id; };
-    ids_.reserve(meta->transfers);
+    const uint64_t n = meta->transfers;
+    const uint64_t first_resident = n > records_->capacity() ? n - records_->capacity() : 0;
+    records_->start_at(first_resident);
+    records_floor_ = first_resident;
+    ids_.reserve(n);
     bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
-      if (key != expect || v.size() != sizeof(transfer_record)) {
+      transfer_record r;
+      if (key != expect || v.size() != sizeof r) {
         *error = "snapshot: transfers table row " + std::to_string(key) + " is out of order or has " +
                  std::to_string(v.size()) + " bytes";
         return false;
       }
-      auto& r = records_->append();
       std::memcpy(&r, v.data(), sizeof r);
       if (r.result == actors::result_unresolved) {
         *error = "snapshot: transfer row " + std::to_string(key) + " has no result";
         return false;
       }
-      ids_.insert(r.t.id, expect, id_of);
+      if (key >= first_resident) records_->append() = r;
+      index_id(r.t.id, expect);
       ++expect;
       return true;
     }, error);
+    snap_->release_pages();
     if (!ok) return false;
     if (expect != meta->next_serial || expect != meta->transfers) {
       *error = "snapshot: " + std::to_string(expect) + " transfer rows but the snapshot meta says " +
@@ -755,12 +882,13 @@ class engine_impl {
       return true;
     }, error);
     flushed_serial_ = expect;
+    executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
     return ok;
   }
 
-  bool replay_record(const storage::wal_record_view& v, std::vector<std::shared_ptr<engine_batch>>& pending,
-                     std::string* error) {
+  bool replay_record(const storage::wal_record_view& v, std::string* error) {
+    auto& pending = replay_pending_;
     const auto& h = *v.header;
     auto where = [&] { return std::string(v.file) + " offset " + std::to_string(v.offset); };
     if (h.kind != uint16_t(storage::record_kind::batch) || h.version != batch_record_version) {
@@ -801,7 +929,7 @@ class engine_impl {
     last_ts_ = bh.timestamp_base + std::max<uint64_t>(bh.count, 1) - 1;
     sequence(*b);
     b->serial_end = records_->size();
-    b->done = [this](batch&) { batch_finished(); };
+    b->done = [this](batch& done_b) { batch_finished(done_b); };
     dispatched_chain_ = h.chain;
     rec_.operations_replayed += bh.count;
     pending.push_back(std::move(b));
@@ -816,7 +944,7 @@ class engine_impl {
     const auto t0 = std::chrono::steady_clock::now();
     if (!load_snapshot(error)) return false;
     const uint64_t snap_lsn = rec_.snapshot_lsn;
-    std::vector<std::shared_ptr<engine_batch>> pending;
+    replaying_ = true;
     storage::wal_scan_options so;
     so.dir = cfg_.data_dir + "/wal";
     so.segment_bytes = cfg_.wal_segment_mib << 20;
@@ -835,16 +963,19 @@ class engine_impl {
       }
       if (v.header->lsn <= snap_lsn) return true;
       ++rec_.records_replayed;
-      return replay_record(v, pending, error);
+      return replay_record(v, error);
     }, &sr, error);
     if (!ok) {
       if (error->empty()) *error = "wal: replay failed";
-      send(std::move(pending), nullptr);
+      send(std::move(replay_pending_), nullptr);
+      replay_pending_.clear();
       wait_idle();
       return false;
     }
-    send(std::move(pending), nullptr);
+    send(std::move(replay_pending_), nullptr);
+    replay_pending_.clear();
     wait_idle();
+    replaying_ = false;
     rec_.replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     rec_.torn_tail = sr.torn_tail;
     storage::wal_position pos = sr.end;
@@ -974,7 +1105,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
   e.shards_n_ = cfg.shards == 0 ? std::min(cores, shards_max) : cfg.shards;
   if (!mkdirs(cfg.data_dir + "/wal", error) || !mkdirs(cfg.data_dir + "/snapshot", error)) return nullptr;
-  e.records_ = std::make_unique<actors::record_store>(cfg.transfers_max);
+  e.records_ = std::make_unique<actors::record_store>(cfg.transfers_resident_max);
   for (uint32_t i = 0; i < e.shards_n_; ++i)
     e.shards_.push_back(std::make_unique<actors::shard>(i, e.shards_n_, *e.records_, cfg.accounts_hint));
   e.snap_ = storage::snapshot_store::open(cfg.data_dir + "/snapshot", cfg.snapshot_map_gib << 30, error);

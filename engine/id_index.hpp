@@ -41,14 +41,21 @@ class id_index {
   }
 
   // Records `id` at `serial`. Serials are inserted densely (0, 1, 2, ...), so growing
-  // re-reads every id in serial order through `id_of` rather than storing hashes.
-  template <class IdOf>
-  void insert(const wire::id128& id, uint64_t serial, IdOf&& id_of) {
+  // re-reads every id in serial order through `for_each_id(fn(serial, id))` rather than
+  // storing hashes (the caller reads old ids from the snapshot).
+  template <class ForEachId>
+  void insert(const wire::id128& id, uint64_t serial, ForEachId&& for_each_id) {
     MESOB_ASSERT(serial <= serial_max && serial == size_);
     if ((size_ + 1) * 4 > slots_.size() * 3) {
       std::vector<uint64_t>(slots_.size() * 2, 0).swap(slots_);
       mask_ = slots_.size() - 1;
-      for (uint64_t s = 0; s < size_; ++s) place(hash(id_of(s)), s);
+      uint64_t seen = 0;
+      for_each_id([&](uint64_t s, const wire::id128& old) {
+        MESOB_ASSERT(s == seen);
+        place(hash(old), s);
+        ++seen;
+      });
+      MESOB_ASSERT(seen == size_);
     }
     place(hash(id), serial);
     ++size_;

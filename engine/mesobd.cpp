@@ -25,7 +25,9 @@ int main(int argc, char** argv) {
                  "snapshot period; 0 = on demand and at stop only")->capture_default_str();
   app.add_option("--tick-ms", cfg.tick_ms, "clock tick while timed pending transfers exist")->capture_default_str();
   app.add_option("--queue-requests-max", cfg.queue_requests_max, "requests queued before callers wait")->capture_default_str();
-  app.add_option("--transfers-max", cfg.transfers_max, "recorded transfers, hard limit")->capture_default_str();
+  app.add_option("--transfers-resident-max", cfg.transfers_resident_max,
+                 "transfer records kept in memory (power of two); older ones are read from LMDB")
+      ->capture_default_str();
   app.add_option("--accounts-hint", cfg.accounts_hint, "accounts to preallocate per shard")->capture_default_str();
   try {
     app.parse(argc, argv);

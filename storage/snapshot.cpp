@@ -1,5 +1,6 @@
 #include "storage/snapshot.hpp"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -67,6 +68,12 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   return s;
 }
 
+void snapshot_store::release_pages() {
+  MDB_envinfo info{};
+  if (mdb_env_info(env_, &info) == 0 && info.me_mapaddr != nullptr)
+    ::madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
+}
+
 snapshot_store::~snapshot_store() {
   if (env_) mdb_env_close(env_);
 }
@@ -104,7 +111,7 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
 }
 
 bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
-                          std::string* error) {
+                          std::string* error, std::optional<uint64_t> end_key) {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc != 0) {
@@ -126,6 +133,10 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
       *error = std::string("snapshot: table ") + table_name(t) + " has a key of " +
                std::to_string(key.mv_size) + " bytes";
       ok = false;
+      break;
+    }
+    if (end_key && from_be(key) >= *end_key) {
+      rc = MDB_NOTFOUND;
       break;
     }
     if (!fn(from_be(key), {static_cast<const uint8_t*>(val.mv_data), val.mv_size})) {

@@ -55,9 +55,13 @@ class snapshot_store {
   // The newest snapshot's meta, or nullopt for an empty store.
   std::optional<snapshot_meta> read_meta(std::string* error);
 
-  // Calls fn(key, bytes) for every row of a table in key order; stops on false.
+  // Calls fn(key, bytes) for every row of a table (with key < *end_key, if given), in
+  // key order; fn returning false stops the scan with an error.
   bool scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
-            std::string* error);
+            std::string* error, std::optional<uint64_t> end_key = std::nullopt);
+  // Drops this process's mapping of pages read so far (they stay in the page cache), so
+  // a scan over history does not stay in resident memory.
+  void release_pages();
   // One row, copied into `out`; false if absent.
   bool get(table t, uint64_t key, std::string* out, std::string* error);
 

@@ -312,7 +312,9 @@ class model_run {
     cfg.wal_segment_mib = 16;
     cfg.snapshot_map_gib = 1;
     cfg.accounts_hint = 1024;
-    cfg.transfers_max = 1ull << 22;
+    // Large enough that no checkpoint runs in the background: crash_copy() copies files
+    // and a copy taken during an LMDB commit is not a crash image.
+    cfg.transfers_resident_max = 1ull << 20;
     auto now = now_;
     cfg.clock = [now] { return now->load(); };
     std::string err;

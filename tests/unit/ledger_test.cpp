@@ -397,3 +397,64 @@ TEST_P(ledger, batch_limits) {
   EXPECT_EQ(r.st, engine::status::ok);
   EXPECT_TRUE(r.results.empty());
 }
+
+// A window of 16,384 resident records: most of the history below is served from LMDB.
+TEST(ledger_window, history_outlives_the_resident_window) {
+  temp_dir dir;
+  engine::config cfg;
+  cfg.data_dir = dir.path();
+  cfg.shards = 2;
+  cfg.pin_shards = false;
+  cfg.checkpoint_interval_ms = 0;
+  cfg.transfers_resident_max = 1 << 14;
+  cfg.wal_segment_mib = 16;
+  std::string err;
+  auto e = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(e) << err;
+  std::vector<wire::account> accts;
+  for (uint64_t id = 1; id <= 64; ++id) accts.push_back(make_account(id));
+  ASSERT_EQ(e->create_accounts(accts).results.at(0), result::ok);
+  // Pending transfers first (ids 1..100), then 60,000 singles, several windows' worth.
+  std::vector<wire::transfer> first;
+  for (uint64_t i = 1; i <= 100; ++i) first.push_back(make_transfer(i, 1 + i % 64, 1 + (i + 1) % 64, 5, tf::pending));
+  ASSERT_EQ(e->create_transfers(first).results.at(0), result::ok);
+  for (uint64_t base = 1000; base < 61000; base += 4000) {
+    std::vector<wire::transfer> b;
+    for (uint64_t i = base; i < base + 4000; ++i) b.push_back(make_transfer(i, 1 + i % 64, 1 + (i * 7 + 3) % 64, 1 + i % 9));
+    for (auto& t : b)
+      if (t.debit_account_id == t.credit_account_id) t.credit_account_id = 1 + t.credit_account_id % 64;
+    auto r = e->create_transfers(b);
+    for (auto x : r.results) ASSERT_EQ(x, result::ok);
+  }
+  EXPECT_GE(e->stats().checkpoints, 2u);
+  // Old ids are still recognised: same fields -> original outcome, else a distinct error.
+  auto old = make_transfer(1000, 1 + 1000 % 64, 1 + (1000 * 7 + 3) % 64, 1 + 1000 % 9);
+  EXPECT_EQ(e->create_transfers({old}).results.at(0), result::ok);
+  old.amount += 1;
+  EXPECT_EQ(e->create_transfers({old}).results.at(0), result::exists_with_different_fields);
+  // Look-ups of evicted records come from LMDB with their timestamps and outcomes.
+  auto lk = e->lookup_transfers({{1000, 0}, {5, 0}, {60999, 0}});
+  EXPECT_EQ(lk.results.at(0), result::ok);
+  EXPECT_EQ(lk.transfers.at(0).t.amount, 1 + 1000 % 9);
+  EXPECT_NE(lk.transfers.at(0).t.timestamp, 0u);
+  EXPECT_EQ(lk.transfers.at(1).t.flags, tf::pending);
+  EXPECT_EQ(lk.results.at(2), result::ok);
+  // Posting a pending transfer recorded long ago.
+  auto post = make_transfer(70000, 0, 0, 0, tf::post_pending);
+  post.pending_id = {5, 0};
+  EXPECT_EQ(e->create_transfers({post}).results.at(0), result::ok);
+  post.id = {70001, 0};
+  EXPECT_EQ(e->create_transfers({post}).results.at(0), result::pending_transfer_already_posted);
+  auto not_pending = make_transfer(70002, 0, 0, 0, tf::void_pending);
+  not_pending.pending_id = {2000, 0};
+  EXPECT_EQ(e->create_transfers({not_pending}).results.at(0), result::pending_transfer_not_pending);
+  EXPECT_TRUE(e->check_balances().balanced);
+  // And all of it across a restart.
+  e.reset();
+  e = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(e) << err;
+  EXPECT_EQ(e->lookup_transfers({{1000, 0}}).results.at(0), result::ok);
+  EXPECT_EQ(e->create_transfers({post}).results.at(0), result::pending_transfer_already_posted);
+  old.amount -= 1;
+  EXPECT_EQ(e->create_transfers({old}).results.at(0), result::ok);
+}

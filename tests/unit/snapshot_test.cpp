@@ -90,3 +90,23 @@ TEST(snapshot, map_full_fails_the_checkpoint_and_keeps_the_last_one) {
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->lsn, 1u);
 }
+
+TEST(snapshot, scan_covers_the_whole_key_range_and_stops_at_an_end_key) {
+  temp_dir d;
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  auto w = s->begin(&err);
+  for (uint64_t k : {uint64_t(0), uint64_t(1), uint64_t(1) << 63, UINT64_MAX})
+    ASSERT_TRUE(w->put(table::accounts, k, bytes("v")));
+  ASSERT_TRUE(w->commit(snapshot_meta{}));
+  std::vector<uint64_t> keys;
+  auto collect = [&](uint64_t k, std::span<const uint8_t>) {
+    keys.push_back(k);
+    return true;
+  };
+  ASSERT_TRUE(s->scan(table::accounts, collect, &err)) << err;
+  EXPECT_EQ(keys, (std::vector<uint64_t>{0, 1, uint64_t(1) << 63, UINT64_MAX}));
+  keys.clear();
+  ASSERT_TRUE(s->scan(table::accounts, collect, &err, 2)) << err;
+  EXPECT_EQ(keys, (std::vector<uint64_t>{0, 1}));
+}
