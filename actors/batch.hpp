@@ -29,6 +29,8 @@ enum class op_kind : uint16_t {
   lookup_accounts = 4,
   lookup_transfers = 5,
   tick = 6,  // no operations: advances the clock (expires pending transfers)
+  lookup_account_transfers = 7,  // an account's applied transfers, newest first, paged
+  lookup_balances_as_of = 8,     // an account's posted balances at a timestamp
 };
 [[nodiscard]] inline bool op_kind_writes(op_kind k) {
   return k == op_kind::create_accounts || k == op_kind::create_transfers ||
@@ -83,7 +85,7 @@ struct sync_slot {
 struct batch;
 using batch_done = std::function<void(batch&)>;
 
-struct batch {
+struct batch : std::enable_shared_from_this<batch> {
   op_kind kind = op_kind::tick;
   uint64_t lsn = 0;           // log record (0 for look-ups, which are not logged)
   uint64_t timestamp_base = 0;  // operation i has timestamp_base + i
@@ -104,6 +106,7 @@ struct batch {
   std::vector<wire::result> results;
   std::vector<wire::account> found_accounts;    // lookup_accounts
   std::vector<transfer_record> found_transfers;  // lookup_transfers
+  std::vector<uint64_t> last_serials;            // account queries: history heads
 
   std::atomic<uint32_t> shards_remaining{0};
   batch_done done;                                  // run by the last shard to finish
@@ -115,12 +118,19 @@ struct batch {
   }
 };
 
+// An account as snapshotted: its state and the head of its history.
+struct stored_account {
+  account a;
+  uint64_t last_serial = 0;  // serial + 1 of its newest applied transfer (0: none)
+};
+static_assert(sizeof(stored_account) == 88);
+
 // A checkpoint cut: every shard copies the state it owns, after every batch before it.
 struct checkpoint_cut {
   uint64_t lsn = 0;
   uint64_t next_serial = 0;
   uint64_t clock_ns = 0;
-  std::vector<std::vector<account>> dirty_accounts;    // per shard
+  std::vector<std::vector<stored_account>> dirty_accounts;  // per shard
   std::vector<std::vector<pending_info>> pendings;     // per shard, all entries
   std::vector<uint64_t> account_counts;                // per shard
   std::atomic<uint32_t> shards_remaining{0};

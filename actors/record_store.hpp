@@ -28,14 +28,22 @@ constexpr uint32_t result_unresolved = 0xffffffffu;
 
 // A transfer as recorded: the request with its engine timestamp, the account whose
 // shard owns the record (the debit account, or the pending transfer's for post/void),
-// and the outcome.
+// and the outcome. Applied transfers also link each account's history: `*_prev` is the
+// serial + 1 of that account's previous applied transfer (0: none), `*_after` its posted
+// balances after this one.
 struct transfer_record {
   wire::transfer t;
   uint64_t owner_account_id = 0;
   uint32_t result = result_unresolved;
   uint32_t reserved = 0;
+  uint64_t debit_prev = 0;
+  uint64_t credit_prev = 0;
+  uint64_t debit_after_debits_posted = 0;
+  uint64_t debit_after_credits_posted = 0;
+  uint64_t credit_after_debits_posted = 0;
+  uint64_t credit_after_credits_posted = 0;
 };
-static_assert(sizeof(transfer_record) == 104);
+static_assert(sizeof(transfer_record) == 152);
 
 class record_store {
  public:

@@ -48,6 +48,7 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
       account_index_(accounts_hint) {
   MESOB_ASSERT(count >= 1 && count <= shards_max && index < count);
   accounts_.reserve(accounts_hint);
+  last_serial_.reserve(accounts_hint);
   dirty_flag_.reserve(accounts_hint);
 }
 
@@ -76,16 +77,33 @@ void shard::mark_dirty(uint32_t idx) {
 }
 
 void shard::save_account(uint32_t idx, bool keep_undo) {
-  if (keep_undo) undo_.push_back({undo_entry::what::account, idx, accounts_[idx], {}});
+  if (keep_undo) undo_.push_back({undo_entry::what::account, idx, accounts_[idx], {}, last_serial_[idx]});
   mark_dirty(idx);
 }
 
-void shard::load_account(const account& a) {
+void shard::load_account(const account& a, uint64_t last_serial) {
   MESOB_ASSERT(shard_of(a.id, count_) == index_);
   MESOB_ASSERT(account_index_.find(a.id) == nullptr);
   account_index_.put(a.id, uint32_t(accounts_.size()));
   accounts_.push_back(a);
+  last_serial_.push_back(last_serial);
   dirty_flag_.push_back(0);
+}
+
+// Appends the record to the account's history chain and notes its balances after.
+void shard::link_history(uint32_t idx, uint64_t serial, bool debit_side) {
+  transfer_record& rec = records_.at(serial);
+  const account& a = accounts_[idx];
+  if (debit_side) {
+    rec.debit_prev = last_serial_[idx];
+    rec.debit_after_debits_posted = a.debits_posted;
+    rec.debit_after_credits_posted = a.credits_posted;
+  } else {
+    rec.credit_prev = last_serial_[idx];
+    rec.credit_after_debits_posted = a.debits_posted;
+    rec.credit_after_credits_posted = a.credits_posted;
+  }
+  last_serial_[idx] = serial + 1;
 }
 
 void shard::load_pending(const pending_info& p) {
@@ -104,7 +122,8 @@ shard_stats shard::stats() const {
   s.pending_total = pendings_.size();
   for (const auto& p : pendings_) s.pending_live += p.state == pending_state::pending;
   s.sync_waits = sync_waits_;
-  s.memory_bytes = accounts_.capacity() * sizeof(account) + account_index_.memory_bytes() +
+  s.memory_bytes = accounts_.capacity() * (sizeof(account) + sizeof(uint64_t)) +
+                   account_index_.memory_bytes() +
                    dirty_flag_.capacity() + dirty_.capacity() * 4 +
                    pendings_.capacity() * sizeof(pending_info) + pending_index_.memory_bytes();
   return s;
@@ -118,6 +137,8 @@ void shard::execute(batch& b) {
     case op_kind::create_transfers: sweep(b.timestamp_last()); execute_transfers(b); break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
+    case op_kind::lookup_account_transfers:
+    case op_kind::lookup_balances_as_of: execute_account_queries(b); break;
   }
 }
 
@@ -155,6 +176,7 @@ void shard::execute_accounts(batch& b) {
     const auto idx = uint32_t(accounts_.size());
     account_index_.put(a.id, idx);
     accounts_.push_back(a);
+    last_serial_.push_back(0);
     dirty_flag_.push_back(0);
     mark_dirty(idx);
   }
@@ -188,6 +210,20 @@ void shard::execute_lookup_accounts(batch& b) {
     } else {
       b.results[i] = result::account_not_found;
     }
+  }
+}
+
+// Account queries: the shard supplies the account and its history head; the sequencer
+// then walks the records.
+void shard::execute_account_queries(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const uint64_t id = b.account_ids[i];
+    if (shard_of(id, count_) != index_) continue;
+    const uint32_t* idx = id ? account_index_.find(id) : nullptr;
+    if (!idx) continue;  // results[i] stays account_not_found
+    b.found_accounts[i] = accounts_[*idx];
+    b.last_serials[i] = last_serial_[*idx];
+    b.results[i] = result::ok;
   }
 }
 
@@ -290,12 +326,16 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
     account* dr = r.debit_shard == index_ ? local_account(t.debit_account_id) : nullptr;
     account* cr = r.credit_shard == index_ ? local_account(t.credit_account_id) : nullptr;
     if (dr) {
-      save_account(uint32_t(dr - accounts_.data()), keep_undo);
+      const auto idx = uint32_t(dr - accounts_.data());
+      save_account(idx, keep_undo);
       apply_transfer_debit(*dr, t);
+      link_history(idx, r.serial, true);
     }
     if (cr) {
-      save_account(uint32_t(cr - accounts_.data()), keep_undo);
+      const auto idx = uint32_t(cr - accounts_.data());
+      save_account(idx, keep_undo);
       apply_transfer_credit(*cr, t);
+      link_history(idx, r.serial, false);
     }
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {
       const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);
@@ -306,7 +346,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
         expiry_heap_.emplace_back(p.expires_at, p.serial);
         std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
       }
-      if (keep_undo) undo_.push_back({undo_entry::what::pending_created, idx, {}, p});
+      if (keep_undo) undo_.push_back({undo_entry::what::pending_created, idx, {}, p, 0});
     }
     return;
   }
@@ -317,17 +357,21 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
   account* dr = r.debit_shard == index_ ? local_account(p.debit_account_id) : nullptr;
   account* cr = r.credit_shard == index_ ? local_account(p.credit_account_id) : nullptr;
   if (dr) {
-    save_account(uint32_t(dr - accounts_.data()), keep_undo);
+    const auto idx = uint32_t(dr - accounts_.data());
+    save_account(idx, keep_undo);
     apply_resolve_debit(*dr, p, amount);
+    link_history(idx, r.serial, true);
   }
   if (cr) {
-    save_account(uint32_t(cr - accounts_.data()), keep_undo);
+    const auto idx = uint32_t(cr - accounts_.data());
+    save_account(idx, keep_undo);
     apply_resolve_credit(*cr, p, amount);
+    link_history(idx, r.serial, false);
   }
   if (pending_info* mine = local_pending(p.serial)) {
     if (keep_undo)
       undo_.push_back({undo_entry::what::pending_changed,
-                       *pending_index_.find(p.serial + 1), {}, *mine});
+                       *pending_index_.find(p.serial + 1), {}, *mine, 0});
     mine->state = post ? pending_state::posted : pending_state::voided;
   }
 }
@@ -374,7 +418,10 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
       // Roll back this chain's earlier effects on this shard, newest first.
       for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
         switch (it->kind) {
-          case undo_entry::what::account: accounts_[it->index] = it->acct; break;
+          case undo_entry::what::account:
+            accounts_[it->index] = it->acct;
+            last_serial_[it->index] = it->last_serial;
+            break;
           case undo_entry::what::pending_changed: pendings_[it->index] = it->pending; break;
           case undo_entry::what::pending_created:
             MESOB_ASSERT(it->index + 1 == pendings_.size());
@@ -395,7 +442,7 @@ void shard::cut(checkpoint_cut& c) {
   auto& out = c.dirty_accounts[index_];
   out.reserve(dirty_.size());
   for (uint32_t idx : dirty_) {
-    out.push_back(accounts_[idx]);
+    out.push_back({accounts_[idx], last_serial_[idx]});
     dirty_flag_[idx] = 0;
   }
   dirty_.clear();

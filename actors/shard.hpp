@@ -41,7 +41,7 @@ class shard {
   void cut(checkpoint_cut& c);
 
   // Recovery (before the first execute).
-  void load_account(const account& a);
+  void load_account(const account& a, uint64_t last_serial);
   void load_pending(const pending_info& p);
 
   [[nodiscard]] const account* find_account(uint64_t id) const;
@@ -63,11 +63,14 @@ class shard {
     uint32_t index;
     account acct;
     pending_info pending;
+    uint64_t last_serial;
   };
 
   void execute_accounts(batch& b);
   void execute_status(batch& b);
   void execute_lookup_accounts(batch& b);
+  void execute_account_queries(batch& b);
+  void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);
   void run_chain(batch& b, uint32_t first, uint32_t last);
   op_inputs gather(batch& b, uint32_t o, bool sync);
@@ -86,6 +89,7 @@ class shard {
   uint32_t bit_;
   record_store& records_;
   std::vector<account> accounts_;
+  std::vector<uint64_t> last_serial_;  // per account: serial + 1 of its newest applied transfer
   flat_u64_map account_index_;
   std::vector<uint8_t> dirty_flag_;
   std::vector<uint32_t> dirty_;

@@ -30,6 +30,29 @@ namespace mesob::engine {
 using actors::op_kind;
 using actors::transfer_record;
 
+// An account's applied transfers, newest first: up to `limit` (1..history_page_max)
+// records before `cursor` (0: from the newest; else a page's next_cursor).
+struct history_query {
+  uint64_t account_id = 0;
+  uint64_t cursor = 0;
+  uint32_t limit = 100;
+};
+struct history_page {
+  wire::result result = wire::result::ok;
+  std::vector<transfer_record> records;
+  uint64_t next_cursor = 0;  // 0: no older records
+};
+// An account's posted balances as of `timestamp` (engine ns): those after its last
+// applied transfer with a timestamp <= it.
+struct balance_query {
+  uint64_t account_id = 0;
+  uint64_t timestamp = 0;
+};
+struct balance_as_of {
+  uint64_t debits_posted = 0;
+  uint64_t credits_posted = 0;
+};
+
 struct request {
   op_kind kind = op_kind::create_transfers;
   std::vector<wire::account> accounts;
@@ -37,6 +60,8 @@ struct request {
   std::vector<wire::account_status_change> status_changes;
   std::vector<uint64_t> account_ids;
   std::vector<wire::id128> transfer_ids;
+  std::vector<history_query> history_queries;
+  std::vector<balance_query> balance_queries;
 };
 
 enum class status : uint8_t {
@@ -53,6 +78,8 @@ struct reply {
   std::vector<wire::result> results;         // one per operation
   std::vector<wire::account> accounts;       // lookup_accounts: one per id (zeroed if absent)
   std::vector<transfer_record> transfers;    // lookup_transfers: one per id
+  std::vector<history_page> pages;           // lookup_account_transfers: one per query
+  std::vector<balance_as_of> balances;       // lookup_balances_as_of: one per query
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
   uint64_t lsn = 0;                          // log record, 0 for look-ups
 };
@@ -98,6 +125,8 @@ class engine {
   reply set_account_status(std::vector<wire::account_status_change> c);
   reply lookup_accounts(std::vector<uint64_t> ids);
   reply lookup_transfers(std::vector<wire::id128> ids);
+  reply lookup_account_transfers(std::vector<history_query> q);
+  reply lookup_balances_as_of(std::vector<balance_query> q);
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
   bool checkpoint(std::string* error);

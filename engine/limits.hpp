@@ -16,6 +16,10 @@ constexpr uint32_t shards_max = actors::shards_max;
 constexpr uint32_t queue_requests_max_default = 4096;
 // Batches sequenced but not yet executed by every shard (bounds memory and replay).
 constexpr uint32_t batches_in_flight_max = 8192;
+// Records in one page of an account's history.
+constexpr uint32_t history_page_max = 1024;
+// Records walked back for one balance-as-of query before giving up.
+constexpr uint32_t history_walk_max = 65536;
 // The largest log payload: a batch header and 8,192 of the largest operation.
 constexpr uint64_t batch_record_header_bytes = 16;
 constexpr uint64_t operation_bytes_max = sizeof(wire::transfer);

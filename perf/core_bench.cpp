@@ -44,6 +44,8 @@ struct options {
   double seconds = 3.0;
   uint64_t replay_transfers = 10'000'000;
   uint64_t memory_transfers = 50'000'000;
+  std::string only;  // run one section: fsync, accounts, throughput, replay, memory
+  bool run(const char* section) const { return only.empty() || only == section; }
 };
 
 uint64_t rss_bytes() {
@@ -274,8 +276,10 @@ int main(int argc, char** argv) {
     if (a == "--quick") o.quick = true;
     else if (a == "--out" && i + 1 < argc) o.out = argv[++i];
     else if (a == "--dir" && i + 1 < argc) o.dir = argv[++i];
+    else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
+    else if (a == "--memory-transfers" && i + 1 < argc) o.memory_transfers = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR]\n");
+      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR] [--only SECTION]\n");
       return 2;
     }
   }
@@ -288,10 +292,10 @@ int main(int argc, char** argv) {
   std::printf("%-48s %16s\n", "metric", "value");
   record("quick_mode", o.quick ? 1 : 0);
   record("cores", std::thread::hardware_concurrency());
-  record("fdatasync_per_s", fdatasync_rate(o.dir + "-probe", o.quick ? 0.5 : 3.0));
+  if (o.run("fsync")) record("fdatasync_per_s", fdatasync_rate(o.dir + "-probe", o.quick ? 0.5 : 3.0));
 
-  // Memory per account: 1M accounts on one shard, RSS growth over the empty engine.
-  {
+  // Memory per account: 1M accounts, RSS growth over the empty engine.
+  if (o.run("accounts")) {
     const uint64_t base = rss_bytes();
     auto e = open_engine(o, 2, true);
     const uint64_t opened = rss_bytes();
@@ -302,6 +306,7 @@ int main(int argc, char** argv) {
   }
 
   for (uint32_t shards : {1u, 2u}) {
+    if (!o.run("throughput")) break;
     auto e = open_engine(o, shards, true);
     create_accounts(*e, o.accounts);
     for (uint32_t cross : shards == 1 ? std::vector<uint32_t>{0} : std::vector<uint32_t>{10, 50}) {
@@ -315,12 +320,14 @@ int main(int argc, char** argv) {
       record("commit_groups_per_s_batch1_callers64" + tag, double(e->stats().wal_groups - g0) / since(t0));
     }
   }
-  metrics["transfers_per_s_batch8192_shards1"] = metrics["transfers_per_s_batch8192_shards1_cross0"];
-  metrics["transfers_per_s_batch8192_shards2"] = metrics["transfers_per_s_batch8192_shards2_cross10"];
-  metrics["transfers_per_s_batch1_callers64"] = metrics["transfers_per_s_batch1_callers64_shards2_cross10"];
+  if (o.run("throughput")) {
+    metrics["transfers_per_s_batch8192_shards1"] = metrics["transfers_per_s_batch8192_shards1_cross0"];
+    metrics["transfers_per_s_batch8192_shards2"] = metrics["transfers_per_s_batch8192_shards2_cross10"];
+    metrics["transfers_per_s_batch1_callers64"] = metrics["transfers_per_s_batch1_callers64_shards2_cross10"];
+  }
 
   // Replay and restart: 1M accounts in a snapshot, then N transfers only in the log.
-  {
+  if (o.run("replay")) {
     auto e = open_engine(o, 2, true, false);
     create_accounts(*e, o.accounts);
     std::string err;
@@ -350,7 +357,7 @@ int main(int argc, char** argv) {
   }
 
   // Resident memory after many logged transfers, with 1M accounts.
-  {
+  if (o.run("memory")) {
     auto e = open_engine(o, 2, true);
     create_accounts(*e, o.accounts);
     pair_picker p(o.accounts, 2, 10);

@@ -3,7 +3,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "wire/assert.hpp"
 
@@ -65,13 +67,32 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
     *error = lmdb_error("open tables", rc);
     return nullptr;
   }
+  s->find_map(dir);
   return s;
 }
 
 void snapshot_store::release_pages() {
-  MDB_envinfo info{};
-  if (mdb_env_info(env_, &info) == 0 && info.me_mapaddr != nullptr)
-    ::madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
+  if (map_addr_ != nullptr) ::madvise(map_addr_, map_bytes_, MADV_DONTNEED);
+}
+
+// LMDB does not export its map address unless MDB_FIXEDMAP: find the mapping of
+// data.mdb (by inode) in /proc/self/maps.
+void snapshot_store::find_map(const std::string& dir) {
+  struct stat st {};
+  if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    unsigned long long start = 0, end = 0, offset = 0, inode = 0;
+    char perms[8] = {}, dev[16] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %15s %llu", &start, &end, perms, &offset,
+                    dev, &inode) == 6 &&
+        inode == static_cast<unsigned long long>(st.st_ino) && offset == 0) {
+      map_addr_ = reinterpret_cast<void*>(start);
+      map_bytes_ = size_t(end - start);
+      return;
+    }
+  }
 }
 
 snapshot_store::~snapshot_store() {

@@ -27,7 +27,7 @@
 namespace mesob::storage {
 
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
-constexpr uint32_t snapshot_format_version = 1;
+constexpr uint32_t snapshot_format_version = 2;
 
 struct snapshot_meta {
   uint64_t magic = snapshot_magic;
@@ -85,7 +85,10 @@ class snapshot_store {
 
  private:
   snapshot_store() = default;
+  void find_map(const std::string& dir);
   MDB_env* env_ = nullptr;
+  void* map_addr_ = nullptr;
+  size_t map_bytes_ = 0;
   MDB_dbi dbi_meta_ = 0;
   MDB_dbi dbi_[3] = {0, 0, 0};
 };

@@ -77,6 +77,8 @@ std::string_view result_name(result r) {
     MESOB_RESULT(pending_transfer_already_voided)
     MESOB_RESULT(pending_transfer_expired)
     MESOB_RESULT(transfer_not_found)
+    MESOB_RESULT(limit_invalid)
+    MESOB_RESULT(history_walk_limit)
 #undef MESOB_RESULT
   }
   return "unknown_result";

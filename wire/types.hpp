@@ -168,6 +168,8 @@ enum class result : uint32_t {
   pending_transfer_expired = 68,
   // look-ups
   transfer_not_found = 70,
+  limit_invalid = 71,         // a page limit outside 1..history_page_max
+  history_walk_limit = 72,    // the balance as of a time lies too far back to walk to
 };
 [[nodiscard]] std::string_view result_name(result r);
 

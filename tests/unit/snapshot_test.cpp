@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <fstream>
+
 #include "support/temp_dir.hpp"
 
 using namespace mesob::storage;
@@ -109,4 +112,42 @@ TEST(snapshot, scan_covers_the_whole_key_range_and_stops_at_an_end_key) {
   keys.clear();
   ASSERT_TRUE(s->scan(table::accounts, collect, &err, 2)) << err;
   EXPECT_EQ(keys, (std::vector<uint64_t>{0, 1}));
+}
+
+namespace {
+// Resident kB of this process's mappings of files whose path contains `needle`.
+long mapped_rss_kb(const std::string& needle) {
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  bool in = false;
+  long rss = 0;
+  while (std::getline(f, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+        line.find('-') < 20)
+      in = line.find(needle) != std::string::npos;
+    else if (in && line.rfind("Rss:", 0) == 0)
+      rss += std::stol(line.substr(4));
+  }
+  return rss;
+}
+}  // namespace
+
+TEST(snapshot, release_pages_drops_scanned_history_from_resident_memory) {
+  temp_dir d;
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 1ull << 32, &err);
+  ASSERT_TRUE(s) << err;
+  auto w = s->begin(&err);
+  const std::string v(104, 'x');
+  for (uint64_t k = 0; k < 200000; ++k) ASSERT_TRUE(w->append(table::transfers, k, bytes(v)));
+  ASSERT_TRUE(w->commit(snapshot_meta{}));
+  uint64_t n = 0;
+  ASSERT_TRUE(s->scan(table::transfers, [&](uint64_t, std::span<const uint8_t>) {
+    ++n;
+    return true;
+  }, &err));
+  EXPECT_EQ(n, 200000u);
+  EXPECT_GT(mapped_rss_kb("data.mdb"), 10000);  // ~24 MB of pages were read through the map
+  s->release_pages();
+  EXPECT_LT(mapped_rss_kb("data.mdb"), 1000);
 }
