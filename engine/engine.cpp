@@ -150,6 +150,7 @@ class engine_impl {
   std::atomic<uint64_t> dispatched_lsn_{0};
   storage::chain_hash dispatched_chain_{};
   std::atomic<uint64_t> dispatched_serial_end_{0};
+  uint64_t dispatched_ts_ = 0;  // timestamp of the last operation dispatched
   bool failed_ = false;
   uint64_t last_checkpoint_ns_ = 0;
   bool checkpoint_running_ = false;
@@ -174,6 +175,9 @@ class engine_impl {
   bool replaying_ = false;
   std::vector<std::shared_ptr<engine_batch>> replay_pending_;
   std::atomic<uint64_t> snapshot_lsn_{0};
+  uint64_t records_flush_target_ = 0;  // guarded by ck_mu_
+  bool flush_failed_ = false;          // guarded by ck_mu_
+  std::condition_variable ck_done_cv_;
   std::atomic<uint64_t> checkpoints_{0};
 
   uint64_t now() { return cfg_.clock ? cfg_.clock() : realtime_ns(); }
@@ -268,11 +272,11 @@ class engine_impl {
       return n < w + std::min(flushed_serial_.load(), executed_serial_end_.load());
     };
     if (room()) return;
-    flush_pipeline();
-    if (!room()) {
-      const std::string err = checkpoint_sync();
-      MESOB_ASSERT_MSG(err.empty() && room(), "checkpoint failed: the resident window cannot move");
-    }
+    if (n >= w + executed_serial_end_.load()) flush_pipeline();
+    request_records_flush();
+    std::unique_lock lk(ck_mu_);
+    ck_done_cv_.wait(lk, [&] { return room() || flush_failed_; });
+    MESOB_ASSERT_MSG(room(), "flushing transfer records to the snapshot failed: the window cannot move");
   }
 
   // ---- create_transfers ------------------------------------------------------------
@@ -507,6 +511,7 @@ class engine_impl {
       if (b->lsn != 0) {
         dispatched_lsn_ = b->lsn;
         dispatched_serial_end_ = b->serial_end;
+        dispatched_ts_ = b->timestamp_last();
       }
     }
     {
@@ -541,7 +546,7 @@ class engine_impl {
     auto c = std::make_shared<checkpoint_cut>();
     c->lsn = dispatched_lsn_;
     c->next_serial = dispatched_serial_end_;
-    c->clock_ns = last_ts_;
+    c->clock_ns = dispatched_ts_;  // not last_ts_: later batches may be stamped already
     c->dirty_accounts.resize(shards_n_);
     c->pendings.resize(shards_n_);
     c->account_counts.resize(shards_n_);
@@ -601,10 +606,41 @@ class engine_impl {
     return {};
   }
 
+  // Appends final records to the snapshot's transfers table without moving the
+  // snapshot's position: this is what lets the resident window advance between full
+  // checkpoints. Recovery drops rows past the snapshot's next_serial (replay redoes them).
+  std::string flush_records(uint64_t upto) {
+    std::string err;
+    auto w = snap_->begin(&err);
+    if (!w) return err;
+    for (uint64_t s = flushed_serial_.load(); s < upto; ++s) {
+      const auto& r = records_->at(s);
+      MESOB_ASSERT(r.result != actors::result_unresolved);
+      if (!w->append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(&r), sizeof r}))
+        return w->error();
+    }
+    if (!w->commit_without_meta()) return w->error();
+    snap_->release_pages();
+    flushed_serial_.store(upto);
+    return {};
+  }
+
   void checkpoint_loop() {
     std::unique_lock lk(ck_mu_);
     for (;;) {
-      ck_cv_.wait(lk, [&] { return ck_stop_ || !ck_queue_.empty(); });
+      ck_cv_.wait(lk, [&] {
+        return ck_stop_ || !ck_queue_.empty() || records_flush_target_ > flushed_serial_.load();
+      });
+      if (ck_queue_.empty() && records_flush_target_ > flushed_serial_.load()) {
+        const uint64_t upto = records_flush_target_;
+        lk.unlock();
+        const std::string err = flush_records(upto);
+        if (!err.empty()) std::fprintf(stderr, "mesobd: flushing transfer records failed: %s\n", err.c_str());
+        lk.lock();
+        flush_failed_ = !err.empty();
+        ck_done_cv_.notify_all();
+        continue;
+      }
       if (ck_queue_.empty() && ck_stop_) return;
       auto c = ck_queue_.front();
       ck_queue_.pop_front();
@@ -619,6 +655,17 @@ class engine_impl {
       checkpoint_running_ = false;
       for (auto& p : checkpoint_waiters_) p.set_value(err);
       checkpoint_waiters_.clear();
+      ck_done_cv_.notify_all();
+    }
+  }
+
+  // Asks the checkpoint thread to flush every executed record (sequencer thread).
+  void request_records_flush() {
+    std::lock_guard lk(ck_mu_);
+    const uint64_t upto = executed_serial_end_.load();
+    if (upto > records_flush_target_) {
+      records_flush_target_ = upto;
+      ck_cv_.notify_all();
     }
   }
 
@@ -777,8 +824,12 @@ class engine_impl {
     log_and_queue(std::move(b));
   }
 
+  // A cut follows every batch dispatched so far and precedes every later one, so it may
+  // be sent while groups are being committed.
   void maybe_checkpoint(bool force) {
-    if (wal_->in_flight() || !open_list_.empty()) return;
+    // Keep the resident window moving: flush records once a quarter of it awaits it.
+    if (executed_serial_end_.load() >= flushed_serial_.load() + records_->capacity() / 4)
+      request_records_flush();
     const uint64_t t = now();
     bool due = force;
     {
@@ -789,9 +840,6 @@ class engine_impl {
     }
     if (!due && cfg_.checkpoint_interval_ms != 0 && dispatched_lsn_ > snapshot_lsn_.load() &&
         t >= last_checkpoint_ns_ + cfg_.checkpoint_interval_ms * 1'000'000ull)
-      due = true;
-    // Keep the resident window moving: checkpoint once half of it awaits one.
-    if (!due && dispatched_serial_end_.load() >= flushed_serial_.load() + records_->capacity() / 2)
       due = true;
     if (!due) return;
     last_checkpoint_ns_ = t;
@@ -856,9 +904,20 @@ class engine_impl {
   bool load_snapshot(std::string* error) {
     auto meta = snap_->read_meta(error);
     if (!error->empty()) return false;
+    {
+      // Records flushed after the snapshot was taken are redone by replay.
+      auto w = snap_->begin(error);
+      if (!w) return false;
+      if (!w->erase_from(storage::table::transfers, meta ? meta->next_serial : 0) ||
+          !w->commit_without_meta()) {
+        *error = w->error();
+        return false;
+      }
+    }
     if (!meta) return true;
     rec_.snapshot_lsn = meta->lsn;
     last_ts_ = meta->clock_ns;
+    dispatched_ts_ = meta->clock_ns;
     dispatched_lsn_ = meta->lsn;
     dispatched_chain_ = meta->chain;
     snapshot_lsn_.store(meta->lsn);
@@ -1335,6 +1394,7 @@ engine_stats engine::stats() {
     s.wal_bytes = w.bytes;
   }
   s.checkpoints = impl_->checkpoints_.load();
+  s.transfers_in_snapshot = impl_->flushed_serial_.load();
   return s;
 }
 

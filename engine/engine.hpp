@@ -106,6 +106,7 @@ struct engine_stats {
   uint64_t wal_bytes = 0;
   uint64_t sync_waits = 0;
   uint64_t checkpoints = 0;
+  uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)
 };
 
 class engine_impl;

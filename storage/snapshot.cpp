@@ -228,6 +228,32 @@ bool snapshot_store::writer::clear(table t) {
   return rc == 0;
 }
 
+bool snapshot_store::writer::erase_from(table t, uint64_t first_key) {
+  MDB_cursor* cur = nullptr;
+  int rc = mdb_cursor_open(txn_, store_->dbi_[int(t)], &cur);
+  be_key k(first_key);
+  MDB_val key = k.val(), val{};
+  if (rc == 0) rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+  while (rc == 0) {
+    rc = mdb_cursor_del(cur, 0);
+    if (rc == 0) rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
+    if (rc == EINVAL) rc = MDB_NOTFOUND;  // deleted the last row
+  }
+  if (cur) mdb_cursor_close(cur);
+  if (rc != MDB_NOTFOUND) {
+    error_ = lmdb_error("erase", rc);
+    return false;
+  }
+  return true;
+}
+
+bool snapshot_store::writer::commit_without_meta() {
+  const int rc = mdb_txn_commit(txn_);
+  txn_ = nullptr;
+  if (rc != 0) error_ = lmdb_error("commit", rc);
+  return rc == 0;
+}
+
 bool snapshot_store::writer::commit(const snapshot_meta& meta) {
   be_key k(0);
   MDB_val key = k.val(), val{sizeof meta, const_cast<snapshot_meta*>(&meta)};

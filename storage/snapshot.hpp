@@ -72,6 +72,8 @@ class snapshot_store {
     bool put(table t, uint64_t key, std::span<const uint8_t> bytes);
     bool append(table t, uint64_t key, std::span<const uint8_t> bytes);  // key > last key
     bool clear(table t);
+    bool erase_from(table t, uint64_t first_key);  // every row with key >= first_key
+    bool commit_without_meta();  // rows only: the snapshot's position is unchanged
     bool commit(const snapshot_meta& meta);
     [[nodiscard]] const std::string& error() const { return error_; }
 

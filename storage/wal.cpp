@@ -598,7 +598,7 @@ bool scan_wal(const wal_scan_options& opt,
       }
       wal_record_view v{&h, {payload, h.payload_bytes}, path.c_str(), pos};
       if (!on_record(v)) {
-        *error = "wal: replay stopped at " + path + " offset " + hex_offset(pos);
+        if (error->empty()) *error = "wal: replay stopped at " + path + " offset " + hex_offset(pos);
         return false;
       }
       chain = h.chain;

@@ -151,3 +151,25 @@ TEST(snapshot, release_pages_drops_scanned_history_from_resident_memory) {
   s->release_pages();
   EXPECT_LT(mapped_rss_kb("data.mdb"), 1000);
 }
+
+TEST(snapshot, erase_from_drops_the_tail_of_a_table) {
+  temp_dir d;
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  auto w = s->begin(&err);
+  for (uint64_t k = 0; k < 1000; ++k) ASSERT_TRUE(w->append(table::transfers, k, bytes("r")));
+  ASSERT_TRUE(w->commit_without_meta());
+  w = s->begin(&err);
+  ASSERT_TRUE(w->erase_from(table::transfers, 600)) << w->error();
+  ASSERT_TRUE(w->commit(snapshot_meta{}));
+  uint64_t n = 0, last = 0;
+  ASSERT_TRUE(s->scan(table::transfers, [&](uint64_t k, std::span<const uint8_t>) {
+    ++n;
+    last = k;
+    return true;
+  }, &err));
+  EXPECT_EQ(n, 600u);
+  EXPECT_EQ(last, 599u);
+  w = s->begin(&err);
+  EXPECT_TRUE(w->erase_from(table::transfers, 5000)) << w->error();  // nothing to erase
+}
