@@ -227,7 +227,30 @@ void shard::execute_account_queries(batch& b) {
   }
 }
 
+// Accounts are far larger than the caches: load the index slots of this shard's accounts
+// in the batch, then the accounts themselves, before running it.
+void shard::prefetch_accounts(const batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const op_route& r = b.routes[i];
+    if (r.kind != route_kind::fresh) continue;
+    if (r.debit_shard == index_) account_index_.prefetch(b.transfers[i].debit_account_id);
+    if (r.credit_shard == index_) account_index_.prefetch(b.transfers[i].credit_account_id);
+  }
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const op_route& r = b.routes[i];
+    if (r.kind != route_kind::fresh) continue;
+    for (const uint64_t id : {b.transfers[i].debit_account_id, b.transfers[i].credit_account_id}) {
+      if (shard_of(id, count_) != index_) continue;
+      if (const uint32_t* idx = account_index_.find(id)) {
+        __builtin_prefetch(&accounts_[*idx], 1);
+        __builtin_prefetch(&last_serial_[*idx], 1);
+      }
+    }
+  }
+}
+
 void shard::execute_transfers(batch& b) {
+  prefetch_accounts(b);
   for (uint32_t i = 0; i < b.count;) {
     const op_route& r = b.routes[i];
     const uint32_t last = r.chain_end;

@@ -72,6 +72,7 @@ class shard {
   void execute_account_queries(batch& b);
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);
+  void prefetch_accounts(const batch& b);
   void run_chain(batch& b, uint32_t first, uint32_t last);
   op_inputs gather(batch& b, uint32_t o, bool sync);
   pending_lookup lookup_pending(const op_route& r, const pending_info** out);
