@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 
 #include "wire/assert.hpp"
@@ -122,6 +123,8 @@ shard_stats shard::stats() const {
   s.pending_total = pendings_.size();
   for (const auto& p : pendings_) s.pending_live += p.state == pending_state::pending;
   s.sync_waits = sync_waits_;
+  s.cut_us_last = last_cut_us_.load(std::memory_order_relaxed);
+  s.cut_us_max = max_cut_us_.load(std::memory_order_relaxed);
   s.memory_bytes = accounts_.capacity() * (sizeof(account) + sizeof(uint64_t)) +
                    account_index_.memory_bytes() +
                    dirty_flag_.capacity() + dirty_.capacity() * 4 +
@@ -462,6 +465,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
 }
 
 void shard::cut(checkpoint_cut& c) {
+  const auto t0 = std::chrono::steady_clock::now();
   auto& out = c.dirty_accounts[index_];
   out.reserve(dirty_.size());
   for (uint32_t idx : dirty_) {
@@ -471,6 +475,10 @@ void shard::cut(checkpoint_cut& c) {
   dirty_.clear();
   c.pendings[index_] = pendings_;
   c.account_counts[index_] = accounts_.size();
+  const auto us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - t0).count());
+  last_cut_us_.store(us, std::memory_order_relaxed);
+  if (us > max_cut_us_.load(std::memory_order_relaxed)) max_cut_us_.store(us, std::memory_order_relaxed);
 }
 
 }  // namespace mesob::actors

@@ -11,6 +11,7 @@
 // in a sync_slot, which needs every shard on its own thread (detached actors).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -31,6 +32,8 @@ struct shard_stats {
   uint64_t pending_total = 0;
   uint64_t sync_waits = 0;
   uint64_t memory_bytes = 0;
+  uint64_t cut_us_last = 0;  // how long the last checkpoint cut paused this shard
+  uint64_t cut_us_max = 0;
 };
 
 class shard {
@@ -100,6 +103,8 @@ class shard {
   uint64_t pending_live_ = 0;
   std::vector<undo_entry> undo_;
   uint64_t sync_waits_ = 0;
+  std::atomic<uint64_t> last_cut_us_{0};
+  std::atomic<uint64_t> max_cut_us_{0};
 };
 
 }  // namespace mesob::actors

@@ -1385,6 +1385,8 @@ engine_stats engine::stats() {
     s.accounts += st.accounts;
     s.pending_live += st.pending_live;
     s.sync_waits += st.sync_waits;
+    s.checkpoint_pause_us_last = std::max(s.checkpoint_pause_us_last, st.cut_us_last);
+    s.checkpoint_pause_us_max = std::max(s.checkpoint_pause_us_max, st.cut_us_max);
   }
   s.transfers = impl_->dispatched_serial_end_;
   s.lsn_durable = impl_->dispatched_lsn_;

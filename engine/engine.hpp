@@ -107,6 +107,8 @@ struct engine_stats {
   uint64_t sync_waits = 0;
   uint64_t checkpoints = 0;
   uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)
+  uint64_t checkpoint_pause_us_last = 0;  // longest shard pause of the last checkpoint cut
+  uint64_t checkpoint_pause_us_max = 0;
 };
 
 class engine_impl;

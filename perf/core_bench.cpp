@@ -319,6 +319,13 @@ int main(int argc, char** argv) {
       record("transfers_per_s_batch1_callers64" + tag, throughput_callers(*e, p, 64, o.seconds));
       record("commit_groups_per_s_batch1_callers64" + tag, double(e->stats().wal_groups - g0) / since(t0));
     }
+    // A full checkpoint after the runs: every account dirty, 1M accounts.
+    std::string err;
+    const auto c0 = clk::now();
+    e->checkpoint(&err);
+    record("checkpoint_s_1m_accounts_shards" + std::to_string(shards), since(c0));
+    record("checkpoint_pause_ms_1m_accounts_shards" + std::to_string(shards),
+           double(e->stats().checkpoint_pause_us_last) / 1000.0);
   }
   if (o.run("throughput")) {
     metrics["transfers_per_s_batch8192_shards1"] = metrics["transfers_per_s_batch8192_shards1_cross0"];
