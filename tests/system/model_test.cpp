@@ -5,7 +5,12 @@
 // unless MESOB_SEED is set (decimal or 0x-hex). The seed is printed; a failure prints
 // the seed, run, batch and operation, so it can be replayed exactly:
 //   MESOB_SEED=<seed> ./build/test/tests/model_test --gtest_filter='*shards_4*'
-// MESOB_MODEL_BATCHES overrides the number of batches per run.
+// MESOB_MODEL_BATCHES overrides the number of batches per run; MESOB_MODEL_AVOID=dup_of_repeat
+// leaves a generator case out (to look past a known deviation); MESOB_KEEP_DIR keeps the
+// data directories. Each run: write batches (also several in flight at once), clock steps
+// (some landing the sweep limit on a pending deadline), a checkpoint, a crash-image
+// restart (log replay) and a clean restart, whole-state comparisons along the way and at
+// the end (also after one more recovery).
 #include <gtest/gtest.h>
 
 #include <algorithm>
