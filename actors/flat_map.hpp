@@ -38,11 +38,6 @@ class flat_u64_map {
   [[nodiscard]] uint32_t* find(uint64_t key) {
     return const_cast<uint32_t*>(static_cast<const flat_u64_map*>(this)->find(key));
   }
-  void prefetch(uint64_t key) const {
-    const size_t i = mix64(key) & mask_;
-    __builtin_prefetch(&keys_[i]);
-    __builtin_prefetch(&values_[i]);
-  }
   // Inserts or overwrites.
   void put(uint64_t key, uint32_t value) {
     MESOB_ASSERT(key != 0);

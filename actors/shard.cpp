@@ -70,9 +70,15 @@ pending_info* shard::local_pending(uint64_t serial) {
   return i ? &pendings_[*i] : nullptr;
 }
 
+// Called before an account changes. An account still owed to a checkpoint cut in
+// progress is copied first (copy-on-write), so the cut sees it as it was.
 void shard::mark_dirty(uint32_t idx) {
-  if (!dirty_flag_[idx]) {
-    dirty_flag_[idx] = 1;
+  if (dirty_flag_[idx] == flag_owed) {
+    cut_->dirty_accounts[index_].push_back({accounts_[idx], last_serial_[idx]});
+    dirty_flag_[idx] = flag_clean;
+  }
+  if (dirty_flag_[idx] == flag_clean) {
+    dirty_flag_[idx] = flag_dirty;
     dirty_.push_back(idx);
   }
 }
@@ -153,12 +159,12 @@ void shard::sweep(uint64_t now) {
     pending_info* p = local_pending(serial);
     if (!p || p->state != pending_state::pending || p->expires_at != at) continue;
     if (account* dr = local_account(p->debit_account_id)) {
-      apply_resolve_debit(*dr, *p, 0);
       mark_dirty(uint32_t(dr - accounts_.data()));
+      apply_resolve_debit(*dr, *p, 0);
     }
     if (account* cr = local_account(p->credit_account_id)) {
-      apply_resolve_credit(*cr, *p, 0);
       mark_dirty(uint32_t(cr - accounts_.data()));
+      apply_resolve_credit(*cr, *p, 0);
     }
     p->state = pending_state::expired;
   }
@@ -197,8 +203,8 @@ void shard::execute_status(batch& b) {
     }
     b.results[i] = decide_status_change(c, *a);
     if (b.results[i] == result::ok) {
-      a->status = c.status;
       mark_dirty(uint32_t(a - accounts_.data()));
+      a->status = c.status;
     }
   }
 }
@@ -230,30 +236,7 @@ void shard::execute_account_queries(batch& b) {
   }
 }
 
-// Accounts are far larger than the caches: load the index slots of this shard's accounts
-// in the batch, then the accounts themselves, before running it.
-void shard::prefetch_accounts(const batch& b) {
-  for (uint32_t i = 0; i < b.count; ++i) {
-    const op_route& r = b.routes[i];
-    if (r.kind != route_kind::fresh) continue;
-    if (r.debit_shard == index_) account_index_.prefetch(b.transfers[i].debit_account_id);
-    if (r.credit_shard == index_) account_index_.prefetch(b.transfers[i].credit_account_id);
-  }
-  for (uint32_t i = 0; i < b.count; ++i) {
-    const op_route& r = b.routes[i];
-    if (r.kind != route_kind::fresh) continue;
-    for (const uint64_t id : {b.transfers[i].debit_account_id, b.transfers[i].credit_account_id}) {
-      if (shard_of(id, count_) != index_) continue;
-      if (const uint32_t* idx = account_index_.find(id)) {
-        __builtin_prefetch(&accounts_[*idx], 1);
-        __builtin_prefetch(&last_serial_[*idx], 1);
-      }
-    }
-  }
-}
-
 void shard::execute_transfers(batch& b) {
-  prefetch_accounts(b);
   for (uint32_t i = 0; i < b.count;) {
     const op_route& r = b.routes[i];
     const uint32_t last = r.chain_end;
@@ -464,17 +447,44 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
   }
 }
 
-void shard::cut(checkpoint_cut& c) {
+// Starts a cut: the accounts dirty since the last one become owed to it; they are
+// copied a slice at a time between batches (continue_cut), or just before they change.
+void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
+  MESOB_ASSERT(!cut_);
   const auto t0 = std::chrono::steady_clock::now();
-  auto& out = c.dirty_accounts[index_];
-  out.reserve(dirty_.size());
-  for (uint32_t idx : dirty_) {
-    out.push_back({accounts_[idx], last_serial_[idx]});
-    dirty_flag_[idx] = 0;
-  }
+  cut_ = std::move(c);
+  owed_.swap(dirty_);
   dirty_.clear();
-  c.pendings[index_] = pendings_;
-  c.account_counts[index_] = accounts_.size();
+  owed_pos_ = 0;
+  for (uint32_t idx : owed_) dirty_flag_[idx] = flag_owed;
+  cut_->dirty_accounts[index_].reserve(owed_.size());
+  cut_->pendings[index_] = pendings_;
+  cut_->account_counts[index_] = accounts_.size();
+  note_pause(t0);
+}
+
+bool shard::continue_cut(size_t slice) {
+  MESOB_ASSERT(cut_);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto& out = cut_->dirty_accounts[index_];
+  const size_t end = std::min(owed_.size(), owed_pos_ + slice);
+  for (; owed_pos_ < end; ++owed_pos_) {
+    const uint32_t idx = owed_[owed_pos_];
+    if (dirty_flag_[idx] != flag_owed) continue;  // copied when it changed
+    out.push_back({accounts_[idx], last_serial_[idx]});
+    dirty_flag_[idx] = flag_clean;
+  }
+  note_pause(t0);
+  return owed_pos_ == owed_.size();
+}
+
+std::shared_ptr<checkpoint_cut> shard::end_cut() {
+  MESOB_ASSERT(cut_ && owed_pos_ == owed_.size());
+  owed_.clear();
+  return std::move(cut_);
+}
+
+void shard::note_pause(std::chrono::steady_clock::time_point t0) {
   const auto us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
                                std::chrono::steady_clock::now() - t0).count());
   last_cut_us_.store(us, std::memory_order_relaxed);

@@ -12,7 +12,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "actors/batch.hpp"
@@ -41,7 +43,14 @@ class shard {
   shard(uint32_t index, uint32_t count, record_store& records, size_t accounts_hint);
 
   void execute(batch& b);
-  void cut(checkpoint_cut& c);
+
+  // Checkpoint cuts, copy-on-write: begin_cut() is O(1) in accounts; the shard then
+  // copies `slice` owed accounts per continue_cut() call (true when all are copied) and
+  // copies any owed account just before a batch changes it. Pauses stay short.
+  void begin_cut(std::shared_ptr<checkpoint_cut> c);
+  bool continue_cut(size_t slice);
+  std::shared_ptr<checkpoint_cut> end_cut();
+  [[nodiscard]] bool cutting() const { return cut_ != nullptr; }
 
   // Recovery (before the first execute).
   void load_account(const account& a, uint64_t last_serial);
@@ -75,7 +84,6 @@ class shard {
   void execute_account_queries(batch& b);
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);
-  void prefetch_accounts(const batch& b);
   void run_chain(batch& b, uint32_t first, uint32_t last);
   op_inputs gather(batch& b, uint32_t o, bool sync);
   pending_lookup lookup_pending(const op_route& r, const pending_info** out);
@@ -95,8 +103,15 @@ class shard {
   std::vector<account> accounts_;
   std::vector<uint64_t> last_serial_;  // per account: serial + 1 of its newest applied transfer
   flat_u64_map account_index_;
+  static constexpr uint8_t flag_clean = 0;
+  static constexpr uint8_t flag_dirty = 1;  // changed since the last cut
+  static constexpr uint8_t flag_owed = 2;   // dirty at the cut in progress, not yet copied
   std::vector<uint8_t> dirty_flag_;
   std::vector<uint32_t> dirty_;
+  std::shared_ptr<checkpoint_cut> cut_;
+  std::vector<uint32_t> owed_;
+  size_t owed_pos_ = 0;
+  void note_pause(std::chrono::steady_clock::time_point t0);
   std::vector<pending_info> pendings_;
   flat_u64_map pending_index_;  // serial + 1 -> index in pendings_
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap

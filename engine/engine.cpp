@@ -322,8 +322,6 @@ class engine_impl {
       for (uint32_t o = i; o <= j; ++o) b.routes[o].chain_end = j;
       i = j + 1;
     }
-    // The index is far larger than the caches: start every slot's load up front.
-    for (uint32_t o = 0; o < n; ++o) ids_.prefetch(b.transfers[o].id);
     uint64_t batch_first_serial = UINT64_MAX;
     for (uint32_t o = 0; o < n; ++o) {
       op_route& r = b.routes[o];

@@ -26,8 +26,6 @@ class id_index {
   [[nodiscard]] size_t memory_bytes() const { return slots_.size() * sizeof(uint64_t); }
 
   // Returns the serial recorded for `id`, or -1. `id_of(serial)` reads a record's id.
-  void prefetch(const wire::id128& id) const { __builtin_prefetch(&slots_[hash(id) & mask_]); }
-
   template <class IdOf>
   [[nodiscard]] int64_t find(const wire::id128& id, IdOf&& id_of) const {
     const uint64_t h = hash(id);

@@ -52,8 +52,8 @@ constexpr uint16_t credits_must_not_exceed_debits = 1u << 1;
 constexpr uint16_t all = 0x3;
 }  // namespace account_flags
 
-// An account as created and as looked up. On create, the balance fields, status
-// and timestamp must be zero (status zero means open); the engine fills them.
+// An account as created and as looked up. On create, the balance fields and timestamp
+// must be zero and the status `open`; the engine fills the timestamp.
 struct account {
   uint64_t id = 0;
   uint64_t owner_id = 0;
