@@ -31,6 +31,16 @@ enum class op_kind : uint16_t {
   tick = 6,  // no operations: advances the clock (expires pending transfers)
   lookup_account_transfers = 7,  // an account's applied transfers, newest first, paged
   lookup_balances_as_of = 8,     // an account's posted balances at a timestamp
+  currency_totals = 9,           // sums of every balance field per currency, all shards
+};
+
+// One currency's sums over every account: in a double-entry ledger debits equal credits.
+struct currency_total {
+  wire::currency_code currency = 0;
+  unsigned __int128 debits_posted = 0;
+  unsigned __int128 credits_posted = 0;
+  unsigned __int128 debits_pending = 0;
+  unsigned __int128 credits_pending = 0;
 };
 [[nodiscard]] inline bool op_kind_writes(op_kind k) {
   return k == op_kind::create_accounts || k == op_kind::create_transfers ||
@@ -107,6 +117,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::account> found_accounts;    // lookup_accounts
   std::vector<transfer_record> found_transfers;  // lookup_transfers
   std::vector<uint64_t> last_serials;            // account queries: history heads
+  std::vector<std::vector<currency_total>> totals;  // currency_totals: per shard
 
   std::atomic<uint32_t> shards_remaining{0};
   batch_done done;                                  // run by the last shard to finish

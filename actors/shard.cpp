@@ -148,6 +148,18 @@ void shard::execute(batch& b) {
     case op_kind::lookup_transfers: break;  // answered by the sequencer
     case op_kind::lookup_account_transfers:
     case op_kind::lookup_balances_as_of: execute_account_queries(b); break;
+    case op_kind::currency_totals: {
+      auto& out = b.totals[index_];
+      for (const auto& a : accounts_) {
+        auto it = std::find_if(out.begin(), out.end(), [&](auto& t) { return t.currency == a.currency; });
+        if (it == out.end()) it = out.insert(out.end(), currency_total{a.currency});
+        it->debits_posted += a.debits_posted;
+        it->credits_posted += a.credits_posted;
+        it->debits_pending += a.debits_pending;
+        it->credits_pending += a.credits_pending;
+      }
+      break;
+    }
   }
 }
 

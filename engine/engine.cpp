@@ -458,6 +458,7 @@ class engine_impl {
         b.found_accounts.assign(b.count, wire::account{});
         b.last_serials.assign(b.count, 0);
         break;
+      case op_kind::currency_totals: b.totals.assign(shards_n_, {}); break;
       case op_kind::tick: break;
     }
   }
@@ -481,6 +482,7 @@ class engine_impl {
         b->count = uint32_t(b->balance_queries.size());
         for (const auto& q : b->balance_queries) b->account_ids.push_back(q.account_id);
         break;
+      case op_kind::currency_totals:
       case op_kind::tick: break;
     }
     return b;
@@ -496,6 +498,7 @@ class engine_impl {
       case op_kind::lookup_transfers: n = req.transfer_ids.size(); break;
       case op_kind::lookup_account_transfers: n = req.history_queries.size(); break;
       case op_kind::lookup_balances_as_of: n = req.balance_queries.size(); break;
+      case op_kind::currency_totals: n = 0; break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -804,6 +807,16 @@ class engine_impl {
       r.results = std::move(b.results);
       r.accounts = std::move(b.found_accounts);
       r.transfers = std::move(b.found_transfers);
+      for (auto& per_shard : b.totals)
+        for (const auto& t : per_shard) {
+          auto it = std::find_if(r.totals.begin(), r.totals.end(),
+                                 [&](auto& x) { return x.currency == t.currency; });
+          if (it == r.totals.end()) it = r.totals.insert(r.totals.end(), actors::currency_total{t.currency});
+          it->debits_posted += t.debits_posted;
+          it->credits_posted += t.credits_posted;
+          it->debits_pending += t.debits_pending;
+          it->credits_pending += t.credits_pending;
+        }
       r.timestamp_base = b.timestamp_base;
       r.lsn = b.lsn;
       auto done = std::move(b.user_done);
@@ -1401,23 +1414,29 @@ engine_stats engine::stats() {
 }
 
 engine::balance_check engine::check_balances() {
-  struct sums {
-    __int128 posted = 0;
-    __int128 pending = 0;
-  };
-  std::map<wire::currency_code, sums> by_currency;
-  for (auto& sh : impl_->shards_)
-    sh->for_each_account([&](const wire::account& a) {
-      auto& s = by_currency[a.currency];
-      s.posted += __int128(a.credits_posted) - __int128(a.debits_posted);
-      s.pending += __int128(a.credits_pending) - __int128(a.debits_pending);
-    });
+  request q;
+  q.kind = op_kind::currency_totals;
+  const reply r = call(std::move(q));
   balance_check out;
-  for (auto& [c, s] : by_currency) {
-    if (s.posted != 0 || s.pending != 0) {
+  if (r.st != status::ok) {
+    out.balanced = false;
+    out.detail = std::string("not checked: ") + status_name(r.st);
+    return out;
+  }
+  auto text = [](unsigned __int128 v) {
+    std::string s;
+    do {
+      s.insert(s.begin(), char('0' + int(v % 10)));
+      v /= 10;
+    } while (v != 0);
+    return s;
+  };
+  for (const auto& t : r.totals) {
+    if (t.debits_posted != t.credits_posted || t.debits_pending != t.credits_pending) {
       out.balanced = false;
-      out.detail += wire::currency_name(c) + ": posted " + std::to_string(int64_t(s.posted)) +
-                    ", pending " + std::to_string(int64_t(s.pending)) + "; ";
+      out.detail += wire::currency_name(t.currency) + ": posted debits " + text(t.debits_posted) +
+                    " credits " + text(t.credits_posted) + ", pending debits " +
+                    text(t.debits_pending) + " credits " + text(t.credits_pending) + "; ";
     }
   }
   return out;

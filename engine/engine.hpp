@@ -80,6 +80,7 @@ struct reply {
   std::vector<transfer_record> transfers;    // lookup_transfers: one per id
   std::vector<history_page> pages;           // lookup_account_transfers: one per query
   std::vector<balance_as_of> balances;       // lookup_balances_as_of: one per query
+  std::vector<actors::currency_total> totals;  // currency_totals: one per currency
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
   uint64_t lsn = 0;                          // log record, 0 for look-ups
 };
@@ -139,8 +140,9 @@ class engine {
   [[nodiscard]] const recovery_report& recovery() const;
   [[nodiscard]] engine_stats stats();
   [[nodiscard]] uint32_t shards() const;
-  // Sum over accounts of (credits - debits), per currency, posted and pending; read at a
-  // quiet moment (no requests in flight). Both must be zero in a double-entry ledger.
+  // Per currency, debits must equal credits, posted and pending: the ledger's invariant,
+  // checked from state alone. Runs in the request stream (a consistent point across
+  // shards), so it may be called at any time.
   struct balance_check {
     bool balanced = true;
     std::string detail;
