@@ -73,14 +73,12 @@ pending_info* shard::local_pending(uint64_t serial) {
 // Called before an account changes. An account still owed to a checkpoint cut in
 // progress is copied first (copy-on-write), so the cut sees it as it was.
 void shard::mark_dirty(uint32_t idx) {
-  if (dirty_flag_[idx] == flag_owed) {
+  uint8_t& f = dirty_flag_[idx];
+  if (f == epoch_) return;
+  if (cut_ && f == cut_epoch_)  // owed to the cut: copy it as it is, first
     cut_->dirty_accounts[index_].push_back({accounts_[idx], last_serial_[idx]});
-    dirty_flag_[idx] = flag_clean;
-  }
-  if (dirty_flag_[idx] == flag_clean) {
-    dirty_flag_[idx] = flag_dirty;
-    dirty_.push_back(idx);
-  }
+  f = epoch_;
+  dirty_.push_back(idx);
 }
 
 void shard::save_account(uint32_t idx, bool keep_undo) {
@@ -468,7 +466,8 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   owed_.swap(dirty_);
   dirty_.clear();
   owed_pos_ = 0;
-  for (uint32_t idx : owed_) dirty_flag_[idx] = flag_owed;
+  cut_epoch_ = epoch_;
+  epoch_ = epoch_ == 255 ? 1 : uint8_t(epoch_ + 1);
   cut_->dirty_accounts[index_].reserve(owed_.size());
   cut_->pendings[index_] = pendings_;
   cut_->account_counts[index_] = accounts_.size();
@@ -482,9 +481,9 @@ bool shard::continue_cut(size_t slice) {
   const size_t end = std::min(owed_.size(), owed_pos_ + slice);
   for (; owed_pos_ < end; ++owed_pos_) {
     const uint32_t idx = owed_[owed_pos_];
-    if (dirty_flag_[idx] != flag_owed) continue;  // copied when it changed
+    if (dirty_flag_[idx] != cut_epoch_) continue;  // copied when it changed
     out.push_back({accounts_[idx], last_serial_[idx]});
-    dirty_flag_[idx] = flag_clean;
+    dirty_flag_[idx] = clean;
   }
   note_pause(t0);
   return owed_pos_ == owed_.size();

@@ -103,10 +103,14 @@ class shard {
   std::vector<account> accounts_;
   std::vector<uint64_t> last_serial_;  // per account: serial + 1 of its newest applied transfer
   flat_u64_map account_index_;
-  static constexpr uint8_t flag_clean = 0;
-  static constexpr uint8_t flag_dirty = 1;  // changed since the last cut
-  static constexpr uint8_t flag_owed = 2;   // dirty at the cut in progress, not yet copied
+  // Per account, the epoch in which it became dirty (0: clean since its last copy).
+  // Epochs advance at each cut, so starting a cut marks nothing: the accounts of the
+  // previous epoch are the ones owed to it. Values in use are only 0, the cut's epoch
+  // and the current one, so wrapping (skipping 0) is harmless.
+  static constexpr uint8_t clean = 0;
   std::vector<uint8_t> dirty_flag_;
+  uint8_t epoch_ = 1;
+  uint8_t cut_epoch_ = 0;  // epoch owed to the cut in progress
   std::vector<uint32_t> dirty_;
   std::shared_ptr<checkpoint_cut> cut_;
   std::vector<uint32_t> owed_;

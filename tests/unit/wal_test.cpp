@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "storage/failure_probes.hpp"
@@ -246,35 +247,32 @@ TEST(wal, unused_prezeroed_segments_are_ignored) {
   EXPECT_EQ(list_segments(d.path()).size(), 1u);
 }
 
-TEST(wal, fsync_failure_fails_the_group_and_the_writer) {
-  temp_dir d;
-  wal_options o{d.path(), segment_bytes, group_bytes};
+// Stages one record, arms `arm` (a failure probe), commits: the group must fail.
+std::unique_ptr<wal_writer> commit_one_failing(const std::string& dir, const std::function<void()>& arm) {
+  wal_options o{dir, segment_bytes, group_bytes};
   std::string err;
   auto w = wal_writer::open(o, {}, -1, &err);
-  ASSERT_TRUE(w) << err;
+  EXPECT_TRUE(w) << err;
   auto p = payload_for(1, 100);
   std::span<const uint8_t> pieces[1] = {p};
-  ASSERT_EQ(w->stage(record_kind::batch, 1, 1, pieces), 1u);
-  failure_probes::instance().fsync_errno = EIO;
+  EXPECT_EQ(w->stage(record_kind::batch, 1, 1, pieces), 1u);
+  arm();
   w->submit();
   EXPECT_EQ(w->wait(-1), wal_writer::wait_status::failed);
   EXPECT_TRUE(w->failed());
-  EXPECT_NE(w->error().find("fdatasync"), std::string::npos) << w->error();
   EXPECT_EQ(w->durable_lsn(), 0u);
+  return w;
+}
+
+TEST(wal, fsync_failure_fails_the_group_and_the_writer) {
+  temp_dir d;
+  auto w = commit_one_failing(d.path(), [] { failure_probes::instance().fsync_errno = EIO; });
+  EXPECT_NE(w->error().find("fdatasync"), std::string::npos) << w->error();
 }
 
 TEST(wal, write_failure_such_as_a_full_disk_fails_the_group) {
   temp_dir d;
-  wal_options o{d.path(), segment_bytes, group_bytes};
-  std::string err;
-  auto w = wal_writer::open(o, {}, -1, &err);
-  ASSERT_TRUE(w) << err;
-  auto p = payload_for(1, 100);
-  std::span<const uint8_t> pieces[1] = {p};
-  ASSERT_EQ(w->stage(record_kind::batch, 1, 1, pieces), 1u);
-  failure_probes::instance().write_errno = ENOSPC;
-  w->submit();
-  EXPECT_EQ(w->wait(-1), wal_writer::wait_status::failed);
+  auto w = commit_one_failing(d.path(), [] { failure_probes::instance().write_errno = ENOSPC; });
   EXPECT_NE(w->error().find("No space left"), std::string::npos) << w->error();
 }
 
