@@ -45,6 +45,7 @@ struct options {
   uint64_t replay_transfers = 10'000'000;
   uint64_t memory_transfers = 50'000'000;
   std::string only;  // run one section: fsync, accounts, throughput, replay, memory
+  bool append = false;  // keep the metrics already in `out` (sections run one per process)
   bool run(const char* section) const { return only.empty() || only == section; }
 };
 
@@ -254,6 +255,19 @@ double fdatasync_rate(const std::string& dir, double seconds) {
   return rate;
 }
 
+// Reads back a file written by write_json (one "name": number per line).
+void read_json(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return;
+  char line[512];
+  while (std::fgets(line, sizeof line, f)) {
+    char name[256];
+    double v = 0;
+    if (std::sscanf(line, " \"%255[^\"]\": %lf", name, &v) == 2) metrics[name] = v;
+  }
+  std::fclose(f);
+}
+
 void write_json(const options& o) {
   std::filesystem::create_directories(std::filesystem::path(o.out).parent_path());
   FILE* f = std::fopen(o.out.c_str(), "w");
@@ -277,9 +291,10 @@ int main(int argc, char** argv) {
     else if (a == "--out" && i + 1 < argc) o.out = argv[++i];
     else if (a == "--dir" && i + 1 < argc) o.dir = argv[++i];
     else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
+    else if (a == "--append") o.append = true;
     else if (a == "--memory-transfers" && i + 1 < argc) o.memory_transfers = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR] [--only SECTION]\n");
+      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR] [--only SECTION] [--append]\n");
       return 2;
     }
   }
@@ -289,6 +304,7 @@ int main(int argc, char** argv) {
     o.replay_transfers = 200'000;
     o.memory_transfers = 500'000;
   }
+  if (o.append) read_json(o.out);
   std::printf("%-48s %16s\n", "metric", "value");
   record("quick_mode", o.quick ? 1 : 0);
   record("cores", std::thread::hardware_concurrency());
