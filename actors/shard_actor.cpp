@@ -1,6 +1,7 @@
 #include "actors/shard_actor.hpp"
 
 #include <pthread.h>
+#include <cstdint>
 #include <sched.h>
 
 namespace mesob::actors {
@@ -35,6 +36,10 @@ caf::actor spawn_shard_actor(caf::actor_system& sys, shard* s, int cpu) {
           // behind it wait at most one slice.
           if (s->cutting() && s->continue_cut(cut_slice_accounts)) finish_cut(s);
           if (d->cut) {
+            if (s->cutting()) {  // the engine sends one cut at a time; be safe anyway
+              s->continue_cut(SIZE_MAX);
+              finish_cut(s);
+            }
             s->begin_cut(d->cut);
             self->send(self, caf::atom_value(caf::atom("cutstep")));
           }

@@ -161,7 +161,9 @@ class engine_impl {
   bool failed_ = false;
   uint64_t last_checkpoint_ns_ = 0;
   bool checkpoint_running_ = false;
+  // Callers of checkpoint() not yet served by a cut; each cut takes the ones before it.
   std::vector<std::promise<std::string>> checkpoint_waiters_;  // guarded by ck_mu_
+  std::map<const checkpoint_cut*, std::vector<std::promise<std::string>>> cut_waiters_;
   std::thread seq_thread_;
 
   // Batches dispatched but not finished by every shard.
@@ -663,8 +665,8 @@ class engine_impl {
                                      static_cast<unsigned long long>(c->lsn), err.c_str());
       lk.lock();
       checkpoint_running_ = false;
-      for (auto& p : checkpoint_waiters_) p.set_value(err);
-      checkpoint_waiters_.clear();
+      for (auto& p : cut_waiters_[c.get()]) p.set_value(err);
+      cut_waiters_.erase(c.get());
       ck_done_cv_.notify_all();
     }
   }
@@ -863,11 +865,14 @@ class engine_impl {
       due = true;
     if (!due) return;
     last_checkpoint_ns_ = t;
+    auto c = make_cut();
     {
       std::lock_guard lk(ck_mu_);
       checkpoint_running_ = true;
+      cut_waiters_[c.get()] = std::move(checkpoint_waiters_);  // requested before this cut
+      checkpoint_waiters_.clear();
     }
-    send({}, make_cut());
+    send({}, std::move(c));
   }
 
   void run() {
@@ -1129,12 +1134,14 @@ class engine_impl {
   std::string checkpoint_sync() {
     std::promise<std::string> p;
     auto f = p.get_future();
+    auto c = make_cut();
     {
-      std::lock_guard lk(ck_mu_);
-      checkpoint_waiters_.push_back(std::move(p));
+      std::unique_lock lk(ck_mu_);
+      ck_done_cv_.wait(lk, [&] { return !checkpoint_running_; });  // one cut at a time
       checkpoint_running_ = true;
+      cut_waiters_[c.get()].push_back(std::move(p));
     }
-    send({}, make_cut());
+    send({}, std::move(c));
     return f.get();
   }
 

@@ -626,3 +626,49 @@ TEST_P(ledger, storage_failure_refuses_writes_and_keeps_serving_reads) {
   EXPECT_EQ(one(make_transfer(1203, 1, 3, 5)), result::ok);
   EXPECT_TRUE(e().check_balances().balanced);
 }
+
+// Stopping while requests stream in and checkpoints run back to back: close() drains,
+// takes the final snapshot after the periodic one, and the ledger reopens whole.
+TEST(ledger_checkpoint, close_under_load_with_continuous_checkpoints) {
+  temp_dir dir;
+  engine::config cfg;
+  cfg.data_dir = dir.path();
+  cfg.shards = 2;
+  cfg.pin_shards = false;
+  cfg.checkpoint_interval_ms = 1;
+  cfg.wal_segment_mib = 16;
+  constexpr uint64_t accounts = 20000;
+  std::string err;
+  auto e = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(e) << err;
+  for (uint64_t first = 1; first <= accounts; first += 8192) {
+    std::vector<wire::account> batch;
+    for (uint64_t id = first; id < std::min(accounts + 1, first + 8192); ++id) batch.push_back(make_account(id));
+    e->create_accounts(batch);
+  }
+  std::atomic<bool> stopped{false};
+  std::atomic<uint64_t> acked{0};
+  std::thread load([&] {
+    uint64_t seed = 7, id = 1;
+    while (!stopped) {
+      std::vector<wire::transfer> b;
+      for (int i = 0; i < 1024; ++i) {
+        seed = actors::mix64(seed);
+        const uint64_t dr = 1 + seed % accounts, cr = 1 + (seed >> 32) % accounts;
+        if (dr != cr) b.push_back(make_transfer(id++, dr, cr, 1 + seed % 50));
+      }
+      auto r = e->create_transfers(b);
+      if (r.st == engine::status::stopping) stopped = true;
+      else acked += r.results.size();
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  e->close();
+  load.join();
+  EXPECT_GT(acked.load(), 0u);
+  e.reset();
+  e = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(e) << err;
+  EXPECT_EQ(e->recovery().records_replayed, 0u);  // the final snapshot covers everything
+  EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+}
