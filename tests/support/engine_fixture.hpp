@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <algorithm>
 #include <memory>
 #include <ostream>
 
@@ -32,6 +33,33 @@ inline wire::transfer make_transfer(uint64_t id, uint64_t dr, uint64_t cr, uint6
   t.flags = flags;
   t.currency = wire::currency(cur);
   return t;
+}
+
+// A test engine's configuration: real files, no pinning, checkpoints only on demand.
+inline engine::config test_config(const std::string& dir, uint32_t shards = 2) {
+  engine::config cfg;
+  cfg.data_dir = dir;
+  cfg.shards = shards;
+  cfg.pin_shards = false;
+  cfg.checkpoint_interval_ms = 0;
+  cfg.wal_segment_mib = 16;
+  return cfg;
+}
+
+inline std::unique_ptr<engine::engine> open_engine(const engine::config& cfg) {
+  std::string err;
+  auto e = engine::engine::open(cfg, &err);
+  EXPECT_TRUE(e) << err;
+  return e;
+}
+
+// Accounts 1..n in ETB, in batches of 8,192.
+inline void create_accounts(engine::engine& e, uint64_t n) {
+  for (uint64_t first = 1; first <= n; first += 8192) {
+    std::vector<wire::account> batch;
+    for (uint64_t id = first; id < std::min(n + 1, first + 8192); ++id) batch.push_back(make_account(id));
+    e.create_accounts(batch);
+  }
 }
 
 class engine_fixture {

@@ -80,13 +80,10 @@ run_result start_and_stop_mesobd(const std::string& data) {
 TEST(mesobd, starts_stops_on_sigterm_and_recovers) {
   temp_dir dir;
   {  // Some state to recover: written through the embedded engine, left in the log.
-    engine::config cfg;
-    cfg.data_dir = dir.path();
-    cfg.checkpoint_interval_ms = 0;
-    cfg.checkpoint_on_close = false;
-    std::string err;
-    auto e = engine::engine::open(cfg, &err);
-    ASSERT_TRUE(e) << err;
+    auto cfg = test_config(dir.path());
+    cfg.checkpoint_on_close = false;  // the state stays in the log
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
     ASSERT_EQ(e->create_accounts({make_account(1), make_account(2)}).results.at(0), wire::result::ok);
     ASSERT_EQ(e->create_transfers({make_transfer(1, 1, 2, 10)}).results.at(0), wire::result::ok);
   }
@@ -118,13 +115,10 @@ TEST(mesobd, help_lists_settings_and_bad_flags_are_refused) {
 TEST(mesob_log, verifies_a_log_and_names_the_damage) {
   temp_dir dir;
   {
-    engine::config cfg;
-    cfg.data_dir = dir.path();
-    cfg.checkpoint_interval_ms = 0;
-    cfg.checkpoint_on_close = false;
-    std::string err;
-    auto e = engine::engine::open(cfg, &err);
-    ASSERT_TRUE(e) << err;
+    auto cfg = test_config(dir.path());
+    cfg.checkpoint_on_close = false;  // the state stays in the log
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
     e->create_accounts({make_account(1), make_account(2)});
     for (uint64_t i = 1; i <= 5; ++i) e->create_transfers({make_transfer(i, 1, 2, i)});
   }

@@ -404,16 +404,11 @@ TEST_P(ledger, batch_limits) {
 // A window of 16,384 resident records: most of the history below is served from LMDB.
 TEST(ledger_window, history_outlives_the_resident_window) {
   temp_dir dir;
-  engine::config cfg;
-  cfg.data_dir = dir.path();
-  cfg.shards = 2;
-  cfg.pin_shards = false;
-  cfg.checkpoint_interval_ms = 0;
+  auto cfg = test_config(dir.path());
   cfg.transfers_resident_max = 1 << 14;
-  cfg.wal_segment_mib = 16;
   std::string err;
-  auto e = engine::engine::open(cfg, &err);
-  ASSERT_TRUE(e) << err;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
   std::vector<wire::account> accts;
   for (uint64_t id = 1; id <= 64; ++id) accts.push_back(make_account(id));
   ASSERT_EQ(e->create_accounts(accts).results.at(0), result::ok);
@@ -537,22 +532,13 @@ TEST_P(ledger, account_history_pages_newest_first) {
 // the recorded transfers: an account copied after a later change would count twice.
 TEST(ledger_checkpoint, snapshots_taken_under_load_are_consistent) {
   temp_dir dir;
-  engine::config cfg;
-  cfg.data_dir = dir.path();
-  cfg.shards = 2;
-  cfg.pin_shards = false;
-  cfg.checkpoint_interval_ms = 0;
+  auto cfg = test_config(dir.path());
   cfg.checkpoint_on_close = false;  // recovery must use a snapshot taken under load
-  cfg.wal_segment_mib = 16;
   constexpr uint64_t accounts = 40000;  // several cut slices per shard
   std::string err;
-  auto e = engine::engine::open(cfg, &err);
-  ASSERT_TRUE(e) << err;
-  for (uint64_t first = 1; first <= accounts; first += 8192) {
-    std::vector<wire::account> batch;
-    for (uint64_t id = first; id < std::min(accounts + 1, first + 8192); ++id) batch.push_back(make_account(id));
-    e->create_accounts(batch);
-  }
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, accounts);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> next{1};
   std::thread load([&] {
@@ -631,21 +617,13 @@ TEST_P(ledger, storage_failure_refuses_writes_and_keeps_serving_reads) {
 // takes the final snapshot after the periodic one, and the ledger reopens whole.
 TEST(ledger_checkpoint, close_under_load_with_continuous_checkpoints) {
   temp_dir dir;
-  engine::config cfg;
-  cfg.data_dir = dir.path();
-  cfg.shards = 2;
-  cfg.pin_shards = false;
+  auto cfg = test_config(dir.path());
   cfg.checkpoint_interval_ms = 1;
-  cfg.wal_segment_mib = 16;
   constexpr uint64_t accounts = 20000;
   std::string err;
-  auto e = engine::engine::open(cfg, &err);
-  ASSERT_TRUE(e) << err;
-  for (uint64_t first = 1; first <= accounts; first += 8192) {
-    std::vector<wire::account> batch;
-    for (uint64_t id = first; id < std::min(accounts + 1, first + 8192); ++id) batch.push_back(make_account(id));
-    e->create_accounts(batch);
-  }
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, accounts);
   std::atomic<bool> stopped{false};
   std::atomic<uint64_t> acked{0};
   std::thread load([&] {
