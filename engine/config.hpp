@@ -11,7 +11,7 @@ namespace mesob::engine {
 struct config {
   std::string data_dir = "./var/mesob";
   uint32_t shards = 0;               // 0: one per core
-  bool pin_shards = true;            // pin shard threads to cores (when shards <= cores)
+  bool pin_shards = false;           // pin shard threads to cores (when shards <= cores)
   uint64_t wal_segment_mib = 64;     // log segment size
   uint64_t wal_group_mib = 8;        // largest commit group (one write + fdatasync)
   uint64_t snapshot_map_gib = 64;    // LMDB map ceiling (sparse)

@@ -74,7 +74,8 @@ std::unique_ptr<engine::engine> open_engine(const options& o, uint32_t shards, b
   engine::config cfg;
   cfg.data_dir = o.dir;
   cfg.shards = shards;
-  cfg.pin_shards = false;  // the load generator shares the two cores
+  // The load generator shares the two cores; MESOB_BENCH_PIN=1 pins shards anyway.
+  cfg.pin_shards = std::getenv("MESOB_BENCH_PIN") != nullptr;
   cfg.checkpoint_interval_ms = 0;
   cfg.accounts_hint = o.accounts / shards + 1024;
   cfg.checkpoint_on_close = checkpoint_on_close;
