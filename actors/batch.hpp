@@ -121,7 +121,6 @@ struct batch : std::enable_shared_from_this<batch> {
 
   std::atomic<uint32_t> shards_remaining{0};
   batch_done done;                                  // run by the last shard to finish
-  bool replay = false;  // recovery: no reply is owed
   uint64_t serial_end = 0;  // records_.size() after sequencing this batch
 
   [[nodiscard]] uint64_t timestamp_last() const {

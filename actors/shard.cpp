@@ -121,18 +121,27 @@ void shard::load_pending(const pending_info& p) {
   }
 }
 
+void shard::publish_stats() {
+  constexpr auto r = std::memory_order_relaxed;
+  pub_accounts_.store(accounts_.size(), r);
+  pub_pending_.store(pendings_.size(), r);
+  pub_sync_waits_.store(sync_waits_, r);
+  pub_memory_.store(accounts_.capacity() * (sizeof(account) + sizeof(uint64_t)) +
+                        account_index_.memory_bytes() + dirty_flag_.capacity() +
+                        dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
+                        pending_index_.memory_bytes(),
+                    r);
+}
+
 shard_stats shard::stats() const {
+  constexpr auto r = std::memory_order_relaxed;
   shard_stats s;
-  s.accounts = accounts_.size();
-  s.pending_total = pendings_.size();
-  for (const auto& p : pendings_) s.pending_live += p.state == pending_state::pending;
-  s.sync_waits = sync_waits_;
-  s.cut_us_last = last_cut_us_.load(std::memory_order_relaxed);
-  s.cut_us_max = max_cut_us_.load(std::memory_order_relaxed);
-  s.memory_bytes = accounts_.capacity() * (sizeof(account) + sizeof(uint64_t)) +
-                   account_index_.memory_bytes() +
-                   dirty_flag_.capacity() + dirty_.capacity() * 4 +
-                   pendings_.capacity() * sizeof(pending_info) + pending_index_.memory_bytes();
+  s.accounts = pub_accounts_.load(r);
+  s.pending_total = pub_pending_.load(r);
+  s.sync_waits = pub_sync_waits_.load(r);
+  s.memory_bytes = pub_memory_.load(r);
+  s.cut_us_last = last_cut_us_.load(r);
+  s.cut_us_max = max_cut_us_.load(r);
   return s;
 }
 
@@ -159,6 +168,7 @@ void shard::execute(batch& b) {
       break;
     }
   }
+  publish_stats();
 }
 
 void shard::sweep(uint64_t now) {

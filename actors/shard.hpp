@@ -28,10 +28,10 @@ namespace mesob::actors {
   return uint32_t((static_cast<unsigned __int128>(mix64(account_id)) * shards) >> 64);
 }
 
+// Read from any thread: the shard publishes these after every batch.
 struct shard_stats {
   uint64_t accounts = 0;
-  uint64_t pending_live = 0;
-  uint64_t pending_total = 0;
+  uint64_t pending_total = 0;  // pending transfers tracked, live and resolved
   uint64_t sync_waits = 0;
   uint64_t memory_bytes = 0;
   uint64_t cut_us_last = 0;  // how long the last checkpoint cut paused this shard
@@ -119,9 +119,10 @@ class shard {
   std::vector<pending_info> pendings_;
   flat_u64_map pending_index_;  // serial + 1 -> index in pendings_
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
-  uint64_t pending_live_ = 0;
   std::vector<undo_entry> undo_;
   uint64_t sync_waits_ = 0;
+  void publish_stats();
+  std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0};
   std::atomic<uint64_t> last_cut_us_{0};
   std::atomic<uint64_t> max_cut_us_{0};
 };

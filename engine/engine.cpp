@@ -1032,7 +1032,6 @@ class engine_impl {
     b->count = bh.count;
     b->timestamp_base = bh.timestamp_base;
     b->lsn = h.lsn;
-    b->replay = true;
     const auto body = v.payload.subspan(sizeof bh);
     bool ok = bh.count <= batch_ops_max && bh.reserved == 0;
     switch (b->kind) {
@@ -1400,7 +1399,7 @@ engine_stats engine::stats() {
   for (auto& sh : impl_->shards_) {
     const auto st = sh->stats();
     s.accounts += st.accounts;
-    s.pending_live += st.pending_live;
+    s.pending_tracked += st.pending_total;
     s.sync_waits += st.sync_waits;
     s.checkpoint_pause_us_last = std::max(s.checkpoint_pause_us_last, st.cut_us_last);
     s.checkpoint_pause_us_max = std::max(s.checkpoint_pause_us_max, st.cut_us_max);
@@ -1415,6 +1414,8 @@ engine_stats engine::stats() {
     s.wal_bytes = w.bytes;
   }
   s.checkpoints = impl_->checkpoints_.load();
+  for (auto& sh : impl_->shards_) s.memory_bytes_shards += sh->stats().memory_bytes;
+  s.memory_bytes_window = impl_->records_->memory_bytes();
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
   return s;
 }

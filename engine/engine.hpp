@@ -99,7 +99,7 @@ struct recovery_report {
 struct engine_stats {
   uint64_t accounts = 0;
   uint64_t transfers = 0;
-  uint64_t pending_live = 0;
+  uint64_t pending_tracked = 0;  // pending transfers held by shards, live and resolved
   uint64_t lsn_durable = 0;
   uint64_t snapshot_lsn = 0;
   uint64_t wal_groups = 0;
@@ -110,6 +110,8 @@ struct engine_stats {
   uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)
   uint64_t checkpoint_pause_us_last = 0;  // longest shard pause of the last checkpoint cut
   uint64_t checkpoint_pause_us_max = 0;
+  uint64_t memory_bytes_shards = 0;  // accounts, their indexes, pending transfers
+  uint64_t memory_bytes_window = 0;  // the resident window of transfer records
 };
 
 class engine_impl;
