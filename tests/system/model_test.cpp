@@ -31,10 +31,12 @@
 #include "engine/engine.hpp"
 #include "engine/limits.hpp"
 #include "model/reference_ledger.hpp"
+#include "support/temp_dir.hpp"
 #include "wire/types.hpp"
 
 namespace {
 
+using mesob::test::temp_dir;
 using namespace mesob;
 using wire::result;
 using ref_ledger = test::reference_ledger;
@@ -65,24 +67,6 @@ int batches_per_run() {
   if (const char* s = std::getenv("MESOB_MODEL_BATCHES"); s != nullptr && *s != '\0') return std::atoi(s);
   return 5000;
 }
-
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::string tmpl = "/tmp/mesob-model-XXXXXX";
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    if (!path_.empty() && std::getenv("MESOB_KEEP_DIR") == nullptr) std::filesystem::remove_all(path_, ec);
-  }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string hex(uint64_t v) {
   char b[24];
@@ -182,7 +166,7 @@ class model_run {
 
   // Runs `batches` batches; false after the first mismatch (already reported).
   void run(int batches) {
-    dirs_.push_back(std::make_unique<scratch_dir>());
+    dirs_.push_back(std::make_unique<temp_dir>("mesob-model"));
     ASSERT_FALSE(dirs_.back()->path().empty()) << "mkdtemp failed";
     ASSERT_TRUE(open_engine());
     const int checkpoint_at = batches / 5;
@@ -252,7 +236,7 @@ class model_run {
   std::string name_;
   std::mt19937_64 rng_;
   std::shared_ptr<std::atomic<uint64_t>> now_;
-  std::vector<std::unique_ptr<scratch_dir>> dirs_;  // the last one is the engine's
+  std::vector<std::unique_ptr<temp_dir>> dirs_;  // the last one is the engine's
   std::unique_ptr<engine::engine> engine_;
   ref_ledger model_;
 
@@ -350,7 +334,7 @@ class model_run {
   // as in a crash), then drops the engine. The next open_engine() uses the copy.
   bool crash_copy() {
     const std::string from = dirs_.back()->path();
-    dirs_.push_back(std::make_unique<scratch_dir>());
+    dirs_.push_back(std::make_unique<temp_dir>("mesob-model"));
     const std::string to = dirs_.back()->path();
     std::error_code ec;
     for (const char* sub : {"wal", "snapshot"}) {
@@ -1045,7 +1029,7 @@ INSTANTIATE_TEST_SUITE_P(runs, model_test,
 
 // Small fixed streams, each once through the engine (4 shards) and the model.
 TEST(model_test_fixed, repeat_twice_in_one_batch) {
-  scratch_dir dir;
+  temp_dir dir("mesob-model");
   auto now = std::make_shared<std::atomic<uint64_t>>(1'700'000'000'000'000'000ull);
   engine::config cfg;
   cfg.data_dir = dir.path();
