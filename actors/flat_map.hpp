@@ -1,13 +1,17 @@
 // flat_u64_map: an open-addressing hash map from a nonzero 64-bit key to a 32-bit value,
-// linear probing, power-of-two capacity, backward-shift deletion. 12 bytes per slot.
+// linear probing, power-of-two capacity, backward-shift deletion. 16 bytes per slot, key
+// and value side by side, so a look-up costs one cache miss (with separate key and value
+// arrays it cost two; perf/RESULTS.md).
 // Single-threaded (owned by one shard). Grows by doubling at 70% load; a caller that
 // must not grow past a limit checks size() first.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "wire/assert.hpp"
+#include "wire/prefetch.hpp"
 
 namespace mesob::actors {
 
@@ -25,31 +29,33 @@ class flat_u64_map {
   explicit flat_u64_map(size_t capacity_hint = 16) { rehash(capacity_for(capacity_hint)); }
 
   [[nodiscard]] size_t size() const { return size_; }
-  [[nodiscard]] size_t capacity() const { return keys_.size(); }
-  [[nodiscard]] size_t memory_bytes() const { return keys_.size() * 12; }
+  [[nodiscard]] size_t capacity() const { return slots_.size(); }
+  [[nodiscard]] size_t memory_bytes() const { return slots_.size() * sizeof(slot); }
 
   [[nodiscard]] const uint32_t* find(uint64_t key) const {
     MESOB_DEBUG_ASSERT(key != 0);
     for (size_t i = mix64(key) & mask_;; i = (i + 1) & mask_) {
-      if (keys_[i] == key) return &values_[i];
-      if (keys_[i] == 0) return nullptr;
+      if (slots_[i].key == key) return &slots_[i].value;
+      if (slots_[i].key == 0) return nullptr;
     }
   }
+  // Starts loading the slot where `key` would be found (for batches: issue a few
+  // look-ups ahead so their cache misses overlap).
+  void prefetch(uint64_t key) const { mesob::prefetch(&slots_[mix64(key) & mask_]); }
   [[nodiscard]] uint32_t* find(uint64_t key) {
     return const_cast<uint32_t*>(static_cast<const flat_u64_map*>(this)->find(key));
   }
   // Inserts or overwrites.
   void put(uint64_t key, uint32_t value) {
     MESOB_ASSERT(key != 0);
-    if ((size_ + 1) * 10 > keys_.size() * 7) rehash(keys_.size() * 2);
+    if ((size_ + 1) * 10 > slots_.size() * 7) rehash(slots_.size() * 2);
     for (size_t i = mix64(key) & mask_;; i = (i + 1) & mask_) {
-      if (keys_[i] == key) {
-        values_[i] = value;
+      if (slots_[i].key == key) {
+        slots_[i].value = value;
         return;
       }
-      if (keys_[i] == 0) {
-        keys_[i] = key;
-        values_[i] = value;
+      if (slots_[i].key == 0) {
+        slots_[i] = {key, value};
         ++size_;
         return;
       }
@@ -58,24 +64,23 @@ class flat_u64_map {
   bool erase(uint64_t key) {
     size_t i = mix64(key) & mask_;
     for (;; i = (i + 1) & mask_) {
-      if (keys_[i] == 0) return false;
-      if (keys_[i] == key) break;
+      if (slots_[i].key == 0) return false;
+      if (slots_[i].key == key) break;
     }
     // Backward-shift: pull later members of the probe run into the hole.
-    for (size_t j = (i + 1) & mask_; keys_[j] != 0; j = (j + 1) & mask_) {
-      const size_t home = mix64(keys_[j]) & mask_;
+    for (size_t j = (i + 1) & mask_; slots_[j].key != 0; j = (j + 1) & mask_) {
+      const size_t home = mix64(slots_[j].key) & mask_;
       if (((j - home) & mask_) >= ((j - i) & mask_)) {
-        keys_[i] = keys_[j];
-        values_[i] = values_[j];
+        slots_[i] = slots_[j];
         i = j;
       }
     }
-    keys_[i] = 0;
+    slots_[i].key = 0;
     --size_;
     return true;
   }
   void reserve(size_t n) {
-    if (capacity_for(n) > keys_.size()) rehash(capacity_for(n));
+    if (capacity_for(n) > slots_.size()) rehash(capacity_for(n));
   }
 
  private:
@@ -84,19 +89,20 @@ class flat_u64_map {
     while (c * 7 < n * 10 + 10) c *= 2;
     return c;
   }
+  struct slot {
+    uint64_t key;
+    uint32_t value;
+  };
   void rehash(size_t cap) {
-    std::vector<uint64_t> old_keys(cap, 0);
-    std::vector<uint32_t> old_values(cap, 0);
-    old_keys.swap(keys_);
-    old_values.swap(values_);
+    std::vector<slot> old(cap, slot{0, 0});
+    old.swap(slots_);
     mask_ = cap - 1;
     size_ = 0;
-    for (size_t i = 0; i < old_keys.size(); ++i)
-      if (old_keys[i] != 0) put(old_keys[i], old_values[i]);
+    for (const slot& s : old)
+      if (s.key != 0) put(s.key, s.value);
   }
 
-  std::vector<uint64_t> keys_;
-  std::vector<uint32_t> values_;
+  std::vector<slot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
 };

@@ -256,11 +256,43 @@ void shard::execute_account_queries(batch& b) {
   }
 }
 
+// Starts the cache misses of operation o's local accounts: first the index slots
+// (`data` false), then, some operations later, the account records the slots point to.
+void shard::prefetch_op(const batch& b, uint32_t o, bool data) const {
+  const op_route& r = b.routes[o];
+  if (!(r.chain_mask & bit_) || (r.kind != route_kind::fresh && r.kind != route_kind::resolve)) return;
+  const transfer& t = b.transfers[o];
+  const bool ref = r.kind == route_kind::resolve && r.has_ref;
+  const uint64_t ids[2] = {ref ? r.ref_debit_account_id : t.debit_account_id,
+                           ref ? r.ref_credit_account_id : t.credit_account_id};
+  const uint8_t owners[2] = {r.debit_shard, r.credit_shard};
+  for (int k = 0; k < 2; ++k) {
+    if (owners[k] != index_ || ids[k] == 0) continue;
+    if (!data) {
+      account_index_.prefetch(ids[k]);
+      continue;
+    }
+    const uint32_t* i = account_index_.find(ids[k]);
+    if (!i) continue;
+    const char* a = reinterpret_cast<const char*>(&accounts_[*i]);
+    mesob::prefetch(a);
+    mesob::prefetch(a + sizeof(account) - 1);
+    mesob::prefetch(&last_serial_[*i]);
+    mesob::prefetch(&dirty_flag_[*i]);
+  }
+}
+
 void shard::execute_transfers(batch& b) {
+  // Accounts are scattered over memory far larger than the caches: look up each
+  // operation's accounts ahead of executing it, so the misses overlap (perf/RESULTS.md).
+  constexpr uint32_t index_ahead = 16, data_ahead = 8;
+  uint32_t next_index = 0, next_data = 0;
   for (uint32_t i = 0; i < b.count;) {
     const op_route& r = b.routes[i];
     const uint32_t last = r.chain_end;
     MESOB_DEBUG_ASSERT(last >= i && last < b.count);
+    for (; next_index < std::min(b.count, last + 1 + index_ahead); ++next_index) prefetch_op(b, next_index, false);
+    for (; next_data < std::min(b.count, last + 1 + data_ahead); ++next_data) prefetch_op(b, next_data, true);
     if (r.chain_mask & bit_) run_chain(b, i, last);
     i = last + 1;
   }

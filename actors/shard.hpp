@@ -57,6 +57,7 @@ class shard {
   void load_pending(const pending_info& p);
 
   [[nodiscard]] const account* find_account(uint64_t id) const;
+  [[nodiscard]] uint32_t index() const { return index_; }
   [[nodiscard]] shard_stats stats() const;
   template <class F>
   void for_each_account(F&& f) const {
@@ -84,6 +85,7 @@ class shard {
   void execute_account_queries(batch& b);
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);
+  void prefetch_op(const batch& b, uint32_t o, bool data) const;
   void run_chain(batch& b, uint32_t first, uint32_t last);
   op_inputs gather(batch& b, uint32_t o, bool sync);
   pending_lookup lookup_pending(const op_route& r, const pending_info** out);

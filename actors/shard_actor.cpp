@@ -24,6 +24,8 @@ caf::actor spawn_shard_actor(caf::actor_system& sys, shard* s, int cpu) {
       CPU_SET(cpu, &set);
       pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
+    const std::string name = "mesob.shard" + std::to_string(s->index());
+    pthread_setname_np(pthread_self(), name.c_str());
 
     return {
         [s, self](const std::shared_ptr<dispatch>& d) {

@@ -1,5 +1,6 @@
 #include "engine/engine.hpp"
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -131,7 +132,7 @@ class engine_impl {
   uint32_t shards_n_ = 1;
   std::unique_ptr<actors::record_store> records_;
   std::vector<std::unique_ptr<actors::shard>> shards_;
-  id_index ids_;
+  id_index ids_{id_source()};
   std::unique_ptr<caf::actor_system_config> caf_cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::vector<caf::actor> shard_actors_;
@@ -230,24 +231,35 @@ class engine_impl {
   }
   wire::id128 record_id(uint64_t serial) { return record_copy(serial).t.id; }
 
-  // The ids of serials [0, end) in order (the id index grows by re-reading them).
-  void for_each_id(const std::function<void(uint64_t, const wire::id128&)>& fn, uint64_t end) {
-    const uint64_t resident = std::min(end, std::max(records_->resident_begin(), records_floor_));
-    std::string err;
-    const bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
-      actors::transfer_record r;
-      if (v.size() != sizeof r) return false;
-      std::memcpy(&r, v.data(), sizeof r);
-      fn(key, r.t.id);
-      return true;
-    }, &err, resident);
-    MESOB_ASSERT_MSG(ok, err.c_str());
-    snap_->release_pages();
-    for (uint64_t s = resident; s < end; ++s) fn(s, records_->at(s).t.id);
+  // Where the id index reads ids when it grows: serials below flushed_serial_ are in
+  // the snapshot (readable from its builder thread); newer ones are resident.
+  id_index::source id_source() {
+    id_index::source src;
+    src.stable_end = [this] { return flushed_serial_.load(); };
+    src.read_stable = [this](uint64_t begin, uint64_t end, const id_index::id_fn& fn, std::string* error) {
+      const bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
+        actors::transfer_record r;
+        if (v.size() != sizeof r) return false;
+        std::memcpy(&r, v.data(), sizeof r);
+        fn(key, r.t.id);
+        return true;
+      }, error, end, begin);
+      snap_->release_pages();
+      return ok;
+    };
+    src.read_recent = [this](uint64_t serial) { return records_->at(serial).t.id; };
+    return src;
   }
 
-  void index_id(const wire::id128& id, uint64_t serial) {
-    ids_.insert(id, serial, [this, serial](auto&& fn) { for_each_id(fn, serial); });
+  void index_id(const wire::id128& id, uint64_t serial) { ids_.insert(id, serial); }
+
+  // For stats() from any thread.
+  std::atomic<uint64_t> pub_index_growths_{0}, pub_index_waits_{0}, pub_index_bytes_{0};
+  void publish_index_stats() {
+    constexpr auto r = std::memory_order_relaxed;
+    pub_index_growths_.store(ids_.growth_stats().growths, r);
+    pub_index_waits_.store(ids_.growth_stats().waits, r);
+    pub_index_bytes_.store(ids_.memory_bytes(), r);
   }
 
   // ---- pipeline flushes (rare: they stall the sequencer) --------------------------
@@ -332,7 +344,10 @@ class engine_impl {
       i = j + 1;
     }
     uint64_t batch_first_serial = UINT64_MAX;
+    constexpr uint32_t index_ahead = 8;  // id index misses overlap (perf/RESULTS.md)
+    for (uint32_t o = 0; o < std::min(n, index_ahead); ++o) ids_.prefetch(b.transfers[o].id);
     for (uint32_t o = 0; o < n; ++o) {
+      if (o + index_ahead < n) ids_.prefetch(b.transfers[o + index_ahead].id);
       op_route& r = b.routes[o];
       const wire::transfer& t = b.transfers[o];
       if (b.results[o] != result::ok) continue;  // open chain
@@ -454,7 +469,10 @@ class engine_impl {
   void sequence(batch& b) {
     switch (b.kind) {
       case op_kind::create_accounts: sequence_accounts(b); break;
-      case op_kind::create_transfers: sequence_transfers(b); break;
+      case op_kind::create_transfers:
+        sequence_transfers(b);
+        publish_index_stats();
+        break;
       case op_kind::set_account_status: sequence_status(b); break;
       case op_kind::lookup_accounts:
         b.results.assign(b.count, result::account_not_found);
@@ -1255,6 +1273,7 @@ class engine_impl {
   }
 
   void stop_threads() {
+    ids_.abandon_growth();  // its builder reads the snapshot
     {
       std::lock_guard lk(ck_mu_);
       ck_stop_ = true;
@@ -1315,7 +1334,10 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   const bool pin = cfg.pin_shards && e.shards_n_ <= cores;
   for (uint32_t i = 0; i < e.shards_n_; ++i)
     e.shard_actors_.push_back(actors::spawn_shard_actor(*e.sys_, e.shards_[i].get(), pin ? int(i) : -1));
-  e.ck_thread_ = std::thread([&e] { e.checkpoint_loop(); });
+  e.ck_thread_ = std::thread([&e] {
+    pthread_setname_np(pthread_self(), "mesob.checkpt");
+    e.checkpoint_loop();
+  });
 
   if (!e.recover(error)) {
     e.closed_ = true;
@@ -1324,7 +1346,10 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   }
   // Replayed records stay in the log until the next checkpoint covers them.
   e.last_checkpoint_ns_ = e.now();
-  e.seq_thread_ = std::thread([&e] { e.run(); });
+  e.seq_thread_ = std::thread([&e] {
+    pthread_setname_np(pthread_self(), "mesob.sequencer");
+    e.run();
+  });
   return std::unique_ptr<engine>(new engine(std::move(impl)));
 }
 
@@ -1417,6 +1442,9 @@ engine_stats engine::stats() {
   for (auto& sh : impl_->shards_) s.memory_bytes_shards += sh->stats().memory_bytes;
   s.memory_bytes_window = impl_->records_->memory_bytes();
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
+  s.id_index_growths = impl_->pub_index_growths_.load(std::memory_order_relaxed);
+  s.id_index_waits = impl_->pub_index_waits_.load(std::memory_order_relaxed);
+  s.memory_bytes_id_index = impl_->pub_index_bytes_.load(std::memory_order_relaxed);
   return s;
 }
 

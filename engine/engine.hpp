@@ -112,6 +112,9 @@ struct engine_stats {
   uint64_t checkpoint_pause_us_max = 0;
   uint64_t memory_bytes_shards = 0;  // accounts, their indexes, pending transfers
   uint64_t memory_bytes_window = 0;  // the resident window of transfer records
+  uint64_t memory_bytes_id_index = 0;  // every recorded transfer id (engine/id_index.hpp)
+  uint64_t id_index_growths = 0;     // id index tables built in the background and swapped in
+  uint64_t id_index_waits = 0;       // inserts that had to wait for a growth to finish
 };
 
 class engine_impl;

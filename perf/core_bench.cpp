@@ -46,6 +46,8 @@ struct options {
   uint64_t memory_transfers = 50'000'000;
   std::string only;  // run one section: fsync, accounts, throughput, replay, memory
   bool append = false;  // keep the metrics already in `out` (sections run one per process)
+  uint32_t shards_only = 0;  // throughput: run only this shard count (0: 1 and 2)
+  bool keep = false;    // leave the data directory behind (to profile `--only restart` on it)
   bool run(const char* section) const { return only.empty() || only == section; }
 };
 
@@ -293,9 +295,11 @@ int main(int argc, char** argv) {
     else if (a == "--dir" && i + 1 < argc) o.dir = argv[++i];
     else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
     else if (a == "--append") o.append = true;
+    else if (a == "--keep") o.keep = true;
+    else if (a == "--shards" && i + 1 < argc) o.shards_only = uint32_t(std::strtoul(argv[++i], nullptr, 10));
     else if (a == "--memory-transfers" && i + 1 < argc) o.memory_transfers = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR] [--only SECTION] [--append]\n");
+      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR] [--only SECTION] [--append] [--keep] [--shards N]\n");
       return 2;
     }
   }
@@ -324,6 +328,7 @@ int main(int argc, char** argv) {
 
   for (uint32_t shards : {1u, 2u}) {
     if (!o.run("throughput")) break;
+    if (o.shards_only != 0 && shards != o.shards_only) continue;
     auto e = open_engine(o, shards, true);
     create_accounts(*e, o.accounts);
     for (uint32_t cross : shards == 1 ? std::vector<uint32_t>{0} : std::vector<uint32_t>{10, 50}) {
@@ -370,6 +375,10 @@ int main(int argc, char** argv) {
     }
     e->close();  // no final snapshot: the transfers stay in the log
     e.reset();
+    if (o.keep) {  // the restart below snapshots; keep the logged state for `--only restart`
+      std::filesystem::remove_all(o.dir + "-logged");
+      std::filesystem::copy(o.dir, o.dir + "-logged", std::filesystem::copy_options::recursive);
+    }
     const auto t0 = clk::now();
     e = open_engine(o, 2, false);
     const double restart = since(t0);
@@ -378,6 +387,17 @@ int main(int argc, char** argv) {
     record("replay_records_per_s", double(rec.operations_replayed) / rec.replay_seconds);
     record("replay_log_records", double(rec.records_replayed));
     record("replay_operations", double(rec.operations_replayed));
+  }
+
+  // Restart alone, on a directory left by `--only replay --keep` (for profiling recovery).
+  if (o.only == "restart") {
+    const auto t0 = clk::now();
+    auto e = open_engine(o, 2, false, false);
+    const auto& rec = e->recovery();
+    record("restart_s", since(t0));
+    record("replay_records_per_s", double(rec.operations_replayed) / rec.replay_seconds);
+    e->close();
+    return 0;
   }
 
   // Resident memory after many logged transfers, with 1M accounts.
@@ -399,6 +419,6 @@ int main(int argc, char** argv) {
     record("transfers_logged_for_rss", double(next_id.load() - start));
   }
   write_json(o);
-  std::filesystem::remove_all(o.dir);
+  if (!o.keep) std::filesystem::remove_all(o.dir);
   return 0;
 }

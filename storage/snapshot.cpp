@@ -132,7 +132,7 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
 }
 
 bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
-                          std::string* error, std::optional<uint64_t> end_key) {
+                          std::string* error, std::optional<uint64_t> end_key, uint64_t begin_key) {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc != 0) {
@@ -147,8 +147,10 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
     return false;
   }
   MDB_val key{}, val{};
+  be_key begin(begin_key);
+  if (begin_key != 0) key = begin.val();
   bool ok = true;
-  for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+  for (rc = mdb_cursor_get(cur, &key, &val, begin_key != 0 ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
     if (key.mv_size != 8) {
       *error = std::string("snapshot: table ") + table_name(t) + " has a key of " +

@@ -55,10 +55,12 @@ class snapshot_store {
   // The newest snapshot's meta, or nullopt for an empty store.
   std::optional<snapshot_meta> read_meta(std::string* error);
 
-  // Calls fn(key, bytes) for every row of a table (with key < *end_key, if given), in
-  // key order; fn returning false stops the scan with an error.
+  // Calls fn(key, bytes) for every row of a table with begin_key <= key (< *end_key,
+  // if given), in key order; fn returning false stops the scan with an error. Safe
+  // from any thread (each scan is its own read transaction).
   bool scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
-            std::string* error, std::optional<uint64_t> end_key = std::nullopt);
+            std::string* error, std::optional<uint64_t> end_key = std::nullopt,
+            uint64_t begin_key = 0);
   // Drops this process's mapping of pages read so far (they stay in the page cache), so
   // a scan over history does not stay in resident memory.
   void release_pages();

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -135,7 +136,10 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
       w->segments_.emplace_back(idx, h.first_lsn);
     if (fd >= 0) ::close(fd);
   }
-  w->preparer_ = std::thread([p = w.get()] { p->prepare_loop(); });
+  w->preparer_ = std::thread([p = w.get()] {
+    pthread_setname_np(pthread_self(), "mesob.walprep");
+    p->prepare_loop();
+  });
   if (!w->open_next_segment(error)) return nullptr;
   return w;
 }

@@ -425,6 +425,17 @@ TEST(ledger_window, history_outlives_the_resident_window) {
     for (auto x : r.results) ASSERT_EQ(x, result::ok);
   }
   EXPECT_GE(e->stats().transfers_in_snapshot, 60000u - 16384u);
+  // Every id survives the id index's growths (built from LMDB and the window): each
+  // one repeated with a different amount is recognised.
+  EXPECT_GE(e->stats().id_index_growths, 6u);
+  for (uint64_t base = 1000; base < 61000; base += 4000) {
+    std::vector<wire::transfer> b;
+    for (uint64_t i = base; i < base + 4000; ++i) b.push_back(make_transfer(i, 1 + i % 64, 1 + (i * 7 + 3) % 64, 100 + i % 9));
+    for (auto& t : b)
+      if (t.debit_account_id == t.credit_account_id) t.credit_account_id = 1 + t.credit_account_id % 64;
+    auto r = e->create_transfers(b);
+    for (auto x : r.results) ASSERT_EQ(x, result::exists_with_different_fields);
+  }
   // Old ids are still recognised: same fields -> original outcome, else a distinct error.
   auto old = make_transfer(1000, 1 + 1000 % 64, 1 + (1000 * 7 + 3) % 64, 1 + 1000 % 9);
   EXPECT_EQ(e->create_transfers({old}).results.at(0), result::ok);
