@@ -187,6 +187,7 @@ class engine_impl {
   std::atomic<uint64_t> snapshot_lsn_{0};
   uint64_t records_flush_target_ = 0;  // guarded by ck_mu_
   bool flush_failed_ = false;          // guarded by ck_mu_
+  std::string flush_error_;            // guarded by ck_mu_
   std::condition_variable ck_done_cv_;
   std::atomic<uint64_t> checkpoints_{0};
 
@@ -286,18 +287,22 @@ class engine_impl {
   }
 
   // Before appending record `n`: the slot it reuses must be checkpointed and executed.
-  void make_room() {
+  // Waits until the window may take one more record. False only while replaying, when
+  // flushing failed (the replay then stops with flush_error_); live, that is fatal.
+  [[nodiscard]] bool make_room() {
     const uint64_t n = records_->size();
     const uint64_t w = records_->capacity();
     auto room = [&] {
       return n < w + std::min(flushed_serial_.load(), executed_serial_end_.load());
     };
-    if (room()) return;
+    if (room()) return true;
     if (n >= w + executed_serial_end_.load()) flush_pipeline();
     request_records_flush();
     std::unique_lock lk(ck_mu_);
     ck_done_cv_.wait(lk, [&] { return room() || flush_failed_; });
+    if (!room() && replaying_) return false;
     MESOB_ASSERT_MSG(room(), "flushing transfer records to the snapshot failed: the window cannot move");
+    return true;
   }
 
   // ---- create_transfers ------------------------------------------------------------
@@ -368,7 +373,10 @@ class engine_impl {
         r.dup_result = actors::decide_duplicate(t, orig.t, result(orig.result));
         continue;
       }
-      make_room();
+      if (!make_room()) {  // replay only: recovery stops with the flush error
+        b.results[o] = result::linked_event_failed;
+        continue;
+      }
       const uint64_t serial = records_->size();
       if (batch_first_serial == UINT64_MAX) batch_first_serial = serial;
       actors::transfer_record& rec = records_->append();
@@ -598,7 +606,8 @@ class engine_impl {
   // ---- checkpoint thread --------------------------------------------------------
 
   std::string write_checkpoint(checkpoint_cut& c, const storage::chain_hash& chain) {
-    std::string err;
+    std::string err = verify_kept_records(c.next_serial);
+    if (!err.empty()) return err;
     auto w = snap_->begin(&err);
     if (!w) return err;
     // Accounts in key order: LMDB then touches each leaf page once, in order, instead
@@ -610,12 +619,7 @@ class engine_impl {
     for (const auto* a : dirty)
       if (!w->put(storage::table::accounts, a->a.id, {reinterpret_cast<const uint8_t*>(a), sizeof *a}))
         return w->error();
-    for (uint64_t s = flushed_serial_.load(); s < c.next_serial; ++s) {
-      const auto& r = records_->at(s);
-      MESOB_ASSERT(r.result != actors::result_unresolved);
-      if (!w->append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(&r), sizeof r}))
-        return w->error();
-    }
+    if (auto e = append_records(*w, c.next_serial); !e.empty()) return e;
     if (!w->clear(storage::table::pending)) return w->error();
     for (auto& list : c.pendings)
       for (const auto& p : list)
@@ -636,19 +640,60 @@ class engine_impl {
     return {};
   }
 
-  // Appends final records to the snapshot's transfers table without moving the
-  // snapshot's position: this is what lets the resident window advance between full
-  // checkpoints. Recovery drops rows past the snapshot's next_serial (replay redoes them).
-  std::string flush_records(uint64_t upto) {
+  // Rows [snapshot next_serial, kept_end_) were flushed before the engine last stopped.
+  // Only executed records of durable log records are ever flushed, and replay is
+  // deterministic, so replay reproduces each of them: they are compared with the
+  // replayed records, not erased and written again (perf/RESULTS.md: restart time).
+  std::atomic<uint64_t> kept_end_{0};
+
+  // Compares kept rows among [flushed_serial_, upto) with the records replay made, and
+  // counts them as flushed. A difference means the snapshot and the log disagree.
+  std::string verify_kept_records(uint64_t upto) {
+    const uint64_t from = flushed_serial_.load();
+    const uint64_t to = std::min(upto, kept_end_.load());
+    if (from >= to) return {};
     std::string err;
-    auto w = snap_->begin(&err);
-    if (!w) return err;
+    uint64_t expect = from;
+    const bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
+      const auto& r = records_->at(expect);
+      if (key != expect || v.size() != sizeof r || std::memcmp(v.data(), &r, sizeof r) != 0) {
+        err = "snapshot: transfer row " + std::to_string(expect) +
+              " differs from the record the log replays: the snapshot and the log disagree";
+        return false;
+      }
+      ++expect;
+      return true;
+    }, &err, to, from);
+    snap_->release_pages();
+    if (ok && expect != to)
+      err = "snapshot: transfer rows " + std::to_string(expect) + ".." + std::to_string(to) + " are missing";
+    if (!err.empty()) return err;
+    flushed_serial_.store(to);
+    return {};
+  }
+
+  // Appends records [flushed_serial_, upto) to the transfers table (after
+  // verify_kept_records has counted the kept ones).
+  std::string append_records(storage::snapshot_store::writer& w, uint64_t upto) {
     for (uint64_t s = flushed_serial_.load(); s < upto; ++s) {
       const auto& r = records_->at(s);
       MESOB_ASSERT(r.result != actors::result_unresolved);
-      if (!w->append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(&r), sizeof r}))
-        return w->error();
+      if (!w.append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(&r), sizeof r}))
+        return w.error();
     }
+    return {};
+  }
+
+  // Appends final records to the snapshot's transfers table without moving the
+  // snapshot's position: this is what lets the resident window advance between full
+  // checkpoints.
+  std::string flush_records(uint64_t upto) {
+    std::string err = verify_kept_records(upto);
+    if (!err.empty()) return err;
+    if (flushed_serial_.load() >= upto) return {};
+    auto w = snap_->begin(&err);
+    if (!w) return err;
+    if (auto e = append_records(*w, upto); !e.empty()) return e;
     if (!w->commit_without_meta()) return w->error();
     snap_->release_pages();
     flushed_serial_.store(upto);
@@ -658,16 +703,18 @@ class engine_impl {
   void checkpoint_loop() {
     std::unique_lock lk(ck_mu_);
     for (;;) {
-      ck_cv_.wait(lk, [&] {
-        return ck_stop_ || !ck_queue_.empty() || records_flush_target_ > flushed_serial_.load();
-      });
-      if (ck_queue_.empty() && records_flush_target_ > flushed_serial_.load()) {
+      // A failed flush is not retried: the window can no longer move (fatal live;
+      // recovery reports it), and retrying would spin.
+      auto flush_owed = [&] { return !flush_failed_ && records_flush_target_ > flushed_serial_.load(); };
+      ck_cv_.wait(lk, [&] { return ck_stop_ || !ck_queue_.empty() || flush_owed(); });
+      if (ck_queue_.empty() && flush_owed()) {
         const uint64_t upto = records_flush_target_;
         lk.unlock();
         const std::string err = flush_records(upto);
         if (!err.empty()) std::fprintf(stderr, "mesobd: flushing transfer records failed: %s\n", err.c_str());
         lk.lock();
         flush_failed_ = !err.empty();
+        if (!err.empty()) flush_error_ = err;
         ck_done_cv_.notify_all();
         continue;
       }
@@ -947,16 +994,11 @@ class engine_impl {
   bool load_snapshot(std::string* error) {
     auto meta = snap_->read_meta(error);
     if (!error->empty()) return false;
-    {
-      // Records flushed after the snapshot was taken are redone by replay.
-      auto w = snap_->begin(error);
-      if (!w) return false;
-      if (!w->erase_from(storage::table::transfers, meta ? meta->next_serial : 0) ||
-          !w->commit_without_meta()) {
-        *error = w->error();
-        return false;
-      }
-    }
+    // Records flushed after the snapshot was taken stay; replay checks them.
+    const auto last = snap_->last_key(storage::table::transfers, error);
+    if (!error->empty()) return false;
+    const uint64_t snapshot_rows = meta ? meta->next_serial : 0;
+    if (last && *last >= snapshot_rows) kept_end_.store(*last + 1);
     if (!meta) return true;
     rec_.snapshot_lsn = meta->lsn;
     last_ts_ = meta->clock_ns;
@@ -988,7 +1030,7 @@ class engine_impl {
       index_id(r.t.id, expect);
       ++expect;
       return true;
-    }, error);
+    }, error, n);
     snap_->release_pages();
     if (!ok) return false;
     if (expect != meta->next_serial || expect != meta->transfers) {
@@ -1028,6 +1070,11 @@ class engine_impl {
     executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
     return ok;
+  }
+
+  std::string flush_failure() {
+    std::lock_guard lk(ck_mu_);
+    return flush_failed_ ? flush_error_ : std::string();
   }
 
   bool replay_record(const storage::wal_record_view& v, std::string* error) {
@@ -1070,6 +1117,10 @@ class engine_impl {
     }
     last_ts_ = bh.timestamp_base + std::max<uint64_t>(bh.count, 1) - 1;
     sequence(*b);
+    if (std::string e = flush_failure(); !e.empty()) {
+      *error = e;
+      return false;
+    }
     b->serial_end = records_->size();
     b->done = [this](batch& done_b) { batch_finished(done_b); };
     dispatched_chain_ = h.chain;
@@ -1120,8 +1171,24 @@ class engine_impl {
     send(std::move(replay_pending_), nullptr);
     replay_pending_.clear();
     wait_idle();
+    // Every kept row is checked before the engine serves: flush past the last of them.
+    if (kept_end_.load() > flushed_serial_.load() && records_->size() >= kept_end_.load()) {
+      request_records_flush();
+      std::unique_lock lk(ck_mu_);
+      ck_done_cv_.wait(lk, [&] { return flushed_serial_.load() >= kept_end_.load() || flush_failed_; });
+    }
+    if (std::string e = flush_failure(); !e.empty()) {
+      *error = e;
+      return false;
+    }
     replaying_ = false;
     rec_.replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    if (records_->size() < kept_end_.load()) {
+      *error = "wal: the snapshot holds transfer rows up to serial " + std::to_string(kept_end_.load() - 1) +
+               " but the log replays only up to serial " + std::to_string(records_->size()) +
+               ": log records are missing";
+      return false;
+    }
     rec_.torn_tail = sr.torn_tail;
     storage::wal_position pos = sr.end;
     if (sr.records == 0) {

@@ -177,6 +177,30 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
   return ok;
 }
 
+std::optional<uint64_t> snapshot_store::last_key(table t, std::string* error) {
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    *error = lmdb_error("begin read", rc);
+    return std::nullopt;
+  }
+  MDB_cursor* cur = nullptr;
+  rc = mdb_cursor_open(txn, dbi_[int(t)], &cur);
+  std::optional<uint64_t> out;
+  MDB_val key{}, val{};
+  if (rc == 0) rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+  if (rc == 0 && key.mv_size == 8) {
+    out = from_be(key);
+  } else if (rc == 0) {
+    *error = std::string("snapshot: table ") + table_name(t) + " has a key of " + std::to_string(key.mv_size) + " bytes";
+  } else if (rc != MDB_NOTFOUND) {
+    *error = lmdb_error("last key", rc);
+  }
+  if (cur) mdb_cursor_close(cur);
+  mdb_txn_abort(txn);
+  return out;
+}
+
 bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error) {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);

@@ -64,6 +64,8 @@ class snapshot_store {
   // Drops this process's mapping of pages read so far (they stay in the page cache), so
   // a scan over history does not stay in resident memory.
   void release_pages();
+  // The largest key of a table; nullopt when it is empty (or on error, with *error set).
+  std::optional<uint64_t> last_key(table t, std::string* error);
   // One row, copied into `out`; false if absent.
   bool get(table t, uint64_t key, std::string* out, std::string* error);
 
