@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "wire/assert.hpp"
+#include "wire/huge_pages.hpp"
 #include "wire/prefetch.hpp"
 
 namespace mesob::actors {
@@ -94,7 +95,7 @@ class flat_u64_map {
     uint32_t value;
   };
   void rehash(size_t cap) {
-    std::vector<slot> old(cap, slot{0, 0});
+    std::vector<slot, huge_page_allocator<slot>> old(cap, slot{0, 0});
     old.swap(slots_);
     mask_ = cap - 1;
     size_ = 0;
@@ -102,7 +103,7 @@ class flat_u64_map {
       if (s.key != 0) put(s.key, s.value);
   }
 
-  std::vector<slot> slots_;
+  std::vector<slot, huge_page_allocator<slot>> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
 };

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "wire/assert.hpp"
+#include "wire/huge_pages.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors {
@@ -48,7 +49,7 @@ static_assert(sizeof(transfer_record) == 152);
 class record_store {
  public:
   explicit record_store(uint64_t capacity)
-      : capacity_(capacity), mask_(capacity - 1), ring_(new transfer_record[capacity]) {
+      : capacity_(capacity), mask_(capacity - 1), ring_(capacity) {
     MESOB_ASSERT(capacity >= 2 && (capacity & (capacity - 1)) == 0);
   }
   record_store(const record_store&) = delete;
@@ -86,7 +87,7 @@ class record_store {
  private:
   uint64_t capacity_;
   uint64_t mask_;
-  std::unique_ptr<transfer_record[]> ring_;
+  std::vector<transfer_record, huge_page_allocator<transfer_record>> ring_;
   std::atomic<uint64_t> size_{0};
   uint64_t floor_ = 0;  // serials below it were never loaded into the ring
 };

@@ -102,15 +102,16 @@ class shard {
   uint32_t count_;
   uint32_t bit_;
   record_store& records_;
-  std::vector<account> accounts_;
-  std::vector<uint64_t> last_serial_;  // per account: serial + 1 of its newest applied transfer
+  // Big and read at random: on huge pages (wire/huge_pages.hpp).
+  std::vector<account, huge_page_allocator<account>> accounts_;
+  std::vector<uint64_t, huge_page_allocator<uint64_t>> last_serial_;  // per account: serial + 1 of its newest applied transfer
   flat_u64_map account_index_;
   // Per account, the epoch in which it became dirty (0: clean since its last copy).
   // Epochs advance at each cut, so starting a cut marks nothing: the accounts of the
   // previous epoch are the ones owed to it. Values in use are only 0, the cut's epoch
   // and the current one, so wrapping (skipping 0) is harmless.
   static constexpr uint8_t clean = 0;
-  std::vector<uint8_t> dirty_flag_;
+  std::vector<uint8_t, huge_page_allocator<uint8_t>> dirty_flag_;
   uint8_t epoch_ = 1;
   uint8_t cut_epoch_ = 0;  // epoch owed to the cut in progress
   std::vector<uint32_t> dirty_;

@@ -1077,8 +1077,15 @@ class engine_impl {
     return flush_failed_ ? flush_error_ : std::string();
   }
 
-  bool replay_record(const storage::wal_record_view& v, std::string* error) {
-    auto& pending = replay_pending_;
+  // One log record decoded by the replay reader, for the sequencer.
+  struct replay_item {
+    std::shared_ptr<engine_batch> batch;
+    storage::chain_hash chain{};
+    std::string where;  // file and offset, for messages
+  };
+
+  // Stateless half of replaying a record (runs on the reader thread).
+  static bool decode_record(const storage::wal_record_view& v, replay_item* out, std::string* error) {
     const auto& h = *v.header;
     auto where = [&] { return std::string(v.file) + " offset " + std::to_string(v.offset); };
     if (h.kind != uint16_t(storage::record_kind::batch) || h.version != batch_record_version) {
@@ -1111,11 +1118,21 @@ class engine_impl {
                ", " + std::to_string(bh.count) + " operations, " + std::to_string(body.size()) + " bytes)";
       return false;
     }
-    if (bh.timestamp_base <= last_ts_) {
-      *error = "wal: " + where() + ": timestamp goes backwards";
+    out->batch = std::move(b);
+    out->chain = h.chain;
+    out->where = where();
+    return true;
+  }
+
+  // The sequencer's half: the same path as a live request, without the log write.
+  bool replay_record(replay_item&& item, std::string* error) {
+    auto& pending = replay_pending_;
+    auto b = std::move(item.batch);
+    if (b->timestamp_base <= last_ts_) {
+      *error = "wal: " + item.where + ": timestamp goes backwards";
       return false;
     }
-    last_ts_ = bh.timestamp_base + std::max<uint64_t>(bh.count, 1) - 1;
+    last_ts_ = b->timestamp_last();
     sequence(*b);
     if (std::string e = flush_failure(); !e.empty()) {
       *error = e;
@@ -1123,8 +1140,8 @@ class engine_impl {
     }
     b->serial_end = records_->size();
     b->done = [this](batch& done_b) { batch_finished(done_b); };
-    dispatched_chain_ = h.chain;
-    rec_.operations_replayed += bh.count;
+    dispatched_chain_ = item.chain;
+    rec_.operations_replayed += b->count;
     pending.push_back(std::move(b));
     if (pending.size() >= 64) {
       send(std::move(pending), nullptr);
@@ -1145,22 +1162,72 @@ class engine_impl {
     so.dir = cfg_.data_dir + "/wal";
     so.segment_bytes = cfg_.wal_segment_mib << 20;
     storage::wal_scan_result sr;
-    bool first = true;
     const auto t1 = std::chrono::steady_clock::now();
-    const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& v) {
-      if (first) {
-        first = false;
-        if (v.header->lsn > snap_lsn + 1) {
-          *error = "wal: the log starts at lsn " + std::to_string(v.header->lsn) +
-                   " but the snapshot covers only up to lsn " + std::to_string(snap_lsn) +
-                   ": records are missing";
-          return false;
+    // A reader thread scans the log (reads, checksums, hash chain) and decodes records
+    // while this thread sequences the ones before: replay is a two-stage pipeline.
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<replay_item> queue;
+    constexpr size_t queue_max = 32;  // decoded records waiting (each at most ~1 MiB)
+    bool reader_done = false, stop = false, reader_ok = false;
+    std::string reader_error;
+    std::thread reader([&] {
+      pthread_setname_np(pthread_self(), "mesob.replay");
+      bool first = true;
+      std::string err;
+      const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& v) {
+        if (first) {
+          first = false;
+          if (v.header->lsn > snap_lsn + 1) {
+            err = "wal: the log starts at lsn " + std::to_string(v.header->lsn) +
+                  " but the snapshot covers only up to lsn " + std::to_string(snap_lsn) +
+                  ": records are missing";
+            return false;
+          }
         }
+        if (v.header->lsn <= snap_lsn) return true;
+        replay_item item;
+        if (!decode_record(v, &item, &err)) return false;
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return stop || queue.size() < queue_max; });
+        if (stop) return false;
+        queue.push_back(std::move(item));
+        cv.notify_all();
+        return true;
+      }, &sr, &err);
+      std::lock_guard lk(mu);
+      reader_done = true;
+      reader_ok = ok;
+      reader_error = err;
+      cv.notify_all();
+    });
+    bool ok = true;
+    for (;;) {
+      replay_item item;
+      {
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return reader_done || !queue.empty(); });
+        if (queue.empty()) break;  // and the reader is done
+        item = std::move(queue.front());
+        queue.pop_front();
+        cv.notify_all();
       }
-      if (v.header->lsn <= snap_lsn) return true;
       ++rec_.records_replayed;
-      return replay_record(v, error);
-    }, &sr, error);
+      if (!replay_record(std::move(item), error)) {
+        ok = false;
+        break;
+      }
+    }
+    {
+      std::lock_guard lk(mu);
+      stop = true;
+      cv.notify_all();
+    }
+    reader.join();
+    if (ok && !reader_ok) {
+      ok = false;
+      *error = reader_error;
+    }
     if (!ok) {
       if (error->empty()) *error = "wal: replay failed";
       send(std::move(replay_pending_), nullptr);

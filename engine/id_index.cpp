@@ -9,7 +9,7 @@ namespace mesob::engine {
 // A growth in progress. The owner writes `pending` (hashes of serials first_pending, ...)
 // and publishes the count; the builder reads them after an acquire load of the count.
 struct id_index::build {
-  std::vector<uint64_t> slots;  // the new table, filled by the builder
+  table slots;  // the new table, filled by the builder
   uint64_t first_pending = 0;
   size_t pending_cap = 0;
   std::unique_ptr<uint64_t[]> pending;
@@ -26,9 +26,10 @@ namespace {
 
 // Places hashes into a table a few at a time: each slot is prefetched when queued and
 // written `depth` entries later, so the cache misses of a random fill overlap.
+template <class Table>
 class batched_placer {
  public:
-  batched_placer(std::vector<uint64_t>& slots, void (*place)(std::vector<uint64_t>&, uint64_t, uint64_t))
+  batched_placer(Table& slots, void (*place)(Table&, uint64_t, uint64_t))
       : slots_(slots), place_(place), mask_(slots.size() - 1) {}
   void add(uint64_t h, uint64_t serial) {
     if (n_ == depth) drain_one();
@@ -47,8 +48,8 @@ class batched_placer {
     head_ = (head_ + 1) % depth;
     --n_;
   }
-  std::vector<uint64_t>& slots_;
-  void (*place_)(std::vector<uint64_t>&, uint64_t, uint64_t);
+  Table& slots_;
+  void (*place_)(Table&, uint64_t, uint64_t);
   size_t mask_;
   std::pair<uint64_t, uint64_t> q_[depth];
   size_t head_ = 0, n_ = 0;
@@ -82,7 +83,7 @@ size_t id_index::capacity_for(size_t n) {
   return c;
 }
 
-void id_index::place(std::vector<uint64_t>& slots, uint64_t h, uint64_t serial) {
+void id_index::place(table& slots, uint64_t h, uint64_t serial) {
   const size_t mask = slots.size() - 1;
   for (size_t i = h & mask;; i = (i + 1) & mask) {
     if (slots[i] == 0) {
@@ -135,7 +136,7 @@ void id_index::start_growth() {
   b->thread = std::thread([p, capacity, stable, read = &src_.read_stable] {
     pthread_setname_np(pthread_self(), "mesob.idgrow");
     p->slots.assign(capacity, 0);
-    batched_placer placer(p->slots, &id_index::place);
+    batched_placer<table> placer(p->slots, &id_index::place);
     constexpr uint64_t chunk = 1u << 20;  // ids per read; the stop flag is seen between
     for (uint64_t begin = 0; begin < stable && !p->stop.load(); begin += chunk) {
       const uint64_t end = std::min(stable, begin + chunk);

@@ -28,6 +28,7 @@
 
 #include "actors/flat_map.hpp"
 #include "wire/assert.hpp"
+#include "wire/huge_pages.hpp"
 #include "wire/prefetch.hpp"
 #include "wire/types.hpp"
 
@@ -96,6 +97,7 @@ class id_index {
 
  private:
   static constexpr uint64_t serial_mask = (1ull << 40) - 1;
+  using table = std::vector<uint64_t, huge_page_allocator<uint64_t>>;
   struct build;
 
   static uint64_t hash(const wire::id128& id) {
@@ -103,12 +105,12 @@ class id_index {
   }
   static uint64_t fingerprint(uint64_t h) { return (h >> 40) | 1; }  // never 0
   static size_t capacity_for(size_t n);
-  static void place(std::vector<uint64_t>& slots, uint64_t h, uint64_t serial);
+  static void place(table& slots, uint64_t h, uint64_t serial);
   void start_growth();
   void finish_growth(bool wait);
 
   source src_;
-  std::vector<uint64_t> slots_;
+  table slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
   std::unique_ptr<build> build_;

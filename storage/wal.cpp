@@ -518,10 +518,10 @@ bool scan_wal(const wal_scan_options& opt,
   uint64_t expected = 0;  // 0: take the first segment's first_lsn
   chain_hash chain{};
   uint64_t last_index = 0;
+  file_buf f;  // one buffer for every segment: no fresh pages per file
   for (size_t si = 0; si < segs.size(); ++si) {
     const auto& [index, path] = segs[si];
     const bool last = si + 1 == segs.size();
-    file_buf f;
     if (!f.load(path, error)) return false;
     const auto& d = f.data;
     r.segments += 1;
