@@ -1,0 +1,388 @@
+#include "wire/codec.hpp"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "mesob_generated.h"
+
+namespace mesob::wire {
+
+namespace {
+
+constexpr const char* ident = "MSB1";
+
+// The schema's structs are the engine's records byte for byte.
+static_assert(sizeof(fb::Account) == sizeof(account));
+static_assert(sizeof(fb::Transfer) == sizeof(transfer));
+static_assert(sizeof(fb::StatusChange) == sizeof(account_status_change));
+static_assert(sizeof(fb::Id128) == sizeof(id128));
+static_assert(sizeof(fb::HistoryQuery) == sizeof(history_query_item));
+static_assert(sizeof(fb::BalanceQuery) == sizeof(balance_query_item));
+static_assert(sizeof(fb::TransferRecord) == sizeof(transfer_record_item));
+static_assert(sizeof(fb::Balance) == sizeof(balance_item));
+
+std::vector<uint8_t> finish(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<void> root) {
+  fbb.Finish(root, ident);
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+// Requests and session frames hold at most a few tables; a response one per history page.
+constexpr flatbuffers::uoffset_t tables_small = 16, tables_response = 2 * batch_operations_max + 16;
+
+template <class Table>
+bool verify(std::span<const uint8_t> body, std::string* why, flatbuffers::uoffset_t max_tables = tables_small) {
+  if (body.size() < 8 || !flatbuffers::BufferHasIdentifier(body.data(), ident)) {
+    *why = "body is not a Mesob flatbuffer (no \"MSB1\" identifier)";
+    return false;
+  }
+  flatbuffers::Verifier v(body.data(), body.size(), 16, max_tables);
+  if (!v.VerifyBuffer<Table>(ident)) {
+    *why = "flatbuffer failed verification";
+    return false;
+  }
+  return true;
+}
+
+template <class FbStruct, class T>
+flatbuffers::Offset<flatbuffers::Vector<const FbStruct*>> structs(flatbuffers::FlatBufferBuilder& fbb,
+                                                                  std::span<const T> items) {
+  static_assert(sizeof(FbStruct) == sizeof(T));
+  return fbb.CreateVectorOfStructs(reinterpret_cast<const FbStruct*>(items.data()), items.size());
+}
+
+template <class FbStruct, class T>
+void copy_structs(const flatbuffers::Vector<const FbStruct*>* v, std::vector<T>& out) {
+  static_assert(sizeof(FbStruct) == sizeof(T));
+  out.resize(v ? v->size() : 0);
+  if (!out.empty()) std::memcpy(out.data(), v->Data(), out.size() * sizeof(T));
+}
+
+std::vector<result> to_results(const flatbuffers::Vector<uint32_t>* v) {
+  std::vector<result> out(v ? v->size() : 0);
+  if (!out.empty()) std::memcpy(out.data(), v->Data(), out.size() * sizeof(uint32_t));
+  return out;
+}
+
+flatbuffers::Offset<flatbuffers::Vector<uint32_t>> results_vec(flatbuffers::FlatBufferBuilder& fbb,
+                                                               std::span<const result> r) {
+  static_assert(sizeof(result) == sizeof(uint32_t));
+  return fbb.CreateVector(reinterpret_cast<const uint32_t*>(r.data()), r.size());
+}
+
+template <class Make>
+std::vector<uint8_t> request(size_t bytes, fb::Operation type, Make&& make) {
+  flatbuffers::FlatBufferBuilder fbb(bytes + 256);
+  const auto table = make(fbb);
+  return finish(fbb, fb::CreateRequest(fbb, type, table.Union()).Union());
+}
+
+template <class Make>
+std::vector<uint8_t> response(size_t bytes, fb::Reply type, Make&& make) {
+  flatbuffers::FlatBufferBuilder fbb(bytes + 256);
+  const auto table = make(fbb);
+  return finish(fbb, fb::CreateResponse(fbb, type, table.Union()).Union());
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_frame(frame_kind kind, uint64_t request_id, std::span<const uint8_t> body) {
+  std::vector<uint8_t> out(frame_header_bytes + body.size());
+  frame_header h;
+  h.body_bytes = uint32_t(body.size());
+  h.kind = uint16_t(kind);
+  h.request_id = request_id;
+  encode_header(h, out.data());
+  if (!body.empty()) std::memcpy(out.data() + frame_header_bytes, body.data(), body.size());
+  return out;
+}
+
+// ---- session -------------------------------------------------------------------------
+
+std::vector<uint8_t> hello_body(const hello_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const auto nonce = fbb.CreateVector(m.nonce);
+  const auto server = fbb.CreateString(m.server);
+  return finish(fbb, fb::CreateHello(fbb, m.protocol, nonce, server).Union());
+}
+
+std::vector<uint8_t> auth_body(const auth_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const auto id = fbb.CreateString(m.gateway_id);
+  const auto mac = fbb.CreateVector(m.mac);
+  return finish(fbb, fb::CreateAuth(fbb, id, mac).Union());
+}
+
+std::vector<uint8_t> welcome_body(const welcome_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const auto id = fbb.CreateString(m.gateway_id);
+  return finish(fbb, fb::CreateWelcome(fbb, id, m.roles, m.session_id, m.frame_bytes_max, m.in_flight_max).Union());
+}
+
+std::vector<uint8_t> error_body(const error_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const auto msg = fbb.CreateString(m.message);
+  return finish(fbb, fb::CreateError(fbb, uint16_t(m.code), msg).Union());
+}
+
+bool parse_hello(std::span<const uint8_t> body, hello_msg* out, std::string* why) {
+  if (!verify<fb::Hello>(body, why)) return false;
+  const auto* h = flatbuffers::GetRoot<fb::Hello>(body.data());
+  if (!h->nonce() || h->nonce()->size() != nonce_bytes) {
+    *why = "hello: nonce must be " + std::to_string(nonce_bytes) + " bytes";
+    return false;
+  }
+  out->protocol = h->protocol();
+  out->nonce.assign(h->nonce()->begin(), h->nonce()->end());
+  out->server = h->server() ? h->server()->str() : std::string();
+  return true;
+}
+
+bool parse_auth(std::span<const uint8_t> body, auth_msg* out, std::string* why) {
+  if (!verify<fb::Auth>(body, why)) return false;
+  const auto* a = flatbuffers::GetRoot<fb::Auth>(body.data());
+  if (!a->gateway_id() || a->gateway_id()->size() == 0 || a->gateway_id()->size() > gateway_id_max) {
+    *why = "auth: gateway id must be 1.." + std::to_string(gateway_id_max) + " bytes";
+    return false;
+  }
+  if (!a->mac() || a->mac()->size() != mac_bytes) {
+    *why = "auth: mac must be " + std::to_string(mac_bytes) + " bytes (HMAC-SHA256)";
+    return false;
+  }
+  out->gateway_id = a->gateway_id()->str();
+  out->mac.assign(a->mac()->begin(), a->mac()->end());
+  return true;
+}
+
+bool parse_welcome(std::span<const uint8_t> body, welcome_msg* out, std::string* why) {
+  if (!verify<fb::Welcome>(body, why)) return false;
+  const auto* w = flatbuffers::GetRoot<fb::Welcome>(body.data());
+  out->gateway_id = w->gateway_id() ? w->gateway_id()->str() : std::string();
+  out->roles = w->roles();
+  out->session_id = w->session_id();
+  out->frame_bytes_max = w->frame_bytes_max();
+  out->in_flight_max = w->in_flight_max();
+  return true;
+}
+
+bool parse_error(std::span<const uint8_t> body, error_msg* out, std::string* why) {
+  if (!verify<fb::Error>(body, why)) return false;
+  const auto* e = flatbuffers::GetRoot<fb::Error>(body.data());
+  out->code = protocol_error(e->code());
+  out->message = e->message() ? e->message()->str() : std::string();
+  return true;
+}
+
+// ---- requests ------------------------------------------------------------------------
+
+std::string_view operation_name(operation op) {
+  switch (op) {
+    case operation::create_accounts: return "create_accounts";
+    case operation::create_transfers: return "create_transfers";
+    case operation::set_account_status: return "set_account_status";
+    case operation::lookup_accounts: return "lookup_accounts";
+    case operation::lookup_transfers: return "lookup_transfers";
+    case operation::lookup_account_transfers: return "lookup_account_transfers";
+    case operation::lookup_balances: return "lookup_balances";
+  }
+  return "unknown";
+}
+
+bool operation_writes(operation op) {
+  return op == operation::create_accounts || op == operation::create_transfers ||
+         op == operation::set_account_status;
+}
+
+size_t operation_item_bytes(operation op) {
+  switch (op) {
+    case operation::create_accounts: return sizeof(account);
+    case operation::create_transfers: return sizeof(transfer);
+    case operation::set_account_status: return sizeof(account_status_change);
+    case operation::lookup_accounts: return sizeof(uint64_t);
+    case operation::lookup_transfers: return sizeof(id128);
+    case operation::lookup_account_transfers: return sizeof(history_query_item);
+    case operation::lookup_balances: return sizeof(balance_query_item);
+  }
+  return 0;
+}
+
+std::vector<uint8_t> create_accounts_body(std::span<const account> items) {
+  return request(items.size_bytes(), fb::Operation::CreateAccounts, [&](auto& fbb) {
+    return fb::CreateCreateAccounts(fbb, structs<fb::Account>(fbb, items));
+  });
+}
+std::vector<uint8_t> create_transfers_body(std::span<const transfer> items) {
+  return request(items.size_bytes(), fb::Operation::CreateTransfers, [&](auto& fbb) {
+    return fb::CreateCreateTransfers(fbb, structs<fb::Transfer>(fbb, items));
+  });
+}
+std::vector<uint8_t> set_account_status_body(std::span<const account_status_change> items) {
+  return request(items.size_bytes(), fb::Operation::SetAccountStatus, [&](auto& fbb) {
+    return fb::CreateSetAccountStatus(fbb, structs<fb::StatusChange>(fbb, items));
+  });
+}
+std::vector<uint8_t> lookup_accounts_body(std::span<const uint64_t> ids) {
+  return request(ids.size_bytes(), fb::Operation::LookupAccounts, [&](auto& fbb) {
+    return fb::CreateLookupAccounts(fbb, fbb.CreateVector(ids.data(), ids.size()));
+  });
+}
+std::vector<uint8_t> lookup_transfers_body(std::span<const id128> ids) {
+  return request(ids.size_bytes(), fb::Operation::LookupTransfers, [&](auto& fbb) {
+    return fb::CreateLookupTransfers(fbb, structs<fb::Id128>(fbb, ids));
+  });
+}
+std::vector<uint8_t> lookup_account_transfers_body(std::span<const history_query_item> items) {
+  return request(items.size_bytes(), fb::Operation::LookupAccountTransfers, [&](auto& fbb) {
+    return fb::CreateLookupAccountTransfers(fbb, structs<fb::HistoryQuery>(fbb, items));
+  });
+}
+std::vector<uint8_t> lookup_balances_body(std::span<const balance_query_item> items) {
+  return request(items.size_bytes(), fb::Operation::LookupBalances, [&](auto& fbb) {
+    return fb::CreateLookupBalances(fbb, structs<fb::BalanceQuery>(fbb, items));
+  });
+}
+
+bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg* err) {
+  std::string why;
+  if (!verify<fb::Request>(body, &why)) {
+    *err = {protocol_error::body_invalid, "request: " + why};
+    return false;
+  }
+  const auto* r = flatbuffers::GetRoot<fb::Request>(body.data());
+  const auto type = r->operation_type();
+  const void* table = r->operation();
+  if (type == fb::Operation::NONE || type > fb::Operation::MAX || table == nullptr) {
+    *err = {protocol_error::operation_unknown,
+            "request: unknown operation type " + std::to_string(unsigned(type)) + " (this server knows 1.." +
+                std::to_string(unsigned(fb::Operation::MAX)) + ")"};
+    return false;
+  }
+  uint32_t n = 0;
+  const uint8_t* data = nullptr;
+  auto take = [&](const auto* v) {
+    n = v ? v->size() : 0;
+    data = v ? v->Data() : nullptr;
+  };
+  switch (type) {
+    case fb::Operation::CreateAccounts: take(r->operation_as_CreateAccounts()->accounts()); break;
+    case fb::Operation::CreateTransfers: take(r->operation_as_CreateTransfers()->transfers()); break;
+    case fb::Operation::SetAccountStatus: take(r->operation_as_SetAccountStatus()->changes()); break;
+    case fb::Operation::LookupAccounts: take(r->operation_as_LookupAccounts()->ids()); break;
+    case fb::Operation::LookupTransfers: take(r->operation_as_LookupTransfers()->ids()); break;
+    case fb::Operation::LookupAccountTransfers: take(r->operation_as_LookupAccountTransfers()->queries()); break;
+    case fb::Operation::LookupBalances: take(r->operation_as_LookupBalances()->queries()); break;
+    default: break;
+  }
+  out->op = operation(uint8_t(type));
+  if (n == 0) {
+    *err = {protocol_error::batch_empty, std::string("request: ") + std::string(operation_name(out->op)) +
+                                             " carries no operations"};
+    return false;
+  }
+  if (n > batch_operations_max) {
+    *err = {protocol_error::batch_too_large, "request: " + std::to_string(n) + " operations (at most " +
+                                                 std::to_string(batch_operations_max) + ")"};
+    return false;
+  }
+  out->count = n;
+  out->items = {data, size_t(n) * operation_item_bytes(out->op)};
+  return true;
+}
+
+// ---- responses -----------------------------------------------------------------------
+
+std::vector<uint8_t> results_body(std::span<const result> results) {
+  return response(results.size_bytes(), fb::Reply::Results, [&](auto& fbb) {
+    return fb::CreateResults(fbb, results_vec(fbb, results));
+  });
+}
+
+std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts) {
+  return response(results.size_bytes() + accounts.size_bytes(), fb::Reply::FoundAccounts, [&](auto& fbb) {
+    const auto r = results_vec(fbb, results);
+    const auto a = structs<fb::Account>(fbb, accounts);
+    return fb::CreateFoundAccounts(fbb, r, a);
+  });
+}
+
+std::vector<uint8_t> found_transfers_body(std::span<const result> results,
+                                          std::span<const transfer_record_item> records) {
+  return response(results.size_bytes() + records.size_bytes(), fb::Reply::FoundTransfers, [&](auto& fbb) {
+    const auto r = results_vec(fbb, results);
+    const auto t = structs<fb::TransferRecord>(fbb, records);
+    return fb::CreateFoundTransfers(fbb, r, t);
+  });
+}
+
+std::vector<uint8_t> account_transfers_body(std::span<const history_page_item> pages) {
+  size_t bytes = 0;
+  for (const auto& p : pages) bytes += p.records.size() * sizeof(transfer_record_item) + 32;
+  return response(bytes, fb::Reply::AccountTransfers, [&](auto& fbb) {
+    std::vector<flatbuffers::Offset<fb::HistoryPage>> offs;
+    offs.reserve(pages.size());
+    for (const auto& p : pages) {
+      const auto recs = structs<fb::TransferRecord>(fbb, std::span<const transfer_record_item>(p.records));
+      offs.push_back(fb::CreateHistoryPage(fbb, uint32_t(p.code), recs, p.next_cursor));
+    }
+    return fb::CreateAccountTransfers(fbb, fbb.CreateVector(offs));
+  });
+}
+
+std::vector<uint8_t> balances_body(std::span<const balance_item> balances) {
+  return response(balances.size_bytes(), fb::Reply::Balances, [&](auto& fbb) {
+    return fb::CreateBalances(fbb, structs<fb::Balance>(fbb, balances));
+  });
+}
+
+bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why) {
+  if (!verify<fb::Response>(body, why, tables_response)) return false;
+  const auto* r = flatbuffers::GetRoot<fb::Response>(body.data());
+  *out = reply_msg{};
+  if (r->reply() == nullptr) {
+    *why = "response: no reply";
+    return false;
+  }
+  switch (r->reply_type()) {
+    case fb::Reply::Results:
+      out->kind = reply_kind::results;
+      out->results = to_results(r->reply_as_Results()->results());
+      return true;
+    case fb::Reply::FoundAccounts: {
+      const auto* f = r->reply_as_FoundAccounts();
+      out->kind = reply_kind::found_accounts;
+      out->results = to_results(f->results());
+      copy_structs(f->accounts(), out->accounts);
+      if (out->accounts.size() != out->results.size()) break;
+      return true;
+    }
+    case fb::Reply::FoundTransfers: {
+      const auto* f = r->reply_as_FoundTransfers();
+      out->kind = reply_kind::found_transfers;
+      out->results = to_results(f->results());
+      copy_structs(f->records(), out->records);
+      if (out->records.size() != out->results.size()) break;
+      return true;
+    }
+    case fb::Reply::AccountTransfers: {
+      out->kind = reply_kind::account_transfers;
+      const auto* pages = r->reply_as_AccountTransfers()->pages();
+      if (pages)
+        for (const auto* p : *pages) {
+          history_page_item item;
+          item.code = result(p->result());
+          item.next_cursor = p->next_cursor();
+          copy_structs(p->records(), item.records);
+          out->pages.push_back(std::move(item));
+        }
+      return true;
+    }
+    case fb::Reply::Balances:
+      out->kind = reply_kind::balances;
+      copy_structs(r->reply_as_Balances()->balances(), out->balances);
+      return true;
+    default: break;
+  }
+  *why = "response: unknown reply type " + std::to_string(unsigned(r->reply_type())) +
+         " or vectors of different lengths";
+  return false;
+}
+
+}  // namespace mesob::wire

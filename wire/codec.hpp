@@ -1,0 +1,153 @@
+// Frame bodies: building them and checking them (wire/mesob.fbs, wire/README.md).
+//
+// Operations and outcomes are moved as whole arrays: the schema's structs have exactly
+// the bytes of the engine's records (asserted in codec.cpp), so a batch of 8,192
+// transfers is one copy each way. Parsing runs the flatbuffers Verifier first and never
+// reads a field of an unverified body; item arrays are handed out as raw bytes to be
+// memcpy'd, since a frame body need not sit at an aligned address.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wire/protocol.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::wire {
+
+constexpr uint32_t batch_operations_max = 8192;
+
+// A frame: header and body, ready to write to a socket.
+[[nodiscard]] std::vector<uint8_t> encode_frame(frame_kind kind, uint64_t request_id,
+                                                std::span<const uint8_t> body);
+
+// ---- session bodies ------------------------------------------------------------------
+struct hello_msg {
+  uint16_t protocol = 0;
+  std::vector<uint8_t> nonce;
+  std::string server;
+};
+struct auth_msg {
+  std::string gateway_id;
+  std::vector<uint8_t> mac;
+};
+struct welcome_msg {
+  std::string gateway_id;
+  uint32_t roles = 0;
+  uint64_t session_id = 0;
+  uint32_t frame_bytes_max = 0;
+  uint32_t in_flight_max = 0;
+};
+struct error_msg {
+  protocol_error code{};
+  std::string message;
+};
+[[nodiscard]] std::vector<uint8_t> hello_body(const hello_msg& m);
+[[nodiscard]] std::vector<uint8_t> auth_body(const auth_msg& m);
+[[nodiscard]] std::vector<uint8_t> welcome_body(const welcome_msg& m);
+[[nodiscard]] std::vector<uint8_t> error_body(const error_msg& m);
+// Each parse_* verifies the body; false (with *why) when it is not a valid body of
+// that kind or breaks a stated limit (nonce and MAC lengths, gateway id length).
+bool parse_hello(std::span<const uint8_t> body, hello_msg* out, std::string* why);
+bool parse_auth(std::span<const uint8_t> body, auth_msg* out, std::string* why);
+bool parse_welcome(std::span<const uint8_t> body, welcome_msg* out, std::string* why);
+bool parse_error(std::span<const uint8_t> body, error_msg* out, std::string* why);
+
+// ---- requests ------------------------------------------------------------------------
+enum class operation : uint8_t {
+  create_accounts = 1,
+  create_transfers = 2,
+  set_account_status = 3,
+  lookup_accounts = 4,
+  lookup_transfers = 5,
+  lookup_account_transfers = 6,
+  lookup_balances = 7,
+};
+[[nodiscard]] std::string_view operation_name(operation op);
+[[nodiscard]] bool operation_writes(operation op);
+
+// Query items as they travel (HistoryQuery and BalanceQuery in the schema).
+struct history_query_item {
+  uint64_t account_id = 0;
+  uint64_t cursor = 0;
+  uint32_t limit = 0;
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(history_query_item) == 24);
+struct balance_query_item {
+  uint64_t account_id = 0;
+  uint64_t timestamp = 0;
+};
+static_assert(sizeof(balance_query_item) == 16);
+
+[[nodiscard]] std::vector<uint8_t> create_accounts_body(std::span<const account> items);
+[[nodiscard]] std::vector<uint8_t> create_transfers_body(std::span<const transfer> items);
+[[nodiscard]] std::vector<uint8_t> set_account_status_body(std::span<const account_status_change> items);
+[[nodiscard]] std::vector<uint8_t> lookup_accounts_body(std::span<const uint64_t> ids);
+[[nodiscard]] std::vector<uint8_t> lookup_transfers_body(std::span<const id128> ids);
+[[nodiscard]] std::vector<uint8_t> lookup_account_transfers_body(std::span<const history_query_item> items);
+[[nodiscard]] std::vector<uint8_t> lookup_balances_body(std::span<const balance_query_item> items);
+
+struct parsed_request {
+  operation op{};
+  uint32_t count = 0;
+  std::span<const uint8_t> items;  // count items in the engine's layout, inside the body (copy them out)
+  // Copies the items into `out` (resized); T must be the operation's item type.
+  template <class T>
+  void copy_to(std::vector<T>& out) const {
+    out.resize(count);
+    if (count) std::memcpy(out.data(), items.data(), size_t(count) * sizeof(T));
+  }
+};
+[[nodiscard]] size_t operation_item_bytes(operation op);
+// Verifies a Request body: a flatbuffer with identifier "MSB1", a known operation,
+// 1 .. 8,192 items. On failure *err names the fault.
+bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg* err);
+
+// ---- responses -----------------------------------------------------------------------
+// A looked-up transfer (TransferRecord in the schema).
+struct transfer_record_item {
+  transfer t;
+  uint32_t result = 0;
+  uint32_t reserved = 0;
+  uint64_t debit_after_debits_posted = 0;
+  uint64_t debit_after_credits_posted = 0;
+  uint64_t credit_after_debits_posted = 0;
+  uint64_t credit_after_credits_posted = 0;
+};
+static_assert(sizeof(transfer_record_item) == 128);
+struct balance_item {
+  uint64_t debits_posted = 0;
+  uint64_t credits_posted = 0;
+  uint32_t result = 0;
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(balance_item) == 24);
+struct history_page_item {
+  result code = result::ok;
+  std::vector<transfer_record_item> records;
+  uint64_t next_cursor = 0;
+};
+
+enum class reply_kind : uint8_t { results = 1, found_accounts = 2, found_transfers = 3, account_transfers = 4, balances = 5 };
+struct reply_msg {
+  reply_kind kind{};
+  std::vector<result> results;                  // results, found_accounts, found_transfers
+  std::vector<account> accounts;                // found_accounts
+  std::vector<transfer_record_item> records;    // found_transfers
+  std::vector<history_page_item> pages;         // account_transfers
+  std::vector<balance_item> balances;           // balances
+};
+[[nodiscard]] std::vector<uint8_t> results_body(std::span<const result> results);
+[[nodiscard]] std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts);
+[[nodiscard]] std::vector<uint8_t> found_transfers_body(std::span<const result> results,
+                                                        std::span<const transfer_record_item> records);
+[[nodiscard]] std::vector<uint8_t> account_transfers_body(std::span<const history_page_item> pages);
+[[nodiscard]] std::vector<uint8_t> balances_body(std::span<const balance_item> balances);
+bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
+
+}  // namespace mesob::wire

@@ -1,0 +1,134 @@
+// The network protocol's framing, handshake and request-level errors (wire/README.md
+// is the document; wire/mesob.fbs the bodies). Independent of the engine: the server
+// (engine/), the C++ client (wire/client) and the fuzz target all use it.
+//
+// A frame is a 16-byte little-endian header and a flatbuffer body:
+//   u32 body_bytes | u16 version | u16 kind | u64 request_id | body
+// The body is a flatbuffer with file identifier "MSB1" whose root table is fixed by the
+// kind. A header whose length exceeds the limit loses the framing (the connection is
+// closed after an error frame); every other fault is answered with an error frame and
+// the connection goes on.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mesob::wire {
+
+constexpr uint16_t protocol_version = 1;
+constexpr size_t frame_header_bytes = 16;
+constexpr uint32_t frame_bytes_max_default = 1u << 20;  // body limit, configurable
+constexpr uint32_t frame_bytes_max_ceiling = 64u << 20;
+constexpr size_t nonce_bytes = 32;
+constexpr size_t mac_bytes = 32;
+constexpr size_t gateway_id_max = 64;
+constexpr size_t secret_bytes_min = 16;
+
+enum class frame_kind : uint16_t {
+  hello = 1,     // server -> client: Hello
+  auth = 2,      // client -> server: Auth
+  welcome = 3,   // server -> client: Welcome
+  request = 4,   // client -> server: Request
+  response = 5,  // server -> client: Response (same request id)
+  error = 6,     // server -> client: Error (request id of the offending frame, or 0)
+  push = 7,      // server -> client: Push
+  ping = 8,      // either way, empty body; answered with pong (same request id)
+  pong = 9,
+};
+constexpr uint16_t frame_kind_max = 9;
+
+// Request-level errors (an Error frame). Per-operation outcomes are wire::result codes
+// inside a Response, never these.
+enum class protocol_error : uint16_t {
+  frame_too_large = 1,     // header length over the limit: framing lost, connection closed
+  version_unsupported = 2,
+  kind_unknown = 3,
+  body_invalid = 4,        // not a verifiable flatbuffer of the kind's table, or wrong identifier
+  operation_unknown = 5,   // union type this server does not know (or none)
+  not_authenticated = 6,   // a request before the handshake completed
+  auth_failed = 7,         // unknown gateway, disabled, or wrong MAC; the connection is closed
+  role_denied = 8,         // the gateway lacks the role the operation needs
+  batch_empty = 9,
+  batch_too_large = 10,    // more than 8,192 operations
+  too_many_in_flight = 11, // over the session's in-flight limit
+  unexpected_frame = 12,   // a kind the client may not send now (auth twice, a response, ...)
+  shutting_down = 13,
+  field_invalid = 14,      // a query field out of range (for example a page limit of 0)
+  engine_failed = 15,      // the engine stopped accepting writes (disk failure)
+};
+[[nodiscard]] std::string_view protocol_error_name(protocol_error e);
+// True when the server closes the connection after sending this error.
+[[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
+  return e == protocol_error::frame_too_large || e == protocol_error::auth_failed;
+}
+
+// Gateway roles (bit set). Ledger operations need `payments` (or `admin`).
+namespace roles {
+constexpr uint32_t payments = 1u << 0;
+constexpr uint32_t broker = 1u << 1;
+constexpr uint32_t market_data = 1u << 2;
+constexpr uint32_t kyc = 1u << 3;
+constexpr uint32_t events_reader = 1u << 4;
+constexpr uint32_t admin = 1u << 5;
+constexpr uint32_t all = (1u << 6) - 1;
+}  // namespace roles
+// "payments,admin" <-> bits. Parsing fails (returns false) on an unknown name.
+[[nodiscard]] bool parse_roles(std::string_view text, uint32_t* out);
+[[nodiscard]] std::string roles_text(uint32_t bits);
+
+struct frame_header {
+  uint32_t body_bytes = 0;
+  uint16_t version = protocol_version;
+  uint16_t kind = 0;
+  uint64_t request_id = 0;
+};
+static_assert(sizeof(frame_header) == frame_header_bytes);
+
+void encode_header(const frame_header& h, uint8_t out[frame_header_bytes]);
+[[nodiscard]] frame_header decode_header(const uint8_t in[frame_header_bytes]);
+
+// Splits a byte stream into frames. Bytes go in with append(); next() yields whole
+// frames in order. A body over `body_max` is a framing loss (status::too_large), after
+// which the reader yields nothing more.
+class frame_reader {
+ public:
+  explicit frame_reader(uint32_t body_max = frame_bytes_max_default) : body_max_(body_max) {}
+  enum class status { frame, need_more, too_large };
+  struct frame {
+    frame_header header;
+    std::span<const uint8_t> body;  // valid until the next append() or next()
+  };
+  void append(std::span<const uint8_t> bytes);
+  // Where the next bytes can be received directly (at least `want` bytes long); call
+  // commit(n) after writing n of them. Saves a copy on the receive path.
+  std::span<uint8_t> prepare(size_t want);
+  void commit(size_t n) { end_ += n; }
+  status next(frame* out);
+  [[nodiscard]] size_t buffered() const { return end_ - begin_; }
+  [[nodiscard]] uint32_t body_max() const { return body_max_; }
+
+ private:
+  void compact(size_t want);
+  uint32_t body_max_;
+  std::vector<uint8_t> buf_;
+  size_t begin_ = 0, end_ = 0;
+  bool lost_ = false;
+};
+
+// HMAC-SHA256(secret, nonce) (OpenSSL); the handshake's proof of the secret.
+[[nodiscard]] std::vector<uint8_t> auth_mac(std::span<const uint8_t> secret, std::span<const uint8_t> nonce);
+// Constant-time comparison of two MACs.
+[[nodiscard]] bool mac_equal(std::span<const uint8_t> a, std::span<const uint8_t> b);
+// `n` bytes from the operating system's random source.
+[[nodiscard]] std::vector<uint8_t> random_bytes(size_t n);
+
+// Hex text <-> bytes (secrets in config files). from_hex fails on odd length or a
+// non-hex character.
+[[nodiscard]] std::string to_hex(std::span<const uint8_t> bytes);
+[[nodiscard]] bool from_hex(std::string_view text, std::vector<uint8_t>* out);
+
+}  // namespace mesob::wire
