@@ -1,18 +1,83 @@
-// mesobd: the Mesob engine daemon. Starts on embedded defaults (data in ./var/mesob),
-// recovers (snapshot + log replay), serves until SIGTERM or SIGINT, then drains,
-// snapshots and exits 0. Every setting comes from the built-in default, a config file
-// (--config, INI/TOML `key = value`) or a flag, later ones winning.
+// mesobd: the Mesob engine daemon. Starts on embedded defaults (data in ./var/mesob,
+// clients on 127.0.0.1:7400), recovers (snapshot + log replay), serves the binary
+// protocol (wire/README.md) until SIGTERM or SIGINT, then stops accepting, answers what
+// it took, snapshots and exits 0. Every setting comes from the built-in default, a
+// config file (--config, INI/TOML `key = value`) or a flag, later ones winning.
+//
+// Gateways: --gateway id:roles:hexsecret (roles comma-separated, e.g.
+// payments,admin), repeatable. With none configured, a development gateway "dev" with
+// every role is used; its secret is generated on first start into
+// <data-dir>/dev-gateway.secret and printed.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "engine/engine.hpp"
+#include "engine/server.hpp"
 
 using namespace mesob;
 
+namespace {
+
+// "id:roles:hexsecret" -> gateway_config.
+bool parse_gateway(const std::string& spec, engine::gateway_config* g, std::string* error) {
+  const size_t a = spec.find(':'), b = spec.rfind(':');
+  if (a == std::string::npos || a == b) {
+    *error = "--gateway " + spec.substr(0, a) + ": expected id:roles:hexsecret";
+    return false;
+  }
+  g->id = spec.substr(0, a);
+  if (!wire::parse_roles(spec.substr(a + 1, b - a - 1), &g->roles)) {
+    *error = "--gateway " + g->id + ": unknown role in '" + spec.substr(a + 1, b - a - 1) +
+             "' (payments, broker, market_data, kyc, events_reader, admin)";
+    return false;
+  }
+  if (!wire::from_hex(spec.substr(b + 1), &g->secret)) {
+    *error = "--gateway " + g->id + ": the secret is not hex";
+    return false;
+  }
+  return true;
+}
+
+// The development gateway's secret: read, or generated and written (mode 0600).
+bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* created, std::string* error) {
+  const std::string path = dir + "/dev-gateway.secret";
+  std::ifstream in(path);
+  if (in) {
+    std::string hex;
+    in >> hex;
+    if (!wire::from_hex(hex, secret) || secret->size() < wire::secret_bytes_min) {
+      *error = path + ": not a hex secret of at least " + std::to_string(wire::secret_bytes_min) + " bytes";
+      return false;
+    }
+    *created = false;
+    return true;
+  }
+  *secret = wire::random_bytes(32);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const std::string text = wire::to_hex(*secret) + "\n";
+  if (fd < 0 || ::write(fd, text.data(), text.size()) != ssize_t(text.size()) || ::fsync(fd) != 0) {
+    *error = "cannot write " + path;
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  ::close(fd);
+  *created = true;
+  return true;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   engine::config cfg;
+  engine::server_config net;
+  std::vector<std::string> gateway_specs;
   CLI::App app{"mesobd - Mesob transaction engine"};
   app.set_config("--config", "", "read settings from this file (key = value)");
   app.add_option("--data-dir", cfg.data_dir, "data directory (log, snapshots)")->capture_default_str();
@@ -29,6 +94,17 @@ int main(int argc, char** argv) {
                  "transfer records kept in memory (power of two); older ones are read from LMDB")
       ->capture_default_str();
   app.add_option("--accounts-hint", cfg.accounts_hint, "accounts to preallocate per shard")->capture_default_str();
+  app.add_option("--listen", net.address, "client address (IPv4)")->capture_default_str();
+  app.add_option("--port", net.port, "client port; 0 = any free port")->capture_default_str();
+  app.add_option("--connections-max", net.connections_max, "open connections")->capture_default_str();
+  app.add_option("--in-flight-max", net.in_flight_max, "requests in flight per session")->capture_default_str();
+  app.add_option("--frame-bytes-max", net.frame_bytes_max, "largest frame body, bytes")->capture_default_str();
+  app.add_option("--session-out-bytes-max", net.out_bytes_max,
+                 "bytes queued to one session before it stops being read")->capture_default_str();
+  app.add_option("--idle-timeout-ms", net.idle_timeout_ms, "close sessions idle this long")->capture_default_str();
+  app.add_option("--handshake-timeout-ms", net.handshake_timeout_ms, "time allowed for the handshake")
+      ->capture_default_str();
+  app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -58,6 +134,33 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(rec.records_replayed),
               static_cast<unsigned long long>(rec.operations_replayed));
   if (!rec.torn_tail.empty()) std::printf("mesobd: torn log tail cut: %s\n", rec.torn_tail.c_str());
+
+  for (const auto& spec : gateway_specs) {
+    engine::gateway_config g;
+    if (!parse_gateway(spec, &g, &error)) {
+      std::fprintf(stderr, "mesobd: %s\n", error.c_str());
+      return 2;
+    }
+    net.gateways.push_back(std::move(g));
+  }
+  if (net.gateways.empty()) {
+    engine::gateway_config g{"dev", {}, wire::roles::all};
+    bool created = false;
+    if (!dev_secret(cfg.data_dir, &g.secret, &created, &error)) {
+      std::fprintf(stderr, "mesobd: development gateway: %s\n", error.c_str());
+      return 1;
+    }
+    std::printf("mesobd: development gateway \"dev\" (every role), secret %s%s (%s/dev-gateway.secret)\n",
+                wire::to_hex(g.secret).c_str(), created ? ", generated now" : "", cfg.data_dir.c_str());
+    net.gateways.push_back(std::move(g));
+  }
+  net.engine_in_flight_max = cfg.queue_requests_max;  // submit() then never blocks the network thread
+  auto srv = engine::server::start(*e, net, &error);
+  if (!srv) {
+    std::fprintf(stderr, "mesobd: cannot serve: %s\n", error.c_str());
+    return 1;
+  }
+  std::printf("mesobd: listening on %s:%u\n", net.address.c_str(), unsigned(srv->port()));
   std::printf("mesobd: ready (SIGTERM or Ctrl-C stops)\n");
   std::fflush(stdout);
 
@@ -65,6 +168,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::printf("mesobd: %s received, stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
+  srv->stop();  // no new connections; what was taken is answered and flushed
   e->close();
   const auto st = e->stats();
   std::printf("mesobd: stopped cleanly at lsn %llu (snapshot lsn %llu)\n",

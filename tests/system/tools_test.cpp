@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <fstream>
+#include <functional>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -17,6 +19,7 @@
 #include "engine/engine.hpp"
 #include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
+#include "wire/client.hpp"
 
 using namespace mesob;
 using namespace mesob::test;
@@ -42,8 +45,9 @@ run_result run(const std::string& cmd) {
   return r;
 }
 
-// Starts mesobd, waits for "ready", SIGTERMs it, returns its exit status and output.
-run_result start_and_stop_mesobd(const std::string& data) {
+// Starts mesobd (any free port), waits for "ready", runs `while_up(port)`, SIGTERMs it,
+// returns its exit status and output.
+run_result start_and_stop_mesobd(const std::string& data, const std::function<void(uint16_t)>& while_up = {}) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   const pid_t pid = ::fork();
@@ -52,7 +56,7 @@ run_result start_and_stop_mesobd(const std::string& data) {
     ::dup2(fds[1], 2);
     ::close(fds[0]);
     const auto path = bin("engine/mesobd");
-    ::execl(path.c_str(), path.c_str(), "--data-dir", data.c_str(), "--shards", "2", nullptr);
+    ::execl(path.c_str(), path.c_str(), "--data-dir", data.c_str(), "--shards", "2", "--port", "0", nullptr);
     std::_Exit(127);
   }
   ::close(fds[1]);
@@ -64,6 +68,9 @@ run_result start_and_stop_mesobd(const std::string& data) {
     if (n <= 0) break;
     r.out.append(buf, size_t(n));
     if (!signalled && r.out.find("ready") != std::string::npos) {
+      const auto at = r.out.find("listening on 127.0.0.1:");
+      const uint16_t port = at == std::string::npos ? 0 : uint16_t(std::atoi(r.out.c_str() + at + 23));
+      if (while_up) while_up(port);
       ::kill(pid, SIGTERM);
       signalled = true;
     }
@@ -96,6 +103,65 @@ TEST(mesobd, starts_stops_on_sigterm_and_recovers) {
   ASSERT_TRUE(WIFEXITED(second.status) && WEXITSTATUS(second.status) == 0) << second.out;
   EXPECT_NE(second.out.find("2 accounts, 1 transfers, 0 log records replayed"), std::string::npos)
       << second.out;
+}
+
+// The shipped daemon over TCP: its development gateway's secret (generated on first
+// start into the data directory) opens a session; what is written over the network is
+// there after a restart.
+TEST(mesobd, serves_the_protocol_with_its_development_gateway) {
+  temp_dir dir;
+  auto first = start_and_stop_mesobd(dir.path(), [&](uint16_t port) {
+    ASSERT_NE(port, 0);
+    std::ifstream in(dir.path() + "/dev-gateway.secret");
+    std::string hex;
+    in >> hex;
+    wire::client::options o;
+    o.port = port;
+    o.gateway = "dev";
+    ASSERT_TRUE(wire::from_hex(hex, &o.secret)) << hex;
+    std::string err;
+    auto c = wire::client::connect(o, &err);
+    ASSERT_TRUE(c) << err;
+    EXPECT_EQ(c->welcome().roles, wire::roles::all);
+    auto r = c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)}));
+    ASSERT_TRUE(r.ok) << r.failure;
+    r = c->call(wire::create_transfers_body(std::vector{make_transfer(5, 1, 2, 70)}));
+    ASSERT_TRUE(r.ok) << r.failure;
+    EXPECT_EQ(r.reply.results.at(0), wire::result::ok);
+    o.secret[0] ^= 1;
+    EXPECT_FALSE(wire::client::connect(o, &err));
+    EXPECT_NE(err.find("auth failed"), std::string::npos) << err;
+  });
+  ASSERT_TRUE(WIFEXITED(first.status) && WEXITSTATUS(first.status) == 0) << first.out;
+  EXPECT_NE(first.out.find("generated now"), std::string::npos) << first.out;
+  auto second = start_and_stop_mesobd(dir.path(), [&](uint16_t port) {
+    std::ifstream in(dir.path() + "/dev-gateway.secret");
+    std::string hex;
+    in >> hex;
+    wire::client::options o;
+    o.port = port;
+    o.gateway = "dev";
+    ASSERT_TRUE(wire::from_hex(hex, &o.secret));
+    std::string err;
+    auto c = wire::client::connect(o, &err);
+    ASSERT_TRUE(c) << err;
+    auto r = c->call(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
+    ASSERT_TRUE(r.ok) << r.failure;
+    EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 70u);
+  });
+  ASSERT_TRUE(WIFEXITED(second.status) && WEXITSTATUS(second.status) == 0) << second.out;
+  EXPECT_EQ(second.out.find("generated now"), std::string::npos) << second.out;
+}
+
+TEST(mesobd, bad_gateway_settings_are_refused) {
+  temp_dir dir;
+  auto r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:payments:zz");
+  EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
+  EXPECT_NE(r.out.find("the secret is not hex"), std::string::npos) << r.out;
+  r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:root:00112233445566778899aabbccddeeff");
+  EXPECT_NE(r.out.find("unknown role"), std::string::npos) << r.out;
+  r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:payments:0011");
+  EXPECT_NE(r.out.find("secret must be at least 16 bytes"), std::string::npos) << r.out;
 }
 
 TEST(mesobd, help_lists_settings_and_bad_flags_are_refused) {

@@ -1,0 +1,782 @@
+#include "engine/server.hpp"
+
+#include <arpa/inet.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "wire/assert.hpp"
+#include "wire/codec.hpp"
+
+namespace mesob::engine {
+
+using wire::frame_kind;
+using wire::protocol_error;
+
+std::string server_config::validate() const {
+  if (connections_max == 0 || connections_max > 1'000'000) return "connections_max must be 1..1000000";
+  if (in_flight_max == 0 || in_flight_max > 65536) return "in_flight_max must be 1..65536";
+  if (engine_in_flight_max == 0) return "engine_in_flight_max must be at least 1";
+  if (frame_bytes_max < 4096 || frame_bytes_max > wire::frame_bytes_max_ceiling)
+    return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
+  if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
+  if (idle_timeout_ms == 0 || handshake_timeout_ms == 0) return "timeouts must be positive";
+  for (const auto& g : gateways) {
+    if (g.id.empty() || g.id.size() > wire::gateway_id_max)
+      return "gateway id must be 1.." + std::to_string(wire::gateway_id_max) + " bytes";
+    if (g.secret.size() < wire::secret_bytes_min)
+      return "gateway " + g.id + ": secret must be at least " + std::to_string(wire::secret_bytes_min) + " bytes";
+    if (g.roles == 0 || (g.roles & ~wire::roles::all)) return "gateway " + g.id + ": roles invalid";
+  }
+  for (size_t i = 0; i < gateways.size(); ++i)
+    for (size_t j = i + 1; j < gateways.size(); ++j)
+      if (gateways[i].id == gateways[j].id) return "gateway " + gateways[i].id + " is configured twice";
+  return {};
+}
+
+namespace {
+
+constexpr uint32_t buf_count = 1024;          // provided receive buffers (power of two)
+constexpr uint32_t buf_bytes = 32 * 1024;
+constexpr uint16_t buf_group = 0;
+constexpr size_t send_iov_max = 64;           // frames gathered into one sendmsg
+
+enum op : uint64_t { op_accept = 1, op_recv, op_send, op_wake, op_timer, op_cancel };
+
+uint64_t tag(op o, uint32_t slot = 0, uint32_t gen = 0) {
+  return uint64_t(o) << 56 | uint64_t(gen & 0xffffff) << 32 | slot;
+}
+op tag_op(uint64_t t) { return op(t >> 56); }
+uint32_t tag_slot(uint64_t t) { return uint32_t(t); }
+uint32_t tag_gen(uint64_t t) { return uint32_t(t >> 32) & 0xffffff; }
+
+uint64_t now_ms() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
+// A session: one connection, owned by the network thread.
+struct session {
+  uint32_t slot = 0;
+  uint32_t gen = 0;
+  int fd = -1;
+  bool authed = false;
+  std::vector<uint8_t> nonce;
+  std::string gateway;
+  uint32_t roles = 0;
+  wire::frame_reader reader;
+  std::deque<std::vector<uint8_t>> out;
+  size_t out_offset = 0;  // bytes of out.front() already sent
+  uint64_t out_bytes = 0;
+  bool sending = false;
+  bool recv_armed = false;
+  bool recv_cancelling = false;
+  uint32_t in_flight = 0;
+  bool closing = false;
+  bool close_after_flush = false;
+  uint64_t last_active_ms = 0;
+  uint64_t opened_ms = 0;
+  // sendmsg state (must live until the send completes)
+  struct msghdr msg {};
+  struct iovec iov[send_iov_max]{};
+  size_t iov_frames = 0;
+
+  explicit session(uint32_t frame_max) : reader(frame_max) {}
+};
+
+struct completed {
+  uint32_t slot, gen;
+  uint64_t request_id;
+  wire::operation op;
+  reply r;
+};
+
+// Where engine callbacks (on shard threads) leave replies. Shared with the callbacks,
+// so a reply that arrives after the server is gone (a drain that timed out) lands here
+// harmlessly.
+struct mailbox {
+  std::mutex mu;
+  std::vector<completed> q;
+  int fd = -1;  // eventfd the network loop reads
+  ~mailbox() {
+    if (fd >= 0) ::close(fd);
+  }
+  void post(completed&& c) {
+    {
+      std::lock_guard lk(mu);
+      q.push_back(std::move(c));
+    }
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+  }
+};
+
+}  // namespace
+
+class server_impl {
+ public:
+  engine& eng_;
+  server_config cfg_;
+  io_uring ring_{};
+  int listen_fd_ = -1;
+  std::shared_ptr<mailbox> mail_ = std::make_shared<mailbox>();
+  int wake_fd_ = -1;  // mail_->fd
+  uint16_t port_ = 0;
+  io_uring_buf_ring* br_ = nullptr;
+  size_t br_bytes_ = 0;
+  std::unique_ptr<uint8_t[]> bufs_;
+  std::vector<std::unique_ptr<session>> sessions_;
+  std::vector<uint32_t> free_slots_;
+  uint64_t open_ = 0;
+  uint64_t engine_in_flight_ = 0;
+  uint64_t next_session_id_ = 1;
+  std::unordered_map<std::string, const gateway_config*> gateways_;
+  std::thread thread_;
+  std::atomic<bool> stop_requested_{false};
+  bool stopping_ = false;
+  uint64_t stop_deadline_ms_ = 0;
+  bool accept_armed_ = false;
+  uint64_t wake_value_ = 0;
+  __kernel_timespec timer_ts_{1, 0};
+  // Stats (written by the network thread).
+  std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_requests_{0}, st_errors_{0},
+      st_auth_fail_{0}, st_open_{0};
+
+  server_impl(engine& e, const server_config& cfg) : eng_(e), cfg_(cfg) {
+    for (const auto& g : cfg_.gateways) gateways_[g.id] = &g;
+  }
+
+  ~server_impl() {
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    for (auto& s : sessions_)
+      if (s && s->fd >= 0) ::close(s->fd);
+    if (ring_.ring_fd > 0) io_uring_queue_exit(&ring_);
+    if (br_) ::munmap(br_, br_bytes_);
+  }
+
+  bool setup(std::string* error) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) return fail(error, "socket");
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(cfg_.port);
+    if (::inet_pton(AF_INET, cfg_.address.c_str(), &addr.sin_addr) != 1) {
+      *error = "server: address " + cfg_.address + " is not an IPv4 address";
+      return false;
+    }
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      return fail(error, "bind " + cfg_.address + ":" + std::to_string(cfg_.port));
+    if (::listen(listen_fd_, 1024) != 0) return fail(error, "listen");
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    wake_fd_ = mail_->fd = ::eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) return fail(error, "eventfd");
+    if (int rc = io_uring_queue_init(4096, &ring_, 0); rc < 0) {
+      ring_.ring_fd = -1;
+      *error = std::string("server: io_uring_queue_init: ") + std::strerror(-rc);
+      return false;
+    }
+    // Provided receive buffers (liburing 2.3 has no setup helper: mmap and register).
+    br_bytes_ = buf_count * sizeof(io_uring_buf);
+    void* mem = ::mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) return fail(error, "mmap buffer ring");
+    br_ = static_cast<io_uring_buf_ring*>(mem);
+    io_uring_buf_ring_init(br_);
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<uint64_t>(mem);
+    reg.ring_entries = buf_count;
+    reg.bgid = buf_group;
+    if (int rc = io_uring_register_buf_ring(&ring_, &reg, 0); rc < 0) {
+      *error = std::string("server: io_uring_register_buf_ring: ") + std::strerror(-rc);
+      return false;
+    }
+    bufs_ = std::make_unique<uint8_t[]>(size_t(buf_count) * buf_bytes);
+    for (uint32_t i = 0; i < buf_count; ++i)
+      io_uring_buf_ring_add(br_, bufs_.get() + size_t(i) * buf_bytes, buf_bytes, uint16_t(i),
+                            io_uring_buf_ring_mask(buf_count), int(i));
+    io_uring_buf_ring_advance(br_, int(buf_count));
+    return true;
+  }
+
+  static bool fail(std::string* error, const std::string& what) {
+    *error = "server: " + what + ": " + std::strerror(errno);
+    return false;
+  }
+
+  io_uring_sqe* sqe() {
+    io_uring_sqe* s = io_uring_get_sqe(&ring_);
+    if (!s) {
+      io_uring_submit(&ring_);
+      s = io_uring_get_sqe(&ring_);
+    }
+    MESOB_ASSERT_MSG(s != nullptr, "io_uring submission queue full after submit");
+    return s;
+  }
+
+  void arm_accept() {
+    auto* s = sqe();
+    io_uring_prep_multishot_accept(s, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(s, tag(op_accept));
+    accept_armed_ = true;
+  }
+  void arm_wake() {
+    auto* s = sqe();
+    io_uring_prep_read(s, wake_fd_, &wake_value_, sizeof wake_value_, 0);
+    io_uring_sqe_set_data64(s, tag(op_wake));
+  }
+  void arm_timer() {
+    auto* s = sqe();
+    io_uring_prep_timeout(s, &timer_ts_, 0, 0);
+    io_uring_sqe_set_data64(s, tag(op_timer));
+  }
+  void arm_recv(session& ss) {
+    if (ss.recv_armed || ss.closing || ss.close_after_flush) return;
+    auto* s = sqe();
+    io_uring_prep_recv_multishot(s, ss.fd, nullptr, 0, 0);
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = buf_group;
+    io_uring_sqe_set_data64(s, tag(op_recv, ss.slot, ss.gen));
+    ss.recv_armed = true;
+  }
+  // Stops reading a session (backpressure): cancels its multishot receive.
+  void pause_recv(session& ss) {
+    if (!ss.recv_armed || ss.recv_cancelling) return;
+    auto* s = sqe();
+    io_uring_prep_cancel64(s, tag(op_recv, ss.slot, ss.gen), 0);
+    io_uring_sqe_set_data64(s, tag(op_cancel));
+    ss.recv_cancelling = true;
+  }
+  // Whether the session may take more frames off its socket now.
+  bool may_read(const session& ss) const {
+    return !ss.closing && !ss.close_after_flush && !stopping_ && ss.out_bytes < cfg_.out_bytes_max &&
+           engine_in_flight_ < cfg_.engine_in_flight_max;
+  }
+
+  void run() {
+    pthread_setname_np(pthread_self(), "mesob.net");
+    arm_accept();
+    arm_wake();
+    arm_timer();
+    for (;;) {
+      io_uring_submit_and_wait(&ring_, 1);
+      io_uring_cqe* cqe;
+      unsigned head, n = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        ++n;
+        handle(cqe->user_data, cqe->res, cqe->flags);
+      }
+      io_uring_cq_advance(&ring_, n);
+      if (stopping_ && drained()) break;
+    }
+    for (auto& s : sessions_)
+      if (s && s->fd >= 0) {
+        ::close(s->fd);
+        s->fd = -1;
+      }
+  }
+
+  bool drained() const {
+    if (engine_in_flight_ > 0 && now_ms() < stop_deadline_ms_) return false;
+    for (const auto& s : sessions_)
+      if (s && s->fd >= 0 && !s->out.empty() && now_ms() < stop_deadline_ms_) return false;
+    return true;
+  }
+
+  void handle(uint64_t t, int res, uint32_t flags) {
+    switch (tag_op(t)) {
+      case op_accept: on_accept(res, flags); break;
+      case op_recv: on_recv(t, res, flags); break;
+      case op_send: on_send(t, res); break;
+      case op_wake: on_wake(res); break;
+      case op_timer: on_timer(); break;
+      case op_cancel: break;
+    }
+  }
+
+  session* lookup(uint64_t t) {
+    const uint32_t slot = tag_slot(t);
+    if (slot >= sessions_.size() || !sessions_[slot]) return nullptr;
+    session* s = sessions_[slot].get();
+    return (s->gen & 0xffffff) == tag_gen(t) && s->fd >= 0 ? s : nullptr;
+  }
+
+  // ---- connections -------------------------------------------------------------------
+
+  void on_accept(int res, uint32_t flags) {
+    if (!(flags & IORING_CQE_F_MORE)) accept_armed_ = false;
+    if (res >= 0) {
+      if (stopping_ || open_ >= cfg_.connections_max) {
+        ::close(res);  // over the limit: refused at once
+        st_refused_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        open_session(res);
+      }
+    }
+    if (!accept_armed_ && !stopping_) arm_accept();
+  }
+
+  void open_session(int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    uint32_t slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    } else {
+      slot = uint32_t(sessions_.size());
+      sessions_.emplace_back();
+    }
+    const uint32_t gen = sessions_[slot] ? sessions_[slot]->gen + 1 : 1;
+    sessions_[slot] = std::make_unique<session>(cfg_.frame_bytes_max);
+    session& s = *sessions_[slot];
+    s.slot = slot;
+    s.gen = gen;
+    s.fd = fd;
+    s.opened_ms = s.last_active_ms = now_ms();
+    s.nonce = wire::random_bytes(wire::nonce_bytes);
+    ++open_;
+    st_open_.store(open_, std::memory_order_relaxed);
+    st_total_.fetch_add(1, std::memory_order_relaxed);
+    wire::hello_msg h{wire::protocol_version, s.nonce, "mesobd 0.1"};
+    queue_frame(s, frame_kind::hello, 0, wire::hello_body(h));
+    arm_recv(s);
+  }
+
+  // Closes at once: the socket is shut down so pending operations complete, and the
+  // slot is freed when none is left.
+  void close_session(session& s) {
+    if (s.closing) return;
+    s.closing = true;
+    ::shutdown(s.fd, SHUT_RDWR);
+    maybe_free(s);
+  }
+  void maybe_free(session& s) {
+    if (!s.closing || s.recv_armed || s.sending) return;
+    ::close(s.fd);
+    s.fd = -1;
+    --open_;
+    st_open_.store(open_, std::memory_order_relaxed);
+    free_slots_.push_back(s.slot);
+  }
+
+  // ---- receiving ---------------------------------------------------------------------
+
+  void on_recv(uint64_t t, int res, uint32_t flags) {
+    session* s = lookup(t);
+    const bool more = flags & IORING_CQE_F_MORE;
+    if (flags & IORING_CQE_F_BUFFER) {
+      const uint16_t bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
+      uint8_t* buf = bufs_.get() + size_t(bid) * buf_bytes;
+      if (s && res > 0 && !s->closing) s->reader.append({buf, size_t(res)});
+      io_uring_buf_ring_add(br_, buf, buf_bytes, bid, io_uring_buf_ring_mask(buf_count), 0);
+      io_uring_buf_ring_advance(br_, 1);
+    }
+    if (!s) return;
+    if (!more) {
+      s->recv_armed = false;
+      s->recv_cancelling = false;
+    }
+    if (s->closing) {
+      maybe_free(*s);
+      return;
+    }
+    if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED)) {
+      close_session(*s);  // the peer closed, or the socket failed
+      return;
+    }
+    if (res > 0) s->last_active_ms = now_ms();
+    process(*s);
+    if (!s->closing && !s->recv_armed && may_read(*s)) arm_recv(*s);
+  }
+
+  // Takes whole frames off the session's buffer while it may.
+  void process(session& s) {
+    while (!s.closing && !s.close_after_flush && may_read(s)) {
+      wire::frame_reader::frame f;
+      const auto st = s.reader.next(&f);
+      if (st == wire::frame_reader::status::need_more) break;
+      if (st == wire::frame_reader::status::too_large) {
+        protocol_fault(s, f.header.request_id, protocol_error::frame_too_large,
+                       "frame body of " + std::to_string(f.header.body_bytes) + " bytes; the limit is " +
+                           std::to_string(s.reader.body_max()));
+        break;
+      }
+      st_frames_.fetch_add(1, std::memory_order_relaxed);
+      on_frame(s, f);
+    }
+    if (!may_read(s)) pause_recv(s);
+  }
+
+  void protocol_fault(session& s, uint64_t request_id, protocol_error code, const std::string& message) {
+    st_errors_.fetch_add(1, std::memory_order_relaxed);
+    queue_frame(s, frame_kind::error, request_id, wire::error_body({code, message}));
+    if (wire::protocol_error_closes(code)) {
+      s.close_after_flush = true;
+      pause_recv(s);
+      if (s.out.empty()) close_session(s);
+    }
+  }
+
+  void on_frame(session& s, const wire::frame_reader::frame& f) {
+    const auto& h = f.header;
+    if (h.version != wire::protocol_version) {
+      protocol_fault(s, h.request_id, protocol_error::version_unsupported,
+                     "frame version " + std::to_string(h.version) + "; this server speaks version " +
+                         std::to_string(wire::protocol_version));
+      return;
+    }
+    switch (frame_kind(h.kind)) {
+      case frame_kind::ping: queue_frame(s, frame_kind::pong, h.request_id, {}); return;
+      case frame_kind::pong: return;
+      case frame_kind::auth: on_auth(s, f); return;
+      case frame_kind::request:
+        if (!s.authed) {
+          protocol_fault(s, h.request_id, protocol_error::not_authenticated,
+                         "a request before the handshake: send auth first");
+          return;
+        }
+        on_request(s, f);
+        return;
+      case frame_kind::hello:
+      case frame_kind::welcome:
+      case frame_kind::response:
+      case frame_kind::error:
+      case frame_kind::push:
+        protocol_fault(s, h.request_id, protocol_error::unexpected_frame,
+                       "frame kind " + std::to_string(h.kind) + " is sent by servers, not clients");
+        return;
+    }
+    protocol_fault(s, h.request_id, protocol_error::kind_unknown,
+                   "frame kind " + std::to_string(h.kind) + " is unknown (1.." +
+                       std::to_string(wire::frame_kind_max) + ")");
+  }
+
+  void on_auth(session& s, const wire::frame_reader::frame& f) {
+    if (s.authed) {
+      protocol_fault(s, f.header.request_id, protocol_error::unexpected_frame, "already authenticated");
+      return;
+    }
+    wire::auth_msg a;
+    std::string why;
+    if (!wire::parse_auth(f.body, &a, &why)) {
+      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
+      protocol_fault(s, f.header.request_id, protocol_error::auth_failed, why);
+      return;
+    }
+    const auto it = gateways_.find(a.gateway_id);
+    const bool ok = it != gateways_.end() && wire::mac_equal(wire::auth_mac(it->second->secret, s.nonce), a.mac);
+    if (!ok) {
+      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
+      // One message for both: which gateway ids exist is not told.
+      protocol_fault(s, f.header.request_id, protocol_error::auth_failed,
+                     "auth failed: unknown gateway or wrong secret");
+      return;
+    }
+    s.authed = true;
+    s.gateway = a.gateway_id;
+    s.roles = it->second->roles;
+    wire::welcome_msg w{s.gateway, s.roles, next_session_id_++, cfg_.frame_bytes_max, cfg_.in_flight_max};
+    queue_frame(s, frame_kind::welcome, f.header.request_id, wire::welcome_body(w));
+  }
+
+  void on_request(session& s, const wire::frame_reader::frame& f) {
+    const uint64_t rid = f.header.request_id;
+    wire::parsed_request p;
+    wire::error_msg err;
+    if (!wire::parse_request(f.body, &p, &err)) {
+      protocol_fault(s, rid, err.code, err.message);
+      return;
+    }
+    if (!(s.roles & (wire::roles::payments | wire::roles::admin))) {
+      protocol_fault(s, rid, protocol_error::role_denied,
+                     std::string(wire::operation_name(p.op)) + " needs the payments role; gateway " + s.gateway +
+                         " has " + (s.roles ? wire::roles_text(s.roles) : std::string("none")));
+      return;
+    }
+    if (s.in_flight >= cfg_.in_flight_max) {
+      protocol_fault(s, rid, protocol_error::too_many_in_flight,
+                     std::to_string(s.in_flight) + " requests in flight; the limit is " +
+                         std::to_string(cfg_.in_flight_max));
+      return;
+    }
+    request req;
+    switch (p.op) {
+      case wire::operation::create_accounts: req.kind = op_kind::create_accounts; p.copy_to(req.accounts); break;
+      case wire::operation::create_transfers: req.kind = op_kind::create_transfers; p.copy_to(req.transfers); break;
+      case wire::operation::set_account_status:
+        req.kind = op_kind::set_account_status;
+        p.copy_to(req.status_changes);
+        break;
+      case wire::operation::lookup_accounts: req.kind = op_kind::lookup_accounts; p.copy_to(req.account_ids); break;
+      case wire::operation::lookup_transfers: req.kind = op_kind::lookup_transfers; p.copy_to(req.transfer_ids); break;
+      case wire::operation::lookup_account_transfers: {
+        req.kind = op_kind::lookup_account_transfers;
+        std::vector<wire::history_query_item> qs;
+        p.copy_to(qs);
+        for (const auto& q : qs) req.history_queries.push_back({q.account_id, q.cursor, q.limit});
+        break;
+      }
+      case wire::operation::lookup_balances: {
+        req.kind = op_kind::lookup_balances_as_of;
+        std::vector<wire::balance_query_item> qs;
+        p.copy_to(qs);
+        for (const auto& q : qs) req.balance_queries.push_back({q.account_id, q.timestamp});
+        break;
+      }
+    }
+    ++s.in_flight;
+    ++engine_in_flight_;
+    st_requests_.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t slot = s.slot, gen = s.gen;
+    const wire::operation op = p.op;
+    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op](reply&& r) {
+      mail->post({slot, gen, rid, op, std::move(r)});
+    });
+  }
+
+  // ---- replies -----------------------------------------------------------------------
+
+  void on_wake(int) {
+    std::vector<completed> batch;
+    {
+      std::lock_guard lk(mail_->mu);
+      batch.swap(mail_->q);
+    }
+    for (auto& c : batch) {
+      --engine_in_flight_;
+      session* s = c.slot < sessions_.size() && sessions_[c.slot] ? sessions_[c.slot].get() : nullptr;
+      if (!s || s->gen != c.gen || s->fd < 0) continue;  // the session is gone
+      --s->in_flight;
+      if (s->closing) continue;
+      send_reply(*s, c);
+    }
+    if (!stop_requested_.load() || stopping_) {
+      // Capacity came back: sessions that stopped taking frames may go on.
+      resume_all();
+    } else {
+      begin_stop();
+    }
+    arm_wake();
+  }
+
+  void send_reply(session& s, completed& c) {
+    reply& r = c.r;
+    if (r.st != status::ok) {
+      const protocol_error code = r.st == status::engine_failed ? protocol_error::engine_failed
+                                  : r.st == status::stopping    ? protocol_error::shutting_down
+                                                                : protocol_error::batch_too_large;
+      protocol_fault(s, c.request_id, code, std::string("engine: ") + status_name(r.st));
+      return;
+    }
+    std::vector<uint8_t> body;
+    switch (c.op) {
+      case wire::operation::create_accounts:
+      case wire::operation::create_transfers:
+      case wire::operation::set_account_status: body = wire::results_body(r.results); break;
+      case wire::operation::lookup_accounts: body = wire::found_accounts_body(r.results, r.accounts); break;
+      case wire::operation::lookup_transfers: {
+        std::vector<wire::transfer_record_item> recs(r.transfers.size());
+        for (size_t i = 0; i < recs.size(); ++i) recs[i] = record_item(r.transfers[i]);
+        body = wire::found_transfers_body(r.results, recs);
+        break;
+      }
+      case wire::operation::lookup_account_transfers: {
+        std::vector<wire::history_page_item> pages(r.pages.size());
+        for (size_t i = 0; i < pages.size(); ++i) {
+          pages[i].code = r.pages[i].result;
+          pages[i].next_cursor = r.pages[i].next_cursor;
+          for (const auto& rec : r.pages[i].records) pages[i].records.push_back(record_item(rec));
+        }
+        body = wire::account_transfers_body(pages);
+        break;
+      }
+      case wire::operation::lookup_balances: {
+        std::vector<wire::balance_item> bs(r.balances.size());
+        for (size_t i = 0; i < bs.size(); ++i)
+          bs[i] = {r.balances[i].debits_posted, r.balances[i].credits_posted,
+                   uint32_t(i < r.results.size() ? r.results[i] : wire::result::ok), 0};
+        body = wire::balances_body(bs);
+        break;
+      }
+    }
+    queue_frame(s, frame_kind::response, c.request_id, body);
+  }
+
+  static wire::transfer_record_item record_item(const transfer_record& rec) {
+    wire::transfer_record_item it;
+    it.t = rec.t;
+    it.result = rec.result;
+    it.debit_after_debits_posted = rec.debit_after_debits_posted;
+    it.debit_after_credits_posted = rec.debit_after_credits_posted;
+    it.credit_after_debits_posted = rec.credit_after_debits_posted;
+    it.credit_after_credits_posted = rec.credit_after_credits_posted;
+    return it;
+  }
+
+  void resume_all() {
+    for (auto& sp : sessions_) {
+      if (!sp || sp->fd < 0 || sp->closing) continue;
+      session& s = *sp;
+      if (!may_read(s)) continue;
+      process(s);  // frames already buffered first
+      if (may_read(s)) arm_recv(s);
+    }
+  }
+
+  // ---- sending -----------------------------------------------------------------------
+
+  void queue_frame(session& s, frame_kind k, uint64_t request_id, std::span<const uint8_t> body) {
+    if (s.closing) return;
+    auto frame = wire::encode_frame(k, request_id, body);
+    s.out_bytes += frame.size();
+    s.out.push_back(std::move(frame));
+    if (!s.sending) start_send(s);
+  }
+
+  void start_send(session& s) {
+    if (s.out.empty() || s.closing) return;
+    s.iov_frames = std::min(s.out.size(), send_iov_max);
+    for (size_t i = 0; i < s.iov_frames; ++i) {
+      auto& fr = s.out[i];
+      const size_t skip = i == 0 ? s.out_offset : 0;
+      s.iov[i] = {fr.data() + skip, fr.size() - skip};
+    }
+    s.msg = {};
+    s.msg.msg_iov = s.iov;
+    s.msg.msg_iovlen = s.iov_frames;
+    auto* q = sqe();
+    io_uring_prep_sendmsg(q, s.fd, &s.msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(q, tag(op_send, s.slot, s.gen));
+    s.sending = true;
+  }
+
+  void on_send(uint64_t t, int res) {
+    const uint32_t slot = tag_slot(t);
+    if (slot >= sessions_.size() || !sessions_[slot]) return;
+    session& s = *sessions_[slot];
+    if ((s.gen & 0xffffff) != tag_gen(t) || s.fd < 0) return;
+    s.sending = false;
+    if (s.closing) {
+      maybe_free(s);
+      return;
+    }
+    if (res < 0) {
+      close_session(s);
+      return;
+    }
+    size_t sent = size_t(res);
+    const bool was_over = s.out_bytes >= cfg_.out_bytes_max;
+    while (sent > 0 && !s.out.empty()) {
+      const size_t left = s.out.front().size() - s.out_offset;
+      if (sent >= left) {
+        sent -= left;
+        s.out_bytes -= s.out.front().size();
+        s.out.pop_front();
+        s.out_offset = 0;
+      } else {
+        s.out_offset += sent;
+        sent = 0;
+      }
+    }
+    if (!s.out.empty()) {
+      start_send(s);
+    } else if (s.close_after_flush) {
+      close_session(s);
+      return;
+    }
+    if (was_over && may_read(s)) {  // the client read its responses: read it again
+      process(s);
+      if (may_read(s)) arm_recv(s);
+    }
+  }
+
+  // ---- time and stopping -------------------------------------------------------------
+
+  void on_timer() {
+    const uint64_t t = now_ms();
+    for (auto& sp : sessions_) {
+      if (!sp || sp->fd < 0 || sp->closing) continue;
+      session& s = *sp;
+      if (!s.authed && t - s.opened_ms > cfg_.handshake_timeout_ms) {
+        protocol_fault(s, 0, protocol_error::auth_failed, "no auth within the handshake timeout");
+      } else if (s.in_flight == 0 && s.out.empty() && t - s.last_active_ms > cfg_.idle_timeout_ms) {
+        close_session(s);
+      }
+    }
+    if (stop_requested_.load() && !stopping_) begin_stop();
+    arm_timer();
+  }
+
+  void begin_stop() {
+    stopping_ = true;
+    stop_deadline_ms_ = now_ms() + cfg_.drain_timeout_ms;
+    if (listen_fd_ >= 0) {
+      ::shutdown(listen_fd_, SHUT_RDWR);  // ends the multishot accept
+      ::close(listen_fd_);
+      listen_fd_ = -1;
+    }
+    for (auto& sp : sessions_)
+      if (sp && sp->fd >= 0 && !sp->closing) pause_recv(*sp);
+  }
+
+  void request_stop() {
+    stop_requested_.store(true);
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
+};
+
+std::unique_ptr<server> server::start(engine& e, const server_config& cfg, std::string* error) {
+  if (auto problem = cfg.validate(); !problem.empty()) {
+    *error = "server config: " + problem;
+    return nullptr;
+  }
+  auto impl = std::make_unique<server_impl>(e, cfg);
+  if (!impl->setup(error)) return nullptr;
+  server_impl* p = impl.get();
+  impl->thread_ = std::thread([p] { p->run(); });
+  return std::unique_ptr<server>(new server(std::move(impl)));
+}
+
+server::server(std::unique_ptr<server_impl> impl) : impl_(std::move(impl)) {}
+server::~server() { stop(); }
+
+uint16_t server::port() const { return impl_->port_; }
+
+server_stats server::stats() const {
+  constexpr auto r = std::memory_order_relaxed;
+  server_stats s;
+  s.sessions_open = impl_->st_open_.load(r);
+  s.sessions_total = impl_->st_total_.load(r);
+  s.connections_refused = impl_->st_refused_.load(r);
+  s.frames_in = impl_->st_frames_.load(r);
+  s.requests = impl_->st_requests_.load(r);
+  s.protocol_errors = impl_->st_errors_.load(r);
+  s.auth_failures = impl_->st_auth_fail_.load(r);
+  return s;
+}
+
+void server::stop() {
+  if (!impl_ || !impl_->thread_.joinable()) return;
+  impl_->request_stop();
+  impl_->thread_.join();
+}
+
+}  // namespace mesob::engine

@@ -1,0 +1,81 @@
+// server: mesobd's network front end (the protocol is wire/README.md).
+//
+// One network thread runs an io_uring loop, Seastar-style: no thread per connection
+// and no blocking call on it. Connections are accepted with one multishot ACCEPT and
+// read with multishot RECV into a ring of provided buffers. Each connection is a
+// session: a lightweight actor owned by the network thread (its own state, one event
+// at a time, reached only through the loop), like accounts inside their shard.
+// Requests go to the engine with engine::submit(); replies come back through a queue
+// and an eventfd the loop reads.
+//
+// Limits and backpressure (server_config): connections, in-flight requests per session
+// (over it: error too_many_in_flight), requests in the engine in all (at the limit the
+// loop stops taking frames off sockets; they wait in the kernel), bytes queued to one
+// session (a client that does not read its responses stops being read), frame size,
+// idle and handshake timeouts. stop() is graceful: no new connections, every request
+// already taken is answered and flushed, then the sockets close.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::engine {
+
+struct gateway_config {
+  std::string id;
+  std::vector<uint8_t> secret;  // at least wire::secret_bytes_min bytes
+  uint32_t roles = 0;           // wire::roles bits
+};
+
+struct server_config {
+  std::string address = "127.0.0.1";
+  uint16_t port = 7400;                  // 0: any free port (tests)
+  uint32_t connections_max = 4096;
+  uint32_t in_flight_max = 64;           // requests per session awaiting their response
+  uint32_t engine_in_flight_max = 4096;  // requests in the engine from all sessions
+  uint32_t frame_bytes_max = wire::frame_bytes_max_default;
+  uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
+  uint64_t idle_timeout_ms = 300'000;    // no frame and nothing in flight
+  uint64_t handshake_timeout_ms = 10'000;
+  uint64_t drain_timeout_ms = 10'000;    // stop(): longest wait for in-flight work
+  std::vector<gateway_config> gateways;
+
+  [[nodiscard]] std::string validate() const;
+};
+
+struct server_stats {
+  uint64_t sessions_open = 0;
+  uint64_t sessions_total = 0;
+  uint64_t connections_refused = 0;  // over connections_max
+  uint64_t frames_in = 0;
+  uint64_t requests = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t auth_failures = 0;
+};
+
+class server_impl;
+
+class server {
+ public:
+  // Listens and starts the network thread; nullptr (with *error) if it cannot.
+  static std::unique_ptr<server> start(engine& e, const server_config& cfg, std::string* error);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  [[nodiscard]] uint16_t port() const;
+  [[nodiscard]] server_stats stats() const;
+  // Graceful stop (see above); idempotent. The engine stays open.
+  void stop();
+
+ private:
+  explicit server(std::unique_ptr<server_impl> impl);
+  std::unique_ptr<server_impl> impl_;
+};
+
+}  // namespace mesob::engine

@@ -1,0 +1,339 @@
+// The network server on loopback with a real engine: every operation end to end, the
+// handshake, every malformed input answered with its code while another session keeps
+// being served, pipelining, backpressure limits, graceful stop.
+#include <gtest/gtest.h>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <thread>
+
+#include "engine/server.hpp"
+#include "mesob_generated.h"
+#include "support/engine_fixture.hpp"
+#include "wire/client.hpp"
+
+using namespace mesob;
+using namespace mesob::test;
+using wire::protocol_error;
+using wire::result;
+
+namespace {
+
+const std::vector<uint8_t> pay_secret(32, 0x11);
+const std::vector<uint8_t> kyc_secret(32, 0x22);
+
+struct net {
+  temp_dir dir;
+  std::unique_ptr<engine::engine> eng;
+  std::unique_ptr<engine::server> srv;
+  engine::server_config scfg;
+
+  explicit net(engine::server_config base = {}) : scfg(std::move(base)) {
+    eng = open_engine(test_config(dir.path()));
+    scfg.port = 0;
+    scfg.gateways = {{"pay", pay_secret, wire::roles::payments}, {"kyc", kyc_secret, wire::roles::kyc}};
+    std::string err;
+    srv = engine::server::start(*eng, scfg, &err);
+    EXPECT_TRUE(srv) << err;
+  }
+  wire::client::options opts(const std::string& gw = "pay") const {
+    wire::client::options o;
+    o.port = srv->port();
+    o.gateway = gw;
+    o.secret = gw == "pay" ? pay_secret : kyc_secret;
+    o.timeout_ms = 10'000;
+    return o;
+  }
+  std::unique_ptr<wire::client> connect(const std::string& gw = "pay") {
+    std::string err;
+    auto c = wire::client::connect(opts(gw), &err);
+    EXPECT_TRUE(c) << err;
+    return c;
+  }
+};
+
+// A session that must keep working after another one misbehaved.
+void expect_serves(wire::client& c, uint64_t account_id) {
+  const std::vector<uint64_t> ids{account_id};
+  auto r = c.call(wire::lookup_accounts_body(ids));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results.size(), 1u);
+}
+
+std::vector<uint8_t> frame_with(uint16_t version, uint16_t kind, uint64_t id, std::span<const uint8_t> body) {
+  auto f = wire::encode_frame(wire::frame_kind(kind), id, body);
+  std::memcpy(f.data() + 4, &version, 2);
+  return f;
+}
+
+wire::error_msg expect_error_frame(wire::client& c, uint64_t id) {
+  wire::client::frame_in f;
+  std::string err;
+  EXPECT_TRUE(c.read_frame(&f, &err)) << err;
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::error));
+  EXPECT_EQ(f.header.request_id, id);
+  wire::error_msg e;
+  std::string why;
+  EXPECT_TRUE(wire::parse_error(f.body, &e, &why)) << why;
+  return e;
+}
+
+}  // namespace
+
+TEST(server, every_operation_end_to_end) {
+  net n;
+  auto c = n.connect();
+  EXPECT_EQ(c->welcome().gateway_id, "pay");
+  EXPECT_EQ(c->welcome().roles, wire::roles::payments);
+  std::vector<wire::account> as = {make_account(1), make_account(2), make_account(3)};
+  auto r = c->call(wire::create_accounts_body(as));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::ok, result::ok}));
+
+  std::vector<wire::transfer> ts = {make_transfer(10, 1, 2, 500), make_transfer(11, 2, 3, 200),
+                                    make_transfer(12, 1, 3, 0),  // zero amount: per-item code
+                                    make_transfer(10, 1, 2, 500)};  // duplicate in batch
+  r = c->call(wire::create_transfers_body(ts));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::ok, result::amount_must_not_be_zero,
+                                                  result::id_duplicated_in_batch}));
+
+  const std::vector<uint64_t> ids{1, 3, 99};
+  r = c->call(wire::lookup_accounts_body(ids));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.kind, wire::reply_kind::found_accounts);
+  EXPECT_EQ(r.reply.accounts.at(0).debits_posted, 500u);
+  EXPECT_EQ(r.reply.accounts.at(1).credits_posted, 200u);
+  EXPECT_EQ(r.reply.results.at(2), result::account_not_found);
+
+  const std::vector<wire::id128> tids{{10, 0}, {12, 0}};
+  r = c->call(wire::lookup_transfers_body(tids));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+  EXPECT_EQ(r.reply.records.at(0).t.amount, 500u);
+  EXPECT_NE(r.reply.records.at(0).t.timestamp, 0u);
+  EXPECT_EQ(r.reply.results.at(1), result::transfer_not_found);
+
+  const std::vector<wire::history_query_item> hq{{2, 0, 10, 0}, {2, 0, 0, 0}};
+  r = c->call(wire::lookup_account_transfers_body(hq));
+  ASSERT_TRUE(r.ok) << r.failure;
+  ASSERT_EQ(r.reply.pages.size(), 2u);
+  EXPECT_EQ(r.reply.pages[0].records.size(), 2u);
+  EXPECT_EQ(r.reply.pages[0].records[0].t.id.lo, 11u);  // newest first
+  EXPECT_EQ(r.reply.pages[1].code, result::limit_invalid);
+
+  const uint64_t ts_after = r.reply.pages[0].records[0].t.timestamp;
+  const std::vector<wire::balance_query_item> bq{{2, ts_after}, {77, ts_after}};
+  r = c->call(wire::lookup_balances_body(bq));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.balances.at(0).credits_posted, 500u);
+  EXPECT_EQ(r.reply.balances.at(0).debits_posted, 200u);
+  EXPECT_EQ(r.reply.balances.at(1).result, uint32_t(result::account_not_found));
+
+  const std::vector<wire::account_status_change> sc{{3, wire::account_status::frozen, 0, 0}};
+  r = c->call(wire::set_account_status_body(sc));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+  r = c->call(wire::create_transfers_body(std::vector{make_transfer(13, 1, 3, 1)}));
+  EXPECT_EQ(r.reply.results.at(0), result::credit_account_frozen);
+  EXPECT_TRUE(n.eng->check_balances().balanced);
+}
+
+TEST(server, pipelined_requests_are_answered_by_id) {
+  net n;
+  auto c = n.connect();
+  std::vector<wire::account> as;
+  for (uint64_t id = 1; id <= 100; ++id) as.push_back(make_account(id));
+  ASSERT_TRUE(c->call(wire::create_accounts_body(as)).ok);
+  std::vector<uint64_t> sent;
+  for (uint64_t k = 0; k < 50; ++k) {
+    std::vector<wire::transfer> ts;
+    for (uint64_t i = 0; i < 100; ++i) ts.push_back(make_transfer(1000 + k * 100 + i, 1 + i % 100, 1 + (i + 1) % 100, 1));
+    sent.push_back(c->send(wire::create_transfers_body(ts)));
+  }
+  for (auto it = sent.rbegin(); it != sent.rend(); ++it) {  // waited for in reverse
+    auto r = c->wait(*it);
+    ASSERT_TRUE(r.ok) << r.failure;
+    ASSERT_EQ(r.reply.results.size(), 100u);
+    for (auto x : r.reply.results) ASSERT_EQ(x, result::ok);
+  }
+  EXPECT_EQ(n.eng->stats().transfers, 5000u);
+}
+
+TEST(server, handshake_failures) {
+  net n;
+  auto good = n.connect();
+  expect_serves(*good, 1);  // account 1 does not exist: still a response
+  std::string err;
+  auto o = n.opts();
+  o.secret[0] ^= 1;
+  EXPECT_FALSE(wire::client::connect(o, &err));
+  EXPECT_NE(err.find("auth failed: unknown gateway or wrong secret"), std::string::npos) << err;
+  o = n.opts();
+  o.gateway = "nobody";
+  EXPECT_FALSE(wire::client::connect(o, &err));
+  EXPECT_NE(err.find("auth failed"), std::string::npos) << err;
+  // A malformed auth body (MAC of 31 bytes): auth_failed, then the connection closes.
+  auto raw = wire::client::connect_raw(n.opts(), &err);
+  wire::client::frame_in hello;
+  ASSERT_TRUE(raw->read_frame(&hello, &err)) << err;
+  ASSERT_TRUE(raw->send_bytes(wire::encode_frame(wire::frame_kind::auth, 5,
+                                                  wire::auth_body({"pay", std::vector<uint8_t>(31, 0)})), &err));
+  EXPECT_EQ(expect_error_frame(*raw, 5).code, protocol_error::auth_failed);
+  EXPECT_TRUE(raw->closed_by_server());
+  // A request before auth.
+  raw = wire::client::connect_raw(n.opts(), &err);
+  ASSERT_TRUE(raw->read_frame(&hello, &err)) << err;
+  ASSERT_TRUE(raw->send_bytes(wire::encode_frame(wire::frame_kind::request, 6,
+                                                  wire::lookup_accounts_body(std::vector<uint64_t>{1})), &err));
+  EXPECT_EQ(expect_error_frame(*raw, 6).code, protocol_error::not_authenticated);
+  // ... and the same connection may still authenticate.
+  wire::hello_msg hm;
+  std::string why;
+  ASSERT_TRUE(wire::parse_hello(hello.body, &hm, &why)) << why;
+  ASSERT_TRUE(raw->send_bytes(
+      wire::encode_frame(wire::frame_kind::auth, 7, wire::auth_body({"pay", wire::auth_mac(pay_secret, hm.nonce)})),
+      &err));
+  wire::client::frame_in w;
+  ASSERT_TRUE(raw->read_frame(&w, &err)) << err;
+  EXPECT_EQ(w.header.kind, uint16_t(wire::frame_kind::welcome));
+  expect_serves(*good, 1);
+  EXPECT_GE(n.srv->stats().auth_failures, 3u);
+}
+
+TEST(server, malformed_frames_get_their_codes_and_others_are_served) {
+  net n;
+  auto good = n.connect();
+  ASSERT_TRUE(good->call(wire::create_accounts_body(std::vector{make_account(1)})).ok);
+  auto bad = n.connect();
+  std::string err;
+  const auto body = wire::lookup_accounts_body(std::vector<uint64_t>{1});
+
+  // Unknown version: answered, the body skipped, the connection goes on.
+  ASSERT_TRUE(bad->send_bytes(frame_with(2, 4, 21, body), &err));
+  EXPECT_EQ(expect_error_frame(*bad, 21).code, protocol_error::version_unsupported);
+  // Unknown kind.
+  ASSERT_TRUE(bad->send_bytes(frame_with(1, 77, 22, body), &err));
+  EXPECT_EQ(expect_error_frame(*bad, 22).code, protocol_error::kind_unknown);
+  // A kind only servers send.
+  ASSERT_TRUE(bad->send_bytes(frame_with(1, uint16_t(wire::frame_kind::response), 23, body), &err));
+  EXPECT_EQ(expect_error_frame(*bad, 23).code, protocol_error::unexpected_frame);
+  // Not a flatbuffer.
+  const std::vector<uint8_t> junk(40, 0xab);
+  ASSERT_TRUE(bad->send_bytes(wire::encode_frame(wire::frame_kind::request, 24, junk), &err));
+  EXPECT_EQ(expect_error_frame(*bad, 24).code, protocol_error::body_invalid);
+  // Unknown union type.
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    const auto ids = fbb.CreateVector(std::vector<uint64_t>{1});
+    const auto t = mesob::fb::CreateLookupAccounts(fbb, ids);
+    fbb.Finish(mesob::fb::CreateRequest(fbb, mesob::fb::Operation(42), t.Union()), "MSB1");
+    ASSERT_TRUE(bad->send_bytes(wire::encode_frame(wire::frame_kind::request, 25,
+                                                    {fbb.GetBufferPointer(), fbb.GetSize()}), &err));
+    EXPECT_EQ(expect_error_frame(*bad, 25).code, protocol_error::operation_unknown);
+  }
+  // Empty and oversized batches.
+  auto r = bad->call(wire::create_transfers_body({}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::batch_empty);
+  std::vector<wire::transfer> big(8193, make_transfer(1, 1, 2, 1));
+  for (size_t i = 0; i < big.size(); ++i) big[i].id = {i + 1, 0};
+  r = bad->call(wire::create_transfers_body(big));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::batch_too_large);
+  // Out-of-range enums inside items are per-item codes.
+  auto a = make_account(5);
+  a.kind = wire::account_kind(9);
+  r = bad->call(wire::create_accounts_body(std::vector{a}));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.results.at(0), result::kind_invalid);
+  expect_serves(*bad, 1);
+  expect_serves(*good, 1);
+
+  // A frame over the limit: error, then the connection is closed; the other is served.
+  {
+    wire::frame_header h;
+    h.body_bytes = n.scfg.frame_bytes_max + 1;
+    h.kind = uint16_t(wire::frame_kind::request);
+    h.request_id = 26;
+    uint8_t hb[wire::frame_header_bytes];
+    wire::encode_header(h, hb);
+    ASSERT_TRUE(bad->send_bytes({hb, sizeof hb}, &err));
+    EXPECT_EQ(expect_error_frame(*bad, 26).code, protocol_error::frame_too_large);
+    EXPECT_TRUE(bad->closed_by_server());
+  }
+  expect_serves(*good, 1);
+  EXPECT_EQ(n.srv->stats().protocol_errors, 8u);
+}
+
+TEST(server, roles_are_checked) {
+  net n;
+  auto kyc = n.connect("kyc");
+  auto r = kyc->call(wire::create_accounts_body(std::vector{make_account(1)}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  EXPECT_NE(r.error.message.find("needs the payments role"), std::string::npos) << r.error.message;
+  auto pay = n.connect();
+  EXPECT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1)})).ok);
+  EXPECT_EQ(n.eng->stats().accounts, 1u);
+}
+
+TEST(server, in_flight_limit_per_session) {
+  engine::server_config cfg;
+  cfg.in_flight_max = 2;
+  net n(cfg);
+  auto c = n.connect();
+  // Many requests at once: at most 2 are in flight, the rest are refused by id.
+  std::vector<uint64_t> ids;
+  const auto body = wire::lookup_accounts_body(std::vector<uint64_t>{1});
+  for (int i = 0; i < 50; ++i) ids.push_back(c->send(body));
+  int ok = 0, refused = 0;
+  for (auto id : ids) {
+    auto r = c->wait(id);
+    if (r.ok) ++ok;
+    else if (r.server_error && r.error.code == protocol_error::too_many_in_flight) ++refused;
+    else FAIL() << r.failure;
+  }
+  EXPECT_EQ(ok + refused, 50);
+  EXPECT_GE(ok, 2);
+  EXPECT_GT(refused, 0);
+}
+
+TEST(server, connection_limit_and_graceful_stop) {
+  engine::server_config cfg;
+  cfg.connections_max = 3;
+  net n(cfg);
+  auto a = n.connect(), b = n.connect(), c = n.connect();
+  std::string err;
+  auto d = wire::client::connect(n.opts(), &err);
+  EXPECT_FALSE(d);  // closed at once
+  EXPECT_EQ(n.srv->stats().connections_refused, 1u);
+  a.reset();  // one leaves; a new one fits
+  for (int i = 0; i < 100 && n.srv->stats().sessions_open > 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto e = n.connect();
+  ASSERT_TRUE(e);
+  // Requests in flight when the stop begins are answered.
+  ASSERT_TRUE(e->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  std::vector<uint64_t> ids;
+  for (uint64_t k = 0; k < 20; ++k)
+    ids.push_back(e->send(wire::create_transfers_body(std::vector{make_transfer(100 + k, 1, 2, 1)})));
+  std::thread stopper([&] { n.srv->stop(); });
+  int answered = 0;
+  for (auto id : ids) answered += e->wait(id).ok ? 1 : 0;
+  stopper.join();
+  EXPECT_EQ(answered, 20);
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 20u);
+  EXPECT_FALSE(wire::client::connect(n.opts(), &err)) << "no new connections after stop";
+}
+
+TEST(server, ping_is_answered) {
+  net n;
+  auto c = n.connect();
+  std::string err;
+  ASSERT_TRUE(c->send_bytes(wire::encode_frame(wire::frame_kind::ping, 99, {}), &err));
+  wire::client::frame_in f;
+  ASSERT_TRUE(c->read_frame(&f, &err)) << err;
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+  EXPECT_EQ(f.header.request_id, 99u);
+}

@@ -1,0 +1,176 @@
+#include "wire/client.hpp"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mesob::wire {
+
+std::unique_ptr<client> client::connect_raw(const options& o, std::string* error) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  if (int rc = ::getaddrinfo(o.host.c_str(), std::to_string(o.port).c_str(), &hints, &res); rc != 0) {
+    *error = "client: cannot resolve " + o.host + ": " + gai_strerror(rc);
+    return nullptr;
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    *error = "client: cannot connect to " + o.host + ":" + std::to_string(o.port) + ": " + std::strerror(errno);
+    ::freeaddrinfo(res);
+    if (fd >= 0) ::close(fd);
+    return nullptr;
+  }
+  ::freeaddrinfo(res);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::unique_ptr<client> c(new client());
+  c->opt_ = o;
+  c->fd_ = fd;
+  c->reader_ = frame_reader(o.frame_bytes_max);
+  return c;
+}
+
+std::unique_ptr<client> client::connect(const options& o, std::string* error) {
+  auto c = connect_raw(o, error);
+  if (!c || !c->handshake(error)) return nullptr;
+  return c;
+}
+
+client::~client() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool client::handshake(std::string* error) {
+  frame_in f;
+  if (!read_frame(&f, error)) return false;
+  std::string why;
+  if (f.header.kind != uint16_t(frame_kind::hello) || !parse_hello(f.body, &hello_, &why)) {
+    *error = "client: the server's first frame is not a valid hello" + (why.empty() ? "" : ": " + why);
+    return false;
+  }
+  if (hello_.protocol < protocol_version) {
+    *error = "client: the server speaks protocol " + std::to_string(hello_.protocol);
+    return false;
+  }
+  const auto body = auth_body({opt_.gateway, auth_mac(opt_.secret, hello_.nonce)});
+  if (!send_bytes(encode_frame(frame_kind::auth, 0, body), error)) return false;
+  if (!read_frame(&f, error)) return false;
+  if (f.header.kind == uint16_t(frame_kind::error)) {
+    error_msg e;
+    *error = parse_error(f.body, &e, &why) ? "server refused the handshake: " + e.message
+                                           : "server refused the handshake";
+    return false;
+  }
+  if (f.header.kind != uint16_t(frame_kind::welcome) || !parse_welcome(f.body, &welcome_, &why)) {
+    *error = "client: expected welcome, got frame kind " + std::to_string(f.header.kind);
+    return false;
+  }
+  return true;
+}
+
+bool client::send_bytes(std::span<const uint8_t> bytes, std::string* error) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *error = std::string("client: send failed: ") + std::strerror(errno);
+      return false;
+    }
+    off += size_t(n);
+  }
+  return true;
+}
+
+bool client::fill(std::string* error) {
+  pollfd p{fd_, POLLIN, 0};
+  const int rc = ::poll(&p, 1, opt_.timeout_ms);
+  if (rc == 0) {
+    *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
+    return false;
+  }
+  auto buf = reader_.prepare(64 * 1024);
+  const ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+  if (n == 0) {
+    *error = "client: the server closed the connection";
+    return false;
+  }
+  if (n < 0) {
+    *error = std::string("client: receive failed: ") + std::strerror(errno);
+    return false;
+  }
+  reader_.commit(size_t(n));
+  return true;
+}
+
+bool client::read_frame(frame_in* out, std::string* error) {
+  for (;;) {
+    frame_reader::frame f;
+    const auto st = reader_.next(&f);
+    if (st == frame_reader::status::frame) {
+      out->header = f.header;
+      out->body.assign(f.body.begin(), f.body.end());
+      return true;
+    }
+    if (st == frame_reader::status::too_large) {
+      *error = "client: the server sent a frame over " + std::to_string(reader_.body_max()) + " bytes";
+      return false;
+    }
+    if (!fill(error)) return false;
+  }
+}
+
+bool client::closed_by_server() {
+  std::string err;
+  frame_in f;
+  while (read_frame(&f, &err)) {
+  }
+  return err == "client: the server closed the connection" || err.find("reset") != std::string::npos;
+}
+
+uint64_t client::send(std::span<const uint8_t> request_body) {
+  const uint64_t id = next_id_++;
+  std::string err;
+  return send_bytes(encode_frame(frame_kind::request, id, request_body), &err) ? id : 0;
+}
+
+client::outcome client::wait(uint64_t request_id) {
+  outcome o;
+  if (request_id == 0) {
+    o.failure = "client: the request could not be sent";
+    return o;
+  }
+  frame_in f;
+  if (auto it = early_.find(request_id); it != early_.end()) {
+    f = std::move(it->second);
+    early_.erase(it);
+  } else {
+    for (;;) {
+      if (!read_frame(&f, &o.failure)) return o;
+      if (f.header.request_id == request_id &&
+          (f.header.kind == uint16_t(frame_kind::response) || f.header.kind == uint16_t(frame_kind::error)))
+        break;
+      if (f.header.kind == uint16_t(frame_kind::response) || f.header.kind == uint16_t(frame_kind::error))
+        early_[f.header.request_id] = std::move(f);
+      // pushes and pongs are not requests' answers; later versions route pushes
+    }
+  }
+  std::string why;
+  if (f.header.kind == uint16_t(frame_kind::error)) {
+    o.server_error = parse_error(f.body, &o.error, &why);
+    if (!o.server_error) o.failure = "client: malformed error frame: " + why;
+    return o;
+  }
+  o.ok = parse_response(f.body, &o.reply, &why);
+  if (!o.ok) o.failure = "client: malformed response: " + why;
+  return o;
+}
+
+}  // namespace mesob::wire

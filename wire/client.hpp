@@ -1,0 +1,84 @@
+// client: the C++ client library's connection (blocking sockets, one thread).
+//
+//   wire::client::options o;  o.port = 7400;  o.gateway = "dev";  o.secret = ...;
+//   std::string err;
+//   auto c = wire::client::connect(o, &err);            // TCP + handshake
+//   auto r = c->call(wire::create_transfers_body(ts));  // one request, its response
+//   uint64_t a = c->send(body1), b = c->send(body2);    // pipelined: many in flight
+//   auto ra = c->wait(a), rb = c->wait(b);              // responses by request id
+//
+// A response to another request that arrives first is kept until waited for. Every
+// failure is a value: `outcome::failure` names what went wrong on the connection,
+// `outcome::error` carries an Error frame the server sent for that request.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wire/codec.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::wire {
+
+class client {
+ public:
+  struct options {
+    std::string host = "127.0.0.1";
+    uint16_t port = 7400;
+    std::string gateway;
+    std::vector<uint8_t> secret;
+    int timeout_ms = 30'000;  // per wait for the server
+    uint32_t frame_bytes_max = frame_bytes_max_ceiling;
+  };
+  struct outcome {
+    bool ok = false;          // a response arrived (reply is set)
+    reply_msg reply;
+    bool server_error = false;  // an Error frame arrived for this request (error is set)
+    error_msg error;
+    std::string failure;      // the connection failed (neither of the above)
+  };
+  struct frame_in {
+    frame_header header;
+    std::vector<uint8_t> body;
+  };
+
+  // Connects and completes the handshake; nullptr with *error on failure (refused
+  // connection, bad credentials: the server's message is passed on).
+  static std::unique_ptr<client> connect(const options& o, std::string* error);
+  // Connects without the handshake (tests of the handshake itself).
+  static std::unique_ptr<client> connect_raw(const options& o, std::string* error);
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  [[nodiscard]] const welcome_msg& welcome() const { return welcome_; }
+  [[nodiscard]] const hello_msg& hello() const { return hello_; }
+
+  // Sends a request frame; returns its request id, or 0 if the connection failed.
+  uint64_t send(std::span<const uint8_t> request_body);
+  outcome wait(uint64_t request_id);
+  outcome call(std::span<const uint8_t> request_body) { return wait(send(request_body)); }
+
+  // Raw access for protocol tests.
+  bool send_bytes(std::span<const uint8_t> bytes, std::string* error);
+  bool read_frame(frame_in* out, std::string* error);  // the next frame, whatever it is
+  // True when the server has closed the connection (reads end), within the timeout.
+  bool closed_by_server();
+  bool handshake(std::string* error);
+
+ private:
+  client() = default;
+  bool fill(std::string* error);
+  options opt_;
+  int fd_ = -1;
+  uint64_t next_id_ = 1;
+  frame_reader reader_{frame_bytes_max_ceiling};
+  std::map<uint64_t, frame_in> early_;  // frames for requests not waited for yet
+  hello_msg hello_;
+  welcome_msg welcome_;
+};
+
+}  // namespace mesob::wire
