@@ -10,6 +10,7 @@
 // <data-dir>/dev-gateway.secret and printed.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -110,6 +111,16 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+
+  // Each connection is a descriptor: take the hard open-file limit as the soft one.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < uint64_t(net.connections_max) + 64)
+    std::fprintf(stderr, "mesobd: warning: open-file limit %llu is below --connections-max %u\n",
+                 static_cast<unsigned long long>(files.rlim_cur), net.connections_max);
 
   // Signals are taken synchronously by this thread; every other thread blocks them.
   sigset_t stop_signals;

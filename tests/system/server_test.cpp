@@ -5,6 +5,8 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include <sys/resource.h>
+
 #include <thread>
 
 #include "engine/server.hpp"
@@ -336,4 +338,35 @@ TEST(server, ping_is_answered) {
   ASSERT_TRUE(c->read_frame(&f, &err)) << err;
   EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
   EXPECT_EQ(f.header.request_id, 99u);
+}
+
+TEST(server, a_thousand_connections_held_open_and_served) {
+  rlimit lim{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
+  lim.rlim_cur = lim.rlim_max;  // clients and sessions share this process
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_cur < 2100) GTEST_SKIP() << "open-file limit " << lim.rlim_cur << " is below 2,100";
+  net n;
+  {
+    auto c = n.connect();
+    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  }
+  std::vector<std::unique_ptr<wire::client>> clients;
+  for (int i = 0; i < 1000; ++i) {
+    std::string err;
+    auto c = wire::client::connect(n.opts(), &err);
+    ASSERT_TRUE(c) << "connection " << i << ": " << err;
+    clients.push_back(std::move(c));
+  }
+  EXPECT_EQ(n.srv->stats().sessions_open, 1000u);
+  // Every one sends a transfer before any waits; then every one gets its answer.
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < clients.size(); ++i)
+    ids.push_back(clients[i]->send(wire::create_transfers_body(std::vector{make_transfer(10 + i, 1, 2, 1)})));
+  for (size_t i = 0; i < clients.size(); ++i) {
+    auto r = clients[i]->wait(ids[i]);
+    ASSERT_TRUE(r.ok) << "connection " << i << ": " << r.failure;
+    ASSERT_EQ(r.reply.results.at(0), result::ok);
+  }
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 1000u);
 }

@@ -1,0 +1,245 @@
+// Pieces shared by the benchmark programs (core_bench, wire_bench): timing, resident
+// memory, the metrics table and its JSON file, an engine on a scratch directory,
+// accounts, account pairs crossing shards, transfer batches, the disk probe.
+#pragma once
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "actors/shard.hpp"
+#include "engine/engine.hpp"
+
+namespace mesob::bench {
+
+using clk = std::chrono::steady_clock;
+
+inline uint64_t rss_bytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  unsigned long long pages = 0, resident = 0;
+  if (f) {
+    if (std::fscanf(f, "%llu %llu", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * uint64_t(sysconf(_SC_PAGESIZE));
+}
+
+inline double since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
+
+inline std::map<std::string, double> metrics;
+inline void record(const std::string& name, double v) {
+  metrics[name] = v;
+  std::printf("%-48s %16.1f\n", name.c_str(), v);
+  std::fflush(stdout);
+}
+
+// Reads back a file written by write_json (one "name": number per line).
+inline void read_json(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return;
+  char line[512];
+  while (std::fgets(line, sizeof line, f)) {
+    char name[256];
+    double v = 0;
+    if (std::sscanf(line, " \"%255[^\"]\": %lf", name, &v) == 2) metrics[name] = v;
+  }
+  std::fclose(f);
+}
+
+inline void write_json(const std::string& out) {
+  std::filesystem::create_directories(std::filesystem::path(out).parent_path());
+  FILE* f = std::fopen(out.c_str(), "w");
+  if (!f) return;
+  std::fprintf(f, "{\n");
+  size_t i = 0;
+  for (auto& [k, v] : metrics)
+    std::fprintf(f, "  \"%s\": %.3f%s\n", k.c_str(), v, ++i < metrics.size() ? "," : "");
+  std::fprintf(f, "}\n");
+  std::fclose(f);
+  std::printf("wrote %s\n", out.c_str());
+}
+
+// Percentile (0..100) of a set of samples.
+inline double percentile(std::vector<double> v, double pct) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, size_t(pct / 100.0 * double(v.size())));
+  return v[i];
+}
+
+// An engine on a scratch directory (wiped when `fresh`), durable, no periodic snapshots.
+inline std::unique_ptr<engine::engine> open_engine(const std::string& dir, uint32_t shards, uint64_t accounts,
+                                                   bool fresh, bool checkpoint_on_close = true) {
+  if (fresh) std::filesystem::remove_all(dir);
+  engine::config cfg;
+  cfg.data_dir = dir;
+  cfg.shards = shards;
+  // The load generator shares the two cores; MESOB_BENCH_PIN=1 pins shards anyway.
+  cfg.pin_shards = std::getenv("MESOB_BENCH_PIN") != nullptr;
+  cfg.checkpoint_interval_ms = 0;
+  cfg.accounts_hint = accounts / shards + 1024;
+  cfg.checkpoint_on_close = checkpoint_on_close;
+  std::string err;
+  auto e = engine::engine::open(cfg, &err);
+  if (!e) {
+    std::fprintf(stderr, "bench: %s\n", err.c_str());
+    std::exit(1);
+  }
+  return e;
+}
+
+inline void create_accounts(engine::engine& e, uint64_t n) {
+  for (uint64_t first = 1; first <= n; first += 8192) {
+    std::vector<wire::account> batch;
+    for (uint64_t id = first; id < std::min(n + 1, first + 8192); ++id) {
+      wire::account a;
+      a.id = id;
+      a.currency = wire::currency("ETB");
+      a.kind = wire::account_kind::customer_wallet;
+      batch.push_back(a);
+    }
+    e.create_accounts(std::move(batch));
+  }
+}
+
+// Chooses account pairs with a given share crossing shards.
+struct pair_picker {
+  std::vector<std::vector<uint64_t>> by_shard;
+  uint32_t shards;
+  uint32_t cross_pct;
+  pair_picker(uint64_t accounts, uint32_t s, uint32_t pct) : by_shard(s), shards(s), cross_pct(pct) {
+    for (uint64_t id = 1; id <= accounts; ++id) by_shard[actors::shard_of(id, s)].push_back(id);
+  }
+  std::pair<uint64_t, uint64_t> pick(std::mt19937_64& rng) const {
+    const uint32_t sd = uint32_t(rng() % shards);
+    uint32_t sc = sd;
+    if (shards > 1 && rng() % 100 < cross_pct) sc = (sd + 1 + uint32_t(rng() % (shards - 1))) % shards;
+    const auto& a = by_shard[sd];
+    const auto& b = by_shard[sc];
+    uint64_t dr = a[rng() % a.size()], cr = b[rng() % b.size()];
+    while (cr == dr) cr = b[rng() % b.size()];
+    return {dr, cr};
+  }
+};
+
+inline std::atomic<uint64_t> next_id{1};
+
+inline std::vector<wire::transfer> make_batch(const pair_picker& p, std::mt19937_64& rng, uint32_t n) {
+  std::vector<wire::transfer> b(n);
+  const uint64_t first = next_id.fetch_add(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    auto [dr, cr] = p.pick(rng);
+    b[i].id = {first + i, 0x6d65736f62};
+    b[i].debit_account_id = dr;
+    b[i].credit_account_id = cr;
+    b[i].amount = 1 + rng() % 1000;
+    b[i].currency = wire::currency("ETB");
+  }
+  return b;
+}
+
+// Pipelined: `callers` threads each keep `depth` batches in flight for `seconds`.
+inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch, uint32_t callers,
+                  uint32_t depth, double seconds) {
+  std::atomic<uint64_t> done{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  const auto t0 = clk::now();
+  for (uint32_t c = 0; c < callers; ++c) {
+    threads.emplace_back([&, c] {
+      std::mt19937_64 rng(c * 7919 + batch);
+      std::mutex mu;
+      std::condition_variable cv;
+      uint32_t in_flight = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        {
+          std::unique_lock lk(mu);
+          cv.wait(lk, [&] { return in_flight < depth; });
+          ++in_flight;
+        }
+        engine::request r;
+        r.kind = engine::op_kind::create_transfers;
+        r.transfers = make_batch(p, rng, batch);
+        e.submit(std::move(r), [&](engine::reply&& rep) {
+          uint64_t ok = 0;
+          for (auto x : rep.results) ok += x == wire::result::ok;
+          done.fetch_add(ok, std::memory_order_relaxed);
+          std::lock_guard lk(mu);
+          --in_flight;
+          cv.notify_all();
+        });
+      }
+      std::unique_lock lk(mu);
+      cv.wait(lk, [&] { return in_flight == 0; });
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  return double(done.load()) / since(t0);
+}
+
+// The disk's durable-commit figures, as the log commits: a 4 KiB O_DIRECT write linked to
+// fdatasync through io_uring, one at a time for `seconds`, into a pre-zeroed file.
+struct fdatasync_figures {
+  double per_s = 0;
+  std::vector<double> latencies_us;  // one per commit
+};
+inline fdatasync_figures fdatasync_probe(const std::string& dir, double seconds) {
+  fdatasync_figures out;
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/fdatasync.probe";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+  void* buf = nullptr;
+  if (fd < 0 || posix_memalign(&buf, 4096, 4096) != 0) return out;
+  std::memset(buf, 0xab, 4096);
+  // Pre-zero 64 MiB so the timed writes do not grow the file (as the log's segments).
+  for (uint64_t off = 0; off < (64ull << 20); off += 4096)
+    if (::pwrite(fd, buf, 4096, off_t(off)) != 4096) return out;
+  ::fsync(fd);
+  io_uring ring;
+  io_uring_queue_init(4, &ring, 0);
+  uint64_t n = 0;
+  const auto t0 = clk::now();
+  while (since(t0) < seconds) {
+    const auto c0 = clk::now();
+    auto* sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_write(sqe, fd, buf, 4096, (n % 16384) * 4096);
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    io_uring_submit_and_wait(&ring, 2);
+    io_uring_cqe* cqe;
+    for (int i = 0; i < 2; ++i) {
+      io_uring_wait_cqe(&ring, &cqe);
+      io_uring_cqe_seen(&ring, cqe);
+    }
+    out.latencies_us.push_back(since(c0) * 1e6);
+    ++n;
+  }
+  out.per_s = double(n) / since(t0);
+  io_uring_queue_exit(&ring);
+  ::close(fd);
+  ::unlink(path.c_str());
+  std::free(buf);
+  return out;
+}
+
+}  // namespace mesob::bench

@@ -1,0 +1,205 @@
+// wire_bench: the network protocol's figures, beside the machine's own in the same run.
+//
+//   wire_bench [--quick] [--out FILE] [--dir DIR]
+//
+// One engine (one shard per core, 1,000,000 accounts, durable) serves both an embedded
+// load and the same load over TCP through the server on loopback, so the ratio of the
+// two is measured in one run. Also: single-transfer round trips on an idle engine
+// (p50, p99) beside the loopback TCP round trip and the disk's fdatasync latency.
+// Writes FILE as one JSON object of metric name -> number.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "engine/server.hpp"
+#include "perf/bench_common.hpp"
+#include "wire/client.hpp"
+
+using namespace mesob;
+using namespace mesob::bench;
+
+namespace {
+
+// TCP echo of 64-byte messages between two threads on loopback: the machine's RTT.
+std::vector<double> loopback_rtts(int rounds) {
+  std::vector<double> out;
+  const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(ls, 1) != 0) return out;
+  ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len);
+  std::thread echo([ls] {
+    const int c = ::accept(ls, nullptr, nullptr);
+    int one = 1;
+    ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char buf[64];
+    for (;;) {
+      size_t got = 0;
+      while (got < sizeof buf) {
+        const ssize_t n = ::recv(c, buf + got, sizeof buf - got, 0);
+        if (n <= 0) {
+          ::close(c);
+          return;
+        }
+        got += size_t(n);
+      }
+      if (::send(c, buf, sizeof buf, MSG_NOSIGNAL) != ssize_t(sizeof buf)) break;
+    }
+    ::close(c);
+  });
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    char buf[64] = {};
+    for (int i = 0; i < rounds; ++i) {
+      const auto t0 = clk::now();
+      if (::send(s, buf, sizeof buf, MSG_NOSIGNAL) != ssize_t(sizeof buf)) break;
+      size_t got = 0;
+      while (got < sizeof buf) {
+        const ssize_t n = ::recv(s, buf + got, sizeof buf - got, 0);
+        if (n <= 0) break;
+        got += size_t(n);
+      }
+      out.push_back(since(t0) * 1e6);
+    }
+  }
+  ::close(s);
+  echo.join();
+  ::close(ls);
+  return out;
+}
+
+// `connections` clients, each keeping `depth` batches of `batch` transfers in flight.
+double tcp_throughput(const wire::client::options& o, const pair_picker& p, uint32_t batch, uint32_t connections,
+                      uint32_t depth, double seconds) {
+  std::atomic<uint64_t> done{0};
+  std::atomic<bool> stop{false}, failed{false};
+  std::vector<std::thread> threads;
+  const auto t0 = clk::now();
+  for (uint32_t c = 0; c < connections; ++c) {
+    threads.emplace_back([&, c] {
+      std::string err;
+      auto cl = wire::client::connect(o, &err);
+      if (!cl) {
+        std::fprintf(stderr, "wire_bench: %s\n", err.c_str());
+        failed = true;
+        return;
+      }
+      std::mt19937_64 rng(c * 104729 + batch);
+      std::deque<uint64_t> in_flight;
+      while (!stop.load(std::memory_order_relaxed) || !in_flight.empty()) {
+        if (!stop.load(std::memory_order_relaxed) && in_flight.size() < depth) {
+          const auto ts = make_batch(p, rng, batch);
+          in_flight.push_back(cl->send(wire::create_transfers_body(ts)));
+          continue;
+        }
+        auto r = cl->wait(in_flight.front());
+        in_flight.pop_front();
+        if (!r.ok) {
+          std::fprintf(stderr, "wire_bench: %s%s\n", r.failure.c_str(), r.error.message.c_str());
+          failed = true;
+          return;
+        }
+        uint64_t ok = 0;
+        for (auto x : r.reply.results) ok += x == wire::result::ok;
+        done.fetch_add(ok, std::memory_order_relaxed);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  return failed ? 0 : double(done.load()) / since(t0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  std::string out = "perf/results/wire.json", dir = "/tmp/mesob-wire-bench";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--out" && i + 1 < argc) out = argv[++i];
+    else if (a == "--dir" && i + 1 < argc) dir = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: wire_bench [--quick] [--out FILE] [--dir DIR]\n");
+      return 2;
+    }
+  }
+  const uint64_t accounts = quick ? 20'000 : 1'000'000;
+  const double seconds = quick ? 0.5 : 4.0;
+  const int samples = quick ? 300 : 5000;
+  std::printf("%-48s %16s\n", "metric", "value");
+  record("quick_mode", quick ? 1 : 0);
+  record("cores", std::thread::hardware_concurrency());
+
+  const auto disk = fdatasync_probe(dir + "-probe", quick ? 0.5 : 3.0);
+  record("fdatasync_per_s", disk.per_s);
+  record("fdatasync_p50_us", percentile(disk.latencies_us, 50));
+  record("fdatasync_p99_us", percentile(disk.latencies_us, 99));
+  const auto rtt = loopback_rtts(samples * 4);
+  record("loopback_rtt_p50_us", percentile(rtt, 50));
+  record("loopback_rtt_p99_us", percentile(rtt, 99));
+
+  const uint32_t shards = std::max(1u, std::thread::hardware_concurrency());
+  auto e = open_engine(dir, shards, accounts, true);
+  create_accounts(*e, accounts);
+  engine::server_config sc;
+  sc.port = 0;
+  sc.gateways = {{"bench", std::vector<uint8_t>(32, 0x5a), wire::roles::payments}};
+  std::string err;
+  auto srv = engine::server::start(*e, sc, &err);
+  if (!srv) {
+    std::fprintf(stderr, "wire_bench: %s\n", err.c_str());
+    return 1;
+  }
+  wire::client::options o;
+  o.port = srv->port();
+  o.gateway = "bench";
+  o.secret = sc.gateways[0].secret;
+
+  // Single transfers on the idle engine, one at a time.
+  {
+    std::string e2;
+    auto c = wire::client::connect(o, &e2);
+    if (!c) {
+      std::fprintf(stderr, "wire_bench: %s\n", e2.c_str());
+      return 1;
+    }
+    pair_picker p(accounts, shards, 10);
+    std::mt19937_64 rng(11);
+    std::vector<double> lat;
+    for (int i = 0; i < samples; ++i) {
+      const auto t = make_batch(p, rng, 1);
+      const auto body = wire::create_transfers_body(t);
+      const auto t0 = clk::now();
+      auto r = c->call(body);
+      lat.push_back(since(t0) * 1e6);
+      if (!r.ok || r.reply.results.at(0) != wire::result::ok) {
+        std::fprintf(stderr, "wire_bench: single transfer failed: %s\n", r.failure.c_str());
+        return 1;
+      }
+    }
+    record("tcp_single_transfer_p50_us", percentile(lat, 50));
+    record("tcp_single_transfer_p99_us", percentile(lat, 99));
+    record("tcp_single_transfer_p999_us", percentile(lat, 99.9));
+    record("single_p99_target_us", 2 * (metrics["loopback_rtt_p99_us"] + metrics["fdatasync_p99_us"]));
+  }
+
+  // 8,192-transfer batches, 10% crossing shards: embedded, then the same over TCP.
+  pair_picker p(accounts, shards, 10);
+  record("embedded_transfers_per_s_batch8192", throughput(*e, p, 8192, 2, 4, seconds));
+  record("tcp_transfers_per_s_batch8192", tcp_throughput(o, p, 8192, 2, 4, seconds));
+  record("tcp_to_embedded_ratio",
+         metrics["tcp_transfers_per_s_batch8192"] / std::max(1.0, metrics["embedded_transfers_per_s_batch8192"]));
+  srv->stop();
+  e->close();
+  e.reset();
+  std::filesystem::remove_all(dir);
+  write_json(out);
+  return 0;
+}
