@@ -110,15 +110,20 @@ TEST(mesobd, starts_stops_on_sigterm_and_recovers) {
 // there after a restart.
 TEST(mesobd, serves_the_protocol_with_its_development_gateway) {
   temp_dir dir;
-  auto first = start_and_stop_mesobd(dir.path(), [&](uint16_t port) {
-    ASSERT_NE(port, 0);
+  // The development gateway's options, its secret read from the data directory.
+  auto dev_options = [&](uint16_t port) {
     std::ifstream in(dir.path() + "/dev-gateway.secret");
     std::string hex;
     in >> hex;
     wire::client::options o;
     o.port = port;
     o.gateway = "dev";
-    ASSERT_TRUE(wire::from_hex(hex, &o.secret)) << hex;
+    EXPECT_TRUE(wire::from_hex(hex, &o.secret)) << hex;
+    return o;
+  };
+  auto first = start_and_stop_mesobd(dir.path(), [&](uint16_t port) {
+    ASSERT_NE(port, 0);
+    auto o = dev_options(port);
     std::string err;
     auto c = wire::client::connect(o, &err);
     ASSERT_TRUE(c) << err;
@@ -135,15 +140,8 @@ TEST(mesobd, serves_the_protocol_with_its_development_gateway) {
   ASSERT_TRUE(WIFEXITED(first.status) && WEXITSTATUS(first.status) == 0) << first.out;
   EXPECT_NE(first.out.find("generated now"), std::string::npos) << first.out;
   auto second = start_and_stop_mesobd(dir.path(), [&](uint16_t port) {
-    std::ifstream in(dir.path() + "/dev-gateway.secret");
-    std::string hex;
-    in >> hex;
-    wire::client::options o;
-    o.port = port;
-    o.gateway = "dev";
-    ASSERT_TRUE(wire::from_hex(hex, &o.secret));
     std::string err;
-    auto c = wire::client::connect(o, &err);
+    auto c = wire::client::connect(dev_options(port), &err);
     ASSERT_TRUE(c) << err;
     auto r = c->call(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
     ASSERT_TRUE(r.ok) << r.failure;

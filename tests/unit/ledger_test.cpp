@@ -417,26 +417,23 @@ TEST(ledger_window, history_outlives_the_resident_window) {
   std::vector<wire::transfer> first;
   for (uint64_t i = 1; i <= 100; ++i) first.push_back(make_transfer(i, 1 + i % 64, 1 + (i + 1) % 64, 5, tf::pending));
   ASSERT_EQ(e->create_transfers(first).results.at(0), result::ok);
-  for (uint64_t base = 1000; base < 61000; base += 4000) {
-    std::vector<wire::transfer> b;
-    for (uint64_t i = base; i < base + 4000; ++i) b.push_back(make_transfer(i, 1 + i % 64, 1 + (i * 7 + 3) % 64, 1 + i % 9));
-    for (auto& t : b)
-      if (t.debit_account_id == t.credit_account_id) t.credit_account_id = 1 + t.credit_account_id % 64;
-    auto r = e->create_transfers(b);
-    for (auto x : r.results) ASSERT_EQ(x, result::ok);
-  }
+  // Transfers ids 1000..60999 in batches of 4,000; `extra` is added to every amount.
+  auto send_singles = [&](uint64_t extra, result expect) {
+    for (uint64_t base = 1000; base < 61000; base += 4000) {
+      std::vector<wire::transfer> b;
+      for (uint64_t i = base; i < base + 4000; ++i)
+        b.push_back(make_transfer(i, 1 + i % 64, 1 + (i * 7 + 3) % 64, 1 + i % 9 + extra));
+      for (auto& t : b)
+        if (t.debit_account_id == t.credit_account_id) t.credit_account_id = 1 + t.credit_account_id % 64;
+      for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, expect);
+    }
+  };
+  send_singles(0, result::ok);
   EXPECT_GE(e->stats().transfers_in_snapshot, 60000u - 16384u);
   // Every id survives the id index's growths (built from LMDB and the window): each
   // one repeated with a different amount is recognised.
   EXPECT_GE(e->stats().id_index_growths, 6u);
-  for (uint64_t base = 1000; base < 61000; base += 4000) {
-    std::vector<wire::transfer> b;
-    for (uint64_t i = base; i < base + 4000; ++i) b.push_back(make_transfer(i, 1 + i % 64, 1 + (i * 7 + 3) % 64, 100 + i % 9));
-    for (auto& t : b)
-      if (t.debit_account_id == t.credit_account_id) t.credit_account_id = 1 + t.credit_account_id % 64;
-    auto r = e->create_transfers(b);
-    for (auto x : r.results) ASSERT_EQ(x, result::exists_with_different_fields);
-  }
+  send_singles(99, result::exists_with_different_fields);
   // Old ids are still recognised: same fields -> original outcome, else a distinct error.
   auto old = make_transfer(1000, 1 + 1000 % 64, 1 + (1000 * 7 + 3) % 64, 1 + 1000 % 9);
   EXPECT_EQ(e->create_transfers({old}).results.at(0), result::ok);
