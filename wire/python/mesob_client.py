@@ -1,0 +1,180 @@
+"""Mesob's protocol from Python: framing and the handshake, by hand; bodies, with the
+classes flatc generates from wire/mesob.fbs (`flatc --python`, into mesob/fb/).
+
+Only the schema and wire/README.md went into this file. Example: example.py.
+
+    c = Client("127.0.0.1", 7400, "dev", bytes.fromhex(secret))
+    c.create_accounts([dict(id=1, currency="ETB"), dict(id=2, currency="ETB")])
+    c.create_transfers([dict(id=10, debit=1, credit=2, amount=5000, currency="ETB")])
+    c.lookup_accounts([1, 2])
+"""
+import hashlib
+import hmac
+import socket
+import struct
+
+import flatbuffers
+from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, Error, FoundAccounts,
+                      Hello, LookupAccounts, Operation, Reply, Request, Response, Results,
+                      Transfer, Welcome)
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
+IDENT = b"MSB1"
+HELLO, AUTH, WELCOME, REQUEST, RESPONSE, ERROR, PUSH, PING, PONG = range(1, 10)
+
+
+class ProtocolError(Exception):
+    """An Error frame from the server: .code (wire/README.md) and .message."""
+
+    def __init__(self, code, message):
+        super().__init__("server error %d: %s" % (code, message))
+        self.code = code
+        self.message = message
+
+
+def currency(code):
+    """ISO 4217 letters packed as the engine packs them: 'E' | 'T' << 8 | 'B' << 16."""
+    b = code.encode("ascii")
+    if len(b) != 3:
+        raise ValueError("currency must be three letters: %r" % code)
+    return b[0] | b[1] << 8 | b[2] << 16
+
+
+class Client:
+    def __init__(self, host, port, gateway, secret, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.next_id = 1
+        kind, _, body = self._read_frame()
+        if kind != HELLO:
+            raise IOError("first frame is kind %d, not hello" % kind)
+        hello = Hello.Hello.GetRootAs(body, 0)
+        nonce = bytes(hello.Nonce(j) for j in range(hello.NonceLength()))
+        mac = hmac.new(secret, nonce, hashlib.sha256).digest()
+        b = flatbuffers.Builder(128)
+        gid = b.CreateString(gateway)
+        macv = b.CreateByteVector(mac)
+        Auth.Start(b)
+        Auth.AddGatewayId(b, gid)
+        Auth.AddMac(b, macv)
+        b.Finish(Auth.End(b), IDENT)
+        self._send(AUTH, 0, bytes(b.Output()))
+        kind, _, body = self._read_frame()
+        if kind == ERROR:
+            raise self._error(body)
+        if kind != WELCOME:
+            raise IOError("expected welcome, got kind %d" % kind)
+        w = Welcome.Welcome.GetRootAs(body, 0)
+        self.session_id = w.SessionId()
+        self.roles = w.Roles()
+
+    def close(self):
+        self.sock.close()
+
+    # ---- framing ----------------------------------------------------------------------
+    def _send(self, kind, request_id, body):
+        self.sock.sendall(HEADER.pack(len(body), PROTOCOL_VERSION, kind, request_id) + body)
+
+    def _read_exact(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise IOError("the server closed the connection")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _read_frame(self):
+        size, _version, kind, request_id = HEADER.unpack(self._read_exact(HEADER.size))
+        return kind, request_id, bytearray(self._read_exact(size))
+
+    @staticmethod
+    def _error(body):
+        e = Error.Error.GetRootAs(body, 0)
+        return ProtocolError(e.Code(), (e.Message() or b"").decode())
+
+    def _call(self, op_type, op_offset, builder):
+        Request.Start(builder)
+        Request.AddOperationType(builder, op_type)
+        Request.AddOperation(builder, op_offset)
+        builder.Finish(Request.End(builder), IDENT)
+        rid = self.next_id
+        self.next_id += 1
+        self._send(REQUEST, rid, bytes(builder.Output()))
+        while True:
+            kind, got, body = self._read_frame()
+            if got != rid:
+                continue  # this helper keeps one request in flight
+            if kind == ERROR:
+                raise self._error(body)
+            if kind != RESPONSE:
+                continue
+            return Response.Response.GetRootAs(body, 0)
+
+    # ---- operations -------------------------------------------------------------------
+    def create_accounts(self, accounts):
+        """accounts: dicts with id, currency and optionally owner_id, user_data, kind
+        (1 wallet .. 5 system), flags. Returns one result code per account (0 = ok)."""
+        b = flatbuffers.Builder(256 + 80 * len(accounts))
+        CreateAccounts.StartAccountsVector(b, len(accounts))
+        for a in reversed(accounts):
+            Account.CreateAccount(b, a["id"], a.get("owner_id", 0), a.get("user_data", 0), 0, 0, 0, 0, 0,
+                                  currency(a["currency"]), a.get("kind", 1), a.get("flags", 0), 1, 0, 0)
+        vec = b.EndVector()
+        CreateAccounts.Start(b)
+        CreateAccounts.AddAccounts(b, vec)
+        return self._results(self._call(Operation.Operation.CreateAccounts, CreateAccounts.End(b), b))
+
+    def create_transfers(self, transfers):
+        """transfers: dicts with id (int, up to 128 bits), debit, credit, amount (minor
+        units), currency and optionally code, flags, user_data, pending_id, timeout_s.
+        Returns one result code per transfer (0 = ok)."""
+        b = flatbuffers.Builder(256 + 88 * len(transfers))
+        CreateTransfers.StartTransfersVector(b, len(transfers))
+        mask = (1 << 64) - 1
+        for t in reversed(transfers):
+            pid = t.get("pending_id", 0)
+            Transfer.CreateTransfer(b, t["id"] & mask, t["id"] >> 64, pid & mask, pid >> 64, t["debit"], t["credit"],
+                                    t["amount"], t.get("user_data", 0), 0, currency(t["currency"]),
+                                    t.get("timeout_s", 0), t.get("code", 0), t.get("flags", 0), 0)
+        vec = b.EndVector()
+        CreateTransfers.Start(b)
+        CreateTransfers.AddTransfers(b, vec)
+        return self._results(self._call(Operation.Operation.CreateTransfers, CreateTransfers.End(b), b))
+
+    def lookup_accounts(self, ids):
+        """Returns a list of dicts (None where the account does not exist)."""
+        b = flatbuffers.Builder(256 + 8 * len(ids))
+        LookupAccounts.StartIdsVector(b, len(ids))
+        for i in reversed(ids):
+            b.PrependUint64(i)
+        vec = b.EndVector()
+        LookupAccounts.Start(b)
+        LookupAccounts.AddIds(b, vec)
+        resp = self._call(Operation.Operation.LookupAccounts, LookupAccounts.End(b), b)
+        if resp.ReplyType() != Reply.Reply.FoundAccounts:
+            raise IOError("unexpected reply type %d" % resp.ReplyType())
+        found = FoundAccounts.FoundAccounts()
+        table = resp.Reply()
+        found.Init(table.Bytes, table.Pos)
+        out = []
+        for k in range(found.ResultsLength()):
+            if found.Results(k) != 0:
+                out.append(None)
+                continue
+            a = found.Accounts(k)
+            out.append(dict(id=a.Id(), owner_id=a.OwnerId(), debits_posted=a.DebitsPosted(),
+                            credits_posted=a.CreditsPosted(), debits_pending=a.DebitsPending(),
+                            credits_pending=a.CreditsPending(), status=a.Status(), kind=a.Kind()))
+        return out
+
+    @staticmethod
+    def _results(resp):
+        if resp.ReplyType() != Reply.Reply.Results:
+            raise IOError("unexpected reply type %d" % resp.ReplyType())
+        r = Results.Results()
+        table = resp.Reply()
+        r.Init(table.Bytes, table.Pos)
+        return [r.Results(k) for k in range(r.ResultsLength())]
