@@ -370,3 +370,62 @@ TEST(server, a_thousand_connections_held_open_and_served) {
   }
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 1000u);
 }
+
+TEST(server, a_client_that_does_not_read_stops_being_read) {
+  engine::server_config cfg;
+  cfg.out_bytes_max = 1u << 20;
+  net n(cfg);
+  auto c = n.connect();
+  // Pings are answered at once, without the engine: a client that sends them and never
+  // reads piles pongs up on the server, 16 bytes each.
+  constexpr int pings = 1'000'000;  // 16 MB of pongs, far over the kernel's buffers
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < 1000; ++i) {
+    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  const uint64_t before = n.srv->stats().frames_in;
+  std::thread sender([&] {
+    std::string err;
+    for (int i = 0; i < pings / 1000; ++i) ASSERT_TRUE(c->send_bytes(burst, &err)) << err;  // blocks while unread
+  });
+  uint64_t taken = 0, last = 0;
+  for (int i = 0; i < 100; ++i) {  // until the count stops moving
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    taken = n.srv->stats().frames_in - before;
+    if (i > 5 && taken == last) break;
+    last = taken;
+  }
+  EXPECT_LT(taken, uint64_t(pings)) << "every frame was taken while nothing was read";
+  // Others are served meanwhile.
+  auto other = n.connect();
+  expect_serves(*other, 1);
+  // Reading resumes it: every pong arrives.
+  std::string err;
+  wire::client::frame_in f;
+  for (int i = 0; i < pings; ++i) {
+    ASSERT_TRUE(c->read_frame(&f, &err)) << i << ": " << err;
+    ASSERT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+  }
+  sender.join();
+}
+
+TEST(server, idle_and_handshake_timeouts_close_sessions) {
+  engine::server_config cfg;
+  cfg.idle_timeout_ms = 300;
+  cfg.handshake_timeout_ms = 300;
+  net n(cfg);
+  std::string err;
+  auto idle = n.connect();
+  expect_serves(*idle, 1);
+  auto silent = wire::client::connect_raw(n.opts(), &err);
+  ASSERT_TRUE(silent) << err;
+  wire::client::frame_in hello;
+  ASSERT_TRUE(silent->read_frame(&hello, &err)) << err;
+  // The timer runs once a second: both are gone within about 1.3 s.
+  const auto e = expect_error_frame(*silent, 0);
+  EXPECT_EQ(e.code, protocol_error::auth_failed);
+  EXPECT_NE(e.message.find("handshake timeout"), std::string::npos) << e.message;
+  EXPECT_TRUE(silent->closed_by_server());
+  EXPECT_TRUE(idle->closed_by_server());
+}
