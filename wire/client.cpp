@@ -89,9 +89,12 @@ bool client::send_bytes(std::span<const uint8_t> bytes, std::string* error) {
   return true;
 }
 
+void client::shutdown() { ::shutdown(fd_, SHUT_RDWR); }
+
 bool client::fill(std::string* error) {
   pollfd p{fd_, POLLIN, 0};
   const int rc = ::poll(&p, 1, opt_.timeout_ms);
+  timed_out_ = rc == 0;
   if (rc == 0) {
     *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
     return false;
@@ -162,6 +165,11 @@ client::outcome client::wait(uint64_t request_id) {
       // pushes and pongs are not requests' answers; later versions route pushes
     }
   }
+  return to_outcome(f);
+}
+
+client::outcome client::to_outcome(const frame_in& f) {
+  outcome o;
   std::string why;
   if (f.header.kind == uint16_t(frame_kind::error)) {
     o.server_error = parse_error(f.body, &o.error, &why);

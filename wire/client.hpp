@@ -68,6 +68,12 @@ class client {
   // True when the server has closed the connection (reads end), within the timeout.
   bool closed_by_server();
   bool handshake(std::string* error);
+  // Whether the last failed read was a timeout (the connection may still be fine).
+  [[nodiscard]] bool timed_out() const { return timed_out_; }
+  // Shuts the socket down both ways: a blocked read returns at once (another thread).
+  void shutdown();
+  // The outcome a Response or Error frame carries.
+  static outcome to_outcome(const frame_in& f);
 
  private:
   client() = default;
@@ -75,6 +81,7 @@ class client {
   options opt_;
   int fd_ = -1;
   uint64_t next_id_ = 1;
+  bool timed_out_ = false;
   frame_reader reader_{frame_bytes_max_ceiling};
   std::map<uint64_t, frame_in> early_;  // frames for requests not waited for yet
   hello_msg hello_;

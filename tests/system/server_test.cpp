@@ -12,6 +12,7 @@
 #include "engine/server.hpp"
 #include "mesob_generated.h"
 #include "support/engine_fixture.hpp"
+#include "wire/async_client.hpp"
 #include "wire/client.hpp"
 
 using namespace mesob;
@@ -428,4 +429,83 @@ TEST(server, idle_and_handshake_timeouts_close_sessions) {
   EXPECT_NE(e.message.find("handshake timeout"), std::string::npos) << e.message;
   EXPECT_TRUE(silent->closed_by_server());
   EXPECT_TRUE(idle->closed_by_server());
+}
+
+TEST(async_client, pipelined_callbacks_and_futures_from_several_threads) {
+  net n;
+  std::string err;
+  wire::async_client::options o;
+  static_cast<wire::client::options&>(o) = n.opts();
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  std::atomic<int> ok{0}, bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        const uint64_t id = 1000 + uint64_t(t) * 1000 + uint64_t(i);
+        c->submit(wire::create_transfers_body(std::vector{make_transfer(id, 1, 2, 1)}),
+                  [&](wire::client::outcome&& r) {
+                    (r.ok && r.reply.results.at(0) == result::ok ? ok : bad).fetch_add(1);
+                  });
+      }
+    });
+  for (auto& t : ts) t.join();
+  // A future queued behind all of them completes after them (one connection, in order
+  // of arrival at the engine is not promised; wait for the count instead).
+  for (int i = 0; i < 500 && ok + bad < 400; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(ok.load(), 400);
+  EXPECT_EQ(bad.load(), 0);
+  auto f = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
+  EXPECT_EQ(f.get().reply.accounts.at(0).credits_posted, 400u);
+}
+
+TEST(async_client, reconnects_and_resends_without_applying_twice) {
+  net n;
+  const uint16_t port = n.srv->port();
+  std::string err;
+  wire::async_client::options o;
+  static_cast<wire::client::options&>(o) = n.opts();
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  // The server goes away; requests submitted meanwhile wait for the next one.
+  n.srv->stop();
+  std::vector<std::future<wire::client::outcome>> fs;
+  for (uint64_t i = 0; i < 20; ++i)
+    fs.push_back(c->submit(wire::create_transfers_body(std::vector{make_transfer(500 + i, 1, 2, 3)})));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  n.scfg.port = port;
+  n.srv = engine::server::start(*n.eng, n.scfg, &err);
+  ASSERT_TRUE(n.srv) << err;
+  for (auto& f : fs) {
+    auto r = f.get();
+    ASSERT_TRUE(r.ok) << r.failure;
+    EXPECT_EQ(r.reply.results.at(0), result::ok);
+  }
+  EXPECT_GE(c->reconnects(), 1u);
+  // Sent once or twice, applied once: 20 transfers of 3.
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 60u);
+  // A repeat of one of them after the fact returns the first outcome, not a new transfer.
+  auto again = c->submit(wire::create_transfers_body(std::vector{make_transfer(500, 1, 2, 3)})).get();
+  EXPECT_EQ(again.reply.results.at(0), result::ok);
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 60u);
+}
+
+TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
+  net n;
+  std::string err;
+  wire::async_client::options o;
+  static_cast<wire::client::options&>(o) = n.opts();
+  o.reconnect_attempts = 3;
+  o.reconnect_backoff_ms = 5;
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  n.srv->stop();
+  auto r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.failure.find("3 reconnects failed"), std::string::npos) << r.failure;
+  r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
+  EXPECT_NE(r.failure.find("reconnects failed"), std::string::npos) << r.failure;
 }

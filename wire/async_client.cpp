@@ -1,0 +1,155 @@
+#include "wire/async_client.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+namespace mesob::wire {
+
+namespace {
+client::outcome failed(const std::string& why) {
+  client::outcome o;
+  o.failure = why;
+  return o;
+}
+}  // namespace
+
+std::unique_ptr<async_client> async_client::connect(const options& o, std::string* error) {
+  auto conn = client::connect(o, error);
+  if (!conn) return nullptr;
+  std::unique_ptr<async_client> c(new async_client());
+  c->opt_ = o;
+  c->in_flight_max_ = std::max<uint32_t>(1, conn->welcome().in_flight_max);
+  c->conn_ = std::move(conn);
+  c->reader_ = std::thread([p = c.get()] { p->reader_loop(); });
+  return c;
+}
+
+async_client::~async_client() {
+  {
+    std::lock_guard lk(mu_);
+    closing_ = true;
+  }
+  room_.notify_all();
+  {
+    std::lock_guard sl(send_mu_);
+    conn_->shutdown();
+  }
+  reader_.join();
+  fail_all("client closed");
+}
+
+void async_client::submit(std::vector<uint8_t> request_body, callback done) {
+  std::unique_lock lk(mu_);
+  room_.wait(lk, [&] { return closing_ || !broken_.empty() || pending_.size() < in_flight_max_; });
+  if (closing_ || !broken_.empty()) {
+    const std::string why = closing_ ? "client closed" : broken_;
+    lk.unlock();
+    done(failed(why));
+    return;
+  }
+  const uint64_t id = next_id_++;
+  auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, request_body));
+  pending_[id] = {frame, std::move(done)};  // the reader may erase it before the send below
+  lk.unlock();
+  std::lock_guard sl(send_mu_);
+  std::string err;
+  (void)conn_->send_bytes(*frame, &err);  // on failure the reader reconnects and resends
+}
+
+std::future<client::outcome> async_client::submit(std::vector<uint8_t> request_body) {
+  auto promise = std::make_shared<std::promise<client::outcome>>();
+  auto f = promise->get_future();
+  submit(std::move(request_body), [promise](client::outcome&& o) { promise->set_value(std::move(o)); });
+  return f;
+}
+
+void async_client::reader_loop() {
+  pthread_setname_np(pthread_self(), "mesob.client");
+  for (;;) {
+    client::frame_in f;
+    std::string err;
+    if (conn_->read_frame(&f, &err)) {
+      if (f.header.kind != uint16_t(frame_kind::response) && f.header.kind != uint16_t(frame_kind::error)) continue;
+      callback done;
+      {
+        std::lock_guard lk(mu_);
+        auto it = pending_.find(f.header.request_id);
+        if (it == pending_.end()) continue;  // answered before (a resend's second answer)
+        done = std::move(it->second.done);
+        pending_.erase(it);
+      }
+      room_.notify_all();
+      done(client::to_outcome(f));
+      continue;
+    }
+    {
+      std::lock_guard lk(mu_);
+      if (closing_) return;
+      if (conn_->timed_out() && pending_.empty()) continue;  // idle, not broken
+    }
+    if (!reconnect()) {
+      {
+        std::lock_guard lk(mu_);
+        broken_ = "client: the connection failed and " + std::to_string(opt_.reconnect_attempts) +
+                  " reconnects failed (last: " + err + ")";
+      }
+      room_.notify_all();
+      fail_all(broken_);
+      return;
+    }
+  }
+}
+
+bool async_client::reconnect() {
+  int backoff = opt_.reconnect_backoff_ms;
+  for (int attempt = 0; attempt < opt_.reconnect_attempts; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
+    backoff = std::min(backoff * 2, 1000);
+    {
+      std::lock_guard lk(mu_);
+      if (closing_) return false;
+    }
+    std::string err;
+    auto fresh = client::connect(opt_, &err);
+    if (!fresh) continue;
+    std::lock_guard sl(send_mu_);
+    conn_ = std::move(fresh);
+    std::vector<std::shared_ptr<const std::vector<uint8_t>>> again;
+    {
+      std::lock_guard lk(mu_);
+      ++reconnects_;
+      in_flight_max_ = std::max<uint32_t>(1, conn_->welcome().in_flight_max);
+      for (const auto& [id, p] : pending_) again.push_back(p.frame);  // in request-id order
+      resent_ += again.size();
+    }
+    bool ok = true;
+    for (const auto& frame : again) ok = ok && conn_->send_bytes(*frame, &err);
+    if (ok) return true;
+  }
+  return false;
+}
+
+void async_client::fail_all(const std::string& why) {
+  std::map<uint64_t, pending> left;
+  {
+    std::lock_guard lk(mu_);
+    left.swap(pending_);
+  }
+  room_.notify_all();
+  for (auto& [id, p] : left) p.done(failed(why));
+}
+
+uint64_t async_client::reconnects() const {
+  std::lock_guard lk(mu_);
+  return reconnects_;
+}
+
+uint64_t async_client::resent() const {
+  std::lock_guard lk(mu_);
+  return resent_;
+}
+
+}  // namespace mesob::wire

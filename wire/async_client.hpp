@@ -1,0 +1,74 @@
+// async_client: the C++ client library's asynchronous, pipelined API.
+//
+//   wire::async_client::options o;  o.port = 7400;  o.gateway = "dev";  o.secret = ...;
+//   auto c = wire::async_client::connect(o, &err);
+//   c->submit(wire::create_transfers_body(ts), [](wire::client::outcome&& r) { ... });
+//   auto f = c->submit(wire::lookup_accounts_body(ids));   // std::future<outcome>
+//
+// Any number of threads may submit; one reader thread completes callbacks (they must
+// not block). At most the server's in-flight limit (from Welcome) is outstanding:
+// submit() waits for room. If the connection fails, the reader reconnects (backoff,
+// up to `reconnect_attempts` in a row) and sends every unanswered request again. That
+// is safe because every Mesob operation is idempotent: creates and status changes are
+// keyed by client-chosen ids (a repeat returns the first outcome), look-ups change
+// nothing. When reconnecting gives up, every outstanding and later request completes
+// with `failure` set.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "wire/client.hpp"
+
+namespace mesob::wire {
+
+class async_client {
+ public:
+  using callback = std::function<void(client::outcome&&)>;
+  struct options : client::options {
+    int reconnect_attempts = 20;   // in a row, before giving up
+    int reconnect_backoff_ms = 20;  // doubled per failed attempt, at most 1 s
+  };
+
+  static std::unique_ptr<async_client> connect(const options& o, std::string* error);
+  ~async_client();  // outstanding requests complete with failure "client closed"
+  async_client(const async_client&) = delete;
+  async_client& operator=(const async_client&) = delete;
+
+  void submit(std::vector<uint8_t> request_body, callback done);
+  std::future<client::outcome> submit(std::vector<uint8_t> request_body);
+
+  [[nodiscard]] uint64_t reconnects() const;
+  [[nodiscard]] uint64_t resent() const;  // requests sent again after a reconnect
+
+ private:
+  struct pending {
+    std::shared_ptr<const std::vector<uint8_t>> frame;  // kept for a resend
+    callback done;
+  };
+  async_client() = default;
+  void reader_loop();
+  bool reconnect();  // under no lock; true when connected again
+  void fail_all(const std::string& why);
+
+  options opt_;
+  mutable std::mutex mu_;  // pending_, next_id_, state
+  std::condition_variable room_;
+  std::mutex send_mu_;     // writes to the socket, and swapping the connection
+  std::unique_ptr<client> conn_;
+  std::map<uint64_t, pending> pending_;
+  uint64_t next_id_ = 1;
+  uint32_t in_flight_max_ = 1;
+  bool closing_ = false;
+  std::string broken_;     // set when reconnecting gave up
+  uint64_t reconnects_ = 0, resent_ = 0;
+  std::thread reader_;
+};
+
+}  // namespace mesob::wire
