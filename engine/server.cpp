@@ -105,12 +105,19 @@ struct completed {
   reply r;
 };
 
+// A frame to push to a gateway's sessions, from any thread.
+struct outgoing_push {
+  std::string gateway_id;
+  std::vector<uint8_t> frame;
+};
+
 // Where engine callbacks (on shard threads) leave replies. Shared with the callbacks,
 // so a reply that arrives after the server is gone (a drain that timed out) lands here
 // harmlessly.
 struct mailbox {
   std::mutex mu;
   std::vector<completed> q;
+  std::vector<outgoing_push> pushes;
   int fd = -1;  // eventfd the network loop reads
   ~mailbox() {
     if (fd >= 0) ::close(fd);
@@ -120,6 +127,16 @@ struct mailbox {
       std::lock_guard lk(mu);
       q.push_back(std::move(c));
     }
+    wake();
+  }
+  void post(outgoing_push&& p) {
+    {
+      std::lock_guard lk(mu);
+      pushes.push_back(std::move(p));
+    }
+    wake();
+  }
+  void wake() {
     const uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
   }
@@ -154,7 +171,7 @@ class server_impl {
   __kernel_timespec timer_ts_{1, 0};
   // Stats (written by the network thread).
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_requests_{0}, st_errors_{0},
-      st_auth_fail_{0}, st_open_{0};
+      st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
 
   server_impl(engine& e, const server_config& cfg) : eng_(e), cfg_(cfg) {
     for (const auto& g : cfg_.gateways) gateways_[g.id] = &g;
@@ -555,10 +572,13 @@ class server_impl {
 
   void on_wake(int) {
     std::vector<completed> batch;
+    std::vector<outgoing_push> pushes;
     {
       std::lock_guard lk(mail_->mu);
       batch.swap(mail_->q);
+      pushes.swap(mail_->pushes);
     }
+    for (auto& p : pushes) deliver_push(p);
     for (auto& c : batch) {
       --engine_in_flight_;
       session* s = c.slot < sessions_.size() && sessions_[c.slot] ? sessions_[c.slot].get() : nullptr;
@@ -617,6 +637,29 @@ class server_impl {
       }
     }
     queue_frame(s, frame_kind::response, c.request_id, body);
+  }
+
+  void deliver_push(const outgoing_push& p) {
+    for (auto& sp : sessions_) {
+      if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
+        continue;
+      session& s = *sp;
+      if (s.out_bytes + p.frame.size() > cfg_.out_bytes_max) {
+        // Pushed frames cannot wait: the session is told (best effort: its buffers are
+        // full) and closed at once, not after a flush that would never come.
+        st_slow_.fetch_add(1, std::memory_order_relaxed);
+        st_errors_.fetch_add(1, std::memory_order_relaxed);
+        queue_frame(s, frame_kind::error, 0,
+                    wire::error_body({protocol_error::slow_reader,
+                                      std::to_string(s.out_bytes) + " bytes queued unread; pushed frames cannot wait"}));
+        close_session(s);
+        continue;
+      }
+      st_pushes_.fetch_add(1, std::memory_order_relaxed);
+      s.out_bytes += p.frame.size();
+      s.out.push_back(p.frame);
+      if (!s.sending) start_send(s);
+    }
   }
 
   static wire::transfer_record_item record_item(const transfer_record& rec) {
@@ -770,7 +813,13 @@ server_stats server::stats() const {
   s.requests = impl_->st_requests_.load(r);
   s.protocol_errors = impl_->st_errors_.load(r);
   s.auth_failures = impl_->st_auth_fail_.load(r);
+  s.pushes = impl_->st_pushes_.load(r);
+  s.slow_readers_closed = impl_->st_slow_.load(r);
   return s;
+}
+
+void server::push(const std::string& gateway_id, const std::string& topic, std::vector<uint8_t> body) {
+  impl_->mail_->post(outgoing_push{gateway_id, wire::encode_frame(frame_kind::push, 0, wire::push_body({topic, std::move(body)}))});
 }
 
 void server::stop() {

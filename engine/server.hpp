@@ -56,6 +56,8 @@ struct server_stats {
   uint64_t requests = 0;
   uint64_t protocol_errors = 0;
   uint64_t auth_failures = 0;
+  uint64_t pushes = 0;              // push frames queued to sessions
+  uint64_t slow_readers_closed = 0;
 };
 
 class server_impl;
@@ -70,6 +72,11 @@ class server {
 
   [[nodiscard]] uint16_t port() const;
   [[nodiscard]] server_stats stats() const;
+  // Pushes a frame (kind push) to every open session of `gateway_id`; from any thread.
+  // Pushed frames cannot wait like requests: a session whose queued bytes would pass
+  // `out_bytes_max` gets an Error `slow_reader` and is closed (slow-reader protection).
+  void push(const std::string& gateway_id, const std::string& topic, std::vector<uint8_t> body);
+
   // Graceful stop (see above); idempotent. The engine stays open.
   void stop();
 

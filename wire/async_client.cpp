@@ -72,6 +72,12 @@ void async_client::reader_loop() {
     client::frame_in f;
     std::string err;
     if (conn_->read_frame(&f, &err)) {
+      if (f.header.kind == uint16_t(frame_kind::push)) {
+        push_msg m;
+        std::string why;
+        if (opt_.on_push && parse_push(f.body, &m, &why)) opt_.on_push(std::move(m));
+        continue;
+      }
       if (f.header.kind != uint16_t(frame_kind::response) && f.header.kind != uint16_t(frame_kind::error)) continue;
       callback done;
       {

@@ -34,6 +34,8 @@ class async_client {
   struct options : client::options {
     int reconnect_attempts = 20;   // in a row, before giving up
     int reconnect_backoff_ms = 20;  // doubled per failed attempt, at most 1 s
+    // Frames the server pushes (instructions, events), on the reader thread.
+    std::function<void(push_msg&&)> on_push;
   };
 
   static std::unique_ptr<async_client> connect(const options& o, std::string* error);

@@ -123,6 +123,22 @@ std::vector<uint8_t> error_body(const error_msg& m) {
   return finish(fbb, fb::CreateError(fbb, uint16_t(m.code), msg).Union());
 }
 
+std::vector<uint8_t> push_body(const push_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(m.body.size() + m.topic.size() + 64);
+  const auto topic = fbb.CreateString(m.topic);
+  const auto body = fbb.CreateVector(m.body);
+  return finish(fbb, fb::CreatePush(fbb, topic, body).Union());
+}
+
+bool parse_push(std::span<const uint8_t> body, push_msg* out, std::string* why) {
+  if (!verify<fb::Push>(body, why)) return false;
+  const auto* p = flatbuffers::GetRoot<fb::Push>(body.data());
+  out->topic = p->topic() ? p->topic()->str() : std::string();
+  out->body.clear();
+  if (p->body()) out->body.assign(p->body()->begin(), p->body()->end());
+  return true;
+}
+
 bool parse_hello(std::span<const uint8_t> body, hello_msg* out, std::string* why) {
   if (!verify<fb::Hello>(body, why)) return false;
   const auto* h = flatbuffers::GetRoot<fb::Hello>(body.data());

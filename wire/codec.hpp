@@ -50,12 +50,18 @@ struct error_msg {
 [[nodiscard]] std::vector<uint8_t> auth_body(const auth_msg& m);
 [[nodiscard]] std::vector<uint8_t> welcome_body(const welcome_msg& m);
 [[nodiscard]] std::vector<uint8_t> error_body(const error_msg& m);
+struct push_msg {
+  std::string topic;
+  std::vector<uint8_t> body;
+};
+[[nodiscard]] std::vector<uint8_t> push_body(const push_msg& m);
 // Each parse_* verifies the body; false (with *why) when it is not a valid body of
 // that kind or breaks a stated limit (nonce and MAC lengths, gateway id length).
 bool parse_hello(std::span<const uint8_t> body, hello_msg* out, std::string* why);
 bool parse_auth(std::span<const uint8_t> body, auth_msg* out, std::string* why);
 bool parse_welcome(std::span<const uint8_t> body, welcome_msg* out, std::string* why);
 bool parse_error(std::span<const uint8_t> body, error_msg* out, std::string* why);
+bool parse_push(std::span<const uint8_t> body, push_msg* out, std::string* why);
 
 // ---- requests ------------------------------------------------------------------------
 enum class operation : uint8_t {

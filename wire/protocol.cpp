@@ -28,6 +28,7 @@ std::string_view protocol_error_name(protocol_error e) {
     case protocol_error::shutting_down: return "shutting_down";
     case protocol_error::field_invalid: return "field_invalid";
     case protocol_error::engine_failed: return "engine_failed";
+    case protocol_error::slow_reader: return "slow_reader";
   }
   return "unknown";
 }

@@ -59,11 +59,13 @@ enum class protocol_error : uint16_t {
   shutting_down = 13,
   field_invalid = 14,      // a query field out of range (for example a page limit of 0)
   engine_failed = 15,      // the engine stopped accepting writes (disk failure)
+  slow_reader = 16,        // pushed frames piled up unread past the limit; the connection is closed
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.
 [[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
-  return e == protocol_error::frame_too_large || e == protocol_error::auth_failed;
+  return e == protocol_error::frame_too_large || e == protocol_error::auth_failed ||
+         e == protocol_error::slow_reader;
 }
 
 // Gateway roles (bit set). Ledger operations need `payments` (or `admin`).

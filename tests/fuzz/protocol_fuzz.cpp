@@ -57,6 +57,11 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
       (void)parse_error(body, &m, &why);
       break;
     }
+    case frame_kind::push: {
+      push_msg m;
+      (void)parse_push(body, &m, &why);
+      break;
+    }
     default: break;
   }
 }

@@ -509,3 +509,66 @@ TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
   r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
   EXPECT_NE(r.failure.find("reconnects failed"), std::string::npos) << r.failure;
 }
+
+TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
+  engine::server_config cfg;
+  cfg.out_bytes_max = 1u << 20;
+  net n(cfg);
+  std::mutex mu;
+  std::vector<wire::push_msg> got;
+  wire::async_client::options o;
+  static_cast<wire::client::options&>(o) = n.opts();
+  o.on_push = [&](wire::push_msg&& m) {
+    std::lock_guard lk(mu);
+    got.push_back(std::move(m));
+  };
+  std::string err;
+  auto listener = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(listener) << err;
+  auto other_gateway = n.connect("kyc");
+  auto slow = n.connect();  // the same gateway, never reads
+  n.srv->push("pay", "payout.instruction", {1, 2, 3});
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard lk(mu);
+      if (!got.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  {
+    std::lock_guard lk(mu);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].topic, "payout.instruction");
+    EXPECT_EQ(got[0].body, (std::vector<uint8_t>{1, 2, 3}));
+  }
+  // 64 MB of pushes, 8 at a time as the reading session takes them: it keeps up; the
+  // one that never reads fills the kernel's buffers, then its queue, and is closed.
+  auto received = [&] {
+    std::lock_guard lk(mu);
+    return got.size();
+  };
+  for (int i = 0; i < 1024; ++i) {
+    n.srv->push("pay", "bulk", std::vector<uint8_t>(64 * 1024, uint8_t(i)));
+    if (i % 8 == 7)
+      for (int w = 0; w < 2000 && received() < size_t(i + 2); ++w) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  for (int i = 0; i < 1000 && n.srv->stats().slow_readers_closed == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 1u);
+  EXPECT_TRUE(slow->closed_by_server());
+  for (int i = 0; i < 2000; ++i) {
+    {
+      std::lock_guard lk(mu);
+      if (got.size() == 1025) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::lock_guard lk(mu);
+  EXPECT_EQ(got.size(), 1025u) << "the session that reads gets every push";
+  // Pushes go to one gateway's sessions only; the other gateway's session got none.
+  std::string e2;
+  ASSERT_TRUE(other_gateway->send_bytes(wire::encode_frame(wire::frame_kind::ping, 5, {}), &e2));
+  wire::client::frame_in f;
+  ASSERT_TRUE(other_gateway->read_frame(&f, &e2)) << e2;
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+}
