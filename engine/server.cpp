@@ -759,6 +759,9 @@ class server_impl {
       session& s = *sp;
       if (!s.authed && t - s.opened_ms > cfg_.handshake_timeout_ms) {
         protocol_fault(s, 0, protocol_error::auth_failed, "no auth within the handshake timeout");
+        s.close_after_flush = true;  // a limit, not an input fault: the session goes
+        pause_recv(s);
+        if (s.out.empty()) close_session(s);
       } else if (s.in_flight == 0 && s.out.empty() && t - s.last_active_ms > cfg_.idle_timeout_ms) {
         close_session(s);
       }

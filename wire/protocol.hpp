@@ -7,7 +7,9 @@
 // The body is a flatbuffer with file identifier "MSB1" whose root table is fixed by the
 // kind. A header whose length exceeds the limit loses the framing (the connection is
 // closed after an error frame); every other fault is answered with an error frame and
-// the connection goes on.
+// the connection goes on. (A session that leaves pushed frames unread past its limit,
+// or does not authenticate within the handshake timeout, is closed too: limits, not
+// input faults.)
 #pragma once
 
 #include <cstddef>
@@ -50,7 +52,7 @@ enum class protocol_error : uint16_t {
   body_invalid = 4,        // not a verifiable flatbuffer of the kind's table, or wrong identifier
   operation_unknown = 5,   // union type this server does not know (or none)
   not_authenticated = 6,   // a request before the handshake completed
-  auth_failed = 7,         // unknown gateway, disabled, or wrong MAC; the connection is closed
+  auth_failed = 7,         // unknown gateway or wrong MAC; the session stays unauthenticated
   role_denied = 8,         // the gateway lacks the role the operation needs
   batch_empty = 9,
   batch_too_large = 10,    // more than 8,192 operations
@@ -64,8 +66,7 @@ enum class protocol_error : uint16_t {
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.
 [[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
-  return e == protocol_error::frame_too_large || e == protocol_error::auth_failed ||
-         e == protocol_error::slow_reader;
+  return e == protocol_error::frame_too_large || e == protocol_error::slow_reader;
 }
 
 // Gateway roles (bit set). Ledger operations need `payments` (or `admin`).
