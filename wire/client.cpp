@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -91,6 +92,42 @@ bool client::send_bytes(std::span<const uint8_t> bytes, std::string* error) {
 
 void client::shutdown() { ::shutdown(fd_, SHUT_RDWR); }
 
+bool client::send_frame(frame_kind kind, uint64_t request_id, std::span<const uint8_t> body, std::string* error) {
+  frame_header h;
+  h.body_bytes = uint32_t(body.size());
+  h.kind = uint16_t(kind);
+  h.request_id = request_id;
+  uint8_t head[frame_header_bytes];
+  encode_header(h, head);
+  iovec iov[2] = {{head, sizeof head}, {const_cast<uint8_t*>(body.data()), body.size()}};
+  size_t total = sizeof head + body.size(), done = 0;
+  while (done < total) {
+    // Skip what is already sent.
+    iovec cur[2];
+    int n = 0;
+    size_t skip = done;
+    for (const auto& v : iov) {
+      if (skip >= v.iov_len) {
+        skip -= v.iov_len;
+        continue;
+      }
+      cur[n++] = {static_cast<uint8_t*>(v.iov_base) + skip, v.iov_len - skip};
+      skip = 0;
+    }
+    msghdr m{};
+    m.msg_iov = cur;
+    m.msg_iovlen = size_t(n);
+    const ssize_t sent = ::sendmsg(fd_, &m, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      *error = std::string("client: send failed: ") + std::strerror(errno);
+      return false;
+    }
+    done += size_t(sent);
+  }
+  return true;
+}
+
 bool client::fill(std::string* error) {
   pollfd p{fd_, POLLIN, 0};
   const int rc = ::poll(&p, 1, opt_.timeout_ms);
@@ -141,7 +178,7 @@ bool client::closed_by_server() {
 uint64_t client::send(std::span<const uint8_t> request_body) {
   const uint64_t id = next_id_++;
   std::string err;
-  return send_bytes(encode_frame(frame_kind::request, id, request_body), &err) ? id : 0;
+  return send_frame(frame_kind::request, id, request_body, &err) ? id : 0;
 }
 
 client::outcome client::wait(uint64_t request_id) {

@@ -64,6 +64,9 @@ class client {
 
   // Raw access for protocol tests.
   bool send_bytes(std::span<const uint8_t> bytes, std::string* error);
+  // A frame straight from its parts (header and body gathered by the kernel: the body
+  // is not copied into a frame first).
+  bool send_frame(frame_kind kind, uint64_t request_id, std::span<const uint8_t> body, std::string* error);
   bool read_frame(frame_in* out, std::string* error);  // the next frame, whatever it is
   // True when the server has closed the connection (reads end), within the timeout.
   bool closed_by_server();
