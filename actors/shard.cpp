@@ -48,21 +48,19 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
     : index_(index), count_(count), bit_(bit(index)), records_(records),
       account_index_(accounts_hint) {
   MESOB_ASSERT(count >= 1 && count <= shards_max && index < count);
-  accounts_.reserve(accounts_hint);
-  last_serial_.reserve(accounts_hint);
-  dirty_flag_.reserve(accounts_hint);
+  slots_.reserve(accounts_hint);
 }
 
 account* shard::local_account(uint64_t id) {
   if (id == 0) return nullptr;
   const uint32_t* i = account_index_.find(id);
-  return i ? &accounts_[*i] : nullptr;
+  return i ? &slots_[*i].a : nullptr;
 }
 
 const account* shard::find_account(uint64_t id) const {
   if (id == 0) return nullptr;
   const uint32_t* i = account_index_.find(id);
-  return i ? &accounts_[*i] : nullptr;
+  return i ? &slots_[*i].a : nullptr;
 }
 
 pending_info* shard::local_pending(uint64_t serial) {
@@ -73,42 +71,40 @@ pending_info* shard::local_pending(uint64_t serial) {
 // Called before an account changes. An account still owed to a checkpoint cut in
 // progress is copied first (copy-on-write), so the cut sees it as it was.
 void shard::mark_dirty(uint32_t idx) {
-  uint8_t& f = dirty_flag_[idx];
+  uint8_t& f = slots_[idx].dirty;
   if (f == epoch_) return;
   if (cut_ && f == cut_epoch_)  // owed to the cut: copy it as it is, first
-    cut_->dirty_accounts[index_].push_back({accounts_[idx], last_serial_[idx]});
+    cut_->dirty_accounts[index_].push_back({slots_[idx].a, slots_[idx].last_serial});
   f = epoch_;
   dirty_.push_back(idx);
 }
 
 void shard::save_account(uint32_t idx, bool keep_undo) {
-  if (keep_undo) undo_.push_back({undo_entry::what::account, idx, accounts_[idx], {}, last_serial_[idx]});
+  if (keep_undo) undo_.push_back({undo_entry::what::account, idx, slots_[idx].a, {}, slots_[idx].last_serial});
   mark_dirty(idx);
 }
 
 void shard::load_account(const account& a, uint64_t last_serial) {
   MESOB_ASSERT(shard_of(a.id, count_) == index_);
   MESOB_ASSERT(account_index_.find(a.id) == nullptr);
-  account_index_.put(a.id, uint32_t(accounts_.size()));
-  accounts_.push_back(a);
-  last_serial_.push_back(last_serial);
-  dirty_flag_.push_back(0);
+  account_index_.put(a.id, uint32_t(slots_.size()));
+  slots_.push_back({a, last_serial, clean});
 }
 
 // Appends the record to the account's history chain and notes its balances after.
 void shard::link_history(uint32_t idx, uint64_t serial, bool debit_side) {
   transfer_record& rec = records_.at(serial);
-  const account& a = accounts_[idx];
+  const account& a = slots_[idx].a;
   if (debit_side) {
-    rec.debit_prev = last_serial_[idx];
+    rec.debit_prev = slots_[idx].last_serial;
     rec.debit_after_debits_posted = a.debits_posted;
     rec.debit_after_credits_posted = a.credits_posted;
   } else {
-    rec.credit_prev = last_serial_[idx];
+    rec.credit_prev = slots_[idx].last_serial;
     rec.credit_after_debits_posted = a.debits_posted;
     rec.credit_after_credits_posted = a.credits_posted;
   }
-  last_serial_[idx] = serial + 1;
+  slots_[idx].last_serial = serial + 1;
 }
 
 void shard::load_pending(const pending_info& p) {
@@ -123,11 +119,10 @@ void shard::load_pending(const pending_info& p) {
 
 void shard::publish_stats() {
   constexpr auto r = std::memory_order_relaxed;
-  pub_accounts_.store(accounts_.size(), r);
+  pub_accounts_.store(slots_.size(), r);
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
-  pub_memory_.store(accounts_.capacity() * (sizeof(account) + sizeof(uint64_t)) +
-                        account_index_.memory_bytes() + dirty_flag_.capacity() +
+  pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
                         pending_index_.memory_bytes(),
                     r);
@@ -157,7 +152,8 @@ void shard::execute(batch& b) {
     case op_kind::lookup_balances_as_of: execute_account_queries(b); break;
     case op_kind::currency_totals: {
       auto& out = b.totals[index_];
-      for (const auto& a : accounts_) {
+      for (const auto& slot : slots_) {
+        const account& a = slot.a;
         auto it = std::find_if(out.begin(), out.end(), [&](auto& t) { return t.currency == a.currency; });
         if (it == out.end()) it = out.insert(out.end(), currency_total{a.currency});
         it->debits_posted += a.debits_posted;
@@ -179,11 +175,11 @@ void shard::sweep(uint64_t now) {
     pending_info* p = local_pending(serial);
     if (!p || p->state != pending_state::pending || p->expires_at != at) continue;
     if (account* dr = local_account(p->debit_account_id)) {
-      mark_dirty(uint32_t(dr - accounts_.data()));
+      mark_dirty(slot_index(dr));
       apply_resolve_debit(*dr, *p, 0);
     }
     if (account* cr = local_account(p->credit_account_id)) {
-      mark_dirty(uint32_t(cr - accounts_.data()));
+      mark_dirty(slot_index(cr));
       apply_resolve_credit(*cr, *p, 0);
     }
     p->state = pending_state::expired;
@@ -202,11 +198,9 @@ void shard::execute_accounts(batch& b) {
     account a = req;
     a.timestamp = b.timestamp_base + i;
     a.status = account_status::open;
-    const auto idx = uint32_t(accounts_.size());
+    const auto idx = uint32_t(slots_.size());
     account_index_.put(a.id, idx);
-    accounts_.push_back(a);
-    last_serial_.push_back(0);
-    dirty_flag_.push_back(0);
+    slots_.push_back({a, 0, clean});
     mark_dirty(idx);
   }
 }
@@ -223,7 +217,7 @@ void shard::execute_status(batch& b) {
     }
     b.results[i] = decide_status_change(c, *a);
     if (b.results[i] == result::ok) {
-      mark_dirty(uint32_t(a - accounts_.data()));
+      mark_dirty(slot_index(a));
       a->status = c.status;
     }
   }
@@ -250,8 +244,8 @@ void shard::execute_account_queries(batch& b) {
     if (shard_of(id, count_) != index_) continue;
     const uint32_t* idx = id ? account_index_.find(id) : nullptr;
     if (!idx) continue;  // results[i] stays account_not_found
-    b.found_accounts[i] = accounts_[*idx];
-    b.last_serials[i] = last_serial_[*idx];
+    b.found_accounts[i] = slots_[*idx].a;
+    b.last_serials[i] = slots_[*idx].last_serial;
     b.results[i] = result::ok;
   }
 }
@@ -274,11 +268,9 @@ void shard::prefetch_op(const batch& b, uint32_t o, bool data) const {
     }
     const uint32_t* i = account_index_.find(ids[k]);
     if (!i) continue;
-    const char* a = reinterpret_cast<const char*>(&accounts_[*i]);
+    const char* a = reinterpret_cast<const char*>(&slots_[*i]);
     mesob::prefetch(a);
-    mesob::prefetch(a + sizeof(account) - 1);
-    mesob::prefetch(&last_serial_[*i]);
-    mesob::prefetch(&dirty_flag_[*i]);
+    mesob::prefetch(a + sizeof(account_slot) - 1);
   }
 }
 
@@ -387,13 +379,13 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
     account* dr = r.debit_shard == index_ ? local_account(t.debit_account_id) : nullptr;
     account* cr = r.credit_shard == index_ ? local_account(t.credit_account_id) : nullptr;
     if (dr) {
-      const auto idx = uint32_t(dr - accounts_.data());
+      const auto idx = slot_index(dr);
       save_account(idx, keep_undo);
       apply_transfer_debit(*dr, t);
       link_history(idx, r.serial, true);
     }
     if (cr) {
-      const auto idx = uint32_t(cr - accounts_.data());
+      const auto idx = slot_index(cr);
       save_account(idx, keep_undo);
       apply_transfer_credit(*cr, t);
       link_history(idx, r.serial, false);
@@ -418,13 +410,13 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
   account* dr = r.debit_shard == index_ ? local_account(p.debit_account_id) : nullptr;
   account* cr = r.credit_shard == index_ ? local_account(p.credit_account_id) : nullptr;
   if (dr) {
-    const auto idx = uint32_t(dr - accounts_.data());
+    const auto idx = slot_index(dr);
     save_account(idx, keep_undo);
     apply_resolve_debit(*dr, p, amount);
     link_history(idx, r.serial, true);
   }
   if (cr) {
-    const auto idx = uint32_t(cr - accounts_.data());
+    const auto idx = slot_index(cr);
     save_account(idx, keep_undo);
     apply_resolve_credit(*cr, p, amount);
     link_history(idx, r.serial, false);
@@ -480,8 +472,8 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
       for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
         switch (it->kind) {
           case undo_entry::what::account:
-            accounts_[it->index] = it->acct;
-            last_serial_[it->index] = it->last_serial;
+            slots_[it->index].a = it->acct;
+            slots_[it->index].last_serial = it->last_serial;
             break;
           case undo_entry::what::pending_changed: pendings_[it->index] = it->pending; break;
           case undo_entry::what::pending_created:
@@ -512,7 +504,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   epoch_ = epoch_ == 255 ? 1 : uint8_t(epoch_ + 1);
   cut_->dirty_accounts[index_].reserve(owed_.size());
   cut_->pendings[index_] = pendings_;
-  cut_->account_counts[index_] = accounts_.size();
+  cut_->account_counts[index_] = slots_.size();
   note_pause(t0);
 }
 
@@ -523,9 +515,9 @@ bool shard::continue_cut(size_t slice) {
   const size_t end = std::min(owed_.size(), owed_pos_ + slice);
   for (; owed_pos_ < end; ++owed_pos_) {
     const uint32_t idx = owed_[owed_pos_];
-    if (dirty_flag_[idx] != cut_epoch_) continue;  // copied when it changed
-    out.push_back({accounts_[idx], last_serial_[idx]});
-    dirty_flag_[idx] = clean;
+    if (slots_[idx].dirty != cut_epoch_) continue;  // copied when it changed
+    out.push_back({slots_[idx].a, slots_[idx].last_serial});
+    slots_[idx].dirty = clean;
   }
   note_pause(t0);
   return owed_pos_ == owed_.size();

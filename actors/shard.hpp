@@ -3,7 +3,7 @@
 // Ownership: one shard per core; a shard's state is touched only by the thread running
 // its CAF actor (actors/shard_actor.hpp), one batch at a time, in log order. Accounts
 // are not CAF actors (about 1.2 KB each there); each account is an 80-byte record in
-// `accounts_`, reached by id through a flat hash index, and is only ever changed by
+// `slots_`, reached by id through a flat hash index, and is only ever changed by
 // messages (batches) addressed to its shard. Account i lives on shard_of(i, count).
 //
 // Lifecycle: constructed empty, loaded from a snapshot (load_*), then fed batches by
@@ -61,7 +61,7 @@ class shard {
   [[nodiscard]] shard_stats stats() const;
   template <class F>
   void for_each_account(F&& f) const {
-    for (const auto& a : accounts_) f(a);
+    for (const auto& s : slots_) f(s.a);
   }
 
  private:
@@ -102,16 +102,26 @@ class shard {
   uint32_t count_;
   uint32_t bit_;
   record_store& records_;
-  // Big and read at random: on huge pages (wire/huge_pages.hpp).
-  std::vector<account, huge_page_allocator<account>> accounts_;
-  std::vector<uint64_t, huge_page_allocator<uint64_t>> last_serial_;  // per account: serial + 1 of its newest applied transfer
+  // Per account, everything a transfer touches in one 96-byte slot (two cache lines;
+  // as three arrays it was four): the record, the head of its history (serial + 1 of
+  // its newest applied transfer) and its dirty epoch. Big and read at random: on huge
+  // pages (wire/huge_pages.hpp).
+  struct alignas(32) account_slot {
+    account a;
+    uint64_t last_serial = 0;
+    uint8_t dirty = 0;
+  };
+  static_assert(sizeof(account_slot) == 96);
+  std::vector<account_slot, huge_page_allocator<account_slot>> slots_;
+  [[nodiscard]] uint32_t slot_index(const account* a) const {
+    return uint32_t(reinterpret_cast<const account_slot*>(a) - slots_.data());
+  }
   flat_u64_map account_index_;
-  // Per account, the epoch in which it became dirty (0: clean since its last copy).
+  // account_slot::dirty: the epoch in which it became dirty (0: clean since its copy).
   // Epochs advance at each cut, so starting a cut marks nothing: the accounts of the
   // previous epoch are the ones owed to it. Values in use are only 0, the cut's epoch
   // and the current one, so wrapping (skipping 0) is harmless.
   static constexpr uint8_t clean = 0;
-  std::vector<uint8_t, huge_page_allocator<uint8_t>> dirty_flag_;
   uint8_t epoch_ = 1;
   uint8_t cut_epoch_ = 0;  // epoch owed to the cut in progress
   std::vector<uint32_t> dirty_;
