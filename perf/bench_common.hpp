@@ -156,8 +156,13 @@ inline std::vector<wire::transfer> make_batch(const pair_picker& p, std::mt19937
 }
 
 // Pipelined: `callers` threads each keep `depth` batches in flight for `seconds`.
+// Each batch's time from submit to reply, ms (the last throughput() run's).
+inline std::vector<double> batch_latencies_ms;
+
 inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch, uint32_t callers,
                   uint32_t depth, double seconds) {
+  std::mutex lat_mu;
+  batch_latencies_ms.clear();
   std::atomic<uint64_t> done{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
@@ -177,7 +182,12 @@ inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch
         engine::request r;
         r.kind = engine::op_kind::create_transfers;
         r.transfers = make_batch(p, rng, batch);
-        e.submit(std::move(r), [&](engine::reply&& rep) {
+        const auto sent = clk::now();
+        e.submit(std::move(r), [&, sent](engine::reply&& rep) {
+          {
+            std::lock_guard lk(lat_mu);
+            batch_latencies_ms.push_back(since(sent) * 1e3);
+          }
           uint64_t ok = 0;
           for (auto x : rep.results) ok += x == wire::result::ok;
           done.fetch_add(ok, std::memory_order_relaxed);

@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
       pair_picker p(o.accounts, shards, cross);
       const std::string tag = "_shards" + std::to_string(shards) + "_cross" + std::to_string(cross);
       record("transfers_per_s_batch8192" + tag, throughput(*e, p, 8192, 2, 4, o.seconds));
+      record("batch_latency_p99_ms_batch8192" + tag, percentile(batch_latencies_ms, 99));
       record("transfers_per_s_batch128" + tag, throughput(*e, p, 128, 4, 16, o.seconds));
       const auto g0 = e->stats().wal_groups;
       const auto t0 = clk::now();
