@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "engine/engine.hpp"
+#include "support/engine_fixture.hpp"
 #include "support/temp_dir.hpp"
 #include "system/crash_workload.hpp"
 
@@ -101,11 +102,7 @@ TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) {
     }
     total_acked += acks.size();
 
-    engine::config cfg;
-    cfg.data_dir = dir.path();
-    cfg.shards = 2;
-    cfg.pin_shards = false;
-    cfg.checkpoint_interval_ms = 0;
+    auto cfg = test_config(dir.path(), 2);
     cfg.wal_segment_mib = 4;
     cfg.wal_group_mib = 1;
     std::string err;

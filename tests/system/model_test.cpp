@@ -31,12 +31,14 @@
 #include "engine/engine.hpp"
 #include "engine/limits.hpp"
 #include "model/reference_ledger.hpp"
+#include "support/engine_fixture.hpp"
 #include "support/temp_dir.hpp"
 #include "wire/types.hpp"
 
 namespace {
 
 using mesob::test::temp_dir;
+using mesob::test::test_config;
 using namespace mesob;
 using wire::result;
 using ref_ledger = test::reference_ledger;
@@ -304,11 +306,7 @@ class model_run {
   // ---- engine ---------------------------------------------------------------------------
 
   bool open_engine() {
-    engine::config cfg;
-    cfg.data_dir = dirs_.back()->path();
-    cfg.shards = params_.shards;
-    cfg.pin_shards = false;
-    cfg.checkpoint_interval_ms = 0;
+    auto cfg = test_config(dirs_.back()->path(), params_.shards);
     cfg.tick_ms = 1000;  // of the manual clock
     cfg.wal_segment_mib = 16;
     cfg.snapshot_map_gib = 1;
@@ -1031,12 +1029,7 @@ INSTANTIATE_TEST_SUITE_P(runs, model_test,
 TEST(model_test_fixed, repeat_twice_in_one_batch) {
   temp_dir dir("mesob-model");
   auto now = std::make_shared<std::atomic<uint64_t>>(1'700'000'000'000'000'000ull);
-  engine::config cfg;
-  cfg.data_dir = dir.path();
-  cfg.shards = 4;
-  cfg.pin_shards = false;
-  cfg.checkpoint_interval_ms = 0;
-  cfg.wal_segment_mib = 16;
+  auto cfg = test_config(dir.path(), 4);
   cfg.snapshot_map_gib = 1;
   cfg.accounts_hint = 1024;
   cfg.clock = [now] { return now->load(); };

@@ -47,6 +47,11 @@ struct net {
     o.timeout_ms = 10'000;
     return o;
   }
+  wire::async_client::options async_opts() const {
+    wire::async_client::options o;
+    static_cast<wire::client::options&>(o) = opts();
+    return o;
+  }
   std::unique_ptr<wire::client> connect(const std::string& gw = "pay") {
     std::string err;
     auto c = wire::client::connect(opts(gw), &err);
@@ -431,8 +436,7 @@ TEST(server, idle_and_handshake_timeouts_close_sessions) {
 TEST(async_client, pipelined_callbacks_and_futures_from_several_threads) {
   net n;
   std::string err;
-  wire::async_client::options o;
-  static_cast<wire::client::options&>(o) = n.opts();
+  auto o = n.async_opts();
   auto c = wire::async_client::connect(o, &err);
   ASSERT_TRUE(c) << err;
   ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
@@ -462,8 +466,7 @@ TEST(async_client, reconnects_and_resends_without_applying_twice) {
   net n;
   const uint16_t port = n.srv->port();
   std::string err;
-  wire::async_client::options o;
-  static_cast<wire::client::options&>(o) = n.opts();
+  auto o = n.async_opts();
   auto c = wire::async_client::connect(o, &err);
   ASSERT_TRUE(c) << err;
   ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
@@ -493,8 +496,7 @@ TEST(async_client, reconnects_and_resends_without_applying_twice) {
 TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
   net n;
   std::string err;
-  wire::async_client::options o;
-  static_cast<wire::client::options&>(o) = n.opts();
+  auto o = n.async_opts();
   o.reconnect_attempts = 3;
   o.reconnect_backoff_ms = 5;
   auto c = wire::async_client::connect(o, &err);
@@ -513,8 +515,7 @@ TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   net n(cfg);
   std::mutex mu;
   std::vector<wire::push_msg> got;
-  wire::async_client::options o;
-  static_cast<wire::client::options&>(o) = n.opts();
+  auto o = n.async_opts();
   o.on_push = [&](wire::push_msg&& m) {
     std::lock_guard lk(mu);
     got.push_back(std::move(m));
