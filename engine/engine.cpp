@@ -148,6 +148,7 @@ class engine_impl {
   std::vector<std::shared_ptr<engine_batch>> walks_;  // account queries back from the shards
   bool accepting_ = true;
   std::atomic<bool> sleeping_{false};
+  std::atomic<size_t> wake_at_{1};  // queue length whose request wakes a waiting sequencer
   std::atomic<bool> stop_{false};
 
   // Sequencer state (sequencer thread only, or recovery before it starts).
@@ -966,8 +967,20 @@ class engine_impl {
         std::lock_guard lk(q_mu_);
         if (q_.empty() && walks_.empty()) break;
       }
-      if (wal_->in_flight()) {
-        const auto st = wal_->wait(int(cfg_.tick_ms));
+      // Wait for the group in flight, or for work. While a group is in flight, the request
+      // that brings the queue to `sequencer_wake_in_flight` wakes the sequencer, so it
+      // stages the next group during the fdatasync instead of after it.
+      const bool flying = wal_->in_flight();
+      wake_at_.store(flying ? sequencer_wake_in_flight : 1);
+      sleeping_.store(true);
+      bool ready;
+      {
+        std::lock_guard lk(q_mu_);
+        ready = q_.size() >= wake_at_.load() || !walks_.empty();
+      }
+      if (flying) {
+        const auto st = wal_->wait(!ready && !stop_.load() ? int(cfg_.tick_ms) : 0);
+        sleeping_.store(false);
         if (st == storage::wal_writer::wait_status::committed) {
           dispatched_chain_ = wal_->durable_chain();
           send(std::move(flight_list_), nullptr);
@@ -976,13 +989,7 @@ class engine_impl {
           on_wal_failed();
         }
       } else {
-        sleeping_.store(true);
-        bool empty;
-        {
-          std::lock_guard lk(q_mu_);
-          empty = q_.empty() && walks_.empty();
-        }
-        if (empty && !stop_.load()) wal_->wait(int(std::min<uint64_t>(cfg_.tick_ms, 100)));
+        if (!ready && !stop_.load()) wal_->wait(int(std::min<uint64_t>(cfg_.tick_ms, 100)));
         sleeping_.store(false);
       }
     }
@@ -1363,6 +1370,7 @@ class engine_impl {
   }
 
   void enqueue(queued&& q) {
+    size_t queued_now;
     {
       std::unique_lock lk(q_mu_);
       q_space_.wait(lk, [&] { return !accepting_ || q_.size() < cfg_.queue_requests_max; });
@@ -1373,9 +1381,12 @@ class engine_impl {
         q.done(std::move(r));
         return;
       }
+      queued_now = q_.size() + 1;
       q_.push_back(std::move(q));
     }
-    if (sleeping_.load()) {
+    // Only the request that brings the queue to the sequencer's threshold wakes it: it
+    // takes the whole queue when it runs, so the others would only cost it wake-ups.
+    if (sleeping_.load() && queued_now == wake_at_.load()) {
       const uint64_t one = 1;
       [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
     }
@@ -1571,6 +1582,7 @@ engine_stats engine::stats() {
     s.wal_groups = w.groups;
     s.wal_records = w.records;
     s.wal_bytes = w.bytes;
+    s.wal_flight_ns = w.flight_ns;
   }
   s.checkpoints = impl_->checkpoints_.load();
   for (auto& sh : impl_->shards_) s.memory_bytes_shards += sh->stats().memory_bytes;

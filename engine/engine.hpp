@@ -105,6 +105,7 @@ struct engine_stats {
   uint64_t wal_groups = 0;
   uint64_t wal_records = 0;
   uint64_t wal_bytes = 0;
+  uint64_t wal_flight_ns = 0;  // summed time groups spent between submit and durable
   uint64_t sync_waits = 0;
   uint64_t checkpoints = 0;
   uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)

@@ -16,6 +16,12 @@ constexpr uint32_t shards_max = actors::shards_max;
 constexpr uint32_t queue_requests_max_default = 4096;
 // Batches sequenced but not yet executed by every shard (bounds memory and replay).
 constexpr uint32_t batches_in_flight_max = 8192;
+// While a commit group is in flight, the request that brings the sequencer's queue to
+// this length wakes it to stage the next group during the fdatasync. Waking at the first
+// request costs too many wake-ups when shards share the cores; never waking leaves all
+// staging until after the fdatasync. 16 measured best of 1, 8, 16 and never
+// (perf/RESULTS.md, 2026-11-22, third session).
+constexpr uint32_t sequencer_wake_in_flight = 16;
 // Records in one page of an account's history.
 constexpr uint32_t history_page_max = 1024;
 // Records walked back for one balance-as-of query before giving up.

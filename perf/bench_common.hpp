@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <liburing.h>
 #include <unistd.h>
 
@@ -212,6 +213,13 @@ struct fdatasync_figures {
   double per_s = 0;
   std::vector<double> latencies_us;  // one per commit
 };
+// CPU time used by the whole process so far (every thread, user and system), seconds.
+inline double process_cpu_s() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 inline fdatasync_figures fdatasync_probe(const std::string& dir, double seconds) {
   fdatasync_figures out;
   std::filesystem::create_directories(dir);

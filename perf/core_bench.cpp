@@ -45,7 +45,7 @@ struct options {
   double seconds = 3.0;
   uint64_t replay_transfers = 10'000'000;
   uint64_t memory_transfers = 50'000'000;
-  std::string only;  // run one section: fsync, accounts, throughput, replay, memory
+  std::string only;  // run one section: fsync, accounts, throughput, callers, replay, memory
   bool append = false;  // keep the metrics already in `out` (sections run one per process)
   uint32_t shards_only = 0;  // throughput: run only this shard count (0: 1 and 2)
   bool keep = false;    // leave the data directory behind (to profile `--only restart` on it)
@@ -141,21 +141,33 @@ int main(int argc, char** argv) {
   }
 
   for (uint32_t shards : {1u, 2u}) {
-    if (!o.run("throughput")) break;
+    if (!o.run("throughput") && o.only != "callers") break;
     if (o.shards_only != 0 && shards != o.shards_only) continue;
     auto e = open_engine(o, shards, true);
     create_accounts(*e, o.accounts);
     for (uint32_t cross : shards == 1 ? std::vector<uint32_t>{0} : std::vector<uint32_t>{10, 50}) {
       pair_picker p(o.accounts, shards, cross);
       const std::string tag = "_shards" + std::to_string(shards) + "_cross" + std::to_string(cross);
-      record("transfers_per_s_batch8192" + tag, throughput(*e, p, 8192, 2, 4, o.seconds));
-      record("batch_latency_p99_ms_batch8192" + tag, percentile(batch_latencies_ms, 99));
-      record("transfers_per_s_batch128" + tag, throughput(*e, p, 128, 4, 16, o.seconds));
-      const auto g0 = e->stats().wal_groups;
+      if (o.only != "callers") {
+        record("transfers_per_s_batch8192" + tag, throughput(*e, p, 8192, 2, 4, o.seconds));
+        record("batch_latency_p99_ms_batch8192" + tag, percentile(batch_latencies_ms, 99));
+        record("transfers_per_s_batch128" + tag, throughput(*e, p, 128, 4, 16, o.seconds));
+      }
+      const auto s0 = e->stats();
       const auto t0 = clk::now();
-      record("transfers_per_s_batch1_callers64" + tag, throughput_callers(*e, p, 64, o.seconds));
-      record("commit_groups_per_s_batch1_callers64" + tag, double(e->stats().wal_groups - g0) / since(t0));
+      const double cpu0 = process_cpu_s();
+      const double rate = throughput_callers(*e, p, 64, o.seconds);
+      record("transfers_per_s_batch1_callers64" + tag, rate);
+      const auto s1 = e->stats();
+      const double secs = since(t0);
+      // CPU of every thread per transfer: on 2 cores, 2 s / this is the engine's ceiling.
+      record("cpu_us_per_transfer_batch1_callers64" + tag, (process_cpu_s() - cpu0) * 1e6 / (rate * secs));
+      record("commit_groups_per_s_batch1_callers64" + tag, double(s1.wal_groups - s0.wal_groups) / secs);
+      // Share of the time a group was in flight (write + fdatasync): 1.0 means the log
+      // device never waited for the engine.
+      record("log_busy_share_batch1_callers64" + tag, double(s1.wal_flight_ns - s0.wal_flight_ns) / 1e9 / secs);
     }
+    if (o.only == "callers") continue;
     // A full checkpoint after the runs: every account dirty, 1M accounts.
     std::string err;
     const auto c0 = clk::now();

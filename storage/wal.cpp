@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +25,12 @@ constexpr uint64_t tag_fsync = 2;
 constexpr uint64_t tag_wake = 3;
 
 uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+uint64_t monotonic_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
 
 std::string errno_text(int e) { return std::strerror(e); }
 
@@ -317,6 +324,7 @@ void wal_writer::submit() {
   groups_.fetch_add(1, std::memory_order_relaxed);
   records_.fetch_add(staged_records_, std::memory_order_relaxed);
   bytes_.fetch_add(len, std::memory_order_relaxed);
+  flight_start_ns_ = monotonic_ns();
   open_buf_ ^= 1;
   segment_offset_ += len;
   staged_bytes_ = 0;
@@ -387,6 +395,7 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
       return wait_status::failed;
     }
     in_flight_ = false;
+    flight_ns_.fetch_add(monotonic_ns() - flight_start_ns_, std::memory_order_relaxed);
     durable_lsn_ = flight_last_lsn_;
     durable_chain_ = flight_chain_;
     return wait_status::committed;

@@ -92,11 +92,12 @@ class wal_writer {
     uint64_t groups = 0;
     uint64_t records = 0;
     uint64_t bytes = 0;
+    uint64_t flight_ns = 0;  // summed time from a group's submit to its durable completion
   };
   // Safe from any thread (relaxed counters).
   [[nodiscard]] stats counters() const {
     return {groups_.load(std::memory_order_relaxed), records_.load(std::memory_order_relaxed),
-            bytes_.load(std::memory_order_relaxed)};
+            bytes_.load(std::memory_order_relaxed), flight_ns_.load(std::memory_order_relaxed)};
   }
 
  private:
@@ -146,7 +147,8 @@ class wal_writer {
   chain_hash chain_{};
   bool failed_ = false;
   std::string error_;
-  std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0};
+  std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0}, flight_ns_{0};
+  uint64_t flight_start_ns_ = 0;
 
   // segment preparer
   std::thread preparer_;
