@@ -127,7 +127,11 @@ int main(int argc, char** argv) {
   std::printf("%-48s %16s\n", "metric", "value");
   record("quick_mode", o.quick ? 1 : 0);
   record("cores", std::thread::hardware_concurrency());
-  if (o.run("fsync")) record("fdatasync_per_s", fdatasync_probe(o.dir + "-probe", o.quick ? 0.5 : 3.0).per_s);
+  if (o.run("fsync")) {
+    const auto f = fdatasync_probe(o.dir + "-probe", o.quick ? 0.5 : 3.0);
+    record("fdatasync_per_s", f.per_s);
+    record("fdatasync_p99_us", percentile(f.latencies_us, 99));
+  }
 
   // Memory per account: 1M accounts, RSS growth over the empty engine.
   if (o.run("accounts")) {

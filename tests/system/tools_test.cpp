@@ -19,70 +19,12 @@
 #include "engine/engine.hpp"
 #include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/mesobd_process.hpp"
 #include "wire/client.hpp"
 
 using namespace mesob;
 using namespace mesob::test;
 
-namespace {
-
-std::string bin(const char* rel) {
-  const char* dir = std::getenv("MESOB_TEST_BIN_DIR");
-  return std::string(dir ? dir : ".") + "/" + rel;
-}
-
-struct run_result {
-  int status = -1;
-  std::string out;
-};
-
-run_result run(const std::string& cmd) {
-  run_result r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (p && std::fgets(buf.data(), int(buf.size()), p)) r.out += buf.data();
-  r.status = p ? ::pclose(p) : -1;
-  return r;
-}
-
-// Starts mesobd (any free port), waits for "ready", runs `while_up(port)`, SIGTERMs it,
-// returns its exit status and output.
-run_result start_and_stop_mesobd(const std::string& data, const std::function<void(uint16_t)>& while_up = {}) {
-  int fds[2];
-  EXPECT_EQ(::pipe(fds), 0);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(fds[1], 1);
-    ::dup2(fds[1], 2);
-    ::close(fds[0]);
-    const auto path = bin("engine/mesobd");
-    ::execl(path.c_str(), path.c_str(), "--data-dir", data.c_str(), "--shards", "2", "--port", "0", nullptr);
-    std::_Exit(127);
-  }
-  ::close(fds[1]);
-  run_result r;
-  char buf[4096];
-  bool signalled = false;
-  for (;;) {
-    const auto n = ::read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    r.out.append(buf, size_t(n));
-    if (!signalled && r.out.find("ready") != std::string::npos) {
-      const auto at = r.out.find("listening on 127.0.0.1:");
-      const uint16_t port = at == std::string::npos ? 0 : uint16_t(std::atoi(r.out.c_str() + at + 23));
-      if (while_up) while_up(port);
-      ::kill(pid, SIGTERM);
-      signalled = true;
-    }
-  }
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.status = status;
-  return r;
-}
-
-}  // namespace
 
 TEST(mesobd, starts_stops_on_sigterm_and_recovers) {
   temp_dir dir;
@@ -110,17 +52,7 @@ TEST(mesobd, starts_stops_on_sigterm_and_recovers) {
 // there after a restart.
 TEST(mesobd, serves_the_protocol_with_its_development_gateway) {
   temp_dir dir;
-  // The development gateway's options, its secret read from the data directory.
-  auto dev_options = [&](uint16_t port) {
-    std::ifstream in(dir.path() + "/dev-gateway.secret");
-    std::string hex;
-    in >> hex;
-    wire::client::options o;
-    o.port = port;
-    o.gateway = "dev";
-    EXPECT_TRUE(wire::from_hex(hex, &o.secret)) << hex;
-    return o;
-  };
+  auto dev_options = [&](uint16_t port) { return dev_gateway_options(dir.path(), port); };
   auto first = start_and_stop_mesobd(dir.path(), [&](uint16_t port) {
     ASSERT_NE(port, 0);
     auto o = dev_options(port);

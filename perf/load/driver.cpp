@@ -1,0 +1,516 @@
+#include "perf/load/driver.hpp"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <semaphore>
+#include <thread>
+
+namespace mesob::load {
+namespace {
+
+using clk = std::chrono::steady_clock;
+constexpr uint32_t window_limit = 1024;
+constexpr size_t problems_max = 10;
+
+uint64_t ns_between(clk::time_point a, clk::time_point b) {
+  return uint64_t(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count()));
+}
+
+// One connection: its sender thread, and what its answers add up to.
+struct connection_state {
+  // Closing the connection first: its outstanding callbacks complete while the rest lives.
+  ~connection_state() { c.reset(); }
+  std::unique_ptr<target_connection> c;
+  std::counting_semaphore<window_limit> slots{0};
+  std::thread sender;
+  std::mutex mu;  // everything below
+  hdr_histogram all, interval;
+  uint64_t requests = 0, transfers = 0, transfers_ok = 0, failed = 0;
+  uint64_t interval_requests = 0, interval_transfers = 0;
+  std::map<wire::result, uint64_t> results;
+  std::map<std::string, uint64_t> failures;
+  std::deque<uint64_t> posts_ready;       // two-phase: pendings acknowledged, to be posted
+  std::vector<uint64_t> acked_ok;          // verify: id.lo of every transfer acknowledged ok
+  std::vector<uint64_t> unknown;           // verify: id.lo of transfers of failed requests
+};
+
+struct shared_run {
+  shared_run(const workload& w_, const run_options& o_, const account_layout& l) : w(w_), o(o_), layout(l) {}
+  const workload& w;
+  const run_options& o;
+  const account_layout& layout;
+  std::atomic<uint64_t> next_k{1};
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> outstanding{0};
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  clk::time_point last_answer;
+  std::unique_ptr<std::atomic<int64_t>[]> expect;  // verify: posted balance change per account
+};
+
+void add_expected(shared_run& s, const wire::transfer& t) {
+  s.expect[t.debit_account_id - s.w.first_account].fetch_sub(int64_t(t.amount), std::memory_order_relaxed);
+  s.expect[t.credit_account_id - s.w.first_account].fetch_add(int64_t(t.amount), std::memory_order_relaxed);
+}
+
+void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>& ks, clk::time_point intended,
+               batch_outcome&& r) {
+  const auto now = clk::now();
+  const uint64_t lat = ns_between(intended, now);
+  {
+    std::lock_guard lk(st.mu);
+    st.all.record(lat);
+    st.interval.record(lat);
+    if (!r.failure.empty()) {
+      ++st.failed;
+      ++st.failures[r.failure];
+      if (s.o.verify) st.unknown.insert(st.unknown.end(), ks.begin(), ks.end());
+    } else {
+      ++st.requests;
+      ++st.interval_requests;
+      st.transfers += ks.size();
+      st.interval_transfers += ks.size();
+      for (size_t i = 0; i < ks.size(); ++i) {
+        ++st.results[r.results[i]];
+        if (r.results[i] != wire::result::ok) continue;
+        ++st.transfers_ok;
+        const bool post = ks[i] & post_tag;
+        if (s.w.two_phase && !post) st.posts_ready.push_back(ks[i]);
+        if (s.o.verify) {
+          st.acked_ok.push_back(ks[i]);
+          if (!s.w.two_phase) add_expected(s, make_transfer(s.w, s.layout, ks[i]));
+          else if (post) add_expected(s, make_transfer(s.w, s.layout, ks[i] & ~post_tag));
+        }
+      }
+    }
+  }
+  st.slots.release();
+  {
+    std::lock_guard lk(s.done_mu);
+    s.last_answer = std::max(s.last_answer, now);
+    --s.outstanding;
+  }
+  s.done_cv.notify_all();
+}
+
+// The next request of a connection: posts of its acknowledged pendings first (at most
+// half the batch), then new transfers.
+std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std::vector<uint64_t>* ks) {
+  std::vector<wire::transfer> b;
+  b.reserve(s.w.batch);
+  ks->clear();
+  if (s.w.two_phase) {
+    std::lock_guard lk(st.mu);
+    while (!st.posts_ready.empty() && b.size() < s.w.batch / 2) {
+      const uint64_t k = st.posts_ready.front();
+      st.posts_ready.pop_front();
+      b.push_back(make_post(s.w, k));
+      ks->push_back(post_tag | k);
+    }
+  }
+  const uint64_t fresh = s.w.batch - b.size();
+  const uint64_t k0 = s.next_k.fetch_add(fresh);
+  for (uint64_t k = k0; k < k0 + fresh; ++k) {
+    b.push_back(make_transfer(s.w, s.layout, k));
+    ks->push_back(k);
+  }
+  return b;
+}
+
+void send_one(shared_run& s, connection_state& st, clk::time_point intended) {
+  auto ks = std::make_shared<std::vector<uint64_t>>();
+  auto b = next_batch(s, st, ks.get());
+  ++s.outstanding;
+  st.c->submit(std::move(b), [&s, &st, ks, intended](batch_outcome&& r) { on_answer(s, st, *ks, intended, std::move(r)); });
+}
+
+bool take_slot(shared_run& s, connection_state& st) {
+  while (!s.stop.load()) {
+    if (st.slots.try_acquire_for(std::chrono::milliseconds(50))) {
+      if (!s.stop.load()) return true;
+      st.slots.release();
+      return false;
+    }
+  }
+  return false;
+}
+
+void sender_closed(shared_run& s, connection_state& st) {
+  while (take_slot(s, st)) send_one(s, st, clk::now());
+}
+
+// Open loop: request j of connection c is due at start + (j + c / N) / per_conn_rate.
+void sender_open(shared_run& s, connection_state& st, uint32_t index, clk::time_point start) {
+  const double per_conn = s.o.rate / double(s.w.batch) / double(s.o.connections);  // requests/s
+  const auto gap = std::chrono::duration<double>(1.0 / per_conn);
+  auto due = start + std::chrono::duration_cast<clk::duration>(gap * (double(index) / double(s.o.connections)));
+  uint64_t j = 0;
+  while (!s.stop.load()) {
+    std::this_thread::sleep_until(due);
+    if (!take_slot(s, st)) break;
+    send_one(s, st, due);  // latency counts from when it was due, however late it leaves
+    ++j;
+    due = start + std::chrono::duration_cast<clk::duration>(gap * (double(j) + double(index) / double(s.o.connections)));
+  }
+}
+
+std::string fmt_ns(uint64_t ns) {
+  char b[32];
+  if (ns < 10'000) std::snprintf(b, sizeof b, "%.2f us", double(ns) / 1e3);
+  else if (ns < 10'000'000) std::snprintf(b, sizeof b, "%.1f us", double(ns) / 1e3);
+  else std::snprintf(b, sizeof b, "%.1f ms", double(ns) / 1e6);
+  return b;
+}
+
+// Collects the per-second figures of every connection.
+interval_row take_interval(std::vector<std::unique_ptr<connection_state>>& cs, double t) {
+  hdr_histogram h;
+  interval_row row;
+  row.t_s = t;
+  for (auto& c : cs) {
+    std::lock_guard lk(c->mu);
+    h.merge(c->interval);
+    c->interval.reset();
+    row.transfers += c->interval_transfers;
+    row.requests += c->interval_requests;
+    c->interval_transfers = c->interval_requests = 0;
+  }
+  row.p50_ns = h.percentile(50);
+  row.p99_ns = h.percentile(99);
+  row.max_ns = h.max();
+  return row;
+}
+
+void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_state>>& cs, verify_report* v) {
+  const workload& w = s.w;
+  v->ran = true;
+  const auto problem = [&](std::string p) {
+    if (v->problems.size() < problems_max) v->problems.push_back(std::move(p));
+  };
+  const auto id_of = [&](uint64_t k) { return wire::id128{k, w.run}; };
+  std::vector<uint64_t> acked, unknown;
+  for (auto& c : cs) {
+    acked.insert(acked.end(), c->acked_ok.begin(), c->acked_ok.end());
+    unknown.insert(unknown.end(), c->unknown.begin(), c->unknown.end());
+  }
+  std::string err;
+  std::vector<found_transfer> found;
+  // Transfers of failed requests: applied or not, as the target says; count what it applied.
+  for (size_t at = 0; at < unknown.size(); at += 65536) {
+    std::vector<wire::id128> ids;
+    for (size_t i = at; i < std::min(unknown.size(), at + 65536); ++i) ids.push_back(id_of(unknown[i]));
+    if (!t.find_transfers(ids, &found, &err)) return problem("looking up transfers of failed requests: " + err);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ++v->unknown_resolved;
+      if (!found[i].found) continue;
+      const uint64_t k = unknown[at + i];
+      if (!w.two_phase) add_expected(s, make_transfer(w, s.layout, k));
+      else if (k & post_tag) add_expected(s, make_transfer(w, s.layout, k & ~post_tag));
+    }
+  }
+  // Every acknowledged transfer is there, with the fields it was sent with.
+  for (size_t at = 0; at < acked.size(); at += 65536) {
+    std::vector<wire::id128> ids;
+    for (size_t i = at; i < std::min(acked.size(), at + 65536); ++i) ids.push_back(id_of(acked[i]));
+    if (!t.find_transfers(ids, &found, &err)) return problem("looking up acknowledged transfers: " + err);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ++v->transfers_checked;
+      const uint64_t k = acked[at + i];
+      const auto& f = found[i];
+      if (!f.found) {
+        problem("acknowledged transfer " + std::to_string(k) + " is missing");
+        continue;
+      }
+      if (k & post_tag) continue;  // a post: found is all it promises
+      const auto e = make_transfer(w, s.layout, k);
+      if (f.debit_account_id != e.debit_account_id || f.credit_account_id != e.credit_account_id ||
+          f.amount != e.amount || f.pending != w.two_phase)
+        problem("transfer " + std::to_string(k) + " differs from what was sent");
+    }
+  }
+  // Balances: each account holds its opening balance plus what the acknowledged (and
+  // found) transfers moved; and money is conserved: the funding account's debit is
+  // exactly what the accounts hold.
+  int64_t funding = 0;
+  std::vector<int64_t> net;
+  if (!t.read_balances(w, &funding, &net, &err)) return problem("reading balances: " + err);
+  if (net.size() != w.accounts) return problem("reading balances: wrong number of accounts");
+  int64_t sum = funding;
+  for (uint64_t i = 0; i < w.accounts; ++i) {
+    ++v->accounts_checked;
+    sum += net[i];
+    const int64_t want = int64_t(w.opening) + s.expect[i].load();
+    if (net[i] != want)
+      problem("account " + std::to_string(w.first_account + i) + " holds " + std::to_string(net[i]) +
+              ", expected " + std::to_string(want));
+  }
+  if (sum != 0) problem("money is not conserved: the accounts and the funding account sum to " + std::to_string(sum));
+  if (funding != -int64_t(w.opening * w.accounts))
+    problem("the funding account holds " + std::to_string(funding) + ", expected " +
+            std::to_string(-int64_t(w.opening * w.accounts)));
+  v->ok = v->problems.empty();
+}
+
+}  // namespace
+
+bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error) {
+  if (o.connections == 0 || o.connections > 1024) {
+    *error = "connections: 1 .. 1,024";
+    return false;
+  }
+  if (o.rate < 0 || o.duration_s <= 0) {
+    *error = "rate must be >= 0 and duration > 0";
+    return false;
+  }
+  if (const auto why = t.supports(w); !why.empty()) {
+    *error = why;
+    return false;
+  }
+  const account_layout layout(w);
+  shared_run s(w, o, layout);
+  if (o.verify) {
+    s.expect = std::make_unique<std::atomic<int64_t>[]>(w.accounts);
+    for (uint64_t i = 0; i < w.accounts; ++i) s.expect[i] = 0;
+  }
+  std::vector<std::unique_ptr<connection_state>> cs;
+  for (uint32_t i = 0; i < o.connections; ++i) {
+    auto st = std::make_unique<connection_state>();
+    st->c = t.connect(error);
+    if (!st->c) {
+      *error = "connection " + std::to_string(i + 1) + ": " + *error;
+      return false;
+    }
+    const uint32_t window = std::min({o.rate > 0 ? window_limit : o.window, st->c->window_max(), window_limit});
+    st->slots.release(std::max<uint32_t>(1, window));
+    cs.push_back(std::move(st));
+  }
+  out->target = t.name();
+  out->workload = w.describe();
+  out->mode = o.rate > 0 ? "open" : "closed";
+  const auto start = clk::now();
+  s.last_answer = start;
+  for (uint32_t i = 0; i < o.connections; ++i) {
+    auto* st = cs[i].get();
+    st->sender = std::thread([&s, st, i, start, &o] {
+      if (o.rate > 0) sender_open(s, *st, i, start);
+      else sender_closed(s, *st);
+    });
+  }
+  // Per-second progress until the duration is over.
+  const auto end = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
+  for (int sec = 1;; ++sec) {
+    const auto tick = start + std::chrono::seconds(sec);
+    std::this_thread::sleep_until(std::min(tick, end));
+    const double t_s = std::chrono::duration<double>(clk::now() - start).count();
+    const auto row = take_interval(cs, t_s);
+    out->timeline.push_back(row);
+    if (o.progress) {
+      uint64_t failed = 0;
+      for (auto& c : cs) {
+        std::lock_guard lk(c->mu);
+        failed += c->failed;
+      }
+      std::fprintf(stderr, "[%6.1fs] %12.0f transfers/s %9llu requests  p50 %10s  p99 %10s  max %10s  failed %llu\n",
+                   t_s, double(row.transfers) / std::max(1e-9, t_s - (out->timeline.size() > 1 ? out->timeline[out->timeline.size() - 2].t_s : 0)),
+                   (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(), fmt_ns(row.p99_ns).c_str(),
+                   fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
+    }
+    if (tick >= end) break;
+  }
+  s.stop = true;
+  for (auto& c : cs) c->sender.join();
+  {
+    std::unique_lock lk(s.done_mu);
+    if (!s.done_cv.wait_for(lk, std::chrono::duration<double>(o.drain_timeout_s), [&] { return s.outstanding == 0; })) {
+      *error = std::to_string(s.outstanding.load()) + " requests still unanswered " +
+               std::to_string(int(o.drain_timeout_s)) + " s after the load stopped";
+      return false;
+    }
+  }
+  out->seconds = std::chrono::duration<double>(s.last_answer - start).count();
+  for (auto& c : cs) {
+    std::lock_guard lk(c->mu);
+    out->latency.merge(c->all);
+    out->requests += c->requests;
+    out->transfers += c->transfers;
+    out->transfers_ok += c->transfers_ok;
+    out->requests_failed += c->failed;
+    for (auto& [r, n] : c->results) out->results[std::string(wire::result_name(r))] += n;
+    for (auto& [f, n] : c->failures) out->failures[f] += n;
+  }
+  if (o.verify) verify(t, s, cs, &out->verify);
+  cs.clear();  // connections close
+  return true;
+}
+
+void print_report(const run_report& r, FILE* f) {
+  std::fprintf(f, "target %s, %s loop, %s\n", r.target.c_str(), r.mode.c_str(), r.workload.c_str());
+  std::fprintf(f, "%.2f s: %llu requests answered, %llu failed; %llu transfers, %llu ok: %.0f transfers/s (ok)\n",
+               r.seconds, (unsigned long long)r.requests, (unsigned long long)r.requests_failed,
+               (unsigned long long)r.transfers, (unsigned long long)r.transfers_ok, r.transfers_per_s());
+  std::fprintf(f, "request latency: p50 %s  p90 %s  p99 %s  p99.9 %s  p99.99 %s  max %s\n",
+               fmt_ns(r.latency.percentile(50)).c_str(), fmt_ns(r.latency.percentile(90)).c_str(),
+               fmt_ns(r.latency.percentile(99)).c_str(), fmt_ns(r.latency.percentile(99.9)).c_str(),
+               fmt_ns(r.latency.percentile(99.99)).c_str(), fmt_ns(r.latency.max()).c_str());
+  for (auto& [name, n] : r.results) std::fprintf(f, "  result %-40s %llu\n", name.c_str(), (unsigned long long)n);
+  for (auto& [why, n] : r.failures) std::fprintf(f, "  failed request: %s (%llu)\n", why.c_str(), (unsigned long long)n);
+  if (r.verify.ran) {
+    std::fprintf(f, "verify: %s (%llu acknowledged transfers looked up, %llu of failed requests resolved, %llu accounts)\n",
+                 r.verify.ok ? "ok" : "FAILED", (unsigned long long)r.verify.transfers_checked,
+                 (unsigned long long)r.verify.unknown_resolved, (unsigned long long)r.verify.accounts_checked);
+    for (auto& p : r.verify.problems) std::fprintf(f, "  %s\n", p.c_str());
+  }
+}
+
+namespace {
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\', o += c;
+    else if (uint8_t(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      o += b;
+    } else o += c;
+  }
+  return o;
+}
+}  // namespace
+
+bool write_report_json(const run_report& r, const workload& w, const run_options& o, const std::string& path,
+                       std::string* error) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) {
+    *error = path + ": cannot write";
+    return false;
+  }
+  const auto us = [](uint64_t ns) { return double(ns) / 1e3; };
+  std::fprintf(f, "{\n  \"target\": \"%s\",\n  \"mode\": \"%s\",\n  \"workload\": \"%s\",\n",
+               json_escape(r.target).c_str(), r.mode.c_str(), json_escape(r.workload).c_str());
+  std::fprintf(f,
+               "  \"batch\": %u,\n  \"accounts\": %llu,\n  \"connections\": %u,\n  \"window\": %u,\n  \"rate\": %.1f,\n"
+               "  \"seconds\": %.3f,\n  \"requests\": %llu,\n  \"requests_failed\": %llu,\n  \"transfers\": %llu,\n"
+               "  \"transfers_ok\": %llu,\n  \"transfers_per_s\": %.1f,\n",
+               w.batch, (unsigned long long)w.accounts, o.connections, o.window, o.rate, r.seconds,
+               (unsigned long long)r.requests, (unsigned long long)r.requests_failed, (unsigned long long)r.transfers,
+               (unsigned long long)r.transfers_ok, r.transfers_per_s());
+  std::fprintf(f,
+               "  \"latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p99_9\": %.1f, \"p99_99\": %.1f, "
+               "\"max\": %.1f, \"mean\": %.1f},\n",
+               us(r.latency.percentile(50)), us(r.latency.percentile(90)), us(r.latency.percentile(99)),
+               us(r.latency.percentile(99.9)), us(r.latency.percentile(99.99)), us(r.latency.max()),
+               r.latency.mean() / 1e3);
+  std::fprintf(f, "  \"results\": {");
+  size_t i = 0;
+  for (auto& [name, n] : r.results)
+    std::fprintf(f, "%s\"%s\": %llu", i++ ? ", " : "", json_escape(name).c_str(), (unsigned long long)n);
+  std::fprintf(f, "},\n  \"failures\": {");
+  i = 0;
+  for (auto& [why, n] : r.failures)
+    std::fprintf(f, "%s\"%s\": %llu", i++ ? ", " : "", json_escape(why).c_str(), (unsigned long long)n);
+  std::fprintf(f, "},\n  \"timeline\": [");
+  i = 0;
+  for (auto& row : r.timeline)
+    std::fprintf(f, "%s\n    {\"t_s\": %.3f, \"transfers\": %llu, \"requests\": %llu, \"p50_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f}",
+                 i++ ? "," : "", row.t_s, (unsigned long long)row.transfers, (unsigned long long)row.requests,
+                 us(row.p50_ns), us(row.p99_ns), us(row.max_ns));
+  std::fprintf(f, "\n  ]");
+  if (r.verify.ran) {
+    std::fprintf(f, ",\n  \"verify\": {\"ok\": %s, \"transfers_checked\": %llu, \"unknown_resolved\": %llu, "
+                    "\"accounts_checked\": %llu, \"problems\": [",
+                 r.verify.ok ? "true" : "false", (unsigned long long)r.verify.transfers_checked,
+                 (unsigned long long)r.verify.unknown_resolved, (unsigned long long)r.verify.accounts_checked);
+    i = 0;
+    for (auto& p : r.verify.problems) std::fprintf(f, "%s\"%s\"", i++ ? ", " : "", json_escape(p).c_str());
+    std::fprintf(f, "]}");
+  }
+  std::fprintf(f, "\n}\n");
+  const bool ok = std::fclose(f) == 0;
+  if (!ok) *error = path + ": write failed";
+  return ok;
+}
+
+bool write_plots(const run_report& r, const std::string& dir, const std::string& name, std::string* error) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string base = dir + "/" + name;
+  {
+    FILE* f = std::fopen((base + "-timeline.dat").c_str(), "w");
+    if (!f) {
+      *error = base + "-timeline.dat: cannot write";
+      return false;
+    }
+    std::fprintf(f, "# t_s transfers_per_s p50_us p99_us max_us\n");
+    double prev = 0;
+    for (auto& row : r.timeline) {
+      std::fprintf(f, "%.3f %.1f %.1f %.1f %.1f\n", row.t_s, double(row.transfers) / std::max(1e-9, row.t_s - prev),
+                   double(row.p50_ns) / 1e3, double(row.p99_ns) / 1e3, double(row.max_ns) / 1e3);
+      prev = row.t_s;
+    }
+    std::fclose(f);
+  }
+  {
+    // The percentile distribution, HdrHistogram style: x = 1 / (1 - p) on a log scale.
+    FILE* f = std::fopen((base + "-distribution.dat").c_str(), "w");
+    if (!f) {
+      *error = base + "-distribution.dat: cannot write";
+      return false;
+    }
+    std::fprintf(f, "# percentile latency_us one_over_one_minus_p\n");
+    for (double nines = 0; nines <= 5.0; nines += 0.05) {
+      const double p = 100.0 * (1.0 - std::pow(10.0, -nines));
+      std::fprintf(f, "%.5f %.1f %.3f\n", p, double(r.latency.percentile(p)) / 1e3, std::pow(10.0, nines));
+    }
+    std::fclose(f);
+  }
+  const std::string gp = base + ".gp";
+  FILE* f = std::fopen(gp.c_str(), "w");
+  if (!f) {
+    *error = gp + ": cannot write";
+    return false;
+  }
+  const std::string title = r.target + ", " + r.mode + " loop: " + r.workload;
+  std::fprintf(f,
+               "set terminal png size 1200,700\n"
+               "set output '%s-latency-over-time.png'\n"
+               "set title \"%s\" noenhanced\n"
+               "set xlabel 'seconds'\nset ylabel 'request latency, us'\nset y2label 'transfers/s'\n"
+               "set logscale y\nset y2tics\nset y2range [0:*]\nset ytics nomirror\nset grid\nset key top left\n"
+               "plot '%s-timeline.dat' using 1:3 with lines title 'p50', '' using 1:4 with lines title 'p99', "
+               "'' using 1:5 with lines title 'max', '' using 1:2 axes x1y2 with lines title 'transfers/s'\n"
+               "set output '%s-latency-distribution.png'\n"
+               "unset y2tics\nunset y2label\nset xlabel 'percentile'\nset logscale x\n"
+               "set xtics ('0%%%%' 1, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, '99.99%%%%' 10000, '99.999%%%%' 100000)\n"
+               "plot '%s-distribution.dat' using 3:2 with lines title 'request latency'\n",
+               base.c_str(), title.c_str(), base.c_str(), base.c_str(), base.c_str());
+  std::fclose(f);
+  const std::string cmd = "gnuplot '" + gp + "' 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) {
+    *error = "cannot run gnuplot";
+    return false;
+  }
+  std::string said;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p)) said += buf;
+  const int st = ::pclose(p);
+  if (st != 0) {
+    *error = "gnuplot failed" + (WIFEXITED(st) && WEXITSTATUS(st) == 127 ? std::string(" (not installed: apt-get install gnuplot-nox)") : ": " + said);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace mesob::load

@@ -1,0 +1,76 @@
+// The load driver of mesob-load: runs a workload against a target with N connections,
+// closed loop (a window of requests in flight per connection, as fast as answers come)
+// or open loop (requests sent at a fixed rate, each one's latency measured from the time
+// it was meant to be sent, so a stall shows up in full instead of being hidden by the
+// requests it delayed: no coordinated omission). Collects latencies in HDR histograms,
+// results by code, and per-second figures; verifies the target's state afterwards.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "perf/load/hdr_histogram.hpp"
+#include "perf/load/target.hpp"
+#include "perf/load/workload.hpp"
+
+namespace mesob::load {
+
+struct run_options {
+  uint32_t connections = 2;
+  uint32_t window = 4;        // closed loop: requests in flight per connection
+  double rate = 0;            // open loop: transfers per second over all connections (0: closed)
+  double duration_s = 10;
+  double drain_timeout_s = 60;  // waiting for outstanding answers after the load stops
+  bool progress = true;         // one line per second on stderr
+  bool verify = false;
+};
+
+// One second of the run.
+struct interval_row {
+  double t_s = 0;               // end of the interval, from the start
+  uint64_t transfers = 0;       // answered in the interval
+  uint64_t requests = 0;
+  uint64_t p50_ns = 0, p99_ns = 0, max_ns = 0;
+};
+
+struct verify_report {
+  bool ran = false;
+  bool ok = false;
+  uint64_t transfers_checked = 0;   // acknowledged transfers looked up
+  uint64_t unknown_resolved = 0;    // transfers of failed requests, found or not
+  uint64_t accounts_checked = 0;
+  std::vector<std::string> problems;  // the first few
+};
+
+struct run_report {
+  std::string target;
+  std::string workload;
+  std::string mode;                 // "closed" or "open"
+  double seconds = 0;               // from the first send to the last answer counted
+  uint64_t requests = 0;            // answered (any outcome)
+  uint64_t transfers = 0;           // in answered requests
+  uint64_t transfers_ok = 0;
+  uint64_t requests_failed = 0;     // no answer (connection or server error)
+  std::map<std::string, uint64_t> results;  // result name -> transfers (ok included)
+  std::map<std::string, uint64_t> failures;  // failure text -> requests
+  hdr_histogram latency;            // per request, ns
+  std::vector<interval_row> timeline;
+  verify_report verify;
+  double transfers_per_s() const { return seconds > 0 ? double(transfers_ok) / seconds : 0; }
+};
+
+// Runs the load (setup must have run). False with *error when it cannot start.
+bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error);
+
+// Writes the report as JSON.
+bool write_report_json(const run_report& r, const workload& w, const run_options& o, const std::string& path,
+                       std::string* error);
+// Prints the final summary (throughput, latency percentiles, results, failures).
+void print_report(const run_report& r, FILE* f);
+// Writes <dir>/<name>-latency-over-time.png and <dir>/<name>-latency-distribution.png
+// with gnuplot (and the .dat and .gp files beside them).
+bool write_plots(const run_report& r, const std::string& dir, const std::string& name, std::string* error);
+
+}  // namespace mesob::load

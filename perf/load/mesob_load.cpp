@@ -1,0 +1,177 @@
+// mesob-load: the load generator. Runs a transfer workload against a running mesobd over
+// the binary protocol (or against a baseline system with the same workload), closed or
+// open loop, and reports throughput, latency percentiles from an HDR histogram, results
+// by code, a JSON report, PNG plots, and optionally verifies the target's state after.
+//
+//   mesob-load --port 7400 --secret-file var/mesob/dev-gateway.secret --duration 10
+//   mesob-load ... --rate 200000 --batch 1 --connections 8      (open loop)
+//   mesob-load ... --verify --json perf/results/load.json --plot perf/results
+//
+// Exit codes: 0 done (and verified, with --verify); 1 the run could not start or finish;
+// 2 bad options; 3 verification found a problem.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "perf/load/driver.hpp"
+#include "perf/load/mesob_target.hpp"
+#if __has_include("perf/load/postgres_target.hpp")  // TEMPORARY until the baselines land
+#include "perf/load/postgres_target.hpp"
+#include "perf/load/redis_target.hpp"
+#define MESOB_BASELINES 1
+#endif
+#include "wire/protocol.hpp"
+
+using namespace mesob;
+
+namespace {
+
+bool read_secret(const std::string& hex, const std::string& file, std::vector<uint8_t>* out, std::string* error) {
+  std::string text = hex;
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) {
+      *error = file + ": cannot read";
+      return false;
+    }
+    std::getline(in, text);
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+  if (text.empty()) {
+    *error = "no gateway secret: give --secret HEX or --secret-file FILE (mesobd's dev-gateway.secret)";
+    return false;
+  }
+  if (!wire::from_hex(text, out)) {
+    *error = (file.empty() ? std::string("--secret") : file) + ": the secret is not hex";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mesob-load - load generator for Mesob (and the baselines)"};
+  std::string target_name = "mesob";
+  wire::client::options mo;
+  mo.gateway = "dev";
+  std::string secret_hex, secret_file;
+  std::string pg_conninfo = "host=127.0.0.1 port=5432 dbname=postgres";
+  std::string redis_host = "127.0.0.1";
+  uint16_t redis_port = 6379;
+  load::workload w;
+  w.shards = std::max(1u, std::thread::hardware_concurrency());
+  load::run_options o;
+  bool no_setup = false, quiet = false;
+  std::string json_path, plot_dir, label;
+  app.add_option("--target", target_name, "system under load: mesob, postgres or redis")
+      ->check(CLI::IsMember({"mesob", "postgres", "redis"}))
+      ->capture_default_str();
+  app.add_option("--host", mo.host, "mesobd address")->capture_default_str();
+  app.add_option("--port", mo.port, "mesobd port")->capture_default_str();
+  app.add_option("--gateway", mo.gateway, "gateway id (needs the payments role)")->capture_default_str();
+  app.add_option("--secret", secret_hex, "the gateway's secret, hex");
+  app.add_option("--secret-file", secret_file, "file holding the secret in hex (mesobd's <data>/dev-gateway.secret)");
+  app.add_option("--pg", pg_conninfo, "PostgreSQL connection string (libpq)")->capture_default_str();
+  app.add_option("--redis-host", redis_host, "Redis address")->capture_default_str();
+  app.add_option("--redis-port", redis_port, "Redis port")->capture_default_str();
+  app.add_option("--connections", o.connections, "connections, each with its own sender")->capture_default_str();
+  app.add_option("--window", o.window, "closed loop: requests in flight per connection (capped by the server's limit)")
+      ->capture_default_str();
+  app.add_option("--rate", o.rate, "open loop: transfers per second over all connections; 0 = closed loop")
+      ->capture_default_str();
+  app.add_option("--duration", o.duration_s, "seconds of load")->capture_default_str();
+  app.add_option("--batch", w.batch, "transfers per request (1 .. 8,192)")->capture_default_str();
+  app.add_option("--accounts", w.accounts, "accounts the load moves money between")->capture_default_str();
+  app.add_option("--first-account", w.first_account, "id of the first account (the funding account is one below)")
+      ->capture_default_str();
+  app.add_option("--opening", w.opening, "opening balance of each account, minor units")->capture_default_str();
+  app.add_option("--amount-max", w.amount_max, "amounts are 1 .. this")->capture_default_str();
+  app.add_option("--shards", w.shards, "the target's shard count (mesobd: one per core by default)")
+      ->capture_default_str();
+  app.add_option("--cross", w.cross_pct, "percent of transfers whose accounts live on two shards")->capture_default_str();
+  app.add_option("--hot", w.hot_pct, "percent of transfers between hot accounts only (skew)")->capture_default_str();
+  app.add_option("--hot-accounts", w.hot_accounts, "hot accounts per shard")->capture_default_str();
+  app.add_flag("--two-phase", w.two_phase, "pending transfers, each posted by a later request of its connection");
+  app.add_option("--seed", w.seed, "workload seed (printed; the same seed gives the same transfers)")
+      ->capture_default_str();
+  app.add_option("--run-id", w.run, "id.hi of this run's transfer ids; 0 = from the seed and the clock");
+  app.add_flag("--verify", o.verify, "after the run, check every acknowledged transfer and every balance");
+  app.add_flag("--no-setup", no_setup, "the accounts exist already (funded by an earlier setup)");
+  app.add_option("--json", json_path, "write the report as JSON to this file");
+  app.add_option("--plot", plot_dir, "write latency PNGs (gnuplot) into this directory");
+  app.add_option("--label", label, "name of the run in file names (default: the target)");
+  app.add_flag("--quiet", quiet, "no per-second progress");
+  CLI11_PARSE(app, argc, argv);
+  o.progress = !quiet;
+  if (w.run == 0) {
+    w.run = load::splitmix{w.seed ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) ^
+                           (uint64_t(::getpid()) << 32)}();
+    if (w.run == 0) w.run = 1;
+  }
+  if (const auto bad = w.check(); !bad.empty()) {
+    std::fprintf(stderr, "mesob-load: %s\n", bad.c_str());
+    return 2;
+  }
+  if (label.empty()) label = target_name;
+
+  std::string error;
+  std::unique_ptr<load::target> t;
+  if (target_name == "mesob") {
+    if (!read_secret(secret_hex, secret_file, &mo.secret, &error)) {
+      std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
+      return 2;
+    }
+    t = load::make_mesob_target(mo, &error);
+#ifdef MESOB_BASELINES
+  } else if (target_name == "postgres") {
+    t = load::make_postgres_target(pg_conninfo, &error);
+  } else {
+    t = load::make_redis_target(redis_host, redis_port, &error);
+#endif
+  }
+  if (!t) {
+    std::fprintf(stderr, "mesob-load: %s: %s\n", target_name.c_str(), error.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "mesob-load: %s, seed %llu, run id %016llx\n", w.describe().c_str(),
+               (unsigned long long)w.seed, (unsigned long long)w.run);
+  if (!no_setup) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!t->setup(w, &error)) {
+      std::fprintf(stderr, "mesob-load: setup: %s\n", error.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "mesob-load: %llu accounts ready in %.1f s\n", (unsigned long long)w.accounts,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  load::run_report r;
+  if (!load::run_load(*t, w, o, &r, &error)) {
+    std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
+    return 1;
+  }
+  load::print_report(r, stdout);
+  if (!json_path.empty()) {
+    if (!load::write_report_json(r, w, o, json_path, &error)) {
+      std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
+      return 1;
+    }
+    std::printf("wrote %s\n", json_path.c_str());
+  }
+  if (!plot_dir.empty()) {
+    if (!load::write_plots(r, plot_dir, label, &error)) {
+      std::fprintf(stderr, "mesob-load: plots: %s\n", error.c_str());
+      return 1;
+    }
+    std::printf("wrote %s/%s-latency-over-time.png and %s-latency-distribution.png\n", plot_dir.c_str(),
+                label.c_str(), label.c_str());
+  }
+  if (r.verify.ran && !r.verify.ok) return 3;
+  return 0;
+}

@@ -1,0 +1,219 @@
+#include "perf/load/mesob_target.hpp"
+
+#include <algorithm>
+
+#include "wire/async_client.hpp"
+
+namespace mesob::load {
+namespace {
+
+constexpr uint32_t chunk = wire::batch_operations_max;
+// Setup's funding transfers carry this id.hi (and the account id as id.lo): running setup
+// again on the same accounts repeats them, and the engine answers with the first outcome.
+constexpr uint64_t funding_id_hi = 0x6d65736f622d6675ull;  // "mesob-fu"
+
+std::string outcome_failure(const wire::client::outcome& r) {
+  if (r.ok) return {};
+  if (r.server_error)
+    return "server error " + std::to_string(int(r.error.code)) + ": " + r.error.message;
+  return r.failure.empty() ? "no response" : r.failure;
+}
+
+class mesob_connection final : public target_connection {
+ public:
+  mesob_connection(std::unique_ptr<wire::async_client> c, uint32_t window) : c_(std::move(c)), window_(window) {}
+  void submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) override {
+    const size_t n = batch.size();
+    c_->submit(wire::create_transfers_body(batch), [n, done = std::move(done)](wire::client::outcome&& r) {
+      batch_outcome out;
+      out.failure = outcome_failure(r);
+      if (out.failure.empty()) {
+        if (r.reply.results.size() != n)
+          out.failure = "reply has " + std::to_string(r.reply.results.size()) + " results for " +
+                        std::to_string(n) + " transfers";
+        else
+          out.results = std::move(r.reply.results);
+      }
+      done(std::move(out));
+    });
+  }
+  [[nodiscard]] uint32_t window_max() const override { return window_; }
+
+ private:
+  std::unique_ptr<wire::async_client> c_;
+  uint32_t window_;
+};
+
+class mesob_target final : public target {
+ public:
+  explicit mesob_target(const wire::client::options& o) : opt_(o) {}
+
+  bool open(std::string* error) {
+    c_ = wire::client::connect(opt_, error);
+    if (!c_) return false;
+    window_ = std::max<uint32_t>(1, c_->welcome().in_flight_max);
+    return true;
+  }
+
+  [[nodiscard]] std::string name() const override { return "mesob"; }
+  [[nodiscard]] std::string supports(const workload&) const override { return {}; }
+
+  bool setup(const workload& w, std::string* error) override {
+    // The funding account (no balance limit) and the load's accounts (debits must not
+    // exceed credits: a transfer that overdraws is rejected, as the baselines' check).
+    std::vector<wire::account> accounts;
+    const auto make = [&](uint64_t id, wire::account_kind kind, uint16_t flags) {
+      wire::account a;
+      a.id = id;
+      a.currency = w.currency;
+      a.kind = kind;
+      a.flags = flags;
+      accounts.push_back(a);
+    };
+    make(w.funding_account(), wire::account_kind::system, 0);
+    for (uint64_t i = 0; i < w.accounts; ++i)
+      make(w.first_account + i, wire::account_kind::customer_wallet,
+           wire::account_flags::debits_must_not_exceed_credits);
+    for (size_t at = 0; at < accounts.size(); at += chunk) {
+      const std::span<const wire::account> part(accounts.data() + at, std::min<size_t>(chunk, accounts.size() - at));
+      if (!check_results(c_->call(wire::create_accounts_body(part)), part.size(), "creating accounts", error,
+                         wire::result::ok))
+        return false;
+    }
+    // Opening balances, from the funding account.
+    std::vector<wire::transfer> ts;
+    for (uint64_t i = 0; i < w.accounts; ++i) {
+      wire::transfer t;
+      t.id = wire::id128{w.first_account + i, funding_id_hi};
+      t.debit_account_id = w.funding_account();
+      t.credit_account_id = w.first_account + i;
+      t.amount = w.opening;
+      t.currency = w.currency;
+      ts.push_back(t);
+    }
+    for (size_t at = 0; at < ts.size(); at += chunk) {
+      const std::span<const wire::transfer> part(ts.data() + at, std::min<size_t>(chunk, ts.size() - at));
+      if (!check_results(c_->call(wire::create_transfers_body(part)), part.size(), "funding accounts", error,
+                         wire::result::ok))
+        return false;
+    }
+    // A previous run's accounts would make verification meaningless: they must hold
+    // exactly their opening balance now.
+    int64_t funding = 0;
+    std::vector<int64_t> net;
+    if (!read_balances(w, &funding, &net, error)) return false;
+    for (uint64_t i = 0; i < w.accounts; ++i)
+      if (net[i] != int64_t(w.opening)) {
+        *error = "account " + std::to_string(w.first_account + i) +
+                 " exists with other transfers than its opening balance (a previous run's): choose another "
+                 "--first-account";
+        return false;
+      }
+    return true;
+  }
+
+  std::unique_ptr<target_connection> connect(std::string* error) override {
+    wire::async_client::options o;
+    static_cast<wire::client::options&>(o) = opt_;
+    auto c = wire::async_client::connect(o, error);
+    if (!c) return nullptr;
+    return std::make_unique<mesob_connection>(std::move(c), window_);
+  }
+
+  bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
+                     std::string* error) override {
+    std::vector<uint64_t> ids;
+    ids.push_back(w.funding_account());
+    for (uint64_t i = 0; i < w.accounts; ++i) ids.push_back(w.first_account + i);
+    std::vector<int64_t> net;
+    for (size_t at = 0; at < ids.size(); at += chunk) {
+      const std::span<const uint64_t> part(ids.data() + at, std::min<size_t>(chunk, ids.size() - at));
+      auto r = c_->call(wire::lookup_accounts_body(part));
+      if (const auto f = outcome_failure(r); !f.empty()) {
+        *error = "looking up accounts: " + f;
+        return false;
+      }
+      if (r.reply.results.size() != part.size() || r.reply.accounts.size() != part.size()) {
+        *error = "looking up accounts: the reply does not have one answer per id";
+        return false;
+      }
+      for (size_t i = 0; i < part.size(); ++i) {
+        if (r.reply.results[i] != wire::result::ok) {
+          *error = "account " + std::to_string(part[i]) + ": " + std::string(wire::result_name(r.reply.results[i]));
+          return false;
+        }
+        const auto& a = r.reply.accounts[i];
+        net.push_back(int64_t(a.credits_posted) - int64_t(a.debits_posted));
+      }
+    }
+    *funding = net[0];
+    accounts->assign(net.begin() + 1, net.end());
+    return true;
+  }
+
+  bool find_transfers(std::span<const wire::id128> ids, std::vector<found_transfer>* out,
+                      std::string* error) override {
+    out->clear();
+    for (size_t at = 0; at < ids.size(); at += chunk) {
+      const auto part = ids.subspan(at, std::min<size_t>(chunk, ids.size() - at));
+      auto r = c_->call(wire::lookup_transfers_body(part));
+      if (const auto f = outcome_failure(r); !f.empty()) {
+        *error = "looking up transfers: " + f;
+        return false;
+      }
+      if (r.reply.results.size() != part.size() || r.reply.records.size() != part.size()) {
+        *error = "looking up transfers: the reply does not have one answer per id";
+        return false;
+      }
+      for (size_t i = 0; i < part.size(); ++i) {
+        found_transfer f;
+        const auto& rec = r.reply.records[i];
+        // Found means recorded with the outcome ok (a rejected transfer is recorded too).
+        f.found = r.reply.results[i] == wire::result::ok && rec.result == uint32_t(wire::result::ok);
+        if (f.found) {
+          f.debit_account_id = rec.t.debit_account_id;
+          f.credit_account_id = rec.t.credit_account_id;
+          f.amount = rec.t.amount;
+          f.pending = rec.t.flags & wire::transfer_flags::pending;
+        }
+        out->push_back(f);
+      }
+    }
+    return true;
+  }
+
+ private:
+  // Every result must be `ok` (or `also_ok`, for a repeat of set-up).
+  static bool check_results(const wire::client::outcome& r, size_t n, const char* what, std::string* error,
+                            wire::result also_ok) {
+    if (const auto f = outcome_failure(r); !f.empty()) {
+      *error = std::string(what) + ": " + f;
+      return false;
+    }
+    if (r.reply.results.size() != n) {
+      *error = std::string(what) + ": the reply does not have one result per item";
+      return false;
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (r.reply.results[i] != wire::result::ok && r.reply.results[i] != also_ok) {
+        *error = std::string(what) + ": item " + std::to_string(i) + ": " +
+                 std::string(wire::result_name(r.reply.results[i]));
+        return false;
+      }
+    return true;
+  }
+
+  wire::client::options opt_;
+  std::unique_ptr<wire::client> c_;
+  uint32_t window_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<target> make_mesob_target(const wire::client::options& o, std::string* error) {
+  auto t = std::make_unique<mesob_target>(o);
+  if (!t->open(error)) return nullptr;
+  return t;
+}
+
+}  // namespace mesob::load

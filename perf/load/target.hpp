@@ -1,0 +1,64 @@
+// A system under load: Mesob over its binary protocol, or a baseline (PostgreSQL, Redis)
+// running the same workload. mesob-load drives every target through this interface.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "perf/load/workload.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::load {
+
+// The outcome of one request (one batch): one result per transfer, or, when the request
+// failed as a whole (connection lost, server error), `failure` and no results. A failed
+// request's transfers have an unknown outcome: verification looks them up.
+struct batch_outcome {
+  std::vector<wire::result> results;
+  std::string failure;
+};
+
+class target_connection {
+ public:
+  virtual ~target_connection() = default;
+  // Sends one batch. `done` runs exactly once, on any thread, when the outcome is durable
+  // (or the request failed). Blocks while window_max() requests are outstanding; a
+  // synchronous driver runs the request inside submit() and has a window of 1.
+  virtual void submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) = 0;
+  [[nodiscard]] virtual uint32_t window_max() const = 0;
+};
+
+// A transfer as read back for verification.
+struct found_transfer {
+  bool found = false;
+  uint64_t debit_account_id = 0;
+  uint64_t credit_account_id = 0;
+  uint64_t amount = 0;
+  bool pending = false;  // a pending transfer (two-phase): moves no posted balance
+};
+
+class target {
+ public:
+  virtual ~target() = default;
+  [[nodiscard]] virtual std::string name() const = 0;
+  // Whether the target runs this workload (baselines run plain transfers only).
+  [[nodiscard]] virtual std::string supports(const workload& w) const = 0;  // empty: yes
+  // Creates the funding account and the load's accounts, each with `opening` moved to it
+  // from the funding account; an account that already exists must hold its opening
+  // balance untouched, or setup fails (a previous run's accounts: use another range).
+  virtual bool setup(const workload& w, std::string* error) = 0;
+  virtual std::unique_ptr<target_connection> connect(std::string* error) = 0;
+  // Posted balance (credits minus debits) of the funding account and of each load account
+  // (index i: account first_account + i), read after the load stopped.
+  virtual bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
+                             std::string* error) = 0;
+  // Looks transfers up by id, one answer per id.
+  virtual bool find_transfers(std::span<const wire::id128> ids, std::vector<found_transfer>* out,
+                              std::string* error) = 0;
+};
+
+}  // namespace mesob::load

@@ -1,0 +1,71 @@
+// The transfer workloads of mesob-load, shared by every target (Mesob, PostgreSQL, Redis)
+// so that each system runs exactly the same accounts, amounts and batches.
+//
+// Transfer k of a run is a pure function of (seed, k): its accounts and amount are drawn
+// from a generator seeded with (seed, k), and its id is (run, k). Verification therefore
+// rebuilds any acknowledged transfer from its id alone, with no per-transfer memory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/shard.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::load {
+
+struct workload {
+  uint64_t accounts = 100'000;          // the load's accounts
+  uint64_t first_account = 1ull << 40;  // their ids: first_account .. first_account + accounts - 1
+  uint64_t opening = 1'000'000'000'000;  // minor units each account starts with
+  uint64_t amount_max = 1'000;          // amounts are 1 .. amount_max
+  uint32_t batch = 8192;                // transfers per request
+  uint32_t shards = 2;                  // the target's shard count (for the crossing share)
+  uint32_t cross_pct = 10;              // share of transfers whose accounts are on two shards
+  uint32_t hot_pct = 0;                 // share of transfers between hot accounts only
+  uint32_t hot_accounts = 16;           // hot accounts per shard
+  bool two_phase = false;               // pending transfers, each posted by a later request
+  uint64_t seed = 1;
+  uint64_t run = 0;                     // id128.hi of this run's transfers (0: from seed and clock)
+  wire::currency_code currency = wire::currency("ETB");
+
+  // The account that funds every load account's opening balance; it has no balance limit.
+  [[nodiscard]] uint64_t funding_account() const { return first_account - 1; }
+  // Checks the options; empty when they are valid, else what is wrong.
+  [[nodiscard]] std::string check() const;
+  [[nodiscard]] std::string describe() const;  // one line for reports
+};
+
+// splitmix64: a tiny generator whose every state is a good seed.
+struct splitmix {
+  uint64_t s;
+  uint64_t operator()() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+};
+
+// Account ids grouped by the shard that holds them (actors::shard_of), for choosing
+// pairs with a given share crossing shards and a hot set per shard.
+class account_layout {
+ public:
+  explicit account_layout(const workload& w);
+  [[nodiscard]] std::pair<uint64_t, uint64_t> pick(const workload& w, splitmix& rng) const;
+
+ private:
+  std::vector<std::vector<uint64_t>> by_shard_;
+};
+
+// Id tags in id128.lo's top byte: fresh transfers and pending transfers carry their
+// index k; the post of pending k carries post_tag | k.
+constexpr uint64_t post_tag = 1ull << 63;
+
+// Transfer k of the run (a plain transfer, or a pending one when two_phase).
+[[nodiscard]] wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_t k);
+// The post of pending transfer k (two-phase workload).
+[[nodiscard]] wire::transfer make_post(const workload& w, uint64_t k);
+
+}  // namespace mesob::load

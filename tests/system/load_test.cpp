@@ -1,0 +1,218 @@
+// mesob-load against a real mesobd on loopback: the closed and open loops, the two-phase
+// and skewed workloads, verification (and that it catches a lost acknowledged transfer),
+// set-up on a previous run's accounts, and the program's options, report and plots.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "perf/load/driver.hpp"
+#include "perf/load/mesob_target.hpp"
+#include "support/mesobd_process.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace mesob;
+using namespace mesob::test;
+
+namespace {
+
+load::workload small_workload(uint64_t first_account) {
+  load::workload w;
+  w.accounts = 2000;
+  w.first_account = first_account;
+  w.batch = 100;
+  w.shards = 2;
+  w.cross_pct = 30;
+  w.seed = 7;
+  w.run = 0x10ad;
+  w.opening = 1'000'000;
+  w.amount_max = 50;
+  return w;
+}
+
+load::run_options quick_run() {
+  load::run_options o;
+  o.connections = 2;
+  o.window = 4;
+  o.duration_s = 1.5;
+  o.progress = false;
+  o.verify = true;
+  return o;
+}
+
+std::unique_ptr<load::target> connect_target(const std::string& data, uint16_t port) {
+  std::string err;
+  auto t = load::make_mesob_target(dev_gateway_options(data, port), &err);
+  EXPECT_TRUE(t) << err;
+  return t;
+}
+
+// A target that acknowledges one request as all ok without sending it: an engine that
+// loses acknowledged transfers, which verification must catch.
+class losing_target final : public load::target {
+ public:
+  explicit losing_target(load::target& real) : real_(real) {}
+  std::string name() const override { return "losing"; }
+  std::string supports(const load::workload& w) const override { return real_.supports(w); }
+  bool setup(const load::workload& w, std::string* e) override { return real_.setup(w, e); }
+  std::unique_ptr<load::target_connection> connect(std::string* e) override {
+    class conn final : public load::target_connection {
+     public:
+      conn(std::unique_ptr<load::target_connection> c, std::atomic<int>* n) : c_(std::move(c)), n_(n) {}
+      void submit(std::vector<wire::transfer> b, std::function<void(load::batch_outcome&&)> done) override {
+        if (n_->fetch_add(1) == 5) {
+          load::batch_outcome o;
+          o.results.assign(b.size(), wire::result::ok);
+          done(std::move(o));
+          return;
+        }
+        c_->submit(std::move(b), std::move(done));
+      }
+      uint32_t window_max() const override { return c_->window_max(); }
+
+     private:
+      std::unique_ptr<load::target_connection> c_;
+      std::atomic<int>* n_;
+    };
+    auto c = real_.connect(e);
+    return c ? std::make_unique<conn>(std::move(c), &sent_) : nullptr;
+  }
+  bool read_balances(const load::workload& w, int64_t* f, std::vector<int64_t>* a, std::string* e) override {
+    return real_.read_balances(w, f, a, e);
+  }
+  bool find_transfers(std::span<const wire::id128> ids, std::vector<load::found_transfer>* out,
+                      std::string* e) override {
+    return real_.find_transfers(ids, out, e);
+  }
+
+ private:
+  load::target& real_;
+  std::atomic<int> sent_{0};
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
+  temp_dir dir;
+  auto r = start_and_stop_mesobd(dir.path(), [&](uint16_t port) {
+    ASSERT_NE(port, 0);
+    auto t = connect_target(dir.path(), port);
+    ASSERT_TRUE(t);
+    std::string err;
+
+    // Closed loop, uniform, 30% crossing shards.
+    auto w = small_workload(1'000'000);
+    ASSERT_TRUE(t->setup(w, &err)) << err;
+    load::run_report rep;
+    ASSERT_TRUE(load::run_load(*t, w, quick_run(), &rep, &err)) << err;
+    EXPECT_TRUE(rep.verify.ok) << (rep.verify.problems.empty() ? "" : rep.verify.problems[0]);
+    EXPECT_GT(rep.transfers_ok, 0u);
+    EXPECT_EQ(rep.requests_failed, 0u);
+    EXPECT_EQ(rep.latency.count(), rep.requests);
+    EXPECT_EQ(rep.verify.transfers_checked, rep.transfers_ok);
+    EXPECT_EQ(rep.verify.accounts_checked, w.accounts);
+    EXPECT_FALSE(rep.timeline.empty());
+
+    // Set-up refuses accounts a previous run moved money on.
+    std::string why;
+    EXPECT_FALSE(t->setup(w, &why));
+    EXPECT_NE(why.find("previous run"), std::string::npos) << why;
+
+    // Hot-account skew with balances that run out: rejections are counted by code, and
+    // the verified balances still hold.
+    auto hot = small_workload(2'000'000);
+    hot.hot_pct = 80;
+    hot.hot_accounts = 4;
+    hot.opening = 200;
+    hot.amount_max = 100;
+    hot.run = 0x40;
+    ASSERT_TRUE(t->setup(hot, &err)) << err;
+    load::run_report hrep;
+    ASSERT_TRUE(load::run_load(*t, hot, quick_run(), &hrep, &err)) << err;
+    EXPECT_TRUE(hrep.verify.ok) << (hrep.verify.problems.empty() ? "" : hrep.verify.problems[0]);
+    EXPECT_GT(hrep.results["exceeds_credits"], 0u);
+
+    // Two-phase: pendings, each posted by a later request.
+    auto two = small_workload(3'000'000);
+    two.two_phase = true;
+    two.run = 0x2f;
+    ASSERT_TRUE(t->setup(two, &err)) << err;
+    load::run_report trep;
+    ASSERT_TRUE(load::run_load(*t, two, quick_run(), &trep, &err)) << err;
+    EXPECT_TRUE(trep.verify.ok) << (trep.verify.problems.empty() ? "" : trep.verify.problems[0]);
+    EXPECT_GT(trep.transfers_ok, 0u);
+
+    // Open loop: requests leave on schedule (rate x duration / batch), whatever the answers.
+    auto open = small_workload(4'000'000);
+    open.run = 0x0e;
+    ASSERT_TRUE(t->setup(open, &err)) << err;
+    auto o = quick_run();
+    o.rate = 20'000;  // transfers/s: 200 requests/s of 100
+    o.duration_s = 2;
+    load::run_report orep;
+    ASSERT_TRUE(load::run_load(*t, open, o, &orep, &err)) << err;
+    EXPECT_TRUE(orep.verify.ok) << (orep.verify.problems.empty() ? "" : orep.verify.problems[0]);
+    EXPECT_GE(orep.requests, 380u);
+    EXPECT_LE(orep.requests, 402u);
+
+    // Verification catches an acknowledged request the target never applied.
+    auto lost = small_workload(5'000'000);
+    lost.run = 0x105e;
+    losing_target lt(*t);
+    ASSERT_TRUE(lt.setup(lost, &err)) << err;
+    load::run_report lrep;
+    ASSERT_TRUE(load::run_load(lt, lost, quick_run(), &lrep, &err)) << err;
+    EXPECT_FALSE(lrep.verify.ok);
+    ASSERT_FALSE(lrep.verify.problems.empty());
+    EXPECT_NE(lrep.verify.problems[0].find("is missing"), std::string::npos) << lrep.verify.problems[0];
+  });
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
+}
+
+TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
+  temp_dir dir;
+  const std::string out = dir.path() + "/out";
+  auto r = start_and_stop_mesobd(dir.path() + "/data", [&](uint16_t port) {
+    ASSERT_NE(port, 0);
+    const std::string base = bin("perf/mesob-load") + " --port " + std::to_string(port) +
+                             " --secret-file " + dir.path() + "/data/dev-gateway.secret --shards 2";
+    auto ok = run(base + " --accounts 1000 --batch 64 --duration 1.5 --verify --quiet --json " + out +
+                  "/load.json --plot " + out + " --label t");
+    ASSERT_TRUE(WIFEXITED(ok.status) && WEXITSTATUS(ok.status) == 0) << ok.out;
+    EXPECT_NE(ok.out.find("verify: ok"), std::string::npos) << ok.out;
+    EXPECT_NE(ok.out.find("p99.99"), std::string::npos) << ok.out;
+    const auto json = read_file(out + "/load.json");
+    EXPECT_NE(json.find("\"transfers_per_s\""), std::string::npos) << json;
+    EXPECT_NE(json.find("\"p99_99\""), std::string::npos) << json;
+    EXPECT_NE(json.find("\"ok\": true"), std::string::npos) << json;
+    for (const char* png : {"/t-latency-over-time.png", "/t-latency-distribution.png"}) {
+      std::error_code ec;
+      EXPECT_GT(std::filesystem::file_size(out + png, ec), 1000u) << png << " " << ec.message();
+    }
+    // Bad options: exit code 2 and what is wrong.
+    auto bad = run(base + " --batch 9000");
+    EXPECT_EQ(WEXITSTATUS(bad.status), 2) << bad.out;
+    EXPECT_NE(bad.out.find("batch: 1 .. 8,192"), std::string::npos) << bad.out;
+    auto no_secret = run(bin("perf/mesob-load") + " --port " + std::to_string(port));
+    EXPECT_EQ(WEXITSTATUS(no_secret.status), 2) << no_secret.out;
+    EXPECT_NE(no_secret.out.find("no gateway secret"), std::string::npos) << no_secret.out;
+    // Wrong secret: the server's refusal, exit code 1.
+    auto wrong = run(bin("perf/mesob-load") + " --port " + std::to_string(port) + " --secret " +
+                     std::string(64, 'a'));
+    EXPECT_EQ(WEXITSTATUS(wrong.status), 1) << wrong.out;
+    EXPECT_NE(wrong.out.find("auth failed"), std::string::npos) << wrong.out;
+  });
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
+  // Nobody listening: a clear refusal.
+  auto refused = run(bin("perf/mesob-load") + " --port 1 --secret " + std::string(64, 'a'));
+  EXPECT_EQ(WEXITSTATUS(refused.status), 1) << refused.out;
+  EXPECT_NE(refused.out.find("refused"), std::string::npos) << refused.out;
+}
