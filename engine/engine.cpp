@@ -22,6 +22,7 @@
 #include "actors/shard_actor.hpp"
 #include "engine/id_index.hpp"
 #include "engine/limits.hpp"
+#include "engine/record_rows.hpp"
 #include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
 #include "wire/assert.hpp"
@@ -225,11 +226,9 @@ class engine_impl {
   actors::transfer_record record_copy(uint64_t serial) {
     if (records_->resident(serial)) return records_->at(serial);
     actors::transfer_record r;
-    std::string bytes, err;
-    MESOB_ASSERT_MSG(snap_->get(storage::table::transfers, serial, &bytes, &err) &&
-                         bytes.size() == sizeof r,
+    std::string err;
+    MESOB_ASSERT_MSG(record_rows::get(*snap_, serial, &r, &err),
                      "a transfer record older than the resident window is not in the snapshot");
-    std::memcpy(&r, bytes.data(), sizeof r);
     return r;
   }
   wire::id128 record_id(uint64_t serial) { return record_copy(serial).t.id; }
@@ -240,13 +239,10 @@ class engine_impl {
     id_index::source src;
     src.stable_end = [this] { return flushed_serial_.load(); };
     src.read_stable = [this](uint64_t begin, uint64_t end, const id_index::id_fn& fn, std::string* error) {
-      const bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
-        actors::transfer_record r;
-        if (v.size() != sizeof r) return false;
-        std::memcpy(&r, v.data(), sizeof r);
-        fn(key, r.t.id);
+      const bool ok = record_rows::scan(*snap_, begin, end, [&](uint64_t serial, const actors::transfer_record& r) {
+        fn(serial, r.t.id);
         return true;
-      }, error, end, begin);
+      }, error);
       snap_->release_pages();
       return ok;
     };
@@ -664,19 +660,19 @@ class engine_impl {
     if (from >= to) return {};
     std::string err;
     uint64_t expect = from;
-    const bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
+    const bool ok = record_rows::scan(*snap_, from, to, [&](uint64_t serial, const actors::transfer_record& kept) {
       const auto& r = records_->at(expect);
-      if (key != expect || v.size() != sizeof r || std::memcmp(v.data(), &r, sizeof r) != 0) {
-        err = "snapshot: transfer row " + std::to_string(expect) +
+      if (serial != expect || std::memcmp(&kept, &r, sizeof r) != 0) {
+        err = "snapshot: transfer record " + std::to_string(expect) +
               " differs from the record the log replays: the snapshot and the log disagree";
         return false;
       }
       ++expect;
       return true;
-    }, &err, to, from);
+    }, &err);
     snap_->release_pages();
     if (ok && expect != to)
-      err = "snapshot: transfer rows " + std::to_string(expect) + ".." + std::to_string(to) + " are missing";
+      err = "snapshot: transfer records " + std::to_string(expect) + ".." + std::to_string(to) + " are missing";
     if (!err.empty()) return err;
     flushed_serial_.store(to);
     return {};
@@ -685,13 +681,14 @@ class engine_impl {
   // Appends records [flushed_serial_, upto) to the transfers table (after
   // verify_kept_records has counted the kept ones).
   std::string append_records(storage::snapshot_store::writer& w, uint64_t upto) {
-    for (uint64_t s = flushed_serial_.load(); s < upto; ++s) {
+    const uint64_t from = flushed_serial_.load();
+    if (from >= upto) return {};
+    const bool ok = record_rows::append(w, from, upto - from, [this](uint64_t s) -> const actors::transfer_record& {
       const auto& r = records_->at(s);
       MESOB_ASSERT(r.result != actors::result_unresolved);
-      if (!w.append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(&r), sizeof r}))
-        return w.error();
-    }
-    return {};
+      return r;
+    });
+    return ok ? std::string() : w.error();
   }
 
   // Appends final records to the snapshot's transfers table without moving the
@@ -1011,10 +1008,10 @@ class engine_impl {
     auto meta = snap_->read_meta(error);
     if (!error->empty()) return false;
     // Records flushed after the snapshot was taken stay; replay checks them.
-    const auto last = snap_->last_key(storage::table::transfers, error);
-    if (!error->empty()) return false;
-    const uint64_t snapshot_rows = meta ? meta->next_serial : 0;
-    if (last && *last >= snapshot_rows) kept_end_.store(*last + 1);
+    const auto stored_end = record_rows::end(*snap_, error);
+    if (!stored_end) return false;
+    const uint64_t snapshot_records = meta ? meta->next_serial : 0;
+    if (*stored_end > snapshot_records) kept_end_.store(*stored_end);
     // The id index is sized up front for every id the snapshot and the log can hold, so
     // replay never grows it (growth re-reads every id: 10% of replay's CPU before).
     uint64_t log_bytes = 0;
@@ -1042,27 +1039,24 @@ class engine_impl {
     records_->start_at(first_resident);
     records_floor_ = first_resident;
     ids_.reserve(n + log_transfers_max);
-    bool ok = snap_->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
-      transfer_record r;
-      if (key != expect || v.size() != sizeof r) {
-        *error = "snapshot: transfers table row " + std::to_string(key) + " is out of order or has " +
-                 std::to_string(v.size()) + " bytes";
+    bool ok = record_rows::scan(*snap_, 0, n, [&](uint64_t serial, const transfer_record& r) {
+      if (serial != expect) {
+        *error = "snapshot: transfer record " + std::to_string(serial) + " is out of order";
         return false;
       }
-      std::memcpy(&r, v.data(), sizeof r);
       if (r.result == actors::result_unresolved) {
-        *error = "snapshot: transfer row " + std::to_string(key) + " has no result";
+        *error = "snapshot: transfer record " + std::to_string(serial) + " has no result";
         return false;
       }
-      if (key >= first_resident) records_->append() = r;
+      if (serial >= first_resident) records_->append() = r;
       index_id(r.t.id, expect);
       ++expect;
       return true;
-    }, error, n);
+    }, error);
     snap_->release_pages();
     if (!ok) return false;
     if (expect != meta->next_serial || expect != meta->transfers) {
-      *error = "snapshot: " + std::to_string(expect) + " transfer rows but the snapshot meta says " +
+      *error = "snapshot: " + std::to_string(expect) + " transfer records but the snapshot meta says " +
                std::to_string(meta->transfers);
       return false;
     }

@@ -177,28 +177,36 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
   return ok;
 }
 
-std::optional<uint64_t> snapshot_store::last_key(table t, std::string* error) {
+bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::string* bytes, std::string* error) {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc != 0) {
     *error = lmdb_error("begin read", rc);
-    return std::nullopt;
+    return false;
   }
   MDB_cursor* cur = nullptr;
   rc = mdb_cursor_open(txn, dbi_[int(t)], &cur);
-  std::optional<uint64_t> out;
-  MDB_val key{}, val{};
-  if (rc == 0) rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+  be_key k(key_v);
+  MDB_val key = k.val(), val{};
+  if (rc == 0) {
+    // The first row >= key; unless it is key itself, the one before it.
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    if (rc == 0 && key.mv_size == 8 && from_be(key) != key_v) rc = mdb_cursor_get(cur, &key, &val, MDB_PREV);
+    else if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+  }
+  bool found = false;
   if (rc == 0 && key.mv_size == 8) {
-    out = from_be(key);
+    *row_key = from_be(key);
+    bytes->assign(static_cast<const char*>(val.mv_data), val.mv_size);
+    found = true;
   } else if (rc == 0) {
     *error = std::string("snapshot: table ") + table_name(t) + " has a key of " + std::to_string(key.mv_size) + " bytes";
   } else if (rc != MDB_NOTFOUND) {
-    *error = lmdb_error("last key", rc);
+    *error = lmdb_error("floor row", rc);
   }
   if (cur) mdb_cursor_close(cur);
   mdb_txn_abort(txn);
-  return out;
+  return found;
 }
 
 bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error) {

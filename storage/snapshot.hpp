@@ -3,7 +3,8 @@
 // Tables (each keyed by a 64-bit big-endian integer, so LMDB's order is numeric):
 //   meta       key 0: snapshot_meta
 //   accounts   account id -> the engine's account bytes
-//   transfers  serial     -> the engine's transfer record bytes (append-only)
+//   transfers  serial     -> transfer records from that serial on, several to a row
+//                           (engine/record_rows.hpp; append-only)
 //   pending    serial     -> the engine's pending-transfer bytes (rewritten each time)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
@@ -27,7 +28,7 @@
 namespace mesob::storage {
 
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
-constexpr uint32_t snapshot_format_version = 2;
+constexpr uint32_t snapshot_format_version = 3;  // 3: transfer records in rows of many
 
 struct snapshot_meta {
   uint64_t magic = snapshot_magic;
@@ -64,8 +65,9 @@ class snapshot_store {
   // Drops this process's mapping of pages read so far (they stay in the page cache), so
   // a scan over history does not stay in resident memory.
   void release_pages();
-  // The largest key of a table; nullopt when it is empty (or on error, with *error set).
-  std::optional<uint64_t> last_key(table t, std::string* error);
+  // The row with the largest key <= `key` (the last row for UINT64_MAX): its key and a
+  // copy of its bytes. False when there is none (or on error, with *error set).
+  bool floor_row(table t, uint64_t key, uint64_t* row_key, std::string* bytes, std::string* error);
   // One row, copied into `out`; false if absent.
   bool get(table t, uint64_t key, std::string* out, std::string* error);
 
