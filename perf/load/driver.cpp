@@ -204,40 +204,39 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
     unknown.insert(unknown.end(), c->unknown.begin(), c->unknown.end());
   }
   std::string err;
-  std::vector<found_transfer> found;
+  // Looks the transfers of `ks` up, 65,536 at a time: fn(k, what the target holds).
+  const auto look_up = [&](const std::vector<uint64_t>& ks, const auto& fn) {
+    std::vector<found_transfer> found;
+    for (size_t at = 0; at < ks.size(); at += 65536) {
+      std::vector<wire::id128> ids;
+      for (size_t i = at; i < std::min(ks.size(), at + 65536); ++i) ids.push_back(id_of(ks[i]));
+      if (!t.find_transfers(ids, &found, &err)) return false;
+      for (size_t i = 0; i < ids.size(); ++i) fn(ks[at + i], found[i]);
+    }
+    return true;
+  };
   // Transfers of failed requests: applied or not, as the target says; count what it applied.
-  for (size_t at = 0; at < unknown.size(); at += 65536) {
-    std::vector<wire::id128> ids;
-    for (size_t i = at; i < std::min(unknown.size(), at + 65536); ++i) ids.push_back(id_of(unknown[i]));
-    if (!t.find_transfers(ids, &found, &err)) return problem("looking up transfers of failed requests: " + err);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      ++v->unknown_resolved;
-      if (!found[i].found) continue;
-      const uint64_t k = unknown[at + i];
-      if (!w.two_phase) add_expected(s, make_transfer(w, s.layout, k));
-      else if (k & post_tag) add_expected(s, make_transfer(w, s.layout, k & ~post_tag));
-    }
-  }
+  if (!look_up(unknown, [&](uint64_t k, const found_transfer& f) {
+        ++v->unknown_resolved;
+        if (!f.found) return;
+        if (!w.two_phase) add_expected(s, make_transfer(w, s.layout, k));
+        else if (k & post_tag) add_expected(s, make_transfer(w, s.layout, k & ~post_tag));
+      }))
+    return problem("looking up transfers of failed requests: " + err);
   // Every acknowledged transfer is there, with the fields it was sent with.
-  for (size_t at = 0; at < acked.size(); at += 65536) {
-    std::vector<wire::id128> ids;
-    for (size_t i = at; i < std::min(acked.size(), at + 65536); ++i) ids.push_back(id_of(acked[i]));
-    if (!t.find_transfers(ids, &found, &err)) return problem("looking up acknowledged transfers: " + err);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      ++v->transfers_checked;
-      const uint64_t k = acked[at + i];
-      const auto& f = found[i];
-      if (!f.found) {
-        problem("acknowledged transfer " + std::to_string(k) + " is missing");
-        continue;
-      }
-      if (k & post_tag) continue;  // a post: found is all it promises
-      const auto e = make_transfer(w, s.layout, k);
-      if (f.debit_account_id != e.debit_account_id || f.credit_account_id != e.credit_account_id ||
-          f.amount != e.amount || f.pending != w.two_phase)
-        problem("transfer " + std::to_string(k) + " differs from what was sent");
-    }
-  }
+  if (!look_up(acked, [&](uint64_t k, const found_transfer& f) {
+        ++v->transfers_checked;
+        if (!f.found) {
+          problem("acknowledged transfer " + std::to_string(k) + " is missing");
+          return;
+        }
+        if (k & post_tag) return;  // a post: found is all it promises
+        const auto e = make_transfer(w, s.layout, k);
+        if (f.debit_account_id != e.debit_account_id || f.credit_account_id != e.credit_account_id ||
+            f.amount != e.amount || f.pending != w.two_phase)
+          problem("transfer " + std::to_string(k) + " differs from what was sent");
+      }))
+    return problem("looking up acknowledged transfers: " + err);
   // Balances: each account holds its opening balance plus what the acknowledged (and
   // found) transfers moved; and money is conserved: the funding account's debit is
   // exactly what the accounts hold.

@@ -21,11 +21,8 @@
 
 #include "perf/load/driver.hpp"
 #include "perf/load/mesob_target.hpp"
-#if __has_include("perf/load/postgres_target.hpp")  // TEMPORARY until the baselines land
 #include "perf/load/postgres_target.hpp"
 #include "perf/load/redis_target.hpp"
-#define MESOB_BASELINES 1
-#endif
 #include "wire/protocol.hpp"
 
 using namespace mesob;
@@ -129,12 +126,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     t = load::make_mesob_target(mo, &error);
-#ifdef MESOB_BASELINES
   } else if (target_name == "postgres") {
     t = load::make_postgres_target(pg_conninfo, &error);
   } else {
     t = load::make_redis_target(redis_host, redis_port, &error);
-#endif
   }
   if (!t) {
     std::fprintf(stderr, "mesob-load: %s: %s\n", target_name.c_str(), error.c_str());
