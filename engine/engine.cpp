@@ -640,7 +640,10 @@ class engine_impl {
     m.transfers = c.next_serial;
     if (!w->commit(m)) return w->error();
     snap_->release_pages();  // pages the commit read stay in the page cache, not in RSS
-    flushed_serial_ = c.next_serial;
+    // A records flush may have gone past the cut while its shards were still copying
+    // accounts: those rows stay (kept rows of this snapshot), and the flushed position
+    // never moves back, or the next flush would append rows that exist.
+    if (flushed_serial_.load() < c.next_serial) flushed_serial_ = c.next_serial;
     snapshot_lsn_.store(c.lsn);
     checkpoints_.fetch_add(1);
     return {};

@@ -483,6 +483,57 @@ TEST(ledger_window, history_outlives_the_resident_window) {
   EXPECT_EQ(a7.credits_posted, expect_credits);
 }
 
+// Checkpoints taken while transfers flow: a records flush may run past a checkpoint's cut
+// before the checkpoint is written (its shards still copying accounts). The checkpoint
+// must not move the flushed position back (the next flush would append rows that exist).
+TEST(ledger_window, checkpoints_racing_records_flushes) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.transfers_resident_max = 1 << 14;  // a flush every 4,096 records
+  std::string err;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 60000);  // many dirty accounts: each cut takes a while to copy
+  std::atomic<bool> done{false};
+  std::atomic<int> checkpoints{0};
+  std::thread ck([&] {
+    std::string cerr;
+    while (!done.load()) {
+      if (!e->checkpoint(&cerr)) {
+        ADD_FAILURE() << cerr;
+        return;
+      }
+      ++checkpoints;
+    }
+  });
+  // Four callers keep batches flowing, so cuts complete while later batches execute.
+  std::vector<std::thread> callers;
+  for (uint64_t c = 0; c < 4; ++c)
+    callers.emplace_back([&, c] {
+      for (uint64_t round = 0; round < 10; ++round) {
+        std::vector<wire::transfer> b;
+        for (uint64_t i = 0; i < 4000; ++i) {
+          const uint64_t id = 1 + (c * 10 + round) * 4000 + i;
+          b.push_back(make_transfer(id, 1 + id % 60000, 1 + (id * 7 + 1) % 60000, 1));
+          if (b.back().debit_account_id == b.back().credit_account_id)
+            b.back().credit_account_id = 1 + b.back().credit_account_id % 60000;
+        }
+        for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, result::ok);
+      }
+    });
+  for (auto& t : callers) t.join();
+  done = true;
+  ck.join();
+  EXPECT_GT(checkpoints.load(), 1);
+  EXPECT_GE(e->stats().transfers_in_snapshot, 160000u - 16384u);
+  EXPECT_EQ(e->lookup_transfers({{7, 0}}).transfers.at(0).t.amount, 1u);  // from LMDB
+  e.reset();
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->lookup_transfers({{159999, 0}}).results.at(0), result::ok);
+  EXPECT_TRUE(e->check_balances().balanced);
+}
+
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared
 // with what replay produces; a row that differs, or rows the log cannot reproduce, stop
 // start-up with a message naming them.
