@@ -84,4 +84,32 @@ std::string funding_balance(const workload& w, int64_t* out) {
   return {};
 }
 
+void baseline_connection::submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) {
+  batch_outcome out;
+  if (batch.size() > baseline_batch_transfers_max) {
+    out.failure = system_ + ": a batch of " + std::to_string(batch.size()) + " transfers exceeds " +
+                  std::to_string(baseline_batch_transfers_max);
+  } else {
+    check_fields(batch, &out.results, &pass_, &scratch_);
+    if (!pass_.empty()) out.failure = run(batch, &out.results);
+  }
+  if (!out.failure.empty()) out.results.clear();
+  done(std::move(out));
+}
+
+std::string check_after_setup(target& t, const workload& w, const std::string& system, int64_t funding) {
+  int64_t funding_read = 0;
+  std::vector<int64_t> balances;
+  std::string error;
+  if (!t.read_balances(w, &funding_read, &balances, &error)) return error;
+  if (funding_read != funding)
+    return system + ": after setup the funding account holds " + std::to_string(funding_read) + ", not " +
+           std::to_string(funding);
+  for (uint64_t i = 0; i < w.accounts; ++i)
+    if (balances[i] != int64_t(w.opening))
+      return system + ": after setup account " + std::to_string(w.first_account + i) + " holds " +
+             std::to_string(balances[i]) + ", not its opening balance";
+  return {};
+}
+
 }  // namespace mesob::load

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "perf/load/target.hpp"
 #include "perf/load/workload.hpp"
 #include "wire/types.hpp"
 
@@ -37,6 +38,30 @@ constexpr uint32_t baseline_lookup_chunk_max = 8192;
 // once the vectors have grown).
 void check_fields(std::span<const wire::transfer> batch, std::vector<wire::result>* results,
                   std::vector<uint32_t>* pass, std::vector<uint32_t>* scratch);
+
+// A baseline's load connection: synchronous (window 1; submit runs the batch and calls
+// `done` before it returns), the field checks in the client, then run() for the
+// transfers that passed. Owned and used by one driver thread at a time.
+class baseline_connection : public target_connection {
+ public:
+  void submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) final;
+  [[nodiscard]] uint32_t window_max() const final { return 1; }
+
+ protected:
+  explicit baseline_connection(std::string system) : system_(std::move(system)) {}
+  // Runs the transfers of `batch` listed in pass() and writes their results; empty, or
+  // why the batch failed as a whole.
+  virtual std::string run(const std::vector<wire::transfer>& batch, std::vector<wire::result>* results) = 0;
+  [[nodiscard]] const std::vector<uint32_t>& pass() const { return pass_; }
+
+ private:
+  std::string system_;  // for messages
+  std::vector<uint32_t> pass_, scratch_;
+};
+
+// After set-up: reads every balance back from `t`; empty when the funding account holds
+// `funding` and every account its opening balance, else what differs.
+[[nodiscard]] std::string check_after_setup(target& t, const workload& w, const std::string& system, int64_t funding);
 
 // The server-side program (SQL or Lua) with every `@name@` replaced by the code of
 // wire::result::name, for the results a baseline's server side produces: ok,

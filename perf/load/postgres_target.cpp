@@ -224,10 +224,10 @@ bool server_setting(PGconn* c, const char* name, std::string* value, std::string
 }
 
 // A connection of the load. Owned and used by one driver thread at a time.
-class postgres_connection final : public target_connection {
+class postgres_connection final : public baseline_connection {
  public:
   postgres_connection(pg_conn c, std::shared_ptr<std::atomic<uint64_t>> retries)
-      : c_(std::move(c)), retries_(std::move(retries)) {}
+      : baseline_connection("postgres"), c_(std::move(c)), retries_(std::move(retries)) {}
 
   static bool prepare_batch(PGconn* c, std::string* error) {
     const Oid types[5] = {int8_array_oid, int8_array_oid, int8_array_oid, int8_array_oid,
@@ -235,31 +235,15 @@ class postgres_connection final : public target_connection {
     return prepare(c, batch_statement, batch_sql, 5, types, error);
   }
 
-  void submit(std::vector<wire::transfer> batch,
-              std::function<void(batch_outcome&&)> done) override {
-    batch_outcome out;
-    if (batch.size() > baseline_batch_transfers_max) {
-      out.failure = "postgres: a batch of " + std::to_string(batch.size()) + " transfers exceeds " +
-                    std::to_string(baseline_batch_transfers_max);
-    } else {
-      check_fields(batch, &out.results, &pass_, &scratch_);
-      if (!pass_.empty()) out.failure = run(batch, &out.results);
-    }
-    if (!out.failure.empty()) out.results.clear();
-    done(std::move(out));
-  }
-
-  [[nodiscard]] uint32_t window_max() const override { return 1; }
-
  private:
   // Runs the transfers that passed the field checks; empty, or why the batch failed.
-  std::string run(const std::vector<wire::transfer>& batch, std::vector<result>* results) {
-    const size_t n = pass_.size();
-    put_int8_array(&params_[0], n, [&](size_t i) { return batch[pass_[i]].id.hi; });
-    put_int8_array(&params_[1], n, [&](size_t i) { return batch[pass_[i]].id.lo; });
-    put_int8_array(&params_[2], n, [&](size_t i) { return batch[pass_[i]].debit_account_id; });
-    put_int8_array(&params_[3], n, [&](size_t i) { return batch[pass_[i]].credit_account_id; });
-    put_int8_array(&params_[4], n, [&](size_t i) { return batch[pass_[i]].amount; });
+  std::string run(const std::vector<wire::transfer>& batch, std::vector<result>* results) override {
+    const size_t n = pass().size();
+    put_int8_array(&params_[0], n, [&](size_t i) { return batch[pass()[i]].id.hi; });
+    put_int8_array(&params_[1], n, [&](size_t i) { return batch[pass()[i]].id.lo; });
+    put_int8_array(&params_[2], n, [&](size_t i) { return batch[pass()[i]].debit_account_id; });
+    put_int8_array(&params_[3], n, [&](size_t i) { return batch[pass()[i]].credit_account_id; });
+    put_int8_array(&params_[4], n, [&](size_t i) { return batch[pass()[i]].amount; });
     const char* values[5];
     int lengths[5];
     const int formats[5] = {1, 1, 1, 1, 1};
@@ -278,7 +262,7 @@ class postgres_connection final : public target_connection {
         if (!get_int4_array(PQgetvalue(r.get(), 0, 0), PQgetlength(r.get(), 0, 0), n, &codes_,
                             &failure))
           return failure;
-        for (size_t i = 0; i < n; ++i) (*results)[pass_[i]] = result(uint32_t(codes_[i]));
+        for (size_t i = 0; i < n; ++i) (*results)[pass()[i]] = result(uint32_t(codes_[i]));
         return {};
       }
       const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
@@ -306,7 +290,6 @@ class postgres_connection final : public target_connection {
   std::shared_ptr<std::atomic<uint64_t>> retries_;
   // Kept across batches so that nothing allocates once they have grown.
   std::string params_[5];
-  std::vector<uint32_t> pass_, scratch_;
   std::vector<int32_t> codes_;
 };
 
@@ -352,20 +335,8 @@ class postgres_target final : public target {
     if (!exec_command(c_.get(), "COMMIT", "committing setup", error)) return false;
     if (!exec_command(c_.get(), "ANALYZE accounts", "analyzing accounts", error)) return false;
     // Read back what was written: each account holds its opening balance.
-    int64_t funding_read = 0;
-    std::vector<int64_t> balances;
-    if (!read_balances(w, &funding_read, &balances, error)) return false;
-    if (funding_read != funding) {
-      *error = "postgres: after setup the funding account holds " + std::to_string(funding_read) +
-               ", not " + std::to_string(funding);
-      return false;
-    }
-    for (uint64_t i = 0; i < w.accounts; ++i)
-      if (balances[i] != int64_t(w.opening)) {
-        *error = "postgres: after setup account " + std::to_string(w.first_account + i) +
-                 " holds " + std::to_string(balances[i]) + ", not its opening balance";
-        return false;
-      }
+    *error = check_after_setup(*this, w, "postgres", funding);
+    if (!error->empty()) return false;
     return true;
   }
 

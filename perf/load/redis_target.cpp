@@ -148,43 +148,28 @@ bool load_script(redisContext* c, std::string* sha, std::string* error) {
 }
 
 // A load connection. Owned and used by one driver thread at a time.
-class redis_connection final : public target_connection {
+class redis_connection final : public baseline_connection {
  public:
-  redis_connection(redis_context c, std::string sha) : c_(std::move(c)), sha_(std::move(sha)) {}
-
-  void submit(std::vector<wire::transfer> batch,
-              std::function<void(batch_outcome&&)> done) override {
-    batch_outcome out;
-    if (batch.size() > baseline_batch_transfers_max) {
-      out.failure = "redis: a batch of " + std::to_string(batch.size()) + " transfers exceeds " +
-                    std::to_string(baseline_batch_transfers_max);
-    } else {
-      check_fields(batch, &out.results, &pass_, &scratch_);
-      if (!pass_.empty()) out.failure = run(batch, &out.results);
-    }
-    if (!out.failure.empty()) out.results.clear();
-    done(std::move(out));
-  }
-
-  [[nodiscard]] uint32_t window_max() const override { return 1; }
+  redis_connection(redis_context c, std::string sha)
+      : baseline_connection("redis"), c_(std::move(c)), sha_(std::move(sha)) {}
 
  private:
   // Runs the transfers that passed the field checks; empty, or why the batch failed.
-  std::string run(const std::vector<wire::transfer>& batch, std::vector<result>* results) {
+  std::string run(const std::vector<wire::transfer>& batch, std::vector<result>* results) override {
     if (c_->err != 0 && redisReconnect(c_.get()) != REDIS_OK)
       return std::string("redis: connection lost, reconnecting failed: ") + c_->errstr;
-    const size_t n = pass_.size();
+    const size_t n = pass().size();
     cmd_.clear();
     cmd_.add("EVALSHA");
     cmd_.add(sha_);
     cmd_.addf("%zu", 3 * n);
-    for (uint32_t i : pass_) {
+    for (uint32_t i : pass()) {
       const auto& t = batch[i];
       cmd_.addf("t:%llu:%llu", (unsigned long long)t.id.hi, (unsigned long long)t.id.lo);
       cmd_.addf("a:%llu", (unsigned long long)t.debit_account_id);
       cmd_.addf("a:%llu", (unsigned long long)t.credit_account_id);
     }
-    for (uint32_t i : pass_) {
+    for (uint32_t i : pass()) {
       const auto& t = batch[i];
       cmd_.addf("%llu,%llu,%llu", (unsigned long long)t.debit_account_id,
                 (unsigned long long)t.credit_account_id, (unsigned long long)t.amount);
@@ -205,7 +190,7 @@ class redis_connection final : public target_connection {
       const redisReply* e = r->element[i];
       if (e->type != REDIS_REPLY_INTEGER)
         return "redis: the batch script returned a result that is not an integer";
-      (*results)[pass_[i]] = result(uint32_t(e->integer));
+      (*results)[pass()[i]] = result(uint32_t(e->integer));
     }
     return {};
   }
@@ -214,7 +199,6 @@ class redis_connection final : public target_connection {
   std::string sha_;
   // Kept across batches so that nothing allocates once they have grown.
   command cmd_;
-  std::vector<uint32_t> pass_, scratch_;
 };
 
 // Parses a decimal integer that must fill the whole string.
@@ -258,20 +242,8 @@ class redis_target final : public target {
     std::string sha;
     if (!load_script(c_.get(), &sha, error)) return false;
     // Read back what was written: each account holds its opening balance.
-    int64_t funding_read = 0;
-    std::vector<int64_t> balances;
-    if (!read_balances(w, &funding_read, &balances, error)) return false;
-    if (funding_read != funding) {
-      *error = "redis: after setup the funding account holds " + std::to_string(funding_read) +
-               ", not " + std::to_string(funding);
-      return false;
-    }
-    for (uint64_t i = 0; i < w.accounts; ++i)
-      if (balances[i] != int64_t(w.opening)) {
-        *error = "redis: after setup account " + std::to_string(w.first_account + i) + " holds " +
-                 std::to_string(balances[i]) + ", not its opening balance";
-        return false;
-      }
+    *error = check_after_setup(*this, w, "redis", funding);
+    if (!error->empty()) return false;
     return true;
   }
 
