@@ -1,0 +1,20 @@
+set terminal png size 1200,700
+set output '/work/main/perf/results/plots/baseline-mesob_1-latency-over-time.png'
+set title "mesob, closed loop: transfers, batch 1, 100000 accounts, 2 shards, 10% cross-shard, 0% hot (16 per shard), amounts 1..1000" noenhanced
+set xlabel 'seconds'
+set ylabel 'request latency, us'
+set y2label 'transfers/s'
+set logscale y
+set y2tics
+set y2range [0:*]
+set ytics nomirror
+set grid
+set key top left
+plot '/work/main/perf/results/plots/baseline-mesob_1-timeline.dat' using 1:3 with lines title 'p50', '' using 1:4 with lines title 'p99', '' using 1:5 with lines title 'max', '' using 1:2 axes x1y2 with lines title 'transfers/s'
+set output '/work/main/perf/results/plots/baseline-mesob_1-latency-distribution.png'
+unset y2tics
+unset y2label
+set xlabel 'percentile'
+set logscale x
+set xtics ('0%%' 1, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, '99.999%%' 100000)
+plot '/work/main/perf/results/plots/baseline-mesob_1-distribution.dat' using 3:2 with lines title 'request latency'
