@@ -42,6 +42,28 @@ const char* table_name(table t) {
   return "?";
 }
 
+
+// A read transaction with a cursor on one table, both closed when it goes out of scope.
+struct read_cursor {
+  MDB_txn* txn = nullptr;
+  MDB_cursor* cur = nullptr;
+  int rc = 0;
+  read_cursor(MDB_env* env, MDB_dbi dbi) {
+    rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+    if (rc == 0) rc = mdb_cursor_open(txn, dbi, &cur);
+  }
+  ~read_cursor() {
+    if (cur) mdb_cursor_close(cur);
+    if (txn) mdb_txn_abort(txn);
+  }
+  read_cursor(const read_cursor&) = delete;
+  read_cursor& operator=(const read_cursor&) = delete;
+  bool open(std::string* error) const {
+    if (rc != 0) *error = lmdb_error("begin read", rc);
+    return rc == 0;
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uint64_t map_bytes,
@@ -133,19 +155,10 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
 
 bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
                           std::string* error, std::optional<uint64_t> end_key, uint64_t begin_key) {
-  MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
-  if (rc != 0) {
-    *error = lmdb_error("begin read", rc);
-    return false;
-  }
-  MDB_cursor* cur = nullptr;
-  rc = mdb_cursor_open(txn, dbi_[int(t)], &cur);
-  if (rc != 0) {
-    mdb_txn_abort(txn);
-    *error = lmdb_error("cursor", rc);
-    return false;
-  }
+  read_cursor rd(env_, dbi_[int(t)]);
+  if (!rd.open(error)) return false;
+  MDB_cursor* cur = rd.cur;
+  int rc = 0;
   MDB_val key{}, val{};
   be_key begin(begin_key);
   if (begin_key != 0) key = begin.val();
@@ -172,41 +185,28 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
     *error = lmdb_error("scan", rc);
     ok = false;
   }
-  mdb_cursor_close(cur);
-  mdb_txn_abort(txn);
   return ok;
 }
 
 bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::string* bytes, std::string* error) {
-  MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
-  if (rc != 0) {
-    *error = lmdb_error("begin read", rc);
-    return false;
-  }
-  MDB_cursor* cur = nullptr;
-  rc = mdb_cursor_open(txn, dbi_[int(t)], &cur);
+  read_cursor rd(env_, dbi_[int(t)]);
+  if (!rd.open(error)) return false;
   be_key k(key_v);
   MDB_val key = k.val(), val{};
-  if (rc == 0) {
-    // The first row >= key; unless it is key itself, the one before it.
-    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    if (rc == 0 && key.mv_size == 8 && from_be(key) != key_v) rc = mdb_cursor_get(cur, &key, &val, MDB_PREV);
-    else if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
-  }
-  bool found = false;
+  // The first row >= key; unless it is key itself, the one before it.
+  int rc = mdb_cursor_get(rd.cur, &key, &val, MDB_SET_RANGE);
+  if (rc == 0 && key.mv_size == 8 && from_be(key) != key_v) rc = mdb_cursor_get(rd.cur, &key, &val, MDB_PREV);
+  else if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(rd.cur, &key, &val, MDB_LAST);
   if (rc == 0 && key.mv_size == 8) {
     *row_key = from_be(key);
     bytes->assign(static_cast<const char*>(val.mv_data), val.mv_size);
-    found = true;
-  } else if (rc == 0) {
-    *error = std::string("snapshot: table ") + table_name(t) + " has a key of " + std::to_string(key.mv_size) + " bytes";
-  } else if (rc != MDB_NOTFOUND) {
-    *error = lmdb_error("floor row", rc);
+    return true;
   }
-  if (cur) mdb_cursor_close(cur);
-  mdb_txn_abort(txn);
-  return found;
+  if (rc == 0)
+    *error = std::string("snapshot: table ") + table_name(t) + " has a key of " + std::to_string(key.mv_size) + " bytes";
+  else if (rc != MDB_NOTFOUND)
+    *error = lmdb_error("floor row", rc);
+  return false;
 }
 
 bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error) {
