@@ -122,19 +122,26 @@ struct mailbox {
   ~mailbox() {
     if (fd >= 0) ::close(fd);
   }
+  // Only the post that finds the mailbox empty wakes the loop: the loop takes everything
+  // in it at once, so a post to a non-empty mailbox is covered by the wake before it
+  // (one eventfd write per burst of replies instead of one per reply).
   void post(completed&& c) {
+    bool was_empty;
     {
       std::lock_guard lk(mu);
+      was_empty = q.empty() && pushes.empty();
       q.push_back(std::move(c));
     }
-    wake();
+    if (was_empty) wake();
   }
   void post(outgoing_push&& p) {
+    bool was_empty;
     {
       std::lock_guard lk(mu);
+      was_empty = q.empty() && pushes.empty();
       pushes.push_back(std::move(p));
     }
-    wake();
+    if (was_empty) wake();
   }
   void wake() {
     const uint64_t one = 1;
