@@ -347,8 +347,8 @@ class server_impl {
     if (!(flags & IORING_CQE_F_MORE)) accept_armed_ = false;
     if (res >= 0) {
       if (stopping_ || open_ >= cfg_.connections_max) {
+        st_refused_.fetch_add(1, std::memory_order_relaxed);  // counted before the peer can see it
         ::close(res);  // over the limit: refused at once
-        st_refused_.fetch_add(1, std::memory_order_relaxed);
       } else {
         open_session(res);
       }
