@@ -119,14 +119,16 @@ double tcp_throughput(const wire::client::options& o, const pair_picker& p, uint
 
 int main(int argc, char** argv) {
   bool quick = false;
+  uint32_t depth = 4;  // 8,192-transfer batches in flight per caller or connection
   std::string out = "perf/results/wire.json", dir = "/tmp/mesob-wire-bench";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     else if (a == "--out" && i + 1 < argc) out = argv[++i];
     else if (a == "--dir" && i + 1 < argc) dir = argv[++i];
+    else if (a == "--depth" && i + 1 < argc) depth = uint32_t(std::strtoul(argv[++i], nullptr, 10));
     else {
-      std::fprintf(stderr, "usage: wire_bench [--quick] [--out FILE] [--dir DIR]\n");
+      std::fprintf(stderr, "usage: wire_bench [--quick] [--out FILE] [--dir DIR] [--depth N]\n");
       return 2;
     }
   }
@@ -200,11 +202,11 @@ int main(int argc, char** argv) {
     const bool embedded_first = round == 0;
     for (int k = 0; k < 2; ++k) {
       if ((k == 0) == embedded_first) {
-        const double v = throughput(*e, p, 8192, 2, 4, seconds);
+        const double v = throughput(*e, p, 8192, 2, depth, seconds);
         record("embedded_transfers_per_s_batch8192_round" + r, v);
         emb += v / 2;
       } else {
-        const double v = tcp_throughput(o, p, 8192, 2, 4, seconds);
+        const double v = tcp_throughput(o, p, 8192, 2, depth, seconds);
         record("tcp_transfers_per_s_batch8192_round" + r, v);
         tcp += v / 2;
       }
