@@ -6,7 +6,7 @@ namespace mesob::load {
 
 std::string workload::check() const {
   if (accounts < 2) return "accounts: at least 2";
-  if (accounts > 100'000'000) return "accounts: at most 100,000,000";
+  if (accounts > 10'000'000) return "accounts: at most 10,000,000";
   if (first_account < 2 || first_account + accounts < first_account) return "first account id out of range";
   if (batch == 0 || batch > 8192) return "batch: 1 .. 8,192 transfers";
   if (two_phase && batch < 2) return "batch: at least 2 for the two-phase workload (pendings and posts)";
