@@ -988,7 +988,7 @@ class engine_impl {
         ready = q_.size() >= wake_at_.load() || !walks_.empty();
       }
       if (flying) {
-        const auto st = wal_->wait(!ready && !stop_.load() ? int(cfg_.tick_ms) : 0);
+        const auto st = wal_->wait(ready ? 0 : int(cfg_.tick_ms));  // stopping too: the flight ends it
         sleeping_.store(false);
         if (st == storage::wal_writer::wait_status::committed) {
           dispatched_chain_ = wal_->durable_chain();
