@@ -10,6 +10,7 @@
 // each applies the effects on the state it owns.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -111,6 +112,11 @@ struct batch : std::enable_shared_from_this<batch> {
   // Sequencer's annotations.
   std::vector<op_route> routes;                 // create_transfers
   std::unique_ptr<sync_slot[]> slots;
+  // create_transfers: each shard's operations (those of the chains it takes part in),
+  // in order; shard s's are shard_ops[shard_ops_begin[s], shard_ops_begin[s + 1]).
+  // A shard walks only its own, not every operation of the batch.
+  std::vector<uint32_t> shard_ops;
+  std::array<uint32_t, shards_max + 1> shard_ops_begin{};
 
   // Outputs: results[i] is written by exactly one shard (or the sequencer).
   std::vector<wire::result> results;
@@ -128,6 +134,27 @@ struct batch : std::enable_shared_from_this<batch> {
   }
 };
 
+// Fills shard_ops from the routes' chains and chain masks (after the sequencer set them).
+inline void list_shard_ops(batch& b, uint32_t shards) {
+  std::array<uint32_t, shards_max> at{};
+  for (uint32_t i = 0; i < b.count; i = b.routes[i].chain_end + 1) {
+    const op_route& r = b.routes[i];
+    for (uint32_t m = r.chain_mask; m != 0; m &= m - 1) at[__builtin_ctz(m)] += r.chain_end - i + 1;
+  }
+  b.shard_ops_begin[0] = 0;
+  for (uint32_t s = 0; s < shards_max; ++s) {
+    const uint32_t n = s < shards ? at[s] : 0;
+    b.shard_ops_begin[s + 1] = b.shard_ops_begin[s] + n;
+    at[s] = b.shard_ops_begin[s];
+  }
+  b.shard_ops.resize(b.shard_ops_begin[shards_max]);
+  for (uint32_t i = 0; i < b.count; i = b.routes[i].chain_end + 1) {
+    const op_route& r = b.routes[i];
+    for (uint32_t m = r.chain_mask; m != 0; m &= m - 1)
+      for (uint32_t o = i, s = uint32_t(__builtin_ctz(m)); o <= r.chain_end; ++o) b.shard_ops[at[s]++] = o;
+  }
+}
+
 // An account as snapshotted: its state and the head of its history.
 struct stored_account {
   account a;
@@ -137,11 +164,13 @@ static_assert(sizeof(stored_account) == 88);
 
 // A checkpoint cut: every shard copies the state it owns, after every batch before it.
 struct checkpoint_cut {
+  uint64_t seq = 0;            // cuts are numbered 1, 2, ... in the order they start
+  uint64_t committed_seq = 0;  // the newest cut committed when this one started
   uint64_t lsn = 0;
   uint64_t next_serial = 0;
   uint64_t clock_ns = 0;
   std::vector<std::vector<stored_account>> dirty_accounts;  // per shard
-  std::vector<std::vector<pending_info>> pendings;     // per shard, all entries
+  std::vector<std::vector<pending_info>> pendings;     // per shard, entries changed since its last cut
   std::vector<uint64_t> account_counts;                // per shard
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;

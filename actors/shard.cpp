@@ -109,11 +109,52 @@ void shard::link_history(uint32_t idx, uint64_t serial, bool debit_side) {
 
 void shard::load_pending(const pending_info& p) {
   MESOB_ASSERT(local_pending(p.serial) == nullptr);
-  pending_index_.put(p.serial + 1, uint32_t(pendings_.size()));
+  add_pending(p, false);
+  pub_pending_.store(pendings_.size(), std::memory_order_relaxed);
+}
+
+void shard::add_pending(const pending_info& p, bool changed) {
+  const auto idx = uint32_t(pendings_.size());
+  pending_index_.put(p.serial + 1, idx);
   pendings_.push_back(p);
+  pending_changed_flag_.push_back(0);
+  if (changed) note_pending_change(idx);
   if (p.state == pending_state::pending && p.expires_at != 0) {
     expiry_heap_.emplace_back(p.expires_at, p.serial);
     std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
+  }
+}
+
+void shard::note_pending_change(uint32_t idx) {
+  if (pending_changed_flag_[idx]) return;
+  pending_changed_flag_[idx] = 1;
+  pending_changed_.push_back(pendings_[idx].serial);
+}
+
+// Drops resolved entries whose final state a committed snapshot holds (between batches
+// only: undo entries name entries by position). The last entry fills the hole.
+void shard::evict_resolved(uint64_t committed_cut) {
+  for (; evictable_pos_ < evictable_.size() && evictable_[evictable_pos_].first <= committed_cut;
+       ++evictable_pos_) {
+    const uint64_t serial = evictable_[evictable_pos_].second;
+    const uint32_t* found = pending_index_.find(serial + 1);
+    if (!found) continue;
+    const uint32_t idx = *found;
+    MESOB_ASSERT(pendings_[idx].state != pending_state::pending);
+    if (pending_changed_flag_[idx]) continue;  // cannot change again, but never drop unsaved state
+    const auto last = uint32_t(pendings_.size() - 1);
+    if (idx != last) {
+      pendings_[idx] = pendings_[last];
+      pending_changed_flag_[idx] = pending_changed_flag_[last];
+      pending_index_.put(pendings_[idx].serial + 1, idx);
+    }
+    pending_index_.erase(serial + 1);
+    pendings_.pop_back();
+    pending_changed_flag_.pop_back();
+  }
+  if (evictable_pos_ == evictable_.size()) {
+    evictable_.clear();
+    evictable_pos_ = 0;
   }
 }
 
@@ -183,6 +224,7 @@ void shard::sweep(uint64_t now) {
       apply_resolve_credit(*cr, *p, 0);
     }
     p->state = pending_state::expired;
+    note_pending_change(uint32_t(p - pendings_.data()));
   }
 }
 
@@ -260,6 +302,13 @@ void shard::prefetch_op(const batch& b, uint32_t o, bool data) const {
   const uint64_t ids[2] = {ref ? r.ref_debit_account_id : t.debit_account_id,
                            ref ? r.ref_credit_account_id : t.credit_account_id};
   const uint8_t owners[2] = {r.debit_shard, r.credit_shard};
+  if (data && (owners[0] == index_ || owners[1] == index_)) {
+    // The record's history links, written by link_history; the sequencer wrote the
+    // record last, on another core.
+    const transfer_record& rec = records_.at(r.serial);
+    mesob::prefetch_write(&rec.debit_prev);
+    mesob::prefetch_write(&rec.credit_after_credits_posted);
+  }
   for (int k = 0; k < 2; ++k) {
     if (owners[k] != index_ || ids[k] == 0) continue;
     if (!data) {
@@ -275,18 +324,30 @@ void shard::prefetch_op(const batch& b, uint32_t o, bool data) const {
 }
 
 void shard::execute_transfers(batch& b) {
+  // Only this shard's operations, from the sequencer's list.
+  const uint32_t* ops = b.shard_ops.data() + b.shard_ops_begin[index_];
+  const uint32_t n = b.shard_ops_begin[index_ + 1] - b.shard_ops_begin[index_];
   // Accounts are scattered over memory far larger than the caches: look up each
   // operation's accounts ahead of executing it, so the misses overlap (perf/RESULTS.md).
-  constexpr uint32_t index_ahead = 16, data_ahead = 8;
-  uint32_t next_index = 0, next_data = 0;
-  for (uint32_t i = 0; i < b.count;) {
-    const op_route& r = b.routes[i];
-    const uint32_t last = r.chain_end;
-    MESOB_DEBUG_ASSERT(last >= i && last < b.count);
-    for (; next_index < std::min(b.count, last + 1 + index_ahead); ++next_index) prefetch_op(b, next_index, false);
-    for (; next_data < std::min(b.count, last + 1 + data_ahead); ++next_data) prefetch_op(b, next_data, true);
-    if (r.chain_mask & bit_) run_chain(b, i, last);
-    i = last + 1;
+  // The batch's own arrays were written by the sequencer on another core: their lines
+  // are fetched further ahead still.
+  constexpr uint32_t batch_ahead = 48, index_ahead = 16, data_ahead = 8;
+  uint32_t next_index = 0, next_data = 0, next_batch = 0;
+  for (uint32_t p = 0; p < n;) {
+    const uint32_t first = ops[p];
+    const uint32_t last = b.routes[first].chain_end;
+    const uint32_t p_last = p + (last - first);  // a chain's operations are listed together
+    MESOB_DEBUG_ASSERT(last >= first && last < b.count && p_last < n && ops[p_last] == last);
+    for (; next_batch < std::min(n, p_last + 1 + batch_ahead); ++next_batch) {
+      const char* t = reinterpret_cast<const char*>(&b.transfers[ops[next_batch]]);
+      mesob::prefetch(&b.routes[ops[next_batch]]);
+      mesob::prefetch(t);
+      mesob::prefetch(t + sizeof(transfer) - 1);
+    }
+    for (; next_index < std::min(n, p_last + 1 + index_ahead); ++next_index) prefetch_op(b, ops[next_index], false);
+    for (; next_data < std::min(n, p_last + 1 + data_ahead); ++next_data) prefetch_op(b, ops[next_data], true);
+    run_chain(b, first, last);
+    p = p_last + 1;
   }
 }
 
@@ -320,7 +381,12 @@ pending_lookup shard::lookup_pending(const op_route& r, const pending_info** out
     if (!(rec.t.flags & transfer_flags::pending)) return pending_lookup::not_pending;
   }
   const pending_info* p = local_pending(r.ref_serial);
-  MESOB_ASSERT(p != nullptr);
+  if (p == nullptr) {
+    // Resolved and evicted: its final state is in the snapshot.
+    MESOB_ASSERT_MSG(read_resolved_ && read_resolved_(r.ref_serial, &resolved_copy_),
+                     "a resolved pending transfer is neither resident nor in the snapshot");
+    p = &resolved_copy_;
+  }
   *out = p;
   return pending_lookup::found;
 }
@@ -393,12 +459,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {
       const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);
       const auto idx = uint32_t(pendings_.size());
-      pending_index_.put(r.serial + 1, idx);
-      pendings_.push_back(p);
-      if (p.expires_at != 0) {
-        expiry_heap_.emplace_back(p.expires_at, p.serial);
-        std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
-      }
+      add_pending(p, true);
       if (keep_undo) undo_.push_back({undo_entry::what::pending_created, idx, {}, p, 0});
     }
     return;
@@ -426,6 +487,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       undo_.push_back({undo_entry::what::pending_changed,
                        *pending_index_.find(p.serial + 1), {}, *mine, 0});
     mine->state = post ? pending_state::posted : pending_state::voided;
+    note_pending_change(uint32_t(mine - pendings_.data()));
   }
 }
 
@@ -480,6 +542,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
             MESOB_ASSERT(it->index + 1 == pendings_.size());
             pending_index_.erase(it->pending.serial + 1);
             pendings_.pop_back();
+            pending_changed_flag_.pop_back();  // its serial stays listed: the cut skips it
             break;
         }
       }
@@ -503,7 +566,18 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   cut_epoch_ = epoch_;
   epoch_ = epoch_ == 255 ? 1 : uint8_t(epoch_ + 1);
   cut_->dirty_accounts[index_].reserve(owed_.size());
-  cut_->pendings[index_] = pendings_;
+  evict_resolved(cut_->committed_seq);
+  auto& changed = cut_->pendings[index_];
+  changed.reserve(pending_changed_.size());
+  for (const uint64_t serial : pending_changed_) {
+    const uint32_t* idx = pending_index_.find(serial + 1);
+    if (!idx || !pending_changed_flag_[*idx]) continue;  // rolled back, or listed twice
+    pending_changed_flag_[*idx] = 0;
+    changed.push_back(pendings_[*idx]);
+    if (pendings_[*idx].state != pending_state::pending) evictable_.emplace_back(cut_->seq, serial);
+  }
+  pending_changed_.clear();
+  publish_stats();
   cut_->account_counts[index_] = slots_.size();
   note_pause(t0);
 }

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,7 +32,7 @@ namespace mesob::actors {
 // Read from any thread: the shard publishes these after every batch.
 struct shard_stats {
   uint64_t accounts = 0;
-  uint64_t pending_total = 0;  // pending transfers tracked, live and resolved
+  uint64_t pending_total = 0;  // pending transfers resident: live, and resolved not yet evicted
   uint64_t sync_waits = 0;
   uint64_t memory_bytes = 0;
   uint64_t cut_us_last = 0;  // how long the last checkpoint cut paused this shard
@@ -55,6 +56,13 @@ class shard {
   // Recovery (before the first execute).
   void load_account(const account& a, uint64_t last_serial);
   void load_pending(const pending_info& p);
+
+  // Resolved pending transfers (posted, voided, expired) leave memory once a committed
+  // snapshot holds their final state; a later post or void of one reads it back through
+  // this (from the snapshot's pending table; true when found and resolved). Set before
+  // the first execute.
+  using resolved_reader = std::function<bool(uint64_t serial, pending_info* out)>;
+  void set_resolved_reader(resolved_reader r) { read_resolved_ = std::move(r); }
 
   [[nodiscard]] const account* find_account(uint64_t id) const;
   [[nodiscard]] uint32_t index() const { return index_; }
@@ -97,6 +105,9 @@ class shard {
   void save_account(uint32_t idx, bool keep_undo);
   void mark_dirty(uint32_t idx);
   pending_info* local_pending(uint64_t serial);
+  void note_pending_change(uint32_t idx);
+  void add_pending(const pending_info& p, bool changed);
+  void evict_resolved(uint64_t committed_cut);
 
   uint32_t index_;
   uint32_t count_;
@@ -131,6 +142,16 @@ class shard {
   void note_pause(std::chrono::steady_clock::time_point t0);
   std::vector<pending_info> pendings_;
   flat_u64_map pending_index_;  // serial + 1 -> index in pendings_
+  // Pending entries created or changed since the last cut (by serial; a flag per entry
+  // keeps each listed once): a cut copies only these.
+  std::vector<uint8_t> pending_changed_flag_;  // parallel to pendings_
+  std::vector<uint64_t> pending_changed_;
+  // Resolved entries handed to a cut, as (cut sequence, serial), in cut order: evicted
+  // once that cut (or a later one, which carries it on failure) has committed.
+  std::vector<std::pair<uint64_t, uint64_t>> evictable_;
+  size_t evictable_pos_ = 0;
+  resolved_reader read_resolved_;
+  pending_info resolved_copy_;  // the evicted entry a lookup read back
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
   std::vector<undo_entry> undo_;
   uint64_t sync_waits_ = 0;

@@ -434,6 +434,7 @@ class engine_impl {
       i = last + 1;
     }
     if (slots > 0) b.slots.reset(new actors::sync_slot[slots]);
+    actors::list_shard_ops(b, shards_n_);
   }
 
   // The ids seen so far in the batch being sequenced. Reused: no allocation per batch.
@@ -588,6 +589,8 @@ class engine_impl {
 
   std::shared_ptr<checkpoint_cut> make_cut() {
     auto c = std::make_shared<checkpoint_cut>();
+    c->seq = ++cut_seq_;
+    c->committed_seq = committed_cut_seq_.load();
     c->lsn = dispatched_lsn_;
     c->next_serial = dispatched_serial_end_;
     c->clock_ns = dispatched_ts_;  // not last_ts_: later batches may be stamped already
@@ -606,31 +609,61 @@ class engine_impl {
     pending_cuts_.push_back(c);
     return c;
   }
+  uint64_t cut_seq_ = 0;                         // sequencer thread
+  std::atomic<uint64_t> committed_cut_seq_{0};   // the newest cut whose checkpoint committed
   std::map<const checkpoint_cut*, storage::chain_hash> chain_at_cut_;  // guarded by ck_mu_ after creation
   std::vector<std::shared_ptr<checkpoint_cut>> pending_cuts_;           // guarded by ck_mu_
 
   // ---- checkpoint thread --------------------------------------------------------
 
+  // Rows of cuts whose checkpoint failed (checkpoint thread only). A cut holds only what
+  // changed since the previous one, so a failed cut's rows are written with the next
+  // cut's: otherwise a later snapshot would lack them while the log before it is dropped.
+  std::vector<actors::stored_account> carried_accounts_;
+  std::vector<actors::pending_info> carried_pendings_;
+
   std::string write_checkpoint(checkpoint_cut& c, const storage::chain_hash& chain) {
+    std::string err = write_cut(c, chain);
+    if (!err.empty()) {
+      for (auto& list : c.dirty_accounts) carried_accounts_.insert(carried_accounts_.end(), list.begin(), list.end());
+      for (auto& list : c.pendings) carried_pendings_.insert(carried_pendings_.end(), list.begin(), list.end());
+      return err;
+    }
+    carried_accounts_.clear();
+    carried_accounts_.shrink_to_fit();
+    carried_pendings_.clear();
+    carried_pendings_.shrink_to_fit();
+    committed_cut_seq_.store(c.seq);
+    return {};
+  }
+
+  std::string write_cut(checkpoint_cut& c, const storage::chain_hash& chain) {
     std::string err = verify_kept_records(c.next_serial);
     if (!err.empty()) return err;
     auto w = snap_->begin(&err);
     if (!w) return err;
     // Accounts in key order: LMDB then touches each leaf page once, in order, instead
-    // of descending at random (measured: see perf/RESULTS.md).
+    // of descending at random (measured: see perf/RESULTS.md). Carried rows come first
+    // and a stable sort keeps them first: the cut's newer copy of an account wins.
     std::vector<const actors::stored_account*> dirty;
+    for (const auto& a : carried_accounts_) dirty.push_back(&a);
     for (auto& list : c.dirty_accounts)
       for (const auto& a : list) dirty.push_back(&a);
-    std::sort(dirty.begin(), dirty.end(), [](auto* x, auto* y) { return x->a.id < y->a.id; });
+    std::stable_sort(dirty.begin(), dirty.end(), [](auto* x, auto* y) { return x->a.id < y->a.id; });
     for (const auto* a : dirty)
       if (!w->put(storage::table::accounts, a->a.id, {reinterpret_cast<const uint8_t*>(a), sizeof *a}))
         return w->error();
     if (auto e = append_records(*w, c.next_serial); !e.empty()) return e;
-    if (!w->clear(storage::table::pending)) return w->error();
+    // Pending entries changed since the last cut, over their older rows (resolved
+    // entries leave the shards once this commits; their rows answer for them after).
+    auto put_pending = [&](const actors::pending_info& p) {
+      return w->put(storage::table::pending, p.serial, {reinterpret_cast<const uint8_t*>(&p), sizeof p});
+    };
+    for (const auto& p : carried_pendings_)
+      if (!put_pending(p)) return w->error();
     for (auto& list : c.pendings)
       for (const auto& p : list)
-        if (!w->put(storage::table::pending, p.serial, {reinterpret_cast<const uint8_t*>(&p), sizeof p}))
-          return w->error();
+        if (!put_pending(p)) return w->error();
     storage::snapshot_meta m;
     m.lsn = c.lsn;
     m.chain = chain;
@@ -1084,17 +1117,29 @@ class engine_impl {
       if (v.size() != sizeof p) return false;
       std::memcpy(&p, v.data(), sizeof p);
       if (p.serial != key || p.serial >= expect) return false;
+      if (p.state != actors::pending_state::pending) return true;  // resolved: stays in the snapshot
       const uint32_t ds = shard_of(p.debit_account_id, shards_n_), cs = shard_of(p.credit_account_id, shards_n_);
       shards_[ds]->load_pending(p);
       if (cs != ds) shards_[cs]->load_pending(p);
-      if (p.state == actors::pending_state::pending)
-        pending_deadline_max_ = std::max(pending_deadline_max_, p.expires_at);
+      pending_deadline_max_ = std::max(pending_deadline_max_, p.expires_at);
       return true;
     }, error);
     flushed_serial_ = expect;
     executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
     return ok;
+  }
+
+  // A resolved pending transfer evicted from its shards, from the snapshot (shard threads).
+  bool read_resolved_pending(uint64_t serial, actors::pending_info* out) {
+    std::string bytes, err;
+    if (!snap_->get(storage::table::pending, serial, &bytes, &err) || bytes.size() != sizeof *out) {
+      if (!err.empty()) std::fprintf(stderr, "mesobd: reading pending transfer %llu: %s\n",
+                                     static_cast<unsigned long long>(serial), err.c_str());
+      return false;
+    }
+    std::memcpy(out, bytes.data(), sizeof *out);
+    return out->serial == serial && out->state != actors::pending_state::pending;
   }
 
   std::string flush_failure() {
@@ -1487,6 +1532,9 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     e.shards_.push_back(std::make_unique<actors::shard>(i, e.shards_n_, *e.records_, cfg.accounts_hint));
   e.snap_ = storage::snapshot_store::open(cfg.data_dir + "/snapshot", cfg.snapshot_map_gib << 30, error);
   if (!e.snap_) return nullptr;
+  for (auto& sh : e.shards_) sh->set_resolved_reader([&e](uint64_t serial, actors::pending_info* out) {
+    return e.read_resolved_pending(serial, out);
+  });
 
   e.caf_cfg_ = std::make_unique<caf::actor_system_config>();
   // Shards run detached (a thread each); the scheduler only hosts the short-lived

@@ -99,7 +99,7 @@ struct recovery_report {
 struct engine_stats {
   uint64_t accounts = 0;
   uint64_t transfers = 0;
-  uint64_t pending_tracked = 0;  // pending transfers held by shards, live and resolved
+  uint64_t pending_tracked = 0;  // pending transfers held by shards: live, and resolved until a snapshot holds them
   uint64_t lsn_durable = 0;
   uint64_t snapshot_lsn = 0;
   uint64_t wal_groups = 0;

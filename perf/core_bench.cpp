@@ -6,7 +6,8 @@
 // Measures: transfers/s for batch sizes 1 (64 callers), 128 and 8,192 on 1 and 2 shards
 // with 10% and 50% of transfers crossing shards, over 1,000,000 accounts; the disk's
 // fdatasync rate; log replay rate and restart time with 1M accounts and 10M logged
-// transfers; resident memory per account and after 50M transfers. --quick shrinks every
+// transfers; resident memory per account and after 50M transfers; what two-phase history
+// (4M pending transfers, each posted) leaves resident. --quick shrinks every
 // size (for a smoke run), and the JSON then says so.
 #include <fcntl.h>
 #include <liburing.h>
@@ -45,7 +46,7 @@ struct options {
   double seconds = 3.0;
   uint64_t replay_transfers = 10'000'000;
   uint64_t memory_transfers = 50'000'000;
-  std::string only;  // run one section: fsync, accounts, throughput, callers, replay, memory
+  std::string only;  // run one section: fsync, accounts, throughput, callers, replay, memory, twophase
   bool append = false;  // keep the metrics already in `out` (sections run one per process)
   uint32_t shards_only = 0;  // throughput: run only this shard count (0: 1 and 2)
   bool keep = false;    // leave the data directory behind (to profile `--only restart` on it)
@@ -223,7 +224,7 @@ int main(int argc, char** argv) {
   // Restart alone, on a directory left by `--only replay --keep` (for profiling recovery).
   if (o.only == "restart") {
     const auto t0 = clk::now();
-    auto e = open_engine(o, 2, false, false);
+    auto e = open_engine(o, o.shards_only != 0 ? o.shards_only : 2, false, false);
     const auto& rec = e->recovery();
     record("restart_s", since(t0));
     record("replay_records_per_s", double(rec.operations_replayed) / rec.replay_seconds);
@@ -248,6 +249,48 @@ int main(int argc, char** argv) {
     for (auto& t : ts) t.join();
     record("rss_bytes_50m_transfers", double(rss_bytes()));
     record("transfers_logged_for_rss", double(next_id.load() - start));
+  }
+  // Two-phase history: every pending transfer posted by the next batch, checkpoints
+  // along the way. Resolved entries leave memory once a snapshot holds them, so what
+  // stays resident is the unresolved ones, not the history.
+  if (o.run("twophase")) {
+    auto e = open_engine(o, 2, true);
+    create_accounts(*e, o.accounts);
+    pair_picker p(o.accounts, 2, 10);
+    std::mt19937_64 rng(11);
+    const uint64_t pairs = o.quick ? 200'000 : 4'000'000;
+    const double rss0 = double(rss_bytes());
+    uint64_t made = 0, ok = 0;
+    std::string err;
+    const auto t0 = clk::now();
+    while (made < pairs) {
+      auto pend = make_batch(p, rng, 4096);
+      for (auto& t : pend) t.flags = wire::transfer_flags::pending;
+      std::vector<wire::transfer> post(pend.size());
+      const uint64_t first = next_id.fetch_add(post.size());
+      for (size_t i = 0; i < post.size(); ++i) {
+        post[i].id = {first + i, 0x6d65736f62};
+        post[i].pending_id = pend[i].id;
+        post[i].flags = wire::transfer_flags::post_pending;
+      }
+      for (auto r : e->create_transfers(pend).results) ok += r == wire::result::ok;
+      for (auto r : e->create_transfers(post).results) ok += r == wire::result::ok;
+      made += pend.size();
+      if (made % (pairs / 8) < 4096 && !e->checkpoint(&err)) {
+        std::fprintf(stderr, "core_bench: checkpoint failed: %s\n", err.c_str());
+        return 1;
+      }
+    }
+    const double secs = since(t0);
+    if (!e->checkpoint(&err) || !e->checkpoint(&err)) {
+      std::fprintf(stderr, "core_bench: checkpoint failed: %s\n", err.c_str());
+      return 1;
+    }
+    record("twophase_pairs", double(made));
+    record("twophase_ok_share", double(ok) / double(2 * made));
+    record("twophase_transfers_per_s", double(2 * made) / secs);
+    record("twophase_pending_resident_after", double(e->stats().pending_tracked));
+    record("twophase_rss_growth_bytes", double(rss_bytes()) - rss0);
   }
   write_json(o.out);
   if (!o.keep) std::filesystem::remove_all(o.dir);

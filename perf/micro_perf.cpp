@@ -177,6 +177,7 @@ static void BM_shard_transfers(benchmark::State& state) {
       rec.t.timestamp = ts + o;
       rec.owner_account_id = t.debit_account_id;
     }
+    actors::list_shard_ops(b, 1);
     state.ResumeTiming();
     sh.execute(b);
   }

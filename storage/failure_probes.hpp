@@ -1,4 +1,4 @@
-// Fault injection for the write-ahead log. Tests arm a probe; the writer consumes it
+// Fault injection for the write-ahead log and the snapshot store. Tests arm a probe; the writer consumes it
 // on its next operation of that kind. Disarmed probes cost one relaxed load.
 #pragma once
 
@@ -10,6 +10,7 @@ struct failure_probes {
   std::atomic<int> write_errno{0};      // next group write fails with this errno
   std::atomic<int> fsync_errno{0};      // next fdatasync fails with this errno
   std::atomic<bool> short_write{false};  // next group write is cut to its first block
+  std::atomic<int> snapshot_commit_errno{0};  // next snapshot commit (with meta) fails: an LMDB code
 
   static failure_probes& instance();
 };

@@ -1,5 +1,7 @@
 #include "storage/snapshot.hpp"
 
+#include "storage/failure_probes.hpp"
+
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -292,6 +294,9 @@ bool snapshot_store::writer::commit(const snapshot_meta& meta) {
   be_key k(0);
   MDB_val key = k.val(), val{sizeof meta, const_cast<snapshot_meta*>(&meta)};
   int rc = mdb_put(txn_, store_->dbi_meta_, &key, &val, 0);
+  if (auto& probe = failure_probes::instance().snapshot_commit_errno;
+      rc == 0 && probe.load(std::memory_order_relaxed) != 0)
+    rc = probe.exchange(0, std::memory_order_relaxed);
   if (rc == 0) rc = mdb_txn_commit(txn_);
   else mdb_txn_abort(txn_);
   txn_ = nullptr;

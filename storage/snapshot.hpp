@@ -5,7 +5,7 @@
 //   accounts   account id -> the engine's account bytes
 //   transfers  serial     -> transfer records from that serial on, several to a row
 //                           (engine/record_rows.hpp; append-only)
-//   pending    serial     -> the engine's pending-transfer bytes (rewritten each time)
+//   pending    serial     -> the engine's pending-transfer bytes (each row overwritten as the entry changes)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).

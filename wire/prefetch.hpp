@@ -15,4 +15,14 @@ inline void prefetch(const void* p) {
 #endif
 }
 
+// The same, for a line about to be written: fetched exclusive, so the store that
+// follows does not wait for another core to give the line up.
+inline void prefetch_write(const void* p) {
+#if defined(__x86_64__)
+  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p, 1);
+#endif
+}
+
 }  // namespace mesob

@@ -793,3 +793,87 @@ TEST(ledger_checkpoint, close_under_load_with_continuous_checkpoints) {
   EXPECT_EQ(e->recovery().records_replayed, 0u);  // the final snapshot covers everything
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
 }
+
+// Resolved pending transfers leave the shards once a committed snapshot holds their
+// final state (memory does not grow with two-phase history); a later post or void of
+// one still gets its precise code, read back from the snapshot, also after a restart.
+TEST_P(ledger, resolved_pending_transfers_leave_memory_after_checkpoints) {
+  seed_accounts();
+  fund(1, 1000, 5000);
+  auto tracked = [&] { return e().stats().pending_tracked; };
+  auto pending = [&](uint64_t id, uint32_t timeout_s) {
+    auto p = make_transfer(id, 1, 3, 10, tf::pending);
+    p.timeout_s = timeout_s;
+    return one(p);
+  };
+  auto resolve = [&](uint64_t id, uint64_t pending_id, bool post) {
+    auto t = make_transfer(id, 0, 0, 0, post ? tf::post_pending : tf::void_pending);
+    t.pending_id = {pending_id, 0};
+    return one(t);
+  };
+  const uint64_t before = tracked();
+  ASSERT_EQ(pending(5001, 0), result::ok);
+  const uint64_t copies = tracked() - before;  // 1, or 2 when accounts 1 and 3 are on two shards
+  ASSERT_GE(copies, 1u);
+  for (uint64_t id = 5002; id <= 5020; ++id) ASSERT_EQ(pending(id, 0), result::ok);
+  for (uint64_t id = 5021; id <= 5025; ++id) ASSERT_EQ(pending(id, 5), result::ok);
+  for (uint64_t id = 5026; id <= 5030; ++id) ASSERT_EQ(pending(id, 0), result::ok);
+  for (uint64_t id = 5001; id <= 5010; ++id) ASSERT_EQ(resolve(id + 100, id, true), result::ok);
+  for (uint64_t id = 5011; id <= 5020; ++id) ASSERT_EQ(resolve(id + 100, id, false), result::ok);
+  f_.advance_s(6);
+  for (int i = 0; i < 400 && acct(3).credits_pending != 50; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(acct(3).credits_pending, 50u);  // 5026..5030 still pending
+  EXPECT_EQ(tracked(), before + 30 * copies);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;  // holds the final states
+  ASSERT_TRUE(e().checkpoint(&err)) << err;  // started after that commit: evicts them
+  EXPECT_EQ(tracked(), before + 5 * copies);
+  auto check_resolved_codes = [&](uint64_t first_id) {
+    EXPECT_EQ(resolve(first_id, 5001, true), result::pending_transfer_already_posted);
+    EXPECT_EQ(resolve(first_id + 1, 5010, false), result::pending_transfer_already_posted);
+    EXPECT_EQ(resolve(first_id + 2, 5011, true), result::pending_transfer_already_voided);
+    EXPECT_EQ(resolve(first_id + 3, 5021, true), result::pending_transfer_expired);
+    EXPECT_EQ(resolve(first_id + 4, 5025, false), result::pending_transfer_expired);
+  };
+  check_resolved_codes(6000);
+  EXPECT_EQ(resolve(5101, 5001, true), result::ok);  // the original post, repeated
+  EXPECT_EQ(resolve(5126, 5026, true), result::ok);  // live ones still resolve
+  f_.restart();  // the closing snapshot has 5026 posted: only 5027..5030 are loaded
+  EXPECT_EQ(tracked(), before + 4 * copies);
+  check_resolved_codes(6100);
+  EXPECT_EQ(resolve(6200, 5026, false), result::pending_transfer_already_posted);
+  EXPECT_EQ(resolve(5127, 5027, false), result::ok);
+  EXPECT_EQ(acct(1).debits_posted, 110u);  // ten posted at 10, then 5026
+  EXPECT_EQ(acct(1).debits_pending, 30u);  // 5028..5030
+  EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
+}
+
+// A checkpoint that fails to commit hands its changes to the next one: each cut holds
+// only what changed since the previous cut, so without that the next snapshot would
+// lack them while recovery replays only the log after it.
+TEST_P(ledger, a_failed_checkpoint_carries_its_changes_to_the_next) {
+  seed_accounts();
+  fund(1, 100, 7000);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  ASSERT_EQ(one(make_transfer(7001, 1, 4, 30)), result::ok);
+  auto p = make_transfer(7002, 1, 3, 20, tf::pending);
+  ASSERT_EQ(one(p), result::ok);
+  storage::failure_probes::instance().snapshot_commit_errno = MDB_MAP_FULL;
+  EXPECT_FALSE(e().checkpoint(&err));
+  EXPECT_NE(err.find("MDB_MAP_FULL"), std::string::npos) << err;
+  ASSERT_EQ(one(make_transfer(7003, 6, 2, 5)), result::ok);  // other accounts change after
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  const auto a1 = acct(1), a4 = acct(4), a3 = acct(3);
+  f_.restart();
+  const auto b1 = acct(1), b4 = acct(4), b3 = acct(3);
+  EXPECT_EQ(std::memcmp(&a1, &b1, sizeof a1), 0);
+  EXPECT_EQ(std::memcmp(&a4, &b4, sizeof a4), 0);
+  EXPECT_EQ(std::memcmp(&a3, &b3, sizeof a3), 0);
+  EXPECT_EQ(b4.credits_posted, 30u);
+  auto post = make_transfer(7004, 0, 0, 0, tf::post_pending);
+  post.pending_id = {7002, 0};
+  EXPECT_EQ(one(post), result::ok);  // the pending entry survived too
+  EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
+}
