@@ -622,11 +622,27 @@ class engine_impl {
   std::vector<actors::stored_account> carried_accounts_;
   std::vector<actors::pending_info> carried_pendings_;
 
+  // Sorts by key and keeps the last-appended row of each key.
+  template <class T, class Key>
+  static void keep_newest(std::vector<T>& rows, Key key) {
+    std::stable_sort(rows.begin(), rows.end(), [&](const T& x, const T& y) { return key(x) < key(y); });
+    size_t out = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (i + 1 < rows.size() && key(rows[i + 1]) == key(rows[i])) continue;  // a newer copy follows
+      rows[out++] = rows[i];
+    }
+    rows.resize(out);
+  }
+
   std::string write_checkpoint(checkpoint_cut& c, const storage::chain_hash& chain) {
     std::string err = write_cut(c, chain);
     if (!err.empty()) {
       for (auto& list : c.dirty_accounts) carried_accounts_.insert(carried_accounts_.end(), list.begin(), list.end());
       for (auto& list : c.pendings) carried_pendings_.insert(carried_pendings_.end(), list.begin(), list.end());
+      // One row per account and per pending entry, the newest: while checkpoints keep
+      // failing, what is carried stays bounded by the state, not by the failures.
+      keep_newest(carried_accounts_, [](const actors::stored_account& a) { return a.a.id; });
+      keep_newest(carried_pendings_, [](const actors::pending_info& p) { return p.serial; });
       return err;
     }
     carried_accounts_.clear();
