@@ -1,6 +1,7 @@
 #include "engine/config.hpp"
 
 #include "engine/limits.hpp"
+#include "storage/wal.hpp"
 
 namespace mesob::engine {
 
@@ -9,6 +10,8 @@ std::string config::validate() const {
   if (shards > shards_max) return "shards must be at most " + std::to_string(shards_max);
   if (wal_segment_mib < 2 || wal_segment_mib > 4096) return "wal_segment_mib must be 2..4096";
   if (wal_group_mib < 1 || wal_group_mib > 256) return "wal_group_mib must be 1..256";
+  if (wal_flights < 1 || wal_flights > storage::wal_flights_limit)
+    return "wal_flights must be 1.." + std::to_string(storage::wal_flights_limit);
   if (wal_group_mib + 1 > wal_segment_mib) return "wal_segment_mib must exceed wal_group_mib";
   if ((wal_group_mib << 20) < batch_payload_bytes_max + 4096 + 80)
     return "wal_group_mib is too small for a full batch";

@@ -807,7 +807,10 @@ class engine_impl {
 
   // ---- the sequencer loop -------------------------------------------------------
 
-  std::vector<std::shared_ptr<engine_batch>> open_list_, flight_list_;
+  std::vector<std::shared_ptr<engine_batch>> open_list_;
+  // One list per group in flight, oldest first: dispatched in log order as each
+  // group becomes durable.
+  std::deque<std::vector<std::shared_ptr<engine_batch>>> flight_lists_;
   bool open_has_writes_ = false;
 
   void fail_list(std::vector<std::shared_ptr<engine_batch>>& list, bool writes_only) {
@@ -826,14 +829,21 @@ class engine_impl {
     list = std::move(keep);
   }
 
-  // Waits for the in-flight group; dispatches it on success.
-  void complete_flight() {
+  // Dispatches the oldest group in flight, now durable.
+  void dispatch_durable() {
+    MESOB_ASSERT(!flight_lists_.empty());
+    dispatched_chain_ = wal_->durable_chain();
+    send(std::move(flight_lists_.front()), nullptr);
+    flight_lists_.pop_front();
+  }
+
+  // Waits for the oldest group in flight (all of them if `all`); dispatches each.
+  void complete_flight(bool all = true) {
     while (wal_->in_flight()) {
       const auto st = wal_->wait(-1);
       if (st == storage::wal_writer::wait_status::committed) {
-        dispatched_chain_ = wal_->durable_chain();
-        send(std::move(flight_list_), nullptr);
-        flight_list_.clear();
+        dispatch_durable();
+        if (!all) return;
       } else if (st == storage::wal_writer::wait_status::failed) {
         on_wal_failed();
       }
@@ -843,19 +853,22 @@ class engine_impl {
   void on_wal_failed() {
     if (!failed_) std::fprintf(stderr, "mesobd: %s; refusing writes until restart\n", wal_->error().c_str());
     failed_ = true;
-    fail_list(flight_list_, false);
+    for (auto& list : flight_lists_) fail_list(list, false);
+    flight_lists_.clear();
     fail_list(open_list_, true);
     open_has_writes_ = false;
   }
 
+  // Commits the open group if a flight is free. Look-ups without writes go out at
+  // once, but only behind every group in flight (they must see those writes).
   void submit_open() {
-    MESOB_ASSERT(!wal_->in_flight());
     if (open_has_writes_) {
+      if (!wal_->can_submit()) return;
       wal_->submit();
-      flight_list_ = std::move(open_list_);
+      flight_lists_.push_back(std::move(open_list_));
       open_list_.clear();
       open_has_writes_ = false;
-    } else if (!open_list_.empty()) {
+    } else if (!open_list_.empty() && !wal_->in_flight()) {
       send(std::move(open_list_), nullptr);
       open_list_.clear();
     }
@@ -867,12 +880,17 @@ class engine_impl {
         {reinterpret_cast<const uint8_t*>(&h), sizeof h}, ops_bytes(*b)};
     uint64_t lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
     if (lsn == 0 && !wal_->failed()) {
-      complete_flight();
-      if (!failed_ && !wal_->group_empty()) {
-        submit_open();
-        complete_flight();
+      // The open group is full: commit it (after the oldest flight, if none is free).
+      if (!wal_->group_empty()) {
+        if (!wal_->can_submit()) complete_flight(false);
+        if (!failed_) submit_open();
       }
       if (!failed_) lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
+      if (lsn == 0 && !failed_ && !wal_->failed()) {
+        // A new segment starts only with nothing in flight.
+        complete_flight();
+        if (!failed_) lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
+      }
     }
     if (lsn == 0) {
       if (wal_->failed()) on_wal_failed();
@@ -1014,7 +1032,7 @@ class engine_impl {
       for (auto& q : incoming) accept(std::move(q));
       incoming.clear();
       maybe_tick();
-      if (!wal_->in_flight()) submit_open();
+      submit_open();
       maybe_checkpoint(false);
       if (const uint64_t s = snapshot_lsn_.load(); s > dropped_for) {
         wal_->drop_segments_before(s + 1);
@@ -1025,9 +1043,10 @@ class engine_impl {
         std::lock_guard lk(q_mu_);
         if (q_.empty() && walks_.empty()) break;
       }
-      // Wait for the group in flight, or for work. While a group is in flight, the request
-      // that brings the queue to `sequencer_wake_in_flight` wakes the sequencer, so it
-      // stages the next group during the fdatasync instead of after it.
+      // Wait for the oldest group in flight, or for work. While a group is in flight, the
+      // request that brings the queue to `sequencer_wake_in_flight` wakes the sequencer,
+      // so it stages (and, with a flight free, commits) the next group during the
+      // fdatasync instead of after it.
       const bool flying = wal_->in_flight();
       wake_at_.store(flying ? sequencer_wake_in_flight : 1);
       sleeping_.store(true);
@@ -1040,9 +1059,7 @@ class engine_impl {
         const auto st = wal_->wait(ready ? 0 : int(cfg_.tick_ms));  // stopping too: the flight ends it
         sleeping_.store(false);
         if (st == storage::wal_writer::wait_status::committed) {
-          dispatched_chain_ = wal_->durable_chain();
-          send(std::move(flight_list_), nullptr);
-          flight_list_.clear();
+          dispatch_durable();
         } else if (st == storage::wal_writer::wait_status::failed) {
           on_wal_failed();
         }
@@ -1361,6 +1378,7 @@ class engine_impl {
     wo.dir = so.dir;
     wo.segment_bytes = cfg_.wal_segment_mib << 20;
     wo.group_bytes_max = cfg_.wal_group_mib << 20;
+    wo.flights_max = cfg_.wal_flights;
     wal_ = storage::wal_writer::open(wo, pos, wake_fd_, error);
     if (!wal_) return false;
     rec_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -86,6 +86,9 @@ inline double percentile(std::vector<double> v, double pct) {
 }
 
 // An engine on a scratch directory (wiped when `fresh`), durable, no periodic snapshots.
+// Commit groups in flight for engines the benchmarks open (0: the engine's default).
+inline uint32_t wal_flights = 0;
+
 inline std::unique_ptr<engine::engine> open_engine(const std::string& dir, uint32_t shards, uint64_t accounts,
                                                    bool fresh, bool checkpoint_on_close = true) {
   if (fresh) std::filesystem::remove_all(dir);
@@ -94,6 +97,7 @@ inline std::unique_ptr<engine::engine> open_engine(const std::string& dir, uint3
   cfg.shards = shards;
   // The load generator shares the two cores; MESOB_BENCH_PIN=1 pins shards anyway.
   cfg.pin_shards = std::getenv("MESOB_BENCH_PIN") != nullptr;
+  if (wal_flights != 0) cfg.wal_flights = wal_flights;
   cfg.checkpoint_interval_ms = 0;
   cfg.accounts_hint = accounts / shards + 1024;
   cfg.checkpoint_on_close = checkpoint_on_close;

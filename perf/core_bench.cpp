@@ -111,10 +111,11 @@ int main(int argc, char** argv) {
     else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
     else if (a == "--append") o.append = true;
     else if (a == "--keep") o.keep = true;
+    else if (a == "--wal-flights" && i + 1 < argc) bench::wal_flights = uint32_t(std::strtoul(argv[++i], nullptr, 10));
     else if (a == "--shards" && i + 1 < argc) o.shards_only = uint32_t(std::strtoul(argv[++i], nullptr, 10));
     else if (a == "--memory-transfers" && i + 1 < argc) o.memory_transfers = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR] [--only SECTION] [--append] [--keep] [--shards N]\n");
+      std::fprintf(stderr, "usage: core_bench [--quick] [--out FILE] [--dir DIR] [--only SECTION] [--append] [--keep] [--shards N] [--wal-flights N]\n");
       return 2;
     }
   }

@@ -20,6 +20,7 @@ namespace mesob::storage {
 
 namespace {
 
+// Completion user data: a flight's id times 4 plus the kind; the wake read is kind 3.
 constexpr uint64_t tag_write = 1;
 constexpr uint64_t tag_fsync = 2;
 constexpr uint64_t tag_wake = 3;
@@ -103,6 +104,11 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
              "segment_bytes >= group_bytes_max + 4096";
     return nullptr;
   }
+  if (opt.flights_max < 1 || opt.flights_max > wal_flights_limit) {
+    *error = "wal: groups in flight must be 1 .. " + std::to_string(wal_flights_limit) + ", not " +
+             std::to_string(opt.flights_max);
+    return nullptr;
+  }
   std::unique_ptr<wal_writer> w(new wal_writer());
   w->opt_ = opt;
   w->wake_fd_ = wake_fd;
@@ -112,7 +118,7 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
   w->durable_chain_ = pos.chain;
   w->segment_index_ = pos.next_segment_index;
 
-  if (int rc = io_uring_queue_init(16, &w->ring_, 0); rc < 0) {
+  if (int rc = io_uring_queue_init(4 * opt.flights_max + 8, &w->ring_, 0); rc < 0) {
     *error = "wal: io_uring_queue_init failed: " + errno_text(-rc);
     return nullptr;
   }
@@ -130,11 +136,14 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
     *error = "wal: the kernel's io_uring lacks WRITE, FSYNC or READ";
     return nullptr;
   }
-  for (auto& b : w->buf_) {
-    b = static_cast<uint8_t*>(std::aligned_alloc(wal_block_bytes, opt.group_bytes_max));
+  for (uint32_t i = 0; i <= opt.flights_max; ++i) {
+    auto* b = static_cast<uint8_t*>(std::aligned_alloc(wal_block_bytes, opt.group_bytes_max));
     MESOB_ASSERT(b != nullptr);
     std::memset(b, 0, opt.group_bytes_max);
+    w->buf_.push_back(b);
+    if (i > 0) w->free_bufs_.push_back(i);
   }
+  w->open_buf_ = 0;
   for (auto& [idx, path] : list_segments(opt.dir)) {
     if (idx >= pos.next_segment_index) continue;
     int fd = ::open(path.c_str(), O_RDONLY);
@@ -206,7 +215,7 @@ void wal_writer::prepare_loop() {
 }
 
 bool wal_writer::open_next_segment(std::string* error) {
-  MESOB_ASSERT(!in_flight_ && staged_records_ == 0);
+  MESOB_ASSERT(!in_flight() && staged_records_ == 0);
   const uint64_t idx = segment_index_ + (fd_ >= 0 ? 1 : 0);
   {
     std::unique_lock lk(prep_mu_);
@@ -241,6 +250,7 @@ bool wal_writer::open_next_segment(std::string* error) {
   h.first_lsn = next_lsn_;
   h.prev_chain = chain_;
   h.created_ns = 0;
+  h.flights_max = opt_.flights_max;
   h.header_crc = segment_header_crc(h);
   uint8_t* b = buf_[open_buf_];
   std::memset(b, 0, wal_block_bytes);
@@ -261,7 +271,7 @@ uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestam
   const bool fits_segment = segment_offset_ + round_up(need, wal_block_bytes) <= opt_.segment_bytes;
   if (!fits_group && staged_records_ > 0) return 0;
   if (!fits_segment) {
-    if (staged_records_ > 0 || in_flight_) return 0;
+    if (staged_records_ > 0 || in_flight()) return 0;
     std::string err;
     if (!open_next_segment(&err)) {
       failed_ = true;
@@ -303,42 +313,44 @@ uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestam
   return next_lsn_++;
 }
 
-void wal_writer::submit_range(uint64_t offset, uint64_t len) {
+void wal_writer::submit_range(flight& f, uint64_t offset, uint64_t len) {
   auto& probes = failure_probes::instance();
   if (probes.short_write.exchange(false) && len > wal_block_bytes) len = wal_block_bytes;
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   MESOB_ASSERT(sqe != nullptr);
-  io_uring_prep_write(sqe, fd_, buf_[flight_buf_] + (offset - flight_offset_), unsigned(len), offset);
+  io_uring_prep_write(sqe, fd_, buf_[f.buf] + (offset - f.offset), unsigned(len), offset);
   sqe->flags |= IOSQE_IO_LINK;
-  io_uring_sqe_set_data64(sqe, tag_write);
+  io_uring_sqe_set_data64(sqe, f.id * 4 + tag_write);
   sqe = io_uring_get_sqe(&ring_);
   MESOB_ASSERT(sqe != nullptr);
   io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
-  io_uring_sqe_set_data64(sqe, tag_fsync);
-  flight_cqes_pending_ = 2;
+  io_uring_sqe_set_data64(sqe, f.id * 4 + tag_fsync);
+  f.cqes_pending = 2;
+  cqes_outstanding_ += 2;
   MESOB_ASSERT(io_uring_submit(&ring_) >= 2);
 }
 
 void wal_writer::submit() {
-  MESOB_ASSERT(!in_flight_ && staged_records_ > 0 && !failed_);
+  MESOB_ASSERT(can_submit() && staged_records_ > 0 && !free_bufs_.empty());
   const uint64_t len = round_up(staged_bytes_, wal_block_bytes);
   std::memset(buf_[open_buf_] + staged_bytes_, 0, len - staged_bytes_);
-  in_flight_ = true;
-  flight_buf_ = open_buf_;
-  flight_offset_ = segment_offset_;
-  flight_len_ = len;
-  flight_done_ = 0;
-  flight_last_lsn_ = group_last_lsn_;
-  flight_chain_ = chain_;
+  flight& f = flights_.emplace_back();
+  f.id = next_flight_id_++;
+  f.buf = open_buf_;
+  f.offset = segment_offset_;
+  f.len = len;
+  f.last_lsn = group_last_lsn_;
+  f.chain = chain_;
+  f.start_ns = monotonic_ns();
   groups_.fetch_add(1, std::memory_order_relaxed);
   records_.fetch_add(staged_records_, std::memory_order_relaxed);
   bytes_.fetch_add(len, std::memory_order_relaxed);
-  flight_start_ns_ = monotonic_ns();
-  open_buf_ ^= 1;
+  open_buf_ = free_bufs_.back();
+  free_bufs_.pop_back();
   segment_offset_ += len;
   staged_bytes_ = 0;
   staged_records_ = 0;
-  submit_range(flight_offset_, flight_len_);
+  submit_range(f, f.offset, f.len);
 }
 
 void wal_writer::arm_wake() {
@@ -351,9 +363,28 @@ void wal_writer::arm_wake() {
   MESOB_ASSERT(io_uring_submit(&ring_) >= 1);
 }
 
+// A failed group fails every group after it too: none is reported durable. Their
+// completions still come and are reaped (drain); their buffers stay until then.
+void wal_writer::fail_flights(const char* what, int res) {
+  failed_ = true;
+  flights_.clear();
+  error_ = std::string("wal: ") + what + " " + segment_path(opt_.dir, segment_index_) + " failed: " +
+           errno_text(-res);
+}
+
 wal_writer::wait_status wal_writer::wait(int timeout_ms) {
   arm_wake();
   for (;;) {
+    // Groups are reported in log order: the oldest, once its write and fdatasync are in.
+    if (!flights_.empty() && flights_.front().complete) {
+      const flight& f = flights_.front();
+      flight_ns_.fetch_add(monotonic_ns() - f.start_ns, std::memory_order_relaxed);
+      durable_lsn_ = f.last_lsn;
+      durable_chain_ = f.chain;
+      free_bufs_.push_back(f.buf);
+      flights_.pop_front();
+      return wait_status::committed;
+    }
     io_uring_cqe* cqe = nullptr;
     int rc;
     if (timeout_ms < 0) {
@@ -365,57 +396,64 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     if (rc == -ETIME) return wait_status::timed_out;
     if (rc == -EINTR) continue;
     MESOB_ASSERT_MSG(rc == 0, "io_uring_wait_cqe failed");
-    const uint64_t tag = io_uring_cqe_get_data64(cqe);
+    const uint64_t data = io_uring_cqe_get_data64(cqe);
     const int res = cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
     auto& probes = failure_probes::instance();
+    const uint64_t tag = data % 4;
     if (tag == tag_wake) {
       wake_armed_ = false;
       return wait_status::woken;
     }
+    if (tag != tag_write && tag != tag_fsync) continue;  // a cancel's own completion
+    --cqes_outstanding_;
+    const uint64_t id = data / 4;
+    if (flights_.empty() || id < flights_.front().id || id >= flights_.front().id + flights_.size())
+      continue;
+    flight& f = flights_[id - flights_.front().id];
     if (tag == tag_write) {
       int injected = probes.write_errno.exchange(0);
-      flight_write_res_ = injected ? -injected : res;
-    } else if (tag == tag_fsync) {
+      f.write_res = injected ? -injected : res;
+    } else {
       int injected = probes.fsync_errno.exchange(0);
-      flight_fsync_res_ = injected ? -injected : res;
+      f.fsync_res = injected ? -injected : res;
     }
-    if (--flight_cqes_pending_ > 0) continue;
-    // Both completions of the write+fsync pair are in.
-    if (flight_write_res_ < 0) {
-      failed_ = true;
-      error_ = "wal: write to " + segment_path(opt_.dir, segment_index_) + " failed: " +
-               errno_text(-flight_write_res_);
-      in_flight_ = false;
+    if (--f.cqes_pending > 0) continue;
+    // Both completions of this flight's write+fsync pair are in.
+    if (f.write_res < 0) {
+      fail_flights("write to", f.write_res);
       return wait_status::failed;
     }
-    flight_done_ += uint64_t(flight_write_res_);
-    if (flight_done_ < flight_len_) {  // short write: the linked fsync was cancelled
-      const uint64_t done_aligned = flight_done_ / wal_block_bytes * wal_block_bytes;
-      flight_done_ = done_aligned;
-      submit_range(flight_offset_ + done_aligned, flight_len_ - done_aligned);
+    f.done += uint64_t(f.write_res);
+    if (f.done < f.len) {  // short write: the linked fsync was cancelled
+      f.done = f.done / wal_block_bytes * wal_block_bytes;
+      submit_range(f, f.offset + f.done, f.len - f.done);
       continue;
     }
-    if (flight_fsync_res_ < 0) {
-      failed_ = true;
-      error_ = "wal: fdatasync of " + segment_path(opt_.dir, segment_index_) + " failed: " +
-               errno_text(-flight_fsync_res_);
-      in_flight_ = false;
+    if (f.fsync_res < 0) {
+      fail_flights("fdatasync of", f.fsync_res);
       return wait_status::failed;
     }
-    in_flight_ = false;
-    flight_ns_.fetch_add(monotonic_ns() - flight_start_ns_, std::memory_order_relaxed);
-    durable_lsn_ = flight_last_lsn_;
-    durable_chain_ = flight_chain_;
-    return wait_status::committed;
+    f.complete = true;
   }
 }
 
 bool wal_writer::drain() {
-  while (in_flight_) {
-    auto s = wait(-1);
-    if (s == wait_status::failed) return false;
+  while (in_flight())
+    if (wait(-1) == wait_status::failed) break;
+  // After a failure the other groups' completions still come: reap them before the
+  // ring and the buffers go.
+  while (cqes_outstanding_ > 0) {
+    io_uring_cqe* cqe = nullptr;
+    const int rc = io_uring_wait_cqe(&ring_, &cqe);
+    if (rc == -EINTR) continue;
+    MESOB_ASSERT_MSG(rc == 0, "io_uring_wait_cqe failed");
+    const uint64_t tag = io_uring_cqe_get_data64(cqe) % 4;
+    io_uring_cqe_seen(&ring_, cqe);
+    if (tag == tag_wake) wake_armed_ = false;
+    else if (tag == tag_write || tag == tag_fsync) --cqes_outstanding_;
   }
+  if (failed_) flights_.clear();
   // A wake read may still be armed; cancel it so the ring can be torn down cleanly.
   if (wake_armed_) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -473,19 +511,29 @@ bool all_zero(const uint8_t* p, size_t n) {
   return true;
 }
 
-// What lies after the point `from` where a segment's valid records end: nothing, only
-// records of the same (unfinished) group, or a record of a later group — and a later
-// group can only exist if the earlier one was complete, so then the damage is corruption.
-enum class after_end { nothing, same_group, later_group };
+// What lies after the point `from` where a segment's valid records end: records of the
+// same (unfinished) group, and how many later groups. With one group in flight a later
+// group exists only if the earlier one was complete, so any is corruption; with k in
+// flight the k - 1 groups after an unfinished one may have been written (never
+// acknowledged: a group is acknowledged only after every earlier one is durable).
+struct after_end {
+  bool same_group = false;
+  uint64_t later_groups = 0;
+};
 after_end what_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t expected_lsn) {
-  after_end seen = after_end::nothing;
+  after_end seen;
+  uint64_t last_group = 0;
   for (uint64_t b = round_up(from, wal_block_bytes); b + sizeof(record_header) <= d.size();
        b += wal_block_bytes) {
     record_header h;
     std::memcpy(&h, d.data() + b, sizeof h);
     if (h.magic != record_magic || record_header_crc(h) != h.header_crc) continue;
-    if (h.group_first_lsn > expected_lsn) return after_end::later_group;
-    seen = after_end::same_group;
+    if (h.group_first_lsn <= expected_lsn) {
+      seen.same_group = true;
+    } else if (h.group_first_lsn != last_group) {
+      last_group = h.group_first_lsn;
+      ++seen.later_groups;
+    }
   }
   return seen;
 }
@@ -556,7 +604,9 @@ bool scan_wal(const wal_scan_options& opt,
       return false;
     }
     if (!header_ok) {
-      if (last && what_follows(d, wal_block_bytes, expected) != after_end::later_group) {
+      // The header went out with the segment's first group; its limit on groups in
+      // flight is unreadable, so the largest a writer may use bounds what may follow.
+      if (last && what_follows(d, wal_block_bytes, expected).later_groups < wal_flights_limit) {
         r.torn_tail = path + " offset 0: segment header incomplete (torn)";
         if (opt.repair_tail) ::unlink(path.c_str());
         r.segments -= 1;
@@ -628,18 +678,20 @@ bool scan_wal(const wal_scan_options& opt,
       ++r.records;
       pos += sizeof h + h.payload_bytes;
     }
-    const after_end follows = last ? what_follows(d, pos + 1, expected) : after_end::nothing;
-    if (!damage.empty() && (!last || follows == after_end::later_group)) {
+    const after_end follows = last ? what_follows(d, pos + 1, expected) : after_end{};
+    const uint64_t flights = std::clamp<uint64_t>(sh.flights_max, 1, wal_flights_limit);
+    const bool too_many_later = follows.later_groups > flights - 1;
+    if (!damage.empty() && (!last || too_many_later)) {
       *error = "wal: " + path + " offset " + hex_offset(pos) + ": " + damage +
                (last ? " (later records follow: corruption, not a torn tail)" : "");
       return false;
     }
-    if (damage.empty() && follows == after_end::later_group) {
+    if (damage.empty() && too_many_later) {
       *error = "wal: " + path + " offset " + hex_offset(pos) +
                ": data ends but later records follow (corruption)";
       return false;
     }
-    if (!damage.empty() || follows == after_end::same_group) {
+    if (!damage.empty() || follows.same_group || follows.later_groups > 0) {
       // An unfinished last group: never acknowledged, so cut it.
       if (damage.empty()) damage = "unfinished group (its first block is missing)";
       r.torn_tail = path + " offset " + hex_offset(pos) + ": " + damage + "; cut there";

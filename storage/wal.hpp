@@ -18,6 +18,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -35,7 +36,11 @@ struct wal_options {
   std::string dir;
   uint64_t segment_bytes = 64ull << 20;
   uint64_t group_bytes_max = 8ull << 20;  // largest group committed by one write
+  // Groups whose write+fdatasync may be in flight at once (1 .. wal_flights_limit). They
+  // become durable, and are reported, in log order.
+  uint32_t flights_max = 1;
 };
+constexpr uint32_t wal_flights_limit = 16;
 
 // Where the log continues after recovery.
 struct wal_position {
@@ -69,16 +74,18 @@ class wal_writer {
   uint64_t stage(record_kind kind, uint16_t version, uint64_t timestamp,
                  std::span<const std::span<const uint8_t>> pieces);
   [[nodiscard]] bool group_empty() const { return staged_records_ == 0; }
-  [[nodiscard]] bool in_flight() const { return in_flight_; }
+  [[nodiscard]] bool in_flight() const { return !flights_.empty(); }
+  [[nodiscard]] bool can_submit() const { return flights_.size() < opt_.flights_max && !failed_; }
   [[nodiscard]] uint64_t last_staged_lsn() const { return next_lsn_ - 1; }
   [[nodiscard]] uint64_t durable_lsn() const { return durable_lsn_; }
   [[nodiscard]] const chain_hash& durable_chain() const { return durable_chain_; }
 
-  // Starts committing the open group. Requires !in_flight() and !group_empty().
+  // Starts committing the open group. Requires can_submit() and !group_empty().
   void submit();
-  // Waits for the in-flight group, the wake fd, or the timeout (-1: forever).
-  // After `committed`, durable_lsn() covers the group. After `failed`, error() says
-  // why and the writer accepts nothing more: the log's tail is no longer trusted.
+  // Waits for the oldest group in flight, the wake fd, or the timeout (-1: forever).
+  // After `committed`, durable_lsn() covers that group (groups are reported one per
+  // call, in log order). After `failed`, error() says why and the writer accepts
+  // nothing more: the log's tail is no longer trusted.
   wait_status wait(int timeout_ms);
   [[nodiscard]] const std::string& error() const { return error_; }
   [[nodiscard]] bool failed() const { return failed_; }
@@ -104,7 +111,19 @@ class wal_writer {
   wal_writer() = default;
   bool open_next_segment(std::string* error);
   void arm_wake();
-  void submit_range(uint64_t offset, uint64_t len);
+  struct flight {
+    uint64_t id = 0;  // submission number, in the completions' user data
+    uint32_t buf = 0;
+    uint64_t offset = 0, len = 0, done = 0;
+    uint64_t last_lsn = 0;
+    chain_hash chain{};
+    uint64_t start_ns = 0;
+    int cqes_pending = 0;
+    int write_res = 0, fsync_res = 0;
+    bool complete = false;
+  };
+  void submit_range(flight& f, uint64_t offset, uint64_t len);
+  void fail_flights(const char* what, int res);
   void prepare_loop();
 
   wal_options opt_;
@@ -121,26 +140,20 @@ class wal_writer {
   bool segment_fresh_ = false;   // header block not yet written
   segment_header pending_header_{};
 
-  // group buffers (double buffered)
-  uint8_t* buf_[2] = {nullptr, nullptr};
-  int open_buf_ = 0;
+  // group buffers: one open, one per group in flight
+  std::vector<uint8_t*> buf_;
+  std::vector<uint32_t> free_bufs_;
+  uint32_t open_buf_ = 0;
   uint64_t staged_bytes_ = 0;
   uint64_t staged_records_ = 0;
   uint64_t group_first_lsn_ = 0;
   uint64_t group_last_lsn_ = 0;
 
-  // in-flight group
-  bool in_flight_ = false;
-  uint64_t flight_offset_ = 0;
-  uint64_t flight_len_ = 0;
-  uint64_t flight_done_ = 0;
-  uint64_t flight_last_lsn_ = 0;
-  chain_hash flight_chain_{};
+  // groups in flight, oldest first
+  std::deque<flight> flights_;
+  uint64_t next_flight_id_ = 1;
+  uint64_t cqes_outstanding_ = 0;  // write and fsync completions not yet reaped
   chain_hash durable_chain_{};
-  int flight_buf_ = 0;
-  int flight_cqes_pending_ = 0;
-  int flight_write_res_ = 0;
-  int flight_fsync_res_ = 0;
 
   uint64_t next_lsn_ = 1;
   uint64_t durable_lsn_ = 0;
@@ -148,7 +161,6 @@ class wal_writer {
   bool failed_ = false;
   std::string error_;
   std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0}, flight_ns_{0};
-  uint64_t flight_start_ns_ = 0;
 
   // segment preparer
   std::thread preparer_;

@@ -4,7 +4,8 @@
 // `segment_bytes` long, pre-zeroed before use. Block 0 (4 KiB) holds a segment_header.
 // Records follow from offset 4096. The writer appends records in groups; every group
 // starts on a 4 KiB boundary and is followed by zero bytes up to the next boundary,
-// so each group is one aligned O_DIRECT write linked to one fdatasync.
+// so each group is one aligned O_DIRECT write linked to one fdatasync. Several groups
+// may be in flight at once (segment_header::flights_max); they are acknowledged in order.
 //
 // Caveats:
 // - A zero `magic` at a 4 KiB boundary means "no more data in this segment".
@@ -32,7 +33,8 @@ struct segment_header {
   uint64_t first_lsn;       // lsn of the first record in this segment
   chain_hash prev_chain;    // chain hash of the record before first_lsn (zeros at lsn 1)
   uint64_t created_ns;      // engine clock when the segment was opened
-  uint64_t reserved[3];     // zero
+  uint64_t flights_max;     // groups the writer kept in flight at once (0 in older segments: 1)
+  uint64_t reserved[2];     // zero
 };
 static_assert(sizeof(segment_header) == 96);
 

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   cfg.checkpoint_interval_ms = 150;  // kills land during checkpoints too
   cfg.wal_segment_mib = 4;           // and across segment switches
   cfg.wal_group_mib = 1;
+  cfg.wal_flights = 4;  // kills land with several commit groups in flight
   const uint64_t run = std::strtoull(argv[2], nullptr, 10);
   std::string err;
   auto e = engine::engine::open(cfg, &err);

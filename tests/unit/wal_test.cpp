@@ -32,14 +32,26 @@ struct written {
   std::vector<uint64_t> group_first;  // first lsn of each group
 };
 
-// Writes `groups` groups of `per_group` records of `bytes` each, starting a fresh log.
+// Writes `groups` groups of `per_group` records of `bytes` each, starting a fresh log,
+// with up to `flights` groups in flight at once. Groups must be reported durable one at
+// a time, in log order.
 written write_log(const std::string& dir, int groups, int per_group, size_t bytes,
-                  wal_position pos = {}) {
-  wal_options o{dir, segment_bytes, group_bytes};
+                  wal_position pos = {}, uint32_t flights = 1) {
+  wal_options o{dir, segment_bytes, group_bytes, flights};
   std::string err;
   auto w = wal_writer::open(o, pos, -1, &err);
   EXPECT_TRUE(w) << err;
   written out;
+  uint64_t durable = w->durable_lsn();
+  auto wait_one = [&] {
+    EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+    EXPECT_GT(w->durable_lsn(), durable);  // in log order, one group per report
+    durable = w->durable_lsn();
+  };
+  auto commit_open = [&] {
+    if (!w->can_submit()) wait_one();
+    w->submit();
+  };
   for (int g = 0; g < groups; ++g) {
     out.group_first.push_back(w->last_staged_lsn() + 1);
     for (int r = 0; r < per_group; ++r) {
@@ -47,19 +59,21 @@ written write_log(const std::string& dir, int groups, int per_group, size_t byte
       auto p = payload_for(lsn, bytes);
       std::span<const uint8_t> pieces[1] = {p};
       uint64_t got = w->stage(record_kind::batch, 1, 1000 + lsn, pieces);
-      if (got == 0) {  // group or segment full: commit and retry
-        w->submit();
-        EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+      if (got == 0 && !w->group_empty()) {  // group full: commit it and retry
+        commit_open();
+        got = w->stage(record_kind::batch, 1, 1000 + lsn, pieces);
+      }
+      if (got == 0) {  // segment full: a new one starts with nothing in flight
+        while (w->in_flight()) wait_one();
         got = w->stage(record_kind::batch, 1, 1000 + lsn, pieces);
       }
       EXPECT_EQ(got, lsn);
       ++out.records;
     }
-    if (!w->group_empty()) {
-      w->submit();
-      EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed);
-    }
+    if (!w->group_empty()) commit_open();
   }
+  while (w->in_flight()) wait_one();
+  EXPECT_EQ(w->durable_lsn(), w->last_staged_lsn());
   return out;
 }
 
@@ -328,4 +342,61 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   auto s = scan(d.path());
   ASSERT_TRUE(s.ok) << s.error;
   EXPECT_EQ(s.lsns.back(), last);
+}
+
+TEST(wal, groups_in_flight_become_durable_in_log_order_across_segments) {
+  temp_dir d;
+  auto w = write_log(d.path(), 40, 3, 5000, {}, 4);  // ~600 KiB: three segments
+  EXPECT_GE(list_segments(d.path()).size(), 3u);
+  auto s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  ASSERT_EQ(s.lsns.size(), w.records);
+  for (size_t i = 0; i < s.lsns.size(); ++i) ASSERT_EQ(s.lsns[i], i + 1);
+  EXPECT_TRUE(s.payloads_ok);
+  EXPECT_TRUE(s.result.torn_tail.empty()) << s.result.torn_tail;
+}
+
+// Zeroes the first block of group `g` in the only segment.
+void lose_group_start(const std::string& dir, const written& w, size_t g) {
+  const auto path = list_segments(dir).front().second;
+  const uint64_t off = offset_of(path, w.group_first.at(g));
+  ASSERT_EQ(off % wal_block_bytes, 0u);
+  int fd = ::open(path.c_str(), O_RDWR);
+  std::vector<uint8_t> zeros(wal_block_bytes, 0);
+  ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), off_t(off)), ssize_t(zeros.size()));
+  ::close(fd);
+}
+
+// With k groups in flight, a crash may leave a group unwritten and up to k - 1 later
+// ones written; none of them was acknowledged (a group is reported durable only after
+// every earlier one), so recovery cuts at the gap, later groups included.
+TEST(wal, unwritten_group_followed_by_groups_that_were_in_flight_is_a_torn_tail) {
+  temp_dir d;
+  auto w = write_log(d.path(), 6, 2, 400, {}, 4);
+  lose_group_start(d.path(), w, 3);  // groups 4 and 5 (0-based) follow: 2 <= 4 - 1
+  auto s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  EXPECT_EQ(s.lsns.size(), w.group_first[3] - 1);
+  EXPECT_FALSE(s.result.torn_tail.empty());
+  auto again = scan(d.path());  // the cut is on disk: later groups are gone too
+  ASSERT_TRUE(again.ok) << again.error;
+  EXPECT_EQ(again.lsns.size(), w.group_first[3] - 1);
+  EXPECT_TRUE(again.result.torn_tail.empty()) << again.result.torn_tail;
+}
+
+TEST(wal, more_written_groups_after_a_gap_than_were_in_flight_is_corruption) {
+  temp_dir d;
+  auto w = write_log(d.path(), 6, 2, 400, {}, 2);
+  lose_group_start(d.path(), w, 2);  // groups 3, 4 and 5 follow: 3 > 2 - 1
+  auto s = scan(d.path());
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.error.find("corruption"), std::string::npos) << s.error;
+}
+
+TEST(wal, groups_in_flight_must_be_within_limits) {
+  temp_dir d;
+  std::string err;
+  EXPECT_FALSE(wal_writer::open({d.path(), segment_bytes, group_bytes, 0}, {}, -1, &err));
+  EXPECT_NE(err.find("in flight"), std::string::npos) << err;
+  EXPECT_FALSE(wal_writer::open({d.path(), segment_bytes, group_bytes, wal_flights_limit + 1}, {}, -1, &err));
 }
