@@ -90,7 +90,8 @@ struct sync_slot {
   bool debit_found = false;
   bool credit_found = false;
   pending_lookup lookup = pending_lookup::not_found;
-  std::atomic<uint32_t> published{0};
+  std::atomic<uint32_t> published{0};  // one bit per shard that has written its part
+  std::atomic<uint32_t> sleepers{0};   // shards asleep on `published` (a futex)
 };
 
 struct batch;

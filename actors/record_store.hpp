@@ -85,11 +85,15 @@ class record_store {
   }
 
  private:
+  // Read by every shard on every operation (at()): never written after construction.
   uint64_t capacity_;
   uint64_t mask_;
   std::vector<transfer_record, huge_page_allocator<transfer_record>> ring_;
-  std::atomic<uint64_t> size_{0};
   uint64_t floor_ = 0;  // serials below it were never loaded into the ring
+  // Written by the sequencer at every append: on a cache line of its own, or each
+  // append would take the line above away from the shards (and their reads would
+  // make the next append miss: 13% of the sequencer's replay time, perf record).
+  alignas(64) std::atomic<uint64_t> size_{0};
 };
 
 }  // namespace mesob::actors

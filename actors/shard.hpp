@@ -96,6 +96,13 @@ class shard {
   void prefetch_op(const batch& b, uint32_t o, bool data) const;
   void run_chain(batch& b, uint32_t first, uint32_t last);
   op_inputs gather(batch& b, uint32_t o, bool sync);
+  void publish_part(batch& b, uint32_t o, const op_inputs& in);
+  op_inputs read_slot(batch& b, uint32_t o);
+  [[nodiscard]] bool deferrable(const batch& b, uint32_t o) const;
+  void run_plain(batch& b, uint32_t o);
+  void settle_oldest(batch& b);
+  void settle_ready(batch& b);
+  void settle_all(batch& b);
   pending_lookup lookup_pending(const op_route& r, const pending_info** out);
   void apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo);
   void write_result(batch& b, uint32_t o, result r);
@@ -154,6 +161,15 @@ class shard {
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
   std::vector<undo_entry> undo_;
+  // Cross-shard transfers published and put aside until the other part arrives, oldest
+  // first from set_aside_pos_ (execute_transfers), with the local account each holds.
+  struct set_aside_op {
+    uint32_t op;
+    uint64_t account_id;
+  };
+  static constexpr size_t set_aside_max = 64;
+  std::vector<set_aside_op> set_aside_;
+  size_t set_aside_pos_ = 0;
   uint64_t sync_waits_ = 0;
   void publish_stats();
   std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0};

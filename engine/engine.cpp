@@ -67,6 +67,12 @@ struct batch_record_header {
 static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 constexpr uint16_t batch_record_version = 1;
 
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
 uint64_t realtime_ns() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -296,8 +302,11 @@ class engine_impl {
     if (room()) return true;
     if (n >= w + executed_serial_end_.load()) flush_pipeline();
     request_records_flush();
+    const auto t0 = std::chrono::steady_clock::now();
     std::unique_lock lk(ck_mu_);
     ck_done_cv_.wait(lk, [&] { return room() || flush_failed_; });
+    if (replaying_)
+      rec_.replay_shard_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!room() && replaying_) return false;
     MESOB_ASSERT_MSG(room(), "flushing transfer records to the snapshot failed: the window cannot move");
     return true;
@@ -330,7 +339,8 @@ class engine_impl {
     const uint32_t n = b.count;
     b.results.assign(n, result::ok);
     b.routes.assign(n, op_route{});
-    batch_ids_.reset(n);
+    for (const uint64_t k : batch_repeat_keys_) batch_repeats_.erase(k);
+    batch_repeat_keys_.clear();
     auto id_of = [this](uint64_t s) { return record_id(s); };
     // Chains: a run of linked operations closed by one without the flag.
     for (uint32_t i = 0; i < n;) {
@@ -348,15 +358,9 @@ class engine_impl {
     }
     uint64_t batch_first_serial = UINT64_MAX;
     constexpr uint32_t index_ahead = 8;  // id index misses overlap (perf/RESULTS.md)
-    for (uint32_t o = 0; o < std::min(n, index_ahead); ++o) {
-      ids_.prefetch(b.transfers[o].id);
-      batch_ids_.prefetch(b.transfers[o].id);
-    }
+    for (uint32_t o = 0; o < std::min(n, index_ahead); ++o) ids_.prefetch(b.transfers[o].id);
     for (uint32_t o = 0; o < n; ++o) {
-      if (o + index_ahead < n) {
-        ids_.prefetch(b.transfers[o + index_ahead].id);
-        batch_ids_.prefetch(b.transfers[o + index_ahead].id);
-      }
+      if (o + index_ahead < n) ids_.prefetch(b.transfers[o + index_ahead].id);
       op_route& r = b.routes[o];
       const wire::transfer& t = b.transfers[o];
       if (b.results[o] != result::ok) continue;  // open chain
@@ -365,12 +369,17 @@ class engine_impl {
         b.results[o] = fields;
         continue;
       }
-      if (!batch_ids_.insert(t.id)) {  // earlier in this batch: checked before history
+      // One look-up answers both questions: an id recorded earlier in this batch (its
+      // serial is the batch's) or repeated earlier in it is an in-batch duplicate,
+      // which is checked before history.
+      const int64_t found = ids_.find(t.id, id_of);
+      if (found >= 0 && (uint64_t(found) >= batch_first_serial || batch_repeats_.find(uint64_t(found) + 1))) {
         b.results[o] = result::id_duplicated_in_batch;
         continue;
       }
-      const int64_t found = ids_.find(t.id, id_of);
       if (found >= 0) {  // a repeat: its original outcome, once final
+        batch_repeats_.put(uint64_t(found) + 1, 0);
+        batch_repeat_keys_.push_back(uint64_t(found) + 1);
         ensure_executed(uint64_t(found));
         const actors::transfer_record orig = record_copy(uint64_t(found));
         r.kind = route_kind::duplicate;
@@ -437,29 +446,12 @@ class engine_impl {
     actors::list_shard_ops(b, shards_n_);
   }
 
-  // The ids seen so far in the batch being sequenced. Reused: no allocation per batch.
-  struct batch_id_set {
-    std::vector<wire::id128> slots;
-    size_t mask = 0;
-    void reset(uint32_t n) {
-      size_t cap = 16;
-      while (cap < size_t(n) * 2) cap *= 2;
-      if (slots.size() < cap) slots.resize(cap);
-      std::fill(slots.begin(), slots.begin() + long(cap), wire::id128{});
-      mask = cap - 1;
-    }
-    static size_t hash(const wire::id128& id) { return actors::mix64(id.lo ^ actors::mix64(id.hi)); }
-    void prefetch(const wire::id128& id) const { mesob::prefetch(&slots[hash(id) & mask]); }
-    bool insert(const wire::id128& id) {  // false if present; ids are never zero
-      for (size_t i = hash(id) & mask;; i = (i + 1) & mask) {
-        if (slots[i] == id) return false;
-        if (slots[i].zero()) {
-          slots[i] = id;
-          return true;
-        }
-      }
-    }
-  } batch_ids_;
+  // Repeats of recorded transfers met so far in the batch being sequenced (by the
+  // original's serial + 1): a second repeat of the same id in one batch is an in-batch
+  // duplicate. Usually empty; emptied key by key, so a batch costs nothing here unless
+  // it holds repeats.
+  actors::flat_u64_map batch_repeats_;
+  std::vector<uint64_t> batch_repeat_keys_;
 
   // Transfers by id are answered here: a record is final once its batch executed, and
   // older ones are read from the snapshot.
@@ -561,7 +553,13 @@ class engine_impl {
     }
     {
       std::unique_lock lk(out_mu_);
-      out_cv_.wait(lk, [&] { return outstanding_ + list.size() <= batches_in_flight_max || outstanding_ == 0; });
+      auto room = [&] { return outstanding_ + list.size() <= batches_in_flight_max || outstanding_ == 0; };
+      if (!room()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        out_cv_.wait(lk, room);
+        if (replaying_)
+          rec_.replay_shard_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
       outstanding_ += uint32_t(list.size());
     }
     auto d = std::make_shared<actors::dispatch>();
@@ -1266,6 +1264,7 @@ class engine_impl {
     so.segment_bytes = cfg_.wal_segment_mib << 20;
     storage::wal_scan_result sr;
     const auto t1 = std::chrono::steady_clock::now();
+    const double cpu0 = thread_cpu_seconds();
     // A reader thread scans the log (reads, checksums, hash chain) and decodes records
     // while this thread sequences the ones before: replay is a two-stage pipeline.
     std::mutex mu;
@@ -1309,7 +1308,12 @@ class engine_impl {
       replay_item item;
       {
         std::unique_lock lk(mu);
-        cv.wait(lk, [&] { return reader_done || !queue.empty(); });
+        auto ready = [&] { return reader_done || !queue.empty(); };
+        if (!ready()) {
+          const auto w0 = std::chrono::steady_clock::now();
+          cv.wait(lk, ready);
+          rec_.replay_reader_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+        }
         if (queue.empty()) break;  // and the reader is done
         item = std::move(queue.front());
         queue.pop_front();
@@ -1353,6 +1357,7 @@ class engine_impl {
     }
     replaying_ = false;
     rec_.replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    rec_.replay_sequencer_cpu_seconds = thread_cpu_seconds() - cpu0;
     if (records_->size() < kept_end_.load()) {
       *error = "wal: the snapshot holds transfer rows up to serial " + std::to_string(kept_end_.load() - 1) +
                " but the log replays only up to serial " + std::to_string(records_->size()) +

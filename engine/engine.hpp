@@ -94,6 +94,11 @@ struct recovery_report {
   std::string torn_tail;  // empty unless a torn tail was cut
   double seconds = 0;
   double replay_seconds = 0;
+  // Where the replaying sequencer waited: for the log reader (reading, checksums, hash
+  // chain, decoding), and for the shards (executing, and the records window moving).
+  double replay_reader_wait_seconds = 0;
+  double replay_shard_wait_seconds = 0;
+  double replay_sequencer_cpu_seconds = 0;  // CPU time of the replaying sequencer
 };
 
 struct engine_stats {

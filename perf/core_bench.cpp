@@ -236,6 +236,10 @@ int main(int argc, char** argv) {
     const auto& rec = e->recovery();
     record("restart_s", since(t0));
     record("replay_records_per_s", double(rec.operations_replayed) / rec.replay_seconds);
+    record("replay_s", rec.replay_seconds);
+    record("replay_reader_wait_s", rec.replay_reader_wait_seconds);
+    record("replay_shard_wait_s", rec.replay_shard_wait_seconds);
+    record("replay_sequencer_cpu_ns_per_op", rec.replay_sequencer_cpu_seconds * 1e9 / double(rec.operations_replayed));
     e->close();
     return 0;
   }

@@ -211,6 +211,17 @@ TEST_P(ledger, transfer_idempotency) {
   auto r = e().create_transfers({make_transfer(503, 2, 3, 1), make_transfer(503, 2, 3, 1)});
   EXPECT_EQ(r.results.at(0), result::ok);
   EXPECT_EQ(r.results.at(1), result::id_duplicated_in_batch);
+  // A repeat of a recorded transfer, twice in one batch: the first gets the recorded
+  // outcome, the second is an in-batch duplicate; in the next batch, the outcome again.
+  // A field failure does not count as a first occurrence.
+  auto zero = make_transfer(504, 2, 3, 0);
+  r = e().create_transfers({t, over, t, over, zero, make_transfer(504, 2, 3, 2), zero});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::exceeds_credits, result::id_duplicated_in_batch,
+                                            result::id_duplicated_in_batch, result::amount_must_not_be_zero,
+                                            result::ok, result::amount_must_not_be_zero}));
+  r = e().create_transfers({t, make_transfer(504, 2, 3, 2)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(acct(3).credits_posted, 43u);
   // Look-up returns the recorded transfer with its timestamp and outcome.
   auto lk = e().lookup_transfers({{500, 0}, {501, 0}, {777, 0}});
   EXPECT_EQ(lk.results.at(0), result::ok);
