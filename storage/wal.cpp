@@ -262,7 +262,7 @@ bool wal_writer::open_next_segment(std::string* error) {
 
 uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestamp,
                            std::span<const std::span<const uint8_t>> pieces) {
-  MESOB_ASSERT(!failed_);
+  MESOB_ASSERT(!failure_reported_);
   uint64_t payload = 0;
   for (auto p : pieces) payload += p.size();
   MESOB_ASSERT(payload <= record_payload_bytes_max());
@@ -274,7 +274,7 @@ uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestam
     if (staged_records_ > 0 || in_flight()) return 0;
     std::string err;
     if (!open_next_segment(&err)) {
-      failed_ = true;
+      failed_ = failure_reported_ = true;  // nothing is in flight: reported at once
       error_ = err;
       return 0;
     }
@@ -306,7 +306,10 @@ uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestam
   h.header_crc = record_header_crc(h);
   std::memcpy(at, &h, sizeof h);
   chain_ = h.chain;
-  if (staged_records_ == 0) group_first_lsn_ = next_lsn_;
+  if (staged_records_ == 0) {
+    group_first_lsn_ = next_lsn_;
+    group_begin_ = staged_bytes_;
+  }
   group_last_lsn_ = next_lsn_;
   ++staged_records_;
   staged_bytes_ = need;
@@ -334,11 +337,26 @@ void wal_writer::submit() {
   MESOB_ASSERT(can_submit() && staged_records_ > 0 && !free_bufs_.empty());
   const uint64_t len = round_up(staged_bytes_, wal_block_bytes);
   std::memset(buf_[open_buf_] + staged_bytes_, 0, len - staged_bytes_);
+  if (!flights_.empty()) {
+    // Earlier groups are still in flight: every record says how far back the oldest
+    // one starts (wal_format.hpp), so that recovery can tell which damage may be torn.
+    const uint64_t back = group_first_lsn_ - flights_.front().first_lsn;
+    MESOB_ASSERT(back > 0 && back <= UINT32_MAX);
+    for (uint64_t pos = group_begin_; pos < staged_bytes_;) {
+      record_header h;
+      std::memcpy(&h, buf_[open_buf_] + pos, sizeof h);
+      h.unacked_back = uint32_t(back);
+      h.header_crc = record_header_crc(h);
+      std::memcpy(buf_[open_buf_] + pos, &h, sizeof h);
+      pos += sizeof h + h.payload_bytes;
+    }
+  }
   flight& f = flights_.emplace_back();
   f.id = next_flight_id_++;
   f.buf = open_buf_;
   f.offset = segment_offset_;
   f.len = len;
+  f.first_lsn = group_first_lsn_;
   f.last_lsn = group_last_lsn_;
   f.chain = chain_;
   f.start_ns = monotonic_ns();
@@ -363,11 +381,13 @@ void wal_writer::arm_wake() {
   MESOB_ASSERT(io_uring_submit(&ring_) >= 1);
 }
 
-// A failed group fails every group after it too: none is reported durable. Their
-// completions still come and are reaped (drain); their buffers stay until then.
-void wal_writer::fail_flights(const char* what, int res) {
+// A failed group fails every group after it too: none of them is reported durable.
+// Earlier groups still in flight are reported as they complete, then the failure.
+// The dropped groups' completions still come and are reaped (drain); their buffers
+// stay until then.
+void wal_writer::fail_flights(size_t from, const char* what, int res) {
   failed_ = true;
-  flights_.clear();
+  flights_.erase(flights_.begin() + long(from), flights_.end());
   error_ = std::string("wal: ") + what + " " + segment_path(opt_.dir, segment_index_) + " failed: " +
            errno_text(-res);
 }
@@ -384,6 +404,10 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
       free_bufs_.push_back(f.buf);
       flights_.pop_front();
       return wait_status::committed;
+    }
+    if (failed_ && flights_.empty() && !failure_reported_) {
+      failure_reported_ = true;
+      return wait_status::failed;
     }
     io_uring_cqe* cqe = nullptr;
     int rc;
@@ -410,7 +434,8 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     const uint64_t id = data / 4;
     if (flights_.empty() || id < flights_.front().id || id >= flights_.front().id + flights_.size())
       continue;
-    flight& f = flights_[id - flights_.front().id];
+    const size_t fi = size_t(id - flights_.front().id);
+    flight& f = flights_[fi];
     if (tag == tag_write) {
       int injected = probes.write_errno.exchange(0);
       f.write_res = injected ? -injected : res;
@@ -421,8 +446,8 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     if (--f.cqes_pending > 0) continue;
     // Both completions of this flight's write+fsync pair are in.
     if (f.write_res < 0) {
-      fail_flights("write to", f.write_res);
-      return wait_status::failed;
+      fail_flights(fi, "write to", f.write_res);
+      continue;
     }
     f.done += uint64_t(f.write_res);
     if (f.done < f.len) {  // short write: the linked fsync was cancelled
@@ -431,8 +456,8 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
       continue;
     }
     if (f.fsync_res < 0) {
-      fail_flights("fdatasync of", f.fsync_res);
-      return wait_status::failed;
+      fail_flights(fi, "fdatasync of", f.fsync_res);
+      continue;
     }
     f.complete = true;
   }
@@ -453,7 +478,10 @@ bool wal_writer::drain() {
     if (tag == tag_wake) wake_armed_ = false;
     else if (tag == tag_write || tag == tag_fsync) --cqes_outstanding_;
   }
-  if (failed_) flights_.clear();
+  if (failed_) {
+    flights_.clear();
+    failure_reported_ = true;
+  }
   // A wake read may still be armed; cancel it so the ring can be torn down cleanly.
   if (wake_armed_) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -511,30 +539,49 @@ bool all_zero(const uint8_t* p, size_t n) {
   return true;
 }
 
-// What lies after the point `from` where a segment's valid records end: records of the
-// same (unfinished) group, and how many later groups. With one group in flight a later
-// group exists only if the earlier one was complete, so any is corruption; with k in
-// flight the k - 1 groups after an unfinished one may have been written (never
-// acknowledged: a group is acknowledged only after every earlier one is durable).
+// What lies after the point `from` where a segment's valid records end (inside an
+// unfinished group, at lsn `expected`): records of that group itself, and later
+// groups. A later group may legitimately be there only if it was submitted while the
+// unfinished group was still in flight (never acknowledged: groups are acknowledged in
+// log order), which its records say (record_header::unacked_back). One submitted after
+// that group was acknowledged proves the damage is to an acknowledged group:
+// corruption, not a torn tail. With one group in flight at a time, every later group
+// is such a proof. `expected` 0 means unknown (a torn header of the log's first
+// segment): the oldest group any record found names stands for the unfinished one.
 struct after_end {
   bool same_group = false;
   uint64_t later_groups = 0;
+  bool later_after_ack = false;
 };
 after_end what_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t expected_lsn) {
+  auto for_each_header = [&](auto&& fn) {
+    for (uint64_t b = round_up(from, wal_block_bytes); b + sizeof(record_header) <= d.size();
+         b += wal_block_bytes) {
+      record_header h;
+      std::memcpy(&h, d.data() + b, sizeof h);
+      if (h.magic != record_magic || record_header_crc(h) != h.header_crc) continue;
+      if (h.unacked_back > h.group_first_lsn) continue;  // cannot be: not a record of ours
+      fn(h);
+    }
+  };
+  auto oldest_unacked = [](const record_header& h) { return h.group_first_lsn - h.unacked_back; };
+  if (expected_lsn == 0) {
+    expected_lsn = UINT64_MAX;
+    for_each_header([&](const record_header& h) { expected_lsn = std::min(expected_lsn, oldest_unacked(h)); });
+  }
   after_end seen;
   uint64_t last_group = 0;
-  for (uint64_t b = round_up(from, wal_block_bytes); b + sizeof(record_header) <= d.size();
-       b += wal_block_bytes) {
-    record_header h;
-    std::memcpy(&h, d.data() + b, sizeof h);
-    if (h.magic != record_magic || record_header_crc(h) != h.header_crc) continue;
+  for_each_header([&](const record_header& h) {
     if (h.group_first_lsn <= expected_lsn) {
       seen.same_group = true;
-    } else if (h.group_first_lsn != last_group) {
+      return;
+    }
+    if (h.unacked_back == 0 || oldest_unacked(h) > expected_lsn) seen.later_after_ack = true;
+    if (h.group_first_lsn != last_group) {
       last_group = h.group_first_lsn;
       ++seen.later_groups;
     }
-  }
+  });
   return seen;
 }
 
@@ -572,11 +619,14 @@ bool scan_wal(const wal_scan_options& opt,
               const std::function<bool(const wal_record_view&)>& on_record,
               wal_scan_result* result, std::string* error) {
   auto segs = list_segments(opt.dir);
-  // Trailing segments whose header block is all zeros were pre-zeroed but never used.
+  // Trailing segments with nothing in them were pre-zeroed but never used. One whose
+  // header block is zero but which holds records is left to the header check below.
   while (!segs.empty()) {
     file_buf f;
     if (!f.load(segs.back().second, error)) return false;
     if (f.data.size() >= wal_block_bytes && !all_zero(f.data.data(), wal_block_bytes)) break;
+    const after_end found = what_follows(f.data, wal_block_bytes, 0);
+    if (found.same_group || found.later_groups > 0) break;
     if (opt.repair_tail) ::unlink(segs.back().second.c_str());
     segs.pop_back();
   }
@@ -604,9 +654,11 @@ bool scan_wal(const wal_scan_options& opt,
       return false;
     }
     if (!header_ok) {
-      // The header went out with the segment's first group; its limit on groups in
-      // flight is unreadable, so the largest a writer may use bounds what may follow.
-      if (last && what_follows(d, wal_block_bytes, expected).later_groups < wal_flights_limit) {
+      // The header went out with the segment's first group: torn with it only if no
+      // later group was submitted after that group was acknowledged (a segment starts
+      // only with nothing in flight, so `expected` is that group's first lsn).
+      const after_end follows = what_follows(d, wal_block_bytes, expected);
+      if (last && !follows.later_after_ack && follows.later_groups < wal_flights_limit) {
         r.torn_tail = path + " offset 0: segment header incomplete (torn)";
         if (opt.repair_tail) ::unlink(path.c_str());
         r.segments -= 1;
@@ -658,9 +710,11 @@ bool scan_wal(const wal_scan_options& opt,
         damage = "payload checksum mismatch";
         break;
       }
+      record_header hashed = h;
+      hashed.unacked_back = 0;  // set after the hash (wal_format.hpp)
       chain_hasher hasher;
       hasher.update(chain.data(), chain.size());
-      hasher.update(reinterpret_cast<const uint8_t*>(&h) + record_chained_bytes_begin,
+      hasher.update(reinterpret_cast<const uint8_t*>(&hashed) + record_chained_bytes_begin,
                     record_chained_bytes_end - record_chained_bytes_begin);
       hasher.update(payload, h.payload_bytes);
       if (hasher.finish() != h.chain) {
@@ -680,13 +734,13 @@ bool scan_wal(const wal_scan_options& opt,
     }
     const after_end follows = last ? what_follows(d, pos + 1, expected) : after_end{};
     const uint64_t flights = std::clamp<uint64_t>(sh.flights_max, 1, wal_flights_limit);
-    const bool too_many_later = follows.later_groups > flights - 1;
-    if (!damage.empty() && (!last || too_many_later)) {
+    const bool not_a_tail = follows.later_groups > flights - 1 || follows.later_after_ack;
+    if (!damage.empty() && (!last || not_a_tail)) {
       *error = "wal: " + path + " offset " + hex_offset(pos) + ": " + damage +
                (last ? " (later records follow: corruption, not a torn tail)" : "");
       return false;
     }
-    if (damage.empty() && too_many_later) {
+    if (damage.empty() && not_a_tail) {
       *error = "wal: " + path + " offset " + hex_offset(pos) +
                ": data ends but later records follow (corruption)";
       return false;

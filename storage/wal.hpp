@@ -74,7 +74,8 @@ class wal_writer {
   uint64_t stage(record_kind kind, uint16_t version, uint64_t timestamp,
                  std::span<const std::span<const uint8_t>> pieces);
   [[nodiscard]] bool group_empty() const { return staged_records_ == 0; }
-  [[nodiscard]] bool in_flight() const { return !flights_.empty(); }
+  // A group, or a failure, not yet reported by wait().
+  [[nodiscard]] bool in_flight() const { return !flights_.empty() || (failed_ && !failure_reported_); }
   [[nodiscard]] bool can_submit() const { return flights_.size() < opt_.flights_max && !failed_; }
   [[nodiscard]] uint64_t last_staged_lsn() const { return next_lsn_ - 1; }
   [[nodiscard]] uint64_t durable_lsn() const { return durable_lsn_; }
@@ -84,11 +85,13 @@ class wal_writer {
   void submit();
   // Waits for the oldest group in flight, the wake fd, or the timeout (-1: forever).
   // After `committed`, durable_lsn() covers that group (groups are reported one per
-  // call, in log order). After `failed`, error() says why and the writer accepts
-  // nothing more: the log's tail is no longer trusted.
+  // call, in log order). A failed group is reported as `failed` once every group
+  // before it has been reported; the groups after it are dropped, never reported
+  // durable. From then on error() says why and the writer accepts nothing more: the
+  // log's tail is no longer trusted. Records staged meanwhile are never submitted.
   wait_status wait(int timeout_ms);
   [[nodiscard]] const std::string& error() const { return error_; }
-  [[nodiscard]] bool failed() const { return failed_; }
+  [[nodiscard]] bool failed() const { return failure_reported_; }
   // Waits for any in-flight group (used at shutdown).
   bool drain();
 
@@ -115,7 +118,7 @@ class wal_writer {
     uint64_t id = 0;  // submission number, in the completions' user data
     uint32_t buf = 0;
     uint64_t offset = 0, len = 0, done = 0;
-    uint64_t last_lsn = 0;
+    uint64_t first_lsn = 0, last_lsn = 0;
     chain_hash chain{};
     uint64_t start_ns = 0;
     int cqes_pending = 0;
@@ -123,7 +126,7 @@ class wal_writer {
     bool complete = false;
   };
   void submit_range(flight& f, uint64_t offset, uint64_t len);
-  void fail_flights(const char* what, int res);
+  void fail_flights(size_t from, const char* what, int res);
   void prepare_loop();
 
   wal_options opt_;
@@ -147,6 +150,7 @@ class wal_writer {
   uint64_t staged_bytes_ = 0;
   uint64_t staged_records_ = 0;
   uint64_t group_first_lsn_ = 0;
+  uint64_t group_begin_ = 0;  // where the open group's first record lies in its buffer
   uint64_t group_last_lsn_ = 0;
 
   // groups in flight, oldest first
@@ -158,7 +162,8 @@ class wal_writer {
   uint64_t next_lsn_ = 1;
   uint64_t durable_lsn_ = 0;
   chain_hash chain_{};
-  bool failed_ = false;
+  bool failed_ = false;            // a group failed: nothing more is submitted
+  bool failure_reported_ = false;  // ... and wait() has said so (after every earlier group)
   std::string error_;
   std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0}, flight_ns_{0};
 

@@ -52,8 +52,13 @@ struct record_header {
   uint64_t timestamp;        // engine clock (ns) of the record
   uint16_t kind;             // record_kind
   uint16_t version;          // payload format version
-  uint32_t reserved;         // zero
-  chain_hash chain;          // SHA-256(prev chain || bytes [8, 48) of this header || payload)
+  // How far back the oldest group not yet reported durable was when this record's
+  // group was submitted: group_first_lsn minus that group's first lsn (0: none was in
+  // flight). Set at submit, after the chain hash, so it is hashed as zero; the header
+  // checksum covers it. Recovery uses it to tell a torn tail from damage to a group
+  // that was already acknowledged (scan_wal).
+  uint32_t unacked_back;
+  chain_hash chain;          // SHA-256(prev chain || bytes [8, 48) of this header with unacked_back 0 || payload)
 };
 static_assert(sizeof(record_header) == 80);
 constexpr size_t record_chained_bytes_begin = 8;

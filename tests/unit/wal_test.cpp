@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <vector>
 
@@ -33,10 +34,11 @@ struct written {
 };
 
 // Writes `groups` groups of `per_group` records of `bytes` each, starting a fresh log,
-// with up to `flights` groups in flight at once. Groups must be reported durable one at
-// a time, in log order.
+// with up to `flights` groups in flight at once (`serial`: each group is reported
+// durable before the next is submitted, as when requests come one at a time). Groups
+// must be reported durable one at a time, in log order.
 written write_log(const std::string& dir, int groups, int per_group, size_t bytes,
-                  wal_position pos = {}, uint32_t flights = 1) {
+                  wal_position pos = {}, uint32_t flights = 1, bool serial = false) {
   wal_options o{dir, segment_bytes, group_bytes, flights};
   std::string err;
   auto w = wal_writer::open(o, pos, -1, &err);
@@ -71,6 +73,7 @@ written write_log(const std::string& dir, int groups, int per_group, size_t byte
       ++out.records;
     }
     if (!w->group_empty()) commit_open();
+    while (serial && w->in_flight()) wait_one();
   }
   while (w->in_flight()) wait_one();
   EXPECT_EQ(w->durable_lsn(), w->last_staged_lsn());
@@ -399,4 +402,71 @@ TEST(wal, groups_in_flight_must_be_within_limits) {
   EXPECT_FALSE(wal_writer::open({d.path(), segment_bytes, group_bytes, 0}, {}, -1, &err));
   EXPECT_NE(err.find("in flight"), std::string::npos) << err;
   EXPECT_FALSE(wal_writer::open({d.path(), segment_bytes, group_bytes, wal_flights_limit + 1}, {}, -1, &err));
+}
+
+// Several groups may be in flight, but these were written one at a time: each later
+// group was submitted after the damaged one had been acknowledged, so the damage is
+// to an acknowledged group and recovery must stop, not cut it away.
+TEST(wal, damage_to_a_group_acknowledged_before_later_ones_were_submitted_is_corruption) {
+  temp_dir d;
+  auto w = write_log(d.path(), 6, 2, 400, {}, 4, true);
+  lose_group_start(d.path(), w, 4);  // one later group, within 4 - 1
+  auto s = scan(d.path());
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.error.find("corruption"), std::string::npos) << s.error;
+  // Nothing was cut: the same error again.
+  auto again = scan(d.path());
+  EXPECT_FALSE(again.ok);
+  EXPECT_EQ(again.error, s.error);
+}
+
+// Damages the segment header block: `zero` clears it (as if its write never landed),
+// otherwise one byte of it flips.
+void damage_header(const std::string& path, bool zero) {
+  if (!zero) return poke(path, 20, 0x40);
+  int fd = ::open(path.c_str(), O_RDWR);
+  std::vector<uint8_t> zeros(wal_block_bytes, 0);
+  ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), 0), ssize_t(zeros.size()));
+  ::close(fd);
+}
+
+// The header goes out with the segment's first group. Groups submitted after that
+// group was acknowledged prove the header damage is not a torn write: corruption,
+// whatever the limit on groups in flight, and the segment stays.
+TEST(wal, damaged_segment_header_with_later_acknowledged_groups_is_corruption) {
+  for (const bool zero : {false, true}) {
+    for (const uint32_t flights : {1u, 4u}) {
+      SCOPED_TRACE(std::string(zero ? "zeroed" : "flipped") + " header, flights " + std::to_string(flights));
+      temp_dir d;
+      write_log(d.path(), 3, 2, 400, {}, flights, true);
+      const auto path = list_segments(d.path()).front().second;
+      damage_header(path, zero);
+      auto s = scan(d.path());
+      EXPECT_FALSE(s.ok);
+      EXPECT_NE(s.error.find(path), std::string::npos) << s.error;
+      EXPECT_TRUE(std::filesystem::exists(path));
+    }
+  }
+}
+
+// Groups that were all in flight with the segment's first one: a crash may tear the
+// header and leave later groups written; none was acknowledged, so the segment goes.
+// Also in a later segment, where the log before it is known.
+TEST(wal, damaged_segment_header_with_only_groups_in_flight_is_a_torn_tail) {
+  for (const bool zero : {false, true}) {
+    SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
+    temp_dir d;
+    auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
+    auto s1 = scan(d.path());
+    ASSERT_TRUE(s1.ok) << s1.error;
+    write_log(d.path(), 3, 2, 400, s1.result.end, 4);  // a new segment, groups overlapping
+    auto segs = list_segments(d.path());
+    ASSERT_GE(segs.size(), 2u);
+    damage_header(segs[1].second, zero);
+    auto s = scan(d.path());
+    ASSERT_TRUE(s.ok) << s.error;
+    EXPECT_EQ(s.lsns.size(), first.records);
+    EXPECT_FALSE(s.result.torn_tail.empty());
+    EXPECT_FALSE(std::filesystem::exists(segs[1].second));
+  }
 }
