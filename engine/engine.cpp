@@ -67,9 +67,9 @@ struct batch_record_header {
 static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 constexpr uint16_t batch_record_version = 1;
 
-double thread_cpu_seconds() {
+double cpu_seconds(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(clock, &ts);
   return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
@@ -1264,7 +1264,8 @@ class engine_impl {
     so.segment_bytes = cfg_.wal_segment_mib << 20;
     storage::wal_scan_result sr;
     const auto t1 = std::chrono::steady_clock::now();
-    const double cpu0 = thread_cpu_seconds();
+    const double cpu0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+    const double process_cpu0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
     // A reader thread scans the log (reads, checksums, hash chain) and decodes records
     // while this thread sequences the ones before: replay is a two-stage pipeline.
     std::mutex mu;
@@ -1357,7 +1358,8 @@ class engine_impl {
     }
     replaying_ = false;
     rec_.replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    rec_.replay_sequencer_cpu_seconds = thread_cpu_seconds() - cpu0;
+    rec_.replay_sequencer_cpu_seconds = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+    rec_.replay_process_cpu_seconds = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - process_cpu0;
     if (records_->size() < kept_end_.load()) {
       *error = "wal: the snapshot holds transfer rows up to serial " + std::to_string(kept_end_.load() - 1) +
                " but the log replays only up to serial " + std::to_string(records_->size()) +

@@ -99,6 +99,7 @@ struct recovery_report {
   double replay_reader_wait_seconds = 0;
   double replay_shard_wait_seconds = 0;
   double replay_sequencer_cpu_seconds = 0;  // CPU time of the replaying sequencer
+  double replay_process_cpu_seconds = 0;    // CPU time of every thread while replaying
 };
 
 struct engine_stats {

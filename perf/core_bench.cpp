@@ -240,6 +240,7 @@ int main(int argc, char** argv) {
     record("replay_reader_wait_s", rec.replay_reader_wait_seconds);
     record("replay_shard_wait_s", rec.replay_shard_wait_seconds);
     record("replay_sequencer_cpu_ns_per_op", rec.replay_sequencer_cpu_seconds * 1e9 / double(rec.operations_replayed));
+    record("replay_cpu_ns_per_op", rec.replay_process_cpu_seconds * 1e9 / double(rec.operations_replayed));
     e->close();
     return 0;
   }
