@@ -668,10 +668,13 @@ class engine_impl {
       if (!w->put(storage::table::accounts, a->a.id, {reinterpret_cast<const uint8_t*>(a), sizeof *a}))
         return w->error();
     if (auto e = append_records(*w, c.next_serial); !e.empty()) return e;
-    // Pending entries changed since the last cut, over their older rows (resolved
-    // entries leave the shards once this commits; their rows answer for them after).
+    // Pending entries changed since the last cut: open ones over their older rows,
+    // resolved ones moved to `resolved` (they leave the shards once this commits, and
+    // their rows answer for them after; recovery reads only the open ones).
     auto put_pending = [&](const actors::pending_info& p) {
-      return w->put(storage::table::pending, p.serial, {reinterpret_cast<const uint8_t*>(&p), sizeof p});
+      const std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(&p), sizeof p};
+      if (p.state == actors::pending_state::pending) return w->put(storage::table::pending, p.serial, bytes);
+      return w->erase(storage::table::pending, p.serial) && w->put(storage::table::resolved, p.serial, bytes);
     };
     for (const auto& p : carried_pendings_)
       if (!put_pending(p)) return w->error();
@@ -1147,8 +1150,8 @@ class engine_impl {
       actors::pending_info p;
       if (v.size() != sizeof p) return false;
       std::memcpy(&p, v.data(), sizeof p);
-      if (p.serial != key || p.serial >= expect) return false;
-      if (p.state != actors::pending_state::pending) return true;  // resolved: stays in the snapshot
+      if (p.serial != key || p.serial >= expect || p.state != actors::pending_state::pending) return false;
+      ++rec_.pending_loaded;
       const uint32_t ds = shard_of(p.debit_account_id, shards_n_), cs = shard_of(p.credit_account_id, shards_n_);
       shards_[ds]->load_pending(p);
       if (cs != ds) shards_[cs]->load_pending(p);
@@ -1164,7 +1167,7 @@ class engine_impl {
   // A resolved pending transfer evicted from its shards, from the snapshot (shard threads).
   bool read_resolved_pending(uint64_t serial, actors::pending_info* out) {
     std::string bytes, err;
-    if (!snap_->get(storage::table::pending, serial, &bytes, &err) || bytes.size() != sizeof *out) {
+    if (!snap_->get(storage::table::resolved, serial, &bytes, &err) || bytes.size() != sizeof *out) {
       if (!err.empty()) std::fprintf(stderr, "mesobd: reading pending transfer %llu: %s\n",
                                      static_cast<unsigned long long>(serial), err.c_str());
       return false;

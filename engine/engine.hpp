@@ -91,6 +91,7 @@ struct recovery_report {
   uint64_t operations_replayed = 0;
   uint64_t accounts_loaded = 0;
   uint64_t transfers_loaded = 0;
+  uint64_t pending_loaded = 0;  // open pending transfers read from the snapshot
   std::string torn_tail;  // empty unless a torn tail was cut
   double seconds = 0;
   double replay_seconds = 0;

@@ -140,10 +140,11 @@ int main(int argc, char** argv) {
   const auto& rec = e->recovery();
   std::printf("mesobd: data %s, %u shards\n", cfg.data_dir.c_str(), e->shards());
   std::printf("mesobd: recovered in %.3f s: snapshot lsn %llu, %llu accounts, %llu transfers, "
-              "%llu log records replayed (%llu operations)\n",
+              "%llu open pending, %llu log records replayed (%llu operations)\n",
               rec.seconds, static_cast<unsigned long long>(rec.snapshot_lsn),
               static_cast<unsigned long long>(rec.accounts_loaded),
               static_cast<unsigned long long>(rec.transfers_loaded),
+              static_cast<unsigned long long>(rec.pending_loaded),
               static_cast<unsigned long long>(rec.records_replayed),
               static_cast<unsigned long long>(rec.operations_replayed));
   if (!rec.torn_tail.empty()) std::printf("mesobd: torn log tail cut: %s\n", rec.torn_tail.c_str());

@@ -40,6 +40,7 @@ const char* table_name(table t) {
     case table::accounts: return "accounts";
     case table::transfers: return "transfers";
     case table::pending: return "pending";
+    case table::resolved: return "resolved";
   }
   return "?";
 }
@@ -83,7 +84,7 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   MDB_txn* txn = nullptr;
   rc = mdb_txn_begin(s->env_, nullptr, 0, &txn);
   if (rc == 0) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta_);
-  for (int i = 0; i < 3 && rc == 0; ++i)
+  for (int i = 0; i < tables && rc == 0; ++i)
     rc = mdb_dbi_open(txn, table_name(table(i)), MDB_CREATE, &s->dbi_[i]);
   if (rc == 0) rc = mdb_txn_commit(txn);
   else if (txn) mdb_txn_abort(txn);
@@ -262,6 +263,17 @@ bool snapshot_store::writer::clear(table t) {
   int rc = mdb_drop(txn_, store_->dbi_[int(t)], 0);
   if (rc != 0) error_ = lmdb_error("clear", rc);
   return rc == 0;
+}
+
+bool snapshot_store::writer::erase(table t, uint64_t key_v) {
+  be_key k(key_v);
+  MDB_val key = k.val();
+  const int rc = mdb_del(txn_, store_->dbi_[int(t)], &key, nullptr);
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    error_ = lmdb_error("erase", rc);
+    return false;
+  }
+  return true;
 }
 
 bool snapshot_store::writer::erase_from(table t, uint64_t first_key) {

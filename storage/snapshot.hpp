@@ -5,7 +5,9 @@
 //   accounts   account id -> the engine's account bytes
 //   transfers  serial     -> transfer records from that serial on, several to a row
 //                           (engine/record_rows.hpp; append-only)
-//   pending    serial     -> the engine's pending-transfer bytes (each row overwritten as the entry changes)
+//   pending    serial     -> an open pending transfer (the engine's bytes; overwritten as it
+//                           changes, erased when it is resolved)
+//   resolved   serial     -> a resolved pending transfer's final state (posted, voided, expired)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
@@ -28,7 +30,9 @@
 namespace mesob::storage {
 
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
-constexpr uint32_t snapshot_format_version = 3;  // 3: transfer records in rows of many
+// 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
+// so that recovery reads only the open ones.
+constexpr uint32_t snapshot_format_version = 4;
 
 struct snapshot_meta {
   uint64_t magic = snapshot_magic;
@@ -43,7 +47,8 @@ struct snapshot_meta {
 };
 static_assert(sizeof(snapshot_meta) == 88);
 
-enum class table : int { accounts = 0, transfers = 1, pending = 2 };
+enum class table : int { accounts = 0, transfers = 1, pending = 2, resolved = 3 };
+constexpr int tables = 4;
 
 class snapshot_store {
  public:
@@ -79,6 +84,7 @@ class snapshot_store {
     bool append(table t, uint64_t key, std::span<const uint8_t> bytes);  // key > last key
     bool clear(table t);
     bool erase_from(table t, uint64_t first_key);  // every row with key >= first_key
+    bool erase(table t, uint64_t key);             // one row, if there is one
     bool commit_without_meta();  // rows only: the snapshot's position is unchanged
     bool commit(const snapshot_meta& meta);
     [[nodiscard]] const std::string& error() const { return error_; }
@@ -98,7 +104,7 @@ class snapshot_store {
   void* map_addr_ = nullptr;
   size_t map_bytes_ = 0;
   MDB_dbi dbi_meta_ = 0;
-  MDB_dbi dbi_[3] = {0, 0, 0};
+  MDB_dbi dbi_[tables] = {};
 };
 
 }  // namespace mesob::storage

@@ -43,7 +43,7 @@ TEST(mesobd, starts_stops_on_sigterm_and_recovers) {
   // The clean stop took a snapshot: the next start replays nothing.
   auto second = start_and_stop_mesobd(dir.path());
   ASSERT_TRUE(WIFEXITED(second.status) && WEXITSTATUS(second.status) == 0) << second.out;
-  EXPECT_NE(second.out.find("2 accounts, 1 transfers, 0 log records replayed"), std::string::npos)
+  EXPECT_NE(second.out.find("2 accounts, 1 transfers, 0 open pending, 0 log records replayed"), std::string::npos)
       << second.out;
 }
 

@@ -852,6 +852,7 @@ TEST_P(ledger, resolved_pending_transfers_leave_memory_after_checkpoints) {
   EXPECT_EQ(resolve(5126, 5026, true), result::ok);  // live ones still resolve
   f_.restart();  // the closing snapshot has 5026 posted: only 5027..5030 are loaded
   EXPECT_EQ(tracked(), before + 4 * copies);
+  EXPECT_EQ(e().recovery().pending_loaded, 4u);  // resolved rows are not even read
   check_resolved_codes(6100);
   EXPECT_EQ(resolve(6200, 5026, false), result::pending_transfer_already_posted);
   EXPECT_EQ(resolve(5127, 5027, false), result::ok);
