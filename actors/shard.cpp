@@ -213,6 +213,11 @@ shard_stats shard::stats() const {
 }
 
 void shard::execute(batch& b) {
+  // Set-aside transfers of earlier batches settle before anything that is not a
+  // transfer batch, or that expires pending transfers (it changes accounts).
+  const uint64_t now = b.kind == op_kind::tick ? b.timestamp_base : b.timestamp_last();
+  if (b.kind != op_kind::create_transfers || (!expiry_heap_.empty() && expiry_heap_.front().first <= now))
+    settle_all();
   switch (b.kind) {
     case op_kind::tick: sweep(b.timestamp_base); break;
     case op_kind::create_accounts: sweep(b.timestamp_last()); execute_accounts(b); break;
@@ -377,16 +382,15 @@ void shard::execute_transfers(batch& b) {
     }
     for (; next_index < std::min(n, p_last + 1 + index_ahead); ++next_index) prefetch_op(b, ops[next_index], false);
     for (; next_data < std::min(n, p_last + 1 + data_ahead); ++next_data) prefetch_op(b, ops[next_data], true);
-    settle_ready(b);
+    settle_ready();
     if (first == last && deferrable(b, first)) {
       run_plain(b, first);
     } else {
-      settle_all(b);
+      settle_all();
       run_chain(b, first, last);
     }
     p = p_last + 1;
   }
-  settle_all(b);
 }
 
 // Publish and continue. A shard that reaches a cross-shard transfer before the other
@@ -413,7 +417,7 @@ void shard::run_plain(batch& b, uint32_t o) {
   for (size_t k = set_aside_pos_; k < set_aside_.size(); ++k)
     if ((mine[0] != 0 && set_aside_[k].account_id == mine[0]) ||
         (mine[1] != 0 && set_aside_[k].account_id == mine[1])) {
-      settle_all(b);
+      settle_all();
       break;
     }
   const bool sync = __builtin_popcount(r.chain_mask) > 1;
@@ -425,33 +429,59 @@ void shard::run_plain(batch& b, uint32_t o) {
   in.dr = mine[0] != 0 ? local_account(mine[0]) : nullptr;
   in.cr = mine[1] != 0 ? local_account(mine[1]) : nullptr;
   publish_part(b, o, in);
-  if (set_aside_.size() - set_aside_pos_ == set_aside_max) settle_oldest(b);
-  set_aside_.push_back({o, mine[0] != 0 ? mine[0] : mine[1]});
-  settle_ready(b);
+  if (set_aside_.size() - set_aside_pos_ == set_aside_max) settle_oldest();
+  set_aside_.push_back({&b, o, mine[0] != 0 ? mine[0] : mine[1]});
+  settle_ready();
 }
 
-void shard::settle_oldest(batch& b) {
-  const uint32_t o = set_aside_[set_aside_pos_++].op;
+void shard::settle_oldest() {
+  const set_aside_op a = set_aside_[set_aside_pos_++];
   if (set_aside_pos_ == set_aside_.size()) {
     set_aside_.clear();
     set_aside_pos_ = 0;
   }
-  const op_inputs in = read_slot(b, o);
-  const result res = decide_transfer(b.transfers[o], b.timestamp_base + o, in.dr, in.cr);
-  write_result(b, o, res);
-  if (res == result::ok) apply(b, o, in, false);
+  batch& b = *a.b;
+  const op_inputs in = read_slot(b, a.op);
+  const result res = decide_transfer(b.transfers[a.op], b.timestamp_base + a.op, in.dr, in.cr);
+  write_result(b, a.op, res);
+  if (res == result::ok) apply(b, a.op, in, false);
 }
 
-void shard::settle_ready(batch& b) {
+void shard::settle_ready() {
   while (set_aside_pos_ < set_aside_.size()) {
-    const op_route& r = b.routes[set_aside_[set_aside_pos_].op];
-    if (!published(b.slots[r.slot], required_mask(r))) return;
-    settle_oldest(b);
+    const set_aside_op& a = set_aside_[set_aside_pos_];
+    const op_route& r = a.b->routes[a.op];
+    if (!published(a.b->slots[r.slot], required_mask(r))) return;
+    settle_oldest();
   }
 }
 
-void shard::settle_all(batch& b) {
-  while (set_aside_pos_ < set_aside_.size()) settle_oldest(b);
+void shard::settle_all() {
+  while (set_aside_pos_ < set_aside_.size()) settle_oldest();
+}
+
+// A batch is finished on this shard once it has executed and none of its transfers is
+// still set aside; batches finish in order. The last shard to finish one runs its
+// `done`.
+void shard::executed(batch& b) {
+  executed_.push_back(&b);
+  finish_ready();
+}
+
+void shard::finish_ready() {
+  while (executed_pos_ < executed_.size()) {
+    batch* b = executed_[executed_pos_];
+    if (set_aside_pos_ < set_aside_.size() && set_aside_[set_aside_pos_].b == b) return;
+    ++executed_pos_;
+    if (b->shards_remaining.fetch_sub(1, std::memory_order_acq_rel) == 1 && b->done) b->done(*b);
+  }
+  executed_.clear();
+  executed_pos_ = 0;
+}
+
+void shard::finish_all() {
+  settle_all();
+  finish_ready();
 }
 
 uint32_t shard::writer_of(const op_route& r) const {

@@ -43,7 +43,13 @@ class shard {
  public:
   shard(uint32_t index, uint32_t count, record_store& records, size_t accounts_hint);
 
+  // Executes a batch. A batch's cross-shard transfers may be set aside past its end
+  // (actors/README.md); `executed` hands the batch over, and its `done` runs (from the
+  // last shard to finish it) once none of them is. `finish_all` settles and finishes
+  // everything: call it before waiting for the next message.
   void execute(batch& b);
+  void executed(batch& b);
+  void finish_all();
 
   // Checkpoint cuts, copy-on-write: begin_cut() is O(1) in accounts; the shard then
   // copies `slice` owed accounts per continue_cut() call (true when all are copied) and
@@ -100,9 +106,10 @@ class shard {
   op_inputs read_slot(batch& b, uint32_t o);
   [[nodiscard]] bool deferrable(const batch& b, uint32_t o) const;
   void run_plain(batch& b, uint32_t o);
-  void settle_oldest(batch& b);
-  void settle_ready(batch& b);
-  void settle_all(batch& b);
+  void settle_oldest();
+  void settle_ready();
+  void settle_all();
+  void finish_ready();
   pending_lookup lookup_pending(const op_route& r, const pending_info** out);
   void apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo);
   void write_result(batch& b, uint32_t o, result r);
@@ -161,15 +168,20 @@ class shard {
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
   std::vector<undo_entry> undo_;
-  // Cross-shard transfers published and put aside until the other part arrives, oldest
-  // first from set_aside_pos_ (execute_transfers), with the local account each holds.
+  // Cross-shard transfers published and set aside until the other part arrives, oldest
+  // first from set_aside_pos_ (execute_transfers), with the local account each holds;
+  // they may span the batches of one dispatch. Batches executed but not yet finished
+  // (one of their transfers is still set aside), oldest first from executed_pos_.
   struct set_aside_op {
+    batch* b;
     uint32_t op;
     uint64_t account_id;
   };
   static constexpr size_t set_aside_max = 64;
   std::vector<set_aside_op> set_aside_;
   size_t set_aside_pos_ = 0;
+  std::vector<batch*> executed_;
+  size_t executed_pos_ = 0;
   uint64_t sync_waits_ = 0;
   void publish_stats();
   std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0};

@@ -31,9 +31,9 @@ caf::actor spawn_shard_actor(caf::actor_system& sys, shard* s, int cpu) {
         [s, self](const std::shared_ptr<dispatch>& d) {
           for (auto& b : d->batches) {
             s->execute(*b);
-            if (b->shards_remaining.fetch_sub(1, std::memory_order_acq_rel) == 1 && b->done)
-              b->done(*b);
+            s->executed(*b);
           }
+          s->finish_all();  // nothing is left set aside between messages
           // A cut in progress advances one slice per message, so batches queued
           // behind it wait at most one slice.
           if (s->cutting() && s->continue_cut(cut_slice_accounts)) finish_cut(s);
