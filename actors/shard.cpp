@@ -215,14 +215,14 @@ shard_stats shard::stats() const {
 void shard::execute(batch& b) {
   // Set-aside transfers of earlier batches settle before anything that is not a
   // transfer batch, or that expires pending transfers (it changes accounts).
-  const uint64_t now = b.kind == op_kind::tick ? b.timestamp_base : b.timestamp_last();
-  if (b.kind != op_kind::create_transfers || (!expiry_heap_.empty() && expiry_heap_.front().first <= now))
+  if (b.kind != op_kind::create_transfers || (!expiry_heap_.empty() && expiry_heap_.front().first <= b.sweep_to))
     settle_all();
+  sweep(b.sweep_to);
   switch (b.kind) {
-    case op_kind::tick: sweep(b.timestamp_base); break;
-    case op_kind::create_accounts: sweep(b.timestamp_last()); execute_accounts(b); break;
-    case op_kind::set_account_status: sweep(b.timestamp_last()); execute_status(b); break;
-    case op_kind::create_transfers: sweep(b.timestamp_last()); execute_transfers(b); break;
+    case op_kind::tick: break;
+    case op_kind::create_accounts: execute_accounts(b); break;
+    case op_kind::set_account_status: execute_status(b); break;
+    case op_kind::create_transfers: execute_transfers(b); break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
     case op_kind::lookup_account_transfers:

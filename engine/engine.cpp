@@ -495,6 +495,16 @@ class engine_impl {
       case op_kind::currency_totals: b.totals.assign(shards_n_, {}); break;
       case op_kind::tick: break;
     }
+    b.sweep_to = b.kind == op_kind::tick ? b.timestamp_base
+                 : actors::op_kind_writes(b.kind) ? b.timestamp_last() : last_ts_;
+    const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
+    b.shard_mask = all;
+    if (b.kind == op_kind::create_transfers) {
+      uint32_t m = 0;
+      for (uint32_t s = 0; s < shards_n_; ++s)
+        if (b.shard_ops_begin[s + 1] > b.shard_ops_begin[s]) m |= 1u << s;
+      b.shard_mask = m != 0 ? m : 1u;
+    }
   }
 
   std::shared_ptr<engine_batch> make_batch(request&& req) {
@@ -544,7 +554,8 @@ class engine_impl {
   void send(std::vector<std::shared_ptr<engine_batch>> list, std::shared_ptr<checkpoint_cut> cut) {
     if (list.empty() && !cut) return;
     for (auto& b : list) {
-      b->shards_remaining.store(shards_n_, std::memory_order_relaxed);
+      MESOB_ASSERT_MSG(b->shard_mask != 0, "a batch was not sequenced");
+      b->shards_remaining.store(uint32_t(__builtin_popcount(b->shard_mask)), std::memory_order_relaxed);
       if (b->lsn != 0) {
         dispatched_lsn_ = b->lsn;
         dispatched_serial_end_ = b->serial_end;
@@ -562,10 +573,14 @@ class engine_impl {
       }
       outstanding_ += uint32_t(list.size());
     }
-    auto d = std::make_shared<actors::dispatch>();
-    d->batches.assign(list.begin(), list.end());
-    d->cut = std::move(cut);
-    for (auto& a : shard_actors_) caf::anon_send(a, d);
+    // Each shard gets the batches it has a part in, in log order; a cut goes to all.
+    for (uint32_t s = 0; s < shards_n_; ++s) {
+      auto d = std::make_shared<actors::dispatch>();
+      for (auto& b : list)
+        if (b->shard_mask & (1u << s)) d->batches.push_back(b);
+      d->cut = cut;
+      if (!d->batches.empty() || d->cut) caf::anon_send(shard_actors_[s], std::move(d));
+    }
   }
 
   void batch_finished(const batch& b) {
@@ -984,6 +999,7 @@ class engine_impl {
     auto b = std::make_shared<engine_batch>();
     b->kind = op_kind::tick;
     stamp(*b);
+    sequence(*b);
     b->serial_end = records_->size();
     b->done = [this](batch& done_b) { finish(done_b); };
     log_and_queue(std::move(b));

@@ -164,7 +164,25 @@ int main(int argc, char** argv) {
   o.gateway = "bench";
   o.secret = sc.gateways[0].secret;
 
-  // Single transfers on the idle engine, one at a time.
+  // Single transfers on the idle engine, one at a time: embedded (the engine's share),
+  // then over TCP.
+  {
+    pair_picker p(accounts, shards, 10);
+    std::mt19937_64 rng(12);
+    std::vector<double> lat;
+    for (int i = 0; i < samples; ++i) {
+      const auto t = make_batch(p, rng, 1);
+      const auto t0 = clk::now();
+      const auto r = e->create_transfers(t);
+      lat.push_back(since(t0) * 1e6);
+      if (r.results.at(0) != wire::result::ok) {
+        std::fprintf(stderr, "wire_bench: embedded single transfer failed\n");
+        return 1;
+      }
+    }
+    record("embedded_single_transfer_p50_us", percentile(lat, 50));
+    record("embedded_single_transfer_p99_us", percentile(lat, 99));
+  }
   {
     std::string e2;
     auto c = wire::client::connect(o, &e2);
