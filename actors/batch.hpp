@@ -136,6 +136,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::atomic<uint32_t> shards_remaining{0};
   batch_done done;                                  // run by the last shard to finish
   uint64_t serial_end = 0;  // records_.size() after sequencing this batch
+  uint64_t dispatch_seq = 0;  // its place in dispatch order (set by the engine's send)
 
   [[nodiscard]] uint64_t timestamp_last() const {
     return count == 0 ? timestamp_base : timestamp_base + count - 1;

@@ -176,10 +176,15 @@ class engine_impl {
   std::map<const checkpoint_cut*, std::vector<std::promise<std::string>>> cut_waiters_;
   std::thread seq_thread_;
 
-  // Batches dispatched but not finished by every shard.
+  // Batches dispatched but not finished by every shard. Shards skip batches they have
+  // no part in, so batches may finish out of dispatch order: `unfinished_` holds each
+  // dispatched batch's serial_end and whether it finished, in dispatch order from
+  // `unfinished_base_`, and executed_serial_end_ advances over the finished prefix.
   std::mutex out_mu_;
   std::condition_variable out_cv_;
   uint32_t outstanding_ = 0;
+  std::deque<std::pair<uint64_t, bool>> unfinished_;
+  uint64_t unfinished_base_ = 0;
 
   // Checkpoint thread.
   std::mutex ck_mu_;
@@ -572,6 +577,10 @@ class engine_impl {
           rec_.replay_shard_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       }
       outstanding_ += uint32_t(list.size());
+      for (auto& b : list) {
+        b->dispatch_seq = unfinished_base_ + unfinished_.size();
+        unfinished_.emplace_back(b->serial_end, false);
+      }
     }
     // Each shard gets the batches it has a part in, in log order; a cut goes to all.
     for (uint32_t s = 0; s < shards_n_; ++s) {
@@ -584,13 +593,18 @@ class engine_impl {
   }
 
   void batch_finished(const batch& b) {
-    // Batches finish in dispatch order (every shard runs them in order), but their
-    // callbacks may race: keep the maximum.
-    uint64_t e = executed_serial_end_.load(std::memory_order_relaxed);
-    while (e < b.serial_end &&
-           !executed_serial_end_.compare_exchange_weak(e, b.serial_end, std::memory_order_acq_rel)) {
-    }
     std::lock_guard lk(out_mu_);
+    MESOB_ASSERT(b.dispatch_seq >= unfinished_base_ && b.dispatch_seq - unfinished_base_ < unfinished_.size());
+    unfinished_[b.dispatch_seq - unfinished_base_].second = true;
+    uint64_t end = 0;
+    while (!unfinished_.empty() && unfinished_.front().second) {
+      end = unfinished_.front().first;
+      unfinished_.pop_front();
+      ++unfinished_base_;
+    }
+    // serial_end does not decrease in dispatch order.
+    if (end > executed_serial_end_.load(std::memory_order_relaxed))
+      executed_serial_end_.store(end, std::memory_order_release);
     --outstanding_;
     out_cv_.notify_all();
   }

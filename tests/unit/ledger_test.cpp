@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "actors/flat_map.hpp"
+#include "actors/shard.hpp"
 #include "engine/limits.hpp"
 #include "storage/failure_probes.hpp"
 #include "storage/snapshot.hpp"
@@ -542,6 +543,43 @@ TEST(ledger_window, checkpoints_racing_records_flushes) {
   e = open_engine(cfg);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->lookup_transfers({{159999, 0}}).results.at(0), result::ok);
+  EXPECT_TRUE(e->check_balances().balanced);
+}
+
+// Shards run only the transfer batches they have a part in, so batches finish out of
+// dispatch order. Records are flushed to LMDB only below the point where every earlier
+// batch has finished: single-transfer batches alternating between the two shards'
+// accounts, many callers, a window small enough to flush often.
+TEST(ledger_window, batches_finishing_out_of_order_flush_only_final_records) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  cfg.transfers_resident_max = 1 << 14;  // a flush every 4,096 records
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 400);
+  std::vector<uint64_t> on[2];
+  for (uint64_t id = 1; id <= 400; ++id) on[actors::shard_of(id, 2)].push_back(id);
+  ASSERT_GE(on[0].size(), 2u);
+  ASSERT_GE(on[1].size(), 2u);
+  constexpr uint64_t callers = 8, per_caller = 5000;
+  std::vector<std::thread> ts;
+  for (uint64_t c = 0; c < callers; ++c)
+    ts.emplace_back([&, c] {
+      for (uint64_t i = 0; i < per_caller; ++i) {
+        const auto& acc = on[(c + i) % 2];  // both accounts on one shard
+        const uint64_t id = 1 + c * per_caller + i;
+        const uint64_t dr = acc[id % acc.size()], cr = acc[(id + 1) % acc.size()];
+        ASSERT_EQ(e->create_transfers({make_transfer(id, dr, cr, 1)}).results.at(0), result::ok);
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_GE(e->stats().transfers_in_snapshot, callers * per_caller - (1u << 14));
+  for (uint64_t id : {uint64_t(1), uint64_t(777), callers * per_caller})
+    EXPECT_EQ(e->lookup_transfers({{id, 0}}).transfers.at(0).result, uint32_t(result::ok)) << id;
+  e.reset();
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->lookup_transfers({{3, 0}}).transfers.at(0).result, uint32_t(result::ok));
   EXPECT_TRUE(e->check_balances().balanced);
 }
 
