@@ -164,6 +164,21 @@ void shard::note_pending_change(uint32_t idx) {
 
 // Drops resolved entries whose final state a committed snapshot holds (between batches
 // only: undo entries name entries by position). The last entry fills the hole.
+// Removes pending entry idx: the last entry takes its place (between batches only, as
+// undo entries name entries by position).
+void shard::remove_pending(uint32_t idx) {
+  const uint64_t serial = pendings_[idx].serial;
+  const auto last = uint32_t(pendings_.size() - 1);
+  if (idx != last) {
+    pendings_[idx] = pendings_[last];
+    pending_changed_flag_[idx] = pending_changed_flag_[last];
+    pending_index_.put(pendings_[idx].serial + 1, idx);
+  }
+  pending_index_.erase(serial + 1);
+  pendings_.pop_back();
+  pending_changed_flag_.pop_back();
+}
+
 void shard::evict_resolved(uint64_t committed_cut) {
   for (; evictable_pos_ < evictable_.size() && evictable_[evictable_pos_].first <= committed_cut;
        ++evictable_pos_) {
@@ -173,15 +188,7 @@ void shard::evict_resolved(uint64_t committed_cut) {
     const uint32_t idx = *found;
     MESOB_ASSERT(pendings_[idx].state != pending_state::pending);
     if (pending_changed_flag_[idx]) continue;  // cannot change again, but never drop unsaved state
-    const auto last = uint32_t(pendings_.size() - 1);
-    if (idx != last) {
-      pendings_[idx] = pendings_[last];
-      pending_changed_flag_[idx] = pending_changed_flag_[last];
-      pending_index_.put(pendings_[idx].serial + 1, idx);
-    }
-    pending_index_.erase(serial + 1);
-    pendings_.pop_back();
-    pending_changed_flag_.pop_back();
+    remove_pending(idx);
   }
   if (evictable_pos_ == evictable_.size()) {
     evictable_.clear();
@@ -682,9 +689,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
           case undo_entry::what::pending_changed: pendings_[it->index] = it->pending; break;
           case undo_entry::what::pending_created:
             MESOB_ASSERT(it->index + 1 == pendings_.size());
-            pending_index_.erase(it->pending.serial + 1);
-            pendings_.pop_back();
-            pending_changed_flag_.pop_back();  // its serial stays listed: the cut skips it
+            remove_pending(it->index);  // its serial stays listed: the cut skips it
             break;
         }
       }

@@ -122,6 +122,7 @@ class shard {
   void note_pending_change(uint32_t idx);
   void add_pending(const pending_info& p, bool changed);
   void evict_resolved(uint64_t committed_cut);
+  void remove_pending(uint32_t idx);
 
   uint32_t index_;
   uint32_t count_;
