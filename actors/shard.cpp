@@ -251,6 +251,12 @@ void shard::execute(batch& b) {
   publish_stats();
 }
 
+void shard::expire_until(uint64_t now) {
+  if (expiry_heap_.empty() || expiry_heap_.front().first > now) return;
+  settle_all();
+  sweep(now);
+}
+
 void shard::sweep(uint64_t now) {
   while (!expiry_heap_.empty() && expiry_heap_.front().first <= now) {
     const auto [at, serial] = expiry_heap_.front();

@@ -54,6 +54,10 @@ class shard {
   // Checkpoint cuts, copy-on-write: begin_cut() is O(1) in accounts; the shard then
   // copies `slice` owed accounts per continue_cut() call (true when all are copied) and
   // copies any owed account just before a batch changes it. Pauses stay short.
+  // Expires pending transfers due by `now` (engine clock). Shards expire lazily, when a
+  // batch reaches them; before a cut each one catches up to the cut's clock, so the two
+  // copies of a cross-shard pending transfer agree in the snapshot.
+  void expire_until(uint64_t now);
   void begin_cut(std::shared_ptr<checkpoint_cut> c);
   bool continue_cut(size_t slice);
   std::shared_ptr<checkpoint_cut> end_cut();

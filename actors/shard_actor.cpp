@@ -42,6 +42,7 @@ caf::actor spawn_shard_actor(caf::actor_system& sys, shard* s, int cpu) {
               s->continue_cut(SIZE_MAX);
               finish_cut(s);
             }
+            s->expire_until(d->cut->clock_ns);  // every shard's copies as of the cut's clock
             s->begin_cut(d->cut);
             self->send(self, caf::atom_value(caf::atom("cutstep")));
           }

@@ -565,6 +565,12 @@ class engine_impl {
         dispatched_lsn_ = b->lsn;
         dispatched_serial_end_ = b->serial_end;
         dispatched_ts_ = b->timestamp_last();
+      } else {
+        // A read sees the writes dispatched before it, and nothing newer: not writes
+        // stamped after it, nor writes that failed to commit (their records never
+        // become final, and their timestamps are in no log record).
+        b->sweep_to = dispatched_ts_;
+        b->serial_end = dispatched_serial_end_;
       }
     }
     {
@@ -661,6 +667,24 @@ class engine_impl {
     rows.resize(out);
   }
 
+  // One row per pending entry, in serial order: the newest copy, except that a resolved
+  // copy wins over a pending one (an entry only moves from pending to resolved; the
+  // copies its two shards hand to one cut agree, and this keeps it so regardless).
+  static std::vector<actors::pending_info> final_pending_rows(std::vector<actors::pending_info> rows) {
+    std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.serial < y.serial; });
+    size_t out = 0;
+    for (size_t i = 0; i < rows.size();) {
+      size_t pick = i, j = i;
+      for (; j < rows.size() && rows[j].serial == rows[i].serial; ++j)
+        if (rows[j].state != actors::pending_state::pending || rows[pick].state == actors::pending_state::pending)
+          pick = j;
+      rows[out++] = rows[pick];
+      i = j;
+    }
+    rows.resize(out);
+    return rows;
+  }
+
   std::string write_checkpoint(checkpoint_cut& c, const storage::chain_hash& chain) {
     std::string err = write_cut(c, chain);
     if (!err.empty()) {
@@ -669,7 +693,7 @@ class engine_impl {
       // One row per account and per pending entry, the newest: while checkpoints keep
       // failing, what is carried stays bounded by the state, not by the failures.
       keep_newest(carried_accounts_, [](const actors::stored_account& a) { return a.a.id; });
-      keep_newest(carried_pendings_, [](const actors::pending_info& p) { return p.serial; });
+      carried_pendings_ = final_pending_rows(std::move(carried_pendings_));
       return err;
     }
     carried_accounts_.clear();
@@ -705,11 +729,10 @@ class engine_impl {
       if (p.state == actors::pending_state::pending) return w->put(storage::table::pending, p.serial, bytes);
       return w->erase(storage::table::pending, p.serial) && w->put(storage::table::resolved, p.serial, bytes);
     };
-    for (const auto& p : carried_pendings_)
+    std::vector<actors::pending_info> pendings = carried_pendings_;
+    for (auto& list : c.pendings) pendings.insert(pendings.end(), list.begin(), list.end());
+    for (const auto& p : final_pending_rows(std::move(pendings)))
       if (!put_pending(p)) return w->error();
-    for (auto& list : c.pendings)
-      for (const auto& p : list)
-        if (!put_pending(p)) return w->error();
     storage::snapshot_meta m;
     m.lsn = c.lsn;
     m.chain = chain;

@@ -583,6 +583,68 @@ TEST(ledger_window, batches_finishing_out_of_order_flush_only_final_records) {
   EXPECT_TRUE(e->check_balances().balanced);
 }
 
+// A pending transfer whose accounts live on two shards has a copy on each, and shards
+// expire lazily (when a batch reaches them). A checkpoint must still hold both copies in
+// the same state: here only the debit side's shard sees a batch after the expiry, then
+// a checkpoint and a restart follow, with no look-up in between (a look-up would make
+// both shards catch up). No ticks: they would reach both shards.
+TEST(ledger_expiry, checkpoint_after_one_side_expired_a_cross_shard_pending_transfer) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  cfg.tick_ms = 60'000;
+  std::atomic<uint64_t> clock{1'700'000'000'000'000'000ull};
+  cfg.clock = [&clock] { return clock.load(); };
+  std::vector<uint64_t> on[2];
+  for (uint64_t id = 1; on[0].size() < 2 || on[1].empty(); ++id) on[actors::shard_of(id, 2)].push_back(id);
+  const uint64_t a = on[0][0], a2 = on[0][1], c = on[1][0];
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  for (auto x : e->create_accounts({make_account(a), make_account(a2), make_account(c)}).results)
+    ASSERT_EQ(x, result::ok);
+  auto p = make_transfer(100, a, c, 10, tf::pending);
+  p.timeout_s = 1;
+  ASSERT_EQ(e->create_transfers({p}).results.at(0), result::ok);
+  clock += 5'000'000'000ull;
+  ASSERT_EQ(e->create_transfers({make_transfer(101, a2, a, 1)}).results.at(0), result::ok);  // shard 0 only
+  std::string err;
+  ASSERT_TRUE(e->checkpoint(&err)) << err;
+  e.reset();
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  auto post = make_transfer(102, 0, 0, 0, tf::post_pending);
+  post.pending_id = {100, 0};
+  EXPECT_EQ(e->create_transfers({post}).results.at(0), result::pending_transfer_expired);
+  const auto accts = e->lookup_accounts({a, c});
+  EXPECT_EQ(accts.accounts.at(0).debits_pending, 0u);
+  EXPECT_EQ(accts.accounts.at(1).credits_pending, 0u);
+  EXPECT_EQ(accts.accounts.at(0).credits_posted, 1u);
+  EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+}
+
+// After a failed commit the engine keeps serving reads. The failed group's records
+// never become final, so reads must not move the point below which records are final
+// (and get flushed) past them: a window small enough that one failed 8,192-transfer
+// batch is more than a quarter of it, then reads.
+TEST(ledger_window, reads_after_a_failed_commit_leave_unfinished_records_unflushed) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  cfg.transfers_resident_max = 1 << 14;  // a flush once 4,096 records are final
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 100);
+  storage::failure_probes::instance().fsync_errno = EIO;
+  std::vector<wire::transfer> b;
+  for (uint64_t i = 0; i < 8192; ++i) b.push_back(make_transfer(1 + i, 1 + i % 50, 51 + i % 50, 1));
+  EXPECT_EQ(e->create_transfers(b).st, engine::status::engine_failed);
+  for (int i = 0; i < 20; ++i) {
+    auto r = e->lookup_accounts({1, 51});
+    ASSERT_EQ(r.st, engine::status::ok);
+    EXPECT_EQ(r.accounts.at(0).debits_posted, 0u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(e->stats().transfers_in_snapshot, 0u);
+}
+
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared
 // with what replay produces; a row that differs, or rows the log cannot reproduce, stop
 // start-up with a message naming them.
