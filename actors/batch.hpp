@@ -129,8 +129,8 @@ struct batch : std::enable_shared_from_this<batch> {
   // The shards that execute this batch: for transfers, those with operations in it
   // (shard 0 if none has); for every other kind, all. A shard skips batches it has no
   // part in; before executing anything it expires pending transfers up to `sweep_to`
-  // (the batch's last timestamp; for reads, the last write's), so skipped batches
-  // change nothing it could show.
+  // (set at dispatch: the batch's last timestamp; for reads, the last write's), so
+  // skipped batches change nothing it could show.
   uint32_t shard_mask = 0;
   uint64_t sweep_to = 0;
   std::atomic<uint32_t> shards_remaining{0};

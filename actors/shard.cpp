@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <chrono>
+#include <climits>
 #include <functional>
 
 #include "wire/assert.hpp"
@@ -162,8 +162,6 @@ void shard::note_pending_change(uint32_t idx) {
   pending_changed_.push_back(pendings_[idx].serial);
 }
 
-// Drops resolved entries whose final state a committed snapshot holds (between batches
-// only: undo entries name entries by position). The last entry fills the hole.
 // Removes pending entry idx: the last entry takes its place (between batches only, as
 // undo entries name entries by position).
 void shard::remove_pending(uint32_t idx) {
@@ -179,6 +177,7 @@ void shard::remove_pending(uint32_t idx) {
   pending_changed_flag_.pop_back();
 }
 
+// Drops resolved entries whose final state a committed snapshot holds.
 void shard::evict_resolved(uint64_t committed_cut) {
   for (; evictable_pos_ < evictable_.size() && evictable_[evictable_pos_].first <= committed_cut;
        ++evictable_pos_) {
@@ -407,13 +406,13 @@ void shard::execute_transfers(batch& b) {
 }
 
 // Publish and continue. A shard that reaches a cross-shard transfer before the other
-// shard has published its part does not wait for it: it publishes its own part, puts
-// the operation aside and goes on with the next ones, settling the put-aside operation
+// shard has published its part does not wait for it: it publishes its own part, sets
+// the operation aside and goes on with the next ones, settling the set-aside operation
 // (decide, write the result, apply its own side) once the other part has arrived. This
-// keeps the result the same as settling in batch order because nothing a put-aside
+// keeps the result the same as settling in batch order because nothing a set-aside
 // operation reads changes before it is settled: its copy of the local account was
 // published at its place in the batch, and a later operation that touches that account
-// settles every put-aside one first. Only plain transfers are put aside (one operation,
+// settles every set-aside one first. Only plain transfers are set aside (one operation,
 // not linked, not pending, not a post or void); anything else settles them all first.
 // No deadlock: a shard that waits has published every cross-shard operation before its
 // position, so the lowest operation anyone waits for is always published by the others.

@@ -500,8 +500,6 @@ class engine_impl {
       case op_kind::currency_totals: b.totals.assign(shards_n_, {}); break;
       case op_kind::tick: break;
     }
-    b.sweep_to = b.kind == op_kind::tick ? b.timestamp_base
-                 : actors::op_kind_writes(b.kind) ? b.timestamp_last() : last_ts_;
     const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
     b.shard_mask = all;
     if (b.kind == op_kind::create_transfers) {
@@ -569,9 +567,9 @@ class engine_impl {
         // A read sees the writes dispatched before it, and nothing newer: not writes
         // stamped after it, nor writes that failed to commit (their records never
         // become final, and their timestamps are in no log record).
-        b->sweep_to = dispatched_ts_;
         b->serial_end = dispatched_serial_end_;
       }
+      b->sweep_to = dispatched_ts_;  // a write's own last timestamp; for a read, the last write's
     }
     {
       std::unique_lock lk(out_mu_);

@@ -11,8 +11,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <random>
 #include <thread>
@@ -44,14 +46,30 @@ std::string driver_path() {
 std::vector<ack> run_and_kill(const std::string& data, uint64_t run, int ms) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
+  // Everything the child needs is made before fork: the parent may have threads, so
+  // the child must not allocate.
+  const auto path = driver_path();
+  const auto run_s = std::to_string(run);
+  const std::string cannot = "crash_test: cannot run " + path + " (errno below)\n";
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(fds[1], 1);
     ::close(fds[0]);
     ::close(fds[1]);
-    const auto path = driver_path();
-    const auto run_s = std::to_string(run);
     ::execl(path.c_str(), path.c_str(), data.c_str(), run_s.c_str(), nullptr);
+    // A binary just linked can still be busy for a moment (ETXTBSY): try again.
+    for (int i = 0; i < 100 && errno == ETXTBSY; ++i) {
+      const timespec pause{0, 10'000'000};
+      ::nanosleep(&pause, nullptr);
+      ::execl(path.c_str(), path.c_str(), data.c_str(), run_s.c_str(), nullptr);
+    }
+    const int err = errno;
+    [[maybe_unused]] auto n = ::write(2, cannot.data(), cannot.size());
+    char digits[16];
+    int len = 0;
+    for (int v = err; len == 0 || v > 0; v /= 10) digits[len++] = char('0' + v % 10);
+    for (int i = len - 1; i >= 0; --i) n = ::write(2, &digits[i], 1);
+    n = ::write(2, "\n", 1);
     std::_Exit(127);
   }
   ::close(fds[1]);
