@@ -220,10 +220,9 @@ shard_stats shard::stats() const {
 
 void shard::execute(batch& b) {
   // Set-aside transfers of earlier batches settle before anything that is not a
-  // transfer batch, or that expires pending transfers (it changes accounts).
-  if (b.kind != op_kind::create_transfers || (!expiry_heap_.empty() && expiry_heap_.front().first <= b.sweep_to))
-    settle_all();
-  sweep(b.sweep_to);
+  // transfer batch, or that expires pending transfers (expire_until: it changes accounts).
+  if (b.kind != op_kind::create_transfers) settle_all();
+  expire_until(b.sweep_to);
   switch (b.kind) {
     case op_kind::tick: break;
     case op_kind::create_accounts: execute_accounts(b); break;

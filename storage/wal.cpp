@@ -45,6 +45,19 @@ uint32_t record_header_crc(const record_header& h) {
   return crc32c(p + 8, sizeof h - 8);
 }
 
+// A record's chain hash: the previous one, the chained header bytes (with unacked_back
+// as zero: it is set at submit, after the hash) and the payload.
+chain_hash record_chain(const chain_hash& prev, const record_header& h, const uint8_t* payload) {
+  record_header hashed = h;
+  hashed.unacked_back = 0;
+  chain_hasher hasher;
+  hasher.update(prev.data(), prev.size());
+  hasher.update(reinterpret_cast<const uint8_t*>(&hashed) + record_chained_bytes_begin,
+                record_chained_bytes_end - record_chained_bytes_begin);
+  hasher.update(payload, h.payload_bytes);
+  return hasher.finish();
+}
+
 bool fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0) return false;
@@ -297,12 +310,7 @@ uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestam
   }
   crc = crc32c(at + sizeof h, payload);
   h.payload_crc = crc;
-  chain_hasher hasher;
-  hasher.update(chain_.data(), chain_.size());
-  hasher.update(reinterpret_cast<const uint8_t*>(&h) + record_chained_bytes_begin,
-                record_chained_bytes_end - record_chained_bytes_begin);
-  hasher.update(at + sizeof h, payload);
-  h.chain = hasher.finish();
+  h.chain = record_chain(chain_, h, at + sizeof h);
   h.header_crc = record_header_crc(h);
   std::memcpy(at, &h, sizeof h);
   chain_ = h.chain;
@@ -710,14 +718,7 @@ bool scan_wal(const wal_scan_options& opt,
         damage = "payload checksum mismatch";
         break;
       }
-      record_header hashed = h;
-      hashed.unacked_back = 0;  // set after the hash (wal_format.hpp)
-      chain_hasher hasher;
-      hasher.update(chain.data(), chain.size());
-      hasher.update(reinterpret_cast<const uint8_t*>(&hashed) + record_chained_bytes_begin,
-                    record_chained_bytes_end - record_chained_bytes_begin);
-      hasher.update(payload, h.payload_bytes);
-      if (hasher.finish() != h.chain) {
+      if (record_chain(chain, h, payload) != h.chain) {
         *error = "wal: " + path + " offset " + hex_offset(pos) + ": hash chain broken at lsn " +
                  std::to_string(h.lsn) + " (record altered)";
         return false;
