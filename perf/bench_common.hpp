@@ -227,7 +227,10 @@ inline double process_cpu_s() {
 // `depth` write+fdatasync pairs kept in flight on one ring, each writing its own 4 KiB
 // block of a pre-zeroed file (as the log would with that many commit groups in flight):
 // commits per second, and each pair's latency from submit to its second completion.
-inline fdatasync_figures fdatasync_probe(const std::string& dir, double seconds, uint32_t depth = 1) {
+// `gap_us` > 0: each pair is issued that long after the last one completed (an isolated
+// commit, as a lone request on an idle engine makes), instead of at once.
+inline fdatasync_figures fdatasync_probe(const std::string& dir, double seconds, uint32_t depth = 1,
+                                         double gap_us = 0) {
   fdatasync_figures out;
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/fdatasync.probe";
@@ -271,6 +274,7 @@ inline fdatasync_figures fdatasync_probe(const std::string& dir, double seconds,
     out.latencies_us.push_back(since(slots[i].start) * 1e6);
     ++n;
     if (since(t0) < seconds) {
+      if (gap_us > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(gap_us));
       start(i);
       io_uring_submit(&ring);
     } else {

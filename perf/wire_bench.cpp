@@ -1,6 +1,6 @@
 // wire_bench: the network protocol's figures, beside the machine's own in the same run.
 //
-//   wire_bench [--quick] [--out FILE] [--dir DIR]
+//   wire_bench [--quick] [--only single] [--out FILE] [--dir DIR] [--depth N]
 //
 // One engine (one shard per core, 1,000,000 accounts, durable) serves both an embedded
 // load and the same load over TCP through the server on loopback, so the ratio of the
@@ -118,17 +118,18 @@ double tcp_throughput(const wire::client::options& o, const pair_picker& p, uint
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, single_only = false;
   uint32_t depth = 4;  // 8,192-transfer batches in flight per caller or connection
   std::string out = "perf/results/wire.json", dir = "/tmp/mesob-wire-bench";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
+    else if (a == "--only" && i + 1 < argc && std::string(argv[i + 1]) == "single") single_only = (++i, true);
     else if (a == "--out" && i + 1 < argc) out = argv[++i];
     else if (a == "--dir" && i + 1 < argc) dir = argv[++i];
     else if (a == "--depth" && i + 1 < argc) depth = uint32_t(std::strtoul(argv[++i], nullptr, 10));
     else {
-      std::fprintf(stderr, "usage: wire_bench [--quick] [--out FILE] [--dir DIR] [--depth N]\n");
+      std::fprintf(stderr, "usage: wire_bench [--quick] [--only single] [--out FILE] [--dir DIR] [--depth N]\n");
       return 2;
     }
   }
@@ -138,14 +139,6 @@ int main(int argc, char** argv) {
   std::printf("%-48s %16s\n", "metric", "value");
   record("quick_mode", quick ? 1 : 0);
   record("cores", std::thread::hardware_concurrency());
-
-  const auto disk = fdatasync_probe(dir + "-probe", quick ? 0.5 : 3.0);
-  record("fdatasync_per_s", disk.per_s);
-  record("fdatasync_p50_us", percentile(disk.latencies_us, 50));
-  record("fdatasync_p99_us", percentile(disk.latencies_us, 99));
-  const auto rtt = loopback_rtts(samples * 4);
-  record("loopback_rtt_p50_us", percentile(rtt, 50));
-  record("loopback_rtt_p99_us", percentile(rtt, 99));
 
   const uint32_t shards = std::max(1u, std::thread::hardware_concurrency());
   auto e = open_engine(dir, shards, accounts, true);
@@ -164,25 +157,15 @@ int main(int argc, char** argv) {
   o.gateway = "bench";
   o.secret = sc.gateways[0].secret;
 
-  // Single transfers on the idle engine, one at a time: embedded (the engine's share),
-  // then over TCP.
-  {
-    pair_picker p(accounts, shards, 10);
-    std::mt19937_64 rng(12);
-    std::vector<double> lat;
-    for (int i = 0; i < samples; ++i) {
-      const auto t = make_batch(p, rng, 1);
-      const auto t0 = clk::now();
-      const auto r = e->create_transfers(t);
-      lat.push_back(since(t0) * 1e6);
-      if (r.results.at(0) != wire::result::ok) {
-        std::fprintf(stderr, "wire_bench: embedded single transfer failed\n");
-        return 1;
-      }
-    }
-    record("embedded_single_transfer_p50_us", percentile(lat, 50));
-    record("embedded_single_transfer_p99_us", percentile(lat, 99));
-  }
+  // Single transfers on the idle engine, one at a time, embedded (the engine's share) and
+  // over TCP, beside the disk's fdatasync and the loopback round trip. They are measured
+  // in interleaved rounds, so a slow phase of the shared host falls on each of them alike
+  // instead of on whichever ran during it. fdatasync is measured twice: back to back (the
+  // issue's fdatasync_p99_us), and isolated, each write+fdatasync issued 100 us after the
+  // last one completed, as a lone request on an idle engine issues its commit: the
+  // virtual disk answers isolated flushes much more slowly in the tail. Each TCP
+  // request's commit time (the log's write+fdatasync, from the engine's counters, read
+  // outside the timed call) shows how much of its latency is the disk's.
   {
     std::string e2;
     auto c = wire::client::connect(o, &e2);
@@ -192,22 +175,67 @@ int main(int argc, char** argv) {
     }
     pair_picker p(accounts, shards, 10);
     std::mt19937_64 rng(11);
-    std::vector<double> lat;
-    for (int i = 0; i < samples; ++i) {
-      const auto t = make_batch(p, rng, 1);
-      const auto body = wire::create_transfers_body(t);
-      const auto t0 = clk::now();
-      auto r = c->call(body);
-      lat.push_back(since(t0) * 1e6);
-      if (!r.ok || r.reply.results.at(0) != wire::result::ok) {
-        std::fprintf(stderr, "wire_bench: single transfer failed: %s\n", r.failure.c_str());
-        return 1;
+    std::vector<double> disk, isolated, rtt, emb_lat, tcp_lat, commit;
+    double disk_s = 0, disk_n = 0;
+    const int rounds = 5, per_round = samples / rounds;
+    for (int round = 0; round < rounds; ++round) {
+      const auto d = fdatasync_probe(dir + "-probe", (quick ? 0.5 : 3.0) / rounds);
+      const auto di = fdatasync_probe(dir + "-probe", (quick ? 0.5 : 3.0) / rounds, 1, 100);
+      isolated.insert(isolated.end(), di.latencies_us.begin(), di.latencies_us.end());
+      disk.insert(disk.end(), d.latencies_us.begin(), d.latencies_us.end());
+      disk_n += double(d.latencies_us.size());
+      disk_s += d.per_s > 0 ? double(d.latencies_us.size()) / d.per_s : 0;
+      const auto r = loopback_rtts(per_round * 4);
+      rtt.insert(rtt.end(), r.begin(), r.end());
+      for (int i = 0; i < per_round; ++i) {
+        const auto t = make_batch(p, rng, 1);
+        const auto t0 = clk::now();
+        const auto rep = e->create_transfers(t);
+        emb_lat.push_back(since(t0) * 1e6);
+        if (rep.results.at(0) != wire::result::ok) {
+          std::fprintf(stderr, "wire_bench: embedded single transfer failed\n");
+          return 1;
+        }
+      }
+      for (int i = 0; i < per_round; ++i) {
+        const auto t = make_batch(p, rng, 1);
+        const auto body = wire::create_transfers_body(t);
+        const uint64_t f0 = e->stats().wal_flight_ns;
+        const auto t0 = clk::now();
+        auto rep = c->call(body);
+        tcp_lat.push_back(since(t0) * 1e6);
+        commit.push_back(double(e->stats().wal_flight_ns - f0) / 1e3);
+        if (!rep.ok || rep.reply.results.at(0) != wire::result::ok) {
+          std::fprintf(stderr, "wire_bench: single transfer failed: %s\n", rep.failure.c_str());
+          return 1;
+        }
       }
     }
-    record("tcp_single_transfer_p50_us", percentile(lat, 50));
-    record("tcp_single_transfer_p99_us", percentile(lat, 99));
-    record("tcp_single_transfer_p999_us", percentile(lat, 99.9));
+    record("fdatasync_per_s", disk_s > 0 ? disk_n / disk_s : 0);
+    record("fdatasync_p50_us", percentile(disk, 50));
+    record("fdatasync_p99_us", percentile(disk, 99));
+    record("fdatasync_isolated_p50_us", percentile(isolated, 50));
+    record("fdatasync_isolated_p99_us", percentile(isolated, 99));
+    record("loopback_rtt_p50_us", percentile(rtt, 50));
+    record("loopback_rtt_p99_us", percentile(rtt, 99));
+    record("embedded_single_transfer_p50_us", percentile(emb_lat, 50));
+    record("embedded_single_transfer_p99_us", percentile(emb_lat, 99));
+    record("tcp_single_transfer_p50_us", percentile(tcp_lat, 50));
+    record("tcp_single_transfer_p99_us", percentile(tcp_lat, 99));
+    record("tcp_single_transfer_p999_us", percentile(tcp_lat, 99.9));
+    record("tcp_single_transfer_commit_p50_us", percentile(commit, 50));
+    record("tcp_single_transfer_commit_p99_us", percentile(commit, 99));
     record("single_p99_target_us", 2 * (metrics["loopback_rtt_p99_us"] + metrics["fdatasync_p99_us"]));
+    record("single_p99_target_isolated_us",
+           2 * (metrics["loopback_rtt_p99_us"] + metrics["fdatasync_isolated_p99_us"]));
+  }
+  if (single_only) {
+    srv->stop();
+    e->close();
+    e.reset();
+    std::filesystem::remove_all(dir);
+    write_json(out);
+    return 0;
   }
 
   // 8,192-transfer batches, 10% crossing shards: embedded and over TCP, alternating
