@@ -215,6 +215,9 @@ shard_stats shard::stats() const {
   s.memory_bytes = pub_memory_.load(r);
   s.cut_us_last = last_cut_us_.load(r);
   s.cut_us_max = max_cut_us_.load(r);
+  const uint64_t handled = dispatches_handled_.load(r), sent = dispatches_sent_.load(r);
+  s.queue_depth = sent > handled ? sent - handled : 0;
+  s.batches_executed = batches_handled_.load(r);
   return s;
 }
 

@@ -37,6 +37,8 @@ struct shard_stats {
   uint64_t memory_bytes = 0;
   uint64_t cut_us_last = 0;  // how long the last checkpoint cut paused this shard
   uint64_t cut_us_max = 0;
+  uint64_t queue_depth = 0;       // dispatch messages sent to the shard and not handled yet
+  uint64_t batches_executed = 0;  // batches this shard took part in
 };
 
 class shard {
@@ -77,6 +79,13 @@ class shard {
   [[nodiscard]] const account* find_account(uint64_t id) const;
   [[nodiscard]] uint32_t index() const { return index_; }
   [[nodiscard]] shard_stats stats() const;
+  // Queue depth for operators: the sequencer counts each dispatch message it sends, the
+  // shard's actor each one it has handled (with the batches in it).
+  void dispatch_sent() { dispatches_sent_.fetch_add(1, std::memory_order_relaxed); }
+  void dispatch_handled(size_t batches) {
+    batches_handled_.fetch_add(batches, std::memory_order_relaxed);
+    dispatches_handled_.fetch_add(1, std::memory_order_relaxed);
+  }
   template <class F>
   void for_each_account(F&& f) const {
     for (const auto& s : slots_) f(s.a);
@@ -190,7 +199,10 @@ class shard {
   uint64_t sync_waits_ = 0;
   void publish_stats();
   std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0};
-  std::atomic<uint64_t> last_cut_us_{0};
+  alignas(64) std::atomic<uint64_t> dispatches_sent_{0};  // written by the sequencer
+  alignas(64) std::atomic<uint64_t> dispatches_handled_{0};  // by the shard's actor
+  std::atomic<uint64_t> batches_handled_{0};
+  alignas(64) std::atomic<uint64_t> last_cut_us_{0};
   std::atomic<uint64_t> max_cut_us_{0};
 };
 

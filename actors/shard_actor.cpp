@@ -34,6 +34,7 @@ caf::actor spawn_shard_actor(caf::actor_system& sys, shard* s, int cpu) {
             s->executed(*b);
           }
           s->finish_all();  // nothing is left set aside between messages
+          s->dispatch_handled(d->batches.size());
           // A cut in progress advances one slice per message, so batches queued
           // behind it wait at most one slice.
           if (s->cutting() && s->continue_cut(cut_slice_accounts)) finish_cut(s);

@@ -188,6 +188,7 @@ class engine_impl {
 
   // Checkpoint thread.
   std::mutex ck_mu_;
+  std::mutex verify_mu_;  // held by verify_log: the sequencer drops no segment meanwhile
   std::condition_variable ck_cv_;
   std::deque<std::shared_ptr<checkpoint_cut>> ck_queue_;
   bool ck_stop_ = false;
@@ -592,7 +593,10 @@ class engine_impl {
       for (auto& b : list)
         if (b->shard_mask & (1u << s)) d->batches.push_back(b);
       d->cut = cut;
-      if (!d->batches.empty() || d->cut) caf::anon_send(shard_actors_[s], std::move(d));
+      if (!d->batches.empty() || d->cut) {
+        shards_[s]->dispatch_sent();
+        caf::anon_send(shard_actors_[s], std::move(d));
+      }
     }
   }
 
@@ -1087,8 +1091,12 @@ class engine_impl {
       submit_open();
       maybe_checkpoint(false);
       if (const uint64_t s = snapshot_lsn_.load(); s > dropped_for) {
-        wal_->drop_segments_before(s + 1);
-        dropped_for = s;
+        // Not while the log is being verified: it reads the segments (tried again later).
+        std::unique_lock vl(verify_mu_, std::try_to_lock);
+        if (vl.owns_lock()) {
+          wal_->drop_segments_before(s + 1);
+          dropped_for = s;
+        }
       }
       if (stop_.load() && !wal_->in_flight() && open_list_.empty()) {
         wait_idle();  // account queries come back as walks
@@ -1570,7 +1578,10 @@ class engine_impl {
     if (!failed_ && wal_ && !shard_actors_.empty() && cfg_.checkpoint_on_close) {
       const std::string err = checkpoint_sync();
       if (!err.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", err.c_str());
-      else wal_->drop_segments_before(snapshot_lsn_.load() + 1);
+      else {
+        std::lock_guard vl(verify_mu_);
+        wal_->drop_segments_before(snapshot_lsn_.load() + 1);
+      }
     }
     stop_threads();
   }
@@ -1783,5 +1794,55 @@ engine::balance_check engine::check_balances() {
   }
   return out;
 }
+
+log_verification engine::verify_log() {
+  const auto t0 = std::chrono::steady_clock::now();
+  log_verification v;
+  std::lock_guard vl(impl_->verify_mu_);
+  v.durable_lsn = impl_->dispatched_lsn_.load();
+  storage::wal_scan_options so;
+  so.dir = impl_->cfg_.data_dir + "/wal";
+  so.segment_bytes = impl_->cfg_.wal_segment_mib << 20;
+  so.repair_tail = false;  // read-only: the engine owns the tail
+  storage::wal_scan_result r;
+  std::string error;
+  bool reached = v.durable_lsn == 0;
+  const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& rec) {
+    if (v.first_lsn == 0) v.first_lsn = rec.header->lsn;
+    v.last_lsn = rec.header->lsn;
+    v.chain_head = storage::to_hex(rec.header->chain);
+    ++v.records;
+    // Stop at the durable lsn: what follows may be a commit group being written now.
+    if (rec.header->lsn >= v.durable_lsn) reached = true;
+    return !reached;
+  }, &r, &error);
+  v.segments = r.segments;
+  if (!ok && !reached) {
+    v.intact = false;
+    v.fault = error;
+  } else if (!reached && v.records > 0) {
+    v.intact = false;
+    v.fault = "the log ends at lsn " + std::to_string(v.last_lsn) + " but lsn " + std::to_string(v.durable_lsn) +
+              " was acknowledged durable";
+  } else if (!reached && v.durable_lsn > impl_->snapshot_lsn_.load()) {
+    v.intact = false;
+    v.fault = "no log record is kept, but lsn " + std::to_string(impl_->snapshot_lsn_.load() + 1) + ".." +
+              std::to_string(v.durable_lsn) + " are durable and not in the snapshot";
+  }
+  v.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return v;
+}
+
+std::vector<shard_report> engine::shard_reports() {
+  std::vector<shard_report> out;
+  for (auto& sh : impl_->shards_) {
+    const auto st = sh->stats();
+    out.push_back({sh->index(), st.accounts, st.pending_total, st.queue_depth, st.batches_executed, st.sync_waits,
+                   st.memory_bytes, st.cut_us_max});
+  }
+  return out;
+}
+
+caf::actor_system& engine::actor_system() { return *impl_->sys_; }
 
 }  // namespace mesob::engine

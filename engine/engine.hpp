@@ -25,7 +25,13 @@
 #include "engine/config.hpp"
 #include "wire/types.hpp"
 
+namespace caf {
+class actor_system;
+}
+
 namespace mesob::engine {
+
+inline constexpr const char* version = "0.1";
 
 using actors::op_kind;
 using actors::transfer_record;
@@ -125,6 +131,31 @@ struct engine_stats {
   uint64_t id_index_waits = 0;       // inserts that had to wait for a growth to finish
 };
 
+// What engine::verify_log found: every record from the oldest kept segment to the lsn
+// durable when the check began, with its checksum, lsn sequence and hash chain.
+struct log_verification {
+  bool intact = true;
+  std::string fault;        // when not intact: file, offset and what is wrong
+  uint64_t segments = 0;
+  uint64_t records = 0;
+  uint64_t first_lsn = 0;   // 0: no record is kept (all of them are in the snapshot)
+  uint64_t last_lsn = 0;
+  uint64_t durable_lsn = 0;  // when the check began; every record up to it must be there
+  std::string chain_head;    // hex SHA-256 after last_lsn
+  double seconds = 0;
+};
+
+struct shard_report {
+  uint32_t shard = 0;
+  uint64_t accounts = 0;
+  uint64_t pending = 0;           // pending transfers held (live, and resolved until snapshotted)
+  uint64_t queue_depth = 0;       // dispatch messages waiting in the shard's mailbox
+  uint64_t batches_executed = 0;  // batches the shard took part in
+  uint64_t sync_waits = 0;        // cross-shard rendezvous that had to wait
+  uint64_t memory_bytes = 0;
+  uint64_t cut_us_max = 0;        // longest checkpoint pause
+};
+
 class engine_impl;
 
 class engine {
@@ -161,6 +192,13 @@ class engine {
     std::string detail;
   };
   balance_check check_balances();
+  // Reads the log on disk (read-only, while the engine runs) up to the lsn durable now.
+  // Segments are not dropped while it runs. Takes seconds on a big log: call it from a
+  // thread that may wait (the admin actor).
+  log_verification verify_log();
+  std::vector<shard_report> shard_reports();
+  // The actor system the shards run in; the admin endpoint spawns its actor here.
+  caf::actor_system& actor_system();
 
  private:
   explicit engine(std::unique_ptr<engine_impl> impl);

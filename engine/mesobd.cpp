@@ -1,7 +1,8 @@
 // mesobd: the Mesob engine daemon. Starts on embedded defaults (data in ./var/mesob,
-// clients on 127.0.0.1:7400), recovers (snapshot + log replay), serves the binary
-// protocol (wire/README.md) until SIGTERM or SIGINT, then stops accepting, answers what
-// it took, snapshots and exits 0. Every setting comes from the built-in default, a
+// clients on 127.0.0.1:7400, the admin port on 127.0.0.1:7401), recovers (snapshot +
+// log replay), serves the binary protocol (wire/README.md) until SIGTERM, SIGINT or the
+// admin command `shutdown`, then stops accepting, answers what it took, snapshots and
+// exits 0. Every setting comes from the built-in default, a
 // config file (--config, INI/TOML `key = value`) or a flag, later ones winning.
 //
 // Gateways: --gateway id:roles:hexsecret (roles comma-separated, e.g.
@@ -19,6 +20,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/admin.hpp"
 #include "engine/engine.hpp"
 #include "engine/server.hpp"
 
@@ -78,6 +80,8 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
 int main(int argc, char** argv) {
   engine::config cfg;
   engine::server_config net;
+  std::string admin_address = "127.0.0.1";
+  uint16_t admin_port = 7401;
   std::vector<std::string> gateway_specs;
   CLI::App app{"mesobd - Mesob transaction engine"};
   app.set_config("--config", "", "read settings from this file (key = value)");
@@ -106,6 +110,9 @@ int main(int argc, char** argv) {
                  "bytes queued to one session before it stops being read")->capture_default_str();
   app.add_option("--idle-timeout-ms", net.idle_timeout_ms, "close sessions idle this long")->capture_default_str();
   app.add_option("--handshake-timeout-ms", net.handshake_timeout_ms, "time allowed for the handshake")
+      ->capture_default_str();
+  app.add_option("--admin-listen", admin_address, "admin port address (IPv4)")->capture_default_str();
+  app.add_option("--admin-port", admin_port, "admin port (admin gateways only); 0 = any free port")
       ->capture_default_str();
   app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway");
   try {
@@ -168,6 +175,17 @@ int main(int argc, char** argv) {
                 wire::to_hex(g.secret).c_str(), created ? ", generated now" : "", cfg.data_dir.c_str());
     net.gateways.push_back(std::move(g));
   }
+  // The admin actor and its audit trail, then the client port, then the admin port.
+  engine::admin_config acfg;
+  acfg.data_dir = cfg.data_dir;
+  acfg.shutdown = [] { ::kill(::getpid(), SIGTERM); };  // the same drain as a SIGTERM
+  std::string repaired;
+  auto admin = engine::admin_endpoint::open(*e, acfg, &error, &repaired);
+  if (!admin) {
+    std::fprintf(stderr, "mesobd: cannot start the admin endpoint: %s\n", error.c_str());
+    return 1;
+  }
+  if (!repaired.empty()) std::printf("mesobd: admin audit trail: %s\n", repaired.c_str());
   net.engine_in_flight_max = cfg.queue_requests_max;  // submit() then never blocks the network thread
   auto srv = engine::server::start(*e, net, &error);
   if (!srv) {
@@ -175,6 +193,21 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("mesobd: listening on %s:%u\n", net.address.c_str(), unsigned(srv->port()));
+  engine::server_config anet = net;
+  anet.address = admin_address;
+  anet.port = admin_port;
+  anet.connections_max = 64;
+  anet.in_flight_max = 16;
+  anet.admin = admin->handler();
+  admin->set_servers(srv.get(), nullptr);
+  auto admin_srv = engine::server::start(*e, anet, &error);
+  if (!admin_srv) {
+    std::fprintf(stderr, "mesobd: cannot serve the admin port: %s\n", error.c_str());
+    srv->stop();
+    return 1;
+  }
+  admin->set_servers(srv.get(), admin_srv.get());
+  std::printf("mesobd: admin listening on %s:%u\n", admin_address.c_str(), unsigned(admin_srv->port()));
   std::printf("mesobd: ready (SIGTERM or Ctrl-C stops)\n");
   std::fflush(stdout);
 
@@ -182,6 +215,8 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::printf("mesobd: %s received, stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
+  admin_srv->stop();  // admin commands taken are answered first
+  admin.reset();
   srv->stop();  // no new connections; what was taken is answered and flushed
   e->close();
   const auto st = e->stats();

@@ -77,6 +77,8 @@ struct session {
   bool authed = false;
   std::vector<uint8_t> nonce;
   std::string gateway;
+  uint64_t session_id = 0;
+  std::string peer;
   uint32_t roles = 0;
   wire::frame_reader reader;
   std::deque<std::vector<uint8_t>> out;
@@ -103,6 +105,8 @@ struct completed {
   uint64_t request_id;
   wire::operation op;
   reply r;
+  bool is_admin = false;  // an admin command's answer (admin_reply) instead of r
+  wire::admin_response_msg admin_reply;
 };
 
 // A frame to push to a gateway's sessions, from any thread.
@@ -375,10 +379,16 @@ class server_impl {
     s.fd = fd;
     s.opened_ms = s.last_active_ms = now_ms();
     s.nonce = wire::random_bytes(wire::nonce_bytes);
+    sockaddr_in peer{};
+    socklen_t plen = sizeof peer;
+    char addr[INET_ADDRSTRLEN] = "?";
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0)
+      ::inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
+    s.peer = std::string(addr) + ":" + std::to_string(ntohs(peer.sin_port));
     ++open_;
     st_open_.store(open_, std::memory_order_relaxed);
     st_total_.fetch_add(1, std::memory_order_relaxed);
-    wire::hello_msg h{wire::protocol_version, s.nonce, "mesobd 0.1"};
+    wire::hello_msg h{wire::protocol_version, s.nonce, std::string("mesobd ") + version};
     queue_frame(s, frame_kind::hello, 0, wire::hello_body(h));
     arm_recv(s);
   }
@@ -471,16 +481,25 @@ class server_impl {
       case frame_kind::pong: return;
       case frame_kind::auth: on_auth(s, f); return;
       case frame_kind::request:
+      case frame_kind::admin_request:
         if (!s.authed) {
           protocol_fault(s, h.request_id, protocol_error::not_authenticated,
                          "a request before the handshake: send auth first");
           return;
         }
-        on_request(s, f);
+        if ((frame_kind(h.kind) == frame_kind::admin_request) != bool(cfg_.admin)) {
+          protocol_fault(s, h.request_id, protocol_error::wrong_port,
+                         cfg_.admin ? "this is the admin port: it serves admin commands only"
+                                    : "admin commands are served on the admin port, not the client port");
+          return;
+        }
+        if (cfg_.admin) on_admin_request(s, f);
+        else on_request(s, f);
         return;
       case frame_kind::hello:
       case frame_kind::welcome:
       case frame_kind::response:
+      case frame_kind::admin_response:
       case frame_kind::error:
       case frame_kind::push:
         protocol_fault(s, h.request_id, protocol_error::unexpected_frame,
@@ -513,10 +532,17 @@ class server_impl {
                      "auth failed: unknown gateway or wrong secret");
       return;
     }
+    if (cfg_.admin && !(it->second->roles & wire::roles::admin)) {
+      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
+      protocol_fault(s, f.header.request_id, protocol_error::role_denied,
+                     "gateway " + a.gateway_id + " lacks the admin role; the admin port admits admin gateways only");
+      return;
+    }
     s.authed = true;
     s.gateway = a.gateway_id;
     s.roles = it->second->roles;
-    wire::welcome_msg w{s.gateway, s.roles, next_session_id_++, cfg_.frame_bytes_max, cfg_.in_flight_max};
+    s.session_id = next_session_id_++;
+    wire::welcome_msg w{s.gateway, s.roles, s.session_id, cfg_.frame_bytes_max, cfg_.in_flight_max};
     queue_frame(s, frame_kind::welcome, f.header.request_id, wire::welcome_body(w));
   }
 
@@ -571,8 +597,35 @@ class server_impl {
     const uint32_t slot = s.slot, gen = s.gen;
     const wire::operation op = p.op;
     eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op](reply&& r) {
-      mail->post({slot, gen, rid, op, std::move(r)});
+      mail->post({slot, gen, rid, op, std::move(r), false, {}});
     });
+  }
+
+  // One admin command, handed to the admin handler; its answer comes back through the
+  // mailbox like an engine reply (and counts as in flight until then, so a stop waits).
+  void on_admin_request(session& s, const wire::frame_reader::frame& f) {
+    const uint64_t rid = f.header.request_id;
+    wire::admin_request_msg m;
+    wire::error_msg err;
+    if (!wire::parse_admin_request(f.body, &m, &err)) {
+      protocol_fault(s, rid, err.code, err.message);
+      return;
+    }
+    if (s.in_flight >= cfg_.in_flight_max) {
+      protocol_fault(s, rid, protocol_error::too_many_in_flight,
+                     std::to_string(s.in_flight) + " commands in flight; the limit is " +
+                         std::to_string(cfg_.in_flight_max));
+      return;
+    }
+    ++s.in_flight;
+    ++engine_in_flight_;
+    st_requests_.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t slot = s.slot, gen = s.gen;
+    cfg_.admin(admin_identity{s.gateway, s.session_id, s.peer}, std::move(m),
+               [mail = mail_, slot, gen, rid](wire::admin_response_msg&& a) {
+                 completed c{slot, gen, rid, wire::operation::create_accounts, reply{}, true, std::move(a)};
+                 mail->post(std::move(c));
+               });
   }
 
   // ---- replies -----------------------------------------------------------------------
@@ -592,7 +645,8 @@ class server_impl {
       if (!s || s->gen != c.gen || s->fd < 0) continue;  // the session is gone
       --s->in_flight;
       if (s->closing) continue;
-      send_reply(*s, c);
+      if (c.is_admin) queue_frame(*s, frame_kind::admin_response, c.request_id, wire::admin_response_body(c.admin_reply));
+      else send_reply(*s, c);
     }
     if (!stop_requested_.load() || stopping_) {
       // Capacity came back: sessions that stopped taking frames may go on.

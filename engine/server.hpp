@@ -12,16 +12,18 @@
 // (over it: error too_many_in_flight), requests in the engine in all (at the limit the
 // loop stops taking frames off sockets; they wait in the kernel), bytes queued to one
 // session (a client that does not read its responses stops being read), frame size,
-// idle and handshake timeouts. stop() is graceful: no new connections, every request
+// idle and handshake timeouts. The same server serves the admin port (server_config::admin). stop() is graceful: no new connections, every request
 // already taken is answered and flushed, then the sockets close.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/engine.hpp"
+#include "wire/codec.hpp"
 #include "wire/protocol.hpp"
 
 namespace mesob::engine {
@@ -31,6 +33,15 @@ struct gateway_config {
   std::vector<uint8_t> secret;  // at least wire::secret_bytes_min bytes
   uint32_t roles = 0;           // wire::roles bits
 };
+
+// Who sent an admin command: the gateway its session authenticated as.
+struct admin_identity {
+  std::string gateway;
+  uint64_t session_id = 0;
+  std::string peer;  // "address:port"
+};
+using admin_reply = std::function<void(wire::admin_response_msg&&)>;
+using admin_handler = std::function<void(const admin_identity&, wire::admin_request_msg&&, admin_reply)>;
 
 struct server_config {
   std::string address = "127.0.0.1";
@@ -44,6 +55,11 @@ struct server_config {
   uint64_t handshake_timeout_ms = 10'000;
   uint64_t drain_timeout_ms = 10'000;    // stop(): longest wait for in-flight work
   std::vector<gateway_config> gateways;
+  // Set: this server is an admin port. Only gateways with the admin role get through the
+  // handshake (others: role_denied), and only admin commands (frame kind 10) are served,
+  // each handed to `admin`, which answers through its callback from any thread. Unset:
+  // a client port, where admin commands get wrong_port.
+  admin_handler admin;
 
   [[nodiscard]] std::string validate() const;
 };

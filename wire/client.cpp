@@ -38,9 +38,10 @@ std::unique_ptr<client> client::connect_raw(const options& o, std::string* error
   return c;
 }
 
-std::unique_ptr<client> client::connect(const options& o, std::string* error) {
+std::unique_ptr<client> client::connect(const options& o, std::string* error, protocol_error* refusal) {
+  if (refusal) *refusal = protocol_error(0);
   auto c = connect_raw(o, error);
-  if (!c || !c->handshake(error)) return nullptr;
+  if (!c || !c->handshake(error, refusal)) return nullptr;
   return c;
 }
 
@@ -48,7 +49,7 @@ client::~client() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-bool client::handshake(std::string* error) {
+bool client::handshake(std::string* error, protocol_error* refusal) {
   frame_in f;
   if (!read_frame(&f, error)) return false;
   std::string why;
@@ -65,8 +66,9 @@ bool client::handshake(std::string* error) {
   if (!read_frame(&f, error)) return false;
   if (f.header.kind == uint16_t(frame_kind::error)) {
     error_msg e;
-    *error = parse_error(f.body, &e, &why) ? "server refused the handshake: " + e.message
-                                           : "server refused the handshake";
+    const bool parsed = parse_error(f.body, &e, &why);
+    *error = parsed ? "server refused the handshake: " + e.message : "server refused the handshake";
+    if (parsed && refusal) *refusal = e.code;
     return false;
   }
   if (f.header.kind != uint16_t(frame_kind::welcome) || !parse_welcome(f.body, &welcome_, &why)) {
@@ -203,6 +205,35 @@ client::outcome client::wait(uint64_t request_id) {
     }
   }
   return to_outcome(f);
+}
+
+client::admin_outcome client::admin(const admin_request_msg& m) {
+  admin_outcome o;
+  const uint64_t id = next_id_++;
+  if (!send_frame(frame_kind::admin_request, id, admin_request_body(m), &o.failure)) return o;
+  frame_in f;
+  for (;;) {
+    if (!read_frame(&f, &o.failure)) return o;
+    const bool answer = f.header.kind == uint16_t(frame_kind::admin_response) ||
+                        f.header.kind == uint16_t(frame_kind::error) ||
+                        f.header.kind == uint16_t(frame_kind::response);
+    if (!answer) continue;  // pushes and pongs
+    if (f.header.request_id == id) break;
+    early_[f.header.request_id] = std::move(f);
+  }
+  std::string why;
+  if (f.header.kind == uint16_t(frame_kind::error)) {
+    o.server_error = parse_error(f.body, &o.error, &why);
+    if (!o.server_error) o.failure = "client: malformed error frame: " + why;
+    return o;
+  }
+  if (f.header.kind != uint16_t(frame_kind::admin_response)) {
+    o.failure = "client: the server answered an admin command with a ledger response";
+    return o;
+  }
+  o.ok = parse_admin_response(f.body, &o.response, &why);
+  if (!o.ok) o.failure = "client: malformed admin response: " + why;
+  return o;
 }
 
 client::outcome client::to_outcome(const frame_in& f) {

@@ -47,7 +47,9 @@ class client {
 
   // Connects and completes the handshake; nullptr with *error on failure (refused
   // connection, bad credentials: the server's message is passed on).
-  static std::unique_ptr<client> connect(const options& o, std::string* error);
+  // `refusal`, if given, gets the server's error code when it refused the handshake
+  // (auth_failed, role_denied), and stays 0 for any other failure.
+  static std::unique_ptr<client> connect(const options& o, std::string* error, protocol_error* refusal = nullptr);
   // Connects without the handshake (tests of the handshake itself).
   static std::unique_ptr<client> connect_raw(const options& o, std::string* error);
   ~client();
@@ -62,6 +64,16 @@ class client {
   outcome wait(uint64_t request_id);
   outcome call(std::span<const uint8_t> request_body) { return wait(send(request_body)); }
 
+  // One admin command on the admin port (frame kinds 10 and 11), waiting for its answer.
+  struct admin_outcome {
+    bool ok = false;  // an AdminResponse arrived (response is set; its code may still be a failure)
+    admin_response_msg response;
+    bool server_error = false;  // an Error frame arrived instead (error is set)
+    error_msg error;
+    std::string failure;  // the connection failed
+  };
+  admin_outcome admin(const admin_request_msg& m);
+
   // Raw access for protocol tests.
   bool send_bytes(std::span<const uint8_t> bytes, std::string* error);
   // A frame straight from its parts (header and body gathered by the kernel: the body
@@ -70,7 +82,7 @@ class client {
   bool read_frame(frame_in* out, std::string* error);  // the next frame, whatever it is
   // True when the server has closed the connection (reads end), within the timeout.
   bool closed_by_server();
-  bool handshake(std::string* error);
+  bool handshake(std::string* error, protocol_error* refusal = nullptr);
   // Whether the last failed read was a timeout (the connection may still be fine).
   [[nodiscard]] bool timed_out() const { return timed_out_; }
   // Shuts the socket down both ways: a blocked read returns at once (another thread).

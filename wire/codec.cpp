@@ -401,4 +401,124 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
   return false;
 }
 
+// ---- admin ---------------------------------------------------------------------------
+
+std::string_view admin_code_name(admin_code c) {
+  switch (c) {
+    case admin_code::ok: return "ok";
+    case admin_code::command_unknown: return "command_unknown";
+    case admin_code::arguments_invalid: return "arguments_invalid";
+    case admin_code::not_found: return "not_found";
+    case admin_code::failed: return "failed";
+    case admin_code::check_failed: return "check_failed";
+    case admin_code::refused: return "refused";
+  }
+  return "unknown";
+}
+
+std::vector<uint8_t> admin_request_body(const admin_request_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const auto command = fbb.CreateString(m.command);
+  const auto args = fbb.CreateVectorOfStrings(m.args);
+  fbb.Finish(fb::CreateAdminRequest(fbb, command, args), ident);
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+std::vector<uint8_t> admin_response_body(const admin_response_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(1024);
+  std::vector<flatbuffers::Offset<fb::AdminSection>> sections;
+  for (const auto& sec : m.sections) {
+    std::vector<flatbuffers::Offset<fb::AdminColumn>> cols;
+    for (const auto& c : sec.columns) cols.push_back(fb::CreateAdminColumn(fbb, fbb.CreateString(c.name), c.numeric));
+    std::vector<flatbuffers::Offset<fb::AdminRow>> rows;
+    for (const auto& r : sec.rows) rows.push_back(fb::CreateAdminRow(fbb, fbb.CreateVectorOfStrings(r)));
+    const auto title = fbb.CreateString(sec.title);
+    const auto c = fbb.CreateVector(cols);
+    const auto rs = fbb.CreateVector(rows);
+    sections.push_back(fb::CreateAdminSection(fbb, title, c, rs));
+  }
+  const auto message = fbb.CreateString(m.message);
+  const auto secs = fbb.CreateVector(sections);
+  fbb.Finish(fb::CreateAdminResponse(fbb, uint16_t(m.code), message, secs), ident);
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+namespace {
+// Printable text only: admin words end up in the audit trail and on operators' screens.
+bool printable(std::string_view s) {
+  for (const unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+}  // namespace
+
+bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, error_msg* err) {
+  std::string* why = &err->message;
+  err->code = protocol_error::body_invalid;
+  if (!verify<fb::AdminRequest>(body, why, 2 * admin_args_max + 8)) return false;
+  err->code = protocol_error::field_invalid;
+  const auto* r = flatbuffers::GetRoot<fb::AdminRequest>(body.data());
+  *out = admin_request_msg{};
+  if (!r->command() || r->command()->size() == 0 || r->command()->size() > admin_command_bytes_max) {
+    *why = "admin request: the command must be 1 to " + std::to_string(admin_command_bytes_max) + " bytes";
+    return false;
+  }
+  out->command = r->command()->str();
+  if (!printable(out->command)) {
+    *why = "admin request: the command holds a control byte";
+    return false;
+  }
+  if (const auto* args = r->args()) {
+    if (args->size() > admin_args_max) {
+      *why = "admin request: more than " + std::to_string(admin_args_max) + " arguments";
+      return false;
+    }
+    for (const auto* a : *args) {
+      if (a->size() > admin_arg_bytes_max) {
+        *why = "admin request: an argument is longer than " + std::to_string(admin_arg_bytes_max) + " bytes";
+        return false;
+      }
+      out->args.push_back(a->str());
+      if (!printable(out->args.back())) {
+        *why = "admin request: argument " + std::to_string(out->args.size()) + " holds a control byte";
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool parse_admin_response(std::span<const uint8_t> body, admin_response_msg* out, std::string* why) {
+  if (!verify<fb::AdminResponse>(body, why, tables_response)) return false;
+  const auto* r = flatbuffers::GetRoot<fb::AdminResponse>(body.data());
+  *out = admin_response_msg{};
+  if (r->code() > admin_code_max) {
+    *why = "admin response: unknown code " + std::to_string(r->code());
+    return false;
+  }
+  out->code = admin_code(r->code());
+  out->message = r->message() ? r->message()->str() : std::string();
+  if (const auto* secs = r->sections())
+    for (const auto* sec : *secs) {
+      admin_section s;
+      s.title = sec->title() ? sec->title()->str() : std::string();
+      if (const auto* cols = sec->columns())
+        for (const auto* c : *cols) s.columns.push_back({c->name() ? c->name()->str() : std::string(), c->numeric()});
+      if (const auto* rows = sec->rows())
+        for (const auto* row : *rows) {
+          std::vector<std::string> cells;
+          if (row->cells())
+            for (const auto* c : *row->cells()) cells.push_back(c->str());
+          if (cells.size() != s.columns.size()) {
+            *why = "admin response: a row of section '" + s.title + "' has " + std::to_string(cells.size()) +
+                   " cells for " + std::to_string(s.columns.size()) + " columns";
+            return false;
+          }
+          s.rows.push_back(std::move(cells));
+        }
+      out->sections.push_back(std::move(s));
+    }
+  return true;
+}
+
 }  // namespace mesob::wire

@@ -156,4 +156,50 @@ struct reply_msg {
 [[nodiscard]] std::vector<uint8_t> balances_body(std::span<const balance_item> balances);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
+// ---- admin (frame kinds 10 and 11, admin port) ---------------------------------------
+constexpr size_t admin_command_bytes_max = 64;
+constexpr size_t admin_args_max = 16;
+constexpr size_t admin_arg_bytes_max = 256;
+constexpr size_t admin_rows_max = 4096;  // per response, all sections together
+
+// An admin command's outcome (AdminResponse.code).
+enum class admin_code : uint16_t {
+  ok = 0,
+  command_unknown = 1,    // no such command
+  arguments_invalid = 2,  // wrong number of arguments, or one of the wrong type
+  not_found = 3,          // the account, transfer, ... does not exist
+  failed = 4,             // the command ran and failed (message says why)
+  check_failed = 5,       // a verification ran and found a fault (sections say where)
+  refused = 6,            // not allowed now (for example: the engine is stopping)
+};
+constexpr uint16_t admin_code_max = 6;
+[[nodiscard]] std::string_view admin_code_name(admin_code c);
+
+struct admin_request_msg {
+  std::string command;
+  std::vector<std::string> args;
+};
+struct admin_column {
+  std::string name;
+  bool numeric = false;
+};
+struct admin_section {
+  std::string title;
+  std::vector<admin_column> columns;
+  std::vector<std::vector<std::string>> rows;  // each has one cell per column
+};
+struct admin_response_msg {
+  admin_code code = admin_code::ok;
+  std::string message;
+  std::vector<admin_section> sections;
+};
+[[nodiscard]] std::vector<uint8_t> admin_request_body(const admin_request_msg& m);
+[[nodiscard]] std::vector<uint8_t> admin_response_body(const admin_response_msg& m);
+// Verifies and checks the limits above (command 1..64 bytes, at most 16 arguments of at
+// most 256 bytes; no NUL or control bytes in either).
+// *err: body_invalid when the flatbuffer does not verify, field_invalid for a limit.
+bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, error_msg* err);
+// Verifies, checks the code is known and every row has one cell per column.
+bool parse_admin_response(std::span<const uint8_t> body, admin_response_msg* out, std::string* why);
+
 }  // namespace mesob::wire

@@ -40,8 +40,10 @@ enum class frame_kind : uint16_t {
   push = 7,      // server -> client: Push
   ping = 8,      // either way, empty body; answered with pong (same request id)
   pong = 9,
+  admin_request = 10,   // client -> server, admin port only: AdminRequest
+  admin_response = 11,  // server -> client: AdminResponse (same request id)
 };
-constexpr uint16_t frame_kind_max = 9;
+constexpr uint16_t frame_kind_max = 11;
 
 // Request-level errors (an Error frame). Per-operation outcomes are wire::result codes
 // inside a Response, never these.
@@ -62,6 +64,7 @@ enum class protocol_error : uint16_t {
   field_invalid = 14,      // a query field out of range (for example a page limit of 0)
   engine_failed = 15,      // the engine stopped accepting writes (disk failure)
   slow_reader = 16,        // pushed frames piled up unread past the limit; the connection is closed
+  wrong_port = 17,         // an admin command on the client port, or a ledger request on the admin port
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.

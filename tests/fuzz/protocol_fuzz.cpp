@@ -62,6 +62,25 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
       (void)parse_push(body, &m, &why);
       break;
     }
+    case frame_kind::admin_request: {
+      admin_request_msg m;
+      error_msg e;
+      if (parse_admin_request(body, &m, &e)) {
+        if (m.command.empty() || m.command.size() > admin_command_bytes_max || m.args.size() > admin_args_max)
+          __builtin_trap();
+      } else if (e.message.empty()) {
+        __builtin_trap();
+      }
+      break;
+    }
+    case frame_kind::admin_response: {
+      admin_response_msg m;
+      if (parse_admin_response(body, &m, &why))
+        for (const auto& s : m.sections)
+          for (const auto& r : s.rows)
+            if (r.size() != s.columns.size()) __builtin_trap();
+      break;
+    }
     default: break;
   }
 }

@@ -41,18 +41,30 @@ inline run_result run(const std::string& cmd) {
   return r;
 }
 
-// Starts mesobd (2 shards, any free port) on `data`, waits for "ready", runs
-// `while_up(port)`, SIGTERMs it, returns its exit status and output.
-inline run_result start_and_stop_mesobd(const std::string& data, const std::function<void(uint16_t)>& while_up = {}) {
+struct mesobd_ports {
+  uint16_t client = 0;
+  uint16_t admin = 0;
+};
+
+// Starts mesobd (2 shards, any free client and admin ports, plus `extra` arguments) on
+// `data`, waits for "ready", runs `while_up(ports)`, SIGTERMs it unless `while_up`
+// returned false (it stopped mesobd itself), and returns its exit status and output.
+inline run_result run_mesobd(const std::string& data, const std::vector<std::string>& extra,
+                             const std::function<bool(mesobd_ports)>& while_up) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
+  std::vector<std::string> args = {bin("engine/mesobd"), "--data-dir", data, "--shards", "2", "--port", "0",
+                                   "--admin-port", "0"};
+  args.insert(args.end(), extra.begin(), extra.end());
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(fds[1], 1);
     ::dup2(fds[1], 2);
     ::close(fds[0]);
-    const auto path = bin("engine/mesobd");
-    ::execl(path.c_str(), path.c_str(), "--data-dir", data.c_str(), "--shards", "2", "--port", "0", nullptr);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
     std::_Exit(127);
   }
   ::close(fds[1]);
@@ -64,10 +76,13 @@ inline run_result start_and_stop_mesobd(const std::string& data, const std::func
     if (n <= 0) break;
     r.out.append(buf, size_t(n));
     if (!signalled && r.out.find("ready") != std::string::npos) {
-      const auto at = r.out.find("listening on 127.0.0.1:");
-      const uint16_t port = at == std::string::npos ? 0 : uint16_t(std::atoi(r.out.c_str() + at + 23));
-      if (while_up) while_up(port);
-      ::kill(pid, SIGTERM);
+      mesobd_ports ports;
+      if (const auto at = r.out.find("mesobd: listening on 127.0.0.1:"); at != std::string::npos)
+        ports.client = uint16_t(std::atoi(r.out.c_str() + at + 31));
+      if (const auto at = r.out.find("mesobd: admin listening on 127.0.0.1:"); at != std::string::npos)
+        ports.admin = uint16_t(std::atoi(r.out.c_str() + at + 37));
+      const bool stop = while_up ? while_up(ports) : true;
+      if (stop) ::kill(pid, SIGTERM);
       signalled = true;
     }
   }
@@ -76,6 +91,14 @@ inline run_result start_and_stop_mesobd(const std::string& data, const std::func
   ::waitpid(pid, &status, 0);
   r.status = status;
   return r;
+}
+
+// run_mesobd with no extra arguments, handing `while_up` the client port.
+inline run_result start_and_stop_mesobd(const std::string& data, const std::function<void(uint16_t)>& while_up = {}) {
+  return run_mesobd(data, {}, [&](mesobd_ports p) {
+    if (while_up) while_up(p.client);
+    return true;
+  });
 }
 
 // Client options for mesobd's development gateway, its secret read from the data

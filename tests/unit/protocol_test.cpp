@@ -430,3 +430,76 @@ TEST(responses, a_reply_type_without_its_table_is_refused) {
   EXPECT_FALSE(parse_request({fbb.GetBufferPointer(), fbb.GetSize()}, &p, &err));
   EXPECT_EQ(err.code, protocol_error::operation_unknown);
 }
+
+TEST(admin, request_and_response_round_trip) {
+  admin_request_msg q{"account show", {"42", "0x2a"}};
+  admin_request_msg q2;
+  error_msg e;
+  ASSERT_TRUE(parse_admin_request(admin_request_body(q), &q2, &e)) << e.message;
+  EXPECT_EQ(q2.command, "account show");
+  EXPECT_EQ(q2.args, q.args);
+
+  admin_response_msg r;
+  r.code = admin_code::check_failed;
+  r.message = "debits and credits differ in: ETB";
+  r.sections.push_back({"money by currency", {{"currency", false}, {"debits_posted", true}}, {{"ETB", "5"}, {"USD", "7"}}});
+  r.sections.push_back({"empty", {{"a", false}}, {}});
+  admin_response_msg r2;
+  std::string why;
+  ASSERT_TRUE(parse_admin_response(admin_response_body(r), &r2, &why)) << why;
+  EXPECT_EQ(r2.code, admin_code::check_failed);
+  EXPECT_EQ(r2.message, r.message);
+  ASSERT_EQ(r2.sections.size(), 2u);
+  EXPECT_EQ(r2.sections[0].title, "money by currency");
+  EXPECT_TRUE(r2.sections[0].columns[1].numeric);
+  EXPECT_FALSE(r2.sections[0].columns[0].numeric);
+  EXPECT_EQ(r2.sections[0].rows[1][1], "7");
+  EXPECT_TRUE(r2.sections[1].rows.empty());
+  EXPECT_EQ(admin_code_name(admin_code::not_found), "not_found");
+}
+
+TEST(admin, requests_over_the_limits_are_refused_with_field_invalid) {
+  admin_request_msg out;
+  error_msg e;
+  auto refused = [&](const admin_request_msg& q, const char* needle) {
+    EXPECT_FALSE(parse_admin_request(admin_request_body(q), &out, &e)) << needle;
+    EXPECT_EQ(e.code, protocol_error::field_invalid) << needle;
+    EXPECT_NE(e.message.find(needle), std::string::npos) << e.message;
+  };
+  refused({"", {}}, "1 to 64 bytes");
+  refused({std::string(admin_command_bytes_max + 1, 'a'), {}}, "1 to 64 bytes");
+  refused({"status\n", {}}, "control byte");
+  refused({"status", std::vector<std::string>(admin_args_max + 1, "1")}, "more than 16 arguments");
+  refused({"account show", {std::string(admin_arg_bytes_max + 1, '1')}}, "longer than 256");
+  refused({"account show", {"4\t2"}}, "argument 1 holds a control byte");
+  // Not an AdminRequest at all.
+  EXPECT_FALSE(parse_admin_request(bytes_of("not a flatbuffer at all"), &out, &e));
+  EXPECT_EQ(e.code, protocol_error::body_invalid);
+}
+
+TEST(admin, malformed_responses_are_refused) {
+  std::string why;
+  admin_response_msg out;
+  // A row with fewer cells than columns, built by hand.
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<flatbuffers::Offset<fb::AdminColumn>> cols = {fb::CreateAdminColumn(fbb, fbb.CreateString("a")),
+                                                             fb::CreateAdminColumn(fbb, fbb.CreateString("b"))};
+    std::vector<std::string> cells = {"only one"};
+    std::vector<flatbuffers::Offset<fb::AdminRow>> rows = {fb::CreateAdminRow(fbb, fbb.CreateVectorOfStrings(cells))};
+    auto sec = fb::CreateAdminSection(fbb, fbb.CreateString("s"), fbb.CreateVector(cols), fbb.CreateVector(rows));
+    std::vector<flatbuffers::Offset<fb::AdminSection>> secs = {sec};
+    fbb.Finish(fb::CreateAdminResponse(fbb, 0, 0, fbb.CreateVector(secs)), "MSB1");
+    std::vector<uint8_t> body(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+    EXPECT_FALSE(parse_admin_response(body, &out, &why));
+    EXPECT_NE(why.find("1 cells for 2 columns"), std::string::npos) << why;
+  }
+  // An unknown code.
+  {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(fb::CreateAdminResponse(fbb, admin_code_max + 1), "MSB1");
+    std::vector<uint8_t> body(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+    EXPECT_FALSE(parse_admin_response(body, &out, &why));
+    EXPECT_NE(why.find("unknown code"), std::string::npos) << why;
+  }
+}

@@ -1,0 +1,661 @@
+#include "engine/admin.hpp"
+
+#include <pthread.h>
+
+#include <caf/all.hpp>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <sstream>
+
+#include "storage/audit_log.hpp"
+
+namespace mesob::engine {
+
+namespace {
+
+using wire::admin_code;
+using wire::admin_column;
+using wire::admin_response_msg;
+using wire::admin_section;
+
+// A command handed to the admin actor. A job dropped unanswered (the actor stopped)
+// still answers, so the session's command does not stay in flight.
+struct admin_job {
+  admin_identity who;
+  wire::admin_request_msg req;
+  admin_reply reply;
+  admin_job(admin_identity w, wire::admin_request_msg r, admin_reply f)
+      : who(std::move(w)), req(std::move(r)), reply(std::move(f)) {}
+  admin_job(const admin_job&) = delete;
+  admin_job& operator=(const admin_job&) = delete;
+  void answer(admin_response_msg&& m) {
+    if (!reply) return;
+    auto f = std::move(reply);
+    reply = nullptr;
+    f(std::move(m));
+  }
+  ~admin_job() {
+    if (!reply) return;
+    admin_response_msg m;
+    m.code = admin_code::refused;
+    m.message = "the admin endpoint is stopping";
+    answer(std::move(m));
+  }
+};
+
+}  // namespace
+}  // namespace mesob::engine
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mesob::engine::admin_job>)
+
+namespace mesob::engine {
+
+namespace {
+
+constexpr size_t trail_show_default = 20;
+constexpr size_t history_rows = 10;  // recent transfers shown with an account
+
+admin_response_msg answer(admin_code c, std::string message) {
+  admin_response_msg m;
+  m.code = c;
+  m.message = std::move(message);
+  return m;
+}
+
+std::string u128_text(unsigned __int128 v) {
+  std::string s;
+  do {
+    s.insert(s.begin(), char('0' + int(v % 10)));
+    v /= 10;
+  } while (v != 0);
+  return s;
+}
+
+std::string id_text(const wire::id128& id) {
+  if (id.hi == 0) return std::to_string(id.lo);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "0x%016" PRIx64 "%016" PRIx64, id.hi, id.lo);
+  return buf;
+}
+
+// Decimal (up to 2^64 - 1), or 0x and up to 32 hex digits (the high half first).
+bool parse_id128(const std::string& s, wire::id128* out) {
+  *out = {};
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    const std::string hex = s.substr(2);
+    if (hex.empty() || hex.size() > 32) return false;
+    unsigned __int128 v = 0;
+    for (const char c : hex) {
+      int d;
+      if (c >= '0' && c <= '9') d = c - '0';
+      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+      else return false;
+      v = v << 4 | unsigned(d);
+    }
+    out->lo = uint64_t(v);
+    out->hi = uint64_t(v >> 64);
+    return !out->zero();
+  }
+  if (s.empty() || s.size() > 20) return false;
+  unsigned __int128 v = 0;
+  for (const char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + unsigned(c - '0');
+  }
+  if (v > UINT64_MAX || v == 0) return false;
+  out->lo = uint64_t(v);
+  return true;
+}
+
+bool parse_u64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  unsigned __int128 v = 0;
+  for (const char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + unsigned(c - '0');
+  }
+  if (v > UINT64_MAX) return false;
+  *out = uint64_t(v);
+  return true;
+}
+
+std::string kind_name(uint16_t k) {
+  switch (wire::account_kind(k)) {
+    case wire::account_kind::customer_wallet: return "customer_wallet";
+    case wire::account_kind::group_escrow: return "group_escrow";
+    case wire::account_kind::gateway_settlement: return "gateway_settlement";
+    case wire::account_kind::fee: return "fee";
+    case wire::account_kind::system: return "system";
+  }
+  return std::to_string(k);
+}
+
+std::string status_text(uint16_t s) {
+  switch (wire::account_status(s)) {
+    case wire::account_status::open: return "open";
+    case wire::account_status::frozen: return "frozen";
+    case wire::account_status::closed: return "closed";
+  }
+  return std::to_string(s);
+}
+
+std::string account_flags_text(uint16_t f) {
+  std::string out;
+  auto add = [&](const char* n) { out += (out.empty() ? "" : ",") + std::string(n); };
+  if (f & wire::account_flags::debits_must_not_exceed_credits) add("debits_must_not_exceed_credits");
+  if (f & wire::account_flags::credits_must_not_exceed_debits) add("credits_must_not_exceed_debits");
+  return out.empty() ? "none" : out;
+}
+
+std::string transfer_flags_text(uint16_t f) {
+  std::string out;
+  auto add = [&](const char* n) { out += (out.empty() ? "" : ",") + std::string(n); };
+  if (f & wire::transfer_flags::linked) add("linked");
+  if (f & wire::transfer_flags::pending) add("pending");
+  if (f & wire::transfer_flags::post_pending) add("post_pending");
+  if (f & wire::transfer_flags::void_pending) add("void_pending");
+  return out.empty() ? "none" : out;
+}
+
+// UTC, ISO 8601 with milliseconds.
+std::string utc_text(uint64_t unix_ns) {
+  const time_t secs = time_t(unix_ns / 1'000'000'000);
+  tm t{};
+  gmtime_r(&secs, &t);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                t.tm_hour, t.tm_min, t.tm_sec, unsigned(unix_ns / 1'000'000 % 1000));
+  return buf;
+}
+
+uint64_t unix_now_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+// Audit fields are tab-separated: a tab or control byte in them (never from the wire,
+// which refuses them) is shown as '?'.
+std::string field(std::string s) {
+  for (auto& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return s;
+}
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+// A section of one row, built column by column.
+struct row_builder {
+  admin_section sec;
+  explicit row_builder(std::string title) {
+    sec.title = std::move(title);
+    sec.rows.emplace_back();
+  }
+  row_builder& text(const std::string& name, std::string v) {
+    sec.columns.push_back({name, false});
+    sec.rows[0].push_back(std::move(v));
+    return *this;
+  }
+  row_builder& num(const std::string& name, uint64_t v) {
+    sec.columns.push_back({name, true});
+    sec.rows[0].push_back(std::to_string(v));
+    return *this;
+  }
+};
+
+}  // namespace
+
+class admin_impl {
+ public:
+  struct command_def {
+    const char* name;
+    const char* arguments;
+    const char* summary;
+    size_t args_min, args_max;
+    admin_response_msg (admin_impl::*run)(const std::vector<std::string>& args);
+  };
+
+  engine& eng_;
+  admin_config cfg_;
+  std::unique_ptr<storage::audit_log> trail_;
+  std::mutex mu_;  // one command at a time, and the samples below
+  const server* clients_ = nullptr;
+  const server* admin_port_ = nullptr;
+  caf::actor actor_;
+  // Throughput now: a sample of the counters each second (the actor's tick).
+  struct sample {
+    std::chrono::steady_clock::time_point t;
+    uint64_t transfers = 0, requests = 0;
+  };
+  sample samples_[2];
+
+  admin_impl(engine& e, admin_config cfg) : eng_(e), cfg_(std::move(cfg)) {}
+
+  static const std::vector<command_def>& commands() {
+    static const std::vector<command_def> defs = {
+        {"commands", "", "every command, its arguments and what it does", 0, 0, &admin_impl::cmd_commands},
+        {"status", "", "engine status: version, uptime, shards, sessions, log and snapshot position, throughput now",
+         0, 0, &admin_impl::cmd_status},
+        {"shards", "", "per shard: accounts, pending transfers, queue depth, batches executed", 0, 0,
+         &admin_impl::cmd_shards},
+        {"account show", "<account-id>", "an account's balances and status, and its latest transfers", 1, 1,
+         &admin_impl::cmd_account_show},
+        {"account freeze", "<account-id>", "freeze an account: no transfer may debit or credit it", 1, 1,
+         &admin_impl::cmd_account_freeze},
+        {"account unfreeze", "<account-id>", "reopen a frozen account", 1, 1, &admin_impl::cmd_account_unfreeze},
+        {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
+         &admin_impl::cmd_transfer_show},
+        {"snapshot", "", "take a snapshot now", 0, 0, &admin_impl::cmd_snapshot},
+        {"log verify", "", "verify the log's checksums, lsn sequence and hash chain up to the durable lsn", 0, 0,
+         &admin_impl::cmd_log_verify},
+        {"audit", "", "check the ledger: per currency, debits equal credits, posted and pending", 0, 0,
+         &admin_impl::cmd_audit},
+        {"audit trail", "[count]", "the latest admin commands with who issued them (default 20, at most 1024)", 0, 1,
+         &admin_impl::cmd_audit_trail},
+        {"shutdown", "", "drain (answer what was taken), snapshot and stop the engine", 0, 0,
+         &admin_impl::cmd_shutdown},
+    };
+    return defs;
+  }
+
+  // The command whose name is the longest run of leading words, and the rest as its
+  // arguments; nullptr when no command matches.
+  static const command_def* resolve(const wire::admin_request_msg& req, std::vector<std::string>* args) {
+    std::vector<std::string> words = split_words(req.command);
+    words.insert(words.end(), req.args.begin(), req.args.end());
+    const command_def* best = nullptr;
+    size_t best_words = 0;
+    for (const auto& d : commands()) {
+      const auto name = split_words(d.name);
+      if (name.size() > words.size() || name.size() <= best_words) continue;
+      if (std::equal(name.begin(), name.end(), words.begin())) {
+        best = &d;
+        best_words = name.size();
+      }
+    }
+    if (best) args->assign(words.begin() + ptrdiff_t(best_words), words.end());
+    return best;
+  }
+
+  std::string audit_entry(const admin_identity& who, const std::string& event, const std::string& line) {
+    return std::to_string(unix_now_ns()) + "\t" + field(who.gateway) + "\t" + std::to_string(who.session_id) +
+           "\t" + field(who.peer) + "\t" + event + "\t" + field(line);
+  }
+
+  admin_response_msg execute(const admin_identity& who, const wire::admin_request_msg& req) {
+    std::lock_guard lk(mu_);
+    std::string line = req.command;
+    for (const auto& a : req.args) line += " " + a;
+    if (line.size() > 1024) line = line.substr(0, 1024) + "...";
+    std::string err;
+    if (!trail_->append(audit_entry(who, "issued", line), &err))
+      return answer(admin_code::failed, "not run: the audit trail cannot record it (" + err + ")");
+    admin_response_msg out = run(req);
+    if (!trail_->append(audit_entry(who, std::string(wire::admin_code_name(out.code)), line), &err))
+      out.message += (out.message.empty() ? "" : "; ") + std::string("the audit trail could not record the outcome (") +
+                     err + ")";
+    if (out.code == admin_code::ok && last_ && last_->run == &admin_impl::cmd_shutdown) shutdown_after_reply_ = true;
+    return out;
+  }
+
+  admin_response_msg run(const wire::admin_request_msg& req) {
+    last_ = nullptr;
+    std::vector<std::string> args;
+    const command_def* d = resolve(req, &args);
+    if (!d) {
+      std::string known;
+      const auto first = split_words(req.command);
+      for (const auto& c : commands())
+        if (!first.empty() && split_words(c.name)[0] == first[0]) known += std::string(known.empty() ? "" : ", ") + c.name;
+      return answer(admin_code::command_unknown,
+                    "unknown command '" + req.command + "'" +
+                        (known.empty() ? "; `commands` lists them" : "; did you mean: " + known));
+    }
+    last_ = d;
+    if (args.size() < d->args_min || args.size() > d->args_max) {
+      return answer(admin_code::arguments_invalid,
+                    std::string(d->name) + " takes " +
+                        (d->args_max == 0 ? std::string("no arguments")
+                                          : std::string("arguments: ") + d->arguments) +
+                        "; got " + std::to_string(args.size()));
+    }
+    return (this->*(d->run))(args);
+  }
+
+  const command_def* last_ = nullptr;  // the command run() resolved
+  bool shutdown_after_reply_ = false;  // `shutdown` answered: stop once the answer is on its way
+
+  // ---- commands ----------------------------------------------------------------------
+
+  admin_response_msg cmd_commands(const std::vector<std::string>&) {
+    admin_response_msg m;
+    admin_section s;
+    s.title = "commands";
+    s.columns = {{"command", false}, {"arguments", false}, {"summary", false}};
+    for (const auto& d : commands()) s.rows.push_back({d.name, d.arguments, d.summary});
+    m.sections.push_back(std::move(s));
+    return m;
+  }
+
+  admin_response_msg cmd_status(const std::vector<std::string>&) {
+    const auto st = eng_.stats();
+    const auto now = std::chrono::steady_clock::now();
+    const server_stats cs = clients_ ? clients_->stats() : server_stats{};
+    const server_stats as = admin_port_ ? admin_port_->stats() : server_stats{};
+    // Rates over the last one to two seconds: from the older kept sample to now.
+    const sample& base = samples_[0].t.time_since_epoch().count() ? samples_[0] : samples_[1];
+    double tps = 0, rps = 0;
+    if (base.t.time_since_epoch().count()) {
+      const double dt = std::chrono::duration<double>(now - base.t).count();
+      if (dt > 0) {
+        tps = double(st.transfers - base.transfers) / dt;
+        rps = double(cs.requests - base.requests) / dt;
+      }
+    }
+    row_builder r("engine");
+    r.text("version", version)
+        .num("uptime_s", uint64_t(std::chrono::duration_cast<std::chrono::seconds>(now - cfg_.started).count()))
+        .num("shards", eng_.shards())
+        .num("sessions", cs.sessions_open)
+        .num("admin_sessions", as.sessions_open)
+        .num("requests_total", cs.requests)
+        .num("requests_per_s", uint64_t(rps + 0.5))
+        .num("transfers_per_s", uint64_t(tps + 0.5))
+        .num("accounts", st.accounts)
+        .num("transfers", st.transfers)
+        .num("pending", st.pending_tracked)
+        .num("lsn_durable", st.lsn_durable)
+        .num("snapshot_lsn", st.snapshot_lsn)
+        .num("checkpoints", st.checkpoints)
+        .num("log_groups", st.wal_groups)
+        .num("log_bytes", st.wal_bytes)
+        .num("memory_bytes", st.memory_bytes_shards + st.memory_bytes_window + st.memory_bytes_id_index)
+        .num("audit_entries", trail_->entries());
+    admin_response_msg m;
+    m.sections.push_back(std::move(r.sec));
+    return m;
+  }
+
+  admin_response_msg cmd_shards(const std::vector<std::string>&) {
+    admin_section s;
+    s.title = "shards";
+    s.columns = {{"shard", true},        {"accounts", true},   {"pending", true},      {"queue_depth", true},
+                 {"batches_executed", true}, {"sync_waits", true}, {"memory_bytes", true}, {"cut_pause_us_max", true}};
+    for (const auto& r : eng_.shard_reports())
+      s.rows.push_back({std::to_string(r.shard), std::to_string(r.accounts), std::to_string(r.pending),
+                        std::to_string(r.queue_depth), std::to_string(r.batches_executed),
+                        std::to_string(r.sync_waits), std::to_string(r.memory_bytes), std::to_string(r.cut_us_max)});
+    admin_response_msg m;
+    m.sections.push_back(std::move(s));
+    return m;
+  }
+
+  static bool account_arg(const std::string& a, uint64_t* id, admin_response_msg* bad) {
+    if (!parse_u64(a, id) || *id == 0) {
+      *bad = answer(admin_code::arguments_invalid,
+                    "account id '" + a + "' is not an unsigned decimal integer from 1 to 18446744073709551615");
+      return false;
+    }
+    return true;
+  }
+
+  admin_response_msg refused_by_engine(const reply& r) {
+    return answer(r.st == status::stopping ? admin_code::refused : admin_code::failed,
+                  std::string("engine: ") + status_name(r.st));
+  }
+
+  admin_response_msg cmd_account_show(const std::vector<std::string>& args) {
+    uint64_t id = 0;
+    admin_response_msg bad;
+    if (!account_arg(args[0], &id, &bad)) return bad;
+    const reply r = eng_.lookup_accounts({id});
+    if (r.st != status::ok) return refused_by_engine(r);
+    if (r.results.empty() || r.results[0] != wire::result::ok) return answer(admin_code::not_found, "account " + args[0] + " does not exist");
+    const auto& a = r.accounts[0];
+    row_builder b("account");
+    b.num("id", a.id)
+        .num("owner_id", a.owner_id)
+        .text("currency", wire::currency_name(a.currency))
+        .text("kind", kind_name(uint16_t(a.kind)))
+        .text("status", status_text(uint16_t(a.status)))
+        .text("flags", account_flags_text(a.flags))
+        .num("debits_posted", a.debits_posted)
+        .num("credits_posted", a.credits_posted)
+        .num("debits_pending", a.debits_pending)
+        .num("credits_pending", a.credits_pending)
+        .num("user_data", a.user_data)
+        .num("timestamp", a.timestamp);
+    admin_response_msg m;
+    m.sections.push_back(std::move(b.sec));
+    // Its latest transfers, newest first.
+    const reply h = eng_.lookup_account_transfers({history_query{id, 0, uint32_t(history_rows)}});
+    admin_section t;
+    t.title = "latest transfers";
+    t.columns = {{"id", false},     {"debit_account_id", true}, {"credit_account_id", true},
+                 {"amount", true},  {"flags", false},           {"timestamp", true}};
+    if (h.st == status::ok && !h.pages.empty())
+      for (const auto& rec : h.pages[0].records)
+        t.rows.push_back({id_text(rec.t.id), std::to_string(rec.t.debit_account_id),
+                          std::to_string(rec.t.credit_account_id), std::to_string(rec.t.amount),
+                          transfer_flags_text(rec.t.flags), std::to_string(rec.t.timestamp)});
+    m.sections.push_back(std::move(t));
+    return m;
+  }
+
+  admin_response_msg set_status(const std::vector<std::string>& args, wire::account_status to, const char* done) {
+    uint64_t id = 0;
+    admin_response_msg bad;
+    if (!account_arg(args[0], &id, &bad)) return bad;
+    wire::account_status_change c{};
+    c.account_id = id;
+    c.status = to;
+    const reply r = eng_.set_account_status({c});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
+    if (res == wire::result::account_not_found) return answer(admin_code::not_found, "account " + args[0] + " does not exist");
+    if (res != wire::result::ok)
+      return answer(admin_code::failed, "account " + args[0] + ": " + std::string(wire::result_name(res)));
+    admin_response_msg m = answer(admin_code::ok, "account " + args[0] + " " + done);
+    row_builder b("change");
+    b.num("account_id", id).text("status", status_text(uint16_t(to))).num("lsn", r.lsn);
+    m.sections.push_back(std::move(b.sec));
+    return m;
+  }
+  admin_response_msg cmd_account_freeze(const std::vector<std::string>& a) {
+    return set_status(a, wire::account_status::frozen, "frozen");
+  }
+  admin_response_msg cmd_account_unfreeze(const std::vector<std::string>& a) {
+    return set_status(a, wire::account_status::open, "reopened");
+  }
+
+  admin_response_msg cmd_transfer_show(const std::vector<std::string>& args) {
+    wire::id128 id;
+    if (!parse_id128(args[0], &id))
+      return answer(admin_code::arguments_invalid, "transfer id '" + args[0] +
+                                                       "' is neither a decimal integer from 1 to 2^64-1 nor 0x "
+                                                       "and 1 to 32 hex digits (not zero)");
+    const reply r = eng_.lookup_transfers({id});
+    if (r.st != status::ok) return refused_by_engine(r);
+    if (r.results.empty() || r.results[0] != wire::result::ok)
+      return answer(admin_code::not_found, "transfer " + args[0] + " is not recorded");
+    const auto& rec = r.transfers[0];
+    row_builder b("transfer");
+    b.text("id", id_text(rec.t.id))
+        .text("pending_id", rec.t.pending_id.zero() ? "" : id_text(rec.t.pending_id))
+        .num("debit_account_id", rec.t.debit_account_id)
+        .num("credit_account_id", rec.t.credit_account_id)
+        .num("amount", rec.t.amount)
+        .text("currency", wire::currency_name(rec.t.currency))
+        .num("code", rec.t.code)
+        .text("flags", transfer_flags_text(rec.t.flags))
+        .num("timeout_s", rec.t.timeout_s)
+        .num("user_data", rec.t.user_data)
+        .num("timestamp", rec.t.timestamp)
+        .text("result", std::string(wire::result_name(wire::result(rec.result))))
+        .num("debit_after_debits_posted", rec.debit_after_debits_posted)
+        .num("debit_after_credits_posted", rec.debit_after_credits_posted)
+        .num("credit_after_debits_posted", rec.credit_after_debits_posted)
+        .num("credit_after_credits_posted", rec.credit_after_credits_posted);
+    admin_response_msg m;
+    m.sections.push_back(std::move(b.sec));
+    return m;
+  }
+
+  admin_response_msg cmd_snapshot(const std::vector<std::string>&) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string err;
+    if (!eng_.checkpoint(&err)) return answer(admin_code::failed, "snapshot failed: " + err);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto st = eng_.stats();
+    admin_response_msg m = answer(admin_code::ok, "snapshot taken at lsn " + std::to_string(st.snapshot_lsn));
+    row_builder b("snapshot");
+    b.num("snapshot_lsn", st.snapshot_lsn).num("checkpoints", st.checkpoints).num("milliseconds", uint64_t(s * 1000 + 0.5));
+    m.sections.push_back(std::move(b.sec));
+    return m;
+  }
+
+  admin_response_msg cmd_log_verify(const std::vector<std::string>&) {
+    const auto v = eng_.verify_log();
+    admin_response_msg m = answer(v.intact ? admin_code::ok : admin_code::check_failed,
+                                  v.intact ? "log intact up to lsn " + std::to_string(v.durable_lsn)
+                                           : "log damaged: " + v.fault);
+    row_builder b("log");
+    b.text("intact", v.intact ? "yes" : "no")
+        .num("segments", v.segments)
+        .num("records", v.records)
+        .num("first_lsn", v.first_lsn)
+        .num("last_lsn", v.last_lsn)
+        .num("durable_lsn", v.durable_lsn)
+        .text("chain_head", v.chain_head)
+        .num("milliseconds", uint64_t(v.seconds * 1000 + 0.5));
+    m.sections.push_back(std::move(b.sec));
+    return m;
+  }
+
+  admin_response_msg cmd_audit(const std::vector<std::string>&) {
+    request q;
+    q.kind = op_kind::currency_totals;
+    const reply r = eng_.call(std::move(q));
+    if (r.st != status::ok) return refused_by_engine(r);
+    admin_section s;
+    s.title = "money by currency";
+    s.columns = {{"currency", false},       {"debits_posted", true},   {"credits_posted", true},
+                 {"debits_pending", true},  {"credits_pending", true}, {"balanced", false}};
+    std::string faults;
+    for (const auto& t : r.totals) {
+      const bool ok = t.debits_posted == t.credits_posted && t.debits_pending == t.credits_pending;
+      if (!ok) faults += (faults.empty() ? "" : ", ") + wire::currency_name(t.currency);
+      s.rows.push_back({wire::currency_name(t.currency), u128_text(t.debits_posted), u128_text(t.credits_posted),
+                        u128_text(t.debits_pending), u128_text(t.credits_pending), ok ? "yes" : "NO"});
+    }
+    admin_response_msg m = answer(faults.empty() ? admin_code::ok : admin_code::check_failed,
+                                  faults.empty() ? "money is conserved in every currency (" +
+                                                       std::to_string(r.totals.size()) + ")"
+                                                 : "debits and credits differ in: " + faults);
+    m.sections.push_back(std::move(s));
+    return m;
+  }
+
+  admin_response_msg cmd_audit_trail(const std::vector<std::string>& args) {
+    uint64_t n = trail_show_default;
+    if (!args.empty() && (!parse_u64(args[0], &n) || n == 0 || n > storage::audit_log::tail_kept))
+      return answer(admin_code::arguments_invalid,
+                    "count '" + args[0] + "' must be 1 to " + std::to_string(storage::audit_log::tail_kept));
+    admin_section s;
+    s.title = "audit trail";
+    s.columns = {{"time", false}, {"gateway", false}, {"session", true}, {"peer", false}, {"event", false},
+                 {"command", false}};
+    for (const auto& e : trail_->tail(size_t(n))) {
+      std::vector<std::string> f;
+      size_t at = 0;
+      while (f.size() < 5) {
+        const size_t tab = e.find('\t', at);
+        if (tab == std::string::npos) break;
+        f.push_back(e.substr(at, tab - at));
+        at = tab + 1;
+      }
+      if (f.size() < 5) continue;  // written by a later version: skip what cannot be read
+      uint64_t ns = 0;
+      f[0] = parse_u64(f[0], &ns) ? utc_text(ns) : f[0];
+      f.push_back(e.substr(at));
+      s.rows.push_back(std::move(f));
+    }
+    admin_response_msg m = answer(admin_code::ok, std::to_string(trail_->entries()) + " entries in the audit trail");
+    m.sections.push_back(std::move(s));
+    return m;
+  }
+
+  admin_response_msg cmd_shutdown(const std::vector<std::string>&) {
+    if (!cfg_.shutdown) return answer(admin_code::refused, "shutdown is not available in this process");
+    return answer(admin_code::ok, "draining: every request taken is answered, then a snapshot, then the engine stops");
+  }
+
+  void tick() {
+    std::lock_guard lk(mu_);
+    samples_[0] = samples_[1];
+    samples_[1] = {std::chrono::steady_clock::now(), eng_.stats().transfers, clients_ ? clients_->stats().requests : 0};
+  }
+};
+
+admin_endpoint::admin_endpoint(std::unique_ptr<admin_impl> impl) : impl_(std::move(impl)) {}
+
+std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg, std::string* error,
+                                                     std::string* repaired) {
+  auto impl = std::make_unique<admin_impl>(e, std::move(cfg));
+  impl->trail_ = storage::audit_log::open(impl->cfg_.data_dir + "/admin-audit.log", error, repaired);
+  if (!impl->trail_) return nullptr;
+  impl->tick();
+  admin_impl* p = impl.get();
+  impl->actor_ = e.actor_system().spawn<caf::detached>([p](caf::event_based_actor* self) -> caf::behavior {
+    pthread_setname_np(pthread_self(), "mesob.admin");
+    self->delayed_send(self, std::chrono::seconds(1), caf::atom("tick"));
+    return {
+        [p](const std::shared_ptr<admin_job>& job) {
+          job->answer(p->execute(job->who, job->req));
+          if (p->shutdown_after_reply_) {
+            p->shutdown_after_reply_ = false;
+            p->cfg_.shutdown();
+          }
+        },
+        [p, self](caf::atom_value) {
+          p->tick();
+          self->delayed_send(self, std::chrono::seconds(1), caf::atom("tick"));
+        },
+    };
+  });
+  return std::unique_ptr<admin_endpoint>(new admin_endpoint(std::move(impl)));
+}
+
+admin_endpoint::~admin_endpoint() {
+  if (!impl_ || !impl_->actor_) return;
+  caf::scoped_actor self{impl_->eng_.actor_system()};
+  self->send_exit(impl_->actor_, caf::exit_reason::user_shutdown);
+  self->wait_for(impl_->actor_);
+}
+
+void admin_endpoint::set_servers(const server* clients, const server* admin_port) {
+  std::lock_guard lk(impl_->mu_);
+  impl_->clients_ = clients;
+  impl_->admin_port_ = admin_port;
+}
+
+admin_handler admin_endpoint::handler() {
+  caf::actor a = impl_->actor_;
+  return [a](const admin_identity& who, wire::admin_request_msg&& req, admin_reply reply) {
+    caf::anon_send(a, std::make_shared<admin_job>(who, std::move(req), std::move(reply)));
+  };
+}
+
+wire::admin_response_msg admin_endpoint::execute(const admin_identity& who, const wire::admin_request_msg& req) {
+  return impl_->execute(who, req);
+}
+
+}  // namespace mesob::engine

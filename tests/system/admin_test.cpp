@@ -1,0 +1,227 @@
+// The admin port of a real mesobd on loopback, through the C++ client: who gets in,
+// every command's answer, bad input, the durable audit trail (across a restart), and
+// `shutdown`. The `mesob` console over the same port is console_test.
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "support/engine_fixture.hpp"
+#include "support/mesobd_process.hpp"
+#include "support/temp_dir.hpp"
+#include "wire/client.hpp"
+
+using namespace mesob;
+using namespace mesob::test;
+using wire::admin_code;
+
+namespace {
+
+const std::string ops_hex = "00112233445566778899aabbccddeeff", pay_hex = "ffeeddccbbaa99887766554433221100";
+
+wire::client::options options(uint16_t port, const std::string& gateway, const std::string& hex) {
+  wire::client::options o;
+  o.port = port;
+  o.gateway = gateway;
+  EXPECT_TRUE(wire::from_hex(hex, &o.secret));
+  return o;
+}
+
+std::vector<std::string> two_gateways() {
+  return {"--gateway", "ops:admin:" + ops_hex, "--gateway", "pay:payments:" + pay_hex};
+}
+
+// The value of `column` in the first row of the section titled `title`.
+std::string cell(const wire::admin_response_msg& m, const std::string& title, const std::string& column) {
+  for (const auto& s : m.sections) {
+    if (s.title != title || s.rows.empty()) continue;
+    for (size_t i = 0; i < s.columns.size(); ++i)
+      if (s.columns[i].name == column) return s.rows[0][i];
+  }
+  return "<no " + title + "." + column + ">";
+}
+
+wire::admin_response_msg admin(wire::client& c, const std::string& command, std::vector<std::string> args = {}) {
+  auto o = c.admin({command, std::move(args)});
+  EXPECT_TRUE(o.ok) << command << ": " << o.failure << o.error.message;
+  return o.response;
+}
+
+}  // namespace
+
+// Only admin gateways get through the admin port's handshake; each port serves its own
+// kind of frame and names the other when it gets the wrong one.
+TEST(admin_port, admits_admin_gateways_only_and_keeps_ports_apart) {
+  temp_dir dir;
+  auto r = run_mesobd(dir.path(), two_gateways(), [&](mesobd_ports p) {
+    EXPECT_NE(p.admin, 0);
+    std::string err;
+    wire::protocol_error refusal{};
+    auto denied = wire::client::connect(options(p.admin, "pay", pay_hex), &err, &refusal);
+    EXPECT_FALSE(denied);
+    EXPECT_EQ(refusal, wire::protocol_error::role_denied) << err;
+    EXPECT_NE(err.find("lacks the admin role"), std::string::npos) << err;
+    auto wrong = wire::client::connect(options(p.admin, "ops", pay_hex), &err, &refusal);
+    EXPECT_FALSE(wrong);
+    EXPECT_EQ(refusal, wire::protocol_error::auth_failed) << err;
+
+    auto ops = wire::client::connect(options(p.admin, "ops", ops_hex), &err);
+    EXPECT_TRUE(ops) << err;
+    if (!ops) return true;
+    // A ledger request on the admin port.
+    auto ledger = ops->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
+    EXPECT_TRUE(ledger.server_error);
+    EXPECT_EQ(ledger.error.code, wire::protocol_error::wrong_port);
+    // An admin command on the client port, from a gateway that has the admin role.
+    auto client_side = wire::client::connect(options(p.client, "ops", ops_hex), &err);
+    EXPECT_TRUE(client_side) << err;
+    if (client_side) {
+      auto o = client_side->admin({"status", {}});
+      EXPECT_TRUE(o.server_error);
+      EXPECT_EQ(o.error.code, wire::protocol_error::wrong_port) << o.error.message;
+    }
+    // The admin session goes on after both.
+    EXPECT_EQ(admin(*ops, "status").code, admin_code::ok);
+    return true;
+  });
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
+}
+
+// Every command against live state, then `shutdown` stops mesobd cleanly; the audit
+// trail holds every command with its issuer after the restart.
+TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
+  temp_dir dir;
+  auto r = run_mesobd(dir.path(), two_gateways(), [&](mesobd_ports p) {
+    std::string err;
+    auto pay = wire::client::connect(options(p.client, "pay", pay_hex), &err);
+    auto ops = wire::client::connect(options(p.admin, "ops", ops_hex), &err);
+    EXPECT_TRUE(pay && ops) << err;
+    if (!pay || !ops) return true;
+    std::vector<wire::account> accounts = {make_account(1), make_account(2)};
+    EXPECT_EQ(pay->call(wire::create_accounts_body(accounts)).reply.results.at(0), wire::result::ok);
+    std::vector<wire::transfer> ts = {make_transfer(77, 1, 2, 500)};
+    EXPECT_EQ(pay->call(wire::create_transfers_body(ts)).reply.results.at(0), wire::result::ok);
+
+    auto cat = admin(*ops, "commands");
+    EXPECT_EQ(cat.sections.size(), 1u);
+    if (cat.sections.size() != 1u) return true;
+    std::vector<std::string> names;
+    for (const auto& row : cat.sections[0].rows) names.push_back(row[0]);
+    for (const char* n : {"status", "shards", "account show", "account freeze", "account unfreeze", "transfer show",
+                          "snapshot", "log verify", "audit", "audit trail", "shutdown"})
+      EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+
+    auto st = admin(*ops, "status");
+    EXPECT_EQ(cell(st, "engine", "shards"), "2");
+    EXPECT_EQ(cell(st, "engine", "accounts"), "2");
+    EXPECT_EQ(cell(st, "engine", "transfers"), "1");
+    EXPECT_EQ(cell(st, "engine", "sessions"), "1");
+    EXPECT_EQ(cell(st, "engine", "admin_sessions"), "1");
+
+    auto sh = admin(*ops, "shards");
+    EXPECT_EQ(sh.sections.size(), 1u);
+    if (sh.sections.size() != 1u) return true;
+    EXPECT_EQ(sh.sections[0].rows.size(), 2u);
+
+    auto acc = admin(*ops, "account show", {"2"});
+    EXPECT_EQ(acc.code, admin_code::ok);
+    EXPECT_EQ(cell(acc, "account", "credits_posted"), "500");
+    EXPECT_EQ(cell(acc, "account", "status"), "open");
+    EXPECT_EQ(cell(acc, "latest transfers", "id"), "77");
+    // The words may also come as one command string: the server resolves them.
+    EXPECT_EQ(cell(admin(*ops, "account", {"show", "1"}), "account", "debits_posted"), "500");
+
+    auto fr = admin(*ops, "account freeze", {"2"});
+    EXPECT_EQ(fr.code, admin_code::ok) << fr.message;
+    EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status"), "frozen");
+    // Frozen: a transfer crediting it is refused.
+    std::vector<wire::transfer> t2 = {make_transfer(78, 1, 2, 5)};
+    EXPECT_EQ(pay->call(wire::create_transfers_body(t2)).reply.results.at(0), wire::result::credit_account_frozen);
+    EXPECT_EQ(admin(*ops, "account unfreeze", {"2"}).code, admin_code::ok);
+    EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status"), "open");
+
+    auto tr = admin(*ops, "transfer show", {"77"});
+    EXPECT_EQ(tr.code, admin_code::ok) << tr.message;
+    EXPECT_EQ(cell(tr, "transfer", "amount"), "500");
+    EXPECT_EQ(cell(tr, "transfer", "result"), "ok");
+    EXPECT_EQ(cell(admin(*ops, "transfer show", {"0x4d"}), "transfer", "id"), "77");
+
+    auto snap = admin(*ops, "snapshot");
+    EXPECT_EQ(snap.code, admin_code::ok) << snap.message;
+    EXPECT_NE(cell(snap, "snapshot", "snapshot_lsn"), "0");
+
+    auto lv = admin(*ops, "log verify");
+    EXPECT_EQ(lv.code, admin_code::ok) << lv.message;
+    EXPECT_EQ(cell(lv, "log", "intact"), "yes");
+    EXPECT_EQ(cell(lv, "log", "last_lsn"), cell(lv, "log", "durable_lsn"));
+
+    auto au = admin(*ops, "audit");
+    EXPECT_EQ(au.code, admin_code::ok) << au.message;
+    EXPECT_EQ(cell(au, "money by currency", "balanced"), "yes");
+    EXPECT_EQ(cell(au, "money by currency", "debits_posted"), "500");
+
+    // Bad input: precise codes, nothing changes, the session goes on.
+    EXPECT_EQ(admin(*ops, "nosuch").code, admin_code::command_unknown);
+    auto unknown_sub = admin(*ops, "account explode", {"2"});
+    EXPECT_EQ(unknown_sub.code, admin_code::command_unknown);
+    EXPECT_NE(unknown_sub.message.find("account show"), std::string::npos) << unknown_sub.message;
+    EXPECT_EQ(admin(*ops, "account show", {"abc"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "account show", {"0"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "account show", {"18446744073709551616"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "account show").code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "account show", {"1", "2"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "account show", {"999"}).code, admin_code::not_found);
+    EXPECT_EQ(admin(*ops, "account freeze", {"999"}).code, admin_code::not_found);
+    EXPECT_EQ(admin(*ops, "transfer show", {"0xzz"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "transfer show", {"12345"}).code, admin_code::not_found);
+    EXPECT_EQ(admin(*ops, "audit trail", {"0"}).code, admin_code::arguments_invalid);
+    // Limits of the request itself are protocol errors (field_invalid), and the
+    // session goes on.
+    auto ctl = ops->admin({"status\x01", {}});
+    EXPECT_TRUE(ctl.server_error);
+    EXPECT_EQ(ctl.error.code, wire::protocol_error::field_invalid);
+    auto many = ops->admin({"status", std::vector<std::string>(wire::admin_args_max + 1, "x")});
+    EXPECT_TRUE(many.server_error);
+    EXPECT_EQ(many.error.code, wire::protocol_error::field_invalid);
+    EXPECT_EQ(cell(admin(*ops, "account show", {"1"}), "account", "debits_posted"), "500");
+
+    auto trail = admin(*ops, "audit trail", {"100"});
+    EXPECT_EQ(trail.code, admin_code::ok);
+    EXPECT_EQ(trail.sections.size(), 1u);
+    if (trail.sections.size() != 1u) return true;
+    bool saw_freeze = false;
+    for (const auto& row : trail.sections[0].rows)
+      if (row[5] == "account freeze 2" && row[4] == "ok" && row[1] == "ops") saw_freeze = true;
+    EXPECT_TRUE(saw_freeze);
+
+    auto bye = admin(*ops, "shutdown");
+    EXPECT_EQ(bye.code, admin_code::ok) << bye.message;
+    return false;  // mesobd stops by itself
+  });
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
+  EXPECT_NE(r.out.find("stopped cleanly"), std::string::npos) << r.out;
+
+  // After the restart the trail still names who did what, including the shutdown.
+  auto again = run_mesobd(dir.path(), two_gateways(), [&](mesobd_ports p) {
+    std::string err;
+    auto ops = wire::client::connect(options(p.admin, "ops", ops_hex), &err);
+    EXPECT_TRUE(ops) << err;
+    if (!ops) return true;
+    auto trail = admin(*ops, "audit trail", {"1024"});
+    size_t issued = 0, freeze = 0, shutdown = 0;
+    for (const auto& row : trail.sections.at(0).rows) {
+      issued += row[4] == "issued";
+      freeze += row[5] == "account freeze 2";
+      shutdown += row[5] == "shutdown" && row[4] == "ok";
+      EXPECT_EQ(row[1], "ops");
+    }
+    EXPECT_GE(issued, 25u);
+    EXPECT_EQ(freeze, 2u);  // issued and its outcome
+    EXPECT_EQ(shutdown, 1u);
+    EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "credits_posted"), "500");
+    return true;
+  });
+  EXPECT_TRUE(WIFEXITED(again.status) && WEXITSTATUS(again.status) == 0) << again.out;
+}
