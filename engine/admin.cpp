@@ -374,6 +374,7 @@ class admin_impl {
         .num("pending", st.pending_tracked)
         .num("lsn_durable", st.lsn_durable)
         .num("snapshot_lsn", st.snapshot_lsn)
+        .text("last_snapshot", st.snapshot_unix_ns ? utc_text(st.snapshot_unix_ns) : "none since start")
         .num("checkpoints", st.checkpoints)
         .num("log_groups", st.wal_groups)
         .num("log_bytes", st.wal_bytes)

@@ -129,6 +129,14 @@ struct engine_batch : batch {
   std::vector<balance_query> balance_queries;
 };
 
+namespace {
+uint64_t unix_ns_now() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+}  // namespace
+
 class engine_impl {
  public:
   struct queued {
@@ -170,6 +178,7 @@ class engine_impl {
   uint64_t dispatched_ts_ = 0;  // timestamp of the last operation dispatched
   bool failed_ = false;
   uint64_t last_checkpoint_ns_ = 0;
+  std::atomic<uint64_t> snapshot_unix_ns_{0};  // wall clock when the last snapshot this run was written
   bool checkpoint_running_ = false;
   // Callers of checkpoint() not yet served by a cut; each cut takes the ones before it.
   std::vector<std::promise<std::string>> checkpoint_waiters_;  // guarded by ck_mu_
@@ -749,6 +758,7 @@ class engine_impl {
     // never moves back, or the next flush would append rows that exist.
     if (flushed_serial_.load() < c.next_serial) flushed_serial_ = c.next_serial;
     snapshot_lsn_.store(c.lsn);
+    snapshot_unix_ns_.store(unix_ns_now());
     checkpoints_.fetch_add(1);
     return {};
   }
@@ -1749,6 +1759,7 @@ engine_stats engine::stats() {
   s.transfers = impl_->dispatched_serial_end_;
   s.lsn_durable = impl_->dispatched_lsn_;
   s.snapshot_lsn = impl_->snapshot_lsn_.load();
+  s.snapshot_unix_ns = impl_->snapshot_unix_ns_.load();
   if (impl_->wal_) {
     const auto w = impl_->wal_->counters();
     s.wal_groups = w.groups;

@@ -115,6 +115,7 @@ struct engine_stats {
   uint64_t pending_tracked = 0;  // pending transfers held by shards: live, and resolved until a snapshot holds them
   uint64_t lsn_durable = 0;
   uint64_t snapshot_lsn = 0;
+  uint64_t snapshot_unix_ns = 0;  // when this run last wrote a snapshot (0: not yet)
   uint64_t wal_groups = 0;
   uint64_t wal_records = 0;
   uint64_t wal_bytes = 0;

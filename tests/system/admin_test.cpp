@@ -151,6 +151,9 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     auto snap = admin(*ops, "snapshot");
     EXPECT_EQ(snap.code, admin_code::ok) << snap.message;
     EXPECT_NE(cell(snap, "snapshot", "snapshot_lsn"), "0");
+    const auto after = admin(*ops, "status");
+    EXPECT_EQ(cell(after, "engine", "snapshot_lsn"), cell(snap, "snapshot", "snapshot_lsn"));
+    EXPECT_EQ(cell(after, "engine", "last_snapshot").size(), 24u) << cell(after, "engine", "last_snapshot");
 
     auto lv = admin(*ops, "log verify");
     EXPECT_EQ(lv.code, admin_code::ok) << lv.message;
