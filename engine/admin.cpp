@@ -311,12 +311,14 @@ class admin_impl {
     std::vector<std::string> args;
     const command_def* d = resolve(req, &args);
     if (!d) {
-      std::string known;
+      std::string known, typed = req.command;
+      for (const auto& a : req.args) typed += " " + a;
+      if (typed.size() > 80) typed = typed.substr(0, 80) + "...";
       const auto first = split_words(req.command);
       for (const auto& c : commands())
         if (!first.empty() && split_words(c.name)[0] == first[0]) known += std::string(known.empty() ? "" : ", ") + c.name;
       return answer(admin_code::command_unknown,
-                    "unknown command '" + req.command + "'" +
+                    "unknown command '" + typed + "'" +
                         (known.empty() ? "; `commands` lists them" : "; did you mean: " + known));
     }
     last_ = d;

@@ -1,8 +1,11 @@
 // Running the shipped programs from tests: their path in the build tree, a command's exit
-// status and output, and mesobd started on a data directory (any free port) for the
-// length of a callback, then stopped with SIGTERM.
+// status and output, a program's argv and environment, and mesobd started on a data
+// directory (any free client and admin ports) until it is stopped with SIGTERM or stops
+// by itself.
 #pragma once
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -18,6 +22,8 @@
 #include <vector>
 
 #include "wire/client.hpp"
+
+extern char** environ;
 
 namespace mesob::test {
 
@@ -41,64 +47,142 @@ inline run_result run(const std::string& cmd) {
   return r;
 }
 
-struct mesobd_ports {
-  uint16_t client = 0;
-  uint16_t admin = 0;
-};
+using clock_type = std::chrono::steady_clock;
 
-// Starts mesobd (2 shards, any free client and admin ports, plus `extra` arguments) on
-// `data`, waits for "ready", runs `while_up(ports)`, SIGTERMs it unless `while_up`
-// returned false (it stopped mesobd itself), and returns its exit status and output.
-inline run_result run_mesobd(const std::string& data, const std::vector<std::string>& extra,
-                             const std::function<bool(mesobd_ports)>& while_up) {
-  int fds[2];
-  EXPECT_EQ(::pipe(fds), 0);
-  std::vector<std::string> args = {bin("engine/mesobd"), "--data-dir", data, "--shards", "2", "--port", "0",
-                                   "--admin-port", "0"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(fds[1], 1);
-    ::dup2(fds[1], 2);
-    ::close(fds[0]);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    std::_Exit(127);
-  }
-  ::close(fds[1]);
-  run_result r;
-  char buf[4096];
-  bool signalled = false;
-  for (;;) {
-    const auto n = ::read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    r.out.append(buf, size_t(n));
-    if (!signalled && r.out.find("ready") != std::string::npos) {
-      mesobd_ports ports;
-      if (const auto at = r.out.find("mesobd: listening on 127.0.0.1:"); at != std::string::npos)
-        ports.client = uint16_t(std::atoi(r.out.c_str() + at + 31));
-      if (const auto at = r.out.find("mesobd: admin listening on 127.0.0.1:"); at != std::string::npos)
-        ports.admin = uint16_t(std::atoi(r.out.c_str() + at + 37));
-      const bool stop = while_up ? while_up(ports) : true;
-      if (stop) ::kill(pid, SIGTERM);
-      signalled = true;
-    }
-  }
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.status = status;
-  return r;
+inline int remaining_ms(clock_type::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
+  return left < 0 ? 0 : int(left);
 }
 
-// run_mesobd with no extra arguments, handing `while_up` the client port.
-inline run_result start_and_stop_mesobd(const std::string& data, const std::function<void(uint16_t)>& while_up = {}) {
-  return run_mesobd(data, {}, [&](mesobd_ports p) {
-    if (while_up) while_up(p.client);
+// argv and envp for execve, built before fork (the child only calls execve).
+class command_line {
+ public:
+  command_line(const std::string& path, const std::vector<std::string>& args, const std::vector<std::string>& env_extra)
+      : strings_{path} {
+    strings_.insert(strings_.end(), args.begin(), args.end());
+    // The environment without the console's own variables (the test sets those it means).
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string_view v = *e;
+      if (!v.starts_with("MESOB_") || v.starts_with("MESOB_TEST_")) env_.emplace_back(v);
+    }
+    env_.insert(env_.end(), env_extra.begin(), env_extra.end());
+    for (auto& s : strings_) argv_.push_back(s.data());
+    argv_.push_back(nullptr);
+    for (auto& s : env_) envp_.push_back(s.data());
+    envp_.push_back(nullptr);
+  }
+  [[noreturn]] void exec() const {
+    ::execve(argv_[0], argv_.data(), envp_.data());
+    std::_Exit(127);
+  }
+
+ private:
+  std::vector<std::string> strings_, env_;
+  std::vector<char*> argv_, envp_;
+};
+
+// The port in the line that starts with `prefix` ("mesobd: admin listening on "); 0 if none.
+inline uint16_t port_after(const std::string& out, const std::string& prefix) {
+  const auto at = out.find(prefix);
+  if (at == std::string::npos) return 0;
+  const auto end = out.find('\n', at);
+  const auto colon = out.rfind(':', end);
+  return colon == std::string::npos || colon < at ? 0 : uint16_t(std::atoi(out.c_str() + colon + 1));
+}
+
+// mesobd on a data directory (2 shards, client and admin ports chosen by the kernel),
+// until stop() (SIGTERM) or until it exits by itself (`shutdown`).
+class live_mesobd {
+ public:
+  explicit live_mesobd(const std::string& data, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"--data-dir", data, "--shards", "2", "--port", "0", "--admin-port", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const command_line cmd(bin("engine/mesobd"), args, {});
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      ::dup2(fds[1], 2);
+      cmd.exec();
+    }
+    ::close(fds[1]);
+    fd_ = fds[0];
+    const auto deadline = clock_type::now() + std::chrono::seconds(30);
+    while (out_.find("ready") == std::string::npos && read_some(deadline)) {
+    }
+    port_ = port_after(out_, "mesobd: listening on ");
+    admin_port_ = port_after(out_, "mesobd: admin listening on ");
+  }
+  ~live_mesobd() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  live_mesobd(const live_mesobd&) = delete;
+  live_mesobd& operator=(const live_mesobd&) = delete;
+
+  [[nodiscard]] bool up() const { return port_ != 0 && admin_port_ != 0 && out_.find("ready") != std::string::npos; }
+  [[nodiscard]] uint16_t port() const { return port_; }
+  [[nodiscard]] uint16_t admin_port() const { return admin_port_; }
+  [[nodiscard]] const std::string& output() const { return out_; }
+
+  // SIGTERM, then its exit status (as from waitpid); -1 when it did not exit in time.
+  int stop() {
+    if (pid_ > 0) ::kill(pid_, SIGTERM);
+    return wait_exit(30'000);
+  }
+  // Its exit status once it exits by itself, reading its output; -1 after the timeout.
+  int wait_exit(int timeout_ms) {
+    if (pid_ <= 0) return -1;
+    const auto deadline = clock_type::now() + std::chrono::milliseconds(timeout_ms);
+    while (read_some(deadline)) {
+    }
+    int status = 0;
+    for (;;) {
+      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      if (remaining_ms(deadline) == 0) return -1;
+      ::usleep(10'000);
+    }
+  }
+
+ private:
+  bool read_some(clock_type::time_point deadline) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, remaining_ms(deadline)) <= 0) return false;
+    char buf[4096];
+    const auto n = ::read(fd_, buf, sizeof buf);
+    if (n <= 0) return false;
+    out_.append(buf, size_t(n));
     return true;
-  });
+  }
+
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string out_;
+  uint16_t port_ = 0, admin_port_ = 0;
+};
+
+struct console_result {
+  int exit = -1;  // the exit status; -1 when it did not exit normally in time
+  std::string out, err;
+};
+
+// mesobd up for the length of `while_up(client port)`, then SIGTERM; its exit status
+// and output.
+inline run_result start_and_stop_mesobd(const std::string& data, const std::function<void(uint16_t)>& while_up = {}) {
+  live_mesobd d(data);
+  if (d.up() && while_up) while_up(d.port());
+  run_result r;
+  r.status = d.stop();
+  r.out = d.output();
+  return r;
 }
 
 // Client options for mesobd's development gateway, its secret read from the data

@@ -55,27 +55,27 @@ wire::admin_response_msg admin(wire::client& c, const std::string& command, std:
 // kind of frame and names the other when it gets the wrong one.
 TEST(admin_port, admits_admin_gateways_only_and_keeps_ports_apart) {
   temp_dir dir;
-  auto r = run_mesobd(dir.path(), two_gateways(), [&](mesobd_ports p) {
-    EXPECT_NE(p.admin, 0);
+  live_mesobd d(dir.path(), two_gateways());
+  ASSERT_TRUE(d.up()) << d.output();
+  {
     std::string err;
     wire::protocol_error refusal{};
-    auto denied = wire::client::connect(options(p.admin, "pay", pay_hex), &err, &refusal);
+    auto denied = wire::client::connect(options(d.admin_port(), "pay", pay_hex), &err, &refusal);
     EXPECT_FALSE(denied);
     EXPECT_EQ(refusal, wire::protocol_error::role_denied) << err;
     EXPECT_NE(err.find("lacks the admin role"), std::string::npos) << err;
-    auto wrong = wire::client::connect(options(p.admin, "ops", pay_hex), &err, &refusal);
+    auto wrong = wire::client::connect(options(d.admin_port(), "ops", pay_hex), &err, &refusal);
     EXPECT_FALSE(wrong);
     EXPECT_EQ(refusal, wire::protocol_error::auth_failed) << err;
 
-    auto ops = wire::client::connect(options(p.admin, "ops", ops_hex), &err);
-    EXPECT_TRUE(ops) << err;
-    if (!ops) return true;
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(ops) << err;
     // A ledger request on the admin port.
     auto ledger = ops->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
     EXPECT_TRUE(ledger.server_error);
     EXPECT_EQ(ledger.error.code, wire::protocol_error::wrong_port);
     // An admin command on the client port, from a gateway that has the admin role.
-    auto client_side = wire::client::connect(options(p.client, "ops", ops_hex), &err);
+    auto client_side = wire::client::connect(options(d.port(), "ops", ops_hex), &err);
     EXPECT_TRUE(client_side) << err;
     if (client_side) {
       auto o = client_side->admin({"status", {}});
@@ -84,29 +84,29 @@ TEST(admin_port, admits_admin_gateways_only_and_keeps_ports_apart) {
     }
     // The admin session goes on after both.
     EXPECT_EQ(admin(*ops, "status").code, admin_code::ok);
-    return true;
-  });
-  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
+  }
+  const int st = d.stop();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << d.output();
 }
 
 // Every command against live state, then `shutdown` stops mesobd cleanly; the audit
 // trail holds every command with its issuer after the restart.
 TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
   temp_dir dir;
-  auto r = run_mesobd(dir.path(), two_gateways(), [&](mesobd_ports p) {
+  {
+    live_mesobd d(dir.path(), two_gateways());
+    ASSERT_TRUE(d.up()) << d.output();
     std::string err;
-    auto pay = wire::client::connect(options(p.client, "pay", pay_hex), &err);
-    auto ops = wire::client::connect(options(p.admin, "ops", ops_hex), &err);
-    EXPECT_TRUE(pay && ops) << err;
-    if (!pay || !ops) return true;
+    auto pay = wire::client::connect(options(d.port(), "pay", pay_hex), &err);
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(pay && ops) << err;
     std::vector<wire::account> accounts = {make_account(1), make_account(2)};
     EXPECT_EQ(pay->call(wire::create_accounts_body(accounts)).reply.results.at(0), wire::result::ok);
     std::vector<wire::transfer> ts = {make_transfer(77, 1, 2, 500)};
     EXPECT_EQ(pay->call(wire::create_transfers_body(ts)).reply.results.at(0), wire::result::ok);
 
     auto cat = admin(*ops, "commands");
-    EXPECT_EQ(cat.sections.size(), 1u);
-    if (cat.sections.size() != 1u) return true;
+    ASSERT_EQ(cat.sections.size(), 1u);
     std::vector<std::string> names;
     for (const auto& row : cat.sections[0].rows) names.push_back(row[0]);
     for (const char* n : {"status", "shards", "account show", "account freeze", "account unfreeze", "transfer show",
@@ -121,8 +121,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(st, "engine", "admin_sessions"), "1");
 
     auto sh = admin(*ops, "shards");
-    EXPECT_EQ(sh.sections.size(), 1u);
-    if (sh.sections.size() != 1u) return true;
+    ASSERT_EQ(sh.sections.size(), 1u);
     EXPECT_EQ(sh.sections[0].rows.size(), 2u);
 
     auto acc = admin(*ops, "account show", {"2"});
@@ -192,8 +191,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
 
     auto trail = admin(*ops, "audit trail", {"100"});
     EXPECT_EQ(trail.code, admin_code::ok);
-    EXPECT_EQ(trail.sections.size(), 1u);
-    if (trail.sections.size() != 1u) return true;
+    ASSERT_EQ(trail.sections.size(), 1u);
     bool saw_freeze = false;
     for (const auto& row : trail.sections[0].rows)
       if (row[5] == "account freeze 2" && row[4] == "ok" && row[1] == "ops") saw_freeze = true;
@@ -201,17 +199,18 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
 
     auto bye = admin(*ops, "shutdown");
     EXPECT_EQ(bye.code, admin_code::ok) << bye.message;
-    return false;  // mesobd stops by itself
-  });
-  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
-  EXPECT_NE(r.out.find("stopped cleanly"), std::string::npos) << r.out;
+    const int exited = d.wait_exit(30'000);  // mesobd stops by itself
+    ASSERT_TRUE(WIFEXITED(exited) && WEXITSTATUS(exited) == 0) << d.output();
+    EXPECT_NE(d.output().find("stopped cleanly"), std::string::npos) << d.output();
+  }
 
   // After the restart the trail still names who did what, including the shutdown.
-  auto again = run_mesobd(dir.path(), two_gateways(), [&](mesobd_ports p) {
+  live_mesobd again(dir.path(), two_gateways());
+  ASSERT_TRUE(again.up()) << again.output();
+  {
     std::string err;
-    auto ops = wire::client::connect(options(p.admin, "ops", ops_hex), &err);
-    EXPECT_TRUE(ops) << err;
-    if (!ops) return true;
+    auto ops = wire::client::connect(options(again.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(ops) << err;
     auto trail = admin(*ops, "audit trail", {"1024"});
     size_t issued = 0, freeze = 0, shutdown = 0;
     for (const auto& row : trail.sections.at(0).rows) {
@@ -224,7 +223,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(freeze, 2u);  // issued and its outcome
     EXPECT_EQ(shutdown, 1u);
     EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "credits_posted"), "500");
-    return true;
-  });
-  EXPECT_TRUE(WIFEXITED(again.status) && WEXITSTATUS(again.status) == 0) << again.out;
+  }
+  const int stopped = again.stop();
+  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << again.output();
 }
