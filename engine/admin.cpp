@@ -64,15 +64,6 @@ admin_response_msg answer(admin_code c, std::string message) {
   return m;
 }
 
-std::string u128_text(unsigned __int128 v) {
-  std::string s;
-  do {
-    s.insert(s.begin(), char('0' + int(v % 10)));
-    v /= 10;
-  } while (v != 0);
-  return s;
-}
-
 std::string id_text(const wire::id128& id) {
   if (id.hi == 0) return std::to_string(id.lo);
   char buf[40];
@@ -556,8 +547,8 @@ class admin_impl {
     for (const auto& t : r.totals) {
       const bool ok = t.debits_posted == t.credits_posted && t.debits_pending == t.credits_pending;
       if (!ok) faults += (faults.empty() ? "" : ", ") + wire::currency_name(t.currency);
-      s.rows.push_back({wire::currency_name(t.currency), u128_text(t.debits_posted), u128_text(t.credits_posted),
-                        u128_text(t.debits_pending), u128_text(t.credits_pending), ok ? "yes" : "NO"});
+      s.rows.push_back({wire::currency_name(t.currency), wire::decimal_text(t.debits_posted), wire::decimal_text(t.credits_posted),
+                        wire::decimal_text(t.debits_pending), wire::decimal_text(t.credits_pending), ok ? "yes" : "NO"});
     }
     admin_response_msg m = answer(faults.empty() ? admin_code::ok : admin_code::check_failed,
                                   faults.empty() ? "money is conserved in every currency (" +

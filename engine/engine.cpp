@@ -1787,14 +1787,7 @@ engine::balance_check engine::check_balances() {
     out.detail = std::string("not checked: ") + status_name(r.st);
     return out;
   }
-  auto text = [](unsigned __int128 v) {
-    std::string s;
-    do {
-      s.insert(s.begin(), char('0' + int(v % 10)));
-      v /= 10;
-    } while (v != 0);
-    return s;
-  };
+  const auto text = wire::decimal_text;
   for (const auto& t : r.totals) {
     if (t.debits_posted != t.credits_posted || t.debits_pending != t.credits_pending) {
       out.balanced = false;

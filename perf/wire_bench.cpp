@@ -212,31 +212,30 @@ int main(int argc, char** argv) {
       }
     }
     record("fdatasync_per_s", disk_s > 0 ? disk_n / disk_s : 0);
-    record("fdatasync_p50_us", percentile(disk, 50));
-    record("fdatasync_p99_us", percentile(disk, 99));
-    record("fdatasync_isolated_p50_us", percentile(isolated, 50));
-    record("fdatasync_isolated_p99_us", percentile(isolated, 99));
-    record("loopback_rtt_p50_us", percentile(rtt, 50));
-    record("loopback_rtt_p99_us", percentile(rtt, 99));
-    record("embedded_single_transfer_p50_us", percentile(emb_lat, 50));
-    record("embedded_single_transfer_p99_us", percentile(emb_lat, 99));
-    record("tcp_single_transfer_p50_us", percentile(tcp_lat, 50));
-    record("tcp_single_transfer_p99_us", percentile(tcp_lat, 99));
+    const auto p50_p99 = [](const std::string& name, const std::vector<double>& v) {
+      record(name + "_p50_us", percentile(v, 50));
+      record(name + "_p99_us", percentile(v, 99));
+    };
+    p50_p99("fdatasync", disk);
+    p50_p99("fdatasync_isolated", isolated);
+    p50_p99("loopback_rtt", rtt);
+    p50_p99("embedded_single_transfer", emb_lat);
+    p50_p99("tcp_single_transfer", tcp_lat);
     record("tcp_single_transfer_p999_us", percentile(tcp_lat, 99.9));
-    record("tcp_single_transfer_commit_p50_us", percentile(commit, 50));
-    record("tcp_single_transfer_commit_p99_us", percentile(commit, 99));
+    p50_p99("tcp_single_transfer_commit", commit);
     record("single_p99_target_us", 2 * (metrics["loopback_rtt_p99_us"] + metrics["fdatasync_p99_us"]));
     record("single_p99_target_isolated_us",
            2 * (metrics["loopback_rtt_p99_us"] + metrics["fdatasync_isolated_p99_us"]));
   }
-  if (single_only) {
+  const auto finish = [&] {
     srv->stop();
     e->close();
     e.reset();
     std::filesystem::remove_all(dir);
     write_json(out);
     return 0;
-  }
+  };
+  if (single_only) return finish();
 
   // 8,192-transfer batches, 10% crossing shards: embedded and over TCP, alternating
   // (E T T E): the engine's own costs grow with its history (id-index growths, records
@@ -261,10 +260,5 @@ int main(int argc, char** argv) {
   record("embedded_transfers_per_s_batch8192", emb);
   record("tcp_transfers_per_s_batch8192", tcp);
   record("tcp_to_embedded_ratio", tcp / std::max(1.0, emb));
-  srv->stop();
-  e->close();
-  e.reset();
-  std::filesystem::remove_all(dir);
-  write_json(out);
-  return 0;
+  return finish();
 }

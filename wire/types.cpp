@@ -15,6 +15,16 @@ bool currency_valid(currency_code c) {
   return (c >> 24) == 0;
 }
 
+std::string decimal_text(unsigned __int128 v) {
+  char buf[40];
+  size_t i = sizeof buf;
+  do {
+    buf[--i] = char('0' + int(v % 10));
+    v /= 10;
+  } while (v != 0);
+  return {buf + i, sizeof buf - i};
+}
+
 std::string currency_name(currency_code c) {
   if (!currency_valid(c)) return "?";
   return {char(c & 0xff), char((c >> 8) & 0xff), char((c >> 16) & 0xff)};

@@ -33,6 +33,8 @@ using currency_code = uint32_t;
 }
 [[nodiscard]] bool currency_valid(currency_code c);
 [[nodiscard]] std::string currency_name(currency_code c);
+// Decimal text of an unsigned 128-bit value (sums of balances).
+[[nodiscard]] std::string decimal_text(unsigned __int128 v);
 
 enum class account_kind : uint16_t {
   customer_wallet = 1,

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,6 +32,21 @@ namespace mesob::test {
 inline std::string bin(const char* rel) {
   const char* dir = std::getenv("MESOB_TEST_BIN_DIR");
   return std::string(dir ? dir : ".") + "/" + rel;
+}
+
+// A free loopback TCP port (also: a port nobody listens on) (bound once to port 0 and released; another process could take
+// it in between, which a private test machine does not do).
+inline uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 struct run_result {

@@ -29,6 +29,7 @@
 
 #include "perf/load/postgres_target.hpp"
 #include "perf/load/redis_target.hpp"
+#include "support/mesobd_process.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace mesob;
@@ -40,21 +41,6 @@ namespace {
 using clk = std::chrono::steady_clock;
 constexpr auto server_start_timeout = std::chrono::seconds(30);
 constexpr auto server_stop_timeout = std::chrono::seconds(15);
-
-// A free loopback TCP port (bound once to port 0 and released; another process could take
-// it in between, which a private test machine does not do).
-uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(fd, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -164,7 +150,7 @@ class postgres_server {
         return false;
       }
     }
-    port_ = free_port();
+    port_ = mesob::test::free_port();
     const std::string data = dir_.path() + "/data";
     log_ = dir_.path() + "/postgres.log";
     {
@@ -212,7 +198,7 @@ class redis_server {
       *error = bin + " is missing (tools/install-deps installs it)";
       return false;
     }
-    port_ = free_port();
+    port_ = mesob::test::free_port();
     log_ = dir_.path() + "/redis.log";
     server_ = std::make_unique<child_process>(
         std::vector<std::string>{bin, "--port", std::to_string(port_), "--bind", "127.0.0.1",

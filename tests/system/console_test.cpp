@@ -252,19 +252,6 @@ json parse_answer(const console_result& r) {
   return doc;
 }
 
-// A port nobody listens on: one the kernel just handed out, closed again.
-uint16_t closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Accounts and a transfer through the client port, with the development gateway.
 void create_ledger(const std::string& data, uint16_t port, const std::vector<wire::account>& accounts,
                    const std::vector<wire::transfer>& transfers) {
@@ -437,7 +424,7 @@ TEST(console, one_shot_commands_against_mesobd) {
   r = mesob({"--secret-file", dir.path() + "/no-such-file", "status"});
   EXPECT_EQ(r.exit, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, dir.path() + "/no-such-file")) << describe(r);
-  const std::string closed = std::to_string(closed_port());
+  const std::string closed = std::to_string(free_port());
   r = run_mesob({"--port", closed, "--data-dir", dir.path(), "status"});
   EXPECT_EQ(r.exit, 3) << describe(r);
   EXPECT_TRUE(contains(r.err, "cannot connect to 127.0.0.1:" + closed)) << describe(r);
@@ -511,7 +498,7 @@ TEST(console, gateways_roles_and_settings) {
   EXPECT_EQ(r.exit, 0) << describe(r);
   r = run_mesob({"--config", cfg, "--secret", ops_secret, "status"}, {"MESOB_SECRET=" + pay_secret});
   EXPECT_EQ(r.exit, 0) << describe(r);
-  r = run_mesob({"--config", cfg, "status"}, {"MESOB_ADMIN_PORT=" + std::to_string(closed_port())});
+  r = run_mesob({"--config", cfg, "status"}, {"MESOB_ADMIN_PORT=" + std::to_string(free_port())});
   EXPECT_EQ(r.exit, 3) << "the environment's port wins over the config file's\n" << describe(r);
   write_file(cfg, "port = " + admin + "\nno_such_setting = 1\n");
   r = run_mesob({"--config", cfg, "status"});
