@@ -237,6 +237,10 @@ class admin_impl {
          0, 0, &admin_impl::cmd_status},
         {"shards", "", "per shard: accounts, pending transfers, queue depth, batches executed", 0, 0,
          &admin_impl::cmd_shards},
+        {"sessions", "", "open connections on the client and admin ports: gateway, peer, age, requests", 0, 0,
+         &admin_impl::cmd_sessions},
+        {"gateways", "", "the gateways that may connect: roles and open sessions (never secrets)", 0, 0,
+         &admin_impl::cmd_gateways},
         {"account show", "<account-id>", "an account's balances and status, and its latest transfers", 1, 1,
          &admin_impl::cmd_account_show},
         {"account freeze", "<account-id>", "freeze an account: no transfer may debit or credit it", 1, 1,
@@ -387,6 +391,42 @@ class admin_impl {
       s.rows.push_back({std::to_string(r.shard), std::to_string(r.accounts), std::to_string(r.pending),
                         std::to_string(r.queue_depth), std::to_string(r.batches_executed),
                         std::to_string(r.sync_waits), std::to_string(r.memory_bytes), std::to_string(r.cut_us_max)});
+    admin_response_msg m;
+    m.sections.push_back(std::move(s));
+    return m;
+  }
+
+  admin_response_msg cmd_sessions(const std::vector<std::string>&) {
+    admin_section s;
+    s.title = "sessions";
+    s.columns = {{"port", false}, {"session", true}, {"gateway", false}, {"peer", false}, {"age_s", true},
+                 {"requests", true}};
+    for (const auto& [port, srv] : {std::pair{"client", clients_}, std::pair{"admin", admin_port_}}) {
+      if (!srv) continue;
+      for (const auto& i : srv->sessions())
+        s.rows.push_back({port, std::to_string(i.session_id), i.gateway.empty() ? "(handshake)" : i.gateway, i.peer,
+                          std::to_string(i.age_ms / 1000), std::to_string(i.requests)});
+    }
+    admin_response_msg m = answer(admin_code::ok, std::to_string(s.rows.size()) + " open sessions");
+    m.sections.push_back(std::move(s));
+    return m;
+  }
+
+  admin_response_msg cmd_gateways(const std::vector<std::string>&) {
+    admin_section s;
+    s.title = "gateways";
+    s.columns = {{"gateway", false}, {"roles", false}, {"client_sessions", true}, {"admin_sessions", true}};
+    const server* any = clients_ ? clients_ : admin_port_;
+    if (any) {
+      auto count = [](const server* srv, const std::string& id) {
+        uint64_t n = 0;
+        if (srv)
+          for (const auto& i : srv->sessions()) n += i.gateway == id;
+        return std::to_string(n);
+      };
+      for (const auto& g : any->gateways())
+        s.rows.push_back({g.id, wire::roles_text(g.roles), count(clients_, g.id), count(admin_port_, g.id)});
+    }
     admin_response_msg m;
     m.sections.push_back(std::move(s));
     return m;

@@ -10,10 +10,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -79,6 +81,7 @@ struct session {
   std::string gateway;
   uint64_t session_id = 0;
   std::string peer;
+  std::shared_ptr<std::atomic<uint64_t>> requests = std::make_shared<std::atomic<uint64_t>>(0);
   uint32_t roles = 0;
   wire::frame_reader reader;
   std::deque<std::vector<uint8_t>> out;
@@ -180,6 +183,16 @@ class server_impl {
   bool accept_armed_ = false;
   uint64_t wake_value_ = 0;
   __kernel_timespec timer_ts_{1, 0};
+  // The open connections for sessions(): written by the network thread when one opens,
+  // authenticates or closes; request counts are per-session atomics.
+  struct listed {
+    session_info info;
+    uint64_t opened_ms = 0;
+    std::shared_ptr<std::atomic<uint64_t>> requests;
+  };
+  mutable std::mutex list_mu_;
+  std::map<uint64_t, listed> listed_;  // by slot << 32 | gen
+  static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_requests_{0}, st_errors_{0},
       st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
@@ -385,6 +398,10 @@ class server_impl {
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0)
       ::inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
     s.peer = std::string(addr) + ":" + std::to_string(ntohs(peer.sin_port));
+    {
+      std::lock_guard lk(list_mu_);
+      listed_[list_key(s)] = {session_info{0, {}, s.peer, 0, 0}, s.opened_ms, s.requests};
+    }
     ++open_;
     st_open_.store(open_, std::memory_order_relaxed);
     st_total_.fetch_add(1, std::memory_order_relaxed);
@@ -405,6 +422,10 @@ class server_impl {
     if (!s.closing || s.recv_armed || s.sending) return;
     ::close(s.fd);
     s.fd = -1;
+    {
+      std::lock_guard lk(list_mu_);
+      listed_.erase(list_key(s));
+    }
     --open_;
     st_open_.store(open_, std::memory_order_relaxed);
     free_slots_.push_back(s.slot);
@@ -542,6 +563,12 @@ class server_impl {
     s.gateway = a.gateway_id;
     s.roles = it->second->roles;
     s.session_id = next_session_id_++;
+    {
+      std::lock_guard lk(list_mu_);
+      auto& l = listed_[list_key(s)];
+      l.info.session_id = s.session_id;
+      l.info.gateway = s.gateway;
+    }
     wire::welcome_msg w{s.gateway, s.roles, s.session_id, cfg_.frame_bytes_max, cfg_.in_flight_max};
     queue_frame(s, frame_kind::welcome, f.header.request_id, wire::welcome_body(w));
   }
@@ -594,6 +621,7 @@ class server_impl {
     ++s.in_flight;
     ++engine_in_flight_;
     st_requests_.fetch_add(1, std::memory_order_relaxed);
+    s.requests->fetch_add(1, std::memory_order_relaxed);
     const uint32_t slot = s.slot, gen = s.gen;
     const wire::operation op = p.op;
     eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op](reply&& r) {
@@ -620,6 +648,7 @@ class server_impl {
     ++s.in_flight;
     ++engine_in_flight_;
     st_requests_.fetch_add(1, std::memory_order_relaxed);
+    s.requests->fetch_add(1, std::memory_order_relaxed);
     const uint32_t slot = s.slot, gen = s.gen;
     cfg_.admin(admin_identity{s.gateway, s.session_id, s.peer}, std::move(m),
                [mail = mail_, slot, gen, rid](wire::admin_response_msg&& a) {
@@ -881,6 +910,22 @@ server_stats server::stats() const {
   s.slow_readers_closed = impl_->st_slow_.load(r);
   return s;
 }
+
+std::vector<session_info> server::sessions() const {
+  std::vector<session_info> out;
+  const uint64_t now = now_ms();
+  std::lock_guard lk(impl_->list_mu_);
+  for (const auto& [key, l] : impl_->listed_) {
+    session_info i = l.info;
+    i.age_ms = now - l.opened_ms;
+    i.requests = l.requests->load(std::memory_order_relaxed);
+    out.push_back(std::move(i));
+  }
+  std::sort(out.begin(), out.end(), [](const session_info& a, const session_info& b) { return a.age_ms > b.age_ms; });
+  return out;
+}
+
+const std::vector<gateway_config>& server::gateways() const { return impl_->cfg_.gateways; }
 
 void server::push(const std::string& gateway_id, const std::string& topic, std::vector<uint8_t> body) {
   impl_->mail_->post(outgoing_push{gateway_id, wire::encode_frame(frame_kind::push, 0, wire::push_body({topic, std::move(body)}))});

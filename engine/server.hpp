@@ -76,6 +76,15 @@ struct server_stats {
   uint64_t slow_readers_closed = 0;
 };
 
+// One open connection, as operators see it.
+struct session_info {
+  uint64_t session_id = 0;  // 0 until the handshake completes
+  std::string gateway;      // empty until the handshake completes
+  std::string peer;         // "address:port"
+  uint64_t age_ms = 0;
+  uint64_t requests = 0;    // requests (or admin commands) taken from it
+};
+
 class server_impl;
 
 class server {
@@ -88,6 +97,10 @@ class server {
 
   [[nodiscard]] uint16_t port() const;
   [[nodiscard]] server_stats stats() const;
+  // The open connections, oldest first (from any thread; updated when a connection
+  // opens, authenticates or closes, and with each request it sends).
+  [[nodiscard]] std::vector<session_info> sessions() const;
+  [[nodiscard]] const std::vector<gateway_config>& gateways() const;
   // Pushes a frame (kind push) to every open session of `gateway_id`; from any thread.
   // Pushed frames cannot wait like requests: a session whose queued bytes would pass
   // `out_bytes_max` gets an Error `slow_reader` and is closed (slow-reader protection).

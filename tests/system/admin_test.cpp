@@ -109,7 +109,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     ASSERT_EQ(cat.sections.size(), 1u);
     std::vector<std::string> names;
     for (const auto& row : cat.sections[0].rows) names.push_back(row[0]);
-    for (const char* n : {"status", "shards", "account show", "account freeze", "account unfreeze", "transfer show",
+    for (const char* n : {"status", "shards", "sessions", "gateways", "account show", "account freeze", "account unfreeze", "transfer show",
                           "snapshot", "log verify", "audit", "audit trail", "shutdown"})
       EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
 
@@ -119,6 +119,20 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(st, "engine", "transfers"), "1");
     EXPECT_EQ(cell(st, "engine", "sessions"), "1");
     EXPECT_EQ(cell(st, "engine", "admin_sessions"), "1");
+
+    auto ss = admin(*ops, "sessions");
+    ASSERT_EQ(ss.sections.size(), 1u);
+    ASSERT_EQ(ss.sections[0].rows.size(), 2u);  // pay on the client port, ops on the admin port
+    EXPECT_EQ(ss.sections[0].rows[0][0], "client");
+    EXPECT_EQ(ss.sections[0].rows[0][2], "pay");
+    EXPECT_EQ(ss.sections[0].rows[0][5], "2");  // its two requests so far
+    EXPECT_EQ(ss.sections[0].rows[1][0], "admin");
+    EXPECT_EQ(ss.sections[0].rows[1][2], "ops");
+    auto gw = admin(*ops, "gateways");
+    ASSERT_EQ(gw.sections.size(), 1u);
+    ASSERT_EQ(gw.sections[0].rows.size(), 2u);
+    EXPECT_EQ(gw.sections[0].rows[0], (std::vector<std::string>{"ops", "admin", "0", "1"}));
+    EXPECT_EQ(gw.sections[0].rows[1], (std::vector<std::string>{"pay", "payments", "1", "0"}));
 
     auto sh = admin(*ops, "shards");
     ASSERT_EQ(sh.sections.size(), 1u);

@@ -303,9 +303,17 @@ TEST(console, one_shot_commands_against_mesobd) {
   EXPECT_EQ(r.exit, 0) << describe(r);
   EXPECT_TRUE(contains(r.out, "shards\n") && contains(r.out, "accounts") && contains(r.out, "-----")) << describe(r);
 
+  r = mesob({"sessions"});
+  EXPECT_EQ(r.exit, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "1 open sessions") && contains(r.out, "admin") && contains(r.out, "dev")) << describe(r);
+  r = mesob({"gateways"});
+  EXPECT_EQ(r.exit, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "dev") && contains(r.out, "payments,broker,market_data,kyc,events_reader,admin"))
+      << describe(r);
+
   r = mesob({"commands"});
   EXPECT_EQ(r.exit, 0) << describe(r);
-  for (const char* c : {"commands", "status", "shards", "account show", "account freeze", "account unfreeze",
+  for (const char* c : {"commands", "status", "shards", "sessions", "gateways", "account show", "account freeze", "account unfreeze",
                         "transfer show", "snapshot", "log verify", "audit", "audit trail", "shutdown", "<account-id>"})
     EXPECT_TRUE(contains(r.out, c)) << c << "\n" << describe(r);
 
@@ -642,6 +650,30 @@ TEST(console, interactive_session_in_a_terminal) {
   ASSERT_TRUE(t.wait_for(prompt, mark)) << t.since(mark);
   EXPECT_TRUE(contains(t.screen().substr(mark), "account show <account-id>")) << t.since(mark);
 
+  // Every other command at the prompt, and bad arguments: each answered (or refused
+  // with its code) before the prompt comes back.
+  const std::vector<std::pair<std::string, std::string>> each = {
+      {"shards", "queue_depth"},
+      {"sessions", "127.0.0.1:"},  // this console's own session, on the admin port
+      {"gateways", "dev"},
+      {"account freeze 4242", "account 4242 frozen"},
+      {"account unfreeze 4242", "account 4242 reopened"},
+      {"transfer show 99", "error (not_found): transfer 99 is not recorded"},
+      {"snapshot", "snapshot taken at lsn"},
+      {"log verify", "log intact up to lsn"},
+      {"audit", "money is conserved"},
+      {"audit trail 3", "audit trail"},
+      {"commands", "log verify"},
+      {"account show abc", "error (arguments_invalid)"},
+      {"account show 1 2", "error (arguments_invalid)"},
+  };
+  for (const auto& [line, expect] : each) {
+    mark = t.mark();
+    t.type(line + "\n");
+    ASSERT_TRUE(t.wait_for(prompt, mark)) << line << "\n" << t.since(mark);
+    EXPECT_TRUE(contains(t.screen().substr(mark), expect)) << line << "\n" << t.since(mark);
+  }
+
   mark = t.mark();
   t.type("nosuch\n");
   ASSERT_TRUE(t.wait_for(prompt, mark)) << "the prompt comes back after an error\n" << t.since(mark);
@@ -656,6 +688,14 @@ TEST(console, interactive_session_in_a_terminal) {
   EXPECT_TRUE(contains(t.screen().substr(mark), "uptime")) << t.since(mark);
   EXPECT_FALSE(contains(t.screen().substr(mark), "error")) << t.since(mark);
 
+  // shutdown from the prompt: answered, then mesobd drains and exits by itself.
+  mark = t.mark();
+  t.type("shutdown\n");
+  ASSERT_TRUE(t.wait_for(prompt, mark)) << t.since(mark);
+  EXPECT_TRUE(contains(t.screen().substr(mark), "draining")) << t.since(mark);
+  const int stopped = d.wait_exit(30'000);
+  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << stopped << "\n" << d.output();
+
   t.type("quit\n");
   const int status = t.wait_exit();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << t.since(0);
@@ -663,9 +703,7 @@ TEST(console, interactive_session_in_a_terminal) {
   std::ifstream in(history);
   std::stringstream saved;
   saved << in.rdbuf();
-  for (const char* line : {"status\n", "account show 4242\n", "help account show\n", "nosuch\n", "quit\n"})
+  for (const char* line : {"status\n", "account show 4242\n", "help account show\n", "log verify\n", "nosuch\n",
+                           "shutdown\n", "quit\n"})
     EXPECT_TRUE(contains(saved.str(), line)) << line << "\nhistory:\n" << saved.str();
-
-  const int stopped = d.stop();
-  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << stopped << "\n" << d.output();
 }
