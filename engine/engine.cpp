@@ -1808,6 +1808,7 @@ log_verification engine::verify_log() {
   so.dir = impl_->cfg_.data_dir + "/wal";
   so.segment_bytes = impl_->cfg_.wal_segment_mib << 20;
   so.repair_tail = false;  // read-only: the engine owns the tail
+  so.direct_io = true;     // around the page cache the engine's appends bypass
   storage::wal_scan_result r;
   std::string error;
   bool reached = v.durable_lsn == 0;

@@ -517,8 +517,8 @@ namespace {
 
 struct file_buf {
   std::vector<uint8_t> data;
-  bool load(const std::string& path, std::string* error) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  bool load(const std::string& path, std::string* error, bool direct = false) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
     if (fd < 0) {
       *error = "wal: cannot open " + path + ": " + errno_text(errno);
       return false;
@@ -526,15 +526,32 @@ struct file_buf {
     struct stat st {};
     ::fstat(fd, &st);
     data.resize(size_t(st.st_size));
+    // O_DIRECT reads land in an aligned bounce buffer, a chunk at a time.
+    constexpr size_t chunk = 1u << 20;
+    std::unique_ptr<uint8_t, decltype(&std::free)> bounce(nullptr, &std::free);
+    if (direct) {
+      void* p = nullptr;
+      if (::posix_memalign(&p, wal_block_bytes, chunk) != 0) {
+        *error = "wal: out of memory reading " + path;
+        ::close(fd);
+        return false;
+      }
+      bounce.reset(static_cast<uint8_t*>(p));
+    }
     size_t off = 0;
     while (off < data.size()) {
-      auto n = ::pread(fd, data.data() + off, data.size() - off, off_t(off));
+      const size_t want = std::min(data.size() - off, direct ? chunk : data.size() - off);
+      // A direct read asks for whole blocks; the file's end cuts it short.
+      const size_t ask = direct ? (want + wal_block_bytes - 1) / wal_block_bytes * wal_block_bytes : want;
+      auto n = ::pread(fd, direct ? bounce.get() : data.data() + off, ask, off_t(off));
       if (n <= 0) {
         *error = "wal: cannot read " + path + ": " + errno_text(errno);
         ::close(fd);
         return false;
       }
-      off += size_t(n);
+      const size_t got = std::min(size_t(n), want);
+      if (direct) std::memcpy(data.data() + off, bounce.get(), got);
+      off += got;
     }
     ::close(fd);
     return true;
@@ -631,7 +648,7 @@ bool scan_wal(const wal_scan_options& opt,
   // header block is zero but which holds records is left to the header check below.
   while (!segs.empty()) {
     file_buf f;
-    if (!f.load(segs.back().second, error)) return false;
+    if (!f.load(segs.back().second, error, opt.direct_io)) return false;
     if (f.data.size() >= wal_block_bytes && !all_zero(f.data.data(), wal_block_bytes)) break;
     const after_end found = what_follows(f.data, wal_block_bytes, 0);
     if (found.same_group || found.later_groups > 0) break;
@@ -646,7 +663,7 @@ bool scan_wal(const wal_scan_options& opt,
   for (size_t si = 0; si < segs.size(); ++si) {
     const auto& [index, path] = segs[si];
     const bool last = si + 1 == segs.size();
-    if (!f.load(path, error)) return false;
+    if (!f.load(path, error, opt.direct_io)) return false;
     const auto& d = f.data;
     r.segments += 1;
     last_index = index;

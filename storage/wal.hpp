@@ -192,6 +192,10 @@ struct wal_scan_options {
   std::string dir;
   uint64_t segment_bytes = 64ull << 20;
   bool repair_tail = true;  // cut a torn tail on disk (zero it, drop empty segments)
+  // Read with O_DIRECT, around the page cache: for reading the log of a running engine
+  // (its O_DIRECT appends and a buffered read racing them could leave a stale page in
+  // the cache, which a later buffered read, such as recovery's, would trust).
+  bool direct_io = false;
 };
 
 struct wal_scan_result {

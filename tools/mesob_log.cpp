@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   std::string error;
   uint64_t ops = 0;
   std::string last_file;
-  wal_scan_options o{data_dir + "/wal", segment_mib << 20, false};
+  wal_scan_options o{data_dir + "/wal", segment_mib << 20, false, true};  // read-only, O_DIRECT: safe on a live log
   wal_scan_result r;
   const bool ok = scan_wal(o, [&](const wal_record_view& v) {
     const auto& h = *v.header;
