@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <caf/all.hpp>
 #include <cinttypes>
 #include <cstdio>
@@ -55,6 +56,7 @@ namespace mesob::engine {
 namespace {
 
 constexpr size_t trail_show_default = 20;
+constexpr size_t response_bytes_max = 512 * 1024;  // half the default frame limit
 constexpr size_t history_rows = 10;  // recent transfers shown with an account
 
 admin_response_msg answer(admin_code c, std::string message) {
@@ -216,7 +218,9 @@ class admin_impl {
 
   engine& eng_;
   admin_config cfg_;
-  std::unique_ptr<storage::audit_log> trail_;
+  std::unique_ptr<storage::audit_log> trail_;  // null when it cannot be opened (trail_error_)
+  std::string trail_error_;
+  std::atomic<bool> stopping_{false};  // set before the actor is told to exit
   std::mutex mu_;  // one command at a time, and the samples below
   const server* clients_ = nullptr;
   const server* admin_port_ = nullptr;
@@ -285,8 +289,13 @@ class admin_impl {
            "\t" + field(who.peer) + "\t" + event + "\t" + field(line);
   }
 
-  admin_response_msg execute(const admin_identity& who, const wire::admin_request_msg& req) {
+  // Runs one command with its audit entries. *shutdown: it was `shutdown`, answered ok.
+  admin_response_msg execute(const admin_identity& who, const wire::admin_request_msg& req, bool* shutdown) {
     std::lock_guard lk(mu_);
+    *shutdown = false;
+    if (!trail_)
+      return answer(admin_code::failed, "not run: the audit trail cannot be opened (" + trail_error_ +
+                                            "); no admin command runs until it can");
     std::string line = req.command;
     for (const auto& a : req.args) line += " " + a;
     if (line.size() > 1024) line = line.substr(0, 1024) + "...";
@@ -294,11 +303,34 @@ class admin_impl {
     if (!trail_->append(audit_entry(who, "issued", line), &err))
       return answer(admin_code::failed, "not run: the audit trail cannot record it (" + err + ")");
     admin_response_msg out = run(req);
+    fit(out);
     if (!trail_->append(audit_entry(who, std::string(wire::admin_code_name(out.code)), line), &err))
       out.message += (out.message.empty() ? "" : "; ") + std::string("the audit trail could not record the outcome (") +
                      err + ")";
-    if (out.code == admin_code::ok && last_ && last_->run == &admin_impl::cmd_shutdown) shutdown_after_reply_ = true;
+    *shutdown = out.code == admin_code::ok && last_ && last_->run == &admin_impl::cmd_shutdown;
     return out;
+  }
+
+  // An answer must fit one frame: at most admin_rows_max rows and response_bytes_max of
+  // text; rows past either are dropped, and the message says so.
+  static void fit(admin_response_msg& m) {
+    size_t rows = 0, bytes = m.message.size();
+    bool cut = false;
+    for (auto& sec : m.sections) {
+      for (size_t i = 0; i < sec.rows.size(); ++i) {
+        size_t row_bytes = 16;
+        for (const auto& c : sec.rows[i]) row_bytes += c.size() + 8;
+        if (rows + 1 > wire::admin_rows_max || bytes + row_bytes > response_bytes_max) {
+          sec.rows.resize(i);
+          cut = true;
+          break;
+        }
+        ++rows;
+        bytes += row_bytes;
+      }
+    }
+    if (cut) m.message += (m.message.empty() ? "" : "; ") + std::string("only the first ") + std::to_string(rows) +
+                          " rows are shown";
   }
 
   admin_response_msg run(const wire::admin_request_msg& req) {
@@ -328,7 +360,6 @@ class admin_impl {
   }
 
   const command_def* last_ = nullptr;  // the command run() resolved
-  bool shutdown_after_reply_ = false;  // `shutdown` answered: stop once the answer is on its way
 
   // ---- commands ----------------------------------------------------------------------
 
@@ -376,7 +407,7 @@ class admin_impl {
         .num("log_groups", st.wal_groups)
         .num("log_bytes", st.wal_bytes)
         .num("memory_bytes", st.memory_bytes_shards + st.memory_bytes_window + st.memory_bytes_id_index)
-        .num("audit_entries", trail_->entries());
+        .num("audit_entries", trail_->entries());  // in the current file
     admin_response_msg m;
     m.sections.push_back(std::move(r.sec));
     return m;
@@ -558,11 +589,12 @@ class admin_impl {
 
   admin_response_msg cmd_log_verify(const std::vector<std::string>&) {
     const auto v = eng_.verify_log();
-    admin_response_msg m = answer(v.intact ? admin_code::ok : admin_code::check_failed,
-                                  v.intact ? "log intact up to lsn " + std::to_string(v.durable_lsn)
-                                           : "log damaged: " + v.fault);
+    admin_response_msg m = answer(v.intact ? admin_code::ok : v.read_failed ? admin_code::failed : admin_code::check_failed,
+                                  v.intact        ? "log intact up to lsn " + std::to_string(v.durable_lsn)
+                                  : v.read_failed ? "log not checked: " + v.fault
+                                                  : "log damaged: " + v.fault);
     row_builder b("log");
-    b.text("intact", v.intact ? "yes" : "no")
+    b.text("intact", v.intact ? "yes" : v.read_failed ? "unknown" : "no")
         .num("segments", v.segments)
         .num("records", v.records)
         .num("first_lsn", v.first_lsn)
@@ -644,8 +676,8 @@ admin_endpoint::admin_endpoint(std::unique_ptr<admin_impl> impl) : impl_(std::mo
 std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg, std::string* error,
                                                      std::string* repaired) {
   auto impl = std::make_unique<admin_impl>(e, std::move(cfg));
-  impl->trail_ = storage::audit_log::open(impl->cfg_.data_dir + "/admin-audit.log", error, repaired);
-  if (!impl->trail_) return nullptr;
+  impl->trail_ = storage::audit_log::open(impl->cfg_.data_dir + "/admin-audit.log", &impl->trail_error_, repaired);
+  if (!impl->trail_) *error = impl->trail_error_;  // the endpoint still runs: it refuses every command
   impl->tick();
   admin_impl* p = impl.get();
   impl->actor_ = e.actor_system().spawn<caf::detached>([p](caf::event_based_actor* self) -> caf::behavior {
@@ -653,11 +685,13 @@ std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg
     self->delayed_send(self, std::chrono::seconds(1), caf::atom("tick"));
     return {
         [p](const std::shared_ptr<admin_job>& job) {
-          job->answer(p->execute(job->who, job->req));
-          if (p->shutdown_after_reply_) {
-            p->shutdown_after_reply_ = false;
-            p->cfg_.shutdown();
+          if (p->stopping_.load()) {  // queued before the endpoint began to stop: not run
+            job->answer(answer(admin_code::refused, "the admin endpoint is stopping"));
+            return;
           }
+          bool shutdown = false;
+          job->answer(p->execute(job->who, job->req, &shutdown));
+          if (shutdown) p->cfg_.shutdown();  // after the answer is on its way
         },
         [p, self](caf::atom_value) {
           p->tick();
@@ -670,6 +704,7 @@ std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg
 
 admin_endpoint::~admin_endpoint() {
   if (!impl_ || !impl_->actor_) return;
+  impl_->stopping_.store(true);  // jobs still queued are answered `refused`, not run
   caf::scoped_actor self{impl_->eng_.actor_system()};
   self->send_exit(impl_->actor_, caf::exit_reason::user_shutdown);
   self->wait_for(impl_->actor_);
@@ -686,10 +721,6 @@ admin_handler admin_endpoint::handler() {
   return [a](const admin_identity& who, wire::admin_request_msg&& req, admin_reply reply) {
     caf::anon_send(a, std::make_shared<admin_job>(who, std::move(req), std::move(reply)));
   };
-}
-
-wire::admin_response_msg admin_endpoint::execute(const admin_identity& who, const wire::admin_request_msg& req) {
-  return impl_->execute(who, req);
 }
 
 }  // namespace mesob::engine

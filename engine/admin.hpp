@@ -38,10 +38,13 @@ class admin_impl;
 class admin_endpoint {
  public:
   // Opens the audit trail (cutting a torn last entry: *repaired says so) and spawns the
-  // admin actor in the engine's actor system.
+  // admin actor in the engine's actor system. If the trail cannot be opened (damaged,
+  // unreadable), *error says why and the endpoint still runs, answering every command
+  // `failed` with that reason: the engine goes on serving clients meanwhile.
   static std::unique_ptr<admin_endpoint> open(engine& e, admin_config cfg, std::string* error,
                                               std::string* repaired);
-  // Stops the actor (after the command it is running, if any).
+  // Stops the actor after the command it is running, if any; commands still queued are
+  // answered `refused` without running.
   ~admin_endpoint();
   admin_endpoint(const admin_endpoint&) = delete;
   admin_endpoint& operator=(const admin_endpoint&) = delete;
@@ -51,8 +54,6 @@ class admin_endpoint {
   void set_servers(const server* clients, const server* admin_port);
   // The handler for server_config::admin: hands each command to the actor.
   [[nodiscard]] admin_handler handler();
-  // Runs one command on the calling thread, audit trail included (the actor's body).
-  wire::admin_response_msg execute(const admin_identity& who, const wire::admin_request_msg& req);
 
  private:
   explicit admin_endpoint(std::unique_ptr<admin_impl> impl);

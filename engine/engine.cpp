@@ -1823,6 +1823,8 @@ log_verification engine::verify_log() {
   }, &r, &error);
   v.segments = r.segments;
   if (!ok && !reached) {
+    // A file that cannot be opened or read is a failure to check, not damage found.
+    v.read_failed = error.rfind("wal: cannot", 0) == 0 || error.rfind("wal: out of memory", 0) == 0;
     v.intact = false;
     v.fault = error;
   } else if (!reached && v.records > 0) {

@@ -136,6 +136,7 @@ struct engine_stats {
 // durable when the check began, with its checksum, lsn sequence and hash chain.
 struct log_verification {
   bool intact = true;
+  bool read_failed = false;  // not intact because a segment could not be read (not damage)
   std::string fault;        // when not intact: file, offset and what is wrong
   uint64_t segments = 0;
   uint64_t records = 0;

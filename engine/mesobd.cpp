@@ -180,11 +180,11 @@ int main(int argc, char** argv) {
   acfg.data_dir = cfg.data_dir;
   acfg.shutdown = [] { ::kill(::getpid(), SIGTERM); };  // the same drain as a SIGTERM
   std::string repaired;
+  error.clear();
   auto admin = engine::admin_endpoint::open(*e, acfg, &error, &repaired);
-  if (!admin) {
-    std::fprintf(stderr, "mesobd: cannot start the admin endpoint: %s\n", error.c_str());
-    return 1;
-  }
+  if (!error.empty())  // clients are still served; every admin command is refused with this reason
+    std::fprintf(stderr, "mesobd: warning: admin commands are refused: the audit trail cannot be opened: %s\n",
+                 error.c_str());
   if (!repaired.empty()) std::printf("mesobd: admin audit trail: %s\n", repaired.c_str());
   net.engine_in_flight_max = cfg.queue_requests_max;  // submit() then never blocks the network thread
   auto srv = engine::server::start(*e, net, &error);
@@ -203,6 +203,7 @@ int main(int argc, char** argv) {
   auto admin_srv = engine::server::start(*e, anet, &error);
   if (!admin_srv) {
     std::fprintf(stderr, "mesobd: cannot serve the admin port: %s\n", error.c_str());
+    admin.reset();  // before the client server it reads goes
     srv->stop();
     return 1;
   }

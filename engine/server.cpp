@@ -56,6 +56,10 @@ constexpr uint32_t buf_bytes = 32 * 1024;
 constexpr uint16_t buf_group = 0;
 constexpr size_t send_iov_max = 64;           // frames gathered into one sendmsg
 
+// Session ids are unique in the process, across the client and admin ports (the audit
+// trail names sessions by id).
+std::atomic<uint64_t> next_session_id{1};
+
 enum op : uint64_t { op_accept = 1, op_recv, op_send, op_wake, op_timer, op_cancel };
 
 uint64_t tag(op o, uint32_t slot = 0, uint32_t gen = 0) {
@@ -174,7 +178,6 @@ class server_impl {
   std::vector<uint32_t> free_slots_;
   uint64_t open_ = 0;
   uint64_t engine_in_flight_ = 0;
-  uint64_t next_session_id_ = 1;
   std::unordered_map<std::string, const gateway_config*> gateways_;
   std::thread thread_;
   std::atomic<bool> stop_requested_{false};
@@ -331,6 +334,8 @@ class server_impl {
         ::close(s->fd);
         s->fd = -1;
       }
+    std::lock_guard lk(list_mu_);
+    listed_.clear();
   }
 
   bool drained() const {
@@ -562,7 +567,7 @@ class server_impl {
     s.authed = true;
     s.gateway = a.gateway_id;
     s.roles = it->second->roles;
-    s.session_id = next_session_id_++;
+    s.session_id = next_session_id.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lk(list_mu_);
       auto& l = listed_[list_key(s)];

@@ -5,28 +5,34 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
+
+#include "storage/wal.hpp"
 
 namespace mesob::storage {
 
 namespace {
 
 constexpr char magic[8] = {'M', 'S', 'B', 'A', 'U', 'D', '0', '1'};
+constexpr size_t header_bytes = sizeof magic + 32;  // magic, the chain the file starts from
 constexpr size_t entry_head_bytes = 4 + 4 + 32;
+constexpr size_t block_bytes = 4096;  // a torn append leaves whole file blocks unwritten (zeros)
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+bool all_zero(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (p[i] != 0) return false;
+  return true;
+}
 
 chain_hash link(const chain_hash& prev, const void* payload, size_t n) {
   chain_hasher h;
   h.update(prev.data(), prev.size());
   h.update(payload, n);
   return h.finish();
-}
-
-bool all_zero(const uint8_t* p, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (p[i] != 0) return false;
-  return true;
 }
 
 uint32_t entry_crc(const chain_hash& chain, const void* payload, size_t n) {
@@ -46,101 +52,159 @@ bool write_all(int fd, const void* data, size_t n, uint64_t off) {
   return true;
 }
 
-}  // namespace
-
-std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string* error, std::string* repaired) {
-  repaired->clear();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    *error = errno_text("audit trail " + path);
-    return nullptr;
-  }
-  std::unique_ptr<audit_log> log(new audit_log());
-  log->fd_ = fd;
+bool read_all(int fd, std::vector<uint8_t>* out) {
   struct stat st{};
-  if (::fstat(fd, &st) != 0) {
-    *error = errno_text("audit trail " + path);
-    return nullptr;
-  }
-  std::vector<uint8_t> data(size_t(st.st_size));
-  for (size_t got = 0; got < data.size();) {
-    const ssize_t n = ::pread(fd, data.data() + got, data.size() - got, off_t(got));
+  if (::fstat(fd, &st) != 0) return false;
+  out->resize(size_t(st.st_size));
+  for (size_t got = 0; got < out->size();) {
+    const ssize_t n = ::pread(fd, out->data() + got, out->size() - got, off_t(got));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      *error = errno_text("audit trail " + path + ": read");
-      return nullptr;
-    }
+    if (n <= 0) return false;
     got += size_t(n);
   }
-  if (data.empty()) {  // new file: the magic, durable before any entry
-    if (!write_all(fd, magic, sizeof magic, 0) || ::fdatasync(fd) != 0) {
-      *error = errno_text("audit trail " + path + ": write");
+  return true;
+}
+
+// A whole entry with a valid checksum at `q`.
+bool valid_entry_at(const std::vector<uint8_t>& d, size_t q) {
+  if (d.size() - q < entry_head_bytes) return false;
+  uint32_t len = 0, crc = 0;
+  chain_hash chain{};
+  std::memcpy(&len, d.data() + q, 4);
+  std::memcpy(&crc, d.data() + q + 4, 4);
+  std::memcpy(chain.data(), d.data() + q + 8, 32);
+  return len <= audit_log::payload_bytes_max && d.size() - q - entry_head_bytes >= len &&
+         entry_crc(chain, d.data() + q + entry_head_bytes, len) == crc;
+}
+
+// A new trail file at `path` starting from `chain`, durable (directory entry included).
+int create_file(const std::string& path, const chain_hash& chain, std::string* error) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  uint8_t head[header_bytes];
+  std::memcpy(head, magic, sizeof magic);
+  std::memcpy(head + sizeof magic, chain.data(), chain.size());
+  if (fd < 0 || !write_all(fd, head, sizeof head, 0) || ::fdatasync(fd) != 0) {
+    *error = errno_text("audit trail " + path + ": create");
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string dir_of(const std::string& path) {
+  const auto d = std::filesystem::path(path).parent_path().string();
+  return d.empty() ? "." : d;
+}
+
+}  // namespace
+
+std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string* error, std::string* repaired,
+                                           uint64_t file_bytes_max) {
+  repaired->clear();
+  std::unique_ptr<audit_log> log(new audit_log());
+  log->path_ = path;
+  log->file_bytes_max_ = std::max<uint64_t>(file_bytes_max, header_bytes + entry_head_bytes + payload_bytes_max);
+  const std::string fresh = path + ".new";
+  std::error_code ec;
+  // An interrupted rotation: the new file was complete before either rename.
+  if (std::filesystem::exists(fresh, ec)) {
+    if (!std::filesystem::exists(path, ec)) {
+      if (::rename(fresh.c_str(), path.c_str()) != 0 || !fsync_dir(dir_of(path))) {
+        *error = errno_text("audit trail " + path + ": finishing a rotation");
+        return nullptr;
+      }
+      *repaired = path + ": an interrupted rotation was finished";
+    } else {
+      std::filesystem::remove(fresh, ec);  // the rotation had not begun: done again later
+    }
+  }
+  if (!std::filesystem::exists(path, ec)) {
+    log->fd_ = create_file(path, chain_hash{}, error);
+    if (log->fd_ < 0 || !fsync_dir(dir_of(path))) {
+      if (log->fd_ >= 0) *error = errno_text("audit trail " + path + ": directory fsync");
       return nullptr;
     }
-    log->size_ = sizeof magic;
+    log->size_ = header_bytes;
     return log;
   }
-  if (data.size() < sizeof magic || std::memcmp(data.data(), magic, sizeof magic) != 0) {
-    // A file cut inside its magic was created and never held an entry.
-    if (data.size() < sizeof magic && std::memcmp(data.data(), magic, data.size()) == 0) {
-      if (!write_all(fd, magic, sizeof magic, 0) || ::fdatasync(fd) != 0) {
+  log->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  std::vector<uint8_t> d;
+  if (log->fd_ < 0 || !read_all(log->fd_, &d)) {
+    *error = errno_text("audit trail " + path);
+    return nullptr;
+  }
+  if (d.size() < header_bytes || std::memcmp(d.data(), magic, sizeof magic) != 0) {
+    // Only the first file is created in place: a cut header of it holds the magic's
+    // prefix and zeros (its start chain), and no entry.
+    uint8_t first[header_bytes] = {};
+    std::memcpy(first, magic, sizeof magic);
+    if (d.size() < header_bytes && std::memcmp(d.data(), first, d.size()) == 0) {
+      if (!write_all(log->fd_, first, sizeof first, 0) || ::fdatasync(log->fd_) != 0) {
         *error = errno_text("audit trail " + path + ": write");
         return nullptr;
       }
-      log->size_ = sizeof magic;
+      log->size_ = header_bytes;
       *repaired = path + ": a torn header was completed";
       return log;
     }
     *error = "audit trail " + path + ": not an audit trail (bad magic at offset 0)";
     return nullptr;
   }
-  size_t pos = sizeof magic;
-  while (pos < data.size()) {
-    const size_t left = data.size() - pos;
-    uint32_t len = 0, crc = 0;
-    chain_hash chain{};
-    bool whole = left >= entry_head_bytes;
-    if (whole) {
-      std::memcpy(&len, data.data() + pos, 4);
-      std::memcpy(&crc, data.data() + pos + 4, 4);
-      std::memcpy(chain.data(), data.data() + pos + 8, 32);
-      whole = len <= payload_bytes_max && left >= entry_head_bytes + len;
-    }
-    const uint8_t* payload = data.data() + pos + entry_head_bytes;
-    const bool crc_ok = whole && entry_crc(chain, payload, len) == crc;
-    if (!whole || !crc_ok) {
-      // Torn: the bytes after the last whole entry are what an interrupted append
-      // leaves (zeros, or a prefix of the entry). Anything else is damage.
-      bool torn;
-      if (all_zero(data.data() + pos, left)) torn = true;
-      else if (left < entry_head_bytes) torn = true;
-      else if (len > payload_bytes_max) torn = false;
-      else if (left < entry_head_bytes + len) torn = true;
-      else torn = pos + entry_head_bytes + len == data.size();
-      if (!torn) {
+  std::memcpy(log->chain_.data(), d.data() + sizeof magic, 32);
+  size_t pos = header_bytes;
+  while (pos < d.size()) {
+    if (valid_entry_at(d, pos)) {
+      uint32_t len = 0;
+      chain_hash chain{};
+      std::memcpy(&len, d.data() + pos, 4);
+      std::memcpy(chain.data(), d.data() + pos + 8, 32);
+      const uint8_t* payload = d.data() + pos + entry_head_bytes;
+      if (link(log->chain_, payload, len) != chain) {
         *error = "audit trail " + path + ": entry " + std::to_string(log->entries_ + 1) + " at offset " +
-                 std::to_string(pos) + " is damaged (" + (len > payload_bytes_max ? "length" : "checksum") +
-                 ") and is not the last";
+                 std::to_string(pos) + " breaks the hash chain";
         return nullptr;
       }
-      if (::ftruncate(fd, off_t(pos)) != 0 || ::fdatasync(fd) != 0) {
-        *error = errno_text("audit trail " + path + ": cutting a torn tail");
-        return nullptr;
-      }
-      *repaired = path + ": torn last entry cut at offset " + std::to_string(pos) + " (" + std::to_string(left) +
-                  " bytes)";
-      break;
+      log->chain_ = chain;
+      ++log->entries_;
+      log->tail_.emplace_back(reinterpret_cast<const char*>(payload), len);
+      if (log->tail_.size() > tail_kept) log->tail_.pop_front();
+      pos += entry_head_bytes + len;
+      continue;
     }
-    if (link(log->chain_, payload, len) != chain) {
+    // Not a whole valid entry. Torn only if it is what one interrupted append leaves.
+    const size_t left = d.size() - pos;
+    uint32_t len = 0;
+    if (left >= 4) std::memcpy(&len, d.data() + pos, 4);
+    std::string why;
+    if (left > entry_head_bytes + payload_bytes_max) {
+      why = "more bytes follow than one entry holds";
+    } else if (left >= 4 && len > payload_bytes_max) {
+      why = "impossible length";
+    } else {
+      for (size_t q = pos + 1; q + entry_head_bytes <= d.size() && why.empty(); ++q)
+        if (valid_entry_at(d, q)) why = "a valid entry follows it at offset " + std::to_string(q);
+      if (why.empty() && left >= entry_head_bytes + len) {
+        // Whole-length, yet the checksum fails: torn only with a block never written.
+        bool zero_block = false;
+        for (size_t b = pos / block_bytes * block_bytes; b < d.size() && !zero_block; b += block_bytes) {
+          const size_t from = std::max(b, pos), to = std::min(b + block_bytes, d.size());
+          zero_block = all_zero(d.data() + from, to - from);
+        }
+        if (!zero_block) why = "checksum";
+      }
+    }
+    if (!why.empty()) {
       *error = "audit trail " + path + ": entry " + std::to_string(log->entries_ + 1) + " at offset " +
-               std::to_string(pos) + " breaks the hash chain";
+               std::to_string(pos) + " is damaged (" + why + ")";
       return nullptr;
     }
-    log->chain_ = chain;
-    ++log->entries_;
-    log->tail_.emplace_back(reinterpret_cast<const char*>(payload), len);
-    if (log->tail_.size() > tail_kept) log->tail_.pop_front();
-    pos += entry_head_bytes + len;
+    if (::ftruncate(log->fd_, off_t(pos)) != 0 || ::fdatasync(log->fd_) != 0) {
+      *error = errno_text("audit trail " + path + ": cutting a torn tail");
+      return nullptr;
+    }
+    *repaired = path + ": torn last entry cut at offset " + std::to_string(pos) + " (" + std::to_string(left) +
+                " bytes)";
+    break;
   }
   log->size_ = pos;
   return log;
@@ -150,12 +214,34 @@ audit_log::~audit_log() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+bool audit_log::rotate(std::string* error) {
+  const std::string fresh = path_ + ".new";
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  const std::string archived = path_ + "." + std::to_string(ns);
+  const int fd = create_file(fresh, chain_, error);
+  if (fd < 0) return false;
+  if (::rename(path_.c_str(), archived.c_str()) != 0 || ::rename(fresh.c_str(), path_.c_str()) != 0 ||
+      !fsync_dir(dir_of(path_))) {
+    *error = errno_text("audit trail " + path_ + ": rotation");
+    ::close(fd);
+    return false;
+  }
+  ::close(fd_);
+  fd_ = fd;
+  size_ = header_bytes;
+  entries_ = 0;
+  return true;
+}
+
 bool audit_log::append(std::string_view payload, std::string* error) {
   if (payload.size() > payload_bytes_max) {
     *error = "audit entry of " + std::to_string(payload.size()) + " bytes; the limit is " +
              std::to_string(payload_bytes_max);
     return false;
   }
+  if (size_ + entry_head_bytes + payload.size() > file_bytes_max_ && !rotate(error)) return false;
   const chain_hash chain = link(chain_, payload.data(), payload.size());
   std::vector<uint8_t> buf(entry_head_bytes + payload.size());
   const auto len = uint32_t(payload.size());

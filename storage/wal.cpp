@@ -58,15 +58,15 @@ chain_hash record_chain(const chain_hash& prev, const record_header& h, const ui
   return hasher.finish();
 }
 
+}  // namespace
+
 bool fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return false;
   bool ok = ::fsync(fd) == 0;
   ::close(fd);
   return ok;
 }
-
-}  // namespace
 
 failure_probes& failure_probes::instance() {
   static failure_probes p;
@@ -544,8 +544,9 @@ struct file_buf {
       // A direct read asks for whole blocks; the file's end cuts it short.
       const size_t ask = direct ? (want + wal_block_bytes - 1) / wal_block_bytes * wal_block_bytes : want;
       auto n = ::pread(fd, direct ? bounce.get() : data.data() + off, ask, off_t(off));
+      if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        *error = "wal: cannot read " + path + ": " + errno_text(errno);
+        *error = "wal: cannot read " + path + ": " + (n == 0 ? std::string("it shrank while being read") : errno_text(errno));
         ::close(fd);
         return false;
       }

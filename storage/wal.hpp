@@ -211,6 +211,9 @@ bool scan_wal(const wal_scan_options& opt,
               const std::function<bool(const wal_record_view&)>& on_record,
               wal_scan_result* result, std::string* error);
 
+// Makes a directory's entries (files created, renamed, removed) durable.
+bool fsync_dir(const std::string& dir);
+
 // Segment files in the directory, sorted by index.
 std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir);
 std::string segment_path(const std::string& dir, uint64_t index);

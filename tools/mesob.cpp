@@ -66,7 +66,7 @@ struct settings {
   std::string secret_file;
   std::string data_dir = "./var/mesob";
   bool json = false;
-  int timeout_ms = 30'000;
+  int timeout_ms = 300'000;  // log verify and snapshot on a big log take a while
   std::vector<std::string> words;  // the command; none: interactive
 
   [[nodiscard]] std::string address() const { return host + ":" + std::to_string(port); }

@@ -1,6 +1,9 @@
 // mesob-log: inspects a Mesob data directory's write-ahead log. Verifies every segment
 // header, record checksum, lsn and the SHA-256 hash chain, prints the records (or just
-// a summary) and the snapshot's position. Read-only: never cuts a torn tail.
+// a summary) and the snapshot's position. Read-only: never cuts a torn tail. It reads
+// with O_DIRECT, so it leaves no page in the cache that could hide a later append; but
+// on a running engine the tail moves while it reads and may look damaged: there, use
+// the admin command `log verify`, which stops at the durable lsn.
 // Exit status: 0 log intact (a torn tail is reported, not an error), 1 damaged, 2 usage.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -38,7 +41,7 @@ int main(int argc, char** argv) {
   std::string error;
   uint64_t ops = 0;
   std::string last_file;
-  wal_scan_options o{data_dir + "/wal", segment_mib << 20, false, true};  // read-only, O_DIRECT: safe on a live log
+  wal_scan_options o{data_dir + "/wal", segment_mib << 20, false, true};  // read-only, O_DIRECT
   wal_scan_result r;
   const bool ok = scan_wal(o, [&](const wal_record_view& v) {
     const auto& h = *v.header;

@@ -219,6 +219,8 @@ client::admin_outcome client::admin(const admin_request_msg& m) {
                         f.header.kind == uint16_t(frame_kind::response);
     if (!answer) continue;  // pushes and pongs
     if (f.header.request_id == id) break;
+    // An Error for no request (id 0: a slow reader or timeout cut-off) ends the wait.
+    if (f.header.request_id == 0 && f.header.kind == uint16_t(frame_kind::error)) break;
     early_[f.header.request_id] = std::move(f);
   }
   std::string why;

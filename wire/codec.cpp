@@ -444,10 +444,29 @@ std::vector<uint8_t> admin_response_body(const admin_response_msg& m) {
 }
 
 namespace {
-// Printable text only: admin words end up in the audit trail and on operators' screens.
+// Printable UTF-8 only: admin words end up in the audit trail and on operators'
+// screens, so no control character (C0, DEL, C1) and no invalid sequence (a lone byte
+// such as 0x9b is a control sequence introducer on some terminals).
 bool printable(std::string_view s) {
-  for (const unsigned char c : s)
-    if (c < 0x20 || c == 0x7f) return false;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    const size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+    for (size_t k = 1; k < n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = cp << 6 | (cc & 0x3f);
+    }
+    const uint32_t least = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+    if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f)) return false;
+    i += n;
+  }
   return true;
 }
 }  // namespace
@@ -465,7 +484,7 @@ bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, 
   }
   out->command = r->command()->str();
   if (!printable(out->command)) {
-    *why = "admin request: the command holds a control byte";
+    *why = "admin request: the command holds a control character or invalid UTF-8";
     return false;
   }
   if (const auto* args = r->args()) {
@@ -480,7 +499,7 @@ bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, 
       }
       out->args.push_back(a->str());
       if (!printable(out->args.back())) {
-        *why = "admin request: argument " + std::to_string(out->args.size()) + " holds a control byte";
+        *why = "admin request: argument " + std::to_string(out->args.size()) + " holds a control character or invalid UTF-8";
         return false;
       }
     }

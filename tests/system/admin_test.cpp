@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "support/engine_fixture.hpp"
@@ -240,4 +242,39 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
   }
   const int stopped = again.stop();
   EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << again.output();
+}
+
+// A damaged audit trail does not stop the engine: clients are served, and every admin
+// command is refused with the reason until the trail is repaired; nothing is written
+// to it meanwhile.
+TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on) {
+  temp_dir dir;
+  const std::string trail = dir.path() + "/admin-audit.log";
+  {
+    std::ofstream out(trail, std::ios::binary);
+    out << "not an audit trail, damaged beyond repair";
+  }
+  live_mesobd d(dir.path(), two_gateways());
+  ASSERT_TRUE(d.up()) << d.output();
+  EXPECT_NE(d.output().find("admin commands are refused: the audit trail cannot be opened"), std::string::npos)
+      << d.output();
+  std::string err;
+  auto pay = wire::client::connect(options(d.port(), "pay", pay_hex), &err);
+  ASSERT_TRUE(pay) << err;
+  std::vector<wire::account> accounts = {make_account(5)};
+  EXPECT_EQ(pay->call(wire::create_accounts_body(accounts)).reply.results.at(0), wire::result::ok);
+  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+  ASSERT_TRUE(ops) << err;
+  auto st = admin(*ops, "status");
+  EXPECT_EQ(st.code, admin_code::failed);
+  EXPECT_NE(st.message.find("bad magic"), std::string::npos) << st.message;
+  EXPECT_EQ(admin(*ops, "account freeze", {"5"}).code, admin_code::failed);
+  EXPECT_EQ(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{5})).reply.accounts.at(0).status,
+            wire::account_status::open);
+  const int stopped = d.stop();
+  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << d.output();
+  std::ifstream in(trail, std::ios::binary);
+  std::stringstream kept;
+  kept << in.rdbuf();
+  EXPECT_EQ(kept.str(), "not an audit trail, damaged beyond repair");
 }

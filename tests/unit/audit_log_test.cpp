@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -98,27 +99,98 @@ TEST(audit_log, damage_before_the_tail_or_a_broken_chain_refuses_to_open) {
   test::temp_dir dir;
   const std::string path = dir.path() + "/trail";
   const std::string whole = make_trail(path, 3);
+  constexpr size_t first = 40;  // the header: magic and start chain
   std::string err, rep;
-  // A flipped payload byte in the first entry (8 magic + 40 head bytes before it).
+  auto refused = [&](const std::string& bytes, const std::string& why) {
+    write_file(path, bytes);
+    EXPECT_FALSE(audit_log::open(path, &err, &rep)) << why;
+    EXPECT_NE(err.find(why), std::string::npos) << err;
+    EXPECT_EQ(read_file(path), bytes) << "nothing changed: " << why;
+  };
+  // A flipped payload byte in the first entry: a valid entry follows it.
   std::string bad = whole;
-  bad[8 + 40 + 2] ^= 0x20;
-  write_file(path, bad);
-  EXPECT_FALSE(audit_log::open(path, &err, &rep));
-  EXPECT_NE(err.find("entry 1 at offset 8 is damaged"), std::string::npos) << err;
-  EXPECT_EQ(read_file(path), bad);  // nothing changed
+  bad[first + 40 + 2] ^= 0x20;
+  refused(bad, "entry 1 at offset 40 is damaged (a valid entry follows it");
   // A length beyond the limit in the first entry.
   bad = whole;
-  bad[8 + 3] = char(0x7f);
-  write_file(path, bad);
-  EXPECT_FALSE(audit_log::open(path, &err, &rep));
-  EXPECT_NE(err.find("(length)"), std::string::npos) << err;
+  bad[first + 3] = char(0x7f);
+  refused(bad, "(impossible length)");
+  // A length that runs past the end of the file, in an earlier entry: not torn, since
+  // whole entries follow it.
+  bad = whole;
+  bad[first] = char(100);
+  refused(bad, "entry 1 at offset 40 is damaged (a valid entry follows it");
+  // The last entry whole, with a flipped byte and no block left unwritten.
+  bad = whole;
+  bad[bad.size() - 2] ^= 0x01;
+  refused(bad, "entry 3 at offset");
+  EXPECT_NE(err.find("(checksum)"), std::string::npos) << err;
   // The second entry dropped: the third's chain no longer links.
   const std::string one = make_trail(dir.path() + "/one", 1), two = make_trail(dir.path() + "/two", 2);
-  write_file(path, one + whole.substr(two.size()));
-  EXPECT_FALSE(audit_log::open(path, &err, &rep));
-  EXPECT_NE(err.find("breaks the hash chain"), std::string::npos) << err;
+  refused(one + whole.substr(two.size()), "breaks the hash chain");
+  // More bytes after the last whole entry than one append writes.
+  refused(whole + std::string(5000, 'x'), "more bytes follow than one entry holds");
   // Not a trail at all.
-  write_file(path, "hello world, not a trail");
-  EXPECT_FALSE(audit_log::open(path, &err, &rep));
-  EXPECT_NE(err.find("bad magic"), std::string::npos) << err;
+  refused("hello world, not a trail at all, no magic here", "bad magic");
+}
+
+// A whole-length last entry with a block that was never written (zeros) is what an
+// interrupted append leaves: torn, cut.
+TEST(audit_log, a_last_entry_with_an_unwritten_block_is_torn) {
+  test::temp_dir dir;
+  const std::string path = dir.path() + "/trail";
+  std::string err, rep;
+  {
+    auto log = audit_log::open(path, &err, &rep);
+    ASSERT_TRUE(log) << err;
+    ASSERT_TRUE(log->append("small", &err)) << err;
+    ASSERT_TRUE(log->append(std::string(4000, 'y'), &err)) << err;  // spans the 4 KiB boundary
+  }
+  std::string bytes = read_file(path);
+  ASSERT_GT(bytes.size(), 4096u);
+  for (size_t i = 4096; i < bytes.size(); ++i) bytes[i] = 0;  // its second block never reached the disk
+  write_file(path, bytes);
+  auto log = audit_log::open(path, &err, &rep);
+  ASSERT_TRUE(log) << err;
+  EXPECT_EQ(log->entries(), 1u);
+  EXPECT_NE(rep.find("torn last entry"), std::string::npos) << rep;
+}
+
+// Past file_bytes_max the file rotates: the full one is kept under a new name, the
+// chain runs on in the new file, and an interrupted rotation is finished at open.
+TEST(audit_log, rotates_past_its_size_limit_and_the_chain_runs_on) {
+  test::temp_dir dir;
+  const std::string path = dir.path() + "/trail";
+  constexpr uint64_t limit = 8192;
+  std::string err, rep;
+  storage::chain_hash head{};
+  {
+    auto log = audit_log::open(path, &err, &rep, limit);
+    ASSERT_TRUE(log) << err;
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->append("entry " + std::to_string(i) + std::string(200, '.'), &err)) << err;
+    EXPECT_LT(log->entries(), 100u);
+    EXPECT_EQ(log->tail(1).at(0).substr(0, 9), "entry 99.");
+    EXPECT_EQ(log->tail(100).size(), 100u);  // the tail spans the rotations
+    head = log->head();
+  }
+  size_t archived = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+    const auto name = f.path().filename().string();
+    if (name != "trail") {
+      ++archived;
+      EXPECT_EQ(name.rfind("trail.", 0), 0u) << name;
+      EXPECT_LE(f.file_size(), limit) << name;
+    }
+  }
+  EXPECT_GE(archived, 2u);
+  auto log = audit_log::open(path, &err, &rep, limit);
+  ASSERT_TRUE(log) << err;
+  EXPECT_TRUE(log->head() == head);
+  log.reset();
+  // A crash between the two renames of a rotation: only the new file is left.
+  ASSERT_EQ(::rename(path.c_str(), (path + ".new").c_str()), 0);
+  log = audit_log::open(path, &err, &rep, limit);
+  ASSERT_TRUE(log) << err;
+  EXPECT_NE(rep.find("interrupted rotation was finished"), std::string::npos) << rep;
+  EXPECT_TRUE(log->head() == head);
 }

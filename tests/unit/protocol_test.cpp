@@ -468,10 +468,16 @@ TEST(admin, requests_over_the_limits_are_refused_with_field_invalid) {
   };
   refused({"", {}}, "1 to 64 bytes");
   refused({std::string(admin_command_bytes_max + 1, 'a'), {}}, "1 to 64 bytes");
-  refused({"status\n", {}}, "control byte");
+  refused({"status\n", {}}, "control character");
   refused({"status", std::vector<std::string>(admin_args_max + 1, "1")}, "more than 16 arguments");
   refused({"account show", {std::string(admin_arg_bytes_max + 1, '1')}}, "longer than 256");
-  refused({"account show", {"4\t2"}}, "argument 1 holds a control byte");
+  refused({"account show", {"4\t2"}}, "argument 1 holds a control character");
+  refused({"account show", {"\x9b" "31m"}}, "invalid UTF-8");       // a lone C1 byte
+  refused({"account show", {"\xc2\x9b" "31m"}}, "control character");  // C1 as UTF-8
+  refused({"account show", {"\xc0\xaf"}}, "invalid UTF-8");        // overlong
+  // Printable UTF-8 passes.
+  EXPECT_TRUE(parse_admin_request(admin_request_body({"account show", {"\xe1\x8a\xa5\xe1\x89\xa1"}}), &out, &e))
+      << e.message;
   // Not an AdminRequest at all.
   EXPECT_FALSE(parse_admin_request(bytes_of("not a flatbuffer at all"), &out, &e));
   EXPECT_EQ(e.code, protocol_error::body_invalid);
