@@ -1,0 +1,275 @@
+#include "actors/equb_rules.hpp"
+
+#include <openssl/evp.h>
+
+#include <cstring>
+
+namespace mesob::actors::equb {
+
+namespace {
+
+seed sha256(const void* data, size_t n) {
+  seed out{};
+  unsigned len = 0;
+  EVP_Digest(data, n, out.data(), &len, EVP_sha256(), nullptr);
+  return out;
+}
+
+outcome fail(result r) {
+  outcome o;
+  o.code = r;
+  return o;
+}
+
+bool seat_of(const group_state& g, uint32_t seat_index, uint64_t wallet) {
+  return seat_index < g.seats.size() && g.seats[seat_index].wallet == wallet;
+}
+
+uint64_t deadline(const group_state& g) { return g.started_at + uint64_t(g.round) * g.cfg.period_ns; }
+
+void add(outcome& o, uint64_t dr, uint64_t cr, uint64_t amount, purpose why) {
+  if (amount > 0) o.transfers.push_back({dr, cr, amount, why});
+}
+
+}  // namespace
+
+std::string_view result_name(result r) {
+  switch (r) {
+    case result::ok: return "ok";
+    case result::contribution_must_not_be_zero: return "contribution_must_not_be_zero";
+    case result::amounts_too_large: return "amounts_too_large";
+    case result::period_must_not_be_zero: return "period_must_not_be_zero";
+    case result::fee_too_high: return "fee_too_high";
+    case result::currency_invalid: return "currency_invalid";
+    case result::accounts_must_differ: return "accounts_must_differ";
+    case result::guarantor_required: return "guarantor_required";
+    case result::rotation_invalid: return "rotation_invalid";
+    case result::default_policy_invalid: return "default_policy_invalid";
+    case result::group_not_forming: return "group_not_forming";
+    case result::group_not_active: return "group_not_active";
+    case result::group_full: return "group_full";
+    case result::not_a_member: return "not_a_member";
+    case result::leaving_after_start: return "leaving_after_start";
+    case result::too_few_seats: return "too_few_seats";
+    case result::wrong_currency: return "wrong_currency";
+    case result::wrong_amount: return "wrong_amount";
+    case result::round_already_paid: return "round_already_paid";
+    case result::round_not_open: return "round_not_open";
+    case result::already_contributed: return "already_contributed";
+    case result::round_not_due: return "round_not_due";
+    case result::seed_mismatch: return "seed_mismatch";
+  }
+  return "unknown";
+}
+
+result check_config(const group_config& c) {
+  if (c.contribution == 0) return result::contribution_must_not_be_zero;
+  // Every sum of a round (a pot, a payment with debts) stays far below 2^64.
+  constexpr uint64_t per_seat_max = (uint64_t(1) << 63) / (uint64_t(seats_max) * 4);
+  if (c.contribution > per_seat_max || c.late_penalty > per_seat_max) return result::amounts_too_large;
+  if (c.period_ns == 0) return result::period_must_not_be_zero;
+  if (c.fee_bp > bp_max) return result::fee_too_high;
+  if (!wire::currency_valid(c.currency)) return result::currency_invalid;
+  if (c.policy != rotation::fixed_order && c.policy != rotation::lottery) return result::rotation_invalid;
+  if (c.on_default != default_policy::pay_what_is_there && c.on_default != default_policy::cover_from_guarantor &&
+      c.on_default != default_policy::hold_round)
+    return result::default_policy_invalid;
+  if (c.escrow_account_id == 0 || c.fee_account_id == 0 || c.escrow_account_id == c.fee_account_id)
+    return result::accounts_must_differ;
+  if (c.on_default == default_policy::cover_from_guarantor) {
+    if (c.guarantor_account_id == 0) return result::guarantor_required;
+    if (c.guarantor_account_id == c.escrow_account_id || c.guarantor_account_id == c.fee_account_id)
+      return result::accounts_must_differ;
+  }
+  return result::ok;
+}
+
+group_state make_group(const group_config& c) {
+  group_state g;
+  g.cfg = c;
+  return g;
+}
+
+outcome join(group_state& g, uint64_t wallet) {
+  if (g.ph != phase::forming) return fail(result::group_not_forming);
+  if (g.seats.size() >= seats_max) return fail(result::group_full);
+  if (wallet == 0 || wallet == g.cfg.escrow_account_id) return fail(result::not_a_member);
+  outcome o;
+  seat s;
+  s.wallet = wallet;
+  s.paid = true;  // the deposit is round 1's contribution
+  s.paid_amount = g.cfg.contribution;
+  g.seats.push_back(s);
+  g.pot += g.cfg.contribution;
+  g.escrow += g.cfg.contribution;
+  add(o, wallet, g.cfg.escrow_account_id, g.cfg.contribution, purpose::deposit);
+  return o;
+}
+
+outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet) {
+  if (g.ph == phase::active) return fail(result::leaving_after_start);
+  if (g.ph != phase::forming) return fail(result::group_not_forming);
+  if (!seat_of(g, seat_index, wallet)) return fail(result::not_a_member);
+  outcome o;
+  const uint64_t back = g.seats[seat_index].paid_amount;
+  add(o, g.cfg.escrow_account_id, wallet, back, purpose::deposit_refund);
+  g.pot -= back;
+  g.escrow -= back;
+  g.seats.erase(g.seats.begin() + seat_index);
+  return o;
+}
+
+outcome start(group_state& g, uint64_t now, const seed& secret) {
+  if (g.ph != phase::forming) return fail(result::group_not_forming);
+  if (g.seats.size() < 2) return fail(result::too_few_seats);
+  g.ph = phase::active;
+  g.round = 1;
+  g.started_at = now;
+  if (g.cfg.policy == rotation::lottery) {
+    g.secret = secret;
+    g.commitment = seed_at(secret, uint32_t(g.seats.size()), 0);
+    g.last_revealed = g.commitment;
+  }
+  return {};
+}
+
+uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now) {
+  const seat& s = g.seats[seat_index];
+  uint64_t total = g.cfg.contribution + (now > deadline(g) ? g.cfg.late_penalty : 0);
+  for (const auto& d : s.debts) total += d.amount;
+  return total;
+}
+
+outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
+                   wire::currency_code currency, uint64_t now) {
+  if (g.ph != phase::active) return fail(result::group_not_active);
+  if (!seat_of(g, seat_index, wallet)) return fail(result::not_a_member);
+  if (currency != g.cfg.currency) return fail(result::wrong_currency);
+  if (round < g.round) return fail(result::round_already_paid);
+  if (round > g.round) return fail(result::round_not_open);
+  seat& s = g.seats[seat_index];
+  if (s.paid) return fail(result::already_contributed);
+  if (amount != owed(g, seat_index, now)) return fail(result::wrong_amount);
+  outcome o;
+  add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
+  for (const auto& d : s.debts) add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount, purpose::debt_forward);
+  s.debts.clear();
+  const uint64_t kept = g.cfg.contribution + (now > deadline(g) ? g.cfg.late_penalty : 0);
+  s.paid = true;
+  s.paid_amount = kept;
+  g.pot += kept;
+  g.escrow += kept;
+  return o;
+}
+
+bool round_due(const group_state& g, uint64_t now) {
+  if (g.ph != phase::active) return false;
+  bool all = true;
+  for (const auto& s : g.seats) all = all && s.paid;
+  if (all) return true;
+  return g.cfg.on_default != default_policy::hold_round && now > deadline(g) + g.cfg.grace_ns;
+}
+
+outcome close_round(group_state& g, uint64_t now) {
+  if (g.ph != phase::active) return fail(result::group_not_active);
+  if (!round_due(g, now)) return fail(result::round_not_due);
+  const auto n = uint32_t(g.seats.size());
+  std::vector<uint32_t> candidates;
+  for (uint32_t i = 0; i < n; ++i)
+    if (g.seats[i].received_round == 0) candidates.push_back(i);
+  outcome o;
+  uint32_t r = candidates.front();
+  if (g.cfg.policy == rotation::lottery) {
+    const seed revealed = seed_at(g.secret, n, g.round);
+    if (!seed_follows(revealed, g.last_revealed)) return fail(result::seed_mismatch);
+    r = draw(revealed, g.cfg.group_id, g.round, candidates);
+    o.revealed = revealed;
+    g.last_revealed = revealed;
+  }
+  seat& rs = g.seats[r];
+  // The unpaid: each missing due becomes a debt (the recipient's own missing due under
+  // pay_what_is_there simply leaves the pot short: it owes it to itself).
+  const bool cover = g.cfg.on_default == default_policy::cover_from_guarantor;
+  uint64_t gap = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    seat& s = g.seats[i];
+    if (s.paid) continue;
+    if (!cover && i == r) continue;
+    gap += g.cfg.contribution;
+    s.debts.push_back({g.round, g.cfg.contribution, cover ? g.cfg.guarantor_account_id : rs.wallet});
+  }
+  if (cover && gap > 0) {
+    add(o, g.cfg.guarantor_account_id, g.cfg.escrow_account_id, gap, purpose::cover);
+    g.pot += gap;
+    g.escrow += gap;
+  }
+  // The payout chain: fee, the recipient's own debts (oldest first, as far as it goes),
+  // the rest to the recipient.
+  const uint64_t fee = uint64_t((unsigned __int128)g.pot * g.cfg.fee_bp / bp_max);
+  uint64_t left = g.pot - fee;
+  add(o, g.cfg.escrow_account_id, g.cfg.fee_account_id, fee, purpose::fee);
+  size_t settled = 0;
+  for (auto& d : rs.debts) {
+    if (left == 0) break;
+    const uint64_t part = std::min(left, d.amount);
+    add(o, g.cfg.escrow_account_id, d.creditor_account_id, part, purpose::debt_forward);
+    left -= part;
+    d.amount -= part;
+    if (d.amount == 0) ++settled;
+  }
+  rs.debts.erase(rs.debts.begin(), rs.debts.begin() + ptrdiff_t(settled));
+  add(o, g.cfg.escrow_account_id, rs.wallet, left, purpose::payout);
+  g.escrow -= g.pot;
+  g.pot = 0;
+  rs.received_round = g.round;
+  o.recipient_seat = r;
+  if (candidates.size() == 1) {
+    g.ph = phase::completed;
+  } else {
+    ++g.round;
+    for (auto& s : g.seats) {
+      s.paid = false;
+      s.paid_amount = 0;
+    }
+  }
+  (void)now;
+  return o;
+}
+
+outcome dissolve(group_state& g) {
+  if (g.ph != phase::forming && g.ph != phase::active) return fail(result::group_not_active);
+  outcome o;
+  const bool forming = g.ph == phase::forming;
+  for (auto& s : g.seats) {
+    add(o, g.cfg.escrow_account_id, s.wallet, s.paid_amount, forming ? purpose::deposit_refund : purpose::refund);
+    g.escrow -= s.paid_amount;
+    s.paid_amount = 0;
+    s.paid = false;
+  }
+  g.pot = 0;
+  g.ph = phase::dissolved;
+  return o;
+}
+
+seed seed_at(const seed& secret, uint32_t n, uint32_t k) {
+  seed s = secret;
+  for (uint32_t i = k; i < n; ++i) s = sha256(s.data(), s.size());
+  return s;
+}
+
+bool seed_follows(const seed& revealed, const seed& previous) {
+  return sha256(revealed.data(), revealed.size()) == previous;
+}
+
+uint32_t draw(const seed& revealed, uint64_t group_id, uint32_t round, const std::vector<uint32_t>& candidates) {
+  uint8_t buf[32 + 8 + 4];
+  std::memcpy(buf, revealed.data(), 32);
+  std::memcpy(buf + 32, &group_id, 8);  // little-endian (wire/types.cpp checks the platform)
+  std::memcpy(buf + 40, &round, 4);
+  const seed h = sha256(buf, sizeof buf);
+  uint64_t v = 0;
+  std::memcpy(&v, h.data(), 8);
+  return candidates[size_t(v % candidates.size())];
+}
+
+}  // namespace mesob::actors::equb

@@ -1,0 +1,176 @@
+// Equb groups' rules as pure functions over a group's state: which result an operation
+// gets, how the state changes, and which ledger transfers carry the money. Every money
+// movement is a ledger transfer; these functions only decide them (the group actor
+// submits each list as one linked chain, all or nothing). Like ledger_rules, they read
+// nothing but their arguments, so replay decides every operation the same way.
+//
+// A group: N seats ("numbers"), each held by a member wallet (a member may hold several
+// seats, each receiving its own payout). Lifecycle:
+//   forming   seats join (paying the first contribution as a deposit into escrow) and
+//             leave (the deposit is returned); start needs at least 2 seats.
+//   active    round k of N (1-based). Round k's deadline is started_at + k * period;
+//             contributions after it pay the late penalty, into the pot. A round
+//             closes when every seat has paid, or when deadline + grace has passed
+//             (unless the default policy holds the round): seats that did not pay owe
+//             their due as a debt, and the pot is paid out to the round's recipient.
+//   completed every seat has received once; escrow is empty.
+//   dissolved the current round's payments (and forming deposits) are refunded to
+//             their payers, to the minor unit; escrow is empty.
+//
+// Contributions name their round and must pay exactly what the seat owes: its due,
+// the late penalty if past the deadline, and its outstanding debts, oldest first (each
+// debt forwarded from escrow to its creditor in the same chain). A payout pays the pot
+// less the fee (basis points, to the fee account) less the recipient's own debts
+// (settled to their creditors, oldest first, as far as the payout goes).
+//
+// Default policies when deadline + grace passes with seats unpaid:
+//   pay_what_is_there  the recipient gets the pot as collected; each missing due is a
+//                      debt whose creditor is that recipient's wallet (repaid later);
+//   cover_from_guarantor the guarantor account pays the gap into escrow and the pot is
+//                      whole; the debts' creditor is the guarantor;
+//   hold_round         the round waits for every seat (late penalties still apply).
+//
+// Recipients: fixed order (seat k receives in round k), or a lottery drawn from a seed
+// chain: at start the group holds a secret s_N (random, logged with the start) and
+// publishes the commitment s_0 = H^N(s_N) (H = SHA-256). Round k reveals s_k, which
+// anyone checks against the previous value (H(s_k) = s_{k-1}) before it is revealed no
+// one can compute it. The winner is the seat at index H(s_k || group id || k) mod R
+// among the R seats that have not received, in seat order.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "wire/types.hpp"
+
+namespace mesob::actors::equb {
+
+using seed = std::array<uint8_t, 32>;
+
+constexpr uint32_t seats_max = 1000;
+constexpr uint32_t bp_max = 10'000;  // basis points in 100%
+
+enum class rotation : uint8_t { fixed_order = 1, lottery = 2 };
+enum class default_policy : uint8_t { pay_what_is_there = 1, cover_from_guarantor = 2, hold_round = 3 };
+enum class phase : uint8_t { forming = 1, active = 2, completed = 3, dissolved = 4 };
+
+enum class result : uint8_t {
+  ok = 0,
+  // configuration
+  contribution_must_not_be_zero,
+  amounts_too_large,          // contribution + penalty times seats_max must fit 63 bits
+  period_must_not_be_zero,
+  fee_too_high,               // fee_bp over 10,000
+  currency_invalid,
+  accounts_must_differ,       // escrow, fee and guarantor accounts must be distinct and non-zero
+  guarantor_required,         // cover_from_guarantor without a guarantor account
+  rotation_invalid,
+  default_policy_invalid,
+  // membership and lifecycle
+  group_not_forming,
+  group_not_active,
+  group_full,                 // seats_max
+  not_a_member,               // no such seat, or it is held by another wallet
+  leaving_after_start,
+  too_few_seats,              // start with fewer than 2 seats
+  // contributions and rounds
+  wrong_currency,
+  wrong_amount,               // not exactly what the seat owes now (see owed())
+  round_already_paid,         // the contribution names a round that was paid out
+  round_not_open,             // it names a later round
+  already_contributed,        // this seat paid this round
+  round_not_due,              // close asked before every seat paid or grace passed
+  seed_mismatch,              // a revealed lottery seed does not hash to the previous one
+};
+[[nodiscard]] std::string_view result_name(result r);
+
+struct group_config {
+  uint64_t group_id = 0;
+  uint64_t escrow_account_id = 0;
+  uint64_t fee_account_id = 0;
+  uint64_t guarantor_account_id = 0;  // cover_from_guarantor only
+  wire::currency_code currency = 0;
+  uint64_t contribution = 0;  // per seat per round, minor units
+  uint64_t period_ns = 0;     // round length on the engine clock
+  uint64_t grace_ns = 0;
+  uint64_t late_penalty = 0;  // minor units, into the pot
+  uint32_t fee_bp = 0;        // of each payout, to the fee account
+  rotation policy = rotation::fixed_order;
+  default_policy on_default = default_policy::pay_what_is_there;
+};
+
+struct debt {
+  uint32_t round = 0;  // the round it was missed in
+  uint64_t amount = 0;
+  uint64_t creditor_account_id = 0;
+};
+
+struct seat {
+  uint64_t wallet = 0;
+  uint32_t received_round = 0;  // 0: not yet
+  bool paid = false;            // this round
+  uint64_t paid_amount = 0;     // paid into escrow this round (due and penalty; debts go on)
+  std::vector<debt> debts;      // oldest first
+};
+
+struct group_state {
+  group_config cfg;
+  phase ph = phase::forming;
+  uint32_t round = 0;  // 1..N while active
+  uint64_t started_at = 0;
+  std::vector<seat> seats;
+  uint64_t pot = 0;          // this round: dues and penalties paid, and any cover
+  uint64_t escrow = 0;       // what escrow must hold (the invariant the audit checks)
+  seed secret{};             // lottery: s_N, never shown until its rounds reveal it
+  seed commitment{};         // lottery: s_0, published at start
+  seed last_revealed{};      // lottery: s_{round-1} (s_0 before round 1 is drawn)
+};
+
+// A ledger transfer these rules ask for. The list one operation returns is one linked
+// chain.
+enum class purpose : uint8_t { deposit, deposit_refund, contribution, debt_forward, cover, payout, fee, refund };
+struct money {
+  uint64_t debit_account_id = 0;
+  uint64_t credit_account_id = 0;
+  uint64_t amount = 0;
+  purpose why = purpose::contribution;
+};
+
+struct outcome {
+  result code = result::ok;
+  std::vector<money> transfers;  // empty when code != ok
+  uint32_t recipient_seat = UINT32_MAX;  // a payout: which seat received
+  seed revealed{};                       // a lottery payout: the seed of that round
+};
+
+[[nodiscard]] result check_config(const group_config& c);
+[[nodiscard]] group_state make_group(const group_config& c);
+
+// Forming. Joining pays the first contribution into escrow as a deposit.
+outcome join(group_state& g, uint64_t wallet);
+outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet);
+// Starts round 1 at `now` (the deposits are its contributions). `secret` is the lottery
+// seed s_N (random, chosen by the engine and logged); ignored for fixed order.
+outcome start(group_state& g, uint64_t now, const seed& secret);
+
+// What `seat_index` owes at `now` to pay round g.round: due, penalty if late, debts.
+[[nodiscard]] uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now);
+outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
+                   wire::currency_code currency, uint64_t now);
+// Whether round g.round closes now: every seat paid, or deadline + grace passed (not
+// under hold_round).
+[[nodiscard]] bool round_due(const group_state& g, uint64_t now);
+// Closes the round: debts for the unpaid, cover, the recipient, the payout chain; then
+// the next round, or completion.
+outcome close_round(group_state& g, uint64_t now);
+outcome dissolve(group_state& g);
+
+// Lottery: s_k from s_N (N - k hashes), the check of a revealed seed, and the draw.
+[[nodiscard]] seed seed_at(const seed& secret, uint32_t n, uint32_t k);
+[[nodiscard]] bool seed_follows(const seed& revealed, const seed& previous);
+[[nodiscard]] uint32_t draw(const seed& revealed, uint64_t group_id, uint32_t round,
+                            const std::vector<uint32_t>& candidates);
+
+}  // namespace mesob::actors::equb
