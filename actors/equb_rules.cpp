@@ -39,12 +39,13 @@ std::string_view result_name(result r) {
     case result::contribution_must_not_be_zero: return "contribution_must_not_be_zero";
     case result::amounts_too_large: return "amounts_too_large";
     case result::period_must_not_be_zero: return "period_must_not_be_zero";
-    case result::fee_too_high: return "fee_too_high";
+    case result::basis_points_too_high: return "basis_points_too_high";
     case result::currency_invalid: return "currency_invalid";
     case result::accounts_must_differ: return "accounts_must_differ";
     case result::guarantor_required: return "guarantor_required";
     case result::rotation_invalid: return "rotation_invalid";
     case result::default_policy_invalid: return "default_policy_invalid";
+    case result::organizer_required: return "organizer_required";
     case result::group_not_forming: return "group_not_forming";
     case result::group_not_active: return "group_not_active";
     case result::group_full: return "group_full";
@@ -58,6 +59,10 @@ std::string_view result_name(result r) {
     case result::already_contributed: return "already_contributed";
     case result::round_not_due: return "round_not_due";
     case result::seed_mismatch: return "seed_mismatch";
+    case result::bidding_not_allowed: return "bidding_not_allowed";
+    case result::already_received: return "already_received";
+    case result::already_bid: return "already_bid";
+    case result::bid_outside_limits: return "bid_outside_limits";
   }
   return "unknown";
 }
@@ -68,9 +73,11 @@ result check_config(const group_config& c) {
   constexpr uint64_t per_seat_max = (uint64_t(1) << 63) / (uint64_t(seats_max) * 4);
   if (c.contribution > per_seat_max || c.late_penalty > per_seat_max) return result::amounts_too_large;
   if (c.period_ns == 0) return result::period_must_not_be_zero;
-  if (c.fee_bp > bp_max) return result::fee_too_high;
+  if (c.fee_bp > bp_max || c.max_discount_bp > bp_max || c.commission_bp > bp_max)
+    return result::basis_points_too_high;
   if (!wire::currency_valid(c.currency)) return result::currency_invalid;
-  if (c.policy != rotation::fixed_order && c.policy != rotation::lottery) return result::rotation_invalid;
+  if (c.policy != rotation::fixed_order && c.policy != rotation::lottery && c.policy != rotation::bidding)
+    return result::rotation_invalid;
   if (c.on_default != default_policy::pay_what_is_there && c.on_default != default_policy::cover_from_guarantor &&
       c.on_default != default_policy::hold_round)
     return result::default_policy_invalid;
@@ -80,6 +87,10 @@ result check_config(const group_config& c) {
     if (c.guarantor_account_id == 0) return result::guarantor_required;
     if (c.guarantor_account_id == c.escrow_account_id || c.guarantor_account_id == c.fee_account_id)
       return result::accounts_must_differ;
+  }
+  if (c.policy == rotation::bidding && c.commission_bp > 0) {
+    if (c.organizer_account_id == 0) return result::organizer_required;
+    if (c.organizer_account_id == c.escrow_account_id) return result::accounts_must_differ;
   }
   return result::ok;
 }
@@ -135,7 +146,7 @@ outcome start(group_state& g, uint64_t now, const seed& secret) {
 
 uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now) {
   const seat& s = g.seats[seat_index];
-  uint64_t total = g.cfg.contribution + (now > deadline(g) ? g.cfg.late_penalty : 0);
+  uint64_t total = g.cfg.contribution - s.credit + (now > deadline(g) ? g.cfg.late_penalty : 0);
   for (const auto& d : s.debts) total += d.amount;
   return total;
 }
@@ -154,12 +165,31 @@ outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_
   add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
   for (const auto& d : s.debts) add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount, purpose::debt_forward);
   s.debts.clear();
-  const uint64_t kept = g.cfg.contribution + (now > deadline(g) ? g.cfg.late_penalty : 0);
+  const uint64_t kept = g.cfg.contribution - s.credit + (now > deadline(g) ? g.cfg.late_penalty : 0);
   s.paid = true;
   s.paid_amount = kept;
   g.pot += kept;
   g.escrow += kept;
   return o;
+}
+
+uint64_t nominal_pot(const group_state& g) { return uint64_t(g.seats.size()) * g.cfg.contribution; }
+
+outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount) {
+  if (g.ph != phase::active) return fail(result::group_not_active);
+  if (g.cfg.policy != rotation::bidding) return fail(result::bidding_not_allowed);
+  if (!seat_of(g, seat_index, wallet)) return fail(result::not_a_member);
+  if (round < g.round) return fail(result::round_already_paid);
+  if (round > g.round) return fail(result::round_not_open);
+  seat& s = g.seats[seat_index];
+  if (s.received_round != 0) return fail(result::already_received);
+  if (s.bid != 0) return fail(result::already_bid);
+  const uint64_t nominal = nominal_pot(g);
+  const uint64_t lowest = nominal - uint64_t((unsigned __int128)nominal * g.cfg.max_discount_bp / bp_max);
+  if (amount == 0 || amount < lowest || amount > nominal) return fail(result::bid_outside_limits);
+  s.bid = amount;
+  s.bid_order = ++g.bids;
+  return {};
 }
 
 bool round_due(const group_state& g, uint64_t now) {
@@ -186,6 +216,14 @@ outcome close_round(group_state& g, uint64_t now) {
     o.revealed = revealed;
     g.last_revealed = revealed;
   }
+  if (g.cfg.policy == rotation::bidding) {  // the lowest bid, the earliest among equal ones
+    for (const uint32_t i : candidates) {
+      const seat& s = g.seats[i];
+      const seat& best = g.seats[r];
+      if (s.bid != 0 && (best.bid == 0 || s.bid < best.bid || (s.bid == best.bid && s.bid_order < best.bid_order)))
+        r = i;
+    }
+  }
   seat& rs = g.seats[r];
   // The unpaid: each missing due becomes a debt (the recipient's own missing due under
   // pay_what_is_there simply leaves the pot short: it owes it to itself).
@@ -194,19 +232,32 @@ outcome close_round(group_state& g, uint64_t now) {
   for (uint32_t i = 0; i < n; ++i) {
     seat& s = g.seats[i];
     if (s.paid) continue;
-    if (!cover && i == r) continue;
-    gap += g.cfg.contribution;
-    s.debts.push_back({g.round, g.cfg.contribution, cover ? g.cfg.guarantor_account_id : rs.wallet});
+    const uint64_t due = g.cfg.contribution - s.credit;
+    if ((!cover && i == r) || due == 0) continue;
+    gap += due;
+    s.debts.push_back({g.round, due, cover ? g.cfg.guarantor_account_id : rs.wallet});
   }
   if (cover && gap > 0) {
     add(o, g.cfg.guarantor_account_id, g.cfg.escrow_account_id, gap, purpose::cover);
     g.pot += gap;
     g.escrow += gap;
   }
+  // Every seat's credit (last round's dividend) was for this round: into the pot.
+  for (auto& s : g.seats) {
+    g.pot += s.credit;
+    s.credit = 0;
+  }
+  // Bidding: the winner's discount is withheld: commission, then the dividend.
+  const uint64_t discount = rs.bid == 0 ? 0 : std::min(g.pot, nominal_pot(g) - rs.bid);
+  const uint64_t commission =
+      std::min(uint64_t((unsigned __int128)discount * g.cfg.commission_bp / bp_max), g.cfg.commission_cap);
+  const uint64_t dividend = discount - commission;
+  add(o, g.cfg.escrow_account_id, g.cfg.organizer_account_id, commission, purpose::commission);
   // The payout chain: fee, the recipient's own debts (oldest first, as far as it goes),
   // the rest to the recipient.
-  const uint64_t fee = uint64_t((unsigned __int128)g.pot * g.cfg.fee_bp / bp_max);
-  uint64_t left = g.pot - fee;
+  const uint64_t gross = g.pot - discount;
+  const uint64_t fee = uint64_t((unsigned __int128)gross * g.cfg.fee_bp / bp_max);
+  uint64_t left = gross - fee;
   add(o, g.cfg.escrow_account_id, g.cfg.fee_account_id, fee, purpose::fee);
   size_t settled = 0;
   for (auto& d : rs.debts) {
@@ -219,11 +270,28 @@ outcome close_round(group_state& g, uint64_t now) {
   }
   rs.debts.erase(rs.debts.begin(), rs.debts.begin() + ptrdiff_t(settled));
   add(o, g.cfg.escrow_account_id, rs.wallet, left, purpose::payout);
-  g.escrow -= g.pot;
+  g.escrow -= g.pot - dividend;
   g.pot = 0;
   rs.received_round = g.round;
   o.recipient_seat = r;
-  if (candidates.size() == 1) {
+  const bool last = candidates.size() == 1;
+  // The dividend: equal shares, the remainder's minor units to the first seats; credits
+  // off the next contribution, or paid out after the last round.
+  for (uint32_t i = 0; i < n && dividend > 0; ++i) {
+    const uint64_t share = dividend / n + (i < dividend % n ? 1 : 0);
+    if (last) {
+      add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share, purpose::dividend);
+      g.escrow -= share;
+    } else {
+      g.seats[i].credit = share;
+    }
+  }
+  g.bids = 0;
+  for (auto& s : g.seats) {
+    s.bid = 0;
+    s.bid_order = 0;
+  }
+  if (last) {
     g.ph = phase::completed;
   } else {
     ++g.round;
@@ -241,9 +309,11 @@ outcome dissolve(group_state& g) {
   outcome o;
   const bool forming = g.ph == phase::forming;
   for (auto& s : g.seats) {
-    add(o, g.cfg.escrow_account_id, s.wallet, s.paid_amount, forming ? purpose::deposit_refund : purpose::refund);
-    g.escrow -= s.paid_amount;
+    add(o, g.cfg.escrow_account_id, s.wallet, s.paid_amount + s.credit,
+        forming ? purpose::deposit_refund : purpose::refund);
+    g.escrow -= s.paid_amount + s.credit;
     s.paid_amount = 0;
+    s.credit = 0;
     s.paid = false;
   }
   g.pot = 0;

@@ -30,8 +30,15 @@
 //                      whole; the debts' creditor is the guarantor;
 //   hold_round         the round waits for every seat (late penalties still apply).
 //
-// Recipients: fixed order (seat k receives in round k), or a lottery drawn from a seed
-// chain: at start the group holds a secret s_N (random, logged with the start) and
+// Recipients: fixed order (seat k receives in round k); bidding: seats that have not
+// received bid the amount they will take from the nominal pot (N x contribution), the
+// lowest bid wins (the earliest among equal ones; no bid: the first seat in order),
+// within max_discount_bp of the nominal pot. The discount (nominal pot - bid, at most
+// the pot) is withheld from the winner: the organizer's commission (commission_bp of
+// it, at most commission_cap) goes to the organizer account, and the rest is a dividend
+// shared by every seat (equal shares; the remainder's minor units to the first seats in
+// order) that lowers each seat's next contribution, or is paid to the seats at once
+// after the last round. Or a lottery drawn from a seed chain: at start the group holds a secret s_N (random, logged with the start) and
 // publishes the commitment s_0 = H^N(s_N) (H = SHA-256). Round k reveals s_k, which
 // anyone checks against the previous value (H(s_k) = s_{k-1}) before it is revealed no
 // one can compute it. The winner is the seat at index H(s_k || group id || k) mod R
@@ -52,7 +59,7 @@ using seed = std::array<uint8_t, 32>;
 constexpr uint32_t seats_max = 1000;
 constexpr uint32_t bp_max = 10'000;  // basis points in 100%
 
-enum class rotation : uint8_t { fixed_order = 1, lottery = 2 };
+enum class rotation : uint8_t { fixed_order = 1, lottery = 2, bidding = 3 };
 enum class default_policy : uint8_t { pay_what_is_there = 1, cover_from_guarantor = 2, hold_round = 3 };
 enum class phase : uint8_t { forming = 1, active = 2, completed = 3, dissolved = 4 };
 
@@ -62,12 +69,13 @@ enum class result : uint8_t {
   contribution_must_not_be_zero,
   amounts_too_large,          // contribution + penalty times seats_max must fit 63 bits
   period_must_not_be_zero,
-  fee_too_high,               // fee_bp over 10,000
+  basis_points_too_high,      // fee_bp, max_discount_bp or commission_bp over 10,000
   currency_invalid,
   accounts_must_differ,       // escrow, fee and guarantor accounts must be distinct and non-zero
   guarantor_required,         // cover_from_guarantor without a guarantor account
   rotation_invalid,
   default_policy_invalid,
+  organizer_required,         // bidding with a commission and no organizer account
   // membership and lifecycle
   group_not_forming,
   group_not_active,
@@ -82,6 +90,10 @@ enum class result : uint8_t {
   round_not_open,             // it names a later round
   already_contributed,        // this seat paid this round
   round_not_due,              // close asked before every seat paid or grace passed
+  bidding_not_allowed,        // a bid in a group that does not rotate by bidding
+  already_received,           // a bid from a seat that has received its payout
+  already_bid,                // this seat bid this round
+  bid_outside_limits,         // below nominal pot - max discount, or above the nominal pot
   seed_mismatch,              // a revealed lottery seed does not hash to the previous one
 };
 [[nodiscard]] std::string_view result_name(result r);
@@ -98,6 +110,11 @@ struct group_config {
   uint64_t late_penalty = 0;  // minor units, into the pot
   uint32_t fee_bp = 0;        // of each payout, to the fee account
   rotation policy = rotation::fixed_order;
+  // bidding only
+  uint32_t max_discount_bp = 0;   // largest discount a bid may offer, of the nominal pot
+  uint32_t commission_bp = 0;     // the organizer's share of the discount
+  uint64_t commission_cap = 0;    // at most this much commission per round
+  uint64_t organizer_account_id = 0;
   default_policy on_default = default_policy::pay_what_is_there;
 };
 
@@ -112,6 +129,9 @@ struct seat {
   uint32_t received_round = 0;  // 0: not yet
   bool paid = false;            // this round
   uint64_t paid_amount = 0;     // paid into escrow this round (due and penalty; debts go on)
+  uint64_t credit = 0;          // bidding: dividend held in escrow, off its next contribution
+  uint64_t bid = 0;             // bidding: this round's bid (0: none)
+  uint32_t bid_order = 0;       // bidding: which bid of the round it was (ties: earliest wins)
   std::vector<debt> debts;      // oldest first
 };
 
@@ -121,8 +141,9 @@ struct group_state {
   uint32_t round = 0;  // 1..N while active
   uint64_t started_at = 0;
   std::vector<seat> seats;
-  uint64_t pot = 0;          // this round: dues and penalties paid, and any cover
-  uint64_t escrow = 0;       // what escrow must hold (the invariant the audit checks)
+  uint64_t pot = 0;          // this round: dues and penalties paid, credits used, any cover
+  uint64_t escrow = 0;       // what escrow must hold: pot + every seat's credit (the audit's invariant)
+  uint32_t bids = 0;         // bids this round
   seed secret{};             // lottery: s_N, never shown until its rounds reveal it
   seed commitment{};         // lottery: s_0, published at start
   seed last_revealed{};      // lottery: s_{round-1} (s_0 before round 1 is drawn)
@@ -130,7 +151,9 @@ struct group_state {
 
 // A ledger transfer these rules ask for. The list one operation returns is one linked
 // chain.
-enum class purpose : uint8_t { deposit, deposit_refund, contribution, debt_forward, cover, payout, fee, refund };
+enum class purpose : uint8_t {
+  deposit, deposit_refund, contribution, debt_forward, cover, payout, fee, refund, commission, dividend
+};
 struct money {
   uint64_t debit_account_id = 0;
   uint64_t credit_account_id = 0;
@@ -159,6 +182,10 @@ outcome start(group_state& g, uint64_t now, const seed& secret);
 [[nodiscard]] uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now);
 outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
                    wire::currency_code currency, uint64_t now);
+// A bid for round g.round: the amount the seat will take from the nominal pot.
+outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount);
+// The nominal pot: seats x contribution.
+[[nodiscard]] uint64_t nominal_pot(const group_state& g);
 // Whether round g.round closes now: every seat paid, or deadline + grace passed (not
 // under hold_round).
 [[nodiscard]] bool round_due(const group_state& g, uint64_t now);

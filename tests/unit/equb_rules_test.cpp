@@ -18,7 +18,7 @@ using namespace mesob::actors::equb;
 
 namespace {
 
-constexpr uint64_t escrow = 900, fee_acct = 901, guarantor = 902;
+constexpr uint64_t escrow = 900, fee_acct = 901, guarantor = 902, organizer = 903;
 constexpr uint64_t c = 50'000;  // 500.00 ETB
 constexpr uint64_t period = 1'000'000'000ull * 3600 * 24 * 30;
 constexpr uint64_t grace = 1'000'000'000ull * 3600 * 24 * 3;
@@ -65,7 +65,9 @@ void step(ledger& l, const group_state& g, const outcome& o) {
   l.apply(o);
   EXPECT_EQ(l.total(), before);
   EXPECT_EQ(l.bal[escrow], int64_t(g.escrow));
-  EXPECT_EQ(g.escrow, g.pot);
+  uint64_t credits = 0;
+  for (const auto& seat : g.seats) credits += seat.credit;
+  EXPECT_EQ(g.escrow, g.pot + credits);
 }
 
 const seed secret_a = [] {
@@ -107,7 +109,22 @@ TEST(equb_rules, configuration_errors) {
   bad([](group_config& g) { g.contribution = uint64_t(1) << 62; }, result::amounts_too_large);
   bad([](group_config& g) { g.late_penalty = uint64_t(1) << 62; }, result::amounts_too_large);
   bad([](group_config& g) { g.period_ns = 0; }, result::period_must_not_be_zero);
-  bad([](group_config& g) { g.fee_bp = bp_max + 1; }, result::fee_too_high);
+  bad([](group_config& g) { g.fee_bp = bp_max + 1; }, result::basis_points_too_high);
+  bad([](group_config& g) { g.max_discount_bp = bp_max + 1; }, result::basis_points_too_high);
+  bad([](group_config& g) { g.commission_bp = bp_max + 1; }, result::basis_points_too_high);
+  bad(
+      [](group_config& g) {
+        g.policy = rotation::bidding;
+        g.commission_bp = 100;
+      },
+      result::organizer_required);
+  bad(
+      [](group_config& g) {
+        g.policy = rotation::bidding;
+        g.commission_bp = 100;
+        g.organizer_account_id = escrow;
+      },
+      result::accounts_must_differ);
   bad([](group_config& g) { g.currency = 0; }, result::currency_invalid);
   bad([](group_config& g) { g.policy = rotation(9); }, result::rotation_invalid);
   bad([](group_config& g) { g.on_default = default_policy(9); }, result::default_policy_invalid);
@@ -344,6 +361,75 @@ TEST(equb_rules, twelve_seat_lottery_runs_to_completion_and_every_draw_verifies)
   EXPECT_NE(order3, order);
 }
 
+group_config bidding_config() {
+  auto cfg = config(rotation::bidding);
+  cfg.contribution = 10'000;
+  cfg.max_discount_bp = 3000;  // bids down to 70% of the nominal pot
+  cfg.commission_bp = 1000;    // the organizer takes 10% of the discount
+  cfg.commission_cap = 1'000;
+  cfg.organizer_account_id = organizer;
+  return cfg;
+}
+
+// Bidding: the lowest bid wins (the earliest of equal ones); the discount less the
+// organizer's commission is a dividend that lowers every seat's next contribution, to
+// the minor unit.
+TEST(equb_rules, bidding_lowest_bid_wins_and_the_dividend_lowers_next_contributions) {
+  ledger l;
+  auto g = started(l, 4, bidding_config());
+  ASSERT_EQ(nominal_pot(g), 40'000u);
+  EXPECT_EQ(bid(g, 1, wallet(1), 1, 36'000).code, result::ok);
+  EXPECT_EQ(bid(g, 2, wallet(2), 1, 33'999).code, result::ok);
+  EXPECT_EQ(bid(g, 3, wallet(3), 1, 33'999).code, result::ok);  // equal, later: loses
+  EXPECT_EQ(bid(g, 2, wallet(2), 1, 30'000).code, result::already_bid);
+  EXPECT_EQ(bid(g, 0, wallet(0), 1, 27'999).code, result::bid_outside_limits);
+  EXPECT_EQ(bid(g, 0, wallet(0), 1, 40'001).code, result::bid_outside_limits);
+  EXPECT_EQ(bid(g, 0, wallet(0), 1, 0).code, result::bid_outside_limits);
+  EXPECT_EQ(bid(g, 0, wallet(1), 1, 30'000).code, result::not_a_member);
+  EXPECT_EQ(bid(g, 0, wallet(0), 2, 30'000).code, result::round_not_open);
+  const auto o = close_round(g, 1);
+  ASSERT_EQ(o.code, result::ok);
+  EXPECT_EQ(o.recipient_seat, 2u);
+  step(l, g, o);
+  // Discount 6,001: commission 600 (10%, under the cap), dividend 5,401 = 4 x 1,350 + 1.
+  EXPECT_EQ(l.bal[organizer], 600);
+  const uint64_t gross = 40'000 - 6'001, fee = gross / 100;
+  EXPECT_EQ(l.bal[wallet(2)], -10'000 + int64_t(gross - fee));
+  EXPECT_EQ(g.seats[0].credit, 1'351u);
+  for (uint32_t i = 1; i < 4; ++i) EXPECT_EQ(g.seats[i].credit, 1'350u);
+  EXPECT_EQ(l.bal[escrow], 5'401);
+  EXPECT_EQ(owed(g, 0, period), 10'000u - 1'351u);
+  EXPECT_EQ(owed(g, 1, period), 10'000u - 1'350u);
+  EXPECT_EQ(bid(g, 2, wallet(2), 2, 36'000).code, result::already_received);
+  EXPECT_EQ(bid(g, 2, wallet(2), 1, 36'000).code, result::round_already_paid);
+  // Round 2 without bids: the first seat in order that has not received.
+  everyone_pays(l, g, period);
+  const auto o2 = close_round(g, period);
+  EXPECT_EQ(o2.recipient_seat, 0u);
+  step(l, g, o2);
+  EXPECT_EQ(l.bal[escrow], 0);
+  // A group that does not bid refuses bids.
+  ledger lf;
+  auto fixed = started(lf, 2, config());
+  EXPECT_EQ(bid(fixed, 1, wallet(1), 1, 2 * c).code, result::bidding_not_allowed);
+}
+
+// A discount in the last round has no next contribution to lower: the dividend is paid
+// to the seats at once, and escrow ends empty.
+TEST(equb_rules, bidding_dividend_of_the_last_round_is_paid_out) {
+  ledger l;
+  auto g = started(l, 2, bidding_config());
+  step(l, g, close_round(g, 1));  // seat 0, no bids
+  everyone_pays(l, g, period);
+  EXPECT_EQ(bid(g, 1, wallet(1), 2, 18'000).code, result::ok);  // discount 2,000
+  const int64_t w0 = l.bal[wallet(0)];
+  step(l, g, close_round(g, period));
+  EXPECT_EQ(g.ph, phase::completed);
+  EXPECT_EQ(l.bal[escrow], 0);
+  EXPECT_EQ(l.bal[organizer], 200);
+  EXPECT_EQ(l.bal[wallet(0)], w0 + 900);  // half of the 1,800 dividend
+}
+
 TEST(equb_rules, dissolving_refunds_the_current_round_to_the_minor_unit) {
   ledger l;
   auto g = started(l, 3, config());
@@ -379,9 +465,11 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
               static_cast<unsigned long long>(s));
   std::mt19937_64 rng(s);
   for (int group = 0; group < 200; ++group) {
-    const auto rot = rng() % 2 ? rotation::lottery : rotation::fixed_order;
+    const auto rot = rotation(1 + rng() % 3);
     const auto pol = default_policy(1 + rng() % 3);
-    auto cfg = config(rot, pol);
+    auto cfg = rot == rotation::bidding ? bidding_config() : config(rot, pol);
+    cfg.on_default = pol;
+    cfg.guarantor_account_id = pol == default_policy::cover_from_guarantor ? guarantor : 0;
     cfg.group_id = uint64_t(group);
     cfg.fee_bp = uint32_t(rng() % 500);
     cfg.contribution = 1 + rng() % 100'000;
@@ -404,6 +492,13 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
         step(l, g, contribute(g, i, wallet(i), g.round, owed(g, i, at), cfg.currency, at));
         ASSERT_FALSE(HasFailure()) << "seed " << s << " group " << group;
       }
+      if (rot == rotation::bidding)
+        for (uint32_t i = 0; i < n; ++i)
+          if (rng() % 3 == 0 && g.seats[i].received_round == 0) {
+            const uint64_t nominal = nominal_pot(g), span = nominal * cfg.max_discount_bp / bp_max;
+            const auto o = bid(g, i, wallet(i), g.round, nominal - rng() % (span + 1));
+            ASSERT_EQ(o.code, result::ok) << "seed " << s << ": " << result_name(o.code);
+          }
       if (dissolve_midway && round == n / 2) {
         step(l, g, dissolve(g));
         break;
