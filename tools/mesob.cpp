@@ -12,7 +12,8 @@
 //   mesob --json account show 42   the same, as one JSON object on stdout
 //   mesob                          interactive: GNU readline prompt, history in
 //                                  $MESOB_HISTORY or ~/.mesob_history, Tab completion of
-//                                  command words and of ids seen in the session, `help`
+//                                  command words and of ids seen in the session, `help`;
+//                                  Ctrl-C drops the line or stops a wait, never the console
 //   mesob < commands               one command a line, printed as one-shot; the exit
 //                                  status is the last failing command's
 //
@@ -28,6 +29,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <clocale>
+#include <csignal>
+#include <cwchar>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -332,11 +336,8 @@ std::string unknown_command_message(const std::vector<command_info>& catalogue,
 
 // The codec's limits, checked before sending (the server would refuse the frame).
 bool request_within_limits(const wire::admin_request_msg& m, std::string* error) {
-  const auto control = [](std::string_view s) {
-    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-  };
-  if (m.command.empty() || m.command.size() > wire::admin_command_bytes_max || control(m.command)) {
-    *error = "a command is 1 to " + std::to_string(wire::admin_command_bytes_max) + " printable bytes";
+  if (m.command.empty() || m.command.size() > wire::admin_command_bytes_max || !wire::printable_utf8(m.command)) {
+    *error = "a command is 1 to " + std::to_string(wire::admin_command_bytes_max) + " bytes of printable UTF-8";
     return false;
   }
   if (m.args.size() > wire::admin_args_max) {
@@ -344,8 +345,9 @@ bool request_within_limits(const wire::admin_request_msg& m, std::string* error)
     return false;
   }
   for (const auto& a : m.args)
-    if (a.size() > wire::admin_arg_bytes_max || control(a)) {
-      *error = "an argument is at most " + std::to_string(wire::admin_arg_bytes_max) + " printable bytes";
+    if (a.size() > wire::admin_arg_bytes_max || !wire::printable_utf8(a)) {
+      *error = "an argument is at most " + std::to_string(wire::admin_arg_bytes_max) +
+               " bytes of printable UTF-8 (no control characters)";
       return false;
     }
   return true;
@@ -353,25 +355,77 @@ bool request_within_limits(const wire::admin_request_msg& m, std::string* error)
 
 // ---- output -------------------------------------------------------------------------
 
-// Columns on a terminal: UTF-8 continuation bytes take none.
-size_t display_width(std::string_view s) {
-  return size_t(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xc0) != 0x80; }));
+// The length of the valid UTF-8 sequence at s[i] (2 to 4 bytes), or 0.
+size_t utf8_sequence(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char lead = byte(i);
+  size_t n = 0;
+  uint32_t cp = 0;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    n = 2;
+    cp = lead & 0x1f;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    n = 3;
+    cp = lead & 0x0f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    n = 4;
+    cp = lead & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) return 0;
+    cp = cp << 6 | (byte(i + k) & 0x3f);
+  }
+  if (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) return 0;
+  if (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) return 0;
+  return n;
 }
 
-// Text for a terminal: control bytes shown as \xNN, never sent raw.
+// The code point of the valid sequence of n bytes at s[i].
+uint32_t code_point(std::string_view s, size_t i, size_t n) {
+  uint32_t cp = static_cast<unsigned char>(s[i]) & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+  for (size_t k = 1; k < n; ++k) cp = cp << 6 | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+  return cp;
+}
+
+// Text for a terminal: control characters (C0, DEL, C1) and bytes that are not UTF-8
+// shown as \xNN, never sent raw (some terminals take a lone 0x9b as a control sequence).
 std::string shown(std::string_view s) {
   std::string out;
-  for (const char c : s) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b < 0x20 || b == 0x7f) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\x%02x", b);
-      out += esc;
-    } else {
-      out += c;
+  for (size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const size_t n = b < 0x80 ? 1 : utf8_sequence(s, i);
+    const bool control = b < 0x20 || b == 0x7f || n == 0 || (n == 2 && code_point(s, i, 2) < 0xa0);
+    if (control) {
+      const size_t bytes = n == 0 ? 1 : n;
+      for (size_t k = 0; k < bytes; ++k) {
+        char esc[8];
+        std::snprintf(esc, sizeof esc, "\\x%02x", static_cast<unsigned char>(s[i + k]));
+        out += esc;
+      }
+      i += bytes;
+      continue;
     }
+    out.append(s.substr(i, n));
+    i += n;
   }
   return out;
+}
+
+// Columns a shown() string takes on a terminal: wide characters two, combining marks
+// none (wcwidth, under the user's locale; one per character where it cannot tell).
+size_t display_width(std::string_view s) {
+  size_t w = 0;
+  for (size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const size_t n = b < 0x80 ? 1 : std::max<size_t>(1, utf8_sequence(s, i));
+    const int cw = n == 1 ? 1 : ::wcwidth(wchar_t(code_point(s, i, n)));
+    w += cw < 0 ? 1 : size_t(cw);
+    i += n;
+  }
+  return w;
 }
 
 void pad(std::string& out, size_t n) { out.append(n, ' '); }
@@ -445,34 +499,6 @@ std::string format_text(const wire::admin_response_msg& r, bool with_message) {
     append_section(out, r.sections[i]);
   }
   return out;
-}
-
-// The length of the valid UTF-8 sequence at s[i] (2 to 4 bytes), or 0.
-size_t utf8_sequence(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char lead = byte(i);
-  size_t n = 0;
-  uint32_t cp = 0;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    n = 2;
-    cp = lead & 0x1f;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    n = 3;
-    cp = lead & 0x0f;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    n = 4;
-    cp = lead & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (byte(i + k) & 0x3f);
-  }
-  if (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) return 0;
-  if (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) return 0;
-  return n;
 }
 
 // A JSON string: quotes, backslashes and control characters escaped, bytes that are not
@@ -638,7 +664,7 @@ class console {
   // re-opened first.
   reply execute(const std::vector<std::string>& words, const std::string& unknown_hint) {
     reply r;
-    if (client_ && std::chrono::steady_clock::now() - last_answer_ > probe_after && !alive()) client_.reset();
+    if (client_ && std::chrono::steady_clock::now() - last_sent_ > probe_after && !alive()) client_.reset();
     if (!client_ && !connect(&r.fail)) return r;
     wire::admin_request_msg m;
     const command_info* c = resolve(catalogue_, words);
@@ -687,18 +713,24 @@ class console {
   // command must not be lost to that, so a ping answered by a pong comes first.
   bool alive() {
     constexpr uint64_t probe_id = uint64_t(1) << 63;  // admin() numbers its requests from 1
+    constexpr int probe_timeout_ms = 2'000;             // a live server answers a ping at once
     std::string error;
     if (!client_->send_frame(wire::frame_kind::ping, probe_id, {}, &error)) return false;
+    client_->set_timeout_ms(std::min(probe_timeout_ms, s_.timeout_ms));
     wire::client::frame_in f;
-    while (client_->read_frame(&f, &error))
-      if (f.header.kind == uint16_t(wire::frame_kind::pong) && f.header.request_id == probe_id) return true;
-    return false;
+    bool alive = false;
+    while (!alive && client_->read_frame(&f, &error))
+      alive = f.header.kind == uint16_t(wire::frame_kind::pong) && f.header.request_id == probe_id;
+    client_->set_timeout_ms(s_.timeout_ms);
+    last_sent_ = std::chrono::steady_clock::now();
+    return alive;
   }
 
   reply call(const wire::admin_request_msg& m) {
     reply r;
+    // mesobd's idle clock runs from the last frame it received: time from the send.
+    last_sent_ = std::chrono::steady_clock::now();
     auto o = client_->admin(m);
-    last_answer_ = std::chrono::steady_clock::now();
     if (o.ok) {
       r.answered = true;
       r.response = std::move(o.response);
@@ -706,8 +738,8 @@ class console {
     }
     if (o.server_error) {
       const auto code = o.error.code;
-      if (code == wire::protocol_error::role_denied) {
-        r.fail = {exit_refused, "role_denied", "gateway '" + s_.gateway + "' does not have the admin role"};
+      if (code == wire::protocol_error::field_invalid || code == wire::protocol_error::body_invalid) {
+        r.fail = {exit_usage, "arguments_invalid", o.error.message};
       } else if (code == wire::protocol_error::wrong_port) {
         r.fail = {exit_connection, "connection_failed",
                   s_.address() + " is not mesobd's admin port (its client port? see mesobd --admin-port)"};
@@ -719,11 +751,12 @@ class console {
       if (wire::protocol_error_closes(code)) client_.reset();
       return r;
     }
-    const bool timed_out = client_->timed_out();
+    const bool timed_out = client_->timed_out(), interrupted = client_->interrupted();
     client_.reset();  // its state is unknown: the next command reconnects
     r.fail = {exit_connection, "connection_failed",
-              timed_out ? "no answer from " + s_.address() + " within " + std::to_string(s_.timeout_ms) + " ms"
-                        : "lost the connection to " + s_.address() + ": " + strip_client_prefix(o.failure)};
+              interrupted ? "interrupted; the command may still run on the server"
+              : timed_out ? "no answer from " + s_.address() + " within " + std::to_string(s_.timeout_ms) + " ms"
+                          : "lost the connection to " + s_.address() + ": " + strip_client_prefix(o.failure)};
     return r;
   }
 
@@ -740,7 +773,7 @@ class console {
   std::vector<uint8_t> secret_;
   bool with_catalogue_ = true;
   std::unique_ptr<wire::client> client_;
-  std::chrono::steady_clock::time_point last_answer_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_sent_ = std::chrono::steady_clock::now();
   bool have_catalogue_ = false;
   std::vector<command_info> catalogue_;
   std::set<std::string> ids_;
@@ -748,13 +781,10 @@ class console {
 };
 
 // `help`: every command with its arguments and summary; `help <words>`: one command.
-// Returns false for an unknown command (after printing why: on stdout at a terminal's
-// prompt, else on stderr).
-bool print_help(const console& con, const std::vector<std::string>& words, bool terminal) {
-  FILE* err = terminal ? stdout : stderr;
+// Returns false, with *f saying why, for an unknown command (printed like any failure).
+bool print_help(const console& con, const std::vector<std::string>& words, bool terminal, failure* f) {
   if (!con.have_catalogue()) {
-    std::fprintf(err, "error (command_unknown): the server at %s sent no command catalogue\n",
-                 con.options().address().c_str());
+    *f = {exit_usage, "command_unknown", "the server at " + con.options().address() + " sent no command catalogue"};
     return false;
   }
   const auto& cat = con.catalogue();
@@ -784,10 +814,8 @@ bool print_help(const console& con, const std::vector<std::string>& words, bool 
   for (const auto& c : cat)
     if (c.words == words) hit = &c;
   if (!hit) {
-    std::fprintf(err, "error (command_unknown): %s\n",
-                 shown(unknown_command_message(cat, words, terminal ? "help lists the commands"
-                                                                    : "mesob help lists the commands"))
-                     .c_str());
+    *f = {exit_usage, "command_unknown",
+          unknown_command_message(cat, words, terminal ? "help lists the commands" : "mesob help lists the commands")};
     return false;
   }
   std::printf("%s\n  %s\n", shown(usage(*hit)).c_str(), shown(hit->summary).c_str());
@@ -798,6 +826,22 @@ bool print_help(const console& con, const std::vector<std::string>& words, bool 
 // ---- interactive ----------------------------------------------------------------------
 
 console* g_console = nullptr;          // readline's callbacks are plain functions
+volatile std::sig_atomic_t g_interrupt = 0;
+
+// Ctrl-C: at the prompt it drops the line being typed and gives a fresh prompt; during
+// a command it stops the wait (the command may still run on the server), drops the
+// connection and gives the prompt back. It never ends the console (Ctrl-D or quit do).
+void on_sigint(int) { g_interrupt = 1; }
+int on_signal_event() {  // readline: a read was interrupted by a signal
+  if (g_interrupt) {
+    g_interrupt = 0;
+    rl_crlf();
+    rl_replace_line("", 0);
+    rl_on_new_line();
+    rl_redisplay();
+  }
+  return 0;
+}
 std::vector<std::string> g_completions;  // the candidates of the current completion
 
 // Candidates for the word after `words`: the next command word of every command that
@@ -858,6 +902,13 @@ int interactive(console& con) {
     rl_attempted_completion_function = complete;
     rl_basic_word_break_characters = " \t\n";
     rl_completer_quote_characters = "\"";
+    rl_catch_signals = 0;  // SIGINT is ours (on_sigint), not readline's
+    rl_signal_event_hook = on_signal_event;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a wait for the server returns EINTR
+    ::sigaction(SIGINT, &sa, nullptr);
     using_history();
     stifle_history(history_lines_max);
     if (!history.empty()) {
@@ -871,6 +922,7 @@ int interactive(console& con) {
   for (;;) {
     std::string line;
     if (terminal) {
+      g_interrupt = 0;
       char* raw = readline(prompt.c_str());
       if (raw == nullptr) {  // Ctrl-D
         std::fputc('\n', stdout);
@@ -895,13 +947,17 @@ int interactive(console& con) {
       }
     }
     if (!split) {
-      std::fprintf(terminal ? stdout : stderr, "error (arguments_invalid): %s\n", error.c_str());
+      print_reply(con.options(), reply{false, {}, {exit_usage, "arguments_invalid", error}}, terminal);
       status = exit_usage;
       continue;
     }
     if ((words[0] == "quit" || words[0] == "exit") && words.size() == 1) break;
     if (words[0] == "help") {
-      if (!print_help(con, {words.begin() + 1, words.end()}, terminal)) status = exit_usage;
+      failure f;
+      if (!print_help(con, {words.begin() + 1, words.end()}, terminal, &f)) {
+        print_reply(con.options(), reply{false, {}, f}, terminal);
+        status = exit_usage;
+      }
       continue;
     }
     const reply r = con.execute(words, "help lists the commands");
@@ -919,6 +975,7 @@ int interactive(console& con) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setlocale(LC_CTYPE, "");  // for the widths of characters in tables
   settings s;
   CLI::App app{"mesob - the Mesob operator console: admin commands on mesobd's admin port"};
   app.footer(
@@ -981,7 +1038,12 @@ int main(int argc, char** argv) {
     return f.exit;
   }
   if (s.words.empty()) return interactive(con);
-  if (s.words[0] == "help") return print_help(con, {s.words.begin() + 1, s.words.end()}, false) ? exit_ok : exit_usage;
+  if (s.words[0] == "help") {
+    failure hf;
+    if (print_help(con, {s.words.begin() + 1, s.words.end()}, false, &hf)) return exit_ok;
+    print_reply(s, reply{false, {}, hf}, false);
+    return exit_usage;
+  }
   const reply r = con.execute(s.words, "mesob help lists the commands");
   print_reply(s, r, false);
   return r.answered ? exit_for(r.response.code) : r.fail.exit;

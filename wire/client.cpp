@@ -134,8 +134,13 @@ bool client::fill(std::string* error) {
   pollfd p{fd_, POLLIN, 0};
   const int rc = ::poll(&p, 1, opt_.timeout_ms);
   timed_out_ = rc == 0;
+  interrupted_ = rc < 0 && errno == EINTR;
   if (rc == 0) {
     *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
+    return false;
+  }
+  if (rc < 0) {  // never fall through to a recv that could block without a limit
+    *error = std::string("client: ") + (interrupted_ ? "interrupted" : "poll failed: " + std::string(std::strerror(errno)));
     return false;
   }
   auto buf = reader_.prepare(64 * 1024);

@@ -83,8 +83,12 @@ class client {
   // True when the server has closed the connection (reads end), within the timeout.
   bool closed_by_server();
   bool handshake(std::string* error, protocol_error* refusal = nullptr);
-  // Whether the last failed read was a timeout (the connection may still be fine).
+  // Whether the last failed read was a timeout (the connection may still be fine), or
+  // was interrupted by a signal (EINTR: the caller decides what an interrupt means).
   [[nodiscard]] bool timed_out() const { return timed_out_; }
+  [[nodiscard]] bool interrupted() const { return interrupted_; }
+  // The wait for the server from now on (options::timeout_ms until changed).
+  void set_timeout_ms(int ms) { opt_.timeout_ms = ms; }
   // Shuts the socket down both ways: a blocked read returns at once (another thread).
   void shutdown();
   // The outcome a Response or Error frame carries.
@@ -97,6 +101,7 @@ class client {
   int fd_ = -1;
   uint64_t next_id_ = 1;
   bool timed_out_ = false;
+  bool interrupted_ = false;
   frame_reader reader_{frame_bytes_max_ceiling};
   std::map<uint64_t, frame_in> early_;  // frames for requests not waited for yet
   hello_msg hello_;

@@ -443,11 +443,9 @@ std::vector<uint8_t> admin_response_body(const admin_response_msg& m) {
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
 
-namespace {
-// Printable UTF-8 only: admin words end up in the audit trail and on operators'
-// screens, so no control character (C0, DEL, C1) and no invalid sequence (a lone byte
-// such as 0x9b is a control sequence introducer on some terminals).
-bool printable(std::string_view s) {
+// A lone byte such as 0x9b is a control sequence introducer on some terminals: invalid
+// sequences are refused along with the control characters.
+bool printable_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
@@ -469,7 +467,7 @@ bool printable(std::string_view s) {
   }
   return true;
 }
-}  // namespace
+
 
 bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, error_msg* err) {
   std::string* why = &err->message;
@@ -483,7 +481,7 @@ bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, 
     return false;
   }
   out->command = r->command()->str();
-  if (!printable(out->command)) {
+  if (!printable_utf8(out->command)) {
     *why = "admin request: the command holds a control character or invalid UTF-8";
     return false;
   }
@@ -498,7 +496,7 @@ bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, 
         return false;
       }
       out->args.push_back(a->str());
-      if (!printable(out->args.back())) {
+      if (!printable_utf8(out->args.back())) {
         *why = "admin request: argument " + std::to_string(out->args.size()) + " holds a control character or invalid UTF-8";
         return false;
       }

@@ -49,6 +49,31 @@ inline uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
+// A loopback port nobody listens on, held (bound, not listening) for as long as the
+// object lives: connecting is refused, and the kernel cannot hand the port out as a
+// client's own (a TCP self-connect would then "succeed" and hang the client).
+class closed_port {
+ public:
+  closed_port() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    port_ = ntohs(a.sin_port);
+  }
+  ~closed_port() { ::close(fd_); }
+  closed_port(const closed_port&) = delete;
+  closed_port& operator=(const closed_port&) = delete;
+  [[nodiscard]] uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
 struct run_result {
   int status = -1;
   std::string out;

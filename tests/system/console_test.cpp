@@ -279,6 +279,26 @@ const std::string ops_secret = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a59687
 
 }  // namespace
 
+// Sums beyond 64 bits (the audit's per-currency totals) stay exact: digits in text,
+// a bare JSON number.
+TEST(console, numbers_beyond_64_bits) {
+  temp_dir dir;
+  live_mesobd d(dir.path());
+  ASSERT_TRUE(d.up()) << d.output();
+  const uint64_t big = (uint64_t(1) << 63) - 1;
+  create_ledger(dir.path(), d.port(), {make_account(1), make_account(2), make_account(3), make_account(4),
+                                       make_account(5), make_account(6)},
+                {make_transfer(11, 1, 4, big), make_transfer(12, 2, 5, big), make_transfer(13, 3, 6, big)});
+  const std::string total = "27670116110564327421";  // 3 x (2^63 - 1)
+  auto r = run_mesob({"--port", std::to_string(d.admin_port()), "--data-dir", dir.path(), "--json", "audit"});
+  EXPECT_EQ(r.exit, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "\"debits_posted\": " + total + ",")) << describe(r);
+  r = run_mesob({"--port", std::to_string(d.admin_port()), "--data-dir", dir.path(), "audit"});
+  EXPECT_TRUE(contains(r.out, total)) << describe(r);
+  const int stopped = d.stop();
+  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << d.output();
+}
+
 // Every admin command one-shot with the development gateway, text and JSON, the exit
 // codes of bad input, and `shutdown` last, after which mesobd exits 0.
 TEST(console, one_shot_commands_against_mesobd) {
@@ -422,6 +442,17 @@ TEST(console, one_shot_commands_against_mesobd) {
   EXPECT_TRUE(contains(r.err, "error (not_found): ")) << describe(r);
   EXPECT_FALSE(contains(r.out, "mesob 127.0.0.1")) << "no prompt without a terminal\n" << describe(r);
 
+  // Words that are not printable UTF-8 are refused before sending: exit 2.
+  r = mesob({"account", "show", "\xe9"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "error (arguments_invalid): ") && contains(r.err, "printable UTF-8")) << describe(r);
+  r = mesob({"account", "show", "\xc2\x9b"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  // A local failure in --json mode is still one JSON object on stdout.
+  r = mesob({"--json", "help", "nosuch"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.out, "{\"code\": \"command_unknown\"")) << describe(r);
+
   // Credentials and connections.
   r = mesob({"--secret", std::string(64, '0'), "status"});
   EXPECT_EQ(r.exit, 4) << describe(r);
@@ -432,7 +463,8 @@ TEST(console, one_shot_commands_against_mesobd) {
   r = mesob({"--secret-file", dir.path() + "/no-such-file", "status"});
   EXPECT_EQ(r.exit, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, dir.path() + "/no-such-file")) << describe(r);
-  const std::string closed = std::to_string(free_port());
+  const closed_port nobody;
+  const std::string closed = std::to_string(nobody.port());
   r = run_mesob({"--port", closed, "--data-dir", dir.path(), "status"});
   EXPECT_EQ(r.exit, 3) << describe(r);
   EXPECT_TRUE(contains(r.err, "cannot connect to 127.0.0.1:" + closed)) << describe(r);
@@ -506,7 +538,8 @@ TEST(console, gateways_roles_and_settings) {
   EXPECT_EQ(r.exit, 0) << describe(r);
   r = run_mesob({"--config", cfg, "--secret", ops_secret, "status"}, {"MESOB_SECRET=" + pay_secret});
   EXPECT_EQ(r.exit, 0) << describe(r);
-  r = run_mesob({"--config", cfg, "status"}, {"MESOB_ADMIN_PORT=" + std::to_string(free_port())});
+  const closed_port nobody;
+  r = run_mesob({"--config", cfg, "status"}, {"MESOB_ADMIN_PORT=" + std::to_string(nobody.port())});
   EXPECT_EQ(r.exit, 3) << "the environment's port wins over the config file's\n" << describe(r);
   write_file(cfg, "port = " + admin + "\nno_such_setting = 1\n");
   r = run_mesob({"--config", cfg, "status"});
@@ -654,7 +687,7 @@ TEST(console, interactive_session_in_a_terminal) {
   // with its code) before the prompt comes back.
   const std::vector<std::pair<std::string, std::string>> each = {
       {"shards", "queue_depth"},
-      {"sessions", "127.0.0.1:"},  // this console's own session, on the admin port
+      {"sessions", "1 open sessions"},  // this console's own, on the admin port
       {"gateways", "dev"},
       {"account freeze 4242", "account 4242 frozen"},
       {"account unfreeze 4242", "account 4242 reopened"},
@@ -662,7 +695,7 @@ TEST(console, interactive_session_in_a_terminal) {
       {"snapshot", "snapshot taken at lsn"},
       {"log verify", "log intact up to lsn"},
       {"audit", "money is conserved"},
-      {"audit trail 3", "audit trail"},
+      {"audit trail 3", "entries in the audit trail"},
       {"commands", "log verify"},
       {"account show abc", "error (arguments_invalid)"},
       {"account show 1 2", "error (arguments_invalid)"},
@@ -673,6 +706,19 @@ TEST(console, interactive_session_in_a_terminal) {
     ASSERT_TRUE(t.wait_for(prompt, mark)) << line << "\n" << t.since(mark);
     EXPECT_TRUE(contains(t.screen().substr(mark), expect)) << line << "\n" << t.since(mark);
   }
+
+  // Ctrl-C drops the line being typed and gives a fresh prompt; the console goes on.
+  mark = t.mark();
+  t.type("account sh");
+  ASSERT_TRUE(t.wait_for("account sh", mark)) << t.since(mark);
+  mark = t.mark();
+  t.type("\x03");
+  ASSERT_TRUE(t.wait_for(prompt, mark)) << "a fresh prompt after Ctrl-C\n" << t.since(mark);
+  mark = t.mark();
+  t.type("shards\n");
+  ASSERT_TRUE(t.wait_for(prompt, mark)) << t.since(mark);
+  EXPECT_TRUE(contains(t.screen().substr(mark), "queue_depth")) << "the dropped line is gone\n" << t.since(mark);
+  EXPECT_FALSE(contains(t.screen().substr(mark), "error")) << t.since(mark);
 
   mark = t.mark();
   t.type("nosuch\n");
