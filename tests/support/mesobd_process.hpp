@@ -176,6 +176,11 @@ class live_mesobd {
     if (pid_ > 0) ::kill(pid_, SIGTERM);
     return wait_exit(30'000);
   }
+  // SIGKILL (a crash), then its exit status.
+  int crash() {
+    if (pid_ > 0) ::kill(pid_, SIGKILL);
+    return wait_exit(30'000);
+  }
   // Its exit status once it exits by itself, reading its output; -1 after the timeout.
   int wait_exit(int timeout_ms) {
     if (pid_ <= 0) return -1;

@@ -6,6 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <thread>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -277,4 +282,91 @@ TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on)
   std::stringstream kept;
   kept << in.rdbuf();
   EXPECT_EQ(kept.str(), "not an audit trail, damaged beyond repair");
+}
+
+// Admin commands under SIGKILL: mesobd is killed at random moments while one session
+// freezes and unfreezes an account as fast as it can. After each restart the audit
+// trail opens (a torn last entry at most is cut), holds the issued and outcome entries
+// of every command that was answered, and the account's status is the last answered
+// change or the one in flight when the process died. Prints its seed.
+TEST(admin_port, the_audit_trail_and_admin_changes_survive_sigkill) {
+  const char* env = std::getenv("MESOB_SEED");
+  const uint64_t seed = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
+  std::printf("admin sigkill seed %llu (MESOB_SEED=%llu replays it)\n", static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  temp_dir dir;
+  {
+    live_mesobd d(dir.path(), two_gateways());
+    ASSERT_TRUE(d.up()) << d.output();
+    std::string err;
+    auto pay = wire::client::connect(options(d.port(), "pay", pay_hex), &err);
+    ASSERT_TRUE(pay) << err;
+    std::vector<wire::account> accounts = {make_account(1)};
+    ASSERT_EQ(pay->call(wire::create_accounts_body(accounts)).reply.results.at(0), wire::result::ok);
+    ASSERT_EQ(d.stop(), 0) << d.output();
+  }
+  size_t answered_total = 0;
+  for (int round = 0; round < 4; ++round) {
+    live_mesobd d(dir.path(), two_gateways());
+    ASSERT_TRUE(d.up()) << "seed " << seed << "\n" << d.output();
+    std::string err;
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(ops) << err;
+    // Where the last round left the account: frozen or open.
+    const std::string start = cell(admin(*ops, "account show", {"1"}), "account", "status");
+    ASSERT_TRUE(start == "open" || start == "frozen") << start;
+    std::atomic<bool> stop{false};
+    std::vector<std::string> answered;  // the status each answered change set
+    std::string in_flight;
+    std::thread driver([&] {
+      bool freeze = start == "open";
+      // At most 400 changes a round (800 trail entries): the check below reads the
+      // round's entries from the trail's newest 1,024.
+      while (!stop.load() && answered.size() < 400) {
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+        in_flight = freeze ? "frozen" : "open";
+        auto o = ops->admin({freeze ? "account freeze" : "account unfreeze", {"1"}});
+        if (!o.ok) return;  // the process died
+        if (o.response.code != admin_code::ok) return;
+        answered.push_back(in_flight);
+        freeze = !freeze;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 250));
+    d.crash();
+    stop.store(true);
+    driver.join();
+    answered_total += answered.size();
+
+    live_mesobd again(dir.path(), two_gateways());
+    ASSERT_TRUE(again.up()) << "seed " << seed << "\n" << again.output();
+    auto check = wire::client::connect(options(again.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(check) << err;
+    const std::string now = cell(admin(*check, "account show", {"1"}), "account", "status");
+    const std::string last = answered.empty() ? start : answered.back();
+    EXPECT_TRUE(now == last || now == in_flight)
+        << "seed " << seed << ": status " << now << ", last answered " << last << ", in flight " << in_flight;
+    // Every answered change of this round has its issued and ok entries in the trail,
+    // between the round's first `account show 1` and the check's own.
+    auto trail = admin(*check, "audit trail", {"1024"});
+    ASSERT_EQ(trail.sections.size(), 1u);
+    const auto& rows = trail.sections[0].rows;
+    std::vector<size_t> shows;
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (rows[i][5] == "account show 1" && rows[i][4] == "ok") shows.push_back(i);
+    ASSERT_GE(shows.size(), 2u) << "seed " << seed;
+    size_t issued = 0, ok = 0;
+    for (size_t i = shows[shows.size() - 2] + 1; i < shows.back(); ++i) {
+      const bool change = rows[i][5] == "account freeze 1" || rows[i][5] == "account unfreeze 1";
+      issued += change && rows[i][4] == "issued";
+      ok += change && rows[i][4] == "ok";
+    }
+    EXPECT_GE(ok, answered.size()) << "seed " << seed;
+    EXPECT_LE(ok, answered.size() + 1) << "seed " << seed;  // the one in flight may have finished
+    EXPECT_GE(issued, ok) << "seed " << seed;
+    EXPECT_LE(issued, ok + 1) << "seed " << seed;
+    ASSERT_EQ(again.stop(), 0) << again.output();
+  }
+  EXPECT_GT(answered_total, 0u) << "seed " << seed << ": no change was answered before the kills";
 }
