@@ -17,6 +17,7 @@
 
 #include "support/engine_fixture.hpp"
 #include "support/mesobd_process.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 #include "wire/client.hpp"
 
@@ -290,10 +291,7 @@ TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on)
 // of every command that was answered, and the account's status is the last answered
 // change or the one in flight when the process died. Prints its seed.
 TEST(admin_port, the_audit_trail_and_admin_changes_survive_sigkill) {
-  const char* env = std::getenv("MESOB_SEED");
-  const uint64_t seed = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-  std::printf("admin sigkill seed %llu (MESOB_SEED=%llu replays it)\n", static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(seed));
+  const uint64_t seed = test_seed("admin sigkill");
   std::mt19937_64 rng(seed);
   temp_dir dir;
   {

@@ -22,6 +22,7 @@
 
 #include "engine/engine.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 #include "system/crash_workload.hpp"
 
@@ -100,10 +101,7 @@ std::vector<ack> run_and_kill(const std::string& data, uint64_t run, int ms) {
 }  // namespace
 
 TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) {
-  const char* seed_env = std::getenv("MESOB_SEED");
-  const uint64_t seed = seed_env ? std::strtoull(seed_env, nullptr, 10) : std::random_device{}();
-  std::printf("crash test seed: %llu (MESOB_SEED=%llu to replay the kill timings)\n",
-              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
+  const uint64_t seed = test_seed("crash test (kill timings)");
   std::mt19937_64 rng(seed);
   temp_dir dir;
   constexpr int kills = 24;

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "actors/equb_rules.hpp"
+#include "support/seed.hpp"
 
 using namespace mesob;
 using namespace mesob::actors::equb;
@@ -459,10 +460,7 @@ TEST(equb_rules, dissolving_refunds_the_current_round_to_the_minor_unit) {
 // dissolved midway): money is conserved at every step, escrow always holds what the
 // group says, and a completed group paid every seat exactly once and holds nothing.
 TEST(equb_rules, random_groups_keep_every_invariant) {
-  const char* env = std::getenv("MESOB_SEED");
-  const uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-  std::printf("equb_rules random seed %llu (MESOB_SEED=%llu replays it)\n", static_cast<unsigned long long>(s),
-              static_cast<unsigned long long>(s));
+  const uint64_t s = test::test_seed("equb_rules random");
   std::mt19937_64 rng(s);
   for (int group = 0; group < 200; ++group) {
     const auto rot = rotation(1 + rng() % 3);
