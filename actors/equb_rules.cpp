@@ -342,4 +342,211 @@ uint32_t draw(const seed& revealed, uint64_t group_id, uint32_t round, const std
   return candidates[size_t(v % candidates.size())];
 }
 
+// ---- bytes ---------------------------------------------------------------------------
+
+namespace {
+
+constexpr uint16_t codec_version = 1;
+
+struct writer {
+  std::vector<uint8_t> out;
+  template <class T>
+  void put(T v) {
+    const size_t at = out.size();
+    out.resize(at + sizeof v);
+    std::memcpy(out.data() + at, &v, sizeof v);
+  }
+  void put(const seed& s) { out.insert(out.end(), s.begin(), s.end()); }
+};
+
+struct reader {
+  std::span<const uint8_t> in;
+  size_t at = 0;
+  bool short_read = false;
+  template <class T>
+  T get() {
+    T v{};
+    if (in.size() - at < sizeof v) {
+      short_read = true;
+      at = in.size();
+      return v;
+    }
+    std::memcpy(&v, in.data() + at, sizeof v);
+    at += sizeof v;
+    return v;
+  }
+  void get(seed& s) {
+    if (in.size() - at < s.size()) {
+      short_read = true;
+      at = in.size();
+      return;
+    }
+    std::memcpy(s.data(), in.data() + at, s.size());
+    at += s.size();
+  }
+};
+
+}  // namespace
+
+std::vector<uint8_t> encode_group(const group_state& g) {
+  writer w;
+  const group_config& c = g.cfg;
+  w.put(codec_version);
+  w.put(uint16_t(0));
+  w.put(c.group_id);
+  w.put(c.escrow_account_id);
+  w.put(c.fee_account_id);
+  w.put(c.guarantor_account_id);
+  w.put(c.organizer_account_id);
+  w.put(c.currency);
+  w.put(c.fee_bp);
+  w.put(c.contribution);
+  w.put(c.period_ns);
+  w.put(c.grace_ns);
+  w.put(c.late_penalty);
+  w.put(uint8_t(c.policy));
+  w.put(uint8_t(c.on_default));
+  w.put(uint16_t(0));
+  w.put(c.max_discount_bp);
+  w.put(c.commission_bp);
+  w.put(uint32_t(0));
+  w.put(c.commission_cap);
+  w.put(uint8_t(g.ph));
+  w.put(uint8_t(0));
+  w.put(uint16_t(0));
+  w.put(g.round);
+  w.put(g.started_at);
+  w.put(g.pot);
+  w.put(g.escrow);
+  w.put(g.bids);
+  w.put(uint32_t(g.seats.size()));
+  w.put(g.secret);
+  w.put(g.commitment);
+  w.put(g.last_revealed);
+  for (const auto& st : g.seats) {
+    w.put(st.wallet);
+    w.put(st.received_round);
+    w.put(uint8_t(st.paid));
+    w.put(uint8_t(0));
+    w.put(uint16_t(0));
+    w.put(st.paid_amount);
+    w.put(st.credit);
+    w.put(st.bid);
+    w.put(st.bid_order);
+    w.put(uint32_t(st.debts.size()));
+    for (const auto& d : st.debts) {
+      w.put(d.round);
+      w.put(uint32_t(0));
+      w.put(d.amount);
+      w.put(d.creditor_account_id);
+    }
+  }
+  return std::move(w.out);
+}
+
+bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string* why) {
+  reader r{bytes};
+  group_state g;
+  group_config& c = g.cfg;
+  const auto version = r.get<uint16_t>();
+  r.get<uint16_t>();
+  if (!r.short_read && version != codec_version) {
+    *why = "group state version " + std::to_string(version) + " (this build reads " + std::to_string(codec_version) + ")";
+    return false;
+  }
+  c.group_id = r.get<uint64_t>();
+  c.escrow_account_id = r.get<uint64_t>();
+  c.fee_account_id = r.get<uint64_t>();
+  c.guarantor_account_id = r.get<uint64_t>();
+  c.organizer_account_id = r.get<uint64_t>();
+  c.currency = r.get<uint32_t>();
+  c.fee_bp = r.get<uint32_t>();
+  c.contribution = r.get<uint64_t>();
+  c.period_ns = r.get<uint64_t>();
+  c.grace_ns = r.get<uint64_t>();
+  c.late_penalty = r.get<uint64_t>();
+  c.policy = rotation(r.get<uint8_t>());
+  c.on_default = default_policy(r.get<uint8_t>());
+  r.get<uint16_t>();
+  c.max_discount_bp = r.get<uint32_t>();
+  c.commission_bp = r.get<uint32_t>();
+  r.get<uint32_t>();
+  c.commission_cap = r.get<uint64_t>();
+  const auto ph = r.get<uint8_t>();
+  r.get<uint8_t>();
+  r.get<uint16_t>();
+  g.round = r.get<uint32_t>();
+  g.started_at = r.get<uint64_t>();
+  g.pot = r.get<uint64_t>();
+  g.escrow = r.get<uint64_t>();
+  g.bids = r.get<uint32_t>();
+  const auto seats = r.get<uint32_t>();
+  r.get(g.secret);
+  r.get(g.commitment);
+  r.get(g.last_revealed);
+  const std::string where = "group " + std::to_string(c.group_id) + ": ";
+  if (r.short_read) {
+    *why = "group state cut short (" + std::to_string(bytes.size()) + " bytes)";
+    return false;
+  }
+  if (const result cr = check_config(c); cr != result::ok) {
+    *why = where + "its configuration is invalid (" + std::string(result_name(cr)) + ")";
+    return false;
+  }
+  if (ph < uint8_t(phase::forming) || ph > uint8_t(phase::dissolved)) {
+    *why = where + "unknown phase " + std::to_string(ph);
+    return false;
+  }
+  g.ph = phase(ph);
+  if (seats > seats_max || g.round > seats) {
+    *why = where + std::to_string(seats) + " seats, round " + std::to_string(g.round) + ": out of range";
+    return false;
+  }
+  unsigned __int128 credits = 0;
+  for (uint32_t i = 0; i < seats; ++i) {
+    seat st;
+    st.wallet = r.get<uint64_t>();
+    st.received_round = r.get<uint32_t>();
+    const auto paid = r.get<uint8_t>();
+    r.get<uint8_t>();
+    r.get<uint16_t>();
+    st.paid_amount = r.get<uint64_t>();
+    st.credit = r.get<uint64_t>();
+    st.bid = r.get<uint64_t>();
+    st.bid_order = r.get<uint32_t>();
+    const auto debts = r.get<uint32_t>();
+    if (r.short_read) break;
+    if (paid > 1 || debts > seats_max || st.received_round > seats) {
+      *why = where + "seat " + std::to_string(i) + " is out of range";
+      return false;
+    }
+    st.paid = paid == 1;
+    for (uint32_t k = 0; k < debts && !r.short_read; ++k) {
+      debt d;
+      d.round = r.get<uint32_t>();
+      r.get<uint32_t>();
+      d.amount = r.get<uint64_t>();
+      d.creditor_account_id = r.get<uint64_t>();
+      st.debts.push_back(d);
+    }
+    credits += st.credit;
+    g.seats.push_back(std::move(st));
+  }
+  if (r.short_read) {
+    *why = where + "state cut short (" + std::to_string(bytes.size()) + " bytes)";
+    return false;
+  }
+  if (r.at != bytes.size()) {
+    *why = where + std::to_string(bytes.size() - r.at) + " bytes after the last seat";
+    return false;
+  }
+  if ((unsigned __int128)g.escrow != g.pot + credits) {
+    *why = where + "escrow " + std::to_string(g.escrow) + " is not pot " + std::to_string(g.pot) + " plus credits";
+    return false;
+  }
+  *out = std::move(g);
+  return true;
+}
+
 }  // namespace mesob::actors::equb
+

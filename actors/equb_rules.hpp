@@ -47,6 +47,8 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -193,6 +195,15 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // the next round, or completion.
 outcome close_round(group_state& g, uint64_t now);
 outcome dissolve(group_state& g);
+
+// A group's state as bytes (snapshots), little-endian, version 1: the config, the
+// state, then each seat with its debts. decode_group refuses, naming the fault, any
+// input that is cut short or too long, an unknown version or enum, a config that
+// check_config refuses, counts over their limits, or state that breaks the escrow
+// invariant (escrow = pot + credits): a damaged snapshot must stop recovery, not seed
+// a group with made-up money.
+[[nodiscard]] std::vector<uint8_t> encode_group(const group_state& g);
+bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string* why);
 
 // Lottery: s_k from s_N (N - k hashes), the check of a revealed seed, and the draw.
 [[nodiscard]] seed seed_at(const seed& secret, uint32_t n, uint32_t k);
