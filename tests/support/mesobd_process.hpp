@@ -34,21 +34,6 @@ inline std::string bin(const char* rel) {
   return std::string(dir ? dir : ".") + "/" + rel;
 }
 
-// A free loopback TCP port (also: a port nobody listens on) (bound once to port 0 and released; another process could take
-// it in between, which a private test machine does not do).
-inline uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(fd, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // A loopback port nobody listens on, held (bound, not listening) for as long as the
 // object lives: connecting is refused, and the kernel cannot hand the port out as a
 // client's own (a TCP self-connect would then "succeed" and hang the client).
@@ -73,6 +58,10 @@ class closed_port {
   int fd_ = -1;
   uint16_t port_ = 0;
 };
+
+// A free loopback TCP port: a closed_port's, released at once (another process could
+// take it in between, which a private test machine does not do).
+inline uint16_t free_port() { return closed_port().port(); }
 
 struct run_result {
   int status = -1;
