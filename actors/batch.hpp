@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "actors/equb_group.hpp"
 #include "actors/ledger_rules.hpp"
 #include "actors/record_store.hpp"
 #include "wire/types.hpp"
@@ -33,6 +34,8 @@ enum class op_kind : uint16_t {
   lookup_account_transfers = 7,  // an account's applied transfers, newest first, paged
   lookup_balances_as_of = 8,     // an account's posted balances at a timestamp
   currency_totals = 9,           // sums of every balance field per currency, all shards
+  equb_ops = 10,                 // group operations without a member payment (wire::equb_op)
+  lookup_groups = 11,            // equb groups by id (their escrow account's)
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -45,7 +48,7 @@ struct currency_total {
 };
 [[nodiscard]] inline bool op_kind_writes(op_kind k) {
   return k == op_kind::create_accounts || k == op_kind::create_transfers ||
-         k == op_kind::set_account_status || k == op_kind::tick;
+         k == op_kind::set_account_status || k == op_kind::tick || k == op_kind::equb_ops;
 }
 
 constexpr uint32_t shards_max = 32;
@@ -90,6 +93,7 @@ struct sync_slot {
   bool debit_found = false;
   bool credit_found = false;
   pending_lookup lookup = pending_lookup::not_found;
+  wire::result verdict = wire::result::ok;  // an equb payment: its group's part (escrow's shard)
   std::atomic<uint32_t> published{0};  // one bit per shard that has written its part
   std::atomic<uint32_t> sleepers{0};   // shards asleep on `published` (a futex)
 };
@@ -109,6 +113,8 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::account_status_change> status_changes;
   std::vector<uint64_t> account_ids;
   std::vector<wire::id128> transfer_ids;
+  std::vector<wire::equb_op> equb_ops;
+  bool emitted = false;  // transfers an equb group emitted (ids in its reserved space)
 
   // Sequencer's annotations.
   std::vector<op_route> routes;                 // create_transfers
@@ -125,6 +131,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<transfer_record> found_transfers;  // lookup_transfers
   std::vector<uint64_t> last_serials;            // account queries: history heads
   std::vector<std::vector<currency_total>> totals;  // currency_totals: per shard
+  std::vector<equb::group_entry> found_groups;       // lookup_groups (ids in account_ids)
 
   // The shards that execute this batch: for transfers, those with operations in it
   // (shard 0 if none has); for every other kind, all. A shard skips batches it has no
@@ -181,6 +188,8 @@ struct checkpoint_cut {
   std::vector<std::vector<stored_account>> dirty_accounts;  // per shard
   std::vector<std::vector<pending_info>> pendings;     // per shard, entries changed since its last cut
   std::vector<uint64_t> account_counts;                // per shard
+  // per shard, equb groups changed since its last cut: (id, encode_entry bytes)
+  std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> groups;
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;
 };

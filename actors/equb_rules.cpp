@@ -1,5 +1,7 @@
 #include "actors/equb_rules.hpp"
 
+#include "actors/byte_codec.hpp"
+
 #include <openssl/evp.h>
 
 #include <cstring>
@@ -32,40 +34,6 @@ void add(outcome& o, uint64_t dr, uint64_t cr, uint64_t amount, purpose why) {
 }
 
 }  // namespace
-
-std::string_view result_name(result r) {
-  switch (r) {
-    case result::ok: return "ok";
-    case result::contribution_must_not_be_zero: return "contribution_must_not_be_zero";
-    case result::amounts_too_large: return "amounts_too_large";
-    case result::period_must_not_be_zero: return "period_must_not_be_zero";
-    case result::basis_points_too_high: return "basis_points_too_high";
-    case result::currency_invalid: return "currency_invalid";
-    case result::accounts_must_differ: return "accounts_must_differ";
-    case result::guarantor_required: return "guarantor_required";
-    case result::rotation_invalid: return "rotation_invalid";
-    case result::default_policy_invalid: return "default_policy_invalid";
-    case result::organizer_required: return "organizer_required";
-    case result::group_not_forming: return "group_not_forming";
-    case result::group_not_active: return "group_not_active";
-    case result::group_full: return "group_full";
-    case result::not_a_member: return "not_a_member";
-    case result::leaving_after_start: return "leaving_after_start";
-    case result::too_few_seats: return "too_few_seats";
-    case result::wrong_currency: return "wrong_currency";
-    case result::wrong_amount: return "wrong_amount";
-    case result::round_already_paid: return "round_already_paid";
-    case result::round_not_open: return "round_not_open";
-    case result::already_contributed: return "already_contributed";
-    case result::round_not_due: return "round_not_due";
-    case result::seed_mismatch: return "seed_mismatch";
-    case result::bidding_not_allowed: return "bidding_not_allowed";
-    case result::already_received: return "already_received";
-    case result::already_bid: return "already_bid";
-    case result::bid_outside_limits: return "bid_outside_limits";
-  }
-  return "unknown";
-}
 
 result check_config(const group_config& c) {
   if (c.contribution == 0) return result::contribution_must_not_be_zero;
@@ -101,10 +69,15 @@ group_state make_group(const group_config& c) {
   return g;
 }
 
+result can_join(const group_state& g, uint64_t wallet) {
+  if (g.ph != phase::forming) return result::group_not_forming;
+  if (g.seats.size() >= seats_max) return result::group_full;
+  if (wallet == 0 || wallet == g.cfg.escrow_account_id) return result::not_a_member;
+  return result::ok;
+}
+
 outcome join(group_state& g, uint64_t wallet) {
-  if (g.ph != phase::forming) return fail(result::group_not_forming);
-  if (g.seats.size() >= seats_max) return fail(result::group_full);
-  if (wallet == 0 || wallet == g.cfg.escrow_account_id) return fail(result::not_a_member);
+  if (const result r = can_join(g, wallet); r != result::ok) return fail(r);
   outcome o;
   seat s;
   s.wallet = wallet;
@@ -151,16 +124,23 @@ uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now) {
   return total;
 }
 
+result can_contribute(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
+                      wire::currency_code currency, uint64_t now) {
+  if (g.ph != phase::active) return result::group_not_active;
+  if (!seat_of(g, seat_index, wallet)) return result::not_a_member;
+  if (currency != g.cfg.currency) return result::wrong_currency;
+  if (round < g.round) return result::round_already_paid;
+  if (round > g.round) return result::round_not_open;
+  if (g.seats[seat_index].paid) return result::already_contributed;
+  if (amount != owed(g, seat_index, now)) return result::wrong_amount;
+  return result::ok;
+}
+
 outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
                    wire::currency_code currency, uint64_t now) {
-  if (g.ph != phase::active) return fail(result::group_not_active);
-  if (!seat_of(g, seat_index, wallet)) return fail(result::not_a_member);
-  if (currency != g.cfg.currency) return fail(result::wrong_currency);
-  if (round < g.round) return fail(result::round_already_paid);
-  if (round > g.round) return fail(result::round_not_open);
+  if (const result r = can_contribute(g, seat_index, wallet, round, amount, currency, now); r != result::ok)
+    return fail(r);
   seat& s = g.seats[seat_index];
-  if (s.paid) return fail(result::already_contributed);
-  if (amount != owed(g, seat_index, now)) return fail(result::wrong_amount);
   outcome o;
   add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
   for (const auto& d : s.debts) add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount, purpose::debt_forward);
@@ -348,48 +328,11 @@ namespace {
 
 constexpr uint16_t codec_version = 1;
 
-struct writer {
-  std::vector<uint8_t> out;
-  template <class T>
-  void put(T v) {
-    const size_t at = out.size();
-    out.resize(at + sizeof v);
-    std::memcpy(out.data() + at, &v, sizeof v);
-  }
-  void put(const seed& s) { out.insert(out.end(), s.begin(), s.end()); }
-};
-
-struct reader {
-  std::span<const uint8_t> in;
-  size_t at = 0;
-  bool short_read = false;
-  template <class T>
-  T get() {
-    T v{};
-    if (in.size() - at < sizeof v) {
-      short_read = true;
-      at = in.size();
-      return v;
-    }
-    std::memcpy(&v, in.data() + at, sizeof v);
-    at += sizeof v;
-    return v;
-  }
-  void get(seed& s) {
-    if (in.size() - at < s.size()) {
-      short_read = true;
-      at = in.size();
-      return;
-    }
-    std::memcpy(s.data(), in.data() + at, s.size());
-    at += s.size();
-  }
-};
 
 }  // namespace
 
 std::vector<uint8_t> encode_group(const group_state& g) {
-  writer w;
+  byte_writer w;
   const group_config& c = g.cfg;
   w.put(codec_version);
   w.put(uint16_t(0));
@@ -445,7 +388,7 @@ std::vector<uint8_t> encode_group(const group_state& g) {
 }
 
 bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string* why) {
-  reader r{bytes};
+  byte_reader r{bytes};
   group_state g;
   group_config& c = g.cfg;
   const auto version = r.get<uint16_t>();

@@ -65,40 +65,10 @@ enum class rotation : uint8_t { fixed_order = 1, lottery = 2, bidding = 3 };
 enum class default_policy : uint8_t { pay_what_is_there = 1, cover_from_guarantor = 2, hold_round = 3 };
 enum class phase : uint8_t { forming = 1, active = 2, completed = 3, dissolved = 4 };
 
-enum class result : uint8_t {
-  ok = 0,
-  // configuration
-  contribution_must_not_be_zero,
-  amounts_too_large,          // contribution + penalty times seats_max must fit 63 bits
-  period_must_not_be_zero,
-  basis_points_too_high,      // fee_bp, max_discount_bp or commission_bp over 10,000
-  currency_invalid,
-  accounts_must_differ,       // escrow, fee and guarantor accounts must be distinct and non-zero
-  guarantor_required,         // cover_from_guarantor without a guarantor account
-  rotation_invalid,
-  default_policy_invalid,
-  organizer_required,         // bidding with a commission and no organizer account
-  // membership and lifecycle
-  group_not_forming,
-  group_not_active,
-  group_full,                 // seats_max
-  not_a_member,               // no such seat, or it is held by another wallet
-  leaving_after_start,
-  too_few_seats,              // start with fewer than 2 seats
-  // contributions and rounds
-  wrong_currency,
-  wrong_amount,               // not exactly what the seat owes now (see owed())
-  round_already_paid,         // the contribution names a round that was paid out
-  round_not_open,             // it names a later round
-  already_contributed,        // this seat paid this round
-  round_not_due,              // close asked before every seat paid or grace passed
-  bidding_not_allowed,        // a bid in a group that does not rotate by bidding
-  already_received,           // a bid from a seat that has received its payout
-  already_bid,                // this seat bid this round
-  bid_outside_limits,         // below nominal pot - max discount, or above the nominal pot
-  seed_mismatch,              // a revealed lottery seed does not hash to the previous one
-};
-[[nodiscard]] std::string_view result_name(result r);
+// Results are the engine's (wire::result), the codes from contribution_must_not_be_zero
+// on; currency_invalid is shared with the ledger's field checks.
+using result = wire::result;
+using wire::result_name;
 
 struct group_config {
   uint64_t group_id = 0;
@@ -174,6 +144,7 @@ struct outcome {
 [[nodiscard]] group_state make_group(const group_config& c);
 
 // Forming. Joining pays the first contribution into escrow as a deposit.
+[[nodiscard]] result can_join(const group_state& g, uint64_t wallet);
 outcome join(group_state& g, uint64_t wallet);
 outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet);
 // Starts round 1 at `now` (the deposits are its contributions). `secret` is the lottery
@@ -182,6 +153,8 @@ outcome start(group_state& g, uint64_t now, const seed& secret);
 
 // What `seat_index` owes at `now` to pay round g.round: due, penalty if late, debts.
 [[nodiscard]] uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now);
+[[nodiscard]] result can_contribute(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round,
+                                    uint64_t amount, wire::currency_code currency, uint64_t now);
 outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
                    wire::currency_code currency, uint64_t now);
 // A bid for round g.round: the amount the seat will take from the nominal pot.

@@ -32,6 +32,8 @@ result check_transfer_fields(const transfer& t) {
   const uint16_t phase = t.flags & (transfer_flags::pending | transfer_flags::post_pending |
                                     transfer_flags::void_pending);
   if (popcount(phase) > 1) return result::flags_are_mutually_exclusive;
+  if ((t.flags & transfer_flags::equb) && (t.flags & (phase | transfer_flags::linked)))
+    return result::equb_transfer_must_stand_alone;
   if (t.flags & (transfer_flags::post_pending | transfer_flags::void_pending)) {
     if (t.pending_id.zero()) return result::pending_id_must_not_be_zero;
     if (t.pending_id == t.id) return result::pending_id_must_be_different;

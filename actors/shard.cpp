@@ -200,9 +200,10 @@ void shard::publish_stats() {
   pub_accounts_.store(slots_.size(), r);
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
+  pub_next_deadline_.store(groups_.next_deadline(), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
-                        pending_index_.memory_bytes(),
+                        pending_index_.memory_bytes() + (groups_.size() ? groups_.memory_bytes() : 0),
                     r);
 }
 
@@ -226,6 +227,10 @@ void shard::execute(batch& b) {
   // transfer batch, or that expires pending transfers (expire_until: it changes accounts).
   if (b.kind != op_kind::create_transfers) settle_all();
   expire_until(b.sweep_to);
+  if (groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
+    settle_all();
+    groups_.close_due(b.sweep_to);
+  }
   switch (b.kind) {
     case op_kind::tick: break;
     case op_kind::create_accounts: execute_accounts(b); break;
@@ -233,6 +238,8 @@ void shard::execute(batch& b) {
     case op_kind::create_transfers: execute_transfers(b); break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
+    case op_kind::equb_ops: execute_equb(b); break;
+    case op_kind::lookup_groups: execute_lookup_groups(b); break;
     case op_kind::lookup_account_transfers:
     case op_kind::lookup_balances_as_of: execute_account_queries(b); break;
     case op_kind::currency_totals: {
@@ -342,6 +349,41 @@ void shard::execute_account_queries(batch& b) {
   }
 }
 
+void shard::execute_equb(batch& b) {
+  auto make_escrow = [this](const account& a) {
+    if (find_account(a.id)) return false;
+    const auto idx = uint32_t(slots_.size());
+    account_index_.put(a.id, idx);
+    slots_.push_back({a, 0, clean});
+    mark_dirty(idx);
+    return true;
+  };
+  for (uint32_t i = 0; i < b.count; ++i) {
+    if (b.results[i] != result::ok) continue;  // failed its field checks
+    const wire::equb_op& op = b.equb_ops[i];
+    if (shard_of(op.group_id, count_) != index_) continue;
+    b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow);
+  }
+}
+
+void shard::execute_lookup_groups(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const uint64_t id = b.account_ids[i];
+    if (shard_of(id, count_) != index_) continue;
+    if (const equb::group_entry* e = groups_.find(id)) {
+      b.found_groups[i] = *e;
+      b.results[i] = result::ok;
+    }
+  }
+}
+
+// An equb payment's group part, decided by the escrow's shard (the credit side).
+result shard::group_verdict(const batch& b, uint32_t o) const {
+  const transfer& t = b.transfers[o];
+  if (!(t.flags & transfer_flags::equb) || b.routes[o].credit_shard != index_) return result::ok;
+  return groups_.verdict(t, b.timestamp_base + o);
+}
+
 // Starts the cache misses of operation o's local accounts: first the index slots
 // (`data` false), then, some operations later, the account records the slots point to.
 void shard::prefetch_op(const batch& b, uint32_t o, bool data) const {
@@ -442,6 +484,7 @@ void shard::run_plain(batch& b, uint32_t o) {
   op_inputs in;
   in.dr = mine[0] != 0 ? local_account(mine[0]) : nullptr;
   in.cr = mine[1] != 0 ? local_account(mine[1]) : nullptr;
+  in.verdict = group_verdict(b, o);
   publish_part(b, o, in);
   if (set_aside_.size() - set_aside_pos_ == set_aside_max) settle_oldest();
   set_aside_.push_back({&b, o, mine[0] != 0 ? mine[0] : mine[1]});
@@ -456,9 +499,12 @@ void shard::settle_oldest() {
   }
   batch& b = *a.b;
   const op_inputs in = read_slot(b, a.op);
-  const result res = decide_transfer(b.transfers[a.op], b.timestamp_base + a.op, in.dr, in.cr);
+  const transfer& t = b.transfers[a.op];
+  result res = decide_transfer(t, b.timestamp_base + a.op, in.dr, in.cr);
+  if (res == result::ok && (t.flags & transfer_flags::equb)) res = in.verdict;
   write_result(b, a.op, res);
   if (res == result::ok) apply(b, a.op, in, false);
+  if (b.emitted) groups_.chain_done(t, res);
 }
 
 void shard::settle_ready() {
@@ -556,6 +602,7 @@ shard::op_inputs shard::gather(batch& b, uint32_t o, bool sync) {
     if (r.debit_shard == index_) in.dr = local_account(dr_id);
     if (r.credit_shard == index_) in.cr = local_account(cr_id);
   }
+  if (r.kind == route_kind::fresh) in.verdict = group_verdict(b, o);
   if (!sync) return in;
 
   // Cross-shard: publish what this shard owns, wait for the rest, read it all back.
@@ -574,6 +621,7 @@ void shard::publish_part(batch& b, uint32_t o, const op_inputs& in) {
   if (r.kind == route_kind::fresh || r.kind == route_kind::resolve) {
     if (r.debit_shard == index_ && (s.debit_found = in.dr != nullptr)) s.debit = *in.dr;
     if (r.credit_shard == index_ && (s.credit_found = in.cr != nullptr)) s.credit = *in.cr;
+    if (r.kind == route_kind::fresh && r.credit_shard == index_) s.verdict = in.verdict;
   }
   publish(s, bit_);
 }
@@ -591,6 +639,7 @@ shard::op_inputs shard::read_slot(batch& b, uint32_t o) {
   out.p = out.lookup == pending_lookup::found ? &s.pending : nullptr;
   out.dr = s.debit_found ? &s.debit : nullptr;
   out.cr = s.credit_found ? &s.credit : nullptr;
+  out.verdict = s.verdict;
   return out;
 }
 
@@ -611,6 +660,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       save_account(idx, keep_undo);
       apply_transfer_credit(*cr, t);
       link_history(idx, r.serial, false);
+      if (t.flags & transfer_flags::equb) groups_.paid(t, b.timestamp_base + o);  // stands alone: no undo
     }
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {
       const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);
@@ -652,6 +702,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
   const bool keep_undo = last > first;
   undo_.clear();
   bool failed = false;
+  result chain_code = result::ok;
   for (uint32_t o = first; o <= last; ++o) {
     const op_route& r = b.routes[o];
     if (failed) {
@@ -668,6 +719,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
       case route_kind::fresh:
         in = gather(b, o, sync);
         res = decide_transfer(b.transfers[o], b.timestamp_base + o, in.dr, in.cr);
+        if (res == result::ok && (b.transfers[o].flags & transfer_flags::equb)) res = in.verdict;
         break;
       case route_kind::resolve:
         in = gather(b, o, sync);
@@ -677,10 +729,12 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
     if (r.kind == route_kind::static_failed) {
       // The sequencer wrote the static code; it stands unless an earlier op failed.
       failed = true;
+      chain_code = res;
     } else {
       write_result(b, o, res);
       if (res != result::ok) {
         failed = true;
+        chain_code = res;
       } else if (r.kind != route_kind::duplicate) {
         apply(b, o, in, keep_undo);
       }
@@ -706,6 +760,8 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
           write_result(b, e, result::linked_event_failed);
     }
   }
+  // A chain an equb group emitted: the group (on the escrow's shard) learns its outcome.
+  if (b.emitted && b.routes[first].kind == route_kind::fresh) groups_.chain_done(b.transfers[first], chain_code);
 }
 
 // Starts a cut: the accounts dirty since the last one become owed to it; they are
@@ -733,6 +789,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   pending_changed_.clear();
   publish_stats();
   cut_->account_counts[index_] = slots_.size();
+  groups_.take_dirty(&cut_->groups[index_]);
   note_pause(t0);
 }
 

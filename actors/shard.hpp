@@ -77,6 +77,11 @@ class shard {
   void set_resolved_reader(resolved_reader r) { read_resolved_ = std::move(r); }
 
   [[nodiscard]] const account* find_account(uint64_t id) const;
+  // The equb groups this shard hosts (actors/equb_group.hpp). The engine sets the
+  // emission sink, loads groups at recovery and, idle, reads them.
+  [[nodiscard]] equb::group_table& groups() { return groups_; }
+  // Earliest engine time at which a group's round may close on its deadline.
+  [[nodiscard]] uint64_t next_group_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
   [[nodiscard]] uint32_t index() const { return index_; }
   [[nodiscard]] shard_stats stats() const;
   // Queue depth for operators: the sequencer counts each dispatch message it sends, the
@@ -97,6 +102,7 @@ class shard {
     const account* cr = nullptr;
     pending_lookup lookup = pending_lookup::not_found;
     const pending_info* p = nullptr;
+    result verdict = result::ok;  // an equb payment: the group's part
   };
   struct undo_entry {
     enum class what : uint8_t { account, pending_changed, pending_created } kind;
@@ -110,6 +116,9 @@ class shard {
   void execute_status(batch& b);
   void execute_lookup_accounts(batch& b);
   void execute_account_queries(batch& b);
+  void execute_equb(batch& b);
+  void execute_lookup_groups(batch& b);
+  [[nodiscard]] result group_verdict(const batch& b, uint32_t o) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);
   void prefetch_op(const batch& b, uint32_t o, bool data) const;
@@ -179,6 +188,8 @@ class shard {
   std::vector<std::pair<uint64_t, uint64_t>> evictable_;
   size_t evictable_pos_ = 0;
   resolved_reader read_resolved_;
+  equb::group_table groups_;
+  std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
   std::vector<undo_entry> undo_;

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,12 +61,14 @@ namespace {
 // fixed-width operations of the kind's struct.
 struct batch_record_header {
   uint16_t kind;
-  uint16_t reserved;
+  uint16_t flags;  // batch_flag_*
   uint32_t count;
   uint64_t timestamp_base;
 };
 static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 constexpr uint16_t batch_record_version = 1;
+// The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
+constexpr uint16_t batch_flag_emitted = 1;
 
 double cpu_seconds(clockid_t clock) {
   timespec ts{};
@@ -88,6 +91,8 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
     case op_kind::set_account_status:
       return {reinterpret_cast<const uint8_t*>(b.status_changes.data()),
               b.status_changes.size() * sizeof(wire::account_status_change)};
+    case op_kind::equb_ops:
+      return {reinterpret_cast<const uint8_t*>(b.equb_ops.data()), b.equb_ops.size() * sizeof(wire::equb_op)};
     default: return {};
   }
 }
@@ -142,6 +147,7 @@ class engine_impl {
   struct queued {
     request req;
     std::function<void(reply&&)> done;
+    bool emitted = false;  // a chain an equb group emitted (no caller waits for it)
   };
 
   config cfg_;
@@ -384,6 +390,10 @@ class engine_impl {
         b.results[o] = fields;
         continue;
       }
+      if (!b.emitted && actors::equb::reserved_id(t.id)) {
+        b.results[o] = result::id_reserved;
+        continue;
+      }
       // One look-up answers both questions: an id recorded earlier in this batch (its
       // serial is the batch's) or repeated earlier in it is an in-batch duplicate,
       // which is checked before history.
@@ -487,6 +497,23 @@ class engine_impl {
     }
   }
 
+  // Group operations: field checks; a start gets the lottery's secret seed here, before
+  // it is logged (replay reads it from the log).
+  void sequence_equb(batch& b) {
+    b.results.assign(b.count, result::ok);
+    for (uint32_t i = 0; i < b.count; ++i) {
+      wire::equb_op& op = b.equb_ops[i];
+      b.results[i] = actors::equb::check_op_fields(op);
+      if (b.results[i] != result::ok || op.kind != wire::equb_op_kind::start || replaying_) continue;
+      size_t got = 0;
+      while (got < sizeof op.seed) {
+        const ssize_t n = ::getrandom(op.seed + got, sizeof op.seed - got, 0);
+        MESOB_ASSERT_MSG(n > 0 || errno == EINTR, "getrandom failed");
+        if (n > 0) got += size_t(n);
+      }
+    }
+  }
+
   // Fills the sequencer's annotations; for writes also the timestamps (unless replaying).
   void sequence(batch& b) {
     switch (b.kind) {
@@ -509,6 +536,11 @@ class engine_impl {
         break;
       case op_kind::currency_totals: b.totals.assign(shards_n_, {}); break;
       case op_kind::tick: break;
+      case op_kind::equb_ops: sequence_equb(b); break;
+      case op_kind::lookup_groups:
+        b.results.assign(b.count, result::group_not_found);
+        b.found_groups.assign(b.count, actors::equb::group_entry{});
+        break;
     }
     const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
     b.shard_mask = all;
@@ -539,6 +571,8 @@ class engine_impl {
         b->count = uint32_t(b->balance_queries.size());
         for (const auto& q : b->balance_queries) b->account_ids.push_back(q.account_id);
         break;
+      case op_kind::equb_ops: b->equb_ops = std::move(req.equb_ops); b->count = uint32_t(b->equb_ops.size()); break;
+      case op_kind::lookup_groups: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
       case op_kind::currency_totals:
       case op_kind::tick: break;
     }
@@ -556,6 +590,8 @@ class engine_impl {
       case op_kind::lookup_account_transfers: n = req.history_queries.size(); break;
       case op_kind::lookup_balances_as_of: n = req.balance_queries.size(); break;
       case op_kind::currency_totals: n = 0; break;
+      case op_kind::equb_ops: n = req.equb_ops.size(); break;
+      case op_kind::lookup_groups: n = req.account_ids.size(); break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -641,6 +677,7 @@ class engine_impl {
     c->dirty_accounts.resize(shards_n_);
     c->pendings.resize(shards_n_);
     c->account_counts.resize(shards_n_);
+    c->groups.resize(shards_n_);
     c->shards_remaining.store(shards_n_);
     chain_at_cut_[c.get()] = dispatched_chain_;
     c->done = [this](checkpoint_cut& cut) {
@@ -665,6 +702,7 @@ class engine_impl {
   // cut's: otherwise a later snapshot would lack them while the log before it is dropped.
   std::vector<actors::stored_account> carried_accounts_;
   std::vector<actors::pending_info> carried_pendings_;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> carried_groups_;
 
   // Sorts by key and keeps the last-appended row of each key.
   template <class T, class Key>
@@ -701,6 +739,8 @@ class engine_impl {
     if (!err.empty()) {
       for (auto& list : c.dirty_accounts) carried_accounts_.insert(carried_accounts_.end(), list.begin(), list.end());
       for (auto& list : c.pendings) carried_pendings_.insert(carried_pendings_.end(), list.begin(), list.end());
+      for (auto& list : c.groups) carried_groups_.insert(carried_groups_.end(), list.begin(), list.end());
+      keep_newest(carried_groups_, [](const auto& g) { return g.first; });
       // One row per account and per pending entry, the newest: while checkpoints keep
       // failing, what is carried stays bounded by the state, not by the failures.
       keep_newest(carried_accounts_, [](const actors::stored_account& a) { return a.a.id; });
@@ -711,6 +751,8 @@ class engine_impl {
     carried_accounts_.shrink_to_fit();
     carried_pendings_.clear();
     carried_pendings_.shrink_to_fit();
+    carried_groups_.clear();
+    carried_groups_.shrink_to_fit();
     committed_cut_seq_.store(c.seq);
     return {};
   }
@@ -744,6 +786,13 @@ class engine_impl {
     for (auto& list : c.pendings) pendings.insert(pendings.end(), list.begin(), list.end());
     for (const auto& p : final_pending_rows(std::move(pendings)))
       if (!put_pending(p)) return w->error();
+    // Equb groups changed since the last cut (carried ones first: the cut's copy wins).
+    for (const auto* rows : {&carried_groups_})
+      for (const auto& [id, bytes] : *rows)
+        if (!w->put(storage::table::groups, id, bytes)) return w->error();
+    for (const auto& list : c.groups)
+      for (const auto& [id, bytes] : list)
+        if (!w->put(storage::table::groups, id, bytes)) return w->error();
     storage::snapshot_meta m;
     m.lsn = c.lsn;
     m.chain = chain;
@@ -940,7 +989,7 @@ class engine_impl {
   }
 
   void log_and_queue(std::shared_ptr<engine_batch> b) {
-    batch_record_header h{uint16_t(b->kind), 0, b->count, b->timestamp_base};
+    batch_record_header h{uint16_t(b->kind), uint16_t(b->emitted ? batch_flag_emitted : 0), b->count, b->timestamp_base};
     const std::span<const uint8_t> pieces[2] = {
         {reinterpret_cast<const uint8_t*>(&h), sizeof h}, ops_bytes(*b)};
     uint64_t lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
@@ -977,6 +1026,7 @@ class engine_impl {
     }
     auto b = make_batch(std::move(q.req));
     b->user_done = std::move(q.done);
+    b->emitted = q.emitted;
     if (actors::op_kind_writes(b->kind)) {
       if (failed_) {
         reply r;
@@ -1023,6 +1073,7 @@ class engine_impl {
       r.results = std::move(b.results);
       r.accounts = std::move(b.found_accounts);
       r.transfers = std::move(b.found_transfers);
+      r.groups = std::move(b.found_groups);
       for (auto& per_shard : b.totals)
         for (const auto& t : per_shard) {
           auto it = std::find_if(r.totals.begin(), r.totals.end(),
@@ -1043,7 +1094,11 @@ class engine_impl {
 
   void maybe_tick() {
     const uint64_t t = now();
-    if (failed_ || t < next_tick_ns_ || last_ts_ >= pending_deadline_max_) return;
+    if (failed_ || t < next_tick_ns_) return;
+    // Pending transfers to expire, or an equb round whose deadline + grace has passed.
+    uint64_t round_close = UINT64_MAX;
+    for (const auto& sh : shards_) round_close = std::min(round_close, sh->next_group_deadline());
+    if (last_ts_ >= pending_deadline_max_ && round_close >= t) return;
     next_tick_ns_ = t + cfg_.tick_ms * 1'000'000ull;
     auto b = std::make_shared<engine_batch>();
     b->kind = op_kind::tick;
@@ -1227,6 +1282,23 @@ class engine_impl {
       pending_deadline_max_ = std::max(pending_deadline_max_, p.expires_at);
       return true;
     }, error);
+    if (!ok) return false;
+    std::string why;
+    ok = snap_->scan(storage::table::groups, [&](uint64_t key, std::span<const uint8_t> v) {
+      actors::equb::group_entry e;
+      if (!actors::equb::decode_entry(v, &e, &why)) return false;
+      if (e.g.cfg.group_id != key) {
+        why = "row " + std::to_string(key) + " holds group " + std::to_string(e.g.cfg.group_id);
+        return false;
+      }
+      shards_[shard_of(key, shards_n_)]->groups().load(std::move(e));
+      ++rec_.groups_loaded;
+      return true;
+    }, error);
+    if (!ok) {
+      if (!why.empty()) *error = "snapshot: equb group: " + why;
+      return false;
+    }
     flushed_serial_ = expect;
     executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
@@ -1278,9 +1350,12 @@ class engine_impl {
     b->timestamp_base = bh.timestamp_base;
     b->lsn = h.lsn;
     const auto body = v.payload.subspan(sizeof bh);
-    bool ok = bh.count <= batch_ops_max && bh.reserved == 0;
+    bool ok = bh.count <= batch_ops_max && (bh.flags & ~batch_flag_emitted) == 0 &&
+              (bh.flags == 0 || b->kind == op_kind::create_transfers);
+    b->emitted = bh.flags & batch_flag_emitted;
     switch (b->kind) {
       case op_kind::create_accounts: ok = ok && decode_ops(body, bh.count, b->accounts); break;
+      case op_kind::equb_ops: ok = ok && decode_ops(body, bh.count, b->equb_ops); break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
@@ -1568,6 +1643,49 @@ class engine_impl {
     }
   }
 
+  // ---- equb groups' emissions ----------------------------------------------------
+
+  // A chain a group owes (shard threads, live): sequenced like a request, without a
+  // caller and without the queue limit (a shard must never block on the sequencer; the
+  // chains in the queue are at most the groups' obligations). Refused while stopping:
+  // the obligation stays in the group's state and is sent again at the next start.
+  void enqueue_emitted(std::vector<wire::transfer>&& chain) {
+    queued q;
+    q.req.kind = op_kind::create_transfers;
+    q.req.transfers = std::move(chain);
+    q.done = [](reply&&) {};
+    q.emitted = true;
+    {
+      std::lock_guard lk(q_mu_);
+      if (!accepting_) return;
+      q_.push_back(std::move(q));
+    }
+    if (sleeping_.load()) wake();
+  }
+
+  // After recovery, before the sequencer runs: every obligation that no log record
+  // carried (replay settled the others) is sent again, and live emission starts.
+  void start_emissions() {
+    std::vector<queued> again;
+    for (auto& sh : shards_) {
+      sh->groups().for_each([&](const actors::equb::group_entry& g) {
+        for (const auto& o : g.owed) {
+          if (o.refused) continue;
+          queued q;
+          q.req.kind = op_kind::create_transfers;
+          q.req.transfers = actors::equb::chain_of(g, o);
+          q.done = [](reply&&) {};
+          q.emitted = true;
+          again.push_back(std::move(q));
+        }
+      });
+      sh->groups().set_emit([this](std::vector<wire::transfer>&& chain) { enqueue_emitted(std::move(chain)); });
+    }
+    rec_.groups_reemitted = again.size();
+    std::lock_guard lk(q_mu_);
+    for (auto& q : again) q_.push_back(std::move(q));
+  }
+
   bool closed_ = false;
 
   void close() {
@@ -1671,6 +1789,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     e.stop_threads();
     return nullptr;
   }
+  e.start_emissions();
   // Replayed records stay in the log until the next checkpoint covers them.
   e.last_checkpoint_ns_ = e.now();
   e.seq_thread_ = std::thread([&e] {
@@ -1721,6 +1840,12 @@ reply engine::lookup_account_transfers(std::vector<history_query> q) {
 }
 reply engine::lookup_balances_as_of(std::vector<balance_query> q) {
   return call_with(*this, op_kind::lookup_balances_as_of, &request::balance_queries, std::move(q));
+}
+reply engine::equb(std::vector<wire::equb_op> ops) {
+  return call_with(*this, op_kind::equb_ops, &request::equb_ops, std::move(ops));
+}
+reply engine::lookup_groups(std::vector<uint64_t> group_ids) {
+  return call_with(*this, op_kind::lookup_groups, &request::account_ids, std::move(group_ids));
 }
 
 bool engine::checkpoint(std::string* error) {

@@ -68,6 +68,7 @@ struct request {
   std::vector<wire::id128> transfer_ids;
   std::vector<history_query> history_queries;
   std::vector<balance_query> balance_queries;
+  std::vector<wire::equb_op> equb_ops;  // equb_ops; lookup_groups takes account_ids (group ids)
 };
 
 enum class status : uint8_t {
@@ -87,6 +88,7 @@ struct reply {
   std::vector<history_page> pages;           // lookup_account_transfers: one per query
   std::vector<balance_as_of> balances;       // lookup_balances_as_of: one per query
   std::vector<actors::currency_total> totals;  // currency_totals: one per currency
+  std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
   uint64_t lsn = 0;                          // log record, 0 for look-ups
 };
@@ -96,6 +98,8 @@ struct recovery_report {
   uint64_t records_replayed = 0;
   uint64_t operations_replayed = 0;
   uint64_t accounts_loaded = 0;
+  uint64_t groups_loaded = 0;    // equb groups read from the snapshot
+  uint64_t groups_reemitted = 0;  // their payments no log record carried, sent again at start
   uint64_t transfers_loaded = 0;
   uint64_t pending_loaded = 0;  // open pending transfers read from the snapshot
   std::string torn_tail;  // empty unless a torn tail was cut
@@ -177,6 +181,10 @@ class engine {
   reply lookup_transfers(std::vector<wire::id128> ids);
   reply lookup_account_transfers(std::vector<history_query> q);
   reply lookup_balances_as_of(std::vector<balance_query> q);
+  // Equb groups: operations without a member payment (members pay with transfers
+  // flagged transfer_flags::equb), and look-ups by group id.
+  reply equb(std::vector<wire::equb_op> ops);
+  reply lookup_groups(std::vector<uint64_t> group_ids);
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
   bool checkpoint(std::string* error);

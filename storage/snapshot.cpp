@@ -41,6 +41,7 @@ const char* table_name(table t) {
     case table::transfers: return "transfers";
     case table::pending: return "pending";
     case table::resolved: return "resolved";
+    case table::groups: return "groups";
   }
   return "?";
 }
@@ -143,9 +144,9 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
     } else {
       std::memcpy(&m, val.mv_data, sizeof m);
       if (m.magic != snapshot_magic) *error = "snapshot: meta record has a bad magic number";
-      else if (m.version != snapshot_format_version)
+      else if (m.version < snapshot_format_oldest || m.version > snapshot_format_version)
         *error = "snapshot: format version " + std::to_string(m.version) +
-                 " is not the version this build reads (" +
+                 " is not a version this build reads (" + std::to_string(snapshot_format_oldest) + ".." +
                  std::to_string(snapshot_format_version) + ")";
       else out = m;
     }

@@ -80,7 +80,11 @@ constexpr uint16_t linked = 1u << 0;        // this and the next succeed or fail
 constexpr uint16_t pending = 1u << 1;       // first phase: reserve, post or void later
 constexpr uint16_t post_pending = 1u << 2;  // second phase: post (all or part of) pending_id
 constexpr uint16_t void_pending = 1u << 3;  // second phase: release pending_id
-constexpr uint16_t all = 0xf;
+// An equb payment: a member's wallet (debit) paying its group's escrow account (credit,
+// whose id is the group's). user_data = round << 32 | seat; round 0 is a join (the
+// deposit, seat 0). The group decides it with the ledger (actors/equb_group.hpp).
+constexpr uint16_t equb = 1u << 4;
+constexpr uint16_t all = 0x1f;
 }  // namespace transfer_flags
 
 struct transfer {
@@ -108,6 +112,48 @@ struct account_status_change {
   uint32_t reserved2 = 0;
 };
 static_assert(sizeof(account_status_change) == 16);
+
+// Operations on equb groups that carry no member payment (payments are transfers with
+// transfer_flags::equb). group_id is the group's escrow account id, created with it.
+enum class equb_op_kind : uint16_t {
+  create = 1,    // config fields below; idempotent (same config: ok)
+  start = 2,     // forming -> active, round 1
+  leave = 3,     // seat, wallet: forming only; the deposit is returned
+  bid = 4,       // seat, wallet, round, amount: bidding groups only
+  dissolve = 5,  // refunds the current round's payments and forming deposits
+  retry = 6,     // re-sends the group's payments the ledger refused (e.g. a frozen wallet)
+};
+constexpr uint16_t equb_op_kind_max = 6;
+
+struct equb_op {
+  uint64_t group_id = 0;
+  uint64_t wallet = 0;  // leave, bid
+  uint64_t amount = 0;  // bid
+  // create only
+  uint64_t fee_account_id = 0;
+  uint64_t guarantor_account_id = 0;
+  uint64_t organizer_account_id = 0;
+  uint64_t contribution = 0;
+  uint64_t period_ns = 0;
+  uint64_t grace_ns = 0;
+  uint64_t late_penalty = 0;
+  uint64_t commission_cap = 0;
+  currency_code currency = 0;
+  uint32_t fee_bp = 0;
+  uint32_t max_discount_bp = 0;
+  uint32_t commission_bp = 0;
+  uint8_t rotation = 0;        // equb::rotation
+  uint8_t default_policy = 0;  // equb::default_policy
+  equb_op_kind kind = equb_op_kind::create;
+  uint32_t seat = 0;   // leave, bid
+  uint32_t round = 0;  // bid
+  uint32_t reserved = 0;
+  // start: the lottery's secret seed, chosen by the engine and logged with the start
+  // (clients send zeros)
+  uint8_t seed[32] = {};
+};
+static_assert(sizeof(equb_op) == 152);
+static_assert(std::is_trivially_copyable_v<equb_op>);
 
 // One result per operation, in batch order.
 enum class result : uint32_t {
@@ -172,6 +218,40 @@ enum class result : uint32_t {
   transfer_not_found = 70,
   limit_invalid = 71,         // a page limit outside 1..history_page_max
   history_walk_limit = 72,    // the balance as of a time lies too far back to walk to
+  // equb groups (actors/equb_rules.hpp states when each applies)
+  contribution_must_not_be_zero = 100,
+  amounts_too_large = 101,
+  period_must_not_be_zero = 102,
+  basis_points_too_high = 103,
+  accounts_must_differ = 104,
+  guarantor_required = 105,
+  rotation_invalid = 106,
+  default_policy_invalid = 107,
+  organizer_required = 108,
+  group_not_forming = 110,
+  group_not_active = 111,
+  group_full = 112,
+  not_a_member = 113,
+  leaving_after_start = 114,
+  too_few_seats = 115,
+  wrong_currency = 120,
+  wrong_amount = 121,
+  round_already_paid = 122,
+  round_not_open = 123,
+  already_contributed = 124,
+  round_not_due = 125,
+  bidding_not_allowed = 126,
+  already_received = 127,
+  already_bid = 128,
+  bid_outside_limits = 129,
+  seed_mismatch = 130,
+  group_not_found = 140,
+  group_account_exists = 141,            // create: an account (not this group's) has the id
+  id_reserved = 142,                     // a transfer id in the range groups emit from
+  equb_transfer_must_stand_alone = 143,  // an equb payment that is linked, pending, post or void
+  equb_op_invalid = 144,                 // unknown group operation, or a field it must not set
+  group_steps_exhausted = 145,           // the group has emitted steps_max transfers
+  nothing_to_retry = 146,                // retry: no failed payment is waiting
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "actors/equb_group.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::test {
@@ -257,6 +258,9 @@ class reference_ledger {
     const int phases = int((t.flags & pending) != 0) + int((t.flags & post_pending) != 0) +
                        int((t.flags & void_pending) != 0);
     if (phases > 1) return result::flags_are_mutually_exclusive;
+    // Equb payments are decided with their group, which this model does not hold; it
+    // checks only their field rule (tests/unit/equb_engine_test.cpp covers the rest).
+    if ((t.flags & equb) && (phases > 0 || (t.flags & linked))) return result::equb_transfer_must_stand_alone;
     if (t.flags & (post_pending | void_pending)) {
       if (t.pending_id.zero()) return result::pending_id_must_not_be_zero;
       if (t.pending_id == t.id) return result::pending_id_must_be_different;
@@ -398,6 +402,7 @@ class reference_ledger {
       const uint64_t ts = timestamp_base + o;
       // Ids: field checks, then duplicates in this batch, then repeats of earlier batches.
       result r = transfer_fields(t);
+      if (r == result::ok && actors::equb::reserved_id(t.id)) r = result::id_reserved;  // groups' ids
       bool repeat = false;
       if (r == result::ok) {
         if (seen.count(key(t.id)) != 0) {

@@ -64,7 +64,11 @@ inline void create_accounts(engine::engine& e, uint64_t n) {
 
 class engine_fixture {
  public:
-  explicit engine_fixture(uint32_t shards) : shards_(shards) { open(); }
+  // checkpoint_on_close false: every restart recovers by replaying the log.
+  explicit engine_fixture(uint32_t shards, bool checkpoint_on_close = true)
+      : shards_(shards), checkpoint_on_close_(checkpoint_on_close) {
+    open();
+  }
   ~engine_fixture() { engine_.reset(); }
 
   void open() {
@@ -76,6 +80,7 @@ class engine_fixture {
     cfg.tick_ms = 5;
     cfg.wal_segment_mib = 16;
     cfg.accounts_hint = 1024;
+    cfg.checkpoint_on_close = checkpoint_on_close_;
     cfg.clock = [this] { return clock_.load(); };
     std::string err;
     engine_ = engine::engine::open(cfg, &err);
@@ -93,6 +98,7 @@ class engine_fixture {
  private:
   temp_dir dir_;
   uint32_t shards_;
+  bool checkpoint_on_close_ = true;
   std::atomic<uint64_t> clock_{1'700'000'000'000'000'000ull};
   std::unique_ptr<engine::engine> engine_;
 };

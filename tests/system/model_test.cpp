@@ -501,6 +501,7 @@ class model_run {
     const uint64_t k = below(100);
     if (k < 75) return {c, 0};
     if (k < 88) return {c, UINT64_MAX};
+    if (k < 90) return actors::equb::emitted_id(c, uint32_t(below(1000)));  // refused: id_reserved
     return {0, c};
   }
 
@@ -628,7 +629,7 @@ class model_run {
       case 0: t.timestamp = 1 + below(1000); break;
       case 1: t.id = {}; break;
       case 2: t.reserved = 1; break;
-      case 3: t.flags |= 0x10u << below(12); break;
+      case 3: t.flags |= 0x20u << below(11); break;  // past every defined flag
       case 4: t.flags |= chance(50) ? (pending | post_pending) : chance(50) ? (post_pending | void_pending)
                                                                          : (pending | void_pending); break;
       case 5: t.currency = chance(50) ? wire::currency("usd") : wire::currency("US "); break;

@@ -1,0 +1,408 @@
+#include "actors/equb_group.hpp"
+
+#include <algorithm>
+#include <functional>
+
+#include "actors/byte_codec.hpp"
+#include "wire/assert.hpp"
+
+namespace mesob::actors::equb {
+
+using wire::equb_op_kind;
+
+namespace {
+
+// The most steps one decision can need: a contribution's debt forwards (one per round)
+// and the round it completes (cover, commission, fee, the recipient's debts, payout,
+// and after the last round a dividend per seat).
+constexpr uint32_t steps_reserve = 3 * seats_max + 16;
+constexpr uint32_t entry_version = 1;
+using heap_cmp = std::greater<std::pair<uint64_t, uint64_t>>;
+
+bool steps_left(const group_entry& e) { return steps_max - e.next_step >= steps_reserve; }
+
+uint64_t close_at(const group_state& g) {
+  return g.started_at + uint64_t(g.round) * g.cfg.period_ns + g.cfg.grace_ns;
+}
+
+}  // namespace
+
+group_config config_of(const wire::equb_op& op) {
+  group_config c;
+  c.group_id = op.group_id;
+  c.escrow_account_id = op.group_id;
+  c.fee_account_id = op.fee_account_id;
+  c.guarantor_account_id = op.guarantor_account_id;
+  c.organizer_account_id = op.organizer_account_id;
+  c.currency = op.currency;
+  c.contribution = op.contribution;
+  c.period_ns = op.period_ns;
+  c.grace_ns = op.grace_ns;
+  c.late_penalty = op.late_penalty;
+  c.fee_bp = op.fee_bp;
+  c.policy = rotation(op.rotation);
+  c.max_discount_bp = op.max_discount_bp;
+  c.commission_bp = op.commission_bp;
+  c.commission_cap = op.commission_cap;
+  c.on_default = default_policy(op.default_policy);
+  return c;
+}
+
+wire::result check_op_fields(const wire::equb_op& op) {
+  if (op.group_id == 0) return result::id_must_not_be_zero;
+  if (uint16_t(op.kind) == 0 || uint16_t(op.kind) > wire::equb_op_kind_max || op.reserved != 0)
+    return result::equb_op_invalid;
+  const bool create = op.kind == equb_op_kind::create;
+  const bool config_set = op.fee_account_id || op.guarantor_account_id || op.organizer_account_id ||
+                          op.contribution || op.period_ns || op.grace_ns || op.late_penalty || op.commission_cap ||
+                          op.currency || op.fee_bp || op.max_discount_bp || op.commission_bp || op.rotation ||
+                          op.default_policy;
+  if (!create && config_set) return result::equb_op_invalid;
+  const bool seat_ops = op.kind == equb_op_kind::leave || op.kind == equb_op_kind::bid;
+  if (!seat_ops && (op.wallet != 0 || op.seat != 0)) return result::equb_op_invalid;
+  if (op.kind != equb_op_kind::bid && (op.amount != 0 || op.round != 0)) return result::equb_op_invalid;
+  // start's seed is the engine's to fill; every other operation leaves it zero.
+  if (op.kind != equb_op_kind::start)
+    for (const uint8_t b : op.seed)
+      if (b != 0) return result::equb_op_invalid;
+  return result::ok;
+}
+
+uint64_t escrow_expected(const group_entry& e) {
+  unsigned __int128 v = e.g.escrow;
+  const uint64_t escrow = e.g.cfg.escrow_account_id;
+  for (const auto& o : e.owed)
+    for (const auto& m : o.transfers) {
+      if (m.debit_account_id == escrow) v += m.amount;
+      if (m.credit_account_id == escrow) v -= m.amount;
+    }
+  return uint64_t(v);
+}
+
+std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o) {
+  std::vector<wire::transfer> chain;
+  chain.reserve(o.transfers.size());
+  for (size_t i = 0; i < o.transfers.size(); ++i) {
+    const money& m = o.transfers[i];
+    wire::transfer t;
+    t.id = emitted_id(e.g.cfg.group_id, o.first_step + uint32_t(i));
+    t.debit_account_id = m.debit_account_id;
+    t.credit_account_id = m.credit_account_id;
+    t.amount = m.amount;
+    t.currency = e.g.cfg.currency;
+    t.user_data = e.g.cfg.group_id;
+    t.code = uint16_t(emitted_code_base + uint16_t(m.why));
+    t.flags = i + 1 < o.transfers.size() ? wire::transfer_flags::linked : 0;
+    chain.push_back(t);
+  }
+  return chain;
+}
+
+group_entry* group_table::find(uint64_t id) {
+  auto it = groups_.find(id);
+  return it == groups_.end() ? nullptr : &it->second;
+}
+
+const group_entry* group_table::find(uint64_t id) const {
+  auto it = groups_.find(id);
+  return it == groups_.end() ? nullptr : &it->second;
+}
+
+void group_table::touch(uint64_t id) {
+  if (dirty_flag_.emplace(id, 1).second) dirty_.push_back(id);
+}
+
+void group_table::schedule(const group_entry& e) {
+  if (e.g.ph != phase::active || e.g.cfg.on_default == default_policy::hold_round) return;
+  deadlines_.emplace_back(close_at(e.g), e.g.cfg.group_id);
+  std::push_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
+}
+
+void group_table::owe(group_entry& e, std::vector<money>&& m) {
+  if (m.empty()) return;
+  obligation o;
+  o.first_step = e.next_step;
+  o.transfers = std::move(m);
+  e.next_step += uint32_t(o.transfers.size());
+  MESOB_ASSERT(e.next_step <= steps_max);
+  if (emit_) emit_(chain_of(e, o));
+  e.owed.push_back(std::move(o));
+}
+
+wire::result group_table::verdict(const wire::transfer& t, uint64_t ts) const {
+  const group_entry* e = find(t.credit_account_id);
+  if (!e) return result::group_not_found;
+  if (!steps_left(*e)) return result::group_steps_exhausted;
+  const auto round = uint32_t(t.user_data >> 32), seat = uint32_t(t.user_data);
+  const group_state& g = e->g;
+  if (round == 0) {  // a join: the deposit is round 1's contribution
+    if (seat != 0) return result::not_a_member;
+    if (const result r = can_join(g, t.debit_account_id); r != result::ok) return r;
+    if (t.currency != g.cfg.currency) return result::wrong_currency;
+    if (t.amount != g.cfg.contribution) return result::wrong_amount;
+    return result::ok;
+  }
+  return can_contribute(g, seat, t.debit_account_id, round, t.amount, t.currency, ts);
+}
+
+void group_table::paid(const wire::transfer& t, uint64_t ts) {
+  group_entry* e = find(t.credit_account_id);
+  MESOB_ASSERT(e != nullptr);
+  const auto round = uint32_t(t.user_data >> 32), seat = uint32_t(t.user_data);
+  touch(e->g.cfg.group_id);
+  if (round == 0) {
+    const outcome o = join(e->g, t.debit_account_id);
+    MESOB_ASSERT(o.code == result::ok);
+    return;
+  }
+  outcome o = contribute(e->g, seat, t.debit_account_id, round, t.amount, t.currency, ts);
+  MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
+  o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
+  owe(*e, std::move(o.transfers));
+  if (round_due(e->g, ts)) after_round(*e, ts);
+}
+
+void group_table::after_round(group_entry& e, uint64_t now) {
+  const uint32_t round = e.g.round;
+  outcome o = close_round(e.g, now);
+  MESOB_ASSERT(o.code == result::ok);
+  e.history.push_back({round, o.recipient_seat, o.revealed});
+  owe(e, std::move(o.transfers));
+  schedule(e);
+}
+
+void group_table::close_due(uint64_t now) {
+  while (!deadlines_.empty() && deadlines_.front().first < now) {
+    const uint64_t id = deadlines_.front().second;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
+    deadlines_.pop_back();
+    group_entry* e = find(id);
+    // Stale: the round closed early (every seat paid), or the group ended.
+    if (!e || e->g.ph != phase::active || close_at(e->g) >= now || !round_due(e->g, now)) continue;
+    touch(id);
+    after_round(*e, now);
+  }
+}
+
+void group_table::chain_done(const wire::transfer& first, wire::result r) {
+  group_entry* e = find(first.user_data);
+  if (!e || !reserved_id(first.id) || first.id.lo != e->g.cfg.group_id) return;
+  const uint32_t step = uint32_t(first.id.hi & (steps_max - 1));
+  auto it = std::find_if(e->owed.begin(), e->owed.end(), [&](const obligation& o) { return o.first_step == step; });
+  if (it == e->owed.end()) return;  // not an obligation's first transfer
+  touch(e->g.cfg.group_id);
+  if (r == result::ok) {
+    e->owed.erase(it);
+  } else {
+    it->refused = true;
+    it->refusal = r;
+  }
+}
+
+wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
+                                  const std::function<bool(const wire::account&)>& make_escrow) {
+  group_entry* e = find(op.group_id);
+  if (op.kind == equb_op_kind::create) {
+    const group_config c = config_of(op);
+    if (const result r = check_config(c); r != result::ok) return r;
+    if (e) {
+      const auto a = encode_group(make_group(c)), b = encode_group(make_group(e->g.cfg));
+      return a == b ? result::ok : result::exists_with_different_fields;
+    }
+    wire::account escrow;
+    escrow.id = op.group_id;
+    escrow.currency = op.currency;
+    escrow.kind = wire::account_kind::group_escrow;
+    escrow.flags = wire::account_flags::debits_must_not_exceed_credits;
+    escrow.timestamp = ts;
+    if (!make_escrow(escrow)) return result::group_account_exists;
+    group_entry fresh;
+    fresh.g = make_group(c);
+    fresh.created_at = ts;
+    groups_.emplace(op.group_id, std::move(fresh));
+    touch(op.group_id);
+    return result::ok;
+  }
+  if (!e) return result::group_not_found;
+  group_state& g = e->g;
+  outcome o;
+  switch (op.kind) {
+    case equb_op_kind::create: break;
+    case equb_op_kind::start: {
+      seed secret;
+      std::copy(std::begin(op.seed), std::end(op.seed), secret.begin());
+      o = start(g, ts, secret);
+      if (o.code != result::ok) return o.code;
+      touch(op.group_id);
+      // Round 1 is paid by the deposits: it pays out at once.
+      if (round_due(g, ts)) after_round(*e, ts);
+      else schedule(*e);
+      return result::ok;
+    }
+    case equb_op_kind::leave:
+      if (!steps_left(*e)) return result::group_steps_exhausted;
+      o = leave(g, op.seat, op.wallet);
+      break;
+    case equb_op_kind::bid: o = bid(g, op.seat, op.wallet, op.round, op.amount); break;
+    case equb_op_kind::dissolve:
+      if (!steps_left(*e)) return result::group_steps_exhausted;
+      o = dissolve(g);
+      break;
+    case equb_op_kind::retry: {
+      bool any = false;
+      for (auto& ob : e->owed) {
+        if (!ob.refused) continue;
+        if (steps_max - e->next_step < ob.transfers.size()) return result::group_steps_exhausted;
+        any = true;
+        ob.refused = false;
+        ob.refusal = result::ok;
+        ob.first_step = e->next_step;
+        e->next_step += uint32_t(ob.transfers.size());
+        if (emit_) emit_(chain_of(*e, ob));
+      }
+      if (!any) return result::nothing_to_retry;
+      touch(op.group_id);
+      return result::ok;
+    }
+  }
+  if (o.code != result::ok) return o.code;
+  touch(op.group_id);
+  owe(*e, std::move(o.transfers));
+  return result::ok;
+}
+
+void group_table::load(group_entry&& e) {
+  const uint64_t id = e.g.cfg.group_id;
+  MESOB_ASSERT(groups_.find(id) == groups_.end());
+  auto& stored = groups_.emplace(id, std::move(e)).first->second;
+  schedule(stored);
+}
+
+void group_table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
+  for (const uint64_t id : dirty_)
+    if (const group_entry* e = find(id)) out->emplace_back(id, encode_entry(*e));
+  dirty_.clear();
+  dirty_flag_.clear();
+}
+
+size_t group_table::memory_bytes() const {
+  size_t n = groups_.bucket_count() * sizeof(void*) + deadlines_.capacity() * 16;
+  for (const auto& [id, e] : groups_) {
+    n += sizeof(e) + 32 + e.g.seats.capacity() * sizeof(seat) + e.history.capacity() * sizeof(group_entry::round_result);
+    for (const auto& s : e.g.seats) n += s.debts.capacity() * sizeof(debt);
+    for (const auto& o : e.owed) n += sizeof(o) + o.transfers.capacity() * sizeof(money);
+  }
+  return n;
+}
+
+// ---- bytes ---------------------------------------------------------------------------
+
+std::vector<uint8_t> encode_entry(const group_entry& e) {
+  byte_writer w;
+  w.put(entry_version);
+  w.put(e.next_step);
+  w.put(e.created_at);
+  w.put(uint32_t(e.owed.size()));
+  for (const auto& o : e.owed) {
+    w.put(o.first_step);
+    w.put(uint8_t(o.refused));
+    w.put(uint32_t(o.refusal));
+    w.put(uint32_t(o.transfers.size()));
+    for (const auto& m : o.transfers) {
+      w.put(m.debit_account_id);
+      w.put(m.credit_account_id);
+      w.put(m.amount);
+      w.put(uint8_t(m.why));
+    }
+  }
+  w.put(uint32_t(e.history.size()));
+  for (const auto& h : e.history) {
+    w.put(h.round);
+    w.put(h.seat);
+    w.put(h.revealed);
+  }
+  const auto g = encode_group(e.g);
+  w.put(uint32_t(g.size()));
+  w.put_bytes(g);
+  return std::move(w.out);
+}
+
+bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string* why) {
+  byte_reader r{bytes};
+  group_entry e;
+  const auto version = r.get<uint32_t>();
+  if (!r.short_read && version != entry_version) {
+    *why = "group entry version " + std::to_string(version) + " (this build reads " + std::to_string(entry_version) + ")";
+    return false;
+  }
+  e.next_step = r.get<uint32_t>();
+  e.created_at = r.get<uint64_t>();
+  const auto owed = r.get<uint32_t>();
+  if (!r.short_read && (e.next_step > steps_max || owed > steps_max)) {
+    *why = "group entry: step " + std::to_string(e.next_step) + ", " + std::to_string(owed) + " obligations: out of range";
+    return false;
+  }
+  for (uint32_t i = 0; i < owed && !r.short_read; ++i) {
+    obligation o;
+    o.first_step = r.get<uint32_t>();
+    const auto refused = r.get<uint8_t>();
+    o.refusal = wire::result(r.get<uint32_t>());
+    const auto n = r.get<uint32_t>();
+    if (r.short_read) break;
+    if (refused > 1 || n == 0 || n > steps_reserve || uint64_t(o.first_step) + n > e.next_step ||
+        (refused == 0) != (o.refusal == result::ok)) {
+      *why = "group entry: obligation " + std::to_string(i) + " is out of range";
+      return false;
+    }
+    o.refused = refused == 1;
+    for (uint32_t k = 0; k < n && !r.short_read; ++k) {
+      money m;
+      m.debit_account_id = r.get<uint64_t>();
+      m.credit_account_id = r.get<uint64_t>();
+      m.amount = r.get<uint64_t>();
+      const auto p = r.get<uint8_t>();
+      if (p > uint8_t(purpose::dividend) || m.amount == 0) {
+        if (r.short_read) break;
+        *why = "group entry: obligation " + std::to_string(i) + " transfer " + std::to_string(k) + " is out of range";
+        return false;
+      }
+      m.why = purpose(p);
+      o.transfers.push_back(m);
+    }
+    e.owed.push_back(std::move(o));
+  }
+  const auto hist = r.get<uint32_t>();
+  if (!r.short_read && hist > seats_max) {
+    *why = "group entry: " + std::to_string(hist) + " rounds of history: out of range";
+    return false;
+  }
+  for (uint32_t i = 0; i < hist && !r.short_read; ++i) {
+    group_entry::round_result h;
+    h.round = r.get<uint32_t>();
+    h.seat = r.get<uint32_t>();
+    r.get(h.revealed);
+    e.history.push_back(h);
+  }
+  const auto glen = r.get<uint32_t>();
+  const auto gbytes = r.take(glen);
+  if (r.short_read) {
+    *why = "group entry cut short (" + std::to_string(bytes.size()) + " bytes)";
+    return false;
+  }
+  if (r.at != bytes.size()) {
+    *why = "group entry: " + std::to_string(bytes.size() - r.at) + " bytes after its state";
+    return false;
+  }
+  if (!decode_group(gbytes, &e.g, why)) return false;
+  const uint64_t escrow = e.g.cfg.escrow_account_id;
+  for (const auto& o : e.owed)
+    for (const auto& m : o.transfers)
+      if (m.debit_account_id != escrow && m.credit_account_id != escrow) {
+        *why = "group " + std::to_string(escrow) + ": an obligation moves money that is not its escrow's";
+        return false;
+      }
+  *out = std::move(e);
+  return true;
+}
+
+}  // namespace mesob::actors::equb

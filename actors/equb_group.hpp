@@ -1,0 +1,143 @@
+// equb_group: the equb groups one shard hosts, as lightweight actors (a group is a
+// record reached by id, like an account, changed only by the batches its shard
+// executes, in log order). A group lives on the shard of its escrow account, whose id is
+// the group's id.
+//
+// Money in: a member pays with an ordinary transfer, flagged transfer_flags::equb, from
+// its wallet to the escrow account (user_data = round << 32 | seat; round 0 joins).
+// The escrow's shard decides the group's part (`verdict`) from the group as it stands at
+// that transfer's place in the log; for a transfer that crosses shards it publishes the
+// verdict in the sync slot beside its account copy, so both shards reach the same
+// result. The ledger's own checks come first, then the group's. On ok, `paid` applies
+// the payment to the group.
+//
+// Money out (and a cover in): payouts, fees, debts forwarded, refunds are decided by the
+// rules at a deterministic point (a payment that completes a round, a deadline passing,
+// a group operation) and owed by the group from then on: an *obligation*, a chain of
+// transfers with ids the group derives from its step counter (emitted_id), in a space
+// clients may not use. The shard hands each new obligation to the engine (an emission),
+// which sequences and logs it like any request. When the escrow's shard executes that
+// chain (a fresh one, not a repeat), the group learns its outcome (`chain_done`): ok
+// settles the obligation; a refusal (say a frozen wallet) keeps it, money still
+// reserved, until a `retry` operation emits it again under new ids. Obligations are part
+// of the group's state (snapshots), so after a crash every one that no log record
+// carries is emitted again at the end of recovery; one the log holds was settled by
+// replay. A repeat of an emitted chain changes nothing.
+//
+// The group's `escrow` field is what its escrow account holds once every obligation is
+// carried: the account's balance equals escrow_expected() at every log position.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/equb_rules.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::actors::equb {
+
+// Ids of transfers groups emit: hi's top 40 bits are 0xE9B05EED00, its low 24 bits the
+// step; lo is the group id. A client's transfer with such an id is refused
+// (id_reserved): a random 128-bit id lands there with probability 2^-40, and the
+// boundary values clients like (0, all ones) are outside it.
+constexpr uint64_t emitted_hi = 0xE9B05EED00000000ull;
+constexpr uint64_t emitted_hi_mask = 0xFFFFFFFFFF000000ull;
+constexpr uint32_t steps_max = 1u << 24;
+[[nodiscard]] inline bool reserved_id(const wire::id128& id) { return (id.hi & emitted_hi_mask) == emitted_hi; }
+[[nodiscard]] inline wire::id128 emitted_id(uint64_t group_id, uint32_t step) {
+  return {group_id, emitted_hi | step};
+}
+// Transfer codes of emitted transfers: 0xE000 + purpose.
+constexpr uint16_t emitted_code_base = 0xE000;
+
+struct obligation {
+  uint32_t first_step = 0;  // its transfers have steps first_step, first_step + 1, ...
+  bool refused = false;     // the ledger refused it; waits for a retry
+  wire::result refusal = wire::result::ok;
+  std::vector<money> transfers;
+};
+
+struct group_entry {
+  group_state g;
+  uint32_t next_step = 0;
+  std::vector<obligation> owed;  // oldest first
+  uint64_t created_at = 0;
+  // events so far: the lottery's revealed seeds and recipients, per round
+  struct round_result {
+    uint32_t round = 0;
+    uint32_t seat = 0;
+    seed revealed{};
+  };
+  std::vector<round_result> history;
+};
+// What the escrow account must hold: escrow plus what obligations still take out, less
+// what they bring in.
+[[nodiscard]] uint64_t escrow_expected(const group_entry& e);
+// The chain an obligation is emitted as (linked, ids from its steps).
+[[nodiscard]] std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o);
+
+// Byte form for snapshots (version 1; the group's own bytes are encode_group's). The
+// reader refuses damage it can see, as decode_group does.
+[[nodiscard]] std::vector<uint8_t> encode_entry(const group_entry& e);
+bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string* why);
+
+// The config a create operation asks for.
+[[nodiscard]] group_config config_of(const wire::equb_op& op);
+// Field checks of a group operation (no state): kind, group id, fields it must not set.
+[[nodiscard]] wire::result check_op_fields(const wire::equb_op& op);
+
+class group_table {
+ public:
+  using emit_fn = std::function<void(std::vector<wire::transfer>&&)>;
+  // Live: obligations go to `emit` as they arise. Not set (recovery): they are only
+  // recorded, and the engine emits what is left at the end of replay.
+  void set_emit(emit_fn f) { emit_ = std::move(f); }
+
+  [[nodiscard]] group_entry* find(uint64_t id);
+  [[nodiscard]] const group_entry* find(uint64_t id) const;
+
+  // An equb payment whose escrow is on this shard: the group's part of the decision.
+  [[nodiscard]] wire::result verdict(const wire::transfer& t, uint64_t ts) const;
+  // It was applied by the ledger (ok).
+  void paid(const wire::transfer& t, uint64_t ts);
+  // An emitted chain (first transfer `t`) was executed fresh with outcome r.
+  void chain_done(const wire::transfer& first, wire::result r);
+  // Group operations. create needs the escrow account made: `make_escrow` returns false
+  // when an account already has the id.
+  wire::result execute(const wire::equb_op& op, uint64_t ts, const std::function<bool(const wire::account&)>& make_escrow);
+  // Rounds whose deadline + grace passed by `now` close (not under hold_round).
+  [[nodiscard]] bool due(uint64_t now) const { return !deadlines_.empty() && deadlines_.front().first < now; }
+  void close_due(uint64_t now);
+  // Earliest time a round may close on its deadline (UINT64_MAX: none).
+  [[nodiscard]] uint64_t next_deadline() const { return deadlines_.empty() ? UINT64_MAX : deadlines_.front().first; }
+
+  // Recovery and checkpoints.
+  void load(group_entry&& e);
+  // Groups changed since the last call, encoded.
+  void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [id, e] : groups_) f(e);
+  }
+  [[nodiscard]] size_t size() const { return groups_.size(); }
+  [[nodiscard]] size_t memory_bytes() const;
+
+ private:
+  void owe(group_entry& e, std::vector<money>&& m);
+  void after_round(group_entry& e, uint64_t now);
+  void schedule(const group_entry& e);
+  void touch(uint64_t id);
+
+  std::unordered_map<uint64_t, group_entry> groups_;
+  std::vector<uint64_t> dirty_;
+  std::unordered_map<uint64_t, uint8_t> dirty_flag_;
+  // (deadline + grace, group id): a min-heap; stale entries are skipped.
+  std::vector<std::pair<uint64_t, uint64_t>> deadlines_;
+  emit_fn emit_;
+};
+
+}  // namespace mesob::actors::equb

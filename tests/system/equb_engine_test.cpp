@@ -1,0 +1,386 @@
+// Equb groups in the engine: group operations, member payments decided with the ledger
+// (across shards too), payouts the groups emit, deadlines on the engine clock, refused
+// payouts and retries, and restarts from a snapshot and from the log alone. Every money
+// movement is checked against the accounts, and each group's escrow account against
+// what its state says it must hold.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "actors/equb_group.hpp"
+#include "actors/shard.hpp"
+#include "support/engine_fixture.hpp"
+
+namespace mesob::test {
+namespace {
+
+using actors::equb::group_entry;
+using actors::equb::phase;
+using wire::result;
+
+constexpr uint64_t funding = 999;      // system account: pays the members' starting money
+constexpr uint64_t fee_account = 900;
+constexpr uint64_t guarantor = 901;
+constexpr uint64_t contribution = 100;
+constexpr uint64_t starting = 10'000;
+
+class equb_engine : public ::testing::Test {
+ protected:
+  explicit equb_engine(bool checkpoint_on_close = true) : fx_(2, checkpoint_on_close) {}
+
+  engine::engine& e() { return fx_.e(); }
+
+  // Wallets 1..n with `starting` each, the fee and guarantor accounts, the funding account.
+  void open_wallets(uint64_t n) {
+    std::vector<wire::account> a;
+    for (uint64_t id = 1; id <= n; ++id) a.push_back(make_account(id, wire::account_flags::debits_must_not_exceed_credits));
+    a.push_back(make_account(fee_account));
+    a.push_back(make_account(guarantor));
+    a.push_back(make_account(funding));
+    for (auto r : e().create_accounts(a).results) ASSERT_EQ(r, result::ok);
+    std::vector<wire::transfer> t;
+    for (uint64_t id = 1; id <= n; ++id) t.push_back(make_transfer(next_id_++, funding, id, starting));
+    for (auto r : e().create_transfers(t).results) ASSERT_EQ(r, result::ok);
+  }
+
+  wire::equb_op create_op(uint64_t group, actors::equb::rotation rot = actors::equb::rotation::fixed_order,
+                          actors::equb::default_policy pol = actors::equb::default_policy::pay_what_is_there) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::create;
+    op.group_id = group;
+    op.fee_account_id = fee_account;
+    op.guarantor_account_id = pol == actors::equb::default_policy::cover_from_guarantor ? guarantor : 0;
+    op.currency = wire::currency("ETB");
+    op.contribution = contribution;
+    op.period_ns = 7 * 86'400ull * 1'000'000'000ull;  // a week
+    op.grace_ns = 86'400ull * 1'000'000'000ull;       // a day
+    op.late_penalty = 5;
+    op.fee_bp = 100;  // 1%
+    op.rotation = uint8_t(rot);
+    op.default_policy = uint8_t(pol);
+    return op;
+  }
+
+  result op1(const wire::equb_op& op) {
+    auto r = e().equb({op});
+    EXPECT_EQ(r.st, engine::status::ok);
+    return r.results.empty() ? result::linked_event_failed : r.results[0];
+  }
+  result simple(wire::equb_op_kind kind, uint64_t group) {
+    wire::equb_op op;
+    op.kind = kind;
+    op.group_id = group;
+    return op1(op);
+  }
+
+  // A member payment: round 0 joins.
+  wire::transfer payment(uint64_t wallet, uint64_t group, uint32_t round, uint32_t seat, uint64_t amount) {
+    wire::transfer t = make_transfer(next_id_++, wallet, group, amount, wire::transfer_flags::equb);
+    t.user_data = uint64_t(round) << 32 | seat;
+    return t;
+  }
+  result pay(uint64_t wallet, uint64_t group, uint32_t round, uint32_t seat, uint64_t amount) {
+    auto r = e().create_transfers({payment(wallet, group, round, seat, amount)});
+    return r.results.at(0);
+  }
+
+  group_entry group(uint64_t id) {
+    auto r = e().lookup_groups({id});
+    EXPECT_EQ(r.results.at(0), result::ok);
+    return r.groups.at(0);
+  }
+
+  // Waits until the group's emitted payments are carried or refused (they are sequenced
+  // after the request that caused them).
+  group_entry settled(uint64_t id) {
+    for (int i = 0; i < 2000; ++i) {
+      group_entry g = group(id);
+      bool waiting = false;
+      for (const auto& o : g.owed) waiting = waiting || !o.refused;
+      if (!waiting) return g;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ADD_FAILURE() << "group " << id << " still has payments in flight";
+    return group(id);
+  }
+
+  wire::account account(uint64_t id) { return e().lookup_accounts({id}).accounts.at(0); }
+  int64_t balance(uint64_t id) {
+    const auto a = account(id);
+    return int64_t(a.credits_posted) - int64_t(a.debits_posted);
+  }
+  // The escrow account holds exactly what the group's state says, once settled.
+  void expect_escrow_consistent(uint64_t id) {
+    const group_entry g = settled(id);
+    const auto a = account(id);
+    EXPECT_EQ(a.credits_posted - a.debits_posted, actors::equb::escrow_expected(g)) << "group " << id;
+    EXPECT_EQ(a.debits_pending + a.credits_pending, 0u);
+    const auto check = e().check_balances();
+    EXPECT_TRUE(check.balanced) << check.detail;
+  }
+
+  // A group with members 1..n (seat i - 1 held by wallet i), started.
+  void form(uint64_t id, uint32_t n, actors::equb::rotation rot = actors::equb::rotation::fixed_order,
+            actors::equb::default_policy pol = actors::equb::default_policy::pay_what_is_there) {
+    ASSERT_EQ(op1(create_op(id, rot, pol)), result::ok);
+    for (uint32_t w = 1; w <= n; ++w) ASSERT_EQ(pay(w, id, 0, 0, contribution), result::ok) << "join " << w;
+    ASSERT_EQ(simple(wire::equb_op_kind::start, id), result::ok);
+  }
+
+  engine_fixture fx_;
+  uint64_t next_id_ = 1;
+};
+
+class equb_engine_replay : public equb_engine {
+ protected:
+  equb_engine_replay() : equb_engine(false) {}
+};
+
+TEST_F(equb_engine, FixedOrderGroupRunsToCompletionAcrossShards) {
+  constexpr uint64_t g = 5000;
+  constexpr uint32_t n = 6;
+  open_wallets(n);
+  // Members on both shards, and on the escrow's own: payments both cross and stay.
+  bool local = false, remote = false;
+  for (uint64_t w = 1; w <= n; ++w) (actors::shard_of(w, 2) == actors::shard_of(g, 2) ? local : remote) = true;
+  ASSERT_TRUE(local && remote);
+
+  ASSERT_EQ(op1(create_op(g)), result::ok);
+  ASSERT_EQ(op1(create_op(g)), result::ok) << "a repeated create is answered ok";
+  auto changed = create_op(g);
+  changed.contribution = 101;
+  EXPECT_EQ(op1(changed), result::exists_with_different_fields);
+  const auto escrow = account(g);
+  EXPECT_EQ(escrow.kind, wire::account_kind::group_escrow);
+  EXPECT_EQ(group(g).g.ph, phase::forming);
+
+  for (uint32_t w = 1; w <= n; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  EXPECT_EQ(balance(g), int64_t(n * contribution));
+  EXPECT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  EXPECT_EQ(simple(wire::equb_op_kind::start, g), result::group_not_forming);
+
+  const uint64_t pot = n * contribution, fee = pot / 100;
+  for (uint32_t round = 2; round <= n; ++round) {
+    // Round round - 1 paid out to seat round - 2 (wallet round - 1).
+    const group_entry st = settled(g);
+    ASSERT_EQ(st.g.round, round);
+    EXPECT_EQ(st.g.seats[round - 2].received_round, round - 1);
+    EXPECT_EQ(balance(round - 1), int64_t(starting - (round - 1) * contribution + pot - fee));
+    expect_escrow_consistent(g);
+    for (uint32_t seat = 0; seat < n; ++seat)
+      ASSERT_EQ(pay(seat + 1, g, round, seat, contribution), result::ok) << "round " << round << " seat " << seat;
+  }
+  const group_entry done = settled(g);
+  EXPECT_EQ(done.g.ph, phase::completed);
+  for (uint32_t seat = 0; seat < n; ++seat) {
+    EXPECT_EQ(done.g.seats[seat].received_round, seat + 1);
+    EXPECT_EQ(balance(seat + 1), int64_t(starting - n * contribution + pot - fee));
+  }
+  EXPECT_EQ(balance(g), 0);
+  EXPECT_EQ(balance(fee_account), int64_t(n * fee));
+  expect_escrow_consistent(g);
+  EXPECT_EQ(pay(1, g, n, 0, contribution), result::group_not_active);
+}
+
+TEST_F(equb_engine, BadPaymentsGetPreciseErrorsAndChangeNothing) {
+  constexpr uint64_t g = 5001;
+  open_wallets(5);
+  form(g, 3);
+  const group_entry before = settled(g);
+  ASSERT_EQ(before.g.round, 2u);
+  const int64_t b1 = balance(1), bg = balance(g);
+
+  EXPECT_EQ(pay(1, g, 2, 0, contribution - 1), result::wrong_amount);
+  EXPECT_EQ(pay(1, g, 1, 0, contribution), result::round_already_paid);
+  EXPECT_EQ(pay(1, g, 3, 0, contribution), result::round_not_open);
+  EXPECT_EQ(pay(1, g, 2, 1, contribution), result::not_a_member) << "seat 1 is wallet 2's";
+  EXPECT_EQ(pay(4, g, 2, 0, contribution), result::not_a_member);
+  EXPECT_EQ(pay(4, g, 0, 0, contribution), result::group_not_forming);
+  EXPECT_EQ(pay(1, fee_account, 2, 0, contribution), result::group_not_found);
+  auto usd = payment(1, g, 2, 0, contribution);
+  usd.currency = wire::currency("USD");
+  EXPECT_EQ(e().create_transfers({usd}).results.at(0), result::transfer_currency_mismatch);
+  auto linked = payment(1, g, 2, 0, contribution);
+  linked.flags |= wire::transfer_flags::linked;
+  auto tail = make_transfer(next_id_++, 1, 2, 1);
+  const auto lr = e().create_transfers({linked, tail});
+  EXPECT_EQ(lr.results.at(0), result::equb_transfer_must_stand_alone);
+  auto reserved = make_transfer(0, 1, 2, 1);
+  reserved.id = actors::equb::emitted_id(g, 77);
+  EXPECT_EQ(e().create_transfers({reserved}).results.at(0), result::id_reserved);
+  // A wallet without the money: the ledger's refusal comes first.
+  std::vector<wire::transfer> drain{make_transfer(next_id_++, 1, funding, uint64_t(balance(1)))};
+  ASSERT_EQ(e().create_transfers(drain).results.at(0), result::ok);
+  EXPECT_EQ(pay(1, g, 2, 0, contribution), result::exceeds_credits);
+  EXPECT_EQ(balance(g), bg);
+  const group_entry after = settled(g);
+  EXPECT_FALSE(after.g.seats[0].paid);
+  EXPECT_EQ(after.g.escrow, before.g.escrow);
+  ASSERT_EQ(e().create_transfers({make_transfer(next_id_++, funding, 1, uint64_t(b1))}).results.at(0), result::ok);
+
+  // Paid once; a retry of the same payment (same id) is answered, not charged again;
+  // another payment for the same seat and round is refused.
+  const auto p = payment(1, g, 2, 0, contribution);
+  EXPECT_EQ(e().create_transfers({p}).results.at(0), result::ok);
+  EXPECT_EQ(e().create_transfers({p}).results.at(0), result::ok);
+  EXPECT_EQ(balance(1), b1 - int64_t(contribution));
+  EXPECT_EQ(pay(1, g, 2, 0, contribution), result::already_contributed);
+  expect_escrow_consistent(g);
+
+  // Group operations' field checks.
+  wire::equb_op bad;
+  bad.kind = wire::equb_op_kind(9);
+  bad.group_id = g;
+  EXPECT_EQ(op1(bad), result::equb_op_invalid);
+  bad.kind = wire::equb_op_kind::dissolve;
+  bad.seed[3] = 1;
+  EXPECT_EQ(op1(bad), result::equb_op_invalid);
+  bad = {};
+  bad.kind = wire::equb_op_kind::start;
+  EXPECT_EQ(op1(bad), result::id_must_not_be_zero);
+  EXPECT_EQ(simple(wire::equb_op_kind::start, 4242), result::group_not_found);
+  auto taken = create_op(1);  // wallet 1's id
+  EXPECT_EQ(op1(taken), result::group_account_exists);
+  auto zero = create_op(6000);
+  zero.contribution = 0;
+  EXPECT_EQ(op1(zero), result::contribution_must_not_be_zero);
+  EXPECT_EQ(account(6000).id, 0u) << "a refused create makes no account";
+}
+
+TEST_F(equb_engine, MissedDeadlinePaysWhatIsThereAndTheDebtFollowsTheMember) {
+  constexpr uint64_t g = 5002;
+  open_wallets(3);
+  form(g, 3);
+  ASSERT_EQ(settled(g).g.round, 2u);
+  // Round 2: wallets 1 and 2 pay, wallet 3 does not. Round k's deadline is k weeks after
+  // the start, then a day of grace.
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  fx_.advance_s(15 * 86'400 + 1);
+  // The engine ticks on its clock: the round closes without a request.
+  group_entry st;
+  for (int i = 0; i < 1000; ++i) {
+    st = settled(g);
+    if (st.g.round == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(st.g.round, 3u);
+  // Seat 1 (wallet 2) received the 200 collected, less 1%.
+  EXPECT_EQ(balance(2), int64_t(starting - 2 * contribution + 200 - 2));
+  ASSERT_EQ(st.g.seats[2].debts.size(), 1u);
+  EXPECT_EQ(st.g.seats[2].debts[0].creditor_account_id, 2u);
+  expect_escrow_consistent(g);
+  // Round 3 (its deadline is three weeks after the start: not late yet): wallet 3 owes its due and its debt.
+  EXPECT_EQ(pay(3, g, 3, 2, contribution), result::wrong_amount);
+  const int64_t creditor = balance(2);
+  ASSERT_EQ(pay(3, g, 3, 2, 2 * contribution), result::ok);
+  settled(g);
+  EXPECT_EQ(balance(2), creditor + int64_t(contribution)) << "the debt went on to its creditor";
+  expect_escrow_consistent(g);
+}
+
+TEST_F(equb_engine, RefusedPayoutWaitsForRetryAcrossRestart) {
+  constexpr uint64_t g = 5003;
+  open_wallets(3);
+  // Wallet 1 receives round 1; frozen, the payout is refused and the money stays held.
+  ASSERT_EQ(op1(create_op(g)), result::ok);
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(e().set_account_status({{1, wire::account_status::frozen}}).results.at(0), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  group_entry st = settled(g);
+  ASSERT_EQ(st.owed.size(), 1u);
+  EXPECT_TRUE(st.owed[0].refused);
+  EXPECT_EQ(st.owed[0].refusal, result::credit_account_frozen);
+  EXPECT_EQ(balance(g), int64_t(3 * contribution));
+  expect_escrow_consistent(g);
+
+  fx_.restart();
+  st = settled(g);
+  ASSERT_EQ(st.owed.size(), 1u);
+  EXPECT_TRUE(st.owed[0].refused) << "a refused payout is not sent again by itself";
+  EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  EXPECT_TRUE(settled(g).owed[0].refused) << "still frozen";
+  ASSERT_EQ(e().set_account_status({{1, wire::account_status::open}}).results.at(0), result::ok);
+  EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.owed.empty());
+  EXPECT_EQ(balance(1), int64_t(starting - contribution + 3 * contribution - 3));
+  EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::nothing_to_retry);
+  expect_escrow_consistent(g);
+}
+
+// Restarts that recover from the log alone: groups are rebuilt by replay, with the same
+// payouts, and payouts the log does not hold are sent again.
+TEST_F(equb_engine_replay, GroupsAreRebuiltByReplay) {
+  constexpr uint64_t g = 5004, h = 5005;
+  open_wallets(8);
+  form(g, 4, actors::equb::rotation::lottery);
+  form(h, 4, actors::equb::rotation::fixed_order, actors::equb::default_policy::cover_from_guarantor);
+  for (uint32_t seat = 0; seat < 4; ++seat) ASSERT_EQ(pay(seat + 1, g, 2, seat, contribution), result::ok);
+  ASSERT_EQ(pay(1, h, 2, 0, contribution), result::ok);
+  const group_entry g1 = settled(g), h1 = settled(h);
+  std::vector<int64_t> balances;
+  for (uint64_t id = 1; id <= 8; ++id) balances.push_back(balance(id));
+
+  fx_.restart();
+  EXPECT_EQ(e().recovery().groups_loaded, 0u) << "no snapshot: replay alone";
+  const group_entry g2 = settled(g), h2 = settled(h);
+  EXPECT_EQ(actors::equb::encode_entry(g2), actors::equb::encode_entry(g1));
+  EXPECT_EQ(actors::equb::encode_entry(h2), actors::equb::encode_entry(h1));
+  for (uint64_t id = 1; id <= 8; ++id) EXPECT_EQ(balance(id), balances[id - 1]) << "wallet " << id;
+  expect_escrow_consistent(g);
+  expect_escrow_consistent(h);
+
+  // The lottery's draws check against its commitment: H(s_k) = s_{k-1}, and the winner
+  // is draw(s_k) among the seats that had not received.
+  ASSERT_EQ(g2.history.size(), 2u);
+  auto prev = g2.g.commitment;
+  std::vector<uint32_t> candidates{0, 1, 2, 3};
+  for (const auto& r : g2.history) {
+    EXPECT_TRUE(actors::equb::seed_follows(r.revealed, prev)) << "round " << r.round;
+    EXPECT_EQ(r.seat, actors::equb::draw(r.revealed, g, r.round, candidates));
+    std::erase(candidates, r.seat);
+    prev = r.revealed;
+  }
+  // The group goes on after the restart.
+  for (uint32_t seat = 0; seat < 4; ++seat) ASSERT_EQ(pay(seat + 1, g, 3, seat, contribution), result::ok);
+  EXPECT_EQ(settled(g).g.round, 4u);
+  expect_escrow_consistent(g);
+}
+
+TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
+  constexpr uint64_t g = 5006, h = 5007;
+  open_wallets(4);
+  ASSERT_EQ(op1(create_op(g)), result::ok);
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  wire::equb_op leave;
+  leave.kind = wire::equb_op_kind::leave;
+  leave.group_id = g;
+  leave.seat = 1;
+  leave.wallet = 1;  // seat 1 is wallet 2's
+  EXPECT_EQ(op1(leave), result::not_a_member);
+  leave.wallet = 2;
+  EXPECT_EQ(op1(leave), result::ok);
+  settled(g);
+  EXPECT_EQ(balance(2), int64_t(starting));
+  EXPECT_EQ(simple(wire::equb_op_kind::dissolve, g), result::ok);
+  EXPECT_EQ(settled(g).g.ph, phase::dissolved);
+  for (uint64_t w = 1; w <= 3; ++w) EXPECT_EQ(balance(w), int64_t(starting));
+  EXPECT_EQ(balance(g), 0);
+  expect_escrow_consistent(g);
+
+  // Dissolving an active group refunds the current round's payments.
+  form(h, 3);
+  ASSERT_EQ(pay(2, h, 2, 1, contribution), result::ok);
+  leave.group_id = h;
+  EXPECT_EQ(op1(leave), result::leaving_after_start);
+  EXPECT_EQ(simple(wire::equb_op_kind::dissolve, h), result::ok);
+  settled(h);
+  EXPECT_EQ(balance(2), int64_t(starting - contribution)) << "its round-2 payment came back";
+  EXPECT_EQ(balance(h), 0);
+  expect_escrow_consistent(h);
+}
+
+}  // namespace
+}  // namespace mesob::test
