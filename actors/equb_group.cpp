@@ -68,6 +68,75 @@ wire::result check_op_fields(const wire::equb_op& op) {
   return result::ok;
 }
 
+wire::group_item to_item(const group_entry& e) {
+  const group_state& g = e.g;
+  const group_config& c = g.cfg;
+  wire::group_item it;
+  wire::equb_op& op = it.config;
+  op.kind = wire::equb_op_kind::create;
+  op.group_id = c.group_id;
+  op.fee_account_id = c.fee_account_id;
+  op.guarantor_account_id = c.guarantor_account_id;
+  op.organizer_account_id = c.organizer_account_id;
+  op.contribution = c.contribution;
+  op.period_ns = c.period_ns;
+  op.grace_ns = c.grace_ns;
+  op.late_penalty = c.late_penalty;
+  op.commission_cap = c.commission_cap;
+  op.currency = c.currency;
+  op.fee_bp = c.fee_bp;
+  op.max_discount_bp = c.max_discount_bp;
+  op.commission_bp = c.commission_bp;
+  op.rotation = uint8_t(c.policy);
+  op.default_policy = uint8_t(c.on_default);
+  it.phase = uint8_t(g.ph);
+  it.round = g.round;
+  it.bids = g.bids;
+  it.next_step = e.next_step;
+  it.created_at = e.created_at;
+  it.started_at = g.started_at;
+  it.pot = g.pot;
+  it.escrow = g.escrow;
+  it.escrow_expected = escrow_expected(e);
+  if (c.policy == rotation::lottery && g.ph != phase::forming) {
+    it.commitment.assign(g.commitment.begin(), g.commitment.end());
+    it.last_revealed.assign(g.last_revealed.begin(), g.last_revealed.end());
+  }
+  for (const auto& s : g.seats) {
+    wire::group_seat_item si;
+    si.wallet = s.wallet;
+    si.paid_amount = s.paid_amount;
+    si.credit = s.credit;
+    si.bid = s.bid;
+    for (const auto& d : s.debts) si.debt_total += d.amount;
+    si.received_round = s.received_round;
+    si.debts = uint32_t(s.debts.size());
+    si.paid = s.paid;
+    it.seats.push_back(si);
+  }
+  for (const auto& h : e.history) {
+    wire::group_round_item ri;
+    ri.round = h.round;
+    ri.seat = h.seat;
+    std::copy(h.revealed.begin(), h.revealed.end(), ri.revealed);
+    it.history.push_back(ri);
+  }
+  for (const auto& o : e.owed)
+    for (size_t i = 0; i < o.transfers.size(); ++i) {
+      const money& m = o.transfers[i];
+      wire::group_payment_item pi;
+      pi.debit_account_id = m.debit_account_id;
+      pi.credit_account_id = m.credit_account_id;
+      pi.amount = m.amount;
+      pi.step = o.first_step + uint32_t(i);
+      pi.refusal = uint32_t(o.refusal);
+      pi.purpose = uint8_t(m.why);
+      pi.refused = o.refused;
+      it.owed.push_back(pi);
+    }
+  return it;
+}
+
 uint64_t escrow_expected(const group_entry& e) {
   unsigned __int128 v = e.g.escrow;
   const uint64_t escrow = e.g.cfg.escrow_account_id;

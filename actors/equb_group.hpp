@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "actors/equb_rules.hpp"
+#include "wire/codec.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::equb {
@@ -84,6 +85,9 @@ struct group_entry {
 // reader refuses damage it can see, as decode_group does.
 [[nodiscard]] std::vector<uint8_t> encode_entry(const group_entry& e);
 bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string* why);
+
+// The group as it travels (wire/mesob.fbs, Group).
+[[nodiscard]] wire::group_item to_item(const group_entry& e);
 
 // The config a create operation asks for.
 [[nodiscard]] group_config config_of(const wire::equb_op& op);

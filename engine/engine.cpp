@@ -591,7 +591,10 @@ class engine_impl {
       case op_kind::lookup_balances_as_of: n = req.balance_queries.size(); break;
       case op_kind::currency_totals: n = 0; break;
       case op_kind::equb_ops: n = req.equb_ops.size(); break;
-      case op_kind::lookup_groups: n = req.account_ids.size(); break;
+      case op_kind::lookup_groups:
+        if (req.account_ids.size() > groups_lookup_max) return status::batch_too_large;
+        n = req.account_ids.size();
+        break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;

@@ -24,15 +24,18 @@ constexpr uint32_t batches_in_flight_max = 8192;
 constexpr uint32_t sequencer_wake_in_flight = 16;
 // Records in one page of an account's history.
 constexpr uint32_t history_page_max = 1024;
+// Equb groups in one look-up (a group with 1,000 seats is ~100 KB as it travels).
+constexpr uint32_t groups_lookup_max = 64;
 // Records walked back for one balance-as-of query before giving up.
 constexpr uint32_t history_walk_max = 65536;
 // The largest log payload: a batch header and 8,192 of the largest operation.
 constexpr uint64_t batch_record_header_bytes = 16;
-constexpr uint64_t operation_bytes_max = sizeof(wire::transfer);
+constexpr uint64_t operation_bytes_max = sizeof(wire::equb_op);
 constexpr uint64_t batch_payload_bytes_max =
     batch_record_header_bytes + uint64_t(batch_ops_max) * operation_bytes_max;
 
 static_assert(operation_bytes_max >= sizeof(wire::account));
+static_assert(operation_bytes_max >= sizeof(wire::transfer));
 static_assert(operation_bytes_max >= sizeof(wire::account_status_change));
 static_assert(shards_max <= 32, "sync masks are 32-bit");
 static_assert(batch_payload_bytes_max < (8u << 20) - 4096 - 80,

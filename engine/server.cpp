@@ -622,6 +622,8 @@ class server_impl {
         for (const auto& q : qs) req.balance_queries.push_back({q.account_id, q.timestamp});
         break;
       }
+      case wire::operation::equb_ops: req.kind = op_kind::equb_ops; p.copy_to(req.equb_ops); break;
+      case wire::operation::lookup_groups: req.kind = op_kind::lookup_groups; p.copy_to(req.account_ids); break;
     }
     ++s.in_flight;
     ++engine_in_flight_;
@@ -730,6 +732,22 @@ class server_impl {
         body = wire::balances_body(bs);
         break;
       }
+      case wire::operation::equb_ops: body = wire::results_body(r.results); break;
+      case wire::operation::lookup_groups: {
+        std::vector<wire::group_item> gs(r.groups.size());
+        for (size_t i = 0; i < gs.size(); ++i)
+          if (i < r.results.size() && r.results[i] == wire::result::ok) gs[i] = actors::equb::to_item(r.groups[i]);
+          else gs[i].code = wire::result::group_not_found;
+        body = wire::groups_body(gs);
+        break;
+      }
+    }
+    if (body.size() > cfg_.frame_bytes_max) {
+      protocol_fault(s, c.request_id, protocol_error::reply_too_large,
+                     std::string(wire::operation_name(c.op)) + ": the reply has " + std::to_string(body.size()) +
+                         " bytes, over the frame limit of " + std::to_string(cfg_.frame_bytes_max) +
+                         "; ask for fewer items");
+      return;
     }
     queue_frame(s, frame_kind::response, c.request_id, body);
   }

@@ -19,6 +19,10 @@ static_assert(sizeof(fb::HistoryQuery) == sizeof(history_query_item));
 static_assert(sizeof(fb::BalanceQuery) == sizeof(balance_query_item));
 static_assert(sizeof(fb::TransferRecord) == sizeof(transfer_record_item));
 static_assert(sizeof(fb::Balance) == sizeof(balance_item));
+static_assert(sizeof(fb::EqubOp) == sizeof(equb_op));
+static_assert(sizeof(fb::GroupSeat) == sizeof(group_seat_item));
+static_assert(sizeof(fb::GroupRound) == sizeof(group_round_item));
+static_assert(sizeof(fb::GroupPayment) == sizeof(group_payment_item));
 
 std::vector<uint8_t> finish(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<void> root) {
   fbb.Finish(root, ident);
@@ -198,13 +202,15 @@ std::string_view operation_name(operation op) {
     case operation::lookup_transfers: return "lookup_transfers";
     case operation::lookup_account_transfers: return "lookup_account_transfers";
     case operation::lookup_balances: return "lookup_balances";
+    case operation::equb_ops: return "equb_ops";
+    case operation::lookup_groups: return "lookup_groups";
   }
   return "unknown";
 }
 
 bool operation_writes(operation op) {
   return op == operation::create_accounts || op == operation::create_transfers ||
-         op == operation::set_account_status;
+         op == operation::set_account_status || op == operation::equb_ops;
 }
 
 size_t operation_item_bytes(operation op) {
@@ -216,6 +222,8 @@ size_t operation_item_bytes(operation op) {
     case operation::lookup_transfers: return sizeof(id128);
     case operation::lookup_account_transfers: return sizeof(history_query_item);
     case operation::lookup_balances: return sizeof(balance_query_item);
+    case operation::equb_ops: return sizeof(equb_op);
+    case operation::lookup_groups: return sizeof(uint64_t);
   }
   return 0;
 }
@@ -256,6 +264,17 @@ std::vector<uint8_t> lookup_balances_body(std::span<const balance_query_item> it
   });
 }
 
+std::vector<uint8_t> equb_ops_body(std::span<const equb_op> items) {
+  return request(items.size_bytes(), fb::Operation::EqubOps, [&](auto& fbb) {
+    return fb::CreateEqubOps(fbb, structs<fb::EqubOp>(fbb, items));
+  });
+}
+std::vector<uint8_t> lookup_groups_body(std::span<const uint64_t> ids) {
+  return request(ids.size_bytes(), fb::Operation::LookupGroups, [&](auto& fbb) {
+    return fb::CreateLookupGroups(fbb, fbb.CreateVector(ids.data(), ids.size()));
+  });
+}
+
 bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg* err) {
   std::string why;
   if (!verify<fb::Request>(body, &why)) {
@@ -285,6 +304,8 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::LookupTransfers: take(r->operation_as_LookupTransfers()->ids()); break;
     case fb::Operation::LookupAccountTransfers: take(r->operation_as_LookupAccountTransfers()->queries()); break;
     case fb::Operation::LookupBalances: take(r->operation_as_LookupBalances()->queries()); break;
+    case fb::Operation::EqubOps: take(r->operation_as_EqubOps()->ops()); break;
+    case fb::Operation::LookupGroups: take(r->operation_as_LookupGroups()->ids()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));
@@ -296,6 +317,11 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
   if (n > batch_operations_max) {
     *err = {protocol_error::batch_too_large, "request: " + std::to_string(n) + " operations (at most " +
                                                  std::to_string(batch_operations_max) + ")"};
+    return false;
+  }
+  if (out->op == operation::lookup_groups && n > lookup_groups_max) {
+    *err = {protocol_error::batch_too_large, "request: lookup_groups of " + std::to_string(n) + " groups (at most " +
+                                                 std::to_string(lookup_groups_max) + ")"};
     return false;
   }
   out->count = n;
@@ -348,6 +374,43 @@ std::vector<uint8_t> balances_body(std::span<const balance_item> balances) {
   });
 }
 
+std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
+  size_t bytes = 0;
+  for (const auto& g : groups)
+    bytes += 512 + g.seats.size() * sizeof(group_seat_item) + g.history.size() * sizeof(group_round_item) +
+             g.owed.size() * sizeof(group_payment_item);
+  return response(bytes, fb::Reply::Groups, [&](auto& fbb) {
+    std::vector<flatbuffers::Offset<fb::Group>> offs;
+    offs.reserve(groups.size());
+    for (const auto& g : groups) {
+      const auto commitment = fbb.CreateVector(g.commitment);
+      const auto revealed = fbb.CreateVector(g.last_revealed);
+      const auto seats = structs<fb::GroupSeat>(fbb, std::span<const group_seat_item>(g.seats));
+      const auto history = structs<fb::GroupRound>(fbb, std::span<const group_round_item>(g.history));
+      const auto owed = structs<fb::GroupPayment>(fbb, std::span<const group_payment_item>(g.owed));
+      fb::GroupBuilder b(fbb);
+      b.add_result(uint32_t(g.code));
+      b.add_config(reinterpret_cast<const fb::EqubOp*>(&g.config));
+      b.add_phase(g.phase);
+      b.add_round(g.round);
+      b.add_bids(g.bids);
+      b.add_next_step(g.next_step);
+      b.add_created_at(g.created_at);
+      b.add_started_at(g.started_at);
+      b.add_pot(g.pot);
+      b.add_escrow(g.escrow);
+      b.add_escrow_expected(g.escrow_expected);
+      b.add_commitment(commitment);
+      b.add_last_revealed(revealed);
+      b.add_seats(seats);
+      b.add_history(history);
+      b.add_owed(owed);
+      offs.push_back(b.Finish());
+    }
+    return fb::CreateGroups(fbb, fbb.CreateVector(offs));
+  });
+}
+
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why) {
   if (!verify<fb::Response>(body, why, tables_response)) return false;
   const auto* r = flatbuffers::GetRoot<fb::Response>(body.data());
@@ -394,6 +457,32 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
       out->kind = reply_kind::balances;
       copy_structs(r->reply_as_Balances()->balances(), out->balances);
       return true;
+    case fb::Reply::Groups: {
+      out->kind = reply_kind::groups;
+      const auto* groups = r->reply_as_Groups()->groups();
+      if (groups)
+        for (const auto* g : *groups) {
+          group_item item;
+          item.code = result(g->result());
+          if (g->config()) std::memcpy(&item.config, g->config(), sizeof item.config);
+          item.phase = g->phase();
+          item.round = g->round();
+          item.bids = g->bids();
+          item.next_step = g->next_step();
+          item.created_at = g->created_at();
+          item.started_at = g->started_at();
+          item.pot = g->pot();
+          item.escrow = g->escrow();
+          item.escrow_expected = g->escrow_expected();
+          if (g->commitment()) item.commitment.assign(g->commitment()->begin(), g->commitment()->end());
+          if (g->last_revealed()) item.last_revealed.assign(g->last_revealed()->begin(), g->last_revealed()->end());
+          copy_structs(g->seats(), item.seats);
+          copy_structs(g->history(), item.history);
+          copy_structs(g->owed(), item.owed);
+          out->groups.push_back(std::move(item));
+        }
+      return true;
+    }
     default: break;
   }
   *why = "response: unknown reply type " + std::to_string(unsigned(r->reply_type())) +

@@ -72,7 +72,10 @@ enum class operation : uint8_t {
   lookup_transfers = 5,
   lookup_account_transfers = 6,
   lookup_balances = 7,
+  equb_ops = 8,       // wire::equb_op items
+  lookup_groups = 9,  // group ids (u64), at most lookup_groups_max
 };
+constexpr uint32_t lookup_groups_max = 64;
 [[nodiscard]] std::string_view operation_name(operation op);
 [[nodiscard]] bool operation_writes(operation op);
 
@@ -97,6 +100,8 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> lookup_transfers_body(std::span<const id128> ids);
 [[nodiscard]] std::vector<uint8_t> lookup_account_transfers_body(std::span<const history_query_item> items);
 [[nodiscard]] std::vector<uint8_t> lookup_balances_body(std::span<const balance_query_item> items);
+[[nodiscard]] std::vector<uint8_t> equb_ops_body(std::span<const equb_op> items);
+[[nodiscard]] std::vector<uint8_t> lookup_groups_body(std::span<const uint64_t> ids);
 
 struct parsed_request {
   operation op{};
@@ -139,7 +144,57 @@ struct history_page_item {
   uint64_t next_cursor = 0;
 };
 
-enum class reply_kind : uint8_t { results = 1, found_accounts = 2, found_transfers = 3, account_transfers = 4, balances = 5 };
+// An equb group as it travels (Group in the schema; actors/equb_group.hpp has the state).
+struct group_seat_item {
+  uint64_t wallet = 0;
+  uint64_t paid_amount = 0;
+  uint64_t credit = 0;
+  uint64_t bid = 0;
+  uint64_t debt_total = 0;
+  uint32_t received_round = 0;
+  uint32_t debts = 0;
+  uint8_t paid = 0;
+  uint8_t reserved[7] = {};
+};
+static_assert(sizeof(group_seat_item) == 56);
+struct group_round_item {
+  uint32_t round = 0;
+  uint32_t seat = 0;
+  uint8_t revealed[32] = {};
+};
+static_assert(sizeof(group_round_item) == 40);
+struct group_payment_item {
+  uint64_t debit_account_id = 0;
+  uint64_t credit_account_id = 0;
+  uint64_t amount = 0;
+  uint32_t step = 0;
+  uint32_t refusal = 0;
+  uint8_t purpose = 0;
+  uint8_t refused = 0;
+  uint16_t reserved = 0;
+  uint32_t reserved2 = 0;
+};
+static_assert(sizeof(group_payment_item) == 40);
+struct group_item {
+  result code = result::ok;
+  equb_op config{};
+  uint8_t phase = 0;
+  uint32_t round = 0;
+  uint32_t bids = 0;
+  uint32_t next_step = 0;
+  uint64_t created_at = 0;
+  uint64_t started_at = 0;
+  uint64_t pot = 0;
+  uint64_t escrow = 0;
+  uint64_t escrow_expected = 0;
+  std::vector<uint8_t> commitment;
+  std::vector<uint8_t> last_revealed;
+  std::vector<group_seat_item> seats;
+  std::vector<group_round_item> history;
+  std::vector<group_payment_item> owed;
+};
+
+enum class reply_kind : uint8_t { results = 1, found_accounts = 2, found_transfers = 3, account_transfers = 4, balances = 5, groups = 6 };
 struct reply_msg {
   reply_kind kind{};
   std::vector<result> results;                  // results, found_accounts, found_transfers
@@ -147,6 +202,7 @@ struct reply_msg {
   std::vector<transfer_record_item> records;    // found_transfers
   std::vector<history_page_item> pages;         // account_transfers
   std::vector<balance_item> balances;           // balances
+  std::vector<group_item> groups;               // groups
 };
 [[nodiscard]] std::vector<uint8_t> results_body(std::span<const result> results);
 [[nodiscard]] std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts);
@@ -154,6 +210,7 @@ struct reply_msg {
                                                         std::span<const transfer_record_item> records);
 [[nodiscard]] std::vector<uint8_t> account_transfers_body(std::span<const history_page_item> pages);
 [[nodiscard]] std::vector<uint8_t> balances_body(std::span<const balance_item> balances);
+[[nodiscard]] std::vector<uint8_t> groups_body(std::span<const group_item> groups);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
 // ---- admin (frame kinds 10 and 11, admin port) ---------------------------------------

@@ -30,6 +30,7 @@ std::string_view protocol_error_name(protocol_error e) {
     case protocol_error::engine_failed: return "engine_failed";
     case protocol_error::slow_reader: return "slow_reader";
     case protocol_error::wrong_port: return "wrong_port";
+    case protocol_error::reply_too_large: return "reply_too_large";
   }
   return "unknown";
 }

@@ -32,7 +32,9 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert r.returncode == 0, "example.py failed"
     expect = ["accounts [0, 0]", "transfer [0]", "again [0]", "zero amount [22]",
               "account 101 debits 50000 credits 0", "account 102 debits 0 credits 50000", "account None",
-              "empty batch refused: 9 request: create_transfers carries no operations"]
+              "empty batch refused: 9 request: create_transfers carries no operations",
+              "group [0]", "joins [0, 0]", "start [0]", "round 2 0", "wrong round 123", "last payment 0",
+              "group 700 phase 3 received [1, 2] escrow 0 group 701 None"]
     for e in expect:
         assert e in r.stdout, "missing %r in:\n%s" % (e, r.stdout)
     assert d.returncode == 0 and "stopped cleanly" in rest, rest

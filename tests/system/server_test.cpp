@@ -147,6 +147,89 @@ TEST(server, every_operation_end_to_end) {
   EXPECT_TRUE(n.eng->check_balances().balanced);
 }
 
+// An equb group over the protocol: create, joins (flagged transfers), start, a round's
+// contributions, and the group looked up with its payout and history.
+TEST(server, equb_group_end_to_end) {
+  net n;
+  auto c = n.connect();
+  std::vector<wire::account> as;
+  for (uint64_t id = 1; id <= 3; ++id) as.push_back(make_account(id));
+  as.push_back(make_account(90));  // fee account
+  ASSERT_TRUE(c->call(wire::create_accounts_body(as)).ok);
+  wire::equb_op create;
+  create.kind = wire::equb_op_kind::create;
+  create.group_id = 700;
+  create.fee_account_id = 90;
+  create.currency = wire::currency("ETB");
+  create.contribution = 1000;
+  create.period_ns = 86'400'000'000'000ull;
+  create.fee_bp = 50;
+  create.rotation = 1;
+  create.default_policy = 1;
+  wire::equb_op bad = create;
+  bad.seat = 3;  // a create sets no seat
+  auto r = c->call(wire::equb_ops_body(std::vector{create, bad}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::equb_op_invalid}));
+
+  auto pay = [&](uint64_t id, uint64_t wallet, uint32_t round, uint32_t seat) {
+    wire::transfer t = make_transfer(id, wallet, 700, 1000, wire::transfer_flags::equb);
+    t.user_data = uint64_t(round) << 32 | seat;
+    auto res = c->call(wire::create_transfers_body(std::vector{t}));
+    EXPECT_TRUE(res.ok) << res.failure;
+    return res.reply.results.at(0);
+  };
+  for (uint64_t w = 1; w <= 3; ++w) EXPECT_EQ(pay(100 + w, w, 0, 0), result::ok);
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = 700;
+  r = c->call(wire::equb_ops_body(std::vector{start}));
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+  EXPECT_EQ(pay(200, 1, 2, 0), result::ok);
+  EXPECT_EQ(pay(300, 1, 2, 0), result::already_contributed);
+  EXPECT_EQ(pay(201, 2, 2, 1), result::ok);
+  EXPECT_EQ(pay(202, 3, 2, 2), result::ok);
+  EXPECT_EQ(pay(301, 3, 2, 2), result::round_already_paid) << "the round closed on its last payment";
+
+  const std::vector<uint64_t> gids{700, 701};
+  wire::group_item g;
+  for (int i = 0; i < 1000; ++i) {  // the payouts are emitted after the replies
+    r = c->call(wire::lookup_groups_body(gids));
+    ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+    ASSERT_EQ(r.reply.kind, wire::reply_kind::groups);
+    ASSERT_EQ(r.reply.groups.size(), 2u);
+    g = r.reply.groups[0];
+    if (g.owed.empty() && g.round == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(r.reply.groups[1].code, result::group_not_found);
+  EXPECT_EQ(g.code, result::ok);
+  EXPECT_EQ(g.config.contribution, 1000u);
+  EXPECT_EQ(g.config.group_id, 700u);
+  EXPECT_EQ(g.phase, 2);
+  EXPECT_EQ(g.round, 3u);
+  ASSERT_EQ(g.seats.size(), 3u);
+  EXPECT_EQ(g.seats[0].received_round, 1u);
+  EXPECT_EQ(g.seats[1].received_round, 2u);
+  ASSERT_EQ(g.history.size(), 2u);
+  EXPECT_EQ(g.history[1].seat, 1u);
+  EXPECT_TRUE(g.owed.empty());
+  EXPECT_EQ(g.escrow_expected, 0u);
+  const std::vector<uint64_t> wallets{1, 2, 90};
+  r = c->call(wire::lookup_accounts_body(wallets));
+  EXPECT_EQ(int64_t(r.reply.accounts[1].credits_posted) - int64_t(r.reply.accounts[1].debits_posted),
+            3000 - 15 - 2000);
+  EXPECT_EQ(r.reply.accounts[2].credits_posted, 30u);
+  EXPECT_TRUE(n.eng->check_balances().balanced);
+
+  // More groups in one look-up than the limit: refused, and the session goes on.
+  const std::vector<uint64_t> many(wire::lookup_groups_max + 1, 700);
+  r = c->call(wire::lookup_groups_body(many));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.error.code, protocol_error::batch_too_large);
+  expect_serves(*c, 1);
+}
+
 TEST(server, pipelined_requests_are_answered_by_id) {
   net n;
   auto c = n.connect();

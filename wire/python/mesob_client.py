@@ -14,9 +14,9 @@ import socket
 import struct
 
 import flatbuffers
-from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, Error, FoundAccounts,
-                      Hello, LookupAccounts, Operation, Reply, Request, Response, Results,
-                      Transfer, Welcome)
+from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, EqubOp, EqubOps, Error,
+                      FoundAccounts, Groups, Hello, LookupAccounts, LookupGroups, Operation, Reply,
+                      Request, Response, Results, Transfer, Welcome)
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
@@ -168,6 +168,75 @@ class Client:
             out.append(dict(id=a.Id(), owner_id=a.OwnerId(), debits_posted=a.DebitsPosted(),
                             credits_posted=a.CreditsPosted(), debits_pending=a.DebitsPending(),
                             credits_pending=a.CreditsPending(), status=a.Status(), kind=a.Kind()))
+        return out
+
+    # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
+    EQUB_FLAG = 0x10
+    CREATE, START, LEAVE, BID, DISSOLVE, RETRY = range(1, 7)
+
+    def equb(self, ops):
+        """ops: dicts with kind (Client.CREATE .. Client.RETRY), group and, as the kind
+        needs them: wallet, seat, round, amount (leave, bid); for create: currency,
+        contribution, period_ns, fee_account and optionally grace_ns, late_penalty,
+        fee_bp, rotation (1 fixed order, 2 lottery, 3 bidding), default_policy (1 pay
+        what is there, 2 cover from guarantor, 3 hold), guarantor, organizer,
+        max_discount_bp, commission_bp, commission_cap. One result code per op."""
+        b = flatbuffers.Builder(256 + 152 * len(ops))
+        EqubOps.StartOpsVector(b, len(ops))
+        for o in reversed(ops):
+            create = o["kind"] == self.CREATE
+            g = (lambda k, d=0: o.get(k, d)) if create else (lambda k, d=0: 0)
+            EqubOp.CreateEqubOp(b, o["group"], o.get("wallet", 0), o.get("amount", 0), g("fee_account"),
+                                g("guarantor"), g("organizer"), g("contribution"), g("period_ns"),
+                                g("grace_ns"), g("late_penalty"), g("commission_cap"),
+                                currency(o["currency"]) if create else 0, g("fee_bp"), g("max_discount_bp"),
+                                g("commission_bp"), g("rotation", 1), g("default_policy", 1), o["kind"],
+                                o.get("seat", 0), o.get("round", 0), 0, [0] * 32)
+        vec = b.EndVector()
+        EqubOps.Start(b)
+        EqubOps.AddOps(b, vec)
+        return self._results(self._call(Operation.Operation.EqubOps, EqubOps.End(b), b))
+
+    def pay_equb(self, id, wallet, group, round, seat, amount, currency_code):
+        """A member's payment into its group: round 0 joins (seat 0). Its result code."""
+        return self.create_transfers([dict(id=id, debit=wallet, credit=group, amount=amount,
+                                           currency=currency_code, flags=self.EQUB_FLAG,
+                                           user_data=(round << 32) | seat)])[0]
+
+    def lookup_groups(self, ids):
+        """Returns a list of dicts (None where the group does not exist): phase (1 forming,
+        2 active, 3 completed, 4 dissolved), round, pot, escrow, escrow_expected, seats
+        (wallet, paid, received_round, debt_total), history (round, seat, revealed hex)
+        and owed (payments the group still owes)."""
+        b = flatbuffers.Builder(256 + 8 * len(ids))
+        LookupGroups.StartIdsVector(b, len(ids))
+        for i in reversed(ids):
+            b.PrependUint64(i)
+        vec = b.EndVector()
+        LookupGroups.Start(b)
+        LookupGroups.AddIds(b, vec)
+        resp = self._call(Operation.Operation.LookupGroups, LookupGroups.End(b), b)
+        if resp.ReplyType() != Reply.Reply.Groups:
+            raise IOError("unexpected reply type %d" % resp.ReplyType())
+        found = Groups.Groups()
+        table = resp.Reply()
+        found.Init(table.Bytes, table.Pos)
+        out = []
+        for k in range(found.GroupsLength()):
+            g = found.Groups(k)
+            if g.Result() != 0:
+                out.append(None)
+                continue
+            seats = [dict(wallet=s.Wallet(), paid=bool(s.Paid()), received_round=s.ReceivedRound(),
+                          debt_total=s.DebtTotal()) for s in (g.Seats(j) for j in range(g.SeatsLength()))]
+            history = [dict(round=h.Round(), seat=h.Seat(), revealed=bytes(h.Revealed()).hex())
+                       for h in (g.History(j) for j in range(g.HistoryLength()))]
+            owed = [dict(debit=p.DebitAccountId(), credit=p.CreditAccountId(), amount=p.Amount(),
+                         refused=bool(p.Refused()), refusal=p.Refusal())
+                    for p in (g.Owed(j) for j in range(g.OwedLength()))]
+            out.append(dict(id=g.Config().GroupId(), phase=g.Phase(), round=g.Round(), pot=g.Pot(),
+                            escrow=g.Escrow(), escrow_expected=g.EscrowExpected(), seats=seats,
+                            history=history, owed=owed))
         return out
 
     @staticmethod
