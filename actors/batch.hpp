@@ -93,7 +93,9 @@ struct sync_slot {
   bool debit_found = false;
   bool credit_found = false;
   pending_lookup lookup = pending_lookup::not_found;
-  wire::result verdict = wire::result::ok;  // an equb payment: its group's part (escrow's shard)
+  // Groups' parts of the decision, from the shard of each side (actors/equb_group.hpp).
+  wire::result verdict_debit = wire::result::ok;
+  wire::result verdict_credit = wire::result::ok;
   std::atomic<uint32_t> published{0};  // one bit per shard that has written its part
   std::atomic<uint32_t> sleepers{0};   // shards asleep on `published` (a futex)
 };

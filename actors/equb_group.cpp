@@ -12,14 +12,22 @@ using wire::equb_op_kind;
 
 namespace {
 
-// The most steps one decision can need: a contribution's debt forwards (one per round)
-// and the round it completes (cover, commission, fee, the recipient's debts, payout,
-// and after the last round a dividend per seat).
-constexpr uint32_t steps_reserve = 3 * seats_max + 16;
+// The most transfers one obligation can hold: a contribution's debt forwards (one per
+// missed round) or a round's close (cover, commission, fee, the recipient's debts,
+// payout, and after the last round a dividend per seat).
+constexpr uint32_t chain_max = 2 * seats_max + 16;
+// Every step a group can need in its whole life without retries and leaves: at most
+// seats_max closes of at most 2 * seats_max + 4 transfers, at most seats_max^2 debts
+// each forwarded once, a dissolve of seats_max refunds. Retries and leaves (which a
+// client can repeat) only take steps while this many stay free, so no decision the
+// group cannot refuse (a round closing on its deadline) ever finds the steps gone.
+constexpr uint32_t life_steps = 3 * seats_max * seats_max + 6 * seats_max + 16;
+static_assert(life_steps < steps_max / 2);
 constexpr uint32_t entry_version = 1;
 using heap_cmp = std::greater<std::pair<uint64_t, uint64_t>>;
 
-bool steps_left(const group_entry& e) { return steps_max - e.next_step >= steps_reserve; }
+// Whether `n` more steps may go to a retry or a leave.
+bool optional_steps(const group_entry& e, uint64_t n) { return uint64_t(e.next_step) + n + life_steps <= steps_max; }
 
 uint64_t close_at(const group_state& g) {
   return g.started_at + uint64_t(g.round) * g.cfg.period_ns + g.cfg.grace_ns;
@@ -201,7 +209,6 @@ void group_table::owe(group_entry& e, std::vector<money>&& m) {
 wire::result group_table::verdict(const wire::transfer& t, uint64_t ts) const {
   const group_entry* e = find(t.credit_account_id);
   if (!e) return result::group_not_found;
-  if (!steps_left(*e)) return result::group_steps_exhausted;
   const auto round = uint32_t(t.user_data >> 32), seat = uint32_t(t.user_data);
   const group_state& g = e->g;
   if (round == 0) {  // a join: the deposit is round 1's contribution
@@ -309,28 +316,26 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       return result::ok;
     }
     case equb_op_kind::leave:
-      if (!steps_left(*e)) return result::group_steps_exhausted;
+      if (!optional_steps(*e, 1)) return result::group_steps_exhausted;
       o = leave(g, op.seat, op.wallet);
       break;
     case equb_op_kind::bid: o = bid(g, op.seat, op.wallet, op.round, op.amount); break;
-    case equb_op_kind::dissolve:
-      if (!steps_left(*e)) return result::group_steps_exhausted;
-      o = dissolve(g);
-      break;
+    case equb_op_kind::dissolve: o = dissolve(g); break;
     case equb_op_kind::retry: {
-      bool any = false;
+      uint64_t need = 0;
+      for (const auto& ob : e->owed)
+        if (ob.refused) need += ob.transfers.size();
+      if (need == 0) return result::nothing_to_retry;
+      if (!optional_steps(*e, need)) return result::group_steps_exhausted;  // before changing anything
+      touch(op.group_id);
       for (auto& ob : e->owed) {
         if (!ob.refused) continue;
-        if (steps_max - e->next_step < ob.transfers.size()) return result::group_steps_exhausted;
-        any = true;
         ob.refused = false;
         ob.refusal = result::ok;
         ob.first_step = e->next_step;
         e->next_step += uint32_t(ob.transfers.size());
         if (emit_) emit_(chain_of(*e, ob));
       }
-      if (!any) return result::nothing_to_retry;
-      touch(op.group_id);
       return result::ok;
     }
   }
@@ -396,6 +401,49 @@ std::vector<uint8_t> encode_entry(const group_entry& e) {
   return std::move(w.out);
 }
 
+namespace {
+
+// What a decoded entry must satisfy beyond its fields' ranges ("" when it does).
+std::string entry_fault(const group_entry& e) {
+  const group_state& g = e.g;
+  const uint64_t escrow = g.cfg.escrow_account_id;
+  if (escrow != g.cfg.group_id) return "its escrow account is not the group's id";
+  // Obligations: each transfer moves money out of or into the escrow (one side exactly),
+  // between two real accounts; their step ranges lie below next_step and do not overlap
+  // (the same ids twice would make one of them a repeat that never settles).
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;
+  unsigned __int128 out = 0, in = 0;
+  for (const auto& o : e.owed) {
+    if (o.refused && result_name(o.refusal) == "unknown_result") return "an obligation's refusal is not a result code";
+    for (const auto& m : o.transfers) {
+      if (m.debit_account_id == 0 || m.credit_account_id == 0 || m.debit_account_id == m.credit_account_id ||
+          (m.debit_account_id == escrow) == (m.credit_account_id == escrow))
+        return "an obligation moves money that is not its escrow's";
+      (m.debit_account_id == escrow ? out : in) += m.amount;
+    }
+    ranges.emplace_back(o.first_step, o.first_step + uint32_t(o.transfers.size()));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second) return "two obligations share transfer ids";
+  // What the escrow account must hold fits and is not negative.
+  const unsigned __int128 expected = (unsigned __int128)g.escrow + out;
+  if (in > expected || expected - in > UINT64_MAX) return "its obligations take more than its escrow holds";
+  // History: one entry per paid-out round, rounds 1, 2, ... to seats that received them.
+  if (e.history.size() > g.seats.size()) return "more paid-out rounds than seats";
+  for (size_t i = 0; i < e.history.size(); ++i) {
+    const auto& h = e.history[i];
+    if (h.round != i + 1 || h.seat >= g.seats.size() || g.seats[h.seat].received_round != h.round)
+      return "its history does not match its seats";
+  }
+  size_t received = 0;
+  for (const auto& st : g.seats) received += st.received_round != 0;
+  if (received != e.history.size()) return "its history does not match its seats";
+  return {};
+}
+
+}  // namespace
+
 bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string* why) {
   byte_reader r{bytes};
   group_entry e;
@@ -418,7 +466,7 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
     o.refusal = wire::result(r.get<uint32_t>());
     const auto n = r.get<uint32_t>();
     if (r.short_read) break;
-    if (refused > 1 || n == 0 || n > steps_reserve || uint64_t(o.first_step) + n > e.next_step ||
+    if (refused > 1 || n == 0 || n > chain_max || uint64_t(o.first_step) + n > e.next_step ||
         (refused == 0) != (o.refusal == result::ok)) {
       *why = "group entry: obligation " + std::to_string(i) + " is out of range";
       return false;
@@ -463,13 +511,10 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
     return false;
   }
   if (!decode_group(gbytes, &e.g, why)) return false;
-  const uint64_t escrow = e.g.cfg.escrow_account_id;
-  for (const auto& o : e.owed)
-    for (const auto& m : o.transfers)
-      if (m.debit_account_id != escrow && m.credit_account_id != escrow) {
-        *why = "group " + std::to_string(escrow) + ": an obligation moves money that is not its escrow's";
-        return false;
-      }
+  if (const std::string fault = entry_fault(e); !fault.empty()) {
+    *why = "group " + std::to_string(e.g.cfg.group_id) + ": " + fault;
+    return false;
+  }
   *out = std::move(e);
   return true;
 }

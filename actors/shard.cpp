@@ -315,6 +315,8 @@ void shard::execute_status(batch& b) {
       continue;
     }
     b.results[i] = decide_status_change(c, *a);
+    if (b.results[i] == result::ok && a->kind == account_kind::group_escrow && groups_.find(a->id))
+      b.results[i] = result::group_account_reserved;  // a group's escrow follows its group
     if (b.results[i] == result::ok) {
       mark_dirty(slot_index(a));
       a->status = c.status;
@@ -372,16 +374,28 @@ void shard::execute_lookup_groups(batch& b) {
     if (shard_of(id, count_) != index_) continue;
     if (const equb::group_entry* e = groups_.find(id)) {
       b.found_groups[i] = *e;
+      b.found_groups[i].g.secret = {};  // the lottery's future draws stay secret
       b.results[i] = result::ok;
     }
   }
 }
 
-// An equb payment's group part, decided by the escrow's shard (the credit side).
-result shard::group_verdict(const batch& b, uint32_t o) const {
+// The groups' part of a fresh transfer's decision, from the sides this shard owns (whose
+// accounts `in` holds): an equb payment is the group's to decide; any other transfer
+// that touches a group's escrow account is refused, unless that group emitted it. Escrow
+// accounts are looked up in the group table only when the account is of that kind.
+void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   const transfer& t = b.transfers[o];
-  if (!(t.flags & transfer_flags::equb) || b.routes[o].credit_shard != index_) return result::ok;
-  return groups_.verdict(t, b.timestamp_base + o);
+  const op_route& r = b.routes[o];
+  auto escrow = [&](const account* a) {
+    return a && a->kind == account_kind::group_escrow && !(b.emitted && t.user_data == a->id) &&
+           groups_.find(a->id) != nullptr;
+  };
+  if (r.credit_shard == index_) {
+    if ((t.flags & transfer_flags::equb) && !b.emitted) in.verdict_credit = groups_.verdict(t, b.timestamp_base + o);
+    else if (escrow(in.cr)) in.verdict_credit = result::group_account_reserved;
+  }
+  if (r.debit_shard == index_ && escrow(in.dr)) in.verdict_debit = result::group_account_reserved;
 }
 
 // Starts the cache misses of operation o's local accounts: first the index slots
@@ -484,7 +498,7 @@ void shard::run_plain(batch& b, uint32_t o) {
   op_inputs in;
   in.dr = mine[0] != 0 ? local_account(mine[0]) : nullptr;
   in.cr = mine[1] != 0 ? local_account(mine[1]) : nullptr;
-  in.verdict = group_verdict(b, o);
+  group_verdicts(b, o, in);
   publish_part(b, o, in);
   if (set_aside_.size() - set_aside_pos_ == set_aside_max) settle_oldest();
   set_aside_.push_back({&b, o, mine[0] != 0 ? mine[0] : mine[1]});
@@ -501,7 +515,7 @@ void shard::settle_oldest() {
   const op_inputs in = read_slot(b, a.op);
   const transfer& t = b.transfers[a.op];
   result res = decide_transfer(t, b.timestamp_base + a.op, in.dr, in.cr);
-  if (res == result::ok && (t.flags & transfer_flags::equb)) res = in.verdict;
+  if (res == result::ok) res = in.verdict();
   write_result(b, a.op, res);
   if (res == result::ok) apply(b, a.op, in, false);
   if (b.emitted) groups_.chain_done(t, res);
@@ -602,7 +616,7 @@ shard::op_inputs shard::gather(batch& b, uint32_t o, bool sync) {
     if (r.debit_shard == index_) in.dr = local_account(dr_id);
     if (r.credit_shard == index_) in.cr = local_account(cr_id);
   }
-  if (r.kind == route_kind::fresh) in.verdict = group_verdict(b, o);
+  if (r.kind == route_kind::fresh) group_verdicts(b, o, in);
   if (!sync) return in;
 
   // Cross-shard: publish what this shard owns, wait for the rest, read it all back.
@@ -621,7 +635,8 @@ void shard::publish_part(batch& b, uint32_t o, const op_inputs& in) {
   if (r.kind == route_kind::fresh || r.kind == route_kind::resolve) {
     if (r.debit_shard == index_ && (s.debit_found = in.dr != nullptr)) s.debit = *in.dr;
     if (r.credit_shard == index_ && (s.credit_found = in.cr != nullptr)) s.credit = *in.cr;
-    if (r.kind == route_kind::fresh && r.credit_shard == index_) s.verdict = in.verdict;
+    if (r.kind == route_kind::fresh && r.debit_shard == index_) s.verdict_debit = in.verdict_debit;
+    if (r.kind == route_kind::fresh && r.credit_shard == index_) s.verdict_credit = in.verdict_credit;
   }
   publish(s, bit_);
 }
@@ -639,7 +654,8 @@ shard::op_inputs shard::read_slot(batch& b, uint32_t o) {
   out.p = out.lookup == pending_lookup::found ? &s.pending : nullptr;
   out.dr = s.debit_found ? &s.debit : nullptr;
   out.cr = s.credit_found ? &s.credit : nullptr;
-  out.verdict = s.verdict;
+  out.verdict_debit = s.verdict_debit;
+  out.verdict_credit = s.verdict_credit;
   return out;
 }
 
@@ -719,7 +735,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
       case route_kind::fresh:
         in = gather(b, o, sync);
         res = decide_transfer(b.transfers[o], b.timestamp_base + o, in.dr, in.cr);
-        if (res == result::ok && (b.transfers[o].flags & transfer_flags::equb)) res = in.verdict;
+        if (res == result::ok) res = in.verdict();
         break;
       case route_kind::resolve:
         in = gather(b, o, sync);
@@ -760,8 +776,9 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
           write_result(b, e, result::linked_event_failed);
     }
   }
-  // A chain an equb group emitted: the group (on the escrow's shard) learns its outcome.
-  if (b.emitted && b.routes[first].kind == route_kind::fresh) groups_.chain_done(b.transfers[first], chain_code);
+  // A chain an equb group emitted: the group (on the escrow's shard) learns its outcome,
+  // whatever it was (the sequencer routes every emitted chain to that shard).
+  if (b.emitted) groups_.chain_done(b.transfers[first], chain_code);
 }
 
 // Starts a cut: the accounts dirty since the last one become owed to it; they are

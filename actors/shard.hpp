@@ -102,7 +102,11 @@ class shard {
     const account* cr = nullptr;
     pending_lookup lookup = pending_lookup::not_found;
     const pending_info* p = nullptr;
-    result verdict = result::ok;  // an equb payment: the group's part
+    // The groups' part: an equb payment's verdict, or a refusal of any other transfer
+    // touching a group's escrow account (each from the shard owning that side).
+    result verdict_debit = result::ok;
+    result verdict_credit = result::ok;
+    [[nodiscard]] result verdict() const { return verdict_debit != result::ok ? verdict_debit : verdict_credit; }
   };
   struct undo_entry {
     enum class what : uint8_t { account, pending_changed, pending_created } kind;
@@ -118,7 +122,7 @@ class shard {
   void execute_account_queries(batch& b);
   void execute_equb(batch& b);
   void execute_lookup_groups(batch& b);
-  [[nodiscard]] result group_verdict(const batch& b, uint32_t o) const;
+  void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);
   void prefetch_op(const batch& b, uint32_t o, bool data) const;

@@ -390,6 +390,10 @@ class engine_impl {
         b.results[o] = fields;
         continue;
       }
+      if ((t.flags & wire::transfer_flags::equb) && o > 0 && (b.transfers[o - 1].flags & wire::transfer_flags::linked)) {
+        b.results[o] = result::equb_transfer_must_stand_alone;  // the last link of a chain
+        continue;
+      }
       if (!b.emitted && actors::equb::reserved_id(t.id)) {
         b.results[o] = result::id_reserved;
         continue;
@@ -447,6 +451,9 @@ class engine_impl {
         if (r.kind == route_kind::fresh || r.kind == route_kind::resolve)
           mask |= 1u << r.debit_shard | 1u << r.credit_shard | (r.has_ref ? 1u << r.ref_shard : 0);
       }
+      // A group's own chain always reaches the group's shard, which learns its outcome
+      // even when no operation of it is fresh (a repeat, a field failure).
+      if (b.emitted) mask |= 1u << shard_of(b.transfers[i].user_data, shards_n_);
       const bool sync = __builtin_popcount(mask) > 1;
       const bool open_chain = b.transfers[last].flags & wire::transfer_flags::linked;
       bool failed = false;
@@ -590,7 +597,10 @@ class engine_impl {
       case op_kind::lookup_account_transfers: n = req.history_queries.size(); break;
       case op_kind::lookup_balances_as_of: n = req.balance_queries.size(); break;
       case op_kind::currency_totals: n = 0; break;
-      case op_kind::equb_ops: n = req.equb_ops.size(); break;
+      case op_kind::equb_ops:
+        if (req.equb_ops.size() > equb_ops_max) return status::batch_too_large;
+        n = req.equb_ops.size();
+        break;
       case op_kind::lookup_groups:
         if (req.account_ids.size() > groups_lookup_max) return status::batch_too_large;
         n = req.account_ids.size();
@@ -1294,7 +1304,18 @@ class engine_impl {
         why = "row " + std::to_string(key) + " holds group " + std::to_string(e.g.cfg.group_id);
         return false;
       }
-      shards_[shard_of(key, shards_n_)]->groups().load(std::move(e));
+      // Its escrow account, from the same snapshot, holds what the group says it must.
+      auto& sh = *shards_[shard_of(key, shards_n_)];
+      const wire::account* a = sh.find_account(key);
+      const uint64_t expected = actors::equb::escrow_expected(e);
+      if (!a || a->kind != wire::account_kind::group_escrow || a->debits_pending || a->credits_pending ||
+          a->debits_posted > a->credits_posted || a->credits_posted - a->debits_posted != expected) {
+        why = "group " + std::to_string(key) + ": its escrow account " +
+              (a ? "holds " + std::to_string(a->credits_posted - a->debits_posted) : std::string("is missing")) +
+              " but the group says " + std::to_string(expected);
+        return false;
+      }
+      sh.groups().load(std::move(e));
       ++rec_.groups_loaded;
       return true;
     }, error);
@@ -1358,7 +1379,7 @@ class engine_impl {
     b->emitted = bh.flags & batch_flag_emitted;
     switch (b->kind) {
       case op_kind::create_accounts: ok = ok && decode_ops(body, bh.count, b->accounts); break;
-      case op_kind::equb_ops: ok = ok && decode_ops(body, bh.count, b->equb_ops); break;
+      case op_kind::equb_ops: ok = ok && bh.count <= equb_ops_max && decode_ops(body, bh.count, b->equb_ops); break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;

@@ -30,12 +30,15 @@ constexpr uint32_t groups_lookup_max = 64;
 constexpr uint32_t history_walk_max = 65536;
 // The largest log payload: a batch header and 8,192 of the largest operation.
 constexpr uint64_t batch_record_header_bytes = 16;
-constexpr uint64_t operation_bytes_max = sizeof(wire::equb_op);
+constexpr uint64_t operation_bytes_max = sizeof(wire::transfer);
 constexpr uint64_t batch_payload_bytes_max =
     batch_record_header_bytes + uint64_t(batch_ops_max) * operation_bytes_max;
 
 static_assert(operation_bytes_max >= sizeof(wire::account));
-static_assert(operation_bytes_max >= sizeof(wire::transfer));
+// Group operations are larger (152 bytes): fewer of them make a batch, so that a batch
+// of them is no larger than a full transfer batch.
+constexpr uint32_t equb_ops_max = 4096;
+static_assert(uint64_t(equb_ops_max) * sizeof(wire::equb_op) <= uint64_t(batch_ops_max) * operation_bytes_max);
 static_assert(operation_bytes_max >= sizeof(wire::account_status_change));
 static_assert(shards_max <= 32, "sync masks are 32-bit");
 static_assert(batch_payload_bytes_max < (8u << 20) - 4096 - 80,

@@ -742,11 +742,11 @@ class server_impl {
         break;
       }
     }
-    if (body.size() > cfg_.frame_bytes_max) {
+    if (body.size() > wire::frame_bytes_max_ceiling) {
       protocol_fault(s, c.request_id, protocol_error::reply_too_large,
                      std::string(wire::operation_name(c.op)) + ": the reply has " + std::to_string(body.size()) +
-                         " bytes, over the frame limit of " + std::to_string(cfg_.frame_bytes_max) +
-                         "; ask for fewer items");
+                         " bytes, over the protocol's frame ceiling of " +
+                         std::to_string(wire::frame_bytes_max_ceiling) + "; ask for fewer items");
       return;
     }
     queue_frame(s, frame_kind::response, c.request_id, body);

@@ -319,6 +319,11 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
                                                  std::to_string(batch_operations_max) + ")"};
     return false;
   }
+  if (out->op == operation::equb_ops && n > equb_ops_max) {
+    *err = {protocol_error::batch_too_large, "request: " + std::to_string(n) + " group operations (at most " +
+                                                 std::to_string(equb_ops_max) + ")"};
+    return false;
+  }
   if (out->op == operation::lookup_groups && n > lookup_groups_max) {
     *err = {protocol_error::batch_too_large, "request: lookup_groups of " + std::to_string(n) + " groups (at most " +
                                                  std::to_string(lookup_groups_max) + ")"};

@@ -76,6 +76,7 @@ enum class operation : uint8_t {
   lookup_groups = 9,  // group ids (u64), at most lookup_groups_max
 };
 constexpr uint32_t lookup_groups_max = 64;
+constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 [[nodiscard]] std::string_view operation_name(operation op);
 [[nodiscard]] bool operation_writes(operation op);
 

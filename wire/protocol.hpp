@@ -65,7 +65,7 @@ enum class protocol_error : uint16_t {
   engine_failed = 15,      // the engine stopped accepting writes (disk failure)
   slow_reader = 16,        // pushed frames piled up unread past the limit; the connection is closed
   wrong_port = 17,         // an admin command on the client port, or a ledger request on the admin port
-  reply_too_large = 18,    // the reply would pass the frame limit: ask for fewer items
+  reply_too_large = 18,    // the reply would pass the frame ceiling (64 MiB): ask for fewer items
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.

@@ -122,6 +122,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(equb_op_invalid)
     MESOB_RESULT(group_steps_exhausted)
     MESOB_RESULT(nothing_to_retry)
+    MESOB_RESULT(group_account_reserved)
 #undef MESOB_RESULT
   }
   return "unknown_result";

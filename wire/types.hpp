@@ -252,6 +252,8 @@ enum class result : uint32_t {
   equb_op_invalid = 144,                 // unknown group operation, or a field it must not set
   group_steps_exhausted = 145,           // the group has emitted steps_max transfers
   nothing_to_retry = 146,                // retry: no failed payment is waiting
+  group_account_reserved = 147,          // a transfer or status change on a group's escrow
+                                         // account that is not the group's own
 };
 [[nodiscard]] std::string_view result_name(result r);
 

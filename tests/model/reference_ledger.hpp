@@ -402,6 +402,8 @@ class reference_ledger {
       const uint64_t ts = timestamp_base + o;
       // Ids: field checks, then duplicates in this batch, then repeats of earlier batches.
       result r = transfer_fields(t);
+      if (r == result::ok && (t.flags & wire::transfer_flags::equb) && o > first)
+        r = result::equb_transfer_must_stand_alone;  // the last link of a chain
       if (r == result::ok && actors::equb::reserved_id(t.id)) r = result::id_reserved;  // groups' ids
       bool repeat = false;
       if (r == result::ok) {

@@ -1,12 +1,16 @@
-// crash_driver <data_dir> <run>: runs the engine under a concurrent transfer load
+// crash_driver <data_dir> <run> [equb]: runs the engine under a concurrent transfer load
 // until killed. Writes to stdout, binary, one {id.lo, result} record per transfer it
 // got an acknowledgement for — only after the engine's reply, i.e. once durable.
+// With `equb`: the load is equb groups paying round after round (crash_workload.hpp);
+// each worker looks its groups up, pays every seat that has not paid this round, and
+// goes on until every group completed (then waits to be killed).
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,9 +26,101 @@ struct ack {
   uint32_t pad;
 };
 
+// Sets up the equb workload (idempotent: a later run finds it made) and pays rounds.
+void run_equb(engine::engine& e, std::mutex& out_mu, uint64_t run) {
+  namespace q = mesob::test::crash::equb;
+  const uint64_t first = (run - 1) * q::groups, end = run * q::groups;
+  std::vector<wire::account> accts;
+  auto account = [](uint64_t id, wire::account_kind kind, uint16_t flags) {
+    wire::account a;
+    a.id = id;
+    a.currency = wire::currency("ETB");
+    a.kind = kind;
+    a.flags = flags;
+    return a;
+  };
+  accts.push_back(account(q::fee_account, wire::account_kind::fee, 0));
+  accts.push_back(account(q::funding_account, wire::account_kind::system, 0));
+  for (uint64_t g = first; g < end; ++g)
+    for (uint32_t s = 0; s < q::seats; ++s)
+      accts.push_back(account(q::wallet(g, s), wire::account_kind::customer_wallet,
+                              wire::account_flags::debits_must_not_exceed_credits));
+  e.create_accounts(accts);
+  std::vector<wire::transfer> funding;
+  for (const auto& a : accts) {
+    if (a.kind != wire::account_kind::customer_wallet) continue;
+    wire::transfer t;
+    t.id = {a.id, 0xF00D};
+    t.debit_account_id = q::funding_account;
+    t.credit_account_id = a.id;
+    t.amount = q::starting;
+    t.currency = a.currency;
+    funding.push_back(t);
+  }
+  e.create_transfers(funding);
+  std::vector<wire::equb_op> creates;
+  for (uint64_t g = first; g < end; ++g) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::create;
+    op.group_id = q::group_id(g);
+    op.fee_account_id = q::fee_account;
+    op.currency = wire::currency("ETB");
+    op.contribution = q::contribution;
+    op.period_ns = 86'400ull * 1'000'000'000ull;
+    op.fee_bp = q::fee_bp;
+    op.rotation = g % 2 == 0 ? 1 : 2;  // fixed order and lottery
+    op.default_policy = 3;              // hold the round: only payments close rounds here
+    creates.push_back(op);
+  }
+  e.equb(creates);
+  // Joins in one batch, in seat order (a join's seat is its place in the log), then the
+  // starts.
+  std::vector<wire::transfer> joins;
+  std::vector<wire::equb_op> starts;
+  for (uint64_t g = first; g < end; ++g) {
+    for (uint32_t s = 0; s < q::seats; ++s) joins.push_back(q::payment(g, 0, s));
+    wire::equb_op start;
+    start.kind = wire::equb_op_kind::start;
+    start.group_id = q::group_id(g);
+    starts.push_back(start);
+  }
+  e.create_transfers(joins);
+  e.equb(starts);
+  std::fprintf(stderr, "crash_driver: equb groups ready\n");
+  std::vector<std::thread> threads;
+  for (uint32_t w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      std::vector<ack> acks;
+      for (bool any = true; any;) {
+        any = false;
+        for (uint64_t g = first + w; g < end; g += workers) {
+          auto r = e.lookup_groups({q::group_id(g)});
+          if (r.st != engine::status::ok || r.results.at(0) != wire::result::ok) continue;
+          const auto& grp = r.groups[0].g;
+          if (grp.ph != actors::equb::phase::active) continue;
+          any = true;
+          std::vector<wire::transfer> pays;
+          for (uint32_t s = 0; s < grp.seats.size(); ++s)
+            if (!grp.seats[s].paid) pays.push_back(q::payment(g, grp.round, s));
+          if (pays.empty()) continue;
+          auto res = e.create_transfers(pays);
+          if (res.st != engine::status::ok) continue;
+          acks.clear();
+          for (size_t i = 0; i < pays.size(); ++i) acks.push_back({pays[i].id.lo, uint32_t(res.results[i]), 0});
+          std::lock_guard lk(out_mu);
+          if (::write(1, acks.data(), acks.size() * sizeof(ack)) < 0) std::_Exit(3);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::fprintf(stderr, "crash_driver: every group completed\n");
+  for (;;) ::pause();
+}
+
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: crash_driver <data_dir> <run>\n");
+  if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "equb")) {
+    std::fprintf(stderr, "usage: crash_driver <data_dir> <run> [equb]\n");
     return 2;
   }
   engine::config cfg;
@@ -42,6 +138,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crash_driver: %s\n", err.c_str());
     return 1;
   }
+  std::mutex out_mu;
+  if (argc == 4) run_equb(*e, out_mu, std::strtoull(argv[2], nullptr, 10));
   std::vector<wire::account> accts;
   for (uint64_t id = 1; id <= accounts; ++id) {
     wire::account a;
@@ -51,7 +149,6 @@ int main(int argc, char** argv) {
     accts.push_back(a);
   }
   e->create_accounts(accts);
-  std::mutex out_mu;
   std::fprintf(stderr, "crash_driver: run %llu ready\n", static_cast<unsigned long long>(run));
   std::vector<std::thread> threads;
   for (uint32_t w = 0; w < workers; ++w) {

@@ -17,6 +17,7 @@
 #include <ctime>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -44,7 +45,7 @@ std::string driver_path() {
 }
 
 // Runs the driver for `ms` milliseconds, then SIGKILLs it. Returns its acks.
-std::vector<ack> run_and_kill(const std::string& data, uint64_t run, int ms) {
+std::vector<ack> run_and_kill(const std::string& data, uint64_t run, int ms, const char* mode = nullptr) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   // Everything the child needs is made before fork: the parent may have threads, so
@@ -57,12 +58,12 @@ std::vector<ack> run_and_kill(const std::string& data, uint64_t run, int ms) {
     ::dup2(fds[1], 1);
     ::close(fds[0]);
     ::close(fds[1]);
-    ::execl(path.c_str(), path.c_str(), data.c_str(), run_s.c_str(), nullptr);
+    ::execl(path.c_str(), path.c_str(), data.c_str(), run_s.c_str(), mode, nullptr);
     // A binary just linked can still be busy for a moment (ETXTBSY): try again.
     for (int i = 0; i < 100 && errno == ETXTBSY; ++i) {
       const timespec pause{0, 10'000'000};
       ::nanosleep(&pause, nullptr);
-      ::execl(path.c_str(), path.c_str(), data.c_str(), run_s.c_str(), nullptr);
+      ::execl(path.c_str(), path.c_str(), data.c_str(), run_s.c_str(), mode, nullptr);
     }
     const int err = errno;
     [[maybe_unused]] auto n = ::write(2, cannot.data(), cannot.size());
@@ -188,4 +189,141 @@ TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) {
   EXPECT_GT(total_acked, 1000u) << "the load never got going";
   std::printf("%d kills, %llu acknowledged transfers, %llu torn tails cut\n", kills,
               static_cast<unsigned long long>(total_acked), static_cast<unsigned long long>(torn));
+}
+
+// The same with equb groups paying round after round: after every kill, every
+// acknowledged payment is there with its outcome, every group's escrow account holds
+// what the group says, each wallet's balance is its starting money less what it paid in
+// plus the one payout it received (never two), and the payouts the crash interrupted
+// are carried after recovery.
+TEST(crash, sigkill_mid_equb_rounds_loses_nothing_and_pays_nothing_twice) {
+  namespace q = mesob::test::crash::equb;
+  const uint64_t seed = test_seed("crash test with equb rounds (kill timings)");
+  std::mt19937_64 rng(seed);
+  temp_dir dir;
+  constexpr int kills = 10;
+  std::unordered_map<uint64_t, uint32_t> acked;  // id.lo -> result
+  uint64_t total_acked = 0, completed = 0;
+  for (int k = 1; k <= kills; ++k) {
+    const int ms = 100 + int(rng() % 500);
+    const auto acks = run_and_kill(dir.path(), uint64_t(k), ms, "equb");
+    for (const auto& a : acks) {
+      ASSERT_EQ(a.result, uint32_t(wire::result::ok)) << "kill " << k << ": payment " << a.id_lo << " refused";
+      acked[a.id_lo] = a.result;
+    }
+    total_acked += acks.size();
+
+    auto cfg = test_config(dir.path(), 2);
+    std::string err;
+    auto e = engine::engine::open(cfg, &err);
+    ASSERT_TRUE(e) << "kill " << k << ": recovery failed: " << err;
+
+    // Payouts re-emitted at start are carried before anything is checked.
+    const uint64_t all = uint64_t(k) * q::groups;  // every run's groups
+    std::vector<uint64_t> gids;
+    for (uint64_t g = 0; g < all; ++g) gids.push_back(q::group_id(g));
+    std::vector<actors::equb::group_entry> groups(all);
+    std::vector<bool> exists(all);
+    for (int tries = 0;; ++tries) {
+      bool waiting = false;
+      for (size_t i = 0; i < gids.size(); i += 64) {
+        std::vector<uint64_t> part(gids.begin() + long(i), gids.begin() + long(std::min(gids.size(), i + 64)));
+        auto r = e->lookup_groups(part);
+        ASSERT_EQ(r.st, engine::status::ok);
+        for (size_t j = 0; j < part.size(); ++j) {
+          exists[i + j] = r.results[j] == wire::result::ok;
+          groups[i + j] = r.groups[j];
+          for (const auto& o : r.groups[j].owed) {
+            ASSERT_FALSE(o.refused) << "kill " << k << ": a payout was refused: " << wire::result_name(o.refusal);
+            waiting = true;
+          }
+        }
+      }
+      if (!waiting) break;
+      ASSERT_LT(tries, 2000) << "kill " << k << ": payouts never carried";
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+
+    // Every acknowledged payment is recorded with its outcome.
+    std::vector<wire::id128> ids;
+    for (const auto& [lo, res] : acked) ids.push_back({lo, 0xE0B0});
+    for (size_t i = 0; i < ids.size(); i += 8192) {
+      std::vector<wire::id128> part(ids.begin() + long(i), ids.begin() + long(std::min(ids.size(), i + 8192)));
+      auto r = e->lookup_transfers(part);
+      for (size_t j = 0; j < part.size(); ++j) {
+        ASSERT_EQ(r.results[j], wire::result::ok) << "kill " << k << ": acknowledged payment " << part[j].lo << " is missing";
+        ASSERT_EQ(r.transfers[j].result, acked[part[j].lo]);
+      }
+    }
+
+    // Balances: wallets, escrows, the fee account.
+    std::vector<uint64_t> accts;
+    for (uint64_t g = 0; g < all; ++g) {
+      accts.push_back(q::group_id(g));
+      for (uint32_t s = 0; s < q::seats; ++s) accts.push_back(q::wallet(g, s));
+    }
+    std::vector<wire::id128> fundings;
+    for (uint64_t g = 0; g < all; ++g)
+      for (uint32_t s = 0; s < q::seats; ++s) fundings.push_back({q::wallet(g, s), 0xF00D});
+    std::vector<wire::result> funded;
+    for (size_t i = 0; i < fundings.size(); i += 8192) {
+      std::vector<wire::id128> part(fundings.begin() + long(i), fundings.begin() + long(std::min(fundings.size(), i + 8192)));
+      const auto r = e->lookup_transfers(part);
+      funded.insert(funded.end(), r.results.begin(), r.results.end());
+    }
+    std::unordered_map<uint64_t, wire::account> acct;
+    for (size_t i = 0; i < accts.size(); i += 8192) {
+      std::vector<uint64_t> part(accts.begin() + long(i), accts.begin() + long(std::min(accts.size(), i + 8192)));
+      auto r = e->lookup_accounts(part);
+      for (size_t j = 0; j < part.size(); ++j) acct[part[j]] = r.accounts[j];
+    }
+    const uint64_t pot = q::seats * q::contribution, fee = pot * q::fee_bp / 10'000;
+    uint64_t rounds_paid = 0;
+    completed = 0;
+    for (uint64_t g = 0; g < all; ++g) {
+      const auto& esc = acct[q::group_id(g)];
+      if (!exists[g]) {
+        EXPECT_EQ(esc.id, 0u) << "group " << g;
+        continue;
+      }
+      const auto& st = groups[g].g;
+      ASSERT_EQ(esc.credits_posted - esc.debits_posted, actors::equb::escrow_expected(groups[g])) << "group " << g;
+      ASSERT_EQ(actors::equb::escrow_expected(groups[g]), st.escrow) << "settled: nothing owed";
+      std::set<uint32_t> receivers;
+      for (const auto& h : groups[g].history) ASSERT_TRUE(receivers.insert(h.seat).second) << "group " << g << " paid a seat twice";
+      rounds_paid += groups[g].history.size();
+      if (st.ph == actors::equb::phase::completed) {
+        ++completed;
+        ASSERT_EQ(esc.credits_posted, esc.debits_posted) << "a completed group's escrow is empty";
+        ASSERT_EQ(receivers.size(), q::seats);
+      }
+      for (uint32_t s = 0; s < q::seats; ++s) {
+        const uint64_t w = q::wallet(g, s);
+        uint64_t paid = 0, got = 0;
+        if (s < st.seats.size()) {
+          const auto& seat = st.seats[s];
+          ASSERT_EQ(seat.wallet, w) << "group " << g << " seat " << s;
+          if (st.ph == actors::equb::phase::forming) paid = 1;
+          else if (st.ph == actors::equb::phase::completed) paid = q::seats;
+          else paid = 1 + (st.round - 2) + (seat.paid ? 1 : 0);
+          if (seat.received_round != 0) got = pot - fee;
+        }
+        const uint64_t start = funded[g * q::seats + s] == wire::result::ok ? q::starting : 0;
+        const auto& a = acct[w];
+        ASSERT_EQ(int64_t(a.credits_posted) - int64_t(a.debits_posted),
+                  int64_t(start) - int64_t(paid * q::contribution) + int64_t(got))
+            << "kill " << k << ": group " << g << " seat " << s;
+      }
+    }
+    const auto fee_acct = e->lookup_accounts({q::fee_account}).accounts.at(0);
+    ASSERT_EQ(fee_acct.credits_posted, rounds_paid * fee) << "kill " << k << ": one fee per payout";
+    const auto bal = e->check_balances();
+    ASSERT_TRUE(bal.balanced) << bal.detail;
+    std::printf("kill %2d after %3d ms: %5zu payments acked, %llu rounds paid out, %llu groups completed, "
+                "%llu payouts re-sent\n", k, ms, acks.size(), static_cast<unsigned long long>(rounds_paid),
+                static_cast<unsigned long long>(completed),
+                static_cast<unsigned long long>(e->recovery().groups_reemitted));
+    e->close();
+  }
+  EXPECT_GT(total_acked, 500u) << "the load never got going";
 }

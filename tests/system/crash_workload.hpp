@@ -34,3 +34,41 @@ inline wire::transfer transfer_for(const wire::id128& id) {
 }
 
 }  // namespace mesob::test::crash
+
+// The equb workload (crash_driver ... equb): each run makes `groups` new groups of
+// `seats` seats (groups (run - 1) * groups .. run * groups - 1), wallets of their own,
+// paid round after round by the driver's workers, so every kill lands in groups under
+// way. Each payment's
+// id is a pure function of (group, round, seat), so a payment resent after a crash is
+// a repeat, as a real client's idempotency key makes it.
+namespace mesob::test::crash::equb {
+
+constexpr uint64_t groups = 1024;  // per run
+constexpr uint32_t seats = 6;
+constexpr uint64_t contribution = 1000;
+constexpr uint32_t fee_bp = 100;
+constexpr uint64_t starting = 1'000'000;
+constexpr uint64_t first_wallet = 10'000;   // wallets first_wallet .. + groups * seats - 1
+constexpr uint64_t first_group = 100'000;   // groups first_group .. + groups - 1
+constexpr uint64_t fee_account = 9'000;
+constexpr uint64_t funding_account = 9'001;
+
+inline uint64_t group_id(uint64_t g) { return first_group + g; }
+inline uint64_t wallet(uint64_t g, uint32_t seat) { return first_wallet + g * seats + seat; }
+// round 0 is the join.
+inline wire::id128 payment_id(uint64_t g, uint32_t round, uint32_t seat) {
+  return {g << 20 | uint64_t(round) << 10 | seat, 0xE0B0};
+}
+inline wire::transfer payment(uint64_t g, uint32_t round, uint32_t seat) {
+  wire::transfer t;
+  t.id = payment_id(g, round, seat);
+  t.debit_account_id = wallet(g, seat);
+  t.credit_account_id = group_id(g);
+  t.amount = contribution;
+  t.currency = wire::currency("ETB");
+  t.flags = wire::transfer_flags::equb;
+  t.user_data = round == 0 ? 0 : uint64_t(round) << 32 | seat;  // a join names no seat
+  return t;
+}
+
+}  // namespace mesob::test::crash::equb

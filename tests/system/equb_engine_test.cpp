@@ -382,5 +382,99 @@ TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
   expect_escrow_consistent(h);
 }
 
+TEST_F(equb_engine, EscrowAccountsMoveOnlyWithTheirGroup) {
+  constexpr uint64_t g = 5008, lottery = 5009;
+  open_wallets(4);
+  form(g, 3);
+  settled(g);
+  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // the escrow holds money
+  const int64_t held = balance(g);
+  ASSERT_EQ(held, int64_t(contribution));
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, 1, g, 50)}).results.at(0), result::group_account_reserved);
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, g, 1, 50)}).results.at(0), result::group_account_reserved);
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, 1, g, 50, wire::transfer_flags::pending)}).results.at(0),
+            result::group_account_reserved);
+  // In a chain: the whole chain fails.
+  const auto chain = e().create_transfers({make_transfer(next_id_++, 1, 2, 5, wire::transfer_flags::linked),
+                                           make_transfer(next_id_++, 2, g, 5)});
+  EXPECT_EQ(chain.results.at(0), result::linked_event_failed);
+  EXPECT_EQ(chain.results.at(1), result::group_account_reserved);
+  // An equb payment as the last link of a chain does not stand alone either.
+  auto last = payment(1, g, 2, 0, contribution);
+  const auto chain2 = e().create_transfers({make_transfer(next_id_++, 2, 1, 5, wire::transfer_flags::linked), last});
+  EXPECT_EQ(chain2.results.at(1), result::equb_transfer_must_stand_alone);
+  EXPECT_EQ(e().set_account_status({{g, wire::account_status::frozen}}).results.at(0), result::group_account_reserved);
+  EXPECT_EQ(balance(g), held);
+  EXPECT_EQ(account(g).status, wire::account_status::open);
+  expect_escrow_consistent(g);
+
+  // A lottery's secret never leaves its shard: look-ups show the commitment only.
+  form(lottery, 3, actors::equb::rotation::lottery);
+  const group_entry l = settled(lottery);
+  EXPECT_EQ(l.g.secret, actors::equb::seed{});
+  EXPECT_NE(l.g.commitment, actors::equb::seed{});
+}
+
+// A group's snapshot bytes are read strictly: damage that would make up or lose money,
+// or repeat transfer ids, is refused with the reason.
+TEST_F(equb_engine, DamagedGroupRecordsAreRefused) {
+  constexpr uint64_t g = 5010;
+  open_wallets(3);
+  form(g, 3);
+  ASSERT_EQ(e().set_account_status({{1, wire::account_status::frozen}}).results.at(0), result::ok);
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::debit_account_frozen);
+  ASSERT_EQ(e().set_account_status({{1, wire::account_status::open}}).results.at(0), result::ok);
+  const group_entry good = settled(g);
+  group_entry back;
+  std::string why;
+  ASSERT_TRUE(actors::equb::decode_entry(actors::equb::encode_entry(good), &back, &why)) << why;
+  EXPECT_EQ(actors::equb::encode_entry(back), actors::equb::encode_entry(good));
+
+  auto refused = [&](const char* what, auto&& damage) {
+    group_entry bad = good;
+    damage(bad);
+    group_entry out;
+    std::string reason;
+    EXPECT_FALSE(actors::equb::decode_entry(actors::equb::encode_entry(bad), &out, &reason)) << what;
+    EXPECT_FALSE(reason.empty()) << what;
+  };
+  actors::equb::obligation o;
+  o.first_step = good.next_step;
+  o.transfers.push_back({g, 1, 10, actors::equb::purpose::refund});
+  refused("steps past next_step", [&](group_entry& b) { b.owed.push_back(o); });
+  refused("overlapping steps", [&](group_entry& b) {
+    b.next_step += 2;
+    auto a = o, c = o;
+    c.transfers.push_back({g, 2, 10, actors::equb::purpose::refund});
+    b.owed.push_back(a);
+    b.owed.push_back(c);
+  });
+  refused("money that is not the escrow's", [&](group_entry& b) {
+    auto x = o;
+    x.transfers[0] = {1, 2, 10, actors::equb::purpose::refund};
+    b.next_step += 1;
+    b.owed.push_back(x);
+  });
+  refused("more paid in than held", [&](group_entry& b) {
+    auto x = o;
+    x.transfers[0] = {2, g, b.g.escrow + 1'000'000, actors::equb::purpose::cover};
+    b.next_step += 1;
+    b.owed.push_back(x);
+  });
+  refused("a history that does not match", [&](group_entry& b) { b.history.at(0).seat = 2; });
+  refused("a lost history", [&](group_entry& b) { b.history.clear(); });
+  refused("another group's id", [&](group_entry& b) { b.g.cfg.group_id += 1; });
+  refused("a made-up refusal", [&](group_entry& b) {
+    auto x = o;
+    x.refused = true;
+    x.refusal = wire::result(9999);
+    b.next_step += 1;
+    b.owed.push_back(x);
+  });
+  auto bytes = actors::equb::encode_entry(good);
+  bytes.pop_back();
+  EXPECT_FALSE(actors::equb::decode_entry(bytes, &back, &why));
+}
+
 }  // namespace
 }  // namespace mesob::test
