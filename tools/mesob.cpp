@@ -24,6 +24,7 @@
 // connect, connection lost or no answer in time; 4 the handshake was refused (auth_failed:
 // wrong gateway or secret; role_denied: the gateway lacks the admin role).
 #include <fcntl.h>
+#include <poll.h>
 #include <readline/history.h>
 #include <readline/readline.h>
 #include <unistd.h>
@@ -831,16 +832,49 @@ volatile std::sig_atomic_t g_interrupt = 0;
 // Ctrl-C: at the prompt it drops the line being typed and gives a fresh prompt; during
 // a command it stops the wait (the command may still run on the server), drops the
 // connection and gives the prompt back. It never ends the console (Ctrl-D or quit do).
-void on_sigint(int) { g_interrupt = 1; }
+// A Ctrl-C that lands while readline is busy (not blocked in read) would be seen only at
+// the next key: the handler also writes to a pipe that readline's input function waits
+// on beside the terminal, so the fresh prompt comes at once whenever it lands.
+int g_sigpipe[2] = {-1, -1};
+void on_sigint(int) {
+  g_interrupt = 1;
+  const char c = 0;
+  [[maybe_unused]] auto n = ::write(g_sigpipe[1], &c, 1);
+}
+void fresh_prompt_if_interrupted() {
+  if (!g_interrupt) return;
+  g_interrupt = 0;
+  rl_crlf();
+  rl_replace_line("", 0);
+  rl_on_new_line();
+  rl_redisplay();
+}
 int on_signal_event() {  // readline: a read was interrupted by a signal
-  if (g_interrupt) {
-    g_interrupt = 0;
-    rl_crlf();
-    rl_replace_line("", 0);
-    rl_on_new_line();
-    rl_redisplay();
-  }
+  fresh_prompt_if_interrupted();
   return 0;
+}
+int console_getc(FILE* in) {  // readline's input: a key, or a Ctrl-C meanwhile
+  for (;;) {
+    pollfd p[2] = {{::fileno(in), POLLIN, 0}, {g_sigpipe[0], POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;  // the handler wrote to the pipe
+      return EOF;
+    }
+    if (p[1].revents & POLLIN) {
+      char drain[64];
+      while (::read(g_sigpipe[0], drain, sizeof drain) > 0) {
+      }
+      fresh_prompt_if_interrupted();
+      continue;
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      unsigned char c = 0;
+      const ssize_t n = ::read(::fileno(in), &c, 1);
+      if (n == 1) return c;
+      if (n < 0 && errno == EINTR) continue;
+      return EOF;
+    }
+  }
 }
 std::vector<std::string> g_completions;  // the candidates of the current completion
 
@@ -904,6 +938,7 @@ int interactive(console& con) {
     rl_completer_quote_characters = "\"";
     rl_catch_signals = 0;  // SIGINT is ours (on_sigint), not readline's
     rl_signal_event_hook = on_signal_event;
+    if (::pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) == 0) rl_getc_function = console_getc;
     struct sigaction sa {};
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
