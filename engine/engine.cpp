@@ -1163,7 +1163,23 @@ class engine_impl {
       }
       q_space_.notify_all();
       for (auto& w : walks) walk(*w);
-      for (auto& q : incoming) accept(std::move(q));
+      // Chains groups emitted are independent of each other and of the requests around
+      // them: they go in as few batches as fit (up to batch_ops_max operations, chains
+      // whole), after the requests taken with them.
+      std::vector<queued> emitted;
+      for (auto& q : incoming) {
+        if (!q.emitted) {
+          accept(std::move(q));
+          continue;
+        }
+        if (emitted.empty() || emitted.back().req.transfers.size() + q.req.transfers.size() > batch_ops_max) {
+          emitted.push_back(std::move(q));
+          continue;
+        }
+        auto& into = emitted.back().req.transfers;
+        into.insert(into.end(), q.req.transfers.begin(), q.req.transfers.end());
+      }
+      for (auto& q : emitted) accept(std::move(q));
       incoming.clear();
       maybe_tick();
       submit_open();
