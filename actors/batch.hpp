@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "actors/equb_group.hpp"
@@ -134,6 +135,13 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<uint64_t> last_serials;            // account queries: history heads
   std::vector<std::vector<currency_total>> totals;  // currency_totals: per shard
   std::vector<equb::group_entry> found_groups;       // lookup_groups (ids in account_ids)
+  // currency_totals: per shard, its equb groups checked against their escrow accounts.
+  struct group_audit {
+    uint64_t checked = 0;
+    std::vector<std::string> faults;  // at most group_faults_max per shard
+  };
+  static constexpr size_t group_faults_max = 64;
+  std::vector<group_audit> group_audits;
 
   // The shards that execute this batch: for transfers, those with operations in it
   // (shard 0 if none has); for every other kind, all. A shard skips batches it has no

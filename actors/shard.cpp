@@ -253,6 +253,7 @@ void shard::execute(batch& b) {
         it->debits_pending += a.debits_pending;
         it->credits_pending += a.credits_pending;
       }
+      audit_groups(b.group_audits[index_]);
       break;
     }
   }
@@ -366,6 +367,34 @@ void shard::execute_equb(batch& b) {
     if (shard_of(op.group_id, count_) != index_) continue;
     b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow);
   }
+}
+
+// The equb invariant for each group this shard hosts: its escrow account holds what the
+// group says (escrow plus what its obligations still move), with nothing pending; a
+// completed group's escrow is empty and every seat received exactly once.
+void shard::audit_groups(batch::group_audit& out) const {
+  groups_.for_each([&](const equb::group_entry& e) {
+    ++out.checked;
+    const uint64_t id = e.g.cfg.group_id;
+    const account* a = find_account(id);
+    const uint64_t expected = equb::escrow_expected(e);
+    std::string fault;
+    if (!a) {
+      fault = "its escrow account is missing";
+    } else if (a->debits_pending || a->credits_pending || a->debits_posted > a->credits_posted ||
+               a->credits_posted - a->debits_posted != expected) {
+      fault = "its escrow holds " + std::to_string(int64_t(a->credits_posted - a->debits_posted)) +
+              " (pending " + std::to_string(a->debits_pending + a->credits_pending) + ") but the group says " +
+              std::to_string(expected);
+    } else if (e.g.ph == equb::phase::completed) {
+      uint32_t received = 0;
+      for (const auto& s : e.g.seats) received += s.received_round != 0;
+      if (expected != 0 && e.owed.empty()) fault = "completed with money left in escrow";
+      else if (received != e.g.seats.size()) fault = "completed with a seat that never received";
+    }
+    if (!fault.empty() && out.faults.size() < batch::group_faults_max)
+      out.faults.push_back("group " + std::to_string(id) + ": " + fault);
+  });
 }
 
 void shard::execute_lookup_groups(batch& b) {

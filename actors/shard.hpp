@@ -122,6 +122,7 @@ class shard {
   void execute_account_queries(batch& b);
   void execute_equb(batch& b);
   void execute_lookup_groups(batch& b);
+  void audit_groups(batch::group_audit& out) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);

@@ -541,7 +541,10 @@ class engine_impl {
         b.found_accounts.assign(b.count, wire::account{});
         b.last_serials.assign(b.count, 0);
         break;
-      case op_kind::currency_totals: b.totals.assign(shards_n_, {}); break;
+      case op_kind::currency_totals:
+        b.totals.assign(shards_n_, {});
+        b.group_audits.assign(shards_n_, {});
+        break;
       case op_kind::tick: break;
       case op_kind::equb_ops: sequence_equb(b); break;
       case op_kind::lookup_groups:
@@ -1087,6 +1090,10 @@ class engine_impl {
       r.accounts = std::move(b.found_accounts);
       r.transfers = std::move(b.found_transfers);
       r.groups = std::move(b.found_groups);
+      for (auto& a : b.group_audits) {
+        r.groups_checked += a.checked;
+        for (auto& f : a.faults) r.group_faults.push_back(std::move(f));
+      }
       for (auto& per_shard : b.totals)
         for (const auto& t : per_shard) {
           auto it = std::find_if(r.totals.begin(), r.totals.end(),
@@ -1960,6 +1967,11 @@ engine::balance_check engine::check_balances() {
                     " credits " + text(t.credits_posted) + ", pending debits " +
                     text(t.debits_pending) + " credits " + text(t.credits_pending) + "; ";
     }
+  }
+  out.groups_checked = r.groups_checked;
+  for (const auto& f : r.group_faults) {
+    out.balanced = false;
+    out.detail += f + "; ";
   }
   return out;
 }

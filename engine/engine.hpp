@@ -89,6 +89,8 @@ struct reply {
   std::vector<balance_as_of> balances;       // lookup_balances_as_of: one per query
   std::vector<actors::currency_total> totals;  // currency_totals: one per currency
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
+  uint64_t groups_checked = 0;                // currency_totals: equb groups checked against their escrows
+  std::vector<std::string> group_faults;      // currency_totals: what was wrong (at most 64 per shard)
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
   uint64_t lsn = 0;                          // log record, 0 for look-ups
 };
@@ -197,9 +199,11 @@ class engine {
   // Per currency, debits must equal credits, posted and pending: the ledger's invariant,
   // checked from state alone. Runs in the request stream (a consistent point across
   // shards), so it may be called at any time.
+  // Also checks every equb group against its escrow account (actors/equb_group.hpp).
   struct balance_check {
     bool balanced = true;
     std::string detail;
+    uint64_t groups_checked = 0;
   };
   balance_check check_balances();
   // Reads the log on disk (read-only, while the engine runs) up to the lsn durable now.

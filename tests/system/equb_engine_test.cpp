@@ -116,8 +116,9 @@ class equb_engine : public ::testing::Test {
     const auto a = account(id);
     EXPECT_EQ(a.credits_posted - a.debits_posted, actors::equb::escrow_expected(g)) << "group " << id;
     EXPECT_EQ(a.debits_pending + a.credits_pending, 0u);
-    const auto check = e().check_balances();
+    const auto check = e().check_balances();  // the admin audit's check: every group against its escrow
     EXPECT_TRUE(check.balanced) << check.detail;
+    EXPECT_GE(check.groups_checked, 1u);
   }
 
   // A group with members 1..n (seat i - 1 held by wallet i), started.
