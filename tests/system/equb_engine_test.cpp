@@ -416,6 +416,143 @@ TEST_F(equb_engine, EscrowAccountsMoveOnlyWithTheirGroup) {
   EXPECT_NE(l.g.commitment, actors::equb::seed{});
 }
 
+// A lottery of twelve run to completion: each seat receives once, and every draw checks
+// against the commitment published at the start.
+TEST_F(equb_engine, TwelveSeatLotteryToCompletionWithProofs) {
+  constexpr uint64_t g = 5011;
+  constexpr uint32_t n = 12;
+  open_wallets(n);
+  form(g, n, actors::equb::rotation::lottery);
+  for (uint32_t round = 2; round <= n; ++round)
+    for (uint32_t seat = 0; seat < n; ++seat) ASSERT_EQ(pay(seat + 1, g, round, seat, contribution), result::ok);
+  const group_entry done = settled(g);
+  ASSERT_EQ(done.g.ph, phase::completed);
+  ASSERT_EQ(done.history.size(), n);
+  auto prev = done.g.commitment;
+  std::vector<uint32_t> candidates(n);
+  for (uint32_t i = 0; i < n; ++i) candidates[i] = i;
+  for (const auto& r : done.history) {
+    EXPECT_TRUE(actors::equb::seed_follows(r.revealed, prev)) << "round " << r.round;
+    EXPECT_EQ(r.seat, actors::equb::draw(r.revealed, g, r.round, candidates)) << "round " << r.round;
+    std::erase(candidates, r.seat);
+    prev = r.revealed;
+  }
+  EXPECT_TRUE(candidates.empty()) << "every seat received once";
+  const uint64_t pot = n * contribution, fee = pot / 100;
+  for (uint64_t w = 1; w <= n; ++w) EXPECT_EQ(balance(w), int64_t(starting - n * contribution + pot - fee));
+  EXPECT_EQ(balance(g), 0);
+  expect_escrow_consistent(g);
+}
+
+// Bidding: the lowest bid wins; the discount less the organizer's commission is shared as
+// dividends that lower every seat's next contribution, to the minor unit.
+TEST_F(equb_engine, BiddingRoundsWithDividendsToTheMinorUnit) {
+  constexpr uint64_t g = 5012, organizer = 902;
+  open_wallets(4);
+  ASSERT_EQ(e().create_accounts({make_account(organizer)}).results.at(0), result::ok);
+  auto c = create_op(g, actors::equb::rotation::bidding);
+  c.fee_bp = 0;
+  c.late_penalty = 0;
+  c.max_discount_bp = 2000;  // a bid takes at least 80% of the nominal pot (400)
+  c.commission_bp = 1000;    // 10% of the discount, at most 1000
+  c.commission_cap = 1000;
+  c.organizer_account_id = organizer;
+  ASSERT_EQ(op1(c), result::ok);
+  for (uint32_t w = 1; w <= 4; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);  // round 1: no bids, seat 0
+  auto bid = [&](uint32_t seat, uint32_t round, uint64_t amount) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::bid;
+    op.group_id = g;
+    op.seat = seat;
+    op.wallet = seat + 1;
+    op.round = round;
+    op.amount = amount;
+    return op1(op);
+  };
+  EXPECT_EQ(bid(0, 2, 350), result::already_received);
+  EXPECT_EQ(bid(1, 2, 319), result::bid_outside_limits);
+  EXPECT_EQ(bid(1, 2, 401), result::bid_outside_limits);
+  EXPECT_EQ(bid(2, 2, 350), result::ok);
+  EXPECT_EQ(bid(3, 2, 340), result::ok);
+  EXPECT_EQ(bid(3, 2, 330), result::already_bid);
+  EXPECT_EQ(bid(1, 3, 340), result::round_not_open);
+  for (uint32_t seat = 0; seat < 4; ++seat) ASSERT_EQ(pay(seat + 1, g, 2, seat, contribution), result::ok);
+  group_entry st = settled(g);
+  // Seat 3 won with 340: discount 60, commission 6, dividend 54 = 14 + 14 + 13 + 13.
+  ASSERT_EQ(st.history.size(), 2u);
+  EXPECT_EQ(st.history[1].seat, 3u);
+  EXPECT_EQ(balance(4), int64_t(starting - 2 * contribution + 340));
+  EXPECT_EQ(balance(organizer), 6);
+  const uint64_t credit[4] = {14, 14, 13, 13};
+  for (uint32_t seat = 0; seat < 4; ++seat) EXPECT_EQ(st.g.seats[seat].credit, credit[seat]) << seat;
+  EXPECT_EQ(balance(g), 54) << "the dividends wait in escrow";
+  expect_escrow_consistent(g);
+  // Round 3 owes the contribution less the dividend; no bids: the first seat in order.
+  EXPECT_EQ(pay(1, g, 3, 0, contribution), result::wrong_amount);
+  for (uint32_t seat = 0; seat < 4; ++seat)
+    ASSERT_EQ(pay(seat + 1, g, 3, seat, contribution - credit[seat]), result::ok) << seat;
+  st = settled(g);
+  EXPECT_EQ(st.history[2].seat, 1u);
+  EXPECT_EQ(balance(2), int64_t(starting - 3 * contribution + credit[1] + 400));
+  for (uint32_t seat = 0; seat < 4; ++seat) ASSERT_EQ(pay(seat + 1, g, 4, seat, contribution), result::ok);
+  st = settled(g);
+  EXPECT_EQ(st.g.ph, phase::completed);
+  // Each wallet: paid 4 x 100 less its dividend, received once; the organizer kept 6.
+  const int64_t received[4] = {400, 400, 400, 340};
+  for (uint32_t seat = 0; seat < 4; ++seat)
+    EXPECT_EQ(balance(seat + 1), int64_t(starting) - 400 + int64_t(credit[seat]) + received[seat]) << seat;
+  EXPECT_EQ(balance(g), 0);
+  expect_escrow_consistent(g);
+}
+
+// A member who misses the deadline, under the other two default policies: a guarantor
+// covers the gap (and is owed it), or the round waits for every seat.
+TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
+  constexpr uint64_t cover = 5013, hold = 5014;
+  open_wallets(6);
+  ASSERT_EQ(op1(create_op(cover, actors::equb::rotation::fixed_order,
+                          actors::equb::default_policy::cover_from_guarantor)), result::ok);
+  ASSERT_EQ(op1(create_op(hold, actors::equb::rotation::fixed_order, actors::equb::default_policy::hold_round)),
+            result::ok);
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, cover, 0, 0, contribution), result::ok);
+  for (uint32_t w = 4; w <= 6; ++w) ASSERT_EQ(pay(w, hold, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, cover), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, hold), result::ok);
+  ASSERT_EQ(pay(1, cover, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(2, cover, 2, 1, contribution), result::ok);
+  ASSERT_EQ(pay(4, hold, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(5, hold, 2, 1, contribution), result::ok);
+  fx_.advance_s(15 * 86'400 + 1);  // past round 2's deadline + grace
+  group_entry c;
+  for (int i = 0; i < 1000; ++i) {
+    c = settled(cover);
+    if (c.g.round == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(c.g.round, 3u);
+  // The guarantor paid wallet 3's due into the pot; the recipient got a whole pot.
+  EXPECT_EQ(balance(guarantor), -int64_t(contribution));
+  EXPECT_EQ(balance(2), int64_t(starting - 2 * contribution + 300 - 3));
+  ASSERT_EQ(c.g.seats[2].debts.size(), 1u);
+  EXPECT_EQ(c.g.seats[2].debts[0].creditor_account_id, guarantor);
+  expect_escrow_consistent(cover);
+  // Holding: the round is still open; the late payment pays the penalty and closes it.
+  group_entry h = settled(hold);
+  EXPECT_EQ(h.g.round, 2u);
+  EXPECT_EQ(pay(6, hold, 2, 2, contribution), result::wrong_amount) << "late: the penalty is owed";
+  ASSERT_EQ(pay(6, hold, 2, 2, contribution + 5), result::ok);
+  h = settled(hold);
+  EXPECT_EQ(h.g.round, 3u);
+  EXPECT_EQ(balance(5), int64_t(starting - 2 * contribution + 305 - 3)) << "the penalty went into the pot";
+  expect_escrow_consistent(hold);
+  // The defaulter repays the guarantor with its next payment.
+  ASSERT_EQ(pay(3, cover, 3, 2, 2 * contribution), result::ok);  // its due and its debt (round 3 is not late)
+  settled(cover);
+  EXPECT_EQ(balance(guarantor), 0);
+  expect_escrow_consistent(cover);
+}
+
 // A group's snapshot bytes are read strictly: damage that would make up or lose money,
 // or repeat transfer ids, is refused with the reason.
 TEST_F(equb_engine, DamagedGroupRecordsAreRefused) {
