@@ -27,6 +27,8 @@
 
 #include "actors/shard.hpp"
 #include "engine/engine.hpp"
+#include "engine/server.hpp"
+#include "wire/client.hpp"
 
 namespace mesob::bench {
 
@@ -286,6 +288,29 @@ inline fdatasync_figures fdatasync_probe(const std::string& dir, double seconds,
   ::close(fd);
   ::unlink(path.c_str());
   std::free(buf);
+  return out;
+}
+
+// The engine's server on a loopback port with one payments gateway ("bench"), and the
+// options its clients connect with. Exits with a message when it cannot start.
+struct loopback_server {
+  std::unique_ptr<engine::server> srv;
+  wire::client::options client;
+};
+inline loopback_server start_loopback_server(engine::engine& e, const char* program) {
+  engine::server_config sc;
+  sc.port = 0;
+  sc.gateways = {{"bench", std::vector<uint8_t>(32, 0x5a), wire::roles::payments}};
+  std::string err;
+  loopback_server out;
+  out.srv = engine::server::start(e, sc, &err);
+  if (!out.srv) {
+    std::fprintf(stderr, "%s: %s\n", program, err.c_str());
+    std::exit(1);
+  }
+  out.client.port = out.srv->port();
+  out.client.gateway = "bench";
+  out.client.secret = sc.gateways[0].secret;
   return out;
 }
 

@@ -179,20 +179,11 @@ int main(int argc, char** argv) {
   auto e = open_engine(dir, shards, l.groups * (l.seats + 1) + 16, true, false);
   set_up(*e, l);
 
-  engine::server_config sc;
-  sc.port = 0;
-  sc.gateways = {{"bench", std::vector<uint8_t>(32, 0x5a), wire::roles::payments}};
-  std::string err;
-  auto srv = engine::server::start(*e, sc, &err);
-  if (!srv) {
-    std::fprintf(stderr, "equb_bench: %s\n", err.c_str());
-    return 1;
-  }
-  wire::client::options o;
-  o.port = srv->port();
-  o.gateway = "bench";
-  o.secret = sc.gateways[0].secret;
+  auto server = start_loopback_server(*e, "equb_bench");
+  auto& srv = server.srv;
+  wire::client::options o = server.client;
   o.timeout_ms = 600'000;
+  std::string err;
   auto probe = wire::client::connect(o, &err);
   if (!probe) {
     std::fprintf(stderr, "equb_bench: %s\n", err.c_str());
@@ -209,8 +200,10 @@ int main(int argc, char** argv) {
     const auto t0 = clk::now();
     for (uint32_t c = 0; c < connections; ++c) {
       threads.emplace_back([&, c] {
-        auto cl = wire::client::connect(o, &err);
+        std::string why;
+        auto cl = wire::client::connect(o, &why);
         if (!cl) {
+          std::fprintf(stderr, "equb_bench: %s\n", why.c_str());
           failed = true;
           return;
         }

@@ -143,19 +143,9 @@ int main(int argc, char** argv) {
   const uint32_t shards = std::max(1u, std::thread::hardware_concurrency());
   auto e = open_engine(dir, shards, accounts, true);
   create_accounts(*e, accounts);
-  engine::server_config sc;
-  sc.port = 0;
-  sc.gateways = {{"bench", std::vector<uint8_t>(32, 0x5a), wire::roles::payments}};
-  std::string err;
-  auto srv = engine::server::start(*e, sc, &err);
-  if (!srv) {
-    std::fprintf(stderr, "wire_bench: %s\n", err.c_str());
-    return 1;
-  }
-  wire::client::options o;
-  o.port = srv->port();
-  o.gateway = "bench";
-  o.secret = sc.gateways[0].secret;
+  auto server = start_loopback_server(*e, "wire_bench");
+  auto& srv = server.srv;
+  const wire::client::options o = server.client;
 
   // Single transfers on the idle engine, one at a time, embedded (the engine's share) and
   // over TCP, beside the disk's fdatasync and the loopback round trip. They are measured

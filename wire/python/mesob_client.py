@@ -146,19 +146,8 @@ class Client:
 
     def lookup_accounts(self, ids):
         """Returns a list of dicts (None where the account does not exist)."""
-        b = flatbuffers.Builder(256 + 8 * len(ids))
-        LookupAccounts.StartIdsVector(b, len(ids))
-        for i in reversed(ids):
-            b.PrependUint64(i)
-        vec = b.EndVector()
-        LookupAccounts.Start(b)
-        LookupAccounts.AddIds(b, vec)
-        resp = self._call(Operation.Operation.LookupAccounts, LookupAccounts.End(b), b)
-        if resp.ReplyType() != Reply.Reply.FoundAccounts:
-            raise IOError("unexpected reply type %d" % resp.ReplyType())
-        found = FoundAccounts.FoundAccounts()
-        table = resp.Reply()
-        found.Init(table.Bytes, table.Pos)
+        found = self._lookup_ids(LookupAccounts, Operation.Operation.LookupAccounts, ids,
+                                 Reply.Reply.FoundAccounts, FoundAccounts.FoundAccounts())
         out = []
         for k in range(found.ResultsLength()):
             if found.Results(k) != 0:
@@ -208,19 +197,8 @@ class Client:
         2 active, 3 completed, 4 dissolved), round, pot, escrow, escrow_expected, seats
         (wallet, paid, received_round, debt_total), history (round, seat, revealed hex)
         and owed (payments the group still owes)."""
-        b = flatbuffers.Builder(256 + 8 * len(ids))
-        LookupGroups.StartIdsVector(b, len(ids))
-        for i in reversed(ids):
-            b.PrependUint64(i)
-        vec = b.EndVector()
-        LookupGroups.Start(b)
-        LookupGroups.AddIds(b, vec)
-        resp = self._call(Operation.Operation.LookupGroups, LookupGroups.End(b), b)
-        if resp.ReplyType() != Reply.Reply.Groups:
-            raise IOError("unexpected reply type %d" % resp.ReplyType())
-        found = Groups.Groups()
-        table = resp.Reply()
-        found.Init(table.Bytes, table.Pos)
+        found = self._lookup_ids(LookupGroups, Operation.Operation.LookupGroups, ids, Reply.Reply.Groups,
+                                 Groups.Groups())
         out = []
         for k in range(found.GroupsLength()):
             g = found.Groups(k)
@@ -238,6 +216,23 @@ class Client:
                             escrow=g.Escrow(), escrow_expected=g.EscrowExpected(), seats=seats,
                             history=history, owed=owed))
         return out
+
+    def _lookup_ids(self, request_table, op_type, ids, reply_type, reply):
+        """A look-up by u64 ids (accounts, groups): sends it, checks the reply's type and
+        returns the reply table (`reply`, initialised)."""
+        b = flatbuffers.Builder(256 + 8 * len(ids))
+        request_table.StartIdsVector(b, len(ids))
+        for i in reversed(ids):
+            b.PrependUint64(i)
+        vec = b.EndVector()
+        request_table.Start(b)
+        request_table.AddIds(b, vec)
+        resp = self._call(op_type, request_table.End(b), b)
+        if resp.ReplyType() != reply_type:
+            raise IOError("unexpected reply type %d" % resp.ReplyType())
+        table = resp.Reply()
+        reply.Init(table.Bytes, table.Pos)
+        return reply
 
     @staticmethod
     def _results(resp):
