@@ -105,6 +105,18 @@ class equb_engine : public ::testing::Test {
     return group(id);
   }
 
+  // Waits (up to 5 s) for the engine's ticks to close rounds on their deadlines until
+  // the group is at `round`; returns it settled, at that round or where it stopped.
+  group_entry at_round(uint64_t id, uint32_t round) {
+    group_entry st;
+    for (int i = 0; i < 1000; ++i) {
+      st = settled(id);
+      if (st.g.round == round) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return st;
+  }
+
   wire::account account(uint64_t id) { return e().lookup_accounts({id}).accounts.at(0); }
   int64_t balance(uint64_t id) {
     const auto a = account(id);
@@ -260,12 +272,7 @@ TEST_F(equb_engine, MissedDeadlinePaysWhatIsThereAndTheDebtFollowsTheMember) {
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
   fx_.advance_s(15 * 86'400 + 1);
   // The engine ticks on its clock: the round closes without a request.
-  group_entry st;
-  for (int i = 0; i < 1000; ++i) {
-    st = settled(g);
-    if (st.g.round == 3) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  const group_entry st = at_round(g, 3);
   ASSERT_EQ(st.g.round, 3u);
   // Seat 1 (wallet 2) received the 200 collected, less 1%.
   EXPECT_EQ(balance(2), int64_t(starting - 2 * contribution + 200 - 2));
@@ -524,12 +531,7 @@ TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
   ASSERT_EQ(pay(4, hold, 2, 0, contribution), result::ok);
   ASSERT_EQ(pay(5, hold, 2, 1, contribution), result::ok);
   fx_.advance_s(15 * 86'400 + 1);  // past round 2's deadline + grace
-  group_entry c;
-  for (int i = 0; i < 1000; ++i) {
-    c = settled(cover);
-    if (c.g.round == 3) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  const group_entry c = at_round(cover, 3);
   ASSERT_EQ(c.g.round, 3u);
   // The guarantor paid wallet 3's due into the pot; the recipient got a whole pot.
   EXPECT_EQ(balance(guarantor), -int64_t(contribution));
