@@ -300,6 +300,86 @@ TEST(requests, every_operation_round_trips_byte_for_byte) {
   }
 }
 
+// Group operations and look-ups: byte for byte, and field by field through the schema's
+// accessors (the EqubOp struct has the engine's layout, seed array included).
+TEST(requests, equb_operations_round_trip) {
+  parsed_request p;
+  error_msg err;
+  equb_op c;
+  c.kind = equb_op_kind::create;
+  c.group_id = 700;
+  c.fee_account_id = 90;
+  c.guarantor_account_id = 91;
+  c.organizer_account_id = 92;
+  c.contribution = 1000;
+  c.period_ns = 7;
+  c.grace_ns = 8;
+  c.late_penalty = 9;
+  c.commission_cap = 10;
+  c.currency = currency("ETB");
+  c.fee_bp = 11;
+  c.max_discount_bp = 12;
+  c.commission_bp = 13;
+  c.rotation = 3;
+  c.default_policy = 2;
+  c.seat = 14;
+  c.round = 15;
+  c.seed[31] = 0xAB;
+  const std::vector<equb_op> ops{c, equb_op{}};
+  const auto body = equb_ops_body(ops);
+  ASSERT_TRUE(parse_request(body, &p, &err)) << err.message;
+  EXPECT_EQ(p.op, operation::equb_ops);
+  std::vector<equb_op> back;
+  p.copy_to(back);
+  EXPECT_TRUE(same_bytes(back, ops));
+  const auto* o = flatbuffers::GetRoot<fb::Request>(body.data())->operation_as_EqubOps()->ops()->Get(0);
+  EXPECT_EQ(o->group_id(), 700u);
+  EXPECT_EQ(o->organizer_account_id(), 92u);
+  EXPECT_EQ(o->commission_cap(), 10u);
+  EXPECT_EQ(o->commission_bp(), 13u);
+  EXPECT_EQ(o->rotation(), 3);
+  EXPECT_EQ(o->default_policy(), 2);
+  EXPECT_EQ(o->kind(), uint16_t(equb_op_kind::create));
+  EXPECT_EQ(o->round(), 15u);
+  EXPECT_EQ(o->seed()->Get(31), 0xAB);
+  const std::vector<equb_op> too_many(equb_ops_max + 1, c);
+  EXPECT_FALSE(parse_request(equb_ops_body(too_many), &p, &err));
+  EXPECT_EQ(err.code, protocol_error::batch_too_large);
+
+  const std::vector<uint64_t> ids{700, 701};
+  ASSERT_TRUE(parse_request(lookup_groups_body(ids), &p, &err)) << err.message;
+  EXPECT_EQ(p.op, operation::lookup_groups);
+  const std::vector<uint64_t> many(lookup_groups_max + 1, 700);
+  EXPECT_FALSE(parse_request(lookup_groups_body(many), &p, &err));
+  EXPECT_EQ(err.code, protocol_error::batch_too_large);
+
+  group_item g;
+  g.config = c;
+  g.phase = 2;
+  g.round = 3;
+  g.escrow_expected = 44;
+  g.commitment.assign(32, 7);
+  g.seats.push_back({5, 1000, 3, 0, 200, 2, 1, 1, {}});
+  g.history.push_back({1, 0, {9}});
+  g.owed.push_back({700, 5, 1980, 6, uint32_t(result::credit_account_frozen), 5, 1, 0, 0});
+  group_item missing;
+  missing.code = result::group_not_found;
+  reply_msg r;
+  std::string why;
+  ASSERT_TRUE(parse_response(groups_body(std::vector{g, missing}), &r, &why)) << why;
+  ASSERT_EQ(r.kind, reply_kind::groups);
+  ASSERT_EQ(r.groups.size(), 2u);
+  const auto& b = r.groups[0];
+  EXPECT_TRUE(same_bytes(std::vector{b.config}, std::vector{c}));
+  EXPECT_EQ(b.round, 3u);
+  EXPECT_EQ(b.escrow_expected, 44u);
+  EXPECT_EQ(b.commitment, g.commitment);
+  EXPECT_TRUE(same_bytes(b.seats, g.seats));
+  EXPECT_TRUE(same_bytes(b.history, g.history));
+  EXPECT_TRUE(same_bytes(b.owed, g.owed));
+  EXPECT_EQ(r.groups[1].code, result::group_not_found);
+}
+
 TEST(requests, batch_limits) {
   parsed_request p;
   error_msg err;
