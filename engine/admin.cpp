@@ -58,6 +58,7 @@ namespace {
 constexpr size_t trail_show_default = 20;
 constexpr size_t response_bytes_max = 512 * 1024;  // half the default frame limit
 constexpr size_t history_rows = 10;  // recent transfers shown with an account
+constexpr size_t group_rows_max = 1024;  // seats, rounds and payments owed shown with a group (each)
 
 admin_response_msg answer(admin_code c, std::string message) {
   admin_response_msg m;
@@ -250,6 +251,10 @@ class admin_impl {
         {"account freeze", "<account-id>", "freeze an account: no transfer may debit or credit it", 1, 1,
          &admin_impl::cmd_account_freeze},
         {"account unfreeze", "<account-id>", "reopen a frozen account", 1, 1, &admin_impl::cmd_account_unfreeze},
+        {"group show", "<group-id>",
+         "an equb group: config, phase, round, escrow (and what its account holds), seats, paid-out rounds, "
+         "payments it still owes",
+         1, 1, &admin_impl::cmd_group_show},
         {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
          &admin_impl::cmd_transfer_show},
         {"snapshot", "", "take a snapshot now", 0, 0, &admin_impl::cmd_snapshot},
@@ -512,6 +517,81 @@ class admin_impl {
                           std::to_string(rec.t.credit_account_id), std::to_string(rec.t.amount),
                           transfer_flags_text(rec.t.flags), std::to_string(rec.t.timestamp)});
     m.sections.push_back(std::move(t));
+    return m;
+  }
+
+  admin_response_msg cmd_group_show(const std::vector<std::string>& args) {
+    uint64_t id = 0;
+    admin_response_msg bad;
+    if (!account_arg(args[0], &id, &bad)) return bad;
+    const reply r = eng_.lookup_groups({id});
+    if (r.st != status::ok) return refused_by_engine(r);
+    if (r.results.empty() || r.results[0] != wire::result::ok) return answer(admin_code::not_found, "group " + args[0] + " does not exist");
+    const auto& e = r.groups[0];
+    const auto& g = e.g;
+    const auto& c = g.cfg;
+    static const char* phases[] = {"?", "forming", "active", "completed", "dissolved"};
+    static const char* rotations[] = {"?", "fixed_order", "lottery", "bidding"};
+    static const char* policies[] = {"?", "pay_what_is_there", "cover_from_guarantor", "hold_round"};
+    const reply acct = eng_.lookup_accounts({id});
+    const bool have = acct.st == status::ok && !acct.results.empty() && acct.results[0] == wire::result::ok;
+    const uint64_t holds = have ? acct.accounts[0].credits_posted - acct.accounts[0].debits_posted : 0;
+    const uint64_t expected = actors::equb::escrow_expected(e);
+    row_builder b("group");
+    b.num("id", c.group_id)
+        .text("currency", wire::currency_name(c.currency))
+        .num("contribution", c.contribution)
+        .text("rotation", rotations[uint8_t(c.policy) <= 3 ? uint8_t(c.policy) : 0])
+        .text("on_default", policies[uint8_t(c.on_default) <= 3 ? uint8_t(c.on_default) : 0])
+        .num("fee_bp", c.fee_bp)
+        .num("fee_account_id", c.fee_account_id)
+        .num("period_ns", c.period_ns)
+        .num("grace_ns", c.grace_ns)
+        .num("late_penalty", c.late_penalty)
+        .text("phase", phases[uint8_t(g.ph) <= 4 ? uint8_t(g.ph) : 0])
+        .num("round", g.round)
+        .num("seats", g.seats.size())
+        .num("pot", g.pot)
+        .num("escrow_expected", expected)
+        .num("escrow_account_holds", holds)
+        .text("escrow_matches", have && holds == expected ? "yes" : "NO");
+    admin_response_msg m = answer(have && holds == expected ? admin_code::ok : admin_code::check_failed,
+                                  have && holds == expected ? "" : "the escrow account does not hold what the group says");
+    m.sections.push_back(std::move(b.sec));
+    admin_section seats;
+    seats.title = "seats";
+    seats.columns = {{"seat", true}, {"wallet", true}, {"paid", false}, {"received_round", true}, {"credit", true},
+                     {"debt", true}};
+    for (size_t i = 0; i < g.seats.size() && seats.rows.size() < group_rows_max; ++i) {
+      uint64_t debt = 0;
+      for (const auto& d : g.seats[i].debts) debt += d.amount;
+      seats.rows.push_back({std::to_string(i), std::to_string(g.seats[i].wallet), g.seats[i].paid ? "yes" : "no",
+                            std::to_string(g.seats[i].received_round), std::to_string(g.seats[i].credit),
+                            std::to_string(debt)});
+    }
+    m.sections.push_back(std::move(seats));
+    admin_section rounds;
+    rounds.title = "paid-out rounds";
+    rounds.columns = {{"round", true}, {"seat", true}, {"revealed_seed", false}};
+    for (const auto& h : e.history) {
+      if (rounds.rows.size() >= group_rows_max) break;
+      const bool lottery = c.policy == actors::equb::rotation::lottery;
+      rounds.rows.push_back({std::to_string(h.round), std::to_string(h.seat),
+                             lottery ? wire::to_hex(std::span<const uint8_t>(h.revealed)) : std::string("-")});
+    }
+    m.sections.push_back(std::move(rounds));
+    admin_section owed;
+    owed.title = "payments owed";
+    owed.columns = {{"first_step", true}, {"transfers", true}, {"out_of_escrow", true}, {"state", false}};
+    for (const auto& o : e.owed) {
+      if (owed.rows.size() >= group_rows_max) break;
+      uint64_t out = 0;
+      for (const auto& t : o.transfers)
+        if (t.debit_account_id == id) out += t.amount;
+      owed.rows.push_back({std::to_string(o.first_step), std::to_string(o.transfers.size()), std::to_string(out),
+                           o.refused ? "refused: " + std::string(wire::result_name(o.refusal)) : "in flight"});
+    }
+    m.sections.push_back(std::move(owed));
     return m;
   }
 
