@@ -72,6 +72,12 @@ class engine_fixture {
   ~engine_fixture() { engine_.reset(); }
 
   void open() {
+    std::string err;
+    engine_ = engine::engine::open(config(), &err);
+    ASSERT_TRUE(engine_) << err;
+  }
+  // The configuration open() uses (its data directory, clock and settings).
+  engine::config config() {
     engine::config cfg;
     cfg.data_dir = dir_.path();
     cfg.shards = shards_;
@@ -82,10 +88,10 @@ class engine_fixture {
     cfg.accounts_hint = 1024;
     cfg.checkpoint_on_close = checkpoint_on_close_;
     cfg.clock = [this] { return clock_.load(); };
-    std::string err;
-    engine_ = engine::engine::open(cfg, &err);
-    ASSERT_TRUE(engine_) << err;
+    return cfg;
   }
+  // Closes the engine (as restart() does) without opening it again.
+  void close() { engine_.reset(); }
   void restart() {
     engine_.reset();
     open();

@@ -10,6 +10,7 @@
 
 #include "actors/equb_group.hpp"
 #include "actors/shard.hpp"
+#include "storage/snapshot.hpp"
 #include "support/engine_fixture.hpp"
 
 namespace mesob::test {
@@ -553,6 +554,61 @@ TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
   settled(cover);
   EXPECT_EQ(balance(guarantor), 0);
   expect_escrow_consistent(cover);
+}
+
+// A member may hold more than one number: each receives its own payout.
+TEST_F(equb_engine, AMemberWithTwoNumbersReceivesTwice) {
+  constexpr uint64_t g = 5015;
+  open_wallets(2);
+  ASSERT_EQ(op1(create_op(g)), result::ok);
+  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 0
+  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 1, the same wallet
+  ASSERT_EQ(pay(2, g, 0, 0, contribution), result::ok);  // seat 2
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  for (uint32_t round = 2; round <= 3; ++round) {
+    ASSERT_EQ(pay(1, g, round, 0, contribution), result::ok);
+    ASSERT_EQ(pay(1, g, round, 1, contribution), result::ok);
+    ASSERT_EQ(pay(2, g, round, 2, contribution), result::ok);
+  }
+  const group_entry st = settled(g);
+  EXPECT_EQ(st.g.ph, phase::completed);
+  const int64_t payout = 3 * contribution - 3;
+  EXPECT_EQ(balance(1), int64_t(starting) - 6 * int64_t(contribution) + 2 * payout);
+  EXPECT_EQ(balance(2), int64_t(starting) - 3 * int64_t(contribution) + payout);
+  expect_escrow_consistent(g);
+}
+
+// At recovery each group is checked against its escrow account in the same snapshot: a
+// group row that decodes but claims money the account does not hold stops start-up.
+TEST_F(equb_engine, RecoveryRefusesAGroupItsEscrowDoesNotBackUp) {
+  constexpr uint64_t g = 5016;
+  open_wallets(3);
+  form(g, 3);
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  settled(g);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.close();
+  {
+    auto store = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
+    ASSERT_TRUE(store) << err;
+    std::string bytes;
+    ASSERT_TRUE(store->get(storage::table::groups, g, &bytes, &err)) << err;
+    group_entry entry;
+    ASSERT_TRUE(actors::equb::decode_entry({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &entry, &err))
+        << err;
+    entry.g.pot += 1;  // one made-up minor unit, consistent within the group
+    entry.g.escrow += 1;
+    const auto bad = actors::equb::encode_entry(entry);
+    auto w = store->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->put(storage::table::groups, g, bad)) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  }
+  std::string why;
+  auto reopened = engine::engine::open(fx_.config(), &why);
+  EXPECT_FALSE(reopened);
+  EXPECT_NE(why.find("group 5016: its escrow account holds 100 but the group says 101"), std::string::npos) << why;
 }
 
 // A group's snapshot bytes are read strictly: damage that would make up or lose money,
