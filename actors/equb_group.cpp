@@ -1,6 +1,7 @@
 #include "actors/equb_group.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 
 #include "actors/byte_codec.hpp"
@@ -76,11 +77,8 @@ wire::result check_op_fields(const wire::equb_op& op) {
   return result::ok;
 }
 
-wire::group_item to_item(const group_entry& e) {
-  const group_state& g = e.g;
-  const group_config& c = g.cfg;
-  wire::group_item it;
-  wire::equb_op& op = it.config;
+wire::equb_op create_op_of(const group_config& c) {
+  wire::equb_op op;
   op.kind = wire::equb_op_kind::create;
   op.group_id = c.group_id;
   op.fee_account_id = c.fee_account_id;
@@ -97,6 +95,14 @@ wire::group_item to_item(const group_entry& e) {
   op.commission_bp = c.commission_bp;
   op.rotation = uint8_t(c.policy);
   op.default_policy = uint8_t(c.on_default);
+  return op;
+}
+
+wire::group_item to_item(const group_entry& e) {
+  const group_state& g = e.g;
+  const group_config& c = g.cfg;
+  wire::group_item it;
+  it.config = create_op_of(c);
   it.phase = uint8_t(g.ph);
   it.round = g.round;
   it.bids = g.bids;
@@ -185,8 +191,10 @@ const group_entry* group_table::find(uint64_t id) const {
   return it == groups_.end() ? nullptr : &it->second;
 }
 
-void group_table::touch(uint64_t id) {
-  if (dirty_flag_.emplace(id, 1).second) dirty_.push_back(id);
+void group_table::touch(group_entry& e) {
+  if (e.listed_dirty) return;
+  e.listed_dirty = true;
+  dirty_.push_back(e.g.cfg.group_id);
 }
 
 void group_table::schedule(const group_entry& e) {
@@ -225,7 +233,7 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
   group_entry* e = find(t.credit_account_id);
   MESOB_ASSERT(e != nullptr);
   const auto round = uint32_t(t.user_data >> 32), seat = uint32_t(t.user_data);
-  touch(e->g.cfg.group_id);
+  touch(*e);
   if (round == 0) {
     const outcome o = join(e->g, t.debit_account_id);
     MESOB_ASSERT(o.code == result::ok);
@@ -255,7 +263,7 @@ void group_table::close_due(uint64_t now) {
     group_entry* e = find(id);
     // Stale: the round closed early (every seat paid), or the group ended.
     if (!e || e->g.ph != phase::active || close_at(e->g) >= now || !round_due(e->g, now)) continue;
-    touch(id);
+    touch(*e);
     after_round(*e, now);
   }
 }
@@ -266,7 +274,7 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
   const uint32_t step = uint32_t(first.id.hi & (steps_max - 1));
   auto it = std::find_if(e->owed.begin(), e->owed.end(), [&](const obligation& o) { return o.first_step == step; });
   if (it == e->owed.end()) return;  // not an obligation's first transfer
-  touch(e->g.cfg.group_id);
+  touch(*e);
   if (r == result::ok) {
     e->owed.erase(it);
   } else {
@@ -282,8 +290,8 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     const group_config c = config_of(op);
     if (const result r = check_config(c); r != result::ok) return r;
     if (e) {
-      const auto a = encode_group(make_group(c)), b = encode_group(make_group(e->g.cfg));
-      return a == b ? result::ok : result::exists_with_different_fields;
+      const wire::equb_op asked = create_op_of(c), held = create_op_of(e->g.cfg);
+      return std::memcmp(&asked, &held, sizeof asked) == 0 ? result::ok : result::exists_with_different_fields;
     }
     wire::account escrow;
     escrow.id = op.group_id;
@@ -295,8 +303,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     group_entry fresh;
     fresh.g = make_group(c);
     fresh.created_at = ts;
-    groups_.emplace(op.group_id, std::move(fresh));
-    touch(op.group_id);
+    touch(groups_.emplace(op.group_id, std::move(fresh)).first->second);
     return result::ok;
   }
   if (!e) return result::group_not_found;
@@ -309,7 +316,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       std::copy(std::begin(op.seed), std::end(op.seed), secret.begin());
       o = start(g, ts, secret);
       if (o.code != result::ok) return o.code;
-      touch(op.group_id);
+      touch(*e);
       // Round 1 is paid by the deposits: it pays out at once.
       if (round_due(g, ts)) after_round(*e, ts);
       else schedule(*e);
@@ -327,7 +334,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
         if (ob.refused) need += ob.transfers.size();
       if (need == 0) return result::nothing_to_retry;
       if (!optional_steps(*e, need)) return result::group_steps_exhausted;  // before changing anything
-      touch(op.group_id);
+      touch(*e);
       for (auto& ob : e->owed) {
         if (!ob.refused) continue;
         ob.refused = false;
@@ -340,7 +347,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     }
   }
   if (o.code != result::ok) return o.code;
-  touch(op.group_id);
+  touch(*e);
   owe(*e, std::move(o.transfers));
   return result::ok;
 }
@@ -354,9 +361,11 @@ void group_table::load(group_entry&& e) {
 
 void group_table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
   for (const uint64_t id : dirty_)
-    if (const group_entry* e = find(id)) out->emplace_back(id, encode_entry(*e));
+    if (group_entry* e = find(id)) {
+      e->listed_dirty = false;
+      out->emplace_back(id, encode_entry(*e));
+    }
   dirty_.clear();
-  dirty_flag_.clear();
 }
 
 size_t group_table::memory_bytes() const {

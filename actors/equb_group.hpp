@@ -74,6 +74,7 @@ struct group_entry {
     seed revealed{};
   };
   std::vector<round_result> history;
+  bool listed_dirty = false;  // in its table's dirty list (not part of the stored state)
 };
 // What the escrow account must hold: escrow plus what obligations still take out, less
 // what they bring in.
@@ -89,8 +90,10 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
 // The group as it travels (wire/mesob.fbs, Group).
 [[nodiscard]] wire::group_item to_item(const group_entry& e);
 
-// The config a create operation asks for.
+// The config a create operation asks for, and the create operation of a config (its
+// inverse: the form a config travels and is compared in).
 [[nodiscard]] group_config config_of(const wire::equb_op& op);
+[[nodiscard]] wire::equb_op create_op_of(const group_config& c);
 // Field checks of a group operation (no state): kind, group id, fields it must not set.
 [[nodiscard]] wire::result check_op_fields(const wire::equb_op& op);
 
@@ -134,11 +137,10 @@ class group_table {
   void owe(group_entry& e, std::vector<money>&& m);
   void after_round(group_entry& e, uint64_t now);
   void schedule(const group_entry& e);
-  void touch(uint64_t id);
+  void touch(group_entry& e);
 
   std::unordered_map<uint64_t, group_entry> groups_;
-  std::vector<uint64_t> dirty_;
-  std::unordered_map<uint64_t, uint8_t> dirty_flag_;
+  std::vector<uint64_t> dirty_;  // groups changed since the last take_dirty, each once
   // (deadline + grace, group id): a min-heap; stale entries are skipped.
   std::vector<std::pair<uint64_t, uint64_t>> deadlines_;
   emit_fn emit_;

@@ -35,6 +35,22 @@ inline wire::transfer make_transfer(uint64_t id, uint64_t dr, uint64_t cr, uint6
   return t;
 }
 
+// An equb group's create operation: ETB, a day's period, the given rotation (1 fixed
+// order, 2 lottery, 3 bidding) and pay-what-is-there; callers set the rest.
+inline wire::equb_op make_equb_create(uint64_t group, uint64_t fee_account, uint64_t contribution,
+                                      uint8_t rotation = 1) {
+  wire::equb_op op;
+  op.kind = wire::equb_op_kind::create;
+  op.group_id = group;
+  op.fee_account_id = fee_account;
+  op.currency = wire::currency("ETB");
+  op.contribution = contribution;
+  op.period_ns = 86'400'000'000'000ull;
+  op.rotation = rotation;
+  op.default_policy = 1;
+  return op;
+}
+
 // A test engine's configuration: real files, no pinning, checkpoints only on demand.
 inline engine::config test_config(const std::string& dir, uint32_t shards = 2) {
   engine::config cfg;

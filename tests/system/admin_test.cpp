@@ -188,15 +188,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(au, "money by currency", "debits_posted"), "500");
 
     // An equb group of two, made over the client port, as operators see it.
-    wire::equb_op create;
-    create.kind = wire::equb_op_kind::create;
-    create.group_id = 900;
-    create.fee_account_id = 4;
-    create.currency = wire::currency("ETB");
-    create.contribution = 100;
-    create.period_ns = 86'400'000'000'000ull;
-    create.rotation = 2;  // lottery
-    create.default_policy = 1;
+    const wire::equb_op create = make_equb_create(900, 4, 100, 2);  // a lottery
     EXPECT_EQ(pay->call(wire::equb_ops_body(std::vector{create})).reply.results.at(0), wire::result::ok);
     std::vector<wire::account> members = {make_account(3), make_account(4)};
     EXPECT_EQ(pay->call(wire::create_accounts_body(members)).reply.results.at(0), wire::result::ok);

@@ -47,18 +47,12 @@ class equb_engine : public ::testing::Test {
 
   wire::equb_op create_op(uint64_t group, actors::equb::rotation rot = actors::equb::rotation::fixed_order,
                           actors::equb::default_policy pol = actors::equb::default_policy::pay_what_is_there) {
-    wire::equb_op op;
-    op.kind = wire::equb_op_kind::create;
-    op.group_id = group;
-    op.fee_account_id = fee_account;
+    wire::equb_op op = make_equb_create(group, fee_account, contribution, uint8_t(rot));
     op.guarantor_account_id = pol == actors::equb::default_policy::cover_from_guarantor ? guarantor : 0;
-    op.currency = wire::currency("ETB");
-    op.contribution = contribution;
     op.period_ns = 7 * 86'400ull * 1'000'000'000ull;  // a week
     op.grace_ns = 86'400ull * 1'000'000'000ull;       // a day
     op.late_penalty = 5;
     op.fee_bp = 100;  // 1%
-    op.rotation = uint8_t(rot);
     op.default_policy = uint8_t(pol);
     return op;
   }

@@ -156,16 +156,8 @@ TEST(server, equb_group_end_to_end) {
   for (uint64_t id = 1; id <= 3; ++id) as.push_back(make_account(id));
   as.push_back(make_account(90));  // fee account
   ASSERT_TRUE(c->call(wire::create_accounts_body(as)).ok);
-  wire::equb_op create;
-  create.kind = wire::equb_op_kind::create;
-  create.group_id = 700;
-  create.fee_account_id = 90;
-  create.currency = wire::currency("ETB");
-  create.contribution = 1000;
-  create.period_ns = 86'400'000'000'000ull;
+  wire::equb_op create = make_equb_create(700, 90, 1000);
   create.fee_bp = 50;
-  create.rotation = 1;
-  create.default_policy = 1;
   wire::equb_op bad = create;
   bad.seat = 3;  // a create sets no seat
   auto r = c->call(wire::equb_ops_body(std::vector{create, bad}));
