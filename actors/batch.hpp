@@ -37,6 +37,10 @@ enum class op_kind : uint16_t {
   currency_totals = 9,           // sums of every balance field per currency, all shards
   equb_ops = 10,                 // group operations without a member payment (wire::equb_op)
   lookup_groups = 11,            // equb groups by id (their escrow account's)
+  gateway_ops = 12,              // changes to the gateway registry (wire::gateway_op); the
+                                 // sequencer decides them, shard 0 only finishes the batch
+  deposits = 13,                 // requests only: a gateway's deposits, which the sequencer
+                                 // turns into a create_transfers batch (flag `gateway`)
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -49,7 +53,8 @@ struct currency_total {
 };
 [[nodiscard]] inline bool op_kind_writes(op_kind k) {
   return k == op_kind::create_accounts || k == op_kind::create_transfers ||
-         k == op_kind::set_account_status || k == op_kind::tick || k == op_kind::equb_ops;
+         k == op_kind::set_account_status || k == op_kind::tick || k == op_kind::equb_ops ||
+         k == op_kind::gateway_ops;
 }
 
 constexpr uint32_t shards_max = 32;
@@ -118,6 +123,8 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::id128> transfer_ids;
   std::vector<wire::equb_op> equb_ops;
   bool emitted = false;  // transfers an equb group emitted (ids in its reserved space)
+  bool gateway = false;  // gateways' deposits (ids in the deposits' reserved space)
+  std::vector<wire::gateway_op> gateway_ops;
 
   // Sequencer's annotations.
   std::vector<op_route> routes;                 // create_transfers
@@ -200,6 +207,7 @@ struct checkpoint_cut {
   std::vector<uint64_t> account_counts;                // per shard
   // per shard, equb groups changed since its last cut: (id, encode_entry bytes)
   std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> groups;
+  std::vector<uint8_t> gateways;  // the gateway registry at the cut (registry::encode)
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;
 };

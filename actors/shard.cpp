@@ -238,6 +238,8 @@ void shard::execute(batch& b) {
     case op_kind::create_transfers: execute_transfers(b); break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
+    case op_kind::gateway_ops: break;       // decided by the sequencer (gateway_registry.hpp)
+    case op_kind::deposits: MESOB_ASSERT_MSG(false, "deposits reach shards as transfers"); break;
     case op_kind::equb_ops: execute_equb(b); break;
     case op_kind::lookup_groups: execute_lookup_groups(b); break;
     case op_kind::lookup_account_transfers:

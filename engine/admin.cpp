@@ -244,8 +244,23 @@ class admin_impl {
          &admin_impl::cmd_shards},
         {"sessions", "", "open connections on the client and admin ports: gateway, peer, age, requests", 0, 0,
          &admin_impl::cmd_sessions},
-        {"gateways", "", "the gateways that may connect: roles and open sessions (never secrets)", 0, 0,
-         &admin_impl::cmd_gateways},
+        {"gateways", "",
+         "the gateways that may connect (config file and registry): rail, priority, roles, settlement accounts, "
+         "open sessions (never secrets)",
+         0, 0, &admin_impl::cmd_gateways},
+        {"gateway register", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>...",
+         "register a payment gateway (rail: mobile_money, card, bank; lower priority is tried first; roles without "
+         "admin); absent settlement accounts are created; prints its new secret once",
+         5, 4 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_register},
+        {"gateway update", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>...",
+         "change a registered gateway's rail, priority, roles and currencies (the list is replaced)", 5,
+         4 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_update},
+        {"gateway secret", "<gateway-id>", "give a registered gateway a new secret (printed once; sessions open now stay)",
+         1, 1, &admin_impl::cmd_gateway_secret},
+        {"gateway disable", "<gateway-id>", "no new sessions or deposits for a registered gateway", 1, 1,
+         &admin_impl::cmd_gateway_disable},
+        {"gateway enable", "<gateway-id>", "let a disabled gateway connect and deposit again", 1, 1,
+         &admin_impl::cmd_gateway_enable},
         {"account show", "<account-id>", "an account's balances and status, and its latest transfers", 1, 1,
          &admin_impl::cmd_account_show},
         {"account freeze", "<account-id>", "freeze an account: no transfer may debit or credit it", 1, 1,
@@ -451,21 +466,135 @@ class admin_impl {
   admin_response_msg cmd_gateways(const std::vector<std::string>&) {
     admin_section s;
     s.title = "gateways";
-    s.columns = {{"gateway", false}, {"roles", false}, {"client_sessions", true}, {"admin_sessions", true}};
-    const server* any = clients_ ? clients_ : admin_port_;
-    if (any) {
-      auto count = [](const server* srv, const std::string& id) {
-        uint64_t n = 0;
-        if (srv)
-          for (const auto& i : srv->sessions()) n += i.gateway == id;
-        return std::to_string(n);
-      };
+    s.columns = {{"gateway", false},      {"source", false},          {"number", true},
+                 {"rail", false},         {"priority", true},         {"roles", false},
+                 {"settlement", false},   {"enabled", false},         {"client_sessions", true},
+                 {"admin_sessions", true}};
+    auto count = [](const server* srv, const std::string& id) {
+      uint64_t n = 0;
+      if (srv)
+        for (const auto& i : srv->sessions()) n += i.gateway == id;
+      return std::to_string(n);
+    };
+    if (const server* any = clients_ ? clients_ : admin_port_)
       for (const auto& g : any->gateways())
-        s.rows.push_back({g.id, wire::roles_text(g.roles), count(clients_, g.id), count(admin_port_, g.id)});
+        s.rows.push_back({g.id, "config", "0", "", "0", wire::roles_text(g.roles), "", "yes", count(clients_, g.id),
+                          count(admin_port_, g.id)});
+    for (const auto& g : eng_.gateway_registry()->all()) {
+      std::string settlement;
+      for (const auto& c : g.currencies)
+        settlement += (settlement.empty() ? "" : " ") + wire::currency_name(c.currency) + "=" +
+                      std::to_string(c.settlement_account_id);
+      s.rows.push_back({g.id, "registry", std::to_string(g.number), std::string(actors::gateways::rail_name(g.rail)),
+                        std::to_string(g.priority), wire::roles_text(g.roles), settlement, g.enabled ? "yes" : "no",
+                        count(clients_, g.id), count(admin_port_, g.id)});
     }
-    admin_response_msg m;
+    admin_response_msg m = answer(admin_code::ok, std::to_string(s.rows.size()) + " gateways");
     m.sections.push_back(std::move(s));
     return m;
+  }
+
+  // ---- the gateway registry ----
+
+  bool config_gateway(const std::string& id) const {
+    for (const server* srv : {clients_, admin_port_})
+      if (srv)
+        for (const auto& g : srv->gateways())
+          if (g.id == id) return true;
+    return false;
+  }
+
+  // <gateway-id> <rail> <priority> <roles> <CUR=account>... into an op; false with *bad.
+  bool parse_gateway_config(const std::vector<std::string>& a, wire::gateway_op* op, admin_response_msg* bad) {
+    auto invalid = [&](std::string why) {
+      *bad = answer(admin_code::arguments_invalid, std::move(why));
+      return false;
+    };
+    if (!actors::gateways::set_op_id(*op, a[0])) return invalid("gateway id '" + a[0] + "' is longer than 64 bytes");
+    if (!actors::gateways::parse_rail(a[1], &op->rail))
+      return invalid("rail '" + a[1] + "' is not one of mobile_money, card, bank");
+    uint64_t priority = 0;
+    if (!parse_u64(a[2], &priority) || priority > UINT32_MAX)
+      return invalid("priority '" + a[2] + "' is not an integer from 0 to 4294967295");
+    op->priority = uint32_t(priority);
+    if (!wire::parse_roles(a[3], &op->roles))
+      return invalid("roles '" + a[3] + "' are not a comma-separated list of payments, broker, market_data, kyc, "
+                                        "events_reader");
+    for (size_t i = 4; i < a.size(); ++i) {
+      const auto eq = a[i].find('=');
+      uint64_t account = 0;
+      if (eq != 3 || !parse_u64(a[i].substr(4), &account) || account == 0)
+        return invalid("'" + a[i] + "' is not CUR=settlement-account (three letters, '=', an account id)");
+      const wire::currency_code c = wire::currency_code(uint8_t(a[i][0])) | wire::currency_code(uint8_t(a[i][1])) << 8 |
+                                    wire::currency_code(uint8_t(a[i][2])) << 16;
+      if (!wire::currency_valid(c)) return invalid("'" + a[i].substr(0, 3) + "' is not a currency (three letters A-Z)");
+      op->currencies[op->currencies_n++] = {c, 0, account};
+    }
+    return true;
+  }
+
+  // Runs one registry change; `secret` is shown when the change set one.
+  admin_response_msg gateway_change(const wire::gateway_op& op, const std::string& done) {
+    const std::string id = actors::gateways::op_id(op);
+    if (config_gateway(id))
+      return answer(admin_code::refused, "gateway " + id + " is defined in the engine's config file; change it there");
+    const reply r = eng_.gateways({op});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const wire::result res = r.results.at(0);
+    if (res == wire::result::gateway_not_found) return answer(admin_code::not_found, "gateway " + id + " is not registered");
+    if (res != wire::result::ok) {
+      std::string why(wire::result_name(res));
+      if (res == wire::result::roles_invalid) why += " (at least one role; admin is for the config file's gateways)";
+      if (res == wire::result::settlement_account_invalid)
+        why += " (an account with that id exists and is not a gateway settlement account in that currency)";
+      return answer(admin_code::failed, "gateway " + id + ": " + why);
+    }
+    admin_response_msg m = answer(admin_code::ok, "gateway " + id + " " + done);
+    if (op.secret_bytes) {
+      row_builder b("credentials (shown once)");
+      b.text("gateway", id).text("secret_hex", wire::to_hex({op.secret, op.secret_bytes}));
+      m.sections.push_back(std::move(b.sec));
+    }
+    return m;
+  }
+
+  static void new_secret(wire::gateway_op& op) {
+    const auto s = wire::random_bytes(32);
+    std::memcpy(op.secret, s.data(), s.size());
+    op.secret_bytes = uint8_t(s.size());
+  }
+
+  admin_response_msg cmd_gateway_register(const std::vector<std::string>& a) {
+    wire::gateway_op op{};
+    op.kind = wire::gateway_op_kind::register_gateway;
+    admin_response_msg bad;
+    if (!parse_gateway_config(a, &op, &bad)) return bad;
+    new_secret(op);
+    return gateway_change(op, "registered");
+  }
+  admin_response_msg cmd_gateway_update(const std::vector<std::string>& a) {
+    wire::gateway_op op{};
+    op.kind = wire::gateway_op_kind::update;
+    admin_response_msg bad;
+    if (!parse_gateway_config(a, &op, &bad)) return bad;
+    return gateway_change(op, "updated");
+  }
+  admin_response_msg simple_gateway_change(const std::string& id, wire::gateway_op_kind k, const std::string& done) {
+    wire::gateway_op op{};
+    op.kind = k;
+    if (!actors::gateways::set_op_id(op, id))
+      return answer(admin_code::arguments_invalid, "gateway id '" + id + "' is longer than 64 bytes");
+    if (k == wire::gateway_op_kind::rotate_secret) new_secret(op);
+    return gateway_change(op, done);
+  }
+  admin_response_msg cmd_gateway_secret(const std::vector<std::string>& a) {
+    return simple_gateway_change(a[0], wire::gateway_op_kind::rotate_secret, "has a new secret");
+  }
+  admin_response_msg cmd_gateway_disable(const std::vector<std::string>& a) {
+    return simple_gateway_change(a[0], wire::gateway_op_kind::disable, "disabled");
+  }
+  admin_response_msg cmd_gateway_enable(const std::vector<std::string>& a) {
+    return simple_gateway_change(a[0], wire::gateway_op_kind::enable, "enabled");
   }
 
   static bool account_arg(const std::string& a, uint64_t* id, admin_response_msg* bad) {

@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "actors/shard.hpp"
 #include "actors/shard_actor.hpp"
@@ -69,6 +70,8 @@ static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 constexpr uint16_t batch_record_version = 1;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
 constexpr uint16_t batch_flag_emitted = 1;
+// The batch is gateways' deposits (its ids are in the deposits' reserved space).
+constexpr uint16_t batch_flag_gateway = 2;
 
 double cpu_seconds(clockid_t clock) {
   timespec ts{};
@@ -93,6 +96,8 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
               b.status_changes.size() * sizeof(wire::account_status_change)};
     case op_kind::equb_ops:
       return {reinterpret_cast<const uint8_t*>(b.equb_ops.data()), b.equb_ops.size() * sizeof(wire::equb_op)};
+    case op_kind::gateway_ops:
+      return {reinterpret_cast<const uint8_t*>(b.gateway_ops.data()), b.gateway_ops.size() * sizeof(wire::gateway_op)};
     default: return {};
   }
 }
@@ -130,6 +135,8 @@ bool mkdirs(const std::string& path, std::string* error) {
 // A batch with the caller's reply callback (actors/ knows nothing of replies).
 struct engine_batch : batch {
   std::function<void(reply&&)> user_done;
+  // gateway_ops: the registry after this batch, published when it is dispatched (durable)
+  std::shared_ptr<const actors::gateways::registry> registry_after;
   std::vector<history_query> history_queries;
   std::vector<balance_query> balance_queries;
 };
@@ -174,6 +181,19 @@ class engine_impl {
   std::atomic<bool> stop_{false};
 
   // Sequencer state (sequencer thread only, or recovery before it starts).
+  // The gateway registry as of the last sequenced batch (copied on change: published
+  // versions are immutable), and the one readers see: as of the last dispatched batch.
+  std::shared_ptr<const actors::gateways::registry> registry_ = std::make_shared<actors::gateways::registry>();
+  mutable std::mutex registry_mu_;
+  std::shared_ptr<const actors::gateways::registry> registry_published_ = registry_;
+  void publish_registry(std::shared_ptr<const actors::gateways::registry> r) {
+    std::lock_guard lk(registry_mu_);
+    registry_published_ = std::move(r);
+  }
+  std::shared_ptr<const actors::gateways::registry> published_registry() const {
+    std::lock_guard lk(registry_mu_);
+    return registry_published_;
+  }
   uint64_t last_ts_ = 0;
   uint64_t pending_deadline_max_ = 0;
   uint64_t next_tick_ns_ = 0;
@@ -394,7 +414,7 @@ class engine_impl {
         b.results[o] = result::equb_transfer_must_stand_alone;  // the last link of a chain
         continue;
       }
-      if (!b.emitted && actors::equb::reserved_id(t.id)) {
+      if ((!b.emitted && actors::equb::reserved_id(t.id)) || (!b.gateway && actors::gateways::deposit_id(t.id))) {
         b.results[o] = result::id_reserved;
         continue;
       }
@@ -521,6 +541,16 @@ class engine_impl {
     }
   }
 
+  // Registry changes are decided here, in log order, from the registry alone (the
+  // settlement accounts were checked before: engine::gateways).
+  void sequence_gateways(engine_batch& b) {
+    b.results.assign(b.count, result::ok);
+    auto next = std::make_shared<actors::gateways::registry>(*registry_);
+    for (uint32_t i = 0; i < b.count; ++i) b.results[i] = next->apply(b.gateway_ops[i], b.timestamp_base + i);
+    registry_ = next;
+    b.registry_after = std::move(next);
+  }
+
   // Fills the sequencer's annotations; for writes also the timestamps (unless replaying).
   void sequence(batch& b) {
     switch (b.kind) {
@@ -551,9 +581,11 @@ class engine_impl {
         b.results.assign(b.count, result::group_not_found);
         b.found_groups.assign(b.count, actors::equb::group_entry{});
         break;
+      case op_kind::gateway_ops: sequence_gateways(static_cast<engine_batch&>(b)); break;
+      case op_kind::deposits: MESOB_ASSERT_MSG(false, "deposits are sequenced as transfers"); break;
     }
     const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
-    b.shard_mask = all;
+    b.shard_mask = b.kind == op_kind::gateway_ops ? 1u : all;
     if (b.kind == op_kind::create_transfers) {
       uint32_t m = 0;
       for (uint32_t s = 0; s < shards_n_; ++s)
@@ -583,7 +615,9 @@ class engine_impl {
         break;
       case op_kind::equb_ops: b->equb_ops = std::move(req.equb_ops); b->count = uint32_t(b->equb_ops.size()); break;
       case op_kind::lookup_groups: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
+      case op_kind::gateway_ops: b->gateway_ops = std::move(req.gateway_ops); b->count = uint32_t(b->gateway_ops.size()); break;
       case op_kind::currency_totals:
+      case op_kind::deposits:
       case op_kind::tick: break;
     }
     return b;
@@ -608,6 +642,12 @@ class engine_impl {
         if (req.account_ids.size() > groups_lookup_max) return status::batch_too_large;
         n = req.account_ids.size();
         break;
+      case op_kind::gateway_ops:
+        if (!req.gateway_accounts_checked) return status::kind_invalid;
+        if (req.gateway_ops.size() > gateway_ops_max) return status::batch_too_large;
+        n = req.gateway_ops.size();
+        break;
+      case op_kind::deposits: n = req.deposits.size(); break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -621,6 +661,7 @@ class engine_impl {
     for (auto& b : list) {
       MESOB_ASSERT_MSG(b->shard_mask != 0, "a batch was not sequenced");
       b->shards_remaining.store(uint32_t(__builtin_popcount(b->shard_mask)), std::memory_order_relaxed);
+      if (b->registry_after) publish_registry(b->registry_after);
       if (b->lsn != 0) {
         dispatched_lsn_ = b->lsn;
         dispatched_serial_end_ = b->serial_end;
@@ -694,6 +735,7 @@ class engine_impl {
     c->pendings.resize(shards_n_);
     c->account_counts.resize(shards_n_);
     c->groups.resize(shards_n_);
+    if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
     c->shards_remaining.store(shards_n_);
     chain_at_cut_[c.get()] = dispatched_chain_;
     c->done = [this](checkpoint_cut& cut) {
@@ -809,6 +851,8 @@ class engine_impl {
     for (const auto& list : c.groups)
       for (const auto& [id, bytes] : list)
         if (!w->put(storage::table::groups, id, bytes)) return w->error();
+    // The whole gateway registry (it is small), as of the cut.
+    if (!c.gateways.empty() && !w->put(storage::table::gateways, 0, c.gateways)) return w->error();
     storage::snapshot_meta m;
     m.lsn = c.lsn;
     m.chain = chain;
@@ -1005,7 +1049,8 @@ class engine_impl {
   }
 
   void log_and_queue(std::shared_ptr<engine_batch> b) {
-    batch_record_header h{uint16_t(b->kind), uint16_t(b->emitted ? batch_flag_emitted : 0), b->count, b->timestamp_base};
+    const uint16_t flags = uint16_t((b->emitted ? batch_flag_emitted : 0) | (b->gateway ? batch_flag_gateway : 0));
+    batch_record_header h{uint16_t(b->kind), flags, b->count, b->timestamp_base};
     const std::span<const uint8_t> pieces[2] = {
         {reinterpret_cast<const uint8_t*>(&h), sizeof h}, ops_bytes(*b)};
     uint64_t lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
@@ -1033,6 +1078,40 @@ class engine_impl {
     open_has_writes_ = true;
   }
 
+  // A gateway's deposits become a transfer batch (flag `gateway`) of those the registry
+  // lets through; the reply puts the others' results back in their places.
+  bool deposits_to_transfers(queued& q) {
+    const auto n = uint32_t(q.req.deposits.size());
+    std::vector<result> results(n, result::ok);
+    std::vector<uint32_t> placed;
+    std::vector<wire::transfer> transfers;
+    for (uint32_t i = 0; i < n; ++i) {
+      wire::transfer t;
+      results[i] = registry_->deposit_transfer(q.req.gateway, q.req.deposits[i], &t);
+      if (results[i] != result::ok) continue;
+      placed.push_back(i);
+      transfers.push_back(t);
+    }
+    if (transfers.empty()) {
+      reply r;
+      r.results = std::move(results);
+      q.done(std::move(r));
+      return false;
+    }
+    q.req = request{};
+    q.req.kind = op_kind::create_transfers;
+    q.req.transfers = std::move(transfers);
+    q.done = [done = std::move(q.done), results = std::move(results), placed = std::move(placed)](reply&& r) mutable {
+      if (r.st == status::ok)
+        for (size_t k = 0; k < placed.size() && k < r.results.size(); ++k) results[placed[k]] = r.results[k];
+      else
+        results.clear();
+      r.results = std::move(results);
+      done(std::move(r));
+    };
+    return true;
+  }
+
   void accept(queued&& q) {
     if (auto bad = precheck(q.req)) {
       reply r;
@@ -1040,9 +1119,12 @@ class engine_impl {
       q.done(std::move(r));
       return;
     }
+    const bool gateway = q.req.kind == op_kind::deposits;
+    if (gateway && !deposits_to_transfers(q)) return;
     auto b = make_batch(std::move(q.req));
     b->user_done = std::move(q.done);
     b->emitted = q.emitted;
+    b->gateway = gateway;
     if (actors::op_kind_writes(b->kind)) {
       if (failed_) {
         reply r;
@@ -1346,6 +1428,21 @@ class engine_impl {
       if (!why.empty()) *error = "snapshot: equb group: " + why;
       return false;
     }
+    ok = snap_->scan(storage::table::gateways, [&](uint64_t key, std::span<const uint8_t> v) {
+      auto reg = std::make_shared<actors::gateways::registry>();
+      if (key != 0) {
+        why = "gateway registry: unexpected row " + std::to_string(key);
+        return false;
+      }
+      if (!actors::gateways::registry::decode(v, reg.get(), &why)) return false;
+      registry_ = reg;
+      publish_registry(std::move(reg));
+      return true;
+    }, error);
+    if (!ok) {
+      if (!why.empty()) *error = "snapshot: " + why;
+      return false;
+    }
     flushed_serial_ = expect;
     executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
@@ -1397,12 +1494,17 @@ class engine_impl {
     b->timestamp_base = bh.timestamp_base;
     b->lsn = h.lsn;
     const auto body = v.payload.subspan(sizeof bh);
-    bool ok = bh.count <= batch_ops_max && (bh.flags & ~batch_flag_emitted) == 0 &&
+    bool ok = bh.count <= batch_ops_max && (bh.flags & ~(batch_flag_emitted | batch_flag_gateway)) == 0 &&
+              bh.flags != (batch_flag_emitted | batch_flag_gateway) &&
               (bh.flags == 0 || b->kind == op_kind::create_transfers);
     b->emitted = bh.flags & batch_flag_emitted;
+    b->gateway = bh.flags & batch_flag_gateway;
     switch (b->kind) {
       case op_kind::create_accounts: ok = ok && decode_ops(body, bh.count, b->accounts); break;
       case op_kind::equb_ops: ok = ok && bh.count <= equb_ops_max && decode_ops(body, bh.count, b->equb_ops); break;
+      case op_kind::gateway_ops:
+        ok = ok && bh.count <= gateway_ops_max && decode_ops(body, bh.count, b->gateway_ops);
+        break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
@@ -1893,6 +1995,97 @@ reply engine::equb(std::vector<wire::equb_op> ops) {
 }
 reply engine::lookup_groups(std::vector<uint64_t> group_ids) {
   return call_with(*this, op_kind::lookup_groups, &request::account_ids, std::move(group_ids));
+}
+
+reply engine::deposit(const std::string& gateway, std::vector<wire::deposit> deposits) {
+  request r;
+  r.kind = op_kind::deposits;
+  r.gateway = gateway;
+  r.deposits = std::move(deposits);
+  return call(std::move(r));
+}
+
+std::shared_ptr<const actors::gateways::registry> engine::gateway_registry() const {
+  return impl_->published_registry();
+}
+
+// Settlement accounts first: each one an op names must be a gateway settlement account in
+// its currency; absent ones are created so. Accounts never change kind or currency and
+// are never removed, so what holds here still holds when the change is sequenced.
+reply engine::gateways(std::vector<wire::gateway_op> ops) {
+  reply out;
+  if (ops.size() > gateway_ops_max) {
+    out.st = status::batch_too_large;
+    return out;
+  }
+  out.results.assign(ops.size(), result::ok);
+  auto names_accounts = [](const wire::gateway_op& op) {
+    return (op.kind == wire::gateway_op_kind::register_gateway || op.kind == wire::gateway_op_kind::update) &&
+           actors::gateways::check_op_fields(op) == result::ok;
+  };
+  std::vector<uint64_t> ids;
+  for (const auto& op : ops)
+    if (names_accounts(op))
+      for (uint32_t c = 0; c < op.currencies_n; ++c) ids.push_back(op.currencies[c].settlement_account_id);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::unordered_map<uint64_t, wire::account> found;
+  if (!ids.empty()) {
+    reply r = lookup_accounts(ids);
+    if (r.st != status::ok) return r;
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (r.results[i] == result::ok) found[ids[i]] = r.accounts[i];
+  }
+  std::vector<wire::account> create;
+  std::unordered_map<uint64_t, wire::currency_code> creating;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!names_accounts(ops[i])) continue;
+    for (uint32_t c = 0; c < ops[i].currencies_n; ++c) {
+      const auto& gc = ops[i].currencies[c];
+      if (const auto it = found.find(gc.settlement_account_id); it != found.end()) {
+        if (it->second.kind != wire::account_kind::gateway_settlement || it->second.currency != gc.currency)
+          out.results[i] = result::settlement_account_invalid;
+      } else if (const auto cr = creating.find(gc.settlement_account_id); cr != creating.end()) {
+        if (cr->second != gc.currency) out.results[i] = result::settlement_account_invalid;
+      } else {
+        wire::account a{};
+        a.id = gc.settlement_account_id;
+        a.currency = gc.currency;
+        a.kind = wire::account_kind::gateway_settlement;
+        create.push_back(a);
+        creating[a.id] = a.currency;
+      }
+    }
+  }
+  if (!create.empty()) {
+    reply r = create_accounts(create);
+    if (r.st != status::ok) return r;
+    std::unordered_map<uint64_t, result> made;
+    for (size_t i = 0; i < create.size(); ++i) made[create[i].id] = r.results[i];
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (!names_accounts(ops[i]) || out.results[i] != result::ok) continue;
+      for (uint32_t c = 0; c < ops[i].currencies_n; ++c)
+        if (const auto it = made.find(ops[i].currencies[c].settlement_account_id);
+            it != made.end() && it->second != result::ok)
+          out.results[i] = result::settlement_account_invalid;  // say, an id in use since
+    }
+  }
+  request q;
+  q.kind = op_kind::gateway_ops;
+  q.gateway_accounts_checked = true;
+  std::vector<size_t> placed;
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (out.results[i] == result::ok) {
+      placed.push_back(i);
+      q.gateway_ops.push_back(ops[i]);
+    }
+  if (placed.empty()) return out;
+  reply r = call(std::move(q));
+  if (r.st != status::ok) return r;
+  for (size_t k = 0; k < placed.size(); ++k) out.results[placed[k]] = r.results[k];
+  out.timestamp_base = r.timestamp_base;
+  out.lsn = r.lsn;
+  return out;
 }
 
 bool engine::checkpoint(std::string* error) {

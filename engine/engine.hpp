@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "actors/batch.hpp"
+#include "actors/gateway_registry.hpp"
 #include "actors/record_store.hpp"
 #include "engine/config.hpp"
 #include "wire/types.hpp"
@@ -69,6 +70,14 @@ struct request {
   std::vector<history_query> history_queries;
   std::vector<balance_query> balance_queries;
   std::vector<wire::equb_op> equb_ops;  // equb_ops; lookup_groups takes account_ids (group ids)
+  // deposits: the gateway (its registry id) that reports them
+  std::string gateway;
+  std::vector<wire::deposit> deposits;
+  // gateway_ops: built by engine::gateways() only, which checks the settlement accounts
+  // first and then sets `gateway_accounts_checked` (other requests of this kind are refused
+  // with kind_invalid).
+  std::vector<wire::gateway_op> gateway_ops;
+  bool gateway_accounts_checked = false;
 };
 
 enum class status : uint8_t {
@@ -187,6 +196,17 @@ class engine {
   // flagged transfer_flags::equb), and look-ups by group id.
   reply equb(std::vector<wire::equb_op> ops);
   reply lookup_groups(std::vector<uint64_t> group_ids);
+  // Payment gateways (actors/gateway_registry.hpp). Registry changes: the settlement
+  // accounts of register and update are created (kind gateway_settlement, in their
+  // currency) when absent, and must be settlement accounts of that currency when present
+  // (else settlement_account_invalid); then the changes are logged and applied in order.
+  // Blocks until durable; call from a thread that may wait (the admin actor).
+  reply gateways(std::vector<wire::gateway_op> ops);
+  // A gateway's deposits: each becomes a transfer from its settlement account to the
+  // wallet, idempotent on (gateway, reference).
+  reply deposit(const std::string& gateway, std::vector<wire::deposit> deposits);
+  // The registry as of the last change made durable (immutable; from any thread).
+  [[nodiscard]] std::shared_ptr<const actors::gateways::registry> gateway_registry() const;
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
   bool checkpoint(std::string* error);

@@ -549,8 +549,22 @@ class server_impl {
       protocol_fault(s, f.header.request_id, protocol_error::auth_failed, why);
       return;
     }
-    const auto it = gateways_.find(a.gateway_id);
-    const bool ok = it != gateways_.end() && wire::mac_equal(wire::auth_mac(it->second->secret, s.nonce), a.mac);
+    // The config file's gateways first, then the registry's enabled ones (engine state,
+    // changed through the admin port; the admin role is never theirs).
+    const std::vector<uint8_t>* secret = nullptr;
+    uint32_t roles = 0;
+    std::shared_ptr<const actors::gateways::registry> reg;
+    if (const auto it = gateways_.find(a.gateway_id); it != gateways_.end()) {
+      secret = &it->second->secret;
+      roles = it->second->roles;
+    } else {
+      reg = eng_.gateway_registry();
+      if (const auto* g = reg->find(a.gateway_id); g && g->enabled) {
+        secret = &g->secret;
+        roles = g->roles;
+      }
+    }
+    const bool ok = secret && wire::mac_equal(wire::auth_mac(*secret, s.nonce), a.mac);
     if (!ok) {
       st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
       // One message for both: which gateway ids exist is not told.
@@ -558,7 +572,7 @@ class server_impl {
                      "auth failed: unknown gateway or wrong secret");
       return;
     }
-    if (cfg_.admin && !(it->second->roles & wire::roles::admin)) {
+    if (cfg_.admin && !(roles & wire::roles::admin)) {
       st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
       protocol_fault(s, f.header.request_id, protocol_error::role_denied,
                      "gateway " + a.gateway_id + " lacks the admin role; the admin port admits admin gateways only");
@@ -566,7 +580,7 @@ class server_impl {
     }
     s.authed = true;
     s.gateway = a.gateway_id;
-    s.roles = it->second->roles;
+    s.roles = roles;
     s.session_id = next_session_id.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lk(list_mu_);
@@ -624,6 +638,11 @@ class server_impl {
       }
       case wire::operation::equb_ops: req.kind = op_kind::equb_ops; p.copy_to(req.equb_ops); break;
       case wire::operation::lookup_groups: req.kind = op_kind::lookup_groups; p.copy_to(req.account_ids); break;
+      case wire::operation::deposits:
+        req.kind = op_kind::deposits;
+        req.gateway = s.gateway;
+        p.copy_to(req.deposits);
+        break;
     }
     ++s.in_flight;
     ++engine_in_flight_;
@@ -732,7 +751,8 @@ class server_impl {
         body = wire::balances_body(bs);
         break;
       }
-      case wire::operation::equb_ops: body = wire::results_body(r.results); break;
+      case wire::operation::equb_ops:
+      case wire::operation::deposits: body = wire::results_body(r.results); break;
       case wire::operation::lookup_groups: {
         std::vector<wire::group_item> gs(r.groups.size());
         for (size_t i = 0; i < gs.size(); ++i)

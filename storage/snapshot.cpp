@@ -42,6 +42,7 @@ const char* table_name(table t) {
     case table::pending: return "pending";
     case table::resolved: return "resolved";
     case table::groups: return "groups";
+    case table::gateways: return "gateways";
   }
   return "?";
 }

@@ -9,6 +9,7 @@
 //                           changes, erased when it is resolved)
 //   resolved   serial     -> a resolved pending transfer's final state (posted, voided, expired)
 //   groups     group id   -> an equb group (actors/equb_group.hpp, encode_entry)
+//   gateways   0          -> the gateway registry (actors/gateway_registry.hpp, encode)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
@@ -32,9 +33,9 @@ namespace mesob::storage {
 
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
-// so that recovery reads only the open ones; 5: equb groups. Version 4 is read as well
-// (it has no groups).
-constexpr uint32_t snapshot_format_version = 5;
+// so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry.
+// Versions 4 and 5 are read as well (they have no groups, no registry).
+constexpr uint32_t snapshot_format_version = 6;
 constexpr uint32_t snapshot_format_oldest = 4;
 
 struct snapshot_meta {
@@ -50,8 +51,8 @@ struct snapshot_meta {
 };
 static_assert(sizeof(snapshot_meta) == 88);
 
-enum class table : int { accounts = 0, transfers = 1, pending = 2, resolved = 3, groups = 4 };
-constexpr int tables = 5;
+enum class table : int { accounts = 0, transfers = 1, pending = 2, resolved = 3, groups = 4, gateways = 5 };
+constexpr int tables = 6;
 
 class snapshot_store {
  public:

@@ -22,6 +22,8 @@ const char* kind_name(uint16_t k) {
     case 2: return "create_transfers";
     case 3: return "set_account_status";
     case 6: return "tick";
+    case 10: return "equb_ops";
+    case 12: return "gateway_ops";  // registry changes (the secrets in them are never printed)
     default: return "?";
   }
 }
@@ -45,10 +47,11 @@ int main(int argc, char** argv) {
   wal_scan_result r;
   const bool ok = scan_wal(o, [&](const wal_record_view& v) {
     const auto& h = *v.header;
-    uint16_t kind = 0;
+    uint16_t kind = 0, flags = 0;
     uint32_t count = 0;
     if (v.payload.size() >= 8) {
       std::memcpy(&kind, v.payload.data(), 2);
+      std::memcpy(&flags, v.payload.data() + 2, 2);
       std::memcpy(&count, v.payload.data() + 4, 4);
     }
     ops += count;
@@ -57,10 +60,11 @@ int main(int argc, char** argv) {
       if (records) std::printf("segment %s\n", v.file);
     }
     if (records)
-      std::printf("  lsn %llu  offset %llu  ts %llu  group %llu  %s x%u  %u bytes  chain %.16s\n",
+      std::printf("  lsn %llu  offset %llu  ts %llu  group %llu  %s%s x%u  %u bytes  chain %.16s\n",
                   static_cast<unsigned long long>(h.lsn), static_cast<unsigned long long>(v.offset),
                   static_cast<unsigned long long>(h.timestamp),
-                  static_cast<unsigned long long>(h.group_first_lsn), kind_name(kind), count,
+                  static_cast<unsigned long long>(h.group_first_lsn), kind_name(kind),
+                  flags == 1 ? " (equb emitted)" : flags == 2 ? " (gateway deposits)" : "", count,
                   h.payload_bytes, to_hex(h.chain).c_str());
     return true;
   }, &r, &error);

@@ -20,6 +20,7 @@ static_assert(sizeof(fb::BalanceQuery) == sizeof(balance_query_item));
 static_assert(sizeof(fb::TransferRecord) == sizeof(transfer_record_item));
 static_assert(sizeof(fb::Balance) == sizeof(balance_item));
 static_assert(sizeof(fb::EqubOp) == sizeof(equb_op));
+static_assert(sizeof(fb::Deposit) == sizeof(deposit));
 static_assert(sizeof(fb::GroupSeat) == sizeof(group_seat_item));
 static_assert(sizeof(fb::GroupRound) == sizeof(group_round_item));
 static_assert(sizeof(fb::GroupPayment) == sizeof(group_payment_item));
@@ -204,13 +205,14 @@ std::string_view operation_name(operation op) {
     case operation::lookup_balances: return "lookup_balances";
     case operation::equb_ops: return "equb_ops";
     case operation::lookup_groups: return "lookup_groups";
+    case operation::deposits: return "deposits";
   }
   return "unknown";
 }
 
 bool operation_writes(operation op) {
   return op == operation::create_accounts || op == operation::create_transfers ||
-         op == operation::set_account_status || op == operation::equb_ops;
+         op == operation::set_account_status || op == operation::equb_ops || op == operation::deposits;
 }
 
 size_t operation_item_bytes(operation op) {
@@ -224,6 +226,7 @@ size_t operation_item_bytes(operation op) {
     case operation::lookup_balances: return sizeof(balance_query_item);
     case operation::equb_ops: return sizeof(equb_op);
     case operation::lookup_groups: return sizeof(uint64_t);
+    case operation::deposits: return sizeof(deposit);
   }
   return 0;
 }
@@ -275,6 +278,12 @@ std::vector<uint8_t> lookup_groups_body(std::span<const uint64_t> ids) {
   });
 }
 
+std::vector<uint8_t> deposits_body(std::span<const deposit> items) {
+  return request(items.size_bytes(), fb::Operation::Deposits, [&](auto& fbb) {
+    return fb::CreateDeposits(fbb, structs<fb::Deposit>(fbb, items));
+  });
+}
+
 bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg* err) {
   std::string why;
   if (!verify<fb::Request>(body, &why)) {
@@ -306,6 +315,7 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::LookupBalances: take(r->operation_as_LookupBalances()->queries()); break;
     case fb::Operation::EqubOps: take(r->operation_as_EqubOps()->ops()); break;
     case fb::Operation::LookupGroups: take(r->operation_as_LookupGroups()->ids()); break;
+    case fb::Operation::Deposits: take(r->operation_as_Deposits()->deposits()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));
@@ -469,7 +479,7 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
         for (const auto* g : *groups) {
           group_item item;
           item.code = result(g->result());
-          if (g->config()) std::memcpy(&item.config, g->config(), sizeof item.config);
+          if (g->config()) std::memcpy(static_cast<void*>(&item.config), g->config(), sizeof item.config);
           item.phase = g->phase();
           item.round = g->round();
           item.bids = g->bids();

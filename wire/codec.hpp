@@ -74,6 +74,7 @@ enum class operation : uint8_t {
   lookup_balances = 7,
   equb_ops = 8,       // wire::equb_op items
   lookup_groups = 9,  // group ids (u64), at most lookup_groups_max
+  deposits = 10,      // wire::deposit items, from a registered gateway
 };
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
@@ -103,6 +104,7 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> lookup_balances_body(std::span<const balance_query_item> items);
 [[nodiscard]] std::vector<uint8_t> equb_ops_body(std::span<const equb_op> items);
 [[nodiscard]] std::vector<uint8_t> lookup_groups_body(std::span<const uint64_t> ids);
+[[nodiscard]] std::vector<uint8_t> deposits_body(std::span<const deposit> items);
 
 struct parsed_request {
   operation op{};

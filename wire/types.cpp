@@ -123,6 +123,20 @@ std::string_view result_name(result r) {
     MESOB_RESULT(group_steps_exhausted)
     MESOB_RESULT(nothing_to_retry)
     MESOB_RESULT(group_account_reserved)
+    MESOB_RESULT(gateway_op_invalid)
+    MESOB_RESULT(gateway_id_invalid)
+    MESOB_RESULT(gateway_exists)
+    MESOB_RESULT(gateway_not_found)
+    MESOB_RESULT(rail_invalid)
+    MESOB_RESULT(roles_invalid)
+    MESOB_RESULT(secret_invalid)
+    MESOB_RESULT(currencies_invalid)
+    MESOB_RESULT(settlement_account_invalid)
+    MESOB_RESULT(settlement_account_in_use)
+    MESOB_RESULT(gateways_full)
+    MESOB_RESULT(gateway_not_registered)
+    MESOB_RESULT(gateway_disabled)
+    MESOB_RESULT(gateway_currency_unserved)
 #undef MESOB_RESULT
   }
   return "unknown_result";

@@ -155,6 +155,53 @@ struct equb_op {
 static_assert(sizeof(equb_op) == 152);
 static_assert(std::is_trivially_copyable_v<equb_op>);
 
+// A deposit a gateway reports: money it received for the customer's wallet. Mesob
+// credits `wallet` from the gateway's settlement account for `currency`, as a transfer
+// whose id is derived from the gateway and `reference` (actors/gateway_registry.hpp):
+// a retry with the same reference returns the first outcome.
+struct deposit {
+  uint64_t reference = 0;  // the gateway's own reference, unique per gateway; not zero
+  uint64_t wallet = 0;
+  uint64_t amount = 0;
+  uint64_t user_data = 0;  // carried into the transfer
+  currency_code currency = 0;
+  uint16_t code = 0;       // carried into the transfer
+  uint16_t reserved = 0;
+};
+static_assert(sizeof(deposit) == 40);
+static_assert(std::is_trivially_copyable_v<deposit>);
+
+// A change to the gateway registry (actors/gateway_registry.hpp), as the log stores it.
+// Operators make these through the admin port; they never travel on the client port.
+enum class gateway_op_kind : uint16_t {
+  register_gateway = 1,  // every field; the id must be new
+  update = 2,            // rail, priority, roles, currencies (replaced); not the secret
+  rotate_secret = 3,     // secret only
+  disable = 4,           // no new sessions, deposits or routes
+  enable = 5,
+};
+constexpr uint16_t gateway_op_kind_max = 5;
+constexpr size_t gateway_currencies_max = 8;
+constexpr size_t gateway_secret_max = 64;
+struct gateway_currency {
+  currency_code currency = 0;
+  uint32_t reserved = 0;
+  uint64_t settlement_account_id = 0;
+};
+struct gateway_op {
+  gateway_op_kind kind = gateway_op_kind::register_gateway;
+  uint8_t rail = 0;          // 1 mobile money, 2 card, 3 bank
+  uint8_t secret_bytes = 0;  // register, rotate_secret: 16..64
+  uint32_t priority = 0;     // lower is tried first
+  uint32_t roles = 0;        // wire::roles bits
+  uint32_t currencies_n = 0;
+  char id[64] = {};          // the gateway id, NUL-padded
+  uint8_t secret[gateway_secret_max] = {};
+  gateway_currency currencies[gateway_currencies_max] = {};
+};
+static_assert(sizeof(gateway_op) == 272);
+static_assert(std::is_trivially_copyable_v<gateway_op>);
+
 // One result per operation, in batch order.
 enum class result : uint32_t {
   ok = 0,
@@ -254,6 +301,21 @@ enum class result : uint32_t {
   nothing_to_retry = 146,                // retry: no failed payment is waiting
   group_account_reserved = 147,          // a transfer or status change on a group's escrow
                                          // account that is not the group's own
+  // gateways (actors/gateway_registry.hpp)
+  gateway_op_invalid = 150,              // unknown kind, or a field the kind must not set
+  gateway_id_invalid = 151,              // empty, over 64 bytes, or not [A-Za-z0-9._-]
+  gateway_exists = 152,                  // register: the id is taken
+  gateway_not_found = 153,
+  rail_invalid = 154,
+  roles_invalid = 155,
+  secret_invalid = 156,                  // not 16..64 bytes
+  currencies_invalid = 157,              // none, over 8, repeated, bad code or account 0
+  settlement_account_invalid = 158,      // not a gateway settlement account of that currency
+  settlement_account_in_use = 159,       // another gateway's settlement account
+  gateways_full = 160,                   // the registry holds gateways_max gateways
+  gateway_not_registered = 161,          // a deposit from a gateway the registry lacks
+  gateway_disabled = 162,
+  gateway_currency_unserved = 163,       // a deposit in a currency the gateway does not serve
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -14,7 +14,7 @@ import socket
 import struct
 
 import flatbuffers
-from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, EqubOp, EqubOps, Error,
+from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, Deposit, Deposits, EqubOp, EqubOps, Error,
                       FoundAccounts, Groups, Hello, LookupAccounts, LookupGroups, Operation, Reply,
                       Request, Response, Results, Transfer, Welcome)
 
@@ -158,6 +158,21 @@ class Client:
                             credits_posted=a.CreditsPosted(), debits_pending=a.DebitsPending(),
                             credits_pending=a.CreditsPending(), status=a.Status(), kind=a.Kind()))
         return out
+
+    # ---- gateways (wire/README.md, "Deposits") ----------------------------------------
+    def deposit(self, deposits):
+        """A registered gateway's deposits: dicts with reference (the gateway's own, unique
+        per gateway, not 0), wallet, amount, currency and optionally user_data, code.
+        One result code per deposit; a retry of a reference returns its first result."""
+        b = flatbuffers.Builder(256 + 40 * len(deposits))
+        Deposits.StartDepositsVector(b, len(deposits))
+        for d in reversed(deposits):
+            Deposit.CreateDeposit(b, d["reference"], d["wallet"], d["amount"], d.get("user_data", 0),
+                                  currency(d["currency"]), d.get("code", 0), 0)
+        vec = b.EndVector()
+        Deposits.Start(b)
+        Deposits.AddDeposits(b, vec)
+        return self._results(self._call(Operation.Operation.Deposits, Deposits.End(b), b))
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10

@@ -1,0 +1,103 @@
+// gateway_registry: the payment gateways Mesob knows (mobile money, card, bank), as
+// durable engine state.
+//
+// A gateway has an id (the name it authenticates with), a number (1, 2, ... in
+// registration order, never reused: deposit ids carry it), a rail, a priority (lower is
+// tried first among gateways of one rail and currency), roles, its HMAC secret, and per
+// currency it serves the settlement account its money moves through. Operators change
+// the registry through the admin port; each change is a wire::gateway_op in the log,
+// applied by the sequencer in log order (`apply`: checks, then the change), so replay
+// rebuilds the same registry. Readers (the server's handshake, the admin endpoint) get
+// immutable versions: the engine publishes a new one when a change is durable.
+//
+// Deposits: a gateway reports money received; the deposit becomes an ordinary transfer
+// (settlement account -> wallet) with an id in the deposits' reserved space, derived
+// from the gateway's number and its reference, so a retry of the same reference is a
+// repeat the ledger answers with the first outcome, and the same reference with other
+// content gets exists_with_different_fields.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "wire/types.hpp"
+
+namespace mesob::actors::gateways {
+
+enum class rail : uint8_t { mobile_money = 1, card = 2, bank = 3 };
+constexpr uint8_t rail_max = 3;
+[[nodiscard]] std::string_view rail_name(uint8_t r);
+[[nodiscard]] bool parse_rail(std::string_view text, uint8_t* out);
+
+constexpr uint32_t gateways_max = 1024;
+constexpr size_t secret_bytes_min = 16;
+
+// Deposit transfer ids: hi's top 40 bits are 0xDE9051D000, its low 24 bits the gateway's
+// number; lo is the gateway's reference. Clients may not use the space (id_reserved).
+constexpr uint64_t deposit_hi = 0xDE9051D000000000ull;
+constexpr uint64_t deposit_hi_mask = 0xFFFFFFFFFF000000ull;
+[[nodiscard]] inline bool deposit_id(const wire::id128& id) { return (id.hi & deposit_hi_mask) == deposit_hi; }
+[[nodiscard]] inline wire::id128 deposit_transfer_id(uint32_t number, uint64_t reference) {
+  return {reference, deposit_hi | number};
+}
+
+struct gateway {
+  uint32_t number = 0;
+  std::string id;
+  uint8_t rail = 0;
+  uint32_t priority = 0;
+  uint32_t roles = 0;
+  std::vector<uint8_t> secret;
+  std::vector<wire::gateway_currency> currencies;  // in the order registered
+  bool enabled = true;
+  uint64_t registered_at = 0;  // engine time
+  uint64_t changed_at = 0;
+
+  [[nodiscard]] const wire::gateway_currency* serves(wire::currency_code c) const {
+    for (const auto& gc : currencies)
+      if (gc.currency == c) return &gc;
+    return nullptr;
+  }
+};
+
+// The gateway id an operation names ("" when it is not a valid id).
+[[nodiscard]] std::string op_id(const wire::gateway_op& op);
+// A gateway_op's id field from text (false when over 64 bytes).
+bool set_op_id(wire::gateway_op& op, std::string_view id);
+// Field checks (no registry): kind, id, rail, roles, secret, currencies, fields the kind
+// must not set.
+[[nodiscard]] wire::result check_op_fields(const wire::gateway_op& op);
+
+class registry {
+ public:
+  // Checks `op` against the registry and applies it (ts: the operation's engine time).
+  // The settlement accounts' kind and currency are the caller's to check first (they live
+  // in the shards; accounts never change kind or currency, so a check before the op is
+  // sequenced still holds when it applies).
+  wire::result apply(const wire::gateway_op& op, uint64_t ts);
+
+  [[nodiscard]] const gateway* find(std::string_view id) const;
+  [[nodiscard]] const gateway* find(uint32_t number) const;
+  [[nodiscard]] const std::vector<gateway>& all() const { return by_number_; }  // by number
+  [[nodiscard]] size_t size() const { return by_number_.size(); }
+
+  // A deposit as the transfer it becomes, or the result refusing it.
+  wire::result deposit_transfer(std::string_view gateway_id, const wire::deposit& d, wire::transfer* out) const;
+
+  // Byte form for snapshots (version 1). decode refuses damage it can see.
+  [[nodiscard]] std::vector<uint8_t> encode() const;
+  static bool decode(std::span<const uint8_t> bytes, registry* out, std::string* why);
+
+ private:
+  void index(uint32_t number);
+  [[nodiscard]] bool account_taken(uint64_t account_id, uint32_t except_number) const;
+  std::vector<gateway> by_number_;  // number n at n - 1
+  std::unordered_map<std::string, uint32_t> by_id_;
+};
+
+}  // namespace mesob::actors::gateways

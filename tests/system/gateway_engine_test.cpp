@@ -1,0 +1,222 @@
+// Payment gateways in the engine: the registry changed through engine::gateways (its
+// settlement accounts checked or created), deposits as ledger transfers idempotent on
+// the gateway's reference, precise refusals, and the registry and deposits surviving
+// restarts from a snapshot and from the log alone.
+#include <gtest/gtest.h>
+
+#include "actors/gateway_registry.hpp"
+#include "support/engine_fixture.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::test {
+namespace {
+
+using actors::gateways::deposit_transfer_id;
+using wire::result;
+
+constexpr uint64_t settlement_etb = 7001, settlement_usd = 7002, other_settlement = 7003;
+
+wire::gateway_op registration(const char* id, uint64_t etb_account, uint32_t priority = 10) {
+  wire::gateway_op op{};
+  op.kind = wire::gateway_op_kind::register_gateway;
+  actors::gateways::set_op_id(op, id);
+  op.rail = uint8_t(actors::gateways::rail::mobile_money);
+  op.priority = priority;
+  op.roles = wire::roles::payments;
+  op.currencies_n = 1;
+  op.currencies[0] = {wire::currency("ETB"), 0, etb_account};
+  op.secret_bytes = 32;
+  for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
+  return op;
+}
+
+wire::deposit make_deposit(uint64_t reference, uint64_t wallet, uint64_t amount, const char (&cur)[4] = "ETB") {
+  wire::deposit d{};
+  d.reference = reference;
+  d.wallet = wallet;
+  d.amount = amount;
+  d.currency = wire::currency(cur);
+  return d;
+}
+
+class gateway_engine : public ::testing::Test {
+ protected:
+  explicit gateway_engine(bool checkpoint_on_close = true) : fx_(2, checkpoint_on_close) {}
+  engine::engine& e() { return fx_.e(); }
+
+  void register_telebirr() {
+    auto r = e().gateways({registration("telebirr", settlement_etb)});
+    ASSERT_EQ(r.st, engine::status::ok);
+    ASSERT_EQ(r.results.at(0), result::ok);
+  }
+  void open_wallets(uint64_t n) {
+    std::vector<wire::account> a;
+    for (uint64_t id = 1; id <= n; ++id) a.push_back(make_account(id, wire::account_flags::debits_must_not_exceed_credits));
+    for (auto r : e().create_accounts(a).results) ASSERT_EQ(r, result::ok);
+  }
+  wire::account account(uint64_t id) {
+    auto r = e().lookup_accounts({id});
+    EXPECT_EQ(r.results.at(0), result::ok) << id;
+    return r.accounts.at(0);
+  }
+  uint64_t balance(uint64_t id) {
+    const auto a = account(id);
+    return a.credits_posted - a.debits_posted;
+  }
+
+  engine_fixture fx_;
+};
+
+TEST_F(gateway_engine, registration_creates_settlement_accounts_and_publishes_the_gateway) {
+  register_telebirr();
+  const auto a = account(settlement_etb);
+  EXPECT_EQ(a.kind, wire::account_kind::gateway_settlement);
+  EXPECT_EQ(a.currency, wire::currency("ETB"));
+  const auto reg = e().gateway_registry();
+  const auto* g = reg->find("telebirr");
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->number, 1u);
+  EXPECT_EQ(g->secret.size(), 32u);
+  EXPECT_TRUE(g->enabled);
+
+  // A wallet (kind customer_wallet) or an account in another currency cannot settle.
+  open_wallets(1);
+  auto r = e().gateways({registration("cbe", 1)});
+  EXPECT_EQ(r.results.at(0), result::settlement_account_invalid);
+  auto usd = registration("cbe", settlement_etb);
+  usd.currencies[0].currency = wire::currency("USD");
+  EXPECT_EQ(e().gateways({usd}).results.at(0), result::settlement_account_invalid);
+  // Another gateway's settlement account.
+  EXPECT_EQ(e().gateways({registration("cbe", settlement_etb)}).results.at(0), result::settlement_account_in_use);
+  // Field faults come back without touching accounts; a good op in the same call applies.
+  auto bad = registration("cbe", other_settlement);
+  bad.rail = 0;
+  r = e().gateways({bad, registration("cbe", other_settlement, 5)});
+  EXPECT_EQ(r.results.at(0), result::rail_invalid);
+  EXPECT_EQ(r.results.at(1), result::ok);
+  EXPECT_EQ(e().gateway_registry()->find("cbe")->number, 2u);
+  EXPECT_EQ(e().gateway_registry()->size(), 2u);
+
+  // Requests of kind gateway_ops that skip the account check are refused.
+  engine::request raw;
+  raw.kind = actors::op_kind::gateway_ops;
+  raw.gateway_ops = {registration("sneaky", 1)};
+  EXPECT_EQ(e().call(std::move(raw)).st, engine::status::kind_invalid);
+  EXPECT_EQ(e().gateway_registry()->find("sneaky"), nullptr);
+}
+
+TEST_F(gateway_engine, deposits_credit_wallets_once_per_reference) {
+  register_telebirr();
+  open_wallets(3);
+  auto r = e().deposit("telebirr", {make_deposit(1001, 1, 500), make_deposit(1002, 2, 700)});
+  ASSERT_EQ(r.st, engine::status::ok);
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(balance(1), 500u);
+  EXPECT_EQ(balance(2), 700u);
+  const auto s = account(settlement_etb);
+  EXPECT_EQ(s.debits_posted - s.credits_posted, 1200u);  // the gateway's float: money it holds for us
+
+  // A retry of the same reference returns the first outcome and moves nothing.
+  r = e().deposit("telebirr", {make_deposit(1001, 1, 500)});
+  EXPECT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(balance(1), 500u);
+  // The same reference with other content is an error, and moves nothing.
+  r = e().deposit("telebirr", {make_deposit(1001, 1, 501)});
+  EXPECT_EQ(r.results.at(0), result::exists_with_different_fields);
+  EXPECT_EQ(balance(1), 500u);
+  // Twice in one batch.
+  r = e().deposit("telebirr", {make_deposit(1003, 3, 5), make_deposit(1003, 3, 5)});
+  EXPECT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(r.results.at(1), result::id_duplicated_in_batch);
+  EXPECT_EQ(balance(3), 5u);
+
+  // The deposit is a recorded transfer: a look-up by its derived id finds it.
+  const auto found = e().lookup_transfers({deposit_transfer_id(1, 1002)});
+  ASSERT_EQ(found.results.at(0), result::ok);
+  EXPECT_EQ(found.transfers.at(0).t.debit_account_id, settlement_etb);
+  EXPECT_EQ(found.transfers.at(0).t.credit_account_id, 2u);
+  EXPECT_TRUE(e().check_balances().balanced);
+}
+
+TEST_F(gateway_engine, bad_deposits_get_precise_errors_and_change_nothing) {
+  register_telebirr();
+  open_wallets(3);
+  ASSERT_EQ(e().set_account_status({{2, wire::account_status::frozen}}).results.at(0), result::ok);
+  ASSERT_EQ(e().set_account_status({{3, wire::account_status::closed}}).results.at(0), result::ok);
+  auto mixed = e().deposit("telebirr", {make_deposit(1, 1, 100), make_deposit(2, 2, 100), make_deposit(3, 3, 100),
+                                        make_deposit(4, 99, 100), make_deposit(5, 1, 100, "USD"),
+                                        make_deposit(0, 1, 100), make_deposit(6, 1, 0),
+                                        make_deposit(7, settlement_etb, 100)});
+  ASSERT_EQ(mixed.st, engine::status::ok);
+  EXPECT_EQ(mixed.results,
+            (std::vector<result>{result::ok, result::credit_account_frozen, result::credit_account_closed,
+                                 result::credit_account_not_found, result::gateway_currency_unserved,
+                                 result::id_must_not_be_zero, result::amount_must_not_be_zero,
+                                 result::accounts_must_be_different}));
+  EXPECT_EQ(balance(1), 100u);
+  EXPECT_EQ(balance(2), 0u);
+  EXPECT_EQ(balance(3), 0u);
+  EXPECT_EQ(e().deposit("nobody", {make_deposit(8, 1, 100)}).results.at(0), result::gateway_not_registered);
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "telebirr");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(9, 1, 100)}).results.at(0), result::gateway_disabled);
+  EXPECT_EQ(balance(1), 100u);
+  // A client may not write into the deposits' id space, nor fake a deposit.
+  wire::transfer fake = make_transfer(0, settlement_etb, 1, 1000);
+  fake.id = deposit_transfer_id(1, 12345);
+  EXPECT_EQ(e().create_transfers({fake}).results.at(0), result::id_reserved);
+  EXPECT_EQ(balance(1), 100u);
+  EXPECT_TRUE(e().check_balances().balanced);
+}
+
+class gateway_engine_replay : public gateway_engine {
+ protected:
+  gateway_engine_replay() : gateway_engine(false) {}
+};
+
+// From the log alone (no snapshot at close) and then from a snapshot: the registry, the
+// deposits and their idempotency come back the same.
+TEST_F(gateway_engine_replay, registry_and_deposits_survive_restarts) {
+  register_telebirr();
+  open_wallets(2);
+  auto two = registration("cbe", settlement_usd, 3);
+  two.currencies[0].currency = wire::currency("USD");
+  ASSERT_EQ(e().gateways({two}).results.at(0), result::ok);
+  wire::gateway_op rot{};
+  rot.kind = wire::gateway_op_kind::rotate_secret;
+  actors::gateways::set_op_id(rot, "telebirr");
+  rot.secret_bytes = 20;
+  for (int i = 0; i < 20; ++i) rot.secret[i] = uint8_t(0xA0 + i);
+  ASSERT_EQ(e().gateways({rot}).results.at(0), result::ok);
+  ASSERT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 300)}).results.at(0), result::ok);
+  const auto before = e().gateway_registry()->encode();
+
+  fx_.restart();  // replay only
+  EXPECT_EQ(e().gateway_registry()->encode(), before);
+  EXPECT_EQ(e().gateway_registry()->find("telebirr")->secret.size(), 20u);
+  EXPECT_EQ(balance(1), 300u);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 300)}).results.at(0), result::ok);  // a repeat
+  EXPECT_EQ(balance(1), 300u);
+
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "cbe");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);  // after the snapshot: replayed
+  fx_.restart();  // the snapshot, then the log after it
+  const auto reg = e().gateway_registry();
+  ASSERT_EQ(reg->size(), 2u);
+  EXPECT_FALSE(reg->find("cbe")->enabled);
+  EXPECT_TRUE(reg->find("telebirr")->enabled);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 300), make_deposit(2, 2, 40)}).results,
+            (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(balance(1), 300u);
+  EXPECT_EQ(balance(2), 40u);
+  EXPECT_TRUE(e().check_balances().balanced);
+}
+
+}  // namespace
+}  // namespace mesob::test

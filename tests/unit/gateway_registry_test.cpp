@@ -1,0 +1,212 @@
+// The gateway registry's rules (actors/gateway_registry.hpp): field checks, each change
+// against the registry, deposits as the transfers they become, and the snapshot byte
+// form, including damage the decoder must refuse.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "actors/gateway_registry.hpp"
+#include "support/seed.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::actors::gateways {
+namespace {
+
+using wire::result;
+
+wire::gateway_op make_op(wire::gateway_op_kind k, const char* id) {
+  wire::gateway_op op{};
+  op.kind = k;
+  EXPECT_TRUE(set_op_id(op, id));
+  if (k == wire::gateway_op_kind::register_gateway || k == wire::gateway_op_kind::update) {
+    op.rail = uint8_t(rail::mobile_money);
+    op.priority = 10;
+    op.roles = wire::roles::payments;
+    op.currencies_n = 1;
+    op.currencies[0] = {wire::currency("ETB"), 0, 5000};
+  }
+  if (k == wire::gateway_op_kind::register_gateway || k == wire::gateway_op_kind::rotate_secret) {
+    op.secret_bytes = 32;
+    for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(i + 1);
+  }
+  return op;
+}
+
+TEST(gateway_registry, field_checks_name_the_fault) {
+  using K = wire::gateway_op_kind;
+  EXPECT_EQ(check_op_fields(make_op(K::register_gateway, "telebirr")), result::ok);
+  auto op = make_op(K::register_gateway, "tele birr");
+  EXPECT_EQ(check_op_fields(op), result::gateway_id_invalid);
+  op = make_op(K::register_gateway, "");
+  EXPECT_EQ(check_op_fields(op), result::gateway_id_invalid);
+  op = make_op(K::register_gateway, "g");
+  op.kind = wire::gateway_op_kind(9);
+  EXPECT_EQ(check_op_fields(op), result::gateway_op_invalid);
+  op = make_op(K::register_gateway, "g");
+  op.rail = 4;
+  EXPECT_EQ(check_op_fields(op), result::rail_invalid);
+  op = make_op(K::register_gateway, "g");
+  op.roles = wire::roles::payments | wire::roles::admin;  // never through the registry
+  EXPECT_EQ(check_op_fields(op), result::roles_invalid);
+  op.roles = 0;
+  EXPECT_EQ(check_op_fields(op), result::roles_invalid);
+  op = make_op(K::register_gateway, "g");
+  op.secret_bytes = 15;
+  EXPECT_EQ(check_op_fields(op), result::secret_invalid);
+  op = make_op(K::register_gateway, "g");
+  op.currencies_n = 0;
+  op.currencies[0] = {};
+  EXPECT_EQ(check_op_fields(op), result::currencies_invalid);
+  op = make_op(K::register_gateway, "g");
+  op.currencies_n = 2;
+  op.currencies[1] = {wire::currency("ETB"), 0, 5001};  // the same currency twice
+  EXPECT_EQ(check_op_fields(op), result::currencies_invalid);
+  op.currencies[1] = {wire::currency("USD"), 0, 5000};  // the same account twice
+  EXPECT_EQ(check_op_fields(op), result::currencies_invalid);
+  op.currencies[1] = {wire::currency("USD"), 0, 5001};
+  EXPECT_EQ(check_op_fields(op), result::ok);
+  op = make_op(K::update, "g");
+  op.secret_bytes = 32;  // an update never carries a secret
+  EXPECT_EQ(check_op_fields(op), result::gateway_op_invalid);
+  op = make_op(K::disable, "g");
+  op.priority = 1;
+  EXPECT_EQ(check_op_fields(op), result::gateway_op_invalid);
+  op = make_op(K::rotate_secret, "g");
+  op.rail = 1;
+  EXPECT_EQ(check_op_fields(op), result::gateway_op_invalid);
+  op = make_op(K::disable, "g");
+  op.id[10] = 'x';  // bytes after the id's end must be zero
+  EXPECT_EQ(check_op_fields(op), result::gateway_id_invalid);
+}
+
+TEST(gateway_registry, changes_apply_in_order) {
+  using K = wire::gateway_op_kind;
+  registry r;
+  EXPECT_EQ(r.apply(make_op(K::update, "telebirr"), 1), result::gateway_not_found);
+  EXPECT_EQ(r.apply(make_op(K::register_gateway, "telebirr"), 2), result::ok);
+  EXPECT_EQ(r.apply(make_op(K::register_gateway, "telebirr"), 3), result::gateway_exists);
+  auto other = make_op(K::register_gateway, "cbe");
+  EXPECT_EQ(r.apply(other, 4), result::settlement_account_in_use);  // telebirr's account
+  other.currencies[0].settlement_account_id = 5001;
+  EXPECT_EQ(r.apply(other, 5), result::ok);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r.find("telebirr")->number, 1u);
+  EXPECT_EQ(r.find("cbe")->number, 2u);
+  EXPECT_EQ(r.find(2u)->id, "cbe");
+  EXPECT_EQ(r.find(3u), nullptr);
+
+  auto upd = make_op(K::update, "telebirr");
+  upd.priority = 3;
+  upd.rail = uint8_t(rail::bank);
+  upd.currencies_n = 2;
+  upd.currencies[1] = {wire::currency("USD"), 0, 5001};  // cbe's
+  EXPECT_EQ(r.apply(upd, 6), result::settlement_account_in_use);
+  upd.currencies[1].settlement_account_id = 5002;
+  EXPECT_EQ(r.apply(upd, 7), result::ok);
+  const gateway* g = r.find("telebirr");
+  EXPECT_EQ(g->priority, 3u);
+  EXPECT_EQ(g->rail, uint8_t(rail::bank));
+  ASSERT_NE(g->serves(wire::currency("USD")), nullptr);
+  EXPECT_EQ(g->serves(wire::currency("USD"))->settlement_account_id, 5002u);
+  EXPECT_EQ(g->changed_at, 7u);
+  EXPECT_EQ(g->registered_at, 2u);
+
+  auto rot = make_op(K::rotate_secret, "telebirr");
+  rot.secret[0] = 0xAA;
+  EXPECT_EQ(r.apply(rot, 8), result::ok);
+  EXPECT_EQ(r.find("telebirr")->secret[0], 0xAA);
+  EXPECT_EQ(r.apply(make_op(K::disable, "telebirr"), 9), result::ok);
+  EXPECT_FALSE(r.find("telebirr")->enabled);
+  EXPECT_EQ(r.apply(make_op(K::enable, "telebirr"), 10), result::ok);
+  EXPECT_TRUE(r.find("telebirr")->enabled);
+}
+
+TEST(gateway_registry, deposits_become_transfers_with_ids_in_the_reserved_space) {
+  using K = wire::gateway_op_kind;
+  registry r;
+  ASSERT_EQ(r.apply(make_op(K::register_gateway, "telebirr"), 1), result::ok);
+  wire::deposit d{};
+  d.reference = 77;
+  d.wallet = 42;
+  d.amount = 1500;
+  d.user_data = 9;
+  d.code = 3;
+  d.currency = wire::currency("ETB");
+  wire::transfer t;
+  ASSERT_EQ(r.deposit_transfer("telebirr", d, &t), result::ok);
+  EXPECT_EQ(t.id, deposit_transfer_id(1, 77));
+  EXPECT_TRUE(deposit_id(t.id));
+  EXPECT_EQ(t.debit_account_id, 5000u);
+  EXPECT_EQ(t.credit_account_id, 42u);
+  EXPECT_EQ(t.amount, 1500u);
+  EXPECT_EQ(t.user_data, 9u);
+  EXPECT_EQ(t.code, 3u);
+  EXPECT_EQ(t.flags, 0u);
+  EXPECT_EQ(r.deposit_transfer("nobody", d, &t), result::gateway_not_registered);
+  auto bad = d;
+  bad.reference = 0;
+  EXPECT_EQ(r.deposit_transfer("telebirr", bad, &t), result::id_must_not_be_zero);
+  bad = d;
+  bad.currency = wire::currency("USD");
+  EXPECT_EQ(r.deposit_transfer("telebirr", bad, &t), result::gateway_currency_unserved);
+  bad.currency = 0;
+  EXPECT_EQ(r.deposit_transfer("telebirr", bad, &t), result::currency_invalid);
+  bad = d;
+  bad.amount = 0;
+  EXPECT_EQ(r.deposit_transfer("telebirr", bad, &t), result::amount_must_not_be_zero);
+  bad = d;
+  bad.wallet = 5000;
+  EXPECT_EQ(r.deposit_transfer("telebirr", bad, &t), result::accounts_must_be_different);
+  bad = d;
+  bad.reserved = 1;
+  EXPECT_EQ(r.deposit_transfer("telebirr", bad, &t), result::reserved_field);
+  ASSERT_EQ(r.apply(make_op(K::disable, "telebirr"), 2), result::ok);
+  EXPECT_EQ(r.deposit_transfer("telebirr", d, &t), result::gateway_disabled);
+}
+
+TEST(gateway_registry, byte_form_round_trips_and_refuses_damage) {
+  using K = wire::gateway_op_kind;
+  registry r;
+  ASSERT_EQ(r.apply(make_op(K::register_gateway, "telebirr"), 1), result::ok);
+  auto two = make_op(K::register_gateway, "cbe-birr");
+  two.rail = uint8_t(rail::bank);
+  two.currencies_n = 2;
+  two.currencies[0].settlement_account_id = 6000;
+  two.currencies[1] = {wire::currency("USD"), 0, 6001};
+  ASSERT_EQ(r.apply(two, 2), result::ok);
+  ASSERT_EQ(r.apply(make_op(K::disable, "cbe-birr"), 3), result::ok);
+  const auto bytes = r.encode();
+  registry back;
+  std::string why;
+  ASSERT_TRUE(registry::decode(bytes, &back, &why)) << why;
+  EXPECT_EQ(back.encode(), bytes);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_FALSE(back.find("cbe-birr")->enabled);
+  EXPECT_EQ(back.find("cbe-birr")->currencies.size(), 2u);
+
+  // Every truncation is refused.
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    registry x;
+    EXPECT_FALSE(registry::decode({bytes.data(), n}, &x, &why)) << n;
+  }
+  // Random byte flips: refused, or decoded into a registry that encodes to those bytes.
+  const uint64_t seed = test::test_seed("gateway_registry byte flips");
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 2000; ++i) {
+    auto dmg = bytes;
+    dmg[rng() % dmg.size()] ^= uint8_t(1 + rng() % 255);
+    registry x;
+    if (registry::decode(dmg, &x, &why)) {
+      EXPECT_EQ(x.encode(), dmg) << "seed " << seed;
+    }
+  }
+  auto trailing = bytes;
+  trailing.push_back(0);
+  registry x;
+  EXPECT_FALSE(registry::decode(trailing, &x, &why));
+  EXPECT_NE(why.find("trailing"), std::string::npos) << why;
+}
+
+}  // namespace
+}  // namespace mesob::actors::gateways
