@@ -288,6 +288,97 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
 // A damaged audit trail does not stop the engine: clients are served, and every admin
 // command is refused with the reason until the trail is repaired; nothing is written
 // to it meanwhile.
+// The gateway registry through the admin port of a real mesobd: register (the secret is
+// shown once), connect and deposit with it, update, rotate the secret, disable; bad
+// arguments and refusals change nothing; the trail never holds a secret; a restart
+// keeps the registry.
+TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
+  temp_dir dir;
+  std::string secret_hex, rotated_hex;
+  {
+    live_mesobd d(dir.path(), two_gateways());
+    ASSERT_TRUE(d.up()) << d.output();
+    std::string err;
+    auto pay = wire::client::connect(options(d.port(), "pay", pay_hex), &err);
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(pay && ops) << err;
+    ASSERT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1)})).ok);
+
+    auto m = admin(*ops, "gateway register", {"telebirr", "mobile_money", "10", "payments", "ETB=8001", "USD=8002"});
+    ASSERT_EQ(m.code, admin_code::ok) << m.message;
+    secret_hex = cell(m, "credentials (shown once)", "secret_hex");
+    ASSERT_EQ(secret_hex.size(), 64u) << secret_hex;
+    // Refusals, each precise, none changing anything.
+    EXPECT_EQ(admin(*ops, "gateway register", {"telebirr", "mobile_money", "10", "payments", "ETB=8003"}).code,
+              admin_code::failed);  // gateway_exists
+    m = admin(*ops, "gateway register", {"x", "pigeon", "1", "payments", "ETB=8004"});
+    EXPECT_EQ(m.code, admin_code::arguments_invalid);
+    EXPECT_NE(m.message.find("rail 'pigeon'"), std::string::npos) << m.message;
+    m = admin(*ops, "gateway register", {"x", "card", "1", "payments,admin", "ETB=8004"});
+    EXPECT_EQ(m.code, admin_code::failed);
+    EXPECT_NE(m.message.find("roles_invalid"), std::string::npos) << m.message;
+    m = admin(*ops, "gateway register", {"x", "card", "1", "payments", "ETB=1"});  // a customer wallet
+    EXPECT_EQ(m.code, admin_code::failed);
+    EXPECT_NE(m.message.find("settlement_account_invalid"), std::string::npos) << m.message;
+    m = admin(*ops, "gateway register", {"x", "card", "1", "payments", "ETB:8004"});
+    EXPECT_EQ(m.code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "gateway register", {"pay", "card", "1", "payments", "ETB=8005"}).code,
+              admin_code::refused);  // the config file's
+    EXPECT_EQ(admin(*ops, "gateway disable", {"nobody"}).code, admin_code::not_found);
+
+    auto o = options(d.port(), "telebirr", secret_hex);
+    auto tb = wire::client::connect(o, &err);
+    ASSERT_TRUE(tb) << err;
+    wire::deposit dep{};
+    dep.reference = 55;
+    dep.wallet = 1;
+    dep.amount = 900;
+    dep.currency = wire::currency("ETB");
+    auto r = tb->call(wire::deposits_body(std::vector{dep}));
+    ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+    EXPECT_EQ(r.reply.results.at(0), wire::result::ok);
+
+    m = admin(*ops, "gateways");
+    ASSERT_EQ(m.code, admin_code::ok);
+    bool listed = false;
+    for (const auto& sec : m.sections)
+      for (const auto& row : sec.rows)
+        if (!row.empty() && row[0] == "telebirr") {
+          listed = true;
+          EXPECT_EQ(row[1], "registry");
+          EXPECT_EQ(row[3], "mobile_money");
+          EXPECT_EQ(row[6], "ETB=8001 USD=8002");
+          EXPECT_EQ(row[8], "1");  // one client session
+        }
+    EXPECT_TRUE(listed);
+
+    EXPECT_EQ(admin(*ops, "gateway update", {"telebirr", "bank", "3", "payments,kyc", "ETB=8001"}).code, admin_code::ok);
+    m = admin(*ops, "gateway secret", {"telebirr"});
+    ASSERT_EQ(m.code, admin_code::ok);
+    rotated_hex = cell(m, "credentials (shown once)", "secret_hex");
+    EXPECT_NE(rotated_hex, secret_hex);
+    EXPECT_FALSE(wire::client::connect(o, &err));  // the old secret
+    EXPECT_EQ(admin(*ops, "gateway disable", {"telebirr"}).code, admin_code::ok);
+    EXPECT_FALSE(wire::client::connect(options(d.port(), "telebirr", rotated_hex), &err));
+    EXPECT_EQ(admin(*ops, "gateway enable", {"telebirr"}).code, admin_code::ok);
+    EXPECT_EQ(admin(*ops, "shutdown").code, admin_code::ok);
+    const int st = d.wait_exit(30'000);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << d.output();
+  }
+  std::ifstream trail(dir.path() + "/admin-audit.log", std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(trail)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("gateway register telebirr"), std::string::npos);
+  EXPECT_EQ(text.find(secret_hex), std::string::npos);
+  EXPECT_EQ(text.find(rotated_hex), std::string::npos);
+
+  live_mesobd d(dir.path(), two_gateways());
+  ASSERT_TRUE(d.up()) << d.output();
+  std::string err;
+  auto tb = wire::client::connect(options(d.port(), "telebirr", rotated_hex), &err);
+  ASSERT_TRUE(tb) << err;
+  EXPECT_EQ(tb->welcome().roles, wire::roles::payments | wire::roles::kyc);
+}
+
 TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on) {
   temp_dir dir;
   const std::string trail = dir.path() + "/admin-audit.log";

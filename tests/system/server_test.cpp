@@ -222,6 +222,71 @@ TEST(server, equb_group_end_to_end) {
   expect_serves(*c, 1);
 }
 
+// A gateway registered in the engine (not in the server's config) connects with its
+// secret and deposits; a config-only gateway and a disabled one cannot.
+TEST(server, registered_gateway_authenticates_and_deposits) {
+  net n;
+  wire::gateway_op reg{};
+  reg.kind = wire::gateway_op_kind::register_gateway;
+  actors::gateways::set_op_id(reg, "telebirr");
+  reg.rail = 1;
+  reg.roles = wire::roles::payments;
+  reg.currencies_n = 1;
+  reg.currencies[0] = {wire::currency("ETB"), 0, 9000};
+  reg.secret_bytes = 24;
+  const std::vector<uint8_t> secret(24, 0x5a);
+  std::memcpy(reg.secret, secret.data(), secret.size());
+  ASSERT_EQ(n.eng->gateways({reg}).results.at(0), result::ok);
+
+  auto pay = n.connect();
+  ASSERT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  auto o = n.opts();
+  o.gateway = "telebirr";
+  o.secret = secret;
+  std::string err;
+  auto tb = wire::client::connect(o, &err);
+  ASSERT_TRUE(tb) << err;
+  EXPECT_EQ(tb->welcome().roles, wire::roles::payments);
+  wire::deposit d{};
+  d.reference = 0xABCDEF;
+  d.wallet = 1;
+  d.amount = 2500;
+  d.currency = wire::currency("ETB");
+  auto r = tb->call(wire::deposits_body(std::vector{d, d}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::id_duplicated_in_batch}));
+  r = tb->call(wire::deposits_body(std::vector{d}));  // a retry: the first outcome
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+  r = pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1, 9000}));
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 2500u);
+  EXPECT_EQ(r.reply.accounts.at(1).debits_posted, 2500u);
+  EXPECT_EQ(r.reply.accounts.at(1).kind, wire::account_kind::gateway_settlement);
+
+  // The config file's gateway has no settlement account: not registered.
+  r = pay->call(wire::deposits_body(std::vector{d}));
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results.at(0), result::gateway_not_registered);
+  // A gateway without the payments role may not deposit at all.
+  auto kyc = n.connect("kyc");
+  r = kyc->call(wire::deposits_body(std::vector{d}));
+  ASSERT_TRUE(r.server_error);
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+
+  // Disabled: new sessions are refused; the open one's deposits too.
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "telebirr");
+  ASSERT_EQ(n.eng->gateways({off}).results.at(0), result::ok);
+  EXPECT_FALSE(wire::client::connect(o, &err));
+  EXPECT_NE(err.find("auth failed"), std::string::npos) << err;
+  d.reference = 2;
+  r = tb->call(wire::deposits_body(std::vector{d}));
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results.at(0), result::gateway_disabled);
+}
+
 TEST(server, pipelined_requests_are_answered_by_id) {
   net n;
   auto c = n.connect();

@@ -353,6 +353,29 @@ TEST(requests, equb_operations_round_trip) {
   EXPECT_FALSE(parse_request(lookup_groups_body(many), &p, &err));
   EXPECT_EQ(err.code, protocol_error::batch_too_large);
 
+  // Deposits: the schema's struct is wire::deposit byte for byte.
+  deposit dep{};
+  dep.reference = 0x1122334455667788ull;
+  dep.wallet = 9;
+  dep.amount = 1234;
+  dep.user_data = 77;
+  dep.currency = currency("ETB");
+  dep.code = 3;
+  const std::vector<deposit> deps{dep, deposit{}};
+  const auto dep_body = deposits_body(deps);
+  ASSERT_TRUE(parse_request(dep_body, &p, &err)) << err.message;
+  EXPECT_EQ(p.op, operation::deposits);
+  EXPECT_TRUE(operation_writes(p.op));
+  std::vector<deposit> dep_back;
+  p.copy_to(dep_back);
+  EXPECT_TRUE(same_bytes(dep_back, deps));
+  const auto* d0 = flatbuffers::GetRoot<fb::Request>(dep_body.data())->operation_as_Deposits()->deposits()->Get(0);
+  EXPECT_EQ(d0->reference(), 0x1122334455667788ull);
+  EXPECT_EQ(d0->user_data(), 77u);
+  EXPECT_EQ(d0->code(), 3u);
+  EXPECT_FALSE(parse_request(deposits_body(std::vector<deposit>(batch_operations_max + 1)), &p, &err));
+  EXPECT_EQ(err.code, protocol_error::batch_too_large);
+
   group_item g;
   g.config = c;
   g.phase = 2;
@@ -396,7 +419,7 @@ TEST(requests, batch_limits) {
 TEST(requests, unknown_or_missing_operation) {
   parsed_request p;
   error_msg err;
-  for (uint8_t type : {uint8_t(0), uint8_t(10), uint8_t(200)}) {
+  for (uint8_t type : {uint8_t(0), uint8_t(11), uint8_t(200)}) {
     flatbuffers::FlatBufferBuilder fbb;
     const auto ids = fbb.CreateVector(std::vector<uint64_t>{1});
     const auto table = fb::CreateLookupAccounts(fbb, ids);
