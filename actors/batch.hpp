@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "actors/equb_group.hpp"
+#include "actors/gateway_registry.hpp"
+#include "actors/payout_desk.hpp"
 #include "actors/ledger_rules.hpp"
 #include "actors/record_store.hpp"
 #include "wire/types.hpp"
@@ -41,6 +43,12 @@ enum class op_kind : uint16_t {
                                  // sequencer decides them, shard 0 only finishes the batch
   deposits = 13,                 // requests only: a gateway's deposits, which the sequencer
                                  // turns into a create_transfers batch (flag `gateway`)
+  payouts = 14,                  // requests only: payouts, which become their holds (pending
+                                 // transfers, a create_transfers batch flagged `gateway`)
+  payout_answers = 15,           // gateways' answers to payout instructions (the desks' shards)
+  gateway_events = 16,           // gateway sessions up and down (every shard)
+  payout_ops = 17,               // operators' retry and cancel of payouts (the desks' shards)
+  lookup_payouts = 18,           // the desks' payouts (account_ids: {payout id or 0, limit}), breakers
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -54,7 +62,8 @@ struct currency_total {
 [[nodiscard]] inline bool op_kind_writes(op_kind k) {
   return k == op_kind::create_accounts || k == op_kind::create_transfers ||
          k == op_kind::set_account_status || k == op_kind::tick || k == op_kind::equb_ops ||
-         k == op_kind::gateway_ops;
+         k == op_kind::gateway_ops || k == op_kind::payout_answers || k == op_kind::gateway_events ||
+         k == op_kind::payout_ops;
 }
 
 constexpr uint32_t shards_max = 32;
@@ -125,6 +134,12 @@ struct batch : std::enable_shared_from_this<batch> {
   bool emitted = false;  // transfers an equb group emitted (ids in its reserved space)
   bool gateway = false;  // gateways' deposits (ids in the deposits' reserved space)
   std::vector<wire::gateway_op> gateway_ops;
+  std::vector<wire::payout_answer> payout_answers;
+  std::vector<wire::gateway_event> gateway_events;
+  std::vector<wire::payout_op> payout_ops;
+  // gateway_ops: the registry after this batch; every shard adopts it when it executes
+  // the batch, and the engine publishes it when it dispatches it (durable).
+  std::shared_ptr<const gateways::registry> registry_after;
 
   // Sequencer's annotations.
   std::vector<op_route> routes;                 // create_transfers
@@ -142,6 +157,8 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<uint64_t> last_serials;            // account queries: history heads
   std::vector<std::vector<currency_total>> totals;  // currency_totals: per shard
   std::vector<equb::group_entry> found_groups;       // lookup_groups (ids in account_ids)
+  std::vector<std::vector<payouts::payout_entry>> found_payouts;   // lookup_payouts: per shard
+  std::vector<std::vector<payouts::breaker_row>> found_breakers;   // lookup_payouts: per shard
   // currency_totals: per shard, its equb groups checked against their escrow accounts.
   struct group_audit {
     uint64_t checked = 0;
@@ -208,6 +225,8 @@ struct checkpoint_cut {
   // per shard, equb groups changed since its last cut: (id, encode_entry bytes)
   std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> groups;
   std::vector<uint8_t> gateways;  // the gateway registry at the cut (registry::encode)
+  std::vector<uint8_t> gateway_sessions;  // sessions up per gateway at the cut (shard 0's)
+  std::vector<payouts::desk_table::dirty_rows> payouts;  // per shard, rows changed since its last cut
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;
 };

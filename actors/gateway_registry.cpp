@@ -89,8 +89,9 @@ result check_op_fields(const wire::gateway_op& op) {
   if (k == 0 || k > wire::gateway_op_kind_max) return result::gateway_op_invalid;
   if (op_id(op).empty()) return result::gateway_id_invalid;
   const bool has_secret = op.secret_bytes != 0 || !all_zero(op.secret, sizeof op.secret);
+  if (op.reserved != 0) return result::reserved_field;
   const bool has_config = op.rail != 0 || op.priority != 0 || op.roles != 0 || op.currencies_n != 0 ||
-                          !all_zero(op.currencies, sizeof op.currencies);
+                          op.answer_timeout_ms != 0 || !all_zero(op.currencies, sizeof op.currencies);
   auto check_secret = [&] {
     if (op.secret_bytes < secret_bytes_min || op.secret_bytes > wire::gateway_secret_max) return result::secret_invalid;
     if (!all_zero(op.secret + op.secret_bytes, sizeof op.secret - op.secret_bytes)) return result::gateway_op_invalid;
@@ -99,6 +100,8 @@ result check_op_fields(const wire::gateway_op& op) {
   auto check_config = [&] {
     if (op.rail == 0 || op.rail > rail_max) return result::rail_invalid;
     if (const result r = check_roles(op.roles); r != result::ok) return r;
+    if (op.answer_timeout_ms < answer_timeout_ms_min || op.answer_timeout_ms > answer_timeout_ms_max)
+      return result::answer_timeout_invalid;
     return check_currencies(op);
   };
   switch (op.kind) {
@@ -147,6 +150,7 @@ result registry::apply(const wire::gateway_op& op, uint64_t ts) {
     g.rail = op.rail;
     g.priority = op.priority;
     g.roles = op.roles;
+    g.answer_timeout_ms = op.answer_timeout_ms;
     g.currencies.assign(op.currencies, op.currencies + op.currencies_n);
   };
   auto accounts_free = [&](uint32_t number) {
@@ -223,6 +227,7 @@ std::vector<uint8_t> registry::encode() const {
     w.put(g.rail);
     w.put(g.priority);
     w.put(g.roles);
+    w.put(g.answer_timeout_ms);
     w.put(uint8_t(g.secret.size()));
     w.put_bytes(g.secret);
     w.put(uint8_t(g.currencies.size()));
@@ -255,6 +260,7 @@ bool registry::decode(std::span<const uint8_t> bytes, registry* out, std::string
     g.rail = r.get<uint8_t>();
     g.priority = r.get<uint32_t>();
     g.roles = r.get<uint32_t>();
+    g.answer_timeout_ms = r.get<uint32_t>();
     const auto secret = r.take(r.get<uint8_t>());
     g.secret.assign(secret.begin(), secret.end());
     const uint8_t nc = r.get<uint8_t>();
@@ -275,6 +281,8 @@ bool registry::decode(std::span<const uint8_t> bytes, registry* out, std::string
     if (!id_text_valid(g.id) || reg.find(g.id)) return fail(which + ": id invalid or repeated");
     if (g.rail == 0 || g.rail > rail_max) return fail(which + ": rail invalid");
     if (check_roles(g.roles) != result::ok) return fail(which + ": roles invalid");
+    if (g.answer_timeout_ms < answer_timeout_ms_min || g.answer_timeout_ms > answer_timeout_ms_max)
+      return fail(which + ": answer timeout out of range");
     if (g.secret.size() < secret_bytes_min || g.secret.size() > wire::gateway_secret_max)
       return fail(which + ": secret length invalid");
     if (enabled > 1) return fail(which + ": enabled flag invalid");

@@ -36,6 +36,8 @@ constexpr uint8_t rail_max = 3;
 
 constexpr uint32_t gateways_max = 1024;
 constexpr size_t secret_bytes_min = 16;
+constexpr uint32_t answer_timeout_ms_min = 100, answer_timeout_ms_max = 3'600'000;
+constexpr uint32_t answer_timeout_ms_default = 30'000;  // the admin port's when not given
 
 // Deposit transfer ids: hi's top 40 bits are 0xDE9051D000, its low 24 bits the gateway's
 // number; lo is the gateway's reference. Clients may not use the space (id_reserved).
@@ -52,6 +54,7 @@ struct gateway {
   uint8_t rail = 0;
   uint32_t priority = 0;
   uint32_t roles = 0;
+  uint32_t answer_timeout_ms = answer_timeout_ms_default;
   std::vector<uint8_t> secret;
   std::vector<wire::gateway_currency> currencies;  // in the order registered
   bool enabled = true;

@@ -200,10 +200,10 @@ void shard::publish_stats() {
   pub_accounts_.store(slots_.size(), r);
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
-  pub_next_deadline_.store(groups_.next_deadline(), r);
+  pub_next_deadline_.store(std::min(groups_.next_deadline(), desks_.next_deadline()), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
-                        pending_index_.memory_bytes() + group_bytes(),
+                        pending_index_.memory_bytes() + group_bytes() + desks_.memory_bytes(),
                     r);
 }
 
@@ -231,6 +231,10 @@ void shard::execute(batch& b) {
     settle_all();
     groups_.close_due(b.sweep_to);
   }
+  if (desks_.due(b.sweep_to)) {  // payouts whose answer or backoff is due
+    settle_all();
+    desks_.run_due(b.sweep_to);
+  }
   switch (b.kind) {
     case op_kind::tick: break;
     case op_kind::create_accounts: execute_accounts(b); break;
@@ -238,8 +242,24 @@ void shard::execute(batch& b) {
     case op_kind::create_transfers: execute_transfers(b); break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
-    case op_kind::gateway_ops: break;       // decided by the sequencer (gateway_registry.hpp)
-    case op_kind::deposits: MESOB_ASSERT_MSG(false, "deposits reach shards as transfers"); break;
+    case op_kind::gateway_ops: desks_.set_registry(b.registry_after); break;  // decided by the sequencer
+    case op_kind::deposits:
+    case op_kind::payouts: MESOB_ASSERT_MSG(false, "deposits and payouts reach shards as transfers"); break;
+    case op_kind::payout_answers: execute_payout_answers(b); break;
+    case op_kind::payout_ops: execute_payout_ops(b); break;
+    case op_kind::gateway_events:
+      for (uint32_t i = 0; i < b.count; ++i) desks_.event(b.gateway_events[i], b.timestamp_base + i);
+      break;
+    case op_kind::lookup_payouts: {
+      const uint64_t id = b.account_ids.at(0), limit = b.account_ids.at(1);
+      auto& out = b.found_payouts[index_];
+      desks_.for_each_desk([&](const payouts::desk& d) {
+        for (const auto& [pid, p] : d.payouts)
+          if ((id == 0 || pid == id) && out.size() < limit) out.push_back(p);
+        for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.currency, g, br});
+      });
+      break;
+    }
     case op_kind::equb_ops: execute_equb(b); break;
     case op_kind::lookup_groups: execute_lookup_groups(b); break;
     case op_kind::lookup_account_transfers:
@@ -259,6 +279,7 @@ void shard::execute(batch& b) {
       break;
     }
   }
+  desks_.flush();
   publish_stats();
 }
 
@@ -411,6 +432,24 @@ void shard::execute_lookup_groups(batch& b) {
   }
 }
 
+// Answers and operators' actions for the desks here: each item's desk lives on the shard
+// of its currency's payout account; the sequencer already refused malformed items.
+void shard::execute_payout_answers(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const auto& a = b.payout_answers[i];
+    if (b.results[i] != result::ok || shard_of(payouts::account_id(a.currency), count_) != index_) continue;
+    b.results[i] = desks_.answer(a, b.timestamp_base + i);
+  }
+}
+
+void shard::execute_payout_ops(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const auto& o = b.payout_ops[i];
+    if (b.results[i] != result::ok || shard_of(payouts::account_id(o.currency), count_) != index_) continue;
+    b.results[i] = desks_.op(o, b.timestamp_base + i);
+  }
+}
+
 // The groups' part of a fresh transfer's decision, from the sides this shard owns (whose
 // accounts `in` holds): an equb payment is the group's to decide; any other transfer
 // that touches a group's escrow account is refused, unless that group emitted it. Escrow
@@ -549,7 +588,7 @@ void shard::settle_oldest() {
   if (res == result::ok) res = in.verdict();
   write_result(b, a.op, res);
   if (res == result::ok) apply(b, a.op, in, false);
-  if (b.emitted) groups_.chain_done(t, res);
+  if (b.emitted) chain_done(t, res);
 }
 
 void shard::settle_ready() {
@@ -587,6 +626,7 @@ void shard::finish_ready() {
 void shard::finish_all() {
   settle_all();
   finish_ready();
+  desks_.flush();  // instructions of holds settled after their batch's execute()
 }
 
 uint32_t shard::writer_of(const op_route& r) const {
@@ -708,6 +748,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       apply_transfer_credit(*cr, t);
       link_history(idx, r.serial, false);
       if (t.flags & transfer_flags::equb) groups_.paid(t, b.timestamp_base + o);  // stands alone: no undo
+      if (payouts::hold(t.id)) desks_.held(t, b.timestamp_base + o);           // stands alone too
     }
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {
       const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);
@@ -809,7 +850,13 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
   }
   // A chain an equb group emitted: the group (on the escrow's shard) learns its outcome,
   // whatever it was (the sequencer routes every emitted chain to that shard).
-  if (b.emitted) groups_.chain_done(b.transfers[first], chain_code);
+  if (b.emitted) chain_done(b.transfers[first], chain_code);
+}
+
+// An emitted chain's outcome goes to whoever emitted it: a payout desk or an equb group.
+void shard::chain_done(const transfer& first, result r) {
+  if (payouts::emitted(first.id)) desks_.chain_done(first, r);
+  else groups_.chain_done(first, r);
 }
 
 // Starts a cut: the accounts dirty since the last one become owed to it; they are
@@ -838,6 +885,8 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   publish_stats();
   cut_->account_counts[index_] = slots_.size();
   groups_.take_dirty(&cut_->groups[index_]);
+  desks_.take_dirty(&cut_->payouts[index_]);
+  if (index_ == 0) cut_->gateway_sessions = desks_.encode_sessions();
   note_pause(t0);
 }
 

@@ -21,6 +21,7 @@
 #include "actors/batch.hpp"
 #include "actors/flat_map.hpp"
 #include "actors/ledger_rules.hpp"
+#include "actors/payout_desk.hpp"
 #include "actors/record_store.hpp"
 
 namespace mesob::actors {
@@ -80,7 +81,11 @@ class shard {
   // The equb groups this shard hosts (actors/equb_group.hpp). The engine sets the
   // emission sink, loads groups at recovery and, idle, reads them.
   [[nodiscard]] equb::group_table& groups() { return groups_; }
-  // Earliest engine time at which a group's round may close on its deadline.
+  // The payout desks this shard hosts, and its copy of the gateway registry and sessions
+  // (actors/payout_desk.hpp).
+  [[nodiscard]] payouts::desk_table& desks() { return desks_; }
+  // Earliest engine time at which a group's round may close on its deadline, or a payout
+  // timer fires.
   [[nodiscard]] uint64_t next_group_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
   [[nodiscard]] uint32_t index() const { return index_; }
   [[nodiscard]] shard_stats stats() const;
@@ -122,6 +127,9 @@ class shard {
   void execute_account_queries(batch& b);
   void execute_equb(batch& b);
   void execute_lookup_groups(batch& b);
+  void execute_payout_answers(batch& b);
+  void chain_done(const transfer& first, result r);
+  void execute_payout_ops(batch& b);
   void audit_groups(batch::group_audit& out) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
@@ -194,6 +202,7 @@ class shard {
   size_t evictable_pos_ = 0;
   resolved_reader read_resolved_;
   equb::group_table groups_;
+  payouts::desk_table desks_;
   std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap

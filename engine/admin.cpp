@@ -248,13 +248,14 @@ class admin_impl {
          "the gateways that may connect (config file and registry): rail, priority, roles, settlement accounts, "
          "open sessions (never secrets)",
          0, 0, &admin_impl::cmd_gateways},
-        {"gateway register", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>...",
+        {"gateway register", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>... [timeout_ms=N]",
          "register a payment gateway (rail: mobile_money, card, bank; lower priority is tried first; roles without "
-         "admin); absent settlement accounts are created; prints its new secret once",
-         5, 4 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_register},
-        {"gateway update", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>...",
-         "change a registered gateway's rail, priority, roles and currencies (the list is replaced)", 5,
-         4 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_update},
+         "admin; payout answer timeout, default 30000 ms); absent settlement accounts are created; prints its new "
+         "secret once",
+         5, 5 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_register},
+        {"gateway update", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>... [timeout_ms=N]",
+         "change a registered gateway's rail, priority, roles, currencies (the list is replaced) and answer timeout", 5,
+         5 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_update},
         {"gateway secret", "<gateway-id>", "give a registered gateway a new secret (printed once; sessions open now stay)",
          1, 1, &admin_impl::cmd_gateway_secret},
         {"gateway disable", "<gateway-id>", "no new sessions or deposits for a registered gateway", 1, 1,
@@ -520,7 +521,17 @@ class admin_impl {
     if (!wire::parse_roles(a[3], &op->roles))
       return invalid("roles '" + a[3] + "' are not a comma-separated list of payments, broker, market_data, kyc, "
                                         "events_reader");
+    op->answer_timeout_ms = actors::gateways::answer_timeout_ms_default;
     for (size_t i = 4; i < a.size(); ++i) {
+      if (a[i].rfind("timeout_ms=", 0) == 0) {
+        uint64_t ms = 0;
+        if (!parse_u64(a[i].substr(11), &ms) || ms < actors::gateways::answer_timeout_ms_min ||
+            ms > actors::gateways::answer_timeout_ms_max)
+          return invalid("'" + a[i] + "': the answer timeout is 100 to 3600000 ms");
+        op->answer_timeout_ms = uint32_t(ms);
+        continue;
+      }
+      if (op->currencies_n == wire::gateway_currencies_max) return invalid("at most 8 currencies");
       const auto eq = a[i].find('=');
       uint64_t account = 0;
       if (eq != 3 || !parse_u64(a[i].substr(4), &account) || account == 0)

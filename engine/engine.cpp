@@ -98,6 +98,14 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
       return {reinterpret_cast<const uint8_t*>(b.equb_ops.data()), b.equb_ops.size() * sizeof(wire::equb_op)};
     case op_kind::gateway_ops:
       return {reinterpret_cast<const uint8_t*>(b.gateway_ops.data()), b.gateway_ops.size() * sizeof(wire::gateway_op)};
+    case op_kind::payout_answers:
+      return {reinterpret_cast<const uint8_t*>(b.payout_answers.data()),
+              b.payout_answers.size() * sizeof(wire::payout_answer)};
+    case op_kind::gateway_events:
+      return {reinterpret_cast<const uint8_t*>(b.gateway_events.data()),
+              b.gateway_events.size() * sizeof(wire::gateway_event)};
+    case op_kind::payout_ops:
+      return {reinterpret_cast<const uint8_t*>(b.payout_ops.data()), b.payout_ops.size() * sizeof(wire::payout_op)};
     default: return {};
   }
 }
@@ -135,8 +143,6 @@ bool mkdirs(const std::string& path, std::string* error) {
 // A batch with the caller's reply callback (actors/ knows nothing of replies).
 struct engine_batch : batch {
   std::function<void(reply&&)> user_done;
-  // gateway_ops: the registry after this batch, published when it is dispatched (durable)
-  std::shared_ptr<const actors::gateways::registry> registry_after;
   std::vector<history_query> history_queries;
   std::vector<balance_query> balance_queries;
 };
@@ -259,13 +265,18 @@ class engine_impl {
       if (b.results[i] != result::ok) continue;
       if (seen.find(b.accounts[i].id)) b.results[i] = result::id_duplicated_in_batch;
       else seen.put(b.accounts[i].id, i);
+      // Payout accounts are the engine's (engine::gateways makes them, flag `gateway`).
+      if (actors::payouts::payout_account(b.accounts[i].id) && !b.gateway) b.results[i] = result::id_reserved;
     }
   }
 
   void sequence_status(batch& b) {
     b.results.assign(b.count, result::ok);
-    for (uint32_t i = 0; i < b.count; ++i)
+    for (uint32_t i = 0; i < b.count; ++i) {
       b.results[i] = actors::check_status_change_fields(b.status_changes[i]);
+      if (b.results[i] == result::ok && actors::payouts::payout_account(b.status_changes[i].account_id))
+        b.results[i] = result::payout_account_reserved;
+    }
   }
 
   // ---- records: the resident window, then the snapshot --------------------------
@@ -414,8 +425,18 @@ class engine_impl {
         b.results[o] = result::equb_transfer_must_stand_alone;  // the last link of a chain
         continue;
       }
-      if ((!b.emitted && actors::equb::reserved_id(t.id)) || (!b.gateway && actors::gateways::deposit_id(t.id))) {
+      // Reserved ids: groups' and desks' chains (flag emitted), deposits and payout holds
+      // (flag gateway), and no client post or void of a payout's hold.
+      if ((!b.emitted && (actors::equb::reserved_id(t.id) || actors::payouts::emitted(t.id))) ||
+          (!b.gateway && (actors::gateways::deposit_id(t.id) || actors::payouts::hold(t.id))) ||
+          (!b.emitted && actors::payouts::hold(t.pending_id))) {
         b.results[o] = result::id_reserved;
+        continue;
+      }
+      // Payout accounts move money for their desk only: its holds in, its chains out.
+      if (!b.emitted && (actors::payouts::payout_account(t.debit_account_id) ||
+                         (actors::payouts::payout_account(t.credit_account_id) && !actors::payouts::hold(t.id)))) {
+        b.results[o] = result::payout_account_reserved;
         continue;
       }
       // One look-up answers both questions: an id recorded earlier in this batch (its
@@ -543,12 +564,51 @@ class engine_impl {
 
   // Registry changes are decided here, in log order, from the registry alone (the
   // settlement accounts were checked before: engine::gateways).
-  void sequence_gateways(engine_batch& b) {
+  void sequence_gateways(batch& b) {
     b.results.assign(b.count, result::ok);
     auto next = std::make_shared<actors::gateways::registry>(*registry_);
     for (uint32_t i = 0; i < b.count; ++i) b.results[i] = next->apply(b.gateway_ops[i], b.timestamp_base + i);
     registry_ = next;
     b.registry_after = std::move(next);
+  }
+
+  // Answers: field checks; the answering gateway's number goes into each (logged: replay
+  // and the desk see who answered). A gateway the registry lacks answers nothing.
+  // Batches of answers come only from engine::payout_answers (its gateway set).
+  void sequence_answers(batch& b) {
+    b.results.assign(b.count, result::ok);
+    for (uint32_t i = 0; i < b.count; ++i) {
+      auto& a = b.payout_answers[i];
+      if (a.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
+      else if (a.reserved != 0) b.results[i] = result::reserved_field;
+      else if (a.attempt == 0 || (a.outcome != wire::payout_outcome::settled && a.outcome != wire::payout_outcome::failed))
+        b.results[i] = result::payout_answer_invalid;
+      else if (!wire::currency_valid(a.currency)) b.results[i] = result::currency_invalid;
+      else if (a.amount == 0) b.results[i] = result::amount_must_not_be_zero;
+    }
+  }
+
+  void sequence_payout_ops(batch& b) {
+    b.results.assign(b.count, result::ok);
+    for (uint32_t i = 0; i < b.count; ++i) {
+      const auto& o = b.payout_ops[i];
+      if (o.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
+      else if (o.reserved[0] || o.reserved[1] || o.reserved[2]) b.results[i] = result::reserved_field;
+      else if (o.kind != wire::payout_op_kind::retry && o.kind != wire::payout_op_kind::cancel)
+        b.results[i] = result::payout_answer_invalid;
+      else if (!wire::currency_valid(o.currency)) b.results[i] = result::currency_invalid;
+    }
+  }
+
+  void sequence_events(batch& b) {
+    b.results.assign(b.count, result::ok);
+    for (uint32_t i = 0; i < b.count; ++i) {
+      const auto& e = b.gateway_events[i];
+      const bool reset = e.kind == wire::gateway_event_kind::reset;
+      if ((reset && e.gateway != 0) || (!reset && !registry_->find(e.gateway)) ||
+          (e.kind != wire::gateway_event_kind::up && e.kind != wire::gateway_event_kind::down && !reset))
+        b.results[i] = result::gateway_not_found;
+    }
   }
 
   // Fills the sequencer's annotations; for writes also the timestamps (unless replaying).
@@ -581,11 +641,28 @@ class engine_impl {
         b.results.assign(b.count, result::group_not_found);
         b.found_groups.assign(b.count, actors::equb::group_entry{});
         break;
-      case op_kind::gateway_ops: sequence_gateways(static_cast<engine_batch&>(b)); break;
-      case op_kind::deposits: MESOB_ASSERT_MSG(false, "deposits are sequenced as transfers"); break;
+      case op_kind::gateway_ops: sequence_gateways(b); break;
+      case op_kind::deposits:
+      case op_kind::payouts: MESOB_ASSERT_MSG(false, "deposits and payouts are sequenced as transfers"); break;
+      case op_kind::payout_answers: sequence_answers(b); break;
+      case op_kind::lookup_payouts:
+        b.found_payouts.assign(shards_n_, {});
+        b.found_breakers.assign(shards_n_, {});
+        break;
+      case op_kind::payout_ops: sequence_payout_ops(b); break;
+      case op_kind::gateway_events: sequence_events(b); break;
     }
     const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
-    b.shard_mask = b.kind == op_kind::gateway_ops ? 1u : all;
+    b.shard_mask = all;
+    // Answers and operators' actions go to the shards of their desks only.
+    auto desk_mask = [&](auto& items) {
+      uint32_t m = 0;
+      for (uint32_t i = 0; i < b.count; ++i)
+        if (b.results[i] == result::ok) m |= 1u << shard_of(actors::payouts::account_id(items[i].currency), shards_n_);
+      return m != 0 ? m : 1u;
+    };
+    if (b.kind == op_kind::payout_answers) b.shard_mask = desk_mask(b.payout_answers);
+    if (b.kind == op_kind::payout_ops) b.shard_mask = desk_mask(b.payout_ops);
     if (b.kind == op_kind::create_transfers) {
       uint32_t m = 0;
       for (uint32_t s = 0; s < shards_n_; ++s)
@@ -616,7 +693,18 @@ class engine_impl {
       case op_kind::equb_ops: b->equb_ops = std::move(req.equb_ops); b->count = uint32_t(b->equb_ops.size()); break;
       case op_kind::lookup_groups: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
       case op_kind::gateway_ops: b->gateway_ops = std::move(req.gateway_ops); b->count = uint32_t(b->gateway_ops.size()); break;
+      case op_kind::payout_answers:
+        b->payout_answers = std::move(req.payout_answers);
+        b->count = uint32_t(b->payout_answers.size());
+        break;
+      case op_kind::gateway_events:
+        b->gateway_events = std::move(req.gateway_events);
+        b->count = uint32_t(b->gateway_events.size());
+        break;
+      case op_kind::payout_ops: b->payout_ops = std::move(req.payout_ops); b->count = uint32_t(b->payout_ops.size()); break;
+      case op_kind::lookup_payouts: b->account_ids = std::move(req.account_ids); break;
       case op_kind::currency_totals:
+      case op_kind::payouts:
       case op_kind::deposits:
       case op_kind::tick: break;
     }
@@ -648,6 +736,13 @@ class engine_impl {
         n = req.gateway_ops.size();
         break;
       case op_kind::deposits: n = req.deposits.size(); break;
+      case op_kind::payouts: n = req.payouts.size(); break;
+      case op_kind::payout_answers: n = req.payout_answers.size(); break;
+      case op_kind::gateway_events: n = req.gateway_events.size(); break;
+      case op_kind::payout_ops: n = req.payout_ops.size(); break;
+      case op_kind::lookup_payouts:
+        if (req.account_ids.size() != 2) return status::kind_invalid;
+        break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -735,6 +830,7 @@ class engine_impl {
     c->pendings.resize(shards_n_);
     c->account_counts.resize(shards_n_);
     c->groups.resize(shards_n_);
+    c->payouts.resize(shards_n_);
     if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
     c->shards_remaining.store(shards_n_);
     chain_at_cut_[c.get()] = dispatched_chain_;
@@ -761,6 +857,7 @@ class engine_impl {
   std::vector<actors::stored_account> carried_accounts_;
   std::vector<actors::pending_info> carried_pendings_;
   std::vector<std::pair<uint64_t, std::vector<uint8_t>>> carried_groups_;
+  actors::payouts::desk_table::dirty_rows carried_payouts_;
 
   // Sorts by key and keeps the last-appended row of each key.
   template <class T, class Key>
@@ -798,6 +895,12 @@ class engine_impl {
       for (auto& list : c.dirty_accounts) carried_accounts_.insert(carried_accounts_.end(), list.begin(), list.end());
       for (auto& list : c.pendings) carried_pendings_.insert(carried_pendings_.end(), list.begin(), list.end());
       for (auto& list : c.groups) carried_groups_.insert(carried_groups_.end(), list.begin(), list.end());
+      for (auto& rows : c.payouts) {
+        carried_payouts_.payouts.insert(carried_payouts_.payouts.end(), rows.payouts.begin(), rows.payouts.end());
+        carried_payouts_.desks.insert(carried_payouts_.desks.end(), rows.desks.begin(), rows.desks.end());
+      }
+      keep_newest(carried_payouts_.payouts, [](const auto& r) { return r.first; });
+      keep_newest(carried_payouts_.desks, [](const auto& r) { return r.first; });
       keep_newest(carried_groups_, [](const auto& g) { return g.first; });
       // One row per account and per pending entry, the newest: while checkpoints keep
       // failing, what is carried stays bounded by the state, not by the failures.
@@ -811,6 +914,7 @@ class engine_impl {
     carried_pendings_.shrink_to_fit();
     carried_groups_.clear();
     carried_groups_.shrink_to_fit();
+    carried_payouts_ = {};
     committed_cut_seq_.store(c.seq);
     return {};
   }
@@ -853,6 +957,19 @@ class engine_impl {
         if (!w->put(storage::table::groups, id, bytes)) return w->error();
     // The whole gateway registry (it is small), as of the cut.
     if (!c.gateways.empty() && !w->put(storage::table::gateways, 0, c.gateways)) return w->error();
+    // Payouts and desks changed since the last cut (carried ones first), sessions up.
+    auto put_payout_rows = [&](const actors::payouts::desk_table::dirty_rows& rows) {
+      for (const auto& [id, bytes] : rows.payouts)
+        if (bytes.empty() ? !w->erase(storage::table::payouts, id) : !w->put(storage::table::payouts, id, bytes))
+          return false;
+      for (const auto& [cur, bytes] : rows.desks)
+        if (!w->put(storage::table::desks, cur, bytes)) return false;
+      return true;
+    };
+    if (!put_payout_rows(carried_payouts_)) return w->error();
+    for (const auto& rows : c.payouts)
+      if (!put_payout_rows(rows)) return w->error();
+    if (!c.gateway_sessions.empty() && !w->put(storage::table::desks, 0, c.gateway_sessions)) return w->error();
     storage::snapshot_meta m;
     m.lsn = c.lsn;
     m.chain = chain;
@@ -1078,16 +1195,43 @@ class engine_impl {
     open_has_writes_ = true;
   }
 
-  // A gateway's deposits become a transfer batch (flag `gateway`) of those the registry
-  // lets through; the reply puts the others' results back in their places.
-  bool deposits_to_transfers(queued& q) {
-    const auto n = uint32_t(q.req.deposits.size());
+  // A payout's hold: a pending transfer from the wallet to the currency's payout account.
+  result payout_hold(const wire::payout& p, wire::transfer* out) const {
+    if (p.id == 0) return result::id_must_not_be_zero;
+    if (p.reserved != 0 || p.reserved2 != 0) return result::reserved_field;
+    if (!wire::currency_valid(p.currency)) return result::currency_invalid;
+    if (p.rail == 0 || p.rail > actors::gateways::rail_max) return result::rail_invalid;
+    if (p.wallet == 0) return result::debit_account_id_must_not_be_zero;
+    if (actors::payouts::payout_account(p.wallet)) return result::payout_account_reserved;
+    if (p.amount == 0) return result::amount_must_not_be_zero;
+    bool served = false;
+    for (const auto& g : registry_->all()) served = served || (g.enabled && g.rail == p.rail && g.serves(p.currency));
+    if (!served) return result::payout_rail_unserved;
+    wire::transfer t{};
+    t.id = actors::payouts::hold_id(p.id);
+    t.debit_account_id = p.wallet;
+    t.credit_account_id = actors::payouts::account_id(p.currency);
+    t.amount = p.amount;
+    t.currency = p.currency;
+    t.user_data = p.destination;
+    t.code = p.rail;
+    t.flags = wire::transfer_flags::pending;
+    *out = t;
+    return result::ok;
+  }
+
+  // A gateway's deposits, or payouts, become a transfer batch (flag `gateway`) of those
+  // the registry lets through; the reply puts the others' results back in their places.
+  bool gateway_items_to_transfers(queued& q) {
+    const bool deposits = q.req.kind == op_kind::deposits;
+    const auto n = uint32_t(deposits ? q.req.deposits.size() : q.req.payouts.size());
     std::vector<result> results(n, result::ok);
     std::vector<uint32_t> placed;
     std::vector<wire::transfer> transfers;
     for (uint32_t i = 0; i < n; ++i) {
       wire::transfer t;
-      results[i] = registry_->deposit_transfer(q.req.gateway, q.req.deposits[i], &t);
+      results[i] = deposits ? registry_->deposit_transfer(q.req.gateway, q.req.deposits[i], &t)
+                            : payout_hold(q.req.payouts[i], &t);
       if (results[i] != result::ok) continue;
       placed.push_back(i);
       transfers.push_back(t);
@@ -1112,6 +1256,22 @@ class engine_impl {
     return true;
   }
 
+  // Answers carry the number of the gateway whose session sent them.
+  bool stamp_answering_gateway(queued& q) {
+    const auto* g = registry_->find(q.req.gateway);
+    if (!g) {
+      reply r;
+      r.results.assign(q.req.payout_answers.size(), result::gateway_not_registered);
+      q.done(std::move(r));
+      return false;
+    }
+    for (auto& a : q.req.payout_answers) {
+      if (a.gateway != 0) a.outcome = wire::payout_outcome(0);  // a client's gateway field: payout_answer_invalid
+      a.gateway = g->number;
+    }
+    return true;
+  }
+
   void accept(queued&& q) {
     if (auto bad = precheck(q.req)) {
       reply r;
@@ -1119,8 +1279,9 @@ class engine_impl {
       q.done(std::move(r));
       return;
     }
-    const bool gateway = q.req.kind == op_kind::deposits;
-    if (gateway && !deposits_to_transfers(q)) return;
+    const bool gateway = q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts || q.req.gateway_internal;
+    if ((q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts) && !gateway_items_to_transfers(q)) return;
+    if (q.req.kind == op_kind::payout_answers && !stamp_answering_gateway(q)) return;
     auto b = make_batch(std::move(q.req));
     b->user_done = std::move(q.done);
     b->emitted = q.emitted;
@@ -1172,6 +1333,14 @@ class engine_impl {
       r.accounts = std::move(b.found_accounts);
       r.transfers = std::move(b.found_transfers);
       r.groups = std::move(b.found_groups);
+      for (auto& list : b.found_payouts)
+        for (auto& p : list) r.payouts.push_back(std::move(p));
+      std::sort(r.payouts.begin(), r.payouts.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
+      for (auto& list : b.found_breakers)
+        for (auto& row : list) r.breakers.push_back(row);
+      std::sort(r.breakers.begin(), r.breakers.end(), [](const auto& x, const auto& y) {
+        return x.currency != y.currency ? x.currency < y.currency : x.gateway < y.gateway;
+      });
       for (auto& a : b.group_audits) {
         r.groups_checked += a.checked;
         for (auto& f : a.faults) r.group_faults.push_back(std::move(f));
@@ -1436,11 +1605,62 @@ class engine_impl {
       }
       if (!actors::gateways::registry::decode(v, reg.get(), &why)) return false;
       registry_ = reg;
+      for (auto& sh : shards_) sh->desks().set_registry(reg);
       publish_registry(std::move(reg));
       return true;
     }, error);
     if (!ok) {
       if (!why.empty()) *error = "snapshot: " + why;
+      return false;
+    }
+    // Payout desks (key 0: the gateways' sessions, every shard's copy), then their payouts.
+    ok = snap_->scan(storage::table::desks, [&](uint64_t key, std::span<const uint8_t> v) {
+      if (key == 0) {
+        bool loaded = true;
+        for (auto& sh : shards_) {
+          sh->desks().load_sessions(v, &why, &loaded);
+          if (!loaded) return false;
+        }
+        return true;
+      }
+      actors::payouts::desk d;
+      if (!actors::payouts::decode_desk(v, &d, &why)) return false;
+      if (d.currency != key) {
+        why = "desk row " + std::to_string(key) + " holds " + wire::currency_name(d.currency);
+        return false;
+      }
+      shards_[shard_of(actors::payouts::account_id(d.currency), shards_n_)]->desks().load_desk(std::move(d));
+      return true;
+    }, error);
+    if (ok) {
+      ok = snap_->scan(storage::table::payouts, [&](uint64_t key, std::span<const uint8_t> v) {
+        actors::payouts::payout_entry p;
+        if (!actors::payouts::decode_payout(v, &p, &why)) return false;
+        if (p.id != key) {
+          why = "payout row " + std::to_string(key) + " holds payout " + std::to_string(p.id);
+          return false;
+        }
+        return shards_[shard_of(actors::payouts::account_id(p.currency), shards_n_)]->desks().load_payout(std::move(p), &why);
+      }, error);
+    }
+    // Each payout account holds, pending, exactly its desk's payouts, and nothing posted.
+    for (auto& sh : shards_) {
+      if (!ok) break;
+      sh->desks().for_each_desk([&](const actors::payouts::desk& d) {
+        if (!ok) return;
+        uint64_t held = 0;
+        for (const auto& [id, p] : d.payouts) held += p.amount;
+        const wire::account* a = sh->find_account(actors::payouts::account_id(d.currency));
+        if (!a || a->credits_pending != held || a->debits_pending != 0 || a->debits_posted != a->credits_posted) {
+          why = "the " + wire::currency_name(d.currency) + " payout account " +
+                (a ? "holds " + std::to_string(a->credits_pending) + " pending" : std::string("is missing")) +
+                " but its desk holds " + std::to_string(held);
+          ok = false;
+        }
+      });
+    }
+    if (!ok) {
+      if (!why.empty()) *error = "snapshot: payouts: " + why;
       return false;
     }
     flushed_serial_ = expect;
@@ -1496,7 +1716,8 @@ class engine_impl {
     const auto body = v.payload.subspan(sizeof bh);
     bool ok = bh.count <= batch_ops_max && (bh.flags & ~(batch_flag_emitted | batch_flag_gateway)) == 0 &&
               bh.flags != (batch_flag_emitted | batch_flag_gateway) &&
-              (bh.flags == 0 || b->kind == op_kind::create_transfers);
+              (bh.flags == 0 || b->kind == op_kind::create_transfers ||
+               (bh.flags == batch_flag_gateway && b->kind == op_kind::create_accounts));
     b->emitted = bh.flags & batch_flag_emitted;
     b->gateway = bh.flags & batch_flag_gateway;
     switch (b->kind) {
@@ -1505,6 +1726,9 @@ class engine_impl {
       case op_kind::gateway_ops:
         ok = ok && bh.count <= gateway_ops_max && decode_ops(body, bh.count, b->gateway_ops);
         break;
+      case op_kind::payout_answers: ok = ok && decode_ops(body, bh.count, b->payout_answers); break;
+      case op_kind::gateway_events: ok = ok && decode_ops(body, bh.count, b->gateway_events); break;
+      case op_kind::payout_ops: ok = ok && decode_ops(body, bh.count, b->payout_ops); break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
@@ -1831,9 +2055,44 @@ class engine_impl {
       sh->groups().set_emit([this](std::vector<wire::transfer>&& chain) { enqueue_emitted(std::move(chain)); });
     }
     rec_.groups_reemitted = again.size();
+    // Payout desks: their chains no log record carried, then live sinks. No gateway has a
+    // session after a start: a logged reset says so first (routing follows the log).
+    std::vector<queued> desk_chains;
+    for (auto& sh : shards_) {
+      for (auto& chain : sh->desks().chains_owed()) {
+        queued q;
+        q.req.kind = op_kind::create_transfers;
+        q.req.transfers = std::move(chain);
+        q.done = [](reply&&) {};
+        q.emitted = true;
+        desk_chains.push_back(std::move(q));
+      }
+      sh->desks().set_emit([this](std::vector<wire::transfer>&& chain) { enqueue_emitted(std::move(chain)); });
+      actors::shard* s = sh.get();
+      sh->desks().set_instruct([this, s](uint32_t gateway, std::vector<wire::payout_instruction>&& list) {
+        const auto* g = s->desks().registry()->find(gateway);
+        engine::instruction_sink sink;
+        {
+          std::lock_guard lk(sink_mu_);
+          sink = sink_;
+        }
+        if (g && sink) sink(g->id, std::move(list));
+      });
+    }
+    rec_.payout_chains_reemitted = desk_chains.size();
     std::lock_guard lk(q_mu_);
+    if (registry_->size() > 0) {
+      queued reset;
+      reset.req.kind = op_kind::gateway_events;
+      reset.req.gateway_events = {wire::gateway_event{0, wire::gateway_event_kind::reset, {}}};
+      reset.done = [](reply&&) {};
+      q_.push_back(std::move(reset));
+    }
     for (auto& q : again) q_.push_back(std::move(q));
+    for (auto& q : desk_chains) q_.push_back(std::move(q));
   }
+  std::mutex sink_mu_;
+  engine::instruction_sink sink_;
 
   bool closed_ = false;
 
@@ -2009,6 +2268,41 @@ std::shared_ptr<const actors::gateways::registry> engine::gateway_registry() con
   return impl_->published_registry();
 }
 
+reply engine::payouts(std::vector<wire::payout> p) {
+  return call_with(*this, op_kind::payouts, &request::payouts, std::move(p));
+}
+
+reply engine::payout_answers(const std::string& gateway, std::vector<wire::payout_answer> a) {
+  request r;
+  r.kind = op_kind::payout_answers;
+  r.gateway = gateway;
+  r.payout_answers = std::move(a);
+  return call(std::move(r));
+}
+
+void engine::gateway_event(wire::gateway_event e) {
+  request r;
+  r.kind = op_kind::gateway_events;
+  r.gateway_events = {e};
+  submit(std::move(r), [](reply&&) {});
+}
+
+reply engine::payout_ops(std::vector<wire::payout_op> ops) {
+  return call_with(*this, op_kind::payout_ops, &request::payout_ops, std::move(ops));
+}
+
+reply engine::lookup_payouts(uint64_t payout_id, size_t limit) {
+  request r;
+  r.kind = op_kind::lookup_payouts;
+  r.account_ids = {payout_id, limit};
+  return call(std::move(r));
+}
+
+void engine::set_instruction_sink(instruction_sink s) {
+  std::lock_guard lk(impl_->sink_mu_);
+  impl_->sink_ = std::move(s);
+}
+
 // Settlement accounts first: each one an op names must be a gateway settlement account in
 // its currency; absent ones are created so. Accounts never change kind or currency and
 // are never removed, so what holds here still holds when the change is sequenced.
@@ -2055,6 +2349,34 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
         create.push_back(a);
         creating[a.id] = a.currency;
       }
+    }
+  }
+  // Each currency a gateway serves gets its payout account (the desk's; engine-made, in
+  // the reserved range).
+  std::vector<wire::account> payout_accounts;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!names_accounts(ops[i]) || out.results[i] != result::ok) continue;
+    for (uint32_t c = 0; c < ops[i].currencies_n; ++c) {
+      wire::account a{};
+      a.id = actors::payouts::account_id(ops[i].currencies[c].currency);
+      a.currency = ops[i].currencies[c].currency;
+      a.kind = wire::account_kind::system;
+      if (std::none_of(payout_accounts.begin(), payout_accounts.end(), [&](const auto& x) { return x.id == a.id; }))
+        payout_accounts.push_back(a);
+    }
+  }
+  if (!payout_accounts.empty()) {
+    request q;
+    q.kind = op_kind::create_accounts;
+    q.accounts = payout_accounts;
+    q.gateway_internal = true;
+    reply r = call(std::move(q));
+    if (r.st != status::ok) return r;
+    for (size_t k = 0; k < payout_accounts.size(); ++k) {
+      if (r.results[k] == result::ok) continue;
+      for (size_t i = 0; i < ops.size(); ++i)
+        for (uint32_t c = 0; names_accounts(ops[i]) && c < ops[i].currencies_n; ++c)
+          if (ops[i].currencies[c].currency == payout_accounts[k].currency) out.results[i] = result::currencies_invalid;
     }
   }
   if (!create.empty()) {

@@ -78,6 +78,15 @@ struct request {
   // with kind_invalid).
   std::vector<wire::gateway_op> gateway_ops;
   bool gateway_accounts_checked = false;
+  // payouts: holds placed and routed by the desks (actors/payout_desk.hpp);
+  // payout_answers: from `gateway`'s session; gateway_events and payout_ops: the engine's
+  // and operators' (engine::gateway_event, engine::payout_ops)
+  std::vector<wire::payout> payouts;
+  std::vector<wire::payout_answer> payout_answers;
+  std::vector<wire::gateway_event> gateway_events;
+  std::vector<wire::payout_op> payout_ops;
+  // Engine-internal: create_accounts of payout accounts (reserved ids; engine::gateways)
+  bool gateway_internal = false;
 };
 
 enum class status : uint8_t {
@@ -98,6 +107,8 @@ struct reply {
   std::vector<balance_as_of> balances;       // lookup_balances_as_of: one per query
   std::vector<actors::currency_total> totals;  // currency_totals: one per currency
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
+  std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
+  std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
   uint64_t groups_checked = 0;                // currency_totals: equb groups checked against their escrows
   std::vector<std::string> group_faults;      // currency_totals: what was wrong (at most 64 per shard)
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
@@ -111,6 +122,7 @@ struct recovery_report {
   uint64_t accounts_loaded = 0;
   uint64_t groups_loaded = 0;    // equb groups read from the snapshot
   uint64_t groups_reemitted = 0;  // their payments no log record carried, sent again at start
+  uint64_t payout_chains_reemitted = 0;  // payouts' posts and voids no log record carried
   uint64_t transfers_loaded = 0;
   uint64_t pending_loaded = 0;  // open pending transfers read from the snapshot
   std::string torn_tail;  // empty unless a torn tail was cut
@@ -207,6 +219,23 @@ class engine {
   reply deposit(const std::string& gateway, std::vector<wire::deposit> deposits);
   // The registry as of the last change made durable (immutable; from any thread).
   [[nodiscard]] std::shared_ptr<const actors::gateways::registry> gateway_registry() const;
+  // Payouts (actors/payout_desk.hpp): each places its hold and is routed to a gateway.
+  reply payouts(std::vector<wire::payout> p);
+  // A gateway's answers to instructions (from its session).
+  reply payout_answers(const std::string& gateway, std::vector<wire::payout_answer> a);
+  // A registered gateway's session opened or closed (the server calls these; async).
+  void gateway_event(wire::gateway_event e);
+  // Operators: retry a dead letter (or a settlement the ledger refused), cancel one.
+  reply payout_ops(std::vector<wire::payout_op> ops);
+  // The payouts the desks hold (all of them, or those with `payout_id`), from a
+  // consistent point of the request stream; at most `limit`.
+  // Also every desk's breakers (per currency and gateway: phase and counters).
+  reply lookup_payouts(uint64_t payout_id, size_t limit);
+  // Where instructions go: called on a shard thread with each batch's instructions for
+  // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped
+  // (the payouts time out and are retried once a sink is set and a session is up).
+  using instruction_sink = std::function<void(const std::string& gateway, std::vector<wire::payout_instruction>&&)>;
+  void set_instruction_sink(instruction_sink s);
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
   bool checkpoint(std::string* error);

@@ -40,7 +40,7 @@ static_assert(operation_bytes_max >= sizeof(wire::account));
 constexpr uint32_t equb_ops_max = 4096;
 static_assert(uint64_t(equb_ops_max) * sizeof(wire::equb_op) <= uint64_t(batch_ops_max) * operation_bytes_max);
 static_assert(operation_bytes_max >= sizeof(wire::account_status_change));
-// Gateway registry changes in one request (272 bytes each; operators make a few at a time).
+// Gateway registry changes in one request (280 bytes each; operators make a few at a time).
 constexpr uint32_t gateway_ops_max = 64;
 static_assert(sizeof(wire::deposit) <= operation_bytes_max);
 static_assert(shards_max <= 32, "sync masks are 32-bit");

@@ -193,6 +193,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("mesobd: listening on %s:%u\n", net.address.c_str(), unsigned(srv->port()));
+  // Payout instructions go to the gateway's sessions as pushed frames (topic "payouts").
+  e->set_instruction_sink([s = srv.get()](const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
+    s->push(gateway, wire::payouts_topic, wire::payout_instructions_body(list));
+  });
   engine::server_config anet = net;
   anet.address = admin_address;
   anet.port = admin_port;
@@ -205,6 +209,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesobd: cannot serve the admin port: %s\n", error.c_str());
     admin.reset();  // before the client server it reads goes
     srv->stop();
+    e->close();  // no shard calls the instruction sink (the server) any more
     return 1;
   }
   admin->set_servers(srv.get(), admin_srv.get());
@@ -220,6 +225,7 @@ int main(int argc, char** argv) {
   admin.reset();
   srv->stop();  // no new connections; what was taken is answered and flushed
   e->close();
+  e->set_instruction_sink(nullptr);
   const auto st = e->stats();
   std::printf("mesobd: stopped cleanly at lsn %llu (snapshot lsn %llu)\n",
               static_cast<unsigned long long>(st.lsn_durable),

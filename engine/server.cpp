@@ -87,6 +87,7 @@ struct session {
   std::string peer;
   std::shared_ptr<std::atomic<uint64_t>> requests = std::make_shared<std::atomic<uint64_t>>(0);
   uint32_t roles = 0;
+  uint32_t registered = 0;  // a registry gateway's number (its session counts for payout routing)
   wire::frame_reader reader;
   std::deque<std::vector<uint8_t>> out;
   size_t out_offset = 0;  // bytes of out.front() already sent
@@ -333,6 +334,7 @@ class server_impl {
       if (s && s->fd >= 0) {
         ::close(s->fd);
         s->fd = -1;
+        session_ended(*s);
       }
     std::lock_guard lk(list_mu_);
     listed_.clear();
@@ -423,10 +425,17 @@ class server_impl {
     ::shutdown(s.fd, SHUT_RDWR);
     maybe_free(s);
   }
+  // A registered gateway's session going away: payout routing learns it through the log.
+  void session_ended(session& s) {
+    if (s.registered == 0) return;
+    eng_.gateway_event({s.registered, wire::gateway_event_kind::down, {}});
+    s.registered = 0;
+  }
   void maybe_free(session& s) {
     if (!s.closing || s.recv_armed || s.sending) return;
     ::close(s.fd);
     s.fd = -1;
+    session_ended(s);
     {
       std::lock_guard lk(list_mu_);
       listed_.erase(list_key(s));
@@ -554,6 +563,7 @@ class server_impl {
     const std::vector<uint8_t>* secret = nullptr;
     uint32_t roles = 0;
     std::shared_ptr<const actors::gateways::registry> reg;
+    uint32_t number = 0;
     if (const auto it = gateways_.find(a.gateway_id); it != gateways_.end()) {
       secret = &it->second->secret;
       roles = it->second->roles;
@@ -562,6 +572,7 @@ class server_impl {
       if (const auto* g = reg->find(a.gateway_id); g && g->enabled) {
         secret = &g->secret;
         roles = g->roles;
+        number = g->number;
       }
     }
     const bool ok = secret && wire::mac_equal(wire::auth_mac(*secret, s.nonce), a.mac);
@@ -581,6 +592,10 @@ class server_impl {
     s.authed = true;
     s.gateway = a.gateway_id;
     s.roles = roles;
+    if (number != 0 && !cfg_.admin && (roles & wire::roles::payments)) {
+      s.registered = number;
+      eng_.gateway_event({number, wire::gateway_event_kind::up, {}});
+    }
     s.session_id = next_session_id.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lk(list_mu_);
@@ -642,6 +657,12 @@ class server_impl {
         req.kind = op_kind::deposits;
         req.gateway = s.gateway;
         p.copy_to(req.deposits);
+        break;
+      case wire::operation::payouts: req.kind = op_kind::payouts; p.copy_to(req.payouts); break;
+      case wire::operation::payout_answers:
+        req.kind = op_kind::payout_answers;
+        req.gateway = s.gateway;
+        p.copy_to(req.payout_answers);
         break;
     }
     ++s.in_flight;
@@ -752,7 +773,9 @@ class server_impl {
         break;
       }
       case wire::operation::equb_ops:
-      case wire::operation::deposits: body = wire::results_body(r.results); break;
+      case wire::operation::deposits:
+      case wire::operation::payouts:
+      case wire::operation::payout_answers: body = wire::results_body(r.results); break;
       case wire::operation::lookup_groups: {
         std::vector<wire::group_item> gs(r.groups.size());
         for (size_t i = 0; i < gs.size(); ++i)

@@ -43,6 +43,8 @@ const char* table_name(table t) {
     case table::resolved: return "resolved";
     case table::groups: return "groups";
     case table::gateways: return "gateways";
+    case table::payouts: return "payouts";
+    case table::desks: return "desks";
   }
   return "?";
 }
@@ -76,7 +78,7 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   ::mkdir(dir.c_str(), 0755);
   std::unique_ptr<snapshot_store> s(new snapshot_store());
   int rc = mdb_env_create(&s->env_);
-  if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 8);
+  if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 16);
   if (rc == 0) rc = mdb_env_set_mapsize(s->env_, map_bytes);
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
   if (rc != 0) {

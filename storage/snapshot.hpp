@@ -10,6 +10,9 @@
 //   resolved   serial     -> a resolved pending transfer's final state (posted, voided, expired)
 //   groups     group id   -> an equb group (actors/equb_group.hpp, encode_entry)
 //   gateways   0          -> the gateway registry (actors/gateway_registry.hpp, encode)
+//   payouts    payout id  -> a payout a desk holds (actors/payout_desk.hpp, encode_payout)
+//   desks      currency   -> a payout desk without its payouts (encode_desk); key 0: the
+//                            gateways' sessions up (desk_table::encode_sessions)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
@@ -33,8 +36,8 @@ namespace mesob::storage {
 
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
-// so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry.
-// Versions 4 and 5 are read as well (they have no groups, no registry).
+// so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry,
+// payouts and their desks. Versions 4 and 5 are read as well (they have none of these).
 constexpr uint32_t snapshot_format_version = 6;
 constexpr uint32_t snapshot_format_oldest = 4;
 
@@ -51,8 +54,17 @@ struct snapshot_meta {
 };
 static_assert(sizeof(snapshot_meta) == 88);
 
-enum class table : int { accounts = 0, transfers = 1, pending = 2, resolved = 3, groups = 4, gateways = 5 };
-constexpr int tables = 6;
+enum class table : int {
+  accounts = 0,
+  transfers = 1,
+  pending = 2,
+  resolved = 3,
+  groups = 4,
+  gateways = 5,
+  payouts = 6,
+  desks = 7,
+};
+constexpr int tables = 8;
 
 class snapshot_store {
  public:

@@ -21,6 +21,9 @@ static_assert(sizeof(fb::TransferRecord) == sizeof(transfer_record_item));
 static_assert(sizeof(fb::Balance) == sizeof(balance_item));
 static_assert(sizeof(fb::EqubOp) == sizeof(equb_op));
 static_assert(sizeof(fb::Deposit) == sizeof(deposit));
+static_assert(sizeof(fb::Payout) == sizeof(payout));
+static_assert(sizeof(fb::PayoutAnswer) == sizeof(payout_answer));
+static_assert(sizeof(fb::PayoutInstruction) == sizeof(payout_instruction));
 static_assert(sizeof(fb::GroupSeat) == sizeof(group_seat_item));
 static_assert(sizeof(fb::GroupRound) == sizeof(group_round_item));
 static_assert(sizeof(fb::GroupPayment) == sizeof(group_payment_item));
@@ -206,13 +209,16 @@ std::string_view operation_name(operation op) {
     case operation::equb_ops: return "equb_ops";
     case operation::lookup_groups: return "lookup_groups";
     case operation::deposits: return "deposits";
+    case operation::payouts: return "payouts";
+    case operation::payout_answers: return "payout_answers";
   }
   return "unknown";
 }
 
 bool operation_writes(operation op) {
   return op == operation::create_accounts || op == operation::create_transfers ||
-         op == operation::set_account_status || op == operation::equb_ops || op == operation::deposits;
+         op == operation::set_account_status || op == operation::equb_ops || op == operation::deposits ||
+         op == operation::payouts || op == operation::payout_answers;
 }
 
 size_t operation_item_bytes(operation op) {
@@ -227,6 +233,8 @@ size_t operation_item_bytes(operation op) {
     case operation::equb_ops: return sizeof(equb_op);
     case operation::lookup_groups: return sizeof(uint64_t);
     case operation::deposits: return sizeof(deposit);
+    case operation::payouts: return sizeof(payout);
+    case operation::payout_answers: return sizeof(payout_answer);
   }
   return 0;
 }
@@ -284,6 +292,28 @@ std::vector<uint8_t> deposits_body(std::span<const deposit> items) {
   });
 }
 
+std::vector<uint8_t> payouts_body(std::span<const payout> items) {
+  return request(items.size_bytes(), fb::Operation::Payouts, [&](auto& fbb) {
+    return fb::CreatePayouts(fbb, structs<fb::Payout>(fbb, items));
+  });
+}
+std::vector<uint8_t> payout_answers_body(std::span<const payout_answer> items) {
+  return request(items.size_bytes(), fb::Operation::PayoutAnswers, [&](auto& fbb) {
+    return fb::CreatePayoutAnswers(fbb, structs<fb::PayoutAnswer>(fbb, items));
+  });
+}
+
+std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items) {
+  flatbuffers::FlatBufferBuilder fbb(items.size_bytes() + 128);
+  return finish(fbb, fb::CreatePayoutInstructions(fbb, structs<fb::PayoutInstruction>(fbb, items)).Union());
+}
+
+bool parse_payout_instructions(std::span<const uint8_t> body, std::vector<payout_instruction>* out, std::string* why) {
+  if (!verify<fb::PayoutInstructions>(body, why)) return false;
+  copy_structs(flatbuffers::GetRoot<fb::PayoutInstructions>(body.data())->instructions(), *out);
+  return true;
+}
+
 bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg* err) {
   std::string why;
   if (!verify<fb::Request>(body, &why)) {
@@ -316,6 +346,8 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::EqubOps: take(r->operation_as_EqubOps()->ops()); break;
     case fb::Operation::LookupGroups: take(r->operation_as_LookupGroups()->ids()); break;
     case fb::Operation::Deposits: take(r->operation_as_Deposits()->deposits()); break;
+    case fb::Operation::Payouts: take(r->operation_as_Payouts()->payouts()); break;
+    case fb::Operation::PayoutAnswers: take(r->operation_as_PayoutAnswers()->answers()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));

@@ -75,6 +75,8 @@ enum class operation : uint8_t {
   equb_ops = 8,       // wire::equb_op items
   lookup_groups = 9,  // group ids (u64), at most lookup_groups_max
   deposits = 10,      // wire::deposit items, from a registered gateway
+  payouts = 11,       // wire::payout items
+  payout_answers = 12,  // wire::payout_answer items, from a registered gateway
 };
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
@@ -105,6 +107,12 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> equb_ops_body(std::span<const equb_op> items);
 [[nodiscard]] std::vector<uint8_t> lookup_groups_body(std::span<const uint64_t> ids);
 [[nodiscard]] std::vector<uint8_t> deposits_body(std::span<const deposit> items);
+[[nodiscard]] std::vector<uint8_t> payouts_body(std::span<const payout> items);
+[[nodiscard]] std::vector<uint8_t> payout_answers_body(std::span<const payout_answer> items);
+// The body of a pushed frame with topic "payouts" (PayoutInstructions), and its parser.
+constexpr const char* payouts_topic = "payouts";
+[[nodiscard]] std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items);
+bool parse_payout_instructions(std::span<const uint8_t> body, std::vector<payout_instruction>* out, std::string* why);
 
 struct parsed_request {
   operation op{};

@@ -137,6 +137,18 @@ std::string_view result_name(result r) {
     MESOB_RESULT(gateway_not_registered)
     MESOB_RESULT(gateway_disabled)
     MESOB_RESULT(gateway_currency_unserved)
+    MESOB_RESULT(answer_timeout_invalid)
+    MESOB_RESULT(payout_rail_unserved)
+    MESOB_RESULT(payout_account_reserved)
+    MESOB_RESULT(payout_not_found)
+    MESOB_RESULT(payout_instruction_unknown)
+    MESOB_RESULT(payout_wrong_gateway)
+    MESOB_RESULT(payout_amount_mismatch)
+    MESOB_RESULT(payout_already_resolved)
+    MESOB_RESULT(payout_answer_late)
+    MESOB_RESULT(payout_answer_invalid)
+    MESOB_RESULT(payout_not_dead)
+    MESOB_RESULT(payout_settled_elsewhere)
 #undef MESOB_RESULT
   }
   return "unknown_result";

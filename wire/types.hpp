@@ -195,12 +195,86 @@ struct gateway_op {
   uint32_t priority = 0;     // lower is tried first
   uint32_t roles = 0;        // wire::roles bits
   uint32_t currencies_n = 0;
+  // register, update: how long a payout instruction may wait for its answer (100 ms ..
+  // 1 h); retries back off and its circuit breaker cools down in multiples of it
+  uint32_t answer_timeout_ms = 0;
+  uint32_t reserved = 0;
   char id[64] = {};          // the gateway id, NUL-padded
   uint8_t secret[gateway_secret_max] = {};
   gateway_currency currencies[gateway_currencies_max] = {};
 };
-static_assert(sizeof(gateway_op) == 272);
+static_assert(sizeof(gateway_op) == 280);
 static_assert(std::is_trivially_copyable_v<gateway_op>);
+
+// A payout request: hold `amount` on `wallet` and pay it out to `destination` (an
+// opaque reference the gateway resolves: a phone number, card or bank account token)
+// through a gateway of `rail` serving `currency` (actors/payout_desk.hpp). `id` is the
+// client's payout id, unique engine-wide: a retry returns the first outcome.
+struct payout {
+  uint64_t id = 0;
+  uint64_t wallet = 0;
+  uint64_t amount = 0;
+  uint64_t destination = 0;
+  currency_code currency = 0;
+  uint8_t rail = 0;  // 1 mobile money, 2 card, 3 bank
+  uint8_t reserved = 0;
+  uint16_t reserved2 = 0;
+};
+static_assert(sizeof(payout) == 40);
+static_assert(std::is_trivially_copyable_v<payout>);
+
+// What the engine pushes to a gateway: pay `amount` to `destination`. (payout_id,
+// attempt) is the instruction's id; payout_id alone is the idempotency key, the same on
+// every attempt and every gateway.
+struct payout_instruction {
+  uint64_t payout_id = 0;
+  uint64_t amount = 0;
+  uint64_t destination = 0;
+  currency_code currency = 0;
+  uint32_t attempt = 0;  // 1, 2, ...
+  uint8_t rail = 0;
+  uint8_t reserved[7] = {};
+};
+static_assert(sizeof(payout_instruction) == 40);
+static_assert(std::is_trivially_copyable_v<payout_instruction>);
+
+enum class payout_outcome : uint8_t { settled = 1, failed = 2 };
+// A gateway's answer to an instruction. `gateway` is the engine's to fill (the
+// answering session's gateway number); clients send 0.
+struct payout_answer {
+  uint64_t payout_id = 0;
+  uint64_t amount = 0;  // must equal the instruction's
+  currency_code currency = 0;
+  uint32_t attempt = 0;
+  payout_outcome outcome = payout_outcome::settled;
+  uint8_t reserved = 0;
+  uint16_t reason = 0;  // failed: the gateway's own reason code, kept with the payout
+  uint32_t gateway = 0;
+};
+static_assert(sizeof(payout_answer) == 32);
+static_assert(std::is_trivially_copyable_v<payout_answer>);
+
+// A gateway's sessions opening and closing, as the log records them (the engine makes
+// these; routing follows them, so replay routes the same way).
+enum class gateway_event_kind : uint8_t { up = 1, down = 2, reset = 3 /* the engine restarted: none is up */ };
+struct gateway_event {
+  uint32_t gateway = 0;  // number; 0 with reset
+  gateway_event_kind kind = gateway_event_kind::up;
+  uint8_t reserved[3] = {};
+};
+static_assert(sizeof(gateway_event) == 8);
+
+// Operators' actions on a payout (admin port): a dead letter sent again from its first
+// route, or cancelled (the hold voided); a payout whose settlement the ledger refused,
+// posted again.
+enum class payout_op_kind : uint8_t { retry = 1, cancel = 2 };
+struct payout_op {
+  uint64_t payout_id = 0;
+  currency_code currency = 0;
+  payout_op_kind kind = payout_op_kind::retry;
+  uint8_t reserved[3] = {};
+};
+static_assert(sizeof(payout_op) == 16);
 
 // One result per operation, in batch order.
 enum class result : uint32_t {
@@ -316,6 +390,19 @@ enum class result : uint32_t {
   gateway_not_registered = 161,          // a deposit from a gateway the registry lacks
   gateway_disabled = 162,
   gateway_currency_unserved = 163,       // a deposit in a currency the gateway does not serve
+  answer_timeout_invalid = 164,          // not 100 ms .. 1 h
+  // payouts (actors/payout_desk.hpp)
+  payout_rail_unserved = 170,            // no registered gateway of the rail serves the currency
+  payout_account_reserved = 171,         // a transfer or status change on a payout account
+  payout_not_found = 172,
+  payout_instruction_unknown = 173,      // no such attempt of the payout
+  payout_wrong_gateway = 174,            // the attempt went to another gateway
+  payout_amount_mismatch = 175,          // amount or currency differ from the instruction's
+  payout_already_resolved = 176,         // settled, failed or cancelled already (a duplicate)
+  payout_answer_late = 177,              // a failure for an attempt already superseded
+  payout_answer_invalid = 178,           // outcome unknown, attempt 0, or gateway set by a client
+  payout_not_dead = 179,                 // retry, cancel: only dead letters (and refused settlements)
+  payout_settled_elsewhere = 180,        // cancel: a gateway settled it; it can only be posted
 };
 [[nodiscard]] std::string_view result_name(result r);
 

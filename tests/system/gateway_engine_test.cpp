@@ -23,6 +23,7 @@ wire::gateway_op registration(const char* id, uint64_t etb_account, uint32_t pri
   op.rail = uint8_t(actors::gateways::rail::mobile_money);
   op.priority = priority;
   op.roles = wire::roles::payments;
+  op.answer_timeout_ms = 5000;
   op.currencies_n = 1;
   op.currencies[0] = {wire::currency("ETB"), 0, etb_account};
   op.secret_bytes = 32;

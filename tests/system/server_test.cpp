@@ -231,6 +231,7 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
   actors::gateways::set_op_id(reg, "telebirr");
   reg.rail = 1;
   reg.roles = wire::roles::payments;
+  reg.answer_timeout_ms = 1000;
   reg.currencies_n = 1;
   reg.currencies[0] = {wire::currency("ETB"), 0, 9000};
   reg.secret_bytes = 24;

@@ -23,6 +23,7 @@ wire::gateway_op make_op(wire::gateway_op_kind k, const char* id) {
     op.rail = uint8_t(rail::mobile_money);
     op.priority = 10;
     op.roles = wire::roles::payments;
+    op.answer_timeout_ms = 5000;
     op.currencies_n = 1;
     op.currencies[0] = {wire::currency("ETB"), 0, 5000};
   }
@@ -51,6 +52,14 @@ TEST(gateway_registry, field_checks_name_the_fault) {
   EXPECT_EQ(check_op_fields(op), result::roles_invalid);
   op.roles = 0;
   EXPECT_EQ(check_op_fields(op), result::roles_invalid);
+  op = make_op(K::register_gateway, "g");
+  op.answer_timeout_ms = 99;
+  EXPECT_EQ(check_op_fields(op), result::answer_timeout_invalid);
+  op.answer_timeout_ms = 3'600'001;
+  EXPECT_EQ(check_op_fields(op), result::answer_timeout_invalid);
+  op = make_op(K::disable, "g");
+  op.answer_timeout_ms = 1000;
+  EXPECT_EQ(check_op_fields(op), result::gateway_op_invalid);
   op = make_op(K::register_gateway, "g");
   op.secret_bytes = 15;
   EXPECT_EQ(check_op_fields(op), result::secret_invalid);

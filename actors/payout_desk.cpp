@@ -1,0 +1,761 @@
+#include "actors/payout_desk.hpp"
+
+#include <algorithm>
+
+#include "actors/byte_codec.hpp"
+#include "actors/flat_map.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::actors::payouts {
+
+using wire::result;
+
+const char* state_name(state s) {
+  switch (s) {
+    case state::waiting: return "waiting";
+    case state::in_flight: return "in_flight";
+    case state::settling: return "settling";
+    case state::failing: return "failing";
+    case state::dead: return "dead";
+    case state::settle_refused: return "settle_refused";
+  }
+  return "?";
+}
+
+const char* dead_reason_name(dead_reason r) {
+  switch (r) {
+    case dead_reason::none: return "";
+    case dead_reason::attempts: return "attempts_exhausted";
+    case dead_reason::routes: return "every_gateway_given_up";
+    case dead_reason::no_route: return "no_gateway_in_time";
+  }
+  return "?";
+}
+
+const char* phase_name(breaker::phase p) {
+  switch (p) {
+    case breaker::phase::closed: return "closed";
+    case breaker::phase::open: return "open";
+    case breaker::phase::half_open: return "half_open";
+  }
+  return "?";
+}
+
+std::vector<wire::transfer> chain_of(const payout_entry& p, uint64_t settlement_account) {
+  std::vector<wire::transfer> chain;
+  wire::transfer t{};
+  t.id = emitted_id(p.currency, p.chain_step);
+  t.pending_id = hold_id(p.id);
+  t.currency = p.currency;
+  t.user_data = account_id(p.currency);  // routes the chain to the desk's shard
+  if (p.st == state::settling || p.st == state::settle_refused) {
+    t.flags = wire::transfer_flags::post_pending | wire::transfer_flags::linked;
+    t.code = code_post;
+    chain.push_back(t);
+    wire::transfer m{};
+    m.id = emitted_id(p.currency, p.chain_step + 1);
+    m.debit_account_id = account_id(p.currency);
+    m.credit_account_id = settlement_account;
+    m.amount = p.amount;
+    m.currency = p.currency;
+    m.user_data = account_id(p.currency);
+    m.code = code_settle;
+    chain.push_back(m);
+  } else {
+    t.flags = wire::transfer_flags::void_pending;
+    t.code = code_void;
+    chain.push_back(t);
+  }
+  return chain;
+}
+
+// ---- byte forms ----------------------------------------------------------------------
+
+namespace {
+constexpr uint32_t payout_format = 1, desk_format = 1, sessions_format = 1;
+constexpr uint32_t list_max = 1u << 16;
+}  // namespace
+
+std::vector<uint8_t> encode_payout(const payout_entry& p) {
+  byte_writer w;
+  w.put(payout_format);
+  w.put(p.id);
+  w.put(p.wallet);
+  w.put(p.amount);
+  w.put(p.destination);
+  w.put(p.currency);
+  w.put(p.rail);
+  w.put(uint8_t(p.st));
+  w.put(uint8_t(p.dead));
+  w.put(uint8_t(p.cancelling));
+  w.put(p.gateway_reason);
+  w.put(uint32_t(p.refusal));
+  w.put(p.created_at);
+  w.put(p.due);
+  w.put(p.wait_since);
+  w.put(p.settled_by);
+  w.put(p.routing_base);
+  w.put(p.chain_step);
+  w.put(uint32_t(p.attempts.size()));
+  for (const auto& a : p.attempts) {
+    w.put(a.gateway);
+    w.put(a.sent_at);
+  }
+  w.put(uint32_t(p.given_up.size()));
+  for (const auto g : p.given_up) w.put(g);
+  return std::move(w.out);
+}
+
+bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::string* why) {
+  byte_reader r{bytes};
+  payout_entry p;
+  if (r.get<uint32_t>() != payout_format) {
+    *why = "payout: unknown format";
+    return false;
+  }
+  p.id = r.get<uint64_t>();
+  p.wallet = r.get<uint64_t>();
+  p.amount = r.get<uint64_t>();
+  p.destination = r.get<uint64_t>();
+  p.currency = r.get<uint32_t>();
+  p.rail = r.get<uint8_t>();
+  const auto st = r.get<uint8_t>();
+  const auto dead = r.get<uint8_t>();
+  const auto cancelling = r.get<uint8_t>();
+  p.gateway_reason = r.get<uint16_t>();
+  p.refusal = result(r.get<uint32_t>());
+  p.created_at = r.get<uint64_t>();
+  p.due = r.get<uint64_t>();
+  p.wait_since = r.get<uint64_t>();
+  p.settled_by = r.get<uint32_t>();
+  p.routing_base = r.get<uint32_t>();
+  p.chain_step = r.get<uint64_t>();
+  const uint32_t na = r.get<uint32_t>();
+  if (r.short_read || na > list_max) {
+    *why = "payout: truncated or too many attempts";
+    return false;
+  }
+  for (uint32_t i = 0; i < na; ++i) {
+    attempt a;
+    a.gateway = r.get<uint32_t>();
+    a.sent_at = r.get<uint64_t>();
+    p.attempts.push_back(a);
+  }
+  const uint32_t ng = r.get<uint32_t>();
+  if (r.short_read || ng > list_max) {
+    *why = "payout: truncated or too many gateways given up";
+    return false;
+  }
+  for (uint32_t i = 0; i < ng; ++i) p.given_up.push_back(r.get<uint32_t>());
+  if (r.short_read || r.at != bytes.size()) {
+    *why = "payout " + std::to_string(p.id) + ": truncated or trailing bytes";
+    return false;
+  }
+  if (p.id == 0 || p.amount == 0 || p.wallet == 0 || !wire::currency_valid(p.currency) || p.rail == 0 ||
+      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::settle_refused) || dead > 3 || cancelling > 1 ||
+      p.routing_base > p.attempts.size()) {
+    *why = "payout " + std::to_string(p.id) + ": a field is out of range";
+    return false;
+  }
+  p.st = state(st);
+  p.dead = dead_reason(dead);
+  p.cancelling = cancelling == 1;
+  *out = std::move(p);
+  return true;
+}
+
+std::vector<uint8_t> encode_desk(const desk& d) {
+  byte_writer w;
+  w.put(desk_format);
+  w.put(d.currency);
+  w.put(d.next_step);
+  std::vector<uint32_t> keys;
+  for (const auto& [g, b] : d.breakers) keys.push_back(g);
+  std::sort(keys.begin(), keys.end());
+  w.put(uint32_t(keys.size()));
+  for (const uint32_t g : keys) {
+    const breaker& b = d.breakers.at(g);
+    w.put(g);
+    w.put(uint8_t(b.ph));
+    w.put(b.n);
+    w.put(b.outcomes);
+    w.put(b.open_until);
+    w.put(b.probe);
+    w.put(b.trips);
+    w.put(b.sent);
+    w.put(b.settled);
+    w.put(b.failed);
+    w.put(b.timeouts);
+    w.put(b.settled_amount);
+    w.put(b.failed_amount);
+  }
+  return std::move(w.out);
+}
+
+bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
+  byte_reader r{bytes};
+  desk d;
+  if (r.get<uint32_t>() != desk_format) {
+    *why = "payout desk: unknown format";
+    return false;
+  }
+  d.currency = r.get<uint32_t>();
+  d.next_step = r.get<uint64_t>();
+  const uint32_t n = r.get<uint32_t>();
+  if (r.short_read || n > gateways::gateways_max || !wire::currency_valid(d.currency) || d.next_step == 0) {
+    *why = "payout desk: truncated or out of range";
+    return false;
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t g = r.get<uint32_t>();
+    breaker b;
+    const auto ph = r.get<uint8_t>();
+    b.n = r.get<uint8_t>();
+    b.outcomes = r.get<uint32_t>();
+    b.open_until = r.get<uint64_t>();
+    b.probe = r.get<uint64_t>();
+    b.trips = r.get<uint64_t>();
+    b.sent = r.get<uint64_t>();
+    b.settled = r.get<uint64_t>();
+    b.failed = r.get<uint64_t>();
+    b.timeouts = r.get<uint64_t>();
+    b.settled_amount = r.get<uint64_t>();
+    b.failed_amount = r.get<uint64_t>();
+    if (r.short_read || g == 0 || ph < 1 || ph > 3 || b.n > breaker_window || d.breakers.count(g)) {
+      *why = "payout desk " + wire::currency_name(d.currency) + ": a breaker is damaged";
+      return false;
+    }
+    b.ph = breaker::phase(ph);
+    d.breakers[g] = b;
+  }
+  if (r.at != bytes.size()) {
+    *why = "payout desk: trailing bytes";
+    return false;
+  }
+  *out = std::move(d);
+  return true;
+}
+
+std::vector<uint8_t> desk_table::encode_sessions() const {
+  std::vector<std::pair<uint32_t, uint32_t>> s(sessions_.begin(), sessions_.end());
+  std::sort(s.begin(), s.end());
+  byte_writer w;
+  w.put(sessions_format);
+  w.put(uint32_t(s.size()));
+  for (const auto& [g, n] : s) {
+    w.put(g);
+    w.put(n);
+  }
+  return std::move(w.out);
+}
+
+void desk_table::load_sessions(std::span<const uint8_t> bytes, std::string* why, bool* ok) {
+  byte_reader r{bytes};
+  *ok = false;
+  if (r.get<uint32_t>() != sessions_format) {
+    *why = "gateway sessions: unknown format";
+    return;
+  }
+  const uint32_t n = r.get<uint32_t>();
+  if (r.short_read || n > gateways::gateways_max) {
+    *why = "gateway sessions: truncated or too many";
+    return;
+  }
+  std::unordered_map<uint32_t, uint32_t> s;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t g = r.get<uint32_t>(), c = r.get<uint32_t>();
+    if (g == 0 || c == 0 || s.count(g)) {
+      *why = "gateway sessions: a row is damaged";
+      return;
+    }
+    s[g] = c;
+  }
+  if (r.short_read || r.at != bytes.size()) {
+    *why = "gateway sessions: truncated or trailing bytes";
+    return;
+  }
+  sessions_ = std::move(s);
+  *ok = true;
+}
+
+// ---- state ---------------------------------------------------------------------------
+
+desk& desk_table::desk_of(wire::currency_code c) {
+  auto [it, fresh] = desks_.try_emplace(c);
+  if (fresh) {
+    it->second.currency = c;
+    touch(it->second);
+  }
+  return it->second;
+}
+
+const desk* desk_table::find_desk(wire::currency_code c) const {
+  const auto it = desks_.find(c);
+  return it == desks_.end() ? nullptr : &it->second;
+}
+
+const payout_entry* desk_table::find(wire::currency_code c, uint64_t payout_id) const {
+  const desk* d = find_desk(c);
+  if (!d) return nullptr;
+  const auto it = d->payouts.find(payout_id);
+  return it == d->payouts.end() ? nullptr : &it->second;
+}
+
+bool desk_table::resolved(uint64_t payout_id, resolution* out) const {
+  const auto it = resolved_.find(payout_id);
+  if (it == resolved_.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+uint32_t desk_table::sessions(uint32_t gateway) const {
+  const auto it = sessions_.find(gateway);
+  return it == sessions_.end() ? 0 : it->second;
+}
+
+void desk_table::touch(desk& d) {
+  if (d.listed_dirty) return;
+  d.listed_dirty = true;
+  dirty_desks_.push_back(d.currency);
+}
+
+void desk_table::touch(desk& d, payout_entry& p) {
+  if (p.listed_dirty) return;
+  p.listed_dirty = true;
+  dirty_payouts_.emplace_back(d.currency, p.id);
+}
+
+void desk_table::schedule(payout_entry& p, uint64_t at) {
+  p.due = at;
+  timers_.push_back({at, p.id, p.currency});
+  std::push_heap(timers_.begin(), timers_.end(), std::greater<>{});
+}
+
+uint64_t desk_table::timeout_ns(uint32_t gateway) const {
+  const gateways::gateway* g = registry_->find(gateway);
+  const uint64_t ms = g ? g->answer_timeout_ms : gateways::answer_timeout_ms_default;
+  return ms * 1'000'000ull;
+}
+
+uint64_t desk_table::settlement_of(uint32_t gateway, wire::currency_code c) const {
+  const gateways::gateway* g = registry_->find(gateway);
+  const wire::gateway_currency* gc = g ? g->serves(c) : nullptr;
+  return gc ? gc->settlement_account_id : 0;
+}
+
+// ---- breakers ------------------------------------------------------------------------
+
+bool desk_table::admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now) {
+  auto it = d.breakers.find(g.number);
+  if (it == d.breakers.end()) return true;  // closed, nothing seen yet
+  breaker& b = it->second;
+  switch (b.ph) {
+    case breaker::phase::closed: return true;
+    case breaker::phase::open:
+      if (now < b.open_until) return false;
+      b.ph = breaker::phase::half_open;
+      b.probe = payout;
+      touch(d);
+      return true;
+    case breaker::phase::half_open: {
+      if (b.probe != 0 && b.probe != payout) {
+        // The probe still decides while it is in flight here; one re-routed elsewhere
+        // (or resolved) hands the probe on.
+        const auto it = d.payouts.find(b.probe);
+        if (it != d.payouts.end() && it->second.st == state::in_flight && it->second.attempts.back().gateway == g.number)
+          return false;
+      }
+      b.probe = payout;
+      touch(d);
+      return true;
+    }
+  }
+  return false;
+}
+
+void desk_table::record(desk& d, uint32_t gateway, uint64_t payout, bool bad, uint64_t now) {
+  breaker& b = d.breakers[gateway];
+  touch(d);
+  const uint64_t cooldown = 4 * timeout_ns(gateway);
+  if (b.ph == breaker::phase::half_open) {
+    if (b.probe != payout) return;  // only the probe decides
+    b.probe = 0;
+    if (bad) {
+      b.ph = breaker::phase::open;
+      b.open_until = now + cooldown;
+      ++b.trips;
+    } else {
+      b.ph = breaker::phase::closed;
+      b.outcomes = 0;
+      b.n = 0;
+    }
+    return;
+  }
+  if (b.ph == breaker::phase::open) return;  // late outcomes of payouts sent before it opened
+  b.outcomes = (b.outcomes << 1 | (bad ? 1u : 0u)) & ((1u << breaker_window) - 1);
+  if (b.n < breaker_window) ++b.n;
+  if (b.n >= breaker_min && uint32_t(__builtin_popcount(b.outcomes)) * 2 >= b.n) {
+    b.ph = breaker::phase::open;
+    b.open_until = now + cooldown;
+    b.outcomes = 0;
+    b.n = 0;
+    ++b.trips;
+  }
+}
+
+// ---- routing -------------------------------------------------------------------------
+
+void desk_table::send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt) {
+  if (new_attempt) {
+    p.attempts.push_back({g.number, now});
+    ++d.breakers[g.number].sent;
+    touch(d);
+  }
+  p.st = state::in_flight;
+  p.wait_since = 0;
+  schedule(p, now + timeout_ns(g.number));
+  touch(d, p);
+  wire::payout_instruction in{};
+  in.payout_id = p.id;
+  in.amount = p.amount;
+  in.destination = p.destination;
+  in.currency = p.currency;
+  in.attempt = uint32_t(p.attempts.size());
+  in.rail = p.rail;
+  outbox_[g.number].push_back(in);
+}
+
+void desk_table::make_dead(desk& d, payout_entry& p, dead_reason why) {
+  p.st = state::dead;
+  p.dead = why;
+  p.due = 0;
+  p.wait_since = 0;
+  touch(d, p);
+}
+
+void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
+  if (p.attempts.size() - p.routing_base >= attempts_max) return make_dead(d, p, dead_reason::attempts);
+  // Candidates in priority order, then number.
+  std::vector<const gateways::gateway*> serving;
+  for (const auto& g : registry_->all())
+    if (g.enabled && g.rail == p.rail && g.serves(p.currency)) serving.push_back(&g);
+  std::stable_sort(serving.begin(), serving.end(), [](auto* a, auto* b) { return a->priority < b->priority; });
+  bool any_left = false;
+  for (const auto* g : serving) {
+    if (std::find(p.given_up.begin(), p.given_up.end(), g->number) != p.given_up.end()) continue;
+    any_left = true;
+    if (sessions(g->number) == 0 || !admits(d, *g, p.id, now)) continue;
+    send(d, p, *g, now, true);
+    return;
+  }
+  if (!any_left && !serving.empty()) return make_dead(d, p, dead_reason::routes);
+  // No gateway can take it now: look again shortly, up to route_wait_max.
+  if (p.wait_since == 0) p.wait_since = now;
+  if (now - p.wait_since >= route_wait_max_ns) return make_dead(d, p, dead_reason::no_route);
+  p.st = state::waiting;
+  touch(d, p);
+  schedule(p, std::min(now + route_poll_ns, p.wait_since + route_wait_max_ns));
+}
+
+void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
+  const uint32_t g = p.attempts.back().gateway;
+  breaker& b = d.breakers[g];
+  ++b.timeouts;
+  record(d, g, p.id, true, now);
+  const auto tries = std::count_if(p.attempts.begin() + p.routing_base, p.attempts.end(),
+                                   [&](const attempt& a) { return a.gateway == g; });
+  if (uint32_t(tries) >= tries_per_gateway) p.given_up.push_back(g);
+  const gateways::gateway* gw = registry_->find(g);
+  const bool again_here = uint32_t(tries) < tries_per_gateway && gw && gw->enabled && sessions(g) > 0 &&
+                          d.breakers[g].ph == breaker::phase::closed;
+  if (!again_here) return route(d, p, now);  // the next gateway, at once
+  // Exponential backoff with jitter (from the payout and attempt: replay agrees).
+  const uint64_t base = timeout_ns(g) / 4;
+  const uint32_t k = uint32_t(p.attempts.size() - p.routing_base);
+  uint64_t wait = std::min<uint64_t>(base << std::min<uint32_t>(k - 1, 16), 8 * timeout_ns(g));
+  const uint64_t jitter = mix64(p.id ^ (uint64_t(k) << 48));
+  wait = wait - wait / 4 + (wait / 2 == 0 ? 0 : jitter % (wait / 2));
+  p.st = state::waiting;
+  touch(d, p);
+  schedule(p, now + wait);
+}
+
+void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway) {
+  p.st = state::settling;
+  p.settled_by = gateway;
+  p.refusal = result::ok;
+  p.due = 0;
+  p.chain_step = d.next_step;
+  d.next_step += 2;
+  touch(d);
+  touch(d, p);
+  if (emit_) emit_(chain_of(p, settlement_of(gateway, p.currency)));
+}
+
+void desk_table::release(desk& d, payout_entry& p, bool cancel) {
+  p.st = state::failing;
+  p.cancelling = cancel;
+  p.refusal = result::ok;
+  p.due = 0;
+  p.chain_step = d.next_step++;
+  touch(d);
+  touch(d, p);
+  if (emit_) emit_(chain_of(p, 0));
+}
+
+void desk_table::resolve(desk& d, payout_entry& p, resolution r) {
+  const uint64_t id = p.id;
+  if (resolved_order_.size() == resolved_kept) {
+    resolved_.erase(resolved_order_.front());
+    resolved_order_.pop_front();
+  }
+  resolved_[id] = r;
+  resolved_order_.push_back(id);
+  erased_.emplace_back(d.currency, id);
+  d.payouts.erase(id);
+}
+
+// ---- inputs --------------------------------------------------------------------------
+
+void desk_table::held(const wire::transfer& h, uint64_t ts) {
+  desk& d = desk_of(h.currency);
+  payout_entry p;
+  p.id = h.id.lo;
+  p.wallet = h.debit_account_id;
+  p.amount = h.amount;
+  p.destination = h.user_data;
+  p.currency = h.currency;
+  p.rail = uint8_t(h.code);
+  p.created_at = ts;
+  auto [it, fresh] = d.payouts.emplace(p.id, std::move(p));
+  if (!fresh) return;  // cannot happen: a hold id is recorded once
+  route(d, it->second, ts);
+}
+
+result desk_table::answer(const wire::payout_answer& a, uint64_t ts) {
+  const auto dit = desks_.find(a.currency);
+  payout_entry* p = nullptr;
+  if (dit != desks_.end()) {
+    const auto it = dit->second.payouts.find(a.payout_id);
+    if (it != dit->second.payouts.end()) p = &it->second;
+  }
+  if (!p) return resolved_.count(a.payout_id) ? result::payout_already_resolved : result::payout_not_found;
+  desk& d = dit->second;
+  if (a.attempt == 0 || a.attempt > p->attempts.size()) return result::payout_instruction_unknown;
+  if (p->attempts[a.attempt - 1].gateway != a.gateway) return result::payout_wrong_gateway;
+  if (a.amount != p->amount) return result::payout_amount_mismatch;
+  if (p->st == state::settling || p->st == state::settle_refused || p->st == state::failing)
+    return result::payout_already_resolved;
+  breaker& b = d.breakers[a.gateway];
+  const bool current = p->st == state::in_flight && a.attempt == p->attempts.size();
+  if (a.outcome == wire::payout_outcome::settled) {
+    ++b.settled;
+    b.settled_amount += p->amount;
+    record(d, a.gateway, p->id, false, ts);
+    settle(d, *p, a.gateway);  // whichever attempt: the money went out
+    return result::ok;
+  }
+  if (!current) return result::payout_answer_late;
+  ++b.failed;
+  b.failed_amount += p->amount;
+  record(d, a.gateway, p->id, true, ts);
+  p->gateway_reason = a.reason;
+  release(d, *p, false);
+  return result::ok;
+}
+
+void desk_table::chain_done(const wire::transfer& first, result r) {
+  if (!emitted(first.id) || !hold(first.pending_id)) return;
+  const auto dit = desks_.find(first.currency);
+  if (dit == desks_.end()) return;
+  desk& d = dit->second;
+  const auto it = d.payouts.find(first.pending_id.lo);
+  if (it == d.payouts.end()) return;
+  payout_entry& p = it->second;
+  if (first.id.lo != p.chain_step || (p.st != state::settling && p.st != state::failing)) return;
+  if (r == result::ok) {
+    const resolution res = p.st == state::settling ? resolution::settled
+                           : p.cancelling          ? resolution::cancelled
+                                                   : resolution::failed;
+    resolve(d, p, res);
+    return;
+  }
+  p.refusal = r;
+  if (p.st == state::settling) p.st = state::settle_refused;
+  touch(d, p);
+}
+
+void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
+  if (e.kind == wire::gateway_event_kind::reset) {
+    sessions_.clear();
+    for (auto& [c, d] : desks_)
+      for (auto& [id, p] : d.payouts)
+        if (p.st == state::in_flight || p.st == state::waiting) {
+          p.st = state::waiting;
+          p.wait_since = ts;
+          touch(d, p);
+          schedule(p, ts + route_wait_max_ns);  // a gateway coming up routes it before
+        }
+    return;
+  }
+  uint32_t& n = sessions_[e.gateway];
+  const bool was_up = n > 0;
+  if (e.kind == wire::gateway_event_kind::up) {
+    ++n;
+  } else if (n > 0) {
+    --n;
+  }
+  const bool up = n > 0;
+  if (n == 0) sessions_.erase(e.gateway);
+  if (was_up == up) return;
+  const gateways::gateway* g = registry_->find(e.gateway);
+  for (auto& [c, d] : desks_) {
+    std::vector<payout_entry*> todo;
+    for (auto& [id, p] : d.payouts) {
+      if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
+        if (g) send(d, p, *g, ts, false);  // the same instruction again, its answer due from now
+      } else if (up && p.st == state::waiting && p.wait_since != 0) {
+        todo.push_back(&p);
+      } else if (!up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
+        todo.push_back(&p);
+      }
+    }
+    // In payout id order: replay must route them in the same order (breaker probes).
+    std::sort(todo.begin(), todo.end(), [](auto* a, auto* b) { return a->id < b->id; });
+    for (auto* p : todo) route(d, *p, ts);
+  }
+}
+
+result desk_table::op(const wire::payout_op& o, uint64_t ts) {
+  const auto dit = desks_.find(o.currency);
+  payout_entry* p = nullptr;
+  if (dit != desks_.end()) {
+    const auto it = dit->second.payouts.find(o.payout_id);
+    if (it != dit->second.payouts.end()) p = &it->second;
+  }
+  if (!p) return resolved_.count(o.payout_id) ? result::payout_already_resolved : result::payout_not_found;
+  desk& d = dit->second;
+  if (o.kind == wire::payout_op_kind::cancel) {
+    if (p->st == state::settle_refused) return result::payout_settled_elsewhere;
+    if (p->st != state::dead) return result::payout_not_dead;
+    release(d, *p, true);
+    return result::ok;
+  }
+  if (p->st == state::settle_refused) {
+    settle(d, *p, p->settled_by);  // post again, under new ids
+    return result::ok;
+  }
+  if (p->st != state::dead) return result::payout_not_dead;
+  p->routing_base = uint32_t(p->attempts.size());
+  p->given_up.clear();
+  p->dead = dead_reason::none;
+  p->wait_since = 0;
+  route(d, *p, ts);
+  return result::ok;
+}
+
+void desk_table::run_due(uint64_t now) {
+  while (!timers_.empty() && timers_.front().at <= now) {
+    std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
+    const timer t = timers_.back();
+    timers_.pop_back();
+    const auto dit = desks_.find(t.currency);
+    if (dit == desks_.end()) continue;
+    desk& d = dit->second;
+    const auto it = d.payouts.find(t.payout);
+    if (it == d.payouts.end() || it->second.due != t.at) continue;  // stale
+    payout_entry& p = it->second;
+    if (p.st == state::in_flight) {
+      timed_out(d, p, now);
+    } else if (p.st == state::waiting) {
+      route(d, p, now);
+    }
+  }
+}
+
+void desk_table::flush() {
+  if (outbox_.empty()) return;
+  if (instruct_) {
+    for (auto& [g, list] : outbox_) instruct_(g, std::move(list));
+  }
+  outbox_.clear();
+}
+
+std::vector<std::vector<wire::transfer>> desk_table::chains_owed() const {
+  std::vector<const payout_entry*> owed;
+  for (const auto& [c, d] : desks_)
+    for (const auto& [id, p] : d.payouts)
+      if (p.st == state::settling || p.st == state::failing) owed.push_back(&p);
+  std::sort(owed.begin(), owed.end(), [](auto* a, auto* b) { return a->id < b->id; });
+  std::vector<std::vector<wire::transfer>> out;
+  for (const auto* p : owed) out.push_back(chain_of(*p, settlement_of(p->settled_by, p->currency)));
+  return out;
+}
+
+// ---- recovery and checkpoints ----------------------------------------------------------
+
+void desk_table::load_desk(desk&& d) {
+  d.listed_dirty = false;
+  const auto c = d.currency;
+  desks_[c] = std::move(d);
+}
+
+bool desk_table::load_payout(payout_entry&& p, std::string* why) {
+  const auto dit = desks_.find(p.currency);
+  if (dit == desks_.end()) {
+    *why = "payout " + std::to_string(p.id) + ": no desk for " + wire::currency_name(p.currency);
+    return false;
+  }
+  p.listed_dirty = false;
+  const uint64_t due = p.due;
+  auto [it, fresh] = dit->second.payouts.emplace(p.id, std::move(p));
+  if (!fresh) {
+    *why = "payout " + std::to_string(it->first) + " is stored twice";
+    return false;
+  }
+  if (due != 0 && (it->second.st == state::in_flight || it->second.st == state::waiting)) schedule(it->second, due);
+  return true;
+}
+
+void desk_table::take_dirty(dirty_rows* out) {
+  for (const auto& [c, id] : dirty_payouts_) {
+    const auto dit = desks_.find(c);
+    if (dit == desks_.end()) continue;
+    const auto it = dit->second.payouts.find(id);
+    if (it == dit->second.payouts.end()) continue;  // resolved: in erased_
+    it->second.listed_dirty = false;
+    out->payouts.emplace_back(id, encode_payout(it->second));
+  }
+  dirty_payouts_.clear();
+  for (const auto& [c, id] : erased_) {
+    const auto dit = desks_.find(c);
+    if (dit != desks_.end() && dit->second.payouts.count(id)) continue;  // cannot be: ids are not reused
+    out->payouts.emplace_back(id, std::vector<uint8_t>{});
+  }
+  erased_.clear();
+  for (const auto c : dirty_desks_) {
+    auto it = desks_.find(c);
+    if (it == desks_.end()) continue;
+    it->second.listed_dirty = false;
+    out->desks.emplace_back(c, encode_desk(it->second));
+  }
+  dirty_desks_.clear();
+}
+
+size_t desk_table::payouts_held() const {
+  size_t n = 0;
+  for (const auto& [c, d] : desks_) n += d.payouts.size();
+  return n;
+}
+
+size_t desk_table::memory_bytes() const {
+  size_t b = timers_.capacity() * sizeof(timer) + resolved_.size() * 32 + resolved_order_.size() * 8;
+  for (const auto& [c, d] : desks_) {
+    b += sizeof d + d.breakers.size() * (sizeof(breaker) + 16);
+    for (const auto& [id, p] : d.payouts)
+      b += sizeof p + 32 + p.attempts.capacity() * sizeof(attempt) + p.given_up.capacity() * 4;
+  }
+  return b;
+}
+
+}  // namespace mesob::actors::payouts

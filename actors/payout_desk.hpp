@@ -1,0 +1,254 @@
+// payout_desk: payouts through payment gateways, as lightweight actors on the shard of
+// their currency's payout account (one desk per currency).
+//
+// A payout request becomes a pending transfer, the *hold*: wallet -> the currency's
+// payout account (an engine-made system account), id {payout id, hold_hi}. When the
+// payout account's shard applies the hold (`held`), the desk takes the payout and routes
+// it: the best gateway (lowest priority, then number) that is enabled, of the payout's
+// rail, serves the currency, has a session up, whose circuit breaker lets it through, and
+// that the payout has not given up on. It records an *attempt* and hands an instruction
+// (payout id, attempt, amount, destination) to the instruction sink, which pushes it to
+// that gateway's sessions.
+//
+// Everything here runs in log order off logged inputs, so replay decides the same:
+// answers (wire::payout_answer, the answering gateway filled in by the engine), session
+// events (wire::gateway_event, logged by the engine), the engine clock (timeouts), and
+// operators' retry and cancel. Instructions are side effects, handed to the sink only
+// live (never while replaying); an instruction pushed twice is harmless, since gateways
+// key on the payout id.
+//
+//  - settled (any attempt, even one superseded, even after a dead letter: the money went
+//    out) -> the desk emits one linked chain: post the hold, then move the amount from
+//    the payout account to the gateway's settlement account. failed (the latest attempt)
+//    -> it emits a void of the hold. A failure for an older attempt is late and changes
+//    nothing; an answer for a resolved payout is a duplicate and changes nothing.
+//  - no answer by the gateway's answer timeout -> the gateway's breaker counts a timeout;
+//    after tries_per_gateway timeouts the payout gives that gateway up; it is retried
+//    after an exponential backoff with jitter (deterministic: from the payout id and the
+//    attempt), on the same gateway while it may, else at once on the next one. At
+//    attempts_max attempts, or with every gateway of its rail given up, or after
+//    route_wait_max with no gateway to take it, it becomes a dead letter: its hold stays,
+//    operators retry it (routes afresh) or cancel it (void).
+//  - breakers, per desk and gateway: closed; open when at least breaker_min of the last
+//    breaker_window outcomes are known and half or more are failures or timeouts; after
+//    4 answer timeouts it is half-open and lets one payout through as a probe, whose
+//    outcome closes it (good) or opens it again (bad).
+//  - a gateway's last session closing re-routes its payouts in flight at once; a session
+//    opening re-sends the instructions in flight to it and routes the payouts that were
+//    waiting for a gateway. After a restart (event reset) no gateway is up: payouts in
+//    flight wait for one.
+//
+// The emitted chains use ids {step, emit_hi | currency} from the desk's step counter;
+// the engine sequences them like equb groups' (engine/README.md). The chain's outcome
+// comes back through `chain_done`; a refused settlement (say the wallet was frozen) waits
+// for an operator's retry. At every log position the payout account holds, pending, the
+// holds of the payouts the desk has, and nothing posted.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/gateway_registry.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::actors::payouts {
+
+// Reserved ids (clients get id_reserved / payout_account_reserved): the top 40 bits.
+constexpr uint64_t reserved_mask = 0xFFFFFFFFFF000000ull;
+constexpr uint64_t account_hi = 0x9A700C0000000000ull;  // payout account: account_hi | currency
+constexpr uint64_t hold_hi = 0x9A700C1000000000ull;     // hold: {payout id, hold_hi}
+constexpr uint64_t emit_hi = 0x9A700C2000000000ull;     // emitted: {step, emit_hi | currency}
+[[nodiscard]] inline uint64_t account_id(wire::currency_code c) { return account_hi | c; }
+[[nodiscard]] inline bool payout_account(uint64_t id) { return (id & reserved_mask) == account_hi; }
+[[nodiscard]] inline wire::id128 hold_id(uint64_t payout_id) { return {payout_id, hold_hi}; }
+[[nodiscard]] inline bool hold(const wire::id128& id) { return id.hi == hold_hi; }
+[[nodiscard]] inline bool reserved_id(const wire::id128& id) {
+  return (id.hi & reserved_mask) == (hold_hi & reserved_mask) || (id.hi & reserved_mask) == emit_hi;
+}
+[[nodiscard]] inline bool emitted(const wire::id128& id) { return (id.hi & reserved_mask) == emit_hi; }
+[[nodiscard]] inline wire::id128 emitted_id(wire::currency_code c, uint64_t step) { return {step, emit_hi | c}; }
+// Transfer codes of the chains: the post, the move to the settlement account, the void.
+constexpr uint16_t code_post = 0xE101, code_settle = 0xE102, code_void = 0xE103;
+
+constexpr uint32_t attempts_max = 8;        // per routing (an operator's retry starts a new one)
+constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a gateway up
+constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
+constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
+constexpr uint32_t breaker_window = 20, breaker_min = 10;
+constexpr size_t resolved_kept = 1u << 16;  // resolved payouts remembered for duplicate answers
+
+enum class state : uint8_t {
+  waiting = 1,         // for its backoff, or for a gateway to take it
+  in_flight = 2,       // instruction out, answer due
+  settling = 3,        // a gateway settled it; the post is emitted
+  failing = 4,         // failed or cancelled; the void is emitted
+  dead = 5,            // a dead letter: no route; the hold stays
+  settle_refused = 6,  // the ledger refused the post (reason); waits for a retry
+};
+[[nodiscard]] const char* state_name(state s);
+enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3 };
+[[nodiscard]] const char* dead_reason_name(dead_reason r);
+enum class resolution : uint8_t { settled = 1, failed = 2, cancelled = 3 };
+
+struct attempt {
+  uint32_t gateway = 0;
+  uint64_t sent_at = 0;
+};
+
+struct payout_entry {
+  uint64_t id = 0;
+  uint64_t wallet = 0;
+  uint64_t amount = 0;
+  uint64_t destination = 0;
+  wire::currency_code currency = 0;
+  uint8_t rail = 0;
+  state st = state::waiting;
+  dead_reason dead = dead_reason::none;
+  bool cancelling = false;       // failing because an operator cancelled it
+  uint16_t gateway_reason = 0;   // a failed answer's reason
+  wire::result refusal = wire::result::ok;  // the ledger's refusal of its chain
+  uint64_t created_at = 0;
+  uint64_t due = 0;              // in_flight: answer deadline; waiting: next look (0: none)
+  uint64_t wait_since = 0;       // waiting with no gateway to take it, since (0: not)
+  uint32_t settled_by = 0;       // settling, settle_refused: the gateway that paid it
+  uint32_t routing_base = 0;     // attempts before the current routing (operators' retries)
+  uint64_t chain_step = 0;       // settling, failing: the chain's first step
+  std::vector<attempt> attempts;     // attempt k at k - 1
+  std::vector<uint32_t> given_up;    // gateways this routing gave up on
+  bool listed_dirty = false;         // not stored
+};
+
+struct breaker {
+  enum class phase : uint8_t { closed = 1, open = 2, half_open = 3 };
+  phase ph = phase::closed;
+  uint64_t open_until = 0;
+  uint64_t probe = 0;      // half-open: the payout probing (0: none yet)
+  uint32_t outcomes = 0;   // the last `n` outcomes, newest in bit 0 (1: failure or timeout)
+  uint8_t n = 0;
+  uint64_t trips = 0;
+  // per gateway, this desk: instructions sent, outcomes seen
+  uint64_t sent = 0, settled = 0, failed = 0, timeouts = 0;
+  uint64_t settled_amount = 0, failed_amount = 0;
+};
+[[nodiscard]] const char* phase_name(breaker::phase p);
+
+struct breaker_row {
+  wire::currency_code currency = 0;
+  uint32_t gateway = 0;
+  breaker b;
+};
+
+struct desk {
+  wire::currency_code currency = 0;
+  uint64_t next_step = 1;
+  std::unordered_map<uint64_t, payout_entry> payouts;  // by payout id
+  std::unordered_map<uint32_t, breaker> breakers;      // by gateway number
+  bool listed_dirty = false;
+};
+
+// Byte forms for snapshots (version 1); decoders refuse damage they can see.
+[[nodiscard]] std::vector<uint8_t> encode_payout(const payout_entry& p);
+bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::string* why);
+[[nodiscard]] std::vector<uint8_t> encode_desk(const desk& d);  // without its payouts
+bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why);
+
+// The chain a settling or failing payout is carried by (ids from its chain_step).
+[[nodiscard]] std::vector<wire::transfer> chain_of(const payout_entry& p, uint64_t settlement_account);
+
+class desk_table {
+ public:
+  using emit_fn = std::function<void(std::vector<wire::transfer>&&)>;
+  using instruct_fn = std::function<void(uint32_t gateway, std::vector<wire::payout_instruction>&&)>;
+  // Live sinks; unset while replaying (chains are recorded as owed, instructions dropped).
+  void set_emit(emit_fn f) { emit_ = std::move(f); }
+  void set_instruct(instruct_fn f) { instruct_ = std::move(f); }
+  // The registry as of the batch being executed (every shard adopts each version).
+  void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
+  [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
+
+  // The hold of a payout was applied on this shard (it owns the payout account).
+  void held(const wire::transfer& hold, uint64_t ts);
+  // A gateway's answer; its currency's desk is on this shard.
+  wire::result answer(const wire::payout_answer& a, uint64_t ts);
+  // A chain a desk here emitted executed fresh, with outcome r.
+  void chain_done(const wire::transfer& first, wire::result r);
+  // Sessions opening and closing (every shard keeps the counts).
+  void event(const wire::gateway_event& e, uint64_t ts);
+  wire::result op(const wire::payout_op& o, uint64_t ts);
+  [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
+  void run_due(uint64_t now);
+  [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().at; }
+  // Hands the instructions of the batch just executed to the sink (drops them if unset).
+  void flush();
+
+  [[nodiscard]] const desk* find_desk(wire::currency_code c) const;
+  [[nodiscard]] const payout_entry* find(wire::currency_code c, uint64_t payout_id) const;
+  // A resolved payout still remembered (false if unknown).
+  bool resolved(uint64_t payout_id, resolution* out) const;
+  [[nodiscard]] uint32_t sessions(uint32_t gateway) const;
+  template <class F>
+  void for_each_desk(F&& f) const {
+    for (const auto& [c, d] : desks_) f(d);
+  }
+  // The payouts whose chain no log record carried (after replay): emitted again.
+  std::vector<std::vector<wire::transfer>> chains_owed() const;
+
+  // Recovery and checkpoints.
+  void load_desk(desk&& d);
+  bool load_payout(payout_entry&& p, std::string* why);  // after its desk
+  void load_sessions(std::span<const uint8_t> bytes, std::string* why, bool* ok);
+  [[nodiscard]] std::vector<uint8_t> encode_sessions() const;
+  struct dirty_rows {
+    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> payouts;  // empty bytes: erase
+    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> desks;    // by currency
+  };
+  void take_dirty(dirty_rows* out);
+  [[nodiscard]] size_t payouts_held() const;
+  [[nodiscard]] size_t memory_bytes() const;
+
+ private:
+  struct timer {
+    uint64_t at;
+    uint64_t payout;
+    wire::currency_code currency;
+    // A total order (payout ids are unique): equal times fire in payout id order, the
+    // same live and in replay.
+    friend bool operator>(const timer& a, const timer& b) { return a.at != b.at ? a.at > b.at : a.payout > b.payout; }
+  };
+  desk& desk_of(wire::currency_code c);
+  void touch(desk& d, payout_entry& p);
+  void touch(desk& d);
+  void schedule(payout_entry& p, uint64_t at);
+  void route(desk& d, payout_entry& p, uint64_t now);
+  void send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt);
+  void make_dead(desk& d, payout_entry& p, dead_reason why);
+  void timed_out(desk& d, payout_entry& p, uint64_t now);
+  void settle(desk& d, payout_entry& p, uint32_t gateway);
+  void release(desk& d, payout_entry& p, bool cancel);
+  void resolve(desk& d, payout_entry& p, resolution r);
+  bool admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now);
+  void record(desk& d, uint32_t gateway, uint64_t payout, bool bad, uint64_t now);
+  [[nodiscard]] uint64_t timeout_ns(uint32_t gateway) const;
+  [[nodiscard]] uint64_t settlement_of(uint32_t gateway, wire::currency_code c) const;
+
+  std::shared_ptr<const gateways::registry> registry_ = std::make_shared<gateways::registry>();
+  std::unordered_map<wire::currency_code, desk> desks_;
+  std::unordered_map<uint32_t, uint32_t> sessions_;  // gateway number -> sessions up
+  std::vector<timer> timers_;                        // a min-heap; stale entries skipped
+  std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
+  std::unordered_map<uint64_t, resolution> resolved_;
+  std::deque<uint64_t> resolved_order_;
+  std::vector<std::pair<wire::currency_code, uint64_t>> dirty_payouts_;
+  std::vector<wire::currency_code> dirty_desks_;
+  std::vector<std::pair<wire::currency_code, uint64_t>> erased_;
+  emit_fn emit_;
+  instruct_fn instruct_;
+};
+
+}  // namespace mesob::actors::payouts

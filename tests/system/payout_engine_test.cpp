@@ -1,0 +1,437 @@
+// Payouts in the engine (actors/payout_desk.hpp): holds placed and routed, instructions
+// handed to the sink, answers settling (post + move to the gateway's settlement account)
+// or failing (void), duplicates and late answers, timeouts with backoff, circuit
+// breakers opening, probing and closing, fallback to the next gateway, re-routing when a
+// gateway's session closes, dead letters retried and cancelled, and all of it across
+// restarts from a snapshot and from the log alone. Money is checked at every step: the
+// wallet, the payout account (pending = the payouts held), the settlement accounts.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+
+#include "actors/payout_desk.hpp"
+#include "support/engine_fixture.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::test {
+namespace {
+
+using actors::payouts::state;
+using wire::result;
+
+constexpr uint64_t funding = 999;
+constexpr uint64_t starting = 100'000;
+constexpr uint64_t settle_a = 7001, settle_b = 7002;
+const wire::currency_code etb = wire::currency("ETB");
+
+wire::gateway_op registration(const char* id, uint64_t etb_account, uint32_t priority, uint32_t timeout_ms = 1000) {
+  wire::gateway_op op{};
+  op.kind = wire::gateway_op_kind::register_gateway;
+  actors::gateways::set_op_id(op, id);
+  op.rail = uint8_t(actors::gateways::rail::mobile_money);
+  op.priority = priority;
+  op.roles = wire::roles::payments;
+  op.answer_timeout_ms = timeout_ms;
+  op.currencies_n = 1;
+  op.currencies[0] = {etb, 0, etb_account};
+  op.secret_bytes = 16;
+  return op;
+}
+
+struct sent {
+  std::string gateway;
+  wire::payout_instruction in;
+};
+
+class payout_engine : public ::testing::Test {
+ protected:
+  explicit payout_engine(bool checkpoint_on_close = true) : fx_(2, checkpoint_on_close) { setup(); }
+
+  void setup() {
+    attach();
+    ASSERT_EQ(e().gateways({registration("alpha", settle_a, 1), registration("beta", settle_b, 2)}).results,
+              (std::vector<result>{result::ok, result::ok}));
+    std::vector<wire::account> a;
+    for (uint64_t id = 1; id <= 8; ++id) a.push_back(make_account(id, wire::account_flags::debits_must_not_exceed_credits));
+    a.push_back(make_account(funding));
+    for (auto r : e().create_accounts(a).results) ASSERT_EQ(r, result::ok);
+    std::vector<wire::transfer> t;
+    for (uint64_t id = 1; id <= 8; ++id) t.push_back(make_transfer(5000 + id, funding, id, starting));
+    for (auto r : e().create_transfers(t).results) ASSERT_EQ(r, result::ok);
+  }
+  void attach() {
+    e().set_instruction_sink([this](const std::string& g, std::vector<wire::payout_instruction>&& list) {
+      std::lock_guard lk(mu_);
+      for (const auto& in : list) sent_.push_back({g, in});
+    });
+  }
+  void restart() {
+    fx_.restart();
+    attach();
+  }
+  engine::engine& e() { return fx_.e(); }
+  uint32_t number(const char* g) { return e().gateway_registry()->find(g)->number; }
+
+  void up(const char* g) { event(g, wire::gateway_event_kind::up); }
+  void down(const char* g) { event(g, wire::gateway_event_kind::down); }
+  void event(const char* g, wire::gateway_event_kind k) {
+    e().gateway_event({number(g), k, {}});
+    sync();
+  }
+  // Everything submitted before has executed (a read behind it in the stream).
+  void sync() { (void)e().lookup_accounts({1}); }
+  // Advances the engine clock and lets the sequencer tick through what fell due.
+  void advance_ms(uint64_t ms) {
+    fx_.set_clock_ns(now_ns() + ms * 1'000'000ull);
+    // A tick needs a moment of sequencer time; a write makes one at once.
+    for (int i = 0; i < 3; ++i) {
+      (void)e().create_accounts({make_account(1)});  // a repeat: changes nothing, stamps the clock
+      sync();
+    }
+  }
+  uint64_t now_ns() {
+    const auto r = e().create_accounts({make_account(1)});
+    return r.timestamp_base;
+  }
+
+  result pay(uint64_t id, uint64_t wallet, uint64_t amount, uint8_t rail = 1) {
+    wire::payout p{};
+    p.id = id;
+    p.wallet = wallet;
+    p.amount = amount;
+    p.destination = 251911000000 + id;
+    p.currency = etb;
+    p.rail = rail;
+    auto r = e().payouts({p});
+    EXPECT_EQ(r.st, engine::status::ok);
+    return r.results.at(0);
+  }
+  result answer(const char* g, uint64_t id, uint32_t attempt, uint64_t amount, wire::payout_outcome o) {
+    wire::payout_answer a{};
+    a.payout_id = id;
+    a.attempt = attempt;
+    a.amount = amount;
+    a.currency = etb;
+    a.outcome = o;
+    auto r = e().payout_answers(g, {a});
+    EXPECT_EQ(r.st, engine::status::ok);
+    sync();  // its chain (emitted) has run
+    sync();
+    return r.results.at(0);
+  }
+  std::vector<sent> take() {
+    sync();
+    std::lock_guard lk(mu_);
+    return std::exchange(sent_, {});
+  }
+  actors::payouts::payout_entry payout(uint64_t id) {
+    auto r = e().lookup_payouts(id, 1);
+    EXPECT_EQ(r.payouts.size(), 1u) << "payout " << id;
+    return r.payouts.empty() ? actors::payouts::payout_entry{} : r.payouts[0];
+  }
+  bool resolved(uint64_t id) { return e().lookup_payouts(id, 1).payouts.empty(); }
+  wire::account account(uint64_t id) { return e().lookup_accounts({id}).accounts.at(0); }
+  uint64_t available(uint64_t wallet) {
+    const auto a = account(wallet);
+    return a.credits_posted - a.debits_posted - a.debits_pending;
+  }
+  // The payout account holds, pending, every payout a desk has; nothing posted.
+  void expect_payout_account_consistent() {
+    const auto a = account(actors::payouts::account_id(etb));
+    uint64_t held = 0;
+    for (const auto& p : e().lookup_payouts(0, 1u << 20).payouts) held += p.amount;
+    EXPECT_EQ(a.credits_pending, held);
+    EXPECT_EQ(a.debits_posted, a.credits_posted);
+    EXPECT_TRUE(e().check_balances().balanced);
+  }
+
+  engine_fixture fx_;
+  std::mutex mu_;
+  std::vector<sent> sent_;
+};
+
+TEST_F(payout_engine, settled_payout_posts_the_hold_into_the_gateways_settlement_account) {
+  up("alpha");
+  ASSERT_EQ(pay(1, 1, 2500), result::ok);
+  EXPECT_EQ(available(1), starting - 2500);
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  EXPECT_EQ(s[0].in.payout_id, 1u);
+  EXPECT_EQ(s[0].in.attempt, 1u);
+  EXPECT_EQ(s[0].in.amount, 2500u);
+  EXPECT_EQ(s[0].in.destination, 251911000001u);
+  EXPECT_EQ(payout(1).st, state::in_flight);
+  expect_payout_account_consistent();
+
+  // Bad answers first: each precise, none changing anything.
+  EXPECT_EQ(answer("beta", 1, 1, 2500, wire::payout_outcome::settled), result::payout_wrong_gateway);
+  EXPECT_EQ(answer("alpha", 1, 2, 2500, wire::payout_outcome::settled), result::payout_instruction_unknown);
+  EXPECT_EQ(answer("alpha", 1, 1, 2400, wire::payout_outcome::settled), result::payout_amount_mismatch);
+  EXPECT_EQ(answer("alpha", 77, 1, 2500, wire::payout_outcome::settled), result::payout_not_found);
+  EXPECT_EQ(answer("nobody", 1, 1, 2500, wire::payout_outcome::settled), result::gateway_not_registered);
+  EXPECT_EQ(payout(1).st, state::in_flight);
+  EXPECT_EQ(available(1), starting - 2500);
+
+  EXPECT_EQ(answer("alpha", 1, 1, 2500, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(1));
+  const auto w = account(1);
+  EXPECT_EQ(w.debits_posted, 2500u);
+  EXPECT_EQ(w.debits_pending, 0u);
+  const auto st = account(settle_a);
+  EXPECT_EQ(st.credits_posted, 2500u);
+  // A duplicate answer is recognised and changes nothing.
+  EXPECT_EQ(answer("alpha", 1, 1, 2500, wire::payout_outcome::settled), result::payout_already_resolved);
+  EXPECT_EQ(answer("alpha", 1, 1, 2500, wire::payout_outcome::failed), result::payout_already_resolved);
+  EXPECT_EQ(account(1).debits_posted, 2500u);
+  EXPECT_EQ(account(settle_a).credits_posted, 2500u);
+  // The payout id is the hold's: a retry of the request returns its first result.
+  EXPECT_EQ(pay(1, 1, 2500), result::ok);
+  EXPECT_TRUE(take().empty());
+  expect_payout_account_consistent();
+}
+
+TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused) {
+  up("alpha");
+  ASSERT_EQ(pay(2, 2, 700), result::ok);
+  ASSERT_EQ(take().size(), 1u);
+  EXPECT_EQ(answer("alpha", 2, 1, 700, wire::payout_outcome::failed), result::ok);
+  EXPECT_TRUE(resolved(2));
+  EXPECT_EQ(available(2), starting);
+  EXPECT_EQ(account(2).debits_posted, 0u);
+  EXPECT_EQ(account(settle_a).credits_posted, 0u);
+
+  EXPECT_EQ(pay(3, 3, starting + 1), result::exceeds_credits);  // the ledger's own check
+  EXPECT_EQ(pay(4, 3, 10, 3), result::payout_rail_unserved);      // no bank gateway
+  EXPECT_EQ(pay(5, 3, 10, 9), result::rail_invalid);
+  EXPECT_EQ(pay(0, 3, 10), result::id_must_not_be_zero);
+  EXPECT_EQ(pay(6, 3, 0), result::amount_must_not_be_zero);
+  EXPECT_EQ(pay(7, actors::payouts::account_id(etb), 10), result::payout_account_reserved);
+  EXPECT_TRUE(take().empty());
+  // Nobody else may touch the payout account or the holds.
+  const uint64_t pa = actors::payouts::account_id(etb);
+  EXPECT_EQ(e().create_transfers({make_transfer(8001, 3, pa, 5)}).results.at(0), result::payout_account_reserved);
+  EXPECT_EQ(e().create_transfers({make_transfer(8002, pa, 3, 5)}).results.at(0), result::payout_account_reserved);
+  ASSERT_EQ(pay(9, 3, 50), result::ok);
+  wire::transfer post = make_transfer(8003, 0, 0, 0, wire::transfer_flags::post_pending);
+  post.pending_id = actors::payouts::hold_id(9);
+  EXPECT_EQ(e().create_transfers({post}).results.at(0), result::id_reserved);
+  wire::account fake = make_account(actors::payouts::account_id(wire::currency("USD")));
+  fake.currency = wire::currency("USD");
+  EXPECT_EQ(e().create_accounts({fake}).results.at(0), result::id_reserved);
+  EXPECT_EQ(e().set_account_status({{pa, wire::account_status::frozen}}).results.at(0), result::payout_account_reserved);
+  expect_payout_account_consistent();
+}
+
+TEST_F(payout_engine, timeouts_retry_with_backoff_then_fall_back_to_the_next_gateway) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(10, 1, 100), result::ok);
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");  // priority 1 first
+  // alpha never answers: 3 tries there (timeout 1 s, backoff between), then beta.
+  std::vector<std::string> route;
+  for (int step = 0; step < 40 && route.size() < 3; ++step) {
+    advance_ms(500);
+    for (const auto& x : take()) route.push_back(x.gateway + "#" + std::to_string(x.in.attempt));
+  }
+  ASSERT_GE(route.size(), 3u);
+  EXPECT_EQ(route[0], "alpha#2");
+  EXPECT_EQ(route[1], "alpha#3");
+  EXPECT_EQ(route[2], "beta#4");
+  const auto p = payout(10);
+  EXPECT_EQ(p.attempts.size(), 4u);
+  EXPECT_EQ(p.given_up, (std::vector<uint32_t>{number("alpha")}));
+  // A late failure from alpha changes nothing; beta settles attempt 4.
+  EXPECT_EQ(answer("alpha", 10, 2, 100, wire::payout_outcome::failed), result::payout_answer_late);
+  EXPECT_EQ(answer("beta", 10, 4, 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(10));
+  EXPECT_EQ(account(settle_b).credits_posted, 100u);
+  EXPECT_EQ(account(settle_a).credits_posted, 0u);
+  expect_payout_account_consistent();
+}
+
+TEST_F(payout_engine, a_late_settlement_of_an_earlier_attempt_still_settles_once) {
+  up("alpha");
+  ASSERT_EQ(pay(11, 1, 300), result::ok);
+  take();
+  advance_ms(1100);  // attempt 1 timed out; attempt 2 waits for its backoff
+  for (int i = 0; i < 10 && payout(11).attempts.size() < 2; ++i) advance_ms(300);
+  ASSERT_EQ(payout(11).attempts.size(), 2u);
+  EXPECT_EQ(answer("alpha", 11, 1, 300, wire::payout_outcome::settled), result::ok);  // the money went out
+  EXPECT_TRUE(resolved(11));
+  EXPECT_EQ(answer("alpha", 11, 2, 300, wire::payout_outcome::settled), result::payout_already_resolved);
+  EXPECT_EQ(account(1).debits_posted, 300u);
+  EXPECT_EQ(account(settle_a).credits_posted, 300u);
+  expect_payout_account_consistent();
+}
+
+TEST_F(payout_engine, breaker_opens_on_failures_probes_half_open_and_closes) {
+  up("alpha");
+  up("beta");
+  // Ten failures out of ten: alpha's breaker opens.
+  for (uint64_t id = 100; id < 110; ++id) {
+    ASSERT_EQ(pay(id, 1 + id % 8, 10), result::ok);
+    ASSERT_EQ(answer("alpha", id, 1, 10, wire::payout_outcome::failed), result::ok);
+  }
+  take();
+  const auto br = e().lookup_payouts(0, 0).breakers;
+  ASSERT_FALSE(br.empty());
+  EXPECT_EQ(br[0].gateway, number("alpha"));
+  EXPECT_EQ(br[0].b.ph, actors::payouts::breaker::phase::open);
+  EXPECT_EQ(br[0].b.failed, 10u);
+  // Open: new payouts go to beta.
+  ASSERT_EQ(pay(200, 1, 10), result::ok);
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "beta");
+  ASSERT_EQ(answer("beta", 200, 1, 10, wire::payout_outcome::settled), result::ok);
+  // After 4 answer timeouts it is half-open: one probe goes to alpha, the next to beta.
+  advance_ms(4100);
+  ASSERT_EQ(pay(201, 1, 10), result::ok);
+  ASSERT_EQ(pay(202, 2, 10), result::ok);
+  s = take();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  EXPECT_EQ(s[0].in.payout_id, 201u);
+  EXPECT_EQ(s[1].gateway, "beta");
+  EXPECT_EQ(e().lookup_payouts(0, 0).breakers[0].b.ph, actors::payouts::breaker::phase::half_open);
+  // The probe succeeds: closed again, alpha takes payouts.
+  ASSERT_EQ(answer("alpha", 201, 1, 10, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(e().lookup_payouts(0, 0).breakers[0].b.ph, actors::payouts::breaker::phase::closed);
+  ASSERT_EQ(pay(203, 3, 10), result::ok);
+  s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  expect_payout_account_consistent();
+}
+
+TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(20, 1, 40), result::ok);
+  ASSERT_EQ(take().at(0).gateway, "alpha");
+  down("alpha");  // re-routed at once
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "beta");
+  EXPECT_EQ(s[0].in.attempt, 2u);
+  down("beta");  // nobody: it waits for a gateway
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(payout(20).st, state::waiting);
+  ASSERT_EQ(pay(21, 2, 40), result::ok);  // accepted, held, waiting too
+  EXPECT_EQ(payout(21).st, state::waiting);
+  up("beta");  // both are routed
+  s = take();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].gateway, "beta");
+  EXPECT_EQ(s[1].gateway, "beta");
+  // A second session of beta coming up re-sends nothing; one going down keeps it up.
+  up("beta");
+  down("beta");
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(payout(20).st, state::in_flight);
+  expect_payout_account_consistent();
+}
+
+TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
+  // Only alpha, and it never answers: 3 tries, then alpha is given up: dead letter.
+  up("alpha");
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "beta");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  ASSERT_EQ(pay(30, 4, 900), result::ok);
+  ASSERT_EQ(pay(31, 5, 800), result::ok);
+  for (int i = 0; i < 40 && !(payout(30).st == state::dead && payout(31).st == state::dead); ++i) advance_ms(500);
+  ASSERT_EQ(payout(30).st, state::dead);
+  EXPECT_EQ(payout(30).dead, actors::payouts::dead_reason::routes);
+  EXPECT_EQ(available(4), starting - 900);  // still held
+  take();
+  // Cancel one: its hold is voided.
+  wire::payout_op cancel{30, etb, wire::payout_op_kind::cancel, {}};
+  EXPECT_EQ(e().payout_ops({cancel}).results.at(0), result::ok);
+  sync();
+  sync();
+  EXPECT_TRUE(resolved(30));
+  EXPECT_EQ(available(4), starting);
+  EXPECT_EQ(e().payout_ops({cancel}).results.at(0), result::payout_already_resolved);
+  // Retry the other once beta is back: routed afresh.
+  wire::gateway_op on = off;
+  on.kind = wire::gateway_op_kind::enable;
+  ASSERT_EQ(e().gateways({on}).results.at(0), result::ok);
+  up("beta");
+  wire::payout_op retry{31, etb, wire::payout_op_kind::retry, {}};
+  EXPECT_EQ(e().payout_ops({retry}).results.at(0), result::ok);
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");  // every gateway is a candidate again; alpha's priority wins
+  EXPECT_EQ(s[0].in.attempt, 4u);
+  EXPECT_EQ(e().payout_ops({retry}).results.at(0), result::payout_not_dead);
+  EXPECT_EQ(answer("alpha", 31, 4, 800, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(account(5).debits_posted, 800u);
+  expect_payout_account_consistent();
+}
+
+class payout_engine_replay : public payout_engine {
+ protected:
+  payout_engine_replay() : payout_engine(false) {}
+};
+
+// Restarts with payouts in every state: from the log alone, then from a snapshot plus
+// the log. Nothing held is lost, nothing is paid twice, in-flight payouts wait for a
+// session and are sent again when one opens.
+TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(40, 1, 100), result::ok);  // will be in flight
+  ASSERT_EQ(pay(41, 2, 200), result::ok);  // settled before the restart
+  ASSERT_EQ(pay(42, 3, 300), result::ok);  // failed before the restart
+  take();
+  ASSERT_EQ(answer("alpha", 41, 1, 200, wire::payout_outcome::settled), result::ok);
+  ASSERT_EQ(answer("alpha", 42, 1, 300, wire::payout_outcome::failed), result::ok);
+  const auto before = e().lookup_payouts(0, 100);
+  restart();  // the log alone
+  EXPECT_EQ(e().recovery().payout_chains_reemitted, 0u);
+  const auto after = e().lookup_payouts(0, 100);
+  ASSERT_EQ(after.payouts.size(), 1u);
+  EXPECT_EQ(after.payouts[0].id, 40u);
+  EXPECT_EQ(after.payouts[0].st, state::waiting);  // no session is up after a start
+  EXPECT_EQ(before.breakers.size(), after.breakers.size());
+  EXPECT_EQ(account(2).debits_posted, 200u);
+  EXPECT_EQ(available(3), starting);
+  EXPECT_EQ(available(1), starting - 100);
+  expect_payout_account_consistent();
+  up("beta");  // the first to come back takes it (a new attempt)
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "beta");
+  EXPECT_EQ(s[0].in.attempt, 2u);
+
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  ASSERT_EQ(pay(43, 4, 400), result::ok);  // after the snapshot: replayed
+  take();
+  restart();
+  const auto again = e().lookup_payouts(0, 100);
+  ASSERT_EQ(again.payouts.size(), 2u);
+  EXPECT_EQ(again.payouts[0].id, 40u);
+  EXPECT_EQ(again.payouts[1].id, 43u);
+  up("beta");
+  s = take();
+  ASSERT_EQ(s.size(), 2u);
+  // Attempt 1 of 40 (alpha, before the first restart) settles it even now: once.
+  EXPECT_EQ(answer("alpha", 40, 1, 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(answer("beta", 40, 3, 100, wire::payout_outcome::settled), result::payout_already_resolved);
+  EXPECT_EQ(answer("beta", 43, s[1].in.attempt, 400, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(account(1).debits_posted, 100u);
+  EXPECT_EQ(account(4).debits_posted, 400u);
+  EXPECT_EQ(account(settle_a).credits_posted, 300u);
+  EXPECT_EQ(account(settle_b).credits_posted, 400u);
+  expect_payout_account_consistent();
+}
+
+}  // namespace
+}  // namespace mesob::test
