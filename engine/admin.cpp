@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <sstream>
 
@@ -267,6 +268,17 @@ class admin_impl {
         {"account freeze", "<account-id>", "freeze an account: no transfer may debit or credit it", 1, 1,
          &admin_impl::cmd_account_freeze},
         {"account unfreeze", "<account-id>", "reopen a frozen account", 1, 1, &admin_impl::cmd_account_unfreeze},
+        {"payouts", "[all] [limit]",
+         "payouts the desks hold: counts by state per currency, every breaker (phase, counters), and the dead "
+         "letters and refused settlements (all: every payout held; default limit 100)",
+         0, 2, &admin_impl::cmd_payouts},
+        {"payout show", "<payout-id>", "one payout: wallet, amount, state, its attempts (gateway, time)", 1, 1,
+         &admin_impl::cmd_payout_show},
+        {"payout retry", "<payout-id>",
+         "route a dead letter again from the first gateway (or post again a settlement the ledger refused)", 1, 1,
+         &admin_impl::cmd_payout_retry},
+        {"payout cancel", "<payout-id>", "void a dead letter's hold: the money goes back to the wallet", 1, 1,
+         &admin_impl::cmd_payout_cancel},
         {"group show", "<group-id>",
          "an equb group: config, phase, round, escrow (and what its account holds), seats, paid-out rounds, "
          "payments it still owes",
@@ -493,6 +505,123 @@ class admin_impl {
     admin_response_msg m = answer(admin_code::ok, std::to_string(s.rows.size()) + " gateways");
     m.sections.push_back(std::move(s));
     return m;
+  }
+
+  // ---- payouts ----
+
+  std::string gateway_name(uint32_t number) {
+    const auto* g = eng_.gateway_registry()->find(number);
+    return g ? g->id : "#" + std::to_string(number);
+  }
+
+  void payout_row(admin_section& s, const actors::payouts::payout_entry& p) {
+    const uint32_t last = p.attempts.empty() ? 0 : p.attempts.back().gateway;
+    std::string state = actors::payouts::state_name(p.st);
+    if (p.st == actors::payouts::state::dead) state += std::string(" (") + actors::payouts::dead_reason_name(p.dead) + ")";
+    if (p.refusal != wire::result::ok) state += " (" + std::string(wire::result_name(p.refusal)) + ")";
+    s.rows.push_back({std::to_string(p.id), std::to_string(p.wallet), std::to_string(p.amount),
+                      wire::currency_name(p.currency), std::string(actors::gateways::rail_name(p.rail)), state,
+                      std::to_string(p.attempts.size()), last ? gateway_name(last) : ""});
+  }
+  static admin_section payout_section(std::string title) {
+    admin_section s;
+    s.title = std::move(title);
+    s.columns = {{"payout", true}, {"wallet", true}, {"amount", true}, {"currency", false},
+                 {"rail", false},  {"state", false}, {"attempts", true}, {"gateway", false}};
+    return s;
+  }
+
+  admin_response_msg cmd_payouts(const std::vector<std::string>& a) {
+    bool all = false;
+    uint64_t limit = 100;
+    for (const auto& w : a) {
+      if (w == "all") all = true;
+      else if (!parse_u64(w, &limit) || limit == 0 || limit > wire::admin_rows_max)
+        return answer(admin_code::arguments_invalid, "'" + w + "' is neither `all` nor a limit from 1 to 4096");
+    }
+    const reply r = eng_.lookup_payouts(0, 1u << 22);
+    if (r.st != status::ok) return refused_by_engine(r);
+    admin_section counts;
+    counts.title = "desks";
+    counts.columns = {{"currency", false}, {"state", false}, {"payouts", true}, {"amount", true}};
+    std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> by;
+    for (const auto& p : r.payouts) {
+      auto& c = by[{wire::currency_name(p.currency), actors::payouts::state_name(p.st)}];
+      ++c.first;
+      c.second += p.amount;
+    }
+    for (const auto& [k, v] : by) counts.rows.push_back({k.first, k.second, std::to_string(v.first), std::to_string(v.second)});
+    admin_section br;
+    br.title = "breakers";
+    br.columns = {{"currency", false}, {"gateway", false}, {"phase", false}, {"trips", true},
+                  {"sent", true},      {"settled", true},  {"failed", true}, {"timeouts", true}};
+    for (const auto& row : r.breakers)
+      br.rows.push_back({wire::currency_name(row.currency), gateway_name(row.gateway),
+                         actors::payouts::phase_name(row.b.ph), std::to_string(row.b.trips), std::to_string(row.b.sent),
+                         std::to_string(row.b.settled), std::to_string(row.b.failed), std::to_string(row.b.timeouts)});
+    admin_section list = payout_section(all ? "payouts" : "dead letters");
+    for (const auto& p : r.payouts) {
+      if (list.rows.size() >= limit) break;
+      if (all || p.st == actors::payouts::state::dead || p.st == actors::payouts::state::settle_refused)
+        payout_row(list, p);
+    }
+    admin_response_msg m = answer(admin_code::ok, std::to_string(r.payouts.size()) + " payouts held");
+    m.sections = {std::move(counts), std::move(br), std::move(list)};
+    return m;
+  }
+
+  bool payout_arg(const std::string& a, actors::payouts::payout_entry* out, admin_response_msg* bad) {
+    uint64_t id = 0;
+    if (!parse_u64(a, &id) || id == 0) {
+      *bad = answer(admin_code::arguments_invalid, "payout id '" + a + "' is not a decimal integer from 1 to 2^64-1");
+      return false;
+    }
+    const reply r = eng_.lookup_payouts(id, 1);
+    if (r.st != status::ok) {
+      *bad = refused_by_engine(r);
+      return false;
+    }
+    if (r.payouts.empty()) {
+      *bad = answer(admin_code::not_found, "payout " + a + " is not held by any desk (settled, failed, cancelled or unknown)");
+      return false;
+    }
+    *out = r.payouts[0];
+    return true;
+  }
+
+  admin_response_msg cmd_payout_show(const std::vector<std::string>& a) {
+    actors::payouts::payout_entry p;
+    admin_response_msg bad;
+    if (!payout_arg(a[0], &p, &bad)) return bad;
+    admin_section s = payout_section("payout");
+    payout_row(s, p);
+    admin_section at;
+    at.title = "attempts";
+    at.columns = {{"attempt", true}, {"gateway", false}, {"sent_at", true}};
+    for (size_t i = 0; i < p.attempts.size(); ++i)
+      at.rows.push_back({std::to_string(i + 1), gateway_name(p.attempts[i].gateway), std::to_string(p.attempts[i].sent_at)});
+    admin_response_msg m = answer(admin_code::ok, "");
+    m.sections = {std::move(s), std::move(at)};
+    return m;
+  }
+
+  admin_response_msg payout_action(const std::string& arg, wire::payout_op_kind k, const std::string& done) {
+    actors::payouts::payout_entry p;
+    admin_response_msg bad;
+    if (!payout_arg(arg, &p, &bad)) return bad;
+    const reply r = eng_.payout_ops({wire::payout_op{p.id, p.currency, k, {}}});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const auto res = r.results.at(0);
+    if (res != wire::result::ok)
+      return answer(admin_code::refused, "payout " + arg + ": " + std::string(wire::result_name(res)) + " (it is " +
+                                             actors::payouts::state_name(p.st) + ")");
+    return answer(admin_code::ok, "payout " + arg + " " + done);
+  }
+  admin_response_msg cmd_payout_retry(const std::vector<std::string>& a) {
+    return payout_action(a[0], wire::payout_op_kind::retry, "is routed again");
+  }
+  admin_response_msg cmd_payout_cancel(const std::vector<std::string>& a) {
+    return payout_action(a[0], wire::payout_op_kind::cancel, "is cancelled: its hold is voided");
   }
 
   // ---- the gateway registry ----

@@ -1,0 +1,213 @@
+#include "tools/gateway_sim.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <queue>
+#include <random>
+#include <unordered_map>
+
+#include "wire/client.hpp"
+#include "wire/codec.hpp"
+
+namespace mesob::tools {
+
+using clock_type = std::chrono::steady_clock;
+
+struct gateway_sim::counters {
+  std::atomic<uint64_t> connects{0}, instructions{0}, settled{0}, failed{0}, dropped{0}, duplicates{0},
+      answers_ok{0}, answers_refused{0}, deposits_sent{0}, deposits_ok{0}, deposits_refused{0}, errors{0};
+};
+
+gateway_sim::gateway_sim(gateway_sim_options o) : opt_(std::move(o)), c_(std::make_unique<counters>()) {}
+
+gateway_sim::~gateway_sim() { stop(); }
+
+void gateway_sim::start() {
+  stop_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void gateway_sim::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void gateway_sim::disconnect(uint64_t pause_ms) {
+  disconnect_pause_ms_ = pause_ms;
+  disconnect_ = true;
+}
+
+gateway_sim_stats gateway_sim::stats() const {
+  gateway_sim_stats s;
+  s.connects = c_->connects;
+  s.instructions = c_->instructions;
+  s.answered_settled = c_->settled;
+  s.answered_failed = c_->failed;
+  s.dropped = c_->dropped;
+  s.duplicates = c_->duplicates;
+  s.answers_ok = c_->answers_ok;
+  s.answers_refused = c_->answers_refused;
+  s.deposits_sent = c_->deposits_sent;
+  s.deposits_ok = c_->deposits_ok;
+  s.deposits_refused = c_->deposits_refused;
+  s.errors = c_->errors;
+  return s;
+}
+
+namespace {
+
+struct due_answer {
+  clock_type::time_point at;
+  wire::payout_answer a;
+  bool operator>(const due_answer& o) const { return at > o.at; }
+};
+
+}  // namespace
+
+void gateway_sim::run() {
+  std::mt19937_64 rng(opt_.seed);
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::exponential_distribution<double> latency(opt_.latency_ms > 0 ? 1.0 / opt_.latency_ms : 1e9);
+  uint64_t next_reference = opt_.reference_first, deposits_made = 0;
+  while (!stop_) {
+    wire::client::options co;
+    co.host = opt_.host;
+    co.port = opt_.port;
+    co.gateway = opt_.gateway;
+    co.secret = opt_.secret;
+    co.timeout_ms = 2000;
+    std::string err;
+    auto cl = wire::client::connect(co, &err);
+    if (!cl) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    c_->connects.fetch_add(1);
+    connected_ = true;
+    std::priority_queue<due_answer, std::vector<due_answer>, std::greater<>> due;
+    // request id -> what it carried (true: deposits), for counting the results
+    std::unordered_map<uint64_t, bool> in_flight;
+    auto deposit_clock = clock_type::now();
+    double deposit_credit = 0;
+    bool lost = false;
+    while (!stop_ && !lost) {
+      if (disconnect_.exchange(false)) {
+        cl->shutdown();
+        connected_ = false;
+        const auto until = clock_type::now() + std::chrono::milliseconds(disconnect_pause_ms_.load());
+        while (!stop_ && clock_type::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        lost = true;
+        break;
+      }
+      const auto now = clock_type::now();
+      // Answers that are due, as one request (if a slot is free).
+      if (!due.empty() && due.top().at <= now && in_flight.size() < opt_.in_flight_max) {
+        std::vector<wire::payout_answer> batch;
+        while (!due.empty() && due.top().at <= now && batch.size() < wire::batch_operations_max) {
+          batch.push_back(due.top().a);
+          due.pop();
+        }
+        const uint64_t id = cl->send(wire::payout_answers_body(batch));
+        if (id == 0) {
+          lost = true;
+          break;
+        }
+        in_flight[id] = false;
+      }
+      // Deposits at the chosen rate.
+      if (opt_.deposits_per_s > 0 && (opt_.deposits_max == 0 || deposits_made < opt_.deposits_max)) {
+        deposit_credit += std::chrono::duration<double>(now - deposit_clock).count() * opt_.deposits_per_s;
+        deposit_clock = now;
+        if (deposit_credit >= 1 && in_flight.size() < opt_.in_flight_max) {
+          uint64_t n = std::min<uint64_t>(uint64_t(deposit_credit), opt_.deposit_batch_max);
+          if (opt_.deposits_max) n = std::min(n, opt_.deposits_max - deposits_made);
+          std::vector<wire::deposit> batch(n);
+          for (auto& d : batch) {
+            d.reference = next_reference++;
+            d.wallet = opt_.wallet_first + (d.reference - 1) % std::max<uint64_t>(opt_.wallet_count, 1);  // in turn
+            d.amount = opt_.deposit_amount;
+            d.currency = opt_.currency;
+          }
+          const uint64_t id = cl->send(wire::deposits_body(batch));
+          if (id == 0) {
+            lost = true;
+            break;
+          }
+          in_flight[id] = true;
+          deposit_credit -= double(n);
+          deposits_made += n;
+          c_->deposits_sent.fetch_add(n);
+        }
+      }
+      // Wait for frames until the next thing is due (at most 10 ms).
+      int wait_ms = 10;
+      if (!due.empty() && in_flight.size() < opt_.in_flight_max)
+        wait_ms = int(std::clamp<int64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(due.top().at - clock_type::now()).count(), 0, 10));
+      if (opt_.deposits_per_s > 0) wait_ms = std::min(wait_ms, 1);
+      cl->set_timeout_ms(std::max(wait_ms, 0));
+      wire::client::frame_in f;
+      if (!cl->read_frame(&f, &err)) {
+        if (cl->timed_out()) continue;
+        lost = true;
+        break;
+      }
+      do {
+        const auto kind = wire::frame_kind(f.header.kind);
+        if (kind == wire::frame_kind::push) {
+          wire::push_msg pm;
+          std::vector<wire::payout_instruction> list;
+          if (!wire::parse_push(f.body, &pm, &err) || pm.topic != wire::payouts_topic ||
+              !wire::parse_payout_instructions(pm.body, &list, &err)) {
+            c_->errors.fetch_add(1);
+            continue;
+          }
+          const auto at = clock_type::now();
+          for (const auto& in : list) {
+            c_->instructions.fetch_add(1);
+            if (unit(rng) < opt_.timeout_rate) {
+              c_->dropped.fetch_add(1);
+              continue;
+            }
+            wire::payout_answer a{};
+            a.payout_id = in.payout_id;
+            a.amount = in.amount;
+            a.currency = in.currency;
+            a.attempt = in.attempt;
+            const bool fail = unit(rng) < opt_.fail_rate;
+            a.outcome = fail ? wire::payout_outcome::failed : wire::payout_outcome::settled;
+            a.reason = fail ? 51 : 0;  // "insufficient float" in this simulator's codes
+            (fail ? c_->failed : c_->settled).fetch_add(1);
+            const double ms = std::min(latency(rng), opt_.latency_ms_max);
+            const auto when = at + std::chrono::microseconds(int64_t(ms * 1000));
+            due.push({when, a});
+            if (unit(rng) < opt_.duplicate_rate) {
+              c_->duplicates.fetch_add(1);
+              due.push({when + std::chrono::microseconds(int64_t(std::min(latency(rng), opt_.latency_ms_max) * 1000)), a});
+            }
+          }
+        } else if (kind == wire::frame_kind::response || kind == wire::frame_kind::error) {
+          const auto it = in_flight.find(f.header.request_id);
+          const bool deposits = it != in_flight.end() && it->second;
+          if (it != in_flight.end()) in_flight.erase(it);
+          const auto o = wire::client::to_outcome(f);
+          if (!o.ok) {
+            c_->errors.fetch_add(1);
+            continue;
+          }
+          uint64_t ok = 0, refused = 0;
+          for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
+          (deposits ? c_->deposits_ok : c_->answers_ok).fetch_add(ok);
+          (deposits ? c_->deposits_refused : c_->answers_refused).fetch_add(refused);
+        }
+        // Frames already buffered are taken without waiting.
+        cl->set_timeout_ms(0);
+      } while (cl->read_frame(&f, &err));
+      if (!cl->timed_out()) lost = true;
+    }
+    connected_ = false;
+  }
+}
+
+}  // namespace mesob::tools

@@ -1,0 +1,93 @@
+// gateway_sim: a payment gateway as the engine meets it, over the real protocol (the
+// C++ client): it authenticates as a registered gateway, reports deposits at a chosen
+// rate, and answers the payout instructions pushed to it after a latency drawn from an
+// exponential distribution, failing a share of them, never answering a share (they time
+// out in the engine), and answering a share twice. It can drop its connection on command
+// and comes back after a pause. `mesob-gatewaysim` runs one or more of these; tests and
+// the gateway benchmark run them in threads.
+//
+// One thread per gateway session: it waits on its socket until the next answer or
+// deposit is due, sends due answers as one PayoutAnswers request, keeps at most
+// `in_flight_max` requests outstanding (further answers wait and go in bigger batches),
+// and reconnects when the connection drops. Randomness comes from `seed` (printed by the
+// program), so a run can be repeated.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "wire/types.hpp"
+
+namespace mesob::tools {
+
+struct gateway_sim_options {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7400;
+  std::string gateway;
+  std::vector<uint8_t> secret;
+  // Answers to payout instructions.
+  double latency_ms = 1.0;       // mean (exponential)
+  double latency_ms_max = 10'000;
+  double fail_rate = 0;          // answered failed
+  double timeout_rate = 0;       // never answered
+  double duplicate_rate = 0;     // answered twice
+  // Deposits.
+  double deposits_per_s = 0;
+  uint32_t deposit_batch_max = 1024;
+  uint64_t wallet_first = 1, wallet_count = 1;  // deposits go to them in turn
+  uint64_t deposit_amount = 100;
+  wire::currency_code currency = wire::currency("ETB");
+  uint64_t reference_first = 1;  // references count up from here
+  uint64_t deposits_max = 0;     // stop depositing after this many (0: no limit)
+  uint32_t in_flight_max = 32;
+  uint64_t seed = 1;
+};
+
+struct gateway_sim_stats {
+  uint64_t connects = 0;
+  uint64_t instructions = 0;       // received (a re-sent one counts again)
+  uint64_t answered_settled = 0;
+  uint64_t answered_failed = 0;
+  uint64_t dropped = 0;            // left unanswered (timeout_rate)
+  uint64_t duplicates = 0;         // second answers sent
+  uint64_t answers_ok = 0;         // answers the engine took (result ok)
+  uint64_t answers_refused = 0;    // duplicates, late ones, ... (another result)
+  uint64_t deposits_sent = 0;
+  uint64_t deposits_ok = 0;
+  uint64_t deposits_refused = 0;
+  uint64_t errors = 0;             // Error frames
+};
+
+class gateway_sim {
+ public:
+  explicit gateway_sim(gateway_sim_options o);
+  ~gateway_sim();
+  gateway_sim(const gateway_sim&) = delete;
+  gateway_sim& operator=(const gateway_sim&) = delete;
+
+  void start();
+  void stop();
+  // Drops the connection now (answers not yet sent are lost, as when a gateway crashes)
+  // and connects again after `pause_ms`.
+  void disconnect(uint64_t pause_ms);
+  [[nodiscard]] gateway_sim_stats stats() const;
+  [[nodiscard]] bool connected() const { return connected_.load(); }
+  [[nodiscard]] const gateway_sim_options& options() const { return opt_; }
+
+ private:
+  void run();
+  gateway_sim_options opt_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> connected_{false};
+  std::atomic<uint64_t> disconnect_pause_ms_{0};
+  std::atomic<bool> disconnect_{false};
+  struct counters;
+  std::unique_ptr<counters> c_;
+};
+
+}  // namespace mesob::tools

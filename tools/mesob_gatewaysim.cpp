@@ -1,0 +1,161 @@
+// mesob-gatewaysim: payment gateways for tests and load (tools/gateway_sim.hpp).
+//
+//   mesob-gatewaysim --port 7400 --gateway telebirr:<secret-hex> --latency-ms 1
+//                    --fail-rate 0.1 --deposits-per-s 1000 --wallets 1-1000
+//
+// Each --gateway is one session (registered with `gateway register` on the admin
+// port). Commands on standard input, one per line:
+//   disconnect <gateway> <pause-ms>   drop that gateway's connection, reconnect after
+//   stats                             print every gateway's counters (JSON, one line)
+//   quit                              stop (as does end of input, SIGTERM or --seconds)
+// It prints "gatewaysim: ready" once every gateway is connected, and the counters at exit.
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "tools/gateway_sim.hpp"
+#include "wire/protocol.hpp"
+
+using namespace mesob;
+
+namespace {
+
+std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& sims) {
+  std::ostringstream o;
+  o << "{";
+  for (size_t i = 0; i < sims.size(); ++i) {
+    const auto s = sims[i]->stats();
+    o << (i ? "," : "") << "\"" << sims[i]->options().gateway << "\":{\"connects\":" << s.connects
+      << ",\"instructions\":" << s.instructions << ",\"answered_settled\":" << s.answered_settled
+      << ",\"answered_failed\":" << s.answered_failed << ",\"dropped\":" << s.dropped
+      << ",\"duplicates\":" << s.duplicates << ",\"answers_ok\":" << s.answers_ok
+      << ",\"answers_refused\":" << s.answers_refused << ",\"deposits_sent\":" << s.deposits_sent
+      << ",\"deposits_ok\":" << s.deposits_ok << ",\"deposits_refused\":" << s.deposits_refused
+      << ",\"errors\":" << s.errors << "}";
+  }
+  o << "}";
+  return o.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tools::gateway_sim_options base;
+  std::vector<std::string> gateways;
+  std::string wallets = "1-1", currency = "ETB";
+  double seconds = 0;
+  uint64_t seed = std::random_device{}();
+  CLI::App app{"mesob-gatewaysim - payment gateways over Mesob's protocol"};
+  app.add_option("--host", base.host)->capture_default_str();
+  app.add_option("--port", base.port)->capture_default_str();
+  app.add_option("--gateway", gateways, "id:secret-hex, one session each")->required();
+  app.add_option("--latency-ms", base.latency_ms, "mean answer latency (exponential)")->capture_default_str();
+  app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str();
+  app.add_option("--fail-rate", base.fail_rate, "share of instructions answered failed")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--timeout-rate", base.timeout_rate, "share never answered")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--duplicate-rate", base.duplicate_rate, "share answered twice")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--deposits-per-s", base.deposits_per_s, "deposits each gateway reports per second")
+      ->check(CLI::Range(0.0, 1e7));
+  app.add_option("--deposits-max", base.deposits_max, "deposits per gateway in all (0: no limit)");
+  app.add_option("--wallets", wallets, "first-last wallet ids deposits go to")->capture_default_str();
+  app.add_option("--amount", base.deposit_amount, "minor units per deposit")->capture_default_str();
+  app.add_option("--currency", currency)->capture_default_str();
+  app.add_option("--seconds", seconds, "stop after this long (0: at quit or end of input)");
+  app.add_option("--seed", seed, "random seed (printed)");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto dash = wallets.find('-');
+  try {
+    base.wallet_first = std::stoull(wallets.substr(0, dash));
+    const uint64_t last = dash == std::string::npos ? base.wallet_first : std::stoull(wallets.substr(dash + 1));
+    if (last < base.wallet_first) throw std::invalid_argument("range");
+    base.wallet_count = last - base.wallet_first + 1;
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "mesob-gatewaysim: --wallets must be first-last (decimal ids)\n");
+    return 2;
+  }
+  if (currency.size() != 3) {
+    std::fprintf(stderr, "mesob-gatewaysim: --currency must be three letters\n");
+    return 2;
+  }
+  base.currency = wire::currency_code(uint8_t(currency[0])) | wire::currency_code(uint8_t(currency[1])) << 8 |
+                  wire::currency_code(uint8_t(currency[2])) << 16;
+  if (!wire::currency_valid(base.currency)) {
+    std::fprintf(stderr, "mesob-gatewaysim: --currency must be three letters A-Z\n");
+    return 2;
+  }
+  std::printf("gatewaysim: seed %llu\n", static_cast<unsigned long long>(seed));
+  std::vector<std::unique_ptr<tools::gateway_sim>> sims;
+  for (size_t i = 0; i < gateways.size(); ++i) {
+    const auto colon = gateways[i].find(':');
+    tools::gateway_sim_options o = base;
+    if (colon == std::string::npos || !wire::from_hex(gateways[i].substr(colon + 1), &o.secret) || o.secret.empty()) {
+      std::fprintf(stderr, "mesob-gatewaysim: --gateway %s is not id:secret-hex\n", gateways[i].c_str());
+      return 2;
+    }
+    o.gateway = gateways[i].substr(0, colon);
+    o.seed = seed + i;
+    o.reference_first = 1;  // references are per gateway
+    sims.push_back(std::make_unique<tools::gateway_sim>(o));
+  }
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // threads started below inherit it
+  for (auto& s : sims) s->start();
+  const auto t0 = std::chrono::steady_clock::now();
+  bool ready = false, input = true;
+  std::string line;
+  for (;;) {
+    if (!ready && std::all_of(sims.begin(), sims.end(), [](auto& s) { return s->connected(); })) {
+      ready = true;
+      std::printf("gatewaysim: ready\n");
+      std::fflush(stdout);
+    }
+    if (seconds > 0 && std::chrono::steady_clock::now() - t0 >= std::chrono::duration<double>(seconds)) break;
+    timespec zero{};
+    if (sigtimedwait(&stop_signals, nullptr, &zero) > 0) break;
+    pollfd p{0, POLLIN, 0};
+    if (!input || ::poll(&p, 1, 20) <= 0) {
+      if (!input) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    if (!std::getline(std::cin, line)) {
+      input = false;
+      if (seconds <= 0) break;  // end of input stops a run without a deadline
+      continue;
+    }
+    std::istringstream words(line);
+    std::string cmd, who;
+    uint64_t pause = 0;
+    words >> cmd;
+    if (cmd == "quit") break;
+    if (cmd == "stats") {
+      std::printf("gatewaysim: stats %s\n", stats_json(sims).c_str());
+    } else if (cmd == "disconnect" && (words >> who >> pause)) {
+      bool found = false;
+      for (auto& s : sims)
+        if (s->options().gateway == who) {
+          s->disconnect(pause);
+          found = true;
+        }
+      std::printf(found ? "gatewaysim: %s disconnected for %llu ms\n" : "gatewaysim: no gateway %s%llu\n", who.c_str(),
+                  found ? static_cast<unsigned long long>(pause) : 0ull);
+    } else if (!cmd.empty()) {
+      std::printf("gatewaysim: unknown command '%s' (disconnect <gateway> <pause-ms>, stats, quit)\n", cmd.c_str());
+    }
+    std::fflush(stdout);
+  }
+  for (auto& s : sims) s->stop();
+  std::printf("gatewaysim: stats %s\n", stats_json(sims).c_str());
+  return 0;
+}
