@@ -361,8 +361,9 @@ bool desk_table::admits(desk& d, const gateways::gateway& g, uint64_t payout, ui
       if (b.probe != 0 && b.probe != payout) {
         // The probe still decides while it is in flight here; one re-routed elsewhere
         // (or resolved) hands the probe on.
-        const auto it = d.payouts.find(b.probe);
-        if (it != d.payouts.end() && it->second.st == state::in_flight && it->second.attempts.back().gateway == g.number)
+        const auto probing = d.payouts.find(b.probe);
+        if (probing != d.payouts.end() && probing->second.st == state::in_flight &&
+            probing->second.attempts.back().gateway == g.number)
           return false;
       }
       b.probe = payout;

@@ -203,7 +203,7 @@ void shard::publish_stats() {
   pub_next_deadline_.store(std::min(groups_.next_deadline(), desks_.next_deadline()), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
-                        pending_index_.memory_bytes() + group_bytes() + desks_.memory_bytes(),
+                        pending_index_.memory_bytes() + group_bytes(),
                     r);
 }
 
