@@ -418,6 +418,20 @@ void shard::audit_groups(batch::group_audit& out) const {
     if (!fault.empty() && out.faults.size() < batch::group_faults_max)
       out.faults.push_back("group " + std::to_string(id) + ": " + fault);
   });
+  // Each payout account holds, pending, exactly the payouts its desk holds; nothing posted.
+  desks_.for_each_desk([&](const payouts::desk& d) {
+    ++out.checked;
+    uint64_t held = 0;
+    for (const auto& [id, p] : d.payouts) held += p.amount;
+    const account* a = find_account(payouts::account_id(d.currency));
+    if ((!a || a->credits_pending != held || a->debits_pending != 0 || a->debits_posted != a->credits_posted) &&
+        out.faults.size() < batch::group_faults_max)
+      out.faults.push_back("payout desk " + wire::currency_name(d.currency) + ": its account " +
+                           (a ? "holds " + std::to_string(a->credits_pending) + " pending, " +
+                                    std::to_string(int64_t(a->credits_posted - a->debits_posted)) + " posted"
+                              : std::string("is missing")) +
+                           " but the desk holds " + std::to_string(held));
+  });
 }
 
 void shard::execute_lookup_groups(batch& b) {

@@ -288,7 +288,7 @@ class admin_impl {
         {"snapshot", "", "take a snapshot now", 0, 0, &admin_impl::cmd_snapshot},
         {"log verify", "", "verify the log's checksums, lsn sequence and hash chain up to the durable lsn", 0, 0,
          &admin_impl::cmd_log_verify},
-        {"audit", "", "check the ledger: per currency, debits equal credits, posted and pending; every equb group's escrow holds what the group says", 0, 0,
+        {"audit", "", "check the ledger: per currency, debits equal credits, posted and pending; every equb group's escrow holds what the group says; every payout account holds its desk's payouts", 0, 0,
          &admin_impl::cmd_audit},
         {"audit trail", "[count]", "the latest admin commands with who issued them (default 20, at most 1024)", 0, 1,
          &admin_impl::cmd_audit_trail},
@@ -974,13 +974,15 @@ class admin_impl {
     const bool groups_ok = r.group_faults.empty();
     std::string message = faults.empty() ? "money is conserved in every currency (" + std::to_string(r.totals.size()) + ")"
                                          : "debits and credits differ in: " + faults;
-    message += groups_ok ? "; every equb group's escrow holds what the group says (" + std::to_string(r.groups_checked) + ")"
-                         : "; " + std::to_string(r.group_faults.size()) + " equb groups do not match their escrows";
+    message += groups_ok ? "; every equb group's escrow and payout desk's account holds what it says (" +
+                               std::to_string(r.groups_checked) + ")"
+                         : "; " + std::to_string(r.group_faults.size()) +
+                               " equb groups or payout desks do not match their accounts";
     admin_response_msg m = answer(faults.empty() && groups_ok ? admin_code::ok : admin_code::check_failed, message);
     m.sections.push_back(std::move(s));
     if (!groups_ok) {
       admin_section g;
-      g.title = "equb groups that do not match their escrows";
+      g.title = "equb groups and payout desks that do not match their accounts";
       g.columns = {{"fault", false}};
       for (const auto& f : r.group_faults) g.rows.push_back({f});
       m.sections.push_back(std::move(g));

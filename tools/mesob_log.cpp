@@ -24,6 +24,9 @@ const char* kind_name(uint16_t k) {
     case 6: return "tick";
     case 10: return "equb_ops";
     case 12: return "gateway_ops";  // registry changes (the secrets in them are never printed)
+    case 15: return "payout_answers";
+    case 16: return "gateway_events";
+    case 17: return "payout_ops";
     default: return "?";
   }
 }

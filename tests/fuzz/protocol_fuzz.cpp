@@ -59,7 +59,9 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
     }
     case frame_kind::push: {
       push_msg m;
-      (void)parse_push(body, &m, &why);
+      std::vector<payout_instruction> list;
+      if (parse_push(body, &m, &why)) (void)parse_payout_instructions(m.body, &list, &why);
+      (void)parse_payout_instructions(body, &list, &why);  // the raw input too
       break;
     }
     case frame_kind::admin_request: {
