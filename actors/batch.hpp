@@ -159,6 +159,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<equb::group_entry> found_groups;       // lookup_groups (ids in account_ids)
   std::vector<std::vector<payouts::payout_entry>> found_payouts;   // lookup_payouts: per shard
   std::vector<std::vector<payouts::breaker_row>> found_breakers;   // lookup_payouts: per shard
+  std::vector<std::vector<payouts::recon_row>> found_recon;        // lookup_payouts: per shard
   // currency_totals: per shard, its equb groups checked against their escrow accounts.
   struct group_audit {
     uint64_t checked = 0;
@@ -227,6 +228,7 @@ struct checkpoint_cut {
   std::vector<uint8_t> gateways;  // the gateway registry at the cut (registry::encode)
   std::vector<uint8_t> gateway_sessions;  // sessions up per gateway at the cut (shard 0's)
   std::vector<payouts::desk_table::dirty_rows> payouts;  // per shard, rows changed since its last cut
+  std::vector<std::vector<payouts::recon_row>> recon;    // per shard, its reconciliation counts (whole)
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;
 };

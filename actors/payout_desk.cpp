@@ -504,8 +504,24 @@ void desk_table::release(desk& d, payout_entry& p, bool cancel) {
   if (emit_) emit_(chain_of(p, 0));
 }
 
-void desk_table::resolve(desk& d, payout_entry& p, resolution r) {
+void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
   const uint64_t id = p.id;
+  const uint32_t gateway = r == resolution::settled ? p.settled_by : p.attempts.empty() ? 0 : p.attempts.back().gateway;
+  recon_counts& c = recon_[{gateway, uint32_t(ts / ns_per_day), p.currency}];
+  switch (r) {
+    case resolution::settled:
+      ++c.settled;
+      c.settled_amount += p.amount;
+      break;
+    case resolution::failed:
+      ++c.failed;
+      c.failed_amount += p.amount;
+      break;
+    case resolution::cancelled:
+      ++c.cancelled;
+      c.cancelled_amount += p.amount;
+      break;
+  }
   if (resolved_order_.size() == resolved_kept) {
     resolved_.erase(resolved_order_.front());
     resolved_order_.pop_front();
@@ -565,7 +581,49 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t ts) {
   return result::ok;
 }
 
-void desk_table::chain_done(const wire::transfer& first, result r) {
+void desk_table::deposited(uint32_t gateway, const wire::transfer& t, uint64_t ts) {
+  recon_counts& c = recon_[{gateway, uint32_t(ts / ns_per_day), t.currency}];
+  ++c.deposits;
+  c.deposits_amount += t.amount;
+}
+
+std::vector<recon_row> desk_table::recon_rows() const {
+  std::vector<recon_row> out;
+  out.reserve(recon_.size());
+  for (const auto& [k, c] : recon_) out.push_back({k, c});
+  return out;
+}
+
+uint64_t recon_row_key(const recon_key& k) {
+  return uint64_t(k.gateway) << 44 | uint64_t(k.day & 0xFFFFF) << 24 | (k.currency & 0xFFFFFF);
+}
+
+std::vector<uint8_t> encode_recon(const recon_counts& c) {
+  byte_writer w;
+  for (uint64_t v : {c.deposits, c.deposits_amount, c.settled, c.settled_amount, c.failed, c.failed_amount,
+                     c.cancelled, c.cancelled_amount})
+    w.put(v);
+  return std::move(w.out);
+}
+
+bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, std::string* why) {
+  byte_reader r{bytes};
+  recon_row row;
+  row.k.gateway = uint32_t(key >> 44);
+  row.k.day = uint32_t((key >> 24) & 0xFFFFF);
+  row.k.currency = uint32_t(key & 0xFFFFFF);
+  for (uint64_t* v : {&row.c.deposits, &row.c.deposits_amount, &row.c.settled, &row.c.settled_amount, &row.c.failed,
+                      &row.c.failed_amount, &row.c.cancelled, &row.c.cancelled_amount})
+    *v = r.get<uint64_t>();
+  if (r.short_read || r.at != bytes.size() || !wire::currency_valid(row.k.currency)) {
+    *why = "reconciliation row " + std::to_string(key) + " is damaged";
+    return false;
+  }
+  *out = row;
+  return true;
+}
+
+void desk_table::chain_done(const wire::transfer& first, result r, uint64_t ts) {
   if (!emitted(first.id) || !hold(first.pending_id)) return;
   const auto dit = desks_.find(first.currency);
   if (dit == desks_.end()) return;
@@ -578,7 +636,7 @@ void desk_table::chain_done(const wire::transfer& first, result r) {
     const resolution res = p.st == state::settling ? resolution::settled
                            : p.cancelling          ? resolution::cancelled
                                                    : resolution::failed;
-    resolve(d, p, res);
+    resolve(d, p, res, ts);
     return;
   }
   p.refusal = r;

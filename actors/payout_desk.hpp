@@ -48,6 +48,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -138,6 +139,41 @@ struct breaker {
 };
 [[nodiscard]] const char* phase_name(breaker::phase p);
 
+// Reconciliation, per gateway, UTC day (engine time) and currency: what moved through the
+// gateway, to check against its own report. Shards count additive parts (deposits on the
+// settlement account's shard, payouts on the desk's); readers and checkpoints sum them.
+constexpr uint64_t ns_per_day = 86'400'000'000'000ull;
+struct recon_key {
+  uint32_t gateway = 0;
+  uint32_t day = 0;  // days since 1970-01-01
+  wire::currency_code currency = 0;
+  friend auto operator<=>(const recon_key&, const recon_key&) = default;
+};
+struct recon_counts {
+  uint64_t deposits = 0, deposits_amount = 0;
+  uint64_t settled = 0, settled_amount = 0;
+  uint64_t failed = 0, failed_amount = 0;
+  uint64_t cancelled = 0, cancelled_amount = 0;
+  void add(const recon_counts& o) {
+    deposits += o.deposits;
+    deposits_amount += o.deposits_amount;
+    settled += o.settled;
+    settled_amount += o.settled_amount;
+    failed += o.failed;
+    failed_amount += o.failed_amount;
+    cancelled += o.cancelled;
+    cancelled_amount += o.cancelled_amount;
+  }
+};
+struct recon_row {
+  recon_key k;
+  recon_counts c;
+};
+// Snapshot rows: key gateway << 44 | day << 24 | currency; value the counts (8 x u64).
+[[nodiscard]] uint64_t recon_row_key(const recon_key& k);
+[[nodiscard]] std::vector<uint8_t> encode_recon(const recon_counts& c);
+bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, std::string* why);
+
 struct breaker_row {
   wire::currency_code currency = 0;
   uint32_t gateway = 0;
@@ -176,8 +212,13 @@ class desk_table {
   void held(const wire::transfer& hold, uint64_t ts);
   // A gateway's answer; its currency's desk is on this shard.
   wire::result answer(const wire::payout_answer& a, uint64_t ts);
-  // A chain a desk here emitted executed fresh, with outcome r.
-  void chain_done(const wire::transfer& first, wire::result r);
+  // A chain a desk here emitted executed fresh at `ts`, with outcome r.
+  void chain_done(const wire::transfer& first, wire::result r, uint64_t ts);
+  // A deposit was applied on this shard (it owns the gateway's settlement account).
+  void deposited(uint32_t gateway, const wire::transfer& t, uint64_t ts);
+  // This shard's part of the reconciliation counts.
+  [[nodiscard]] std::vector<recon_row> recon_rows() const;
+  void load_recon(const recon_row& r) { recon_[r.k].add(r.c); }
   // Sessions opening and closing (every shard keeps the counts).
   void event(const wire::gateway_event& e, uint64_t ts);
   wire::result op(const wire::payout_op& o, uint64_t ts);
@@ -231,7 +272,7 @@ class desk_table {
   void timed_out(desk& d, payout_entry& p, uint64_t now);
   void settle(desk& d, payout_entry& p, uint32_t gateway);
   void release(desk& d, payout_entry& p, bool cancel);
-  void resolve(desk& d, payout_entry& p, resolution r);
+  void resolve(desk& d, payout_entry& p, resolution r, uint64_t ts);
   bool admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now);
   void record(desk& d, uint32_t gateway, uint64_t payout, bool bad, uint64_t now);
   [[nodiscard]] uint64_t timeout_ns(uint32_t gateway) const;
@@ -242,6 +283,7 @@ class desk_table {
   std::unordered_map<uint32_t, uint32_t> sessions_;  // gateway number -> sessions up
   std::vector<timer> timers_;                        // a min-heap; stale entries skipped
   std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
+  std::map<recon_key, recon_counts> recon_;
   std::unordered_map<uint64_t, resolution> resolved_;
   std::deque<uint64_t> resolved_order_;
   std::vector<std::pair<wire::currency_code, uint64_t>> dirty_payouts_;

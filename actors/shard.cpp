@@ -258,6 +258,7 @@ void shard::execute(batch& b) {
           if ((id == 0 || pid == id) && out.size() < limit) out.push_back(p);
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.currency, g, br});
       });
+      b.found_recon[index_] = desks_.recon_rows();
       break;
     }
     case op_kind::equb_ops: execute_equb(b); break;
@@ -602,7 +603,7 @@ void shard::settle_oldest() {
   if (res == result::ok) res = in.verdict();
   write_result(b, a.op, res);
   if (res == result::ok) apply(b, a.op, in, false);
-  if (b.emitted) chain_done(t, res);
+  if (b.emitted) chain_done(t, res, b.timestamp_base + a.op);
 }
 
 void shard::settle_ready() {
@@ -755,6 +756,9 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       save_account(idx, keep_undo);
       apply_transfer_debit(*dr, t);
       link_history(idx, r.serial, true);
+      // A deposit (it stands alone: no undo): the gateway's reconciliation counts.
+      if (b.gateway && gateways::deposit_id(t.id))
+        desks_.deposited(uint32_t(t.id.hi & 0xFFFFFF), t, b.timestamp_base + o);
     }
     if (cr) {
       const auto idx = slot_index(cr);
@@ -864,12 +868,12 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
   }
   // A chain an equb group emitted: the group (on the escrow's shard) learns its outcome,
   // whatever it was (the sequencer routes every emitted chain to that shard).
-  if (b.emitted) chain_done(b.transfers[first], chain_code);
+  if (b.emitted) chain_done(b.transfers[first], chain_code, b.timestamp_base + first);
 }
 
 // An emitted chain's outcome goes to whoever emitted it: a payout desk or an equb group.
-void shard::chain_done(const transfer& first, result r) {
-  if (payouts::emitted(first.id)) desks_.chain_done(first, r);
+void shard::chain_done(const transfer& first, result r, uint64_t ts) {
+  if (payouts::emitted(first.id)) desks_.chain_done(first, r, ts);
   else groups_.chain_done(first, r);
 }
 
@@ -901,6 +905,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   groups_.take_dirty(&cut_->groups[index_]);
   desks_.take_dirty(&cut_->payouts[index_]);
   if (index_ == 0) cut_->gateway_sessions = desks_.encode_sessions();
+  cut_->recon[index_] = desks_.recon_rows();
   note_pause(t0);
 }
 

@@ -128,7 +128,7 @@ class shard {
   void execute_equb(batch& b);
   void execute_lookup_groups(batch& b);
   void execute_payout_answers(batch& b);
-  void chain_done(const transfer& first, result r);
+  void chain_done(const transfer& first, result r, uint64_t ts);
   void execute_payout_ops(batch& b);
   void audit_groups(batch::group_audit& out) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;

@@ -257,6 +257,10 @@ class admin_impl {
         {"gateway update", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>... [timeout_ms=N]",
          "change a registered gateway's rail, priority, roles, currencies (the list is replaced) and answer timeout", 5,
          5 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_update},
+        {"gateway recon", "<gateway-id> [YYYY-MM-DD]",
+         "reconciliation per UTC day and currency: deposits, payouts settled, failed, cancelled (counts and sums), "
+         "and the payouts pending and dead-lettered on it now (by the day they were made); every day, or one",
+         1, 2, &admin_impl::cmd_gateway_recon},
         {"gateway secret", "<gateway-id>", "give a registered gateway a new secret (printed once; sessions open now stay)",
          1, 1, &admin_impl::cmd_gateway_secret},
         {"gateway disable", "<gateway-id>", "no new sessions or deposits for a registered gateway", 1, 1,
@@ -622,6 +626,68 @@ class admin_impl {
   }
   admin_response_msg cmd_payout_cancel(const std::vector<std::string>& a) {
     return payout_action(a[0], wire::payout_op_kind::cancel, "is cancelled: its hold is voided");
+  }
+
+  static std::string day_text(uint32_t day) {
+    const time_t t = time_t(day) * 86400;
+    tm g{};
+    gmtime_r(&t, &g);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d", &g);
+    return buf;
+  }
+
+  admin_response_msg cmd_gateway_recon(const std::vector<std::string>& a) {
+    const auto reg = eng_.gateway_registry();
+    const auto* g = reg->find(a[0]);
+    if (!g) return answer(admin_code::not_found, "gateway " + a[0] + " is not registered");
+    int64_t only_day = -1;
+    if (a.size() == 2) {
+      tm t{};
+      const char* end = strptime(a[1].c_str(), "%Y-%m-%d", &t);
+      if (!end || *end != '\0') return answer(admin_code::arguments_invalid, "'" + a[1] + "' is not a date YYYY-MM-DD");
+      only_day = int64_t(timegm(&t) / 86400);
+      if (only_day < 0) return answer(admin_code::arguments_invalid, "'" + a[1] + "' is before 1970");
+    }
+    const reply r = eng_.lookup_payouts(0, 1u << 22);
+    if (r.st != status::ok) return refused_by_engine(r);
+    struct line {
+      actors::payouts::recon_counts c;
+      uint64_t pending = 0, pending_amount = 0, dead = 0, dead_amount = 0;
+    };
+    std::map<std::pair<uint32_t, std::string>, line> rows;
+    for (const auto& row : r.recon)
+      if (row.k.gateway == g->number && (only_day < 0 || row.k.day == only_day))
+        rows[{row.k.day, wire::currency_name(row.k.currency)}].c.add(row.c);
+    for (const auto& p : r.payouts) {
+      const uint32_t last = p.attempts.empty() ? 0 : p.attempts.back().gateway;
+      const uint32_t day = uint32_t(p.created_at / actors::payouts::ns_per_day);
+      if (last != g->number || (only_day >= 0 && day != only_day)) continue;
+      line& l = rows[{day, wire::currency_name(p.currency)}];
+      if (p.st == actors::payouts::state::dead) {
+        ++l.dead;
+        l.dead_amount += p.amount;
+      } else {
+        ++l.pending;
+        l.pending_amount += p.amount;
+      }
+    }
+    admin_section s;
+    s.title = "reconciliation";
+    s.columns = {{"day", false},          {"currency", false},       {"deposits", true},
+                 {"deposits_amount", true}, {"settled", true},        {"settled_amount", true},
+                 {"failed", true},        {"failed_amount", true},   {"cancelled", true},
+                 {"cancelled_amount", true}, {"pending", true},       {"pending_amount", true},
+                 {"dead_letters", true},  {"dead_letters_amount", true}};
+    for (const auto& [k, l] : rows)
+      s.rows.push_back({day_text(k.first), k.second, std::to_string(l.c.deposits), std::to_string(l.c.deposits_amount),
+                        std::to_string(l.c.settled), std::to_string(l.c.settled_amount), std::to_string(l.c.failed),
+                        std::to_string(l.c.failed_amount), std::to_string(l.c.cancelled),
+                        std::to_string(l.c.cancelled_amount), std::to_string(l.pending),
+                        std::to_string(l.pending_amount), std::to_string(l.dead), std::to_string(l.dead_amount)});
+    admin_response_msg m = answer(admin_code::ok, "gateway " + g->id + " (number " + std::to_string(g->number) + ")");
+    m.sections.push_back(std::move(s));
+    return m;
   }
 
   // ---- the gateway registry ----

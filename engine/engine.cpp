@@ -648,6 +648,7 @@ class engine_impl {
       case op_kind::lookup_payouts:
         b.found_payouts.assign(shards_n_, {});
         b.found_breakers.assign(shards_n_, {});
+        b.found_recon.assign(shards_n_, {});
         break;
       case op_kind::payout_ops: sequence_payout_ops(b); break;
       case op_kind::gateway_events: sequence_events(b); break;
@@ -831,6 +832,7 @@ class engine_impl {
     c->account_counts.resize(shards_n_);
     c->groups.resize(shards_n_);
     c->payouts.resize(shards_n_);
+    c->recon.resize(shards_n_);
     if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
     c->shards_remaining.store(shards_n_);
     chain_at_cut_[c.get()] = dispatched_chain_;
@@ -970,6 +972,12 @@ class engine_impl {
     for (const auto& rows : c.payouts)
       if (!put_payout_rows(rows)) return w->error();
     if (!c.gateway_sessions.empty() && !w->put(storage::table::desks, 0, c.gateway_sessions)) return w->error();
+    // Reconciliation counts, whole (a few rows per gateway and day): every shard's part
+    // summed, so that a later start with another shard count reads totals.
+    if (!w->clear(storage::table::recon)) return w->error();
+    for (const auto& row : merged_recon(c.recon))
+      if (!w->put(storage::table::recon, actors::payouts::recon_row_key(row.k), actors::payouts::encode_recon(row.c)))
+        return w->error();
     storage::snapshot_meta m;
     m.lsn = c.lsn;
     m.chain = chain;
@@ -1315,6 +1323,16 @@ class engine_impl {
     }
   }
 
+  // Shards' reconciliation parts, summed per (gateway, day, currency), in key order.
+  static std::vector<actors::payouts::recon_row> merged_recon(const std::vector<std::vector<actors::payouts::recon_row>>& parts) {
+    std::map<actors::payouts::recon_key, actors::payouts::recon_counts> sum;
+    for (const auto& list : parts)
+      for (const auto& row : list) sum[row.k].add(row.c);
+    std::vector<actors::payouts::recon_row> out;
+    for (const auto& [k, c] : sum) out.push_back({k, c});
+    return out;
+  }
+
   void finish(batch& base) {
     auto& b = static_cast<engine_batch&>(base);
     if (b.kind == op_kind::lookup_account_transfers || b.kind == op_kind::lookup_balances_as_of) {
@@ -1341,6 +1359,7 @@ class engine_impl {
       std::sort(r.breakers.begin(), r.breakers.end(), [](const auto& x, const auto& y) {
         return x.currency != y.currency ? x.currency < y.currency : x.gateway < y.gateway;
       });
+      r.recon = merged_recon(b.found_recon);
       for (auto& a : b.group_audits) {
         r.groups_checked += a.checked;
         for (auto& f : a.faults) r.group_faults.push_back(std::move(f));
@@ -1641,6 +1660,14 @@ class engine_impl {
           return false;
         }
         return shards_[shard_of(actors::payouts::account_id(p.currency), shards_n_)]->desks().load_payout(std::move(p), &why);
+      }, error);
+    }
+    if (ok) {
+      ok = snap_->scan(storage::table::recon, [&](uint64_t key, std::span<const uint8_t> v) {
+        actors::payouts::recon_row row;
+        if (!actors::payouts::decode_recon(key, v, &row, &why)) return false;
+        shards_[0]->desks().load_recon(row);  // additive: any shard may hold a part
+        return true;
       }, error);
     }
     // Each payout account holds, pending, exactly its desk's payouts, and nothing posted.

@@ -109,6 +109,7 @@ struct reply {
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
+  std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
   uint64_t groups_checked = 0;                // currency_totals: equb groups checked against their escrows
   std::vector<std::string> group_faults;      // currency_totals: what was wrong (at most 64 per shard)
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
@@ -229,7 +230,8 @@ class engine {
   reply payout_ops(std::vector<wire::payout_op> ops);
   // The payouts the desks hold (all of them, or those with `payout_id`), from a
   // consistent point of the request stream; at most `limit`.
-  // Also every desk's breakers (per currency and gateway: phase and counters).
+  // Also every desk's breakers (per currency and gateway: phase and counters) and the
+  // reconciliation counts (per gateway, UTC day and currency).
   reply lookup_payouts(uint64_t payout_id, size_t limit);
   // Where instructions go: called on a shard thread with each batch's instructions for
   // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped

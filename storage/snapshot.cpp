@@ -45,6 +45,7 @@ const char* table_name(table t) {
     case table::gateways: return "gateways";
     case table::payouts: return "payouts";
     case table::desks: return "desks";
+    case table::recon: return "recon";
   }
   return "?";
 }

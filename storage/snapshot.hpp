@@ -13,6 +13,7 @@
 //   payouts    payout id  -> a payout a desk holds (actors/payout_desk.hpp, encode_payout)
 //   desks      currency   -> a payout desk without its payouts (encode_desk); key 0: the
 //                            gateways' sessions up (desk_table::encode_sessions)
+//   recon      gateway << 44 | day << 24 | currency -> reconciliation counts (rewritten whole)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
@@ -63,8 +64,9 @@ enum class table : int {
   gateways = 5,
   payouts = 6,
   desks = 7,
+  recon = 8,
 };
-constexpr int tables = 8;
+constexpr int tables = 9;
 
 class snapshot_store {
  public:

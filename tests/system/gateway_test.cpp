@@ -199,6 +199,30 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   const uint64_t settled = (s[0].credits_posted + s[1].credits_posted) / 100;
   EXPECT_GE(settled, sent * 7 / 10);
   EXPECT_LT(settled, sent);
+  // Reconciliation agrees with the ledger: per gateway, deposits and settled payouts are
+  // what its settlement account moved; settled and failed add up to every payout.
+  uint64_t recon_settled = 0, recon_failed = 0;
+  for (const auto& [g, account] : {std::pair{"alpha", settle_a}, std::pair{"beta", settle_b}}) {
+    auto m = admin(*w.ops, "gateway recon", {g});
+    ASSERT_EQ(m.code, admin_code::ok) << m.message;
+    ASSERT_EQ(m.sections.size(), 1u);
+    uint64_t dep_amount = 0, settled_amount = 0;
+    for (const auto& row : m.sections[0].rows) {
+      EXPECT_EQ(row[1], "ETB");
+      dep_amount += std::stoull(row[3]);
+      recon_settled += std::stoull(row[4]);
+      settled_amount += std::stoull(row[5]);
+      recon_failed += std::stoull(row[6]);
+      EXPECT_EQ(row[10], "0");  // nothing pending
+    }
+    const auto acc = w.accounts({account}).at(0);
+    EXPECT_EQ(dep_amount, acc.debits_posted) << g;
+    EXPECT_EQ(settled_amount, acc.credits_posted) << g;
+  }
+  EXPECT_EQ(recon_settled, settled);
+  EXPECT_EQ(recon_settled + recon_failed, sent);
+  EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2026-13-01"}).code, admin_code::arguments_invalid);
+  EXPECT_EQ(admin(*w.ops, "gateway recon", {"nobody"}).code, admin_code::not_found);
 }
 
 TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {

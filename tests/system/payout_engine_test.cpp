@@ -393,6 +393,10 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   ASSERT_EQ(answer("alpha", 41, 1, 200, wire::payout_outcome::settled), result::ok);
   ASSERT_EQ(answer("alpha", 42, 1, 300, wire::payout_outcome::failed), result::ok);
   const auto before = e().lookup_payouts(0, 100);
+  ASSERT_EQ(before.recon.size(), 1u);  // alpha, today, ETB: one settled, one failed
+  EXPECT_EQ(before.recon[0].c.settled, 1u);
+  EXPECT_EQ(before.recon[0].c.settled_amount, 200u);
+  EXPECT_EQ(before.recon[0].c.failed, 1u);
   restart();  // the log alone
   EXPECT_EQ(e().recovery().payout_chains_reemitted, 0u);
   const auto after = e().lookup_payouts(0, 100);
@@ -410,6 +414,7 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(s[0].gateway, "beta");
   EXPECT_EQ(s[0].in.attempt, 2u);
 
+  EXPECT_EQ(e().lookup_payouts(0, 100).recon.at(0).c.settled, 1u);
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   ASSERT_EQ(pay(43, 4, 400), result::ok);  // after the snapshot: replayed
@@ -430,6 +435,14 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(account(4).debits_posted, 400u);
   EXPECT_EQ(account(settle_a).credits_posted, 300u);
   EXPECT_EQ(account(settle_b).credits_posted, 400u);
+  // From the snapshot's reconciliation rows and the log after them.
+  uint64_t settled = 0, failed = 0;
+  for (const auto& row : e().lookup_payouts(0, 0).recon) {
+    settled += row.c.settled;
+    failed += row.c.failed;
+  }
+  EXPECT_EQ(settled, 3u);
+  EXPECT_EQ(failed, 1u);
   expect_payout_account_consistent();
 }
 
