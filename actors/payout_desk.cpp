@@ -28,6 +28,7 @@ const char* dead_reason_name(dead_reason r) {
     case dead_reason::attempts: return "attempts_exhausted";
     case dead_reason::routes: return "every_gateway_given_up";
     case dead_reason::no_route: return "no_gateway_in_time";
+    case dead_reason::unsettled_elsewhere: return "unanswered_attempt_elsewhere";
   }
   return "?";
 }
@@ -41,7 +42,7 @@ const char* phase_name(breaker::phase p) {
   return "?";
 }
 
-std::vector<wire::transfer> chain_of(const payout_entry& p, uint64_t settlement_account) {
+std::vector<wire::transfer> chain_of(const payout_entry& p) {
   std::vector<wire::transfer> chain;
   wire::transfer t{};
   t.id = emitted_id(p.currency, p.chain_step);
@@ -55,7 +56,7 @@ std::vector<wire::transfer> chain_of(const payout_entry& p, uint64_t settlement_
     wire::transfer m{};
     m.id = emitted_id(p.currency, p.chain_step + 1);
     m.debit_account_id = account_id(p.currency);
-    m.credit_account_id = settlement_account;
+    m.credit_account_id = p.settlement;
     m.amount = p.amount;
     m.currency = p.currency;
     m.user_data = account_id(p.currency);
@@ -94,12 +95,15 @@ std::vector<uint8_t> encode_payout(const payout_entry& p) {
   w.put(p.due);
   w.put(p.wait_since);
   w.put(p.settled_by);
+  w.put(p.settlement);
   w.put(p.routing_base);
   w.put(p.chain_step);
   w.put(uint32_t(p.attempts.size()));
   for (const auto& a : p.attempts) {
     w.put(a.gateway);
     w.put(a.sent_at);
+    w.put(a.settlement);
+    w.put(uint8_t(a.failed));
   }
   w.put(uint32_t(p.given_up.size()));
   for (const auto g : p.given_up) w.put(g);
@@ -128,6 +132,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
   p.due = r.get<uint64_t>();
   p.wait_since = r.get<uint64_t>();
   p.settled_by = r.get<uint32_t>();
+  p.settlement = r.get<uint64_t>();
   p.routing_base = r.get<uint32_t>();
   p.chain_step = r.get<uint64_t>();
   const uint32_t na = r.get<uint32_t>();
@@ -139,6 +144,13 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
     attempt a;
     a.gateway = r.get<uint32_t>();
     a.sent_at = r.get<uint64_t>();
+    a.settlement = r.get<uint64_t>();
+    const auto failed = r.get<uint8_t>();
+    if (failed > 1 || a.gateway == 0) {
+      *why = "payout " + std::to_string(p.id) + ": an attempt is damaged";
+      return false;
+    }
+    a.failed = failed == 1;
     p.attempts.push_back(a);
   }
   const uint32_t ng = r.get<uint32_t>();
@@ -152,8 +164,11 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
     return false;
   }
   if (p.id == 0 || p.amount == 0 || p.wallet == 0 || !wire::currency_valid(p.currency) || p.rail == 0 ||
-      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::settle_refused) || dead > 3 || cancelling > 1 ||
-      p.routing_base > p.attempts.size()) {
+      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::settle_refused) || dead > 4 || cancelling > 1 ||
+      p.routing_base > p.attempts.size() || (st == uint8_t(state::in_flight) && p.attempts.empty()) ||
+      ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused)) &&
+       (p.settled_by == 0 || p.settlement == 0)) ||
+      (st == uint8_t(state::dead)) != (dead != 0)) {
     *why = "payout " + std::to_string(p.id) + ": a field is out of range";
     return false;
   }
@@ -337,12 +352,6 @@ uint64_t desk_table::timeout_ns(uint32_t gateway) const {
   return ms * 1'000'000ull;
 }
 
-uint64_t desk_table::settlement_of(uint32_t gateway, wire::currency_code c) const {
-  const gateways::gateway* g = registry_->find(gateway);
-  const wire::gateway_currency* gc = g ? g->serves(c) : nullptr;
-  return gc ? gc->settlement_account_id : 0;
-}
-
 // ---- breakers ------------------------------------------------------------------------
 
 bool desk_table::admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now) {
@@ -408,7 +417,8 @@ void desk_table::record(desk& d, uint32_t gateway, uint64_t payout, bool bad, ui
 
 void desk_table::send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt) {
   if (new_attempt) {
-    p.attempts.push_back({g.number, now});
+    const wire::gateway_currency* gc = g.serves(p.currency);
+    p.attempts.push_back({g.number, now, gc ? gc->settlement_account_id : 0, false});
     ++d.breakers[g.number].sent;
     touch(d);
   }
@@ -481,16 +491,17 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
   schedule(p, now + wait);
 }
 
-void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway) {
+void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement) {
   p.st = state::settling;
   p.settled_by = gateway;
+  p.settlement = settlement;
   p.refusal = result::ok;
   p.due = 0;
   p.chain_step = d.next_step;
   d.next_step += 2;
   touch(d);
   touch(d, p);
-  if (emit_) emit_(chain_of(p, settlement_of(gateway, p.currency)));
+  if (emit_) emit_(chain_of(p));
 }
 
 void desk_table::release(desk& d, payout_entry& p, bool cancel) {
@@ -501,7 +512,7 @@ void desk_table::release(desk& d, payout_entry& p, bool cancel) {
   p.chain_step = d.next_step++;
   touch(d);
   touch(d, p);
-  if (emit_) emit_(chain_of(p, 0));
+  if (emit_) emit_(chain_of(p));
 }
 
 void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
@@ -565,18 +576,29 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t ts) {
     return result::payout_already_resolved;
   breaker& b = d.breakers[a.gateway];
   const bool current = p->st == state::in_flight && a.attempt == p->attempts.size();
+  attempt& at = p->attempts[a.attempt - 1];
   if (a.outcome == wire::payout_outcome::settled) {
     ++b.settled;
     b.settled_amount += p->amount;
     record(d, a.gateway, p->id, false, ts);
-    settle(d, *p, a.gateway);  // whichever attempt: the money went out
+    settle(d, *p, a.gateway, at.settlement);  // whichever attempt: the money went out
     return result::ok;
+  }
+  if (!at.failed) {
+    at.failed = true;
+    touch(d, *p);
   }
   if (!current) return result::payout_answer_late;
   ++b.failed;
   b.failed_amount += p->amount;
   record(d, a.gateway, p->id, true, ts);
   p->gateway_reason = a.reason;
+  // An earlier attempt at another gateway, never answered failed, may still pay.
+  for (size_t k = 0; k + 1 < p->attempts.size(); ++k)
+    if (p->attempts[k].gateway != a.gateway && !p->attempts[k].failed) {
+      make_dead(d, *p, dead_reason::unsettled_elsewhere);
+      return result::ok;
+    }
   release(d, *p, false);
   return result::ok;
 }
@@ -701,7 +723,7 @@ result desk_table::op(const wire::payout_op& o, uint64_t ts) {
     return result::ok;
   }
   if (p->st == state::settle_refused) {
-    settle(d, *p, p->settled_by);  // post again, under new ids
+    settle(d, *p, p->settled_by, p->settlement);  // post again, under new ids
     return result::ok;
   }
   if (p->st != state::dead) return result::payout_not_dead;
@@ -747,7 +769,7 @@ std::vector<std::vector<wire::transfer>> desk_table::chains_owed() const {
       if (p.st == state::settling || p.st == state::failing) owed.push_back(&p);
   std::sort(owed.begin(), owed.end(), [](auto* a, auto* b) { return a->id < b->id; });
   std::vector<std::vector<wire::transfer>> out;
-  for (const auto* p : owed) out.push_back(chain_of(*p, settlement_of(p->settled_by, p->currency)));
+  for (const auto* p : owed) out.push_back(chain_of(*p));
   return out;
 }
 

@@ -19,9 +19,13 @@
 //
 //  - settled (any attempt, even one superseded, even after a dead letter: the money went
 //    out) -> the desk emits one linked chain: post the hold, then move the amount from
-//    the payout account to the gateway's settlement account. failed (the latest attempt)
-//    -> it emits a void of the hold. A failure for an older attempt is late and changes
-//    nothing; an answer for a resolved payout is a duplicate and changes nothing.
+//    the payout account to the settlement account the attempt was sent with. failed
+//    (the latest attempt) -> it emits a void of the hold, unless an earlier attempt went
+//    to another gateway and was never answered failed (that gateway may still pay): then
+//    the payout becomes a dead letter, hold kept, for an operator (a late settlement
+//    from that gateway still settles it). A failure for an older attempt is late: it is
+//    noted on that attempt and changes nothing else; an answer for a resolved payout is a
+//    duplicate and changes nothing.
 //  - no answer by the gateway's answer timeout -> the gateway's breaker counts a timeout;
 //    after tries_per_gateway timeouts the payout gives that gateway up; it is retried
 //    after an exponential backoff with jitter (deterministic: from the payout id and the
@@ -93,13 +97,17 @@ enum class state : uint8_t {
   settle_refused = 6,  // the ledger refused the post (reason); waits for a retry
 };
 [[nodiscard]] const char* state_name(state s);
-enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3 };
+// unsettled_elsewhere: the latest attempt failed, but an earlier one went to another
+// gateway and never got a definitive answer (it may still pay): an operator decides.
+enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3, unsettled_elsewhere = 4 };
 [[nodiscard]] const char* dead_reason_name(dead_reason r);
 enum class resolution : uint8_t { settled = 1, failed = 2, cancelled = 3 };
 
 struct attempt {
   uint32_t gateway = 0;
   uint64_t sent_at = 0;
+  uint64_t settlement = 0;  // the gateway's settlement account for the currency when sent
+  bool failed = false;      // the gateway answered this attempt failed
 };
 
 struct payout_entry {
@@ -118,6 +126,7 @@ struct payout_entry {
   uint64_t due = 0;              // in_flight: answer deadline; waiting: next look (0: none)
   uint64_t wait_since = 0;       // waiting with no gateway to take it, since (0: not)
   uint32_t settled_by = 0;       // settling, settle_refused: the gateway that paid it
+  uint64_t settlement = 0;       // settling, settle_refused: its settlement account (as sent)
   uint32_t routing_base = 0;     // attempts before the current routing (operators' retries)
   uint64_t chain_step = 0;       // settling, failing: the chain's first step
   std::vector<attempt> attempts;     // attempt k at k - 1
@@ -195,7 +204,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
 bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why);
 
 // The chain a settling or failing payout is carried by (ids from its chain_step).
-[[nodiscard]] std::vector<wire::transfer> chain_of(const payout_entry& p, uint64_t settlement_account);
+[[nodiscard]] std::vector<wire::transfer> chain_of(const payout_entry& p);
 
 class desk_table {
  public:
@@ -270,13 +279,12 @@ class desk_table {
   void send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt);
   void make_dead(desk& d, payout_entry& p, dead_reason why);
   void timed_out(desk& d, payout_entry& p, uint64_t now);
-  void settle(desk& d, payout_entry& p, uint32_t gateway);
+  void settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement);
   void release(desk& d, payout_entry& p, bool cancel);
   void resolve(desk& d, payout_entry& p, resolution r, uint64_t ts);
   bool admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now);
   void record(desk& d, uint32_t gateway, uint64_t payout, bool bad, uint64_t now);
   [[nodiscard]] uint64_t timeout_ns(uint32_t gateway) const;
-  [[nodiscard]] uint64_t settlement_of(uint32_t gateway, wire::currency_code c) const;
 
   std::shared_ptr<const gateways::registry> registry_ = std::make_shared<gateways::registry>();
   std::unordered_map<wire::currency_code, desk> desks_;

@@ -227,11 +227,19 @@ void shard::execute(batch& b) {
   // transfer batch, or that expires pending transfers (expire_until: it changes accounts).
   if (b.kind != op_kind::create_transfers) settle_all();
   expire_until(b.sweep_to);
-  if (groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
+  // Rounds and payout timers fire only on logged batches: look-ups are not in the log, so
+  // a timer they fired would fire later in replay, at another engine time (what those
+  // timers decide keeps the time they fire at, unlike an expiry). Session events come
+  // first: after a restart the reset must precede timers that fell due while down.
+  const bool logged = b.lsn != 0;
+  if (b.kind == op_kind::gateway_events)
+    for (uint32_t i = 0; i < b.count; ++i)
+      if (b.results[i] == result::ok) desks_.event(b.gateway_events[i], b.timestamp_base + i);
+  if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();
     groups_.close_due(b.sweep_to);
   }
-  if (desks_.due(b.sweep_to)) {  // payouts whose answer or backoff is due
+  if (logged && desks_.due(b.sweep_to)) {  // payouts whose answer or backoff is due
     settle_all();
     desks_.run_due(b.sweep_to);
   }
@@ -247,9 +255,7 @@ void shard::execute(batch& b) {
     case op_kind::payouts: MESOB_ASSERT_MSG(false, "deposits and payouts reach shards as transfers"); break;
     case op_kind::payout_answers: execute_payout_answers(b); break;
     case op_kind::payout_ops: execute_payout_ops(b); break;
-    case op_kind::gateway_events:
-      for (uint32_t i = 0; i < b.count; ++i) desks_.event(b.gateway_events[i], b.timestamp_base + i);
-      break;
+    case op_kind::gateway_events: break;  // applied above, before the timers
     case op_kind::lookup_payouts: {
       const uint64_t id = b.account_ids.at(0), limit = b.account_ids.at(1);
       auto& out = b.found_payouts[index_];

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -187,16 +188,19 @@ int main(int argc, char** argv) {
                  error.c_str());
   if (!repaired.empty()) std::printf("mesobd: admin audit trail: %s\n", repaired.c_str());
   net.engine_in_flight_max = cfg.queue_requests_max;  // submit() then never blocks the network thread
+  // Payout instructions go to the gateway's sessions as pushed frames (topic "payouts");
+  // the sink is set before the server takes connections.
+  std::atomic<engine::server*> pusher{nullptr};
+  e->set_instruction_sink([&pusher](const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
+    if (engine::server* s = pusher.load()) s->push(gateway, wire::payouts_topic, wire::payout_instructions_body(list));
+  });
   auto srv = engine::server::start(*e, net, &error);
+  pusher = srv.get();
   if (!srv) {
     std::fprintf(stderr, "mesobd: cannot serve: %s\n", error.c_str());
     return 1;
   }
   std::printf("mesobd: listening on %s:%u\n", net.address.c_str(), unsigned(srv->port()));
-  // Payout instructions go to the gateway's sessions as pushed frames (topic "payouts").
-  e->set_instruction_sink([s = srv.get()](const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
-    s->push(gateway, wire::payouts_topic, wire::payout_instructions_body(list));
-  });
   engine::server_config anet = net;
   anet.address = admin_address;
   anet.port = admin_port;
@@ -210,6 +214,7 @@ int main(int argc, char** argv) {
     admin.reset();  // before the client server it reads goes
     srv->stop();
     e->close();  // no shard calls the instruction sink (the server) any more
+    e->set_instruction_sink(nullptr);
     return 1;
   }
   admin->set_servers(srv.get(), admin_srv.get());

@@ -124,6 +124,25 @@ struct gateway_world {
         for (const auto& row : s.rows) n += std::stoull(row[2]);
     return n;
   }
+  // The dead letters the admin port lists (ids).
+  std::vector<std::string> dead_letters() {
+    std::vector<std::string> ids;
+    for (const auto& s : admin(*ops, "payouts", {"4096"}).sections)
+      if (s.title == "dead letters")
+        for (const auto& row : s.rows) ids.push_back(row[0]);
+    return ids;
+  }
+  // Waits until every payout held is a dead letter; returns how many there are.
+  size_t wait_only_dead_letters(int seconds) {
+    for (int i = 0; i < seconds * 20; ++i) {
+      const uint64_t h = held();
+      const auto dead = dead_letters();
+      if (h == dead.size()) return dead.size();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << held() << " payouts still held that are not dead letters";
+    return 0;
+  }
   bool wait_held(uint64_t n, int seconds) {
     for (int i = 0; i < seconds * 20; ++i) {
       if (held() == n) return true;
@@ -185,6 +204,14 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
     sent += 50;
     if (round == 2) alpha.disconnect(400);  // its payouts in flight go to beta
   }
+  // A payout re-routed from alpha (dropped with it in flight) that then failed at beta is
+  // a dead letter: alpha never answered, and may have paid. Operators cancel them here.
+  const size_t dead = w.wait_only_dead_letters(30);
+  for (const auto& id : w.dead_letters()) {
+    const auto shown = admin(*w.ops, "payout show", {id});
+    EXPECT_EQ(cell(shown, "payout", "state"), "dead (unanswered_attempt_elsewhere)") << id;
+    EXPECT_EQ(admin(*w.ops, "payout cancel", {id}).code, admin_code::ok) << id;
+  }
   ASSERT_TRUE(w.wait_held(0, 30)) << w.held() << " payouts still held";
   for (int i = 0; i < 100 && alpha.stats().connects < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   alpha.stop();
@@ -201,7 +228,7 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   EXPECT_LT(settled, sent);
   // Reconciliation agrees with the ledger: per gateway, deposits and settled payouts are
   // what its settlement account moved; settled and failed add up to every payout.
-  uint64_t recon_settled = 0, recon_failed = 0;
+  uint64_t recon_settled = 0, recon_failed = 0, recon_cancelled = 0;
   for (const auto& [g, account] : {std::pair{"alpha", settle_a}, std::pair{"beta", settle_b}}) {
     auto m = admin(*w.ops, "gateway recon", {g});
     ASSERT_EQ(m.code, admin_code::ok) << m.message;
@@ -213,6 +240,7 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
       recon_settled += std::stoull(row[4]);
       settled_amount += std::stoull(row[5]);
       recon_failed += std::stoull(row[6]);
+      recon_cancelled += std::stoull(row[8]);
       EXPECT_EQ(row[10], "0");  // nothing pending
     }
     const auto acc = w.accounts({account}).at(0);
@@ -220,7 +248,8 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
     EXPECT_EQ(settled_amount, acc.credits_posted) << g;
   }
   EXPECT_EQ(recon_settled, settled);
-  EXPECT_EQ(recon_settled + recon_failed, sent);
+  EXPECT_EQ(recon_cancelled, dead);
+  EXPECT_EQ(recon_settled + recon_failed + recon_cancelled, sent);
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2026-13-01"}).code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"nobody"}).code, admin_code::not_found);
 }

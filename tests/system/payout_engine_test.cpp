@@ -336,6 +336,35 @@ TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
   expect_payout_account_consistent();
 }
 
+// A failure at the latest gateway does not release the money while an earlier gateway
+// never answered: it may still pay. The payout waits as a dead letter, and that
+// gateway's late settlement settles it, into the settlement account it was sent with.
+TEST_F(payout_engine, a_failure_after_an_unanswered_reroute_keeps_the_hold) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(50, 6, 250), result::ok);
+  ASSERT_EQ(take().at(0).gateway, "alpha");
+  down("alpha");  // re-routed to beta while alpha's attempt is unanswered
+  ASSERT_EQ(take().at(0).gateway, "beta");
+  EXPECT_EQ(answer("beta", 50, 2, 250, wire::payout_outcome::failed), result::ok);
+  auto p = payout(50);
+  EXPECT_EQ(p.st, state::dead);
+  EXPECT_EQ(p.dead, actors::payouts::dead_reason::unsettled_elsewhere);
+  EXPECT_EQ(available(6), starting - 250);  // still held
+  EXPECT_EQ(answer("alpha", 50, 1, 250, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(50));
+  EXPECT_EQ(account(settle_a).credits_posted, 250u);
+  EXPECT_EQ(account(6).debits_posted, 250u);
+  // The same with the earlier gateway's failure known: the hold is released.
+  up("alpha");
+  ASSERT_EQ(pay(51, 6, 100), result::ok);
+  ASSERT_EQ(take().at(0).gateway, "alpha");
+  EXPECT_EQ(answer("alpha", 51, 1, 100, wire::payout_outcome::failed), result::ok);
+  EXPECT_TRUE(resolved(51));
+  EXPECT_EQ(available(6), starting - 250);
+  expect_payout_account_consistent();
+}
+
 TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   // Only alpha, and it never answers: 3 tries, then alpha is given up: dead letter.
   up("alpha");
