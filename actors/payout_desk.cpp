@@ -691,19 +691,19 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
   if (was_up == up) return;
   const gateways::gateway* g = registry_->find(e.gateway);
   for (auto& [c, d] : desks_) {
-    std::vector<payout_entry*> todo;
+    std::vector<payout_entry*> to_route;
     for (auto& [id, p] : d.payouts) {
       if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
         if (g) send(d, p, *g, ts, false);  // the same instruction again, its answer due from now
       } else if (up && p.st == state::waiting && p.wait_since != 0) {
-        todo.push_back(&p);
+        to_route.push_back(&p);
       } else if (!up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
-        todo.push_back(&p);
+        to_route.push_back(&p);
       }
     }
     // In payout id order: replay must route them in the same order (breaker probes).
-    std::sort(todo.begin(), todo.end(), [](auto* a, auto* b) { return a->id < b->id; });
-    for (auto* p : todo) route(d, *p, ts);
+    std::sort(to_route.begin(), to_route.end(), [](auto* a, auto* b) { return a->id < b->id; });
+    for (auto* p : to_route) route(d, *p, ts);
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <ostream>
 
@@ -48,6 +49,24 @@ inline wire::equb_op make_equb_create(uint64_t group, uint64_t fee_account, uint
   op.period_ns = 86'400'000'000'000ull;
   op.rotation = rotation;
   op.default_policy = 1;
+  return op;
+}
+
+// A gateway's registration: mobile money, payments, ETB settled through `etb_account`,
+// a 32-byte secret (0x40, 0x41, ...).
+inline wire::gateway_op make_gateway_registration(const char* id, uint64_t etb_account, uint32_t priority = 10,
+                                                  uint32_t answer_timeout_ms = 5000) {
+  wire::gateway_op op{};
+  op.kind = wire::gateway_op_kind::register_gateway;
+  std::strncpy(op.id, id, sizeof op.id);
+  op.rail = 1;
+  op.priority = priority;
+  op.roles = 1;  // wire::roles::payments
+  op.answer_timeout_ms = answer_timeout_ms;
+  op.currencies_n = 1;
+  op.currencies[0] = {wire::currency("ETB"), 0, etb_account};
+  op.secret_bytes = 32;
+  for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
   return op;
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "support/engine_fixture.hpp"
+#include "support/admin_client.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
@@ -24,40 +25,6 @@
 using namespace mesob;
 using namespace mesob::test;
 using wire::admin_code;
-
-namespace {
-
-const std::string ops_hex = "00112233445566778899aabbccddeeff", pay_hex = "ffeeddccbbaa99887766554433221100";
-
-wire::client::options options(uint16_t port, const std::string& gateway, const std::string& hex) {
-  wire::client::options o;
-  o.port = port;
-  o.gateway = gateway;
-  EXPECT_TRUE(wire::from_hex(hex, &o.secret));
-  return o;
-}
-
-std::vector<std::string> two_gateways() {
-  return {"--gateway", "ops:admin:" + ops_hex, "--gateway", "pay:payments:" + pay_hex};
-}
-
-// The value of `column` in the first row of the section titled `title`.
-std::string cell(const wire::admin_response_msg& m, const std::string& title, const std::string& column) {
-  for (const auto& s : m.sections) {
-    if (s.title != title || s.rows.empty()) continue;
-    for (size_t i = 0; i < s.columns.size(); ++i)
-      if (s.columns[i].name == column) return s.rows[0][i];
-  }
-  return "<no " + title + "." + column + ">";
-}
-
-wire::admin_response_msg admin(wire::client& c, const std::string& command, std::vector<std::string> args = {}) {
-  auto o = c.admin({command, std::move(args)});
-  EXPECT_TRUE(o.ok) << command << ": " << o.failure << o.error.message;
-  return o.response;
-}
-
-}  // namespace
 
 // Only admin gateways get through the admin port's handshake; each port serves its own
 // kind of frame and names the other when it gets the wrong one.

@@ -17,18 +17,7 @@ using wire::result;
 constexpr uint64_t settlement_etb = 7001, settlement_usd = 7002, other_settlement = 7003;
 
 wire::gateway_op registration(const char* id, uint64_t etb_account, uint32_t priority = 10) {
-  wire::gateway_op op{};
-  op.kind = wire::gateway_op_kind::register_gateway;
-  actors::gateways::set_op_id(op, id);
-  op.rail = uint8_t(actors::gateways::rail::mobile_money);
-  op.priority = priority;
-  op.roles = wire::roles::payments;
-  op.answer_timeout_ms = 5000;
-  op.currencies_n = 1;
-  op.currencies[0] = {wire::currency("ETB"), 0, etb_account};
-  op.secret_bytes = 32;
-  for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
-  return op;
+  return make_gateway_registration(id, etb_account, priority);
 }
 
 wire::deposit make_deposit(uint64_t reference, uint64_t wallet, uint64_t amount, const char (&cur)[4] = "ETB") {

@@ -14,6 +14,7 @@
 
 #include "actors/payout_desk.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/admin_client.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/temp_dir.hpp"
 #include "tools/gateway_sim.hpp"
@@ -25,35 +26,7 @@ using wire::admin_code;
 
 namespace {
 
-const std::string ops_hex = "00112233445566778899aabbccddeeff", pay_hex = "ffeeddccbbaa99887766554433221100";
 constexpr uint64_t settle_a = 7001, settle_b = 7002, wallets = 40;
-
-wire::client::options options(uint16_t port, const std::string& gateway, const std::string& hex) {
-  wire::client::options o;
-  o.port = port;
-  o.gateway = gateway;
-  EXPECT_TRUE(wire::from_hex(hex, &o.secret));
-  return o;
-}
-
-std::vector<std::string> two_gateways() {
-  return {"--gateway", "ops:admin:" + ops_hex, "--gateway", "pay:payments:" + pay_hex};
-}
-
-wire::admin_response_msg admin(wire::client& c, const std::string& command, std::vector<std::string> args = {}) {
-  auto o = c.admin({command, std::move(args)});
-  EXPECT_TRUE(o.ok) << command << ": " << o.failure << o.error.message;
-  return o.response;
-}
-
-std::string cell(const wire::admin_response_msg& m, const std::string& title, const std::string& column) {
-  for (const auto& s : m.sections) {
-    if (s.title != title || s.rows.empty()) continue;
-    for (size_t i = 0; i < s.columns.size(); ++i)
-      if (s.columns[i].name == column) return s.rows[0][i];
-  }
-  return "";
-}
 
 // A live mesobd with alpha (priority 1) and beta (priority 2) registered, both mobile
 // money in ETB, and `wallets` funded wallets (through alpha's deposits).

@@ -25,18 +25,8 @@ constexpr uint64_t starting = 100'000;
 constexpr uint64_t settle_a = 7001, settle_b = 7002;
 const wire::currency_code etb = wire::currency("ETB");
 
-wire::gateway_op registration(const char* id, uint64_t etb_account, uint32_t priority, uint32_t timeout_ms = 1000) {
-  wire::gateway_op op{};
-  op.kind = wire::gateway_op_kind::register_gateway;
-  actors::gateways::set_op_id(op, id);
-  op.rail = uint8_t(actors::gateways::rail::mobile_money);
-  op.priority = priority;
-  op.roles = wire::roles::payments;
-  op.answer_timeout_ms = timeout_ms;
-  op.currencies_n = 1;
-  op.currencies[0] = {etb, 0, etb_account};
-  op.secret_bytes = 16;
-  return op;
+wire::gateway_op registration(const char* id, uint64_t etb_account, uint32_t priority) {
+  return make_gateway_registration(id, etb_account, priority, 1000);
 }
 
 struct sent {
