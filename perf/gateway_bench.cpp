@@ -225,6 +225,8 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(refused), static_cast<unsigned long long>(held()));
     return 1;
   }
+  // More than one connect: the session was cut (say as a slow reader) and payouts waited.
+  record("payout_session_connects", double(answering.stats().connects));
   record("payouts_sent_s", sent_s);
   record("payouts_completed_s", done_s);
   record("payouts_completed_per_s", double(payouts) / done_s);
