@@ -2,8 +2,12 @@
 against a live mesobd: runs wire/python/example.py and checks what it prints.
 
 Run by ctest with Debian's python3 and python3-flatbuffers:
-    python_client_test.py <mesobd> <generated python dir> <wire/python dir>
+    python_client_test.py <mesobd> <generated python dir> <wire/python dir> <mesob console>
+
+Then a gateway registered through the admin port (the console) deposits, and a payout
+goes out through it: the instruction pushed to it, its answer, a duplicate answer.
 """
+import json
 import os
 import re
 import signal
@@ -11,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 
-mesobd, generated, helper = sys.argv[1], sys.argv[2], sys.argv[3]
+mesobd, generated, helper, console = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+sys.path[:0] = [generated, helper]
 with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     d = subprocess.Popen([mesobd, "--data-dir", data, "--port", "0", "--admin-port", "0", "--shards", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -23,9 +28,39 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     m = re.search(r"listening on 127\.0\.0\.1:(\d+)", out)
     s = re.search(r"development gateway \"dev\" \(every role\), secret ([0-9a-f]+)", out)
     assert m and s, "mesobd did not start:\n" + out
+    admin_port = re.search(r"admin listening on 127\.0\.0\.1:(\d+)", out).group(1)
     env = dict(os.environ, PYTHONPATH=generated + os.pathsep + helper)
     r = subprocess.run([sys.executable, os.path.join(helper, "example.py"), m.group(1), "dev", s.group(1)],
                        env=env, capture_output=True, text=True, timeout=60)
+
+    # A gateway, registered through the admin port.
+    reg = subprocess.run([console, "--port", admin_port, "--gateway", "dev", "--secret", s.group(1), "--json",
+                          "gateway", "register", "tb", "mobile_money", "1", "payments", "ETB=9001", "timeout_ms=2000"],
+                         capture_output=True, text=True, timeout=60)
+    answer = json.loads(reg.stdout)
+    assert answer["code"] == "ok", reg.stdout + reg.stderr
+    secret = next(sec["rows"][0]["secret_hex"] for sec in answer["sections"] if sec["title"].startswith("credentials"))
+    from mesob_client import Client
+    port = int(m.group(1))
+    pay = Client("127.0.0.1", port, "dev", bytes.fromhex(s.group(1)))
+    tb = Client("127.0.0.1", port, "tb", bytes.fromhex(secret))
+    assert pay.create_accounts([dict(id=301, currency="ETB", flags=1)]) == [0]
+    assert tb.deposit([dict(reference=77, wallet=301, amount=5000, currency="ETB")]) == [0]
+    assert tb.deposit([dict(reference=77, wallet=301, amount=5000, currency="ETB")]) == [0]  # a retry
+    assert tb.deposit([dict(reference=77, wallet=301, amount=4000, currency="ETB")]) == [30]  # other content
+    assert pay.payouts([dict(id=5, wallet=301, amount=1200, destination=251911223344, currency="ETB", rail=1)]) == [0]
+    ins = tb.payout_instructions()
+    assert len(ins) == 1 and ins[0]["payout_id"] == 5 and ins[0]["attempt"] == 1 and ins[0]["amount"] == 1200, ins
+    assert ins[0]["destination"] == 251911223344, ins
+    ans = dict(payout_id=5, attempt=1, amount=1200, currency="ETB", outcome=Client.SETTLED)
+    assert tb.payout_answers([ans]) == [0]
+    assert tb.payout_answers([ans]) == [176]  # a duplicate: payout_already_resolved
+    wallet, settlement = pay.lookup_accounts([301, 9001])
+    assert wallet["credits_posted"] == 5000 and wallet["debits_posted"] == 1200, wallet
+    assert settlement["debits_posted"] == 5000 and settlement["credits_posted"] == 1200, settlement
+    print("gateway: deposit, payout, answer: ok")
+    pay.close()
+    tb.close()
     d.send_signal(signal.SIGTERM)
     rest, _ = d.communicate(timeout=60)
     print(r.stdout, r.stderr)

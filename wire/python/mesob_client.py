@@ -15,8 +15,9 @@ import struct
 
 import flatbuffers
 from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, Deposit, Deposits, EqubOp, EqubOps, Error,
-                      FoundAccounts, Groups, Hello, LookupAccounts, LookupGroups, Operation, Reply,
-                      Request, Response, Results, Transfer, Welcome)
+                      FoundAccounts, Groups, Hello, LookupAccounts, LookupGroups, Operation, Payout,
+                      PayoutAnswer, PayoutAnswers, PayoutInstructions, Payouts, Push, Reply, Request, Response,
+                      Results, Transfer, Welcome)
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
@@ -47,6 +48,7 @@ class Client:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.next_id = 1
+        self.pushes = []  # pushed frames (topic, body) that arrived while waiting for a response
         kind, _, body = self._read_frame()
         if kind != HELLO:
             raise IOError("first frame is kind %d, not hello" % kind)
@@ -105,6 +107,9 @@ class Client:
         self._send(REQUEST, rid, bytes(builder.Output()))
         while True:
             kind, got, body = self._read_frame()
+            if kind == PUSH:
+                self._keep_push(body)
+                continue
             if got != rid:
                 continue  # this helper keeps one request in flight
             if kind == ERROR:
@@ -173,6 +178,58 @@ class Client:
         Deposits.Start(b)
         Deposits.AddDeposits(b, vec)
         return self._results(self._call(Operation.Operation.Deposits, Deposits.End(b), b))
+
+    def payouts(self, payouts):
+        """Payouts: dicts with id (the payout id, unique engine-wide), wallet, amount,
+        destination (the gateway's reference for where the money goes), currency and rail
+        (1 mobile money, 2 card, 3 bank). One result code per payout: 0 means the amount is
+        held and the engine carries the payout out through a gateway."""
+        b = flatbuffers.Builder(256 + 40 * len(payouts))
+        Payouts.StartPayoutsVector(b, len(payouts))
+        for p in reversed(payouts):
+            Payout.CreatePayout(b, p["id"], p["wallet"], p["amount"], p["destination"], currency(p["currency"]),
+                                p["rail"], 0, 0)
+        vec = b.EndVector()
+        Payouts.Start(b)
+        Payouts.AddPayouts(b, vec)
+        return self._results(self._call(Operation.Operation.Payouts, Payouts.End(b), b))
+
+    SETTLED, FAILED = 1, 2
+
+    def payout_answers(self, answers):
+        """A gateway's answers: dicts with payout_id, attempt, amount, currency, outcome
+        (Client.SETTLED or Client.FAILED) and optionally reason. One result code each."""
+        b = flatbuffers.Builder(256 + 32 * len(answers))
+        PayoutAnswers.StartAnswersVector(b, len(answers))
+        for a in reversed(answers):
+            PayoutAnswer.CreatePayoutAnswer(b, a["payout_id"], a["amount"], currency(a["currency"]), a["attempt"],
+                                            a["outcome"], 0, a.get("reason", 0), 0)
+        vec = b.EndVector()
+        PayoutAnswers.Start(b)
+        PayoutAnswers.AddAnswers(b, vec)
+        return self._results(self._call(Operation.Operation.PayoutAnswers, PayoutAnswers.End(b), b))
+
+    def payout_instructions(self, timeout=10.0):
+        """The next payout instructions pushed to this gateway (topic "payouts"): a list of
+        dicts with payout_id, attempt, amount, destination, currency (packed), rail."""
+        self.sock.settimeout(timeout)
+        while not any(topic == "payouts" for topic, _ in self.pushes):
+            kind, _, body = self._read_frame()
+            if kind == PUSH:
+                self._keep_push(body)
+        i = next(k for k, (topic, _) in enumerate(self.pushes) if topic == "payouts")
+        _, body = self.pushes.pop(i)
+        ins = PayoutInstructions.PayoutInstructions.GetRootAs(body, 0)
+        out = []
+        for j in range(ins.InstructionsLength()):
+            x = ins.Instructions(j)
+            out.append(dict(payout_id=x.PayoutId(), attempt=x.Attempt(), amount=x.Amount(),
+                            destination=x.Destination(), currency=x.Currency(), rail=x.Rail()))
+        return out
+
+    def _keep_push(self, body):
+        p = Push.Push.GetRootAs(body, 0)
+        self.pushes.append(((p.Topic() or b"").decode(), bytearray(p.Body(j) for j in range(p.BodyLength()))))
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10
