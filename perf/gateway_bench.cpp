@@ -1,7 +1,7 @@
 // gateway_bench: deposits and payouts through payment gateways over TCP, durable.
 //
 //   gateway_bench [--wallets N] [--seconds S] [--payouts N] [--latency-ms X]
-//                 [--fail-rate F] [--out FILE] [--dir DIR]
+//                 [--fail-rate F] [--shards N] [--out FILE] [--dir DIR]
 //
 // One engine (one shard per core, durable) and its server on loopback; four gateways
 // registered (mobile money, ETB, priorities 1..4), each a gateway simulator session
@@ -92,6 +92,7 @@ double deposit_run(const std::vector<tools::gateway_sim_options>& gws, size_t se
 
 int main(int argc, char** argv) {
   uint64_t wallets = 100'000, payouts = 500'000;
+  uint32_t shards = std::max(1u, std::thread::hardware_concurrency());  // --shards
   double seconds = 5, latency_ms = 1, fail_rate = 0.1;
   std::string out = "perf/results/gateways.json", dir = "/tmp/mesob-gateway-bench";
   for (int i = 1; i < argc; ++i) {
@@ -110,12 +111,12 @@ int main(int argc, char** argv) {
     else if (a == "--fail-rate") fail_rate = std::stod(next());
     else if (a == "--out") out = next();
     else if (a == "--dir") dir = next();
+    else if (a == "--shards") shards = uint32_t(std::stoul(next()));
     else {
       std::fprintf(stderr, "gateway_bench: unknown argument %s\n", a.c_str());
       return 2;
     }
   }
-  const uint32_t shards = std::max(1u, std::thread::hardware_concurrency());
   auto e = open_engine(dir, shards, wallets + 64, true, false);
   auto net = start_loopback_server(*e, "gateway_bench");
   e->set_instruction_sink([s = net.srv.get()](const std::string& g, std::vector<wire::payout_instruction>&& list) {
