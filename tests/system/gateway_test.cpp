@@ -267,6 +267,52 @@ TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
   w.expect_money_where_it_belongs(wallets * 10'000);
 }
 
+// The breaker over TCP: a gateway failing everything trips open and payouts fall back to
+// the next; after its cool-down one payout probes it, and its success closes it again.
+TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
+  gateway_world w;
+  w.start(200);  // answer timeout 200 ms: cool-down 800 ms
+  fund(w, 10'000);
+  auto fa = w.sim("alpha", 41);
+  fa.fail_rate = 1.0;
+  auto failing = std::make_unique<tools::gateway_sim>(fa);
+  tools::gateway_sim beta(w.sim("beta", 42));
+  failing->start();
+  beta.start();
+  for (int i = 0; i < 100 && !(failing->connected() && beta.connected()); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto breaker = [&](const std::string& g) {
+    for (const auto& s : admin(*w.ops, "payouts").sections)
+      if (s.title == "breakers")
+        for (const auto& row : s.rows)
+          if (row[1] == g) return row[2];
+    return std::string("none");
+  };
+  for (auto r : w.payouts(1, 12, 10)) EXPECT_EQ(r, wire::result::ok);  // all to alpha, all fail
+  ASSERT_TRUE(w.wait_held(0, 10));
+  EXPECT_EQ(breaker("alpha"), "open");
+  for (auto r : w.payouts(100, 5, 10)) EXPECT_EQ(r, wire::result::ok);  // fall back to beta
+  ASSERT_TRUE(w.wait_held(0, 10));
+  EXPECT_EQ(w.accounts({settle_b}).at(0).credits_posted, 50u);
+  // alpha comes back healthy; after the cool-down one payout probes it and closes it.
+  failing->stop();
+  failing.reset();
+  tools::gateway_sim healthy(w.sim("alpha", 43));
+  healthy.start();
+  for (int i = 0; i < 100 && !healthy.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  for (auto r : w.payouts(200, 1, 10)) EXPECT_EQ(r, wire::result::ok);
+  ASSERT_TRUE(w.wait_held(0, 10));
+  EXPECT_EQ(breaker("alpha"), "closed");
+  EXPECT_EQ(w.accounts({settle_a}).at(0).credits_posted, 10u);  // the probe
+  for (auto r : w.payouts(300, 3, 10)) EXPECT_EQ(r, wire::result::ok);
+  ASSERT_TRUE(w.wait_held(0, 10));
+  EXPECT_EQ(w.accounts({settle_a}).at(0).credits_posted, 40u);  // alpha takes payouts again
+  healthy.stop();
+  beta.stop();
+  w.expect_money_where_it_belongs(wallets * 10'000);
+}
+
 // kill -9 with payouts in flight: after the restart every hold is still held (and its
 // instruction sent again once a gateway connects), or posted, or voided; none is lost and
 // none paid twice.

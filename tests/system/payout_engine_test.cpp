@@ -243,6 +243,28 @@ TEST_F(payout_engine, timeouts_retry_with_backoff_then_fall_back_to_the_next_gat
   expect_payout_account_consistent();
 }
 
+TEST_F(payout_engine, a_timeout_then_the_retry_on_the_same_gateway_settles) {
+  up("alpha");
+  ASSERT_EQ(pay(12, 2, 120), result::ok);
+  ASSERT_EQ(take().size(), 1u);
+  std::vector<sent> s;
+  for (int i = 0; i < 20 && s.empty(); ++i) {
+    advance_ms(300);
+    s = take();
+  }
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  EXPECT_EQ(s[0].in.attempt, 2u);
+  EXPECT_EQ(payout(12).st, state::in_flight);
+  EXPECT_EQ(answer("alpha", 12, 2, 120, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(12));
+  EXPECT_EQ(account(settle_a).credits_posted, 120u);
+  const auto br = e().lookup_payouts(0, 0).breakers.at(0).b;
+  EXPECT_EQ(br.timeouts, 1u);
+  EXPECT_EQ(br.settled, 1u);
+  expect_payout_account_consistent();
+}
+
 TEST_F(payout_engine, a_late_settlement_of_an_earlier_attempt_still_settles_once) {
   up("alpha");
   ASSERT_EQ(pay(11, 1, 300), result::ok);
