@@ -316,13 +316,6 @@ const payout_entry* desk_table::find(wire::currency_code c, uint64_t payout_id) 
   return it == d->payouts.end() ? nullptr : &it->second;
 }
 
-bool desk_table::resolved(uint64_t payout_id, resolution* out) const {
-  const auto it = resolved_.find(payout_id);
-  if (it == resolved_.end()) return false;
-  *out = it->second;
-  return true;
-}
-
 uint32_t desk_table::sessions(uint32_t gateway) const {
   const auto it = sessions_.find(gateway);
   return it == sessions_.end() ? 0 : it->second;
@@ -533,12 +526,6 @@ void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
       c.cancelled_amount += p.amount;
       break;
   }
-  if (resolved_order_.size() == resolved_kept) {
-    resolved_.erase(resolved_order_.front());
-    resolved_order_.pop_front();
-  }
-  resolved_[id] = r;
-  resolved_order_.push_back(id);
   erased_.emplace_back(d.currency, id);
   d.payouts.erase(id);
 }
@@ -567,7 +554,7 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t ts) {
     const auto it = dit->second.payouts.find(a.payout_id);
     if (it != dit->second.payouts.end()) p = &it->second;
   }
-  if (!p) return resolved_.count(a.payout_id) ? result::payout_already_resolved : result::payout_not_found;
+  if (!p) return result::payout_already_resolved;
   desk& d = dit->second;
   if (a.attempt == 0 || a.attempt > p->attempts.size()) return result::payout_instruction_unknown;
   if (p->attempts[a.attempt - 1].gateway != a.gateway) return result::payout_wrong_gateway;
@@ -714,7 +701,7 @@ result desk_table::op(const wire::payout_op& o, uint64_t ts) {
     const auto it = dit->second.payouts.find(o.payout_id);
     if (it != dit->second.payouts.end()) p = &it->second;
   }
-  if (!p) return resolved_.count(o.payout_id) ? result::payout_already_resolved : result::payout_not_found;
+  if (!p) return result::payout_already_resolved;
   desk& d = dit->second;
   if (o.kind == wire::payout_op_kind::cancel) {
     if (p->st == state::settle_refused) return result::payout_settled_elsewhere;
@@ -830,7 +817,7 @@ size_t desk_table::payouts_held() const {
 }
 
 size_t desk_table::memory_bytes() const {
-  size_t b = timers_.capacity() * sizeof(timer) + resolved_.size() * 32 + resolved_order_.size() * 8;
+  size_t b = timers_.capacity() * sizeof(timer);
   for (const auto& [c, d] : desks_) {
     b += sizeof d + d.breakers.size() * (sizeof(breaker) + 16);
     for (const auto& [id, p] : d.payouts)

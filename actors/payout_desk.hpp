@@ -50,7 +50,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -86,7 +85,6 @@ constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a 
 constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
 constexpr uint32_t breaker_window = 20, breaker_min = 10;
-constexpr size_t resolved_kept = 1u << 16;  // resolved payouts remembered for duplicate answers
 
 enum class state : uint8_t {
   waiting = 1,         // for its backoff, or for a gateway to take it
@@ -219,7 +217,8 @@ class desk_table {
 
   // The hold of a payout was applied on this shard (it owns the payout account).
   void held(const wire::transfer& hold, uint64_t ts);
-  // A gateway's answer; its currency's desk is on this shard.
+  // A gateway's answer; its currency's desk is on this shard. The sequencer has checked
+  // that the payout's hold was applied, so a payout not held here was resolved.
   wire::result answer(const wire::payout_answer& a, uint64_t ts);
   // A chain a desk here emitted executed fresh at `ts`, with outcome r.
   void chain_done(const wire::transfer& first, wire::result r, uint64_t ts);
@@ -239,8 +238,6 @@ class desk_table {
 
   [[nodiscard]] const desk* find_desk(wire::currency_code c) const;
   [[nodiscard]] const payout_entry* find(wire::currency_code c, uint64_t payout_id) const;
-  // A resolved payout still remembered (false if unknown).
-  bool resolved(uint64_t payout_id, resolution* out) const;
   [[nodiscard]] uint32_t sessions(uint32_t gateway) const;
   template <class F>
   void for_each_desk(F&& f) const {
@@ -292,8 +289,6 @@ class desk_table {
   std::vector<timer> timers_;                        // a min-heap; stale entries skipped
   std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
   std::map<recon_key, recon_counts> recon_;
-  std::unordered_map<uint64_t, resolution> resolved_;
-  std::deque<uint64_t> resolved_order_;
   std::vector<std::pair<wire::currency_code, uint64_t>> dirty_payouts_;
   std::vector<wire::currency_code> dirty_desks_;
   std::vector<std::pair<wire::currency_code, uint64_t>> erased_;

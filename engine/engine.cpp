@@ -585,7 +585,19 @@ class engine_impl {
         b.results[i] = result::payout_answer_invalid;
       else if (!wire::currency_valid(a.currency)) b.results[i] = result::currency_invalid;
       else if (a.amount == 0) b.results[i] = result::amount_must_not_be_zero;
+      else if (!hold_taken(a.payout_id)) b.results[i] = result::payout_not_found;
     }
+  }
+
+  // Whether a payout's hold was recorded and applied: then a desk took the payout, and a
+  // desk that no longer holds it resolved it (payout_already_resolved, the same after any
+  // restart: the id index and the records are the log's).
+  bool hold_taken(uint64_t payout_id) {
+    auto id_of = [this](uint64_t s) { return record_id(s); };
+    const int64_t s = ids_.find(actors::payouts::hold_id(payout_id), id_of);
+    if (s < 0) return false;
+    ensure_executed(uint64_t(s));
+    return record_copy(uint64_t(s)).result == uint32_t(result::ok);
   }
 
   void sequence_payout_ops(batch& b) {
@@ -597,6 +609,7 @@ class engine_impl {
       else if (o.kind != wire::payout_op_kind::retry && o.kind != wire::payout_op_kind::cancel)
         b.results[i] = result::payout_answer_invalid;
       else if (!wire::currency_valid(o.currency)) b.results[i] = result::currency_invalid;
+      else if (!hold_taken(o.payout_id)) b.results[i] = result::payout_not_found;
     }
   }
 

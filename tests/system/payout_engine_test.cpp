@@ -449,6 +449,9 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(available(3), starting);
   EXPECT_EQ(available(1), starting - 100);
   expect_payout_account_consistent();
+  // Duplicates of answers from before the restart are still recognised.
+  EXPECT_EQ(answer("alpha", 41, 1, 200, wire::payout_outcome::settled), result::payout_already_resolved);
+  EXPECT_EQ(answer("alpha", 42, 1, 300, wire::payout_outcome::failed), result::payout_already_resolved);
   up("beta");  // the first to come back takes it (a new attempt)
   auto s = take();
   ASSERT_EQ(s.size(), 1u);
