@@ -48,7 +48,8 @@ enum class op_kind : uint16_t {
   payout_answers = 15,           // gateways' answers to payout instructions (the desks' shards)
   gateway_events = 16,           // gateway sessions up and down (every shard)
   payout_ops = 17,               // operators' retry and cancel of payouts (the desks' shards)
-  lookup_payouts = 18,           // the desks' payouts (account_ids: {payout id or 0, limit}), breakers
+  lookup_payouts = 18,           // the desks' payouts (account_ids: {payout id or 0, limit, problems
+                                 // only}), their counts, breakers, reconciliation
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -160,6 +161,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<std::vector<payouts::payout_entry>> found_payouts;   // lookup_payouts: per shard
   std::vector<std::vector<payouts::breaker_row>> found_breakers;   // lookup_payouts: per shard
   std::vector<std::vector<payouts::recon_row>> found_recon;        // lookup_payouts: per shard
+  std::vector<std::vector<payouts::payout_count>> found_counts;    // lookup_payouts: per shard
   // currency_totals: per shard, its equb groups checked against their escrow accounts.
   struct group_audit {
     uint64_t checked = 0;

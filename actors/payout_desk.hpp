@@ -181,6 +181,16 @@ struct recon_row {
 [[nodiscard]] std::vector<uint8_t> encode_recon(const recon_counts& c);
 bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, std::string* why);
 
+// Payouts held, counted per currency, state, gateway of the last attempt (0: none) and
+// UTC day made: what operators see without copying every payout.
+struct payout_count {
+  wire::currency_code currency = 0;
+  state st = state::waiting;
+  uint32_t gateway = 0;
+  uint32_t day = 0;
+  uint64_t n = 0, amount = 0;
+};
+
 struct breaker_row {
   wire::currency_code currency = 0;
   uint32_t gateway = 0;

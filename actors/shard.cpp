@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 #include <chrono>
 #include <climits>
 #include <functional>
@@ -258,13 +260,24 @@ void shard::execute(batch& b) {
     case op_kind::gateway_events: break;  // applied above, before the timers
     case op_kind::lookup_payouts: {
       const uint64_t id = b.account_ids.at(0), limit = b.account_ids.at(1);
+      const bool problems = b.account_ids.at(2) != 0;  // dead letters and refused settlements only
       auto& out = b.found_payouts[index_];
+      std::map<std::tuple<wire::currency_code, uint8_t, uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> counts;
       desks_.for_each_desk([&](const payouts::desk& d) {
-        for (const auto& [pid, p] : d.payouts)
-          if ((id == 0 || pid == id) && out.size() < limit) out.push_back(p);
+        for (const auto& [pid, p] : d.payouts) {
+          auto& c = counts[{p.currency, uint8_t(p.st), p.attempts.empty() ? 0 : p.attempts.back().gateway,
+                            uint32_t(p.created_at / payouts::ns_per_day)}];
+          ++c.first;
+          c.second += p.amount;
+          const bool problem = p.st == payouts::state::dead || p.st == payouts::state::settle_refused;
+          if ((id == 0 || pid == id) && (!problems || problem) && out.size() < limit) out.push_back(p);
+        }
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.currency, g, br});
       });
       b.found_recon[index_] = desks_.recon_rows();
+      for (const auto& [k, c] : counts)
+        b.found_counts[index_].push_back({std::get<0>(k), payouts::state(std::get<1>(k)), std::get<2>(k),
+                                          std::get<3>(k), c.first, c.second});
       break;
     }
     case op_kind::equb_ops: execute_equb(b); break;

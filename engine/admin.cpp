@@ -543,16 +543,18 @@ class admin_impl {
       else if (!parse_u64(w, &limit) || limit == 0 || limit > wire::admin_rows_max)
         return answer(admin_code::arguments_invalid, "'" + w + "' is neither `all` nor a limit from 1 to 4096");
     }
-    const reply r = eng_.lookup_payouts(0, 1u << 22);
+    const reply r = eng_.lookup_payouts(0, limit, !all);
     if (r.st != status::ok) return refused_by_engine(r);
     admin_section counts;
     counts.title = "desks";
     counts.columns = {{"currency", false}, {"state", false}, {"payouts", true}, {"amount", true}};
     std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> by;
-    for (const auto& p : r.payouts) {
-      auto& c = by[{wire::currency_name(p.currency), actors::payouts::state_name(p.st)}];
-      ++c.first;
-      c.second += p.amount;
+    uint64_t held = 0;
+    for (const auto& c : r.payout_counts) {
+      auto& v = by[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];
+      v.first += c.n;
+      v.second += c.amount;
+      held += c.n;
     }
     for (const auto& [k, v] : by) counts.rows.push_back({k.first, k.second, std::to_string(v.first), std::to_string(v.second)});
     admin_section br;
@@ -566,10 +568,9 @@ class admin_impl {
     admin_section list = payout_section(all ? "payouts" : "dead letters");
     for (const auto& p : r.payouts) {
       if (list.rows.size() >= limit) break;
-      if (all || p.st == actors::payouts::state::dead || p.st == actors::payouts::state::settle_refused)
-        payout_row(list, p);
+      payout_row(list, p);
     }
-    admin_response_msg m = answer(admin_code::ok, std::to_string(r.payouts.size()) + " payouts held");
+    admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held");
     m.sections = {std::move(counts), std::move(br), std::move(list)};
     return m;
   }
@@ -649,7 +650,7 @@ class admin_impl {
       only_day = int64_t(timegm(&t) / 86400);
       if (only_day < 0) return answer(admin_code::arguments_invalid, "'" + a[1] + "' is before 1970");
     }
-    const reply r = eng_.lookup_payouts(0, 1u << 22);
+    const reply r = eng_.lookup_payouts(0, 0);  // the counts and reconciliation rows only
     if (r.st != status::ok) return refused_by_engine(r);
     struct line {
       actors::payouts::recon_counts c;
@@ -659,17 +660,15 @@ class admin_impl {
     for (const auto& row : r.recon)
       if (row.k.gateway == g->number && (only_day < 0 || row.k.day == only_day))
         rows[{row.k.day, wire::currency_name(row.k.currency)}].c.add(row.c);
-    for (const auto& p : r.payouts) {
-      const uint32_t last = p.attempts.empty() ? 0 : p.attempts.back().gateway;
-      const uint32_t day = uint32_t(p.created_at / actors::payouts::ns_per_day);
-      if (last != g->number || (only_day >= 0 && day != only_day)) continue;
-      line& l = rows[{day, wire::currency_name(p.currency)}];
-      if (p.st == actors::payouts::state::dead) {
-        ++l.dead;
-        l.dead_amount += p.amount;
+    for (const auto& c : r.payout_counts) {
+      if (c.gateway != g->number || (only_day >= 0 && c.day != only_day)) continue;
+      line& l = rows[{c.day, wire::currency_name(c.currency)}];
+      if (c.st == actors::payouts::state::dead) {
+        l.dead += c.n;
+        l.dead_amount += c.amount;
       } else {
-        ++l.pending;
-        l.pending_amount += p.amount;
+        l.pending += c.n;
+        l.pending_amount += c.amount;
       }
     }
     admin_section s;

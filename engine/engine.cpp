@@ -662,6 +662,7 @@ class engine_impl {
         b.found_payouts.assign(shards_n_, {});
         b.found_breakers.assign(shards_n_, {});
         b.found_recon.assign(shards_n_, {});
+        b.found_counts.assign(shards_n_, {});
         break;
       case op_kind::payout_ops: sequence_payout_ops(b); break;
       case op_kind::gateway_events: sequence_events(b); break;
@@ -755,7 +756,7 @@ class engine_impl {
       case op_kind::gateway_events: n = req.gateway_events.size(); break;
       case op_kind::payout_ops: n = req.payout_ops.size(); break;
       case op_kind::lookup_payouts:
-        if (req.account_ids.size() != 2) return status::kind_invalid;
+        if (req.account_ids.size() != 3) return status::kind_invalid;
         break;
       default: return status::kind_invalid;
     }
@@ -1373,6 +1374,8 @@ class engine_impl {
         return x.currency != y.currency ? x.currency < y.currency : x.gateway < y.gateway;
       });
       r.recon = merged_recon(b.found_recon);
+      for (auto& list : b.found_counts)
+        for (const auto& c : list) r.payout_counts.push_back(c);
       for (auto& a : b.group_audits) {
         r.groups_checked += a.checked;
         for (auto& f : a.faults) r.group_faults.push_back(std::move(f));
@@ -2331,10 +2334,10 @@ reply engine::payout_ops(std::vector<wire::payout_op> ops) {
   return call_with(*this, op_kind::payout_ops, &request::payout_ops, std::move(ops));
 }
 
-reply engine::lookup_payouts(uint64_t payout_id, size_t limit) {
+reply engine::lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only) {
   request r;
   r.kind = op_kind::lookup_payouts;
-  r.account_ids = {payout_id, limit};
+  r.account_ids = {payout_id, limit, problems_only ? 1u : 0u};
   return call(std::move(r));
 }
 

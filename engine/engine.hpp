@@ -110,6 +110,7 @@ struct reply {
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
   std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
+  std::vector<actors::payouts::payout_count> payout_counts;  // lookup_payouts (one row per shard and key)
   uint64_t groups_checked = 0;                // currency_totals: equb groups checked against their escrows
   std::vector<std::string> group_faults;      // currency_totals: what was wrong (at most 64 per shard)
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
@@ -232,7 +233,9 @@ class engine {
   // consistent point of the request stream; at most `limit`.
   // Also every desk's breakers (per currency and gateway: phase and counters) and the
   // reconciliation counts (per gateway, UTC day and currency).
-  reply lookup_payouts(uint64_t payout_id, size_t limit);
+  // At most `limit` payouts are copied (problems_only: dead letters and refused
+  // settlements); `payout_counts` counts every one held.
+  reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false);
   // Where instructions go: called on a shard thread with each batch's instructions for
   // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped
   // (the payouts time out and are retried once a sink is set and a session is up).

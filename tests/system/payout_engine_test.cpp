@@ -129,9 +129,16 @@ class payout_engine : public ::testing::Test {
   // The payout account holds, pending, every payout a desk has; nothing posted.
   void expect_payout_account_consistent() {
     const auto a = account(actors::payouts::account_id(etb));
-    uint64_t held = 0;
-    for (const auto& p : e().lookup_payouts(0, 1u << 20).payouts) held += p.amount;
+    uint64_t held = 0, counted = 0, problems = 0;
+    const auto r = e().lookup_payouts(0, 1u << 20);
+    for (const auto& p : r.payouts) {
+      held += p.amount;
+      problems += p.st == state::dead || p.st == state::settle_refused;
+    }
+    for (const auto& c : r.payout_counts) counted += c.amount;
     EXPECT_EQ(a.credits_pending, held);
+    EXPECT_EQ(counted, held);
+    EXPECT_EQ(e().lookup_payouts(0, 1u << 20, true).payouts.size(), problems);
     EXPECT_EQ(a.debits_posted, a.credits_posted);
     EXPECT_TRUE(e().check_balances().balanced);
   }
