@@ -304,16 +304,12 @@ desk& desk_table::desk_of(wire::currency_code c) {
   return it->second;
 }
 
-const desk* desk_table::find_desk(wire::currency_code c) const {
-  const auto it = desks_.find(c);
-  return it == desks_.end() ? nullptr : &it->second;
-}
-
-const payout_entry* desk_table::find(wire::currency_code c, uint64_t payout_id) const {
-  const desk* d = find_desk(c);
-  if (!d) return nullptr;
-  const auto it = d->payouts.find(payout_id);
-  return it == d->payouts.end() ? nullptr : &it->second;
+std::pair<desk*, payout_entry*> desk_table::held_payout(wire::currency_code c, uint64_t payout_id) {
+  const auto dit = desks_.find(c);
+  if (dit == desks_.end()) return {nullptr, nullptr};
+  const auto it = dit->second.payouts.find(payout_id);
+  if (it == dit->second.payouts.end()) return {nullptr, nullptr};
+  return {&dit->second, &it->second};
 }
 
 uint32_t desk_table::sessions(uint32_t gateway) const {
@@ -548,14 +544,9 @@ void desk_table::held(const wire::transfer& h, uint64_t ts) {
 }
 
 result desk_table::answer(const wire::payout_answer& a, uint64_t ts) {
-  const auto dit = desks_.find(a.currency);
-  payout_entry* p = nullptr;
-  if (dit != desks_.end()) {
-    const auto it = dit->second.payouts.find(a.payout_id);
-    if (it != dit->second.payouts.end()) p = &it->second;
-  }
+  const auto [dp, p] = held_payout(a.currency, a.payout_id);
   if (!p) return result::payout_already_resolved;
-  desk& d = dit->second;
+  desk& d = *dp;
   if (a.attempt == 0 || a.attempt > p->attempts.size()) return result::payout_instruction_unknown;
   if (p->attempts[a.attempt - 1].gateway != a.gateway) return result::payout_wrong_gateway;
   if (a.amount != p->amount) return result::payout_amount_mismatch;
@@ -634,12 +625,10 @@ bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, 
 
 void desk_table::chain_done(const wire::transfer& first, result r, uint64_t ts) {
   if (!emitted(first.id) || !hold(first.pending_id)) return;
-  const auto dit = desks_.find(first.currency);
-  if (dit == desks_.end()) return;
-  desk& d = dit->second;
-  const auto it = d.payouts.find(first.pending_id.lo);
-  if (it == d.payouts.end()) return;
-  payout_entry& p = it->second;
+  const auto [dp, pp] = held_payout(first.currency, first.pending_id.lo);
+  if (!pp) return;
+  desk& d = *dp;
+  payout_entry& p = *pp;
   if (first.id.lo != p.chain_step || (p.st != state::settling && p.st != state::failing)) return;
   if (r == result::ok) {
     const resolution res = p.st == state::settling ? resolution::settled
@@ -695,14 +684,9 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
 }
 
 result desk_table::op(const wire::payout_op& o, uint64_t ts) {
-  const auto dit = desks_.find(o.currency);
-  payout_entry* p = nullptr;
-  if (dit != desks_.end()) {
-    const auto it = dit->second.payouts.find(o.payout_id);
-    if (it != dit->second.payouts.end()) p = &it->second;
-  }
+  const auto [dp, p] = held_payout(o.currency, o.payout_id);
   if (!p) return result::payout_already_resolved;
-  desk& d = dit->second;
+  desk& d = *dp;
   if (o.kind == wire::payout_op_kind::cancel) {
     if (p->st == state::settle_refused) return result::payout_settled_elsewhere;
     if (p->st != state::dead) return result::payout_not_dead;
@@ -727,12 +711,10 @@ void desk_table::run_due(uint64_t now) {
     std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
     const timer t = timers_.back();
     timers_.pop_back();
-    const auto dit = desks_.find(t.currency);
-    if (dit == desks_.end()) continue;
-    desk& d = dit->second;
-    const auto it = d.payouts.find(t.payout);
-    if (it == d.payouts.end() || it->second.due != t.at) continue;  // stale
-    payout_entry& p = it->second;
+    const auto [dp, pp] = held_payout(t.currency, t.payout);
+    if (!pp || pp->due != t.at) continue;  // resolved, or a stale timer
+    desk& d = *dp;
+    payout_entry& p = *pp;
     if (p.st == state::in_flight) {
       timed_out(d, p, now);
     } else if (p.st == state::waiting) {
@@ -808,12 +790,6 @@ void desk_table::take_dirty(dirty_rows* out) {
     out->desks.emplace_back(c, encode_desk(it->second));
   }
   dirty_desks_.clear();
-}
-
-size_t desk_table::payouts_held() const {
-  size_t n = 0;
-  for (const auto& [c, d] : desks_) n += d.payouts.size();
-  return n;
 }
 
 size_t desk_table::memory_bytes() const {

@@ -246,8 +246,6 @@ class desk_table {
   // Hands the instructions of the batch just executed to the sink (drops them if unset).
   void flush();
 
-  [[nodiscard]] const desk* find_desk(wire::currency_code c) const;
-  [[nodiscard]] const payout_entry* find(wire::currency_code c, uint64_t payout_id) const;
   [[nodiscard]] uint32_t sessions(uint32_t gateway) const;
   template <class F>
   void for_each_desk(F&& f) const {
@@ -266,7 +264,6 @@ class desk_table {
     std::vector<std::pair<uint64_t, std::vector<uint8_t>>> desks;    // by currency
   };
   void take_dirty(dirty_rows* out);
-  [[nodiscard]] size_t payouts_held() const;
   [[nodiscard]] size_t memory_bytes() const;
 
  private:
@@ -279,6 +276,8 @@ class desk_table {
     friend bool operator>(const timer& a, const timer& b) { return a.at != b.at ? a.at > b.at : a.payout > b.payout; }
   };
   desk& desk_of(wire::currency_code c);
+  // A payout a desk here holds, with its desk (nullptr, nullptr: none).
+  std::pair<desk*, payout_entry*> held_payout(wire::currency_code c, uint64_t payout_id);
   void touch(desk& d, payout_entry& p);
   void touch(desk& d);
   void schedule(payout_entry& p, uint64_t at);
