@@ -150,6 +150,8 @@ struct batch : std::enable_shared_from_this<batch> {
   // A shard walks only its own, not every operation of the batch.
   std::vector<uint32_t> shard_ops;
   std::array<uint32_t, shards_max + 1> shard_ops_begin{};
+  // payout_answers, payout_ops: each item's desk (its hold's payout account; 0: refused).
+  std::vector<uint64_t> payout_desks;
 
   // Outputs: results[i] is written by exactly one shard (or the sequencer).
   std::vector<wire::result> results;

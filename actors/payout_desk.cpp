@@ -45,21 +45,21 @@ const char* phase_name(breaker::phase p) {
 std::vector<wire::transfer> chain_of(const payout_entry& p) {
   std::vector<wire::transfer> chain;
   wire::transfer t{};
-  t.id = emitted_id(p.currency, p.chain_step);
+  t.id = emitted_id(p.desk, p.chain_step);
   t.pending_id = hold_id(p.id);
   t.currency = p.currency;
-  t.user_data = account_id(p.currency);  // routes the chain to the desk's shard
+  t.user_data = p.desk;
   if (p.st == state::settling || p.st == state::settle_refused) {
     t.flags = wire::transfer_flags::post_pending | wire::transfer_flags::linked;
     t.code = code_post;
     chain.push_back(t);
     wire::transfer m{};
-    m.id = emitted_id(p.currency, p.chain_step + 1);
-    m.debit_account_id = account_id(p.currency);
+    m.id = emitted_id(p.desk, p.chain_step + 1);
+    m.debit_account_id = p.desk;
     m.credit_account_id = p.settlement;
     m.amount = p.amount;
     m.currency = p.currency;
-    m.user_data = account_id(p.currency);
+    m.user_data = p.desk;
     m.code = code_settle;
     chain.push_back(m);
   } else {
@@ -73,7 +73,9 @@ std::vector<wire::transfer> chain_of(const payout_entry& p) {
 // ---- byte forms ----------------------------------------------------------------------
 
 namespace {
-constexpr uint32_t payout_format = 1, desk_format = 1, sessions_format = 1;
+// Version 2 adds the desk's payout account (and breakers keep 64 outcomes, not 20);
+// version 1 rows are slot 0's.
+constexpr uint32_t payout_format = 2, desk_format = 2, sessions_format = 1;
 constexpr uint32_t list_max = 1u << 16;
 }  // namespace
 
@@ -81,6 +83,7 @@ std::vector<uint8_t> encode_payout(const payout_entry& p) {
   byte_writer w;
   w.put(payout_format);
   w.put(p.id);
+  w.put(p.desk);
   w.put(p.wallet);
   w.put(p.amount);
   w.put(p.destination);
@@ -113,15 +116,18 @@ std::vector<uint8_t> encode_payout(const payout_entry& p) {
 bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::string* why) {
   byte_reader r{bytes};
   payout_entry p;
-  if (r.get<uint32_t>() != payout_format) {
+  const uint32_t format = r.get<uint32_t>();
+  if (format != 1 && format != payout_format) {
     *why = "payout: unknown format";
     return false;
   }
   p.id = r.get<uint64_t>();
+  p.desk = format == 1 ? 0 : r.get<uint64_t>();
   p.wallet = r.get<uint64_t>();
   p.amount = r.get<uint64_t>();
   p.destination = r.get<uint64_t>();
   p.currency = r.get<uint32_t>();
+  if (format == 1) p.desk = desk_account(p.currency, 0);
   p.rail = r.get<uint8_t>();
   const auto st = r.get<uint8_t>();
   const auto dead = r.get<uint8_t>();
@@ -163,7 +169,8 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
     *why = "payout " + std::to_string(p.id) + ": truncated or trailing bytes";
     return false;
   }
-  if (p.id == 0 || p.amount == 0 || p.wallet == 0 || !wire::currency_valid(p.currency) || p.rail == 0 ||
+  if (p.id == 0 || p.amount == 0 || p.wallet == 0 || !wire::currency_valid(p.currency) || !payout_account(p.desk) ||
+      desk_currency(p.desk) != p.currency || p.rail == 0 ||
       p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::settle_refused) || dead > 4 || cancelling > 1 ||
       p.routing_base > p.attempts.size() || (st == uint8_t(state::in_flight) && p.attempts.empty()) ||
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused)) &&
@@ -182,6 +189,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
 std::vector<uint8_t> encode_desk(const desk& d) {
   byte_writer w;
   w.put(desk_format);
+  w.put(d.account);
   w.put(d.currency);
   w.put(d.next_step);
   std::vector<uint32_t> keys;
@@ -210,14 +218,18 @@ std::vector<uint8_t> encode_desk(const desk& d) {
 bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
   byte_reader r{bytes};
   desk d;
-  if (r.get<uint32_t>() != desk_format) {
+  const uint32_t format = r.get<uint32_t>();
+  if (format != 1 && format != desk_format) {
     *why = "payout desk: unknown format";
     return false;
   }
+  d.account = format == 1 ? 0 : r.get<uint64_t>();
   d.currency = r.get<uint32_t>();
+  if (format == 1) d.account = desk_account(d.currency, 0);
   d.next_step = r.get<uint64_t>();
   const uint32_t n = r.get<uint32_t>();
-  if (r.short_read || n > gateways::gateways_max || !wire::currency_valid(d.currency) || d.next_step == 0) {
+  if (r.short_read || n > gateways::gateways_max || !wire::currency_valid(d.currency) || d.next_step == 0 ||
+      !payout_account(d.account) || desk_currency(d.account) != d.currency) {
     *why = "payout desk: truncated or out of range";
     return false;
   }
@@ -226,7 +238,7 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
     breaker b;
     const auto ph = r.get<uint8_t>();
     b.n = r.get<uint8_t>();
-    b.outcomes = r.get<uint32_t>();
+    b.outcomes = format == 1 ? r.get<uint32_t>() : r.get<uint64_t>();
     b.open_until = r.get<uint64_t>();
     b.probe = r.get<uint64_t>();
     b.trips = r.get<uint64_t>();
@@ -295,17 +307,18 @@ void desk_table::load_sessions(std::span<const uint8_t> bytes, std::string* why,
 
 // ---- state ---------------------------------------------------------------------------
 
-desk& desk_table::desk_of(wire::currency_code c) {
-  auto [it, fresh] = desks_.try_emplace(c);
+desk& desk_table::desk_of(uint64_t account) {
+  auto [it, fresh] = desks_.try_emplace(account);
   if (fresh) {
-    it->second.currency = c;
+    it->second.account = account;
+    it->second.currency = desk_currency(account);
     touch(it->second);
   }
   return it->second;
 }
 
-std::pair<desk*, payout_entry*> desk_table::held_payout(wire::currency_code c, uint64_t payout_id) {
-  const auto dit = desks_.find(c);
+std::pair<desk*, payout_entry*> desk_table::held_payout(uint64_t account, uint64_t payout_id) {
+  const auto dit = desks_.find(account);
   if (dit == desks_.end()) return {nullptr, nullptr};
   const auto it = dit->second.payouts.find(payout_id);
   if (it == dit->second.payouts.end()) return {nullptr, nullptr};
@@ -320,18 +333,18 @@ uint32_t desk_table::sessions(uint32_t gateway) const {
 void desk_table::touch(desk& d) {
   if (d.listed_dirty) return;
   d.listed_dirty = true;
-  dirty_desks_.push_back(d.currency);
+  dirty_desks_.push_back(d.account);
 }
 
 void desk_table::touch(desk& d, payout_entry& p) {
   if (p.listed_dirty) return;
   p.listed_dirty = true;
-  dirty_payouts_.emplace_back(d.currency, p.id);
+  dirty_payouts_.emplace_back(d.account, p.id);
 }
 
 void desk_table::schedule(payout_entry& p, uint64_t at) {
   p.due = at;
-  timers_.push_back({at, p.id, p.currency});
+  timers_.push_back({at, p.id, p.desk});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>{});
 }
 
@@ -391,9 +404,10 @@ void desk_table::record(desk& d, uint32_t gateway, uint64_t payout, bool bad, ui
     return;
   }
   if (b.ph == breaker::phase::open) return;  // late outcomes of payouts sent before it opened
-  b.outcomes = (b.outcomes << 1 | (bad ? 1u : 0u)) & ((1u << breaker_window) - 1);
+  static_assert(breaker_window == 64, "outcomes: one bit each in a u64");
+  b.outcomes = b.outcomes << 1 | (bad ? 1u : 0u);
   if (b.n < breaker_window) ++b.n;
-  if (b.n >= breaker_min && uint32_t(__builtin_popcount(b.outcomes)) * 2 >= b.n) {
+  if (b.n >= breaker_min && uint32_t(__builtin_popcountll(b.outcomes)) * 2 >= b.n) {
     b.ph = breaker::phase::open;
     b.open_until = now + cooldown;
     b.outcomes = 0;
@@ -522,16 +536,17 @@ void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
       c.cancelled_amount += p.amount;
       break;
   }
-  erased_.emplace_back(d.currency, id);
+  erased_.emplace_back(d.account, id);
   d.payouts.erase(id);
 }
 
 // ---- inputs --------------------------------------------------------------------------
 
 void desk_table::held(const wire::transfer& h, uint64_t ts) {
-  desk& d = desk_of(h.currency);
+  desk& d = desk_of(h.credit_account_id);
   payout_entry p;
   p.id = h.id.lo;
+  p.desk = d.account;
   p.wallet = h.debit_account_id;
   p.amount = h.amount;
   p.destination = h.user_data;
@@ -543,8 +558,8 @@ void desk_table::held(const wire::transfer& h, uint64_t ts) {
   route(d, it->second, ts);
 }
 
-result desk_table::answer(const wire::payout_answer& a, uint64_t ts) {
-  const auto [dp, p] = held_payout(a.currency, a.payout_id);
+result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, uint64_t ts) {
+  const auto [dp, p] = held_payout(desk_account, a.payout_id);
   if (!p) return result::payout_already_resolved;
   desk& d = *dp;
   if (a.attempt == 0 || a.attempt > p->attempts.size()) return result::payout_instruction_unknown;
@@ -625,7 +640,7 @@ bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, 
 
 void desk_table::chain_done(const wire::transfer& first, result r, uint64_t ts) {
   if (!emitted(first.id) || !hold(first.pending_id)) return;
-  const auto [dp, pp] = held_payout(first.currency, first.pending_id.lo);
+  const auto [dp, pp] = held_payout(emitting_desk(first.id), first.pending_id.lo);
   if (!pp) return;
   desk& d = *dp;
   payout_entry& p = *pp;
@@ -683,8 +698,8 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
   }
 }
 
-result desk_table::op(const wire::payout_op& o, uint64_t ts) {
-  const auto [dp, p] = held_payout(o.currency, o.payout_id);
+result desk_table::op(const wire::payout_op& o, uint64_t desk_account, uint64_t ts) {
+  const auto [dp, p] = held_payout(desk_account, o.payout_id);
   if (!p) return result::payout_already_resolved;
   desk& d = *dp;
   if (o.kind == wire::payout_op_kind::cancel) {
@@ -711,7 +726,7 @@ void desk_table::run_due(uint64_t now) {
     std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
     const timer t = timers_.back();
     timers_.pop_back();
-    const auto [dp, pp] = held_payout(t.currency, t.payout);
+    const auto [dp, pp] = held_payout(t.desk, t.payout);
     if (!pp || pp->due != t.at) continue;  // resolved, or a stale timer
     desk& d = *dp;
     payout_entry& p = *pp;
@@ -746,14 +761,15 @@ std::vector<std::vector<wire::transfer>> desk_table::chains_owed() const {
 
 void desk_table::load_desk(desk&& d) {
   d.listed_dirty = false;
-  const auto c = d.currency;
-  desks_[c] = std::move(d);
+  const auto a = d.account;
+  desks_[a] = std::move(d);
 }
 
 bool desk_table::load_payout(payout_entry&& p, std::string* why) {
-  const auto dit = desks_.find(p.currency);
+  const auto dit = desks_.find(p.desk);
   if (dit == desks_.end()) {
-    *why = "payout " + std::to_string(p.id) + ": no desk for " + wire::currency_name(p.currency);
+    *why = "payout " + std::to_string(p.id) + ": no desk " + std::to_string(desk_slot(p.desk)) + " for " +
+           wire::currency_name(p.currency);
     return false;
   }
   p.listed_dirty = false;

@@ -1,10 +1,14 @@
 // payout_desk: payouts through payment gateways, as lightweight actors on the shard of
-// their currency's payout account (one desk per currency).
+// their payout account: one desk per currency and shard.
 //
-// A payout request becomes a pending transfer, the *hold*: wallet -> the currency's
-// payout account (an engine-made system account), id {payout id, hold_hi}. When the
-// payout account's shard applies the hold (`held`), the desk takes the payout and routes
-// it: the best gateway (lowest priority, then number) that is enabled, of the payout's
+// A payout request becomes a pending transfer, the *hold*: wallet -> a payout account of
+// the currency (an engine-made system account), id {payout id, hold_hi}. Each currency
+// has a payout account per shard (desk_account_for: the first desk slot whose account
+// lives on that shard), and a hold goes to the one on its wallet's shard, so that holds
+// and their posts and voids never wait for another shard. After a start with another
+// shard count, the desks of the old slots keep the payouts they hold (wherever their
+// accounts now live) and new payouts go to the new count's slots. When the payout
+// account's shard applies the hold (`held`), its desk takes the payout and routes it: the best gateway (lowest priority, then number) that is enabled, of the payout's
 // rail, serves the currency, has a session up, whose circuit breaker lets it through, and
 // that the payout has not given up on. It records an *attempt* and hands an instruction
 // (payout id, attempt, amount, destination) to the instruction sink, which pushes it to
@@ -36,13 +40,14 @@
 //  - breakers, per desk and gateway: closed; open when at least breaker_min of the last
 //    breaker_window outcomes are known and half or more are failures or timeouts; after
 //    4 answer timeouts it is half-open and lets one payout through as a probe, whose
-//    outcome closes it (good) or opens it again (bad).
+//    outcome closes it (good) or opens it again (bad). Each desk (currency and shard)
+//    judges from its own payouts, as each instance of a service keeps its own breaker.
 //  - a gateway's last session closing re-routes its payouts in flight at once; a session
 //    opening re-sends the instructions in flight to it and routes the payouts that were
 //    waiting for a gateway. After a restart (event reset) no gateway is up: payouts in
 //    flight wait for one.
 //
-// The emitted chains use ids {step, emit_hi | currency} from the desk's step counter;
+// The emitted chains use ids {step, emit_hi | slot << 24 | currency} from the desk's step counter;
 // the engine sequences them like equb groups' (engine/README.md). The chain's outcome
 // comes back through `chain_done`; a refused settlement (say the wallet was frozen) waits
 // for an operator's retry. At every log position the payout account holds, pending, the
@@ -59,24 +64,47 @@
 #include <vector>
 
 #include "actors/gateway_registry.hpp"
+#include "actors/placement.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::payouts {
 
-// Reserved ids (clients get id_reserved / payout_account_reserved): the top 40 bits.
-constexpr uint64_t reserved_mask = 0xFFFFFFFFFF000000ull;
-constexpr uint64_t account_hi = 0x9A700C0000000000ull;  // payout account: account_hi | currency
+// Reserved ids (clients get id_reserved / payout_account_reserved): the top 28 bits say
+// the kind; below them a desk's ids carry its slot (12 bits) and currency (24 bits).
+constexpr uint64_t kind_mask = 0xFFFFFFF000000000ull;
+constexpr uint64_t desk_bits = 0x0000000FFFFFFFFFull;   // slot << 24 | currency
+constexpr uint64_t account_hi = 0x9A700C0000000000ull;  // payout account: account_hi | slot << 24 | currency
 constexpr uint64_t hold_hi = 0x9A700C1000000000ull;     // hold: {payout id, hold_hi}
-constexpr uint64_t emit_hi = 0x9A700C2000000000ull;     // emitted: {step, emit_hi | currency}
-[[nodiscard]] inline uint64_t account_id(wire::currency_code c) { return account_hi | c; }
-[[nodiscard]] inline bool payout_account(uint64_t id) { return (id & reserved_mask) == account_hi; }
+constexpr uint64_t emit_hi = 0x9A700C2000000000ull;     // emitted: {step, emit_hi | slot << 24 | currency}
+constexpr uint32_t desk_slots = 4096;
+[[nodiscard]] inline uint64_t desk_account(wire::currency_code c, uint32_t slot) {
+  return account_hi | uint64_t(slot & (desk_slots - 1)) << 24 | (c & 0xFFFFFF);
+}
+[[nodiscard]] inline bool payout_account(uint64_t id) { return (id & kind_mask) == account_hi; }
+[[nodiscard]] inline wire::currency_code desk_currency(uint64_t account) { return uint32_t(account & 0xFFFFFF); }
+[[nodiscard]] inline uint32_t desk_slot(uint64_t account) { return uint32_t(account >> 24) & (desk_slots - 1); }
+// The payout account of currency c for wallets on `shard` of `shards`: the first slot
+// whose account lives there (with 32 shards or fewer, 4,096 slots miss one with
+// probability below 2^-180; the last slot stands in).
+[[nodiscard]] inline uint64_t desk_account_for(wire::currency_code c, uint32_t shard, uint32_t shards) {
+  for (uint32_t k = 0; k + 1 < desk_slots; ++k)
+    if (shard_of(desk_account(c, k), shards) == shard) return desk_account(c, k);
+  return desk_account(c, desk_slots - 1);
+}
+// Every shard's payout account of currency c, for `shards` shards (distinct: one each).
+[[nodiscard]] inline std::vector<uint64_t> desk_accounts_for(wire::currency_code c, uint32_t shards) {
+  std::vector<uint64_t> out;
+  for (uint32_t s = 0; s < shards; ++s) out.push_back(desk_account_for(c, s, shards));
+  return out;
+}
 [[nodiscard]] inline wire::id128 hold_id(uint64_t payout_id) { return {payout_id, hold_hi}; }
 [[nodiscard]] inline bool hold(const wire::id128& id) { return id.hi == hold_hi; }
 [[nodiscard]] inline bool reserved_id(const wire::id128& id) {
-  return (id.hi & reserved_mask) == (hold_hi & reserved_mask) || (id.hi & reserved_mask) == emit_hi;
+  return (id.hi & kind_mask) == hold_hi || (id.hi & kind_mask) == emit_hi;
 }
-[[nodiscard]] inline bool emitted(const wire::id128& id) { return (id.hi & reserved_mask) == emit_hi; }
-[[nodiscard]] inline wire::id128 emitted_id(wire::currency_code c, uint64_t step) { return {step, emit_hi | c}; }
+[[nodiscard]] inline bool emitted(const wire::id128& id) { return (id.hi & kind_mask) == emit_hi; }
+[[nodiscard]] inline wire::id128 emitted_id(uint64_t desk, uint64_t step) { return {step, emit_hi | (desk & desk_bits)}; }
+[[nodiscard]] inline uint64_t emitting_desk(const wire::id128& id) { return account_hi | (id.hi & desk_bits); }
 // Transfer codes of the chains: the post, the move to the settlement account, the void.
 constexpr uint16_t code_post = 0xE101, code_settle = 0xE102, code_void = 0xE103;
 
@@ -84,7 +112,11 @@ constexpr uint32_t attempts_max = 8;        // per routing (an operator's retry 
 constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a gateway up
 constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
-constexpr uint32_t breaker_window = 20, breaker_min = 10;
+// A window of 64 outcomes, at least 20 known: a gateway that fails everything trips a
+// desk's breaker after 20 failures, while one declining 10% of payouts at random (say,
+// recipients' closed accounts) trips it by chance about once in 10^15 windows (with a
+// window of 20, at least 10 known, it was once in 140,000: gateway_bench tripped it).
+constexpr uint32_t breaker_window = 64, breaker_min = 20;
 
 enum class state : uint8_t {
   waiting = 1,         // for its backoff, or for a gateway to take it
@@ -110,6 +142,7 @@ struct attempt {
 
 struct payout_entry {
   uint64_t id = 0;
+  uint64_t desk = 0;  // the desk's payout account (the hold's credit account)
   uint64_t wallet = 0;
   uint64_t amount = 0;
   uint64_t destination = 0;
@@ -137,7 +170,7 @@ struct breaker {
   phase ph = phase::closed;
   uint64_t open_until = 0;
   uint64_t probe = 0;      // half-open: the payout probing (0: none yet)
-  uint32_t outcomes = 0;   // the last `n` outcomes, newest in bit 0 (1: failure or timeout)
+  uint64_t outcomes = 0;   // the last `n` outcomes, newest in bit 0 (1: failure or timeout)
   uint8_t n = 0;
   uint64_t trips = 0;
   // per gateway, this desk: instructions sent, outcomes seen
@@ -192,12 +225,14 @@ struct payout_count {
 };
 
 struct breaker_row {
+  uint64_t desk = 0;  // its desk's payout account
   wire::currency_code currency = 0;
   uint32_t gateway = 0;
   breaker b;
 };
 
 struct desk {
+  uint64_t account = 0;  // its payout account
   wire::currency_code currency = 0;
   uint64_t next_step = 1;
   std::unordered_map<uint64_t, payout_entry> payouts;  // by payout id
@@ -205,7 +240,8 @@ struct desk {
   bool listed_dirty = false;
 };
 
-// Byte forms for snapshots (version 1); decoders refuse damage they can see.
+// Byte forms for snapshots (version 2; version 1 rows, from before desks per shard, are
+// slot 0's); decoders refuse damage they can see.
 [[nodiscard]] std::vector<uint8_t> encode_payout(const payout_entry& p);
 bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::string* why);
 [[nodiscard]] std::vector<uint8_t> encode_desk(const desk& d);  // without its payouts
@@ -227,9 +263,10 @@ class desk_table {
 
   // The hold of a payout was applied on this shard (it owns the payout account).
   void held(const wire::transfer& hold, uint64_t ts);
-  // A gateway's answer; its currency's desk is on this shard. The sequencer has checked
-  // that the payout's hold was applied, so a payout not held here was resolved.
-  wire::result answer(const wire::payout_answer& a, uint64_t ts);
+  // A gateway's answer for the desk of payout account `desk`, on this shard. The
+  // sequencer has checked that the payout's hold was applied there, so a payout that
+  // desk does not hold was resolved.
+  wire::result answer(const wire::payout_answer& a, uint64_t desk, uint64_t ts);
   // A chain a desk here emitted executed fresh at `ts`, with outcome r.
   void chain_done(const wire::transfer& first, wire::result r, uint64_t ts);
   // A deposit was applied on this shard (it owns the gateway's settlement account).
@@ -239,7 +276,7 @@ class desk_table {
   void load_recon(const recon_row& r) { recon_[r.k].add(r.c); }
   // Sessions opening and closing (every shard keeps the counts).
   void event(const wire::gateway_event& e, uint64_t ts);
-  wire::result op(const wire::payout_op& o, uint64_t ts);
+  wire::result op(const wire::payout_op& o, uint64_t desk, uint64_t ts);
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
   void run_due(uint64_t now);
   [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().at; }
@@ -261,7 +298,7 @@ class desk_table {
   [[nodiscard]] std::vector<uint8_t> encode_sessions() const;
   struct dirty_rows {
     std::vector<std::pair<uint64_t, std::vector<uint8_t>>> payouts;  // empty bytes: erase
-    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> desks;    // by currency
+    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> desks;    // by payout account
   };
   void take_dirty(dirty_rows* out);
   [[nodiscard]] size_t memory_bytes() const;
@@ -270,14 +307,14 @@ class desk_table {
   struct timer {
     uint64_t at;
     uint64_t payout;
-    wire::currency_code currency;
+    uint64_t desk;
     // A total order (payout ids are unique): equal times fire in payout id order, the
     // same live and in replay.
     friend bool operator>(const timer& a, const timer& b) { return a.at != b.at ? a.at > b.at : a.payout > b.payout; }
   };
-  desk& desk_of(wire::currency_code c);
-  // A payout a desk here holds, with its desk (nullptr, nullptr: none).
-  std::pair<desk*, payout_entry*> held_payout(wire::currency_code c, uint64_t payout_id);
+  desk& desk_of(uint64_t account);
+  // A payout the desk of `account` holds, with its desk (nullptr, nullptr: none).
+  std::pair<desk*, payout_entry*> held_payout(uint64_t account, uint64_t payout_id);
   void touch(desk& d, payout_entry& p);
   void touch(desk& d);
   void schedule(payout_entry& p, uint64_t at);
@@ -293,14 +330,14 @@ class desk_table {
   [[nodiscard]] uint64_t timeout_ns(uint32_t gateway) const;
 
   std::shared_ptr<const gateways::registry> registry_ = std::make_shared<gateways::registry>();
-  std::unordered_map<wire::currency_code, desk> desks_;
+  std::unordered_map<uint64_t, desk> desks_;  // by payout account
   std::unordered_map<uint32_t, uint32_t> sessions_;  // gateway number -> sessions up
   std::vector<timer> timers_;                        // a min-heap; stale entries skipped
   std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
   std::map<recon_key, recon_counts> recon_;
-  std::vector<std::pair<wire::currency_code, uint64_t>> dirty_payouts_;
-  std::vector<wire::currency_code> dirty_desks_;
-  std::vector<std::pair<wire::currency_code, uint64_t>> erased_;
+  std::vector<std::pair<uint64_t, uint64_t>> dirty_payouts_;  // (desk, payout)
+  std::vector<uint64_t> dirty_desks_;
+  std::vector<std::pair<uint64_t, uint64_t>> erased_;
   emit_fn emit_;
   instruct_fn instruct_;
 };

@@ -272,7 +272,7 @@ void shard::execute(batch& b) {
           const bool problem = p.st == payouts::state::dead || p.st == payouts::state::settle_refused;
           if ((id == 0 || pid == id) && (!problems || problem) && out.size() < limit) out.push_back(p);
         }
-        for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.currency, g, br});
+        for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
       });
       b.found_recon[index_] = desks_.recon_rows();
       for (const auto& [k, c] : counts)
@@ -443,10 +443,10 @@ void shard::audit_groups(batch::group_audit& out) const {
     ++out.checked;
     uint64_t held = 0;
     for (const auto& [id, p] : d.payouts) held += p.amount;
-    const account* a = find_account(payouts::account_id(d.currency));
+    const account* a = find_account(d.account);
     if ((!a || a->credits_pending != held || a->debits_pending != 0 || a->debits_posted != a->credits_posted) &&
         out.faults.size() < batch::group_faults_max)
-      out.faults.push_back("payout desk " + wire::currency_name(d.currency) + ": its account " +
+      out.faults.push_back("payout desk " + wire::currency_name(d.currency) + " " + std::to_string(payouts::desk_slot(d.account)) + ": its account " +
                            (a ? "holds " + std::to_string(a->credits_pending) + " pending, " +
                                     std::to_string(int64_t(a->credits_posted - a->debits_posted)) + " posted"
                               : std::string("is missing")) +
@@ -466,21 +466,19 @@ void shard::execute_lookup_groups(batch& b) {
   }
 }
 
-// Answers and operators' actions for the desks here: each item's desk lives on the shard
-// of its currency's payout account; the sequencer already refused malformed items.
+// Answers and operators' actions for the desks here: the sequencer named each item's
+// desk (its hold's payout account) and already refused malformed items.
 void shard::execute_payout_answers(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
-    const auto& a = b.payout_answers[i];
-    if (b.results[i] != result::ok || shard_of(payouts::account_id(a.currency), count_) != index_) continue;
-    b.results[i] = desks_.answer(a, b.timestamp_base + i);
+    if (b.results[i] != result::ok || shard_of(b.payout_desks[i], count_) != index_) continue;
+    b.results[i] = desks_.answer(b.payout_answers[i], b.payout_desks[i], b.timestamp_base + i);
   }
 }
 
 void shard::execute_payout_ops(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
-    const auto& o = b.payout_ops[i];
-    if (b.results[i] != result::ok || shard_of(payouts::account_id(o.currency), count_) != index_) continue;
-    b.results[i] = desks_.op(o, b.timestamp_base + i);
+    if (b.results[i] != result::ok || shard_of(b.payout_desks[i], count_) != index_) continue;
+    b.results[i] = desks_.op(b.payout_ops[i], b.payout_desks[i], b.timestamp_base + i);
   }
 }
 

@@ -22,13 +22,10 @@
 #include "actors/flat_map.hpp"
 #include "actors/ledger_rules.hpp"
 #include "actors/payout_desk.hpp"
+#include "actors/placement.hpp"
 #include "actors/record_store.hpp"
 
 namespace mesob::actors {
-
-[[nodiscard]] inline uint32_t shard_of(uint64_t account_id, uint32_t shards) {
-  return uint32_t((static_cast<unsigned __int128>(mix64(account_id)) * shards) >> 64);
-}
 
 // Read from any thread: the shard publishes these after every batch.
 struct shard_stats {

@@ -559,10 +559,11 @@ class admin_impl {
     for (const auto& [k, v] : by) counts.rows.push_back({k.first, k.second, std::to_string(v.first), std::to_string(v.second)});
     admin_section br;
     br.title = "breakers";
-    br.columns = {{"currency", false}, {"gateway", false}, {"phase", false}, {"trips", true},
-                  {"sent", true},      {"settled", true},  {"failed", true}, {"timeouts", true}};
+    br.columns = {{"currency", false}, {"desk", true},    {"gateway", false}, {"phase", false}, {"trips", true},
+                  {"sent", true},      {"settled", true}, {"failed", true},   {"timeouts", true}};
     for (const auto& row : r.breakers)
-      br.rows.push_back({wire::currency_name(row.currency), gateway_name(row.gateway),
+      br.rows.push_back({wire::currency_name(row.currency), std::to_string(actors::payouts::desk_slot(row.desk)),
+                         gateway_name(row.gateway),
                          actors::payouts::phase_name(row.b.ph), std::to_string(row.b.trips), std::to_string(row.b.sent),
                          std::to_string(row.b.settled), std::to_string(row.b.failed), std::to_string(row.b.timeouts)});
     admin_section list = payout_section(all ? "payouts" : "dead letters");

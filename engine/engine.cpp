@@ -577,6 +577,7 @@ class engine_impl {
   // Batches of answers come only from engine::payout_answers (its gateway set).
   void sequence_answers(batch& b) {
     b.results.assign(b.count, result::ok);
+    b.payout_desks.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       auto& a = b.payout_answers[i];
       if (a.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
@@ -585,23 +586,26 @@ class engine_impl {
         b.results[i] = result::payout_answer_invalid;
       else if (!wire::currency_valid(a.currency)) b.results[i] = result::currency_invalid;
       else if (a.amount == 0) b.results[i] = result::amount_must_not_be_zero;
-      else if (!hold_taken(a.payout_id)) b.results[i] = result::payout_not_found;
+      else if ((b.payout_desks[i] = hold_desk(a.payout_id, a.currency)) == 0) b.results[i] = result::payout_not_found;
     }
   }
 
-  // Whether a payout's hold was recorded and applied: then a desk took the payout, and a
-  // desk that no longer holds it resolved it (payout_already_resolved, the same after any
-  // restart: the id index and the records are the log's).
-  bool hold_taken(uint64_t payout_id) {
+  // The desk (payout account) of a payout whose hold, in currency c, was recorded and
+  // applied; 0 if there is none. A desk took that payout, and a desk that no longer holds
+  // it resolved it (payout_already_resolved, the same after any restart: the id index and
+  // the records are the log's).
+  uint64_t hold_desk(uint64_t payout_id, wire::currency_code c) {
     auto id_of = [this](uint64_t s) { return record_id(s); };
     const int64_t s = ids_.find(actors::payouts::hold_id(payout_id), id_of);
-    if (s < 0) return false;
+    if (s < 0) return 0;
     ensure_executed(uint64_t(s));
-    return record_copy(uint64_t(s)).result == uint32_t(result::ok);
+    const actors::transfer_record r = record_copy(uint64_t(s));
+    return r.result == uint32_t(result::ok) && r.t.currency == c ? r.t.credit_account_id : 0;
   }
 
   void sequence_payout_ops(batch& b) {
     b.results.assign(b.count, result::ok);
+    b.payout_desks.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       const auto& o = b.payout_ops[i];
       if (o.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
@@ -609,7 +613,7 @@ class engine_impl {
       else if (o.kind != wire::payout_op_kind::retry && o.kind != wire::payout_op_kind::cancel)
         b.results[i] = result::payout_answer_invalid;
       else if (!wire::currency_valid(o.currency)) b.results[i] = result::currency_invalid;
-      else if (!hold_taken(o.payout_id)) b.results[i] = result::payout_not_found;
+      else if ((b.payout_desks[i] = hold_desk(o.payout_id, o.currency)) == 0) b.results[i] = result::payout_not_found;
     }
   }
 
@@ -670,14 +674,12 @@ class engine_impl {
     const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
     b.shard_mask = all;
     // Answers and operators' actions go to the shards of their desks only.
-    auto desk_mask = [&](auto& items) {
+    if (b.kind == op_kind::payout_answers || b.kind == op_kind::payout_ops) {
       uint32_t m = 0;
       for (uint32_t i = 0; i < b.count; ++i)
-        if (b.results[i] == result::ok) m |= 1u << shard_of(actors::payouts::account_id(items[i].currency), shards_n_);
-      return m != 0 ? m : 1u;
-    };
-    if (b.kind == op_kind::payout_answers) b.shard_mask = desk_mask(b.payout_answers);
-    if (b.kind == op_kind::payout_ops) b.shard_mask = desk_mask(b.payout_ops);
+        if (b.results[i] == result::ok) m |= 1u << shard_of(b.payout_desks[i], shards_n_);
+      b.shard_mask = m != 0 ? m : 1u;
+    }
     if (b.kind == op_kind::create_transfers) {
       uint32_t m = 0;
       for (uint32_t s = 0; s < shards_n_; ++s)
@@ -1217,7 +1219,21 @@ class engine_impl {
     open_has_writes_ = true;
   }
 
-  // A payout's hold: a pending transfer from the wallet to the currency's payout account.
+  // The payout accounts of currency c for this shard count: one per shard (the desks').
+  std::vector<wire::account> desk_accounts(wire::currency_code c) const {
+    std::vector<wire::account> out;
+    for (const uint64_t id : actors::payouts::desk_accounts_for(c, shards_n_)) {
+      wire::account a{};
+      a.id = id;
+      a.currency = c;
+      a.kind = wire::account_kind::system;
+      out.push_back(a);
+    }
+    return out;
+  }
+
+  // A payout's hold: a pending transfer from the wallet to the currency's payout account
+  // on the wallet's shard (its desk's), so that the hold and its post or void stay local.
   result payout_hold(const wire::payout& p, wire::transfer* out) const {
     if (p.id == 0) return result::id_must_not_be_zero;
     if (p.reserved != 0 || p.reserved2 != 0) return result::reserved_field;
@@ -1232,7 +1248,7 @@ class engine_impl {
     wire::transfer t{};
     t.id = actors::payouts::hold_id(p.id);
     t.debit_account_id = p.wallet;
-    t.credit_account_id = actors::payouts::account_id(p.currency);
+    t.credit_account_id = actors::payouts::desk_account_for(p.currency, shard_of(p.wallet, shards_n_), shards_n_);
     t.amount = p.amount;
     t.currency = p.currency;
     t.user_data = p.destination;
@@ -1371,7 +1387,7 @@ class engine_impl {
       for (auto& list : b.found_breakers)
         for (auto& row : list) r.breakers.push_back(row);
       std::sort(r.breakers.begin(), r.breakers.end(), [](const auto& x, const auto& y) {
-        return x.currency != y.currency ? x.currency < y.currency : x.gateway < y.gateway;
+        return std::tie(x.currency, x.gateway, x.desk) < std::tie(y.currency, y.gateway, y.desk);
       });
       r.recon = merged_recon(b.found_recon);
       for (auto& list : b.found_counts)
@@ -1660,11 +1676,12 @@ class engine_impl {
       }
       actors::payouts::desk d;
       if (!actors::payouts::decode_desk(v, &d, &why)) return false;
-      if (d.currency != key) {
-        why = "desk row " + std::to_string(key) + " holds " + wire::currency_name(d.currency);
+      // Keyed by payout account; rows written before desks per shard, by currency.
+      if (d.account != key && !(key == d.currency && actors::payouts::desk_slot(d.account) == 0)) {
+        why = "desk row " + std::to_string(key) + " holds the desk of account " + std::to_string(d.account);
         return false;
       }
-      shards_[shard_of(actors::payouts::account_id(d.currency), shards_n_)]->desks().load_desk(std::move(d));
+      shards_[shard_of(d.account, shards_n_)]->desks().load_desk(std::move(d));
       return true;
     }, error);
     if (ok) {
@@ -1675,7 +1692,7 @@ class engine_impl {
           why = "payout row " + std::to_string(key) + " holds payout " + std::to_string(p.id);
           return false;
         }
-        return shards_[shard_of(actors::payouts::account_id(p.currency), shards_n_)]->desks().load_payout(std::move(p), &why);
+        return shards_[shard_of(p.desk, shards_n_)]->desks().load_payout(std::move(p), &why);
       }, error);
     }
     if (ok) {
@@ -1693,9 +1710,9 @@ class engine_impl {
         if (!ok) return;
         uint64_t held = 0;
         for (const auto& [id, p] : d.payouts) held += p.amount;
-        const wire::account* a = sh->find_account(actors::payouts::account_id(d.currency));
+        const wire::account* a = sh->find_account(d.account);
         if (!a || a->credits_pending != held || a->debits_pending != 0 || a->debits_posted != a->credits_posted) {
-          why = "the " + wire::currency_name(d.currency) + " payout account " +
+          why = "the " + wire::currency_name(d.currency) + " payout account " + std::to_string(d.account) + " " +
                 (a ? "holds " + std::to_string(a->credits_pending) + " pending" : std::string("is missing")) +
                 " but its desk holds " + std::to_string(held);
           ok = false;
@@ -2123,7 +2140,28 @@ class engine_impl {
       });
     }
     rec_.payout_chains_reemitted = desk_chains.size();
+    // The payout accounts this shard count's desks need and an earlier start (with
+    // another shard count) did not make; before any payout can ask for them.
+    std::vector<wire::account> missing;
+    for (const auto& g : registry_->all())
+      for (const auto& gc : g.currencies)
+        for (const auto& a : desk_accounts(gc.currency))
+          if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id) &&
+              std::none_of(missing.begin(), missing.end(), [&](const auto& x) { return x.id == a.id; }))
+            missing.push_back(a);
     std::lock_guard lk(q_mu_);
+    if (!missing.empty()) {
+      queued q;
+      q.req.kind = op_kind::create_accounts;
+      q.req.accounts = std::move(missing);
+      q.req.gateway_internal = true;
+      q.done = [](reply&& r) {
+        for (size_t i = 0; r.st == status::ok && i < r.results.size(); ++i)
+          if (r.results[i] != result::ok)
+            std::fprintf(stderr, "mesobd: making a payout account: %s\n", std::string(wire::result_name(r.results[i])).c_str());
+      };
+      q_.push_back(std::move(q));
+    }
     if (registry_->size() > 0) {
       queued reset;
       reset.req.kind = op_kind::gateway_events;
@@ -2394,19 +2432,15 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
       }
     }
   }
-  // Each currency a gateway serves gets its payout account (the desk's; engine-made, in
-  // the reserved range).
+  // Each currency a gateway serves gets its payout accounts, one per shard (the desks';
+  // engine-made, in the reserved range).
   std::vector<wire::account> payout_accounts;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (!names_accounts(ops[i]) || out.results[i] != result::ok) continue;
-    for (uint32_t c = 0; c < ops[i].currencies_n; ++c) {
-      wire::account a{};
-      a.id = actors::payouts::account_id(ops[i].currencies[c].currency);
-      a.currency = ops[i].currencies[c].currency;
-      a.kind = wire::account_kind::system;
-      if (std::none_of(payout_accounts.begin(), payout_accounts.end(), [&](const auto& x) { return x.id == a.id; }))
-        payout_accounts.push_back(a);
-    }
+    for (uint32_t c = 0; c < ops[i].currencies_n; ++c)
+      for (const auto& a : impl_->desk_accounts(ops[i].currencies[c].currency))
+        if (std::none_of(payout_accounts.begin(), payout_accounts.end(), [&](const auto& x) { return x.id == a.id; }))
+          payout_accounts.push_back(a);
   }
   if (!payout_accounts.empty()) {
     request q;

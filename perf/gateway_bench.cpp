@@ -185,11 +185,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gateway_bench: %s\n", err.c_str());
     return 1;
   }
-  const uint64_t payout_account = actors::payouts::account_id(wire::currency("ETB"));
-  auto held = [&] {
-    const std::vector<uint64_t> id{payout_account};
-    auto r = c->call(wire::lookup_accounts_body(id));
-    return r.ok ? r.reply.accounts.at(0).credits_pending : ~0ull;
+  // What the payout accounts (one per shard) hold pending.
+  const std::vector<uint64_t> payout_accounts = actors::payouts::desk_accounts_for(wire::currency("ETB"), shards);
+  auto held = [&]() -> uint64_t {
+    auto r = c->call(wire::lookup_accounts_body(payout_accounts));
+    if (!r.ok || r.reply.accounts.size() != payout_accounts.size()) return ~0ull;
+    uint64_t sum = 0;
+    for (const auto& a : r.reply.accounts) sum += a.credits_pending;
+    return sum;
   };
   const auto p0 = clk::now();
   std::deque<uint64_t> window;
@@ -227,7 +230,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   // More than one connect: the session was cut (say as a slow reader) and payouts waited.
-  record("payout_session_connects", double(answering.stats().connects));
+  // More instructions than payouts: some were sent again (an answer timeout ran out).
+  const auto st = answering.stats();
+  record("payout_session_connects", double(st.connects));
+  record("payout_instructions", double(st.instructions));
+  record("payout_answers_refused", double(st.answers_refused));
+  // A breaker trip stalls its desk's payouts for the cool-down (4 answer timeouts).
+  uint64_t trips = 0;
+  for (const auto& b : e->lookup_payouts(0, 0).breakers) trips += b.b.trips;
+  record("payout_breaker_trips", double(trips));
   record("payouts_sent_s", sent_s);
   record("payouts_completed_s", done_s);
   record("payouts_completed_per_s", double(payouts) / done_s);

@@ -131,6 +131,9 @@ class engine_fixture {
     engine_.reset();
     open();
   }
+  // The shard count of the next open() (a restart may change it, as operators may).
+  void set_shards(uint32_t n) { shards_ = n; }
+  [[nodiscard]] uint32_t shards() const { return shards_; }
   void advance_s(uint64_t s) { clock_ += s * 1'000'000'000ull; }
   void set_clock_ns(uint64_t ns) { clock_ = ns; }
   engine::engine& e() { return *engine_; }

@@ -134,10 +134,11 @@ struct gateway_world {
       EXPECT_EQ(a.debits_pending, 0u) << a.id;
     }
     EXPECT_EQ(in, deposited);
-    const auto s = accounts({settle_a, settle_b, actors::payouts::account_id(wire::currency("ETB"))});
+    const auto s = accounts({settle_a, settle_b});
     EXPECT_EQ(s[0].credits_posted + s[1].credits_posted, out);
     EXPECT_EQ(s[0].debits_posted + s[1].debits_posted, deposited);
-    EXPECT_EQ(s[2].credits_pending, 0u);
+    for (const auto& p : accounts(actors::payouts::desk_accounts_for(wire::currency("ETB"), 2)))  // live_mesobd's shards
+      EXPECT_EQ(p.credits_pending, 0u) << p.id;
     EXPECT_EQ(admin(*ops, "audit").code, admin_code::ok);
   }
 };
@@ -269,6 +270,8 @@ TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
 
 // The breaker over TCP: a gateway failing everything trips open and payouts fall back to
 // the next; after its cool-down one payout probes it, and its success closes it again.
+// Breakers are per desk (a desk per shard, each seeing its wallets' payouts): every
+// desk trips, and probes, on its own.
 TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   gateway_world w;
   w.start(200);  // answer timeout 200 ms: cool-down 800 ms
@@ -281,16 +284,20 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   beta.start();
   for (int i = 0; i < 100 && !(failing->connected() && beta.connected()); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The phases of g's breakers, one per desk (columns: currency, desk, gateway, phase).
   auto breaker = [&](const std::string& g) {
+    std::string phases;
     for (const auto& s : admin(*w.ops, "payouts").sections)
       if (s.title == "breakers")
         for (const auto& row : s.rows)
-          if (row[1] == g) return row[2];
-    return std::string("none");
+          if (row[2] == g) phases += (phases.empty() ? "" : ",") + row[3];
+    return phases;
   };
-  for (auto r : w.payouts(1, 12, 10)) EXPECT_EQ(r, wire::result::ok);  // all to alpha, all fail
+  // All to alpha, all fail: each of the two desks sees twenty or more (each wallet of
+  // 1..40 pays twice).
+  for (auto r : w.payouts(1, 80, 10)) EXPECT_EQ(r, wire::result::ok);
   ASSERT_TRUE(w.wait_held(0, 10));
-  EXPECT_EQ(breaker("alpha"), "open");
+  EXPECT_EQ(breaker("alpha"), "open,open");
   for (auto r : w.payouts(100, 5, 10)) EXPECT_EQ(r, wire::result::ok);  // fall back to beta
   ASSERT_TRUE(w.wait_held(0, 10));
   EXPECT_EQ(w.accounts({settle_b}).at(0).credits_posted, 50u);
@@ -301,13 +308,15 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   healthy.start();
   for (int i = 0; i < 100 && !healthy.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(900));
-  for (auto r : w.payouts(200, 1, 10)) EXPECT_EQ(r, wire::result::ok);
+  // One request over every wallet: each desk's first payout probes alpha, the rest go to
+  // beta while the probe is out.
+  for (auto r : w.payouts(200, 40, 10)) EXPECT_EQ(r, wire::result::ok);
   ASSERT_TRUE(w.wait_held(0, 10));
-  EXPECT_EQ(breaker("alpha"), "closed");
-  EXPECT_EQ(w.accounts({settle_a}).at(0).credits_posted, 10u);  // the probe
+  EXPECT_EQ(breaker("alpha"), "closed,closed");
+  EXPECT_EQ(w.accounts({settle_a}).at(0).credits_posted, 20u);  // the two probes
   for (auto r : w.payouts(300, 3, 10)) EXPECT_EQ(r, wire::result::ok);
   ASSERT_TRUE(w.wait_held(0, 10));
-  EXPECT_EQ(w.accounts({settle_a}).at(0).credits_posted, 40u);  // alpha takes payouts again
+  EXPECT_EQ(w.accounts({settle_a}).at(0).credits_posted, 50u);  // alpha takes payouts again
   healthy.stop();
   beta.stop();
   w.expect_money_where_it_belongs(wallets * 10'000);

@@ -3,8 +3,9 @@
 // or failing (void), duplicates and late answers, timeouts with backoff, circuit
 // breakers opening, probing and closing, fallback to the next gateway, re-routing when a
 // gateway's session closes, dead letters retried and cancelled, and all of it across
-// restarts from a snapshot and from the log alone. Money is checked at every step: the
-// wallet, the payout account (pending = the payouts held), the settlement accounts.
+// restarts from a snapshot and from the log alone, and a desk per shard across a change
+// of the shard count. Money is checked at every step: the wallet, the payout accounts
+// (pending = the payouts held), the settlement accounts.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -126,9 +127,33 @@ class payout_engine : public ::testing::Test {
     const auto a = account(wallet);
     return a.credits_posted - a.debits_posted - a.debits_pending;
   }
-  // The payout account holds, pending, every payout a desk has; nothing posted.
+  // The wallets 1..8 on `shard` of the fixture's shards (they pay into one desk).
+  std::vector<uint64_t> wallets_on(uint32_t shard) {
+    std::vector<uint64_t> out;
+    for (uint64_t w = 1; w <= 8; ++w)
+      if (actors::shard_of(w, fx_.shards()) == shard) out.push_back(w);
+    return out;
+  }
+  // The payout accounts every shard count up to 4 would use, those that exist, summed.
+  wire::account payout_accounts_total() {
+    std::vector<uint64_t> ids;
+    for (uint32_t n = 1; n <= 4; ++n)
+      for (const uint64_t id : actors::payouts::desk_accounts_for(etb, n))
+        if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    wire::account sum{};
+    const auto r = e().lookup_accounts(ids);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (r.results[i] != result::ok) continue;
+      sum.credits_pending += r.accounts[i].credits_pending;
+      sum.debits_pending += r.accounts[i].debits_pending;
+      sum.credits_posted += r.accounts[i].credits_posted;
+      sum.debits_posted += r.accounts[i].debits_posted;
+    }
+    return sum;
+  }
+  // The payout accounts hold, pending, every payout the desks have; nothing posted.
   void expect_payout_account_consistent() {
-    const auto a = account(actors::payouts::account_id(etb));
+    const auto a = payout_accounts_total();
     uint64_t held = 0, counted = 0, problems = 0;
     const auto r = e().lookup_payouts(0, 1u << 20);
     for (const auto& p : r.payouts) {
@@ -139,8 +164,10 @@ class payout_engine : public ::testing::Test {
     EXPECT_EQ(a.credits_pending, held);
     EXPECT_EQ(counted, held);
     EXPECT_EQ(e().lookup_payouts(0, 1u << 20, true).payouts.size(), problems);
+    EXPECT_EQ(a.debits_pending, 0u);
     EXPECT_EQ(a.debits_posted, a.credits_posted);
-    EXPECT_TRUE(e().check_balances().balanced);
+    const auto audit = e().check_balances();  // desks against their accounts too
+    EXPECT_TRUE(audit.balanced) << audit.detail;
   }
 
   engine_fixture fx_;
@@ -204,17 +231,18 @@ TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused)
   EXPECT_EQ(pay(5, 3, 10, 9), result::rail_invalid);
   EXPECT_EQ(pay(0, 3, 10), result::id_must_not_be_zero);
   EXPECT_EQ(pay(6, 3, 0), result::amount_must_not_be_zero);
-  EXPECT_EQ(pay(7, actors::payouts::account_id(etb), 10), result::payout_account_reserved);
+  const uint64_t pa = actors::payouts::desk_account_for(etb, 0, 2);
+  EXPECT_EQ(pay(7, pa, 10), result::payout_account_reserved);
+  EXPECT_EQ(pay(8, actors::payouts::desk_account(etb, 4095), 10), result::payout_account_reserved);
   EXPECT_TRUE(take().empty());
-  // Nobody else may touch the payout account or the holds.
-  const uint64_t pa = actors::payouts::account_id(etb);
+  // Nobody else may touch the payout accounts or the holds.
   EXPECT_EQ(e().create_transfers({make_transfer(8001, 3, pa, 5)}).results.at(0), result::payout_account_reserved);
   EXPECT_EQ(e().create_transfers({make_transfer(8002, pa, 3, 5)}).results.at(0), result::payout_account_reserved);
   ASSERT_EQ(pay(9, 3, 50), result::ok);
   wire::transfer post = make_transfer(8003, 0, 0, 0, wire::transfer_flags::post_pending);
   post.pending_id = actors::payouts::hold_id(9);
   EXPECT_EQ(e().create_transfers({post}).results.at(0), result::id_reserved);
-  wire::account fake = make_account(actors::payouts::account_id(wire::currency("USD")));
+  wire::account fake = make_account(actors::payouts::desk_account(wire::currency("USD"), 7));
   fake.currency = wire::currency("USD");
   EXPECT_EQ(e().create_accounts({fake}).results.at(0), result::id_reserved);
   EXPECT_EQ(e().set_account_status({{pa, wire::account_status::frozen}}).results.at(0), result::payout_account_reserved);
@@ -290,37 +318,53 @@ TEST_F(payout_engine, a_late_settlement_of_an_earlier_attempt_still_settles_once
 TEST_F(payout_engine, breaker_opens_on_failures_probes_half_open_and_closes) {
   up("alpha");
   up("beta");
-  // Ten failures out of ten: alpha's breaker opens.
-  for (uint64_t id = 100; id < 110; ++id) {
-    ASSERT_EQ(pay(id, 1 + id % 8, 10), result::ok);
+  // Breakers are per desk (currency and shard): wallets on one shard pay into one desk.
+  const auto w = wallets_on(actors::shard_of(1, fx_.shards()));
+  ASSERT_GE(w.size(), 1u);
+  // Twenty failures out of twenty: alpha's breaker opens.
+  for (uint64_t id = 100; id < 120; ++id) {
+    ASSERT_EQ(pay(id, w[id % w.size()], 10), result::ok);
     ASSERT_EQ(answer("alpha", id, 1, 10, wire::payout_outcome::failed), result::ok);
   }
   take();
-  const auto br = e().lookup_payouts(0, 0).breakers;
-  ASSERT_FALSE(br.empty());
-  EXPECT_EQ(br[0].gateway, number("alpha"));
-  EXPECT_EQ(br[0].b.ph, actors::payouts::breaker::phase::open);
-  EXPECT_EQ(br[0].b.failed, 10u);
+  const uint64_t desk = actors::payouts::desk_account_for(etb, actors::shard_of(1, fx_.shards()), fx_.shards());
+  auto alpha_breaker = [&] {
+    for (const auto& row : e().lookup_payouts(0, 0).breakers)
+      if (row.desk == desk && row.gateway == number("alpha")) return row.b;
+    ADD_FAILURE() << "no breaker for alpha at desk " << desk;
+    return actors::payouts::breaker{};
+  };
+  EXPECT_EQ(alpha_breaker().ph, actors::payouts::breaker::phase::open);
+  EXPECT_EQ(alpha_breaker().failed, 20u);
   // Open: new payouts go to beta.
-  ASSERT_EQ(pay(200, 1, 10), result::ok);
+  ASSERT_EQ(pay(200, w[0], 10), result::ok);
   auto s = take();
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "beta");
   ASSERT_EQ(answer("beta", 200, 1, 10, wire::payout_outcome::settled), result::ok);
+  // The other shard's desk has its own breaker for alpha, closed: its wallets' payouts
+  // still go to alpha.
+  const auto other = wallets_on(1 - actors::shard_of(1, fx_.shards()));
+  ASSERT_FALSE(other.empty());
+  ASSERT_EQ(pay(199, other[0], 10), result::ok);
+  s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  ASSERT_EQ(answer("alpha", 199, 1, 10, wire::payout_outcome::settled), result::ok);
   // After 4 answer timeouts it is half-open: one probe goes to alpha, the next to beta.
   advance_ms(4100);
-  ASSERT_EQ(pay(201, 1, 10), result::ok);
-  ASSERT_EQ(pay(202, 2, 10), result::ok);
+  ASSERT_EQ(pay(201, w[0], 10), result::ok);
+  ASSERT_EQ(pay(202, w[1 % w.size()], 10), result::ok);
   s = take();
   ASSERT_EQ(s.size(), 2u);
   EXPECT_EQ(s[0].gateway, "alpha");
   EXPECT_EQ(s[0].in.payout_id, 201u);
   EXPECT_EQ(s[1].gateway, "beta");
-  EXPECT_EQ(e().lookup_payouts(0, 0).breakers[0].b.ph, actors::payouts::breaker::phase::half_open);
+  EXPECT_EQ(alpha_breaker().ph, actors::payouts::breaker::phase::half_open);
   // The probe succeeds: closed again, alpha takes payouts.
   ASSERT_EQ(answer("alpha", 201, 1, 10, wire::payout_outcome::settled), result::ok);
-  EXPECT_EQ(e().lookup_payouts(0, 0).breakers[0].b.ph, actors::payouts::breaker::phase::closed);
-  ASSERT_EQ(pay(203, 3, 10), result::ok);
+  EXPECT_EQ(alpha_breaker().ph, actors::payouts::breaker::phase::closed);
+  ASSERT_EQ(pay(203, w[2 % w.size()], 10), result::ok);
   s = take();
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "alpha");
@@ -494,6 +538,68 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   }
   EXPECT_EQ(settled, 3u);
   EXPECT_EQ(failed, 1u);
+  expect_payout_account_consistent();
+}
+
+// A hold goes to the payout account of its wallet's shard (its desk there). After a
+// restart with another shard count, the old desks keep what they hold, wherever their
+// accounts now live, and settle it; new payouts go to the new count's desks (their
+// accounts made at the start); the money adds up throughout. From the log alone, then
+// from a snapshot plus the log.
+TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
+  using actors::payouts::desk_account_for;
+  up("alpha");
+  const auto w0 = wallets_on(0), w1 = wallets_on(1);
+  ASSERT_FALSE(w0.empty());
+  ASSERT_FALSE(w1.empty());
+  ASSERT_EQ(pay(60, w0[0], 100), result::ok);
+  ASSERT_EQ(pay(61, w1[0], 200), result::ok);
+  ASSERT_EQ(take().size(), 2u);
+  auto hold_account = [&](uint64_t id) {
+    const auto r = e().lookup_transfers({actors::payouts::hold_id(id)});
+    EXPECT_EQ(r.results.at(0), result::ok);
+    return r.transfers.at(0).t.credit_account_id;
+  };
+  EXPECT_EQ(hold_account(60), desk_account_for(etb, 0, 2));
+  EXPECT_EQ(hold_account(61), desk_account_for(etb, 1, 2));
+  EXPECT_NE(hold_account(60), hold_account(61));
+  expect_payout_account_consistent();
+
+  fx_.set_shards(3);
+  restart();  // the log alone, onto three shards
+  for (const uint64_t id : actors::payouts::desk_accounts_for(etb, 3))
+    EXPECT_EQ(e().lookup_accounts({id}).results.at(0), result::ok) << "payout account " << id;
+  EXPECT_EQ(e().lookup_payouts(0, 100).payouts.size(), 2u);
+  expect_payout_account_consistent();
+  up("alpha");  // both are sent again
+  std::map<uint64_t, uint32_t> attempt;
+  for (const auto& x : take()) attempt[x.in.payout_id] = x.in.attempt;
+  ASSERT_EQ(attempt.size(), 2u);
+  const uint64_t w = 5;
+  ASSERT_EQ(pay(62, w, 300), result::ok);
+  EXPECT_EQ(hold_account(62), desk_account_for(etb, actors::shard_of(w, 3), 3));
+  ASSERT_EQ(take().size(), 1u);
+  EXPECT_EQ(answer("alpha", 60, attempt[60], 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(answer("alpha", 61, attempt[61], 200, wire::payout_outcome::failed), result::ok);
+  EXPECT_EQ(answer("alpha", 60, attempt[60], 100, wire::payout_outcome::settled), result::payout_already_resolved);
+  expect_payout_account_consistent();
+
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.set_shards(1);
+  restart();  // the snapshot, onto one shard
+  ASSERT_EQ(e().lookup_payouts(0, 100).payouts.size(), 1u);
+  expect_payout_account_consistent();
+  EXPECT_EQ(answer("alpha", 61, attempt[61], 200, wire::payout_outcome::failed), result::payout_already_resolved);
+  up("alpha");
+  const auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(answer("alpha", 62, s[0].in.attempt, 300, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(62));
+  EXPECT_EQ(account(settle_a).credits_posted, 400u);
+  EXPECT_EQ(account(w0[0]).debits_posted, 100u);
+  EXPECT_EQ(available(w1[0]), starting);
+  EXPECT_EQ(account(w).debits_posted, w == w0[0] ? 400u : 300u);
   expect_payout_account_consistent();
 }
 

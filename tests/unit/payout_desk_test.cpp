@@ -1,0 +1,161 @@
+// The payout desk's ids and byte forms (actors/payout_desk.hpp): a payout account per
+// currency and shard, the reserved id ranges, emitted ids naming their desk, rows of
+// format 2 round-tripping and rows of format 1 (one desk per currency) read as slot 0's,
+// and damage the decoders must refuse.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "actors/byte_codec.hpp"
+#include "actors/payout_desk.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::actors::payouts {
+namespace {
+
+const wire::currency_code etb = wire::currency("ETB");
+
+TEST(payout_desk, each_shard_has_a_payout_account_that_lives_on_it) {
+  for (const wire::currency_code c : {wire::currency("ETB"), wire::currency("USD"), wire::currency("KES")}) {
+    const std::string cur = wire::currency_name(c);
+    for (uint32_t shards = 1; shards <= 32; ++shards) {
+      const auto ids = desk_accounts_for(c, shards);
+      ASSERT_EQ(ids.size(), shards);
+      EXPECT_EQ(std::set<uint64_t>(ids.begin(), ids.end()).size(), shards) << cur << " " << shards;
+      for (uint32_t s = 0; s < shards; ++s) {
+        EXPECT_EQ(shard_of(ids[s], shards), s) << cur << " shard " << s << " of " << shards;
+        EXPECT_TRUE(payout_account(ids[s]));
+        EXPECT_EQ(desk_currency(ids[s]), c);
+        EXPECT_LT(desk_slot(ids[s]), desk_slots - 1);  // found, not the stand-in
+      }
+    }
+  }
+  // One shard: slot 0, the account of the days of one desk per currency.
+  EXPECT_EQ(desk_account_for(etb, 0, 1), desk_account(etb, 0));
+  EXPECT_EQ(desk_account(etb, 0), account_hi | etb);
+}
+
+TEST(payout_desk, reserved_ranges_and_emitted_ids_name_their_desk) {
+  const uint64_t desk = desk_account(etb, 4095);
+  EXPECT_TRUE(payout_account(desk));
+  EXPECT_EQ(desk_slot(desk), 4095u);
+  EXPECT_FALSE(payout_account(account_hi - 1));
+  EXPECT_FALSE(payout_account(account_hi | (uint64_t(1) << 36)));  // the holds' range
+  EXPECT_FALSE(payout_account(0x9A700C1000000000ull));
+  const auto id = emitted_id(desk, 77);
+  EXPECT_TRUE(emitted(id));
+  EXPECT_TRUE(reserved_id(id));
+  EXPECT_EQ(emitting_desk(id), desk);
+  EXPECT_EQ(id.lo, 77u);
+  EXPECT_TRUE(hold(hold_id(5)));
+  EXPECT_TRUE(reserved_id(hold_id(5)));
+  EXPECT_TRUE(reserved_id({1, hold_hi | 0xABCDEF}));       // the whole hold range
+  EXPECT_FALSE(hold({1, hold_hi | 0xABCDEF}));             // but only hold_hi is a hold
+  EXPECT_FALSE(reserved_id({1, account_hi}));              // account ids are not transfer ids
+  EXPECT_FALSE(emitted({1, 0x9A700C3000000000ull}));
+}
+
+payout_entry sample_payout() {
+  payout_entry p;
+  p.id = 42;
+  p.desk = desk_account(etb, 3);
+  p.wallet = 9;
+  p.amount = 1500;
+  p.destination = 251911000000;
+  p.currency = etb;
+  p.rail = 1;
+  p.st = state::in_flight;
+  p.created_at = 1000;
+  p.due = 2000;
+  p.attempts = {{1, 1000, 7001, true}, {2, 1500, 7002, false}};
+  p.given_up = {1};
+  return p;
+}
+
+TEST(payout_desk, payout_rows_round_trip_and_damage_is_refused) {
+  const payout_entry p = sample_payout();
+  const auto bytes = encode_payout(p);
+  payout_entry back;
+  std::string why;
+  ASSERT_TRUE(decode_payout(bytes, &back, &why)) << why;
+  EXPECT_EQ(back.id, p.id);
+  EXPECT_EQ(back.desk, p.desk);
+  EXPECT_EQ(back.amount, p.amount);
+  EXPECT_EQ(back.attempts.size(), 2u);
+  EXPECT_TRUE(back.attempts[0].failed);
+  EXPECT_EQ(back.given_up, p.given_up);
+  // Every truncation is refused.
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    payout_entry x;
+    EXPECT_FALSE(decode_payout(std::span(bytes.data(), n), &x, &why)) << n;
+  }
+  // A desk that is not a payout account, or of another currency.
+  for (const uint64_t desk : {uint64_t(12345), desk_account(wire::currency("USD"), 3)}) {
+    auto q = p;
+    q.desk = desk;
+    payout_entry x;
+    EXPECT_FALSE(decode_payout(encode_payout(q), &x, &why));
+  }
+}
+
+TEST(payout_desk, format_1_rows_are_slot_0s) {
+  // A format 1 payout row: the format 2 row without its desk field.
+  const payout_entry p = sample_payout();
+  auto v2 = encode_payout(p);
+  std::vector<uint8_t> v1;
+  byte_writer w;
+  w.put(uint32_t(1));
+  v1 = w.out;
+  v1.insert(v1.end(), v2.begin() + 4, v2.begin() + 12);  // id
+  v1.insert(v1.end(), v2.begin() + 20, v2.end());        // past the desk
+  payout_entry back;
+  std::string why;
+  ASSERT_TRUE(decode_payout(v1, &back, &why)) << why;
+  EXPECT_EQ(back.id, 42u);
+  EXPECT_EQ(back.desk, desk_account(etb, 0));
+  EXPECT_EQ(back.wallet, 9u);
+  EXPECT_EQ(back.attempts.size(), 2u);
+
+  // A format 1 desk row: currency, step counter, breakers with 32-bit outcomes.
+  byte_writer d;
+  d.put(uint32_t(1));
+  d.put(etb);
+  d.put(uint64_t(9));  // next step
+  d.put(uint32_t(1));  // one breaker
+  d.put(uint32_t(2));  // gateway 2
+  d.put(uint8_t(breaker::phase::closed));
+  d.put(uint8_t(12));            // n
+  d.put(uint32_t(0b101));        // outcomes
+  for (int i = 0; i < 9; ++i) d.put(uint64_t(i));  // open_until .. failed_amount
+  desk k;
+  ASSERT_TRUE(decode_desk(d.out, &k, &why)) << why;
+  EXPECT_EQ(k.account, desk_account(etb, 0));
+  EXPECT_EQ(k.currency, etb);
+  EXPECT_EQ(k.next_step, 9u);
+  ASSERT_EQ(k.breakers.count(2), 1u);
+  EXPECT_EQ(k.breakers[2].n, 12u);
+  EXPECT_EQ(k.breakers[2].outcomes, 0b101u);
+  EXPECT_EQ(k.breakers[2].failed_amount, 8u);
+
+  // Format 2 round-trips, 64 outcomes kept.
+  k.account = desk_account(etb, 17);
+  k.breakers[2].outcomes = ~0ull;
+  k.breakers[2].n = 64;
+  desk again;
+  ASSERT_TRUE(decode_desk(encode_desk(k), &again, &why)) << why;
+  EXPECT_EQ(again.account, k.account);
+  EXPECT_EQ(again.breakers[2].outcomes, ~0ull);
+  // A window longer than 64, or a desk account of another currency, is damage.
+  k.breakers[2].n = 65;
+  EXPECT_FALSE(decode_desk(encode_desk(k), &again, &why));
+  k.breakers[2].n = 64;
+  k.account = desk_account(wire::currency("USD"), 17);
+  EXPECT_FALSE(decode_desk(encode_desk(k), &again, &why));
+  // Unknown formats.
+  auto bad = encode_desk(again);
+  bad[0] = 3;
+  EXPECT_FALSE(decode_desk(bad, &again, &why));
+}
+
+}  // namespace
+}  // namespace mesob::actors::payouts
