@@ -504,7 +504,7 @@ void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t set
   d.next_step += 2;
   touch(d);
   touch(d, p);
-  if (emit_) emit_(chain_of(p));
+  emit(p);
 }
 
 void desk_table::release(desk& d, payout_entry& p, bool cancel) {
@@ -515,7 +515,7 @@ void desk_table::release(desk& d, payout_entry& p, bool cancel) {
   p.chain_step = d.next_step++;
   touch(d);
   touch(d, p);
-  if (emit_) emit_(chain_of(p));
+  emit(p);
 }
 
 void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
@@ -738,7 +738,17 @@ void desk_table::run_due(uint64_t now) {
   }
 }
 
+void desk_table::emit(const payout_entry& p) {
+  if (!emit_) return;  // replaying: the chain is owed, or a later record carries it
+  auto chain = chain_of(p);
+  if (chains_out_.empty() || chains_out_.back().size() + chain.size() > emit_group_max) chains_out_.emplace_back();
+  auto& group = chains_out_.back();
+  group.insert(group.end(), chain.begin(), chain.end());
+}
+
 void desk_table::flush() {
+  for (auto& group : chains_out_) emit_(std::move(group));
+  chains_out_.clear();
   if (outbox_.empty()) return;
   if (instruct_) {
     for (auto& [g, list] : outbox_) instruct_(g, std::move(list));

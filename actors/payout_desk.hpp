@@ -280,8 +280,11 @@ class desk_table {
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
   void run_due(uint64_t now);
   [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().at; }
-  // Hands the instructions of the batch just executed to the sink (drops them if unset).
+  // Hands the instructions and chains of the batch just executed to the sinks (drops
+  // the instructions if unset); chains go out in groups of up to emit_group_max
+  // transfers, whole chains each (one queue entry per group, not per chain).
   void flush();
+  static constexpr size_t emit_group_max = 8192;  // the engine's batch_ops_max
 
   [[nodiscard]] uint32_t sessions(uint32_t gateway) const;
   template <class F>
@@ -334,6 +337,8 @@ class desk_table {
   std::unordered_map<uint32_t, uint32_t> sessions_;  // gateway number -> sessions up
   std::vector<timer> timers_;                        // a min-heap; stale entries skipped
   std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
+  std::vector<std::vector<wire::transfer>> chains_out_;  // groups of whole chains
+  void emit(const payout_entry& p);
   std::map<recon_key, recon_counts> recon_;
   std::vector<std::pair<uint64_t, uint64_t>> dirty_payouts_;  // (desk, payout)
   std::vector<uint64_t> dirty_desks_;

@@ -655,6 +655,8 @@ void shard::finish_ready() {
   executed_pos_ = 0;
 }
 
+static_assert(payouts::desk_table::emit_group_max == batch_ops_max);
+
 void shard::finish_all() {
   settle_all();
   finish_ready();
