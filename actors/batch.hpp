@@ -164,6 +164,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<std::vector<payouts::breaker_row>> found_breakers;   // lookup_payouts: per shard
   std::vector<std::vector<payouts::recon_row>> found_recon;        // lookup_payouts: per shard
   std::vector<std::vector<payouts::payout_count>> found_counts;    // lookup_payouts: per shard
+  std::vector<std::vector<payouts::sweep_row>> found_sweeps;       // lookup_payouts: per shard
   // currency_totals: per shard, its equb groups checked against their escrow accounts.
   struct group_audit {
     uint64_t checked = 0;

@@ -50,18 +50,9 @@ std::vector<wire::transfer> chain_of(const payout_entry& p) {
   t.currency = p.currency;
   t.user_data = p.desk;
   if (p.st == state::settling || p.st == state::settle_refused) {
-    t.flags = wire::transfer_flags::post_pending | wire::transfer_flags::linked;
+    t.flags = wire::transfer_flags::post_pending;
     t.code = code_post;
     chain.push_back(t);
-    wire::transfer m{};
-    m.id = emitted_id(p.desk, p.chain_step + 1);
-    m.debit_account_id = p.desk;
-    m.credit_account_id = p.settlement;
-    m.amount = p.amount;
-    m.currency = p.currency;
-    m.user_data = p.desk;
-    m.code = code_settle;
-    chain.push_back(m);
   } else {
     t.flags = wire::transfer_flags::void_pending;
     t.code = code_void;
@@ -70,12 +61,24 @@ std::vector<wire::transfer> chain_of(const payout_entry& p) {
   return chain;
 }
 
+wire::transfer sweep_transfer(const desk& d, uint64_t settlement, const sweep& s) {
+  wire::transfer m{};
+  m.id = emitted_id(d.account, s.step);
+  m.debit_account_id = d.account;
+  m.credit_account_id = settlement;
+  m.amount = s.amount;
+  m.currency = d.currency;
+  m.user_data = d.account;  // routes its outcome to the desk's shard
+  m.code = code_settle;
+  return m;
+}
+
 // ---- byte forms ----------------------------------------------------------------------
 
 namespace {
 // Version 2 adds the desk's payout account (and breakers keep 64 outcomes, not 20);
-// version 1 rows are slot 0's.
-constexpr uint32_t payout_format = 2, desk_format = 2, sessions_format = 1;
+// version 1 rows are slot 0's. Desk version 3 adds the sweeps.
+constexpr uint32_t payout_format = 2, desk_format = 3, sessions_format = 1;
 constexpr uint32_t list_max = 1u << 16;
 }  // namespace
 
@@ -212,6 +215,15 @@ std::vector<uint8_t> encode_desk(const desk& d) {
     w.put(b.settled_amount);
     w.put(b.failed_amount);
   }
+  w.put(uint32_t(d.sweeps.size()));
+  for (const auto& [a, sw] : d.sweeps) {
+    w.put(a);
+    w.put(sw.owed);
+    w.put(sw.step);
+    w.put(sw.amount);
+    w.put(uint32_t(sw.refusal));
+    w.put(sw.retry_at);
+  }
   return std::move(w.out);
 }
 
@@ -219,7 +231,7 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
   byte_reader r{bytes};
   desk d;
   const uint32_t format = r.get<uint32_t>();
-  if (format != 1 && format != desk_format) {
+  if (format < 1 || format > desk_format) {
     *why = "payout desk: unknown format";
     return false;
   }
@@ -254,6 +266,27 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
     }
     b.ph = breaker::phase(ph);
     d.breakers[g] = b;
+  }
+  const uint32_t ns = format >= 3 ? r.get<uint32_t>() : 0;
+  if (r.short_read || ns > gateways::gateways_max * wire::gateway_currencies_max) {
+    *why = "payout desk: truncated or too many sweeps";
+    return false;
+  }
+  for (uint32_t i = 0; i < ns; ++i) {
+    const uint64_t a = r.get<uint64_t>();
+    sweep sw;
+    sw.owed = r.get<uint64_t>();
+    sw.step = r.get<uint64_t>();
+    sw.amount = r.get<uint64_t>();
+    sw.refusal = result(r.get<uint32_t>());
+    sw.retry_at = r.get<uint64_t>();
+    if (r.short_read || a == 0 || sw.owed == 0 || sw.amount > sw.owed || (sw.step == 0) != (sw.amount == 0) ||
+        sw.step >= d.next_step || (sw.step != 0 && sw.refusal != result::ok) ||
+        (sw.refusal == result::ok) != (sw.retry_at == 0) || d.sweeps.count(a)) {
+      *why = "payout desk " + wire::currency_name(d.currency) + ": a sweep is damaged";
+      return false;
+    }
+    d.sweeps[a] = sw;
   }
   if (r.at != bytes.size()) {
     *why = "payout desk: trailing bytes";
@@ -344,7 +377,11 @@ void desk_table::touch(desk& d, payout_entry& p) {
 
 void desk_table::schedule(payout_entry& p, uint64_t at) {
   p.due = at;
-  timers_.push_back({at, p.id, p.desk});
+  add_timer({at, p.id, p.desk});
+}
+
+void desk_table::add_timer(const timer& t) {
+  timers_.push_back(t);
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>{});
 }
 
@@ -500,11 +537,42 @@ void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t set
   p.settlement = settlement;
   p.refusal = result::ok;
   p.due = 0;
-  p.chain_step = d.next_step;
-  d.next_step += 2;
+  p.chain_step = d.next_step++;
   touch(d);
   touch(d, p);
-  emit(p);
+  emit(chain_of(p));
+}
+
+void desk_table::start_sweep(desk& d, uint64_t settlement, sweep& s) {
+  s.step = d.next_step++;
+  s.amount = s.owed;
+  s.refusal = result::ok;
+  s.retry_at = 0;
+  touch(d);
+  emit({sweep_transfer(d, settlement, s)});
+}
+
+void desk_table::sweep_done(const wire::transfer& t, result r, uint64_t ts) {
+  const auto dit = desks_.find(emitting_desk(t.id));
+  if (dit == desks_.end()) return;
+  desk& d = dit->second;
+  const auto sit = d.sweeps.find(t.credit_account_id);
+  if (sit == d.sweeps.end() || sit->second.step != t.id.lo) return;  // not this desk's sweep in flight
+  sweep& sw = sit->second;
+  touch(d);
+  if (r == result::ok) {
+    sw.owed -= sw.amount;
+    sw.step = 0;
+    sw.amount = 0;
+    if (sw.owed == 0) d.sweeps.erase(sit);
+    else start_sweep(d, t.credit_account_id, sw);  // what the posts meanwhile added
+    return;
+  }
+  sw.step = 0;
+  sw.amount = 0;
+  sw.refusal = r;
+  sw.retry_at = ts + sweep_retry_ns;
+  add_timer({sw.retry_at, 0, d.account});
 }
 
 void desk_table::release(desk& d, payout_entry& p, bool cancel) {
@@ -515,7 +583,7 @@ void desk_table::release(desk& d, payout_entry& p, bool cancel) {
   p.chain_step = d.next_step++;
   touch(d);
   touch(d, p);
-  emit(p);
+  emit(chain_of(p));
 }
 
 void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
@@ -639,7 +707,11 @@ bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, 
 }
 
 void desk_table::chain_done(const wire::transfer& first, result r, uint64_t ts) {
-  if (!emitted(first.id) || !hold(first.pending_id)) return;
+  if (!emitted(first.id)) return;
+  if (!hold(first.pending_id)) {
+    if (first.code == code_settle) sweep_done(first, r, ts);
+    return;
+  }
   const auto [dp, pp] = held_payout(emitting_desk(first.id), first.pending_id.lo);
   if (!pp) return;
   desk& d = *dp;
@@ -649,6 +721,12 @@ void desk_table::chain_done(const wire::transfer& first, result r, uint64_t ts) 
     const resolution res = p.st == state::settling ? resolution::settled
                            : p.cancelling          ? resolution::cancelled
                                                    : resolution::failed;
+    if (res == resolution::settled) {  // posted into the payout account: owed to the settlement account
+      sweep& sw = d.sweeps[p.settlement];
+      sw.owed += p.amount;
+      touch(d);
+      if (sw.step == 0 && sw.refusal == result::ok) start_sweep(d, p.settlement, sw);
+    }
     resolve(d, p, res, ts);
     return;
   }
@@ -726,6 +804,13 @@ void desk_table::run_due(uint64_t now) {
     std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
     const timer t = timers_.back();
     timers_.pop_back();
+    if (t.payout == 0) {  // refused sweeps whose retry fell due
+      const auto dit = desks_.find(t.desk);
+      if (dit == desks_.end()) continue;
+      for (auto& [a, sw] : dit->second.sweeps)
+        if (sw.step == 0 && sw.refusal != result::ok && sw.retry_at == t.at) start_sweep(dit->second, a, sw);
+      continue;
+    }
     const auto [dp, pp] = held_payout(t.desk, t.payout);
     if (!pp || pp->due != t.at) continue;  // resolved, or a stale timer
     desk& d = *dp;
@@ -738,9 +823,8 @@ void desk_table::run_due(uint64_t now) {
   }
 }
 
-void desk_table::emit(const payout_entry& p) {
+void desk_table::emit(std::vector<wire::transfer>&& chain) {
   if (!emit_) return;  // replaying: the chain is owed, or a later record carries it
-  auto chain = chain_of(p);
   if (chains_out_.empty() || chains_out_.back().size() + chain.size() > emit_group_max) chains_out_.emplace_back();
   auto& group = chains_out_.back();
   group.insert(group.end(), chain.begin(), chain.end());
@@ -764,6 +848,13 @@ std::vector<std::vector<wire::transfer>> desk_table::chains_owed() const {
   std::sort(owed.begin(), owed.end(), [](auto* a, auto* b) { return a->id < b->id; });
   std::vector<std::vector<wire::transfer>> out;
   for (const auto* p : owed) out.push_back(chain_of(*p));
+  // Sweeps in flight, by desk then settlement account.
+  std::vector<const desk*> ds;
+  for (const auto& [a, d] : desks_) ds.push_back(&d);
+  std::sort(ds.begin(), ds.end(), [](auto* a, auto* b) { return a->account < b->account; });
+  for (const desk* d : ds)
+    for (const auto& [a, sw] : d->sweeps)
+      if (sw.step != 0) out.push_back({sweep_transfer(*d, a, sw)});
   return out;
 }
 
@@ -772,6 +863,8 @@ std::vector<std::vector<wire::transfer>> desk_table::chains_owed() const {
 void desk_table::load_desk(desk&& d) {
   d.listed_dirty = false;
   const auto a = d.account;
+  for (const auto& [s, sw] : d.sweeps)
+    if (sw.retry_at != 0) add_timer({sw.retry_at, 0, a});
   desks_[a] = std::move(d);
 }
 
@@ -821,7 +914,7 @@ void desk_table::take_dirty(dirty_rows* out) {
 size_t desk_table::memory_bytes() const {
   size_t b = timers_.capacity() * sizeof(timer);
   for (const auto& [c, d] : desks_) {
-    b += sizeof d + d.breakers.size() * (sizeof(breaker) + 16);
+    b += sizeof d + d.breakers.size() * (sizeof(breaker) + 16) + d.sweeps.size() * (sizeof(sweep) + 48);
     for (const auto& [id, p] : d.payouts)
       b += sizeof p + 32 + p.attempts.capacity() * sizeof(attempt) + p.given_up.capacity() * 4;
   }

@@ -22,8 +22,9 @@
 // key on the payout id.
 //
 //  - settled (any attempt, even one superseded, even after a dead letter: the money went
-//    out) -> the desk emits one linked chain: post the hold, then move the amount from
-//    the payout account to the settlement account the attempt was sent with. failed
+//    out) -> the desk emits the post of the hold; once it is done the amount is owed to
+//    the settlement account the attempt was sent with, and reaches it in a *sweep*
+//    (below). failed
 //    (the latest attempt) -> it emits a void of the hold, unless an earlier attempt went
 //    to another gateway and was never answered failed (that gateway may still pay): then
 //    the payout becomes a dead letter, hold kept, for an operator (a late settlement
@@ -47,11 +48,19 @@
 //    waiting for a gateway. After a restart (event reset) no gateway is up: payouts in
 //    flight wait for one.
 //
-// The emitted chains use ids {step, emit_hi | slot << 24 | currency} from the desk's step counter;
-// the engine sequences them like equb groups' (engine/README.md). The chain's outcome
-// comes back through `chain_done`; a refused settlement (say the wallet was frozen) waits
-// for an operator's retry. At every log position the payout account holds, pending, the
-// holds of the payouts the desk has, and nothing posted.
+// Sweeps: per desk and settlement account, what settled payouts owe it moves in one
+// transfer (payout account -> settlement account, code code_settle), one in flight at a
+// time; the posts that finish meanwhile add to the next. So a payout costs its hold and
+// its post, both on the wallet's shard, and the cross-shard move to the settlement
+// account is shared by every payout a sweep carries. A refused sweep (say the settlement
+// account was frozen) keeps what it owes and is tried again every sweep_retry.
+//
+// The emitted transfers use ids {step, emit_hi | slot << 24 | currency} from the desk's
+// step counter; the engine sequences them like equb groups' (engine/README.md). Their
+// outcome comes back through `chain_done`; a refused post (say the wallet was frozen)
+// waits for an operator's retry. At every log position the payout account holds,
+// pending, the holds of the payouts the desk has, and posted (credits less debits),
+// what its sweeps owe.
 #pragma once
 
 #include <cstdint>
@@ -105,13 +114,14 @@ constexpr uint32_t desk_slots = 4096;
 [[nodiscard]] inline bool emitted(const wire::id128& id) { return (id.hi & kind_mask) == emit_hi; }
 [[nodiscard]] inline wire::id128 emitted_id(uint64_t desk, uint64_t step) { return {step, emit_hi | (desk & desk_bits)}; }
 [[nodiscard]] inline uint64_t emitting_desk(const wire::id128& id) { return account_hi | (id.hi & desk_bits); }
-// Transfer codes of the chains: the post, the move to the settlement account, the void.
+// Transfer codes the desks emit: the post, the sweep to a settlement account, the void.
 constexpr uint16_t code_post = 0xE101, code_settle = 0xE102, code_void = 0xE103;
 
 constexpr uint32_t attempts_max = 8;        // per routing (an operator's retry starts a new one)
 constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a gateway up
 constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
+constexpr uint64_t sweep_retry_ns = 60'000'000'000ull;      // a refused sweep is tried again
 // A window of 64 outcomes, at least 20 known: a gateway that fails everything trips a
 // desk's breaker after 20 failures, while one declining 10% of payouts at random (say,
 // recipients' closed accounts) trips it by chance about once in 10^15 windows (with a
@@ -231,14 +241,41 @@ struct breaker_row {
   breaker b;
 };
 
+// What a desk's settled payouts owe one settlement account.
+struct sweep {
+  uint64_t owed = 0;       // posted into the payout account, not yet moved out (in flight too)
+  uint64_t step = 0;       // in flight: its transfer's step (0: none)
+  uint64_t amount = 0;     // in flight: what it moves
+  wire::result refusal = wire::result::ok;  // the last sweep's refusal (ok: none)
+  uint64_t retry_at = 0;   // refused: when it is tried again
+};
+
+struct sweep_row {
+  uint64_t desk = 0, settlement = 0;
+  sweep s;
+};
+
 struct desk {
   uint64_t account = 0;  // its payout account
   wire::currency_code currency = 0;
   uint64_t next_step = 1;
   std::unordered_map<uint64_t, payout_entry> payouts;  // by payout id
   std::unordered_map<uint32_t, breaker> breakers;      // by gateway number
+  std::map<uint64_t, sweep> sweeps;                    // by settlement account (none owed: none)
+  [[nodiscard]] uint64_t owed() const {
+    uint64_t o = 0;
+    for (const auto& [a, s] : sweeps) o += s.owed;
+    return o;
+  }
   bool listed_dirty = false;
 };
+
+// Whether payout account `a` holds what desk d says: pending, `held` (its payouts'
+// holds) and nothing else; posted (credits less debits), what its sweeps owe.
+[[nodiscard]] inline bool account_matches(const desk& d, uint64_t held, const wire::account& a) {
+  return a.credits_pending == held && a.debits_pending == 0 && a.credits_posted >= a.debits_posted &&
+         a.credits_posted - a.debits_posted == d.owed();
+}
 
 // Byte forms for snapshots (version 2; version 1 rows, from before desks per shard, are
 // slot 0's); decoders refuse damage they can see.
@@ -249,6 +286,8 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why);
 
 // The chain a settling or failing payout is carried by (ids from its chain_step).
 [[nodiscard]] std::vector<wire::transfer> chain_of(const payout_entry& p);
+// The transfer of desk d's sweep in flight to `settlement`.
+[[nodiscard]] wire::transfer sweep_transfer(const desk& d, uint64_t settlement, const sweep& s);
 
 class desk_table {
  public:
@@ -309,7 +348,7 @@ class desk_table {
  private:
   struct timer {
     uint64_t at;
-    uint64_t payout;
+    uint64_t payout;  // 0: the desk's refused sweeps
     uint64_t desk;
     // A total order (payout ids are unique): equal times fire in payout id order, the
     // same live and in replay.
@@ -321,11 +360,14 @@ class desk_table {
   void touch(desk& d, payout_entry& p);
   void touch(desk& d);
   void schedule(payout_entry& p, uint64_t at);
+  void add_timer(const timer& t);
   void route(desk& d, payout_entry& p, uint64_t now);
   void send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt);
   void make_dead(desk& d, payout_entry& p, dead_reason why);
   void timed_out(desk& d, payout_entry& p, uint64_t now);
   void settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement);
+  void start_sweep(desk& d, uint64_t settlement, sweep& s);
+  void sweep_done(const wire::transfer& t, wire::result r, uint64_t ts);
   void release(desk& d, payout_entry& p, bool cancel);
   void resolve(desk& d, payout_entry& p, resolution r, uint64_t ts);
   bool admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now);
@@ -338,7 +380,7 @@ class desk_table {
   std::vector<timer> timers_;                        // a min-heap; stale entries skipped
   std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
   std::vector<std::vector<wire::transfer>> chains_out_;  // groups of whole chains
-  void emit(const payout_entry& p);
+  void emit(std::vector<wire::transfer>&& chain);
   std::map<recon_key, recon_counts> recon_;
   std::vector<std::pair<uint64_t, uint64_t>> dirty_payouts_;  // (desk, payout)
   std::vector<uint64_t> dirty_desks_;

@@ -273,6 +273,7 @@ void shard::execute(batch& b) {
           if ((id == 0 || pid == id) && (!problems || problem) && out.size() < limit) out.push_back(p);
         }
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
+        for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});
       });
       b.found_recon[index_] = desks_.recon_rows();
       for (const auto& [k, c] : counts)
@@ -438,19 +439,20 @@ void shard::audit_groups(batch::group_audit& out) const {
     if (!fault.empty() && out.faults.size() < batch::group_faults_max)
       out.faults.push_back("group " + std::to_string(id) + ": " + fault);
   });
-  // Each payout account holds, pending, exactly the payouts its desk holds; nothing posted.
+  // Each payout account holds, pending, exactly the payouts its desk holds, and posted
+  // what its sweeps owe.
   desks_.for_each_desk([&](const payouts::desk& d) {
     ++out.checked;
     uint64_t held = 0;
     for (const auto& [id, p] : d.payouts) held += p.amount;
     const account* a = find_account(d.account);
-    if ((!a || a->credits_pending != held || a->debits_pending != 0 || a->debits_posted != a->credits_posted) &&
-        out.faults.size() < batch::group_faults_max)
+    if ((!a || !payouts::account_matches(d, held, *a)) && out.faults.size() < batch::group_faults_max)
       out.faults.push_back("payout desk " + wire::currency_name(d.currency) + " " + std::to_string(payouts::desk_slot(d.account)) + ": its account " +
                            (a ? "holds " + std::to_string(a->credits_pending) + " pending, " +
                                     std::to_string(int64_t(a->credits_posted - a->debits_posted)) + " posted"
                               : std::string("is missing")) +
-                           " but the desk holds " + std::to_string(held));
+                           " but the desk holds " + std::to_string(held) + " and owes " +
+                           std::to_string(d.owed()));
   });
 }
 

@@ -566,13 +566,22 @@ class admin_impl {
                          gateway_name(row.gateway),
                          actors::payouts::phase_name(row.b.ph), std::to_string(row.b.trips), std::to_string(row.b.sent),
                          std::to_string(row.b.settled), std::to_string(row.b.failed), std::to_string(row.b.timeouts)});
+    admin_section sw;
+    sw.title = "sweeps";  // what settled payouts owe settlement accounts, not yet moved
+    sw.columns = {{"currency", false}, {"desk", true}, {"settlement_account", true}, {"owed", true},
+                  {"in_flight", true}, {"refused", false}};
+    for (const auto& row : r.sweeps)
+      sw.rows.push_back({wire::currency_name(actors::payouts::desk_currency(row.desk)),
+                         std::to_string(actors::payouts::desk_slot(row.desk)), std::to_string(row.settlement),
+                         std::to_string(row.s.owed), std::to_string(row.s.amount),
+                         row.s.refusal == wire::result::ok ? "" : std::string(wire::result_name(row.s.refusal))});
     admin_section list = payout_section(all ? "payouts" : "dead letters");
     for (const auto& p : r.payouts) {
       if (list.rows.size() >= limit) break;
       payout_row(list, p);
     }
     admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held");
-    m.sections = {std::move(counts), std::move(br), std::move(list)};
+    m.sections = {std::move(counts), std::move(br), std::move(sw), std::move(list)};
     return m;
   }
 

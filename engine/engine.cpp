@@ -667,6 +667,7 @@ class engine_impl {
         b.found_breakers.assign(shards_n_, {});
         b.found_recon.assign(shards_n_, {});
         b.found_counts.assign(shards_n_, {});
+        b.found_sweeps.assign(shards_n_, {});
         break;
       case op_kind::payout_ops: sequence_payout_ops(b); break;
       case op_kind::gateway_events: sequence_events(b); break;
@@ -1390,6 +1391,11 @@ class engine_impl {
         return std::tie(x.currency, x.gateway, x.desk) < std::tie(y.currency, y.gateway, y.desk);
       });
       r.recon = merged_recon(b.found_recon);
+      for (auto& list : b.found_sweeps)
+        for (const auto& row : list) r.sweeps.push_back(row);
+      std::sort(r.sweeps.begin(), r.sweeps.end(), [](const auto& x, const auto& y) {
+        return std::tie(x.desk, x.settlement) < std::tie(y.desk, y.settlement);
+      });
       for (auto& list : b.found_counts)
         for (const auto& c : list) r.payout_counts.push_back(c);
       for (auto& a : b.group_audits) {
@@ -1703,7 +1709,8 @@ class engine_impl {
         return true;
       }, error);
     }
-    // Each payout account holds, pending, exactly its desk's payouts, and nothing posted.
+    // Each payout account holds, pending, exactly its desk's payouts, and posted what its
+    // sweeps owe.
     for (auto& sh : shards_) {
       if (!ok) break;
       sh->desks().for_each_desk([&](const actors::payouts::desk& d) {
@@ -1711,10 +1718,10 @@ class engine_impl {
         uint64_t held = 0;
         for (const auto& [id, p] : d.payouts) held += p.amount;
         const wire::account* a = sh->find_account(d.account);
-        if (!a || a->credits_pending != held || a->debits_pending != 0 || a->debits_posted != a->credits_posted) {
+        if (!a || !actors::payouts::account_matches(d, held, *a)) {
           why = "the " + wire::currency_name(d.currency) + " payout account " + std::to_string(d.account) + " " +
                 (a ? "holds " + std::to_string(a->credits_pending) + " pending" : std::string("is missing")) +
-                " but its desk holds " + std::to_string(held);
+                " but its desk holds " + std::to_string(held) + " and owes " + std::to_string(d.owed());
           ok = false;
         }
       });

@@ -14,8 +14,8 @@
 //     client in batches of 8,192, 8 in flight; the gateway with priority 1 answers each
 //     instruction after an exponential latency of mean X ms (default 1), failing a share
 //     F (default 0.1). Payouts completed per second: N over the time from the first
-//     payout sent until no hold is left (every payout settled, posted into the
-//     settlement account, or failed, voided). The check: settlement credits equal what
+//     payout sent until no hold is left and nothing is left to sweep (every payout
+//     settled, posted and swept into the settlement account, or failed, voided). The check: settlement credits equal what
 //     left the wallets, and about 1 - F of the payouts settled.
 // Writes FILE as one JSON object of metric name -> number.
 #include "actors/payout_desk.hpp"
@@ -185,13 +185,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gateway_bench: %s\n", err.c_str());
     return 1;
   }
-  // What the payout accounts (one per shard) hold pending.
+  // What the payout accounts (one per shard) hold: pending (payouts held) and posted
+  // (settled, not yet swept to the settlement account).
   const std::vector<uint64_t> payout_accounts = actors::payouts::desk_accounts_for(wire::currency("ETB"), shards);
   auto held = [&]() -> uint64_t {
     auto r = c->call(wire::lookup_accounts_body(payout_accounts));
     if (!r.ok || r.reply.accounts.size() != payout_accounts.size()) return ~0ull;
     uint64_t sum = 0;
-    for (const auto& a : r.reply.accounts) sum += a.credits_pending;
+    for (const auto& a : r.reply.accounts) sum += a.credits_pending + (a.credits_posted - a.debits_posted);
     return sum;
   };
   const auto p0 = clk::now();

@@ -123,8 +123,16 @@ struct gateway_world {
     }
     return false;
   }
-  // What left the wallets reached the settlement accounts; nothing is held or pending.
+  // What left the wallets reached the settlement accounts (once the sweeps are done);
+  // nothing is held or pending.
   void expect_money_where_it_belongs(uint64_t deposited) {
+    const auto payout_accounts = actors::payouts::desk_accounts_for(wire::currency("ETB"), 2);  // live_mesobd's shards
+    for (int i = 0; i < 200; ++i) {
+      bool swept = true;
+      for (const auto& p : accounts(payout_accounts)) swept = swept && p.credits_posted == p.debits_posted;
+      if (swept) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     std::vector<uint64_t> ids;
     for (uint64_t id = 1; id <= wallets; ++id) ids.push_back(id);
     uint64_t out = 0, in = 0;
@@ -137,8 +145,10 @@ struct gateway_world {
     const auto s = accounts({settle_a, settle_b});
     EXPECT_EQ(s[0].credits_posted + s[1].credits_posted, out);
     EXPECT_EQ(s[0].debits_posted + s[1].debits_posted, deposited);
-    for (const auto& p : accounts(actors::payouts::desk_accounts_for(wire::currency("ETB"), 2)))  // live_mesobd's shards
+    for (const auto& p : accounts(payout_accounts)) {
       EXPECT_EQ(p.credits_pending, 0u) << p.id;
+      EXPECT_EQ(p.credits_posted, p.debits_posted) << p.id;
+    }
     EXPECT_EQ(admin(*ops, "audit").code, admin_code::ok);
   }
 };

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 mesobd, generated, helper, console = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 sys.path[:0] = [generated, helper]
@@ -55,7 +56,12 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     ans = dict(payout_id=5, attempt=1, amount=1200, currency="ETB", outcome=Client.SETTLED)
     assert tb.payout_answers([ans]) == [0]
     assert tb.payout_answers([ans]) == [176]  # a duplicate: payout_already_resolved
-    wallet, settlement = pay.lookup_accounts([301, 9001])
+    # The post is at once; the sweep into the settlement account follows it.
+    for _ in range(200):
+        wallet, settlement = pay.lookup_accounts([301, 9001])
+        if settlement["credits_posted"] == 1200:
+            break
+        time.sleep(0.01)
     assert wallet["credits_posted"] == 5000 and wallet["debits_posted"] == 1200, wallet
     assert settlement["debits_posted"] == 5000 and settlement["credits_posted"] == 1200, settlement
     print("gateway: deposit, payout, answer: ok")

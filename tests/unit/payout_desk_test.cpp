@@ -153,8 +153,37 @@ TEST(payout_desk, format_1_rows_are_slot_0s) {
   EXPECT_FALSE(decode_desk(encode_desk(k), &again, &why));
   // Unknown formats.
   auto bad = encode_desk(again);
-  bad[0] = 3;
+  bad[0] = 4;
   EXPECT_FALSE(decode_desk(bad, &again, &why));
+}
+
+TEST(payout_desk, sweeps_round_trip_and_damage_is_refused) {
+  desk d;
+  d.account = desk_account(etb, 2);
+  d.currency = etb;
+  d.next_step = 10;
+  d.sweeps[7001] = {50, 4, 20, wire::result::ok, 0};                    // in flight
+  d.sweeps[7002] = {9, 0, 0, wire::result::credit_account_frozen, 777};  // refused, retry due at 777
+  desk back;
+  std::string why;
+  ASSERT_TRUE(decode_desk(encode_desk(d), &back, &why)) << why;
+  ASSERT_EQ(back.sweeps.size(), 2u);
+  EXPECT_EQ(back.sweeps[7001].amount, 20u);
+  EXPECT_EQ(back.sweeps[7002].refusal, wire::result::credit_account_frozen);
+  EXPECT_EQ(back.owed(), 59u);
+  auto damaged = [&](auto change) {
+    desk x = d;
+    change(x);
+    desk y;
+    return !decode_desk(encode_desk(x), &y, &why);
+  };
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].amount = 51; }));       // more than owed
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].step = 10; }));         // a step not yet taken
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].amount = 0; }));        // in flight with nothing
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].owed = 0; x.sweeps[7001].amount = 0; x.sweeps[7001].step = 0; }));
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].retry_at = 0; }));      // refused, never retried
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].refusal = wire::result::credit_account_frozen; x.sweeps[7001].retry_at = 5; }));
+  EXPECT_FALSE(damaged([](desk&) {}));
 }
 
 }  // namespace
