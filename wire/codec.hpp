@@ -41,6 +41,7 @@ struct welcome_msg {
   uint64_t session_id = 0;
   uint32_t frame_bytes_max = 0;
   uint32_t in_flight_max = 0;
+  uint32_t gateway_number = 0;  // a registered gateway's number; 0: a config file gateway
 };
 struct error_msg {
   protocol_error code{};

@@ -56,10 +56,12 @@ struct shared_run {
   std::condition_variable done_cv;
   clk::time_point last_answer;
   std::unique_ptr<std::atomic<int64_t>[]> expect;  // verify: posted balance change per account
+  std::atomic<int64_t> from_outside{0};  // verify: deposits applied (from a settlement account)
 };
 
 void add_expected(shared_run& s, const wire::transfer& t) {
-  s.expect[t.debit_account_id - s.w.first_account].fetch_sub(int64_t(t.amount), std::memory_order_relaxed);
+  if (t.debit_account_id == 0) s.from_outside.fetch_add(int64_t(t.amount), std::memory_order_relaxed);  // a deposit
+  else s.expect[t.debit_account_id - s.w.first_account].fetch_sub(int64_t(t.amount), std::memory_order_relaxed);
   s.expect[t.credit_account_id - s.w.first_account].fetch_add(int64_t(t.amount), std::memory_order_relaxed);
 }
 
@@ -197,7 +199,9 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
   const auto problem = [&](std::string p) {
     if (v->problems.size() < problems_max) v->problems.push_back(std::move(p));
   };
-  const auto id_of = [&](uint64_t k) { return wire::id128{k, w.run}; };
+  const auto id_of = [&](uint64_t k) {
+    return k & post_tag ? make_post(w, k & ~post_tag).id : make_transfer(w, s.layout, k).id;
+  };
   std::vector<uint64_t> acked, unknown;
   for (auto& c : cs) {
     acked.insert(acked.end(), c->acked_ok.begin(), c->acked_ok.end());
@@ -232,14 +236,16 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
         }
         if (k & post_tag) return;  // a post: found is all it promises
         const auto e = make_transfer(w, s.layout, k);
-        if (f.debit_account_id != e.debit_account_id || f.credit_account_id != e.credit_account_id ||
+        // A deposit's debit is the gateway's settlement account, which the load does not know.
+        if ((e.debit_account_id != 0 && f.debit_account_id != e.debit_account_id) ||
+            f.credit_account_id != e.credit_account_id ||
             f.amount != e.amount || f.pending != w.two_phase)
           problem("transfer " + std::to_string(k) + " differs from what was sent");
       }))
     return problem("looking up acknowledged transfers: " + err);
   // Balances: each account holds its opening balance plus what the acknowledged (and
   // found) transfers moved; and money is conserved: the funding account's debit is
-  // exactly what the accounts hold.
+  // exactly what the accounts hold, less what deposits brought in.
   int64_t funding = 0;
   std::vector<int64_t> net;
   if (!t.read_balances(w, &funding, &net, &err)) return problem("reading balances: " + err);
@@ -253,7 +259,9 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
       problem("account " + std::to_string(w.first_account + i) + " holds " + std::to_string(net[i]) +
               ", expected " + std::to_string(want));
   }
-  if (sum != 0) problem("money is not conserved: the accounts and the funding account sum to " + std::to_string(sum));
+  if (sum != s.from_outside.load())
+    problem("money is not conserved: the accounts and the funding account sum to " + std::to_string(sum) +
+            ", deposits brought in " + std::to_string(s.from_outside.load()));
   if (funding != -int64_t(w.opening * w.accounts))
     problem("the funding account holds " + std::to_string(funding) + ", expected " +
             std::to_string(-int64_t(w.opening * w.accounts)));
@@ -284,7 +292,7 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   std::vector<std::unique_ptr<connection_state>> cs;
   for (uint32_t i = 0; i < o.connections; ++i) {
     auto st = std::make_unique<connection_state>();
-    st->c = t.connect(error);
+    st->c = t.connect(w, error);
     if (!st->c) {
       *error = "connection " + std::to_string(i + 1) + ": " + *error;
       return false;

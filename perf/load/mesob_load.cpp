@@ -1,11 +1,12 @@
-// mesob-load: the load generator. Runs a transfer workload against a running mesobd over
-// the binary protocol (or against a baseline system with the same workload), closed or
+// mesob-load: the load generator. Runs a transfer or deposit workload against a running
+// mesobd over the binary protocol (or a transfer workload against a baseline system), closed or
 // open loop, and reports throughput, latency percentiles from an HDR histogram, results
 // by code, a JSON report, PNG plots, and optionally verifies the target's state after.
 //
 //   mesob-load --port 7400 --secret-file var/mesob/dev-gateway.secret --duration 10
 //   mesob-load ... --rate 200000 --batch 1 --connections 8      (open loop)
 //   mesob-load ... --verify --json perf/results/load.json --plot perf/results
+//   mesob-load ... --deposits --gateway telebirr --secret HEX    (as a registered gateway)
 //
 // Exit codes: 0 done (and verified, with --verify); 1 the run could not start or finish;
 // 2 bad options; 3 verification found a problem.
@@ -96,6 +97,10 @@ int main(int argc, char** argv) {
   app.add_option("--hot", w.hot_pct, "percent of transfers between hot accounts only (skew)")->capture_default_str();
   app.add_option("--hot-accounts", w.hot_accounts, "hot accounts per shard")->capture_default_str();
   app.add_flag("--two-phase", w.two_phase, "pending transfers, each posted by a later request of its connection");
+  bool deposits = false;
+  app.add_flag("--deposits", deposits,
+               "deposits instead of transfers: connect as a registered gateway (payments role); each credits an "
+               "account from the gateway's settlement account");
   app.add_option("--seed", w.seed, "workload seed (printed; the same seed gives the same transfers)")
       ->capture_default_str();
   app.add_option("--run-id", w.run, "id.hi of this run's transfer ids; 0 = from the seed and the clock");
@@ -107,6 +112,7 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", quiet, "no per-second progress");
   CLI11_PARSE(app, argc, argv);
   o.progress = !quiet;
+  if (deposits) w.kind = load::item_kind::deposits;
   if (w.run == 0) {
     w.run = load::splitmix{w.seed ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) ^
                            (uint64_t(::getpid()) << 32)}();
@@ -134,6 +140,15 @@ int main(int argc, char** argv) {
   if (!t) {
     std::fprintf(stderr, "mesob-load: %s: %s\n", target_name.c_str(), error.c_str());
     return 1;
+  }
+  if (w.kind == load::item_kind::deposits) {
+    w.gateway_number = t->gateway_number();
+    if (w.gateway_number == 0) {
+      std::fprintf(stderr, "mesob-load: --deposits: gateway '%s' is not a registered gateway (register it on the "
+                           "admin port: gateway register ...)\n",
+                   mo.gateway.c_str());
+      return 2;
+    }
   }
   std::fprintf(stderr, "mesob-load: %s, seed %llu, run id %016llx\n", w.describe().c_str(),
                (unsigned long long)w.seed, (unsigned long long)w.run);

@@ -21,10 +21,20 @@ std::string outcome_failure(const wire::client::outcome& r) {
 
 class mesob_connection final : public target_connection {
  public:
-  mesob_connection(std::unique_ptr<wire::async_client> c, uint32_t window) : c_(std::move(c)), window_(window) {}
+  mesob_connection(std::unique_ptr<wire::async_client> c, uint32_t window, item_kind kind)
+      : c_(std::move(c)), window_(window), kind_(kind) {}
   void submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) override {
     const size_t n = batch.size();
-    c_->submit(wire::create_transfers_body(batch), [n, done = std::move(done)](wire::client::outcome&& r) {
+    std::vector<uint8_t> body;
+    if (kind_ == item_kind::deposits) {
+      std::vector<wire::deposit> d;
+      d.reserve(n);
+      for (const auto& t : batch) d.push_back(deposit_of(t));
+      body = wire::deposits_body(d);
+    } else {
+      body = wire::create_transfers_body(batch);
+    }
+    c_->submit(std::move(body), [n, done = std::move(done)](wire::client::outcome&& r) {
       batch_outcome out;
       out.failure = outcome_failure(r);
       if (out.failure.empty()) {
@@ -42,6 +52,7 @@ class mesob_connection final : public target_connection {
  private:
   std::unique_ptr<wire::async_client> c_;
   uint32_t window_;
+  item_kind kind_;
 };
 
 class mesob_target final : public target {
@@ -105,13 +116,15 @@ class mesob_target final : public target {
     return true;
   }
 
-  std::unique_ptr<target_connection> connect(std::string* error) override {
+  std::unique_ptr<target_connection> connect(const workload& w, std::string* error) override {
     wire::async_client::options o;
     static_cast<wire::client::options&>(o) = opt_;
     auto c = wire::async_client::connect(o, error);
     if (!c) return nullptr;
-    return std::make_unique<mesob_connection>(std::move(c), window_);
+    return std::make_unique<mesob_connection>(std::move(c), window_, w.kind);
   }
+
+  [[nodiscard]] uint32_t gateway_number() const override { return c_->welcome().gateway_number; }
 
   bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
                      std::string* error) override {

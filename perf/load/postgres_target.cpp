@@ -313,7 +313,7 @@ class postgres_target final : public target {
   [[nodiscard]] std::string name() const override { return "postgres"; }
 
   [[nodiscard]] std::string supports(const workload& w) const override {
-    if (w.two_phase) return "PostgreSQL baseline runs plain transfers only";
+    if (w.two_phase || w.kind != item_kind::transfers) return "PostgreSQL baseline runs plain transfers only";
     int64_t funding = 0;
     return funding_balance(w, &funding);
   }
@@ -340,7 +340,7 @@ class postgres_target final : public target {
     return true;
   }
 
-  std::unique_ptr<target_connection> connect(std::string* error) override {
+  std::unique_ptr<target_connection> connect(const workload&, std::string* error) override {
     auto c = open_connection(conninfo_, error);
     if (!c || !postgres_connection::prepare_batch(c.get(), error)) return nullptr;
     return std::make_unique<postgres_connection>(std::move(c), retries_);

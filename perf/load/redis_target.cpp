@@ -217,7 +217,7 @@ class redis_target final : public target {
   [[nodiscard]] std::string name() const override { return "redis"; }
 
   [[nodiscard]] std::string supports(const workload& w) const override {
-    if (w.two_phase) return "Redis baseline runs plain transfers only";
+    if (w.two_phase || w.kind != item_kind::transfers) return "Redis baseline runs plain transfers only";
     if (w.opening > redis_opening_max)
       return "Redis baseline: the opening balance must be at most 2^52 (the Lua script compares "
              "balances as "
@@ -247,7 +247,7 @@ class redis_target final : public target {
     return true;
   }
 
-  std::unique_ptr<target_connection> connect(std::string* error) override {
+  std::unique_ptr<target_connection> connect(const workload&, std::string* error) override {
     auto c = open_context(host_, port_, error);
     std::string sha;
     if (!c || !load_script(c.get(), &sha, error)) return nullptr;

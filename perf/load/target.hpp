@@ -51,7 +51,11 @@ class target {
   // from the funding account; an account that already exists must hold its opening
   // balance untouched, or setup fails (a previous run's accounts: use another range).
   virtual bool setup(const workload& w, std::string* error) = 0;
-  virtual std::unique_ptr<target_connection> connect(std::string* error) = 0;
+  // A connection that sends the workload's items (transfers, or deposits).
+  virtual std::unique_ptr<target_connection> connect(const workload& w, std::string* error) = 0;
+  // The registered gateway number the target knows this client as (Mesob: from Welcome;
+  // 0: none). A deposit's transfer id carries it.
+  [[nodiscard]] virtual uint32_t gateway_number() const { return 0; }
   // Posted balance (credits minus debits) of the funding account and of each load account
   // (index i: account first_account + i), read after the load stopped.
   virtual bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,

@@ -10,6 +10,7 @@ std::string workload::check() const {
   if (first_account < 2 || first_account + accounts < first_account) return "first account id out of range";
   if (batch == 0 || batch > 8192) return "batch: 1 .. 8,192 transfers";
   if (two_phase && batch < 2) return "batch: at least 2 for the two-phase workload (pendings and posts)";
+  if (two_phase && kind == item_kind::deposits) return "deposits are not two-phase";
   if (shards == 0 || shards > 32) return "shards: 1 .. 32";
   if (cross_pct > 100) return "cross: 0 .. 100 percent";
   if (hot_pct > 100) return "hot: 0 .. 100 percent";
@@ -24,7 +25,7 @@ std::string workload::describe() const {
   char buf[320];
   std::snprintf(buf, sizeof buf,
                 "%s, batch %u, %llu accounts, %u shards, %u%% cross-shard, %u%% hot (%u per shard), amounts 1..%llu",
-                two_phase ? "two-phase transfers" : "transfers", batch, (unsigned long long)accounts, shards,
+                kind == item_kind::deposits ? "deposits" : two_phase ? "two-phase transfers" : "transfers", batch, (unsigned long long)accounts, shards,
                 cross_pct, hot_pct, hot_accounts, (unsigned long long)amount_max);
   return buf;
 }
@@ -63,7 +64,21 @@ wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_
   t.currency = w.currency;
   t.code = 1;
   if (w.two_phase) t.flags = wire::transfer_flags::pending;
+  if (w.kind == item_kind::deposits) {
+    t.id = actors::gateways::deposit_transfer_id(w.gateway_number, splitmix{w.run}() + k);
+    t.debit_account_id = 0;
+  }
   return t;
+}
+
+wire::deposit deposit_of(const wire::transfer& t) {
+  wire::deposit d;
+  d.reference = t.id.lo;
+  d.wallet = t.credit_account_id;
+  d.amount = t.amount;
+  d.currency = t.currency;
+  d.code = 1;
+  return d;
 }
 
 wire::transfer make_post(const workload& w, uint64_t k) {

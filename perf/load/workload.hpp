@@ -1,5 +1,7 @@
-// The transfer workloads of mesob-load, shared by every target (Mesob, PostgreSQL, Redis)
-// so that each system runs exactly the same accounts, amounts and batches.
+// The workloads of mesob-load: transfers (plain or two-phase), shared by every target
+// (Mesob, PostgreSQL, Redis) so that each system runs exactly the same accounts, amounts
+// and batches; and deposits through a payment gateway (Mesob only): item k credits the
+// account a transfer k would credit, from the gateway's settlement account.
 //
 // Transfer k of a run is a pure function of (seed, k): its accounts and amount are drawn
 // from a generator seeded with (seed, k), and its id is (run, k). Verification therefore
@@ -10,12 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "actors/gateway_registry.hpp"
 #include "actors/shard.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::load {
 
+enum class item_kind : uint8_t { transfers = 0, deposits = 1 };
+
 struct workload {
+  item_kind kind = item_kind::transfers;
+  uint32_t gateway_number = 0;          // deposits: the depositing gateway's (from its Welcome)
   uint64_t accounts = 100'000;          // the load's accounts
   uint64_t first_account = 1ull << 40;  // their ids: first_account .. first_account + accounts - 1
   uint64_t opening = 1'000'000'000'000;  // minor units each account starts with
@@ -63,8 +70,13 @@ class account_layout {
 // index k; the post of pending k carries post_tag | k.
 constexpr uint64_t post_tag = 1ull << 63;
 
-// Transfer k of the run (a plain transfer, or a pending one when two_phase).
+// Transfer k of the run (a plain transfer, or a pending one when two_phase), as the
+// target records it. For deposits: the transfer deposit k becomes (its id from the
+// gateway's number and the deposit's reference; debit_account_id 0: the gateway's
+// settlement account, which the load does not know).
 [[nodiscard]] wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_t k);
+// The deposit that becomes transfer t (a deposit workload's make_transfer).
+[[nodiscard]] wire::deposit deposit_of(const wire::transfer& t);
 // The post of pending transfer k (two-phase workload).
 [[nodiscard]] wire::transfer make_post(const workload& w, uint64_t k);
 

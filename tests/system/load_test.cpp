@@ -1,6 +1,7 @@
 // mesob-load against a real mesobd on loopback: the closed and open loops, the two-phase
-// and skewed workloads, verification (and that it catches a lost acknowledged transfer),
-// set-up on a previous run's accounts, and the program's options, report and plots.
+// and skewed workloads, deposits through a gateway registered on the admin port,
+// verification (and that it catches a lost acknowledged transfer), set-up on a previous
+// run's accounts, and the program's options, report and plots.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,6 +10,7 @@
 
 #include "perf/load/driver.hpp"
 #include "perf/load/mesob_target.hpp"
+#include "support/admin_client.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -56,7 +58,7 @@ class losing_target final : public load::target {
   std::string name() const override { return "losing"; }
   std::string supports(const load::workload& w) const override { return real_.supports(w); }
   bool setup(const load::workload& w, std::string* e) override { return real_.setup(w, e); }
-  std::unique_ptr<load::target_connection> connect(std::string* e) override {
+  std::unique_ptr<load::target_connection> connect(const load::workload& w, std::string* e) override {
     class conn final : public load::target_connection {
      public:
       conn(std::unique_ptr<load::target_connection> c, std::atomic<int>* n) : c_(std::move(c)), n_(n) {}
@@ -75,7 +77,7 @@ class losing_target final : public load::target {
       std::unique_ptr<load::target_connection> c_;
       std::atomic<int>* n_;
     };
-    auto c = real_.connect(e);
+    auto c = real_.connect(w, e);
     return c ? std::make_unique<conn>(std::move(c), &sent_) : nullptr;
   }
   bool read_balances(const load::workload& w, int64_t* f, std::vector<int64_t>* a, std::string* e) override {
@@ -175,6 +177,57 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
     EXPECT_NE(lrep.verify.problems[0].find("is missing"), std::string::npos) << lrep.verify.problems[0];
   });
   ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
+}
+
+// Deposits: mesob-load connects as a gateway registered on the admin port (its number
+// from Welcome), credits the load's accounts from the gateway's settlement account, and
+// verification finds every acknowledged deposit as the transfer it became and every
+// balance; the program refuses --deposits for a gateway of the config file.
+TEST(load, deposits_through_a_registered_gateway_verify) {
+  temp_dir dir;
+  live_mesobd d(dir.path(), two_gateways());
+  ASSERT_TRUE(d.up()) << d.output();
+  std::string err;
+  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+  ASSERT_TRUE(ops) << err;
+  auto m = admin(*ops, "gateway register", {"mpesa", "mobile_money", "1", "payments", "ETB=9100"});
+  ASSERT_EQ(m.code, wire::admin_code::ok) << m.message;
+  const std::string secret = cell(m, "credentials (shown once)", "secret_hex");
+
+  auto w = small_workload(6'000'000);
+  w.kind = load::item_kind::deposits;
+  w.run = 0xde9;
+  auto t = load::make_mesob_target(options(d.port(), "mpesa", secret), &err);
+  ASSERT_TRUE(t) << err;
+  w.gateway_number = t->gateway_number();
+  ASSERT_NE(w.gateway_number, 0u);
+  ASSERT_TRUE(t->setup(w, &err)) << err;
+  load::run_report rep;
+  ASSERT_TRUE(load::run_load(*t, w, quick_run(), &rep, &err)) << err;
+  EXPECT_TRUE(rep.verify.ok) << (rep.verify.problems.empty() ? "" : rep.verify.problems[0]);
+  EXPECT_GT(rep.transfers_ok, 0u);
+  EXPECT_EQ(rep.verify.transfers_checked, rep.transfers_ok);
+  EXPECT_EQ(rep.results["ok"], rep.transfers_ok);
+  // The settlement account paid for every deposit.
+  auto pay = wire::client::connect(options(d.port(), "pay", pay_hex), &err);
+  ASSERT_TRUE(pay) << err;
+  const auto s = pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{9100}));
+  ASSERT_TRUE(s.ok && s.reply.accounts.size() == 1) << s.failure;
+  ASSERT_EQ(rep.requests_failed, 0u);
+  const load::account_layout layout(w);
+  uint64_t deposited = 0;  // items 1 .. n were sent, every one answered ok
+  for (uint64_t k = 1; k <= rep.transfers; ++k) deposited += load::make_transfer(w, layout, k).amount;
+  EXPECT_EQ(s.reply.accounts[0].debits_posted, deposited);
+
+  // The program: --deposits as a registered gateway works; as a config gateway it is refused.
+  const std::string base = bin("perf/mesob-load") + " --port " + std::to_string(d.port()) + " --shards 2";
+  auto ok = run(base + " --deposits --gateway mpesa --secret " + secret +
+                " --accounts 500 --first-account 7000000 --batch 50 --duration 1 --verify --quiet");
+  EXPECT_TRUE(WIFEXITED(ok.status) && WEXITSTATUS(ok.status) == 0) << ok.out;
+  EXPECT_NE(ok.out.find("verify: ok"), std::string::npos) << ok.out;
+  auto config_gw = run(base + " --deposits --gateway pay --secret " + pay_hex + " --duration 1");
+  EXPECT_EQ(WEXITSTATUS(config_gw.status), 2) << config_gw.out;
+  EXPECT_NE(config_gw.out.find("not a registered gateway"), std::string::npos) << config_gw.out;
 }
 
 TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
