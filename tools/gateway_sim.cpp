@@ -87,7 +87,11 @@ void gateway_sim::run() {
     connected_ = true;
     std::priority_queue<due_answer, std::vector<due_answer>, std::greater<>> due;
     // request id -> what it carried (true: deposits), for counting the results
-    std::unordered_map<uint64_t, bool> in_flight;
+    struct sent {
+      bool deposits = false;
+      std::vector<wire::payout_answer> answers;  // kept for on_answered only
+    };
+    std::unordered_map<uint64_t, sent> in_flight;
     auto deposit_clock = clock_type::now();
     double deposit_credit = 0;
     bool lost = false;
@@ -113,7 +117,7 @@ void gateway_sim::run() {
           lost = true;
           break;
         }
-        in_flight[id] = false;
+        in_flight[id] = {false, opt_.on_answered ? std::move(batch) : std::vector<wire::payout_answer>{}};
       }
       // Deposits at the chosen rate.
       if (opt_.deposits_per_s > 0 && (opt_.deposits_max == 0 || deposits_made < opt_.deposits_max)) {
@@ -134,7 +138,7 @@ void gateway_sim::run() {
             lost = true;
             break;
           }
-          in_flight[id] = true;
+          in_flight[id] = {true, {}};
           deposit_credit -= double(n);
           deposits_made += n;
           c_->deposits_sent.fetch_add(n);
@@ -189,13 +193,19 @@ void gateway_sim::run() {
           }
         } else if (kind == wire::frame_kind::response || kind == wire::frame_kind::error) {
           const auto it = in_flight.find(f.header.request_id);
-          const bool deposits = it != in_flight.end() && it->second;
-          if (it != in_flight.end()) in_flight.erase(it);
+          const bool deposits = it != in_flight.end() && it->second.deposits;
+          std::vector<wire::payout_answer> answers;
+          if (it != in_flight.end()) {
+            answers = std::move(it->second.answers);
+            in_flight.erase(it);
+          }
           const auto o = wire::client::to_outcome(f);
           if (!o.ok) {
             c_->errors.fetch_add(1);
             continue;
           }
+          if (opt_.on_answered && answers.size() == o.reply.results.size())
+            for (size_t i = 0; i < answers.size(); ++i) opt_.on_answered(answers[i], o.reply.results[i]);
           uint64_t ok = 0, refused = 0;
           for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
           (deposits ? c_->deposits_ok : c_->answers_ok).fetch_add(ok);

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,6 +46,9 @@ struct gateway_sim_options {
   uint64_t deposits_max = 0;     // stop depositing after this many (0: no limit)
   uint32_t in_flight_max = 32;
   uint64_t seed = 1;
+  // Called (on the session's thread) with each answer the engine replied to, and its
+  // result: a load generator learns from it how each payout ended.
+  std::function<void(const wire::payout_answer&, wire::result)> on_answered;
 };
 
 struct gateway_sim_stats {

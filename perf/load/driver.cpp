@@ -59,10 +59,23 @@ struct shared_run {
   std::atomic<int64_t> from_outside{0};  // verify: deposits applied (from a settlement account)
 };
 
+// What transfer t (applied, posted) moves: between load accounts, or from outside (a
+// deposit: debit 0) or to outside (a payout: credit 0).
 void add_expected(shared_run& s, const wire::transfer& t) {
-  if (t.debit_account_id == 0) s.from_outside.fetch_add(int64_t(t.amount), std::memory_order_relaxed);  // a deposit
-  else s.expect[t.debit_account_id - s.w.first_account].fetch_sub(int64_t(t.amount), std::memory_order_relaxed);
-  s.expect[t.credit_account_id - s.w.first_account].fetch_add(int64_t(t.amount), std::memory_order_relaxed);
+  const auto a = int64_t(t.amount);
+  if (t.debit_account_id == 0) s.from_outside.fetch_add(a, std::memory_order_relaxed);
+  else s.expect[t.debit_account_id - s.w.first_account].fetch_sub(a, std::memory_order_relaxed);
+  if (t.credit_account_id == 0) s.from_outside.fetch_sub(a, std::memory_order_relaxed);
+  else s.expect[t.credit_account_id - s.w.first_account].fetch_add(a, std::memory_order_relaxed);
+}
+
+// What an item applied by the target moves, as far as known when it is applied: a
+// transfer, a deposit, the post of a two-phase pending; nothing for a pending or a
+// payout's hold (a payout moves money when its gateway settles it).
+void expect_applied(shared_run& s, uint64_t k) {
+  if (s.w.kind == item_kind::payouts) return;
+  if (!s.w.two_phase) add_expected(s, make_transfer(s.w, s.layout, k));
+  else if (k & post_tag) add_expected(s, make_transfer(s.w, s.layout, k & ~post_tag));
 }
 
 void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>& ks, clk::time_point intended,
@@ -90,8 +103,7 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
         if (s.w.two_phase && !post) st.posts_ready.push_back(ks[i]);
         if (s.o.verify) {
           st.acked_ok.push_back(ks[i]);
-          if (!s.w.two_phase) add_expected(s, make_transfer(s.w, s.layout, ks[i]));
-          else if (post) add_expected(s, make_transfer(s.w, s.layout, ks[i] & ~post_tag));
+          expect_applied(s, ks[i]);
         }
       }
     }
@@ -223,8 +235,8 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
   if (!look_up(unknown, [&](uint64_t k, const found_transfer& f) {
         ++v->unknown_resolved;
         if (!f.found) return;
-        if (!w.two_phase) add_expected(s, make_transfer(w, s.layout, k));
-        else if (k & post_tag) add_expected(s, make_transfer(w, s.layout, k & ~post_tag));
+        expect_applied(s, k);
+        if (w.kind == item_kind::payouts) acked.push_back(k);  // held: its outcome counts
       }))
     return problem("looking up transfers of failed requests: " + err);
   // Every acknowledged transfer is there, with the fields it was sent with.
@@ -236,19 +248,48 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
         }
         if (k & post_tag) return;  // a post: found is all it promises
         const auto e = make_transfer(w, s.layout, k);
-        // A deposit's debit is the gateway's settlement account, which the load does not know.
+        // A deposit's debit is the gateway's settlement account and a payout hold's credit
+        // a desk's payout account, which the load does not know.
         if ((e.debit_account_id != 0 && f.debit_account_id != e.debit_account_id) ||
-            f.credit_account_id != e.credit_account_id ||
-            f.amount != e.amount || f.pending != w.two_phase)
+            (e.credit_account_id != 0 && f.credit_account_id != e.credit_account_id) || f.amount != e.amount ||
+            f.pending != bool(e.flags & wire::transfer_flags::pending))
           problem("transfer " + std::to_string(k) + " differs from what was sent");
       }))
     return problem("looking up acknowledged transfers: " + err);
+  // Payouts: every held payout ends as its gateway answered (settled: the amount left
+  // its account; failed: the hold was voided), within the drain timeout.
+  if (w.kind == item_kind::payouts) {
+    if (!s.o.payout_outcome) return problem("payouts: no gateway answers to verify against");
+    const auto until = clk::now() + std::chrono::duration<double>(s.o.drain_timeout_s);
+    std::vector<uint64_t> open = acked;
+    while (!open.empty()) {
+      std::vector<uint64_t> still;
+      for (const uint64_t k : open) {
+        const int out = s.o.payout_outcome(make_transfer(w, s.layout, k).id.lo);
+        if (out == 0) still.push_back(k);
+        else if (out == 1) add_expected(s, make_transfer(w, s.layout, k));
+      }
+      open.swap(still);
+      if (open.empty() || clk::now() > until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!open.empty())
+      return problem(std::to_string(open.size()) + " acknowledged payouts were never answered (payout " +
+                     std::to_string(make_transfer(w, s.layout, open[0]).id.lo) + " the first)");
+  }
   // Balances: each account holds its opening balance plus what the acknowledged (and
   // found) transfers moved; and money is conserved: the funding account's debit is
-  // exactly what the accounts hold, less what deposits brought in.
+  // exactly what the accounts hold, less what deposits brought in and plus what payouts
+  // took out. (A payout's post follows its answer at once; a few reads allow for it.)
   int64_t funding = 0;
   std::vector<int64_t> net;
-  if (!t.read_balances(w, &funding, &net, &err)) return problem("reading balances: " + err);
+  for (int attempt = 0;; ++attempt) {
+    if (!t.read_balances(w, &funding, &net, &err)) return problem("reading balances: " + err);
+    bool match = net.size() == w.accounts;
+    for (uint64_t i = 0; match && i < w.accounts; ++i) match = net[i] == int64_t(w.opening) + s.expect[i].load();
+    if (match || w.kind != item_kind::payouts || attempt == 50) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   if (net.size() != w.accounts) return problem("reading balances: wrong number of accounts");
   int64_t sum = funding;
   for (uint64_t i = 0; i < w.accounts; ++i) {
@@ -304,6 +345,7 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   out->target = t.name();
   out->workload = w.describe();
   out->mode = o.rate > 0 ? "open" : "closed";
+  out->items = w.item_name();
   const auto start = clk::now();
   s.last_answer = start;
   for (uint32_t i = 0; i < o.connections; ++i) {
@@ -327,10 +369,10 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
         std::lock_guard lk(c->mu);
         failed += c->failed;
       }
-      std::fprintf(stderr, "[%6.1fs] %12.0f transfers/s %9llu requests  p50 %10s  p99 %10s  max %10s  failed %llu\n",
+      std::fprintf(stderr, "[%6.1fs] %12.0f %s/s %9llu requests  p50 %10s  p99 %10s  max %10s  failed %llu\n",
                    t_s, double(row.transfers) / std::max(1e-9, t_s - (out->timeline.size() > 1 ? out->timeline[out->timeline.size() - 2].t_s : 0)),
-                   (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(), fmt_ns(row.p99_ns).c_str(),
-                   fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
+                   out->items.c_str(), (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(),
+                   fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
     }
     if (tick >= end) break;
   }
@@ -362,9 +404,9 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
 
 void print_report(const run_report& r, FILE* f) {
   std::fprintf(f, "target %s, %s loop, %s\n", r.target.c_str(), r.mode.c_str(), r.workload.c_str());
-  std::fprintf(f, "%.2f s: %llu requests answered, %llu failed; %llu transfers, %llu ok: %.0f transfers/s (ok)\n",
-               r.seconds, (unsigned long long)r.requests, (unsigned long long)r.requests_failed,
-               (unsigned long long)r.transfers, (unsigned long long)r.transfers_ok, r.transfers_per_s());
+  std::fprintf(f, "%.2f s: %llu requests answered, %llu failed; %llu %s, %llu ok: %.0f %s/s (ok)\n", r.seconds,
+               (unsigned long long)r.requests, (unsigned long long)r.requests_failed, (unsigned long long)r.transfers,
+               r.items.c_str(), (unsigned long long)r.transfers_ok, r.transfers_per_s(), r.items.c_str());
   std::fprintf(f, "request latency: p50 %s  p90 %s  p99 %s  p99.9 %s  p99.99 %s  max %s\n",
                fmt_ns(r.latency.percentile(50)).c_str(), fmt_ns(r.latency.percentile(90)).c_str(),
                fmt_ns(r.latency.percentile(99)).c_str(), fmt_ns(r.latency.percentile(99.9)).c_str(),

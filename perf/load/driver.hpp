@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct run_options {
   double drain_timeout_s = 60;  // waiting for outstanding answers after the load stops
   bool progress = true;         // one line per second on stderr
   bool verify = false;
+  // Payouts: how payout `id` ended, as its gateway's answer said (0: not yet, 1: settled,
+  // 2: failed); verification waits for every acknowledged payout's outcome.
+  std::function<int(uint64_t id)> payout_outcome;
 };
 
 // One second of the run.
@@ -48,6 +52,7 @@ struct run_report {
   std::string target;
   std::string workload;
   std::string mode;                 // "closed" or "open"
+  std::string items = "transfers";  // what the workload's items are called
   double seconds = 0;               // from the first send to the last answer counted
   uint64_t requests = 0;            // answered (any outcome)
   uint64_t transfers = 0;           // in answered requests

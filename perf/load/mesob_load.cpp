@@ -7,6 +7,7 @@
 //   mesob-load ... --rate 200000 --batch 1 --connections 8      (open loop)
 //   mesob-load ... --verify --json perf/results/load.json --plot perf/results
 //   mesob-load ... --deposits --gateway telebirr --secret HEX    (as a registered gateway)
+//   mesob-load ... --payouts --answer-gateway telebirr --answer-secret HEX --answer-fail-pct 10
 //
 // Exit codes: 0 done (and verified, with --verify); 1 the run could not start or finish;
 // 2 bad options; 3 verification found a problem.
@@ -16,14 +17,17 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "perf/load/driver.hpp"
 #include "perf/load/mesob_target.hpp"
 #include "perf/load/postgres_target.hpp"
 #include "perf/load/redis_target.hpp"
+#include "tools/gateway_sim.hpp"
 #include "wire/protocol.hpp"
 
 using namespace mesob;
@@ -97,10 +101,22 @@ int main(int argc, char** argv) {
   app.add_option("--hot", w.hot_pct, "percent of transfers between hot accounts only (skew)")->capture_default_str();
   app.add_option("--hot-accounts", w.hot_accounts, "hot accounts per shard")->capture_default_str();
   app.add_flag("--two-phase", w.two_phase, "pending transfers, each posted by a later request of its connection");
-  bool deposits = false;
+  bool deposits = false, payouts = false;
   app.add_flag("--deposits", deposits,
                "deposits instead of transfers: connect as a registered gateway (payments role); each credits an "
                "account from the gateway's settlement account");
+  app.add_flag("--payouts", payouts,
+               "payouts (mobile money) instead of transfers: each holds an account's money until the answering "
+               "gateway settles (paid out) or fails it (released)");
+  tools::gateway_sim_options answer;
+  std::string answer_secret_hex;
+  double answer_fail_pct = 0;
+  app.add_option("--answer-gateway", answer.gateway, "payouts: the registered gateway mesob-load answers as");
+  app.add_option("--answer-secret", answer_secret_hex, "payouts: that gateway's secret, hex");
+  app.add_option("--answer-latency-ms", answer.latency_ms, "payouts: mean answer latency (exponential)")
+      ->capture_default_str();
+  app.add_option("--answer-fail-pct", answer_fail_pct, "payouts: percent of payouts answered failed")
+      ->capture_default_str();
   app.add_option("--seed", w.seed, "workload seed (printed; the same seed gives the same transfers)")
       ->capture_default_str();
   app.add_option("--run-id", w.run, "id.hi of this run's transfer ids; 0 = from the seed and the clock");
@@ -112,7 +128,22 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", quiet, "no per-second progress");
   CLI11_PARSE(app, argc, argv);
   o.progress = !quiet;
+  if (deposits && payouts) {
+    std::fprintf(stderr, "mesob-load: --deposits or --payouts, not both\n");
+    return 2;
+  }
   if (deposits) w.kind = load::item_kind::deposits;
+  if (payouts) w.kind = load::item_kind::payouts;
+  if (payouts && (answer.gateway.empty() || !wire::from_hex(answer_secret_hex, &answer.secret) ||
+                  answer.secret.empty())) {
+    std::fprintf(stderr, "mesob-load: --payouts needs --answer-gateway ID and --answer-secret HEX (a registered "
+                         "gateway of the mobile money rail serving the currency)\n");
+    return 2;
+  }
+  if (answer_fail_pct < 0 || answer_fail_pct > 100 || answer.latency_ms < 0) {
+    std::fprintf(stderr, "mesob-load: --answer-fail-pct 0 .. 100 and --answer-latency-ms >= 0\n");
+    return 2;
+  }
   if (w.run == 0) {
     w.run = load::splitmix{w.seed ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) ^
                            (uint64_t(::getpid()) << 32)}();
@@ -161,12 +192,55 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob-load: %llu accounts ready in %.1f s\n", (unsigned long long)w.accounts,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
+  // Payouts: mesob-load answers the instructions as the gateway (the gateway simulator),
+  // and notes how each payout ended, for verification and the completion time.
+  std::mutex outcomes_mu;
+  std::unordered_map<uint64_t, int> outcomes;
+  uint64_t settled = 0, failed = 0;
+  auto last_answer = std::chrono::steady_clock::now();
+  std::unique_ptr<tools::gateway_sim> answering;
+  if (payouts) {
+    answer.host = mo.host;
+    answer.port = mo.port;
+    answer.fail_rate = answer_fail_pct / 100;
+    answer.in_flight_max = 64;
+    answer.seed = w.seed;
+    answer.on_answered = [&](const wire::payout_answer& a, wire::result r) {
+      if (r != wire::result::ok) return;
+      std::lock_guard lk(outcomes_mu);
+      const int out = a.outcome == wire::payout_outcome::settled ? 1 : 2;
+      outcomes[a.payout_id] = out;
+      (out == 1 ? settled : failed) += 1;
+      last_answer = std::chrono::steady_clock::now();
+    };
+    answering = std::make_unique<tools::gateway_sim>(answer);
+    answering->start();
+    for (int i = 0; i < 500 && !answering->connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!answering->connected()) {
+      std::fprintf(stderr, "mesob-load: --answer-gateway %s could not connect and authenticate\n",
+                   answer.gateway.c_str());
+      return 1;
+    }
+    o.payout_outcome = [&](uint64_t id) {
+      std::lock_guard lk(outcomes_mu);
+      const auto it = outcomes.find(id);
+      return it == outcomes.end() ? 0 : it->second;
+    };
+  }
+  const auto load_start = std::chrono::steady_clock::now();
   load::run_report r;
   if (!load::run_load(*t, w, o, &r, &error)) {
     std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
     return 1;
   }
   load::print_report(r, stdout);
+  if (answering) {
+    answering->stop();
+    std::lock_guard lk(outcomes_mu);
+    std::printf("payouts answered: %llu settled, %llu failed; the last %.2f s after the load started\n",
+                (unsigned long long)settled, (unsigned long long)failed,
+                std::chrono::duration<double>(last_answer - load_start).count());
+  }
   if (!json_path.empty()) {
     if (!load::write_report_json(r, w, o, json_path, &error)) {
       std::fprintf(stderr, "mesob-load: %s\n", error.c_str());

@@ -31,6 +31,11 @@ class mesob_connection final : public target_connection {
       d.reserve(n);
       for (const auto& t : batch) d.push_back(deposit_of(t));
       body = wire::deposits_body(d);
+    } else if (kind_ == item_kind::payouts) {
+      std::vector<wire::payout> p;
+      p.reserve(n);
+      for (const auto& t : batch) p.push_back(payout_of(t));
+      body = wire::payouts_body(p);
     } else {
       body = wire::create_transfers_body(batch);
     }

@@ -10,7 +10,7 @@ std::string workload::check() const {
   if (first_account < 2 || first_account + accounts < first_account) return "first account id out of range";
   if (batch == 0 || batch > 8192) return "batch: 1 .. 8,192 transfers";
   if (two_phase && batch < 2) return "batch: at least 2 for the two-phase workload (pendings and posts)";
-  if (two_phase && kind == item_kind::deposits) return "deposits are not two-phase";
+  if (two_phase && kind != item_kind::transfers) return "deposits and payouts are not two-phase";
   if (shards == 0 || shards > 32) return "shards: 1 .. 32";
   if (cross_pct > 100) return "cross: 0 .. 100 percent";
   if (hot_pct > 100) return "hot: 0 .. 100 percent";
@@ -25,7 +25,7 @@ std::string workload::describe() const {
   char buf[320];
   std::snprintf(buf, sizeof buf,
                 "%s, batch %u, %llu accounts, %u shards, %u%% cross-shard, %u%% hot (%u per shard), amounts 1..%llu",
-                kind == item_kind::deposits ? "deposits" : two_phase ? "two-phase transfers" : "transfers", batch, (unsigned long long)accounts, shards,
+                two_phase ? "two-phase transfers" : item_name(), batch, (unsigned long long)accounts, shards,
                 cross_pct, hot_pct, hot_accounts, (unsigned long long)amount_max);
   return buf;
 }
@@ -67,8 +67,24 @@ wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_
   if (w.kind == item_kind::deposits) {
     t.id = actors::gateways::deposit_transfer_id(w.gateway_number, splitmix{w.run}() + k);
     t.debit_account_id = 0;
+  } else if (w.kind == item_kind::payouts) {
+    t.id = actors::payouts::hold_id(splitmix{w.run}() + k);
+    t.credit_account_id = 0;
+    t.flags = wire::transfer_flags::pending;
+    t.code = 1;  // the rail
   }
   return t;
+}
+
+wire::payout payout_of(const wire::transfer& t) {
+  wire::payout p;
+  p.id = t.id.lo;
+  p.wallet = t.debit_account_id;
+  p.amount = t.amount;
+  p.destination = 251900000000 + t.id.lo % 100'000'000;
+  p.currency = t.currency;
+  p.rail = uint8_t(t.code);
+  return p;
 }
 
 wire::deposit deposit_of(const wire::transfer& t) {

@@ -1,7 +1,9 @@
 // The workloads of mesob-load: transfers (plain or two-phase), shared by every target
 // (Mesob, PostgreSQL, Redis) so that each system runs exactly the same accounts, amounts
-// and batches; and deposits through a payment gateway (Mesob only): item k credits the
-// account a transfer k would credit, from the gateway's settlement account.
+// and batches; deposits through a payment gateway (Mesob only): item k credits the
+// account a transfer k would credit, from the gateway's settlement account; and payouts
+// (Mesob only): item k pays transfer k's amount out of the account transfer k would
+// debit, through a gateway (mesob-load answers as that gateway).
 //
 // Transfer k of a run is a pure function of (seed, k): its accounts and amount are drawn
 // from a generator seeded with (seed, k), and its id is (run, k). Verification therefore
@@ -13,12 +15,13 @@
 #include <vector>
 
 #include "actors/gateway_registry.hpp"
+#include "actors/payout_desk.hpp"
 #include "actors/shard.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::load {
 
-enum class item_kind : uint8_t { transfers = 0, deposits = 1 };
+enum class item_kind : uint8_t { transfers = 0, deposits = 1, payouts = 2 };
 
 struct workload {
   item_kind kind = item_kind::transfers;
@@ -42,6 +45,11 @@ struct workload {
   // Checks the options; empty when they are valid, else what is wrong.
   [[nodiscard]] std::string check() const;
   [[nodiscard]] std::string describe() const;  // one line for reports
+  // What an item is called in reports: transfers, deposits or payouts (JSON keys keep
+  // "transfers" whatever the kind).
+  [[nodiscard]] const char* item_name() const {
+    return kind == item_kind::deposits ? "deposits" : kind == item_kind::payouts ? "payouts" : "transfers";
+  }
 };
 
 // splitmix64: a tiny generator whose every state is a good seed.
@@ -73,10 +81,14 @@ constexpr uint64_t post_tag = 1ull << 63;
 // Transfer k of the run (a plain transfer, or a pending one when two_phase), as the
 // target records it. For deposits: the transfer deposit k becomes (its id from the
 // gateway's number and the deposit's reference; debit_account_id 0: the gateway's
-// settlement account, which the load does not know).
+// settlement account, which the load does not know). For payouts: the hold payout k
+// becomes (id {payout id, hold_hi}, pending; credit_account_id 0: a desk's payout
+// account).
 [[nodiscard]] wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_t k);
 // The deposit that becomes transfer t (a deposit workload's make_transfer).
 [[nodiscard]] wire::deposit deposit_of(const wire::transfer& t);
+// The payout whose hold is transfer t (a payout workload's make_transfer; rail 1).
+[[nodiscard]] wire::payout payout_of(const wire::transfer& t);
 // The post of pending transfer k (two-phase workload).
 [[nodiscard]] wire::transfer make_post(const workload& w, uint64_t k);
 

@@ -182,8 +182,9 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
 // Deposits: mesob-load connects as a gateway registered on the admin port (its number
 // from Welcome), credits the load's accounts from the gateway's settlement account, and
 // verification finds every acknowledged deposit as the transfer it became and every
-// balance; the program refuses --deposits for a gateway of the config file.
-TEST(load, deposits_through_a_registered_gateway_verify) {
+// balance; the program refuses --deposits for a gateway of the config file. Payouts:
+// mesob-load answers as the registered gateway and verifies every outcome.
+TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   temp_dir dir;
   live_mesobd d(dir.path(), two_gateways());
   ASSERT_TRUE(d.up()) << d.output();
@@ -228,6 +229,18 @@ TEST(load, deposits_through_a_registered_gateway_verify) {
   auto config_gw = run(base + " --deposits --gateway pay --secret " + pay_hex + " --duration 1");
   EXPECT_EQ(WEXITSTATUS(config_gw.status), 2) << config_gw.out;
   EXPECT_NE(config_gw.out.find("not a registered gateway"), std::string::npos) << config_gw.out;
+
+  // Payouts: mesob-load pays out as the client "pay" and answers as mpesa, a fifth of
+  // them failed; verification waits for every answer and checks every balance.
+  auto payouts = run(base + " --payouts --gateway pay --secret " + pay_hex + " --answer-gateway mpesa --answer-secret " +
+                     secret + " --answer-fail-pct 20 --accounts 500 --first-account 8000000 --batch 50 --duration 1 "
+                     "--verify --quiet");
+  EXPECT_TRUE(WIFEXITED(payouts.status) && WEXITSTATUS(payouts.status) == 0) << payouts.out;
+  EXPECT_NE(payouts.out.find("verify: ok"), std::string::npos) << payouts.out;
+  EXPECT_NE(payouts.out.find("payouts answered: "), std::string::npos) << payouts.out;
+  auto no_answer = run(base + " --payouts --gateway pay --secret " + pay_hex + " --duration 1");
+  EXPECT_EQ(WEXITSTATUS(no_answer.status), 2) << no_answer.out;
+  EXPECT_NE(no_answer.out.find("--answer-gateway"), std::string::npos) << no_answer.out;
 }
 
 TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
