@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "actors/byte_codec.hpp"
+#include "wire/assert.hpp"
 #include "actors/flat_map.hpp"
 #include "wire/protocol.hpp"
 
@@ -178,6 +179,8 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
       p.routing_base > p.attempts.size() || (st == uint8_t(state::in_flight) && p.attempts.empty()) ||
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused)) &&
        (p.settled_by == 0 || p.settlement == 0)) ||
+      ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused) || st == uint8_t(state::failing)) &&
+       p.chain_step == 0) ||
       (st == uint8_t(state::dead)) != (dead != 0)) {
     *why = "payout " + std::to_string(p.id) + ": a field is out of range";
     return false;
@@ -561,7 +564,8 @@ void desk_table::sweep_done(const wire::transfer& t, result r, uint64_t ts) {
   sweep& sw = sit->second;
   touch(d);
   if (r == result::ok) {
-    sw.owed -= sw.amount;
+    MESOB_ASSERT_MSG(t.amount == sw.amount && t.amount <= sw.owed, "a sweep moved what its desk did not send");
+    sw.owed -= t.amount;
     sw.step = 0;
     sw.amount = 0;
     if (sw.owed == 0) d.sweeps.erase(sit);
@@ -873,6 +877,10 @@ bool desk_table::load_payout(payout_entry&& p, std::string* why) {
   if (dit == desks_.end()) {
     *why = "payout " + std::to_string(p.id) + ": no desk " + std::to_string(desk_slot(p.desk)) + " for " +
            wire::currency_name(p.currency);
+    return false;
+  }
+  if (p.chain_step >= dit->second.next_step) {
+    *why = "payout " + std::to_string(p.id) + ": its chain's step is one its desk has not taken";
     return false;
   }
   p.listed_dirty = false;

@@ -69,6 +69,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -350,9 +351,11 @@ class desk_table {
     uint64_t at;
     uint64_t payout;  // 0: the desk's refused sweeps
     uint64_t desk;
-    // A total order (payout ids are unique): equal times fire in payout id order, the
-    // same live and in replay.
-    friend bool operator>(const timer& a, const timer& b) { return a.at != b.at ? a.at > b.at : a.payout > b.payout; }
+    // A total order (payout ids are unique; a desk has one sweep timer per time): equal
+    // times fire in payout id, then desk order, the same live and in replay.
+    friend bool operator>(const timer& a, const timer& b) {
+      return std::tie(a.at, a.payout, a.desk) > std::tie(b.at, b.payout, b.desk);
+    }
   };
   desk& desk_of(uint64_t account);
   // A payout the desk of `account` holds, with its desk (nullptr, nullptr: none).

@@ -575,12 +575,14 @@ void shard::execute_transfers(batch& b) {
 // operation reads changes before it is settled: its copy of the local account was
 // published at its place in the batch, and a later operation that touches that account
 // settles every set-aside one first. Only plain transfers are set aside (one operation,
-// not linked, not pending, not a post or void); anything else settles them all first.
+// not linked, not pending, not a post or void, not emitted by a group or desk: their
+// outcomes change the emitter's state, which must change at the operation's place in
+// the log, before the timers of a later batch); anything else settles them all first.
 // No deadlock: a shard that waits has published every cross-shard operation before its
 // position, so the lowest operation anyone waits for is always published by the others.
 bool shard::deferrable(const batch& b, uint32_t o) const {
   const op_route& r = b.routes[o];
-  return r.kind == route_kind::fresh && !(b.transfers[o].flags & transfer_flags::pending);
+  return r.kind == route_kind::fresh && !(b.transfers[o].flags & transfer_flags::pending) && !b.emitted;
 }
 
 void shard::run_plain(batch& b, uint32_t o) {

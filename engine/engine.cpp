@@ -58,8 +58,13 @@ const char* status_name(status s) {
 
 namespace {
 
-// Log payload of one batch (record_kind::batch, version 1): this header, then `count`
-// fixed-width operations of the kind's struct.
+// Log payload of one batch (record_kind::batch, version 2): this header, then `count`
+// fixed-width operations of the kind's struct. Version 2 (same layout) marks records of
+// builds with a payout desk per shard, sweeps and 64-outcome breakers: the records
+// payout desks decide from (answers, operators' actions, session events, the desks'
+// chains) of version 1 were decided by other rules, and replaying them here would
+// diverge; those are refused (take a snapshot with the old build first). Version 1
+// records of anything else replay as before.
 struct batch_record_header {
   uint16_t kind;
   uint16_t flags;  // batch_flag_*
@@ -67,7 +72,7 @@ struct batch_record_header {
   uint64_t timestamp_base;
 };
 static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
-constexpr uint16_t batch_record_version = 1;
+constexpr uint16_t batch_record_version = 2;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
 constexpr uint16_t batch_flag_emitted = 1;
 // The batch is gateways' deposits (its ids are in the deposits' reserved space).
@@ -1709,22 +1714,9 @@ class engine_impl {
         return true;
       }, error);
     }
-    // Each payout account holds, pending, exactly its desk's payouts, and posted what its
-    // sweeps owe.
-    for (auto& sh : shards_) {
-      if (!ok) break;
-      sh->desks().for_each_desk([&](const actors::payouts::desk& d) {
-        if (!ok) return;
-        uint64_t held = 0;
-        for (const auto& [id, p] : d.payouts) held += p.amount;
-        const wire::account* a = sh->find_account(d.account);
-        if (!a || !actors::payouts::account_matches(d, held, *a)) {
-          why = "the " + wire::currency_name(d.currency) + " payout account " + std::to_string(d.account) + " " +
-                (a ? "holds " + std::to_string(a->credits_pending) + " pending" : std::string("is missing")) +
-                " but its desk holds " + std::to_string(held) + " and owes " + std::to_string(d.owed());
-          ok = false;
-        }
-      });
+    if (ok) {
+      why = desks_disagree();
+      ok = why.empty();
     }
     if (!ok) {
       if (!why.empty()) *error = "snapshot: payouts: " + why;
@@ -1734,6 +1726,29 @@ class engine_impl {
     executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
     return ok;
+  }
+
+  // Each payout account holds, pending, exactly its desk's payouts, and posted what its
+  // sweeps owe; else what differs (the first). Checked after loading a snapshot and
+  // after replaying the log (shards idle).
+  std::string desks_disagree() {
+    std::string why;
+    for (auto& sh : shards_) {
+      sh->desks().for_each_desk([&](const actors::payouts::desk& d) {
+        if (!why.empty()) return;
+        uint64_t held = 0;
+        for (const auto& [id, p] : d.payouts) held += p.amount;
+        const wire::account* a = sh->find_account(d.account);
+        if (!a || !actors::payouts::account_matches(d, held, *a))
+          why = "the " + wire::currency_name(d.currency) + " payout account " + std::to_string(d.account) + " " +
+                (a ? "holds " + std::to_string(a->credits_pending) + " pending and " +
+                         std::to_string(int64_t(a->credits_posted - a->debits_posted)) + " posted"
+                   : std::string("is missing")) +
+                " but its desk holds " + std::to_string(held) + " and owes " + std::to_string(d.owed());
+      });
+      if (!why.empty()) break;
+    }
+    return why;
   }
 
   // A resolved pending transfer evicted from its shards, from the snapshot (shard threads).
@@ -1764,7 +1779,7 @@ class engine_impl {
   static bool decode_record(const storage::wal_record_view& v, replay_item* out, std::string* error) {
     const auto& h = *v.header;
     auto where = [&] { return std::string(v.file) + " offset " + std::to_string(v.offset); };
-    if (h.kind != uint16_t(storage::record_kind::batch) || h.version != batch_record_version) {
+    if (h.kind != uint16_t(storage::record_kind::batch) || h.version < 1 || h.version > batch_record_version) {
       *error = "wal: " + where() + ": unknown record kind/version " + std::to_string(h.kind) + "/" +
                std::to_string(h.version);
       return false;
@@ -1805,6 +1820,18 @@ class engine_impl {
       *error = "wal: " + where() + ": malformed batch record (kind " + std::to_string(bh.kind) +
                ", " + std::to_string(bh.count) + " operations, " + std::to_string(body.size()) + " bytes)";
       return false;
+    }
+    if (h.version == 1) {
+      bool desks_decide = b->kind == op_kind::payout_answers || b->kind == op_kind::payout_ops ||
+                          b->kind == op_kind::gateway_events;
+      for (uint32_t i = 0; !desks_decide && b->emitted && i < b->count; ++i)
+        desks_decide = actors::payouts::emitted(b->transfers[i].id);
+      if (desks_decide) {
+        *error = "wal: " + where() + ": a payout record of an older build (record version 1, before a desk per "
+                 "shard and sweeps) that this build would replay differently: start the build that wrote it, "
+                 "take a snapshot (mesob snapshot), stop it, then start this one";
+        return false;
+      }
     }
     out->batch = std::move(b);
     out->chain = h.chain;
@@ -2281,6 +2308,12 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   });
 
   if (!e.recover(error)) {
+    e.closed_ = true;
+    e.stop_threads();
+    return nullptr;
+  }
+  if (const std::string why = e.desks_disagree(); !why.empty()) {  // after the log's replay
+    *error = "recovery: payouts: " + why;
     e.closed_ = true;
     e.stop_threads();
     return nullptr;

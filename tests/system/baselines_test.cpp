@@ -283,7 +283,7 @@ void hand_made_batches(target& t) {
   std::string error;
   ASSERT_TRUE(t.setup(w, &error)) << error;
   EXPECT_EQ(balances(t, w), (std::vector<int64_t>{1000, 1000, 1000, 1000}));
-  auto c = t.connect(&error);
+  auto c = t.connect(w, &error);
   ASSERT_TRUE(c) << error;
   EXPECT_EQ(c->window_max(), 1u);
   constexpr uint64_t a = 1000, b = 1001, cc = 1002, d = 1003, nobody = 5555;
@@ -374,7 +374,7 @@ void concurrent_workload(target& t) {
   for (uint32_t ci = 0; ci < connections; ++ci)
     threads.emplace_back([&, ci] {
       std::string err;
-      auto c = t.connect(&err);
+      auto c = t.connect(w, &err);
       if (!c) {
         problems[ci] = err;
         return;
