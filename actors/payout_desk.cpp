@@ -535,9 +535,13 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
 }
 
 void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement) {
-  p.st = state::settling;
   p.settled_by = gateway;
   p.settlement = settlement;
+  start_chain(d, p, state::settling);
+}
+
+void desk_table::start_chain(desk& d, payout_entry& p, state st) {
+  p.st = st;
   p.refusal = result::ok;
   p.due = 0;
   p.chain_step = d.next_step++;
@@ -580,14 +584,8 @@ void desk_table::sweep_done(const wire::transfer& t, result r, uint64_t ts) {
 }
 
 void desk_table::release(desk& d, payout_entry& p, bool cancel) {
-  p.st = state::failing;
   p.cancelling = cancel;
-  p.refusal = result::ok;
-  p.due = 0;
-  p.chain_step = d.next_step++;
-  touch(d);
-  touch(d, p);
-  emit(chain_of(p));
+  start_chain(d, p, state::failing);
 }
 
 void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {

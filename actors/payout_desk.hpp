@@ -372,6 +372,8 @@ class desk_table {
   void start_sweep(desk& d, uint64_t settlement, sweep& s);
   void sweep_done(const wire::transfer& t, wire::result r, uint64_t ts);
   void release(desk& d, payout_entry& p, bool cancel);
+  // settling or failing: the payout's chain (post or void) under the desk's next step.
+  void start_chain(desk& d, payout_entry& p, state st);
   void resolve(desk& d, payout_entry& p, resolution r, uint64_t ts);
   bool admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now);
   void record(desk& d, uint32_t gateway, uint64_t payout, bool bad, uint64_t now);
