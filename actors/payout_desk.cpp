@@ -80,7 +80,7 @@ namespace {
 // Version 2 adds the desk's payout account (and breakers keep 64 outcomes, not 20);
 // version 1 rows are slot 0's. Desk version 3 adds the sweeps.
 constexpr uint32_t payout_format = 2, desk_format = 3, sessions_format = 1;
-constexpr uint32_t list_max = 1u << 16;
+constexpr uint32_t list_max = attempts_kept_max;
 }  // namespace
 
 std::vector<uint8_t> encode_payout(const payout_entry& p) {
@@ -793,6 +793,7 @@ result desk_table::op(const wire::payout_op& o, uint64_t desk_account, uint64_t 
     return result::ok;
   }
   if (p->st != state::dead) return result::payout_not_dead;
+  if (p->attempts.size() + attempts_max > attempts_kept_max) return result::payout_retries_exhausted;
   p->routing_base = uint32_t(p->attempts.size());
   p->given_up.clear();
   p->dead = dead_reason::none;

@@ -119,6 +119,9 @@ constexpr uint32_t desk_slots = 4096;
 constexpr uint16_t code_post = 0xE101, code_settle = 0xE102, code_void = 0xE103;
 
 constexpr uint32_t attempts_max = 8;        // per routing (an operator's retry starts a new one)
+// Attempts a payout keeps, over all its routings (every one: a late answer names its
+// attempt); its snapshot row holds at most this many. A retry that could pass it is refused.
+constexpr uint32_t attempts_kept_max = 1u << 16;
 constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a gateway up
 constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again

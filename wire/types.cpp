@@ -149,6 +149,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(payout_answer_invalid)
     MESOB_RESULT(payout_not_dead)
     MESOB_RESULT(payout_settled_elsewhere)
+    MESOB_RESULT(payout_retries_exhausted)
 #undef MESOB_RESULT
   }
   return "unknown_result";

@@ -403,6 +403,7 @@ enum class result : uint32_t {
   payout_answer_invalid = 178,           // outcome unknown, attempt 0, or gateway set by a client
   payout_not_dead = 179,                 // retry, cancel: only dead letters (and refused settlements)
   payout_settled_elsewhere = 180,        // cancel: a gateway settled it; it can only be posted
+  payout_retries_exhausted = 181,        // retry: the payout keeps as many attempts as it may; cancel it
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -188,3 +188,42 @@ TEST(payout_desk, sweeps_round_trip_and_damage_is_refused) {
 
 }  // namespace
 }  // namespace mesob::actors::payouts
+
+namespace mesob::actors::payouts {
+namespace {
+
+// Every attempt is kept (a late answer names its attempt), and a snapshot row holds at
+// most attempts_kept_max: an operator's retry that could pass it is refused, precisely.
+TEST(payout_desk, a_retry_past_the_attempts_a_payout_keeps_is_refused) {
+  const uint64_t account = desk_account(etb, 0);
+  auto dead_payout = [&](uint64_t id, size_t attempts) {
+    payout_entry p = sample_payout();
+    p.id = id;
+    p.desk = account;
+    p.st = state::dead;
+    p.dead = dead_reason::attempts;
+    p.due = 0;
+    p.given_up.clear();
+    p.attempts.assign(attempts, attempt{1, 1000, 7001, false});
+    p.routing_base = uint32_t(attempts - std::min<size_t>(attempts, attempts_max));
+    return p;
+  };
+  desk_table t;
+  desk d;
+  d.account = account;
+  d.currency = etb;
+  t.load_desk(std::move(d));
+  std::string why;
+  ASSERT_TRUE(t.load_payout(dead_payout(1, attempts_kept_max - attempts_max + 1), &why)) << why;
+  ASSERT_TRUE(t.load_payout(dead_payout(2, attempts_kept_max - attempts_max), &why)) << why;
+  const wire::payout_op retry1{1, etb, wire::payout_op_kind::retry, {}};
+  const wire::payout_op retry2{2, etb, wire::payout_op_kind::retry, {}};
+  EXPECT_EQ(t.op(retry1, account, 5000), wire::result::payout_retries_exhausted);
+  EXPECT_EQ(t.op(retry2, account, 5000), wire::result::ok);  // its last routing fits
+  // The refused one is still a dead letter an operator can cancel.
+  const wire::payout_op cancel1{1, etb, wire::payout_op_kind::cancel, {}};
+  EXPECT_EQ(t.op(cancel1, account, 5000), wire::result::ok);
+}
+
+}  // namespace
+}  // namespace mesob::actors::payouts
