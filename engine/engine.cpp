@@ -1703,6 +1703,7 @@ class engine_impl {
           why = "payout row " + std::to_string(key) + " holds payout " + std::to_string(p.id);
           return false;
         }
+        ++snapshot_payouts_;
         return shards_[shard_of(p.desk, shards_n_)]->desks().load_payout(std::move(p), &why);
       }, error);
     }
@@ -1773,6 +1774,7 @@ class engine_impl {
     std::shared_ptr<engine_batch> batch;
     storage::chain_hash chain{};
     std::string where;  // file and offset, for messages
+    uint16_t version = batch_record_version;
   };
 
   // Stateless half of replaying a record (runs on the reader thread).
@@ -1824,23 +1826,33 @@ class engine_impl {
     if (h.version == 1) {
       bool desks_decide = b->kind == op_kind::payout_answers || b->kind == op_kind::payout_ops ||
                           b->kind == op_kind::gateway_events;
-      for (uint32_t i = 0; !desks_decide && b->emitted && i < b->count; ++i)
-        desks_decide = actors::payouts::emitted(b->transfers[i].id);
+      for (uint32_t i = 0; !desks_decide && (b->emitted || b->gateway) && i < b->count; ++i)
+        desks_decide = actors::payouts::emitted(b->transfers[i].id) || actors::payouts::hold(b->transfers[i].id);
       if (desks_decide) {
-        *error = "wal: " + where() + ": a payout record of an older build (record version 1, before a desk per "
-                 "shard and sweeps) that this build would replay differently: start the build that wrote it, "
-                 "take a snapshot (mesob snapshot), stop it, then start this one";
+        *error = "wal: " + where() + ": " + old_payout_record;
         return false;
       }
     }
+    out->version = h.version;
     out->batch = std::move(b);
     out->chain = h.chain;
     out->where = where();
     return true;
   }
 
+  static constexpr const char* old_payout_record =
+      "a payout record of an older build (record version 1, before a desk per shard and sweeps) that this build "
+      "would replay differently: start the build that wrote it, take a snapshot (mesob snapshot), stop it, then "
+      "start this one";
+
   // The sequencer's half: the same path as a live request, without the log write.
   bool replay_record(replay_item&& item, std::string* error) {
+    // Payouts the snapshot holds run on timers any logged batch may fire: after them,
+    // an older build's record (any) would replay by other rules.
+    if (item.version == 1 && snapshot_payouts_ > 0) {
+      *error = "wal: " + item.where + ": " + old_payout_record;
+      return false;
+    }
     auto& pending = replay_pending_;
     auto b = std::move(item.batch);
     if (b->timestamp_base <= last_ts_) {
@@ -2208,6 +2220,7 @@ class engine_impl {
   }
   std::mutex sink_mu_;
   engine::instruction_sink sink_;
+  uint64_t snapshot_payouts_ = 0;  // payouts the snapshot held (recovery)
 
   bool closed_ = false;
 

@@ -7,6 +7,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "actors/flat_map.hpp"
 #include "wire/client.hpp"
 #include "wire/codec.hpp"
 
@@ -85,6 +86,8 @@ void gateway_sim::run() {
     }
     c_->connects.fetch_add(1);
     connected_ = true;
+    // No more requests in flight than the server admits (its limit comes in Welcome).
+    const uint32_t in_flight_max = std::max<uint32_t>(1, std::min(opt_.in_flight_max, cl->welcome().in_flight_max));
     std::priority_queue<due_answer, std::vector<due_answer>, std::greater<>> due;
     // request id -> what it carried (true: deposits), for counting the results
     struct sent {
@@ -106,7 +109,7 @@ void gateway_sim::run() {
       }
       const auto now = clock_type::now();
       // Answers that are due, as one request (if a slot is free).
-      if (!due.empty() && due.top().at <= now && in_flight.size() < opt_.in_flight_max) {
+      if (!due.empty() && due.top().at <= now && in_flight.size() < in_flight_max) {
         std::vector<wire::payout_answer> batch;
         while (!due.empty() && due.top().at <= now && batch.size() < wire::batch_operations_max) {
           batch.push_back(due.top().a);
@@ -123,7 +126,7 @@ void gateway_sim::run() {
       if (opt_.deposits_per_s > 0 && (opt_.deposits_max == 0 || deposits_made < opt_.deposits_max)) {
         deposit_credit += std::chrono::duration<double>(now - deposit_clock).count() * opt_.deposits_per_s;
         deposit_clock = now;
-        if (deposit_credit >= 1 && in_flight.size() < opt_.in_flight_max) {
+        if (deposit_credit >= 1 && in_flight.size() < in_flight_max) {
           uint64_t n = std::min<uint64_t>(uint64_t(deposit_credit), opt_.deposit_batch_max);
           if (opt_.deposits_max) n = std::min(n, opt_.deposits_max - deposits_made);
           std::vector<wire::deposit> batch(n);
@@ -146,7 +149,7 @@ void gateway_sim::run() {
       }
       // Wait for frames until the next thing is due (at most 10 ms).
       int wait_ms = 10;
-      if (!due.empty() && in_flight.size() < opt_.in_flight_max)
+      if (!due.empty() && in_flight.size() < in_flight_max)
         wait_ms = int(std::clamp<int64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(due.top().at - clock_type::now()).count(), 0, 10));
       if (opt_.deposits_per_s > 0) wait_ms = std::min(wait_ms, 1);
@@ -179,7 +182,9 @@ void gateway_sim::run() {
             a.amount = in.amount;
             a.currency = in.currency;
             a.attempt = in.attempt;
-            const bool fail = unit(rng) < opt_.fail_rate;
+            // A payout's outcome is the payout's (from its id and the seed): every answer
+            // to it, on any attempt or after a reconnect, says the same.
+            const bool fail = double(actors::mix64(in.payout_id ^ opt_.seed) >> 11) * 0x1.0p-53 < opt_.fail_rate;
             a.outcome = fail ? wire::payout_outcome::failed : wire::payout_outcome::settled;
             a.reason = fail ? 51 : 0;  // "insufficient float" in this simulator's codes
             (fail ? c_->failed : c_->settled).fetch_add(1);

@@ -33,7 +33,7 @@ struct gateway_sim_options {
   // Answers to payout instructions.
   double latency_ms = 1.0;       // mean (exponential)
   double latency_ms_max = 10'000;
-  double fail_rate = 0;          // answered failed
+  double fail_rate = 0;          // answered failed (decided per payout id and seed: every answer agrees)
   double timeout_rate = 0;       // never answered
   double duplicate_rate = 0;     // answered twice
   // Deposits.
@@ -44,7 +44,7 @@ struct gateway_sim_options {
   wire::currency_code currency = wire::currency("ETB");
   uint64_t reference_first = 1;  // references count up from here
   uint64_t deposits_max = 0;     // stop depositing after this many (0: no limit)
-  uint32_t in_flight_max = 32;
+  uint32_t in_flight_max = 32;   // capped by the server's limit (Welcome)
   uint64_t seed = 1;
   // Called (on the session's thread) with each answer the engine replied to, and its
   // result: a load generator learns from it how each payout ended.

@@ -239,12 +239,20 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
         if (w.kind == item_kind::payouts) acked.push_back(k);  // held: its outcome counts
       }))
     return problem("looking up transfers of failed requests: " + err);
-  // Every acknowledged transfer is there, with the fields it was sent with.
+  // Every acknowledged transfer is there, with the fields it was sent with (deposits:
+  // all from one account, the gateway's settlement account).
+  uint64_t payer = 0;
   if (!look_up(acked, [&](uint64_t k, const found_transfer& f) {
         ++v->transfers_checked;
         if (!f.found) {
           problem("acknowledged transfer " + std::to_string(k) + " is missing");
           return;
+        }
+        if (w.kind == item_kind::deposits) {
+          if (payer == 0) payer = f.debit_account_id;
+          if (f.debit_account_id != payer)
+            problem("deposit " + std::to_string(k) + " was paid by account " + std::to_string(f.debit_account_id) +
+                    ", the others by " + std::to_string(payer));
         }
         if (k & post_tag) return;  // a post: found is all it promises
         const auto e = make_transfer(w, s.layout, k);
@@ -289,6 +297,21 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
     for (uint64_t i = 0; match && i < w.accounts; ++i) match = net[i] == int64_t(w.opening) + s.expect[i].load();
     if (match || w.kind != item_kind::payouts || attempt == 50) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // Payouts: every hold was posted or voided (a failed answer's void, say, not lost).
+  if (w.kind == item_kind::payouts) {
+    std::vector<uint64_t> pending;
+    for (int attempt = 0;; ++attempt) {  // (a void follows its answer at once; a few reads allow for it)
+      if (!t.read_pending_debits(w, &pending, &err)) return problem("reading pending debits: " + err);
+      if (std::all_of(pending.begin(), pending.end(), [](uint64_t p) { return p == 0; }) || attempt == 50) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    for (uint64_t i = 0; i < pending.size(); ++i)
+      if (pending[i] != 0) {
+        problem("account " + std::to_string(w.first_account + i) + " still holds " + std::to_string(pending[i]) +
+                " for payouts after every one was answered");
+        break;
+      }
   }
   if (net.size() != w.accounts) return problem("reading balances: wrong number of accounts");
   int64_t sum = funding;

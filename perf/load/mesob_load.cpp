@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", w.seed, "workload seed (printed; the same seed gives the same transfers)")
       ->capture_default_str();
-  app.add_option("--run-id", w.run, "id.hi of this run's transfer ids; 0 = from the seed and the clock");
+  app.add_option("--run-id", w.run,
+                 "id.hi of this run's transfer ids (deposit references and payout ids derive from it); 0 = from the "
+                 "seed and the clock");
   app.add_flag("--verify", o.verify, "after the run, check every acknowledged transfer and every balance");
   app.add_flag("--no-setup", no_setup, "the accounts exist already (funded by an earlier setup)");
   app.add_option("--json", json_path, "write the report as JSON to this file");
@@ -203,13 +205,16 @@ int main(int argc, char** argv) {
     answer.host = mo.host;
     answer.port = mo.port;
     answer.fail_rate = answer_fail_pct / 100;
-    answer.in_flight_max = 64;
+    answer.in_flight_max = 64;  // at most; the server's Welcome may lower it
     answer.seed = w.seed;
+    // A payout's outcome is the simulator's per payout (every answer to it agrees), so an
+    // answer refused as a duplicate (say, sent again after a reconnect whose first reply
+    // was lost) confirms it too.
     answer.on_answered = [&](const wire::payout_answer& a, wire::result r) {
-      if (r != wire::result::ok) return;
+      if (r != wire::result::ok && r != wire::result::payout_already_resolved) return;
       std::lock_guard lk(outcomes_mu);
       const int out = a.outcome == wire::payout_outcome::settled ? 1 : 2;
-      outcomes[a.payout_id] = out;
+      if (!outcomes.emplace(a.payout_id, out).second) return;  // known already
       (out == 1 ? settled : failed) += 1;
       last_answer = std::chrono::steady_clock::now();
     };

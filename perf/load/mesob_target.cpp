@@ -1,6 +1,7 @@
 #include "perf/load/mesob_target.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "wire/async_client.hpp"
 
@@ -133,10 +134,30 @@ class mesob_target final : public target {
 
   bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
                      std::string* error) override {
+    std::vector<int64_t> net;
+    if (!read_accounts(w, error, [&](const wire::account& a) {
+          net.push_back(int64_t(a.credits_posted) - int64_t(a.debits_posted));
+        }))
+      return false;
+    *funding = net[0];
+    accounts->assign(net.begin() + 1, net.end());
+    return true;
+  }
+
+  bool read_pending_debits(const workload& w, std::vector<uint64_t>* accounts, std::string* error) override {
+    accounts->clear();
+    bool funding = true;
+    return read_accounts(w, error, [&](const wire::account& a) {
+      if (!std::exchange(funding, false)) accounts->push_back(a.debits_pending);
+    });
+  }
+
+  // The funding account, then each load account, to fn (in that order).
+  template <class F>
+  bool read_accounts(const workload& w, std::string* error, F&& fn) {
     std::vector<uint64_t> ids;
     ids.push_back(w.funding_account());
     for (uint64_t i = 0; i < w.accounts; ++i) ids.push_back(w.first_account + i);
-    std::vector<int64_t> net;
     for (size_t at = 0; at < ids.size(); at += chunk) {
       const std::span<const uint64_t> part(ids.data() + at, std::min<size_t>(chunk, ids.size() - at));
       auto r = c_->call(wire::lookup_accounts_body(part));
@@ -153,12 +174,9 @@ class mesob_target final : public target {
           *error = "account " + std::to_string(part[i]) + ": " + std::string(wire::result_name(r.reply.results[i]));
           return false;
         }
-        const auto& a = r.reply.accounts[i];
-        net.push_back(int64_t(a.credits_posted) - int64_t(a.debits_posted));
+        fn(r.reply.accounts[i]);
       }
     }
-    *funding = net[0];
-    accounts->assign(net.begin() + 1, net.end());
     return true;
   }
 

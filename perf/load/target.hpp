@@ -60,6 +60,14 @@ class target {
   // (index i: account first_account + i), read after the load stopped.
   virtual bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
                              std::string* error) = 0;
+  // Each load account's debits pending (payouts: every hold must be posted or voided by
+  // the end). False with *error when the target cannot tell.
+  virtual bool read_pending_debits(const workload& w, std::vector<uint64_t>* accounts, std::string* error) {
+    (void)w;
+    (void)accounts;
+    *error = name() + " does not report pending debits";
+    return false;
+  }
   // Looks transfers up by id, one answer per id.
   virtual bool find_transfers(std::span<const wire::id128> ids, std::vector<found_transfer>* out,
                               std::string* error) = 0;

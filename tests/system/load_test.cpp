@@ -230,10 +230,10 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   EXPECT_EQ(WEXITSTATUS(config_gw.status), 2) << config_gw.out;
   EXPECT_NE(config_gw.out.find("not a registered gateway"), std::string::npos) << config_gw.out;
 
-  // Payouts: mesob-load pays out as the client "pay" and answers as mpesa, a fifth of
+  // Payouts: mesob-load pays out as the client "pay" and answers as mpesa, a tenth of
   // them failed; verification waits for every answer and checks every balance.
   auto payouts = run(base + " --payouts --gateway pay --secret " + pay_hex + " --answer-gateway mpesa --answer-secret " +
-                     secret + " --answer-fail-pct 20 --accounts 500 --first-account 8000000 --batch 50 --duration 1 "
+                     secret + " --answer-fail-pct 10 --accounts 500 --first-account 8000000 --batch 50 --duration 1 "
                      "--verify --quiet");
   EXPECT_TRUE(WIFEXITED(payouts.status) && WEXITSTATUS(payouts.status) == 0) << payouts.out;
   EXPECT_NE(payouts.out.find("verify: ok"), std::string::npos) << payouts.out;

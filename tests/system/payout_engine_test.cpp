@@ -698,7 +698,7 @@ TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
 // differently; a version 1 record of anything else replays. The log is written with the
 // engine's own log writer, as that build wrote it.
 TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what_to_do) {
-  auto write_log = [](const std::string& data, uint16_t kind, const std::vector<uint8_t>& op) {
+  auto write_log = [](const std::string& data, uint16_t kind, const std::vector<uint8_t>& op, uint16_t flags = 0) {
     ASSERT_TRUE(std::filesystem::create_directories(data + "/wal"));
     storage::wal_options o;
     o.dir = data + "/wal";
@@ -709,7 +709,7 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
       uint16_t kind, flags;
       uint32_t count;
       uint64_t timestamp_base;
-    } header{kind, 0, 1, 1'700'000'000'000'000'000ull};
+    } header{kind, flags, 1, 1'700'000'000'000'000'000ull};
     static_assert(sizeof header == 16);
     std::vector<uint8_t> h(sizeof header);
     std::memcpy(h.data(), &header, sizeof header);
@@ -735,6 +735,18 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
     EXPECT_FALSE(e);
     EXPECT_NE(err.find("record version 1"), std::string::npos) << err;
     EXPECT_NE(err.find("take a snapshot"), std::string::npos) << err;
+  }
+  {  // a payout's hold (a transfer batch flagged gateway)
+    temp_dir dir;
+    wire::transfer hold = make_transfer(1, 7, actors::payouts::desk_account(etb, 0), 10, wire::transfer_flags::pending);
+    hold.id = actors::payouts::hold_id(9);
+    std::vector<uint8_t> op(sizeof hold);
+    std::memcpy(op.data(), &hold, sizeof hold);
+    write_log(dir.path(), uint16_t(actors::op_kind::create_transfers), op, 2 /* batch_flag_gateway */);
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    EXPECT_FALSE(e);
+    EXPECT_NE(err.find("record version 1"), std::string::npos) << err;
   }
   {
     temp_dir dir;
