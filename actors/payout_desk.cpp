@@ -263,7 +263,9 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
     b.timeouts = r.get<uint64_t>();
     b.settled_amount = r.get<uint64_t>();
     b.failed_amount = r.get<uint64_t>();
-    if (r.short_read || g == 0 || ph < 1 || ph > 3 || b.n > breaker_window || d.breakers.count(g)) {
+    // (Outcomes beyond the n known are damage: format 1 kept 20 in a u32, format 2 64.)
+    if (r.short_read || g == 0 || ph < 1 || ph > 3 || b.n > breaker_window ||
+        (b.n < breaker_window && (b.outcomes >> b.n) != 0) || d.breakers.count(g)) {
       *why = "payout desk " + wire::currency_name(d.currency) + ": a breaker is damaged";
       return false;
     }
@@ -283,9 +285,13 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
     sw.amount = r.get<uint64_t>();
     sw.refusal = result(r.get<uint32_t>());
     sw.retry_at = r.get<uint64_t>();
+    const bool step_taken =
+        sw.step != 0 && std::any_of(d.sweeps.begin(), d.sweeps.end(), [&](const auto& x) { return x.second.step == sw.step; });
     if (r.short_read || a == 0 || sw.owed == 0 || sw.amount > sw.owed || (sw.step == 0) != (sw.amount == 0) ||
-        sw.step >= d.next_step || (sw.step != 0 && sw.refusal != result::ok) ||
-        (sw.refusal == result::ok) != (sw.retry_at == 0) || d.sweeps.count(a)) {
+        sw.step >= d.next_step || step_taken || (sw.step != 0 && sw.refusal != result::ok) ||
+        (sw.refusal == result::ok) != (sw.retry_at == 0) ||
+        (sw.refusal != result::ok && wire::result_name(sw.refusal) == std::string_view("unknown_result")) ||
+        d.sweeps.count(a)) {
       *why = "payout desk " + wire::currency_name(d.currency) + ": a sweep is damaged";
       return false;
     }
@@ -880,6 +886,11 @@ bool desk_table::load_payout(payout_entry&& p, std::string* why) {
   }
   if (p.chain_step >= dit->second.next_step) {
     *why = "payout " + std::to_string(p.id) + ": its chain's step is one its desk has not taken";
+    return false;
+  }
+  if (p.chain_step != 0 && std::any_of(dit->second.sweeps.begin(), dit->second.sweeps.end(),
+                                       [&](const auto& x) { return x.second.step == p.chain_step; })) {
+    *why = "payout " + std::to_string(p.id) + ": its chain's step is a sweep's";
     return false;
   }
   p.listed_dirty = false;

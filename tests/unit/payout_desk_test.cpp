@@ -183,6 +183,9 @@ TEST(payout_desk, sweeps_round_trip_and_damage_is_refused) {
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].owed = 0; x.sweeps[7001].amount = 0; x.sweeps[7001].step = 0; }));
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].retry_at = 0; }));      // refused, never retried
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].refusal = wire::result::credit_account_frozen; x.sweeps[7001].retry_at = 5; }));
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7003] = {5, 4, 5, wire::result::ok, 0}; }));      // a step twice
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].refusal = wire::result(9999); }));           // no such refusal
+  EXPECT_TRUE(damaged([](desk& x) { x.breakers[3] = breaker{}; x.breakers[3].n = 2; x.breakers[3].outcomes = 0b100; }));
   EXPECT_FALSE(damaged([](desk&) {}));
 }
 
