@@ -23,6 +23,7 @@
 
 #include "engine/admin.hpp"
 #include "engine/engine.hpp"
+#include "engine/metrics.hpp"
 #include "engine/server.hpp"
 
 using namespace mesob;
@@ -83,6 +84,8 @@ int main(int argc, char** argv) {
   engine::server_config net;
   std::string admin_address = "127.0.0.1";
   uint16_t admin_port = 7401;
+  std::string metrics_address = "127.0.0.1";
+  int metrics_port = 7402;
   std::vector<std::string> gateway_specs;
   CLI::App app{"mesobd - Mesob transaction engine"};
   app.set_config("--config", "", "read settings from this file (key = value)");
@@ -114,6 +117,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--admin-listen", admin_address, "admin port address (IPv4)")->capture_default_str();
   app.add_option("--admin-port", admin_port, "admin port (admin gateways only); 0 = any free port")
+      ->capture_default_str();
+  app.add_option("--metrics-listen", metrics_address, "Prometheus metrics address (IPv4)")->capture_default_str();
+  app.add_option("--metrics-port", metrics_port, "Prometheus metrics port (GET /metrics); 0 = any free port, -1 = off")
+      ->check(CLI::Range(-1, 65535))
       ->capture_default_str();
   app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway");
   try {
@@ -219,6 +226,22 @@ int main(int argc, char** argv) {
   }
   admin->set_servers(srv.get(), admin_srv.get());
   std::printf("mesobd: admin listening on %s:%u\n", admin_address.c_str(), unsigned(admin_srv->port()));
+  std::unique_ptr<engine::metrics_http> metrics;
+  if (metrics_port >= 0) {
+    metrics = engine::metrics_http::start(
+        metrics_address, uint16_t(metrics_port),
+        [&e, &srv, &admin_srv] { return engine::render_metrics(*e, *srv, admin_srv.get()); }, &error);
+    if (!metrics) {
+      std::fprintf(stderr, "mesobd: cannot serve metrics: %s\n", error.c_str());
+      admin_srv->stop();
+      admin.reset();
+      srv->stop();
+      e->close();
+      e->set_instruction_sink(nullptr);
+      return 1;
+    }
+    std::printf("mesobd: metrics listening on %s:%u\n", metrics_address.c_str(), unsigned(metrics->port()));
+  }
   std::printf("mesobd: ready (SIGTERM or Ctrl-C stops)\n");
   std::fflush(stdout);
 
@@ -226,6 +249,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::printf("mesobd: %s received, stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
+  metrics.reset();    // a scrape being answered finishes first
   admin_srv->stop();  // admin commands taken are answered first
   admin.reset();
   srv->stop();  // no new connections; what was taken is answered and flushed

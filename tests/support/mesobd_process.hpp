@@ -126,7 +126,8 @@ inline uint16_t port_after(const std::string& out, const std::string& prefix) {
 class live_mesobd {
  public:
   explicit live_mesobd(const std::string& data, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {"--data-dir", data, "--shards", "2", "--port", "0", "--admin-port", "0"};
+    std::vector<std::string> args = {"--data-dir", data,           "--shards",       "2", "--port", "0",
+                                     "--admin-port", "0", "--metrics-port", "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     const command_line cmd(bin("engine/mesobd"), args, {});
     int fds[2];
@@ -144,6 +145,7 @@ class live_mesobd {
     }
     port_ = port_after(out_, "mesobd: listening on ");
     admin_port_ = port_after(out_, "mesobd: admin listening on ");
+    metrics_port_ = port_after(out_, "mesobd: metrics listening on ");
   }
   ~live_mesobd() {
     if (pid_ > 0) {
@@ -158,6 +160,7 @@ class live_mesobd {
   [[nodiscard]] bool up() const { return port_ != 0 && admin_port_ != 0 && out_.find("ready") != std::string::npos; }
   [[nodiscard]] uint16_t port() const { return port_; }
   [[nodiscard]] uint16_t admin_port() const { return admin_port_; }
+  [[nodiscard]] uint16_t metrics_port() const { return metrics_port_; }
   [[nodiscard]] const std::string& output() const { return out_; }
 
   // SIGTERM, then its exit status (as from waitpid); -1 when it did not exit in time.
@@ -202,7 +205,7 @@ class live_mesobd {
   pid_t pid_ = -1;
   int fd_ = -1;
   std::string out_;
-  uint16_t port_ = 0, admin_port_ = 0;
+  uint16_t port_ = 0, admin_port_ = 0, metrics_port_ = 0;
 };
 
 struct console_result {

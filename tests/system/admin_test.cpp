@@ -16,6 +16,7 @@
 #include <string>
 
 #include "support/engine_fixture.hpp"
+#include "support/http.hpp"
 #include "support/admin_client.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/seed.hpp"
@@ -460,4 +461,63 @@ TEST(admin_port, the_audit_trail_and_admin_changes_survive_sigkill) {
     ASSERT_EQ(again.stop(), 0) << again.output();
   }
   EXPECT_GT(answered_total, 0u) << "seed " << seed << ": no change was answered before the kills";
+}
+
+
+// The Prometheus endpoint: the exposition's families and samples, figures that move
+// with traffic, a payout desk's held payouts, and bad requests answered precisely while
+// the engine keeps serving.
+TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requests) {
+  temp_dir dir;
+  live_mesobd d(dir.path(), two_gateways());
+  ASSERT_TRUE(d.up()) << d.output();
+  ASSERT_NE(d.metrics_port(), 0) << d.output();
+  const std::string get = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string first = http(d.metrics_port(), get);
+  ASSERT_TRUE(first.starts_with("HTTP/1.1 200 OK\r\n")) << first;
+  EXPECT_NE(first.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << first;
+  EXPECT_NE(first.find("# TYPE mesob_transfers_total counter"), std::string::npos) << first;
+  EXPECT_NE(first.find("# HELP mesob_log_flight_seconds_total "), std::string::npos) << first;
+  EXPECT_EQ(exposition_sample(first, "mesob_shard_accounts{shard=\"1\"}"), 0) << first;
+
+  std::string err;
+  auto pay = wire::client::connect(options(d.port(), "pay", pay_hex), &err);
+  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+  ASSERT_TRUE(pay && ops) << err;
+  std::vector<wire::account> a;
+  for (uint64_t id = 1; id <= 10; ++id) a.push_back(make_account(id));
+  ASSERT_TRUE(pay->call(wire::create_accounts_body(a)).ok);
+  std::vector<wire::transfer> t;
+  for (uint64_t id = 1; id <= 9; ++id) t.push_back(make_transfer(100 + id, id, id + 1, 5));
+  ASSERT_TRUE(pay->call(wire::create_transfers_body(t)).ok);
+  // A payout with no gateway session up: held, waiting.
+  ASSERT_EQ(admin(*ops, "gateway register", {"mpesa", "mobile_money", "1", "payments", "ETB=9100"}).code,
+            admin_code::ok);
+  wire::payout p{};
+  p.id = 1;
+  p.wallet = 10;
+  p.amount = 3;
+  p.destination = 251900000001;
+  p.currency = wire::currency("ETB");
+  p.rail = 1;
+  ASSERT_TRUE(pay->call(wire::payouts_body(std::vector<wire::payout>{p})).ok);
+
+  const std::string second = http(d.metrics_port(), get);
+  ASSERT_TRUE(second.starts_with("HTTP/1.1 200 OK\r\n")) << second;
+  EXPECT_GE(exposition_sample(second, "mesob_transfers_total"), 10);  // 9 transfers and the hold
+  EXPECT_GE(exposition_sample(second, "mesob_accounts"), 11);          // 10, the settlement and payout accounts
+  EXPECT_GT(exposition_sample(second, "mesob_log_groups_total"), exposition_sample(first, "mesob_log_groups_total"));
+  EXPECT_EQ(exposition_sample(second, "mesob_sessions_open{port=\"client\"}"), 1) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_sessions_open{port=\"admin\"}"), 1) << second;
+  EXPECT_GE(exposition_sample(second, "mesob_requests_total{port=\"client\"}"), 3) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_payouts_held{currency=\"ETB\",state=\"waiting\"}"), 1) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_payouts_held_amount{currency=\"ETB\",state=\"waiting\"}"), 3) << second;
+
+  // Bad requests: a precise status each, and the engine keeps serving.
+  EXPECT_TRUE(http(d.metrics_port(), "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 ")) ;
+  EXPECT_TRUE(http(d.metrics_port(), "GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+  EXPECT_TRUE(http(d.metrics_port(), "hello\r\n\r\n").starts_with("HTTP/1.1 400 "));
+  EXPECT_TRUE(http(d.metrics_port(), "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a')).starts_with("HTTP/1.1 431 "));
+  EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n"));
+  EXPECT_TRUE(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1})).ok);
 }

@@ -19,7 +19,7 @@ import time
 mesobd, generated, helper, console = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 sys.path[:0] = [generated, helper]
 with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
-    d = subprocess.Popen([mesobd, "--data-dir", data, "--port", "0", "--admin-port", "0", "--shards", "1"],
+    d = subprocess.Popen([mesobd, "--data-dir", data, "--port", "0", "--admin-port", "0", "--metrics-port", "0", "--shards", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = ""
     for line in d.stdout:

@@ -1,0 +1,246 @@
+#include "engine/metrics.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <string_view>
+#include <tuple>
+
+#include "actors/payout_desk.hpp"
+
+namespace mesob::engine {
+namespace {
+
+// One metric family: its HELP and TYPE lines, then its samples.
+class exposition {
+ public:
+  void family(const char* name, const char* type, const char* help) {
+    name_ = name;
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  // A sample of the current family; labels as name="value" pairs, already escaped.
+  void sample(double v, const std::string& labels = {}) {
+    out_ += name_;
+    if (!labels.empty()) out_ += "{" + labels + "}";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " %.17g\n", v);
+    out_ += buf;
+  }
+  void one(const char* name, const char* type, const char* help, double v) {
+    family(name, type, help);
+    sample(v);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+  const char* name_ = "";
+};
+
+// A label value escaped as the text format asks (backslash, double quote, newline).
+std::string label(std::string_view key, std::string_view value) {
+  std::string out(key);
+  out += "=\"";
+  for (const char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+std::string render_metrics(engine& e, const server& client, const server* admin) {
+  exposition x;
+  const engine_stats st = e.stats();
+  x.one("mesob_accounts", "gauge", "Accounts the engine holds.", double(st.accounts));
+  x.one("mesob_transfers_total", "counter", "Transfers recorded (any outcome).", double(st.transfers));
+  x.one("mesob_pending_transfers", "gauge", "Pending transfers the shards hold.", double(st.pending_tracked));
+  x.one("mesob_log_durable_lsn", "gauge", "Last log record made durable.", double(st.lsn_durable));
+  x.one("mesob_log_groups_total", "counter", "Commit groups written (one write and fdatasync each).",
+        double(st.wal_groups));
+  x.one("mesob_log_records_total", "counter", "Log records written.", double(st.wal_records));
+  x.one("mesob_log_bytes_total", "counter", "Log bytes written.", double(st.wal_bytes));
+  x.one("mesob_log_flight_seconds_total", "counter",
+        "Summed time commit groups spent between submit and durable (write + fdatasync).",
+        double(st.wal_flight_ns) / 1e9);
+  x.one("mesob_snapshot_lsn", "gauge", "Log position the last snapshot covers.", double(st.snapshot_lsn));
+  x.one("mesob_checkpoints_total", "counter", "Snapshots written since start.", double(st.checkpoints));
+  x.one("mesob_checkpoint_pause_seconds_max", "gauge", "Longest shard pause of a checkpoint cut since start.",
+        double(st.checkpoint_pause_us_max) / 1e6);
+  x.family("mesob_memory_bytes", "gauge", "Memory the engine accounts for, by part.");
+  x.sample(double(st.memory_bytes_shards), label("part", "shards"));
+  x.sample(double(st.memory_bytes_window), label("part", "record_window"));
+  x.sample(double(st.memory_bytes_id_index), label("part", "id_index"));
+
+  const auto shards = e.shard_reports();
+  x.family("mesob_shard_accounts", "gauge", "Accounts per shard.");
+  for (const auto& r : shards) x.sample(double(r.accounts), label("shard", std::to_string(r.shard)));
+  x.family("mesob_shard_queue_depth", "gauge", "Dispatch messages waiting in a shard's mailbox.");
+  for (const auto& r : shards) x.sample(double(r.queue_depth), label("shard", std::to_string(r.shard)));
+  x.family("mesob_shard_batches_total", "counter", "Batches a shard took part in.");
+  for (const auto& r : shards) x.sample(double(r.batches_executed), label("shard", std::to_string(r.shard)));
+  x.family("mesob_shard_sync_waits_total", "counter", "Cross-shard rendezvous that had to wait.");
+  for (const auto& r : shards) x.sample(double(r.sync_waits), label("shard", std::to_string(r.shard)));
+
+  const std::pair<const char*, const server*> ports[] = {{"client", &client}, {"admin", admin}};
+  auto per_port = [&](const char* name, const char* type, const char* help, uint64_t server_stats::*field) {
+    x.family(name, type, help);
+    for (const auto& [port, s] : ports)
+      if (s) x.sample(double(s->stats().*field), label("port", port));
+  };
+  per_port("mesob_sessions_open", "gauge", "Open connections.", &server_stats::sessions_open);
+  per_port("mesob_requests_total", "counter", "Requests taken from sessions.", &server_stats::requests);
+  per_port("mesob_protocol_errors_total", "counter", "Malformed or refused frames answered with an error.",
+           &server_stats::protocol_errors);
+  per_port("mesob_auth_failures_total", "counter", "Handshakes refused.", &server_stats::auth_failures);
+  per_port("mesob_connections_refused_total", "counter", "Connections refused over the limit.",
+           &server_stats::connections_refused);
+  per_port("mesob_slow_readers_closed_total", "counter", "Sessions closed for not reading their pushed frames.",
+           &server_stats::slow_readers_closed);
+
+  // Payout desks: breakers and the payouts held (one read through the engine).
+  const reply p = e.lookup_payouts(0, 0, false);
+  if (p.st == status::ok) {
+    const auto reg = e.gateway_registry();
+    auto gateway = [&](uint32_t number) {
+      const auto* g = reg->find(number);
+      return g ? g->id : "#" + std::to_string(number);
+    };
+    x.family("mesob_gateway_breaker_state", "gauge",
+             "A payout desk's circuit breaker for a gateway: 0 closed, 1 open, 2 half-open.");
+    for (const auto& b : p.breakers) {
+      const double v = b.b.ph == actors::payouts::breaker::phase::closed ? 0
+                       : b.b.ph == actors::payouts::breaker::phase::open ? 1
+                                                                          : 2;
+      x.sample(v, label("gateway", gateway(b.gateway)) + "," + label("currency", wire::currency_name(b.currency)) +
+                      "," + label("desk", std::to_string(actors::payouts::desk_slot(b.desk))));
+    }
+    std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> held;
+    for (const auto& c : p.payout_counts) {
+      auto& v = held[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];
+      v.first += c.n;
+      v.second += c.amount;
+    }
+    x.family("mesob_payouts_held", "gauge", "Payouts the desks hold, by currency and state.");
+    for (const auto& [k, v] : held) x.sample(double(v.first), label("currency", k.first) + "," + label("state", k.second));
+    x.family("mesob_payouts_held_amount", "gauge", "Minor units the desks hold, by currency and state.");
+    for (const auto& [k, v] : held)
+      x.sample(double(v.second), label("currency", k.first) + "," + label("state", k.second));
+  }
+  return x.take();
+}
+
+// ---- HTTP -------------------------------------------------------------------------------
+
+std::unique_ptr<metrics_http> metrics_http::start(const std::string& address, uint16_t port,
+                                                  std::function<std::string()> render, std::string* error) {
+  std::unique_ptr<metrics_http> m(new metrics_http());
+  m->render_ = std::move(render);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  if (::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1) {
+    *error = "metrics address '" + address + "' is not an IPv4 address";
+    return nullptr;
+  }
+  m->fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  if (m->fd_ < 0 || ::setsockopt(m->fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      ::bind(m->fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(m->fd_, 16) != 0) {
+    *error = "metrics " + address + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  socklen_t len = sizeof sa;
+  ::getsockname(m->fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+  m->port_ = ntohs(sa.sin_port);
+  m->thread_ = std::thread([p = m.get()] { p->run(); });
+  return m;
+}
+
+metrics_http::~metrics_http() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void metrics_http::run() {
+  pthread_setname_np(pthread_self(), "mesob.metrics");
+  while (!stop_) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;  // (and look at stop_ at least every 200 ms)
+    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    answer(c);
+    ::close(c);
+  }
+}
+
+void metrics_http::answer(int fd) {
+  const timeval tv{request_timeout_ms / 1000, (request_timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  auto respond = [fd](const char* status, const std::string& body, const char* extra = "") {
+    std::string r = std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " +
+                    (std::string_view(status).starts_with("200") ? "text/plain; version=0.0.4; charset=utf-8"
+                                                                 : "text/plain; charset=utf-8") +
+                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra +
+                    "\r\n" + body;
+    for (size_t at = 0; at < r.size();) {
+      const ssize_t n = ::send(fd, r.data() + at, r.size() - at, MSG_NOSIGNAL);
+      if (n <= 0) return;  // the client went away, or stopped reading for 2 s
+      at += size_t(n);
+    }
+  };
+  std::string req;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(request_timeout_ms);
+  while (req.find("\r\n\r\n") == std::string::npos) {
+    if (req.size() >= request_bytes_max) {
+      respond("431 Request Header Fields Too Large", "a request is at most 8192 bytes\n");
+      return;
+    }
+    char buf[2048];
+    const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, request_bytes_max - req.size()), 0);
+    if (n <= 0 || std::chrono::steady_clock::now() > deadline) return;  // gone, or too slow: closed
+    req.append(buf, size_t(n));
+  }
+  // The request line: METHOD SP TARGET SP HTTP/1.x
+  const std::string line = req.substr(0, req.find("\r\n"));
+  const auto sp1 = line.find(' '), sp2 = line.rfind(' ');
+  if (sp1 == std::string::npos || sp2 == sp1 || !line.substr(sp2 + 1).starts_with("HTTP/1.")) {
+    respond("400 Bad Request", "not an HTTP/1 request line\n");
+    return;
+  }
+  const std::string method = line.substr(0, sp1);
+  std::string target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (const auto q = target.find('?'); q != std::string::npos) target.resize(q);
+  if (method != "GET") {
+    respond("405 Method Not Allowed", "only GET /metrics\n", "Allow: GET\r\n");
+    return;
+  }
+  if (target != "/metrics") {
+    respond("404 Not Found", "the metrics are at /metrics\n");
+    return;
+  }
+  respond("200 OK", render_());
+}
+
+}  // namespace mesob::engine

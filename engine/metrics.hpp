@@ -1,0 +1,56 @@
+// metrics: mesobd's figures in the Prometheus text exposition format (version 0.0.4),
+// served over HTTP for a Prometheus server to scrape.
+//
+// render_metrics() reads what the engine and the servers already count (engine_stats,
+// shard_reports, server_stats) and the payout desks' breakers and held payouts (one
+// lookup through the engine, a read). Labels are bounded: shard, port (client, admin),
+// gateway id (the registry's, at most 1,024), currency, desk slot and payout state; no
+// per-account label.
+//
+// metrics_http: one thread, a listening socket, one connection at a time (a scrape every
+// few seconds needs no more): it reads a request of at most 8 KiB within 2 s, answers
+// `GET /metrics` (200), any other path (404), any other method (405), a request it
+// cannot parse (400) or one too large (431), and closes the connection. A client that
+// sends nothing is cut off after 2 s; nothing it sends reaches the engine.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "engine/engine.hpp"
+#include "engine/server.hpp"
+
+namespace mesob::engine {
+
+// The exposition of everything mesobd counts; `admin` may be null.
+[[nodiscard]] std::string render_metrics(engine& e, const server& client, const server* admin);
+
+class metrics_http {
+ public:
+  // Listens on address:port (IPv4; port 0: any free one) and serves render() to scrapes.
+  static std::unique_ptr<metrics_http> start(const std::string& address, uint16_t port,
+                                             std::function<std::string()> render, std::string* error);
+  ~metrics_http();  // stops: the listening socket closes, a scrape being answered finishes
+  metrics_http(const metrics_http&) = delete;
+  metrics_http& operator=(const metrics_http&) = delete;
+  [[nodiscard]] uint16_t port() const { return port_; }
+
+  static constexpr size_t request_bytes_max = 8192;
+  static constexpr int request_timeout_ms = 2000;
+
+ private:
+  metrics_http() = default;
+  void run();
+  void answer(int fd);
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::function<std::string()> render_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace mesob::engine
