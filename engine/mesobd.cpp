@@ -201,12 +201,31 @@ int main(int argc, char** argv) {
   e->set_instruction_sink([&pusher](const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
     if (engine::server* s = pusher.load()) s->push(gateway, wire::payouts_topic, wire::payout_instructions_body(list));
   });
-  auto srv = engine::server::start(*e, net, &error);
+  // The metrics port first: if it cannot be had, mesobd stops before serving anyone.
+  std::unique_ptr<engine::server> srv, admin_srv;
+  std::atomic<const engine::server*> client_seen{nullptr}, admin_seen{nullptr};
+  std::unique_ptr<engine::metrics_http> metrics;
+  if (metrics_port >= 0) {
+    metrics = engine::metrics_http::start(
+        metrics_address, uint16_t(metrics_port),
+        [&e, &client_seen, &admin_seen] { return engine::render_metrics(*e, client_seen.load(), admin_seen.load()); },
+        &error);
+    if (!metrics) {
+      std::fprintf(stderr, "mesobd: cannot serve metrics: %s\n", error.c_str());
+      admin.reset();
+      e->close();
+      e->set_instruction_sink(nullptr);
+      return 1;
+    }
+    std::printf("mesobd: metrics listening on %s:%u\n", metrics_address.c_str(), unsigned(metrics->port()));
+  }
+  srv = engine::server::start(*e, net, &error);
   pusher = srv.get();
   if (!srv) {
     std::fprintf(stderr, "mesobd: cannot serve: %s\n", error.c_str());
     return 1;
   }
+  client_seen = srv.get();
   std::printf("mesobd: listening on %s:%u\n", net.address.c_str(), unsigned(srv->port()));
   engine::server_config anet = net;
   anet.address = admin_address;
@@ -215,7 +234,7 @@ int main(int argc, char** argv) {
   anet.in_flight_max = 16;
   anet.admin = admin->handler();
   admin->set_servers(srv.get(), nullptr);
-  auto admin_srv = engine::server::start(*e, anet, &error);
+  admin_srv = engine::server::start(*e, anet, &error);
   if (!admin_srv) {
     std::fprintf(stderr, "mesobd: cannot serve the admin port: %s\n", error.c_str());
     admin.reset();  // before the client server it reads goes
@@ -225,23 +244,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   admin->set_servers(srv.get(), admin_srv.get());
+  admin_seen = admin_srv.get();
   std::printf("mesobd: admin listening on %s:%u\n", admin_address.c_str(), unsigned(admin_srv->port()));
-  std::unique_ptr<engine::metrics_http> metrics;
-  if (metrics_port >= 0) {
-    metrics = engine::metrics_http::start(
-        metrics_address, uint16_t(metrics_port),
-        [&e, &srv, &admin_srv] { return engine::render_metrics(*e, *srv, admin_srv.get()); }, &error);
-    if (!metrics) {
-      std::fprintf(stderr, "mesobd: cannot serve metrics: %s\n", error.c_str());
-      admin_srv->stop();
-      admin.reset();
-      srv->stop();
-      e->close();
-      e->set_instruction_sink(nullptr);
-      return 1;
-    }
-    std::printf("mesobd: metrics listening on %s:%u\n", metrics_address.c_str(), unsigned(metrics->port()));
-  }
   std::printf("mesobd: ready (SIGTERM or Ctrl-C stops)\n");
   std::fflush(stdout);
 

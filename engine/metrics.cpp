@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string_view>
@@ -68,7 +70,7 @@ std::string label(std::string_view key, std::string_view value) {
 
 }  // namespace
 
-std::string render_metrics(engine& e, const server& client, const server* admin) {
+std::string render_metrics(engine& e, const server* client, const server* admin) {
   exposition x;
   const engine_stats st = e.stats();
   x.one("mesob_accounts", "gauge", "Accounts the engine holds.", double(st.accounts));
@@ -101,7 +103,7 @@ std::string render_metrics(engine& e, const server& client, const server* admin)
   x.family("mesob_shard_sync_waits_total", "counter", "Cross-shard rendezvous that had to wait.");
   for (const auto& r : shards) x.sample(double(r.sync_waits), label("shard", std::to_string(r.shard)));
 
-  const std::pair<const char*, const server*> ports[] = {{"client", &client}, {"admin", admin}};
+  const std::pair<const char*, const server*> ports[] = {{"client", client}, {"admin", admin}};
   auto per_port = [&](const char* name, const char* type, const char* help, uint64_t server_stats::*field) {
     x.family(name, type, help);
     for (const auto& [port, s] : ports)
@@ -151,6 +153,35 @@ std::string render_metrics(engine& e, const server& client, const server* admin)
 
 // ---- HTTP -------------------------------------------------------------------------------
 
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Waits until fd is ready for `events` or the deadline passes (false).
+bool wait_ready(int fd, short events, clock_type::time_point deadline) {
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int r = ::poll(&p, 1, int(left));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
+
+// The request target's path: origin form ("/metrics?x") or absolute form
+// ("http://host:port/metrics"), without its query.
+std::string target_path(std::string t) {
+  if (const auto q = t.find('?'); q != std::string::npos) t.resize(q);
+  if (const auto scheme = t.find("://"); scheme != std::string::npos && t[0] != '/') {
+    const auto path = t.find('/', scheme + 3);
+    t = path == std::string::npos ? "/" : t.substr(path);
+  }
+  return t;
+}
+
+}  // namespace
+
 std::unique_ptr<metrics_http> metrics_http::start(const std::string& address, uint16_t port,
                                                   std::function<std::string()> render, std::string* error) {
   std::unique_ptr<metrics_http> m(new metrics_http());
@@ -162,7 +193,8 @@ std::unique_ptr<metrics_http> metrics_http::start(const std::string& address, ui
     *error = "metrics address '" + address + "' is not an IPv4 address";
     return nullptr;
   }
-  m->fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Non-blocking: a connection gone between poll and accept never blocks the thread.
+  m->fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   const int one = 1;
   if (m->fd_ < 0 || ::setsockopt(m->fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
       ::bind(m->fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(m->fd_, 16) != 0) {
@@ -187,56 +219,78 @@ void metrics_http::run() {
   while (!stop_) {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;  // (and look at stop_ at least every 200 ms)
-    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) continue;
+    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0) {
+      // Out of descriptors or memory: the connection stays queued; wait rather than spin.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     answer(c);
     ::close(c);
   }
 }
 
+// One exchange, within request_timeout_ms to read the request and as long again to send
+// the answer, whatever the client does (trickling bytes, not reading).
 void metrics_http::answer(int fd) {
-  const timeval tv{request_timeout_ms / 1000, (request_timeout_ms % 1000) * 1000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  auto respond = [fd](const char* status, const std::string& body, const char* extra = "") {
-    std::string r = std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " +
-                    (std::string_view(status).starts_with("200") ? "text/plain; version=0.0.4; charset=utf-8"
-                                                                 : "text/plain; charset=utf-8") +
-                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra +
-                    "\r\n" + body;
+  auto deadline = clock_type::now() + std::chrono::milliseconds(request_timeout_ms);
+  auto respond = [&](const char* status, const std::string& body, const char* extra = "") {
+    const std::string r = std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " +
+                          (std::string_view(status).starts_with("200") ? "text/plain; version=0.0.4; charset=utf-8"
+                                                                       : "text/plain; charset=utf-8") +
+                          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" +
+                          extra + "\r\n" + body;
+    deadline = clock_type::now() + std::chrono::milliseconds(request_timeout_ms);
     for (size_t at = 0; at < r.size();) {
       const ssize_t n = ::send(fd, r.data() + at, r.size() - at, MSG_NOSIGNAL);
-      if (n <= 0) return;  // the client went away, or stopped reading for 2 s
-      at += size_t(n);
+      if (n > 0) {
+        at += size_t(n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!wait_ready(fd, POLLOUT, deadline)) return;  // not reading: given up
+      } else {
+        return;  // gone
+      }
+    }
+    // Let the client read the answer before the close (unread request bytes would make
+    // the close a reset that can overtake it).
+    ::shutdown(fd, SHUT_WR);
+    const auto linger = clock_type::now() + std::chrono::milliseconds(100);
+    char sink[1024];
+    while (wait_ready(fd, POLLIN, linger) && ::recv(fd, sink, sizeof sink, 0) > 0) {
     }
   };
   std::string req;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(request_timeout_ms);
-  while (req.find("\r\n\r\n") == std::string::npos) {
+  size_t head_end = std::string::npos;
+  while ((head_end = req.find("\n\r\n")) == std::string::npos && (head_end = req.find("\n\n")) == std::string::npos) {
     if (req.size() >= request_bytes_max) {
       respond("431 Request Header Fields Too Large", "a request is at most 8192 bytes\n");
       return;
     }
     char buf[2048];
     const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, request_bytes_max - req.size()), 0);
-    if (n <= 0 || std::chrono::steady_clock::now() > deadline) return;  // gone, or too slow: closed
-    req.append(buf, size_t(n));
+    if (n > 0) {
+      req.append(buf, size_t(n));
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!wait_ready(fd, POLLIN, deadline)) return;  // too slow: closed without an answer
+    } else {
+      return;  // gone
+    }
   }
-  // The request line: METHOD SP TARGET SP HTTP/1.x
-  const std::string line = req.substr(0, req.find("\r\n"));
+  // The request line: METHOD SP TARGET SP HTTP/1.x (CRLF or LF)
+  std::string line = req.substr(0, req.find('\n'));
+  if (!line.empty() && line.back() == '\r') line.pop_back();
   const auto sp1 = line.find(' '), sp2 = line.rfind(' ');
-  if (sp1 == std::string::npos || sp2 == sp1 || !line.substr(sp2 + 1).starts_with("HTTP/1.")) {
+  const std::string target = sp1 == std::string::npos || sp2 <= sp1 + 1 ? "" : line.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (target.empty() || target.find(' ') != std::string::npos || !line.substr(sp2 + 1).starts_with("HTTP/1.")) {
     respond("400 Bad Request", "not an HTTP/1 request line\n");
     return;
   }
-  const std::string method = line.substr(0, sp1);
-  std::string target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  if (const auto q = target.find('?'); q != std::string::npos) target.resize(q);
-  if (method != "GET") {
+  if (line.substr(0, sp1) != "GET") {
     respond("405 Method Not Allowed", "only GET /metrics\n", "Allow: GET\r\n");
     return;
   }
-  if (target != "/metrics") {
+  if (target_path(target) != "/metrics") {
     respond("404 Not Found", "the metrics are at /metrics\n");
     return;
   }

@@ -9,9 +9,10 @@
 //
 // metrics_http: one thread, a listening socket, one connection at a time (a scrape every
 // few seconds needs no more): it reads a request of at most 8 KiB within 2 s, answers
-// `GET /metrics` (200), any other path (404), any other method (405), a request it
-// cannot parse (400) or one too large (431), and closes the connection. A client that
-// sends nothing is cut off after 2 s; nothing it sends reaches the engine.
+// `GET /metrics` (200; the target in origin or absolute form), any other path (404),
+// any other method (405), a request it cannot parse (400) or one too large (431), and
+// closes the connection. A client that sends nothing, trickles bytes or does not read
+// the answer is cut off after 2 s (4 s in all); nothing it sends reaches the engine.
 #pragma once
 
 #include <atomic>
@@ -26,8 +27,8 @@
 
 namespace mesob::engine {
 
-// The exposition of everything mesobd counts; `admin` may be null.
-[[nodiscard]] std::string render_metrics(engine& e, const server& client, const server* admin);
+// The exposition of everything mesobd counts; a server not (yet) serving may be null.
+[[nodiscard]] std::string render_metrics(engine& e, const server* client, const server* admin);
 
 class metrics_http {
  public:

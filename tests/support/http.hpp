@@ -22,6 +22,8 @@ inline std::string http(uint16_t port, const std::string& request) {
     if (fd >= 0) ::close(fd);
     return "connect failed";
   }
+  const timeval tv{10, 0};  // a stuck server fails the test, not ctest's timeout
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   for (size_t at = 0; at < request.size();) {
     const ssize_t n = ::send(fd, request.data() + at, request.size() - at, MSG_NOSIGNAL);
     if (n <= 0) break;

@@ -517,6 +517,13 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_TRUE(http(d.metrics_port(), "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 ")) ;
   EXPECT_TRUE(http(d.metrics_port(), "GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
   EXPECT_TRUE(http(d.metrics_port(), "hello\r\n\r\n").starts_with("HTTP/1.1 400 "));
+  EXPECT_TRUE(http(d.metrics_port(), "GET  HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "));
+  EXPECT_TRUE(http(d.metrics_port(), "GET /metrics  HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "));
+  // Absolute form, and bare LF line ends, are HTTP too.
+  EXPECT_TRUE(http(d.metrics_port(), "GET http://127.0.0.1/metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+  EXPECT_TRUE(http(d.metrics_port(), "GET /metrics HTTP/1.0\n\n").starts_with("HTTP/1.1 200 "));
+  // A client that sends half a request and stops is cut off; the next scrape is answered.
+  EXPECT_EQ(http(d.metrics_port(), "GET /metr"), "");
   EXPECT_TRUE(http(d.metrics_port(), "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a')).starts_with("HTTP/1.1 431 "));
   EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n"));
   EXPECT_TRUE(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1})).ok);

@@ -26,7 +26,7 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
         out += line
         if "ready" in line:
             break
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", out)
+    m = re.search(r"mesobd: listening on 127\.0\.0\.1:(\d+)", out)
     s = re.search(r"development gateway \"dev\" \(every role\), secret ([0-9a-f]+)", out)
     assert m and s, "mesobd did not start:\n" + out
     admin_port = re.search(r"admin listening on 127\.0\.0\.1:(\d+)", out).group(1)
