@@ -152,6 +152,13 @@ struct batch : std::enable_shared_from_this<batch> {
   std::array<uint32_t, shards_max + 1> shard_ops_begin{};
   // payout_answers, payout_ops: each item's desk (its hold's payout account; 0: refused).
   std::vector<uint64_t> payout_desks;
+  // create_transfers with posts or voids (sized by the sequencer when events are kept):
+  // the amount each one moved, written by the shard that writes its result.
+  std::vector<uint64_t> resolved_amounts;
+  // create_accounts, set_account_status, equb_ops (sized by the sequencer when events are
+  // kept): 1 where an `ok` repeats what an earlier operation did (the same account, the
+  // same group created, a status it has already).
+  std::vector<uint8_t> repeated;
 
   // Outputs: results[i] is written by exactly one shard (or the sequencer).
   std::vector<wire::result> results;
@@ -238,10 +245,34 @@ struct checkpoint_cut {
   std::function<void(checkpoint_cut&)> done;
 };
 
+// A pending transfer the owner of its record (its debit account's shard) expired.
+struct expired_pending {
+  uint64_t serial = 0;
+  uint64_t expires_at = 0;
+  uint64_t debit_account_id = 0;
+  uint64_t credit_account_id = 0;
+  uint64_t amount = 0;
+  wire::currency_code currency = 0;
+};
+
+// The logged batches of one dispatch, for the event log (engine/events.hpp): every shard
+// receives the dispatch (with or without batches of its own), expires pending transfers
+// up to `sweep_to` and adds what it expired; the last shard hands the group on.
+// Expiries are thus reported in the dispatch whose batches' clock passed them.
+struct event_group {
+  uint64_t seq = 0;  // 1, 2, ... in dispatch order
+  std::vector<std::shared_ptr<batch>> batches;  // in log order
+  uint64_t sweep_to = 0;                        // the last batch's last timestamp
+  std::vector<std::vector<expired_pending>> expired;  // per shard
+  std::atomic<uint32_t> shards_remaining{0};
+  std::function<void(std::shared_ptr<event_group>)> ready;
+};
+
 // What one shard receives per commit group.
 struct dispatch {
   std::vector<std::shared_ptr<batch>> batches;
   std::shared_ptr<checkpoint_cut> cut;  // after the batches, if set
+  std::shared_ptr<event_group> events;  // set when the event log is kept and batches are logged
 };
 
 }  // namespace mesob::actors

@@ -327,6 +327,8 @@ void shard::sweep(uint64_t now) {
     }
     p->state = pending_state::expired;
     note_pending_change(uint32_t(p - pendings_.data()));
+    if (keep_expired_ && shard_of(p->debit_account_id, count_) == index_)
+      expired_.push_back({p->serial, at, p->debit_account_id, p->credit_account_id, p->amount, p->currency});
   }
 }
 
@@ -337,6 +339,7 @@ void shard::execute_accounts(batch& b) {
     if (shard_of(req.id, count_) != index_) continue;
     if (const account* existing = find_account(req.id)) {
       b.results[i] = decide_existing_account(req, *existing);
+      if (!b.repeated.empty()) b.repeated[i] = 1;
       continue;
     }
     account a = req;
@@ -363,6 +366,7 @@ void shard::execute_status(batch& b) {
     if (b.results[i] == result::ok && a->kind == account_kind::group_escrow && groups_.find(a->id))
       b.results[i] = result::group_account_reserved;  // a group's escrow follows its group
     if (b.results[i] == result::ok) {
+      if (!b.repeated.empty() && a->status == c.status) b.repeated[i] = 1;  // no change: no event
       mark_dirty(slot_index(a));
       a->status = c.status;
     }
@@ -409,6 +413,7 @@ void shard::execute_equb(batch& b) {
     if (b.results[i] != result::ok) continue;  // failed its field checks
     const wire::equb_op& op = b.equb_ops[i];
     if (shard_of(op.group_id, count_) != index_) continue;
+    if (!b.repeated.empty() && op.kind == wire::equb_op_kind::create && groups_.find(op.group_id)) b.repeated[i] = 1;
     b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow);
   }
 }
@@ -803,6 +808,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
   const pending_info p = *in.p;
   const bool post = t.flags & transfer_flags::post_pending;
   const uint64_t amount = post ? post_amount(t, p) : 0;
+  if (!b.resolved_amounts.empty() && writer_of(r) == index_) b.resolved_amounts[o] = post ? amount : p.amount;
   account* dr = r.debit_shard == index_ ? local_account(p.debit_account_id) : nullptr;
   account* cr = r.credit_shard == index_ ? local_account(p.credit_account_id) : nullptr;
   if (dr) {

@@ -58,6 +58,10 @@ class shard {
   // batch reaches them; before a cut each one catches up to the cut's clock, so the two
   // copies of a cross-shard pending transfer agree in the snapshot.
   void expire_until(uint64_t now);
+  // With the event log kept: the pending transfers whose record this shard owns that
+  // expired since the last take_expired(), for the event group being handled.
+  void keep_expired(bool on) { keep_expired_ = on; }
+  void take_expired(std::vector<expired_pending>& out) { out.swap(expired_); expired_.clear(); }
   void begin_cut(std::shared_ptr<checkpoint_cut> c);
   bool continue_cut(size_t slice);
   std::shared_ptr<checkpoint_cut> end_cut();
@@ -202,6 +206,8 @@ class shard {
   payouts::desk_table desks_;
   std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
+  bool keep_expired_ = false;
+  std::vector<expired_pending> expired_;
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
   std::vector<undo_entry> undo_;
   // Cross-shard transfers published and set aside until the other part arrives, oldest

@@ -34,6 +34,14 @@ caf::actor spawn_shard_actor(caf::actor_system& sys, shard* s, int cpu) {
             s->executed(*b);
           }
           s->finish_all();  // nothing is left set aside between messages
+          if (auto& g = d->events) {
+            s->expire_until(g->sweep_to);
+            s->take_expired(g->expired[s->index()]);
+            if (g->shards_remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+              auto group = g;
+              group->ready(group);
+            }
+          }
           s->dispatch_handled(d->batches.size());
           // A cut in progress advances one slice per message, so batches queued
           // behind it wait at most one slice.

@@ -17,6 +17,15 @@ std::string config::validate() const {
     return "wal_group_mib is too small for a full batch";
   if (snapshot_map_gib < 1 || snapshot_map_gib > 16384) return "snapshot_map_gib must be 1..16384";
   if (tick_ms < 1 || tick_ms > 60'000) return "tick_ms must be 1..60000";
+  if (events_segment_events < 16 || events_segment_events > (1ull << 24))
+    return "events_segment_events must be 16..16777216";
+  if (events_retention_mib > (1ull << 30)) return "events_retention_mib must be at most 1073741824";
+  if (events_retention_mib != 0 && (events_retention_mib << 20) < 2 * events_segment_events * 96)
+    return "events_retention_mib must hold at least two event segments (" +
+           std::to_string((2 * events_segment_events * 96 + (1 << 20) - 1) >> 20) + " MiB with " +
+           std::to_string(events_segment_events) + " events a segment)";
+  if (events_retention_s > 100ull * 365 * 86400) return "events_retention_s must be at most 100 years";
+  if (subscriptions_max < 1 || subscriptions_max > 1024) return "subscriptions_max must be 1..1024";
   if (queue_requests_max < 1 || queue_requests_max > 1'000'000)
     return "queue_requests_max must be 1..1000000";
   if (transfers_resident_max < 2 * uint64_t(batch_ops_max) || transfers_resident_max > (1ull << 32) ||

@@ -1,5 +1,6 @@
 #include "engine/engine.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
@@ -22,6 +24,7 @@
 
 #include "actors/shard.hpp"
 #include "actors/shard_actor.hpp"
+#include "engine/events.hpp"
 #include "engine/id_index.hpp"
 #include "engine/limits.hpp"
 #include "engine/record_rows.hpp"
@@ -178,6 +181,54 @@ class engine_impl {
   std::vector<caf::actor> shard_actors_;
   std::unique_ptr<storage::snapshot_store> snap_;
   std::unique_ptr<storage::wal_writer> wal_;
+  // The event stream (engine/events.hpp); unset when cfg_.events is off.
+  std::unique_ptr<storage::event_log> event_log_;
+  std::unique_ptr<event_writer> event_writer_;
+  std::unique_ptr<event_hub> event_hub_;
+  uint64_t event_seq_ = 0;  // event groups sent (the sequencer's)
+  uint64_t event_log_last_lsn_ = 0;  // the newest log record the event log had events of, at open
+  std::string events_covered_path() const { return cfg_.data_dir + "/events/covered"; }
+
+  // Recovery of the event stream, once the snapshot is loaded (its lsn `snap`): the event
+  // log must hold the events of every record the snapshot covers; the events of the
+  // newest record it has past the snapshot may be cut short (a crash mid-append), so
+  // they go, and replay writes them again with the records after them.
+  bool recover_events(uint64_t snap, std::string* error) {
+    std::ifstream in(events_covered_path());
+    unsigned long long covered = 0;
+    std::string word;
+    if (in && (!(in >> word >> covered) || word != "lsn")) {
+      *error = "events: " + events_covered_path() + " is damaged (move it away to start without it)";
+      return false;
+    }
+    if (in && covered < snap) {
+      *error = "events: the event log covers log records up to " + std::to_string(covered) +
+               " but the snapshot is at " + std::to_string(snap) +
+               ": the records between have no events (did mesobd run with --no-events?). Start with --no-events, "
+               "or move " + cfg_.data_dir + "/events away to begin a new stream after record " + std::to_string(snap);
+      return false;
+    }
+    uint64_t kept = event_log_last_lsn_;
+    if (kept > snap) {
+      uint64_t cut = 0;
+      if (!event_log_->cut_from(kept, &cut, error)) return false;
+      kept -= 1;
+    }
+    event_writer_->recovered(kept, snap);
+    return true;
+  }
+
+  // Before a snapshot at `lsn` commits: the event log holds every event up to it.
+  std::string write_events_covered(uint64_t lsn) {
+    const std::string path = events_covered_path(), tmp = path + ".new";
+    const std::string text = "lsn " + std::to_string(lsn) + "\n";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0 && storage::fsync_dir(cfg_.data_dir + "/events");
+    return ok ? std::string() : "events: cannot write " + path + ": " + std::strerror(errno);
+  }
+  static constexpr size_t event_backlog_max = 256;  // groups the writer may lag behind
   int wake_fd_ = -1;
   recovery_report rec_;
 
@@ -264,6 +315,7 @@ class engine_impl {
 
   void sequence_accounts(batch& b) {
     b.results.assign(b.count, result::ok);
+    if (event_writer_) b.repeated.assign(b.count, 0);
     actors::flat_u64_map seen(b.count);
     for (uint32_t i = 0; i < b.count; ++i) {
       b.results[i] = actors::check_account_fields(b.accounts[i]);
@@ -277,6 +329,7 @@ class engine_impl {
 
   void sequence_status(batch& b) {
     b.results.assign(b.count, result::ok);
+    if (event_writer_) b.repeated.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       b.results[i] = actors::check_status_change_fields(b.status_changes[i]);
       if (b.results[i] == result::ok && actors::payouts::payout_account(b.status_changes[i].account_id))
@@ -522,6 +575,12 @@ class engine_impl {
     }
     if (slots > 0) b.slots.reset(new actors::sync_slot[slots]);
     actors::list_shard_ops(b, shards_n_);
+    if (event_writer_)
+      for (uint32_t i = 0; i < n; ++i)
+        if (b.routes[i].kind == route_kind::resolve) {
+          b.resolved_amounts.assign(n, 0);  // the amounts posts and voids moved, for their events
+          break;
+        }
   }
 
   // Repeats of recorded transfers met so far in the batch being sequenced (by the
@@ -554,6 +613,7 @@ class engine_impl {
   // it is logged (replay reads it from the log).
   void sequence_equb(batch& b) {
     b.results.assign(b.count, result::ok);
+    if (event_writer_) b.repeated.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       wire::equb_op& op = b.equb_ops[i];
       b.results[i] = actors::equb::check_op_fields(op);
@@ -792,6 +852,25 @@ class engine_impl {
       }
       b->sweep_to = dispatched_ts_;  // a write's own last timestamp; for a read, the last write's
     }
+    // The logged batches go to the event writer once every shard has handled them (each
+    // shard gets this dispatch, with or without batches of its own, and expires pending
+    // transfers up to its clock).
+    std::shared_ptr<actors::event_group> group;
+    if (event_writer_) {
+      for (auto& b : list) {
+        if (b->lsn == 0) continue;
+        if (!group) group = std::make_shared<actors::event_group>();
+        group->batches.push_back(b);
+      }
+      if (group) {
+        event_writer_->wait_backlog(event_backlog_max);
+        group->seq = ++event_seq_;
+        group->sweep_to = dispatched_ts_;
+        group->expired.resize(shards_n_);
+        group->shards_remaining.store(shards_n_, std::memory_order_relaxed);
+        group->ready = [w = event_writer_.get()](std::shared_ptr<actors::event_group> g) { w->post(std::move(g)); };
+      }
+    }
     {
       std::unique_lock lk(out_mu_);
       auto room = [&] { return outstanding_ + list.size() <= batches_in_flight_max || outstanding_ == 0; };
@@ -813,7 +892,8 @@ class engine_impl {
       for (auto& b : list)
         if (b->shard_mask & (1u << s)) d->batches.push_back(b);
       d->cut = cut;
-      if (!d->batches.empty() || d->cut) {
+      d->events = group;
+      if (!d->batches.empty() || d->cut || d->events) {
         shards_[s]->dispatch_sent();
         caf::anon_send(shard_actors_[s], std::move(d));
       }
@@ -944,7 +1024,14 @@ class engine_impl {
   }
 
   std::string write_cut(checkpoint_cut& c, const storage::chain_hash& chain) {
-    std::string err = verify_kept_records(c.next_serial);
+    std::string err;
+    // Replay after this snapshot starts past c.lsn: the events of every batch up to it
+    // must be in the event log first.
+    if (event_writer_) {
+      if (!event_writer_->wait_through(c.lsn, &err)) return "events: " + err;
+      if (err = write_events_covered(c.lsn); !err.empty()) return err;
+    }
+    err = verify_kept_records(c.next_serial);
     if (!err.empty()) return err;
     auto w = snap_->begin(&err);
     if (!w) return err;
@@ -1383,7 +1470,9 @@ class engine_impl {
     }
     if (b.user_done) {
       reply r;
-      r.results = std::move(b.results);
+      // The event writer reads a logged batch's results after every shard handled it.
+      if (event_writer_ && b.lsn != 0) r.results = b.results;
+      else r.results = std::move(b.results);
       r.accounts = std::move(b.found_accounts);
       r.transfers = std::move(b.found_transfers);
       r.groups = std::move(b.found_groups);
@@ -1884,6 +1973,7 @@ class engine_impl {
     const auto t0 = std::chrono::steady_clock::now();
     if (!load_snapshot(error)) return false;
     const uint64_t snap_lsn = rec_.snapshot_lsn;
+    if (event_writer_ && !recover_events(snap_lsn, error)) return false;
     replaying_ = true;
     storage::wal_scan_options so;
     so.dir = cfg_.data_dir + "/wal";
@@ -2239,6 +2329,7 @@ class engine_impl {
     }
     if (seq_thread_.joinable()) seq_thread_.join();
     wait_idle();
+    if (event_hub_) event_hub_->stop();
     if (!failed_ && wal_ && !shard_actors_.empty() && cfg_.checkpoint_on_close) {
       const std::string err = checkpoint_sync();
       if (!err.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", err.c_str());
@@ -2261,6 +2352,8 @@ class engine_impl {
     for (auto& a : shard_actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     shard_actors_.clear();
     if (sys_) sys_->await_all_actors_done();
+    if (event_hub_) event_hub_->stop();
+    if (event_writer_) event_writer_->stop();  // after the shards: every group is posted
     wal_.reset();
     if (wake_fd_ >= 0) ::close(wake_fd_);
     wake_fd_ = -1;
@@ -2305,6 +2398,36 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   for (auto& sh : e.shards_) sh->set_resolved_reader([&e](uint64_t serial, actors::pending_info* out) {
     return e.read_resolved_pending(serial, out);
   });
+
+  if (cfg.events) {
+    storage::event_log_options eo;
+    eo.dir = cfg.data_dir + "/events";
+    eo.segment_events = cfg.events_segment_events;
+    eo.retention_bytes = cfg.events_retention_mib << 20;
+    eo.retention_ns = cfg.events_retention_s * 1'000'000'000ull;
+    storage::event_log_recovery er;
+    e.event_log_ = storage::event_log::open(eo, &er, error);
+    if (!e.event_log_) return nullptr;
+    if (!er.torn_tail.empty()) std::fprintf(stderr, "mesobd: event log: torn tail cut: %s\n", er.torn_tail.c_str());
+    e.event_log_last_lsn_ = er.last_lsn;
+    e.event_writer_ = std::make_unique<event_writer>(
+        *e.event_log_, er.last_lsn,
+        [&e](uint64_t serial) {
+          actors::transfer_record r;
+          std::string err;
+          if (!record_rows::get(*e.snap_, serial, &r, &err)) {
+            std::fprintf(stderr, "mesobd: events: the id of transfer serial %llu is not in the snapshot: %s\n",
+                         static_cast<unsigned long long>(serial), err.c_str());
+            return wire::id128{};
+          }
+          return r.t.id;
+        },
+        1000);
+    e.event_hub_ = std::make_unique<event_hub>(*e.event_log_, *e.event_writer_, eo.dir + "/subscribers.state",
+                                               cfg.subscriptions_max);
+    if (!e.event_hub_->load(error)) return nullptr;
+    for (auto& sh : e.shards_) sh->keep_expired(true);
+  }
 
   e.caf_cfg_ = std::make_unique<caf::actor_system_config>();
   // Shards run detached (a thread each); the scheduler only hosts the short-lived
@@ -2396,6 +2519,27 @@ reply engine::deposit(const std::string& gateway, std::vector<wire::deposit> dep
   r.gateway = gateway;
   r.deposits = std::move(deposits);
   return call(std::move(r));
+}
+
+event_hub* engine::events() { return impl_->event_hub_.get(); }
+
+event_stats engine::events_stats() {
+  event_stats st;
+  auto& e = *impl_;
+  if (!e.event_writer_) return st;
+  st.kept = true;
+  st.failed = e.event_writer_->failed();
+  if (st.failed) st.error = e.event_writer_->error();
+  st.first_offset = e.event_log_->first_offset();
+  st.end_offset = e.event_log_->durable_end();
+  st.bytes = e.event_log_->bytes();
+  const auto c = e.event_writer_->counters();
+  st.events_written = c.events;
+  st.syncs = c.syncs;
+  st.sync_ns = c.sync_ns;
+  st.backlog = c.backlog;
+  st.lsn = c.lsn;
+  return st;
 }
 
 std::shared_ptr<const actors::gateways::registry> engine::gateway_registry() const {

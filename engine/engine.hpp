@@ -188,7 +188,23 @@ struct shard_report {
   uint64_t cut_us_max = 0;        // longest checkpoint pause
 };
 
+// The event stream as operators see it (engine/events.hpp).
+struct event_stats {
+  bool kept = false;          // the engine runs with an event log
+  bool failed = false;        // the event log failed (events stop, checkpoints fail)
+  std::string error;
+  uint64_t first_offset = 0;  // oldest kept
+  uint64_t end_offset = 0;    // next to be written (durable end)
+  uint64_t bytes = 0;         // on disk
+  uint64_t events_written = 0;  // by this run
+  uint64_t syncs = 0;
+  uint64_t sync_ns = 0;
+  uint64_t backlog = 0;       // event groups waiting for the writer
+  uint64_t lsn = 0;           // events durable for every batch up to this lsn
+};
+
 class engine_impl;
+class event_hub;
 
 class engine {
  public:
@@ -266,6 +282,9 @@ class engine {
   // thread that may wait (the admin actor).
   log_verification verify_log();
   std::vector<shard_report> shard_reports();
+  // Subscriptions to the event stream (nullptr when the engine keeps no event log).
+  event_hub* events();
+  event_stats events_stats();
   // The actor system the shards run in; the admin endpoint spawns its actor here.
   caf::actor_system& actor_system();
 

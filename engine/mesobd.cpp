@@ -100,6 +100,15 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-interval-ms", cfg.checkpoint_interval_ms,
                  "snapshot period; 0 = on demand and at stop only")->capture_default_str();
   app.add_option("--tick-ms", cfg.tick_ms, "clock tick while timed pending transfers exist")->capture_default_str();
+  bool no_events = false;
+  app.add_flag("--no-events", no_events, "keep no event log (no subscriptions)");
+  app.add_option("--events-segment-events", cfg.events_segment_events, "events per event log segment (96 bytes each)")
+      ->capture_default_str();
+  app.add_option("--events-retention-mib", cfg.events_retention_mib, "drop the oldest event segments past this size (0: keep all)")
+      ->capture_default_str();
+  app.add_option("--events-retention-s", cfg.events_retention_s, "drop event segments older than this (0: keep all)")
+      ->capture_default_str();
+  app.add_option("--subscriptions-max", cfg.subscriptions_max, "sessions subscribed to events at once")->capture_default_str();
   app.add_option("--queue-requests-max", cfg.queue_requests_max, "requests queued before callers wait")->capture_default_str();
   app.add_option("--transfers-resident-max", cfg.transfers_resident_max,
                  "transfer records kept in memory (power of two); older ones are read from LMDB")
@@ -128,6 +137,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  cfg.events = !no_events;
 
   // Each connection is a descriptor: take the hard open-file limit as the soft one.
   rlimit files{};

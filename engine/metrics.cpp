@@ -1,5 +1,7 @@
 #include "engine/metrics.hpp"
 
+#include "engine/events.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -102,6 +104,29 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   for (const auto& r : shards) x.sample(double(r.batches_executed), label("shard", std::to_string(r.shard)));
   x.family("mesob_shard_sync_waits_total", "counter", "Cross-shard rendezvous that had to wait.");
   for (const auto& r : shards) x.sample(double(r.sync_waits), label("shard", std::to_string(r.shard)));
+
+  // The event stream: its log, and how far behind the subscribers are.
+  if (const event_stats ev = e.events_stats(); ev.kept) {
+    x.one("mesob_events_end_offset", "gauge", "Offset the next event gets (events durable below it).",
+          double(ev.end_offset));
+    x.one("mesob_events_first_offset", "gauge", "Oldest event kept (retention).", double(ev.first_offset));
+    x.one("mesob_events_written_total", "counter", "Events written since start.", double(ev.events_written));
+    x.one("mesob_event_log_bytes", "gauge", "Bytes the event log holds on disk.", double(ev.bytes));
+    x.one("mesob_event_log_syncs_total", "counter", "Event log appends made durable (fdatasync).", double(ev.syncs));
+    x.one("mesob_event_log_sync_seconds_total", "counter", "Summed time of event log appends and fdatasyncs.",
+          double(ev.sync_ns) / 1e9);
+    x.one("mesob_event_writer_backlog", "gauge", "Dispatches waiting for the event writer.", double(ev.backlog));
+    x.one("mesob_event_log_failed", "gauge", "1 when the event log failed (events stop until restart).",
+          ev.failed ? 1.0 : 0.0);
+    if (event_hub* hub = e.events()) {
+      const auto subs = hub->subscribers();
+      uint64_t lag_max = 0;
+      for (const auto& s : subs) lag_max = std::max(lag_max, s.lag);
+      x.one("mesob_event_subscribers", "gauge", "Sessions subscribed to events.", double(subs.size()));
+      x.one("mesob_event_subscriber_lag_max", "gauge",
+            "Events the furthest-behind subscriber has not acknowledged.", double(lag_max));
+    }
+  }
 
   const std::pair<const char*, const server*> ports[] = {{"client", client}, {"admin", admin}};
   auto per_port = [&](const char* name, const char* type, const char* help, uint64_t server_stats::*field) {

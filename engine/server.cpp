@@ -1,5 +1,7 @@
 #include "engine/server.hpp"
 
+#include "engine/events.hpp"
+
 #include <arpa/inet.h>
 #include <liburing.h>
 #include <netinet/in.h>
@@ -88,6 +90,7 @@ struct session {
   std::shared_ptr<std::atomic<uint64_t>> requests = std::make_shared<std::atomic<uint64_t>>(0);
   uint32_t roles = 0;
   uint32_t registered = 0;  // a registry gateway's number (its session counts for payout routing)
+  bool subscriber = false;  // sent a Subscribe: the event hub hears when it closes
   wire::frame_reader reader;
   std::deque<std::vector<uint8_t>> out;
   size_t out_offset = 0;  // bytes of out.front() already sent
@@ -121,6 +124,7 @@ struct completed {
 struct outgoing_push {
   std::string gateway_id;
   std::vector<uint8_t> frame;
+  uint64_t session_id = 0;  // set: to that session only (events), whatever its gateway
 };
 
 // Where engine callbacks (on shard threads) leave replies. Shared with the callbacks,
@@ -177,6 +181,7 @@ class server_impl {
   std::unique_ptr<uint8_t[]> bufs_;
   std::vector<std::unique_ptr<session>> sessions_;
   std::vector<uint32_t> free_slots_;
+  std::unordered_map<uint64_t, uint32_t> by_session_;  // authenticated sessions: id -> slot
   uint64_t open_ = 0;
   uint64_t engine_in_flight_ = 0;
   std::unordered_map<std::string, const gateway_config*> gateways_;
@@ -436,6 +441,9 @@ class server_impl {
     ::close(s.fd);
     s.fd = -1;
     session_ended(s);
+    if (s.session_id != 0) by_session_.erase(s.session_id);
+    if (s.subscriber && eng_.events()) eng_.events()->closed(s.session_id);
+    s.subscriber = false;
     {
       std::lock_guard lk(list_mu_);
       listed_.erase(list_key(s));
@@ -531,12 +539,18 @@ class server_impl {
         if (cfg_.admin) on_admin_request(s, f);
         else on_request(s, f);
         return;
+      case frame_kind::subscribe:
+      case frame_kind::ack:
+        on_events_frame(s, f);
+        return;
       case frame_kind::hello:
       case frame_kind::welcome:
       case frame_kind::response:
       case frame_kind::admin_response:
       case frame_kind::error:
       case frame_kind::push:
+      case frame_kind::subscribed:
+      case frame_kind::events:
         protocol_fault(s, h.request_id, protocol_error::unexpected_frame,
                        "frame kind " + std::to_string(h.kind) + " is sent by servers, not clients");
         return;
@@ -544,6 +558,62 @@ class server_impl {
     protocol_fault(s, h.request_id, protocol_error::kind_unknown,
                    "frame kind " + std::to_string(h.kind) + " is unknown (1.." +
                        std::to_string(wire::frame_kind_max) + ")");
+  }
+
+  // Subscribe and Ack: checked here, then handed to the event hub, which answers.
+  void on_events_frame(session& s, const wire::frame_reader::frame& f) {
+    const uint64_t rid = f.header.request_id;
+    if (!s.authed) {
+      protocol_fault(s, rid, protocol_error::not_authenticated, "a request before the handshake: send auth first");
+      return;
+    }
+    if (cfg_.admin) {
+      protocol_fault(s, rid, protocol_error::wrong_port, "events are served on the client port, not the admin port");
+      return;
+    }
+    if (!(s.roles & (wire::roles::events_reader | wire::roles::admin))) {
+      protocol_fault(s, rid, protocol_error::role_denied,
+                     "gateway '" + s.gateway + "' lacks the events_reader role");
+      return;
+    }
+    std::string why;
+    event_hub* hub = eng_.events();
+    if (frame_kind(f.header.kind) == frame_kind::ack) {
+      uint64_t offset = 0;
+      if (!wire::parse_ack(f.body, &offset, &why)) {
+        protocol_fault(s, rid, protocol_error::body_invalid, "ack: " + why);
+        return;
+      }
+      if (!hub || !s.subscriber) {
+        protocol_fault(s, rid, protocol_error::ack_refused, "ack: this session has no subscription");
+        return;
+      }
+      hub->ack(s.session_id, rid, offset);
+      return;
+    }
+    wire::subscribe_msg m;
+    if (!wire::parse_subscribe(f.body, &m, &why)) {
+      protocol_fault(s, rid, protocol_error::body_invalid, "subscribe: " + why);
+      return;
+    }
+    if (!hub) {
+      wire::subscribed_msg a;
+      a.code = wire::result::events_unavailable;
+      a.message = "this engine keeps no event log (started with --no-events)";
+      queue_frame(s, frame_kind::subscribed, rid, wire::subscribed_body(a));
+      return;
+    }
+    subscription_request r;
+    r.name = std::move(m.name);
+    r.from = m.from;
+    r.from_end = m.from_end;
+    r.types = m.types;
+    r.accounts = std::move(m.accounts);
+    r.gateways = std::move(m.gateways);
+    r.window = m.window;
+    r.batch_max = m.batch_max;
+    s.subscriber = true;
+    hub->subscribe(s.session_id, rid, std::move(r));
   }
 
   void on_auth(session& s, const wire::frame_reader::frame& f) {
@@ -597,6 +667,7 @@ class server_impl {
       eng_.gateway_event({number, wire::gateway_event_kind::up, {}});
     }
     s.session_id = next_session_id.fetch_add(1, std::memory_order_relaxed);
+    by_session_[s.session_id] = s.slot;
     {
       std::lock_guard lk(list_mu_);
       auto& l = listed_[list_key(s)];
@@ -796,26 +867,37 @@ class server_impl {
   }
 
   void deliver_push(const outgoing_push& p) {
+    if (p.session_id != 0) {
+      const auto it = by_session_.find(p.session_id);
+      if (it == by_session_.end() || it->second >= sessions_.size() || !sessions_[it->second]) return;
+      session& s = *sessions_[it->second];
+      if (s.fd < 0 || s.closing || s.close_after_flush || s.session_id != p.session_id) return;
+      push_to(s, p.frame);
+      return;
+    }
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
         continue;
-      session& s = *sp;
-      if (s.out_bytes + p.frame.size() > cfg_.out_bytes_max) {
-        // Pushed frames cannot wait: the session is told (best effort: its buffers are
-        // full) and closed at once, not after a flush that would never come.
-        st_slow_.fetch_add(1, std::memory_order_relaxed);
-        st_errors_.fetch_add(1, std::memory_order_relaxed);
-        queue_frame(s, frame_kind::error, 0,
-                    wire::error_body({protocol_error::slow_reader,
-                                      std::to_string(s.out_bytes) + " bytes queued unread; pushed frames cannot wait"}));
-        close_session(s);
-        continue;
-      }
-      st_pushes_.fetch_add(1, std::memory_order_relaxed);
-      s.out_bytes += p.frame.size();
-      s.out.push_back(p.frame);
-      if (!s.sending) start_send(s);
+      push_to(*sp, p.frame);
     }
+  }
+
+  void push_to(session& s, const std::vector<uint8_t>& frame) {
+    if (s.out_bytes + frame.size() > cfg_.out_bytes_max) {
+      // Pushed frames cannot wait: the session is told (best effort: its buffers are
+      // full) and closed at once, not after a flush that would never come.
+      st_slow_.fetch_add(1, std::memory_order_relaxed);
+      st_errors_.fetch_add(1, std::memory_order_relaxed);
+      queue_frame(s, frame_kind::error, 0,
+                  wire::error_body({protocol_error::slow_reader,
+                                    std::to_string(s.out_bytes) + " bytes queued unread; pushed frames cannot wait"}));
+      close_session(s);
+      return;
+    }
+    st_pushes_.fetch_add(1, std::memory_order_relaxed);
+    s.out_bytes += frame.size();
+    s.out.push_back(frame);
+    if (!s.sending) start_send(s);
   }
 
   static wire::transfer_record_item record_item(const transfer_record& rec) {
@@ -953,6 +1035,11 @@ std::unique_ptr<server> server::start(engine& e, const server_config& cfg, std::
   auto impl = std::make_unique<server_impl>(e, cfg);
   if (!impl->setup(error)) return nullptr;
   server_impl* p = impl.get();
+  if (!cfg.admin && e.events())
+    e.events()->start([mail = impl->mail_](uint64_t session, std::vector<uint8_t>&& frame) {
+      mail->post(outgoing_push{std::string(), std::move(frame), session});
+      return true;
+    }, cfg.out_bytes_max);
   impl->thread_ = std::thread([p] { p->run(); });
   return std::unique_ptr<server>(new server(std::move(impl)));
 }

@@ -206,10 +206,74 @@ client::outcome client::wait(uint64_t request_id) {
         break;
       if (f.header.kind == uint16_t(frame_kind::response) || f.header.kind == uint16_t(frame_kind::error))
         early_[f.header.request_id] = std::move(f);
+      else if (f.header.kind == uint16_t(frame_kind::events))
+        pending_events_.push_back(std::move(f));  // next_events() takes them
       // pushes and pongs are not requests' answers; later versions route pushes
     }
   }
   return to_outcome(f);
+}
+
+bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error) {
+  const uint64_t id = next_id_++;
+  if (!send_frame(frame_kind::subscribe, id, subscribe_body(m), error)) return false;
+  frame_in f;
+  for (;;) {
+    if (!read_frame(&f, error)) return false;
+    if (f.header.kind == uint16_t(frame_kind::events)) {
+      pending_events_.push_back(std::move(f));  // may come right behind the answer
+      continue;
+    }
+    if (f.header.request_id != id) continue;
+    if (f.header.kind == uint16_t(frame_kind::error)) {
+      error_msg e;
+      std::string why;
+      if (!parse_error(f.body, &e, &why)) *error = "subscribe: " + why;
+      else *error = "subscribe: " + std::string(protocol_error_name(e.code)) + ": " + e.message;
+      return false;
+    }
+    if (f.header.kind != uint16_t(frame_kind::subscribed)) continue;
+    std::string why;
+    if (!parse_subscribed(f.body, out, &why)) {
+      *error = "subscribe: " + why;
+      return false;
+    }
+    return true;
+  }
+}
+
+bool client::next_events(events_msg* out, std::string* error, protocol_error* refusal) {
+  frame_in f;
+  for (;;) {
+    if (!pending_events_.empty()) {
+      f = std::move(pending_events_.front());
+      pending_events_.pop_front();
+    } else if (!read_frame(&f, error)) {
+      return false;
+    }
+    if (f.header.kind == uint16_t(frame_kind::error)) {
+      error_msg e;
+      std::string why;
+      if (!parse_error(f.body, &e, &why)) {
+        *error = "events: " + why;
+        return false;
+      }
+      if (refusal) *refusal = e.code;
+      *error = std::string(protocol_error_name(e.code)) + ": " + e.message;
+      return false;
+    }
+    if (f.header.kind != uint16_t(frame_kind::events)) continue;
+    std::string why;
+    if (!parse_events(f.body, out, &why)) {
+      *error = "events: " + why;
+      return false;
+    }
+    return true;
+  }
+}
+
+bool client::ack(uint64_t offset, std::string* error) {
+  return send_frame(frame_kind::ack, next_id_++, ack_body(offset), error);
 }
 
 client::admin_outcome client::admin(const admin_request_msg& m) {

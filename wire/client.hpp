@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -74,6 +75,15 @@ class client {
   };
   admin_outcome admin(const admin_request_msg& m);
 
+  // Events (the events_reader role). subscribe() waits for the Subscribed answer (its
+  // code says whether the subscription stands). next_events() waits for the next Events
+  // frame; an Error for no request (events_truncated, slow_reader) ends it with *error set
+  // and *refusal its code. ack() acknowledges everything up to `offset` (no answer unless
+  // refused: a later call sees the Error).
+  bool subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error);
+  bool next_events(events_msg* out, std::string* error, protocol_error* refusal = nullptr);
+  bool ack(uint64_t offset, std::string* error);
+
   // Raw access for protocol tests.
   bool send_bytes(std::span<const uint8_t> bytes, std::string* error);
   // A frame straight from its parts (header and body gathered by the kernel: the body
@@ -104,6 +114,7 @@ class client {
   bool interrupted_ = false;
   frame_reader reader_{frame_bytes_max_ceiling};
   std::map<uint64_t, frame_in> early_;  // frames for requests not waited for yet
+  std::deque<frame_in> pending_events_;  // Events frames read while waiting for something else
   hello_msg hello_;
   welcome_msg welcome_;
 };

@@ -27,6 +27,7 @@ static_assert(sizeof(fb::PayoutInstruction) == sizeof(payout_instruction));
 static_assert(sizeof(fb::GroupSeat) == sizeof(group_seat_item));
 static_assert(sizeof(fb::GroupRound) == sizeof(group_round_item));
 static_assert(sizeof(fb::GroupPayment) == sizeof(group_payment_item));
+static_assert(sizeof(fb::Event) == sizeof(event));
 
 std::vector<uint8_t> finish(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<void> root) {
   fbb.Finish(root, ident);
@@ -195,6 +196,77 @@ bool parse_error(std::span<const uint8_t> body, error_msg* out, std::string* why
   const auto* e = flatbuffers::GetRoot<fb::Error>(body.data());
   out->code = protocol_error(e->code());
   out->message = e->message() ? e->message()->str() : std::string();
+  return true;
+}
+
+// ---- events --------------------------------------------------------------------------
+
+std::vector<uint8_t> subscribe_body(const subscribe_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(256 + m.accounts.size() * 8 + m.gateways.size() * 4);
+  const auto name = fbb.CreateString(m.name);
+  const auto accounts = fbb.CreateVector(m.accounts);
+  const auto gateways = fbb.CreateVector(m.gateways);
+  return finish(fbb, fb::CreateSubscribe(fbb, name, m.from, m.from_end, m.types, accounts, gateways, m.window,
+                                         m.batch_max)
+                         .Union());
+}
+
+std::vector<uint8_t> subscribed_body(const subscribed_msg& m) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const auto msg = fbb.CreateString(m.message);
+  return finish(fbb, fb::CreateSubscribed(fbb, uint32_t(m.code), msg, m.start, m.oldest, m.end).Union());
+}
+
+std::vector<uint8_t> events_body(std::span<const event> events, uint64_t next, uint64_t end) {
+  flatbuffers::FlatBufferBuilder fbb(events.size_bytes() + 64);
+  const auto v = structs<fb::Event>(fbb, events);
+  return finish(fbb, fb::CreateEvents(fbb, v, next, end).Union());
+}
+
+std::vector<uint8_t> ack_body(uint64_t offset) {
+  flatbuffers::FlatBufferBuilder fbb(64);
+  return finish(fbb, fb::CreateAck(fbb, offset).Union());
+}
+
+bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::string* why) {
+  if (!verify<fb::Subscribe>(body, why)) return false;
+  const auto* m = flatbuffers::GetRoot<fb::Subscribe>(body.data());
+  out->name = m->name() ? m->name()->str() : std::string();
+  out->from = m->from();
+  out->from_end = m->from_end();
+  out->types = m->types();
+  out->accounts.clear();
+  if (m->accounts()) out->accounts.assign(m->accounts()->begin(), m->accounts()->end());
+  out->gateways.clear();
+  if (m->gateways()) out->gateways.assign(m->gateways()->begin(), m->gateways()->end());
+  out->window = m->window();
+  out->batch_max = m->batch_max();
+  return true;
+}
+
+bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::string* why) {
+  if (!verify<fb::Subscribed>(body, why)) return false;
+  const auto* m = flatbuffers::GetRoot<fb::Subscribed>(body.data());
+  out->code = result(m->result());
+  out->message = m->message() ? m->message()->str() : std::string();
+  out->start = m->start();
+  out->oldest = m->oldest();
+  out->end = m->end();
+  return true;
+}
+
+bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why) {
+  if (!verify<fb::Events>(body, why)) return false;
+  const auto* m = flatbuffers::GetRoot<fb::Events>(body.data());
+  copy_structs(m->events(), out->events);
+  out->next = m->next();
+  out->end = m->end();
+  return true;
+}
+
+bool parse_ack(std::span<const uint8_t> body, uint64_t* offset, std::string* why) {
+  if (!verify<fb::Ack>(body, why)) return false;
+  *offset = flatbuffers::GetRoot<fb::Ack>(body.data())->offset();
   return true;
 }
 

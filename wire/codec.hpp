@@ -225,6 +225,36 @@ struct reply_msg {
 [[nodiscard]] std::vector<uint8_t> groups_body(std::span<const group_item> groups);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
+// ---- events (frame kinds 12 to 15) ---------------------------------------------------
+struct subscribe_msg {
+  std::string name;
+  uint64_t from = 0;
+  bool from_end = false;
+  uint32_t types = 0;
+  std::vector<uint64_t> accounts;
+  std::vector<uint32_t> gateways;
+  uint32_t window = 0;
+  uint32_t batch_max = 0;
+};
+struct subscribed_msg {
+  result code = result::ok;
+  std::string message;
+  uint64_t start = 0, oldest = 0, end = 0;
+};
+struct events_msg {
+  std::vector<event> events;
+  uint64_t next = 0;
+  uint64_t end = 0;
+};
+[[nodiscard]] std::vector<uint8_t> subscribe_body(const subscribe_msg& m);
+[[nodiscard]] std::vector<uint8_t> subscribed_body(const subscribed_msg& m);
+[[nodiscard]] std::vector<uint8_t> events_body(std::span<const event> events, uint64_t next, uint64_t end);
+[[nodiscard]] std::vector<uint8_t> ack_body(uint64_t offset);
+bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::string* why);
+bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::string* why);
+bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why);
+bool parse_ack(std::span<const uint8_t> body, uint64_t* offset, std::string* why);
+
 // ---- admin (frame kinds 10 and 11, admin port) ---------------------------------------
 constexpr size_t admin_command_bytes_max = 64;
 constexpr size_t admin_args_max = 16;

@@ -31,6 +31,9 @@ std::string_view protocol_error_name(protocol_error e) {
     case protocol_error::slow_reader: return "slow_reader";
     case protocol_error::wrong_port: return "wrong_port";
     case protocol_error::reply_too_large: return "reply_too_large";
+    case protocol_error::ack_refused: return "ack_refused";
+    case protocol_error::events_truncated: return "events_truncated";
+    case protocol_error::events_failed: return "events_failed";
   }
   return "unknown";
 }

@@ -42,8 +42,12 @@ enum class frame_kind : uint16_t {
   pong = 9,
   admin_request = 10,   // client -> server, admin port only: AdminRequest
   admin_response = 11,  // server -> client: AdminResponse (same request id)
+  subscribe = 12,       // client -> server: Subscribe
+  subscribed = 13,      // server -> client: Subscribed (same request id)
+  events = 14,          // server -> client: Events (request id 0)
+  ack = 15,             // client -> server: Ack
 };
-constexpr uint16_t frame_kind_max = 11;
+constexpr uint16_t frame_kind_max = 15;
 
 // Request-level errors (an Error frame). Per-operation outcomes are wire::result codes
 // inside a Response, never these.
@@ -66,6 +70,9 @@ enum class protocol_error : uint16_t {
   slow_reader = 16,        // pushed frames piled up unread past the limit; the connection is closed
   wrong_port = 17,         // an admin command on the client port, or a ledger request on the admin port
   reply_too_large = 18,    // the reply would pass the frame ceiling (64 MiB): ask for fewer items
+  ack_refused = 19,        // an Ack without a subscription, or outside what was sent (message says which)
+  events_truncated = 20,   // the subscriber fell behind retention: its subscription ends (request id 0)
+  events_failed = 21,      // the event log could not be read: the subscription ends (request id 0)
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.

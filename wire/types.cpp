@@ -150,9 +150,33 @@ std::string_view result_name(result r) {
     MESOB_RESULT(payout_not_dead)
     MESOB_RESULT(payout_settled_elsewhere)
     MESOB_RESULT(payout_retries_exhausted)
+    MESOB_RESULT(events_truncated)
+    MESOB_RESULT(events_offset_ahead)
+    MESOB_RESULT(subscriber_busy)
+    MESOB_RESULT(subscribers_full)
+    MESOB_RESULT(subscriber_name_invalid)
+    MESOB_RESULT(events_filter_invalid)
+    MESOB_RESULT(events_unavailable)
 #undef MESOB_RESULT
   }
   return "unknown_result";
+}
+
+std::string_view event_type_name(event_type t) {
+  switch (t) {
+    case event_type::account_opened: return "account_opened";
+    case event_type::account_status: return "account_status";
+    case event_type::transfer_posted: return "transfer_posted";
+    case event_type::pending_created: return "pending_created";
+    case event_type::pending_posted: return "pending_posted";
+    case event_type::pending_voided: return "pending_voided";
+    case event_type::pending_expired: return "pending_expired";
+    case event_type::equb_op: return "equb_op";
+    case event_type::gateway_session: return "gateway_session";
+    case event_type::payout_answer: return "payout_answer";
+    case event_type::payout_op: return "payout_op";
+  }
+  return "unknown_event";
 }
 
 }  // namespace mesob::wire

@@ -404,7 +404,56 @@ enum class result : uint32_t {
   payout_not_dead = 179,                 // retry, cancel: only dead letters (and refused settlements)
   payout_settled_elsewhere = 180,        // cancel: a gateway settled it; it can only be posted
   payout_retries_exhausted = 181,        // retry: the payout keeps as many attempts as it may; cancel it
+  // event subscriptions (engine/events.hpp)
+  events_truncated = 190,                // the offset is older than the oldest event kept (retention)
+  events_offset_ahead = 191,             // the offset is past the newest durable event
+  subscriber_busy = 192,                 // a session is already attached under that name
+  subscribers_full = 193,                // subscriptions_max sessions subscribe already
+  subscriber_name_invalid = 194,         // over 64 bytes or not [A-Za-z0-9._-]
+  events_filter_invalid = 195,           // unknown event type bit, over 1,024 ids, window out of range
+  events_unavailable = 196,              // the engine runs without an event log
 };
 [[nodiscard]] std::string_view result_name(result r);
+
+// ---- events (engine/events.hpp) -------------------------------------------------------
+// Every committed change, in the order of a global, gap-free offset (1, 2, 3, ...).
+enum class event_type : uint16_t {
+  account_opened = 1,   // account_a; currency; code: the account's kind; flags: its flags
+  account_status = 2,   // account_a; code: the new status
+  transfer_posted = 3,  // id; account_a debit, account_b credit; amount; flags; code: the client's code
+  pending_created = 4,  // the same, for a pending (two-phase) transfer
+  pending_posted = 5,   // id: the post; ref: the pending transfer; amount posted
+  pending_voided = 6,   // id: the void; ref: the pending transfer; amount released
+  pending_expired = 7,  // id: the pending transfer (its timeout passed); amount released
+  equb_op = 8,          // account_a: the group; code: the operation (wire::equb_op_kind); amount, ref.lo: seat
+  gateway_session = 9,  // gateway: the gateway's number; code: 1 up, 2 down
+  payout_answer = 10,   // ref.lo: payout id; gateway; code: outcome (1 settled, 2 failed); amount
+  payout_op = 11,       // ref.lo: payout id; code: the operator's action (wire::payout_op_kind)
+};
+constexpr uint16_t event_type_max = 11;
+[[nodiscard]] std::string_view event_type_name(event_type t);
+
+// One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers
+// carry their own fields; other kinds say above what each field holds (unused: zero).
+// `gateway` is the number of the gateway involved (deposits, payouts, sessions; 0: none).
+// `crc` is the CRC-32C of the 92 bytes before it, so a reader can check each event.
+struct event {
+  uint64_t offset = 0;
+  uint64_t lsn = 0;        // the log record whose commit made it
+  uint64_t timestamp = 0;  // engine clock (ns)
+  event_type type{};
+  uint16_t flags = 0;
+  currency_code currency = 0;
+  id128 id;
+  id128 ref;
+  uint64_t account_a = 0;
+  uint64_t account_b = 0;
+  uint64_t amount = 0;
+  uint16_t code = 0;
+  uint16_t gateway = 0;
+  uint32_t crc = 0;
+};
+static_assert(sizeof(event) == 96);
+static_assert(std::is_trivially_copyable_v<event>);
 
 }  // namespace mesob::wire

@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -126,8 +127,9 @@ inline uint16_t port_after(const std::string& out, const std::string& prefix) {
 class live_mesobd {
  public:
   explicit live_mesobd(const std::string& data, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {"--data-dir", data,           "--shards",       "2", "--port", "0",
-                                     "--admin-port", "0", "--metrics-port", "0"};
+    std::vector<std::string> args = {"--data-dir", data, "--shards", "2", "--admin-port", "0", "--metrics-port", "0"};
+    // Any free client port, unless the caller names one (a restart on the same port).
+    if (std::find(extra.begin(), extra.end(), "--port") == extra.end()) args.insert(args.end(), {"--port", "0"});
     args.insert(args.end(), extra.begin(), extra.end());
     const command_line cmd(bin("engine/mesobd"), args, {});
     int fds[2];

@@ -1,0 +1,650 @@
+#include "engine/events.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "actors/gateway_registry.hpp"
+#include "storage/checksum.hpp"
+#include "storage/wal.hpp"
+#include "wire/codec.hpp"
+#include "wire/protocol.hpp"
+
+namespace mesob::engine {
+
+using actors::op_kind;
+using wire::event;
+using wire::event_type;
+using wire::result;
+
+namespace {
+
+uint64_t now_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+uint16_t deposit_gateway(const wire::id128& id) {
+  return actors::gateways::deposit_id(id) ? uint16_t(id.hi & ~actors::gateways::deposit_hi_mask) : 0;
+}
+
+}  // namespace
+
+void derive_events(const actors::batch& b, std::vector<event>& out) {
+  auto add = [&](uint32_t i, event_type type) -> event& {
+    event& e = out.emplace_back();
+    e.lsn = b.lsn;
+    e.timestamp = b.timestamp_base + i;
+    e.type = type;
+    return e;
+  };
+  auto ok = [&](uint32_t i) { return b.results[i] == result::ok && (b.repeated.empty() || b.repeated[i] == 0); };
+  switch (b.kind) {
+    case op_kind::create_accounts:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        const wire::account& a = b.accounts[i];
+        event& e = add(i, event_type::account_opened);
+        e.account_a = a.id;
+        e.currency = a.currency;
+        e.code = uint16_t(a.kind);
+        e.flags = a.flags;
+      }
+      break;
+    case op_kind::set_account_status:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        event& e = add(i, event_type::account_status);
+        e.account_a = b.status_changes[i].account_id;
+        e.code = uint16_t(b.status_changes[i].status);
+      }
+      break;
+    case op_kind::create_transfers:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        const actors::op_route& r = b.routes[i];
+        if (r.kind == actors::route_kind::duplicate || r.kind == actors::route_kind::static_failed) continue;
+        const wire::transfer& t = b.transfers[i];
+        const bool post = t.flags & wire::transfer_flags::post_pending;
+        const bool voiding = t.flags & wire::transfer_flags::void_pending;
+        event& e = add(i, post      ? event_type::pending_posted
+                          : voiding ? event_type::pending_voided
+                          : (t.flags & wire::transfer_flags::pending) ? event_type::pending_created
+                                                                       : event_type::transfer_posted);
+        e.id = t.id;
+        e.flags = t.flags;
+        e.code = t.code;
+        e.currency = t.currency;
+        if (post || voiding) {
+          e.ref = t.pending_id;
+          e.account_a = r.ref_debit_account_id;
+          e.account_b = r.ref_credit_account_id;
+          e.amount = b.resolved_amounts.empty() ? t.amount : b.resolved_amounts[i];
+        } else {
+          e.account_a = t.debit_account_id;
+          e.account_b = t.credit_account_id;
+          e.amount = t.amount;
+        }
+        e.gateway = deposit_gateway(t.id);
+      }
+      break;
+    case op_kind::equb_ops:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        const wire::equb_op& op = b.equb_ops[i];
+        event& e = add(i, event_type::equb_op);
+        e.account_a = op.group_id;
+        e.account_b = op.wallet;
+        e.code = uint16_t(op.kind);
+        e.amount = op.kind == wire::equb_op_kind::create ? op.contribution : op.amount;
+        e.currency = op.currency;
+        e.ref.lo = op.seat;
+        e.ref.hi = op.round;
+      }
+      break;
+    case op_kind::payout_answers:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        const wire::payout_answer& a = b.payout_answers[i];
+        event& e = add(i, event_type::payout_answer);
+        e.ref.lo = a.payout_id;
+        e.ref.hi = a.attempt;
+        e.gateway = uint16_t(a.gateway);
+        e.code = uint16_t(a.outcome);
+        e.amount = a.amount;
+        e.currency = a.currency;
+      }
+      break;
+    case op_kind::gateway_events:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        event& e = add(i, event_type::gateway_session);
+        e.gateway = uint16_t(b.gateway_events[i].gateway);
+        e.code = uint16_t(b.gateway_events[i].kind);
+      }
+      break;
+    case op_kind::payout_ops:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        event& e = add(i, event_type::payout_op);
+        e.ref.lo = b.payout_ops[i].payout_id;
+        e.code = uint16_t(b.payout_ops[i].kind);
+        e.currency = b.payout_ops[i].currency;
+      }
+      break;
+    default: break;  // ticks and registry changes: no event of their own
+  }
+}
+
+// ---- writer ---------------------------------------------------------------------------
+
+event_writer::event_writer(storage::event_log& log, uint64_t kept_lsn, id_reader read_id, uint64_t retention_check_ms)
+    : log_(log), kept_lsn_(kept_lsn), read_id_(std::move(read_id)), retention_check_ns_(retention_check_ms * 1'000'000ull) {
+  durable_lsn_.store(kept_lsn);
+  thread_ = std::thread([this] { run(); });
+}
+
+event_writer::~event_writer() { stop(); }
+
+void event_writer::post(std::shared_ptr<actors::event_group> g) {
+  {
+    std::lock_guard lk(mu_);
+    waiting_.emplace(g->seq, std::move(g));
+    backlog_.store(waiting_.size(), std::memory_order_relaxed);
+  }
+  cv_.notify_one();
+}
+
+void event_writer::set_listener(std::function<void()> on_durable) {
+  std::lock_guard lk(mu_);
+  listener_ = std::move(on_durable);
+}
+
+void event_writer::recovered(uint64_t kept, uint64_t snapshot) {
+  std::lock_guard lk(mu_);
+  kept_lsn_.store(kept);
+  durable_lsn_.store(std::max(kept, snapshot));
+}
+
+bool event_writer::wait_through(uint64_t lsn, std::string* error) {
+  std::unique_lock lk(mu_);
+  done_cv_.wait(lk, [&] { return durable_lsn_.load() >= lsn || failed_.load() || stopped_; });
+  if (failed_.load()) {
+    *error = error_;
+    return false;
+  }
+  if (durable_lsn_.load() < lsn) {
+    *error = "event log: stopped before the events of lsn " + std::to_string(lsn) + " were written";
+    return false;
+  }
+  return true;
+}
+
+void event_writer::wait_backlog(size_t max) {
+  std::unique_lock lk(mu_);
+  done_cv_.wait(lk, [&] { return waiting_.size() <= max || stopped_; });
+}
+
+uint64_t event_writer::wait_new(uint64_t seen, int timeout_ms) {
+  std::unique_lock lk(mu_);
+  done_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return log_.durable_end() > seen || stopped_; });
+  return log_.durable_end();
+}
+
+void event_writer::stop() {
+  {
+    std::lock_guard lk(mu_);
+    if (stopped_ && !thread_.joinable()) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string event_writer::error() const {
+  std::lock_guard lk(mu_);
+  return error_;
+}
+
+event_writer::stats event_writer::counters() const {
+  return {events_.load(), syncs_.load(), sync_ns_.load(), backlog_.load(), durable_lsn_.load()};
+}
+
+void event_writer::write_group(actors::event_group& g, std::vector<event>& out) {
+  // Expiries go before the operations of the first batch whose clock passed them (a
+  // shard expires what is due before it executes a batch), whichever shard found them
+  // and whenever: the same place live and in replay.
+  std::vector<actors::expired_pending> exp;
+  for (auto& list : g.expired) exp.insert(exp.end(), list.begin(), list.end());
+  std::sort(exp.begin(), exp.end(), [](const auto& x, const auto& y) {
+    return std::tie(x.expires_at, x.serial) < std::tie(y.expires_at, y.serial);
+  });
+  size_t k = 0;
+  auto expiry = [&](const actors::expired_pending& p, uint64_t lsn) {
+    event& e = out.emplace_back();
+    e.lsn = lsn;
+    e.timestamp = p.expires_at;
+    e.type = event_type::pending_expired;
+    if (auto it = timed_pending_.find(p.serial); it != timed_pending_.end()) {
+      e.id = it->second;
+      timed_pending_.erase(it);
+    } else {
+      e.id = read_id_(p.serial);
+    }
+    e.account_a = p.debit_account_id;
+    e.account_b = p.credit_account_id;
+    e.amount = p.amount;
+    e.currency = p.currency;
+  };
+  for (size_t n = 0; n < g.batches.size(); ++n) {
+    const actors::batch& b = *g.batches[n];
+    const size_t first = out.size();
+    const bool last = n + 1 == g.batches.size();
+    while (k < exp.size() && (last || exp[k].expires_at <= b.sweep_to)) expiry(exp[k++], b.lsn);
+    derive_events(b, out);
+    if (b.kind == op_kind::create_transfers)
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (b.results[i] != result::ok) continue;
+        const actors::op_route& r = b.routes[i];
+        const wire::transfer& t = b.transfers[i];
+        if (r.kind == actors::route_kind::fresh && (t.flags & wire::transfer_flags::pending) && t.timeout_s != 0)
+          timed_pending_[r.serial] = t.id;
+        else if (r.kind == actors::route_kind::resolve && r.has_ref)
+          timed_pending_.erase(r.ref_serial);
+      }
+    if (b.lsn <= kept_lsn_.load(std::memory_order_relaxed)) out.resize(first);  // the event log has them (recovery)
+  }
+}
+
+void event_writer::run() {
+  std::vector<event> out;
+  uint64_t next_retention = 0;
+  for (;;) {
+    std::vector<std::shared_ptr<actors::event_group>> ready;
+    bool stopping;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait_for(lk, std::chrono::milliseconds(200), [&] { return stop_ || waiting_.count(next_seq_) > 0; });
+      for (auto it = waiting_.find(next_seq_); it != waiting_.end(); it = waiting_.find(next_seq_)) {
+        ready.push_back(std::move(it->second));
+        waiting_.erase(it);
+        ++next_seq_;
+      }
+      backlog_.store(waiting_.size(), std::memory_order_relaxed);
+      stopping = stop_ && ready.empty();
+    }
+    if (stopping) break;
+    if (!ready.empty()) done_cv_.notify_all();  // room in the backlog
+    out.clear();
+    uint64_t last_lsn = 0;
+    for (auto& g : ready) {
+      write_group(*g, out);
+      if (!g->batches.empty()) last_lsn = std::max(last_lsn, g->batches.back()->lsn);
+    }
+    ready.clear();  // the batches go
+    if (!out.empty() && !failed_.load()) {
+      std::string err;
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!log_.append(out, &err) || !log_.sync(&err)) {
+        std::fprintf(stderr, "mesobd: %s; events stop, and checkpoints fail until restart (the log keeps what replay needs)\n",
+                     err.c_str());
+        std::lock_guard lk(mu_);
+        error_ = err;
+        failed_.store(true);
+      } else {
+        events_.fetch_add(out.size(), std::memory_order_relaxed);
+        syncs_.fetch_add(1, std::memory_order_relaxed);
+        sync_ns_.fetch_add(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - t0)
+                                        .count()),
+                           std::memory_order_relaxed);
+      }
+    }
+    std::function<void()> listener;
+    {
+      std::lock_guard lk(mu_);
+      if (last_lsn > durable_lsn_.load() && !failed_.load()) durable_lsn_.store(last_lsn);
+      listener = listener_;
+    }
+    done_cv_.notify_all();
+    if (listener && !out.empty()) listener();
+    if (const uint64_t t = now_ns(); t >= next_retention) {
+      log_.apply_retention(t);
+      next_retention = t + retention_check_ns_;
+    }
+  }
+  {
+    std::lock_guard lk(mu_);
+    stopped_ = true;
+  }
+  done_cv_.notify_all();
+}
+
+// ---- hub ------------------------------------------------------------------------------
+
+event_hub::event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max)
+    : log_(log), writer_(writer), state_path_(std::move(state_path)), subscriptions_max_(subscriptions_max) {}
+
+event_hub::~event_hub() { stop(); }
+
+// The state file: a line "mesob-subscribers 1", then "<name> <offset>" per name, then
+// "end <crc32c of the lines before, hex>". Written whole to a temporary file and renamed.
+bool event_hub::load(std::string* error) {
+  std::ifstream in(state_path_);
+  if (!in) return true;  // none yet
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t end_at = text.rfind("end ");
+  if (text.rfind("mesob-subscribers 1\n", 0) != 0 || end_at == std::string::npos) {
+    *error = "events: " + state_path_ + " is not a subscriber state file (move it away to start without it)";
+    return false;
+  }
+  const uint32_t crc = storage::crc32c(text.data(), end_at);
+  unsigned long stored = 0;
+  if (std::sscanf(text.c_str() + end_at, "end %lx", &stored) != 1 || uint32_t(stored) != crc) {
+    *error = "events: " + state_path_ + " fails its checksum (move it away to start without it)";
+    return false;
+  }
+  std::istringstream lines(text.substr(0, end_at));
+  std::string line;
+  std::getline(lines, line);
+  while (std::getline(lines, line)) {
+    const size_t sp = line.find(' ');
+    if (sp == std::string::npos) continue;
+    positions_[line.substr(0, sp)] = std::stoull(line.substr(sp + 1));
+  }
+  return true;
+}
+
+bool event_hub::save(std::string* error) {
+  std::string text = "mesob-subscribers 1\n";
+  for (const auto& [name, off] : positions_) text += name + " " + std::to_string(off) + "\n";
+  char tail[32];
+  std::snprintf(tail, sizeof tail, "end %08x\n", storage::crc32c(text.data(), text.size()));
+  text += tail;
+  const std::string tmp = state_path_ + ".new";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    *error = "events: cannot write " + tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  const bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), state_path_.c_str()) != 0) {
+    *error = "events: cannot write " + state_path_ + ": " + std::strerror(errno);
+    return false;
+  }
+  const std::string dir = state_path_.substr(0, state_path_.rfind('/'));
+  storage::fsync_dir(dir);
+  return true;
+}
+
+void event_hub::start(sender send, uint64_t session_bytes_max) {
+  std::lock_guard lk(mu_);
+  send_ = std::move(send);  // a later server on the same engine takes over
+  session_bytes_max_ = session_bytes_max;
+  if (thread_.joinable() || stop_) return;
+  writer_.set_listener([this] {
+    {
+      std::lock_guard wl(mu_);
+      wake_ = true;
+    }
+    cv_.notify_one();
+  });
+  thread_ = std::thread([this] { run(); });
+}
+
+void event_hub::subscribe(uint64_t session, uint64_t request_id, subscription_request&& r) {
+  {
+    std::lock_guard lk(mu_);
+    commands_.push_back({command::kind::subscribe, session, request_id, 0, std::move(r)});
+  }
+  cv_.notify_one();
+}
+
+void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
+  {
+    std::lock_guard lk(mu_);
+    commands_.push_back({command::kind::ack, session, request_id, offset, {}});
+  }
+  cv_.notify_one();
+}
+
+void event_hub::closed(uint64_t session) {
+  {
+    std::lock_guard lk(mu_);
+    commands_.push_back({command::kind::closed, session, 0, 0, {}});
+  }
+  cv_.notify_one();
+}
+
+void event_hub::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  writer_.set_listener(nullptr);
+}
+
+std::vector<event_hub::subscriber_info> event_hub::subscribers() const {
+  std::lock_guard lk(mu_);
+  return listing_;
+}
+
+bool event_hub::matches(const subscription_request& r, const event& e) {
+  if (r.types != 0 && (r.types & (1u << uint16_t(e.type))) == 0) return false;
+  if (!r.accounts.empty() && !std::binary_search(r.accounts.begin(), r.accounts.end(), e.account_a) &&
+      !std::binary_search(r.accounts.begin(), r.accounts.end(), e.account_b))
+    return false;
+  if (!r.gateways.empty() && !std::binary_search(r.gateways.begin(), r.gateways.end(), uint32_t(e.gateway)))
+    return false;
+  return true;
+}
+
+namespace {
+bool name_valid(const std::string& n) {
+  if (n.size() > subscriber_name_bytes_max) return false;
+  for (const char c : n)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
+  return true;
+}
+}  // namespace
+
+void event_hub::apply(command& c) {
+  switch (c.what) {
+    case command::kind::closed: subs_.erase(c.session); return;
+    case command::kind::ack: {
+      auto it = subs_.find(c.session);
+      auto refuse = [&](const std::string& why) {
+        out_(c.session, wire::encode_frame(wire::frame_kind::error, c.request_id,
+                                            wire::error_body({wire::protocol_error::ack_refused, why})));
+      };
+      if (it == subs_.end()) return refuse("ack: this session has no subscription");
+      sub& s = it->second;
+      if (c.offset < s.acked || c.offset >= s.cursor)
+        return refuse("ack: offset " + std::to_string(c.offset) + " is outside what was sent (acknowledged through " +
+                      std::to_string(s.acked) + ", sent through " + std::to_string(s.cursor - 1) + ")");
+      s.acked = c.offset;
+      if (!s.req.name.empty()) {
+        positions_[s.req.name] = s.acked;
+        positions_dirty_ = true;
+      }
+      return;
+    }
+    case command::kind::subscribe: break;
+  }
+  subscription_request& r = c.req;
+  wire::subscribed_msg a;
+  a.oldest = log_.first_offset();
+  a.end = log_.durable_end();
+  auto answer = [&](result code, std::string message) {
+    a.code = code;
+    a.message = std::move(message);
+    out_(c.session, wire::encode_frame(wire::frame_kind::subscribed, c.request_id, wire::subscribed_body(a)));
+  };
+  if (subs_.count(c.session)) return answer(result::subscriber_busy, "this session is subscribed already");
+  if (!name_valid(r.name))
+    return answer(result::subscriber_name_invalid, "names are 1..64 characters of A-Z a-z 0-9 . _ -");
+  if ((r.types & ~((2u << wire::event_type_max) - 2)) != 0)
+    return answer(result::events_filter_invalid, "types: bits 1.." + std::to_string(wire::event_type_max) + " only");
+  if (r.accounts.size() > subscription_ids_max || r.gateways.size() > subscription_ids_max)
+    return answer(result::events_filter_invalid, "at most 1,024 accounts and 1,024 gateways");
+  if (r.window == 0) r.window = 65'536;
+  if (r.batch_max == 0) r.batch_max = 4'096;
+  if (r.window > subscription_window_max || r.batch_max > subscription_batch_max)
+    return answer(result::events_filter_invalid, "window is at most 1,048,576 and batch_max at most 8,192");
+  // What may be sent and not yet read must fit what the server queues to a session.
+  if ((uint64_t(r.window) + r.batch_max) * sizeof(event) + 4096 > session_bytes_max_)
+    return answer(result::events_filter_invalid,
+                  "window " + std::to_string(r.window) + " of 96-byte events passes what the server queues to a session (" +
+                      std::to_string(session_bytes_max_) + " bytes): ask for at most " +
+                      std::to_string((session_bytes_max_ - 4096) / sizeof(event) - r.batch_max));
+  if (r.from_end && r.from != 0)
+    return answer(result::events_filter_invalid, "from and from_end together: choose one");
+  if (subs_.size() >= subscriptions_max_)
+    return answer(result::subscribers_full, std::to_string(subscriptions_max_) + " sessions subscribe already");
+  if (!r.name.empty()) {
+    for (const auto& [sess, other] : subs_)
+      if (other.req.name == r.name) return answer(result::subscriber_busy, "session " + std::to_string(sess) + " holds '" + r.name + "'");
+    if (!positions_.count(r.name) && positions_.size() >= subscriber_names_max)
+      return answer(result::subscribers_full, "4,096 named subscribers are kept already");
+  }
+  uint64_t start = r.from == 0 ? a.oldest : r.from;
+  if (r.from_end) start = a.end;
+  if (auto it = positions_.find(r.name); !r.name.empty() && it != positions_.end()) {
+    // A name resumes where it left off; if retention passed that point, only an explicit
+    // from or from_end moves it on (nothing is skipped silently).
+    if (it->second + 1 >= a.oldest) start = it->second + 1;
+    else if (r.from == 0 && !r.from_end)
+      return answer(result::events_truncated,
+                    "'" + r.name + "' acknowledged up to " + std::to_string(it->second) +
+                        ", and retention dropped what follows; the oldest kept is " + std::to_string(a.oldest) +
+                        ": subscribe with from or from_end to move it on");
+    else if (start >= a.oldest) {
+      it->second = start - 1;
+      positions_dirty_ = true;
+    }
+  }
+  if (start < a.oldest)
+    return answer(result::events_truncated, "offset " + std::to_string(start) + " is gone; the oldest kept is " +
+                                                std::to_string(a.oldest));
+  if (start > a.end)
+    return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest durable event (" +
+                                                   std::to_string(a.end - 1) + ")");
+  std::sort(r.accounts.begin(), r.accounts.end());
+  std::sort(r.gateways.begin(), r.gateways.end());
+  sub s;
+  s.session = c.session;
+  s.cursor = start;
+  s.acked = start - 1;
+  s.req = std::move(r);
+  if (!s.req.name.empty() && !positions_.count(s.req.name)) {
+    positions_[s.req.name] = s.acked;
+    positions_dirty_ = true;
+  }
+  a.start = start;
+  subs_.emplace(c.session, std::move(s));
+  answer(result::ok, "");
+}
+
+bool event_hub::serve(sub& s, std::vector<event>& buf) {
+  const uint64_t end = log_.durable_end();
+  std::vector<event> picked;
+  for (int frames = 0; frames < 4; ++frames) {
+    const uint64_t open = s.cursor - 1 - s.acked;
+    if (s.cursor >= end || open >= s.req.window) return frames > 0;
+    const uint64_t room = std::min<uint64_t>(s.req.window - open, end - s.cursor);
+    std::string err;
+    const auto st = log_.read(s.cursor, size_t(std::min<uint64_t>(room, 16'384)), &buf, &err);
+    if (st == storage::event_log::read_status::truncated) {
+      out_(s.session, wire::encode_frame(
+                           wire::frame_kind::error, 0,
+                           wire::error_body({wire::protocol_error::events_truncated,
+                                             "events from " + std::to_string(s.cursor) +
+                                                 " are gone (retention); the oldest kept is " +
+                                                 std::to_string(log_.first_offset()) + ": subscribe again"})));
+      s.dead = true;
+      return true;
+    }
+    if (st == storage::event_log::read_status::failed) {
+      std::fprintf(stderr, "mesobd: %s\n", err.c_str());
+      out_(s.session, wire::encode_frame(wire::frame_kind::error, 0,
+                                         wire::error_body({wire::protocol_error::events_failed,
+                                                           "the event log could not be read at offset " +
+                                                               std::to_string(s.cursor) + ": " + err})));
+      s.dead = true;
+      return true;
+    }
+    if (buf.empty()) return frames > 0;
+    picked.clear();
+    uint64_t next = buf.back().offset + 1;
+    for (const event& e : buf) {
+      if (!matches(s.req, e)) continue;
+      picked.push_back(e);
+      if (picked.size() == s.req.batch_max) {
+        next = e.offset + 1;
+        break;
+      }
+    }
+    if (!out_(s.session, wire::encode_frame(wire::frame_kind::events, 0, wire::events_body(picked, next, end)))) {
+      s.dead = true;
+      return true;
+    }
+    frames_.fetch_add(1, std::memory_order_relaxed);
+    s.cursor = next;
+  }
+  return true;
+}
+
+void event_hub::run() {
+  std::vector<event> buf;
+  auto last_save = std::chrono::steady_clock::now();
+  for (;;) {
+    std::vector<command> cmds;
+    bool stopping;
+    {
+      std::lock_guard lk(mu_);
+      cmds.swap(commands_);
+      stopping = stop_;
+      out_ = send_;
+    }
+    for (auto& c : cmds) apply(c);
+    bool busy = false;
+    for (auto it = subs_.begin(); it != subs_.end();) {
+      busy |= serve(it->second, buf);
+      if (it->second.dead) it = subs_.erase(it);
+      else ++it;
+    }
+    {
+      std::vector<subscriber_info> list;
+      const uint64_t end = log_.durable_end();
+      for (const auto& [sess, s] : subs_)
+        list.push_back({s.req.name, sess, s.acked, s.cursor - 1, end - 1 > s.acked ? end - 1 - s.acked : 0});
+      std::lock_guard lk(mu_);
+      listing_ = std::move(list);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (positions_dirty_ && (stopping || now - last_save >= std::chrono::milliseconds(100))) {
+      std::string err;
+      if (save(&err)) positions_dirty_ = false;
+      else std::fprintf(stderr, "mesobd: %s\n", err.c_str());
+      last_save = now;
+    }
+    if (stopping) break;
+    if (busy) continue;
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, std::chrono::milliseconds(positions_dirty_ ? 100 : 500),
+                 [&] { return stop_ || wake_ || !commands_.empty(); });
+    wake_ = false;
+  }
+}
+
+}  // namespace mesob::engine

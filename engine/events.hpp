@@ -1,0 +1,195 @@
+// events: the event stream (engine/README.md, "Events").
+//
+// event_writer — one thread. The shards hand it each dispatch's logged batches once every
+// shard has handled them (actors::event_group); it puts the groups back in dispatch order,
+// turns each batch's outcomes into events (derive_events), appends them to the event log
+// and syncs it. Events therefore exist only for batches the log made durable, and every
+// such batch gets its events: after a crash, replay runs the batches after the snapshot
+// again and the writer appends the events of those past the newest one the event log kept.
+// Expiries are placed at the first logged batch whose clock passed them, so they land in
+// the same place live and in replay. A checkpoint waits for the events of every batch it
+// covers (wait_through) before it commits.
+//
+// event_hub — subscriptions. A session subscribes from an offset, optionally under a name
+// (resuming after the name's last acknowledged offset) and with filters; one thread reads
+// the event log and sends each subscriber frames of events while fewer than its window are
+// unacknowledged. A subscriber that does not acknowledge falls behind without slowing the
+// engine or anyone else; one behind retention is told so (events_truncated) and dropped.
+// Named subscribers' acknowledged offsets are kept in <data>/events/subscribers.state.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/batch.hpp"
+#include "storage/event_log.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::engine {
+
+// The events one logged batch made, in operation order (its expiries are added by the
+// writer). `number_of` gives a deposit's gateway number from its transfer id.
+void derive_events(const actors::batch& b, std::vector<wire::event>& out);
+
+class event_writer {
+ public:
+  // `read_id` finds the id of a transfer by serial (the pending transfers this run did
+  // not see created: those of the snapshot). Events of batches with lsn <= `kept_lsn` are
+  // in the log already (recovery) and are not appended again.
+  using id_reader = std::function<wire::id128(uint64_t serial)>;
+  event_writer(storage::event_log& log, uint64_t kept_lsn, id_reader read_id, uint64_t retention_check_ms);
+  ~event_writer();
+  event_writer(const event_writer&) = delete;
+  event_writer& operator=(const event_writer&) = delete;
+
+  // Any thread: a group every shard has handled (groups arrive in any order).
+  void post(std::shared_ptr<actors::event_group> g);
+  // Recovery, before replay: the event log holds the events of every record up to
+  // `kept` (replay appends those of later ones) and the snapshot covers records up to
+  // `snapshot` (checkpoints waited for their events).
+  void recovered(uint64_t kept, uint64_t snapshot);
+  // Blocks until the events of every batch with lsn <= `lsn` are durable. False (with
+  // the reason) if the event log failed.
+  bool wait_through(uint64_t lsn, std::string* error);
+  // Blocks while more than `max` groups wait for the writer (the sequencer, so the
+  // batches they hold stay bounded).
+  void wait_backlog(size_t max);
+  // Waits up to `timeout_ms` for the durable end to pass `seen`; returns it.
+  uint64_t wait_new(uint64_t seen, int timeout_ms);
+  // Called (on the writer's thread) after each sync that made new events durable.
+  void set_listener(std::function<void()> on_durable);
+  // Stops once every group posted so far is written and synced.
+  void stop();
+  [[nodiscard]] bool failed() const { return failed_.load(); }
+  [[nodiscard]] std::string error() const;
+
+  struct stats {
+    uint64_t events = 0;        // appended by this run
+    uint64_t syncs = 0;
+    uint64_t sync_ns = 0;       // summed fdatasync time
+    uint64_t backlog = 0;       // groups waiting
+    uint64_t lsn = 0;           // events durable for every batch up to this lsn
+  };
+  [[nodiscard]] stats counters() const;
+
+ private:
+  void run();
+  void write_group(actors::event_group& g, std::vector<wire::event>& out);
+
+  storage::event_log& log_;
+  std::atomic<uint64_t> kept_lsn_;
+  id_reader read_id_;
+  uint64_t retention_check_ns_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;       // work for the writer
+  std::condition_variable done_cv_;  // progress for waiters
+  std::map<uint64_t, std::shared_ptr<actors::event_group>> waiting_;  // by seq
+  uint64_t next_seq_ = 1;
+  bool stop_ = false;
+  bool stopped_ = false;
+  std::function<void()> listener_;
+  std::atomic<bool> failed_{false};
+  std::string error_;
+  std::atomic<uint64_t> durable_lsn_{0};
+  std::atomic<uint64_t> events_{0}, syncs_{0}, sync_ns_{0}, backlog_{0};
+  // Timed pending transfers seen created and not yet resolved: serial -> id.
+  std::unordered_map<uint64_t, wire::id128> timed_pending_;
+  std::thread thread_;
+};
+
+struct subscription_request {
+  std::string name;        // empty: anonymous (nothing kept)
+  uint64_t from = 0;       // first offset wanted (0: the oldest kept); a name's own position wins
+  bool from_end = false;   // start after the newest durable event instead
+  uint32_t types = 0;      // bit (1 << type) per event type wanted; 0: all
+  std::vector<uint64_t> accounts;  // events touching any of these (account_a or account_b); empty: all
+  std::vector<uint32_t> gateways;  // events of these gateway numbers; empty: all
+  uint32_t window = 65'536;        // offsets scanned and not yet acknowledged, at most
+  uint32_t batch_max = 4'096;      // events per frame, at most
+};
+constexpr size_t subscription_ids_max = 1024;
+constexpr uint32_t subscription_window_max = 1u << 20;
+constexpr uint32_t subscription_batch_max = 8'192;
+constexpr size_t subscriber_name_bytes_max = 64;
+constexpr size_t subscriber_names_max = 4'096;
+
+class event_hub {
+ public:
+  // `send` queues a frame to a session (false: the session is gone).
+  using sender = std::function<bool(uint64_t session, std::vector<uint8_t>&& frame)>;
+  event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max);
+  ~event_hub();
+  // Loads the named subscribers' positions; false with the reason if the file is damaged.
+  bool load(std::string* error);
+  // `session_bytes_max`: what the server queues to one session (windows must fit).
+  void start(sender send, uint64_t session_bytes_max);
+  // From the network thread; each only queues a command for the hub's thread, which
+  // answers a subscription with a Subscribed frame and a refused ack with an Error.
+  void subscribe(uint64_t session, uint64_t request_id, subscription_request&& r);
+  // Everything up to `offset` is handled by the subscriber.
+  void ack(uint64_t session, uint64_t request_id, uint64_t offset);
+  void closed(uint64_t session);
+  void stop();
+
+  struct subscriber_info {
+    std::string name;
+    uint64_t session = 0;
+    uint64_t acked = 0;
+    uint64_t sent = 0;  // offsets scanned and sent through
+    uint64_t lag = 0;   // durable end - 1 - acked
+  };
+  std::vector<subscriber_info> subscribers() const;
+  [[nodiscard]] uint64_t frames_sent() const { return frames_.load(); }
+
+ private:
+  struct sub {
+    uint64_t session = 0;
+    subscription_request req;
+    uint64_t cursor = 1;   // next offset to scan
+    uint64_t acked = 0;    // every offset <= acked is handled
+    bool dead = false;
+  };
+  struct command {
+    enum class kind { subscribe, ack, closed } what;
+    uint64_t session = 0;
+    uint64_t request_id = 0;
+    uint64_t offset = 0;
+    subscription_request req;
+  };
+  void apply(command& c);
+  void run();
+  bool serve(sub& s, std::vector<wire::event>& buf);
+  bool save(std::string* error);
+  static bool matches(const subscription_request& r, const wire::event& e);
+
+  storage::event_log& log_;
+  event_writer& writer_;
+  std::string state_path_;
+  uint32_t subscriptions_max_;
+  sender send_;  // guarded by mu_
+  sender out_;   // the hub thread's copy
+  uint64_t session_bytes_max_ = 32ull << 20;  // guarded by mu_ (read by the hub thread in apply)
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<command> commands_;                // guarded by mu_
+  std::vector<subscriber_info> listing_;         // guarded by mu_
+  std::map<uint64_t, sub> subs_;                 // by session (the hub's thread only)
+  std::map<std::string, uint64_t> positions_;    // named subscribers' acknowledged offsets
+  bool positions_dirty_ = false;
+  bool stop_ = false;
+  bool wake_ = false;
+  std::atomic<uint64_t> frames_{0};
+  std::thread thread_;
+};
+
+}  // namespace mesob::engine

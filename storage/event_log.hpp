@@ -1,0 +1,102 @@
+// mesob::storage event log: the committed changes as events, by offset (storage/README.md).
+//
+// Segments `events-<index:016x>.log` in one directory, each holding `segment_events`
+// events of 96 bytes (wire::event) back to back, with no header: the event with offset o
+// is in segment (o - 1) / segment_events at ((o - 1) % segment_events) * 96. Every event
+// carries its offset and a CRC-32C, so a reader checks each one, and recovery finds the
+// end of the last segment by the first event that fails.
+//
+// One writer thread appends and syncs (fdatasync); readers on any thread read what the
+// last sync made durable. Retention drops whole segments, oldest first, past an age or a
+// size; what was dropped is refused to readers (read_status::truncated).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "wire/types.hpp"
+
+namespace mesob::storage {
+
+struct event_log_options {
+  std::string dir;
+  uint64_t segment_events = 1ull << 19;  // 48 MiB segments
+  uint64_t retention_bytes = 0;          // 0: no size limit
+  uint64_t retention_ns = 0;             // 0: no age limit
+};
+
+struct event_log_recovery {
+  uint64_t first_offset = 1;  // oldest event kept
+  uint64_t next_offset = 1;   // the next event appended gets this offset
+  uint64_t last_lsn = 0;      // lsn of the newest event (0: none kept)
+  uint64_t segments = 0;
+  std::string torn_tail;      // empty, or what was cut (file, offset, why)
+};
+
+class event_log {
+ public:
+  // Opens (creating the directory) and recovers: a torn last segment is cut after its
+  // last whole event. A missing segment in the middle, or a damaged event in a segment
+  // that is not the last, refuses to open (naming the file and offset).
+  static std::unique_ptr<event_log> open(const event_log_options& opt, event_log_recovery* rec, std::string* error);
+  ~event_log();
+  event_log(const event_log&) = delete;
+  event_log& operator=(const event_log&) = delete;
+
+  // Recovery, before appending: removes the events of log records >= `lsn` from the end
+  // (a batch's events may have been cut short by a crash; replay writes them again).
+  // *cut says how many went.
+  bool cut_from(uint64_t lsn, uint64_t* cut, std::string* error);
+
+  // ---- the writer thread
+  // Appends events, giving each its offset (next_offset(), next_offset() + 1, ...) and
+  // CRC. Not durable, nor readable, until sync().
+  bool append(std::span<wire::event> events, std::string* error);
+  // Makes every appended event durable and readable.
+  bool sync(std::string* error);
+  [[nodiscard]] uint64_t next_offset() const { return next_offset_; }
+  // Drops segments wholly older than the retention age at `now_ns`, and the oldest while
+  // the log is over its size; never the segment being written. Returns how many.
+  size_t apply_retention(uint64_t now_ns);
+
+  // ---- any thread
+  [[nodiscard]] uint64_t durable_end() const { return durable_end_.load(std::memory_order_acquire); }
+  [[nodiscard]] uint64_t first_offset() const { return first_offset_.load(std::memory_order_acquire); }
+  [[nodiscard]] uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  enum class read_status { ok, truncated, failed };
+  // Reads up to `max` events from offset `from` (>= 1), stopping at durable_end().
+  // truncated: `from` is older than the oldest event kept (retention dropped it).
+  read_status read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error);
+
+  [[nodiscard]] static uint32_t event_crc(const wire::event& e);
+  [[nodiscard]] static std::string segment_path(const std::string& dir, uint64_t index);
+
+ private:
+  event_log() = default;
+  struct segment_file {
+    int fd = -1;
+    ~segment_file();
+  };
+  std::shared_ptr<segment_file> reader_fd(uint64_t index, std::string* error);
+  bool open_for_append(uint64_t index, std::string* error);
+
+  event_log_options opt_;
+  uint64_t next_offset_ = 1;
+  int append_fd_ = -1;
+  uint64_t append_index_ = UINT64_MAX;
+  std::vector<int> unsynced_fds_;   // segments written since the last sync (closed ones included)
+  bool dir_dirty_ = false;          // a segment was created since the last sync
+  std::atomic<uint64_t> durable_end_{1};
+  std::atomic<uint64_t> first_offset_{1};
+  std::atomic<uint64_t> bytes_{0};
+  std::mutex mu_;  // guards readers_ and segment removal
+  std::map<uint64_t, std::shared_ptr<segment_file>> readers_;
+};
+
+}  // namespace mesob::storage

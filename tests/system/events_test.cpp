@@ -1,0 +1,649 @@
+// The event stream end to end: a live mesobd on loopback, subscribers over the protocol,
+// the notification relay as a process, kill -9 of the engine and of the relay.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "support/engine_fixture.hpp"
+#include "support/mesobd_process.hpp"
+#include "support/seed.hpp"
+#include "support/temp_dir.hpp"
+#include "storage/event_log.hpp"
+#include "wire/client.hpp"
+
+namespace mesob::test {
+namespace {
+
+using wire::event_type;
+using wire::result;
+
+std::unique_ptr<wire::client> connect(const std::string& data, uint16_t port) {
+  std::string err;
+  auto c = wire::client::connect(dev_gateway_options(data, port), &err);
+  EXPECT_TRUE(c) << err;
+  return c;
+}
+
+// Reads events (acknowledging each frame) until `n` arrived or `wait_ms` passed.
+std::vector<wire::event> read_events(wire::client& c, size_t n, bool ack = true, int wait_ms = 20'000) {
+  std::vector<wire::event> got;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  c.set_timeout_ms(200);
+  while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
+    wire::events_msg m;
+    std::string err;
+    if (!c.next_events(&m, &err)) {
+      if (c.timed_out()) continue;
+      ADD_FAILURE() << err;
+      break;
+    }
+    got.insert(got.end(), m.events.begin(), m.events.end());
+    if (ack && m.next > 1) {
+      EXPECT_TRUE(c.ack(m.next - 1, &err)) << err;
+    }
+  }
+  return got;
+}
+
+wire::subscribed_msg subscribe(wire::client& c, const wire::subscribe_msg& m) {
+  wire::subscribed_msg a;
+  std::string err;
+  EXPECT_TRUE(c.subscribe(m, &a, &err)) << err;
+  return a;
+}
+
+wire::transfer pending(uint64_t id, uint64_t dr, uint64_t cr, uint64_t amount, uint32_t timeout_s) {
+  auto t = make_transfer(id, dr, cr, amount, wire::transfer_flags::pending);
+  t.timeout_s = timeout_s;
+  return t;
+}
+
+wire::transfer resolve(uint64_t id, uint64_t pending_id, uint16_t flag) {
+  wire::transfer t;
+  t.id = {id, 0};
+  t.pending_id = {pending_id, 0};
+  t.flags = flag;
+  t.currency = wire::currency("ETB");
+  return t;
+}
+
+TEST(Events, EveryCommittedChangeInOrderWithFilters) {
+  temp_dir dir;
+  live_mesobd d(dir.path());
+  ASSERT_TRUE(d.up()) << d.output();
+  auto c = connect(dir.path(), d.port());
+  ASSERT_TRUE(c);
+  auto r = c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2), make_account(3)}));
+  ASSERT_TRUE(r.ok) << r.failure;
+  // The same account again: ok, and no second event.
+  r = c->call(wire::create_accounts_body(std::vector{make_account(1)}));
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+  r = c->call(wire::create_transfers_body(std::vector{make_transfer(10, 1, 2, 500), pending(11, 1, 3, 300, 1),
+                                                      pending(12, 2, 3, 200, 0)}));
+  ASSERT_TRUE(r.ok);
+  r = c->call(wire::create_transfers_body(
+      std::vector{resolve(13, 12, wire::transfer_flags::post_pending), pending(14, 1, 2, 50, 0),
+                  make_transfer(16, 1, 99, 5)}));  // 16: no such account, no event
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results.at(2), result::credit_account_not_found);
+  r = c->call(wire::create_transfers_body(std::vector{resolve(15, 14, wire::transfer_flags::void_pending),
+                                                      make_transfer(10, 1, 2, 500)}));  // 10 again: no event
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::ok}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1600));  // 11 expires (1 s)
+  r = c->call(wire::create_transfers_body(std::vector{make_transfer(17, 2, 1, 5)}));
+  ASSERT_TRUE(r.ok);
+  r = c->call(wire::set_account_status_body(std::vector{wire::account_status_change{3, wire::account_status::frozen}}));
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+
+  auto s = connect(dir.path(), d.port());
+  auto a = subscribe(*s, {});
+  ASSERT_EQ(a.code, result::ok) << a.message;
+  EXPECT_EQ(a.start, 1u);
+  EXPECT_EQ(a.oldest, 1u);
+  const auto ev = read_events(*s, 12);
+  ASSERT_EQ(ev.size(), 12u);
+  const std::vector<std::pair<event_type, uint64_t>> want = {
+      {event_type::account_opened, 0},  {event_type::account_opened, 0},  {event_type::account_opened, 0},
+      {event_type::transfer_posted, 10}, {event_type::pending_created, 11}, {event_type::pending_created, 12},
+      {event_type::pending_posted, 13},  {event_type::pending_created, 14}, {event_type::pending_voided, 15},
+      {event_type::pending_expired, 11}, {event_type::transfer_posted, 17}, {event_type::account_status, 0}};
+  for (size_t i = 0; i < ev.size(); ++i) {
+    SCOPED_TRACE("event " + std::to_string(i + 1));
+    EXPECT_EQ(ev[i].offset, i + 1);
+    EXPECT_EQ(ev[i].type, want[i].first) << wire::event_type_name(ev[i].type);
+    EXPECT_EQ(ev[i].id.lo, want[i].second);
+    if (i > 0) {
+      EXPECT_GE(ev[i].lsn, ev[i - 1].lsn);
+    }
+  }
+  EXPECT_EQ(ev[0].account_a, 1u);
+  EXPECT_EQ(ev[6].ref.lo, 12u);
+  EXPECT_EQ(ev[6].amount, 200u) << "a post of amount 0 reports what it posted";
+  EXPECT_EQ(ev[6].account_a, 2u);
+  EXPECT_EQ(ev[6].account_b, 3u);
+  EXPECT_EQ(ev[8].ref.lo, 14u);
+  EXPECT_EQ(ev[8].amount, 50u);
+  EXPECT_EQ(ev[9].amount, 300u);
+  EXPECT_EQ(ev[9].account_b, 3u);
+  EXPECT_EQ(ev[11].code, uint16_t(wire::account_status::frozen));
+
+  // Filters: account 3's events; expiries only; from the end.
+  auto f = connect(dir.path(), d.port());
+  wire::subscribe_msg m;
+  m.accounts = {3};
+  ASSERT_EQ(subscribe(*f, m).code, result::ok);
+  auto got = read_events(*f, 6);
+  ASSERT_EQ(got.size(), 6u);
+  EXPECT_EQ(got[0].offset, 3u);
+  EXPECT_EQ(got[5].type, event_type::account_status);
+  for (const auto& e : got) EXPECT_TRUE(e.account_a == 3 || e.account_b == 3) << e.offset;
+  auto x = connect(dir.path(), d.port());
+  m = {};
+  m.types = 1u << uint16_t(event_type::pending_expired);
+  ASSERT_EQ(subscribe(*x, m).code, result::ok);
+  got = read_events(*x, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].offset, 10u);
+  auto tail = connect(dir.path(), d.port());
+  m = {};
+  m.from_end = true;
+  const auto at_end = subscribe(*tail, m);
+  EXPECT_EQ(at_end.code, result::ok);
+  EXPECT_EQ(at_end.start, 13u);
+  r = c->call(wire::create_transfers_body(std::vector{make_transfer(18, 1, 2, 7)}));
+  ASSERT_TRUE(r.ok);
+  got = read_events(*tail, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].offset, 13u);
+  EXPECT_EQ(got[0].id.lo, 18u);
+}
+
+TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
+  temp_dir dir;
+  live_mesobd d(dir.path());
+  ASSERT_TRUE(d.up()) << d.output();
+  auto c = connect(dir.path(), d.port());
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  auto expect_code = [&](const wire::subscribe_msg& m, result want) {
+    auto s = connect(dir.path(), d.port());
+    const auto a = subscribe(*s, m);
+    EXPECT_EQ(a.code, want) << wire::result_name(a.code) << ": " << a.message;
+    EXPECT_FALSE(a.message.empty());
+  };
+  wire::subscribe_msg m;
+  m.name = "no spaces allowed";
+  expect_code(m, result::subscriber_name_invalid);
+  m = {};
+  m.types = 1u << 30;
+  expect_code(m, result::events_filter_invalid);
+  m = {};
+  m.accounts.assign(1025, 7);
+  expect_code(m, result::events_filter_invalid);
+  m = {};
+  m.window = (1u << 20) + 1;
+  expect_code(m, result::events_filter_invalid);
+  m.window = 1u << 20;  // within the limit, but more than the server queues to a session
+  expect_code(m, result::events_filter_invalid);
+  m = {};
+  m.from = 1;
+  m.from_end = true;
+  expect_code(m, result::events_filter_invalid);
+  m = {};
+  m.from = 1000;
+  expect_code(m, result::events_offset_ahead);
+
+  // An ack before subscribing, and one past what was sent: Error ack_refused; the session
+  // and its subscription stay.
+  auto s = connect(dir.path(), d.port());
+  std::string err;
+  ASSERT_TRUE(s->ack(5, &err));
+  wire::events_msg em;
+  wire::protocol_error refusal{};
+  s->set_timeout_ms(2000);
+  EXPECT_FALSE(s->next_events(&em, &err, &refusal));
+  EXPECT_EQ(refusal, wire::protocol_error::ack_refused) << err;
+  m = {};
+  m.name = "audit";
+  ASSERT_EQ(subscribe(*s, m).code, result::ok);
+  auto got = read_events(*s, 2, false);
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_TRUE(s->ack(50, &err));
+  refusal = {};
+  EXPECT_FALSE(s->next_events(&em, &err, &refusal));
+  EXPECT_EQ(refusal, wire::protocol_error::ack_refused) << err;
+  EXPECT_NE(err.find("outside what was sent"), std::string::npos) << err;
+  // The same session again, and the same name from another session: subscriber_busy.
+  EXPECT_EQ(subscribe(*s, {}).code, result::subscriber_busy);
+  expect_code(m, result::subscriber_busy);
+  // The subscription still serves.
+  ASSERT_TRUE(c->call(wire::create_transfers_body(std::vector{make_transfer(10, 1, 2, 5)})).ok);
+  got = read_events(*s, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].offset, 3u);
+
+  // A gateway without the events_reader role.
+  d.stop();
+  live_mesobd p(dir.path(), {"--gateway", "payer:payments:" + std::string(64, 'a')});
+  ASSERT_TRUE(p.up()) << p.output();
+  wire::client::options o;
+  o.port = p.port();
+  o.gateway = "payer";
+  ASSERT_TRUE(wire::from_hex(std::string(64, 'a'), &o.secret));
+  auto np = wire::client::connect(o, &err);
+  ASSERT_TRUE(np) << err;
+  wire::subscribed_msg a;
+  EXPECT_FALSE(np->subscribe({}, &a, &err));
+  EXPECT_NE(err.find("role_denied"), std::string::npos) << err;
+}
+
+TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
+  temp_dir dir;
+  live_mesobd d(dir.path());
+  ASSERT_TRUE(d.up()) << d.output();
+  auto c = connect(dir.path(), d.port());
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  auto slow = connect(dir.path(), d.port());
+  auto fast = connect(dir.path(), d.port());
+  wire::subscribe_msg m;
+  m.window = 1000;
+  m.batch_max = 500;
+  ASSERT_EQ(subscribe(*slow, m).code, result::ok);
+  ASSERT_EQ(subscribe(*fast, m).code, result::ok);
+  constexpr uint64_t batches = 20, per = 1000;
+  for (uint64_t b = 0; b < batches; ++b) {
+    std::vector<wire::transfer> ts;
+    for (uint64_t i = 0; i < per; ++i) ts.push_back(make_transfer(100 + b * per + i, 1, 2, 1));
+    auto r = c->call(wire::create_transfers_body(ts));
+    ASSERT_TRUE(r.ok) << r.failure;
+  }
+  const uint64_t total = 2 + batches * per;
+  auto got = read_events(*fast, total);
+  ASSERT_EQ(got.size(), total);
+  EXPECT_EQ(got.back().offset, total);
+  // The slow one, which never acknowledged, was sent exactly its window.
+  got = read_events(*slow, total, false, 1500);
+  EXPECT_EQ(got.size(), 1000u);
+  EXPECT_EQ(got.back().offset, 1000u);
+  // Acknowledging lets it catch up from the log.
+  std::string err;
+  ASSERT_TRUE(slow->ack(1000, &err));
+  auto rest = read_events(*slow, total - 1000);
+  ASSERT_EQ(rest.size(), total - 1000);
+  EXPECT_EQ(rest.front().offset, 1001u);
+  EXPECT_EQ(rest.back().offset, total);
+}
+
+TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
+  temp_dir dir;
+  // 1,024 events a segment, at most 1 MiB kept (about ten segments).
+  live_mesobd d(dir.path(), {"--events-segment-events", "1024", "--events-retention-mib", "1"});
+  ASSERT_TRUE(d.up()) << d.output();
+  auto c = connect(dir.path(), d.port());
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  auto behind = connect(dir.path(), d.port());
+  wire::subscribe_msg m;
+  m.window = 100;
+  ASSERT_EQ(subscribe(*behind, m).code, result::ok);
+  {
+    // A named subscriber that takes one frame and goes away.
+    auto late = connect(dir.path(), d.port());
+    wire::subscribe_msg n;
+    n.name = "late";
+    ASSERT_EQ(subscribe(*late, n).code, result::ok);
+    ASSERT_EQ(read_events(*late, 2).size(), 2u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its position is kept
+  }
+  for (uint64_t b = 0; b < 30; ++b) {
+    if (b == 1) {
+      ASSERT_EQ(read_events(*behind, 100, false).size(), 100u);
+    }
+    std::vector<wire::transfer> ts;
+    for (uint64_t i = 0; i < 1000; ++i) ts.push_back(make_transfer(100 + b * 1000 + i, 1, 2, 1));
+    ASSERT_TRUE(c->call(wire::create_transfers_body(ts)).ok);
+  }
+  // Retention runs about once a second.
+  wire::subscribed_msg a;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    auto probe = connect(dir.path(), d.port());
+    a = subscribe(*probe, {});
+    if (a.oldest > 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_GT(a.oldest, 1u) << "retention dropped nothing";
+  // The pass that was seen may have been under way: the next one leaves it still.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  {
+    auto probe = connect(dir.path(), d.port());
+    a = subscribe(*probe, {});
+  }
+  EXPECT_EQ((a.oldest - 1) % 1024, 0u) << "whole segments go";
+  EXPECT_LE(a.end - a.oldest, 1024u * 12);
+  // From an offset retention dropped: refused, naming the oldest kept.
+  auto old = connect(dir.path(), d.port());
+  m = {};
+  m.from = 5;
+  const auto refused = subscribe(*old, m);
+  EXPECT_EQ(refused.code, result::events_truncated);
+  EXPECT_NE(refused.message.find(std::to_string(a.oldest)), std::string::npos) << refused.message;
+  // From the oldest kept: served, starting there.
+  auto edge = connect(dir.path(), d.port());
+  m.from = a.oldest;
+  ASSERT_EQ(subscribe(*edge, m).code, result::ok);
+  const auto first = read_events(*edge, 1);
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(first[0].offset, a.oldest);
+  // The name left behind is not moved on silently: only an explicit start does.
+  {
+    auto late = connect(dir.path(), d.port());
+    wire::subscribe_msg n;
+    n.name = "late";
+    const auto again = subscribe(*late, n);
+    EXPECT_EQ(again.code, result::events_truncated);
+    EXPECT_NE(again.message.find("from_end"), std::string::npos) << again.message;
+    n.from_end = true;
+    const auto moved = subscribe(*late, n);
+    EXPECT_EQ(moved.code, result::ok) << moved.message;
+    EXPECT_EQ(moved.start, moved.end);
+  }
+  // The reader left behind is told, and its subscription ends.
+  std::string err;
+  ASSERT_TRUE(behind->ack(100, &err));
+  wire::events_msg em;
+  wire::protocol_error refusal{};
+  behind->set_timeout_ms(5000);
+  EXPECT_FALSE(behind->next_events(&em, &err, &refusal));
+  EXPECT_EQ(refusal, wire::protocol_error::events_truncated) << err;
+}
+
+// Every event in a data directory's event log, read with the engine closed.
+std::vector<wire::event> all_events(const std::string& data) {
+  storage::event_log_options o;
+  o.dir = data + "/events";
+  storage::event_log_recovery rec;
+  std::string err;
+  auto log = storage::event_log::open(o, &rec, &err);
+  EXPECT_TRUE(log) << err;
+  std::vector<wire::event> out, part;
+  if (!log) return out;
+  for (uint64_t at = rec.first_offset; at < rec.next_offset; at += part.size()) {
+    EXPECT_EQ(log->read(at, 4096, &part, &err), storage::event_log::read_status::ok) << err;
+    if (part.empty()) break;
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  return out;
+}
+
+bool same_events(const std::vector<wire::event>& a, const std::vector<wire::event>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(wire::event)) == 0;
+}
+
+// Cuts the event log back to offset `end` (exclusive) as a crash mid-append leaves it:
+// `extra` bytes of the next event remain.
+void cut_event_log(const std::string& data, uint64_t end, size_t extra) {
+  const uint64_t seg = 1ull << 19, o = end - 1;  // the default segment size
+  for (uint64_t i = o / seg + 1; std::filesystem::exists(storage::event_log::segment_path(data + "/events", i)); ++i)
+    std::filesystem::remove(storage::event_log::segment_path(data + "/events", i));
+  std::filesystem::resize_file(storage::event_log::segment_path(data + "/events", o / seg),
+                               (o % seg) * sizeof(wire::event) + extra);
+}
+
+// Replay after a crash writes the events the event log lacks, and they are the very
+// events the first run wrote, at the same offsets: expiries included, from a snapshot in
+// the middle and from the start of the log.
+TEST(EventsEngine, ReplayWritesTheSameEventsAtTheSameOffsets) {
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  create_accounts(f.e(), 8);
+  auto ok = [](const engine::reply& r) {
+    for (const auto res : r.results) EXPECT_EQ(res, result::ok);
+  };
+  ok(f.e().create_transfers({make_transfer(10, 1, 2, 100), pending(11, 3, 4, 30, 1), pending(12, 5, 6, 40, 1),
+                             pending(13, 7, 8, 50, 0), pending(14, 2, 7, 60, 5)}));
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+  ok(f.e().create_transfers({resolve(15, 13, wire::transfer_flags::post_pending), make_transfer(16, 8, 1, 5)}));
+  f.advance_s(2);  // 11 and 12 expire
+  ok(f.e().create_transfers({make_transfer(17, 4, 3, 1)}));
+  ok(f.e().create_transfers({resolve(18, 14, wire::transfer_flags::void_pending), make_transfer(19, 6, 5, 2),
+                             make_transfer(20, 1, 8, 3)}));
+  f.close();
+  const auto first = all_events(f.dir());
+  ASSERT_GE(first.size(), 20u);
+  size_t expired = 0;
+  for (const auto& e : first) expired += e.type == event_type::pending_expired;
+  EXPECT_EQ(expired, 2u);
+
+  // A crash in the middle of the last batch's events.
+  cut_event_log(f.dir(), first.size() - 1, 40);
+  f.open();
+  f.close();
+  EXPECT_TRUE(same_events(all_events(f.dir()), first)) << "after a crash mid-append";
+
+  // Everything after the snapshot lost.
+  std::ifstream covered(f.dir() + "/events/covered");
+  std::string word;
+  uint64_t snap = 0;
+  ASSERT_TRUE(covered >> word >> snap);
+  uint64_t after = 0;
+  while (after < first.size() && first[after].lsn <= snap) ++after;
+  ASSERT_LT(after, first.size());
+  cut_event_log(f.dir(), after + 1, 0);
+  f.open();
+  f.close();
+  EXPECT_TRUE(same_events(all_events(f.dir()), first)) << "after losing the events past the snapshot";
+}
+
+// A run without the event log leaves records the stream never saw: the next run with it
+// says so and refuses, rather than serve a stream with changes missing.
+TEST(EventsEngine, AGapLeftByARunWithoutEventsIsRefused) {
+  engine_fixture f(2);
+  create_accounts(f.e(), 2);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+  f.close();
+  auto cfg = f.config();
+  cfg.events = false;
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->create_transfers({make_transfer(10, 1, 2, 5)}).results.at(0), result::ok);
+    EXPECT_EQ(e->events(), nullptr);
+    e->close();  // its final snapshot covers the transfer
+  }
+  cfg.events = true;
+  auto e = engine::engine::open(cfg, &err);
+  EXPECT_FALSE(e);
+  EXPECT_NE(err.find("--no-events"), std::string::npos) << err;
+}
+
+// The relay as a process, writing --raw lines to a file.
+class relay_process {
+ public:
+  relay_process(const std::string& data, uint16_t port, const std::string& out) {
+    const command_line cmd(bin("tools/mesob-relay"),
+                           {"--port", std::to_string(port), "--gateway", "dev", "--secret-file",
+                            data + "/dev-gateway.secret", "--name", "relay", "--raw"},
+                           {});
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      cmd.exec();
+    }
+  }
+  ~relay_process() { kill9(); }
+  void kill9() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+struct raw_event {
+  uint64_t offset = 0, type = 0, lsn = 0, id_lo = 0, id_hi = 0, a = 0, b = 0, amount = 0;
+  std::string line;
+};
+
+// Whole lines only: a relay killed mid-write may leave half a line.
+std::vector<raw_event> read_raw(const std::string& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<raw_event> out;
+  size_t at = 0;
+  for (size_t nl = text.find('\n'); nl != std::string::npos; at = nl + 1, nl = text.find('\n', at)) {
+    raw_event e;
+    e.line = text.substr(at, nl - at);
+    std::istringstream ls(e.line);
+    ls >> e.offset >> e.type >> e.lsn >> e.id_lo >> e.id_hi >> e.a >> e.b >> e.amount;
+    out.push_back(e);
+  }
+  return out;
+}
+
+TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
+  const uint64_t seed = test_seed("events crash");
+  temp_dir dir;
+  const uint16_t port = free_port();
+  const std::vector<std::string> args = {"--port", std::to_string(port)};
+  auto engine = std::make_unique<live_mesobd>(dir.path(), args);
+  ASSERT_TRUE(engine->up()) << engine->output();
+  constexpr uint64_t accounts = 64;
+  {
+    auto c = connect(dir.path(), port);
+    std::vector<wire::account> as;
+    for (uint64_t i = 1; i <= accounts; ++i) as.push_back(make_account(i));
+    ASSERT_TRUE(c->call(wire::create_accounts_body(as)).ok);
+  }
+  // Load: batches of transfers between random accounts; the acknowledged ids are kept.
+  std::atomic<bool> load_stop{false};
+  std::mutex acked_mu;
+  std::set<uint64_t> acked;
+  std::atomic<uint64_t> next_id{1000};
+  auto load = [&] {
+    std::mt19937_64 rng(seed);
+    std::unique_ptr<wire::client> c;
+    while (!load_stop.load()) {
+      if (!c) {
+        std::string err;
+        auto o = dev_gateway_options(dir.path(), port);
+        o.timeout_ms = 2000;
+        c = wire::client::connect(o, &err);
+        if (!c) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          continue;
+        }
+      }
+      std::vector<wire::transfer> ts;
+      for (int i = 0; i < 200; ++i) {
+        const uint64_t dr = 1 + rng() % accounts, cr = 1 + (dr + rng() % (accounts - 1)) % accounts;
+        ts.push_back(make_transfer(next_id.fetch_add(1), dr, cr, 1 + rng() % 1000));
+      }
+      auto r = c->call(wire::create_transfers_body(ts));
+      if (!r.ok) {
+        c.reset();  // the engine went away: these may or may not have committed
+        continue;
+      }
+      std::lock_guard lk(acked_mu);
+      for (size_t i = 0; i < ts.size(); ++i)
+        if (r.reply.results.at(i) == result::ok) acked.insert(ts[i].id.lo);
+    }
+  };
+  const std::string out1 = dir.path() + "/relay1.txt", out2 = dir.path() + "/relay2.txt";
+  auto relay = std::make_unique<relay_process>(dir.path(), port, out1);
+  std::thread loader(load);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  relay->kill9();  // the relay dies mid-stream
+  relay = std::make_unique<relay_process>(dir.path(), port, out2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ASSERT_NE(engine->crash(), -1);  // the engine dies under load
+  engine = std::make_unique<live_mesobd>(dir.path(), args);
+  ASSERT_TRUE(engine->up()) << engine->output();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  load_stop.store(true);
+  loader.join();
+
+  // Wait until the relay has printed up to the durable end.
+  uint64_t end = 0;
+  {
+    auto probe = connect(dir.path(), port);
+    wire::subscribe_msg m;
+    m.from_end = true;
+    end = subscribe(*probe, m).end;
+  }
+  ASSERT_GT(end, 1u);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto last = read_raw(out2);
+    if (!last.empty() && last.back().offset >= end - 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  relay->kill9();
+
+  // Dedup by offset: an offset seen twice must be the same event.
+  std::map<uint64_t, std::string> by_offset;
+  size_t duplicates = 0;
+  for (const auto* path : {&out1, &out2})
+    for (const auto& e : read_raw(*path)) {
+      auto [it, fresh] = by_offset.emplace(e.offset, e.line);
+      if (!fresh) {
+        ++duplicates;
+        EXPECT_EQ(it->second, e.line) << "offset " << e.offset << " changed meaning";
+      }
+    }
+  std::printf("events %zu (end %llu), redelivered %zu, acknowledged transfers %zu\n", by_offset.size(),
+              static_cast<unsigned long long>(end), duplicates, acked.size());
+  ASSERT_FALSE(by_offset.empty());
+  EXPECT_EQ(by_offset.begin()->first, 1u);
+  EXPECT_EQ(by_offset.rbegin()->first, end - 1);
+  EXPECT_EQ(by_offset.size(), end - 1) << "offsets have a gap";
+  std::map<uint64_t, int> transfer_events;
+  for (const auto& [off, line] : by_offset) {
+    std::istringstream ls(line);
+    raw_event e;
+    ls >> e.offset >> e.type >> e.lsn >> e.id_lo;
+    if (e.type == uint64_t(event_type::transfer_posted)) ++transfer_events[e.id_lo];
+  }
+  for (const uint64_t id : acked) EXPECT_EQ(transfer_events[id], 1) << "acknowledged transfer " << id;
+  // Events of transfers whose answer the crash lost are of transfers the ledger holds.
+  std::vector<wire::id128> unacked;
+  for (const auto& [id, n] : transfer_events) {
+    EXPECT_EQ(n, 1) << "transfer " << id;
+    if (!acked.count(id)) unacked.push_back({id, 0});
+  }
+  std::printf("transfers committed but not acknowledged before the crash: %zu\n", unacked.size());
+  if (!unacked.empty()) {
+    auto c = connect(dir.path(), port);
+    auto r = c->call(wire::lookup_transfers_body(unacked));
+    ASSERT_TRUE(r.ok);
+    for (size_t i = 0; i < unacked.size(); ++i) EXPECT_EQ(r.reply.results.at(i), result::ok) << unacked[i].lo;
+  }
+}
+
+}  // namespace
+}  // namespace mesob::test
