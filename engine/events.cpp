@@ -1,6 +1,7 @@
 #include "engine/events.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -148,7 +149,10 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
 event_writer::event_writer(storage::event_log& log, uint64_t kept_lsn, id_reader read_id, uint64_t retention_check_ms)
     : log_(log), kept_lsn_(kept_lsn), read_id_(std::move(read_id)), retention_check_ns_(retention_check_ms * 1'000'000ull) {
   durable_lsn_.store(kept_lsn);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "mesob.evwrite");
+    run();
+  });
 }
 
 event_writer::~event_writer() { stop(); }
@@ -397,7 +401,10 @@ void event_hub::start(sender send, uint64_t session_bytes_max) {
     }
     cv_.notify_one();
   });
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "mesob.evhub");
+    run();
+  });
 }
 
 void event_hub::subscribe(uint64_t session, uint64_t request_id, subscription_request&& r) {
@@ -558,12 +565,18 @@ void event_hub::apply(command& c) {
 bool event_hub::serve(sub& s, std::vector<event>& buf) {
   const uint64_t end = log_.durable_end();
   std::vector<event> picked;
+  constexpr size_t scan_max = 16'384;
+  if (buf.size() < scan_max) buf.resize(scan_max);  // once: reads fill it without clearing
   for (int frames = 0; frames < 4; ++frames) {
     const uint64_t open = s.cursor - 1 - s.acked;
     if (s.cursor >= end || open >= s.req.window) return frames > 0;
     const uint64_t room = std::min<uint64_t>(s.req.window - open, end - s.cursor);
     std::string err;
-    const auto st = log_.read(s.cursor, size_t(std::min<uint64_t>(room, 16'384)), &buf, &err);
+    const bool filtered = s.req.types != 0 || !s.req.accounts.empty() || !s.req.gateways.empty();
+    // Unfiltered, a frame is the next batch_max events; filtered, up to 16,384 are scanned.
+    size_t got = 0;
+    const auto st = log_.read(s.cursor, size_t(std::min<uint64_t>(room, filtered ? scan_max : s.req.batch_max)),
+                              buf.data(), &got, &err);
     if (st == storage::event_log::read_status::truncated) {
       out_(s.session, wire::encode_frame(
                            wire::frame_kind::error, 0,
@@ -583,18 +596,25 @@ bool event_hub::serve(sub& s, std::vector<event>& buf) {
       s.dead = true;
       return true;
     }
-    if (buf.empty()) return frames > 0;
-    picked.clear();
-    uint64_t next = buf.back().offset + 1;
-    for (const event& e : buf) {
-      if (!matches(s.req, e)) continue;
-      picked.push_back(e);
-      if (picked.size() == s.req.batch_max) {
-        next = e.offset + 1;
-        break;
+    if (got == 0) return frames > 0;
+    const std::span<const event> read_events(buf.data(), got);
+    uint64_t next = read_events.back().offset + 1;
+    std::span<const event> send = read_events;
+    if (!filtered) {
+      next = send.back().offset + 1;  // no filter: the events as read, no copy
+    } else {
+      picked.clear();
+      for (const event& e : read_events) {
+        if (!matches(s.req, e)) continue;
+        picked.push_back(e);
+        if (picked.size() == s.req.batch_max) {
+          next = e.offset + 1;
+          break;
+        }
       }
+      send = picked;
     }
-    if (!out_(s.session, wire::encode_frame(wire::frame_kind::events, 0, wire::events_body(picked, next, end)))) {
+    if (!out_(s.session, wire::events_frame(send, next, end))) {
       s.dead = true;
       return true;
     }

@@ -785,7 +785,7 @@ class server_impl {
       batch.swap(mail_->q);
       pushes.swap(mail_->pushes);
     }
-    for (auto& p : pushes) deliver_push(p);
+    for (auto& p : pushes) deliver_push(std::move(p));
     for (auto& c : batch) {
       --engine_in_flight_;
       session* s = c.slot < sessions_.size() && sessions_[c.slot] ? sessions_[c.slot].get() : nullptr;
@@ -866,23 +866,23 @@ class server_impl {
     queue_frame(s, frame_kind::response, c.request_id, body);
   }
 
-  void deliver_push(const outgoing_push& p) {
-    if (p.session_id != 0) {
+  void deliver_push(outgoing_push&& p) {
+    if (p.session_id != 0) {  // one session: the frame moves into its queue
       const auto it = by_session_.find(p.session_id);
       if (it == by_session_.end() || it->second >= sessions_.size() || !sessions_[it->second]) return;
       session& s = *sessions_[it->second];
       if (s.fd < 0 || s.closing || s.close_after_flush || s.session_id != p.session_id) return;
-      push_to(s, p.frame);
+      push_to(s, std::move(p.frame));
       return;
     }
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
         continue;
-      push_to(*sp, p.frame);
+      push_to(*sp, std::vector<uint8_t>(p.frame));
     }
   }
 
-  void push_to(session& s, const std::vector<uint8_t>& frame) {
+  void push_to(session& s, std::vector<uint8_t>&& frame) {
     if (s.out_bytes + frame.size() > cfg_.out_bytes_max) {
       // Pushed frames cannot wait: the session is told (best effort: its buffers are
       // full) and closed at once, not after a flush that would never come.
@@ -896,7 +896,7 @@ class server_impl {
     }
     st_pushes_.fetch_add(1, std::memory_order_relaxed);
     s.out_bytes += frame.size();
-    s.out.push_back(frame);
+    s.out.push_back(std::move(frame));
     if (!s.sending) start_send(s);
   }
 

@@ -17,6 +17,13 @@ namespace {
 
 constexpr size_t event_bytes = sizeof(wire::event);
 constexpr size_t crc_bytes = offsetof(wire::event, crc);
+constexpr uint64_t block = 4096;
+constexpr size_t write_events_max = 8192;  // events per write (768 KiB)
+
+uint8_t* aligned_bytes(size_t n) {
+  void* p = nullptr;
+  return ::posix_memalign(&p, block, n) == 0 ? static_cast<uint8_t*>(p) : nullptr;
+}
 
 std::string errno_text(const char* what, const std::string& path) {
   return std::string("event log: ") + what + " " + path + ": " + std::strerror(errno);
@@ -69,8 +76,12 @@ event_log::segment_file::~segment_file() {
 }
 
 std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_log_recovery* rec, std::string* error) {
-  if (opt.segment_events < 16 || opt.segment_events > (1ull << 24)) {
-    *error = "event log: segment_events must be 16 .. 16,777,216";
+  if (opt.segment_events < 128 || opt.segment_events > (1ull << 24) || opt.segment_events % 128 != 0) {
+    *error = "event log: segment_events must be a multiple of 128 in 128 .. 16,777,216";
+    return nullptr;
+  }
+  if (opt.ring_events < 1024 || (opt.ring_events & (opt.ring_events - 1)) != 0) {
+    *error = "event log: ring_events must be a power of two of at least 1,024";
     return nullptr;
   }
   std::error_code ec;
@@ -191,6 +202,17 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
   }
   log->durable_end_.store(log->next_offset_);
   log->bytes_.store(bytes);
+  log->ring_ = static_cast<wire::event*>(std::malloc(opt.ring_events * event_bytes));
+  log->ring_mask_ = opt.ring_events - 1;
+  log->ring_writing_.store(log->next_offset_);
+  log->ring_first_.store(log->next_offset_);
+  log->tail_ = aligned_bytes(block);
+  log->stage_bytes_ = write_events_max * event_bytes + 2 * block;
+  log->stage_ = aligned_bytes(log->stage_bytes_);
+  if (!log->tail_ || !log->stage_ || !log->ring_) {
+    *error = "event log: out of memory for its write buffers";
+    return nullptr;
+  }
   rec->first_offset = log->first_offset_.load();
   rec->next_offset = log->next_offset_;
   rec->segments = indexes.size();
@@ -201,13 +223,24 @@ event_log::~event_log() {
   if (append_fd_ >= 0) ::close(append_fd_);
   for (int fd : unsynced_fds_)
     if (fd != append_fd_) ::close(fd);
+  std::free(tail_);
+  std::free(stage_);
+  std::free(ring_);
 }
 
 bool event_log::open_for_append(uint64_t index, std::string* error) {
   const std::string path = segment_path(opt_.dir, index);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
   if (fd < 0) {
     *error = errno_text("cannot open", path);
+    return false;
+  }
+  // The partial block the next write starts with, as the file has it.
+  std::memset(tail_, 0, block);
+  const uint64_t pos = ((next_offset_ - 1) % opt_.segment_events) * event_bytes;
+  if (pos % block != 0 && ::pread(fd, tail_, block, off_t(pos - pos % block)) < 0) {
+    ::close(fd);
+    *error = errno_text("cannot read the last block of", path);
     return false;
   }
   // The previous segment stays open until the next sync has made it durable.
@@ -226,16 +259,26 @@ bool event_log::append(std::span<wire::event> events, std::string* error) {
     const uint64_t o = next_offset_;
     const uint64_t index = (o - 1) / seg, at = (o - 1) % seg;
     if (index != append_index_ && !open_for_append(index, error)) return false;
-    const size_t n = size_t(std::min<uint64_t>(events.size() - i, seg - at));
+    const size_t n = size_t(std::min<uint64_t>({events.size() - i, seg - at, write_events_max}));
+    ring_writing_.store(o + n, std::memory_order_release);  // before the slots change
     for (size_t k = 0; k < n; ++k) {
       wire::event& e = events[i + k];
       e.offset = o + k;
       e.crc = event_crc(e);
+      ring_[(o + k - 1) & ring_mask_] = e;
     }
-    if (!pwrite_all(append_fd_, events.data() + i, n * event_bytes, at * event_bytes)) {
+    // One aligned write: the partial block so far, the new events, zeros to the block end.
+    const uint64_t pos = at * event_bytes, floor = pos - pos % block, head = pos - floor;
+    const uint64_t end = pos + n * event_bytes, len = (end - floor + block - 1) / block * block;
+    std::memcpy(stage_, tail_, head);
+    std::memcpy(stage_ + head, events.data() + i, n * event_bytes);
+    std::memset(stage_ + head + n * event_bytes, 0, len - head - n * event_bytes);
+    if (!pwrite_all(append_fd_, stage_, len, floor)) {
       *error = errno_text("cannot write", segment_path(opt_.dir, index));
       return false;
     }
+    std::memset(tail_, 0, block);
+    std::memcpy(tail_, stage_ + (end - end % block - floor), end % block);
     if (std::find(unsynced_fds_.begin(), unsynced_fds_.end(), append_fd_) == unsynced_fds_.end())
       unsynced_fds_.push_back(append_fd_);
     next_offset_ += n;
@@ -339,6 +382,12 @@ bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
   bytes_.fetch_sub(std::min(bytes_.load(), *cut * event_bytes));
   next_offset_ = o;
   durable_end_.store(o, std::memory_order_release);
+  ring_writing_.store(o);
+  ring_first_.store(o);
+  if (append_fd_ >= 0 && std::find(unsynced_fds_.begin(), unsynced_fds_.end(), append_fd_) == unsynced_fds_.end())
+    ::close(append_fd_);
+  append_fd_ = -1;
+  append_index_ = UINT64_MAX;  // the next append reads its partial block again
   return true;
 }
 
@@ -348,7 +397,7 @@ std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, st
   if (index < (first_offset_.load() - 1) / opt_.segment_events) return nullptr;
   auto f = std::make_shared<segment_file>();
   const std::string path = segment_path(opt_.dir, index);
-  f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  f->fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
   if (f->fd < 0) {
     *error = errno_text("cannot open", path);
     return nullptr;
@@ -360,40 +409,80 @@ std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, st
 }
 
 event_log::read_status event_log::read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error) {
-  out->clear();
+  const uint64_t end = durable_end();
+  out->resize(size_t(from == 0 || end <= from ? 0 : std::min<uint64_t>(max, end - from)));
+  size_t n = 0;
+  const read_status st = read(from, out->size(), out->data(), &n, error);
+  out->resize(n);
+  return st;
+}
+
+event_log::read_status event_log::read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error) {
+  *n = 0;
   const uint64_t end = durable_end();
   if (from == 0) from = 1;
   if (from < first_offset()) return read_status::truncated;
   if (from >= end || max == 0) return read_status::ok;
   const uint64_t to = std::min<uint64_t>(end, from + max);
-  out->resize(size_t(to - from));
+  // From memory: the events as this writer made them (their offsets show the slots were
+  // not reused meanwhile). From the files: each one's checksum too.
+  const bool from_files = !read_ring(from, to, out);
+  if (from_files && !read_files(from, to, out, error))
+    return from < first_offset() ? read_status::truncated : read_status::failed;
+  for (uint64_t o = from; o < to; ++o) {
+    const wire::event& e = out[o - from];
+    if (e.offset != o || (from_files && e.crc != event_crc(e))) {
+      *error = "event log: event " + std::to_string(o) + " fails its checks (offset " + std::to_string(e.offset) +
+               ", checksum " + (e.crc == event_crc(e) ? "good" : "bad") + ")";
+      return read_status::failed;
+    }
+  }
+  *n = size_t(to - from);
+  return read_status::ok;
+}
+
+bool event_log::read_ring(uint64_t from, uint64_t to, wire::event* out) const {
+  const uint64_t ring = ring_mask_ + 1;
+  if (from < ring_first_.load(std::memory_order_acquire) || ring_writing_.load(std::memory_order_acquire) > from + ring)
+    return false;
+  for (uint64_t o = from; o < to; ++o) out[o - from] = ring_[(o - 1) & ring_mask_];
+  // Good unless the writer started on a slot of this range meanwhile.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return ring_writing_.load(std::memory_order_acquire) <= from + ring;
+}
+
+bool event_log::read_files(uint64_t from, uint64_t to, wire::event* out, std::string* error) {
+  // Aligned reads around the page cache, through one buffer per reading thread.
+  thread_local std::unique_ptr<uint8_t, decltype(&std::free)> buf(nullptr, &std::free);
+  thread_local size_t buf_bytes = 0;
   const uint64_t seg = opt_.segment_events;
   uint64_t o = from;
   while (o < to) {
     const uint64_t index = (o - 1) / seg, at = (o - 1) % seg;
-    const uint64_t n = std::min(to - o, seg - at);
+    const uint64_t n = std::min<uint64_t>({to - o, seg - at, write_events_max});
+    const uint64_t pos = at * event_bytes, floor = pos - pos % block;
+    const uint64_t len = (pos + n * event_bytes - floor + block - 1) / block * block;
+    if (buf_bytes < len) {
+      buf.reset(aligned_bytes(len));
+      buf_bytes = buf ? len : 0;
+      if (!buf) {
+        *error = "event log: out of memory for a read";
+        return false;
+      }
+    }
     auto f = reader_fd(index, error);
-    if (!f) {
-      out->clear();
-      if (from < first_offset()) return read_status::truncated;
-      return read_status::failed;
-    }
-    if (!pread_all(f->fd, out->data() + (o - from), size_t(n) * event_bytes, at * event_bytes)) {
-      out->clear();
+    if (!f) return false;
+    ssize_t got;
+    do got = ::pread(f->fd, buf.get(), len, off_t(floor));
+    while (got < 0 && errno == EINTR);
+    if (got < ssize_t(pos - floor + n * event_bytes)) {
       *error = errno_text("cannot read", segment_path(opt_.dir, index));
-      return read_status::failed;
+      return false;
     }
+    std::memcpy(out + (o - from), buf.get() + (pos - floor), n * event_bytes);
     o += n;
   }
-  // Retention may have dropped the segment while it was read: the events are whole
-  // (the file stays readable while open), but say so if the caller's offset is gone.
-  for (const auto& e : *out)
-    if (e.crc != event_crc(e)) {
-      *error = "event log: event " + std::to_string(e.offset) + " fails its checksum";
-      out->clear();
-      return read_status::failed;
-    }
-  return read_status::ok;
+  return true;
 }
 
 }  // namespace mesob::storage

@@ -7,8 +7,14 @@
 // end of the last segment by the first event that fails.
 //
 // One writer thread appends and syncs (fdatasync); readers on any thread read what the
-// last sync made durable. Retention drops whole segments, oldest first, past an age or a
-// size; what was dropped is refused to readers (read_status::truncated).
+// last sync made durable. Writes go around the page cache (O_DIRECT, whole 4 KiB blocks,
+// the last partial block written again with the next events): buffered appends cost the
+// writer about 1.2 ns of kernel time per byte on this machine, direct ones a fifth of that.
+// The newest `ring_events` events are also kept in memory, where readers near the end of
+// the log find them; older ones are read from the files, also with O_DIRECT (a buffered
+// read racing the rewrite of a partial block could cache a stale page). Retention drops
+// whole segments, oldest first, past an age or a size; what was dropped is refused to
+// readers (read_status::truncated).
 #pragma once
 
 #include <atomic>
@@ -26,7 +32,8 @@ namespace mesob::storage {
 
 struct event_log_options {
   std::string dir;
-  uint64_t segment_events = 1ull << 19;  // 48 MiB segments
+  uint64_t segment_events = 1ull << 19;  // 48 MiB segments; a multiple of 128 (whole 4 KiB blocks)
+  uint64_t ring_events = 1ull << 19;     // newest events kept in memory (a power of two)
   uint64_t retention_bytes = 0;          // 0: no size limit
   uint64_t retention_ns = 0;             // 0: no age limit
 };
@@ -73,6 +80,8 @@ class event_log {
   // Reads up to `max` events from offset `from` (>= 1), stopping at durable_end().
   // truncated: `from` is older than the oldest event kept (retention dropped it).
   read_status read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error);
+  // The same into `out` (room for `max`); *n events read.
+  read_status read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error);
 
   [[nodiscard]] static uint32_t event_crc(const wire::event& e);
   [[nodiscard]] static std::string segment_path(const std::string& dir, uint64_t index);
@@ -85,11 +94,24 @@ class event_log {
   };
   std::shared_ptr<segment_file> reader_fd(uint64_t index, std::string* error);
   bool open_for_append(uint64_t index, std::string* error);
+  bool read_files(uint64_t from, uint64_t to, wire::event* out, std::string* error);
+  bool read_ring(uint64_t from, uint64_t to, wire::event* out) const;
 
   event_log_options opt_;
   uint64_t next_offset_ = 1;
   int append_fd_ = -1;
   uint64_t append_index_ = UINT64_MAX;
+  // The open segment's last partial 4 KiB block, as written (rewritten with the next events).
+  uint8_t* tail_ = nullptr;
+  uint8_t* stage_ = nullptr;  // aligned staging for one write
+  size_t stage_bytes_ = 0;
+  // The newest events in memory: offset o in slot (o - 1) & (ring - 1). Slots up to
+  // ring_writing_ - 1 may be being written: a reader's copy of offset o is good if,
+  // after it, ring_writing_ <= o + ring.
+  wire::event* ring_ = nullptr;  // malloc'ed: pages are touched only as events arrive
+  uint64_t ring_mask_ = 0;
+  std::atomic<uint64_t> ring_writing_{1};
+  std::atomic<uint64_t> ring_first_{1};  // oldest offset the ring was given
   std::vector<int> unsynced_fds_;   // segments written since the last sync (closed ones included)
   bool dir_dirty_ = false;          // a segment was created since the last sync
   std::atomic<uint64_t> durable_end_{1};

@@ -223,6 +223,21 @@ std::vector<uint8_t> events_body(std::span<const event> events, uint64_t next, u
   return finish(fbb, fb::CreateEvents(fbb, v, next, end).Union());
 }
 
+std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end) {
+  flatbuffers::FlatBufferBuilder fbb(events.size_bytes() + 128);
+  const auto v = structs<fb::Event>(fbb, events);
+  fbb.Finish(fb::CreateEvents(fbb, v, next, end), ident);
+  std::vector<uint8_t> out;
+  out.reserve(frame_header_bytes + fbb.GetSize());
+  out.resize(frame_header_bytes);
+  frame_header h;
+  h.body_bytes = fbb.GetSize();
+  h.kind = uint16_t(frame_kind::events);
+  encode_header(h, out.data());
+  out.insert(out.end(), fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  return out;
+}
+
 std::vector<uint8_t> ack_body(uint64_t offset) {
   flatbuffers::FlatBufferBuilder fbb(64);
   return finish(fbb, fb::CreateAck(fbb, offset).Union());

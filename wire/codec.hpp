@@ -250,6 +250,8 @@ struct events_msg {
 [[nodiscard]] std::vector<uint8_t> subscribed_body(const subscribed_msg& m);
 [[nodiscard]] std::vector<uint8_t> events_body(std::span<const event> events, uint64_t next, uint64_t end);
 [[nodiscard]] std::vector<uint8_t> ack_body(uint64_t offset);
+// A whole Events frame (header and body, request id 0), built with one copy of the events.
+[[nodiscard]] std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end);
 bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::string* why);
 bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::string* why);
 bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why);

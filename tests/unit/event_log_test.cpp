@@ -29,7 +29,7 @@ std::vector<wire::event> make(size_t n, uint64_t lsn, uint64_t ts = 1000) {
   return out;
 }
 
-std::unique_ptr<event_log> open_log(const std::string& dir, event_log_recovery* rec, uint64_t seg = 16,
+std::unique_ptr<event_log> open_log(const std::string& dir, event_log_recovery* rec, uint64_t seg = 128,
                                     uint64_t retention_bytes = 0) {
   event_log_options o;
   o.dir = dir;
@@ -46,27 +46,27 @@ TEST(EventLog, OffsetsAreGapFreeAndReadableOnlyOnceSynced) {
   event_log_recovery rec;
   auto log = open_log(dir.path(), &rec);
   EXPECT_EQ(rec.next_offset, 1u);
-  auto a = make(40, 7);  // crosses two segment boundaries (16 per segment)
+  auto a = make(320, 7);  // crosses two segment boundaries (128 per segment)
   std::string err;
   ASSERT_TRUE(log->append(a, &err)) << err;
   std::vector<wire::event> got;
-  EXPECT_EQ(log->read(1, 100, &got, &err), event_log::read_status::ok);
+  EXPECT_EQ(log->read(1, 1000, &got, &err), event_log::read_status::ok);
   EXPECT_TRUE(got.empty()) << "nothing is readable before the sync";
   ASSERT_TRUE(log->sync(&err)) << err;
-  ASSERT_EQ(log->read(1, 100, &got, &err), event_log::read_status::ok) << err;
-  ASSERT_EQ(got.size(), 40u);
+  ASSERT_EQ(log->read(1, 1000, &got, &err), event_log::read_status::ok) << err;
+  ASSERT_EQ(got.size(), 320u);
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_EQ(got[i].offset, i + 1);
     EXPECT_EQ(got[i].amount, 100 + i);
     EXPECT_EQ(got[i].crc, event_log::event_crc(got[i]));
   }
-  ASSERT_EQ(log->read(15, 3, &got, &err), event_log::read_status::ok);
+  ASSERT_EQ(log->read(127, 3, &got, &err), event_log::read_status::ok);
   ASSERT_EQ(got.size(), 3u);
-  EXPECT_EQ(got[0].offset, 15u);
-  EXPECT_EQ(got[2].offset, 17u);
+  EXPECT_EQ(got[0].offset, 127u);
+  EXPECT_EQ(got[2].offset, 129u);
   log.reset();
   auto again = open_log(dir.path(), &rec);
-  EXPECT_EQ(rec.next_offset, 41u);
+  EXPECT_EQ(rec.next_offset, 321u);
   EXPECT_EQ(rec.last_lsn, 7u);
   EXPECT_EQ(rec.segments, 3u);
   EXPECT_TRUE(rec.torn_tail.empty()) << rec.torn_tail;
@@ -77,10 +77,11 @@ TEST(EventLog, TornTailIsCutAfterTheLastWholeEvent) {
   event_log_recovery rec;
   {
     auto log = open_log(dir.path(), &rec);
-    auto a = make(20, 3);
+    auto a = make(132, 3);
     std::string err;
     ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
   }
+  std::filesystem::resize_file(event_log::segment_path(dir.path(), 1), 4 * sizeof(wire::event));  // as written, unpadded
   // Half an event after the last whole one, as a crash mid-write leaves it.
   const std::string last = event_log::segment_path(dir.path(), 1);
   {
@@ -89,17 +90,22 @@ TEST(EventLog, TornTailIsCutAfterTheLastWholeEvent) {
     f << junk;
   }
   auto log = open_log(dir.path(), &rec);
-  EXPECT_EQ(rec.next_offset, 21u);
+  EXPECT_EQ(rec.next_offset, 133u);
   EXPECT_NE(rec.torn_tail.find("events-0000000000000001.log"), std::string::npos) << rec.torn_tail;
   EXPECT_EQ(std::filesystem::file_size(last), 4u * sizeof(wire::event));
   auto b = make(2, 4);
   std::string err;
   ASSERT_TRUE(log->append(b, &err) && log->sync(&err)) << err;
   std::vector<wire::event> got;
-  ASSERT_EQ(log->read(20, 10, &got, &err), event_log::read_status::ok);
+  ASSERT_EQ(log->read(132, 10, &got, &err), event_log::read_status::ok);
   ASSERT_EQ(got.size(), 3u);
-  EXPECT_EQ(got[1].offset, 21u);
+  EXPECT_EQ(got[1].offset, 133u);
   EXPECT_EQ(got[1].lsn, 4u);
+  log.reset();
+  auto again = open_log(dir.path(), &rec);  // the appends after the cut, read from the files
+  ASSERT_EQ(again->read(1, 200, &got, &err), event_log::read_status::ok) << err;
+  ASSERT_EQ(got.size(), 134u);
+  EXPECT_EQ(got[133].lsn, 4u);
 }
 
 TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
@@ -107,7 +113,7 @@ TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
   event_log_recovery rec;
   {
     auto log = open_log(dir.path(), &rec);
-    auto a = make(40, 3);
+    auto a = make(320, 3);
     std::string err;
     ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
   }
@@ -115,12 +121,12 @@ TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
   {
     const int fd = ::open(first.c_str(), O_WRONLY);
     const uint8_t bad = 0xff;
-    ASSERT_EQ(::pwrite(fd, &bad, 1, 15 * 96 + 40), 1);  // inside the segment's last event
+    ASSERT_EQ(::pwrite(fd, &bad, 1, 127 * 96 + 40), 1);  // inside the segment's last event
     ::close(fd);
   }
   event_log_options o;
   o.dir = dir.path();
-  o.segment_events = 16;
+  o.segment_events = 128;
   std::string err;
   EXPECT_FALSE(event_log::open(o, &rec, &err));
   EXPECT_NE(err.find("events-0000000000000000.log"), std::string::npos) << err;
@@ -128,9 +134,9 @@ TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
   // A missing segment between two present ones is refused too.
   std::filesystem::remove(first);
   {
-    auto log = open_log(dir.path(), &rec);  // segments 1 and 2: the log starts at 17 (retention's way)
-    EXPECT_EQ(rec.first_offset, 17u);
-    EXPECT_EQ(rec.next_offset, 41u);
+    auto log = open_log(dir.path(), &rec);  // segments 1 and 2: the log starts at 129 (retention's way)
+    EXPECT_EQ(rec.first_offset, 129u);
+    EXPECT_EQ(rec.next_offset, 321u);
   }
   std::filesystem::remove(event_log::segment_path(dir.path(), 1));
   ASSERT_TRUE(std::filesystem::copy_file(event_log::segment_path(dir.path(), 2), event_log::segment_path(dir.path(), 3)));
@@ -145,19 +151,19 @@ TEST(EventLog, AnEmptyLastSegmentContinuesWhereTheFullOneEnded) {
   event_log_recovery rec;
   {
     auto log = open_log(dir.path(), &rec);
-    auto a = make(32, 5);  // exactly two full segments
+    auto a = make(256, 5);  // exactly two full segments
     std::string err;
     ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
   }
   std::ofstream(event_log::segment_path(dir.path(), 2)).flush();  // created, never written
   auto log = open_log(dir.path(), &rec);
-  EXPECT_EQ(rec.next_offset, 33u);
+  EXPECT_EQ(rec.next_offset, 257u);
   EXPECT_EQ(rec.last_lsn, 5u);
   auto b = make(1, 6);
   std::string err;
   ASSERT_TRUE(log->append(b, &err) && log->sync(&err)) << err;
   std::vector<wire::event> got;
-  ASSERT_EQ(log->read(33, 1, &got, &err), event_log::read_status::ok);
+  ASSERT_EQ(log->read(257, 1, &got, &err), event_log::read_status::ok);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].lsn, 6u);
 }
@@ -166,58 +172,63 @@ TEST(EventLog, CutFromRemovesTheNewestRecordsEventsAcrossSegments) {
   test::temp_dir dir;
   event_log_recovery rec;
   auto log = open_log(dir.path(), &rec);
-  auto a = make(10, 1), b = make(20, 2);  // lsn 2's events: offsets 11..30, segments 0 and 1
+  auto a = make(100, 1), b = make(60, 2);  // lsn 2's events: offsets 101..160, segments 0 and 1
   std::string err;
   ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->sync(&err)) << err;
   uint64_t cut = 0;
   ASSERT_TRUE(log->cut_from(2, &cut, &err)) << err;
-  EXPECT_EQ(cut, 20u);
-  EXPECT_EQ(log->next_offset(), 11u);
-  EXPECT_EQ(log->durable_end(), 11u);
+  EXPECT_EQ(cut, 60u);
+  EXPECT_EQ(log->next_offset(), 101u);
+  EXPECT_EQ(log->durable_end(), 101u);
   EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
   auto c = make(3, 2);
   ASSERT_TRUE(log->append(c, &err) && log->sync(&err)) << err;
   log.reset();
   auto again = open_log(dir.path(), &rec);
-  EXPECT_EQ(rec.next_offset, 14u);
+  EXPECT_EQ(rec.next_offset, 104u);
   EXPECT_EQ(rec.last_lsn, 2u);
+  std::vector<wire::event> got;
+  ASSERT_EQ(again->read(99, 10, &got, &err), event_log::read_status::ok) << err;
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[1].lsn, 1u);
+  EXPECT_EQ(got[2].lsn, 2u);
 }
 
 TEST(EventLog, RetentionNeverDropsTheSegmentHoldingTheNewestEvent) {
   test::temp_dir dir;
   event_log_recovery rec;
-  auto log = open_log(dir.path(), &rec, 16, 1);  // a size limit nothing fits in
-  auto a = make(32, 9);                           // two full segments, nothing after
+  auto log = open_log(dir.path(), &rec, 128, 1);  // a size limit nothing fits in
+  auto a = make(256, 9);                           // two full segments, nothing after
   std::string err;
   ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
   EXPECT_EQ(log->apply_retention(0), 1u);
-  EXPECT_EQ(log->first_offset(), 17u);
+  EXPECT_EQ(log->first_offset(), 129u);
   EXPECT_EQ(log->apply_retention(0), 0u);
   log.reset();
-  auto again = open_log(dir.path(), &rec, 16, 1);
-  EXPECT_EQ(rec.first_offset, 17u);
-  EXPECT_EQ(rec.next_offset, 33u) << "offsets continue after the newest event";
+  auto again = open_log(dir.path(), &rec, 128, 1);
+  EXPECT_EQ(rec.first_offset, 129u);
+  EXPECT_EQ(rec.next_offset, 257u) << "offsets continue after the newest event";
 }
 
 TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
   test::temp_dir dir;
   event_log_recovery rec;
-  // 16 events of 96 bytes a segment; keep at most 2 segments' worth.
-  auto log = open_log(dir.path(), &rec, 16, 2 * 16 * 96);
-  auto a = make(70, 9);
+  // 128 events of 96 bytes a segment; keep at most 2 segments' worth.
+  auto log = open_log(dir.path(), &rec, 128, 2 * 128 * 96);
+  auto a = make(560, 9);
   std::string err;
   ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
-  EXPECT_EQ(log->apply_retention(0), 3u);  // 70 events: segments 0..4; 3 dropped, 2 left (the newest partly full)
-  EXPECT_EQ(log->first_offset(), 49u);
+  EXPECT_EQ(log->apply_retention(0), 3u);  // 560 events: segments 0..4; 3 dropped, 2 left (the newest partly full)
+  EXPECT_EQ(log->first_offset(), 385u);
   std::vector<wire::event> got;
-  EXPECT_EQ(log->read(48, 5, &got, &err), event_log::read_status::truncated);
-  ASSERT_EQ(log->read(49, 5, &got, &err), event_log::read_status::ok);
-  EXPECT_EQ(got.front().offset, 49u);
+  EXPECT_EQ(log->read(384, 5, &got, &err), event_log::read_status::truncated);
+  ASSERT_EQ(log->read(385, 5, &got, &err), event_log::read_status::ok);
+  EXPECT_EQ(got.front().offset, 385u);
   EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 2)));
   log.reset();
-  auto again = open_log(dir.path(), &rec, 16, 2 * 16 * 96);
-  EXPECT_EQ(rec.first_offset, 49u);
-  EXPECT_EQ(rec.next_offset, 71u);
+  auto again = open_log(dir.path(), &rec, 128, 2 * 128 * 96);
+  EXPECT_EQ(rec.first_offset, 385u);
+  EXPECT_EQ(rec.next_offset, 561u);
 }
 
 }  // namespace

@@ -1,0 +1,193 @@
+// events_bench: the event stream under the engine's maximum transfer rate.
+//
+//   events_bench [--seconds S] [--accounts N] [--rounds R] [--out FILE] [--dir DIR]
+//
+// One engine (one shard per core, durable) with its server on loopback. Each run: a fresh
+// data directory, N accounts (default 100,000), then transfers at the engine's maximum
+// rate for S seconds (default 5; batches of 8,192, 2 callers with 4 in flight each, 10%
+// crossing shards, as core_bench's pipelined run) in one of four settings:
+//   - off: the engine keeps no event log (--no-events);
+//   - on: the event log is kept, nobody subscribes;
+//   - 1 and 8 subscribers: that many sessions subscribe from the end of the log before
+//     the load starts, each reading every event and acknowledging every frame.
+// The settings run in turn, R rounds (default 3); each figure is the median of its runs.
+// Events per second: the events a subscriber received during the load window over its
+// length (with 8, the slowest subscriber's). Throughput loss: 1 - transfers/s with the
+// setting / transfers/s off, as a percentage, from the medians of the same sitting.
+// Writes FILE as one JSON object of metric name -> number.
+#include "engine/server.hpp"
+#include "perf/bench_common.hpp"
+#include "wire/client.hpp"
+
+using namespace mesob;
+using namespace mesob::bench;
+
+namespace {
+
+struct run_result {
+  double transfers_per_s = 0;
+  double events_per_s_min = 0;   // the slowest subscriber's, during the load
+  double events_per_s_sum = 0;
+  double lag_at_end = 0;         // events the slowest subscriber had not received when the load stopped
+};
+
+run_result run(const std::string& dir, uint64_t accounts, double seconds, bool events, int subscribers) {
+  std::filesystem::remove_all(dir);
+  engine::config cfg;
+  cfg.data_dir = dir;
+  cfg.shards = 0;
+  cfg.pin_shards = std::getenv("MESOB_BENCH_PIN") != nullptr;
+  cfg.checkpoint_interval_ms = 0;
+  cfg.checkpoint_on_close = false;
+  cfg.accounts_hint = accounts / 2 + 1024;
+  cfg.events = events;
+  std::string err;
+  auto e = engine::engine::open(cfg, &err);
+  if (!e) {
+    std::fprintf(stderr, "events_bench: %s\n", err.c_str());
+    std::exit(1);
+  }
+  create_accounts(*e, accounts);
+  engine::server_config sc;
+  sc.port = 0;
+  sc.gateways = {{"reader", std::vector<uint8_t>(32, 0x5b), wire::roles::events_reader}};
+  auto srv = engine::server::start(*e, sc, &err);
+  if (!srv) {
+    std::fprintf(stderr, "events_bench: %s\n", err.c_str());
+    std::exit(1);
+  }
+  wire::client::options co;
+  co.port = srv->port();
+  co.gateway = "reader";
+  co.secret = sc.gateways[0].secret;
+  co.timeout_ms = 200;
+
+  std::atomic<bool> stop{false}, measuring{false};
+  std::vector<std::atomic<uint64_t>> got(size_t(std::max(subscribers, 1)));
+  std::vector<uint64_t> at_start(got.size()), at_end(got.size());
+  std::vector<std::thread> subs;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < subscribers; ++i)
+    subs.emplace_back([&, i] {
+      auto c = wire::client::connect(co, &err);
+      if (!c) {
+        std::fprintf(stderr, "events_bench: subscriber: %s\n", err.c_str());
+        std::exit(1);
+      }
+      wire::subscribe_msg m;
+      m.from_end = true;
+      wire::subscribed_msg a;
+      std::string why;
+      if (!c->subscribe(m, &a, &why) || a.code != wire::result::ok) {
+        std::fprintf(stderr, "events_bench: subscribe: %s %s\n", why.c_str(), a.message.c_str());
+        std::exit(1);
+      }
+      ready.fetch_add(1);
+      wire::events_msg em;  // reused: its vector keeps its room
+      while (!stop.load()) {
+        if (!c->next_events(&em, &why)) {
+          if (c->timed_out()) continue;
+          std::fprintf(stderr, "events_bench: subscriber: %s\n", why.c_str());
+          std::exit(1);
+        }
+        got[size_t(i)].fetch_add(em.events.size(), std::memory_order_relaxed);
+        if (em.next > 1 && !c->ack(em.next - 1, &why)) {
+          std::fprintf(stderr, "events_bench: ack: %s\n", why.c_str());
+          std::exit(1);
+        }
+      }
+    });
+  while (ready.load() < subscribers) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+
+  const pair_picker picker(accounts, e->shards(), 10);
+  for (size_t i = 0; i < got.size(); ++i) at_start[i] = got[i].load();
+  const auto t0 = clk::now();
+  const double tps = throughput(*e, picker, 8192, 2, 4, seconds);
+  const double took = since(t0);
+  for (size_t i = 0; i < got.size(); ++i) at_end[i] = got[i].load();
+  const uint64_t produced = uint64_t(tps * took + 0.5);
+  stop.store(true);
+  for (auto& t : subs) t.join();
+  srv->stop();
+  e->close();
+  run_result r;
+  r.transfers_per_s = tps;
+  if (subscribers > 0) {
+    double lo = 1e300;
+    uint64_t lag = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double eps = double(at_end[i] - at_start[i]) / took;
+      lo = std::min(lo, eps);
+      r.events_per_s_sum += eps;
+      lag = std::max<uint64_t>(lag, produced > at_end[i] - at_start[i] ? produced - (at_end[i] - at_start[i]) : 0);
+    }
+    r.events_per_s_min = lo;
+    r.lag_at_end = double(lag);
+  }
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+double median(std::vector<double> v) { return percentile(std::move(v), 50); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "perf/results/events.json", dir = "/tmp/mesob-events-bench";
+  double seconds = 5;
+  uint64_t accounts = 100'000;
+  int rounds = 3;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) out = argv[++i];
+    else if (a == "--dir" && i + 1 < argc) dir = argv[++i];
+    else if (a == "--seconds" && i + 1 < argc) seconds = std::strtod(argv[++i], nullptr);
+    else if (a == "--accounts" && i + 1 < argc) accounts = std::strtoull(argv[++i], nullptr, 10);
+    else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];  // one setting (profiling); no JSON
+    else {
+      std::fprintf(stderr, "usage: events_bench [--seconds S] [--accounts N] [--rounds R] [--out FILE] [--dir DIR] [--only SETTING]\n");
+      return 2;
+    }
+  }
+  struct setting {
+    const char* name;
+    bool events;
+    int subscribers;
+  };
+  const setting settings[] = {{"off", false, 0}, {"on", true, 0}, {"1_subscriber", true, 1}, {"8_subscribers", true, 8}};
+  std::map<std::string, std::vector<run_result>> results;
+  for (int r = 0; r < rounds; ++r)
+    for (const auto& s : settings) {
+      if (!only.empty() && only != s.name) continue;
+      const run_result x = run(dir, accounts, seconds, s.events, s.subscribers);
+      std::printf("round %d, %-14s %12.0f transfers/s", r + 1, s.name, x.transfers_per_s);
+      if (s.subscribers > 0)
+        std::printf(", %10.0f events/s per subscriber (slowest), %10.0f in all, behind at the end %.0f", x.events_per_s_min,
+                    x.events_per_s_sum, x.lag_at_end);
+      std::printf("\n");
+      std::fflush(stdout);
+      results[s.name].push_back(x);
+    }
+  if (!only.empty()) return 0;
+  auto med = [&](const char* name, double run_result::*f) {
+    std::vector<double> v;
+    for (const auto& x : results[name]) v.push_back(x.*f);
+    return median(v);
+  };
+  const double off = med("off", &run_result::transfers_per_s);
+  record("transfers_per_s_events_off", off);
+  record("transfers_per_s_events_on", med("on", &run_result::transfers_per_s));
+  record("transfers_per_s_1_subscriber", med("1_subscriber", &run_result::transfers_per_s));
+  record("transfers_per_s_8_subscribers", med("8_subscribers", &run_result::transfers_per_s));
+  record("events_per_s_1_subscriber", med("1_subscriber", &run_result::events_per_s_min));
+  record("events_per_s_8_subscribers", med("8_subscribers", &run_result::events_per_s_min));
+  record("events_per_s_8_subscribers_total", med("8_subscribers", &run_result::events_per_s_sum));
+  record("throughput_loss_pct_events_on", 100.0 * (1.0 - med("on", &run_result::transfers_per_s) / off));
+  record("throughput_loss_pct_1_subscriber", 100.0 * (1.0 - med("1_subscriber", &run_result::transfers_per_s) / off));
+  record("throughput_loss_pct_8_subscribers", 100.0 * (1.0 - med("8_subscribers", &run_result::transfers_per_s) / off));
+  record("subscriber_behind_at_end_8_subscribers", med("8_subscribers", &run_result::lag_at_end));
+  write_json(out);
+  return 0;
+}
