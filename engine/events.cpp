@@ -471,8 +471,8 @@ void event_hub::apply(command& c) {
     case command::kind::ack: {
       auto it = subs_.find(c.session);
       auto refuse = [&](const std::string& why) {
-        out_(c.session, wire::encode_frame(wire::frame_kind::error, c.request_id,
-                                            wire::error_body({wire::protocol_error::ack_refused, why})));
+        send(c.session, wire::encode_frame(wire::frame_kind::error, c.request_id,
+                                           wire::error_body({wire::protocol_error::ack_refused, why})));
       };
       if (it == subs_.end()) return refuse("ack: this session has no subscription");
       sub& s = it->second;
@@ -495,7 +495,7 @@ void event_hub::apply(command& c) {
   auto answer = [&](result code, std::string message) {
     a.code = code;
     a.message = std::move(message);
-    out_(c.session, wire::encode_frame(wire::frame_kind::subscribed, c.request_id, wire::subscribed_body(a)));
+    send(c.session, wire::encode_frame(wire::frame_kind::subscribed, c.request_id, wire::subscribed_body(a)));
   };
   if (subs_.count(c.session)) return answer(result::subscriber_busy, "this session is subscribed already");
   if (!name_valid(r.name))
@@ -562,8 +562,7 @@ void event_hub::apply(command& c) {
   answer(result::ok, "");
 }
 
-bool event_hub::serve(sub& s, std::vector<event>& buf) {
-  const uint64_t end = log_.durable_end();
+bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
   std::vector<event> picked;
   constexpr size_t scan_max = 16'384;
   if (buf.size() < scan_max) buf.resize(scan_max);  // once: reads fill it without clearing
@@ -573,13 +572,26 @@ bool event_hub::serve(sub& s, std::vector<event>& buf) {
     const uint64_t room = std::min<uint64_t>(s.req.window - open, end - s.cursor);
     std::string err;
     const bool filtered = s.req.types != 0 || !s.req.accounts.empty() || !s.req.gateways.empty();
+    const uint64_t want = std::min<uint64_t>(room, filtered ? scan_max : s.req.batch_max);
+    if (!filtered) {
+      // Another subscriber at this place was sent these very events in this pass.
+      const auto it = frames_this_pass_.find({s.cursor, want, s.req.batch_max});
+      if (it != frames_this_pass_.end()) {
+        if (!out_(s.session, it->second)) {
+          s.dead = true;
+          return true;
+        }
+        frames_.fetch_add(1, std::memory_order_relaxed);
+        s.cursor += want;
+        continue;
+      }
+    }
     // Unfiltered, a frame is the next batch_max events; filtered, up to 16,384 are scanned.
     size_t got = 0;
-    const auto st = log_.read(s.cursor, size_t(std::min<uint64_t>(room, filtered ? scan_max : s.req.batch_max)),
-                              buf.data(), &got, &err);
+    const auto st = log_.read(s.cursor, size_t(want), buf.data(), &got, &err);
     if (st == storage::event_log::read_status::truncated) {
-      out_(s.session, wire::encode_frame(
-                           wire::frame_kind::error, 0,
+      send(s.session, wire::encode_frame(
+                          wire::frame_kind::error, 0,
                            wire::error_body({wire::protocol_error::events_truncated,
                                              "events from " + std::to_string(s.cursor) +
                                                  " are gone (retention); the oldest kept is " +
@@ -589,7 +601,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf) {
     }
     if (st == storage::event_log::read_status::failed) {
       std::fprintf(stderr, "mesobd: %s\n", err.c_str());
-      out_(s.session, wire::encode_frame(wire::frame_kind::error, 0,
+      send(s.session, wire::encode_frame(wire::frame_kind::error, 0,
                                          wire::error_body({wire::protocol_error::events_failed,
                                                            "the event log could not be read at offset " +
                                                                std::to_string(s.cursor) + ": " + err})));
@@ -599,9 +611,9 @@ bool event_hub::serve(sub& s, std::vector<event>& buf) {
     if (got == 0) return frames > 0;
     const std::span<const event> read_events(buf.data(), got);
     uint64_t next = read_events.back().offset + 1;
-    std::span<const event> send = read_events;
+    std::span<const event> batch_events = read_events;
     if (!filtered) {
-      next = send.back().offset + 1;  // no filter: the events as read, no copy
+      next = batch_events.back().offset + 1;  // no filter: the events as read, no copy
     } else {
       picked.clear();
       for (const event& e : read_events) {
@@ -612,9 +624,11 @@ bool event_hub::serve(sub& s, std::vector<event>& buf) {
           break;
         }
       }
-      send = picked;
+      batch_events = picked;
     }
-    if (!out_(s.session, wire::events_frame(send, next, end))) {
+    auto frame = std::make_shared<const std::vector<uint8_t>>(wire::events_frame(batch_events, next, end));
+    if (!filtered && got == want) frames_this_pass_[{s.cursor, want, s.req.batch_max}] = frame;
+    if (!out_(s.session, std::move(frame))) {
       s.dead = true;
       return true;
     }
@@ -638,14 +652,15 @@ void event_hub::run() {
     }
     for (auto& c : cmds) apply(c);
     bool busy = false;
+    const uint64_t end = log_.durable_end();
+    frames_this_pass_.clear();
     for (auto it = subs_.begin(); it != subs_.end();) {
-      busy |= serve(it->second, buf);
+      busy |= serve(it->second, buf, end);
       if (it->second.dead) it = subs_.erase(it);
       else ++it;
     }
     {
       std::vector<subscriber_info> list;
-      const uint64_t end = log_.durable_end();
       for (const auto& [sess, s] : subs_)
         list.push_back({s.req.name, sess, s.acked, s.cursor - 1, end - 1 > s.acked ? end - 1 - s.acked : 0});
       std::lock_guard lk(mu_);

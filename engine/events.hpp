@@ -125,8 +125,10 @@ constexpr size_t subscriber_names_max = 4'096;
 
 class event_hub {
  public:
-  // `send` queues a frame to a session (false: the session is gone).
-  using sender = std::function<bool(uint64_t session, std::vector<uint8_t>&& frame)>;
+  // `send` queues a frame to a session (false: the session is gone). A frame may go to
+  // several sessions (subscribers at the same place get the same Events frame).
+  using frame_ptr = std::shared_ptr<const std::vector<uint8_t>>;
+  using sender = std::function<bool(uint64_t session, frame_ptr frame)>;
   event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max);
   ~event_hub();
   // Loads the named subscribers' positions; false with the reason if the file is damaged.
@@ -168,7 +170,13 @@ class event_hub {
   };
   void apply(command& c);
   void run();
-  bool serve(sub& s, std::vector<wire::event>& buf);
+  bool serve(sub& s, std::vector<wire::event>& buf, uint64_t end);
+  void send(uint64_t session, std::vector<uint8_t>&& frame) {
+    out_(session, std::make_shared<const std::vector<uint8_t>>(std::move(frame)));
+  }
+  // Unfiltered frames built in this pass, by (first offset, events, batch_max): others at
+  // the same place share them.
+  std::map<std::tuple<uint64_t, uint64_t, uint32_t>, frame_ptr> frames_this_pass_;
   bool save(std::string* error);
   static bool matches(const subscription_request& r, const wire::event& e);
 

@@ -77,6 +77,15 @@ uint64_t now_ms() {
                       .count());
 }
 
+// A frame queued to a session: its own bytes, or bytes shared with other sessions (the
+// same Events frame sent to several subscribers is built once).
+struct out_frame {
+  std::vector<uint8_t> own;
+  std::shared_ptr<const std::vector<uint8_t>> shared;
+  [[nodiscard]] const std::vector<uint8_t>& bytes() const { return shared ? *shared : own; }
+  [[nodiscard]] size_t size() const { return bytes().size(); }
+};
+
 // A session: one connection, owned by the network thread.
 struct session {
   uint32_t slot = 0;
@@ -92,7 +101,7 @@ struct session {
   uint32_t registered = 0;  // a registry gateway's number (its session counts for payout routing)
   bool subscriber = false;  // sent a Subscribe: the event hub hears when it closes
   wire::frame_reader reader;
-  std::deque<std::vector<uint8_t>> out;
+  std::deque<out_frame> out;
   size_t out_offset = 0;  // bytes of out.front() already sent
   uint64_t out_bytes = 0;
   bool sending = false;
@@ -125,6 +134,7 @@ struct outgoing_push {
   std::string gateway_id;
   std::vector<uint8_t> frame;
   uint64_t session_id = 0;  // set: to that session only (events), whatever its gateway
+  std::shared_ptr<const std::vector<uint8_t>> shared;  // with session_id: the frame, shared
 };
 
 // Where engine callbacks (on shard threads) leave replies. Shared with the callbacks,
@@ -872,17 +882,18 @@ class server_impl {
       if (it == by_session_.end() || it->second >= sessions_.size() || !sessions_[it->second]) return;
       session& s = *sessions_[it->second];
       if (s.fd < 0 || s.closing || s.close_after_flush || s.session_id != p.session_id) return;
-      push_to(s, std::move(p.frame));
+      if (p.shared) push_to(s, out_frame{{}, std::move(p.shared)});
+      else push_to(s, out_frame{std::move(p.frame), nullptr});
       return;
     }
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
         continue;
-      push_to(*sp, std::vector<uint8_t>(p.frame));
+      push_to(*sp, out_frame{p.frame, nullptr});
     }
   }
 
-  void push_to(session& s, std::vector<uint8_t>&& frame) {
+  void push_to(session& s, out_frame&& frame) {
     if (s.out_bytes + frame.size() > cfg_.out_bytes_max) {
       // Pushed frames cannot wait: the session is told (best effort: its buffers are
       // full) and closed at once, not after a flush that would never come.
@@ -927,7 +938,7 @@ class server_impl {
     if (s.closing) return;
     auto frame = wire::encode_frame(k, request_id, body);
     s.out_bytes += frame.size();
-    s.out.push_back(std::move(frame));
+    s.out.push_back(out_frame{std::move(frame), nullptr});
     if (!s.sending) start_send(s);
   }
 
@@ -935,9 +946,9 @@ class server_impl {
     if (s.out.empty() || s.closing) return;
     s.iov_frames = std::min(s.out.size(), send_iov_max);
     for (size_t i = 0; i < s.iov_frames; ++i) {
-      auto& fr = s.out[i];
+      const auto& fr = s.out[i].bytes();
       const size_t skip = i == 0 ? s.out_offset : 0;
-      s.iov[i] = {fr.data() + skip, fr.size() - skip};
+      s.iov[i] = {const_cast<uint8_t*>(fr.data()) + skip, fr.size() - skip};
     }
     s.msg = {};
     s.msg.msg_iov = s.iov;
@@ -1036,10 +1047,12 @@ std::unique_ptr<server> server::start(engine& e, const server_config& cfg, std::
   if (!impl->setup(error)) return nullptr;
   server_impl* p = impl.get();
   if (!cfg.admin && e.events())
-    e.events()->start([mail = impl->mail_](uint64_t session, std::vector<uint8_t>&& frame) {
-      mail->post(outgoing_push{std::string(), std::move(frame), session});
-      return true;
-    }, cfg.out_bytes_max);
+    e.events()->start(
+        [mail = impl->mail_](uint64_t session, std::shared_ptr<const std::vector<uint8_t>> frame) {
+          mail->post(outgoing_push{std::string(), {}, session, std::move(frame)});
+          return true;
+        },
+        cfg.out_bytes_max);
   impl->thread_ = std::thread([p] { p->run(); });
   return std::unique_ptr<server>(new server(std::move(impl)));
 }
@@ -1081,7 +1094,8 @@ std::vector<session_info> server::sessions() const {
 const std::vector<gateway_config>& server::gateways() const { return impl_->cfg_.gateways; }
 
 void server::push(const std::string& gateway_id, const std::string& topic, std::vector<uint8_t> body) {
-  impl_->mail_->post(outgoing_push{gateway_id, wire::encode_frame(frame_kind::push, 0, wire::push_body({topic, std::move(body)}))});
+  impl_->mail_->post(
+      outgoing_push{gateway_id, wire::encode_frame(frame_kind::push, 0, wire::push_body({topic, std::move(body)})), 0, nullptr});
 }
 
 void server::stop() {
