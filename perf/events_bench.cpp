@@ -29,6 +29,8 @@ struct run_result {
   double events_per_s_min = 0;   // the slowest subscriber's, during the load
   double events_per_s_sum = 0;
   double lag_at_end = 0;         // events the slowest subscriber had not received when the load stopped
+  double group_ms = 0;           // mean commit group latency of the log (write + fdatasync) under the load
+  double cpu_us_per_transfer = 0;  // CPU time of the whole process (engine, load, subscribers) per transfer
 };
 
 run_result run(const std::string& dir, uint64_t accounts, double seconds, bool events, int subscribers) {
@@ -101,9 +103,13 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
 
   const pair_picker picker(accounts, e->shards(), 10);
   for (size_t i = 0; i < got.size(); ++i) at_start[i] = got[i].load();
+  const auto s0 = e->stats();
+  const double cpu0 = process_cpu_s();
   const auto t0 = clk::now();
   const double tps = throughput(*e, picker, 8192, 2, 4, seconds);
   const double took = since(t0);
+  const double cpu = process_cpu_s() - cpu0;
+  const auto s1 = e->stats();
   for (size_t i = 0; i < got.size(); ++i) at_end[i] = got[i].load();
   const uint64_t produced = uint64_t(tps * took + 0.5);
   stop.store(true);
@@ -112,6 +118,9 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   e->close();
   run_result r;
   r.transfers_per_s = tps;
+  if (s1.wal_groups > s0.wal_groups)
+    r.group_ms = double(s1.wal_flight_ns - s0.wal_flight_ns) / double(s1.wal_groups - s0.wal_groups) / 1e6;
+  r.cpu_us_per_transfer = tps > 0 ? cpu / (tps * took) * 1e6 : 0;
   if (subscribers > 0) {
     double lo = 1e300;
     uint64_t lag = 0;
@@ -162,7 +171,8 @@ int main(int argc, char** argv) {
     for (const auto& s : settings) {
       if (!only.empty() && only != s.name) continue;
       const run_result x = run(dir, accounts, seconds, s.events, s.subscribers);
-      std::printf("round %d, %-14s %12.0f transfers/s", r + 1, s.name, x.transfers_per_s);
+      std::printf("round %d, %-14s %12.0f transfers/s (commit group %.2f ms, CPU %.2f us/transfer)", r + 1, s.name,
+                  x.transfers_per_s, x.group_ms, x.cpu_us_per_transfer);
       if (s.subscribers > 0)
         std::printf(", %10.0f events/s per subscriber (slowest), %10.0f in all, behind at the end %.0f", x.events_per_s_min,
                     x.events_per_s_sum, x.lag_at_end);
