@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "storage/file_io.hpp"
 #include "storage/wal.hpp"
 
 namespace mesob::storage {
@@ -39,30 +40,11 @@ uint32_t entry_crc(const chain_hash& chain, const void* payload, size_t n) {
   return crc32c(payload, n, crc32c(chain.data(), chain.size()));
 }
 
-bool write_all(int fd, const void* data, size_t n, uint64_t off) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, n, off_t(off));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= size_t(w);
-    off += uint64_t(w);
-  }
-  return true;
-}
-
 bool read_all(int fd, std::vector<uint8_t>* out) {
   struct stat st{};
   if (::fstat(fd, &st) != 0) return false;
   out->resize(size_t(st.st_size));
-  for (size_t got = 0; got < out->size();) {
-    const ssize_t n = ::pread(fd, out->data() + got, out->size() - got, off_t(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    got += size_t(n);
-  }
-  return true;
+  return pread_full(fd, out->data(), out->size(), 0);
 }
 
 // A whole entry with a valid checksum at `q`.
@@ -83,7 +65,7 @@ int create_file(const std::string& path, const chain_hash& chain, std::string* e
   uint8_t head[header_bytes];
   std::memcpy(head, magic, sizeof magic);
   std::memcpy(head + sizeof magic, chain.data(), chain.size());
-  if (fd < 0 || !write_all(fd, head, sizeof head, 0) || ::fdatasync(fd) != 0) {
+  if (fd < 0 || !pwrite_full(fd, head, sizeof head, 0) || ::fdatasync(fd) != 0) {
     *error = errno_text("audit trail " + path + ": create");
     if (fd >= 0) ::close(fd);
     return -1;
@@ -139,7 +121,7 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
     uint8_t first[header_bytes] = {};
     std::memcpy(first, magic, sizeof magic);
     if (d.size() < header_bytes && std::memcmp(d.data(), first, d.size()) == 0) {
-      if (!write_all(log->fd_, first, sizeof first, 0) || ::fdatasync(log->fd_) != 0) {
+      if (!pwrite_full(log->fd_, first, sizeof first, 0) || ::fdatasync(log->fd_) != 0) {
         *error = errno_text("audit trail " + path + ": write");
         return nullptr;
       }
@@ -250,7 +232,7 @@ bool audit_log::append(std::string_view payload, std::string* error) {
   std::memcpy(buf.data() + 4, &crc, 4);
   std::memcpy(buf.data() + 8, chain.data(), 32);
   std::memcpy(buf.data() + entry_head_bytes, payload.data(), payload.size());
-  if (!write_all(fd_, buf.data(), buf.size(), size_) || ::fdatasync(fd_) != 0) {
+  if (!pwrite_full(fd_, buf.data(), buf.size(), size_) || ::fdatasync(fd_) != 0) {
     *error = errno_text("audit trail append");
     [[maybe_unused]] const int rc = ::ftruncate(fd_, off_t(size_));  // keep the file whole
     return false;

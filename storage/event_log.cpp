@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "storage/checksum.hpp"
+#include "storage/file_io.hpp"
 #include "storage/wal.hpp"
 
 namespace mesob::storage {
@@ -27,32 +28,6 @@ uint8_t* aligned_bytes(size_t n) {
 
 std::string errno_text(const char* what, const std::string& path) {
   return std::string("event log: ") + what + " " + path + ": " + std::strerror(errno);
-}
-
-bool pread_all(int fd, void* buf, size_t len, uint64_t off) {
-  auto* p = static_cast<uint8_t*>(buf);
-  while (len > 0) {
-    const ssize_t n = ::pread(fd, p, len, off_t(off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= size_t(n);
-    off += uint64_t(n);
-  }
-  return true;
-}
-
-bool pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
-  const auto* p = static_cast<const uint8_t*>(buf);
-  while (len > 0) {
-    const ssize_t n = ::pwrite(fd, p, len, off_t(off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= size_t(n);
-    off += uint64_t(n);
-  }
-  return true;
 }
 
 bool all_zero(const uint8_t* p, size_t n) {
@@ -136,8 +111,8 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     if (!last) {
       // A full segment: its size, and its first and last events.
       wire::event first{}, end{};
-      const bool ok = size == seg_bytes && pread_all(fd, &first, event_bytes, 0) &&
-                      pread_all(fd, &end, event_bytes, seg_bytes - event_bytes) && check(first, idx * seg + 1) &&
+      const bool ok = size == seg_bytes && pread_full(fd, &first, event_bytes, 0) &&
+                      pread_full(fd, &end, event_bytes, seg_bytes - event_bytes) && check(first, idx * seg + 1) &&
                       check(end, idx * seg + seg);
       ::close(fd);
       if (!ok) {
@@ -150,7 +125,7 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     }
     // The last segment: read it whole, and keep its events up to the first that fails.
     std::vector<uint8_t> buf(std::min(size, seg_bytes));
-    if (!buf.empty() && !pread_all(fd, buf.data(), buf.size(), 0)) {
+    if (!buf.empty() && !pread_full(fd, buf.data(), buf.size(), 0)) {
       ::close(fd);
       *error = errno_text("cannot read", path);
       return nullptr;
@@ -194,7 +169,7 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       const std::string path = segment_path(opt.dir, (o - 1) / seg);
       const int fd = ::open(path.c_str(), O_RDONLY);
       wire::event e{};
-      if (fd >= 0 && pread_all(fd, &e, event_bytes, ((o - 1) % seg) * event_bytes)) rec->last_lsn = e.lsn;
+      if (fd >= 0 && pread_full(fd, &e, event_bytes, ((o - 1) % seg) * event_bytes)) rec->last_lsn = e.lsn;
       if (fd >= 0) ::close(fd);
     }
   } else {
@@ -273,7 +248,7 @@ bool event_log::append(std::span<wire::event> events, std::string* error) {
     std::memcpy(stage_, tail_, head);
     std::memcpy(stage_ + head, events.data() + i, n * event_bytes);
     std::memset(stage_ + head + n * event_bytes, 0, len - head - n * event_bytes);
-    if (!pwrite_all(append_fd_, stage_, len, floor)) {
+    if (!pwrite_full(append_fd_, stage_, len, floor)) {
       *error = errno_text("cannot write", segment_path(opt_.dir, index));
       return false;
     }

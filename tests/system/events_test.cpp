@@ -67,6 +67,21 @@ wire::subscribed_msg subscribe(wire::client& c, const wire::subscribe_msg& m) {
   return a;
 }
 
+// A live mesobd on a fresh directory (started with `args`), a client, accounts 1 and 2.
+struct live_ledger {
+  temp_dir dir;
+  live_mesobd d;
+  std::unique_ptr<wire::client> c;
+  explicit live_ledger(const std::vector<std::string>& args = {}) : d(dir.path(), args) {
+    EXPECT_TRUE(d.up()) << d.output();
+    if (d.up()) c = connect(dir.path(), d.port());
+    if (c) {
+      EXPECT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+    }
+  }
+  std::unique_ptr<wire::client> client() { return connect(dir.path(), d.port()); }
+};
+
 wire::transfer pending(uint64_t id, uint64_t dr, uint64_t cr, uint64_t amount, uint32_t timeout_s) {
   auto t = make_transfer(id, dr, cr, amount, wire::transfer_flags::pending);
   t.timeout_s = timeout_s;
@@ -177,14 +192,11 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
 }
 
 TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
-  temp_dir dir;
-  live_mesobd d(dir.path());
-  ASSERT_TRUE(d.up()) << d.output();
-  auto c = connect(dir.path(), d.port());
-  ASSERT_TRUE(c);
-  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  live_ledger l;
+  ASSERT_TRUE(l.c);
+  auto& c = l.c;
   auto expect_code = [&](const wire::subscribe_msg& m, result want) {
-    auto s = connect(dir.path(), d.port());
+    auto s = l.client();
     const auto a = subscribe(*s, m);
     EXPECT_EQ(a.code, want) << wire::result_name(a.code) << ": " << a.message;
     EXPECT_FALSE(a.message.empty());
@@ -213,7 +225,7 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
 
   // An ack before subscribing, and one past what was sent: Error ack_refused; the session
   // and its subscription stay.
-  auto s = connect(dir.path(), d.port());
+  auto s = l.client();
   std::string err;
   ASSERT_TRUE(s->ack(5, &err));
   wire::events_msg em;
@@ -241,8 +253,8 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   EXPECT_EQ(got[0].offset, 3u);
 
   // A gateway without the events_reader role.
-  d.stop();
-  live_mesobd p(dir.path(), {"--gateway", "payer:payments:" + std::string(64, 'a')});
+  l.d.stop();
+  live_mesobd p(l.dir.path(), {"--gateway", "payer:payments:" + std::string(64, 'a')});
   ASSERT_TRUE(p.up()) << p.output();
   wire::client::options o;
   o.port = p.port();
@@ -256,14 +268,11 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
 }
 
 TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
-  temp_dir dir;
-  live_mesobd d(dir.path());
-  ASSERT_TRUE(d.up()) << d.output();
-  auto c = connect(dir.path(), d.port());
-  ASSERT_TRUE(c);
-  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
-  auto slow = connect(dir.path(), d.port());
-  auto fast = connect(dir.path(), d.port());
+  live_ledger l;
+  ASSERT_TRUE(l.c);
+  auto& c = l.c;
+  auto slow = l.client();
+  auto fast = l.client();
   wire::subscribe_msg m;
   m.window = 1000;
   m.batch_max = 500;
@@ -294,20 +303,17 @@ TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
 }
 
 TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
-  temp_dir dir;
   // 1,024 events a segment, at most 1 MiB kept (about ten segments).
-  live_mesobd d(dir.path(), {"--events-segment-events", "1024", "--events-retention-mib", "1"});
-  ASSERT_TRUE(d.up()) << d.output();
-  auto c = connect(dir.path(), d.port());
-  ASSERT_TRUE(c);
-  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
-  auto behind = connect(dir.path(), d.port());
+  live_ledger l({"--events-segment-events", "1024", "--events-retention-mib", "1"});
+  ASSERT_TRUE(l.c);
+  auto& c = l.c;
+  auto behind = l.client();
   wire::subscribe_msg m;
   m.window = 100;
   ASSERT_EQ(subscribe(*behind, m).code, result::ok);
   {
     // A named subscriber that takes one frame and goes away.
-    auto late = connect(dir.path(), d.port());
+    auto late = l.client();
     wire::subscribe_msg n;
     n.name = "late";
     ASSERT_EQ(subscribe(*late, n).code, result::ok);
@@ -326,7 +332,7 @@ TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
   wire::subscribed_msg a;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   do {
-    auto probe = connect(dir.path(), d.port());
+    auto probe = l.client();
     a = subscribe(*probe, {});
     if (a.oldest > 1) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -335,20 +341,20 @@ TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
   // The pass that was seen may have been under way: the next one leaves it still.
   std::this_thread::sleep_for(std::chrono::milliseconds(1300));
   {
-    auto probe = connect(dir.path(), d.port());
+    auto probe = l.client();
     a = subscribe(*probe, {});
   }
   EXPECT_EQ((a.oldest - 1) % 1024, 0u) << "whole segments go";
   EXPECT_LE(a.end - a.oldest, 1024u * 12);
   // From an offset retention dropped: refused, naming the oldest kept.
-  auto old = connect(dir.path(), d.port());
+  auto old = l.client();
   m = {};
   m.from = 5;
   const auto refused = subscribe(*old, m);
   EXPECT_EQ(refused.code, result::events_truncated);
   EXPECT_NE(refused.message.find(std::to_string(a.oldest)), std::string::npos) << refused.message;
   // From the oldest kept: served, starting there.
-  auto edge = connect(dir.path(), d.port());
+  auto edge = l.client();
   m.from = a.oldest;
   ASSERT_EQ(subscribe(*edge, m).code, result::ok);
   const auto first = read_events(*edge, 1);
@@ -356,7 +362,7 @@ TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
   EXPECT_EQ(first[0].offset, a.oldest);
   // The name left behind is not moved on silently: only an explicit start does.
   {
-    auto late = connect(dir.path(), d.port());
+    auto late = l.client();
     wire::subscribe_msg n;
     n.name = "late";
     const auto again = subscribe(*late, n);
