@@ -175,6 +175,7 @@ void event_writer::recovered(uint64_t kept, uint64_t snapshot) {
   std::lock_guard lk(mu_);
   kept_lsn_.store(kept);
   durable_lsn_.store(std::max(kept, snapshot));
+  recovered_.store(true);  // recovery is done with the event log's files: retention may run
 }
 
 bool event_writer::wait_through(uint64_t lsn, std::string* error) {
@@ -319,7 +320,7 @@ void event_writer::run() {
     }
     done_cv_.notify_all();
     if (listener && !out.empty()) listener();
-    if (const uint64_t t = now_ns(); t >= next_retention) {
+    if (const uint64_t t = now_ns(); recovered_.load() && t >= next_retention) {
       log_.apply_retention(t);
       next_retention = t + retention_check_ns_;
     }

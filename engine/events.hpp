@@ -99,6 +99,7 @@ class event_writer {
   bool stopped_ = false;
   std::function<void()> listener_;
   std::atomic<bool> failed_{false};
+  std::atomic<bool> recovered_{false};
   std::string error_;
   std::atomic<uint64_t> durable_lsn_{0};
   std::atomic<uint64_t> events_{0}, syncs_{0}, sync_ns_{0}, backlog_{0};

@@ -65,6 +65,22 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     *error = "event log: cannot create " + opt.dir + ": " + ec.message();
     return nullptr;
   }
+  {
+    // Appends and reads go around the page cache: say so now if the filesystem cannot.
+    const std::string probe = opt.dir + "/.direct-probe";
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+    uint8_t* b = aligned_bytes(block);
+    const bool ok = fd >= 0 && b && (std::memset(b, 0, block), ::pwrite(fd, b, block, 0) == ssize_t(block));
+    const int why = errno;
+    std::free(b);
+    if (fd >= 0) ::close(fd);
+    ::unlink(probe.c_str());
+    if (!ok) {
+      *error = "event log: " + opt.dir + " does not take O_DIRECT writes of 4 KiB blocks (" + std::strerror(why) +
+               "): put the data directory on a disk filesystem (ext4, xfs)";
+      return nullptr;
+    }
+  }
   std::unique_ptr<event_log> log(new event_log());
   log->opt_ = opt;
   *rec = {};
@@ -213,10 +229,17 @@ bool event_log::open_for_append(uint64_t index, std::string* error) {
   // The partial block the next write starts with, as the file has it.
   std::memset(tail_, 0, block);
   const uint64_t pos = ((next_offset_ - 1) % opt_.segment_events) * event_bytes;
-  if (pos % block != 0 && ::pread(fd, tail_, block, off_t(pos - pos % block)) < 0) {
-    ::close(fd);
-    *error = errno_text("cannot read the last block of", path);
-    return false;
+  if (pos % block != 0) {
+    ssize_t got;
+    do got = ::pread(fd, tail_, block, off_t(pos - pos % block));
+    while (got < 0 && errno == EINTR);
+    if (got < ssize_t(pos % block)) {  // the events it holds must all be there
+      ::close(fd);
+      *error = got < 0 ? errno_text("cannot read the last block of", path)
+                       : "event log: " + path + " is shorter than its events (" + std::to_string(got) + " bytes of " +
+                             std::to_string(pos % block) + " in its last block)";
+      return false;
+    }
   }
   // The previous segment stays open until the next sync has made it durable.
   if (append_fd_ >= 0 && std::find(unsynced_fds_.begin(), unsynced_fds_.end(), append_fd_) == unsynced_fds_.end())
@@ -235,7 +258,9 @@ bool event_log::append(std::span<wire::event> events, std::string* error) {
     const uint64_t index = (o - 1) / seg, at = (o - 1) % seg;
     if (index != append_index_ && !open_for_append(index, error)) return false;
     const size_t n = size_t(std::min<uint64_t>({events.size() - i, seg - at, write_events_max}));
-    ring_writing_.store(o + n, std::memory_order_release);  // before the slots change
+    // Readers learn that these slots change before they do (a seqlock's write side).
+    ring_writing_.store(o + n, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
     for (size_t k = 0; k < n; ++k) {
       wire::event& e = events[i + k];
       e.offset = o + k;
@@ -399,14 +424,14 @@ event_log::read_status event_log::read(uint64_t from, size_t max, wire::event* o
   if (from < first_offset()) return read_status::truncated;
   if (from >= end || max == 0) return read_status::ok;
   const uint64_t to = std::min<uint64_t>(end, from + max);
-  // From memory: the events as this writer made them (their offsets show the slots were
-  // not reused meanwhile). From the files: each one's checksum too.
-  const bool from_files = !read_ring(from, to, out);
-  if (from_files && !read_files(from, to, out, error))
+  // From memory when the newest events are asked for, else from the files; each event's
+  // offset and checksum are checked either way (in memory, against a copy torn by the
+  // writer reusing its slot).
+  if (!read_ring(from, to, out) && !read_files(from, to, out, error))
     return from < first_offset() ? read_status::truncated : read_status::failed;
   for (uint64_t o = from; o < to; ++o) {
     const wire::event& e = out[o - from];
-    if (e.offset != o || (from_files && e.crc != event_crc(e))) {
+    if (e.offset != o || e.crc != event_crc(e)) {
       *error = "event log: event " + std::to_string(o) + " fails its checks (offset " + std::to_string(e.offset) +
                ", checksum " + (e.crc == event_crc(e) ? "good" : "bad") + ")";
       return read_status::failed;
@@ -423,7 +448,7 @@ bool event_log::read_ring(uint64_t from, uint64_t to, wire::event* out) const {
   for (uint64_t o = from; o < to; ++o) out[o - from] = ring_[(o - 1) & ring_mask_];
   // Good unless the writer started on a slot of this range meanwhile.
   std::atomic_thread_fence(std::memory_order_acquire);
-  return ring_writing_.load(std::memory_order_acquire) <= from + ring;
+  return ring_writing_.load(std::memory_order_relaxed) <= from + ring;
 }
 
 bool event_log::read_files(uint64_t from, uint64_t to, wire::event* out, std::string* error) {
