@@ -302,6 +302,7 @@ class engine_impl {
   std::string flush_error_;            // guarded by ck_mu_
   std::condition_variable ck_done_cv_;
   std::atomic<uint64_t> checkpoints_{0};
+  std::atomic<uint64_t> checkpoint_ns_last_{0}, checkpoint_ns_total_{0};  // write_checkpoint's time
 
   uint64_t now() { return cfg_.clock ? cfg_.clock() : realtime_ns(); }
 
@@ -1192,7 +1193,13 @@ class engine_impl {
       chain_at_cut_.erase(c.get());
       std::erase(pending_cuts_, c);
       lk.unlock();
+      const auto t0 = std::chrono::steady_clock::now();
       const std::string err = write_checkpoint(*c, chain);
+      const auto took = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::steady_clock::now() - t0)
+                                     .count());
+      checkpoint_ns_last_.store(took, std::memory_order_relaxed);
+      checkpoint_ns_total_.fetch_add(took, std::memory_order_relaxed);
       if (!err.empty()) std::fprintf(stderr, "mesobd: checkpoint at lsn %llu failed: %s\n",
                                      static_cast<unsigned long long>(c->lsn), err.c_str());
       lk.lock();
@@ -2729,6 +2736,8 @@ engine_stats engine::stats() {
     s.wal_flight_ns = w.flight_ns;
   }
   s.checkpoints = impl_->checkpoints_.load();
+  s.checkpoint_seconds_last = double(impl_->checkpoint_ns_last_.load()) / 1e9;
+  s.checkpoint_seconds_total = double(impl_->checkpoint_ns_total_.load()) / 1e9;
   for (auto& sh : impl_->shards_) s.memory_bytes_shards += sh->stats().memory_bytes;
   s.memory_bytes_window = impl_->records_->memory_bytes();
   s.transfers_in_snapshot = impl_->flushed_serial_.load();

@@ -152,6 +152,8 @@ struct engine_stats {
   uint64_t wal_flight_ns = 0;  // summed time groups spent between submit and durable
   uint64_t sync_waits = 0;
   uint64_t checkpoints = 0;
+  double checkpoint_seconds_last = 0;   // the last checkpoint's writing (LMDB commit included)
+  double checkpoint_seconds_total = 0;  // every checkpoint's, this run (failed ones too)
   uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)
   uint64_t checkpoint_pause_us_last = 0;  // longest shard pause of the last checkpoint cut
   uint64_t checkpoint_pause_us_max = 0;

@@ -45,6 +45,14 @@ class exposition {
     std::snprintf(buf, sizeof buf, " %.17g\n", v);
     out_ += buf;
   }
+  // A sample named the family's name plus `suffix` (a histogram's _bucket, _sum, _count).
+  void sample_as(const char* suffix, double v, const std::string& labels) {
+    const char* keep = name_;
+    std::string named = std::string(name_) + suffix;
+    name_ = named.c_str();
+    sample(v, labels);
+    name_ = keep;
+  }
   void one(const char* name, const char* type, const char* help, double v) {
     family(name, type, help);
     sample(v);
@@ -88,6 +96,10 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
         double(st.wal_flight_ns) / 1e9);
   x.one("mesob_snapshot_lsn", "gauge", "Log position the last snapshot covers.", double(st.snapshot_lsn));
   x.one("mesob_checkpoints_total", "counter", "Snapshots written since start.", double(st.checkpoints));
+  x.one("mesob_snapshot_duration_seconds_last", "gauge",
+        "How long the last checkpoint took to write its snapshot (LMDB commit included).", st.checkpoint_seconds_last);
+  x.one("mesob_snapshot_duration_seconds_total", "counter", "Time spent writing snapshots since start.",
+        st.checkpoint_seconds_total);
   x.one("mesob_checkpoint_pause_seconds_max", "gauge", "Longest shard pause of a checkpoint cut since start.",
         double(st.checkpoint_pause_us_max) / 1e6);
   x.family("mesob_memory_bytes", "gauge", "Memory the engine accounts for, by part.");
@@ -104,6 +116,28 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   for (const auto& r : shards) x.sample(double(r.batches_executed), label("shard", std::to_string(r.shard)));
   x.family("mesob_shard_sync_waits_total", "counter", "Cross-shard rendezvous that had to wait.");
   for (const auto& r : shards) x.sample(double(r.sync_waits), label("shard", std::to_string(r.shard)));
+
+  // Requests on the client port by operation: latency histogram and results.
+  if (client) {
+    const auto meters = client->request_meters();
+    x.family("mesob_request_duration_seconds", "histogram",
+             "Client requests from being taken off the socket to their response being queued, by operation.");
+    for (const auto& m : meters) {
+      uint64_t cumulative = 0;
+      for (size_t b = 0; b < m.buckets.size(); ++b) {
+        cumulative += m.buckets[b];
+        char le[32];
+        if (b < request_latency_buckets.size()) std::snprintf(le, sizeof le, "%g", request_latency_buckets[b]);
+        else std::snprintf(le, sizeof le, "+Inf");
+        x.sample_as("_bucket", double(cumulative), label("op", m.op) + "," + label("le", le));
+      }
+      x.sample_as("_sum", m.sum_seconds, label("op", m.op));
+      x.sample_as("_count", double(m.count), label("op", m.op));
+    }
+    x.family("mesob_operation_results_total", "counter", "Operations answered on the client port, by operation and result.");
+    for (const auto& m : meters)
+      for (const auto& [result, n] : m.results) x.sample(double(n), label("op", m.op) + "," + label("result", result));
+  }
 
   // The event stream: its log, and how far behind the subscribers are.
   if (const event_stats ev = e.events_stats(); ev.kept) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -127,6 +128,22 @@ struct completed {
   reply r;
   bool is_admin = false;  // an admin command's answer (admin_reply) instead of r
   wire::admin_response_msg admin_reply;
+  uint64_t taken_ns = 0;  // steady clock when the request was taken off the socket
+};
+
+uint64_t steady_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
+// Per operation: requests' time from being taken off the socket to their response being
+// queued (a histogram), and the results of their operations. Written by the network
+// thread, read by the metrics endpoint.
+struct op_meter {
+  std::array<std::atomic<uint64_t>, request_latency_buckets.size() + 1> buckets{};  // the last: +Inf
+  std::atomic<uint64_t> sum_ns{0}, count{0};
+  std::array<std::atomic<uint64_t>, 256> results{};  // by result code (codes are < 256)
 };
 
 // A frame to push to a gateway's sessions, from any thread.
@@ -215,6 +232,7 @@ class server_impl {
   // Stats (written by the network thread).
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_requests_{0}, st_errors_{0},
       st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
+  std::array<op_meter, 32> meters_;  // by wire::operation
 
   server_impl(engine& e, const server_config& cfg) : eng_(e), cfg_(cfg) {
     for (const auto& g : cfg_.gateways) gateways_[g.id] = &g;
@@ -752,8 +770,8 @@ class server_impl {
     s.requests->fetch_add(1, std::memory_order_relaxed);
     const uint32_t slot = s.slot, gen = s.gen;
     const wire::operation op = p.op;
-    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op](reply&& r) {
-      mail->post({slot, gen, rid, op, std::move(r), false, {}});
+    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns()](reply&& r) {
+      mail->post({slot, gen, rid, op, std::move(r), false, {}, taken});
     });
   }
 
@@ -802,8 +820,12 @@ class server_impl {
       if (!s || s->gen != c.gen || s->fd < 0) continue;  // the session is gone
       --s->in_flight;
       if (s->closing) continue;
-      if (c.is_admin) queue_frame(*s, frame_kind::admin_response, c.request_id, wire::admin_response_body(c.admin_reply));
-      else send_reply(*s, c);
+      if (c.is_admin) {
+        queue_frame(*s, frame_kind::admin_response, c.request_id, wire::admin_response_body(c.admin_reply));
+      } else {
+        measure(c);
+        send_reply(*s, c);
+      }
     }
     if (!stop_requested_.load() || stopping_) {
       // Capacity came back: sessions that stopped taking frames may go on.
@@ -812,6 +834,24 @@ class server_impl {
       begin_stop();
     }
     arm_wake();
+  }
+
+  void measure(const completed& c) {
+    op_meter& m = meters_[size_t(c.op) % meters_.size()];
+    const uint64_t ns = steady_ns() - c.taken_ns;
+    size_t b = 0;
+    while (b < request_latency_buckets.size() && double(ns) > request_latency_buckets[b] * 1e9) ++b;
+    m.buckets[b].fetch_add(1, std::memory_order_relaxed);
+    m.sum_ns.fetch_add(ns, std::memory_order_relaxed);
+    m.count.fetch_add(1, std::memory_order_relaxed);
+    // Results: nearly all alike, so counted in runs.
+    const auto& rs = c.r.results;
+    for (size_t i = 0; i < rs.size();) {
+      size_t j = i + 1;
+      while (j < rs.size() && rs[j] == rs[i]) ++j;
+      m.results[uint32_t(rs[i]) & 0xff].fetch_add(j - i, std::memory_order_relaxed);
+      i = j;
+    }
   }
 
   void send_reply(session& s, completed& c) {
@@ -1075,6 +1115,23 @@ server_stats server::stats() const {
   s.pushes = impl_->st_pushes_.load(r);
   s.slow_readers_closed = impl_->st_slow_.load(r);
   return s;
+}
+
+std::vector<request_meter> server::request_meters() const {
+  std::vector<request_meter> out;
+  for (uint32_t op = 1; op <= wire::operation_max; ++op) {
+    const op_meter& m = impl_->meters_[op];
+    request_meter r;
+    r.op = std::string(wire::operation_name(wire::operation(op)));
+    r.count = m.count.load(std::memory_order_relaxed);
+    r.sum_seconds = double(m.sum_ns.load(std::memory_order_relaxed)) / 1e9;
+    for (const auto& b : m.buckets) r.buckets.push_back(b.load(std::memory_order_relaxed));
+    for (uint32_t code = 0; code < m.results.size(); ++code)
+      if (const uint64_t n = m.results[code].load(std::memory_order_relaxed); n != 0)
+        r.results.emplace_back(std::string(wire::result_name(wire::result(code))), n);
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 std::vector<session_info> server::sessions() const {

@@ -16,6 +16,7 @@
 // already taken is answered and flushed, then the sockets close.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -85,6 +86,20 @@ struct session_info {
   uint64_t requests = 0;    // requests (or admin commands) taken from it
 };
 
+// Request latency buckets (upper bounds, seconds) of the metrics' histogram.
+inline constexpr std::array<double, 14> request_latency_buckets = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+
+// One operation's requests as the metrics show them: how long each took from being taken
+// off the socket to its response being queued, and the results of their operations.
+struct request_meter {
+  std::string op;
+  std::vector<uint64_t> buckets;  // per request_latency_buckets, then +Inf (not cumulative)
+  double sum_seconds = 0;
+  uint64_t count = 0;
+  std::vector<std::pair<std::string, uint64_t>> results;  // result name -> operations
+};
+
 class server_impl;
 
 class server {
@@ -101,6 +116,8 @@ class server {
   // opens, authenticates or closes, and with each request it sends).
   [[nodiscard]] std::vector<session_info> sessions() const;
   [[nodiscard]] const std::vector<gateway_config>& gateways() const;
+  // Per operation kind, from any thread (relaxed counters).
+  [[nodiscard]] std::vector<request_meter> request_meters() const;
   // Pushes a frame (kind push) to every open session of `gateway_id`; from any thread.
   // Pushed frames cannot wait like requests: a session whose queued bytes would pass
   // `out_bytes_max` gets an Error `slow_reader` and is closed (slow-reader protection).

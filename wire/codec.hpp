@@ -79,6 +79,7 @@ enum class operation : uint8_t {
   payouts = 11,       // wire::payout items
   payout_answers = 12,  // wire::payout_answer items, from a registered gateway
 };
+constexpr uint8_t operation_max = 12;
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 [[nodiscard]] std::string_view operation_name(operation op);

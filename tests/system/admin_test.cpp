@@ -512,6 +512,17 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_GE(exposition_sample(second, "mesob_requests_total{port=\"client\"}"), 3) << second;
   EXPECT_EQ(exposition_sample(second, "mesob_payouts_held{currency=\"ETB\",state=\"waiting\"}"), 1) << second;
   EXPECT_EQ(exposition_sample(second, "mesob_payouts_held_amount{currency=\"ETB\",state=\"waiting\"}"), 3) << second;
+  // Requests by operation: the latency histogram and the results.
+  EXPECT_EQ(exposition_sample(second, "mesob_request_duration_seconds_count{op=\"create_transfers\"}"), 1) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_request_duration_seconds_bucket{op=\"create_transfers\",le=\"+Inf\"}"), 1)
+      << second;
+  EXPECT_GT(exposition_sample(second, "mesob_request_duration_seconds_sum{op=\"create_transfers\"}"), 0) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_operation_results_total{op=\"create_transfers\",result=\"ok\"}"), 9)
+      << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_operation_results_total{op=\"payouts\",result=\"ok\"}"), 1) << second;
+  // The event stream: the accounts, transfers and hold so far.
+  EXPECT_GE(exposition_sample(second, "mesob_events_end_offset"), 21) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_event_subscribers"), 0) << second;
 
   // Bad requests: a precise status each, and the engine keeps serving.
   EXPECT_TRUE(http(d.metrics_port(), "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 ")) ;

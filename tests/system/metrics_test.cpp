@@ -134,4 +134,9 @@ TEST(metrics, prometheus_scrapes_mesobd_and_the_series_move_under_load) {
   EXPECT_GT(later, first);
   EXPECT_GT(prom.query("mesob_log_groups_total"), groups);
   EXPECT_GT(prom.query("rate(mesob_transfers_total%5B5s%5D)"), 0);
+  // Request latency by operation, through Prometheus's own histogram function.
+  EXPECT_GT(prom.query("histogram_quantile(0.99%2C%20rate(mesob_request_duration_seconds_bucket%7Bop%3D%22create_transfers%22%7D%5B10s%5D))"),
+            0);
+  EXPECT_GT(prom.query("mesob_operation_results_total%7Bop%3D%22create_transfers%22%2Cresult%3D%22ok%22%7D"), 0);
+  EXPECT_GT(prom.query("mesob_events_end_offset"), 1);
 }
