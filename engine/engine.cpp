@@ -2734,6 +2734,7 @@ engine_stats engine::stats() {
     s.wal_records = w.records;
     s.wal_bytes = w.bytes;
     s.wal_flight_ns = w.flight_ns;
+    s.wal_commit_buckets.assign(w.commit_buckets.begin(), w.commit_buckets.end());
   }
   s.checkpoints = impl_->checkpoints_.load();
   s.checkpoint_seconds_last = double(impl_->checkpoint_ns_last_.load()) / 1e9;

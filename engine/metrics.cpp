@@ -1,6 +1,7 @@
 #include "engine/metrics.hpp"
 
 #include "engine/events.hpp"
+#include "storage/wal.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -94,6 +95,20 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.one("mesob_log_flight_seconds_total", "counter",
         "Summed time commit groups spent between submit and durable (write + fdatasync).",
         double(st.wal_flight_ns) / 1e9);
+  if (!st.wal_commit_buckets.empty()) {
+    x.family("mesob_log_commit_seconds", "histogram",
+             "Commit groups from submit to durable (one O_DIRECT write and fdatasync each).");
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < st.wal_commit_buckets.size(); ++b) {
+      cumulative += st.wal_commit_buckets[b];
+      char le[32];
+      if (b < storage::wal_commit_buckets.size()) std::snprintf(le, sizeof le, "%g", storage::wal_commit_buckets[b]);
+      else std::snprintf(le, sizeof le, "+Inf");
+      x.sample_as("_bucket", double(cumulative), label("le", le));
+    }
+    x.sample_as("_sum", double(st.wal_flight_ns) / 1e9, "");
+    x.sample_as("_count", double(cumulative), "");
+  }
   x.one("mesob_snapshot_lsn", "gauge", "Log position the last snapshot covers.", double(st.snapshot_lsn));
   x.one("mesob_checkpoints_total", "counter", "Snapshots written since start.", double(st.checkpoints));
   x.one("mesob_snapshot_duration_seconds_last", "gauge",
@@ -119,6 +134,8 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
 
   // Requests on the client port by operation: latency histogram and results.
   if (client) {
+    x.family("mesob_sessions_by_role", "gauge", "Authenticated client sessions open, per role (once per role held).");
+    for (const auto& [role, n] : client->sessions_by_role()) x.sample(double(n), label("role", role));
     const auto meters = client->request_meters();
     x.family("mesob_request_duration_seconds", "histogram",
              "Client requests from being taken off the socket to their response being queued, by operation.");

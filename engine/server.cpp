@@ -233,6 +233,7 @@ class server_impl {
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_requests_{0}, st_errors_{0},
       st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
   std::array<op_meter, 32> meters_;  // by wire::operation
+  std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
 
   server_impl(engine& e, const server_config& cfg) : eng_(e), cfg_(cfg) {
     for (const auto& g : cfg_.gateways) gateways_[g.id] = &g;
@@ -469,7 +470,11 @@ class server_impl {
     ::close(s.fd);
     s.fd = -1;
     session_ended(s);
-    if (s.session_id != 0) by_session_.erase(s.session_id);
+    if (s.session_id != 0) {
+      by_session_.erase(s.session_id);
+      for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit)
+        if (s.roles & (1u << bit)) role_sessions_[bit].fetch_sub(1, std::memory_order_relaxed);
+    }
     if (s.subscriber && eng_.events()) eng_.events()->closed(s.session_id);
     s.subscriber = false;
     {
@@ -696,6 +701,8 @@ class server_impl {
     }
     s.session_id = next_session_id.fetch_add(1, std::memory_order_relaxed);
     by_session_[s.session_id] = s.slot;
+    for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit)
+      if (roles & (1u << bit)) role_sessions_[bit].fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lk(list_mu_);
       auto& l = listed_[list_key(s)];
@@ -1115,6 +1122,13 @@ server_stats server::stats() const {
   s.pushes = impl_->st_pushes_.load(r);
   s.slow_readers_closed = impl_->st_slow_.load(r);
   return s;
+}
+
+std::vector<std::pair<std::string, uint64_t>> server::sessions_by_role() const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (uint32_t bit = 0; (1u << bit) & wire::roles::all; ++bit)
+    out.emplace_back(wire::roles_text(1u << bit), impl_->role_sessions_[bit].load(std::memory_order_relaxed));
+  return out;
 }
 
 std::vector<request_meter> server::request_meters() const {

@@ -118,6 +118,8 @@ class server {
   [[nodiscard]] const std::vector<gateway_config>& gateways() const;
   // Per operation kind, from any thread (relaxed counters).
   [[nodiscard]] std::vector<request_meter> request_meters() const;
+  // Authenticated sessions open, per role (a session counts once for each of its roles).
+  [[nodiscard]] std::vector<std::pair<std::string, uint64_t>> sessions_by_role() const;
   // Pushes a frame (kind push) to every open session of `gateway_id`; from any thread.
   // Pushed frames cannot wait like requests: a session whose queued bytes would pass
   // `out_bytes_max` gets an Error `slow_reader` and is closed (slow-reader protection).

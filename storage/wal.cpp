@@ -406,7 +406,11 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     // Groups are reported in log order: the oldest, once its write and fdatasync are in.
     if (!flights_.empty() && flights_.front().complete) {
       const flight& f = flights_.front();
-      flight_ns_.fetch_add(monotonic_ns() - f.start_ns, std::memory_order_relaxed);
+      const uint64_t took = monotonic_ns() - f.start_ns;
+      flight_ns_.fetch_add(took, std::memory_order_relaxed);
+      size_t b = 0;
+      while (b < wal_commit_buckets.size() && double(took) > wal_commit_buckets[b] * 1e9) ++b;
+      commit_buckets_[b].fetch_add(1, std::memory_order_relaxed);
       durable_lsn_ = f.last_lsn;
       durable_chain_ = f.chain;
       free_bufs_.push_back(f.buf);

@@ -15,6 +15,7 @@
 
 #include <liburing.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -41,6 +42,9 @@ struct wal_options {
   uint32_t flights_max = 1;
 };
 constexpr uint32_t wal_flights_limit = 16;
+// Upper bounds (seconds) of the commit latency histogram's buckets (wal_writer::stats).
+inline constexpr std::array<double, 12> wal_commit_buckets = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005,
+                                                              0.01,   0.025,   0.05,   0.1,   0.25,  1};
 
 // Where the log continues after recovery.
 struct wal_position {
@@ -103,11 +107,14 @@ class wal_writer {
     uint64_t records = 0;
     uint64_t bytes = 0;
     uint64_t flight_ns = 0;  // summed time from a group's submit to its durable completion
+    std::array<uint64_t, wal_commit_buckets.size() + 1> commit_buckets{};  // per bucket, then +Inf (not cumulative)
   };
   // Safe from any thread (relaxed counters).
   [[nodiscard]] stats counters() const {
-    return {groups_.load(std::memory_order_relaxed), records_.load(std::memory_order_relaxed),
-            bytes_.load(std::memory_order_relaxed), flight_ns_.load(std::memory_order_relaxed)};
+    stats s{groups_.load(std::memory_order_relaxed), records_.load(std::memory_order_relaxed),
+            bytes_.load(std::memory_order_relaxed), flight_ns_.load(std::memory_order_relaxed), {}};
+    for (size_t i = 0; i < s.commit_buckets.size(); ++i) s.commit_buckets[i] = commit_buckets_[i].load(std::memory_order_relaxed);
+    return s;
   }
 
  private:
@@ -166,6 +173,7 @@ class wal_writer {
   bool failure_reported_ = false;  // ... and wait() has said so (after every earlier group)
   std::string error_;
   std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0}, flight_ns_{0};
+  std::array<std::atomic<uint64_t>, wal_commit_buckets.size() + 1> commit_buckets_{};
 
   // segment preparer
   std::thread preparer_;

@@ -520,6 +520,11 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_EQ(exposition_sample(second, "mesob_operation_results_total{op=\"create_transfers\",result=\"ok\"}"), 9)
       << second;
   EXPECT_EQ(exposition_sample(second, "mesob_operation_results_total{op=\"payouts\",result=\"ok\"}"), 1) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_sessions_by_role{role=\"payments\"}"), 1) << second;
+  EXPECT_GE(exposition_sample(second, "mesob_log_commit_seconds_count"), 3) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_log_commit_seconds_bucket{le=\"+Inf\"}"),
+            exposition_sample(second, "mesob_log_commit_seconds_count"))
+      << second;
   // The event stream: the accounts, transfers and hold so far.
   EXPECT_GE(exposition_sample(second, "mesob_events_end_offset"), 21) << second;
   EXPECT_EQ(exposition_sample(second, "mesob_event_subscribers"), 0) << second;
