@@ -203,6 +203,7 @@ void wal_writer::prepare_loop() {
     if (prep_stop_) return;
     const uint64_t idx = *prep_request_;
     prep_request_.reset();
+    prep_busy_ = idx;
     lk.unlock();
     std::string err;
     const auto path = segment_path(opt_.dir, idx);
@@ -221,6 +222,7 @@ void wal_writer::prepare_loop() {
       if (err.empty() && !fsync_dir(opt_.dir)) err = "wal: fsync of directory " + opt_.dir + " failed";
     }
     lk.lock();
+    prep_busy_.reset();
     if (err.empty()) prep_ready_ = idx;
     else prep_error_ = err;
     prep_cv_.notify_all();
@@ -232,7 +234,9 @@ bool wal_writer::open_next_segment(std::string* error) {
   const uint64_t idx = segment_index_ + (fd_ >= 0 ? 1 : 0);
   {
     std::unique_lock lk(prep_mu_);
-    if (prep_ready_ != idx && !prep_request_) {
+    // Asked for only if it is neither ready nor being zeroed: a second request for the
+    // segment being zeroed would zero it again (O_TRUNC) after this writer wrote into it.
+    if (prep_ready_ != idx && prep_busy_ != idx && prep_request_ != idx) {
       prep_request_ = idx;
       prep_cv_.notify_all();
     }

@@ -181,6 +181,7 @@ class wal_writer {
   std::condition_variable prep_cv_;
   std::optional<uint64_t> prep_request_;  // index to prepare
   std::optional<uint64_t> prep_ready_;    // index prepared
+  std::optional<uint64_t> prep_busy_;     // index being zeroed now
   std::string prep_error_;
   bool prep_stop_ = false;
   std::vector<std::pair<uint64_t, uint64_t>> segments_;  // (index, first_lsn) of live segments
