@@ -264,6 +264,8 @@ struct event_group {
   std::vector<std::shared_ptr<batch>> batches;  // in log order
   uint64_t sweep_to = 0;                        // the last batch's last timestamp
   std::vector<std::vector<expired_pending>> expired;  // per shard
+  // per shard, what its groups decided while it executed these batches (lsn set: the batch)
+  std::vector<std::vector<wire::event>> decided;
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(std::shared_ptr<event_group>)> ready;
 };

@@ -248,9 +248,52 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
 
 void group_table::after_round(group_entry& e, uint64_t now) {
   const uint32_t round = e.g.round;
+  std::vector<uint64_t> owed_before;
+  if (events_)
+    for (const auto& s : e.g.seats) {
+      uint64_t d = 0;
+      for (const auto& x : s.debts) d += x.amount;
+      owed_before.push_back(s.paid ? UINT64_MAX : d);  // UINT64_MAX: paid, no miss
+    }
   outcome o = close_round(e.g, now);
   MESOB_ASSERT(o.code == result::ok);
   e.history.push_back({round, o.recipient_seat, o.revealed});
+  if (events_) {
+    const uint64_t group = e.g.cfg.group_id;
+    for (uint32_t i = 0; i < e.g.seats.size() && i < owed_before.size(); ++i) {
+      if (owed_before[i] == UINT64_MAX) continue;
+      wire::event ev;
+      ev.timestamp = now;
+      ev.type = wire::event_type::equb_missed;
+      ev.currency = e.g.cfg.currency;
+      ev.account_a = group;
+      ev.account_b = e.g.seats[i].wallet;
+      ev.ref = {round, i};
+      for (const auto& x : e.g.seats[i].debts) ev.amount += x.amount;
+      events_(std::move(ev));
+    }
+    wire::event ev;
+    ev.timestamp = now;
+    ev.type = wire::event_type::equb_round_closed;
+    ev.currency = e.g.cfg.currency;
+    ev.account_a = group;
+    if (o.recipient_seat < e.g.seats.size()) ev.account_b = e.g.seats[o.recipient_seat].wallet;
+    ev.code = uint16_t(round);
+    ev.flags = uint16_t(o.recipient_seat);
+    static_assert(sizeof ev.id + sizeof ev.ref == sizeof o.revealed);
+    std::memcpy(&ev.id, o.revealed.data(), sizeof ev.id);
+    std::memcpy(&ev.ref, o.revealed.data() + sizeof ev.id, sizeof ev.ref);
+    events_(std::move(ev));
+    if (e.g.ph == phase::completed) {
+      wire::event done;
+      done.timestamp = now;
+      done.type = wire::event_type::equb_completed;
+      done.currency = e.g.cfg.currency;
+      done.account_a = group;
+      done.code = uint16_t(round);
+      events_(std::move(done));
+    }
+  }
   owe(e, std::move(o.transfers));
   schedule(e);
 }

@@ -103,6 +103,10 @@ class group_table {
   // Live: obligations go to `emit` as they arise. Not set (recovery): they are only
   // recorded, and the engine emits what is left at the end of replay.
   void set_emit(emit_fn f) { emit_ = std::move(f); }
+  // The group's own decisions as events (wire::event_type equb_*): lsn and offset are the
+  // caller's to fill. Set by the shard when the engine keeps events.
+  using event_fn = std::function<void(wire::event&&)>;
+  void set_events(event_fn f) { events_ = std::move(f); }
 
   [[nodiscard]] group_entry* find(uint64_t id);
   [[nodiscard]] const group_entry* find(uint64_t id) const;
@@ -144,6 +148,7 @@ class group_table {
   // (deadline + grace, group id): a min-heap; stale entries are skipped.
   std::vector<std::pair<uint64_t, uint64_t>> deadlines_;
   emit_fn emit_;
+  event_fn events_;
 };
 
 }  // namespace mesob::actors::equb

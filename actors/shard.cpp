@@ -229,6 +229,7 @@ void shard::execute(batch& b) {
   // transfer batch, or that expires pending transfers (expire_until: it changes accounts).
   if (b.kind != op_kind::create_transfers) settle_all();
   expire_until(b.sweep_to);
+  executing_lsn_ = b.lsn;
   // Rounds and payout timers fire only on logged batches: look-ups are not in the log, so
   // a timer they fired would fire later in replay, at another engine time (what those
   // timers decide keeps the time they fire at, unlike an expiry). Session events come

@@ -37,6 +37,7 @@ caf::actor spawn_shard_actor(caf::actor_system& sys, shard* s, int cpu) {
           if (auto& g = d->events) {
             s->expire_until(g->sweep_to);
             s->take_expired(g->expired[s->index()]);
+            s->take_decided(g->decided[s->index()]);
             if (g->shards_remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
               auto group = g;
               group->ready(group);

@@ -208,6 +208,47 @@ class engine_impl {
                "or move " + cfg_.data_dir + "/events away to begin a new stream after record " + std::to_string(snap);
       return false;
     }
+    // Groups decide on timers at the batches their shard executes: with another shard
+    // count, replay would place those decisions elsewhere than the events already kept.
+    const std::string shards_path = cfg_.data_dir + "/events/shards";
+    uint32_t wrote_with = 0;
+    if (std::ifstream sf(shards_path); sf && !(sf >> word >> wrote_with && word == "shards")) {
+      *error = "events: " + shards_path + " is damaged (move it away to start without it)";
+      return false;
+    }
+    if (wrote_with != 0 && wrote_with != shards_n_ && event_log_last_lsn_ > snap) {
+      // Only the groups' decisions depend on it; other events fall where the log says.
+      bool decided = false;
+      std::vector<wire::event> part;
+      for (uint64_t end = event_log_->next_offset(); end > event_log_->first_offset() && !decided;) {
+        const uint64_t from = std::max(event_log_->first_offset(), end > 4096 ? end - 4096 : 1);
+        if (event_log_->read(from, end - from, &part, error) != storage::event_log::read_status::ok) return false;
+        bool older = false;
+        for (const auto& ev : part) {
+          older = older || ev.lsn <= snap;
+          decided = decided || (ev.lsn > snap && uint16_t(ev.type) >= uint16_t(wire::event_type::equb_missed));
+        }
+        if (older) break;
+        end = from;
+      }
+      if (decided) {
+        *error = "events: the event log holds equb groups' decisions past the snapshot, placed by " +
+                 std::to_string(wrote_with) + " shards; start once with --shards " + std::to_string(wrote_with) +
+                 " (it replays them and snapshots when it stops), then with " + std::to_string(shards_n_);
+        return false;
+      }
+    }
+    if (wrote_with != shards_n_) {
+      const std::string tmp = shards_path + ".new", text = "shards " + std::to_string(shards_n_) + "\n";
+      const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
+      if (fd >= 0) ::close(fd);
+      ok = ok && ::rename(tmp.c_str(), shards_path.c_str()) == 0 && storage::fsync_dir(cfg_.data_dir + "/events");
+      if (!ok) {
+        *error = "events: cannot write " + shards_path + ": " + std::strerror(errno);
+        return false;
+      }
+    }
     uint64_t kept = event_log_last_lsn_;
     if (kept > snap) {
       uint64_t cut = 0;
@@ -868,6 +909,7 @@ class engine_impl {
         group->seq = ++event_seq_;
         group->sweep_to = dispatched_ts_;
         group->expired.resize(shards_n_);
+        group->decided.resize(shards_n_);
         group->shards_remaining.store(shards_n_, std::memory_order_relaxed);
         group->ready = [w = event_writer_.get()](std::shared_ptr<actors::event_group> g) { w->post(std::move(g)); };
       }
@@ -2387,6 +2429,7 @@ engine::engine(std::unique_ptr<engine_impl> impl) : impl_(std::move(impl)) {}
 engine::~engine() { close(); }
 
 std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
+  error->clear();  // failures below that add to a message must not add to a caller's old one
   if (auto problem = cfg.validate(); !problem.empty()) {
     *error = "config: " + problem;
     return nullptr;

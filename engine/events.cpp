@@ -14,6 +14,7 @@
 #include "actors/gateway_registry.hpp"
 #include "storage/checksum.hpp"
 #include "storage/wal.hpp"
+#include "wire/assert.hpp"
 #include "wire/codec.hpp"
 #include "wire/protocol.hpp"
 
@@ -232,6 +233,7 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
     return std::tie(x.expires_at, x.serial) < std::tie(y.expires_at, y.serial);
   });
   size_t k = 0;
+  std::vector<size_t> decided_at(g.decided.size(), 0);
   auto expiry = [&](const actors::expired_pending& p, uint64_t lsn) {
     event& e = out.emplace_back();
     e.lsn = lsn;
@@ -254,6 +256,10 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
     const bool last = n + 1 == g.batches.size();
     while (k < exp.size() && (last || exp[k].expires_at <= b.sweep_to)) expiry(exp[k++], b.lsn);
     derive_events(b, out);
+    // Then what groups decided while the shards executed it (shard by shard, in order).
+    for (size_t sh = 0; sh < g.decided.size(); ++sh)
+      for (; decided_at[sh] < g.decided[sh].size() && g.decided[sh][decided_at[sh]].lsn == b.lsn; ++decided_at[sh])
+        out.push_back(g.decided[sh][decided_at[sh]]);
     if (b.kind == op_kind::create_transfers)
       for (uint32_t i = 0; i < b.count; ++i) {
         if (b.results[i] != result::ok) continue;
@@ -266,6 +272,9 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
       }
     if (b.lsn <= kept_lsn_.load(std::memory_order_relaxed)) out.resize(first);  // the event log has them (recovery)
   }
+  MESOB_ASSERT_MSG(std::all_of(decided_at.begin(), decided_at.end(),
+                               [&, sh = size_t(0)](size_t at) mutable { return at == g.decided[sh++].size(); }),
+                   "a group decision of a batch the dispatch does not hold");
 }
 
 void event_writer::run() {

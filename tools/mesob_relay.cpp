@@ -90,6 +90,15 @@ std::vector<std::string> messages(const wire::event& e) {
       return {"payout " + std::to_string(e.ref.lo) + ": " + (e.code == 1 ? "paid out, " : "failed at gateway, ") + amt};
     case event_type::payout_op:
       return {"payout " + std::to_string(e.ref.lo) + ": " + (e.code == 1 ? "retried" : "cancelled") + " by an operator"};
+    case event_type::equb_missed:
+      return {"account " + b + ": you missed round " + std::to_string(e.ref.lo) + " of equb group " + a + "; you owe " +
+              amt + " in all"};
+    case event_type::equb_round_closed:
+      return {"group " + a + ": round " + std::to_string(e.code) + " closed; seat " + std::to_string(e.flags) +
+                  " receives the pot",
+              "account " + b + ": you receive round " + std::to_string(e.code) + "'s pot of equb group " + a};
+    case event_type::equb_completed:
+      return {"group " + a + ": completed after " + std::to_string(e.code) + " rounds"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

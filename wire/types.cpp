@@ -175,6 +175,9 @@ std::string_view event_type_name(event_type t) {
     case event_type::gateway_session: return "gateway_session";
     case event_type::payout_answer: return "payout_answer";
     case event_type::payout_op: return "payout_op";
+    case event_type::equb_missed: return "equb_missed";
+    case event_type::equb_round_closed: return "equb_round_closed";
+    case event_type::equb_completed: return "equb_completed";
   }
   return "unknown_event";
 }

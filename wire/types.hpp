@@ -429,8 +429,17 @@ enum class event_type : uint16_t {
   gateway_session = 9,  // gateway: the gateway's number; code: 1 up, 2 down
   payout_answer = 10,   // ref.lo: payout id; gateway; code: outcome (1 settled, 2 failed); amount
   payout_op = 11,       // ref.lo: payout id; code: the operator's action (wire::payout_op_kind)
+  // What equb groups decide on their own (a round's close, when every seat paid or its
+  // deadline and grace passed):
+  equb_missed = 12,        // account_a: the group; account_b: the member's wallet; ref.lo: round,
+                           // ref.hi: seat; amount: what the seat owes in all after the
+                           // close (0 when its own payout of that round settled it)
+  equb_round_closed = 13,  // account_a: the group; account_b: the recipient's wallet; code: round;
+                           // flags: the recipient's seat; id || ref: the lottery seed the round
+                           // revealed (zeros for other rotations)
+  equb_completed = 14,     // account_a: the group; code: its rounds
 };
-constexpr uint16_t event_type_max = 11;
+constexpr uint16_t event_type_max = 14;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

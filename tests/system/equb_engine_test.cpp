@@ -5,6 +5,9 @@
 // what its state says it must hold.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <fstream>
+
 #include <chrono>
 #include <thread>
 
@@ -12,6 +15,7 @@
 #include "actors/shard.hpp"
 #include "storage/snapshot.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/event_files.hpp"
 
 namespace mesob::test {
 namespace {
@@ -444,6 +448,95 @@ TEST_F(equb_engine, TwelveSeatLotteryToCompletionWithProofs) {
   for (uint64_t w = 1; w <= n; ++w) EXPECT_EQ(balance(w), int64_t(starting - n * contribution + pot - fee));
   EXPECT_EQ(balance(g), 0);
   expect_escrow_consistent(g);
+}
+
+// What a group decides on its own is in the event stream: each round's close with its
+// recipient and, for a lottery, the seed it revealed; a missed contribution with what the
+// member then owes; the group's completion. Replay (every record after the snapshot, the
+// event log cut back to it) writes the very same events.
+TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
+  constexpr uint64_t g = 5021;
+  constexpr uint32_t n = 4;
+  open_wallets(n);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  form(g, n, actors::equb::rotation::lottery);
+  ASSERT_EQ(settled(g).g.round, 2u);
+  for (uint32_t seat = 0; seat + 1 < n; ++seat) ASSERT_EQ(pay(seat + 1, g, 2, seat, contribution), result::ok);
+  fx_.advance_s(15 * 86'400 + 1);  // wallet 4 misses round 2
+  ASSERT_EQ(at_round(g, 3).g.round, 3u);
+  // Wallet 4 owes round 2's contribution, unless round 2's draw picked it and its payout
+  // settled the debt.
+  uint64_t debt = 0;
+  for (const auto& d : settled(g).g.seats[3].debts) debt += d.amount;
+  for (uint32_t round = 3; round <= n; ++round)
+    for (uint32_t seat = 0; seat < n; ++seat) {
+      const uint64_t owed = contribution + (seat == 3 && round == 3 ? debt : 0);
+      ASSERT_EQ(pay(seat + 1, g, round, seat, owed), result::ok) << round << " " << seat;
+    }
+  const group_entry done = settled(g);
+  ASSERT_EQ(done.g.ph, phase::completed);
+  fx_.close();
+
+  const auto first = all_events(fx_.dir());
+  std::vector<wire::event> closed, missed, completed;
+  for (const auto& ev : first) {
+    if (ev.type == wire::event_type::equb_round_closed) closed.push_back(ev);
+    if (ev.type == wire::event_type::equb_missed) missed.push_back(ev);
+    if (ev.type == wire::event_type::equb_completed) completed.push_back(ev);
+  }
+  ASSERT_EQ(closed.size(), size_t(n));
+  for (uint32_t r = 0; r < n; ++r) {
+    SCOPED_TRACE("round " + std::to_string(r + 1));
+    EXPECT_EQ(closed[r].account_a, g);
+    EXPECT_EQ(closed[r].code, r + 1);
+    EXPECT_EQ(closed[r].flags, done.history[r].seat);
+    EXPECT_EQ(closed[r].account_b, done.history[r].seat + 1u);  // seat i is wallet i + 1
+    actors::equb::seed revealed{};
+    std::memcpy(revealed.data(), &closed[r].id, 16);
+    std::memcpy(revealed.data() + 16, &closed[r].ref, 16);
+    EXPECT_EQ(revealed, done.history[r].revealed) << "the proof a subscriber checks";
+  }
+  ASSERT_EQ(missed.size(), 1u);
+  EXPECT_EQ(missed[0].account_b, 4u);
+  EXPECT_EQ(missed[0].ref.lo, 2u);
+  EXPECT_EQ(missed[0].ref.hi, 3u);
+  EXPECT_EQ(missed[0].amount, debt) << "what it owes after the close (its own payout may have settled it)";
+  EXPECT_LT(missed[0].offset, closed[1].offset) << "the miss is told before the close that made it";
+  ASSERT_EQ(completed.size(), 1u);
+  EXPECT_EQ(completed[0].code, n);
+  EXPECT_GT(completed[0].offset, closed.back().offset);
+
+  std::ifstream covered(fx_.dir() + "/events/covered");
+  std::string word;
+  uint64_t snap = 0;
+  ASSERT_TRUE(covered >> word >> snap);
+  uint64_t after = 0;
+  while (after < first.size() && first[after].lsn <= snap) ++after;
+  ASSERT_LT(after, first.size());
+  cut_event_log(fx_.dir(), after + 1, 0);
+  fx_.open();
+  fx_.close();
+  EXPECT_TRUE(same_events(all_events(fx_.dir()), first));
+
+  // Those decisions fell where their shards' timers fired: another shard count would put
+  // them elsewhere, so it waits until a run with this one has snapshotted them.
+  fx_.set_shards(3);
+  auto cfg = fx_.config();
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("--shards 2"), std::string::npos) << err;
+  cfg.shards = 2;
+  cfg.checkpoint_on_close = true;
+  err.clear();
+  auto two = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(two) << err;
+  two->close();
+  two.reset();
+  cfg.shards = 3;
+  auto three = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(three) << err;
+  three->close();
+  EXPECT_TRUE(same_events(all_events(fx_.dir()), first)) << "nothing new happened";
 }
 
 // Bidding: the lowest bid wins; the discount less the organizer's commission is shared as

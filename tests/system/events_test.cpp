@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "support/engine_fixture.hpp"
+#include "support/event_files.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
@@ -381,38 +382,6 @@ TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
   behind->set_timeout_ms(5000);
   EXPECT_FALSE(behind->next_events(&em, &err, &refusal));
   EXPECT_EQ(refusal, wire::protocol_error::events_truncated) << err;
-}
-
-// Every event in a data directory's event log, read with the engine closed.
-std::vector<wire::event> all_events(const std::string& data) {
-  storage::event_log_options o;
-  o.dir = data + "/events";
-  storage::event_log_recovery rec;
-  std::string err;
-  auto log = storage::event_log::open(o, &rec, &err);
-  EXPECT_TRUE(log) << err;
-  std::vector<wire::event> out, part;
-  if (!log) return out;
-  for (uint64_t at = rec.first_offset; at < rec.next_offset; at += part.size()) {
-    EXPECT_EQ(log->read(at, 4096, &part, &err), storage::event_log::read_status::ok) << err;
-    if (part.empty()) break;
-    out.insert(out.end(), part.begin(), part.end());
-  }
-  return out;
-}
-
-bool same_events(const std::vector<wire::event>& a, const std::vector<wire::event>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(wire::event)) == 0;
-}
-
-// Cuts the event log back to offset `end` (exclusive) as a crash mid-append leaves it:
-// `extra` bytes of the next event remain.
-void cut_event_log(const std::string& data, uint64_t end, size_t extra) {
-  const uint64_t seg = 1ull << 19, o = end - 1;  // the default segment size
-  for (uint64_t i = o / seg + 1; std::filesystem::exists(storage::event_log::segment_path(data + "/events", i)); ++i)
-    std::filesystem::remove(storage::event_log::segment_path(data + "/events", i));
-  std::filesystem::resize_file(storage::event_log::segment_path(data + "/events", o / seg),
-                               (o % seg) * sizeof(wire::event) + extra);
 }
 
 // Replay after a crash writes the events the event log lacks, and they are the very
