@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,19 @@ inline void cut_event_log(const std::string& data, uint64_t end, size_t extra) {
     std::filesystem::remove(storage::event_log::segment_path(data + "/events", i));
   std::filesystem::resize_file(storage::event_log::segment_path(data + "/events", o / seg),
                                (o % seg) * sizeof(wire::event) + extra);
+}
+
+// The offset of the first event past the snapshot (its lsn, as events/covered records it),
+// or 0 when there is none (a failure is recorded).
+inline uint64_t first_past_snapshot(const std::string& data, const std::vector<wire::event>& events) {
+  std::ifstream covered(data + "/events/covered");
+  std::string word;
+  uint64_t snap = 0;
+  EXPECT_TRUE(covered >> word >> snap && word == "lsn") << data << "/events/covered";
+  for (const auto& e : events)
+    if (e.lsn > snap) return e.offset;
+  ADD_FAILURE() << "no event past the snapshot at lsn " << snap;
+  return 0;
 }
 
 }  // namespace mesob::test

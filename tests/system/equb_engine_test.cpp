@@ -507,14 +507,9 @@ TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
   EXPECT_EQ(completed[0].code, n);
   EXPECT_GT(completed[0].offset, closed.back().offset);
 
-  std::ifstream covered(fx_.dir() + "/events/covered");
-  std::string word;
-  uint64_t snap = 0;
-  ASSERT_TRUE(covered >> word >> snap);
-  uint64_t after = 0;
-  while (after < first.size() && first[after].lsn <= snap) ++after;
-  ASSERT_LT(after, first.size());
-  cut_event_log(fx_.dir(), after + 1, 0);
+  const uint64_t past = first_past_snapshot(fx_.dir(), first);
+  ASSERT_NE(past, 0u);
+  cut_event_log(fx_.dir(), past, 0);
   fx_.open();
   fx_.close();
   EXPECT_TRUE(same_events(all_events(fx_.dir()), first));

@@ -416,14 +416,9 @@ TEST(EventsEngine, ReplayWritesTheSameEventsAtTheSameOffsets) {
   EXPECT_TRUE(same_events(all_events(f.dir()), first)) << "after a crash mid-append";
 
   // Everything after the snapshot lost.
-  std::ifstream covered(f.dir() + "/events/covered");
-  std::string word;
-  uint64_t snap = 0;
-  ASSERT_TRUE(covered >> word >> snap);
-  uint64_t after = 0;
-  while (after < first.size() && first[after].lsn <= snap) ++after;
-  ASSERT_LT(after, first.size());
-  cut_event_log(f.dir(), after + 1, 0);
+  const uint64_t past = first_past_snapshot(f.dir(), first);
+  ASSERT_NE(past, 0u);
+  cut_event_log(f.dir(), past, 0);
   f.open();
   f.close();
   EXPECT_TRUE(same_events(all_events(f.dir()), first)) << "after losing the events past the snapshot";
