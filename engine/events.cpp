@@ -272,9 +272,15 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
       }
     if (b.lsn <= kept_lsn_.load(std::memory_order_relaxed)) out.resize(first);  // the event log has them (recovery)
   }
-  MESOB_ASSERT_MSG(std::all_of(decided_at.begin(), decided_at.end(),
-                               [&, sh = size_t(0)](size_t at) mutable { return at == g.decided[sh++].size(); }),
-                   "a group decision of a batch the dispatch does not hold");
+  // Every decision was made while one of these batches executed. Should one not match
+  // (a bug), it still goes out, after them, rather than being lost.
+  for (size_t sh = 0; sh < g.decided.size(); ++sh)
+    for (; decided_at[sh] < g.decided[sh].size(); ++decided_at[sh]) {
+      std::fprintf(stderr, "mesobd: events: a decision of log record %llu came with another dispatch\n",
+                   static_cast<unsigned long long>(g.decided[sh][decided_at[sh]].lsn));
+      if (!g.batches.empty() && g.batches.back()->lsn > kept_lsn_.load(std::memory_order_relaxed))
+        out.push_back(g.decided[sh][decided_at[sh]]);
+    }
 }
 
 void event_writer::run() {
