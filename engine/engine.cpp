@@ -238,16 +238,10 @@ class engine_impl {
         return false;
       }
     }
-    if (wrote_with != shards_n_) {
-      const std::string tmp = shards_path + ".new", text = "shards " + std::to_string(shards_n_) + "\n";
-      const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
-      if (fd >= 0) ::close(fd);
-      ok = ok && ::rename(tmp.c_str(), shards_path.c_str()) == 0 && storage::fsync_dir(cfg_.data_dir + "/events");
-      if (!ok) {
-        *error = "events: cannot write " + shards_path + ": " + std::strerror(errno);
-        return false;
-      }
+    if (wrote_with != shards_n_ &&
+        !storage::replace_file(shards_path, "shards " + std::to_string(shards_n_) + "\n", error)) {
+      *error = "events: " + *error;
+      return false;
     }
     uint64_t kept = event_log_last_lsn_;
     if (kept > snap) {
@@ -261,13 +255,9 @@ class engine_impl {
 
   // Before a snapshot at `lsn` commits: the event log holds every event up to it.
   std::string write_events_covered(uint64_t lsn) {
-    const std::string path = events_covered_path(), tmp = path + ".new";
-    const std::string text = "lsn " + std::to_string(lsn) + "\n";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
-    if (fd >= 0) ::close(fd);
-    ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0 && storage::fsync_dir(cfg_.data_dir + "/events");
-    return ok ? std::string() : "events: cannot write " + path + ": " + std::strerror(errno);
+    std::string err;
+    return storage::replace_file(events_covered_path(), "lsn " + std::to_string(lsn) + "\n", &err) ? std::string()
+                                                                                                  : "events: " + err;
   }
   static constexpr size_t event_backlog_max = 256;  // groups the writer may lag behind
   int wake_fd_ = -1;

@@ -388,21 +388,9 @@ bool event_hub::save(std::string* error) {
   char tail[32];
   std::snprintf(tail, sizeof tail, "end %08x\n", storage::crc32c(text.data(), text.size()));
   text += tail;
-  const std::string tmp = state_path_ + ".new";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    *error = "events: cannot write " + tmp + ": " + std::strerror(errno);
-    return false;
-  }
-  const bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), state_path_.c_str()) != 0) {
-    *error = "events: cannot write " + state_path_ + ": " + std::strerror(errno);
-    return false;
-  }
-  const std::string dir = state_path_.substr(0, state_path_.rfind('/'));
-  storage::fsync_dir(dir);
-  return true;
+  if (storage::replace_file(state_path_, text, error)) return true;
+  *error = "events: " + *error;
+  return false;
 }
 
 void event_hub::start(sender send, uint64_t session_bytes_max) {

@@ -1,5 +1,7 @@
 #include "storage/wal.hpp"
 
+#include "storage/file_io.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -65,6 +67,17 @@ bool fsync_dir(const std::string& dir) {
   if (fd < 0) return false;
   bool ok = ::fsync(fd) == 0;
   ::close(fd);
+  return ok;
+}
+
+bool replace_file(const std::string& path, std::string_view text, std::string* error) {
+  const std::string tmp = path + ".new";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool ok = fd >= 0 && pwrite_full(fd, text.data(), text.size(), 0) && ::fdatasync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  const std::string dir = path.substr(0, path.rfind('/'));
+  ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0 && fsync_dir(dir.empty() ? "." : dir);
+  if (!ok) *error = "cannot write " + path + ": " + std::strerror(errno);
   return ok;
 }
 

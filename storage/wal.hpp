@@ -26,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -222,6 +223,9 @@ bool scan_wal(const wal_scan_options& opt,
 
 // Makes a directory's entries (files created, renamed, removed) durable.
 bool fsync_dir(const std::string& dir);
+// Replaces a small file whole and durably: written to <path>.new, synced, renamed over
+// `path`, the directory synced. False (with the reason) on failure; `path` is then as it was.
+bool replace_file(const std::string& path, std::string_view text, std::string* error);
 
 // Segment files in the directory, sorted by index.
 std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir);
