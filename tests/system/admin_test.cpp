@@ -526,7 +526,13 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
             exposition_sample(second, "mesob_log_commit_seconds_count"))
       << second;
   // The event stream: the accounts, transfers and hold so far.
-  EXPECT_GE(exposition_sample(second, "mesob_events_end_offset"), 21) << second;
+  // (Events are written after the replies, on their own thread and disk sync: wait for them.)
+  std::string scraped = second;
+  for (int i = 0; i < 100 && exposition_sample(scraped, "mesob_events_end_offset") < 21; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    scraped = http(d.metrics_port(), get);
+  }
+  EXPECT_GE(exposition_sample(scraped, "mesob_events_end_offset"), 21) << scraped;
   EXPECT_EQ(exposition_sample(second, "mesob_event_subscribers"), 0) << second;
 
   // Bad requests: a precise status each, and the engine keeps serving.
