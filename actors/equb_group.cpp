@@ -24,7 +24,7 @@ constexpr uint32_t chain_max = 2 * seats_max + 16;
 // group cannot refuse (a round closing on its deadline) ever finds the steps gone.
 constexpr uint32_t life_steps = 3 * seats_max * seats_max + 6 * seats_max + 16;
 static_assert(life_steps < steps_max / 2);
-constexpr uint32_t entry_version = 1;
+constexpr uint32_t entry_version = 2;
 using heap_cmp = std::greater<std::pair<uint64_t, uint64_t>>;
 
 // Whether `n` more steps may go to a retry or a leave.
@@ -57,9 +57,17 @@ group_config config_of(const wire::equb_op& op) {
   return c;
 }
 
+uint64_t number_of(const wire::equb_op& op) {
+  uint64_t n = 0;
+  std::memcpy(&n, op.seed, sizeof n);  // little-endian (wire/types.cpp checks the platform)
+  return n;
+}
+
+void set_number(wire::equb_op& op, uint64_t number) { std::memcpy(op.seed, &number, sizeof number); }
+
 wire::result check_op_fields(const wire::equb_op& op) {
   if (op.group_id == 0) return result::id_must_not_be_zero;
-  if (uint16_t(op.kind) == 0 || uint16_t(op.kind) > wire::equb_op_kind_max || op.reserved != 0)
+  if (uint16_t(op.kind) == 0 || uint16_t(op.kind) > wire::equb_op_kind_max || op.reserved != 0 || op.reserved2 != 0)
     return result::equb_op_invalid;
   const bool create = op.kind == equb_op_kind::create;
   const bool config_set = op.fee_account_id || op.guarantor_account_id || op.organizer_account_id ||
@@ -67,13 +75,23 @@ wire::result check_op_fields(const wire::equb_op& op) {
                           op.currency || op.fee_bp || op.max_discount_bp || op.commission_bp || op.rotation ||
                           op.default_policy;
   if (!create && config_set) return result::equb_op_invalid;
-  const bool seat_ops = op.kind == equb_op_kind::leave || op.kind == equb_op_kind::bid;
+  const bool payout_to = op.kind == equb_op_kind::payout_to;
+  const bool seat_ops = op.kind == equb_op_kind::leave || op.kind == equb_op_kind::bid || payout_to;
   if (!seat_ops && (op.wallet != 0 || op.seat != 0)) return result::equb_op_invalid;
-  if (op.kind != equb_op_kind::bid && (op.amount != 0 || op.round != 0)) return result::equb_op_invalid;
-  // start's seed is the engine's to fill; every other operation leaves it zero.
-  if (op.kind != equb_op_kind::start)
-    for (const uint8_t b : op.seed)
-      if (b != 0) return result::equb_op_invalid;
+  if (op.kind != equb_op_kind::bid && op.round != 0) return result::equb_op_invalid;
+  if (op.kind != equb_op_kind::bid && !payout_to && op.amount != 0) return result::equb_op_invalid;
+  if (!payout_to && op.rail != 0) return result::equb_op_invalid;
+  if (payout_to) {  // amount is the destination
+    if (op.rail > gateways::rail_max) return result::rail_invalid;
+    if (op.rail == 0 && op.amount != 0) return result::equb_op_invalid;
+    if (op.rail != 0 && op.amount == 0) return result::payout_destination_missing;
+  }
+  // The seed is the engine's to fill: start's whole, create's first 8 bytes (the
+  // number); every other operation leaves it zero.
+  const size_t engine_bytes = op.kind == equb_op_kind::start ? sizeof op.seed
+                              : op.kind == equb_op_kind::create ? sizeof(uint64_t) : 0;
+  for (size_t i = engine_bytes; i < sizeof op.seed; ++i)
+    if (op.seed[i] != 0) return result::equb_op_invalid;
   return result::ok;
 }
 
@@ -103,6 +121,7 @@ wire::group_item to_item(const group_entry& e) {
   const group_config& c = g.cfg;
   wire::group_item it;
   it.config = create_op_of(c);
+  set_number(it.config, g.number);
   it.phase = uint8_t(g.ph);
   it.round = g.round;
   it.bids = g.bids;
@@ -126,7 +145,9 @@ wire::group_item to_item(const group_entry& e) {
     si.received_round = s.received_round;
     si.debts = uint32_t(s.debts.size());
     si.paid = s.paid;
+    si.payout_rail = s.payout_rail;
     it.seats.push_back(si);
+    it.destinations.push_back(s.destination);
   }
   for (const auto& h : e.history) {
     wire::group_round_item ri;
@@ -162,20 +183,29 @@ uint64_t escrow_expected(const group_entry& e) {
   return uint64_t(v);
 }
 
-std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o) {
+std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o, uint32_t shards) {
   std::vector<wire::transfer> chain;
   chain.reserve(o.transfers.size());
+  const wire::currency_code c = e.g.cfg.currency;
   for (size_t i = 0; i < o.transfers.size(); ++i) {
     const money& m = o.transfers[i];
+    const uint32_t step = o.first_step + uint32_t(i);
     wire::transfer t;
-    t.id = emitted_id(e.g.cfg.group_id, o.first_step + uint32_t(i));
+    t.id = emitted_id(e.g.cfg.group_id, step);
     t.debit_account_id = m.debit_account_id;
     t.credit_account_id = m.credit_account_id;
     t.amount = m.amount;
-    t.currency = e.g.cfg.currency;
+    t.currency = c;
     t.user_data = e.g.cfg.group_id;
     t.code = uint16_t(emitted_code_base + uint16_t(m.why));
     t.flags = i + 1 < o.transfers.size() ? wire::transfer_flags::linked : 0;
+    if (m.why == purpose::payout_out) {  // a payout hold, as engine::payouts makes one
+      t.id = payouts::hold_id(group_payout_id(e.g.number, step));
+      t.credit_account_id = payouts::desk_account_for(c, shard_of(m.debit_account_id, shards), shards);
+      t.user_data = m.destination;
+      t.code = m.rail;
+      t.flags |= wire::transfer_flags::pending;
+    }
     chain.push_back(t);
   }
   return chain;
@@ -210,7 +240,7 @@ void group_table::owe(group_entry& e, std::vector<money>&& m) {
   o.transfers = std::move(m);
   e.next_step += uint32_t(o.transfers.size());
   MESOB_ASSERT(e.next_step <= steps_max);
-  if (emit_) emit_(chain_of(e, o));
+  if (emit_) emit_(chain_of(e, o, shards_));
   e.owed.push_back(std::move(o));
 }
 
@@ -345,6 +375,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     if (!make_escrow(escrow)) return result::group_account_exists;
     group_entry fresh;
     fresh.g = make_group(c);
+    fresh.g.number = number_of(op);
     fresh.created_at = ts;
     touch(groups_.emplace(op.group_id, std::move(fresh)).first->second);
     return result::ok;
@@ -370,6 +401,12 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       o = leave(g, op.seat, op.wallet);
       break;
     case equb_op_kind::bid: o = bid(g, op.seat, op.wallet, op.round, op.amount); break;
+    case equb_op_kind::payout_to: {
+      if (op.rail != 0 && !(rail_served_ && rail_served_(op.rail, g.cfg.currency))) return result::payout_rail_unserved;
+      const result r = payout_to(g, op.seat, op.wallet, op.rail, op.amount);
+      if (r == result::ok) touch(*e);
+      return r;
+    }
     case equb_op_kind::dissolve: o = dissolve(g); break;
     case equb_op_kind::retry: {
       uint64_t need = 0;
@@ -384,7 +421,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
         ob.refusal = result::ok;
         ob.first_step = e->next_step;
         e->next_step += uint32_t(ob.transfers.size());
-        if (emit_) emit_(chain_of(*e, ob));
+        if (emit_) emit_(chain_of(*e, ob, shards_));
       }
       return result::ok;
     }
@@ -439,6 +476,10 @@ std::vector<uint8_t> encode_entry(const group_entry& e) {
       w.put(m.credit_account_id);
       w.put(m.amount);
       w.put(uint8_t(m.why));
+      if (m.why == purpose::payout_out) {
+        w.put(m.rail);
+        w.put(m.destination);
+      }
     }
   }
   w.put(uint32_t(e.history.size()));
@@ -467,7 +508,15 @@ std::string entry_fault(const group_entry& e) {
   unsigned __int128 out = 0, in = 0;
   for (const auto& o : e.owed) {
     if (o.refused && result_name(o.refusal) == "unknown_result") return "an obligation's refusal is not a result code";
-    for (const auto& m : o.transfers) {
+    for (size_t i = 0; i < o.transfers.size(); ++i) {
+      const money& m = o.transfers[i];
+      if (m.why == purpose::payout_out) {  // the recipient's wallet to a desk, last of its chain
+        if (m.debit_account_id == 0 || m.debit_account_id == escrow || m.credit_account_id != 0 ||
+            m.rail == 0 || m.rail > gateways::rail_max || m.destination == 0 || i + 1 != o.transfers.size() ||
+            g.number == 0)
+          return "an obligation's gateway payout is malformed";
+        continue;
+      }
       if (m.debit_account_id == 0 || m.credit_account_id == 0 || m.debit_account_id == m.credit_account_id ||
           (m.debit_account_id == escrow) == (m.credit_account_id == escrow))
         return "an obligation moves money that is not its escrow's";
@@ -500,8 +549,9 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
   byte_reader r{bytes};
   group_entry e;
   const auto version = r.get<uint32_t>();
-  if (!r.short_read && version != entry_version) {
-    *why = "group entry version " + std::to_string(version) + " (this build reads " + std::to_string(entry_version) + ")";
+  if (!r.short_read && version != entry_version && version != 1) {
+    *why = "group entry version " + std::to_string(version) + " (this build reads 1 and " +
+           std::to_string(entry_version) + ")";
     return false;
   }
   e.next_step = r.get<uint32_t>();
@@ -530,7 +580,11 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
       m.credit_account_id = r.get<uint64_t>();
       m.amount = r.get<uint64_t>();
       const auto p = r.get<uint8_t>();
-      if (p > uint8_t(purpose::dividend) || m.amount == 0) {
+      if (p == uint8_t(purpose::payout_out) && version != 1) {
+        m.rail = r.get<uint8_t>();
+        m.destination = r.get<uint64_t>();
+      }
+      if (p > uint8_t(version == 1 ? purpose::dividend : purpose::payout_out) || m.amount == 0) {
         if (r.short_read) break;
         *why = "group entry: obligation " + std::to_string(i) + " transfer " + std::to_string(k) + " is out of range";
         return false;

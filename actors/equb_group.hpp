@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "actors/equb_rules.hpp"
+#include "actors/payout_desk.hpp"
 #include "wire/codec.hpp"
 #include "wire/types.hpp"
 
@@ -52,8 +53,22 @@ constexpr uint32_t steps_max = 1u << 24;
 [[nodiscard]] inline wire::id128 emitted_id(uint64_t group_id, uint32_t step) {
   return {group_id, emitted_hi | step};
 }
-// Transfer codes of emitted transfers: 0xE000 + purpose.
+// Transfer codes of emitted transfers: 0xE000 + purpose (a payout_out hold carries its
+// rail instead, as every payout hold does).
 constexpr uint16_t emitted_code_base = 0xE000;
+
+// A group's payout sent on through a gateway is a payout the engine makes: its id is
+// 1 << 63 | the group's number << 24 | the step of its hold, unique engine-wide (numbers
+// are, and a group's steps are), the same whenever the obligation is sent again (after a
+// crash: the log or the snapshot keeps its step), and new when a refused one is retried
+// (new steps), so a refused hold's id is never asked to carry another.
+static_assert(numbers_max <= (payouts::engine_payout_bit >> 24));
+[[nodiscard]] inline uint64_t group_payout_id(uint64_t number, uint32_t step) {
+  return payouts::engine_payout_bit | number << 24 | step;
+}
+// The number a create operation carries (the engine's, in its seed's first 8 bytes).
+[[nodiscard]] uint64_t number_of(const wire::equb_op& op);
+void set_number(wire::equb_op& op, uint64_t number);
 
 struct obligation {
   uint32_t first_step = 0;  // its transfers have steps first_step, first_step + 1, ...
@@ -79,10 +94,12 @@ struct group_entry {
 // What the escrow account must hold: escrow plus what obligations still take out, less
 // what they bring in.
 [[nodiscard]] uint64_t escrow_expected(const group_entry& e);
-// The chain an obligation is emitted as (linked, ids from its steps).
-[[nodiscard]] std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o);
+// The chain an obligation is emitted as (linked, ids from its steps), with `shards`
+// shards (a payout_out hold goes to the payout account of its wallet's shard).
+[[nodiscard]] std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o, uint32_t shards);
 
-// Byte form for snapshots (version 1; the group's own bytes are encode_group's). The
+// Byte form for snapshots (version 2: a payout_out transfer carries its rail and
+// destination; version 1 is read too). The group's own bytes are encode_group's. The
 // reader refuses damage it can see, as decode_group does.
 [[nodiscard]] std::vector<uint8_t> encode_entry(const group_entry& e);
 bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string* why);
@@ -103,6 +120,11 @@ class group_table {
   // Live: obligations go to `emit` as they arise. Not set (recovery): they are only
   // recorded, and the engine emits what is left at the end of replay.
   void set_emit(emit_fn f) { emit_ = std::move(f); }
+  // The engine's shard count (chain_of) and whether a gateway serves a rail in a
+  // currency, as of the batch being executed (payout_to; the shard's registry).
+  void set_shards(uint32_t n) { shards_ = n; }
+  using rail_check_fn = std::function<bool(uint8_t rail, wire::currency_code c)>;
+  void set_rail_check(rail_check_fn f) { rail_served_ = std::move(f); }
   // The group's own decisions as events (wire::event_type equb_*): lsn and offset are the
   // caller's to fill. Set by the shard when the engine keeps events.
   using event_fn = std::function<void(wire::event&&)>;
@@ -149,6 +171,8 @@ class group_table {
   std::vector<std::pair<uint64_t, uint64_t>> deadlines_;
   emit_fn emit_;
   event_fn events_;
+  rail_check_fn rail_served_;
+  uint32_t shards_ = 1;
 };
 
 }  // namespace mesob::actors::equb

@@ -1,6 +1,7 @@
 #include "actors/equb_rules.hpp"
 
 #include "actors/byte_codec.hpp"
+#include "actors/gateway_registry.hpp"
 
 #include <openssl/evp.h>
 
@@ -250,6 +251,7 @@ outcome close_round(group_state& g, uint64_t now) {
   }
   rs.debts.erase(rs.debts.begin(), rs.debts.begin() + ptrdiff_t(settled));
   add(o, g.cfg.escrow_account_id, rs.wallet, left, purpose::payout);
+  const uint64_t sent_on = rs.payout_rail != 0 ? left : 0;
   g.escrow -= g.pot - dividend;
   g.pot = 0;
   rs.received_round = g.round;
@@ -271,6 +273,9 @@ outcome close_round(group_state& g, uint64_t now) {
     s.bid = 0;
     s.bid_order = 0;
   }
+  // Last, so that nothing after it in the chain can fail: the desk takes a hold once
+  // applied (payout_desk.hpp), never to be undone.
+  if (sent_on > 0) o.transfers.push_back({rs.wallet, 0, sent_on, purpose::payout_out, rs.payout_rail, rs.destination});
   if (last) {
     g.ph = phase::completed;
   } else {
@@ -282,6 +287,17 @@ outcome close_round(group_state& g, uint64_t now) {
   }
   (void)now;
   return o;
+}
+
+result payout_to(group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t rail, uint64_t destination) {
+  if (g.ph != phase::forming && g.ph != phase::active) return result::group_not_active;
+  if (!seat_of(g, seat_index, wallet)) return result::not_a_member;
+  seat& s = g.seats[seat_index];
+  if (s.received_round != 0) return result::already_received;
+  if (rail != 0 && g.number == 0) return result::group_payouts_wallet_only;
+  s.payout_rail = rail;
+  s.destination = destination;
+  return result::ok;
 }
 
 outcome dissolve(group_state& g) {
@@ -326,7 +342,7 @@ uint32_t draw(const seed& revealed, uint64_t group_id, uint32_t round, const std
 
 namespace {
 
-constexpr uint16_t codec_version = 1;
+constexpr uint16_t codec_version = 2;
 
 
 }  // namespace
@@ -354,6 +370,7 @@ std::vector<uint8_t> encode_group(const group_state& g) {
   w.put(c.commission_bp);
   w.put(uint32_t(0));
   w.put(c.commission_cap);
+  w.put(g.number);
   w.put(uint8_t(g.ph));
   w.put(uint8_t(0));
   w.put(uint16_t(0));
@@ -370,12 +387,13 @@ std::vector<uint8_t> encode_group(const group_state& g) {
     w.put(st.wallet);
     w.put(st.received_round);
     w.put(uint8_t(st.paid));
-    w.put(uint8_t(0));
+    w.put(st.payout_rail);
     w.put(uint16_t(0));
     w.put(st.paid_amount);
     w.put(st.credit);
     w.put(st.bid);
     w.put(st.bid_order);
+    w.put(st.destination);
     w.put(uint32_t(st.debts.size()));
     for (const auto& d : st.debts) {
       w.put(d.round);
@@ -393,10 +411,12 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
   group_config& c = g.cfg;
   const auto version = r.get<uint16_t>();
   r.get<uint16_t>();
-  if (!r.short_read && version != codec_version) {
-    *why = "group state version " + std::to_string(version) + " (this build reads " + std::to_string(codec_version) + ")";
+  if (!r.short_read && version != codec_version && version != 1) {
+    *why = "group state version " + std::to_string(version) + " (this build reads 1 and " +
+           std::to_string(codec_version) + ")";
     return false;
   }
+  const bool v1 = version == 1;
   c.group_id = r.get<uint64_t>();
   c.escrow_account_id = r.get<uint64_t>();
   c.fee_account_id = r.get<uint64_t>();
@@ -415,6 +435,7 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
   c.commission_bp = r.get<uint32_t>();
   r.get<uint32_t>();
   c.commission_cap = r.get<uint64_t>();
+  if (!v1) g.number = r.get<uint64_t>();
   const auto ph = r.get<uint8_t>();
   r.get<uint8_t>();
   r.get<uint16_t>();
@@ -436,6 +457,10 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
     *why = where + "its configuration is invalid (" + std::string(result_name(cr)) + ")";
     return false;
   }
+  if (g.number >= numbers_max) {
+    *why = where + "number " + std::to_string(g.number) + " is out of range";
+    return false;
+  }
   if (ph < uint8_t(phase::forming) || ph > uint8_t(phase::dissolved)) {
     *why = where + "unknown phase " + std::to_string(ph);
     return false;
@@ -451,15 +476,17 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
     st.wallet = r.get<uint64_t>();
     st.received_round = r.get<uint32_t>();
     const auto paid = r.get<uint8_t>();
-    r.get<uint8_t>();
+    st.payout_rail = r.get<uint8_t>();
     r.get<uint16_t>();
     st.paid_amount = r.get<uint64_t>();
     st.credit = r.get<uint64_t>();
     st.bid = r.get<uint64_t>();
     st.bid_order = r.get<uint32_t>();
+    if (!v1) st.destination = r.get<uint64_t>();
     const auto debts = r.get<uint32_t>();
     if (r.short_read) break;
-    if (paid > 1 || debts > seats_max || st.received_round > seats) {
+    if (paid > 1 || debts > seats_max || st.received_round > seats || st.payout_rail > gateways::rail_max ||
+        (st.payout_rail == 0) != (st.destination == 0) || (st.payout_rail != 0 && g.number == 0)) {
       *why = where + "seat " + std::to_string(i) + " is out of range";
       return false;
     }

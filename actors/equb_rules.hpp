@@ -60,6 +60,9 @@ using seed = std::array<uint8_t, 32>;
 
 constexpr uint32_t seats_max = 1000;
 constexpr uint32_t bp_max = 10'000;  // basis points in 100%
+// Group numbers are below this: a gateway payout's id is 1 << 63 | number << 24 | step
+// (equb_group.hpp, group_payout_id).
+constexpr uint64_t numbers_max = uint64_t(1) << 39;
 
 enum class rotation : uint8_t { fixed_order = 1, lottery = 2, bidding = 3 };
 enum class default_policy : uint8_t { pay_what_is_there = 1, cover_from_guarantor = 2, hold_round = 3 };
@@ -98,6 +101,10 @@ struct debt {
 
 struct seat {
   uint64_t wallet = 0;
+  // Where its payout goes: rail 0, the wallet; 1..3, on to `destination` through a
+  // payment gateway of that rail (a hold on the wallet, the chain's last transfer).
+  uint8_t payout_rail = 0;
+  uint64_t destination = 0;
   uint32_t received_round = 0;  // 0: not yet
   bool paid = false;            // this round
   uint64_t paid_amount = 0;     // paid into escrow this round (due and penalty; debts go on)
@@ -109,6 +116,9 @@ struct seat {
 
 struct group_state {
   group_config cfg;
+  // Unique engine-wide, given by the engine at create (0: a group made before numbers;
+  // its payouts go to wallets only). The ids of its gateway payouts carry it.
+  uint64_t number = 0;
   phase ph = phase::forming;
   uint32_t round = 0;  // 1..N while active
   uint64_t started_at = 0;
@@ -124,13 +134,19 @@ struct group_state {
 // A ledger transfer these rules ask for. The list one operation returns is one linked
 // chain.
 enum class purpose : uint8_t {
-  deposit, deposit_refund, contribution, debt_forward, cover, payout, fee, refund, commission, dividend
+  deposit, deposit_refund, contribution, debt_forward, cover, payout, fee, refund, commission, dividend,
+  // The recipient's payout sent on through a gateway: a payout hold on its wallet, to the
+  // payout account of the wallet's shard (credit_account_id 0 here: chosen when the
+  // chain is sent, by the shard count then). Always a chain's last transfer.
+  payout_out
 };
 struct money {
   uint64_t debit_account_id = 0;
   uint64_t credit_account_id = 0;
   uint64_t amount = 0;
   purpose why = purpose::contribution;
+  uint8_t rail = 0;          // payout_out
+  uint64_t destination = 0;  // payout_out
 };
 
 struct outcome {
@@ -157,6 +173,11 @@ outcome start(group_state& g, uint64_t now, const seed& secret);
                                     uint64_t amount, wire::currency_code currency, uint64_t now);
 outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
                    wire::currency_code currency, uint64_t now);
+// Where seat_index's payout goes (rail 0 and destination 0: its wallet). The rail's
+// range and the destination were checked with the operation's fields; whether a gateway
+// serves the rail is the caller's (the registry).
+[[nodiscard]] result payout_to(group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t rail,
+                               uint64_t destination);
 // A bid for round g.round: the amount the seat will take from the nominal pot.
 outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount);
 // The nominal pot: seats x contribution.
@@ -169,8 +190,9 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 outcome close_round(group_state& g, uint64_t now);
 outcome dissolve(group_state& g);
 
-// A group's state as bytes (snapshots), little-endian, version 1: the config, the
-// state, then each seat with its debts. decode_group refuses, naming the fault, any
+// A group's state as bytes (snapshots), little-endian, version 2 (version 1, without
+// the number and the seats' payout routes, is read too): the config, the state, then
+// each seat with its debts. decode_group refuses, naming the fault, any
 // input that is cut short or too long, an unknown version or enum, a config that
 // check_config refuses, counts over their limits, or state that breaks the escrow
 // invariant (escrow = pot + credits): a damaged snapshot must stop recovery, not seed

@@ -88,6 +88,12 @@ class registry {
   [[nodiscard]] const gateway* find(uint32_t number) const;
   [[nodiscard]] const std::vector<gateway>& all() const { return by_number_; }  // by number
   [[nodiscard]] size_t size() const { return by_number_.size(); }
+  // Whether an enabled gateway of `rail` serves currency c (a payout can be routed).
+  [[nodiscard]] bool serves_rail(uint8_t rail, wire::currency_code c) const {
+    for (const auto& g : by_number_)
+      if (g.enabled && g.rail == rail && g.serves(c)) return true;
+    return false;
+  }
 
   // A deposit as the transfer it becomes, or the result refusing it.
   wire::result deposit_transfer(std::string_view gateway_id, const wire::deposit& d, wire::transfer* out) const;

@@ -82,6 +82,12 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
       account_index_(accounts_hint) {
   MESOB_ASSERT(count >= 1 && count <= shards_max && index < count);
   slots_.reserve(accounts_hint);
+  groups_.set_shards(count);
+  // payout_to asks the registry as of the batch (the desks' copy follows the log).
+  groups_.set_rail_check([this](uint8_t rail, wire::currency_code c) {
+    const auto& reg = desks_.registry();
+    return reg && reg->serves_rail(rail, c);
+  });
 }
 
 account* shard::local_account(uint64_t id) {

@@ -883,6 +883,7 @@ class admin_impl {
     const uint64_t expected = actors::equb::escrow_expected(e);
     row_builder b("group");
     b.num("id", c.group_id)
+        .num("number", g.number)
         .text("currency", wire::currency_name(c.currency))
         .num("contribution", c.contribution)
         .text("rotation", rotations[uint8_t(c.policy) <= 3 ? uint8_t(c.policy) : 0])
@@ -905,13 +906,16 @@ class admin_impl {
     admin_section seats;
     seats.title = "seats";
     seats.columns = {{"seat", true}, {"wallet", true}, {"paid", false}, {"received_round", true}, {"credit", true},
-                     {"debt", true}};
+                     {"debt", true}, {"payout_to", false}};
     for (size_t i = 0; i < g.seats.size() && seats.rows.size() < group_rows_max; ++i) {
+      const auto& st = g.seats[i];
       uint64_t debt = 0;
-      for (const auto& d : g.seats[i].debts) debt += d.amount;
-      seats.rows.push_back({std::to_string(i), std::to_string(g.seats[i].wallet), g.seats[i].paid ? "yes" : "no",
-                            std::to_string(g.seats[i].received_round), std::to_string(g.seats[i].credit),
-                            std::to_string(debt)});
+      for (const auto& d : st.debts) debt += d.amount;
+      seats.rows.push_back({std::to_string(i), std::to_string(st.wallet), st.paid ? "yes" : "no",
+                            std::to_string(st.received_round), std::to_string(st.credit), std::to_string(debt),
+                            st.payout_rail == 0 ? std::string("wallet")
+                                                : std::string(actors::gateways::rail_name(st.payout_rail)) + " " +
+                                                      std::to_string(st.destination)});
     }
     m.sections.push_back(std::move(seats));
     admin_section rounds;

@@ -12,6 +12,7 @@
 #include <caf/all.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <unordered_set>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -326,6 +327,7 @@ class engine_impl {
   std::atomic<uint64_t> executed_serial_end_{0};  // records below it have final outcomes
   uint64_t records_floor_ = 0;                    // first serial loaded into the window
   bool replaying_ = false;
+  uint64_t next_group_number_ = 1;  // the next create's (sequencer; 0: groups made before numbers)
   std::vector<std::shared_ptr<engine_batch>> replay_pending_;
   std::atomic<uint64_t> snapshot_lsn_{0};
   uint64_t records_flush_target_ = 0;  // guarded by ck_mu_
@@ -516,9 +518,11 @@ class engine_impl {
         continue;
       }
       // Reserved ids: groups' and desks' chains (flag emitted), deposits and payout holds
-      // (flag gateway), and no client post or void of a payout's hold.
+      // (flag gateway; a group's payout sent on through a gateway: flag emitted), and no
+      // client post or void of a payout's hold.
       if ((!b.emitted && (actors::equb::reserved_id(t.id) || actors::payouts::emitted(t.id))) ||
-          (!b.gateway && (actors::gateways::deposit_id(t.id) || actors::payouts::hold(t.id))) ||
+          (!b.gateway && actors::gateways::deposit_id(t.id)) ||
+          (!b.gateway && !b.emitted && actors::payouts::hold(t.id)) ||
           (!b.emitted && actors::payouts::hold(t.pending_id))) {
         b.results[o] = result::id_reserved;
         continue;
@@ -641,15 +645,27 @@ class engine_impl {
     }
   }
 
-  // Group operations: field checks; a start gets the lottery's secret seed here, before
-  // it is logged (replay reads it from the log).
+  // Group operations: field checks; a start gets the lottery's secret seed here, and a
+  // create the group's number, before they are logged (replay reads them from the log,
+  // and numbers given before resume after the highest it meets).
   void sequence_equb(batch& b) {
     b.results.assign(b.count, result::ok);
     if (event_writer_) b.repeated.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       wire::equb_op& op = b.equb_ops[i];
       b.results[i] = actors::equb::check_op_fields(op);
-      if (b.results[i] != result::ok || op.kind != wire::equb_op_kind::start || replaying_) continue;
+      if (b.results[i] != result::ok) continue;
+      if (op.kind == wire::equb_op_kind::create) {
+        if (replaying_) {
+          next_group_number_ = std::max(next_group_number_, actors::equb::number_of(op) + 1);
+        } else if (next_group_number_ >= actors::equb::numbers_max) {
+          b.results[i] = result::group_numbers_exhausted;
+        } else {
+          actors::equb::set_number(op, next_group_number_++);  // a repeat leaves its number unused
+        }
+        continue;
+      }
+      if (op.kind != wire::equb_op_kind::start || replaying_) continue;
       size_t got = 0;
       while (got < sizeof op.seed) {
         const ssize_t n = ::getrandom(op.seed + got, sizeof op.seed - got, 0);
@@ -1374,9 +1390,8 @@ class engine_impl {
     if (p.wallet == 0) return result::debit_account_id_must_not_be_zero;
     if (actors::payouts::payout_account(p.wallet)) return result::payout_account_reserved;
     if (p.amount == 0) return result::amount_must_not_be_zero;
-    bool served = false;
-    for (const auto& g : registry_->all()) served = served || (g.enabled && g.rail == p.rail && g.serves(p.currency));
-    if (!served) return result::payout_rail_unserved;
+    if (actors::payouts::engine_payout(p.id)) return result::payout_id_reserved;
+    if (!registry_->serves_rail(p.rail, p.currency)) return result::payout_rail_unserved;
     wire::transfer t{};
     t.id = actors::payouts::hold_id(p.id);
     t.debit_account_id = p.wallet;
@@ -1761,6 +1776,7 @@ class engine_impl {
     }, error);
     if (!ok) return false;
     std::string why;
+    std::unordered_set<uint64_t> group_numbers;
     ok = snap_->scan(storage::table::groups, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::equb::group_entry e;
       if (!actors::equb::decode_entry(v, &e, &why)) return false;
@@ -1778,6 +1794,13 @@ class engine_impl {
               (a ? "holds " + std::to_string(a->credits_posted - a->debits_posted) : std::string("is missing")) +
               " but the group says " + std::to_string(expected);
         return false;
+      }
+      if (e.g.number != 0) {  // numbers are unique: a repeat is damage
+        if (!group_numbers.insert(e.g.number).second) {
+          why = "group " + std::to_string(key) + ": number " + std::to_string(e.g.number) + " is another group's";
+          return false;
+        }
+        next_group_number_ = std::max(next_group_number_, e.g.number + 1);
       }
       sh.groups().load(std::move(e));
       ++rec_.groups_loaded;
@@ -2281,7 +2304,7 @@ class engine_impl {
           if (o.refused) continue;
           queued q;
           q.req.kind = op_kind::create_transfers;
-          q.req.transfers = actors::equb::chain_of(g, o);
+          q.req.transfers = actors::equb::chain_of(g, o, shards_n_);
           q.done = [](reply&&) {};
           q.emitted = true;
           again.push_back(std::move(q));

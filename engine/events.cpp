@@ -108,7 +108,7 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         e.amount = op.kind == wire::equb_op_kind::create ? op.contribution : op.amount;
         e.currency = op.currency;
         e.ref.lo = op.seat;
-        e.ref.hi = op.round;
+        e.ref.hi = op.kind == wire::equb_op_kind::payout_to ? op.rail : op.round;
       }
       break;
     case op_kind::payout_answers:

@@ -81,7 +81,10 @@ std::vector<std::string> messages(const wire::event& e) {
     case event_type::pending_voided: return {"account " + a + ": the hold of " + amt + " was released"};
     case event_type::pending_expired: return {"account " + a + ": the hold of " + amt + " expired and was released"};
     case event_type::equb_op: {
-      static const char* ops[] = {"?", "created", "started", "left by a member", "bid on", "dissolved", "changed"};
+      static const char* ops[] = {"?", "created", "started", "left by a member", "bid on", "dissolved", "retried its payments"};
+      if (e.code == uint16_t(wire::equb_op_kind::payout_to))
+        return {"account " + b + ": your payouts from group " + a +
+                (e.ref.hi == 0 ? " will go to this wallet" : " will be sent on to " + std::to_string(e.amount))};
       return {"group " + a + ": " + (e.code < 7 ? ops[e.code] : "changed")};
     }
     case event_type::gateway_session:

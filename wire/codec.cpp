@@ -514,7 +514,7 @@ std::vector<uint8_t> balances_body(std::span<const balance_item> balances) {
 std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
   size_t bytes = 0;
   for (const auto& g : groups)
-    bytes += 512 + g.seats.size() * sizeof(group_seat_item) + g.history.size() * sizeof(group_round_item) +
+    bytes += 512 + g.seats.size() * (sizeof(group_seat_item) + 8) + g.history.size() * sizeof(group_round_item) +
              g.owed.size() * sizeof(group_payment_item);
   return response(bytes, fb::Reply::Groups, [&](auto& fbb) {
     std::vector<flatbuffers::Offset<fb::Group>> offs;
@@ -525,6 +525,7 @@ std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
       const auto seats = structs<fb::GroupSeat>(fbb, std::span<const group_seat_item>(g.seats));
       const auto history = structs<fb::GroupRound>(fbb, std::span<const group_round_item>(g.history));
       const auto owed = structs<fb::GroupPayment>(fbb, std::span<const group_payment_item>(g.owed));
+      const auto destinations = fbb.CreateVector(g.destinations);
       fb::GroupBuilder b(fbb);
       b.add_result(uint32_t(g.code));
       b.add_config(reinterpret_cast<const fb::EqubOp*>(&g.config));
@@ -542,6 +543,7 @@ std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
       b.add_seats(seats);
       b.add_history(history);
       b.add_owed(owed);
+      b.add_destinations(destinations);
       offs.push_back(b.Finish());
     }
     return fb::CreateGroups(fbb, fbb.CreateVector(offs));
@@ -616,6 +618,11 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
           copy_structs(g->seats(), item.seats);
           copy_structs(g->history(), item.history);
           copy_structs(g->owed(), item.owed);
+          // memcpy: the verifier checks a vector's 4-byte alignment, not its 8-byte elements'.
+          if (const auto* d = g->destinations(); d && d->size() > 0) {
+            item.destinations.resize(d->size());
+            std::memcpy(item.destinations.data(), d->Data(), d->size() * sizeof(uint64_t));
+          }
           out->groups.push_back(std::move(item));
         }
       return true;

@@ -167,7 +167,8 @@ struct group_seat_item {
   uint32_t received_round = 0;
   uint32_t debts = 0;
   uint8_t paid = 0;
-  uint8_t reserved[7] = {};
+  uint8_t payout_rail = 0;
+  uint8_t reserved[6] = {};
 };
 static_assert(sizeof(group_seat_item) == 56);
 struct group_round_item {
@@ -205,6 +206,7 @@ struct group_item {
   std::vector<group_seat_item> seats;
   std::vector<group_round_item> history;
   std::vector<group_payment_item> owed;
+  std::vector<uint64_t> destinations;  // per seat
 };
 
 enum class reply_kind : uint8_t { results = 1, found_accounts = 2, found_transfers = 3, account_transfers = 4, balances = 5, groups = 6 };

@@ -122,13 +122,18 @@ enum class equb_op_kind : uint16_t {
   bid = 4,       // seat, wallet, round, amount: bidding groups only
   dissolve = 5,  // refunds the current round's payments and forming deposits
   retry = 6,     // re-sends the group's payments the ledger refused (e.g. a frozen wallet)
+  // seat, wallet, rail, amount = the destination: where the seat's payout goes. Rail 0
+  // (destination 0): to the wallet (the default); rail 1..3: on to `destination` through
+  // a payment gateway of that rail serving the group's currency, as a payout the engine
+  // makes (actors/equb_group.hpp, group_payout_id). Only before the seat has received.
+  payout_to = 7,
 };
-constexpr uint16_t equb_op_kind_max = 6;
+constexpr uint16_t equb_op_kind_max = 7;
 
 struct equb_op {
   uint64_t group_id = 0;
-  uint64_t wallet = 0;  // leave, bid
-  uint64_t amount = 0;  // bid
+  uint64_t wallet = 0;  // leave, bid, payout_to
+  uint64_t amount = 0;  // bid: the bid; payout_to: the destination
   // create only
   uint64_t fee_account_id = 0;
   uint64_t guarantor_account_id = 0;
@@ -145,11 +150,14 @@ struct equb_op {
   uint8_t rotation = 0;        // equb::rotation
   uint8_t default_policy = 0;  // equb::default_policy
   equb_op_kind kind = equb_op_kind::create;
-  uint32_t seat = 0;   // leave, bid
+  uint32_t seat = 0;   // leave, bid, payout_to
   uint32_t round = 0;  // bid
-  uint32_t reserved = 0;
-  // start: the lottery's secret seed, chosen by the engine and logged with the start
-  // (clients send zeros)
+  uint8_t rail = 0;    // payout_to
+  uint8_t reserved = 0;
+  uint16_t reserved2 = 0;
+  // The engine's to fill, logged with the operation (clients send zeros). start: the
+  // lottery's secret seed. create: the group's number (the first 8 bytes, little-endian;
+  // the rest zero), unique engine-wide, which the ids of its gateway payouts carry.
   uint8_t seed[32] = {};
 };
 static_assert(sizeof(equb_op) == 152);
@@ -375,6 +383,9 @@ enum class result : uint32_t {
   nothing_to_retry = 146,                // retry: no failed payment is waiting
   group_account_reserved = 147,          // a transfer or status change on a group's escrow
                                          // account that is not the group's own
+  group_payouts_wallet_only = 148,       // payout_to: the group was made by a build before
+                                         // gateway payouts (it has no number)
+  group_numbers_exhausted = 149,         // create: every group number is taken
   // gateways (actors/gateway_registry.hpp)
   gateway_op_invalid = 150,              // unknown kind, or a field the kind must not set
   gateway_id_invalid = 151,              // empty, over 64 bytes, or not [A-Za-z0-9._-]
@@ -404,6 +415,9 @@ enum class result : uint32_t {
   payout_not_dead = 179,                 // retry, cancel: only dead letters (and refused settlements)
   payout_settled_elsewhere = 180,        // cancel: a gateway settled it; it can only be posted
   payout_retries_exhausted = 181,        // retry: the payout keeps as many attempts as it may; cancel it
+  payout_id_reserved = 182,              // a client's payout id with the top bit set (the
+                                         // engine's own payouts: equb groups')
+  payout_destination_missing = 183,      // equb payout_to: a rail without a destination
   // event subscriptions (engine/events.hpp)
   events_truncated = 190,                // the offset is older than the oldest event kept (retention)
   events_offset_ahead = 191,             // the offset is past the newest durable event

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -85,6 +86,33 @@ void run_equb(engine::engine& e, std::mutex& out_mu, uint64_t run) {
     starts.push_back(start);
   }
   e.create_transfers(joins);
+  // The routed seats' payouts go on through the gateway (before the starts: a seat
+  // that received can no longer change its route).
+  wire::gateway_op gw{};
+  gw.kind = wire::gateway_op_kind::register_gateway;
+  std::strncpy(gw.id, "crash-mm", sizeof gw.id);
+  gw.rail = 1;
+  gw.priority = 1;
+  gw.roles = 1;  // payments
+  gw.answer_timeout_ms = 5000;
+  gw.currencies_n = 1;
+  gw.currencies[0] = {wire::currency("ETB"), 0, q::settlement_account};
+  gw.secret_bytes = 32;
+  for (int i = 0; i < 32; ++i) gw.secret[i] = uint8_t(0x40 + i);
+  e.gateways({gw});  // gateway_exists after the first run
+  std::vector<wire::equb_op> routes;
+  for (uint64_t g = first; g < end; ++g) {
+    if (!q::routed(g)) continue;
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::payout_to;
+    op.group_id = q::group_id(g);
+    op.seat = q::routed_seat;
+    op.wallet = q::wallet(g, q::routed_seat);
+    op.rail = 1;
+    op.amount = q::destination(g);
+    routes.push_back(op);
+  }
+  e.equb(routes);
   e.equb(starts);
   std::fprintf(stderr, "crash_driver: equb groups ready\n");
   std::vector<std::thread> threads;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "actors/payout_desk.hpp"
 #include "engine/engine.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/seed.hpp"
@@ -287,7 +288,9 @@ TEST(crash, sigkill_mid_equb_rounds_loses_nothing_and_pays_nothing_twice) {
       for (size_t j = 0; j < part.size(); ++j) acct[part[j]] = r.accounts[j];
     }
     const uint64_t pot = q::seats * q::contribution, fee = pot * q::fee_bp / 10'000;
-    uint64_t rounds_paid = 0;
+    uint64_t rounds_paid = 0, routed_received = 0;
+    std::unordered_map<uint64_t, uint32_t> held_for;  // wallet -> payouts the desks hold for it
+    auto acct_debits_pending = [&](uint64_t w) { return acct[w].debits_pending; };
     completed = 0;
     for (uint64_t g = 0; g < all; ++g) {
       const auto& esc = acct[q::group_id(g)];
@@ -316,6 +319,16 @@ TEST(crash, sigkill_mid_equb_rounds_loses_nothing_and_pays_nothing_twice) {
           else if (st.ph == actors::equb::phase::completed) paid = q::seats;
           else paid = 1 + (st.round - 2) + (seat.paid ? 1 : 0);
           if (seat.received_round != 0) got = pot - fee;
+          // A routed seat's payout went on: held (no gateway answers) once, never twice.
+          const bool routed = q::routed(g) && s == q::routed_seat && seat.payout_rail == 1;
+          if (st.ph != actors::equb::phase::forming)  // routes were set before the starts
+            ASSERT_EQ(routed, q::routed(g) && s == q::routed_seat) << "group " << g << " seat " << s;
+          if (routed && seat.received_round != 0) {
+            ++routed_received;
+            held_for[w] = 0;
+          }
+          ASSERT_EQ(acct_debits_pending(w), routed && seat.received_round != 0 ? pot - fee : 0)
+              << "kill " << k << ": group " << g << " seat " << s;
         }
         const uint64_t start = funded[g * q::seats + s] == wire::result::ok ? q::starting : 0;
         const auto& a = acct[w];
@@ -324,12 +337,25 @@ TEST(crash, sigkill_mid_equb_rounds_loses_nothing_and_pays_nothing_twice) {
             << "kill " << k << ": group " << g << " seat " << s;
       }
     }
+    // The desks hold one payout per routed seat that received, each under an id of the
+    // engine's own, for that seat's wallet and amount.
+    const auto held = e->lookup_payouts(0, 1u << 20).payouts;
+    ASSERT_EQ(held.size(), routed_received) << "kill " << k;
+    std::set<uint64_t> held_ids;
+    for (const auto& p : held) {
+      ASSERT_TRUE(actors::payouts::engine_payout(p.id)) << p.id;
+      ASSERT_TRUE(held_ids.insert(p.id).second);
+      ASSERT_EQ(p.amount, pot - fee);
+      ASSERT_EQ(held_for.count(p.wallet), 1u) << "kill " << k << ": a payout for wallet " << p.wallet;
+      ASSERT_EQ(++held_for[p.wallet], 1u) << "kill " << k << ": wallet " << p.wallet << " has two payouts held";
+    }
     const auto fee_acct = e->lookup_accounts({q::fee_account}).accounts.at(0);
     ASSERT_EQ(fee_acct.credits_posted, rounds_paid * fee) << "kill " << k << ": one fee per payout";
     const auto bal = e->check_balances();
     ASSERT_TRUE(bal.balanced) << bal.detail;
-    std::printf("kill %2d after %3d ms: %5zu payments acked, %llu rounds paid out, %llu groups completed, "
-                "%llu payouts re-sent\n", k, ms, acks.size(), static_cast<unsigned long long>(rounds_paid),
+    std::printf("kill %2d after %3d ms: %5zu payments acked, %llu rounds paid out (%llu through the gateway), "
+                "%llu groups completed, %llu payouts re-sent\n", k, ms, acks.size(),
+                static_cast<unsigned long long>(rounds_paid), static_cast<unsigned long long>(routed_received),
                 static_cast<unsigned long long>(completed),
                 static_cast<unsigned long long>(e->recovery().groups_reemitted));
     e->close();

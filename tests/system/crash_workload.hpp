@@ -53,6 +53,14 @@ constexpr uint64_t first_group = 100'000;   // groups first_group .. + groups - 
 constexpr uint64_t fee_account = 9'000;
 constexpr uint64_t funding_account = 9'001;
 
+constexpr uint64_t settlement_account = 9'002;  // the payout gateway's
+// In every second group (the lottery ones) the last seat takes its payout on through a
+// payment gateway (registered by the driver; no session ever answers, so each such
+// payout stays held by its desk): after any crash it must be held exactly once.
+constexpr uint32_t routed_seat = seats - 1;
+inline bool routed(uint64_t g) { return g % 2 == 1; }
+inline uint64_t destination(uint64_t g) { return 251'900'000'000ull + g; }
+
 inline uint64_t group_id(uint64_t g) { return first_group + g; }
 inline uint64_t wallet(uint64_t g, uint32_t seat) { return first_wallet + g * seats + seat; }
 // round 0 is the join.

@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <thread>
 
+#include "actors/equb_group.hpp"
 #include "actors/payout_desk.hpp"
 #include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
@@ -690,6 +692,134 @@ TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
   EXPECT_EQ(account(w0[0]).debits_posted, 100u);
   EXPECT_EQ(available(w1[0]), starting);
   EXPECT_EQ(account(w).debits_posted, w == w0[0] ? 400u : 300u);
+  expect_payout_account_consistent();
+}
+
+// An equb group whose seats take their payouts through a gateway: the round's chain ends
+// with a hold on the recipient's wallet under a payout id the engine makes (the top bit,
+// the group's number, the hold's step), and the desk sends it like any payout. Bad routes
+// are refused and change nothing; clients cannot use the engine's ids. Across restarts
+// (the log alone, then a snapshot and the log) each payout is held once under the same
+// id and settles or fails once; a failed one leaves the money in the member's wallet.
+TEST_F(payout_engine_replay, equb_payouts_go_out_through_a_gateway_once_across_restarts) {
+  using actors::equb::group_payout_id;
+  using actors::equb::number_of;
+  up("alpha");
+  constexpr uint64_t group = 600, fee = 601, other_group = 610;
+  constexpr uint64_t due = 1000, pot = 3 * due, net = pot - pot / 100;  // 1% fee
+  ASSERT_EQ(e().create_accounts({make_account(fee)}).results.at(0), result::ok);
+  auto create = make_equb_create(group, fee, due);
+  create.fee_bp = 100;
+  auto create_other = make_equb_create(other_group, fee, due);
+  ASSERT_EQ(e().equb({create, create_other}).results, (std::vector<result>{result::ok, result::ok}));
+  uint64_t next_payment = 20'000;
+  auto pay_in = [&](uint64_t wallet, uint32_t round, uint32_t seat) {
+    wire::transfer t = make_transfer(next_payment++, wallet, group, due, wire::transfer_flags::equb);
+    t.user_data = uint64_t(round) << 32 | seat;
+    return e().create_transfers({t}).results.at(0);
+  };
+  for (uint64_t w = 1; w <= 3; ++w) ASSERT_EQ(pay_in(w, 0, 0), result::ok);  // seats 0, 1, 2
+  auto route = [&](uint64_t g, uint32_t seat, uint64_t wallet, uint8_t rail, uint64_t destination) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::payout_to;
+    op.group_id = g;
+    op.seat = seat;
+    op.wallet = wallet;
+    op.rail = rail;
+    op.amount = destination;
+    return e().equb({op}).results.at(0);
+  };
+  const auto before = e().lookup_groups({group}).groups.at(0);
+  EXPECT_EQ(route(group, 1, 3, 1, 251'900'000'002), result::not_a_member);
+  EXPECT_EQ(route(group, 1, 2, 3, 251'900'000'002), result::payout_rail_unserved);  // no bank gateway
+  EXPECT_EQ(route(group, 1, 2, 9, 251'900'000'002), result::rail_invalid);
+  EXPECT_EQ(route(group, 1, 2, 1, 0), result::payout_destination_missing);
+  EXPECT_EQ(route(group, 1, 2, 0, 5), result::equb_op_invalid);
+  EXPECT_EQ(route(12'345, 1, 2, 1, 5), result::group_not_found);
+  EXPECT_EQ(actors::equb::encode_entry(e().lookup_groups({group}).groups.at(0)), actors::equb::encode_entry(before));
+  ASSERT_EQ(route(group, 1, 2, 1, 251'900'000'002), result::ok);
+  ASSERT_EQ(route(group, 2, 3, 1, 251'900'000'003), result::ok);
+  auto g = e().lookup_groups({group, other_group});
+  const uint64_t number = g.groups.at(0).g.number;
+  EXPECT_NE(number, 0u);
+  EXPECT_NE(g.groups.at(1).g.number, number);  // numbers are unique
+  EXPECT_EQ(number_of(actors::equb::to_item(g.groups.at(0)).config), number);
+  EXPECT_EQ(g.groups.at(0).g.seats.at(1).payout_rail, 1);
+  EXPECT_EQ(g.groups.at(0).g.seats.at(1).destination, 251'900'000'002u);
+  // A client's payout id in the engine's range is refused.
+  EXPECT_EQ(pay(group_payout_id(number, 3), 4, 10), result::payout_id_reserved);
+
+  auto carried = [&] {  // the group's chains have run
+    for (int i = 0; i < 2000; ++i) {
+      const auto x = e().lookup_groups({group}).groups.at(0);
+      if (x.owed.empty()) return x;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ADD_FAILURE() << "the group's payments are still in flight";
+    return e().lookup_groups({group}).groups.at(0);
+  };
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = group;
+  ASSERT_EQ(e().equb({start}).results.at(0), result::ok);  // round 1 pays seat 0 to its wallet
+  carried();
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(available(1), starting - due + net);
+
+  // Round 2 pays seat 1 (wallet 2) on through alpha.
+  for (uint32_t s = 0; s < 3; ++s) ASSERT_EQ(pay_in(s + 1, 2, s), result::ok);
+  const auto after2 = carried();
+  EXPECT_EQ(after2.g.round, 3u);
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  const uint64_t p2 = s[0].in.payout_id;
+  EXPECT_TRUE(actors::payouts::engine_payout(p2));
+  EXPECT_EQ(p2 >> 24, (actors::payouts::engine_payout_bit | number << 24) >> 24);  // its number
+  EXPECT_EQ(s[0].gateway, "alpha");
+  EXPECT_EQ(s[0].in.amount, net);
+  EXPECT_EQ(s[0].in.destination, 251'900'000'002u);
+  EXPECT_EQ(available(2), starting - 2 * due);  // received, and held on its way out
+  EXPECT_EQ(payout(p2).wallet, 2u);
+  expect_payout_account_consistent();
+
+  restart();  // the log alone: the same payout, held once, sent again when a session opens
+  EXPECT_EQ(e().recovery().groups_reemitted, 0u);
+  auto held = e().lookup_payouts(0, 100).payouts;
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].id, p2);
+  EXPECT_EQ(available(2), starting - 2 * due);
+  up("alpha");
+  s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].in.payout_id, p2);
+  EXPECT_EQ(answer("alpha", p2, s[0].in.attempt, net, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(answer("alpha", p2, s[0].in.attempt, net, wire::payout_outcome::settled), result::payout_already_resolved);
+  EXPECT_EQ(account(2).debits_posted, 2 * due + net);
+  EXPECT_EQ(account(settle_a).credits_posted, net);
+
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  // Round 3 pays seat 2 (wallet 3) on, after the snapshot; the gateway fails it.
+  for (uint32_t k = 0; k < 3; ++k) ASSERT_EQ(pay_in(k + 1, 3, k), result::ok);
+  const auto done = carried();
+  EXPECT_EQ(done.g.ph, actors::equb::phase::completed);
+  s = take();
+  ASSERT_EQ(s.size(), 1u);
+  const uint64_t p3 = s[0].in.payout_id;
+  EXPECT_NE(p3, p2);
+  restart();  // the snapshot and the log after it
+  held = e().lookup_payouts(0, 100).payouts;
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].id, p3);
+  up("alpha");
+  s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(answer("alpha", p3, s[0].in.attempt, net, wire::payout_outcome::failed), result::ok);
+  EXPECT_TRUE(resolved(p3));
+  EXPECT_EQ(available(3), starting - 3 * due + net);  // the payout stays in the wallet
+  EXPECT_EQ(account(settle_a).credits_posted, net);
+  const auto final_group = e().lookup_groups({group}).groups.at(0);
+  EXPECT_EQ(actors::equb::escrow_expected(final_group), 0u);
   expect_payout_account_consistent();
 }
 

@@ -65,6 +65,40 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert wallet["credits_posted"] == 5000 and wallet["debits_posted"] == 1200, wallet
     assert settlement["debits_posted"] == 5000 and settlement["credits_posted"] == 1200, settlement
     print("gateway: deposit, payout, answer: ok")
+
+    # An equb group whose second seat takes its payout on through tb: round 2's payout is
+    # held on that seat's wallet and sent to tb under a payout id the engine makes (the
+    # top bit set); tb settles it.
+    assert pay.create_accounts([dict(id=311, currency="ETB", flags=1), dict(id=312, currency="ETB", flags=1)]) == [0, 0]
+    assert tb.deposit([dict(reference=78, wallet=311, amount=5000, currency="ETB"),
+                       dict(reference=79, wallet=312, amount=5000, currency="ETB")]) == [0, 0]
+    assert pay.equb([dict(kind=Client.CREATE, group=720, currency="ETB", contribution=1000,
+                          period_ns=7 * 86400 * 10**9, fee_account=102)]) == [0]
+    assert [pay.pay_equb(9500 + w, w, 720, 0, 0, 1000, "ETB") for w in (311, 312)] == [0, 0]
+    route = dict(kind=Client.PAYOUT_TO, group=720, seat=1, wallet=312, rail=1, destination=251900000312)
+    assert pay.equb([dict(route, wallet=311)]) == [113]  # not_a_member
+    assert pay.equb([dict(route, rail=3)]) == [170]      # payout_rail_unserved: no bank gateway
+    assert pay.equb([dict(route, destination=0)]) == [183]  # payout_destination_missing
+    assert pay.equb([route]) == [0]
+    g = pay.lookup_groups([720])[0]
+    assert g["seats"][1]["payout_rail"] == 1 and g["seats"][1]["destination"] == 251900000312, g
+    assert g["seats"][0]["payout_rail"] == 0 and g["seats"][0]["destination"] == 0, g
+    assert pay.equb([dict(kind=Client.START, group=720)]) == [0]  # round 1: seat 0, to its wallet
+    assert pay.pay_equb(9510, 311, 720, 2, 0, 1000, "ETB") == 0
+    assert pay.pay_equb(9511, 312, 720, 2, 1, 1000, "ETB") == 0  # round 2: seat 1, on through tb
+    ins = tb.payout_instructions()
+    assert len(ins) == 1 and ins[0]["payout_id"] >> 63 == 1 and ins[0]["amount"] == 2000, ins
+    assert ins[0]["destination"] == 251900000312, ins
+    assert tb.payout_answers([dict(payout_id=ins[0]["payout_id"], attempt=ins[0]["attempt"], amount=2000,
+                                   currency="ETB", outcome=Client.SETTLED)]) == [0]
+    for _ in range(200):
+        w312 = pay.lookup_accounts([312])[0]
+        if w312["debits_posted"] == 4000:
+            break
+        time.sleep(0.01)
+    # Paid in 2 x 1000, received the pot of 2000 and sent it on.
+    assert w312["credits_posted"] == 7000 and w312["debits_posted"] == 4000, w312
+    print("equb payout through a gateway: ok")
     pay.close()
     tb.close()
     d.send_signal(signal.SIGTERM)

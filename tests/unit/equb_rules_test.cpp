@@ -565,9 +565,121 @@ TEST(equb_rules, group_state_bytes_round_trip_and_damage_is_refused) {
   EXPECT_FALSE(decode_group(bad, &back, &why));
   EXPECT_NE(why.find("rotation_invalid"), std::string::npos) << why;
   // The pot, one minor unit off: escrow no longer adds up.
-  const size_t pot_at = 4 + 5 * 8 + 4 + 4 + 4 * 8 + 4 + 4 + 4 + 8 + 4 + 4 + 4 + 8;
+  const size_t pot_at = 4 + 5 * 8 + 4 + 4 + 4 * 8 + 4 + 4 + 4 + 8 + 8 /* number */ + 4 + 4 + 4 + 8;
   bad = bytes;
   bad[pot_at] ^= 1;
   EXPECT_FALSE(decode_group(bad, &back, &why));
   EXPECT_NE(why.find("is not pot"), std::string::npos) << why;
+}
+
+// A seat whose payout goes on through a gateway: the chain ends with a hold on its
+// wallet of exactly what the wallet received (purpose payout_out, credit 0: the desk is
+// chosen when the chain is sent), after every other transfer, the bidding dividends of
+// the last round included. Errors change nothing.
+TEST(equb_rules, payout_to_sends_the_payout_on_as_the_chains_last_transfer) {
+  ledger l;
+  auto cfg = bidding_config();
+  cfg.fee_bp = 150;
+  auto g = make_group(cfg);
+  for (uint32_t i = 0; i < 3; ++i) step(l, g, join(g, wallet(i)));
+  // A group without a number (made before numbers) pays to wallets only.
+  EXPECT_EQ(payout_to(g, 1, wallet(1), 1, 251'900'000'001), result::group_payouts_wallet_only);
+  g.number = 5;
+  EXPECT_EQ(payout_to(g, 1, wallet(2), 1, 251'900'000'001), result::not_a_member);
+  EXPECT_EQ(payout_to(g, 7, wallet(1), 1, 251'900'000'001), result::not_a_member);
+  const auto before = encode_group(g);
+  ASSERT_EQ(payout_to(g, 1, wallet(1), 1, 251'900'000'001), result::ok);
+  ASSERT_EQ(payout_to(g, 2, wallet(2), 3, 4'000'000'002), result::ok);
+  ASSERT_EQ(payout_to(g, 2, wallet(2), 0, 0), result::ok);  // back to the wallet
+  ASSERT_EQ(payout_to(g, 2, wallet(2), 3, 4'000'000'002), result::ok);
+  EXPECT_NE(encode_group(g), before);
+  step(l, g, start(g, 0, secret_a));
+  uint32_t sent = 0;
+  for (uint32_t round = 1; g.ph == phase::active; ++round) {
+    if (round > 1) everyone_pays(l, g, uint64_t(round - 1) * period);
+    // Seat 2 bids low in round 2 to receive with a discount; the last round pays dividends.
+    if (round == 2) ASSERT_EQ(bid(g, 2, wallet(2), 2, 28'000).code, result::ok);
+    const auto o = close_round(g, uint64_t(round - 1) * period + 1);
+    ASSERT_EQ(o.code, result::ok);
+    const seat& r = g.seats[o.recipient_seat];
+    uint64_t paid_to_wallet = 0;
+    for (const auto& m : o.transfers)
+      if (m.why == purpose::payout) paid_to_wallet = m.amount;
+    const bool out = r.payout_rail != 0;
+    for (size_t i = 0; i < o.transfers.size(); ++i) {
+      const money& m = o.transfers[i];
+      if (m.why != purpose::payout_out) continue;
+      ++sent;
+      EXPECT_TRUE(out);
+      EXPECT_EQ(i + 1, o.transfers.size()) << "round " << round;
+      EXPECT_EQ(m.debit_account_id, r.wallet);
+      EXPECT_EQ(m.credit_account_id, 0u);
+      EXPECT_EQ(m.amount, paid_to_wallet);
+      EXPECT_EQ(m.rail, r.payout_rail);
+      EXPECT_EQ(m.destination, r.destination);
+    }
+    if (round == 3) EXPECT_EQ(o.transfers.back().why, purpose::payout_out);  // after the dividends
+    const int64_t w = l.bal[r.wallet];
+    step(l, g, o);
+    // What reached the wallet went on: the wallet is where it was less its dividend.
+    if (out) EXPECT_LE(l.bal[r.wallet], w + int64_t(g.cfg.contribution));
+    // After receiving, the route is fixed.
+    if (g.ph == phase::active) EXPECT_EQ(payout_to(g, o.recipient_seat, r.wallet, 0, 0), result::already_received);
+  }
+  EXPECT_EQ(sent, 2u);
+  EXPECT_EQ(g.ph, phase::completed);
+  EXPECT_EQ(l.bal[escrow], 0);
+  EXPECT_EQ(payout_to(g, 0, wallet(0), 1, 9), result::group_not_active);
+}
+
+// Version 2 bytes carry the number and each seat's route; version 1 bytes (no number,
+// no destinations) are still read; a route the state cannot have is refused.
+TEST(equb_rules, group_bytes_carry_payout_routes_and_version_1_is_read) {
+  ledger l;
+  auto g = started(l, 3, config());
+  g.number = 41;
+  ASSERT_EQ(payout_to(g, 2, wallet(2), 2, 77'000'123), result::ok);
+  const auto bytes = encode_group(g);
+  group_state back;
+  std::string why;
+  ASSERT_TRUE(decode_group(bytes, &back, &why)) << why;
+  EXPECT_EQ(back.number, 41u);
+  EXPECT_EQ(back.seats[2].payout_rail, 2);
+  EXPECT_EQ(back.seats[2].destination, 77'000'123u);
+  EXPECT_EQ(encode_group(back), bytes);
+  // Version 1: the same state without the number and the seats' destinations.
+  const size_t number_at = 4 + 5 * 8 + 4 + 4 + 4 * 8 + 4 + 4 + 4 + 4 + 8;
+  const size_t seats_at = number_at + 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 3 * 32;
+  const size_t seat_v2 = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 8 + 4;
+  ASSERT_EQ(bytes.size(), seats_at + 3 * seat_v2);  // no debts after round 1
+  auto plain = make_group(config());
+  ledger l1;
+  plain = started(l1, 3, config());
+  auto v2 = encode_group(plain);
+  std::vector<uint8_t> v1(v2.begin(), v2.begin() + number_at);
+  v1.insert(v1.end(), v2.begin() + number_at + 8, v2.begin() + seats_at);
+  for (size_t s = 0; s < 3; ++s) {
+    const size_t at = seats_at + s * seat_v2;
+    v1.insert(v1.end(), v2.begin() + at, v2.begin() + at + seat_v2 - 12);
+    v1.insert(v1.end(), v2.begin() + at + seat_v2 - 4, v2.begin() + at + seat_v2);
+  }
+  v1[0] = 1;
+  ASSERT_TRUE(decode_group(v1, &back, &why)) << why;
+  EXPECT_EQ(encode_group(back), v2);
+  // A rail without a destination, a destination without a rail, a rail in a group with
+  // no number, a rail out of range, a number out of range: refused.
+  auto damaged = [&](auto change) {
+    auto bad = bytes;
+    change(bad);
+    return !decode_group(bad, &back, &why);
+  };
+  const size_t rail_at = seats_at + 2 * seat_v2 + 8 + 4 + 1;
+  const size_t dest_at = seats_at + 2 * seat_v2 + seat_v2 - 12;
+  EXPECT_TRUE(damaged([&](auto& b) { std::fill(b.begin() + dest_at, b.begin() + dest_at + 8, 0); }));
+  EXPECT_NE(why.find("seat 2 is out of range"), std::string::npos) << why;
+  EXPECT_TRUE(damaged([&](auto& b) { b[rail_at] = 0; }));
+  EXPECT_TRUE(damaged([&](auto& b) { b[rail_at] = 4; }));
+  EXPECT_TRUE(damaged([&](auto& b) { std::fill(b.begin() + number_at, b.begin() + number_at + 8, 0); }));
+  EXPECT_TRUE(damaged([&](auto& b) { b[number_at + 4] = 0x80; }));  // 2^39 and up
+  EXPECT_NE(why.find("number"), std::string::npos) << why;
 }

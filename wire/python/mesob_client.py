@@ -233,11 +233,12 @@ class Client:
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10
-    CREATE, START, LEAVE, BID, DISSOLVE, RETRY = range(1, 7)
+    CREATE, START, LEAVE, BID, DISSOLVE, RETRY, PAYOUT_TO = range(1, 8)
 
     def equb(self, ops):
-        """ops: dicts with kind (Client.CREATE .. Client.RETRY), group and, as the kind
-        needs them: wallet, seat, round, amount (leave, bid); for create: currency,
+        """ops: dicts with kind (Client.CREATE .. Client.PAYOUT_TO), group and, as the kind
+        needs them: wallet, seat, round, amount (leave, bid); wallet, seat, rail, destination
+        (payout_to: rail 0 pays the seat's payout to its wallet); for create: currency,
         contribution, period_ns, fee_account and optionally grace_ns, late_penalty,
         fee_bp, rotation (1 fixed order, 2 lottery, 3 bidding), default_policy (1 pay
         what is there, 2 cover from guarantor, 3 hold), guarantor, organizer,
@@ -247,12 +248,13 @@ class Client:
         for o in reversed(ops):
             create = o["kind"] == self.CREATE
             g = (lambda k, d=0: o.get(k, d)) if create else (lambda k, d=0: 0)
-            EqubOp.CreateEqubOp(b, o["group"], o.get("wallet", 0), o.get("amount", 0), g("fee_account"),
+            amount = o.get("destination", 0) if o["kind"] == self.PAYOUT_TO else o.get("amount", 0)
+            EqubOp.CreateEqubOp(b, o["group"], o.get("wallet", 0), amount, g("fee_account"),
                                 g("guarantor"), g("organizer"), g("contribution"), g("period_ns"),
                                 g("grace_ns"), g("late_penalty"), g("commission_cap"),
                                 currency(o["currency"]) if create else 0, g("fee_bp"), g("max_discount_bp"),
                                 g("commission_bp"), g("rotation", 1), g("default_policy", 1), o["kind"],
-                                o.get("seat", 0), o.get("round", 0), 0, [0] * 32)
+                                o.get("seat", 0), o.get("round", 0), o.get("rail", 0), 0, 0, [0] * 32)
         vec = b.EndVector()
         EqubOps.Start(b)
         EqubOps.AddOps(b, vec)
@@ -268,7 +270,8 @@ class Client:
         """Returns a list of dicts (None where the group does not exist): phase (1 forming,
         2 active, 3 completed, 4 dissolved), round, pot, escrow, escrow_expected, seats
         (wallet, paid, received_round, debt_total), history (round, seat, revealed hex)
-        and owed (payments the group still owes)."""
+        and owed (payments the group still owes); a seat's payout_rail and destination say
+        where its payout goes (rail 0: its wallet)."""
         found = self._lookup_ids(LookupGroups, Operation.Operation.LookupGroups, ids, Reply.Reply.Groups,
                                  Groups.Groups())
         out = []
@@ -278,7 +281,9 @@ class Client:
                 out.append(None)
                 continue
             seats = [dict(wallet=s.Wallet(), paid=bool(s.Paid()), received_round=s.ReceivedRound(),
-                          debt_total=s.DebtTotal()) for s in (g.Seats(j) for j in range(g.SeatsLength()))]
+                          debt_total=s.DebtTotal(), payout_rail=s.PayoutRail(),
+                          destination=g.Destinations(j) if j < g.DestinationsLength() else 0)
+                     for j, s in ((j, g.Seats(j)) for j in range(g.SeatsLength()))]
             history = [dict(round=h.Round(), seat=h.Seat(), revealed=bytes(h.Revealed()).hex())
                        for h in (g.History(j) for j in range(g.HistoryLength()))]
             owed = [dict(debit=p.DebitAccountId(), credit=p.CreditAccountId(), amount=p.Amount(),
