@@ -402,6 +402,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       break;
     case equb_op_kind::bid: o = bid(g, op.seat, op.wallet, op.round, op.amount); break;
     case equb_op_kind::payout_to: {
+      if (const result r = can_payout_to(g, op.seat, op.wallet, op.rail); r != result::ok) return r;
       if (op.rail != 0 && !(rail_served_ && rail_served_(op.rail, g.cfg.currency))) return result::payout_rail_unserved;
       const result r = payout_to(g, op.seat, op.wallet, op.rail, op.amount);
       if (r == result::ok) touch(*e);
@@ -510,10 +511,12 @@ std::string entry_fault(const group_entry& e) {
     if (o.refused && result_name(o.refusal) == "unknown_result") return "an obligation's refusal is not a result code";
     for (size_t i = 0; i < o.transfers.size(); ++i) {
       const money& m = o.transfers[i];
-      if (m.why == purpose::payout_out) {  // the recipient's wallet to a desk, last of its chain
-        if (m.debit_account_id == 0 || m.debit_account_id == escrow || m.credit_account_id != 0 ||
-            m.rail == 0 || m.rail > gateways::rail_max || m.destination == 0 || i + 1 != o.transfers.size() ||
-            g.number == 0)
+      if (m.why == purpose::payout_out) {  // the payout sent on from its wallet, last of its chain
+        const auto paid = std::find_if(o.transfers.begin(), o.transfers.end(), [&](const money& x) {
+          return x.why == purpose::payout && x.credit_account_id == m.debit_account_id && x.amount == m.amount;
+        });
+        if (paid == o.transfers.end() || m.credit_account_id != 0 || m.rail == 0 || m.rail > gateways::rail_max ||
+            m.destination == 0 || i + 1 != o.transfers.size() || g.number == 0)
           return "an obligation's gateway payout is malformed";
         continue;
       }

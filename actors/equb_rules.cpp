@@ -289,12 +289,17 @@ outcome close_round(group_state& g, uint64_t now) {
   return o;
 }
 
-result payout_to(group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t rail, uint64_t destination) {
+result can_payout_to(const group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t rail) {
   if (g.ph != phase::forming && g.ph != phase::active) return result::group_not_active;
   if (!seat_of(g, seat_index, wallet)) return result::not_a_member;
-  seat& s = g.seats[seat_index];
-  if (s.received_round != 0) return result::already_received;
+  if (g.seats[seat_index].received_round != 0) return result::already_received;
   if (rail != 0 && g.number == 0) return result::group_payouts_wallet_only;
+  return result::ok;
+}
+
+result payout_to(group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t rail, uint64_t destination) {
+  if (const result r = can_payout_to(g, seat_index, wallet, rail); r != result::ok) return r;
+  seat& s = g.seats[seat_index];
   s.payout_rail = rail;
   s.destination = destination;
   return result::ok;

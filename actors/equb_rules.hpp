@@ -176,6 +176,7 @@ outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_
 // Where seat_index's payout goes (rail 0 and destination 0: its wallet). The rail's
 // range and the destination were checked with the operation's fields; whether a gateway
 // serves the rail is the caller's (the registry).
+[[nodiscard]] result can_payout_to(const group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t rail);
 [[nodiscard]] result payout_to(group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t rail,
                                uint64_t destination);
 // A bid for round g.round: the amount the seat will take from the nominal pot.

@@ -110,7 +110,9 @@ constexpr uint32_t desk_slots = 4096;
 [[nodiscard]] inline wire::id128 hold_id(uint64_t payout_id) { return {payout_id, hold_hi}; }
 // Payout ids with the top bit set are the engine's own (equb groups' payouts sent on
 // through a gateway: equb_group.hpp, group_payout_id); clients' are refused
-// (payout_id_reserved), so the two never meet.
+// (payout_id_reserved). (A client's from a build before that, should one exist, makes a
+// group payout reusing its id a repeat with other fields: the chain is refused, and the
+// group's retry sends it under new ids.)
 constexpr uint64_t engine_payout_bit = uint64_t(1) << 63;
 [[nodiscard]] inline bool engine_payout(uint64_t payout_id) { return (payout_id & engine_payout_bit) != 0; }
 [[nodiscard]] inline bool hold(const wire::id128& id) { return id.hi == hold_hi; }

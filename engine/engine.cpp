@@ -62,7 +62,7 @@ const char* status_name(status s) {
 
 namespace {
 
-// Log payload of one batch (record_kind::batch, version 2): this header, then `count`
+// Log payload of one batch (record_kind::batch, version 3): this header, then `count`
 // fixed-width operations of the kind's struct. Version 2 (same layout) marks records of
 // builds with a payout desk per shard, sweeps and 64-outcome breakers: the records
 // payout desks decide from (answers, operators' actions, session events, the desks'
@@ -76,7 +76,10 @@ struct batch_record_header {
   uint64_t timestamp_base;
 };
 static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
-constexpr uint16_t batch_record_version = 2;
+// Version 3: group creates carry the group's number (the engine's, in the seed); version
+// 2 and older records replay a create carrying seed bytes, and a payout_to, as refused,
+// as they were then.
+constexpr uint16_t batch_record_version = 3;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
 constexpr uint16_t batch_flag_emitted = 1;
 // The batch is gateways' deposits (its ids are in the deposits' reserved space).
@@ -656,8 +659,12 @@ class engine_impl {
       b.results[i] = actors::equb::check_op_fields(op);
       if (b.results[i] != result::ok) continue;
       if (op.kind == wire::equb_op_kind::create) {
-        if (replaying_) {
-          next_group_number_ = std::max(next_group_number_, actors::equb::number_of(op) + 1);
+        const uint64_t n = actors::equb::number_of(op);
+        if (replaying_) {  // the number the engine gave it (never out of range in a log it wrote)
+          if (n >= actors::equb::numbers_max) b.results[i] = result::equb_op_invalid;
+          else next_group_number_ = std::max(next_group_number_, n + 1);
+        } else if (n != 0) {
+          b.results[i] = result::equb_op_invalid;  // the number is the engine's to give
         } else if (next_group_number_ >= actors::equb::numbers_max) {
           b.results[i] = result::group_numbers_exhausted;
         } else {
@@ -1974,6 +1981,11 @@ class engine_impl {
                ", " + std::to_string(bh.count) + " operations, " + std::to_string(body.size()) + " bytes)";
       return false;
     }
+    if (h.version < 3 && b->kind == op_kind::equb_ops)
+      for (auto& op : b->equb_ops)
+        if (op.kind == wire::equb_op_kind::payout_to ||
+            (op.kind == wire::equb_op_kind::create && actors::equb::number_of(op) != 0))
+          op.reserved = 1;  // equb_op_invalid, the result this build's field checks give too
     if (h.version == 1) {
       bool desks_decide = b->kind == op_kind::payout_answers || b->kind == op_kind::payout_ops ||
                           b->kind == op_kind::gateway_events;
@@ -2340,13 +2352,26 @@ class engine_impl {
     rec_.payout_chains_reemitted = desk_chains.size();
     // The payout accounts this shard count's desks need and an earlier start (with
     // another shard count) did not make; before any payout can ask for them.
-    std::vector<wire::account> missing;
+    // The currencies served, and those of groups whose seats send payouts on (their holds
+    // need this count's accounts even if no gateway serves the currency now: the desk
+    // then waits for a route, as for any payout).
+    std::vector<wire::currency_code> currencies;
     for (const auto& g : registry_->all())
-      for (const auto& gc : g.currencies)
-        for (const auto& a : desk_accounts(gc.currency))
-          if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id) &&
-              std::none_of(missing.begin(), missing.end(), [&](const auto& x) { return x.id == a.id; }))
-            missing.push_back(a);
+      for (const auto& gc : g.currencies) currencies.push_back(gc.currency);
+    for (auto& sh : shards_)
+      sh->groups().for_each([&](const actors::equb::group_entry& e) {
+        for (const auto& st : e.g.seats)
+          if (st.payout_rail != 0) {
+            currencies.push_back(e.g.cfg.currency);
+            break;
+          }
+      });
+    std::sort(currencies.begin(), currencies.end());
+    currencies.erase(std::unique(currencies.begin(), currencies.end()), currencies.end());
+    std::vector<wire::account> missing;
+    for (const auto c : currencies)
+      for (const auto& a : desk_accounts(c))
+        if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
     std::lock_guard lk(q_mu_);
     if (!missing.empty()) {
       queued q;

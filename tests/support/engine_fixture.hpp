@@ -58,7 +58,7 @@ inline wire::gateway_op make_gateway_registration(const char* id, uint64_t etb_a
                                                   uint32_t answer_timeout_ms = 5000) {
   wire::gateway_op op{};
   op.kind = wire::gateway_op_kind::register_gateway;
-  std::strncpy(op.id, id, sizeof op.id);
+  std::memcpy(op.id, id, std::min(std::strlen(id), sizeof op.id));
   op.rail = 1;
   op.priority = priority;
   op.roles = 1;  // wire::roles::payments

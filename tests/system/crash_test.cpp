@@ -321,8 +321,9 @@ TEST(crash, sigkill_mid_equb_rounds_loses_nothing_and_pays_nothing_twice) {
           if (seat.received_round != 0) got = pot - fee;
           // A routed seat's payout went on: held (no gateway answers) once, never twice.
           const bool routed = q::routed(g) && s == q::routed_seat && seat.payout_rail == 1;
-          if (st.ph != actors::equb::phase::forming)  // routes were set before the starts
+          if (st.ph != actors::equb::phase::forming) {  // routes were set before the starts
             ASSERT_EQ(routed, q::routed(g) && s == q::routed_seat) << "group " << g << " seat " << s;
+          }
           if (routed && seat.received_round != 0) {
             ++routed_received;
             held_for[w] = 0;

@@ -711,7 +711,10 @@ TEST_F(payout_engine_replay, equb_payouts_go_out_through_a_gateway_once_across_r
   auto create = make_equb_create(group, fee, due);
   create.fee_bp = 100;
   auto create_other = make_equb_create(other_group, fee, due);
-  ASSERT_EQ(e().equb({create, create_other}).results, (std::vector<result>{result::ok, result::ok}));
+  auto numbered = make_equb_create(other_group + 1, fee, due);
+  numbered.seed[0] = 7;  // the number is the engine's to give
+  ASSERT_EQ(e().equb({create, create_other, numbered}).results,
+            (std::vector<result>{result::ok, result::ok, result::equb_op_invalid}));
   uint64_t next_payment = 20'000;
   auto pay_in = [&](uint64_t wallet, uint32_t round, uint32_t seat) {
     wire::transfer t = make_transfer(next_payment++, wallet, group, due, wire::transfer_flags::equb);
@@ -823,30 +826,144 @@ TEST_F(payout_engine_replay, equb_payouts_go_out_through_a_gateway_once_across_r
   expect_payout_account_consistent();
 }
 
+// A group whose routed seat's currency no gateway serves any more, after a restart with
+// another shard count: the start makes that count's payout account for the currency
+// anyway, so the round's chain (ending with the hold) is carried and the desk waits for
+// a route, instead of the whole payout being refused.
+TEST_F(payout_engine_replay, a_routed_groups_hold_finds_its_account_after_a_shard_change) {
+  using actors::payouts::desk_account_for;
+  const auto two = actors::payouts::desk_accounts_for(etb, 2);
+  uint64_t wallet = 0;  // a wallet whose 3-shard payout account the 2-shard start did not make
+  for (uint64_t w = 1; w <= 8 && wallet == 0; ++w) {
+    const uint64_t a = desk_account_for(etb, actors::shard_of(w, 3), 3);
+    if (std::find(two.begin(), two.end(), a) == two.end()) wallet = w;
+  }
+  ASSERT_NE(wallet, 0u);
+  const uint64_t other = wallet == 1 ? 2 : 1;
+  constexpr uint64_t group = 650, fee = 651, due = 500;
+  ASSERT_EQ(e().create_accounts({make_account(fee)}).results.at(0), result::ok);
+  ASSERT_EQ(e().equb({make_equb_create(group, fee, due)}).results.at(0), result::ok);
+  uint64_t id = 30'000;
+  auto pay_in = [&](uint64_t w, uint32_t round, uint32_t seat) {
+    wire::transfer t = make_transfer(id++, w, group, due, wire::transfer_flags::equb);
+    t.user_data = uint64_t(round) << 32 | seat;
+    return e().create_transfers({t}).results.at(0);
+  };
+  ASSERT_EQ(pay_in(other, 0, 0), result::ok);
+  ASSERT_EQ(pay_in(wallet, 0, 0), result::ok);
+  wire::equb_op route;
+  route.kind = wire::equb_op_kind::payout_to;
+  route.group_id = group;
+  route.seat = 1;
+  route.wallet = wallet;
+  route.rail = 1;
+  route.amount = 251'900'000'777;
+  ASSERT_EQ(e().equb({route}).results.at(0), result::ok);
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = group;
+  ASSERT_EQ(e().equb({start}).results.at(0), result::ok);
+  // Neither gateway serves ETB any more.
+  const wire::currency_code usd = wire::currency("USD");
+  std::vector<wire::gateway_op> updates;
+  for (const auto& [name, acct] : {std::pair{"alpha", uint64_t(7101)}, std::pair{"beta", uint64_t(7102)}}) {
+    auto u = registration(name, 0, 1);
+    u.kind = wire::gateway_op_kind::update;
+    u.secret_bytes = 0;
+    std::fill(std::begin(u.secret), std::end(u.secret), 0);
+    u.currencies[0] = {usd, 0, acct};
+    updates.push_back(u);
+  }
+  ASSERT_EQ(e().gateways(updates).results, (std::vector<result>{result::ok, result::ok}));
+  std::string err;  // (the group's decisions in the event log are placed by 2 shards: snapshot first)
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.set_shards(3);
+  restart();
+  ASSERT_EQ(pay_in(other, 2, 0), result::ok);
+  ASSERT_EQ(pay_in(wallet, 2, 1), result::ok);  // round 2 pays seat 1 on
+  for (int i = 0; i < 2000 && !e().lookup_groups({group}).groups.at(0).owed.empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto g = e().lookup_groups({group}).groups.at(0);
+  EXPECT_TRUE(g.owed.empty()) << "the round's payout chain was not carried";
+  EXPECT_EQ(g.g.ph, actors::equb::phase::completed);
+  const auto held = e().lookup_payouts(0, 100).payouts;
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].wallet, wallet);
+  EXPECT_EQ(held[0].desk, desk_account_for(etb, actors::shard_of(wallet, 3), 3));
+  EXPECT_EQ(held[0].st, state::waiting);  // no route: the desk waits, as for any payout
+  expect_payout_account_consistent();
+}
+
+// A log of one batch record of `version`, written with the engine's own log writer, as
+// an older build wrote it.
+void write_old_record(const std::string& data, uint16_t version, uint16_t kind, uint32_t count,
+                      const std::vector<uint8_t>& ops, uint16_t flags = 0) {
+  ASSERT_TRUE(std::filesystem::create_directories(data + "/wal"));
+  storage::wal_options o;
+  o.dir = data + "/wal";
+  std::string err;
+  auto w = storage::wal_writer::open(o, {}, -1, &err);
+  ASSERT_TRUE(w) << err;
+  struct {
+    uint16_t kind, flags;
+    uint32_t count;
+    uint64_t timestamp_base;
+  } header{kind, flags, count, 1'700'000'000'000'000'000ull};
+  static_assert(sizeof header == 16);
+  std::vector<uint8_t> h(sizeof header);
+  std::memcpy(h.data(), &header, sizeof header);
+  const std::span<const uint8_t> pieces[] = {h, ops};
+  ASSERT_NE(w->stage(storage::record_kind::batch, version, header.timestamp_base, pieces), 0u);
+  w->submit();
+  ASSERT_EQ(w->wait(-1), storage::wal_writer::wait_status::committed);
+}
+
+// Records from before group numbers (version 2) replay as that build decided them: a
+// create carrying seed bytes and a payout_to were refused then (equb_op_invalid) and are
+// refused in replay; a plain create makes a group with no number, whose payouts go to
+// wallets only; the next create gets a number.
+TEST(payout_engine_upgrade, group_operations_of_an_older_build_replay_as_they_were_decided) {
+  temp_dir dir;
+  auto a = make_equb_create(801, 900, 100);
+  a.seed[0] = 5;
+  const auto b = make_equb_create(802, 900, 100);
+  wire::equb_op route;
+  route.kind = wire::equb_op_kind::payout_to;
+  route.group_id = 802;
+  std::vector<uint8_t> ops(3 * sizeof(wire::equb_op));
+  std::memcpy(ops.data(), &a, sizeof a);
+  std::memcpy(ops.data() + sizeof a, &b, sizeof b);
+  std::memcpy(ops.data() + 2 * sizeof a, &route, sizeof route);
+  write_old_record(dir.path(), 2, uint16_t(actors::op_kind::equb_ops), 3, ops);
+  std::string err;
+  auto e = engine::engine::open(test_config(dir.path()), &err);
+  ASSERT_TRUE(e) << err;
+  const auto r = e->lookup_groups({801, 802});
+  EXPECT_EQ(r.results, (std::vector<result>{result::group_not_found, result::ok}));
+  EXPECT_EQ(r.groups.at(1).g.number, 0u);
+  EXPECT_EQ(r.groups.at(1).g.seats.size(), 0u);
+  // A payout route on the old group is refused; a new group is numbered.
+  ASSERT_EQ(e->create_accounts({make_account(7), make_account(900)}).results,
+            (std::vector<result>{result::ok, result::ok}));
+  ASSERT_EQ(e->create_transfers({make_transfer(1, 900, 7, 1000)}).results.at(0), result::ok);
+  wire::transfer join = make_transfer(2, 7, 802, 100, wire::transfer_flags::equb);
+  ASSERT_EQ(e->create_transfers({join}).results.at(0), result::ok);
+  route.seat = 0;
+  route.wallet = 7;
+  route.rail = 1;
+  route.amount = 5;
+  EXPECT_EQ(e->equb({route}).results.at(0), result::group_payouts_wallet_only);
+  ASSERT_EQ(e->equb({make_equb_create(803, 900, 100)}).results.at(0), result::ok);
+  EXPECT_EQ(e->lookup_groups({803}).groups.at(0).g.number, 1u);
+}
+
 // A log written by an older build (batch records of version 1) holding what payout desks
 // decide from is refused with what to do, since this build's desks would replay it
 // differently; a version 1 record of anything else replays. The log is written with the
 // engine's own log writer, as that build wrote it.
 TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what_to_do) {
   auto write_log = [](const std::string& data, uint16_t kind, const std::vector<uint8_t>& op, uint16_t flags = 0) {
-    ASSERT_TRUE(std::filesystem::create_directories(data + "/wal"));
-    storage::wal_options o;
-    o.dir = data + "/wal";
-    std::string err;
-    auto w = storage::wal_writer::open(o, {}, -1, &err);
-    ASSERT_TRUE(w) << err;
-    struct {
-      uint16_t kind, flags;
-      uint32_t count;
-      uint64_t timestamp_base;
-    } header{kind, flags, 1, 1'700'000'000'000'000'000ull};
-    static_assert(sizeof header == 16);
-    std::vector<uint8_t> h(sizeof header);
-    std::memcpy(h.data(), &header, sizeof header);
-    const std::span<const uint8_t> pieces[] = {h, op};
-    ASSERT_NE(w->stage(storage::record_kind::batch, 1, header.timestamp_base, pieces), 0u);
-    w->submit();
-    ASSERT_EQ(w->wait(-1), storage::wal_writer::wait_status::committed);
+    write_old_record(data, 1, kind, 1, op, flags);
   };
   {
     temp_dir dir;
