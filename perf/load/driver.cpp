@@ -42,6 +42,8 @@ struct connection_state {
   std::deque<uint64_t> posts_ready;       // two-phase: pendings acknowledged, to be posted
   std::vector<uint64_t> acked_ok;          // verify: id.lo of every transfer acknowledged ok
   std::vector<uint64_t> unknown;           // verify: id.lo of transfers of failed requests
+  uint32_t index = 0;                      // equb: this connection's groups are index mod N
+  uint64_t next_j = 0;                     // equb: its next item in its own order
 };
 
 struct shared_run {
@@ -51,6 +53,7 @@ struct shared_run {
   const account_layout& layout;
   std::atomic<uint64_t> next_k{1};
   std::atomic<bool> stop{false};
+  std::atomic<uint32_t> senders_done{0};  // senders whose items ran out
   std::atomic<uint64_t> outstanding{0};
   std::mutex done_mu;
   std::condition_variable done_cv;
@@ -132,6 +135,23 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
       ks->push_back(post_tag | k);
     }
   }
+  if (s.w.kind == item_kind::equb) {
+    // This connection's groups (index, index + N, ...), round after round: a round's
+    // payments go out before the next round's on the same connection, so the engine
+    // sequences them in that order.
+    const uint64_t groups = s.w.equb_groups(), n = s.o.connections, seats = s.w.equb_seats;
+    const uint64_t mine = st.index < groups ? (groups - st.index + n - 1) / n : 0;
+    const uint64_t per_round = mine * seats, total = per_round * (seats - 1);
+    for (; b.size() < s.w.batch && st.next_j < total; ++st.next_j) {
+      const uint64_t in_round = st.next_j % per_round;
+      const equb_item it{st.index + (in_round / seats) * n, uint32_t(2 + st.next_j / per_round),
+                         uint32_t(in_round % seats)};
+      const uint64_t k = equb_k(s.w, it);
+      b.push_back(make_transfer(s.w, s.layout, k));
+      ks->push_back(k);
+    }
+    return b;
+  }
   const uint64_t fresh = s.w.batch - b.size();
   const uint64_t k0 = s.next_k.fetch_add(fresh);
   for (uint64_t k = k0; k < k0 + fresh; ++k) {
@@ -141,11 +161,18 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
   return b;
 }
 
-void send_one(shared_run& s, connection_state& st, clk::time_point intended) {
+// False when the connection's items ran out (nothing sent; its slot is given back).
+bool send_one(shared_run& s, connection_state& st, clk::time_point intended) {
   auto ks = std::make_shared<std::vector<uint64_t>>();
   auto b = next_batch(s, st, ks.get());
+  if (b.empty()) {
+    st.slots.release();
+    s.senders_done.fetch_add(1);
+    return false;
+  }
   ++s.outstanding;
   st.c->submit(std::move(b), [&s, &st, ks, intended](batch_outcome&& r) { on_answer(s, st, *ks, intended, std::move(r)); });
+  return true;
 }
 
 bool take_slot(shared_run& s, connection_state& st) {
@@ -160,7 +187,8 @@ bool take_slot(shared_run& s, connection_state& st) {
 }
 
 void sender_closed(shared_run& s, connection_state& st) {
-  while (take_slot(s, st)) send_one(s, st, clk::now());
+  while (take_slot(s, st))
+    if (!send_one(s, st, clk::now())) return;
 }
 
 // Open loop: request j of connection c is due at start + (j + c / N) / per_conn_rate.
@@ -172,7 +200,7 @@ void sender_open(shared_run& s, connection_state& st, uint32_t index, clk::time_
   while (!s.stop.load()) {
     std::this_thread::sleep_until(due);
     if (!take_slot(s, st)) break;
-    send_one(s, st, due);  // latency counts from when it was due, however late it leaves
+    if (!send_one(s, st, due)) return;  // latency counts from when it was due, however late it leaves
     ++j;
     due = start + std::chrono::duration_cast<clk::duration>(gap * (double(j) + double(index) / double(s.o.connections)));
   }
@@ -236,7 +264,8 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
         ++v->unknown_resolved;
         if (!f.found) return;
         expect_applied(s, k);
-        if (w.kind == item_kind::payouts) acked.push_back(k);  // held: its outcome counts
+        // held: its outcome counts; an equb payment: its round's count
+        if (w.kind == item_kind::payouts || w.kind == item_kind::equb) acked.push_back(k);
       }))
     return problem("looking up transfers of failed requests: " + err);
   // Every acknowledged transfer is there, with the fields it was sent with (deposits:
@@ -285,17 +314,57 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
       return problem(std::to_string(open.size()) + " acknowledged payouts were never answered (payout " +
                      std::to_string(make_transfer(w, s.layout, open[0]).id.lo) + " the first)");
   }
+  // Equb: what setup moved (every seat's join into escrow; round 1 paid to seat 0 at the
+  // start) and what each round the payments completed paid out (fixed order: round r to
+  // seat r - 1, the pot less the fee; the fee to the fee account). A group's rounds
+  // complete in order: a round paid before the one before it closed is a problem.
+  if (w.kind == item_kind::equb) {
+    const uint64_t groups = w.equb_groups(), seats = w.equb_seats, pot = w.equb_pot(), fee = w.equb_fee();
+    const auto at = [&](uint64_t account) -> std::atomic<int64_t>& { return s.expect[account - w.first_account]; };
+    std::vector<uint32_t> paid(groups * (seats + 1), 0);
+    for (const uint64_t k : acked) {
+      const auto it = equb_item_of(w, k);
+      ++paid[it.group * (seats + 1) + it.round];
+    }
+    for (uint64_t g = 0; g < groups; ++g) {
+      const auto close = [&](uint32_t round) {
+        at(w.group_id(g)) -= int64_t(pot);
+        at(w.first_account + g * seats + round - 1) += int64_t(pot - fee);
+        at(w.fee_account()) += int64_t(fee);
+      };
+      for (uint32_t seat = 0; seat < seats; ++seat) {
+        at(w.first_account + g * seats + seat) -= int64_t(w.amount_max);
+        at(w.group_id(g)) += int64_t(w.amount_max);
+      }
+      close(1);
+      bool open = false;  // a round before this one did not complete
+      for (uint32_t r = 2; r <= seats; ++r) {
+        const uint32_t n = paid[g * (seats + 1) + r];
+        if (n > 0 && open) problem("group " + std::to_string(g) + " was paid round " + std::to_string(r) +
+                                   " before the round before it completed");
+        if (n == seats && !open) close(r);
+        else open = true;
+      }
+    }
+  }
   // Balances: each account holds its opening balance plus what the acknowledged (and
   // found) transfers moved; and money is conserved: the funding account's debit is
   // exactly what the accounts hold, less what deposits brought in and plus what payouts
-  // took out. (A payout's post follows its answer at once; a few reads allow for it.)
+  // took out. (A payout's post follows its answer at once, an equb round's payout its
+  // last payment; a few reads allow for them.)
+  const uint64_t tracked = w.tracked_accounts();
+  const auto opening = [&](uint64_t i) { return i < w.accounts ? int64_t(w.opening) : 0; };
+  // (Reading stops at a match, after 5 s, or when 1 s of reads saw nothing move.)
   int64_t funding = 0;
-  std::vector<int64_t> net;
-  for (int attempt = 0;; ++attempt) {
+  std::vector<int64_t> net, before;
+  for (int attempt = 0, still = 0;; ++attempt) {
     if (!t.read_balances(w, &funding, &net, &err)) return problem("reading balances: " + err);
-    bool match = net.size() == w.accounts;
-    for (uint64_t i = 0; match && i < w.accounts; ++i) match = net[i] == int64_t(w.opening) + s.expect[i].load();
-    if (match || w.kind != item_kind::payouts || attempt == 50) break;
+    bool match = net.size() == tracked;
+    for (uint64_t i = 0; match && i < tracked; ++i) match = net[i] == opening(i) + s.expect[i].load();
+    still = net == before ? still + 1 : 0;
+    if (match || w.kind == item_kind::transfers || w.kind == item_kind::deposits || attempt == 50 || still == 10)
+      break;
+    before = net;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   // Payouts: every hold was posted or voided (a failed answer's void, say, not lost).
@@ -313,12 +382,12 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
         break;
       }
   }
-  if (net.size() != w.accounts) return problem("reading balances: wrong number of accounts");
+  if (net.size() != tracked) return problem("reading balances: wrong number of accounts");
   int64_t sum = funding;
-  for (uint64_t i = 0; i < w.accounts; ++i) {
+  for (uint64_t i = 0; i < tracked; ++i) {
     ++v->accounts_checked;
     sum += net[i];
-    const int64_t want = int64_t(w.opening) + s.expect[i].load();
+    const int64_t want = opening(i) + s.expect[i].load();
     if (net[i] != want)
       problem("account " + std::to_string(w.first_account + i) + " holds " + std::to_string(net[i]) +
               ", expected " + std::to_string(want));
@@ -350,8 +419,8 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   const account_layout layout(w);
   shared_run s(w, o, layout);
   if (o.verify) {
-    s.expect = std::make_unique<std::atomic<int64_t>[]>(w.accounts);
-    for (uint64_t i = 0; i < w.accounts; ++i) s.expect[i] = 0;
+    s.expect = std::make_unique<std::atomic<int64_t>[]>(w.tracked_accounts());
+    for (uint64_t i = 0; i < w.tracked_accounts(); ++i) s.expect[i] = 0;
   }
   std::vector<std::unique_ptr<connection_state>> cs;
   for (uint32_t i = 0; i < o.connections; ++i) {
@@ -363,6 +432,7 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     }
     const uint32_t window = std::min({o.rate > 0 ? window_limit : o.window, st->c->window_max(), window_limit});
     st->slots.release(std::max<uint32_t>(1, window));
+    st->index = i;
     cs.push_back(std::move(st));
   }
   out->target = t.name();
@@ -382,7 +452,9 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   const auto end = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
   for (int sec = 1;; ++sec) {
     const auto tick = start + std::chrono::seconds(sec);
-    std::this_thread::sleep_until(std::min(tick, end));
+    // (Looks every 50 ms whether every sender ran out of items.)
+    while (s.senders_done.load() < o.connections && clk::now() < std::min(tick, end))
+      std::this_thread::sleep_until(std::min({tick, end, clk::now() + std::chrono::milliseconds(50)}));
     const double t_s = std::chrono::duration<double>(clk::now() - start).count();
     const auto row = take_interval(cs, t_s);
     out->timeline.push_back(row);
@@ -397,7 +469,7 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
                    out->items.c_str(), (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(),
                    fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
     }
-    if (tick >= end) break;
+    if (tick >= end || s.senders_done.load() == o.connections) break;  // equb: every round sent
   }
   s.stop = true;
   for (auto& c : cs) c->sender.join();

@@ -8,6 +8,7 @@
 //   mesob-load ... --verify --json perf/results/load.json --plot perf/results
 //   mesob-load ... --deposits --gateway telebirr --secret HEX    (as a registered gateway)
 //   mesob-load ... --payouts --answer-gateway telebirr --answer-secret HEX --answer-fail-pct 10
+//   mesob-load ... --equb --equb-seats 10 --accounts 100000 --verify   (equb rounds)
 //
 // Exit codes: 0 done (and verified, with --verify); 1 the run could not start or finish;
 // 2 bad options; 3 verification found a problem.
@@ -101,7 +102,12 @@ int main(int argc, char** argv) {
   app.add_option("--hot", w.hot_pct, "percent of transfers between hot accounts only (skew)")->capture_default_str();
   app.add_option("--hot-accounts", w.hot_accounts, "hot accounts per shard")->capture_default_str();
   app.add_flag("--two-phase", w.two_phase, "pending transfers, each posted by a later request of its connection");
-  bool deposits = false, payouts = false;
+  bool deposits = false, payouts = false, equb = false;
+  app.add_flag("--equb", equb,
+               "equb rounds instead of transfers: groups of --equb-seats accounts (made, joined and started at "
+               "setup) pay rounds 2 .. seats, each round paying out when its last member paid; contributions are "
+               "--amount-max; the run ends when every round is paid or the duration is over");
+  app.add_option("--equb-seats", w.equb_seats, "equb: seats per group (2 .. 1,000)")->capture_default_str();
   app.add_flag("--deposits", deposits,
                "deposits instead of transfers: connect as a registered gateway (payments role); each credits an "
                "account from the gateway's settlement account");
@@ -130,12 +136,17 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", quiet, "no per-second progress");
   CLI11_PARSE(app, argc, argv);
   o.progress = !quiet;
-  if (deposits && payouts) {
-    std::fprintf(stderr, "mesob-load: --deposits or --payouts, not both\n");
+  if (int(deposits) + int(payouts) + int(equb) > 1) {
+    std::fprintf(stderr, "mesob-load: one of --deposits, --payouts, --equb\n");
     return 2;
   }
   if (deposits) w.kind = load::item_kind::deposits;
   if (payouts) w.kind = load::item_kind::payouts;
+  if (equb) w.kind = load::item_kind::equb;
+  if (equb && no_setup) {
+    std::fprintf(stderr, "mesob-load: --equb makes its groups at setup: drop --no-setup\n");
+    return 2;
+  }
   if (payouts && (answer.gateway.empty() || !wire::from_hex(answer_secret_hex, &answer.secret) ||
                   answer.secret.empty())) {
     std::fprintf(stderr, "mesob-load: --payouts needs --answer-gateway ID and --answer-secret HEX (a registered "

@@ -1,6 +1,8 @@
 #include "perf/load/mesob_target.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 #include "wire/async_client.hpp"
@@ -109,17 +111,80 @@ class mesob_target final : public target {
     }
     // A previous run's accounts would make verification meaningless: they must hold
     // exactly their opening balance now.
-    int64_t funding = 0;
     std::vector<int64_t> net;
-    if (!read_balances(w, &funding, &net, error)) return false;
+    if (!read_accounts(w, w.accounts, error, [&](const wire::account& a) {
+          net.push_back(int64_t(a.credits_posted) - int64_t(a.debits_posted));
+        }))
+      return false;
     for (uint64_t i = 0; i < w.accounts; ++i)
-      if (net[i] != int64_t(w.opening)) {
+      if (net[i + 1] != int64_t(w.opening)) {
         *error = "account " + std::to_string(w.first_account + i) +
                  " exists with other transfers than its opening balance (a previous run's): choose another "
                  "--first-account";
         return false;
       }
-    return true;
+    return w.kind != item_kind::equb || setup_equb(w, error);
+  }
+
+  // Equb: the fee account, the groups (fixed order, 1% fee, a 30-day period, rounds held
+  // until every seat paid), the joins in seat order (a join's seat is its place in the
+  // log), the starts; then waits for round 1's payouts, so the run measures rounds 2 on.
+  bool setup_equb(const workload& w, std::string* error) {
+    wire::account fee;
+    fee.id = w.fee_account();
+    fee.currency = w.currency;
+    fee.kind = wire::account_kind::fee;
+    if (!check_results(c_->call(wire::create_accounts_body(std::span<const wire::account>(&fee, 1))), 1,
+                       "creating the fee account", error))
+      return false;
+    const uint64_t groups = w.equb_groups();
+    constexpr uint64_t ops_chunk = 4096;
+    auto group_ops = [&](wire::equb_op_kind kind, const char* what) {
+      for (uint64_t at = 0; at < groups; at += ops_chunk) {
+        std::vector<wire::equb_op> part;
+        for (uint64_t g = at; g < std::min(groups, at + ops_chunk); ++g) {
+          wire::equb_op op;
+          op.kind = kind;
+          op.group_id = w.group_id(g);
+          if (kind == wire::equb_op_kind::create) {
+            op.fee_account_id = w.fee_account();
+            op.currency = w.currency;
+            op.contribution = w.amount_max;
+            op.period_ns = 30ull * 86'400 * 1'000'000'000;
+            op.fee_bp = w.equb_fee_bp;
+            op.rotation = 1;        // fixed order
+            op.default_policy = 3;  // hold the round: only payments close rounds
+          }
+          part.push_back(op);
+        }
+        if (!check_results(c_->call(wire::equb_ops_body(part)), part.size(), what, error)) return false;
+      }
+      return true;
+    };
+    if (!group_ops(wire::equb_op_kind::create, "creating groups")) return false;
+    std::vector<wire::transfer> joins;
+    for (uint64_t g = 0; g < groups; ++g)
+      for (uint32_t seat = 0; seat < w.equb_seats; ++seat) {
+        joins.push_back(equb_join(w, g, seat));
+        if (joins.size() == chunk || (g + 1 == groups && seat + 1 == w.equb_seats)) {
+          if (!check_results(c_->call(wire::create_transfers_body(joins)), joins.size(), "joining groups", error))
+            return false;
+          joins.clear();
+        }
+      }
+    if (!group_ops(wire::equb_op_kind::start, "starting groups")) return false;
+    const uint64_t fees = groups * w.equb_fee();
+    for (int i = 0; i < 3000; ++i) {
+      auto r = c_->call(wire::lookup_accounts_body(std::span<const uint64_t>(&fee.id, 1)));
+      if (const auto f = outcome_failure(r); !f.empty()) {
+        *error = "looking up the fee account: " + f;
+        return false;
+      }
+      if (!r.reply.accounts.empty() && r.reply.accounts[0].credits_posted == fees) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    *error = "round 1's payouts did not all arrive within 30 s";
+    return false;
   }
 
   std::unique_ptr<target_connection> connect(const workload& w, std::string* error) override {
@@ -135,7 +200,7 @@ class mesob_target final : public target {
   bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
                      std::string* error) override {
     std::vector<int64_t> net;
-    if (!read_accounts(w, error, [&](const wire::account& a) {
+    if (!read_accounts(w, w.tracked_accounts(), error, [&](const wire::account& a) {
           net.push_back(int64_t(a.credits_posted) - int64_t(a.debits_posted));
         }))
       return false;
@@ -147,17 +212,17 @@ class mesob_target final : public target {
   bool read_pending_debits(const workload& w, std::vector<uint64_t>* accounts, std::string* error) override {
     accounts->clear();
     bool funding = true;
-    return read_accounts(w, error, [&](const wire::account& a) {
+    return read_accounts(w, w.accounts, error, [&](const wire::account& a) {
       if (!std::exchange(funding, false)) accounts->push_back(a.debits_pending);
     });
   }
 
-  // The funding account, then each load account, to fn (in that order).
+  // The funding account, then accounts first_account .. + n - 1, to fn (in that order).
   template <class F>
-  bool read_accounts(const workload& w, std::string* error, F&& fn) {
+  bool read_accounts(const workload& w, uint64_t n, std::string* error, F&& fn) {
     std::vector<uint64_t> ids;
     ids.push_back(w.funding_account());
-    for (uint64_t i = 0; i < w.accounts; ++i) ids.push_back(w.first_account + i);
+    for (uint64_t i = 0; i < n; ++i) ids.push_back(w.first_account + i);
     for (size_t at = 0; at < ids.size(); at += chunk) {
       const std::span<const uint64_t> part(ids.data() + at, std::min<size_t>(chunk, ids.size() - at));
       auto r = c_->call(wire::lookup_accounts_body(part));

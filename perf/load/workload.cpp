@@ -18,11 +18,25 @@ std::string workload::check() const {
   if (amount_max == 0) return "amount max: at least 1";
   if (opening / 2 < amount_max) return "opening balance: must exceed twice the largest amount";
   if (accounts / shards < 2) return "accounts: at least 2 per shard";
+  if (kind == item_kind::equb) {
+    if (equb_seats < 2 || equb_seats > 1000) return "equb seats: 2 .. 1,000 per group";
+    if (accounts < equb_seats) return "accounts: at least one group's seats";
+    if (first_account + accounts + equb_groups() + 1 < first_account) return "first account id out of range";
+    if (amount_max > (uint64_t(1) << 40)) return "amount max (the equb contribution): at most 2^40";
+    if (opening / equb_seats < amount_max) return "opening balance: must cover every equb contribution";
+  }
   return {};
 }
 
 std::string workload::describe() const {
   char buf[320];
+  if (kind == item_kind::equb) {
+    std::snprintf(buf, sizeof buf,
+                  "equb payments, batch %u, %llu groups of %u seats (%llu accounts), contribution %llu, %u shards",
+                  batch, (unsigned long long)equb_groups(), equb_seats, (unsigned long long)accounts,
+                  (unsigned long long)amount_max, shards);
+    return buf;
+  }
   std::snprintf(buf, sizeof buf,
                 "%s, batch %u, %llu accounts, %u shards, %u%% cross-shard, %u%% hot (%u per shard), amounts 1..%llu",
                 two_phase ? "two-phase transfers" : item_name(), batch, (unsigned long long)accounts, shards,
@@ -53,7 +67,35 @@ std::pair<uint64_t, uint64_t> account_layout::pick(const workload& w, splitmix& 
   return {dr, cr};
 }
 
+equb_item equb_item_of(const workload& w, uint64_t k) {
+  const uint64_t per_round = w.equb_groups() * w.equb_seats, i = k - 1;
+  return {(i % per_round) / w.equb_seats, uint32_t(2 + i / per_round), uint32_t(i % w.equb_seats)};
+}
+
+uint64_t equb_k(const workload& w, const equb_item& it) {
+  return 1 + (uint64_t(it.round - 2) * w.equb_groups() + it.group) * w.equb_seats + it.seat;
+}
+
+wire::transfer equb_payment(const workload& w, const equb_item& it, wire::id128 id) {
+  wire::transfer t;
+  t.id = id;
+  t.debit_account_id = w.first_account + it.group * w.equb_seats + it.seat;
+  t.credit_account_id = w.group_id(it.group);
+  t.amount = w.amount_max;
+  t.currency = w.currency;
+  t.flags = wire::transfer_flags::equb;
+  t.user_data = it.round == 0 ? 0 : uint64_t(it.round) << 32 | it.seat;  // a join names no seat
+  return t;
+}
+
+wire::transfer equb_join(const workload& w, uint64_t group, uint32_t seat) {
+  // Ids apart from the items' ({k, run}): the wallet, and the run tagged "join".
+  const uint64_t wallet = w.first_account + group * w.equb_seats + seat;
+  return equb_payment(w, {group, 0, seat}, wire::id128{wallet, w.run ^ 0x6a6f696e6a6f696eull});
+}
+
 wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_t k) {
+  if (w.kind == item_kind::equb) return equb_payment(w, equb_item_of(w, k), wire::id128{k, w.run});
   splitmix rng{w.seed * 0x2545f4914f6cdd1dull ^ k};
   wire::transfer t;
   t.id = wire::id128{k, w.run};
@@ -68,7 +110,8 @@ wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_
     t.id = actors::gateways::deposit_transfer_id(w.gateway_number, splitmix{w.run}() + k);
     t.debit_account_id = 0;
   } else if (w.kind == item_kind::payouts) {
-    t.id = actors::payouts::hold_id(splitmix{w.run}() + k);
+    // Payout ids with the top bit are the engine's own (payout_id_reserved).
+    t.id = actors::payouts::hold_id((splitmix{w.run}() + k) & ~actors::payouts::engine_payout_bit);
     t.credit_account_id = 0;
     t.flags = wire::transfer_flags::pending;
     t.code = 1;  // the rail

@@ -3,7 +3,12 @@
 // and batches; deposits through a payment gateway (Mesob only): item k credits the
 // account a transfer k would credit, from the gateway's settlement account; and payouts
 // (Mesob only): item k pays transfer k's amount out of the account transfer k would
-// debit, through a gateway (mesob-load answers as that gateway).
+// debit, through a gateway (mesob-load answers as that gateway); and equb rounds (Mesob
+// only): groups of `equb_seats` wallets (setup makes, joins and starts them; round 1 pays
+// out at the start), whose members pay rounds 2 .. seats, each round paying out to its
+// seat when the last member paid. Item k is the payment of (round, group, seat) in that
+// order; each group's payments travel on one connection (group g on connection g mod N),
+// so a round's payments reach the engine before the next round's.
 //
 // Transfer k of a run is a pure function of (seed, k): its accounts and amount are drawn
 // from a generator seeded with (seed, k), and its id is (run, k). Verification therefore
@@ -21,7 +26,7 @@
 
 namespace mesob::load {
 
-enum class item_kind : uint8_t { transfers = 0, deposits = 1, payouts = 2 };
+enum class item_kind : uint8_t { transfers = 0, deposits = 1, payouts = 2, equb = 3 };
 
 struct workload {
   item_kind kind = item_kind::transfers;
@@ -39,7 +44,25 @@ struct workload {
   uint64_t seed = 1;
   uint64_t run = 0;                     // id128.hi of this run's transfers (0: from seed and clock)
   wire::currency_code currency = wire::currency("ETB");
+  uint32_t equb_seats = 10;             // equb: seats per group (each contribution is amount_max)
+  static constexpr uint32_t equb_fee_bp = 100;  // equb: 1% of each payout to the fee account
 
+  // Equb: groups (accounts / seats; wallets past the last whole group stay idle), their
+  // ids (escrow accounts, after the load's accounts), the fee account after them.
+  [[nodiscard]] uint64_t equb_groups() const { return kind == item_kind::equb ? accounts / equb_seats : 0; }
+  [[nodiscard]] uint64_t group_id(uint64_t g) const { return first_account + accounts + g; }
+  [[nodiscard]] uint64_t fee_account() const { return first_account + accounts + equb_groups(); }
+  [[nodiscard]] uint64_t equb_pot() const { return uint64_t(equb_seats) * amount_max; }
+  [[nodiscard]] uint64_t equb_fee() const { return equb_pot() * equb_fee_bp / 10'000; }
+  // Accounts whose balances verification checks (index i: account first_account + i):
+  // the load's, and with equb the escrows and the fee account.
+  [[nodiscard]] uint64_t tracked_accounts() const {
+    return kind == item_kind::equb ? accounts + equb_groups() + 1 : accounts;
+  }
+  // Items the workload has (0: no end): equb, every group's rounds 2 .. seats.
+  [[nodiscard]] uint64_t items_total() const {
+    return kind == item_kind::equb ? equb_groups() * equb_seats * (equb_seats - 1) : 0;
+  }
   // The account that funds every load account's opening balance; it has no balance limit.
   [[nodiscard]] uint64_t funding_account() const { return first_account - 1; }
   // Checks the options; empty when they are valid, else what is wrong.
@@ -48,7 +71,10 @@ struct workload {
   // What an item is called in reports: transfers, deposits or payouts (JSON keys keep
   // "transfers" whatever the kind).
   [[nodiscard]] const char* item_name() const {
-    return kind == item_kind::deposits ? "deposits" : kind == item_kind::payouts ? "payouts" : "transfers";
+    return kind == item_kind::deposits ? "deposits"
+           : kind == item_kind::payouts ? "payouts"
+           : kind == item_kind::equb    ? "payments"
+                                        : "transfers";
   }
 };
 
@@ -91,5 +117,17 @@ constexpr uint64_t post_tag = 1ull << 63;
 [[nodiscard]] wire::payout payout_of(const wire::transfer& t);
 // The post of pending transfer k (two-phase workload).
 [[nodiscard]] wire::transfer make_post(const workload& w, uint64_t k);
+
+// Equb: item k (1 .. items_total) is the payment of `round` (2 .. seats) by `seat` of
+// group `group`; the join of (group, seat) is a payment of round 0 with its own id.
+struct equb_item {
+  uint64_t group = 0;
+  uint32_t round = 0;
+  uint32_t seat = 0;
+};
+[[nodiscard]] equb_item equb_item_of(const workload& w, uint64_t k);
+[[nodiscard]] uint64_t equb_k(const workload& w, const equb_item& it);
+[[nodiscard]] wire::transfer equb_payment(const workload& w, const equb_item& it, wire::id128 id);
+[[nodiscard]] wire::transfer equb_join(const workload& w, uint64_t group, uint32_t seat);
 
 }  // namespace mesob::load

@@ -165,6 +165,46 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
     EXPECT_GE(orep.requests, 380u);
     EXPECT_LE(orep.requests, 402u);
 
+    // Equb rounds: groups made, joined and started at setup; rounds 2 .. 5 of every group
+    // paid (each group's payments on one connection, in round order), each round paying
+    // out when its last seat paid. The run ends when every round is paid; every payment,
+    // wallet, escrow and the fee account verified.
+    auto eq = small_workload(6'000'000);
+    eq.kind = load::item_kind::equb;
+    eq.equb_seats = 5;
+    eq.accounts = 503;  // 100 groups; 3 wallets idle
+    eq.amount_max = 100;
+    eq.run = 0xE0;
+    ASSERT_TRUE(t->setup(eq, &err)) << err;
+    auto eo = quick_run();
+    eo.connections = 3;
+    eo.duration_s = 60;  // an upper bound: it stops when the items run out
+    load::run_report erep;
+    ASSERT_TRUE(load::run_load(*t, eq, eo, &erep, &err)) << err;
+    EXPECT_TRUE(erep.verify.ok) << (erep.verify.problems.empty() ? "" : erep.verify.problems[0]);
+    EXPECT_EQ(eq.items_total(), 100u * 5 * 4);
+    EXPECT_EQ(erep.transfers_ok, eq.items_total());
+    EXPECT_EQ(erep.results["ok"], eq.items_total());
+    EXPECT_EQ(erep.verify.accounts_checked, eq.tracked_accounts());
+    // Every group completed: the fee account holds one fee per round of every group.
+    {
+      auto c = wire::client::connect(dev_gateway_options(dir.path(), port), &err);
+      ASSERT_TRUE(c) << err;
+      const uint64_t ids[] = {eq.fee_account(), eq.group_id(0), eq.group_id(99)};
+      auto found = c->call(wire::lookup_accounts_body(ids));
+      ASSERT_TRUE(found.ok);
+      EXPECT_EQ(found.reply.accounts.at(0).credits_posted, 100u * 5 * eq.equb_fee());
+      for (int i : {1, 2}) EXPECT_EQ(found.reply.accounts.at(i).credits_posted, found.reply.accounts.at(i).debits_posted);
+    }
+    // An equb request acknowledged but never applied is caught.
+    auto eq_lost = eq;
+    eq_lost.first_account = 7'000'000;
+    losing_target elt(*t);
+    ASSERT_TRUE(elt.setup(eq_lost, &err)) << err;
+    load::run_report elrep;
+    ASSERT_TRUE(load::run_load(elt, eq_lost, eo, &elrep, &err)) << err;
+    EXPECT_FALSE(elrep.verify.ok);
+
     // Verification catches an acknowledged request the target never applied.
     auto lost = small_workload(5'000'000);
     lost.run = 0x105e;
