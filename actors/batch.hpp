@@ -259,13 +259,23 @@ struct expired_pending {
 // receives the dispatch (with or without batches of its own), expires pending transfers
 // up to `sweep_to` and adds what it expired; the last shard hands the group on.
 // Expiries are thus reported in the dispatch whose batches' clock passed them.
+// A group's decision as an event (lsn: the batch it belongs to), and where in that batch
+// it was made: 0 before its operations (deadlines passing), i + 1 by its operation i.
+// A shard may make it later than that place (a set-aside payment settles when the other
+// shard has published), so the event writer orders each shard's decisions by (lsn,
+// slot), which live and replay share, keeping the order of those one place made.
+struct decision {
+  uint32_t slot = 0;
+  wire::event ev;
+};
+
 struct event_group {
   uint64_t seq = 0;  // 1, 2, ... in dispatch order
   std::vector<std::shared_ptr<batch>> batches;  // in log order
   uint64_t sweep_to = 0;                        // the last batch's last timestamp
   std::vector<std::vector<expired_pending>> expired;  // per shard
-  // per shard, what its groups decided while it executed these batches (lsn set: the batch)
-  std::vector<std::vector<wire::event>> decided;
+  // per shard, what its groups decided while it executed these batches
+  std::vector<std::vector<decision>> decided;
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(std::shared_ptr<event_group>)> ready;
 };

@@ -269,8 +269,20 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
     MESOB_ASSERT(o.code == result::ok);
     return;
   }
+  const bool late = ts > e->g.started_at + uint64_t(e->g.round) * e->g.cfg.period_ns;
   outcome o = contribute(e->g, seat, t.debit_account_id, round, t.amount, t.currency, ts);
   MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
+  if (late && events_) {
+    wire::event ev;
+    ev.timestamp = ts;
+    ev.type = wire::event_type::equb_late;
+    ev.currency = e->g.cfg.currency;
+    ev.account_a = e->g.cfg.group_id;
+    ev.account_b = t.debit_account_id;
+    ev.ref = {round, seat};
+    ev.amount = e->g.cfg.late_penalty;
+    events_(std::move(ev));
+  }
   o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
   owe(*e, std::move(o.transfers));
   if (round_due(e->g, ts)) after_round(*e, ts);

@@ -235,7 +235,6 @@ void shard::execute(batch& b) {
   // transfer batch, or that expires pending transfers (expire_until: it changes accounts).
   if (b.kind != op_kind::create_transfers) settle_all();
   expire_until(b.sweep_to);
-  executing_lsn_ = b.lsn;
   // Rounds and payout timers fire only on logged batches: look-ups are not in the log, so
   // a timer they fired would fire later in replay, at another engine time (what those
   // timers decide keeps the time they fire at, unlike an expiry). Session events come
@@ -246,6 +245,7 @@ void shard::execute(batch& b) {
       if (b.results[i] == result::ok) desks_.event(b.gateway_events[i], b.timestamp_base + i);
   if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();
+    deciding(b, 0);  // deadlines passing: before the batch's operations
     groups_.close_due(b.sweep_to);
   }
   if (logged && desks_.due(b.sweep_to)) {  // payouts whose answer or backoff is due
@@ -421,6 +421,7 @@ void shard::execute_equb(batch& b) {
     const wire::equb_op& op = b.equb_ops[i];
     if (shard_of(op.group_id, count_) != index_) continue;
     if (!b.repeated.empty() && op.kind == wire::equb_op_kind::create && groups_.find(op.group_id)) b.repeated[i] = 1;
+    deciding(b, i + 1);
     b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow);
   }
 }
@@ -800,7 +801,10 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       save_account(idx, keep_undo);
       apply_transfer_credit(*cr, t);
       link_history(idx, r.serial, false);
-      if (t.flags & transfer_flags::equb) groups_.paid(t, b.timestamp_base + o);  // stands alone: no undo
+      if (t.flags & transfer_flags::equb) {  // stands alone: no undo
+        deciding(b, o + 1);  // (a set-aside payment settles later, maybe in a later batch)
+        groups_.paid(t, b.timestamp_base + o);
+      }
       if (payouts::hold(t.id)) desks_.held(t, b.timestamp_base + o);           // stands alone too
     }
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {

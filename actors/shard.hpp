@@ -64,12 +64,12 @@ class shard {
     keep_expired_ = on;
     if (on)
       groups_.set_events([this](wire::event&& e) {
-        e.lsn = executing_lsn_;
-        decided_.push_back(std::move(e));
+        e.lsn = decision_lsn_;
+        decided_.push_back({decision_slot_, std::move(e)});
       });
   }
   void take_expired(std::vector<expired_pending>& out) { out.swap(expired_); expired_.clear(); }
-  void take_decided(std::vector<wire::event>& out) { out.swap(decided_); decided_.clear(); }
+  void take_decided(std::vector<decision>& out) { out.swap(decided_); decided_.clear(); }
   void begin_cut(std::shared_ptr<checkpoint_cut> c);
   bool continue_cut(size_t slice);
   std::shared_ptr<checkpoint_cut> end_cut();
@@ -216,8 +216,14 @@ class shard {
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   bool keep_expired_ = false;
   std::vector<expired_pending> expired_;
-  std::vector<wire::event> decided_;  // the groups' decisions, with the lsn of the batch executing
-  uint64_t executing_lsn_ = 0;
+  std::vector<decision> decided_;  // the groups' decisions, each with its batch and place
+  // Where the groups' next decision is made (set before each call that may make one).
+  void deciding(const batch& b, uint32_t slot) {
+    decision_lsn_ = b.lsn;
+    decision_slot_ = slot;
+  }
+  uint64_t decision_lsn_ = 0;
+  uint32_t decision_slot_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
   std::vector<undo_entry> undo_;
   // Cross-shard transfers published and set aside until the other part arrives, oldest

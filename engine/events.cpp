@@ -234,6 +234,10 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
   });
   size_t k = 0;
   std::vector<size_t> decided_at(g.decided.size(), 0);
+  for (auto& list : g.decided)
+    std::stable_sort(list.begin(), list.end(), [](const actors::decision& x, const actors::decision& y) {
+      return std::tie(x.ev.lsn, x.slot) < std::tie(y.ev.lsn, y.slot);
+    });
   auto expiry = [&](const actors::expired_pending& p, uint64_t lsn) {
     event& e = out.emplace_back();
     e.lsn = lsn;
@@ -258,8 +262,8 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
     derive_events(b, out);
     // Then what groups decided while the shards executed it (shard by shard, in order).
     for (size_t sh = 0; sh < g.decided.size(); ++sh)
-      for (; decided_at[sh] < g.decided[sh].size() && g.decided[sh][decided_at[sh]].lsn == b.lsn; ++decided_at[sh])
-        out.push_back(g.decided[sh][decided_at[sh]]);
+      for (; decided_at[sh] < g.decided[sh].size() && g.decided[sh][decided_at[sh]].ev.lsn == b.lsn; ++decided_at[sh])
+        out.push_back(g.decided[sh][decided_at[sh]].ev);
     if (b.kind == op_kind::create_transfers)
       for (uint32_t i = 0; i < b.count; ++i) {
         if (b.results[i] != result::ok) continue;
@@ -277,9 +281,9 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
   for (size_t sh = 0; sh < g.decided.size(); ++sh)
     for (; decided_at[sh] < g.decided[sh].size(); ++decided_at[sh]) {
       std::fprintf(stderr, "mesobd: events: a decision of log record %llu came with another dispatch\n",
-                   static_cast<unsigned long long>(g.decided[sh][decided_at[sh]].lsn));
+                   static_cast<unsigned long long>(g.decided[sh][decided_at[sh]].ev.lsn));
       if (!g.batches.empty() && g.batches.back()->lsn > kept_lsn_.load(std::memory_order_relaxed))
-        out.push_back(g.decided[sh][decided_at[sh]]);
+        out.push_back(g.decided[sh][decided_at[sh]].ev);
     }
 }
 

@@ -102,6 +102,9 @@ std::vector<std::string> messages(const wire::event& e) {
               "account " + b + ": you receive round " + std::to_string(e.code) + "'s pot of equb group " + a};
     case event_type::equb_completed:
       return {"group " + a + ": completed after " + std::to_string(e.code) + " rounds"};
+    case event_type::equb_late:
+      return {"account " + b + ": your round " + std::to_string(e.ref.lo) + " contribution to equb group " + a +
+              " was late; it carried a penalty of " + amt};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

@@ -182,6 +182,7 @@ std::string_view event_type_name(event_type t) {
     case event_type::equb_missed: return "equb_missed";
     case event_type::equb_round_closed: return "equb_round_closed";
     case event_type::equb_completed: return "equb_completed";
+    case event_type::equb_late: return "equb_late";
   }
   return "unknown_event";
 }

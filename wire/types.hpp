@@ -452,8 +452,11 @@ enum class event_type : uint16_t {
                            // flags: the recipient's seat; id || ref: the lottery seed the round
                            // revealed (zeros for other rotations)
   equb_completed = 14,     // account_a: the group; code: its rounds
+  // A contribution paid after its round's deadline (its transfer event comes first):
+  equb_late = 15,          // account_a: the group; account_b: the member's wallet; ref.lo:
+                           // round, ref.hi: seat; amount: the late penalty it paid into the pot
 };
-constexpr uint16_t event_type_max = 14;
+constexpr uint16_t event_type_max = 15;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -469,18 +469,22 @@ TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
   // settled the debt.
   uint64_t debt = 0;
   for (const auto& d : settled(g).g.seats[3].debts) debt += d.amount;
-  for (uint32_t round = 3; round <= n; ++round)
+  for (uint32_t round = 3; round <= n; ++round) {
+    // Round 4 is paid late: past its deadline (day 28), within its grace (a day).
+    if (round == 4) fx_.advance_s(13 * 86'400);
     for (uint32_t seat = 0; seat < n; ++seat) {
-      const uint64_t owed = contribution + (seat == 3 && round == 3 ? debt : 0);
+      const uint64_t owed = contribution + (seat == 3 && round == 3 ? debt : 0) + (round == 4 ? 5 : 0);
       ASSERT_EQ(pay(seat + 1, g, round, seat, owed), result::ok) << round << " " << seat;
     }
+  }
   const group_entry done = settled(g);
   ASSERT_EQ(done.g.ph, phase::completed);
   fx_.close();
 
   const auto first = all_events(fx_.dir());
-  std::vector<wire::event> closed, missed, completed;
+  std::vector<wire::event> closed, missed, completed, late;
   for (const auto& ev : first) {
+    if (ev.type == wire::event_type::equb_late) late.push_back(ev);
     if (ev.type == wire::event_type::equb_round_closed) closed.push_back(ev);
     if (ev.type == wire::event_type::equb_missed) missed.push_back(ev);
     if (ev.type == wire::event_type::equb_completed) completed.push_back(ev);
@@ -503,6 +507,15 @@ TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
   EXPECT_EQ(missed[0].ref.hi, 3u);
   EXPECT_EQ(missed[0].amount, debt) << "what it owes after the close (its own payout may have settled it)";
   EXPECT_LT(missed[0].offset, closed[1].offset) << "the miss is told before the close that made it";
+  ASSERT_EQ(late.size(), size_t(n)) << "every seat paid round 4 late";
+  for (uint32_t seat = 0; seat < n; ++seat) {
+    EXPECT_EQ(late[seat].account_a, g);
+    EXPECT_EQ(late[seat].account_b, seat + 1u);
+    EXPECT_EQ(late[seat].ref.lo, 4u);
+    EXPECT_EQ(late[seat].ref.hi, seat);
+    EXPECT_EQ(late[seat].amount, 5u);  // the penalty
+    EXPECT_LT(late[seat].offset, closed[3].offset);
+  }
   ASSERT_EQ(completed.size(), 1u);
   EXPECT_EQ(completed[0].code, n);
   EXPECT_GT(completed[0].offset, closed.back().offset);
@@ -512,7 +525,17 @@ TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
   cut_event_log(fx_.dir(), past, 0);
   fx_.open();
   fx_.close();
-  EXPECT_TRUE(same_events(all_events(fx_.dir()), first));
+  {
+    const auto again = all_events(fx_.dir());
+    EXPECT_TRUE(same_events(again, first));
+    for (size_t i = 0; i < std::max(again.size(), first.size()); ++i)
+      if (i >= again.size() || i >= first.size() || std::memcmp(&again[i], &first[i], sizeof again[i]) != 0) {
+        ADD_FAILURE() << "event " << i << " of " << first.size() << "/" << again.size() << ": type "
+                      << (i < first.size() ? int(first[i].type) : -1) << " then " << (i < again.size() ? int(again[i].type) : -1)
+                      << " lsn " << (i < first.size() ? first[i].lsn : 0) << " then " << (i < again.size() ? again[i].lsn : 0);
+        break;
+      }
+  }
 
   // Those decisions fell where their shards' timers fired: another shard count would put
   // them elsewhere, so it waits until a run with this one has snapshotted them.
