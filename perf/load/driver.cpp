@@ -138,14 +138,19 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
   if (s.w.kind == item_kind::equb) {
     // This connection's groups (index, index + N, ...), round after round: a round's
     // payments go out before the next round's on the same connection, so the engine
-    // sequences them in that order.
+    // sequences them in that order. Within a round, blocks of a batch's worth of groups,
+    // each seat by seat across the block, as a client batching contributions should:
+    // consecutive payments go to different escrows, so a shard can set a cross-shard one
+    // aside (perf/RESULTS.md, 2026-11-29), and a batch touches few groups.
     const uint64_t groups = s.w.equb_groups(), n = s.o.connections, seats = s.w.equb_seats;
     const uint64_t mine = st.index < groups ? (groups - st.index + n - 1) / n : 0;
     const uint64_t per_round = mine * seats, total = per_round * (seats - 1);
+    const uint64_t block = std::max<uint64_t>(1, s.w.batch / seats);  // groups
     for (; b.size() < s.w.batch && st.next_j < total; ++st.next_j) {
-      const uint64_t in_round = st.next_j % per_round;
-      const equb_item it{st.index + (in_round / seats) * n, uint32_t(2 + st.next_j / per_round),
-                         uint32_t(in_round % seats)};
+      const uint64_t in_round = st.next_j % per_round, first = in_round / (block * seats) * block;
+      const uint64_t in_block = in_round - first * seats, size = std::min(block, mine - first);
+      const equb_item it{st.index + (first + in_block % size) * n, uint32_t(2 + st.next_j / per_round),
+                         uint32_t(in_block / size)};
       const uint64_t k = equb_k(s.w, it);
       b.push_back(make_transfer(s.w, s.layout, k));
       ks->push_back(k);

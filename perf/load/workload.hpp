@@ -6,9 +6,9 @@
 // debit, through a gateway (mesob-load answers as that gateway); and equb rounds (Mesob
 // only): groups of `equb_seats` wallets (setup makes, joins and starts them; round 1 pays
 // out at the start), whose members pay rounds 2 .. seats, each round paying out to its
-// seat when the last member paid. Item k is the payment of (round, group, seat) in that
-// order; each group's payments travel on one connection (group g on connection g mod N),
-// so a round's payments reach the engine before the next round's.
+// seat when the last member paid. Item k is the payment of (round, group, seat); each
+// group's payments travel on one connection (group g on connection g mod N), so a
+// round's payments reach the engine before the next round's.
 //
 // Transfer k of a run is a pure function of (seed, k): its accounts and amount are drawn
 // from a generator seeded with (seed, k), and its id is (run, k). Verification therefore
