@@ -413,6 +413,7 @@ bool desk_table::admits(desk& d, const gateways::gateway& g, uint64_t payout, ui
       b.ph = breaker::phase::half_open;
       b.probe = payout;
       touch(d);
+      breaker_moved(d, g.number, b, now);
       return true;
     case breaker::phase::half_open: {
       if (b.probe != 0 && b.probe != payout) {
@@ -447,6 +448,7 @@ void desk_table::record(desk& d, uint32_t gateway, uint64_t payout, bool bad, ui
       b.outcomes = 0;
       b.n = 0;
     }
+    breaker_moved(d, gateway, b, now);
     return;
   }
   if (b.ph == breaker::phase::open) return;  // late outcomes of payouts sent before it opened
@@ -459,6 +461,7 @@ void desk_table::record(desk& d, uint32_t gateway, uint64_t payout, bool bad, ui
     b.outcomes = 0;
     b.n = 0;
     ++b.trips;
+    breaker_moved(d, gateway, b, now);
   }
 }
 
@@ -485,16 +488,41 @@ void desk_table::send(desk& d, payout_entry& p, const gateways::gateway& g, uint
   outbox_[g.number].push_back(in);
 }
 
-void desk_table::make_dead(desk& d, payout_entry& p, dead_reason why) {
+void desk_table::make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t now) {
   p.st = state::dead;
   p.dead = why;
   p.due = 0;
   p.wait_since = 0;
   touch(d, p);
+  if (!events_) return;
+  wire::event ev;
+  ev.timestamp = now;
+  ev.type = wire::event_type::payout_dead;
+  ev.currency = p.currency;
+  ev.account_a = p.wallet;
+  ev.account_b = d.account;
+  ev.ref = {p.id, uint64_t(p.attempts.size())};
+  ev.amount = p.amount;
+  ev.code = uint16_t(why);
+  ev.gateway = uint16_t(p.attempts.empty() ? 0 : p.attempts.back().gateway);
+  events_(std::move(ev));
+}
+
+void desk_table::breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now) {
+  if (!events_) return;
+  wire::event ev;
+  ev.timestamp = now;
+  ev.type = wire::event_type::payout_breaker;
+  ev.currency = d.currency;
+  ev.account_a = d.account;
+  ev.ref = {b.trips, b.ph == breaker::phase::open ? b.open_until : 0};
+  ev.code = uint16_t(b.ph);
+  ev.gateway = uint16_t(gateway);
+  events_(std::move(ev));
 }
 
 void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
-  if (p.attempts.size() - p.routing_base >= attempts_max) return make_dead(d, p, dead_reason::attempts);
+  if (p.attempts.size() - p.routing_base >= attempts_max) return make_dead(d, p, dead_reason::attempts, now);
   // Candidates in priority order, then number.
   std::vector<const gateways::gateway*> serving;
   for (const auto& g : registry_->all())
@@ -508,10 +536,10 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
     send(d, p, *g, now, true);
     return;
   }
-  if (!any_left && !serving.empty()) return make_dead(d, p, dead_reason::routes);
+  if (!any_left && !serving.empty()) return make_dead(d, p, dead_reason::routes, now);
   // No gateway can take it now: look again shortly, up to route_wait_max.
   if (p.wait_since == 0) p.wait_since = now;
-  if (now - p.wait_since >= route_wait_max_ns) return make_dead(d, p, dead_reason::no_route);
+  if (now - p.wait_since >= route_wait_max_ns) return make_dead(d, p, dead_reason::no_route, now);
   p.st = state::waiting;
   touch(d, p);
   schedule(p, std::min(now + route_poll_ns, p.wait_since + route_wait_max_ns));
@@ -665,7 +693,7 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
   // An earlier attempt at another gateway, never answered failed, may still pay.
   for (size_t k = 0; k + 1 < p->attempts.size(); ++k)
     if (p->attempts[k].gateway != a.gateway && !p->attempts[k].failed) {
-      make_dead(d, *p, dead_reason::unsettled_elsewhere);
+      make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);
       return result::ok;
     }
   release(d, *p, false);

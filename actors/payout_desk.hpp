@@ -309,6 +309,10 @@ class desk_table {
   // Live sinks; unset while replaying (chains are recorded as owed, instructions dropped).
   void set_emit(emit_fn f) { emit_ = std::move(f); }
   void set_instruct(instruct_fn f) { instruct_ = std::move(f); }
+  // The desks' own decisions as events (wire::event_type payout_dead, payout_breaker):
+  // lsn and offset are the caller's to fill. Set by the shard when the engine keeps events.
+  using event_fn = std::function<void(wire::event&&)>;
+  void set_events(event_fn f) { events_ = std::move(f); }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -378,7 +382,8 @@ class desk_table {
   void add_timer(const timer& t);
   void route(desk& d, payout_entry& p, uint64_t now);
   void send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt);
-  void make_dead(desk& d, payout_entry& p, dead_reason why);
+  void make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t now);
+  void breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now);
   void timed_out(desk& d, payout_entry& p, uint64_t now);
   void settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement);
   void start_sweep(desk& d, uint64_t settlement, sweep& s);
@@ -404,6 +409,7 @@ class desk_table {
   std::vector<std::pair<uint64_t, uint64_t>> erased_;
   emit_fn emit_;
   instruct_fn instruct_;
+  event_fn events_;
 };
 
 }  // namespace mesob::actors::payouts

@@ -242,7 +242,10 @@ void shard::execute(batch& b) {
   const bool logged = b.lsn != 0;
   if (b.kind == op_kind::gateway_events)
     for (uint32_t i = 0; i < b.count; ++i)
-      if (b.results[i] == result::ok) desks_.event(b.gateway_events[i], b.timestamp_base + i);
+      if (b.results[i] == result::ok) {
+        deciding(b, i + 1);
+        desks_.event(b.gateway_events[i], b.timestamp_base + i);
+      }
   if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();
     deciding(b, 0);  // deadlines passing: before the batch's operations
@@ -250,6 +253,7 @@ void shard::execute(batch& b) {
   }
   if (logged && desks_.due(b.sweep_to)) {  // payouts whose answer or backoff is due
     settle_all();
+    deciding(b, 0);
     desks_.run_due(b.sweep_to);
   }
   switch (b.kind) {
@@ -486,6 +490,7 @@ void shard::execute_lookup_groups(batch& b) {
 void shard::execute_payout_answers(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
     if (b.results[i] != result::ok || shard_of(b.payout_desks[i], count_) != index_) continue;
+    deciding(b, i + 1);
     b.results[i] = desks_.answer(b.payout_answers[i], b.payout_desks[i], b.timestamp_base + i);
   }
 }
@@ -493,6 +498,7 @@ void shard::execute_payout_answers(batch& b) {
 void shard::execute_payout_ops(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
     if (b.results[i] != result::ok || shard_of(b.payout_desks[i], count_) != index_) continue;
+    deciding(b, i + 1);
     b.results[i] = desks_.op(b.payout_ops[i], b.payout_desks[i], b.timestamp_base + i);
   }
 }
@@ -637,7 +643,10 @@ void shard::settle_oldest() {
   if (res == result::ok) res = in.verdict();
   write_result(b, a.op, res);
   if (res == result::ok) apply(b, a.op, in, false);
-  if (b.emitted) chain_done(t, res, b.timestamp_base + a.op);
+  if (b.emitted) {
+    deciding(b, a.op + 1);
+    chain_done(t, res, b.timestamp_base + a.op);
+  }
 }
 
 void shard::settle_ready() {
@@ -805,7 +814,10 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
         deciding(b, o + 1);  // (a set-aside payment settles later, maybe in a later batch)
         groups_.paid(t, b.timestamp_base + o);
       }
-      if (payouts::hold(t.id)) desks_.held(t, b.timestamp_base + o);           // stands alone too
+      if (payouts::hold(t.id)) {  // stands alone too (or ends its chain)
+        deciding(b, o + 1);
+        desks_.held(t, b.timestamp_base + o);
+      }
     }
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {
       const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);
@@ -908,7 +920,10 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
   }
   // A chain an equb group emitted: the group (on the escrow's shard) learns its outcome,
   // whatever it was (the sequencer routes every emitted chain to that shard).
-  if (b.emitted) chain_done(b.transfers[first], chain_code, b.timestamp_base + first);
+  if (b.emitted) {
+    deciding(b, first + 1);
+    chain_done(b.transfers[first], chain_code, b.timestamp_base + first);
+  }
 }
 
 // An emitted chain's outcome goes to whoever emitted it: a payout desk or an equb group.

@@ -62,11 +62,14 @@ class shard {
   // expired since the last take_expired(), for the event group being handled.
   void keep_expired(bool on) {
     keep_expired_ = on;
-    if (on)
-      groups_.set_events([this](wire::event&& e) {
+    if (on) {
+      auto decided = [this](wire::event&& e) {
         e.lsn = decision_lsn_;
         decided_.push_back({decision_slot_, std::move(e)});
-      });
+      };
+      groups_.set_events(decided);
+      desks_.set_events(decided);
+    }
   }
   void take_expired(std::vector<expired_pending>& out) { out.swap(expired_); expired_.clear(); }
   void take_decided(std::vector<decision>& out) { out.swap(decided_); decided_.clear(); }
@@ -216,8 +219,9 @@ class shard {
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   bool keep_expired_ = false;
   std::vector<expired_pending> expired_;
-  std::vector<decision> decided_;  // the groups' decisions, each with its batch and place
-  // Where the groups' next decision is made (set before each call that may make one).
+  std::vector<decision> decided_;  // groups' and desks' decisions, each with its batch and place
+  // Where the next decision is made (set before each call to groups_ or desks_ that may
+  // make one).
   void deciding(const batch& b, uint32_t slot) {
     decision_lsn_ = b.lsn;
     decision_slot_ = slot;

@@ -102,6 +102,14 @@ std::vector<std::string> messages(const wire::event& e) {
               "account " + b + ": you receive round " + std::to_string(e.code) + "'s pot of equb group " + a};
     case event_type::equb_completed:
       return {"group " + a + ": completed after " + std::to_string(e.code) + " rounds"};
+    case event_type::payout_dead:
+      return {"account " + a + ": payout " + std::to_string(e.ref.lo) + " of " + amt +
+              " could not be delivered; it is held until our operators retry or cancel it"};
+    case event_type::payout_breaker: {
+      static const char* phases[] = {"?", "closed (healthy)", "open (failing: not used)", "half open (probing)"};
+      return {"gateway " + std::to_string(e.gateway) + ": payouts from desk " + a + " now " +
+              (e.code <= 3 ? phases[e.code] : "changed")};
+    }
     case event_type::equb_late:
       return {"account " + b + ": your round " + std::to_string(e.ref.lo) + " contribution to equb group " + a +
               " was late; it carried a penalty of " + amt};

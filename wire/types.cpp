@@ -183,6 +183,8 @@ std::string_view event_type_name(event_type t) {
     case event_type::equb_round_closed: return "equb_round_closed";
     case event_type::equb_completed: return "equb_completed";
     case event_type::equb_late: return "equb_late";
+    case event_type::payout_dead: return "payout_dead";
+    case event_type::payout_breaker: return "payout_breaker";
   }
   return "unknown_event";
 }

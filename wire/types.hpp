@@ -455,8 +455,17 @@ enum class event_type : uint16_t {
   // A contribution paid after its round's deadline (its transfer event comes first):
   equb_late = 15,          // account_a: the group; account_b: the member's wallet; ref.lo:
                            // round, ref.hi: seat; amount: the late penalty it paid into the pot
+  // What payout desks decide on their own:
+  payout_dead = 16,        // a payout became a dead letter (held until an operator retries or
+                           // cancels it): account_a: the wallet; account_b: the desk's payout
+                           // account; ref.lo: payout id, ref.hi: its attempts; amount; code:
+                           // why (1 attempts, 2 routes, 3 no route, 4 unsettled elsewhere);
+                           // gateway: the last attempt's
+  payout_breaker = 17,     // a desk's circuit breaker for a gateway changed: account_a: the
+                           // desk's payout account; gateway; code: now 1 closed, 2 open,
+                           // 3 half open; ref.lo: its trips so far, ref.hi: open until
 };
-constexpr uint16_t event_type_max = 15;
+constexpr uint16_t event_type_max = 17;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -18,6 +18,7 @@
 #include "actors/payout_desk.hpp"
 #include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/event_files.hpp"
 #include "wire/protocol.hpp"
 
 namespace mesob::test {
@@ -458,6 +459,21 @@ TEST_F(payout_engine, breaker_opens_on_failures_probes_half_open_and_closes) {
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "alpha");
   expect_payout_account_consistent();
+  // Each change of alpha's breaker at this desk is an event: open, half open, closed.
+  const uint32_t alpha = number("alpha");
+  fx_.close();
+  std::vector<wire::event> moves;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::payout_breaker) moves.push_back(ev);
+  ASSERT_EQ(moves.size(), 3u);
+  const uint16_t want[] = {2, 3, 1};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(moves[i].code, want[i]) << i;
+    EXPECT_EQ(moves[i].account_a, desk);
+    EXPECT_EQ(moves[i].gateway, alpha);
+    EXPECT_EQ(moves[i].ref.lo, 1u) << "trips";
+  }
+  EXPECT_GT(moves[0].ref.hi, moves[0].timestamp) << "open until";
 }
 
 TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
@@ -554,6 +570,23 @@ TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   EXPECT_EQ(answer("alpha", 31, 4, 800, wire::payout_outcome::settled), result::ok);
   EXPECT_EQ(account(5).debits_posted, 800u);
   expect_payout_account_consistent();
+  // Each payout becoming a dead letter is an event.
+  const uint32_t alpha = number("alpha");
+  fx_.close();
+  std::map<uint64_t, wire::event> dead;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::payout_dead) {
+      EXPECT_TRUE(dead.emplace(ev.ref.lo, ev).second) << ev.ref.lo;
+    }
+  ASSERT_EQ(dead.size(), 2u);
+  for (const auto& [id, wallet, amount] : {std::tuple{30u, 4u, 900u}, std::tuple{31u, 5u, 800u}}) {
+    const auto& ev = dead.at(id);
+    EXPECT_EQ(ev.account_a, wallet);
+    EXPECT_EQ(ev.amount, amount);
+    EXPECT_EQ(ev.ref.hi, 3u) << "its attempts";
+    EXPECT_EQ(ev.code, uint16_t(actors::payouts::dead_reason::routes));
+    EXPECT_EQ(ev.gateway, alpha);
+  }
 }
 
 class payout_engine_replay : public payout_engine {
