@@ -269,16 +269,12 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
     MESOB_ASSERT(o.code == result::ok);
     return;
   }
-  const bool late = ts > e->g.started_at + uint64_t(e->g.round) * e->g.cfg.period_ns;
+  const bool late = ts > round_deadline(e->g);
   outcome o = contribute(e->g, seat, t.debit_account_id, round, t.amount, t.currency, ts);
   MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
   if (late && events_) {
-    wire::event ev;
-    ev.timestamp = ts;
-    ev.type = wire::event_type::equb_late;
-    ev.currency = e->g.cfg.currency;
-    ev.account_a = e->g.cfg.group_id;
-    ev.account_b = t.debit_account_id;
+    auto ev = wire::decided_event(wire::event_type::equb_late, ts, e->g.cfg.currency, e->g.cfg.group_id,
+                                  t.debit_account_id);
     ev.ref = {round, seat};
     ev.amount = e->g.cfg.late_penalty;
     events_(std::move(ev));
@@ -304,22 +300,13 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     const uint64_t group = e.g.cfg.group_id;
     for (uint32_t i = 0; i < e.g.seats.size() && i < owed_before.size(); ++i) {
       if (owed_before[i] == UINT64_MAX) continue;
-      wire::event ev;
-      ev.timestamp = now;
-      ev.type = wire::event_type::equb_missed;
-      ev.currency = e.g.cfg.currency;
-      ev.account_a = group;
-      ev.account_b = e.g.seats[i].wallet;
+      auto ev = wire::decided_event(wire::event_type::equb_missed, now, e.g.cfg.currency, group, e.g.seats[i].wallet);
       ev.ref = {round, i};
       for (const auto& x : e.g.seats[i].debts) ev.amount += x.amount;
       events_(std::move(ev));
     }
-    wire::event ev;
-    ev.timestamp = now;
-    ev.type = wire::event_type::equb_round_closed;
-    ev.currency = e.g.cfg.currency;
-    ev.account_a = group;
-    if (o.recipient_seat < e.g.seats.size()) ev.account_b = e.g.seats[o.recipient_seat].wallet;
+    auto ev = wire::decided_event(wire::event_type::equb_round_closed, now, e.g.cfg.currency, group,
+                                  o.recipient_seat < e.g.seats.size() ? e.g.seats[o.recipient_seat].wallet : 0);
     ev.code = uint16_t(round);
     ev.flags = uint16_t(o.recipient_seat);
     static_assert(sizeof ev.id + sizeof ev.ref == sizeof o.revealed);
@@ -327,11 +314,7 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     std::memcpy(&ev.ref, o.revealed.data() + sizeof ev.id, sizeof ev.ref);
     events_(std::move(ev));
     if (e.g.ph == phase::completed) {
-      wire::event done;
-      done.timestamp = now;
-      done.type = wire::event_type::equb_completed;
-      done.currency = e.g.cfg.currency;
-      done.account_a = group;
+      auto done = wire::decided_event(wire::event_type::equb_completed, now, e.g.cfg.currency, group);
       done.code = uint16_t(round);
       events_(std::move(done));
     }

@@ -28,13 +28,14 @@ bool seat_of(const group_state& g, uint32_t seat_index, uint64_t wallet) {
   return seat_index < g.seats.size() && g.seats[seat_index].wallet == wallet;
 }
 
-uint64_t deadline(const group_state& g) { return g.started_at + uint64_t(g.round) * g.cfg.period_ns; }
 
 void add(outcome& o, uint64_t dr, uint64_t cr, uint64_t amount, purpose why) {
   if (amount > 0) o.transfers.push_back({dr, cr, amount, why});
 }
 
 }  // namespace
+
+uint64_t round_deadline(const group_state& g) { return g.started_at + uint64_t(g.round) * g.cfg.period_ns; }
 
 result check_config(const group_config& c) {
   if (c.contribution == 0) return result::contribution_must_not_be_zero;
@@ -120,7 +121,7 @@ outcome start(group_state& g, uint64_t now, const seed& secret) {
 
 uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now) {
   const seat& s = g.seats[seat_index];
-  uint64_t total = g.cfg.contribution - s.credit + (now > deadline(g) ? g.cfg.late_penalty : 0);
+  uint64_t total = g.cfg.contribution - s.credit + (now > round_deadline(g) ? g.cfg.late_penalty : 0);
   for (const auto& d : s.debts) total += d.amount;
   return total;
 }
@@ -146,7 +147,7 @@ outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_
   add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
   for (const auto& d : s.debts) add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount, purpose::debt_forward);
   s.debts.clear();
-  const uint64_t kept = g.cfg.contribution - s.credit + (now > deadline(g) ? g.cfg.late_penalty : 0);
+  const uint64_t kept = g.cfg.contribution - s.credit + (now > round_deadline(g) ? g.cfg.late_penalty : 0);
   s.paid = true;
   s.paid_amount = kept;
   g.pot += kept;
@@ -178,7 +179,7 @@ bool round_due(const group_state& g, uint64_t now) {
   bool all = true;
   for (const auto& s : g.seats) all = all && s.paid;
   if (all) return true;
-  return g.cfg.on_default != default_policy::hold_round && now > deadline(g) + g.cfg.grace_ns;
+  return g.cfg.on_default != default_policy::hold_round && now > round_deadline(g) + g.cfg.grace_ns;
 }
 
 outcome close_round(group_state& g, uint64_t now) {

@@ -167,6 +167,8 @@ outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet);
 // seed s_N (random, chosen by the engine and logged); ignored for fixed order.
 outcome start(group_state& g, uint64_t now, const seed& secret);
 
+// Round g.round's deadline: a contribution after it is late.
+[[nodiscard]] uint64_t round_deadline(const group_state& g);
 // What `seat_index` owes at `now` to pay round g.round: due, penalty if late, debts.
 [[nodiscard]] uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now);
 [[nodiscard]] result can_contribute(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round,

@@ -495,12 +495,7 @@ void desk_table::make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t n
   p.wait_since = 0;
   touch(d, p);
   if (!events_) return;
-  wire::event ev;
-  ev.timestamp = now;
-  ev.type = wire::event_type::payout_dead;
-  ev.currency = p.currency;
-  ev.account_a = p.wallet;
-  ev.account_b = d.account;
+  auto ev = wire::decided_event(wire::event_type::payout_dead, now, p.currency, p.wallet, d.account);
   ev.ref = {p.id, uint64_t(p.attempts.size())};
   ev.amount = p.amount;
   ev.code = uint16_t(why);
@@ -510,11 +505,7 @@ void desk_table::make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t n
 
 void desk_table::breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now) {
   if (!events_) return;
-  wire::event ev;
-  ev.timestamp = now;
-  ev.type = wire::event_type::payout_breaker;
-  ev.currency = d.currency;
-  ev.account_a = d.account;
+  auto ev = wire::decided_event(wire::event_type::payout_breaker, now, d.currency, d.account);
   ev.ref = {b.trips, b.ph == breaker::phase::open ? b.open_until : 0};
   ev.code = uint16_t(b.ph);
   ev.gateway = uint16_t(gateway);
@@ -795,7 +786,13 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
   if (n == 0) sessions_.erase(e.gateway);
   if (was_up == up) return;
   const gateways::gateway* g = registry_->find(e.gateway);
-  for (auto& [c, d] : desks_) {
+  // Desks in account order: what they decide is written in the order they decide it, and
+  // the map's own order differs between live (desks made as holds come) and replay.
+  std::vector<desk*> in_order;
+  for (auto& [c, d] : desks_) in_order.push_back(&d);
+  std::sort(in_order.begin(), in_order.end(), [](const desk* x, const desk* y) { return x->account < y->account; });
+  for (desk* dp : in_order) {
+    desk& d = *dp;
     std::vector<payout_entry*> to_route;
     for (auto& [id, p] : d.payouts) {
       if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {

@@ -236,7 +236,7 @@ class engine_impl {
         end = from;
       }
       if (decided) {
-        *error = "events: the event log holds equb groups' decisions past the snapshot, placed by " +
+        *error = "events: the event log holds equb groups' or payout desks' decisions past the snapshot, placed by " +
                  std::to_string(wrote_with) + " shards; start once with --shards " + std::to_string(wrote_with) +
                  " (it replays them and snapshots when it stops), then with " + std::to_string(shards_n_);
         return false;

@@ -282,7 +282,7 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
     for (; decided_at[sh] < g.decided[sh].size(); ++decided_at[sh]) {
       std::fprintf(stderr, "mesobd: events: a decision of log record %llu came with another dispatch\n",
                    static_cast<unsigned long long>(g.decided[sh][decided_at[sh]].ev.lsn));
-      if (!g.batches.empty() && g.batches.back()->lsn > kept_lsn_.load(std::memory_order_relaxed))
+      if (g.decided[sh][decided_at[sh]].ev.lsn > kept_lsn_.load(std::memory_order_relaxed))
         out.push_back(g.decided[sh][decided_at[sh]].ev);
     }
 }

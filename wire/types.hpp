@@ -491,4 +491,17 @@ struct event {
 static_assert(sizeof(event) == 96);
 static_assert(std::is_trivially_copyable_v<event>);
 
+// An event a group or desk decides (lsn and offset: the caller's), with the fields every
+// kind sets; the rest as its type says.
+[[nodiscard]] inline event decided_event(event_type type, uint64_t timestamp, currency_code currency,
+                                         uint64_t account_a, uint64_t account_b = 0) {
+  event e;
+  e.timestamp = timestamp;
+  e.type = type;
+  e.currency = currency;
+  e.account_a = account_a;
+  e.account_b = account_b;
+  return e;
+}
+
 }  // namespace mesob::wire

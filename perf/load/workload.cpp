@@ -24,6 +24,7 @@ std::string workload::check() const {
     if (first_account + accounts + equb_groups() + 1 < first_account) return "first account id out of range";
     if (amount_max > (uint64_t(1) << 40)) return "amount max (the equb contribution): at most 2^40";
     if (opening / equb_seats < amount_max) return "opening balance: must cover every equb contribution";
+    if (equb_fee() == 0) return "equb: seats x amount max must be at least 100 (setup waits for round 1's 1% fees)";
   }
   return {};
 }

@@ -199,11 +199,15 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
     // An equb request acknowledged but never applied is caught.
     auto eq_lost = eq;
     eq_lost.first_account = 7'000'000;
+    eq_lost.run = 0xE1;
     losing_target elt(*t);
     ASSERT_TRUE(elt.setup(eq_lost, &err)) << err;
     load::run_report elrep;
     ASSERT_TRUE(load::run_load(elt, eq_lost, eo, &elrep, &err)) << err;
     EXPECT_FALSE(elrep.verify.ok);
+    ASSERT_FALSE(elrep.verify.problems.empty());
+    EXPECT_NE(elrep.verify.problems[0].find("is missing"), std::string::npos) << elrep.verify.problems[0];
+    EXPECT_GT(elrep.results["round_not_open"], 0u) << "the lost payments' groups could not go on";
 
     // Verification catches an acknowledged request the target never applied.
     auto lost = small_workload(5'000'000);
