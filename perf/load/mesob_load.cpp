@@ -1,5 +1,5 @@
-// mesob-load: the load generator. Runs a transfer or deposit workload against a running
-// mesobd over the binary protocol (or a transfer workload against a baseline system), closed or
+// mesob-load: the load generator. Runs a workload (transfers, two-phase, deposits, payouts,
+// equb rounds, or several at once: --mix) against a running mesobd over the binary protocol (or a transfer workload against a baseline system), closed or
 // open loop, and reports throughput, latency percentiles from an HDR histogram, results
 // by code, a JSON report, PNG plots, and optionally verifies the target's state after.
 //
@@ -9,6 +9,8 @@
 //   mesob-load ... --deposits --gateway telebirr --secret HEX    (as a registered gateway)
 //   mesob-load ... --payouts --answer-gateway telebirr --answer-secret HEX --answer-fail-pct 10
 //   mesob-load ... --equb --equb-seats 10 --accounts 100000 --verify   (equb rounds)
+//   mesob-load ... --mix transfers:2,equb:1,deposits:1,payouts:1 --deposit-gateway telebirr
+//                  --deposit-secret HEX --answer-gateway telebirr --answer-secret HEX
 //
 // Exit codes: 0 done (and verified, with --verify); 1 the run could not start or finish;
 // 2 bad options; 3 verification found a problem.
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -52,6 +55,68 @@ bool read_secret(const std::string& hex, const std::string& file, std::vector<ui
   }
   if (!wire::from_hex(text, out)) {
     *error = (file.empty() ? std::string("--secret") : file) + ": the secret is not hex";
+    return false;
+  }
+  return true;
+}
+
+// One workload of the run, its target and what came of it.
+struct part {
+  load::workload w;
+  load::run_options o;
+  std::unique_ptr<load::target> t;
+  std::string name;
+  load::run_report r;
+  std::string error;
+  bool ran = false;
+};
+
+// --mix "transfers:2,two-phase:1,deposits:1,payouts:1,equb:1": each workload (once) with
+// its connections (1 .. 64; default 1), on the base options, its accounts 2^32 ids after
+// the one before, its run id the base's plus its place.
+bool parse_mix(const std::string& spec, const load::workload& base, const load::run_options& o,
+               std::vector<part>* out, std::string* why) {
+  std::stringstream in(spec);
+  std::string item;
+  for (uint32_t i = 0; std::getline(in, item, ','); ++i) {
+    const auto colon = item.find(':');
+    const std::string kind = item.substr(0, colon);
+    uint32_t conns = 1;
+    if (colon != std::string::npos) {
+      const std::string n = item.substr(colon + 1);
+      if (n.empty() || n.size() > 2 || n.find_first_not_of("0123456789") != std::string::npos ||
+          (conns = uint32_t(std::stoul(n))) < 1 || conns > 64) {
+        *why = "'" + item + "': connections 1 .. 64";
+        return false;
+      }
+    }
+    part p;
+    p.w = base;
+    p.o = o;
+    p.name = kind;
+    p.w.two_phase = false;
+    if (kind == "transfers") p.w.kind = load::item_kind::transfers;
+    else if (kind == "two-phase") p.w.kind = load::item_kind::transfers, p.w.two_phase = true;
+    else if (kind == "deposits") p.w.kind = load::item_kind::deposits;
+    else if (kind == "payouts") p.w.kind = load::item_kind::payouts;
+    else if (kind == "equb") p.w.kind = load::item_kind::equb;
+    else {
+      *why = "unknown workload '" + kind + "' (transfers, two-phase, deposits, payouts, equb)";
+      return false;
+    }
+    for (const auto& q : *out)
+      if (q.name == kind) {
+        *why = "'" + kind + "' twice";
+        return false;
+      }
+    p.w.first_account = base.first_account + (uint64_t(i) << 32);
+    p.w.run = base.run + i;
+    p.o.connections = conns;
+    p.o.progress = false;
+    out->push_back(std::move(p));
+  }
+  if (out->empty() || out->size() > 5) {
+    *why = "one to five workloads";
     return false;
   }
   return true;
@@ -108,6 +173,12 @@ int main(int argc, char** argv) {
                "setup) pay rounds 2 .. seats, each round paying out when its last member paid; contributions are "
                "--amount-max; the run ends when every round is paid or the duration is over");
   app.add_option("--equb-seats", w.equb_seats, "equb: seats per group (2 .. 1,000)")->capture_default_str();
+  std::string mix, deposit_gateway, deposit_secret_hex;
+  app.add_option("--mix", mix,
+                 "several workloads at once, each on its own accounts and connections: e.g. "
+                 "transfers:2,two-phase:1,deposits:1,payouts:1,equb:1 (workload:connections)");
+  app.add_option("--deposit-gateway", deposit_gateway, "--mix with deposits: the registered gateway they come from");
+  app.add_option("--deposit-secret", deposit_secret_hex, "--mix with deposits: that gateway's secret, hex");
   app.add_flag("--deposits", deposits,
                "deposits instead of transfers: connect as a registered gateway (payments role); each credits an "
                "account from the gateway's settlement account");
@@ -136,20 +207,52 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", quiet, "no per-second progress");
   CLI11_PARSE(app, argc, argv);
   o.progress = !quiet;
-  if (int(deposits) + int(payouts) + int(equb) > 1) {
-    std::fprintf(stderr, "mesob-load: one of --deposits, --payouts, --equb\n");
+  if (int(deposits) + int(payouts) + int(equb) + int(!mix.empty()) > 1) {
+    std::fprintf(stderr, "mesob-load: one of --deposits, --payouts, --equb, --mix\n");
     return 2;
   }
   if (deposits) w.kind = load::item_kind::deposits;
   if (payouts) w.kind = load::item_kind::payouts;
   if (equb) w.kind = load::item_kind::equb;
-  if (equb && no_setup) {
-    std::fprintf(stderr, "mesob-load: --equb makes its groups at setup: drop --no-setup\n");
-    return 2;
+  if (w.run == 0) {
+    w.run = load::splitmix{w.seed ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) ^
+                           (uint64_t(::getpid()) << 32)}();
+    if (w.run == 0) w.run = 1;
   }
-  if (payouts && (answer.gateway.empty() || !wire::from_hex(answer_secret_hex, &answer.secret) ||
-                  answer.secret.empty())) {
-    std::fprintf(stderr, "mesob-load: --payouts needs --answer-gateway ID and --answer-secret HEX (a registered "
+  // The workloads of this run: the one the options name, or each of --mix's on its own
+  // account range (2^32 ids apart) and run id, with its own connections.
+  std::vector<part> parts;
+  if (mix.empty()) {
+    parts.emplace_back();
+    parts.back().w = w;
+    parts.back().o = o;
+  } else {
+    std::string why;
+    if (!parse_mix(mix, w, o, &parts, &why)) {
+      std::fprintf(stderr, "mesob-load: --mix: %s\n", why.c_str());
+      return 2;
+    }
+    if (target_name != "mesob") {
+      std::fprintf(stderr, "mesob-load: --mix runs against mesob only\n");
+      return 2;
+    }
+  }
+  bool any_payouts = false, any_deposits = false;
+  for (auto& pt : parts) {
+    any_payouts = any_payouts || pt.w.kind == load::item_kind::payouts;
+    any_deposits = any_deposits || pt.w.kind == load::item_kind::deposits;
+    if (pt.w.kind == load::item_kind::equb && no_setup) {
+      std::fprintf(stderr, "mesob-load: equb makes its groups at setup: drop --no-setup\n");
+      return 2;
+    }
+    if (const auto bad = pt.w.check(); !bad.empty()) {
+      std::fprintf(stderr, "mesob-load: %s%s\n", parts.size() > 1 ? (pt.name + ": ").c_str() : "", bad.c_str());
+      return 2;
+    }
+  }
+  if (any_payouts && (answer.gateway.empty() || !wire::from_hex(answer_secret_hex, &answer.secret) ||
+                      answer.secret.empty())) {
+    std::fprintf(stderr, "mesob-load: payouts need --answer-gateway ID and --answer-secret HEX (a registered "
                          "gateway of the mobile money rail serving the currency)\n");
     return 2;
   }
@@ -157,53 +260,58 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob-load: --answer-fail-pct 0 .. 100 and --answer-latency-ms >= 0\n");
     return 2;
   }
-  if (w.run == 0) {
-    w.run = load::splitmix{w.seed ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) ^
-                           (uint64_t(::getpid()) << 32)}();
-    if (w.run == 0) w.run = 1;
-  }
-  if (const auto bad = w.check(); !bad.empty()) {
-    std::fprintf(stderr, "mesob-load: %s\n", bad.c_str());
+  if (parts.size() > 1 && any_deposits && (deposit_gateway.empty() || deposit_secret_hex.empty())) {
+    std::fprintf(stderr, "mesob-load: --mix with deposits needs --deposit-gateway ID and --deposit-secret HEX (a "
+                         "registered gateway; the others run as --gateway)\n");
     return 2;
   }
   if (label.empty()) label = target_name;
 
   std::string error;
-  std::unique_ptr<load::target> t;
-  if (target_name == "mesob") {
-    if (!read_secret(secret_hex, secret_file, &mo.secret, &error)) {
-      std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
-      return 2;
+  if (target_name == "mesob" && !read_secret(secret_hex, secret_file, &mo.secret, &error)) {
+    std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
+    return 2;
+  }
+  for (auto& pt : parts) {
+    if (target_name == "mesob") {
+      auto opts = mo;
+      if (parts.size() > 1 && pt.w.kind == load::item_kind::deposits) {
+        opts.gateway = deposit_gateway;
+        if (!wire::from_hex(deposit_secret_hex, &opts.secret)) {
+          std::fprintf(stderr, "mesob-load: --deposit-secret is not hex\n");
+          return 2;
+        }
+      }
+      pt.t = load::make_mesob_target(opts, &error);
+    } else if (target_name == "postgres") {
+      pt.t = load::make_postgres_target(pg_conninfo, &error);
+    } else {
+      pt.t = load::make_redis_target(redis_host, redis_port, &error);
     }
-    t = load::make_mesob_target(mo, &error);
-  } else if (target_name == "postgres") {
-    t = load::make_postgres_target(pg_conninfo, &error);
-  } else {
-    t = load::make_redis_target(redis_host, redis_port, &error);
-  }
-  if (!t) {
-    std::fprintf(stderr, "mesob-load: %s: %s\n", target_name.c_str(), error.c_str());
-    return 1;
-  }
-  if (w.kind == load::item_kind::deposits) {
-    w.gateway_number = t->gateway_number();
-    if (w.gateway_number == 0) {
-      std::fprintf(stderr, "mesob-load: --deposits: gateway '%s' is not a registered gateway (register it on the "
-                           "admin port: gateway register ...)\n",
-                   mo.gateway.c_str());
-      return 2;
-    }
-  }
-  std::fprintf(stderr, "mesob-load: %s, seed %llu, run id %016llx\n", w.describe().c_str(),
-               (unsigned long long)w.seed, (unsigned long long)w.run);
-  if (!no_setup) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (!t->setup(w, &error)) {
-      std::fprintf(stderr, "mesob-load: setup: %s\n", error.c_str());
+    if (!pt.t) {
+      std::fprintf(stderr, "mesob-load: %s: %s\n", target_name.c_str(), error.c_str());
       return 1;
     }
-    std::fprintf(stderr, "mesob-load: %llu accounts ready in %.1f s\n", (unsigned long long)w.accounts,
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (pt.w.kind == load::item_kind::deposits) {
+      pt.w.gateway_number = pt.t->gateway_number();
+      if (pt.w.gateway_number == 0) {
+        std::fprintf(stderr, "mesob-load: deposits: the gateway is not a registered gateway (register it on the "
+                             "admin port: gateway register ...)\n");
+        return 2;
+      }
+    }
+    std::fprintf(stderr, "mesob-load: %s%s, seed %llu, run id %016llx\n",
+                 parts.size() > 1 ? (pt.name + ": ").c_str() : "", pt.w.describe().c_str(),
+                 (unsigned long long)pt.w.seed, (unsigned long long)pt.w.run);
+    if (!no_setup) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!pt.t->setup(pt.w, &error)) {
+        std::fprintf(stderr, "mesob-load: setup: %s\n", error.c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "mesob-load: %llu accounts ready in %.1f s\n", (unsigned long long)pt.w.accounts,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
   }
   // Payouts: mesob-load answers the instructions as the gateway (the gateway simulator),
   // and notes how each payout ended, for verification and the completion time.
@@ -212,7 +320,7 @@ int main(int argc, char** argv) {
   uint64_t settled = 0, failed = 0;
   auto last_answer = std::chrono::steady_clock::now();
   std::unique_ptr<tools::gateway_sim> answering;
-  if (payouts) {
+  if (any_payouts) {
     answer.host = mo.host;
     answer.port = mo.port;
     answer.fail_rate = answer_fail_pct / 100;
@@ -237,19 +345,37 @@ int main(int argc, char** argv) {
                    answer.gateway.c_str());
       return 1;
     }
-    o.payout_outcome = [&](uint64_t id) {
-      std::lock_guard lk(outcomes_mu);
-      const auto it = outcomes.find(id);
-      return it == outcomes.end() ? 0 : it->second;
-    };
+    for (auto& pt : parts)
+      if (pt.w.kind == load::item_kind::payouts)
+        pt.o.payout_outcome = [&](uint64_t id) {
+          std::lock_guard lk(outcomes_mu);
+          const auto it = outcomes.find(id);
+          return it == outcomes.end() ? 0 : it->second;
+        };
   }
+  // Every part at once, each on its own connections.
   const auto load_start = std::chrono::steady_clock::now();
-  load::run_report r;
-  if (!load::run_load(*t, w, o, &r, &error)) {
-    std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
-    return 1;
+  std::vector<std::thread> runs;
+  for (auto& pt : parts)
+    runs.emplace_back([&pt] { pt.ran = load::run_load(*pt.t, pt.w, pt.o, &pt.r, &pt.error); });
+  for (auto& th : runs) th.join();
+  int code = 0;
+  uint64_t all_ok = 0;
+  double longest = 0;
+  for (auto& pt : parts) {
+    if (parts.size() > 1) std::printf("== %s\n", pt.name.c_str());
+    if (!pt.ran) {
+      std::fprintf(stderr, "mesob-load: %s%s\n", parts.size() > 1 ? (pt.name + ": ").c_str() : "", pt.error.c_str());
+      code = 1;
+      continue;
+    }
+    load::print_report(pt.r, stdout);
+    all_ok += pt.r.transfers_ok;
+    longest = std::max(longest, pt.r.seconds);
   }
-  load::print_report(r, stdout);
+  if (parts.size() > 1 && code == 0)
+    std::printf("mix: %llu items ok in %.2f s: %.0f items/s over %zu workloads at once\n", (unsigned long long)all_ok,
+                longest, longest > 0 ? double(all_ok) / longest : 0.0, parts.size());
   if (answering) {
     answering->stop();
     std::lock_guard lk(outcomes_mu);
@@ -257,21 +383,32 @@ int main(int argc, char** argv) {
                 (unsigned long long)settled, (unsigned long long)failed,
                 std::chrono::duration<double>(last_answer - load_start).count());
   }
-  if (!json_path.empty()) {
-    if (!load::write_report_json(r, w, o, json_path, &error)) {
-      std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
-      return 1;
+  if (code != 0) return code;
+  for (auto& pt : parts) {
+    // A mix writes one report and one pair of plots per workload (its name in the file names).
+    const std::string suffix = parts.size() > 1 ? "-" + pt.name : "";
+    if (!json_path.empty()) {
+      std::string path = json_path;
+      if (!suffix.empty()) {
+        const auto dot = path.rfind(".json");
+        path = dot == std::string::npos ? path + suffix : path.substr(0, dot) + suffix + ".json";
+      }
+      if (!load::write_report_json(pt.r, pt.w, pt.o, path, &error)) {
+        std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
+        return 1;
+      }
+      std::printf("wrote %s\n", path.c_str());
     }
-    std::printf("wrote %s\n", json_path.c_str());
-  }
-  if (!plot_dir.empty()) {
-    if (!load::write_plots(r, plot_dir, label, &error)) {
-      std::fprintf(stderr, "mesob-load: plots: %s\n", error.c_str());
-      return 1;
+    if (!plot_dir.empty()) {
+      if (!load::write_plots(pt.r, plot_dir, label + suffix, &error)) {
+        std::fprintf(stderr, "mesob-load: plots: %s\n", error.c_str());
+        return 1;
+      }
+      std::printf("wrote %s/%s-latency-over-time.png and %s-latency-distribution.png\n", plot_dir.c_str(),
+                  (label + suffix).c_str(), (label + suffix).c_str());
     }
-    std::printf("wrote %s/%s-latency-over-time.png and %s-latency-distribution.png\n", plot_dir.c_str(),
-                label.c_str(), label.c_str());
   }
-  if (r.verify.ran && !r.verify.ok) return 3;
+  for (auto& pt : parts)
+    if (pt.r.verify.ran && !pt.r.verify.ok) return 3;
   return 0;
 }

@@ -285,6 +285,33 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   auto no_answer = run(base + " --payouts --gateway pay --secret " + pay_hex + " --duration 1");
   EXPECT_EQ(WEXITSTATUS(no_answer.status), 2) << no_answer.out;
   EXPECT_NE(no_answer.out.find("--answer-gateway"), std::string::npos) << no_answer.out;
+
+  // The mix: every workload at once, each on its own accounts and connections, each
+  // verified on its own, with one JSON report per workload.
+  const std::string json = dir.path() + "/mix.json";
+  auto mix = run(base + " --mix transfers:2,two-phase:1,deposits:1,payouts:1,equb:1 --gateway pay --secret " +
+                 pay_hex + " --deposit-gateway mpesa --deposit-secret " + secret + " --answer-gateway mpesa " +
+                 "--answer-secret " + secret + " --accounts 600 --equb-seats 3 --first-account 9000000 " +
+                 "--batch 60 --duration 1.5 --verify --quiet --json " + json);
+  EXPECT_TRUE(WIFEXITED(mix.status) && WEXITSTATUS(mix.status) == 0) << mix.out;
+  for (const char* name : {"transfers", "two-phase", "deposits", "payouts", "equb"}) {
+    EXPECT_NE(mix.out.find(std::string("== ") + name + "\n"), std::string::npos) << name << "\n" << mix.out;
+    std::error_code ec;
+    EXPECT_TRUE(std::filesystem::exists(dir.path() + "/mix-" + name + ".json", ec)) << name;
+  }
+  size_t verified = 0;
+  for (size_t at = 0; (at = mix.out.find("verify: ok", at)) != std::string::npos; ++at) ++verified;
+  EXPECT_EQ(verified, 5u) << mix.out;
+  EXPECT_NE(mix.out.find("over 5 workloads at once"), std::string::npos) << mix.out;
+  // Bad mixes: precise refusals.
+  auto bad_kind = run(base + " --mix transfers,orders --gateway pay --secret " + pay_hex);
+  EXPECT_EQ(WEXITSTATUS(bad_kind.status), 2) << bad_kind.out;
+  EXPECT_NE(bad_kind.out.find("unknown workload 'orders'"), std::string::npos) << bad_kind.out;
+  auto twice = run(base + " --mix equb:1,equb:2 --gateway pay --secret " + pay_hex);
+  EXPECT_NE(twice.out.find("'equb' twice"), std::string::npos) << twice.out;
+  auto no_deposit_gw = run(base + " --mix transfers,deposits --gateway pay --secret " + pay_hex);
+  EXPECT_EQ(WEXITSTATUS(no_deposit_gw.status), 2) << no_deposit_gw.out;
+  EXPECT_NE(no_deposit_gw.out.find("--deposit-gateway"), std::string::npos) << no_deposit_gw.out;
 }
 
 TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
