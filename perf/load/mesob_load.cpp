@@ -9,7 +9,7 @@
 //   mesob-load ... --deposits --gateway telebirr --secret HEX    (as a registered gateway)
 //   mesob-load ... --payouts --answer-gateway telebirr --answer-secret HEX --answer-fail-pct 10
 //   mesob-load ... --equb --equb-seats 10 --accounts 100000 --verify   (equb rounds)
-//   mesob-load ... --mix transfers:2,equb:1,deposits:1,payouts:1 --deposit-gateway telebirr
+//   mesob-load ... --mix transfers:2,equb:1,deposits:1,payouts:1 --deposit-gateway airtel
 //                  --deposit-secret HEX --answer-gateway telebirr --answer-secret HEX
 //
 // Exit codes: 0 done (and verified, with --verify); 1 the run could not start or finish;
@@ -79,6 +79,8 @@ bool parse_mix(const std::string& spec, const load::workload& base, const load::
   std::stringstream in(spec);
   std::string item;
   for (uint32_t i = 0; std::getline(in, item, ','); ++i) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
     const auto colon = item.find(':');
     const std::string kind = item.substr(0, colon);
     uint32_t conns = 1;
@@ -110,6 +112,10 @@ bool parse_mix(const std::string& spec, const load::workload& base, const load::
         return false;
       }
     p.w.first_account = base.first_account + (uint64_t(i) << 32);
+    if (p.w.first_account < base.first_account || p.w.first_account + (uint64_t(1) << 32) < p.w.first_account) {
+      *why = "--first-account too high for " + std::to_string(i + 1) + " workloads 2^32 ids apart";
+      return false;
+    }
     p.w.run = base.run + i;
     p.o.connections = conns;
     p.o.progress = false;
@@ -176,7 +182,8 @@ int main(int argc, char** argv) {
   std::string mix, deposit_gateway, deposit_secret_hex;
   app.add_option("--mix", mix,
                  "several workloads at once, each on its own accounts and connections: e.g. "
-                 "transfers:2,two-phase:1,deposits:1,payouts:1,equb:1 (workload:connections)");
+                 "transfers:2,two-phase:1,deposits:1,payouts:1,equb:1 (workload:connections; --connections and "
+                 "--two-phase do not apply; batch, window, rate and duration are each workload's)");
   app.add_option("--deposit-gateway", deposit_gateway, "--mix with deposits: the registered gateway they come from");
   app.add_option("--deposit-secret", deposit_secret_hex, "--mix with deposits: that gateway's secret, hex");
   app.add_flag("--deposits", deposits,
@@ -222,7 +229,8 @@ int main(int argc, char** argv) {
   // The workloads of this run: the one the options name, or each of --mix's on its own
   // account range (2^32 ids apart) and run id, with its own connections.
   std::vector<part> parts;
-  if (mix.empty()) {
+  const bool mixing = !mix.empty();
+  if (!mixing) {
     parts.emplace_back();
     parts.back().w = w;
     parts.back().o = o;
@@ -236,33 +244,47 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "mesob-load: --mix runs against mesob only\n");
       return 2;
     }
+    if (w.two_phase) {
+      std::fprintf(stderr, "mesob-load: --mix: name two-phase in the mix instead of --two-phase\n");
+      return 2;
+    }
   }
   bool any_payouts = false, any_deposits = false;
   for (auto& pt : parts) {
     any_payouts = any_payouts || pt.w.kind == load::item_kind::payouts;
     any_deposits = any_deposits || pt.w.kind == load::item_kind::deposits;
     if (pt.w.kind == load::item_kind::equb && no_setup) {
-      std::fprintf(stderr, "mesob-load: equb makes its groups at setup: drop --no-setup\n");
+      std::fprintf(stderr, "mesob-load: %s makes its groups at setup: drop --no-setup\n", mixing ? "equb" : "--equb");
       return 2;
     }
     if (const auto bad = pt.w.check(); !bad.empty()) {
-      std::fprintf(stderr, "mesob-load: %s%s\n", parts.size() > 1 ? (pt.name + ": ").c_str() : "", bad.c_str());
+      std::fprintf(stderr, "mesob-load: %s%s\n", mixing ? (pt.name + ": ").c_str() : "", bad.c_str());
       return 2;
     }
   }
   if (any_payouts && (answer.gateway.empty() || !wire::from_hex(answer_secret_hex, &answer.secret) ||
                       answer.secret.empty())) {
-    std::fprintf(stderr, "mesob-load: payouts need --answer-gateway ID and --answer-secret HEX (a registered "
-                         "gateway of the mobile money rail serving the currency)\n");
+    std::fprintf(stderr, "mesob-load: %s --answer-gateway ID and --answer-secret HEX (a registered "
+                         "gateway of the mobile money rail serving the currency)\n",
+                 mixing ? "payouts in the mix need" : "--payouts needs");
     return 2;
   }
   if (answer_fail_pct < 0 || answer_fail_pct > 100 || answer.latency_ms < 0) {
     std::fprintf(stderr, "mesob-load: --answer-fail-pct 0 .. 100 and --answer-latency-ms >= 0\n");
     return 2;
   }
-  if (parts.size() > 1 && any_deposits && (deposit_gateway.empty() || deposit_secret_hex.empty())) {
+  std::vector<uint8_t> deposit_secret;
+  if (mixing && any_deposits &&
+      (deposit_gateway.empty() || !wire::from_hex(deposit_secret_hex, &deposit_secret) || deposit_secret.empty())) {
     std::fprintf(stderr, "mesob-load: --mix with deposits needs --deposit-gateway ID and --deposit-secret HEX (a "
                          "registered gateway; the others run as --gateway)\n");
+    return 2;
+  }
+  // Every session of a payouts gateway receives its instructions: the deposits' client,
+  // which reads only at setup and verification, would fill up with them.
+  if (mixing && any_deposits && any_payouts && deposit_gateway == answer.gateway) {
+    std::fprintf(stderr, "mesob-load: --mix: --deposit-gateway and --answer-gateway must differ (every session of "
+                         "a gateway receives its payout instructions)\n");
     return 2;
   }
   if (label.empty()) label = target_name;
@@ -275,12 +297,9 @@ int main(int argc, char** argv) {
   for (auto& pt : parts) {
     if (target_name == "mesob") {
       auto opts = mo;
-      if (parts.size() > 1 && pt.w.kind == load::item_kind::deposits) {
+      if (mixing && pt.w.kind == load::item_kind::deposits) {
         opts.gateway = deposit_gateway;
-        if (!wire::from_hex(deposit_secret_hex, &opts.secret)) {
-          std::fprintf(stderr, "mesob-load: --deposit-secret is not hex\n");
-          return 2;
-        }
+        opts.secret = deposit_secret;
       }
       pt.t = load::make_mesob_target(opts, &error);
     } else if (target_name == "postgres") {
@@ -295,13 +314,14 @@ int main(int argc, char** argv) {
     if (pt.w.kind == load::item_kind::deposits) {
       pt.w.gateway_number = pt.t->gateway_number();
       if (pt.w.gateway_number == 0) {
-        std::fprintf(stderr, "mesob-load: deposits: the gateway is not a registered gateway (register it on the "
-                             "admin port: gateway register ...)\n");
+        std::fprintf(stderr, "mesob-load: deposits: gateway '%s' is not a registered gateway (register it on the "
+                             "admin port: gateway register ...)\n",
+                     mixing ? deposit_gateway.c_str() : mo.gateway.c_str());
         return 2;
       }
     }
     std::fprintf(stderr, "mesob-load: %s%s, seed %llu, run id %016llx\n",
-                 parts.size() > 1 ? (pt.name + ": ").c_str() : "", pt.w.describe().c_str(),
+                 mixing ? (pt.name + ": ").c_str() : "", pt.w.describe().c_str(),
                  (unsigned long long)pt.w.seed, (unsigned long long)pt.w.run);
     if (!no_setup) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -363,9 +383,9 @@ int main(int argc, char** argv) {
   uint64_t all_ok = 0;
   double longest = 0;
   for (auto& pt : parts) {
-    if (parts.size() > 1) std::printf("== %s\n", pt.name.c_str());
+    if (mixing) std::printf("== %s\n", pt.name.c_str());
     if (!pt.ran) {
-      std::fprintf(stderr, "mesob-load: %s%s\n", parts.size() > 1 ? (pt.name + ": ").c_str() : "", pt.error.c_str());
+      std::fprintf(stderr, "mesob-load: %s%s\n", mixing ? (pt.name + ": ").c_str() : "", pt.error.c_str());
       code = 1;
       continue;
     }
@@ -373,7 +393,7 @@ int main(int argc, char** argv) {
     all_ok += pt.r.transfers_ok;
     longest = std::max(longest, pt.r.seconds);
   }
-  if (parts.size() > 1 && code == 0)
+  if (mixing && code == 0)
     std::printf("mix: %llu items ok in %.2f s: %.0f items/s over %zu workloads at once\n", (unsigned long long)all_ok,
                 longest, longest > 0 ? double(all_ok) / longest : 0.0, parts.size());
   if (answering) {
@@ -386,12 +406,12 @@ int main(int argc, char** argv) {
   if (code != 0) return code;
   for (auto& pt : parts) {
     // A mix writes one report and one pair of plots per workload (its name in the file names).
-    const std::string suffix = parts.size() > 1 ? "-" + pt.name : "";
+    const std::string suffix = mixing ? "-" + pt.name : "";
     if (!json_path.empty()) {
       std::string path = json_path;
       if (!suffix.empty()) {
-        const auto dot = path.rfind(".json");
-        path = dot == std::string::npos ? path + suffix : path.substr(0, dot) + suffix + ".json";
+        const bool ends_json = path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+        path = ends_json ? path.substr(0, path.size() - 5) + suffix + ".json" : path + suffix;
       }
       if (!load::write_report_json(pt.r, pt.w, pt.o, path, &error)) {
         std::fprintf(stderr, "mesob-load: %s\n", error.c_str());

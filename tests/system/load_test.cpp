@@ -287,12 +287,17 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   EXPECT_NE(no_answer.out.find("--answer-gateway"), std::string::npos) << no_answer.out;
 
   // The mix: every workload at once, each on its own accounts and connections, each
-  // verified on its own, with one JSON report per workload.
+  // verified on its own, with one JSON report per workload. Deposits come from another
+  // registered gateway than the one answering payouts.
+  auto m2 = admin(*ops, "gateway register", {"airtel", "mobile_money", "2", "payments", "ETB=9101"});
+  ASSERT_EQ(m2.code, wire::admin_code::ok) << m2.message;
+  const std::string airtel = cell(m2, "credentials (shown once)", "secret_hex");
   const std::string json = dir.path() + "/mix.json";
-  auto mix = run(base + " --mix transfers:2,two-phase:1,deposits:1,payouts:1,equb:1 --gateway pay --secret " +
-                 pay_hex + " --deposit-gateway mpesa --deposit-secret " + secret + " --answer-gateway mpesa " +
-                 "--answer-secret " + secret + " --accounts 600 --equb-seats 3 --first-account 9000000 " +
-                 "--batch 60 --duration 1.5 --verify --quiet --json " + json);
+  const std::string gateways = " --gateway pay --secret " + pay_hex + " --deposit-gateway airtel --deposit-secret " +
+                               airtel + " --answer-gateway mpesa --answer-secret " + secret;
+  auto mix = run(base + " --mix 'transfers:2, two-phase:1,deposits:1,payouts:1,equb:1'" + gateways +
+                 " --accounts 600 --equb-seats 3 --first-account 9000000 --batch 60 --duration 1.5 --verify --quiet"
+                 " --json " + json);
   EXPECT_TRUE(WIFEXITED(mix.status) && WEXITSTATUS(mix.status) == 0) << mix.out;
   for (const char* name : {"transfers", "two-phase", "deposits", "payouts", "equb"}) {
     EXPECT_NE(mix.out.find(std::string("== ") + name + "\n"), std::string::npos) << name << "\n" << mix.out;
@@ -312,6 +317,17 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   auto no_deposit_gw = run(base + " --mix transfers,deposits --gateway pay --secret " + pay_hex);
   EXPECT_EQ(WEXITSTATUS(no_deposit_gw.status), 2) << no_deposit_gw.out;
   EXPECT_NE(no_deposit_gw.out.find("--deposit-gateway"), std::string::npos) << no_deposit_gw.out;
+  auto same_gw = run(base + " --mix deposits,payouts --gateway pay --secret " + pay_hex +
+                     " --deposit-gateway mpesa --deposit-secret " + secret + " --answer-gateway mpesa --answer-secret " +
+                     secret);
+  EXPECT_EQ(WEXITSTATUS(same_gw.status), 2) << same_gw.out;
+  EXPECT_NE(same_gw.out.find("must differ"), std::string::npos) << same_gw.out;
+  // A mix of one is still a mix: deposits from --deposit-gateway, a report named for it.
+  auto one = run(base + " --mix deposits:2" + gateways + " --accounts 300 --first-account 30000000 --batch 50 " +
+                 "--duration 1 --verify --quiet --json " + dir.path() + "/one.json");
+  EXPECT_TRUE(WIFEXITED(one.status) && WEXITSTATUS(one.status) == 0) << one.out;
+  EXPECT_NE(one.out.find("== deposits\n"), std::string::npos) << one.out;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/one-deposits.json"));
 }
 
 TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
