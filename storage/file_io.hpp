@@ -9,11 +9,13 @@
 
 namespace mesob::storage {
 
-// False on an error or (reading) the end of the file before `len` bytes; errno says why.
-inline bool pread_full(int fd, void* buf, size_t len, uint64_t off) {
-  auto* p = static_cast<uint8_t*>(buf);
+// Runs `io(fd, p, len, off)` (pread or pwrite) until the whole range is done: short
+// transfers continued, EINTR retried. False on an error or (reading) the end of the file
+// before `len` bytes; errno says why.
+template <class Byte, class Io>
+bool whole_range(int fd, Byte* p, size_t len, uint64_t off, Io io) {
   while (len > 0) {
-    const ssize_t n = ::pread(fd, p, len, off_t(off));
+    const ssize_t n = io(fd, p, len, off_t(off));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     p += n;
@@ -23,17 +25,12 @@ inline bool pread_full(int fd, void* buf, size_t len, uint64_t off) {
   return true;
 }
 
+inline bool pread_full(int fd, void* buf, size_t len, uint64_t off) {
+  return whole_range(fd, static_cast<uint8_t*>(buf), len, off, ::pread);
+}
+
 inline bool pwrite_full(int fd, const void* buf, size_t len, uint64_t off) {
-  const auto* p = static_cast<const uint8_t*>(buf);
-  while (len > 0) {
-    const ssize_t n = ::pwrite(fd, p, len, off_t(off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= size_t(n);
-    off += uint64_t(n);
-  }
-  return true;
+  return whole_range(fd, static_cast<const uint8_t*>(buf), len, off, ::pwrite);
 }
 
 }  // namespace mesob::storage
