@@ -22,6 +22,7 @@
 #include "actors/gateway_registry.hpp"
 #include "actors/payout_desk.hpp"
 #include "actors/ledger_rules.hpp"
+#include "actors/market.hpp"
 #include "actors/record_store.hpp"
 #include "wire/types.hpp"
 
@@ -50,6 +51,9 @@ enum class op_kind : uint16_t {
   payout_ops = 17,               // operators' retry and cancel of payouts (the desks' shards)
   lookup_payouts = 18,           // the desks' payouts (account_ids: {payout id or 0, limit, problems
                                  // only}), their counts, breakers, reconciliation
+  instrument_ops = 19,           // instrument definitions, halts, resumes (every shard's market)
+  prices = 20,                   // market-data prices (every shard's market)
+  lookup_instruments = 21,       // instruments by id (account_ids; none: every one), shard 0's market
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -64,7 +68,7 @@ struct currency_total {
   return k == op_kind::create_accounts || k == op_kind::create_transfers ||
          k == op_kind::set_account_status || k == op_kind::tick || k == op_kind::equb_ops ||
          k == op_kind::gateway_ops || k == op_kind::payout_answers || k == op_kind::gateway_events ||
-         k == op_kind::payout_ops;
+         k == op_kind::payout_ops || k == op_kind::instrument_ops || k == op_kind::prices;
 }
 
 constexpr uint32_t shards_max = 32;
@@ -138,6 +142,8 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::payout_answer> payout_answers;
   std::vector<wire::gateway_event> gateway_events;
   std::vector<wire::payout_op> payout_ops;
+  std::vector<wire::instrument_op> instrument_ops;
+  std::vector<wire::price> prices;
   // gateway_ops: the registry after this batch; every shard adopts it when it executes
   // the batch, and the engine publishes it when it dispatches it (durable).
   std::shared_ptr<const gateways::registry> registry_after;
@@ -172,6 +178,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<std::vector<payouts::recon_row>> found_recon;        // lookup_payouts: per shard
   std::vector<std::vector<payouts::payout_count>> found_counts;    // lookup_payouts: per shard
   std::vector<std::vector<payouts::sweep_row>> found_sweeps;       // lookup_payouts: per shard
+  std::vector<wire::instrument_state> found_instruments;            // lookup_instruments
   // currency_totals: per shard, its equb groups checked against their escrow accounts.
   struct group_audit {
     uint64_t checked = 0;
@@ -241,6 +248,7 @@ struct checkpoint_cut {
   std::vector<uint8_t> gateway_sessions;  // sessions up per gateway at the cut (shard 0's)
   std::vector<payouts::desk_table::dirty_rows> payouts;  // per shard, rows changed since its last cut
   std::vector<std::vector<payouts::recon_row>> recon;    // per shard, its reconciliation counts (whole)
+  std::vector<uint8_t> market;  // shard 0's market at the cut (book::encode; empty: no instrument)
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;
 };

@@ -208,10 +208,12 @@ void shard::publish_stats() {
   pub_accounts_.store(slots_.size(), r);
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
-  pub_next_deadline_.store(std::min(groups_.next_deadline(), desks_.next_deadline()), r);
+  // Shard 0's market times the halts it announces (the others' copies announce nothing).
+  const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
+  pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due}), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
-                        pending_index_.memory_bytes() + group_bytes(),
+                        pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes(),
                     r);
 }
 
@@ -256,6 +258,12 @@ void shard::execute(batch& b) {
     deciding(b, 0);
     desks_.run_due(b.sweep_to);
   }
+  // Halts and resumes time decided (a price gone stale, a move halt over) by the batch's
+  // first timestamp: a price in the batch comes after them.
+  if (logged && market_.due(b.timestamp_base)) {
+    deciding(b, 0);
+    market_.run_due(b.timestamp_base);
+  }
   switch (b.kind) {
     case op_kind::tick: break;
     case op_kind::create_accounts: execute_accounts(b); break;
@@ -268,6 +276,24 @@ void shard::execute(batch& b) {
     case op_kind::payouts: MESOB_ASSERT_MSG(false, "deposits and payouts reach shards as transfers"); break;
     case op_kind::payout_answers: execute_payout_answers(b); break;
     case op_kind::payout_ops: execute_payout_ops(b); break;
+    case op_kind::instrument_ops:
+    case op_kind::prices: execute_market(b); break;
+    case op_kind::lookup_instruments: {  // shard 0 only
+      const uint64_t t = b.sweep_to;
+      if (!b.account_ids.empty()) {
+        for (uint32_t i = 0; i < b.count; ++i)
+          if (const auto* in = market_.find(b.account_ids[i])) {
+            b.found_instruments[i] = in->view(t);
+            b.results[i] = result::ok;
+          }
+        break;
+      }
+      market_.for_each([&](const market::instrument& in) { b.found_instruments.push_back(in.view(t)); });
+      std::sort(b.found_instruments.begin(), b.found_instruments.end(),
+                [](const auto& x, const auto& y) { return x.def.instrument_id < y.def.instrument_id; });
+      b.results.assign(b.found_instruments.size(), result::ok);
+      break;
+    }
     case op_kind::gateway_events: break;  // applied above, before the timers
     case op_kind::lookup_payouts: {
       const uint64_t id = b.account_ids.at(0), limit = b.account_ids.at(1);
@@ -500,6 +526,18 @@ void shard::execute_payout_ops(batch& b) {
     if (b.results[i] != result::ok || shard_of(b.payout_desks[i], count_) != index_) continue;
     deciding(b, i + 1);
     b.results[i] = desks_.op(b.payout_ops[i], b.payout_desks[i], b.timestamp_base + i);
+  }
+}
+
+// Every shard applies the batch to its copy of the market, in log order; shard 0's copy
+// writes the results (every copy reaches the same) and makes the events.
+void shard::execute_market(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    deciding(b, i + 1);
+    bool repeated = false;
+    const result r = b.kind == op_kind::prices ? market_.apply(b.prices[i], b.timestamp_base + i)
+                                               : market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
+    if (index_ == 0) b.results[i] = r;
   }
 }
 
@@ -960,6 +998,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   groups_.take_dirty(&cut_->groups[index_]);
   desks_.take_dirty(&cut_->payouts[index_]);
   if (index_ == 0) cut_->gateway_sessions = desks_.encode_sessions();
+  if (index_ == 0 && market_.size() > 0) cut_->market = market_.encode();
   cut_->recon[index_] = desks_.recon_rows();
   note_pause(t0);
 }

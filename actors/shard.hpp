@@ -69,6 +69,7 @@ class shard {
       };
       groups_.set_events(decided);
       desks_.set_events(decided);
+      if (index_ == 0) market_.set_events(decided);
     }
   }
   void take_expired(std::vector<expired_pending>& out) { out.swap(expired_); expired_.clear(); }
@@ -96,6 +97,8 @@ class shard {
   // The payout desks this shard hosts, and its copy of the gateway registry and sessions
   // (actors/payout_desk.hpp).
   [[nodiscard]] payouts::desk_table& desks() { return desks_; }
+  // This shard's copy of the market (actors/market.hpp); shard 0's makes its events.
+  [[nodiscard]] market::book& market() { return market_; }
   // Earliest engine time at which a group's round may close on its deadline, or a payout
   // timer fires.
   [[nodiscard]] uint64_t next_group_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
@@ -142,6 +145,7 @@ class shard {
   void execute_payout_answers(batch& b);
   void chain_done(const transfer& first, result r, uint64_t ts);
   void execute_payout_ops(batch& b);
+  void execute_market(batch& b);
   void audit_groups(batch::group_audit& out) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
@@ -215,6 +219,7 @@ class shard {
   resolved_reader read_resolved_;
   equb::group_table groups_;
   payouts::desk_table desks_;
+  market::book market_;
   std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   bool keep_expired_ = false;

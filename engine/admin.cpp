@@ -11,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "actors/market.hpp"
 #include "storage/audit_log.hpp"
 
 namespace mesob::engine {
@@ -287,6 +288,19 @@ class admin_impl {
          "an equb group: config, phase, round, escrow (and what its account holds), seats, paid-out rounds, "
          "payments it still owes",
          1, 1, &admin_impl::cmd_group_show},
+        {"instruments", "", "every instrument: symbol, class, currency, tick, lot, last price, halt reasons", 0, 0,
+         &admin_impl::cmd_instruments},
+        {"instrument show", "<instrument-id>", "one instrument: its definition, halt rules, last price and state", 1, 1,
+         &admin_impl::cmd_instrument_show},
+        {"instrument define",
+         "<instrument-id> <symbol> <class> <currency> <tick> <lot> <move_bp> <window_ms> <stale_ms> <halt_ms>",
+         "list an instrument (class: cash_like, bond, equity, fund; tick: minor units per tick per unit)", 10, 10,
+         &admin_impl::cmd_instrument_define},
+        {"instrument halt", "<instrument-id>", "halt trading in an instrument until an operator resumes it", 1, 1,
+         &admin_impl::cmd_instrument_halt},
+        {"instrument resume", "<instrument-id>",
+         "lift a halt by hand or for a price move (a stale price is lifted only by a new price)", 1, 1,
+         &admin_impl::cmd_instrument_resume},
         {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
          &admin_impl::cmd_transfer_show},
         {"snapshot", "", "take a snapshot now", 0, 0, &admin_impl::cmd_snapshot},
@@ -941,6 +955,128 @@ class admin_impl {
     }
     m.sections.push_back(std::move(owed));
     return m;
+  }
+
+  // ---- instruments (actors/market.hpp) ----
+  static std::string reasons_text(uint8_t r) {
+    if (r == 0) return "trading";
+    std::string out;
+    for (auto [bit, name] : {std::pair{wire::halt_reasons::manual, "halted"}, std::pair{wire::halt_reasons::move, "move"},
+                             std::pair{wire::halt_reasons::stale, "stale"}})
+      if (r & bit) out += (out.empty() ? "" : ",") + std::string(name);
+    return out;
+  }
+  static std::vector<std::string> instrument_cells(const wire::instrument_state& s) {
+    return {std::to_string(s.def.instrument_id), actors::market::symbol_of(s.def),
+            std::string(wire::asset_class_name(uint8_t(s.def.cls))), wire::currency_name(s.def.currency),
+            std::to_string(s.def.tick), std::to_string(s.def.lot), std::to_string(s.last_ticks),
+            std::to_string(s.last_price_at), reasons_text(s.reasons), std::to_string(s.halts), std::to_string(s.prices)};
+  }
+  static std::vector<admin_column> instrument_columns() {
+    return {{"instrument", true}, {"symbol", false}, {"class", false}, {"currency", false},
+            {"tick", true},       {"lot", true},     {"last_ticks", true}, {"last_price_at", true},
+            {"state", false},     {"halts", true},   {"prices", true}};
+  }
+  admin_response_msg cmd_instruments(const std::vector<std::string>&) {
+    const reply r = eng_.lookup_instruments({});
+    if (r.st != status::ok) return refused_by_engine(r);
+    admin_response_msg m = answer(admin_code::ok, std::to_string(r.instruments.size()) + " instruments");
+    admin_section s;
+    s.title = "instruments";
+    s.columns = instrument_columns();
+    for (const auto& in : r.instruments) {
+      if (s.rows.size() >= wire::admin_rows_max) {
+        m.message += " (the first " + std::to_string(wire::admin_rows_max) + " shown)";
+        break;
+      }
+      s.rows.push_back(instrument_cells(in));
+    }
+    m.sections.push_back(std::move(s));
+    return m;
+  }
+  bool instrument_arg(const std::string& a, uint64_t* id, admin_response_msg* bad) {
+    if (parse_u64(a, id) && *id != 0) return true;
+    *bad = answer(admin_code::arguments_invalid, "instrument id '" + a + "' is not an integer from 1 to 2^64-1");
+    return false;
+  }
+  admin_response_msg cmd_instrument_show(const std::vector<std::string>& args) {
+    uint64_t id = 0;
+    admin_response_msg bad;
+    if (!instrument_arg(args[0], &id, &bad)) return bad;
+    const reply r = eng_.lookup_instruments({id});
+    if (r.st != status::ok) return refused_by_engine(r);
+    if (r.results.empty() || r.results[0] != wire::result::ok)
+      return answer(admin_code::not_found, "instrument " + args[0] + " is not listed");
+    const auto& s = r.instruments[0];
+    admin_response_msg m = answer(admin_code::ok, "instrument " + args[0] + ": " + reasons_text(s.reasons));
+    admin_section sec;
+    sec.title = "instrument";
+    sec.columns = instrument_columns();
+    sec.rows.push_back(instrument_cells(s));
+    for (auto [name, v] : {std::pair{"move_bp", uint64_t(s.def.move_bp)}, {"move_window_ms", s.def.move_window_ms},
+                           {"stale_ms", s.def.stale_ms}, {"halt_ms", s.def.halt_ms},
+                           {"move_halt_until", s.move_halt_until}, {"defined_at", s.defined_at}}) {
+      sec.columns.push_back({name, true});
+      sec.rows[0].push_back(std::to_string(v));
+    }
+    m.sections.push_back(std::move(sec));
+    return m;
+  }
+  admin_response_msg instrument_change(const wire::instrument_op& op, const std::string& what) {
+    const reply r = eng_.instruments({op});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
+    const std::string name = "instrument " + std::to_string(op.instrument_id);
+    if (res == wire::result::instrument_not_found) return answer(admin_code::not_found, name + " is not listed");
+    if (res != wire::result::ok) return answer(admin_code::failed, name + ": " + std::string(wire::result_name(res)));
+    admin_response_msg m = answer(admin_code::ok, name + " " + what);
+    row_builder b("change");
+    b.num("instrument", op.instrument_id).num("lsn", r.lsn);
+    m.sections.push_back(std::move(b.sec));
+    return m;
+  }
+  admin_response_msg cmd_instrument_define(const std::vector<std::string>& a) {
+    wire::instrument_op op;
+    admin_response_msg bad;
+    op.kind = wire::instrument_op_kind::define;
+    if (!instrument_arg(a[0], &op.instrument_id, &bad)) return bad;
+    if (!actors::market::set_symbol(op, a[1]) || actors::market::symbol_of(op).empty())
+      return answer(admin_code::arguments_invalid, "symbol '" + a[1] + "': 1 to 15 of A-Z 0-9 . -");
+    for (uint8_t c = 1; c <= wire::asset_class_max; ++c)
+      if (wire::asset_class_name(c) == a[2]) op.cls = wire::asset_class(c);
+    if (uint8_t(op.cls) == 0)
+      return answer(admin_code::arguments_invalid, "class '" + a[2] + "': cash_like, bond, equity or fund");
+    if (a[3].size() != 3) return answer(admin_code::arguments_invalid, "currency '" + a[3] + "': three letters A-Z");
+    op.currency = uint32_t(uint8_t(a[3][0])) | uint32_t(uint8_t(a[3][1])) << 8 | uint32_t(uint8_t(a[3][2])) << 16;
+    if (!wire::currency_valid(op.currency))
+      return answer(admin_code::arguments_invalid, "currency '" + a[3] + "': three letters A-Z");
+    uint64_t v[6] = {};
+    static const char* names[] = {"tick", "lot", "move_bp", "window_ms", "stale_ms", "halt_ms"};
+    for (int i = 0; i < 6; ++i)
+      if (!parse_u64(a[4 + i], &v[i]) || v[i] == 0 || (i >= 2 && v[i] > UINT32_MAX))
+        return answer(admin_code::arguments_invalid, std::string(names[i]) + " '" + a[4 + i] + "' is not a positive integer" +
+                                                         (i >= 2 ? " below 2^32" : ""));
+    op.tick = v[0];
+    op.lot = v[1];
+    op.move_bp = uint32_t(v[2]);
+    op.move_window_ms = uint32_t(v[3]);
+    op.stale_ms = uint32_t(v[4]);
+    op.halt_ms = uint32_t(v[5]);
+    return instrument_change(op, "listed (" + a[1] + ")");
+  }
+  admin_response_msg cmd_instrument_halt(const std::vector<std::string>& a) {
+    wire::instrument_op op;
+    admin_response_msg bad;
+    if (!instrument_arg(a[0], &op.instrument_id, &bad)) return bad;
+    op.kind = wire::instrument_op_kind::halt;
+    return instrument_change(op, "halted");
+  }
+  admin_response_msg cmd_instrument_resume(const std::vector<std::string>& a) {
+    wire::instrument_op op;
+    admin_response_msg bad;
+    if (!instrument_arg(a[0], &op.instrument_id, &bad)) return bad;
+    op.kind = wire::instrument_op_kind::resume;
+    return instrument_change(op, "resumed");
   }
 
   admin_response_msg set_status(const std::vector<std::string>& args, wire::account_status to, const char* done) {

@@ -118,6 +118,11 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
               b.gateway_events.size() * sizeof(wire::gateway_event)};
     case op_kind::payout_ops:
       return {reinterpret_cast<const uint8_t*>(b.payout_ops.data()), b.payout_ops.size() * sizeof(wire::payout_op)};
+    case op_kind::instrument_ops:
+      return {reinterpret_cast<const uint8_t*>(b.instrument_ops.data()),
+              b.instrument_ops.size() * sizeof(wire::instrument_op)};
+    case op_kind::prices:
+      return {reinterpret_cast<const uint8_t*>(b.prices.data()), b.prices.size() * sizeof(wire::price)};
     default: return {};
   }
 }
@@ -230,7 +235,9 @@ class engine_impl {
         bool older = false;
         for (const auto& ev : part) {
           older = older || ev.lsn <= snap;
-          decided = decided || (ev.lsn > snap && uint16_t(ev.type) >= uint16_t(wire::event_type::equb_missed));
+          const bool by_time = uint16_t(ev.type) >= uint16_t(wire::event_type::equb_missed) &&
+                               ev.type != wire::event_type::instrument_defined && ev.type != wire::event_type::price;
+          decided = decided || (ev.lsn > snap && by_time);
         }
         if (older) break;
         end = from;
@@ -791,6 +798,13 @@ class engine_impl {
         break;
       case op_kind::payout_ops: sequence_payout_ops(b); break;
       case op_kind::gateway_events: sequence_events(b); break;
+      // The market decides (actors/market.hpp): every shard's copy, shard 0's results.
+      case op_kind::instrument_ops:
+      case op_kind::prices: b.results.assign(b.count, result::ok); break;
+      case op_kind::lookup_instruments:
+        b.results.assign(b.count, result::instrument_not_found);
+        b.found_instruments.assign(b.count, wire::instrument_state{});
+        break;
     }
     const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
     b.shard_mask = all;
@@ -801,6 +815,7 @@ class engine_impl {
         if (b.results[i] == result::ok) m |= 1u << shard_of(b.payout_desks[i], shards_n_);
       b.shard_mask = m != 0 ? m : 1u;
     }
+    if (b.kind == op_kind::lookup_instruments) b.shard_mask = 1;  // shard 0's copy answers
     if (b.kind == op_kind::create_transfers) {
       uint32_t m = 0;
       for (uint32_t s = 0; s < shards_n_; ++s)
@@ -841,6 +856,15 @@ class engine_impl {
         break;
       case op_kind::payout_ops: b->payout_ops = std::move(req.payout_ops); b->count = uint32_t(b->payout_ops.size()); break;
       case op_kind::lookup_payouts: b->account_ids = std::move(req.account_ids); break;
+      case op_kind::instrument_ops:
+        b->instrument_ops = std::move(req.instrument_ops);
+        b->count = uint32_t(b->instrument_ops.size());
+        break;
+      case op_kind::prices: b->prices = std::move(req.prices); b->count = uint32_t(b->prices.size()); break;
+      case op_kind::lookup_instruments:
+        b->account_ids = std::move(req.account_ids);
+        b->count = uint32_t(b->account_ids.size());
+        break;
       case op_kind::currency_totals:
       case op_kind::payouts:
       case op_kind::deposits:
@@ -881,6 +905,9 @@ class engine_impl {
       case op_kind::lookup_payouts:
         if (req.account_ids.size() != 3) return status::kind_invalid;
         break;
+      case op_kind::instrument_ops: n = req.instrument_ops.size(); break;
+      case op_kind::prices: n = req.prices.size(); break;
+      case op_kind::lookup_instruments: n = req.account_ids.size(); break;  // none: every instrument
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -1137,6 +1164,8 @@ class engine_impl {
     for (const auto& rows : c.payouts)
       if (!put_payout_rows(rows)) return w->error();
     if (!c.gateway_sessions.empty() && !w->put(storage::table::desks, 0, c.gateway_sessions)) return w->error();
+    // The market, whole (shard 0's copy at the cut).
+    if (!c.market.empty() && !w->put(storage::table::market, 0, c.market)) return w->error();
     // Reconciliation counts, whole (a few rows per gateway and day): every shard's part
     // summed, so that a later start with another shard count reads totals.
     if (!w->clear(storage::table::recon)) return w->error();
@@ -1537,6 +1566,7 @@ class engine_impl {
       r.accounts = std::move(b.found_accounts);
       r.transfers = std::move(b.found_transfers);
       r.groups = std::move(b.found_groups);
+      r.instruments = std::move(b.found_instruments);
       for (auto& list : b.found_payouts)
         for (auto& p : list) r.payouts.push_back(std::move(p));
       std::sort(r.payouts.begin(), r.payouts.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
@@ -1833,6 +1863,20 @@ class engine_impl {
       if (!why.empty()) *error = "snapshot: " + why;
       return false;
     }
+    // The market: every shard's copy from the one row.
+    ok = snap_->scan(storage::table::market, [&](uint64_t key, std::span<const uint8_t> v) {
+      if (key != 0) {
+        why = "market: unexpected row " + std::to_string(key);
+        return false;
+      }
+      for (auto& sh : shards_)
+        if (!actors::market::book::decode(v, &sh->market(), &why)) return false;
+      return true;
+    }, error);
+    if (!ok) {
+      if (!why.empty()) *error = "snapshot: " + why;
+      return false;
+    }
     // Payout desks (key 0: the gateways' sessions, every shard's copy), then their payouts.
     ok = snap_->scan(storage::table::desks, [&](uint64_t key, std::span<const uint8_t> v) {
       if (key == 0) {
@@ -1971,6 +2015,8 @@ class engine_impl {
       case op_kind::payout_answers: ok = ok && decode_ops(body, bh.count, b->payout_answers); break;
       case op_kind::gateway_events: ok = ok && decode_ops(body, bh.count, b->gateway_events); break;
       case op_kind::payout_ops: ok = ok && decode_ops(body, bh.count, b->payout_ops); break;
+      case op_kind::instrument_ops: ok = ok && decode_ops(body, bh.count, b->instrument_ops); break;
+      case op_kind::prices: ok = ok && decode_ops(body, bh.count, b->prices); break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
@@ -2599,6 +2645,16 @@ reply engine::equb(std::vector<wire::equb_op> ops) {
 }
 reply engine::lookup_groups(std::vector<uint64_t> group_ids) {
   return call_with(*this, op_kind::lookup_groups, &request::account_ids, std::move(group_ids));
+}
+
+reply engine::instruments(std::vector<wire::instrument_op> ops) {
+  return call_with(*this, op_kind::instrument_ops, &request::instrument_ops, std::move(ops));
+}
+
+reply engine::prices(std::vector<wire::price> p) { return call_with(*this, op_kind::prices, &request::prices, std::move(p)); }
+
+reply engine::lookup_instruments(std::vector<uint64_t> ids) {
+  return call_with(*this, op_kind::lookup_instruments, &request::account_ids, std::move(ids));
 }
 
 reply engine::deposit(const std::string& gateway, std::vector<wire::deposit> deposits) {

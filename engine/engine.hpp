@@ -87,6 +87,10 @@ struct request {
   std::vector<wire::payout_op> payout_ops;
   // Engine-internal: create_accounts of payout accounts (reserved ids; engine::gateways)
   bool gateway_internal = false;
+  // instrument_ops and prices (actors/market.hpp); lookup_instruments takes account_ids
+  // (instrument ids; none: every instrument)
+  std::vector<wire::instrument_op> instrument_ops;
+  std::vector<wire::price> prices;
 };
 
 enum class status : uint8_t {
@@ -107,6 +111,7 @@ struct reply {
   std::vector<balance_as_of> balances;       // lookup_balances_as_of: one per query
   std::vector<actors::currency_total> totals;  // currency_totals: one per currency
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
+  std::vector<wire::instrument_state> instruments;  // lookup_instruments: one per id (zeroed if absent), or all
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
   std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
@@ -261,6 +266,12 @@ class engine {
   // (the payouts time out and are retried once a sink is set and a session is up).
   using instruction_sink = std::function<void(const std::string& gateway, std::vector<wire::payout_instruction>&&)>;
   void set_instruction_sink(instruction_sink s);
+
+  // The market (actors/market.hpp): instrument definitions, halts and resumes; prices
+  // (stamped with the engine clock); instruments by id (none: every one, by id).
+  reply instruments(std::vector<wire::instrument_op> ops);
+  reply prices(std::vector<wire::price> p);
+  reply lookup_instruments(std::vector<uint64_t> ids);
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
   bool checkpoint(std::string* error);

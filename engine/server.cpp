@@ -713,6 +713,25 @@ class server_impl {
     queue_frame(s, frame_kind::welcome, f.header.request_id, wire::welcome_body(w));
   }
 
+  // The roles of which any one lets a session make the request: the ledger's operations
+  // payments; market data market_data (an instrument's halt and resume: operators only);
+  // instrument look-ups every trading role. Admin gateways may do everything.
+  static uint32_t roles_needed(const wire::parsed_request& p) {
+    using namespace wire::roles;
+    switch (p.op) {
+      case wire::operation::prices: return market_data | admin;
+      case wire::operation::instrument_ops:
+        for (uint32_t i = 0; i < p.count; ++i) {
+          wire::instrument_op op;
+          std::memcpy(&op, p.items.data() + size_t(i) * sizeof op, sizeof op);
+          if (op.kind != wire::instrument_op_kind::define) return admin;
+        }
+        return market_data | admin;
+      case wire::operation::lookup_instruments: return payments | broker | market_data | admin;
+      default: return payments | admin;
+    }
+  }
+
   void on_request(session& s, const wire::frame_reader::frame& f) {
     const uint64_t rid = f.header.request_id;
     wire::parsed_request p;
@@ -721,10 +740,13 @@ class server_impl {
       protocol_fault(s, rid, err.code, err.message);
       return;
     }
-    if (!(s.roles & (wire::roles::payments | wire::roles::admin))) {
+    if (const uint32_t need = roles_needed(p); !(s.roles & need)) {
+      std::string any = wire::roles_text(need);
+      for (size_t at; (at = any.find(',')) != std::string::npos;) any.replace(at, 1, " or ");
       protocol_fault(s, rid, protocol_error::role_denied,
-                     std::string(wire::operation_name(p.op)) + " needs the payments role; gateway " + s.gateway +
-                         " has " + (s.roles ? wire::roles_text(s.roles) : std::string("none")));
+                     std::string(wire::operation_name(p.op)) + " needs the " + any + " role; gateway " + s.gateway +
+                         " has " +
+                         (s.roles ? wire::roles_text(s.roles) : std::string("none")));
       return;
     }
     if (s.in_flight >= cfg_.in_flight_max) {
@@ -769,6 +791,12 @@ class server_impl {
         req.kind = op_kind::payout_answers;
         req.gateway = s.gateway;
         p.copy_to(req.payout_answers);
+        break;
+      case wire::operation::instrument_ops: req.kind = op_kind::instrument_ops; p.copy_to(req.instrument_ops); break;
+      case wire::operation::prices: req.kind = op_kind::prices; p.copy_to(req.prices); break;
+      case wire::operation::lookup_instruments:
+        req.kind = op_kind::lookup_instruments;
+        p.copy_to(req.account_ids);
         break;
     }
     ++s.in_flight;
@@ -904,6 +932,9 @@ class server_impl {
       case wire::operation::deposits:
       case wire::operation::payouts:
       case wire::operation::payout_answers: body = wire::results_body(r.results); break;
+      case wire::operation::instrument_ops:
+      case wire::operation::prices: body = wire::results_body(r.results); break;
+      case wire::operation::lookup_instruments: body = wire::instruments_body(r.results, r.instruments); break;
       case wire::operation::lookup_groups: {
         std::vector<wire::group_item> gs(r.groups.size());
         for (size_t i = 0; i < gs.size(); ++i)

@@ -46,6 +46,7 @@ const char* table_name(table t) {
     case table::payouts: return "payouts";
     case table::desks: return "desks";
     case table::recon: return "recon";
+    case table::market: return "market";
   }
   return "?";
 }

@@ -4,7 +4,12 @@
 //                    --fail-rate 0.1 --deposits-per-s 1000 --wallets 1-1000
 //
 // Each --gateway is one session (registered with `gateway register` on the admin
-// port). Commands on standard input, one per line:
+// port). --feed id:secret-hex adds a market-data feed (tools/market_feed.hpp): prices
+// for --instruments first-last as random walks with jumps, the instruments listed first
+// with --define:
+//
+//   mesob-gatewaysim --feed md:<secret-hex> --instruments 1-100 --define --prices-per-s 5000
+// Commands on standard input, one per line:
 //   disconnect <gateway> <pause-ms>   drop that gateway's connection, reconnect after
 //   stats                             print every gateway's counters (JSON, one line)
 //   quit                              stop (as does end of input, SIGTERM or --seconds)
@@ -22,15 +27,24 @@
 #include <thread>
 
 #include "tools/gateway_sim.hpp"
+#include "tools/market_feed.hpp"
 #include "wire/protocol.hpp"
 
 using namespace mesob;
 
 namespace {
 
-std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& sims) {
+std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& sims,
+                       const std::unique_ptr<tools::market_feed>& feed) {
   std::ostringstream o;
   o << "{";
+  if (feed) {
+    const auto s = feed->stats();
+    o << "\"" << feed->options().gateway << "\":{\"feed\":true,\"connects\":" << s.connects
+      << ",\"defined\":" << s.defined << ",\"prices_sent\":" << s.prices_sent << ",\"prices_ok\":" << s.prices_ok
+      << ",\"prices_refused\":" << s.prices_refused << ",\"jumps\":" << s.jumps << ",\"errors\":" << s.errors << "}"
+      << (sims.empty() ? "" : ",");
+  }
   for (size_t i = 0; i < sims.size(); ++i) {
     const auto s = sims[i]->stats();
     o << (i ? "," : "") << "\"" << sims[i]->options().gateway << "\":{\"connects\":" << s.connects
@@ -56,7 +70,20 @@ int main(int argc, char** argv) {
   CLI::App app{"mesob-gatewaysim - payment gateways over Mesob's protocol"};
   app.add_option("--host", base.host)->capture_default_str();
   app.add_option("--port", base.port)->capture_default_str();
-  app.add_option("--gateway", gateways, "id:secret-hex, one session each")->required();
+  app.add_option("--gateway", gateways, "id:secret-hex, one session each");
+  std::string feed_spec, instruments = "1-1";
+  tools::market_feed_options feed_o;
+  app.add_option("--feed", feed_spec, "id:secret-hex of a market-data gateway: send prices");
+  app.add_option("--instruments", instruments, "first-last instrument ids the feed prices")->capture_default_str();
+  app.add_flag("--define", feed_o.define, "the feed lists its instruments first (symbols S<id>)");
+  app.add_option("--prices-per-s", feed_o.prices_per_s)->capture_default_str()->check(CLI::Range(1.0, 1e8));
+  app.add_option("--prices-max", feed_o.prices_max, "prices in all (0: no limit)");
+  app.add_option("--start-ticks", feed_o.start_ticks)->capture_default_str()->check(CLI::Range(1ull, 1ull << 40));
+  app.add_option("--volatility-bp", feed_o.volatility_bp, "a step's standard deviation")
+      ->capture_default_str()->check(CLI::Range(0.0, 1000.0));
+  app.add_option("--jump-rate", feed_o.jump_rate, "share of steps that jump")->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--jump-bp", feed_o.jump_bp, "a jump's size")->capture_default_str()->check(CLI::Range(0.0, 9000.0));
   app.add_option("--latency-ms", base.latency_ms, "mean answer latency (exponential)")->capture_default_str();
   app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str();
   app.add_option("--fail-rate", base.fail_rate, "share of instructions answered failed")->check(CLI::Range(0.0, 1.0));
@@ -92,6 +119,46 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob-gatewaysim: --currency must be three letters A-Z\n");
     return 2;
   }
+  if (gateways.empty() && feed_spec.empty()) {
+    std::fprintf(stderr, "mesob-gatewaysim: give at least one --gateway or a --feed\n");
+    return 2;
+  }
+  std::unique_ptr<tools::market_feed> feed;
+  if (!feed_spec.empty()) {
+    const auto colon = feed_spec.find(':');
+    if (colon == std::string::npos || !wire::from_hex(feed_spec.substr(colon + 1), &feed_o.secret) ||
+        feed_o.secret.empty()) {
+      std::fprintf(stderr, "mesob-gatewaysim: --feed %s is not id:secret-hex\n", feed_spec.c_str());
+      return 2;
+    }
+    feed_o.gateway = feed_spec.substr(0, colon);
+    uint64_t first = 0, last = 0;
+    const auto d = instruments.find('-');
+    try {
+      first = std::stoull(instruments.substr(0, d));
+      last = d == std::string::npos ? first : std::stoull(instruments.substr(d + 1));
+    } catch (const std::exception&) {
+      last = 0;
+    }
+    if (first == 0 || last < first || last - first >= 65'536) {
+      std::fprintf(stderr, "mesob-gatewaysim: --instruments must be first-last, ids from 1, at most 65,536\n");
+      return 2;
+    }
+    for (uint64_t id = first; id <= last; ++id) feed_o.instruments.push_back(id);
+    feed_o.host = base.host;
+    feed_o.port = base.port;
+    feed_o.seed = seed;
+    auto& def = feed_o.definition;
+    def.cls = wire::asset_class::equity;
+    def.currency = base.currency;
+    def.tick = 1;
+    def.lot = 1;
+    def.move_bp = 1000;
+    def.move_window_ms = 60'000;
+    def.stale_ms = 60'000;
+    def.halt_ms = 30'000;
+    feed = std::make_unique<tools::market_feed>(feed_o);
+  }
   std::printf("gatewaysim: seed %llu\n", static_cast<unsigned long long>(seed));
   std::vector<std::unique_ptr<tools::gateway_sim>> sims;
   for (size_t i = 0; i < gateways.size(); ++i) {
@@ -112,11 +179,13 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // threads started below inherit it
   for (auto& s : sims) s->start();
+  if (feed) feed->start();
   const auto t0 = std::chrono::steady_clock::now();
   bool ready = false, input = true;
   std::string line;
   for (;;) {
-    if (!ready && std::all_of(sims.begin(), sims.end(), [](auto& s) { return s->connected(); })) {
+    if (!ready && std::all_of(sims.begin(), sims.end(), [](auto& s) { return s->connected(); }) &&
+        (!feed || feed->connected())) {
       ready = true;
       std::printf("gatewaysim: ready\n");
       std::fflush(stdout);
@@ -140,7 +209,7 @@ int main(int argc, char** argv) {
     words >> cmd;
     if (cmd == "quit") break;
     if (cmd == "stats") {
-      std::printf("gatewaysim: stats %s\n", stats_json(sims).c_str());
+      std::printf("gatewaysim: stats %s\n", stats_json(sims, feed).c_str());
     } else if (cmd == "disconnect" && (words >> who >> pause)) {
       bool found = false;
       for (auto& s : sims)
@@ -156,6 +225,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   for (auto& s : sims) s->stop();
-  std::printf("gatewaysim: stats %s\n", stats_json(sims).c_str());
+  if (feed) feed->stop();
+  std::printf("gatewaysim: stats %s\n", stats_json(sims, feed).c_str());
   return 0;
 }

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -55,6 +56,15 @@ std::string money(uint64_t minor, wire::currency_code c) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%" PRIu64 ".%02" PRIu64 " %s", minor / 100, minor % 100, currency_text(c).c_str());
   return buf;
+}
+
+std::string halt_text(uint16_t reasons) {
+  std::string out;
+  for (auto [bit, name] : {std::pair{wire::halt_reasons::manual, "by an operator"},
+                           std::pair{wire::halt_reasons::move, "the price moved too far too fast"},
+                           std::pair{wire::halt_reasons::stale, "no recent price"}})
+    if (reasons & bit) out += (out.empty() ? "" : "; ") + std::string(name);
+  return out.empty() ? "no reason" : out;
 }
 
 std::vector<std::string> messages(const wire::event& e) {
@@ -113,6 +123,18 @@ std::vector<std::string> messages(const wire::event& e) {
     case event_type::equb_late:
       return {"account " + b + ": your round " + std::to_string(e.ref.lo) + " contribution to equb group " + a +
               " was late; it carried a penalty of " + amt};
+    case event_type::instrument_defined: {
+      char sym[17] = {};
+      std::memcpy(sym, &e.id, sizeof e.id);
+      return {"instrument " + a + " (" + sym + "): listed, " + std::string(wire::asset_class_name(uint8_t(e.code))) +
+              " in " + currency_text(e.currency) + ", lots of " + std::to_string(e.ref.lo)};
+    }
+    case event_type::price: return {"instrument " + a + ": price " + std::to_string(e.amount) + " ticks"};
+    case event_type::instrument_halted:
+      return {"instrument " + a + ": trading halted (" + halt_text(e.flags) + ")" +
+              (e.ref.lo != 0 ? ", the move halt ends at engine time " + std::to_string(e.ref.lo) : std::string())};
+    case event_type::instrument_resumed:
+      return {"instrument " + a + ": trading resumed (" + halt_text(e.code) + " is over)"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

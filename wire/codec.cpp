@@ -28,6 +28,9 @@ static_assert(sizeof(fb::GroupSeat) == sizeof(group_seat_item));
 static_assert(sizeof(fb::GroupRound) == sizeof(group_round_item));
 static_assert(sizeof(fb::GroupPayment) == sizeof(group_payment_item));
 static_assert(sizeof(fb::Event) == sizeof(event));
+static_assert(sizeof(fb::InstrumentOp) == sizeof(instrument_op));
+static_assert(sizeof(fb::Price) == sizeof(price));
+static_assert(sizeof(fb::InstrumentState) == sizeof(instrument_state));
 
 std::vector<uint8_t> finish(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<void> root) {
   fbb.Finish(root, ident);
@@ -301,6 +304,9 @@ std::string_view operation_name(operation op) {
     case operation::deposits: return "deposits";
     case operation::payouts: return "payouts";
     case operation::payout_answers: return "payout_answers";
+    case operation::instrument_ops: return "instrument_ops";
+    case operation::prices: return "prices";
+    case operation::lookup_instruments: return "lookup_instruments";
   }
   return "unknown";
 }
@@ -308,7 +314,8 @@ std::string_view operation_name(operation op) {
 bool operation_writes(operation op) {
   return op == operation::create_accounts || op == operation::create_transfers ||
          op == operation::set_account_status || op == operation::equb_ops || op == operation::deposits ||
-         op == operation::payouts || op == operation::payout_answers;
+         op == operation::payouts || op == operation::payout_answers || op == operation::instrument_ops ||
+         op == operation::prices;
 }
 
 size_t operation_item_bytes(operation op) {
@@ -325,6 +332,9 @@ size_t operation_item_bytes(operation op) {
     case operation::deposits: return sizeof(deposit);
     case operation::payouts: return sizeof(payout);
     case operation::payout_answers: return sizeof(payout_answer);
+    case operation::instrument_ops: return sizeof(instrument_op);
+    case operation::prices: return sizeof(price);
+    case operation::lookup_instruments: return sizeof(uint64_t);
   }
   return 0;
 }
@@ -393,6 +403,22 @@ std::vector<uint8_t> payout_answers_body(std::span<const payout_answer> items) {
   });
 }
 
+std::vector<uint8_t> instrument_ops_body(std::span<const instrument_op> items) {
+  return request(items.size_bytes(), fb::Operation::InstrumentOps, [&](auto& fbb) {
+    return fb::CreateInstrumentOps(fbb, structs<fb::InstrumentOp>(fbb, items));
+  });
+}
+std::vector<uint8_t> prices_body(std::span<const price> items) {
+  return request(items.size_bytes(), fb::Operation::Prices, [&](auto& fbb) {
+    return fb::CreatePrices(fbb, structs<fb::Price>(fbb, items));
+  });
+}
+std::vector<uint8_t> lookup_instruments_body(std::span<const uint64_t> ids) {
+  return request(ids.size_bytes(), fb::Operation::LookupInstruments, [&](auto& fbb) {
+    return fb::CreateLookupInstruments(fbb, fbb.CreateVector(ids.data(), ids.size()));
+  });
+}
+
 std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items) {
   flatbuffers::FlatBufferBuilder fbb(items.size_bytes() + 128);
   return finish(fbb, fb::CreatePayoutInstructions(fbb, structs<fb::PayoutInstruction>(fbb, items)).Union());
@@ -438,6 +464,9 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::Deposits: take(r->operation_as_Deposits()->deposits()); break;
     case fb::Operation::Payouts: take(r->operation_as_Payouts()->payouts()); break;
     case fb::Operation::PayoutAnswers: take(r->operation_as_PayoutAnswers()->answers()); break;
+    case fb::Operation::InstrumentOps: take(r->operation_as_InstrumentOps()->ops()); break;
+    case fb::Operation::Prices: take(r->operation_as_Prices()->prices()); break;
+    case fb::Operation::LookupInstruments: take(r->operation_as_LookupInstruments()->ids()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));
@@ -508,6 +537,14 @@ std::vector<uint8_t> account_transfers_body(std::span<const history_page_item> p
 std::vector<uint8_t> balances_body(std::span<const balance_item> balances) {
   return response(balances.size_bytes(), fb::Reply::Balances, [&](auto& fbb) {
     return fb::CreateBalances(fbb, structs<fb::Balance>(fbb, balances));
+  });
+}
+
+std::vector<uint8_t> instruments_body(std::span<const result> results, std::span<const instrument_state> instruments) {
+  return response(results.size_bytes() + instruments.size_bytes(), fb::Reply::Instruments, [&](auto& fbb) {
+    const auto r = results_vec(fbb, results);
+    const auto i = structs<fb::InstrumentState>(fbb, instruments);
+    return fb::CreateInstruments(fbb, r, i);
   });
 }
 
@@ -590,6 +627,14 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
           copy_structs(p->records(), item.records);
           out->pages.push_back(std::move(item));
         }
+      return true;
+    }
+    case fb::Reply::Instruments: {
+      const auto* f = r->reply_as_Instruments();
+      out->kind = reply_kind::instruments;
+      out->results = to_results(f->results());
+      copy_structs(f->instruments(), out->instruments);
+      if (out->instruments.size() != out->results.size()) break;
       return true;
     }
     case fb::Reply::Balances:

@@ -78,8 +78,11 @@ enum class operation : uint8_t {
   deposits = 10,      // wire::deposit items, from a registered gateway
   payouts = 11,       // wire::payout items
   payout_answers = 12,  // wire::payout_answer items, from a registered gateway
+  instrument_ops = 13,  // wire::instrument_op items (define: market_data; halt, resume: admin)
+  prices = 14,          // wire::price items (market_data)
+  lookup_instruments = 15,  // instrument ids (u64)
 };
-constexpr uint8_t operation_max = 12;
+constexpr uint8_t operation_max = 15;
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 [[nodiscard]] std::string_view operation_name(operation op);
@@ -111,6 +114,9 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> deposits_body(std::span<const deposit> items);
 [[nodiscard]] std::vector<uint8_t> payouts_body(std::span<const payout> items);
 [[nodiscard]] std::vector<uint8_t> payout_answers_body(std::span<const payout_answer> items);
+[[nodiscard]] std::vector<uint8_t> instrument_ops_body(std::span<const instrument_op> items);
+[[nodiscard]] std::vector<uint8_t> prices_body(std::span<const price> items);
+[[nodiscard]] std::vector<uint8_t> lookup_instruments_body(std::span<const uint64_t> ids);
 // The body of a pushed frame with topic "payouts" (PayoutInstructions), and its parser.
 constexpr const char* payouts_topic = "payouts";
 [[nodiscard]] std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items);
@@ -209,7 +215,15 @@ struct group_item {
   std::vector<uint64_t> destinations;  // per seat
 };
 
-enum class reply_kind : uint8_t { results = 1, found_accounts = 2, found_transfers = 3, account_transfers = 4, balances = 5, groups = 6 };
+enum class reply_kind : uint8_t {
+  results = 1,
+  found_accounts = 2,
+  found_transfers = 3,
+  account_transfers = 4,
+  balances = 5,
+  groups = 6,
+  instruments = 7,
+};
 struct reply_msg {
   reply_kind kind{};
   std::vector<result> results;                  // results, found_accounts, found_transfers
@@ -218,6 +232,7 @@ struct reply_msg {
   std::vector<history_page_item> pages;         // account_transfers
   std::vector<balance_item> balances;           // balances
   std::vector<group_item> groups;               // groups
+  std::vector<instrument_state> instruments;    // instruments (with results)
 };
 [[nodiscard]] std::vector<uint8_t> results_body(std::span<const result> results);
 [[nodiscard]] std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts);
@@ -226,6 +241,8 @@ struct reply_msg {
 [[nodiscard]] std::vector<uint8_t> account_transfers_body(std::span<const history_page_item> pages);
 [[nodiscard]] std::vector<uint8_t> balances_body(std::span<const balance_item> balances);
 [[nodiscard]] std::vector<uint8_t> groups_body(std::span<const group_item> groups);
+[[nodiscard]] std::vector<uint8_t> instruments_body(std::span<const result> results,
+                                                    std::span<const instrument_state> instruments);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
 // ---- events (frame kinds 12 to 15) ---------------------------------------------------

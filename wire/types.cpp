@@ -161,6 +161,19 @@ std::string_view result_name(result r) {
     MESOB_RESULT(subscriber_name_invalid)
     MESOB_RESULT(events_filter_invalid)
     MESOB_RESULT(events_unavailable)
+    MESOB_RESULT(instrument_not_found)
+    MESOB_RESULT(instrument_op_invalid)
+    MESOB_RESULT(symbol_invalid)
+    MESOB_RESULT(symbol_in_use)
+    MESOB_RESULT(tick_invalid)
+    MESOB_RESULT(lot_invalid)
+    MESOB_RESULT(asset_class_invalid)
+    MESOB_RESULT(halt_rule_invalid)
+    MESOB_RESULT(instruments_full)
+    MESOB_RESULT(price_invalid)
+    MESOB_RESULT(instrument_halted)
+    MESOB_RESULT(price_stale)
+    MESOB_RESULT(instrument_not_halted)
 #undef MESOB_RESULT
   }
   return "unknown_result";
@@ -185,8 +198,22 @@ std::string_view event_type_name(event_type t) {
     case event_type::equb_late: return "equb_late";
     case event_type::payout_dead: return "payout_dead";
     case event_type::payout_breaker: return "payout_breaker";
+    case event_type::instrument_defined: return "instrument_defined";
+    case event_type::price: return "price";
+    case event_type::instrument_halted: return "instrument_halted";
+    case event_type::instrument_resumed: return "instrument_resumed";
   }
   return "unknown_event";
+}
+
+std::string_view asset_class_name(uint8_t c) {
+  switch (c) {
+    case uint8_t(asset_class::cash_like): return "cash_like";
+    case uint8_t(asset_class::bond): return "bond";
+    case uint8_t(asset_class::equity): return "equity";
+    case uint8_t(asset_class::fund): return "fund";
+  }
+  return "unknown";
 }
 
 }  // namespace mesob::wire

@@ -284,6 +284,65 @@ struct payout_op {
 };
 static_assert(sizeof(payout_op) == 16);
 
+// ---- trading: instruments and prices (actors/market.hpp) --------------------------------
+enum class asset_class : uint8_t { cash_like = 1, bond = 2, equity = 3, fund = 4 };
+constexpr uint8_t asset_class_max = 4;
+[[nodiscard]] std::string_view asset_class_name(uint8_t c);
+
+// Why an instrument does not trade (bits; several may hold at once).
+namespace halt_reasons {
+constexpr uint8_t manual = 1u << 0;  // an operator halted it
+constexpr uint8_t move = 1u << 1;    // its price moved more than move_bp within move_window_ms
+constexpr uint8_t stale = 1u << 2;   // its last price is older than stale_ms
+constexpr uint8_t all = 0x7;
+}  // namespace halt_reasons
+
+// Instrument changes, as the log stores them. `define` makes an instrument (every field
+// below; idempotent: the same definition again is ok); `halt` and `resume` are
+// operators' (instrument_id only). Prices are integer ticks: a price of p ticks is p x
+// tick minor units of `currency` per unit of quantity; orders trade whole lots.
+enum class instrument_op_kind : uint8_t { define = 1, halt = 2, resume = 3 };
+constexpr uint8_t instrument_op_kind_max = 3;
+struct instrument_op {
+  uint64_t instrument_id = 0;  // client-chosen, not zero
+  char symbol[16] = {};        // define: 1..15 of [A-Z0-9.-], NUL-padded
+  uint64_t tick = 0;           // define: minor units per tick per unit (1 .. 10^9)
+  uint64_t lot = 0;            // define: units per lot (1 .. 10^9)
+  currency_code currency = 0;
+  uint32_t move_bp = 0;         // define: a price more than this many basis points (1 .. 10,000)
+                                // from the window's lowest or highest halts trading
+  uint32_t move_window_ms = 0;  // define: the window (1 ms .. 1 day)
+  uint32_t stale_ms = 0;        // define: a last price older than this halts trading (1 ms .. 7 days)
+  uint32_t halt_ms = 0;         // define: how long a move halt lasts (1 ms .. 1 day)
+  instrument_op_kind kind = instrument_op_kind::define;
+  asset_class cls{};            // define (halt, resume: 0)
+  uint16_t reserved = 0;
+};
+static_assert(sizeof(instrument_op) == 64);
+static_assert(std::is_trivially_copyable_v<instrument_op>);
+
+// A price from a market-data gateway, stamped with the engine clock when sequenced.
+struct price {
+  uint64_t instrument_id = 0;
+  uint64_t ticks = 0;  // not zero; ticks x tick at most 2^53 minor units
+};
+static_assert(sizeof(price) == 16);
+
+// An instrument as looked up: its definition and trading state.
+struct instrument_state {
+  instrument_op def;           // kind = define
+  uint64_t last_ticks = 0;     // 0: no price yet
+  uint64_t last_price_at = 0;  // engine time of the last price
+  uint64_t move_halt_until = 0;  // a move halt's end (0: none)
+  uint64_t defined_at = 0;
+  uint64_t prices = 0;         // prices received
+  uint32_t halts = 0;          // halts announced so far
+  uint8_t reasons = 0;         // halt_reasons as of the look-up's clock (0: trading)
+  uint8_t reserved[3] = {};
+};
+static_assert(sizeof(instrument_state) == 112);
+static_assert(std::is_trivially_copyable_v<instrument_state>);
+
 // One result per operation, in batch order.
 enum class result : uint32_t {
   ok = 0,
@@ -426,6 +485,20 @@ enum class result : uint32_t {
   subscriber_name_invalid = 194,         // over 64 bytes or not [A-Za-z0-9._-]
   events_filter_invalid = 195,           // unknown event type bit, over 1,024 ids, window out of range
   events_unavailable = 196,              // the engine runs without an event log
+  // instruments and prices (actors/market.hpp)
+  instrument_not_found = 200,
+  instrument_op_invalid = 201,           // unknown kind, or a field the kind must not set
+  symbol_invalid = 202,                  // empty, over 15 bytes, or not [A-Z0-9.-]
+  symbol_in_use = 203,                   // define: another instrument has the symbol
+  tick_invalid = 204,                    // not 1 .. 10^9
+  lot_invalid = 205,                     // not 1 .. 10^9
+  asset_class_invalid = 206,
+  halt_rule_invalid = 207,               // move_bp, move_window_ms, stale_ms or halt_ms out of range
+  instruments_full = 208,                // the market holds instruments_max instruments
+  price_invalid = 209,                   // zero ticks, or ticks x tick over 2^53
+  instrument_halted = 210,               // trading is halted (manual or move halt)
+  price_stale = 211,                     // no price yet, or the last is older than stale_ms
+  instrument_not_halted = 212,           // resume: no manual or move halt to lift
 };
 [[nodiscard]] std::string_view result_name(result r);
 
@@ -464,8 +537,16 @@ enum class event_type : uint16_t {
   payout_breaker = 17,     // a desk's circuit breaker for a gateway changed: account_a: the
                            // desk's payout account; gateway; code: now 1 closed, 2 open,
                            // 3 half open; ref.lo: its trips so far, ref.hi: open until
+  // Instruments (actors/market.hpp):
+  instrument_defined = 18,  // account_a: the instrument; id: its symbol (16 bytes); currency;
+                            // code: asset class; amount: tick; ref.lo: lot
+  price = 19,               // account_a: the instrument; amount: the price in ticks; currency
+  instrument_halted = 20,   // account_a: the instrument; code: the halt reasons now; flags: those
+                            // that began; amount: the last price (ticks); ref.lo: a move halt's end
+  instrument_resumed = 21,  // account_a: the instrument; code: the halt reasons that ended;
+                            // amount: the last price (ticks)
 };
-constexpr uint16_t event_type_max = 17;
+constexpr uint16_t event_type_max = 21;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -347,6 +347,70 @@ TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
   EXPECT_EQ(tb->welcome().roles, wire::roles::payments | wire::roles::kyc);
 }
 
+// Operators list instruments, halt and resume them; a restart keeps them.
+TEST(admin_port, instrument_commands_list_halt_and_resume) {
+  temp_dir dir;
+  {
+    live_mesobd d(dir.path(), two_gateways());
+    ASSERT_TRUE(d.up()) << d.output();
+    std::string err;
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(ops) << err;
+    const std::vector<std::string> etel = {"42", "ETEL", "equity", "ETB", "1", "10", "500", "60000", "600000", "30000"};
+    auto m = admin(*ops, "instrument define", etel);
+    ASSERT_EQ(m.code, admin_code::ok) << m.message;
+    EXPECT_EQ(admin(*ops, "instrument define", etel).code, admin_code::ok) << "the same definition again";
+    auto bad = etel;
+    bad[2] = "crypto";
+    m = admin(*ops, "instrument define", bad);
+    EXPECT_EQ(m.code, admin_code::arguments_invalid);
+    EXPECT_NE(m.message.find("class 'crypto'"), std::string::npos) << m.message;
+    bad = etel;
+    bad[0] = "43";  // another id, the same symbol
+    m = admin(*ops, "instrument define", bad);
+    EXPECT_EQ(m.code, admin_code::failed);
+    EXPECT_NE(m.message.find("symbol_in_use"), std::string::npos) << m.message;
+    bad = etel;
+    bad[6] = "20000";  // over 10,000 basis points
+    m = admin(*ops, "instrument define", bad);
+    EXPECT_EQ(m.code, admin_code::failed);
+    EXPECT_NE(m.message.find("halt_rule_invalid"), std::string::npos) << m.message;
+    bad = etel;
+    bad[1] = "et el";
+    EXPECT_EQ(admin(*ops, "instrument define", bad).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "instrument halt", {"99"}).code, admin_code::not_found);
+    EXPECT_EQ(admin(*ops, "instrument halt", {"x"}).code, admin_code::arguments_invalid);
+    m = admin(*ops, "instrument show", {"42"});
+    ASSERT_EQ(m.code, admin_code::ok) << m.message;
+    EXPECT_EQ(cell(m, "instrument", "symbol"), "ETEL");
+    EXPECT_EQ(cell(m, "instrument", "state"), "stale") << "no price yet";
+    EXPECT_EQ(cell(m, "instrument", "lot"), "10");
+    EXPECT_EQ(admin(*ops, "instrument halt", {"42"}).code, admin_code::ok);
+    EXPECT_EQ(cell(admin(*ops, "instrument show", {"42"}), "instrument", "state"), "halted,stale");
+    m = admin(*ops, "instrument resume", {"42"});
+    EXPECT_EQ(m.code, admin_code::failed);
+    EXPECT_NE(m.message.find("price_stale"), std::string::npos) << m.message;
+    EXPECT_EQ(admin(*ops, "instrument define", {"7", "CBE.B", "bond", "ETB", "5", "1", "100", "1000", "1000", "1000"}).code,
+              admin_code::ok);
+    m = admin(*ops, "instruments");
+    ASSERT_EQ(m.code, admin_code::ok);
+    ASSERT_EQ(m.sections.at(0).rows.size(), 2u);
+    EXPECT_EQ(m.sections[0].rows[0][1], "CBE.B");  // by id
+    EXPECT_EQ(m.sections[0].rows[1][1], "ETEL");
+    d.crash();
+  }
+  live_mesobd d(dir.path(), two_gateways());  // from the log alone
+  ASSERT_TRUE(d.up()) << d.output();
+  std::string err;
+  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+  ASSERT_TRUE(ops) << err;
+  auto m = admin(*ops, "instrument show", {"42"});
+  ASSERT_EQ(m.code, admin_code::ok) << m.message;
+  EXPECT_EQ(cell(m, "instrument", "state"), "halted,stale");
+  EXPECT_EQ(cell(m, "instrument", "halts"), "1");
+  EXPECT_EQ(admin(*ops, "instruments").sections.at(0).rows.size(), 2u);
+}
+
 TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on) {
   temp_dir dir;
   const std::string trail = dir.path() + "/admin-audit.log";

@@ -9,6 +9,7 @@
 
 #include <thread>
 
+#include "actors/market.hpp"
 #include "engine/server.hpp"
 #include "mesob_generated.h"
 #include "support/engine_fixture.hpp"
@@ -24,6 +25,8 @@ namespace {
 
 const std::vector<uint8_t> pay_secret(32, 0x11);
 const std::vector<uint8_t> kyc_secret(32, 0x22);
+const std::vector<uint8_t> feed_secret(32, 0x33);
+const std::vector<uint8_t> ops_secret(32, 0x44);
 
 struct net {
   temp_dir dir;
@@ -34,7 +37,10 @@ struct net {
   explicit net(engine::server_config base = {}) : scfg(std::move(base)) {
     eng = open_engine(test_config(dir.path()));
     scfg.port = 0;
-    scfg.gateways = {{"pay", pay_secret, wire::roles::payments}, {"kyc", kyc_secret, wire::roles::kyc}};
+    scfg.gateways = {{"pay", pay_secret, wire::roles::payments},
+                     {"kyc", kyc_secret, wire::roles::kyc},
+                     {"feed", feed_secret, wire::roles::market_data},
+                     {"ops", ops_secret, wire::roles::admin}};
     std::string err;
     srv = engine::server::start(*eng, scfg, &err);
     EXPECT_TRUE(srv) << err;
@@ -43,7 +49,7 @@ struct net {
     wire::client::options o;
     o.port = srv->port();
     o.gateway = gw;
-    o.secret = gw == "pay" ? pay_secret : kyc_secret;
+    o.secret = gw == "pay" ? pay_secret : gw == "kyc" ? kyc_secret : gw == "feed" ? feed_secret : ops_secret;
     o.timeout_ms = 10'000;
     return o;
   }
@@ -418,10 +424,66 @@ TEST(server, roles_are_checked) {
   auto r = kyc->call(wire::create_accounts_body(std::vector{make_account(1)}));
   ASSERT_TRUE(r.server_error) << r.failure;
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
-  EXPECT_NE(r.error.message.find("needs the payments role"), std::string::npos) << r.error.message;
+  EXPECT_NE(r.error.message.find("needs the payments or admin role"), std::string::npos) << r.error.message;
   auto pay = n.connect();
   EXPECT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1)})).ok);
   EXPECT_EQ(n.eng->stats().accounts, 1u);
+}
+
+// Instruments and prices over TCP, each with the role it needs: a market-data gateway
+// defines and prices, operators halt and resume, every trading role looks up.
+TEST(server, market_data_and_halts_with_their_roles) {
+  net n;
+  wire::instrument_op def;
+  def.instrument_id = 42;
+  ASSERT_TRUE(actors::market::set_symbol(def, "ETEL"));
+  def.kind = wire::instrument_op_kind::define;
+  def.cls = wire::asset_class::equity;
+  def.currency = wire::currency("ETB");
+  def.tick = 1;
+  def.lot = 10;
+  def.move_bp = 1000;
+  def.move_window_ms = 60'000;
+  def.stale_ms = 60'000;
+  def.halt_ms = 60'000;
+  auto feed = n.connect("feed");
+  auto r = feed->call(wire::instrument_ops_body(std::vector{def}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, std::vector<result>{result::ok});
+  r = feed->call(wire::prices_body(std::vector<wire::price>{{42, 1000}, {42, 0}, {7, 5}}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::price_invalid, result::instrument_not_found}));
+  // The payments role may not price or define; the market-data role may not halt.
+  auto pay = n.connect();
+  r = pay->call(wire::prices_body(std::vector<wire::price>{{42, 1001}}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  EXPECT_NE(r.error.message.find("market_data or admin"), std::string::npos) << r.error.message;
+  wire::instrument_op halt;
+  halt.instrument_id = 42;
+  halt.kind = wire::instrument_op_kind::halt;
+  r = feed->call(wire::instrument_ops_body(std::vector{def, halt}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  auto ops = n.connect("ops");
+  r = ops->call(wire::instrument_ops_body(std::vector{halt}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, std::vector<result>{result::ok});
+  // Look-ups: the state as of the request, an unknown id zeroed.
+  r = pay->call(wire::lookup_instruments_body(std::vector<uint64_t>{42, 43}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  ASSERT_EQ(r.reply.kind, wire::reply_kind::instruments);
+  ASSERT_EQ(r.reply.instruments.size(), 2u);
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::instrument_not_found}));
+  EXPECT_EQ(r.reply.instruments[0].def.lot, 10u);
+  EXPECT_EQ(r.reply.instruments[0].last_ticks, 1000u);
+  EXPECT_EQ(r.reply.instruments[0].reasons, wire::halt_reasons::manual);
+  EXPECT_EQ(r.reply.instruments[1].def.instrument_id, 0u);
+  auto kyc = n.connect("kyc");
+  r = kyc->call(wire::lookup_instruments_body(std::vector<uint64_t>{42}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  expect_serves(*pay, 1);
 }
 
 TEST(server, in_flight_limit_per_session) {

@@ -419,7 +419,7 @@ TEST(requests, batch_limits) {
 TEST(requests, unknown_or_missing_operation) {
   parsed_request p;
   error_msg err;
-  for (uint8_t type : {uint8_t(0), uint8_t(13), uint8_t(200)}) {
+  for (uint8_t type : {uint8_t(0), uint8_t(uint8_t(fb::Operation::MAX) + 1), uint8_t(200)}) {
     flatbuffers::FlatBufferBuilder fbb;
     const auto ids = fbb.CreateVector(std::vector<uint64_t>{1});
     const auto table = fb::CreateLookupAccounts(fbb, ids);

@@ -1,0 +1,342 @@
+#include "actors/market.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "actors/byte_codec.hpp"
+#include "wire/assert.hpp"
+
+namespace mesob::actors::market {
+
+using wire::result;
+
+namespace {
+
+constexpr uint32_t book_magic = 0x4D4B5431;  // "MKT1"
+constexpr uint16_t book_version = 1;
+
+bool symbol_char(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'; }
+
+bool heap_later(const std::pair<uint64_t, uint64_t>& a, const std::pair<uint64_t, uint64_t>& b) { return a > b; }
+
+uint64_t slice_ns(const wire::instrument_op& d) {
+  return std::max<uint64_t>(1, uint64_t(d.move_window_ms) * ns_per_ms / window_slices);
+}
+
+}  // namespace
+
+std::string symbol_of(const wire::instrument_op& op) {
+  size_t n = 0;
+  while (n < sizeof op.symbol && op.symbol[n] != 0) ++n;
+  if (n == 0 || n == sizeof op.symbol) return {};
+  for (size_t i = 0; i < n; ++i)
+    if (!symbol_char(op.symbol[i])) return {};
+  for (size_t i = n; i < sizeof op.symbol; ++i)
+    if (op.symbol[i] != 0) return {};
+  return std::string(op.symbol, n);
+}
+
+bool set_symbol(wire::instrument_op& op, std::string_view symbol) {
+  if (symbol.size() >= sizeof op.symbol) return false;
+  std::memset(op.symbol, 0, sizeof op.symbol);
+  std::memcpy(op.symbol, symbol.data(), symbol.size());
+  return true;
+}
+
+result check_op_fields(const wire::instrument_op& op) {
+  const uint8_t kind = uint8_t(op.kind);
+  if (kind == 0 || kind > wire::instrument_op_kind_max) return result::instrument_op_invalid;
+  if (op.instrument_id == 0) return result::id_must_not_be_zero;
+  if (op.reserved != 0) return result::reserved_field;
+  if (op.kind != wire::instrument_op_kind::define) {
+    wire::instrument_op bare;
+    bare.instrument_id = op.instrument_id;
+    bare.kind = op.kind;
+    return std::memcmp(&bare, &op, sizeof op) == 0 ? result::ok : result::instrument_op_invalid;
+  }
+  if (symbol_of(op).empty()) return result::symbol_invalid;
+  if (op.tick == 0 || op.tick > tick_max) return result::tick_invalid;
+  if (op.lot == 0 || op.lot > lot_max) return result::lot_invalid;
+  if (!wire::currency_valid(op.currency)) return result::currency_invalid;
+  if (uint8_t(op.cls) == 0 || uint8_t(op.cls) > wire::asset_class_max) return result::asset_class_invalid;
+  if (op.move_bp == 0 || op.move_bp > move_bp_max || op.move_window_ms == 0 || op.move_window_ms > window_ms_max ||
+      op.stale_ms == 0 || op.stale_ms > stale_ms_max || op.halt_ms == 0 || op.halt_ms > halt_ms_max)
+    return result::halt_rule_invalid;
+  return result::ok;
+}
+
+uint8_t instrument::reasons(uint64_t t) const {
+  uint8_t r = 0;
+  if (manual) r |= wire::halt_reasons::manual;
+  if (t < move_halt_until) r |= wire::halt_reasons::move;
+  if (last_ticks == 0 || (t > last_price_at && t - last_price_at > stale_ns())) r |= wire::halt_reasons::stale;
+  return r;
+}
+
+uint64_t instrument::next_change(uint64_t t) const {
+  uint64_t next = UINT64_MAX;
+  if (move_halt_until > t) next = move_halt_until;
+  if (last_ticks != 0) {
+    const uint64_t stale_at = last_price_at + stale_ns() + 1;
+    if (stale_at > t) next = std::min(next, stale_at);
+  }
+  return next;
+}
+
+wire::instrument_state instrument::view(uint64_t t) const {
+  wire::instrument_state v;
+  v.def = def;
+  v.last_ticks = last_ticks;
+  v.last_price_at = last_price_at;
+  v.move_halt_until = move_halt_until;
+  v.defined_at = defined_at;
+  v.prices = prices;
+  v.halts = halts;
+  v.reasons = reasons(t);
+  return v;
+}
+
+const instrument* book::find(uint64_t id) const {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : &it->second;
+}
+
+size_t book::memory_bytes() const {
+  return by_id_.size() * (sizeof(instrument) + 64) + by_symbol_.size() * 64 +
+         timers_.capacity() * sizeof(timers_[0]) + scheduled_.size() * 32;
+}
+
+void book::emit(const instrument& in, wire::event_type type, uint64_t t, uint16_t code, uint16_t flags) {
+  if (!events_) return;
+  wire::event e = wire::decided_event(type, t, in.def.currency, in.def.instrument_id);
+  e.code = code;
+  e.flags = flags;
+  e.amount = in.last_ticks;
+  if (type == wire::event_type::instrument_halted && (flags & wire::halt_reasons::move)) e.ref.lo = in.move_halt_until;
+  events_(std::move(e));
+}
+
+// Announces a change of the halt reasons at t: a halt when a reason begins, a resume
+// when none is left; a reason ending while another holds changes nothing visible.
+// An entry queued before later changes to the instrument is looked at as of the latest
+// time its reasons were (what holds then holds from then on): time never runs back.
+void book::announce(instrument& in, uint64_t t) {
+  t = std::max(t, in.evaluated_at);
+  in.evaluated_at = t;
+  const uint8_t now = in.reasons(t);
+  if (now == in.announced) return;
+  const uint8_t began = now & ~in.announced;
+  const uint8_t ended = in.announced & ~now;
+  in.announced = now;
+  if (began != 0) {
+    ++in.halts;
+    emit(in, wire::event_type::instrument_halted, t, now, began);
+  } else if (now == 0) {
+    emit(in, wire::event_type::instrument_resumed, t, ended, 0);
+  }
+}
+
+// One queued entry per instrument at its earliest change; a later change (a new price
+// moving the stale time on) waits until that entry comes up and schedules again.
+void book::schedule(const instrument& in, uint64_t t) {
+  const uint64_t d = in.next_change(t);
+  if (d == UINT64_MAX) return;
+  auto [it, fresh] = scheduled_.try_emplace(in.def.instrument_id, d);
+  if (!fresh && it->second <= d) return;
+  it->second = d;
+  timers_.emplace_back(d, in.def.instrument_id);
+  std::push_heap(timers_.begin(), timers_.end(), heap_later);
+}
+
+void book::run_due(uint64_t t) {
+  while (!timers_.empty() && timers_.front().first <= t) {
+    std::pop_heap(timers_.begin(), timers_.end(), heap_later);
+    const auto [d, id] = timers_.back();
+    timers_.pop_back();
+    auto s = scheduled_.find(id);
+    if (s == scheduled_.end() || s->second != d) continue;  // superseded by an earlier entry
+    scheduled_.erase(s);
+    auto& in = by_id_.at(id);
+    announce(in, d);
+    schedule(in, in.evaluated_at);
+  }
+}
+
+result book::apply(const wire::instrument_op& op, uint64_t t, bool* repeated) {
+  *repeated = false;
+  if (const result r = check_op_fields(op); r != result::ok) return r;
+  auto it = by_id_.find(op.instrument_id);
+  if (op.kind == wire::instrument_op_kind::define) {
+    if (it != by_id_.end()) {
+      if (std::memcmp(&it->second.def, &op, sizeof op) != 0) return result::exists_with_different_fields;
+      *repeated = true;
+      return result::ok;
+    }
+    const std::string sym = symbol_of(op);
+    if (by_symbol_.count(sym)) return result::symbol_in_use;
+    if (by_id_.size() >= instruments_max) return result::instruments_full;
+    instrument& in = by_id_[op.instrument_id];
+    in.def = op;
+    in.defined_at = t;
+    in.evaluated_at = t;
+    in.announced = wire::halt_reasons::stale;  // no price yet: trading starts with the first
+    by_symbol_.emplace(sym, op.instrument_id);
+    if (events_) {
+      wire::event e = wire::decided_event(wire::event_type::instrument_defined, t, op.currency, op.instrument_id);
+      std::memcpy(&e.id, op.symbol, sizeof e.id);
+      e.code = uint16_t(op.cls);
+      e.amount = op.tick;
+      e.ref.lo = op.lot;
+      events_(std::move(e));
+    }
+    return result::ok;
+  }
+  if (it == by_id_.end()) return result::instrument_not_found;
+  instrument& in = it->second;
+  if (op.kind == wire::instrument_op_kind::halt) {
+    if (in.manual) {
+      *repeated = true;
+      return result::ok;
+    }
+    in.manual = true;
+  } else {
+    if (!in.manual && t >= in.move_halt_until)
+      return (in.reasons(t) & wire::halt_reasons::stale) ? result::price_stale : result::instrument_not_halted;
+    if (in.reasons(t) & wire::halt_reasons::stale) return result::price_stale;  // only a price lifts it
+    in.manual = false;
+    if (t < in.move_halt_until) {
+      in.move_halt_until = 0;
+      std::fill(std::begin(in.window), std::end(in.window), slice{});
+    }
+  }
+  announce(in, t);
+  schedule(in, t);
+  return result::ok;
+}
+
+result book::apply(const wire::price& p, uint64_t t) {
+  if (p.instrument_id == 0) return result::id_must_not_be_zero;
+  auto it = by_id_.find(p.instrument_id);
+  if (it == by_id_.end()) return result::instrument_not_found;
+  instrument& in = it->second;
+  if (p.ticks == 0 || p.ticks > notional_max / in.def.tick) return result::price_invalid;
+  const uint64_t len = slice_ns(in.def);
+  const uint64_t number = t / len;
+  if (t >= in.move_halt_until) {
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (const slice& s : in.window)
+      if (s.lo != 0 && s.number + window_slices > number && s.number <= number) {
+        lo = std::min(lo, s.lo);
+        hi = std::max(hi, s.hi);
+      }
+    using u128 = unsigned __int128;
+    const u128 scaled = u128(p.ticks) * 10'000;
+    if (hi != 0 && (scaled > u128(lo) * (10'000 + in.def.move_bp) || scaled < u128(hi) * (10'000 - in.def.move_bp))) {
+      in.move_halt_until = t + uint64_t(in.def.halt_ms) * ns_per_ms;
+      std::fill(std::begin(in.window), std::end(in.window), slice{});
+    }
+    // The window holds prices outside move halts only: the first price after one starts it again.
+    if (t >= in.move_halt_until) {
+      slice& s = in.window[number % window_slices];
+      if (s.lo == 0 || s.number != number) s = {number, p.ticks, p.ticks};
+      else {
+        s.lo = std::min(s.lo, p.ticks);
+        s.hi = std::max(s.hi, p.ticks);
+      }
+    }
+  }
+  in.last_ticks = p.ticks;
+  in.last_price_at = t;
+  ++in.prices;
+  if (events_) {
+    wire::event e = wire::decided_event(wire::event_type::price, t, in.def.currency, in.def.instrument_id);
+    e.amount = p.ticks;
+    events_(std::move(e));
+  }
+  announce(in, t);
+  schedule(in, t);
+  return result::ok;
+}
+
+std::vector<uint8_t> book::encode() const {
+  byte_writer w;
+  w.put(book_magic);
+  w.put(book_version);
+  w.put(uint32_t(by_id_.size()));
+  std::map<uint64_t, const instrument*> ordered;
+  for (const auto& [id, in] : by_id_) ordered.emplace(id, &in);
+  for (const auto& [id, in] : ordered) {
+    w.put_bytes({reinterpret_cast<const uint8_t*>(&in->def), sizeof in->def});
+    for (uint64_t v : {in->defined_at, in->evaluated_at, in->last_ticks, in->last_price_at, in->move_halt_until, in->prices})
+      w.put(v);
+    w.put(in->halts);
+    w.put(uint8_t(in->manual));
+    w.put(in->announced);
+    for (const slice& s : in->window) {
+      w.put(s.number);
+      w.put(s.lo);
+      w.put(s.hi);
+    }
+  }
+  return std::move(w.out);
+}
+
+bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
+  byte_reader r{bytes};
+  const uint32_t magic = r.get<uint32_t>();
+  const uint16_t version = r.get<uint16_t>();
+  const uint32_t n = r.get<uint32_t>();
+  if (r.short_read || magic != book_magic) return *why = "market: not a market record", false;
+  if (version != book_version) return *why = "market: unknown version " + std::to_string(version), false;
+  if (n > instruments_max) return *why = "market: " + std::to_string(n) + " instruments, over the limit", false;
+  book b;
+  uint64_t prev = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    instrument in;
+    const auto def = r.take(sizeof in.def);
+    if (def.size() == sizeof in.def) std::memcpy(&in.def, def.data(), sizeof in.def);
+    in.defined_at = r.get<uint64_t>();
+    in.evaluated_at = r.get<uint64_t>();
+    in.last_ticks = r.get<uint64_t>();
+    in.last_price_at = r.get<uint64_t>();
+    in.move_halt_until = r.get<uint64_t>();
+    in.prices = r.get<uint64_t>();
+    in.halts = r.get<uint32_t>();
+    const uint8_t manual = r.get<uint8_t>();
+    in.announced = r.get<uint8_t>();
+    for (slice& s : in.window) {
+      s.number = r.get<uint64_t>();
+      s.lo = r.get<uint64_t>();
+      s.hi = r.get<uint64_t>();
+    }
+    const std::string at = "market: instrument " + std::to_string(in.def.instrument_id) + ": ";
+    if (r.short_read) return *why = "market: the record is cut short", false;
+    if (in.def.kind != wire::instrument_op_kind::define || check_op_fields(in.def) != result::ok)
+      return *why = at + "its definition is invalid", false;
+    if (in.def.instrument_id <= prev) return *why = at + "out of order or repeated", false;
+    prev = in.def.instrument_id;
+    if (manual > 1 || (in.announced & ~wire::halt_reasons::all) != 0) return *why = at + "bad halt state", false;
+    in.manual = manual == 1;
+    if ((in.last_ticks == 0) != (in.last_price_at == 0) || (in.last_ticks == 0) != (in.prices == 0) ||
+        in.last_ticks > notional_max / in.def.tick || in.evaluated_at < in.defined_at ||
+        in.evaluated_at < in.last_price_at)
+      return *why = at + "bad last price", false;
+    for (const slice& s : in.window)
+      if ((s.lo == 0) != (s.hi == 0) || s.lo > s.hi || s.hi > notional_max / in.def.tick)
+        return *why = at + "bad price window", false;
+    if (!b.by_symbol_.emplace(symbol_of(in.def), in.def.instrument_id).second)
+      return *why = at + "its symbol is another instrument's", false;
+    const uint64_t id = in.def.instrument_id;
+    b.by_id_.emplace(id, in);
+  }
+  if (r.at != bytes.size()) return *why = "market: bytes after the last instrument", false;
+  // Timers again: each instrument's next change by time (past ones run at the next batch,
+  // announcing only what the snapshot had not).
+  for (const auto& [id, in] : b.by_id_) b.schedule(in, 0);
+  b.events_ = std::move(out->events_);
+  *out = std::move(b);
+  return true;
+}
+
+}  // namespace mesob::actors::market

@@ -1,0 +1,194 @@
+// The market inside the engine (actors/market.hpp): instruments, prices and halts in log
+// order on every shard's copy, their events, and restarts from the log and from snapshots.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "actors/market.hpp"
+#include "support/engine_fixture.hpp"
+#include "support/event_files.hpp"
+
+using namespace mesob;
+using wire::result;
+
+namespace {
+
+constexpr uint64_t ms = 1'000'000ull;
+
+wire::instrument_op define(uint64_t id, const char* symbol, wire::asset_class cls = wire::asset_class::equity) {
+  wire::instrument_op op;
+  op.instrument_id = id;
+  EXPECT_TRUE(actors::market::set_symbol(op, symbol));
+  op.kind = wire::instrument_op_kind::define;
+  op.cls = cls;
+  op.currency = wire::currency("ETB");
+  op.tick = 1;
+  op.lot = 1;
+  op.move_bp = 500;           // 5%
+  op.move_window_ms = 60'000;
+  op.stale_ms = 10'000;
+  op.halt_ms = 30'000;
+  return op;
+}
+
+wire::instrument_op by_hand(uint64_t id, wire::instrument_op_kind k) {
+  wire::instrument_op op;
+  op.instrument_id = id;
+  op.kind = k;
+  return op;
+}
+
+class market_engine : public ::testing::Test {
+ protected:
+  explicit market_engine(bool checkpoint_on_close = true) : fx_(2, checkpoint_on_close) {}
+  engine::engine& e() { return fx_.e(); }
+  wire::instrument_state state(uint64_t id) {
+    auto r = e().lookup_instruments({id});
+    EXPECT_EQ(r.results.size(), 1u);
+    EXPECT_EQ(r.instruments.size(), 1u);
+    return r.instruments.empty() ? wire::instrument_state{} : r.instruments[0];
+  }
+  // Waits (real time) until the engine has ticked past the clock and the instrument's
+  // reasons are `want`.
+  bool wait_reasons(uint64_t id, uint8_t want) {
+    for (int i = 0; i < 400; ++i) {
+      if (state(id).reasons == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+  test::engine_fixture fx_;
+};
+
+class market_engine_replay : public market_engine {
+ protected:
+  market_engine_replay() : market_engine(false) {}
+};
+
+}  // namespace
+
+TEST_F(market_engine, DefinitionsPricesAndEveryRefusal) {
+  auto r = e().instruments({define(1, "ETEL"), define(2, "CBE.B", wire::asset_class::bond), define(1, "ETEL"),
+                            define(3, "ETEL"), by_hand(9, wire::instrument_op_kind::halt)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::ok, result::ok, result::symbol_in_use,
+                                            result::instrument_not_found}));
+  auto changed = define(1, "ETEL");
+  changed.lot = 100;
+  auto bad_symbol = define(4, "etel");
+  auto bad_tick = define(4, "X");
+  bad_tick.tick = 0;
+  auto bad_rule = define(4, "X");
+  bad_rule.stale_ms = 0;
+  auto bad_kind = define(4, "X");
+  bad_kind.kind = wire::instrument_op_kind(7);
+  auto halt_with_fields = by_hand(1, wire::instrument_op_kind::halt);
+  halt_with_fields.currency = wire::currency("ETB");
+  r = e().instruments({changed, bad_symbol, bad_tick, bad_rule, bad_kind, halt_with_fields, define(0, "Y")});
+  EXPECT_EQ(r.results, (std::vector<result>{result::exists_with_different_fields, result::symbol_invalid,
+                                            result::tick_invalid, result::halt_rule_invalid,
+                                            result::instrument_op_invalid, result::instrument_op_invalid,
+                                            result::id_must_not_be_zero}));
+  // No price yet: stale. Prices: bad ones refused, good ones start trading.
+  EXPECT_EQ(state(1).reasons, wire::halt_reasons::stale);
+  r = e().prices({{1, 100}, {1, 0}, {8, 5}, {0, 5}, {1, (1ull << 53) + 1}, {2, 990}});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::price_invalid, result::instrument_not_found,
+                                            result::id_must_not_be_zero, result::price_invalid, result::ok}));
+  const auto s = state(1);
+  EXPECT_EQ(s.reasons, 0);
+  EXPECT_EQ(s.last_ticks, 100u);
+  EXPECT_EQ(s.prices, 1u);
+  EXPECT_EQ(s.def.lot, 1u) << "the refused change changed nothing";
+  EXPECT_EQ(e().lookup_instruments({77}).results, std::vector<result>{result::instrument_not_found});
+  // Every instrument, by id.
+  const auto all = e().lookup_instruments({});
+  ASSERT_EQ(all.instruments.size(), 2u);
+  EXPECT_EQ(all.instruments[0].def.instrument_id, 1u);
+  EXPECT_EQ(all.instruments[1].def.instrument_id, 2u);
+  EXPECT_EQ(all.instruments[1].def.cls, wire::asset_class::bond);
+}
+
+TEST_F(market_engine, HaltsByMoveByHandAndByTime) {
+  ASSERT_EQ(e().instruments({define(1, "ETEL")}).results[0], result::ok);
+  ASSERT_EQ(e().prices({{1, 1000}, {1, 1040}}).results, (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(state(1).reasons, 0);
+  ASSERT_EQ(e().prices({{1, 1051}}).results[0], result::ok);  // over 5% above 1000
+  auto s = state(1);
+  EXPECT_EQ(s.reasons, wire::halt_reasons::move);
+  EXPECT_EQ(s.halts, 1u);
+  // An operator lifts it early; then halts and resumes by hand.
+  EXPECT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::resume)}).results[0], result::ok);
+  EXPECT_EQ(state(1).reasons, 0);
+  EXPECT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::resume)}).results[0], result::instrument_not_halted);
+  EXPECT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::halt)}).results[0], result::ok);
+  EXPECT_EQ(state(1).reasons, wire::halt_reasons::manual);
+  EXPECT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::resume)}).results[0], result::ok);
+  // No price for longer than stale_ms: the engine ticks and the look-up sees it stale.
+  fx_.advance_s(11);
+  ASSERT_TRUE(wait_reasons(1, wire::halt_reasons::stale));
+  EXPECT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::resume)}).results[0], result::price_stale);
+  ASSERT_EQ(e().prices({{1, 1052}}).results[0], result::ok);
+  EXPECT_EQ(state(1).reasons, 0);
+}
+
+TEST_F(market_engine_replay, ReplayAndSnapshotsRebuildTheMarketAndItsEvents) {
+  ASSERT_EQ(e().instruments({define(1, "ETEL"), define(2, "CBE")}).results,
+            (std::vector<result>{result::ok, result::ok}));
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  std::vector<wire::price> feed;
+  for (uint64_t i = 0; i < 200; ++i) feed.push_back({1 + i % 2, 1000 + (i % 7)});
+  ASSERT_EQ(e().prices(feed).results, std::vector<result>(feed.size(), result::ok));
+  ASSERT_EQ(e().prices({{2, 2000}}).results[0], result::ok);  // a move halt for 2
+  ASSERT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::halt)}).results[0], result::ok);
+  fx_.advance_s(31);  // 2's move halt ends; both go stale
+  ASSERT_TRUE(wait_reasons(2, wire::halt_reasons::stale));
+  ASSERT_TRUE(wait_reasons(1, wire::halt_reasons::manual | wire::halt_reasons::stale));
+  const auto before = e().lookup_instruments({}).instruments;
+  fx_.close();
+
+  const auto first = test::all_events(fx_.dir());
+  std::vector<wire::event> market;
+  for (const auto& ev : first)
+    if (ev.type >= wire::event_type::instrument_defined) market.push_back(ev);
+  ASSERT_EQ(market.size(), 2u + 201u + 6u);
+  // Each instrument: defined, resumed by its first price (stale over), ...
+  EXPECT_EQ(market[0].type, wire::event_type::instrument_defined);
+  EXPECT_EQ(market[2].type, wire::event_type::price);
+  EXPECT_EQ(market[3].type, wire::event_type::instrument_resumed);
+  EXPECT_EQ(market[3].code, wire::halt_reasons::stale);
+  std::vector<std::pair<wire::event_type, uint64_t>> halts;
+  for (const auto& ev : market)
+    if (ev.type == wire::event_type::instrument_halted || ev.type == wire::event_type::instrument_resumed)
+      halts.emplace_back(ev.type, ev.account_a);
+  using T = wire::event_type;
+  EXPECT_EQ(halts, (std::vector<std::pair<T, uint64_t>>{{T::instrument_resumed, 1},
+                                                        {T::instrument_resumed, 2},
+                                                        {T::instrument_halted, 2},    // the move
+                                                        {T::instrument_halted, 1},    // by hand
+                                                        {T::instrument_halted, 1},    // stale (while halted by hand)
+                                                        {T::instrument_halted, 2}}))  // stale while its move halt lasts
+      << "2's move halt ending while it is stale is no resume";
+
+  // Replay from the log alone writes the same events again and the same market.
+  const uint64_t past = test::first_past_snapshot(fx_.dir(), first);
+  ASSERT_NE(past, 0u);
+  test::cut_event_log(fx_.dir(), past, 0);
+  fx_.open();
+  auto after = e().lookup_instruments({}).instruments;
+  ASSERT_EQ(after.size(), before.size());
+  EXPECT_EQ(std::memcmp(after.data(), before.data(), after.size() * sizeof after[0]), 0);
+  ASSERT_TRUE(e().checkpoint(&err)) << err;  // now from a snapshot holding it all
+  fx_.close();
+  EXPECT_TRUE(test::same_events(test::all_events(fx_.dir()), first));
+  fx_.open();
+  after = e().lookup_instruments({}).instruments;
+  EXPECT_EQ(std::memcmp(after.data(), before.data(), after.size() * sizeof after[0]), 0);
+  // Three shards read the same market from the snapshot; a price still starts trading.
+  fx_.close();
+  fx_.set_shards(3);
+  fx_.open();
+  ASSERT_EQ(e().prices({{2, 2001}}).results[0], result::ok);
+  EXPECT_EQ(state(2).reasons, 0);
+  EXPECT_EQ(state(1).reasons, wire::halt_reasons::manual | wire::halt_reasons::stale);
+}

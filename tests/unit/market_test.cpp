@@ -1,0 +1,315 @@
+// The market's rules (actors/market.hpp): definitions, prices, the three halt reasons,
+// the events they make, and the snapshot byte form.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "actors/market.hpp"
+
+using namespace mesob;
+using actors::market::book;
+using wire::result;
+
+namespace {
+
+constexpr uint64_t ms = 1'000'000ull;
+constexpr uint64_t t0 = 1'700'000'000'000'000'000ull;
+
+wire::instrument_op define(uint64_t id, const char* symbol) {
+  wire::instrument_op op;
+  op.instrument_id = id;
+  EXPECT_TRUE(actors::market::set_symbol(op, symbol));
+  op.kind = wire::instrument_op_kind::define;
+  op.cls = wire::asset_class::equity;
+  op.currency = wire::currency("ETB");
+  op.tick = 5;
+  op.lot = 10;
+  op.move_bp = 1000;         // 10%
+  op.move_window_ms = 8000;  // slices of 1 s
+  op.stale_ms = 5000;
+  op.halt_ms = 2000;
+  return op;
+}
+
+wire::instrument_op simple(uint64_t id, wire::instrument_op_kind k) {
+  wire::instrument_op op;
+  op.instrument_id = id;
+  op.kind = k;
+  return op;
+}
+
+struct recorder {
+  std::vector<wire::event> events;
+  book b;
+  recorder() {
+    b.set_events([this](wire::event&& e) { events.push_back(e); });
+  }
+  result op(const wire::instrument_op& o, uint64_t t) {
+    bool repeated = false;
+    return b.apply(o, t, &repeated);
+  }
+  result price(uint64_t id, uint64_t ticks, uint64_t t) { return b.apply(wire::price{id, ticks}, t); }
+  std::vector<wire::event_type> types() const {
+    std::vector<wire::event_type> out;
+    for (const auto& e : events) out.push_back(e.type);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST(Market, FieldChecks) {
+  auto d = define(7, "ABC");
+  EXPECT_EQ(actors::market::check_op_fields(d), result::ok);
+  auto bad = d;
+  bad.instrument_id = 0;
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::id_must_not_be_zero);
+  bad = d;
+  bad.symbol[0] = 'a';
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::symbol_invalid);
+  bad = d;
+  std::memset(bad.symbol, 'A', sizeof bad.symbol);
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::symbol_invalid);
+  bad = d;
+  bad.symbol[5] = 'X';  // a byte after the NUL
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::symbol_invalid);
+  bad = d;
+  bad.tick = 0;
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::tick_invalid);
+  bad = d;
+  bad.lot = actors::market::lot_max + 1;
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::lot_invalid);
+  bad = d;
+  bad.cls = wire::asset_class(9);
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::asset_class_invalid);
+  bad = d;
+  bad.currency = 0;
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::currency_invalid);
+  for (int field = 0; field < 4; ++field) {
+    bad = d;
+    (field == 0 ? bad.move_bp : field == 1 ? bad.move_window_ms : field == 2 ? bad.stale_ms : bad.halt_ms) = 0;
+    EXPECT_EQ(actors::market::check_op_fields(bad), result::halt_rule_invalid) << field;
+  }
+  bad = d;
+  bad.move_bp = 10'001;
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::halt_rule_invalid);
+  bad = d;
+  bad.reserved = 1;
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::reserved_field);
+  bad = d;
+  bad.kind = wire::instrument_op_kind(4);
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::instrument_op_invalid);
+  auto h = simple(7, wire::instrument_op_kind::halt);
+  EXPECT_EQ(actors::market::check_op_fields(h), result::ok);
+  h.tick = 1;  // a halt sets nothing but the id
+  EXPECT_EQ(actors::market::check_op_fields(h), result::instrument_op_invalid);
+}
+
+TEST(Market, DefineIsIdempotentAndSymbolsUnique) {
+  recorder m;
+  EXPECT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  bool repeated = false;
+  EXPECT_EQ(m.b.apply(define(1, "AAA"), t0 + 1, &repeated), result::ok);
+  EXPECT_TRUE(repeated);
+  auto other = define(1, "AAA");
+  other.lot = 11;
+  EXPECT_EQ(m.op(other, t0 + 2), result::exists_with_different_fields);
+  EXPECT_EQ(m.op(define(2, "AAA"), t0 + 3), result::symbol_in_use);
+  EXPECT_EQ(m.op(define(2, "BBB"), t0 + 4), result::ok);
+  EXPECT_EQ(m.b.size(), 2u);
+  ASSERT_EQ(m.events.size(), 2u);  // one per definition made, none for the repeat
+  EXPECT_EQ(m.events[0].type, wire::event_type::instrument_defined);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(&m.events[0].id)), "AAA");
+  EXPECT_EQ(m.events[0].amount, 5u);
+  EXPECT_EQ(m.events[0].ref.lo, 10u);
+}
+
+TEST(Market, NoPriceIsStaleAndTheFirstPriceStartsTrading) {
+  recorder m;
+  ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  EXPECT_EQ(m.b.find(1)->reasons(t0), wire::halt_reasons::stale);
+  EXPECT_EQ(m.price(1, 0, t0 + 1), result::price_invalid);
+  EXPECT_EQ(m.price(1, (1ull << 53) / 5 + 1, t0 + 1), result::price_invalid);
+  EXPECT_EQ(m.price(9, 100, t0 + 1), result::instrument_not_found);
+  EXPECT_EQ(m.price(1, 100, t0 + 2), result::ok);
+  EXPECT_EQ(m.b.find(1)->reasons(t0 + 2), 0);
+  EXPECT_EQ(m.types(), (std::vector{wire::event_type::instrument_defined, wire::event_type::price,
+                                    wire::event_type::instrument_resumed}));
+  EXPECT_EQ(m.events.back().code, wire::halt_reasons::stale);
+}
+
+TEST(Market, StaleHaltBeginsByTimeAndEndsWithAPrice) {
+  recorder m;
+  ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  ASSERT_EQ(m.price(1, 100, t0 + 1), result::ok);
+  const uint64_t stale_at = t0 + 1 + 5000 * ms + 1;
+  EXPECT_EQ(m.b.find(1)->reasons(stale_at - 1), 0);
+  EXPECT_EQ(m.b.find(1)->reasons(stale_at), wire::halt_reasons::stale);
+  EXPECT_EQ(m.b.next_due(), stale_at);
+  EXPECT_FALSE(m.b.due(stale_at - 1));
+  m.events.clear();
+  m.b.run_due(stale_at + 3 * ms);
+  ASSERT_EQ(m.events.size(), 1u);
+  EXPECT_EQ(m.events[0].type, wire::event_type::instrument_halted);
+  EXPECT_EQ(m.events[0].timestamp, stale_at);  // when it happened, not when it was seen
+  EXPECT_EQ(m.events[0].code, wire::halt_reasons::stale);
+  EXPECT_EQ(m.b.next_due(), UINT64_MAX);  // only a price changes it now
+  // An operator cannot resume a stale instrument; a price does.
+  EXPECT_EQ(m.op(simple(1, wire::instrument_op_kind::resume), stale_at + 4 * ms), result::price_stale);
+  m.events.clear();
+  ASSERT_EQ(m.price(1, 101, stale_at + 5 * ms), result::ok);
+  EXPECT_EQ(m.types(), (std::vector{wire::event_type::price, wire::event_type::instrument_resumed}));
+}
+
+TEST(Market, PricesMovingThePriceOnKeepOneTimer) {
+  recorder m;
+  ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  for (uint64_t i = 0; i < 10'000; ++i) ASSERT_EQ(m.price(1, 100 + i % 3, t0 + 1 + i * ms / 10), result::ok);
+  const uint64_t last = t0 + 1 + 9'999 * ms / 10;
+  m.events.clear();
+  m.b.run_due(last + 5000 * ms);  // the first entry comes up, is not due yet, and moves on
+  EXPECT_TRUE(m.events.empty());
+  EXPECT_EQ(m.b.next_due(), last + 5000 * ms + 1);
+  m.b.run_due(last + 5000 * ms + 1);
+  ASSERT_EQ(m.events.size(), 1u);
+  EXPECT_EQ(m.events[0].type, wire::event_type::instrument_halted);
+}
+
+TEST(Market, MoveHaltWithinTheWindowAndItsEnd) {
+  recorder m;
+  ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  ASSERT_EQ(m.price(1, 1000, t0 + 1), result::ok);
+  ASSERT_EQ(m.price(1, 1050, t0 + 1000 * ms), result::ok);  // +5%: trades
+  ASSERT_EQ(m.price(1, 1100, t0 + 2000 * ms), result::ok);  // +10% of the lowest: not more
+  EXPECT_EQ(m.b.find(1)->reasons(t0 + 2000 * ms), 0);
+  m.events.clear();
+  const uint64_t jump = t0 + 3000 * ms;
+  ASSERT_EQ(m.price(1, 1101, jump), result::ok);  // more than 10% over 1000
+  EXPECT_EQ(m.b.find(1)->reasons(jump), wire::halt_reasons::move);
+  ASSERT_EQ(m.types(), (std::vector{wire::event_type::price, wire::event_type::instrument_halted}));
+  EXPECT_EQ(m.events[1].flags, wire::halt_reasons::move);
+  EXPECT_EQ(m.events[1].ref.lo, jump + 2000 * ms);
+  // Prices during the halt are kept as the last price, halt nothing more and stay out of
+  // the window, which starts again with the first price after the halt.
+  ASSERT_EQ(m.price(1, 1500, jump + 1000 * ms), result::ok);
+  EXPECT_EQ(m.b.find(1)->last_ticks, 1500u);
+  EXPECT_EQ(m.b.find(1)->halts, 1u);
+  m.events.clear();
+  m.b.run_due(jump + 2000 * ms);
+  ASSERT_EQ(m.events.size(), 1u);
+  EXPECT_EQ(m.events[0].type, wire::event_type::instrument_resumed);
+  EXPECT_EQ(m.events[0].code, wire::halt_reasons::move);
+  EXPECT_EQ(m.events[0].timestamp, jump + 2000 * ms);
+  m.events.clear();
+  ASSERT_EQ(m.price(1, 1400, jump + 2500 * ms), result::ok);
+  EXPECT_EQ(m.b.find(1)->reasons(jump + 2500 * ms), 0);
+  ASSERT_EQ(m.price(1, 1500, jump + 20'000 * ms), result::ok);  // 1400 is out of the window now
+  ASSERT_EQ(m.price(1, 1360, jump + 20'001 * ms), result::ok);  // -9.3%
+  EXPECT_EQ(m.b.find(1)->reasons(jump + 20'001 * ms), 0);
+  ASSERT_EQ(m.price(1, 1349, jump + 20'002 * ms), result::ok);  // -10.07%
+  EXPECT_EQ(m.b.find(1)->reasons(jump + 20'002 * ms), wire::halt_reasons::move);
+}
+
+TEST(Market, ManualHaltAndResume) {
+  recorder m;
+  ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  ASSERT_EQ(m.price(1, 1000, t0 + 1), result::ok);
+  EXPECT_EQ(m.op(simple(1, wire::instrument_op_kind::resume), t0 + 2), result::instrument_not_halted);
+  EXPECT_EQ(m.op(simple(2, wire::instrument_op_kind::halt), t0 + 2), result::instrument_not_found);
+  m.events.clear();
+  ASSERT_EQ(m.op(simple(1, wire::instrument_op_kind::halt), t0 + 3), result::ok);
+  bool repeated = false;
+  ASSERT_EQ(m.b.apply(simple(1, wire::instrument_op_kind::halt), t0 + 4, &repeated), result::ok);
+  EXPECT_TRUE(repeated);
+  EXPECT_EQ(m.b.find(1)->reasons(t0 + 4), wire::halt_reasons::manual);
+  // A move while halted by hand: a second reason, no second halt event.
+  ASSERT_EQ(m.price(1, 2000, t0 + 5), result::ok);
+  EXPECT_EQ(m.b.find(1)->reasons(t0 + 5), wire::halt_reasons::manual | wire::halt_reasons::move);
+  ASSERT_EQ(m.op(simple(1, wire::instrument_op_kind::resume), t0 + 6), result::ok);  // lifts both
+  EXPECT_EQ(m.b.find(1)->reasons(t0 + 6), 0);
+  EXPECT_EQ(m.types(), (std::vector{wire::event_type::instrument_halted, wire::event_type::price,
+                                    wire::event_type::instrument_halted, wire::event_type::instrument_resumed}));
+  EXPECT_EQ(m.events[3].code, wire::halt_reasons::manual | wire::halt_reasons::move);
+}
+
+TEST(Market, BytesRoundTripAndDamageIsRefused) {
+  recorder m;
+  ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  ASSERT_EQ(m.op(define(2, "BB.B"), t0), result::ok);
+  ASSERT_EQ(m.price(1, 1000, t0 + 1), result::ok);
+  ASSERT_EQ(m.price(1, 2000, t0 + 2), result::ok);  // a move halt
+  ASSERT_EQ(m.op(simple(2, wire::instrument_op_kind::halt), t0 + 3), result::ok);
+  const auto bytes = m.b.encode();
+  book back;
+  std::string why;
+  ASSERT_TRUE(book::decode(bytes, &back, &why)) << why;
+  EXPECT_EQ(back.encode(), bytes);
+  EXPECT_EQ(back.next_due(), m.b.next_due());
+  for (uint64_t id : {1, 2})
+    for (uint64_t t : {t0 + 3, t0 + 2001 * ms, t0 + 9000 * ms})
+      EXPECT_EQ(back.find(id)->reasons(t), m.b.find(id)->reasons(t)) << id << " " << t;
+  // Every single-byte change is refused or decodes to a valid book; cut short, refused.
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    book x;
+    EXPECT_FALSE(book::decode(std::span(bytes).first(cut), &x, &why)) << cut;
+  }
+  std::vector<uint8_t> more = bytes;
+  more.push_back(0);
+  EXPECT_FALSE(book::decode(more, &back, &why));
+  auto twice = bytes;  // the second instrument's id made equal to the first's
+  const size_t second = 10 + (bytes.size() - 10) / 2;
+  std::memcpy(twice.data() + second, twice.data() + 10, 8);
+  EXPECT_FALSE(book::decode(twice, &back, &why));
+  EXPECT_NE(why.find("order"), std::string::npos) << why;
+}
+
+TEST(Market, RandomPricesRestartedFromBytesDecideTheSame) {
+  const uint32_t seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937_64 rng(seed);
+  struct step {
+    uint64_t t, id, ticks;
+  };
+  std::vector<step> steps;
+  uint64_t t = t0 + 1;
+  std::vector<uint64_t> px(21, 1000);
+  for (int i = 0; i < 50'000; ++i) {
+    t += rng() % (200 * ms) + (rng() % 2000 == 0 ? 6000 * ms : 0);  // now and then a stale gap
+    const uint64_t id = 1 + rng() % 20;
+    const int64_t move = int64_t(rng() % 41) - 20 + (rng() % 500 == 0 ? 300 : 0);
+    px[id] = uint64_t(std::max<int64_t>(1, int64_t(px[id]) + move));
+    steps.push_back({t, id, px[id]});
+  }
+  auto run = [&](recorder& m, size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      m.b.run_due(steps[i].t);
+      ASSERT_EQ(m.price(steps[i].id, steps[i].ticks, steps[i].t), result::ok);
+    }
+  };
+  recorder a;
+  for (uint64_t id = 1; id <= 20; ++id) ASSERT_EQ(a.op(define(id, ("S" + std::to_string(id)).c_str()), t0), result::ok);
+  const size_t half = steps.size() / 2;
+  run(a, 0, half);
+  const auto bytes = a.b.encode();
+  const size_t seen = a.events.size();
+  run(a, half, steps.size());
+  recorder b;
+  std::string why;
+  ASSERT_TRUE(book::decode(bytes, &b.b, &why)) << why;
+  run(b, half, steps.size());
+  for (size_t i = 0; i < std::min(b.events.size(), a.events.size() - seen); ++i) {
+    const auto& x = b.events[i];
+    const auto& y = a.events[seen + i];
+    ASSERT_TRUE(x.type == y.type && x.timestamp == y.timestamp && x.account_a == y.account_a && x.code == y.code)
+        << "event " << i << " seed " << seed << ": " << wire::event_type_name(x.type) << " " << x.timestamp << " "
+        << x.account_a << " " << x.code << " vs " << wire::event_type_name(y.type) << " " << y.timestamp << " "
+        << y.account_a << " " << y.code;
+  }
+  ASSERT_EQ(b.events.size(), a.events.size() - seen) << "seed " << seed;
+  for (size_t i = 0; i < b.events.size(); ++i)
+    ASSERT_EQ(std::memcmp(&b.events[i], &a.events[seen + i], sizeof b.events[i]), 0) << "event " << i << " seed " << seed;
+  EXPECT_EQ(b.b.encode(), a.b.encode());
+  uint32_t halts = 0;
+  a.b.for_each([&](const actors::market::instrument& in) { halts += in.halts; });
+  EXPECT_GT(halts, 0u) << "seed " << seed;
+}

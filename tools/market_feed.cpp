@@ -1,0 +1,168 @@
+#include "tools/market_feed.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <random>
+
+#include "actors/market.hpp"
+#include "wire/client.hpp"
+#include "wire/codec.hpp"
+
+namespace mesob::tools {
+
+using clock_type = std::chrono::steady_clock;
+
+struct market_feed::counters {
+  std::atomic<uint64_t> connects{0}, defined{0}, sent{0}, ok{0}, refused{0}, jumps{0}, errors{0};
+  std::atomic<bool> done{false};
+};
+
+market_feed::market_feed(market_feed_options o)
+    : opt_(std::move(o)), c_(std::make_unique<counters>()), last_(opt_.instruments.size(), 0) {}
+
+market_feed::~market_feed() { stop(); }
+
+void market_feed::start() {
+  stop_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void market_feed::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+market_feed_stats market_feed::stats() const {
+  market_feed_stats s;
+  s.connects = c_->connects;
+  s.defined = c_->defined;
+  s.prices_sent = c_->sent;
+  s.prices_ok = c_->ok;
+  s.prices_refused = c_->refused;
+  s.jumps = c_->jumps;
+  s.errors = c_->errors;
+  s.done = c_->done;
+  return s;
+}
+
+uint64_t market_feed::last_ticks(size_t i) const {
+  std::lock_guard lk(last_mu_);
+  return i < last_.size() ? last_[i] : 0;
+}
+
+void market_feed::run() {
+  if (opt_.instruments.empty()) return;
+  std::mt19937_64 rng(opt_.seed);
+  std::normal_distribution<double> step(0, opt_.volatility_bp);
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::vector<uint64_t> px(opt_.instruments.size(), std::max<uint64_t>(1, opt_.start_ticks));
+  const uint64_t ticks_max = actors::market::notional_max / std::max<uint64_t>(1, opt_.definition.tick);
+  size_t next = 0;
+  bool defined = !opt_.define;
+  const auto t0 = clock_type::now();
+  while (!stop_) {
+    wire::client::options co;
+    co.host = opt_.host;
+    co.port = opt_.port;
+    co.gateway = opt_.gateway;
+    co.secret = opt_.secret;
+    co.timeout_ms = 2000;
+    std::string err;
+    auto c = wire::client::connect(co, &err);
+    if (!c) {
+      ++c_->errors;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    ++c_->connects;
+    connected_ = true;
+    const uint32_t in_flight_max = std::max(1u, std::min(opt_.in_flight_max, c->welcome().in_flight_max));
+    std::deque<std::pair<uint64_t, uint32_t>> in_flight;  // request id, prices in it
+    auto settle_oldest = [&]() {
+      const auto [rid, n] = in_flight.front();
+      in_flight.pop_front();
+      auto out = c->wait(rid);
+      if (!out.ok) {
+        ++c_->errors;
+        return false;
+      }
+      for (const auto r : out.reply.results) ++(r == wire::result::ok ? c_->ok : c_->refused);
+      (void)n;
+      return true;
+    };
+    if (!defined) {
+      std::vector<wire::instrument_op> defs;
+      for (uint64_t id : opt_.instruments) {
+        wire::instrument_op op = opt_.definition;
+        op.kind = wire::instrument_op_kind::define;
+        op.instrument_id = id;
+        actors::market::set_symbol(op, "S" + std::to_string(id));
+        defs.push_back(op);
+      }
+      bool ok = true;
+      for (size_t at = 0; at < defs.size() && ok; at += 4096) {
+        const auto part = std::span(defs).subspan(at, std::min<size_t>(4096, defs.size() - at));
+        auto out = c->call(wire::instrument_ops_body(part));
+        ok = out.ok;
+        if (ok)
+          for (const auto r : out.reply.results) c_->defined += r == wire::result::ok;
+      }
+      if (!ok) {
+        ++c_->errors;
+        connected_ = false;
+        continue;
+      }
+      defined = true;
+    }
+    bool alive = true;
+    while (alive && !stop_) {
+      const uint64_t sent = c_->sent;
+      if (opt_.prices_max != 0 && sent >= opt_.prices_max) {
+        while (alive && !in_flight.empty()) alive = settle_oldest();
+        if (alive) c_->done = true;
+        if (alive) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
+      // Prices due by now at the chosen rate.
+      const double elapsed = std::chrono::duration<double>(clock_type::now() - t0).count();
+      uint64_t due = uint64_t(elapsed * opt_.prices_per_s);
+      if (opt_.prices_max != 0) due = std::min(due, opt_.prices_max);
+      if (due <= sent) {
+        if (!in_flight.empty()) alive = settle_oldest();
+        else std::this_thread::sleep_for(std::chrono::microseconds(500));
+        continue;
+      }
+      const uint32_t n = uint32_t(std::min<uint64_t>(due - sent, std::max(1u, opt_.batch_max)));
+      std::vector<wire::price> batch;
+      batch.reserve(n);
+      {
+        std::lock_guard lk(last_mu_);
+        for (uint32_t k = 0; k < n; ++k, next = (next + 1) % px.size()) {
+          double bp = step(rng);
+          if (unit(rng) < opt_.jump_rate) {
+            bp += unit(rng) < 0.5 ? -opt_.jump_bp : opt_.jump_bp;
+            ++c_->jumps;
+          }
+          const double moved = double(px[next]) * (1.0 + bp / 10'000.0);
+          px[next] = uint64_t(std::clamp(std::llround(moved), 1ll, (long long)std::min<uint64_t>(ticks_max, 1ull << 62)));
+          batch.push_back({opt_.instruments[next], px[next]});
+          last_[next] = px[next];
+        }
+      }
+      if (in_flight.size() >= in_flight_max) alive = settle_oldest();
+      if (!alive) break;
+      const uint64_t rid = c->send(wire::prices_body(batch));
+      if (rid == 0) {
+        alive = false;
+        break;
+      }
+      c_->sent += n;
+      in_flight.emplace_back(rid, n);
+    }
+    connected_ = false;
+  }
+}
+
+}  // namespace mesob::tools
