@@ -21,6 +21,7 @@
 #include "actors/equb_group.hpp"
 #include "actors/gateway_registry.hpp"
 #include "actors/payout_desk.hpp"
+#include "actors/customers.hpp"
 #include "actors/ledger_rules.hpp"
 #include "actors/market.hpp"
 #include "actors/record_store.hpp"
@@ -54,6 +55,10 @@ enum class op_kind : uint16_t {
   instrument_ops = 19,           // instrument definitions, halts, resumes (every shard's market)
   prices = 20,                   // market-data prices (every shard's market)
   lookup_instruments = 21,       // instruments by id (account_ids; none: every one), shard 0's market
+  customer_ops = 22,             // KYC records (wire::customer_op), on their wallets' shards
+  policy_ops = 23,               // tiers and risk profiles (wire::policy_op), every shard's copy
+  lookup_customers = 24,         // customers by wallet id (account_ids), their shards
+  lookup_policy = 25,            // shard 0's policy, encoded (found_policy)
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -68,7 +73,8 @@ struct currency_total {
   return k == op_kind::create_accounts || k == op_kind::create_transfers ||
          k == op_kind::set_account_status || k == op_kind::tick || k == op_kind::equb_ops ||
          k == op_kind::gateway_ops || k == op_kind::payout_answers || k == op_kind::gateway_events ||
-         k == op_kind::payout_ops || k == op_kind::instrument_ops || k == op_kind::prices;
+         k == op_kind::payout_ops || k == op_kind::instrument_ops || k == op_kind::prices ||
+         k == op_kind::customer_ops || k == op_kind::policy_ops;
 }
 
 constexpr uint32_t shards_max = 32;
@@ -144,6 +150,8 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::payout_op> payout_ops;
   std::vector<wire::instrument_op> instrument_ops;
   std::vector<wire::price> prices;
+  std::vector<wire::customer_op> customer_ops;
+  std::vector<wire::policy_op> policy_ops;
   // gateway_ops: the registry after this batch; every shard adopts it when it executes
   // the batch, and the engine publishes it when it dispatches it (durable).
   std::shared_ptr<const gateways::registry> registry_after;
@@ -161,9 +169,10 @@ struct batch : std::enable_shared_from_this<batch> {
   // create_transfers with posts or voids (sized by the sequencer when events are kept):
   // the amount each one moved, written by the shard that writes its result.
   std::vector<uint64_t> resolved_amounts;
-  // create_accounts, set_account_status, equb_ops (sized by the sequencer when events are
-  // kept): 1 where an `ok` repeats what an earlier operation did (the same account, the
-  // same group created, a status it has already).
+  // create_accounts, set_account_status, equb_ops, customer_ops, policy_ops (sized by the
+  // sequencer when events are kept): 1 where an `ok` repeats what an earlier operation did
+  // (the same account, the same group created, a status it has already, the same KYC
+  // record or policy again).
   std::vector<uint8_t> repeated;
 
   // Outputs: results[i] is written by exactly one shard (or the sequencer).
@@ -179,6 +188,8 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<std::vector<payouts::payout_count>> found_counts;    // lookup_payouts: per shard
   std::vector<std::vector<payouts::sweep_row>> found_sweeps;       // lookup_payouts: per shard
   std::vector<wire::instrument_state> found_instruments;            // lookup_instruments
+  std::vector<wire::customer_state> found_customers;                // lookup_customers
+  std::vector<uint8_t> found_policy;                                // lookup_policy (policy::encode)
   // currency_totals: per shard, its equb groups checked against their escrow accounts.
   struct group_audit {
     uint64_t checked = 0;
@@ -249,6 +260,9 @@ struct checkpoint_cut {
   std::vector<payouts::desk_table::dirty_rows> payouts;  // per shard, rows changed since its last cut
   std::vector<std::vector<payouts::recon_row>> recon;    // per shard, its reconciliation counts (whole)
   std::vector<uint8_t> market;  // shard 0's market at the cut (book::encode; empty: no instrument)
+  std::vector<uint8_t> policy;  // shard 0's policy at the cut (policy::encode; empty: none)
+  // per shard, customers changed since its last cut: (wallet, table::encode bytes)
+  std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> customers;
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;
 };

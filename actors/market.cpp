@@ -18,8 +18,6 @@ constexpr uint16_t book_version = 1;
 
 bool symbol_char(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'; }
 
-bool heap_later(const std::pair<uint64_t, uint64_t>& a, const std::pair<uint64_t, uint64_t>& b) { return a > b; }
-
 uint64_t slice_ns(const wire::instrument_op& d) {
   return std::max<uint64_t>(1, uint64_t(d.move_window_ms) * ns_per_ms / window_slices);
 }
@@ -103,8 +101,14 @@ const instrument* book::find(uint64_t id) const {
 }
 
 size_t book::memory_bytes() const {
-  return by_id_.size() * (sizeof(instrument) + 64) + by_symbol_.size() * 64 +
-         timers_.capacity() * sizeof(timers_[0]) + scheduled_.size() * 32;
+  return by_id_.size() * (sizeof(instrument) + 64) + by_symbol_.size() * 64 + timers_.size() * 48 +
+         scheduled_.size() * 32;
+}
+
+uint64_t book::latest_time() const {
+  uint64_t t = 0;
+  for (const auto& [id, in] : by_id_) t = std::max({t, in.evaluated_at, in.last_price_at, in.defined_at});
+  return t;
 }
 
 void book::emit(const instrument& in, wire::event_type type, uint64_t t, uint16_t code, uint16_t flags) {
@@ -137,26 +141,27 @@ void book::announce(instrument& in, uint64_t t) {
   }
 }
 
-// One queued entry per instrument at its earliest change; a later change (a new price
-// moving the stale time on) waits until that entry comes up and schedules again.
+// The instrument's one entry: its next change by time from `t` (the time its reasons were
+// last evaluated at), replacing the one it had.
 void book::schedule(const instrument& in, uint64_t t) {
+  const uint64_t id = in.def.instrument_id;
   const uint64_t d = in.next_change(t);
+  auto it = scheduled_.find(id);
+  if (it != scheduled_.end()) {
+    if (it->second == d) return;
+    timers_.erase({it->second, id});
+    scheduled_.erase(it);
+  }
   if (d == UINT64_MAX) return;
-  auto [it, fresh] = scheduled_.try_emplace(in.def.instrument_id, d);
-  if (!fresh && it->second <= d) return;
-  it->second = d;
-  timers_.emplace_back(d, in.def.instrument_id);
-  std::push_heap(timers_.begin(), timers_.end(), heap_later);
+  scheduled_.emplace(id, d);
+  timers_.emplace(d, id);
 }
 
 void book::run_due(uint64_t t) {
-  while (!timers_.empty() && timers_.front().first <= t) {
-    std::pop_heap(timers_.begin(), timers_.end(), heap_later);
-    const auto [d, id] = timers_.back();
-    timers_.pop_back();
-    auto s = scheduled_.find(id);
-    if (s == scheduled_.end() || s->second != d) continue;  // superseded by an earlier entry
-    scheduled_.erase(s);
+  while (!timers_.empty() && timers_.begin()->first <= t) {
+    const auto [d, id] = *timers_.begin();
+    timers_.erase(timers_.begin());
+    scheduled_.erase(id);
     auto& in = by_id_.at(id);
     announce(in, d);
     schedule(in, in.evaluated_at);
@@ -201,9 +206,10 @@ result book::apply(const wire::instrument_op& op, uint64_t t, bool* repeated) {
     }
     in.manual = true;
   } else {
+    // Lifts a manual or move halt; a stale price stays (only a price lifts it), so with
+    // nothing else to lift the answer says why it does not trade.
     if (!in.manual && t >= in.move_halt_until)
       return (in.reasons(t) & wire::halt_reasons::stale) ? result::price_stale : result::instrument_not_halted;
-    if (in.reasons(t) & wire::halt_reasons::stale) return result::price_stale;  // only a price lifts it
     in.manual = false;
     if (t < in.move_halt_until) {
       in.move_halt_until = 0;
@@ -220,7 +226,10 @@ result book::apply(const wire::price& p, uint64_t t) {
   auto it = by_id_.find(p.instrument_id);
   if (it == by_id_.end()) return result::instrument_not_found;
   instrument& in = it->second;
-  if (p.ticks == 0 || p.ticks > notional_max / in.def.tick) return result::price_invalid;
+  if (p.ticks == 0 || p.ticks > notional_max / in.def.tick || p.sequence == 0) return result::price_invalid;
+  // The feed's sequence numbers make a price idempotent: the latest again is a repeat.
+  if (p.sequence == in.last_sequence) return p.ticks == in.last_ticks ? result::ok : result::exists_with_different_fields;
+  if (p.sequence < in.last_sequence) return result::price_out_of_order;
   const uint64_t len = slice_ns(in.def);
   const uint64_t number = t / len;
   if (t >= in.move_halt_until) {
@@ -247,6 +256,7 @@ result book::apply(const wire::price& p, uint64_t t) {
     }
   }
   in.last_ticks = p.ticks;
+  in.last_sequence = p.sequence;
   in.last_price_at = t;
   ++in.prices;
   if (events_) {
@@ -268,7 +278,8 @@ std::vector<uint8_t> book::encode() const {
   for (const auto& [id, in] : by_id_) ordered.emplace(id, &in);
   for (const auto& [id, in] : ordered) {
     w.put_bytes({reinterpret_cast<const uint8_t*>(&in->def), sizeof in->def});
-    for (uint64_t v : {in->defined_at, in->evaluated_at, in->last_ticks, in->last_price_at, in->move_halt_until, in->prices})
+    for (uint64_t v : {in->defined_at, in->evaluated_at, in->last_ticks, in->last_sequence, in->last_price_at,
+                       in->move_halt_until, in->prices})
       w.put(v);
     w.put(in->halts);
     w.put(uint8_t(in->manual));
@@ -299,6 +310,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     in.defined_at = r.get<uint64_t>();
     in.evaluated_at = r.get<uint64_t>();
     in.last_ticks = r.get<uint64_t>();
+    in.last_sequence = r.get<uint64_t>();
     in.last_price_at = r.get<uint64_t>();
     in.move_halt_until = r.get<uint64_t>();
     in.prices = r.get<uint64_t>();
@@ -319,21 +331,31 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     if (manual > 1 || (in.announced & ~wire::halt_reasons::all) != 0) return *why = at + "bad halt state", false;
     in.manual = manual == 1;
     if ((in.last_ticks == 0) != (in.last_price_at == 0) || (in.last_ticks == 0) != (in.prices == 0) ||
+        (in.last_ticks == 0) != (in.last_sequence == 0) ||
         in.last_ticks > notional_max / in.def.tick || in.evaluated_at < in.defined_at ||
         in.evaluated_at < in.last_price_at)
       return *why = at + "bad last price", false;
-    for (const slice& s : in.window)
-      if ((s.lo == 0) != (s.hi == 0) || s.lo > s.hi || s.hi > notional_max / in.def.tick)
+    const uint64_t len = slice_ns(in.def);
+    for (size_t k = 0; k < window_slices; ++k) {
+      const slice& s = in.window[k];
+      const bool empty = s.lo == 0 && s.hi == 0 && s.number == 0;
+      if (!empty && (s.lo == 0 || s.lo > s.hi || s.hi > notional_max / in.def.tick || s.number % window_slices != k ||
+                     in.last_ticks == 0 || s.number > in.last_price_at / len))
         return *why = at + "bad price window", false;
+    }
+    if (in.move_halt_until != 0 &&
+        (in.last_ticks == 0 || in.move_halt_until > in.last_price_at + uint64_t(in.def.halt_ms) * ns_per_ms))
+      return *why = at + "a move halt without the price that began it", false;
+    if (in.announced != in.reasons(in.evaluated_at))
+      return *why = at + "its announced halt state is not its state", false;
     if (!b.by_symbol_.emplace(symbol_of(in.def), in.def.instrument_id).second)
       return *why = at + "its symbol is another instrument's", false;
     const uint64_t id = in.def.instrument_id;
     b.by_id_.emplace(id, in);
   }
   if (r.at != bytes.size()) return *why = "market: bytes after the last instrument", false;
-  // Timers again: each instrument's next change by time (past ones run at the next batch,
-  // announcing only what the snapshot had not).
-  for (const auto& [id, in] : b.by_id_) b.schedule(in, 0);
+  // Timers again: each instrument's next change by time, as the live book had it.
+  for (const auto& [id, in] : b.by_id_) b.schedule(in, in.evaluated_at);
   b.events_ = std::move(out->events_);
   *out = std::move(b);
   return true;

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -68,6 +69,7 @@ struct instrument {
   uint64_t defined_at = 0;
   uint64_t evaluated_at = 0;  // the engine time its halt reasons were last announced as of
   uint64_t last_ticks = 0;
+  uint64_t last_sequence = 0;  // the feed's sequence number of the last price
   uint64_t last_price_at = 0;
   uint64_t move_halt_until = 0;
   uint64_t prices = 0;
@@ -97,9 +99,11 @@ class book {
   wire::result apply(const wire::price& p, uint64_t t);
   // Halts and resumes that time decided by `t` (stale prices, move halts ending),
   // announced; `due(t)` says whether there is any.
-  [[nodiscard]] bool due(uint64_t t) const { return !timers_.empty() && timers_.front().first <= t; }
+  [[nodiscard]] bool due(uint64_t t) const { return !timers_.empty() && timers_.begin()->first <= t; }
   void run_due(uint64_t t);
-  [[nodiscard]] uint64_t next_due() const { return timers_.empty() ? UINT64_MAX : timers_.front().first; }
+  [[nodiscard]] uint64_t next_due() const { return timers_.empty() ? UINT64_MAX : timers_.begin()->first; }
+  // The latest engine time the book holds (a snapshot's must not pass its clock).
+  [[nodiscard]] uint64_t latest_time() const;
 
   [[nodiscard]] const instrument* find(uint64_t id) const;
   [[nodiscard]] size_t size() const { return by_id_.size(); }
@@ -121,10 +125,10 @@ class book {
 
   std::unordered_map<uint64_t, instrument> by_id_;
   std::unordered_map<std::string, uint64_t> by_symbol_;
-  // (due time, instrument id), a min-heap; an entry whose instrument no longer changes at
-  // that time is skipped when it comes up. At most a few per instrument: see schedule().
-  std::vector<std::pair<uint64_t, uint64_t>> timers_;
-  std::unordered_map<uint64_t, uint64_t> scheduled_;  // instrument -> earliest entry queued
+  // (due time, instrument id): each instrument's next change by time alone
+  // (next_change(evaluated_at)), one entry at most, so a restored book has the same.
+  std::set<std::pair<uint64_t, uint64_t>> timers_;
+  std::unordered_map<uint64_t, uint64_t> scheduled_;  // instrument -> its entry's time
   event_sink events_;
 };
 

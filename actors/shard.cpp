@@ -213,7 +213,8 @@ void shard::publish_stats() {
   pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due}), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
-                        pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes(),
+                        pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes() +
+                        customers_.memory_bytes(),
                     r);
 }
 
@@ -278,6 +279,17 @@ void shard::execute(batch& b) {
     case op_kind::payout_ops: execute_payout_ops(b); break;
     case op_kind::instrument_ops:
     case op_kind::prices: execute_market(b); break;
+    case op_kind::customer_ops:
+    case op_kind::policy_ops: execute_customers(b); break;
+    case op_kind::lookup_customers:
+      for (uint32_t i = 0; i < b.count; ++i)
+        if (shard_of(b.account_ids[i], count_) == index_)
+          if (const auto* c = customers_.find(b.account_ids[i])) {
+            b.found_customers[i] = c->view(b.sweep_to);
+            b.results[i] = result::ok;
+          }
+      break;
+    case op_kind::lookup_policy: b.found_policy = policy_.encode(); break;  // shard 0 only
     case op_kind::lookup_instruments: {  // shard 0 only
       const uint64_t t = b.sweep_to;
       if (!b.account_ids.empty()) {
@@ -534,10 +546,71 @@ void shard::execute_payout_ops(batch& b) {
 void shard::execute_market(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
     deciding(b, i + 1);
+    // Halts and resumes time decided before this operation's time come first.
+    if (market_.due(b.timestamp_base + i)) market_.run_due(b.timestamp_base + i);
     bool repeated = false;
     const result r = b.kind == op_kind::prices ? market_.apply(b.prices[i], b.timestamp_base + i)
                                                : market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
     if (index_ == 0) b.results[i] = r;
+  }
+}
+
+// Policy changes: every shard's copy, shard 0's results. KYC records: the wallet's shard
+// decides and writes (the sequencer made the field checks and sent each batch to the
+// shards of its wallets).
+void shard::execute_customers(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    bool repeated = false;
+    if (b.kind == op_kind::policy_ops) {
+      const result r = policy_.apply(b.policy_ops[i], &repeated);
+      if (index_ != 0) continue;
+      b.results[i] = r;
+      if (!b.repeated.empty()) b.repeated[i] = repeated;
+      continue;
+    }
+    const wire::customer_op& op = b.customer_ops[i];
+    if (b.results[i] != result::ok || shard_of(op.wallet, count_) != index_) continue;
+    account* a = local_account(op.wallet);
+    result r = result::ok;
+    if (!a) r = result::account_not_found;
+    else if (a->kind != account_kind::customer_wallet) r = result::customer_wallet_required;
+    else if (!policy_.tier(op.tier, a->currency)) r = result::tier_undefined;
+    b.results[i] = r;
+    if (r != result::ok) continue;
+    customers::customer& c = customers_.at(op.wallet);
+    repeated = c.kyc == op.kyc && c.profile == op.profile && c.tier == op.tier && c.reference == op.reference;
+    if (!b.repeated.empty()) b.repeated[i] = repeated;
+    if (repeated) continue;
+    c.kyc = op.kyc;
+    c.profile = op.profile;
+    c.tier = op.tier;
+    c.reference = op.reference;
+    c.updated_at = b.timestamp_base + i;
+    customers_.mark_dirty(op.wallet);
+    if (a->tier != op.tier) {
+      save_account(slot_index(a), false);
+      a->tier = op.tier;
+    }
+  }
+}
+
+// The KYC tier's part of a fresh transfer's decision, from the sides this shard owns:
+// the debit wallet's single and daily limits (its outflow lives here), the credit
+// wallet's balance limit. A group's verdict on a side comes first.
+void shard::limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
+  const op_route& r = b.routes[o];
+  const transfer& t = b.transfers[o];
+  const uint64_t ts = b.timestamp_base + o;
+  if (r.debit_shard == index_ && in.dr && in.dr->tier != 0 && in.verdict_debit == result::ok) {
+    const auto* c = customers_.find(in.dr->id);
+    const auto* l = policy_.tier(uint8_t(in.dr->tier), in.dr->currency);
+    MESOB_ASSERT_MSG(c && l, "a wallet with a tier has a customer record and its tier's limits");
+    in.verdict_debit = customers::check_debit(*c, *l, t.amount, ts);
+  }
+  if (r.credit_shard == index_ && in.cr && in.cr->tier != 0 && in.verdict_credit == result::ok) {
+    const auto* l = policy_.tier(uint8_t(in.cr->tier), in.cr->currency);
+    MESOB_ASSERT_MSG(l, "a wallet with a tier has its tier's limits");
+    in.verdict_credit = customers::check_credit(*in.cr, *l, t.amount);
   }
 }
 
@@ -557,6 +630,7 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
     else if (escrow(in.cr)) in.verdict_credit = result::group_account_reserved;
   }
   if (r.debit_shard == index_ && escrow(in.dr)) in.verdict_debit = result::group_account_reserved;
+  limit_verdicts(b, o, in);
 }
 
 // Starts the cache misses of operation o's local accounts: first the index slots
@@ -839,6 +913,13 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       save_account(idx, keep_undo);
       apply_transfer_debit(*dr, t);
       link_history(idx, r.serial, true);
+      if (dr->tier != 0) {  // the day's outflow (actors/customers.hpp)
+        customers::customer* c = customers_.find(dr->id);
+        MESOB_ASSERT(c != nullptr);
+        if (keep_undo) undo_.push_back({undo_entry::what::customer, 0, {}, {}, 0, *c});
+        customers::add_outflow(*c, t.amount, b.timestamp_base + o);
+        customers_.mark_dirty(dr->id);
+      }
       // A deposit (it stands alone: no undo): the gateway's reconciliation counts.
       if (b.gateway && gateways::deposit_id(t.id))
         desks_.deposited(uint32_t(t.id.hi & 0xFFFFFF), t, b.timestamp_base + o);
@@ -944,6 +1025,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
             slots_[it->index].last_serial = it->last_serial;
             break;
           case undo_entry::what::pending_changed: pendings_[it->index] = it->pending; break;
+          case undo_entry::what::customer: *customers_.find(it->cust.wallet) = it->cust; break;
           case undo_entry::what::pending_created:
             MESOB_ASSERT(it->index + 1 == pendings_.size());
             remove_pending(it->index);  // its serial stays listed: the cut skips it
@@ -999,6 +1081,8 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   desks_.take_dirty(&cut_->payouts[index_]);
   if (index_ == 0) cut_->gateway_sessions = desks_.encode_sessions();
   if (index_ == 0 && market_.size() > 0) cut_->market = market_.encode();
+  if (index_ == 0 && !policy_.empty()) cut_->policy = policy_.encode();
+  customers_.take_dirty(&cut_->customers[index_]);
   cut_->recon[index_] = desks_.recon_rows();
   note_pause(t0);
 }

@@ -99,6 +99,10 @@ class shard {
   [[nodiscard]] payouts::desk_table& desks() { return desks_; }
   // This shard's copy of the market (actors/market.hpp); shard 0's makes its events.
   [[nodiscard]] market::book& market() { return market_; }
+  // The customers whose wallets this shard holds, and its copy of the policy
+  // (actors/customers.hpp).
+  [[nodiscard]] customers::table& customers() { return customers_; }
+  [[nodiscard]] customers::policy& policy() { return policy_; }
   // Earliest engine time at which a group's round may close on its deadline, or a payout
   // timer fires.
   [[nodiscard]] uint64_t next_group_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
@@ -129,11 +133,12 @@ class shard {
     [[nodiscard]] result verdict() const { return verdict_debit != result::ok ? verdict_debit : verdict_credit; }
   };
   struct undo_entry {
-    enum class what : uint8_t { account, pending_changed, pending_created } kind;
+    enum class what : uint8_t { account, pending_changed, pending_created, customer } kind;
     uint32_t index;
     account acct;
     pending_info pending;
     uint64_t last_serial;
+    customers::customer cust{};  // what::customer: the record before
   };
 
   void execute_accounts(batch& b);
@@ -146,6 +151,8 @@ class shard {
   void chain_done(const transfer& first, result r, uint64_t ts);
   void execute_payout_ops(batch& b);
   void execute_market(batch& b);
+  void execute_customers(batch& b);
+  void limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void audit_groups(batch::group_audit& out) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
@@ -220,6 +227,8 @@ class shard {
   equb::group_table groups_;
   payouts::desk_table desks_;
   market::book market_;
+  customers::table customers_;
+  customers::policy policy_;
   std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   bool keep_expired_ = false;

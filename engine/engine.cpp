@@ -123,6 +123,10 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
               b.instrument_ops.size() * sizeof(wire::instrument_op)};
     case op_kind::prices:
       return {reinterpret_cast<const uint8_t*>(b.prices.data()), b.prices.size() * sizeof(wire::price)};
+    case op_kind::customer_ops:
+      return {reinterpret_cast<const uint8_t*>(b.customer_ops.data()), b.customer_ops.size() * sizeof(wire::customer_op)};
+    case op_kind::policy_ops:
+      return {reinterpret_cast<const uint8_t*>(b.policy_ops.data()), b.policy_ops.size() * sizeof(wire::policy_op)};
     default: return {};
   }
 }
@@ -805,6 +809,21 @@ class engine_impl {
         b.results.assign(b.count, result::instrument_not_found);
         b.found_instruments.assign(b.count, wire::instrument_state{});
         break;
+      // Customers (actors/customers.hpp): field checks here, the rest on the wallets' shards.
+      case op_kind::customer_ops:
+        b.results.assign(b.count, result::ok);
+        if (event_writer_) b.repeated.assign(b.count, 0);
+        for (uint32_t i = 0; i < b.count; ++i) b.results[i] = actors::customers::check_customer_fields(b.customer_ops[i]);
+        break;
+      case op_kind::policy_ops:
+        b.results.assign(b.count, result::ok);
+        if (event_writer_) b.repeated.assign(b.count, 0);
+        break;
+      case op_kind::lookup_customers:
+        b.results.assign(b.count, result::customer_not_found);
+        b.found_customers.assign(b.count, wire::customer_state{});
+        break;
+      case op_kind::lookup_policy: break;
     }
     const uint32_t all = shards_n_ == 32 ? ~0u : (1u << shards_n_) - 1;
     b.shard_mask = all;
@@ -815,7 +834,13 @@ class engine_impl {
         if (b.results[i] == result::ok) m |= 1u << shard_of(b.payout_desks[i], shards_n_);
       b.shard_mask = m != 0 ? m : 1u;
     }
-    if (b.kind == op_kind::lookup_instruments) b.shard_mask = 1;  // shard 0's copy answers
+    if (b.kind == op_kind::lookup_instruments || b.kind == op_kind::lookup_policy) b.shard_mask = 1;  // shard 0's copy
+    if (b.kind == op_kind::customer_ops) {  // the wallets' shards
+      uint32_t m = 0;
+      for (uint32_t i = 0; i < b.count; ++i)
+        if (b.results[i] == result::ok) m |= 1u << shard_of(b.customer_ops[i].wallet, shards_n_);
+      b.shard_mask = m != 0 ? m : 1u;
+    }
     if (b.kind == op_kind::create_transfers) {
       uint32_t m = 0;
       for (uint32_t s = 0; s < shards_n_; ++s)
@@ -862,9 +887,16 @@ class engine_impl {
         break;
       case op_kind::prices: b->prices = std::move(req.prices); b->count = uint32_t(b->prices.size()); break;
       case op_kind::lookup_instruments:
+      case op_kind::lookup_customers:
         b->account_ids = std::move(req.account_ids);
         b->count = uint32_t(b->account_ids.size());
         break;
+      case op_kind::customer_ops:
+        b->customer_ops = std::move(req.customer_ops);
+        b->count = uint32_t(b->customer_ops.size());
+        break;
+      case op_kind::policy_ops: b->policy_ops = std::move(req.policy_ops); b->count = uint32_t(b->policy_ops.size()); break;
+      case op_kind::lookup_policy:
       case op_kind::currency_totals:
       case op_kind::payouts:
       case op_kind::deposits:
@@ -908,6 +940,10 @@ class engine_impl {
       case op_kind::instrument_ops: n = req.instrument_ops.size(); break;
       case op_kind::prices: n = req.prices.size(); break;
       case op_kind::lookup_instruments: n = req.account_ids.size(); break;  // none: every instrument
+      case op_kind::customer_ops: n = req.customer_ops.size(); break;
+      case op_kind::policy_ops: n = req.policy_ops.size(); break;
+      case op_kind::lookup_customers: n = req.account_ids.size(); break;
+      case op_kind::lookup_policy: break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -1016,6 +1052,7 @@ class engine_impl {
     c->pendings.resize(shards_n_);
     c->account_counts.resize(shards_n_);
     c->groups.resize(shards_n_);
+    c->customers.resize(shards_n_);
     c->payouts.resize(shards_n_);
     c->recon.resize(shards_n_);
     if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
@@ -1044,6 +1081,7 @@ class engine_impl {
   std::vector<actors::stored_account> carried_accounts_;
   std::vector<actors::pending_info> carried_pendings_;
   std::vector<std::pair<uint64_t, std::vector<uint8_t>>> carried_groups_;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> carried_customers_;
   actors::payouts::desk_table::dirty_rows carried_payouts_;
 
   // Sorts by key and keeps the last-appended row of each key.
@@ -1082,6 +1120,8 @@ class engine_impl {
       for (auto& list : c.dirty_accounts) carried_accounts_.insert(carried_accounts_.end(), list.begin(), list.end());
       for (auto& list : c.pendings) carried_pendings_.insert(carried_pendings_.end(), list.begin(), list.end());
       for (auto& list : c.groups) carried_groups_.insert(carried_groups_.end(), list.begin(), list.end());
+      for (auto& list : c.customers) carried_customers_.insert(carried_customers_.end(), list.begin(), list.end());
+      keep_newest(carried_customers_, [](const auto& r) { return r.first; });
       for (auto& rows : c.payouts) {
         carried_payouts_.payouts.insert(carried_payouts_.payouts.end(), rows.payouts.begin(), rows.payouts.end());
         carried_payouts_.desks.insert(carried_payouts_.desks.end(), rows.desks.begin(), rows.desks.end());
@@ -1101,6 +1141,8 @@ class engine_impl {
     carried_pendings_.shrink_to_fit();
     carried_groups_.clear();
     carried_groups_.shrink_to_fit();
+    carried_customers_.clear();
+    carried_customers_.shrink_to_fit();
     carried_payouts_ = {};
     committed_cut_seq_.store(c.seq);
     return {};
@@ -1164,8 +1206,15 @@ class engine_impl {
     for (const auto& rows : c.payouts)
       if (!put_payout_rows(rows)) return w->error();
     if (!c.gateway_sessions.empty() && !w->put(storage::table::desks, 0, c.gateway_sessions)) return w->error();
-    // The market, whole (shard 0's copy at the cut).
+    // The market and the policy, whole (shard 0's copies at the cut); customers changed.
     if (!c.market.empty() && !w->put(storage::table::market, 0, c.market)) return w->error();
+    if (!c.policy.empty() && !w->put(storage::table::policy, 0, c.policy)) return w->error();
+    for (const auto& rows : {&carried_customers_})
+      for (const auto& [id, bytes] : *rows)
+        if (!w->put(storage::table::customers, id, bytes)) return w->error();
+    for (const auto& list : c.customers)
+      for (const auto& [id, bytes] : list)
+        if (!w->put(storage::table::customers, id, bytes)) return w->error();
     // Reconciliation counts, whole (a few rows per gateway and day): every shard's part
     // summed, so that a later start with another shard count reads totals.
     if (!w->clear(storage::table::recon)) return w->error();
@@ -1567,6 +1616,8 @@ class engine_impl {
       r.transfers = std::move(b.found_transfers);
       r.groups = std::move(b.found_groups);
       r.instruments = std::move(b.found_instruments);
+      r.customers = std::move(b.found_customers);
+      r.policy = std::move(b.found_policy);
       for (auto& list : b.found_payouts)
         for (auto& p : list) r.payouts.push_back(std::move(p));
       std::sort(r.payouts.begin(), r.payouts.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
@@ -1871,8 +1922,52 @@ class engine_impl {
       }
       for (auto& sh : shards_)
         if (!actors::market::book::decode(v, &sh->market(), &why)) return false;
+      if (shards_[0]->market().latest_time() > last_ts_) {
+        why = "market: a time past the snapshot's clock";
+        return false;
+      }
       return true;
     }, error);
+    if (!ok) {
+      if (!why.empty()) *error = "snapshot: " + why;
+      return false;
+    }
+    // The policy: every shard's copy from the one row. Then the customers, each on its
+    // wallet's shard, checked against its wallet (the tier is on both).
+    ok = snap_->scan(storage::table::policy, [&](uint64_t key, std::span<const uint8_t> v) {
+      if (key != 0) {
+        why = "policy: unexpected row " + std::to_string(key);
+        return false;
+      }
+      for (auto& sh : shards_)
+        if (!actors::customers::policy::decode(v, &sh->policy(), &why)) return false;
+      return true;
+    }, error);
+    std::vector<uint64_t> tiered(shards_n_, 0);
+    ok = ok && snap_->scan(storage::table::customers, [&](uint64_t key, std::span<const uint8_t> v) {
+      actors::customers::customer c;
+      if (!actors::customers::table::decode(v, &c, &why)) return false;
+      auto& sh = *shards_[shard_of(key, shards_n_)];
+      const wire::account* a = sh.find_account(key);
+      if (c.wallet != key || !a || a->kind != wire::account_kind::customer_wallet || a->tier != c.tier ||
+          !sh.policy().tier(c.tier, a->currency)) {
+        why = "customer " + std::to_string(key) + ": its wallet, tier or the tier's limits do not match";
+        return false;
+      }
+      sh.customers().load(c);
+      ++tiered[shard_of(key, shards_n_)];
+      return true;
+    }, error);
+    if (ok)
+      for (uint32_t s = 0; s < shards_n_ && ok; ++s) {
+        uint64_t with_tier = 0;
+        shards_[s]->for_each_account([&](const wire::account& a) { with_tier += a.tier != 0; });
+        if (with_tier != tiered[s]) {
+          why = "shard " + std::to_string(s) + ": " + std::to_string(with_tier) + " wallets have a tier but " +
+                std::to_string(tiered[s]) + " customer records";
+          ok = false;
+        }
+      }
     if (!ok) {
       if (!why.empty()) *error = "snapshot: " + why;
       return false;
@@ -2017,6 +2112,8 @@ class engine_impl {
       case op_kind::payout_ops: ok = ok && decode_ops(body, bh.count, b->payout_ops); break;
       case op_kind::instrument_ops: ok = ok && decode_ops(body, bh.count, b->instrument_ops); break;
       case op_kind::prices: ok = ok && decode_ops(body, bh.count, b->prices); break;
+      case op_kind::customer_ops: ok = ok && decode_ops(body, bh.count, b->customer_ops); break;
+      case op_kind::policy_ops: ok = ok && decode_ops(body, bh.count, b->policy_ops); break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
@@ -2655,6 +2752,24 @@ reply engine::prices(std::vector<wire::price> p) { return call_with(*this, op_ki
 
 reply engine::lookup_instruments(std::vector<uint64_t> ids) {
   return call_with(*this, op_kind::lookup_instruments, &request::account_ids, std::move(ids));
+}
+
+reply engine::customers(std::vector<wire::customer_op> ops) {
+  return call_with(*this, op_kind::customer_ops, &request::customer_ops, std::move(ops));
+}
+
+reply engine::policies(std::vector<wire::policy_op> ops) {
+  return call_with(*this, op_kind::policy_ops, &request::policy_ops, std::move(ops));
+}
+
+reply engine::lookup_customers(std::vector<uint64_t> wallets) {
+  return call_with(*this, op_kind::lookup_customers, &request::account_ids, std::move(wallets));
+}
+
+reply engine::lookup_policy() {
+  request r;
+  r.kind = op_kind::lookup_policy;
+  return call(std::move(r));
 }
 
 reply engine::deposit(const std::string& gateway, std::vector<wire::deposit> deposits) {

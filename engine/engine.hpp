@@ -91,6 +91,9 @@ struct request {
   // (instrument ids; none: every instrument)
   std::vector<wire::instrument_op> instrument_ops;
   std::vector<wire::price> prices;
+  // customer_ops and policy_ops (actors/customers.hpp); lookup_customers takes account_ids
+  std::vector<wire::customer_op> customer_ops;
+  std::vector<wire::policy_op> policy_ops;
 };
 
 enum class status : uint8_t {
@@ -112,6 +115,8 @@ struct reply {
   std::vector<actors::currency_total> totals;  // currency_totals: one per currency
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
   std::vector<wire::instrument_state> instruments;  // lookup_instruments: one per id (zeroed if absent), or all
+  std::vector<wire::customer_state> customers;      // lookup_customers: one per id (zeroed if absent)
+  std::vector<uint8_t> policy;                      // lookup_policy: actors::customers::policy::encode
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
   std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
@@ -272,6 +277,12 @@ class engine {
   reply instruments(std::vector<wire::instrument_op> ops);
   reply prices(std::vector<wire::price> p);
   reply lookup_instruments(std::vector<uint64_t> ids);
+  // Customers (actors/customers.hpp): KYC records (a kyc gateway's), the policy of tiers
+  // and risk profiles (operators'), customers by wallet id, and the policy as it is.
+  reply customers(std::vector<wire::customer_op> ops);
+  reply policies(std::vector<wire::policy_op> ops);
+  reply lookup_customers(std::vector<uint64_t> wallets);
+  reply lookup_policy();
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
   bool checkpoint(std::string* error);

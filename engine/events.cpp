@@ -141,6 +141,32 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         e.currency = b.payout_ops[i].currency;
       }
       break;
+    case op_kind::customer_ops:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        const wire::customer_op& c = b.customer_ops[i];
+        event& e = add(i, event_type::customer_kyc);
+        e.account_a = c.wallet;
+        e.code = uint16_t(c.kyc);
+        e.flags = c.tier;
+        e.ref.lo = uint64_t(c.profile);
+        e.ref.hi = c.reference;
+      }
+      break;
+    case op_kind::policy_ops:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        const wire::policy_op& p = b.policy_ops[i];
+        event& e = add(i, event_type::policy_changed);
+        e.code = uint16_t(p.kind);
+        e.flags = p.number;
+        e.currency = p.currency;
+        const bool tier = p.kind == wire::policy_op_kind::tier;
+        e.amount = tier ? p.single_max : p.position_max;
+        e.ref.lo = tier ? p.daily_outflow_max : p.classes;
+        e.ref.hi = tier ? p.balance_max : 0;
+      }
+      break;
     default: break;  // ticks and registry changes: no event of their own
   }
 }

@@ -47,6 +47,8 @@ const char* table_name(table t) {
     case table::desks: return "desks";
     case table::recon: return "recon";
     case table::market: return "market";
+    case table::policy: return "policy";
+    case table::customers: return "customers";
   }
   return "?";
 }

@@ -15,6 +15,8 @@
 //                            gateways' sessions up (desk_table::encode_sessions)
 //   recon      gateway << 44 | day << 24 | currency -> reconciliation counts (rewritten whole)
 //   market     0          -> the instruments, prices and halts (actors/market.hpp, book::encode)
+//   policy     0          -> KYC tiers and risk profiles (actors/customers.hpp, policy::encode)
+//   customers  wallet id  -> a customer's KYC record (actors/customers.hpp, table::encode)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
@@ -39,8 +41,8 @@ namespace mesob::storage {
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
 // so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry,
-// payouts and their desks; 7: the market. Versions 4 to 6 are read as well (they have
-// none of what came after them).
+// payouts and their desks; 7: the market, the policy and customers. Versions 4 to 6
+// are read as well (they have none of what came after them).
 constexpr uint32_t snapshot_format_version = 7;
 constexpr uint32_t snapshot_format_oldest = 4;
 
@@ -68,8 +70,10 @@ enum class table : int {
   desks = 7,
   recon = 8,
   market = 9,
+  policy = 10,
+  customers = 11,
 };
-constexpr int tables = 10;
+constexpr int tables = 12;
 
 class snapshot_store {
  public:

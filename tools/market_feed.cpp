@@ -15,7 +15,7 @@ namespace mesob::tools {
 using clock_type = std::chrono::steady_clock;
 
 struct market_feed::counters {
-  std::atomic<uint64_t> connects{0}, defined{0}, sent{0}, ok{0}, refused{0}, jumps{0}, errors{0};
+  std::atomic<uint64_t> connects{0}, defined{0}, resent{0}, sent{0}, ok{0}, refused{0}, jumps{0}, errors{0};
   std::atomic<bool> done{false};
 };
 
@@ -38,6 +38,7 @@ market_feed_stats market_feed::stats() const {
   market_feed_stats s;
   s.connects = c_->connects;
   s.defined = c_->defined;
+  s.resent = c_->resent;
   s.prices_sent = c_->sent;
   s.prices_ok = c_->ok;
   s.prices_refused = c_->refused;
@@ -52,17 +53,30 @@ uint64_t market_feed::last_ticks(size_t i) const {
   return i < last_.size() ? last_[i] : 0;
 }
 
+void market_feed::disconnect(uint64_t pause_ms) {
+  disconnect_pause_ms_ = pause_ms;
+  disconnect_ = true;
+}
+
 void market_feed::run() {
   if (opt_.instruments.empty()) return;
   std::mt19937_64 rng(opt_.seed);
   std::normal_distribution<double> step(0, opt_.volatility_bp);
   std::uniform_real_distribution<double> unit(0, 1);
   std::vector<uint64_t> px(opt_.instruments.size(), std::max<uint64_t>(1, opt_.start_ticks));
+  std::vector<uint64_t> sequence(opt_.instruments.size(), 0);
   const uint64_t ticks_max = actors::market::notional_max / std::max<uint64_t>(1, opt_.definition.tick);
   size_t next = 0;
   bool defined = !opt_.define;
-  const auto t0 = clock_type::now();
+  // Requests sent and not answered (their prices, and whether they were sent before),
+  // oldest first: sent again after a reconnect.
+  std::deque<std::pair<std::vector<wire::price>, bool>> unanswered;
+  uint64_t paced_from = 0;  // prices counted at the last (re)connect
+  bool first = true;
   while (!stop_) {
+    if (!first) std::this_thread::sleep_for(std::chrono::milliseconds(disconnect_ ? disconnect_pause_ms_.load() : 100));
+    first = false;
+    disconnect_ = false;
     wire::client::options co;
     co.host = opt_.host;
     co.port = opt_.port;
@@ -73,23 +87,25 @@ void market_feed::run() {
     auto c = wire::client::connect(co, &err);
     if (!c) {
       ++c_->errors;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
     ++c_->connects;
     connected_ = true;
     const uint32_t in_flight_max = std::max(1u, std::min(opt_.in_flight_max, c->welcome().in_flight_max));
-    std::deque<std::pair<uint64_t, uint32_t>> in_flight;  // request id, prices in it
+    std::deque<uint64_t> in_flight;  // request ids, in the order of `unanswered`
     auto settle_oldest = [&]() {
-      const auto [rid, n] = in_flight.front();
-      in_flight.pop_front();
-      auto out = c->wait(rid);
+      auto out = c->wait(in_flight.front());
       if (!out.ok) {
         ++c_->errors;
         return false;
       }
-      for (const auto r : out.reply.results) ++(r == wire::result::ok ? c_->ok : c_->refused);
-      (void)n;
+      in_flight.pop_front();
+      // Sent again, a price the engine had is a repeat (ok) or, when a later one of the same
+      // instrument had arrived too, older than its last: it arrived the first time.
+      const bool again = unanswered.front().second;
+      unanswered.pop_front();
+      for (const auto r : out.reply.results)
+        ++(r == wire::result::ok || (again && r == wire::result::price_out_of_order) ? c_->ok : c_->refused);
       return true;
     };
     if (!defined) {
@@ -117,7 +133,21 @@ void market_feed::run() {
       defined = true;
     }
     bool alive = true;
-    while (alive && !stop_) {
+    // What was not answered goes again first, in order.
+    for (auto& [batch, again] : unanswered) {
+      const uint64_t rid = c->send(wire::prices_body(batch));
+      if (rid == 0) {
+        alive = false;
+        break;
+      }
+      again = true;
+      c_->resent += batch.size();
+      in_flight.push_back(rid);
+    }
+    // Pacing starts again from now: prices not sent while away are not made up.
+    const auto t0 = clock_type::now();
+    paced_from = c_->sent;
+    while (alive && !stop_ && !disconnect_) {
       const uint64_t sent = c_->sent;
       if (opt_.prices_max != 0 && sent >= opt_.prices_max) {
         while (alive && !in_flight.empty()) alive = settle_oldest();
@@ -127,13 +157,14 @@ void market_feed::run() {
       }
       // Prices due by now at the chosen rate.
       const double elapsed = std::chrono::duration<double>(clock_type::now() - t0).count();
-      uint64_t due = uint64_t(elapsed * opt_.prices_per_s);
+      uint64_t due = paced_from + uint64_t(elapsed * opt_.prices_per_s);
       if (opt_.prices_max != 0) due = std::min(due, opt_.prices_max);
       if (due <= sent) {
         if (!in_flight.empty()) alive = settle_oldest();
         else std::this_thread::sleep_for(std::chrono::microseconds(500));
         continue;
       }
+      if (in_flight.size() >= in_flight_max && !(alive = settle_oldest())) break;
       const uint32_t n = uint32_t(std::min<uint64_t>(due - sent, std::max(1u, opt_.batch_max)));
       std::vector<wire::price> batch;
       batch.reserve(n);
@@ -147,19 +178,15 @@ void market_feed::run() {
           }
           const double moved = double(px[next]) * (1.0 + bp / 10'000.0);
           px[next] = uint64_t(std::clamp(std::llround(moved), 1ll, (long long)std::min<uint64_t>(ticks_max, 1ull << 62)));
-          batch.push_back({opt_.instruments[next], px[next]});
+          batch.push_back({opt_.instruments[next], px[next], ++sequence[next]});
           last_[next] = px[next];
         }
       }
-      if (in_flight.size() >= in_flight_max) alive = settle_oldest();
-      if (!alive) break;
-      const uint64_t rid = c->send(wire::prices_body(batch));
-      if (rid == 0) {
-        alive = false;
-        break;
-      }
+      unanswered.emplace_back(std::move(batch), false);
       c_->sent += n;
-      in_flight.emplace_back(rid, n);
+      const uint64_t rid = c->send(wire::prices_body(unanswered.back().first));
+      if (rid == 0) break;
+      in_flight.push_back(rid);
     }
     connected_ = false;
   }

@@ -7,10 +7,13 @@
 // runs one; tests run it in a thread.
 //
 // One thread: it sends Prices requests of up to `batch_max` prices, instruments in turn,
-// paced to `prices_per_s`, with at most `in_flight_max` requests outstanding, and
-// reconnects when the connection drops. Randomness comes from `seed`, so a run repeats.
-// The last price sent per instrument can be read at any time (a broker simulator fills
-// at it).
+// paced to `prices_per_s`, with at most `in_flight_max` requests outstanding. Each price
+// carries the instrument's next sequence number, so when the connection drops the
+// requests not answered are sent again after the reconnect (a price that did arrive is a
+// repeat the engine answers ok and does not count twice); it waits a little before each
+// reconnect and does not catch up on the prices it did not send while away. Randomness
+// comes from `seed`, so a run repeats. The last price sent per instrument can be read at
+// any time (a broker simulator fills at it).
 #pragma once
 
 #include <atomic>
@@ -48,6 +51,7 @@ struct market_feed_options {
 struct market_feed_stats {
   uint64_t connects = 0;
   uint64_t defined = 0;          // definitions the engine took (ok)
+  uint64_t resent = 0;           // prices sent again after a dropped connection
   uint64_t prices_sent = 0;
   uint64_t prices_ok = 0;
   uint64_t prices_refused = 0;   // any other result
@@ -65,6 +69,8 @@ class market_feed {
 
   void start();
   void stop();
+  // Drops the connection now (as a crashed feed would) and reconnects after `pause_ms`.
+  void disconnect(uint64_t pause_ms);
   [[nodiscard]] market_feed_stats stats() const;
   [[nodiscard]] bool connected() const { return connected_.load(); }
   [[nodiscard]] const market_feed_options& options() const { return opt_; }
@@ -77,6 +83,8 @@ class market_feed {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> connected_{false};
+  std::atomic<bool> disconnect_{false};
+  std::atomic<uint64_t> disconnect_pause_ms_{0};
   struct counters;
   std::unique_ptr<counters> c_;
   mutable std::mutex last_mu_;

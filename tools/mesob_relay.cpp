@@ -135,6 +135,15 @@ std::vector<std::string> messages(const wire::event& e) {
               (e.ref.lo != 0 ? ", the move halt ends at engine time " + std::to_string(e.ref.lo) : std::string())};
     case event_type::instrument_resumed:
       return {"instrument " + a + ": trading resumed (" + halt_text(e.code) + " is over)"};
+    case event_type::customer_kyc:
+      return {"account " + a + ": your identity check is " + std::string(wire::kyc_status_name(uint8_t(e.code))) +
+              "; tier " + std::to_string(e.flags) + ", " + std::string(wire::risk_profile_name(uint8_t(e.ref.lo))) +
+              " investor"};
+    case event_type::policy_changed:
+      return {e.code == 1 ? "policy: tier " + std::to_string(e.flags) + " in " + currency_text(e.currency) +
+                                " now allows " + money(e.amount, e.currency) + " per transfer, " +
+                                money(e.ref.lo, e.currency) + " a day, " + money(e.ref.hi, e.currency) + " held"
+                          : "policy: the " + std::string(wire::risk_profile_name(uint8_t(e.flags))) + " profile changed"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

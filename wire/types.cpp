@@ -174,6 +174,16 @@ std::string_view result_name(result r) {
     MESOB_RESULT(instrument_halted)
     MESOB_RESULT(price_stale)
     MESOB_RESULT(instrument_not_halted)
+    MESOB_RESULT(kyc_status_invalid)
+    MESOB_RESULT(risk_profile_invalid)
+    MESOB_RESULT(tier_undefined)
+    MESOB_RESULT(customer_wallet_required)
+    MESOB_RESULT(policy_op_invalid)
+    MESOB_RESULT(exceeds_transfer_limit)
+    MESOB_RESULT(exceeds_daily_outflow)
+    MESOB_RESULT(exceeds_balance_limit)
+    MESOB_RESULT(customer_not_found)
+    MESOB_RESULT(price_out_of_order)
 #undef MESOB_RESULT
   }
   return "unknown_result";
@@ -202,8 +212,29 @@ std::string_view event_type_name(event_type t) {
     case event_type::price: return "price";
     case event_type::instrument_halted: return "instrument_halted";
     case event_type::instrument_resumed: return "instrument_resumed";
+    case event_type::customer_kyc: return "customer_kyc";
+    case event_type::policy_changed: return "policy_changed";
   }
   return "unknown_event";
+}
+
+std::string_view kyc_status_name(uint8_t s) {
+  switch (s) {
+    case uint8_t(kyc_status::none): return "none";
+    case uint8_t(kyc_status::pending): return "pending";
+    case uint8_t(kyc_status::verified): return "verified";
+    case uint8_t(kyc_status::rejected): return "rejected";
+  }
+  return "unknown";
+}
+
+std::string_view risk_profile_name(uint8_t p) {
+  switch (p) {
+    case uint8_t(risk_profile::conservative): return "conservative";
+    case uint8_t(risk_profile::moderate): return "moderate";
+    case uint8_t(risk_profile::aggressive): return "aggressive";
+  }
+  return "unknown";
 }
 
 std::string_view asset_class_name(uint8_t c) {

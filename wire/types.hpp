@@ -69,7 +69,9 @@ struct account {
   account_kind kind = account_kind::customer_wallet;
   uint16_t flags = 0;
   account_status status = account_status::open;
-  uint16_t reserved = 0;
+  // The KYC tier whose limits the ledger enforces on this wallet (actors/customers.hpp):
+  // set by customer operations, 0 for none. Zero on create, like the field after it.
+  uint16_t tier = 0;
   uint32_t reserved2 = 0;
 };
 static_assert(sizeof(account) == 80);
@@ -322,11 +324,15 @@ static_assert(sizeof(instrument_op) == 64);
 static_assert(std::is_trivially_copyable_v<instrument_op>);
 
 // A price from a market-data gateway, stamped with the engine clock when sequenced.
+// `sequence` counts up per instrument at the feed: the latest price sent again is a
+// repeat (ok, nothing changes; other ticks: exists_with_different_fields), an older one
+// is refused (price_out_of_order), so a feed may resend what it is not sure arrived.
 struct price {
   uint64_t instrument_id = 0;
-  uint64_t ticks = 0;  // not zero; ticks x tick at most 2^53 minor units
+  uint64_t ticks = 0;     // not zero; ticks x tick at most 2^53 minor units
+  uint64_t sequence = 0;  // not zero
 };
-static_assert(sizeof(price) == 16);
+static_assert(sizeof(price) == 24);
 
 // An instrument as looked up: its definition and trading state.
 struct instrument_state {
@@ -342,6 +348,64 @@ struct instrument_state {
 };
 static_assert(sizeof(instrument_state) == 112);
 static_assert(std::is_trivially_copyable_v<instrument_state>);
+
+// ---- trading: customers, KYC tiers and risk profiles (actors/customers.hpp) -------------
+enum class kyc_status : uint8_t { none = 1, pending = 2, verified = 3, rejected = 4 };
+constexpr uint8_t kyc_status_max = 4;
+enum class risk_profile : uint8_t { conservative = 1, moderate = 2, aggressive = 3 };
+constexpr uint8_t risk_profile_max = 3;
+[[nodiscard]] std::string_view kyc_status_name(uint8_t s);
+[[nodiscard]] std::string_view risk_profile_name(uint8_t p);
+
+// A KYC gateway's word on a customer, whose id is its cash wallet's (a customer wallet
+// account): its KYC status, tier and risk profile, all three each time (a customer
+// record is made by the first and replaced by later ones; the same again changes nothing).
+struct customer_op {
+  uint64_t wallet = 0;
+  uint64_t reference = 0;  // the KYC provider's own reference, kept with the customer
+  kyc_status kyc{};
+  risk_profile profile{};
+  uint8_t tier = 0;        // 1 .. 16, defined (policy_op) for the wallet's currency
+  uint8_t reserved = 0;
+  uint32_t reserved2 = 0;
+  uint64_t reserved3 = 0;
+};
+static_assert(sizeof(customer_op) == 32);
+static_assert(std::is_trivially_copyable_v<customer_op>);
+
+// A customer as looked up.
+struct customer_state {
+  uint64_t wallet = 0;          // 0: not found
+  uint64_t reference = 0;
+  uint64_t updated_at = 0;      // engine time of the last change
+  uint64_t outflow_today = 0;   // debited from the wallet on the look-up's (UTC) day
+  kyc_status kyc{};
+  risk_profile profile{};
+  uint8_t tier = 0;
+  uint8_t reserved = 0;
+  uint32_t reserved2 = 0;
+};
+static_assert(sizeof(customer_state) == 40);
+static_assert(std::is_trivially_copyable_v<customer_state>);
+
+// Operators' policy (admin port): a KYC tier's limits in one currency, or a risk
+// profile's allowed asset classes (bit c - 1 for asset_class c) and largest position per
+// instrument (minor units). Replaces what was there; every limit is at least 1.
+enum class policy_op_kind : uint8_t { tier = 1, profile = 2 };
+struct policy_op {
+  policy_op_kind kind{};
+  uint8_t number = 0;   // tier 1 .. 16, or the risk_profile
+  uint8_t classes = 0;  // profile
+  uint8_t reserved = 0;
+  currency_code currency = 0;  // tier
+  uint64_t single_max = 0;         // tier: the largest transfer out of the wallet
+  uint64_t daily_outflow_max = 0;  // tier: out of the wallet per UTC day (holds count when made)
+  uint64_t balance_max = 0;        // tier: the largest balance (incoming holds count)
+  uint64_t position_max = 0;       // profile
+  uint64_t reserved2 = 0;
+};
+static_assert(sizeof(policy_op) == 48);
+static_assert(std::is_trivially_copyable_v<policy_op>);
 
 // One result per operation, in batch order.
 enum class result : uint32_t {
@@ -499,6 +563,17 @@ enum class result : uint32_t {
   instrument_halted = 210,               // trading is halted (manual or move halt)
   price_stale = 211,                     // no price yet, or the last is older than stale_ms
   instrument_not_halted = 212,           // resume: no manual or move halt to lift
+  // customers and their limits (actors/customers.hpp)
+  kyc_status_invalid = 213,
+  risk_profile_invalid = 214,
+  tier_undefined = 215,                  // no such tier (1..16) for the wallet's currency
+  customer_wallet_required = 216,        // a customer's id must be a customer wallet account's
+  policy_op_invalid = 217,               // unknown kind, number or classes, a limit of 0, a stray field
+  exceeds_transfer_limit = 218,          // more than the wallet's tier allows in one transfer
+  exceeds_daily_outflow = 219,           // more than its tier allows out per UTC day
+  exceeds_balance_limit = 220,           // the wallet would hold more than its tier allows
+  customer_not_found = 221,
+  price_out_of_order = 222,              // a price whose sequence is below the instrument's last
 };
 [[nodiscard]] std::string_view result_name(result r);
 
@@ -545,8 +620,14 @@ enum class event_type : uint16_t {
                             // that began; amount: the last price (ticks); ref.lo: a move halt's end
   instrument_resumed = 21,  // account_a: the instrument; code: the halt reasons that ended;
                             // amount: the last price (ticks)
+  // Customers (actors/customers.hpp):
+  customer_kyc = 22,        // account_a: the wallet; code: KYC status; flags: tier; ref.lo: risk
+                            // profile; ref.hi: the provider's reference
+  policy_changed = 23,      // code: 1 tier, 2 profile; flags: its number; currency (tier);
+                            // amount: single_max (tier) or position_max (profile); ref.lo:
+                            // daily_outflow_max (tier) or classes; ref.hi: balance_max
 };
-constexpr uint16_t event_type_max = 21;
+constexpr uint16_t event_type_max = 23;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -215,7 +215,7 @@ class reference_ledger {
   static result account_fields(const account& a) {
     if (a.timestamp != 0) return result::timestamp_must_be_zero;
     if (a.id == 0) return result::id_must_not_be_zero;
-    if (a.reserved != 0 || a.reserved2 != 0) return result::reserved_field;
+    if (a.tier != 0 || a.reserved2 != 0) return result::reserved_field;
     if (a.flags & ~wire::account_flags::all) return result::flags_invalid;
     if ((a.flags & wire::account_flags::debits_must_not_exceed_credits) &&
         (a.flags & wire::account_flags::credits_must_not_exceed_debits))

@@ -387,9 +387,11 @@ TEST(admin_port, instrument_commands_list_halt_and_resume) {
     EXPECT_EQ(cell(m, "instrument", "lot"), "10");
     EXPECT_EQ(admin(*ops, "instrument halt", {"42"}).code, admin_code::ok);
     EXPECT_EQ(cell(admin(*ops, "instrument show", {"42"}), "instrument", "state"), "halted,stale");
+    EXPECT_EQ(admin(*ops, "instrument resume", {"42"}).code, admin_code::ok) << "lifts the operators' halt";
     m = admin(*ops, "instrument resume", {"42"});
-    EXPECT_EQ(m.code, admin_code::failed);
+    EXPECT_EQ(m.code, admin_code::failed) << "only a price lifts a stale one";
     EXPECT_NE(m.message.find("price_stale"), std::string::npos) << m.message;
+    EXPECT_EQ(admin(*ops, "instrument halt", {"42"}).code, admin_code::ok);
     EXPECT_EQ(admin(*ops, "instrument define", {"7", "CBE.B", "bond", "ETB", "5", "1", "100", "1000", "1000", "1000"}).code,
               admin_code::ok);
     m = admin(*ops, "instruments");

@@ -91,13 +91,19 @@ TEST_F(market_engine, DefinitionsPricesAndEveryRefusal) {
                                             result::id_must_not_be_zero}));
   // No price yet: stale. Prices: bad ones refused, good ones start trading.
   EXPECT_EQ(state(1).reasons, wire::halt_reasons::stale);
-  r = e().prices({{1, 100}, {1, 0}, {8, 5}, {0, 5}, {1, (1ull << 53) + 1}, {2, 990}});
+  r = e().prices({{1, 100, 1}, {1, 0, 2}, {8, 5, 1}, {0, 5, 1}, {1, (1ull << 53) + 1, 2}, {2, 990, 1}, {1, 100, 0}});
   EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::price_invalid, result::instrument_not_found,
-                                            result::id_must_not_be_zero, result::price_invalid, result::ok}));
+                                            result::id_must_not_be_zero, result::price_invalid, result::ok,
+                                            result::price_invalid}));
+  // The latest price again is a repeat; other ticks under its sequence, or an older
+  // sequence, are refused; none of them counts.
+  r = e().prices({{1, 100, 1}, {1, 101, 1}, {1, 105, 3}, {1, 104, 2}});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::exists_with_different_fields, result::ok,
+                                            result::price_out_of_order}));
+  EXPECT_EQ(state(1).prices, 2u);
+  EXPECT_EQ(state(1).last_ticks, 105u);
   const auto s = state(1);
   EXPECT_EQ(s.reasons, 0);
-  EXPECT_EQ(s.last_ticks, 100u);
-  EXPECT_EQ(s.prices, 1u);
   EXPECT_EQ(s.def.lot, 1u) << "the refused change changed nothing";
   EXPECT_EQ(e().lookup_instruments({77}).results, std::vector<result>{result::instrument_not_found});
   // Every instrument, by id.
@@ -110,9 +116,9 @@ TEST_F(market_engine, DefinitionsPricesAndEveryRefusal) {
 
 TEST_F(market_engine, HaltsByMoveByHandAndByTime) {
   ASSERT_EQ(e().instruments({define(1, "ETEL")}).results[0], result::ok);
-  ASSERT_EQ(e().prices({{1, 1000}, {1, 1040}}).results, (std::vector<result>{result::ok, result::ok}));
+  ASSERT_EQ(e().prices({{1, 1000, 1}, {1, 1040, 2}}).results, (std::vector<result>{result::ok, result::ok}));
   EXPECT_EQ(state(1).reasons, 0);
-  ASSERT_EQ(e().prices({{1, 1051}}).results[0], result::ok);  // over 5% above 1000
+  ASSERT_EQ(e().prices({{1, 1051, 3}}).results[0], result::ok);  // over 5% above 1000
   auto s = state(1);
   EXPECT_EQ(s.reasons, wire::halt_reasons::move);
   EXPECT_EQ(s.halts, 1u);
@@ -127,7 +133,7 @@ TEST_F(market_engine, HaltsByMoveByHandAndByTime) {
   fx_.advance_s(11);
   ASSERT_TRUE(wait_reasons(1, wire::halt_reasons::stale));
   EXPECT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::resume)}).results[0], result::price_stale);
-  ASSERT_EQ(e().prices({{1, 1052}}).results[0], result::ok);
+  ASSERT_EQ(e().prices({{1, 1052, 4}}).results[0], result::ok);
   EXPECT_EQ(state(1).reasons, 0);
 }
 
@@ -137,9 +143,9 @@ TEST_F(market_engine_replay, ReplayAndSnapshotsRebuildTheMarketAndItsEvents) {
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   std::vector<wire::price> feed;
-  for (uint64_t i = 0; i < 200; ++i) feed.push_back({1 + i % 2, 1000 + (i % 7)});
+  for (uint64_t i = 0; i < 200; ++i) feed.push_back({1 + i % 2, 1000 + (i % 7), 1 + i / 2});
   ASSERT_EQ(e().prices(feed).results, std::vector<result>(feed.size(), result::ok));
-  ASSERT_EQ(e().prices({{2, 2000}}).results[0], result::ok);  // a move halt for 2
+  ASSERT_EQ(e().prices({{2, 2000, 101}}).results[0], result::ok);  // a move halt for 2
   ASSERT_EQ(e().instruments({by_hand(1, wire::instrument_op_kind::halt)}).results[0], result::ok);
   fx_.advance_s(31);  // 2's move halt ends; both go stale
   ASSERT_TRUE(wait_reasons(2, wire::halt_reasons::stale));
@@ -188,7 +194,44 @@ TEST_F(market_engine_replay, ReplayAndSnapshotsRebuildTheMarketAndItsEvents) {
   fx_.close();
   fx_.set_shards(3);
   fx_.open();
-  ASSERT_EQ(e().prices({{2, 2001}}).results[0], result::ok);
+  ASSERT_EQ(e().prices({{2, 2001, 102}}).results[0], result::ok);
   EXPECT_EQ(state(2).reasons, 0);
   EXPECT_EQ(state(1).reasons, wire::halt_reasons::manual | wire::halt_reasons::stale);
+}
+
+// Timers pending in a snapshot (a move halt running, prices about to go stale) fire after
+// a restart from it at the times they were due, as they would have without the restart.
+TEST_F(market_engine_replay, TimersPendingInASnapshotFireOnTimeAfterARestart) {
+  ASSERT_EQ(e().instruments({define(1, "ETEL"), define(2, "CBE")}).results,
+            (std::vector<result>{result::ok, result::ok}));
+  ASSERT_EQ(e().prices({{1, 1000, 1}, {2, 1000, 1}}).results, (std::vector<result>{result::ok, result::ok}));
+  const uint64_t priced_at = state(1).last_price_at;
+  ASSERT_EQ(e().prices({{2, 1100, 2}}).results[0], result::ok);  // +10%: a move halt of 30 s
+  const auto halted = state(2);
+  ASSERT_EQ(halted.reasons, wire::halt_reasons::move);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.close();
+  fx_.open();  // from the snapshot: nothing to replay
+  EXPECT_EQ(state(2).move_halt_until, halted.move_halt_until);
+  fx_.advance_s(45);  // 1 and 2 go stale at 10 s; 2's move halt ends at 30 s
+  ASSERT_TRUE(wait_reasons(1, wire::halt_reasons::stale));
+  ASSERT_TRUE(wait_reasons(2, wire::halt_reasons::stale));
+  fx_.close();
+  std::vector<wire::event> halts;
+  for (const auto& ev : test::all_events(fx_.dir()))
+    if (ev.type == wire::event_type::instrument_halted || ev.type == wire::event_type::instrument_resumed)
+      halts.push_back(ev);
+  ASSERT_EQ(halts.size(), 5u);  // 1 and 2 trade; 2 halts on the move; 1 and 2 go stale
+  EXPECT_EQ(halts[2].account_a, 2u);
+  EXPECT_EQ(halts[2].flags, wire::halt_reasons::move);
+  EXPECT_EQ(halts[3].account_a, 1u);
+  EXPECT_EQ(halts[3].flags, wire::halt_reasons::stale);
+  EXPECT_EQ(halts[3].timestamp, priced_at + 10'000 * ms + 1) << "at the time it went stale";
+  EXPECT_EQ(halts[4].account_a, 2u);
+  EXPECT_EQ(halts[4].flags, wire::halt_reasons::stale);
+  EXPECT_EQ(halts[4].timestamp, halted.last_price_at + 10'000 * ms + 1);
+  fx_.open();
+  EXPECT_EQ(state(2).halts, 2u);
+  EXPECT_EQ(state(1).halts, 1u);
 }

@@ -41,19 +41,30 @@ TEST(market_feed, prices_instruments_with_jumps_into_halts) {
   o.definition.move_window_ms = 60'000;
   o.definition.stale_ms = 600'000;
   o.definition.halt_ms = 1;
-  o.prices_per_s = 200'000;
+  o.prices_per_s = 50'000;
   o.prices_max = 40'000;
   o.batch_max = 512;
+  o.volatility_bp = 1;  // a walk of ~2,000 steps spreads ~0.5%: only jumps move 10%
   o.jump_rate = 0.002;
   o.jump_bp = 2500;
   o.seed = test_seed("market_feed");
   tools::market_feed feed(o);
   feed.start();
+  // The feed drops its connection twice with requests in flight: what was not answered
+  // is sent again, and nothing counts twice.
+  for (int drops = 0; drops < 2;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    if (feed.stats().prices_sent > uint64_t(drops + 1) * 10'000) {
+      feed.disconnect(20);
+      ++drops;
+    }
+  }
   for (int i = 0; i < 1000 && !feed.stats().done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   feed.stop();
   const auto s = feed.stats();
   ASSERT_TRUE(s.done) << "sent " << s.prices_sent << " ok " << s.prices_ok;
   EXPECT_EQ(s.defined, 20u);
+  EXPECT_GE(s.connects, 3u);
   EXPECT_EQ(s.prices_ok, o.prices_max);
   EXPECT_EQ(s.prices_refused, 0u);
   EXPECT_GT(s.jumps, 0u);
@@ -72,6 +83,6 @@ TEST(market_feed, prices_instruments_with_jumps_into_halts) {
   // Each jump of 25% moves a price more than 10% from its window: a move halt, unless
   // that instrument was halted already (a halt lasts 1 ms here).
   EXPECT_GT(halts, 0u);
-  EXPECT_LE(halts, s.jumps + 20) << "a halt without a jump (random steps are 10 bp)";
+  EXPECT_LE(halts, s.jumps) << "a halt without a jump";
   srv->stop();
 }

@@ -109,7 +109,7 @@ std::string describe(const wire::account& a) {
     << " cur=" << cur_str(a.currency) << " kind=" << uint16_t(a.kind) << " flags=" << hex(a.flags)
     << " status=" << uint16_t(a.status) << " dp=" << a.debits_pending << " dpo=" << a.debits_posted
     << " cp=" << a.credits_pending << " cpo=" << a.credits_posted << " ts=" << a.timestamp;
-  if (a.reserved != 0 || a.reserved2 != 0) o << " reserved=" << a.reserved << "/" << a.reserved2;
+  if (a.tier != 0 || a.reserved2 != 0) o << " tier=" << a.tier << " reserved2=" << a.reserved2;
   o << "}";
   return o.str();
 }
@@ -127,7 +127,7 @@ bool same_account(const wire::account& a, const wire::account& b) {
          a.debits_pending == b.debits_pending && a.debits_posted == b.debits_posted &&
          a.credits_pending == b.credits_pending && a.credits_posted == b.credits_posted &&
          a.timestamp == b.timestamp && a.currency == b.currency && a.kind == b.kind && a.flags == b.flags &&
-         a.status == b.status && a.reserved == b.reserved && a.reserved2 == b.reserved2;
+         a.status == b.status && a.tier == b.tier && a.reserved2 == b.reserved2;
 }
 
 bool same_transfer(const wire::transfer& a, const wire::transfer& b) {
@@ -413,7 +413,7 @@ class model_run {
           switch (below(14)) {
             case 0: a.timestamp = 1 + below(100); break;
             case 1: a.id = 0; break;
-            case 2: a.reserved = 1; break;
+            case 2: a.tier = 1; break;
             case 3: a.reserved2 = 7; break;
             case 4: a.flags |= 0x4; break;
             case 5: a.flags = wire::account_flags::all; break;

@@ -450,12 +450,12 @@ TEST(server, market_data_and_halts_with_their_roles) {
   auto r = feed->call(wire::instrument_ops_body(std::vector{def}));
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
   EXPECT_EQ(r.reply.results, std::vector<result>{result::ok});
-  r = feed->call(wire::prices_body(std::vector<wire::price>{{42, 1000}, {42, 0}, {7, 5}}));
+  r = feed->call(wire::prices_body(std::vector<wire::price>{{42, 1000, 1}, {42, 0, 2}, {7, 5, 1}}));
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
   EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::price_invalid, result::instrument_not_found}));
   // The payments role may not price or define; the market-data role may not halt.
   auto pay = n.connect();
-  r = pay->call(wire::prices_body(std::vector<wire::price>{{42, 1001}}));
+  r = pay->call(wire::prices_body(std::vector<wire::price>{{42, 1001, 2}}));
   ASSERT_TRUE(r.server_error) << r.failure;
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
   EXPECT_NE(r.error.message.find("market_data or admin"), std::string::npos) << r.error.message;

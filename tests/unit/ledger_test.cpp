@@ -65,7 +65,7 @@ TEST_P(ledger, account_field_checks) {
   EXPECT_EQ(bad(a), result::timestamp_must_be_zero);
   EXPECT_EQ(bad(make_account(0)), result::id_must_not_be_zero);
   a = make_account(10);
-  a.reserved = 1;
+  a.tier = 1;  // the engine's to set
   EXPECT_EQ(bad(a), result::reserved_field);
   EXPECT_EQ(bad(make_account(10, 0x80)), result::flags_invalid);
   EXPECT_EQ(bad(make_account(10, af::all)), result::flags_are_mutually_exclusive);

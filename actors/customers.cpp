@@ -1,0 +1,232 @@
+#include "actors/customers.hpp"
+
+#include "actors/byte_codec.hpp"
+
+namespace mesob::actors::customers {
+
+using wire::result;
+
+namespace {
+constexpr uint32_t policy_magic = 0x504F4C31;    // "POL1"
+constexpr uint32_t customer_magic = 0x43555331;  // "CUS1"
+constexpr uint16_t format_version = 1;
+constexpr uint8_t classes_all = (1u << wire::asset_class_max) - 1;
+}  // namespace
+
+result check_policy_fields(const wire::policy_op& op) {
+  if (op.reserved != 0 || op.reserved2 != 0) return result::reserved_field;
+  if (op.kind == wire::policy_op_kind::tier) {
+    if (op.number == 0 || op.number > tiers_max || op.classes != 0 || op.position_max != 0 ||
+        op.single_max == 0 || op.daily_outflow_max == 0 || op.balance_max == 0)
+      return result::policy_op_invalid;
+    if (!wire::currency_valid(op.currency)) return result::currency_invalid;
+    return result::ok;
+  }
+  if (op.kind == wire::policy_op_kind::profile) {
+    if (op.number == 0 || op.number > wire::risk_profile_max || op.classes == 0 || (op.classes & ~classes_all) ||
+        op.position_max == 0 || op.currency != 0 || op.single_max != 0 || op.daily_outflow_max != 0 ||
+        op.balance_max != 0)
+      return result::policy_op_invalid;
+    return result::ok;
+  }
+  return result::policy_op_invalid;
+}
+
+result check_customer_fields(const wire::customer_op& op) {
+  if (op.wallet == 0) return result::id_must_not_be_zero;
+  if (op.reserved != 0 || op.reserved2 != 0 || op.reserved3 != 0) return result::reserved_field;
+  if (uint8_t(op.kyc) == 0 || uint8_t(op.kyc) > wire::kyc_status_max) return result::kyc_status_invalid;
+  if (uint8_t(op.profile) == 0 || uint8_t(op.profile) > wire::risk_profile_max) return result::risk_profile_invalid;
+  if (op.tier == 0 || op.tier > tiers_max) return result::tier_undefined;
+  return result::ok;
+}
+
+result policy::apply(const wire::policy_op& op, bool* repeated) {
+  *repeated = false;
+  if (const result r = check_policy_fields(op); r != result::ok) return r;
+  if (op.kind == wire::policy_op_kind::tier) {
+    const auto key = std::make_pair(op.number, op.currency);
+    const tier_limits l{op.single_max, op.daily_outflow_max, op.balance_max};
+    auto it = tiers_.find(key);
+    if (it != tiers_.end()) {
+      *repeated = it->second.single_max == l.single_max && it->second.daily_outflow_max == l.daily_outflow_max &&
+                  it->second.balance_max == l.balance_max;
+      it->second = l;
+      return result::ok;
+    }
+    if (tiers_.size() >= tier_rows_max) return result::policy_op_invalid;
+    tiers_.emplace(key, l);
+    return result::ok;
+  }
+  profile_rules& p = profiles_[op.number];
+  *repeated = p.classes == op.classes && p.position_max == op.position_max;
+  if (p.classes == 0) ++profiles_used_;
+  p = {op.classes, op.position_max};
+  return result::ok;
+}
+
+const tier_limits* policy::tier(uint8_t number, wire::currency_code c) const {
+  auto it = tiers_.find({number, c});
+  return it == tiers_.end() ? nullptr : &it->second;
+}
+
+const profile_rules* policy::profile(uint8_t p) const {
+  return p >= 1 && p <= wire::risk_profile_max && profiles_[p].classes != 0 ? &profiles_[p] : nullptr;
+}
+
+std::vector<uint8_t> policy::encode() const {
+  byte_writer w;
+  w.put(policy_magic);
+  w.put(format_version);
+  w.put(uint32_t(tiers_.size()));
+  for (const auto& [k, l] : tiers_) {
+    w.put(k.first);
+    w.put(k.second);
+    w.put(l.single_max);
+    w.put(l.daily_outflow_max);
+    w.put(l.balance_max);
+  }
+  for (uint8_t p = 1; p <= wire::risk_profile_max; ++p) {
+    w.put(profiles_[p].classes);
+    w.put(profiles_[p].position_max);
+  }
+  return std::move(w.out);
+}
+
+bool policy::decode(std::span<const uint8_t> bytes, policy* out, std::string* why) {
+  byte_reader r{bytes};
+  const uint32_t magic = r.get<uint32_t>();
+  const uint16_t version = r.get<uint16_t>();
+  const uint32_t n = r.get<uint32_t>();
+  if (r.short_read || magic != policy_magic || version != format_version)
+    return *why = "policy: not a policy record of version 1", false;
+  if (n > tier_rows_max) return *why = "policy: " + std::to_string(n) + " tier rows, over the limit", false;
+  policy p;
+  for (uint32_t i = 0; i < n; ++i) {
+    wire::policy_op op;
+    op.kind = wire::policy_op_kind::tier;
+    op.number = r.get<uint8_t>();
+    op.currency = r.get<wire::currency_code>();
+    op.single_max = r.get<uint64_t>();
+    op.daily_outflow_max = r.get<uint64_t>();
+    op.balance_max = r.get<uint64_t>();
+    bool repeated = false;
+    if (r.short_read || p.apply(op, &repeated) != result::ok || p.tiers_.size() != i + 1)
+      return *why = "policy: tier row " + std::to_string(i) + " is damaged or repeated", false;
+  }
+  for (uint8_t k = 1; k <= wire::risk_profile_max; ++k) {
+    wire::policy_op op;
+    op.kind = wire::policy_op_kind::profile;
+    op.number = k;
+    op.classes = r.get<uint8_t>();
+    op.position_max = r.get<uint64_t>();
+    if (r.short_read) return *why = "policy: the record is cut short", false;
+    if (op.classes == 0 && op.position_max == 0) continue;
+    bool repeated = false;
+    if (p.apply(op, &repeated) != result::ok) return *why = "policy: profile " + std::to_string(k) + " is damaged", false;
+  }
+  if (r.at != bytes.size()) return *why = "policy: bytes after the record", false;
+  *out = std::move(p);
+  return true;
+}
+
+wire::customer_state customer::view(uint64_t t) const {
+  wire::customer_state v;
+  v.wallet = wallet;
+  v.reference = reference;
+  v.updated_at = updated_at;
+  v.outflow_today = outflow_on(t);
+  v.kyc = kyc;
+  v.profile = profile;
+  v.tier = tier;
+  return v;
+}
+
+result check_debit(const customer& c, const tier_limits& l, uint64_t amount, uint64_t t) {
+  if (amount > l.single_max) return result::exceeds_transfer_limit;
+  const uint64_t today = c.outflow_on(t);
+  if (today > l.daily_outflow_max || amount > l.daily_outflow_max - today) return result::exceeds_daily_outflow;
+  return result::ok;
+}
+
+result check_credit(const wire::account& a, const tier_limits& l, uint64_t amount) {
+  using u128 = unsigned __int128;
+  const u128 in = u128(a.credits_posted) + a.credits_pending + amount;
+  const u128 balance = in > a.debits_posted ? in - a.debits_posted : 0;
+  return balance > l.balance_max ? result::exceeds_balance_limit : result::ok;
+}
+
+void add_outflow(customer& c, uint64_t amount, uint64_t t) {
+  const uint32_t d = uint32_t(t / ns_per_day);
+  if (c.day != d) {
+    c.day = d;
+    c.outflow = 0;
+  }
+  c.outflow = amount > UINT64_MAX - c.outflow ? UINT64_MAX : c.outflow + amount;
+}
+
+customer* table::find(uint64_t wallet) {
+  auto it = by_wallet_.find(wallet);
+  return it == by_wallet_.end() ? nullptr : &it->second;
+}
+
+const customer* table::find(uint64_t wallet) const {
+  auto it = by_wallet_.find(wallet);
+  return it == by_wallet_.end() ? nullptr : &it->second;
+}
+
+customer& table::at(uint64_t wallet) {
+  customer& c = by_wallet_[wallet];
+  c.wallet = wallet;
+  return c;
+}
+
+void table::mark_dirty(uint64_t wallet) {
+  if (dirty_flag_.emplace(wallet, true).second) dirty_.push_back(wallet);
+}
+
+void table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
+  for (const uint64_t w : dirty_)
+    if (const customer* c = find(w)) out->emplace_back(w, encode(*c));
+  dirty_.clear();
+  dirty_flag_.clear();
+}
+
+std::vector<uint8_t> table::encode(const customer& c) {
+  byte_writer w;
+  w.put(customer_magic);
+  w.put(format_version);
+  for (uint64_t v : {c.wallet, c.reference, c.updated_at, c.outflow}) w.put(v);
+  w.put(c.day);
+  w.put(uint8_t(c.kyc));
+  w.put(uint8_t(c.profile));
+  w.put(c.tier);
+  return std::move(w.out);
+}
+
+bool table::decode(std::span<const uint8_t> bytes, customer* out, std::string* why) {
+  byte_reader r{bytes};
+  const uint32_t magic = r.get<uint32_t>();
+  const uint16_t version = r.get<uint16_t>();
+  customer c;
+  c.wallet = r.get<uint64_t>();
+  c.reference = r.get<uint64_t>();
+  c.updated_at = r.get<uint64_t>();
+  c.outflow = r.get<uint64_t>();
+  c.day = r.get<uint32_t>();
+  c.kyc = wire::kyc_status(r.get<uint8_t>());
+  c.profile = wire::risk_profile(r.get<uint8_t>());
+  c.tier = r.get<uint8_t>();
+  if (r.short_read || magic != customer_magic || version != format_version || r.at != bytes.size())
+    return *why = "customer: not a customer record of version 1", false;
+  wire::customer_op op;
+  op.wallet = c.wallet;
+  op.kyc = c.kyc;
+  op.profile = c.profile;
+  op.tier = c.tier;
+  if (check_customer_fields(op) != result::ok) return *why = "customer " + std::to_string(c.wallet) + ": bad fields", false;
+  *out = c;
+  return true;
+}
+
+}  // namespace mesob::actors::customers

@@ -1,0 +1,121 @@
+// customers: who may hold what. A customer is a customer wallet account with a KYC
+// record: its KYC status (none, pending, verified, rejected) and tier, set by a gateway
+// with the kyc role, and its risk profile. The customer's id is its wallet's.
+//
+// The policy (operators', through the admin port) says what tiers and profiles mean:
+//   - a tier (1..16) has, per currency, the largest single transfer out of a wallet, the
+//     most it may send out per UTC day of the engine clock, and the largest balance it
+//     may hold. The ledger enforces them on every transfer that debits or credits a
+//     wallet with a tier (wire::account::tier, set with the customer): a transfer out
+//     over single_max is refused (exceeds_transfer_limit), and so is one that would take
+//     the day's outflow past daily_outflow_max (exceeds_daily_outflow); one in that
+//     would take the balance (credits posted and pending less debits posted) past
+//     balance_max is refused (exceeds_balance_limit). Holds count when they are made, in
+//     both directions; a void or an expiry gives nothing back to the day's outflow (the
+//     cautious reading: a hold made and voided many times still spends the day's room).
+//     The checks come after the ledger's own: a transfer the ledger refuses keeps its code;
+//   - a profile (conservative, moderate, aggressive) has the asset classes it allows
+//     and the largest position per instrument (minor units); orders read them.
+// A change of policy applies from its place in the log on.
+//
+// Placement: customer records live on their wallet's shard (like accounts), so the
+// debit side's outflow is read and changed where the wallet is; each side's verdict
+// travels in the sync slot of a cross-shard transfer like an equb group's. Every shard
+// keeps its own copy of the policy, applied in log order (every shard receives every
+// policy batch), so each side's check reads the policy as of the transfer's place.
+//
+// Ownership: one table and one policy copy per shard, touched only by its thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "wire/types.hpp"
+
+namespace mesob::actors::customers {
+
+constexpr uint8_t tiers_max = 16;
+constexpr size_t tier_rows_max = size_t(tiers_max) * 64;  // 64 currencies per tier at most
+constexpr uint64_t ns_per_day = 86'400'000'000'000ull;
+
+struct tier_limits {
+  uint64_t single_max = 0;
+  uint64_t daily_outflow_max = 0;
+  uint64_t balance_max = 0;
+};
+struct profile_rules {
+  uint8_t classes = 0;  // 0: not defined
+  uint64_t position_max = 0;
+};
+
+// Field checks (no state).
+[[nodiscard]] wire::result check_policy_fields(const wire::policy_op& op);
+[[nodiscard]] wire::result check_customer_fields(const wire::customer_op& op);
+
+class policy {
+ public:
+  // Applies op; `repeated` when it changes nothing.
+  wire::result apply(const wire::policy_op& op, bool* repeated);
+  [[nodiscard]] const tier_limits* tier(uint8_t number, wire::currency_code c) const;
+  [[nodiscard]] const profile_rules* profile(uint8_t p) const;
+  [[nodiscard]] bool empty() const { return tiers_.empty() && profiles_used_ == 0; }
+  template <class F>
+  void for_each_tier(F&& f) const {
+    for (const auto& [k, l] : tiers_) f(k.first, k.second, l);
+  }
+  // Snapshot byte form (version 1); decode refuses damage it can see.
+  [[nodiscard]] std::vector<uint8_t> encode() const;
+  static bool decode(std::span<const uint8_t> bytes, policy* out, std::string* why);
+
+ private:
+  std::map<std::pair<uint8_t, wire::currency_code>, tier_limits> tiers_;
+  profile_rules profiles_[wire::risk_profile_max + 1] = {};
+  uint8_t profiles_used_ = 0;
+};
+
+struct customer {
+  uint64_t wallet = 0;
+  uint64_t reference = 0;
+  uint64_t updated_at = 0;
+  uint64_t outflow = 0;  // sent out on `day`
+  uint32_t day = 0;      // engine time / ns_per_day
+  wire::kyc_status kyc{};
+  wire::risk_profile profile{};
+  uint8_t tier = 0;
+  [[nodiscard]] uint64_t outflow_on(uint64_t t) const { return day == t / ns_per_day ? outflow : 0; }
+  [[nodiscard]] wire::customer_state view(uint64_t t) const;
+};
+
+// The limit checks (after the ledger's own) and the outflow they keep.
+[[nodiscard]] wire::result check_debit(const customer& c, const tier_limits& l, uint64_t amount, uint64_t t);
+[[nodiscard]] wire::result check_credit(const wire::account& a, const tier_limits& l, uint64_t amount);
+void add_outflow(customer& c, uint64_t amount, uint64_t t);
+
+// A shard's customers, by wallet id, and which changed since the last cut.
+class table {
+ public:
+  [[nodiscard]] customer* find(uint64_t wallet);
+  [[nodiscard]] const customer* find(uint64_t wallet) const;
+  // The record for `wallet`, made empty if absent.
+  customer& at(uint64_t wallet);
+  void mark_dirty(uint64_t wallet);
+  // The rows changed since the last call, encoded (wallet, bytes), for a cut.
+  void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
+  void load(const customer& c) { by_wallet_[c.wallet] = c; }
+  [[nodiscard]] size_t size() const { return by_wallet_.size(); }
+  [[nodiscard]] size_t memory_bytes() const { return by_wallet_.size() * (sizeof(customer) + 32) + dirty_.capacity() * 8; }
+  // Snapshot byte form of one customer (version 1).
+  [[nodiscard]] static std::vector<uint8_t> encode(const customer& c);
+  static bool decode(std::span<const uint8_t> bytes, customer* out, std::string* why);
+
+ private:
+  std::unordered_map<uint64_t, customer> by_wallet_;
+  std::vector<uint64_t> dirty_;
+  std::unordered_map<uint64_t, bool> dirty_flag_;
+};
+
+}  // namespace mesob::actors::customers

@@ -1,0 +1,187 @@
+// Customers in the engine (actors/customers.hpp): the policy of tiers and profiles, KYC
+// records, and the tier limits the ledger enforces on every transfer, across shards,
+// inside linked chains (undone with them), across days and across restarts.
+#include <gtest/gtest.h>
+
+#include "actors/customers.hpp"
+#include "actors/placement.hpp"
+#include "support/engine_fixture.hpp"
+#include "support/event_files.hpp"
+
+using namespace mesob;
+using wire::result;
+
+namespace {
+
+constexpr uint64_t bank = 900;  // a system account money comes from (it may go below zero)
+
+wire::policy_op tier(uint8_t n, uint64_t single, uint64_t daily, uint64_t balance) {
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::tier;
+  p.number = n;
+  p.currency = wire::currency("ETB");
+  p.single_max = single;
+  p.daily_outflow_max = daily;
+  p.balance_max = balance;
+  return p;
+}
+
+wire::customer_op kyc(uint64_t wallet, uint8_t t, wire::kyc_status s = wire::kyc_status::verified) {
+  wire::customer_op c;
+  c.wallet = wallet;
+  c.kyc = s;
+  c.profile = wire::risk_profile::moderate;
+  c.tier = t;
+  c.reference = wallet * 7;
+  return c;
+}
+
+class customers_engine : public ::testing::Test {
+ protected:
+  explicit customers_engine(bool checkpoint_on_close = true) : fx_(2, checkpoint_on_close) {}
+  engine::engine& e() { return fx_.e(); }
+  // Wallets a, b on shard 0 and c on shard 1 (two shards).
+  void SetUp() override {
+    std::vector<uint64_t> on[2];
+    for (uint64_t id = 1; on[0].size() < 2 || on[1].empty(); ++id) on[actors::shard_of(id, 2)].push_back(id);
+    a_ = on[0][0];
+    b_ = on[0][1];
+    c_ = on[1][0];
+    auto src = test::make_account(bank);
+    src.kind = wire::account_kind::system;
+    std::vector<wire::account> accts{src, test::make_account(a_), test::make_account(b_), test::make_account(c_)};
+    ASSERT_EQ(e().create_accounts(accts).results, std::vector<result>(4, result::ok));
+    ASSERT_EQ(e().policies({tier(1, 1000, 1500, 5000), tier(2, 100'000, 100'000, 1'000'000)}).results,
+              (std::vector<result>{result::ok, result::ok}));
+  }
+  result move(uint64_t id, uint64_t from, uint64_t to, uint64_t amount, uint16_t flags = 0) {
+    return e().create_transfers({test::make_transfer(id, from, to, amount, flags)}).results.at(0);
+  }
+  wire::customer_state customer(uint64_t wallet) {
+    auto r = e().lookup_customers({wallet});
+    EXPECT_EQ(r.customers.size(), 1u);
+    return r.customers.empty() ? wire::customer_state{} : r.customers[0];
+  }
+  test::engine_fixture fx_;
+  uint64_t a_ = 0, b_ = 0, c_ = 0;
+};
+
+class customers_engine_replay : public customers_engine {
+ protected:
+  customers_engine_replay() : customers_engine(false) {}
+};
+
+}  // namespace
+
+TEST_F(customers_engine, PolicyAndKycRecordsWithEveryRefusal) {
+  auto fee = test::make_account(901);
+  fee.kind = wire::account_kind::fee;
+  ASSERT_EQ(e().create_accounts({fee}).results[0], result::ok);
+  auto bad_kyc = kyc(a_, 1);
+  bad_kyc.kyc = wire::kyc_status(9);
+  auto bad_profile = kyc(a_, 1);
+  bad_profile.profile = wire::risk_profile(0);
+  auto stray = kyc(a_, 1);
+  stray.reserved3 = 1;
+  auto r = e().customers({kyc(0, 1), bad_kyc, bad_profile, kyc(a_, 0), kyc(a_, 17), kyc(a_, 3), kyc(7777, 1),
+                          kyc(901, 1), stray, kyc(a_, 1)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::id_must_not_be_zero, result::kyc_status_invalid,
+                                            result::risk_profile_invalid, result::tier_undefined, result::tier_undefined,
+                                            result::tier_undefined, result::account_not_found,
+                                            result::customer_wallet_required, result::reserved_field, result::ok}));
+  EXPECT_EQ(e().customers({kyc(a_, 1)}).results[0], result::ok) << "the same again";
+  auto c = customer(a_);
+  EXPECT_EQ(c.wallet, a_);
+  EXPECT_EQ(c.kyc, wire::kyc_status::verified);
+  EXPECT_EQ(c.tier, 1);
+  EXPECT_EQ(c.reference, a_ * 7);
+  EXPECT_EQ(e().lookup_accounts({a_}).accounts[0].tier, 1) << "the ledger sees the tier";
+  EXPECT_EQ(e().lookup_customers({b_}).results[0], result::customer_not_found);
+  // Pending, then rejected: the record follows.
+  ASSERT_EQ(e().customers({kyc(a_, 2, wire::kyc_status::rejected)}).results[0], result::ok);
+  EXPECT_EQ(customer(a_).kyc, wire::kyc_status::rejected);
+  EXPECT_EQ(e().lookup_accounts({a_}).accounts[0].tier, 2);
+  // Policy refusals.
+  auto zero = tier(1, 0, 1, 1);
+  auto big = tier(17, 1, 1, 1);
+  wire::policy_op prof;
+  prof.kind = wire::policy_op_kind::profile;
+  prof.number = 2;
+  prof.classes = 0x3;
+  prof.position_max = 50'000;
+  auto bad_classes = prof;
+  bad_classes.classes = 0x30;
+  auto unknown = prof;
+  unknown.kind = wire::policy_op_kind(5);
+  r = e().policies({zero, big, bad_classes, unknown, prof});
+  EXPECT_EQ(r.results, (std::vector<result>{result::policy_op_invalid, result::policy_op_invalid,
+                                            result::policy_op_invalid, result::policy_op_invalid, result::ok}));
+  actors::customers::policy p;
+  std::string why;
+  ASSERT_TRUE(actors::customers::policy::decode(e().lookup_policy().policy, &p, &why)) << why;
+  ASSERT_NE(p.profile(2), nullptr);
+  EXPECT_EQ(p.profile(2)->position_max, 50'000u);
+  ASSERT_NE(p.tier(1, wire::currency("ETB")), nullptr);
+  EXPECT_EQ(p.tier(1, wire::currency("ETB"))->daily_outflow_max, 1500u);
+}
+
+TEST_F(customers_engine, TierLimitsOnEveryTransferAcrossShardsChainsAndDays) {
+  ASSERT_EQ(move(1, bank, a_, 4000), result::ok);
+  ASSERT_EQ(e().customers({kyc(a_, 1), kyc(c_, 1)}).results, (std::vector<result>{result::ok, result::ok}));
+  // Out of a (shard 0) to c (shard 1): single and daily limits, the ledger's own first.
+  EXPECT_EQ(move(2, a_, c_, 1001), result::exceeds_transfer_limit);
+  EXPECT_EQ(move(3, a_, c_, 1000), result::ok);
+  EXPECT_EQ(move(4, a_, c_, 600), result::exceeds_daily_outflow);
+  EXPECT_EQ(move(5, a_, b_, 500), result::ok);  // b has no tier
+  EXPECT_EQ(move(6, a_, b_, 1), result::exceeds_daily_outflow);
+  EXPECT_EQ(customer(a_).outflow_today, 1500u);
+  // A linked chain that fails undoes its outflow with it (a new day first).
+  fx_.advance_s(86'400);
+  auto first = test::make_transfer(7, a_, b_, 800, wire::transfer_flags::linked);
+  auto second = test::make_transfer(8, a_, c_, 800);
+  EXPECT_EQ(e().create_transfers({first, second}).results,
+            (std::vector<result>{result::linked_event_failed, result::exceeds_daily_outflow}));
+  EXPECT_EQ(customer(a_).outflow_today, 0u);
+  EXPECT_EQ(move(9, a_, c_, 1000), result::ok);
+  // Into c: its balance may not pass 5,000 (holds count).
+  EXPECT_EQ(move(10, bank, c_, 2000), result::ok);
+  const auto cacct = e().lookup_accounts({c_}).accounts[0];
+  const uint64_t held = cacct.credits_posted - cacct.debits_posted;
+  ASSERT_EQ(held, 4000u);  // 1,000 + 1,000 + 2,000
+  EXPECT_EQ(move(11, bank, c_, 1000, wire::transfer_flags::pending), result::ok);
+  EXPECT_EQ(move(12, bank, c_, 1), result::exceeds_balance_limit);
+  EXPECT_EQ(move(13, bank, c_, 1, wire::transfer_flags::pending), result::exceeds_balance_limit);
+  // A wider tier applies from its place in the log on.
+  ASSERT_EQ(e().customers({kyc(c_, 2)}).results[0], result::ok);
+  EXPECT_EQ(move(14, bank, c_, 1), result::ok);
+  ASSERT_EQ(e().policies({tier(1, 1000, 5000, 5000)}).results[0], result::ok);
+  EXPECT_EQ(move(15, a_, c_, 1000), result::ok);  // 2,000 out today, under the new 5,000
+  EXPECT_EQ(customer(a_).outflow_today, 2000u);
+  auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
+
+TEST_F(customers_engine_replay, OutflowAndRecordsSurviveReplayAndSnapshots) {
+  ASSERT_EQ(move(1, bank, a_, 4000), result::ok);
+  ASSERT_EQ(e().customers({kyc(a_, 1), kyc(c_, 1)}).results, (std::vector<result>{result::ok, result::ok}));
+  ASSERT_EQ(move(2, a_, c_, 900), result::ok);
+  fx_.restart();  // the log alone
+  EXPECT_EQ(customer(a_).outflow_today, 900u);
+  EXPECT_EQ(move(3, a_, c_, 700), result::exceeds_daily_outflow);
+  ASSERT_EQ(move(4, a_, c_, 600), result::ok);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.restart();  // the snapshot
+  EXPECT_EQ(customer(a_).outflow_today, 1500u);
+  EXPECT_EQ(customer(c_).tier, 1);
+  EXPECT_EQ(move(5, a_, c_, 1), result::exceeds_daily_outflow);
+  EXPECT_EQ(e().lookup_accounts({a_}).accounts[0].tier, 1);
+  fx_.close();
+  size_t kyc_events = 0, policy_events = 0;
+  for (const auto& ev : test::all_events(fx_.dir())) {
+    kyc_events += ev.type == wire::event_type::customer_kyc;
+    policy_events += ev.type == wire::event_type::policy_changed;
+  }
+  EXPECT_EQ(kyc_events, 2u);
+  EXPECT_EQ(policy_events, 2u);
+}
