@@ -11,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "actors/customers.hpp"
 #include "actors/market.hpp"
 #include "storage/audit_log.hpp"
 
@@ -301,6 +302,16 @@ class admin_impl {
         {"instrument resume", "<instrument-id>",
          "lift a halt by hand or for a price move (a stale price is lifted only by a new price)", 1, 1,
          &admin_impl::cmd_instrument_resume},
+        {"policy", "", "the KYC tiers (limits per currency) and risk profiles (asset classes, largest position)", 0, 0,
+         &admin_impl::cmd_policy},
+        {"tier set", "<tier> <currency> <single_max> <daily_outflow_max> <balance_max>",
+         "set a KYC tier's limits in a currency (minor units); the ledger enforces them from now on", 5, 5,
+         &admin_impl::cmd_tier_set},
+        {"profile set", "<conservative|moderate|aggressive> <class,...> <position_max>",
+         "set a risk profile's asset classes (cash_like, bond, equity, fund) and largest position per instrument", 3,
+         3, &admin_impl::cmd_profile_set},
+        {"customer show", "<wallet-id>", "a customer's KYC status, tier, risk profile and outflow today", 1, 1,
+         &admin_impl::cmd_customer_show},
         {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
          &admin_impl::cmd_transfer_show},
         {"snapshot", "", "take a snapshot now", 0, 0, &admin_impl::cmd_snapshot},
@@ -1077,6 +1088,107 @@ class admin_impl {
     if (!instrument_arg(a[0], &op.instrument_id, &bad)) return bad;
     op.kind = wire::instrument_op_kind::resume;
     return instrument_change(op, "resumed");
+  }
+
+  // ---- customers and policy (actors/customers.hpp) ----
+  admin_response_msg cmd_policy(const std::vector<std::string>&) {
+    const reply r = eng_.lookup_policy();
+    if (r.st != status::ok) return refused_by_engine(r);
+    actors::customers::policy p;
+    std::string why;
+    if (!actors::customers::policy::decode(r.policy, &p, &why)) return answer(admin_code::failed, why);
+    admin_response_msg m = answer(admin_code::ok, "policy");
+    admin_section tiers;
+    tiers.title = "tiers";
+    tiers.columns = {{"tier", true}, {"currency", false}, {"single_max", true}, {"daily_outflow_max", true},
+                     {"balance_max", true}};
+    p.for_each_tier([&](uint8_t n, wire::currency_code c, const actors::customers::tier_limits& l) {
+      tiers.rows.push_back({std::to_string(n), wire::currency_name(c), std::to_string(l.single_max),
+                            std::to_string(l.daily_outflow_max), std::to_string(l.balance_max)});
+    });
+    admin_section profiles;
+    profiles.title = "profiles";
+    profiles.columns = {{"profile", false}, {"classes", false}, {"position_max", true}};
+    for (uint8_t k = 1; k <= wire::risk_profile_max; ++k) {
+      const auto* pr = p.profile(k);
+      std::string classes;
+      for (uint8_t c = 1; pr && c <= wire::asset_class_max; ++c)
+        if (pr->classes & (1u << (c - 1))) classes += (classes.empty() ? "" : ",") + std::string(wire::asset_class_name(c));
+      profiles.rows.push_back({std::string(wire::risk_profile_name(k)), pr ? classes : "(not set)",
+                               std::to_string(pr ? pr->position_max : 0)});
+    }
+    m.sections.push_back(std::move(tiers));
+    m.sections.push_back(std::move(profiles));
+    return m;
+  }
+  admin_response_msg policy_change(const wire::policy_op& op, const std::string& what) {
+    const reply r = eng_.policies({op});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
+    if (res != wire::result::ok) return answer(admin_code::failed, what + ": " + std::string(wire::result_name(res)));
+    admin_response_msg m = answer(admin_code::ok, what + " set");
+    row_builder b("change");
+    b.text("policy", what).num("lsn", r.lsn);
+    m.sections.push_back(std::move(b.sec));
+    return m;
+  }
+  admin_response_msg cmd_tier_set(const std::vector<std::string>& a) {
+    wire::policy_op op;
+    op.kind = wire::policy_op_kind::tier;
+    uint64_t n = 0;
+    if (!parse_u64(a[0], &n) || n == 0 || n > actors::customers::tiers_max)
+      return answer(admin_code::arguments_invalid, "tier '" + a[0] + "': 1 to 16");
+    op.number = uint8_t(n);
+    if (a[1].size() != 3) return answer(admin_code::arguments_invalid, "currency '" + a[1] + "': three letters A-Z");
+    op.currency = uint32_t(uint8_t(a[1][0])) | uint32_t(uint8_t(a[1][1])) << 8 | uint32_t(uint8_t(a[1][2])) << 16;
+    if (!wire::currency_valid(op.currency))
+      return answer(admin_code::arguments_invalid, "currency '" + a[1] + "': three letters A-Z");
+    uint64_t* limits[] = {&op.single_max, &op.daily_outflow_max, &op.balance_max};
+    for (int i = 0; i < 3; ++i)
+      if (!parse_u64(a[2 + i], limits[i]) || *limits[i] == 0)
+        return answer(admin_code::arguments_invalid, "'" + a[2 + i] + "' is not a positive integer (minor units)");
+    return policy_change(op, "tier " + a[0] + " " + a[1]);
+  }
+  admin_response_msg cmd_profile_set(const std::vector<std::string>& a) {
+    wire::policy_op op;
+    op.kind = wire::policy_op_kind::profile;
+    for (uint8_t k = 1; k <= wire::risk_profile_max; ++k)
+      if (wire::risk_profile_name(k) == a[0]) op.number = k;
+    if (op.number == 0)
+      return answer(admin_code::arguments_invalid, "profile '" + a[0] + "': conservative, moderate or aggressive");
+    std::stringstream words(a[1]);
+    for (std::string w; std::getline(words, w, ',');) {
+      uint8_t bit = 0;
+      for (uint8_t c = 1; c <= wire::asset_class_max; ++c)
+        if (wire::asset_class_name(c) == w) bit = uint8_t(1u << (c - 1));
+      if (bit == 0)
+        return answer(admin_code::arguments_invalid, "class '" + w + "': cash_like, bond, equity or fund");
+      op.classes |= bit;
+    }
+    if (!parse_u64(a[2], &op.position_max) || op.position_max == 0)
+      return answer(admin_code::arguments_invalid, "position_max '" + a[2] + "' is not a positive integer");
+    return policy_change(op, "profile " + a[0]);
+  }
+  admin_response_msg cmd_customer_show(const std::vector<std::string>& args) {
+    uint64_t id = 0;
+    admin_response_msg bad;
+    if (!account_arg(args[0], &id, &bad)) return bad;
+    const reply r = eng_.lookup_customers({id});
+    if (r.st != status::ok) return refused_by_engine(r);
+    if (r.results.empty() || r.results[0] != wire::result::ok)
+      return answer(admin_code::not_found, "wallet " + args[0] + " has no KYC record");
+    const auto& c = r.customers[0];
+    admin_response_msg m = answer(admin_code::ok, "customer " + args[0]);
+    row_builder b("customer");
+    b.num("wallet", c.wallet)
+        .text("kyc", std::string(wire::kyc_status_name(uint8_t(c.kyc))))
+        .num("tier", c.tier)
+        .text("profile", std::string(wire::risk_profile_name(uint8_t(c.profile))))
+        .num("outflow_today", c.outflow_today)
+        .num("reference", c.reference)
+        .num("updated_at", c.updated_at);
+    m.sections.push_back(std::move(b.sec));
+    return m;
   }
 
   admin_response_msg set_status(const std::vector<std::string>& args, wire::account_status to, const char* done) {

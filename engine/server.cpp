@@ -728,6 +728,8 @@ class server_impl {
         }
         return market_data | admin;
       case wire::operation::lookup_instruments: return payments | broker | market_data | admin;
+      case wire::operation::customer_ops: return kyc | admin;
+      case wire::operation::lookup_customers: return kyc | broker | payments | admin;
       default: return payments | admin;
     }
   }
@@ -796,6 +798,11 @@ class server_impl {
       case wire::operation::prices: req.kind = op_kind::prices; p.copy_to(req.prices); break;
       case wire::operation::lookup_instruments:
         req.kind = op_kind::lookup_instruments;
+        p.copy_to(req.account_ids);
+        break;
+      case wire::operation::customer_ops: req.kind = op_kind::customer_ops; p.copy_to(req.customer_ops); break;
+      case wire::operation::lookup_customers:
+        req.kind = op_kind::lookup_customers;
         p.copy_to(req.account_ids);
         break;
     }
@@ -935,6 +942,8 @@ class server_impl {
       case wire::operation::instrument_ops:
       case wire::operation::prices: body = wire::results_body(r.results); break;
       case wire::operation::lookup_instruments: body = wire::instruments_body(r.results, r.instruments); break;
+      case wire::operation::customer_ops: body = wire::results_body(r.results); break;
+      case wire::operation::lookup_customers: body = wire::customers_body(r.results, r.customers); break;
       case wire::operation::lookup_groups: {
         std::vector<wire::group_item> gs(r.groups.size());
         for (size_t i = 0; i < gs.size(); ++i)

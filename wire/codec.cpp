@@ -31,6 +31,8 @@ static_assert(sizeof(fb::Event) == sizeof(event));
 static_assert(sizeof(fb::InstrumentOp) == sizeof(instrument_op));
 static_assert(sizeof(fb::Price) == sizeof(price));
 static_assert(sizeof(fb::InstrumentState) == sizeof(instrument_state));
+static_assert(sizeof(fb::CustomerOp) == sizeof(customer_op));
+static_assert(sizeof(fb::CustomerState) == sizeof(customer_state));
 
 std::vector<uint8_t> finish(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<void> root) {
   fbb.Finish(root, ident);
@@ -307,6 +309,8 @@ std::string_view operation_name(operation op) {
     case operation::instrument_ops: return "instrument_ops";
     case operation::prices: return "prices";
     case operation::lookup_instruments: return "lookup_instruments";
+    case operation::customer_ops: return "customer_ops";
+    case operation::lookup_customers: return "lookup_customers";
   }
   return "unknown";
 }
@@ -315,7 +319,7 @@ bool operation_writes(operation op) {
   return op == operation::create_accounts || op == operation::create_transfers ||
          op == operation::set_account_status || op == operation::equb_ops || op == operation::deposits ||
          op == operation::payouts || op == operation::payout_answers || op == operation::instrument_ops ||
-         op == operation::prices;
+         op == operation::prices || op == operation::customer_ops;
 }
 
 size_t operation_item_bytes(operation op) {
@@ -335,6 +339,8 @@ size_t operation_item_bytes(operation op) {
     case operation::instrument_ops: return sizeof(instrument_op);
     case operation::prices: return sizeof(price);
     case operation::lookup_instruments: return sizeof(uint64_t);
+    case operation::customer_ops: return sizeof(customer_op);
+    case operation::lookup_customers: return sizeof(uint64_t);
   }
   return 0;
 }
@@ -419,6 +425,17 @@ std::vector<uint8_t> lookup_instruments_body(std::span<const uint64_t> ids) {
   });
 }
 
+std::vector<uint8_t> customer_ops_body(std::span<const customer_op> items) {
+  return request(items.size_bytes(), fb::Operation::CustomerOps, [&](auto& fbb) {
+    return fb::CreateCustomerOps(fbb, structs<fb::CustomerOp>(fbb, items));
+  });
+}
+std::vector<uint8_t> lookup_customers_body(std::span<const uint64_t> wallets) {
+  return request(wallets.size_bytes(), fb::Operation::LookupCustomers, [&](auto& fbb) {
+    return fb::CreateLookupCustomers(fbb, fbb.CreateVector(wallets.data(), wallets.size()));
+  });
+}
+
 std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items) {
   flatbuffers::FlatBufferBuilder fbb(items.size_bytes() + 128);
   return finish(fbb, fb::CreatePayoutInstructions(fbb, structs<fb::PayoutInstruction>(fbb, items)).Union());
@@ -467,6 +484,8 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::InstrumentOps: take(r->operation_as_InstrumentOps()->ops()); break;
     case fb::Operation::Prices: take(r->operation_as_Prices()->prices()); break;
     case fb::Operation::LookupInstruments: take(r->operation_as_LookupInstruments()->ids()); break;
+    case fb::Operation::CustomerOps: take(r->operation_as_CustomerOps()->ops()); break;
+    case fb::Operation::LookupCustomers: take(r->operation_as_LookupCustomers()->wallets()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));
@@ -545,6 +564,14 @@ std::vector<uint8_t> instruments_body(std::span<const result> results, std::span
     const auto r = results_vec(fbb, results);
     const auto i = structs<fb::InstrumentState>(fbb, instruments);
     return fb::CreateInstruments(fbb, r, i);
+  });
+}
+
+std::vector<uint8_t> customers_body(std::span<const result> results, std::span<const customer_state> customers) {
+  return response(results.size_bytes() + customers.size_bytes(), fb::Reply::Customers, [&](auto& fbb) {
+    const auto r = results_vec(fbb, results);
+    const auto c = structs<fb::CustomerState>(fbb, customers);
+    return fb::CreateCustomers(fbb, r, c);
   });
 }
 
@@ -635,6 +662,14 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
       out->results = to_results(f->results());
       copy_structs(f->instruments(), out->instruments);
       if (out->instruments.size() != out->results.size()) break;
+      return true;
+    }
+    case fb::Reply::Customers: {
+      const auto* f = r->reply_as_Customers();
+      out->kind = reply_kind::customers;
+      out->results = to_results(f->results());
+      copy_structs(f->customers(), out->customers);
+      if (out->customers.size() != out->results.size()) break;
       return true;
     }
     case fb::Reply::Balances:

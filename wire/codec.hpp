@@ -81,8 +81,10 @@ enum class operation : uint8_t {
   instrument_ops = 13,  // wire::instrument_op items (define: market_data; halt, resume: admin)
   prices = 14,          // wire::price items (market_data)
   lookup_instruments = 15,  // instrument ids (u64)
+  customer_ops = 16,        // wire::customer_op items (kyc)
+  lookup_customers = 17,    // wallet ids (u64)
 };
-constexpr uint8_t operation_max = 15;
+constexpr uint8_t operation_max = 17;
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 [[nodiscard]] std::string_view operation_name(operation op);
@@ -117,6 +119,8 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> instrument_ops_body(std::span<const instrument_op> items);
 [[nodiscard]] std::vector<uint8_t> prices_body(std::span<const price> items);
 [[nodiscard]] std::vector<uint8_t> lookup_instruments_body(std::span<const uint64_t> ids);
+[[nodiscard]] std::vector<uint8_t> customer_ops_body(std::span<const customer_op> items);
+[[nodiscard]] std::vector<uint8_t> lookup_customers_body(std::span<const uint64_t> wallets);
 // The body of a pushed frame with topic "payouts" (PayoutInstructions), and its parser.
 constexpr const char* payouts_topic = "payouts";
 [[nodiscard]] std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items);
@@ -223,6 +227,7 @@ enum class reply_kind : uint8_t {
   balances = 5,
   groups = 6,
   instruments = 7,
+  customers = 8,
 };
 struct reply_msg {
   reply_kind kind{};
@@ -233,6 +238,7 @@ struct reply_msg {
   std::vector<balance_item> balances;           // balances
   std::vector<group_item> groups;               // groups
   std::vector<instrument_state> instruments;    // instruments (with results)
+  std::vector<customer_state> customers;        // customers (with results)
 };
 [[nodiscard]] std::vector<uint8_t> results_body(std::span<const result> results);
 [[nodiscard]] std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts);
@@ -243,6 +249,8 @@ struct reply_msg {
 [[nodiscard]] std::vector<uint8_t> groups_body(std::span<const group_item> groups);
 [[nodiscard]] std::vector<uint8_t> instruments_body(std::span<const result> results,
                                                     std::span<const instrument_state> instruments);
+[[nodiscard]] std::vector<uint8_t> customers_body(std::span<const result> results,
+                                                  std::span<const customer_state> customers);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
 // ---- events (frame kinds 12 to 15) ---------------------------------------------------

@@ -486,6 +486,47 @@ TEST(server, market_data_and_halts_with_their_roles) {
   expect_serves(*pay, 1);
 }
 
+// KYC records over TCP: the kyc role sets them, payments may not, both look them up.
+TEST(server, customers_with_the_kyc_role) {
+  net n;
+  auto pay = n.connect();
+  ASSERT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(5)})).ok);
+  wire::policy_op tier;
+  tier.kind = wire::policy_op_kind::tier;
+  tier.number = 1;
+  tier.currency = wire::currency("ETB");
+  tier.single_max = tier.daily_outflow_max = tier.balance_max = 1000;
+  ASSERT_EQ(n.eng->policies({tier}).results.at(0), result::ok);
+  wire::customer_op c;
+  c.wallet = 5;
+  c.kyc = wire::kyc_status::verified;
+  c.profile = wire::risk_profile::aggressive;
+  c.tier = 1;
+  auto r = pay->call(wire::customer_ops_body(std::vector{c}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  auto kyc = n.connect("kyc");
+  auto bad = c;
+  bad.tier = 9;  // no such tier
+  r = kyc->call(wire::customer_ops_body(std::vector{c, bad}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::tier_undefined}));
+  r = pay->call(wire::lookup_customers_body(std::vector<uint64_t>{5, 6}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  ASSERT_EQ(r.reply.kind, wire::reply_kind::customers);
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::customer_not_found}));
+  ASSERT_EQ(r.reply.customers.size(), 2u);
+  EXPECT_EQ(r.reply.customers[0].profile, wire::risk_profile::aggressive);
+  EXPECT_EQ(r.reply.customers[0].tier, 1);
+  // The ledger enforces the tier on the wallet now: a deposit past its balance limit.
+  std::vector<wire::account> bank{make_account(6)};
+  bank[0].kind = wire::account_kind::system;
+  ASSERT_TRUE(pay->call(wire::create_accounts_body(bank)).ok);
+  r = pay->call(wire::create_transfers_body(std::vector{make_transfer(1, 6, 5, 1001), make_transfer(2, 6, 5, 1000)}));
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::exceeds_balance_limit, result::ok}));
+}
+
 TEST(server, in_flight_limit_per_session) {
   engine::server_config cfg;
   cfg.in_flight_max = 2;
