@@ -34,7 +34,8 @@ result check_policy_fields(const wire::policy_op& op) {
 
 result check_customer_fields(const wire::customer_op& op) {
   if (op.wallet == 0) return result::id_must_not_be_zero;
-  if (op.reserved != 0 || op.reserved2 != 0 || op.reserved3 != 0) return result::reserved_field;
+  if (op.reserved != 0 || op.reserved2 != 0) return result::reserved_field;
+  if (op.sequence == 0) return result::id_must_not_be_zero;
   if (uint8_t(op.kyc) == 0 || uint8_t(op.kyc) > wire::kyc_status_max) return result::kyc_status_invalid;
   if (uint8_t(op.profile) == 0 || uint8_t(op.profile) > wire::risk_profile_max) return result::risk_profile_invalid;
   if (op.tier == 0 || op.tier > tiers_max) return result::tier_undefined;
@@ -136,6 +137,7 @@ wire::customer_state customer::view(uint64_t t) const {
   v.reference = reference;
   v.updated_at = updated_at;
   v.outflow_today = outflow_on(t);
+  v.sequence = sequence;
   v.kyc = kyc;
   v.profile = profile;
   v.tier = tier;
@@ -182,21 +184,21 @@ customer& table::at(uint64_t wallet) {
 }
 
 void table::mark_dirty(uint64_t wallet) {
-  if (dirty_flag_.emplace(wallet, true).second) dirty_.push_back(wallet);
+  if (dirty_set_.insert(wallet).second) dirty_.push_back(wallet);
 }
 
 void table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
   for (const uint64_t w : dirty_)
     if (const customer* c = find(w)) out->emplace_back(w, encode(*c));
   dirty_.clear();
-  dirty_flag_.clear();
+  dirty_set_.clear();
 }
 
 std::vector<uint8_t> table::encode(const customer& c) {
   byte_writer w;
   w.put(customer_magic);
   w.put(format_version);
-  for (uint64_t v : {c.wallet, c.reference, c.updated_at, c.outflow}) w.put(v);
+  for (uint64_t v : {c.wallet, c.reference, c.updated_at, c.outflow, c.sequence}) w.put(v);
   w.put(c.day);
   w.put(uint8_t(c.kyc));
   w.put(uint8_t(c.profile));
@@ -204,7 +206,7 @@ std::vector<uint8_t> table::encode(const customer& c) {
   return std::move(w.out);
 }
 
-bool table::decode(std::span<const uint8_t> bytes, customer* out, std::string* why) {
+bool table::decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out, std::string* why) {
   byte_reader r{bytes};
   const uint32_t magic = r.get<uint32_t>();
   const uint16_t version = r.get<uint16_t>();
@@ -213,6 +215,7 @@ bool table::decode(std::span<const uint8_t> bytes, customer* out, std::string* w
   c.reference = r.get<uint64_t>();
   c.updated_at = r.get<uint64_t>();
   c.outflow = r.get<uint64_t>();
+  c.sequence = r.get<uint64_t>();
   c.day = r.get<uint32_t>();
   c.kyc = wire::kyc_status(r.get<uint8_t>());
   c.profile = wire::risk_profile(r.get<uint8_t>());
@@ -224,7 +227,10 @@ bool table::decode(std::span<const uint8_t> bytes, customer* out, std::string* w
   op.kyc = c.kyc;
   op.profile = c.profile;
   op.tier = c.tier;
+  op.sequence = c.sequence;
   if (check_customer_fields(op) != result::ok) return *why = "customer " + std::to_string(c.wallet) + ": bad fields", false;
+  if (c.updated_at == 0 || c.updated_at > clock || uint64_t(c.day) > clock / ns_per_day || (c.day == 0 && c.outflow != 0))
+    return *why = "customer " + std::to_string(c.wallet) + ": a time past the snapshot's clock", false;
   *out = c;
   return true;
 }

@@ -13,7 +13,12 @@
 //     balance_max is refused (exceeds_balance_limit). Holds count when they are made, in
 //     both directions; a void or an expiry gives nothing back to the day's outflow (the
 //     cautious reading: a hold made and voided many times still spends the day's room).
-//     The checks come after the ledger's own: a transfer the ledger refuses keeps its code;
+//     The checks come after the ledger's own: a transfer the ledger refuses keeps its code.
+//     Transfers the engine emits (an equb group's payouts, refunds, dividends and the
+//     holds of its gateway payouts; a payout desk's posts, voids and sweeps) are not
+//     checked: they carry what operations already taken decided (a member joined the
+//     group under its tier), and refusing them would strand money in escrow. Deposits
+//     from gateways are checked like any transfer in;
 //   - a profile (conservative, moderate, aggressive) has the asset classes it allows
 //     and the largest position per instrument (minor units); orders read them.
 // A change of policy applies from its place in the log on.
@@ -32,6 +37,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "wire/types.hpp"
@@ -82,6 +88,7 @@ struct customer {
   uint64_t reference = 0;
   uint64_t updated_at = 0;
   uint64_t outflow = 0;  // sent out on `day`
+  uint64_t sequence = 0;  // the last KYC record's (customer_op::sequence)
   uint32_t day = 0;      // engine time / ns_per_day
   wire::kyc_status kyc{};
   wire::risk_profile profile{};
@@ -110,12 +117,13 @@ class table {
   [[nodiscard]] size_t memory_bytes() const { return by_wallet_.size() * (sizeof(customer) + 32) + dirty_.capacity() * 8; }
   // Snapshot byte form of one customer (version 1).
   [[nodiscard]] static std::vector<uint8_t> encode(const customer& c);
-  static bool decode(std::span<const uint8_t> bytes, customer* out, std::string* why);
+  // `clock`: the snapshot's engine clock, which no time in the record may pass.
+  static bool decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out, std::string* why);
 
  private:
   std::unordered_map<uint64_t, customer> by_wallet_;
   std::vector<uint64_t> dirty_;
-  std::unordered_map<uint64_t, bool> dirty_flag_;
+  std::unordered_set<uint64_t> dirty_set_;
 };
 
 }  // namespace mesob::actors::customers

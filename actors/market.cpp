@@ -229,7 +229,7 @@ result book::apply(const wire::price& p, uint64_t t) {
   if (p.ticks == 0 || p.ticks > notional_max / in.def.tick || p.sequence == 0) return result::price_invalid;
   // The feed's sequence numbers make a price idempotent: the latest again is a repeat.
   if (p.sequence == in.last_sequence) return p.ticks == in.last_ticks ? result::ok : result::exists_with_different_fields;
-  if (p.sequence < in.last_sequence) return result::price_out_of_order;
+  if (p.sequence < in.last_sequence) return result::sequence_out_of_order;
   const uint64_t len = slice_ns(in.def);
   const uint64_t number = t / len;
   if (t >= in.move_halt_until) {

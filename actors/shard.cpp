@@ -285,7 +285,7 @@ void shard::execute(batch& b) {
       for (uint32_t i = 0; i < b.count; ++i)
         if (shard_of(b.account_ids[i], count_) == index_)
           if (const auto* c = customers_.find(b.account_ids[i])) {
-            b.found_customers[i] = c->view(b.sweep_to);
+            b.found_customers[i] = c->view(std::max(b.sweep_to, b.timestamp_base));  // the engine clock now
             b.results[i] = result::ok;
           }
       break;
@@ -527,7 +527,7 @@ void shard::execute_lookup_groups(batch& b) {
 // desk (its hold's payout account) and already refused malformed items.
 void shard::execute_payout_answers(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
-    if (b.results[i] != result::ok || shard_of(b.payout_desks[i], count_) != index_) continue;
+    if (shard_of(b.payout_desks[i], count_) != index_ || b.results[i] != result::ok) continue;  // the owner writes it
     deciding(b, i + 1);
     b.results[i] = desks_.answer(b.payout_answers[i], b.payout_desks[i], b.timestamp_base + i);
   }
@@ -535,7 +535,7 @@ void shard::execute_payout_answers(batch& b) {
 
 void shard::execute_payout_ops(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
-    if (b.results[i] != result::ok || shard_of(b.payout_desks[i], count_) != index_) continue;
+    if (shard_of(b.payout_desks[i], count_) != index_ || b.results[i] != result::ok) continue;  // the owner writes it
     deciding(b, i + 1);
     b.results[i] = desks_.op(b.payout_ops[i], b.payout_desks[i], b.timestamp_base + i);
   }
@@ -569,7 +569,7 @@ void shard::execute_customers(batch& b) {
       continue;
     }
     const wire::customer_op& op = b.customer_ops[i];
-    if (b.results[i] != result::ok || shard_of(op.wallet, count_) != index_) continue;
+    if (shard_of(op.wallet, count_) != index_ || b.results[i] != result::ok) continue;  // the owner writes it
     account* a = local_account(op.wallet);
     result r = result::ok;
     if (!a) r = result::account_not_found;
@@ -577,10 +577,19 @@ void shard::execute_customers(batch& b) {
     else if (!policy_.tier(op.tier, a->currency)) r = result::tier_undefined;
     b.results[i] = r;
     if (r != result::ok) continue;
-    customers::customer& c = customers_.at(op.wallet);
-    repeated = c.kyc == op.kyc && c.profile == op.profile && c.tier == op.tier && c.reference == op.reference;
+    customers::customer* had = customers_.find(op.wallet);
+    if (had && op.sequence < had->sequence) r = result::sequence_out_of_order;
+    else if (had && op.sequence == had->sequence)
+      r = had->kyc == op.kyc && had->profile == op.profile && had->tier == op.tier && had->reference == op.reference
+              ? result::ok
+              : result::exists_with_different_fields;
+    b.results[i] = r;
+    if (r != result::ok) continue;
+    repeated = had && op.sequence == had->sequence;
     if (!b.repeated.empty()) b.repeated[i] = repeated;
     if (repeated) continue;
+    customers::customer& c = customers_.at(op.wallet);
+    c.sequence = op.sequence;
     c.kyc = op.kyc;
     c.profile = op.profile;
     c.tier = op.tier;
@@ -601,6 +610,7 @@ void shard::limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   const op_route& r = b.routes[o];
   const transfer& t = b.transfers[o];
   const uint64_t ts = b.timestamp_base + o;
+  if (b.emitted) return;  // the engine's own transfers (actors/customers.hpp)
   if (r.debit_shard == index_ && in.dr && in.dr->tier != 0 && in.verdict_debit == result::ok) {
     const auto* c = customers_.find(in.dr->id);
     const auto* l = policy_.tier(uint8_t(in.dr->tier), in.dr->currency);
@@ -913,7 +923,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       save_account(idx, keep_undo);
       apply_transfer_debit(*dr, t);
       link_history(idx, r.serial, true);
-      if (dr->tier != 0) {  // the day's outflow (actors/customers.hpp)
+      if (dr->tier != 0 && !b.emitted) {  // the day's outflow (actors/customers.hpp)
         customers::customer* c = customers_.find(dr->id);
         MESOB_ASSERT(c != nullptr);
         if (keep_undo) undo_.push_back({undo_entry::what::customer, 0, {}, {}, 0, *c});

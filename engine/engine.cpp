@@ -822,6 +822,7 @@ class engine_impl {
       case op_kind::lookup_customers:
         b.results.assign(b.count, result::customer_not_found);
         b.found_customers.assign(b.count, wire::customer_state{});
+        b.timestamp_base = now();  // not logged: only the day of the outflow it shows
         break;
       case op_kind::lookup_policy: break;
     }
@@ -1946,7 +1947,7 @@ class engine_impl {
     std::vector<uint64_t> tiered(shards_n_, 0);
     ok = ok && snap_->scan(storage::table::customers, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::customers::customer c;
-      if (!actors::customers::table::decode(v, &c, &why)) return false;
+      if (!actors::customers::table::decode(v, last_ts_, &c, &why)) return false;
       auto& sh = *shards_[shard_of(key, shards_n_)];
       const wire::account* a = sh.find_account(key);
       if (c.wallet != key || !a || a->kind != wire::account_kind::customer_wallet || a->tier != c.tier ||

@@ -729,7 +729,7 @@ class server_impl {
         return market_data | admin;
       case wire::operation::lookup_instruments: return payments | broker | market_data | admin;
       case wire::operation::customer_ops: return kyc | admin;
-      case wire::operation::lookup_customers: return kyc | broker | payments | admin;
+      case wire::operation::lookup_customers: return kyc | admin;  // KYC data stays with KYC
       default: return payments | admin;
     }
   }

@@ -41,9 +41,9 @@ namespace mesob::storage {
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
 // so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry,
-// payouts and their desks; 7: the market, the policy and customers. Versions 4 to 6
+// payouts and their desks; 7: the market; 8: the policy and customers. Versions 4 to 7
 // are read as well (they have none of what came after them).
-constexpr uint32_t snapshot_format_version = 7;
+constexpr uint32_t snapshot_format_version = 8;
 constexpr uint32_t snapshot_format_oldest = 4;
 
 struct snapshot_meta {

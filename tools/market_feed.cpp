@@ -105,7 +105,7 @@ void market_feed::run() {
       const bool again = unanswered.front().second;
       unanswered.pop_front();
       for (const auto r : out.reply.results)
-        ++(r == wire::result::ok || (again && r == wire::result::price_out_of_order) ? c_->ok : c_->refused);
+        ++(r == wire::result::ok || (again && r == wire::result::sequence_out_of_order) ? c_->ok : c_->refused);
       return true;
     };
     if (!defined) {

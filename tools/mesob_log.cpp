@@ -27,6 +27,10 @@ const char* kind_name(uint16_t k) {
     case 15: return "payout_answers";
     case 16: return "gateway_events";
     case 17: return "payout_ops";
+    case 19: return "instrument_ops";
+    case 20: return "prices";
+    case 22: return "customer_ops";
+    case 23: return "policy_ops";
     default: return "?";
   }
 }

@@ -183,7 +183,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(exceeds_daily_outflow)
     MESOB_RESULT(exceeds_balance_limit)
     MESOB_RESULT(customer_not_found)
-    MESOB_RESULT(price_out_of_order)
+    MESOB_RESULT(sequence_out_of_order)
 #undef MESOB_RESULT
   }
   return "unknown_result";

@@ -326,7 +326,7 @@ static_assert(std::is_trivially_copyable_v<instrument_op>);
 // A price from a market-data gateway, stamped with the engine clock when sequenced.
 // `sequence` counts up per instrument at the feed: the latest price sent again is a
 // repeat (ok, nothing changes; other ticks: exists_with_different_fields), an older one
-// is refused (price_out_of_order), so a feed may resend what it is not sure arrived.
+// is refused (sequence_out_of_order), so a feed may resend what it is not sure arrived.
 struct price {
   uint64_t instrument_id = 0;
   uint64_t ticks = 0;     // not zero; ticks x tick at most 2^53 minor units
@@ -359,7 +359,10 @@ constexpr uint8_t risk_profile_max = 3;
 
 // A KYC gateway's word on a customer, whose id is its cash wallet's (a customer wallet
 // account): its KYC status, tier and risk profile, all three each time (a customer
-// record is made by the first and replaced by later ones; the same again changes nothing).
+// record is made by the first and replaced by later ones). `sequence` counts up per
+// customer at the gateway: the latest again is a repeat (ok, nothing changes; with other
+// fields exists_with_different_fields), an older one is refused (sequence_out_of_order),
+// so a late retry never undoes a newer record.
 struct customer_op {
   uint64_t wallet = 0;
   uint64_t reference = 0;  // the KYC provider's own reference, kept with the customer
@@ -368,7 +371,7 @@ struct customer_op {
   uint8_t tier = 0;        // 1 .. 16, defined (policy_op) for the wallet's currency
   uint8_t reserved = 0;
   uint32_t reserved2 = 0;
-  uint64_t reserved3 = 0;
+  uint64_t sequence = 0;   // not zero
 };
 static_assert(sizeof(customer_op) == 32);
 static_assert(std::is_trivially_copyable_v<customer_op>);
@@ -379,13 +382,14 @@ struct customer_state {
   uint64_t reference = 0;
   uint64_t updated_at = 0;      // engine time of the last change
   uint64_t outflow_today = 0;   // debited from the wallet on the look-up's (UTC) day
+  uint64_t sequence = 0;        // the last KYC record's
   kyc_status kyc{};
   risk_profile profile{};
   uint8_t tier = 0;
   uint8_t reserved = 0;
   uint32_t reserved2 = 0;
 };
-static_assert(sizeof(customer_state) == 40);
+static_assert(sizeof(customer_state) == 48);
 static_assert(std::is_trivially_copyable_v<customer_state>);
 
 // Operators' policy (admin port): a KYC tier's limits in one currency, or a risk
@@ -573,7 +577,7 @@ enum class result : uint32_t {
   exceeds_daily_outflow = 219,           // more than its tier allows out per UTC day
   exceeds_balance_limit = 220,           // the wallet would hold more than its tier allows
   customer_not_found = 221,
-  price_out_of_order = 222,              // a price whose sequence is below the instrument's last
+  sequence_out_of_order = 222,           // a price or KYC record older than the last one taken
 };
 [[nodiscard]] std::string_view result_name(result r);
 

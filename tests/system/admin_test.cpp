@@ -443,6 +443,7 @@ TEST(admin_port, policy_and_customer_commands) {
   c.kyc = wire::kyc_status::pending;
   c.profile = wire::risk_profile::conservative;
   c.tier = 2;
+  c.sequence = 1;
   // (the kyc role's path is server_test's; here the record is made by an admin gateway)
   auto admin_gw = wire::client::connect(options(d.port(), "ops", ops_hex), &err);
   ASSERT_TRUE(admin_gw) << err;

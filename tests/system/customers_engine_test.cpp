@@ -26,9 +26,11 @@ wire::policy_op tier(uint8_t n, uint64_t single, uint64_t daily, uint64_t balanc
   return p;
 }
 
-wire::customer_op kyc(uint64_t wallet, uint8_t t, wire::kyc_status s = wire::kyc_status::verified) {
+wire::customer_op kyc(uint64_t wallet, uint8_t t, wire::kyc_status s = wire::kyc_status::verified,
+                      uint64_t sequence = 1) {
   wire::customer_op c;
   c.wallet = wallet;
+  c.sequence = sequence;
   c.kyc = s;
   c.profile = wire::risk_profile::moderate;
   c.tier = t;
@@ -82,7 +84,7 @@ TEST_F(customers_engine, PolicyAndKycRecordsWithEveryRefusal) {
   auto bad_profile = kyc(a_, 1);
   bad_profile.profile = wire::risk_profile(0);
   auto stray = kyc(a_, 1);
-  stray.reserved3 = 1;
+  stray.reserved2 = 1;
   auto r = e().customers({kyc(0, 1), bad_kyc, bad_profile, kyc(a_, 0), kyc(a_, 17), kyc(a_, 3), kyc(7777, 1),
                           kyc(901, 1), stray, kyc(a_, 1)});
   EXPECT_EQ(r.results, (std::vector<result>{result::id_must_not_be_zero, result::kyc_status_invalid,
@@ -97,10 +99,17 @@ TEST_F(customers_engine, PolicyAndKycRecordsWithEveryRefusal) {
   EXPECT_EQ(c.reference, a_ * 7);
   EXPECT_EQ(e().lookup_accounts({a_}).accounts[0].tier, 1) << "the ledger sees the tier";
   EXPECT_EQ(e().lookup_customers({b_}).results[0], result::customer_not_found);
-  // Pending, then rejected: the record follows.
-  ASSERT_EQ(e().customers({kyc(a_, 2, wire::kyc_status::rejected)}).results[0], result::ok);
+  // Rejected later: the record follows. A late retry of the first record is refused and
+  // changes nothing; the latest again with other fields is refused too.
+  ASSERT_EQ(e().customers({kyc(a_, 2, wire::kyc_status::rejected, 2)}).results[0], result::ok);
   EXPECT_EQ(customer(a_).kyc, wire::kyc_status::rejected);
   EXPECT_EQ(e().lookup_accounts({a_}).accounts[0].tier, 2);
+  EXPECT_EQ(e().customers({kyc(a_, 1), kyc(a_, 1, wire::kyc_status::rejected, 2), kyc(a_, 2, wire::kyc_status::rejected, 0)})
+                .results,
+            (std::vector<result>{result::sequence_out_of_order, result::exists_with_different_fields,
+                                 result::id_must_not_be_zero}));
+  EXPECT_EQ(customer(a_).sequence, 2u);
+  EXPECT_EQ(customer(a_).tier, 2);
   // Policy refusals.
   auto zero = tier(1, 0, 1, 1);
   auto big = tier(17, 1, 1, 1);
@@ -152,7 +161,7 @@ TEST_F(customers_engine, TierLimitsOnEveryTransferAcrossShardsChainsAndDays) {
   EXPECT_EQ(move(12, bank, c_, 1), result::exceeds_balance_limit);
   EXPECT_EQ(move(13, bank, c_, 1, wire::transfer_flags::pending), result::exceeds_balance_limit);
   // A wider tier applies from its place in the log on.
-  ASSERT_EQ(e().customers({kyc(c_, 2)}).results[0], result::ok);
+  ASSERT_EQ(e().customers({kyc(c_, 2, wire::kyc_status::verified, 2)}).results[0], result::ok);
   EXPECT_EQ(move(14, bank, c_, 1), result::ok);
   ASSERT_EQ(e().policies({tier(1, 1000, 5000, 5000)}).results[0], result::ok);
   EXPECT_EQ(move(15, a_, c_, 1000), result::ok);  // 2,000 out today, under the new 5,000
@@ -161,10 +170,43 @@ TEST_F(customers_engine, TierLimitsOnEveryTransferAcrossShardsChainsAndDays) {
   EXPECT_TRUE(check.balanced) << check.detail;
 }
 
+// Several transfers from one wallet in one request, crossing shards (set aside until the
+// other shard has published): each reads the outflow the ones before it left.
+TEST_F(customers_engine, OneRequestOfTransfersFromOneWalletAcrossShards) {
+  ASSERT_EQ(move(1, bank, a_, 4000), result::ok);
+  ASSERT_EQ(e().customers({kyc(a_, 1)}).results[0], result::ok);
+  std::vector<wire::transfer> ts{test::make_transfer(2, a_, c_, 1000), test::make_transfer(3, c_, a_, 10),
+                                 test::make_transfer(4, a_, c_, 600), test::make_transfer(5, a_, c_, 500),
+                                 test::make_transfer(6, a_, b_, 1)};
+  EXPECT_EQ(e().create_transfers(ts).results,
+            (std::vector<result>{result::ok, result::ok, result::exceeds_daily_outflow, result::ok,
+                                 result::exceeds_daily_outflow}));
+  EXPECT_EQ(customer(a_).outflow_today, 1500u) << "money in gives no outflow back";
+}
+
+// A chain that fails on the other shard's verdict (the credit wallet's balance limit)
+// after this wallet's outflow was counted: the outflow goes with the rest of the chain.
+TEST_F(customers_engine, AChainRefusedByTheOtherShardUndoesTheOutflow) {
+  ASSERT_EQ(move(1, bank, a_, 4000), result::ok);
+  ASSERT_EQ(move(2, bank, c_, 4500), result::ok);
+  ASSERT_EQ(e().customers({kyc(a_, 1), kyc(c_, 1)}).results, (std::vector<result>{result::ok, result::ok}));
+  auto first = test::make_transfer(3, a_, b_, 900, wire::transfer_flags::linked);
+  auto second = test::make_transfer(4, a_, c_, 600);  // c would hold 5,100
+  EXPECT_EQ(e().create_transfers({first, second}).results,
+            (std::vector<result>{result::linked_event_failed, result::exceeds_balance_limit}));
+  EXPECT_EQ(customer(a_).outflow_today, 0u);
+  EXPECT_EQ(e().lookup_accounts({a_}).accounts[0].debits_posted, 0u);
+  EXPECT_EQ(move(5, a_, b_, 1000), result::ok);
+  EXPECT_EQ(move(6, a_, b_, 500), result::ok) << "the whole day's room is there";
+}
+
 TEST_F(customers_engine_replay, OutflowAndRecordsSurviveReplayAndSnapshots) {
   ASSERT_EQ(move(1, bank, a_, 4000), result::ok);
   ASSERT_EQ(e().customers({kyc(a_, 1), kyc(c_, 1)}).results, (std::vector<result>{result::ok, result::ok}));
   ASSERT_EQ(move(2, a_, c_, 900), result::ok);
+  // Repeats make no event: the same record, the same tier limits.
+  ASSERT_EQ(e().customers({kyc(a_, 1)}).results[0], result::ok);
+  ASSERT_EQ(e().policies({tier(1, 1000, 1500, 5000)}).results[0], result::ok);
   fx_.restart();  // the log alone
   EXPECT_EQ(customer(a_).outflow_today, 900u);
   EXPECT_EQ(move(3, a_, c_, 700), result::exceeds_daily_outflow);

@@ -777,5 +777,37 @@ TEST_F(equb_engine, DamagedGroupRecordsAreRefused) {
   EXPECT_FALSE(actors::equb::decode_entry(bytes, &back, &why));
 }
 
+
+// A member's KYC tier limits what it may hold and send, but not what its group pays it
+// (actors/customers.hpp: the engine's own transfers are not checked): the round's pot
+// reaches a wallet already at its balance limit, and the next transfer in is refused.
+TEST_F(equb_engine, TieredMembersReceiveTheirPayoutPastTheirLimits) {
+  constexpr uint64_t g = 5077;
+  open_wallets(3);
+  wire::policy_op tier;
+  tier.kind = wire::policy_op_kind::tier;
+  tier.number = 1;
+  tier.currency = wire::currency("ETB");
+  tier.single_max = tier.daily_outflow_max = contribution;
+  tier.balance_max = starting;  // what each holds before it joins
+  ASSERT_EQ(e().policies({tier}).results.at(0), result::ok);
+  for (uint64_t w = 1; w <= 3; ++w) {
+    wire::customer_op c;
+    c.wallet = w;
+    c.kyc = wire::kyc_status::verified;
+    c.profile = wire::risk_profile::moderate;
+    c.tier = 1;
+    c.sequence = 1;
+    ASSERT_EQ(e().customers({c}).results.at(0), result::ok);
+  }
+  form(g, 3);  // joining pays round 1 (each within its limits); round 1 pays wallet 1 at start
+  const group_entry st = settled(g);
+  ASSERT_TRUE(st.owed.empty()) << "the payout was refused";
+  EXPECT_GT(balance(1), int64_t(starting)) << "the pot arrived past the balance limit";
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, funding, 1, 1)}).results.at(0),
+            result::exceeds_balance_limit);
+  expect_escrow_consistent(g);
+}
+
 }  // namespace
 }  // namespace mesob::test

@@ -99,7 +99,7 @@ TEST_F(market_engine, DefinitionsPricesAndEveryRefusal) {
   // sequence, are refused; none of them counts.
   r = e().prices({{1, 100, 1}, {1, 101, 1}, {1, 105, 3}, {1, 104, 2}});
   EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::exists_with_different_fields, result::ok,
-                                            result::price_out_of_order}));
+                                            result::sequence_out_of_order}));
   EXPECT_EQ(state(1).prices, 2u);
   EXPECT_EQ(state(1).last_ticks, 105u);
   const auto s = state(1);

@@ -502,6 +502,7 @@ TEST(server, customers_with_the_kyc_role) {
   c.kyc = wire::kyc_status::verified;
   c.profile = wire::risk_profile::aggressive;
   c.tier = 1;
+  c.sequence = 1;
   auto r = pay->call(wire::customer_ops_body(std::vector{c}));
   ASSERT_TRUE(r.server_error) << r.failure;
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
@@ -511,14 +512,17 @@ TEST(server, customers_with_the_kyc_role) {
   r = kyc->call(wire::customer_ops_body(std::vector{c, bad}));
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
   EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::tier_undefined}));
-  r = pay->call(wire::lookup_customers_body(std::vector<uint64_t>{5, 6}));
+  r = pay->call(wire::lookup_customers_body(std::vector<uint64_t>{5}));
+  ASSERT_TRUE(r.server_error) << "KYC data is for the kyc role";
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  r = kyc->call(wire::lookup_customers_body(std::vector<uint64_t>{5, 6}));
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
   ASSERT_EQ(r.reply.kind, wire::reply_kind::customers);
   EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::customer_not_found}));
   ASSERT_EQ(r.reply.customers.size(), 2u);
   EXPECT_EQ(r.reply.customers[0].profile, wire::risk_profile::aggressive);
   EXPECT_EQ(r.reply.customers[0].tier, 1);
-  // The ledger enforces the tier on the wallet now: a deposit past its balance limit.
+  // The ledger enforces the tier on the wallet now: a transfer in past its balance limit.
   std::vector<wire::account> bank{make_account(6)};
   bank[0].kind = wire::account_kind::system;
   ASSERT_TRUE(pay->call(wire::create_accounts_body(bank)).ok);
