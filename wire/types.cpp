@@ -184,6 +184,18 @@ std::string_view result_name(result r) {
     MESOB_RESULT(exceeds_balance_limit)
     MESOB_RESULT(customer_not_found)
     MESOB_RESULT(sequence_out_of_order)
+    MESOB_RESULT(order_invalid)
+    MESOB_RESULT(lot_size_invalid)
+    MESOB_RESULT(kyc_not_verified)
+    MESOB_RESULT(risk_profile_undefined)
+    MESOB_RESULT(risk_profile_forbids)
+    MESOB_RESULT(price_limit_exceeded)
+    MESOB_RESULT(exceeds_position_limit)
+    MESOB_RESULT(insufficient_cash)
+    MESOB_RESULT(insufficient_position)
+    MESOB_RESULT(order_not_open)
+    MESOB_RESULT(fill_invalid)
+    MESOB_RESULT(too_many_orders)
 #undef MESOB_RESULT
   }
   return "unknown_result";

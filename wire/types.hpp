@@ -411,6 +411,28 @@ struct policy_op {
 static_assert(sizeof(policy_op) == 48);
 static_assert(std::is_trivially_copyable_v<policy_op>);
 
+// An order on a customer's portfolio (actors/portfolio.hpp): buy or sell `quantity`
+// units (whole lots) of an instrument, at market with a protective limit or as a limit
+// order, paid from (or to) the customer's wallet in the instrument's currency.
+enum class order_side : uint8_t { buy = 1, sell = 2 };
+enum class order_type : uint8_t { market = 1, limit = 2 };
+struct order {
+  uint64_t id = 0;            // the client's, unique engine-wide: a retry returns the first outcome
+  uint64_t wallet = 0;        // the customer's
+  uint64_t instrument_id = 0;
+  uint64_t quantity = 0;      // units, a multiple of the instrument's lot
+  uint64_t limit_ticks = 0;   // market: the worst price it may fill at; limit: the limit
+  currency_code currency = 0;
+  uint32_t expires_s = 0;     // open at most this long (0: until filled, rejected or cancelled)
+  order_side side{};
+  order_type type{};
+  uint16_t reserved = 0;
+  uint32_t reserved2 = 0;
+  uint64_t reserved3 = 0;
+};
+static_assert(sizeof(order) == 64);
+static_assert(std::is_trivially_copyable_v<order>);
+
 // One result per operation, in batch order.
 enum class result : uint32_t {
   ok = 0,
@@ -578,6 +600,20 @@ enum class result : uint32_t {
   exceeds_balance_limit = 220,           // the wallet would hold more than its tier allows
   customer_not_found = 221,
   sequence_out_of_order = 222,           // a price or KYC record older than the last one taken
+  // orders (actors/portfolio.hpp)
+  order_invalid = 223,                   // side or type unknown
+  lot_size_invalid = 224,                // the quantity is not whole lots
+  kyc_not_verified = 225,
+  risk_profile_undefined = 226,          // the customer's profile has no rules in the policy
+  risk_profile_forbids = 227,            // the profile does not allow the asset class
+  price_limit_exceeded = 228,            // a market order whose limit the last price is past
+  exceeds_position_limit = 229,          // the position could pass the profile's position_max
+  insufficient_cash = 230,               // the wallet cannot hold the notional at the limit
+  insufficient_position = 231,           // a sell of more than is held and not reserved
+  order_not_open = 232,                  // a fill, reject or cancel of an order not open
+  fill_invalid = 233,                    // zero, over the open quantity, or past the limit
+  too_many_orders = 234,                 // the portfolio has open_orders_max open orders (or
+                                         // positions_max positions)
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -1,0 +1,233 @@
+#include "actors/portfolio.hpp"
+
+#include "actors/byte_codec.hpp"
+#include "wire/assert.hpp"
+
+namespace mesob::actors::portfolio {
+
+using wire::result;
+
+namespace {
+constexpr uint32_t book_magic = 0x504F5254;  // "PORT"
+constexpr uint16_t book_version = 1;
+using u128 = unsigned __int128;
+
+bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
+}  // namespace
+
+uint64_t notional(uint64_t quantity, uint64_t price_ticks, uint64_t tick) {
+  const u128 n = u128(quantity) * price_ticks * tick;
+  return n > market::notional_max ? UINT64_MAX : uint64_t(n);
+}
+
+const position* book::find(uint64_t instrument) const {
+  auto it = positions_.find(instrument);
+  return it == positions_.end() ? nullptr : &it->second;
+}
+
+const order_entry* book::order(uint64_t id) const {
+  auto it = orders_.find(id);
+  return it == orders_.end() ? nullptr : &it->second;
+}
+
+result book::check(const wire::order& o, const order_inputs& in) const {
+  // 1. fields
+  if (o.id == 0 || o.wallet == 0 || o.instrument_id == 0) return result::id_must_not_be_zero;
+  if ((o.side != wire::order_side::buy && o.side != wire::order_side::sell) ||
+      (o.type != wire::order_type::market && o.type != wire::order_type::limit))
+    return result::order_invalid;
+  if (o.reserved != 0 || o.reserved2 != 0 || o.reserved3 != 0) return result::reserved_field;
+  if (o.quantity == 0) return result::amount_must_not_be_zero;
+  if (o.limit_ticks == 0) return result::price_invalid;
+  // 2. the instrument
+  const market::instrument* ins = in.instrument;
+  if (!ins) return result::instrument_not_found;
+  if (o.currency != ins->def.currency) return result::wrong_currency;
+  if (o.quantity % ins->def.lot != 0) return result::lot_size_invalid;
+  const uint64_t cost = notional(o.quantity, o.limit_ticks, ins->def.tick);
+  if (cost == UINT64_MAX) return result::amounts_too_large;
+  // 3. the customer
+  const customers::customer* c = in.customer;
+  if (!c) return result::customer_not_found;
+  if (c->kyc != wire::kyc_status::verified) return result::kyc_not_verified;
+  const customers::profile_rules* rules = in.policy ? in.policy->profile(uint8_t(c->profile)) : nullptr;
+  if (!rules) return result::risk_profile_undefined;
+  if (!(rules->classes & (1u << (uint8_t(ins->def.cls) - 1)))) return result::risk_profile_forbids;
+  // 4. the market at the order's time
+  const uint8_t why = ins->reasons(in.t);
+  if (why & (wire::halt_reasons::manual | wire::halt_reasons::move)) return result::instrument_halted;
+  if (why & wire::halt_reasons::stale) return result::price_stale;
+  if (o.type == wire::order_type::market &&
+      (buying(o) ? ins->last_ticks > o.limit_ticks : ins->last_ticks < o.limit_ticks))
+    return result::price_limit_exceeded;
+  // 5. position and money
+  const position* p = find(o.instrument_id);
+  if (open_ >= open_orders_max || (!p && positions_.size() >= positions_max)) return result::too_many_orders;
+  if (buying(o)) {
+    const u128 could = u128(p ? p->quantity : 0) + (p ? p->buying : 0) + o.quantity;
+    if (could * o.limit_ticks * ins->def.tick > rules->position_max) return result::exceeds_position_limit;
+    if (cost > in.wallet_available) return result::insufficient_cash;
+  } else if (!p || p->quantity - p->reserved < o.quantity) {
+    return result::insufficient_position;
+  }
+  return result::ok;
+}
+
+void book::accept(const wire::order& o, uint64_t tick) {
+  MESOB_ASSERT(orders_.count(o.id) == 0);
+  position& p = positions_[o.instrument_id];
+  order_entry e;
+  e.o = o;
+  if (buying(o)) {
+    e.held = notional(o.quantity, o.limit_ticks, tick);
+    p.buying += o.quantity;
+  } else {
+    MESOB_ASSERT(p.quantity - p.reserved >= o.quantity);
+    p.reserved += o.quantity;
+  }
+  orders_.emplace(o.id, e);
+  ++open_;
+}
+
+uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, uint64_t tick, result* r,
+                    uint64_t* released) {
+  *released = 0;
+  auto it = orders_.find(order_id);
+  if (it == orders_.end() || it->second.st != order_state::open) {
+    *r = result::order_not_open;
+    return 0;
+  }
+  order_entry& e = it->second;
+  const bool buy = buying(e.o);
+  if (quantity == 0 || quantity > e.open_quantity() || price_ticks == 0 ||
+      (buy ? price_ticks > e.o.limit_ticks : price_ticks < e.o.limit_ticks)) {
+    *r = result::fill_invalid;
+    return 0;
+  }
+  const uint64_t value = notional(quantity, price_ticks, tick);  // within the limit: at most the notional at it
+  position& p = positions_.at(e.o.instrument_id);
+  if (buy) {
+    MESOB_ASSERT(value <= e.held && p.buying >= quantity);
+    e.held -= value;
+    p.buying -= quantity;
+    p.quantity += quantity;
+    p.cost += value;
+  } else {
+    MESOB_ASSERT(p.reserved >= quantity && p.quantity >= quantity);
+    // The basis leaves in proportion, rounded down: what stays keeps the remainder.
+    const uint64_t basis = uint64_t(u128(p.cost) * quantity / p.quantity);
+    p.cost -= basis;
+    p.quantity -= quantity;
+    p.reserved -= quantity;
+  }
+  e.paid += value;
+  e.filled += quantity;
+  *r = result::ok;
+  if (e.open_quantity() == 0) {
+    e.st = order_state::filled;
+    *released = e.held;
+    e.held = 0;
+    --open_;
+  }
+  return value;
+}
+
+uint64_t book::close(uint64_t order_id, order_state why, result* r) {
+  MESOB_ASSERT(why != order_state::open && why != order_state::filled);
+  auto it = orders_.find(order_id);
+  if (it == orders_.end() || it->second.st != order_state::open) {
+    *r = result::order_not_open;
+    return 0;
+  }
+  order_entry& e = it->second;
+  position& p = positions_.at(e.o.instrument_id);
+  uint64_t released = 0;
+  if (buying(e.o)) {
+    p.buying -= e.open_quantity();
+    released = e.held;
+    e.held = 0;
+  } else {
+    p.reserved -= e.open_quantity();
+  }
+  e.st = why;
+  --open_;
+  *r = result::ok;
+  return released;
+}
+
+void book::forget_closed() {
+  std::erase_if(orders_, [](const auto& kv) { return kv.second.st != order_state::open; });
+}
+
+std::vector<uint8_t> book::encode() const {
+  byte_writer w;
+  w.put(book_magic);
+  w.put(book_version);
+  w.put(uint32_t(positions_.size()));
+  for (const auto& [id, p] : positions_)
+    for (uint64_t v : {id, p.quantity, p.reserved, p.cost, p.buying}) w.put(v);
+  w.put(uint32_t(orders_.size()));
+  for (const auto& [id, e] : orders_) {
+    w.put_bytes({reinterpret_cast<const uint8_t*>(&e.o), sizeof e.o});
+    for (uint64_t v : {e.filled, e.held, e.paid}) w.put(v);
+    w.put(uint8_t(e.st));
+  }
+  return std::move(w.out);
+}
+
+bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
+  byte_reader r{bytes};
+  const uint32_t magic = r.get<uint32_t>();
+  const uint16_t version = r.get<uint16_t>();
+  const uint32_t np = r.get<uint32_t>();
+  if (r.short_read || magic != book_magic || version != book_version)
+    return *why = "portfolio: not a portfolio record of version 1", false;
+  if (np > positions_max) return *why = "portfolio: too many positions", false;
+  book b;
+  for (uint32_t i = 0; i < np; ++i) {
+    const uint64_t id = r.get<uint64_t>();
+    position p;
+    p.quantity = r.get<uint64_t>();
+    p.reserved = r.get<uint64_t>();
+    p.cost = r.get<uint64_t>();
+    p.buying = r.get<uint64_t>();
+    const bool in_order = b.positions_.empty() || id > b.positions_.rbegin()->first;
+    if (r.short_read || id == 0 || !in_order || p.reserved > p.quantity || (p.quantity == 0 && p.cost != 0) ||
+        !b.positions_.emplace(id, p).second)
+      return *why = "portfolio: position " + std::to_string(i) + " is damaged", false;
+  }
+  const uint32_t no = r.get<uint32_t>();
+  if (r.short_read || no > 64u * open_orders_max) return *why = "portfolio: bad order count", false;
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> open;  // instrument -> (buying, reserved) of open orders
+  for (uint32_t i = 0; i < no; ++i) {
+    order_entry e;
+    const auto o = r.take(sizeof e.o);
+    if (o.size() == sizeof e.o) std::memcpy(&e.o, o.data(), sizeof e.o);
+    e.filled = r.get<uint64_t>();
+    e.held = r.get<uint64_t>();
+    e.paid = r.get<uint64_t>();
+    e.st = order_state(r.get<uint8_t>());
+    const auto* p = b.find(e.o.instrument_id);
+    const bool in_order = b.orders_.empty() || e.o.id > b.orders_.rbegin()->first;
+    if (r.short_read || e.o.id == 0 || !in_order || !p || e.filled > e.o.quantity || uint8_t(e.st) == 0 ||
+        uint8_t(e.st) > uint8_t(order_state::expired) || (e.st == order_state::filled) != (e.filled == e.o.quantity) ||
+        (e.st != order_state::open && e.held != 0) || !b.orders_.emplace(e.o.id, e).second)
+      return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
+    if (e.st == order_state::open) {
+      ++b.open_;
+      (buying(e.o) ? open[e.o.instrument_id].first : open[e.o.instrument_id].second) += e.open_quantity();
+    }
+  }
+  if (r.at != bytes.size()) return *why = "portfolio: bytes after the record", false;
+  for (const auto& [id, p] : b.positions_) {
+    const auto it = open.find(id);
+    const auto want = it == open.end() ? std::pair<uint64_t, uint64_t>{0, 0} : it->second;
+    if (p.buying != want.first || p.reserved != want.second)
+      return *why = "portfolio: instrument " + std::to_string(id) + ": what its open orders hold differs", false;
+  }
+  if (b.open_ > open_orders_max) return *why = "portfolio: too many open orders", false;
+  *out = std::move(b);
+  return true;
+}
+
+}  // namespace mesob::actors::portfolio

@@ -1,0 +1,118 @@
+// portfolio: a customer's positions and orders, and the rules that decide an order and
+// apply its fills. Pure functions over the portfolio's state and what the order reads
+// (its customer, the policy, the instrument as of the order's time, the wallet's money):
+// the portfolio actor on the wallet's shard runs them in log order, so replay decides
+// the same.
+//
+// An order (wire::order) buys or sells `quantity` units (whole lots) of an instrument,
+// either at market with a protective price limit (`limit_ticks`: a buy fills at no more,
+// a sell at no less) or as a limit order at `limit_ticks`. The checks, in order (the
+// first failing is the result):
+//   1. fields: ids not zero, side and type known, quantity and limit not zero, nothing
+//      in the reserved fields (id_must_not_be_zero, order_invalid, amount_must_not_be_zero,
+//      price_invalid, reserved_field);
+//   2. the instrument: listed (instrument_not_found), the order's currency its currency
+//      (wrong_currency), the quantity whole lots (lot_size_invalid), the notional
+//      (quantity x limit x tick) at most 2^53 minor units (amounts_too_large);
+//   3. the customer: a KYC record (customer_not_found), verified (kyc_not_verified), a
+//      risk profile the policy defines (risk_profile_undefined) that allows the asset
+//      class (risk_profile_forbids);
+//   4. the market at the order's time: not halted by hand or on a move
+//      (instrument_halted), a price not stale (price_stale); a market order whose limit
+//      the last price is already past (a buy below it, a sell above it) is refused
+//      (price_limit_exceeded); a limit order may wait;
+//   5. a buy: the position it could reach (held, plus open buys, plus this order, at the
+//      limit) at most the profile's position_max (exceeds_position_limit), and the
+//      notional at the limit available in the wallet (insufficient_cash: what the ledger
+//      would refuse as exceeds_credits); a sell: the quantity at most what is held and not
+//      already reserved by open sells (insufficient_position).
+// An accepted buy holds its notional in the wallet (a pending transfer); an accepted sell
+// reserves its quantity. A fill (quantity and price, price within the limit, quantity at
+// most what is open) posts its cost out of the hold (a buy) or credits the proceeds (a
+// sell), and moves the position: a buy adds quantity and cost; a sell removes quantity
+// and the cost basis in proportion (rounded down, the remainder staying with what is
+// left, so a position sold to zero has a basis of zero). An order fully filled, rejected
+// by the broker, cancelled or expired releases what it still holds.
+//
+// Ownership: one portfolio per customer wallet, on the wallet's shard; touched only by
+// that shard's thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "actors/customers.hpp"
+#include "actors/market.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::actors::portfolio {
+
+constexpr uint32_t open_orders_max = 1024;  // per portfolio
+constexpr uint32_t positions_max = 1024;    // per portfolio
+
+struct position {
+  uint64_t quantity = 0;
+  uint64_t reserved = 0;   // units open sells may still deliver
+  uint64_t cost = 0;       // cost basis of `quantity`, minor units
+  uint64_t buying = 0;     // units open buys may still add
+};
+
+enum class order_state : uint8_t { open = 1, filled = 2, rejected = 3, cancelled = 4, expired = 5 };
+
+struct order_entry {
+  wire::order o;
+  uint64_t filled = 0;  // units
+  uint64_t held = 0;    // a buy: minor units still held for it
+  uint64_t paid = 0;    // a buy: spent on fills; a sell: received
+  order_state st = order_state::open;
+  [[nodiscard]] uint64_t open_quantity() const { return o.quantity - filled; }
+};
+
+// What an order check reads besides the portfolio.
+struct order_inputs {
+  const customers::customer* customer = nullptr;
+  const customers::policy* policy = nullptr;
+  const market::instrument* instrument = nullptr;
+  uint64_t t = 0;                 // the order's engine time
+  uint64_t wallet_available = 0;  // credits posted less debits posted and pending
+};
+
+class book {
+ public:
+  [[nodiscard]] const position* find(uint64_t instrument) const;
+  [[nodiscard]] const order_entry* order(uint64_t id) const;
+  [[nodiscard]] size_t open_orders() const { return open_; }
+
+  // The checks above; ok or the first failing. Changes nothing.
+  [[nodiscard]] wire::result check(const wire::order& o, const order_inputs& in) const;
+  // Takes an order `check` accepted: a buy holds `notional(o, in)`, a sell reserves.
+  void accept(const wire::order& o, uint64_t tick);
+  // A fill of an open order: `quantity` units at `price_ticks`. Returns the minor units
+  // it moves (a buy: posted out of its hold; a sell: credited), or 0 with *r set when
+  // refused (order_not_open, fill_invalid: over the open quantity, past the limit, zero).
+  // A buy filled in full below its limit has hold left over: *released (to release).
+  uint64_t fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, uint64_t tick, wire::result* r,
+                uint64_t* released);
+  // Ends an open order (a broker's reject, a cancel, an expiry): returns what its hold
+  // still holds (a buy; to release), and frees what a sell reserved.
+  uint64_t close(uint64_t order_id, order_state why, wire::result* r);
+  // Drops closed orders (their outcomes live on in the ledger and the events; the engine
+  // calls it once a snapshot holds them): what stays is bounded by open_orders_max.
+  void forget_closed();
+
+  [[nodiscard]] std::vector<uint8_t> encode() const;
+  static bool decode(std::span<const uint8_t> bytes, book* out, std::string* why);
+
+ private:
+  std::map<uint64_t, position> positions_;  // by instrument
+  std::map<uint64_t, order_entry> orders_;  // by order id: open, and closed until forget_closed()
+  size_t open_ = 0;
+};
+
+// quantity x limit x tick, or UINT64_MAX past 2^53.
+[[nodiscard]] uint64_t notional(uint64_t quantity, uint64_t price_ticks, uint64_t tick);
+
+}  // namespace mesob::actors::portfolio

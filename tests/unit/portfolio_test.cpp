@@ -1,0 +1,292 @@
+// The portfolio's rules (actors/portfolio.hpp): every refusal of an order in its order,
+// holds and reservations, fills and the cost basis, closes releasing what is held, and
+// the byte form; a seeded random run keeps money and units accounted for.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "actors/portfolio.hpp"
+
+using namespace mesob;
+using namespace mesob::actors;
+using portfolio::book;
+using wire::result;
+
+namespace {
+
+constexpr uint64_t ms = 1'000'000ull;
+constexpr uint64_t t0 = 1'700'000'000'000'000'000ull;
+
+struct world {
+  market::book mkt;
+  customers::policy pol;
+  customers::customer cust;
+  world() {
+    wire::instrument_op d;
+    d.instrument_id = 7;
+    market::set_symbol(d, "ETEL");
+    d.kind = wire::instrument_op_kind::define;
+    d.cls = wire::asset_class::equity;
+    d.currency = wire::currency("ETB");
+    d.tick = 2;
+    d.lot = 10;
+    d.move_bp = 1000;
+    d.move_window_ms = 60'000;
+    d.stale_ms = 60'000;
+    d.halt_ms = 60'000;
+    bool rep = false;
+    EXPECT_EQ(mkt.apply(d, t0, &rep), result::ok);
+    EXPECT_EQ(mkt.apply(wire::price{7, 100, 1}, t0 + 1), result::ok);
+    wire::policy_op p;
+    p.kind = wire::policy_op_kind::profile;
+    p.number = uint8_t(wire::risk_profile::moderate);
+    p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
+    p.position_max = 100'000;
+    EXPECT_EQ(pol.apply(p, &rep), result::ok);
+    cust.wallet = 5;
+    cust.kyc = wire::kyc_status::verified;
+    cust.profile = wire::risk_profile::moderate;
+    cust.tier = 1;
+  }
+  portfolio::order_inputs in(uint64_t cash, uint64_t t = t0 + 2) const {
+    return {&cust, &pol, mkt.find(7), t, cash};
+  }
+};
+
+wire::order order(uint64_t id, wire::order_side side, uint64_t qty, uint64_t limit,
+                  wire::order_type type = wire::order_type::limit) {
+  wire::order o;
+  o.id = id;
+  o.wallet = 5;
+  o.instrument_id = 7;
+  o.quantity = qty;
+  o.limit_ticks = limit;
+  o.currency = wire::currency("ETB");
+  o.side = side;
+  o.type = type;
+  return o;
+}
+
+}  // namespace
+
+TEST(Portfolio, EveryRefusalInItsOrder) {
+  world w;
+  book b;
+  const auto buy = order(1, wire::order_side::buy, 100, 110);
+  EXPECT_EQ(b.check(buy, w.in(1'000'000)), result::ok);
+  auto o = buy;
+  o.id = 0;
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::id_must_not_be_zero);
+  o = buy;
+  o.side = wire::order_side(3);
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::order_invalid);
+  o = buy;
+  o.reserved3 = 1;
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::reserved_field);
+  o = buy;
+  o.quantity = 0;
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::amount_must_not_be_zero);
+  o = buy;
+  o.limit_ticks = 0;
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::price_invalid);
+  auto no_instrument = w.in(1'000'000);
+  no_instrument.instrument = nullptr;
+  EXPECT_EQ(b.check(buy, no_instrument), result::instrument_not_found);
+  o = buy;
+  o.currency = wire::currency("USD");
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::wrong_currency);
+  o = buy;
+  o.quantity = 105;
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::lot_size_invalid);
+  o = buy;
+  o.limit_ticks = 1ull << 60;
+  EXPECT_EQ(b.check(o, w.in(1'000'000)), result::amounts_too_large);
+  auto nobody = w.in(1'000'000);
+  nobody.customer = nullptr;
+  EXPECT_EQ(b.check(buy, nobody), result::customer_not_found);
+  w.cust.kyc = wire::kyc_status::pending;
+  EXPECT_EQ(b.check(buy, w.in(1'000'000)), result::kyc_not_verified);
+  w.cust.kyc = wire::kyc_status::verified;
+  w.cust.profile = wire::risk_profile::aggressive;  // no rules for it
+  EXPECT_EQ(b.check(buy, w.in(1'000'000)), result::risk_profile_undefined);
+  w.cust.profile = wire::risk_profile::moderate;
+  customers::policy bonds_only;
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::profile;
+  p.number = uint8_t(wire::risk_profile::moderate);
+  p.classes = 1u << (uint8_t(wire::asset_class::bond) - 1);
+  p.position_max = 100'000;
+  bool rep = false;
+  ASSERT_EQ(bonds_only.apply(p, &rep), result::ok);
+  auto forbidden = w.in(1'000'000);
+  forbidden.policy = &bonds_only;
+  EXPECT_EQ(b.check(buy, forbidden), result::risk_profile_forbids);
+  // The market at the order's time.
+  EXPECT_EQ(b.check(buy, w.in(1'000'000, t0 + 60'001 * ms + 2)), result::price_stale);
+  wire::instrument_op halt;
+  halt.instrument_id = 7;
+  halt.kind = wire::instrument_op_kind::halt;
+  ASSERT_EQ(w.mkt.apply(halt, t0 + 3, &rep), result::ok);
+  EXPECT_EQ(b.check(buy, w.in(1'000'000, t0 + 4)), result::instrument_halted);
+  halt.kind = wire::instrument_op_kind::resume;
+  ASSERT_EQ(w.mkt.apply(halt, t0 + 5, &rep), result::ok);
+  EXPECT_EQ(b.check(order(2, wire::order_side::buy, 10, 99, wire::order_type::market), w.in(1'000'000)),
+            result::price_limit_exceeded) << "the last price (100) is past a buy's 99";
+  EXPECT_EQ(b.check(order(2, wire::order_side::buy, 10, 99), w.in(1'000'000)), result::ok) << "a limit order waits";
+  EXPECT_EQ(b.check(order(2, wire::order_side::sell, 10, 101, wire::order_type::market), w.in(0)),
+            result::price_limit_exceeded);
+  // Position and money: 100 x 110 x 2 = 22,000 minor units.
+  EXPECT_EQ(b.check(order(3, wire::order_side::buy, 460, 110), w.in(1'000'000)), result::exceeds_position_limit);
+  EXPECT_EQ(b.check(buy, w.in(21'999)), result::insufficient_cash);
+  EXPECT_EQ(b.check(buy, w.in(22'000)), result::ok);
+  EXPECT_EQ(b.check(order(4, wire::order_side::sell, 10, 90), w.in(0)), result::insufficient_position);
+}
+
+TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
+  world w;
+  book b;
+  uint64_t left = 0;
+  const auto buy = order(1, wire::order_side::buy, 100, 110);
+  ASSERT_EQ(b.check(buy, w.in(22'000)), result::ok);
+  b.accept(buy, 2);
+  EXPECT_EQ(b.order(1)->held, 22'000u);
+  EXPECT_EQ(b.find(7)->buying, 100u);
+  // Open buys count toward the position limit: 100 + 360 at 110 x 2 passes 100,000.
+  EXPECT_EQ(b.check(order(2, wire::order_side::buy, 360, 110), w.in(1'000'000)), result::exceeds_position_limit);
+  result r{};
+  EXPECT_EQ(b.fill(1, 40, 105, 2, &r, &left), 8'400u);
+  EXPECT_EQ(r, result::ok);
+  EXPECT_EQ(b.fill(1, 70, 105, 2, &r, &left), 0u);
+  EXPECT_EQ(r, result::fill_invalid) << "over the open quantity";
+  EXPECT_EQ(b.fill(1, 10, 111, 2, &r, &left), 0u);
+  EXPECT_EQ(r, result::fill_invalid) << "past the limit";
+  EXPECT_EQ(b.fill(9, 10, 100, 2, &r, &left), 0u);
+  EXPECT_EQ(r, result::order_not_open);
+  EXPECT_EQ(b.find(7)->quantity, 40u);
+  EXPECT_EQ(b.find(7)->cost, 8'400u);
+  // The rest is cancelled: what its hold still holds is released.
+  EXPECT_EQ(b.close(1, portfolio::order_state::cancelled, &r), 22'000u - 8'400u);
+  EXPECT_EQ(r, result::ok);
+  EXPECT_EQ(b.find(7)->buying, 0u);
+  EXPECT_EQ(b.open_orders(), 0u);
+  EXPECT_EQ(b.close(1, portfolio::order_state::cancelled, &r), 0u);
+  EXPECT_EQ(r, result::order_not_open);
+  // A buy filled in full below its limit: the hold left over is released with the last fill.
+  const auto cheap = order(5, wire::order_side::buy, 10, 110);
+  b.accept(cheap, 2);
+  EXPECT_EQ(b.fill(5, 10, 100, 2, &r, &left), 2'000u);
+  EXPECT_EQ(left, 200u);
+  EXPECT_EQ(b.order(5)->held, 0u);
+  EXPECT_EQ(b.find(7)->quantity, 50u);
+  b.accept(order(6, wire::order_side::sell, 10, 1), 2);
+  EXPECT_EQ(b.fill(6, 10, 100, 2, &r, &left), 2'000u);  // back to 40, basis in proportion
+  EXPECT_EQ(b.find(7)->cost, 10'400u - 10'400u * 10 / 50);
+  // Sell 30 of the 40 in two fills: the basis leaves in proportion, rounded down.
+  const auto sell = order(2, wire::order_side::sell, 30, 90);
+  ASSERT_EQ(b.check(sell, w.in(0)), result::ok);
+  b.accept(sell, 2);
+  EXPECT_EQ(b.check(order(3, wire::order_side::sell, 20, 90), w.in(0)), result::insufficient_position)
+      << "30 of 40 are reserved";
+  EXPECT_EQ(b.fill(2, 10, 89, 2, &r, &left), 0u);
+  EXPECT_EQ(r, result::fill_invalid) << "below a sell's limit";
+  EXPECT_EQ(b.fill(2, 10, 95, 2, &r, &left), 1'900u);
+  EXPECT_EQ(b.find(7)->cost, 8'320u - 8'320u * 10 / 40);  // 40 units cost 8,320 after the round trip
+  EXPECT_EQ(b.fill(2, 20, 96, 2, &r, &left), 3'840u);
+  EXPECT_EQ(left, 0u) << "a sell holds no money";
+  EXPECT_EQ(b.order(2)->st, portfolio::order_state::filled);
+  EXPECT_EQ(b.order(2)->paid, 1'900u + 3'840u);
+  EXPECT_EQ(b.find(7)->quantity, 10u);
+  EXPECT_EQ(b.find(7)->reserved, 0u);
+  // Selling the rest leaves a basis of zero.
+  b.accept(order(3, wire::order_side::sell, 10, 1), 2);
+  EXPECT_GT(b.fill(3, 10, 50, 2, &r, &left), 0u);
+  EXPECT_EQ(b.find(7)->quantity, 0u);
+  EXPECT_EQ(b.find(7)->cost, 0u);
+}
+
+TEST(Portfolio, BytesRoundTripAndDamageIsRefused) {
+  world w;
+  book b;
+  uint64_t left = 0;
+  b.accept(order(1, wire::order_side::buy, 100, 110), 2);
+  result r{};
+  b.fill(1, 60, 100, 2, &r, &left);
+  b.accept(order(2, wire::order_side::sell, 20, 90), 2);
+  b.accept(order(3, wire::order_side::buy, 10, 120), 2);
+  b.close(3, portfolio::order_state::rejected, &r);
+  const auto bytes = b.encode();
+  book back;
+  std::string why;
+  ASSERT_TRUE(book::decode(bytes, &back, &why)) << why;
+  EXPECT_EQ(back.encode(), bytes);
+  size_t refused = 0;
+  for (size_t at = 0; at < bytes.size(); ++at) {
+    auto damaged = bytes;
+    damaged[at] ^= 0x40;
+    book x;
+    if (!book::decode(damaged, &x, &why)) ++refused;
+    else EXPECT_EQ(x.encode(), damaged) << "byte " << at;
+  }
+  EXPECT_GT(refused, bytes.size() / 4);
+  for (size_t cut = 0; cut < bytes.size(); ++cut) EXPECT_FALSE(book::decode(std::span(bytes).first(cut), &back, &why));
+}
+
+// Random orders, fills and closes: for every buy, what is held plus what was paid is its
+// notional at the limit until it closes; units held are what fills brought in less what
+// they took out; reservations are the open sells'. The book restores from its bytes.
+TEST(Portfolio, RandomRunKeepsMoneyAndUnitsAccountedFor) {
+  const uint32_t seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937_64 rng(seed);
+  world w;
+  book b;
+  uint64_t next = 1, bought = 0, sold = 0, released = 0, paid_in = 0, held_at_accept = 0, proceeds = 0, left = 0;
+  std::vector<uint64_t> open;
+  for (int i = 0; i < 20'000; ++i) {
+    const int what = int(rng() % 4);
+    if (what == 0 || open.empty()) {
+      const bool buy = rng() % 2 == 0;
+      const auto o = order(next++, buy ? wire::order_side::buy : wire::order_side::sell, 10 * (1 + rng() % 5),
+                           buy ? 100 + rng() % 20 : 80 + rng() % 20);
+      if (b.check(o, w.in(UINT64_MAX / 4)) != result::ok) continue;
+      b.accept(o, 2);
+      if (buy) held_at_accept += b.order(o.id)->held;
+      open.push_back(o.id);
+    } else if (what < 3) {
+      const uint64_t id = open[rng() % open.size()];
+      const auto* e = b.order(id);
+      const uint64_t q = 1 + rng() % e->open_quantity();
+      const bool buy = e->o.side == wire::order_side::buy;
+      const uint64_t px = buy ? e->o.limit_ticks - rng() % 5 : e->o.limit_ticks + rng() % 5;
+      result r{};
+      const uint64_t v = b.fill(id, q, px, 2, &r, &left);
+      ASSERT_EQ(r, result::ok) << "seed " << seed;
+      released += left;
+      (buy ? bought : sold) += q;
+      (buy ? paid_in : proceeds) += v;
+      if (b.order(id)->st != portfolio::order_state::open) open.erase(std::find(open.begin(), open.end(), id));
+    } else {
+      const size_t k = rng() % open.size();
+      result r{};
+      released += b.close(open[k], portfolio::order_state(3 + rng() % 3), &r);
+      ASSERT_EQ(r, result::ok);
+      open.erase(open.begin() + long(k));
+    }
+    if (i % 4096 == 0) {
+      std::string why;
+      book copy;
+      ASSERT_TRUE(book::decode(b.encode(), &copy, &why)) << why << " seed " << seed;
+      b.forget_closed();
+      ASSERT_TRUE(book::decode(b.encode(), &copy, &why)) << why << " seed " << seed;
+      EXPECT_EQ(copy.encode(), b.encode());
+    }
+  }
+  uint64_t still_held = 0;
+  for (uint64_t id : open) still_held += b.order(id)->held;
+  EXPECT_EQ(held_at_accept, paid_in + released + still_held) << "seed " << seed;
+  const auto* p = b.find(7);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->quantity, bought - sold) << "seed " << seed;
+  EXPECT_EQ(b.open_orders(), open.size());
+  (void)proceeds;
+}
