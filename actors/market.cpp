@@ -141,19 +141,23 @@ void book::announce(instrument& in, uint64_t t) {
   }
 }
 
-// The instrument's one entry: its next change by time from `t` (the time its reasons were
-// last evaluated at), replacing the one it had.
+// The instrument's one entry, at or before its next change by time from `t` (the time
+// its reasons were last evaluated at). A price moves the stale time later on every call:
+// the entry then stays where it is (no tree churn per price) and, when it comes up early,
+// moves to the true time without touching the instrument; only a change to an earlier
+// time (a move halt's end before the stale time) moves it at once.
 void book::schedule(const instrument& in, uint64_t t) {
   const uint64_t id = in.def.instrument_id;
   const uint64_t d = in.next_change(t);
+  if (d == UINT64_MAX) return;  // an entry left comes up early and goes (run_due)
   auto it = scheduled_.find(id);
   if (it != scheduled_.end()) {
-    if (it->second == d) return;
+    if (it->second <= d) return;
     timers_.erase({it->second, id});
-    scheduled_.erase(it);
+    it->second = d;
+  } else {
+    scheduled_.emplace(id, d);
   }
-  if (d == UINT64_MAX) return;
-  scheduled_.emplace(id, d);
   timers_.emplace(d, id);
 }
 
@@ -163,7 +167,8 @@ void book::run_due(uint64_t t) {
     timers_.erase(timers_.begin());
     scheduled_.erase(id);
     auto& in = by_id_.at(id);
-    announce(in, d);
+    const uint64_t truly = in.next_change(in.evaluated_at);
+    if (truly == d) announce(in, d);  // else it came up early: nothing changes at d
     schedule(in, in.evaluated_at);
   }
 }

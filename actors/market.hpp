@@ -125,8 +125,8 @@ class book {
 
   std::unordered_map<uint64_t, instrument> by_id_;
   std::unordered_map<std::string, uint64_t> by_symbol_;
-  // (due time, instrument id): each instrument's next change by time alone
-  // (next_change(evaluated_at)), one entry at most, so a restored book has the same.
+  // (due time, instrument id): one entry per instrument, at or before its next change by
+  // time alone (next_change(evaluated_at)); one coming up early changes nothing.
   std::set<std::pair<uint64_t, uint64_t>> timers_;
   std::unordered_map<uint64_t, uint64_t> scheduled_;  // instrument -> its entry's time
   event_sink events_;

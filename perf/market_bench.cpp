@@ -1,0 +1,189 @@
+// market_bench: market data into the engine, durable: prices per second embedded and over
+// TCP, and what a price costs the transfers running beside it.
+//
+//   market_bench [--instruments N] [--prices N] [--shards N] [--out FILE] [--dir DIR]
+//
+// One engine (one shard per core, durable) with N instruments (default 1,000).
+//  1. Embedded: N prices (default 2,000,000) in requests of 8,192, 8 callers in flight,
+//     instruments in turn, each price a step of a random walk. Prices per second.
+//  2. Over TCP: the gateway simulator's market-data feed (tools/market_feed.hpp) through
+//     the server on loopback, 8,192 prices a request, 8 in flight, as fast as it goes.
+//  3. Transfers alone, then transfers with the feed running, both for a few seconds
+//     (8,192-transfer batches, 2 callers): the transfer rate each way, and the loss.
+// Every shard applies every price to its copy of the market (actors/market.hpp), so the
+// figures say what that replication costs. Writes FILE as one JSON object of metric
+// name -> number.
+#include "perf/bench_common.hpp"
+#include "tools/market_feed.hpp"
+
+using namespace mesob;
+using namespace mesob::bench;
+
+namespace {
+
+wire::instrument_op definition(uint64_t id) {
+  wire::instrument_op op;
+  op.instrument_id = id;
+  actors::market::set_symbol(op, "S" + std::to_string(id));
+  op.kind = wire::instrument_op_kind::define;
+  op.cls = wire::asset_class::equity;
+  op.currency = wire::currency("ETB");
+  op.tick = 1;
+  op.lot = 1;
+  op.move_bp = 2000;
+  op.move_window_ms = 60'000;
+  op.stale_ms = 600'000;
+  op.halt_ms = 1'000;
+  return op;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "perf/results/market.json", dir = "/tmp/mesob-market-bench";
+  uint64_t instruments = 1000, prices = 2'000'000;
+  uint32_t shards = std::max(1u, std::thread::hardware_concurrency());
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--instruments") instruments = std::strtoull(next().c_str(), nullptr, 10);
+    else if (a == "--prices") prices = std::strtoull(next().c_str(), nullptr, 10);
+    else if (a == "--shards") shards = uint32_t(std::strtoul(next().c_str(), nullptr, 10));
+    else if (a == "--out") out = next();
+    else if (a == "--dir") dir = next();
+    else {
+      std::fprintf(stderr, "usage: market_bench [--instruments N] [--prices N] [--shards N] [--out FILE] [--dir DIR]\n");
+      return 2;
+    }
+  }
+  if (instruments == 0 || instruments > actors::market::instruments_max || prices < 8192) {
+    std::fprintf(stderr, "market_bench: 1 .. 65,536 instruments and at least 8,192 prices\n");
+    return 2;
+  }
+  std::filesystem::remove_all(dir);
+  auto e = open_engine(dir, shards, 200'000, true);
+  std::vector<wire::instrument_op> defs;
+  for (uint64_t id = 1; id <= instruments; ++id) defs.push_back(definition(id));
+  for (size_t at = 0; at < defs.size(); at += 8192) {
+    auto r = e->instruments({defs.begin() + long(at), defs.begin() + long(std::min(defs.size(), at + 8192))});
+    for (auto x : r.results)
+      if (x != wire::result::ok) {
+        std::fprintf(stderr, "market_bench: define: %s\n", std::string(wire::result_name(x)).c_str());
+        return 1;
+      }
+  }
+  record("instruments", double(instruments));
+  record("shards", shards);
+
+  // 1. Embedded.
+  {
+    std::vector<uint64_t> px(instruments + 1, 10'000), seq(instruments + 1, 0);
+    std::mt19937_64 rng(7);
+    std::vector<std::vector<wire::price>> batches;
+    for (uint64_t made = 0, id = 1; made < prices; made += 8192) {
+      std::vector<wire::price> b;
+      for (uint32_t k = 0; k < 8192; ++k, id = id % instruments + 1) {
+        px[id] = std::max<uint64_t>(1, px[id] + rng() % 21 - 10);
+        b.push_back({id, px[id], ++seq[id]});
+      }
+      batches.push_back(std::move(b));
+    }
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> ok{0};
+    const auto t0 = clk::now();
+    std::vector<std::thread> callers;
+    for (int c = 0; c < 8; ++c)
+      callers.emplace_back([&] {
+        // Each caller takes batches in turn; a price may arrive after a later one of its
+        // instrument (another caller's): sequence_out_of_order, counted apart.
+        for (size_t i; (i = next.fetch_add(1)) < batches.size();) {
+          auto r = e->prices(batches[i]);
+          for (auto x : r.results) ok += x == wire::result::ok;
+        }
+      });
+    for (auto& t : callers) t.join();
+    const double s = since(t0);
+    record("prices_per_s_embedded", double(batches.size()) * 8192 / s);
+    record("prices_taken_share_embedded", double(ok.load()) / (double(batches.size()) * 8192));
+  }
+
+  // 2. Over TCP through the feed.
+  engine::server_config scfg;
+  scfg.port = 0;
+  const std::vector<uint8_t> secret(32, 0x6d);
+  scfg.gateways = {{"feed", secret, wire::roles::market_data}};
+  std::string err;
+  auto srv = engine::server::start(*e, scfg, &err);
+  if (!srv) {
+    std::fprintf(stderr, "market_bench: server: %s\n", err.c_str());
+    return 1;
+  }
+  tools::market_feed_options fo;
+  fo.port = srv->port();
+  fo.gateway = "feed";
+  fo.secret = secret;
+  for (uint64_t id = 1; id <= instruments; ++id) fo.instruments.push_back(id);
+  fo.start_ticks = 10'000;
+  fo.prices_per_s = 1e9;
+  fo.batch_max = 8192;
+  fo.in_flight_max = 8;
+  fo.volatility_bp = 5;
+  fo.jump_rate = 0;
+  fo.seed = 11;
+  {
+    // The feed's sequences start at 1: the embedded run's are ahead, so use fresh ids.
+    std::vector<wire::instrument_op> more;
+    for (uint64_t id = instruments + 1; id <= 2 * instruments && id <= actors::market::instruments_max; ++id)
+      more.push_back(definition(id));
+    for (size_t at = 0; at < more.size(); at += 8192)
+      (void)e->instruments({more.begin() + long(at), more.begin() + long(std::min(more.size(), at + 8192))});
+    fo.instruments.clear();
+    for (const auto& d : more) fo.instruments.push_back(d.instrument_id);
+  }
+  fo.prices_max = prices;
+  {
+    tools::market_feed feed(fo);
+    const auto t0 = clk::now();
+    feed.start();
+    while (!feed.stats().done) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const double s = since(t0);
+    feed.stop();
+    const auto st = feed.stats();
+    record("prices_per_s_tcp", double(st.prices_ok) / s);
+    if (st.prices_refused != 0) std::fprintf(stderr, "market_bench: %llu prices refused\n", (unsigned long long)st.prices_refused);
+  }
+
+  // 3. Transfers alone, then beside the feed.
+  create_accounts(*e, 100'000);
+  pair_picker pick(100'000, shards, 10);
+  const double alone = throughput(*e, pick, 8192, 2, 4, 3.0);
+  record("transfers_per_s_alone", alone);
+  fo.prices_max = 0;
+  fo.prices_per_s = 200'000;
+  fo.seed = 12;
+  {
+    // The feed continues from where its instruments' sequences were: a new feed object
+    // would start at 1 again (sequence_out_of_order), so it prices a third set.
+    std::vector<wire::instrument_op> third;
+    for (uint64_t k = 0; k < instruments; ++k) third.push_back(definition(actors::market::instruments_max - k));
+    (void)e->instruments(third);
+    fo.instruments.clear();
+    for (const auto& d : third) fo.instruments.push_back(d.instrument_id);
+  }
+  tools::market_feed feed(fo);
+  feed.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const uint64_t before = feed.stats().prices_ok;
+  const auto t0 = clk::now();
+  const double beside = throughput(*e, pick, 8192, 2, 4, 3.0);
+  const double feed_rate = double(feed.stats().prices_ok - before) / since(t0);
+  feed.stop();
+  record("transfers_per_s_with_200k_prices_per_s", beside);
+  record("prices_per_s_beside_transfers", feed_rate);
+  record("transfer_loss_pct_with_prices", 100.0 * (1.0 - beside / alone));
+  srv->stop();
+  e->close();
+  write_json(out);
+  std::filesystem::remove_all(dir);
+  return 0;
+}
