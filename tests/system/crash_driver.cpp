@@ -1,4 +1,4 @@
-// crash_driver <data_dir> <run> [equb]: runs the engine under a concurrent transfer load
+// crash_driver <data_dir> <run> [equb|kyc]: runs the engine under a concurrent transfer load
 // until killed. Writes to stdout, binary, one {id.lo, result} record per transfer it
 // got an acknowledgement for — only after the engine's reply, i.e. once durable.
 // With `equb`: the load is equb groups paying round after round (crash_workload.hpp);
@@ -147,8 +147,9 @@ void run_equb(engine::engine& e, std::mutex& out_mu, uint64_t run) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "equb")) {
-    std::fprintf(stderr, "usage: crash_driver <data_dir> <run> [equb]\n");
+  const std::string mode = argc == 4 ? argv[3] : "";
+  if (argc != 3 && !(argc == 4 && (mode == "equb" || mode == "kyc"))) {
+    std::fprintf(stderr, "usage: crash_driver <data_dir> <run> [equb|kyc]\n");
     return 2;
   }
   engine::config cfg;
@@ -167,7 +168,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::mutex out_mu;
-  if (argc == 4) run_equb(*e, out_mu, std::strtoull(argv[2], nullptr, 10));
+  if (mode == "equb") run_equb(*e, out_mu, std::strtoull(argv[2], nullptr, 10));
   std::vector<wire::account> accts;
   for (uint64_t id = 1; id <= accounts; ++id) {
     wire::account a;
@@ -177,6 +178,28 @@ int main(int argc, char** argv) {
     accts.push_back(a);
   }
   e->create_accounts(accts);
+  if (mode == "kyc") {  // again each run: repeats after the first
+    wire::policy_op p;
+    p.kind = wire::policy_op_kind::tier;
+    p.number = kyc::tier;
+    p.currency = wire::currency("ETB");
+    p.single_max = kyc::single_max;
+    p.daily_outflow_max = kyc::daily_outflow_max;
+    p.balance_max = kyc::balance_max;
+    e->policies({p});
+    std::vector<wire::customer_op> cs;
+    for (uint64_t id = 1; id <= accounts; ++id) {
+      if (!kyc::tiered(id)) continue;
+      wire::customer_op c;
+      c.wallet = id;
+      c.kyc = wire::kyc_status::verified;
+      c.profile = wire::risk_profile::moderate;
+      c.tier = kyc::tier;
+      c.sequence = 1;
+      cs.push_back(c);
+    }
+    e->customers(cs);
+  }
   std::fprintf(stderr, "crash_driver: run %llu ready\n", static_cast<unsigned long long>(run));
   std::vector<std::thread> threads;
   for (uint32_t w = 0; w < workers; ++w) {

@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "actors/customers.hpp"
 #include "actors/payout_desk.hpp"
 #include "engine/engine.hpp"
 #include "support/engine_fixture.hpp"
@@ -102,17 +103,24 @@ std::vector<ack> run_and_kill(const std::string& data, uint64_t run, int ms, con
 
 }  // namespace
 
-TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) {
-  const uint64_t seed = test_seed("crash test (kill timings)");
+// The transfer load killed `kills` times. With `kyc`, the even accounts are customers of
+// a tier whose limits the load runs into: after every kill, also, each one's outflow
+// today is what its recorded transfers took out, and nothing recorded broke a limit.
+void kill_transfer_runs(const char* mode, int kills) {
+  const bool kyc = mode != nullptr;
+  const uint64_t seed = test_seed(kyc ? "crash test with KYC limits (kill timings)" : "crash test (kill timings)");
   std::mt19937_64 rng(seed);
   temp_dir dir;
-  constexpr int kills = 24;
+  const uint64_t day_first = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count()) /
+                             actors::customers::ns_per_day;
   std::unordered_map<uint64_t, uint32_t> acked;                  // id.lo -> result
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> max_seq;  // (run, worker) -> seq
   uint64_t torn = 0, total_acked = 0;
   for (int k = 1; k <= kills; ++k) {
     const int ms = 150 + int(rng() % 700);
-    const auto acks = run_and_kill(dir.path(), uint64_t(k), ms);
+    const auto acks = run_and_kill(dir.path(), uint64_t(k), ms, mode);
     for (const auto& a : acks) {
       acked[a.id_lo] = a.result;
       auto& m = max_seq[{a.id_lo >> 40, (a.id_lo >> 32) & 0xff}];
@@ -190,8 +198,40 @@ TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) {
     }
     const auto bal = e->check_balances();
     ASSERT_TRUE(bal.balanced) << bal.detail;
-    std::printf("kill %2d after %3d ms: %6zu acked (%llu recorded in all), %llu log records "
+    uint64_t limited = 0;
+    if (kyc) {
+      std::vector<uint64_t> tiered;
+      for (uint64_t id = 2; id <= accounts; id += 2) tiered.push_back(id);
+      auto cs = e->lookup_customers(tiered);
+      const uint64_t day_now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count()) /
+                               actors::customers::ns_per_day;
+      for (size_t i = 0; i < tiered.size(); ++i) {
+        const uint64_t id = tiered[i];
+        const auto& a = accts.accounts[id - 1];
+        if (cs.results[i] != wire::result::ok) {  // killed before the records were made
+          ASSERT_EQ(a.tier, 0u) << "kill " << k << ": account " << id << " has a tier but no KYC record";
+          ASSERT_EQ(debits[id], 0u) << "kill " << k << ": transfers ran before the KYC records";
+          continue;
+        }
+        ASSERT_EQ(a.tier, crash::kyc::tier);
+        ASSERT_LE(a.credits_posted - std::min(a.credits_posted, a.debits_posted), crash::kyc::balance_max)
+            << "kill " << k << ": account " << id << " holds past its balance limit";
+        if (day_now == day_first) {  // all of it on one UTC day
+          ASSERT_EQ(cs.customers[i].outflow_today, debits[id])
+              << "kill " << k << ": account " << id << ": the day's outflow is not what its transfers took out";
+        }
+        ASSERT_LE(cs.customers[i].outflow_today, crash::kyc::daily_outflow_max);
+      }
+      for (const auto& [id, res] : acked)
+        limited += res == uint32_t(wire::result::exceeds_daily_outflow) ||
+                   res == uint32_t(wire::result::exceeds_transfer_limit) ||
+                   res == uint32_t(wire::result::exceeds_balance_limit);
+    }
+    std::printf("kill %2d after %3d ms: %6zu acked (%llu recorded in all, %llu refused by limits), %llu log records "
                 "replayed%s\n", k, ms, acks.size(), static_cast<unsigned long long>(found),
+                static_cast<unsigned long long>(limited),
                 static_cast<unsigned long long>(e->recovery().records_replayed),
                 e->recovery().torn_tail.empty() ? "" : ", torn tail cut");
     e->close();
@@ -200,6 +240,12 @@ TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) {
   std::printf("%d kills, %llu acknowledged transfers, %llu torn tails cut\n", kills,
               static_cast<unsigned long long>(total_acked), static_cast<unsigned long long>(torn));
 }
+
+TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) { kill_transfer_runs(nullptr, 24); }
+
+// Customers' limits under SIGKILL: the day's outflow the ledger checks against is rebuilt
+// from the snapshot and the log exactly as the transfers left it.
+TEST(crash, sigkill_with_kyc_limits_keeps_each_days_outflow) { kill_transfer_runs("kyc", 10); }
 
 // The same with equb groups paying round after round: after every kill, every
 // acknowledged payment is there with its outcome, every group's escrow account holds

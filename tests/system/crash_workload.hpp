@@ -33,6 +33,17 @@ inline wire::transfer transfer_for(const wire::id128& id) {
   return t;
 }
 
+// The KYC workload (crash_driver ... kyc): the same transfers, with the even accounts
+// customers of one tier whose limits the load runs into, so refusals by the day's
+// outflow, single transfers and balances come and go with every kill.
+namespace kyc {
+constexpr uint8_t tier = 1;
+constexpr uint64_t single_max = 900;
+constexpr uint64_t daily_outflow_max = 150'000;
+constexpr uint64_t balance_max = 200'000;
+[[nodiscard]] inline bool tiered(uint64_t account) { return account % 2 == 0; }
+}  // namespace kyc
+
 }  // namespace mesob::test::crash
 
 // The equb workload (crash_driver ... equb): each run makes `groups` new groups of
