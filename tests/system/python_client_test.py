@@ -99,6 +99,30 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     # Paid in 2 x 1000, received the pot of 2000 and sent it on.
     assert w312["credits_posted"] == 7000 and w312["debits_posted"] == 4000, w312
     print("equb payout through a gateway: ok")
+
+    # Trading: an instrument, prices with sequences, a move halt and an operator's resume
+    # (the dev gateway has every role); a customer of a tier the console sets, whose
+    # limit the ledger enforces.
+    etel = dict(kind=Client.DEFINE, id=42, symbol="ETEL", cls=Client.EQUITY, currency="ETB", tick=1, lot=10,
+                move_bp=500, move_window_ms=60000, stale_ms=60000, halt_ms=60000)
+    assert pay.instruments([etel, dict(etel, id=43)]) == [0, 203]  # symbol_in_use
+    assert pay.prices([(42, 1000, 1), (42, 1000, 1), (42, 999, 1), (42, 1100, 2), (42, 1001, 1)]) == [0, 0, 30, 0, 222]
+    ins = pay.lookup_instruments([42, 44])
+    assert ins[1] is None and ins[0]["symbol"] == "ETEL" and ins[0]["last_ticks"] == 1100, ins
+    assert ins[0]["reasons"] == 2 and ins[0]["halts"] == 1 and ins[0]["prices"] == 2, ins  # +10% over 5%: a move halt
+    assert pay.instruments([dict(kind=Client.RESUME, id=42)]) == [0]
+    assert pay.lookup_instruments([42])[0]["reasons"] == 0
+    tier = subprocess.run([console, "--port", admin_port, "--gateway", "dev", "--secret", s.group(1), "--json",
+                           "tier", "set", "1", "ETB", "1000", "5000", "100000"], capture_output=True, text=True, timeout=60)
+    assert json.loads(tier.stdout)["code"] == "ok", tier.stdout + tier.stderr
+    kyc = dict(wallet=301, kyc=Client.VERIFIED, profile=Client.MODERATE, tier=1, sequence=1, reference=9)
+    assert pay.customers([kyc, dict(kyc, sequence=0), dict(kyc, tier=2, sequence=2)]) == [0, 10, 215]
+    c = pay.lookup_customers([301, 311])
+    assert c[1] is None and c[0]["kyc"] == Client.VERIFIED and c[0]["tier"] == 1, c
+    assert pay.create_transfers([dict(id=9900, debit=301, credit=311, amount=1001, currency="ETB"),
+                                 dict(id=9901, debit=301, credit=311, amount=1000, currency="ETB")]) == [218, 0]
+    assert pay.lookup_customers([301])[0]["outflow_today"] == 1000
+    print("trading: instruments, prices, halts, customers: ok")
     pay.close()
     tb.close()
     d.send_signal(signal.SIGTERM)

@@ -14,10 +14,11 @@ import socket
 import struct
 
 import flatbuffers
-from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, Deposit, Deposits, EqubOp, EqubOps, Error,
-                      FoundAccounts, Groups, Hello, LookupAccounts, LookupGroups, Operation, Payout,
-                      PayoutAnswer, PayoutAnswers, PayoutInstructions, Payouts, Push, Reply, Request, Response,
-                      Results, Transfer, Welcome)
+from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, CustomerOp, CustomerOps, Customers, Deposit,
+                      Deposits, EqubOp, EqubOps, Error, FoundAccounts, Groups, Hello, InstrumentOp, InstrumentOps,
+                      Instruments, LookupAccounts, LookupCustomers, LookupGroups, LookupInstruments, Operation,
+                      Payout, PayoutAnswer, PayoutAnswers, PayoutInstructions, Payouts, Price, Prices, Push, Reply,
+                      Request, Response, Results, Transfer, Welcome)
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
@@ -294,16 +295,97 @@ class Client:
                             history=history, owed=owed))
         return out
 
-    def _lookup_ids(self, request_table, op_type, ids, reply_type, reply):
-        """A look-up by u64 ids (accounts, groups): sends it, checks the reply's type and
-        returns the reply table (`reply`, initialised)."""
+    # ---- trading (wire/README.md, "Instruments and prices", "Customers") ----------------
+    DEFINE, HALT, RESUME = 1, 2, 3
+    CASH_LIKE, BOND, EQUITY, FUND = 1, 2, 3, 4
+
+    def instruments(self, ops):
+        """ops: dicts with kind (Client.DEFINE, HALT, RESUME) and id; a definition also
+        symbol, cls (Client.EQUITY ...), currency, tick, lot, move_bp, move_window_ms,
+        stale_ms, halt_ms. One result code each."""
+        b = flatbuffers.Builder(256 + 64 * len(ops))
+        InstrumentOps.StartOpsVector(b, len(ops))
+        for o in reversed(ops):
+            define = o["kind"] == self.DEFINE
+            g = (lambda k: o.get(k, 0)) if define else (lambda k: 0)
+            sym = o.get("symbol", "").encode("ascii").ljust(16, b"\0") if define else bytes(16)
+            InstrumentOp.CreateInstrumentOp(b, o["id"], list(sym), g("tick"), g("lot"),
+                                            currency(o["currency"]) if define else 0, g("move_bp"),
+                                            g("move_window_ms"), g("stale_ms"), g("halt_ms"), o["kind"], g("cls"), 0)
+        vec = b.EndVector()
+        InstrumentOps.Start(b)
+        InstrumentOps.AddOps(b, vec)
+        return self._results(self._call(Operation.Operation.InstrumentOps, InstrumentOps.End(b), b))
+
+    def prices(self, prices):
+        """prices: (instrument id, ticks, sequence) tuples; the sequence counts up per
+        instrument (the latest again is a repeat). One result code each."""
+        b = flatbuffers.Builder(256 + 24 * len(prices))
+        Prices.StartPricesVector(b, len(prices))
+        for i, ticks, seq in reversed(prices):
+            Price.CreatePrice(b, i, ticks, seq)
+        vec = b.EndVector()
+        Prices.Start(b)
+        Prices.AddPrices(b, vec)
+        return self._results(self._call(Operation.Operation.Prices, Prices.End(b), b))
+
+    def lookup_instruments(self, ids):
+        """A list of dicts (None where not listed): symbol, last_ticks, prices, halts and
+        reasons (bit 0 halted by hand, 1 price move, 2 stale; 0: it trades)."""
+        found = self._lookup_ids(LookupInstruments, Operation.Operation.LookupInstruments, ids,
+                                 Reply.Reply.Instruments, Instruments.Instruments())
+        out = []
+        for k in range(found.ResultsLength()):
+            if found.Results(k) != 0:
+                out.append(None)
+                continue
+            s = found.Instruments(k)
+            d = s.Def_(InstrumentOp.InstrumentOp())
+            out.append(dict(id=d.InstrumentId(), symbol=bytes(d.Symbol()).rstrip(b"\0").decode(), lot=d.Lot(),
+                            last_ticks=s.LastTicks(), prices=s.Prices(), halts=s.Halts(), reasons=s.Reasons()))
+        return out
+
+    NONE, PENDING, VERIFIED, REJECTED = 1, 2, 3, 4
+    CONSERVATIVE, MODERATE, AGGRESSIVE = 1, 2, 3
+
+    def customers(self, ops):
+        """A KYC gateway's records: dicts with wallet, kyc (Client.VERIFIED ...), profile
+        (Client.MODERATE ...), tier, sequence and optionally reference. One result each."""
+        b = flatbuffers.Builder(256 + 32 * len(ops))
+        CustomerOps.StartOpsVector(b, len(ops))
+        for c in reversed(ops):
+            CustomerOp.CreateCustomerOp(b, c["wallet"], c.get("reference", 0), c["kyc"], c["profile"], c["tier"], 0, 0,
+                                        c["sequence"])
+        vec = b.EndVector()
+        CustomerOps.Start(b)
+        CustomerOps.AddOps(b, vec)
+        return self._results(self._call(Operation.Operation.CustomerOps, CustomerOps.End(b), b))
+
+    def lookup_customers(self, wallets):
+        """A list of dicts (None where there is no record): kyc, profile, tier,
+        outflow_today, sequence."""
+        found = self._lookup_ids(LookupCustomers, Operation.Operation.LookupCustomers, wallets,
+                                 Reply.Reply.Customers, Customers.Customers(), field="Wallets")
+        out = []
+        for k in range(found.ResultsLength()):
+            if found.Results(k) != 0:
+                out.append(None)
+                continue
+            c = found.Customers(k)
+            out.append(dict(wallet=c.Wallet(), kyc=c.Kyc(), profile=c.Profile(), tier=c.Tier(),
+                            outflow_today=c.OutflowToday(), sequence=c.Sequence()))
+        return out
+
+    def _lookup_ids(self, request_table, op_type, ids, reply_type, reply, field="Ids"):
+        """A look-up by u64 ids (accounts, groups, instruments, customers): sends it,
+        checks the reply's type and returns the reply table (`reply`, initialised)."""
         b = flatbuffers.Builder(256 + 8 * len(ids))
-        request_table.StartIdsVector(b, len(ids))
+        getattr(request_table, "Start%sVector" % field)(b, len(ids))
         for i in reversed(ids):
             b.PrependUint64(i)
         vec = b.EndVector()
         request_table.Start(b)
-        request_table.AddIds(b, vec)
+        getattr(request_table, "Add" + field)(b, vec)
         resp = self._call(op_type, request_table.End(b), b)
         if resp.ReplyType() != reply_type:
             raise IOError("unexpected reply type %d" % resp.ReplyType())
