@@ -1,5 +1,7 @@
 #include "actors/portfolio.hpp"
 
+#include <set>
+
 #include "actors/byte_codec.hpp"
 #include "wire/assert.hpp"
 
@@ -16,7 +18,9 @@ bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
 }  // namespace
 
 uint64_t notional(uint64_t quantity, uint64_t price_ticks, uint64_t tick) {
-  const u128 n = u128(quantity) * price_ticks * tick;
+  const u128 units = u128(quantity) * price_ticks;  // < 2^128: no wrap
+  if (units > market::notional_max || tick > market::notional_max) return UINT64_MAX;
+  const u128 n = units * tick;  // both factors below 2^53: below 2^106
   return n > market::notional_max ? UINT64_MAX : uint64_t(n);
 }
 
@@ -39,6 +43,7 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   if (o.reserved != 0 || o.reserved2 != 0 || o.reserved3 != 0) return result::reserved_field;
   if (o.quantity == 0) return result::amount_must_not_be_zero;
   if (o.limit_ticks == 0) return result::price_invalid;
+  if (orders_.count(o.id)) return result::exists_with_different_fields;  // the engine answers repeats first
   // 2. the instrument
   const market::instrument* ins = in.instrument;
   if (!ins) return result::instrument_not_found;
@@ -64,8 +69,11 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   const position* p = find(o.instrument_id);
   if (open_ >= open_orders_max || (!p && positions_.size() >= positions_max)) return result::too_many_orders;
   if (buying(o)) {
-    const u128 could = u128(p ? p->quantity : 0) + (p ? p->buying : 0) + o.quantity;
-    if (could * o.limit_ticks * ins->def.tick > rules->position_max) return result::exceeds_position_limit;
+    const u128 could = u128(p ? p->quantity : 0) + (p ? p->buying : 0) + o.quantity;  // < 2^66
+    const u128 per_unit = u128(o.limit_ticks) * ins->def.tick;                       // < 2^128
+    if (could > rules->position_max || per_unit > rules->position_max ||
+        could * per_unit > rules->position_max)  // both at most position_max < 2^64 here
+      return result::exceeds_position_limit;
     if (cost > in.wallet_available) return result::insufficient_cash;
   } else if (!p || p->quantity - p->reserved < o.quantity) {
     return result::insufficient_position;
@@ -78,6 +86,7 @@ void book::accept(const wire::order& o, uint64_t tick) {
   position& p = positions_[o.instrument_id];
   order_entry e;
   e.o = o;
+  e.tick = tick;
   if (buying(o)) {
     e.held = notional(o.quantity, o.limit_ticks, tick);
     p.buying += o.quantity;
@@ -89,8 +98,7 @@ void book::accept(const wire::order& o, uint64_t tick) {
   ++open_;
 }
 
-uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, uint64_t tick, result* r,
-                    uint64_t* released) {
+uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, result* r, uint64_t* released) {
   *released = 0;
   auto it = orders_.find(order_id);
   if (it == orders_.end() || it->second.st != order_state::open) {
@@ -104,7 +112,13 @@ uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, 
     *r = result::fill_invalid;
     return 0;
   }
-  const uint64_t value = notional(quantity, price_ticks, tick);  // within the limit: at most the notional at it
+  // A buy within its limit costs at most the notional held for it; a sell's proceeds
+  // have no cap but the market's.
+  const uint64_t value = notional(quantity, price_ticks, e.tick);
+  if (value == UINT64_MAX) {
+    *r = result::fill_invalid;
+    return 0;
+  }
   position& p = positions_.at(e.o.instrument_id);
   if (buy) {
     MESOB_ASSERT(value <= e.held && p.buying >= quantity);
@@ -124,10 +138,9 @@ uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, 
   e.filled += quantity;
   *r = result::ok;
   if (e.open_quantity() == 0) {
-    e.st = order_state::filled;
     *released = e.held;
     e.held = 0;
-    --open_;
+    closed(e, order_state::filled);
   }
   return value;
 }
@@ -149,14 +162,40 @@ uint64_t book::close(uint64_t order_id, order_state why, result* r) {
   } else {
     p.reserved -= e.open_quantity();
   }
-  e.st = why;
-  --open_;
+  closed(e, why);
   *r = result::ok;
   return released;
 }
 
+void book::closed(order_entry& e, order_state why) {
+  e.st = why;
+  --open_;
+  closed_.push_back(e.o.id);
+  if (closed_.size() > closed_kept_max) {
+    orders_.erase(closed_.front());
+    closed_.erase(closed_.begin());
+  }
+  drop_if_empty(e.o.instrument_id);
+}
+
+void book::drop_if_empty(uint64_t instrument) {
+  auto it = positions_.find(instrument);
+  if (it == positions_.end() || it->second.quantity != 0 || it->second.buying != 0 || it->second.reserved != 0) return;
+  for (const auto& [id, e] : orders_)
+    if (e.o.instrument_id == instrument) return;  // a closed order kept still names it
+  positions_.erase(it);
+}
+
 void book::forget_closed() {
-  std::erase_if(orders_, [](const auto& kv) { return kv.second.st != order_state::open; });
+  std::vector<uint64_t> instruments;
+  for (const uint64_t id : closed_) {
+    auto it = orders_.find(id);
+    if (it == orders_.end()) continue;
+    instruments.push_back(it->second.o.instrument_id);
+    orders_.erase(it);
+  }
+  closed_.clear();
+  for (const uint64_t i : instruments) drop_if_empty(i);
 }
 
 std::vector<uint8_t> book::encode() const {
@@ -169,9 +208,11 @@ std::vector<uint8_t> book::encode() const {
   w.put(uint32_t(orders_.size()));
   for (const auto& [id, e] : orders_) {
     w.put_bytes({reinterpret_cast<const uint8_t*>(&e.o), sizeof e.o});
-    for (uint64_t v : {e.filled, e.held, e.paid}) w.put(v);
+    for (uint64_t v : {e.tick, e.filled, e.held, e.paid}) w.put(v);
     w.put(uint8_t(e.st));
   }
+  w.put(uint32_t(closed_.size()));
+  for (const uint64_t id : closed_) w.put(id);
   return std::move(w.out);
 }
 
@@ -197,19 +238,27 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       return *why = "portfolio: position " + std::to_string(i) + " is damaged", false;
   }
   const uint32_t no = r.get<uint32_t>();
-  if (r.short_read || no > 64u * open_orders_max) return *why = "portfolio: bad order count", false;
+  if (r.short_read || no > open_orders_max + closed_kept_max) return *why = "portfolio: bad order count", false;
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> open;  // instrument -> (buying, reserved) of open orders
   for (uint32_t i = 0; i < no; ++i) {
     order_entry e;
     const auto o = r.take(sizeof e.o);
     if (o.size() == sizeof e.o) std::memcpy(&e.o, o.data(), sizeof e.o);
+    e.tick = r.get<uint64_t>();
     e.filled = r.get<uint64_t>();
     e.held = r.get<uint64_t>();
     e.paid = r.get<uint64_t>();
     e.st = order_state(r.get<uint8_t>());
     const auto* p = b.find(e.o.instrument_id);
     const bool in_order = b.orders_.empty() || e.o.id > b.orders_.rbegin()->first;
-    if (r.short_read || e.o.id == 0 || !in_order || !p || e.filled > e.o.quantity || uint8_t(e.st) == 0 ||
+    const bool buy = e.o.side == wire::order_side::buy;
+    const uint64_t full = notional(e.o.quantity, e.o.limit_ticks, e.tick);
+    const bool fields = (buy || e.o.side == wire::order_side::sell) &&
+                        (e.o.type == wire::order_type::market || e.o.type == wire::order_type::limit) &&
+                        e.o.quantity != 0 && e.o.limit_ticks != 0 && e.tick != 0 && e.tick <= market::tick_max &&
+                        full != UINT64_MAX && (buy ? e.paid <= full && e.held == (e.st == order_state::open ? full - e.paid : 0)
+                                                   : e.held == 0);
+    if (r.short_read || !fields || e.o.id == 0 || !in_order || !p || e.filled > e.o.quantity || uint8_t(e.st) == 0 ||
         uint8_t(e.st) > uint8_t(order_state::expired) || (e.st == order_state::filled) != (e.filled == e.o.quantity) ||
         (e.st != order_state::open && e.held != 0) || !b.orders_.emplace(e.o.id, e).second)
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
@@ -218,6 +267,18 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       (buying(e.o) ? open[e.o.instrument_id].first : open[e.o.instrument_id].second) += e.open_quantity();
     }
   }
+  const uint32_t nc = r.get<uint32_t>();
+  if (r.short_read || nc > closed_kept_max) return *why = "portfolio: bad closed count", false;
+  for (uint32_t i = 0; i < nc; ++i) {
+    const uint64_t id = r.get<uint64_t>();
+    auto it = b.orders_.find(id);
+    if (r.short_read || it == b.orders_.end() || it->second.st == order_state::open)
+      return *why = "portfolio: closed order " + std::to_string(id) + " is not a closed order", false;
+    b.closed_.push_back(id);
+  }
+  if (b.closed_.size() + b.open_ != b.orders_.size() ||
+      std::set<uint64_t>(b.closed_.begin(), b.closed_.end()).size() != b.closed_.size())
+    return *why = "portfolio: the closed orders' list differs from the orders", false;
   if (r.at != bytes.size()) return *why = "portfolio: bytes after the record", false;
   for (const auto& [id, p] : b.positions_) {
     const auto it = open.find(id);

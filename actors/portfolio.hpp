@@ -8,9 +8,10 @@
 // either at market with a protective price limit (`limit_ticks`: a buy fills at no more,
 // a sell at no less) or as a limit order at `limit_ticks`. The checks, in order (the
 // first failing is the result):
-//   1. fields: ids not zero, side and type known, quantity and limit not zero, nothing
-//      in the reserved fields (id_must_not_be_zero, order_invalid, amount_must_not_be_zero,
-//      price_invalid, reserved_field);
+//   1. fields: ids not zero, side and type known, nothing in the reserved fields,
+//      quantity and limit not zero, and the order id new to the portfolio
+//      (id_must_not_be_zero, order_invalid, reserved_field, amount_must_not_be_zero,
+//      price_invalid, exists_with_different_fields);
 //   2. the instrument: listed (instrument_not_found), the order's currency its currency
 //      (wrong_currency), the quantity whole lots (lot_size_invalid), the notional
 //      (quantity x limit x tick) at most 2^53 minor units (amounts_too_large);
@@ -21,11 +22,14 @@
 //      (instrument_halted), a price not stale (price_stale); a market order whose limit
 //      the last price is already past (a buy below it, a sell above it) is refused
 //      (price_limit_exceeded); a limit order may wait;
-//   5. a buy: the position it could reach (held, plus open buys, plus this order, at the
-//      limit) at most the profile's position_max (exceeds_position_limit), and the
-//      notional at the limit available in the wallet (insufficient_cash: what the ledger
-//      would refuse as exceeds_credits); a sell: the quantity at most what is held and not
-//      already reserved by open sells (insufficient_position).
+//   5. room: at most open_orders_max open orders and positions_max positions
+//      (too_many_orders); a buy: the position it could reach (held, plus open buys, plus
+//      this order, at the limit) at most the profile's position_max
+//      (exceeds_position_limit), and the notional at the limit available in the wallet
+//      (insufficient_cash: what the ledger would refuse as exceeds_credits); a sell: the
+//      quantity at most what is held and not already reserved by open sells
+//      (insufficient_position).
+// A position that is empty (nothing held, nothing open on it) is dropped.
 // An accepted buy holds its notional in the wallet (a pending transfer); an accepted sell
 // reserves its quantity. A fill (quantity and price, price within the limit, quantity at
 // most what is open) posts its cost out of the hold (a buy) or credits the proceeds (a
@@ -52,6 +56,7 @@ namespace mesob::actors::portfolio {
 
 constexpr uint32_t open_orders_max = 1024;  // per portfolio
 constexpr uint32_t positions_max = 1024;    // per portfolio
+constexpr uint32_t closed_kept_max = 4096;  // closed orders kept until forget_closed
 
 struct position {
   uint64_t quantity = 0;
@@ -64,6 +69,7 @@ enum class order_state : uint8_t { open = 1, filled = 2, rejected = 3, cancelled
 
 struct order_entry {
   wire::order o;
+  uint64_t tick = 0;    // the instrument's, when the order was taken
   uint64_t filled = 0;  // units
   uint64_t held = 0;    // a buy: minor units still held for it
   uint64_t paid = 0;    // a buy: spent on fills; a sell: received
@@ -92,15 +98,16 @@ class book {
   void accept(const wire::order& o, uint64_t tick);
   // A fill of an open order: `quantity` units at `price_ticks`. Returns the minor units
   // it moves (a buy: posted out of its hold; a sell: credited), or 0 with *r set when
-  // refused (order_not_open, fill_invalid: over the open quantity, past the limit, zero).
-  // A buy filled in full below its limit has hold left over: *released (to release).
-  uint64_t fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, uint64_t tick, wire::result* r,
-                uint64_t* released);
+  // refused (order_not_open; fill_invalid: zero, over the open quantity, past the limit,
+  // or a sell's proceeds past 2^53 minor units). A buy filled in full below its limit has
+  // hold left over: *released (to release).
+  uint64_t fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, wire::result* r, uint64_t* released);
   // Ends an open order (a broker's reject, a cancel, an expiry): returns what its hold
   // still holds (a buy; to release), and frees what a sell reserved.
   uint64_t close(uint64_t order_id, order_state why, wire::result* r);
   // Drops closed orders (their outcomes live on in the ledger and the events; the engine
-  // calls it once a snapshot holds them): what stays is bounded by open_orders_max.
+  // calls it once a snapshot holds them). At most closed_kept_max are kept meanwhile: the
+  // oldest go first.
   void forget_closed();
 
   [[nodiscard]] std::vector<uint8_t> encode() const;
@@ -109,7 +116,10 @@ class book {
  private:
   std::map<uint64_t, position> positions_;  // by instrument
   std::map<uint64_t, order_entry> orders_;  // by order id: open, and closed until forget_closed()
+  std::vector<uint64_t> closed_;             // closed order ids, oldest first
   size_t open_ = 0;
+  void closed(order_entry& e, order_state why);
+  void drop_if_empty(uint64_t instrument);
 };
 
 // quantity x limit x tick, or UINT64_MAX past 2^53.

@@ -170,6 +170,9 @@ void kill_transfer_runs(const char* mode, int kills) {
           ASSERT_EQ(rec.result, a->second) << "kill " << k << ": outcome changed for " << ids[j].lo;
         }
         if (rec.result == uint32_t(wire::result::ok)) {
+          if (kyc && crash::kyc::tiered(rec.t.debit_account_id)) {  // every transfer ran after the KYC records
+            ASSERT_LE(rec.t.amount, crash::kyc::single_max) << "kill " << k << ": " << ids[j].lo << " broke the single limit";
+          }
           debits[rec.t.debit_account_id] += rec.t.amount;
           credits[rec.t.credit_account_id] += rec.t.amount;
         }
@@ -237,6 +240,12 @@ void kill_transfer_runs(const char* mode, int kills) {
     e->close();
   }
   EXPECT_GT(total_acked, 1000u) << "the load never got going";
+  if (kyc) {  // the limits were reached, or the checks above tested nothing
+    std::set<uint32_t> seen;
+    for (const auto& [id, res] : acked) seen.insert(res);
+    EXPECT_TRUE(seen.count(uint32_t(wire::result::exceeds_transfer_limit))) << "no single-limit refusal";
+    EXPECT_TRUE(seen.count(uint32_t(wire::result::exceeds_daily_outflow))) << "no daily-outflow refusal";
+  }
   std::printf("%d kills, %llu acknowledged transfers, %llu torn tails cut\n", kills,
               static_cast<unsigned long long>(total_acked), static_cast<unsigned long long>(torn));
 }

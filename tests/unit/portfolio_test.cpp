@@ -140,6 +140,29 @@ TEST(Portfolio, EveryRefusalInItsOrder) {
   EXPECT_EQ(b.check(buy, w.in(21'999)), result::insufficient_cash);
   EXPECT_EQ(b.check(buy, w.in(22'000)), result::ok);
   EXPECT_EQ(b.check(order(4, wire::order_side::sell, 10, 90), w.in(0)), result::insufficient_position);
+  // A notional past 2^53 however its factors would wrap; an order id taken.
+  auto huge = buy;
+  huge.quantity = (1ull << 62) / 10 * 10;  // whole lots
+  huge.limit_ticks = 1ull << 63;
+  EXPECT_EQ(b.check(huge, w.in(UINT64_MAX)), result::amounts_too_large);
+  EXPECT_EQ(portfolio::notional(1ull << 63, 1ull << 63, 4), UINT64_MAX);
+  b.accept(buy, 2);
+  EXPECT_EQ(b.check(buy, w.in(1'000'000)), result::exists_with_different_fields);
+}
+
+TEST(Portfolio, OpenOrdersAreBounded) {
+  world w;
+  book b;
+  uint64_t id = 1;
+  for (; id <= portfolio::open_orders_max; ++id) {
+    const auto o = order(id, wire::order_side::buy, 10, 1);
+    ASSERT_EQ(b.check(o, w.in(UINT64_MAX)), result::ok) << id;
+    b.accept(o, 2);
+  }
+  EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), w.in(UINT64_MAX)), result::too_many_orders);
+  result r{};
+  b.close(1, portfolio::order_state::cancelled, &r);
+  EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), w.in(UINT64_MAX)), result::ok);
 }
 
 TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
@@ -154,14 +177,18 @@ TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
   // Open buys count toward the position limit: 100 + 360 at 110 x 2 passes 100,000.
   EXPECT_EQ(b.check(order(2, wire::order_side::buy, 360, 110), w.in(1'000'000)), result::exceeds_position_limit);
   result r{};
-  EXPECT_EQ(b.fill(1, 40, 105, 2, &r, &left), 8'400u);
+  EXPECT_EQ(b.fill(1, 40, 105, &r, &left), 8'400u);
   EXPECT_EQ(r, result::ok);
-  EXPECT_EQ(b.fill(1, 70, 105, 2, &r, &left), 0u);
+  EXPECT_EQ(b.fill(1, 70, 105, &r, &left), 0u);
   EXPECT_EQ(r, result::fill_invalid) << "over the open quantity";
-  EXPECT_EQ(b.fill(1, 10, 111, 2, &r, &left), 0u);
+  EXPECT_EQ(b.fill(1, 10, 111, &r, &left), 0u);
   EXPECT_EQ(r, result::fill_invalid) << "past the limit";
-  EXPECT_EQ(b.fill(9, 10, 100, 2, &r, &left), 0u);
+  EXPECT_EQ(b.fill(9, 10, 100, &r, &left), 0u);
   EXPECT_EQ(r, result::order_not_open);
+  b.accept(order(8, wire::order_side::sell, 10, 1), 2);
+  EXPECT_EQ(b.fill(8, 10, 1ull << 62, &r, &left), 0u);
+  EXPECT_EQ(r, result::fill_invalid) << "proceeds past 2^53";
+  EXPECT_EQ(b.close(8, portfolio::order_state::cancelled, &r), 0u);
   EXPECT_EQ(b.find(7)->quantity, 40u);
   EXPECT_EQ(b.find(7)->cost, 8'400u);
   // The rest is cancelled: what its hold still holds is released.
@@ -174,12 +201,12 @@ TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
   // A buy filled in full below its limit: the hold left over is released with the last fill.
   const auto cheap = order(5, wire::order_side::buy, 10, 110);
   b.accept(cheap, 2);
-  EXPECT_EQ(b.fill(5, 10, 100, 2, &r, &left), 2'000u);
+  EXPECT_EQ(b.fill(5, 10, 100, &r, &left), 2'000u);
   EXPECT_EQ(left, 200u);
   EXPECT_EQ(b.order(5)->held, 0u);
   EXPECT_EQ(b.find(7)->quantity, 50u);
   b.accept(order(6, wire::order_side::sell, 10, 1), 2);
-  EXPECT_EQ(b.fill(6, 10, 100, 2, &r, &left), 2'000u);  // back to 40, basis in proportion
+  EXPECT_EQ(b.fill(6, 10, 100, &r, &left), 2'000u);  // back to 40, basis in proportion
   EXPECT_EQ(b.find(7)->cost, 10'400u - 10'400u * 10 / 50);
   // Sell 30 of the 40 in two fills: the basis leaves in proportion, rounded down.
   const auto sell = order(2, wire::order_side::sell, 30, 90);
@@ -187,11 +214,11 @@ TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
   b.accept(sell, 2);
   EXPECT_EQ(b.check(order(3, wire::order_side::sell, 20, 90), w.in(0)), result::insufficient_position)
       << "30 of 40 are reserved";
-  EXPECT_EQ(b.fill(2, 10, 89, 2, &r, &left), 0u);
+  EXPECT_EQ(b.fill(2, 10, 89, &r, &left), 0u);
   EXPECT_EQ(r, result::fill_invalid) << "below a sell's limit";
-  EXPECT_EQ(b.fill(2, 10, 95, 2, &r, &left), 1'900u);
+  EXPECT_EQ(b.fill(2, 10, 95, &r, &left), 1'900u);
   EXPECT_EQ(b.find(7)->cost, 8'320u - 8'320u * 10 / 40);  // 40 units cost 8,320 after the round trip
-  EXPECT_EQ(b.fill(2, 20, 96, 2, &r, &left), 3'840u);
+  EXPECT_EQ(b.fill(2, 20, 96, &r, &left), 3'840u);
   EXPECT_EQ(left, 0u) << "a sell holds no money";
   EXPECT_EQ(b.order(2)->st, portfolio::order_state::filled);
   EXPECT_EQ(b.order(2)->paid, 1'900u + 3'840u);
@@ -199,7 +226,7 @@ TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
   EXPECT_EQ(b.find(7)->reserved, 0u);
   // Selling the rest leaves a basis of zero.
   b.accept(order(3, wire::order_side::sell, 10, 1), 2);
-  EXPECT_GT(b.fill(3, 10, 50, 2, &r, &left), 0u);
+  EXPECT_GT(b.fill(3, 10, 50, &r, &left), 0u);
   EXPECT_EQ(b.find(7)->quantity, 0u);
   EXPECT_EQ(b.find(7)->cost, 0u);
 }
@@ -210,7 +237,7 @@ TEST(Portfolio, BytesRoundTripAndDamageIsRefused) {
   uint64_t left = 0;
   b.accept(order(1, wire::order_side::buy, 100, 110), 2);
   result r{};
-  b.fill(1, 60, 100, 2, &r, &left);
+  b.fill(1, 60, 100, &r, &left);
   b.accept(order(2, wire::order_side::sell, 20, 90), 2);
   b.accept(order(3, wire::order_side::buy, 10, 120), 2);
   b.close(3, portfolio::order_state::rejected, &r);
@@ -259,7 +286,7 @@ TEST(Portfolio, RandomRunKeepsMoneyAndUnitsAccountedFor) {
       const bool buy = e->o.side == wire::order_side::buy;
       const uint64_t px = buy ? e->o.limit_ticks - rng() % 5 : e->o.limit_ticks + rng() % 5;
       result r{};
-      const uint64_t v = b.fill(id, q, px, 2, &r, &left);
+      const uint64_t v = b.fill(id, q, px, &r, &left);
       ASSERT_EQ(r, result::ok) << "seed " << seed;
       released += left;
       (buy ? bought : sold) += q;
