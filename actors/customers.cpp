@@ -13,6 +13,18 @@ constexpr uint16_t format_version = 1;
 constexpr uint8_t classes_all = (1u << wire::asset_class_max) - 1;
 }  // namespace
 
+wire::policy_op tier_op(uint8_t number, wire::currency_code currency, uint64_t single_max, uint64_t daily_outflow_max,
+                        uint64_t balance_max) {
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::tier;
+  p.number = number;
+  p.currency = currency;
+  p.single_max = single_max;
+  p.daily_outflow_max = daily_outflow_max;
+  p.balance_max = balance_max;
+  return p;
+}
+
 result check_policy_fields(const wire::policy_op& op) {
   if (op.reserved != 0 || op.reserved2 != 0) return result::reserved_field;
   if (op.kind == wire::policy_op_kind::tier) {

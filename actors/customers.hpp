@@ -60,6 +60,9 @@ struct profile_rules {
 
 // Field checks (no state).
 [[nodiscard]] wire::result check_policy_fields(const wire::policy_op& op);
+// A tier's limits in a currency, as a policy operation.
+[[nodiscard]] wire::policy_op tier_op(uint8_t number, wire::currency_code currency, uint64_t single_max,
+                                      uint64_t daily_outflow_max, uint64_t balance_max);
 [[nodiscard]] wire::result check_customer_fields(const wire::customer_op& op);
 
 class policy {

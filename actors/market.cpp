@@ -42,6 +42,23 @@ bool set_symbol(wire::instrument_op& op, std::string_view symbol) {
   return true;
 }
 
+wire::instrument_op definition(uint64_t id, std::string_view symbol, wire::asset_class cls,
+                               wire::currency_code currency, uint64_t tick, uint64_t lot, halt_rules rules) {
+  wire::instrument_op op;
+  op.instrument_id = id;
+  set_symbol(op, symbol);
+  op.kind = wire::instrument_op_kind::define;
+  op.cls = cls;
+  op.currency = currency;
+  op.tick = tick;
+  op.lot = lot;
+  op.move_bp = rules.move_bp;
+  op.move_window_ms = rules.move_window_ms;
+  op.stale_ms = rules.stale_ms;
+  op.halt_ms = rules.halt_ms;
+  return op;
+}
+
 result check_op_fields(const wire::instrument_op& op) {
   const uint8_t kind = uint8_t(op.kind);
   if (kind == 0 || kind > wire::instrument_op_kind_max) return result::instrument_op_invalid;

@@ -59,6 +59,14 @@ bool set_symbol(wire::instrument_op& op, std::string_view symbol);
 // Field checks (no state).
 [[nodiscard]] wire::result check_op_fields(const wire::instrument_op& op);
 
+// A definition with every field (checked when applied; a symbol too long is left empty).
+struct halt_rules {
+  uint32_t move_bp = 0, move_window_ms = 0, stale_ms = 0, halt_ms = 0;
+};
+[[nodiscard]] wire::instrument_op definition(uint64_t id, std::string_view symbol, wire::asset_class cls,
+                                             wire::currency_code currency, uint64_t tick, uint64_t lot,
+                                             halt_rules rules);
+
 struct slice {
   uint64_t number = 0;  // t / slice length; 0 with lo == 0: empty
   uint64_t lo = 0, hi = 0;

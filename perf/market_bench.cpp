@@ -22,19 +22,8 @@ using namespace mesob::bench;
 namespace {
 
 wire::instrument_op definition(uint64_t id) {
-  wire::instrument_op op;
-  op.instrument_id = id;
-  actors::market::set_symbol(op, "S" + std::to_string(id));
-  op.kind = wire::instrument_op_kind::define;
-  op.cls = wire::asset_class::equity;
-  op.currency = wire::currency("ETB");
-  op.tick = 1;
-  op.lot = 1;
-  op.move_bp = 2000;
-  op.move_window_ms = 60'000;
-  op.stale_ms = 600'000;
-  op.halt_ms = 1'000;
-  return op;
+  return actors::market::definition(id, "S" + std::to_string(id), wire::asset_class::equity, wire::currency("ETB"), 1, 1,
+                                    {2000, 60'000, 600'000, 1'000});
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "tools/gateway_sim.hpp"
+#include "actors/market.hpp"
 #include "tools/market_feed.hpp"
 #include "wire/protocol.hpp"
 
@@ -148,15 +149,8 @@ int main(int argc, char** argv) {
     feed_o.host = base.host;
     feed_o.port = base.port;
     feed_o.seed = seed;
-    auto& def = feed_o.definition;
-    def.cls = wire::asset_class::equity;
-    def.currency = base.currency;
-    def.tick = 1;
-    def.lot = 1;
-    def.move_bp = 1000;
-    def.move_window_ms = 60'000;
-    def.stale_ms = 60'000;
-    def.halt_ms = 30'000;
+    feed_o.definition = actors::market::definition(0, "", wire::asset_class::equity, base.currency, 1, 1,
+                                                   {1000, 60'000, 60'000, 30'000});
     feed = std::make_unique<tools::market_feed>(feed_o);
   }
   std::printf("gatewaysim: seed %llu\n", static_cast<unsigned long long>(seed));

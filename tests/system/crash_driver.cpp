@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "actors/customers.hpp"
 #include "engine/engine.hpp"
 #include "system/crash_workload.hpp"
 
@@ -179,14 +180,8 @@ int main(int argc, char** argv) {
   }
   e->create_accounts(accts);
   if (mode == "kyc") {  // again each run: repeats after the first
-    wire::policy_op p;
-    p.kind = wire::policy_op_kind::tier;
-    p.number = kyc::tier;
-    p.currency = wire::currency("ETB");
-    p.single_max = kyc::single_max;
-    p.daily_outflow_max = kyc::daily_outflow_max;
-    p.balance_max = kyc::balance_max;
-    e->policies({p});
+    e->policies({actors::customers::tier_op(kyc::tier, wire::currency("ETB"), kyc::single_max, kyc::daily_outflow_max,
+                                            kyc::balance_max)});
     std::vector<wire::customer_op> cs;
     for (uint64_t id = 1; id <= accounts; ++id) {
       if (!kyc::tiered(id)) continue;

@@ -16,14 +16,7 @@ namespace {
 constexpr uint64_t bank = 900;  // a system account money comes from (it may go below zero)
 
 wire::policy_op tier(uint8_t n, uint64_t single, uint64_t daily, uint64_t balance) {
-  wire::policy_op p;
-  p.kind = wire::policy_op_kind::tier;
-  p.number = n;
-  p.currency = wire::currency("ETB");
-  p.single_max = single;
-  p.daily_outflow_max = daily;
-  p.balance_max = balance;
-  return p;
+  return actors::customers::tier_op(n, wire::currency("ETB"), single, daily, balance);
 }
 
 wire::customer_op kyc(uint64_t wallet, uint8_t t, wire::kyc_status s = wire::kyc_status::verified,

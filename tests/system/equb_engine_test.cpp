@@ -11,6 +11,7 @@
 #include <chrono>
 #include <thread>
 
+#include "actors/customers.hpp"
 #include "actors/equb_group.hpp"
 #include "actors/shard.hpp"
 #include "storage/snapshot.hpp"
@@ -784,12 +785,8 @@ TEST_F(equb_engine, DamagedGroupRecordsAreRefused) {
 TEST_F(equb_engine, TieredMembersReceiveTheirPayoutPastTheirLimits) {
   constexpr uint64_t g = 5077;
   open_wallets(3);
-  wire::policy_op tier;
-  tier.kind = wire::policy_op_kind::tier;
-  tier.number = 1;
-  tier.currency = wire::currency("ETB");
-  tier.single_max = tier.daily_outflow_max = contribution;
-  tier.balance_max = starting;  // what each holds before it joins
+  // At most what each holds before it joins.
+  const auto tier = actors::customers::tier_op(1, wire::currency("ETB"), contribution, contribution, starting);
   ASSERT_EQ(e().policies({tier}).results.at(0), result::ok);
   for (uint64_t w = 1; w <= 3; ++w) {
     wire::customer_op c;

@@ -16,20 +16,9 @@ namespace {
 
 constexpr uint64_t ms = 1'000'000ull;
 
+// 5% moves within a minute, stale after 10 s, move halts of 30 s.
 wire::instrument_op define(uint64_t id, const char* symbol, wire::asset_class cls = wire::asset_class::equity) {
-  wire::instrument_op op;
-  op.instrument_id = id;
-  EXPECT_TRUE(actors::market::set_symbol(op, symbol));
-  op.kind = wire::instrument_op_kind::define;
-  op.cls = cls;
-  op.currency = wire::currency("ETB");
-  op.tick = 1;
-  op.lot = 1;
-  op.move_bp = 500;           // 5%
-  op.move_window_ms = 60'000;
-  op.stale_ms = 10'000;
-  op.halt_ms = 30'000;
-  return op;
+  return actors::market::definition(id, symbol, cls, wire::currency("ETB"), 1, 1, {500, 60'000, 10'000, 30'000});
 }
 
 wire::instrument_op by_hand(uint64_t id, wire::instrument_op_kind k) {

@@ -9,6 +9,7 @@
 
 #include <thread>
 
+#include "actors/customers.hpp"
 #include "actors/market.hpp"
 #include "engine/server.hpp"
 #include "mesob_generated.h"
@@ -434,18 +435,8 @@ TEST(server, roles_are_checked) {
 // defines and prices, operators halt and resume, every trading role looks up.
 TEST(server, market_data_and_halts_with_their_roles) {
   net n;
-  wire::instrument_op def;
-  def.instrument_id = 42;
-  ASSERT_TRUE(actors::market::set_symbol(def, "ETEL"));
-  def.kind = wire::instrument_op_kind::define;
-  def.cls = wire::asset_class::equity;
-  def.currency = wire::currency("ETB");
-  def.tick = 1;
-  def.lot = 10;
-  def.move_bp = 1000;
-  def.move_window_ms = 60'000;
-  def.stale_ms = 60'000;
-  def.halt_ms = 60'000;
+  const auto def = actors::market::definition(42, "ETEL", wire::asset_class::equity, wire::currency("ETB"), 1, 10,
+                                              {1000, 60'000, 60'000, 60'000});
   auto feed = n.connect("feed");
   auto r = feed->call(wire::instrument_ops_body(std::vector{def}));
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
@@ -491,12 +482,8 @@ TEST(server, customers_with_the_kyc_role) {
   net n;
   auto pay = n.connect();
   ASSERT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(5)})).ok);
-  wire::policy_op tier;
-  tier.kind = wire::policy_op_kind::tier;
-  tier.number = 1;
-  tier.currency = wire::currency("ETB");
-  tier.single_max = tier.daily_outflow_max = tier.balance_max = 1000;
-  ASSERT_EQ(n.eng->policies({tier}).results.at(0), result::ok);
+  ASSERT_EQ(n.eng->policies({actors::customers::tier_op(1, wire::currency("ETB"), 1000, 1000, 1000)}).results.at(0),
+            result::ok);
   wire::customer_op c;
   c.wallet = 5;
   c.kyc = wire::kyc_status::verified;

@@ -13,14 +13,7 @@ constexpr uint64_t day = ns_per_day;
 constexpr uint64_t t0 = 20'000 * day + 5;
 
 wire::policy_op tier_op(uint8_t n, uint64_t single, uint64_t daily, uint64_t balance) {
-  wire::policy_op p;
-  p.kind = wire::policy_op_kind::tier;
-  p.number = n;
-  p.currency = wire::currency("ETB");
-  p.single_max = single;
-  p.daily_outflow_max = daily;
-  p.balance_max = balance;
-  return p;
+  return actors::customers::tier_op(n, wire::currency("ETB"), single, daily, balance);
 }
 }  // namespace
 

@@ -16,20 +16,10 @@ namespace {
 constexpr uint64_t ms = 1'000'000ull;
 constexpr uint64_t t0 = 1'700'000'000'000'000'000ull;
 
+// 10% moves within 8 s (slices of 1 s), stale after 5 s, move halts of 2 s.
 wire::instrument_op define(uint64_t id, const char* symbol) {
-  wire::instrument_op op;
-  op.instrument_id = id;
-  EXPECT_TRUE(actors::market::set_symbol(op, symbol));
-  op.kind = wire::instrument_op_kind::define;
-  op.cls = wire::asset_class::equity;
-  op.currency = wire::currency("ETB");
-  op.tick = 5;
-  op.lot = 10;
-  op.move_bp = 1000;         // 10%
-  op.move_window_ms = 8000;  // slices of 1 s
-  op.stale_ms = 5000;
-  op.halt_ms = 2000;
-  return op;
+  return actors::market::definition(id, symbol, wire::asset_class::equity, wire::currency("ETB"), 5, 10,
+                                    {1000, 8000, 5000, 2000});
 }
 
 wire::instrument_op simple(uint64_t id, wire::instrument_op_kind k) {

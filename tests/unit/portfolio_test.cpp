@@ -22,18 +22,8 @@ struct world {
   customers::policy pol;
   customers::customer cust;
   world() {
-    wire::instrument_op d;
-    d.instrument_id = 7;
-    market::set_symbol(d, "ETEL");
-    d.kind = wire::instrument_op_kind::define;
-    d.cls = wire::asset_class::equity;
-    d.currency = wire::currency("ETB");
-    d.tick = 2;
-    d.lot = 10;
-    d.move_bp = 1000;
-    d.move_window_ms = 60'000;
-    d.stale_ms = 60'000;
-    d.halt_ms = 60'000;
+    const auto d = market::definition(7, "ETEL", wire::asset_class::equity, wire::currency("ETB"), 2, 10,
+                                      {1000, 60'000, 60'000, 60'000});
     bool rep = false;
     EXPECT_EQ(mkt.apply(d, t0, &rep), result::ok);
     EXPECT_EQ(mkt.apply(wire::price{7, 100, 1}, t0 + 1), result::ok);
