@@ -208,6 +208,7 @@ void shard::publish_stats() {
   pub_accounts_.store(slots_.size(), r);
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
+  pub_customers_.store(customers_.size(), r);
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
   const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
   pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due}), r);
@@ -230,6 +231,7 @@ shard_stats shard::stats() const {
   const uint64_t handled = dispatches_handled_.load(r), sent = dispatches_sent_.load(r);
   s.queue_depth = sent > handled ? sent - handled : 0;
   s.batches_executed = batches_handled_.load(r);
+  s.customers = pub_customers_.load(r);
   return s;
 }
 

@@ -37,6 +37,7 @@ struct shard_stats {
   uint64_t cut_us_max = 0;
   uint64_t queue_depth = 0;       // dispatch messages sent to the shard and not handled yet
   uint64_t batches_executed = 0;  // batches this shard took part in
+  uint64_t customers = 0;         // KYC records of wallets on this shard
 };
 
 class shard {
@@ -269,7 +270,7 @@ class shard {
   }
   size_t group_bytes_ = 0;
   uint64_t group_bytes_age_ = 0;
-  std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0};
+  std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0};
   alignas(64) std::atomic<uint64_t> dispatches_sent_{0};  // written by the sequencer
   alignas(64) std::atomic<uint64_t> dispatches_handled_{0};  // by the shard's actor
   std::atomic<uint64_t> batches_handled_{0};

@@ -3074,7 +3074,7 @@ std::vector<shard_report> engine::shard_reports() {
   for (auto& sh : impl_->shards_) {
     const auto st = sh->stats();
     out.push_back({sh->index(), st.accounts, st.pending_total, st.queue_depth, st.batches_executed, st.sync_waits,
-                   st.memory_bytes, st.cut_us_max});
+                   st.memory_bytes, st.cut_us_max, st.customers});
   }
   return out;
 }

@@ -199,6 +199,7 @@ struct shard_report {
   uint64_t sync_waits = 0;        // cross-shard rendezvous that had to wait
   uint64_t memory_bytes = 0;
   uint64_t cut_us_max = 0;        // longest checkpoint pause
+  uint64_t customers = 0;         // KYC records of wallets on this shard
 };
 
 // The event stream as operators see it (engine/events.hpp).

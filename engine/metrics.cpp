@@ -131,6 +131,25 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   for (const auto& r : shards) x.sample(double(r.batches_executed), label("shard", std::to_string(r.shard)));
   x.family("mesob_shard_sync_waits_total", "counter", "Cross-shard rendezvous that had to wait.");
   for (const auto& r : shards) x.sample(double(r.sync_waits), label("shard", std::to_string(r.shard)));
+  x.family("mesob_shard_customers", "gauge", "Customers (KYC records) whose wallets a shard holds.");
+  for (const auto& r : shards) x.sample(double(r.customers), label("shard", std::to_string(r.shard)));
+
+  // The market (one read through the engine: every instrument's state as of now).
+  if (const reply m = e.lookup_instruments({}); m.st == status::ok) {
+    uint64_t prices = 0, halts = 0, by_reason[3] = {};
+    for (const auto& s : m.instruments) {
+      prices += s.prices;
+      halts += s.halts;
+      for (int b = 0; b < 3; ++b) by_reason[b] += (s.reasons >> b) & 1;
+    }
+    x.one("mesob_instruments", "gauge", "Instruments listed.", double(m.instruments.size()));
+    x.family("mesob_instruments_halted", "gauge",
+             "Instruments not trading now, by reason (one may count under several).");
+    const char* reasons[] = {"manual", "move", "stale"};
+    for (int b = 0; b < 3; ++b) x.sample(double(by_reason[b]), label("reason", reasons[b]));
+    x.one("mesob_prices_total", "counter", "Prices taken, every instrument.", double(prices));
+    x.one("mesob_instrument_halts_total", "counter", "Halts announced, every instrument.", double(halts));
+  }
 
   // Requests on the client port by operation: latency histogram and results.
   if (client) {

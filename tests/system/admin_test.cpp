@@ -611,7 +611,6 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   p.currency = wire::currency("ETB");
   p.rail = 1;
   ASSERT_TRUE(pay->call(wire::payouts_body(std::vector<wire::payout>{p})).ok);
-
   const std::string second = http(d.metrics_port(), get);
   ASSERT_TRUE(second.starts_with("HTTP/1.1 200 OK\r\n")) << second;
   EXPECT_GE(exposition_sample(second, "mesob_transfers_total"), 10);  // 9 transfers and the hold
@@ -659,4 +658,35 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_TRUE(http(d.metrics_port(), "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a')).starts_with("HTTP/1.1 431 "));
   EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n"));
   EXPECT_TRUE(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1})).ok);
+
+  // Two instruments, one halted by an operator and priced, one without a price yet; a
+  // customer of a tier.
+  ASSERT_EQ(admin(*ops, "instrument define", {"1", "AAA", "equity", "ETB", "1", "1", "500", "60000", "60000", "1000"}).code,
+            admin_code::ok);
+  ASSERT_EQ(admin(*ops, "instrument define", {"2", "BBB", "bond", "ETB", "1", "1", "500", "60000", "60000", "1000"}).code,
+            admin_code::ok);
+  ASSERT_EQ(admin(*ops, "instrument halt", {"1"}).code, admin_code::ok);
+  auto admin_gw = wire::client::connect(options(d.port(), "ops", ops_hex), &err);
+  ASSERT_TRUE(admin_gw) << err;
+  ASSERT_TRUE(admin_gw->call(wire::prices_body(std::vector<wire::price>{{1, 100, 1}, {1, 101, 2}})).ok);
+  ASSERT_EQ(admin(*ops, "tier set", {"1", "ETB", "100", "100", "100"}).code, admin_code::ok);
+  wire::customer_op c;
+  c.wallet = 4;
+  c.kyc = wire::kyc_status::verified;
+  c.profile = wire::risk_profile::moderate;
+  c.tier = 1;
+  c.sequence = 1;
+  ASSERT_EQ(admin_gw->call(wire::customer_ops_body(std::vector{c})).reply.results.at(0), wire::result::ok);
+
+  const std::string third = http(d.metrics_port(), get);
+  EXPECT_EQ(exposition_sample(third, "mesob_instruments"), 2) << third;
+  EXPECT_EQ(exposition_sample(third, "mesob_instruments_halted{reason=\"manual\"}"), 1) << third;
+  EXPECT_EQ(exposition_sample(third, "mesob_instruments_halted{reason=\"stale\"}"), 1) << third;
+  EXPECT_EQ(exposition_sample(third, "mesob_instruments_halted{reason=\"move\"}"), 0) << third;
+  EXPECT_EQ(exposition_sample(third, "mesob_prices_total"), 2) << third;
+  EXPECT_EQ(exposition_sample(third, "mesob_instrument_halts_total"), 1) << third;
+  EXPECT_EQ(exposition_sample(third, "mesob_shard_customers{shard=\"0\"}") +
+                exposition_sample(third, "mesob_shard_customers{shard=\"1\"}"),
+            1)
+      << third;
 }
