@@ -286,8 +286,10 @@ TEST(Market, RandomPricesRestartedFromBytesDecideTheSame) {
   const uint32_t seed = std::random_device{}();
   std::printf("seed %u\n", seed);
   std::mt19937_64 rng(seed);
+  // Prices mostly; now and then an operator's halt or resume (whatever it answers).
   struct step {
-    uint64_t t, id, ticks;
+    uint64_t t, id, ticks;  // ticks 0: an operator's op (kind in `op`)
+    wire::instrument_op_kind op{};
   };
   std::vector<step> steps;
   uint64_t t = t0 + 1;
@@ -295,6 +297,10 @@ TEST(Market, RandomPricesRestartedFromBytesDecideTheSame) {
   for (int i = 0; i < 50'000; ++i) {
     t += rng() % (200 * ms) + (rng() % 2000 == 0 ? 6000 * ms : 0);  // now and then a stale gap
     const uint64_t id = 1 + rng() % 20;
+    if (rng() % 100 == 0) {
+      steps.push_back({t, id, 0, rng() % 2 ? wire::instrument_op_kind::halt : wire::instrument_op_kind::resume});
+      continue;
+    }
     const int64_t move = int64_t(rng() % 41) - 20 + (rng() % 500 == 0 ? 300 : 0);
     px[id] = uint64_t(std::max<int64_t>(1, int64_t(px[id]) + move));
     steps.push_back({t, id, px[id]});
@@ -302,7 +308,8 @@ TEST(Market, RandomPricesRestartedFromBytesDecideTheSame) {
   auto run = [&](recorder& m, size_t from, size_t to) {
     for (size_t i = from; i < to; ++i) {
       m.b.run_due(steps[i].t);
-      ASSERT_EQ(m.price(steps[i].id, steps[i].ticks, steps[i].t), result::ok);
+      if (steps[i].ticks == 0) (void)m.op(simple(steps[i].id, steps[i].op), steps[i].t);
+      else ASSERT_EQ(m.price(steps[i].id, steps[i].ticks, steps[i].t), result::ok);
     }
   };
   recorder a;
