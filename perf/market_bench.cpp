@@ -8,8 +8,9 @@
 //     instruments in turn, each price a step of a random walk. Prices per second.
 //  2. Over TCP: the gateway simulator's market-data feed (tools/market_feed.hpp) through
 //     the server on loopback, 8,192 prices a request, 8 in flight, as fast as it goes.
-//  3. Transfers alone, then transfers with the feed running, both for a few seconds
-//     (8,192-transfer batches, 2 callers): the transfer rate each way, and the loss.
+//  3. Transfers alone, then transfers with a feed of 200,000 prices/s running, 3 s each
+//     (8,192-transfer batches, 2 callers), alternating, three rounds: the medians of the
+//     transfer rate each way and of the round's loss.
 // Every shard applies every price to its copy of the market (actors/market.hpp), so the
 // figures say what that replication costs. Writes FILE as one JSON object of metric
 // name -> number.
@@ -45,8 +46,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (instruments == 0 || instruments > actors::market::instruments_max / 3 || prices < 8192) {
-    std::fprintf(stderr, "market_bench: 1 .. 21,845 instruments (three sets are listed) and at least 8,192 prices\n");
+  constexpr uint32_t rounds = 3;
+  constexpr uint64_t sets = 2 + rounds;  // the embedded run's, the TCP feed's, one per round beside transfers
+  if (instruments == 0 || instruments > actors::market::instruments_max / sets || prices < 8192) {
+    std::fprintf(stderr, "market_bench: 1 .. 13,107 instruments (five sets are listed) and at least 8,192 prices\n");
     return 2;
   }
   std::filesystem::remove_all(dir);
@@ -65,9 +68,7 @@ int main(int argc, char** argv) {
         }
     }
   };
-  define(1);
-  define(instruments + 1);
-  define(2 * instruments + 1);
+  for (uint64_t set = 0; set < sets; ++set) define(set * instruments + 1);
   record("instruments", double(instruments));
   record("shards", shards);
 
@@ -143,27 +144,34 @@ int main(int argc, char** argv) {
     record("prices_refused_tcp", double(st.prices_refused));
   }
 
-  // 3. Transfers alone, then beside the feed.
+  // 3. Transfers alone, then beside the feed, alternating, three rounds: the medians.
+  // Each round's feed prices a set of its own (a new feed starts its sequences at 1).
   create_accounts(*e, 100'000);
   pair_picker pick(100'000, shards, 10);
-  const double alone = throughput(*e, pick, 8192, 2, 4, 3.0);
-  record("transfers_per_s_alone", alone);
   fo.prices_max = 0;
   fo.prices_per_s = 200'000;
-  fo.seed = 12;
-  fo.instruments.clear();
-  for (uint64_t id = 2 * instruments + 1; id <= 3 * instruments; ++id) fo.instruments.push_back(id);
-  tools::market_feed feed(fo);
-  feed.start();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const uint64_t before = feed.stats().prices_ok;
-  const auto t0 = clk::now();
-  const double beside = throughput(*e, pick, 8192, 2, 4, 3.0);
-  const double feed_rate = double(feed.stats().prices_ok - before) / since(t0);
-  feed.stop();
-  record("transfers_per_s_with_200k_prices_per_s", beside);
-  record("prices_per_s_beside_transfers", feed_rate);
-  record("transfer_loss_pct_with_prices", 100.0 * (1.0 - beside / alone));
+  std::vector<double> alone, beside, loss, feed_rates;
+  for (uint32_t round = 0; round < rounds; ++round) {
+    alone.push_back(throughput(*e, pick, 8192, 2, 4, 3.0));
+    fo.seed = 12 + round;
+    fo.instruments.clear();
+    for (uint64_t id = (2 + round) * instruments + 1; id <= (3 + round) * instruments; ++id) fo.instruments.push_back(id);
+    tools::market_feed feed(fo);
+    feed.start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const uint64_t before = feed.stats().prices_ok;
+    const auto t0 = clk::now();
+    beside.push_back(throughput(*e, pick, 8192, 2, 4, 3.0));
+    feed_rates.push_back(double(feed.stats().prices_ok - before) / since(t0));
+    feed.stop();
+    loss.push_back(100.0 * (1.0 - beside.back() / alone.back()));
+    std::printf("round %u: alone %.0f, beside %.0f transfers/s, loss %.1f%%\n", round + 1, alone.back(), beside.back(),
+                loss.back());
+  }
+  record("transfers_per_s_alone", percentile(alone, 50));
+  record("transfers_per_s_with_200k_prices_per_s", percentile(beside, 50));
+  record("prices_per_s_beside_transfers", percentile(feed_rates, 50));
+  record("transfer_loss_pct_with_prices", percentile(loss, 50));
   srv->stop();
   e->close();
   write_json(out);
