@@ -765,9 +765,9 @@ class admin_impl {
       uint64_t account = 0;
       if (eq != 3 || !parse_u64(a[i].substr(4), &account) || account == 0)
         return invalid("'" + a[i] + "' is not CUR=settlement-account (three letters, '=', an account id)");
-      const wire::currency_code c = wire::currency_code(uint8_t(a[i][0])) | wire::currency_code(uint8_t(a[i][1])) << 8 |
-                                    wire::currency_code(uint8_t(a[i][2])) << 16;
-      if (!wire::currency_valid(c)) return invalid("'" + a[i].substr(0, 3) + "' is not a currency (three letters A-Z)");
+      wire::currency_code c = 0;
+      if (!wire::parse_currency(std::string_view(a[i]).substr(0, 3), &c))
+        return invalid("'" + a[i].substr(0, 3) + "' is not a currency (three letters A-Z)");
       op->currencies[op->currencies_n++] = {c, 0, account};
     }
     return true;
@@ -1057,9 +1057,7 @@ class admin_impl {
       if (wire::asset_class_name(c) == a[2]) op.cls = wire::asset_class(c);
     if (uint8_t(op.cls) == 0)
       return answer(admin_code::arguments_invalid, "class '" + a[2] + "': cash_like, bond, equity or fund");
-    if (a[3].size() != 3) return answer(admin_code::arguments_invalid, "currency '" + a[3] + "': three letters A-Z");
-    op.currency = uint32_t(uint8_t(a[3][0])) | uint32_t(uint8_t(a[3][1])) << 8 | uint32_t(uint8_t(a[3][2])) << 16;
-    if (!wire::currency_valid(op.currency))
+    if (!wire::parse_currency(a[3], &op.currency))
       return answer(admin_code::arguments_invalid, "currency '" + a[3] + "': three letters A-Z");
     uint64_t v[6] = {};
     static const char* names[] = {"tick", "lot", "move_bp", "window_ms", "stale_ms", "halt_ms"};
@@ -1139,9 +1137,7 @@ class admin_impl {
     if (!parse_u64(a[0], &n) || n == 0 || n > actors::customers::tiers_max)
       return answer(admin_code::arguments_invalid, "tier '" + a[0] + "': 1 to 16");
     op.number = uint8_t(n);
-    if (a[1].size() != 3) return answer(admin_code::arguments_invalid, "currency '" + a[1] + "': three letters A-Z");
-    op.currency = uint32_t(uint8_t(a[1][0])) | uint32_t(uint8_t(a[1][1])) << 8 | uint32_t(uint8_t(a[1][2])) << 16;
-    if (!wire::currency_valid(op.currency))
+    if (!wire::parse_currency(a[1], &op.currency))
       return answer(admin_code::arguments_invalid, "currency '" + a[1] + "': three letters A-Z");
     uint64_t* limits[] = {&op.single_max, &op.daily_outflow_max, &op.balance_max};
     for (int i = 0; i < 3; ++i)

@@ -110,13 +110,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob-gatewaysim: --wallets must be first-last (decimal ids)\n");
     return 2;
   }
-  if (currency.size() != 3) {
-    std::fprintf(stderr, "mesob-gatewaysim: --currency must be three letters\n");
-    return 2;
-  }
-  base.currency = wire::currency_code(uint8_t(currency[0])) | wire::currency_code(uint8_t(currency[1])) << 8 |
-                  wire::currency_code(uint8_t(currency[2])) << 16;
-  if (!wire::currency_valid(base.currency)) {
+  if (!wire::parse_currency(currency, &base.currency)) {
     std::fprintf(stderr, "mesob-gatewaysim: --currency must be three letters A-Z\n");
     return 2;
   }

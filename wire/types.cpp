@@ -15,6 +15,15 @@ bool currency_valid(currency_code c) {
   return (c >> 24) == 0;
 }
 
+bool parse_currency(std::string_view text, currency_code* out) {
+  if (text.size() != 3) return false;
+  const currency_code c = currency_code(uint8_t(text[0])) | currency_code(uint8_t(text[1])) << 8 |
+                          currency_code(uint8_t(text[2])) << 16;
+  if (!currency_valid(c)) return false;
+  *out = c;
+  return true;
+}
+
 std::string decimal_text(unsigned __int128 v) {
   char buf[40];
   size_t i = sizeof buf;

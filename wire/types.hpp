@@ -32,6 +32,8 @@ using currency_code = uint32_t;
          uint32_t(uint8_t(code[2])) << 16;
 }
 [[nodiscard]] bool currency_valid(currency_code c);
+// "ETB" -> its code; false unless exactly three letters A-Z.
+[[nodiscard]] bool parse_currency(std::string_view text, currency_code* out);
 [[nodiscard]] std::string currency_name(currency_code c);
 // Decimal text of an unsigned 128-bit value (sums of balances).
 [[nodiscard]] std::string decimal_text(unsigned __int128 v);
