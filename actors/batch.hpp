@@ -59,6 +59,12 @@ enum class op_kind : uint16_t {
   policy_ops = 23,               // tiers and risk profiles (wire::policy_op), every shard's copy
   lookup_customers = 24,         // customers by wallet id (account_ids), their shards
   lookup_policy = 25,            // shard 0's policy, encoded (found_policy)
+  // Trading (actors/trading.hpp):
+  orders = 26,                   // wire::order; the sequencer makes each one's hold (b.transfers),
+                                 // executed as a transfer batch with the portfolios' verdicts
+  order_answers = 27,            // brokers' fills and rejects (the wallets' shards)
+  order_cancels = 28,            // clients' cancels (the wallets' shards)
+  lookup_orders = 29,            // orders by id (account_ids), from their wallets' shards
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -74,7 +80,8 @@ struct currency_total {
          k == op_kind::set_account_status || k == op_kind::tick || k == op_kind::equb_ops ||
          k == op_kind::gateway_ops || k == op_kind::payout_answers || k == op_kind::gateway_events ||
          k == op_kind::payout_ops || k == op_kind::instrument_ops || k == op_kind::prices ||
-         k == op_kind::customer_ops || k == op_kind::policy_ops;
+         k == op_kind::customer_ops || k == op_kind::policy_ops || k == op_kind::orders ||
+         k == op_kind::order_answers || k == op_kind::order_cancels;
 }
 
 constexpr uint32_t shards_max = 32;
@@ -152,6 +159,13 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::price> prices;
   std::vector<wire::customer_op> customer_ops;
   std::vector<wire::policy_op> policy_ops;
+  std::vector<wire::order> orders;                // orders (b.transfers: their holds)
+  std::vector<wire::order_answer> order_answers;  // wallet and gateway filled in by the engine
+  std::vector<wire::order_cancel> order_cancels;
+  // orders: each order's tick (its instrument's, as the sequencer read it; 0: refused)
+  std::vector<uint64_t> order_ticks;
+  // lookup_orders: each order's wallet (from its hold's record; 0: none)
+  std::vector<uint64_t> order_wallets;
   // gateway_ops: the registry after this batch; every shard adopts it when it executes
   // the batch, and the engine publishes it when it dispatches it (durable).
   std::shared_ptr<const gateways::registry> registry_after;
@@ -190,6 +204,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::instrument_state> found_instruments;            // lookup_instruments
   std::vector<wire::customer_state> found_customers;                // lookup_customers
   std::vector<uint8_t> found_policy;                                // lookup_policy (policy::encode)
+  std::vector<wire::order_state_view> found_orders;                 // lookup_orders
   // currency_totals: per shard, its equb groups checked against their escrow accounts.
   struct group_audit {
     uint64_t checked = 0;
@@ -263,6 +278,8 @@ struct checkpoint_cut {
   std::vector<uint8_t> policy;  // shard 0's policy at the cut (policy::encode; empty: none)
   // per shard, customers changed since its last cut: (wallet, table::encode bytes)
   std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> customers;
+  // per shard, portfolios changed since its last cut: (wallet, trading::table row; empty: gone)
+  std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> portfolios;
   std::atomic<uint32_t> shards_remaining{0};
   std::function<void(checkpoint_cut&)> done;
 };

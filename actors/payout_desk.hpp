@@ -94,12 +94,9 @@ constexpr uint32_t desk_slots = 4096;
 [[nodiscard]] inline wire::currency_code desk_currency(uint64_t account) { return uint32_t(account & 0xFFFFFF); }
 [[nodiscard]] inline uint32_t desk_slot(uint64_t account) { return uint32_t(account >> 24) & (desk_slots - 1); }
 // The payout account of currency c for wallets on `shard` of `shards`: the first slot
-// whose account lives there (with 32 shards or fewer, 4,096 slots miss one with
-// probability below 2^-180; the last slot stands in).
+// whose account lives there (placement.hpp).
 [[nodiscard]] inline uint64_t desk_account_for(wire::currency_code c, uint32_t shard, uint32_t shards) {
-  for (uint32_t k = 0; k + 1 < desk_slots; ++k)
-    if (shard_of(desk_account(c, k), shards) == shard) return desk_account(c, k);
-  return desk_account(c, desk_slots - 1);
+  return slot_account_for([c](uint32_t k) { return desk_account(c, k); }, desk_slots, shard, shards);
 }
 // Every shard's payout account of currency c, for `shards` shards (distinct: one each).
 [[nodiscard]] inline std::vector<uint64_t> desk_accounts_for(wire::currency_code c, uint32_t shards) {

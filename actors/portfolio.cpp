@@ -11,7 +11,7 @@ using wire::result;
 
 namespace {
 constexpr uint32_t book_magic = 0x504F5254;  // "PORT"
-constexpr uint16_t book_version = 1;
+constexpr uint16_t book_version = 2;  // 2: the engine's fields of an order (placed, expiry, broker, fills)
 using u128 = unsigned __int128;
 
 bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
@@ -24,6 +24,17 @@ uint64_t notional(uint64_t quantity, uint64_t price_ticks, uint64_t tick) {
   return n > market::notional_max ? UINT64_MAX : uint64_t(n);
 }
 
+order_entry* book::order_mut(uint64_t id) {
+  auto it = orders_.find(id);
+  return it == orders_.end() ? nullptr : &it->second;
+}
+
+size_t book::memory_bytes() const {
+  size_t n = sizeof *this + positions_.size() * (sizeof(position) + 48) + closed_.capacity() * 8;
+  for (const auto& [id, e] : orders_) n += sizeof e + 48 + e.fills.capacity() * sizeof(fill_record);
+  return n;
+}
+
 const position* book::find(uint64_t instrument) const {
   auto it = positions_.find(instrument);
   return it == positions_.end() ? nullptr : &it->second;
@@ -34,7 +45,7 @@ const order_entry* book::order(uint64_t id) const {
   return it == orders_.end() ? nullptr : &it->second;
 }
 
-result book::check(const wire::order& o, const order_inputs& in) const {
+result check_order(const wire::order& o, const market::instrument* ins) {
   // 1. fields
   if (o.id == 0 || o.wallet == 0 || o.instrument_id == 0) return result::id_must_not_be_zero;
   if ((o.side != wire::order_side::buy && o.side != wire::order_side::sell) ||
@@ -43,14 +54,19 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   if (o.reserved != 0 || o.reserved2 != 0 || o.reserved3 != 0) return result::reserved_field;
   if (o.quantity == 0) return result::amount_must_not_be_zero;
   if (o.limit_ticks == 0) return result::price_invalid;
-  if (orders_.count(o.id)) return result::exists_with_different_fields;  // the engine answers repeats first
   // 2. the instrument
-  const market::instrument* ins = in.instrument;
   if (!ins) return result::instrument_not_found;
   if (o.currency != ins->def.currency) return result::wrong_currency;
   if (o.quantity % ins->def.lot != 0) return result::lot_size_invalid;
+  if (notional(o.quantity, o.limit_ticks, ins->def.tick) == UINT64_MAX) return result::amounts_too_large;
+  return result::ok;
+}
+
+result book::check(const wire::order& o, const order_inputs& in) const {
+  if (const result r = check_order(o, in.instrument); r != result::ok) return r;
+  if (orders_.count(o.id)) return result::exists_with_different_fields;  // the engine answers repeats first
+  const market::instrument* ins = in.instrument;
   const uint64_t cost = notional(o.quantity, o.limit_ticks, ins->def.tick);
-  if (cost == UINT64_MAX) return result::amounts_too_large;
   // 3. the customer
   const customers::customer* c = in.customer;
   if (!c) return result::customer_not_found;
@@ -98,7 +114,8 @@ void book::accept(const wire::order& o, uint64_t tick) {
   ++open_;
 }
 
-uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, result* r, uint64_t* released) {
+uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, result* r, uint64_t* released,
+                    uint64_t fill_id) {
   *released = 0;
   auto it = orders_.find(order_id);
   if (it == orders_.end() || it->second.st != order_state::open) {
@@ -136,6 +153,7 @@ uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, 
   }
   e.paid += value;
   e.filled += quantity;
+  e.fills.push_back({fill_id != 0 ? fill_id : e.fills.size() + 1, quantity, price_ticks});
   *r = result::ok;
   if (e.open_quantity() == 0) {
     *released = e.held;
@@ -210,6 +228,14 @@ std::vector<uint8_t> book::encode() const {
     w.put_bytes({reinterpret_cast<const uint8_t*>(&e.o), sizeof e.o});
     for (uint64_t v : {e.tick, e.filled, e.held, e.paid}) w.put(v);
     w.put(uint8_t(e.st));
+    w.put(e.placed_at);
+    w.put(e.expires_at);
+    w.put(e.broker);
+    w.put(e.reason);
+    w.put(uint8_t(e.settle_refused));
+    w.put(uint32_t(e.fills.size()));
+    for (const auto& f : e.fills)
+      for (uint64_t v : {f.id, f.quantity, f.price_ticks}) w.put(v);
   }
   w.put(uint32_t(closed_.size()));
   for (const uint64_t id : closed_) w.put(id);
@@ -222,7 +248,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
   const uint16_t version = r.get<uint16_t>();
   const uint32_t np = r.get<uint32_t>();
   if (r.short_read || magic != book_magic || version != book_version)
-    return *why = "portfolio: not a portfolio record of version 1", false;
+    return *why = "portfolio: not a portfolio record of version 2", false;
   if (np > positions_max) return *why = "portfolio: too many positions", false;
   book b;
   for (uint32_t i = 0; i < np; ++i) {
@@ -249,6 +275,28 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     e.held = r.get<uint64_t>();
     e.paid = r.get<uint64_t>();
     e.st = order_state(r.get<uint8_t>());
+    e.placed_at = r.get<uint64_t>();
+    e.expires_at = r.get<uint64_t>();
+    e.broker = r.get<uint32_t>();
+    e.reason = r.get<uint16_t>();
+    const uint8_t refused = r.get<uint8_t>();
+    e.settle_refused = refused == 1;
+    const uint32_t nf = r.get<uint32_t>();
+    if (r.short_read || refused > 1 || nf > fills_max)
+      return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
+    uint64_t fill_units = 0;
+    for (uint32_t k = 0; k < nf; ++k) {
+      fill_record f;
+      f.id = r.get<uint64_t>();
+      f.quantity = r.get<uint64_t>();
+      f.price_ticks = r.get<uint64_t>();
+      if (r.short_read || f.id == 0 || f.quantity == 0 || f.quantity > e.o.quantity || f.price_ticks == 0)
+        return *why = "portfolio: order " + std::to_string(e.o.id) + ": fill " + std::to_string(k) + " is damaged", false;
+      fill_units += f.quantity;
+      e.fills.push_back(f);
+    }
+    if (fill_units != e.filled || (e.expires_at != 0 && e.expires_at < e.placed_at))
+      return *why = "portfolio: order " + std::to_string(e.o.id) + ": its fills differ from what it filled", false;
     const auto* p = b.find(e.o.instrument_id);
     const bool in_order = b.orders_.empty() || e.o.id > b.orders_.rbegin()->first;
     const bool buy = e.o.side == wire::order_side::buy;

@@ -9,12 +9,12 @@
 // a sell at no less) or as a limit order at `limit_ticks`. The checks, in order (the
 // first failing is the result):
 //   1. fields: ids not zero, side and type known, nothing in the reserved fields,
-//      quantity and limit not zero, and the order id new to the portfolio
-//      (id_must_not_be_zero, order_invalid, reserved_field, amount_must_not_be_zero,
-//      price_invalid, exists_with_different_fields);
+//      quantity and limit not zero (id_must_not_be_zero, order_invalid, reserved_field,
+//      amount_must_not_be_zero, price_invalid);
 //   2. the instrument: listed (instrument_not_found), the order's currency its currency
 //      (wrong_currency), the quantity whole lots (lot_size_invalid), the notional
-//      (quantity x limit x tick) at most 2^53 minor units (amounts_too_large);
+//      (quantity x limit x tick) at most 2^53 minor units (amounts_too_large); then the
+//      order id new to the portfolio (exists_with_different_fields);
 //   3. the customer: a KYC record (customer_not_found), verified (kyc_not_verified), a
 //      risk profile the policy defines (risk_profile_undefined) that allows the asset
 //      class (risk_profile_forbids);
@@ -57,6 +57,7 @@ namespace mesob::actors::portfolio {
 constexpr uint32_t open_orders_max = 1024;  // per portfolio
 constexpr uint32_t positions_max = 1024;    // per portfolio
 constexpr uint32_t closed_kept_max = 4096;  // closed orders kept until forget_closed
+constexpr uint32_t fills_max = 1024;        // fills one order may take (too_many_fills)
 
 struct position {
   uint64_t quantity = 0;
@@ -67,6 +68,10 @@ struct position {
 
 enum class order_state : uint8_t { open = 1, filled = 2, rejected = 3, cancelled = 4, expired = 5 };
 
+struct fill_record {
+  uint64_t id = 0, quantity = 0, price_ticks = 0;
+};
+
 struct order_entry {
   wire::order o;
   uint64_t tick = 0;    // the instrument's, when the order was taken
@@ -74,6 +79,13 @@ struct order_entry {
   uint64_t held = 0;    // a buy: minor units still held for it
   uint64_t paid = 0;    // a buy: spent on fills; a sell: received
   order_state st = order_state::open;
+  // Kept for the engine (actors/trading.hpp), not read by the rules here:
+  uint64_t placed_at = 0;
+  uint64_t expires_at = 0;  // engine time (0: never)
+  uint32_t broker = 0;      // the gateway number it was sent to (0: none yet)
+  uint16_t reason = 0;      // rejected: the broker's reason code
+  bool settle_refused = false;  // the ledger refused one of its settlements
+  std::vector<fill_record> fills;  // in the order taken (at most fills_max)
   [[nodiscard]] uint64_t open_quantity() const { return o.quantity - filled; }
 };
 
@@ -91,6 +103,13 @@ class book {
   [[nodiscard]] const position* find(uint64_t instrument) const;
   [[nodiscard]] const order_entry* order(uint64_t id) const;
   [[nodiscard]] size_t open_orders() const { return open_; }
+  [[nodiscard]] order_entry* order_mut(uint64_t id);
+  template <class F>
+  void for_each_order(F&& f) const {
+    for (const auto& [id, e] : orders_) f(e);
+  }
+  [[nodiscard]] bool empty() const { return orders_.empty() && positions_.empty(); }
+  [[nodiscard]] size_t memory_bytes() const;
 
   // The checks above; ok or the first failing. Changes nothing.
   [[nodiscard]] wire::result check(const wire::order& o, const order_inputs& in) const;
@@ -101,7 +120,9 @@ class book {
   // refused (order_not_open; fill_invalid: zero, over the open quantity, past the limit,
   // or a sell's proceeds past 2^53 minor units). A buy filled in full below its limit has
   // hold left over: *released (to release).
-  uint64_t fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, wire::result* r, uint64_t* released);
+  // The fill is kept under `fill_id` (0: the next number).
+  uint64_t fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, wire::result* r, uint64_t* released,
+                uint64_t fill_id = 0);
   // Ends an open order (a broker's reject, a cancel, an expiry): returns what its hold
   // still holds (a buy; to release), and frees what a sell reserved.
   uint64_t close(uint64_t order_id, order_state why, wire::result* r);
@@ -121,6 +142,10 @@ class book {
   void closed(order_entry& e, order_state why);
   void drop_if_empty(uint64_t instrument);
 };
+
+// Steps 1 and 2 of the checks (the order's fields and its instrument; null: unknown),
+// which read no portfolio: the sequencer's too, before it makes the order's hold.
+[[nodiscard]] wire::result check_order(const wire::order& o, const market::instrument* ins);
 
 // quantity x limit x tick, or UINT64_MAX past 2^53.
 [[nodiscard]] uint64_t notional(uint64_t quantity, uint64_t price_ticks, uint64_t tick);

@@ -88,6 +88,18 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
     const auto& reg = desks_.registry();
     return reg && reg->serves_rail(rail, c);
   });
+  // Orders go to the best broker up for their currency, as of the batch (the registry and
+  // the sessions follow the log).
+  trading_.set_place(index, count);
+  trading_.set_route([this](wire::currency_code c) {
+    const auto& reg = desks_.registry();
+    const gateways::gateway* best = nullptr;
+    for (const auto& g : reg->all())
+      if (g.enabled && (g.roles & wire::roles::broker) && g.serves(c) && desks_.sessions(g.number) > 0 &&
+          (!best || g.priority < best->priority))
+        best = &g;
+    return best ? best->number : 0u;
+  });
 }
 
 account* shard::local_account(uint64_t id) {
@@ -211,11 +223,11 @@ void shard::publish_stats() {
   pub_customers_.store(customers_.size(), r);
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
   const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
-  pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due}), r);
+  pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline()}), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
                         pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes() +
-                        customers_.memory_bytes(),
+                        customers_.memory_bytes() + trading_.memory_bytes(),
                     r);
 }
 
@@ -250,6 +262,7 @@ void shard::execute(batch& b) {
       if (b.results[i] == result::ok) {
         deciding(b, i + 1);
         desks_.event(b.gateway_events[i], b.timestamp_base + i);
+        if (b.gateway_events[i].kind == wire::gateway_event_kind::up) trading_.broker_up();
       }
   if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();
@@ -267,11 +280,34 @@ void shard::execute(batch& b) {
     deciding(b, 0);
     market_.run_due(b.timestamp_base);
   }
+  // Orders whose expiry has come by the batch's first timestamp.
+  if (logged && trading_.due(b.timestamp_base)) {
+    settle_all();
+    deciding(b, 0);
+    trading_.run_due(b.timestamp_base);
+  }
   switch (b.kind) {
     case op_kind::tick: break;
     case op_kind::create_accounts: execute_accounts(b); break;
     case op_kind::set_account_status: execute_status(b); break;
-    case op_kind::create_transfers: execute_transfers(b); break;
+    case op_kind::create_transfers:
+    case op_kind::orders: execute_transfers(b); break;
+    case op_kind::order_answers: execute_order_answers(b); break;
+    case op_kind::order_cancels:
+      for (uint32_t i = 0; i < b.count; ++i)
+        if (b.results[i] == result::ok && shard_of(b.order_cancels[i].wallet, count_) == index_) {
+          deciding(b, i + 1);
+          b.results[i] = trading_.cancel(b.order_cancels[i], b.timestamp_base + i);
+        }
+      break;
+    case op_kind::lookup_orders:
+      for (uint32_t i = 0; i < b.count; ++i)
+        if (b.order_wallets[i] != 0 && shard_of(b.order_wallets[i], count_) == index_)
+          if (const auto* e = trading_.find(b.order_wallets[i], b.account_ids[i])) {
+            b.found_orders[i] = trading::table::view(*e);
+            b.results[i] = result::ok;
+          }
+      break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
     case op_kind::gateway_ops: desks_.set_registry(b.registry_after); break;  // decided by the sequencer
@@ -352,6 +388,7 @@ void shard::execute(batch& b) {
     }
   }
   desks_.flush();
+  trading_.flush();
   publish_stats();
 }
 
@@ -605,6 +642,17 @@ void shard::execute_customers(batch& b) {
   }
 }
 
+// Brokers' answers for orders of wallets on this shard (the sequencer found each one's
+// wallet from its hold).
+void shard::execute_order_answers(batch& b) {
+  for (uint32_t i = 0; i < b.count; ++i) {
+    const auto& a = b.order_answers[i];
+    if (b.results[i] != result::ok || shard_of(a.wallet, count_) != index_) continue;
+    deciding(b, i + 1);
+    b.results[i] = trading_.answer(a, b.timestamp_base + i);
+  }
+}
+
 // The KYC tier's part of a fresh transfer's decision, from the sides this shard owns:
 // the debit wallet's single and daily limits (its outflow lives here), the credit
 // wallet's balance limit. A group's verdict on a side comes first.
@@ -633,6 +681,7 @@ void shard::limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
 void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   const transfer& t = b.transfers[o];
   const op_route& r = b.routes[o];
+  if (b.kind == op_kind::orders) order_verdict(b, o, in);
   auto escrow = [&](const account* a) {
     return a && a->kind == account_kind::group_escrow && !(b.emitted && t.user_data == a->id) &&
            groups_.find(a->id) != nullptr;
@@ -643,6 +692,27 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   }
   if (r.debit_shard == index_ && escrow(in.dr)) in.verdict_debit = result::group_account_reserved;
   limit_verdicts(b, o, in);
+}
+
+// The portfolio's part of an order's decision: both of its hold's accounts are here (the
+// trading account is the wallet's shard's), so the wallet's side carries it. Before the
+// ledger's: an order the portfolio refuses gets the portfolio's reason (insufficient_cash,
+// not exceeds_credits).
+void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
+  const wire::order& ord = b.orders[o];
+  const bool buy = ord.side == wire::order_side::buy;
+  const account* wallet = buy ? in.dr : in.cr;
+  portfolio::order_inputs pin;
+  pin.customer = customers_.find(ord.wallet);
+  pin.policy = &policy_;
+  pin.instrument = market_.find(ord.instrument_id);
+  pin.t = b.timestamp_base + o;
+  if (wallet) {
+    const uint64_t out = wallet->debits_posted + wallet->debits_pending;
+    pin.wallet_available = wallet->credits_posted > out ? wallet->credits_posted - out : 0;
+  }
+  const result v = wallet ? trading_.check(ord, pin) : result::ok;  // no wallet: the ledger says so
+  (buy ? in.verdict_debit : in.verdict_credit) = v;
 }
 
 // Starts the cache misses of operation o's local accounts: first the index slots
@@ -811,6 +881,7 @@ void shard::finish_all() {
   settle_all();
   finish_ready();
   desks_.flush();  // instructions of holds settled after their batch's execute()
+  trading_.flush();
 }
 
 uint32_t shard::writer_of(const op_route& r) const {
@@ -950,6 +1021,10 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
         desks_.held(t, b.timestamp_base + o);
       }
     }
+    if (b.kind == op_kind::orders) {  // an order's hold: the portfolio takes the order
+      deciding(b, o + 1);
+      trading_.placed(b.orders[o], b.order_ticks[o], b.timestamp_base + o);
+    }
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {
       const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);
       const auto idx = uint32_t(pendings_.size());
@@ -988,6 +1063,22 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
 
 void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
   const bool sync = __builtin_popcount(b.routes[first].chain_mask) > 1;
+  // A trade the broker executed settles even on a wallet frozen since (trading.hpp): its
+  // chain is decided with the accounts' copies read as open.
+  const bool settles_trade = b.emitted && trading::emitted(b.transfers[first].id);
+  account thawed[2];
+  auto thaw = [&](op_inputs& in) {
+    if (in.dr && in.dr->status == account_status::frozen) {
+      thawed[0] = *in.dr;
+      thawed[0].status = account_status::open;
+      in.dr = &thawed[0];
+    }
+    if (in.cr && in.cr->status == account_status::frozen) {
+      thawed[1] = *in.cr;
+      thawed[1].status = account_status::open;
+      in.cr = &thawed[1];
+    }
+  };
   const bool keep_undo = last > first;
   undo_.clear();
   bool failed = false;
@@ -1007,11 +1098,17 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
       case route_kind::duplicate: res = r.dup_result; break;
       case route_kind::fresh:
         in = gather(b, o, sync);
+        if (b.kind == op_kind::orders && in.verdict() != result::ok) {
+          res = in.verdict();
+          break;
+        }
+        if (settles_trade) thaw(in);
         res = decide_transfer(b.transfers[o], b.timestamp_base + o, in.dr, in.cr);
         if (res == result::ok) res = in.verdict();
         break;
       case route_kind::resolve:
         in = gather(b, o, sync);
+        if (settles_trade) thaw(in);
         res = decide_post_or_void(b.transfers[o], in.lookup, in.p, in.dr, in.cr);
         break;
     }
@@ -1061,6 +1158,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
 // An emitted chain's outcome goes to whoever emitted it: a payout desk or an equb group.
 void shard::chain_done(const transfer& first, result r, uint64_t ts) {
   if (payouts::emitted(first.id)) desks_.chain_done(first, r, ts);
+  else if (trading::emitted(first.id)) trading_.chain_done(first, r);
   else groups_.chain_done(first, r);
 }
 
@@ -1095,6 +1193,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   if (index_ == 0 && market_.size() > 0) cut_->market = market_.encode();
   if (index_ == 0 && !policy_.empty()) cut_->policy = policy_.encode();
   customers_.take_dirty(&cut_->customers[index_]);
+  trading_.take_dirty(&cut_->portfolios[index_]);
   cut_->recon[index_] = desks_.recon_rows();
   note_pause(t0);
 }

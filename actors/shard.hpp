@@ -24,6 +24,7 @@
 #include "actors/payout_desk.hpp"
 #include "actors/placement.hpp"
 #include "actors/record_store.hpp"
+#include "actors/trading.hpp"
 
 namespace mesob::actors {
 
@@ -71,6 +72,7 @@ class shard {
       groups_.set_events(decided);
       desks_.set_events(decided);
       if (index_ == 0) market_.set_events(decided);
+      trading_.set_events(decided);
     }
   }
   void take_expired(std::vector<expired_pending>& out) { out.swap(expired_); expired_.clear(); }
@@ -104,6 +106,8 @@ class shard {
   // (actors/customers.hpp).
   [[nodiscard]] customers::table& customers() { return customers_; }
   [[nodiscard]] customers::policy& policy() { return policy_; }
+  // The portfolios of wallets on this shard and their orders (actors/trading.hpp).
+  [[nodiscard]] trading::table& trading() { return trading_; }
   // Earliest engine time at which a group's round may close on its deadline, or a payout
   // timer fires.
   [[nodiscard]] uint64_t next_group_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
@@ -153,6 +157,8 @@ class shard {
   void execute_payout_ops(batch& b);
   void execute_market(batch& b);
   void execute_customers(batch& b);
+  void execute_order_answers(batch& b);
+  void order_verdict(const batch& b, uint32_t o, op_inputs& in) const;
   void limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void audit_groups(batch::group_audit& out) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
@@ -230,6 +236,7 @@ class shard {
   market::book market_;
   customers::table customers_;
   customers::policy policy_;
+  trading::table trading_;
   std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   bool keep_expired_ = false;

@@ -25,6 +25,7 @@
 
 #include "actors/shard.hpp"
 #include "actors/shard_actor.hpp"
+#include "actors/trading.hpp"
 #include "engine/events.hpp"
 #include "engine/id_index.hpp"
 #include "engine/limits.hpp"
@@ -127,6 +128,12 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
       return {reinterpret_cast<const uint8_t*>(b.customer_ops.data()), b.customer_ops.size() * sizeof(wire::customer_op)};
     case op_kind::policy_ops:
       return {reinterpret_cast<const uint8_t*>(b.policy_ops.data()), b.policy_ops.size() * sizeof(wire::policy_op)};
+    case op_kind::orders:
+      return {reinterpret_cast<const uint8_t*>(b.orders.data()), b.orders.size() * sizeof(wire::order)};
+    case op_kind::order_answers:
+      return {reinterpret_cast<const uint8_t*>(b.order_answers.data()), b.order_answers.size() * sizeof(wire::order_answer)};
+    case op_kind::order_cancels:
+      return {reinterpret_cast<const uint8_t*>(b.order_cancels.data()), b.order_cancels.size() * sizeof(wire::order_cancel)};
     default: return {};
   }
 }
@@ -371,7 +378,9 @@ class engine_impl {
       if (seen.find(b.accounts[i].id)) b.results[i] = result::id_duplicated_in_batch;
       else seen.put(b.accounts[i].id, i);
       // Payout accounts are the engine's (engine::gateways makes them, flag `gateway`).
-      if (actors::payouts::payout_account(b.accounts[i].id) && !b.gateway) b.results[i] = result::id_reserved;
+      if ((actors::payouts::payout_account(b.accounts[i].id) || actors::trading::trading_account(b.accounts[i].id)) &&
+          !b.gateway)
+        b.results[i] = result::id_reserved;
     }
   }
 
@@ -382,6 +391,8 @@ class engine_impl {
       b.results[i] = actors::check_status_change_fields(b.status_changes[i]);
       if (b.results[i] == result::ok && actors::payouts::payout_account(b.status_changes[i].account_id))
         b.results[i] = result::payout_account_reserved;
+      if (b.results[i] == result::ok && actors::trading::trading_account(b.status_changes[i].account_id))
+        b.results[i] = result::trading_account_reserved;
     }
   }
 
@@ -534,11 +545,19 @@ class engine_impl {
       // Reserved ids: groups' and desks' chains (flag emitted), deposits and payout holds
       // (flag gateway; a group's payout sent on through a gateway: flag emitted), and no
       // client post or void of a payout's hold.
+      // Orders' holds come from orders batches, their settlements are emitted.
       if ((!b.emitted && (actors::equb::reserved_id(t.id) || actors::payouts::emitted(t.id))) ||
           (!b.gateway && actors::gateways::deposit_id(t.id)) ||
           (!b.gateway && !b.emitted && actors::payouts::hold(t.id)) ||
-          (!b.emitted && actors::payouts::hold(t.pending_id))) {
+          (!b.emitted && actors::payouts::hold(t.pending_id)) ||
+          (!b.emitted && (actors::trading::emitted(t.id) || actors::trading::hold(t.pending_id))) ||
+          (!b.emitted && b.kind != op_kind::orders && actors::trading::hold(t.id))) {
         b.results[o] = result::id_reserved;
+        continue;
+      }
+      if (!b.emitted && b.kind != op_kind::orders &&
+          (actors::trading::trading_account(t.debit_account_id) || actors::trading::trading_account(t.credit_account_id))) {
+        b.results[o] = result::trading_account_reserved;
         continue;
       }
       // Payout accounts move money for their desk only: its holds in, its chains out.
@@ -748,6 +767,47 @@ class engine_impl {
     }
   }
 
+  // Orders become their holds (actors/trading.hpp), sequenced as transfers; an order
+  // refused before any state is read keeps its reason.
+  void sequence_orders(batch& b) {
+    const uint32_t n = b.count;
+    std::vector<result> refused(n, result::ok);
+    b.transfers.assign(n, wire::transfer{});
+    b.order_ticks.assign(n, 0);
+    for (uint32_t i = 0; i < n; ++i) {
+      const auto* ins = seq_market_.find(b.orders[i].instrument_id);
+      refused[i] = actors::trading::order_hold(b.orders[i], ins, shards_n_, &b.transfers[i]);
+      if (refused[i] == result::ok) b.order_ticks[i] = ins->def.tick;
+    }
+    sequence_transfers(b);
+    for (uint32_t i = 0; i < n; ++i)
+      if (refused[i] != result::ok) b.results[i] = refused[i];
+  }
+
+  // The wallet of the order with `id` whose hold was recorded and applied (0: none).
+  uint64_t order_wallet(uint64_t order_id) {
+    auto id_of = [this](uint64_t s) { return record_id(s); };
+    const int64_t s = ids_.find(actors::trading::hold_id(order_id, 0), id_of);
+    if (s < 0) return 0;
+    ensure_executed(uint64_t(s));
+    const actors::transfer_record r = record_copy(uint64_t(s));
+    if (r.result != uint32_t(result::ok)) return 0;
+    return actors::trading::trading_account(r.t.debit_account_id) ? r.t.credit_account_id : r.t.debit_account_id;
+  }
+
+  // Brokers' answers: field checks, and each one's wallet (logged: replay and the
+  // portfolio see it). Batches of answers come only from engine::order_answers.
+  void sequence_order_answers(batch& b) {
+    b.results.assign(b.count, result::ok);
+    for (uint32_t i = 0; i < b.count; ++i) {
+      auto& a = b.order_answers[i];
+      b.results[i] = actors::trading::check_answer_fields(a);
+      if (b.results[i] != result::ok) continue;
+      a.wallet = order_wallet(a.order_id);
+      if (a.wallet == 0) b.results[i] = result::order_not_found;
+    }
+  }
+
   void sequence_events(batch& b) {
     b.results.assign(b.count, result::ok);
     for (uint32_t i = 0; i < b.count; ++i) {
@@ -804,7 +864,31 @@ class engine_impl {
       case op_kind::gateway_events: sequence_events(b); break;
       // The market decides (actors/market.hpp): every shard's copy, shard 0's results.
       case op_kind::instrument_ops:
+        // The sequencer's own copy of the instruments: orders' holds need their ticks.
+        for (uint32_t i = 0; i < b.count; ++i) {
+          bool repeated = false;
+          (void)seq_market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
+        }
+        b.results.assign(b.count, result::ok);
+        break;
       case op_kind::prices: b.results.assign(b.count, result::ok); break;
+      case op_kind::orders:
+        sequence_orders(b);
+        publish_index_stats();
+        break;
+      case op_kind::order_answers: sequence_order_answers(b); break;
+      case op_kind::order_cancels:
+        b.results.assign(b.count, result::ok);
+        for (uint32_t i = 0; i < b.count; ++i)
+          if (b.order_cancels[i].order_id == 0 || b.order_cancels[i].wallet == 0) b.results[i] = result::id_must_not_be_zero;
+        break;
+      case op_kind::lookup_orders:
+        b.results.assign(b.count, result::order_not_found);
+        b.found_orders.assign(b.count, wire::order_state_view{});
+        b.order_wallets.assign(b.count, 0);
+        for (uint32_t i = 0; i < b.count; ++i)
+          if (b.account_ids[i] != 0) b.order_wallets[i] = order_wallet(b.account_ids[i]);
+        break;
       case op_kind::lookup_instruments:
         b.results.assign(b.count, result::instrument_not_found);
         b.found_instruments.assign(b.count, wire::instrument_state{});
@@ -842,7 +926,17 @@ class engine_impl {
         if (b.results[i] == result::ok) m |= 1u << shard_of(b.customer_ops[i].wallet, shards_n_);
       b.shard_mask = m != 0 ? m : 1u;
     }
-    if (b.kind == op_kind::create_transfers) {
+    if (b.kind == op_kind::order_answers || b.kind == op_kind::order_cancels || b.kind == op_kind::lookup_orders) {
+      uint32_t m = 0;
+      for (uint32_t i = 0; i < b.count; ++i) {
+        const uint64_t w = b.kind == op_kind::order_answers   ? b.order_answers[i].wallet
+                           : b.kind == op_kind::order_cancels ? b.order_cancels[i].wallet
+                                                              : b.order_wallets[i];
+        if (w != 0 && (b.kind == op_kind::lookup_orders || b.results[i] == result::ok)) m |= 1u << shard_of(w, shards_n_);
+      }
+      b.shard_mask = m != 0 ? m : 1u;
+    }
+    if (b.kind == op_kind::create_transfers || b.kind == op_kind::orders) {
       uint32_t m = 0;
       for (uint32_t s = 0; s < shards_n_; ++s)
         if (b.shard_ops_begin[s + 1] > b.shard_ops_begin[s]) m |= 1u << s;
@@ -897,6 +991,16 @@ class engine_impl {
         b->count = uint32_t(b->customer_ops.size());
         break;
       case op_kind::policy_ops: b->policy_ops = std::move(req.policy_ops); b->count = uint32_t(b->policy_ops.size()); break;
+      case op_kind::orders: b->orders = std::move(req.orders); b->count = uint32_t(b->orders.size()); break;
+      case op_kind::order_answers:
+        b->order_answers = std::move(req.order_answers);
+        b->count = uint32_t(b->order_answers.size());
+        break;
+      case op_kind::order_cancels:
+        b->order_cancels = std::move(req.order_cancels);
+        b->count = uint32_t(b->order_cancels.size());
+        break;
+      case op_kind::lookup_orders: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
       case op_kind::lookup_policy:
       case op_kind::currency_totals:
       case op_kind::payouts:
@@ -945,6 +1049,10 @@ class engine_impl {
       case op_kind::policy_ops: n = req.policy_ops.size(); break;
       case op_kind::lookup_customers: n = req.account_ids.size(); break;
       case op_kind::lookup_policy: break;
+      case op_kind::orders: n = req.orders.size(); break;
+      case op_kind::order_answers: n = req.order_answers.size(); break;
+      case op_kind::order_cancels: n = req.order_cancels.size(); break;
+      case op_kind::lookup_orders: n = req.account_ids.size(); break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -1054,6 +1162,7 @@ class engine_impl {
     c->account_counts.resize(shards_n_);
     c->groups.resize(shards_n_);
     c->customers.resize(shards_n_);
+    c->portfolios.resize(shards_n_);
     c->payouts.resize(shards_n_);
     c->recon.resize(shards_n_);
     if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
@@ -1083,6 +1192,9 @@ class engine_impl {
   std::vector<actors::pending_info> carried_pendings_;
   std::vector<std::pair<uint64_t, std::vector<uint8_t>>> carried_groups_;
   std::vector<std::pair<uint64_t, std::vector<uint8_t>>> carried_customers_;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> carried_portfolios_;
+  // The sequencer's copy of the instruments (their ticks make orders' holds).
+  actors::market::book seq_market_;
   actors::payouts::desk_table::dirty_rows carried_payouts_;
 
   // Sorts by key and keeps the last-appended row of each key.
@@ -1123,6 +1235,8 @@ class engine_impl {
       for (auto& list : c.groups) carried_groups_.insert(carried_groups_.end(), list.begin(), list.end());
       for (auto& list : c.customers) carried_customers_.insert(carried_customers_.end(), list.begin(), list.end());
       keep_newest(carried_customers_, [](const auto& r) { return r.first; });
+      for (auto& list : c.portfolios) carried_portfolios_.insert(carried_portfolios_.end(), list.begin(), list.end());
+      keep_newest(carried_portfolios_, [](const auto& r) { return r.first; });
       for (auto& rows : c.payouts) {
         carried_payouts_.payouts.insert(carried_payouts_.payouts.end(), rows.payouts.begin(), rows.payouts.end());
         carried_payouts_.desks.insert(carried_payouts_.desks.end(), rows.desks.begin(), rows.desks.end());
@@ -1144,6 +1258,8 @@ class engine_impl {
     carried_groups_.shrink_to_fit();
     carried_customers_.clear();
     carried_customers_.shrink_to_fit();
+    carried_portfolios_.clear();
+    carried_portfolios_.shrink_to_fit();
     carried_payouts_ = {};
     committed_cut_seq_.store(c.seq);
     return {};
@@ -1216,6 +1332,15 @@ class engine_impl {
     for (const auto& list : c.customers)
       for (const auto& [id, bytes] : list)
         if (!w->put(storage::table::customers, id, bytes)) return w->error();
+    // Portfolios changed (an empty row: the portfolio is gone).
+    auto put_portfolio = [&](uint64_t id, const std::vector<uint8_t>& bytes) {
+      return bytes.empty() ? w->erase(storage::table::portfolios, id) : w->put(storage::table::portfolios, id, bytes);
+    };
+    for (const auto& [id, bytes] : carried_portfolios_)
+      if (!put_portfolio(id, bytes)) return w->error();
+    for (const auto& list : c.portfolios)
+      for (const auto& [id, bytes] : list)
+        if (!put_portfolio(id, bytes)) return w->error();
     // Reconciliation counts, whole (a few rows per gateway and day): every shard's part
     // summed, so that a later start with another shard count reads totals.
     if (!w->clear(storage::table::recon)) return w->error();
@@ -1455,10 +1580,18 @@ class engine_impl {
 
   // The payout accounts of currency c for this shard count: one per shard (the desks').
   std::vector<wire::account> desk_accounts(wire::currency_code c) const {
+    return system_accounts(c, [c, this](uint32_t s) { return actors::payouts::desk_account_for(c, s, shards_n_); });
+  }
+  // The trading accounts of currency c for this shard count: one per shard.
+  std::vector<wire::account> trading_accounts(wire::currency_code c) const {
+    return system_accounts(c, [c, this](uint32_t s) { return actors::trading::account_for(c, s, shards_n_); });
+  }
+  template <class F>
+  std::vector<wire::account> system_accounts(wire::currency_code c, F&& account_of_shard) const {
     std::vector<wire::account> out;
-    for (const uint64_t id : actors::payouts::desk_accounts_for(c, shards_n_)) {
+    for (uint32_t s = 0; s < shards_n_; ++s) {
       wire::account a{};
-      a.id = id;
+      a.id = account_of_shard(s);
       a.currency = c;
       a.kind = wire::account_kind::system;
       out.push_back(a);
@@ -1527,18 +1660,24 @@ class engine_impl {
     return true;
   }
 
-  // Answers carry the number of the gateway whose session sent them.
+  // Answers carry the number of the gateway whose session sent them (and an order
+  // answer, the wallet the sequencer finds).
   bool stamp_answering_gateway(queued& q) {
     const auto* g = registry_->find(q.req.gateway);
     if (!g) {
       reply r;
-      r.results.assign(q.req.payout_answers.size(), result::gateway_not_registered);
+      r.results.assign(std::max(q.req.payout_answers.size(), q.req.order_answers.size()), result::gateway_not_registered);
       q.done(std::move(r));
       return false;
     }
     for (auto& a : q.req.payout_answers) {
       if (a.gateway != 0) a.outcome = wire::payout_outcome(0);  // a client's gateway field: payout_answer_invalid
       a.gateway = g->number;
+    }
+    for (auto& a : q.req.order_answers) {
+      if (a.gateway != 0 || a.wallet != 0) a.kind = wire::order_answer_kind(0);  // order_answer_invalid
+      a.gateway = g->number;
+      a.wallet = 0;
     }
     return true;
   }
@@ -1552,7 +1691,8 @@ class engine_impl {
     }
     const bool gateway = q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts || q.req.gateway_internal;
     if ((q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts) && !gateway_items_to_transfers(q)) return;
-    if (q.req.kind == op_kind::payout_answers && !stamp_answering_gateway(q)) return;
+    if ((q.req.kind == op_kind::payout_answers || q.req.kind == op_kind::order_answers) && !stamp_answering_gateway(q))
+      return;
     auto b = make_batch(std::move(q.req));
     b->user_done = std::move(q.done);
     b->emitted = q.emitted;
@@ -1619,6 +1759,7 @@ class engine_impl {
       r.instruments = std::move(b.found_instruments);
       r.customers = std::move(b.found_customers);
       r.policy = std::move(b.found_policy);
+      r.orders = std::move(b.found_orders);
       for (auto& list : b.found_payouts)
         for (auto& p : list) r.payouts.push_back(std::move(p));
       std::sort(r.payouts.begin(), r.payouts.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
@@ -1923,6 +2064,7 @@ class engine_impl {
       }
       for (auto& sh : shards_)
         if (!actors::market::book::decode(v, &sh->market(), &why)) return false;
+      if (!actors::market::book::decode(v, &seq_market_, &why)) return false;
       if (shards_[0]->market().latest_time() > last_ts_) {
         why = "market: a time past the snapshot's clock";
         return false;
@@ -1969,6 +2111,18 @@ class engine_impl {
           ok = false;
         }
       }
+    // Portfolios, on their wallets' shards (actors/trading.hpp).
+    ok = ok && snap_->scan(storage::table::portfolios, [&](uint64_t key, std::span<const uint8_t> v) {
+      auto& sh = *shards_[shard_of(key, shards_n_)];
+      const wire::account* a = sh.find_account(key);
+      if (!a) {
+        why = "portfolio " + std::to_string(key) + ": no such wallet";
+        return false;
+      }
+      if (!sh.trading().load_row(key, v, &why)) return false;
+      ++rec_.portfolios_loaded;
+      return true;
+    }, error);
     if (!ok) {
       if (!why.empty()) *error = "snapshot: " + why;
       return false;
@@ -2115,6 +2269,9 @@ class engine_impl {
       case op_kind::prices: ok = ok && decode_ops(body, bh.count, b->prices); break;
       case op_kind::customer_ops: ok = ok && decode_ops(body, bh.count, b->customer_ops); break;
       case op_kind::policy_ops: ok = ok && decode_ops(body, bh.count, b->policy_ops); break;
+      case op_kind::orders: ok = ok && decode_ops(body, bh.count, b->orders); break;
+      case op_kind::order_answers: ok = ok && decode_ops(body, bh.count, b->order_answers); break;
+      case op_kind::order_cancels: ok = ok && decode_ops(body, bh.count, b->order_cancels); break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
@@ -2494,6 +2651,30 @@ class engine_impl {
       });
     }
     rec_.payout_chains_reemitted = desk_chains.size();
+    // Portfolios: their settlements no log record carried, then live sinks.
+    std::vector<queued> order_chains;
+    for (auto& sh : shards_) {
+      for (auto& chain : sh->trading().chains_owed()) {
+        queued q;
+        q.req.kind = op_kind::create_transfers;
+        q.req.transfers = std::move(chain);
+        q.done = [](reply&&) {};
+        q.emitted = true;
+        order_chains.push_back(std::move(q));
+      }
+      sh->trading().set_emit([this](std::vector<wire::transfer>&& chain) { enqueue_emitted(std::move(chain)); });
+      actors::shard* s = sh.get();
+      sh->trading().set_instruct([this, s](uint32_t gateway, std::vector<wire::order_instruction>&& list) {
+        const auto* g = s->desks().registry()->find(gateway);
+        engine::order_sink sink;
+        {
+          std::lock_guard lk(sink_mu_);
+          sink = order_sink_;
+        }
+        if (g && sink) sink(g->id, std::move(list));
+      });
+    }
+    rec_.order_chains_reemitted = order_chains.size();
     // The payout accounts this shard count's desks need and an earlier start (with
     // another shard count) did not make; before any payout can ask for them.
     // The currencies served, and those of groups whose seats send payouts on (their holds
@@ -2515,6 +2696,14 @@ class engine_impl {
     std::vector<wire::account> missing;
     for (const auto c : currencies)
       for (const auto& a : desk_accounts(c))
+        if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
+    // The trading accounts of the instruments' currencies for this shard count.
+    std::vector<wire::currency_code> traded;
+    seq_market_.for_each([&](const actors::market::instrument& in) { traded.push_back(in.def.currency); });
+    std::sort(traded.begin(), traded.end());
+    traded.erase(std::unique(traded.begin(), traded.end()), traded.end());
+    for (const auto c : traded)
+      for (const auto& a : trading_accounts(c))
         if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
     std::lock_guard lk(q_mu_);
     if (!missing.empty()) {
@@ -2538,9 +2727,11 @@ class engine_impl {
     }
     for (auto& q : again) q_.push_back(std::move(q));
     for (auto& q : desk_chains) q_.push_back(std::move(q));
+    for (auto& q : order_chains) q_.push_back(std::move(q));
   }
   std::mutex sink_mu_;
   engine::instruction_sink sink_;
+  engine::order_sink order_sink_;
   uint64_t snapshot_payouts_ = 0;  // payouts the snapshot held (recovery)
 
   bool closed_ = false;
@@ -2745,7 +2936,24 @@ reply engine::lookup_groups(std::vector<uint64_t> group_ids) {
   return call_with(*this, op_kind::lookup_groups, &request::account_ids, std::move(group_ids));
 }
 
+// Each currency an instrument is defined in gets its trading accounts first, one per
+// shard (engine-made, in the reserved range; a repeat when they exist).
 reply engine::instruments(std::vector<wire::instrument_op> ops) {
+  std::vector<wire::account> accounts;
+  if (ops.size() <= actors::batch_ops_max)
+    for (const auto& op : ops)
+      if (op.kind == wire::instrument_op_kind::define && wire::currency_valid(op.currency))
+        for (const auto& a : impl_->trading_accounts(op.currency))
+          if (std::none_of(accounts.begin(), accounts.end(), [&](const auto& x) { return x.id == a.id; }))
+            accounts.push_back(a);
+  if (!accounts.empty()) {
+    request q;
+    q.kind = op_kind::create_accounts;
+    q.accounts = std::move(accounts);
+    q.gateway_internal = true;
+    reply r = call(std::move(q));
+    if (r.st != status::ok) return r;
+  }
   return call_with(*this, op_kind::instrument_ops, &request::instrument_ops, std::move(ops));
 }
 
@@ -2834,6 +3042,31 @@ reply engine::lookup_payouts(uint64_t payout_id, size_t limit, bool problems_onl
   r.kind = op_kind::lookup_payouts;
   r.account_ids = {payout_id, limit, problems_only ? 1u : 0u};
   return call(std::move(r));
+}
+
+reply engine::orders(std::vector<wire::order> o) {
+  return call_with(*this, op_kind::orders, &request::orders, std::move(o));
+}
+
+reply engine::order_answers(const std::string& broker, std::vector<wire::order_answer> a) {
+  request r;
+  r.kind = op_kind::order_answers;
+  r.gateway = broker;
+  r.order_answers = std::move(a);
+  return call(std::move(r));
+}
+
+reply engine::cancel_orders(std::vector<wire::order_cancel> c) {
+  return call_with(*this, op_kind::order_cancels, &request::order_cancels, std::move(c));
+}
+
+reply engine::lookup_orders(std::vector<uint64_t> ids) {
+  return call_with(*this, op_kind::lookup_orders, &request::account_ids, std::move(ids));
+}
+
+void engine::set_order_sink(order_sink s) {
+  std::lock_guard lk(impl_->sink_mu_);
+  impl_->order_sink_ = std::move(s);
 }
 
 void engine::set_instruction_sink(instruction_sink s) {

@@ -94,6 +94,11 @@ struct request {
   // customer_ops and policy_ops (actors/customers.hpp); lookup_customers takes account_ids
   std::vector<wire::customer_op> customer_ops;
   std::vector<wire::policy_op> policy_ops;
+  // Trading (actors/trading.hpp): orders, brokers' answers (from `gateway`'s session),
+  // clients' cancels; lookup_orders takes account_ids (order ids)
+  std::vector<wire::order> orders;
+  std::vector<wire::order_answer> order_answers;
+  std::vector<wire::order_cancel> order_cancels;
 };
 
 enum class status : uint8_t {
@@ -117,6 +122,7 @@ struct reply {
   std::vector<wire::instrument_state> instruments;  // lookup_instruments: one per id (zeroed if absent), or all
   std::vector<wire::customer_state> customers;      // lookup_customers: one per id (zeroed if absent)
   std::vector<uint8_t> policy;                      // lookup_policy: actors::customers::policy::encode
+  std::vector<wire::order_state_view> orders;       // lookup_orders: one per id (zeroed if absent)
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
   std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
@@ -136,6 +142,8 @@ struct recovery_report {
   uint64_t groups_loaded = 0;    // equb groups read from the snapshot
   uint64_t groups_reemitted = 0;  // their payments no log record carried, sent again at start
   uint64_t payout_chains_reemitted = 0;  // payouts' posts and voids no log record carried
+  uint64_t order_chains_reemitted = 0;   // orders' settlements no log record carried
+  uint64_t portfolios_loaded = 0;
   uint64_t transfers_loaded = 0;
   uint64_t pending_loaded = 0;  // open pending transfers read from the snapshot
   std::string torn_tail;  // empty unless a torn tail was cut
@@ -284,6 +292,16 @@ class engine {
   reply policies(std::vector<wire::policy_op> ops);
   reply lookup_customers(std::vector<uint64_t> wallets);
   reply lookup_policy();
+  // Trading (actors/trading.hpp): orders (each placed with its hold, then sent to a
+  // broker), a broker's fills and rejects (from its session), clients' cancels, orders
+  // by id (open ones, and closed ones the portfolio still keeps).
+  reply orders(std::vector<wire::order> o);
+  reply order_answers(const std::string& broker, std::vector<wire::order_answer> a);
+  reply cancel_orders(std::vector<wire::order_cancel> c);
+  reply lookup_orders(std::vector<uint64_t> order_ids);
+  // Where order instructions go (as for payouts: on a shard thread, per broker id).
+  using order_sink = std::function<void(const std::string& broker, std::vector<wire::order_instruction>&&)>;
+  void set_order_sink(order_sink s);
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
   bool checkpoint(std::string* error);

@@ -69,6 +69,7 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
       }
       break;
     case op_kind::create_transfers:
+    case op_kind::orders:  // their holds
       for (uint32_t i = 0; i < b.count; ++i) {
         if (!ok(i)) continue;
         const actors::op_route& r = b.routes[i];
@@ -165,6 +166,28 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         e.amount = tier ? p.single_max : p.position_max;
         e.ref.lo = tier ? p.daily_outflow_max : p.classes;
         e.ref.hi = tier ? p.balance_max : 0;
+      }
+      break;
+    case op_kind::order_answers:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        const wire::order_answer& a = b.order_answers[i];
+        event& e = add(i, event_type::order_answer);
+        e.account_a = a.wallet;
+        e.account_b = a.price_ticks;
+        e.ref = {a.order_id, a.fill_id};
+        e.code = uint16_t(a.kind);
+        e.amount = a.quantity;
+        e.flags = a.reason;
+        e.gateway = uint16_t(a.gateway);
+      }
+      break;
+    case op_kind::order_cancels:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        event& e = add(i, event_type::order_cancelled);
+        e.account_a = b.order_cancels[i].wallet;
+        e.ref.lo = b.order_cancels[i].order_id;
       }
       break;
     default: break;  // ticks and registry changes: no event of their own
@@ -290,7 +313,7 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
     for (size_t sh = 0; sh < g.decided.size(); ++sh)
       for (; decided_at[sh] < g.decided[sh].size() && g.decided[sh][decided_at[sh]].ev.lsn == b.lsn; ++decided_at[sh])
         out.push_back(g.decided[sh][decided_at[sh]].ev);
-    if (b.kind == op_kind::create_transfers)
+    if (b.kind == op_kind::create_transfers || b.kind == op_kind::orders)
       for (uint32_t i = 0; i < b.count; ++i) {
         if (b.results[i] != result::ok) continue;
         const actors::op_route& r = b.routes[i];

@@ -49,6 +49,7 @@ const char* table_name(table t) {
     case table::market: return "market";
     case table::policy: return "policy";
     case table::customers: return "customers";
+    case table::portfolios: return "portfolios";
   }
   return "?";
 }

@@ -17,6 +17,8 @@
 //   market     0          -> the instruments, prices and halts (actors/market.hpp, book::encode)
 //   policy     0          -> KYC tiers and risk profiles (actors/customers.hpp, policy::encode)
 //   customers  wallet id  -> a customer's KYC record (actors/customers.hpp, table::encode)
+//   portfolios wallet id  -> a portfolio: positions, orders, settlements owed
+//                            (actors/trading.hpp, table::encode_row)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
@@ -41,9 +43,9 @@ namespace mesob::storage {
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
 // so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry,
-// payouts and their desks; 7: the market; 8: the policy and customers. Versions 4 to 7
-// are read as well (they have none of what came after them).
-constexpr uint32_t snapshot_format_version = 8;
+// payouts and their desks; 7: the market; 8: the policy and customers; 9: portfolios.
+// Versions 4 to 8 are read as well (they have none of what came after them).
+constexpr uint32_t snapshot_format_version = 9;
 constexpr uint32_t snapshot_format_oldest = 4;
 
 struct snapshot_meta {
@@ -72,8 +74,9 @@ enum class table : int {
   market = 9,
   policy = 10,
   customers = 11,
+  portfolios = 12,
 };
-constexpr int tables = 12;
+constexpr int tables = 13;
 
 class snapshot_store {
  public:

@@ -144,6 +144,14 @@ std::vector<std::string> messages(const wire::event& e) {
                                 " now allows " + money(e.amount, e.currency) + " per transfer, " +
                                 money(e.ref.lo, e.currency) + " a day, " + money(e.ref.hi, e.currency) + " held"
                           : "policy: the " + std::string(wire::risk_profile_name(uint8_t(e.flags))) + " profile changed"};
+    case event_type::order_answer:
+      return {e.code == 1 ? "account " + a + ": your order " + std::to_string(e.ref.lo) + " filled " +
+                                std::to_string(e.amount) + " units at " + std::to_string(e.account_b) + " ticks"
+                          : "account " + a + ": your order " + std::to_string(e.ref.lo) + " was rejected by the broker"};
+    case event_type::order_cancelled: return {"account " + a + ": your order " + std::to_string(e.ref.lo) + " was cancelled"};
+    case event_type::order_expired:
+      return {"account " + a + ": your order " + std::to_string(e.ref.lo) + " expired with " + std::to_string(e.amount) +
+              " units unfilled"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

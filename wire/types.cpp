@@ -205,6 +205,12 @@ std::string_view result_name(result r) {
     MESOB_RESULT(order_not_open)
     MESOB_RESULT(fill_invalid)
     MESOB_RESULT(too_many_orders)
+    MESOB_RESULT(order_not_found)
+    MESOB_RESULT(fill_id_reused)
+    MESOB_RESULT(order_wrong_broker)
+    MESOB_RESULT(trading_account_reserved)
+    MESOB_RESULT(too_many_fills)
+    MESOB_RESULT(order_answer_invalid)
 #undef MESOB_RESULT
   }
   return "unknown_result";
@@ -235,6 +241,9 @@ std::string_view event_type_name(event_type t) {
     case event_type::instrument_resumed: return "instrument_resumed";
     case event_type::customer_kyc: return "customer_kyc";
     case event_type::policy_changed: return "policy_changed";
+    case event_type::order_answer: return "order_answer";
+    case event_type::order_cancelled: return "order_cancelled";
+    case event_type::order_expired: return "order_expired";
   }
   return "unknown_event";
 }

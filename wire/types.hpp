@@ -435,6 +435,69 @@ struct order {
 static_assert(sizeof(order) == 64);
 static_assert(std::is_trivially_copyable_v<order>);
 
+// What the engine pushes to a broker gateway's session (actors/portfolio.hpp): an order
+// to work (new; pushed again after the session reconnects: brokers key on the order id)
+// or to stop (cancel: the order was cancelled or expired here; fills after it are
+// refused).
+enum class order_instruction_kind : uint8_t { work = 1, cancel = 2 };
+struct order_instruction {
+  uint64_t order_id = 0;
+  uint64_t instrument_id = 0;
+  uint64_t quantity = 0;      // units still open
+  uint64_t limit_ticks = 0;
+  uint64_t expires_at = 0;    // engine time (ns since 1970; 0: none)
+  currency_code currency = 0;
+  order_instruction_kind kind = order_instruction_kind::work;
+  order_side side{};
+  order_type type{};
+  uint8_t reserved = 0;
+};
+static_assert(sizeof(order_instruction) == 48);
+static_assert(std::is_trivially_copyable_v<order_instruction>);
+
+// A broker's answer: a fill (quantity at a price, under the broker's own fill id, unique
+// per order: a fill sent again is a repeat) or a reject of what is still open. `wallet`
+// and `gateway` are the engine's to fill; clients send 0.
+enum class order_answer_kind : uint8_t { fill = 1, reject = 2 };
+struct order_answer {
+  uint64_t order_id = 0;
+  uint64_t fill_id = 0;       // fill: not zero; reject: zero
+  uint64_t quantity = 0;      // fill: units
+  uint64_t price_ticks = 0;   // fill: the price
+  uint64_t wallet = 0;        // the engine's
+  uint32_t gateway = 0;       // the engine's
+  uint16_t reason = 0;        // reject: the broker's reason code
+  order_answer_kind kind = order_answer_kind::fill;
+  uint8_t reserved = 0;
+};
+static_assert(sizeof(order_answer) == 48);
+static_assert(std::is_trivially_copyable_v<order_answer>);
+
+// A client's cancel of an open order (its wallet's to name, as placed).
+struct order_cancel {
+  uint64_t order_id = 0;
+  uint64_t wallet = 0;
+};
+static_assert(sizeof(order_cancel) == 16);
+static_assert(std::is_trivially_copyable_v<order_cancel>);
+
+// An order as a look-up reports it.
+struct order_state_view {
+  order o;
+  uint64_t filled = 0;       // units
+  uint64_t held = 0;         // a buy: minor units its hold still holds
+  uint64_t paid = 0;         // a buy: spent; a sell: received
+  uint64_t placed_at = 0;
+  uint32_t broker = 0;       // the gateway number it went to (0: none yet)
+  uint32_t fills = 0;
+  uint8_t state = 0;         // portfolio::order_state (1 open, 2 filled, 3 rejected, 4 cancelled, 5 expired)
+  uint8_t settle_refused = 0;  // 1: the ledger refused a settlement (an operator's to see)
+  uint16_t reason = 0;       // rejected: the broker's reason
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(order_state_view) == 112);
+static_assert(std::is_trivially_copyable_v<order_state_view>);
+
 // One result per operation, in batch order.
 enum class result : uint32_t {
   ok = 0,
@@ -616,6 +679,12 @@ enum class result : uint32_t {
   fill_invalid = 233,                    // zero, over the open quantity, or past the limit
   too_many_orders = 234,                 // the portfolio has open_orders_max open orders (or
                                          // positions_max positions)
+  order_not_found = 235,                 // no order with the id (or not the wallet's)
+  fill_id_reused = 236,                  // a fill id the order took with other fields
+  order_wrong_broker = 237,              // an answer from a broker the order was not sent to
+  trading_account_reserved = 238,        // a client's transfer touching a trading account
+  too_many_fills = 239,                  // the order took fills_max fills
+  order_answer_invalid = 240,            // kind unknown, fields the kind must not set
 };
 [[nodiscard]] std::string_view result_name(result r);
 
@@ -668,8 +737,15 @@ enum class event_type : uint16_t {
   policy_changed = 23,      // code: 1 tier, 2 profile; flags: its number; currency (tier);
                             // amount: single_max (tier) or position_max (profile); ref.lo:
                             // daily_outflow_max (tier) or classes; ref.hi: balance_max
+  // Orders (actors/trading.hpp; an order's hold and settlements are transfer events):
+  order_answer = 24,        // a broker's fill or reject taken: account_a: the wallet; ref.lo:
+                            // order id, ref.hi: fill id; code: 1 fill, 2 reject; amount:
+                            // quantity; account_b: price (ticks); flags: reject reason; gateway
+  order_cancelled = 25,     // a client's cancel taken: account_a: the wallet; ref.lo: order id
+  order_expired = 26,       // an order's expiry came (the portfolio's decision): account_a:
+                            // the wallet; ref.lo: order id; amount: units left unfilled
 };
-constexpr uint16_t event_type_max = 23;
+constexpr uint16_t event_type_max = 26;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -1,0 +1,420 @@
+#include "actors/trading.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "actors/byte_codec.hpp"
+#include "wire/assert.hpp"
+
+namespace mesob::actors::trading {
+
+using wire::result;
+using portfolio::order_entry;
+using portfolio::order_state;
+
+namespace {
+constexpr uint32_t row_magic = 0x54524144;  // "TRAD"
+constexpr uint16_t row_version = 1;
+constexpr uint32_t chain_max = 3;           // a fill's post, improvement and hold
+constexpr uint32_t owed_max = 2 * portfolio::open_orders_max * 4;  // a row's owed chains, bounded for decoding
+
+bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
+
+// What the order's current hold holds: a buy's `held`; a sell's least proceeds left.
+uint64_t hold_amount(const order_entry& e) {
+  return buying(e.o) ? e.held : portfolio::notional(e.open_quantity(), e.o.limit_ticks, e.tick);
+}
+
+wire::transfer engine_transfer(const order_entry& e, wire::id128 id, uint16_t code) {
+  wire::transfer t{};
+  t.id = id;
+  t.currency = e.o.currency;
+  t.user_data = e.o.wallet;  // routes the chain's outcome to the wallet's shard
+  t.code = code;
+  return t;
+}
+}  // namespace
+
+result order_hold(const wire::order& o, const market::instrument* ins, uint32_t shards, wire::transfer* out) {
+  if (const result r = portfolio::check_order(o, ins); r != result::ok) return r;
+  if (trading_account(o.wallet)) return result::trading_account_reserved;
+  if (payouts::payout_account(o.wallet)) return result::payout_account_reserved;
+  const uint64_t desk = account_for(o.currency, shard_of(o.wallet, shards), shards);
+  wire::transfer t{};
+  t.id = hold_id(o.id, 0);
+  t.debit_account_id = buying(o) ? o.wallet : desk;
+  t.credit_account_id = buying(o) ? desk : o.wallet;
+  t.amount = portfolio::notional(o.quantity, o.limit_ticks, ins->def.tick);
+  t.user_data = o.instrument_id;
+  t.currency = o.currency;
+  t.code = hold_code(o);
+  t.flags = wire::transfer_flags::pending;
+  *out = t;
+  return result::ok;
+}
+
+result check_answer_fields(const wire::order_answer& a) {
+  if (a.order_id == 0) return result::id_must_not_be_zero;
+  if (a.reserved != 0) return result::reserved_field;
+  switch (a.kind) {
+    case wire::order_answer_kind::fill:
+      if (a.fill_id == 0) return result::id_must_not_be_zero;
+      if (a.reason != 0) return result::order_answer_invalid;
+      if (a.quantity == 0) return result::amount_must_not_be_zero;
+      if (a.price_ticks == 0) return result::price_invalid;
+      return result::ok;
+    case wire::order_answer_kind::reject:
+      if (a.fill_id != 0 || a.quantity != 0 || a.price_ticks != 0) return result::order_answer_invalid;
+      return result::ok;
+  }
+  return result::order_answer_invalid;
+}
+
+table::wallet_entry* table::entry(uint64_t wallet) {
+  auto it = wallets_.find(wallet);
+  return it == wallets_.end() ? nullptr : &it->second;
+}
+
+const portfolio::book* table::book_of(uint64_t wallet) const {
+  auto it = wallets_.find(wallet);
+  return it == wallets_.end() ? nullptr : &it->second.b;
+}
+
+const order_entry* table::find(uint64_t wallet, uint64_t id) const {
+  const auto* b = book_of(wallet);
+  return b ? b->order(id) : nullptr;
+}
+
+void table::touch(uint64_t wallet, wallet_entry& w) {
+  if (w.dirty) return;
+  w.dirty = true;
+  dirty_.push_back(wallet);
+}
+
+result table::check(const wire::order& o, const portfolio::order_inputs& in) const {
+  static const portfolio::book empty;
+  const auto* b = book_of(o.wallet);
+  return (b ? *b : empty).check(o, in);
+}
+
+void table::placed(const wire::order& o, uint64_t tick, uint64_t ts) {
+  wallet_entry& w = wallets_[o.wallet];
+  w.b.accept(o, tick);
+  order_entry& e = *w.b.order_mut(o.id);
+  e.placed_at = ts;
+  e.expires_at = o.expires_s == 0 ? 0 : ts + uint64_t(o.expires_s) * 1'000'000'000ull;
+  if (e.expires_at != 0) add_timer(e.expires_at, o.wallet);
+  touch(o.wallet, w);
+  route(e);
+}
+
+void table::route(order_entry& e) {
+  const uint32_t g = route_ ? route_(e.o.currency) : 0;
+  if (g == 0) {
+    unrouted_[e.o.id] = e.o.wallet;
+    return;
+  }
+  unrouted_.erase(e.o.id);
+  e.broker = g;
+  instruct(e, wire::order_instruction_kind::work);
+}
+
+void table::instruct(const order_entry& e, wire::order_instruction_kind kind) {
+  if (e.broker == 0) return;
+  wire::order_instruction in{};
+  in.order_id = e.o.id;
+  in.instrument_id = e.o.instrument_id;
+  in.quantity = e.open_quantity();
+  in.limit_ticks = e.o.limit_ticks;
+  in.expires_at = e.expires_at;
+  in.currency = e.o.currency;
+  in.kind = kind;
+  in.side = e.o.side;
+  in.type = e.o.type;
+  outbox_[e.broker].push_back(in);
+}
+
+void table::emit(wallet_entry& w, std::vector<wire::transfer>&& chain) {
+  for (size_t i = 0; i + 1 < chain.size(); ++i) chain[i].flags |= wire::transfer_flags::linked;
+  w.owed.push_back(chain);
+  chains_out_.push_back(std::move(chain));
+}
+
+result table::answer(const wire::order_answer& a, uint64_t ts) {
+  (void)ts;
+  wallet_entry* w = entry(a.wallet);
+  order_entry* e = w ? w->b.order_mut(a.order_id) : nullptr;
+  // The sequencer found the order's hold: an order the book no longer keeps was closed.
+  if (!e) return result::order_not_open;
+  if (e->broker != a.gateway) return result::order_wrong_broker;
+  if (a.kind == wire::order_answer_kind::reject) {
+    if (e->st == order_state::rejected) return result::ok;  // the same reject again
+    if (e->st != order_state::open) return result::order_not_open;
+    close(a.wallet, *w, a.order_id, order_state::rejected, a.reason);
+    return result::ok;
+  }
+  for (const auto& f : e->fills)
+    if (f.id == a.fill_id)
+      return f.quantity == a.quantity && f.price_ticks == a.price_ticks ? result::ok : result::fill_id_reused;
+  if (e->st != order_state::open) return result::order_not_open;
+  if (e->fills.size() >= portfolio::fills_max) return result::too_many_fills;
+  const uint64_t before = hold_amount(*e);
+  const uint64_t k = e->fills.size() + 1;
+  result r = result::ok;
+  uint64_t released = 0;
+  const uint64_t value = w->b.fill(a.order_id, a.quantity, a.price_ticks, &r, &released, a.fill_id);
+  if (r != result::ok) return r;
+  e = w->b.order_mut(a.order_id);
+  MESOB_ASSERT(e != nullptr);
+  const bool open = e->st == order_state::open;
+  std::vector<wire::transfer> chain;
+  wire::transfer post = engine_transfer(*e, chain_id(e->o.id, k, 0), code_fill);
+  post.pending_id = hold_id(e->o.id, k - 1);
+  post.flags = wire::transfer_flags::post_pending;
+  if (buying(e->o)) {
+    post.amount = value;  // the rest of hold k-1 is released (held again below if open)
+    chain.push_back(post);
+  } else {
+    const uint64_t least = portfolio::notional(a.quantity, e->o.limit_ticks, e->tick);
+    MESOB_ASSERT(least <= value && least <= before);
+    post.amount = least;
+    chain.push_back(post);
+    if (value > least) {
+      wire::transfer up = engine_transfer(*e, chain_id(e->o.id, k, 1), code_improvement);
+      up.debit_account_id = trading_account_of(*e);
+      up.credit_account_id = e->o.wallet;
+      up.amount = value - least;
+      chain.push_back(up);
+    }
+  }
+  if (open) {
+    wire::transfer again = engine_transfer(*e, hold_id(e->o.id, k), hold_code(e->o));
+    const bool buy = buying(e->o);
+    again.debit_account_id = buy ? e->o.wallet : trading_account_of(*e);
+    again.credit_account_id = buy ? trading_account_of(*e) : e->o.wallet;
+    again.amount = hold_amount(*e);
+    again.user_data = e->o.instrument_id;
+    again.flags = wire::transfer_flags::pending;
+    chain.push_back(again);
+  }
+  MESOB_ASSERT(chain.size() <= chain_max);
+  emit(*w, std::move(chain));
+  touch(a.wallet, *w);
+  if (!open) unrouted_.erase(a.order_id);
+  return result::ok;
+}
+
+uint64_t table::trading_account_of(const order_entry& e) const {
+  return account_for(e.o.currency, shard_, shards_);
+}
+
+void table::close(uint64_t wallet, wallet_entry& w, uint64_t order_id, order_state why, uint16_t reason) {
+  order_entry* e = w.b.order_mut(order_id);
+  MESOB_ASSERT(e != nullptr && e->st == order_state::open);
+  const uint64_t k = e->fills.size();
+  result r = result::ok;
+  w.b.close(order_id, why, &r);
+  MESOB_ASSERT(r == result::ok);
+  e = w.b.order_mut(order_id);
+  MESOB_ASSERT(e != nullptr);
+  e->reason = reason;
+  wire::transfer v = engine_transfer(*e, chain_id(order_id, k, 2), code_close);
+  v.pending_id = hold_id(order_id, k);
+  v.flags = wire::transfer_flags::void_pending;
+  emit(w, {v});
+  if (why != order_state::rejected) instruct(*e, wire::order_instruction_kind::cancel);
+  unrouted_.erase(order_id);
+  touch(wallet, w);
+}
+
+result table::cancel(const wire::order_cancel& c, uint64_t ts) {
+  (void)ts;
+  wallet_entry* w = entry(c.wallet);
+  const order_entry* e = w ? w->b.order(c.order_id) : nullptr;
+  if (!e) return result::order_not_found;
+  if (e->st == order_state::cancelled) return result::ok;  // the same cancel again
+  if (e->st != order_state::open) return result::order_not_open;
+  close(c.wallet, *w, c.order_id, order_state::cancelled, 0);
+  return result::ok;
+}
+
+void table::broker_up() {
+  // Orders with a broker: pushed again to theirs (any of its sessions may be the new one).
+  for (auto& [wallet, w] : wallets_)
+    w.b.for_each_order([&](const order_entry& e) {
+      if (e.st == order_state::open && e.broker != 0) instruct(e, wire::order_instruction_kind::work);
+    });
+  std::vector<std::pair<uint64_t, uint64_t>> waiting(unrouted_.begin(), unrouted_.end());
+  for (const auto& [id, wallet] : waiting) {
+    wallet_entry* w = entry(wallet);
+    order_entry* e = w ? w->b.order_mut(id) : nullptr;
+    if (!e || e->st != order_state::open) {
+      unrouted_.erase(id);
+      continue;
+    }
+    route(*e);
+    if (e->broker != 0) touch(wallet, *w);
+  }
+}
+
+void table::add_timer(uint64_t at, uint64_t wallet) {
+  timers_.emplace_back(at, wallet);
+  std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
+}
+
+void table::run_due(uint64_t now) {
+  while (!timers_.empty() && timers_.front().first <= now) {
+    std::pop_heap(timers_.begin(), timers_.end(), std::greater<>());
+    const auto [at, wallet] = timers_.back();
+    timers_.pop_back();
+    wallet_entry* w = entry(wallet);
+    if (!w) continue;
+    // Every open order of the wallet due by `now`, in order id order (the same in replay).
+    std::vector<uint64_t> due;
+    w->b.for_each_order([&](const order_entry& e) {
+      if (e.st == order_state::open && e.expires_at != 0 && e.expires_at <= now) due.push_back(e.o.id);
+    });
+    for (const uint64_t id : due) {
+      if (events_) {
+        wire::event ev{};
+        ev.timestamp = now;
+        ev.type = wire::event_type::order_expired;
+        ev.account_a = wallet;
+        ev.ref.lo = id;
+        ev.amount = w->b.order(id)->open_quantity();
+        events_(std::move(ev));
+      }
+      close(wallet, *w, id, order_state::expired, 0);
+    }
+    (void)at;
+  }
+}
+
+void table::chain_done(const wire::transfer& first, result r) {
+  wallet_entry* w = entry(first.user_data);
+  if (!w) return;
+  auto it = std::find_if(w->owed.begin(), w->owed.end(), [&](const auto& c) { return c.front().id == first.id; });
+  if (it == w->owed.end()) return;  // emitted again after a restart: the first settled it
+  w->owed.erase(it);
+  touch(first.user_data, *w);
+  if (r == result::ok) return;
+  ++settle_refusals_;
+  if (order_entry* e = w->b.order_mut(first.id.lo)) e->settle_refused = true;
+}
+
+void table::flush() {
+  if (instruct_)
+    for (auto& [g, list] : outbox_)
+      if (!list.empty()) instruct_(g, std::move(list));
+  outbox_.clear();
+  if (emit_)
+    for (auto& c : chains_out_) emit_(std::move(c));
+  chains_out_.clear();
+}
+
+std::vector<std::vector<wire::transfer>> table::chains_owed() const {
+  std::vector<std::vector<wire::transfer>> out;
+  // Wallets in id order, each wallet's chains oldest first (a wallet's chains depend on
+  // each other in that order; different wallets' do not).
+  std::vector<uint64_t> ids;
+  for (const auto& [w, e] : wallets_)
+    if (!e.owed.empty()) ids.push_back(w);
+  std::sort(ids.begin(), ids.end());
+  for (const uint64_t id : ids)
+    for (const auto& c : wallets_.at(id).owed) out.push_back(c);
+  return out;
+}
+
+uint64_t table::open_orders() const {
+  uint64_t n = 0;
+  for (const auto& [w, e] : wallets_) n += e.b.open_orders();
+  return n;
+}
+
+wire::order_state_view table::view(const order_entry& e) {
+  wire::order_state_view v{};
+  v.o = e.o;
+  v.filled = e.filled;
+  v.held = e.held;
+  v.paid = e.paid;
+  v.placed_at = e.placed_at;
+  v.broker = e.broker;
+  v.fills = uint32_t(e.fills.size());
+  v.state = uint8_t(e.st);
+  v.settle_refused = e.settle_refused ? 1 : 0;
+  v.reason = e.reason;
+  return v;
+}
+
+std::vector<uint8_t> table::encode_row(uint64_t wallet) const {
+  const auto it = wallets_.find(wallet);
+  if (it == wallets_.end() || (it->second.b.empty() && it->second.owed.empty())) return {};
+  byte_writer w;
+  w.put(row_magic);
+  w.put(row_version);
+  const auto book = it->second.b.encode();
+  w.put(uint32_t(book.size()));
+  w.put_bytes(book);
+  w.put(uint32_t(it->second.owed.size()));
+  for (const auto& c : it->second.owed) {
+    w.put(uint32_t(c.size()));
+    for (const auto& t : c) w.put_bytes({reinterpret_cast<const uint8_t*>(&t), sizeof t});
+  }
+  return std::move(w.out);
+}
+
+bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::string* why) {
+  byte_reader r{bytes};
+  const uint32_t magic = r.get<uint32_t>();
+  const uint16_t version = r.get<uint16_t>();
+  const uint32_t nb = r.get<uint32_t>();
+  if (r.short_read || magic != row_magic || version != row_version || nb > bytes.size())
+    return *why = "trading: wallet " + std::to_string(wallet) + ": not a row of version 1", false;
+  wallet_entry w;
+  if (!portfolio::book::decode(r.take(nb), &w.b, why)) return *why = "wallet " + std::to_string(wallet) + ": " + *why, false;
+  const uint32_t nc = r.get<uint32_t>();
+  if (r.short_read || nc > owed_max) return *why = "trading: wallet " + std::to_string(wallet) + ": bad chain count", false;
+  for (uint32_t i = 0; i < nc; ++i) {
+    const uint32_t n = r.get<uint32_t>();
+    if (r.short_read || n == 0 || n > chain_max)
+      return *why = "trading: wallet " + std::to_string(wallet) + ": chain " + std::to_string(i) + " is damaged", false;
+    std::vector<wire::transfer> c(n);
+    for (auto& t : c) {
+      const auto raw = r.take(sizeof t);
+      if (raw.size() != sizeof t) return *why = "trading: wallet " + std::to_string(wallet) + ": a chain is cut short", false;
+      std::memcpy(&t, raw.data(), sizeof t);
+      if (t.user_data != wallet && !hold(t.id)) return *why = "trading: wallet " + std::to_string(wallet) + ": a chain of another wallet", false;
+      if (!reserved_id(t.id)) return *why = "trading: wallet " + std::to_string(wallet) + ": a chain with a client's id", false;
+    }
+    w.owed.push_back(std::move(c));
+  }
+  if (r.at != bytes.size()) return *why = "trading: wallet " + std::to_string(wallet) + ": bytes after the row", false;
+  w.b.for_each_order([&](const order_entry& e) {
+    if (e.st != order_state::open) return;
+    if (e.expires_at != 0) add_timer(e.expires_at, wallet);
+    if (e.broker == 0) unrouted_[e.o.id] = wallet;
+  });
+  wallets_[wallet] = std::move(w);
+  return true;
+}
+
+void table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
+  for (const uint64_t wallet : dirty_) {
+    auto it = wallets_.find(wallet);
+    if (it == wallets_.end()) continue;
+    it->second.dirty = false;
+    out->emplace_back(wallet, encode_row(wallet));
+  }
+  dirty_.clear();
+}
+
+size_t table::memory_bytes() const {
+  size_t n = sizeof *this + timers_.capacity() * 16 + unrouted_.size() * 64;
+  for (const auto& [id, w] : wallets_) {
+    n += 64 + w.b.memory_bytes();
+    for (const auto& c : w.owed) n += 24 + c.capacity() * sizeof(wire::transfer);
+  }
+  return n;
+}
+
+}  // namespace mesob::actors::trading

@@ -1,0 +1,199 @@
+// trading: customers' orders on the ledger, as lightweight actors on their wallets'
+// shards (one portfolio per wallet), and their way to a broker gateway and back.
+//
+// An order is its hold. The sequencer turns each order (wire::order) of an `orders` batch
+// into a pending transfer with an id in a reserved space, {order id, hold_hi}, between
+// the wallet and the trading account of the currency on the wallet's shard (an
+// engine-made system account, one per currency and shard, like a payout account): a
+// buy holds its notional at the limit (wallet -> trading account), a sell announces its
+// least proceeds (quantity x limit x tick, trading account -> wallet). Both accounts live
+// on the wallet's shard, so the order's checks and its hold are decided there, together,
+// at the order's place in the log: the portfolio's rules (actors/portfolio.hpp: KYC,
+// profile, halts, position limit, cash) first, then the ledger's. A retried order is a
+// repeat of its hold, answered with the first outcome, like any transfer (its expiry is
+// not among the fields compared: an order retried with another expiry is the first one).
+//
+// A placed order is routed to a broker: the enabled gateway with the broker role that
+// serves the currency and has a session up, lowest priority then number. Its instruction
+// (wire::order_instruction, `work`) is pushed to that gateway's sessions, and pushed again
+// whenever a session of it opens while the order is open (brokers key on the order id).
+// An order placed while no broker is up waits; the first broker of its currency to come
+// up takes it. An order stays with the broker it was sent to: it may be working there,
+// so it never moves to another one (unlike a payout, an unanswered order is not a failed
+// one); its expiry, a cancel or the broker's reject ends it.
+//
+// Answers (wire::order_answer, logged with the answering gateway and the wallet the
+// sequencer found from the hold's record) are decided by the portfolio in log order:
+//   - a fill (fill id, quantity, price within the limit) moves the position and the
+//     money: the portfolio emits a chain that posts the fill out of the current hold and
+//     holds the rest again under the next hold id {order id, hold_hi | k} (k fills so far):
+//       buy:  post hold(k-1) of the fill's cost; hold(k) of what the order still holds;
+//       sell: post hold(k-1) of the fill's least proceeds; the price improvement as a
+//             transfer trading account -> wallet; hold(k) of the least proceeds left.
+//     A fill id taken again with the same fields is a repeat (ok, nothing changes); with
+//     other fields fill_id_reused.
+//   - a reject, a client's cancel and the expiry (expires_s after placing, on the engine
+//     clock, decided at the first logged batch at or after it) close the order: a chain
+//     voids its current hold; a broker holding it is told (`cancel`).
+// The chains' ids are derived from the order id and its fill count ({order id, emit_hi |
+// k << 2 | j}: j 0 the post, 1 the improvement, 2 the void), so a chain emitted twice
+// (after a restart) is a repeat. They are engine transfers: a trade the broker executed
+// settles even if the wallet was frozen since (the ledger's frozen checks do not apply to
+// them), and the tier limits never apply. Chains no log record carried are the table's
+// state (in the snapshot) and are emitted again after recovery, like the payout desks'.
+//
+// At every log position, for every open order: its hold k (k its fills) is pending with
+// the amount its book entry says (a buy: `held`; a sell: open quantity x limit x tick),
+// once the chains emitted so far have executed; the trading account's balance is what
+// the fills moved through it (the brokers' side of the trades; sweeping it to the
+// brokers' settlement accounts is not built yet).
+//
+// Ownership: one table per shard, touched only by that shard's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/market.hpp"
+#include "actors/payout_desk.hpp"
+#include "actors/portfolio.hpp"
+#include "actors/placement.hpp"
+#include "wire/types.hpp"
+
+namespace mesob::actors::trading {
+
+// Reserved ids (clients get id_reserved / trading_account_reserved): the kind in the top
+// 28 bits, like the payout desks' (payouts::kind_mask).
+constexpr uint64_t kind_mask = payouts::kind_mask;
+constexpr uint64_t account_hi = 0x9A700D0000000000ull;  // trading account: account_hi | slot << 24 | currency
+constexpr uint64_t hold_hi = 0x9A700D1000000000ull;     // holds: {order id, hold_hi | k}
+constexpr uint64_t emit_hi = 0x9A700D2000000000ull;     // chains: {order id, emit_hi | k << 2 | j}
+[[nodiscard]] inline uint64_t account(wire::currency_code c, uint32_t slot) {
+  return account_hi | uint64_t(slot & (payouts::desk_slots - 1)) << 24 | (c & 0xFFFFFF);
+}
+[[nodiscard]] inline bool trading_account(uint64_t id) { return (id & kind_mask) == account_hi; }
+// The trading account of currency c for wallets on `shard` of `shards` (the first slot
+// whose account lives there, as for payout accounts).
+[[nodiscard]] inline uint64_t account_for(wire::currency_code c, uint32_t shard, uint32_t shards) {
+  return slot_account_for([c](uint32_t k) { return account(c, k); }, payouts::desk_slots, shard, shards);
+}
+[[nodiscard]] inline wire::id128 hold_id(uint64_t order_id, uint64_t k) { return {order_id, hold_hi | k}; }
+[[nodiscard]] inline bool hold(const wire::id128& id) { return (id.hi & kind_mask) == hold_hi; }
+[[nodiscard]] inline bool emitted(const wire::id128& id) { return (id.hi & kind_mask) == emit_hi; }
+[[nodiscard]] inline bool reserved_id(const wire::id128& id) { return hold(id) || emitted(id); }
+[[nodiscard]] inline wire::id128 chain_id(uint64_t order_id, uint64_t k, uint32_t j) {
+  return {order_id, emit_hi | k << 2 | j};
+}
+// Codes of the engine's trading transfers: a hold (| side << 2 | type), a fill's post, a
+// sell's price improvement, a close's void.
+constexpr uint16_t code_hold = 0xE200, code_fill = 0xE211, code_improvement = 0xE212, code_close = 0xE213;
+[[nodiscard]] inline uint16_t hold_code(const wire::order& o) {
+  return uint16_t(code_hold | uint8_t(o.side) << 2 | uint8_t(o.type));
+}
+
+// The order's first hold, as the sequencer makes it (`ins`: the instrument as of the
+// order's place in the log, null if unknown), or the result refusing the order before
+// any state is read: its fields, the instrument, the lot, the notional.
+[[nodiscard]] wire::result order_hold(const wire::order& o, const market::instrument* ins, uint32_t shards,
+                                      wire::transfer* out);
+// Field checks of a broker's answer (no state).
+[[nodiscard]] wire::result check_answer_fields(const wire::order_answer& a);
+
+class table {
+ public:
+  using emit_fn = std::function<void(std::vector<wire::transfer>&&)>;
+  using instruct_fn = std::function<void(uint32_t gateway, std::vector<wire::order_instruction>&&)>;
+  // The broker to send an order of currency c to (0: none up).
+  using route_fn = std::function<uint32_t(wire::currency_code c)>;
+  // Live sinks; unset while replaying (chains are kept as owed, instructions dropped).
+  void set_emit(emit_fn f) { emit_ = std::move(f); }
+  void set_instruct(instruct_fn f) { instruct_ = std::move(f); }
+  void set_route(route_fn f) { route_ = std::move(f); }
+  // The table's own decisions (expiries) as events; lsn and offset are the caller's.
+  using event_fn = std::function<void(wire::event&&)>;
+  void set_events(event_fn f) { events_ = std::move(f); }
+  // The shard this table lives on, of how many (its trading accounts').
+  void set_place(uint32_t shard, uint32_t shards) {
+    shard_ = shard;
+    shards_ = shards;
+  }
+
+  // The portfolio's part of an order's decision (its wallet's book; none yet: empty).
+  [[nodiscard]] wire::result check(const wire::order& o, const portfolio::order_inputs& in) const;
+  // The order's hold was applied at `ts`: the book takes it, it is routed.
+  void placed(const wire::order& o, uint64_t tick, uint64_t ts);
+  // A broker's answer (wallet and gateway filled in by the engine).
+  wire::result answer(const wire::order_answer& a, uint64_t ts);
+  // A client's cancel.
+  wire::result cancel(const wire::order_cancel& c, uint64_t ts);
+  // A broker's session opened: its open orders are pushed to it again, and orders
+  // waiting for a broker are routed.
+  void broker_up();
+  // A chain the table emitted executed fresh (or as a repeat) with outcome r.
+  void chain_done(const wire::transfer& first, wire::result r);
+
+  [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().first <= now; }
+  void run_due(uint64_t now);  // expiries
+  [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().first; }
+  // Hands the batch's instructions and chains to the sinks.
+  void flush();
+
+  [[nodiscard]] const portfolio::book* book_of(uint64_t wallet) const;
+  // The order with `id` of `wallet` (nullptr: none kept).
+  [[nodiscard]] const portfolio::order_entry* find(uint64_t wallet, uint64_t id) const;
+  [[nodiscard]] static wire::order_state_view view(const portfolio::order_entry& e);
+  template <class F>
+  void for_each_book(F&& f) const {
+    for (const auto& [w, e] : wallets_) f(w, e.b);
+  }
+  [[nodiscard]] uint64_t open_orders() const;
+  [[nodiscard]] uint64_t settle_refusals() const { return settle_refusals_; }
+  // The chains no log record carried (after replay): emitted again, in order.
+  [[nodiscard]] std::vector<std::vector<wire::transfer>> chains_owed() const;
+
+  // Snapshot rows, one per wallet: its book and the chains it owes.
+  [[nodiscard]] std::vector<uint8_t> encode_row(uint64_t wallet) const;
+  bool load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::string* why);
+  // Wallets changed since the last call (empty bytes: the row is gone).
+  void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
+  [[nodiscard]] size_t memory_bytes() const;
+
+ private:
+  struct wallet_entry {
+    portfolio::book b;
+    std::vector<std::vector<wire::transfer>> owed;  // emitted chains not yet executed, oldest first
+    bool dirty = false;
+  };
+  wallet_entry* entry(uint64_t wallet);
+  void touch(uint64_t wallet, wallet_entry& w);
+  void emit(wallet_entry& w, std::vector<wire::transfer>&& chain);
+  void instruct(const portfolio::order_entry& e, wire::order_instruction_kind kind);
+  void route(portfolio::order_entry& e);
+  // Closes an open order (reject, cancel, expiry): voids its hold, tells its broker.
+  void close(uint64_t wallet, wallet_entry& w, uint64_t order_id, portfolio::order_state why, uint16_t reason);
+  void add_timer(uint64_t at, uint64_t wallet);
+  [[nodiscard]] uint64_t trading_account_of(const portfolio::order_entry& e) const;
+
+  uint32_t shard_ = 0, shards_ = 1;
+
+  std::unordered_map<uint64_t, wallet_entry> wallets_;
+  // (expires_at, wallet): a wallet's open orders expire at or after its entries; each
+  // firing closes what is due and adds the wallet's next.
+  std::vector<std::pair<uint64_t, uint64_t>> timers_;  // a min-heap
+  std::map<uint64_t, uint64_t> unrouted_;  // order id -> wallet: open, no broker yet
+  std::unordered_map<uint32_t, std::vector<wire::order_instruction>> outbox_;
+  std::vector<std::vector<wire::transfer>> chains_out_;
+  std::vector<uint64_t> dirty_;
+  uint64_t settle_refusals_ = 0;
+  emit_fn emit_;
+  instruct_fn instruct_;
+  route_fn route_;
+  event_fn events_;
+};
+
+}  // namespace mesob::actors::trading

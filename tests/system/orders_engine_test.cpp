@@ -1,0 +1,502 @@
+// Orders in the engine (actors/trading.hpp): each order placed with its hold on the
+// wallet's shard after the portfolio's checks, pushed to a broker, filled in parts,
+// rejected, cancelled or expired, with every refusal; the money on the ledger after each
+// step; restarts from the log and from snapshots.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "actors/customers.hpp"
+#include "actors/market.hpp"
+#include "actors/placement.hpp"
+#include "actors/trading.hpp"
+#include "support/engine_fixture.hpp"
+#include "support/event_files.hpp"
+#include "wire/protocol.hpp"
+
+using namespace mesob;
+using wire::result;
+
+namespace {
+
+constexpr uint64_t bank = 900;        // where wallets' money comes from (may go below zero)
+constexpr uint64_t settlement = 901;  // the broker's settlement account
+constexpr uint64_t etel = 1, bond = 2, quiet = 3;  // instruments
+const wire::currency_code etb = wire::currency("ETB");
+
+wire::order buy(uint64_t id, uint64_t wallet, uint64_t quantity, uint64_t limit, uint64_t instrument = etel,
+                wire::order_type type = wire::order_type::market) {
+  wire::order o;
+  o.id = id;
+  o.wallet = wallet;
+  o.instrument_id = instrument;
+  o.quantity = quantity;
+  o.limit_ticks = limit;
+  o.currency = etb;
+  o.side = wire::order_side::buy;
+  o.type = type;
+  return o;
+}
+
+wire::order sell(uint64_t id, uint64_t wallet, uint64_t quantity, uint64_t limit, uint64_t instrument = etel) {
+  auto o = buy(id, wallet, quantity, limit, instrument, wire::order_type::limit);
+  o.side = wire::order_side::sell;
+  return o;
+}
+
+wire::order_answer fill(uint64_t order, uint64_t fill_id, uint64_t quantity, uint64_t price) {
+  wire::order_answer a;
+  a.order_id = order;
+  a.fill_id = fill_id;
+  a.quantity = quantity;
+  a.price_ticks = price;
+  a.kind = wire::order_answer_kind::fill;
+  return a;
+}
+
+wire::order_answer reject(uint64_t order, uint16_t reason = 7) {
+  wire::order_answer a;
+  a.order_id = order;
+  a.kind = wire::order_answer_kind::reject;
+  a.reason = reason;
+  return a;
+}
+
+wire::gateway_op broker_registration(const char* id, uint32_t priority = 10) {
+  auto op = test::make_gateway_registration(id, settlement + priority, priority);
+  op.roles = wire::roles::broker;
+  op.rail = 3;
+  return op;
+}
+
+class orders_engine : public ::testing::Test {
+ protected:
+  explicit orders_engine(bool checkpoint_on_close = true) : fx_(2, checkpoint_on_close) {}
+  engine::engine& e() { return fx_.e(); }
+
+  void SetUp() override {
+    attach();
+    std::vector<uint64_t> on[2];
+    for (uint64_t id = 1; on[0].size() < 2 || on[1].size() < 2; ++id) on[actors::shard_of(id, 2)].push_back(id);
+    a_ = on[0][0];
+    b_ = on[1][0];
+    poor_ = on[0][1];
+    unknown_ = on[1][1];  // a wallet without a KYC record
+    auto src = test::make_account(bank);
+    src.kind = wire::account_kind::system;
+    std::vector<wire::account> accts{src};
+    for (uint64_t w : {a_, b_, poor_, unknown_})
+      accts.push_back(test::make_account(w, wire::account_flags::debits_must_not_exceed_credits));
+    ASSERT_EQ(e().create_accounts(accts).results, std::vector<result>(accts.size(), result::ok));
+    ASSERT_EQ(e().gateways({broker_registration("broker-a"), broker_registration("broker-b", 20)}).results,
+              (std::vector<result>{result::ok, result::ok}));
+    ASSERT_EQ(e().instruments({actors::market::definition(etel, "ETEL", wire::asset_class::equity, etb, 1, 10,
+                                                          {2000, 60'000, 600'000, 30'000}),
+                               actors::market::definition(bond, "GOV26", wire::asset_class::bond, etb, 100, 1,
+                                                          {2000, 60'000, 600'000, 30'000}),
+                               actors::market::definition(quiet, "QUIET", wire::asset_class::equity, etb, 1, 1,
+                                                          {2000, 60'000, 600'000, 30'000})})
+                  .results,
+              std::vector<result>(3, result::ok));
+    ASSERT_EQ(e().prices({price(etel, 100, 1), price(bond, 98, 1)}).results, std::vector<result>(2, result::ok));
+    // Tier 1: large limits. Moderate investors: equities and funds, positions up to 50,000.
+    wire::policy_op moderate;
+    moderate.kind = wire::policy_op_kind::profile;
+    moderate.number = uint8_t(wire::risk_profile::moderate);
+    moderate.classes = 1u << (uint8_t(wire::asset_class::equity) - 1) | 1u << (uint8_t(wire::asset_class::fund) - 1);
+    moderate.position_max = 50'000;
+    ASSERT_EQ(e().policies({actors::customers::tier_op(1, etb, 1'000'000, 10'000'000, 100'000'000), moderate}).results,
+              std::vector<result>(2, result::ok));
+    ASSERT_EQ(e().customers({kyc(a_), kyc(b_), kyc(poor_)}).results, std::vector<result>(3, result::ok));
+    ASSERT_EQ(e().create_transfers({test::make_transfer(1, bank, a_, 100'000), test::make_transfer(2, bank, b_, 100'000),
+                                    test::make_transfer(3, bank, poor_, 500)})
+                  .results,
+              std::vector<result>(3, result::ok));
+  }
+
+  static wire::price price(uint64_t instrument, uint64_t ticks, uint64_t sequence) {
+    wire::price p;
+    p.instrument_id = instrument;
+    p.ticks = ticks;
+    p.sequence = sequence;
+    return p;
+  }
+  static wire::customer_op kyc(uint64_t wallet, wire::kyc_status s = wire::kyc_status::verified, uint64_t sequence = 1) {
+    wire::customer_op c;
+    c.wallet = wallet;
+    c.sequence = sequence;
+    c.kyc = s;
+    c.profile = wire::risk_profile::moderate;
+    c.tier = 1;
+    c.reference = wallet;
+    return c;
+  }
+
+  void attach() {
+    e().set_order_sink([this](const std::string& g, std::vector<wire::order_instruction>&& list) {
+      std::lock_guard lk(mu_);
+      for (const auto& in : list) sent_.push_back({g, in});
+    });
+  }
+  void restart() {
+    fx_.restart();
+    attach();
+  }
+  uint32_t number(const char* g) { return e().gateway_registry()->find(g)->number; }
+  void up(const char* g) {
+    e().gateway_event({number(g), wire::gateway_event_kind::up, {}});
+    sync();
+  }
+  void sync() { (void)e().lookup_accounts({bank}); }
+  std::vector<std::pair<std::string, wire::order_instruction>> sent() {
+    std::lock_guard lk(mu_);
+    return sent_;
+  }
+  void clear_sent() {
+    std::lock_guard lk(mu_);
+    sent_.clear();
+  }
+  wire::account account(uint64_t id) {
+    auto r = e().lookup_accounts({id});
+    EXPECT_EQ(r.results.at(0), result::ok);
+    return r.accounts.at(0);
+  }
+  wire::order_state_view order(uint64_t id) {
+    auto r = e().lookup_orders({id});
+    EXPECT_EQ(r.results.at(0), result::ok) << "order " << id;
+    return r.orders.at(0);
+  }
+  result place(const wire::order& o) {
+    auto r = e().orders({o});
+    sync();  // and the instruction it made, and any chain
+    return r.results.at(0);
+  }
+  result answer(const char* broker, const wire::order_answer& a) {
+    auto r = e().order_answers(broker, {a});
+    sync();
+    return r.results.at(0);
+  }
+  uint64_t trading(uint32_t shard) { return actors::trading::account_for(etb, shard, 2); }
+
+  test::engine_fixture fx_;
+  std::mutex mu_;
+  std::vector<std::pair<std::string, wire::order_instruction>> sent_;
+  uint64_t a_ = 0, b_ = 0, poor_ = 0, unknown_ = 0;
+};
+
+class orders_engine_replay : public orders_engine {
+ protected:
+  orders_engine_replay() : orders_engine(false) {}
+};
+
+}  // namespace
+
+TEST_F(orders_engine, BuyHeldRoutedFilledInPartsAndSettled) {
+  up("broker-a");
+  up("broker-b");
+  ASSERT_EQ(place(buy(10, a_, 50, 105)), result::ok);
+  // The hold: 50 x 105 x 1 on the wallet, pending to the trading account of its shard.
+  auto w = account(a_);
+  EXPECT_EQ(w.debits_pending, 5250u);
+  EXPECT_EQ(account(trading(0)).credits_pending, 5250u);
+  auto s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].first, "broker-a") << "the broker of lowest priority";
+  EXPECT_EQ(s[0].second.order_id, 10u);
+  EXPECT_EQ(s[0].second.kind, wire::order_instruction_kind::work);
+  EXPECT_EQ(s[0].second.quantity, 50u);
+  EXPECT_EQ(s[0].second.limit_ticks, 105u);
+  EXPECT_EQ(order(10).broker, number("broker-a"));
+  EXPECT_EQ(place(buy(10, a_, 50, 105)), result::ok) << "a retry is a repeat";
+  EXPECT_EQ(place(buy(10, a_, 60, 105)), result::exists_with_different_fields);
+  EXPECT_EQ(account(a_).debits_pending, 5250u) << "held once";
+
+  // A fill of 20 at 101: 2,020 posted, the rest held again (3,230).
+  ASSERT_EQ(answer("broker-a", fill(10, 1, 20, 101)), result::ok);
+  w = account(a_);
+  EXPECT_EQ(w.debits_posted, 2020u);
+  EXPECT_EQ(w.debits_pending, 3230u);
+  auto o = order(10);
+  EXPECT_EQ(o.filled, 20u);
+  EXPECT_EQ(o.held, 3230u);
+  EXPECT_EQ(o.paid, 2020u);
+  EXPECT_EQ(o.fills, 1u);
+  EXPECT_EQ(o.state, uint8_t(actors::portfolio::order_state::open));
+  // The same fill again: a repeat; the same id with other fields, another broker's
+  // answer, an unknown order: refused, nothing moves.
+  EXPECT_EQ(answer("broker-a", fill(10, 1, 20, 101)), result::ok);
+  EXPECT_EQ(answer("broker-a", fill(10, 1, 20, 102)), result::fill_id_reused);
+  EXPECT_EQ(answer("broker-b", fill(10, 2, 10, 100)), result::order_wrong_broker);
+  EXPECT_EQ(answer("broker-a", fill(77, 1, 10, 100)), result::order_not_found);
+  EXPECT_EQ(answer("broker-a", fill(10, 3, 40, 100)), result::fill_invalid) << "more than is open";
+  EXPECT_EQ(answer("broker-a", fill(10, 3, 10, 106)), result::fill_invalid) << "past the limit";
+  auto bad = fill(10, 0, 10, 100);
+  EXPECT_EQ(answer("broker-a", bad), result::id_must_not_be_zero);
+  bad = reject(10);
+  bad.quantity = 1;
+  EXPECT_EQ(answer("broker-a", bad), result::order_answer_invalid);
+  EXPECT_EQ(account(a_).debits_posted, 2020u);
+
+  // The rest at 100: filled; what the limit held beyond the cost goes back.
+  ASSERT_EQ(answer("broker-a", fill(10, 2, 30, 100)), result::ok);
+  w = account(a_);
+  EXPECT_EQ(w.debits_posted, 5020u);
+  EXPECT_EQ(w.debits_pending, 0u);
+  EXPECT_EQ(account(trading(0)).credits_posted, 5020u);
+  EXPECT_EQ(account(trading(0)).credits_pending, 0u);
+  o = order(10);
+  EXPECT_EQ(o.state, uint8_t(actors::portfolio::order_state::filled));
+  EXPECT_EQ(o.paid, 5020u);
+  EXPECT_EQ(answer("broker-a", fill(10, 4, 1, 100)), result::order_not_open);
+  EXPECT_EQ(answer("broker-a", fill(10, 2, 30, 100)), result::ok) << "a repeat after the order closed";
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
+
+TEST_F(orders_engine, SellAnnouncesLeastProceedsAndPaysThePriceImprovement) {
+  up("broker-a");
+  ASSERT_EQ(place(buy(10, b_, 40, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", fill(10, 1, 40, 100)), result::ok);
+  EXPECT_EQ(account(b_).debits_posted, 4000u);
+  EXPECT_EQ(place(sell(19, b_, 50, 110)), result::insufficient_position);
+  ASSERT_EQ(place(sell(11, b_, 30, 110)), result::ok);
+  EXPECT_EQ(account(b_).credits_pending, 3300u) << "the least proceeds, announced";
+  EXPECT_EQ(place(sell(12, b_, 20, 110)), result::insufficient_position) << "30 of 40 are reserved";
+  // 10 at 112: 1,100 posted from the announcement, 20 paid on top.
+  ASSERT_EQ(answer("broker-a", fill(11, 1, 10, 112)), result::ok);
+  auto w = account(b_);
+  EXPECT_EQ(w.credits_posted, 100'000u + 1120u);
+  EXPECT_EQ(w.credits_pending, 2200u);
+  EXPECT_EQ(answer("broker-a", fill(11, 2, 10, 109)), result::fill_invalid) << "below a sell's limit";
+  ASSERT_EQ(answer("broker-a", fill(11, 2, 20, 110)), result::ok);
+  w = account(b_);
+  EXPECT_EQ(w.credits_posted, 100'000u + 1120u + 2200u);
+  EXPECT_EQ(w.credits_pending, 0u);
+  EXPECT_EQ(order(11).paid, 3320u);
+  const auto t = account(trading(1));
+  EXPECT_EQ(t.credits_posted, 4000u);
+  EXPECT_EQ(t.debits_posted, 3320u);
+  EXPECT_EQ(t.debits_pending, 0u);
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
+
+TEST_F(orders_engine, EveryRefusalChangesNothing) {
+  up("broker-a");
+  ASSERT_EQ(e().customers({kyc(unknown_, wire::kyc_status::pending)}).results.at(0), result::ok);
+  auto wrong_currency = buy(20, a_, 10, 100);
+  wrong_currency.currency = wire::currency("USD");
+  auto stray = buy(20, a_, 10, 100);
+  stray.reserved2 = 1;
+  auto no_side = buy(20, a_, 10, 100);
+  no_side.side = wire::order_side(0);
+  ASSERT_EQ(e().instruments({[] {
+              wire::instrument_op h;
+              h.instrument_id = etel;
+              h.kind = wire::instrument_op_kind::halt;
+              return h;
+            }()}).results.at(0),
+            result::ok);
+  wrong_currency.id = 206;
+  stray.id = 202;
+  no_side.id = 201;
+  auto r = e().orders({buy(0, a_, 10, 100), no_side, stray, buy(203, a_, 0, 100), buy(204, a_, 10, 0),
+                       buy(205, a_, 10, 100, 99), wrong_currency, buy(207, a_, 15, 100), buy(208, unknown_, 10, 100),
+                       buy(209, 777, 10, 100), buy(210, a_, 1, 100, bond), buy(211, a_, 10, 100),
+                       buy(212, a_, 10, 100, quiet), buy(213, poor_, 10, 100, quiet)});
+  EXPECT_EQ(r.results,
+            (std::vector<result>{result::id_must_not_be_zero, result::order_invalid, result::reserved_field,
+                                 result::amount_must_not_be_zero, result::price_invalid, result::instrument_not_found,
+                                 result::wrong_currency, result::lot_size_invalid, result::kyc_not_verified,
+                                 result::debit_account_not_found, result::risk_profile_forbids, result::instrument_halted,
+                                 result::price_stale, result::price_stale}));
+  ASSERT_EQ(e().instruments({[] {
+              wire::instrument_op h;
+              h.instrument_id = etel;
+              h.kind = wire::instrument_op_kind::resume;
+              return h;
+            }()}).results.at(0),
+            result::ok);
+  ASSERT_EQ(e().prices({price(quiet, 10, 1)}).results.at(0), result::ok);
+  r = e().orders({buy(21, a_, 10, 99), buy(22, a_, 600, 100), buy(23, poor_, 10, 100), buy(24, poor_, 50, 10, quiet),
+                  sell(25, a_, 10, 100)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::price_limit_exceeded, result::exceeds_position_limit,
+                                            result::insufficient_cash, result::ok, result::insufficient_position}));
+  EXPECT_EQ(account(poor_).debits_pending, 500u) << "only the order that passed holds";
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  // A refused order's id is taken (a retry gets the first outcome), like a transfer's.
+  EXPECT_EQ(e().orders({buy(23, poor_, 10, 100)}).results.at(0), result::insufficient_cash);
+  // Clients may not touch the trading space.
+  auto t = test::make_transfer(30, a_, trading(0), 10);
+  auto hold_like = test::make_transfer(31, a_, bank, 10);
+  hold_like.id = actors::trading::hold_id(99, 0);
+  auto post_hold = test::make_transfer(32, 0, 0, 0, wire::transfer_flags::post_pending);
+  post_hold.pending_id = actors::trading::hold_id(24, 0);
+  r = e().create_transfers({t, hold_like, post_hold});
+  EXPECT_EQ(r.results, (std::vector<result>{result::trading_account_reserved, result::id_reserved, result::id_reserved}));
+  EXPECT_EQ(e().set_account_status({{trading(0), wire::account_status::frozen, 0, 0}}).results.at(0),
+            result::trading_account_reserved);
+  EXPECT_EQ(e().lookup_orders({21}).results.at(0), result::order_not_found);
+  EXPECT_EQ(e().cancel_orders({{24, b_}}).results.at(0), result::order_not_found) << "not that wallet's";
+}
+
+TEST_F(orders_engine, RejectCancelAndExpiryReleaseTheHold) {
+  up("broker-a");
+  auto expiring = buy(42, a_, 10, 100);
+  expiring.expires_s = 60;
+  ASSERT_EQ(e().orders({buy(40, a_, 10, 100), buy(41, a_, 20, 100), expiring}).results, std::vector<result>(3, result::ok));
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 4000u);
+  clear_sent();
+  ASSERT_EQ(answer("broker-a", reject(40, 13)), result::ok);
+  EXPECT_EQ(order(40).state, uint8_t(actors::portfolio::order_state::rejected));
+  EXPECT_EQ(order(40).reason, 13);
+  EXPECT_EQ(answer("broker-a", reject(40, 13)), result::ok) << "the same reject again";
+  EXPECT_EQ(answer("broker-a", fill(40, 1, 10, 100)), result::order_not_open);
+  EXPECT_EQ(account(a_).debits_pending, 3000u);
+  // A cancel: the hold goes, the broker is told.
+  ASSERT_EQ(answer("broker-a", fill(41, 1, 10, 100)), result::ok);
+  ASSERT_EQ(e().cancel_orders({{41, a_}}).results.at(0), result::ok);
+  sync();
+  EXPECT_EQ(e().cancel_orders({{41, a_}}).results.at(0), result::ok) << "a repeat";
+  EXPECT_EQ(order(41).state, uint8_t(actors::portfolio::order_state::cancelled));
+  EXPECT_EQ(account(a_).debits_pending, 1000u);
+  EXPECT_EQ(account(a_).debits_posted, 1000u);
+  auto s = sent();
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(s.back().second.kind, wire::order_instruction_kind::cancel);
+  EXPECT_EQ(s.back().second.order_id, 41u);
+  EXPECT_EQ(s.back().second.quantity, 10u) << "what was still open";
+  // The expiry, on the engine clock: the sequencer ticks for it.
+  EXPECT_NE(order(42).state, uint8_t(actors::portfolio::order_state::expired));
+  fx_.advance_s(61);
+  bool expired = false;
+  for (int i = 0; i < 400 && !expired; ++i) {
+    expired = order(42).state == uint8_t(actors::portfolio::order_state::expired);
+    if (!expired) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(expired);
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  EXPECT_EQ(answer("broker-a", fill(42, 1, 10, 100)), result::order_not_open);
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
+
+TEST_F(orders_engine, OrdersWaitForABrokerAndFollowItsSessions) {
+  ASSERT_EQ(place(buy(50, a_, 10, 100)), result::ok);
+  EXPECT_TRUE(sent().empty()) << "no broker up";
+  EXPECT_EQ(order(50).broker, 0u);
+  EXPECT_EQ(answer("broker-a", fill(50, 1, 10, 100)), result::order_wrong_broker);
+  up("broker-b");
+  auto s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].first, "broker-b");
+  EXPECT_EQ(order(50).broker, number("broker-b"));
+  // Another session of it: pushed again; broker-a coming up changes nothing for it.
+  clear_sent();
+  up("broker-b");
+  up("broker-a");
+  s = sent();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].first, "broker-b");
+  EXPECT_EQ(s[1].first, "broker-b");
+  EXPECT_EQ(answer("broker-b", fill(50, 1, 10, 100)), result::ok);
+}
+
+TEST_F(orders_engine, AFillSettlesOnAFrozenWallet) {
+  up("broker-a");
+  ASSERT_EQ(place(buy(60, a_, 20, 100)), result::ok);
+  ASSERT_EQ(e().set_account_status({{a_, wire::account_status::frozen, 0, 0}}).results.at(0), result::ok);
+  EXPECT_EQ(place(buy(61, a_, 10, 100)), result::debit_account_frozen) << "no new order";
+  ASSERT_EQ(answer("broker-a", fill(60, 1, 10, 100)), result::ok);
+  auto w = account(a_);
+  EXPECT_EQ(w.debits_posted, 1000u) << "the trade the broker made settles";
+  EXPECT_EQ(w.debits_pending, 1000u);
+  EXPECT_EQ(order(60).settle_refused, 0);
+}
+
+namespace {
+struct seen {
+  std::vector<wire::order_state_view> orders;
+  std::vector<wire::account> accounts;
+};
+}  // namespace
+
+// Restarted from the log, the engine shows the same orders and money and goes on: the
+// broker gets the open orders again, fills and expiries follow.
+TEST_F(orders_engine_replay, RestartFromTheLogKeepsOrdersAndMoney) {
+  up("broker-a");
+  auto expiring = buy(72, a_, 10, 100);
+  expiring.expires_s = 30;
+  ASSERT_EQ(e().orders({buy(70, a_, 30, 105), buy(71, b_, 20, 100), expiring}).results, std::vector<result>(3, result::ok));
+  sync();
+  ASSERT_EQ(answer("broker-a", fill(70, 1, 10, 101)), result::ok);
+  ASSERT_EQ(answer("broker-a", fill(71, 1, 20, 99)), result::ok);
+  ASSERT_EQ(place(sell(73, b_, 10, 120)), result::ok);
+  auto snapshot_of = [&] {
+    seen s;
+    auto r = e().lookup_orders({70, 71, 72, 73});
+    s.orders = r.orders;
+    s.accounts = e().lookup_accounts({a_, b_, trading(0), trading(1)}).accounts;
+    return s;
+  };
+  const auto before = snapshot_of();
+  restart();
+  const auto after = snapshot_of();
+  for (size_t i = 0; i < before.orders.size(); ++i)
+    EXPECT_EQ(std::memcmp(&before.orders[i], &after.orders[i], sizeof before.orders[i]), 0) << "order " << i;
+  for (size_t i = 0; i < before.accounts.size(); ++i)
+    EXPECT_EQ(std::memcmp(&before.accounts[i], &after.accounts[i], sizeof before.accounts[i]), 0) << "account " << i;
+  // After a start no broker is up: they wait; the broker coming back gets them again.
+  clear_sent();
+  up("broker-a");
+  auto s = sent();
+  EXPECT_EQ(s.size(), 3u) << "orders 70, 72 and 73 are open";
+  ASSERT_EQ(answer("broker-a", fill(70, 2, 20, 100)), result::ok);
+  EXPECT_EQ(account(a_).debits_posted, 1010u + 2000u);
+  fx_.advance_s(31);
+  bool expired = false;
+  for (int i = 0; i < 400 && !expired; ++i) {
+    expired = order(72).state == uint8_t(actors::portfolio::order_state::expired);
+    if (!expired) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(expired);
+  restart();
+  EXPECT_EQ(order(72).state, uint8_t(actors::portfolio::order_state::expired));
+  EXPECT_EQ(order(70).state, uint8_t(actors::portfolio::order_state::filled));
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
+
+TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
+  up("broker-a");
+  ASSERT_EQ(e().orders({buy(80, a_, 30, 105), buy(81, b_, 20, 100)}).results, std::vector<result>(2, result::ok));
+  sync();
+  ASSERT_EQ(answer("broker-a", fill(80, 1, 10, 101)), result::ok);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  ASSERT_EQ(answer("broker-a", fill(81, 1, 5, 99)), result::ok);
+  const auto o80 = order(80), o81 = order(81);
+  const auto wa = account(a_), wb = account(b_);
+  restart();
+  EXPECT_EQ(e().recovery().portfolios_loaded, 2u);
+  const auto p80 = order(80), p81 = order(81);
+  EXPECT_EQ(std::memcmp(&o80, &p80, sizeof o80), 0);
+  EXPECT_EQ(std::memcmp(&o81, &p81, sizeof o81), 0);
+  const auto va = account(a_), vb = account(b_);
+  EXPECT_EQ(std::memcmp(&wa, &va, sizeof wa), 0);
+  EXPECT_EQ(std::memcmp(&wb, &vb, sizeof wb), 0);
+  up("broker-a");
+  ASSERT_EQ(answer("broker-a", fill(80, 2, 20, 105)), result::ok);
+  ASSERT_EQ(answer("broker-a", fill(81, 2, 15, 100)), result::ok);
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  EXPECT_EQ(account(b_).debits_pending, 0u);
+  EXPECT_EQ(account(b_).debits_posted, 495u + 1500u);
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
