@@ -1689,6 +1689,7 @@ class engine_impl {
       q.done(std::move(r));
       return;
     }
+    if (q.req.kind == op_kind::instrument_ops && !failed_) make_trading_accounts(q.req.instrument_ops);
     const bool gateway = q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts || q.req.gateway_internal;
     if ((q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts) && !gateway_items_to_transfers(q)) return;
     if ((q.req.kind == op_kind::payout_answers || q.req.kind == op_kind::order_answers) && !stamp_answering_gateway(q))
@@ -1725,6 +1726,34 @@ class engine_impl {
       open_list_.push_back(std::move(b));
     }
   }
+
+  // Each currency an instrument is defined in has its trading accounts, one per shard,
+  // before the definition: made here, in a batch of their own ahead of it (engine-made,
+  // in the reserved range), once per currency and run (a repeat if they exist).
+  void make_trading_accounts(const std::vector<wire::instrument_op>& ops) {
+    std::vector<wire::account> accounts;
+    for (const auto& op : ops)
+      if (op.kind == wire::instrument_op_kind::define && wire::currency_valid(op.currency) &&
+          trading_currencies_.insert(op.currency).second)
+        for (auto& a : trading_accounts(op.currency)) accounts.push_back(a);
+    if (accounts.empty()) return;
+    request r;
+    r.kind = op_kind::create_accounts;
+    r.accounts = std::move(accounts);
+    auto b = make_batch(std::move(r));
+    b->gateway = true;
+    b->user_done = [](reply&& rep) {
+      for (size_t i = 0; rep.st == status::ok && i < rep.results.size(); ++i)
+        if (rep.results[i] != result::ok)
+          std::fprintf(stderr, "mesobd: making a trading account: %s\n", std::string(wire::result_name(rep.results[i])).c_str());
+    };
+    stamp(*b);
+    sequence(*b);
+    b->serial_end = records_->size();
+    b->done = [this](batch& done_b) { finish(done_b); };
+    log_and_queue(std::move(b));
+  }
+  std::unordered_set<wire::currency_code> trading_currencies_;  // sequencer: trading accounts made
 
   // Shards' reconciliation parts, summed per (gateway, day, currency), in key order.
   static std::vector<actors::payouts::recon_row> merged_recon(const std::vector<std::vector<actors::payouts::recon_row>>& parts) {
@@ -2702,9 +2731,11 @@ class engine_impl {
     seq_market_.for_each([&](const actors::market::instrument& in) { traded.push_back(in.def.currency); });
     std::sort(traded.begin(), traded.end());
     traded.erase(std::unique(traded.begin(), traded.end()), traded.end());
-    for (const auto c : traded)
+    for (const auto c : traded) {
+      trading_currencies_.insert(c);
       for (const auto& a : trading_accounts(c))
         if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
+    }
     std::lock_guard lk(q_mu_);
     if (!missing.empty()) {
       queued q;
@@ -2936,24 +2967,7 @@ reply engine::lookup_groups(std::vector<uint64_t> group_ids) {
   return call_with(*this, op_kind::lookup_groups, &request::account_ids, std::move(group_ids));
 }
 
-// Each currency an instrument is defined in gets its trading accounts first, one per
-// shard (engine-made, in the reserved range; a repeat when they exist).
 reply engine::instruments(std::vector<wire::instrument_op> ops) {
-  std::vector<wire::account> accounts;
-  if (ops.size() <= actors::batch_ops_max)
-    for (const auto& op : ops)
-      if (op.kind == wire::instrument_op_kind::define && wire::currency_valid(op.currency))
-        for (const auto& a : impl_->trading_accounts(op.currency))
-          if (std::none_of(accounts.begin(), accounts.end(), [&](const auto& x) { return x.id == a.id; }))
-            accounts.push_back(a);
-  if (!accounts.empty()) {
-    request q;
-    q.kind = op_kind::create_accounts;
-    q.accounts = std::move(accounts);
-    q.gateway_internal = true;
-    reply r = call(std::move(q));
-    if (r.st != status::ok) return r;
-  }
   return call_with(*this, op_kind::instrument_ops, &request::instrument_ops, std::move(ops));
 }
 

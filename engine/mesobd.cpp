@@ -211,6 +211,10 @@ int main(int argc, char** argv) {
   e->set_instruction_sink([&pusher](const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
     if (engine::server* s = pusher.load()) s->push(gateway, wire::payouts_topic, wire::payout_instructions_body(list));
   });
+  // Order instructions go to brokers' sessions the same way (topic "orders").
+  e->set_order_sink([&pusher](const std::string& broker, std::vector<wire::order_instruction>&& list) {
+    if (engine::server* s = pusher.load()) s->push(broker, wire::orders_topic, wire::order_instructions_body(list));
+  });
   // The metrics port first: if it cannot be had, mesobd stops before serving anyone.
   std::unique_ptr<engine::server> srv, admin_srv;
   std::atomic<const engine::server*> client_seen{nullptr}, admin_seen{nullptr};
@@ -225,6 +229,7 @@ int main(int argc, char** argv) {
       admin.reset();
       e->close();
       e->set_instruction_sink(nullptr);
+      e->set_order_sink(nullptr);
       return 1;
     }
     std::printf("mesobd: metrics listening on %s:%u\n", metrics_address.c_str(), unsigned(metrics->port()));
@@ -251,6 +256,7 @@ int main(int argc, char** argv) {
     srv->stop();
     e->close();  // no shard calls the instruction sink (the server) any more
     e->set_instruction_sink(nullptr);
+    e->set_order_sink(nullptr);
     return 1;
   }
   admin->set_servers(srv.get(), admin_srv.get());
@@ -269,6 +275,7 @@ int main(int argc, char** argv) {
   srv->stop();  // no new connections; what was taken is answered and flushed
   e->close();
   e->set_instruction_sink(nullptr);
+  e->set_order_sink(nullptr);
   const auto st = e->stats();
   std::printf("mesobd: stopped cleanly at lsn %llu (snapshot lsn %llu)\n",
               static_cast<unsigned long long>(st.lsn_durable),

@@ -695,7 +695,7 @@ class server_impl {
     s.authed = true;
     s.gateway = a.gateway_id;
     s.roles = roles;
-    if (number != 0 && !cfg_.admin && (roles & wire::roles::payments)) {
+    if (number != 0 && !cfg_.admin && (roles & (wire::roles::payments | wire::roles::broker))) {
       s.registered = number;
       eng_.gateway_event({number, wire::gateway_event_kind::up, {}});
     }
@@ -730,6 +730,8 @@ class server_impl {
       case wire::operation::lookup_instruments: return payments | broker | market_data | admin;
       case wire::operation::customer_ops: return kyc | admin;
       case wire::operation::lookup_customers: return kyc | admin;  // KYC data stays with KYC
+      case wire::operation::order_answers: return broker;  // a registered broker's own answers
+      case wire::operation::lookup_orders: return payments | broker | admin;
       default: return payments | admin;
     }
   }
@@ -805,6 +807,14 @@ class server_impl {
         req.kind = op_kind::lookup_customers;
         p.copy_to(req.account_ids);
         break;
+      case wire::operation::orders: req.kind = op_kind::orders; p.copy_to(req.orders); break;
+      case wire::operation::order_answers:
+        req.kind = op_kind::order_answers;
+        req.gateway = s.gateway;
+        p.copy_to(req.order_answers);
+        break;
+      case wire::operation::cancel_orders: req.kind = op_kind::order_cancels; p.copy_to(req.order_cancels); break;
+      case wire::operation::lookup_orders: req.kind = op_kind::lookup_orders; p.copy_to(req.account_ids); break;
     }
     ++s.in_flight;
     ++engine_in_flight_;
@@ -944,6 +954,10 @@ class server_impl {
       case wire::operation::lookup_instruments: body = wire::instruments_body(r.results, r.instruments); break;
       case wire::operation::customer_ops: body = wire::results_body(r.results); break;
       case wire::operation::lookup_customers: body = wire::customers_body(r.results, r.customers); break;
+      case wire::operation::orders:
+      case wire::operation::order_answers:
+      case wire::operation::cancel_orders: body = wire::results_body(r.results); break;
+      case wire::operation::lookup_orders: body = wire::orders_reply_body(r.results, r.orders); break;
       case wire::operation::lookup_groups: {
         std::vector<wire::group_item> gs(r.groups.size());
         for (size_t i = 0; i < gs.size(); ++i)

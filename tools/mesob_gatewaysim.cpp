@@ -9,6 +9,11 @@
 // with --define:
 //
 //   mesob-gatewaysim --feed md:<secret-hex> --instruments 1-100 --define --prices-per-s 5000
+//
+// --broker id:secret-hex adds a broker (tools/broker_sim.hpp) working the orders the
+// engine pushes: it fills at the feed's last price (without a feed: at each order's
+// limit) after --fill-latency-ms, a share in parts (--partial-rate), rejects a share
+// (--reject-rate).
 // Commands on standard input, one per line:
 //   disconnect <gateway> <pause-ms>   drop that gateway's connection, reconnect after
 //   stats                             print every gateway's counters (JSON, one line)
@@ -29,6 +34,7 @@
 #include "tools/gateway_sim.hpp"
 #include "actors/market.hpp"
 #include "tools/market_feed.hpp"
+#include "tools/broker_sim.hpp"
 #include "wire/protocol.hpp"
 
 using namespace mesob;
@@ -36,9 +42,17 @@ using namespace mesob;
 namespace {
 
 std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& sims,
-                       const std::unique_ptr<tools::market_feed>& feed) {
+                       const std::unique_ptr<tools::market_feed>& feed, const std::unique_ptr<tools::broker_sim>& broker,
+                       const std::string& broker_id) {
   std::ostringstream o;
   o << "{";
+  if (broker) {
+    const auto s = broker->stats();
+    o << "\"" << broker_id << "\":{\"broker\":true,\"connects\":" << s.connects << ",\"instructions\":" << s.instructions
+      << ",\"cancels\":" << s.cancels << ",\"fills_sent\":" << s.fills_sent << ",\"rejects_sent\":" << s.rejects_sent
+      << ",\"answers_ok\":" << s.answers_ok << ",\"answers_refused\":" << s.answers_refused
+      << ",\"working\":" << s.working << ",\"errors\":" << s.errors << "}" << (sims.empty() && !feed ? "" : ",");
+  }
   if (feed) {
     const auto s = feed->stats();
     o << "\"" << feed->options().gateway << "\":{\"feed\":true,\"connects\":" << s.connects
@@ -85,6 +99,13 @@ int main(int argc, char** argv) {
   app.add_option("--jump-rate", feed_o.jump_rate, "share of steps that jump")->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--jump-bp", feed_o.jump_bp, "a jump's size")->capture_default_str()->check(CLI::Range(0.0, 9000.0));
+  std::string broker_spec;
+  tools::broker_sim_options broker_o;
+  app.add_option("--broker", broker_spec, "id:secret-hex of a broker gateway: work the orders pushed to it");
+  app.add_option("--fill-latency-ms", broker_o.latency_ms, "mean latency of each fill (exponential)")
+      ->capture_default_str()->check(CLI::Range(0.0, 600'000.0));
+  app.add_option("--partial-rate", broker_o.partial_rate, "share of orders filled in parts")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--reject-rate", broker_o.reject_rate, "share of orders rejected")->check(CLI::Range(0.0, 1.0));
   app.add_option("--latency-ms", base.latency_ms, "mean answer latency (exponential)")->capture_default_str();
   app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str();
   app.add_option("--fail-rate", base.fail_rate, "share of instructions answered failed")->check(CLI::Range(0.0, 1.0));
@@ -114,8 +135,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob-gatewaysim: --currency must be three letters A-Z\n");
     return 2;
   }
-  if (gateways.empty() && feed_spec.empty()) {
-    std::fprintf(stderr, "mesob-gatewaysim: give at least one --gateway or a --feed\n");
+  if (gateways.empty() && feed_spec.empty() && broker_spec.empty()) {
+    std::fprintf(stderr, "mesob-gatewaysim: give at least one --gateway, a --feed or a --broker\n");
     return 2;
   }
   std::unique_ptr<tools::market_feed> feed;
@@ -147,6 +168,26 @@ int main(int argc, char** argv) {
                                                    {1000, 60'000, 60'000, 30'000});
     feed = std::make_unique<tools::market_feed>(feed_o);
   }
+  std::unique_ptr<tools::broker_sim> broker;
+  std::string broker_id;
+  if (!broker_spec.empty()) {
+    const auto colon = broker_spec.find(':');
+    if (colon == std::string::npos || !wire::from_hex(broker_spec.substr(colon + 1), &broker_o.secret) ||
+        broker_o.secret.empty()) {
+      std::fprintf(stderr, "mesob-gatewaysim: --broker %s is not id:secret-hex\n", broker_spec.c_str());
+      return 2;
+    }
+    broker_id = broker_o.gateway = broker_spec.substr(0, colon);
+    broker_o.host = base.host;
+    broker_o.port = base.port;
+    broker_o.seed = seed ^ 0xB40CE4;
+    if (feed) {  // the feed's last prices
+      tools::market_feed* f = feed.get();
+      const uint64_t first = feed_o.instruments.front(), n = feed_o.instruments.size();
+      broker_o.price_of = [f, first, n](uint64_t id) { return id >= first && id - first < n ? f->last_ticks(id - first) : 0; };
+    }
+    broker = std::make_unique<tools::broker_sim>(broker_o);
+  }
   std::printf("gatewaysim: seed %llu\n", static_cast<unsigned long long>(seed));
   std::vector<std::unique_ptr<tools::gateway_sim>> sims;
   for (size_t i = 0; i < gateways.size(); ++i) {
@@ -168,12 +209,13 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // threads started below inherit it
   for (auto& s : sims) s->start();
   if (feed) feed->start();
+  if (broker) broker->start();
   const auto t0 = std::chrono::steady_clock::now();
   bool ready = false, input = true;
   std::string line;
   for (;;) {
     if (!ready && std::all_of(sims.begin(), sims.end(), [](auto& s) { return s->connected(); }) &&
-        (!feed || feed->connected())) {
+        (!feed || feed->connected()) && (!broker || broker->connected())) {
       ready = true;
       std::printf("gatewaysim: ready\n");
       std::fflush(stdout);
@@ -197,9 +239,13 @@ int main(int argc, char** argv) {
     words >> cmd;
     if (cmd == "quit") break;
     if (cmd == "stats") {
-      std::printf("gatewaysim: stats %s\n", stats_json(sims, feed).c_str());
+      std::printf("gatewaysim: stats %s\n", stats_json(sims, feed, broker, broker_id).c_str());
     } else if (cmd == "disconnect" && (words >> who >> pause)) {
       bool found = false;
+      if (broker && who == broker_id) {
+        broker->disconnect(pause);
+        found = true;
+      }
       for (auto& s : sims)
         if (s->options().gateway == who) {
           s->disconnect(pause);
@@ -213,7 +259,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   for (auto& s : sims) s->stop();
+  if (broker) broker->stop();
   if (feed) feed->stop();
-  std::printf("gatewaysim: stats %s\n", stats_json(sims, feed).c_str());
+  std::printf("gatewaysim: stats %s\n", stats_json(sims, feed, broker, broker_id).c_str());
   return 0;
 }

@@ -33,6 +33,11 @@ static_assert(sizeof(fb::Price) == sizeof(price));
 static_assert(sizeof(fb::InstrumentState) == sizeof(instrument_state));
 static_assert(sizeof(fb::CustomerOp) == sizeof(customer_op));
 static_assert(sizeof(fb::CustomerState) == sizeof(customer_state));
+static_assert(sizeof(fb::Order) == sizeof(order));
+static_assert(sizeof(fb::OrderAnswer) == sizeof(order_answer));
+static_assert(sizeof(fb::OrderCancel) == sizeof(order_cancel));
+static_assert(sizeof(fb::OrderInstruction) == sizeof(order_instruction));
+static_assert(sizeof(fb::OrderState) == sizeof(order_state_view));
 
 std::vector<uint8_t> finish(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<void> root) {
   fbb.Finish(root, ident);
@@ -311,6 +316,10 @@ std::string_view operation_name(operation op) {
     case operation::lookup_instruments: return "lookup_instruments";
     case operation::customer_ops: return "customer_ops";
     case operation::lookup_customers: return "lookup_customers";
+    case operation::orders: return "orders";
+    case operation::order_answers: return "order_answers";
+    case operation::cancel_orders: return "cancel_orders";
+    case operation::lookup_orders: return "lookup_orders";
   }
   return "unknown";
 }
@@ -319,7 +328,8 @@ bool operation_writes(operation op) {
   return op == operation::create_accounts || op == operation::create_transfers ||
          op == operation::set_account_status || op == operation::equb_ops || op == operation::deposits ||
          op == operation::payouts || op == operation::payout_answers || op == operation::instrument_ops ||
-         op == operation::prices || op == operation::customer_ops;
+         op == operation::prices || op == operation::customer_ops || op == operation::orders ||
+         op == operation::order_answers || op == operation::cancel_orders;
 }
 
 size_t operation_item_bytes(operation op) {
@@ -341,6 +351,10 @@ size_t operation_item_bytes(operation op) {
     case operation::lookup_instruments: return sizeof(uint64_t);
     case operation::customer_ops: return sizeof(customer_op);
     case operation::lookup_customers: return sizeof(uint64_t);
+    case operation::orders: return sizeof(order);
+    case operation::order_answers: return sizeof(order_answer);
+    case operation::cancel_orders: return sizeof(order_cancel);
+    case operation::lookup_orders: return sizeof(uint64_t);
   }
   return 0;
 }
@@ -436,6 +450,38 @@ std::vector<uint8_t> lookup_customers_body(std::span<const uint64_t> wallets) {
   });
 }
 
+std::vector<uint8_t> orders_body(std::span<const order> items) {
+  return request(items.size_bytes(), fb::Operation::Orders, [&](auto& fbb) {
+    return fb::CreateOrders(fbb, structs<fb::Order>(fbb, items));
+  });
+}
+std::vector<uint8_t> order_answers_body(std::span<const order_answer> items) {
+  return request(items.size_bytes(), fb::Operation::OrderAnswers, [&](auto& fbb) {
+    return fb::CreateOrderAnswers(fbb, structs<fb::OrderAnswer>(fbb, items));
+  });
+}
+std::vector<uint8_t> cancel_orders_body(std::span<const order_cancel> items) {
+  return request(items.size_bytes(), fb::Operation::CancelOrders, [&](auto& fbb) {
+    return fb::CreateCancelOrders(fbb, structs<fb::OrderCancel>(fbb, items));
+  });
+}
+std::vector<uint8_t> lookup_orders_body(std::span<const uint64_t> ids) {
+  return request(ids.size_bytes(), fb::Operation::LookupOrders, [&](auto& fbb) {
+    return fb::CreateLookupOrders(fbb, fbb.CreateVector(ids.data(), ids.size()));
+  });
+}
+
+std::vector<uint8_t> order_instructions_body(std::span<const order_instruction> items) {
+  flatbuffers::FlatBufferBuilder fbb(items.size_bytes() + 128);
+  return finish(fbb, fb::CreateOrderInstructions(fbb, structs<fb::OrderInstruction>(fbb, items)).Union());
+}
+
+bool parse_order_instructions(std::span<const uint8_t> body, std::vector<order_instruction>* out, std::string* why) {
+  if (!verify<fb::OrderInstructions>(body, why)) return false;
+  copy_structs(flatbuffers::GetRoot<fb::OrderInstructions>(body.data())->instructions(), *out);
+  return true;
+}
+
 std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items) {
   flatbuffers::FlatBufferBuilder fbb(items.size_bytes() + 128);
   return finish(fbb, fb::CreatePayoutInstructions(fbb, structs<fb::PayoutInstruction>(fbb, items)).Union());
@@ -486,6 +532,10 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::LookupInstruments: take(r->operation_as_LookupInstruments()->ids()); break;
     case fb::Operation::CustomerOps: take(r->operation_as_CustomerOps()->ops()); break;
     case fb::Operation::LookupCustomers: take(r->operation_as_LookupCustomers()->wallets()); break;
+    case fb::Operation::Orders: take(r->operation_as_Orders()->orders()); break;
+    case fb::Operation::OrderAnswers: take(r->operation_as_OrderAnswers()->answers()); break;
+    case fb::Operation::CancelOrders: take(r->operation_as_CancelOrders()->cancels()); break;
+    case fb::Operation::LookupOrders: take(r->operation_as_LookupOrders()->ids()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));
@@ -572,6 +622,14 @@ std::vector<uint8_t> customers_body(std::span<const result> results, std::span<c
     const auto r = results_vec(fbb, results);
     const auto c = structs<fb::CustomerState>(fbb, customers);
     return fb::CreateCustomers(fbb, r, c);
+  });
+}
+
+std::vector<uint8_t> orders_reply_body(std::span<const result> results, std::span<const order_state_view> orders) {
+  return response(results.size_bytes() + orders.size_bytes(), fb::Reply::FoundOrders, [&](auto& fbb) {
+    const auto r = results_vec(fbb, results);
+    const auto o = structs<fb::OrderState>(fbb, orders);
+    return fb::CreateFoundOrders(fbb, r, o);
   });
 }
 
@@ -670,6 +728,14 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
       out->results = to_results(f->results());
       copy_structs(f->customers(), out->customers);
       if (out->customers.size() != out->results.size()) break;
+      return true;
+    }
+    case fb::Reply::FoundOrders: {
+      const auto* f = r->reply_as_FoundOrders();
+      out->kind = reply_kind::orders;
+      out->results = to_results(f->results());
+      copy_structs(f->orders(), out->orders);
+      if (out->orders.size() != out->results.size()) break;
       return true;
     }
     case fb::Reply::Balances:

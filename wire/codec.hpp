@@ -83,8 +83,12 @@ enum class operation : uint8_t {
   lookup_instruments = 15,  // instrument ids (u64)
   customer_ops = 16,        // wire::customer_op items (kyc)
   lookup_customers = 17,    // wallet ids (u64)
+  orders = 18,              // wire::order items (payments)
+  order_answers = 19,       // wire::order_answer items, from a registered broker
+  cancel_orders = 20,       // wire::order_cancel items (payments)
+  lookup_orders = 21,       // order ids (u64)
 };
-constexpr uint8_t operation_max = 17;
+constexpr uint8_t operation_max = 21;
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 [[nodiscard]] std::string_view operation_name(operation op);
@@ -121,6 +125,14 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> lookup_instruments_body(std::span<const uint64_t> ids);
 [[nodiscard]] std::vector<uint8_t> customer_ops_body(std::span<const customer_op> items);
 [[nodiscard]] std::vector<uint8_t> lookup_customers_body(std::span<const uint64_t> wallets);
+[[nodiscard]] std::vector<uint8_t> orders_body(std::span<const order> items);
+[[nodiscard]] std::vector<uint8_t> order_answers_body(std::span<const order_answer> items);
+[[nodiscard]] std::vector<uint8_t> cancel_orders_body(std::span<const order_cancel> items);
+[[nodiscard]] std::vector<uint8_t> lookup_orders_body(std::span<const uint64_t> ids);
+// The body of a pushed frame with topic "orders" (OrderInstructions), and its parser.
+constexpr const char* orders_topic = "orders";
+[[nodiscard]] std::vector<uint8_t> order_instructions_body(std::span<const order_instruction> items);
+bool parse_order_instructions(std::span<const uint8_t> body, std::vector<order_instruction>* out, std::string* why);
 // The body of a pushed frame with topic "payouts" (PayoutInstructions), and its parser.
 constexpr const char* payouts_topic = "payouts";
 [[nodiscard]] std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items);
@@ -228,6 +240,7 @@ enum class reply_kind : uint8_t {
   groups = 6,
   instruments = 7,
   customers = 8,
+  orders = 9,
 };
 struct reply_msg {
   reply_kind kind{};
@@ -239,6 +252,7 @@ struct reply_msg {
   std::vector<group_item> groups;               // groups
   std::vector<instrument_state> instruments;    // instruments (with results)
   std::vector<customer_state> customers;        // customers (with results)
+  std::vector<order_state_view> orders;         // orders (with results)
 };
 [[nodiscard]] std::vector<uint8_t> results_body(std::span<const result> results);
 [[nodiscard]] std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts);
@@ -251,6 +265,8 @@ struct reply_msg {
                                                     std::span<const instrument_state> instruments);
 [[nodiscard]] std::vector<uint8_t> customers_body(std::span<const result> results,
                                                   std::span<const customer_state> customers);
+[[nodiscard]] std::vector<uint8_t> orders_reply_body(std::span<const result> results,
+                                                     std::span<const order_state_view> orders);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
 // ---- events (frame kinds 12 to 15) ---------------------------------------------------

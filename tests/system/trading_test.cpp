@@ -1,0 +1,249 @@
+// Trading over the protocol, against a real server on loopback: a client places orders
+// (payments role), the gateway simulator's market-data feed prices the instruments, and
+// its broker (tools/broker_sim.hpp) works the orders pushed to it, filling at the feed's
+// prices, some in parts, rejecting some, dropping its connection once. In the end every
+// order is closed, no hold is left, the money the fills moved is on the ledger exactly,
+// and the books balance.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "actors/customers.hpp"
+#include "actors/market.hpp"
+#include "actors/trading.hpp"
+#include "engine/server.hpp"
+#include "support/engine_fixture.hpp"
+#include "support/seed.hpp"
+#include "tools/broker_sim.hpp"
+#include "tools/market_feed.hpp"
+#include "wire/client.hpp"
+
+using namespace mesob;
+using namespace mesob::test;
+using wire::result;
+
+TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
+  temp_dir dir;
+  auto eng = open_engine(test_config(dir.path()));
+  ASSERT_TRUE(eng);
+  const auto etb = wire::currency("ETB");
+  const std::vector<uint8_t> app_secret(32, 0x11), feed_secret(32, 0x22);
+  engine::server_config scfg;
+  scfg.port = 0;
+  scfg.gateways = {{"app", app_secret, wire::roles::payments}, {"feed", feed_secret, wire::roles::market_data}};
+  std::string err;
+  auto srv = engine::server::start(*eng, scfg, &err);
+  ASSERT_TRUE(srv) << err;
+  eng->set_order_sink([&srv](const std::string& broker, std::vector<wire::order_instruction>&& list) {
+    srv->push(broker, wire::orders_topic, wire::order_instructions_body(list));
+  });
+  auto broker = make_gateway_registration("broker", 9001);
+  broker.roles = wire::roles::broker;
+  broker.rail = 3;
+  ASSERT_EQ(eng->gateways({broker}).results.at(0), result::ok);
+  const std::vector<uint8_t> broker_secret(broker.secret, broker.secret + broker.secret_bytes);
+
+  // Wallets with KYC records; a moderate profile trades funds.
+  constexpr uint64_t wallets = 16, bank = 5000;
+  auto src = make_account(bank);
+  src.kind = wire::account_kind::system;
+  std::vector<wire::account> accts{src};
+  for (uint64_t w = 1; w <= wallets; ++w) accts.push_back(make_account(w, wire::account_flags::debits_must_not_exceed_credits));
+  ASSERT_EQ(eng->create_accounts(accts).results, std::vector<result>(accts.size(), result::ok));
+  wire::policy_op moderate;
+  moderate.kind = wire::policy_op_kind::profile;
+  moderate.number = uint8_t(wire::risk_profile::moderate);
+  moderate.classes = 1u << (uint8_t(wire::asset_class::fund) - 1);
+  moderate.position_max = 1'000'000'000'000ull;
+  ASSERT_EQ(eng->policies({actors::customers::tier_op(1, etb, 1ull << 40, 1ull << 40, 1ull << 50), moderate}).results,
+            std::vector<result>(2, result::ok));
+  std::vector<wire::customer_op> kyc;
+  std::vector<wire::transfer> funding;
+  for (uint64_t w = 1; w <= wallets; ++w) {
+    wire::customer_op c;
+    c.wallet = w;
+    c.sequence = 1;
+    c.kyc = wire::kyc_status::verified;
+    c.profile = wire::risk_profile::moderate;
+    c.tier = 1;
+    kyc.push_back(c);
+    funding.push_back(make_transfer(w, bank, w, 1'000'000'000));
+  }
+  ASSERT_EQ(eng->customers(kyc).results, std::vector<result>(wallets, result::ok));
+  ASSERT_EQ(eng->create_transfers(funding).results, std::vector<result>(wallets, result::ok));
+  // Trading accounts are made with the instruments' definitions (the feed's, over TCP).
+  constexpr uint64_t first_instrument = 100, instruments = 5;
+
+  const uint64_t seed = test_seed("trading");
+  tools::market_feed_options fo;
+  fo.port = srv->port();
+  fo.gateway = "feed";
+  fo.secret = feed_secret;
+  for (uint64_t id = first_instrument; id < first_instrument + instruments; ++id) fo.instruments.push_back(id);
+  fo.define = true;
+  fo.definition = actors::market::definition(0, "", wire::asset_class::fund, etb, 1, 1, {9000, 60'000, 600'000, 1000});
+  fo.prices_per_s = 2000;
+  fo.volatility_bp = 5;
+  fo.jump_rate = 0;
+  fo.seed = seed;
+  tools::market_feed feed(fo);
+  feed.start();
+  for (int i = 0; i < 500 && feed.stats().prices_ok < 2 * instruments; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(feed.stats().prices_ok, 2 * instruments);
+
+  tools::broker_sim_options bo;
+  bo.port = srv->port();
+  bo.gateway = "broker";
+  bo.secret = broker_secret;
+  bo.latency_ms = 2;
+  bo.partial_rate = 0.3;
+  bo.reject_rate = 0.1;
+  bo.seed = seed + 1;
+  bo.price_of = [&feed](uint64_t id) {
+    return id >= first_instrument && id < first_instrument + instruments ? feed.last_ticks(id - first_instrument) : 0;
+  };
+  tools::broker_sim sim(bo);
+  sim.start();
+  for (int i = 0; i < 500 && !sim.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(sim.connected());
+
+  wire::client::options co;
+  co.port = srv->port();
+  co.gateway = "app";
+  co.secret = app_secret;
+  auto app = wire::client::connect(co, &err);
+  ASSERT_TRUE(app) << err;
+
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> placed;  // order ids accepted
+  tools::broker_sim& sim_ref = sim;
+  auto wait_closed = [&, &sim = sim_ref](const std::vector<uint64_t>& ids) {
+    for (int i = 0; i < 1500; ++i) {
+      auto r = app->call(wire::lookup_orders_body(ids));
+      EXPECT_TRUE(r.ok) << r.failure;
+      if (!r.ok) return std::vector<wire::order_state_view>{};
+      bool open = false;
+      for (const auto& o : r.reply.orders) open = open || o.state == uint8_t(actors::portfolio::order_state::open);
+      if (!open) return r.reply.orders;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const auto st = sim.stats();
+    auto r = app->call(wire::lookup_orders_body(std::vector<uint64_t>{ids.front()}));
+    ADD_FAILURE() << "orders still open; broker: " << st.instructions << " instructions, " << st.fills_sent
+                  << " fills sent, " << st.answers_ok << " taken, " << st.answers_refused << " refused, " << st.working
+                  << " working, " << st.connects << " connects; first order's broker "
+                  << (r.ok && !r.reply.orders.empty() ? r.reply.orders[0].broker : 99) << " state "
+                  << (r.ok && !r.reply.orders.empty() ? int(r.reply.orders[0].state) : -1);
+    return std::vector<wire::order_state_view>{};
+  };
+  // Buys: market orders with a protective limit 50% above the last price, 1 to 100 units.
+  uint64_t next_id = 1;
+  std::vector<wire::order> buys;
+  for (uint64_t n = 0; n < 400; ++n) {
+    wire::order o{};
+    o.id = next_id++;
+    o.wallet = 1 + rng() % wallets;
+    o.instrument_id = first_instrument + rng() % instruments;
+    o.quantity = 1 + rng() % 100;
+    o.limit_ticks = feed.last_ticks(o.instrument_id - first_instrument) * 3 / 2;
+    o.currency = etb;
+    o.side = wire::order_side::buy;
+    o.type = wire::order_type::market;
+    buys.push_back(o);
+  }
+  bool dropped = false;
+  for (size_t at = 0; at < buys.size(); at += 50) {
+    std::vector<wire::order> batch(buys.begin() + long(at), buys.begin() + long(std::min(buys.size(), at + 50)));
+    auto r = app->call(wire::orders_body(batch));
+    ASSERT_TRUE(r.ok) << r.failure;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      EXPECT_EQ(r.reply.results[i], result::ok) << "order " << batch[i].id;
+      if (r.reply.results[i] == result::ok) placed.push_back(batch[i].id);
+    }
+    if (!dropped && at >= 200) {  // the broker drops its connection with orders working
+      sim.disconnect(30);
+      dropped = true;
+    }
+  }
+  auto bought = wait_closed(placed);
+  ASSERT_EQ(bought.size(), placed.size());
+  // Sells of half of what each wallet holds per instrument, as limit orders at 50% below.
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> held;
+  for (const auto& o : bought) held[{o.o.wallet, o.o.instrument_id}] += o.filled;
+  std::vector<wire::order> sells;
+  for (const auto& [k, q] : held) {
+    if (q < 2) continue;
+    wire::order o{};
+    o.id = next_id++;
+    o.wallet = k.first;
+    o.instrument_id = k.second;
+    o.quantity = q / 2;
+    o.limit_ticks = std::max<uint64_t>(1, feed.last_ticks(o.instrument_id - first_instrument) / 2);
+    o.currency = etb;
+    o.side = wire::order_side::sell;
+    o.type = wire::order_type::limit;
+    sells.push_back(o);
+  }
+  ASSERT_FALSE(sells.empty());
+  std::vector<uint64_t> sold_ids;
+  {
+    auto r = app->call(wire::orders_body(sells));
+    ASSERT_TRUE(r.ok) << r.failure;
+    for (size_t i = 0; i < sells.size(); ++i) {
+      EXPECT_EQ(r.reply.results[i], result::ok) << "sell " << sells[i].id;
+      sold_ids.push_back(sells[i].id);
+    }
+    // More than a wallet holds is refused.
+    auto too_much = sells.front();
+    too_much.id = next_id++;
+    too_much.quantity = held[{too_much.wallet, too_much.instrument_id}];
+    r = app->call(wire::orders_body(std::vector{too_much}));
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.reply.results.at(0), result::insufficient_position);
+  }
+  auto sold = wait_closed(sold_ids);
+  ASSERT_EQ(sold.size(), sold_ids.size());
+  sim.stop();
+  feed.stop();
+
+  // Every order closed; the money: each wallet paid its buys and got its sells exactly,
+  // and holds nothing pending; the trading accounts hold the difference.
+  uint64_t filled = 0, rejected = 0;
+  std::map<uint64_t, int64_t> net;  // wallet -> proceeds less cost
+  for (const auto* list : {&bought, &sold})
+    for (const auto& o : *list) {
+      const bool buy = o.o.side == wire::order_side::buy;
+      net[o.o.wallet] += buy ? -int64_t(o.paid) : int64_t(o.paid);
+      filled += o.state == uint8_t(actors::portfolio::order_state::filled);
+      rejected += o.state == uint8_t(actors::portfolio::order_state::rejected);
+      EXPECT_NE(o.state, uint8_t(actors::portfolio::order_state::open));
+      EXPECT_EQ(o.settle_refused, 0);
+    }
+  EXPECT_GT(filled, 0u);
+  EXPECT_GT(rejected, 0u);
+  std::vector<uint64_t> ids;
+  for (uint64_t w = 1; w <= wallets; ++w) ids.push_back(w);
+  auto r = app->call(wire::lookup_accounts_body(ids));
+  ASSERT_TRUE(r.ok);
+  int64_t traded = 0;
+  for (const auto& a : r.reply.accounts) {
+    EXPECT_EQ(a.debits_pending, 0u) << "wallet " << a.id;
+    EXPECT_EQ(a.credits_pending, 0u) << "wallet " << a.id;
+    EXPECT_EQ(int64_t(a.credits_posted) - int64_t(a.debits_posted), 1'000'000'000 + net[a.id]) << "wallet " << a.id;
+    traded += net[a.id];
+  }
+  const auto t0 = eng->lookup_accounts({actors::trading::account_for(etb, 0, 2), actors::trading::account_for(etb, 1, 2)});
+  int64_t trading_balance = 0;
+  for (const auto& a : t0.accounts) trading_balance += int64_t(a.credits_posted) - int64_t(a.debits_posted);
+  EXPECT_EQ(trading_balance, -traded);
+  const auto s = sim.stats();
+  EXPECT_GE(s.connects, 2u);
+  EXPECT_EQ(s.errors, 0u);
+  const auto check = eng->check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+  srv->stop();
+  eng->set_order_sink(nullptr);
+}

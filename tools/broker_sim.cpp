@@ -1,0 +1,256 @@
+#include "tools/broker_sim.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <queue>
+#include <random>
+#include <unordered_map>
+
+#include "actors/flat_map.hpp"
+#include "wire/client.hpp"
+#include "wire/codec.hpp"
+
+namespace mesob::tools {
+
+using clock_type = std::chrono::steady_clock;
+
+struct broker_sim::counters {
+  std::atomic<uint64_t> connects{0}, instructions{0}, cancels{0}, fills{0}, rejects{0}, answers_ok{0},
+      answers_refused{0}, errors{0}, working{0};
+};
+
+broker_sim::broker_sim(broker_sim_options o) : opt_(std::move(o)), c_(std::make_unique<counters>()) {}
+
+broker_sim::~broker_sim() { stop(); }
+
+void broker_sim::start() {
+  stop_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void broker_sim::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void broker_sim::disconnect(uint64_t pause_ms) {
+  disconnect_pause_ms_ = pause_ms;
+  disconnect_ = true;
+}
+
+broker_sim_stats broker_sim::stats() const {
+  broker_sim_stats s;
+  s.connects = c_->connects;
+  s.instructions = c_->instructions;
+  s.cancels = c_->cancels;
+  s.fills_sent = c_->fills;
+  s.rejects_sent = c_->rejects;
+  s.answers_ok = c_->answers_ok;
+  s.answers_refused = c_->answers_refused;
+  s.errors = c_->errors;
+  s.working = c_->working;
+  return s;
+}
+
+namespace {
+
+struct working_order {
+  wire::order_instruction in;
+  uint64_t remaining = 0;
+  uint64_t next_fill = 1;
+  uint32_t parts = 1;  // fills still to send, this one included
+};
+
+struct due_order {
+  clock_type::time_point at;
+  uint64_t order_id;
+  bool operator>(const due_order& o) const { return at > o.at; }
+};
+
+uint64_t wall_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+}  // namespace
+
+void broker_sim::run() {
+  std::mt19937_64 rng(opt_.seed);
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::exponential_distribution<double> latency(opt_.latency_ms > 0 ? 1.0 / opt_.latency_ms : 1e9);
+  auto later = [&](clock_type::time_point from) {
+    return from + std::chrono::microseconds(int64_t(std::min(latency(rng), opt_.latency_ms_max) * 1000));
+  };
+  // What the broker is working and the answers it owes survive its reconnects.
+  std::unordered_map<uint64_t, working_order> orders;
+  std::priority_queue<due_order, std::vector<due_order>, std::greater<>> due;
+  std::deque<wire::order_answer> outbox;
+  auto decide = [&](uint64_t id, double rate) {  // per order and seed: every session agrees
+    return double(actors::mix64(id ^ opt_.seed) >> 11) * 0x1.0p-53 < rate;
+  };
+  auto work = [&](uint64_t id, clock_type::time_point now) {
+    auto it = orders.find(id);
+    if (it == orders.end()) return;  // cancelled
+    working_order& w = it->second;
+    auto answer = [&](wire::order_answer_kind k, uint16_t reason, uint64_t qty, uint64_t price) {
+      wire::order_answer a{};
+      a.order_id = id;
+      a.kind = k;
+      a.reason = reason;
+      if (k == wire::order_answer_kind::fill) {
+        a.fill_id = w.next_fill++;
+        a.quantity = qty;
+        a.price_ticks = price;
+      }
+      outbox.push_back(a);
+      (k == wire::order_answer_kind::fill ? c_->fills : c_->rejects).fetch_add(1);
+    };
+    if (w.next_fill == 1 && decide(id, opt_.reject_rate)) {
+      answer(wire::order_answer_kind::reject, 1, 0, 0);
+      orders.erase(it);
+      return;
+    }
+    if (w.in.expires_at != 0 && wall_ns() >= w.in.expires_at) {  // the engine expires it
+      orders.erase(it);
+      return;
+    }
+    const bool buy = w.in.side == wire::order_side::buy;
+    const uint64_t p = opt_.price_of ? opt_.price_of(w.in.instrument_id) : w.in.limit_ticks;
+    const bool within = p != 0 && (buy ? p <= w.in.limit_ticks : p >= w.in.limit_ticks);
+    if (!within) {
+      if (p != 0 && w.in.type == wire::order_type::market) {
+        answer(wire::order_answer_kind::reject, 2, 0, 0);
+        orders.erase(it);
+      } else {
+        due.push({later(now), id});
+      }
+      return;
+    }
+    const uint64_t qty = w.parts > 1 ? std::max<uint64_t>(1, w.remaining / w.parts) : w.remaining;
+    answer(wire::order_answer_kind::fill, 0, qty, p);
+    w.remaining -= qty;
+    w.parts = w.parts > 1 ? w.parts - 1 : 1;
+    if (w.remaining == 0) orders.erase(it);
+    else due.push({later(now), id});
+  };
+
+  while (!stop_) {
+    wire::client::options co;
+    co.host = opt_.host;
+    co.port = opt_.port;
+    co.gateway = opt_.gateway;
+    co.secret = opt_.secret;
+    co.timeout_ms = 2000;
+    std::string err;
+    auto cl = wire::client::connect(co, &err);
+    if (!cl) {
+      c_->errors.fetch_add(1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    c_->connects.fetch_add(1);
+    connected_ = true;
+    const uint32_t in_flight_max = std::max<uint32_t>(1, std::min(opt_.in_flight_max, cl->welcome().in_flight_max));
+    std::unordered_map<uint64_t, std::vector<wire::order_answer>> in_flight;
+    bool lost = false;
+    while (!stop_ && !lost) {
+      if (disconnect_.exchange(false)) {
+        cl->shutdown();
+        connected_ = false;
+        const auto until = clock_type::now() + std::chrono::milliseconds(disconnect_pause_ms_.load());
+        while (!stop_ && clock_type::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        lost = true;
+        break;
+      }
+      const auto now = clock_type::now();
+      while (!due.empty() && due.top().at <= now) {
+        const uint64_t id = due.top().order_id;
+        due.pop();
+        work(id, now);
+      }
+      c_->working.store(orders.size());
+      while (!outbox.empty() && in_flight.size() < in_flight_max) {
+        const size_t n = std::min<size_t>(outbox.size(), opt_.batch_max);
+        std::vector<wire::order_answer> batch(outbox.begin(), outbox.begin() + long(n));
+        const uint64_t id = cl->send(wire::order_answers_body(batch));
+        if (id == 0) {
+          lost = true;
+          break;
+        }
+        outbox.erase(outbox.begin(), outbox.begin() + long(n));
+        in_flight[id] = std::move(batch);
+      }
+      if (lost) break;
+      int wait_ms = 10;
+      if (!due.empty())
+        wait_ms = int(std::clamp<int64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(due.top().at - clock_type::now()).count(), 0, 10));
+      cl->set_timeout_ms(wait_ms);
+      wire::client::frame_in f;
+      if (!cl->read_frame(&f, &err)) {
+        if (cl->timed_out()) continue;
+        lost = true;
+        break;
+      }
+      do {
+        const auto kind = wire::frame_kind(f.header.kind);
+        if (kind == wire::frame_kind::push) {
+          wire::push_msg pm;
+          std::vector<wire::order_instruction> list;
+          if (!wire::parse_push(f.body, &pm, &err) || pm.topic != wire::orders_topic ||
+              !wire::parse_order_instructions(pm.body, &list, &err)) {
+            c_->errors.fetch_add(1);
+            continue;
+          }
+          const auto at = clock_type::now();
+          for (const auto& in : list) {
+            if (opt_.on_instruction) opt_.on_instruction(in);
+            if (in.kind == wire::order_instruction_kind::cancel) {
+              c_->cancels.fetch_add(1);
+              orders.erase(in.order_id);
+              continue;
+            }
+            c_->instructions.fetch_add(1);
+            if (orders.count(in.order_id) || in.quantity == 0) continue;  // worked already (a re-send)
+            working_order w;
+            w.in = in;
+            w.remaining = in.quantity;
+            w.parts = decide(in.order_id * 31 + 7, opt_.partial_rate) ? 2 + uint32_t(rng() % 3) : 1;
+            orders.emplace(in.order_id, w);
+            due.push({later(at), in.order_id});
+          }
+        } else if (kind == wire::frame_kind::response || kind == wire::frame_kind::error) {
+          const auto it = in_flight.find(f.header.request_id);
+          std::vector<wire::order_answer> answers;
+          if (it != in_flight.end()) {
+            answers = std::move(it->second);
+            in_flight.erase(it);
+          }
+          const auto o = wire::client::to_outcome(f);
+          if (!o.ok) {
+            c_->errors.fetch_add(1);
+            continue;
+          }
+          if (opt_.on_answered && answers.size() == o.reply.results.size())
+            for (size_t i = 0; i < answers.size(); ++i) opt_.on_answered(answers[i], o.reply.results[i]);
+          uint64_t ok = 0, refused = 0;
+          for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
+          c_->answers_ok.fetch_add(ok);
+          c_->answers_refused.fetch_add(refused);
+        }
+        cl->set_timeout_ms(0);
+      } while (cl->read_frame(&f, &err));
+      if (!cl->timed_out()) lost = true;
+    }
+    // Answers sent without a reply go again with the next session (a repeat if taken).
+    std::vector<uint64_t> ids;
+    for (const auto& [id, batch] : in_flight) ids.push_back(id);
+    std::sort(ids.rbegin(), ids.rend());
+    for (const uint64_t id : ids) outbox.insert(outbox.begin(), in_flight[id].begin(), in_flight[id].end());
+    connected_ = false;
+  }
+}
+
+}  // namespace mesob::tools
