@@ -227,7 +227,7 @@ void shard::publish_stats() {
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
                         pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes() +
-                        customers_.memory_bytes() + trading_.memory_bytes(),
+                        customers_.memory_bytes(),
                     r);
 }
 
@@ -876,6 +876,7 @@ void shard::finish_ready() {
 }
 
 static_assert(payouts::desk_table::emit_group_max == batch_ops_max);
+static_assert(trading::table::emit_group_max == batch_ops_max);
 
 void shard::finish_all() {
   settle_all();
@@ -1194,6 +1195,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   if (index_ == 0 && !policy_.empty()) cut_->policy = policy_.encode();
   customers_.take_dirty(&cut_->customers[index_]);
   trading_.take_dirty(&cut_->portfolios[index_]);
+  trading_.forget_closed();
   cut_->recon[index_] = desks_.recon_rows();
   note_pause(t0);
 }

@@ -268,11 +268,11 @@ class shard {
   size_t executed_pos_ = 0;
   uint64_t sync_waits_ = 0;
   void publish_stats();
-  // The groups' and payout desks' memory walks every group and payout: counted again
+  // The groups', payout desks' and portfolios' memory walks every one: counted again
   // every 4,096 batches, not after each (with 100,000 groups that walk made every batch
   // cost milliseconds; with 300,000 payouts held it was 13% of a payout run's CPU).
   size_t group_bytes() {
-    if (group_bytes_age_++ % 4096 == 0) group_bytes_ = groups_.memory_bytes() + desks_.memory_bytes();
+    if (group_bytes_age_++ % 4096 == 0) group_bytes_ = groups_.memory_bytes() + desks_.memory_bytes() + trading_.memory_bytes();
     return group_bytes_;
   }
   size_t group_bytes_ = 0;

@@ -137,7 +137,11 @@ void table::instruct(const order_entry& e, wire::order_instruction_kind kind) {
 void table::emit(wallet_entry& w, std::vector<wire::transfer>&& chain) {
   for (size_t i = 0; i + 1 < chain.size(); ++i) chain[i].flags |= wire::transfer_flags::linked;
   w.owed.push_back(chain);
-  chains_out_.push_back(std::move(chain));
+  if (!emit_) return;  // replaying: the chain is owed until a later record carries it
+  // Whole chains in groups of up to emit_group_max transfers: one queue entry (and one
+  // batch) per group, not per chain.
+  if (chains_out_.empty() || chains_out_.back().size() + chain.size() > emit_group_max) chains_out_.emplace_back();
+  chains_out_.back().insert(chains_out_.back().end(), chain.begin(), chain.end());
 }
 
 result table::answer(const wire::order_answer& a, uint64_t ts) {
@@ -200,7 +204,10 @@ result table::answer(const wire::order_answer& a, uint64_t ts) {
   MESOB_ASSERT(chain.size() <= chain_max);
   emit(*w, std::move(chain));
   touch(a.wallet, *w);
-  if (!open) unrouted_.erase(a.order_id);
+  if (!open) {
+    unrouted_.erase(a.order_id);
+    note_closed(a.wallet);
+  }
   return result::ok;
 }
 
@@ -225,6 +232,16 @@ void table::close(uint64_t wallet, wallet_entry& w, uint64_t order_id, order_sta
   if (why != order_state::rejected) instruct(*e, wire::order_instruction_kind::cancel);
   unrouted_.erase(order_id);
   touch(wallet, w);
+  note_closed(wallet);
+}
+
+// Between cuts the list stays within twice the wallets (and 4,096) entries.
+void table::note_closed(uint64_t wallet) {
+  closed_in_.push_back(wallet);
+  if (closed_in_.size() > 2 * wallets_.size() + 4096) {
+    std::sort(closed_in_.begin(), closed_in_.end());
+    closed_in_.erase(std::unique(closed_in_.begin(), closed_in_.end()), closed_in_.end());
+  }
 }
 
 result table::cancel(const wire::order_cancel& c, uint64_t ts) {
@@ -401,11 +418,32 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
 void table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
   for (const uint64_t wallet : dirty_) {
     auto it = wallets_.find(wallet);
-    if (it == wallets_.end()) continue;
+    if (it == wallets_.end()) {
+      out->emplace_back(wallet, std::vector<uint8_t>{});  // gone: its row is erased
+      continue;
+    }
     it->second.dirty = false;
     out->emplace_back(wallet, encode_row(wallet));
   }
   dirty_.clear();
+}
+
+void table::forget_closed() {
+  std::sort(closed_in_.begin(), closed_in_.end());
+  closed_in_.erase(std::unique(closed_in_.begin(), closed_in_.end()), closed_in_.end());
+  for (const uint64_t wallet : closed_in_) {
+    auto it = wallets_.find(wallet);
+    if (it == wallets_.end()) continue;
+    it->second.b.forget_closed();
+    if (it->second.b.empty() && it->second.owed.empty()) {
+      // Its row goes at the next cut (an empty row erases it).
+      if (!it->second.dirty) dirty_.push_back(wallet);
+      wallets_.erase(it);
+      continue;
+    }
+    touch(wallet, it->second);
+  }
+  closed_in_.clear();
 }
 
 size_t table::memory_bytes() const {

@@ -140,8 +140,10 @@ class table {
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().first <= now; }
   void run_due(uint64_t now);  // expiries
   [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().first; }
-  // Hands the batch's instructions and chains to the sinks.
+  // Hands the batch's instructions and chains to the sinks (chains in groups of whole
+  // chains, up to emit_group_max transfers each).
   void flush();
+  static constexpr size_t emit_group_max = 8192;  // the engine's batch_ops_max
 
   [[nodiscard]] const portfolio::book* book_of(uint64_t wallet) const;
   // The order with `id` of `wallet` (nullptr: none kept).
@@ -161,6 +163,11 @@ class table {
   bool load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::string* why);
   // Wallets changed since the last call (empty bytes: the row is gone).
   void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
+  // Drops the closed orders the rows just taken hold (each such row is written again
+  // without them at the next cut; a portfolio left with nothing goes). Their outcomes live
+  // on in the ledger and the events; a look-up of one answers order_not_found, and a
+  // broker's answer for one order_not_open. Call right after take_dirty, at a cut.
+  void forget_closed();
   [[nodiscard]] size_t memory_bytes() const;
 
  private:
@@ -177,6 +184,7 @@ class table {
   // Closes an open order (reject, cancel, expiry): voids its hold, tells its broker.
   void close(uint64_t wallet, wallet_entry& w, uint64_t order_id, portfolio::order_state why, uint16_t reason);
   void add_timer(uint64_t at, uint64_t wallet);
+  void note_closed(uint64_t wallet);
   [[nodiscard]] uint64_t trading_account_of(const portfolio::order_entry& e) const;
 
   uint32_t shard_ = 0, shards_ = 1;
@@ -189,6 +197,7 @@ class table {
   std::unordered_map<uint32_t, std::vector<wire::order_instruction>> outbox_;
   std::vector<std::vector<wire::transfer>> chains_out_;
   std::vector<uint64_t> dirty_;
+  std::vector<uint64_t> closed_in_;  // wallets that closed an order since the last forget_closed
   uint64_t settle_refusals_ = 0;
   emit_fn emit_;
   instruct_fn instruct_;

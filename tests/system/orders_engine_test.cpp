@@ -497,6 +497,17 @@ TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
   EXPECT_EQ(account(a_).debits_pending, 0u);
   EXPECT_EQ(account(b_).debits_pending, 0u);
   EXPECT_EQ(account(b_).debits_posted, 495u + 1500u);
+  // A snapshot holds the closed orders; then the portfolios let them go: a look-up no
+  // longer finds them, a broker's answer again changes nothing.
+  EXPECT_EQ(order(80).state, uint8_t(actors::portfolio::order_state::filled));
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  EXPECT_EQ(e().lookup_orders({80}).results.at(0), result::order_not_found);
+  EXPECT_EQ(answer("broker-a", fill(80, 2, 20, 105)), result::order_not_open);
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  restart();
+  EXPECT_EQ(e().recovery().portfolios_loaded, 2u) << "their positions stay";
+  EXPECT_EQ(e().lookup_orders({80, 81}).results, std::vector<result>(2, result::order_not_found));
+  EXPECT_EQ(account(a_).debits_posted, 1010u + 2100u);
   const auto check = e().check_balances();
   EXPECT_TRUE(check.balanced) << check.detail;
 }
