@@ -1,12 +1,16 @@
-// crash_driver <data_dir> <run> [equb|kyc]: runs the engine under a concurrent transfer load
+// crash_driver <data_dir> <run> [equb|kyc|orders]: runs the engine under a concurrent transfer load
 // until killed. Writes to stdout, binary, one {id.lo, result} record per transfer it
 // got an acknowledgement for — only after the engine's reply, i.e. once durable.
 // With `equb`: the load is equb groups paying round after round (crash_workload.hpp);
 // each worker looks its groups up, pays every seat that has not paid this round, and
 // goes on until every group completed (then waits to be killed).
+// With `orders`: customers' orders filled by a broker thread (crash_workload.hpp); the
+// records are {order id, result} of the orders acknowledged.
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "actors/customers.hpp"
+#include "actors/market.hpp"
 #include "engine/engine.hpp"
 #include "system/crash_workload.hpp"
 
@@ -147,10 +152,144 @@ void run_equb(engine::engine& e, std::mutex& out_mu, uint64_t run) {
   for (;;) ::pause();
 }
 
+// Sets up the orders workload (idempotent: later runs get repeats), then places orders
+// while a broker thread fills them.
+void run_orders(engine::engine& e, std::mutex& out_mu, uint64_t run) {
+  namespace q = mesob::test::crash::orders;
+  const auto etb = wire::currency("ETB");
+  std::vector<wire::account> accts;
+  wire::account bank{};
+  bank.id = q::bank;
+  bank.currency = etb;
+  bank.kind = wire::account_kind::system;
+  accts.push_back(bank);
+  std::vector<wire::transfer> funding;
+  std::vector<wire::customer_op> kyc;
+  for (uint64_t w = q::first_wallet; w < q::first_wallet + q::wallets; ++w) {
+    wire::account a{};
+    a.id = w;
+    a.currency = etb;
+    a.kind = wire::account_kind::customer_wallet;
+    a.flags = wire::account_flags::debits_must_not_exceed_credits;
+    accts.push_back(a);
+    wire::transfer t{};
+    t.id = {w, 0xF00D};
+    t.debit_account_id = q::bank;
+    t.credit_account_id = w;
+    t.amount = q::starting;
+    t.currency = etb;
+    funding.push_back(t);
+    wire::customer_op c{};
+    c.wallet = w;
+    c.kyc = wire::kyc_status::verified;
+    c.profile = wire::risk_profile::moderate;
+    c.tier = 1;
+    c.sequence = 1;
+    kyc.push_back(c);
+  }
+  e.create_accounts(accts);
+  e.create_transfers(funding);
+  wire::policy_op moderate{};
+  moderate.kind = wire::policy_op_kind::profile;
+  moderate.number = uint8_t(wire::risk_profile::moderate);
+  moderate.classes = 1u << (uint8_t(wire::asset_class::fund) - 1);
+  moderate.position_max = 1ull << 50;
+  e.policies({actors::customers::tier_op(1, etb, 1ull << 40, 1ull << 40, 1ull << 50), moderate});
+  e.customers(kyc);
+  std::vector<wire::instrument_op> defs;
+  std::vector<wire::price> prices;
+  for (uint64_t i = 1; i <= q::instruments; ++i) {
+    defs.push_back(actors::market::definition(i, "C" + std::to_string(i), wire::asset_class::fund, etb, 1, 1,
+                                              {9000, 60'000, 86'400'000, 1000}));
+    prices.push_back({i, q::price, 1});  // the same price again each run: a repeat
+  }
+  e.instruments(defs);
+  e.prices(prices);
+  wire::gateway_op gw{};
+  gw.kind = wire::gateway_op_kind::register_gateway;
+  std::strncpy(gw.id, q::broker, sizeof gw.id);
+  gw.rail = 3;
+  gw.priority = 1;
+  gw.roles = 2;  // broker
+  gw.answer_timeout_ms = 5000;
+  gw.currencies_n = 1;
+  gw.currencies[0] = {etb, 0, q::settlement};
+  gw.secret_bytes = 32;
+  for (int i = 0; i < 32; ++i) gw.secret[i] = uint8_t(0x50 + i);
+  e.gateways({gw});  // gateway_exists after the first run
+  // The broker: answers each instruction at once, fills in two parts or a reject.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<wire::order_instruction> inbox;
+  e.set_order_sink([&](const std::string&, std::vector<wire::order_instruction>&& list) {
+    std::lock_guard lk(mu);
+    inbox.insert(inbox.end(), list.begin(), list.end());
+    cv.notify_one();
+  });
+  std::thread broker([&] {
+    for (;;) {
+      std::vector<wire::order_instruction> work;
+      {
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return !inbox.empty(); });
+        work.assign(inbox.begin(), inbox.end());
+        inbox.clear();
+      }
+      std::vector<wire::order_answer> answers;
+      for (const auto& in : work) {
+        if (in.kind != wire::order_instruction_kind::work) continue;
+        wire::order_answer a{};
+        a.order_id = in.order_id;
+        if (q::rejected(in.order_id)) {
+          a.kind = wire::order_answer_kind::reject;
+          a.reason = 9;
+          answers.push_back(a);
+          continue;
+        }
+        for (uint64_t k = 1; k <= 2; ++k) {  // fills the engine took already are repeats
+          a.kind = wire::order_answer_kind::fill;
+          a.fill_id = k;
+          a.quantity = q::fill_quantity(in.order_id, k);
+          a.price_ticks = q::price;
+          answers.push_back(a);
+        }
+      }
+      for (size_t i = 0; i < answers.size(); i += 8192)
+        e.order_answers(q::broker, {answers.begin() + long(i), answers.begin() + long(std::min(answers.size(), i + 8192))});
+    }
+  });
+  broker.detach();
+  const auto* g = e.gateway_registry()->find(q::broker);
+  if (!g) {
+    std::fprintf(stderr, "crash_driver: the broker is not registered\n");
+    std::_Exit(1);
+  }
+  e.gateway_event({g->number, wire::gateway_event_kind::up, {}});  // open orders are pushed again
+  std::fprintf(stderr, "crash_driver: orders run %llu ready\n", static_cast<unsigned long long>(run));
+  std::vector<std::thread> threads;
+  for (uint32_t w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      std::vector<ack> acks;
+      for (uint64_t seq = 1;;) {
+        const uint64_t n = 1 + actors::mix64(run * 1000 + w * 100000 + seq) % q::batch_max;
+        std::vector<wire::order> batch;
+        for (uint64_t i = 0; i < n; ++i) batch.push_back(q::order_for(q::order_id(run, w, seq++)));
+        auto r = e.orders(batch);
+        if (r.st != engine::status::ok) continue;
+        acks.clear();
+        for (size_t i = 0; i < batch.size(); ++i) acks.push_back({batch[i].id, uint32_t(r.results[i]), 0});
+        std::lock_guard lk(out_mu);
+        if (::write(1, acks.data(), acks.size() * sizeof(ack)) < 0) std::_Exit(3);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc == 4 ? argv[3] : "";
-  if (argc != 3 && !(argc == 4 && (mode == "equb" || mode == "kyc"))) {
-    std::fprintf(stderr, "usage: crash_driver <data_dir> <run> [equb|kyc]\n");
+  if (argc != 3 && !(argc == 4 && (mode == "equb" || mode == "kyc" || mode == "orders"))) {
+    std::fprintf(stderr, "usage: crash_driver <data_dir> <run> [equb|kyc|orders]\n");
     return 2;
   }
   engine::config cfg;
@@ -170,6 +309,7 @@ int main(int argc, char** argv) {
   }
   std::mutex out_mu;
   if (mode == "equb") run_equb(*e, out_mu, std::strtoull(argv[2], nullptr, 10));
+  if (mode == "orders") run_orders(*e, out_mu, run);
   std::vector<wire::account> accts;
   for (uint64_t id = 1; id <= accounts; ++id) {
     wire::account a;

@@ -91,3 +91,43 @@ inline wire::transfer payment(uint64_t g, uint32_t round, uint32_t seat) {
 }
 
 }  // namespace mesob::test::crash::equb
+
+// The orders workload (crash_driver ... orders): customers place market buys, a broker
+// (the driver's own thread, answering the instructions the engine pushes) fills each in
+// two parts or rejects it, so every kill lands with orders placed, partly filled, and
+// settlements in flight. Everything about an order is a pure function of its id.
+namespace mesob::test::crash::orders {
+
+constexpr uint64_t wallets = 256;
+constexpr uint64_t first_wallet = 20'000;  // wallets first_wallet .. + wallets - 1
+constexpr uint64_t bank = 9'100;           // funds the wallets (may go below zero)
+constexpr uint64_t settlement = 9'101;     // the broker's settlement account
+constexpr uint64_t instruments = 8;        // ids 1 .. 8, tick 1, lot 1
+constexpr uint64_t price = 100, limit = 150;
+constexpr uint64_t starting = 1'000'000'000;
+constexpr uint32_t batch_max = 32;  // orders per request (one request in flight per worker)
+constexpr const char* broker = "crash-broker";
+
+// id = run << 40 | worker << 32 | seq (seq from 1)
+inline uint64_t order_id(uint64_t run, uint64_t worker, uint64_t seq) { return run << 40 | worker << 32 | seq; }
+inline wire::order order_for(uint64_t id) {
+  const uint64_t h = actors::mix64(id);
+  wire::order o;
+  o.id = id;
+  o.wallet = first_wallet + h % wallets;
+  o.instrument_id = 1 + (h >> 16) % instruments;
+  o.quantity = 2 + (h >> 24) % 20;
+  o.limit_ticks = limit;
+  o.currency = wire::currency("ETB");
+  o.side = wire::order_side::buy;
+  o.type = wire::order_type::market;
+  return o;
+}
+inline bool rejected(uint64_t id) { return actors::mix64(id ^ 0x5eed) % 10 == 0; }
+// Fill k (1 or 2): half the order, then the rest, at the price.
+inline uint64_t fill_quantity(uint64_t id, uint64_t k) {
+  const uint64_t q = order_for(id).quantity;
+  return k == 1 ? q / 2 : q - q / 2;
+}
+
+}  // namespace mesob::test::crash::orders
