@@ -49,7 +49,7 @@ result check_order(const wire::order& o, const market::instrument* ins) {
   // 1. fields
   if (o.id == 0 || o.wallet == 0 || o.instrument_id == 0) return result::id_must_not_be_zero;
   if ((o.side != wire::order_side::buy && o.side != wire::order_side::sell) ||
-      (o.type != wire::order_type::market && o.type != wire::order_type::limit))
+      (o.type != wire::order_type::market && o.type != wire::order_type::limit) || o.expires_s > expires_s_max)
     return result::order_invalid;
   if (o.reserved != 0 || o.reserved2 != 0 || o.reserved3 != 0) return result::reserved_field;
   if (o.quantity == 0) return result::amount_must_not_be_zero;
@@ -198,22 +198,23 @@ void book::closed(order_entry& e, order_state why) {
 
 void book::drop_if_empty(uint64_t instrument) {
   auto it = positions_.find(instrument);
+  // Nothing held and nothing open on it (open orders keep `buying` or `reserved` above 0).
   if (it == positions_.end() || it->second.quantity != 0 || it->second.buying != 0 || it->second.reserved != 0) return;
-  for (const auto& [id, e] : orders_)
-    if (e.o.instrument_id == instrument) return;  // a closed order kept still names it
   positions_.erase(it);
 }
 
 void book::forget_closed() {
-  std::vector<uint64_t> instruments;
+  std::vector<uint64_t> kept;  // orders whose settlement the ledger refused: an operator's to see
   for (const uint64_t id : closed_) {
     auto it = orders_.find(id);
     if (it == orders_.end()) continue;
-    instruments.push_back(it->second.o.instrument_id);
+    if (it->second.settle_refused) {
+      kept.push_back(id);
+      continue;
+    }
     orders_.erase(it);
   }
-  closed_.clear();
-  for (const uint64_t i : instruments) drop_if_empty(i);
+  closed_ = std::move(kept);
 }
 
 std::vector<uint8_t> book::encode() const {
@@ -233,6 +234,8 @@ std::vector<uint8_t> book::encode() const {
     w.put(e.broker);
     w.put(e.reason);
     w.put(uint8_t(e.settle_refused));
+    w.put(uint8_t(e.ending));
+    w.put(e.ending_at);
     w.put(uint32_t(e.fills.size()));
     for (const auto& f : e.fills)
       for (uint64_t v : {f.id, f.quantity, f.price_ticks}) w.put(v);
@@ -281,6 +284,12 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     e.reason = r.get<uint16_t>();
     const uint8_t refused = r.get<uint8_t>();
     e.settle_refused = refused == 1;
+    const uint8_t ending = r.get<uint8_t>();
+    e.ending = order_state(ending);
+    e.ending_at = r.get<uint64_t>();
+    if (ending != uint8_t(order_state::open) && ending != uint8_t(order_state::cancelled) &&
+        ending != uint8_t(order_state::expired))
+      return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
     const uint32_t nf = r.get<uint32_t>();
     if (r.short_read || refused > 1 || nf > fills_max)
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
@@ -306,7 +315,8 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
                         e.o.quantity != 0 && e.o.limit_ticks != 0 && e.tick != 0 && e.tick <= market::tick_max &&
                         full != UINT64_MAX && (buy ? e.paid <= full && e.held == (e.st == order_state::open ? full - e.paid : 0)
                                                    : e.held == 0);
-    if (r.short_read || !fields || e.o.id == 0 || !in_order || !p || e.filled > e.o.quantity || uint8_t(e.st) == 0 ||
+    if (r.short_read || !fields || e.o.id == 0 || !in_order || (!p && e.st == order_state::open) ||
+        e.filled > e.o.quantity || uint8_t(e.st) == 0 || (e.ending != order_state::open && e.st != order_state::open) ||
         uint8_t(e.st) > uint8_t(order_state::expired) || (e.st == order_state::filled) != (e.filled == e.o.quantity) ||
         (e.st != order_state::open && e.held != 0) || !b.orders_.emplace(e.o.id, e).second)
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;

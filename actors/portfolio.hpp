@@ -8,9 +8,9 @@
 // either at market with a protective price limit (`limit_ticks`: a buy fills at no more,
 // a sell at no less) or as a limit order at `limit_ticks`. The checks, in order (the
 // first failing is the result):
-//   1. fields: ids not zero, side and type known, nothing in the reserved fields,
-//      quantity and limit not zero (id_must_not_be_zero, order_invalid, reserved_field,
-//      amount_must_not_be_zero, price_invalid);
+//   1. fields: ids not zero, side and type known, expires_s at most a year, nothing in
+//      the reserved fields, quantity and limit not zero (id_must_not_be_zero,
+//      order_invalid, reserved_field, amount_must_not_be_zero, price_invalid);
 //   2. the instrument: listed (instrument_not_found), the order's currency its currency
 //      (wrong_currency), the quantity whole lots (lot_size_invalid), the notional
 //      (quantity x limit x tick) at most 2^53 minor units (amounts_too_large); then the
@@ -29,13 +29,15 @@
 //      (insufficient_cash: what the ledger would refuse as exceeds_credits); a sell: the
 //      quantity at most what is held and not already reserved by open sells
 //      (insufficient_position).
-// A position that is empty (nothing held, nothing open on it) is dropped.
+// A position that is empty (nothing held, nothing open on it) is dropped; closed orders
+// are kept for look-ups only (until forget_closed), never read by the checks, so a
+// decision does not depend on which of them are still kept.
 // An accepted buy holds its notional in the wallet (a pending transfer); an accepted sell
 // reserves its quantity. A fill (quantity and price, price within the limit, quantity at
 // most what is open) posts its cost out of the hold (a buy) or credits the proceeds (a
 // sell), and moves the position: a buy adds quantity and cost; a sell removes quantity
 // and the cost basis in proportion (rounded down, the remainder staying with what is
-// left, so a position sold to zero has a basis of zero). An order fully filled, rejected
+// left, so nothing is left of a position sold to zero). An order fully filled, rejected
 // by the broker, cancelled or expired releases what it still holds.
 //
 // Ownership: one portfolio per customer wallet, on the wallet's shard; touched only by
@@ -58,6 +60,7 @@ constexpr uint32_t open_orders_max = 1024;  // per portfolio
 constexpr uint32_t positions_max = 1024;    // per portfolio
 constexpr uint32_t closed_kept_max = 4096;  // closed orders kept until forget_closed
 constexpr uint32_t fills_max = 1024;        // fills one order may take (too_many_fills)
+constexpr uint32_t expires_s_max = 366 * 86'400;  // an order's life at most (order_invalid)
 
 struct position {
   uint64_t quantity = 0;
@@ -84,7 +87,12 @@ struct order_entry {
   uint64_t expires_at = 0;  // engine time (0: never)
   uint32_t broker = 0;      // the gateway number it was sent to (0: none yet)
   uint16_t reason = 0;      // rejected: the broker's reason code
-  bool settle_refused = false;  // the ledger refused one of its settlements
+  bool settle_refused = false;  // the ledger refused one of its settlements (kept until an operator sees it)
+  // Open, but ending: cancelled or expired here, its broker told; it closes as `ending`
+  // when the broker confirms (a reject) or the grace after `ending_at` passes, and takes
+  // the fills the broker made meanwhile.
+  order_state ending = order_state::open;
+  uint64_t ending_at = 0;
   std::vector<fill_record> fills;  // in the order taken (at most fills_max)
   [[nodiscard]] uint64_t open_quantity() const { return o.quantity - filled; }
 };

@@ -262,7 +262,10 @@ void shard::execute(batch& b) {
       if (b.results[i] == result::ok) {
         deciding(b, i + 1);
         desks_.event(b.gateway_events[i], b.timestamp_base + i);
-        if (b.gateway_events[i].kind == wire::gateway_event_kind::up) trading_.broker_up();
+        if (b.gateway_events[i].kind == wire::gateway_event_kind::up) {
+          const auto* g = desks_.registry()->find(b.gateway_events[i].gateway);
+          if (g && (g->roles & wire::roles::broker)) trading_.broker_up(g->number);
+        }
       }
   if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();
@@ -297,7 +300,9 @@ void shard::execute(batch& b) {
       for (uint32_t i = 0; i < b.count; ++i)
         if (b.results[i] == result::ok && shard_of(b.order_cancels[i].wallet, count_) == index_) {
           deciding(b, i + 1);
-          b.results[i] = trading_.cancel(b.order_cancels[i], b.timestamp_base + i);
+          bool repeated = false;
+          b.results[i] = trading_.cancel(b.order_cancels[i], b.timestamp_base + i, &repeated);
+          if (!b.repeated.empty()) b.repeated[i] = repeated;
         }
       break;
     case op_kind::lookup_orders:
@@ -649,7 +654,9 @@ void shard::execute_order_answers(batch& b) {
     const auto& a = b.order_answers[i];
     if (b.results[i] != result::ok || shard_of(a.wallet, count_) != index_) continue;
     deciding(b, i + 1);
-    b.results[i] = trading_.answer(a, b.timestamp_base + i);
+    bool repeated = false;
+    b.results[i] = trading_.answer(a, market_, b.timestamp_base + i, &repeated);
+    if (!b.repeated.empty()) b.repeated[i] = repeated;
   }
 }
 
@@ -699,7 +706,7 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
 // ledger's: an order the portfolio refuses gets the portfolio's reason (insufficient_cash,
 // not exceeds_credits).
 void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
-  const wire::order& ord = b.orders[o];
+  const wire::order ord = trading::as_sent(b.orders[o]);
   const bool buy = ord.side == wire::order_side::buy;
   const account* wallet = buy ? in.dr : in.cr;
   portfolio::order_inputs pin;
@@ -1022,9 +1029,11 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
         desks_.held(t, b.timestamp_base + o);
       }
     }
-    if (b.kind == op_kind::orders) {  // an order's hold: the portfolio takes the order
+    // An order's hold: the wallet's portfolio takes the order (a hold made under another
+    // shard count may have its trading account on another shard).
+    if (b.kind == op_kind::orders && (b.orders[o].side == wire::order_side::buy ? dr : cr)) {
       deciding(b, o + 1);
-      trading_.placed(b.orders[o], b.order_ticks[o], b.timestamp_base + o);
+      trading_.placed(trading::as_sent(b.orders[o]), b.order_ticks[o], b.timestamp_base + o);
     }
     if ((t.flags & transfer_flags::pending) && (dr || cr)) {
       const pending_info p = make_pending(t, r.serial, b.timestamp_base + o);

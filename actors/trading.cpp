@@ -16,7 +16,6 @@ namespace {
 constexpr uint32_t row_magic = 0x54524144;  // "TRAD"
 constexpr uint16_t row_version = 1;
 constexpr uint32_t chain_max = 3;           // a fill's post, improvement and hold
-constexpr uint32_t owed_max = 2 * portfolio::open_orders_max * 4;  // a row's owed chains, bounded for decoding
 
 bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
 
@@ -144,24 +143,38 @@ void table::emit(wallet_entry& w, std::vector<wire::transfer>&& chain) {
   chains_out_.back().insert(chains_out_.back().end(), chain.begin(), chain.end());
 }
 
-result table::answer(const wire::order_answer& a, uint64_t ts) {
+result table::answer(const wire::order_answer& a, const market::book& market, uint64_t ts, bool* repeated) {
   (void)ts;
+  *repeated = false;
   wallet_entry* w = entry(a.wallet);
   order_entry* e = w ? w->b.order_mut(a.order_id) : nullptr;
-  // The sequencer found the order's hold: an order the book no longer keeps was closed.
-  if (!e) return result::order_not_open;
+  // The sequencer found the order's hold. A closed order is answered the same whether or
+  // not the book still keeps it (forget_closed), so every decision here reads open
+  // orders only.
+  if (!e || e->st != order_state::open) return result::order_not_open;
   if (e->broker != a.gateway) return result::order_wrong_broker;
   if (a.kind == wire::order_answer_kind::reject) {
-    if (e->st == order_state::rejected) return result::ok;  // the same reject again
-    if (e->st != order_state::open) return result::order_not_open;
-    close(a.wallet, *w, a.order_id, order_state::rejected, a.reason);
+    // Ending (cancelled or expired here): the broker confirms it stopped.
+    close(a.wallet, *w, a.order_id, e->ending != order_state::open ? e->ending : order_state::rejected, a.reason);
     return result::ok;
   }
   for (const auto& f : e->fills)
-    if (f.id == a.fill_id)
-      return f.quantity == a.quantity && f.price_ticks == a.price_ticks ? result::ok : result::fill_id_reused;
-  if (e->st != order_state::open) return result::order_not_open;
+    if (f.id == a.fill_id) {
+      *repeated = f.quantity == a.quantity && f.price_ticks == a.price_ticks;
+      return *repeated ? result::ok : result::fill_id_reused;
+    }
   if (e->fills.size() >= portfolio::fills_max) return result::too_many_fills;
+  // Whole lots, at a price within the instrument's move band of its last price (a
+  // broker's answer is not trusted to name any price within the limit).
+  const market::instrument* ins = market.find(e->o.instrument_id);
+  MESOB_ASSERT(ins != nullptr);  // instruments are never removed
+  if (a.quantity % ins->def.lot != 0) return result::lot_size_invalid;
+  if (ins->last_ticks != 0) {
+    const unsigned __int128 band = (unsigned __int128)ins->last_ticks * ins->def.move_bp / 10'000;
+    const uint64_t lo = ins->last_ticks - uint64_t(std::min<unsigned __int128>(band, ins->last_ticks));
+    const unsigned __int128 hi = (unsigned __int128)ins->last_ticks + band;
+    if (a.price_ticks < lo || a.price_ticks > hi) return result::fill_invalid;
+  }
   const uint64_t before = hold_amount(*e);
   const uint64_t k = e->fills.size() + 1;
   result r = result::ok;
@@ -225,11 +238,12 @@ void table::close(uint64_t wallet, wallet_entry& w, uint64_t order_id, order_sta
   e = w.b.order_mut(order_id);
   MESOB_ASSERT(e != nullptr);
   e->reason = reason;
+  e->ending = order_state::open;
+  e->ending_at = 0;
   wire::transfer v = engine_transfer(*e, chain_id(order_id, k, 2), code_close);
   v.pending_id = hold_id(order_id, k);
   v.flags = wire::transfer_flags::void_pending;
   emit(w, {v});
-  if (why != order_state::rejected) instruct(*e, wire::order_instruction_kind::cancel);
   unrouted_.erase(order_id);
   touch(wallet, w);
   note_closed(wallet);
@@ -244,22 +258,43 @@ void table::note_closed(uint64_t wallet) {
   }
 }
 
-result table::cancel(const wire::order_cancel& c, uint64_t ts) {
-  (void)ts;
+result table::cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated) {
+  *repeated = false;
   wallet_entry* w = entry(c.wallet);
-  const order_entry* e = w ? w->b.order(c.order_id) : nullptr;
-  if (!e) return result::order_not_found;
-  if (e->st == order_state::cancelled) return result::ok;  // the same cancel again
-  if (e->st != order_state::open) return result::order_not_open;
-  close(c.wallet, *w, c.order_id, order_state::cancelled, 0);
+  order_entry* e = w ? w->b.order_mut(c.order_id) : nullptr;
+  // The sequencer found the order's hold for this wallet: one not kept was closed.
+  if (!e || e->st != order_state::open) return result::order_not_open;
+  if (e->ending != order_state::open) {  // asked already (or expiring): nothing more to do
+    *repeated = true;
+    return result::ok;
+  }
+  end(c.wallet, *w, *e, order_state::cancelled, ts);
   return result::ok;
 }
 
-void table::broker_up() {
-  // Orders with a broker: pushed again to theirs (any of its sessions may be the new one).
+// A cancel or expiry here: an order no broker has closes at once; one a broker has keeps
+// its hold (the broker may have filled it before it hears) until the broker confirms or
+// the grace passes.
+void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state why, uint64_t ts) {
+  if (e.broker == 0) {
+    close(wallet, w, e.o.id, why, 0);
+    return;
+  }
+  e.ending = why;
+  e.ending_at = ts;
+  instruct(e, wire::order_instruction_kind::cancel);
+  add_timer(ts + cancel_grace_ns, wallet);
+  touch(wallet, w);
+}
+
+void table::broker_up(uint32_t gateway) {
+  // Its open orders: pushed again (any of its sessions may be the new one); those ending,
+  // with their cancel.
   for (auto& [wallet, w] : wallets_)
     w.b.for_each_order([&](const order_entry& e) {
-      if (e.st == order_state::open && e.broker != 0) instruct(e, wire::order_instruction_kind::work);
+      if (e.st != order_state::open || e.broker != gateway) return;
+      instruct(e, wire::order_instruction_kind::work);
+      if (e.ending != order_state::open) instruct(e, wire::order_instruction_kind::cancel);
     });
   std::vector<std::pair<uint64_t, uint64_t>> waiting(unrouted_.begin(), unrouted_.end());
   for (const auto& [id, wallet] : waiting) {
@@ -280,30 +315,53 @@ void table::add_timer(uint64_t at, uint64_t wallet) {
 }
 
 void table::run_due(uint64_t now) {
+  // Every open order due by `now` (its expiry, or the grace of its ending) of the wallets
+  // whose timers fired, in (time, wallet, order id) order: the same live and in replay,
+  // whatever timers (some stale) the heap holds.
+  struct due_order {
+    uint64_t at, wallet, id;
+    bool expiry;
+    auto operator<=>(const due_order&) const = default;
+  };
+  std::vector<uint64_t> wallets;
   while (!timers_.empty() && timers_.front().first <= now) {
     std::pop_heap(timers_.begin(), timers_.end(), std::greater<>());
-    const auto [at, wallet] = timers_.back();
+    wallets.push_back(timers_.back().second);
     timers_.pop_back();
+  }
+  std::sort(wallets.begin(), wallets.end());
+  wallets.erase(std::unique(wallets.begin(), wallets.end()), wallets.end());
+  std::vector<due_order> due;
+  for (const uint64_t wallet : wallets) {
     wallet_entry* w = entry(wallet);
     if (!w) continue;
-    // Every open order of the wallet due by `now`, in order id order (the same in replay).
-    std::vector<uint64_t> due;
     w->b.for_each_order([&](const order_entry& e) {
-      if (e.st == order_state::open && e.expires_at != 0 && e.expires_at <= now) due.push_back(e.o.id);
-    });
-    for (const uint64_t id : due) {
-      if (events_) {
-        wire::event ev{};
-        ev.timestamp = now;
-        ev.type = wire::event_type::order_expired;
-        ev.account_a = wallet;
-        ev.ref.lo = id;
-        ev.amount = w->b.order(id)->open_quantity();
-        events_(std::move(ev));
+      if (e.st != order_state::open) return;
+      if (e.ending != order_state::open) {
+        if (e.ending_at + cancel_grace_ns <= now) due.push_back({e.ending_at + cancel_grace_ns, wallet, e.o.id, false});
+      } else if (e.expires_at != 0 && e.expires_at <= now) {
+        due.push_back({e.expires_at, wallet, e.o.id, true});
       }
-      close(wallet, *w, id, order_state::expired, 0);
+    });
+  }
+  std::sort(due.begin(), due.end());
+  for (const auto& d : due) {
+    wallet_entry& w = *entry(d.wallet);
+    order_entry& e = *w.b.order_mut(d.id);
+    if (!d.expiry) {  // the broker never confirmed: it closes as it was ending
+      close(d.wallet, w, d.id, e.ending, 0);
+      continue;
     }
-    (void)at;
+    if (events_) {
+      wire::event ev{};
+      ev.timestamp = now;
+      ev.type = wire::event_type::order_expired;
+      ev.account_a = d.wallet;
+      ev.ref.lo = d.id;
+      ev.amount = e.open_quantity();
+      events_(std::move(ev));
+    }
+    end(d.wallet, w, e, order_state::expired, now);
   }
 }
 
@@ -313,10 +371,16 @@ void table::chain_done(const wire::transfer& first, result r) {
   auto it = std::find_if(w->owed.begin(), w->owed.end(), [&](const auto& c) { return c.front().id == first.id; });
   if (it == w->owed.end()) return;  // emitted again after a restart: the first settled it
   w->owed.erase(it);
+  if (r != result::ok) {
+    ++settle_refusals_;
+    if (order_entry* e = w->b.order_mut(first.id.lo)) e->settle_refused = true;
+  }
+  if (w->b.empty() && w->owed.empty()) {  // nothing left: its row goes at the next cut
+    if (!w->dirty) dirty_.push_back(first.user_data);
+    wallets_.erase(first.user_data);
+    return;
+  }
   touch(first.user_data, *w);
-  if (r == result::ok) return;
-  ++settle_refusals_;
-  if (order_entry* e = w->b.order_mut(first.id.lo)) e->settle_refused = true;
 }
 
 void table::flush() {
@@ -359,6 +423,7 @@ wire::order_state_view table::view(const order_entry& e) {
   v.fills = uint32_t(e.fills.size());
   v.state = uint8_t(e.st);
   v.settle_refused = e.settle_refused ? 1 : 0;
+  v.cancelling = e.ending != order_state::open ? uint8_t(e.ending) : 0;
   v.reason = e.reason;
   return v;
 }
@@ -390,7 +455,8 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
   wallet_entry w;
   if (!portfolio::book::decode(r.take(nb), &w.b, why)) return *why = "wallet " + std::to_string(wallet) + ": " + *why, false;
   const uint32_t nc = r.get<uint32_t>();
-  if (r.short_read || nc > owed_max) return *why = "trading: wallet " + std::to_string(wallet) + ": bad chain count", false;
+  if (r.short_read || nc > (bytes.size() - r.at) / sizeof(wire::transfer))
+    return *why = "trading: wallet " + std::to_string(wallet) + ": bad chain count", false;
   for (uint32_t i = 0; i < nc; ++i) {
     const uint32_t n = r.get<uint32_t>();
     if (r.short_read || n == 0 || n > chain_max)
@@ -406,11 +472,17 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     w.owed.push_back(std::move(c));
   }
   if (r.at != bytes.size()) return *why = "trading: wallet " + std::to_string(wallet) + ": bytes after the row", false;
+  bool closed = false;
   w.b.for_each_order([&](const order_entry& e) {
-    if (e.st != order_state::open) return;
+    if (e.st != order_state::open) {
+      closed = true;
+      return;
+    }
     if (e.expires_at != 0) add_timer(e.expires_at, wallet);
+    if (e.ending != order_state::open) add_timer(e.ending_at + cancel_grace_ns, wallet);
     if (e.broker == 0) unrouted_[e.o.id] = wallet;
   });
+  if (closed) note_closed(wallet);
   wallets_[wallet] = std::move(w);
   return true;
 }
@@ -431,9 +503,14 @@ void table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* o
 void table::forget_closed() {
   std::sort(closed_in_.begin(), closed_in_.end());
   closed_in_.erase(std::unique(closed_in_.begin(), closed_in_.end()), closed_in_.end());
+  std::vector<uint64_t> later;
   for (const uint64_t wallet : closed_in_) {
     auto it = wallets_.find(wallet);
     if (it == wallets_.end()) continue;
+    if (!it->second.owed.empty()) {  // a closing chain not yet carried: its outcome marks the order
+      later.push_back(wallet);
+      continue;
+    }
     it->second.b.forget_closed();
     if (it->second.b.empty() && it->second.owed.empty()) {
       // Its row goes at the next cut (an empty row erases it).
@@ -443,7 +520,7 @@ void table::forget_closed() {
     }
     touch(wallet, it->second);
   }
-  closed_in_.clear();
+  closed_in_ = std::move(later);
 }
 
 size_t table::memory_bytes() const {

@@ -23,18 +23,24 @@
 // one); its expiry, a cancel or the broker's reject ends it.
 //
 // Answers (wire::order_answer, logged with the answering gateway and the wallet the
-// sequencer found from the hold's record) are decided by the portfolio in log order:
-//   - a fill (fill id, quantity, price within the limit) moves the position and the
-//     money: the portfolio emits a chain that posts the fill out of the current hold and
+// sequencer found from the hold's record) are decided by the portfolio in log order,
+// reading open orders only (a closed order is answered order_not_open whether or not the
+// book still keeps it):
+//   - a fill (fill id, whole lots, a price within the limit and within the instrument's
+//     move_bp of its last price) moves the position and the money: the portfolio emits a chain that posts the fill out of the current hold and
 //     holds the rest again under the next hold id {order id, hold_hi | k} (k fills so far):
 //       buy:  post hold(k-1) of the fill's cost; hold(k) of what the order still holds;
 //       sell: post hold(k-1) of the fill's least proceeds; the price improvement as a
 //             transfer trading account -> wallet; hold(k) of the least proceeds left.
 //     A fill id taken again with the same fields is a repeat (ok, nothing changes); with
 //     other fields fill_id_reused.
-//   - a reject, a client's cancel and the expiry (expires_s after placing, on the engine
-//     clock, decided at the first logged batch at or after it) close the order: a chain
-//     voids its current hold; a broker holding it is told (`cancel`).
+//   - a client's cancel and the expiry (expires_s after placing, on the engine clock,
+//     decided at the first logged batch at or after it) end the order: one no broker has
+//     closes at once; otherwise its broker is told (`cancel`) and the order stays open,
+//     hold and all, taking the fills the broker made before it heard, until the broker
+//     confirms with a reject or cancel_grace_ns passes; then it closes as cancelled or
+//     expired. A reject of an order not ending closes it as rejected. A close voids the
+//     current hold (a chain).
 // The chains' ids are derived from the order id and its fill count ({order id, emit_hi |
 // k << 2 | j}: j 0 the post, 1 the improvement, 2 the void), so a chain emitted twice
 // (after a restart) is a repeat. They are engine transfers: a trade the broker executed
@@ -92,15 +98,25 @@ constexpr uint64_t emit_hi = 0x9A700D2000000000ull;     // chains: {order id, em
 // Codes of the engine's trading transfers: a hold (| side << 2 | type), a fill's post, a
 // sell's price improvement, a close's void.
 constexpr uint16_t code_hold = 0xE200, code_fill = 0xE211, code_improvement = 0xE212, code_close = 0xE213;
+// How long an order cancelled or expired here waits for its broker to confirm (a reject)
+// before it closes anyway; fills the broker sends meanwhile still settle.
+constexpr uint64_t cancel_grace_ns = 60'000'000'000ull;
 [[nodiscard]] inline uint16_t hold_code(const wire::order& o) {
   return uint16_t(code_hold | uint8_t(o.side) << 2 | uint8_t(o.type));
 }
 
 // The order's first hold, as the sequencer makes it (`ins`: the instrument as of the
-// order's place in the log, null if unknown), or the result refusing the order before
-// any state is read: its fields, the instrument, the lot, the notional.
+// order's place in the log, null if unknown; `shards`: the shard count its trading
+// account is chosen by), or the result refusing the order before any state is read: its
+// fields, the instrument, the lot, the notional.
 [[nodiscard]] wire::result order_hold(const wire::order& o, const market::instrument* ins, uint32_t shards,
                                       wire::transfer* out);
+// An order as logged carries in `reserved2` the shard count it was sequenced under (so
+// replay under another count makes the same hold); the client's order has it 0.
+[[nodiscard]] inline wire::order as_sent(wire::order o) {
+  o.reserved2 = 0;
+  return o;
+}
 // Field checks of a broker's answer (no state).
 [[nodiscard]] wire::result check_answer_fields(const wire::order_answer& a);
 
@@ -127,13 +143,14 @@ class table {
   [[nodiscard]] wire::result check(const wire::order& o, const portfolio::order_inputs& in) const;
   // The order's hold was applied at `ts`: the book takes it, it is routed.
   void placed(const wire::order& o, uint64_t tick, uint64_t ts);
-  // A broker's answer (wallet and gateway filled in by the engine).
-  wire::result answer(const wire::order_answer& a, uint64_t ts);
-  // A client's cancel.
-  wire::result cancel(const wire::order_cancel& c, uint64_t ts);
-  // A broker's session opened: its open orders are pushed to it again, and orders
-  // waiting for a broker are routed.
-  void broker_up();
+  // A broker's answer (wallet and gateway filled in by the engine), read against the
+  // market as of the answer. *repeated: an ok that changes nothing (a fill again).
+  wire::result answer(const wire::order_answer& a, const market::book& market, uint64_t ts, bool* repeated);
+  // A client's cancel (the sequencer found the order's hold for that wallet).
+  wire::result cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated);
+  // A session of broker `gateway` opened: its open orders are pushed to it again, and
+  // orders waiting for a broker are routed.
+  void broker_up(uint32_t gateway);
   // A chain the table emitted executed fresh (or as a repeat) with outcome r.
   void chain_done(const wire::transfer& first, wire::result r);
 
@@ -183,6 +200,9 @@ class table {
   void route(portfolio::order_entry& e);
   // Closes an open order (reject, cancel, expiry): voids its hold, tells its broker.
   void close(uint64_t wallet, wallet_entry& w, uint64_t order_id, portfolio::order_state why, uint16_t reason);
+  // A cancel or expiry: closes an order no broker has; otherwise tells the broker and
+  // waits for its confirmation (a reject) or the grace.
+  void end(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, portfolio::order_state why, uint64_t ts);
   void add_timer(uint64_t at, uint64_t wallet);
   void note_closed(uint64_t wallet);
   [[nodiscard]] uint64_t trading_account_of(const portfolio::order_entry& e) const;

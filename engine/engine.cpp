@@ -246,8 +246,11 @@ class engine_impl {
         bool older = false;
         for (const auto& ev : part) {
           older = older || ev.lsn <= snap;
-          const bool by_time = uint16_t(ev.type) >= uint16_t(wire::event_type::equb_missed) &&
-                               ev.type != wire::event_type::instrument_defined && ev.type != wire::event_type::price;
+          // Decisions shards make on their own (timers, rounds, breakers), placed by shard.
+          using et = wire::event_type;
+          const bool by_time = (uint16_t(ev.type) >= uint16_t(et::equb_missed) && uint16_t(ev.type) <= uint16_t(et::payout_breaker)) ||
+                               ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
+                               ev.type == et::order_expired;
           decided = decided || (ev.lsn > snap && by_time);
         }
         if (older) break;
@@ -775,8 +778,14 @@ class engine_impl {
     b.transfers.assign(n, wire::transfer{});
     b.order_ticks.assign(n, 0);
     for (uint32_t i = 0; i < n; ++i) {
+      // The shard count the order was first sequenced under (stamped before logging).
+      const uint32_t shards = b.orders[i].reserved2;
+      if (shards == 0 || shards > actors::shards_max) {
+        refused[i] = result::reserved_field;  // a client's reserved2
+        continue;
+      }
       const auto* ins = seq_market_.find(b.orders[i].instrument_id);
-      refused[i] = actors::trading::order_hold(b.orders[i], ins, shards_n_, &b.transfers[i]);
+      refused[i] = actors::trading::order_hold(actors::trading::as_sent(b.orders[i]), ins, shards, &b.transfers[i]);
       if (refused[i] == result::ok) b.order_ticks[i] = ins->def.tick;
     }
     sequence_transfers(b);
@@ -876,11 +885,19 @@ class engine_impl {
         sequence_orders(b);
         publish_index_stats();
         break;
-      case op_kind::order_answers: sequence_order_answers(b); break;
+      case op_kind::order_answers:
+        sequence_order_answers(b);
+        if (event_writer_) b.repeated.assign(b.count, 0);
+        break;
       case op_kind::order_cancels:
+        // A cancel names an order placed for that wallet (its hold's record says).
         b.results.assign(b.count, result::ok);
-        for (uint32_t i = 0; i < b.count; ++i)
-          if (b.order_cancels[i].order_id == 0 || b.order_cancels[i].wallet == 0) b.results[i] = result::id_must_not_be_zero;
+        if (event_writer_) b.repeated.assign(b.count, 0);
+        for (uint32_t i = 0; i < b.count; ++i) {
+          const auto& c = b.order_cancels[i];
+          if (c.order_id == 0 || c.wallet == 0) b.results[i] = result::id_must_not_be_zero;
+          else if (order_wallet(c.order_id) != c.wallet) b.results[i] = result::order_not_found;
+        }
         break;
       case op_kind::lookup_orders:
         b.results.assign(b.count, result::order_not_found);
@@ -1694,6 +1711,10 @@ class engine_impl {
     if ((q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts) && !gateway_items_to_transfers(q)) return;
     if ((q.req.kind == op_kind::payout_answers || q.req.kind == op_kind::order_answers) && !stamp_answering_gateway(q))
       return;
+    // Orders are logged with the shard count they are sequenced under (their trading
+    // accounts follow it); a client's reserved2 is refused (reserved_field).
+    if (q.req.kind == op_kind::orders)
+      for (auto& o : q.req.orders) o.reserved2 = o.reserved2 != 0 ? actors::shards_max + 1 : shards_n_;
     auto b = make_batch(std::move(q.req));
     b->user_done = std::move(q.done);
     b->emitted = q.emitted;

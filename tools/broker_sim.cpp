@@ -68,11 +68,6 @@ struct due_order {
   bool operator>(const due_order& o) const { return at > o.at; }
 };
 
-uint64_t wall_ns() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
 
 }  // namespace
 
@@ -109,10 +104,6 @@ void broker_sim::run() {
     };
     if (w.next_fill == 1 && decide(id, opt_.reject_rate)) {
       answer(wire::order_answer_kind::reject, 1, 0, 0);
-      orders.erase(it);
-      return;
-    }
-    if (w.in.expires_at != 0 && wall_ns() >= w.in.expires_at) {  // the engine expires it
       orders.erase(it);
       return;
     }
@@ -208,8 +199,17 @@ void broker_sim::run() {
           for (const auto& in : list) {
             if (opt_.on_instruction) opt_.on_instruction(in);
             if (in.kind == wire::order_instruction_kind::cancel) {
+              // Stops working it and confirms with a reject (reason 3, "cancelled"); one
+              // already done (or unknown) has nothing to confirm.
               c_->cancels.fetch_add(1);
-              orders.erase(in.order_id);
+              if (orders.erase(in.order_id) != 0) {
+                wire::order_answer a{};
+                a.order_id = in.order_id;
+                a.kind = wire::order_answer_kind::reject;
+                a.reason = 3;
+                outbox.push_back(a);
+                c_->rejects.fetch_add(1);
+              }
               continue;
             }
             c_->instructions.fetch_add(1);

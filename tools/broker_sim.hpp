@@ -6,8 +6,9 @@
 // in one fill, or (a share `partial_rate` of orders) in two to four parts, each after its
 // own latency. A share `reject_rate` of orders is rejected instead. A market order whose
 // price is past its limit is rejected (reason 2, "price moved"); a limit order waits and
-// looks again after another latency, until its expiry. A cancel instruction stops the
-// order's fills still to come.
+// looks again after another latency. A cancel instruction (the order cancelled or
+// expired in the engine) stops the order's fills still to come, confirmed with a reject
+// (reason 3).
 //
 // Fill ids count 1, 2, ... per order, so a fill sent again (say after a reconnect, when
 // the engine pushes the open orders again and the simulator works them from where it

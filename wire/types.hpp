@@ -493,7 +493,8 @@ struct order_state_view {
   uint8_t state = 0;         // portfolio::order_state (1 open, 2 filled, 3 rejected, 4 cancelled, 5 expired)
   uint8_t settle_refused = 0;  // 1: the ledger refused a settlement (an operator's to see)
   uint16_t reason = 0;       // rejected: the broker's reason
-  uint32_t reserved = 0;
+  uint8_t cancelling = 0;    // open, ending: 4 cancelled or 5 expired here, its broker not yet confirmed
+  uint8_t reserved[3] = {};
 };
 static_assert(sizeof(order_state_view) == 112);
 static_assert(std::is_trivially_copyable_v<order_state_view>);
