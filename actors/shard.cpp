@@ -221,6 +221,10 @@ void shard::publish_stats() {
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
   pub_customers_.store(customers_.size(), r);
+  pub_orders_open_.store(trading_.open_orders(), r);
+  pub_orders_ending_.store(trading_.ending_orders(), r);
+  pub_fills_.store(trading_.fills(), r);
+  pub_settle_refusals_.store(trading_.settle_refusals(), r);
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
   const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
   pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline()}), r);
@@ -244,6 +248,10 @@ shard_stats shard::stats() const {
   s.queue_depth = sent > handled ? sent - handled : 0;
   s.batches_executed = batches_handled_.load(r);
   s.customers = pub_customers_.load(r);
+  s.orders_open = pub_orders_open_.load(r);
+  s.orders_ending = pub_orders_ending_.load(r);
+  s.fills = pub_fills_.load(r);
+  s.settle_refusals = pub_settle_refusals_.load(r);
   return s;
 }
 

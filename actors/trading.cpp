@@ -99,6 +99,7 @@ result table::check(const wire::order& o, const portfolio::order_inputs& in) con
 void table::placed(const wire::order& o, uint64_t tick, uint64_t ts) {
   wallet_entry& w = wallets_[o.wallet];
   w.b.accept(o, tick);
+  ++open_;
   order_entry& e = *w.b.order_mut(o.id);
   e.placed_at = ts;
   e.expires_at = o.expires_s == 0 ? 0 : ts + uint64_t(o.expires_s) * 1'000'000'000ull;
@@ -184,6 +185,11 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   e = w->b.order_mut(a.order_id);
   MESOB_ASSERT(e != nullptr);
   const bool open = e->st == order_state::open;
+  ++fills_;
+  if (!open) {
+    --open_;
+    if (e->ending != order_state::open) --ending_;
+  }
   std::vector<wire::transfer> chain;
   wire::transfer post = engine_transfer(*e, chain_id(e->o.id, k, 0), code_fill);
   post.pending_id = hold_id(e->o.id, k - 1);
@@ -232,6 +238,8 @@ void table::close(uint64_t wallet, wallet_entry& w, uint64_t order_id, order_sta
   order_entry* e = w.b.order_mut(order_id);
   MESOB_ASSERT(e != nullptr && e->st == order_state::open);
   const uint64_t k = e->fills.size();
+  --open_;
+  if (e->ending != order_state::open) --ending_;
   result r = result::ok;
   w.b.close(order_id, why, &r);
   MESOB_ASSERT(r == result::ok);
@@ -282,6 +290,7 @@ void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state wh
   }
   e.ending = why;
   e.ending_at = ts;
+  ++ending_;
   instruct(e, wire::order_instruction_kind::cancel);
   add_timer(ts + cancel_grace_ns, wallet);
   touch(wallet, w);
@@ -406,11 +415,6 @@ std::vector<std::vector<wire::transfer>> table::chains_owed() const {
   return out;
 }
 
-uint64_t table::open_orders() const {
-  uint64_t n = 0;
-  for (const auto& [w, e] : wallets_) n += e.b.open_orders();
-  return n;
-}
 
 wire::order_state_view table::view(const order_entry& e) {
   wire::order_state_view v{};
@@ -478,6 +482,8 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
       closed = true;
       return;
     }
+    ++open_;
+    if (e.ending != order_state::open) ++ending_;
     if (e.expires_at != 0) add_timer(e.expires_at, wallet);
     if (e.ending != order_state::open) add_timer(e.ending_at + cancel_grace_ns, wallet);
     if (e.broker == 0) unrouted_[e.o.id] = wallet;

@@ -170,7 +170,9 @@ class table {
   void for_each_book(F&& f) const {
     for (const auto& [w, e] : wallets_) f(w, e.b);
   }
-  [[nodiscard]] uint64_t open_orders() const;
+  [[nodiscard]] uint64_t open_orders() const { return open_; }
+  [[nodiscard]] uint64_t ending_orders() const { return ending_; }  // open, cancelled or expired here
+  [[nodiscard]] uint64_t fills() const { return fills_; }            // taken since the start
   [[nodiscard]] uint64_t settle_refusals() const { return settle_refusals_; }
   // The chains no log record carried (after replay): emitted again, in order.
   [[nodiscard]] std::vector<std::vector<wire::transfer>> chains_owed() const;
@@ -219,6 +221,7 @@ class table {
   std::vector<uint64_t> dirty_;
   std::vector<uint64_t> closed_in_;  // wallets that closed an order since the last forget_closed
   uint64_t settle_refusals_ = 0;
+  uint64_t open_ = 0, ending_ = 0, fills_ = 0;
   emit_fn emit_;
   instruct_fn instruct_;
   route_fn route_;

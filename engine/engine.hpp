@@ -208,6 +208,10 @@ struct shard_report {
   uint64_t memory_bytes = 0;
   uint64_t cut_us_max = 0;        // longest checkpoint pause
   uint64_t customers = 0;         // KYC records of wallets on this shard
+  uint64_t orders_open = 0;       // orders open in its portfolios
+  uint64_t orders_ending = 0;     // of them, cancelled or expired, their broker not yet confirmed
+  uint64_t fills = 0;             // fills taken since the start
+  uint64_t settle_refusals = 0;   // orders' settlements the ledger refused since the start
 };
 
 // The event stream as operators see it (engine/events.hpp).

@@ -133,6 +133,15 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   for (const auto& r : shards) x.sample(double(r.sync_waits), label("shard", std::to_string(r.shard)));
   x.family("mesob_shard_customers", "gauge", "Customers (KYC records) whose wallets a shard holds.");
   for (const auto& r : shards) x.sample(double(r.customers), label("shard", std::to_string(r.shard)));
+  x.family("mesob_orders_open", "gauge", "Orders open in a shard's portfolios (ending ones included).");
+  for (const auto& r : shards) x.sample(double(r.orders_open), label("shard", std::to_string(r.shard)));
+  x.family("mesob_orders_ending", "gauge", "Open orders cancelled or expired, their broker not yet confirmed.");
+  for (const auto& r : shards) x.sample(double(r.orders_ending), label("shard", std::to_string(r.shard)));
+  x.family("mesob_order_fills_total", "counter", "Brokers' fills taken since the engine started.");
+  for (const auto& r : shards) x.sample(double(r.fills), label("shard", std::to_string(r.shard)));
+  x.family("mesob_order_settle_refusals_total", "counter",
+           "Orders' settlements the ledger refused since the engine started (an operator's to look at).");
+  for (const auto& r : shards) x.sample(double(r.settle_refusals), label("shard", std::to_string(r.shard)));
 
   // The market (one read through the engine: every instrument's state as of now).
   if (const reply m = e.lookup_instruments({}); m.st == status::ok) {

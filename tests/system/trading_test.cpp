@@ -13,6 +13,7 @@
 #include "actors/customers.hpp"
 #include "actors/market.hpp"
 #include "actors/trading.hpp"
+#include "engine/metrics.hpp"
 #include "engine/server.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/seed.hpp"
@@ -244,6 +245,19 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   EXPECT_EQ(s.errors, 0u);
   const auto check = eng->check_balances();
   EXPECT_TRUE(check.balanced) << check.detail;
+  // What operators see: no order open, every fill counted.
+  uint64_t open = 0, fills = 0, taken = 0;
+  for (const auto& rep : eng->shard_reports()) {
+    open += rep.orders_open;
+    fills += rep.fills;
+  }
+  for (const auto* list : {&bought, &sold})
+    for (const auto& o : *list) taken += o.fills;
+  EXPECT_EQ(open, 0u);
+  EXPECT_EQ(fills, taken);
+  const std::string text = engine::render_metrics(*eng, srv.get(), nullptr);
+  EXPECT_NE(text.find("mesob_orders_open{shard=\"0\"} 0"), std::string::npos);
+  EXPECT_NE(text.find("mesob_order_fills_total{shard=\"1\"}"), std::string::npos);
   srv->stop();
   eng->set_order_sink(nullptr);
 }
