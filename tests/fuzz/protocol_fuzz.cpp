@@ -60,8 +60,13 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
     case frame_kind::push: {
       push_msg m;
       std::vector<payout_instruction> list;
-      if (parse_push(body, &m, &why)) (void)parse_payout_instructions(m.body, &list, &why);
+      std::vector<order_instruction> orders;
+      if (parse_push(body, &m, &why)) {
+        (void)parse_payout_instructions(m.body, &list, &why);
+        (void)parse_order_instructions(m.body, &orders, &why);
+      }
       (void)parse_payout_instructions(body, &list, &why);  // the raw input too
+      (void)parse_order_instructions(body, &orders, &why);
       break;
     }
     case frame_kind::admin_request: {
