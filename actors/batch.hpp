@@ -65,6 +65,10 @@ enum class op_kind : uint16_t {
   order_answers = 27,            // brokers' fills and rejects (the wallets' shards)
   order_cancels = 28,            // clients' cancels (the wallets' shards)
   lookup_orders = 29,            // orders by id (account_ids), from their wallets' shards
+  rebalance = 30,                // requests only: plan on the wallet's shard (plan_rebalance), then
+                                 // place the orders as one orders batch
+  plan_rebalance = 31,           // account_ids {wallet, first order id, drift_bp, slippage_bp,
+                                 // expires_s}: the orders (b.orders) rebalancing would place
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.

@@ -9,7 +9,7 @@ using wire::result;
 namespace {
 constexpr uint32_t policy_magic = 0x504F4C31;    // "POL1"
 constexpr uint32_t customer_magic = 0x43555331;  // "CUS1"
-constexpr uint16_t format_version = 1;
+constexpr uint16_t format_version = 2;  // 2: the models
 constexpr uint8_t classes_all = (1u << wire::asset_class_max) - 1;
 }  // namespace
 
@@ -38,6 +38,13 @@ result check_policy_fields(const wire::policy_op& op) {
     if (op.number == 0 || op.number > wire::risk_profile_max || op.classes == 0 || (op.classes & ~classes_all) ||
         op.position_max == 0 || op.currency != 0 || op.single_max != 0 || op.daily_outflow_max != 0 ||
         op.balance_max != 0)
+      return result::policy_op_invalid;
+    return result::ok;
+  }
+  if (op.kind == wire::policy_op_kind::model) {
+    if (op.number == 0 || op.number > wire::risk_profile_max || op.classes != 0 || op.currency != 0 ||
+        op.single_max == 0 || op.daily_outflow_max > model_weight_total_max || op.balance_max != 0 ||
+        op.position_max != 0)
       return result::policy_op_invalid;
     return result::ok;
   }
@@ -71,6 +78,31 @@ result policy::apply(const wire::policy_op& op, bool* repeated) {
     tiers_.emplace(key, l);
     return result::ok;
   }
+  if (op.kind == wire::policy_op_kind::model) {
+    model_weights& m = models_[op.number];
+    const uint64_t instrument = op.single_max;
+    const auto weight = uint32_t(op.daily_outflow_max);
+    const auto it = m.find(instrument);
+    const uint32_t before = it == m.end() ? 0 : it->second;
+    *repeated = before == weight;
+    if (*repeated) return result::ok;
+    uint64_t total = 0;
+    for (const auto& [i, w] : m) total += w;
+    if (total - before + weight > model_weight_total_max) return result::policy_op_invalid;  // over 100%
+    if (weight == 0) {
+      m.erase(it);
+      --models_used_;
+      return result::ok;
+    }
+    if (it == m.end()) {
+      if (m.size() >= model_instruments_max) return result::policy_op_invalid;
+      m.emplace(instrument, weight);
+      ++models_used_;
+      return result::ok;
+    }
+    it->second = weight;
+    return result::ok;
+  }
   profile_rules& p = profiles_[op.number];
   *repeated = p.classes == op.classes && p.position_max == op.position_max;
   if (p.classes == 0) ++profiles_used_;
@@ -81,6 +113,11 @@ result policy::apply(const wire::policy_op& op, bool* repeated) {
 const tier_limits* policy::tier(uint8_t number, wire::currency_code c) const {
   auto it = tiers_.find({number, c});
   return it == tiers_.end() ? nullptr : &it->second;
+}
+
+const model_weights& policy::model(uint8_t p) const {
+  static const model_weights none;
+  return p >= 1 && p <= wire::risk_profile_max ? models_[p] : none;
 }
 
 const profile_rules* policy::profile(uint8_t p) const {
@@ -103,6 +140,13 @@ std::vector<uint8_t> policy::encode() const {
     w.put(profiles_[p].classes);
     w.put(profiles_[p].position_max);
   }
+  for (uint8_t p = 1; p <= wire::risk_profile_max; ++p) {
+    w.put(uint32_t(models_[p].size()));
+    for (const auto& [i, weight] : models_[p]) {
+      w.put(i);
+      w.put(weight);
+    }
+  }
   return std::move(w.out);
 }
 
@@ -111,8 +155,8 @@ bool policy::decode(std::span<const uint8_t> bytes, policy* out, std::string* wh
   const uint32_t magic = r.get<uint32_t>();
   const uint16_t version = r.get<uint16_t>();
   const uint32_t n = r.get<uint32_t>();
-  if (r.short_read || magic != policy_magic || version != format_version)
-    return *why = "policy: not a policy record of version 1", false;
+  if (r.short_read || magic != policy_magic || version < 1 || version > format_version)
+    return *why = "policy: not a policy record of version 1 or 2", false;
   if (n > tier_rows_max) return *why = "policy: " + std::to_string(n) + " tier rows, over the limit", false;
   policy p;
   for (uint32_t i = 0; i < n; ++i) {
@@ -137,6 +181,20 @@ bool policy::decode(std::span<const uint8_t> bytes, policy* out, std::string* wh
     if (op.classes == 0 && op.position_max == 0) continue;
     bool repeated = false;
     if (p.apply(op, &repeated) != result::ok) return *why = "policy: profile " + std::to_string(k) + " is damaged", false;
+  }
+  for (uint8_t k = 1; version >= 2 && k <= wire::risk_profile_max; ++k) {
+    const uint32_t n = r.get<uint32_t>();
+    if (r.short_read || n > model_instruments_max) return *why = "policy: profile " + std::to_string(k) + "'s model is damaged", false;
+    for (uint32_t i = 0; i < n; ++i) {
+      wire::policy_op op;
+      op.kind = wire::policy_op_kind::model;
+      op.number = k;
+      op.single_max = r.get<uint64_t>();
+      op.daily_outflow_max = r.get<uint32_t>();
+      bool repeated = false;
+      if (r.short_read || op.daily_outflow_max == 0 || p.apply(op, &repeated) != result::ok || repeated)
+        return *why = "policy: profile " + std::to_string(k) + "'s model weight " + std::to_string(i) + " is damaged", false;
+    }
   }
   if (r.at != bytes.size()) return *why = "policy: bytes after the record", false;
   *out = std::move(p);

@@ -20,7 +20,8 @@
 //     group under its tier), and refusing them would strand money in escrow. Deposits
 //     from gateways are checked like any transfer in;
 //   - a profile (conservative, moderate, aggressive) has the asset classes it allows
-//     and the largest position per instrument (minor units); orders read them.
+//     and the largest position per instrument (minor units); orders read them. It may
+//     have a model portfolio: target weights per instrument that rebalancing aims at.
 // A change of policy applies from its place in the log on.
 //
 // Placement: customer records live on their wallet's shard (like accounts), so the
@@ -57,6 +58,10 @@ struct profile_rules {
   uint8_t classes = 0;  // 0: not defined
   uint64_t position_max = 0;
 };
+constexpr size_t model_instruments_max = 64;  // per profile
+constexpr uint32_t model_weight_total_max = 10'000;  // basis points
+// A model portfolio: instrument id -> weight (basis points), in instrument order.
+using model_weights = std::map<uint64_t, uint32_t>;
 
 // Field checks (no state).
 [[nodiscard]] wire::result check_policy_fields(const wire::policy_op& op);
@@ -71,12 +76,15 @@ class policy {
   wire::result apply(const wire::policy_op& op, bool* repeated);
   [[nodiscard]] const tier_limits* tier(uint8_t number, wire::currency_code c) const;
   [[nodiscard]] const profile_rules* profile(uint8_t p) const;
-  [[nodiscard]] bool empty() const { return tiers_.empty() && profiles_used_ == 0; }
+  // Profile p's model portfolio (empty: none).
+  [[nodiscard]] const model_weights& model(uint8_t p) const;
+  [[nodiscard]] bool empty() const { return tiers_.empty() && profiles_used_ == 0 && models_used_ == 0; }
   template <class F>
   void for_each_tier(F&& f) const {
     for (const auto& [k, l] : tiers_) f(k.first, k.second, l);
   }
-  // Snapshot byte form (version 1); decode refuses damage it can see.
+  // Snapshot byte form (version 2, with the models; version 1 has none); decode refuses
+  // damage it can see.
   [[nodiscard]] std::vector<uint8_t> encode() const;
   static bool decode(std::span<const uint8_t> bytes, policy* out, std::string* why);
 
@@ -84,6 +92,8 @@ class policy {
   std::map<std::pair<uint8_t, wire::currency_code>, tier_limits> tiers_;
   profile_rules profiles_[wire::risk_profile_max + 1] = {};
   uint8_t profiles_used_ = 0;
+  model_weights models_[wire::risk_profile_max + 1];
+  size_t models_used_ = 0;  // weights set, over every profile
 };
 
 struct customer {

@@ -35,6 +35,65 @@ size_t book::memory_bytes() const {
   return n;
 }
 
+std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t first_id, const rebalance_inputs& in) {
+  // Prices of what counts: the model's instruments and those held, in the currency.
+  struct line {
+    uint64_t id, unit, held, free, lot, last;  // unit: minor units per unit at the last price
+    uint32_t weight;
+    bool trades;
+  };
+  std::map<uint64_t, line> lines;
+  auto add = [&](uint64_t id) {
+    if (lines.count(id)) return;
+    const market::instrument* ins = in.market->find(id);
+    if (!ins || ins->def.currency != in.currency) return;
+    const position* p = b.find(id);
+    line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, ins->last_ticks, 0, false};
+    const uint64_t unit = notional(1, ins->last_ticks, ins->def.tick);
+    l.unit = unit == UINT64_MAX ? 0 : unit;
+    l.trades = l.unit != 0 && ins->reasons(in.t) == 0 && !(p && (p->buying != 0 || p->reserved != 0));
+    const auto w = in.model->find(id);
+    l.weight = w == in.model->end() ? 0 : w->second;
+    lines.emplace(id, l);
+  };
+  for (const auto& [id, w] : *in.model) add(id);
+  b.for_each_position([&](uint64_t id, const position& p) {
+    if (p.quantity != 0) add(id);
+  });
+  using u128 = unsigned __int128;
+  u128 value = in.cash;
+  for (const auto& [id, l] : lines) value += u128(l.held) * l.unit;
+  const u128 band = value * in.drift_bp / 10'000;
+  std::vector<wire::order> sells, buys;
+  for (const auto& [id, l] : lines) {
+    if (!l.trades) continue;
+    const u128 target = value * l.weight / 10'000, now = u128(l.held) * l.unit;
+    const bool buy = target > now;
+    const u128 gap = buy ? target - now : now - target;
+    if (gap <= band) continue;
+    uint64_t units = uint64_t(std::min<u128>(gap / l.unit, u128(1) << 62));
+    if (!buy) units = std::min(units, l.free);
+    units -= units % l.lot;
+    if (units == 0) continue;
+    wire::order o{};
+    o.wallet = wallet;
+    o.instrument_id = id;
+    o.quantity = units;
+    o.currency = in.currency;
+    o.side = buy ? wire::order_side::buy : wire::order_side::sell;
+    o.type = wire::order_type::market;
+    o.expires_s = in.expires_s;
+    const uint64_t slip = uint64_t(u128(l.last) * in.slippage_bp / 10'000);
+    o.limit_ticks = buy ? l.last + slip : std::max<uint64_t>(1, l.last - std::min(slip, l.last));
+    (buy ? buys : sells).push_back(o);
+  }
+  std::vector<wire::order> out = std::move(sells);
+  out.insert(out.end(), buys.begin(), buys.end());
+  if (out.size() > rebalance_orders_max) out.resize(rebalance_orders_max);
+  for (size_t i = 0; i < out.size(); ++i) out[i].id = first_id + i;
+  return out;
+}
+
 const position* book::find(uint64_t instrument) const {
   auto it = positions_.find(instrument);
   return it == positions_.end() ? nullptr : &it->second;

@@ -109,6 +109,10 @@ struct order_inputs {
 class book {
  public:
   [[nodiscard]] const position* find(uint64_t instrument) const;
+  template <class F>
+  void for_each_position(F&& f) const {
+    for (const auto& [id, p] : positions_) f(id, p);
+  }
   [[nodiscard]] const order_entry* order(uint64_t id) const;
   [[nodiscard]] size_t open_orders() const { return open_; }
   [[nodiscard]] order_entry* order_mut(uint64_t id);
@@ -154,6 +158,30 @@ class book {
 // Steps 1 and 2 of the checks (the order's fields and its instrument; null: unknown),
 // which read no portfolio: the sequencer's too, before it makes the order's hold.
 [[nodiscard]] wire::result check_order(const wire::order& o, const market::instrument* ins);
+
+// Rebalancing: the orders that bring a portfolio back within `drift_bp` of its profile's
+// model. The portfolio's value is the wallet's available cash plus every position at the
+// last price (quantity x last x tick, instruments of the wallet's currency). Each
+// instrument of the model or held (target weight 0 when not in the model) whose value is
+// more than drift_bp of the portfolio's value away from its target gets a market order
+// for the difference, in whole lots (a sell at most the units not reserved), with a
+// protective limit `slippage_bp` past the last price. Instruments with an order open,
+// without a price, halted or stale are left as they are. Sells come first (in instrument
+// order), then buys; ids count up from first_id. Each is then checked like any order
+// (a buy may find the cash its sells will bring not yet there: insufficient_cash).
+struct rebalance_inputs {
+  const std::map<uint64_t, uint32_t>* model = nullptr;  // instrument -> weight (bp)
+  const market::book* market = nullptr;
+  wire::currency_code currency = 0;  // the wallet's
+  uint64_t cash = 0;                 // the wallet's available money
+  uint64_t t = 0;                    // engine time (halts)
+  uint32_t drift_bp = 0;
+  uint32_t slippage_bp = 0;
+  uint32_t expires_s = 0;
+};
+constexpr uint32_t rebalance_orders_max = 128;  // ids first_id .. first_id + 127 at most
+[[nodiscard]] std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t first_id,
+                                                      const rebalance_inputs& in);
 
 // quantity x limit x tick, or UINT64_MAX past 2^53.
 [[nodiscard]] uint64_t notional(uint64_t quantity, uint64_t price_ticks, uint64_t tick);

@@ -313,6 +313,31 @@ void shard::execute(batch& b) {
           if (!b.repeated.empty()) b.repeated[i] = repeated;
         }
       break;
+    case op_kind::plan_rebalance: {  // the wallet's shard only
+      const uint64_t wallet = b.account_ids.at(0);
+      const customers::customer* c = customers_.find(wallet);
+      const account* a = find_account(wallet);
+      if (!a) b.results[0] = result::account_not_found;
+      else if (!c) b.results[0] = result::customer_not_found;
+      else if (policy_.model(uint8_t(c->profile)).empty()) b.results[0] = result::risk_profile_undefined;
+      else {
+        portfolio::rebalance_inputs in;
+        in.model = &policy_.model(uint8_t(c->profile));
+        in.market = &market_;
+        in.currency = a->currency;
+        const uint64_t out = a->debits_posted + a->debits_pending;
+        in.cash = a->credits_posted > out ? a->credits_posted - out : 0;
+        in.t = std::max(b.sweep_to, b.timestamp_base);
+        in.drift_bp = uint32_t(b.account_ids.at(2));
+        in.slippage_bp = uint32_t(b.account_ids.at(3));
+        in.expires_s = uint32_t(b.account_ids.at(4));
+        static const portfolio::book empty;
+        const portfolio::book* bk = trading_.book_of(wallet);
+        b.orders = portfolio::plan_rebalance(bk ? *bk : empty, wallet, b.account_ids.at(1), in);
+        b.results[0] = result::ok;
+      }
+      break;
+    }
     case op_kind::lookup_orders:
       for (uint32_t i = 0; i < b.count; ++i)
         if (b.order_wallets[i] != 0 && shard_of(b.order_wallets[i], count_) == index_)
@@ -325,7 +350,8 @@ void shard::execute(batch& b) {
     case op_kind::lookup_transfers: break;  // answered by the sequencer
     case op_kind::gateway_ops: desks_.set_registry(b.registry_after); break;  // decided by the sequencer
     case op_kind::deposits:
-    case op_kind::payouts: MESOB_ASSERT_MSG(false, "deposits and payouts reach shards as transfers"); break;
+    case op_kind::payouts:
+    case op_kind::rebalance: MESOB_ASSERT_MSG(false, "deposits, payouts and rebalances reach shards as other kinds"); break;
     case op_kind::payout_answers: execute_payout_answers(b); break;
     case op_kind::payout_ops: execute_payout_ops(b); break;
     case op_kind::instrument_ops:

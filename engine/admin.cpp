@@ -310,6 +310,10 @@ class admin_impl {
         {"profile set", "<conservative|moderate|aggressive> <class,...> <position_max>",
          "set a risk profile's asset classes (cash_like, bond, equity, fund) and largest position per instrument", 3,
          3, &admin_impl::cmd_profile_set},
+        {"model set", "<conservative|moderate|aggressive> <instrument-id> <weight_bp>",
+         "set an instrument's target weight (basis points; 0 removes it) in a risk profile's model portfolio, which "
+         "rebalancing aims at",
+         3, 3, &admin_impl::cmd_model_set},
         {"customer show", "<wallet-id>", "a customer's KYC status, tier, risk profile and outflow today", 1, 1,
          &admin_impl::cmd_customer_show},
         {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
@@ -1115,8 +1119,15 @@ class admin_impl {
       profiles.rows.push_back({std::string(wire::risk_profile_name(k)), pr ? classes : "(not set)",
                                std::to_string(pr ? pr->position_max : 0)});
     }
+    admin_section models;
+    models.title = "models";
+    models.columns = {{"profile", false}, {"instrument", true}, {"weight_bp", true}};
+    for (uint8_t k = 1; k <= wire::risk_profile_max; ++k)
+      for (const auto& [i, w] : p.model(k))
+        models.rows.push_back({std::string(wire::risk_profile_name(k)), std::to_string(i), std::to_string(w)});
     m.sections.push_back(std::move(tiers));
     m.sections.push_back(std::move(profiles));
+    m.sections.push_back(std::move(models));
     return m;
   }
   admin_response_msg policy_change(const wire::policy_op& op, const std::string& what) {
@@ -1164,6 +1175,19 @@ class admin_impl {
     if (!parse_u64(a[2], &op.position_max) || op.position_max == 0)
       return answer(admin_code::arguments_invalid, "position_max '" + a[2] + "' is not a positive integer");
     return policy_change(op, "profile " + a[0]);
+  }
+  admin_response_msg cmd_model_set(const std::vector<std::string>& a) {
+    wire::policy_op op;
+    op.kind = wire::policy_op_kind::model;
+    for (uint8_t k = 1; k <= wire::risk_profile_max; ++k)
+      if (wire::risk_profile_name(k) == a[0]) op.number = k;
+    if (op.number == 0)
+      return answer(admin_code::arguments_invalid, "profile '" + a[0] + "': conservative, moderate or aggressive");
+    if (!parse_u64(a[1], &op.single_max) || op.single_max == 0)
+      return answer(admin_code::arguments_invalid, "instrument '" + a[1] + "' is not a positive integer");
+    if (!parse_u64(a[2], &op.daily_outflow_max) || op.daily_outflow_max > actors::customers::model_weight_total_max)
+      return answer(admin_code::arguments_invalid, "weight '" + a[2] + "': 0 to 10,000 basis points");
+    return policy_change(op, "model " + a[0] + " instrument " + a[1]);
   }
   admin_response_msg cmd_customer_show(const std::vector<std::string>& args) {
     uint64_t id = 0;

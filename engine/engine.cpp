@@ -899,6 +899,8 @@ class engine_impl {
           else if (order_wallet(c.order_id) != c.wallet) b.results[i] = result::order_not_found;
         }
         break;
+      case op_kind::plan_rebalance: b.results.assign(1, result::ok); break;
+      case op_kind::rebalance: MESOB_ASSERT_MSG(false, "a rebalance is planned, then placed"); break;
       case op_kind::lookup_orders:
         b.results.assign(b.count, result::order_not_found);
         b.found_orders.assign(b.count, wire::order_state_view{});
@@ -937,6 +939,7 @@ class engine_impl {
       b.shard_mask = m != 0 ? m : 1u;
     }
     if (b.kind == op_kind::lookup_instruments || b.kind == op_kind::lookup_policy) b.shard_mask = 1;  // shard 0's copy
+    if (b.kind == op_kind::plan_rebalance) b.shard_mask = 1u << shard_of(b.account_ids.at(0), shards_n_);
     if (b.kind == op_kind::customer_ops) {  // the wallets' shards
       uint32_t m = 0;
       for (uint32_t i = 0; i < b.count; ++i)
@@ -1018,6 +1021,8 @@ class engine_impl {
         b->count = uint32_t(b->order_cancels.size());
         break;
       case op_kind::lookup_orders: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
+      case op_kind::plan_rebalance: b->account_ids = std::move(req.account_ids); b->count = 1; break;
+      case op_kind::rebalance: MESOB_ASSERT_MSG(false, "a rebalance is planned, then placed"); break;
       case op_kind::lookup_policy:
       case op_kind::currency_totals:
       case op_kind::payouts:
@@ -1070,6 +1075,10 @@ class engine_impl {
       case op_kind::order_answers: n = req.order_answers.size(); break;
       case op_kind::order_cancels: n = req.order_cancels.size(); break;
       case op_kind::lookup_orders: n = req.account_ids.size(); break;
+      case op_kind::rebalance:
+      case op_kind::plan_rebalance:
+        if (req.account_ids.size() != 5) return status::kind_invalid;
+        break;
       default: return status::kind_invalid;
     }
     if (n > batch_ops_max) return status::batch_too_large;
@@ -1707,6 +1716,10 @@ class engine_impl {
       return;
     }
     if (q.req.kind == op_kind::instrument_ops && !failed_) make_trading_accounts(q.req.instrument_ops);
+    if (q.req.kind == op_kind::rebalance) {
+      plan_then_place(std::move(q));
+      return;
+    }
     const bool gateway = q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts || q.req.gateway_internal;
     if ((q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts) && !gateway_items_to_transfers(q)) return;
     if ((q.req.kind == op_kind::payout_answers || q.req.kind == op_kind::order_answers) && !stamp_answering_gateway(q))
@@ -1810,6 +1823,7 @@ class engine_impl {
       r.customers = std::move(b.found_customers);
       r.policy = std::move(b.found_policy);
       r.orders = std::move(b.found_orders);
+      if (b.kind == op_kind::plan_rebalance) r.placed = std::move(b.orders);
       for (auto& list : b.found_payouts)
         for (auto& p : list) r.payouts.push_back(std::move(p));
       std::sort(r.payouts.begin(), r.payouts.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
@@ -2643,6 +2657,41 @@ class engine_impl {
   // caller and without the queue limit (a shard must never block on the sequencer; the
   // chains in the queue are at most the groups' obligations). Refused while stopping:
   // the obligation stays in the group's state and is sent again at the next start.
+  // A rebalance: its plan is read on the wallet's shard (a look-up in the request stream);
+  // the orders it makes are then queued as one orders request, whose results (with the
+  // orders) answer the caller. The orders are checked at their own place in the log.
+  void plan_then_place(queued&& q) {
+    queued plan;
+    plan.req.kind = op_kind::plan_rebalance;
+    plan.req.account_ids = q.req.account_ids;
+    plan.done = [this, done = std::move(q.done)](reply&& r) mutable {
+      if (r.st != status::ok || r.results.empty() || r.results[0] != result::ok || r.placed.empty()) {
+        r.placed.clear();
+        done(std::move(r));
+        return;
+      }
+      queued place;
+      place.req.kind = op_kind::orders;
+      place.req.orders = r.placed;
+      place.done = [orders = std::move(r.placed), done = std::move(done)](reply&& pr) mutable {
+        pr.placed = std::move(orders);
+        done(std::move(pr));
+      };
+      {
+        std::lock_guard lk(q_mu_);
+        if (!accepting_) {
+          reply stop;
+          stop.st = status::stopping;
+          place.done(std::move(stop));
+          return;
+        }
+        q_.push_back(std::move(place));
+      }
+      if (sleeping_.load()) wake();
+    };
+    accept(std::move(plan));
+  }
+
   void enqueue_emitted(std::vector<wire::transfer>&& chain) {
     queued q;
     q.req.kind = op_kind::create_transfers;
@@ -3088,6 +3137,14 @@ reply engine::order_answers(const std::string& broker, std::vector<wire::order_a
   r.kind = op_kind::order_answers;
   r.gateway = broker;
   r.order_answers = std::move(a);
+  return call(std::move(r));
+}
+
+reply engine::rebalance(uint64_t wallet, uint64_t first_order_id, uint32_t drift_bp, uint32_t slippage_bp,
+                        uint32_t expires_s) {
+  request r;
+  r.kind = op_kind::rebalance;
+  r.account_ids = {wallet, first_order_id, drift_bp, slippage_bp, expires_s};
   return call(std::move(r));
 }
 

@@ -99,6 +99,7 @@ struct request {
   std::vector<wire::order> orders;
   std::vector<wire::order_answer> order_answers;
   std::vector<wire::order_cancel> order_cancels;
+  // rebalance: account_ids {wallet, first order id, drift_bp, slippage_bp, expires_s}
 };
 
 enum class status : uint8_t {
@@ -123,6 +124,8 @@ struct reply {
   std::vector<wire::customer_state> customers;      // lookup_customers: one per id (zeroed if absent)
   std::vector<uint8_t> policy;                      // lookup_policy: actors::customers::policy::encode
   std::vector<wire::order_state_view> orders;       // lookup_orders: one per id (zeroed if absent)
+  // rebalance: the orders placed (results: one per order), or none (results: one, why not)
+  std::vector<wire::order> placed;
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
   std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
@@ -303,6 +306,11 @@ class engine {
   reply order_answers(const std::string& broker, std::vector<wire::order_answer> a);
   reply cancel_orders(std::vector<wire::order_cancel> c);
   reply lookup_orders(std::vector<uint64_t> order_ids);
+  // Rebalancing (actors/portfolio.hpp, plan_rebalance): the orders that bring `wallet`'s
+  // portfolio within drift_bp of its profile's model, planned on its shard and placed as
+  // one orders batch (ids from first_order_id; the caller keeps 128 ids free there).
+  reply rebalance(uint64_t wallet, uint64_t first_order_id, uint32_t drift_bp, uint32_t slippage_bp,
+                  uint32_t expires_s = 0);
   // Where order instructions go (as for payouts: on a shard thread, per broker id).
   using order_sink = std::function<void(const std::string& broker, std::vector<wire::order_instruction>&&)>;
   void set_order_sink(order_sink s);

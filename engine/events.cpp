@@ -162,9 +162,9 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         e.code = uint16_t(p.kind);
         e.flags = p.number;
         e.currency = p.currency;
-        const bool tier = p.kind == wire::policy_op_kind::tier;
-        e.amount = tier ? p.single_max : p.position_max;
-        e.ref.lo = tier ? p.daily_outflow_max : p.classes;
+        const bool tier = p.kind == wire::policy_op_kind::tier, model = p.kind == wire::policy_op_kind::model;
+        e.amount = tier ? p.single_max : model ? p.daily_outflow_max : p.position_max;
+        e.ref.lo = tier ? p.daily_outflow_max : model ? p.single_max : p.classes;
         e.ref.hi = tier ? p.balance_max : 0;
       }
       break;

@@ -143,7 +143,10 @@ std::vector<std::string> messages(const wire::event& e) {
       return {e.code == 1 ? "policy: tier " + std::to_string(e.flags) + " in " + currency_text(e.currency) +
                                 " now allows " + money(e.amount, e.currency) + " per transfer, " +
                                 money(e.ref.lo, e.currency) + " a day, " + money(e.ref.hi, e.currency) + " held"
-                          : "policy: the " + std::string(wire::risk_profile_name(uint8_t(e.flags))) + " profile changed"};
+                          : e.code == 3 ? "policy: the " + std::string(wire::risk_profile_name(uint8_t(e.flags))) +
+                                              " model now weighs instrument " + std::to_string(e.ref.lo) + " at " +
+                                              std::to_string(e.amount) + " bp"
+                                        : "policy: the " + std::string(wire::risk_profile_name(uint8_t(e.flags))) + " profile changed"};
     case event_type::order_answer:
       return {e.code == 1 ? "account " + a + ": your order " + std::to_string(e.ref.lo) + " filled " +
                                 std::to_string(e.amount) + " units at " + std::to_string(e.account_b) + " ticks"

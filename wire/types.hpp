@@ -397,7 +397,11 @@ static_assert(std::is_trivially_copyable_v<customer_state>);
 // Operators' policy (admin port): a KYC tier's limits in one currency, or a risk
 // profile's allowed asset classes (bit c - 1 for asset_class c) and largest position per
 // instrument (minor units). Replaces what was there; every limit is at least 1.
-enum class policy_op_kind : uint8_t { tier = 1, profile = 2 };
+// A model (kind 3): one instrument's target weight in a profile's model portfolio, for
+// rebalancing: number = the profile, single_max = the instrument id, daily_outflow_max =
+// its weight in basis points of the portfolio's value (0: out of the model); a profile's
+// weights sum to at most 10,000 (the rest is cash), at most 64 instruments.
+enum class policy_op_kind : uint8_t { tier = 1, profile = 2, model = 3 };
 struct policy_op {
   policy_op_kind kind{};
   uint8_t number = 0;   // tier 1 .. 16, or the risk_profile
@@ -735,9 +739,10 @@ enum class event_type : uint16_t {
   // Customers (actors/customers.hpp):
   customer_kyc = 22,        // account_a: the wallet; code: KYC status; flags: tier; ref.lo: risk
                             // profile; ref.hi: the provider's reference
-  policy_changed = 23,      // code: 1 tier, 2 profile; flags: its number; currency (tier);
-                            // amount: single_max (tier) or position_max (profile); ref.lo:
-                            // daily_outflow_max (tier) or classes; ref.hi: balance_max
+  policy_changed = 23,      // code: 1 tier, 2 profile, 3 model; flags: its number (the profile);
+                            // currency (tier); amount: single_max (tier), position_max
+                            // (profile) or the weight (model); ref.lo: daily_outflow_max
+                            // (tier), classes or the instrument (model); ref.hi: balance_max
   // Orders (actors/trading.hpp; an order's hold and settlements are transfer events):
   order_answer = 24,        // a broker's fill or reject taken: account_a: the wallet; ref.lo:
                             // order id, ref.hi: fill id; code: 1 fill, 2 reject; amount:

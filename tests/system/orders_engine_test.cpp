@@ -569,3 +569,59 @@ TEST_F(orders_engine_replay, ReplayUnderAnotherShardCountMakesTheSameHolds) {
   const auto check = e().check_balances();
   EXPECT_TRUE(check.balanced) << check.detail;
 }
+
+namespace {
+wire::policy_op model(uint64_t instrument, uint64_t weight_bp) {
+  wire::policy_op op;
+  op.kind = wire::policy_op_kind::model;
+  op.number = uint8_t(wire::risk_profile::moderate);
+  op.single_max = instrument;
+  op.daily_outflow_max = weight_bp;
+  return op;
+}
+}  // namespace
+
+// Rebalancing: the orders that bring a portfolio back to its profile's model, placed as
+// one batch, then nothing while it stays within the drift band, then a sell when the
+// model changes.
+TEST_F(orders_engine, RebalanceTowardTheModel) {
+  up("broker-a");
+  auto bad = model(bond, 4001);
+  EXPECT_EQ(e().policies({model(etel, 4000), model(quiet, 2000), bad}).results,
+            (std::vector<result>{result::ok, result::ok, result::policy_op_invalid}))
+      << "the weights may not pass 100%";
+  ASSERT_EQ(e().prices({price(quiet, 50, 1)}).results.at(0), result::ok);
+  EXPECT_EQ(e().rebalance(unknown_, 1000, 200, 100).results, std::vector<result>{result::customer_not_found});
+  // 100,000 in cash: 40% into ETEL (400 units at 100, limit 101), 20% into QUIET (400 at 50).
+  auto r = e().rebalance(a_, 1000, 200, 100);
+  ASSERT_EQ(r.st, engine::status::ok);
+  ASSERT_EQ(r.placed.size(), 2u);
+  EXPECT_EQ(r.results, std::vector<result>(2, result::ok));
+  EXPECT_EQ(r.placed[0].id, 1000u);
+  EXPECT_EQ(r.placed[0].instrument_id, etel);
+  EXPECT_EQ(r.placed[0].quantity, 400u);
+  EXPECT_EQ(r.placed[0].limit_ticks, 101u);
+  EXPECT_EQ(r.placed[0].side, wire::order_side::buy);
+  EXPECT_EQ(r.placed[1].id, 1001u);
+  EXPECT_EQ(r.placed[1].instrument_id, quiet);
+  EXPECT_EQ(r.placed[1].quantity, 400u);
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 400u * 101 + 400u * 50);
+  ASSERT_EQ(answer("broker-a", fill(1000, 1, 400, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", fill(1001, 1, 400, 50)), result::ok);
+  // Within the band: nothing to place.
+  r = e().rebalance(a_, 1100, 200, 100);
+  EXPECT_TRUE(r.placed.empty());
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  // The model moves ETEL to 20%: 200 of the 400 units are sold (limit 99).
+  ASSERT_EQ(e().policies({model(etel, 2000)}).results.at(0), result::ok);
+  r = e().rebalance(a_, 1200, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(r.placed[0].side, wire::order_side::sell);
+  EXPECT_EQ(r.placed[0].quantity, 200u);
+  EXPECT_EQ(r.placed[0].limit_ticks, 99u);
+  EXPECT_EQ(e().rebalance(a_, 1300, 200, 100).placed.size(), 0u) << "an order open on ETEL: left as it is";
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}

@@ -77,11 +77,33 @@ TEST(Customers, PolicyRulesAndBytes) {
   EXPECT_EQ(p.apply(prof, &repeated), result::policy_op_invalid) << "a profile has no currency";
   EXPECT_EQ(p.profile(2), nullptr);
   ASSERT_NE(p.profile(3), nullptr);
+  // Models: weights per instrument, at most 100% in all; 0 takes one out.
+  auto model = [](uint8_t profile, uint64_t instrument, uint64_t bp) {
+    wire::policy_op op;
+    op.kind = wire::policy_op_kind::model;
+    op.number = profile;
+    op.single_max = instrument;
+    op.daily_outflow_max = bp;
+    return op;
+  };
+  EXPECT_EQ(p.apply(model(3, 5, 6000), &repeated), result::ok);
+  EXPECT_EQ(p.apply(model(3, 6, 4000), &repeated), result::ok);
+  EXPECT_EQ(p.apply(model(3, 7, 1), &repeated), result::policy_op_invalid) << "over 100%";
+  EXPECT_EQ(p.apply(model(3, 0, 1), &repeated), result::policy_op_invalid) << "no instrument";
+  EXPECT_EQ(p.apply(model(3, 7, 10'001), &repeated), result::policy_op_invalid);
+  EXPECT_EQ(p.apply(model(3, 6, 3000), &repeated), result::ok);
+  EXPECT_EQ(p.apply(model(3, 7, 1000), &repeated), result::ok);
+  EXPECT_EQ(p.apply(model(3, 7, 0), &repeated), result::ok);
+  EXPECT_EQ(p.apply(model(3, 7, 0), &repeated), result::ok);
+  EXPECT_TRUE(repeated);
+  EXPECT_EQ(p.model(3), (actors::customers::model_weights{{5, 6000}, {6, 3000}}));
+  EXPECT_TRUE(p.model(1).empty());
   const auto bytes = p.encode();
   policy back;
   std::string why;
   ASSERT_TRUE(policy::decode(bytes, &back, &why)) << why;
   EXPECT_EQ(back.encode(), bytes);
+  EXPECT_EQ(back.model(3), p.model(3));
   for (size_t cut = 0; cut < bytes.size(); ++cut) EXPECT_FALSE(policy::decode(std::span(bytes).first(cut), &back, &why));
   auto twice = p;
   EXPECT_EQ(twice.apply(tier_op(2, 1, 1, 1), &repeated), result::ok);
