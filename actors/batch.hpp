@@ -68,7 +68,7 @@ enum class op_kind : uint16_t {
   rebalance = 30,                // requests only: plan on the wallet's shard (plan_rebalance), then
                                  // place the orders as one orders batch
   plan_rebalance = 31,           // account_ids {wallet, first order id, drift_bp, slippage_bp,
-                                 // expires_s}: the orders (b.orders) rebalancing would place
+                                 // expires_s, reserved}: the orders (b.orders) rebalancing would place
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.

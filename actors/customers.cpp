@@ -183,9 +183,10 @@ bool policy::decode(std::span<const uint8_t> bytes, policy* out, std::string* wh
     if (p.apply(op, &repeated) != result::ok) return *why = "policy: profile " + std::to_string(k) + " is damaged", false;
   }
   for (uint8_t k = 1; version >= 2 && k <= wire::risk_profile_max; ++k) {
-    const uint32_t n = r.get<uint32_t>();
-    if (r.short_read || n > model_instruments_max) return *why = "policy: profile " + std::to_string(k) + "'s model is damaged", false;
-    for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t weights = r.get<uint32_t>();
+    if (r.short_read || weights > model_instruments_max)
+      return *why = "policy: profile " + std::to_string(k) + "'s model is damaged", false;
+    for (uint32_t i = 0; i < weights; ++i) {
       wire::policy_op op;
       op.kind = wire::policy_op_kind::model;
       op.number = k;

@@ -317,7 +317,12 @@ void shard::execute(batch& b) {
       const uint64_t wallet = b.account_ids.at(0);
       const customers::customer* c = customers_.find(wallet);
       const account* a = find_account(wallet);
-      if (!a) b.results[0] = result::account_not_found;
+      const auto& q = b.account_ids;
+      if (q.at(5) != 0) b.results[0] = result::reserved_field;
+      else if (wallet == 0 || q.at(1) == 0) b.results[0] = result::id_must_not_be_zero;
+      else if (q.at(2) > 10'000 || q.at(3) > 10'000 || q.at(4) > portfolio::expires_s_max)
+        b.results[0] = result::order_invalid;
+      else if (!a) b.results[0] = result::account_not_found;
       else if (!c) b.results[0] = result::customer_not_found;
       else if (policy_.model(uint8_t(c->profile)).empty()) b.results[0] = result::risk_profile_undefined;
       else {

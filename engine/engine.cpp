@@ -1077,7 +1077,7 @@ class engine_impl {
       case op_kind::lookup_orders: n = req.account_ids.size(); break;
       case op_kind::rebalance:
       case op_kind::plan_rebalance:
-        if (req.account_ids.size() != 5) return status::kind_invalid;
+        if (req.account_ids.size() != 6) return status::kind_invalid;
         break;
       default: return status::kind_invalid;
     }
@@ -3144,7 +3144,7 @@ reply engine::rebalance(uint64_t wallet, uint64_t first_order_id, uint32_t drift
                         uint32_t expires_s) {
   request r;
   r.kind = op_kind::rebalance;
-  r.account_ids = {wallet, first_order_id, drift_bp, slippage_bp, expires_s};
+  r.account_ids = {wallet, first_order_id, drift_bp, slippage_bp, expires_s, 0};
   return call(std::move(r));
 }
 

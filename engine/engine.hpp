@@ -99,7 +99,7 @@ struct request {
   std::vector<wire::order> orders;
   std::vector<wire::order_answer> order_answers;
   std::vector<wire::order_cancel> order_cancels;
-  // rebalance: account_ids {wallet, first order id, drift_bp, slippage_bp, expires_s}
+  // rebalance: account_ids {wallet, first order id, drift_bp, slippage_bp, expires_s, reserved}
 };
 
 enum class status : uint8_t {

@@ -815,6 +815,14 @@ class server_impl {
         break;
       case wire::operation::cancel_orders: req.kind = op_kind::order_cancels; p.copy_to(req.order_cancels); break;
       case wire::operation::lookup_orders: req.kind = op_kind::lookup_orders; p.copy_to(req.account_ids); break;
+      case wire::operation::rebalance: {
+        std::vector<wire::rebalance_request> rq;
+        p.copy_to(rq);
+        req.kind = op_kind::rebalance;
+        req.account_ids = {rq[0].wallet, rq[0].first_order_id, rq[0].drift_bp, rq[0].slippage_bp, rq[0].expires_s,
+                           rq[0].reserved};
+        break;
+      }
     }
     ++s.in_flight;
     ++engine_in_flight_;
@@ -958,6 +966,7 @@ class server_impl {
       case wire::operation::order_answers:
       case wire::operation::cancel_orders: body = wire::results_body(r.results); break;
       case wire::operation::lookup_orders: body = wire::orders_reply_body(r.results, r.orders); break;
+      case wire::operation::rebalance: body = wire::placed_orders_body(r.results, r.placed); break;
       case wire::operation::lookup_groups: {
         std::vector<wire::group_item> gs(r.groups.size());
         for (size_t i = 0; i < gs.size(); ++i)

@@ -38,6 +38,7 @@ static_assert(sizeof(fb::OrderAnswer) == sizeof(order_answer));
 static_assert(sizeof(fb::OrderCancel) == sizeof(order_cancel));
 static_assert(sizeof(fb::OrderInstruction) == sizeof(order_instruction));
 static_assert(sizeof(fb::OrderState) == sizeof(order_state_view));
+static_assert(sizeof(fb::RebalanceRequest) == sizeof(rebalance_request));
 
 std::vector<uint8_t> finish(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<void> root) {
   fbb.Finish(root, ident);
@@ -320,6 +321,7 @@ std::string_view operation_name(operation op) {
     case operation::order_answers: return "order_answers";
     case operation::cancel_orders: return "cancel_orders";
     case operation::lookup_orders: return "lookup_orders";
+    case operation::rebalance: return "rebalance";
   }
   return "unknown";
 }
@@ -329,7 +331,7 @@ bool operation_writes(operation op) {
          op == operation::set_account_status || op == operation::equb_ops || op == operation::deposits ||
          op == operation::payouts || op == operation::payout_answers || op == operation::instrument_ops ||
          op == operation::prices || op == operation::customer_ops || op == operation::orders ||
-         op == operation::order_answers || op == operation::cancel_orders;
+         op == operation::order_answers || op == operation::cancel_orders || op == operation::rebalance;
 }
 
 size_t operation_item_bytes(operation op) {
@@ -355,6 +357,7 @@ size_t operation_item_bytes(operation op) {
     case operation::order_answers: return sizeof(order_answer);
     case operation::cancel_orders: return sizeof(order_cancel);
     case operation::lookup_orders: return sizeof(uint64_t);
+    case operation::rebalance: return sizeof(rebalance_request);
   }
   return 0;
 }
@@ -471,6 +474,12 @@ std::vector<uint8_t> lookup_orders_body(std::span<const uint64_t> ids) {
   });
 }
 
+std::vector<uint8_t> rebalance_body(const rebalance_request& r) {
+  return request(sizeof r, fb::Operation::Rebalance, [&](auto& fbb) {
+    return fb::CreateRebalance(fbb, structs<fb::RebalanceRequest>(fbb, std::span<const rebalance_request>(&r, 1)));
+  });
+}
+
 std::vector<uint8_t> order_instructions_body(std::span<const order_instruction> items) {
   flatbuffers::FlatBufferBuilder fbb(items.size_bytes() + 128);
   return finish(fbb, fb::CreateOrderInstructions(fbb, structs<fb::OrderInstruction>(fbb, items)).Union());
@@ -536,6 +545,7 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::OrderAnswers: take(r->operation_as_OrderAnswers()->answers()); break;
     case fb::Operation::CancelOrders: take(r->operation_as_CancelOrders()->cancels()); break;
     case fb::Operation::LookupOrders: take(r->operation_as_LookupOrders()->ids()); break;
+    case fb::Operation::Rebalance: take(r->operation_as_Rebalance()->requests()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));
@@ -552,6 +562,10 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
   if (out->op == operation::equb_ops && n > equb_ops_max) {
     *err = {protocol_error::batch_too_large, "request: " + std::to_string(n) + " group operations (at most " +
                                                  std::to_string(equb_ops_max) + ")"};
+    return false;
+  }
+  if (out->op == operation::rebalance && n != 1) {
+    *err = {protocol_error::batch_too_large, "request: a rebalance carries one wallet's request (" + std::to_string(n) + " given)"};
     return false;
   }
   if (out->op == operation::lookup_groups && n > lookup_groups_max) {
@@ -630,6 +644,14 @@ std::vector<uint8_t> orders_reply_body(std::span<const result> results, std::spa
     const auto r = results_vec(fbb, results);
     const auto o = structs<fb::OrderState>(fbb, orders);
     return fb::CreateFoundOrders(fbb, r, o);
+  });
+}
+
+std::vector<uint8_t> placed_orders_body(std::span<const result> results, std::span<const order> orders) {
+  return response(results.size_bytes() + orders.size_bytes(), fb::Reply::PlacedOrders, [&](auto& fbb) {
+    const auto r = results_vec(fbb, results);
+    const auto o = structs<fb::Order>(fbb, orders);
+    return fb::CreatePlacedOrders(fbb, r, o);
   });
 }
 
@@ -736,6 +758,15 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
       out->results = to_results(f->results());
       copy_structs(f->orders(), out->orders);
       if (out->orders.size() != out->results.size()) break;
+      return true;
+    }
+    case fb::Reply::PlacedOrders: {
+      const auto* f = r->reply_as_PlacedOrders();
+      out->kind = reply_kind::placed_orders;
+      out->results = to_results(f->results());
+      copy_structs(f->orders(), out->placed);
+      if (!out->placed.empty() && out->placed.size() != out->results.size()) break;
+      if (out->placed.empty() && out->results.size() != 1) break;
       return true;
     }
     case fb::Reply::Balances:

@@ -87,8 +87,9 @@ enum class operation : uint8_t {
   order_answers = 19,       // wire::order_answer items, from a registered broker
   cancel_orders = 20,       // wire::order_cancel items (payments)
   lookup_orders = 21,       // order ids (u64)
+  rebalance = 22,           // one wire::rebalance_request (payments)
 };
-constexpr uint8_t operation_max = 21;
+constexpr uint8_t operation_max = 22;
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 [[nodiscard]] std::string_view operation_name(operation op);
@@ -129,6 +130,7 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> order_answers_body(std::span<const order_answer> items);
 [[nodiscard]] std::vector<uint8_t> cancel_orders_body(std::span<const order_cancel> items);
 [[nodiscard]] std::vector<uint8_t> lookup_orders_body(std::span<const uint64_t> ids);
+[[nodiscard]] std::vector<uint8_t> rebalance_body(const rebalance_request& r);
 // The body of a pushed frame with topic "orders" (OrderInstructions), and its parser.
 constexpr const char* orders_topic = "orders";
 [[nodiscard]] std::vector<uint8_t> order_instructions_body(std::span<const order_instruction> items);
@@ -241,6 +243,7 @@ enum class reply_kind : uint8_t {
   instruments = 7,
   customers = 8,
   orders = 9,
+  placed_orders = 10,
 };
 struct reply_msg {
   reply_kind kind{};
@@ -253,6 +256,7 @@ struct reply_msg {
   std::vector<instrument_state> instruments;    // instruments (with results)
   std::vector<customer_state> customers;        // customers (with results)
   std::vector<order_state_view> orders;         // orders (with results)
+  std::vector<order> placed;                    // placed_orders (with results)
 };
 [[nodiscard]] std::vector<uint8_t> results_body(std::span<const result> results);
 [[nodiscard]] std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts);
@@ -267,6 +271,7 @@ struct reply_msg {
                                                   std::span<const customer_state> customers);
 [[nodiscard]] std::vector<uint8_t> orders_reply_body(std::span<const result> results,
                                                      std::span<const order_state_view> orders);
+[[nodiscard]] std::vector<uint8_t> placed_orders_body(std::span<const result> results, std::span<const order> orders);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
 // ---- events (frame kinds 12 to 15) ---------------------------------------------------

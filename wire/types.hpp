@@ -477,6 +477,19 @@ struct order_answer {
 static_assert(sizeof(order_answer) == 48);
 static_assert(std::is_trivially_copyable_v<order_answer>);
 
+// A rebalance of one wallet's portfolio toward its profile's model (engine::rebalance):
+// the orders it places take ids first_order_id, first_order_id + 1, ... (at most 128).
+struct rebalance_request {
+  uint64_t wallet = 0;
+  uint64_t first_order_id = 0;
+  uint32_t drift_bp = 0;     // leave an instrument within this much of its target
+  uint32_t slippage_bp = 0;  // the orders' protective limit past the last price
+  uint32_t expires_s = 0;    // the orders' (0: none)
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(rebalance_request) == 32);
+static_assert(std::is_trivially_copyable_v<rebalance_request>);
+
 // A client's cancel of an open order (its wallet's to name, as placed).
 struct order_cancel {
   uint64_t order_id = 0;

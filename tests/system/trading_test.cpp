@@ -258,6 +258,34 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   const std::string text = engine::render_metrics(*eng, srv.get(), nullptr);
   EXPECT_NE(text.find("mesob_orders_open{shard=\"0\"} 0"), std::string::npos);
   EXPECT_NE(text.find("mesob_order_fills_total{shard=\"1\"}"), std::string::npos);
+
+  // A rebalance over the protocol: the model puts 30% in the first instrument; wallet 1
+  // gets the orders that move it there, placed in one batch.
+  wire::policy_op m;
+  m.kind = wire::policy_op_kind::model;
+  m.number = uint8_t(wire::risk_profile::moderate);
+  m.single_max = first_instrument;
+  m.daily_outflow_max = 3000;
+  ASSERT_EQ(eng->policies({m}).results.at(0), result::ok);
+  wire::rebalance_request rq;
+  rq.wallet = 1;
+  rq.first_order_id = 1'000'000;
+  rq.drift_bp = 100;
+  rq.slippage_bp = 200;
+  auto rr = app->call(wire::rebalance_body(rq));
+  ASSERT_TRUE(rr.ok) << rr.failure;
+  ASSERT_EQ(rr.reply.kind, wire::reply_kind::placed_orders);
+  ASSERT_FALSE(rr.reply.placed.empty());
+  EXPECT_EQ(rr.reply.placed.size(), rr.reply.results.size());
+  EXPECT_EQ(rr.reply.placed[0].id, 1'000'000u);
+  EXPECT_EQ(rr.reply.placed[0].instrument_id, first_instrument);
+  EXPECT_EQ(rr.reply.placed[0].side, wire::order_side::buy);
+  EXPECT_EQ(rr.reply.results[0], result::ok);
+  rq.reserved = 1;
+  rr = app->call(wire::rebalance_body(rq));
+  ASSERT_TRUE(rr.ok);
+  EXPECT_TRUE(rr.reply.placed.empty());
+  EXPECT_EQ(rr.reply.results, std::vector<result>{result::reserved_field});
   srv->stop();
   eng->set_order_sink(nullptr);
 }
