@@ -123,6 +123,36 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
                                  dict(id=9901, debit=301, credit=311, amount=1000, currency="ETB")]) == [218, 0]
     assert pay.lookup_customers([301])[0]["outflow_today"] == 1000
     print("trading: instruments, prices, halts, customers: ok")
+
+    # Orders: the moderate profile trades equities; a broker registered through the
+    # console gets the order pushed, fills it, and the wallet pays.
+    prof = subprocess.run([console, "--port", admin_port, "--gateway", "dev", "--secret", s.group(1), "--json",
+                           "profile", "set", "moderate", "equity,fund", "100000"], capture_output=True, text=True, timeout=60)
+    assert json.loads(prof.stdout)["code"] == "ok", prof.stdout + prof.stderr
+    reg = subprocess.run([console, "--port", admin_port, "--gateway", "dev", "--secret", s.group(1), "--json",
+                          "gateway", "register", "bk", "bank", "1", "broker", "ETB=9002", "timeout_ms=2000"],
+                         capture_output=True, text=True, timeout=60)
+    answer = json.loads(reg.stdout)
+    assert answer["code"] == "ok", reg.stdout + reg.stderr
+    bk_secret = next(sec["rows"][0]["secret_hex"] for sec in answer["sections"] if sec["title"].startswith("credentials"))
+    bk = Client("127.0.0.1", port, "bk", bytes.fromhex(bk_secret))
+    cbe = dict(etel, id=44, symbol="CBE", lot=1)
+    assert pay.instruments([cbe]) == [0]
+    assert pay.prices([(44, 100, 1)]) == [0]
+    order = dict(id=7001, wallet=301, instrument=44, quantity=10, limit=100, currency="ETB", side=Client.BUY,
+                 type=Client.MARKET)
+    before = pay.lookup_accounts([301])[0]
+    assert pay.orders([order, dict(order, id=7002, quantity=0), dict(order, id=7003, instrument=99)]) == [0, 22, 200]
+    ins = bk.order_instructions()
+    assert len(ins) == 1 and ins[0]["order_id"] == 7001 and ins[0]["quantity"] == 10 and ins[0]["kind"] == 1, ins
+    fill = dict(order_id=7001, kind=Client.FILL, fill_id=1, quantity=10, price=99)
+    assert bk.order_answers([fill, dict(fill, fill_id=2)]) == [0, 232]  # the second: order_not_open
+    o = pay.lookup_orders([7001, 7009])
+    assert o[1] is None and o[0]["state"] == 2 and o[0]["filled"] == 10 and o[0]["paid"] == 990, o
+    after = pay.lookup_accounts([301])[0]
+    assert after["debits_posted"] == before["debits_posted"] + 990 and after["debits_pending"] == before["debits_pending"], after
+    bk.close()
+    print("trading: orders through a broker: ok")
     pay.close()
     tb.close()
     d.send_signal(signal.SIGTERM)

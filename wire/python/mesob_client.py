@@ -18,7 +18,8 @@ from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, CustomerOp
                       Deposits, EqubOp, EqubOps, Error, FoundAccounts, Groups, Hello, InstrumentOp, InstrumentOps,
                       Instruments, LookupAccounts, LookupCustomers, LookupGroups, LookupInstruments, Operation,
                       Payout, PayoutAnswer, PayoutAnswers, PayoutInstructions, Payouts, Price, Prices, Push, Reply,
-                      Request, Response, Results, Transfer, Welcome)
+                      Request, Response, Results, Transfer, Welcome, Order, Orders, OrderAnswer, OrderAnswers,
+                      OrderInstructions, LookupOrders, FoundOrders)
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
@@ -374,6 +375,74 @@ class Client:
             c = found.Customers(k)
             out.append(dict(wallet=c.Wallet(), kyc=c.Kyc(), profile=c.Profile(), tier=c.Tier(),
                             outflow_today=c.OutflowToday(), sequence=c.Sequence()))
+        return out
+
+    # ---- orders (wire/README.md, "Orders") ---------------------------------------------
+    BUY, SELL = 1, 2
+    MARKET, LIMIT = 1, 2
+    FILL, REJECT = 1, 2
+
+    def orders(self, orders):
+        """Orders: dicts with id (unique engine-wide), wallet, instrument, quantity (units,
+        whole lots), limit (ticks), currency, side (Client.BUY, SELL), type (Client.MARKET,
+        LIMIT) and optionally expires_s. One result code each: 0 means placed (held)."""
+        b = flatbuffers.Builder(256 + 64 * len(orders))
+        Orders.StartOrdersVector(b, len(orders))
+        for o in reversed(orders):
+            Order.CreateOrder(b, o["id"], o["wallet"], o["instrument"], o["quantity"], o["limit"],
+                              currency(o["currency"]), o.get("expires_s", 0), o["side"], o["type"], 0, 0, 0)
+        vec = b.EndVector()
+        Orders.Start(b)
+        Orders.AddOrders(b, vec)
+        return self._results(self._call(Operation.Operation.Orders, Orders.End(b), b))
+
+    def order_answers(self, answers):
+        """A broker's answers: dicts with order_id and kind (Client.FILL: fill_id, quantity,
+        price; Client.REJECT: reason). One result code each."""
+        b = flatbuffers.Builder(256 + 48 * len(answers))
+        OrderAnswers.StartAnswersVector(b, len(answers))
+        for a in reversed(answers):
+            OrderAnswer.CreateOrderAnswer(b, a["order_id"], a.get("fill_id", 0), a.get("quantity", 0),
+                                          a.get("price", 0), 0, 0, a.get("reason", 0), a["kind"], 0)
+        vec = b.EndVector()
+        OrderAnswers.Start(b)
+        OrderAnswers.AddAnswers(b, vec)
+        return self._results(self._call(Operation.Operation.OrderAnswers, OrderAnswers.End(b), b))
+
+    def order_instructions(self, timeout=10.0):
+        """The next order instructions pushed to this broker (topic "orders"): dicts with
+        order_id, instrument, quantity (units open), limit, expires_at, kind (1 work, 2
+        cancel), side, type."""
+        self.sock.settimeout(timeout)
+        while not any(topic == "orders" for topic, _ in self.pushes):
+            kind, _, body = self._read_frame()
+            if kind == PUSH:
+                self._keep_push(body)
+        i = next(k for k, (topic, _) in enumerate(self.pushes) if topic == "orders")
+        _, body = self.pushes.pop(i)
+        ins = OrderInstructions.OrderInstructions.GetRootAs(body, 0)
+        out = []
+        for j in range(ins.InstructionsLength()):
+            x = ins.Instructions(j)
+            out.append(dict(order_id=x.OrderId(), instrument=x.InstrumentId(), quantity=x.Quantity(),
+                            limit=x.LimitTicks(), expires_at=x.ExpiresAt(), kind=x.Kind(), side=x.Side(), type=x.Type()))
+        return out
+
+    def lookup_orders(self, ids):
+        """A list of dicts (None where not found): state (1 open, 2 filled, 3 rejected, 4
+        cancelled, 5 expired), filled, held, paid, fills, broker, cancelling."""
+        found = self._lookup_ids(LookupOrders, Operation.Operation.LookupOrders, ids, Reply.Reply.FoundOrders,
+                                 FoundOrders.FoundOrders())
+        out = []
+        for k in range(found.ResultsLength()):
+            if found.Results(k) != 0:
+                out.append(None)
+                continue
+            o = found.Orders(k)
+            placed = o.Order(Order.Order())
+            out.append(dict(id=placed.Id(), wallet=placed.Wallet(), state=o.State(), filled=o.Filled(),
+                            held=o.Held(), paid=o.Paid(), fills=o.Fills(), broker=o.Broker(),
+                            cancelling=o.Cancelling()))
         return out
 
     def _lookup_ids(self, request_table, op_type, ids, reply_type, reply, field="Ids"):
