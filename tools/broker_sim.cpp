@@ -24,21 +24,6 @@ broker_sim::broker_sim(broker_sim_options o) : opt_(std::move(o)), c_(std::make_
 
 broker_sim::~broker_sim() { stop(); }
 
-void broker_sim::start() {
-  stop_ = false;
-  thread_ = std::thread([this] { run(); });
-}
-
-void broker_sim::stop() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-}
-
-void broker_sim::disconnect(uint64_t pause_ms) {
-  disconnect_pause_ms_ = pause_ms;
-  disconnect_ = true;
-}
-
 broker_sim_stats broker_sim::stats() const {
   broker_sim_stats s;
   s.connects = c_->connects;
@@ -128,14 +113,8 @@ void broker_sim::run() {
   };
 
   while (!stop_) {
-    wire::client::options co;
-    co.host = opt_.host;
-    co.port = opt_.port;
-    co.gateway = opt_.gateway;
-    co.secret = opt_.secret;
-    co.timeout_ms = 2000;
     std::string err;
-    auto cl = wire::client::connect(co, &err);
+    auto cl = dial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
     if (!cl) {
       c_->errors.fetch_add(1);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -147,11 +126,7 @@ void broker_sim::run() {
     std::unordered_map<uint64_t, std::vector<wire::order_answer>> in_flight;
     bool lost = false;
     while (!stop_ && !lost) {
-      if (disconnect_.exchange(false)) {
-        cl->shutdown();
-        connected_ = false;
-        const auto until = clock_type::now() + std::chrono::milliseconds(disconnect_pause_ms_.load());
-        while (!stop_ && clock_type::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (take_disconnect(*cl)) {
         lost = true;
         break;
       }

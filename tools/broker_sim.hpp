@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "tools/sim_thread.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::tools {
@@ -63,29 +64,17 @@ struct broker_sim_stats {
   uint64_t working = 0;        // orders with fills still to come
 };
 
-class broker_sim {
+// start(), stop(), disconnect(pause) (answers not yet sent wait for the next session),
+// connected(): sim_thread's.
+class broker_sim : public sim_thread {
  public:
   explicit broker_sim(broker_sim_options o);
-  ~broker_sim();
-  broker_sim(const broker_sim&) = delete;
-  broker_sim& operator=(const broker_sim&) = delete;
-
-  void start();
-  void stop();
-  // Drops the connection now (answers not yet sent wait for the next session) and
-  // connects again after `pause_ms`.
-  void disconnect(uint64_t pause_ms);
+  ~broker_sim() override;
   [[nodiscard]] broker_sim_stats stats() const;
-  [[nodiscard]] bool connected() const { return connected_.load(); }
 
  private:
-  void run();
+  void run() override;
   broker_sim_options opt_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> connected_{false};
-  std::atomic<uint64_t> disconnect_pause_ms_{0};
-  std::atomic<bool> disconnect_{false};
   struct counters;
   std::unique_ptr<counters> c_;
 };

@@ -24,21 +24,6 @@ gateway_sim::gateway_sim(gateway_sim_options o) : opt_(std::move(o)), c_(std::ma
 
 gateway_sim::~gateway_sim() { stop(); }
 
-void gateway_sim::start() {
-  stop_ = false;
-  thread_ = std::thread([this] { run(); });
-}
-
-void gateway_sim::stop() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-}
-
-void gateway_sim::disconnect(uint64_t pause_ms) {
-  disconnect_pause_ms_ = pause_ms;
-  disconnect_ = true;
-}
-
 gateway_sim_stats gateway_sim::stats() const {
   gateway_sim_stats s;
   s.connects = c_->connects;
@@ -72,14 +57,8 @@ void gateway_sim::run() {
   std::exponential_distribution<double> latency(opt_.latency_ms > 0 ? 1.0 / opt_.latency_ms : 1e9);
   uint64_t next_reference = opt_.reference_first, deposits_made = 0;
   while (!stop_) {
-    wire::client::options co;
-    co.host = opt_.host;
-    co.port = opt_.port;
-    co.gateway = opt_.gateway;
-    co.secret = opt_.secret;
-    co.timeout_ms = 2000;
     std::string err;
-    auto cl = wire::client::connect(co, &err);
+    auto cl = dial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
     if (!cl) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
@@ -99,11 +78,7 @@ void gateway_sim::run() {
     double deposit_credit = 0;
     bool lost = false;
     while (!stop_ && !lost) {
-      if (disconnect_.exchange(false)) {
-        cl->shutdown();
-        connected_ = false;
-        const auto until = clock_type::now() + std::chrono::milliseconds(disconnect_pause_ms_.load());
-        while (!stop_ && clock_type::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (take_disconnect(*cl)) {
         lost = true;
         break;
       }

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "tools/sim_thread.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::tools {
@@ -66,30 +67,18 @@ struct gateway_sim_stats {
   uint64_t errors = 0;             // Error frames
 };
 
-class gateway_sim {
+// start(), stop(), disconnect(pause) (answers not yet sent are lost, as when a gateway
+// crashes), connected(): sim_thread's.
+class gateway_sim : public sim_thread {
  public:
   explicit gateway_sim(gateway_sim_options o);
-  ~gateway_sim();
-  gateway_sim(const gateway_sim&) = delete;
-  gateway_sim& operator=(const gateway_sim&) = delete;
-
-  void start();
-  void stop();
-  // Drops the connection now (answers not yet sent are lost, as when a gateway crashes)
-  // and connects again after `pause_ms`.
-  void disconnect(uint64_t pause_ms);
+  ~gateway_sim() override;
   [[nodiscard]] gateway_sim_stats stats() const;
-  [[nodiscard]] bool connected() const { return connected_.load(); }
   [[nodiscard]] const gateway_sim_options& options() const { return opt_; }
 
  private:
-  void run();
+  void run() override;
   gateway_sim_options opt_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> connected_{false};
-  std::atomic<uint64_t> disconnect_pause_ms_{0};
-  std::atomic<bool> disconnect_{false};
   struct counters;
   std::unique_ptr<counters> c_;
 };

@@ -24,16 +24,6 @@ market_feed::market_feed(market_feed_options o)
 
 market_feed::~market_feed() { stop(); }
 
-void market_feed::start() {
-  stop_ = false;
-  thread_ = std::thread([this] { run(); });
-}
-
-void market_feed::stop() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-}
-
 market_feed_stats market_feed::stats() const {
   market_feed_stats s;
   s.connects = c_->connects;
@@ -53,10 +43,6 @@ uint64_t market_feed::last_ticks(size_t i) const {
   return i < last_.size() ? last_[i] : 0;
 }
 
-void market_feed::disconnect(uint64_t pause_ms) {
-  disconnect_pause_ms_ = pause_ms;
-  disconnect_ = true;
-}
 
 void market_feed::run() {
   if (opt_.instruments.empty()) return;
@@ -77,14 +63,7 @@ void market_feed::run() {
     if (!first) std::this_thread::sleep_for(std::chrono::milliseconds(disconnect_ ? disconnect_pause_ms_.load() : 100));
     first = false;
     disconnect_ = false;
-    wire::client::options co;
-    co.host = opt_.host;
-    co.port = opt_.port;
-    co.gateway = opt_.gateway;
-    co.secret = opt_.secret;
-    co.timeout_ms = 2000;
-    std::string err;
-    auto c = wire::client::connect(co, &err);
+    auto c = dial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
     if (!c) {
       ++c_->errors;
       continue;

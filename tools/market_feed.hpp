@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "tools/sim_thread.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::tools {
@@ -60,31 +61,20 @@ struct market_feed_stats {
   bool done = false;             // prices_max sent and answered
 };
 
-class market_feed {
+// start(), stop(), disconnect(pause) (as a crashed feed would), connected():
+// sim_thread's.
+class market_feed : public sim_thread {
  public:
   explicit market_feed(market_feed_options o);
-  ~market_feed();
-  market_feed(const market_feed&) = delete;
-  market_feed& operator=(const market_feed&) = delete;
-
-  void start();
-  void stop();
-  // Drops the connection now (as a crashed feed would) and reconnects after `pause_ms`.
-  void disconnect(uint64_t pause_ms);
+  ~market_feed() override;
   [[nodiscard]] market_feed_stats stats() const;
-  [[nodiscard]] bool connected() const { return connected_.load(); }
   [[nodiscard]] const market_feed_options& options() const { return opt_; }
   // The last price sent for the i-th instrument (0 before the first).
   [[nodiscard]] uint64_t last_ticks(size_t i) const;
 
  private:
-  void run();
+  void run() override;
   market_feed_options opt_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> connected_{false};
-  std::atomic<bool> disconnect_{false};
-  std::atomic<uint64_t> disconnect_pause_ms_{0};
   struct counters;
   std::unique_ptr<counters> c_;
   mutable std::mutex last_mu_;

@@ -1,0 +1,74 @@
+// sim_thread: what every simulated gateway session (tools/gateway_sim.hpp,
+// tools/market_feed.hpp, tools/broker_sim.hpp) runs on: one thread, started and stopped
+// from outside, connected with the handshake as a gateway, and a disconnect on command
+// (the connection dropped now, as when a gateway crashes, and made again after a pause).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "wire/client.hpp"
+
+namespace mesob::tools {
+
+class sim_thread {
+ public:
+  sim_thread() = default;
+  sim_thread(const sim_thread&) = delete;
+  sim_thread& operator=(const sim_thread&) = delete;
+  virtual ~sim_thread() { stop(); }  // a subclass stops first: its run() reads its members
+
+  void start() {
+    stop_ = false;
+    thread_ = std::thread([this] { run(); });
+  }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // Drops the connection now and connects again after `pause_ms`.
+  void disconnect(uint64_t pause_ms) {
+    disconnect_pause_ms_ = pause_ms;
+    disconnect_ = true;
+  }
+  [[nodiscard]] bool connected() const { return connected_.load(); }
+
+ protected:
+  virtual void run() = 0;
+  // Connects and authenticates as `gateway` (2 s for each answer); nullptr on failure.
+  static std::unique_ptr<wire::client> dial(const std::string& host, uint16_t port, const std::string& gateway,
+                                            const std::vector<uint8_t>& secret) {
+    wire::client::options co;
+    co.host = host;
+    co.port = port;
+    co.gateway = gateway;
+    co.secret = secret;
+    co.timeout_ms = 2000;
+    std::string err;
+    return wire::client::connect(co, &err);
+  }
+  // A disconnect asked for: shuts the connection down and waits out the pause (or a stop).
+  bool take_disconnect(wire::client& c) {
+    if (!disconnect_.exchange(false)) return false;
+    c.shutdown();
+    connected_ = false;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(disconnect_pause_ms_.load());
+    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return true;
+  }
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> disconnect_{false};
+  std::atomic<uint64_t> disconnect_pause_ms_{0};
+
+ private:
+  std::thread thread_;
+};
+
+}  // namespace mesob::tools
