@@ -123,25 +123,26 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.sample(double(st.memory_bytes_id_index), label("part", "id_index"));
 
   const auto shards = e.shard_reports();
-  x.family("mesob_shard_accounts", "gauge", "Accounts per shard.");
-  for (const auto& r : shards) x.sample(double(r.accounts), label("shard", std::to_string(r.shard)));
-  x.family("mesob_shard_queue_depth", "gauge", "Dispatch messages waiting in a shard's mailbox.");
-  for (const auto& r : shards) x.sample(double(r.queue_depth), label("shard", std::to_string(r.shard)));
-  x.family("mesob_shard_batches_total", "counter", "Batches a shard took part in.");
-  for (const auto& r : shards) x.sample(double(r.batches_executed), label("shard", std::to_string(r.shard)));
-  x.family("mesob_shard_sync_waits_total", "counter", "Cross-shard rendezvous that had to wait.");
-  for (const auto& r : shards) x.sample(double(r.sync_waits), label("shard", std::to_string(r.shard)));
-  x.family("mesob_shard_customers", "gauge", "Customers (KYC records) whose wallets a shard holds.");
-  for (const auto& r : shards) x.sample(double(r.customers), label("shard", std::to_string(r.shard)));
-  x.family("mesob_orders_open", "gauge", "Orders open in a shard's portfolios (ending ones included).");
-  for (const auto& r : shards) x.sample(double(r.orders_open), label("shard", std::to_string(r.shard)));
-  x.family("mesob_orders_ending", "gauge", "Open orders cancelled or expired, their broker not yet confirmed.");
-  for (const auto& r : shards) x.sample(double(r.orders_ending), label("shard", std::to_string(r.shard)));
-  x.family("mesob_order_fills_total", "counter", "Brokers' fills taken since the engine started.");
-  for (const auto& r : shards) x.sample(double(r.fills), label("shard", std::to_string(r.shard)));
-  x.family("mesob_order_settle_refusals_total", "counter",
-           "Orders' settlements the ledger refused since the engine started (an operator's to look at).");
-  for (const auto& r : shards) x.sample(double(r.settle_refusals), label("shard", std::to_string(r.shard)));
+  auto per_shard = [&](const char* name, const char* type, const char* help, uint64_t shard_report::*field) {
+    x.family(name, type, help);
+    for (const auto& r : shards) x.sample(double(r.*field), label("shard", std::to_string(r.shard)));
+  };
+  per_shard("mesob_shard_accounts", "gauge", "Accounts per shard.", &shard_report::accounts);
+  per_shard("mesob_shard_queue_depth", "gauge", "Dispatch messages waiting in a shard's mailbox.",
+            &shard_report::queue_depth);
+  per_shard("mesob_shard_batches_total", "counter", "Batches a shard took part in.", &shard_report::batches_executed);
+  per_shard("mesob_shard_sync_waits_total", "counter", "Cross-shard rendezvous that had to wait.",
+            &shard_report::sync_waits);
+  per_shard("mesob_shard_customers", "gauge", "Customers (KYC records) whose wallets a shard holds.",
+            &shard_report::customers);
+  per_shard("mesob_orders_open", "gauge", "Orders open in a shard's portfolios (ending ones included).",
+            &shard_report::orders_open);
+  per_shard("mesob_orders_ending", "gauge", "Open orders cancelled or expired, their broker not yet confirmed.",
+            &shard_report::orders_ending);
+  per_shard("mesob_order_fills_total", "counter", "Brokers' fills taken since the engine started.", &shard_report::fills);
+  per_shard("mesob_order_settle_refusals_total", "counter",
+            "Orders' settlements the ledger refused since the engine started (an operator's to look at).",
+            &shard_report::settle_refusals);
 
   // The market (one read through the engine: every instrument's state as of now).
   if (const reply m = e.lookup_instruments({}); m.st == status::ok) {

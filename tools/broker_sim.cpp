@@ -153,71 +153,60 @@ void broker_sim::run() {
       if (!due.empty())
         wait_ms = int(std::clamp<int64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(due.top().at - clock_type::now()).count(), 0, 10));
-      cl->set_timeout_ms(wait_ms);
-      wire::client::frame_in f;
-      if (!cl->read_frame(&f, &err)) {
-        if (cl->timed_out()) continue;
-        lost = true;
-        break;
-      }
-      do {
-        const auto kind = wire::frame_kind(f.header.kind);
-        if (kind == wire::frame_kind::push) {
-          wire::push_msg pm;
-          std::vector<wire::order_instruction> list;
-          if (!wire::parse_push(f.body, &pm, &err) || pm.topic != wire::orders_topic ||
-              !wire::parse_order_instructions(pm.body, &list, &err)) {
-            c_->errors.fetch_add(1);
-            continue;
-          }
-          const auto at = clock_type::now();
-          for (const auto& in : list) {
-            if (opt_.on_instruction) opt_.on_instruction(in);
-            if (in.kind == wire::order_instruction_kind::cancel) {
-              // Stops working it and confirms with a reject (reason 3, "cancelled"); one
-              // already done (or unknown) has nothing to confirm.
-              c_->cancels.fetch_add(1);
-              if (orders.erase(in.order_id) != 0) {
-                wire::order_answer a{};
-                a.order_id = in.order_id;
-                a.kind = wire::order_answer_kind::reject;
-                a.reason = 3;
-                outbox.push_back(a);
-                c_->rejects.fetch_add(1);
-              }
-              continue;
+      const bool alive = take_frames(
+          *cl, wait_ms, c_->errors,
+          [&](const wire::push_msg& pm) {
+            std::vector<wire::order_instruction> list;
+            if (pm.topic != wire::orders_topic || !wire::parse_order_instructions(pm.body, &list, &err)) {
+              c_->errors.fetch_add(1);
+              return;
             }
-            c_->instructions.fetch_add(1);
-            if (orders.count(in.order_id) || in.quantity == 0) continue;  // worked already (a re-send)
-            working_order w;
-            w.in = in;
-            w.remaining = in.quantity;
-            w.parts = decide(in.order_id * 31 + 7, opt_.partial_rate) ? 2 + uint32_t(rng() % 3) : 1;
-            orders.emplace(in.order_id, w);
-            due.push({later(at), in.order_id});
-          }
-        } else if (kind == wire::frame_kind::response || kind == wire::frame_kind::error) {
-          const auto it = in_flight.find(f.header.request_id);
-          std::vector<wire::order_answer> answers;
-          if (it != in_flight.end()) {
-            answers = std::move(it->second);
-            in_flight.erase(it);
-          }
-          const auto o = wire::client::to_outcome(f);
-          if (!o.ok) {
-            c_->errors.fetch_add(1);
-            continue;
-          }
-          if (opt_.on_answered && answers.size() == o.reply.results.size())
-            for (size_t i = 0; i < answers.size(); ++i) opt_.on_answered(answers[i], o.reply.results[i]);
-          uint64_t ok = 0, refused = 0;
-          for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
-          c_->answers_ok.fetch_add(ok);
-          c_->answers_refused.fetch_add(refused);
-        }
-        cl->set_timeout_ms(0);
-      } while (cl->read_frame(&f, &err));
-      if (!cl->timed_out()) lost = true;
+            const auto at = clock_type::now();
+            for (const auto& in : list) {
+              if (opt_.on_instruction) opt_.on_instruction(in);
+              if (in.kind == wire::order_instruction_kind::cancel) {
+                // Stops working it and confirms with a reject (reason 3, "cancelled"); one
+                // already done (or unknown) has nothing to confirm.
+                c_->cancels.fetch_add(1);
+                if (orders.erase(in.order_id) != 0) {
+                  wire::order_answer a{};
+                  a.order_id = in.order_id;
+                  a.kind = wire::order_answer_kind::reject;
+                  a.reason = 3;
+                  outbox.push_back(a);
+                  c_->rejects.fetch_add(1);
+                }
+                continue;
+              }
+              c_->instructions.fetch_add(1);
+              if (orders.count(in.order_id) || in.quantity == 0) continue;  // worked already (a re-send)
+              working_order w;
+              w.in = in;
+              w.remaining = in.quantity;
+              w.parts = decide(in.order_id * 31 + 7, opt_.partial_rate) ? 2 + uint32_t(rng() % 3) : 1;
+              orders.emplace(in.order_id, w);
+              due.push({later(at), in.order_id});
+            }
+          },
+          [&](uint64_t request_id, const wire::client::outcome& o) {
+            const auto it = in_flight.find(request_id);
+            std::vector<wire::order_answer> answers;
+            if (it != in_flight.end()) {
+              answers = std::move(it->second);
+              in_flight.erase(it);
+            }
+            if (!o.ok) {
+              c_->errors.fetch_add(1);
+              return;
+            }
+            if (opt_.on_answered && answers.size() == o.reply.results.size())
+              for (size_t i = 0; i < answers.size(); ++i) opt_.on_answered(answers[i], o.reply.results[i]);
+            uint64_t ok = 0, refused = 0;
+            for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
+            c_->answers_ok.fetch_add(ok);
+            c_->answers_refused.fetch_add(refused);
+          });
+      if (!alive) lost = true;
     }
     // Answers sent without a reply go again with the next session (a repeat if taken).
     std::vector<uint64_t> ids;

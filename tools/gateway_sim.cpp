@@ -128,73 +128,61 @@ void gateway_sim::run() {
         wait_ms = int(std::clamp<int64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(due.top().at - clock_type::now()).count(), 0, 10));
       if (opt_.deposits_per_s > 0) wait_ms = std::min(wait_ms, 1);
-      cl->set_timeout_ms(std::max(wait_ms, 0));
-      wire::client::frame_in f;
-      if (!cl->read_frame(&f, &err)) {
-        if (cl->timed_out()) continue;
-        lost = true;
-        break;
-      }
-      do {
-        const auto kind = wire::frame_kind(f.header.kind);
-        if (kind == wire::frame_kind::push) {
-          wire::push_msg pm;
-          std::vector<wire::payout_instruction> list;
-          if (!wire::parse_push(f.body, &pm, &err) || pm.topic != wire::payouts_topic ||
-              !wire::parse_payout_instructions(pm.body, &list, &err)) {
-            c_->errors.fetch_add(1);
-            continue;
-          }
-          const auto at = clock_type::now();
-          for (const auto& in : list) {
-            c_->instructions.fetch_add(1);
-            if (unit(rng) < opt_.timeout_rate) {
-              c_->dropped.fetch_add(1);
-              continue;
+      const bool alive = take_frames(
+          *cl, wait_ms, c_->errors,
+          [&](const wire::push_msg& pm) {
+            std::vector<wire::payout_instruction> list;
+            if (pm.topic != wire::payouts_topic || !wire::parse_payout_instructions(pm.body, &list, &err)) {
+              c_->errors.fetch_add(1);
+              return;
             }
-            wire::payout_answer a{};
-            a.payout_id = in.payout_id;
-            a.amount = in.amount;
-            a.currency = in.currency;
-            a.attempt = in.attempt;
-            // A payout's outcome is the payout's (from its id and the seed): every answer
-            // to it, on any attempt or after a reconnect, says the same.
-            const bool fail = double(actors::mix64(in.payout_id ^ opt_.seed) >> 11) * 0x1.0p-53 < opt_.fail_rate;
-            a.outcome = fail ? wire::payout_outcome::failed : wire::payout_outcome::settled;
-            a.reason = fail ? 51 : 0;  // "insufficient float" in this simulator's codes
-            (fail ? c_->failed : c_->settled).fetch_add(1);
-            const double ms = std::min(latency(rng), opt_.latency_ms_max);
-            const auto when = at + std::chrono::microseconds(int64_t(ms * 1000));
-            due.push({when, a});
-            if (unit(rng) < opt_.duplicate_rate) {
-              c_->duplicates.fetch_add(1);
-              due.push({when + std::chrono::microseconds(int64_t(std::min(latency(rng), opt_.latency_ms_max) * 1000)), a});
+            const auto at = clock_type::now();
+            for (const auto& in : list) {
+              c_->instructions.fetch_add(1);
+              if (unit(rng) < opt_.timeout_rate) {
+                c_->dropped.fetch_add(1);
+                continue;
+              }
+              wire::payout_answer a{};
+              a.payout_id = in.payout_id;
+              a.amount = in.amount;
+              a.currency = in.currency;
+              a.attempt = in.attempt;
+              // A payout's outcome is the payout's (from its id and the seed): every answer
+              // to it, on any attempt or after a reconnect, says the same.
+              const bool fail = double(actors::mix64(in.payout_id ^ opt_.seed) >> 11) * 0x1.0p-53 < opt_.fail_rate;
+              a.outcome = fail ? wire::payout_outcome::failed : wire::payout_outcome::settled;
+              a.reason = fail ? 51 : 0;  // "insufficient float" in this simulator's codes
+              (fail ? c_->failed : c_->settled).fetch_add(1);
+              const double ms = std::min(latency(rng), opt_.latency_ms_max);
+              const auto when = at + std::chrono::microseconds(int64_t(ms * 1000));
+              due.push({when, a});
+              if (unit(rng) < opt_.duplicate_rate) {
+                c_->duplicates.fetch_add(1);
+                due.push({when + std::chrono::microseconds(int64_t(std::min(latency(rng), opt_.latency_ms_max) * 1000)), a});
+              }
             }
-          }
-        } else if (kind == wire::frame_kind::response || kind == wire::frame_kind::error) {
-          const auto it = in_flight.find(f.header.request_id);
-          const bool deposits = it != in_flight.end() && it->second.deposits;
-          std::vector<wire::payout_answer> answers;
-          if (it != in_flight.end()) {
-            answers = std::move(it->second.answers);
-            in_flight.erase(it);
-          }
-          const auto o = wire::client::to_outcome(f);
-          if (!o.ok) {
-            c_->errors.fetch_add(1);
-            continue;
-          }
-          if (opt_.on_answered && answers.size() == o.reply.results.size())
-            for (size_t i = 0; i < answers.size(); ++i) opt_.on_answered(answers[i], o.reply.results[i]);
-          uint64_t ok = 0, refused = 0;
-          for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
-          (deposits ? c_->deposits_ok : c_->answers_ok).fetch_add(ok);
-          (deposits ? c_->deposits_refused : c_->answers_refused).fetch_add(refused);
-        }
-        // Frames already buffered are taken without waiting.
-        cl->set_timeout_ms(0);
-      } while (cl->read_frame(&f, &err));
-      if (!cl->timed_out()) lost = true;
+          },
+          [&](uint64_t request_id, const wire::client::outcome& o) {
+            const auto it = in_flight.find(request_id);
+            const bool deposits = it != in_flight.end() && it->second.deposits;
+            std::vector<wire::payout_answer> answers;
+            if (it != in_flight.end()) {
+              answers = std::move(it->second.answers);
+              in_flight.erase(it);
+            }
+            if (!o.ok) {
+              c_->errors.fetch_add(1);
+              return;
+            }
+            if (opt_.on_answered && answers.size() == o.reply.results.size())
+              for (size_t i = 0; i < answers.size(); ++i) opt_.on_answered(answers[i], o.reply.results[i]);
+            uint64_t ok = 0, refused = 0;
+            for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
+            (deposits ? c_->deposits_ok : c_->answers_ok).fetch_add(ok);
+            (deposits ? c_->deposits_refused : c_->answers_refused).fetch_add(refused);
+          });
+      if (!alive) lost = true;
     }
     connected_ = false;
   }

@@ -4,6 +4,7 @@
 // (the connection dropped now, as when a gateway crashes, and made again after a pause).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -60,6 +61,30 @@ class sim_thread {
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(disconnect_pause_ms_.load());
     while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return true;
+  }
+
+  // Waits up to `wait_ms` for a frame, then takes every frame already buffered: each
+  // pushed frame to on_push(push_msg) (one that does not parse counts in `errors`), each
+  // response or error to on_reply(request id, outcome). False when the connection is lost.
+  template <class OnPush, class OnReply>
+  static bool take_frames(wire::client& c, int wait_ms, std::atomic<uint64_t>& errors, OnPush&& on_push,
+                          OnReply&& on_reply) {
+    std::string err;
+    c.set_timeout_ms(std::max(wait_ms, 0));
+    wire::client::frame_in f;
+    if (!c.read_frame(&f, &err)) return c.timed_out();
+    do {
+      const auto kind = wire::frame_kind(f.header.kind);
+      if (kind == wire::frame_kind::push) {
+        wire::push_msg pm;
+        if (wire::parse_push(f.body, &pm, &err)) on_push(pm);
+        else errors.fetch_add(1);
+      } else if (kind == wire::frame_kind::response || kind == wire::frame_kind::error) {
+        on_reply(f.header.request_id, wire::client::to_outcome(f));
+      }
+      c.set_timeout_ms(0);  // frames already buffered are taken without waiting
+    } while (c.read_frame(&f, &err));
+    return c.timed_out();
   }
 
   std::atomic<bool> stop_{false};
