@@ -69,6 +69,8 @@ enum class op_kind : uint16_t {
                                  // place the orders as one orders batch
   plan_rebalance = 31,           // account_ids {wallet, first order id, drift_bp, slippage_bp,
                                  // expires_s, reserved}: the orders (b.orders) rebalancing would place
+  order_retries = 32,            // operators' retries of dead letters (wire::order_cancel, in
+                                 // order_cancels), on the wallets' shards
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -85,7 +87,7 @@ struct currency_total {
          k == op_kind::gateway_ops || k == op_kind::payout_answers || k == op_kind::gateway_events ||
          k == op_kind::payout_ops || k == op_kind::instrument_ops || k == op_kind::prices ||
          k == op_kind::customer_ops || k == op_kind::policy_ops || k == op_kind::orders ||
-         k == op_kind::order_answers || k == op_kind::order_cancels;
+         k == op_kind::order_answers || k == op_kind::order_cancels || k == op_kind::order_retries;
 }
 
 constexpr uint32_t shards_max = 32;

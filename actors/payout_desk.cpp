@@ -34,14 +34,6 @@ const char* dead_reason_name(dead_reason r) {
   return "?";
 }
 
-const char* phase_name(breaker::phase p) {
-  switch (p) {
-    case breaker::phase::closed: return "closed";
-    case breaker::phase::open: return "open";
-    case breaker::phase::half_open: return "half_open";
-  }
-  return "?";
-}
 
 std::vector<wire::transfer> chain_of(const payout_entry& p) {
   std::vector<wire::transfer> chain;
@@ -203,20 +195,7 @@ std::vector<uint8_t> encode_desk(const desk& d) {
   std::sort(keys.begin(), keys.end());
   w.put(uint32_t(keys.size()));
   for (const uint32_t g : keys) {
-    const breaker& b = d.breakers.at(g);
-    w.put(g);
-    w.put(uint8_t(b.ph));
-    w.put(b.n);
-    w.put(b.outcomes);
-    w.put(b.open_until);
-    w.put(b.probe);
-    w.put(b.trips);
-    w.put(b.sent);
-    w.put(b.settled);
-    w.put(b.failed);
-    w.put(b.timeouts);
-    w.put(b.settled_amount);
-    w.put(b.failed_amount);
+    encode_breaker(w, g, d.breakers.at(g));
   }
   w.put(uint32_t(d.sweeps.size()));
   for (const auto& [a, sw] : d.sweeps) {
@@ -249,27 +228,12 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
     return false;
   }
   for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t g = r.get<uint32_t>();
+    uint32_t g = 0;
     breaker b;
-    const auto ph = r.get<uint8_t>();
-    b.n = r.get<uint8_t>();
-    b.outcomes = format == 1 ? r.get<uint32_t>() : r.get<uint64_t>();
-    b.open_until = r.get<uint64_t>();
-    b.probe = r.get<uint64_t>();
-    b.trips = r.get<uint64_t>();
-    b.sent = r.get<uint64_t>();
-    b.settled = r.get<uint64_t>();
-    b.failed = r.get<uint64_t>();
-    b.timeouts = r.get<uint64_t>();
-    b.settled_amount = r.get<uint64_t>();
-    b.failed_amount = r.get<uint64_t>();
-    // (Outcomes beyond the n known are damage: format 1 kept 20 in a u32, format 2 64.)
-    if (r.short_read || g == 0 || ph < 1 || ph > 3 || b.n > breaker_window ||
-        (b.n < breaker_window && (b.outcomes >> b.n) != 0) || d.breakers.count(g)) {
+    if (!decode_breaker(r, format == 1, &g, &b) || d.breakers.count(g)) {
       *why = "payout desk " + wire::currency_name(d.currency) + ": a breaker is damaged";
       return false;
     }
-    b.ph = breaker::phase(ph);
     d.breakers[g] = b;
   }
   const uint32_t ns = format >= 3 ? r.get<uint32_t>() : 0;
@@ -405,64 +369,24 @@ uint64_t desk_table::timeout_ns(uint32_t gateway) const {
 bool desk_table::admits(desk& d, const gateways::gateway& g, uint64_t payout, uint64_t now) {
   auto it = d.breakers.find(g.number);
   if (it == d.breakers.end()) return true;  // closed, nothing seen yet
-  breaker& b = it->second;
-  switch (b.ph) {
-    case breaker::phase::closed: return true;
-    case breaker::phase::open:
-      if (now < b.open_until) return false;
-      b.ph = breaker::phase::half_open;
-      b.probe = payout;
-      touch(d);
-      breaker_moved(d, g.number, b, now);
-      return true;
-    case breaker::phase::half_open: {
-      if (b.probe != 0 && b.probe != payout) {
-        // The probe still decides while it is in flight here; one re-routed elsewhere
-        // (or resolved) hands the probe on.
-        const auto probing = d.payouts.find(b.probe);
-        if (probing != d.payouts.end() && probing->second.st == state::in_flight &&
-            probing->second.attempts.back().gateway == g.number)
-          return false;
-      }
-      b.probe = payout;
-      touch(d);
-      return true;
-    }
-  }
-  return false;
+  // The probe still decides while it is in flight here; one re-routed elsewhere (or
+  // resolved) hands the probe on.
+  const auto busy = [&](uint64_t probe) {
+    const auto probing = d.payouts.find(probe);
+    return probing != d.payouts.end() && probing->second.st == state::in_flight &&
+           probing->second.attempts.back().gateway == g.number;
+  };
+  bool changed = false, moved = false;
+  const bool ok = it->second.admit(payout, now, busy, &changed, &moved);
+  if (changed) touch(d);
+  if (moved) breaker_moved(d, g.number, it->second, now);
+  return ok;
 }
 
 void desk_table::record(desk& d, uint32_t gateway, uint64_t payout, bool bad, uint64_t now) {
   breaker& b = d.breakers[gateway];
   touch(d);
-  const uint64_t cooldown = 4 * timeout_ns(gateway);
-  if (b.ph == breaker::phase::half_open) {
-    if (b.probe != payout) return;  // only the probe decides
-    b.probe = 0;
-    if (bad) {
-      b.ph = breaker::phase::open;
-      b.open_until = now + cooldown;
-      ++b.trips;
-    } else {
-      b.ph = breaker::phase::closed;
-      b.outcomes = 0;
-      b.n = 0;
-    }
-    breaker_moved(d, gateway, b, now);
-    return;
-  }
-  if (b.ph == breaker::phase::open) return;  // late outcomes of payouts sent before it opened
-  static_assert(breaker_window == 64, "outcomes: one bit each in a u64");
-  b.outcomes = b.outcomes << 1 | (bad ? 1u : 0u);
-  if (b.n < breaker_window) ++b.n;
-  if (b.n >= breaker_min && uint32_t(__builtin_popcountll(b.outcomes)) * 2 >= b.n) {
-    b.ph = breaker::phase::open;
-    b.open_until = now + cooldown;
-    b.outcomes = 0;
-    b.n = 0;
-    ++b.trips;
-    breaker_moved(d, gateway, b, now);
-  }
+  if (b.record(payout, bad, now, 4 * timeout_ns(gateway))) breaker_moved(d, gateway, b, now);
 }
 
 // ---- routing -------------------------------------------------------------------------
@@ -549,11 +473,7 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
                           d.breakers[g].ph == breaker::phase::closed;
   if (!again_here) return route(d, p, now);  // the next gateway, at once
   // Exponential backoff with jitter (from the payout and attempt: replay agrees).
-  const uint64_t base = timeout_ns(g) / 4;
-  const uint32_t k = uint32_t(p.attempts.size() - p.routing_base);
-  uint64_t wait = std::min<uint64_t>(base << std::min<uint32_t>(k - 1, 16), 8 * timeout_ns(g));
-  const uint64_t jitter = mix64(p.id ^ (uint64_t(k) << 48));
-  wait = wait - wait / 4 + (wait / 2 == 0 ? 0 : jitter % (wait / 2));
+  const uint64_t wait = gateways::backoff_ns(timeout_ns(g), uint32_t(p.attempts.size() - p.routing_base), p.id);
   p.st = state::waiting;
   touch(d, p);
   schedule(p, now + wait);

@@ -73,6 +73,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actors/breaker.hpp"
 #include "actors/gateway_registry.hpp"
 #include "actors/placement.hpp"
 #include "wire/types.hpp"
@@ -130,13 +131,11 @@ constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a 
 constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
 constexpr uint64_t sweep_retry_ns = 60'000'000'000ull;      // a refused sweep is tried again
-// A window of 64 outcomes, at least 20 known: a gateway that fails everything trips a
-// desk's breaker after 20 failures, while one declining 10% of payouts at random (say,
-// recipients' closed accounts) trips it by chance about once in 10^15 full windows, and
-// about once in 77,000 breakers in the windows of 20 to 63 outcomes after a (re)start
-// (with a window of 20, at least 10 known, it was once in 140,000 full windows:
-// gateway_bench tripped it).
-constexpr uint32_t breaker_window = 64, breaker_min = 20;
+// Breakers (per desk and gateway) and the retry backoff: actors/breaker.hpp.
+using gateways::breaker;
+using gateways::breaker_min;
+using gateways::breaker_window;
+using gateways::phase_name;
 
 enum class state : uint8_t {
   waiting = 1,         // for its backoff, or for a gateway to take it
@@ -185,19 +184,6 @@ struct payout_entry {
   bool listed_dirty = false;         // not stored
 };
 
-struct breaker {
-  enum class phase : uint8_t { closed = 1, open = 2, half_open = 3 };
-  phase ph = phase::closed;
-  uint64_t open_until = 0;
-  uint64_t probe = 0;      // half-open: the payout probing (0: none yet)
-  uint64_t outcomes = 0;   // the last `n` outcomes, newest in bit 0 (1: failure or timeout)
-  uint8_t n = 0;
-  uint64_t trips = 0;
-  // per gateway, this desk: instructions sent, outcomes seen
-  uint64_t sent = 0, settled = 0, failed = 0, timeouts = 0;
-  uint64_t settled_amount = 0, failed_amount = 0;
-};
-[[nodiscard]] const char* phase_name(breaker::phase p);
 
 // Reconciliation, per gateway, UTC day (engine time) and currency: what moved through the
 // gateway, to check against its own report. Shards count additive parts (deposits on the

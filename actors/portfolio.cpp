@@ -1,5 +1,6 @@
 #include "actors/portfolio.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "actors/byte_codec.hpp"
@@ -11,7 +12,7 @@ using wire::result;
 
 namespace {
 constexpr uint32_t book_magic = 0x504F5254;  // "PORT"
-constexpr uint16_t book_version = 2;  // 2: the engine's fields of an order (placed, expiry, broker, fills)
+constexpr uint16_t book_version = 3;  // 2: the engine's fields of an order (placed, expiry, broker, fills); 3: its routing
 using u128 = unsigned __int128;
 
 bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
@@ -31,7 +32,8 @@ order_entry* book::order_mut(uint64_t id) {
 
 size_t book::memory_bytes() const {
   size_t n = sizeof *this + positions_.size() * (sizeof(position) + 48) + closed_.capacity() * 8;
-  for (const auto& [id, e] : orders_) n += sizeof e + 48 + e.fills.capacity() * sizeof(fill_record);
+  for (const auto& [id, e] : orders_)
+    n += sizeof e + 48 + e.fills.capacity() * sizeof(fill_record) + (e.attempts.capacity() + e.given_up.capacity()) * 4;
   return n;
 }
 
@@ -295,6 +297,15 @@ std::vector<uint8_t> book::encode() const {
     w.put(uint8_t(e.settle_refused));
     w.put(uint8_t(e.ending));
     w.put(e.ending_at);
+    w.put(e.routing);
+    w.put(e.dead);
+    w.put(e.route_due);
+    w.put(e.wait_since);
+    w.put(e.routing_base);
+    w.put(uint16_t(e.attempts.size()));
+    for (const uint32_t g : e.attempts) w.put(g);
+    w.put(uint16_t(e.given_up.size()));
+    for (const uint32_t g : e.given_up) w.put(g);
     w.put(uint32_t(e.fills.size()));
     for (const auto& f : e.fills)
       for (uint64_t v : {f.id, f.quantity, f.price_ticks}) w.put(v);
@@ -309,8 +320,8 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
   const uint32_t magic = r.get<uint32_t>();
   const uint16_t version = r.get<uint16_t>();
   const uint32_t np = r.get<uint32_t>();
-  if (r.short_read || magic != book_magic || version != book_version)
-    return *why = "portfolio: not a portfolio record of version 2", false;
+  if (r.short_read || magic != book_magic || version < 2 || version > book_version)
+    return *why = "portfolio: not a portfolio record of version 2 or 3", false;
   if (np > positions_max) return *why = "portfolio: too many positions", false;
   book b;
   for (uint32_t i = 0; i < np; ++i) {
@@ -346,6 +357,27 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     const uint8_t ending = r.get<uint8_t>();
     e.ending = order_state(ending);
     e.ending_at = r.get<uint64_t>();
+    if (version >= 3) {
+      e.routing = r.get<uint8_t>();
+      e.dead = r.get<uint8_t>();
+      e.route_due = r.get<uint64_t>();
+      e.wait_since = r.get<uint64_t>();
+      e.routing_base = r.get<uint32_t>();
+      const uint16_t na = r.get<uint16_t>();
+      for (uint32_t k = 0; k < na && k <= attempts_kept_max && !r.short_read; ++k) e.attempts.push_back(r.get<uint32_t>());
+      const uint16_t ng = r.get<uint16_t>();
+      for (uint32_t k = 0; k < ng && k <= attempts_kept_max && !r.short_read; ++k) e.given_up.push_back(r.get<uint32_t>());
+      // routing: 0 waiting, 1 sent, 2 working (with `broker`), 3 dead (trading.hpp).
+      const bool with_broker = e.routing == 1 || e.routing == 2;
+      if (na > attempts_kept_max || ng > na || e.routing > 3 || e.dead > 3 || (e.dead != 0) != (e.routing == 3) ||
+          with_broker != (e.broker != 0) || e.routing_base > na ||
+          (e.broker != 0 && std::find(e.attempts.begin(), e.attempts.end(), e.broker) == e.attempts.end()) ||
+          std::find(e.attempts.begin(), e.attempts.end(), 0u) != e.attempts.end())
+        return *why = "portfolio: order " + std::to_string(e.o.id) + ": its routing is damaged", false;
+    } else if (e.broker != 0) {  // version 2: an order with a broker was with it, working
+      e.routing = 2;
+      e.attempts.push_back(e.broker);
+    }
     if (ending != uint8_t(order_state::open) && ending != uint8_t(order_state::cancelled) &&
         ending != uint8_t(order_state::expired))
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;

@@ -60,6 +60,7 @@ constexpr uint32_t open_orders_max = 1024;  // per portfolio
 constexpr uint32_t positions_max = 1024;    // per portfolio
 constexpr uint32_t closed_kept_max = 4096;  // closed orders kept until forget_closed
 constexpr uint32_t fills_max = 1024;        // fills one order may take (too_many_fills)
+constexpr uint32_t attempts_kept_max = 64;  // brokers an order is sent to over its life
 constexpr uint32_t expires_s_max = 366 * 86'400;  // an order's life at most (order_invalid)
 
 struct position {
@@ -94,6 +95,15 @@ struct order_entry {
   order_state ending = order_state::open;
   uint64_t ending_at = 0;
   std::vector<fill_record> fills;  // in the order taken (at most fills_max)
+  // Its way to a broker (trading.hpp): `broker` is the one it is with (sent or working),
+  // 0 while it waits or is a dead letter.
+  uint8_t routing = 0;          // trading::route_state
+  uint8_t dead = 0;             // a dead letter: trading::dead_reason
+  uint64_t route_due = 0;       // sent: the answer deadline; waiting: the next look (0: none)
+  uint64_t wait_since = 0;      // waiting for a broker since (0: not)
+  uint32_t routing_base = 0;    // attempts before the current routing (operators' retries)
+  std::vector<uint32_t> attempts;  // the brokers it was sent to, in order (attempts_kept_max at most)
+  std::vector<uint32_t> given_up;  // brokers this routing gave up on
   [[nodiscard]] uint64_t open_quantity() const { return o.quantity - filled; }
 };
 

@@ -88,17 +88,16 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
     const auto& reg = desks_.registry();
     return reg && reg->serves_rail(rail, c);
   });
-  // Orders go to the best broker up for their currency, as of the batch (the registry and
-  // the sessions follow the log).
+  // Orders' brokers as of the batch (the registry and the sessions follow the log).
   trading_.set_place(index, count);
-  trading_.set_route([this](wire::currency_code c) {
-    const auto& reg = desks_.registry();
-    const gateways::gateway* best = nullptr;
-    for (const auto& g : reg->all())
-      if (g.enabled && (g.roles & wire::roles::broker) && g.serves(c) && desks_.sessions(g.number) > 0 &&
-          (!best || g.priority < best->priority))
-        best = &g;
-    return best ? best->number : 0u;
+  trading_.set_brokers([this](wire::currency_code c, std::vector<trading::broker_info>* out) {
+    out->clear();
+    for (const auto& g : desks_.registry()->all())
+      if ((g.roles & wire::roles::broker) && g.serves(c))
+        out->push_back({g.number, g.enabled, desks_.sessions(g.number) > 0, uint64_t(g.answer_timeout_ms) * 1'000'000ull});
+    std::stable_sort(out->begin(), out->end(), [&](const auto& a, const auto& b) {
+      return desks_.registry()->find(a.number)->priority < desks_.registry()->find(b.number)->priority;
+    });
   });
 }
 
@@ -225,6 +224,8 @@ void shard::publish_stats() {
   pub_orders_ending_.store(trading_.ending_orders(), r);
   pub_fills_.store(trading_.fills(), r);
   pub_settle_refusals_.store(trading_.settle_refusals(), r);
+  pub_orders_dead_.store(trading_.dead_letters(), r);
+  pub_order_timeouts_.store(trading_.timeouts(), r);
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
   const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
   pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline()}), r);
@@ -252,6 +253,8 @@ shard_stats shard::stats() const {
   s.orders_ending = pub_orders_ending_.load(r);
   s.fills = pub_fills_.load(r);
   s.settle_refusals = pub_settle_refusals_.load(r);
+  s.orders_dead = pub_orders_dead_.load(r);
+  s.order_timeouts = pub_order_timeouts_.load(r);
   return s;
 }
 
@@ -269,11 +272,13 @@ void shard::execute(batch& b) {
     for (uint32_t i = 0; i < b.count; ++i)
       if (b.results[i] == result::ok) {
         deciding(b, i + 1);
-        desks_.event(b.gateway_events[i], b.timestamp_base + i);
-        if (b.gateway_events[i].kind == wire::gateway_event_kind::up) {
-          const auto* g = desks_.registry()->find(b.gateway_events[i].gateway);
-          if (g && (g->roles & wire::roles::broker)) trading_.broker_up(g->number);
-        }
+        const auto& ev = b.gateway_events[i];
+        desks_.event(ev, b.timestamp_base + i);
+        const auto* g = desks_.registry()->find(ev.gateway);
+        if (ev.kind == wire::gateway_event_kind::reset) trading_.reset(b.timestamp_base + i);
+        else if (!g || !(g->roles & wire::roles::broker)) continue;
+        else if (ev.kind == wire::gateway_event_kind::up) trading_.broker_up(g->number, b.timestamp_base + i);
+        else if (desks_.sessions(g->number) == 0) trading_.broker_down(g->number, b.timestamp_base + i);
       }
   if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();
@@ -305,11 +310,14 @@ void shard::execute(batch& b) {
     case op_kind::orders: execute_transfers(b); break;
     case op_kind::order_answers: execute_order_answers(b); break;
     case op_kind::order_cancels:
+    case op_kind::order_retries:
       for (uint32_t i = 0; i < b.count; ++i)
         if (b.results[i] == result::ok && shard_of(b.order_cancels[i].wallet, count_) == index_) {
           deciding(b, i + 1);
           bool repeated = false;
-          b.results[i] = trading_.cancel(b.order_cancels[i], b.timestamp_base + i, &repeated);
+          b.results[i] = b.kind == op_kind::order_retries
+                             ? trading_.retry(b.order_cancels[i], b.timestamp_base + i)
+                             : trading_.cancel(b.order_cancels[i], b.timestamp_base + i, &repeated);
           if (!b.repeated.empty()) b.repeated[i] = repeated;
         }
       break;

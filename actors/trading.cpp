@@ -52,6 +52,26 @@ result order_hold(const wire::order& o, const market::instrument* ins, uint32_t 
   return result::ok;
 }
 
+const char* route_state_name(uint8_t s) {
+  switch (route_state(s)) {
+    case route_state::waiting: return "waiting";
+    case route_state::sent: return "sent";
+    case route_state::working: return "working";
+    case route_state::dead: return "dead";
+  }
+  return "?";
+}
+
+const char* dead_reason_name(uint8_t r) {
+  switch (dead_reason(r)) {
+    case dead_reason::none: return "";
+    case dead_reason::attempts: return "attempts_exhausted";
+    case dead_reason::routes: return "every_broker_given_up";
+    case dead_reason::no_route: return "no_broker_in_time";
+  }
+  return "?";
+}
+
 result check_answer_fields(const wire::order_answer& a) {
   if (a.order_id == 0) return result::id_must_not_be_zero;
   if (a.reserved != 0) return result::reserved_field;
@@ -64,6 +84,9 @@ result check_answer_fields(const wire::order_answer& a) {
       return result::ok;
     case wire::order_answer_kind::reject:
       if (a.fill_id != 0 || a.quantity != 0 || a.price_ticks != 0) return result::order_answer_invalid;
+      return result::ok;
+    case wire::order_answer_kind::accepted:
+      if (a.fill_id != 0 || a.quantity != 0 || a.price_ticks != 0 || a.reason != 0) return result::order_answer_invalid;
       return result::ok;
   }
   return result::order_answer_invalid;
@@ -105,22 +128,188 @@ void table::placed(const wire::order& o, uint64_t tick, uint64_t ts) {
   e.expires_at = o.expires_s == 0 ? 0 : ts + uint64_t(o.expires_s) * 1'000'000'000ull;
   if (e.expires_at != 0) add_timer(e.expires_at, o.wallet);
   touch(o.wallet, w);
-  route(e);
+  route(o.wallet, w, e, ts);
 }
 
-void table::route(order_entry& e) {
-  const uint32_t g = route_ ? route_(e.o.currency) : 0;
-  if (g == 0) {
-    unrouted_[e.o.id] = e.o.wallet;
+std::vector<broker_info> table::brokers(wire::currency_code c) const {
+  std::vector<broker_info> out;
+  if (brokers_) brokers_(c, &out);
+  return out;
+}
+
+void table::set_routing(order_entry& e, route_state s) {
+  const bool was_dead = route_state(e.routing) == route_state::dead, dead = s == route_state::dead;
+  if (was_dead != dead) dead ? ++dead_ : --dead_;
+  e.routing = uint8_t(s);
+  if (!dead) e.dead = 0;
+  if (s != route_state::sent && s != route_state::working) e.broker = 0;
+  if (s != route_state::waiting) e.wait_since = 0;
+  if (s == route_state::working || s == route_state::dead) e.route_due = 0;
+}
+
+void table::retire(order_entry& e) {
+  if (route_state(e.routing) == route_state::dead) --dead_;
+  e.routing = uint8_t(e.broker != 0 ? route_state::working : route_state::waiting);  // (the broker stays on view)
+  e.dead = 0;
+  e.route_due = 0;
+  e.wait_since = 0;
+  unrouted_.erase(e.o.id);
+}
+
+void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now) {
+  touch(wallet, w);
+  if (e.ending != order_state::open) {  // cancelled or expired here: it goes nowhere new
+    set_routing(e, route_state::waiting);
+    e.route_due = 0;
+    unrouted_.erase(e.o.id);
     return;
   }
+  if (e.attempts.size() - e.routing_base >= attempts_max) return make_dead(wallet, w, e, dead_reason::attempts, now);
+  const auto cands = brokers(e.o.currency);
+  bool any_left = false, any_up = false;
+  for (const auto& b : cands) {
+    if (!b.enabled || std::find(e.given_up.begin(), e.given_up.end(), b.number) != e.given_up.end()) continue;
+    any_left = true;
+    if (!b.up) continue;
+    any_up = true;
+    if (!admits(b.number, wallet, e.o.id, now)) continue;
+    send(wallet, w, e, b, now);
+    return;
+  }
+  if (!any_left && std::any_of(cands.begin(), cands.end(), [](const broker_info& b) { return b.enabled; }))
+    return make_dead(wallet, w, e, dead_reason::routes, now);
+  // No broker can take it now: wait for a session to open (or, breakers refusing it, look
+  // again shortly), up to route_wait_max.
+  const uint64_t since = e.wait_since != 0 ? e.wait_since : now;
+  if (now - since >= route_wait_max_ns) return make_dead(wallet, w, e, dead_reason::no_route, now);
+  set_routing(e, route_state::waiting);
+  e.wait_since = since;
+  e.route_due = any_up ? std::min(now + route_poll_ns, since + route_wait_max_ns) : since + route_wait_max_ns;
+  add_timer(e.route_due, wallet);
+  unrouted_[e.o.id] = wallet;
+}
+
+void table::send(uint64_t wallet, wallet_entry& w, order_entry& e, const broker_info& b, uint64_t now) {
+  // The broker of the attempt before, told to stop should it have the order after all.
+  if (!e.attempts.empty() && e.attempts.back() != b.number)
+    instruct(e, wire::order_instruction_kind::cancel, e.attempts.back());
+  if (e.attempts.size() < portfolio::attempts_kept_max) e.attempts.push_back(b.number);
+  ++breakers_[b.number].b.sent;
+  breakers_dirty_ = true;
+  set_routing(e, route_state::sent);
+  e.broker = b.number;
+  e.route_due = now + b.timeout_ns;
+  add_timer(e.route_due, wallet);
   unrouted_.erase(e.o.id);
-  e.broker = g;
+  touch(wallet, w);
   instruct(e, wire::order_instruction_kind::work);
 }
 
-void table::instruct(const order_entry& e, wire::order_instruction_kind kind) {
-  if (e.broker == 0) return;
+void table::timed_out(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now) {
+  const uint32_t g = e.broker;
+  const auto cands = brokers(e.o.currency);
+  const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+  const uint64_t timeout = it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull;
+  ++timeouts_;
+  ++breakers_[g].b.timeouts;
+  record(g, e.o.id, true, timeout, now);
+  if (events_) {
+    auto ev = wire::decided_event(wire::event_type::order_timeout, now, e.o.currency, wallet);
+    ev.ref = {e.o.id, uint64_t(e.attempts.size())};
+    ev.gateway = uint16_t(g);
+    events_(std::move(ev));
+  }
+  const auto tries = std::count(e.attempts.begin() + e.routing_base, e.attempts.end(), g);
+  if (uint32_t(tries) >= tries_per_gateway) e.given_up.push_back(g);
+  const bool again_here = uint32_t(tries) < tries_per_gateway && it != cands.end() && it->enabled && it->up &&
+                          breakers_[g].b.ph == gateways::breaker::phase::closed;
+  set_routing(e, route_state::waiting);
+  if (!again_here) return route(wallet, w, e, now);  // the next broker, at once
+  e.route_due = now + gateways::backoff_ns(timeout, uint32_t(e.attempts.size() - e.routing_base), e.o.id);
+  add_timer(e.route_due, wallet);
+  touch(wallet, w);
+}
+
+void table::make_dead(uint64_t wallet, wallet_entry& w, order_entry& e, dead_reason why, uint64_t now) {
+  set_routing(e, route_state::dead);
+  e.dead = uint8_t(why);
+  unrouted_.erase(e.o.id);
+  touch(wallet, w);
+  if (!events_) return;
+  auto ev = wire::decided_event(wire::event_type::order_dead, now, e.o.currency, wallet);
+  ev.ref = {e.o.id, uint64_t(e.attempts.size())};
+  ev.code = uint16_t(why);
+  ev.gateway = uint16_t(e.attempts.empty() ? 0 : e.attempts.back());
+  events_(std::move(ev));
+}
+
+bool table::admits(uint32_t g, uint64_t wallet, uint64_t order_id, uint64_t now) {
+  auto it = breakers_.find(g);
+  if (it == breakers_.end()) return true;  // closed, nothing seen yet
+  broker_state& st = it->second;
+  // The probe still decides while it waits for its answer there; one moved elsewhere (or
+  // closed) hands the probe on.
+  const auto busy = [&](uint64_t probe) {
+    const order_entry* p = find(st.probe_wallet, probe);
+    return p && p->st == order_state::open && route_state(p->routing) == route_state::sent && p->broker == g;
+  };
+  bool changed = false, moved = false;
+  const bool ok = st.b.admit(order_id, now, busy, &changed, &moved);
+  if (changed) {
+    st.probe_wallet = wallet;
+    breakers_dirty_ = true;
+  }
+  if (moved) breaker_moved(g, st.b, now);
+  return ok;
+}
+
+void table::record(uint32_t g, uint64_t order_id, bool bad, uint64_t timeout_ns, uint64_t now) {
+  broker_state& st = breakers_[g];
+  breakers_dirty_ = true;
+  if (st.b.record(order_id, bad, now, 4 * timeout_ns)) breaker_moved(g, st.b, now);
+}
+
+void table::breaker_moved(uint32_t g, const gateways::breaker& b, uint64_t now) {
+  if (!events_) return;
+  auto ev = wire::decided_event(wire::event_type::order_breaker, now, 0, 0);
+  ev.ref = {b.trips, b.ph == gateways::breaker::phase::open ? b.open_until : 0};
+  ev.code = uint16_t(b.ph);
+  ev.gateway = uint16_t(g);
+  events_(std::move(ev));
+}
+
+void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint32_t g, uint64_t now) {
+  const route_state rs = route_state(e.routing);
+  if (e.broker == g) {
+    if (rs == route_state::sent) {  // the answer the attempt waited for
+      broker_state& st = breakers_[g];
+      ++st.b.settled;
+      const auto cands = brokers(e.o.currency);
+      const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+      record(g, e.o.id, false, it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull, now);
+      set_routing(e, route_state::working);
+      e.broker = g;
+      touch(wallet, w);
+    }
+    return;
+  }
+  if (rs == route_state::working) {  // another broker works it: this one is told to stop
+    instruct(e, wire::order_instruction_kind::cancel, g);
+    return;
+  }
+  // Sent elsewhere, waiting or a dead letter: it is working where it answered from (a
+  // broker it was sent to before).
+  if (rs == route_state::sent) instruct(e, wire::order_instruction_kind::cancel, e.broker);
+  set_routing(e, route_state::working);
+  e.broker = g;
+  unrouted_.erase(e.o.id);
+  touch(wallet, w);
+  if (e.ending != order_state::open) instruct(e, wire::order_instruction_kind::cancel);
+}
+
+void table::instruct(const order_entry& e, wire::order_instruction_kind kind, uint32_t to) {
+  if (to == 0) to = e.broker;
+  if (to == 0) return;
   wire::order_instruction in{};
   in.order_id = e.o.id;
   in.instrument_id = e.o.instrument_id;
@@ -131,7 +320,7 @@ void table::instruct(const order_entry& e, wire::order_instruction_kind kind) {
   in.kind = kind;
   in.side = e.o.side;
   in.type = e.o.type;
-  outbox_[e.broker].push_back(in);
+  outbox_[to].push_back(in);
 }
 
 void table::emit(wallet_entry& w, std::vector<wire::transfer>&& chain) {
@@ -145,7 +334,6 @@ void table::emit(wallet_entry& w, std::vector<wire::transfer>&& chain) {
 }
 
 result table::answer(const wire::order_answer& a, const market::book& market, uint64_t ts, bool* repeated) {
-  (void)ts;
   *repeated = false;
   wallet_entry* w = entry(a.wallet);
   order_entry* e = w ? w->b.order_mut(a.order_id) : nullptr;
@@ -153,10 +341,24 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   // not the book still keeps it (forget_closed), so every decision here reads open
   // orders only.
   if (!e || e->st != order_state::open) return result::order_not_open;
-  if (e->broker != a.gateway) return result::order_wrong_broker;
+  // Only a broker it was sent to may answer (any of them: one that never acknowledged may
+  // still have it).
+  if (std::find(e->attempts.begin(), e->attempts.end(), a.gateway) == e->attempts.end()) return result::order_wrong_broker;
   if (a.kind == wire::order_answer_kind::reject) {
+    // The broker it is with (or, waiting or a dead letter, the last it was sent to).
+    const uint32_t holder = e->broker != 0 ? e->broker : e->attempts.back();
+    if (holder != a.gateway) {  // an earlier broker says it does not have it
+      *repeated = true;
+      return result::ok;
+    }
+    acknowledged(a.wallet, *w, *e, a.gateway, ts);
     // Ending (cancelled or expired here): the broker confirms it stopped.
     close(a.wallet, *w, a.order_id, e->ending != order_state::open ? e->ending : order_state::rejected, a.reason);
+    return result::ok;
+  }
+  if (a.kind == wire::order_answer_kind::accepted) {
+    *repeated = e->broker == a.gateway && route_state(e->routing) == route_state::working;
+    acknowledged(a.wallet, *w, *e, a.gateway, ts);
     return result::ok;
   }
   for (const auto& f : e->fills)
@@ -185,6 +387,11 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   e = w->b.order_mut(a.order_id);
   MESOB_ASSERT(e != nullptr);
   const bool open = e->st == order_state::open;
+  if (open) {
+    acknowledged(a.wallet, *w, *e, a.gateway, ts);
+  } else {
+    retire(*e);
+  }
   ++fills_;
   if (!open) {
     --open_;
@@ -248,6 +455,7 @@ void table::close(uint64_t wallet, wallet_entry& w, uint64_t order_id, order_sta
   e->reason = reason;
   e->ending = order_state::open;
   e->ending_at = 0;
+  retire(*e);
   wire::transfer v = engine_transfer(*e, chain_id(order_id, k, 2), code_close);
   v.pending_id = hold_id(order_id, k);
   v.flags = wire::transfer_flags::void_pending;
@@ -284,38 +492,126 @@ result table::cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated) {
 // its hold (the broker may have filled it before it hears) until the broker confirms or
 // the grace passes.
 void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state why, uint64_t ts) {
-  if (e.broker == 0) {
+  if (e.attempts.empty()) {
     close(wallet, w, e.o.id, why, 0);
     return;
   }
   e.ending = why;
   e.ending_at = ts;
   ++ending_;
-  instruct(e, wire::order_instruction_kind::cancel);
+  // Every broker it went to is told to stop (any of them may have it); one waiting or a
+  // dead letter is routed no more.
+  std::vector<uint32_t> told;
+  for (const uint32_t g : e.attempts)
+    if (std::find(told.begin(), told.end(), g) == told.end()) {
+      told.push_back(g);
+      instruct(e, wire::order_instruction_kind::cancel, g);
+    }
+  if (route_state(e.routing) == route_state::waiting) {
+    e.route_due = 0;
+    unrouted_.erase(e.o.id);
+  }
   add_timer(ts + cancel_grace_ns, wallet);
   touch(wallet, w);
 }
 
-void table::broker_up(uint32_t gateway) {
-  // Its open orders: pushed again (any of its sessions may be the new one); those ending,
-  // with their cancel.
-  for (auto& [wallet, w] : wallets_)
+// Open orders of every wallet, in (wallet, order id) order: what is decided for them is the
+// same live and in replay, whatever order the map keeps.
+template <class F>
+void table::each_open(F&& f) {
+  std::vector<uint64_t> ids;
+  ids.reserve(wallets_.size());
+  for (const auto& [wallet, w] : wallets_)
+    if (w.b.open_orders() != 0) ids.push_back(wallet);
+  std::sort(ids.begin(), ids.end());
+  std::vector<uint64_t> orders;
+  for (const uint64_t wallet : ids) {
+    wallet_entry& w = wallets_.at(wallet);
+    orders.clear();
     w.b.for_each_order([&](const order_entry& e) {
-      if (e.st != order_state::open || e.broker != gateway) return;
+      if (e.st == order_state::open) orders.push_back(e.o.id);
+    });
+    for (const uint64_t id : orders) {
+      order_entry* e = w.b.order_mut(id);
+      if (e && e->st == order_state::open) f(wallet, w, *e);
+    }
+  }
+}
+
+void table::broker_up(uint32_t gateway, uint64_t ts) {
+  const std::vector<broker_info> cands_none;
+  each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
+    if (e.broker == gateway) {
+      // Pushed again (any of its sessions may be the new one); those ending, with their
+      // cancel; one unacknowledged, with its answer due from now.
       instruct(e, wire::order_instruction_kind::work);
       if (e.ending != order_state::open) instruct(e, wire::order_instruction_kind::cancel);
-    });
+      if (route_state(e.routing) == route_state::sent) {
+        const auto cands = brokers(e.o.currency);
+        const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == gateway; });
+        e.route_due = ts + (it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull);
+        add_timer(e.route_due, wallet);
+        touch(wallet, w);
+      }
+    } else if (e.broker != 0 && std::find(e.attempts.begin(), e.attempts.end(), gateway) != e.attempts.end()) {
+      instruct(e, wire::order_instruction_kind::cancel, gateway);  // it went to another broker since
+    }
+  });
+  // Orders waiting for a broker, in order id order.
   std::vector<std::pair<uint64_t, uint64_t>> waiting(unrouted_.begin(), unrouted_.end());
   for (const auto& [id, wallet] : waiting) {
     wallet_entry* w = entry(wallet);
     order_entry* e = w ? w->b.order_mut(id) : nullptr;
-    if (!e || e->st != order_state::open) {
+    if (!e || e->st != order_state::open || route_state(e->routing) != route_state::waiting) {
       unrouted_.erase(id);
       continue;
     }
-    route(*e);
-    if (e->broker != 0) touch(wallet, *w);
+    route(wallet, *w, *e, ts);
   }
+}
+
+void table::broker_down(uint32_t gateway, uint64_t ts) {
+  std::vector<std::pair<uint64_t, uint64_t>> moving;  // (order id, wallet): in order id order
+  each_open([&](uint64_t wallet, wallet_entry&, order_entry& e) {
+    if (e.broker == gateway && route_state(e.routing) == route_state::sent) moving.emplace_back(e.o.id, wallet);
+  });
+  std::sort(moving.begin(), moving.end());
+  for (const auto& [id, wallet] : moving) {
+    wallet_entry& w = *entry(wallet);
+    order_entry& e = *w.b.order_mut(id);
+    set_routing(e, route_state::waiting);
+    route(wallet, w, e, ts);
+  }
+}
+
+void table::reset(uint64_t ts) {
+  each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
+    const route_state rs = route_state(e.routing);
+    if (rs != route_state::sent && rs != route_state::waiting) return;
+    set_routing(e, route_state::waiting);
+    if (e.ending != order_state::open) {
+      e.route_due = 0;
+    } else {
+      e.wait_since = ts;
+      e.route_due = ts + route_wait_max_ns;  // a broker coming up routes it before
+      add_timer(e.route_due, wallet);
+      unrouted_[e.o.id] = wallet;
+    }
+    touch(wallet, w);
+  });
+}
+
+result table::retry(const wire::order_cancel& c, uint64_t ts) {
+  wallet_entry* w = entry(c.wallet);
+  order_entry* e = w ? w->b.order_mut(c.order_id) : nullptr;
+  if (!e || e->st != order_state::open) return result::order_not_open;
+  if (route_state(e->routing) != route_state::dead || e->ending != order_state::open) return result::order_not_dead;
+  if (e->attempts.size() + attempts_max > portfolio::attempts_kept_max) return result::order_retries_exhausted;
+  e->routing_base = uint32_t(e->attempts.size());
+  e->given_up.clear();
+  set_routing(*e, route_state::waiting);
+  route(c.wallet, *w, *e, ts);
+  return result::ok;
 }
 
 void table::add_timer(uint64_t at, uint64_t wallet) {
@@ -327,9 +623,10 @@ void table::run_due(uint64_t now) {
   // Every open order due by `now` (its expiry, or the grace of its ending) of the wallets
   // whose timers fired, in (time, wallet, order id) order: the same live and in replay,
   // whatever timers (some stale) the heap holds.
+  enum class why : uint8_t { grace = 0, expiry = 1, route = 2 };
   struct due_order {
     uint64_t at, wallet, id;
-    bool expiry;
+    why w;
     auto operator<=>(const due_order&) const = default;
   };
   std::vector<uint64_t> wallets;
@@ -347,17 +644,29 @@ void table::run_due(uint64_t now) {
     w->b.for_each_order([&](const order_entry& e) {
       if (e.st != order_state::open) return;
       if (e.ending != order_state::open) {
-        if (e.ending_at + cancel_grace_ns <= now) due.push_back({e.ending_at + cancel_grace_ns, wallet, e.o.id, false});
+        if (e.ending_at + cancel_grace_ns <= now) due.push_back({e.ending_at + cancel_grace_ns, wallet, e.o.id, why::grace});
       } else if (e.expires_at != 0 && e.expires_at <= now) {
-        due.push_back({e.expires_at, wallet, e.o.id, true});
+        due.push_back({e.expires_at, wallet, e.o.id, why::expiry});
       }
+      // An answer deadline, a backoff or a look for a broker (the order may expire at the
+      // same time: its expiry comes first).
+      if (e.route_due != 0 && e.route_due <= now) due.push_back({e.route_due, wallet, e.o.id, why::route});
     });
   }
   std::sort(due.begin(), due.end());
   for (const auto& d : due) {
     wallet_entry& w = *entry(d.wallet);
-    order_entry& e = *w.b.order_mut(d.id);
-    if (!d.expiry) {  // the broker never confirmed: it closes as it was ending
+    order_entry* ep = w.b.order_mut(d.id);
+    if (!ep || ep->st != order_state::open) continue;  // closed by an earlier entry
+    order_entry& e = *ep;
+    if (d.w == why::route) {
+      if (e.route_due != d.at) continue;  // moved since
+      e.route_due = 0;
+      if (route_state(e.routing) == route_state::sent) timed_out(d.wallet, w, e, now);
+      else if (route_state(e.routing) == route_state::waiting) route(d.wallet, w, e, now);
+      continue;
+    }
+    if (d.w == why::grace) {  // the broker never confirmed: it closes as it was ending
       close(d.wallet, w, d.id, e.ending, 0);
       continue;
     }
@@ -429,6 +738,9 @@ wire::order_state_view table::view(const order_entry& e) {
   v.settle_refused = e.settle_refused ? 1 : 0;
   v.cancelling = e.ending != order_state::open ? uint8_t(e.ending) : 0;
   v.reason = e.reason;
+  v.routing = e.st == order_state::open ? e.routing : 0;
+  v.dead_reason = e.st == order_state::open ? e.dead : 0;
+  v.attempts = uint8_t(std::min<size_t>(e.attempts.size(), 255));
   return v;
 }
 
@@ -486,14 +798,74 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     if (e.ending != order_state::open) ++ending_;
     if (e.expires_at != 0) add_timer(e.expires_at, wallet);
     if (e.ending != order_state::open) add_timer(e.ending_at + cancel_grace_ns, wallet);
-    if (e.broker == 0) unrouted_[e.o.id] = wallet;
+    if (e.route_due != 0) add_timer(e.route_due, wallet);
+    if (route_state(e.routing) == route_state::dead) ++dead_;
+    if (route_state(e.routing) == route_state::waiting && e.wait_since != 0) unrouted_[e.o.id] = wallet;
   });
   if (closed) note_closed(wallet);
   wallets_[wallet] = std::move(w);
   return true;
 }
 
+namespace {
+constexpr uint32_t breakers_magic = 0x5442524B;  // "TBRK"
+constexpr uint16_t breakers_version = 1;
+}  // namespace
+
+std::vector<uint8_t> table::encode_breakers() const {
+  byte_writer w;
+  w.put(breakers_magic);
+  w.put(breakers_version);
+  w.put(shard_);
+  w.put(shards_);
+  w.put(uint32_t(breakers_.size()));
+  for (const auto& [g, st] : breakers_) {
+    gateways::encode_breaker(w, g, st.b);
+    w.put(st.probe_wallet);
+  }
+  return std::move(w.out);
+}
+
+uint64_t table::routing_orders() const {
+  uint64_t n = 0;
+  for (const auto& [wallet, w] : wallets_)
+    w.b.for_each_order([&](const order_entry& e) {
+      n += e.st == order_state::open && route_state(e.routing) != route_state::working && !e.attempts.empty();
+    });
+  return n;
+}
+
+bool table::load_breakers(std::span<const uint8_t> bytes, bool* taken, bool* live, uint32_t* count, std::string* why) {
+  *taken = *live = false;
+  byte_reader r{bytes};
+  const uint32_t magic = r.get<uint32_t>();
+  const uint16_t version = r.get<uint16_t>();
+  const uint32_t shard = r.get<uint32_t>(), shards = r.get<uint32_t>(), n = r.get<uint32_t>();
+  if (r.short_read || magic != breakers_magic || version != breakers_version || shards == 0 || shard >= shards ||
+      n > gateways::gateways_max)
+    return *why = "trading: the breakers' row is damaged", false;
+  std::map<uint32_t, broker_state> got;
+  for (uint32_t i = 0; i < n; ++i) {
+    uint32_t g = 0;
+    broker_state st;
+    if (!gateways::decode_breaker(r, false, &g, &st.b) || got.count(g))
+      return *why = "trading: a broker's breaker is damaged", false;
+    st.probe_wallet = r.get<uint64_t>();
+    *live = *live || st.b.ph != gateways::breaker::phase::closed || st.b.n != 0;
+    got[g] = st;
+  }
+  if (r.short_read || r.at != bytes.size()) return *why = "trading: the breakers' row is damaged", false;
+  *count = shards;
+  if (shard != shard_ || shards != shards_) return true;  // another shard count's: they start closed
+  breakers_ = std::move(got);
+  *taken = true;
+  return true;
+}
+
 void table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
+  // Every cut: the row also says which shard count wrote the snapshot's routing state.
+  breakers_dirty_ = false;
+  out->emplace_back(breakers_hi | shard_, encode_breakers());
   for (const uint64_t wallet : dirty_) {
     auto it = wallets_.find(wallet);
     if (it == wallets_.end()) {

@@ -13,14 +13,36 @@
 // repeat of its hold, answered with the first outcome, like any transfer (its expiry is
 // not among the fields compared: an order retried with another expiry is the first one).
 //
-// A placed order is routed to a broker: the enabled gateway with the broker role that
-// serves the currency and has a session up, lowest priority then number. Its instruction
-// (wire::order_instruction, `work`) is pushed to that gateway's sessions, and pushed again
-// whenever a session of it opens while the order is open (brokers key on the order id).
-// An order placed while no broker is up waits; the first broker of its currency to come
-// up takes it. An order stays with the broker it was sent to: it may be working there,
-// so it never moves to another one (unlike a payout, an unanswered order is not a failed
-// one); its expiry, a cancel or the broker's reject ends it.
+// A placed order is routed to a broker, with the machinery the payout desks use for
+// payment gateways (payout_desk.hpp, breaker.hpp): candidates are the enabled gateways
+// with the broker role that serve the currency, lowest priority then number; the first
+// with a session up, not given up by this routing, whose breaker (this shard's, per
+// broker) admits it, gets the order's instruction (wire::order_instruction, `work`),
+// pushed to that broker's sessions. The order is then *sent*: the broker owes an
+// acknowledgement (an `accepted` answer, or any fill or reject) within its answer timeout
+// (the registry's answer_timeout_ms). Acknowledged, it is *working* there and stays: a
+// broker working an order may trade it at any time, so it never moves to another one (its
+// expiry, a cancel or the broker's reject ends it); it is pushed again whenever a session
+// of that broker opens. Not acknowledged in time: the broker's breaker counts a timeout
+// (an `order_timeout` event); the order is sent again after an exponential backoff with
+// jitter, to the same broker while it may (tries_per_gateway timeouts), else at once to
+// the next (the fallback broker), the first told to cancel. A broker whose last session
+// closes hands its unacknowledged orders on at once; a restart (the engine's session
+// reset) sends every unacknowledged order round again when brokers come back. An order
+// with no broker to take it waits (for a session to open, or each route_poll_ns while
+// breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,
+// or with every broker of its currency given up, it becomes a *dead letter*
+// (`order_dead`): open, its hold kept, answers still taken, until an operator retries it
+// (routes afresh: `order_retries`) or anyone cancels it. Breakers count a timeout as bad
+// and the first answer to an attempt as good (a reject is an answer: the broker works).
+// An answer is taken from any broker the order was sent to (order_wrong_broker from
+// others): one that never acknowledged may still have it. An answer from a broker other
+// than the one the order is with moves it there (the other is told to cancel), unless
+// another broker already works it: then the one answering is told to cancel and its fills
+// still settle (both traded: the book takes fills up to the order's quantity). Routing is
+// decided per shard (breakers, timers), so a start with another shard count that would
+// replay log records past the snapshot while routing is under way is refused (the engine
+// names the count to start with once); breakers written by another count start closed.
 //
 // Answers (wire::order_answer, logged with the answering gateway and the wallet the
 // sequencer found from the hold's record) are decided by the portfolio in log order,
@@ -35,12 +57,12 @@
 //     A fill id taken again with the same fields is a repeat (ok, nothing changes); with
 //     other fields fill_id_reused.
 //   - a client's cancel and the expiry (expires_s after placing, on the engine clock,
-//     decided at the first logged batch at or after it) end the order: one no broker has
-//     closes at once; otherwise its broker is told (`cancel`) and the order stays open,
-//     hold and all, taking the fills the broker made before it heard, until the broker
-//     confirms with a reject or cancel_grace_ns passes; then it closes as cancelled or
-//     expired. A reject of an order not ending closes it as rejected. A close voids the
-//     current hold (a chain).
+//     decided at the first logged batch at or after it) end the order: one never sent to
+//     a broker closes at once; otherwise the brokers it was sent to are told (`cancel`)
+//     and the order stays open, hold and all, taking the fills they made before they
+//     heard, until the broker it is with confirms with a reject or cancel_grace_ns
+//     passes; then it closes as cancelled or expired. A reject from the broker it is with
+//     of an order not ending closes it as rejected. A close voids the current hold (a chain).
 // The chains' ids are derived from the order id and its fill count ({order id, emit_hi |
 // k << 2 | j}: j 0 the post, 1 the improvement, 2 the void), so a chain emitted twice
 // (after a restart) is a repeat. They are engine transfers: a trade the broker executed
@@ -65,6 +87,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actors/breaker.hpp"
 #include "actors/market.hpp"
 #include "actors/payout_desk.hpp"
 #include "actors/portfolio.hpp"
@@ -120,16 +143,39 @@ constexpr uint64_t cancel_grace_ns = 60'000'000'000ull;
 // Field checks of a broker's answer (no state).
 [[nodiscard]] wire::result check_answer_fields(const wire::order_answer& a);
 
+// Routing (order_entry::routing) and dead letters' reasons.
+enum class route_state : uint8_t { waiting = 0, sent = 1, working = 2, dead = 3 };
+enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3 };
+[[nodiscard]] const char* route_state_name(uint8_t s);
+[[nodiscard]] const char* dead_reason_name(uint8_t r);
+constexpr uint32_t attempts_max = payouts::attempts_max;          // per routing
+constexpr uint32_t tries_per_gateway = payouts::tries_per_gateway;  // timeouts before a broker is given up
+constexpr uint64_t route_wait_max_ns = payouts::route_wait_max_ns;  // with no broker: a dead letter
+constexpr uint64_t route_poll_ns = payouts::route_poll_ns;          // breakers refusing: look again
+// The snapshot row (table portfolios) of shard s's breakers: a key no wallet can have.
+constexpr uint64_t breakers_hi = 0x9A700D3000000000ull;
+[[nodiscard]] inline bool breakers_key(uint64_t key) { return (key & kind_mask) == breakers_hi; }
+
+// A broker that may take an order of some currency, as of the batch: enabled, with the
+// broker role, serving it; in priority then number order.
+struct broker_info {
+  uint32_t number = 0;
+  bool enabled = false;
+  bool up = false;          // a session open
+  uint64_t timeout_ns = 0;  // its answer timeout
+};
+
 class table {
  public:
   using emit_fn = std::function<void(std::vector<wire::transfer>&&)>;
   using instruct_fn = std::function<void(uint32_t gateway, std::vector<wire::order_instruction>&&)>;
-  // The broker to send an order of currency c to (0: none up).
-  using route_fn = std::function<uint32_t(wire::currency_code c)>;
+  // The brokers (every gateway with the broker role) serving currency c, in priority then
+  // number order, enabled or not.
+  using brokers_fn = std::function<void(wire::currency_code c, std::vector<broker_info>* out)>;
   // Live sinks; unset while replaying (chains are kept as owed, instructions dropped).
   void set_emit(emit_fn f) { emit_ = std::move(f); }
   void set_instruct(instruct_fn f) { instruct_ = std::move(f); }
-  void set_route(route_fn f) { route_ = std::move(f); }
+  void set_brokers(brokers_fn f) { brokers_ = std::move(f); }
   // The table's own decisions (expiries) as events; lsn and offset are the caller's.
   using event_fn = std::function<void(wire::event&&)>;
   void set_events(event_fn f) { events_ = std::move(f); }
@@ -148,9 +194,16 @@ class table {
   wire::result answer(const wire::order_answer& a, const market::book& market, uint64_t ts, bool* repeated);
   // A client's cancel (the sequencer found the order's hold for that wallet).
   wire::result cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated);
-  // A session of broker `gateway` opened: its open orders are pushed to it again, and
-  // orders waiting for a broker are routed.
-  void broker_up(uint32_t gateway);
+  // An operator's retry of a dead letter: routed afresh.
+  wire::result retry(const wire::order_cancel& c, uint64_t ts);
+  // A session of broker `gateway` opened: the orders it has are pushed to it again (those
+  // unacknowledged with their answer due from now), those it had and does not are
+  // cancelled there, and orders waiting for a broker are routed.
+  void broker_up(uint32_t gateway, uint64_t ts);
+  // The last session of broker `gateway` closed: its unacknowledged orders go on at once.
+  void broker_down(uint32_t gateway, uint64_t ts);
+  // The engine (re)started: no broker is up; unacknowledged orders wait for one.
+  void reset(uint64_t ts);
   // A chain the table emitted executed fresh (or as a repeat) with outcome r.
   void chain_done(const wire::transfer& first, wire::result r);
 
@@ -174,12 +227,28 @@ class table {
   [[nodiscard]] uint64_t ending_orders() const { return ending_; }  // open, cancelled or expired here
   [[nodiscard]] uint64_t fills() const { return fills_; }            // taken since the start
   [[nodiscard]] uint64_t settle_refusals() const { return settle_refusals_; }
+  [[nodiscard]] uint64_t dead_letters() const { return dead_; }       // open orders that are dead letters
+  [[nodiscard]] uint64_t timeouts() const { return timeouts_; }       // since the start
+  template <class F>
+  void for_each_breaker(F&& f) const {
+    for (const auto& [g, b] : breakers_) f(g, b.b);
+  }
   // The chains no log record carried (after replay): emitted again, in order.
   [[nodiscard]] std::vector<std::vector<wire::transfer>> chains_owed() const;
 
-  // Snapshot rows, one per wallet: its book and the chains it owes.
+  // Snapshot rows, one per wallet: its book and the chains it owes; and the breakers' row
+  // (key breakers_hi | shard), loaded only under the shard count that wrote it.
   [[nodiscard]] std::vector<uint8_t> encode_row(uint64_t wallet) const;
   bool load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::string* why);
+  [[nodiscard]] std::vector<uint8_t> encode_breakers() const;
+  // *taken: false when another shard count wrote the row (the breakers start closed);
+  // *live: it holds a breaker that is not closed or has outcomes counted; *count: the
+  // shard count that wrote it.
+  bool load_breakers(std::span<const uint8_t> bytes, bool* taken, bool* live, uint32_t* count, std::string* why);
+  // Open orders whose routing is under way (sent, waiting for a broker or a backoff, or
+  // dead letters): what a later timeout or breaker decides for them depends on the shard
+  // count (engine/README.md).
+  [[nodiscard]] uint64_t routing_orders() const;
   // Wallets changed since the last call (empty bytes: the row is gone).
   void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
   // Drops the closed orders the rows just taken hold (each such row is written again
@@ -198,8 +267,28 @@ class table {
   wallet_entry* entry(uint64_t wallet);
   void touch(uint64_t wallet, wallet_entry& w);
   void emit(wallet_entry& w, std::vector<wire::transfer>&& chain);
-  void instruct(const portfolio::order_entry& e, wire::order_instruction_kind kind);
-  void route(portfolio::order_entry& e);
+  void instruct(const portfolio::order_entry& e, wire::order_instruction_kind kind, uint32_t to = 0);
+  // Routing (the comment at the top): the next broker now, or wait, or a dead letter.
+  void route(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
+  void send(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, const broker_info& b, uint64_t now);
+  void timed_out(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
+  void make_dead(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, dead_reason why, uint64_t now);
+  void set_routing(portfolio::order_entry& e, route_state s);
+  // A closed order leaves routing (its broker stays, for look-ups).
+  void retire(portfolio::order_entry& e);
+  template <class F>
+  void each_open(F&& f);
+  // An answer from broker g, which has the order: it is working there (or g is told to
+  // cancel, another working it).
+  void acknowledged(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint32_t g, uint64_t now);
+  struct broker_state {
+    gateways::breaker b;
+    uint64_t probe_wallet = 0;  // the probe order's wallet
+  };
+  bool admits(uint32_t g, uint64_t wallet, uint64_t order_id, uint64_t now);
+  void record(uint32_t g, uint64_t order_id, bool bad, uint64_t timeout_ns, uint64_t now);
+  void breaker_moved(uint32_t g, const gateways::breaker& b, uint64_t now);
+  [[nodiscard]] std::vector<broker_info> brokers(wire::currency_code c) const;
   // Closes an open order (reject, cancel, expiry): voids its hold, tells its broker.
   void close(uint64_t wallet, wallet_entry& w, uint64_t order_id, portfolio::order_state why, uint16_t reason);
   // A cancel or expiry: closes an order no broker has; otherwise tells the broker and
@@ -221,10 +310,12 @@ class table {
   std::vector<uint64_t> dirty_;
   std::vector<uint64_t> closed_in_;  // wallets that closed an order since the last forget_closed
   uint64_t settle_refusals_ = 0;
-  uint64_t open_ = 0, ending_ = 0, fills_ = 0;
+  uint64_t open_ = 0, ending_ = 0, fills_ = 0, dead_ = 0, timeouts_ = 0;
+  std::map<uint32_t, broker_state> breakers_;  // by broker number
+  bool breakers_dirty_ = false;
   emit_fn emit_;
   instruct_fn instruct_;
-  route_fn route_;
+  brokers_fn brokers_;
   event_fn events_;
 };
 

@@ -13,6 +13,7 @@
 
 #include "actors/customers.hpp"
 #include "actors/market.hpp"
+#include "actors/trading.hpp"
 #include "storage/audit_log.hpp"
 
 namespace mesob::engine {
@@ -285,6 +286,16 @@ class admin_impl {
          &admin_impl::cmd_payout_retry},
         {"payout cancel", "<payout-id>", "void a dead letter's hold: the money goes back to the wallet", 1, 1,
          &admin_impl::cmd_payout_cancel},
+        {"order show", "<order-id>",
+         "one order: wallet, instrument, side, quantity, limit, what it filled and holds, state, its way to a broker "
+         "(waiting, sent, working, dead letter and why), attempts",
+         1, 1, &admin_impl::cmd_order_show},
+        {"order retry", "<order-id>", "route a dead letter again from the first broker", 1, 1,
+         &admin_impl::cmd_order_retry},
+        {"order cancel", "<order-id>",
+         "cancel an open order (as its customer may): one never sent closes at once; otherwise its brokers are told "
+         "and it closes when the broker confirms or after the grace, taking the fills made meanwhile",
+         1, 1, &admin_impl::cmd_order_cancel},
         {"group show", "<group-id>",
          "an equb group: config, phase, round, escrow (and what its account holds), seats, paid-out rounds, "
          "payments it still owes",
@@ -647,6 +658,79 @@ class admin_impl {
     admin_response_msg m = answer(admin_code::ok, "");
     m.sections = {std::move(s), std::move(at)};
     return m;
+  }
+
+  bool order_arg(const std::string& a, wire::order_state_view* out, admin_response_msg* bad) {
+    uint64_t id = 0;
+    if (!parse_u64(a, &id) || id == 0) {
+      *bad = answer(admin_code::arguments_invalid, "order id '" + a + "' is not a decimal integer from 1 to 2^64-1");
+      return false;
+    }
+    const reply r = eng_.lookup_orders({id});
+    if (r.st != status::ok) {
+      *bad = refused_by_engine(r);
+      return false;
+    }
+    if (r.results.empty() || r.results[0] != wire::result::ok) {
+      *bad = answer(admin_code::not_found, "order " + a + " is not kept (never placed, or closed and forgotten)");
+      return false;
+    }
+    *out = r.orders.at(0);
+    return true;
+  }
+
+  static std::string order_state_text(const wire::order_state_view& v) {
+    static const char* names[] = {"?", "open", "filled", "rejected", "cancelled", "expired"};
+    std::string s = names[v.state <= 5 ? v.state : 0];
+    if (v.state != 1) return s;
+    if (v.cancelling != 0) s += std::string(" (") + names[v.cancelling <= 5 ? v.cancelling : 0] + ", broker to confirm)";
+    s += std::string(", ") + actors::trading::route_state_name(v.routing);
+    if (v.routing == uint8_t(actors::trading::route_state::dead))
+      s += std::string(" (") + actors::trading::dead_reason_name(v.dead_reason) + ")";
+    return s;
+  }
+
+  admin_response_msg cmd_order_show(const std::vector<std::string>& a) {
+    wire::order_state_view v;
+    admin_response_msg bad;
+    if (!order_arg(a[0], &v, &bad)) return bad;
+    admin_section s;
+    s.title = "order";
+    s.columns = {{"order", true},    {"wallet", true},   {"instrument", true}, {"side", false},
+                 {"type", false},    {"quantity", true}, {"limit_ticks", true}, {"currency", false},
+                 {"filled", true},   {"held", true},     {"paid", true},       {"fills", true},
+                 {"state", false},   {"broker", false},  {"attempts", true},   {"reason", true},
+                 {"settle_refused", false}, {"placed_at", true}};
+    s.rows.push_back({std::to_string(v.o.id), std::to_string(v.o.wallet), std::to_string(v.o.instrument_id),
+                      v.o.side == wire::order_side::buy ? "buy" : "sell",
+                      v.o.type == wire::order_type::market ? "market" : "limit", std::to_string(v.o.quantity),
+                      std::to_string(v.o.limit_ticks), wire::currency_name(v.o.currency), std::to_string(v.filled),
+                      std::to_string(v.held), std::to_string(v.paid), std::to_string(v.fills), order_state_text(v),
+                      v.broker ? gateway_name(v.broker) : "", std::to_string(v.attempts), std::to_string(v.reason),
+                      v.settle_refused ? "yes" : "no", std::to_string(v.placed_at)});
+    admin_response_msg m = answer(admin_code::ok, "order " + a[0] + ": " + order_state_text(v));
+    m.sections = {std::move(s)};
+    return m;
+  }
+
+  admin_response_msg order_action(const std::string& arg, bool retry, const std::string& done) {
+    wire::order_state_view v;
+    admin_response_msg bad;
+    if (!order_arg(arg, &v, &bad)) return bad;
+    const wire::order_cancel c{v.o.id, v.o.wallet};
+    const reply r = retry ? eng_.retry_orders({c}) : eng_.cancel_orders({c});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const auto res = r.results.at(0);
+    if (res != wire::result::ok)
+      return answer(admin_code::refused,
+                    "order " + arg + ": " + std::string(wire::result_name(res)) + " (it is " + order_state_text(v) + ")");
+    return answer(admin_code::ok, "order " + arg + " " + done);
+  }
+  admin_response_msg cmd_order_retry(const std::vector<std::string>& a) {
+    return order_action(a[0], true, "is routed again");
+  }
+  admin_response_msg cmd_order_cancel(const std::vector<std::string>& a) {
+    return order_action(a[0], false, "is cancelled (see order show)");
   }
 
   admin_response_msg payout_action(const std::string& arg, wire::payout_op_kind k, const std::string& done) {

@@ -133,6 +133,7 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
     case op_kind::order_answers:
       return {reinterpret_cast<const uint8_t*>(b.order_answers.data()), b.order_answers.size() * sizeof(wire::order_answer)};
     case op_kind::order_cancels:
+    case op_kind::order_retries:
       return {reinterpret_cast<const uint8_t*>(b.order_cancels.data()), b.order_cancels.size() * sizeof(wire::order_cancel)};
     default: return {};
   }
@@ -250,7 +251,8 @@ class engine_impl {
           using et = wire::event_type;
           const bool by_time = (uint16_t(ev.type) >= uint16_t(et::equb_missed) && uint16_t(ev.type) <= uint16_t(et::payout_breaker)) ||
                                ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
-                               ev.type == et::order_expired;
+                               ev.type == et::order_expired || ev.type == et::order_timeout ||
+                               ev.type == et::order_dead || ev.type == et::order_breaker;
           decided = decided || (ev.lsn > snap && by_time);
         }
         if (older) break;
@@ -285,6 +287,8 @@ class engine_impl {
                                                                                                   : "events: " + err;
   }
   static constexpr size_t event_backlog_max = 256;  // groups the writer may lag behind
+  uint32_t other_count_ = 0;       // the shard count that wrote the snapshot's trading breakers, if not this one
+  bool other_count_live_ = false;  // ... with routing state a replay would decide anew
   int wake_fd_ = -1;
   recovery_report rec_;
 
@@ -890,7 +894,8 @@ class engine_impl {
         if (event_writer_) b.repeated.assign(b.count, 0);
         break;
       case op_kind::order_cancels:
-        // A cancel names an order placed for that wallet (its hold's record says).
+      case op_kind::order_retries:
+        // A cancel (or retry) names an order placed for that wallet (its hold's record says).
         b.results.assign(b.count, result::ok);
         if (event_writer_) b.repeated.assign(b.count, 0);
         for (uint32_t i = 0; i < b.count; ++i) {
@@ -946,12 +951,13 @@ class engine_impl {
         if (b.results[i] == result::ok) m |= 1u << shard_of(b.customer_ops[i].wallet, shards_n_);
       b.shard_mask = m != 0 ? m : 1u;
     }
-    if (b.kind == op_kind::order_answers || b.kind == op_kind::order_cancels || b.kind == op_kind::lookup_orders) {
+    if (b.kind == op_kind::order_answers || b.kind == op_kind::order_cancels || b.kind == op_kind::order_retries ||
+        b.kind == op_kind::lookup_orders) {
       uint32_t m = 0;
       for (uint32_t i = 0; i < b.count; ++i) {
-        const uint64_t w = b.kind == op_kind::order_answers   ? b.order_answers[i].wallet
-                           : b.kind == op_kind::order_cancels ? b.order_cancels[i].wallet
-                                                              : b.order_wallets[i];
+        const uint64_t w = b.kind == op_kind::order_answers ? b.order_answers[i].wallet
+                           : b.kind == op_kind::lookup_orders ? b.order_wallets[i]
+                                                              : b.order_cancels[i].wallet;
         if (w != 0 && (b.kind == op_kind::lookup_orders || b.results[i] == result::ok)) m |= 1u << shard_of(w, shards_n_);
       }
       b.shard_mask = m != 0 ? m : 1u;
@@ -1017,6 +1023,7 @@ class engine_impl {
         b->count = uint32_t(b->order_answers.size());
         break;
       case op_kind::order_cancels:
+      case op_kind::order_retries:
         b->order_cancels = std::move(req.order_cancels);
         b->count = uint32_t(b->order_cancels.size());
         break;
@@ -1073,7 +1080,8 @@ class engine_impl {
       case op_kind::lookup_policy: break;
       case op_kind::orders: n = req.orders.size(); break;
       case op_kind::order_answers: n = req.order_answers.size(); break;
-      case op_kind::order_cancels: n = req.order_cancels.size(); break;
+      case op_kind::order_cancels:
+      case op_kind::order_retries: n = req.order_cancels.size(); break;
       case op_kind::lookup_orders: n = req.account_ids.size(); break;
       case op_kind::rebalance:
       case op_kind::plan_rebalance:
@@ -2177,6 +2185,19 @@ class engine_impl {
       }
     // Portfolios, on their wallets' shards (actors/trading.hpp).
     ok = ok && snap_->scan(storage::table::portfolios, [&](uint64_t key, std::span<const uint8_t> v) {
+      if (actors::trading::breakers_key(key)) {  // a shard's breakers for brokers (its count's only)
+        const uint64_t s = key & ~actors::trading::kind_mask;
+        bool taken = false, live = false;
+        uint32_t wrote = 0;
+        if (s < shards_n_ && !shards_[s]->trading().load_breakers(v, &taken, &live, &wrote, &why)) return false;
+        if (s >= shards_n_ || !taken) {
+          if (!actors::trading::table().load_breakers(v, &taken, &live, &wrote, &why)) return false;  // checked all the same
+          other_count_ = std::max(other_count_, wrote);
+          if (s >= shards_n_) carried_portfolios_.emplace_back(key, std::vector<uint8_t>{});  // gone at the next cut
+          other_count_live_ = other_count_live_ || live;
+        }
+        return true;
+      }
       auto& sh = *shards_[shard_of(key, shards_n_)];
       const wire::account* a = sh.find_account(key);
       if (!a) {
@@ -2191,6 +2212,9 @@ class engine_impl {
       if (!why.empty()) *error = "snapshot: " + why;
       return false;
     }
+    // Orders' routing (timeouts, breakers, fallbacks) is decided per shard: after a start
+    // with another count, replaying records past the snapshot would decide it anew.
+    for (const auto& sh : shards_) other_count_live_ = other_count_live_ || (other_count_ != 0 && sh->trading().routing_orders() != 0);
     // Payout desks (key 0: the gateways' sessions, every shard's copy), then their payouts.
     ok = snap_->scan(storage::table::desks, [&](uint64_t key, std::span<const uint8_t> v) {
       if (key == 0) {
@@ -2335,7 +2359,8 @@ class engine_impl {
       case op_kind::policy_ops: ok = ok && decode_ops(body, bh.count, b->policy_ops); break;
       case op_kind::orders: ok = ok && decode_ops(body, bh.count, b->orders); break;
       case op_kind::order_answers: ok = ok && decode_ops(body, bh.count, b->order_answers); break;
-      case op_kind::order_cancels: ok = ok && decode_ops(body, bh.count, b->order_cancels); break;
+      case op_kind::order_cancels:
+      case op_kind::order_retries: ok = ok && decode_ops(body, bh.count, b->order_cancels); break;
       case op_kind::create_transfers: ok = ok && decode_ops(body, bh.count, b->transfers); break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
       case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
@@ -2476,6 +2501,14 @@ class engine_impl {
         cv.notify_all();
       }
       ++rec_.records_replayed;
+      if (other_count_live_) {
+        *error = "snapshot: orders' routing to brokers (timeouts, breakers, orders not yet acknowledged) was decided by " +
+                 std::to_string(other_count_) + " shards and the log holds records past the snapshot; start once with "
+                 "--shards " + std::to_string(other_count_) + " (it replays them and snapshots when it stops), then with "
+                 "--shards " + std::to_string(shards_n_);
+        ok = false;
+        break;
+      }
       if (!replay_record(std::move(item), error)) {
         ok = false;
         break;
@@ -3152,6 +3185,10 @@ reply engine::cancel_orders(std::vector<wire::order_cancel> c) {
   return call_with(*this, op_kind::order_cancels, &request::order_cancels, std::move(c));
 }
 
+reply engine::retry_orders(std::vector<wire::order_cancel> c) {
+  return call_with(*this, op_kind::order_retries, &request::order_cancels, std::move(c));
+}
+
 reply engine::lookup_orders(std::vector<uint64_t> ids) {
   return call_with(*this, op_kind::lookup_orders, &request::account_ids, std::move(ids));
 }
@@ -3400,7 +3437,7 @@ std::vector<shard_report> engine::shard_reports() {
     const auto st = sh->stats();
     out.push_back({sh->index(), st.accounts, st.pending_total, st.queue_depth, st.batches_executed, st.sync_waits,
                    st.memory_bytes, st.cut_us_max, st.customers, st.orders_open, st.orders_ending, st.fills,
-                   st.settle_refusals});
+                   st.settle_refusals, st.orders_dead, st.order_timeouts});
   }
   return out;
 }

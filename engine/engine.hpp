@@ -215,6 +215,8 @@ struct shard_report {
   uint64_t orders_ending = 0;     // of them, cancelled or expired, their broker not yet confirmed
   uint64_t fills = 0;             // fills taken since the start
   uint64_t settle_refusals = 0;   // orders' settlements the ledger refused since the start
+  uint64_t orders_dead = 0;       // open orders that are dead letters (an operator's to retry or cancel)
+  uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
 };
 
 // The event stream as operators see it (engine/events.hpp).
@@ -305,6 +307,8 @@ class engine {
   reply orders(std::vector<wire::order> o);
   reply order_answers(const std::string& broker, std::vector<wire::order_answer> a);
   reply cancel_orders(std::vector<wire::order_cancel> c);
+  // Operators' retries of dead letters (order_not_dead for any other order): routed afresh.
+  reply retry_orders(std::vector<wire::order_cancel> c);
   reply lookup_orders(std::vector<uint64_t> order_ids);
   // Rebalancing (actors/portfolio.hpp, plan_rebalance): the orders that bring `wallet`'s
   // portfolio within drift_bp of its profile's model, planned on its shard and placed as

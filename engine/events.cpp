@@ -190,6 +190,14 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         e.ref.lo = b.order_cancels[i].order_id;
       }
       break;
+    case op_kind::order_retries:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        if (!ok(i)) continue;
+        event& e = add(i, event_type::order_retried);
+        e.account_a = b.order_cancels[i].wallet;
+        e.ref.lo = b.order_cancels[i].order_id;
+      }
+      break;
     default: break;  // ticks and registry changes: no event of their own
   }
 }
@@ -557,6 +565,7 @@ void event_hub::apply(command& c) {
   if (subs_.count(c.session)) return answer(result::subscriber_busy, "this session is subscribed already");
   if (!name_valid(r.name))
     return answer(result::subscriber_name_invalid, "names are 1..64 characters of A-Z a-z 0-9 . _ -");
+  static_assert(wire::event_type_max <= 31, "types: one bit each in a u32");
   if ((r.types & ~((2u << wire::event_type_max) - 2)) != 0)
     return answer(result::events_filter_invalid, "types: bits 1.." + std::to_string(wire::event_type_max) + " only");
   if (r.accounts.size() > subscription_ids_max || r.gateways.size() > subscription_ids_max)

@@ -143,6 +143,10 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   per_shard("mesob_order_settle_refusals_total", "counter",
             "Orders' settlements the ledger refused since the engine started (an operator's to look at).",
             &shard_report::settle_refusals);
+  per_shard("mesob_orders_dead", "gauge", "Open orders that are dead letters: no broker works them until an operator "
+            "retries or cancels them.", &shard_report::orders_dead);
+  per_shard("mesob_order_timeouts_total", "counter", "Brokers' answer timeouts for orders since the engine started.",
+            &shard_report::order_timeouts);
 
   // The market (one read through the engine: every instrument's state as of now).
   if (const reply m = e.lookup_instruments({}); m.st == status::ok) {

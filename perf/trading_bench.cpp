@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
   bo.gateway = "broker";
   bo.secret.assign(reg.secret, reg.secret + 32);
   bo.latency_ms = 0;
+  bo.acknowledge = false;  // it fills at once: the fill is the acknowledgement
   bo.in_flight_max = 8;
   bo.seed = 5;
   bo.price_of = [](uint64_t) { return price; };

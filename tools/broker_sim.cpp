@@ -16,7 +16,7 @@ namespace mesob::tools {
 using clock_type = std::chrono::steady_clock;
 
 struct broker_sim::counters {
-  std::atomic<uint64_t> connects{0}, instructions{0}, cancels{0}, fills{0}, rejects{0}, answers_ok{0},
+  std::atomic<uint64_t> connects{0}, instructions{0}, cancels{0}, fills{0}, rejects{0}, accepts{0}, answers_ok{0},
       answers_refused{0}, errors{0}, working{0};
 };
 
@@ -31,6 +31,7 @@ broker_sim_stats broker_sim::stats() const {
   s.cancels = c_->cancels;
   s.fills_sent = c_->fills;
   s.rejects_sent = c_->rejects;
+  s.accepts_sent = c_->accepts;
   s.answers_ok = c_->answers_ok;
   s.answers_refused = c_->answers_refused;
   s.errors = c_->errors;
@@ -164,6 +165,10 @@ void broker_sim::run() {
             const auto at = clock_type::now();
             for (const auto& in : list) {
               if (opt_.on_instruction) opt_.on_instruction(in);
+              if (opt_.silent) {  // counted, never answered
+                (in.kind == wire::order_instruction_kind::cancel ? c_->cancels : c_->instructions).fetch_add(1);
+                continue;
+              }
               if (in.kind == wire::order_instruction_kind::cancel) {
                 // Stops working it and confirms with a reject (reason 3, "cancelled"); one
                 // already done (or unknown) has nothing to confirm.
@@ -180,6 +185,13 @@ void broker_sim::run() {
               }
               c_->instructions.fetch_add(1);
               if (orders.count(in.order_id) || in.quantity == 0) continue;  // worked already (a re-send)
+              if (opt_.acknowledge) {
+                wire::order_answer a{};
+                a.order_id = in.order_id;
+                a.kind = wire::order_answer_kind::accepted;
+                outbox.push_back(a);
+                c_->accepts.fetch_add(1);
+              }
               working_order w;
               w.in = in;
               w.remaining = in.quantity;

@@ -8,7 +8,10 @@
 // price is past its limit is rejected (reason 2, "price moved"); a limit order waits and
 // looks again after another latency. A cancel instruction (the order cancelled or
 // expired in the engine) stops the order's fills still to come, confirmed with a reject
-// (reason 3).
+// (reason 3). A new order is acknowledged at once (an `accepted` answer) unless
+// `acknowledge` is off (the first fill or reject acknowledges it then); a `silent` broker
+// takes instructions and never answers (a broker that hangs: the engine's answer timeout,
+// breaker and fallback meet it).
 //
 // Fill ids count 1, 2, ... per order, so a fill sent again (say after a reconnect, when
 // the engine pushes the open orders again and the simulator works them from where it
@@ -39,6 +42,8 @@ struct broker_sim_options {
   double latency_ms_max = 10'000;
   double partial_rate = 0;  // orders filled in 2 to 4 parts
   double reject_rate = 0;   // orders rejected (reason 1, "not accepted")
+  bool acknowledge = true;  // an `accepted` answer for each new order
+  bool silent = false;      // never answer anything
   uint32_t in_flight_max = 32;  // capped by the server's limit (Welcome)
   uint32_t batch_max = 8192;    // answers per request
   uint64_t seed = 1;
@@ -58,6 +63,7 @@ struct broker_sim_stats {
   uint64_t cancels = 0;        // cancel instructions received
   uint64_t fills_sent = 0;
   uint64_t rejects_sent = 0;
+  uint64_t accepts_sent = 0;
   uint64_t answers_ok = 0;     // answers the engine took (ok)
   uint64_t answers_refused = 0;
   uint64_t errors = 0;         // Error frames and failed connections

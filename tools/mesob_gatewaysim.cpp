@@ -106,6 +106,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0.0, 600'000.0));
   app.add_option("--partial-rate", broker_o.partial_rate, "share of orders filled in parts")->check(CLI::Range(0.0, 1.0));
   app.add_option("--reject-rate", broker_o.reject_rate, "share of orders rejected")->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--broker-silent", broker_o.silent,
+               "the broker takes orders and never answers (the engine times it out and falls back)");
   app.add_option("--latency-ms", base.latency_ms, "mean answer latency (exponential)")->capture_default_str();
   app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str();
   app.add_option("--fail-rate", base.fail_rate, "share of instructions answered failed")->check(CLI::Range(0.0, 1.0));

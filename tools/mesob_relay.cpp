@@ -148,13 +148,26 @@ std::vector<std::string> messages(const wire::event& e) {
                                               std::to_string(e.amount) + " bp"
                                         : "policy: the " + std::string(wire::risk_profile_name(uint8_t(e.flags))) + " profile changed"};
     case event_type::order_answer:
-      return {e.code == 1 ? "account " + a + ": your order " + std::to_string(e.ref.lo) + " filled " +
-                                std::to_string(e.amount) + " units at " + std::to_string(e.account_b) + " ticks"
-                          : "account " + a + ": your order " + std::to_string(e.ref.lo) + " was rejected by the broker"};
+      return {e.code == 1   ? "account " + a + ": your order " + std::to_string(e.ref.lo) + " filled " +
+                                  std::to_string(e.amount) + " units at " + std::to_string(e.account_b) + " ticks"
+              : e.code == 3 ? "account " + a + ": your order " + std::to_string(e.ref.lo) + " is with the broker"
+                            : "account " + a + ": your order " + std::to_string(e.ref.lo) + " was rejected by the broker"};
     case event_type::order_cancelled: return {"account " + a + ": your order " + std::to_string(e.ref.lo) + " was cancelled"};
     case event_type::order_expired:
       return {"account " + a + ": your order " + std::to_string(e.ref.lo) + " expired with " + std::to_string(e.amount) +
               " units unfilled"};
+    case event_type::order_timeout:
+      return {"broker " + std::to_string(e.gateway) + " did not acknowledge order " + std::to_string(e.ref.lo) +
+              " of account " + a + " in time (attempt " + std::to_string(e.ref.hi) + ")"};
+    case event_type::order_dead:
+      return {"account " + a + ": your order " + std::to_string(e.ref.lo) +
+              " could not reach a broker; its money stays reserved until our operators retry or cancel it"};
+    case event_type::order_breaker: {
+      static const char* phases[] = {"?", "closed (healthy)", "open (failing: not used)", "half open (probing)"};
+      return {"broker " + std::to_string(e.gateway) + ": orders now " + (e.code <= 3 ? phases[e.code] : "changed")};
+    }
+    case event_type::order_retried:
+      return {"account " + a + ": your order " + std::to_string(e.ref.lo) + " is being sent to a broker again"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

@@ -211,6 +211,8 @@ std::string_view result_name(result r) {
     MESOB_RESULT(trading_account_reserved)
     MESOB_RESULT(too_many_fills)
     MESOB_RESULT(order_answer_invalid)
+    MESOB_RESULT(order_not_dead)
+    MESOB_RESULT(order_retries_exhausted)
 #undef MESOB_RESULT
   }
   return "unknown_result";
@@ -244,6 +246,10 @@ std::string_view event_type_name(event_type t) {
     case event_type::order_answer: return "order_answer";
     case event_type::order_cancelled: return "order_cancelled";
     case event_type::order_expired: return "order_expired";
+    case event_type::order_timeout: return "order_timeout";
+    case event_type::order_dead: return "order_dead";
+    case event_type::order_breaker: return "order_breaker";
+    case event_type::order_retried: return "order_retried";
   }
   return "unknown_event";
 }

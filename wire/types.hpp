@@ -460,9 +460,11 @@ static_assert(sizeof(order_instruction) == 48);
 static_assert(std::is_trivially_copyable_v<order_instruction>);
 
 // A broker's answer: a fill (quantity at a price, under the broker's own fill id, unique
-// per order: a fill sent again is a repeat) or a reject of what is still open. `wallet`
-// and `gateway` are the engine's to fill; clients send 0.
-enum class order_answer_kind : uint8_t { fill = 1, reject = 2 };
+// per order: a fill sent again is a repeat), a reject of what is still open, or that it
+// accepted the order and is working it (no other field: the acknowledgement the answer
+// timeout waits for; a fill or reject acknowledges too). `wallet` and `gateway` are the
+// engine's to fill; clients send 0.
+enum class order_answer_kind : uint8_t { fill = 1, reject = 2, accepted = 3 };
 struct order_answer {
   uint64_t order_id = 0;
   uint64_t fill_id = 0;       // fill: not zero; reject: zero
@@ -511,7 +513,9 @@ struct order_state_view {
   uint8_t settle_refused = 0;  // 1: the ledger refused a settlement (an operator's to see)
   uint16_t reason = 0;       // rejected: the broker's reason
   uint8_t cancelling = 0;    // open, ending: 4 cancelled or 5 expired here, its broker not yet confirmed
-  uint8_t reserved[3] = {};
+  uint8_t routing = 0;       // open: 0 waiting for a broker, 1 sent (not yet acknowledged), 2 working, 3 a dead letter
+  uint8_t dead_reason = 0;   // a dead letter: 1 attempts exhausted, 2 every broker given up, 3 no broker in time
+  uint8_t attempts = 0;      // times it was sent to a broker
 };
 static_assert(sizeof(order_state_view) == 112);
 static_assert(std::is_trivially_copyable_v<order_state_view>);
@@ -703,6 +707,8 @@ enum class result : uint32_t {
   trading_account_reserved = 238,        // a client's transfer touching a trading account
   too_many_fills = 239,                  // the order took fills_max fills
   order_answer_invalid = 240,            // kind unknown, fields the kind must not set
+  order_not_dead = 241,                  // an operator's retry of an order that is not a dead letter
+  order_retries_exhausted = 242,         // a retry that could pass the attempts an order keeps
 };
 [[nodiscard]] std::string_view result_name(result r);
 
@@ -763,8 +769,22 @@ enum class event_type : uint16_t {
   order_cancelled = 25,     // a client's cancel taken: account_a: the wallet; ref.lo: order id
   order_expired = 26,       // an order's expiry came (the portfolio's decision): account_a:
                             // the wallet; ref.lo: order id; amount: units left unfilled
+  // What the trading tables decide on their own about brokers (like payout desks):
+  order_timeout = 27,       // a broker did not acknowledge an order in its answer timeout:
+                            // account_a: the wallet; ref.lo: order id, ref.hi: the attempt;
+                            // gateway: the broker
+  order_dead = 28,          // an order became a dead letter (open, its hold kept, no broker
+                            // working it, until an operator retries or cancels it):
+                            // account_a: the wallet; ref.lo: order id, ref.hi: its attempts;
+                            // code: why (1 attempts, 2 every broker given up, 3 no broker in
+                            // time); gateway: the last attempt's
+  order_breaker = 29,       // a shard's circuit breaker for a broker changed: account_a: the
+                            // shard's trading account of currency 0 (none); gateway; code: now
+                            // 1 closed, 2 open, 3 half open; ref.lo: trips, ref.hi: open until
+  order_retried = 30,       // an operator's retry of a dead letter taken: account_a: the
+                            // wallet; ref.lo: order id
 };
-constexpr uint16_t event_type_max = 26;
+constexpr uint16_t event_type_max = 30;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

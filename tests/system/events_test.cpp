@@ -206,7 +206,7 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   m.name = "no spaces allowed";
   expect_code(m, result::subscriber_name_invalid);
   m = {};
-  m.types = 1u << 30;
+  m.types = 1u << 31;  // past event_type_max
   expect_code(m, result::events_filter_invalid);
   m = {};
   m.accounts.assign(1025, 7);

@@ -145,12 +145,26 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert pay.orders([order, dict(order, id=7002, quantity=0), dict(order, id=7003, instrument=99)]) == [0, 22, 200]
     ins = bk.order_instructions()
     assert len(ins) == 1 and ins[0]["order_id"] == 7001 and ins[0]["quantity"] == 10 and ins[0]["kind"] == 1, ins
+    assert bk.order_answers([dict(order_id=7001, kind=Client.ACCEPTED)]) == [0]  # working it
+    assert pay.lookup_orders([7001])[0]["routing"] == 2
     fill = dict(order_id=7001, kind=Client.FILL, fill_id=1, quantity=10, price=99)
     assert bk.order_answers([fill, dict(fill, fill_id=2)]) == [0, 232]  # the second: order_not_open
     o = pay.lookup_orders([7001, 7009])
     assert o[1] is None and o[0]["state"] == 2 and o[0]["filled"] == 10 and o[0]["paid"] == 990, o
     after = pay.lookup_accounts([301])[0]
     assert after["debits_posted"] == before["debits_posted"] + 990 and after["debits_pending"] == before["debits_pending"], after
+    # The operators' view of it, and a retry refused (it is no dead letter).
+    def ops(*args):
+        run = subprocess.run([console, "--port", admin_port, "--gateway", "dev", "--secret", s.group(1), "--json"] +
+                             list(args), capture_output=True, text=True, timeout=60)
+        return json.loads(run.stdout)
+    shown = ops("order", "show", "7001")
+    assert shown["code"] == "ok", shown
+    row = shown["sections"][0]["rows"][0]
+    assert row["state"] == "filled" and row["broker"] == "bk" and row["attempts"] == 1 and row["paid"] == 990, row
+    assert ops("order", "retry", "7001")["code"] == "refused"
+    assert ops("order", "show", "7999")["code"] == "not_found"
+    assert ops("order", "show", "x")["code"] == "arguments_invalid"
     bk.close()
     print("trading: orders through a broker: ok")
     pay.close()

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "actors/customers.hpp"
@@ -288,4 +289,179 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   EXPECT_EQ(rr.reply.results, std::vector<result>{result::reserved_field});
   srv->stop();
   eng->set_order_sink(nullptr);
+}
+
+// A broker that takes orders and never answers (a hang): each order waits its answer
+// timeout, is retried there, then goes to the fallback broker, which fills it; after
+// twenty timeouts the hung broker's breaker opens and new orders go to the fallback at once.
+TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
+  temp_dir dir;
+  auto eng = open_engine(test_config(dir.path()));
+  ASSERT_TRUE(eng);
+  const auto etb = wire::currency("ETB");
+  const std::vector<uint8_t> app_secret(32, 0x11);
+  engine::server_config scfg;
+  scfg.port = 0;
+  scfg.gateways = {{"app", app_secret, wire::roles::payments}};
+  std::string err;
+  auto srv = engine::server::start(*eng, scfg, &err);
+  ASSERT_TRUE(srv) << err;
+  eng->set_order_sink([&srv](const std::string& broker, std::vector<wire::order_instruction>&& list) {
+    srv->push(broker, wire::orders_topic, wire::order_instructions_body(list));
+  });
+  auto hung = make_gateway_registration("hung", 9001, 1, 100);  // answers due in 100 ms
+  auto fallback = make_gateway_registration("fallback", 9002, 2, 5000);
+  for (auto* g : {&hung, &fallback}) {
+    g->roles = wire::roles::broker;
+    g->rail = 3;
+  }
+  ASSERT_EQ(eng->gateways({hung, fallback}).results, std::vector<result>(2, result::ok));
+  constexpr uint64_t wallets = 8, bank = 5000, fund = 100;
+  auto src = make_account(bank);
+  src.kind = wire::account_kind::system;
+  std::vector<wire::account> accts{src};
+  for (uint64_t w = 1; w <= wallets; ++w) accts.push_back(make_account(w, wire::account_flags::debits_must_not_exceed_credits));
+  ASSERT_EQ(eng->create_accounts(accts).results, std::vector<result>(accts.size(), result::ok));
+  wire::policy_op moderate;
+  moderate.kind = wire::policy_op_kind::profile;
+  moderate.number = uint8_t(wire::risk_profile::moderate);
+  moderate.classes = 1u << (uint8_t(wire::asset_class::fund) - 1);
+  moderate.position_max = 1'000'000'000;
+  ASSERT_EQ(eng->policies({actors::customers::tier_op(1, etb, 1ull << 40, 1ull << 40, 1ull << 50), moderate}).results,
+            std::vector<result>(2, result::ok));
+  std::vector<wire::customer_op> kyc;
+  std::vector<wire::transfer> funding;
+  for (uint64_t w = 1; w <= wallets; ++w) {
+    wire::customer_op c;
+    c.wallet = w;
+    c.sequence = 1;
+    c.kyc = wire::kyc_status::verified;
+    c.profile = wire::risk_profile::moderate;
+    c.tier = 1;
+    kyc.push_back(c);
+    funding.push_back(make_transfer(w, bank, w, 1'000'000));
+  }
+  ASSERT_EQ(eng->customers(kyc).results, std::vector<result>(wallets, result::ok));
+  ASSERT_EQ(eng->create_transfers(funding).results, std::vector<result>(wallets, result::ok));
+  ASSERT_EQ(eng->instruments({actors::market::definition(fund, "FUND", wire::asset_class::fund, etb, 1, 1,
+                                                         {2000, 60'000, 600'000, 30'000})})
+                .results.at(0),
+            result::ok);
+  wire::price p;
+  p.instrument_id = fund;
+  p.ticks = 100;
+  p.sequence = 1;
+  ASSERT_EQ(eng->prices({p}).results.at(0), result::ok);
+
+  const uint64_t seed = test_seed("trading_hung");
+  auto sim_of = [&](const wire::gateway_op& g, bool silent) {
+    tools::broker_sim_options bo;
+    bo.port = srv->port();
+    bo.gateway = g.id;
+    bo.secret.assign(g.secret, g.secret + g.secret_bytes);
+    bo.latency_ms = 1;
+    bo.silent = silent;
+    bo.price_of = [](uint64_t) { return uint64_t(100); };  // the last price
+    bo.seed = seed + (silent ? 1 : 2);
+    return std::make_unique<tools::broker_sim>(bo);
+  };
+  auto hung_sim = sim_of(hung, true), fallback_sim = sim_of(fallback, false);
+  hung_sim->start();
+  fallback_sim->start();
+  for (int i = 0; i < 500 && !(hung_sim->connected() && fallback_sim->connected()); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(hung_sim->connected() && fallback_sim->connected());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // their sessions are logged
+
+  wire::client::options co;
+  co.port = srv->port();
+  co.gateway = "app";
+  co.secret = app_secret;
+  auto app = wire::client::connect(co, &err);
+  ASSERT_TRUE(app) << err;
+  auto place = [&](uint64_t first, uint64_t n) {
+    std::vector<wire::order> batch;
+    std::vector<uint64_t> ids;
+    for (uint64_t id = first; id < first + n; ++id) {
+      wire::order o{};
+      o.id = id;
+      o.wallet = 1 + id % wallets;
+      o.instrument_id = fund;
+      o.quantity = 1 + id % 7;
+      o.limit_ticks = 150;
+      o.currency = etb;
+      o.side = wire::order_side::buy;
+      o.type = wire::order_type::market;
+      batch.push_back(o);
+      ids.push_back(id);
+    }
+    auto r = app->call(wire::orders_body(batch));
+    EXPECT_TRUE(r.ok) << r.failure;
+    EXPECT_EQ(r.reply.results, std::vector<result>(n, result::ok));
+    return ids;
+  };
+  auto wait_filled = [&](const std::vector<uint64_t>& ids) {
+    for (int i = 0; i < 1500; ++i) {
+      auto r = app->call(wire::lookup_orders_body(ids));
+      EXPECT_TRUE(r.ok) << r.failure;
+      if (!r.ok) return std::vector<wire::order_state_view>{};
+      bool open = false;
+      for (const auto& o : r.reply.orders) open = open || o.state == uint8_t(actors::portfolio::order_state::open);
+      if (!open) return r.reply.orders;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    auto r = app->call(wire::lookup_orders_body(ids));
+    std::string detail;
+    for (const auto& o : r.reply.orders)
+      if (o.state == uint8_t(actors::portfolio::order_state::open))
+        detail += " " + std::to_string(o.o.id) + ": routing " + std::to_string(o.routing) + " broker " +
+                  std::to_string(o.broker) + " attempts " + std::to_string(o.attempts) + " dead " +
+                  std::to_string(o.dead_reason) + ";";
+    ADD_FAILURE() << "orders still open:" << detail;
+    return std::vector<wire::order_state_view>{};
+  };
+  const uint32_t fallback_number = eng->gateway_registry()->find("fallback")->number;
+  // The first 30 go to the hung broker and time out there (its breaker opens at the
+  // twentieth timeout); the fallback fills every one.
+  const auto first = wait_filled(place(1, 30));
+  ASSERT_EQ(first.size(), 30u);
+  for (const auto& o : first) {
+    EXPECT_EQ(o.state, uint8_t(actors::portfolio::order_state::filled)) << "order " << o.o.id;
+    EXPECT_EQ(o.broker, fallback_number) << "order " << o.o.id;
+    EXPECT_GE(o.attempts, 2) << "order " << o.o.id << ": the hung broker first";
+  }
+  EXPECT_GE(hung_sim->stats().instructions, 30u);
+  EXPECT_EQ(hung_sim->stats().fills_sent + hung_sim->stats().accepts_sent, 0u);
+  // With the breaker open (or half open, probing with one order), new orders go to the
+  // fallback at once.
+  const auto second = wait_filled(place(100, 30));
+  ASSERT_EQ(second.size(), 30u);
+  uint32_t direct = 0;
+  for (const auto& o : second) {
+    EXPECT_EQ(o.state, uint8_t(actors::portfolio::order_state::filled)) << "order " << o.o.id;
+    direct += o.attempts == 1;
+  }
+  EXPECT_GE(direct, 29u) << "at most one probe to the hung broker";
+  uint64_t timeouts = 0;
+  for (const auto& r : eng->shard_reports()) timeouts += r.order_timeouts;
+  EXPECT_GE(timeouts, 30u);
+  const std::string text = engine::render_metrics(*eng, srv.get(), nullptr);
+  EXPECT_NE(text.find("mesob_order_timeouts_total{shard=\"0\"}"), std::string::npos);
+  EXPECT_NE(text.find("mesob_orders_dead{shard=\"0\"} 0"), std::string::npos);
+  // Every fill moved its money; nothing is held.
+  uint64_t paid = 0;
+  for (const auto* list : {&first, &second})
+    for (const auto& o : *list) paid += o.paid;
+  auto r = app->call(wire::lookup_accounts_body(std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  ASSERT_TRUE(r.ok);
+  uint64_t spent = 0;
+  for (const auto& a : r.reply.accounts) {
+    EXPECT_EQ(a.debits_pending, 0u);
+    spent += a.debits_posted;
+  }
+  EXPECT_EQ(spent, paid);
+  hung_sim->stop();
+  fallback_sim->stop();
+  const auto check = eng->check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
 }

@@ -380,7 +380,7 @@ class Client:
     # ---- orders (wire/README.md, "Orders") ---------------------------------------------
     BUY, SELL = 1, 2
     MARKET, LIMIT = 1, 2
-    FILL, REJECT = 1, 2
+    FILL, REJECT, ACCEPTED = 1, 2, 3
 
     def orders(self, orders):
         """Orders: dicts with id (unique engine-wide), wallet, instrument, quantity (units,
@@ -398,7 +398,8 @@ class Client:
 
     def order_answers(self, answers):
         """A broker's answers: dicts with order_id and kind (Client.FILL: fill_id, quantity,
-        price; Client.REJECT: reason). One result code each."""
+        price; Client.REJECT: reason; Client.ACCEPTED: nothing else, the acknowledgement the
+        engine's answer timeout waits for). One result code each."""
         b = flatbuffers.Builder(256 + 48 * len(answers))
         OrderAnswers.StartAnswersVector(b, len(answers))
         for a in reversed(answers):
@@ -442,7 +443,8 @@ class Client:
             placed = o.Order(Order.Order())
             out.append(dict(id=placed.Id(), wallet=placed.Wallet(), state=o.State(), filled=o.Filled(),
                             held=o.Held(), paid=o.Paid(), fills=o.Fills(), broker=o.Broker(),
-                            cancelling=o.Cancelling()))
+                            cancelling=o.Cancelling(), routing=o.Routing(), dead_reason=o.DeadReason(),
+                            attempts=o.Attempts()))
         return out
 
     def _lookup_ids(self, request_table, op_type, ids, reply_type, reply, field="Ids"):
