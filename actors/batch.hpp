@@ -71,6 +71,7 @@ enum class op_kind : uint16_t {
                                  // expires_s, reserved}: the orders (b.orders) rebalancing would place
   order_retries = 32,            // operators' retries of dead letters (wire::order_cancel, in
                                  // order_cancels), on the wallets' shards
+  lookup_positions = 33,         // portfolios' positions by wallet id (account_ids), their shards
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -209,6 +210,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<std::vector<payouts::sweep_row>> found_sweeps;       // lookup_payouts: per shard
   std::vector<wire::instrument_state> found_instruments;            // lookup_instruments
   std::vector<wire::customer_state> found_customers;                // lookup_customers
+  std::vector<std::vector<wire::position_view>> found_positions;    // lookup_positions: per wallet
   std::vector<uint8_t> found_policy;                                // lookup_policy (policy::encode)
   std::vector<wire::order_state_view> found_orders;                 // lookup_orders
   // currency_totals: per shard, its equb groups checked against their escrow accounts.

@@ -351,6 +351,17 @@ void shard::execute(batch& b) {
       }
       break;
     }
+    case op_kind::lookup_positions:
+      for (uint32_t i = 0; i < b.count; ++i) {
+        const uint64_t wallet = b.account_ids[i];
+        if (wallet == 0 || shard_of(wallet, count_) != index_ || !find_account(wallet)) continue;
+        b.results[i] = result::ok;
+        if (const portfolio::book* bk = trading_.book_of(wallet))
+          bk->for_each_position([&](uint64_t instrument, const portfolio::position& p) {
+            b.found_positions[i].push_back({wallet, instrument, p.quantity, p.reserved, p.cost, p.buying});
+          });
+      }
+      break;
     case op_kind::lookup_orders:
       for (uint32_t i = 0; i < b.count; ++i)
         if (b.order_wallets[i] != 0 && shard_of(b.order_wallets[i], count_) == index_)

@@ -74,7 +74,7 @@ const char* dead_reason_name(uint8_t r) {
 
 result check_answer_fields(const wire::order_answer& a) {
   if (a.order_id == 0) return result::id_must_not_be_zero;
-  if (a.reserved != 0) return result::reserved_field;
+  if (a.attempt > portfolio::attempts_kept_max) return result::order_answer_invalid;
   switch (a.kind) {
     case wire::order_answer_kind::fill:
       if (a.fill_id == 0) return result::id_must_not_be_zero;
@@ -149,6 +149,8 @@ void table::set_routing(order_entry& e, route_state s) {
 
 void table::retire(order_entry& e) {
   if (route_state(e.routing) == route_state::dead) --dead_;
+  e.ending = order_state::open;  // (counted out by the caller)
+  e.ending_at = 0;
   e.routing = uint8_t(e.broker != 0 ? route_state::working : route_state::waiting);  // (the broker stays on view)
   e.dead = 0;
   e.route_due = 0;
@@ -271,7 +273,7 @@ void table::record(uint32_t g, uint64_t order_id, bool bad, uint64_t timeout_ns,
 
 void table::breaker_moved(uint32_t g, const gateways::breaker& b, uint64_t now) {
   if (!events_) return;
-  auto ev = wire::decided_event(wire::event_type::order_breaker, now, 0, 0);
+  auto ev = wire::decided_event(wire::event_type::order_breaker, now, 0, shard_);
   ev.ref = {b.trips, b.ph == gateways::breaker::phase::open ? b.open_until : 0};
   ev.code = uint16_t(b.ph);
   ev.gateway = uint16_t(g);
@@ -307,6 +309,12 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
   if (e.ending != order_state::open) instruct(e, wire::order_instruction_kind::cancel);
 }
 
+uint8_t table::latest_attempt(const order_entry& e, uint32_t g) {
+  for (size_t k = e.attempts.size(); k > 0; --k)
+    if (e.attempts[k - 1] == g) return uint8_t(k);
+  return 0;
+}
+
 void table::instruct(const order_entry& e, wire::order_instruction_kind kind, uint32_t to) {
   if (to == 0) to = e.broker;
   if (to == 0) return;
@@ -320,6 +328,7 @@ void table::instruct(const order_entry& e, wire::order_instruction_kind kind, ui
   in.kind = kind;
   in.side = e.o.side;
   in.type = e.o.type;
+  in.attempt = latest_attempt(e, to);
   outbox_[to].push_back(in);
 }
 
@@ -347,7 +356,9 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   if (a.kind == wire::order_answer_kind::reject) {
     // The broker it is with (or, waiting or a dead letter, the last it was sent to).
     const uint32_t holder = e->broker != 0 ? e->broker : e->attempts.back();
-    if (holder != a.gateway) {  // an earlier broker says it does not have it
+    // An earlier broker says it does not have it, or the broker confirms the cancel of an
+    // earlier sending (the order came back to it since).
+    if (holder != a.gateway || (a.attempt != 0 && a.attempt != latest_attempt(*e, a.gateway))) {
       *repeated = true;
       return result::ok;
     }
@@ -387,15 +398,16 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   e = w->b.order_mut(a.order_id);
   MESOB_ASSERT(e != nullptr);
   const bool open = e->st == order_state::open;
-  if (open) {
-    acknowledged(a.wallet, *w, *e, a.gateway, ts);
-  } else {
-    retire(*e);
-  }
   ++fills_;
-  if (!open) {
+  if (open) {
+    acknowledged(a.wallet, *w, *e, a.gateway, ts);  // the broker that filled works it
+  } else {
     --open_;
     if (e->ending != order_state::open) --ending_;
+    // Filled in full: a broker it was with besides the one that filled is told to stop.
+    if (e->broker != 0 && e->broker != a.gateway) instruct(*e, wire::order_instruction_kind::cancel, e->broker);
+    else if (e->broker == a.gateway) acknowledged(a.wallet, *w, *e, a.gateway, ts);  // (its breaker's outcome)
+    retire(*e);
   }
   std::vector<wire::transfer> chain;
   wire::transfer post = engine_transfer(*e, chain_id(e->o.id, k, 0), code_fill);
@@ -509,6 +521,7 @@ void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state wh
     }
   if (route_state(e.routing) == route_state::waiting) {
     e.route_due = 0;
+    e.wait_since = 0;
     unrouted_.erase(e.o.id);
   }
   add_timer(ts + cancel_grace_ns, wallet);
@@ -553,8 +566,10 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
         add_timer(e.route_due, wallet);
         touch(wallet, w);
       }
-    } else if (e.broker != 0 && std::find(e.attempts.begin(), e.attempts.end(), gateway) != e.attempts.end()) {
-      instruct(e, wire::order_instruction_kind::cancel, gateway);  // it went to another broker since
+    } else if ((e.broker != 0 || e.ending != order_state::open) &&
+               std::find(e.attempts.begin(), e.attempts.end(), gateway) != e.attempts.end()) {
+      // It went to another broker since, or it is ending: this one is told to stop.
+      instruct(e, wire::order_instruction_kind::cancel, gateway);
     }
   });
   // Orders waiting for a broker, in order id order.
@@ -800,7 +815,10 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     if (e.ending != order_state::open) add_timer(e.ending_at + cancel_grace_ns, wallet);
     if (e.route_due != 0) add_timer(e.route_due, wallet);
     if (route_state(e.routing) == route_state::dead) ++dead_;
-    if (route_state(e.routing) == route_state::waiting && e.wait_since != 0) unrouted_[e.o.id] = wallet;
+    // Waiting for a broker (or, from a version 2 row, never sent): routed when one comes up.
+    if (route_state(e.routing) == route_state::waiting && e.ending == order_state::open &&
+        (e.wait_since != 0 || e.attempts.empty()))
+      unrouted_[e.o.id] = wallet;
   });
   if (closed) note_closed(wallet);
   wallets_[wallet] = std::move(w);
@@ -830,7 +848,7 @@ uint64_t table::routing_orders() const {
   uint64_t n = 0;
   for (const auto& [wallet, w] : wallets_)
     w.b.for_each_order([&](const order_entry& e) {
-      n += e.st == order_state::open && route_state(e.routing) != route_state::working && !e.attempts.empty();
+      n += e.st == order_state::open && route_state(e.routing) != route_state::working;
     });
   return n;
 }

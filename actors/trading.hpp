@@ -106,6 +106,8 @@ constexpr uint64_t emit_hi = 0x9A700D2000000000ull;     // chains: {order id, em
   return account_hi | uint64_t(slot & (payouts::desk_slots - 1)) << 24 | (c & 0xFFFFFF);
 }
 [[nodiscard]] inline bool trading_account(uint64_t id) { return (id & kind_mask) == account_hi; }
+// Account ids (and snapshot keys) 0x9A700D...: the engine's, never a client's account.
+[[nodiscard]] inline bool reserved_key(uint64_t id) { return (id >> 40) == (account_hi >> 40); }
 // The trading account of currency c for wallets on `shard` of `shards` (the first slot
 // whose account lives there, as for payout accounts).
 [[nodiscard]] inline uint64_t account_for(wire::currency_code c, uint32_t shard, uint32_t shards) {
@@ -152,7 +154,8 @@ constexpr uint32_t attempts_max = payouts::attempts_max;          // per routing
 constexpr uint32_t tries_per_gateway = payouts::tries_per_gateway;  // timeouts before a broker is given up
 constexpr uint64_t route_wait_max_ns = payouts::route_wait_max_ns;  // with no broker: a dead letter
 constexpr uint64_t route_poll_ns = payouts::route_poll_ns;          // breakers refusing: look again
-// The snapshot row (table portfolios) of shard s's breakers: a key no wallet can have.
+// The snapshot row (table portfolios) of shard s's breakers: a key no wallet can have
+// (reserved_key: clients' accounts are refused id_reserved there).
 constexpr uint64_t breakers_hi = 0x9A700D3000000000ull;
 [[nodiscard]] inline bool breakers_key(uint64_t key) { return (key & kind_mask) == breakers_hi; }
 
@@ -268,6 +271,8 @@ class table {
   void touch(uint64_t wallet, wallet_entry& w);
   void emit(wallet_entry& w, std::vector<wire::transfer>&& chain);
   void instruct(const portfolio::order_entry& e, wire::order_instruction_kind kind, uint32_t to = 0);
+  // The number (1, 2, ...) of the latest attempt that went to broker g (0: none).
+  [[nodiscard]] static uint8_t latest_attempt(const portfolio::order_entry& e, uint32_t g);
   // Routing (the comment at the top): the next broker now, or wait, or a dead letter.
   void route(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
   void send(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, const broker_info& b, uint64_t now);

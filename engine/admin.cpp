@@ -290,6 +290,10 @@ class admin_impl {
          "one order: wallet, instrument, side, quantity, limit, what it filled and holds, state, its way to a broker "
          "(waiting, sent, working, dead letter and why), attempts",
          1, 1, &admin_impl::cmd_order_show},
+        {"portfolio show", "<wallet-id>",
+         "a wallet's positions: per instrument the units held, reserved by open sells, to come from open buys, and "
+         "their cost basis",
+         1, 1, &admin_impl::cmd_portfolio_show},
         {"order retry", "<order-id>", "route a dead letter again from the first broker", 1, 1,
          &admin_impl::cmd_order_retry},
         {"order cancel", "<order-id>",
@@ -709,6 +713,25 @@ class admin_impl {
                       v.broker ? gateway_name(v.broker) : "", std::to_string(v.attempts), std::to_string(v.reason),
                       v.settle_refused ? "yes" : "no", std::to_string(v.placed_at)});
     admin_response_msg m = answer(admin_code::ok, "order " + a[0] + ": " + order_state_text(v));
+    m.sections = {std::move(s)};
+    return m;
+  }
+
+  admin_response_msg cmd_portfolio_show(const std::vector<std::string>& a) {
+    uint64_t wallet = 0;
+    if (!parse_u64(a[0], &wallet) || wallet == 0)
+      return answer(admin_code::arguments_invalid, "wallet id '" + a[0] + "' is not a decimal integer from 1 to 2^64-1");
+    const reply r = eng_.lookup_positions({wallet});
+    if (r.st != status::ok) return refused_by_engine(r);
+    if (r.results.empty() || r.results[0] != wire::result::ok)
+      return answer(admin_code::not_found, "account " + a[0] + " does not exist");
+    admin_section s;
+    s.title = "positions";
+    s.columns = {{"instrument", true}, {"quantity", true}, {"reserved", true}, {"buying", true}, {"cost", true}};
+    for (const auto& p : r.positions)
+      s.rows.push_back({std::to_string(p.instrument_id), std::to_string(p.quantity), std::to_string(p.reserved),
+                        std::to_string(p.buying), std::to_string(p.cost)});
+    admin_response_msg m = answer(admin_code::ok, "wallet " + a[0] + ": " + std::to_string(r.positions.size()) + " positions");
     m.sections = {std::move(s)};
     return m;
   }

@@ -385,7 +385,7 @@ class engine_impl {
       if (seen.find(b.accounts[i].id)) b.results[i] = result::id_duplicated_in_batch;
       else seen.put(b.accounts[i].id, i);
       // Payout accounts are the engine's (engine::gateways makes them, flag `gateway`).
-      if ((actors::payouts::payout_account(b.accounts[i].id) || actors::trading::trading_account(b.accounts[i].id)) &&
+      if ((actors::payouts::payout_account(b.accounts[i].id) || actors::trading::reserved_key(b.accounts[i].id)) &&
           !b.gateway)
         b.results[i] = result::id_reserved;
     }
@@ -927,6 +927,10 @@ class engine_impl {
         b.results.assign(b.count, result::ok);
         if (event_writer_) b.repeated.assign(b.count, 0);
         break;
+      case op_kind::lookup_positions:
+        b.results.assign(b.count, result::account_not_found);
+        b.found_positions.assign(b.count, {});
+        break;
       case op_kind::lookup_customers:
         b.results.assign(b.count, result::customer_not_found);
         b.found_customers.assign(b.count, wire::customer_state{});
@@ -945,6 +949,12 @@ class engine_impl {
     }
     if (b.kind == op_kind::lookup_instruments || b.kind == op_kind::lookup_policy) b.shard_mask = 1;  // shard 0's copy
     if (b.kind == op_kind::plan_rebalance) b.shard_mask = 1u << shard_of(b.account_ids.at(0), shards_n_);
+    if (b.kind == op_kind::lookup_positions) {  // the wallets' shards
+      uint32_t m = 0;
+      for (uint32_t i = 0; i < b.count; ++i)
+        if (b.account_ids[i] != 0) m |= 1u << shard_of(b.account_ids[i], shards_n_);
+      b.shard_mask = m != 0 ? m : 1u;
+    }
     if (b.kind == op_kind::customer_ops) {  // the wallets' shards
       uint32_t m = 0;
       for (uint32_t i = 0; i < b.count; ++i)
@@ -1027,7 +1037,8 @@ class engine_impl {
         b->order_cancels = std::move(req.order_cancels);
         b->count = uint32_t(b->order_cancels.size());
         break;
-      case op_kind::lookup_orders: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
+      case op_kind::lookup_orders:
+      case op_kind::lookup_positions: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
       case op_kind::plan_rebalance: b->account_ids = std::move(req.account_ids); b->count = 1; break;
       case op_kind::rebalance: MESOB_ASSERT_MSG(false, "a rebalance is planned, then placed"); break;
       case op_kind::lookup_policy:
@@ -1083,6 +1094,10 @@ class engine_impl {
       case op_kind::order_cancels:
       case op_kind::order_retries: n = req.order_cancels.size(); break;
       case op_kind::lookup_orders: n = req.account_ids.size(); break;
+      case op_kind::lookup_positions:
+        if (req.account_ids.size() > wire::lookup_positions_max) return status::batch_too_large;
+        n = req.account_ids.size();
+        break;
       case op_kind::rebalance:
       case op_kind::plan_rebalance:
         if (req.account_ids.size() != 6) return status::kind_invalid;
@@ -1829,6 +1844,7 @@ class engine_impl {
       r.groups = std::move(b.found_groups);
       r.instruments = std::move(b.found_instruments);
       r.customers = std::move(b.found_customers);
+      for (auto& list : b.found_positions) r.positions.insert(r.positions.end(), list.begin(), list.end());
       r.policy = std::move(b.found_policy);
       r.orders = std::move(b.found_orders);
       if (b.kind == op_kind::plan_rebalance) r.placed = std::move(b.orders);
@@ -2437,12 +2453,30 @@ class engine_impl {
     const auto t0 = std::chrono::steady_clock::now();
     if (!load_snapshot(error)) return false;
     const uint64_t snap_lsn = rec_.snapshot_lsn;
-    if (event_writer_ && !recover_events(snap_lsn, error)) return false;
-    replaying_ = true;
     storage::wal_scan_options so;
     so.dir = cfg_.data_dir + "/wal";
     so.segment_bytes = cfg_.wal_segment_mib << 20;
     storage::wal_scan_result sr;
+    // Before anything is changed (the event log's files included): a start with another
+    // shard count must not replay records past the snapshot while routing is under way.
+    if (other_count_live_) {
+      bool past = false;
+      std::string scan_err;
+      storage::wal_scan_result pre;
+      (void)storage::scan_wal(so, [&](const storage::wal_record_view& v) {
+        past = v.header->lsn > snap_lsn;
+        return !past;  // the first record past the snapshot is enough
+      }, &pre, &scan_err);
+      if (past) {
+        *error = "snapshot: orders' routing to brokers (timeouts, breakers, orders not yet acknowledged) was decided by " +
+                 std::to_string(other_count_) + " shards and the log holds records past the snapshot; start once with "
+                 "--shards " + std::to_string(other_count_) + " (it replays them and snapshots when it stops), then with "
+                 "--shards " + std::to_string(shards_n_);
+        return false;
+      }
+    }
+    if (event_writer_ && !recover_events(snap_lsn, error)) return false;
+    replaying_ = true;
     const auto t1 = std::chrono::steady_clock::now();
     const double cpu0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
     const double process_cpu0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
@@ -2501,14 +2535,6 @@ class engine_impl {
         cv.notify_all();
       }
       ++rec_.records_replayed;
-      if (other_count_live_) {
-        *error = "snapshot: orders' routing to brokers (timeouts, breakers, orders not yet acknowledged) was decided by " +
-                 std::to_string(other_count_) + " shards and the log holds records past the snapshot; start once with "
-                 "--shards " + std::to_string(other_count_) + " (it replays them and snapshots when it stops), then with "
-                 "--shards " + std::to_string(shards_n_);
-        ok = false;
-        break;
-      }
       if (!replay_record(std::move(item), error)) {
         ok = false;
         break;
@@ -3018,7 +3044,18 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     pthread_setname_np(pthread_self(), "mesob.sequencer");
     e.run();
   });
-  return std::unique_ptr<engine>(new engine(std::move(impl)));
+  const bool count_changed = e.other_count_ != 0;
+  auto out = std::unique_ptr<engine>(new engine(std::move(impl)));
+  // A start with another shard count snapshots at once: a crash before its first
+  // checkpoint must not leave records its routing decided to a replay under the old count.
+  if (count_changed) {
+    std::string err;
+    if (!out->checkpoint(&err)) {
+      *error = "recovery: the checkpoint after a start with another shard count failed: " + err;
+      return nullptr;
+    }
+  }
+  return out;
 }
 
 void engine::submit(request&& r, std::function<void(reply&&)> done) {
@@ -3187,6 +3224,10 @@ reply engine::cancel_orders(std::vector<wire::order_cancel> c) {
 
 reply engine::retry_orders(std::vector<wire::order_cancel> c) {
   return call_with(*this, op_kind::order_retries, &request::order_cancels, std::move(c));
+}
+
+reply engine::lookup_positions(std::vector<uint64_t> wallets) {
+  return call_with(*this, op_kind::lookup_positions, &request::account_ids, std::move(wallets));
 }
 
 reply engine::lookup_orders(std::vector<uint64_t> ids) {

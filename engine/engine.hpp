@@ -122,6 +122,7 @@ struct reply {
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
   std::vector<wire::instrument_state> instruments;  // lookup_instruments: one per id (zeroed if absent), or all
   std::vector<wire::customer_state> customers;      // lookup_customers: one per id (zeroed if absent)
+  std::vector<wire::position_view> positions;       // lookup_positions: every found wallet's, in request order
   std::vector<uint8_t> policy;                      // lookup_policy: actors::customers::policy::encode
   std::vector<wire::order_state_view> orders;       // lookup_orders: one per id (zeroed if absent)
   // rebalance: the orders placed (results: one per order), or none (results: one, why not)
@@ -300,6 +301,9 @@ class engine {
   reply customers(std::vector<wire::customer_op> ops);
   reply policies(std::vector<wire::policy_op> ops);
   reply lookup_customers(std::vector<uint64_t> wallets);
+  // Each wallet's positions (results: ok or account_not_found; at most
+  // wire::lookup_positions_max wallets).
+  reply lookup_positions(std::vector<uint64_t> wallets);
   reply lookup_policy();
   // Trading (actors/trading.hpp): orders (each placed with its hold, then sent to a
   // broker), a broker's fills and rejects (from its session), clients' cancels, orders

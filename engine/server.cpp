@@ -732,6 +732,7 @@ class server_impl {
       case wire::operation::lookup_customers: return kyc | admin;  // KYC data stays with KYC
       case wire::operation::order_answers: return broker;  // a registered broker's own answers
       case wire::operation::lookup_orders: return payments | broker | admin;
+      case wire::operation::lookup_positions: return payments | admin;
       default: return payments | admin;
     }
   }
@@ -815,6 +816,7 @@ class server_impl {
         break;
       case wire::operation::cancel_orders: req.kind = op_kind::order_cancels; p.copy_to(req.order_cancels); break;
       case wire::operation::lookup_orders: req.kind = op_kind::lookup_orders; p.copy_to(req.account_ids); break;
+      case wire::operation::lookup_positions: req.kind = op_kind::lookup_positions; p.copy_to(req.account_ids); break;
       case wire::operation::rebalance: {
         std::vector<wire::rebalance_request> rq;
         p.copy_to(rq);
@@ -966,6 +968,7 @@ class server_impl {
       case wire::operation::order_answers:
       case wire::operation::cancel_orders: body = wire::results_body(r.results); break;
       case wire::operation::lookup_orders: body = wire::orders_reply_body(r.results, r.orders); break;
+      case wire::operation::lookup_positions: body = wire::positions_body(r.results, r.positions); break;
       case wire::operation::rebalance: body = wire::placed_orders_body(r.results, r.placed); break;
       case wire::operation::lookup_groups: {
         std::vector<wire::group_item> gs(r.groups.size());

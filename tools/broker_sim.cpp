@@ -80,6 +80,7 @@ void broker_sim::run() {
       a.order_id = id;
       a.kind = k;
       a.reason = reason;
+      a.attempt = w.in.attempt;
       if (k == wire::order_answer_kind::fill) {
         a.fill_id = w.next_fill++;
         a.quantity = qty;
@@ -178,20 +179,25 @@ void broker_sim::run() {
                   a.order_id = in.order_id;
                   a.kind = wire::order_answer_kind::reject;
                   a.reason = 3;
+                  a.attempt = in.attempt;
                   outbox.push_back(a);
                   c_->rejects.fetch_add(1);
                 }
                 continue;
               }
               c_->instructions.fetch_add(1);
-              if (orders.count(in.order_id) || in.quantity == 0) continue;  // worked already (a re-send)
+              if (in.quantity == 0) continue;
+              const auto known = orders.find(in.order_id);
+              if (known != orders.end()) known->second.in.attempt = in.attempt;  // a re-send: its answers say so
               if (opt_.acknowledge) {
                 wire::order_answer a{};
                 a.order_id = in.order_id;
                 a.kind = wire::order_answer_kind::accepted;
+                a.attempt = in.attempt;
                 outbox.push_back(a);
                 c_->accepts.fetch_add(1);
               }
+              if (known != orders.end()) continue;  // worked already
               working_order w;
               w.in = in;
               w.remaining = in.quantity;

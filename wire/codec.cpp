@@ -35,6 +35,7 @@ static_assert(sizeof(fb::CustomerOp) == sizeof(customer_op));
 static_assert(sizeof(fb::CustomerState) == sizeof(customer_state));
 static_assert(sizeof(fb::Order) == sizeof(order));
 static_assert(sizeof(fb::OrderAnswer) == sizeof(order_answer));
+static_assert(sizeof(fb::Position) == sizeof(position_view));
 static_assert(sizeof(fb::OrderCancel) == sizeof(order_cancel));
 static_assert(sizeof(fb::OrderInstruction) == sizeof(order_instruction));
 static_assert(sizeof(fb::OrderState) == sizeof(order_state_view));
@@ -321,6 +322,7 @@ std::string_view operation_name(operation op) {
     case operation::order_answers: return "order_answers";
     case operation::cancel_orders: return "cancel_orders";
     case operation::lookup_orders: return "lookup_orders";
+    case operation::lookup_positions: return "lookup_positions";
     case operation::rebalance: return "rebalance";
   }
   return "unknown";
@@ -357,6 +359,7 @@ size_t operation_item_bytes(operation op) {
     case operation::order_answers: return sizeof(order_answer);
     case operation::cancel_orders: return sizeof(order_cancel);
     case operation::lookup_orders: return sizeof(uint64_t);
+    case operation::lookup_positions: return sizeof(uint64_t);
     case operation::rebalance: return sizeof(rebalance_request);
   }
   return 0;
@@ -474,6 +477,12 @@ std::vector<uint8_t> lookup_orders_body(std::span<const uint64_t> ids) {
   });
 }
 
+std::vector<uint8_t> lookup_positions_body(std::span<const uint64_t> wallets) {
+  return request(wallets.size_bytes(), fb::Operation::LookupPositions, [&](auto& fbb) {
+    return fb::CreateLookupPositions(fbb, fbb.CreateVector(wallets.data(), wallets.size()));
+  });
+}
+
 std::vector<uint8_t> rebalance_body(const rebalance_request& r) {
   return request(sizeof r, fb::Operation::Rebalance, [&](auto& fbb) {
     return fb::CreateRebalance(fbb, structs<fb::RebalanceRequest>(fbb, std::span<const rebalance_request>(&r, 1)));
@@ -546,6 +555,7 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     case fb::Operation::CancelOrders: take(r->operation_as_CancelOrders()->cancels()); break;
     case fb::Operation::LookupOrders: take(r->operation_as_LookupOrders()->ids()); break;
     case fb::Operation::Rebalance: take(r->operation_as_Rebalance()->requests()); break;
+    case fb::Operation::LookupPositions: take(r->operation_as_LookupPositions()->wallets()); break;
     default: break;
   }
   out->op = operation(uint8_t(type));
@@ -566,6 +576,11 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
   }
   if (out->op == operation::rebalance && n != 1) {
     *err = {protocol_error::batch_too_large, "request: a rebalance carries one wallet's request (" + std::to_string(n) + " given)"};
+    return false;
+  }
+  if (out->op == operation::lookup_positions && n > lookup_positions_max) {
+    *err = {protocol_error::batch_too_large, "request: lookup_positions of " + std::to_string(n) + " wallets (at most " +
+                                                 std::to_string(lookup_positions_max) + ")"};
     return false;
   }
   if (out->op == operation::lookup_groups && n > lookup_groups_max) {
@@ -652,6 +667,14 @@ std::vector<uint8_t> placed_orders_body(std::span<const result> results, std::sp
     const auto r = results_vec(fbb, results);
     const auto o = structs<fb::Order>(fbb, orders);
     return fb::CreatePlacedOrders(fbb, r, o);
+  });
+}
+
+std::vector<uint8_t> positions_body(std::span<const result> results, std::span<const position_view> positions) {
+  return response(results.size_bytes() + positions.size_bytes(), fb::Reply::FoundPositions, [&](auto& fbb) {
+    const auto r = results_vec(fbb, results);
+    const auto p = structs<fb::Position>(fbb, positions);
+    return fb::CreateFoundPositions(fbb, r, p);
   });
 }
 
@@ -758,6 +781,13 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
       out->results = to_results(f->results());
       copy_structs(f->orders(), out->orders);
       if (out->orders.size() != out->results.size()) break;
+      return true;
+    }
+    case fb::Reply::FoundPositions: {
+      const auto* f = r->reply_as_FoundPositions();
+      out->kind = reply_kind::positions;
+      out->results = to_results(f->results());
+      copy_structs(f->positions(), out->positions);
       return true;
     }
     case fb::Reply::PlacedOrders: {

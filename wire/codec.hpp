@@ -88,9 +88,11 @@ enum class operation : uint8_t {
   cancel_orders = 20,       // wire::order_cancel items (payments)
   lookup_orders = 21,       // order ids (u64)
   rebalance = 22,           // one wire::rebalance_request (payments)
+  lookup_positions = 23,    // wallet ids (u64), at most lookup_positions_max
 };
-constexpr uint8_t operation_max = 22;
+constexpr uint8_t operation_max = 23;
 constexpr uint32_t lookup_groups_max = 64;
+constexpr uint32_t lookup_positions_max = 16;  // x 1,024 positions x 48 bytes: within a 1 MiB frame
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 [[nodiscard]] std::string_view operation_name(operation op);
 [[nodiscard]] bool operation_writes(operation op);
@@ -130,6 +132,7 @@ static_assert(sizeof(balance_query_item) == 16);
 [[nodiscard]] std::vector<uint8_t> order_answers_body(std::span<const order_answer> items);
 [[nodiscard]] std::vector<uint8_t> cancel_orders_body(std::span<const order_cancel> items);
 [[nodiscard]] std::vector<uint8_t> lookup_orders_body(std::span<const uint64_t> ids);
+[[nodiscard]] std::vector<uint8_t> lookup_positions_body(std::span<const uint64_t> wallets);
 [[nodiscard]] std::vector<uint8_t> rebalance_body(const rebalance_request& r);
 // The body of a pushed frame with topic "orders" (OrderInstructions), and its parser.
 constexpr const char* orders_topic = "orders";
@@ -244,6 +247,7 @@ enum class reply_kind : uint8_t {
   customers = 8,
   orders = 9,
   placed_orders = 10,
+  positions = 11,
 };
 struct reply_msg {
   reply_kind kind{};
@@ -257,6 +261,7 @@ struct reply_msg {
   std::vector<customer_state> customers;        // customers (with results)
   std::vector<order_state_view> orders;         // orders (with results)
   std::vector<order> placed;                    // placed_orders (with results)
+  std::vector<position_view> positions;         // positions (with results: one per wallet)
 };
 [[nodiscard]] std::vector<uint8_t> results_body(std::span<const result> results);
 [[nodiscard]] std::vector<uint8_t> found_accounts_body(std::span<const result> results, std::span<const account> accounts);
@@ -272,6 +277,7 @@ struct reply_msg {
 [[nodiscard]] std::vector<uint8_t> orders_reply_body(std::span<const result> results,
                                                      std::span<const order_state_view> orders);
 [[nodiscard]] std::vector<uint8_t> placed_orders_body(std::span<const result> results, std::span<const order> orders);
+[[nodiscard]] std::vector<uint8_t> positions_body(std::span<const result> results, std::span<const position_view> positions);
 bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* why);
 
 // ---- events (frame kinds 12 to 15) ---------------------------------------------------

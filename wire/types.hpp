@@ -454,7 +454,7 @@ struct order_instruction {
   order_instruction_kind kind = order_instruction_kind::work;
   order_side side{};
   order_type type{};
-  uint8_t reserved = 0;
+  uint8_t attempt = 0;        // which sending of the order to this broker (1, 2, ...): echo it
 };
 static_assert(sizeof(order_instruction) == 48);
 static_assert(std::is_trivially_copyable_v<order_instruction>);
@@ -474,7 +474,7 @@ struct order_answer {
   uint32_t gateway = 0;       // the engine's
   uint16_t reason = 0;        // reject: the broker's reason code
   order_answer_kind kind = order_answer_kind::fill;
-  uint8_t reserved = 0;
+  uint8_t attempt = 0;        // the instruction's attempt it answers (0: not said)
 };
 static_assert(sizeof(order_answer) == 48);
 static_assert(std::is_trivially_copyable_v<order_answer>);
@@ -519,6 +519,18 @@ struct order_state_view {
 };
 static_assert(sizeof(order_state_view) == 112);
 static_assert(std::is_trivially_copyable_v<order_state_view>);
+
+// A position of a wallet's portfolio as a look-up reports it (actors/portfolio.hpp).
+struct position_view {
+  uint64_t wallet = 0;
+  uint64_t instrument_id = 0;
+  uint64_t quantity = 0;  // units held
+  uint64_t reserved = 0;  // units open sells may still deliver
+  uint64_t cost = 0;      // cost basis of `quantity`, minor units
+  uint64_t buying = 0;    // units open buys may still add
+};
+static_assert(sizeof(position_view) == 48);
+static_assert(std::is_trivially_copyable_v<position_view>);
 
 // One result per operation, in batch order.
 enum class result : uint32_t {
@@ -779,8 +791,8 @@ enum class event_type : uint16_t {
                             // code: why (1 attempts, 2 every broker given up, 3 no broker in
                             // time); gateway: the last attempt's
   order_breaker = 29,       // a shard's circuit breaker for a broker changed: account_a: the
-                            // shard's trading account of currency 0 (none); gateway; code: now
-                            // 1 closed, 2 open, 3 half open; ref.lo: trips, ref.hi: open until
+                            // shard's index; gateway; code: now 1 closed, 2 open, 3 half
+                            // open; ref.lo: trips, ref.hi: open until
   order_retried = 30,       // an operator's retry of a dead letter taken: account_a: the
                             // wallet; ref.lo: order id
 };

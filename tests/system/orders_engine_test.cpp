@@ -270,6 +270,20 @@ TEST_F(orders_engine, BuyHeldRoutedFilledInPartsAndSettled) {
   EXPECT_EQ(answer("broker-a", fill(10, 4, 1, 100)), result::order_not_open);
   EXPECT_EQ(answer("broker-a", fill(10, 2, 30, 100)), result::order_not_open)
       << "after the order closed, the same whether or not the book still keeps it";
+  // The position: 50 units at a cost of 5,020; an unknown wallet is account_not_found.
+  auto pos = e().lookup_positions({a_, 4242, b_});
+  EXPECT_EQ(pos.results, (std::vector<result>{result::ok, result::account_not_found, result::ok}));
+  ASSERT_EQ(pos.positions.size(), 1u);
+  EXPECT_EQ(pos.positions[0].wallet, a_);
+  EXPECT_EQ(pos.positions[0].instrument_id, etel);
+  EXPECT_EQ(pos.positions[0].quantity, 50u);
+  EXPECT_EQ(pos.positions[0].cost, 5020u);
+  EXPECT_EQ(pos.positions[0].reserved, 0u);
+  EXPECT_EQ(pos.positions[0].buying, 0u);
+  EXPECT_EQ(e().lookup_positions(std::vector<uint64_t>(17, a_)).st, engine::status::batch_too_large);
+  // The engine's own key space (trading accounts, the breakers' rows) is no client's.
+  auto reserved = test::make_account(actors::trading::breakers_hi | 1);
+  EXPECT_EQ(e().create_accounts({reserved}).results.at(0), result::id_reserved);
   const auto check = e().check_balances();
   EXPECT_TRUE(check.balanced) << check.detail;
 }

@@ -165,6 +165,10 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert ops("order", "retry", "7001")["code"] == "refused"
     assert ops("order", "show", "7999")["code"] == "not_found"
     assert ops("order", "show", "x")["code"] == "arguments_invalid"
+    # The position the fill made, to the client and to operators.
+    assert pay.lookup_positions([301, 999]) == [[dict(instrument=44, quantity=10, reserved=0, cost=990, buying=0)], None]
+    held = ops("portfolio", "show", "301")
+    assert held["code"] == "ok" and held["sections"][0]["rows"][0]["quantity"] == 10, held
     bk.close()
     print("trading: orders through a broker: ok")
     pay.close()

@@ -460,6 +460,24 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
     spent += a.debits_posted;
   }
   EXPECT_EQ(spent, paid);
+  // The positions over the protocol: every unit filled, at its cost.
+  uint64_t filled = 0;
+  for (const auto* list : {&first, &second})
+    for (const auto& o : *list) filled += o.filled;
+  auto pr = app->call(wire::lookup_positions_body(std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 77}));
+  ASSERT_TRUE(pr.ok) << pr.failure;
+  ASSERT_EQ(pr.reply.kind, wire::reply_kind::positions);
+  EXPECT_EQ(pr.reply.results.back(), result::account_not_found);
+  uint64_t units = 0, cost = 0;
+  for (const auto& pos : pr.reply.positions) {
+    EXPECT_EQ(pos.instrument_id, fund);
+    units += pos.quantity;
+    cost += pos.cost;
+  }
+  EXPECT_EQ(units, filled);
+  EXPECT_EQ(cost, paid);
+  auto too_many = app->call(wire::lookup_positions_body(std::vector<uint64_t>(17, 1)));
+  EXPECT_FALSE(too_many.ok) << "17 wallets: more than a request may read";
   hung_sim->stop();
   fallback_sim->stop();
   const auto check = eng->check_balances();

@@ -19,7 +19,7 @@ from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, CustomerOp
                       Instruments, LookupAccounts, LookupCustomers, LookupGroups, LookupInstruments, Operation,
                       Payout, PayoutAnswer, PayoutAnswers, PayoutInstructions, Payouts, Price, Prices, Push, Reply,
                       Request, Response, Results, Transfer, Welcome, Order, Orders, OrderAnswer, OrderAnswers,
-                      OrderInstructions, LookupOrders, FoundOrders)
+                      OrderInstructions, LookupOrders, FoundOrders, LookupPositions, FoundPositions)
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
@@ -399,12 +399,13 @@ class Client:
     def order_answers(self, answers):
         """A broker's answers: dicts with order_id and kind (Client.FILL: fill_id, quantity,
         price; Client.REJECT: reason; Client.ACCEPTED: nothing else, the acknowledgement the
-        engine's answer timeout waits for). One result code each."""
+        engine's answer timeout waits for), and optionally the instruction's attempt it
+        answers. One result code each."""
         b = flatbuffers.Builder(256 + 48 * len(answers))
         OrderAnswers.StartAnswersVector(b, len(answers))
         for a in reversed(answers):
             OrderAnswer.CreateOrderAnswer(b, a["order_id"], a.get("fill_id", 0), a.get("quantity", 0),
-                                          a.get("price", 0), 0, 0, a.get("reason", 0), a["kind"], 0)
+                                          a.get("price", 0), 0, 0, a.get("reason", 0), a["kind"], a.get("attempt", 0))
         vec = b.EndVector()
         OrderAnswers.Start(b)
         OrderAnswers.AddAnswers(b, vec)
@@ -426,7 +427,28 @@ class Client:
         for j in range(ins.InstructionsLength()):
             x = ins.Instructions(j)
             out.append(dict(order_id=x.OrderId(), instrument=x.InstrumentId(), quantity=x.Quantity(),
-                            limit=x.LimitTicks(), expires_at=x.ExpiresAt(), kind=x.Kind(), side=x.Side(), type=x.Type()))
+                            limit=x.LimitTicks(), expires_at=x.ExpiresAt(), kind=x.Kind(), side=x.Side(), type=x.Type(),
+                            attempt=x.Attempt()))
+        return out
+
+    def lookup_positions(self, wallets):
+        """Each wallet's positions (at most 16 wallets): a list with, per wallet, None when
+        the account does not exist, else a list of dicts with instrument, quantity,
+        reserved (by open sells), cost (basis) and buying (units open buys may add)."""
+        found = self._lookup_ids(LookupPositions, Operation.Operation.LookupPositions, wallets,
+                                 Reply.Reply.FoundPositions, FoundPositions.FoundPositions(), field="Wallets")
+        out, j = [], 0  # positions come wallet by wallet, in request order
+        for k in range(found.ResultsLength()):
+            if found.Results(k) != 0:
+                out.append(None)
+                continue
+            mine = []
+            while j < found.PositionsLength() and found.Positions(j).Wallet() == wallets[k]:
+                p = found.Positions(j)
+                mine.append(dict(instrument=p.InstrumentId(), quantity=p.Quantity(), reserved=p.Reserved(),
+                                 cost=p.Cost(), buying=p.Buying()))
+                j += 1
+            out.append(mine)
         return out
 
     def lookup_orders(self, ids):
