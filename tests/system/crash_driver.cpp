@@ -216,12 +216,24 @@ void run_orders(engine::engine& e, std::mutex& out_mu, uint64_t run) {
   gw.currencies[0] = {etb, 0, q::settlement};
   gw.secret_bytes = 32;
   for (int i = 0; i < 32; ++i) gw.secret[i] = uint8_t(0x50 + i);
-  e.gateways({gw});  // gateway_exists after the first run
+  // A second broker, first by priority, that hangs: it takes orders and never answers.
+  // Its session is up in odd runs only: orders sent there wait its answer timeout (100
+  // ms), are sent again, then go to the broker that fills them; its breaker opens and
+  // probes. Kills land in every one of those states.
+  wire::gateway_op hung = gw;
+  std::memset(hung.id, 0, sizeof hung.id);
+  std::strncpy(hung.id, "hung-broker", sizeof hung.id);
+  hung.priority = 0;
+  hung.answer_timeout_ms = 100;
+  hung.currencies[0] = {etb, 0, q::settlement + 1};
+  for (int i = 0; i < 32; ++i) hung.secret[i] = uint8_t(0x70 + i);
+  e.gateways({gw, hung});  // gateway_exists after the first run
   // The broker: answers each instruction at once, fills in two parts or a reject.
   std::mutex mu;
   std::condition_variable cv;
   std::deque<wire::order_instruction> inbox;
-  e.set_order_sink([&](const std::string&, std::vector<wire::order_instruction>&& list) {
+  e.set_order_sink([&](const std::string& to, std::vector<wire::order_instruction>&& list) {
+    if (to != q::broker) return;  // the hung one
     std::lock_guard lk(mu);
     inbox.insert(inbox.end(), list.begin(), list.end());
     cv.notify_one();
@@ -265,6 +277,7 @@ void run_orders(engine::engine& e, std::mutex& out_mu, uint64_t run) {
     std::_Exit(1);
   }
   e.gateway_event({g->number, wire::gateway_event_kind::up, {}});  // open orders are pushed again
+  if (run % 2 == 1) e.gateway_event({e.gateway_registry()->find("hung-broker")->number, wire::gateway_event_kind::up, {}});
   std::fprintf(stderr, "crash_driver: orders run %llu ready\n", static_cast<unsigned long long>(run));
   std::vector<std::thread> threads;
   for (uint32_t w = 0; w < workers; ++w) {
