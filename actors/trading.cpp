@@ -273,7 +273,8 @@ void table::record(uint32_t g, uint64_t order_id, bool bad, uint64_t timeout_ns,
 
 void table::breaker_moved(uint32_t g, const gateways::breaker& b, uint64_t now) {
   if (!events_) return;
-  auto ev = wire::decided_event(wire::event_type::order_breaker, now, 0, shard_);
+  auto ev = wire::decided_event(wire::event_type::order_breaker, now, 0, 0);
+  ev.flags = uint16_t(shard_);
   ev.ref = {b.trips, b.ph == gateways::breaker::phase::open ? b.open_until : 0};
   ev.code = uint16_t(b.ph);
   ev.gateway = uint16_t(g);
@@ -295,18 +296,27 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
     }
     return;
   }
-  if (rs == route_state::working) {  // another broker works it: this one is told to stop
+  // A broker the order has moved on from (it was told to stop then): its late answer moves
+  // nothing (its fills still settle); it is told again. Only the latest broker sent to,
+  // while nobody has the order now (waiting after its timeout, or a dead letter), takes it.
+  if (rs == route_state::working || rs == route_state::sent || e.attempts.empty() || e.attempts.back() != g) {
     instruct(e, wire::order_instruction_kind::cancel, g);
     return;
   }
-  // Sent elsewhere, waiting or a dead letter: it is working where it answered from (a
-  // broker it was sent to before).
-  if (rs == route_state::sent) instruct(e, wire::order_instruction_kind::cancel, e.broker);
   set_routing(e, route_state::working);
   e.broker = g;
   unrouted_.erase(e.o.id);
   touch(wallet, w);
   if (e.ending != order_state::open) instruct(e, wire::order_instruction_kind::cancel);
+}
+
+void table::cancel_at_brokers(const order_entry& e, uint32_t except) {
+  std::vector<uint32_t> told{except};
+  for (const uint32_t g : e.attempts)
+    if (std::find(told.begin(), told.end(), g) == told.end()) {
+      told.push_back(g);
+      instruct(e, wire::order_instruction_kind::cancel, g);
+    }
 }
 
 uint8_t table::latest_attempt(const order_entry& e, uint32_t g) {
@@ -404,9 +414,9 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   } else {
     --open_;
     if (e->ending != order_state::open) --ending_;
-    // Filled in full: a broker it was with besides the one that filled is told to stop.
-    if (e->broker != 0 && e->broker != a.gateway) instruct(*e, wire::order_instruction_kind::cancel, e->broker);
-    else if (e->broker == a.gateway) acknowledged(a.wallet, *w, *e, a.gateway, ts);  // (its breaker's outcome)
+    // Filled in full: every other broker it went to is told to stop.
+    if (e->broker == a.gateway) acknowledged(a.wallet, *w, *e, a.gateway, ts);  // (its breaker's outcome)
+    cancel_at_brokers(*e, a.gateway);
     retire(*e);
   }
   std::vector<wire::transfer> chain;
@@ -513,12 +523,7 @@ void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state wh
   ++ending_;
   // Every broker it went to is told to stop (any of them may have it); one waiting or a
   // dead letter is routed no more.
-  std::vector<uint32_t> told;
-  for (const uint32_t g : e.attempts)
-    if (std::find(told.begin(), told.end(), g) == told.end()) {
-      told.push_back(g);
-      instruct(e, wire::order_instruction_kind::cancel, g);
-    }
+  cancel_at_brokers(e, 0);
   if (route_state(e.routing) == route_state::waiting) {
     e.route_due = 0;
     e.wait_since = 0;

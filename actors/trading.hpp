@@ -41,8 +41,9 @@
 // another broker already works it: then the one answering is told to cancel and its fills
 // still settle (both traded: the book takes fills up to the order's quantity). Routing is
 // decided per shard (breakers, timers), so a start with another shard count that would
-// replay log records past the snapshot while routing is under way is refused (the engine
-// names the count to start with once); breakers written by another count start closed.
+// replay orders or their answers past the snapshot, or any record while routing is under
+// way, is refused (the engine names the count to start with once); breakers written by
+// another count start closed.
 //
 // Answers (wire::order_answer, logged with the answering gateway and the wallet the
 // sequencer found from the hold's record) are decided by the portfolio in log order,
@@ -271,6 +272,8 @@ class table {
   void touch(uint64_t wallet, wallet_entry& w);
   void emit(wallet_entry& w, std::vector<wire::transfer>&& chain);
   void instruct(const portfolio::order_entry& e, wire::order_instruction_kind kind, uint32_t to = 0);
+  // Tells every broker the order went to, but `except`, to stop working it.
+  void cancel_at_brokers(const portfolio::order_entry& e, uint32_t except);
   // The number (1, 2, ...) of the latest attempt that went to broker g (0: none).
   [[nodiscard]] static uint8_t latest_attempt(const portfolio::order_entry& e, uint32_t g);
   // Routing (the comment at the top): the next broker now, or wait, or a dead letter.

@@ -2458,14 +2458,25 @@ class engine_impl {
     so.segment_bytes = cfg_.wal_segment_mib << 20;
     storage::wal_scan_result sr;
     // Before anything is changed (the event log's files included): a start with another
-    // shard count must not replay records past the snapshot while routing is under way.
-    if (other_count_live_) {
-      bool past = false;
+    // shard count must not replay records past the snapshot whose orders' routing the old
+    // count decided (routing under way at the snapshot, or orders, answers, cancels and
+    // retries after it). Read only (no tail repair); damage is the main scan's to report.
+    if (other_count_ != 0) {
+      bool past = false, first = true;
       std::string scan_err;
       storage::wal_scan_result pre;
-      (void)storage::scan_wal(so, [&](const storage::wal_record_view& v) {
-        past = v.header->lsn > snap_lsn;
-        return !past;  // the first record past the snapshot is enough
+      storage::wal_scan_options ro = so;
+      ro.repair_tail = false;
+      (void)storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
+        if (std::exchange(first, false) && v.header->lsn > snap_lsn + 1) return false;  // records missing: later
+        if (v.header->lsn <= snap_lsn) return true;
+        batch_record_header bh{};
+        if (v.header->kind == uint16_t(storage::record_kind::batch) && v.payload.size() >= sizeof bh)
+          std::memcpy(&bh, v.payload.data(), sizeof bh);
+        const auto k = op_kind(bh.kind);
+        past = other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
+               k == op_kind::order_cancels || k == op_kind::order_retries;
+        return !past;
       }, &pre, &scan_err);
       if (past) {
         *error = "snapshot: orders' routing to brokers (timeouts, breakers, orders not yet acknowledged) was decided by " +

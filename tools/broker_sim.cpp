@@ -6,6 +6,7 @@
 #include <queue>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "actors/flat_map.hpp"
 #include "wire/client.hpp"
@@ -46,12 +47,36 @@ struct working_order {
   uint64_t remaining = 0;
   uint64_t next_fill = 1;
   uint32_t parts = 1;  // fills still to send, this one included
+  uint64_t gen = 0;    // its due entries carry it (a cancelled order's stale ones are skipped)
 };
 
 struct due_order {
   clock_type::time_point at;
   uint64_t order_id;
+  uint64_t gen;
   bool operator>(const due_order& o) const { return at > o.at; }
+};
+
+// Orders this broker finished or stopped, by (order id, sending): a work instruction of
+// that sending again (pushed after a reconnect before the engine took the last answers)
+// is not worked twice. The newest done_max are kept.
+class done_set {
+ public:
+  bool has(uint64_t id, uint8_t attempt) const { return set_.count(key(id, attempt)) != 0; }
+  void add(uint64_t id, uint8_t attempt) {
+    if (!set_.insert(key(id, attempt)).second) return;
+    fifo_.push_back(key(id, attempt));
+    if (fifo_.size() > done_max) {
+      set_.erase(fifo_.front());
+      fifo_.pop_front();
+    }
+  }
+
+ private:
+  static constexpr size_t done_max = 1u << 20;
+  static uint64_t key(uint64_t id, uint8_t attempt) { return actors::mix64(id) ^ attempt; }
+  std::unordered_set<uint64_t> set_;
+  std::deque<uint64_t> fifo_;
 };
 
 
@@ -66,14 +91,20 @@ void broker_sim::run() {
   };
   // What the broker is working and the answers it owes survive its reconnects.
   std::unordered_map<uint64_t, working_order> orders;
+  done_set done;
+  uint64_t next_gen = 1;
   std::priority_queue<due_order, std::vector<due_order>, std::greater<>> due;
   std::deque<wire::order_answer> outbox;
   auto decide = [&](uint64_t id, double rate) {  // per order and seed: every session agrees
     return double(actors::mix64(id ^ opt_.seed) >> 11) * 0x1.0p-53 < rate;
   };
-  auto work = [&](uint64_t id, clock_type::time_point now) {
+  auto finish = [&](std::unordered_map<uint64_t, working_order>::iterator it) {
+    done.add(it->first, it->second.in.attempt);
+    orders.erase(it);
+  };
+  auto work = [&](uint64_t id, uint64_t gen, clock_type::time_point now) {
     auto it = orders.find(id);
-    if (it == orders.end()) return;  // cancelled
+    if (it == orders.end() || it->second.gen != gen) return;  // cancelled (and perhaps sent again since)
     working_order& w = it->second;
     auto answer = [&](wire::order_answer_kind k, uint16_t reason, uint64_t qty, uint64_t price) {
       wire::order_answer a{};
@@ -82,7 +113,8 @@ void broker_sim::run() {
       a.reason = reason;
       a.attempt = w.in.attempt;
       if (k == wire::order_answer_kind::fill) {
-        a.fill_id = w.next_fill++;
+        // Unique per order across its sendings: the sending's number above the count.
+        a.fill_id = uint64_t(w.in.attempt) << 32 | w.next_fill++;
         a.quantity = qty;
         a.price_ticks = price;
       }
@@ -91,7 +123,7 @@ void broker_sim::run() {
     };
     if (w.next_fill == 1 && decide(id, opt_.reject_rate)) {
       answer(wire::order_answer_kind::reject, 1, 0, 0);
-      orders.erase(it);
+      finish(it);
       return;
     }
     const bool buy = w.in.side == wire::order_side::buy;
@@ -100,9 +132,9 @@ void broker_sim::run() {
     if (!within) {
       if (p != 0 && w.in.type == wire::order_type::market) {
         answer(wire::order_answer_kind::reject, 2, 0, 0);
-        orders.erase(it);
+        finish(it);
       } else {
-        due.push({later(now), id});
+        due.push({later(now), id, gen});
       }
       return;
     }
@@ -110,8 +142,8 @@ void broker_sim::run() {
     answer(wire::order_answer_kind::fill, 0, qty, p);
     w.remaining -= qty;
     w.parts = w.parts > 1 ? w.parts - 1 : 1;
-    if (w.remaining == 0) orders.erase(it);
-    else due.push({later(now), id});
+    if (w.remaining == 0) finish(it);
+    else due.push({later(now), id, gen});
   };
 
   while (!stop_) {
@@ -134,9 +166,9 @@ void broker_sim::run() {
       }
       const auto now = clock_type::now();
       while (!due.empty() && due.top().at <= now) {
-        const uint64_t id = due.top().order_id;
+        const due_order d = due.top();
         due.pop();
-        work(id, now);
+        work(d.order_id, d.gen, now);
       }
       c_->working.store(orders.size());
       while (!outbox.empty() && in_flight.size() < in_flight_max) {
@@ -174,7 +206,8 @@ void broker_sim::run() {
                 // Stops working it and confirms with a reject (reason 3, "cancelled"); one
                 // already done (or unknown) has nothing to confirm.
                 c_->cancels.fetch_add(1);
-                if (orders.erase(in.order_id) != 0) {
+                if (const auto it = orders.find(in.order_id); it != orders.end()) {
+                  finish(it);
                   wire::order_answer a{};
                   a.order_id = in.order_id;
                   a.kind = wire::order_answer_kind::reject;
@@ -186,7 +219,7 @@ void broker_sim::run() {
                 continue;
               }
               c_->instructions.fetch_add(1);
-              if (in.quantity == 0) continue;
+              if (in.quantity == 0 || done.has(in.order_id, in.attempt)) continue;  // this sending is done
               const auto known = orders.find(in.order_id);
               if (known != orders.end()) known->second.in.attempt = in.attempt;  // a re-send: its answers say so
               if (opt_.acknowledge) {
@@ -202,8 +235,9 @@ void broker_sim::run() {
               w.in = in;
               w.remaining = in.quantity;
               w.parts = decide(in.order_id * 31 + 7, opt_.partial_rate) ? 2 + uint32_t(rng() % 3) : 1;
+              w.gen = next_gen++;
               orders.emplace(in.order_id, w);
-              due.push({later(at), in.order_id});
+              due.push({later(at), in.order_id, w.gen});
             }
           },
           [&](uint64_t request_id, const wire::client::outcome& o) {

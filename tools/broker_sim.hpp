@@ -13,9 +13,12 @@
 // takes instructions and never answers (a broker that hangs: the engine's answer timeout,
 // breaker and fallback meet it).
 //
-// Fill ids count 1, 2, ... per order, so a fill sent again (say after a reconnect, when
-// the engine pushes the open orders again and the simulator works them from where it
-// stood) is a repeat the engine answers ok without counting it twice. One thread, one
+// Fill ids count 1, 2, ... per order, above the instruction's sending number (attempt <<
+// 32), so a fill sent again (say after a reconnect, when the engine pushes the open
+// orders again and the simulator works them from where it stood) is a repeat the engine
+// answers ok without counting it twice, and an order sent to it again after a cancel
+// takes fills of new ids. A sending it finished or stopped is not worked again (the
+// newest 2^20 are remembered). One thread, one
 // session; randomness from `seed`, so a run repeats. `mesob-gatewaysim --broker` runs one;
 // tests and the trading benchmark run them in threads.
 #pragma once

@@ -454,7 +454,7 @@ struct order_instruction {
   order_instruction_kind kind = order_instruction_kind::work;
   order_side side{};
   order_type type{};
-  uint8_t attempt = 0;        // which sending of the order to this broker (1, 2, ...): echo it
+  uint8_t attempt = 0;        // the sending's number among all the order's sendings (1, 2, ...): echo it
 };
 static_assert(sizeof(order_instruction) == 48);
 static_assert(std::is_trivially_copyable_v<order_instruction>);
@@ -790,7 +790,7 @@ enum class event_type : uint16_t {
                             // account_a: the wallet; ref.lo: order id, ref.hi: its attempts;
                             // code: why (1 attempts, 2 every broker given up, 3 no broker in
                             // time); gateway: the last attempt's
-  order_breaker = 29,       // a shard's circuit breaker for a broker changed: account_a: the
+  order_breaker = 29,       // a shard's circuit breaker for a broker changed: flags: the
                             // shard's index; gateway; code: now 1 closed, 2 open, 3 half
                             // open; ref.lo: trips, ref.hi: open until
   order_retried = 30,       // an operator's retry of a dead letter taken: account_a: the

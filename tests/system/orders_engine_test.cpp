@@ -567,10 +567,12 @@ TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
 // Orders logged under two shards, replayed under three: the same holds (their trading
 // accounts are the two-shard ones the log chose), then the fills settle and new orders
 // use the three-shard trading accounts.
-TEST_F(orders_engine_replay, ReplayUnderAnotherShardCountMakesTheSameHolds) {
+// Orders logged past the snapshot are not replayed under another shard count (their
+// routing's timers and breakers are decided per shard): that start is refused; a start
+// with the count that wrote them snapshots when it stops, and the next takes the new count
+// with every order, hold and balance as they were.
+TEST_F(orders_engine_replay, AnotherShardCountTakesTheOrdersFromASnapshotAtTheTip) {
   up("broker-a");
-  // A snapshot first: the market's halts announced in setup are placed by shard count
-  // (the engine refuses another count while the event log holds such decisions past it).
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   ASSERT_EQ(e().orders({buy(90, a_, 30, 105), buy(91, b_, 20, 100)}).results, std::vector<result>(2, result::ok));
@@ -578,8 +580,17 @@ TEST_F(orders_engine_replay, ReplayUnderAnotherShardCountMakesTheSameHolds) {
   ASSERT_EQ(answer("broker-a", fill(90, 1, 10, 101)), result::ok);
   const auto o90 = order(90), o91 = order(91);
   const auto wa = account(a_), wb = account(b_);
+  fx_.close();
+  auto cfg = fx_.config();
+  cfg.shards = 3;
+  ASSERT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("start once with --shards 2"), std::string::npos) << err;
+  cfg.shards = 2;
+  cfg.checkpoint_on_close = true;
+  ASSERT_TRUE(engine::engine::open(cfg, &err)) << err;  // replays, snapshots at close
   fx_.set_shards(3);
-  restart();
+  fx_.open();
+  attach();
   ASSERT_EQ(e().shards(), 3u);
   const auto p90 = order(90), p91 = order(91);
   EXPECT_TRUE(same_after_restart(o90, p90));

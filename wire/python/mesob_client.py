@@ -442,9 +442,11 @@ class Client:
             if found.Results(k) != 0:
                 out.append(None)
                 continue
-            mine = []
-            while j < found.PositionsLength() and found.Positions(j).Wallet() == wallets[k]:
+            mine, last = [], 0  # a wallet's positions come in ascending instrument order
+            while (j < found.PositionsLength() and found.Positions(j).Wallet() == wallets[k] and
+                   found.Positions(j).InstrumentId() > last):
                 p = found.Positions(j)
+                last = p.InstrumentId()
                 mine.append(dict(instrument=p.InstrumentId(), quantity=p.Quantity(), reserved=p.Reserved(),
                                  cost=p.Cost(), buying=p.Buying()))
                 j += 1
