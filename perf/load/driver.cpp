@@ -76,7 +76,7 @@ void add_expected(shared_run& s, const wire::transfer& t) {
 // transfer, a deposit, the post of a two-phase pending; nothing for a pending or a
 // payout's hold (a payout moves money when its gateway settles it).
 void expect_applied(shared_run& s, uint64_t k) {
-  if (s.w.kind == item_kind::payouts) return;
+  if (s.w.held()) return;
   if (!s.w.two_phase) add_expected(s, make_transfer(s.w, s.layout, k));
   else if (k & post_tag) add_expected(s, make_transfer(s.w, s.layout, k & ~post_tag));
 }
@@ -270,7 +270,7 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
         if (!f.found) return;
         expect_applied(s, k);
         // held: its outcome counts; an equb payment: its round's count
-        if (w.kind == item_kind::payouts || w.kind == item_kind::equb) acked.push_back(k);
+        if (w.held() || w.kind == item_kind::equb) acked.push_back(k);
       }))
     return problem("looking up transfers of failed requests: " + err);
   // Every acknowledged transfer is there, with the fields it was sent with (deposits:
@@ -298,16 +298,17 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
           problem("transfer " + std::to_string(k) + " differs from what was sent");
       }))
     return problem("looking up acknowledged transfers: " + err);
-  // Payouts: every held payout ends as its gateway answered (settled: the amount left
-  // its account; failed: the hold was voided), within the drain timeout.
-  if (w.kind == item_kind::payouts) {
-    if (!s.o.payout_outcome) return problem("payouts: no gateway answers to verify against");
+  // Payouts and orders: every held item ends as its gateway or broker answered (settled or
+  // filled: the amount left its account; failed or rejected: the hold was voided), within
+  // the drain timeout.
+  if (w.held()) {
+    if (!s.o.held_outcome) return problem(std::string(w.item_name()) + ": no answers to verify against");
     const auto until = clk::now() + std::chrono::duration<double>(s.o.drain_timeout_s);
     std::vector<uint64_t> open = acked;
     while (!open.empty()) {
       std::vector<uint64_t> still;
       for (const uint64_t k : open) {
-        const int out = s.o.payout_outcome(make_transfer(w, s.layout, k).id.lo);
+        const int out = s.o.held_outcome(make_transfer(w, s.layout, k).id.lo);
         if (out == 0) still.push_back(k);
         else if (out == 1) add_expected(s, make_transfer(w, s.layout, k));
       }
@@ -316,7 +317,7 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     if (!open.empty())
-      return problem(std::to_string(open.size()) + " acknowledged payouts were never answered (payout " +
+      return problem(std::to_string(open.size()) + " acknowledged " + w.item_name() + " were never answered (" +
                      std::to_string(make_transfer(w, s.layout, open[0]).id.lo) + " the first)");
   }
   // Equb: what setup moved (every seat's join into escrow; round 1 paid to seat 0 at the
@@ -372,8 +373,8 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
     before = net;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  // Payouts: every hold was posted or voided (a failed answer's void, say, not lost).
-  if (w.kind == item_kind::payouts) {
+  // Payouts and orders: every hold was posted or voided (a failed answer's void, say, not lost).
+  if (w.held()) {
     std::vector<uint64_t> pending;
     for (int attempt = 0;; ++attempt) {  // (a void follows its answer at once; a few reads allow for it)
       if (!t.read_pending_debits(w, &pending, &err)) return problem("reading pending debits: " + err);
@@ -383,7 +384,7 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
     for (uint64_t i = 0; i < pending.size(); ++i)
       if (pending[i] != 0) {
         problem("account " + std::to_string(w.first_account + i) + " still holds " + std::to_string(pending[i]) +
-                " for payouts after every one was answered");
+                " for " + w.item_name() + " after every one was answered");
         break;
       }
   }

@@ -28,7 +28,7 @@ struct run_options {
   bool verify = false;
   // Payouts: how payout `id` ended, as its gateway's answer said (0: not yet, 1: settled,
   // 2: failed); verification waits for every acknowledged payout's outcome.
-  std::function<int(uint64_t id)> payout_outcome;
+  std::function<int(uint64_t id)> held_outcome;
 };
 
 // One second of the run.

@@ -1,5 +1,5 @@
 // mesob-load: the load generator. Runs a workload (transfers, two-phase, deposits, payouts,
-// equb rounds, or several at once: --mix) against a running mesobd over the binary protocol (or a transfer workload against a baseline system), closed or
+// equb rounds, orders, or several at once: --mix) against a running mesobd over the binary protocol (or a transfer workload against a baseline system), closed or
 // open loop, and reports throughput, latency percentiles from an HDR histogram, results
 // by code, a JSON report, PNG plots, and optionally verifies the target's state after.
 //
@@ -9,6 +9,7 @@
 //   mesob-load ... --deposits --gateway telebirr --secret HEX    (as a registered gateway)
 //   mesob-load ... --payouts --answer-gateway telebirr --answer-secret HEX --answer-fail-pct 10
 //   mesob-load ... --equb --equb-seats 10 --accounts 100000 --verify   (equb rounds)
+//   mesob-load ... --orders --gateway loader --secret HEX --broker-gateway bk --broker-secret HEX
 //   mesob-load ... --mix transfers:2,equb:1,deposits:1,payouts:1 --deposit-gateway airtel
 //                  --deposit-secret HEX --answer-gateway telebirr --answer-secret HEX
 //
@@ -31,6 +32,7 @@
 #include "perf/load/mesob_target.hpp"
 #include "perf/load/postgres_target.hpp"
 #include "perf/load/redis_target.hpp"
+#include "tools/broker_sim.hpp"
 #include "tools/gateway_sim.hpp"
 #include "wire/protocol.hpp"
 
@@ -102,8 +104,9 @@ bool parse_mix(const std::string& spec, const load::workload& base, const load::
     else if (kind == "deposits") p.w.kind = load::item_kind::deposits;
     else if (kind == "payouts") p.w.kind = load::item_kind::payouts;
     else if (kind == "equb") p.w.kind = load::item_kind::equb;
+    else if (kind == "orders") p.w.kind = load::item_kind::orders;
     else {
-      *why = "unknown workload '" + kind + "' (transfers, two-phase, deposits, payouts, equb)";
+      *why = "unknown workload '" + kind + "' (transfers, two-phase, deposits, payouts, equb, orders)";
       return false;
     }
     for (const auto& q : *out)
@@ -121,8 +124,8 @@ bool parse_mix(const std::string& spec, const load::workload& base, const load::
     p.o.progress = false;
     out->push_back(std::move(p));
   }
-  if (out->empty() || out->size() > 5) {
-    *why = "one to five workloads";
+  if (out->empty() || out->size() > 6) {
+    *why = "one to six workloads";
     return false;
   }
   return true;
@@ -173,7 +176,7 @@ int main(int argc, char** argv) {
   app.add_option("--hot", w.hot_pct, "percent of transfers between hot accounts only (skew)")->capture_default_str();
   app.add_option("--hot-accounts", w.hot_accounts, "hot accounts per shard")->capture_default_str();
   app.add_flag("--two-phase", w.two_phase, "pending transfers, each posted by a later request of its connection");
-  bool deposits = false, payouts = false, equb = false;
+  bool deposits = false, payouts = false, equb = false, orders = false;
   app.add_flag("--equb", equb,
                "equb rounds instead of transfers: groups of --equb-seats accounts (made, joined and started at "
                "setup) pay rounds 2 .. seats, each round paying out when its last member paid; contributions are "
@@ -192,6 +195,19 @@ int main(int argc, char** argv) {
   app.add_flag("--payouts", payouts,
                "payouts (mobile money) instead of transfers: each holds an account's money until the answering "
                "gateway settles (paid out) or fails it (released)");
+  app.add_flag("--orders", orders,
+               "market buys of one instrument instead of transfers (setup lists it and makes every account a "
+               "verified customer; an operator sets tier 1 and the moderate profile first): each holds an account's "
+               "money until the broker mesob-load answers as fills it (paid) or rejects it (released)");
+  tools::broker_sim_options broker;
+  std::string broker_secret_hex;
+  double broker_reject_pct = 0;
+  app.add_option("--broker-gateway", broker.gateway, "orders: the registered broker mesob-load answers as");
+  app.add_option("--broker-secret", broker_secret_hex, "orders: that broker's secret, hex");
+  app.add_option("--broker-latency-ms", broker.latency_ms, "orders: mean fill latency (exponential)")
+      ->capture_default_str();
+  app.add_option("--broker-reject-pct", broker_reject_pct, "orders: percent of orders the broker rejects")
+      ->capture_default_str();
   tools::gateway_sim_options answer;
   std::string answer_secret_hex;
   double answer_fail_pct = 0;
@@ -214,10 +230,11 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", quiet, "no per-second progress");
   CLI11_PARSE(app, argc, argv);
   o.progress = !quiet;
-  if (int(deposits) + int(payouts) + int(equb) + int(!mix.empty()) > 1) {
-    std::fprintf(stderr, "mesob-load: one of --deposits, --payouts, --equb, --mix\n");
+  if (int(deposits) + int(payouts) + int(equb) + int(orders) + int(!mix.empty()) > 1) {
+    std::fprintf(stderr, "mesob-load: one of --deposits, --payouts, --equb, --orders, --mix\n");
     return 2;
   }
+  if (orders) w.kind = load::item_kind::orders;
   if (deposits) w.kind = load::item_kind::deposits;
   if (payouts) w.kind = load::item_kind::payouts;
   if (equb) w.kind = load::item_kind::equb;
@@ -249,9 +266,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  bool any_payouts = false, any_deposits = false;
+  bool any_payouts = false, any_deposits = false, any_orders = false;
   for (auto& pt : parts) {
     any_payouts = any_payouts || pt.w.kind == load::item_kind::payouts;
+    any_orders = any_orders || pt.w.kind == load::item_kind::orders;
     any_deposits = any_deposits || pt.w.kind == load::item_kind::deposits;
     if (pt.w.kind == load::item_kind::equb && no_setup) {
       std::fprintf(stderr, "mesob-load: %s makes its groups at setup: drop --no-setup\n", mixing ? "equb" : "--equb");
@@ -267,6 +285,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob-load: %s --answer-gateway ID and --answer-secret HEX (a registered "
                          "gateway of the mobile money rail serving the currency)\n",
                  mixing ? "payouts in the mix need" : "--payouts needs");
+    return 2;
+  }
+  if (any_orders && (broker.gateway.empty() || !wire::from_hex(broker_secret_hex, &broker.secret) ||
+                     broker.secret.empty())) {
+    std::fprintf(stderr, "mesob-load: %s --broker-gateway ID and --broker-secret HEX (a registered gateway with the "
+                         "broker role serving the currency)\n",
+                 mixing ? "orders in the mix need" : "--orders needs");
+    return 2;
+  }
+  if (broker_reject_pct < 0 || broker_reject_pct > 100 || broker.latency_ms < 0) {
+    std::fprintf(stderr, "mesob-load: --broker-reject-pct 0 .. 100 and --broker-latency-ms >= 0\n");
     return 2;
   }
   if (answer_fail_pct < 0 || answer_fail_pct > 100 || answer.latency_ms < 0) {
@@ -367,10 +396,50 @@ int main(int argc, char** argv) {
     }
     for (auto& pt : parts)
       if (pt.w.kind == load::item_kind::payouts)
-        pt.o.payout_outcome = [&](uint64_t id) {
+        pt.o.held_outcome = [&](uint64_t id) {
           std::lock_guard lk(outcomes_mu);
           const auto it = outcomes.find(id);
           return it == outcomes.end() ? 0 : it->second;
+        };
+  }
+  // Orders: mesob-load answers the instructions as the broker (the gateway simulator's
+  // broker, filling each in full at the instrument's price after --broker-latency-ms), and
+  // notes how each order ended (1 filled: the hold posted; 2 rejected: released).
+  std::unordered_map<uint64_t, int> order_outcomes;
+  uint64_t filled = 0, rejected = 0;
+  std::unique_ptr<tools::broker_sim> brokering;
+  if (any_orders) {
+    broker.host = mo.host;
+    broker.port = mo.port;
+    broker.reject_rate = broker_reject_pct / 100;
+    broker.acknowledge = broker.latency_ms > 0;  // at once: the fill acknowledges
+    broker.seed = w.seed;
+    broker.price_of = [](uint64_t) { return load::workload::order_price; };
+    // A fill taken, or refused because the order closed (a fill sent again after a
+    // reconnect: the first filled it), means filled; a reject taken means rejected.
+    broker.on_answered = [&](const wire::order_answer& a, wire::result r) {
+      int out = 0;
+      if (a.kind == wire::order_answer_kind::fill && (r == wire::result::ok || r == wire::result::order_not_open)) out = 1;
+      if (a.kind == wire::order_answer_kind::reject && r == wire::result::ok) out = 2;
+      if (out == 0) return;
+      std::lock_guard lk(outcomes_mu);
+      if (!order_outcomes.emplace(a.order_id, out).second) return;
+      (out == 1 ? filled : rejected) += 1;
+      last_answer = std::chrono::steady_clock::now();
+    };
+    brokering = std::make_unique<tools::broker_sim>(broker);
+    brokering->start();
+    for (int i = 0; i < 500 && !brokering->connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!brokering->connected()) {
+      std::fprintf(stderr, "mesob-load: --broker-gateway %s could not connect and authenticate\n", broker.gateway.c_str());
+      return 1;
+    }
+    for (auto& pt : parts)
+      if (pt.w.kind == load::item_kind::orders)
+        pt.o.held_outcome = [&](uint64_t id) {
+          std::lock_guard lk(outcomes_mu);
+          const auto it = order_outcomes.find(id);
+          return it == order_outcomes.end() ? 0 : it->second;
         };
   }
   // Every part at once, each on its own connections.
@@ -401,6 +470,13 @@ int main(int argc, char** argv) {
     std::lock_guard lk(outcomes_mu);
     std::printf("payouts answered: %llu settled, %llu failed; the last %.2f s after the load started\n",
                 (unsigned long long)settled, (unsigned long long)failed,
+                std::chrono::duration<double>(last_answer - load_start).count());
+  }
+  if (brokering) {
+    brokering->stop();
+    std::lock_guard lk(outcomes_mu);
+    std::printf("orders answered: %llu filled, %llu rejected; the last %.2f s after the load started\n",
+                (unsigned long long)filled, (unsigned long long)rejected,
                 std::chrono::duration<double>(last_answer - load_start).count());
   }
   if (code != 0) return code;

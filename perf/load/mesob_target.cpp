@@ -5,6 +5,7 @@
 #include <thread>
 #include <utility>
 
+#include "actors/market.hpp"
 #include "wire/async_client.hpp"
 
 namespace mesob::load {
@@ -24,8 +25,8 @@ std::string outcome_failure(const wire::client::outcome& r) {
 
 class mesob_connection final : public target_connection {
  public:
-  mesob_connection(std::unique_ptr<wire::async_client> c, uint32_t window, item_kind kind)
-      : c_(std::move(c)), window_(window), kind_(kind) {}
+  mesob_connection(std::unique_ptr<wire::async_client> c, uint32_t window, const workload& w)
+      : c_(std::move(c)), window_(window), kind_(w.kind), w_(w) {}
   void submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) override {
     const size_t n = batch.size();
     std::vector<uint8_t> body;
@@ -39,6 +40,11 @@ class mesob_connection final : public target_connection {
       p.reserve(n);
       for (const auto& t : batch) p.push_back(payout_of(t));
       body = wire::payouts_body(p);
+    } else if (kind_ == item_kind::orders) {
+      std::vector<wire::order> o;
+      o.reserve(n);
+      for (const auto& t : batch) o.push_back(order_of(w_, t));
+      body = wire::orders_body(o);
     } else {
       body = wire::create_transfers_body(batch);
     }
@@ -61,6 +67,7 @@ class mesob_connection final : public target_connection {
   std::unique_ptr<wire::async_client> c_;
   uint32_t window_;
   item_kind kind_;
+  workload w_;
 };
 
 class mesob_target final : public target {
@@ -123,7 +130,51 @@ class mesob_target final : public target {
                  "--first-account";
         return false;
       }
+    if (w.kind == item_kind::orders) return setup_orders(w, error);
     return w.kind != item_kind::equb || setup_equb(w, error);
+  }
+
+  // Orders: the instrument (a fund in the load's currency, tick 1, lot 1) and its price;
+  // every account a verified customer of tier 1 and the moderate profile. The policy (tier
+  // 1's limits in the currency, the moderate profile allowing funds) is an operator's to
+  // set (admin `tier set`, `profile set`); a broker registered on the admin port answers.
+  // Repeats: the definition and the customer records again are answered ok (no change).
+  bool setup_orders(const workload& w, std::string* error) {
+    const auto def = actors::market::definition(workload::order_instrument, "LOAD", wire::asset_class::fund, w.currency,
+                                                1, 1, {9000, 60'000, 86'400'000, 1000});
+    if (!check_results(c_->call(wire::instrument_ops_body(std::vector{def})), 1, "listing the orders' instrument", error))
+      return false;
+    wire::price p;
+    p.instrument_id = workload::order_instrument;
+    p.ticks = workload::order_price;
+    p.sequence = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());  // newer than any before
+    if (!check_results(c_->call(wire::prices_body(std::vector{p})), 1, "pricing the orders' instrument", error)) return false;
+    for (uint64_t at = 0; at < w.accounts; at += chunk) {
+      std::vector<wire::customer_op> part;
+      for (uint64_t i = at; i < std::min<uint64_t>(w.accounts, at + chunk); ++i) {
+        wire::customer_op c;
+        c.wallet = w.first_account + i;
+        c.sequence = 1;
+        c.kyc = wire::kyc_status::verified;
+        c.profile = wire::risk_profile::moderate;
+        c.tier = 1;
+        part.push_back(c);
+      }
+      auto cr = c_->call(wire::customer_ops_body(part));
+      if (const auto f = outcome_failure(cr); !f.empty() || cr.reply.results.size() != part.size()) {
+        *error = "making the customers: " + (f.empty() ? std::string("no result per customer") : f);
+        return false;
+      }
+      for (size_t i = 0; i < part.size(); ++i)
+        if (cr.reply.results[i] != wire::result::ok) {
+          *error = "customer " + std::to_string(part[i].wallet) + ": " + std::string(wire::result_name(cr.reply.results[i])) +
+                   (cr.reply.results[i] == wire::result::tier_undefined || cr.reply.results[i] == wire::result::risk_profile_undefined
+                        ? " (an operator sets tier 1 and the moderate profile first: admin `tier set`, `profile set`)"
+                        : "");
+          return false;
+        }
+    }
+    return true;
   }
 
   // Equb: the fee account, the groups (fixed order, 1% fee, a 30-day period, rounds held
@@ -192,7 +243,7 @@ class mesob_target final : public target {
     static_cast<wire::client::options&>(o) = opt_;
     auto c = wire::async_client::connect(o, error);
     if (!c) return nullptr;
-    return std::make_unique<mesob_connection>(std::move(c), window_, w.kind);
+    return std::make_unique<mesob_connection>(std::move(c), window_, w);
   }
 
   [[nodiscard]] uint32_t gateway_number() const override { return c_->welcome().gateway_number; }

@@ -10,7 +10,8 @@ std::string workload::check() const {
   if (first_account < 2 || first_account + accounts < first_account) return "first account id out of range";
   if (batch == 0 || batch > 8192) return "batch: 1 .. 8,192 transfers";
   if (two_phase && batch < 2) return "batch: at least 2 for the two-phase workload (pendings and posts)";
-  if (two_phase && kind != item_kind::transfers) return "deposits and payouts are not two-phase";
+  if (two_phase && kind != item_kind::transfers) return "deposits, payouts, equb and orders are not two-phase";
+  if (kind == item_kind::orders && amount_max > (uint64_t(1) << 40)) return "amount max (units an order buys): at most 2^40";
   if (shards == 0 || shards > 32) return "shards: 1 .. 32";
   if (cross_pct > 100) return "cross: 0 .. 100 percent";
   if (hot_pct > 100) return "hot: 0 .. 100 percent";
@@ -116,8 +117,29 @@ wire::transfer make_transfer(const workload& w, const account_layout& l, uint64_
     t.credit_account_id = 0;
     t.flags = wire::transfer_flags::pending;
     t.code = 1;  // the rail
+  } else if (w.kind == item_kind::orders) {
+    // Order ids: a run's base + k (any but 0).
+    const uint64_t id = splitmix{w.run ^ 0x6f72646572730000ull}() + k;
+    t.id = actors::trading::hold_id(id == 0 ? 1 : id, 0);
+    t.credit_account_id = 0;  // the trading account of the wallet's shard
+    t.amount *= workload::order_price;
+    t.flags = wire::transfer_flags::pending;
+    t.code = 0;
   }
   return t;
+}
+
+wire::order order_of(const workload& w, const wire::transfer& t) {
+  wire::order o;
+  o.id = t.id.lo;
+  o.wallet = t.debit_account_id;
+  o.instrument_id = workload::order_instrument;
+  o.quantity = t.amount / workload::order_price;
+  o.limit_ticks = workload::order_price;
+  o.currency = w.currency;
+  o.side = wire::order_side::buy;
+  o.type = wire::order_type::market;
+  return o;
 }
 
 wire::payout payout_of(const wire::transfer& t) {

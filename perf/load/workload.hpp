@@ -8,7 +8,12 @@
 // out at the start), whose members pay rounds 2 .. seats, each round paying out to its
 // seat when the last member paid. Item k is the payment of (round, group, seat); each
 // group's payments travel on one connection (group g on connection g mod N), so a
-// round's payments reach the engine before the next round's.
+// round's payments reach the engine before the next round's. Orders (Mesob only): item k
+// is a market buy by the account transfer k would debit of transfer k's amount in units
+// of one instrument (setup lists it at order_price ticks of 1 minor unit and makes every
+// account a verified customer), held as transfer k: {order id, the trading hold id},
+// pending, of amount x order_price; a broker (mesob-load answers as it) fills it at
+// order_price in full, so the hold is posted whole.
 //
 // Transfer k of a run is a pure function of (seed, k): its accounts and amount are drawn
 // from a generator seeded with (seed, k), and its id is (run, k). Verification therefore
@@ -22,11 +27,12 @@
 #include "actors/gateway_registry.hpp"
 #include "actors/payout_desk.hpp"
 #include "actors/shard.hpp"
+#include "actors/trading.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::load {
 
-enum class item_kind : uint8_t { transfers = 0, deposits = 1, payouts = 2, equb = 3 };
+enum class item_kind : uint8_t { transfers = 0, deposits = 1, payouts = 2, equb = 3, orders = 4 };
 
 struct workload {
   item_kind kind = item_kind::transfers;
@@ -46,6 +52,12 @@ struct workload {
   wire::currency_code currency = wire::currency("ETB");
   uint32_t equb_seats = 10;             // equb: seats per group (each contribution is amount_max)
   static constexpr uint32_t equb_fee_bp = 100;  // equb: 1% of each payout to the fee account
+  // Orders: the instrument (a fund, tick 1 minor unit, lot 1) and its price in ticks.
+  static constexpr uint64_t order_instrument = 0x4C4F4144;  // "LOAD"
+  static constexpr uint64_t order_price = 100;
+  // Items whose transfer is a hold that the target's answer (a gateway's, a broker's)
+  // posts or voids later: payouts and orders.
+  [[nodiscard]] bool held() const { return kind == item_kind::payouts || kind == item_kind::orders; }
 
   // Equb: groups (accounts / seats; wallets past the last whole group stay idle), their
   // ids (escrow accounts, after the load's accounts), the fee account after them.
@@ -74,6 +86,7 @@ struct workload {
     return kind == item_kind::deposits ? "deposits"
            : kind == item_kind::payouts ? "payouts"
            : kind == item_kind::equb    ? "payments"
+           : kind == item_kind::orders  ? "orders"
                                         : "transfers";
   }
 };
@@ -115,6 +128,8 @@ constexpr uint64_t post_tag = 1ull << 63;
 [[nodiscard]] wire::deposit deposit_of(const wire::transfer& t);
 // The payout whose hold is transfer t (a payout workload's make_transfer; rail 1).
 [[nodiscard]] wire::payout payout_of(const wire::transfer& t);
+// The order whose hold is transfer t (an orders workload's make_transfer).
+[[nodiscard]] wire::order order_of(const workload& w, const wire::transfer& t);
 // The post of pending transfer k (two-phase workload).
 [[nodiscard]] wire::transfer make_post(const workload& w, uint64_t k);
 

@@ -309,9 +309,9 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   EXPECT_EQ(verified, 5u) << mix.out;
   EXPECT_NE(mix.out.find("over 5 workloads at once"), std::string::npos) << mix.out;
   // Bad mixes: precise refusals.
-  auto bad_kind = run(base + " --mix transfers,orders --gateway pay --secret " + pay_hex);
+  auto bad_kind = run(base + " --mix transfers,trades --gateway pay --secret " + pay_hex);
   EXPECT_EQ(WEXITSTATUS(bad_kind.status), 2) << bad_kind.out;
-  EXPECT_NE(bad_kind.out.find("unknown workload 'orders'"), std::string::npos) << bad_kind.out;
+  EXPECT_NE(bad_kind.out.find("unknown workload 'trades'"), std::string::npos) << bad_kind.out;
   auto twice = run(base + " --mix equb:1,equb:2 --gateway pay --secret " + pay_hex);
   EXPECT_NE(twice.out.find("'equb' twice"), std::string::npos) << twice.out;
   auto no_deposit_gw = run(base + " --mix transfers,deposits --gateway pay --secret " + pay_hex);
@@ -328,6 +328,55 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   EXPECT_TRUE(WIFEXITED(one.status) && WEXITSTATUS(one.status) == 0) << one.out;
   EXPECT_NE(one.out.find("== deposits\n"), std::string::npos) << one.out;
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/one-deposits.json"));
+}
+
+// Orders: an operator sets tier 1 and the moderate profile and registers a broker and a
+// gateway with the payments, KYC and market-data roles; mesob-load lists the instrument,
+// makes its accounts verified customers, places market buys as that gateway and fills
+// them as the broker (rejecting a tenth); verification waits for every answer and checks
+// that each account paid exactly its filled orders and holds nothing pending. In a mix
+// too, beside transfers.
+TEST(load, orders_filled_by_the_broker_mesob_load_answers_as_verify) {
+  temp_dir dir;
+  live_mesobd d(dir.path(), two_gateways());
+  ASSERT_TRUE(d.up()) << d.output();
+  std::string err;
+  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+  ASSERT_TRUE(ops) << err;
+  const std::string big = "1000000000000000";
+  ASSERT_EQ(admin(*ops, "tier set", {"1", "ETB", big, big, big}).code, wire::admin_code::ok);
+  ASSERT_EQ(admin(*ops, "profile set", {"moderate", "fund", big}).code, wire::admin_code::ok);
+  auto bk = admin(*ops, "gateway register", {"bk", "bank", "1", "broker", "ETB=9300"});
+  ASSERT_EQ(bk.code, wire::admin_code::ok) << bk.message;
+  auto loader = admin(*ops, "gateway register", {"loader", "bank", "2", "payments,kyc,market_data", "ETB=9301"});
+  ASSERT_EQ(loader.code, wire::admin_code::ok) << loader.message;
+  const std::string bk_secret = cell(bk, "credentials (shown once)", "secret_hex");
+  const std::string loader_secret = cell(loader, "credentials (shown once)", "secret_hex");
+  const std::string base = bin("perf/mesob-load") + " --port " + std::to_string(d.port()) + " --shards 2";
+  const std::string as = " --gateway loader --secret " + loader_secret + " --broker-gateway bk --broker-secret " + bk_secret;
+  auto orders = run(base + " --orders" + as + " --broker-reject-pct 10 --accounts 500 --first-account 5000000 " +
+                    "--batch 50 --duration 1 --verify --quiet");
+  EXPECT_TRUE(WIFEXITED(orders.status) && WEXITSTATUS(orders.status) == 0) << orders.out;
+  EXPECT_NE(orders.out.find("verify: ok"), std::string::npos) << orders.out;
+  EXPECT_NE(orders.out.find("orders answered: "), std::string::npos) << orders.out;
+  EXPECT_EQ(orders.out.find("orders answered: 0 filled"), std::string::npos) << orders.out;
+  // Some positions the fills made, read back.
+  auto c = wire::client::connect(options(d.port(), "loader", loader_secret), &err);
+  ASSERT_TRUE(c) << err;
+  std::vector<uint64_t> wallets;
+  for (uint64_t w = 5000000; w < 5000016; ++w) wallets.push_back(w);
+  auto pos = c->call(wire::lookup_positions_body(wallets));
+  ASSERT_TRUE(pos.ok) << pos.failure;
+  EXPECT_EQ(pos.reply.results, std::vector<wire::result>(16, wire::result::ok));
+  EXPECT_FALSE(pos.reply.positions.empty());
+  // In a mix, beside transfers; without a broker it is refused.
+  auto mix = run(base + " --mix transfers:1,orders:1" + as + " --accounts 400 --first-account 6000000 --batch 40 " +
+                 "--duration 1 --verify --quiet");
+  EXPECT_TRUE(WIFEXITED(mix.status) && WEXITSTATUS(mix.status) == 0) << mix.out;
+  EXPECT_NE(mix.out.find("== orders\n"), std::string::npos) << mix.out;
+  auto no_broker = run(base + " --orders --gateway loader --secret " + loader_secret + " --duration 1");
+  EXPECT_EQ(WEXITSTATUS(no_broker.status), 2) << no_broker.out;
+  EXPECT_NE(no_broker.out.find("--broker-gateway"), std::string::npos) << no_broker.out;
 }
 
 TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
