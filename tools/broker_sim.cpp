@@ -59,26 +59,27 @@ struct due_order {
 
 // Orders this broker finished or stopped, by (order id, sending): a work instruction of
 // that sending again (pushed after a reconnect before the engine took the last answers)
-// is not worked twice. The newest done_max are kept.
+// is not worked twice. A direct-mapped table of 2^20 keys (8 MiB, no allocation per
+// order): a newer key may take an older one's slot, so it remembers the newest ones.
 class done_set {
  public:
-  bool has(uint64_t id, uint8_t attempt) const { return set_.count(key(id, attempt)) != 0; }
+  done_set() : slots_(size_t(1) << 20, 0) {}
+  bool has(uint64_t id, uint8_t attempt) const {
+    const uint64_t k = key(id, attempt);
+    return slots_[k & (slots_.size() - 1)] == k;
+  }
   void add(uint64_t id, uint8_t attempt) {
-    if (!set_.insert(key(id, attempt)).second) return;
-    fifo_.push_back(key(id, attempt));
-    if (fifo_.size() > done_max) {
-      set_.erase(fifo_.front());
-      fifo_.pop_front();
-    }
+    const uint64_t k = key(id, attempt);
+    slots_[k & (slots_.size() - 1)] = k;
   }
 
  private:
-  static constexpr size_t done_max = 1u << 20;
-  static uint64_t key(uint64_t id, uint8_t attempt) { return actors::mix64(id) ^ attempt; }
-  std::unordered_set<uint64_t> set_;
-  std::deque<uint64_t> fifo_;
+  static uint64_t key(uint64_t id, uint8_t attempt) {
+    const uint64_t k = actors::mix64(id ^ uint64_t(attempt) << 56);
+    return k == 0 ? 1 : k;
+  }
+  std::vector<uint64_t> slots_;
 };
-
 
 }  // namespace
 

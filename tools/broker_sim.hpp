@@ -18,7 +18,7 @@
 // orders again and the simulator works them from where it stood) is a repeat the engine
 // answers ok without counting it twice, and an order sent to it again after a cancel
 // takes fills of new ids. A sending it finished or stopped is not worked again (the
-// newest 2^20 are remembered). One thread, one
+// newest are remembered, about 2^20). One thread, one
 // session; randomness from `seed`, so a run repeats. `mesob-gatewaysim --broker` runs one;
 // tests and the trading benchmark run them in threads.
 #pragma once
