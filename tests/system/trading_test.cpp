@@ -26,6 +26,41 @@ using namespace mesob;
 using namespace mesob::test;
 using wire::result;
 
+namespace {
+// Wallets 1 .. n (debits must not exceed credits) funded with `each` from `bank` (a
+// system account), each a verified customer of tier 1 and the moderate profile, which
+// trades funds up to position_max.
+void verified_customers(engine::engine& eng, uint64_t n, uint64_t bank, uint64_t each, uint64_t position_max) {
+  const auto etb = wire::currency("ETB");
+  auto src = make_account(bank);
+  src.kind = wire::account_kind::system;
+  std::vector<wire::account> accts{src};
+  for (uint64_t w = 1; w <= n; ++w) accts.push_back(make_account(w, wire::account_flags::debits_must_not_exceed_credits));
+  ASSERT_EQ(eng.create_accounts(accts).results, std::vector<result>(accts.size(), result::ok));
+  wire::policy_op moderate;
+  moderate.kind = wire::policy_op_kind::profile;
+  moderate.number = uint8_t(wire::risk_profile::moderate);
+  moderate.classes = 1u << (uint8_t(wire::asset_class::fund) - 1);
+  moderate.position_max = position_max;
+  ASSERT_EQ(eng.policies({actors::customers::tier_op(1, etb, 1ull << 40, 1ull << 40, 1ull << 50), moderate}).results,
+            std::vector<result>(2, result::ok));
+  std::vector<wire::customer_op> kyc;
+  std::vector<wire::transfer> funding;
+  for (uint64_t w = 1; w <= n; ++w) {
+    wire::customer_op c;
+    c.wallet = w;
+    c.sequence = 1;
+    c.kyc = wire::kyc_status::verified;
+    c.profile = wire::risk_profile::moderate;
+    c.tier = 1;
+    kyc.push_back(c);
+    funding.push_back(make_transfer(w, bank, w, each));
+  }
+  ASSERT_EQ(eng.customers(kyc).results, std::vector<result>(n, result::ok));
+  ASSERT_EQ(eng.create_transfers(funding).results, std::vector<result>(n, result::ok));
+}
+}  // namespace
+
 TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   temp_dir dir;
   auto eng = open_engine(test_config(dir.path()));
@@ -49,32 +84,7 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
 
   // Wallets with KYC records; a moderate profile trades funds.
   constexpr uint64_t wallets = 16, bank = 5000;
-  auto src = make_account(bank);
-  src.kind = wire::account_kind::system;
-  std::vector<wire::account> accts{src};
-  for (uint64_t w = 1; w <= wallets; ++w) accts.push_back(make_account(w, wire::account_flags::debits_must_not_exceed_credits));
-  ASSERT_EQ(eng->create_accounts(accts).results, std::vector<result>(accts.size(), result::ok));
-  wire::policy_op moderate;
-  moderate.kind = wire::policy_op_kind::profile;
-  moderate.number = uint8_t(wire::risk_profile::moderate);
-  moderate.classes = 1u << (uint8_t(wire::asset_class::fund) - 1);
-  moderate.position_max = 1'000'000'000'000ull;
-  ASSERT_EQ(eng->policies({actors::customers::tier_op(1, etb, 1ull << 40, 1ull << 40, 1ull << 50), moderate}).results,
-            std::vector<result>(2, result::ok));
-  std::vector<wire::customer_op> kyc;
-  std::vector<wire::transfer> funding;
-  for (uint64_t w = 1; w <= wallets; ++w) {
-    wire::customer_op c;
-    c.wallet = w;
-    c.sequence = 1;
-    c.kyc = wire::kyc_status::verified;
-    c.profile = wire::risk_profile::moderate;
-    c.tier = 1;
-    kyc.push_back(c);
-    funding.push_back(make_transfer(w, bank, w, 1'000'000'000));
-  }
-  ASSERT_EQ(eng->customers(kyc).results, std::vector<result>(wallets, result::ok));
-  ASSERT_EQ(eng->create_transfers(funding).results, std::vector<result>(wallets, result::ok));
+  ASSERT_NO_FATAL_FAILURE(verified_customers(*eng, wallets, bank, 1'000'000'000, 1'000'000'000'000ull));
   // Trading accounts are made with the instruments' definitions (the feed's, over TCP).
   constexpr uint64_t first_instrument = 100, instruments = 5;
 
@@ -317,32 +327,7 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
   }
   ASSERT_EQ(eng->gateways({hung, fallback}).results, std::vector<result>(2, result::ok));
   constexpr uint64_t wallets = 8, bank = 5000, fund = 100;
-  auto src = make_account(bank);
-  src.kind = wire::account_kind::system;
-  std::vector<wire::account> accts{src};
-  for (uint64_t w = 1; w <= wallets; ++w) accts.push_back(make_account(w, wire::account_flags::debits_must_not_exceed_credits));
-  ASSERT_EQ(eng->create_accounts(accts).results, std::vector<result>(accts.size(), result::ok));
-  wire::policy_op moderate;
-  moderate.kind = wire::policy_op_kind::profile;
-  moderate.number = uint8_t(wire::risk_profile::moderate);
-  moderate.classes = 1u << (uint8_t(wire::asset_class::fund) - 1);
-  moderate.position_max = 1'000'000'000;
-  ASSERT_EQ(eng->policies({actors::customers::tier_op(1, etb, 1ull << 40, 1ull << 40, 1ull << 50), moderate}).results,
-            std::vector<result>(2, result::ok));
-  std::vector<wire::customer_op> kyc;
-  std::vector<wire::transfer> funding;
-  for (uint64_t w = 1; w <= wallets; ++w) {
-    wire::customer_op c;
-    c.wallet = w;
-    c.sequence = 1;
-    c.kyc = wire::kyc_status::verified;
-    c.profile = wire::risk_profile::moderate;
-    c.tier = 1;
-    kyc.push_back(c);
-    funding.push_back(make_transfer(w, bank, w, 1'000'000));
-  }
-  ASSERT_EQ(eng->customers(kyc).results, std::vector<result>(wallets, result::ok));
-  ASSERT_EQ(eng->create_transfers(funding).results, std::vector<result>(wallets, result::ok));
+  ASSERT_NO_FATAL_FAILURE(verified_customers(*eng, wallets, bank, 1'000'000, 1'000'000'000));
   ASSERT_EQ(eng->instruments({actors::market::definition(fund, "FUND", wire::asset_class::fund, etb, 1, 1,
                                                          {2000, 60'000, 600'000, 30'000})})
                 .results.at(0),
