@@ -36,10 +36,11 @@
 // (routes afresh: `order_retries`) or anyone cancels it. Breakers count a timeout as bad
 // and the first answer to an attempt as good (a reject is an answer: the broker works).
 // An answer is taken from any broker the order was sent to (order_wrong_broker from
-// others): one that never acknowledged may still have it. An answer from a broker other
-// than the one the order is with moves it there (the other is told to cancel), unless
-// another broker already works it: then the one answering is told to cancel and its fills
-// still settle (both traded: the book takes fills up to the order's quantity). Routing is
+// others): one that never acknowledged may still have it. The order moves to the broker
+// answering only when nobody has it now (waiting after a timeout, a dead letter) and that
+// broker is the latest it was sent to; any other broker answering (one the order moved on
+// from) is told again to stop, and its fills still settle (both traded: the book takes
+// fills up to the order's quantity). Routing is
 // decided per shard (breakers, timers), so a start with another shard count that would
 // replay orders or their answers past the snapshot, or any record while routing is under
 // way, is refused (the engine names the count to start with once); breakers written by

@@ -60,7 +60,8 @@ struct due_order {
 // Orders this broker finished or stopped, by (order id, sending): a work instruction of
 // that sending again (pushed after a reconnect before the engine took the last answers)
 // is not worked twice. A direct-mapped table of 2^20 keys (8 MiB, no allocation per
-// order): a newer key may take an older one's slot, so it remembers the newest ones.
+// order): a newer key may take an older one's slot, so it remembers recent ones (an
+// entry survives N later ones with probability about e^(-N / 2^20)).
 class done_set {
  public:
   done_set() : slots_(size_t(1) << 20, 0) {}

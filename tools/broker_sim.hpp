@@ -17,8 +17,9 @@
 // 32), so a fill sent again (say after a reconnect, when the engine pushes the open
 // orders again and the simulator works them from where it stood) is a repeat the engine
 // answers ok without counting it twice, and an order sent to it again after a cancel
-// takes fills of new ids. A sending it finished or stopped is not worked again (the
-// newest are remembered, about 2^20). One thread, one
+// takes fills of new ids. A sending it finished or stopped is not worked again (a
+// direct-mapped table of 2^20 keys remembers the recent ones: an entry survives N later
+// ones with probability about e^(-N / 2^20)). One thread, one
 // session; randomness from `seed`, so a run repeats. `mesob-gatewaysim --broker` runs one;
 // tests and the trading benchmark run them in threads.
 #pragma once

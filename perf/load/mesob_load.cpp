@@ -415,12 +415,15 @@ int main(int argc, char** argv) {
     broker.acknowledge = broker.latency_ms > 0;  // at once: the fill acknowledges
     broker.seed = w.seed;
     broker.price_of = [](uint64_t) { return load::workload::order_price; };
-    // A fill taken, or refused because the order closed (a fill sent again after a
-    // reconnect: the first filled it), means filled; a reject taken means rejected.
+    // A fill or a reject taken, or refused because the order closed (sent again after a
+    // reconnect whose reply was lost: the first one closed it), says how it ended: the
+    // simulator decides a reject before any fill, per order, and fills at the limit, so
+    // every answer to an order agrees.
     broker.on_answered = [&](const wire::order_answer& a, wire::result r) {
+      if (r != wire::result::ok && r != wire::result::order_not_open) return;
       int out = 0;
-      if (a.kind == wire::order_answer_kind::fill && (r == wire::result::ok || r == wire::result::order_not_open)) out = 1;
-      if (a.kind == wire::order_answer_kind::reject && r == wire::result::ok) out = 2;
+      if (a.kind == wire::order_answer_kind::fill) out = 1;
+      if (a.kind == wire::order_answer_kind::reject) out = 2;
       if (out == 0) return;
       std::lock_guard lk(outcomes_mu);
       if (!order_outcomes.emplace(a.order_id, out).second) return;
