@@ -205,6 +205,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<equb::group_entry> found_groups;       // lookup_groups (ids in account_ids)
   std::vector<std::vector<payouts::payout_entry>> found_payouts;   // lookup_payouts: per shard
   std::vector<std::vector<payouts::breaker_row>> found_breakers;   // lookup_payouts: per shard
+  std::vector<std::vector<payouts::breaker_row>> found_order_breakers;  // lookup_payouts: per shard, its trading table's
   std::vector<std::vector<payouts::recon_row>> found_recon;        // lookup_payouts: per shard
   std::vector<std::vector<payouts::payout_count>> found_counts;    // lookup_payouts: per shard
   std::vector<std::vector<payouts::sweep_row>> found_sweeps;       // lookup_payouts: per shard

@@ -425,6 +425,9 @@ void shard::execute(batch& b) {
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
         for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});
       });
+      trading_.for_each_breaker([&](uint32_t g, const gateways::breaker& br) {
+        b.found_order_breakers[index_].push_back({index_, 0, g, br});
+      });
       b.found_recon[index_] = desks_.recon_rows();
       for (const auto& [k, c] : counts)
         b.found_counts[index_].push_back({std::get<0>(k), payouts::state(std::get<1>(k)), std::get<2>(k),

@@ -294,6 +294,10 @@ class admin_impl {
          "a wallet's positions: per instrument the units held, reserved by open sells, to come from open buys, and "
          "their cost basis",
          1, 1, &admin_impl::cmd_portfolio_show},
+        {"brokers", "",
+         "every shard's circuit breaker for each broker it sent orders to: phase, trips, orders sent, answered, "
+         "answer timeouts, open until",
+         0, 0, &admin_impl::cmd_brokers},
         {"order retry", "<order-id>", "route a dead letter again from the first broker", 1, 1,
          &admin_impl::cmd_order_retry},
         {"order cancel", "<order-id>",
@@ -713,6 +717,23 @@ class admin_impl {
                       v.broker ? gateway_name(v.broker) : "", std::to_string(v.attempts), std::to_string(v.reason),
                       v.settle_refused ? "yes" : "no", std::to_string(v.placed_at)});
     admin_response_msg m = answer(admin_code::ok, "order " + a[0] + ": " + order_state_text(v));
+    m.sections = {std::move(s)};
+    return m;
+  }
+
+  admin_response_msg cmd_brokers(const std::vector<std::string>&) {
+    const reply r = eng_.lookup_payouts(0, 0, false);
+    if (r.st != status::ok) return refused_by_engine(r);
+    admin_section s;
+    s.title = "breakers";
+    s.columns = {{"broker", false}, {"shard", true},    {"phase", false},   {"trips", true},
+                 {"sent", true},    {"answered", true}, {"timeouts", true}, {"open_until", true}};
+    for (const auto& row : r.order_breakers)
+      s.rows.push_back({gateway_name(row.gateway), std::to_string(row.desk), actors::payouts::phase_name(row.b.ph),
+                        std::to_string(row.b.trips), std::to_string(row.b.sent), std::to_string(row.b.settled),
+                        std::to_string(row.b.timeouts),
+                        std::to_string(row.b.ph == actors::payouts::breaker::phase::open ? row.b.open_until : 0)});
+    admin_response_msg m = answer(admin_code::ok, std::to_string(r.order_breakers.size()) + " breakers");
     m.sections = {std::move(s)};
     return m;
   }

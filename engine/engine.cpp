@@ -869,6 +869,7 @@ class engine_impl {
       case op_kind::lookup_payouts:
         b.found_payouts.assign(shards_n_, {});
         b.found_breakers.assign(shards_n_, {});
+        b.found_order_breakers.assign(shards_n_, {});
         b.found_recon.assign(shards_n_, {});
         b.found_counts.assign(shards_n_, {});
         b.found_sweeps.assign(shards_n_, {});
@@ -1856,6 +1857,10 @@ class engine_impl {
       std::sort(r.breakers.begin(), r.breakers.end(), [](const auto& x, const auto& y) {
         return std::tie(x.currency, x.gateway, x.desk) < std::tie(y.currency, y.gateway, y.desk);
       });
+      for (auto& list : b.found_order_breakers)
+        for (auto& row : list) r.order_breakers.push_back(row);
+      std::sort(r.order_breakers.begin(), r.order_breakers.end(),
+                [](const auto& x, const auto& y) { return std::tie(x.gateway, x.desk) < std::tie(y.gateway, y.desk); });
       r.recon = merged_recon(b.found_recon);
       for (auto& list : b.found_sweeps)
         for (const auto& row : list) r.sweeps.push_back(row);

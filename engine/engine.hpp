@@ -129,6 +129,9 @@ struct reply {
   std::vector<wire::order> placed;
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
+  // lookup_payouts: each shard's breakers for brokers (orders; desk: the shard's index,
+  // currency 0), by broker then shard
+  std::vector<actors::payouts::breaker_row> order_breakers;
   std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
   std::vector<actors::payouts::payout_count> payout_counts;  // lookup_payouts (one row per shard and key)
   std::vector<actors::payouts::sweep_row> sweeps;      // lookup_payouts: what desks owe settlement accounts

@@ -245,6 +245,14 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
       x.sample(v, label("gateway", gateway(b.gateway)) + "," + label("currency", wire::currency_name(b.currency)) +
                       "," + label("desk", std::to_string(actors::payouts::desk_slot(b.desk))));
     }
+    x.family("mesob_order_breaker_state", "gauge",
+             "A shard's circuit breaker for a broker (orders): 0 closed, 1 open, 2 half-open.");
+    for (const auto& b : p.order_breakers) {
+      const double v = b.b.ph == actors::payouts::breaker::phase::closed ? 0
+                       : b.b.ph == actors::payouts::breaker::phase::open ? 1
+                                                                          : 2;
+      x.sample(v, label("gateway", gateway(b.gateway)) + "," + label("shard", std::to_string(b.desk)));
+    }
     std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> held;
     for (const auto& c : p.payout_counts) {
       auto& v = held[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];

@@ -726,6 +726,17 @@ TEST_F(orders_engine, AnUnacknowledgedOrderIsRetriedThenFallsBackToTheNextBroker
   EXPECT_EQ(o.attempts, 4);
   EXPECT_EQ(o.routing, uint8_t(actors::trading::route_state::sent));
   EXPECT_EQ(order_timeouts(e()), 3u);
+  // Operators see the wallet's shard's breakers: broker-a sent 3, timed out 3 (closed:
+  // fewer than 20 outcomes), broker-b sent 1.
+  const auto br = e().lookup_payouts(0, 0, false).order_breakers;
+  ASSERT_EQ(br.size(), 2u);
+  EXPECT_EQ(br[0].gateway, ba);
+  EXPECT_EQ(br[0].desk, uint64_t(actors::shard_of(a_, 2)));
+  EXPECT_EQ(br[0].b.sent, 3u);
+  EXPECT_EQ(br[0].b.timeouts, 3u);
+  EXPECT_EQ(br[0].b.ph, actors::gateways::breaker::phase::closed);
+  EXPECT_EQ(br[1].gateway, bb);
+  EXPECT_EQ(br[1].b.sent, 1u);
   auto s = sent();
   std::sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   ASSERT_EQ(s.size(), 2u);

@@ -167,6 +167,9 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert ops("order", "show", "x")["code"] == "arguments_invalid"
     # The position the fill made, to the client and to operators.
     assert pay.lookup_positions([301, 999]) == [[dict(instrument=44, quantity=10, reserved=0, cost=990, buying=0)], None]
+    brokers = ops("brokers")
+    assert brokers["code"] == "ok" and brokers["sections"][0]["rows"][0]["broker"] == "bk", brokers
+    assert brokers["sections"][0]["rows"][0]["sent"] == 1 and brokers["sections"][0]["rows"][0]["phase"] == "closed", brokers
     held = ops("portfolio", "show", "301")
     assert held["code"] == "ok" and held["sections"][0]["rows"][0]["quantity"] == 10, held
     bk.close()

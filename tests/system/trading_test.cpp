@@ -433,6 +433,11 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
   const std::string text = engine::render_metrics(*eng, srv.get(), nullptr);
   EXPECT_NE(text.find("mesob_order_timeouts_total{shard=\"0\"}"), std::string::npos);
   EXPECT_NE(text.find("mesob_orders_dead{shard=\"0\"} 0"), std::string::npos);
+  EXPECT_NE(text.find("mesob_order_breaker_state{gateway=\"hung\",shard="), std::string::npos) << "its breakers";
+  bool tripped = false;
+  for (const auto& row : eng->lookup_payouts(0, 0, false).order_breakers)
+    tripped = tripped || (row.gateway == eng->gateway_registry()->find("hung")->number && row.b.trips > 0);
+  EXPECT_TRUE(tripped) << "the hung broker's breaker opened on a shard";
   // Every fill moved its money; nothing is held.
   uint64_t paid = 0;
   for (const auto* list : {&first, &second})
