@@ -236,23 +236,18 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
       const auto* g = reg->find(number);
       return g ? g->id : "#" + std::to_string(number);
     };
+    const auto phase = [](const actors::gateways::breaker& b) {
+      return b.ph == actors::gateways::breaker::phase::closed ? 0.0 : b.ph == actors::gateways::breaker::phase::open ? 1.0 : 2.0;
+    };
     x.family("mesob_gateway_breaker_state", "gauge",
              "A payout desk's circuit breaker for a gateway: 0 closed, 1 open, 2 half-open.");
-    for (const auto& b : p.breakers) {
-      const double v = b.b.ph == actors::payouts::breaker::phase::closed ? 0
-                       : b.b.ph == actors::payouts::breaker::phase::open ? 1
-                                                                          : 2;
-      x.sample(v, label("gateway", gateway(b.gateway)) + "," + label("currency", wire::currency_name(b.currency)) +
-                      "," + label("desk", std::to_string(actors::payouts::desk_slot(b.desk))));
-    }
+    for (const auto& b : p.breakers)
+      x.sample(phase(b.b), label("gateway", gateway(b.gateway)) + "," + label("currency", wire::currency_name(b.currency)) +
+                               "," + label("desk", std::to_string(actors::payouts::desk_slot(b.desk))));
     x.family("mesob_order_breaker_state", "gauge",
              "A shard's circuit breaker for a broker (orders): 0 closed, 1 open, 2 half-open.");
-    for (const auto& b : p.order_breakers) {
-      const double v = b.b.ph == actors::payouts::breaker::phase::closed ? 0
-                       : b.b.ph == actors::payouts::breaker::phase::open ? 1
-                                                                          : 2;
-      x.sample(v, label("gateway", gateway(b.gateway)) + "," + label("shard", std::to_string(b.desk)));
-    }
+    for (const auto& b : p.order_breakers)
+      x.sample(phase(b.b), label("gateway", gateway(b.gateway)) + "," + label("shard", std::to_string(b.desk)));
     std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> held;
     for (const auto& c : p.payout_counts) {
       auto& v = held[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];

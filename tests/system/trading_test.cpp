@@ -59,6 +59,26 @@ void verified_customers(engine::engine& eng, uint64_t n, uint64_t bank, uint64_t
   ASSERT_EQ(eng.customers(kyc).results, std::vector<result>(n, result::ok));
   ASSERT_EQ(eng.create_transfers(funding).results, std::vector<result>(n, result::ok));
 }
+// The orders `ids` once none is open (polling up to 15 s); empty, with the open ones
+// described in *open, when some still are.
+std::vector<wire::order_state_view> wait_closed(wire::client& app, const std::vector<uint64_t>& ids, std::string* open) {
+  for (int i = 0; i < 1500; ++i) {
+    auto r = app.call(wire::lookup_orders_body(ids));
+    EXPECT_TRUE(r.ok) << r.failure;
+    if (!r.ok) return {};
+    bool any = false;
+    for (const auto& o : r.reply.orders) any = any || o.state == uint8_t(actors::portfolio::order_state::open);
+    if (!any) return r.reply.orders;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto r = app.call(wire::lookup_orders_body(ids));
+  for (const auto& o : r.reply.orders)
+    if (o.state == uint8_t(actors::portfolio::order_state::open))
+      *open += " " + std::to_string(o.o.id) + ": routing " + std::to_string(o.routing) + " broker " +
+               std::to_string(o.broker) + " attempts " + std::to_string(o.attempts) + " dead " +
+               std::to_string(o.dead_reason) + ";";
+  return {};
+}
 }  // namespace
 
 TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
@@ -132,25 +152,18 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   std::mt19937_64 rng(seed);
   std::vector<uint64_t> placed;  // order ids accepted
   tools::broker_sim& sim_ref = sim;
-  auto wait_closed = [&, &sim = sim_ref](const std::vector<uint64_t>& ids) {
-    for (int i = 0; i < 1500; ++i) {
-      auto r = app->call(wire::lookup_orders_body(ids));
-      EXPECT_TRUE(r.ok) << r.failure;
-      if (!r.ok) return std::vector<wire::order_state_view>{};
-      bool open = false;
-      for (const auto& o : r.reply.orders) open = open || o.state == uint8_t(actors::portfolio::order_state::open);
-      if (!open) return r.reply.orders;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto closed = [&, &sim = sim_ref](const std::vector<uint64_t>& ids) {
+    std::string open;
+    auto views = wait_closed(*app, ids, &open);
+    if (views.empty()) {
+      const auto st = sim.stats();
+      ADD_FAILURE() << "orders still open:" << open.substr(0, 400) << " broker: " << st.instructions
+                    << " instructions, " << st.fills_sent << " fills sent, " << st.answers_ok << " taken, "
+                    << st.answers_refused << " refused, " << st.working << " working, " << st.connects << " connects";
     }
-    const auto st = sim.stats();
-    auto r = app->call(wire::lookup_orders_body(std::vector<uint64_t>{ids.front()}));
-    ADD_FAILURE() << "orders still open; broker: " << st.instructions << " instructions, " << st.fills_sent
-                  << " fills sent, " << st.answers_ok << " taken, " << st.answers_refused << " refused, " << st.working
-                  << " working, " << st.connects << " connects; first order's broker "
-                  << (r.ok && !r.reply.orders.empty() ? r.reply.orders[0].broker : 99) << " state "
-                  << (r.ok && !r.reply.orders.empty() ? int(r.reply.orders[0].state) : -1);
-    return std::vector<wire::order_state_view>{};
+    return views;
   };
+
   // Buys: market orders with a protective limit 50% above the last price, 1 to 100 units.
   uint64_t next_id = 1;
   std::vector<wire::order> buys;
@@ -180,7 +193,7 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
       dropped = true;
     }
   }
-  auto bought = wait_closed(placed);
+  auto bought = closed(placed);
   ASSERT_EQ(bought.size(), placed.size());
   // Sells of half of what each wallet holds per instrument, as limit orders at 50% below.
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> held;
@@ -216,7 +229,7 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
     ASSERT_TRUE(r.ok);
     EXPECT_EQ(r.reply.results.at(0), result::insufficient_position);
   }
-  auto sold = wait_closed(sold_ids);
+  auto sold = closed(sold_ids);
   ASSERT_EQ(sold.size(), sold_ids.size());
   sim.stop();
   feed.stop();
@@ -386,25 +399,12 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
     return ids;
   };
   auto wait_filled = [&](const std::vector<uint64_t>& ids) {
-    for (int i = 0; i < 1500; ++i) {
-      auto r = app->call(wire::lookup_orders_body(ids));
-      EXPECT_TRUE(r.ok) << r.failure;
-      if (!r.ok) return std::vector<wire::order_state_view>{};
-      bool open = false;
-      for (const auto& o : r.reply.orders) open = open || o.state == uint8_t(actors::portfolio::order_state::open);
-      if (!open) return r.reply.orders;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    auto r = app->call(wire::lookup_orders_body(ids));
-    std::string detail;
-    for (const auto& o : r.reply.orders)
-      if (o.state == uint8_t(actors::portfolio::order_state::open))
-        detail += " " + std::to_string(o.o.id) + ": routing " + std::to_string(o.routing) + " broker " +
-                  std::to_string(o.broker) + " attempts " + std::to_string(o.attempts) + " dead " +
-                  std::to_string(o.dead_reason) + ";";
-    ADD_FAILURE() << "orders still open:" << detail;
-    return std::vector<wire::order_state_view>{};
+    std::string open;
+    auto views = wait_closed(*app, ids, &open);
+    if (views.empty()) ADD_FAILURE() << "orders still open:" << open;
+    return views;
   };
+
   const uint32_t fallback_number = eng->gateway_registry()->find("fallback")->number;
   // The first 30 go to the hung broker and time out there (its breaker opens at the
   // twentieth timeout); the fallback fills every one.
