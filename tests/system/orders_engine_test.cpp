@@ -469,10 +469,25 @@ TEST_F(orders_engine, AFillSettlesOnAFrozenWallet) {
 }
 
 namespace {
+// Orders and accounts as looked up, before and after a restart.
 struct seen {
   std::vector<wire::order_state_view> orders;
   std::vector<wire::account> accounts;
 };
+seen seen_now(engine::engine& e, std::vector<uint64_t> orders, std::vector<uint64_t> accounts) {
+  seen s;
+  s.orders = e.lookup_orders(std::move(orders)).orders;
+  s.accounts = e.lookup_accounts(std::move(accounts)).accounts;
+  return s;
+}
+void expect_same_after_restart(const seen& before, const seen& after) {
+  ASSERT_EQ(before.orders.size(), after.orders.size());
+  ASSERT_EQ(before.accounts.size(), after.accounts.size());
+  for (size_t i = 0; i < before.orders.size(); ++i)
+    EXPECT_TRUE(same_after_restart(before.orders[i], after.orders[i])) << "order " << i;
+  for (size_t i = 0; i < before.accounts.size(); ++i)
+    EXPECT_EQ(std::memcmp(&before.accounts[i], &after.accounts[i], sizeof before.accounts[i]), 0) << "account " << i;
+}
 }  // namespace
 
 // Restarted from the log, the engine shows the same orders and money and goes on: the
@@ -486,20 +501,9 @@ TEST_F(orders_engine_replay, RestartFromTheLogKeepsOrdersAndMoney) {
   ASSERT_EQ(answer("broker-a", fill(70, 1, 10, 101)), result::ok);
   ASSERT_EQ(answer("broker-a", fill(71, 1, 20, 99)), result::ok);
   ASSERT_EQ(place(sell(73, b_, 10, 120)), result::ok);
-  auto snapshot_of = [&] {
-    seen s;
-    auto r = e().lookup_orders({70, 71, 72, 73});
-    s.orders = r.orders;
-    s.accounts = e().lookup_accounts({a_, b_, trading(0), trading(1)}).accounts;
-    return s;
-  };
-  const auto before = snapshot_of();
+  const auto before = seen_now(e(), {70, 71, 72, 73}, {a_, b_, trading(0), trading(1)});
   restart();
-  const auto after = snapshot_of();
-  for (size_t i = 0; i < before.orders.size(); ++i)
-    EXPECT_TRUE(same_after_restart(before.orders[i], after.orders[i])) << "order " << i;
-  for (size_t i = 0; i < before.accounts.size(); ++i)
-    EXPECT_EQ(std::memcmp(&before.accounts[i], &after.accounts[i], sizeof before.accounts[i]), 0) << "account " << i;
+  expect_same_after_restart(before, seen_now(e(), {70, 71, 72, 73}, {a_, b_, trading(0), trading(1)}));
   // After a start no broker is up: they wait; the broker coming back gets them again.
   clear_sent();
   up("broker-a");
@@ -533,16 +537,10 @@ TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   ASSERT_EQ(answer("broker-a", fill(81, 1, 10, 99)), result::ok);
-  const auto o80 = order(80), o81 = order(81);
-  const auto wa = account(a_), wb = account(b_);
+  const auto before = seen_now(e(), {80, 81}, {a_, b_});
   restart();
   EXPECT_EQ(e().recovery().portfolios_loaded, 2u);
-  const auto p80 = order(80), p81 = order(81);
-  EXPECT_TRUE(same_after_restart(o80, p80));
-  EXPECT_TRUE(same_after_restart(o81, p81));
-  const auto va = account(a_), vb = account(b_);
-  EXPECT_EQ(std::memcmp(&wa, &va, sizeof wa), 0);
-  EXPECT_EQ(std::memcmp(&wb, &vb, sizeof wb), 0);
+  expect_same_after_restart(before, seen_now(e(), {80, 81}, {a_, b_}));
   up("broker-a");
   ASSERT_EQ(answer("broker-a", fill(80, 2, 20, 105)), result::ok);
   ASSERT_EQ(answer("broker-a", fill(81, 2, 10, 100)), result::ok);
@@ -564,9 +562,6 @@ TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
   EXPECT_TRUE(check.balanced) << check.detail;
 }
 
-// Orders logged under two shards, replayed under three: the same holds (their trading
-// accounts are the two-shard ones the log chose), then the fills settle and new orders
-// use the three-shard trading accounts.
 // Orders logged past the snapshot are not replayed under another shard count (their
 // routing's timers and breakers are decided per shard): that start is refused; a start
 // with the count that wrote them snapshots when it stops, and the next takes the new count
@@ -578,8 +573,7 @@ TEST_F(orders_engine_replay, AnotherShardCountTakesTheOrdersFromASnapshotAtTheTi
   ASSERT_EQ(e().orders({buy(90, a_, 30, 105), buy(91, b_, 20, 100)}).results, std::vector<result>(2, result::ok));
   sync();
   ASSERT_EQ(answer("broker-a", fill(90, 1, 10, 101)), result::ok);
-  const auto o90 = order(90), o91 = order(91);
-  const auto wa = account(a_), wb = account(b_);
+  const auto before = seen_now(e(), {90, 91}, {a_, b_});
   fx_.close();
   auto cfg = fx_.config();
   cfg.shards = 3;
@@ -592,12 +586,7 @@ TEST_F(orders_engine_replay, AnotherShardCountTakesTheOrdersFromASnapshotAtTheTi
   fx_.open();
   attach();
   ASSERT_EQ(e().shards(), 3u);
-  const auto p90 = order(90), p91 = order(91);
-  EXPECT_TRUE(same_after_restart(o90, p90));
-  EXPECT_TRUE(same_after_restart(o91, p91));
-  const auto va = account(a_), vb = account(b_);
-  EXPECT_EQ(std::memcmp(&wa, &va, sizeof wa), 0);
-  EXPECT_EQ(std::memcmp(&wb, &vb, sizeof wb), 0);
+  expect_same_after_restart(before, seen_now(e(), {90, 91}, {a_, b_}));
   up("broker-a");
   ASSERT_EQ(answer("broker-a", fill(90, 2, 20, 100)), result::ok);
   ASSERT_EQ(answer("broker-a", fill(91, 1, 20, 100)), result::ok);
