@@ -3169,7 +3169,7 @@ event_stats engine::events_stats() {
   st.failed = e.event_writer_->failed();
   if (st.failed) st.error = e.event_writer_->error();
   st.first_offset = e.event_log_->first_offset();
-  st.end_offset = e.event_log_->durable_end();
+  st.end_offset = e.event_log_->written_end();
   st.bytes = e.event_log_->bytes();
   const auto c = e.event_writer_->counters();
   st.events_written = c.events;

@@ -229,7 +229,7 @@ struct event_stats {
   bool failed = false;        // the event log failed (events stop, checkpoints fail)
   std::string error;
   uint64_t first_offset = 0;  // oldest kept
-  uint64_t end_offset = 0;    // next to be written (durable end)
+  uint64_t end_offset = 0;    // next to be written (readers read below it)
   uint64_t bytes = 0;         // on disk
   uint64_t events_written = 0;  // by this run
   uint64_t syncs = 0;

@@ -207,6 +207,7 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
 event_writer::event_writer(storage::event_log& log, uint64_t kept_lsn, id_reader read_id, uint64_t retention_check_ms)
     : log_(log), kept_lsn_(kept_lsn), read_id_(std::move(read_id)), retention_check_ns_(retention_check_ms * 1'000'000ull) {
   durable_lsn_.store(kept_lsn);
+  written_lsn_ = kept_lsn;
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "mesob.evwrite");
     run();
@@ -224,20 +225,25 @@ void event_writer::post(std::shared_ptr<actors::event_group> g) {
   cv_.notify_one();
 }
 
-void event_writer::set_listener(std::function<void()> on_durable) {
+void event_writer::set_listener(std::function<void()> on_written) {
   std::lock_guard lk(mu_);
-  listener_ = std::move(on_durable);
+  listener_ = std::move(on_written);
 }
 
 void event_writer::recovered(uint64_t kept, uint64_t snapshot) {
   std::lock_guard lk(mu_);
   kept_lsn_.store(kept);
   durable_lsn_.store(std::max(kept, snapshot));
+  written_lsn_ = std::max(written_lsn_, durable_lsn_.load());
   recovered_.store(true);  // recovery is done with the event log's files: retention may run
 }
 
 bool event_writer::wait_through(uint64_t lsn, std::string* error) {
   std::unique_lock lk(mu_);
+  if (durable_lsn_.load() < lsn) {
+    sync_wanted_lsn_ = std::max(sync_wanted_lsn_, lsn);
+    cv_.notify_one();
+  }
   done_cv_.wait(lk, [&] { return durable_lsn_.load() >= lsn || failed_.load() || stopped_; });
   if (failed_.load()) {
     *error = error_;
@@ -257,8 +263,8 @@ void event_writer::wait_backlog(size_t max) {
 
 uint64_t event_writer::wait_new(uint64_t seen, int timeout_ms) {
   std::unique_lock lk(mu_);
-  done_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return log_.durable_end() > seen || stopped_; });
-  return log_.durable_end();
+  done_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return log_.written_end() > seen || stopped_; });
+  return log_.written_end();
 }
 
 void event_writer::stop() {
@@ -347,12 +353,25 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
 void event_writer::run() {
   std::vector<event> out;
   uint64_t next_retention = 0;
+  bool unsynced = false;  // events appended since the last sync
+  auto last_sync = std::chrono::steady_clock::now();
+  const auto sync_every = std::chrono::milliseconds(events_sync_interval_ms);
+  auto fail = [&](const std::string& err) {
+    std::fprintf(stderr, "mesobd: %s; events stop, and checkpoints fail until restart (the log keeps what replay needs)\n",
+                 err.c_str());
+    std::lock_guard lk(mu_);
+    error_ = err;
+    failed_.store(true);
+  };
   for (;;) {
     std::vector<std::shared_ptr<actors::event_group>> ready;
-    bool stopping;
+    bool stopping, sync_wanted;
     {
       std::unique_lock lk(mu_);
-      cv_.wait_for(lk, std::chrono::milliseconds(200), [&] { return stop_ || waiting_.count(next_seq_) > 0; });
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      cv_.wait_until(lk, unsynced ? std::min(until, last_sync + sync_every) : until, [&] {
+        return stop_ || waiting_.count(next_seq_) > 0 || (unsynced && sync_wanted_lsn_ > durable_lsn_.load());
+      });
       for (auto it = waiting_.find(next_seq_); it != waiting_.end(); it = waiting_.find(next_seq_)) {
         ready.push_back(std::move(it->second));
         waiting_.erase(it);
@@ -360,8 +379,8 @@ void event_writer::run() {
       }
       backlog_.store(waiting_.size(), std::memory_order_relaxed);
       stopping = stop_ && ready.empty();
+      sync_wanted = sync_wanted_lsn_ > durable_lsn_.load();
     }
-    if (stopping) break;
     if (!ready.empty()) done_cv_.notify_all();  // room in the backlog
     out.clear();
     uint64_t last_lsn = 0;
@@ -372,26 +391,35 @@ void event_writer::run() {
     ready.clear();  // the batches go
     if (!out.empty() && !failed_.load()) {
       std::string err;
-      const auto t0 = std::chrono::steady_clock::now();
-      if (!log_.append(out, &err) || !log_.sync(&err)) {
-        std::fprintf(stderr, "mesobd: %s; events stop, and checkpoints fail until restart (the log keeps what replay needs)\n",
-                     err.c_str());
-        std::lock_guard lk(mu_);
-        error_ = err;
-        failed_.store(true);
+      if (!log_.append(out, &err)) {
+        fail(err);
       } else {
         events_.fetch_add(out.size(), std::memory_order_relaxed);
+        unsynced = true;
+      }
+    }
+    // Durable on demand (a checkpoint waits), when stopping, and at most sync_every after
+    // an append; not after every append: on a lone request's path that was a second
+    // fdatasync beside the write-ahead log's.
+    if (unsynced && !failed_.load() &&
+        (stopping || sync_wanted || std::chrono::steady_clock::now() - last_sync >= sync_every)) {
+      std::string err;
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!log_.sync(&err)) {
+        fail(err);
+      } else {
+        last_sync = std::chrono::steady_clock::now();
+        unsynced = false;
         syncs_.fetch_add(1, std::memory_order_relaxed);
-        sync_ns_.fetch_add(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now() - t0)
-                                        .count()),
+        sync_ns_.fetch_add(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(last_sync - t0).count()),
                            std::memory_order_relaxed);
       }
     }
     std::function<void()> listener;
     {
       std::lock_guard lk(mu_);
-      if (last_lsn > durable_lsn_.load() && !failed_.load()) durable_lsn_.store(last_lsn);
+      written_lsn_ = std::max(written_lsn_, last_lsn);
+      if (!unsynced && !failed_.load() && written_lsn_ > durable_lsn_.load()) durable_lsn_.store(written_lsn_);
       listener = listener_;
     }
     done_cv_.notify_all();
@@ -400,6 +428,7 @@ void event_writer::run() {
       log_.apply_retention(t);
       next_retention = t + retention_check_ns_;
     }
+    if (stopping) break;
   }
   {
     std::lock_guard lk(mu_);
@@ -556,7 +585,7 @@ void event_hub::apply(command& c) {
   subscription_request& r = c.req;
   wire::subscribed_msg a;
   a.oldest = log_.first_offset();
-  a.end = log_.durable_end();
+  a.end = log_.written_end();
   auto answer = [&](result code, std::string message) {
     a.code = code;
     a.message = std::move(message);
@@ -610,7 +639,7 @@ void event_hub::apply(command& c) {
     return answer(result::events_truncated, "offset " + std::to_string(start) + " is gone; the oldest kept is " +
                                                 std::to_string(a.oldest));
   if (start > a.end)
-    return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest durable event (" +
+    return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest event (" +
                                                    std::to_string(a.end - 1) + ")");
   std::sort(r.accounts.begin(), r.accounts.end());
   std::sort(r.gateways.begin(), r.gateways.end());
@@ -718,7 +747,7 @@ void event_hub::run() {
     }
     for (auto& c : cmds) apply(c);
     bool busy = false;
-    const uint64_t end = log_.durable_end();
+    const uint64_t end = log_.written_end();
     frames_this_pass_.clear();
     for (auto it = subs_.begin(); it != subs_.end();) {
       busy |= serve(it->second, buf, end);

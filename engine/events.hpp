@@ -41,6 +41,12 @@ namespace mesob::engine {
 // writer). `number_of` gives a deposit's gateway number from its transfer id.
 void derive_events(const actors::batch& b, std::vector<wire::event>& out);
 
+// The writer makes the event log durable at most this long after an append, and at once
+// when a checkpoint waits for it (wait_through). Readers need no sync: every event is
+// of a log record already durable, so replay writes the same event at the same offset
+// again should a power cut take the log's unsynced tail.
+constexpr uint64_t events_sync_interval_ms = 200;
+
 class event_writer {
  public:
   // `read_id` finds the id of a transfer by serial (the pending transfers this run did
@@ -64,10 +70,10 @@ class event_writer {
   // Blocks while more than `max` groups wait for the writer (the sequencer, so the
   // batches they hold stay bounded).
   void wait_backlog(size_t max);
-  // Waits up to `timeout_ms` for the durable end to pass `seen`; returns it.
+  // Waits up to `timeout_ms` for the written end to pass `seen`; returns it.
   uint64_t wait_new(uint64_t seen, int timeout_ms);
-  // Called (on the writer's thread) after each sync that made new events durable.
-  void set_listener(std::function<void()> on_durable);
+  // Called (on the writer's thread) after each append of new events.
+  void set_listener(std::function<void()> on_written);
   // Stops once every group posted so far is written and synced.
   void stop();
   [[nodiscard]] bool failed() const { return failed_.load(); }
@@ -102,6 +108,8 @@ class event_writer {
   std::atomic<bool> recovered_{false};
   std::string error_;
   std::atomic<uint64_t> durable_lsn_{0};
+  uint64_t written_lsn_ = 0;  // events written (maybe not yet synced) for every batch up to this lsn
+  uint64_t sync_wanted_lsn_ = 0;  // a wait_through waits for this one (guarded by mu_)
   std::atomic<uint64_t> events_{0}, syncs_{0}, sync_ns_{0}, backlog_{0};
   // Timed pending transfers seen created and not yet resolved: serial -> id.
   std::unordered_map<uint64_t, wire::id128> timed_pending_;
@@ -111,7 +119,7 @@ class event_writer {
 struct subscription_request {
   std::string name;        // empty: anonymous (nothing kept)
   uint64_t from = 0;       // first offset wanted (0: the oldest kept); a name's own position wins
-  bool from_end = false;   // start after the newest durable event instead
+  bool from_end = false;   // start after the newest event instead
   uint32_t types = 0;      // bit (1 << type) per event type wanted; 0: all
   std::vector<uint64_t> accounts;  // events touching any of these (account_a or account_b); empty: all
   std::vector<uint32_t> gateways;  // events of these gateway numbers; empty: all

@@ -191,7 +191,7 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
 
   // The event stream: its log, and how far behind the subscribers are.
   if (const event_stats ev = e.events_stats(); ev.kept) {
-    x.one("mesob_events_end_offset", "gauge", "Offset the next event gets (events durable below it).",
+    x.one("mesob_events_end_offset", "gauge", "Offset the next event gets (events written below it).",
           double(ev.end_offset));
     x.one("mesob_events_first_offset", "gauge", "Oldest event kept (retention).", double(ev.first_offset));
     x.one("mesob_events_written_total", "counter", "Events written since start.", double(ev.events_written));

@@ -192,6 +192,7 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     log->first_offset_.store(1);
   }
   log->durable_end_.store(log->next_offset_);
+  log->written_end_.store(log->next_offset_);
   log->bytes_.store(bytes);
   log->ring_ = static_cast<wire::event*>(std::malloc(opt.ring_events * event_bytes));
   log->ring_mask_ = opt.ring_events - 1;
@@ -256,7 +257,10 @@ bool event_log::append(std::span<wire::event> events, std::string* error) {
   while (i < events.size()) {
     const uint64_t o = next_offset_;
     const uint64_t index = (o - 1) / seg, at = (o - 1) % seg;
-    if (index != append_index_ && !open_for_append(index, error)) return false;
+    if (index != append_index_) {
+      if (!unsynced_fds_.empty() && !sync(error)) return false;  // the segment before ends whole
+      if (!open_for_append(index, error)) return false;
+    }
     const size_t n = size_t(std::min<uint64_t>({events.size() - i, seg - at, write_events_max}));
     // Readers learn that these slots change before they do (a seqlock's write side).
     ring_writing_.store(o + n, std::memory_order_relaxed);
@@ -283,6 +287,7 @@ bool event_log::append(std::span<wire::event> events, std::string* error) {
       unsynced_fds_.push_back(append_fd_);
     next_offset_ += n;
     bytes_.fetch_add(n * event_bytes, std::memory_order_relaxed);
+    written_end_.store(next_offset_, std::memory_order_release);
     i += n;
   }
   return true;
@@ -382,6 +387,7 @@ bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
   bytes_.fetch_sub(std::min(bytes_.load(), *cut * event_bytes));
   next_offset_ = o;
   durable_end_.store(o, std::memory_order_release);
+  written_end_.store(o, std::memory_order_release);
   ring_writing_.store(o);
   ring_first_.store(o);
   if (append_fd_ >= 0 && std::find(unsynced_fds_.begin(), unsynced_fds_.end(), append_fd_) == unsynced_fds_.end())
@@ -409,7 +415,7 @@ std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, st
 }
 
 event_log::read_status event_log::read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error) {
-  const uint64_t end = durable_end();
+  const uint64_t end = written_end();
   out->resize(size_t(from == 0 || end <= from ? 0 : std::min<uint64_t>(max, end - from)));
   size_t n = 0;
   const read_status st = read(from, out->size(), out->data(), &n, error);
@@ -419,7 +425,7 @@ event_log::read_status event_log::read(uint64_t from, size_t max, std::vector<wi
 
 event_log::read_status event_log::read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error) {
   *n = 0;
-  const uint64_t end = durable_end();
+  const uint64_t end = written_end();
   if (from == 0) from = 1;
   if (from < first_offset()) return read_status::truncated;
   if (from >= end || max == 0) return read_status::ok;

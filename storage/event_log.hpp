@@ -63,9 +63,12 @@ class event_log {
 
   // ---- the writer thread
   // Appends events, giving each its offset (next_offset(), next_offset() + 1, ...) and
-  // CRC. Not durable, nor readable, until sync().
+  // CRC: readable at once (the writes went around the page cache), durable after sync().
+  // The first append into a new segment syncs first, so every segment before the last is
+  // whole on the disk, and only the last can lose events to a power cut (opening cuts it
+  // at its first damaged event).
   bool append(std::span<wire::event> events, std::string* error);
-  // Makes every appended event durable and readable.
+  // Makes every appended event durable.
   bool sync(std::string* error);
   [[nodiscard]] uint64_t next_offset() const { return next_offset_; }
   // Drops segments wholly older than the retention age at `now_ns`, and the oldest while
@@ -74,10 +77,12 @@ class event_log {
 
   // ---- any thread
   [[nodiscard]] uint64_t durable_end() const { return durable_end_.load(std::memory_order_acquire); }
+  // One past the newest event appended: readers read below it.
+  [[nodiscard]] uint64_t written_end() const { return written_end_.load(std::memory_order_acquire); }
   [[nodiscard]] uint64_t first_offset() const { return first_offset_.load(std::memory_order_acquire); }
   [[nodiscard]] uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   enum class read_status { ok, truncated, failed };
-  // Reads up to `max` events from offset `from` (>= 1), stopping at durable_end().
+  // Reads up to `max` events from offset `from` (>= 1), stopping at written_end().
   // truncated: `from` is older than the oldest event kept (retention dropped it).
   read_status read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error);
   // The same into `out` (room for `max`); *n events read.
@@ -115,6 +120,7 @@ class event_log {
   std::vector<int> unsynced_fds_;   // segments written since the last sync (closed ones included)
   bool dir_dirty_ = false;          // a segment was created since the last sync
   std::atomic<uint64_t> durable_end_{1};
+  std::atomic<uint64_t> written_end_{1};
   std::atomic<uint64_t> first_offset_{1};
   std::atomic<uint64_t> bytes_{0};
   std::mutex mu_;  // guards readers_ and segment removal

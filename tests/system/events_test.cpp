@@ -19,12 +19,13 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/events.hpp"
+#include "storage/event_log.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
-#include "storage/event_log.hpp"
 #include "wire/client.hpp"
 
 namespace mesob::test {
@@ -422,6 +423,40 @@ TEST(EventsEngine, ReplayWritesTheSameEventsAtTheSameOffsets) {
   f.open();
   f.close();
   EXPECT_TRUE(same_events(all_events(f.dir()), first)) << "after losing the events past the snapshot";
+}
+
+// Events are readable once written and made durable on demand: a checkpoint waits for
+// them, and otherwise the writer syncs at most every events_sync_interval_ms, not after
+// each append (a lone request would pay a second fdatasync beside the log's).
+TEST(EventsEngine, EventsAreReadableOnceWrittenAndSyncedOnDemand) {
+  engine_fixture f(2);
+  create_accounts(f.e(), 8);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+  const auto before = f.e().events_stats();
+  ASSERT_TRUE(before.kept);
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr int requests = 200;
+  for (int i = 0; i < requests; ++i)  // one commit group each
+    ASSERT_EQ(f.e().create_transfers({make_transfer(100 + i, 1 + i % 4, 5 + i % 4, 1)}).results.at(0), result::ok);
+  engine::event_stats mid;
+  for (int i = 0; i < 500; ++i) {  // events are written after the replies
+    mid = f.e().events_stats();
+    if (mid.end_offset >= before.end_offset + requests) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_GE(mid.end_offset, before.end_offset + requests) << "each transfer's event is readable";
+  EXPECT_LE(mid.syncs - before.syncs, uint64_t(ms) / engine::events_sync_interval_ms + 2)
+      << "synced " << mid.syncs - before.syncs << " times in " << ms << " ms for " << requests << " appends";
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;  // waits for the events it covers
+  const auto after = f.e().events_stats();
+  EXPECT_GE(after.lsn, mid.lsn);
+  EXPECT_GT(after.syncs, before.syncs);
+  f.close();
+  const auto all = all_events(f.dir());
+  ASSERT_EQ(all.size(), mid.end_offset - 1);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
 }
 
 // A run without the event log leaves records the stream never saw: the next run with it

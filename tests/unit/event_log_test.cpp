@@ -41,7 +41,7 @@ std::unique_ptr<event_log> open_log(const std::string& dir, event_log_recovery* 
   return log;
 }
 
-TEST(EventLog, OffsetsAreGapFreeAndReadableOnlyOnceSynced) {
+TEST(EventLog, OffsetsAreGapFreeReadableOnceWrittenAndSegmentsBeforeTheLastDurable) {
   test::temp_dir dir;
   event_log_recovery rec;
   auto log = open_log(dir.path(), &rec);
@@ -49,10 +49,13 @@ TEST(EventLog, OffsetsAreGapFreeAndReadableOnlyOnceSynced) {
   auto a = make(320, 7);  // crosses two segment boundaries (128 per segment)
   std::string err;
   ASSERT_TRUE(log->append(a, &err)) << err;
+  EXPECT_EQ(log->written_end(), 321u);
+  EXPECT_EQ(log->durable_end(), 257u) << "each new segment begins after a sync of those before";
   std::vector<wire::event> got;
-  EXPECT_EQ(log->read(1, 1000, &got, &err), event_log::read_status::ok);
-  EXPECT_TRUE(got.empty()) << "nothing is readable before the sync";
+  ASSERT_EQ(log->read(1, 1000, &got, &err), event_log::read_status::ok) << err;
+  EXPECT_EQ(got.size(), 320u) << "written events are readable before the sync";
   ASSERT_TRUE(log->sync(&err)) << err;
+  EXPECT_EQ(log->durable_end(), 321u);
   ASSERT_EQ(log->read(1, 1000, &got, &err), event_log::read_status::ok) << err;
   ASSERT_EQ(got.size(), 320u);
   for (size_t i = 0; i < got.size(); ++i) {
@@ -106,6 +109,43 @@ TEST(EventLog, TornTailIsCutAfterTheLastWholeEvent) {
   ASSERT_EQ(again->read(1, 200, &got, &err), event_log::read_status::ok) << err;
   ASSERT_EQ(got.size(), 134u);
   EXPECT_EQ(got[133].lsn, 4u);
+}
+
+// A power cut after unsynced appends: the disk kept a later block of the last segment
+// but not an earlier one. Opening cuts at the first damaged event, so nothing after the
+// hole survives (the engine's replay writes those events again).
+TEST(EventLog, AHoleInTheLastSegmentCutsEverythingAfterIt) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  {
+    auto log = open_log(dir.path(), &rec);
+    auto a = make(128, 3), b = make(72, 4);  // segment 1: offsets 129..200 in two blocks
+    std::string err;
+    ASSERT_TRUE(log->append(a, &err) && log->append(b, &err)) << err;
+    EXPECT_EQ(log->durable_end(), 129u);
+  }
+  const std::string last = event_log::segment_path(dir.path(), 1);
+  ASSERT_GT(std::filesystem::file_size(last), 4096u);
+  {
+    std::fstream f(last, std::ios::in | std::ios::out | std::ios::binary);
+    const std::string zeros(4096, '\0');
+    f.write(zeros.data(), std::streamsize(zeros.size()));  // the first block never reached the disk
+  }
+  auto log = open_log(dir.path(), &rec);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(rec.next_offset, 129u);
+  EXPECT_EQ(rec.last_lsn, 3u);
+  EXPECT_NE(rec.torn_tail.find("events-0000000000000001.log"), std::string::npos) << rec.torn_tail;
+  EXPECT_EQ(std::filesystem::file_size(last), 0u);
+  std::vector<wire::event> got;
+  std::string err;
+  ASSERT_EQ(log->read(1, 300, &got, &err), event_log::read_status::ok) << err;
+  EXPECT_EQ(got.size(), 128u);
+  auto c = make(2, 4);
+  ASSERT_TRUE(log->append(c, &err) && log->sync(&err)) << err;
+  ASSERT_EQ(log->read(129, 10, &got, &err), event_log::read_status::ok) << err;
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].offset, 129u);
 }
 
 TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
