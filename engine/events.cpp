@@ -234,7 +234,9 @@ void event_writer::recovered(uint64_t kept, uint64_t snapshot) {
   std::lock_guard lk(mu_);
   kept_lsn_.store(kept);
   durable_lsn_.store(std::max(kept, snapshot));
-  written_lsn_ = std::max(written_lsn_, durable_lsn_.load());
+  // Not the lsn the event log ended at when opened: recovery may have cut the newest
+  // batch's events, which replay writes again.
+  written_lsn_ = durable_lsn_.load();
   recovered_.store(true);  // recovery is done with the event log's files: retention may run
 }
 
@@ -286,7 +288,7 @@ event_writer::stats event_writer::counters() const {
   return {events_.load(), syncs_.load(), sync_ns_.load(), backlog_.load(), durable_lsn_.load()};
 }
 
-void event_writer::write_group(actors::event_group& g, std::vector<event>& out) {
+bool event_writer::write_group(actors::event_group& g, std::vector<event>& out) {
   // Expiries go before the operations of the first batch whose clock passed them (a
   // shard expires what is due before it executes a batch), whichever shard found them
   // and whenever: the same place live and in replay.
@@ -348,17 +350,19 @@ void event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
       if (g.decided[sh][decided_at[sh]].ev.lsn > kept_lsn_.load(std::memory_order_relaxed))
         out.push_back(g.decided[sh][decided_at[sh]].ev);
     }
+  return std::any_of(g.decided.begin(), g.decided.end(), [](const auto& list) { return !list.empty(); });
 }
 
 void event_writer::run() {
   std::vector<event> out;
   uint64_t next_retention = 0;
   bool unsynced = false;  // events appended since the last sync
-  auto last_sync = std::chrono::steady_clock::now();
+  auto first_unsynced = std::chrono::steady_clock::now();  // when the oldest of them was appended
   const auto sync_every = std::chrono::milliseconds(events_sync_interval_ms);
   auto fail = [&](const std::string& err) {
     std::fprintf(stderr, "mesobd: %s; events stop, and checkpoints fail until restart (the log keeps what replay needs)\n",
                  err.c_str());
+    unsynced = false;  // nothing is synced any more
     std::lock_guard lk(mu_);
     error_ = err;
     failed_.store(true);
@@ -369,7 +373,7 @@ void event_writer::run() {
     {
       std::unique_lock lk(mu_);
       const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-      cv_.wait_until(lk, unsynced ? std::min(until, last_sync + sync_every) : until, [&] {
+      cv_.wait_until(lk, unsynced ? std::min(until, first_unsynced + sync_every) : until, [&] {
         return stop_ || waiting_.count(next_seq_) > 0 || (unsynced && sync_wanted_lsn_ > durable_lsn_.load());
       });
       for (auto it = waiting_.find(next_seq_); it != waiting_.end(); it = waiting_.find(next_seq_)) {
@@ -384,34 +388,37 @@ void event_writer::run() {
     if (!ready.empty()) done_cv_.notify_all();  // room in the backlog
     out.clear();
     uint64_t last_lsn = 0;
+    bool decided = false;
     for (auto& g : ready) {
-      write_group(*g, out);
+      decided |= write_group(*g, out);
       if (!g->batches.empty()) last_lsn = std::max(last_lsn, g->batches.back()->lsn);
     }
     ready.clear();  // the batches go
     if (!out.empty() && !failed_.load()) {
       std::string err;
-      if (!log_.append(out, &err)) {
+      if (!log_.append(out, &err, /*visible=*/!decided)) {
         fail(err);
       } else {
         events_.fetch_add(out.size(), std::memory_order_relaxed);
+        if (!unsynced) first_unsynced = std::chrono::steady_clock::now();
         unsynced = true;
       }
     }
-    // Durable on demand (a checkpoint waits), when stopping, and at most sync_every after
-    // an append; not after every append: on a lone request's path that was a second
-    // fdatasync beside the write-ahead log's.
+    // Durable on demand (a checkpoint waits), with decisions, when stopping, and at most
+    // sync_every after an append; not after every append: on a lone request's path that
+    // was a second fdatasync beside the write-ahead log's.
     if (unsynced && !failed_.load() &&
-        (stopping || sync_wanted || std::chrono::steady_clock::now() - last_sync >= sync_every)) {
+        (stopping || sync_wanted || decided || std::chrono::steady_clock::now() - first_unsynced >= sync_every)) {
       std::string err;
       const auto t0 = std::chrono::steady_clock::now();
       if (!log_.sync(&err)) {
         fail(err);
       } else {
-        last_sync = std::chrono::steady_clock::now();
         unsynced = false;
         syncs_.fetch_add(1, std::memory_order_relaxed);
-        sync_ns_.fetch_add(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(last_sync - t0).count()),
+        sync_ns_.fetch_add(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - t0)
+                                        .count()),
                            std::memory_order_relaxed);
       }
     }
@@ -621,10 +628,16 @@ void event_hub::apply(command& c) {
   }
   uint64_t start = r.from == 0 ? a.oldest : r.from;
   if (r.from_end) start = a.end;
+  bool resumed = false;
   if (auto it = positions_.find(r.name); !r.name.empty() && it != positions_.end()) {
     // A name resumes where it left off; if retention passed that point, only an explicit
-    // from or from_end moves it on (nothing is skipped silently).
-    if (it->second + 1 >= a.oldest) start = it->second + 1;
+    // from or from_end moves it on (nothing is skipped silently). Right after a restart
+    // that point may lie past the end until replay has written the events again (a power
+    // cut can take the event log's unsynced tail): the subscription waits for them.
+    if (it->second + 1 >= a.oldest) {
+      start = it->second + 1;
+      resumed = true;
+    }
     else if (r.from == 0 && !r.from_end)
       return answer(result::events_truncated,
                     "'" + r.name + "' acknowledged up to " + std::to_string(it->second) +
@@ -638,7 +651,7 @@ void event_hub::apply(command& c) {
   if (start < a.oldest)
     return answer(result::events_truncated, "offset " + std::to_string(start) + " is gone; the oldest kept is " +
                                                 std::to_string(a.oldest));
-  if (start > a.end)
+  if (start > a.end && !resumed)
     return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest event (" +
                                                    std::to_string(a.end - 1) + ")");
   std::sort(r.accounts.begin(), r.accounts.end());

@@ -44,7 +44,10 @@ void derive_events(const actors::batch& b, std::vector<wire::event>& out);
 // The writer makes the event log durable at most this long after an append, and at once
 // when a checkpoint waits for it (wait_through). Readers need no sync: every event is
 // of a log record already durable, so replay writes the same event at the same offset
-// again should a power cut take the log's unsynced tail.
+// again should a power cut take the log's unsynced tail. Except decisions made when a
+// timer fired (a round closing, a payout or order given up, a breaker moving): where they
+// fall depends on the shard count, which a restart may change while the event log holds
+// none past the snapshot; an append holding one is synced before readers see it.
 constexpr uint64_t events_sync_interval_ms = 200;
 
 class event_writer {
@@ -90,7 +93,9 @@ class event_writer {
 
  private:
   void run();
-  void write_group(actors::event_group& g, std::vector<wire::event>& out);
+  // Appends g's events to out; true when they include decisions (groups', desks',
+  // brokers' routing) whose place depends on the shard count.
+  bool write_group(actors::event_group& g, std::vector<wire::event>& out);
 
   storage::event_log& log_;
   std::atomic<uint64_t> kept_lsn_;
@@ -157,7 +162,7 @@ class event_hub {
     uint64_t session = 0;
     uint64_t acked = 0;
     uint64_t sent = 0;  // offsets scanned and sent through
-    uint64_t lag = 0;   // durable end - 1 - acked
+    uint64_t lag = 0;   // written end - 1 - acked
   };
   std::vector<subscriber_info> subscribers() const;
   [[nodiscard]] uint64_t frames_sent() const { return frames_.load(); }

@@ -226,6 +226,33 @@ inline double process_cpu_s() {
   return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// CPU seconds of this process's live threads whose names start with `prefix`
+// (/proc/self/task/*: comm and stat's utime + stime). Threads gone are not counted.
+inline double threads_cpu_s(const std::string& prefix) {
+  const double tick = double(::sysconf(_SC_CLK_TCK));
+  double sum = 0;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    char comm[64] = {};
+    if (FILE* f = std::fopen((t.path() / "comm").c_str(), "r")) {
+      if (!std::fgets(comm, sizeof comm, f)) comm[0] = 0;
+      std::fclose(f);
+    }
+    if (std::strncmp(comm, prefix.c_str(), prefix.size()) != 0) continue;
+    char stat[1024] = {};
+    if (FILE* f = std::fopen((t.path() / "stat").c_str(), "r")) {
+      if (!std::fgets(stat, sizeof stat, f)) stat[0] = 0;
+      std::fclose(f);
+    }
+    // Fields after the name (which ends at the last ')'): state is the 3rd, utime the 14th.
+    const char* p = std::strrchr(stat, ')');
+    unsigned long long ut = 0, st = 0;
+    if (p && std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+      sum += double(ut + st) / tick;
+  }
+  return sum;
+}
+
 // `depth` write+fdatasync pairs kept in flight on one ring, each writing its own 4 KiB
 // block of a pre-zeroed file (as the log would with that many commit groups in flight):
 // commits per second, and each pair's latency from submit to its second completion.

@@ -13,7 +13,9 @@
 // The settings run in turn, R rounds (default 3); each figure is the median of its runs.
 // Events per second: the events a subscriber received during the load window over its
 // length (with 8, the slowest subscriber's). Throughput loss: 1 - transfers/s with the
-// setting / transfers/s off, as a percentage, from the medians of the same sitting.
+// setting / transfers/s off, as a percentage, from the medians of the same sitting. CPU
+// per transfer is given for the whole process, the engine's threads and the subscribers'
+// threads, which share the machine's cores here.
 // Writes FILE as one JSON object of metric name -> number.
 #include "engine/server.hpp"
 #include "perf/bench_common.hpp"
@@ -31,6 +33,8 @@ struct run_result {
   double lag_at_end = 0;         // events the slowest subscriber had not received when the load stopped
   double group_ms = 0;           // mean commit group latency of the log (write + fdatasync) under the load
   double cpu_us_per_transfer = 0;  // CPU time of the whole process (engine, load, subscribers) per transfer
+  double engine_cpu_us_per_transfer = 0;      // the engine's threads' alone
+  double subscribers_cpu_us_per_transfer = 0;  // the subscribers' threads' alone
 };
 
 run_result run(const std::string& dir, uint64_t accounts, double seconds, bool events, int subscribers) {
@@ -71,6 +75,7 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   std::atomic<int> ready{0};
   for (int i = 0; i < subscribers; ++i)
     subs.emplace_back([&, i] {
+      pthread_setname_np(pthread_self(), "bench.sub");
       auto c = wire::client::connect(co, &err);
       if (!c) {
         std::fprintf(stderr, "events_bench: subscriber: %s\n", err.c_str());
@@ -104,11 +109,14 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   const pair_picker picker(accounts, e->shards(), 10);
   for (size_t i = 0; i < got.size(); ++i) at_start[i] = got[i].load();
   const auto s0 = e->stats();
-  const double cpu0 = process_cpu_s();
+  // The engine's threads: its own (mesob.*), CAF's and the io_uring workers of its rings.
+  auto engine_cpu_s = [] { return threads_cpu_s("mesob.") + threads_cpu_s("caf.") + threads_cpu_s("iou-wrk"); };
+  const double cpu0 = process_cpu_s(), engine0 = engine_cpu_s(), subs0 = threads_cpu_s("bench.sub");
   const auto t0 = clk::now();
   const double tps = throughput(*e, picker, 8192, 2, 4, seconds);
   const double took = since(t0);
   const double cpu = process_cpu_s() - cpu0;
+  const double engine_cpu = engine_cpu_s() - engine0, subs_cpu = threads_cpu_s("bench.sub") - subs0;
   const auto s1 = e->stats();
   for (size_t i = 0; i < got.size(); ++i) at_end[i] = got[i].load();
   const uint64_t produced = uint64_t(tps * took + 0.5);
@@ -121,6 +129,8 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   if (s1.wal_groups > s0.wal_groups)
     r.group_ms = double(s1.wal_flight_ns - s0.wal_flight_ns) / double(s1.wal_groups - s0.wal_groups) / 1e6;
   r.cpu_us_per_transfer = tps > 0 ? cpu / (tps * took) * 1e6 : 0;
+  r.engine_cpu_us_per_transfer = tps > 0 ? engine_cpu / (tps * took) * 1e6 : 0;
+  r.subscribers_cpu_us_per_transfer = tps > 0 ? subs_cpu / (tps * took) * 1e6 : 0;
   if (subscribers > 0) {
     double lo = 1e300;
     uint64_t lag = 0;
@@ -171,8 +181,10 @@ int main(int argc, char** argv) {
     for (const auto& s : settings) {
       if (!only.empty() && only != s.name) continue;
       const run_result x = run(dir, accounts, seconds, s.events, s.subscribers);
-      std::printf("round %d, %-14s %12.0f transfers/s (commit group %.2f ms, CPU %.2f us/transfer)", r + 1, s.name,
-                  x.transfers_per_s, x.group_ms, x.cpu_us_per_transfer);
+      std::printf("round %d, %-14s %12.0f transfers/s (commit group %.2f ms, CPU %.2f us/transfer: engine %.2f, "
+                  "subscribers %.2f)",
+                  r + 1, s.name, x.transfers_per_s, x.group_ms, x.cpu_us_per_transfer, x.engine_cpu_us_per_transfer,
+                  x.subscribers_cpu_us_per_transfer);
       if (s.subscribers > 0)
         std::printf(", %10.0f events/s per subscriber (slowest), %10.0f in all, behind at the end %.0f", x.events_per_s_min,
                     x.events_per_s_sum, x.lag_at_end);
@@ -198,6 +210,13 @@ int main(int argc, char** argv) {
   record("throughput_loss_pct_1_subscriber", 100.0 * (1.0 - med("1_subscriber", &run_result::transfers_per_s) / off));
   record("throughput_loss_pct_8_subscribers", 100.0 * (1.0 - med("8_subscribers", &run_result::transfers_per_s) / off));
   record("subscriber_behind_at_end_8_subscribers", med("8_subscribers", &run_result::lag_at_end));
+  // Where the CPU goes: the engine's threads, and the subscribers' (in this process, on
+  // the same two cores) per transfer.
+  for (const char* s : {"off", "on", "1_subscriber", "8_subscribers"})
+    record(std::string("engine_cpu_us_per_transfer_") + (std::strcmp(s, "off") == 0 ? "events_off"
+                                                         : std::strcmp(s, "on") == 0 ? "events_on" : s),
+           med(s, &run_result::engine_cpu_us_per_transfer));
+  record("subscribers_cpu_us_per_transfer_8_subscribers", med("8_subscribers", &run_result::subscribers_cpu_us_per_transfer));
   write_json(out);
   return 0;
 }

@@ -251,7 +251,7 @@ bool event_log::open_for_append(uint64_t index, std::string* error) {
   return true;
 }
 
-bool event_log::append(std::span<wire::event> events, std::string* error) {
+bool event_log::append(std::span<wire::event> events, std::string* error, bool visible) {
   const uint64_t seg = opt_.segment_events;
   size_t i = 0;
   while (i < events.size()) {
@@ -287,7 +287,7 @@ bool event_log::append(std::span<wire::event> events, std::string* error) {
       unsynced_fds_.push_back(append_fd_);
     next_offset_ += n;
     bytes_.fetch_add(n * event_bytes, std::memory_order_relaxed);
-    written_end_.store(next_offset_, std::memory_order_release);
+    if (visible) written_end_.store(next_offset_, std::memory_order_release);
     i += n;
   }
   return true;
@@ -310,6 +310,7 @@ bool event_log::sync(std::string* error) {
     dir_dirty_ = false;
   }
   durable_end_.store(next_offset_, std::memory_order_release);
+  written_end_.store(next_offset_, std::memory_order_release);
   return true;
 }
 

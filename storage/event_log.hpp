@@ -6,8 +6,8 @@
 // carries its offset and a CRC-32C, so a reader checks each one, and recovery finds the
 // end of the last segment by the first event that fails.
 //
-// One writer thread appends and syncs (fdatasync); readers on any thread read what the
-// last sync made durable. Writes go around the page cache (O_DIRECT, whole 4 KiB blocks,
+// One writer thread appends and syncs (fdatasync); readers on any thread read what it
+// appended (an append may hold its events back until the next sync). Writes go around the page cache (O_DIRECT, whole 4 KiB blocks,
 // the last partial block written again with the next events): buffered appends cost the
 // writer about 1.2 ns of kernel time per byte on this machine, direct ones a fifth of that.
 // The newest `ring_events` events are also kept in memory, where readers near the end of
@@ -67,8 +67,9 @@ class event_log {
   // The first append into a new segment syncs first, so every segment before the last is
   // whole on the disk, and only the last can lose events to a power cut (opening cuts it
   // at its first damaged event).
-  bool append(std::span<wire::event> events, std::string* error);
-  // Makes every appended event durable.
+  // `visible` false: readers see these events only after the next sync.
+  bool append(std::span<wire::event> events, std::string* error, bool visible = true);
+  // Makes every appended event durable (and readable).
   bool sync(std::string* error);
   [[nodiscard]] uint64_t next_offset() const { return next_offset_; }
   // Drops segments wholly older than the retention age at `now_ns`, and the oldest while

@@ -668,7 +668,7 @@ enum class result : uint32_t {
   payout_destination_missing = 183,      // equb payout_to: a rail without a destination
   // event subscriptions (engine/events.hpp)
   events_truncated = 190,                // the offset is older than the oldest event kept (retention)
-  events_offset_ahead = 191,             // the offset is past the newest durable event
+  events_offset_ahead = 191,             // the offset is past the newest event
   subscriber_busy = 192,                 // a session is already attached under that name
   subscribers_full = 193,                // subscriptions_max sessions subscribe already
   subscriber_name_invalid = 194,         // over 64 bytes or not [A-Za-z0-9._-]

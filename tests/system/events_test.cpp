@@ -459,6 +459,50 @@ TEST(EventsEngine, EventsAreReadableOnceWrittenAndSyncedOnDemand) {
   for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
 }
 
+// A checkpoint does not wait for the writer's own sync: it asks for one, at once.
+TEST(EventsEngine, ACheckpointMakesTheEventsItCoversDurableAtOnce) {
+  engine_fixture f(2);
+  create_accounts(f.e(), 4);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+  // Until a checkpoint follows an append by less than the writer's interval (a slow
+  // host may take longer between them; it is tried again).
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    const auto before = f.e().events_stats();
+    ASSERT_EQ(f.e().create_transfers({make_transfer(500 + attempt, 1, 2, 1)}).results.at(0), result::ok);
+    const auto t0 = std::chrono::steady_clock::now();
+    while (f.e().events_stats().end_offset == before.end_offset &&
+           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5))
+      std::this_thread::yield();
+    ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+    const auto after = f.e().events_stats();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    if (took >= std::chrono::milliseconds(engine::events_sync_interval_ms) / 2) continue;
+    EXPECT_EQ(after.syncs, before.syncs + 1) << "the checkpoint's sync";
+    EXPECT_GT(after.lsn, before.lsn);
+    return;
+  }
+  FAIL() << "no checkpoint followed its append within half the writer's interval in 20 tries";
+}
+
+// Recovery that cuts the newest batch's events (replay writes them again) must not
+// count them durable before they are written: a checkpoint would then not wait for them.
+TEST(EventsEngine, TheWriterCountsDurableOnlyWhatItWroteAfterRecovery) {
+  test::temp_dir dir;
+  storage::event_log_options o;
+  o.dir = dir.path() + "/events";
+  storage::event_log_recovery rec;
+  std::string err;
+  auto log = storage::event_log::open(o, &rec, &err);
+  ASSERT_TRUE(log) << err;
+  engine::event_writer w(*log, /*kept_lsn=*/10, [](uint64_t) { return wire::id128{}; }, 1000);
+  w.recovered(/*kept=*/9, /*snapshot=*/5);  // the events of record 10 were cut
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * engine::events_sync_interval_ms / 2));
+  EXPECT_EQ(w.counters().lsn, 9u);
+  w.stop();
+  EXPECT_EQ(w.counters().lsn, 9u);
+}
+
 // A run without the event log leaves records the stream never saw: the next run with it
 // says so and refuses, rather than serve a stream with changes missing.
 TEST(EventsEngine, AGapLeftByARunWithoutEventsIsRefused) {
@@ -593,18 +637,18 @@ TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
   load_stop.store(true);
   loader.join();
 
-  // Wait until the relay has printed up to the durable end, once the event log has
+  // Wait until the relay has printed up to the stream's end, once the event log has
   // caught up with the replies (events are written after them): the end stays put.
-  auto durable_end = [&] {
+  auto stream_end = [&] {
     auto probe = connect(dir.path(), port);
     wire::subscribe_msg m;
     m.from_end = true;
     return subscribe(*probe, m).end;
   };
-  uint64_t end = durable_end();
+  uint64_t end = stream_end();
   for (int i = 0; i < 100; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    const uint64_t again = durable_end();
+    const uint64_t again = stream_end();
     if (again == end) break;
     end = again;
   }
@@ -616,9 +660,9 @@ TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   relay->kill9();
-  // Events are written after the replies: those of the last batches may have become
-  // durable (and reached the relay) after the first probe. Nothing past this end exists.
-  const uint64_t end_after = durable_end();
+  // Events are written after the replies: those of the last batches may have been
+  // written (and reached the relay) after the first probe. Nothing past this end exists.
+  const uint64_t end_after = stream_end();
 
   // Dedup by offset: an offset seen twice must be the same event.
   std::map<uint64_t, std::string> by_offset;
