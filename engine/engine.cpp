@@ -229,40 +229,75 @@ class engine_impl {
                "or move " + cfg_.data_dir + "/events away to begin a new stream after record " + std::to_string(snap);
       return false;
     }
-    // Groups decide on timers at the batches their shard executes: with another shard
-    // count, replay would place those decisions elsewhere than the events already kept.
+    // Groups, desks and brokers' routing decide on timers at the batches their shard
+    // executes: with another shard count, replay would place those decisions elsewhere
+    // than the events readers may have seen.
     const std::string shards_path = cfg_.data_dir + "/events/shards";
     uint32_t wrote_with = 0;
     if (std::ifstream sf(shards_path); sf && !(sf >> word >> wrote_with && word == "shards")) {
       *error = "events: " + shards_path + " is damaged (move it away to start without it)";
       return false;
     }
-    if (wrote_with != 0 && wrote_with != shards_n_ && event_log_last_lsn_ > snap) {
-      // Only the groups' decisions depend on it; other events fall where the log says.
-      bool decided = false;
-      std::vector<wire::event> part;
-      for (uint64_t end = event_log_->next_offset(); end > event_log_->first_offset() && !decided;) {
-        const uint64_t from = std::max(event_log_->first_offset(), end > 4096 ? end - 4096 : 1);
-        if (event_log_->read(from, end - from, &part, error) != storage::event_log::read_status::ok) return false;
-        bool older = false;
-        for (const auto& ev : part) {
-          older = older || ev.lsn <= snap;
-          // Decisions shards make on their own (timers, rounds, breakers), placed by shard.
-          using et = wire::event_type;
-          const bool by_time = (uint16_t(ev.type) >= uint16_t(et::equb_missed) && uint16_t(ev.type) <= uint16_t(et::payout_breaker)) ||
-                               ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
-                               ev.type == et::order_expired || ev.type == et::order_timeout ||
-                               ev.type == et::order_dead || ev.type == et::order_breaker;
-          decided = decided || (ev.lsn > snap && by_time);
+    // Whether the last run stopped with every event it wrote synced. The mark goes now
+    // (durably, before any event is written), so a crash of this run leaves none.
+    const std::string closed_path = cfg_.data_dir + "/events/closed";
+    const bool closed_cleanly = std::filesystem::exists(closed_path);
+    if (closed_cleanly && (::unlink(closed_path.c_str()) != 0 || !storage::fsync_dir(cfg_.data_dir + "/events"))) {
+      *error = "events: cannot remove " + closed_path;
+      return false;
+    }
+    if (wrote_with != 0 && wrote_with != shards_n_) {
+      if (!closed_cleanly) {
+        // After a crash: readers read events before they are synced, so a power cut may
+        // have taken events they saw, and replay under another count could put a decision
+        // among them that was not there. Refused while any record past the snapshot waits.
+        storage::wal_scan_options ro;
+        ro.dir = cfg_.data_dir + "/wal";
+        ro.segment_bytes = cfg_.wal_segment_mib << 20;
+        ro.repair_tail = false;  // read only: damage is the main scan's to report
+        storage::wal_scan_result pre;
+        std::string scan_err;
+        bool past = false;
+        (void)storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
+          past = v.header->lsn > snap;
+          return !past;
+        }, &pre, &scan_err);
+        if (past) {
+          *error = "events: the last run, with " + std::to_string(wrote_with) +
+                   " shards, did not stop cleanly and the log holds records past the snapshot, whose events may "
+                   "depend on the shard count (groups', desks' and brokers' timers); start once with --shards " +
+                   std::to_string(wrote_with) + " (it replays them and snapshots when it stops), then with " +
+                   std::to_string(shards_n_);
+          return false;
         }
-        if (older) break;
-        end = from;
-      }
-      if (decided) {
-        *error = "events: the event log holds equb groups' or payout desks' decisions past the snapshot, placed by " +
-                 std::to_string(wrote_with) + " shards; start once with --shards " + std::to_string(wrote_with) +
-                 " (it replays them and snapshots when it stops), then with " + std::to_string(shards_n_);
-        return false;
+      } else if (event_log_last_lsn_ > snap) {
+        // Every event written is on the disk: only decisions past the snapshot depend on
+        // the count; other events fall where the log says.
+        bool decided = false;
+        std::vector<wire::event> part;
+        for (uint64_t end = event_log_->next_offset(); end > event_log_->first_offset() && !decided;) {
+          const uint64_t from = std::max(event_log_->first_offset(), end > 4096 ? end - 4096 : 1);
+          if (event_log_->read(from, end - from, &part, error) != storage::event_log::read_status::ok) return false;
+          bool older = false;
+          for (const auto& ev : part) {
+            older = older || ev.lsn <= snap;
+            // Decisions shards make on their own (timers, rounds, breakers), placed by shard.
+            using et = wire::event_type;
+            const bool by_time = (uint16_t(ev.type) >= uint16_t(et::equb_missed) && uint16_t(ev.type) <= uint16_t(et::payout_breaker)) ||
+                                 ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
+                                 ev.type == et::order_expired || ev.type == et::order_timeout ||
+                                 ev.type == et::order_dead || ev.type == et::order_breaker;
+            decided = decided || (ev.lsn > snap && by_time);
+          }
+          if (older) break;
+          end = from;
+        }
+        if (decided) {
+          *error = "events: the event log holds equb groups' or payout desks' decisions past the snapshot, placed by " +
+                   std::to_string(wrote_with) + " shards; start once with --shards " + std::to_string(wrote_with) +
+                   " (it replays them and snapshots when it stops), then with " + std::to_string(shards_n_);
+          return false;
+        }
       }
     }
     if (wrote_with != shards_n_ &&
@@ -2911,6 +2946,7 @@ class engine_impl {
   uint64_t snapshot_payouts_ = 0;  // payouts the snapshot held (recovery)
 
   bool closed_ = false;
+  bool served_ = false;  // recovery finished and the engine ran: its stop may mark the event log closed
 
   void close() {
     if (closed_) return;
@@ -2951,7 +2987,15 @@ class engine_impl {
     shard_actors_.clear();
     if (sys_) sys_->await_all_actors_done();
     if (event_hub_) event_hub_->stop();
-    if (event_writer_) event_writer_->stop();  // after the shards: every group is posted
+    if (event_writer_) {
+      event_writer_->stop();  // after the shards: every group is posted, written and synced
+      // The next start may then trust the event log to hold every event readers saw (not
+      // after a start that failed: that run's recovery may not have written them again).
+      std::string err;
+      if (served_ && !event_writer_->failed() &&
+          !storage::replace_file(cfg_.data_dir + "/events/closed", "closed\n", &err))
+        std::fprintf(stderr, "mesobd: events: %s\n", err.c_str());
+    }
     wal_.reset();
     if (wake_fd_ >= 0) ::close(wake_fd_);
     wake_fd_ = -1;
@@ -3060,6 +3104,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     pthread_setname_np(pthread_self(), "mesob.sequencer");
     e.run();
   });
+  e.served_ = true;
   const bool count_changed = e.other_count_ != 0;
   auto out = std::unique_ptr<engine>(new engine(std::move(impl)));
   // A start with another shard count snapshots at once: a crash before its first

@@ -628,7 +628,7 @@ void event_hub::apply(command& c) {
   }
   uint64_t start = r.from == 0 ? a.oldest : r.from;
   if (r.from_end) start = a.end;
-  bool resumed = false;
+  bool resumed = false, move_name = false;
   if (auto it = positions_.find(r.name); !r.name.empty() && it != positions_.end()) {
     // A name resumes where it left off; if retention passed that point, only an explicit
     // from or from_end moves it on (nothing is skipped silently). Right after a restart
@@ -643,10 +643,8 @@ void event_hub::apply(command& c) {
                     "'" + r.name + "' acknowledged up to " + std::to_string(it->second) +
                         ", and retention dropped what follows; the oldest kept is " + std::to_string(a.oldest) +
                         ": subscribe with from or from_end to move it on");
-    else if (start >= a.oldest) {
-      it->second = start - 1;
-      positions_dirty_ = true;
-    }
+    else if (start >= a.oldest)
+      move_name = true;  // once the start is known good
   }
   if (start < a.oldest)
     return answer(result::events_truncated, "offset " + std::to_string(start) + " is gone; the oldest kept is " +
@@ -654,6 +652,10 @@ void event_hub::apply(command& c) {
   if (start > a.end && !resumed)
     return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest event (" +
                                                    std::to_string(a.end - 1) + ")");
+  if (move_name) {
+    positions_[r.name] = start - 1;
+    positions_dirty_ = true;
+  }
   std::sort(r.accounts.begin(), r.accounts.end());
   std::sort(r.gateways.begin(), r.gateways.end());
   sub s;

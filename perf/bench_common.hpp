@@ -166,8 +166,10 @@ inline std::vector<wire::transfer> make_batch(const pair_picker& p, std::mt19937
 // Each batch's time from submit to reply, ms (the last throughput() run's).
 inline std::vector<double> batch_latencies_ms;
 
+// `callers_cpu_s`: if given, the CPU seconds the callers' threads took.
 inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch, uint32_t callers,
-                  uint32_t depth, double seconds) {
+                  uint32_t depth, double seconds, double* callers_cpu_s = nullptr) {
+  std::atomic<uint64_t> callers_cpu_us{0};
   std::mutex lat_mu;
   batch_latencies_ms.clear();
   std::atomic<uint64_t> done{0};
@@ -205,11 +207,16 @@ inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch
       }
       std::unique_lock lk(mu);
       cv.wait(lk, [&] { return in_flight == 0; });
+      rusage u{};
+      ::getrusage(RUSAGE_THREAD, &u);
+      callers_cpu_us.fetch_add(uint64_t(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000 +
+                               uint64_t(u.ru_utime.tv_usec + u.ru_stime.tv_usec));
     });
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop.store(true);
   for (auto& t : threads) t.join();
+  if (callers_cpu_s) *callers_cpu_s = double(callers_cpu_us.load()) / 1e6;
   return double(done.load()) / since(t0);
 }
 

@@ -370,6 +370,11 @@ TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
     const auto again = subscribe(*late, n);
     EXPECT_EQ(again.code, result::events_truncated);
     EXPECT_NE(again.message.find("from_end"), std::string::npos) << again.message;
+    // An explicit start past the end is refused and does not move the name either.
+    n.from = again.end + 1000;
+    EXPECT_EQ(subscribe(*late, n).code, result::events_offset_ahead);
+    n.from = 0;
+    EXPECT_EQ(subscribe(*late, n).code, result::events_truncated) << "the refused start moved the name";
     n.from_end = true;
     const auto moved = subscribe(*late, n);
     EXPECT_EQ(moved.code, result::ok) << moved.message;
@@ -425,10 +430,11 @@ TEST(EventsEngine, ReplayWritesTheSameEventsAtTheSameOffsets) {
   EXPECT_TRUE(same_events(all_events(f.dir()), first)) << "after losing the events past the snapshot";
 }
 
-// Events are readable once written and made durable on demand: a checkpoint waits for
-// them, and otherwise the writer syncs at most every events_sync_interval_ms, not after
-// each append (a lone request would pay a second fdatasync beside the log's).
-TEST(EventsEngine, EventsAreReadableOnceWrittenAndSyncedOnDemand) {
+// Events are made durable on demand: a checkpoint waits for them, and otherwise the
+// writer syncs at most events_sync_interval_ms after an append, not after each one (a
+// lone request would pay a second fdatasync beside the log's). (That readers read them
+// before the sync is event_log_test's.)
+TEST(EventsEngine, EventsAreSyncedOnDemandNotAfterEachAppend) {
   engine_fixture f(2);
   create_accounts(f.e(), 8);
   std::string err;
@@ -465,7 +471,7 @@ TEST(EventsEngine, ACheckpointMakesTheEventsItCoversDurableAtOnce) {
   create_accounts(f.e(), 4);
   std::string err;
   ASSERT_TRUE(f.e().checkpoint(&err)) << err;
-  // Until a checkpoint follows an append by less than the writer's interval (a slow
+  // Until a checkpoint follows an append by well under the writer's interval (a slow
   // host may take longer between them; it is tried again).
   for (int attempt = 0; attempt < 20; ++attempt) {
     const auto before = f.e().events_stats();
@@ -477,12 +483,12 @@ TEST(EventsEngine, ACheckpointMakesTheEventsItCoversDurableAtOnce) {
     ASSERT_TRUE(f.e().checkpoint(&err)) << err;
     const auto after = f.e().events_stats();
     const auto took = std::chrono::steady_clock::now() - t0;
-    if (took >= std::chrono::milliseconds(engine::events_sync_interval_ms) / 2) continue;
+    if (took >= std::chrono::milliseconds(engine::events_sync_interval_ms) * 3 / 4) continue;
     EXPECT_EQ(after.syncs, before.syncs + 1) << "the checkpoint's sync";
     EXPECT_GT(after.lsn, before.lsn);
     return;
   }
-  FAIL() << "no checkpoint followed its append within half the writer's interval in 20 tries";
+  FAIL() << "no checkpoint followed its append within 3/4 of the writer's interval in 20 tries";
 }
 
 // Recovery that cuts the newest batch's events (replay writes them again) must not
@@ -501,6 +507,37 @@ TEST(EventsEngine, TheWriterCountsDurableOnlyWhatItWroteAfterRecovery) {
   EXPECT_EQ(w.counters().lsn, 9u);
   w.stop();
   EXPECT_EQ(w.counters().lsn, 9u);
+}
+
+// Readers read events before they are synced, so after a crash (no mark of a clean stop)
+// the event log may lack events readers saw: a start with another shard count, which
+// could replay a timer's decision among them, is refused while records past the snapshot
+// wait; after a clean stop it is not.
+TEST(EventsEngine, AnotherShardCountAfterACrashWaitsForARunWithTheOldOne) {
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  create_accounts(f.e(), 4);
+  ASSERT_EQ(f.e().create_transfers({make_transfer(700, 1, 2, 5)}).results.at(0), result::ok);
+  f.close();
+  const std::string closed = f.dir() + "/events/closed";
+  ASSERT_TRUE(std::filesystem::exists(closed)) << "a clean stop marks the event log closed";
+  std::filesystem::remove(closed);  // as a crash leaves it
+  auto cfg = f.config();
+  cfg.shards = 3;
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("did not stop cleanly"), std::string::npos) << err;
+  EXPECT_NE(err.find("--shards 2"), std::string::npos) << err;
+  cfg.shards = 2;
+  {
+    auto two = engine::engine::open(cfg, &err);
+    ASSERT_TRUE(two) << err;
+    EXPECT_FALSE(std::filesystem::exists(closed)) << "a running engine holds no mark";
+    two->close();
+  }
+  cfg.shards = 3;  // the log still holds records past the snapshot, but every event is on the disk
+  auto three = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(three) << err;
+  three->close();
 }
 
 // A run without the event log leaves records the stream never saw: the next run with it
