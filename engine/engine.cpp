@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <unordered_set>
+#include <cerrno>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -238,14 +239,11 @@ class engine_impl {
       *error = "events: " + shards_path + " is damaged (move it away to start without it)";
       return false;
     }
-    // Whether the last run stopped with every event it wrote synced. The mark goes now
-    // (durably, before any event is written), so a crash of this run leaves none.
+    // Whether the last run stopped with every event it wrote synced (its mark goes below,
+    // after the checks and before anything is written, so a crash of this run leaves none).
     const std::string closed_path = cfg_.data_dir + "/events/closed";
-    const bool closed_cleanly = std::filesystem::exists(closed_path);
-    if (closed_cleanly && (::unlink(closed_path.c_str()) != 0 || !storage::fsync_dir(cfg_.data_dir + "/events"))) {
-      *error = "events: cannot remove " + closed_path;
-      return false;
-    }
+    struct stat closed_st {};
+    const bool closed_cleanly = ::stat(closed_path.c_str(), &closed_st) == 0;
     if (wrote_with != 0 && wrote_with != shards_n_) {
       if (!closed_cleanly) {
         // After a crash: readers read events before they are synced, so a power cut may
@@ -258,7 +256,9 @@ class engine_impl {
         storage::wal_scan_result pre;
         std::string scan_err;
         bool past = false;
+        bool first = true;
         (void)storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
+          if (std::exchange(first, false) && v.header->lsn > snap + 1) return false;  // records missing: later
           past = v.header->lsn > snap;
           return !past;
         }, &pre, &scan_err);
@@ -298,6 +298,16 @@ class engine_impl {
                    " (it replays them and snapshots when it stops), then with " + std::to_string(shards_n_);
           return false;
         }
+      }
+    }
+    if (closed_cleanly) {
+      if (::unlink(closed_path.c_str()) != 0) {
+        *error = "events: cannot remove " + closed_path + ": " + std::strerror(errno);
+        return false;
+      }
+      if (!storage::fsync_dir(cfg_.data_dir + "/events")) {
+        *error = "events: cannot sync the directory " + cfg_.data_dir + "/events after removing " + closed_path;
+        return false;
       }
     }
     if (wrote_with != shards_n_ &&

@@ -527,6 +527,8 @@ TEST(EventsEngine, AnotherShardCountAfterACrashWaitsForARunWithTheOldOne) {
   EXPECT_FALSE(engine::engine::open(cfg, &err));
   EXPECT_NE(err.find("did not stop cleanly"), std::string::npos) << err;
   EXPECT_NE(err.find("--shards 2"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(closed)) << "a start that failed marks nothing";
+  EXPECT_FALSE(engine::engine::open(cfg, &err)) << "refused again";
   cfg.shards = 2;
   {
     auto two = engine::engine::open(cfg, &err);
