@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "engine/events.hpp"
+#include "storage/checksum.hpp"
 #include "storage/event_log.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
@@ -302,6 +303,57 @@ TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
   ASSERT_EQ(rest.size(), total - 1000);
   EXPECT_EQ(rest.front().offset, 1001u);
   EXPECT_EQ(rest.back().offset, total);
+}
+
+// A power cut can take the event log's unsynced tail while a named subscriber had
+// acknowledged events in it: until replay writes them again, its position lies past the
+// end. The name then waits there for its events instead of being refused. (Made here by
+// writing the name's position past the end while the engine is stopped.)
+TEST(Events, ANameAheadOfTheEndAfterARestartWaitsForItsEvents) {
+  temp_dir dir;
+  uint64_t end = 0;
+  {
+    live_mesobd d(dir.path());
+    ASSERT_TRUE(d.up()) << d.output();
+    auto c = connect(dir.path(), d.port());
+    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+    auto s = connect(dir.path(), d.port());
+    wire::subscribe_msg m;
+    m.from_end = true;
+    end = subscribe(*s, m).end;
+    ASSERT_EQ(d.stop(), 0);
+  }
+  ASSERT_GT(end, 1u);
+  const uint64_t acked = end - 1 + 5;  // five events past the newest
+  {
+    std::string text = "mesob-subscribers 1\nwatcher " + std::to_string(acked) + "\n";
+    char tail[32];
+    std::snprintf(tail, sizeof tail, "end %08x\n", storage::crc32c(text.data(), text.size()));
+    std::ofstream(dir.path() + "/events/subscribers.state", std::ios::trunc) << text << tail;
+  }
+  live_mesobd d(dir.path());
+  ASSERT_TRUE(d.up()) << d.output();
+  auto s = connect(dir.path(), d.port());
+  wire::subscribe_msg m;
+  m.name = "watcher";
+  const auto a = subscribe(*s, m);
+  ASSERT_EQ(a.code, result::ok) << a.message;
+  EXPECT_EQ(a.start, acked + 1);
+  EXPECT_EQ(a.end, end);
+  // An explicit start past the end is still refused.
+  auto other = connect(dir.path(), d.port());
+  wire::subscribe_msg x;
+  x.from = end + 5;
+  EXPECT_EQ(subscribe(*other, x).code, result::events_offset_ahead);
+  // Ten transfers: events end .. end + 9; the name gets those after its position.
+  auto c = connect(dir.path(), d.port());
+  std::vector<wire::transfer> ts;
+  for (uint64_t i = 0; i < 10; ++i) ts.push_back(make_transfer(900 + i, 1, 2, 1));
+  ASSERT_TRUE(c->call(wire::create_transfers_body(ts)).ok);
+  const auto got = read_events(*s, end + 10 - (acked + 1));
+  ASSERT_EQ(got.size(), end + 10 - (acked + 1));
+  EXPECT_EQ(got.front().offset, acked + 1);
+  EXPECT_EQ(got.back().offset, end + 9);
 }
 
 TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
