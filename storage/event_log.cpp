@@ -213,8 +213,6 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
 
 event_log::~event_log() {
   if (append_fd_ >= 0) ::close(append_fd_);
-  for (int fd : unsynced_fds_)
-    if (fd != append_fd_) ::close(fd);
   std::free(tail_);
   std::free(stage_);
   std::free(ring_);
@@ -242,9 +240,8 @@ bool event_log::open_for_append(uint64_t index, std::string* error) {
       return false;
     }
   }
-  // The previous segment stays open until the next sync has made it durable.
-  if (append_fd_ >= 0 && std::find(unsynced_fds_.begin(), unsynced_fds_.end(), append_fd_) == unsynced_fds_.end())
-    ::close(append_fd_);
+  // The previous segment is synced (append() syncs before it opens the next one).
+  if (append_fd_ >= 0) ::close(append_fd_);
   append_fd_ = fd;
   append_index_ = index;
   dir_dirty_ = true;
@@ -258,7 +255,7 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     const uint64_t o = next_offset_;
     const uint64_t index = (o - 1) / seg, at = (o - 1) % seg;
     if (index != append_index_) {
-      if (!unsynced_fds_.empty() && !sync(error)) return false;  // the segment before ends whole
+      if (unsynced_ && !sync(error)) return false;  // the segment before ends whole
       if (!open_for_append(index, error)) return false;
     }
     const size_t n = size_t(std::min<uint64_t>({events.size() - i, seg - at, write_events_max}));
@@ -283,8 +280,7 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     }
     std::memset(tail_, 0, block);
     std::memcpy(tail_, stage_ + (end - end % block - floor), end % block);
-    if (std::find(unsynced_fds_.begin(), unsynced_fds_.end(), append_fd_) == unsynced_fds_.end())
-      unsynced_fds_.push_back(append_fd_);
+    unsynced_ = true;
     next_offset_ += n;
     bytes_.fetch_add(n * event_bytes, std::memory_order_relaxed);
     if (visible) written_end_.store(next_offset_, std::memory_order_release);
@@ -294,14 +290,11 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
 }
 
 bool event_log::sync(std::string* error) {
-  for (int fd : unsynced_fds_)
-    if (::fdatasync(fd) != 0) {
-      *error = std::string("event log: fdatasync failed: ") + std::strerror(errno);
-      return false;
-    }
-  for (int fd : unsynced_fds_)
-    if (fd != append_fd_) ::close(fd);
-  unsynced_fds_.clear();
+  if (unsynced_ && ::fdatasync(append_fd_) != 0) {
+    *error = std::string("event log: fdatasync failed: ") + std::strerror(errno);
+    return false;
+  }
+  unsynced_ = false;
   if (dir_dirty_) {
     if (!fsync_dir(opt_.dir)) {
       *error = "event log: cannot sync the directory " + opt_.dir;
@@ -391,9 +384,10 @@ bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
   written_end_.store(o, std::memory_order_release);
   ring_writing_.store(o);
   ring_first_.store(o);
-  if (append_fd_ >= 0 && std::find(unsynced_fds_.begin(), unsynced_fds_.end(), append_fd_) == unsynced_fds_.end())
-    ::close(append_fd_);
+  // What the open segment held past the cut is gone, and the cut segment is synced above.
+  if (append_fd_ >= 0) ::close(append_fd_);
   append_fd_ = -1;
+  unsynced_ = false;
   append_index_ = UINT64_MAX;  // the next append reads its partial block again
   return true;
 }

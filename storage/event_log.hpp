@@ -118,7 +118,7 @@ class event_log {
   uint64_t ring_mask_ = 0;
   std::atomic<uint64_t> ring_writing_{1};
   std::atomic<uint64_t> ring_first_{1};  // oldest offset the ring was given
-  std::vector<int> unsynced_fds_;   // segments written since the last sync (closed ones included)
+  bool unsynced_ = false;           // the open segment was written since the last sync (the ones before never are)
   bool dir_dirty_ = false;          // a segment was created since the last sync
   std::atomic<uint64_t> durable_end_{1};
   std::atomic<uint64_t> written_end_{1};
