@@ -197,7 +197,7 @@ class engine_impl {
   uint32_t shards_n_ = 1;
   std::unique_ptr<actors::record_store> records_;
   std::vector<std::unique_ptr<actors::shard>> shards_;
-  id_index ids_{id_source()};
+  id_index ids_;
   std::unique_ptr<caf::actor_system_config> caf_cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::vector<caf::actor> shard_actors_;
@@ -459,23 +459,6 @@ class engine_impl {
     return r;
   }
   wire::id128 record_id(uint64_t serial) { return record_copy(serial).t.id; }
-
-  // Where the id index reads ids when it grows: serials below flushed_serial_ are in
-  // the snapshot (readable from its builder thread); newer ones are resident.
-  id_index::source id_source() {
-    id_index::source src;
-    src.stable_end = [this] { return flushed_serial_.load(); };
-    src.read_stable = [this](uint64_t begin, uint64_t end, const id_index::id_fn& fn, std::string* error) {
-      const bool ok = record_rows::scan(*snap_, begin, end, [&](uint64_t serial, const actors::transfer_record& r) {
-        fn(serial, r.t.id);
-        return true;
-      }, error);
-      snap_->release_pages();
-      return ok;
-    };
-    src.read_recent = [this](uint64_t serial) { return records_->at(serial).t.id; };
-    return src;
-  }
 
   void index_id(const wire::id128& id, uint64_t serial) { ids_.insert(id, serial); }
 
@@ -1383,6 +1366,7 @@ class engine_impl {
     for (const auto* a : dirty)
       if (!w->put(storage::table::accounts, a->a.id, {reinterpret_cast<const uint8_t*>(a), sizeof *a}))
         return w->error();
+    const uint64_t appended_from = flushed_serial_.load();
     if (auto e = append_records(*w, c.next_serial); !e.empty()) return e;
     // Pending entries changed since the last cut: open ones over their older rows,
     // resolved ones moved to `resolved` (they leave the shards once this commits, and
@@ -1451,6 +1435,7 @@ class engine_impl {
     m.transfers = c.next_serial;
     if (!w->commit(m)) return w->error();
     snap_->release_pages();  // pages the commit read stay in the page cache, not in RSS
+    note_appended_rows(appended_from, c.next_serial);
     // A records flush may have gone past the cut while its shards were still copying
     // accounts: those rows stay (kept rows of this snapshot), and the flushed position
     // never moves back, or the next flush would append rows that exist.
@@ -1515,11 +1500,32 @@ class engine_impl {
     if (flushed_serial_.load() >= upto) return {};
     auto w = snap_->begin(&err);
     if (!w) return err;
+    const uint64_t appended_from = flushed_serial_.load();
     if (auto e = append_records(*w, upto); !e.empty()) return e;
     if (!w->commit_without_meta()) return w->error();
     snap_->release_pages();
+    note_appended_rows(appended_from, upto);
     flushed_serial_.store(upto);
     return {};
+  }
+
+  // Transfer rows committed since the last uncache_appended_rows (checkpoint thread).
+  uint64_t appended_begin_ = 0, appended_end_ = 0;
+  void note_appended_rows(uint64_t begin, uint64_t end) {
+    if (begin >= end) return;
+    if (appended_end_ == appended_begin_) appended_begin_ = begin;
+    appended_begin_ = std::min(appended_begin_, begin);
+    appended_end_ = std::max(appended_end_, end);
+  }
+  // Drops the committed rows' pages from the page cache (storage::snapshot_store::
+  // uncache_rows), after the waiters of the commit have been told.
+  void uncache_appended_rows(std::unique_lock<std::mutex>& lk) {
+    if (appended_end_ == appended_begin_) return;
+    lk.unlock();
+    snap_->uncache_rows(storage::table::transfers, appended_begin_, appended_end_);
+    snap_->release_pages();  // the scan mapped the tree's pages
+    appended_begin_ = appended_end_ = 0;
+    lk.lock();
   }
 
   void checkpoint_loop() {
@@ -1538,6 +1544,7 @@ class engine_impl {
         flush_failed_ = !err.empty();
         if (!err.empty()) flush_error_ = err;
         ck_done_cv_.notify_all();
+        uncache_appended_rows(lk);
         continue;
       }
       if (ck_queue_.empty() && ck_stop_) return;
@@ -1561,6 +1568,7 @@ class engine_impl {
       for (auto& p : cut_waiters_[c.get()]) p.set_value(err);
       cut_waiters_.erase(c.get());
       ck_done_cv_.notify_all();
+      uncache_appended_rows(lk);
     }
   }
 
@@ -2067,7 +2075,7 @@ class engine_impl {
     const uint64_t snapshot_records = meta ? meta->next_serial : 0;
     if (*stored_end > snapshot_records) kept_end_.store(*stored_end);
     // The id index is sized up front for every id the snapshot and the log can hold, so
-    // replay never grows it (growth re-reads every id: 10% of replay's CPU before).
+    // replay never grows it (growth re-places every id's hash).
     uint64_t log_bytes = 0;
     for (const auto& seg : storage::list_segments(cfg_.data_dir + "/wal")) {
       std::error_code ec;
@@ -2986,7 +2994,7 @@ class engine_impl {
   }
 
   void stop_threads() {
-    ids_.abandon_growth();  // its builder reads the snapshot
+    ids_.abandon_growth();
     {
       std::lock_guard lk(ck_mu_);
       ck_stop_ = true;

@@ -6,19 +6,15 @@
 
 namespace mesob::engine {
 
-// A growth in progress. The owner writes `pending` (hashes of serials first_pending, ...)
-// and publishes the count; the builder reads them after an acquire load of the count.
+// A growth in progress. The owner appends to the hash log and publishes its count; the
+// builder reads hashes below the count after an acquire load of it.
 struct id_index::build {
-  table slots;  // the new table, filled by the builder
-  uint64_t first_pending = 0;
-  size_t pending_cap = 0;
-  std::unique_ptr<uint64_t[]> pending;
-  std::atomic<size_t> pending_count{0};
+  size_t capacity = 0;  // of the new table (the owner reads this, never `slots`)
+  table slots;          // the new table, filled by the builder
+  std::atomic<uint64_t> published{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> stop{false};
-  size_t placed_pending = 0;  // by the builder; read by the owner after `ready`
-  bool failed = false;
-  std::string error;
+  uint64_t placed = 0;  // by the builder: serials [0, placed); read by the owner after `ready`
   std::thread thread;
 };
 
@@ -57,7 +53,24 @@ class batched_placer {
 
 }  // namespace
 
-id_index::id_index(source src, size_t capacity_hint) : src_(std::move(src)) {
+id_index::hash_log::~hash_log() {
+  for (size_t j = 0; j < segments; ++j)
+    if (seg_[j] != nullptr) std::allocator<uint64_t>().deallocate(seg_[j], length(j));
+}
+
+void id_index::hash_log::push(uint64_t serial, uint64_t h) {
+  static_assert(segment((1u << 16) - 1) == 0 && segment(1u << 16) == 1);
+  static_assert(offset(1u << 16) == 0 && offset((1u << 17) - 1) == (1u << 16) - 1);
+  static_assert(segment(1u << 17) == 2 && length(2) == 1u << 17);
+  static_assert(segment(id_index::serial_max) == segments - 1 &&
+                offset(id_index::serial_max) <
+                    length(segments - 1));
+  const size_t j = segment(serial);
+  if (seg_[j] == nullptr) seg_[j] = std::allocator<uint64_t>().allocate(length(j));
+  seg_[j][offset(serial)] = h;
+}
+
+id_index::id_index(size_t capacity_hint) {
   slots_.assign(capacity_for(capacity_hint), 0);
   mask_ = slots_.size() - 1;
 }
@@ -72,8 +85,9 @@ void id_index::abandon_growth() {
 }
 
 size_t id_index::memory_bytes() const {
-  size_t b = slots_.size() * sizeof(uint64_t);
-  if (build_) b += build_->slots.capacity() * sizeof(uint64_t) + build_->pending_cap * sizeof(uint64_t);
+  // The hash log by what is written: the rest of its newest segment is not backed yet.
+  size_t b = slots_.size() * sizeof(uint64_t) + size_ * sizeof(uint64_t);
+  if (build_) b += build_->capacity * sizeof(uint64_t);
   return b;
 }
 
@@ -108,61 +122,34 @@ void id_index::insert(const wire::id128& id, uint64_t serial) {
     else if ((size_ + 1) * 8 > slots_.size() * 7) finish_growth(true);
   }
   const uint64_t h = hash(id);
+  hashes_.push(serial, h);
   place(slots_, h, serial);
   ++size_;
-  if (build_) {
-    const size_t k = serial - build_->first_pending;
-    MESOB_ASSERT(k < build_->pending_cap);
-    build_->pending[k] = h;
-    build_->pending_count.store(k + 1, std::memory_order_release);
-  } else if (size_ * 4 > slots_.size() * 3) {
-    start_growth();
-  }
+  if (build_) build_->published.store(size_, std::memory_order_release);
+  else if (size_ * 4 > slots_.size() * 3) start_growth();
 }
 
 void id_index::start_growth() {
-  const uint64_t stable = src_.stable_end();
-  MESOB_ASSERT(stable <= size_);
   auto b = std::make_unique<build>();
-  b->first_pending = stable;
-  // Hashes the owner hands over now, plus one per insert until the 7/8 wait.
-  b->pending_cap = (size_ - stable) + slots_.size() / 8 + 2;
-  b->pending = std::make_unique_for_overwrite<uint64_t[]>(b->pending_cap);
-  for (uint64_t s = stable; s < size_; ++s) b->pending[s - stable] = hash(src_.read_recent(s));
-  b->pending_count.store(size_ - stable, std::memory_order_release);
-  stats_.handover_max = std::max<uint64_t>(stats_.handover_max, size_ - stable);
+  b->published.store(size_, std::memory_order_relaxed);  // the thread's start orders it
   const size_t capacity = slots_.size() * 2;
+  b->capacity = capacity;
   build* p = b.get();
-  b->thread = std::thread([p, capacity, stable, read = &src_.read_stable] {
+  b->thread = std::thread([p, capacity, log = &hashes_, pause = build_pause_] {
     pthread_setname_np(pthread_self(), "mesob.idgrow");
     p->slots.assign(capacity, 0);
     batched_placer<table> placer(p->slots, &id_index::place);
-    constexpr uint64_t chunk = 1u << 20;  // ids per read; the stop flag is seen between
-    for (uint64_t begin = 0; begin < stable && !p->stop.load(); begin += chunk) {
-      const uint64_t end = std::min(stable, begin + chunk);
-      uint64_t expect = begin;
-      bool in_order = true;
-      const bool ok = (*read)(begin, end, [&](uint64_t serial, const wire::id128& id) {
-        in_order = in_order && serial == expect;
-        ++expect;
-        placer.add(hash(id), serial);
-      }, &p->error);
-      if (!ok || !in_order || expect != end) {
-        p->failed = true;
-        if (p->error.empty())
-          p->error = "id index growth: serials " + std::to_string(begin) + ".." + std::to_string(end) +
-                     " could not be read in order";
-        break;
-      }
-    }
-    size_t done = 0;
-    while (!p->failed && !p->stop.load()) {
-      const size_t n = p->pending_count.load(std::memory_order_acquire);
+    constexpr uint64_t chunk = 1u << 16;  // hashes between looks at the stop flag
+    uint64_t done = 0;
+    while (!p->stop.load(std::memory_order_relaxed)) {
+      const uint64_t n = p->published.load(std::memory_order_acquire);
       if (n == done) break;
-      for (; done < n; ++done) placer.add(p->pending[done], p->first_pending + done);
+      const uint64_t end = std::min(n, done + chunk);
+      for (; done < end; ++done) placer.add(log->at(done), done);
+      if (pause.count() > 0) std::this_thread::sleep_for(pause);
     }
     placer.finish();
-    p->placed_pending = done;
+    p->placed = done;
     p->ready.store(true, std::memory_order_release);
   });
   build_ = std::move(b);
@@ -171,10 +158,7 @@ void id_index::start_growth() {
 void id_index::finish_growth(bool wait) {
   if (wait) ++stats_.waits;
   build_->thread.join();
-  MESOB_ASSERT_MSG(!build_->failed, build_->error.c_str());
-  const size_t n = build_->pending_count.load(std::memory_order_relaxed);
-  for (size_t k = build_->placed_pending; k < n; ++k)
-    place(build_->slots, build_->pending[k], build_->first_pending + k);
+  for (uint64_t s = build_->placed; s < size_; ++s) place(build_->slots, hashes_.at(s), s);
   slots_.swap(build_->slots);
   mask_ = slots_.size() - 1;
   ++stats_.growths;

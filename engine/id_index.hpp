@@ -6,23 +6,26 @@
 // never a wrong answer. Owned by one thread (the sequencer); not thread-safe, except
 // for the growth builder described below, which it starts and joins itself.
 //
-// Growth never stalls the owner for long. Slots keep no full hash, so a bigger table
-// needs every id again. At 3/4 load the owner starts a builder thread that fills a
-// table of twice the size: ids of serials below `stable_end()` (already in the
-// snapshot) it reads itself through `read_stable`, in order; the hashes of the newer
-// ones, which only the owner may read, the owner hands over at the start and then with
-// each insert. Meanwhile the old table keeps serving look-ups and inserts. The owner
-// swaps tables at its first insert after the builder is done, placing the few hashes
-// the builder did not see. It waits for the builder only if the old table reaches 7/8
-// load first (counted in stats().waits). Memory: 10.7 to 21.3 bytes per recorded
-// transfer between growths; during one, the new table and the handed-over hashes too.
+// Slots keep no full hash, so a bigger table needs every id's hash again: the index
+// also keeps each serial's 64-bit hash in order (`hash_log`, 8 bytes per transfer,
+// written once and never moved). Growth never stalls the owner for long and reads
+// nothing else: at 3/4 load the owner starts a builder thread that fills a table of
+// twice the size from the hash log, up to the count the owner publishes with each
+// insert. Meanwhile the old table keeps serving look-ups and inserts. The owner swaps
+// tables at its first insert after the builder is done, placing the few hashes the
+// builder did not see. It waits for the builder only if the old table reaches 7/8 load
+// first (counted in stats().waits). Memory: 18.7 to 29.3 bytes per recorded transfer
+// (the table 10.7 to 21.3, the hash log 8) between growths; during one, the new table.
+// The log's segments are ordinary memory, backed page by page as the owner writes them
+// (read and written in order, so huge pages would buy nothing, and a 2 MiB page's
+// zeroing would stall the owner's insert).
 #pragma once
 
 #include <atomic>
+#include <bit>
+#include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -38,25 +41,12 @@ class id_index {
  public:
   static constexpr uint64_t serial_max = (1ull << 40) - 2;
 
-  using id_fn = std::function<void(uint64_t serial, const wire::id128& id)>;
-  // Where the ids of recorded serials come from.
-  struct source {
-    // Serials below this one are readable by read_stable (from any thread). Owner only.
-    std::function<uint64_t()> stable_end;
-    // Calls fn(serial, id) for serials [begin, end) in order; from the builder thread.
-    // False (with *error) when the ids cannot be read.
-    std::function<bool(uint64_t begin, uint64_t end, const id_fn& fn, std::string* error)> read_stable;
-    // The id of a serial at or above stable_end(). Owner only.
-    std::function<wire::id128(uint64_t serial)> read_recent;
-  };
-
   struct stats {
     uint64_t growths = 0;       // tables swapped in
     uint64_t waits = 0;         // inserts that waited for a builder (old table 7/8 full)
-    uint64_t handover_max = 0;  // most hashes computed by the owner when starting a build
   };
 
-  explicit id_index(source src, size_t capacity_hint = 1024);
+  explicit id_index(size_t capacity_hint = 1024);
   ~id_index();
   id_index(const id_index&) = delete;
   id_index& operator=(const id_index&) = delete;
@@ -92,13 +82,41 @@ class id_index {
 
   // Waits for a growth in progress and swaps it in (tests).
   void finish_growth_now();
-  // Stops a growth in progress and drops it; before the id source goes away.
+  // Stops a growth in progress and drops it.
   void abandon_growth();
+  // Makes the builder sleep this long after each 2^16 hashes it places (tests).
+  void slow_growth_for_tests(std::chrono::microseconds per_chunk) { build_pause_ = per_chunk; }
 
  private:
   static constexpr uint64_t serial_mask = (1ull << 40) - 1;
   using table = std::vector<uint64_t, huge_page_allocator<uint64_t>>;
   struct build;
+
+  // Every serial's hash, in serial order. Segments double in size (the first holds 2^16,
+  // segment j >= 1 holds serials [2^(15+j), 2^(16+j))), so an element never moves: the
+  // builder reads hashes the owner published while the owner appends more.
+  class hash_log {
+   public:
+    hash_log() = default;
+    hash_log(const hash_log&) = delete;
+    hash_log& operator=(const hash_log&) = delete;
+    ~hash_log();
+    void push(uint64_t serial, uint64_t h);  // serial == the count pushed so far
+    [[nodiscard]] uint64_t at(uint64_t serial) const { return seg_[segment(serial)][offset(serial)]; }
+
+    static constexpr unsigned first_bits = 16;
+    static constexpr size_t segments = 41 - first_bits;  // serials below 2^40
+    static constexpr size_t segment(uint64_t s) {
+      return s >> first_bits == 0 ? 0 : size_t(std::bit_width(s)) - first_bits;
+    }
+    static constexpr uint64_t offset(uint64_t s) {
+      return s >> first_bits == 0 ? s : s - (uint64_t(1) << (std::bit_width(s) - 1));
+    }
+    static constexpr size_t length(size_t seg) { return size_t(1) << (seg == 0 ? first_bits : first_bits - 1 + seg); }
+
+   private:
+    uint64_t* seg_[segments] = {};
+  };
 
   static uint64_t hash(const wire::id128& id) {
     return actors::mix64(id.lo ^ actors::mix64(id.hi + 0x9e3779b97f4a7c15ull));
@@ -109,12 +127,13 @@ class id_index {
   void start_growth();
   void finish_growth(bool wait);
 
-  source src_;
+  hash_log hashes_;
   table slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
   std::unique_ptr<build> build_;
   stats stats_;
+  std::chrono::microseconds build_pause_{0};
 };
 
 }  // namespace mesob::engine

@@ -2,6 +2,7 @@
 
 #include "storage/failure_probes.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -107,6 +108,34 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
 
 void snapshot_store::release_pages() {
   if (map_addr_ != nullptr) ::madvise(map_addr_, map_bytes_, MADV_DONTNEED);
+}
+
+void snapshot_store::uncache_rows(table t, uint64_t begin_key, uint64_t end_key) {
+  int fd = -1;
+  MDB_stat st{};
+  if (map_addr_ == nullptr || begin_key >= end_key || mdb_env_get_fd(env_, &fd) != 0 ||
+      mdb_env_stat(env_, &st) != 0 || st.ms_psize == 0)
+    return;
+  const uint64_t page = st.ms_psize;
+  const auto base = reinterpret_cast<uintptr_t>(map_addr_);
+  uint64_t run_begin = 0, run_end = 0;  // contiguous pages, dropped with one call
+  auto drop_run = [&] {
+    if (run_end > run_begin) ::posix_fadvise(fd, off_t(run_begin), off_t(run_end - run_begin), POSIX_FADV_DONTNEED);
+  };
+  std::string ignored;
+  scan(t, [&](uint64_t, std::span<const uint8_t> v) {  // reads the row's address, not its bytes
+    const auto at = reinterpret_cast<uintptr_t>(v.data());
+    if (v.size() < page / 2 || at < base || at + v.size() > base + map_bytes_) return true;
+    const uint64_t first = (at - base) / page * page;
+    const uint64_t end = (at - base + v.size() + page - 1) / page * page;
+    if (first != run_end) {
+      drop_run();
+      run_begin = first;
+    }
+    run_end = end;
+    return true;
+  }, &ignored, end_key, begin_key);
+  drop_run();
 }
 
 // LMDB does not export its map address unless MDB_FIXEDMAP: find the mapping of

@@ -98,6 +98,15 @@ class snapshot_store {
   // Drops this process's mapping of pages read so far (they stay in the page cache), so
   // a scan over history does not stay in resident memory.
   void release_pages();
+  // Drops from the page cache the pages of rows of `t` with keys in [begin_key, end_key)
+  // that fill pages of their own (rows of half a page or more: LMDB's overflow pages),
+  // once a commit has made them durable. Such rows are written once and rarely read
+  // again; dropped, their pages return to the kernel at once and serve the next commit's
+  // writes, where fresh ones cost far more on this VM (perf/RESULTS.md, 2026-11-30
+  // sixteenth session). Advisory, and never loses data (the kernel keeps dirty or mapped
+  // pages); a failed scan may drop part of the range. Call release_pages first and
+  // after (mapped pages are not dropped; the scan maps the tree's pages).
+  void uncache_rows(table t, uint64_t begin_key, uint64_t end_key);
   // The row with the largest key <= `key` (the last row for UINT64_MAX): its key and a
   // copy of its bytes. False when there is none (or on error, with *error set).
   bool floor_row(table t, uint64_t key, uint64_t* row_key, std::string* bytes, std::string* error);

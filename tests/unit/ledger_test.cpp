@@ -442,8 +442,8 @@ TEST(ledger_window, history_outlives_the_resident_window) {
   };
   send_singles(0, result::ok);
   EXPECT_GE(e->stats().transfers_in_snapshot, 60000u - 16384u);
-  // Every id survives the id index's growths (built from LMDB and the window): each
-  // one repeated with a different amount is recognised.
+  // Every id survives the id index's growths (built from its hash log on a builder
+  // thread): each one repeated with a different amount is recognised.
   EXPECT_GE(e->stats().id_index_growths, 6u);
   send_singles(99, result::exists_with_different_fields);
   // Old ids are still recognised: same fields -> original outcome, else a distinct error.
