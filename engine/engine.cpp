@@ -1523,6 +1523,7 @@ class engine_impl {
     if (appended_end_ == appended_begin_) return;
     lk.unlock();
     snap_->uncache_rows(storage::table::transfers, appended_begin_, appended_end_);
+    snap_->uncache_rows(storage::table::transfer_ids, appended_begin_, appended_end_);
     snap_->release_pages();  // the scan mapped the tree's pages
     appended_begin_ = appended_end_ = 0;
     lk.lock();
@@ -2083,8 +2084,23 @@ class engine_impl {
       if (!ec) log_bytes += sz;
     }
     const uint64_t log_transfers_max = log_bytes / sizeof(wire::transfer);
-    if (!meta) {
+    const auto ids_end = record_rows::hashes_end(*snap_, error);
+    if (!ids_end) return false;
+    // A snapshot from before `transfer_ids` (format 9 and older) has none, and one whose
+    // filling-in was cut short has fewer: its ids come from the records, and the missing
+    // hashes are written for the next start.
+    const bool fill_in = *ids_end < *stored_end;
+    if (*ids_end > *stored_end) {
+      *error = "snapshot: transfer_ids ends at serial " + std::to_string(*ids_end) + " but transfers at " +
+               std::to_string(*stored_end) + ": the snapshot is damaged";
+      return false;
+    }
+    if (!meta) {  // rows flushed before the first checkpoint: kept, replay checks them
       ids_.reserve(log_transfers_max);
+      if (fill_in) {
+        if (!record_rows::fill_in_hashes(*snap_, *ids_end, *stored_end, error)) return false;
+        rec_.transfer_ids_filled_in = *stored_end - *ids_end;
+      }
       return true;
     }
     rec_.snapshot_lsn = meta->lsn;
@@ -2095,32 +2111,83 @@ class engine_impl {
     snapshot_lsn_.store(meta->lsn);
     // Every id goes into the index (sized up front: no growth while loading); only the
     // newest `transfers_resident_max` records into the resident window.
-    uint64_t expect = 0;
     const uint64_t n = meta->transfers;
     const uint64_t first_resident = n > records_->capacity() ? n - records_->capacity() : 0;
     records_->start_at(first_resident);
     records_floor_ = first_resident;
     ids_.reserve(n + log_transfers_max);
-    bool ok = record_rows::scan(*snap_, 0, n, [&](uint64_t serial, const transfer_record& r) {
-      if (serial != expect) {
-        *error = "snapshot: transfer record " + std::to_string(serial) + " is out of order";
+    uint64_t expect = 0;
+    auto out_of_order = [&](const char* what, uint64_t serial) {
+      *error = std::string("snapshot: ") + what + " " + std::to_string(serial) + " is out of order";
+      return false;
+    };
+    bool ok = true;
+    if (!fill_in) {
+      // The index from the hashes (8 bytes per transfer); the window's records from their
+      // rows, each checked against its hash.
+      std::vector<uint64_t> run;  // inserted a run at a time, their slots prefetched
+      run.reserve(4096);
+      auto insert_run = [&] {
+        ids_.insert_hashed_run(run, expect - run.size());
+        run.clear();
+      };
+      ok = record_rows::scan_hashes(*snap_, 0, n, [&](uint64_t serial, uint64_t h) {
+        if (serial != expect) {
+          *error = "snapshot: transfer id hashes " + std::to_string(expect) + ".." + std::to_string(serial) +
+                   " are missing";
+          return false;
+        }
+        run.push_back(h);
+        ++expect;
+        if (run.size() == run.capacity()) insert_run();
+        return true;
+      }, error);
+      insert_run();
+      if (ok && expect != n) {
+        *error = "snapshot: " + std::to_string(expect) + " transfer id hashes but the snapshot meta says " +
+                 std::to_string(n) + " transfers";
         return false;
       }
-      if (r.result == actors::result_unresolved) {
-        *error = "snapshot: transfer record " + std::to_string(serial) + " has no result";
-        return false;
-      }
-      if (serial >= first_resident) records_->append() = r;
-      index_id(r.t.id, expect);
-      ++expect;
-      return true;
-    }, error);
+      uint64_t next = first_resident;
+      ok = ok && record_rows::scan(*snap_, first_resident, n, [&](uint64_t serial, const transfer_record& r) {
+        if (serial != next) return out_of_order("transfer record", serial);
+        if (r.result == actors::result_unresolved) {
+          *error = "snapshot: transfer record " + std::to_string(serial) + " has no result";
+          return false;
+        }
+        if (id_index::hash_of(r.t.id) != ids_.hash_at(serial)) {
+          *error = "snapshot: transfer record " + std::to_string(serial) +
+                   "'s id does not match its hash in transfer_ids: the snapshot is damaged";
+          return false;
+        }
+        records_->append() = r;
+        ++next;
+        return true;
+      }, error);
+      if (ok && next != n) expect = next;  // reported below as records missing
+    } else {
+      ok = record_rows::scan(*snap_, 0, n, [&](uint64_t serial, const transfer_record& r) {
+        if (serial != expect) return out_of_order("transfer record", serial);
+        if (r.result == actors::result_unresolved) {
+          *error = "snapshot: transfer record " + std::to_string(serial) + " has no result";
+          return false;
+        }
+        if (serial >= first_resident) records_->append() = r;
+        index_id(r.t.id, expect);
+        ++expect;
+        return true;
+      }, error);
+    }
     snap_->release_pages();
     if (!ok) return false;
     if (expect != meta->next_serial || expect != meta->transfers) {
       *error = "snapshot: " + std::to_string(expect) + " transfer records but the snapshot meta says " +
                std::to_string(meta->transfers);
       return false;
+    }
+    if (fill_in) {
+      if (!record_rows::fill_in_hashes(*snap_, *ids_end, *stored_end, error)) return false;
+      rec_.transfer_ids_filled_in = *stored_end - *ids_end;
     }
     rec_.transfers_loaded = expect;
     ok = snap_->scan(storage::table::accounts, [&](uint64_t key, std::span<const uint8_t> v) {

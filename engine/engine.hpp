@@ -152,6 +152,7 @@ struct recovery_report {
   uint64_t order_chains_reemitted = 0;   // orders' settlements no log record carried
   uint64_t portfolios_loaded = 0;
   uint64_t transfers_loaded = 0;
+  uint64_t transfer_ids_filled_in = 0;  // id hashes written for a snapshot from before them
   uint64_t pending_loaded = 0;  // open pending transfers read from the snapshot
   std::string torn_tail;  // empty unless a torn tail was cut
   double seconds = 0;

@@ -115,18 +115,26 @@ void id_index::reserve(size_t n) {
   }
 }
 
-void id_index::insert(const wire::id128& id, uint64_t serial) {
+void id_index::insert_hashed(uint64_t h, uint64_t serial) {
   MESOB_ASSERT(serial <= serial_max && serial == size_);
   if (build_) {
     if (build_->ready.load(std::memory_order_acquire)) finish_growth(false);
     else if ((size_ + 1) * 8 > slots_.size() * 7) finish_growth(true);
   }
-  const uint64_t h = hash(id);
   hashes_.push(serial, h);
   place(slots_, h, serial);
   ++size_;
   if (build_) build_->published.store(size_, std::memory_order_release);
   else if (size_ * 4 > slots_.size() * 3) start_growth();
+}
+
+void id_index::insert_hashed_run(std::span<const uint64_t> hashes, uint64_t first) {
+  constexpr size_t ahead = 16;
+  for (size_t i = 0; i < std::min(ahead, hashes.size()); ++i) mesob::prefetch(&slots_[hashes[i] & mask_]);
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    if (i + ahead < hashes.size()) mesob::prefetch(&slots_[hashes[i + ahead] & mask_]);
+    insert_hashed(hashes[i], first + i);
+  }
 }
 
 void id_index::start_growth() {

@@ -26,10 +26,10 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
-#include "actors/flat_map.hpp"
 #include "wire/assert.hpp"
 #include "wire/huge_pages.hpp"
 #include "wire/prefetch.hpp"
@@ -75,7 +75,18 @@ class id_index {
   void prefetch(const wire::id128& id) const { mesob::prefetch(&slots_[hash(id) & mask_]); }
 
   // Records `id` at `serial`; serials are inserted densely (0, 1, 2, ...).
-  void insert(const wire::id128& id, uint64_t serial);
+  void insert(const wire::id128& id, uint64_t serial) { insert_hashed(hash(id), serial); }
+  // The same, from the id's hash (hash_of), as the snapshot stores it.
+  void insert_hashed(uint64_t h, uint64_t serial);
+  // insert_hashed for serials first, first + 1, ...: slots are prefetched ahead, so the
+  // cache misses of a long run overlap (loading a snapshot).
+  void insert_hashed_run(std::span<const uint64_t> hashes, uint64_t first);
+  // The hash the index keeps for `serial` (< size()).
+  [[nodiscard]] uint64_t hash_at(uint64_t serial) const { return hashes_.at(serial); }
+
+  // The hash the index files an id under, stored in the snapshot (engine/record_rows.hpp):
+  // frozen (see hash below).
+  static constexpr uint64_t hash_of(const wire::id128& id) { return hash(id); }
 
   // Sizes the table for n ids; only before the first insert.
   void reserve(size_t n);
@@ -118,9 +129,16 @@ class id_index {
     uint64_t* seg_[segments] = {};
   };
 
-  static uint64_t hash(const wire::id128& id) {
-    return actors::mix64(id.lo ^ actors::mix64(id.hi + 0x9e3779b97f4a7c15ull));
+  // Frozen: the snapshot stores it (`transfer_ids`). A change needs a new snapshot format
+  // whose start clears `transfer_ids` and fills it in again; id_index_test pins a value.
+  static constexpr uint64_t mix(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
   }
+  static constexpr uint64_t hash(const wire::id128& id) { return mix(id.lo ^ mix(id.hi + 0x9e3779b97f4a7c15ull)); }
   static uint64_t fingerprint(uint64_t h) { return (h >> 40) | 1; }  // never 0
   static size_t capacity_for(size_t n);
   static void place(table& slots, uint64_t h, uint64_t serial);

@@ -173,6 +173,9 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(rec.records_replayed),
               static_cast<unsigned long long>(rec.operations_replayed));
   if (!rec.torn_tail.empty()) std::printf("mesobd: torn log tail cut: %s\n", rec.torn_tail.c_str());
+  if (rec.transfer_ids_filled_in > 0)
+    std::printf("mesobd: wrote the id hashes of %llu transfers (a snapshot from before format 10, or one whose filling-in was cut short)\n",
+                static_cast<unsigned long long>(rec.transfer_ids_filled_in));
 
   for (const auto& spec : gateway_specs) {
     engine::gateway_config g;

@@ -18,8 +18,13 @@
 namespace mesob::engine::record_rows {
 
 constexpr uint32_t records_per_row = 26;
+// 480 x 8 = 3,840 bytes: a full row of id hashes is one overflow page too.
+constexpr uint32_t hashes_per_row = 480;
+static_assert(hashes_per_row * sizeof(uint64_t) <= 4096 - 16 && hashes_per_row * sizeof(uint64_t) >= 2048,
+              "a full row of hashes is one overflow page");
 
-// Appends records [first, first + n), read by `at(serial)`, in rows starting at `first`.
+// Appends records [first, first + n), read by `at(serial)`, in rows starting at `first`,
+// and their ids' hashes (below).
 bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
             const std::function<const actors::transfer_record&(uint64_t)>& at);
 
@@ -33,5 +38,18 @@ bool scan(storage::snapshot_store& s, uint64_t begin, uint64_t end,
 
 // One past the last stored serial; 0 when the table is empty.
 std::optional<uint64_t> end(storage::snapshot_store& s, std::string* error);
+
+// Each stored record's id hash (id_index::hash_of), in `transfer_ids` rows of up to
+// hashes_per_row keyed by their first serial: append writes them in the same
+// transaction as the records, so a start rebuilds the id index reading 8 bytes per
+// transfer instead of 152. Same checks as scan and end.
+bool scan_hashes(storage::snapshot_store& s, uint64_t begin, uint64_t end,
+                 const std::function<bool(uint64_t, uint64_t)>& fn, std::string* error);
+std::optional<uint64_t> hashes_end(storage::snapshot_store& s, std::string* error);
+// Writes the hashes of records [from, end) from the records themselves, for a snapshot
+// written before `transfer_ids` existed (format version 9 and older), or one whose
+// filling-in was cut short; a transaction per 2^20 records, so `from` is where the
+// table ends.
+bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, std::string* error);
 
 }  // namespace mesob::engine::record_rows

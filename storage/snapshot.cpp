@@ -36,26 +36,6 @@ std::string lmdb_error(const char* what, int rc) {
   return std::string("snapshot: ") + what + ": " + mdb_strerror(rc);
 }
 
-const char* table_name(table t) {
-  switch (t) {
-    case table::accounts: return "accounts";
-    case table::transfers: return "transfers";
-    case table::pending: return "pending";
-    case table::resolved: return "resolved";
-    case table::groups: return "groups";
-    case table::gateways: return "gateways";
-    case table::payouts: return "payouts";
-    case table::desks: return "desks";
-    case table::recon: return "recon";
-    case table::market: return "market";
-    case table::policy: return "policy";
-    case table::customers: return "customers";
-    case table::portfolios: return "portfolios";
-  }
-  return "?";
-}
-
-
 // A read transaction with a cursor on one table, both closed when it goes out of scope.
 struct read_cursor {
   MDB_txn* txn = nullptr;
@@ -79,12 +59,32 @@ struct read_cursor {
 
 }  // namespace
 
+const char* table_name(table t) {
+  switch (t) {
+    case table::accounts: return "accounts";
+    case table::transfers: return "transfers";
+    case table::pending: return "pending";
+    case table::resolved: return "resolved";
+    case table::groups: return "groups";
+    case table::gateways: return "gateways";
+    case table::payouts: return "payouts";
+    case table::desks: return "desks";
+    case table::recon: return "recon";
+    case table::market: return "market";
+    case table::policy: return "policy";
+    case table::customers: return "customers";
+    case table::portfolios: return "portfolios";
+    case table::transfer_ids: return "transfer_ids";
+  }
+  return "?";
+}
+
 std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uint64_t map_bytes,
                                                      std::string* error) {
   ::mkdir(dir.c_str(), 0755);
   std::unique_ptr<snapshot_store> s(new snapshot_store());
   int rc = mdb_env_create(&s->env_);
-  if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 16);
+  if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
   if (rc == 0) rc = mdb_env_set_mapsize(s->env_, map_bytes);
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
   if (rc != 0) {

@@ -43,9 +43,10 @@ namespace mesob::storage {
 constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
 // so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry,
-// payouts and their desks; 7: the market; 8: the policy and customers; 9: portfolios.
-// Versions 4 to 8 are read as well (they have none of what came after them).
-constexpr uint32_t snapshot_format_version = 9;
+// payouts and their desks; 7: the market; 8: the policy and customers; 9: portfolios;
+// 10: each transfer's id hash in `transfer_ids`. Versions 4 to 9 are read as well (they
+// have none of what came after them; the engine fills `transfer_ids` in at start).
+constexpr uint32_t snapshot_format_version = 10;
 constexpr uint32_t snapshot_format_oldest = 4;
 
 struct snapshot_meta {
@@ -75,8 +76,10 @@ enum class table : int {
   policy = 10,
   customers = 11,
   portfolios = 12,
+  transfer_ids = 13,
 };
-constexpr int tables = 13;
+constexpr int tables = 14;
+const char* table_name(table t);  // as LMDB names it
 
 class snapshot_store {
  public:

@@ -102,3 +102,9 @@ TEST(id_index, destroying_during_a_growth_joins_the_builder) {
   }
   SUCCEED();
 }
+
+// The hash is stored in the snapshot (`transfer_ids`): it must not change unnoticed.
+TEST(id_index, the_stored_hash_is_frozen) {
+  static_assert(id_index::hash_of(wire::id128{1, 7}) == 0x524257c04fcf117ull);
+  EXPECT_EQ(id_index::hash_of(wire::id128{0xdeadbeef, 0}), 0xd29a9300569a165ull);
+}

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "engine/id_index.hpp"
 #include "engine/record_rows.hpp"
 #include "support/temp_dir.hpp"
 
@@ -73,6 +74,58 @@ TEST(record_rows, appends_reads_and_scans_across_partial_rows) {
     for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], b + i);
   }
   static_assert(records_per_row * sizeof(actors::transfer_record) <= 4096 - 16, "one overflow page per row");
+}
+
+// Each appended record's id hash is stored beside it, read back over any range; a
+// snapshot without them gets them written from the records.
+TEST(record_rows, id_hashes_are_stored_with_the_records_and_can_be_filled_in) {
+  test::temp_dir dir;
+  auto s = open_store(dir.path());
+  std::string err;
+  put(*s, 0, 40);
+  put(*s, 40, 3);
+  put(*s, 43, 60);
+  put(*s, 103, 1000);  // hashes in rows of 480, 480 and 40
+  auto check = [&] {
+    EXPECT_EQ(engine::record_rows::hashes_end(*s, &err).value_or(0), 1103u) << err;
+    for (auto [b, e] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 1103}, {5, 41}, {42, 100}, {100, 1000}}) {
+      uint64_t next = b;
+      ASSERT_TRUE(engine::record_rows::scan_hashes(*s, b, e, [&](uint64_t serial, uint64_t h) {
+        EXPECT_EQ(serial, next);
+        EXPECT_EQ(h, engine::id_index::hash_of(rec(serial).t.id)) << serial;
+        ++next;
+        return true;
+      }, &err)) << err;
+      EXPECT_EQ(next, e);
+    }
+  };
+  check();
+  {
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w->clear(storage::table::transfer_ids));
+    ASSERT_TRUE(w->commit_without_meta());
+  }
+  EXPECT_EQ(engine::record_rows::hashes_end(*s, &err).value_or(99), 0u) << err;
+  // Filled in from where the table ends: as if cut short after the first 480.
+  {
+    auto w = s->begin(&err);
+    std::vector<uint64_t> first(480);
+    for (uint64_t i = 0; i < 480; ++i) first[i] = engine::id_index::hash_of(rec(i).t.id);
+    ASSERT_TRUE(w->append(storage::table::transfer_ids, 0, {reinterpret_cast<const uint8_t*>(first.data()), 480 * 8}));
+    ASSERT_TRUE(w->commit_without_meta());
+  }
+  ASSERT_TRUE(engine::record_rows::fill_in_hashes(*s, 480, 1103, &err)) << err;
+  check();
+  {
+    uint64_t key = 0;
+    std::string row;
+    ASSERT_TRUE(s->floor_row(storage::table::transfer_ids, 1102, &key, &row, &err)) << err;
+    EXPECT_EQ(row.size(), (1103 - key) * sizeof(uint64_t));
+    EXPECT_LE(row.size(), engine::record_rows::hashes_per_row * sizeof(uint64_t));
+  }
+  // Records missing below the end asked for are named.
+  EXPECT_FALSE(engine::record_rows::fill_in_hashes(*s, 1103, 1110, &err));
+  EXPECT_NE(err.find("transfer records 1103..1110 are missing"), std::string::npos) << err;
 }
 
 TEST(record_rows, gaps_and_bad_sizes_are_named) {
