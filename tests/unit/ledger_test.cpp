@@ -646,6 +646,21 @@ TEST(ledger_window, reads_after_a_failed_commit_leave_unfinished_records_unflush
   EXPECT_EQ(e->stats().transfers_in_snapshot, 0u);
 }
 
+// One write transaction on a stopped engine's snapshot (rows only), for damaging it.
+using snapshot_edit = std::function<void(storage::snapshot_store&, storage::snapshot_store::writer&)>;
+static void edit_snapshot(const std::string& snap_dir, const snapshot_edit& f) {
+  std::string err;
+  auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+  ASSERT_TRUE(s) << err;
+  auto w = s->begin(&err);
+  ASSERT_TRUE(w) << err;
+  f(*s, *w);
+  ASSERT_TRUE(w->commit_without_meta()) << w->error();
+}
+static std::span<const uint8_t> as_span(const std::string& b) {
+  return {reinterpret_cast<const uint8_t*>(b.data()), b.size()};
+}
+
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared
 // with what replay produces; a row that differs, or rows the log cannot reproduce, stop
 // start-up with a message naming them.
@@ -679,14 +694,7 @@ TEST(ledger_window, rows_flushed_after_the_snapshot_are_checked_on_restart) {
   e.reset();
 
   const std::string snap_dir = dir.path() + "/snapshot";
-  auto edit = [&](const std::function<void(storage::snapshot_store&, storage::snapshot_store::writer&)>& f) {
-    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    auto w = s->begin(&err);
-    ASSERT_TRUE(w) << err;
-    f(*s, *w);
-    ASSERT_TRUE(w->commit_without_meta()) << w->error();
-  };
+  auto edit = [&](const snapshot_edit& f) { edit_snapshot(snap_dir, f); };
   // The row holding record 20000 (records are stored several to a row).
   std::string row;
   uint64_t row_key = 0;
@@ -696,7 +704,6 @@ TEST(ledger_window, rows_flushed_after_the_snapshot_are_checked_on_restart) {
     ASSERT_LE(row_key, 20000u);
     ASSERT_GT(row_key + row.size() / sizeof(actors::transfer_record), 20000u);
   }
-  const auto as_span = [](const std::string& b) { return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), b.size()); };
   // One kept record altered (an amount): start-up names it.
   std::string bad = row;
   bad[(20000 - row_key) * sizeof(actors::transfer_record) + offsetof(wire::transfer, amount)] ^= 1;
@@ -778,14 +785,7 @@ TEST(ledger_window, transfer_ids_load_the_id_index_and_are_filled_in_for_older_s
   e.reset();
 
   const std::string snap_dir = dir.path() + "/snapshot";
-  auto edit = [&](const std::function<void(storage::snapshot_store&, storage::snapshot_store::writer&)>& f) {
-    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    auto w = s->begin(&err);
-    ASSERT_TRUE(w) << err;
-    f(*s, *w);
-    ASSERT_TRUE(w->commit_without_meta()) << w->error();
-  };
+  auto edit = [&](const snapshot_edit& f) { edit_snapshot(snap_dir, f); };
   // As a snapshot written before transfer_ids: filled in once, then read.
   edit([&](auto&, auto& w) { ASSERT_TRUE(w.clear(storage::table::transfer_ids)); });
   e = open_engine(cfg);
@@ -800,7 +800,6 @@ TEST(ledger_window, transfer_ids_load_the_id_index_and_are_filled_in_for_older_s
   e.reset();
 
   // A resident record's hash altered: start-up names the record.
-  const auto as_span = [](const std::string& b) { return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), b.size()); };
   uint64_t key = 0, last_key = 0;
   std::string row, last;
   {
