@@ -2117,15 +2117,10 @@ class engine_impl {
     records_floor_ = first_resident;
     ids_.reserve(n + log_transfers_max);
     uint64_t expect = 0;
-    auto out_of_order = [&](const char* what, uint64_t serial) {
-      *error = std::string("snapshot: ") + what + " " + std::to_string(serial) + " is out of order";
-      return false;
-    };
     bool ok = true;
     if (!fill_in) {
-      // The index from the hashes (8 bytes per transfer); the window's records from their
-      // rows, each checked against its hash.
-      std::vector<uint64_t> run;  // inserted a run at a time, their slots prefetched
+      // The index from the hashes (8 bytes per transfer), a run at a time.
+      std::vector<uint64_t> run;  // their slots prefetched
       run.reserve(4096);
       auto insert_run = [&] {
         ids_.insert_hashed_run(run, expect - run.size());
@@ -2148,36 +2143,32 @@ class engine_impl {
                  std::to_string(n) + " transfers";
         return false;
       }
-      uint64_t next = first_resident;
-      ok = ok && record_rows::scan(*snap_, first_resident, n, [&](uint64_t serial, const transfer_record& r) {
-        if (serial != next) return out_of_order("transfer record", serial);
-        if (r.result == actors::result_unresolved) {
-          *error = "snapshot: transfer record " + std::to_string(serial) + " has no result";
-          return false;
-        }
-        if (id_index::hash_of(r.t.id) != ids_.hash_at(serial)) {
-          *error = "snapshot: transfer record " + std::to_string(serial) +
-                   "'s id does not match its hash in transfer_ids: the snapshot is damaged";
-          return false;
-        }
-        records_->append() = r;
-        ++next;
-        return true;
-      }, error);
-      if (ok && next != n) expect = next;  // reported below as records missing
-    } else {
-      ok = record_rows::scan(*snap_, 0, n, [&](uint64_t serial, const transfer_record& r) {
-        if (serial != expect) return out_of_order("transfer record", serial);
-        if (r.result == actors::result_unresolved) {
-          *error = "snapshot: transfer record " + std::to_string(serial) + " has no result";
-          return false;
-        }
-        if (serial >= first_resident) records_->append() = r;
-        index_id(r.t.id, expect);
-        ++expect;
-        return true;
-      }, error);
     }
+    // The records: all of them when they index the ids, else the window's, each checked
+    // against its hash.
+    const uint64_t from = fill_in ? 0 : first_resident;
+    uint64_t next = from;
+    ok = ok && record_rows::scan(*snap_, from, n, [&](uint64_t serial, const transfer_record& r) {
+      if (serial != next) {
+        *error = "snapshot: transfer record " + std::to_string(serial) + " is out of order";
+        return false;
+      }
+      if (r.result == actors::result_unresolved) {
+        *error = "snapshot: transfer record " + std::to_string(serial) + " has no result";
+        return false;
+      }
+      if (fill_in) {
+        index_id(r.t.id, serial);
+      } else if (id_index::hash_of(r.t.id) != ids_.hash_at(serial)) {
+        *error = "snapshot: transfer record " + std::to_string(serial) +
+                 "'s id does not match its hash in transfer_ids: the snapshot is damaged";
+        return false;
+      }
+      if (serial >= first_resident) records_->append() = r;
+      ++next;
+      return true;
+    }, error);
+    if (ok) expect = next;  // short of n: reported below as records missing
     snap_->release_pages();
     if (!ok) return false;
     if (expect != meta->next_serial || expect != meta->transfers) {
