@@ -317,10 +317,15 @@ TEST(Events, ANameAheadOfTheEndAfterARestartWaitsForItsEvents) {
     ASSERT_TRUE(d.up()) << d.output();
     auto c = connect(dir.path(), d.port());
     ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
-    auto s = connect(dir.path(), d.port());
-    wire::subscribe_msg m;
-    m.from_end = true;
-    end = subscribe(*s, m).end;
+    // The batch's events are written after its reply: ask until they are there.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (end <= 1 && std::chrono::steady_clock::now() < deadline) {
+      auto s = connect(dir.path(), d.port());
+      wire::subscribe_msg m;
+      m.from_end = true;
+      end = subscribe(*s, m).end;
+      if (end <= 1) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     ASSERT_EQ(d.stop(), 0);
   }
   ASSERT_GT(end, 1u);
