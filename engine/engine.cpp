@@ -463,12 +463,13 @@ class engine_impl {
   void index_id(const wire::id128& id, uint64_t serial) { ids_.insert(id, serial); }
 
   // For stats() from any thread.
-  std::atomic<uint64_t> pub_index_growths_{0}, pub_index_waits_{0}, pub_index_bytes_{0};
+  std::atomic<uint64_t> pub_index_growths_{0}, pub_index_waits_{0}, pub_index_bytes_{0}, pub_index_next_growth_{0};
   void publish_index_stats() {
     constexpr auto r = std::memory_order_relaxed;
     pub_index_growths_.store(ids_.growth_stats().growths, r);
     pub_index_waits_.store(ids_.growth_stats().waits, r);
     pub_index_bytes_.store(ids_.memory_bytes(), r);
+    pub_index_next_growth_.store(ids_.next_growth_at(), r);
   }
 
   // ---- pipeline flushes (rare: they stall the sequencer) --------------------------
@@ -3537,6 +3538,7 @@ engine_stats engine::stats() {
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
   s.id_index_growths = impl_->pub_index_growths_.load(std::memory_order_relaxed);
   s.id_index_waits = impl_->pub_index_waits_.load(std::memory_order_relaxed);
+  s.id_index_next_growth_at = impl_->pub_index_next_growth_.load(std::memory_order_relaxed);
   s.memory_bytes_id_index = impl_->pub_index_bytes_.load(std::memory_order_relaxed);
   return s;
 }

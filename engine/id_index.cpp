@@ -29,7 +29,7 @@ class batched_placer {
       : slots_(slots), place_(place), mask_(slots.size() - 1) {}
   void add(uint64_t h, uint64_t serial) {
     if (n_ == depth) drain_one();
-    mesob::prefetch(&slots_[h & mask_]);
+    mesob::prefetch(&slots_[id_index::home(h, mask_)]);
     q_[(head_ + n_) % depth] = {h, serial};
     ++n_;
   }
@@ -99,7 +99,7 @@ size_t id_index::capacity_for(size_t n) {
 
 void id_index::place(table& slots, uint64_t h, uint64_t serial) {
   const size_t mask = slots.size() - 1;
-  for (size_t i = h & mask;; i = (i + 1) & mask) {
+  for (size_t i = home(h, mask);; i = (i + 1) & mask) {
     if (slots[i] == 0) {
       slots[i] = fingerprint(h) << 40 | (serial + 1);
       return;
@@ -125,14 +125,14 @@ void id_index::insert_hashed(uint64_t h, uint64_t serial) {
   place(slots_, h, serial);
   ++size_;
   if (build_) build_->published.store(size_, std::memory_order_release);
-  else if (size_ * 4 > slots_.size() * 3) start_growth();
+  else if (size_ > next_growth_at()) start_growth();
 }
 
 void id_index::insert_hashed_run(std::span<const uint64_t> hashes, uint64_t first) {
   constexpr size_t ahead = 16;
-  for (size_t i = 0; i < std::min(ahead, hashes.size()); ++i) mesob::prefetch(&slots_[hashes[i] & mask_]);
+  for (size_t i = 0; i < std::min(ahead, hashes.size()); ++i) mesob::prefetch(&slots_[home(hashes[i], mask_)]);
   for (size_t i = 0; i < hashes.size(); ++i) {
-    if (i + ahead < hashes.size()) mesob::prefetch(&slots_[hashes[i + ahead] & mask_]);
+    if (i + ahead < hashes.size()) mesob::prefetch(&slots_[home(hashes[i + ahead], mask_)]);
     insert_hashed(hashes[i], first + i);
   }
 }

@@ -1,7 +1,12 @@
 // id_index: every transfer id the engine has recorded -> its serial.
 //
 // 8 bytes per slot: a 24-bit fingerprint of the id and the serial + 1 (40 bits, so up
-// to 2^40 - 2 transfers). Linear probing, power-of-two capacity. A fingerprint match is
+// to 2^40 - 2 transfers). Linear probing from the start of the 64-byte line (8 slots)
+// the hash picks, power-of-two capacity: a probe reads every slot of that line before
+// it goes on to the next, and prefetch() loads both, so a look-up of a new id (every
+// new transfer's) mostly ends in lines already on their way. Probing from the hashed
+// slot itself, with only its line prefetched, cost as much at 3/8 load, 1.4x as much
+// at 5/8 and at 3/4 (perf/micro_perf BM_id_index_find_new; perf/RESULTS.md). A fingerprint match is
 // confirmed against the record itself by the caller, so false matches cost a look-up,
 // never a wrong answer. Owned by one thread (the sequencer); not thread-safe, except
 // for the growth builder described below, which it starts and joins itself.
@@ -55,13 +60,15 @@ class id_index {
   [[nodiscard]] size_t memory_bytes() const;
   [[nodiscard]] const stats& growth_stats() const { return stats_; }
   [[nodiscard]] bool growing() const { return build_ != nullptr; }
+  // The size at which the next growth starts (the size now while one is under way).
+  [[nodiscard]] size_t next_growth_at() const { return build_ ? size_ : slots_.size() / 4 * 3; }
 
   // Returns the serial recorded for `id`, or -1. `id_of(serial)` reads a record's id.
   template <class IdOf>
   [[nodiscard]] int64_t find(const wire::id128& id, IdOf&& id_of) const {
     const uint64_t h = hash(id);
     const uint64_t fp = fingerprint(h);
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = home(h, mask_);; i = (i + 1) & mask_) {
       const uint64_t s = slots_[i];
       if (s == 0) return -1;
       if ((s >> 40) == fp) {
@@ -71,8 +78,12 @@ class id_index {
     }
   }
 
-  // Starts loading the slot where `id`'s probe begins (issue a few look-ups ahead).
-  void prefetch(const wire::id128& id) const { mesob::prefetch(&slots_[hash(id) & mask_]); }
+  // Starts loading the two lines where `id`'s probe begins (issue a few look-ups ahead).
+  void prefetch(const wire::id128& id) const {
+    const size_t i = home(hash(id), mask_);
+    mesob::prefetch(&slots_[i]);
+    mesob::prefetch(&slots_[(i + line_slots) & mask_]);
+  }
 
   // Records `id` at `serial`; serials are inserted densely (0, 1, 2, ...).
   void insert(const wire::id128& id, uint64_t serial) { insert_hashed(hash(id), serial); }
@@ -87,6 +98,11 @@ class id_index {
   // The hash the index files an id under, stored in the snapshot (engine/record_rows.hpp):
   // frozen (see hash below).
   static constexpr uint64_t hash_of(const wire::id128& id) { return hash(id); }
+
+  // Where the probe for hash h starts: the first slot of a 64-byte line (tables are
+  // 2 MiB aligned and hold at least 1,024 slots).
+  static constexpr size_t line_slots = 64 / sizeof(uint64_t);
+  static size_t home(uint64_t h, size_t mask) { return h & mask & ~(line_slots - 1); }
 
   // Sizes the table for n ids; only before the first insert.
   void reserve(size_t n);

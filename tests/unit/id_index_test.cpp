@@ -43,13 +43,16 @@ TEST(id_index, every_id_found_across_growths) {
   fixture f(400000, seed);
   id_index idx;
   f.insert_all(idx, 196000);
+  EXPECT_EQ(idx.next_growth_at(), 196608u) << "3/4 of 2^18 slots";
   idx.slow_growth_for_tests(std::chrono::milliseconds(50));
   f.insert_all(idx, 200000);  // a growth to 2^19 slots starts at 196,609
   ASSERT_TRUE(idx.growing());
+  EXPECT_EQ(idx.next_growth_at(), 200000u) << "under way: the size now";
   f.expect_all_found(idx, 200000);  // served by the old table meanwhile
   idx.slow_growth_for_tests({});
   f.insert_all(idx, 400000);
   idx.finish_growth_now();
+  EXPECT_EQ(idx.next_growth_at(), 786432u) << "3/4 of 2^20 slots";
   f.expect_all_found(idx, 400000);
   EXPECT_EQ(idx.growth_stats().growths, 9u) << "2,048 slots to 2^20";
   EXPECT_EQ(idx.size(), 400000u);
