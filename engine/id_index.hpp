@@ -99,8 +99,9 @@ class id_index {
   // frozen (see hash below).
   static constexpr uint64_t hash_of(const wire::id128& id) { return hash(id); }
 
-  // Where the probe for hash h starts: the first slot of a 64-byte line (tables are
-  // 2 MiB aligned and hold at least 1,024 slots).
+  // Where the probe for hash h starts: the first of 8 slots (64 bytes) aligned to 8, a
+  // cache line since a table's memory is page-aligned (tables hold at least 1,024 slots;
+  // correctness does not depend on it).
   static constexpr size_t line_slots = 64 / sizeof(uint64_t);
   static size_t home(uint64_t h, size_t mask) { return h & mask & ~(line_slots - 1); }
 

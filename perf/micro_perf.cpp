@@ -14,6 +14,7 @@
 #include "storage/snapshot.hpp"
 #include "storage/checksum.hpp"
 #include "storage/wal.hpp"
+#include "wire/codec.hpp"
 
 using namespace mesob;
 
@@ -238,5 +239,34 @@ static void BM_id_index_find_new(benchmark::State& state) {
   state.SetItemsProcessed(int64_t(state.iterations()) * 8192);
 }
 BENCHMARK(BM_id_index_find_new)->Arg(13'000'000)->Arg(16'800'000)->Arg(21'000'000)->Arg(25'000'000)->Unit(benchmark::kMicrosecond);
+
+// The server's decode of an 8,192-transfer request: verify the flatbuffer, check the
+// batch, copy the transfers out into the engine's request (engine/server.cpp on_request).
+static void BM_parse_transfers_request(benchmark::State& state) {
+  std::vector<wire::transfer> ts(8192);
+  std::mt19937_64 rng(4);
+  for (auto& t : ts) {
+    t.id = {rng(), rng()};
+    t.debit_account_id = rng() % 1000 + 1;
+    t.credit_account_id = rng() % 1000 + 1001;
+    t.amount = rng() % 1000 + 1;
+    t.currency = wire::currency("ETB");
+  }
+  const auto body = wire::create_transfers_body(ts);
+  std::vector<wire::transfer> out;
+  for (auto _ : state) {
+    wire::parsed_request p;
+    wire::error_msg err;
+    if (!wire::parse_request(body, &p, &err)) {
+      state.SkipWithError(err.message.c_str());
+      return;
+    }
+    std::vector<wire::transfer>().swap(out);  // a fresh request's vector, as the server's
+    p.copy_to(out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * 8192);
+}
+BENCHMARK(BM_parse_transfers_request);
 
 BENCHMARK_MAIN();
