@@ -2730,6 +2730,7 @@ class engine_impl {
     wo.flights_max = cfg_.wal_flights;
     wal_ = storage::wal_writer::open(wo, pos, wake_fd_, error);
     if (!wal_) return false;
+    publish_index_stats();  // the index as loaded and replayed (before the sequencer starts)
     rec_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return true;
   }

@@ -189,7 +189,10 @@ struct engine_stats {
   uint64_t memory_bytes_id_index = 0;  // every recorded transfer id (engine/id_index.hpp)
   uint64_t id_index_growths = 0;     // id index tables built in the background and swapped in
   uint64_t id_index_waits = 0;       // inserts that had to wait for a growth to finish
-  uint64_t id_index_next_growth_at = 0;  // recorded transfers at which the next growth starts (transfers now: under way)
+  // The id index's size past which its next growth starts; while one is under way, its
+  // size now (sequenced transfers, which may run ahead of `transfers` by the batches in
+  // flight).
+  uint64_t id_index_next_growth_at = 0;
 };
 
 // What engine::verify_log found: every record from the oldest kept segment to the lsn

@@ -5,8 +5,8 @@
 // the hash picks, power-of-two capacity: a probe reads every slot of that line before
 // it goes on to the next, and prefetch() loads both, so a look-up of a new id (every
 // new transfer's) mostly ends in lines already on their way. Probing from the hashed
-// slot itself, with only its line prefetched, cost as much at 3/8 load, 1.4x as much
-// at 5/8 and at 3/4 (perf/micro_perf BM_id_index_find_new; perf/RESULTS.md). A fingerprint match is
+// slot itself, with only its line prefetched, cost as much at 3/8 load, 1.4-1.5x as
+// much at 5/8 and 3/4 (perf/micro_perf BM_id_index_find_new; perf/RESULTS.md). A fingerprint match is
 // confirmed against the record itself by the caller, so false matches cost a look-up,
 // never a wrong answer. Owned by one thread (the sequencer); not thread-safe, except
 // for the growth builder described below, which it starts and joins itself.
@@ -60,7 +60,7 @@ class id_index {
   [[nodiscard]] size_t memory_bytes() const;
   [[nodiscard]] const stats& growth_stats() const { return stats_; }
   [[nodiscard]] bool growing() const { return build_ != nullptr; }
-  // The size at which the next growth starts (the size now while one is under way).
+  // The size past which the next growth starts (the size now while one is under way).
   [[nodiscard]] size_t next_growth_at() const { return build_ ? size_ : slots_.size() / 4 * 3; }
 
   // Returns the serial recorded for `id`, or -1. `id_of(serial)` reads a record's id.
@@ -99,9 +99,9 @@ class id_index {
   // frozen (see hash below).
   static constexpr uint64_t hash_of(const wire::id128& id) { return hash(id); }
 
-  // Where the probe for hash h starts: the first of 8 slots (64 bytes) aligned to 8, a
-  // cache line since a table's memory is page-aligned (tables hold at least 1,024 slots;
-  // correctness does not depend on it).
+  // Where the probe for hash h starts: the first of 8 slots (64 bytes) aligned to 8. A
+  // cache line for tables of 4 MiB or more (2 MiB-aligned, wire/huge_pages.hpp); smaller
+  // ones are where the ordinary allocator put them. Correctness does not depend on it.
   static constexpr size_t line_slots = 64 / sizeof(uint64_t);
   static size_t home(uint64_t h, size_t mask) { return h & mask & ~(line_slots - 1); }
 

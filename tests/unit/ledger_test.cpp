@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <thread>
 
@@ -473,6 +474,13 @@ TEST(ledger_window, history_outlives_the_resident_window) {
   e.reset();
   e = engine::engine::open(cfg, &err);
   ASSERT_TRUE(e) << err;
+  // The loaded index's figures are there before any batch (3/4 of its power-of-two
+  // table, above the 60,103 ids it holds).
+  const auto st = e->stats();
+  EXPECT_GT(st.id_index_next_growth_at, st.transfers);
+  EXPECT_EQ(st.id_index_next_growth_at % 3, 0u);
+  EXPECT_TRUE(std::has_single_bit(st.id_index_next_growth_at / 3 * 4)) << st.id_index_next_growth_at;
+  EXPECT_GT(e->stats().memory_bytes_id_index, 0u);
   EXPECT_EQ(e->lookup_transfers({{1000, 0}}).results.at(0), result::ok);
   EXPECT_EQ(e->create_transfers({post}).results.at(0), result::pending_transfer_already_posted);
   old.amount -= 1;
