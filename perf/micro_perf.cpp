@@ -210,8 +210,9 @@ static void BM_id_index_insert(benchmark::State& state) {
 BENCHMARK(BM_id_index_insert)->Range(1 << 10, 1 << 22);
 
 // Looking up ids the index does not hold, as the sequencer does for every new transfer
-// (the slot 8 ids ahead prefetched), in an index of range(0) ids: 13M sits just after a
-// growth (the table 39% full), 25M just before the next (75%).
+// (the lines 8 ids ahead prefetched), in an index of range(0) ids in a table of 2^25
+// slots: 13M sits just after a growth (39% full), 16.8M and 21M between (50%, 63%),
+// 25M just before the next (75%).
 static void BM_id_index_find_new(benchmark::State& state) {
   const auto n = uint64_t(state.range(0));
   std::vector<wire::id128> ids(n);
