@@ -56,6 +56,10 @@ namespace {
 
 constexpr uint32_t buf_count = 1024;          // provided receive buffers (power of two)
 constexpr uint32_t buf_bytes = 32 * 1024;
+// A session with a frame begun that still lacks at least this much, or whose buffer has
+// grown to it, is read straight into that buffer (plain RECVs) instead of through
+// provided buffers, saving a copy of each large request (perf/RESULTS.md).
+constexpr uint32_t direct_recv_min = 2 * buf_bytes;
 constexpr uint16_t buf_group = 0;
 constexpr size_t send_iov_max = 64;           // frames gathered into one sendmsg
 
@@ -108,6 +112,7 @@ struct session {
   bool sending = false;
   bool recv_armed = false;
   bool recv_cancelling = false;
+  bool recv_direct = false;  // the armed receive is a plain RECV into reader.prepare()
   uint32_t in_flight = 0;
   bool closing = false;
   bool close_after_flush = false;
@@ -230,7 +235,7 @@ class server_impl {
   std::map<uint64_t, listed> listed_;  // by slot << 32 | gen
   static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
-  std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_requests_{0}, st_errors_{0},
+  std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_requests_{0}, st_errors_{0},
       st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
@@ -325,16 +330,39 @@ class server_impl {
     io_uring_prep_timeout(s, &timer_ts_, 0, 0);
     io_uring_sqe_set_data64(s, tag(op_timer));
   }
+  // Reads a session: a multishot receive into provided buffers (a session of small
+  // frames holds no receive buffer of its own), or, for a session that sends large
+  // frames, a plain receive straight into its frame buffer, as much as the socket holds
+  // and the buffer's free space takes (at least the rest of the frame begun and
+  // direct_recv_min more): a large frame is copied once instead of twice, and back-to-back
+  // frames come in few completions.
   void arm_recv(session& ss) {
     if (ss.recv_armed || ss.closing || ss.close_after_flush) return;
     auto* s = sqe();
-    io_uring_prep_recv_multishot(s, ss.fd, nullptr, 0, 0);
-    s->flags |= IOSQE_BUFFER_SELECT;
-    s->buf_group = buf_group;
+    if (const size_t want = direct_wanted(ss)) {
+      const auto dst = ss.reader.prepare(want);
+      io_uring_prep_recv(s, ss.fd, dst.data(), dst.size(), 0);
+      ss.recv_direct = true;
+    } else {
+      io_uring_prep_recv_multishot(s, ss.fd, nullptr, 0, 0);
+      s->flags |= IOSQE_BUFFER_SELECT;
+      s->buf_group = buf_group;
+      ss.recv_direct = false;
+    }
     io_uring_sqe_set_data64(s, tag(op_recv, ss.slot, ss.gen));
     ss.recv_armed = true;
   }
-  // Stops reading a session (backpressure): cancels its multishot receive.
+  // A session sends large frames when one is under way or its buffer has grown for one
+  // (it never shrinks). Only authenticated sessions: a frame buffer is sized from a
+  // header, and a stranger's header must cost nothing.
+  size_t direct_wanted(const session& ss) const {
+    if (!ss.authed) return 0;
+    const size_t missing = ss.reader.missing();
+    if (missing < direct_recv_min && ss.reader.capacity() < direct_recv_min) return 0;
+    return missing + direct_recv_min;
+  }
+  // Stops reading a session (backpressure, or to switch to a direct receive): cancels
+  // its receive.
   void pause_recv(session& ss) {
     if (!ss.recv_armed || ss.recv_cancelling) return;
     auto* s = sqe();
@@ -497,11 +525,15 @@ class server_impl {
       if (s && res > 0 && !s->closing) s->reader.append({buf, size_t(res)});
       io_uring_buf_ring_add(br_, buf, buf_bytes, bid, io_uring_buf_ring_mask(buf_count), 0);
       io_uring_buf_ring_advance(br_, 1);
+    } else if (s && s->recv_direct && res > 0 && !s->closing) {
+      s->reader.commit(size_t(res));  // received into reader.prepare()'s span
+      st_direct_.fetch_add(1, std::memory_order_relaxed);
     }
     if (!s) return;
     if (!more) {
       s->recv_armed = false;
       s->recv_cancelling = false;
+      s->recv_direct = false;
     }
     if (s->closing) {
       maybe_free(*s);
@@ -513,6 +545,9 @@ class server_impl {
     }
     if (res > 0) s->last_active_ms = now_ms();
     process(*s);
+    // A session found sending large frames: end its multishot receive; the last
+    // completion arms a direct one.
+    if (s->recv_armed && !s->recv_direct && direct_wanted(*s)) pause_recv(*s);
     if (!s->closing && !s->recv_armed && may_read(*s)) arm_recv(*s);
   }
 
@@ -1182,6 +1217,7 @@ server_stats server::stats() const {
   s.sessions_total = impl_->st_total_.load(r);
   s.connections_refused = impl_->st_refused_.load(r);
   s.frames_in = impl_->st_frames_.load(r);
+  s.direct_receives = impl_->st_direct_.load(r);
   s.requests = impl_->st_requests_.load(r);
   s.protocol_errors = impl_->st_errors_.load(r);
   s.auth_failures = impl_->st_auth_fail_.load(r);

@@ -2,7 +2,8 @@
 //
 // One network thread runs an io_uring loop, Seastar-style: no thread per connection
 // and no blocking call on it. Connections are accepted with one multishot ACCEPT and
-// read with multishot RECV into a ring of provided buffers. Each connection is a
+// read with multishot RECV into a ring of provided buffers; the rest of a large frame is
+// read with a plain RECV straight into the session's buffer (one copy fewer). Each connection is a
 // session: a lightweight actor owned by the network thread (its own state, one event
 // at a time, reached only through the loop), like accounts inside their shard.
 // Requests go to the engine with engine::submit(); replies come back through a queue
@@ -70,6 +71,7 @@ struct server_stats {
   uint64_t sessions_total = 0;
   uint64_t connections_refused = 0;  // over connections_max
   uint64_t frames_in = 0;
+  uint64_t direct_receives = 0;     // receives straight into a session's buffer (large frames)
   uint64_t requests = 0;
   uint64_t protocol_errors = 0;
   uint64_t auth_failures = 0;

@@ -103,6 +103,14 @@ void frame_reader::append(std::span<const uint8_t> bytes) {
   end_ += bytes.size();
 }
 
+size_t frame_reader::missing() const {
+  if (lost_ || end_ - begin_ < frame_header_bytes) return 0;
+  const uint32_t body = decode_header(buf_.data() + begin_).body_bytes;
+  if (body > body_max_) return 0;
+  const size_t whole = frame_header_bytes + body;
+  return end_ - begin_ < whole ? whole - (end_ - begin_) : 0;
+}
+
 frame_reader::status frame_reader::next(frame* out) {
   if (lost_) return status::too_large;
   if (end_ - begin_ < frame_header_bytes) {

@@ -123,7 +123,13 @@ class frame_reader {
   void commit(size_t n) { end_ += n; }
   status next(frame* out);
   [[nodiscard]] size_t buffered() const { return end_ - begin_; }
+  // Bytes the frame begun in the buffer still lacks: 0 with no frame begun (fewer bytes
+  // than a header), a whole frame buffered, or a header over body_max. A receiver can
+  // read that many straight into prepare()'s span.
+  [[nodiscard]] size_t missing() const;
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
+  // Bytes the buffer holds room for (it grows for the largest frame and never shrinks).
+  [[nodiscard]] size_t capacity() const { return buf_.size(); }
 
  private:
   void compact(size_t want);

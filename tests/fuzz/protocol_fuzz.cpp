@@ -97,10 +97,25 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const size_t chunk = 1 + data[0] % 64;
+  const bool direct = data[0] & 0x40;  // the rest of a frame begun read as the server does
   const std::span<const uint8_t> stream(data + 1, size - 1);
   frame_reader reader(4096);
-  for (size_t pos = 0; pos < stream.size(); pos += chunk) {
-    reader.append(stream.subspan(pos, std::min(chunk, stream.size() - pos)));
+  for (size_t pos = 0; pos < stream.size();) {
+    const size_t missing = reader.missing();
+    if (missing > reader.body_max() + frame_header_bytes) __builtin_trap();
+    if (direct && missing > 0) {
+      // Straight into the buffer: the frame's rest and a chunk past it.
+      const size_t n = std::min(missing + chunk, stream.size() - pos);
+      const auto dst = reader.prepare(n);
+      if (dst.size() < n) __builtin_trap();
+      std::memcpy(dst.data(), stream.data() + pos, n);
+      reader.commit(n);
+      pos += n;
+    } else {
+      const size_t n = std::min(chunk, stream.size() - pos);
+      reader.append(stream.subspan(pos, n));
+      pos += n;
+    }
     frame_reader::frame f;
     frame_reader::status s;
     while ((s = reader.next(&f)) == frame_reader::status::frame) {

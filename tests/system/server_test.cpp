@@ -316,6 +316,70 @@ TEST(server, pipelined_requests_are_answered_by_id) {
   EXPECT_EQ(n.eng->stats().transfers, 5000u);
 }
 
+// Large requests are read straight into the session's buffer (no provided buffers):
+// back to back, between small ones, arriving in slow pieces with a small frame right
+// behind, and cut off mid-frame by a close. Every answer is right and nothing of the
+// cut-off request is applied.
+TEST(server, large_frames_are_read_straight_into_the_session) {
+  net n;
+  auto c = n.connect();
+  std::vector<wire::account> as;
+  for (uint64_t id = 1; id <= 100; ++id) as.push_back(make_account(id));
+  ASSERT_TRUE(c->call(wire::create_accounts_body(as)).ok);
+  uint64_t next_transfer = 1;
+  const auto batch = [&](uint32_t count) {
+    std::vector<wire::transfer> ts;
+    for (uint32_t i = 0; i < count; ++i, ++next_transfer)
+      ts.push_back(make_transfer(next_transfer, 1 + next_transfer % 100, 1 + (next_transfer + 7) % 100, 1));
+    return wire::create_transfers_body(ts);
+  };
+  const auto expect_all_ok = [](const wire::client::outcome& r, size_t count) {
+    ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+    ASSERT_EQ(r.reply.results.size(), count);
+    for (auto x : r.reply.results) ASSERT_EQ(x, result::ok);
+  };
+  const uint64_t direct0 = n.srv->stats().direct_receives;
+  std::vector<std::pair<uint64_t, size_t>> sent;  // request id, transfers
+  for (int k = 0; k < 6; ++k) {
+    sent.emplace_back(c->send(batch(8192)), 8192);
+    if (k % 2) sent.emplace_back(c->send(batch(3)), 3);  // a small one between large ones
+  }
+  for (const auto& [id, count] : sent) expect_all_ok(c->wait(id), count);
+  EXPECT_GT(n.srv->stats().direct_receives, direct0) << "the large frames took the direct path";
+
+  // One large frame in slow pieces, a small frame in the same write as its last piece.
+  const auto big = wire::encode_frame(wire::frame_kind::request, 1'000'001, batch(8192));
+  auto tail = wire::encode_frame(wire::frame_kind::request, 1'000'002, batch(2));
+  std::string err;
+  ASSERT_TRUE(c->send_bytes({big.data(), 40'000}, &err)) << err;
+  size_t off = 40'000;
+  for (; off + 150'000 < big.size(); off += 150'000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(c->send_bytes({big.data() + off, 150'000}, &err)) << err;
+  }
+  std::vector<uint8_t> last(big.begin() + long(off), big.end());
+  last.insert(last.end(), tail.begin(), tail.end());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(c->send_bytes(last, &err)) << err;
+  expect_all_ok(c->wait(1'000'001), 8192);
+  expect_all_ok(c->wait(1'000'002), 2);
+  const uint64_t applied = n.eng->stats().transfers;
+  EXPECT_EQ(applied, next_transfer - 1);
+
+  // A large frame cut off by a close, mid-way through its direct receive.
+  {
+    auto bad = n.connect();
+    const auto cut = wire::encode_frame(wire::frame_kind::request, 5, batch(8192));
+    ASSERT_TRUE(bad->send_bytes({cut.data(), 300'000}, &err)) << err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (int i = 0; i < 200 && n.srv->stats().sessions_open > 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(n.srv->stats().sessions_open, 1u);
+  EXPECT_EQ(n.eng->stats().transfers, applied) << "nothing of the cut-off request";
+  expect_all_ok(c->call(batch(5)), 5);
+}
+
 TEST(server, handshake_failures) {
   net n;
   auto good = n.connect();

@@ -127,6 +127,41 @@ TEST(frame, a_body_over_the_limit_loses_the_framing) {
   EXPECT_EQ(r.next(&f), frame_reader::status::too_large) << "nothing after a framing loss";
 }
 
+TEST(frame, missing_counts_what_the_begun_frame_lacks) {
+  frame_reader r(1000);
+  EXPECT_EQ(r.missing(), 0u) << "nothing begun";
+  const auto a = encode_frame(frame_kind::request, 1, std::vector<uint8_t>(600, 7));
+  const auto b = encode_frame(frame_kind::ping, 2, {});
+  r.append({a.data(), frame_header_bytes - 1});
+  EXPECT_EQ(r.missing(), 0u) << "no whole header yet";
+  r.append({a.data() + frame_header_bytes - 1, 1});
+  EXPECT_EQ(r.missing(), 600u);
+  // The server receives exactly the missing bytes into prepare()'s span.
+  auto dst = r.prepare(r.missing());
+  ASSERT_GE(dst.size(), 600u);
+  std::memcpy(dst.data(), a.data() + frame_header_bytes, 400);
+  r.commit(400);
+  EXPECT_EQ(r.missing(), 200u);
+  std::memcpy(r.prepare(200).data(), a.data() + frame_header_bytes + 400, 200);
+  r.commit(200);
+  EXPECT_EQ(r.missing(), 0u) << "whole";
+  r.append(b);
+  frame_reader::frame f;
+  ASSERT_EQ(r.next(&f), frame_reader::status::frame);
+  EXPECT_EQ(f.body.size(), 600u);
+  EXPECT_EQ(f.body[599], 7);
+  EXPECT_EQ(r.missing(), 0u) << "the next frame is whole";
+  ASSERT_EQ(r.next(&f), frame_reader::status::frame);
+  EXPECT_EQ(f.header.request_id, 2u);
+  frame_header h;
+  h.body_bytes = 1001;
+  uint8_t over[frame_header_bytes];
+  encode_header(h, over);
+  r.append({over, sizeof over});
+  EXPECT_EQ(r.missing(), 0u) << "a header over the limit asks for nothing";
+  EXPECT_EQ(r.next(&f), frame_reader::status::too_large);
+}
+
 TEST(frame, a_truncated_frame_waits_for_the_rest) {
   frame_reader r;
   const auto f = encode_frame(frame_kind::request, 5, std::vector<uint8_t>(100, 1));
