@@ -71,8 +71,8 @@ class sim_thread {
                           OnReply&& on_reply) {
     std::string err;
     c.set_timeout_ms(std::max(wait_ms, 0));
-    wire::client::frame_in f;
-    if (!c.read_frame(&f, &err)) return c.timed_out();
+    wire::frame_reader::frame f;  // in place: each is handled before the next read
+    if (!c.next_frame(&f, &err)) return c.timed_out();
     do {
       const auto kind = wire::frame_kind(f.header.kind);
       if (kind == wire::frame_kind::push) {
@@ -80,10 +80,10 @@ class sim_thread {
         if (wire::parse_push(f.body, &pm, &err)) on_push(pm);
         else errors.fetch_add(1);
       } else if (kind == wire::frame_kind::response || kind == wire::frame_kind::error) {
-        on_reply(f.header.request_id, wire::client::to_outcome(f));
+        on_reply(f.header.request_id, wire::client::to_outcome(f.header, f.body));
       }
       c.set_timeout_ms(0);  // frames already buffered are taken without waiting
-    } while (c.read_frame(&f, &err));
+    } while (c.next_frame(&f, &err));
     return c.timed_out();
   }
 

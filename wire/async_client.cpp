@@ -69,9 +69,9 @@ std::future<client::outcome> async_client::submit(std::vector<uint8_t> request_b
 void async_client::reader_loop() {
   pthread_setname_np(pthread_self(), "mesob.client");
   for (;;) {
-    client::frame_in f;
+    frame_reader::frame f;  // in place: handled before the next read
     std::string err;
-    if (conn_->read_frame(&f, &err)) {
+    if (conn_->next_frame(&f, &err)) {
       if (f.header.kind == uint16_t(frame_kind::push)) {
         push_msg m;
         std::string why;
@@ -88,7 +88,7 @@ void async_client::reader_loop() {
         pending_.erase(it);
       }
       room_.notify_all();
-      done(client::to_outcome(f));
+      done(client::to_outcome(f.header, f.body));
       continue;
     }
     {

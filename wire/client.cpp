@@ -157,21 +157,24 @@ bool client::fill(std::string* error) {
   return true;
 }
 
-bool client::read_frame(frame_in* out, std::string* error) {
+bool client::next_frame(frame_reader::frame* out, std::string* error) {
   for (;;) {
-    frame_reader::frame f;
-    const auto st = reader_.next(&f);
-    if (st == frame_reader::status::frame) {
-      out->header = f.header;
-      out->body.assign(f.body.begin(), f.body.end());
-      return true;
-    }
+    const auto st = reader_.next(out);
+    if (st == frame_reader::status::frame) return true;
     if (st == frame_reader::status::too_large) {
       *error = "client: the server sent a frame over " + std::to_string(reader_.body_max()) + " bytes";
       return false;
     }
     if (!fill(error)) return false;
   }
+}
+
+bool client::read_frame(frame_in* out, std::string* error) {
+  frame_reader::frame f;
+  if (!next_frame(&f, error)) return false;
+  out->header = f.header;
+  out->body.assign(f.body.begin(), f.body.end());
+  return true;
 }
 
 bool client::closed_by_server() {
@@ -194,24 +197,21 @@ client::outcome client::wait(uint64_t request_id) {
     o.failure = "client: the request could not be sent";
     return o;
   }
-  frame_in f;
   if (auto it = early_.find(request_id); it != early_.end()) {
-    f = std::move(it->second);
+    const frame_in held = std::move(it->second);
     early_.erase(it);
-  } else {
-    for (;;) {
-      if (!read_frame(&f, &o.failure)) return o;
-      if (f.header.request_id == request_id &&
-          (f.header.kind == uint16_t(frame_kind::response) || f.header.kind == uint16_t(frame_kind::error)))
-        break;
-      if (f.header.kind == uint16_t(frame_kind::response) || f.header.kind == uint16_t(frame_kind::error))
-        early_[f.header.request_id] = std::move(f);
-      else if (f.header.kind == uint16_t(frame_kind::events))
-        pending_events_.push_back(std::move(f));  // next_events() takes them
-      // pushes and pongs are not requests' answers; later versions route pushes
-    }
+    return to_outcome(held.header, held.body);
   }
-  return to_outcome(f);
+  for (;;) {
+    frame_reader::frame f;  // the answer is parsed in place; others are kept as copies
+    if (!next_frame(&f, &o.failure)) return o;
+    const bool answer = f.header.kind == uint16_t(frame_kind::response) || f.header.kind == uint16_t(frame_kind::error);
+    if (answer && f.header.request_id == request_id) return to_outcome(f.header, f.body);
+    if (answer) early_[f.header.request_id] = {f.header, {f.body.begin(), f.body.end()}};
+    else if (f.header.kind == uint16_t(frame_kind::events))
+      pending_events_.push_back({f.header, {f.body.begin(), f.body.end()}});  // next_events() takes them
+    // pushes and pongs are not requests' answers; later versions route pushes
+  }
 }
 
 bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error) {
@@ -243,12 +243,14 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
 }
 
 bool client::next_events(events_msg* out, std::string* error, protocol_error* refusal) {
-  frame_in f;
+  frame_in held;  // a frame read earlier, while waiting for something else
   for (;;) {
+    frame_reader::frame f;  // parsed in place: the events are copied once, into *out
     if (!pending_events_.empty()) {
-      f = std::move(pending_events_.front());
+      held = std::move(pending_events_.front());
       pending_events_.pop_front();
-    } else if (!read_frame(&f, error)) {
+      f = {held.header, held.body};
+    } else if (!next_frame(&f, error)) {
       return false;
     }
     if (f.header.kind == uint16_t(frame_kind::error)) {
@@ -307,15 +309,15 @@ client::admin_outcome client::admin(const admin_request_msg& m) {
   return o;
 }
 
-client::outcome client::to_outcome(const frame_in& f) {
+client::outcome client::to_outcome(const frame_header& h, std::span<const uint8_t> body) {
   outcome o;
   std::string why;
-  if (f.header.kind == uint16_t(frame_kind::error)) {
-    o.server_error = parse_error(f.body, &o.error, &why);
+  if (h.kind == uint16_t(frame_kind::error)) {
+    o.server_error = parse_error(body, &o.error, &why);
     if (!o.server_error) o.failure = "client: malformed error frame: " + why;
     return o;
   }
-  o.ok = parse_response(f.body, &o.reply, &why);
+  o.ok = parse_response(body, &o.reply, &why);
   if (!o.ok) o.failure = "client: malformed response: " + why;
   return o;
 }

@@ -90,6 +90,8 @@ class client {
   // is not copied into a frame first).
   bool send_frame(frame_kind kind, uint64_t request_id, std::span<const uint8_t> body, std::string* error);
   bool read_frame(frame_in* out, std::string* error);  // the next frame, whatever it is
+  // The same in place, in the client's buffer (no copy): valid until the next read.
+  bool next_frame(frame_reader::frame* out, std::string* error);
   // True when the server has closed the connection (reads end), within the timeout.
   bool closed_by_server();
   bool handshake(std::string* error, protocol_error* refusal = nullptr);
@@ -102,7 +104,7 @@ class client {
   // Shuts the socket down both ways: a blocked read returns at once (another thread).
   void shutdown();
   // The outcome a Response or Error frame carries.
-  static outcome to_outcome(const frame_in& f);
+  static outcome to_outcome(const frame_header& h, std::span<const uint8_t> body);
 
  private:
   client() = default;
