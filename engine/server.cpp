@@ -56,9 +56,10 @@ namespace {
 
 constexpr uint32_t buf_count = 1024;          // provided receive buffers (power of two)
 constexpr uint32_t buf_bytes = 32 * 1024;
-// A session with a frame begun that still lacks at least this much, or whose buffer has
-// grown to it, is read straight into that buffer (plain RECVs) instead of through
-// provided buffers, saving a copy of each large request (perf/RESULTS.md).
+// A session with a frame begun that still lacks at least this much (and a provided
+// buffer's worth of it come), or whose buffer has grown to it, is read straight into
+// that buffer (plain RECVs) instead of through provided buffers, saving a copy of each
+// large request (perf/RESULTS.md).
 constexpr uint32_t direct_recv_min = 2 * buf_bytes;
 constexpr uint16_t buf_group = 0;
 constexpr size_t send_iov_max = 64;           // frames gathered into one sendmsg
@@ -113,6 +114,7 @@ struct session {
   bool recv_armed = false;
   bool recv_cancelling = false;
   bool recv_direct = false;  // the armed receive is a plain RECV into reader.prepare()
+  size_t reader_bytes = 0;   // reader.capacity() as last counted in server_stats
   uint32_t in_flight = 0;
   bool closing = false;
   bool close_after_flush = false;
@@ -235,7 +237,7 @@ class server_impl {
   std::map<uint64_t, listed> listed_;  // by slot << 32 | gen
   static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
-  std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_requests_{0}, st_errors_{0},
+  std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0}, st_requests_{0}, st_errors_{0},
       st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
@@ -341,6 +343,7 @@ class server_impl {
     auto* s = sqe();
     if (const size_t want = direct_wanted(ss)) {
       const auto dst = ss.reader.prepare(want);
+      count_reader(ss);
       io_uring_prep_recv(s, ss.fd, dst.data(), dst.size(), 0);
       ss.recv_direct = true;
     } else {
@@ -352,14 +355,16 @@ class server_impl {
     io_uring_sqe_set_data64(s, tag(op_recv, ss.slot, ss.gen));
     ss.recv_armed = true;
   }
-  // A session sends large frames when one is under way or its buffer has grown for one
-  // (it never shrinks). Only authenticated sessions: a frame buffer is sized from a
-  // header, and a stranger's header must cost nothing.
+  // A session sends large frames when its buffer has grown for one (it never shrinks),
+  // or one is under way and a provided buffer's worth of it has come. The room asked
+  // for grows with what was received, not with what a header claims: at most twice the
+  // bytes buffered and direct_recv_min more, so a peer sending headers alone cannot
+  // make the server hold more than before. Only authenticated sessions.
   size_t direct_wanted(const session& ss) const {
     if (!ss.authed) return 0;
-    const size_t missing = ss.reader.missing();
-    if (missing < direct_recv_min && ss.reader.capacity() < direct_recv_min) return 0;
-    return missing + direct_recv_min;
+    const size_t missing = ss.reader.missing(), have = ss.reader.buffered();
+    if (ss.reader.capacity() < direct_recv_min && (missing < direct_recv_min || have < buf_bytes)) return 0;
+    return std::min(missing, std::max<size_t>(direct_recv_min, have)) + direct_recv_min;
   }
   // Stops reading a session (backpressure, or to switch to a direct receive): cancels
   // its receive.
@@ -511,7 +516,16 @@ class server_impl {
     }
     --open_;
     st_open_.store(open_, std::memory_order_relaxed);
+    s.reader = wire::frame_reader(s.reader.body_max());  // its buffer goes now, not at the slot's reuse
+    count_reader(s);
     free_slots_.push_back(s.slot);
+  }
+  // Keeps server_stats::frame_buffer_bytes (the sessions' frame buffers) current.
+  void count_reader(session& s) {
+    const size_t now = s.reader.capacity();
+    if (now == s.reader_bytes) return;
+    st_reader_bytes_.fetch_add(now - s.reader_bytes, std::memory_order_relaxed);  // wraps down when smaller
+    s.reader_bytes = now;
   }
 
   // ---- receiving ---------------------------------------------------------------------
@@ -522,7 +536,10 @@ class server_impl {
     if (flags & IORING_CQE_F_BUFFER) {
       const uint16_t bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
       uint8_t* buf = bufs_.get() + size_t(bid) * buf_bytes;
-      if (s && res > 0 && !s->closing) s->reader.append({buf, size_t(res)});
+      if (s && res > 0 && !s->closing) {
+        s->reader.append({buf, size_t(res)});
+        count_reader(*s);
+      }
       io_uring_buf_ring_add(br_, buf, buf_bytes, bid, io_uring_buf_ring_mask(buf_count), 0);
       io_uring_buf_ring_advance(br_, 1);
     } else if (s && s->recv_direct && res > 0 && !s->closing) {
@@ -1218,6 +1235,7 @@ server_stats server::stats() const {
   s.connections_refused = impl_->st_refused_.load(r);
   s.frames_in = impl_->st_frames_.load(r);
   s.direct_receives = impl_->st_direct_.load(r);
+  s.frame_buffer_bytes = impl_->st_reader_bytes_.load(r);
   s.requests = impl_->st_requests_.load(r);
   s.protocol_errors = impl_->st_errors_.load(r);
   s.auth_failures = impl_->st_auth_fail_.load(r);

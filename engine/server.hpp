@@ -72,6 +72,7 @@ struct server_stats {
   uint64_t connections_refused = 0;  // over connections_max
   uint64_t frames_in = 0;
   uint64_t direct_receives = 0;     // receives straight into a session's buffer (large frames)
+  uint64_t frame_buffer_bytes = 0;  // held by the open sessions' frame buffers
   uint64_t requests = 0;
   uint64_t protocol_errors = 0;
   uint64_t auth_failures = 0;

@@ -90,7 +90,8 @@ class client {
   // is not copied into a frame first).
   bool send_frame(frame_kind kind, uint64_t request_id, std::span<const uint8_t> body, std::string* error);
   bool read_frame(frame_in* out, std::string* error);  // the next frame, whatever it is
-  // The same in place, in the client's buffer (no copy): valid until the next read.
+  // The same in place, in the client's buffer (no copy): valid until the next read or
+  // next_frame() (either may move the buffer's bytes).
   bool next_frame(frame_reader::frame* out, std::string* error);
   // True when the server has closed the connection (reads end), within the timeout.
   bool closed_by_server();

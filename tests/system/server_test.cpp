@@ -339,6 +339,9 @@ TEST(server, large_frames_are_read_straight_into_the_session) {
     for (auto x : r.reply.results) ASSERT_EQ(x, result::ok);
   };
   const uint64_t direct0 = n.srv->stats().direct_receives;
+  // The first large frame comes through provided buffers and shows the session sends
+  // large frames; the ones after it are read directly.
+  expect_all_ok(c->call(batch(8192)), 8192);
   std::vector<std::pair<uint64_t, size_t>> sent;  // request id, transfers
   for (int k = 0; k < 6; ++k) {
     sent.emplace_back(c->send(batch(8192)), 8192);
@@ -378,6 +381,37 @@ TEST(server, large_frames_are_read_straight_into_the_session) {
   EXPECT_EQ(n.srv->stats().sessions_open, 1u);
   EXPECT_EQ(n.eng->stats().transfers, applied) << "nothing of the cut-off request";
   expect_all_ok(c->call(batch(5)), 5);
+}
+
+// The frame buffers grow with the bytes sessions send, not with what their headers
+// claim: 40 authenticated sessions each announcing a maximum-size frame and sending 20
+// KB of it hold a small part of 40 frames' worth. Closing them gives it all back.
+TEST(server, headers_alone_do_not_make_the_server_hold_frames) {
+  net n;
+  const uint64_t base = n.srv->stats().frame_buffer_bytes;
+  std::vector<std::unique_ptr<wire::client>> peers;
+  wire::frame_header h;
+  h.kind = uint16_t(wire::frame_kind::request);
+  h.body_bytes = wire::frame_bytes_max_default;
+  std::vector<uint8_t> start(wire::frame_header_bytes + 20'000, 0);
+  wire::encode_header(h, start.data());
+  std::string err;
+  for (int i = 0; i < 40; ++i) {
+    peers.push_back(n.connect());
+    ASSERT_TRUE(peers.back()->send_bytes(start, &err)) << err;
+  }
+  // Every session's 20 KB taken in (the frame waits for the rest).
+  const uint64_t room = 40ull * wire::frame_bytes_max_default;
+  for (int i = 0; i < 200 && n.srv->stats().frame_buffer_bytes - base < 40ull * 20'000; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const uint64_t held = n.srv->stats().frame_buffer_bytes - base;
+  EXPECT_GE(held, 40ull * 20'000);
+  EXPECT_LE(held, 40ull * 200'000) << "held " << held << " bytes of " << room << " announced";
+  peers.clear();
+  for (int i = 0; i < 200 && n.srv->stats().sessions_open > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(n.srv->stats().sessions_open, 0u);
+  EXPECT_EQ(n.srv->stats().frame_buffer_bytes, 0u) << "closed sessions hold no buffer";
 }
 
 TEST(server, handshake_failures) {
