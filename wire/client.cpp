@@ -3,11 +3,11 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -131,30 +131,34 @@ bool client::send_frame(frame_kind kind, uint64_t request_id, std::span<const ui
 }
 
 bool client::fill(std::string* error) {
-  pollfd p{fd_, POLLIN, 0};
-  const int rc = ::poll(&p, 1, opt_.timeout_ms);
-  timed_out_ = rc == 0;
-  interrupted_ = rc < 0 && errno == EINTR;
-  if (rc == 0) {
-    *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
-    return false;
+  // One system call per read: the wait is bounded by the socket's receive timeout (set
+  // only when it changes), not by a poll before the receive. Timeout 0 takes only what
+  // has come; a negative one waits without limit.
+  int flags = 0;
+  if (opt_.timeout_ms == 0) {
+    flags = MSG_DONTWAIT;
+  } else if (const int want = std::max(opt_.timeout_ms, -1); want != rcvtimeo_ms_) {
+    timeval tv{};
+    if (want > 0) tv = {want / 1000, (want % 1000) * 1000};
+    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+      *error = std::string("client: cannot set the receive timeout: ") + std::strerror(errno);
+      return false;
+    }
+    rcvtimeo_ms_ = want;
   }
-  if (rc < 0) {  // never fall through to a recv that could block without a limit
-    *error = std::string("client: ") + (interrupted_ ? "interrupted" : "poll failed: " + std::string(std::strerror(errno)));
-    return false;
+  auto room = reader_.prepare(64 * 1024);
+  const ssize_t n = ::recv(fd_, room.data(), room.size(), flags);
+  timed_out_ = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  interrupted_ = n < 0 && errno == EINTR;
+  if (n > 0) {
+    reader_.commit(size_t(n));
+    return true;
   }
-  auto buf = reader_.prepare(64 * 1024);
-  const ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
-  if (n == 0) {
-    *error = "client: the server closed the connection";
-    return false;
-  }
-  if (n < 0) {
-    *error = std::string("client: receive failed: ") + std::strerror(errno);
-    return false;
-  }
-  reader_.commit(size_t(n));
-  return true;
+  if (n == 0) *error = "client: the server closed the connection";
+  else if (timed_out_) *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
+  else if (interrupted_) *error = "client: interrupted";
+  else *error = std::string("client: receive failed: ") + std::strerror(errno);
+  return false;
 }
 
 bool client::next_frame(frame_reader::frame* out, std::string* error) {

@@ -115,6 +115,7 @@ class client {
   uint64_t next_id_ = 1;
   bool timed_out_ = false;
   bool interrupted_ = false;
+  int rcvtimeo_ms_ = -1;  // the socket's receive timeout as set (-1: none, the default)
   frame_reader reader_{frame_bytes_max_ceiling};
   std::map<uint64_t, frame_in> early_;  // frames for requests not waited for yet
   std::deque<frame_in> pending_events_;  // Events frames read while waiting for something else

@@ -676,6 +676,46 @@ TEST(server, ping_is_answered) {
   EXPECT_EQ(f.header.request_id, 99u);
 }
 
+// The client's waits: a timeout ends a wait with nothing come (and says so), 0 takes only
+// what has come, a frame that comes is read, and a shutdown from another thread ends a
+// wait without limit at once.
+TEST(client, waits_end_by_timeout_data_or_shutdown) {
+  net n;
+  auto c = n.connect();
+  wire::frame_reader::frame f;
+  std::string err;
+  c->set_timeout_ms(150);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(c->next_frame(&f, &err));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(c->timed_out()) << err;
+  EXPECT_NE(err.find("within 150 ms"), std::string::npos) << err;
+  EXPECT_GE(waited, std::chrono::milliseconds(140));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  c->set_timeout_ms(0);
+  t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(c->next_frame(&f, &err));
+  EXPECT_TRUE(c->timed_out());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100)) << "0 does not wait";
+  c->set_timeout_ms(5000);
+  ASSERT_TRUE(c->send_bytes(wire::encode_frame(wire::frame_kind::ping, 7, {}), &err));
+  ASSERT_TRUE(c->next_frame(&f, &err)) << err;
+  EXPECT_FALSE(c->timed_out());
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+  EXPECT_EQ(f.header.request_id, 7u);
+  c->set_timeout_ms(-1);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    c->shutdown();
+  });
+  t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(c->next_frame(&f, &err));
+  stopper.join();
+  EXPECT_FALSE(c->timed_out());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_NE(err.find("closed"), std::string::npos) << err;
+}
+
 TEST(server, a_thousand_connections_held_open_and_served) {
   rlimit lim{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
