@@ -53,6 +53,9 @@ using namespace mesob;
 
 namespace {
 
+// Set by Ctrl-C (on_sigint, below).
+volatile std::sig_atomic_t g_interrupt = 0;
+
 constexpr int exit_ok = 0;
 constexpr int exit_failed = 1;      // the command ran and failed
 constexpr int exit_usage = 2;       // bad options or secret, unknown command, bad arguments
@@ -641,6 +644,7 @@ class console {
     o.gateway = s_.gateway;
     o.secret = secret_;
     o.timeout_ms = s_.timeout_ms;
+    o.interrupt = &g_interrupt;  // Ctrl-C ends a wait; a stop and continue does not
     std::string error;
     auto refusal = wire::protocol_error(0);
     client_ = wire::client::connect(o, &error, &refusal);
@@ -827,7 +831,6 @@ bool print_help(const console& con, const std::vector<std::string>& words, bool 
 // ---- interactive ----------------------------------------------------------------------
 
 console* g_console = nullptr;          // readline's callbacks are plain functions
-volatile std::sig_atomic_t g_interrupt = 0;
 
 // Ctrl-C: at the prompt it drops the line being typed and gives a fresh prompt; during
 // a command it stops the wait (the command may still run on the server), drops the

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace mesob::wire {
@@ -134,31 +135,48 @@ bool client::fill(std::string* error) {
   // One system call per read: the wait is bounded by the socket's receive timeout (set
   // only when it changes), not by a poll before the receive. Timeout 0 takes only what
   // has come; a negative one waits without limit.
-  int flags = 0;
-  if (opt_.timeout_ms == 0) {
-    flags = MSG_DONTWAIT;
-  } else if (const int want = std::max(opt_.timeout_ms, -1); want != rcvtimeo_ms_) {
-    timeval tv{};
-    if (want > 0) tv = {want / 1000, (want % 1000) * 1000};
-    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
-      *error = std::string("client: cannot set the receive timeout: ") + std::strerror(errno);
+  timed_out_ = interrupted_ = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(opt_.timeout_ms, 0));
+  int wait_ms = opt_.timeout_ms;
+  for (;;) {
+    int flags = 0;
+    if (wait_ms == 0) {
+      flags = MSG_DONTWAIT;
+    } else if (const int want = std::max(wait_ms, -1); want != rcvtimeo_ms_) {
+      timeval tv{};
+      if (want > 0) tv = {want / 1000, (want % 1000) * 1000};
+      if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+        *error = std::string("client: cannot set the receive timeout: ") + std::strerror(errno);
+        return false;
+      }
+      rcvtimeo_ms_ = want;
+    }
+    auto room = reader_.prepare(64 * 1024);
+    const ssize_t n = ::recv(fd_, room.data(), room.size(), flags);
+    if (n > 0) {
+      reader_.commit(size_t(n));
+      return true;
+    }
+    if (n == 0) {
+      *error = "client: the server closed the connection";
       return false;
     }
-    rcvtimeo_ms_ = want;
+    if (errno == EINTR && !(opt_.interrupt && *opt_.interrupt)) {
+      // A receive with a timeout is not restarted after a signal or a stop and continue
+      // (signal(7)): wait on for the time left, unless the caller's flag says stop.
+      if (wait_ms > 0) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        wait_ms = int(std::max<int64_t>(left.count(), 0));
+      }
+      continue;
+    }
+    timed_out_ = errno == EAGAIN || errno == EWOULDBLOCK;
+    interrupted_ = errno == EINTR;
+    if (timed_out_) *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
+    else if (interrupted_) *error = "client: interrupted";
+    else *error = std::string("client: receive failed: ") + std::strerror(errno);
+    return false;
   }
-  auto room = reader_.prepare(64 * 1024);
-  const ssize_t n = ::recv(fd_, room.data(), room.size(), flags);
-  timed_out_ = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-  interrupted_ = n < 0 && errno == EINTR;
-  if (n > 0) {
-    reader_.commit(size_t(n));
-    return true;
-  }
-  if (n == 0) *error = "client: the server closed the connection";
-  else if (timed_out_) *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
-  else if (interrupted_) *error = "client: interrupted";
-  else *error = std::string("client: receive failed: ") + std::strerror(errno);
-  return false;
 }
 
 bool client::next_frame(frame_reader::frame* out, std::string* error) {

@@ -12,6 +12,7 @@
 // `outcome::error` carries an Error frame the server sent for that request.
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -31,8 +32,12 @@ class client {
     uint16_t port = 7400;
     std::string gateway;
     std::vector<uint8_t> secret;
-    int timeout_ms = 30'000;  // per wait for the server
+    int timeout_ms = 30'000;  // per wait for the server (0: take what has come; < 0: no limit)
     uint32_t frame_bytes_max = frame_bytes_max_ceiling;
+    // Set (non-zero) by the caller's signal handler: a wait a signal interrupts while it
+    // is set ends (interrupted()). Any other interruption (a stop and continue, a signal
+    // whose handler leaves it clear, or with no flag) resumes the wait for its time left.
+    const volatile std::sig_atomic_t* interrupt = nullptr;
   };
   struct outcome {
     bool ok = false;          // a response arrived (reply is set)

@@ -5,7 +5,10 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include <pthread.h>
 #include <sys/resource.h>
+
+#include <csignal>
 
 #include <thread>
 
@@ -714,6 +717,62 @@ TEST(client, waits_end_by_timeout_data_or_shutdown) {
   EXPECT_FALSE(c->timed_out());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
   EXPECT_NE(err.find("closed"), std::string::npos) << err;
+}
+
+namespace {
+volatile std::sig_atomic_t g_usr1_flag = 0;
+std::atomic<int> g_usr1_seen{0};
+void on_usr1(int) { g_usr1_seen.fetch_add(1); }  // the flag is the test's to set
+}  // namespace
+
+// A signal during a wait: without the caller's interrupt flag set the wait goes on (as
+// after a stop and continue) and still gets its frame; with it set the wait ends and
+// says interrupted.
+TEST(client, a_signal_ends_a_wait_only_when_the_callers_flag_says_so) {
+  struct sigaction sa {};
+  sa.sa_handler = on_usr1;  // no SA_RESTART: the receive sees EINTR
+  struct sigaction old {};
+  ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
+  net n;
+  auto o = n.opts();
+  o.interrupt = &g_usr1_flag;
+  std::string err;
+  auto c = wire::client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  c->set_timeout_ms(10'000);
+  for (const bool flag : {false, true}) {
+    g_usr1_flag = flag ? 1 : 0;
+    const int seen0 = g_usr1_seen.load();
+    wire::frame_reader::frame f;
+    bool got = false;
+    std::string werr;
+    std::atomic<bool> waiting{false};
+    std::thread waiter([&] {
+      waiting = true;
+      got = c->next_frame(&f, &werr);
+    });
+    while (!waiting) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in its receive
+    ::pthread_kill(waiter.native_handle(), SIGUSR1);
+    for (int i = 0; i < 200 && g_usr1_seen.load() == seen0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!flag) {
+      std::string serr;
+      ASSERT_TRUE(c->send_bytes(wire::encode_frame(wire::frame_kind::ping, 11, {}), &serr)) << serr;
+    }
+    waiter.join();
+    EXPECT_GT(g_usr1_seen.load(), seen0);
+    if (flag) {
+      EXPECT_FALSE(got);
+      EXPECT_TRUE(c->interrupted()) << werr;
+      EXPECT_FALSE(c->timed_out());
+    } else {
+      ASSERT_TRUE(got) << werr;
+      EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+      EXPECT_FALSE(c->interrupted());
+    }
+  }
+  ::sigaction(SIGUSR1, &old, nullptr);
 }
 
 TEST(server, a_thousand_connections_held_open_and_served) {
