@@ -237,8 +237,8 @@ class server_impl {
   std::map<uint64_t, listed> listed_;  // by slot << 32 | gen
   static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
-  std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0}, st_requests_{0}, st_errors_{0},
-      st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
+  std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0},
+      st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
 

@@ -96,6 +96,15 @@ wire::error_msg expect_error_frame(wire::client& c, uint64_t id) {
   return e;
 }
 
+// Accounts 1..count, opened through `c`.
+void open_accounts(wire::client& c, uint64_t count) {
+  std::vector<wire::account> as;
+  for (uint64_t id = 1; id <= count; ++id) as.push_back(make_account(id));
+  auto r = c.call(wire::create_accounts_body(as));
+  ASSERT_TRUE(r.ok) << r.failure;
+  for (auto x : r.reply.results) ASSERT_EQ(x, result::ok);
+}
+
 }  // namespace
 
 TEST(server, every_operation_end_to_end) {
@@ -301,9 +310,7 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
 TEST(server, pipelined_requests_are_answered_by_id) {
   net n;
   auto c = n.connect();
-  std::vector<wire::account> as;
-  for (uint64_t id = 1; id <= 100; ++id) as.push_back(make_account(id));
-  ASSERT_TRUE(c->call(wire::create_accounts_body(as)).ok);
+  ASSERT_NO_FATAL_FAILURE(open_accounts(*c, 100));
   std::vector<uint64_t> sent;
   for (uint64_t k = 0; k < 50; ++k) {
     std::vector<wire::transfer> ts;
@@ -326,9 +333,7 @@ TEST(server, pipelined_requests_are_answered_by_id) {
 TEST(server, large_frames_are_read_straight_into_the_session) {
   net n;
   auto c = n.connect();
-  std::vector<wire::account> as;
-  for (uint64_t id = 1; id <= 100; ++id) as.push_back(make_account(id));
-  ASSERT_TRUE(c->call(wire::create_accounts_body(as)).ok);
+  ASSERT_NO_FATAL_FAILURE(open_accounts(*c, 100));
   uint64_t next_transfer = 1;
   const auto batch = [&](uint32_t count) {
     std::vector<wire::transfer> ts;
@@ -754,7 +759,8 @@ TEST(client, a_signal_ends_a_wait_only_when_the_callers_flag_says_so) {
     while (!waiting) std::this_thread::yield();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in its receive
     ::pthread_kill(waiter.native_handle(), SIGUSR1);
-    for (int i = 0; i < 200 && g_usr1_seen.load() == seen0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    for (int i = 0; i < 200 && g_usr1_seen.load() == seen0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (!flag) {
       std::string serr;
