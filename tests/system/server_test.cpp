@@ -645,6 +645,54 @@ TEST(server, in_flight_limit_per_session) {
   EXPECT_GT(refused, 0);
 }
 
+// Backpressure on sessions read directly: with one request allowed in the engine at a
+// time, two sessions pipelining large requests are paused (their receives cancelled)
+// and resumed over and over; every request is answered and applied once.
+TEST(server, large_frames_under_backpressure_are_all_served) {
+  engine::server_config cfg;
+  cfg.engine_in_flight_max = 1;
+  net n(cfg);
+  auto setup = n.connect();
+  ASSERT_NO_FATAL_FAILURE(open_accounts(*setup, 100));
+  constexpr uint32_t per_request = 8192, requests = 6;
+  std::vector<std::thread> senders;
+  std::atomic<int> failures{0};
+  for (uint64_t who = 0; who < 2; ++who)
+    senders.emplace_back([&, who] {
+      std::string err;
+      auto c = wire::client::connect(n.opts(), &err);
+      if (!c) {
+        failures.fetch_add(1);
+        return;
+      }
+      const auto body = [&](uint64_t k) {
+        std::vector<wire::transfer> ts;
+        for (uint64_t i = 0; i < per_request; ++i) {
+          const uint64_t id = 1 + (who * requests + k) * per_request + i;
+          ts.push_back(make_transfer(id, 1 + id % 100, 1 + (id + 3) % 100, 1));
+        }
+        return wire::create_transfers_body(ts);
+      };
+      auto first = c->call(body(0));  // shows the session sends large frames
+      if (!first.ok) failures.fetch_add(1);
+      std::vector<uint64_t> ids;
+      for (uint64_t k = 1; k < requests; ++k) ids.push_back(c->send(body(k)));
+      for (auto id : ids) {
+        auto r = c->wait(id);
+        if (!r.ok || r.reply.results.size() != per_request) {
+          failures.fetch_add(1);
+          continue;
+        }
+        for (auto x : r.reply.results)
+          if (x != result::ok) failures.fetch_add(1);
+      }
+    });
+  for (auto& t : senders) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(n.eng->stats().transfers, 2ull * requests * per_request);
+  EXPECT_GT(n.srv->stats().direct_receives, 0u);
+}
+
 TEST(server, connection_limit_and_graceful_stop) {
   engine::server_config cfg;
   cfg.connections_max = 3;
