@@ -217,12 +217,14 @@ event_writer::event_writer(storage::event_log& log, uint64_t kept_lsn, id_reader
 event_writer::~event_writer() { stop(); }
 
 void event_writer::post(std::shared_ptr<actors::event_group> g) {
+  bool wake;
   {
     std::lock_guard lk(mu_);
     waiting_.emplace(g->seq, std::move(g));
     backlog_.store(waiting_.size(), std::memory_order_relaxed);
+    wake = !gathering_ || waiting_.size() >= events_gather_groups_max;
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 void event_writer::set_listener(std::function<void()> on_written) {
@@ -367,15 +369,22 @@ void event_writer::run() {
     error_ = err;
     failed_.store(true);
   };
+  bool wrote = false;  // the last pass took groups: gather the next ones for a while
   for (;;) {
     std::vector<std::shared_ptr<actors::event_group>> ready;
     bool stopping, sync_wanted;
     {
       std::unique_lock lk(mu_);
-      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-      cv_.wait_until(lk, unsynced ? std::min(until, first_unsynced + sync_every) : until, [&] {
-        return stop_ || waiting_.count(next_seq_) > 0 || (unsynced && sync_wanted_lsn_ > durable_lsn_.load());
+      const auto now = std::chrono::steady_clock::now();
+      auto until = now + (wrote ? std::chrono::microseconds(events_gather_us) : std::chrono::milliseconds(200));
+      if (unsynced) until = std::min(until, first_unsynced + sync_every);
+      gathering_ = wrote;
+      cv_.wait_until(lk, until, [&] {
+        const bool sync_asked = sync_wanted_lsn_ > durable_lsn_.load();
+        return stop_ || (sync_asked && unsynced) ||
+               (waiting_.count(next_seq_) > 0 && (!wrote || sync_asked || waiting_.size() >= events_gather_groups_max));
       });
+      gathering_ = false;
       for (auto it = waiting_.find(next_seq_); it != waiting_.end(); it = waiting_.find(next_seq_)) {
         ready.push_back(std::move(it->second));
         waiting_.erase(it);
@@ -385,6 +394,7 @@ void event_writer::run() {
       stopping = stop_ && ready.empty();
       sync_wanted = sync_wanted_lsn_ > durable_lsn_.load();
     }
+    wrote = !ready.empty();
     if (!ready.empty()) done_cv_.notify_all();  // room in the backlog
     out.clear();
     uint64_t last_lsn = 0;

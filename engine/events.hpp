@@ -49,6 +49,12 @@ void derive_events(const actors::batch& b, std::vector<wire::event>& out);
 // fall depends on the shard count, which a restart may change while the event log holds
 // none past the snapshot; an append holding one is synced before readers see it.
 constexpr uint64_t events_sync_interval_ms = 200;
+// After a pass that wrote events the writer gathers groups this long before the next
+// (a lone group after a quiet spell still wakes it at once), unless this many wait or a
+// checkpoint waits: under load one wake-up, one append and one hub pass per gathering
+// instead of one per commit group.
+constexpr uint64_t events_gather_us = 1000;
+constexpr size_t events_gather_groups_max = 64;
 
 class event_writer {
  public:
@@ -106,6 +112,7 @@ class event_writer {
   std::condition_variable done_cv_;  // progress for waiters
   std::map<uint64_t, std::shared_ptr<actors::event_group>> waiting_;  // by seq
   uint64_t next_seq_ = 1;
+  bool gathering_ = false;  // the writer waits out events_gather_us: a post need not wake it
   bool stop_ = false;
   bool stopped_ = false;
   std::function<void()> listener_;
