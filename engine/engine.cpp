@@ -3575,6 +3575,17 @@ log_verification engine::verify_log() {
   const auto t0 = std::chrono::steady_clock::now();
   log_verification v;
   std::lock_guard vl(impl_->verify_mu_);
+  // Segments dropped before this keep being deleted in the background: not while the
+  // scan lists and reads the directory.
+  struct drops_held {
+    storage::wal_writer* w;
+    explicit drops_held(storage::wal_writer* wal) : w(wal) {
+      if (w) w->hold_drops();
+    }
+    ~drops_held() {
+      if (w) w->release_drops();
+    }
+  } held(impl_->wal_.get());
   v.durable_lsn = impl_->dispatched_lsn_.load();
   storage::wal_scan_options so;
   so.dir = impl_->cfg_.data_dir + "/wal";

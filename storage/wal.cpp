@@ -178,6 +178,15 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
       w->segments_.emplace_back(idx, h.first_lsn);
     if (fd >= 0) ::close(fd);
   }
+  // Segments a crash left half deleted: out of the log's names already.
+  if (DIR* dd = ::opendir(opt.dir.c_str())) {
+    while (auto* e = ::readdir(dd)) {
+      const std::string n = e->d_name;
+      if (n.size() > 8 && n.compare(n.size() - 8, 8, ".dropped") == 0 && n.rfind("wal-", 0) == 0)
+        w->unlink_queue_.push_back({opt.dir + "/" + n, 0, true});
+    }
+    ::closedir(dd);
+  }
   w->preparer_ = std::thread([p = w.get()] {
     pthread_setname_np(pthread_self(), "mesob.walprep");
     p->prepare_loop();
@@ -205,6 +214,8 @@ wal_writer::~wal_writer() {
 // 20-40 ms stalls every segment, perf/RESULTS.md). Now a log write waits behind at most
 // one 256 KiB write.
 void wal_writer::prepare_loop() {
+  constexpr uint64_t unlink_step_bytes = 4 << 20;
+  constexpr int unlink_step_pause_ms = 10;
   constexpr size_t chunk = 256 << 10;
   void* zmem = nullptr;
   MESOB_ASSERT(::posix_memalign(&zmem, wal_block_bytes, chunk) == 0);
@@ -212,8 +223,44 @@ void wal_writer::prepare_loop() {
   const std::unique_ptr<void, decltype(&std::free)> zeros(zmem, &std::free);
   std::unique_lock lk(prep_mu_);
   for (;;) {
-    prep_cv_.wait(lk, [&] { return prep_stop_ || prep_request_.has_value(); });
-    if (prep_stop_) return;
+    prep_cv_.wait(lk, [&] {
+      return prep_stop_ || prep_request_.has_value() || (!unlink_queue_.empty() && drops_held_ == 0);
+    });
+    if (!prep_request_.has_value() || prep_stop_) {  // a segment the writer may wait for goes first
+      if (unlink_queue_.empty()) return;  // stopping, with every dropped segment deleted
+      // Dropped segments are out of the log already. The first step renames one out of
+      // the log's names, so a crash never leaves a cut-down segment where a scan looks;
+      // one a crash leaves whole is dropped again after the next checkpoint, and a
+      // renamed one is deleted when the log is next opened. Stopping deletes at once.
+      dropped_segment& d = unlink_queue_.front();
+      const bool rename_step = !d.renamed && !prep_stop_;
+      const bool last_step = !rename_step && (prep_stop_ || d.bytes <= unlink_step_bytes);
+      const std::string path = d.path;
+      const uint64_t left = rename_step ? d.bytes : last_step ? 0 : d.bytes - unlink_step_bytes;
+      if (last_step) {
+        unlink_queue_.pop_front();
+      } else {
+        d.bytes = left;
+        if (rename_step) d.path += ".dropped", d.renamed = true;
+      }
+      unlinking_ = true;
+      lk.unlock();
+      if (rename_step) {
+        ::rename(path.c_str(), (path + ".dropped").c_str());
+      } else if (last_step) {
+        ::unlink(path.c_str());
+      } else if (const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC); fd >= 0) {
+        [[maybe_unused]] const int rc = ::ftruncate(fd, off_t(left));
+        ::close(fd);
+      }
+      lk.lock();
+      unlinking_ = false;
+      prep_cv_.notify_all();
+      if (!last_step)  // the pause between steps; a pre-zeroing request or stop ends it
+        prep_cv_.wait_for(lk, std::chrono::milliseconds(unlink_step_pause_ms),
+                          [&] { return prep_stop_ || prep_request_.has_value(); });
+      continue;
+    }
     const uint64_t idx = *prep_request_;
     prep_request_.reset();
     prep_busy_ = idx;
@@ -526,9 +573,33 @@ void wal_writer::drop_segments_before(uint64_t lsn) {
   // Segment i holds lsns [first_i, first_{i+1}); it can go when first_{i+1} <= lsn.
   while (segments_.size() >= 2 && segments_[1].second <= lsn &&
          segments_[0].first != segment_index_) {
-    ::unlink(segment_path(opt_.dir, segments_[0].first).c_str());
+    {
+      std::lock_guard lk(prep_mu_);
+      unlink_queue_.push_back({segment_path(opt_.dir, segments_[0].first), opt_.segment_bytes});
+    }
+    prep_cv_.notify_all();
     segments_.erase(segments_.begin());
   }
+}
+
+void wal_writer::wait_dropped() {
+  std::unique_lock lk(prep_mu_);
+  prep_cv_.wait(lk, [&] { return unlink_queue_.empty() && !unlinking_; });
+}
+
+void wal_writer::hold_drops() {
+  std::unique_lock lk(prep_mu_);
+  ++drops_held_;
+  prep_cv_.wait(lk, [&] { return !unlinking_; });
+}
+
+void wal_writer::release_drops() {
+  {
+    std::lock_guard lk(prep_mu_);
+    MESOB_ASSERT(drops_held_ > 0);
+    --drops_held_;
+  }
+  prep_cv_.notify_all();
 }
 
 // ---------------------------------------------------------------------------------

@@ -360,9 +360,28 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   const auto before = list_segments(d.path()).size();
   ASSERT_GE(before, 4u);
   w->drop_segments_before(last);  // everything but the current segment is covered
+  w->wait_dropped();               // deleted by the background thread
   const auto after = list_segments(d.path()).size();
   EXPECT_LT(after, before);
+  // Dropped segments are deleted at the latest when the writer closes.
+  for (uint64_t next = last + 1, end = last + 151; next < end; ++next) {
+    auto p = payload_for(next, 4000);
+    std::span<const uint8_t> pieces[1] = {p};
+    uint64_t lsn = w->stage(record_kind::batch, 1, 1, pieces);
+    if (lsn == 0) {
+      w->submit();
+      ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+      lsn = w->stage(record_kind::batch, 1, 1, pieces);
+    }
+    last = lsn;
+  }
+  w->submit();
+  ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+  const auto grown = list_segments(d.path()).size();
+  ASSERT_GT(grown, after);
+  w->drop_segments_before(last);
   w.reset();
+  EXPECT_LT(list_segments(d.path()).size(), grown);
   auto s = scan(d.path());
   ASSERT_TRUE(s.ok) << s.error;
   EXPECT_EQ(s.lsns.back(), last);
