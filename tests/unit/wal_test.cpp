@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <vector>
 
@@ -385,6 +386,29 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   auto s = scan(d.path());
   ASSERT_TRUE(s.ok) << s.error;
   EXPECT_EQ(s.lsns.back(), last);
+}
+
+// A segment a crash left half deleted (renamed out of the log's names, cut down) is
+// not part of the log, and opening the log deletes it.
+TEST(wal, a_half_deleted_segment_is_ignored_and_deleted_on_open) {
+  temp_dir d;
+  written w = write_log(d.path(), 20, 2, 3000);
+  ASSERT_TRUE(scan(d.path()).ok);  // drops the pre-zeroed segment never used
+  const auto segs = list_segments(d.path());
+  const std::string left = d.path() + "/wal-00000000000000ff.log.dropped";
+  {
+    std::ofstream f(left, std::ios::binary);
+    f << std::string(5000, 'x');
+  }
+  auto s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  EXPECT_EQ(s.lsns.size(), w.records);
+  EXPECT_EQ(list_segments(d.path()).size(), segs.size());
+  std::string err;
+  auto wr = wal_writer::open(wal_options{d.path(), segment_bytes, group_bytes}, s.result.end, -1, &err);
+  ASSERT_TRUE(wr) << err;
+  wr->wait_dropped();
+  EXPECT_FALSE(std::filesystem::exists(left));
 }
 
 TEST(wal, groups_in_flight_become_durable_in_log_order_across_segments) {
