@@ -345,19 +345,23 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   auto w = wal_writer::open(o, {}, -1, &err);
   ASSERT_TRUE(w) << err;
   uint64_t last = 0;
-  for (int i = 0; i < 200; ++i) {
-    auto p = payload_for(uint64_t(i + 1), 4000);
-    std::span<const uint8_t> pieces[1] = {p};
-    uint64_t lsn = w->stage(record_kind::batch, 1, 1, pieces);
-    if (lsn == 0) {
-      w->submit();
-      ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
-      lsn = w->stage(record_kind::batch, 1, 1, pieces);
+  // Appends `n` records of 4,000 bytes and waits until they are durable.
+  const auto append = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      auto p = payload_for(last + 1, 4000);
+      std::span<const uint8_t> pieces[1] = {p};
+      uint64_t lsn = w->stage(record_kind::batch, 1, 1, pieces);
+      if (lsn == 0) {
+        w->submit();
+        ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+        lsn = w->stage(record_kind::batch, 1, 1, pieces);
+      }
+      last = lsn;
     }
-    last = lsn;
-  }
-  w->submit();
-  ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+    w->submit();
+    ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+  };
+  ASSERT_NO_FATAL_FAILURE(append(200));
   const auto before = list_segments(d.path()).size();
   ASSERT_GE(before, 4u);
   w->drop_segments_before(last);  // everything but the current segment is covered
@@ -365,19 +369,7 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   const auto after = list_segments(d.path()).size();
   EXPECT_LT(after, before);
   // Dropped segments are deleted at the latest when the writer closes.
-  for (uint64_t next = last + 1, end = last + 151; next < end; ++next) {
-    auto p = payload_for(next, 4000);
-    std::span<const uint8_t> pieces[1] = {p};
-    uint64_t lsn = w->stage(record_kind::batch, 1, 1, pieces);
-    if (lsn == 0) {
-      w->submit();
-      ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
-      lsn = w->stage(record_kind::batch, 1, 1, pieces);
-    }
-    last = lsn;
-  }
-  w->submit();
-  ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+  ASSERT_NO_FATAL_FAILURE(append(150));
   const auto grown = list_segments(d.path()).size();
   ASSERT_GT(grown, after);
   w->drop_segments_before(last);
