@@ -390,7 +390,7 @@ class engine_impl {
 
   // Checkpoint thread.
   std::mutex ck_mu_;
-  std::mutex verify_mu_;  // held by verify_log: the sequencer drops no segment meanwhile
+  std::mutex verify_mu_;  // held by verify_log: wal_ stays (its deletions are held meanwhile)
   std::condition_variable ck_cv_;
   std::deque<std::shared_ptr<checkpoint_cut>> ck_queue_;
   bool ck_stop_ = false;
@@ -2026,12 +2026,8 @@ class engine_impl {
       submit_open();
       maybe_checkpoint(false);
       if (const uint64_t s = snapshot_lsn_.load(); s > dropped_for) {
-        // Not while the log is being verified: it reads the segments (tried again later).
-        std::unique_lock vl(verify_mu_, std::try_to_lock);
-        if (vl.owns_lock()) {
-          wal_->drop_segments_before(s + 1);
-          dropped_for = s;
-        }
+        wal_->drop_segments_before(s + 1);  // deleted in the background, held while verify_log scans
+        dropped_for = s;
       }
       if (stop_.load() && !wal_->in_flight() && open_list_.empty()) {
         wait_idle();  // account queries come back as walks
@@ -3045,10 +3041,8 @@ class engine_impl {
     if (!failed_ && wal_ && !shard_actors_.empty() && cfg_.checkpoint_on_close) {
       const std::string err = checkpoint_sync();
       if (!err.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", err.c_str());
-      else {
-        std::lock_guard vl(verify_mu_);
+      else
         wal_->drop_segments_before(snapshot_lsn_.load() + 1);
-      }
     }
     stop_threads();
   }
@@ -3074,7 +3068,10 @@ class engine_impl {
           !storage::replace_file(cfg_.data_dir + "/events/closed", "closed\n", &err))
         std::fprintf(stderr, "mesobd: events: %s\n", err.c_str());
     }
-    wal_.reset();
+    {
+      std::lock_guard vl(verify_mu_);  // verify_log holds the log's deletions while it scans
+      wal_.reset();
+    }
     if (wake_fd_ >= 0) ::close(wake_fd_);
     wake_fd_ = -1;
   }

@@ -222,7 +222,7 @@ void event_writer::post(std::shared_ptr<actors::event_group> g) {
     std::lock_guard lk(mu_);
     waiting_.emplace(g->seq, std::move(g));
     backlog_.store(waiting_.size(), std::memory_order_relaxed);
-    wake = !gathering_ || waiting_.size() >= events_gather_groups_max;
+    wake = !gathering_ || waiting_.size() >= events_gather_groups_max || sync_wanted_lsn_ > durable_lsn_.load();
   }
   if (wake) cv_.notify_one();
 }

@@ -182,8 +182,11 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
   if (DIR* dd = ::opendir(opt.dir.c_str())) {
     while (auto* e = ::readdir(dd)) {
       const std::string n = e->d_name;
-      if (n.size() > 8 && n.compare(n.size() - 8, 8, ".dropped") == 0 && n.rfind("wal-", 0) == 0)
-        w->unlink_queue_.push_back({opt.dir + "/" + n, 0, true});
+      struct stat st {};
+      const std::string path = opt.dir + "/" + n;
+      if (n.size() > 8 && n.compare(n.size() - 8, 8, ".dropped") == 0 && n.rfind("wal-", 0) == 0 &&
+          ::stat(path.c_str(), &st) == 0)
+        w->unlink_queue_.push_back({path, uint64_t(st.st_size), true});
     }
     ::closedir(dd);
   }
@@ -216,6 +219,7 @@ wal_writer::~wal_writer() {
 void wal_writer::prepare_loop() {
   constexpr uint64_t unlink_step_bytes = 4 << 20;
   constexpr int unlink_step_pause_ms = 10;
+  constexpr size_t unlink_behind_max = 16;
   constexpr size_t chunk = 256 << 10;
   void* zmem = nullptr;
   MESOB_ASSERT(::posix_memalign(&zmem, wal_block_bytes, chunk) == 0);
@@ -237,6 +241,7 @@ void wal_writer::prepare_loop() {
       const bool last_step = !rename_step && (prep_stop_ || d.bytes <= unlink_step_bytes);
       const std::string path = d.path;
       const uint64_t left = rename_step ? d.bytes : last_step ? 0 : d.bytes - unlink_step_bytes;
+      uint64_t left_on_disk = left;
       if (last_step) {
         unlink_queue_.pop_front();
       } else {
@@ -246,7 +251,14 @@ void wal_writer::prepare_loop() {
       unlinking_ = true;
       lk.unlock();
       if (rename_step) {
-        ::rename(path.c_str(), (path + ".dropped").c_str());
+        struct stat st {};
+        if (::rename(path.c_str(), (path + ".dropped").c_str()) != 0) {
+          std::fprintf(stderr, "mesobd: wal: cannot move dropped segment %s aside: %s (dropped again next run)\n",
+                       path.c_str(), errno_text(errno).c_str());
+          left_on_disk = 0;  // nothing to cut down
+        } else if (::stat((path + ".dropped").c_str(), &st) == 0) {
+          left_on_disk = uint64_t(st.st_size);
+        }
       } else if (last_step) {
         ::unlink(path.c_str());
       } else if (const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC); fd >= 0) {
@@ -255,8 +267,11 @@ void wal_writer::prepare_loop() {
       }
       lk.lock();
       unlinking_ = false;
+      if (rename_step) unlink_queue_.front().bytes = left_on_disk;  // what the file holds (an older size?)
       prep_cv_.notify_all();
-      if (!last_step)  // the pause between steps; a pre-zeroing request or stop ends it
+      // The pause between steps; a pre-zeroing request or stop ends it. Far behind (more
+      // than unlink_behind_max segments waiting), no pause: the disk's space comes first.
+      if (!last_step && unlink_queue_.size() <= unlink_behind_max)
         prep_cv_.wait_for(lk, std::chrono::milliseconds(unlink_step_pause_ms),
                           [&] { return prep_stop_ || prep_request_.has_value(); });
       continue;

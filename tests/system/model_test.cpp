@@ -338,8 +338,12 @@ class model_run {
     for (const char* sub : {"wal", "snapshot"}) {
       std::filesystem::create_directories(to + "/" + sub, ec);
       for (const auto& entry : std::filesystem::directory_iterator(from + "/" + sub, ec)) {
-        if (!entry.is_regular_file() || entry.path().filename() == "lock.mdb") continue;
-        std::filesystem::copy_file(entry.path(), to + "/" + sub + "/" + entry.path().filename().string(), ec);
+        const std::string name = entry.path().filename().string();
+        // Segments a checkpoint covered are deleted in the background (renamed to
+        // <segment>.dropped first): one may go between the listing and its copy.
+        if (!entry.is_regular_file() || name == "lock.mdb" || name.ends_with(".dropped")) continue;
+        std::filesystem::copy_file(entry.path(), to + "/" + sub + "/" + name, ec);
+        if (ec == std::errc::no_such_file_or_directory && std::string(sub) == "wal") ec.clear();
         if (ec) break;
       }
       if (ec) break;

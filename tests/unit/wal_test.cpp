@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "storage/failure_probes.hpp"
@@ -372,7 +374,12 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   ASSERT_NO_FATAL_FAILURE(append(150));
   const auto grown = list_segments(d.path()).size();
   ASSERT_GT(grown, after);
+  // While held (a scan of the directory under way) nothing dropped leaves the log's names.
+  w->hold_drops();
   w->drop_segments_before(last);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(list_segments(d.path()).size(), grown);
+  w->release_drops();
   w.reset();
   EXPECT_LT(list_segments(d.path()).size(), grown);
   auto s = scan(d.path());
