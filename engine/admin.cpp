@@ -491,6 +491,7 @@ class admin_impl {
         .num("checkpoints", st.checkpoints)
         .num("log_groups", st.wal_groups)
         .num("log_bytes", st.wal_bytes)
+        .num("log_segments_deleting", st.wal_segments_deleting)
         .num("memory_bytes", st.memory_bytes_shards + st.memory_bytes_window + st.memory_bytes_id_index)
         .num("audit_entries", trail_->entries());  // in the current file
     admin_response_msg m;

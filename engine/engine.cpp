@@ -3526,6 +3526,7 @@ engine_stats engine::stats() {
     s.wal_records = w.records;
     s.wal_bytes = w.bytes;
     s.wal_flight_ns = w.flight_ns;
+    s.wal_segments_deleting = w.segments_deleting;
     s.wal_commit_buckets.assign(w.commit_buckets.begin(), w.commit_buckets.end());
   }
   s.checkpoints = impl_->checkpoints_.load();

@@ -176,6 +176,7 @@ struct engine_stats {
   uint64_t wal_records = 0;
   uint64_t wal_bytes = 0;
   uint64_t wal_flight_ns = 0;  // summed time groups spent between submit and durable
+  uint64_t wal_segments_deleting = 0;  // covered by a snapshot, not yet deleted
   std::vector<uint64_t> wal_commit_buckets;  // groups per storage::wal_commit_buckets bucket, then +Inf
   uint64_t sync_waits = 0;
   uint64_t checkpoints = 0;

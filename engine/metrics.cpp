@@ -92,6 +92,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
         double(st.wal_groups));
   x.one("mesob_log_records_total", "counter", "Log records written.", double(st.wal_records));
   x.one("mesob_log_bytes_total", "counter", "Log bytes written.", double(st.wal_bytes));
+  x.one("mesob_log_segments_deleting", "gauge",
+        "Log segments a snapshot covers that are still being deleted (in the background, a few MiB at a time).",
+        double(st.wal_segments_deleting));
   x.one("mesob_log_flight_seconds_total", "counter",
         "Summed time commit groups spent between submit and durable (write + fdatasync).",
         double(st.wal_flight_ns) / 1e9);

@@ -189,6 +189,7 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
         w->unlink_queue_.push_back({path, uint64_t(st.st_size), true});
     }
     ::closedir(dd);
+    w->deleting_.store(w->unlink_queue_.size(), std::memory_order_relaxed);
   }
   w->preparer_ = std::thread([p = w.get()] {
     pthread_setname_np(pthread_self(), "mesob.walprep");
@@ -244,6 +245,7 @@ void wal_writer::prepare_loop() {
       uint64_t left_on_disk = left;
       if (last_step) {
         unlink_queue_.pop_front();
+        deleting_.store(unlink_queue_.size(), std::memory_order_relaxed);
       } else {
         d.bytes = left;
         if (rename_step) d.path += ".dropped", d.renamed = true;
@@ -591,6 +593,7 @@ void wal_writer::drop_segments_before(uint64_t lsn) {
     {
       std::lock_guard lk(prep_mu_);
       unlink_queue_.push_back({segment_path(opt_.dir, segments_[0].first), opt_.segment_bytes});
+      deleting_.store(unlink_queue_.size(), std::memory_order_relaxed);
     }
     prep_cv_.notify_all();
     segments_.erase(segments_.begin());

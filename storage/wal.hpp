@@ -119,12 +119,14 @@ class wal_writer {
     uint64_t bytes = 0;
     uint64_t flight_ns = 0;  // summed time from a group's submit to its durable completion
     std::array<uint64_t, wal_commit_buckets.size() + 1> commit_buckets{};  // per bucket, then +Inf (not cumulative)
+    uint64_t segments_deleting = 0;  // dropped, not yet deleted (a disk falling behind shows here)
   };
   // Safe from any thread (relaxed counters).
   [[nodiscard]] stats counters() const {
     stats s{groups_.load(std::memory_order_relaxed), records_.load(std::memory_order_relaxed),
             bytes_.load(std::memory_order_relaxed), flight_ns_.load(std::memory_order_relaxed), {}};
     for (size_t i = 0; i < s.commit_buckets.size(); ++i) s.commit_buckets[i] = commit_buckets_[i].load(std::memory_order_relaxed);
+    s.segments_deleting = deleting_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -184,6 +186,7 @@ class wal_writer {
   bool failure_reported_ = false;  // ... and wait() has said so (after every earlier group)
   std::string error_;
   std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0}, flight_ns_{0};
+  std::atomic<uint64_t> deleting_{0};  // unlink_queue_'s size
   std::array<std::atomic<uint64_t>, wal_commit_buckets.size() + 1> commit_buckets_{};
 
   // segment preparer

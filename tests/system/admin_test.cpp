@@ -588,6 +588,7 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_NE(first.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << first;
   EXPECT_NE(first.find("# TYPE mesob_transfers_total counter"), std::string::npos) << first;
   EXPECT_NE(first.find("# HELP mesob_log_flight_seconds_total "), std::string::npos) << first;
+  EXPECT_EQ(exposition_sample(first, "mesob_log_segments_deleting"), 0) << first;
   EXPECT_EQ(exposition_sample(first, "mesob_shard_accounts{shard=\"1\"}"), 0) << first;
 
   std::string err;

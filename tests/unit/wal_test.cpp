@@ -368,6 +368,7 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   ASSERT_GE(before, 4u);
   w->drop_segments_before(last);  // everything but the current segment is covered
   w->wait_dropped();               // deleted by the background thread
+  EXPECT_EQ(w->counters().segments_deleting, 0u);
   const auto after = list_segments(d.path()).size();
   EXPECT_LT(after, before);
   // Dropped segments are deleted at the latest when the writer closes.
@@ -379,6 +380,7 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   w->drop_segments_before(last);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(list_segments(d.path()).size(), grown);
+  EXPECT_GT(w->counters().segments_deleting, 0u);
   w->release_drops();
   w.reset();
   EXPECT_LT(list_segments(d.path()).size(), grown);
