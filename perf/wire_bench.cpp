@@ -230,9 +230,9 @@ int main(int argc, char** argv) {
   // 8,192-transfer batches, 10% crossing shards: embedded and over TCP, alternating
   // (E T T E, twice over; the host's slow phases last seconds, so more pairs make the
   // ratio steadier than longer rounds would): the engine's own costs grow with its
-  // history (records flushed to LMDB), so whichever ran second would pay more of them. An id-index growth (a background
-  // thread building a table twice the size, a large share of two cores for a second or
-  // more) comes at fixed counts of transfers, so it would fall on whichever kind ran
+  // history (records flushed to LMDB), so whichever ran second would pay more of them.
+  // An id-index growth (a background thread building a table twice the size, a large
+  // share of two cores for a second or more) comes at fixed counts of transfers, so it would fall on whichever kind ran
   // then: an unmeasured embedded warm-up first runs until the next growth is further away
   // than the measured rounds will need (past a growth, if one is that close), and the
   // JSON says whether one still came.

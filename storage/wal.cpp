@@ -184,12 +184,11 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
       const std::string n = e->d_name;
       struct stat st {};
       const std::string path = opt.dir + "/" + n;
-      if (n.size() > 8 && n.compare(n.size() - 8, 8, ".dropped") == 0 && n.rfind("wal-", 0) == 0 &&
+      if (n.ends_with(dropped_suffix) && n.starts_with("wal-") &&
           ::stat(path.c_str(), &st) == 0)
         w->unlink_queue_.push_back({path, uint64_t(st.st_size), true});
     }
     ::closedir(dd);
-    w->deleting_.store(w->unlink_queue_.size(), std::memory_order_relaxed);
   }
   w->preparer_ = std::thread([p = w.get()] {
     pthread_setname_np(pthread_self(), "mesob.walprep");
@@ -245,20 +244,20 @@ void wal_writer::prepare_loop() {
       uint64_t left_on_disk = left;
       if (last_step) {
         unlink_queue_.pop_front();
-        deleting_.store(unlink_queue_.size(), std::memory_order_relaxed);
       } else {
         d.bytes = left;
-        if (rename_step) d.path += ".dropped", d.renamed = true;
+        if (rename_step) d.path += dropped_suffix, d.renamed = true;
       }
       unlinking_ = true;
       lk.unlock();
       if (rename_step) {
         struct stat st {};
-        if (::rename(path.c_str(), (path + ".dropped").c_str()) != 0) {
+        const std::string aside = path + std::string(dropped_suffix);
+        if (::rename(path.c_str(), aside.c_str()) != 0) {
           std::fprintf(stderr, "mesobd: wal: cannot move dropped segment %s aside: %s (dropped again next run)\n",
                        path.c_str(), errno_text(errno).c_str());
           left_on_disk = 0;  // nothing to cut down
-        } else if (::stat((path + ".dropped").c_str(), &st) == 0) {
+        } else if (::stat(aside.c_str(), &st) == 0) {
           left_on_disk = uint64_t(st.st_size);
         }
       } else if (last_step) {
@@ -593,7 +592,6 @@ void wal_writer::drop_segments_before(uint64_t lsn) {
     {
       std::lock_guard lk(prep_mu_);
       unlink_queue_.push_back({segment_path(opt_.dir, segments_[0].first), opt_.segment_bytes});
-      deleting_.store(unlink_queue_.size(), std::memory_order_relaxed);
     }
     prep_cv_.notify_all();
     segments_.erase(segments_.begin());

@@ -106,6 +106,8 @@ class wal_writer {
   // 14 ms; on the sequencer's thread a checkpoint that dropped six held every commit for
   // about 100 ms. Cut down 4 MiB per 10 ms, the fdatasyncs beside it do not stall.
   void drop_segments_before(uint64_t lsn);
+  // What a dropped segment's name gets once it is out of the log (cut down, then deleted).
+  static constexpr std::string_view dropped_suffix = ".dropped";
   // Waits until every segment dropped so far is deleted (tests).
   void wait_dropped();
   // Any thread: while held, no dropped segment is moved out of the log's names (a scan of
@@ -126,7 +128,8 @@ class wal_writer {
     stats s{groups_.load(std::memory_order_relaxed), records_.load(std::memory_order_relaxed),
             bytes_.load(std::memory_order_relaxed), flight_ns_.load(std::memory_order_relaxed), {}};
     for (size_t i = 0; i < s.commit_buckets.size(); ++i) s.commit_buckets[i] = commit_buckets_[i].load(std::memory_order_relaxed);
-    s.segments_deleting = deleting_.load(std::memory_order_relaxed);
+    std::lock_guard lk(prep_mu_);
+    s.segments_deleting = unlink_queue_.size();
     return s;
   }
 
@@ -186,12 +189,11 @@ class wal_writer {
   bool failure_reported_ = false;  // ... and wait() has said so (after every earlier group)
   std::string error_;
   std::atomic<uint64_t> groups_{0}, records_{0}, bytes_{0}, flight_ns_{0};
-  std::atomic<uint64_t> deleting_{0};  // unlink_queue_'s size
   std::array<std::atomic<uint64_t>, wal_commit_buckets.size() + 1> commit_buckets_{};
 
   // segment preparer
   std::thread preparer_;
-  std::mutex prep_mu_;
+  mutable std::mutex prep_mu_;
   std::condition_variable prep_cv_;
   std::optional<uint64_t> prep_request_;  // index to prepare
   std::optional<uint64_t> prep_ready_;    // index prepared

@@ -31,6 +31,7 @@
 #include "engine/engine.hpp"
 #include "engine/limits.hpp"
 #include "model/reference_ledger.hpp"
+#include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/temp_dir.hpp"
 #include "wire/types.hpp"
@@ -341,7 +342,7 @@ class model_run {
         const std::string name = entry.path().filename().string();
         // Segments a checkpoint covered are deleted in the background (renamed to
         // <segment>.dropped first): one may go between the listing and its copy.
-        if (!entry.is_regular_file() || name == "lock.mdb" || name.ends_with(".dropped")) continue;
+        if (!entry.is_regular_file() || name == "lock.mdb" || name.ends_with(storage::wal_writer::dropped_suffix)) continue;
         std::filesystem::copy_file(entry.path(), to + "/" + sub + "/" + name, ec);
         if (ec == std::errc::no_such_file_or_directory && std::string(sub) == "wal") ec.clear();
         if (ec) break;

@@ -396,7 +396,7 @@ TEST(wal, a_half_deleted_segment_is_ignored_and_deleted_on_open) {
   written w = write_log(d.path(), 20, 2, 3000);
   ASSERT_TRUE(scan(d.path()).ok);  // drops the pre-zeroed segment never used
   const auto segs = list_segments(d.path());
-  const std::string left = d.path() + "/wal-00000000000000ff.log.dropped";
+  const std::string left = d.path() + "/wal-00000000000000ff.log" + std::string(wal_writer::dropped_suffix);
   {
     std::ofstream f(left, std::ios::binary);
     f << std::string(5000, 'x');
