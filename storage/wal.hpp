@@ -144,8 +144,6 @@ class wal_writer {
     uint64_t first_lsn = 0, last_lsn = 0;
     chain_hash chain{};
     uint64_t start_ns = 0;
-    int cqes_pending = 0;
-    int write_res = 0, fsync_res = 0;
     bool complete = false;
   };
   void submit_range(flight& f, uint64_t offset, uint64_t len);
