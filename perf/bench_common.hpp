@@ -5,7 +5,6 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
-#include <liburing.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -220,8 +219,7 @@ inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch
   return double(done.load()) / since(t0);
 }
 
-// The disk's durable-commit figures, as the log commits: a 4 KiB O_DIRECT write linked to
-// fdatasync through io_uring, one at a time for `seconds`, into a pre-zeroed file.
+// The disk's durable-commit figures (fdatasync_prober below).
 struct fdatasync_figures {
   double per_s = 0;
   std::vector<double> latencies_us;  // one per commit
@@ -260,70 +258,72 @@ inline double threads_cpu_s(const std::string& prefix) {
   return sum;
 }
 
-// `depth` write+fdatasync pairs kept in flight on one ring, each writing its own 4 KiB
-// block of a pre-zeroed file (as the log would with that many commit groups in flight):
-// commits per second, and each pair's latency from submit to its second completion.
-// `gap_us` > 0: each pair is issued that long after the last one completed (an isolated
-// commit, as a lone request on an idle engine makes), instead of at once.
-inline fdatasync_figures fdatasync_probe(const std::string& dir, double seconds, uint32_t depth = 1,
-                                         double gap_us = 0) {
-  fdatasync_figures out;
-  std::filesystem::create_directories(dir);
-  const std::string path = dir + "/fdatasync.probe";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
-  void* buf = nullptr;
-  if (fd < 0 || posix_memalign(&buf, 4096, 4096) != 0) return out;
-  std::memset(buf, 0xab, 4096);
-  // Pre-zero 64 MiB so the timed writes do not grow the file (as the log's segments).
-  for (uint64_t off = 0; off < (64ull << 20); off += 4096)
-    if (::pwrite(fd, buf, 4096, off_t(off)) != 4096) return out;
-  ::fsync(fd);
-  io_uring ring;
-  io_uring_queue_init(4 * depth, &ring, 0);
-  struct slot {
-    clk::time_point start;
-    int pending = 0;
-  };
-  std::vector<slot> slots(depth);
-  uint64_t next_block = 0, n = 0;
-  auto start = [&](uint32_t i) {
-    slots[i].start = clk::now();
-    slots[i].pending = 2;
-    auto* sqe = io_uring_get_sqe(&ring);
-    io_uring_prep_write(sqe, fd, buf, 4096, (next_block++ % 16384) * 4096);
-    sqe->flags |= IOSQE_IO_LINK;
-    io_uring_sqe_set_data64(sqe, i);
-    sqe = io_uring_get_sqe(&ring);
-    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-    io_uring_sqe_set_data64(sqe, i);
-  };
-  const auto t0 = clk::now();
-  for (uint32_t i = 0; i < depth; ++i) start(i);
-  io_uring_submit(&ring);
-  uint32_t live = depth;
-  while (live > 0) {
-    io_uring_cqe* cqe;
-    if (io_uring_wait_cqe(&ring, &cqe) != 0) break;
-    const auto i = uint32_t(io_uring_cqe_get_data64(cqe));
-    io_uring_cqe_seen(&ring, cqe);
-    if (--slots[i].pending > 0) continue;
-    out.latencies_us.push_back(since(slots[i].start) * 1e6);
-    ++n;
-    if (since(t0) < seconds) {
-      if (gap_us > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(gap_us));
-      start(i);
-      io_uring_submit(&ring);
-    } else {
-      --live;
-    }
+// The disk's commit latency: a 4 KiB O_DIRECT pwrite then fdatasync, on the calling
+// thread (`depth` > 1: that many threads, each on its own blocks, as the log with that
+// many commit groups in flight). One pre-zeroed 64 MiB file serves every probe of a
+// bench (the timed writes never grow it) and is deleted only with the prober: deleting
+// one between rounds freed 64 MiB, which ext4 mounted with `discard` hands to the device
+// at its next journal commit, and the flushes measured then (the engine's too) waited
+// behind it for 100-150 ms.
+class fdatasync_prober {
+ public:
+  explicit fdatasync_prober(const std::string& dir) : path_(dir + "/fdatasync.probe") {
+    std::filesystem::create_directories(dir);
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+    if (fd_ < 0 || posix_memalign(&buf_, 4096, 4096) != 0) return;
+    std::memset(buf_, 0xab, 4096);
+    for (uint64_t off = 0; off < blocks * 4096; off += 4096)
+      if (::pwrite(fd_, buf_, 4096, off_t(off)) != 4096) return;
+    ok_ = ::fsync(fd_) == 0;
   }
-  out.per_s = double(n) / since(t0);
-  io_uring_queue_exit(&ring);
-  ::close(fd);
-  ::unlink(path.c_str());
-  std::free(buf);
-  return out;
-}
+  fdatasync_prober(const fdatasync_prober&) = delete;
+  fdatasync_prober& operator=(const fdatasync_prober&) = delete;
+  ~fdatasync_prober() {
+    if (fd_ >= 0) ::close(fd_);
+    ::unlink(path_.c_str());
+    std::free(buf_);
+  }
+  [[nodiscard]] bool ok() const { return ok_; }
+
+  // Commits for `seconds`; `gap_us` > 0: each issued that long after its thread's last
+  // one completed (an isolated commit, as a lone request on an idle engine makes).
+  fdatasync_figures run(double seconds, uint32_t depth = 1, double gap_us = 0) {
+    fdatasync_figures out;
+    if (!ok_) return out;
+    std::vector<std::vector<double>> lat(depth);
+    std::atomic<bool> failed{false};
+    const auto t0 = clk::now();
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < depth; ++t)
+      threads.emplace_back([&, t] {
+        for (uint64_t n = 0; since(t0) < seconds; ++n) {
+          const off_t off = off_t(((next_ + n * depth + t) % blocks) * 4096);
+          const auto s = clk::now();
+          if (::pwrite(fd_, buf_, 4096, off) != 4096 || ::fdatasync(fd_) != 0) {
+            failed = true;
+            return;
+          }
+          lat[t].push_back(since(s) * 1e6);
+          if (gap_us > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(gap_us));
+        }
+      });
+    for (auto& th : threads) th.join();
+    const double took = since(t0);
+    if (failed) return out;
+    for (auto& l : lat) out.latencies_us.insert(out.latencies_us.end(), l.begin(), l.end());
+    next_ += out.latencies_us.size() + depth;
+    out.per_s = double(out.latencies_us.size()) / took;
+    return out;
+  }
+
+ private:
+  static constexpr uint64_t blocks = 16384;  // 64 MiB
+  std::string path_;
+  int fd_ = -1;
+  void* buf_ = nullptr;
+  bool ok_ = false;
+  uint64_t next_ = 0;  // where the next run's writes start
+};
 
 // The engine's server on a loopback port with one payments gateway ("bench"), and the
 // options its clients connect with. Exits with a message when it cannot start.

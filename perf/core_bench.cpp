@@ -130,13 +130,18 @@ int main(int argc, char** argv) {
   record("quick_mode", o.quick ? 1 : 0);
   record("cores", std::thread::hardware_concurrency());
   if (o.run("fsync")) {
-    const auto f = fdatasync_probe(o.dir + "-probe", o.quick ? 0.5 : 3.0);
+    fdatasync_prober probe(o.dir + "-probe");
+    if (!probe.ok()) {
+      std::fprintf(stderr, "core_bench: cannot prepare the fdatasync probe's file in %s-probe\n", o.dir.c_str());
+      return 1;
+    }
+    const auto f = probe.run(o.quick ? 0.5 : 3.0);
     record("fdatasync_per_s", f.per_s);
     record("fdatasync_p99_us", percentile(f.latencies_us, 99));
     // With several commits in flight at once (the log keeps one group in flight today):
     // what pipelining commit groups could gain on this disk.
     for (const uint32_t depth : {2u, 4u}) {
-      const auto fd = fdatasync_probe(o.dir + "-probe", o.quick ? 0.5 : 3.0, depth);
+      const auto fd = probe.run(o.quick ? 0.5 : 3.0, depth);
       record("fdatasync_per_s_depth" + std::to_string(depth), fd.per_s);
       record("fdatasync_p99_us_depth" + std::to_string(depth), percentile(fd.latencies_us, 99));
     }
