@@ -223,6 +223,7 @@ inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch
 struct fdatasync_figures {
   double per_s = 0;
   std::vector<double> latencies_us;  // one per commit
+  std::string error;                 // a failed pwrite or fdatasync: no figures
 };
 // CPU time used by the whole process so far (every thread, user and system), seconds.
 inline double process_cpu_s() {
@@ -258,9 +259,9 @@ inline double threads_cpu_s(const std::string& prefix) {
   return sum;
 }
 
-// The disk's commit latency: a 4 KiB O_DIRECT pwrite then fdatasync, on the calling
-// thread (`depth` > 1: that many threads, each on its own blocks, as the log with that
-// many commit groups in flight). One pre-zeroed 64 MiB file serves every probe of a
+// The disk's commit latency: a 4 KiB O_DIRECT pwrite then fdatasync, one at a time on
+// each of `depth` threads (each on its own blocks, as the log with that many commit
+// groups in flight). One 64 MiB file, written in full first, serves every probe of a
 // bench (the timed writes never grow it) and is deleted only with the prober: deleting
 // one between rounds freed 64 MiB, which ext4 mounted with `discard` hands to the device
 // at its next journal commit, and the flushes measured then (the engine's too) waited
@@ -283,23 +284,28 @@ class fdatasync_prober {
     ::unlink(path_.c_str());
     std::free(buf_);
   }
-  [[nodiscard]] bool ok() const { return ok_; }
 
   // Commits for `seconds`; `gap_us` > 0: each issued that long after its thread's last
   // one completed (an isolated commit, as a lone request on an idle engine makes).
   fdatasync_figures run(double seconds, uint32_t depth = 1, double gap_us = 0) {
     fdatasync_figures out;
-    if (!ok_) return out;
+    if (!ok_) {
+      out.error = "the probe's file could not be prepared: " + path_;
+      return out;
+    }
     std::vector<std::vector<double>> lat(depth);
+    std::vector<std::string> errors(depth);
     std::atomic<bool> failed{false};
     const auto t0 = clk::now();
     std::vector<std::thread> threads;
     for (uint32_t t = 0; t < depth; ++t)
       threads.emplace_back([&, t] {
-        for (uint64_t n = 0; since(t0) < seconds; ++n) {
+        for (uint64_t n = 0; since(t0) < seconds && !failed.load(std::memory_order_relaxed); ++n) {
           const off_t off = off_t(((next_ + n * depth + t) % blocks) * 4096);
           const auto s = clk::now();
-          if (::pwrite(fd_, buf_, 4096, off) != 4096 || ::fdatasync(fd_) != 0) {
+          const bool written = ::pwrite(fd_, buf_, 4096, off) == 4096;
+          if (!written || ::fdatasync(fd_) != 0) {
+            errors[t] = std::string(written ? "fdatasync " : "pwrite ") + path_ + ": " + std::strerror(errno);
             failed = true;
             return;
           }
@@ -309,9 +315,17 @@ class fdatasync_prober {
       });
     for (auto& th : threads) th.join();
     const double took = since(t0);
-    if (failed) return out;
-    for (auto& l : lat) out.latencies_us.insert(out.latencies_us.end(), l.begin(), l.end());
-    next_ += out.latencies_us.size() + depth;
+    if (failed) {
+      for (auto& e : errors)
+        if (!e.empty()) out.error = e;
+      return out;
+    }
+    size_t most = 0;
+    for (auto& l : lat) {
+      out.latencies_us.insert(out.latencies_us.end(), l.begin(), l.end());
+      most = std::max(most, l.size());
+    }
+    next_ += (most + 1) * depth;  // the next run starts past every block this one wrote
     out.per_s = double(out.latencies_us.size()) / took;
     return out;
   }

@@ -152,6 +152,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // Lives to the end of the bench: its file's deletion must not fall on a measurement.
+  fdatasync_prober probe(dir + "-probe");
   auto server = start_loopback_server(*e, "wire_bench");
   auto& srv = server.srv;
   const wire::client::options o = server.client;
@@ -163,7 +165,7 @@ int main(int argc, char** argv) {
   // issue's fdatasync_p99_us), and isolated, each write+fdatasync issued 100 us after the
   // last one completed, as a lone request on an idle engine issues its commit: the
   // virtual disk answers isolated flushes much more slowly in the tail. Each TCP
-  // request's commit time (the log's write+fdatasync, from the engine's counters, read
+  // request's commit time (the log's durable write, from the engine's counters, read
   // outside the timed call) shows how much of its latency is the disk's.
   {
     std::string e2;
@@ -177,14 +179,13 @@ int main(int argc, char** argv) {
     std::vector<double> disk, isolated, rtt, emb_lat, tcp_lat, commit;
     double disk_s = 0, disk_n = 0;
     const int rounds = 5, per_round = samples / rounds;
-    fdatasync_prober probe(dir + "-probe");
-    if (!probe.ok()) {
-      std::fprintf(stderr, "wire_bench: cannot prepare the fdatasync probe's file in %s-probe\n", dir.c_str());
-      return 1;
-    }
     for (int round = 0; round < rounds; ++round) {
       const auto d = probe.run((quick ? 0.5 : 3.0) / rounds);
       const auto di = probe.run((quick ? 0.5 : 3.0) / rounds, 1, 100);
+      if (!d.error.empty() || !di.error.empty()) {
+        std::fprintf(stderr, "wire_bench: fdatasync probe: %s%s\n", d.error.c_str(), di.error.c_str());
+        return 1;
+      }
       isolated.insert(isolated.end(), di.latencies_us.begin(), di.latencies_us.end());
       disk.insert(disk.end(), d.latencies_us.begin(), d.latencies_us.end());
       disk_n += double(d.latencies_us.size());

@@ -479,7 +479,7 @@ void wal_writer::fail_flights(size_t from, const char* what, int res) {
 wal_writer::wait_status wal_writer::wait(int timeout_ms) {
   arm_wake();
   for (;;) {
-    // Groups are reported in log order: the oldest, once its write and fdatasync are in.
+    // Groups are reported in log order: the oldest, once its durable write is in.
     if (!flights_.empty() && flights_.front().complete) {
       const flight& f = flights_.front();
       const uint64_t took = monotonic_ns() - f.start_ns;
@@ -530,6 +530,10 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     // group is not known to be durable.
     if (written < 0) {
       fail_flights(fi, "durable write (O_DSYNC) to", written);
+      continue;
+    }
+    if (written == 0) {  // no progress (not expected of a regular file): do not retry forever
+      fail_flights(fi, "durable write (O_DSYNC) to", -EIO);
       continue;
     }
     // What a short write wrote is durable; the rest goes again from its block.

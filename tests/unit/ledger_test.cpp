@@ -961,7 +961,7 @@ TEST(ledger_checkpoint, snapshots_taken_under_load_are_consistent) {
   }
 }
 
-// A failed fdatasync: the request is refused, nothing of it is applied, reads go on,
+// A failed durable write of the log (EIO, as a failed flush reports it): the request is refused, nothing of it is applied, reads go on,
 // writes are refused until restart, and after restart the ledger is whole.
 TEST_P(ledger, storage_failure_refuses_writes_and_keeps_serving_reads) {
   seed_accounts();
