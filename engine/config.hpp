@@ -13,7 +13,7 @@ struct config {
   uint32_t shards = 0;               // 0: one per core
   bool pin_shards = false;           // pin shard threads to cores (when shards <= cores)
   uint64_t wal_segment_mib = 64;     // log segment size
-  uint64_t wal_group_mib = 8;        // largest commit group (one durable write)
+  uint64_t wal_group_mib = 8;        // largest commit group (one write + fdatasync)
   uint32_t wal_flights = 1;          // commit groups in flight at once (engine/README.md)
   uint64_t snapshot_map_gib = 64;    // LMDB map ceiling (sparse)
   uint64_t checkpoint_interval_ms = 10'000;  // 0: only on demand and at close

@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
   app.add_option("--pin-shards", cfg.pin_shards, "pin shard threads to cores")->capture_default_str();
   app.add_option("--wal-segment-mib", cfg.wal_segment_mib, "log segment size, MiB")->capture_default_str();
   app.add_option("--wal-group-mib", cfg.wal_group_mib, "largest commit group, MiB")->capture_default_str();
-  app.add_option("--wal-flights", cfg.wal_flights, "commit groups in flight at once (one durable write each)")
+  app.add_option("--wal-flights", cfg.wal_flights, "commit groups in flight at once (write + fdatasync each)")
       ->capture_default_str();
   app.add_option("--snapshot-map-gib", cfg.snapshot_map_gib, "LMDB map ceiling, GiB")->capture_default_str();
   app.add_option("--checkpoint-interval-ms", cfg.checkpoint_interval_ms,

@@ -88,7 +88,7 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.one("mesob_transfers_total", "counter", "Transfers recorded (any outcome).", double(st.transfers));
   x.one("mesob_pending_transfers", "gauge", "Pending transfers the shards hold.", double(st.pending_tracked));
   x.one("mesob_log_durable_lsn", "gauge", "Last log record made durable.", double(st.lsn_durable));
-  x.one("mesob_log_groups_total", "counter", "Commit groups written (one durable O_DSYNC write each).",
+  x.one("mesob_log_groups_total", "counter", "Commit groups written (one write and fdatasync each).",
         double(st.wal_groups));
   x.one("mesob_log_records_total", "counter", "Log records written.", double(st.wal_records));
   x.one("mesob_log_bytes_total", "counter", "Log bytes written.", double(st.wal_bytes));
@@ -96,11 +96,11 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
         "Log segments a snapshot covers that are still being deleted (in the background, a few MiB at a time).",
         double(st.wal_segments_deleting));
   x.one("mesob_log_flight_seconds_total", "counter",
-        "Summed time commit groups spent between submit and durable (the O_DSYNC write).",
+        "Summed time commit groups spent between submit and durable (write + fdatasync).",
         double(st.wal_flight_ns) / 1e9);
   if (!st.wal_commit_buckets.empty()) {
     x.family("mesob_log_commit_seconds", "histogram",
-             "Commit groups from submit to durable (one O_DIRECT, O_DSYNC write each).");
+             "Commit groups from submit to durable (one O_DIRECT write and fdatasync each).");
     uint64_t cumulative = 0;
     for (size_t b = 0; b < st.wal_commit_buckets.size(); ++b) {
       cumulative += st.wal_commit_buckets[b];

@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
       // CPU of every thread per transfer: on 2 cores, 2 s / this is the engine's ceiling.
       record("cpu_us_per_transfer_batch1_callers64" + tag, (process_cpu_s() - cpu0) * 1e6 / (rate * secs));
       record("commit_groups_per_s_batch1_callers64" + tag, double(s1.wal_groups - s0.wal_groups) / secs);
-      // Share of the time a group was in flight (its durable write): 1.0 means the log
+      // Share of the time a group was in flight (write + fdatasync): 1.0 means the log
       // device never waited for the engine.
       record("log_busy_share_batch1_callers64" + tag, double(s1.wal_flight_ns - s0.wal_flight_ns) / 1e9 / secs);
     }

@@ -31,7 +31,7 @@ struct run_result {
   double events_per_s_min = 0;   // the slowest subscriber's, during the load
   double events_per_s_sum = 0;
   double lag_at_end = 0;         // events the slowest subscriber had not received when the load stopped
-  double group_ms = 0;           // mean commit group latency of the log (its durable write) under the load
+  double group_ms = 0;           // mean commit group latency of the log (write + fdatasync) under the load
   double cpu_us_per_transfer = 0;  // CPU time of the whole process (engine, load, subscribers) per transfer
   double engine_cpu_us_per_transfer = 0;      // the engine's alone (the process's but the callers' and subscribers')
   double subscribers_cpu_us_per_transfer = 0;  // the subscribers' threads' alone

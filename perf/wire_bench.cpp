@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
   // issue's fdatasync_p99_us), and isolated, each write+fdatasync issued 100 us after the
   // last one completed, as a lone request on an idle engine issues its commit: the
   // virtual disk answers isolated flushes much more slowly in the tail. Each TCP
-  // request's commit time (the log's durable write, from the engine's counters, read
+  // request's commit time (the log's write+fdatasync, from the engine's counters, read
   // outside the timed call) shows how much of its latency is the disk's.
   {
     std::string e2;

@@ -24,6 +24,7 @@ namespace {
 
 // Completion user data: a flight's id times 4 plus the kind; the wake read is kind 3.
 constexpr uint64_t tag_write = 1;
+constexpr uint64_t tag_fsync = 2;
 constexpr uint64_t tag_wake = 3;
 
 uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
@@ -154,10 +155,11 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
     return nullptr;
   }
   const bool ops_ok = io_uring_opcode_supported(probe, IORING_OP_WRITE) &&
+                      io_uring_opcode_supported(probe, IORING_OP_FSYNC) &&
                       io_uring_opcode_supported(probe, IORING_OP_READ);
   io_uring_free_probe(probe);
   if (!ops_ok) {
-    *error = "wal: the kernel's io_uring lacks WRITE or READ";
+    *error = "wal: the kernel's io_uring lacks WRITE, FSYNC or READ";
     return nullptr;
   }
   for (uint32_t i = 0; i <= opt.flights_max; ++i) {
@@ -324,13 +326,9 @@ bool wal_writer::open_next_segment(std::string* error) {
     prep_cv_.notify_all();
   }
   const auto path = segment_path(opt_.dir, idx);
-  // O_DSYNC: a write completes once it is durable, as if an fdatasync followed it, so a
-  // group is one write rather than a write linked to an fdatasync. The linked pair cost
-  // a hand-off to io_uring's worker thread for the fdatasync: 4 KiB commits one at a time
-  // took p50 109 against 89 us (storage/README.md).
-  int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_DSYNC | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
   if (fd < 0) {
-    *error = "wal: cannot open " + path + " with O_DIRECT | O_DSYNC: " + errno_text(errno);
+    *error = "wal: cannot open " + path + " with O_DIRECT: " + errno_text(errno);
     return false;
   }
   if (fd_ >= 0) ::close(fd_);
@@ -412,9 +410,15 @@ void wal_writer::submit_range(flight& f, uint64_t offset, uint64_t len) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   MESOB_ASSERT(sqe != nullptr);
   io_uring_prep_write(sqe, fd_, buf_[f.buf] + (offset - f.offset), unsigned(len), offset);
+  sqe->flags |= IOSQE_IO_LINK;
   io_uring_sqe_set_data64(sqe, f.id * 4 + tag_write);
-  ++cqes_outstanding_;
-  MESOB_ASSERT(io_uring_submit(&ring_) >= 1);
+  sqe = io_uring_get_sqe(&ring_);
+  MESOB_ASSERT(sqe != nullptr);
+  io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(sqe, f.id * 4 + tag_fsync);
+  f.cqes_pending = 2;
+  cqes_outstanding_ += 2;
+  MESOB_ASSERT(io_uring_submit(&ring_) >= 2);
 }
 
 void wal_writer::submit() {
@@ -479,7 +483,7 @@ void wal_writer::fail_flights(size_t from, const char* what, int res) {
 wal_writer::wait_status wal_writer::wait(int timeout_ms) {
   arm_wake();
   for (;;) {
-    // Groups are reported in log order: the oldest, once its durable write is in.
+    // Groups are reported in log order: the oldest, once its write and fdatasync are in.
     if (!flights_.empty() && flights_.front().complete) {
       const flight& f = flights_.front();
       const uint64_t took = monotonic_ns() - f.start_ns;
@@ -517,30 +521,38 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
       wake_armed_ = false;
       return wait_status::woken;
     }
-    if (tag != tag_write) continue;  // a cancel's own completion
+    if (tag != tag_write && tag != tag_fsync) continue;  // a cancel's own completion
     --cqes_outstanding_;
     const uint64_t id = data / 4;
     if (flights_.empty() || id < flights_.front().id || id >= flights_.front().id + flights_.size())
       continue;
     const size_t fi = size_t(id - flights_.front().id);
     flight& f = flights_[fi];
-    const int injected = probes.write_errno.exchange(0);
-    const int written = injected ? -injected : res;
-    // An error here may be the write's or its device flush's (O_DSYNC): either way the
-    // group is not known to be durable.
-    if (written < 0) {
-      fail_flights(fi, "durable write (O_DSYNC) to", written);
+    if (tag == tag_write) {
+      int injected = probes.write_errno.exchange(0);
+      f.write_res = injected ? -injected : res;
+    } else {
+      int injected = probes.fsync_errno.exchange(0);
+      f.fsync_res = injected ? -injected : res;
+    }
+    if (--f.cqes_pending > 0) continue;
+    // Both completions of this flight's write+fsync pair are in.
+    if (f.write_res < 0) {
+      fail_flights(fi, "write to", f.write_res);
       continue;
     }
-    if (written == 0) {  // no progress (not expected of a regular file): do not retry forever
-      fail_flights(fi, "durable write (O_DSYNC) to", -EIO);
+    if (f.write_res == 0) {  // no progress (not expected of a regular file): do not retry forever
+      fail_flights(fi, "write to", -EIO);
       continue;
     }
-    // What a short write wrote is durable; the rest goes again from its block.
-    f.done += uint64_t(written);
-    if (f.done < f.len) {
+    f.done += uint64_t(f.write_res);
+    if (f.done < f.len) {  // short write: the linked fsync was cancelled
       f.done = f.done / wal_block_bytes * wal_block_bytes;
       submit_range(f, f.offset + f.done, f.len - f.done);
+      continue;
+    }
+    if (f.fsync_res < 0) {
+      fail_flights(fi, "fdatasync of", f.fsync_res);
       continue;
     }
     f.complete = true;
@@ -560,7 +572,7 @@ bool wal_writer::drain() {
     const uint64_t tag = io_uring_cqe_get_data64(cqe) % 4;
     io_uring_cqe_seen(&ring_, cqe);
     if (tag == tag_wake) wake_armed_ = false;
-    else if (tag == tag_write) --cqes_outstanding_;
+    else if (tag == tag_write || tag == tag_fsync) --cqes_outstanding_;
   }
   if (failed_) {
     flights_.clear();

@@ -1,9 +1,9 @@
 // mesob::storage write-ahead log: writer and reader.
 //
 // wal_writer — owned by one thread (the engine's sequencer). It stages records into
-// a group buffer and commits the group with io_uring: one aligned O_DIRECT write to an
-// O_DSYNC segment (durable when it completes). Up to flights_max groups are in flight;
-// the next one is staged meanwhile, which is what makes group commit pay. A record is
+// a group buffer and commits the group with io_uring: one aligned O_DIRECT write
+// linked to one fdatasync. At most one group is in flight; the next one is staged
+// meanwhile (double buffering), which is what makes group commit pay. A record is
 // durable once the wait() that reports its group's completion returns; nothing may be
 // acknowledged before. A helper thread pre-zeroes the next segment ahead of need.
 //
@@ -38,7 +38,7 @@ struct wal_options {
   std::string dir;
   uint64_t segment_bytes = 64ull << 20;
   uint64_t group_bytes_max = 8ull << 20;  // largest group committed by one write
-  // Groups whose durable write may be in flight at once (1 .. wal_flights_limit). They
+  // Groups whose write+fdatasync may be in flight at once (1 .. wal_flights_limit). They
   // become durable, and are reported, in log order.
   uint32_t flights_max = 1;
 };
@@ -144,6 +144,8 @@ class wal_writer {
     uint64_t first_lsn = 0, last_lsn = 0;
     chain_hash chain{};
     uint64_t start_ns = 0;
+    int cqes_pending = 0;
+    int write_res = 0, fsync_res = 0;
     bool complete = false;
   };
   void submit_range(flight& f, uint64_t offset, uint64_t len);
@@ -177,7 +179,7 @@ class wal_writer {
   // groups in flight, oldest first
   std::deque<flight> flights_;
   uint64_t next_flight_id_ = 1;
-  uint64_t cqes_outstanding_ = 0;  // write completions not yet reaped
+  uint64_t cqes_outstanding_ = 0;  // write and fsync completions not yet reaped
   chain_hash durable_chain_{};
 
   uint64_t next_lsn_ = 1;

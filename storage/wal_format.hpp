@@ -4,7 +4,7 @@
 // `segment_bytes` long, pre-zeroed before use. Block 0 (4 KiB) holds a segment_header.
 // Records follow from offset 4096. The writer appends records in groups; every group
 // starts on a 4 KiB boundary and is followed by zero bytes up to the next boundary,
-// so each group is one aligned O_DIRECT write (the segment is O_DSYNC). Several groups
+// so each group is one aligned O_DIRECT write linked to one fdatasync. Several groups
 // may be in flight at once (segment_header::flights_max); they are acknowledged in order.
 //
 // Caveats:

@@ -641,7 +641,7 @@ TEST(ledger_window, reads_after_a_failed_commit_leave_unfinished_records_unflush
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 100);
-  storage::failure_probes::instance().write_errno = EIO;
+  storage::failure_probes::instance().fsync_errno = EIO;
   std::vector<wire::transfer> b;
   for (uint64_t i = 0; i < 8192; ++i) b.push_back(make_transfer(1 + i, 1 + i % 50, 51 + i % 50, 1));
   EXPECT_EQ(e->create_transfers(b).st, engine::status::engine_failed);
@@ -961,12 +961,12 @@ TEST(ledger_checkpoint, snapshots_taken_under_load_are_consistent) {
   }
 }
 
-// A failed durable write of the log (EIO, as a failed flush reports it): the request is refused, nothing of it is applied, reads go on,
+// A failed fdatasync: the request is refused, nothing of it is applied, reads go on,
 // writes are refused until restart, and after restart the ledger is whole.
 TEST_P(ledger, storage_failure_refuses_writes_and_keeps_serving_reads) {
   seed_accounts();
   fund(1, 100, 1200);
-  storage::failure_probes::instance().write_errno = EIO;
+  storage::failure_probes::instance().fsync_errno = EIO;
   auto r = e().create_transfers({make_transfer(1201, 1, 3, 10)});
   EXPECT_EQ(r.st, engine::status::engine_failed);
   EXPECT_EQ(e().create_transfers({make_transfer(1202, 1, 3, 10)}).st, engine::status::engine_failed);
