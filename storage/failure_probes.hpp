@@ -10,6 +10,7 @@ struct failure_probes {
   std::atomic<int> write_errno{0};      // next group write fails with this errno
   std::atomic<int> fsync_errno{0};      // next fdatasync fails with this errno
   std::atomic<bool> short_write{false};  // next group write is cut to its first block
+  std::atomic<bool> zero_write{false};   // next group write reports no bytes written
   std::atomic<int> snapshot_commit_errno{0};  // next snapshot commit (with meta) fails: an LMDB code
 
   static failure_probes& instance();

@@ -530,7 +530,7 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     flight& f = flights_[fi];
     if (tag == tag_write) {
       int injected = probes.write_errno.exchange(0);
-      f.write_res = injected ? -injected : res;
+      f.write_res = injected ? -injected : probes.zero_write.exchange(false) ? 0 : res;
     } else {
       int injected = probes.fsync_errno.exchange(0);
       f.fsync_res = injected ? -injected : res;
@@ -542,7 +542,7 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
       continue;
     }
     if (f.write_res == 0) {  // no progress (not expected of a regular file): do not retry forever
-      fail_flights(fi, "write to", -EIO);
+      fail_flights(fi, "write (no bytes written) to", -EIO);
       continue;
     }
     f.done += uint64_t(f.write_res);

@@ -317,6 +317,14 @@ TEST(wal, write_failure_such_as_a_full_disk_fails_the_group) {
   EXPECT_NE(w->error().find("No space left"), std::string::npos) << w->error();
 }
 
+// A write that completes having written nothing fails the group rather than being
+// submitted again and again.
+TEST(wal, write_of_no_bytes_fails_the_group) {
+  temp_dir d;
+  auto w = commit_one_failing(d.path(), [] { failure_probes::instance().zero_write = true; });
+  EXPECT_NE(w->error().find("no bytes written"), std::string::npos) << w->error();
+}
+
 TEST(wal, short_write_is_completed_before_the_group_counts_as_durable) {
   temp_dir d;
   {
