@@ -223,7 +223,6 @@ inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch
 struct fdatasync_figures {
   double per_s = 0;
   std::vector<double> latencies_us;  // one per commit
-  std::string error;                 // a failed pwrite or fdatasync: no figures
 };
 // CPU time used by the whole process so far (every thread, user and system), seconds.
 inline double process_cpu_s() {
@@ -265,10 +264,12 @@ inline double threads_cpu_s(const std::string& prefix) {
 // bench (the timed writes never grow it) and is deleted only with the prober: deleting
 // one between rounds freed 64 MiB, which ext4 mounted with `discard` hands to the device
 // at its next journal commit, and the flushes measured then (the engine's too) waited
-// behind it for 100-150 ms.
+// behind it for 100-150 ms. A failed write or fdatasync ends the bench with a message
+// naming `bench` (a figure of zero would read as a measurement).
 class fdatasync_prober {
  public:
-  explicit fdatasync_prober(const std::string& dir) : path_(dir + "/fdatasync.probe") {
+  fdatasync_prober(const std::string& dir, std::string bench)
+      : path_(dir + "/fdatasync.probe"), bench_(std::move(bench)) {
     std::filesystem::create_directories(dir);
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
     if (fd_ < 0 || posix_memalign(&buf_, 4096, 4096) != 0) return;
@@ -289,10 +290,7 @@ class fdatasync_prober {
   // one completed (an isolated commit, as a lone request on an idle engine makes).
   fdatasync_figures run(double seconds, uint32_t depth = 1, double gap_us = 0) {
     fdatasync_figures out;
-    if (!ok_) {
-      out.error = "the probe's file could not be prepared: " + path_;
-      return out;
-    }
+    if (!ok_) fail("the probe's file could not be prepared: " + path_);
     std::vector<std::vector<double>> lat(depth);
     std::vector<std::string> errors(depth);
     std::atomic<bool> failed{false};
@@ -315,11 +313,8 @@ class fdatasync_prober {
       });
     for (auto& th : threads) th.join();
     const double took = since(t0);
-    if (failed) {
-      for (auto& e : errors)
-        if (!e.empty()) out.error = e;
-      return out;
-    }
+    for (auto& e : errors)
+      if (!e.empty()) fail(e);
     size_t most = 0;
     for (auto& l : lat) {
       out.latencies_us.insert(out.latencies_us.end(), l.begin(), l.end());
@@ -331,8 +326,14 @@ class fdatasync_prober {
   }
 
  private:
+  [[noreturn]] void fail(const std::string& what) {
+    std::fprintf(stderr, "%s: fdatasync probe: %s\n", bench_.c_str(), what.c_str());
+    ::unlink(path_.c_str());
+    std::exit(1);
+  }
+
   static constexpr uint64_t blocks = 16384;  // 64 MiB
-  std::string path_;
+  std::string path_, bench_;
   int fd_ = -1;
   void* buf_ = nullptr;
   bool ok_ = false;
