@@ -26,7 +26,7 @@ uint64_t ns_between(clk::time_point a, clk::time_point b) {
   return uint64_t(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count()));
 }
 
-// One connection: its sender thread, and what its answers add up to.
+// One connection: its sender thread (closed loop), and what its answers add up to.
 struct connection_state {
   // Closing the connection first: its outstanding callbacks complete while the rest lives.
   ~connection_state() { c.reset(); }
@@ -196,18 +196,26 @@ void sender_closed(shared_run& s, connection_state& st) {
     if (!send_one(s, st, clk::now())) return;
 }
 
-// Open loop: request j of connection c is due at start + (j + c / N) / per_conn_rate.
-void sender_open(shared_run& s, connection_state& st, uint32_t index, clk::time_point start) {
-  const double per_conn = s.o.rate / double(s.w.batch) / double(s.o.connections);  // requests/s
-  const auto gap = std::chrono::duration<double>(1.0 / per_conn);
-  auto due = start + std::chrono::duration_cast<clk::duration>(gap * (double(index) / double(s.o.connections)));
-  uint64_t j = 0;
-  while (!s.stop.load()) {
+// Open loop: one pacing thread for every connection. Request j is due at start + j /
+// rate and goes to connection j mod N; latency counts from when it was due, however late
+// it leaves. One thread instead of one per connection: at 35,000 requests/s on two cores
+// the senders' wake-ups took a share of the CPU the engine under test needs
+// (perf/RESULTS.md, 2026-12-01). A connection whose items ran out (equb) is passed over.
+void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& cs, clk::time_point start) {
+  const auto gap = std::chrono::duration<double>(double(s.w.batch) / s.o.rate);
+  const size_t n = cs.size();
+  std::vector<bool> done(n);
+  size_t left = n;
+  for (uint64_t j = 0; left > 0 && !s.stop.load(std::memory_order_relaxed); ++j) {
+    connection_state& st = *cs[j % n];
+    if (done[j % n]) continue;
+    const auto due = start + std::chrono::duration_cast<clk::duration>(gap * double(j));
     std::this_thread::sleep_until(due);
     if (!take_slot(s, st)) break;
-    if (!send_one(s, st, due)) return;  // latency counts from when it was due, however late it leaves
-    ++j;
-    due = start + std::chrono::duration_cast<clk::duration>(gap * (double(j) + double(index) / double(s.o.connections)));
+    if (!send_one(s, st, due)) {
+      done[j % n] = true;
+      --left;
+    }
   }
 }
 
@@ -447,13 +455,10 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   out->items = w.item_name();
   const auto start = clk::now();
   s.last_answer = start;
-  for (uint32_t i = 0; i < o.connections; ++i) {
-    auto* st = cs[i].get();
-    st->sender = std::thread([&s, st, i, start, &o] {
-      if (o.rate > 0) sender_open(s, *st, i, start);
-      else sender_closed(s, *st);
-    });
-  }
+  std::thread pacer;
+  if (o.rate > 0) pacer = std::thread([&s, &cs, start] { pacer_open(s, cs, start); });
+  else
+    for (auto& c : cs) c->sender = std::thread([&s, st = c.get()] { sender_closed(s, *st); });
   // Per-second progress until the duration is over.
   const auto end = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
   for (int sec = 1;; ++sec) {
@@ -478,7 +483,9 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     if (tick >= end || s.senders_done.load() == o.connections) break;  // equb: every round sent
   }
   s.stop = true;
-  for (auto& c : cs) c->sender.join();
+  if (pacer.joinable()) pacer.join();
+  for (auto& c : cs)
+    if (c->sender.joinable()) c->sender.join();
   {
     std::unique_lock lk(s.done_mu);
     if (!s.done_cv.wait_for(lk, std::chrono::duration<double>(o.drain_timeout_s), [&] { return s.outstanding == 0; })) {

@@ -196,6 +196,20 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
       EXPECT_EQ(found.reply.accounts.at(0).credits_posted, 100u * 5 * eq.equb_fee());
       for (int i : {1, 2}) EXPECT_EQ(found.reply.accounts.at(i).credits_posted, found.reply.accounts.at(i).debits_posted);
     }
+    // The same rounds open loop: one pacer sends for the three connections, passes over
+    // a connection whose groups are all paid, and the run ends when every one is.
+    auto eq_open = eq;
+    eq_open.first_account = 8'000'000;
+    eq_open.run = 0xE2;
+    ASSERT_TRUE(t->setup(eq_open, &err)) << err;
+    auto eoo = eo;
+    eoo.rate = 20'000;
+    load::run_report eorep;
+    ASSERT_TRUE(load::run_load(*t, eq_open, eoo, &eorep, &err)) << err;
+    EXPECT_EQ(eorep.mode, "open");
+    EXPECT_TRUE(eorep.verify.ok) << (eorep.verify.problems.empty() ? "" : eorep.verify.problems[0]);
+    EXPECT_EQ(eorep.transfers_ok, eq_open.items_total());
+    EXPECT_LT(eorep.seconds, 30.0);
     // An equb request acknowledged but never applied is caught.
     auto eq_lost = eq;
     eq_lost.first_account = 7'000'000;
