@@ -31,6 +31,8 @@ std::string config::validate() const {
   if (transfers_resident_max < 2 * uint64_t(batch_ops_max) || transfers_resident_max > (1ull << 32) ||
       (transfers_resident_max & (transfers_resident_max - 1)) != 0)
     return "transfers_resident_max must be a power of two in 16384..2^32";
+  if (transfers_flush_step > transfers_resident_max / 2)
+    return "transfers_flush_step must be at most half of transfers_resident_max (0: a 32nd of it)";
   if (accounts_hint > (1ull << 32)) return "accounts_hint must be at most 2^32";
   return {};
 }

@@ -21,6 +21,8 @@ struct config {
   uint32_t queue_requests_max = 4096;
   uint64_t transfers_resident_max = 1ull << 20;  // resident window of transfer records
                                                  // (power of two); older ones live in LMDB
+  uint64_t transfers_flush_step = 0;  // executed records that start a records flush
+                                      // (0: the window / 32; engine/README.md)
   uint64_t accounts_hint = 1 << 16;     // preallocation per shard
   bool checkpoint_on_close = true;      // benchmarks turn it off to measure log replay
   // The event stream (engine/events.hpp): kept in <data_dir>/events.

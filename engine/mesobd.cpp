@@ -113,6 +113,9 @@ int main(int argc, char** argv) {
   app.add_option("--transfers-resident-max", cfg.transfers_resident_max,
                  "transfer records kept in memory (power of two); older ones are read from LMDB")
       ->capture_default_str();
+  app.add_option("--transfers-flush-step", cfg.transfers_flush_step,
+                 "executed records that start writing them to LMDB (0: transfers-resident-max / 32)")
+      ->capture_default_str();
   app.add_option("--accounts-hint", cfg.accounts_hint, "accounts to preallocate per shard")->capture_default_str();
   app.add_option("--listen", net.address, "client address (IPv4)")->capture_default_str();
   app.add_option("--port", net.port, "client port; 0 = any free port")->capture_default_str();

@@ -313,9 +313,10 @@ class model_run {
     cfg.snapshot_map_gib = 1;
     cfg.accounts_hint = 1024;
     // Large enough that nothing is written to LMDB in the background (records flush once
-    // a quarter of the window, 512K, awaits it; a run makes ~375K): crash_copy() copies
-    // files, and a copy taken during an LMDB commit is not a crash image.
+    // 512K await it; a run makes ~375K): crash_copy() copies files, and a copy taken
+    // during an LMDB commit is not a crash image.
     cfg.transfers_resident_max = params_.small_window ? 2 * uint64_t(engine::batch_ops_max) : 1ull << 21;
+    cfg.transfers_flush_step = params_.small_window ? 0 : 1ull << 19;
     auto now = now_;
     cfg.clock = [now] { return now->load(); };
     std::string err;

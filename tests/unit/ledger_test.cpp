@@ -416,6 +416,46 @@ TEST_P(ledger, batch_limits) {
   EXPECT_TRUE(r.results.empty());
 }
 
+// Records go to LMDB in steps of `transfers_flush_step` executed records (by default a
+// 32nd of the window), not all at once when the window runs short; a step above half
+// the window is refused.
+TEST(ledger_window, records_flush_in_steps) {
+  for (const uint64_t step : {uint64_t(0), uint64_t(4096)}) {
+    temp_dir dir;
+    auto cfg = test_config(dir.path());
+    cfg.transfers_resident_max = 1 << 14;
+    cfg.transfers_flush_step = step;
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 64);
+    // 1,000 transfers in batches of 100: past the default step (512), short of 4,096.
+    for (uint64_t base = 1; base <= 1000; base += 100) {
+      std::vector<wire::transfer> b;
+      for (uint64_t i = base; i < base + 100; ++i) b.push_back(make_transfer(i, 1 + i % 64, 1 + (i + 5) % 64, 1));
+      for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, result::ok);
+    }
+    if (step == 0) {
+      // The flush runs on the checkpoint thread: it starts once a batch after the
+      // 512th record is sequenced, and covers what had executed by then.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (e->stats().transfers_in_snapshot < 512 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      EXPECT_GE(e->stats().transfers_in_snapshot, 512u);
+      EXPECT_LE(e->stats().transfers_in_snapshot, 1000u);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      EXPECT_EQ(e->stats().transfers_in_snapshot, 0u) << "no flush before 4,096 records";
+    }
+  }
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.transfers_resident_max = 1 << 14;
+  cfg.transfers_flush_step = (1 << 13) + 1;
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_EQ(err, "config: transfers_flush_step must be at most half of transfers_resident_max (0: a 32nd of it)");
+}
+
 // A window of 16,384 resident records: most of the history below is served from LMDB.
 TEST(ledger_window, history_outlives_the_resident_window) {
   temp_dir dir;
@@ -510,7 +550,7 @@ TEST(ledger_window, history_outlives_the_resident_window) {
 TEST(ledger_window, checkpoints_racing_records_flushes) {
   temp_dir dir;
   auto cfg = test_config(dir.path());
-  cfg.transfers_resident_max = 1 << 14;  // a flush every 4,096 records
+  cfg.transfers_resident_max = 1 << 14;  // a flush every 512 records
   std::string err;
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
@@ -562,7 +602,7 @@ TEST(ledger_window, checkpoints_racing_records_flushes) {
 TEST(ledger_window, batches_finishing_out_of_order_flush_only_final_records) {
   temp_dir dir;
   auto cfg = test_config(dir.path(), 2);
-  cfg.transfers_resident_max = 1 << 14;  // a flush every 4,096 records
+  cfg.transfers_resident_max = 1 << 14;  // a flush every 512 records
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 400);
@@ -633,11 +673,11 @@ TEST(ledger_expiry, checkpoint_after_one_side_expired_a_cross_shard_pending_tran
 // After a failed commit the engine keeps serving reads. The failed group's records
 // never become final, so reads must not move the point below which records are final
 // (and get flushed) past them: a window small enough that one failed 8,192-transfer
-// batch is more than a quarter of it, then reads.
+// batch is more than 1/32 of it, then reads.
 TEST(ledger_window, reads_after_a_failed_commit_leave_unfinished_records_unflushed) {
   temp_dir dir;
   auto cfg = test_config(dir.path(), 2);
-  cfg.transfers_resident_max = 1 << 14;  // a flush once 4,096 records are final
+  cfg.transfers_resident_max = 1 << 14;  // a flush once 512 records are final
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 100);
