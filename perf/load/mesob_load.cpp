@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   app.add_option("--pg", pg_conninfo, "PostgreSQL connection string (libpq)")->capture_default_str();
   app.add_option("--redis-host", redis_host, "Redis address")->capture_default_str();
   app.add_option("--redis-port", redis_port, "Redis port")->capture_default_str();
-  app.add_option("--connections", o.connections, "connections (closed loop: each with its own sender; open loop: one pacer sends for all)")->capture_default_str();
+  app.add_option("--connections", o.connections, "connections (each with its own sender, but in mesob's open loop one pacer sends for all)")->capture_default_str();
   app.add_option("--window", o.window, "closed loop: requests in flight per connection (capped by the server's limit)")
       ->capture_default_str();
   app.add_option("--rate", o.rate, "open loop: transfers per second over all connections; 0 = closed loop")

@@ -4,9 +4,11 @@
 // run's accounts, and the program's options, report and plots.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "perf/load/driver.hpp"
 #include "perf/load/mesob_target.hpp"
@@ -197,10 +199,13 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
       for (int i : {1, 2}) EXPECT_EQ(found.reply.accounts.at(i).credits_posted, found.reply.accounts.at(i).debits_posted);
     }
     // The same rounds open loop: one pacer sends for the three connections, passes over
-    // a connection whose groups are all paid, and the run ends when every one is.
+    // a connection whose groups are all paid, and the run ends when every one is. In
+    // batches of 20 the first connection (34 groups) has one request more than the
+    // others (33 groups each), so it sends after they ran out.
     auto eq_open = eq;
     eq_open.first_account = 8'000'000;
     eq_open.run = 0xE2;
+    eq_open.batch = 20;
     ASSERT_TRUE(t->setup(eq_open, &err)) << err;
     auto eoo = eo;
     eoo.rate = 20'000;
@@ -391,6 +396,52 @@ TEST(load, orders_filled_by_the_broker_mesob_load_answers_as_verify) {
   auto no_broker = run(base + " --orders --gateway loader --secret " + loader_secret + " --duration 1");
   EXPECT_EQ(WEXITSTATUS(no_broker.status), 2) << no_broker.out;
   EXPECT_NE(no_broker.out.find("--broker-gateway"), std::string::npos) << no_broker.out;
+}
+
+// A synchronous target (a window of 1: the request runs inside submit, as PostgreSQL's
+// and Redis's do) keeps a sender per connection in the open loop: 4 connections whose
+// requests take 10 ms each carry 150 requests/s on schedule, which one sender for all
+// (at most 100/s) could not.
+TEST(load, open_loop_keeps_a_sender_per_synchronous_connection) {
+  class sleepy final : public load::target {
+   public:
+    std::string name() const override { return "sleepy"; }
+    std::string supports(const load::workload&) const override { return ""; }
+    bool setup(const load::workload&, std::string*) override { return true; }
+    std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
+      class conn final : public load::target_connection {
+       public:
+        void submit(std::vector<wire::transfer> b, std::function<void(load::batch_outcome&&)> done) override {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          load::batch_outcome o;
+          o.results.assign(b.size(), wire::result::ok);
+          done(std::move(o));
+        }
+        uint32_t window_max() const override { return 1; }
+      };
+      return std::make_unique<conn>();
+    }
+    bool read_balances(const load::workload&, int64_t*, std::vector<int64_t>*, std::string* e) override {
+      *e = "not kept";
+      return false;
+    }
+    bool find_transfers(std::span<const wire::id128>, std::vector<load::found_transfer>*, std::string* e) override {
+      *e = "not kept";
+      return false;
+    }
+  } t;
+  auto w = small_workload(1);
+  w.batch = 1;
+  load::run_options o;
+  o.connections = 4;
+  o.rate = 150;
+  o.duration_s = 2;
+  o.progress = false;
+  load::run_report r;
+  std::string err;
+  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  EXPECT_GE(r.requests, 280u) << "requests due in 2 s: 300";
+  EXPECT_LE(r.requests, 301u);
 }
 
 TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
