@@ -1575,13 +1575,21 @@ class engine_impl {
   }
 
   // Keeps the resident window moving: flushes records once `transfers_flush_step` (by
-  // default 1/32 of the window) await it. Each flush is an LMDB commit whose write-back
-  // the log's fdatasyncs queue behind: a quarter of the window (262,144 records) at a time
-  // stalled single transfers for 15-30 ms every 8 s at 33,000/s; 1/32 keeps the longest
-  // under 11 ms and leaves the maximum rate as it was (engine/README.md).
+  // default 1/32 of the window) await it beyond what is flushed or being flushed. Each
+  // flush is an LMDB commit whose write-back the log's fdatasyncs queue behind: a
+  // quarter of the window (262,144 records) at a time stalled single transfers for
+  // 15-30 ms every 8 s at 33,000/s; 1/32 keeps the longest under 11 ms and leaves the
+  // maximum rate as it was (engine/README.md). Replay, where nothing waits on the log,
+  // keeps steps of at least a quarter of the window (fewer, larger commits).
   void maybe_flush_records() {
-    const uint64_t step = cfg_.transfers_flush_step ? cfg_.transfers_flush_step : records_->capacity() / 32;
-    if (executed_serial_end_.load() >= flushed_serial_.load() + step) request_records_flush();
+    uint64_t step = cfg_.transfers_flush_step ? cfg_.transfers_flush_step : records_->capacity() / 32;
+    if (replaying_) step = std::max(step, records_->capacity() / 4);
+    const uint64_t executed = executed_serial_end_.load();
+    if (executed < flushed_serial_.load() + step) return;
+    std::lock_guard lk(ck_mu_);
+    if (executed < std::max(flushed_serial_.load(), records_flush_target_) + step) return;  // one under way
+    records_flush_target_ = executed;
+    ck_cv_.notify_all();
   }
 
   // Asks the checkpoint thread to flush every executed record (sequencer thread).
@@ -2563,7 +2571,7 @@ class engine_impl {
     if (pending.size() >= 64) {
       send(std::move(pending), nullptr);
       pending.clear();
-      maybe_flush_records();  // as live
+      maybe_flush_records();
     }
     return true;
   }
