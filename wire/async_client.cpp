@@ -59,6 +59,40 @@ void async_client::submit(std::vector<uint8_t> request_body, callback done) {
   (void)conn_->send_bytes(*frame, &err);  // on failure the reader reconnects and resends
 }
 
+void async_client::submit(std::vector<request> requests) {
+  std::vector<uint8_t> bytes;  // the frames registered and not yet written
+  const auto write = [&] {
+    if (bytes.empty()) return;
+    std::lock_guard sl(send_mu_);
+    std::string err;
+    (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
+    bytes.clear();
+  };
+  std::unique_lock lk(mu_);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!closing_ && broken_.empty() && pending_.size() >= in_flight_max_) {
+      // No room: what is registered goes out first (its answers make the room).
+      lk.unlock();
+      write();
+      lk.lock();
+      room_.wait(lk, [&] { return closing_ || !broken_.empty() || pending_.size() < in_flight_max_; });
+    }
+    if (closing_ || !broken_.empty()) {
+      const std::string why = closing_ ? "client closed" : broken_;
+      lk.unlock();
+      write();
+      for (size_t k = i; k < requests.size(); ++k) requests[k].done(failed(why));
+      return;
+    }
+    const uint64_t id = next_id_++;
+    auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, requests[i].body));
+    bytes.insert(bytes.end(), frame->begin(), frame->end());
+    pending_[id] = {std::move(frame), std::move(requests[i].done)};
+  }
+  lk.unlock();
+  write();
+}
+
 std::future<client::outcome> async_client::submit(std::vector<uint8_t> request_body) {
   auto promise = std::make_shared<std::promise<client::outcome>>();
   auto f = promise->get_future();

@@ -45,6 +45,14 @@ class async_client {
 
   void submit(std::vector<uint8_t> request_body, callback done);
   std::future<client::outcome> submit(std::vector<uint8_t> request_body);
+  // Several requests in one write (as many as the in-flight limit leaves room for; the
+  // rest follow in further writes): requests ready together leave together, one system
+  // call and one wake-up of the server for all of them. Each completes on its own.
+  struct request {
+    std::vector<uint8_t> body;
+    callback done;
+  };
+  void submit(std::vector<request> requests);
 
   [[nodiscard]] uint64_t reconnects() const;
   [[nodiscard]] uint64_t resent() const;  // requests sent again after a reconnect

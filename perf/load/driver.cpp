@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <optional>
 #include <atomic>
 #include <cmath>
 #include <chrono>
@@ -166,17 +167,26 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
   return b;
 }
 
-// False when the connection's items ran out (nothing sent; its slot is given back).
-bool send_one(shared_run& s, connection_state& st, clk::time_point intended) {
+// The connection's next request, its latency counted from `intended`; none when its
+// items ran out (its slot is given back).
+std::optional<target_connection::submission> prepare(shared_run& s, connection_state& st, clk::time_point intended) {
   auto ks = std::make_shared<std::vector<uint64_t>>();
   auto b = next_batch(s, st, ks.get());
   if (b.empty()) {
     st.slots.release();
     s.senders_done.fetch_add(1);
-    return false;
+    return std::nullopt;
   }
   ++s.outstanding;
-  st.c->submit(std::move(b), [&s, &st, ks, intended](batch_outcome&& r) { on_answer(s, st, *ks, intended, std::move(r)); });
+  return target_connection::submission{
+      std::move(b), [&s, &st, ks, intended](batch_outcome&& r) { on_answer(s, st, *ks, intended, std::move(r)); }};
+}
+
+// False when the connection's items ran out (nothing sent; its slot is given back).
+bool send_one(shared_run& s, connection_state& st, clk::time_point intended) {
+  auto sub = prepare(s, st, intended);
+  if (!sub) return false;
+  st.c->submit(std::move(sub->batch), std::move(sub->done));
   return true;
 }
 
@@ -196,29 +206,46 @@ void sender_closed(shared_run& s, connection_state& st) {
     if (!send_one(s, st, clk::now())) return;
 }
 
-// Open loop: request j is due at start + j / rate (in requests) and goes to connection
-// j mod N; latency counts from when it was due, however late it leaves.
+// Open loop: request j is due at start + j / rate (in requests); its latency counts from
+// then, however late it leaves.
 //
 // Pipelined targets (mesob) get one pacing thread for every connection: at 35,000
 // requests/s over 8 connections on two cores a sleeping sender per connection took
-// CPU the engine under test needs (perf/RESULTS.md, 2026-12-01). A connection whose
-// items ran out (equb) is passed over. A full window on one connection holds the
-// requests due on the others too (they count from their due times all the same).
+// CPU the engine under test needs (perf/RESULTS.md, 2026-12-01). Each time the pacer
+// wakes, every request due by then (up to `coalesce_max`, and the window's room) leaves
+// on the next connection in turn, in one write, as a client multiplexing its callers
+// sends what is ready. A connection whose items ran out (equb) is passed over. A full
+// window on one connection holds the requests due on the others too (they count from
+// their due times all the same).
+constexpr size_t coalesce_max = 64;
+
 void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& cs, clk::time_point start) {
   const auto gap = std::chrono::duration<double>(double(s.w.batch) / s.o.rate);
+  const auto due_of = [&](uint64_t j) { return start + std::chrono::duration_cast<clk::duration>(gap * double(j)); };
   const size_t n = cs.size();
   std::vector<bool> done(n);
-  size_t left = n;
-  for (uint64_t j = 0; left > 0 && !s.stop.load(std::memory_order_relaxed); ++j) {
-    connection_state& st = *cs[j % n];
-    if (done[j % n]) continue;
-    const auto due = start + std::chrono::duration_cast<clk::duration>(gap * double(j));
-    std::this_thread::sleep_until(due);
+  size_t left = n, next = 0;
+  std::vector<target_connection::submission> ready;
+  for (uint64_t j = 0; left > 0 && !s.stop.load(std::memory_order_relaxed);) {
+    std::this_thread::sleep_until(due_of(j));
+    while (done[next % n]) ++next;  // left > 0: one is not done
+    const size_t c = next++ % n;
+    connection_state& st = *cs[c];
     if (!take_slot(s, st)) break;
-    if (!send_one(s, st, due)) {
-      done[j % n] = true;
-      --left;
+    const auto now = clk::now();
+    for (;;) {
+      auto sub = prepare(s, st, due_of(j));
+      if (!sub) {
+        done[c] = true;
+        --left;
+        break;
+      }
+      ready.push_back(std::move(*sub));
+      ++j;
+      if (ready.size() == coalesce_max || due_of(j) > now || !st.slots.try_acquire()) break;
     }
+    if (!ready.empty()) st.c->submit_all(std::move(ready));
+    ready.clear();
   }
 }
 

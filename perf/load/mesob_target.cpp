@@ -28,6 +28,19 @@ class mesob_connection final : public target_connection {
   mesob_connection(std::unique_ptr<wire::async_client> c, uint32_t window, const workload& w)
       : c_(std::move(c)), window_(window), kind_(w.kind), w_(w) {}
   void submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) override {
+    auto r = request_of(std::move(batch), std::move(done));
+    c_->submit(std::move(r.body), std::move(r.done));
+  }
+  void submit_all(std::vector<submission> all) override {
+    std::vector<wire::async_client::request> rs;
+    rs.reserve(all.size());
+    for (auto& s : all) rs.push_back(request_of(std::move(s.batch), std::move(s.done)));
+    c_->submit(std::move(rs));
+  }
+  [[nodiscard]] uint32_t window_max() const override { return window_; }
+
+ private:
+  wire::async_client::request request_of(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) {
     const size_t n = batch.size();
     std::vector<uint8_t> body;
     if (kind_ == item_kind::deposits) {
@@ -48,22 +61,20 @@ class mesob_connection final : public target_connection {
     } else {
       body = wire::create_transfers_body(batch);
     }
-    c_->submit(std::move(body), [n, done = std::move(done)](wire::client::outcome&& r) {
-      batch_outcome out;
-      out.failure = outcome_failure(r);
-      if (out.failure.empty()) {
-        if (r.reply.results.size() != n)
-          out.failure = "reply has " + std::to_string(r.reply.results.size()) + " results for " +
-                        std::to_string(n) + " transfers";
-        else
-          out.results = std::move(r.reply.results);
-      }
-      done(std::move(out));
-    });
+    return {std::move(body), [n, done = std::move(done)](wire::client::outcome&& r) {
+              batch_outcome out;
+              out.failure = outcome_failure(r);
+              if (out.failure.empty()) {
+                if (r.reply.results.size() != n)
+                  out.failure = "reply has " + std::to_string(r.reply.results.size()) + " results for " +
+                                std::to_string(n) + " transfers";
+                else
+                  out.results = std::move(r.reply.results);
+              }
+              done(std::move(out));
+            }};
   }
-  [[nodiscard]] uint32_t window_max() const override { return window_; }
 
- private:
   std::unique_ptr<wire::async_client> c_;
   uint32_t window_;
   item_kind kind_;

@@ -29,6 +29,15 @@ class target_connection {
   // (or the request failed). Blocks while window_max() requests are outstanding; a
   // synchronous driver runs the request inside submit() and has a window of 1.
   virtual void submit(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) = 0;
+  // Several requests ready at once: one write where the target pipelines (mesob), else
+  // one submit after another.
+  struct submission {
+    std::vector<wire::transfer> batch;
+    std::function<void(batch_outcome&&)> done;
+  };
+  virtual void submit_all(std::vector<submission> all) {
+    for (auto& s : all) submit(std::move(s.batch), std::move(s.done));
+  }
   [[nodiscard]] virtual uint32_t window_max() const = 0;
 };
 

@@ -948,6 +948,31 @@ TEST(async_client, pipelined_callbacks_and_futures_from_several_threads) {
   EXPECT_EQ(f.get().reply.accounts.at(0).credits_posted, 400u);
 }
 
+// Requests submitted together leave in as few writes as the window allows: 100 at once
+// against a server that lets 8 be in flight go out 8 at a time as answers make room,
+// and each completes on its own.
+TEST(async_client, submits_many_at_once_beyond_its_window) {
+  engine::server_config cfg;
+  cfg.in_flight_max = 8;
+  net n(cfg);
+  std::string err;
+  auto c = wire::async_client::connect(n.async_opts(), &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  std::vector<wire::async_client::request> rs;
+  std::vector<std::promise<wire::client::outcome>> ps(100);
+  for (uint64_t i = 0; i < 100; ++i)
+    rs.push_back({wire::create_transfers_body(std::vector{make_transfer(700 + i, 1, 2, 1 + i)}),
+                  [&ps, i](wire::client::outcome&& r) { ps[i].set_value(std::move(r)); }});
+  c->submit(std::move(rs));
+  for (uint64_t i = 0; i < 100; ++i) {
+    auto r = ps[i].get_future().get();
+    ASSERT_TRUE(r.ok) << i << ": " << r.failure;
+    EXPECT_EQ(r.reply.results.at(0), result::ok) << i;
+  }
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 100u * 101 / 2);
+}
+
 TEST(async_client, reconnects_and_resends_without_applying_twice) {
   net n;
   const uint16_t port = n.srv->port();
@@ -993,6 +1018,14 @@ TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
   EXPECT_NE(r.failure.find("3 reconnects failed"), std::string::npos) << r.failure;
   r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
   EXPECT_NE(r.failure.find("reconnects failed"), std::string::npos) << r.failure;
+  // Several at once: each fails with the reason.
+  std::vector<std::string> why(3);
+  std::vector<wire::async_client::request> rs;
+  for (size_t i = 0; i < 3; ++i)
+    rs.push_back({wire::lookup_accounts_body(std::vector<uint64_t>{1}),
+                  [&why, i](wire::client::outcome&& out) { why[i] = out.ok ? "ok" : out.failure; }});
+  c->submit(std::move(rs));
+  for (const auto& w : why) EXPECT_NE(w.find("reconnects failed"), std::string::npos) << w;
 }
 
 TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
