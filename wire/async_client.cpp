@@ -53,19 +53,24 @@ void async_client::submit(std::vector<uint8_t> request_body, callback done) {
   const uint64_t id = next_id_++;
   auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, request_body));
   pending_[id] = {frame, std::move(done)};  // the reader may erase it before the send below
+  const uint64_t gen = conn_gen_;
   lk.unlock();
   std::lock_guard sl(send_mu_);
+  if (conn_gen_ != gen) return;  // a reconnect since sent it with every unanswered request
   std::string err;
   (void)conn_->send_bytes(*frame, &err);  // on failure the reader reconnects and resends
 }
 
 void async_client::submit(std::vector<request> requests) {
   std::vector<uint8_t> bytes;  // the frames registered and not yet written
+  uint64_t gen = 0;            // the connection they were registered on
   const auto write = [&] {
     if (bytes.empty()) return;
     std::lock_guard sl(send_mu_);
     std::string err;
-    (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
+    // A reconnect since registering sent them with every unanswered request: a second
+    // copy could meet a full window and answer the request with an error.
+    if (conn_gen_ == gen) (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
     bytes.clear();
   };
   std::unique_lock lk(mu_);
@@ -86,6 +91,7 @@ void async_client::submit(std::vector<request> requests) {
     }
     const uint64_t id = next_id_++;
     auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, requests[i].body));
+    if (bytes.empty()) gen = conn_gen_;
     bytes.insert(bytes.end(), frame->begin(), frame->end());
     pending_[id] = {std::move(frame), std::move(requests[i].done)};
   }
@@ -161,6 +167,7 @@ bool async_client::reconnect() {
     {
       std::lock_guard lk(mu_);
       ++reconnects_;
+      ++conn_gen_;  // with the snapshot below: what was registered before goes out here
       in_flight_max_ = std::max<uint32_t>(1, conn_->welcome().in_flight_max);
       for (const auto& [id, p] : pending_) again.push_back(p.frame);  // in request-id order
       resent_ += again.size();

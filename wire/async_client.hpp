@@ -78,6 +78,9 @@ class async_client {
   bool closing_ = false;
   std::string broken_;     // set when reconnecting gave up
   uint64_t reconnects_ = 0, resent_ = 0;
+  // Connections so far; changed under mu_ and send_mu_ together (read under either). A
+  // request registered under one generation is written only if it is still current.
+  uint64_t conn_gen_ = 0;
   std::thread reader_;
 };
 

@@ -955,12 +955,12 @@ TEST(async_client, submits_many_at_once_beyond_its_window) {
   engine::server_config cfg;
   cfg.in_flight_max = 8;
   net n(cfg);
+  std::vector<std::promise<wire::client::outcome>> ps(100);  // outlives the client's callbacks
   std::string err;
   auto c = wire::async_client::connect(n.async_opts(), &err);
   ASSERT_TRUE(c) << err;
   ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
   std::vector<wire::async_client::request> rs;
-  std::vector<std::promise<wire::client::outcome>> ps(100);
   for (uint64_t i = 0; i < 100; ++i)
     rs.push_back({wire::create_transfers_body(std::vector{make_transfer(700 + i, 1, 2, 1 + i)}),
                   [&ps, i](wire::client::outcome&& r) { ps[i].set_value(std::move(r)); }});
