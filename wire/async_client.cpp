@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <span>
 #include <vector>
 
 namespace mesob::wire {
@@ -42,36 +43,29 @@ async_client::~async_client() {
 }
 
 void async_client::submit(std::vector<uint8_t> request_body, callback done) {
-  std::unique_lock lk(mu_);
-  room_.wait(lk, [&] { return closing_ || !broken_.empty() || pending_.size() < in_flight_max_; });
-  if (closing_ || !broken_.empty()) {
-    const std::string why = closing_ ? "client closed" : broken_;
-    lk.unlock();
-    done(failed(why));
-    return;
-  }
-  const uint64_t id = next_id_++;
-  auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, request_body));
-  pending_[id] = {frame, std::move(done)};  // the reader may erase it before the send below
-  const uint64_t gen = conn_gen_;
-  lk.unlock();
-  std::lock_guard sl(send_mu_);
-  if (conn_gen_ != gen) return;  // a reconnect since sent it with every unanswered request
-  std::string err;
-  (void)conn_->send_bytes(*frame, &err);  // on failure the reader reconnects and resends
+  std::vector<request> one;
+  one.push_back({std::move(request_body), std::move(done)});
+  submit(std::move(one));
 }
 
 void async_client::submit(std::vector<request> requests) {
-  std::vector<uint8_t> bytes;  // the frames registered and not yet written
-  uint64_t gen = 0;            // the connection they were registered on
+  std::vector<std::shared_ptr<const std::vector<uint8_t>>> unsent;  // registered, not yet written
+  uint64_t gen = 0;  // the connection they were registered on
+  std::vector<uint8_t> joined;
   const auto write = [&] {
-    if (bytes.empty()) return;
+    if (unsent.empty()) return;
+    std::span<const uint8_t> bytes = *unsent.front();
+    if (unsent.size() > 1) {  // one write for all
+      joined.clear();
+      for (const auto& f : unsent) joined.insert(joined.end(), f->begin(), f->end());
+      bytes = joined;
+    }
     std::lock_guard sl(send_mu_);
     std::string err;
     // A reconnect since registering sent them with every unanswered request: a second
     // copy could meet a full window and answer the request with an error.
     if (conn_gen_ == gen) (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
-    bytes.clear();
+    unsent.clear();
   };
   std::unique_lock lk(mu_);
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -91,9 +85,9 @@ void async_client::submit(std::vector<request> requests) {
     }
     const uint64_t id = next_id_++;
     auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, requests[i].body));
-    if (bytes.empty()) gen = conn_gen_;
-    bytes.insert(bytes.end(), frame->begin(), frame->end());
-    pending_[id] = {std::move(frame), std::move(requests[i].done)};
+    if (unsent.empty()) gen = conn_gen_;
+    unsent.push_back(frame);
+    pending_[id] = {std::move(frame), std::move(requests[i].done)};  // the reader may erase it before the write
   }
   lk.unlock();
   write();
