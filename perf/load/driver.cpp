@@ -219,9 +219,14 @@ void sender_closed(shared_run& s, connection_state& st) {
 // their due times all the same).
 constexpr size_t coalesce_max = 64;
 
+// When request j of the open loop is due.
+clk::time_point due_at(const shared_run& s, clk::time_point start, uint64_t j) {
+  return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(double(s.w.batch) / s.o.rate) *
+                                                           double(j));
+}
+
 void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& cs, clk::time_point start) {
-  const auto gap = std::chrono::duration<double>(double(s.w.batch) / s.o.rate);
-  const auto due_of = [&](uint64_t j) { return start + std::chrono::duration_cast<clk::duration>(gap * double(j)); };
+  const auto due_of = [&](uint64_t j) { return due_at(s, start, j); };
   const size_t n = cs.size();
   std::vector<bool> done(n);
   size_t left = n, next = 0;
@@ -253,10 +258,9 @@ void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& c
 // submit) keep a sender per connection on the same schedule, so that N connections
 // have N requests under way.
 void sender_open(shared_run& s, connection_state& st, uint32_t index, clk::time_point start) {
-  const auto gap = std::chrono::duration<double>(double(s.w.batch) / s.o.rate);
   const uint32_t n = s.o.connections;
   for (uint64_t j = index; !s.stop.load(std::memory_order_relaxed); j += n) {
-    const auto due = start + std::chrono::duration_cast<clk::duration>(gap * double(j));
+    const auto due = due_at(s, start, j);
     std::this_thread::sleep_until(due);
     if (!take_slot(s, st)) break;
     if (!send_one(s, st, due)) return;
