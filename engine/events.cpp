@@ -16,6 +16,7 @@
 #include "storage/wal.hpp"
 #include "wire/assert.hpp"
 #include "wire/codec.hpp"
+#include "wire/event_pack.hpp"
 #include "wire/protocol.hpp"
 
 namespace mesob::engine {
@@ -527,11 +528,16 @@ void event_hub::subscribe(uint64_t session, uint64_t request_id, subscription_re
 }
 
 void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
+  bool wake;
   {
     std::lock_guard lk(mu_);
     commands_.push_back({command::kind::ack, session, request_id, offset, {}});
+    wake = window_full_;
   }
-  cv_.notify_one();
+  // An ack matters at once only to a subscriber its window holds back; else the next pass
+  // (new events, or at most ack_apply_ms) takes it, and a busy subscriber's ack per frame
+  // does not cost the hub a wake-up each.
+  if (wake) cv_.notify_one();
 }
 
 void event_hub::closed(uint64_t session) {
@@ -621,11 +627,13 @@ void event_hub::apply(command& c) {
   if (r.window > subscription_window_max || r.batch_max > subscription_batch_max)
     return answer(result::events_filter_invalid, "window is at most 1,048,576 and batch_max at most 8,192");
   // What may be sent and not yet read must fit what the server queues to a session.
-  if ((uint64_t(r.window) + r.batch_max) * sizeof(event) + 4096 > session_bytes_max_)
+  const uint64_t event_bytes = r.packed ? wire::packed_event_bytes_max : sizeof(event);
+  if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > session_bytes_max_)
     return answer(result::events_filter_invalid,
-                  "window " + std::to_string(r.window) + " of 96-byte events passes what the server queues to a session (" +
-                      std::to_string(session_bytes_max_) + " bytes): ask for at most " +
-                      std::to_string((session_bytes_max_ - 4096) / sizeof(event) - r.batch_max));
+                  "window " + std::to_string(r.window) + " of events up to " + std::to_string(event_bytes) +
+                      " bytes passes what the server queues to a session (" + std::to_string(session_bytes_max_) +
+                      " bytes): ask for at most " +
+                      std::to_string((session_bytes_max_ - 4096) / event_bytes - r.batch_max));
   if (r.from_end && r.from != 0)
     return answer(result::events_filter_invalid, "from and from_end together: choose one");
   if (subs_.size() >= subscriptions_max_)
@@ -695,7 +703,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
     const uint64_t want = std::min<uint64_t>(room, filtered ? scan_max : s.req.batch_max);
     if (!filtered) {
       // Another subscriber at this place was sent these very events in this pass.
-      const auto it = frames_this_pass_.find({s.cursor, want, s.req.batch_max});
+      const auto it = frames_this_pass_.find({s.cursor, want, s.req.batch_max, s.req.packed});
       if (it != frames_this_pass_.end()) {
         if (!out_(s.session, it->second)) {
           s.dead = true;
@@ -746,8 +754,8 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
       }
       batch_events = picked;
     }
-    auto frame = std::make_shared<const std::vector<uint8_t>>(wire::events_frame(batch_events, next, end));
-    if (!filtered && got == want) frames_this_pass_[{s.cursor, want, s.req.batch_max}] = frame;
+    auto frame = std::make_shared<const std::vector<uint8_t>>(wire::events_frame(batch_events, next, end, s.req.packed));
+    if (!filtered && got == want) frames_this_pass_[{s.cursor, want, s.req.batch_max, s.req.packed}] = frame;
     if (!out_(s.session, std::move(frame))) {
       s.dead = true;
       return true;
@@ -771,12 +779,14 @@ void event_hub::run() {
       out_ = send_;
     }
     for (auto& c : cmds) apply(c);
-    bool busy = false;
+    bool busy = false, window_full = false;
     const uint64_t end = log_.written_end();
     frames_this_pass_.clear();
     for (auto it = subs_.begin(); it != subs_.end();) {
-      busy |= serve(it->second, buf, end);
-      if (it->second.dead) it = subs_.erase(it);
+      sub& s = it->second;
+      busy |= serve(s, buf, end);
+      window_full |= !s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window;
+      if (s.dead) it = subs_.erase(it);
       else ++it;
     }
     {
@@ -796,8 +806,10 @@ void event_hub::run() {
     if (stopping) break;
     if (busy) continue;
     std::unique_lock lk(mu_);
-    cv_.wait_for(lk, std::chrono::milliseconds(positions_dirty_ ? 100 : 500),
-                 [&] { return stop_ || wake_ || !commands_.empty(); });
+    window_full_ = window_full;
+    // Waking at least every ack_apply_ms takes the acks that did not wake it (and saves
+    // the positions they moved).
+    cv_.wait_for(lk, std::chrono::milliseconds(ack_apply_ms), [&] { return stop_ || wake_ || !commands_.empty(); });
     wake_ = false;
   }
 }

@@ -33,6 +33,7 @@
 
 #include "actors/batch.hpp"
 #include "storage/event_log.hpp"
+#include "wire/event_pack.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::engine {
@@ -137,12 +138,16 @@ struct subscription_request {
   std::vector<uint32_t> gateways;  // events of these gateway numbers; empty: all
   uint32_t window = 65'536;        // offsets scanned and not yet acknowledged, at most
   uint32_t batch_max = 4'096;      // events per frame, at most
+  bool packed = false;             // frames carry the events packed (wire/event_pack.hpp)
 };
 constexpr size_t subscription_ids_max = 1024;
 constexpr uint32_t subscription_window_max = 1u << 20;
-constexpr uint32_t subscription_batch_max = 8'192;
+constexpr uint32_t subscription_batch_max = wire::events_per_frame_max;
 constexpr size_t subscriber_name_bytes_max = 64;
 constexpr size_t subscriber_names_max = 4'096;
+// The hub takes an ack that does not open a full window at its next pass: with new events,
+// or at most this long after it came.
+constexpr int ack_apply_ms = 100;
 
 class event_hub {
  public:
@@ -195,9 +200,9 @@ class event_hub {
   void send(uint64_t session, std::vector<uint8_t>&& frame) {
     out_(session, std::make_shared<const std::vector<uint8_t>>(std::move(frame)));
   }
-  // Unfiltered frames built in this pass, by (first offset, events, batch_max): others at
-  // the same place share them.
-  std::map<std::tuple<uint64_t, uint64_t, uint32_t>, frame_ptr> frames_this_pass_;
+  // Unfiltered frames built in this pass, by (first offset, events, batch_max, packed):
+  // others at the same place share them.
+  std::map<std::tuple<uint64_t, uint64_t, uint32_t, bool>, frame_ptr> frames_this_pass_;
   bool save(std::string* error);
   static bool matches(const subscription_request& r, const wire::event& e);
 
@@ -217,6 +222,7 @@ class event_hub {
   bool positions_dirty_ = false;
   bool stop_ = false;
   bool wake_ = false;
+  bool window_full_ = false;  // a subscriber waits for an ack to open its window: acks wake the hub
   std::atomic<uint64_t> frames_{0};
   std::thread thread_;
 };

@@ -697,6 +697,7 @@ class server_impl {
     r.gateways = std::move(m.gateways);
     r.window = m.window;
     r.batch_max = m.batch_max;
+    r.packed = m.packed;
     s.subscriber = true;
     hub->subscribe(s.session_id, rid, std::move(r));
   }

@@ -9,7 +9,9 @@
 //   - off: the engine keeps no event log (--no-events);
 //   - on: the event log is kept, nobody subscribes;
 //   - 1 and 8 subscribers: that many sessions subscribe from the end of the log before
-//     the load starts, each reading every event and acknowledging every frame.
+//     the load starts (packed frames, the client's default), each reading every event
+//     (unpacked a block at a time, as a consumer that takes events one by one; it checks
+//     that the offsets run without a gap) and acknowledging every frame.
 // The settings run in turn, R rounds (default 3); each figure is the median of its runs.
 // Events per second: the events a subscriber received during the load window over its
 // length (with 8, the slowest subscriber's). Throughput loss: 1 - transfers/s with the
@@ -90,14 +92,25 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
         std::exit(1);
       }
       ready.fetch_add(1);
-      wire::events_msg em;  // reused: its vector keeps its room
+      wire::events_msg em;
+      uint64_t expect = a.start;  // the next offset: every event is read, in order
+      const wire::event_visitor each = [&](std::span<const wire::event> block) {
+        for (const wire::event& ev : block) {
+          if (ev.offset != expect) {
+            std::fprintf(stderr, "events_bench: subscriber: offset %llu where %llu was due\n",
+                         (unsigned long long)ev.offset, (unsigned long long)expect);
+            std::exit(1);
+          }
+          ++expect;
+        }
+        got[size_t(i)].fetch_add(block.size(), std::memory_order_relaxed);
+      };
       while (!stop.load()) {
-        if (!c->next_events(&em, &why)) {
+        if (!c->next_events(&em, each, &why)) {
           if (c->timed_out()) continue;
           std::fprintf(stderr, "events_bench: subscriber: %s\n", why.c_str());
           std::exit(1);
         }
-        got[size_t(i)].fetch_add(em.events.size(), std::memory_order_relaxed);
         if (em.next > 1 && !c->ack(em.next - 1, &why)) {
           std::fprintf(stderr, "events_bench: ack: %s\n", why.c_str());
           std::exit(1);

@@ -1,6 +1,6 @@
 // Google Benchmark micro-benchmarks: record checksum, hash chain, durable log append,
 // snapshot records flush, transfer apply, shard batch execution over many accounts, id
-// index insert.
+// index insert, a request's decode, packing and unpacking events.
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
@@ -15,6 +15,7 @@
 #include "storage/checksum.hpp"
 #include "storage/wal.hpp"
 #include "wire/codec.hpp"
+#include "wire/event_pack.hpp"
 
 using namespace mesob;
 
@@ -269,5 +270,57 @@ static void BM_parse_transfers_request(benchmark::State& state) {
   state.SetItemsProcessed(int64_t(state.iterations()) * 8192);
 }
 BENCHMARK(BM_parse_transfers_request);
+
+// A frame of 4,096 transfer events as a subscriber receives them: one log record, accounts
+// among 100,000, amounts up to 1,000; ids counted up from a base (argument 0, as
+// mesob-load and the benches make them) or random (1).
+static std::vector<wire::event> transfer_events(bool random_ids) {
+  std::vector<wire::event> v(4096);
+  std::mt19937_64 rng(8);
+  for (size_t i = 0; i < v.size(); ++i) {
+    auto& e = v[i];
+    e.offset = 1'000'000 + i;
+    e.lsn = 77;
+    e.timestamp = 1'790'000'000'000'000'000;
+    e.type = wire::event_type::transfer_posted;
+    e.currency = wire::currency("ETB");
+    e.id = random_ids ? wire::id128{rng(), rng()} : wire::id128{5'000'000 + i, 0x6d65736f62};
+    e.account_a = rng() % 100'000 + 1;
+    e.account_b = rng() % 100'000 + 1;
+    e.amount = rng() % 1000 + 1;
+    e.crc = storage::crc32c(&e, 92);
+  }
+  return v;
+}
+
+static void BM_pack_events(benchmark::State& state) {
+  const auto events = transfer_events(state.range(0) != 0);
+  std::vector<uint8_t> out;
+  for (auto _ : state) {
+    out.clear();
+    wire::pack_events(events, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations() * events.size()));
+  state.counters["bytes_per_event"] = double(out.size()) / double(events.size());
+}
+BENCHMARK(BM_pack_events)->Arg(0)->Arg(1);
+
+static void BM_unpack_events(benchmark::State& state) {
+  const auto events = transfer_events(state.range(0) != 0);
+  std::vector<uint8_t> in;
+  wire::pack_events(events, in);
+  std::vector<wire::event> out;
+  std::string why;
+  for (auto _ : state) {
+    if (!wire::unpack_events(in, uint32_t(events.size()), out, &why)) {
+      state.SkipWithError(why.c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations() * events.size()));
+}
+BENCHMARK(BM_unpack_events)->Arg(0)->Arg(1);
 
 BENCHMARK_MAIN();

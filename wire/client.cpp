@@ -265,6 +265,18 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
 }
 
 bool client::next_events(events_msg* out, std::string* error, protocol_error* refusal) {
+  return next_events_frame([&](std::span<const uint8_t> body, std::string* why) { return parse_events(body, out, why); },
+                           error, refusal);
+}
+
+bool client::next_events(events_msg* out, const event_visitor& each, std::string* error, protocol_error* refusal) {
+  return next_events_frame(
+      [&](std::span<const uint8_t> body, std::string* why) { return parse_events(body, out, each, why); }, error,
+      refusal);
+}
+
+bool client::next_events_frame(const std::function<bool(std::span<const uint8_t>, std::string*)>& parse,
+                               std::string* error, protocol_error* refusal) {
   frame_in held;  // a frame read earlier, while waiting for something else
   for (;;) {
     frame_reader::frame f;  // parsed in place: the events are copied once, into *out
@@ -288,7 +300,7 @@ bool client::next_events(events_msg* out, std::string* error, protocol_error* re
     }
     if (f.header.kind != uint16_t(frame_kind::events)) continue;
     std::string why;
-    if (!parse_events(f.body, out, &why)) {
+    if (!parse(f.body, &why)) {
       *error = "events: " + why;
       return false;
     }

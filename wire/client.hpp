@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -87,6 +88,10 @@ class client {
   // refused: a later call sees the Error).
   bool subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error);
   bool next_events(events_msg* out, std::string* error, protocol_error* refusal = nullptr);
+  // The same, handing the frame's events to `each` a block at a time from one reused
+  // buffer (a consumer that takes events one by one): out's next and end are set.
+  bool next_events(events_msg* out, const event_visitor& each, std::string* error,
+                   protocol_error* refusal = nullptr);
   bool ack(uint64_t offset, std::string* error);
 
   // Raw access for protocol tests.
@@ -115,6 +120,9 @@ class client {
  private:
   client() = default;
   bool fill(std::string* error);
+  // The next Events frame's body to `parse` (an Error frame ends the wait).
+  bool next_events_frame(const std::function<bool(std::span<const uint8_t>, std::string*)>& parse,
+                         std::string* error, protocol_error* refusal);
   options opt_;
   int fd_ = -1;
   uint64_t next_id_ = 1;

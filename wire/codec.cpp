@@ -2,7 +2,11 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include <algorithm>
+#include <array>
+
 #include "mesob_generated.h"
+#include "wire/event_pack.hpp"
 
 namespace mesob::wire {
 
@@ -219,7 +223,7 @@ std::vector<uint8_t> subscribe_body(const subscribe_msg& m) {
   const auto accounts = fbb.CreateVector(m.accounts);
   const auto gateways = fbb.CreateVector(m.gateways);
   return finish(fbb, fb::CreateSubscribe(fbb, name, m.from, m.from_end, m.types, accounts, gateways, m.window,
-                                         m.batch_max)
+                                         m.batch_max, m.packed)
                          .Union());
 }
 
@@ -229,16 +233,9 @@ std::vector<uint8_t> subscribed_body(const subscribed_msg& m) {
   return finish(fbb, fb::CreateSubscribed(fbb, uint32_t(m.code), msg, m.start, m.oldest, m.end).Union());
 }
 
-std::vector<uint8_t> events_body(std::span<const event> events, uint64_t next, uint64_t end) {
-  flatbuffers::FlatBufferBuilder fbb(events.size_bytes() + 64);
-  const auto v = structs<fb::Event>(fbb, events);
-  return finish(fbb, fb::CreateEvents(fbb, v, next, end).Union());
-}
-
-std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end) {
-  flatbuffers::FlatBufferBuilder fbb(events.size_bytes() + 128);
-  const auto v = structs<fb::Event>(fbb, events);
-  fbb.Finish(fb::CreateEvents(fbb, v, next, end), ident);
+namespace {
+// The finished builder's buffer as an Events frame.
+std::vector<uint8_t> framed(flatbuffers::FlatBufferBuilder& fbb) {
   std::vector<uint8_t> out;
   out.reserve(frame_header_bytes + fbb.GetSize());
   out.resize(frame_header_bytes);
@@ -248,6 +245,23 @@ std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, 
   encode_header(h, out.data());
   out.insert(out.end(), fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   return out;
+}
+}  // namespace
+
+std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end, bool packed) {
+  if (packed) {
+    thread_local std::vector<uint8_t> bytes;
+    bytes.clear();
+    pack_events(events, bytes);
+    flatbuffers::FlatBufferBuilder fbb(bytes.size() + 128);
+    const auto v = fbb.CreateVector(bytes);
+    fbb.Finish(fb::CreateEvents(fbb, 0, next, end, v, uint32_t(events.size())), ident);
+    return framed(fbb);
+  }
+  flatbuffers::FlatBufferBuilder fbb(events.size_bytes() + 128);
+  const auto v = structs<fb::Event>(fbb, events);
+  fbb.Finish(fb::CreateEvents(fbb, v, next, end), ident);
+  return framed(fbb);
 }
 
 std::vector<uint8_t> ack_body(uint64_t offset) {
@@ -268,6 +282,7 @@ bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::str
   if (m->gateways()) out->gateways.assign(m->gateways()->begin(), m->gateways()->end());
   out->window = m->window();
   out->batch_max = m->batch_max();
+  out->packed = m->packed();
   return true;
 }
 
@@ -282,10 +297,50 @@ bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::s
   return true;
 }
 
-bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why) {
-  if (!verify<fb::Events>(body, why)) return false;
+namespace {
+// An Events body checked, its events either packed (`packed` set) or as they are.
+const fb::Events* events_root(std::span<const uint8_t> body, const flatbuffers::Vector<uint8_t>** packed,
+                              std::string* why) {
+  if (!verify<fb::Events>(body, why)) return nullptr;
   const auto* m = flatbuffers::GetRoot<fb::Events>(body.data());
-  copy_structs(m->events(), out->events);
+  *packed = m->packed();
+  if (*packed != nullptr && m->events() != nullptr && m->events()->size() != 0) {
+    *why = "events: both packed and unpacked events";
+    return nullptr;
+  }
+  return m;
+}
+}  // namespace
+
+bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why) {
+  const flatbuffers::Vector<uint8_t>* packed = nullptr;
+  const auto* m = events_root(body, &packed, why);
+  if (m == nullptr) return false;
+  if (packed != nullptr) {
+    if (!unpack_events({packed->data(), packed->size()}, m->count(), out->events, why)) return false;
+  } else {
+    copy_structs(m->events(), out->events);
+  }
+  out->next = m->next();
+  out->end = m->end();
+  return true;
+}
+
+bool parse_events(std::span<const uint8_t> body, events_msg* out, const event_visitor& each, std::string* why) {
+  const flatbuffers::Vector<uint8_t>* packed = nullptr;
+  const auto* m = events_root(body, &packed, why);
+  if (m == nullptr) return false;
+  if (packed != nullptr) {
+    if (!unpack_events({packed->data(), packed->size()}, m->count(), each, why)) return false;
+  } else if (const auto* v = m->events(); v != nullptr) {
+    // The body need not be aligned for events: copied out a block at a time.
+    std::array<event, packed_block_events> block;
+    for (size_t at = 0; at < v->size(); at += block.size()) {
+      const size_t n = std::min(block.size(), size_t(v->size()) - at);
+      std::memcpy(block.data(), v->Data() + at * sizeof(event), n * sizeof(event));
+      each(std::span<const event>(block.data(), n));
+    }
+  }
   out->next = m->next();
   out->end = m->end();
   return true;

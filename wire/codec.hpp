@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "wire/event_pack.hpp"
 #include "wire/protocol.hpp"
 #include "wire/types.hpp"
 
@@ -290,6 +291,9 @@ struct subscribe_msg {
   std::vector<uint32_t> gateways;
   uint32_t window = 0;
   uint32_t batch_max = 0;
+  // Events frames packed (wire/README.md, "Packed events"): a fifth to a third of the
+  // bytes of a stream of transfers. Unpacked for the caller either way.
+  bool packed = true;
 };
 struct subscribed_msg {
   result code = result::ok;
@@ -303,13 +307,16 @@ struct events_msg {
 };
 [[nodiscard]] std::vector<uint8_t> subscribe_body(const subscribe_msg& m);
 [[nodiscard]] std::vector<uint8_t> subscribed_body(const subscribed_msg& m);
-[[nodiscard]] std::vector<uint8_t> events_body(std::span<const event> events, uint64_t next, uint64_t end);
 [[nodiscard]] std::vector<uint8_t> ack_body(uint64_t offset);
-// A whole Events frame (header and body, request id 0), built with one copy of the events.
-[[nodiscard]] std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end);
+// A whole Events frame (header and body, request id 0), the events packed or as they are.
+[[nodiscard]] std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end,
+                                                bool packed);
 bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::string* why);
 bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::string* why);
 bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why);
+// The same, handing the events to `each` a block at a time (wire/event_pack.hpp): out's
+// next and end are set, its events left as they were.
+bool parse_events(std::span<const uint8_t> body, events_msg* out, const event_visitor& each, std::string* why);
 bool parse_ack(std::span<const uint8_t> body, uint64_t* offset, std::string* why);
 
 // ---- admin (frame kinds 10 and 11, admin port) ---------------------------------------

@@ -80,6 +80,28 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
       }
       break;
     }
+    case frame_kind::subscribe: {
+      subscribe_msg m;
+      (void)parse_subscribe(body, &m, &why);
+      break;
+    }
+    case frame_kind::events: {
+      // Both parsers agree, and the visitor is handed blocks only of a frame accepted whole.
+      events_msg m, m2;
+      const bool whole = parse_events(body, &m, &why);
+      size_t handed = 0;
+      const bool by_blocks = parse_events(body, &m2, [&](std::span<const event> b) {
+        if (b.empty() || b.size() > packed_block_events) __builtin_trap();
+        handed += b.size();
+      }, &why);
+      if (whole != by_blocks || (whole && handed != m.events.size()) || (!whole && handed != 0)) __builtin_trap();
+      break;
+    }
+    case frame_kind::ack: {
+      uint64_t offset = 0;
+      (void)parse_ack(body, &offset, &why);
+      break;
+    }
     case frame_kind::admin_response: {
       admin_response_msg m;
       if (parse_admin_response(body, &m, &why))

@@ -162,6 +162,34 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   EXPECT_EQ(ev[9].amount, 300u);
   EXPECT_EQ(ev[9].account_b, 3u);
   EXPECT_EQ(ev[11].code, uint16_t(wire::account_status::frozen));
+  // The client asks for packed frames; a subscriber that asks for the events as they are
+  // gets the very same bytes, and every event its CRC-32C.
+  for (const auto& e : ev) EXPECT_EQ(e.crc, storage::crc32c(&e, 92)) << e.offset;
+  auto plain = connect(dir.path(), d.port());
+  wire::subscribe_msg as_is;
+  as_is.packed = false;
+  ASSERT_EQ(subscribe(*plain, as_is).code, result::ok);
+  const auto ev_plain = read_events(*plain, 12);
+  ASSERT_EQ(ev_plain.size(), ev.size());
+  EXPECT_EQ(std::memcmp(ev_plain.data(), ev.data(), ev.size() * sizeof(wire::event)), 0);
+  // And one handed the events a block at a time.
+  auto by_blocks = connect(dir.path(), d.port());
+  ASSERT_EQ(subscribe(*by_blocks, {}).code, result::ok);
+  std::vector<wire::event> ev_blocks;
+  by_blocks->set_timeout_ms(200);
+  for (int tries = 0; ev_blocks.size() < ev.size() && tries < 100; ++tries) {
+    wire::events_msg em;
+    std::string err;
+    if (!by_blocks->next_events(&em, [&](std::span<const wire::event> b) { ev_blocks.insert(ev_blocks.end(), b.begin(), b.end()); },
+                                &err)) {
+      ASSERT_TRUE(by_blocks->timed_out()) << err;
+      continue;
+    }
+    EXPECT_TRUE(em.events.empty());
+    ASSERT_TRUE(by_blocks->ack(em.next - 1, &err)) << err;
+  }
+  ASSERT_EQ(ev_blocks.size(), ev.size());
+  EXPECT_EQ(std::memcmp(ev_blocks.data(), ev.data(), ev.size() * sizeof(wire::event)), 0);
 
   // Filters: account 3's events; expiries only; from the end.
   auto f = connect(dir.path(), d.port());
@@ -173,6 +201,12 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   EXPECT_EQ(got[0].offset, 3u);
   EXPECT_EQ(got[5].type, event_type::account_status);
   for (const auto& e : got) EXPECT_TRUE(e.account_a == 3 || e.account_b == 3) << e.offset;
+  auto f_plain = connect(dir.path(), d.port());
+  m.packed = false;
+  ASSERT_EQ(subscribe(*f_plain, m).code, result::ok);
+  const auto got_plain = read_events(*f_plain, 6);
+  ASSERT_EQ(got_plain.size(), got.size());
+  EXPECT_EQ(std::memcmp(got_plain.data(), got.data(), got.size() * sizeof(wire::event)), 0);
   auto x = connect(dir.path(), d.port());
   m = {};
   m.types = 1u << uint16_t(event_type::pending_expired);

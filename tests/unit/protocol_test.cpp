@@ -7,7 +7,10 @@
 #include <random>
 
 #include "mesob_generated.h"
+#include "storage/checksum.hpp"
+#include "support/seed.hpp"
 #include "wire/codec.hpp"
+#include "wire/event_pack.hpp"
 #include "wire/protocol.hpp"
 
 using namespace mesob;
@@ -508,6 +511,194 @@ TEST(requests, random_corruption_never_passes_a_bad_body) {
     }
   }
   EXPECT_GT(accepted, 0);
+}
+
+// ---- events, packed ------------------------------------------------------------------
+
+namespace {
+// Events whose every field follows one of several patterns (fixed, counting up, small,
+// anything at all, stepping back, the field's whole width), each with its CRC-32C.
+std::vector<event> random_events(std::mt19937_64& rng, size_t n) {
+  std::vector<event> v(n);
+  // A pattern per field for this run: 0 fixed, 1 counting, 2 small, 3 any, 4 up and down.
+  std::array<int, 16> pattern;
+  for (int& p : pattern) p = int(rng() % 5);
+  auto value = [&](int field, size_t i, uint64_t width_mask) -> uint64_t {
+    switch (pattern[size_t(field)]) {
+      case 0: return (0x1234567890abcdefull * uint64_t(field + 1)) & width_mask;
+      case 1: return (1'000'000 + i * (1 + uint64_t(field))) & width_mask;
+      case 2: return (rng() % 300) & width_mask;
+      case 3: return rng() & width_mask;
+      default: return (i % 2 ? ~uint64_t(0) - rng() % 1000 : rng() % 1000) & width_mask;
+    }
+  };
+  uint64_t offset = rng() % 1000 + 1;
+  for (size_t i = 0; i < n; ++i) {
+    event& e = v[i];
+    e.offset = offset;
+    offset += 1 + (rng() % 3 == 0 ? rng() % 50 : 0);  // filters skip some
+    e.lsn = value(1, i, ~0ull);
+    e.timestamp = value(2, i, ~0ull);
+    e.type = event_type(value(3, i, 0xffff));
+    e.flags = uint16_t(value(4, i, 0xffff));
+    e.currency = uint32_t(value(5, i, 0xffffffff));
+    e.id = {value(6, i, ~0ull), value(7, i, ~0ull)};
+    e.ref = {value(8, i, ~0ull), value(9, i, ~0ull)};
+    e.account_a = value(10, i, ~0ull);
+    e.account_b = value(11, i, ~0ull);
+    e.amount = value(12, i, ~0ull);
+    e.code = uint16_t(value(13, i, 0xffff));
+    e.gateway = uint16_t(value(14, i, 0xffff));
+    e.crc = storage::crc32c(&e, 92);
+  }
+  return v;
+}
+
+// Unpacks through the block visitor, checking each block's size.
+bool unpack_by_blocks(std::span<const uint8_t> in, uint32_t count, std::vector<event>& out, std::string* why) {
+  out.clear();
+  return unpack_events(in, count, [&](std::span<const event> block) {
+    EXPECT_GE(block.size(), 1u);
+    EXPECT_LE(block.size(), packed_block_events);
+    out.insert(out.end(), block.begin(), block.end());
+  }, why);
+}
+}  // namespace
+
+TEST(events_packed, any_events_unpack_to_the_same_bytes) {
+  std::mt19937_64 rng(test::test_seed("events_packed"));
+  for (const size_t n : {size_t(0), size_t(1), size_t(2), size_t(127), size_t(128), size_t(129), size_t(1000),
+                         size_t(events_per_frame_max)}) {
+    for (int round = 0; round < 20; ++round) {
+      const auto events = random_events(rng, n);
+      std::vector<uint8_t> packed;
+      pack_events(events, packed);
+      ASSERT_LE(packed.size(), n * packed_event_bytes_max);
+      std::vector<event> out(3);  // replaced, not appended to
+      std::string why;
+      ASSERT_TRUE(unpack_events(packed, uint32_t(n), out, &why)) << n << " events: " << why;
+      ASSERT_TRUE(same_bytes(events, out)) << n << " events, round " << round;
+      ASSERT_TRUE(unpack_by_blocks(packed, uint32_t(n), out, &why)) << why;
+      ASSERT_TRUE(same_bytes(events, out));
+      for (const event& e : out) ASSERT_EQ(e.crc, storage::crc32c(&e, 92));
+      // Through a whole Events frame, packed and not, and both parsers.
+      for (const bool as_packed : {true, false}) {
+        const auto frame = events_frame(events, 77, 99, as_packed);
+        const frame_header h = decode_header(frame.data());
+        ASSERT_EQ(h.kind, uint16_t(frame_kind::events));
+        ASSERT_EQ(frame.size(), frame_header_bytes + h.body_bytes);
+        const std::span<const uint8_t> body(frame.data() + frame_header_bytes, h.body_bytes);
+        events_msg m;
+        ASSERT_TRUE(parse_events(body, &m, &why)) << why;
+        EXPECT_EQ(m.next, 77u);
+        EXPECT_EQ(m.end, 99u);
+        ASSERT_TRUE(same_bytes(events, m.events));
+        std::vector<event> seen;
+        events_msg m2;
+        ASSERT_TRUE(parse_events(body, &m2, [&](std::span<const event> b) { seen.insert(seen.end(), b.begin(), b.end()); },
+                                 &why))
+            << why;
+        EXPECT_EQ(m2.next, 77u);
+        ASSERT_TRUE(same_bytes(events, seen));
+      }
+    }
+  }
+}
+
+TEST(events_packed, a_stream_of_transfers_packs_small) {
+  // One log record's transfers, ids counted up, accounts among 100,000: as the engine's
+  // busiest stream looks.
+  std::mt19937_64 rng(5);
+  std::vector<event> events(4096);
+  for (size_t i = 0; i < events.size(); ++i) {
+    event& e = events[i];
+    e.offset = 500 + i;
+    e.lsn = 9;
+    e.timestamp = 1'790'000'000'123'456'789;
+    e.type = event_type::transfer_posted;
+    e.currency = currency("ETB");
+    e.id = {7'000'000 + i, 42};
+    e.account_a = rng() % 100'000 + 1;
+    e.account_b = rng() % 100'000 + 1;
+    e.amount = rng() % 1000 + 1;
+    e.crc = storage::crc32c(&e, 92);
+  }
+  std::vector<uint8_t> packed;
+  pack_events(events, packed);
+  EXPECT_LT(packed.size(), events.size() * 14);  // against 96 bytes each unpacked
+  std::vector<event> out;
+  std::string why;
+  ASSERT_TRUE(unpack_events(packed, uint32_t(events.size()), out, &why)) << why;
+  EXPECT_TRUE(same_bytes(events, out));
+}
+
+TEST(events_packed, malformed_bytes_are_refused_and_hand_out_nothing) {
+  std::mt19937_64 rng(test::test_seed("events_packed corruption"));
+  const auto events = random_events(rng, 300);
+  std::vector<uint8_t> good;
+  pack_events(events, good);
+  std::string why;
+  std::vector<event> out;
+  size_t handed = 0;
+  const event_visitor count_blocks = [&](std::span<const event> b) { handed += b.size(); };
+  // Every shorter cut, a byte more, and a wrong count.
+  for (size_t cut = 0; cut < good.size(); ++cut) {
+    const std::span<const uint8_t> part(good.data(), cut);
+    ASSERT_FALSE(unpack_events(part, 300, out, &why)) << "cut at " << cut;
+    ASSERT_FALSE(why.empty());
+    ASSERT_FALSE(unpack_events(part, 300, count_blocks, &why));
+    ASSERT_EQ(handed, 0u) << "cut at " << cut;
+  }
+  auto longer = good;
+  longer.push_back(0);
+  EXPECT_FALSE(unpack_events(longer, 300, out, &why));
+  EXPECT_NE(why.find("bytes after"), std::string::npos) << why;
+  EXPECT_FALSE(unpack_events(good, 299, out, &why));
+  EXPECT_FALSE(unpack_events(good, 301, out, &why));
+  EXPECT_FALSE(unpack_events({}, events_per_frame_max + 1, out, &why));
+  EXPECT_NE(why.find("at most"), std::string::npos) << why;
+  // A block claiming no events, and an unknown descriptor.
+  auto bad = good;
+  bad[0] = 0;
+  EXPECT_FALSE(unpack_events(bad, 300, out, &why));
+  EXPECT_NE(why.find("holds 0 events"), std::string::npos) << why;
+  bad = good;
+  bad[1] = 0x20;  // the first column's descriptor: bit 5 is not defined
+  EXPECT_FALSE(unpack_events(bad, 300, out, &why));
+  EXPECT_NE(why.find("offset: unknown column descriptor 32"), std::string::npos) << why;
+  bad[1] = 9;  // a width over 8 bytes
+  EXPECT_FALSE(unpack_events(bad, 300, out, &why));
+  // Random damage: refused with a reason and nothing handed out, or (damage inside the
+  // numbers) 300 events.
+  int accepted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    auto body = good;
+    for (int k = 0, n = 1 + int(rng() % 4); k < n; ++k) body[rng() % body.size()] ^= uint8_t(1 + rng() % 255);
+    if (rng() % 4 == 0) body.resize(rng() % body.size());
+    handed = 0;
+    if (unpack_events(body, 300, count_blocks, &why)) {
+      ++accepted;
+      ASSERT_EQ(handed, 300u);
+    } else {
+      ASSERT_EQ(handed, 0u);
+      ASSERT_FALSE(why.empty());
+    }
+  }
+  EXPECT_GT(accepted, 0);
+}
+
+TEST(events_packed, a_frame_with_both_forms_is_refused) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<event> one(1);
+  const auto v = fbb.CreateVectorOfStructs(reinterpret_cast<const fb::Event*>(one.data()), 1);
+  std::vector<uint8_t> packed;
+  pack_events(one, packed);
+  const auto p = fbb.CreateVector(packed);
+  fbb.Finish(fb::CreateEvents(fbb, v, 2, 2, p, 1), "MSB1");
+  events_msg m;
+  std::string why;
+  EXPECT_FALSE(parse_events({fbb.GetBufferPointer(), fbb.GetSize()}, &m, &why));
+  EXPECT_NE(why.find("both packed and unpacked"), std::string::npos) << why;
 }
 
 // ---- responses -----------------------------------------------------------------------

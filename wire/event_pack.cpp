@@ -1,0 +1,318 @@
+#include "wire/event_pack.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <utility>
+
+namespace mesob::wire {
+
+// Packed events are blocks. A block: its event count n (1 byte, 1..128), then for each of
+// the event's 16 fields in the order below a column:
+//   - a descriptor byte: the width w in bytes (0..8) in bits 0-3, bit 4 set for a delta
+//     column; the other bits are zero;
+//   - a base (varint); a delta column then its step (varint);
+//   - the numbers, w bytes each, little-endian: n of them for a plain column, where event
+//     i's field is base + number i; n - 1 for a delta column, where the first event's field
+//     is base and each next one the one before plus step plus its number.
+// Sums are modulo 2^64, and a field narrower than 8 bytes keeps their low bytes. A field
+// every event of the block shares is a plain column of width 0: its base alone. A frame's
+// blocks are all checked before any is unpacked, so a malformed one hands out nothing.
+namespace {
+struct field {
+  const char* name;
+  uint8_t at;    // byte offset in the event
+  uint8_t size;  // bytes
+};
+constexpr std::array<field, 16> fields{{
+    {"offset", offsetof(event, offset), 8},
+    {"lsn", offsetof(event, lsn), 8},
+    {"timestamp", offsetof(event, timestamp), 8},
+    {"type", offsetof(event, type), 2},
+    {"flags", offsetof(event, flags), 2},
+    {"currency", offsetof(event, currency), 4},
+    {"id.lo", offsetof(event, id), 8},
+    {"id.hi", offsetof(event, id) + 8, 8},
+    {"ref.lo", offsetof(event, ref), 8},
+    {"ref.hi", offsetof(event, ref) + 8, 8},
+    {"account_a", offsetof(event, account_a), 8},
+    {"account_b", offsetof(event, account_b), 8},
+    {"amount", offsetof(event, amount), 8},
+    {"code", offsetof(event, code), 2},
+    {"gateway", offsetof(event, gateway), 2},
+    {"crc", offsetof(event, crc), 4},
+}};
+constexpr bool fields_cover_event() {
+  size_t at = 0;
+  for (const field& f : fields) {
+    if (f.at != at) return false;
+    at += f.size;
+  }
+  return at == sizeof(event);
+}
+static_assert(fields_cover_event(), "the columns are the event's bytes, in order, without gaps");
+constexpr uint8_t delta_bit = 0x10;
+
+template <unsigned Size>
+inline uint64_t get(const event& e, size_t at) {
+  uint64_t v = 0;
+  std::memcpy(&v, reinterpret_cast<const uint8_t*>(&e) + at, Size);  // little-endian: the low bytes
+  return v;
+}
+inline unsigned width_of(uint64_t range) { return range == 0 ? 0 : (64 - unsigned(__builtin_clzll(range)) + 7) / 8; }
+inline unsigned varint_bytes(uint64_t v) { return v < 0x80 ? 1 : (64 - unsigned(__builtin_clzll(v)) + 6) / 7; }
+inline uint8_t* put_varint(uint8_t* p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = uint8_t(v) | 0x80;
+    v >>= 7;
+  }
+  *p++ = uint8_t(v);
+  return p;
+}
+
+// One block's column of a Size-byte field at byte `at` of the event, written at p (which
+// has room for the widest column and 8 bytes more); returns its end.
+template <unsigned Size>
+uint8_t* pack_column(std::span<const event> block, size_t at, uint8_t* p) {
+  const size_t n = block.size();
+  const uint64_t first = get<Size>(block[0], at);
+  uint64_t lo = first, hi = first, step_lo = ~0ull, step_hi = 0, prev = first;
+  for (size_t i = 1; i < n; ++i) {
+    const uint64_t v = get<Size>(block[i], at);
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    step_lo = std::min(step_lo, v - prev);
+    step_hi = std::max(step_hi, v - prev);
+    prev = v;
+  }
+  const unsigned w_plain = width_of(hi - lo);
+  const size_t plain_bytes = varint_bytes(lo) + n * w_plain;
+  const unsigned w_delta = n > 1 ? width_of(step_hi - step_lo) : 0;
+  const bool delta = n > 1 && varint_bytes(first) + varint_bytes(step_lo) + (n - 1) * w_delta < plain_bytes;
+  const unsigned w = delta ? w_delta : w_plain;
+  *p++ = uint8_t(w | (delta ? delta_bit : 0));
+  p = put_varint(p, delta ? first : lo);
+  if (delta) p = put_varint(p, step_lo);
+  if (w == 0) return p;
+  // Each number is written as 8 bytes and the next one overwrites all but its low w.
+  prev = first;
+  for (size_t i = delta ? 1 : 0; i < n; ++i) {
+    const uint64_t v = get<Size>(block[i], at);
+    const uint64_t number = delta ? v - prev - step_lo : v - lo;
+    std::memcpy(p, &number, 8);
+    p += w;
+    prev = v;
+  }
+  return p;
+}
+
+// A W-byte number, read as loads of 4, 2 and 1 bytes joined in registers: one memcpy of W
+// bytes into a zeroed 8-byte variable went through the stack, and the 8-byte load after
+// the narrower stores stalled on store forwarding (most of the time unpacking took).
+template <typename T>
+inline uint64_t load(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+template <unsigned W>
+inline uint64_t number(const uint8_t* p) {
+  if constexpr (W == 0) return 0;
+  else if constexpr (W == 8) return load<uint64_t>(p);
+  else if constexpr (W >= 4) return load<uint32_t>(p) | (number<W - 4>(p + 4) << 32);
+  else if constexpr (W >= 2) return load<uint16_t>(p) | (number<W - 2>(p + 2) << 16);
+  else return p[0];
+}
+
+// Unpacking one column: W-byte numbers into a Size-byte field of n events (the field's
+// first byte at `o`, the next event's 96 bytes on; a field keeps the low Size bytes).
+template <unsigned W, bool Delta, unsigned Size>
+void unpack_column(const uint8_t* d, uint64_t base, uint64_t step, uint8_t* o, size_t n) {
+  if constexpr (Delta) {
+    uint64_t v = base;
+    std::memcpy(o, &v, Size);
+    for (size_t i = 1; i < n; ++i) {
+      v += step + number<W>(d + (i - 1) * W);
+      std::memcpy(o + i * sizeof(event), &v, Size);
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t v = base + number<W>(d + i * W);
+      std::memcpy(o + i * sizeof(event), &v, Size);
+    }
+  }
+}
+using column_fn = void (*)(const uint8_t*, uint64_t, uint64_t, uint8_t*, size_t);
+template <bool Delta, unsigned Size, size_t... W>
+constexpr std::array<column_fn, 9> columns_by_width(std::index_sequence<W...>) {
+  return {&unpack_column<unsigned(W), Delta, Size>...};
+}
+template <bool Delta, unsigned Size>
+constexpr std::array<column_fn, 9> by_width = columns_by_width<Delta, Size>(std::make_index_sequence<9>());
+column_fn column_for(unsigned size, bool delta, unsigned w) {
+  switch (size) {
+    case 2: return delta ? by_width<true, 2>[w] : by_width<false, 2>[w];
+    case 4: return delta ? by_width<true, 4>[w] : by_width<false, 4>[w];
+    default: return delta ? by_width<true, 8>[w] : by_width<false, 8>[w];
+  }
+}
+
+bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t* out) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 64 && p != end; shift += 7) {
+    const uint8_t b = *p++;
+    v |= uint64_t(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      if (shift == 63 && b > 1) return false;  // the tenth byte holds the top bit only
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+void pack_events(std::span<const event> events, std::vector<uint8_t>& out) {
+  for (size_t at = 0; at < events.size(); at += packed_block_events) {
+    const auto block = events.subspan(at, std::min(packed_block_events, events.size() - at));
+    const size_t start = out.size();
+    out.resize(start + packed_event_bytes_max + (block.size() - 1) * sizeof(event) + 8);
+    uint8_t* p = out.data() + start;
+    *p++ = uint8_t(block.size());
+    // Which bytes differ anywhere in the block from its first event (a few wide XORs an
+    // event): a field whose bytes never do is its base alone, without a pass over it.
+    std::array<uint64_t, sizeof(event) / 8> differ{};
+    const auto* first = reinterpret_cast<const uint8_t*>(&block[0]);
+    for (const event& e : block)
+      for (size_t k = 0; k < differ.size(); ++k)
+        differ[k] |= load<uint64_t>(reinterpret_cast<const uint8_t*>(&e) + 8 * k) ^ load<uint64_t>(first + 8 * k);
+    for (const field& f : fields) {
+      uint64_t bits = 0;
+      std::memcpy(&bits, reinterpret_cast<const uint8_t*>(differ.data()) + f.at, f.size);
+      if (bits == 0) {
+        *p++ = 0;
+        uint64_t v = 0;
+        std::memcpy(&v, first + f.at, f.size);
+        p = put_varint(p, v);
+      } else if (f.size == 2) p = pack_column<2>(block, f.at, p);
+      else if (f.size == 4) p = pack_column<4>(block, f.at, p);
+      else p = pack_column<8>(block, f.at, p);
+    }
+    out.resize(size_t(p - out.data()));
+  }
+}
+
+namespace {
+// One block as its columns say: the fields every event shares (as one event) and the
+// columns of the others.
+struct block_plan {
+  size_t n = 0;
+  // The shared fields' bytes, as an event's (left uninitialised: the bytes of a varying
+  // field are whatever they were, and its column overwrites them).
+  std::array<uint8_t, sizeof(event)> shared;
+  struct column {
+    const field* f;
+    column_fn fn;
+    const uint8_t* data;
+    uint64_t base, step;
+  };
+  std::array<column, fields.size()> varying;
+  size_t varying_n = 0;
+};
+
+// Reads the block at p (at most `left` events to go), moving p past it. False, with why,
+// if it is malformed.
+bool plan_block(const uint8_t*& p, const uint8_t* begin, const uint8_t* end, size_t done, size_t left,
+                block_plan& b, std::string* why) {
+  const size_t block_at = size_t(p - begin);
+  auto fail = [&](const std::string& what) {
+    *why = "packed events: the block at byte " + std::to_string(block_at) + " (events " + std::to_string(done) +
+           "..): " + what;
+    return false;
+  };
+  if (p == end) return fail("missing (" + std::to_string(left) + " events to go)");
+  b.n = *p++;
+  if (b.n == 0 || b.n > packed_block_events || b.n > left)
+    return fail("holds " + std::to_string(b.n) + " events (1.." + std::to_string(packed_block_events) + ", and " +
+                std::to_string(left) + " to go)");
+  b.varying_n = 0;
+  for (const field& f : fields) {
+    if (p == end) return fail(std::string(f.name) + ": cut short");
+    const uint8_t desc = *p++;
+    const unsigned w = desc & 0x0f;
+    const bool delta = (desc & delta_bit) != 0;
+    if ((desc & ~(0x0f | delta_bit)) != 0 || w > 8)
+      return fail(std::string(f.name) + ": unknown column descriptor " + std::to_string(desc));
+    uint64_t base = 0, step = 0;
+    if (!read_varint(p, end, &base) || (delta && !read_varint(p, end, &step)))
+      return fail(std::string(f.name) + ": a varint cut short or over 10 bytes");
+    const size_t bytes = (delta ? b.n - 1 : b.n) * w;
+    if (size_t(end - p) < bytes) return fail(std::string(f.name) + ": cut short");
+    if (!delta && w == 0) std::memcpy(b.shared.data() + f.at, &base, f.size);
+    else b.varying[b.varying_n++] = {&f, column_for(f.size, delta, w), p, base, step};
+    p += bytes;
+  }
+  return true;
+}
+
+// The block's events into dest.
+void unpack_block(const block_plan& b, event* dest) {
+  event shared;
+  std::memcpy(&shared, b.shared.data(), sizeof(event));
+  std::fill(dest, dest + b.n, shared);
+  for (size_t c = 0; c < b.varying_n; ++c) {
+    const auto& col = b.varying[c];
+    col.fn(col.data, col.base, col.step, reinterpret_cast<uint8_t*>(dest) + col.f->at, b.n);
+  }
+}
+
+// Plans every block of `in`, which must be exactly `count` events, before any is unpacked
+// (into the first of `plans`; returns how many).
+constexpr size_t blocks_max = (events_per_frame_max + packed_block_events - 1) / packed_block_events;
+using block_plans = std::array<block_plan, blocks_max>;
+bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans& plans, size_t* blocks, std::string* why) {
+  if (count > events_per_frame_max) {
+    *why = "packed events: " + std::to_string(count) + " events in a frame; at most " +
+           std::to_string(events_per_frame_max);
+    return false;
+  }
+  const uint8_t* p = in.data();
+  *blocks = 0;
+  for (size_t done = 0; done < count; done += plans[(*blocks)++].n)
+    if (!plan_block(p, in.data(), in.data() + in.size(), done, count - done, plans[*blocks], why)) return false;
+  if (p != in.data() + in.size()) {
+    *why = "packed events: " + std::to_string(in.data() + in.size() - p) + " bytes after the " +
+           std::to_string(count) + " events";
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool unpack_events(std::span<const uint8_t> in, uint32_t count, std::vector<event>& out, std::string* why) {
+  block_plans plans;  // on the stack: a visitor may unpack another frame
+  size_t blocks = 0;
+  if (!plan_blocks(in, count, plans, &blocks, why)) return false;
+  out.resize(count);
+  event* dest = out.data();
+  for (size_t i = 0; i < blocks; ++i) {
+    unpack_block(plans[i], dest);
+    dest += plans[i].n;
+  }
+  return true;
+}
+
+bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visitor& each, std::string* why) {
+  block_plans plans;  // on the stack: a visitor may unpack another frame
+  size_t blocks = 0;
+  if (!plan_blocks(in, count, plans, &blocks, why)) return false;
+  std::array<event, packed_block_events> block;
+  for (size_t i = 0; i < blocks; ++i) {
+    unpack_block(plans[i], block.data());
+    each(std::span<const event>(block.data(), plans[i].n));
+  }
+  return true;
+}
+
+}  // namespace mesob::wire
