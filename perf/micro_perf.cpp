@@ -323,4 +323,23 @@ static void BM_unpack_events(benchmark::State& state) {
 }
 BENCHMARK(BM_unpack_events)->Arg(0)->Arg(1);
 
+// The same, handed out a block at a time (a consumer that takes events one by one).
+static void BM_unpack_events_by_block(benchmark::State& state) {
+  const auto events = transfer_events(state.range(0) != 0);
+  std::vector<uint8_t> in;
+  wire::pack_events(events, in);
+  std::string why;
+  uint64_t seen = 0;
+  const wire::event_visitor each = [&](std::span<const wire::event> block) { seen += block.back().offset; };
+  for (auto _ : state) {
+    if (!wire::unpack_events(in, uint32_t(events.size()), each, &why)) {
+      state.SkipWithError(why.c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(seen);
+  }
+  state.SetItemsProcessed(int64_t(state.iterations() * events.size()));
+}
+BENCHMARK(BM_unpack_events_by_block)->Arg(0)->Arg(1);
+
 BENCHMARK_MAIN();

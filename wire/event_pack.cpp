@@ -224,9 +224,9 @@ namespace {
 // columns of the others.
 struct block_plan {
   size_t n = 0;
-  // The shared fields' bytes, as an event's (left uninitialised: the bytes of a varying
-  // field are whatever they were, and its column overwrites them).
+  // The shared fields' bytes, as an event's (a varying field's bytes zero).
   std::array<uint8_t, sizeof(event)> shared;
+  uint32_t varying_fields = 0;  // bit i: fields[i] has a column
   struct column {
     const field* f;
     column_fn fn;
@@ -253,6 +253,8 @@ bool plan_block(const uint8_t*& p, const uint8_t* begin, const uint8_t* end, siz
     return fail("holds " + std::to_string(b.n) + " events (1.." + std::to_string(packed_block_events) + ", and " +
                 std::to_string(left) + " to go)");
   b.varying_n = 0;
+  b.varying_fields = 0;
+  b.shared.fill(0);
   for (const field& f : fields) {
     if (p == end) return fail(std::string(f.name) + ": cut short");
     const uint8_t desc = *p++;
@@ -266,17 +268,22 @@ bool plan_block(const uint8_t*& p, const uint8_t* begin, const uint8_t* end, siz
     const size_t bytes = (delta ? b.n - 1 : b.n) * w;
     if (size_t(end - p) < bytes) return fail(std::string(f.name) + ": cut short");
     if (!delta && w == 0) std::memcpy(b.shared.data() + f.at, &base, f.size);
-    else b.varying[b.varying_n++] = {&f, column_for(f.size, delta, w), p, base, step};
+    else {
+      b.varying[b.varying_n++] = {&f, column_for(f.size, delta, w), p, base, step};
+      b.varying_fields |= 1u << (&f - fields.data());
+    }
     p += bytes;
   }
   return true;
 }
 
-// The block's events into dest.
-void unpack_block(const block_plan& b, event* dest) {
-  event shared;
-  std::memcpy(&shared, b.shared.data(), sizeof(event));
-  std::fill(dest, dest + b.n, shared);
+// The block's events into dest; `fill`: its shared fields too (else dest holds them).
+void unpack_block(const block_plan& b, event* dest, bool fill = true) {
+  if (fill) {
+    event shared;
+    std::memcpy(&shared, b.shared.data(), sizeof(event));
+    std::fill(dest, dest + b.n, shared);
+  }
   for (size_t c = 0; c < b.varying_n; ++c) {
     const auto& col = b.varying[c];
     col.fn(col.data, col.base, col.step, reinterpret_cast<uint8_t*>(dest) + col.f->at, b.n);
@@ -323,10 +330,21 @@ bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visi
   block_plans plans;  // on the stack: a visitor may unpack another frame
   size_t blocks = 0;
   if (!plan_blocks(in, count, plans, &blocks, why)) return false;
+  // The buffer's first `filled` events hold the shared fields of `last`: a block with the
+  // same ones (a log record's transfers: every block but the first) writes only its columns.
   std::array<event, packed_block_events> block;
+  const block_plan* last = nullptr;
+  size_t filled = 0;
   for (size_t i = 0; i < blocks; ++i) {
-    unpack_block(plans[i], block.data());
-    each(std::span<const event>(block.data(), plans[i].n));
+    const block_plan& b = plans[i];
+    const bool same = last != nullptr && b.n <= filled && b.varying_fields == last->varying_fields &&
+                      b.shared == last->shared;
+    unpack_block(b, block.data(), !same);
+    if (!same) {
+      last = &b;
+      filled = b.n;
+    }
+    each(std::span<const event>(block.data(), b.n));
   }
   return true;
 }
