@@ -532,7 +532,7 @@ void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
   {
     std::lock_guard lk(mu_);
     commands_.push_back({command::kind::ack, session, request_id, offset, {}});
-    wake = window_full_;
+    wake = std::binary_search(window_full_.begin(), window_full_.end(), session);
   }
   // An ack matters at once only to a subscriber its window holds back; else the next pass
   // (new events, or at most ack_apply_ms) takes it, and a busy subscriber's ack per frame
@@ -628,12 +628,16 @@ void event_hub::apply(command& c) {
     return answer(result::events_filter_invalid, "window is at most 1,048,576 and batch_max at most 8,192");
   // What may be sent and not yet read must fit what the server queues to a session.
   const uint64_t event_bytes = r.packed ? wire::packed_event_bytes_max : sizeof(event);
-  if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > session_bytes_max_)
+  if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > session_bytes_max_) {
+    const uint64_t fits = session_bytes_max_ > 4096 ? (session_bytes_max_ - 4096) / event_bytes : 0;
     return answer(result::events_filter_invalid,
-                  "window " + std::to_string(r.window) + " of events up to " + std::to_string(event_bytes) +
-                      " bytes passes what the server queues to a session (" + std::to_string(session_bytes_max_) +
-                      " bytes): ask for at most " +
-                      std::to_string((session_bytes_max_ - 4096) / event_bytes - r.batch_max));
+                  "window " + std::to_string(r.window) + " and batch_max " + std::to_string(r.batch_max) +
+                      " of events up to " + std::to_string(event_bytes) +
+                      " bytes pass what the server queues to a session (" + std::to_string(session_bytes_max_) +
+                      " bytes): " +
+                      (fits > r.batch_max ? "ask for a window of at most " + std::to_string(fits - r.batch_max)
+                                          : "ask for a batch_max under " + std::to_string(fits)));
+  }
   if (r.from_end && r.from != 0)
     return answer(result::events_filter_invalid, "from and from_end together: choose one");
   if (subs_.size() >= subscriptions_max_)
@@ -779,13 +783,14 @@ void event_hub::run() {
       out_ = send_;
     }
     for (auto& c : cmds) apply(c);
-    bool busy = false, window_full = false;
+    bool busy = false;
+    std::vector<uint64_t> window_full;  // sessions (subs_ is ordered by session)
     const uint64_t end = log_.written_end();
     frames_this_pass_.clear();
     for (auto it = subs_.begin(); it != subs_.end();) {
       sub& s = it->second;
       busy |= serve(s, buf, end);
-      window_full |= !s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window;
+      if (!s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window) window_full.push_back(s.session);
       if (s.dead) it = subs_.erase(it);
       else ++it;
     }
@@ -806,7 +811,7 @@ void event_hub::run() {
     if (stopping) break;
     if (busy) continue;
     std::unique_lock lk(mu_);
-    window_full_ = window_full;
+    window_full_.swap(window_full);
     // Waking at least every ack_apply_ms takes the acks that did not wake it (and saves
     // the positions they moved).
     cv_.wait_for(lk, std::chrono::milliseconds(ack_apply_ms), [&] { return stop_ || wake_ || !commands_.empty(); });

@@ -222,7 +222,9 @@ class event_hub {
   bool positions_dirty_ = false;
   bool stop_ = false;
   bool wake_ = false;
-  bool window_full_ = false;  // a subscriber waits for an ack to open its window: acks wake the hub
+  // Sessions (ascending) whose subscriber waits for an ack to open its window: their acks
+  // wake the hub.
+  std::vector<uint64_t> window_full_;
   std::atomic<uint64_t> frames_{0};
   std::thread thread_;
 };

@@ -89,7 +89,9 @@ class client {
   bool subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error);
   bool next_events(events_msg* out, std::string* error, protocol_error* refusal = nullptr);
   // The same, handing the frame's events to `each` a block at a time from one reused
-  // buffer (a consumer that takes events one by one): out's next and end are set.
+  // buffer (a consumer that takes events one by one): out's next and end are set. The
+  // frame is unpacked from the client's receive buffer: `each` must not read from this
+  // client (ack() only sends, and may be called).
   bool next_events(events_msg* out, const event_visitor& each, std::string* error,
                    protocol_error* refusal = nullptr);
   bool ack(uint64_t offset, std::string* error);

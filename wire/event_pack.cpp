@@ -4,9 +4,12 @@
 #include <array>
 #include <cstddef>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include <emmintrin.h>
+
+#include "wire/assert.hpp"
 
 namespace mesob::wire {
 
@@ -19,8 +22,9 @@ namespace mesob::wire {
 //     i's field is base + number i; n - 1 for a delta column, where the first event's field
 //     is base and each next one the one before plus step plus its number.
 // Sums are modulo 2^64, and a field narrower than 8 bytes keeps their low bytes. A field
-// every event of the block shares is a plain column of width 0: its base alone. A frame's
-// blocks are all checked before any is unpacked, so a malformed one hands out nothing.
+// every event of the block shares is a plain column of width 0: its base alone. Every
+// block but a frame's last holds 128 events. A frame's blocks are all checked before any
+// is unpacked, so a malformed one hands out nothing.
 namespace {
 struct field {
   const char* name;
@@ -54,6 +58,13 @@ constexpr bool fields_cover_event() {
   return at == sizeof(event);
 }
 static_assert(fields_cover_event(), "the columns are the event's bytes, in order, without gaps");
+constexpr size_t varint_bytes_max(size_t size) { return (size * 8 + 6) / 7; }
+constexpr size_t block_overhead() {
+  size_t n = 1;
+  for (const field& f : fields) n += 1 + varint_bytes_max(f.size);
+  return n;
+}
+static_assert(block_overhead() == packed_block_overhead_max);
 constexpr uint8_t delta_bit = 0x10;
 
 template <unsigned Size>
@@ -176,11 +187,20 @@ bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t* out) {
 }  // namespace
 
 void pack_events(std::span<const event> events, std::vector<uint8_t>& out) {
+  // Written into a scratch buffer with room for the widest blocks (and the 8 bytes a
+  // column's last number is written as), then appended: growing `out` by that room would
+  // zero about as many bytes as the events hold.
+  thread_local std::unique_ptr<uint8_t[]> scratch;
+  thread_local size_t scratch_bytes = 0;
+  const size_t blocks = (events.size() + packed_block_events - 1) / packed_block_events;
+  const size_t room = blocks * (packed_block_overhead_max + 8) + events.size() * sizeof(event);
+  if (room > scratch_bytes) {
+    scratch = std::make_unique<uint8_t[]>(room);
+    scratch_bytes = room;
+  }
+  uint8_t* p = scratch.get();
   for (size_t at = 0; at < events.size(); at += packed_block_events) {
     const auto block = events.subspan(at, std::min(packed_block_events, events.size() - at));
-    const size_t start = out.size();
-    out.resize(start + packed_event_bytes_max + (block.size() - 1) * sizeof(event) + 8);
-    uint8_t* p = out.data() + start;
     *p++ = uint8_t(block.size());
     // Which bytes differ anywhere in the block from its first event (a few wide XORs an
     // event): a field whose bytes never do is its base alone, without a pass over it.
@@ -215,8 +235,8 @@ void pack_events(std::span<const event> events, std::vector<uint8_t>& out) {
       else if (f.size == 4) p = pack_column<4>(block, f.at, p);
       else p = pack_column<8>(block, f.at, p);
     }
-    out.resize(size_t(p - out.data()));
   }
+  out.insert(out.end(), scratch.get(), p);
 }
 
 namespace {
@@ -249,9 +269,11 @@ bool plan_block(const uint8_t*& p, const uint8_t* begin, const uint8_t* end, siz
   };
   if (p == end) return fail("missing (" + std::to_string(left) + " events to go)");
   b.n = *p++;
-  if (b.n == 0 || b.n > packed_block_events || b.n > left)
-    return fail("holds " + std::to_string(b.n) + " events (1.." + std::to_string(packed_block_events) + ", and " +
-                std::to_string(left) + " to go)");
+  // Every block but the last is full (so a frame has at most blocks_max).
+  const size_t want = std::min(left, packed_block_events);
+  if (b.n != want)
+    return fail("holds " + std::to_string(b.n) + " events where " + std::to_string(want) + " are due (" +
+                std::to_string(left) + " to go, " + std::to_string(packed_block_events) + " a block)");
   b.varying_n = 0;
   b.varying_fields = 0;
   b.shared.fill(0);
@@ -302,8 +324,10 @@ bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans& plans
   }
   const uint8_t* p = in.data();
   *blocks = 0;
-  for (size_t done = 0; done < count; done += plans[(*blocks)++].n)
+  for (size_t done = 0; done < count; done += plans[(*blocks)++].n) {
+    MESOB_ASSERT(*blocks < plans.size());  // full blocks: count / 128 rounded up, at most blocks_max
     if (!plan_block(p, in.data(), in.data() + in.size(), done, count - done, plans[*blocks], why)) return false;
+  }
   if (p != in.data() + in.size()) {
     *why = "packed events: " + std::to_string(in.data() + in.size() - p) + " bytes after the " +
            std::to_string(count) + " events";
@@ -314,7 +338,7 @@ bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans& plans
 }  // namespace
 
 bool unpack_events(std::span<const uint8_t> in, uint32_t count, std::vector<event>& out, std::string* why) {
-  block_plans plans;  // on the stack: a visitor may unpack another frame
+  block_plans plans;  // on the stack (about 48 KB): nothing is shared between calls
   size_t blocks = 0;
   if (!plan_blocks(in, count, plans, &blocks, why)) return false;
   out.resize(count);
@@ -327,7 +351,7 @@ bool unpack_events(std::span<const uint8_t> in, uint32_t count, std::vector<even
 }
 
 bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visitor& each, std::string* why) {
-  block_plans plans;  // on the stack: a visitor may unpack another frame
+  block_plans plans;  // on the stack (about 48 KB): nothing is shared between calls
   size_t blocks = 0;
   if (!plan_blocks(in, count, plans, &blocks, why)) return false;
   // The buffer's first `filled` events hold the shared fields of `last`: a block with the

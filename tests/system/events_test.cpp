@@ -252,6 +252,22 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   expect_code(m, result::events_filter_invalid);
   m.window = 1u << 20;  // within the limit, but more than the server queues to a session
   expect_code(m, result::events_filter_invalid);
+  // The window the refusal suggests is taken, packed and not; one more is not.
+  for (const bool packed : {true, false}) {
+    m.packed = packed;
+    auto s = l.client();
+    auto a = subscribe(*s, m);
+    ASSERT_EQ(a.code, result::events_filter_invalid);
+    const auto at = a.message.find("at most ");
+    ASSERT_NE(at, std::string::npos) << a.message;
+    const uint32_t fits = uint32_t(std::stoul(a.message.substr(at + 8)));
+    EXPECT_EQ(fits, (32ull * 1024 * 1024 - 4096) / (packed ? wire::packed_event_bytes_max : 96) - 4096) << a.message;
+    m.window = fits + 1;
+    EXPECT_EQ(subscribe(*s, m).code, result::events_filter_invalid);
+    m.window = fits;
+    EXPECT_EQ(subscribe(*s, m).code, result::ok) << a.message;
+    m.window = 1u << 20;
+  }
   m = {};
   m.from = 1;
   m.from_end = true;

@@ -540,6 +540,7 @@ std::vector<event> random_events(std::mt19937_64& rng, size_t n) {
     event& e = v[i];
     e.offset = offset;
     offset += 1 + (rng() % 3 == 0 ? rng() % 50 : 0);  // filters skip some
+    if (pattern[0] == 3) e.offset = rng();            // or any order at all: packing does not care
     e.lsn = value(1, i, ~0ull);
     e.timestamp = value(2, i, ~0ull);
     e.type = event_type(value(3, i, 0xffff));
@@ -702,6 +703,51 @@ TEST(events_packed, a_frame_with_both_forms_is_refused) {
   std::string why;
   EXPECT_FALSE(parse_events({fbb.GetBufferPointer(), fbb.GetSize()}, &m, &why));
   EXPECT_NE(why.find("both packed and unpacked"), std::string::npos) << why;
+  flatbuffers::FlatBufferBuilder b2;
+  const auto v2 = b2.CreateVectorOfStructs(reinterpret_cast<const fb::Event*>(one.data()), 1);
+  b2.Finish(fb::CreateEvents(b2, v2, 2, 2, 0, 1), "MSB1");
+  EXPECT_FALSE(parse_events({b2.GetBufferPointer(), b2.GetSize()}, &m, &why));
+  EXPECT_NE(why.find("without packed events"), std::string::npos) << why;
+}
+
+TEST(events_packed, blocks_must_be_full_but_the_last) {
+  // Blocks of one event each, every field a shared zero: 33 bytes a block. Past the
+  // first, the count says a full block is due; 65 of them (more than a frame of 8,192
+  // can hold) are refused the same way, before anything is planned past the first.
+  std::vector<uint8_t> tiny;
+  for (int b = 0; b < 65; ++b) {
+    tiny.push_back(1);
+    for (int f = 0; f < 16; ++f) tiny.insert(tiny.end(), {0, 0});
+  }
+  std::vector<event> out;
+  std::string why;
+  EXPECT_FALSE(unpack_events(tiny, 65, out, &why));
+  EXPECT_NE(why.find("holds 1 events where 65 are due"), std::string::npos) << why;
+  EXPECT_TRUE(unpack_events(std::span(tiny).first(33), 1, out, &why)) << why;
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].offset, 0u);
+  // A short block before the last: 127 then 3.
+  std::mt19937_64 rng(9);
+  const auto events = random_events(rng, 130);
+  std::vector<uint8_t> a, b;
+  pack_events(std::span(events).first(127), a);
+  pack_events(std::span(events).subspan(127), b);
+  a.insert(a.end(), b.begin(), b.end());
+  EXPECT_FALSE(unpack_events(a, 130, out, &why));
+  EXPECT_NE(why.find("holds 127 events where 128 are due"), std::string::npos) << why;
+  // The most one event takes packed, averaged over its block, is what the header says.
+  for (const size_t n : {size_t(1), size_t(2), size_t(3), size_t(128), size_t(129)}) {
+    std::vector<event> worst(n);
+    for (size_t i = 0; i < n; ++i) {
+      std::memset(static_cast<void*>(&worst[i]), i % 2 ? 0xff : 0x00, sizeof(event));  // every column at its widest
+      if (i % 2) worst[i].offset = 0x8000000000000000ull;
+    }
+    std::vector<uint8_t> p;
+    pack_events(worst, p);
+    EXPECT_LE(p.size(), n * packed_event_bytes_max) << n;
+    EXPECT_LE(p.size(), (n + packed_block_events - 1) / packed_block_events * packed_block_overhead_max + n * sizeof(event))
+        << n;
+  }
 }
 
 // ---- responses -----------------------------------------------------------------------
