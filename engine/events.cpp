@@ -627,16 +627,18 @@ void event_hub::apply(command& c) {
   if (r.window > subscription_window_max || r.batch_max > subscription_batch_max)
     return answer(result::events_filter_invalid, "window is at most 1,048,576 and batch_max at most 8,192");
   // What may be sent and not yet read must fit what the server queues to a session.
-  const uint64_t event_bytes = r.packed ? wire::packed_event_bytes_max : sizeof(event);
+  // Counted as frames of one event each (the most bytes an event can take), window +
+  // batch_max of them (what can be sent and not acknowledged).
+  const uint64_t event_bytes = wire::events_frame_event_bytes_max(r.packed);
   if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > session_bytes_max_) {
     const uint64_t fits = session_bytes_max_ > 4096 ? (session_bytes_max_ - 4096) / event_bytes : 0;
     return answer(result::events_filter_invalid,
                   "window " + std::to_string(r.window) + " and batch_max " + std::to_string(r.batch_max) +
-                      " of events up to " + std::to_string(event_bytes) +
-                      " bytes pass what the server queues to a session (" + std::to_string(session_bytes_max_) +
-                      " bytes): " +
-                      (fits > r.batch_max ? "ask for a window of at most " + std::to_string(fits - r.batch_max)
-                                          : "ask for a batch_max under " + std::to_string(fits)));
+                      " pass what the server queues to a session (" + std::to_string(session_bytes_max_) +
+                      " bytes: window + batch_max at most " + std::to_string(fits) + " events of up to " +
+                      std::to_string(event_bytes) + " bytes" +
+                      (fits > r.batch_max ? "): ask for a window of at most " + std::to_string(fits - r.batch_max)
+                                          : ")"));
   }
   if (r.from_end && r.from != 0)
     return answer(result::events_filter_invalid, "from and from_end together: choose one");

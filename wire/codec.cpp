@@ -282,8 +282,9 @@ bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::str
   out->from = m->from();
   out->from_end = m->from_end();
   out->types = m->types();
-  // Copied as bytes: a body need not sit at an aligned address (the vectors' own
-  // accessors load each element as a u64, which the fuzz target's UBSan refused).
+  // Copied as bytes: the verifier checks the alignment of a vector's 4-byte length only,
+  // so a [ulong]'s elements may sit at 4 mod 8, where the vector's own accessors load
+  // each as a u64 (the fuzz target's UBSan refused one).
   copy_scalars(m->accounts(), out->accounts);
   copy_scalars(m->gateways(), out->gateways);
   out->window = m->window();

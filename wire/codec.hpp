@@ -308,6 +308,14 @@ struct events_msg {
 [[nodiscard]] std::vector<uint8_t> subscribe_body(const subscribe_msg& m);
 [[nodiscard]] std::vector<uint8_t> subscribed_body(const subscribed_msg& m);
 [[nodiscard]] std::vector<uint8_t> ack_body(uint64_t offset);
+// The most bytes an Events frame takes besides its events' (the frame header and the
+// flatbuffers wrapper; protocol_test checks it), and so the most one event can take in a
+// frame: a frame of its own (a packed block of one event has no numbers). What a
+// subscription's window may hold is counted with this.
+constexpr size_t events_frame_overhead_max = 128;
+constexpr size_t events_frame_event_bytes_max(bool packed) {
+  return events_frame_overhead_max + (packed ? packed_block_overhead_max : sizeof(event));
+}
 // A whole Events frame (header and body, request id 0), the events packed or as they are.
 [[nodiscard]] std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end,
                                                 bool packed);

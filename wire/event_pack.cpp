@@ -190,6 +190,7 @@ void pack_events(std::span<const event> events, std::vector<uint8_t>& out) {
   // Written into a scratch buffer with room for the widest blocks (and the 8 bytes a
   // column's last number is written as), then appended: growing `out` by that room would
   // zero about as many bytes as the events hold.
+  MESOB_ASSERT(events.size() <= events_per_frame_max);  // so the scratch stays under 800 KB
   thread_local std::unique_ptr<uint8_t[]> scratch;
   thread_local size_t scratch_bytes = 0;
   const size_t blocks = (events.size() + packed_block_events - 1) / packed_block_events;

@@ -32,7 +32,7 @@ constexpr size_t packed_block_overhead_max = 1 + 10 * (1 + 10) + 4 * (1 + 3) + 2
 // with this.
 constexpr size_t packed_event_bytes_max = sizeof(event) + (packed_block_overhead_max + 1) / 2;
 
-// Appends `events` to `out`.
+// Appends `events` (at most events_per_frame_max) to `out` as one frame's packed bytes.
 void pack_events(std::span<const event> events, std::vector<uint8_t>& out);
 
 // Unpacks exactly `count` events (at most events_per_frame_max) from `in` into `out`

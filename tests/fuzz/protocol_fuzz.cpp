@@ -86,15 +86,19 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
       break;
     }
     case frame_kind::events: {
-      // Both parsers agree, and the visitor is handed blocks only of a frame accepted whole.
+      // Both parsers agree to the byte, and the visitor is handed blocks only of a frame
+      // accepted whole.
       events_msg m, m2;
       const bool whole = parse_events(body, &m, &why);
-      size_t handed = 0;
+      std::vector<event> handed;
       const bool by_blocks = parse_events(body, &m2, [&](std::span<const event> b) {
         if (b.empty() || b.size() > packed_block_events) __builtin_trap();
-        handed += b.size();
+        handed.insert(handed.end(), b.begin(), b.end());
       }, &why);
-      if (whole != by_blocks || (whole && handed != m.events.size()) || (!whole && handed != 0)) __builtin_trap();
+      if (whole != by_blocks || (!whole && !handed.empty())) __builtin_trap();
+      if (whole && (handed.size() != m.events.size() ||
+                    (!handed.empty() && std::memcmp(handed.data(), m.events.data(), handed.size() * sizeof(event)) != 0)))
+        __builtin_trap();
       break;
     }
     case frame_kind::ack: {

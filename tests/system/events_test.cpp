@@ -258,10 +258,10 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
     auto s = l.client();
     auto a = subscribe(*s, m);
     ASSERT_EQ(a.code, result::events_filter_invalid);
-    const auto at = a.message.find("at most ");
+    const auto at = a.message.find("a window of at most ");
     ASSERT_NE(at, std::string::npos) << a.message;
-    const uint32_t fits = uint32_t(std::stoul(a.message.substr(at + 8)));
-    EXPECT_EQ(fits, (32ull * 1024 * 1024 - 4096) / (packed ? wire::packed_event_bytes_max : 96) - 4096) << a.message;
+    const uint32_t fits = uint32_t(std::stoul(a.message.substr(at + 20)));
+    EXPECT_EQ(fits, (32ull * 1024 * 1024 - 4096) / wire::events_frame_event_bytes_max(packed) - 4096) << a.message;
     m.window = fits + 1;
     EXPECT_EQ(subscribe(*s, m).code, result::events_filter_invalid);
     m.window = fits;

@@ -591,6 +591,7 @@ TEST(events_packed, any_events_unpack_to_the_same_bytes) {
         const frame_header h = decode_header(frame.data());
         ASSERT_EQ(h.kind, uint16_t(frame_kind::events));
         ASSERT_EQ(frame.size(), frame_header_bytes + h.body_bytes);
+        ASSERT_LE(frame.size(), events_frame_overhead_max + (as_packed ? packed.size() : n * sizeof(event)));
         const std::span<const uint8_t> body(frame.data() + frame_header_bytes, h.body_bytes);
         events_msg m;
         ASSERT_TRUE(parse_events(body, &m, &why)) << why;
@@ -745,6 +746,9 @@ TEST(events_packed, blocks_must_be_full_but_the_last) {
     std::vector<uint8_t> p;
     pack_events(worst, p);
     EXPECT_LE(p.size(), n * packed_event_bytes_max) << n;
+    for (const bool as_packed : {true, false})
+      EXPECT_LE(events_frame(worst, ~0ull, ~0ull, as_packed).size(), n * events_frame_event_bytes_max(as_packed))
+          << n << (as_packed ? " packed" : " as they are");
     EXPECT_LE(p.size(), (n + packed_block_events - 1) / packed_block_events * packed_block_overhead_max + n * sizeof(event))
         << n;
   }
