@@ -42,25 +42,32 @@ std::unique_ptr<wire::client> connect(const std::string& data, uint16_t port) {
   return c;
 }
 
-// Reads events (acknowledging each frame) until `n` arrived or `wait_ms` passed.
-std::vector<wire::event> read_events(wire::client& c, size_t n, bool ack = true, int wait_ms = 20'000) {
+// Reads events (acknowledging each frame) until `n` arrived or `wait_ms` passed;
+// `by_blocks`: handed out a block at a time.
+std::vector<wire::event> read_events(wire::client& c, size_t n, bool ack = true, int wait_ms = 20'000,
+                                     bool by_blocks = false) {
   std::vector<wire::event> got;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   c.set_timeout_ms(200);
+  const wire::event_visitor each = [&](std::span<const wire::event> b) { got.insert(got.end(), b.begin(), b.end()); };
   while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
     wire::events_msg m;
     std::string err;
-    if (!c.next_events(&m, &err)) {
+    if (!(by_blocks ? c.next_events(&m, each, &err) : c.next_events(&m, &err))) {
       if (c.timed_out()) continue;
       ADD_FAILURE() << err;
       break;
     }
-    got.insert(got.end(), m.events.begin(), m.events.end());
+    got.insert(got.end(), m.events.begin(), m.events.end());  // empty by blocks
     if (ack && m.next > 1) {
       EXPECT_TRUE(c.ack(m.next - 1, &err)) << err;
     }
   }
   return got;
+}
+
+bool same_events(const std::vector<wire::event>& a, const std::vector<wire::event>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(wire::event)) == 0;
 }
 
 wire::subscribed_msg subscribe(wire::client& c, const wire::subscribe_msg& m) {
@@ -169,27 +176,11 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   wire::subscribe_msg as_is;
   as_is.packed = false;
   ASSERT_EQ(subscribe(*plain, as_is).code, result::ok);
-  const auto ev_plain = read_events(*plain, 12);
-  ASSERT_EQ(ev_plain.size(), ev.size());
-  EXPECT_EQ(std::memcmp(ev_plain.data(), ev.data(), ev.size() * sizeof(wire::event)), 0);
+  EXPECT_TRUE(same_events(read_events(*plain, 12), ev));
   // And one handed the events a block at a time.
   auto by_blocks = connect(dir.path(), d.port());
   ASSERT_EQ(subscribe(*by_blocks, {}).code, result::ok);
-  std::vector<wire::event> ev_blocks;
-  by_blocks->set_timeout_ms(200);
-  for (int tries = 0; ev_blocks.size() < ev.size() && tries < 100; ++tries) {
-    wire::events_msg em;
-    std::string err;
-    if (!by_blocks->next_events(&em, [&](std::span<const wire::event> b) { ev_blocks.insert(ev_blocks.end(), b.begin(), b.end()); },
-                                &err)) {
-      ASSERT_TRUE(by_blocks->timed_out()) << err;
-      continue;
-    }
-    EXPECT_TRUE(em.events.empty());
-    ASSERT_TRUE(by_blocks->ack(em.next - 1, &err)) << err;
-  }
-  ASSERT_EQ(ev_blocks.size(), ev.size());
-  EXPECT_EQ(std::memcmp(ev_blocks.data(), ev.data(), ev.size() * sizeof(wire::event)), 0);
+  EXPECT_TRUE(same_events(read_events(*by_blocks, 12, true, 20'000, true), ev));
 
   // Filters: account 3's events; expiries only; from the end.
   auto f = connect(dir.path(), d.port());
@@ -204,9 +195,7 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   auto f_plain = connect(dir.path(), d.port());
   m.packed = false;
   ASSERT_EQ(subscribe(*f_plain, m).code, result::ok);
-  const auto got_plain = read_events(*f_plain, 6);
-  ASSERT_EQ(got_plain.size(), got.size());
-  EXPECT_EQ(std::memcmp(got_plain.data(), got.data(), got.size() * sizeof(wire::event)), 0);
+  EXPECT_TRUE(same_events(read_events(*f_plain, 6), got));
   auto x = connect(dir.path(), d.port());
   m = {};
   m.types = 1u << uint16_t(event_type::pending_expired);
