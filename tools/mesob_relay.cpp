@@ -260,18 +260,12 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "relay: subscribed from offset %" PRIu64 " (oldest kept %" PRIu64 ", end %" PRIu64 ")\n",
                  a.start, a.oldest, a.end);
-    for (;;) {
-      if (stop_flag.load() || expired()) break;
-      wire::events_msg m;
-      wire::protocol_error refusal{};
-      if (!c->next_events(&m, &err, &refusal)) {
-        if (c->timed_out()) continue;
-        std::fprintf(stderr, "relay: %s; reconnecting\n", err.c_str());
-        if (refusal == wire::protocol_error::events_truncated) return 2;
-        break;
-      }
+    // Events are handed out a block at a time (the relay never holds a frame's worth).
+    uint64_t in_frame = 0;
+    const wire::event_visitor each = [&](std::span<const wire::event> block) {
       const uint64_t now = wall_ns();
-      for (const auto& e : m.events) {
+      in_frame += block.size();
+      for (const auto& e : block) {
         const uint64_t lag = now > e.timestamp ? now - e.timestamp : 0;
         lag_max_ns = std::max(lag_max_ns, lag);
         lag_sum_ns += lag;
@@ -286,8 +280,20 @@ int main(int argc, char** argv) {
             std::printf("%s [offset %" PRIu64 ", lag %.1f ms]\n", line.c_str(), e.offset, double(lag) / 1e6);
         }
       }
+    };
+    for (;;) {
+      if (stop_flag.load() || expired()) break;
+      wire::events_msg m;
+      wire::protocol_error refusal{};
+      in_frame = 0;
+      if (!c->next_events(&m, each, &err, &refusal)) {
+        if (c->timed_out()) continue;
+        std::fprintf(stderr, "relay: %s; reconnecting\n", err.c_str());
+        if (refusal == wire::protocol_error::events_truncated) return 2;
+        break;
+      }
       std::fflush(stdout);
-      events += m.events.size();
+      events += in_frame;
       ++frames;
       if (m.next > 1 && !c->ack(m.next - 1, &err)) {
         std::fprintf(stderr, "relay: ack: %s; reconnecting\n", err.c_str());
