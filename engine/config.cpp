@@ -1,6 +1,7 @@
 #include "engine/config.hpp"
 
 #include "engine/limits.hpp"
+#include "storage/event_log.hpp"
 #include "storage/wal.hpp"
 
 namespace mesob::engine {
@@ -17,11 +18,13 @@ std::string config::validate() const {
     return "wal_group_mib is too small for a full batch";
   if (snapshot_map_gib < 1 || snapshot_map_gib > 16384) return "snapshot_map_gib must be 1..16384";
   if (tick_ms < 1 || tick_ms > 60'000) return "tick_ms must be 1..60000";
-  if (events_segment_events < 128 || events_segment_events > (1ull << 24) || events_segment_events % 128 != 0)
-    return "events_segment_events must be a multiple of 128 in 128..16777216";
+  if (events_segment_events < 128 || events_segment_events > storage::event_format::segment_events_max ||
+      events_segment_events % 128 != 0)
+    return "events_segment_events must be a multiple of 128 in 128.." +
+           std::to_string(storage::event_format::segment_events_max);
   if (events_retention_mib > (1ull << 30)) return "events_retention_mib must be at most 1073741824";
   if (events_retention_mib != 0 && (events_retention_mib << 20) < 2 * events_segment_events * 96)
-    return "events_retention_mib must hold at least two event segments (" +
+    return "events_retention_mib must hold at least two event segments of 96-byte events (" +
            std::to_string((2 * events_segment_events * 96 + (1 << 20) - 1) >> 20) + " MiB with " +
            std::to_string(events_segment_events) + " events a segment)";
   if (events_retention_s > 100ull * 365 * 86400) return "events_retention_s must be at most 100 years";

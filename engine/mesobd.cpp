@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   app.add_option("--tick-ms", cfg.tick_ms, "clock tick while timed pending transfers exist")->capture_default_str();
   bool no_events = false;
   app.add_flag("--no-events", no_events, "keep no event log (no subscriptions)");
-  app.add_option("--events-segment-events", cfg.events_segment_events, "events per event log segment (96 bytes each)")
+  app.add_option("--events-segment-events", cfg.events_segment_events, "events per event log segment (stored packed, about 14 bytes a transfer's event)")
       ->capture_default_str();
   app.add_option("--events-retention-mib", cfg.events_retention_mib, "drop the oldest event segments past this size (0: keep all)")
       ->capture_default_str();

@@ -8,18 +8,38 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "storage/checksum.hpp"
 #include "storage/file_io.hpp"
 #include "storage/wal.hpp"
+#include "wire/assert.hpp"
+#include "wire/event_pack.hpp"
 
 namespace mesob::storage {
 namespace {
 
+namespace fmt = event_format;
 constexpr size_t event_bytes = sizeof(wire::event);
 constexpr size_t crc_bytes = offsetof(wire::event, crc);
 constexpr uint64_t block = 4096;
-constexpr size_t write_events_max = 8192;  // events per write (768 KiB)
+constexpr size_t write_events_max = 8192;  // events per write
+// One write: the partial block before it, a segment header, its chunks (a write splits at
+// group boundaries only: at most write_events_max / 128 + 1 chunks), the padding.
+constexpr size_t write_bytes_max = block + fmt::segment_header_bytes +
+                                   (write_events_max / fmt::group_events + 1) *
+                                       (fmt::chunk_header_bytes + wire::packed_block_overhead_max) +
+                                   write_events_max * event_bytes + block;
+// The seal of the largest segment, in whole blocks.
+constexpr size_t seal_bytes_max =
+    (fmt::segment_events_max / fmt::group_events * 4 + fmt::seal_fixed_bytes + block - 1) / block * block;
+// Positions are 32-bit: the most a segment's chunks take (a chunk of one event each).
+static_assert(fmt::segment_header_bytes + fmt::segment_events_max * (fmt::chunk_header_bytes +
+                                                                     wire::packed_block_overhead_max + event_bytes) +
+                  seal_bytes_max <
+              (1ull << 32));
+// Bytes read from a segment at once, at most (a group's chunks are read whole).
+constexpr size_t read_bytes_max = 1 << 20;
 
 uint8_t* aligned_bytes(size_t n) {
   void* p = nullptr;
@@ -33,6 +53,186 @@ std::string errno_text(const char* what, const std::string& path) {
 bool all_zero(const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; ++i)
     if (p[i] != 0) return false;
+  return true;
+}
+
+uint64_t round_up(uint64_t n) { return (n + block - 1) / block * block; }
+
+template <class T>
+T get(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T>
+void put(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+size_t seal_bytes(uint64_t groups) { return size_t(round_up(groups * 4 + fmt::seal_fixed_bytes)); }
+
+void put_segment_header(uint8_t* p, uint64_t segment_events, uint64_t index) {
+  std::memcpy(p, fmt::segment_magic, 8);
+  put<uint32_t>(p + 8, fmt::version);
+  put<uint32_t>(p + 12, uint32_t(segment_events));
+  put<uint64_t>(p + 16, index);
+  put<uint32_t>(p + 24, 0);
+  put<uint32_t>(p + 28, crc32c(p, 28));
+}
+
+// Whether `p` (at least 32 bytes) is this segment's header; else *why says what it is.
+bool check_segment_header(const uint8_t* p, uint64_t segment_events, uint64_t index, std::string* why) {
+  if (std::memcmp(p, fmt::segment_magic, 8) != 0 || get<uint32_t>(p + 28) != crc32c(p, 28)) {
+    *why = "no segment header";
+    return false;
+  }
+  if (get<uint32_t>(p + 8) != fmt::version) {
+    *why = "format version " + std::to_string(get<uint32_t>(p + 8)) + " (this mesobd reads version " +
+           std::to_string(fmt::version) + ")";
+    return false;
+  }
+  if (get<uint32_t>(p + 12) != segment_events || get<uint64_t>(p + 16) != index) {
+    *why = "a header for segment " + std::to_string(get<uint64_t>(p + 16)) + " of " +
+           std::to_string(get<uint32_t>(p + 12)) + " events (expected segment " + std::to_string(index) + " of " +
+           std::to_string(segment_events) + ": events_segment_events must not change while the log is kept)";
+    return false;
+  }
+  return true;
+}
+
+// The first event of a segment of the event log's first format (96-byte events back to
+// back, no header)?
+bool first_format_event(const uint8_t* p, size_t n, uint64_t offset) {
+  if (n < event_bytes) return false;
+  wire::event e;
+  std::memcpy(&e, p, event_bytes);
+  return e.offset == offset && e.crc == event_log::event_crc(e);
+}
+
+// One chunk at `p` (`avail` bytes there): checked whole (header, CRC, its events'
+// offsets and CRCs, within one group), its events unpacked into `out`. *used: its bytes.
+bool parse_chunk(const uint8_t* p, size_t avail, uint64_t first, uint64_t segment_events,
+                 std::vector<wire::event>& out, size_t* used, std::string* why) {
+  if (avail < fmt::chunk_header_bytes) {
+    *why = avail == 0 ? "the chunk is missing" : "a cut chunk header";
+    return false;
+  }
+  const uint32_t count = get<uint16_t>(p + 4), body = get<uint32_t>(p + 8);
+  if (get<uint32_t>(p) != fmt::chunk_magic) {
+    *why = all_zero(p, std::min<size_t>(avail, fmt::chunk_header_bytes)) ? "zeros where a chunk should be"
+                                                                        : "no chunk header";
+    return false;
+  }
+  const uint64_t in_group = ((first - 1) % segment_events) % fmt::group_events;
+  if (count == 0 || in_group + count > fmt::group_events || get<uint16_t>(p + 6) != 0 ||
+      body > wire::packed_block_overhead_max + count * event_bytes) {
+    *why = "a chunk header out of bounds (" + std::to_string(count) + " events, " + std::to_string(body) + " bytes)";
+    return false;
+  }
+  if (get<uint64_t>(p + 12) != first) {
+    *why = "a chunk from offset " + std::to_string(get<uint64_t>(p + 12)) + " where " + std::to_string(first) +
+           " was due";
+    return false;
+  }
+  if (avail < fmt::chunk_header_bytes + body) {
+    *why = "a cut chunk";
+    return false;
+  }
+  if (get<uint32_t>(p + 20) != crc32c(p + fmt::chunk_header_bytes, body, crc32c(p, 20))) {
+    *why = "a chunk failing its checksum";
+    return false;
+  }
+  std::string bad;
+  if (!wire::unpack_events({p + fmt::chunk_header_bytes, body}, count, out, &bad)) {
+    *why = "a chunk whose events do not unpack (" + bad + ")";
+    return false;
+  }
+  for (uint32_t k = 0; k < count; ++k)
+    if (out[k].offset != first + k || out[k].crc != event_log::event_crc(out[k])) {
+      *why = "event " + std::to_string(first + k) + " failing its checks";
+      return false;
+    }
+  *used = fmt::chunk_header_bytes + body;
+  return true;
+}
+
+// A full segment's seal, read from its file of `size` bytes into `starts` and *end;
+// false with why.
+bool read_seal(int fd, uint64_t segment_events, uint64_t size, std::atomic<uint32_t>* starts, uint64_t* end,
+               std::string* why) {
+  const uint64_t groups = segment_events / fmt::group_events;
+  const size_t len = seal_bytes(groups);
+  if (size < fmt::segment_header_bytes + len || size % block != 0) {
+    *why = "no seal (" + std::to_string(size) + " bytes)";
+    return false;
+  }
+  std::unique_ptr<uint8_t, decltype(&std::free)> buf(aligned_bytes(len), &std::free);
+  if (!buf || !pread_full(fd, buf.get(), len, size - len)) {
+    *why = std::string("cannot read its seal: ") + std::strerror(errno);
+    return false;
+  }
+  const uint8_t* fixed = buf.get() + len - fmt::seal_fixed_bytes;
+  const uint8_t* first = fixed - groups * 4;
+  if (get<uint32_t>(fixed + 8) != fmt::seal_magic || get<uint32_t>(fixed + 4) != groups ||
+      get<uint32_t>(fixed + 12) != crc32c(first, groups * 4 + 12)) {
+    *why = "no seal at its end";
+    return false;
+  }
+  *end = get<uint32_t>(fixed);
+  if (round_up(*end) + len != size) {
+    *why = "a seal whose chunks end at byte " + std::to_string(*end) + " of " + std::to_string(size);
+    return false;
+  }
+  uint64_t prev = fmt::segment_header_bytes;
+  for (uint64_t g = 0; g < groups; ++g) {
+    const uint32_t at = get<uint32_t>(first + g * 4);
+    if (at < prev || at >= *end || (g == 0 && at != fmt::segment_header_bytes)) {
+      *why = "a seal placing group " + std::to_string(g) + " at byte " + std::to_string(at);
+      return false;
+    }
+    starts[g].store(at, std::memory_order_relaxed);
+    prev = at + fmt::chunk_header_bytes;
+  }
+  return true;
+}
+
+// Reads the chunks in bytes [pos0, pos1) of a segment, the first holding offset `first`
+// and each the next: they must fill the range exactly. Each chunk's events go to `each`
+// with the chunk's position. Aligned reads (the file may be open with O_DIRECT) through
+// one buffer per thread.
+using chunk_visitor = std::function<void(std::span<const wire::event>, uint64_t)>;
+bool read_chunks(int fd, uint64_t pos0, uint64_t pos1, uint64_t first, uint64_t segment_events,
+                 const chunk_visitor& each, std::string* why) {
+  thread_local std::unique_ptr<uint8_t, decltype(&std::free)> buf(nullptr, &std::free);
+  thread_local size_t buf_bytes = 0;
+  thread_local std::vector<wire::event> events;
+  const uint64_t floor = pos0 - pos0 % block, len = round_up(pos1) - floor;
+  if (buf_bytes < len) {
+    buf.reset(aligned_bytes(len));
+    buf_bytes = buf ? len : 0;
+    if (!buf) {
+      *why = "out of memory for a read";
+      return false;
+    }
+  }
+  ssize_t got;
+  do got = ::pread(fd, buf.get(), len, off_t(floor));
+  while (got < 0 && errno == EINTR);
+  if (got < ssize_t(pos1 - floor)) {
+    *why = got < 0 ? std::string("cannot read: ") + std::strerror(errno)
+                   : "cannot read bytes " + std::to_string(pos0) + ".." + std::to_string(pos1) + " (the file ends)";
+    return false;
+  }
+  for (uint64_t p = pos0; p < pos1;) {
+    size_t used = 0;
+    if (!parse_chunk(buf.get() + (p - floor), pos1 - p, first, segment_events, events, &used, why)) {
+      *why = "at byte " + std::to_string(p) + ": " + *why;
+      return false;
+    }
+    each(events, p);
+    first += events.size();
+    p += used;
+  }
   return true;
 }
 
@@ -50,9 +250,24 @@ event_log::segment_file::~segment_file() {
   if (fd >= 0) ::close(fd);
 }
 
+std::shared_ptr<event_log::segment_file> event_log::new_segment_file(uint64_t index, std::string* error) const {
+  auto f = std::make_shared<segment_file>();
+  const uint64_t groups = opt_.segment_events / fmt::group_events;
+  f->starts = std::make_unique<std::atomic<uint32_t>[]>(groups);
+  for (uint64_t g = 0; g < groups; ++g) f->starts[g].store(0, std::memory_order_relaxed);
+  const std::string path = segment_path(opt_.dir, index);
+  f->fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (f->fd < 0) {
+    *error = errno_text("cannot open", path);
+    return nullptr;
+  }
+  return f;
+}
+
 std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_log_recovery* rec, std::string* error) {
-  if (opt.segment_events < 128 || opt.segment_events > (1ull << 24) || opt.segment_events % 128 != 0) {
-    *error = "event log: segment_events must be a multiple of 128 in 128 .. 16,777,216";
+  if (opt.segment_events < fmt::group_events || opt.segment_events > fmt::segment_events_max ||
+      opt.segment_events % fmt::group_events != 0) {
+    *error = "event log: segment_events must be a multiple of 128 in 128 .. " + std::to_string(fmt::segment_events_max);
     return nullptr;
   }
   if (opt.ring_events < 1024 || (opt.ring_events & (opt.ring_events - 1)) != 0) {
@@ -106,11 +321,10 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
                std::to_string(indexes.size()) + " segments from " + std::to_string(indexes.front()) + ")";
       return nullptr;
     }
-  const uint64_t seg = opt.segment_events;
-  const uint64_t seg_bytes = seg * event_bytes;
-  auto check = [&](const wire::event& e, uint64_t expect) {
-    return e.offset == expect && e.crc == event_crc(e);
-  };
+  const uint64_t seg = opt.segment_events, groups = seg / fmt::group_events;
+  const std::string first_format = " holds events in the event log's first format (96 bytes each, no header); this "
+                                   "mesobd reads format 2: move the events directory aside to start a new event log "
+                                   "(its offsets start again at 1), or run the mesobd that wrote it";
   uint64_t bytes = 0;
   for (size_t i = 0; i < indexes.size(); ++i) {
     const uint64_t idx = indexes[i];
@@ -124,42 +338,88 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     struct stat st {};
     ::fstat(fd, &st);
     const uint64_t size = uint64_t(st.st_size);
+    uint8_t head[event_bytes] = {};
+    const bool have_head = size >= event_bytes && pread_full(fd, head, event_bytes, 0);
+    if (have_head && first_format_event(head, event_bytes, idx * seg + 1)) {
+      ::close(fd);
+      *error = "event log: " + path + first_format;
+      return nullptr;
+    }
+    std::string why;
     if (!last) {
-      // A full segment: its size, and its first and last events.
-      wire::event first{}, end{};
-      const bool ok = size == seg_bytes && pread_full(fd, &first, event_bytes, 0) &&
-                      pread_full(fd, &end, event_bytes, seg_bytes - event_bytes) && check(first, idx * seg + 1) &&
-                      check(end, idx * seg + seg);
+      // A full segment: its seal, its header, its first and last groups whole.
+      auto starts = std::make_unique<std::atomic<uint32_t>[]>(groups);
+      uint64_t end = 0, seen = 0, next = 0;
+      auto count = [&](std::span<const wire::event> ev, uint64_t) { seen += ev.size(), next = ev.back().offset + 1; };
+      bool ok = read_seal(fd, seg, size, starts.get(), &end, &why) &&
+                check_segment_header(head, seg, idx, &why) &&
+                read_chunks(fd, starts[0], groups > 1 ? starts[1].load() : end, idx * seg + 1, seg, count, &why);
+      if (ok && groups > 1)
+        ok = read_chunks(fd, starts[groups - 1], end, idx * seg + seg - fmt::group_events + 1, seg, count, &why);
+      if (ok && (next != idx * seg + seg + 1 || seen != std::min<uint64_t>(seg, 2 * fmt::group_events))) {
+        ok = false;
+        why = "its first and last groups hold " + std::to_string(seen) + " events";
+      }
       ::close(fd);
       if (!ok) {
-        *error = "event log: " + path + " is damaged (a segment before the last must hold " + std::to_string(seg) +
-                 " whole events; it has " + std::to_string(size) + " bytes)";
+        *error = "event log: " + path + " is damaged (a segment before the last must be whole and sealed, " +
+                 std::to_string(seg) + " events: " + why + ")";
         return nullptr;
       }
-      bytes += seg_bytes;
+      bytes += size;
       continue;
     }
-    // The last segment: read it whole, and keep its events up to the first that fails.
-    std::vector<uint8_t> buf(std::min(size, seg_bytes));
+    // The last segment: read it whole, and keep its chunks up to the first that fails.
+    std::vector<uint8_t> buf(size);
     if (!buf.empty() && !pread_full(fd, buf.data(), buf.size(), 0)) {
       ::close(fd);
       *error = errno_text("cannot read", path);
       return nullptr;
     }
-    uint64_t n = 0;
-    wire::event e{};
-    while ((n + 1) * event_bytes <= buf.size()) {
-      std::memcpy(&e, buf.data() + n * event_bytes, event_bytes);
-      if (!check(e, idx * seg + n + 1)) break;
-      rec->last_lsn = e.lsn;
-      ++n;
+    auto starts = std::make_unique<uint32_t[]>(groups);
+    uint64_t n = 0, keep = 0;
+    if (size >= fmt::segment_header_bytes && check_segment_header(buf.data(), seg, idx, &why)) {
+      keep = fmt::segment_header_bytes;
+      std::vector<wire::event> events;
+      while (n < seg) {
+        size_t used = 0;
+        if (!parse_chunk(buf.data() + keep, size - keep, idx * seg + n + 1, seg, events, &used, &why)) break;
+        if (n % fmt::group_events == 0) starts[n / fmt::group_events] = uint32_t(keep);
+        rec->last_lsn = events.back().lsn;
+        n += events.size();
+        keep += used;
+      }
+    } else if (size >= fmt::segment_header_bytes && why != "no segment header") {
+      ::close(fd);
+      *error = "event log: " + path + " has " + why;
+      return nullptr;
     }
-    const uint64_t keep = n * event_bytes;
-    if (keep < size) {
-      const bool zeros = all_zero(buf.data() + keep, buf.size() - keep) && size <= seg_bytes;
-      if (!zeros)
-        rec->torn_tail = path + " at byte " + std::to_string(keep) + ": " +
-                         std::to_string(size - keep) + " bytes after the last whole event cut";
+    uint64_t kept_bytes = keep;
+    if (n == seg) {
+      // Full: sealed, or sealed now (a crash came between its last chunk and its seal).
+      auto sealed = std::make_unique<std::atomic<uint32_t>[]>(groups);
+      uint64_t end = 0;
+      std::string unsealed;
+      kept_bytes = round_up(keep) + seal_bytes(groups);
+      if (!read_seal(fd, seg, size, sealed.get(), &end, &unsealed) || end != keep) {
+        std::vector<uint8_t> s(seal_bytes(groups));
+        uint8_t* fixed = s.data() + s.size() - fmt::seal_fixed_bytes;
+        uint8_t* first = fixed - groups * 4;
+        for (uint64_t g = 0; g < groups; ++g) put<uint32_t>(first + g * 4, starts[g]);
+        put<uint32_t>(fixed, uint32_t(keep));
+        put<uint32_t>(fixed + 4, uint32_t(groups));
+        put<uint32_t>(fixed + 8, fmt::seal_magic);
+        put<uint32_t>(fixed + 12, crc32c(first, groups * 4 + 12));
+        if (::ftruncate(fd, off_t(keep)) != 0 || !pwrite_full(fd, s.data(), s.size(), round_up(keep))) {
+          ::close(fd);
+          *error = errno_text("cannot seal", path);
+          return nullptr;
+        }
+      }
+    } else if (keep < size) {
+      if (!all_zero(buf.data() + keep, buf.size() - keep))
+        rec->torn_tail = path + " at byte " + std::to_string(keep) + ": " + why + "; " +
+                         std::to_string(size - keep) + " bytes after the last whole chunk cut";
       if (::ftruncate(fd, off_t(keep)) != 0) {
         ::close(fd);
         *error = errno_text("cannot cut the tail of", path);
@@ -173,24 +433,18 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       return nullptr;
     }
     ::close(fd);
-    bytes += keep;
+    bytes += kept_bytes;
     log->next_offset_ = idx * seg + n + 1;
+    auto f = log->new_segment_file(idx, error);
+    if (!f) return nullptr;
+    for (uint64_t g = 0; g < groups; ++g) f->starts[g].store(starts[g], std::memory_order_relaxed);
+    f->end.store(keep);
+    log->last_ = std::move(f);
+    log->last_index_ = idx;
+    log->last_end_ = keep;
     if (n == 0 && i > 0) rec->last_lsn = 0;  // found below from the previous segment
   }
-  if (!indexes.empty()) {
-    log->first_offset_.store(indexes.front() * seg + 1);
-    if (rec->last_lsn == 0 && log->next_offset_ > indexes.front() * seg + 1) {
-      // The last segment is empty: the newest event ends the segment before it.
-      const uint64_t o = log->next_offset_ - 1;
-      const std::string path = segment_path(opt.dir, (o - 1) / seg);
-      const int fd = ::open(path.c_str(), O_RDONLY);
-      wire::event e{};
-      if (fd >= 0 && pread_full(fd, &e, event_bytes, ((o - 1) % seg) * event_bytes)) rec->last_lsn = e.lsn;
-      if (fd >= 0) ::close(fd);
-    }
-  } else {
-    log->first_offset_.store(1);
-  }
+  log->first_offset_.store(indexes.empty() ? 1 : indexes.front() * seg + 1);
   log->durable_end_.store(log->next_offset_);
   log->written_end_.store(log->next_offset_);
   log->bytes_.store(bytes);
@@ -199,11 +453,17 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
   log->ring_writing_.store(log->next_offset_);
   log->ring_first_.store(log->next_offset_);
   log->tail_ = aligned_bytes(block);
-  log->stage_bytes_ = write_events_max * event_bytes + 2 * block;
+  log->stage_bytes_ = std::max(write_bytes_max, seal_bytes_max);
   log->stage_ = aligned_bytes(log->stage_bytes_);
   if (!log->tail_ || !log->stage_ || !log->ring_) {
     *error = "event log: out of memory for its write buffers";
     return nullptr;
+  }
+  if (rec->last_lsn == 0 && log->next_offset_ > log->first_offset_.load()) {
+    // The last segment is empty: the newest event ends the segment before it.
+    std::vector<wire::event> one;
+    if (log->read(log->next_offset_ - 1, 1, &one, error) != read_status::ok || one.empty()) return nullptr;
+    rec->last_lsn = one[0].lsn;
   }
   rec->first_offset = log->first_offset_.load();
   rec->next_offset = log->next_offset_;
@@ -225,26 +485,49 @@ bool event_log::open_for_append(uint64_t index, std::string* error) {
     *error = errno_text("cannot open", path);
     return false;
   }
+  if (index != last_index_) {
+    // A new segment (the one before is full, sealed and synced).
+    auto f = new_segment_file(index, error);
+    if (!f) {
+      ::close(fd);
+      return false;
+    }
+    std::lock_guard lk(mu_);
+    if (last_) {
+      readers_[last_index_] = std::move(last_);
+      while (readers_.size() > 8) readers_.erase(readers_.begin());
+    }
+    last_ = std::move(f);
+    last_index_ = index;
+    last_end_ = 0;
+  }
   // The partial block the next write starts with, as the file has it.
   std::memset(tail_, 0, block);
-  const uint64_t pos = ((next_offset_ - 1) % opt_.segment_events) * event_bytes;
-  if (pos % block != 0) {
+  if (last_end_ % block != 0) {
     ssize_t got;
-    do got = ::pread(fd, tail_, block, off_t(pos - pos % block));
+    do got = ::pread(fd, tail_, block, off_t(last_end_ - last_end_ % block));
     while (got < 0 && errno == EINTR);
-    if (got < ssize_t(pos % block)) {  // the events it holds must all be there
+    if (got < ssize_t(last_end_ % block)) {  // the chunks it holds must all be there
       ::close(fd);
       *error = got < 0 ? errno_text("cannot read the last block of", path)
-                       : "event log: " + path + " is shorter than its events (" + std::to_string(got) + " bytes of " +
-                             std::to_string(pos % block) + " in its last block)";
+                       : "event log: " + path + " is shorter than its chunks (" + std::to_string(got) + " bytes of " +
+                             std::to_string(last_end_ % block) + " in its last block)";
       return false;
     }
   }
-  // The previous segment is synced (append() syncs before it opens the next one).
   if (append_fd_ >= 0) ::close(append_fd_);
   append_fd_ = fd;
   append_index_ = index;
   dir_dirty_ = true;
+  return true;
+}
+
+bool event_log::write_stage(size_t len, uint64_t at, uint64_t index, std::string* error) {
+  MESOB_ASSERT(len <= stage_bytes_ && len % block == 0 && at % block == 0);
+  if (!pwrite_full(append_fd_, stage_, len, at)) {
+    *error = errno_text("cannot write", segment_path(opt_.dir, index));
+    return false;
+  }
   return true;
 }
 
@@ -255,7 +538,7 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     const uint64_t o = next_offset_;
     const uint64_t index = (o - 1) / seg, at = (o - 1) % seg;
     if (index != append_index_) {
-      if (unsynced_ && !sync(error)) return false;  // the segment before ends whole
+      if (unsynced_ && !sync(error)) return false;  // the segment before ends whole, sealed
       if (!open_for_append(index, error)) return false;
     }
     const size_t n = size_t(std::min<uint64_t>({events.size() - i, seg - at, write_events_max}));
@@ -268,24 +551,64 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
       e.crc = event_crc(e);
       ring_[(o + k - 1) & ring_mask_] = e;
     }
-    // One aligned write: the partial block so far, the new events, zeros to the block end.
-    const uint64_t pos = at * event_bytes, floor = pos - pos % block, head = pos - floor;
-    const uint64_t end = pos + n * event_bytes, len = (end - floor + block - 1) / block * block;
-    std::memcpy(stage_, tail_, head);
-    std::memcpy(stage_ + head, events.data() + i, n * event_bytes);
-    std::memset(stage_ + head + n * event_bytes, 0, len - head - n * event_bytes);
-    if (!pwrite_full(append_fd_, stage_, len, floor)) {
-      *error = errno_text("cannot write", segment_path(opt_.dir, index));
-      return false;
+    // One aligned write: the partial block so far (the same bytes again), the new chunks
+    // (after the segment's header, if it is new), zeros to the block end.
+    const uint64_t floor = last_end_ - last_end_ % block;
+    size_t len = size_t(last_end_ - floor);
+    std::memcpy(stage_, tail_, len);
+    if (last_end_ == 0) {
+      put_segment_header(stage_, seg, index);
+      len = fmt::segment_header_bytes;
     }
+    for (size_t k = 0; k < n;) {
+      const uint64_t in_seg = at + k;
+      const size_t m = size_t(std::min<uint64_t>(n - k, fmt::group_events - in_seg % fmt::group_events));
+      pack_.clear();
+      wire::pack_events({events.data() + i + k, m}, pack_);
+      uint8_t* h = stage_ + len;
+      put<uint32_t>(h, fmt::chunk_magic);
+      put<uint16_t>(h + 4, uint16_t(m));
+      put<uint16_t>(h + 6, 0);
+      put<uint32_t>(h + 8, uint32_t(pack_.size()));
+      put<uint64_t>(h + 12, o + k);
+      std::memcpy(h + fmt::chunk_header_bytes, pack_.data(), pack_.size());
+      put<uint32_t>(h + 20, crc32c(pack_.data(), pack_.size(), crc32c(h, 20)));
+      if (in_seg % fmt::group_events == 0)
+        last_->starts[in_seg / fmt::group_events].store(uint32_t(floor + len), std::memory_order_relaxed);
+      len += fmt::chunk_header_bytes + pack_.size();
+      k += m;
+    }
+    const size_t padded = size_t(round_up(len));
+    std::memset(stage_ + len, 0, padded - len);
+    if (!write_stage(padded, floor, index, error)) return false;
     std::memset(tail_, 0, block);
-    std::memcpy(tail_, stage_ + (end - end % block - floor), end % block);
+    std::memcpy(tail_, stage_ + (len - len % block), len % block);
+    bytes_.fetch_add(floor + len - last_end_, std::memory_order_relaxed);
+    last_end_ = floor + len;
+    last_->end.store(last_end_, std::memory_order_release);
     unsynced_ = true;
     next_offset_ += n;
-    bytes_.fetch_add(n * event_bytes, std::memory_order_relaxed);
+    if (at + n == seg && !seal(error)) return false;
     if (visible) written_end_.store(next_offset_, std::memory_order_release);
     i += n;
   }
+  return true;
+}
+
+bool event_log::seal(std::string* error) {
+  const uint64_t groups = opt_.segment_events / fmt::group_events;
+  const size_t len = seal_bytes(groups);
+  std::memset(stage_, 0, len);
+  uint8_t* fixed = stage_ + len - fmt::seal_fixed_bytes;
+  uint8_t* first = fixed - groups * 4;
+  for (uint64_t g = 0; g < groups; ++g) put<uint32_t>(first + g * 4, last_->starts[g].load(std::memory_order_relaxed));
+  put<uint32_t>(fixed, uint32_t(last_end_));
+  put<uint32_t>(fixed + 4, uint32_t(groups));
+  put<uint32_t>(fixed + 8, fmt::seal_magic);
+  put<uint32_t>(fixed + 12, crc32c(first, groups * 4 + 12));
+  const uint64_t at = round_up(last_end_);
+  if (!write_stage(len, at, last_index_, error)) return false;
+  bytes_.fetch_add(at + len - last_end_, std::memory_order_relaxed);
   return true;
 }
 
@@ -309,7 +632,7 @@ bool event_log::sync(std::string* error) {
 
 size_t event_log::apply_retention(uint64_t now_ns) {
   if (opt_.retention_bytes == 0 && opt_.retention_ns == 0) return 0;
-  const uint64_t seg = opt_.segment_events, seg_bytes = seg * event_bytes;
+  const uint64_t seg = opt_.segment_events;
   size_t dropped = 0;
   for (;;) {
     const uint64_t first = first_offset_.load();
@@ -326,44 +649,98 @@ size_t event_log::apply_retention(uint64_t now_ns) {
       drop = last[0].timestamp + opt_.retention_ns < now_ns;
     }
     if (!drop) break;
+    const std::string path = segment_path(opt_.dir, index);
+    struct stat st {};
+    const uint64_t size = ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
     {
       std::lock_guard lk(mu_);
       first_offset_.store((index + 1) * seg + 1, std::memory_order_release);
       readers_.erase(index);
     }
-    ::unlink(segment_path(opt_.dir, index).c_str());
-    bytes_.fetch_sub(std::min(bytes_.load(), seg_bytes));
+    ::unlink(path.c_str());
+    bytes_.fetch_sub(std::min(bytes_.load(), size));
     ++dropped;
   }
   return dropped;
 }
 
+uint64_t event_log::files_bytes() const {
+  const uint64_t seg = opt_.segment_events;
+  uint64_t sum = 0;
+  for (uint64_t index = (first_offset_.load() - 1) / seg; index <= (next_offset_ - 1) / seg; ++index) {
+    struct stat st {};
+    if (::stat(segment_path(opt_.dir, index).c_str(), &st) == 0) sum += uint64_t(st.st_size);
+  }
+  return sum;
+}
+
 bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
   *cut = 0;
-  const uint64_t seg = opt_.segment_events;
   // The first offset of the run of events with lsn >= `lsn` at the end of the log.
   uint64_t o = next_offset_;
-  std::vector<wire::event> one;
+  std::vector<wire::event> part;
   while (o > first_offset()) {
-    if (read(o - 1, 1, &one, error) != read_status::ok || one.empty()) return false;
-    if (one[0].lsn < lsn) break;
-    --o;
+    const uint64_t from = std::max(first_offset(), o > 4096 ? o - 4096 : 1);
+    if (read(from, o - from, &part, error) != read_status::ok || part.size() != o - from) {
+      if (error->empty()) *error = "event log: cannot read events " + std::to_string(from) + ".." + std::to_string(o);
+      return false;
+    }
+    size_t k = part.size();
+    while (k > 0 && part[k - 1].lsn >= lsn) --k;
+    o = from + k;
+    if (k > 0) break;
   }
-  if (o == next_offset_) return true;
-  const uint64_t keep_index = (o - 1) / seg;
-  for (uint64_t index = (next_offset_ - 2) / seg; index > keep_index; --index) {
+  const uint64_t was = next_offset_;
+  if (o == was) return true;
+  if (!cut_back_to(o, error)) return false;
+  *cut = was - o;
+  return true;
+}
+
+bool event_log::cut_back_to(uint64_t end, std::string* error) {
+  if (end >= next_offset_) return true;
+  if (end < first_offset()) {
+    *error = "event log: cannot cut back to offset " + std::to_string(end) + ", before the oldest kept (" +
+             std::to_string(first_offset()) + ")";
+    return false;
+  }
+  const uint64_t seg = opt_.segment_events;
+  const uint64_t keep_index = (end - 1) / seg, g = ((end - 1) % seg) / fmt::group_events;
+  const std::string path = segment_path(opt_.dir, keep_index);
+  // The chunk holding `end`: the file is cut at its start, and the events of it before
+  // `end` are written again.
+  auto f = reader_fd(keep_index, error);
+  if (!f) return false;
+  const uint64_t groups = seg / fmt::group_events, group_first = keep_index * seg + g * fmt::group_events + 1;
+  const uint64_t pos0 = f->starts[g].load(std::memory_order_acquire);
+  const uint64_t pos1 = g + 1 < groups && group_first + fmt::group_events < next_offset_
+                            ? f->starts[g + 1].load(std::memory_order_acquire)
+                            : f->end.load(std::memory_order_acquire);
+  uint64_t cut_at = 0, cut_first = 0;
+  std::string why;
+  if (!read_chunks(f->fd, pos0, pos1, group_first, seg, [&](std::span<const wire::event> ev, uint64_t pos) {
+        if (ev.front().offset <= end && end < ev.front().offset + ev.size()) cut_at = pos, cut_first = ev.front().offset;
+      }, &why) || cut_at == 0) {
+    *error = "event log: " + path + ": " + (why.empty() ? "no chunk holds offset " + std::to_string(end) : why);
+    return false;
+  }
+  std::vector<wire::event> again;
+  if (cut_first < end && (read(cut_first, end - cut_first, &again, error) != read_status::ok ||
+                          again.size() != end - cut_first))
+    return false;
+  for (uint64_t index = (next_offset_ - 1) / seg; index > keep_index; --index) {
     {
       std::lock_guard lk(mu_);
       readers_.erase(index);
+      if (last_index_ == index) last_.reset(), last_index_ = UINT64_MAX;
     }
-    if (::unlink(segment_path(opt_.dir, index).c_str()) != 0) {
+    if (::unlink(segment_path(opt_.dir, index).c_str()) != 0 && errno != ENOENT) {
       *error = errno_text("cannot remove", segment_path(opt_.dir, index));
       return false;
     }
   }
-  const std::string path = segment_path(opt_.dir, keep_index);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::ftruncate(fd, off_t(((o - 1) % seg) * event_bytes)) != 0 || ::fdatasync(fd) != 0) {
+  if (fd < 0 || ::ftruncate(fd, off_t(cut_at)) != 0 || ::fdatasync(fd) != 0) {
     if (fd >= 0) ::close(fd);
     *error = errno_text("cannot cut", path);
     return false;
@@ -373,37 +750,52 @@ bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
     *error = "event log: cannot sync the directory " + opt_.dir;
     return false;
   }
+  auto cut_file = new_segment_file(keep_index, error);
+  if (!cut_file) return false;
+  for (uint64_t k = 0; k <= g; ++k) {
+    const uint32_t at = f->starts[k].load(std::memory_order_relaxed);
+    cut_file->starts[k].store(at < cut_at ? at : 0, std::memory_order_relaxed);
+  }
+  cut_file->end.store(cut_at);
   {
     std::lock_guard lk(mu_);
     readers_.erase(keep_index);
+    last_ = std::move(cut_file);
+    last_index_ = keep_index;
   }
-  *cut = next_offset_ - o;
-  bytes_.fetch_sub(std::min(bytes_.load(), *cut * event_bytes));
-  next_offset_ = o;
-  durable_end_.store(o, std::memory_order_release);
-  written_end_.store(o, std::memory_order_release);
-  ring_writing_.store(o);
-  ring_first_.store(o);
+  last_end_ = cut_at;
+  next_offset_ = cut_first;
+  durable_end_.store(cut_first, std::memory_order_release);
+  written_end_.store(cut_first, std::memory_order_release);
+  ring_writing_.store(cut_first);
+  ring_first_.store(cut_first);
   // What the open segment held past the cut is gone, and the cut segment is synced above.
   if (append_fd_ >= 0) ::close(append_fd_);
   append_fd_ = -1;
   unsynced_ = false;
   append_index_ = UINT64_MAX;  // the next append reads its partial block again
-  return true;
+  bytes_.store(files_bytes());
+  return again.empty() || (append(again, error) && sync(error));
 }
 
 std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, std::string* error) {
   std::lock_guard lk(mu_);
+  if (last_ && index == last_index_) return last_;
   if (auto it = readers_.find(index); it != readers_.end()) return it->second;
   if (index < (first_offset_.load() - 1) / opt_.segment_events) return nullptr;
-  auto f = std::make_shared<segment_file>();
-  const std::string path = segment_path(opt_.dir, index);
-  f->fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
-  if (f->fd < 0) {
-    *error = errno_text("cannot open", path);
+  // A full segment: where its groups start, from its seal.
+  auto f = new_segment_file(index, error);
+  if (!f) return nullptr;
+  struct stat st {};
+  uint64_t end = 0;
+  std::string why = "cannot stat it";
+  if (::fstat(f->fd, &st) != 0 ||
+      !read_seal(f->fd, opt_.segment_events, uint64_t(st.st_size), f->starts.get(), &end, &why)) {
+    *error = "event log: " + segment_path(opt_.dir, index) + ": " + why;
     return nullptr;
   }
-  // Few segments are read at once: readers near the end share the newest two.
+  f->end.store(end);
+  // Few segments are read at once: readers near the end share the newest.
   while (readers_.size() >= 8) readers_.erase(readers_.begin());
   readers_[index] = f;
   return f;
@@ -427,15 +819,18 @@ event_log::read_status event_log::read(uint64_t from, size_t max, wire::event* o
   const uint64_t to = std::min<uint64_t>(end, from + max);
   // From memory when the newest events are asked for, else from the files; each event's
   // offset and checksum are checked either way (in memory, against a copy torn by the
-  // writer reusing its slot).
-  if (!read_ring(from, to, out) && !read_files(from, to, out, error))
-    return from < first_offset() ? read_status::truncated : read_status::failed;
-  for (uint64_t o = from; o < to; ++o) {
-    const wire::event& e = out[o - from];
-    if (e.offset != o || e.crc != event_crc(e)) {
-      *error = "event log: event " + std::to_string(o) + " fails its checks (offset " + std::to_string(e.offset) +
-               ", checksum " + (e.crc == event_crc(e) ? "good" : "bad") + ")";
-      return read_status::failed;
+  // writer reusing its slot; from the files, as each chunk is unpacked).
+  if (!read_ring(from, to, out)) {
+    if (!read_files(from, to, end, out, error))
+      return from < first_offset() ? read_status::truncated : read_status::failed;
+  } else {
+    for (uint64_t o = from; o < to; ++o) {
+      const wire::event& e = out[o - from];
+      if (e.offset != o || e.crc != event_crc(e)) {
+        *error = "event log: event " + std::to_string(o) + " fails its checks (offset " + std::to_string(e.offset) +
+                 ", checksum " + (e.crc == event_crc(e) ? "good" : "bad") + ")";
+        return read_status::failed;
+      }
     }
   }
   *n = size_t(to - from);
@@ -452,36 +847,35 @@ bool event_log::read_ring(uint64_t from, uint64_t to, wire::event* out) const {
   return ring_writing_.load(std::memory_order_relaxed) <= from + ring;
 }
 
-bool event_log::read_files(uint64_t from, uint64_t to, wire::event* out, std::string* error) {
-  // Aligned reads around the page cache, through one buffer per reading thread.
-  thread_local std::unique_ptr<uint8_t, decltype(&std::free)> buf(nullptr, &std::free);
-  thread_local size_t buf_bytes = 0;
-  const uint64_t seg = opt_.segment_events;
+bool event_log::read_files(uint64_t from, uint64_t to, uint64_t visible, wire::event* out, std::string* error) {
+  const uint64_t seg = opt_.segment_events, groups = seg / fmt::group_events;
   uint64_t o = from;
   while (o < to) {
     const uint64_t index = (o - 1) / seg, at = (o - 1) % seg;
-    const uint64_t n = std::min<uint64_t>({to - o, seg - at, write_events_max});
-    const uint64_t pos = at * event_bytes, floor = pos - pos % block;
-    const uint64_t len = (pos + n * event_bytes - floor + block - 1) / block * block;
-    if (buf_bytes < len) {
-      buf.reset(aligned_bytes(len));
-      buf_bytes = buf ? len : 0;
-      if (!buf) {
-        *error = "event log: out of memory for a read";
-        return false;
-      }
-    }
     auto f = reader_fd(index, error);
     if (!f) return false;
-    ssize_t got;
-    do got = ::pread(f->fd, buf.get(), len, off_t(floor));
-    while (got < 0 && errno == EINTR);
-    if (got < ssize_t(pos - floor + n * event_bytes)) {
-      *error = errno_text("cannot read", segment_path(opt_.dir, index));
+    const uint64_t base = index * seg, seg_to = std::min(to, base + seg + 1);
+    const uint64_t g0 = at / fmt::group_events, g_last = (seg_to - 2 - base) / fmt::group_events;
+    // Where group g starts, or where the chunks end (g past the last or not visible yet).
+    auto start = [&](uint64_t g) -> uint64_t {
+      return g < groups && base + g * fmt::group_events + 1 < visible ? f->starts[g].load(std::memory_order_acquire)
+                                                                      : f->end.load(std::memory_order_acquire);
+    };
+    // Whole groups, about read_bytes_max at most (one group at least).
+    const uint64_t pos0 = start(g0);
+    uint64_t g1 = g0 + 1;
+    while (g1 <= g_last && start(g1 + 1) - pos0 <= read_bytes_max) ++g1;
+    std::string why;
+    if (!read_chunks(f->fd, pos0, start(g1), base + g0 * fmt::group_events + 1, seg,
+                     [&](std::span<const wire::event> ev, uint64_t) {
+                       for (const auto& e : ev)
+                         if (e.offset >= o && e.offset < seg_to) out[e.offset - from] = e;
+                     },
+                     &why)) {
+      *error = "event log: " + segment_path(opt_.dir, index) + " " + why;
       return false;
     }
-    std::memcpy(out + (o - from), buf.get() + (pos - floor), n * event_bytes);
-    o += n;
+    o = std::min(seg_to, base + g1 * fmt::group_events + 1);
   }
   return true;
 }

@@ -1,20 +1,27 @@
 // mesob::storage event log: the committed changes as events, by offset (storage/README.md).
 //
 // Segments `events-<index:016x>.log` in one directory, each holding `segment_events`
-// events of 96 bytes (wire::event) back to back, with no header: the event with offset o
-// is in segment (o - 1) / segment_events at ((o - 1) % segment_events) * 96. Every event
-// carries its offset and a CRC-32C, so a reader checks each one, and recovery finds the
-// end of the last segment by the first event that fails.
+// events: segment i holds offsets i * segment_events + 1 .. (i + 1) * segment_events.
+// Events are stored packed (wire/event_pack.hpp: columns of fixed-width numbers, the
+// event's CRC-32C among them), in chunks of at most 128 events that never cross a
+// 128-offset group; a full segment ends with a seal that says where each group starts.
+// The format is below (`event_format`) and in storage/README.md. A stream of transfers
+// takes about 14 bytes an event on the disk instead of 96: the log's writes were a fifth
+// of what the engine wrote at its maximum rate (perf/RESULTS.md, twenty-third session).
+// Every event read is checked (its chunk's CRC, then its offset and its own CRC), and
+// recovery finds the end of the last segment at the first chunk that fails.
 //
 // One writer thread appends and syncs (fdatasync); readers on any thread read what it
-// appended (an append may hold its events back until the next sync). Writes go around the page cache (O_DIRECT, whole 4 KiB blocks,
-// the last partial block written again with the next events): buffered appends cost the
-// writer about 1.2 ns of kernel time per byte on this machine, direct ones a fifth of that.
-// The newest `ring_events` events are also kept in memory, where readers near the end of
-// the log find them; older ones are read from the files, also with O_DIRECT (a buffered
-// read racing the rewrite of a partial block could cache a stale page). Retention drops
-// whole segments, oldest first, past an age or a size; what was dropped is refused to
-// readers (read_status::truncated).
+// appended (an append may hold its events back until the next sync). Writes go around the
+// page cache (O_DIRECT, whole 4 KiB blocks, the last partial block written again, the same
+// bytes, with the next chunks): buffered appends cost the writer about 1.2 ns of kernel
+// time per byte on this machine, direct ones a fifth of that. Bytes once written never
+// change until a cut, so a torn write can only lose what came after them.
+// The newest `ring_events` events are also kept in memory, unpacked, where readers near
+// the end of the log find them; older ones are read from the files, also with O_DIRECT (a
+// buffered read racing the rewrite of a partial block could cache a stale page).
+// Retention drops whole segments, oldest first, past an age or a size; what was dropped
+// is refused to readers (read_status::truncated).
 #pragma once
 
 #include <atomic>
@@ -30,9 +37,34 @@
 
 namespace mesob::storage {
 
+// The on-disk format. Numbers are little-endian; CRCs are CRC-32C.
+namespace event_format {
+// Segment header, at byte 0: magic "MESOBEV2", u32 version, u32 segment_events,
+// u64 segment index, u32 zero, u32 CRC of the 28 bytes before it.
+constexpr char segment_magic[8] = {'M', 'E', 'S', 'O', 'B', 'E', 'V', '2'};
+constexpr uint32_t version = 2;
+constexpr size_t segment_header_bytes = 32;
+// Chunk, from byte 32 on, back to back: u32 magic "EVCK", u16 events (1..128), u16 zero,
+// u32 body bytes, u64 first offset, u32 CRC of the 20 bytes before it and the body; then
+// the body: the events packed as one block (wire/event_pack.hpp). A chunk's events lie in
+// one group of 128 offsets (group g of segment i: offsets i * segment_events + 128 g + 1
+// onwards); a group's first chunk starts with its first offset.
+constexpr uint32_t chunk_magic = 0x4b435645;  // "EVCK"
+constexpr size_t chunk_header_bytes = 24;
+constexpr size_t group_events = 128;
+// Seal, once a segment is full: whole 4 KiB blocks from the first block boundary after
+// its last chunk to the end of the file, the seal's bytes at their end: per group the
+// byte position of its first chunk (u32), u32 the byte after the last chunk, u32 groups,
+// u32 magic "EVSL", u32 CRC of the seal's bytes before it.
+constexpr uint32_t seal_magic = 0x4c535645;  // "EVSL"
+constexpr size_t seal_fixed_bytes = 16;
+// Positions are 32-bit: a segment of this many events fits whatever its chunks.
+constexpr uint64_t segment_events_max = 1ull << 22;
+}  // namespace event_format
+
 struct event_log_options {
   std::string dir;
-  uint64_t segment_events = 1ull << 19;  // 48 MiB segments; a multiple of 128 (whole 4 KiB blocks)
+  uint64_t segment_events = 1ull << 19;  // a multiple of 128, at most event_format::segment_events_max
   uint64_t ring_events = 1ull << 19;     // newest events kept in memory (a power of two)
   uint64_t retention_bytes = 0;          // 0: no size limit
   uint64_t retention_ns = 0;             // 0: no age limit
@@ -49,8 +81,9 @@ struct event_log_recovery {
 class event_log {
  public:
   // Opens (creating the directory) and recovers: a torn last segment is cut after its
-  // last whole event. A missing segment in the middle, or a damaged event in a segment
-  // that is not the last, refuses to open (naming the file and offset).
+  // last whole chunk (a full one is sealed if it was not). A missing segment in the
+  // middle, a segment before the last without its seal or whose first or last chunk is
+  // damaged, or a segment of another format or size, refuses to open (naming the file).
   static std::unique_ptr<event_log> open(const event_log_options& opt, event_log_recovery* rec, std::string* error);
   ~event_log();
   event_log(const event_log&) = delete;
@@ -60,6 +93,8 @@ class event_log {
   // (a batch's events may have been cut short by a crash; replay writes them again).
   // *cut says how many went.
   bool cut_from(uint64_t lsn, uint64_t* cut, std::string* error);
+  // Removes every event from offset `end` on (durably; the events before it stay).
+  bool cut_back_to(uint64_t end, std::string* error);
 
   // ---- the writer thread
   // Appends events, giving each its offset (next_offset(), next_offset() + 1, ...) and
@@ -81,6 +116,7 @@ class event_log {
   // One past the newest event appended: readers read below it.
   [[nodiscard]] uint64_t written_end() const { return written_end_.load(std::memory_order_acquire); }
   [[nodiscard]] uint64_t first_offset() const { return first_offset_.load(std::memory_order_acquire); }
+  // Bytes the segment files hold.
   [[nodiscard]] uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   enum class read_status { ok, truncated, failed };
   // Reads up to `max` events from offset `from` (>= 1), stopping at written_end().
@@ -94,23 +130,37 @@ class event_log {
 
  private:
   event_log() = default;
+  // A segment as readers see it: where each group's first chunk starts (written by the
+  // writer before the events are visible, for the open segment; from the seal for a full
+  // one) and where its chunks end.
   struct segment_file {
-    int fd = -1;
+    int fd = -1;  // O_RDONLY | O_DIRECT
+    std::unique_ptr<std::atomic<uint32_t>[]> starts;
+    std::atomic<uint64_t> end{0};
     ~segment_file();
   };
+  std::shared_ptr<segment_file> new_segment_file(uint64_t index, std::string* error) const;
   std::shared_ptr<segment_file> reader_fd(uint64_t index, std::string* error);
   bool open_for_append(uint64_t index, std::string* error);
-  bool read_files(uint64_t from, uint64_t to, wire::event* out, std::string* error);
+  bool write_stage(size_t len, uint64_t at, uint64_t index, std::string* error);
+  bool seal(std::string* error);
+  bool read_files(uint64_t from, uint64_t to, uint64_t visible, wire::event* out, std::string* error);
   bool read_ring(uint64_t from, uint64_t to, wire::event* out) const;
+  [[nodiscard]] uint64_t files_bytes() const;
 
   event_log_options opt_;
   uint64_t next_offset_ = 1;
   int append_fd_ = -1;
-  uint64_t append_index_ = UINT64_MAX;
-  // The open segment's last partial 4 KiB block, as written (rewritten with the next events).
+  uint64_t append_index_ = UINT64_MAX;  // the segment append_fd_ is open on
+  // The segment next_offset_ lies in (UINT64_MAX: none yet) and the bytes it holds.
+  std::shared_ptr<segment_file> last_;
+  uint64_t last_index_ = UINT64_MAX;
+  uint64_t last_end_ = 0;
+  // The open segment's last partial 4 KiB block, as written (rewritten with the next chunks).
   uint8_t* tail_ = nullptr;
   uint8_t* stage_ = nullptr;  // aligned staging for one write
   size_t stage_bytes_ = 0;
+  std::vector<uint8_t> pack_;  // one chunk's body
   // The newest events in memory: offset o in slot (o - 1) & (ring - 1). Slots up to
   // ring_writing_ - 1 may be being written: a reader's copy of offset o is good if,
   // after it, ring_writing_ <= o + ring.
@@ -124,7 +174,7 @@ class event_log {
   std::atomic<uint64_t> written_end_{1};
   std::atomic<uint64_t> first_offset_{1};
   std::atomic<uint64_t> bytes_{0};
-  std::mutex mu_;  // guards readers_ and segment removal
+  std::mutex mu_;  // guards readers_, last_ (for readers) and segment removal
   std::map<uint64_t, std::shared_ptr<segment_file>> readers_;
 };
 
