@@ -706,7 +706,11 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
     const uint64_t room = std::min<uint64_t>(s.req.window - open, end - s.cursor);
     std::string err;
     const bool filtered = s.req.types != 0 || !s.req.accounts.empty() || !s.req.gateways.empty();
-    const uint64_t want = std::min<uint64_t>(room, filtered ? scan_max : s.req.batch_max);
+    uint64_t want = std::min<uint64_t>(room, filtered ? scan_max : s.req.batch_max);
+    // Packed frames end at the end of a group of 128 offsets where they can, so the next
+    // starts at a group's first: the writer's packed chunks then serve as they are.
+    constexpr uint64_t group = storage::event_format::group_events;
+    if (!filtered && s.req.packed && want > (s.cursor - 1 + want) % group) want -= (s.cursor - 1 + want) % group;
     if (!filtered) {
       // Another subscriber at this place was sent these very events in this pass.
       const auto it = frames_this_pass_.find({s.cursor, want, s.req.batch_max, s.req.packed});
@@ -717,6 +721,23 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
         }
         frames_.fetch_add(1, std::memory_order_relaxed);
         s.cursor += want;
+        continue;
+      }
+    }
+    if (!filtered && s.req.packed) {
+      packed_.clear();
+      const size_t n = log_.read_packed(s.cursor, size_t(want), packed_);
+      if (n > 0) {
+        auto frame = std::make_shared<const std::vector<uint8_t>>(
+            wire::events_frame_packed(packed_, uint32_t(n), s.cursor + n, end));
+        if (n == want) frames_this_pass_[{s.cursor, want, s.req.batch_max, true}] = frame;
+        if (!out_(s.session, std::move(frame))) {
+          s.dead = true;
+          return true;
+        }
+        frames_.fetch_add(1, std::memory_order_relaxed);
+        frames_as_written_.fetch_add(1, std::memory_order_relaxed);
+        s.cursor += n;
         continue;
       }
     }

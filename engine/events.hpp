@@ -178,6 +178,8 @@ class event_hub {
   };
   std::vector<subscriber_info> subscribers() const;
   [[nodiscard]] uint64_t frames_sent() const { return frames_.load(); }
+  // Of them, packed frames made of the writer's own chunks (event_log::read_packed).
+  [[nodiscard]] uint64_t frames_as_written() const { return frames_as_written_.load(); }
 
  private:
   struct sub {
@@ -203,6 +205,7 @@ class event_hub {
   // Unfiltered frames built in this pass, by (first offset, events, batch_max, packed):
   // others at the same place share them.
   std::map<std::tuple<uint64_t, uint64_t, uint32_t, bool>, frame_ptr> frames_this_pass_;
+  std::vector<uint8_t> packed_;  // a frame's events as the writer packed them (event_log::read_packed)
   bool save(std::string* error);
   static bool matches(const subscription_request& r, const wire::event& e);
 
@@ -226,6 +229,7 @@ class event_hub {
   // wake the hub.
   std::vector<uint64_t> window_full_;
   std::atomic<uint64_t> frames_{0};
+  std::atomic<uint64_t> frames_as_written_{0};
   std::thread thread_;
 };
 

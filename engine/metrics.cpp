@@ -212,6 +212,11 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
       x.one("mesob_event_subscribers", "gauge", "Sessions subscribed to events.", double(subs.size()));
       x.one("mesob_event_subscriber_lag_max", "gauge",
             "Events the furthest-behind subscriber has not acknowledged.", double(lag_max));
+      x.one("mesob_event_frames_sent_total", "counter", "Frames of events sent to subscribers.",
+            double(hub->frames_sent()));
+      x.one("mesob_event_frames_as_written_total", "counter",
+            "Packed frames of events sent as the event writer packed them (not read and packed again).",
+            double(hub->frames_as_written()));
     }
   }
 

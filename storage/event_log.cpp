@@ -452,10 +452,13 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
   log->ring_mask_ = opt.ring_events - 1;
   log->ring_writing_.store(log->next_offset_);
   log->ring_first_.store(log->next_offset_);
+  log->packed_ = static_cast<uint8_t*>(std::malloc(packed_bytes));
+  log->packed_slot_mask_ = opt.ring_events / fmt::group_events - 1;
+  log->packed_slots_ = std::make_unique<packed_slot[]>(log->packed_slot_mask_ + 1);
   log->tail_ = aligned_bytes(block);
   log->stage_bytes_ = std::max(write_bytes_max, seal_bytes_max);
   log->stage_ = aligned_bytes(log->stage_bytes_);
-  if (!log->tail_ || !log->stage_ || !log->ring_) {
+  if (!log->tail_ || !log->stage_ || !log->ring_ || !log->packed_) {
     *error = "event log: out of memory for its write buffers";
     return nullptr;
   }
@@ -476,6 +479,7 @@ event_log::~event_log() {
   std::free(tail_);
   std::free(stage_);
   std::free(ring_);
+  std::free(packed_);
 }
 
 bool event_log::open_for_append(uint64_t index, std::string* error) {
@@ -573,8 +577,10 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
       put<uint64_t>(h + 12, o + k);
       std::memcpy(h + fmt::chunk_header_bytes, pack_.data(), pack_.size());
       put<uint32_t>(h + 20, crc32c(pack_.data(), pack_.size(), crc32c(h, 20)));
-      if (in_seg % fmt::group_events == 0)
+      if (in_seg % fmt::group_events == 0) {
         last_->starts[in_seg / fmt::group_events].store(uint32_t(floor + len), std::memory_order_relaxed);
+        if (m == fmt::group_events) keep_packed((o + k - 1) / fmt::group_events, pack_);
+      }
       len += fmt::chunk_header_bytes + pack_.size();
       k += m;
     }
@@ -593,6 +599,51 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     i += n;
   }
   return true;
+}
+
+void event_log::keep_packed(uint64_t group, const std::vector<uint8_t>& body) {
+  const uint64_t at = packed_end_, mask = packed_bytes - 1;
+  packed_writing_.store(at + body.size(), std::memory_order_relaxed);
+  packed_slot& slot = packed_slots_[group & packed_slot_mask_];
+  slot.group.store(UINT64_MAX, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  const size_t first = std::min<size_t>(body.size(), size_t(packed_bytes - (at & mask)));
+  std::memcpy(packed_ + (at & mask), body.data(), first);
+  std::memcpy(packed_, body.data() + first, body.size() - first);
+  slot.at.store(at, std::memory_order_relaxed);
+  slot.len.store(uint32_t(body.size()), std::memory_order_relaxed);
+  slot.group.store(group, std::memory_order_release);
+  packed_end_ = at + body.size();
+}
+
+size_t event_log::read_packed(uint64_t from, size_t max, std::vector<uint8_t>& out) const {
+  // Offsets retention dropped are refused by read(), not served from memory.
+  if (from < first_offset() || (from - 1) % fmt::group_events != 0) return 0;
+  const uint64_t end = written_end(), mask = packed_bytes - 1;
+  size_t n = 0;
+  while (n + fmt::group_events <= max && from + n + fmt::group_events <= end) {
+    const uint64_t group = (from + n - 1) / fmt::group_events;
+    const packed_slot& slot = packed_slots_[group & packed_slot_mask_];
+    if (slot.group.load(std::memory_order_acquire) != group) break;
+    const uint64_t at = slot.at.load(std::memory_order_relaxed);
+    const uint32_t len = slot.len.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (slot.group.load(std::memory_order_relaxed) != group ||
+        packed_writing_.load(std::memory_order_acquire) > at + packed_bytes)
+      break;
+    const size_t before = out.size(), first = std::min<size_t>(len, size_t(packed_bytes - (at & mask)));
+    out.resize(before + len);
+    std::memcpy(out.data() + before, packed_ + (at & mask), first);
+    std::memcpy(out.data() + before + first, packed_, len - first);
+    // Good unless the writer reached these bytes meanwhile.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (packed_writing_.load(std::memory_order_relaxed) > at + packed_bytes) {
+      out.resize(before);
+      break;
+    }
+    n += fmt::group_events;
+  }
+  return n;
 }
 
 bool event_log::seal(std::string* error) {
@@ -769,6 +820,7 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
   written_end_.store(cut_first, std::memory_order_release);
   ring_writing_.store(cut_first);
   ring_first_.store(cut_first);
+  for (uint64_t k = 0; k <= packed_slot_mask_; ++k) packed_slots_[k].group.store(UINT64_MAX, std::memory_order_release);
   // What the open segment held past the cut is gone, and the cut segment is synced above.
   if (append_fd_ >= 0) ::close(append_fd_);
   append_fd_ = -1;

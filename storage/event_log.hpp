@@ -124,6 +124,13 @@ class event_log {
   read_status read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error);
   // The same into `out` (room for `max`); *n events read.
   read_status read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error);
+  // The newest events as the writer packed them: from `from` (the first offset of a group
+  // of 128), whole groups each appended as one chunk, up to `max` events, their packed
+  // blocks appended to `out` back to back (wire/event_pack.hpp's form: a frame's packed
+  // events). Returns how many events (a multiple of 128); 0 when `from` is not a group's
+  // first, or its group is not kept packed in memory (split across appends, or older
+  // than the memory holds, or not written yet): the caller reads and packs them itself.
+  size_t read_packed(uint64_t from, size_t max, std::vector<uint8_t>& out) const;
 
   [[nodiscard]] static uint32_t event_crc(const wire::event& e);
   [[nodiscard]] static std::string segment_path(const std::string& dir, uint64_t index);
@@ -168,6 +175,22 @@ class event_log {
   uint64_t ring_mask_ = 0;
   std::atomic<uint64_t> ring_writing_{1};
   std::atomic<uint64_t> ring_first_{1};  // oldest offset the ring was given
+  // The newest whole-group chunks' packed bodies, in memory for read_packed: bytes at
+  // absolute position p in packed_[p & (packed_bytes - 1)]; group g's slot g & (slots - 1)
+  // says where its bytes are (a seqlock: the group number is cleared while it changes).
+  // A reader's copy of [p, p + len) is good if, after it, packed_writing_ <= p + packed_bytes.
+  struct packed_slot {
+    std::atomic<uint64_t> group{UINT64_MAX};
+    std::atomic<uint64_t> at{0};
+    std::atomic<uint32_t> len{0};
+  };
+  static constexpr uint64_t packed_bytes = 16ull << 20;
+  uint8_t* packed_ = nullptr;  // malloc'ed: pages are touched only as chunks arrive
+  std::unique_ptr<packed_slot[]> packed_slots_;
+  uint64_t packed_slot_mask_ = 0;
+  uint64_t packed_end_ = 0;  // the writer's next absolute position
+  std::atomic<uint64_t> packed_writing_{0};
+  void keep_packed(uint64_t group, const std::vector<uint8_t>& body);
   bool unsynced_ = false;           // the open segment was written since the last sync (the ones before never are)
   bool dir_dirty_ = false;          // a segment was created since the last sync
   std::atomic<uint64_t> durable_end_{1};

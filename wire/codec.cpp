@@ -1,3 +1,4 @@
+#include "wire/assert.hpp"
 #include "wire/codec.hpp"
 
 #include <flatbuffers/flatbuffers.h>
@@ -259,14 +260,20 @@ std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, 
     thread_local std::vector<uint8_t> bytes;
     bytes.clear();
     pack_events(events, bytes);
-    flatbuffers::FlatBufferBuilder fbb(bytes.size() + 128);
-    const auto v = fbb.CreateVector(bytes);
-    fbb.Finish(fb::CreateEvents(fbb, 0, next, end, v, uint32_t(events.size())), ident);
-    return framed(fbb);
+    return events_frame_packed(bytes, uint32_t(events.size()), next, end);
   }
   flatbuffers::FlatBufferBuilder fbb(events.size_bytes() + 128);
   const auto v = structs<fb::Event>(fbb, events);
   fbb.Finish(fb::CreateEvents(fbb, v, next, end), ident);
+  return framed(fbb);
+}
+
+std::vector<uint8_t> events_frame_packed(std::span<const uint8_t> packed, uint32_t count, uint64_t next,
+                                         uint64_t end) {
+  MESOB_ASSERT(count <= events_per_frame_max);
+  flatbuffers::FlatBufferBuilder fbb(packed.size() + 128);
+  const auto v = fbb.CreateVector(packed.data(), packed.size());
+  fbb.Finish(fb::CreateEvents(fbb, 0, next, end, v, count), ident);
   return framed(fbb);
 }
 

@@ -319,6 +319,10 @@ constexpr size_t events_frame_event_bytes_max(bool packed) {
 // A whole Events frame (header and body, request id 0), the events packed or as they are.
 [[nodiscard]] std::vector<uint8_t> events_frame(std::span<const event> events, uint64_t next, uint64_t end,
                                                 bool packed);
+// The same from events packed already (pack_events' bytes for `count` events; the event
+// log keeps the newest so): copied in, not checked.
+[[nodiscard]] std::vector<uint8_t> events_frame_packed(std::span<const uint8_t> packed, uint32_t count, uint64_t next,
+                                                       uint64_t end);
 bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::string* why);
 bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::string* why);
 bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why);

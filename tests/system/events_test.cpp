@@ -24,6 +24,7 @@
 #include "storage/event_log.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
+#include "support/http.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
@@ -398,6 +399,41 @@ TEST(Events, ANameAheadOfTheEndAfterARestartWaitsForItsEvents) {
   ASSERT_EQ(got.size(), end + 10 - (acked + 1));
   EXPECT_EQ(got.front().offset, acked + 1);
   EXPECT_EQ(got.back().offset, end + 9);
+}
+
+// Big batches: each whole group of 128 offsets is appended as one chunk, and packed
+// subscribers get those as the writer packed them. Every form, and a subscriber starting
+// inside a group with frames of odd sizes, gets the same events.
+TEST(Events, PackedFramesAsWrittenCarryTheSameEvents) {
+  live_ledger l;
+  ASSERT_TRUE(l.c);
+  auto packed = l.client(), plain = l.client(), blocks = l.client(), odd = l.client();
+  wire::subscribe_msg m;
+  ASSERT_EQ(subscribe(*packed, m).code, result::ok);
+  ASSERT_EQ(subscribe(*blocks, m).code, result::ok);
+  m.packed = false;
+  ASSERT_EQ(subscribe(*plain, m).code, result::ok);
+  uint64_t id = 1000;
+  std::mt19937_64 rng(7);
+  for (int b = 0; b < 8; ++b) {
+    std::vector<wire::transfer> ts;
+    for (uint64_t i = 0; i < 1000; ++i) ts.push_back(make_transfer(++id, 1 + i % 2, 2 - i % 2, 1 + rng() % 1000));
+    ASSERT_TRUE(l.c->call(wire::create_transfers_body(ts)).ok);
+  }
+  wire::subscribe_msg o;  // after the events are written: from inside the first group
+  o.from = 5;
+  o.batch_max = 300;
+  ASSERT_EQ(subscribe(*odd, o).code, result::ok);
+  const size_t n = 2 + 8000;  // the accounts' and the transfers' events
+  const auto want = read_events(*plain, n);
+  ASSERT_EQ(want.size(), n);
+  EXPECT_TRUE(same_events(read_events(*packed, n), want));
+  EXPECT_TRUE(same_events(read_events(*blocks, n, true, 20'000, true), want));
+  const auto from5 = read_events(*odd, n - 4);
+  ASSERT_EQ(from5.size(), n - 4);
+  EXPECT_EQ(std::memcmp(from5.data(), want.data() + 4, from5.size() * sizeof(wire::event)), 0);
+  const std::string metrics = http_get(l.d.metrics_port(), "/metrics");
+  EXPECT_GE(exposition_sample(metrics, "mesob_event_frames_as_written_total"), 3) << metrics;
 }
 
 TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
