@@ -710,7 +710,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
     // Packed frames end at the end of a group of 128 offsets where they can, so the next
     // starts at a group's first: the writer's packed chunks then serve as they are.
     constexpr uint64_t group = storage::event_format::group_events;
-    if (!filtered && s.req.packed && want > (s.cursor - 1 + want) % group) want -= (s.cursor - 1 + want) % group;
+    if (!filtered && s.req.packed && want >= group + (s.cursor - 1 + want) % group) want -= (s.cursor - 1 + want) % group;
     if (!filtered) {
       // Another subscriber at this place was sent these very events in this pass.
       const auto it = frames_this_pass_.find({s.cursor, want, s.req.batch_max, s.req.packed});

@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "storage/checksum.hpp"
+#include "storage/failure_probes.hpp"
 #include "storage/file_io.hpp"
 #include "storage/wal.hpp"
 #include "wire/assert.hpp"
@@ -100,13 +101,12 @@ bool check_segment_header(const uint8_t* p, uint64_t segment_events, uint64_t in
   return true;
 }
 
-// The first event of a segment of the event log's first format (96-byte events back to
-// back, no header)?
-bool first_format_event(const uint8_t* p, size_t n, uint64_t offset) {
+// An event of the event log's first format (96-byte events back to back, no header)?
+bool first_format_event(const uint8_t* p, size_t n) {
   if (n < event_bytes) return false;
   wire::event e;
   std::memcpy(&e, p, event_bytes);
-  return e.offset == offset && e.crc == event_log::event_crc(e);
+  return e.offset != 0 && e.crc == event_log::event_crc(e);
 }
 
 // One chunk at `p` (`avail` bytes there): checked whole (header, CRC, its events'
@@ -183,26 +183,47 @@ bool read_seal(int fd, uint64_t segment_events, uint64_t size, std::atomic<uint3
     *why = "a seal whose chunks end at byte " + std::to_string(*end) + " of " + std::to_string(size);
     return false;
   }
-  uint64_t prev = fmt::segment_header_bytes;
-  for (uint64_t g = 0; g < groups; ++g) {
-    const uint32_t at = get<uint32_t>(first + g * 4);
-    if (at < prev || at >= *end || (g == 0 && at != fmt::segment_header_bytes)) {
-      *why = "a seal placing group " + std::to_string(g) + " at byte " + std::to_string(at);
+  // A group takes at least a chunk header and at most 128 chunks of one event.
+  constexpr uint64_t group_bytes_max =
+      fmt::group_events * (fmt::chunk_header_bytes + wire::packed_block_overhead_max + event_bytes);
+  uint64_t prev = 0;
+  for (uint64_t g = 0; g <= groups; ++g) {
+    const uint64_t at = g < groups ? get<uint32_t>(first + g * 4) : *end;
+    const bool ok = g == 0 ? at == fmt::segment_header_bytes
+                           : at >= prev + fmt::chunk_header_bytes && at - prev <= group_bytes_max;
+    if (!ok) {
+      *why = "a seal placing " + (g < groups ? "group " + std::to_string(g) : std::string("the chunks' end")) +
+             " at byte " + std::to_string(at);
       return false;
     }
-    starts[g].store(at, std::memory_order_relaxed);
-    prev = at + fmt::chunk_header_bytes;
+    if (g < groups) starts[g].store(uint32_t(at), std::memory_order_relaxed);
+    prev = at;
   }
   return true;
 }
 
+// Writes `events` (1..128, within one group, offsets and CRCs set) at `h` as one chunk;
+// returns its bytes. `pack` is scratch.
+size_t put_chunk(uint8_t* h, std::span<const wire::event> events, std::vector<uint8_t>& pack) {
+  pack.clear();
+  wire::pack_events(events, pack);
+  put<uint32_t>(h, fmt::chunk_magic);
+  put<uint16_t>(h + 4, uint16_t(events.size()));
+  put<uint16_t>(h + 6, 0);
+  put<uint32_t>(h + 8, uint32_t(pack.size()));
+  put<uint64_t>(h + 12, events.front().offset);
+  std::memcpy(h + fmt::chunk_header_bytes, pack.data(), pack.size());
+  put<uint32_t>(h + 20, crc32c(pack.data(), pack.size(), crc32c(h, 20)));
+  return fmt::chunk_header_bytes + pack.size();
+}
+
 // Reads the chunks in bytes [pos0, pos1) of a segment, the first holding offset `first`
 // and each the next: they must fill the range exactly. Each chunk's events go to `each`
-// with the chunk's position. Aligned reads (the file may be open with O_DIRECT) through
+// with the chunk's position; *next: the offset after the last chunk's. Aligned reads (the file may be open with O_DIRECT) through
 // one buffer per thread.
 using chunk_visitor = std::function<void(std::span<const wire::event>, uint64_t)>;
 bool read_chunks(int fd, uint64_t pos0, uint64_t pos1, uint64_t first, uint64_t segment_events,
-                 const chunk_visitor& each, std::string* why) {
+                 const chunk_visitor& each, uint64_t* next, std::string* why) {
   thread_local std::unique_ptr<uint8_t, decltype(&std::free)> buf(nullptr, &std::free);
   thread_local size_t buf_bytes = 0;
   thread_local std::vector<wire::event> events;
@@ -233,6 +254,7 @@ bool read_chunks(int fd, uint64_t pos0, uint64_t pos1, uint64_t first, uint64_t 
     first += events.size();
     p += used;
   }
+  *next = first;
   return true;
 }
 
@@ -315,6 +337,7 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     return nullptr;
   }
   std::sort(indexes.begin(), indexes.end());
+  for (uint64_t idx : indexes) ::unlink((segment_path(opt.dir, idx) + ".cut").c_str());  // a cut cut short
   for (size_t i = 1; i < indexes.size(); ++i)
     if (indexes[i] != indexes[i - 1] + 1) {
       *error = "event log: segment " + segment_path(opt.dir, indexes[i - 1] + 1) + " is missing (" +
@@ -340,7 +363,7 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     const uint64_t size = uint64_t(st.st_size);
     uint8_t head[event_bytes] = {};
     const bool have_head = size >= event_bytes && pread_full(fd, head, event_bytes, 0);
-    if (have_head && first_format_event(head, event_bytes, idx * seg + 1)) {
+    if (have_head && first_format_event(head, event_bytes)) {
       ::close(fd);
       *error = "event log: " + path + first_format;
       return nullptr;
@@ -350,12 +373,13 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       // A full segment: its seal, its header, its first and last groups whole.
       auto starts = std::make_unique<std::atomic<uint32_t>[]>(groups);
       uint64_t end = 0, seen = 0, next = 0;
-      auto count = [&](std::span<const wire::event> ev, uint64_t) { seen += ev.size(), next = ev.back().offset + 1; };
+      auto count = [&](std::span<const wire::event> ev, uint64_t) { seen += ev.size(); };
       bool ok = read_seal(fd, seg, size, starts.get(), &end, &why) &&
                 check_segment_header(head, seg, idx, &why) &&
-                read_chunks(fd, starts[0], groups > 1 ? starts[1].load() : end, idx * seg + 1, seg, count, &why);
+                read_chunks(fd, starts[0], groups > 1 ? starts[1].load() : end, idx * seg + 1, seg, count, &next, &why);
       if (ok && groups > 1)
-        ok = read_chunks(fd, starts[groups - 1], end, idx * seg + seg - fmt::group_events + 1, seg, count, &why);
+        ok = read_chunks(fd, starts[groups - 1], end, idx * seg + seg - fmt::group_events + 1, seg, count, &next,
+                         &why);
       if (ok && (next != idx * seg + seg + 1 || seen != std::min<uint64_t>(seg, 2 * fmt::group_events))) {
         ok = false;
         why = "its first and last groups hold " + std::to_string(seen) + " events";
@@ -567,21 +591,12 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     for (size_t k = 0; k < n;) {
       const uint64_t in_seg = at + k;
       const size_t m = size_t(std::min<uint64_t>(n - k, fmt::group_events - in_seg % fmt::group_events));
-      pack_.clear();
-      wire::pack_events({events.data() + i + k, m}, pack_);
-      uint8_t* h = stage_ + len;
-      put<uint32_t>(h, fmt::chunk_magic);
-      put<uint16_t>(h + 4, uint16_t(m));
-      put<uint16_t>(h + 6, 0);
-      put<uint32_t>(h + 8, uint32_t(pack_.size()));
-      put<uint64_t>(h + 12, o + k);
-      std::memcpy(h + fmt::chunk_header_bytes, pack_.data(), pack_.size());
-      put<uint32_t>(h + 20, crc32c(pack_.data(), pack_.size(), crc32c(h, 20)));
+      const size_t bytes = put_chunk(stage_ + len, {events.data() + i + k, m}, pack_);
       if (in_seg % fmt::group_events == 0) {
         last_->starts[in_seg / fmt::group_events].store(uint32_t(floor + len), std::memory_order_relaxed);
         if (m == fmt::group_events) keep_packed((o + k - 1) / fmt::group_events, pack_);
       }
-      len += fmt::chunk_header_bytes + pack_.size();
+      len += bytes;
       k += m;
     }
     const size_t padded = size_t(round_up(len));
@@ -758,8 +773,8 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
   const uint64_t seg = opt_.segment_events;
   const uint64_t keep_index = (end - 1) / seg, g = ((end - 1) % seg) / fmt::group_events;
   const std::string path = segment_path(opt_.dir, keep_index);
-  // The chunk holding `end`: the file is cut at its start, and the events of it before
-  // `end` are written again.
+  // The chunk holding `end`: the segment is replaced by its bytes before that chunk and a
+  // chunk of the events of it before `end`.
   auto f = reader_fd(keep_index, error);
   if (!f) return false;
   const uint64_t groups = seg / fmt::group_events, group_first = keep_index * seg + g * fmt::group_events + 1;
@@ -767,11 +782,11 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
   const uint64_t pos1 = g + 1 < groups && group_first + fmt::group_events < next_offset_
                             ? f->starts[g + 1].load(std::memory_order_acquire)
                             : f->end.load(std::memory_order_acquire);
-  uint64_t cut_at = 0, cut_first = 0;
+  uint64_t cut_at = 0, cut_first = 0, next = 0;
   std::string why;
   if (!read_chunks(f->fd, pos0, pos1, group_first, seg, [&](std::span<const wire::event> ev, uint64_t pos) {
         if (ev.front().offset <= end && end < ev.front().offset + ev.size()) cut_at = pos, cut_first = ev.front().offset;
-      }, &why) || cut_at == 0) {
+      }, &next, &why) || cut_at == 0) {
     *error = "event log: " + path + ": " + (why.empty() ? "no chunk holds offset " + std::to_string(end) : why);
     return false;
   }
@@ -779,6 +794,8 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
   if (cut_first < end && (read(cut_first, end - cut_first, &again, error) != read_status::ok ||
                           again.size() != end - cut_first))
     return false;
+  // The segments after it go first (and the directory is synced): a crash then leaves this
+  // one whole as the last, and the next start cuts again.
   for (uint64_t index = (next_offset_ - 1) / seg; index > keep_index; --index) {
     {
       std::lock_guard lk(mu_);
@@ -790,15 +807,32 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
       return false;
     }
   }
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::ftruncate(fd, off_t(cut_at)) != 0 || ::fdatasync(fd) != 0) {
-    if (fd >= 0) ::close(fd);
-    *error = errno_text("cannot cut", path);
-    return false;
-  }
-  ::close(fd);
   if (!fsync_dir(opt_.dir)) {
     *error = "event log: cannot sync the directory " + opt_.dir;
+    return false;
+  }
+  if (failure_probes::instance().event_cut_stop.exchange(false)) {
+    *error = "event log: cut stopped by a failure probe";
+    return false;
+  }
+  // The replacement, written whole and synced beside it, then renamed over it: the events
+  // before `end` are on the disk at every moment.
+  std::vector<uint8_t> bytes(cut_at + (again.empty() ? 0 : fmt::chunk_header_bytes + wire::packed_block_overhead_max +
+                                                               again.size() * event_bytes));
+  const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool read_ok = in >= 0 && pread_full(in, bytes.data(), cut_at, 0);
+  if (in >= 0) ::close(in);
+  if (!read_ok) {
+    *error = errno_text("cannot read", path);
+    return false;
+  }
+  const uint64_t new_end = cut_at + (again.empty() ? 0 : put_chunk(bytes.data() + cut_at, again, pack_));
+  const std::string aside = path + ".cut";
+  const int out = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const bool written = out >= 0 && pwrite_full(out, bytes.data(), new_end, 0) && ::fdatasync(out) == 0;
+  if (out >= 0) ::close(out);
+  if (!written || ::rename(aside.c_str(), path.c_str()) != 0 || !fsync_dir(opt_.dir)) {
+    *error = errno_text("cannot replace", path);
     return false;
   }
   auto cut_file = new_segment_file(keep_index, error);
@@ -807,27 +841,28 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
     const uint32_t at = f->starts[k].load(std::memory_order_relaxed);
     cut_file->starts[k].store(at < cut_at ? at : 0, std::memory_order_relaxed);
   }
-  cut_file->end.store(cut_at);
+  if (cut_first == group_first && !again.empty()) cut_file->starts[g].store(uint32_t(cut_at), std::memory_order_relaxed);
+  cut_file->end.store(new_end);
   {
     std::lock_guard lk(mu_);
     readers_.erase(keep_index);
     last_ = std::move(cut_file);
     last_index_ = keep_index;
   }
-  last_end_ = cut_at;
-  next_offset_ = cut_first;
-  durable_end_.store(cut_first, std::memory_order_release);
-  written_end_.store(cut_first, std::memory_order_release);
-  ring_writing_.store(cut_first);
-  ring_first_.store(cut_first);
+  last_end_ = new_end;
+  next_offset_ = end;
+  durable_end_.store(end, std::memory_order_release);
+  written_end_.store(end, std::memory_order_release);
+  ring_writing_.store(end);
+  ring_first_.store(end);
   for (uint64_t k = 0; k <= packed_slot_mask_; ++k) packed_slots_[k].group.store(UINT64_MAX, std::memory_order_release);
-  // What the open segment held past the cut is gone, and the cut segment is synced above.
+  // The open segment was replaced: the next append opens it again and reads its last block.
   if (append_fd_ >= 0) ::close(append_fd_);
   append_fd_ = -1;
   unsynced_ = false;
-  append_index_ = UINT64_MAX;  // the next append reads its partial block again
+  append_index_ = UINT64_MAX;
   bytes_.store(files_bytes());
-  return again.empty() || (append(again, error) && sync(error));
+  return true;
 }
 
 std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, std::string* error) {
@@ -918,16 +953,24 @@ bool event_log::read_files(uint64_t from, uint64_t to, uint64_t visible, wire::e
     uint64_t g1 = g0 + 1;
     while (g1 <= g_last && start(g1 + 1) - pos0 <= read_bytes_max) ++g1;
     std::string why;
+    uint64_t next = 0;
+    const uint64_t upto = std::min(seg_to, base + g1 * fmt::group_events + 1);
     if (!read_chunks(f->fd, pos0, start(g1), base + g0 * fmt::group_events + 1, seg,
                      [&](std::span<const wire::event> ev, uint64_t) {
                        for (const auto& e : ev)
                          if (e.offset >= o && e.offset < seg_to) out[e.offset - from] = e;
                      },
-                     &why)) {
+                     &next, &why)) {
       *error = "event log: " + segment_path(opt_.dir, index) + " " + why;
       return false;
     }
-    o = std::min(seg_to, base + g1 * fmt::group_events + 1);
+    // The chunks read must reach the next group (a seal could say otherwise).
+    if (next < upto) {
+      *error = "event log: " + segment_path(opt_.dir, index) + ": its chunks from byte " + std::to_string(pos0) +
+               " end at offset " + std::to_string(next) + ", before " + std::to_string(upto);
+      return false;
+    }
+    o = upto;
   }
   return true;
 }

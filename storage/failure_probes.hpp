@@ -1,4 +1,4 @@
-// Fault injection for the write-ahead log and the snapshot store. Tests arm a probe; the writer consumes it
+// Fault injection for the write-ahead log, the snapshot store and the event log. Tests arm a probe; the writer consumes it
 // on its next operation of that kind. Disarmed probes cost one relaxed load.
 #pragma once
 
@@ -12,6 +12,7 @@ struct failure_probes {
   std::atomic<bool> short_write{false};  // next group write is cut to its first block
   std::atomic<bool> zero_write{false};   // next group write reports no bytes written
   std::atomic<int> snapshot_commit_errno{0};  // next snapshot commit (with meta) fails: an LMDB code
+  std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
 
   static failure_probes& instance();
 };

@@ -1,6 +1,7 @@
 // The event log on real files: offsets, reads across segments, torn tails, damage,
 // retention.
 #include "storage/event_log.hpp"
+#include "wire/event_pack.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <fstream>
 #include <random>
 
+#include "storage/checksum.hpp"
+#include "storage/failure_probes.hpp"
 #include "support/event_files.hpp"
 #include "support/temp_dir.hpp"
 
@@ -534,6 +537,153 @@ TEST(EventLog, AFlippedByteNeverComesBackAsADifferentEvent) {
   }
   std::printf("refused %d, cut %d, intact %d, reads failed %d\n", refused, cut, intact, failed_reads);
   EXPECT_GT(refused + cut + failed_reads, 0);
+}
+
+// A cut stopped after it removed the later segments and before it replaced the segment
+// it cuts (a crash there): every event of that segment is still on the disk, and the next
+// cut finishes the job.
+TEST(EventLog, ACutStoppedHalfwayLosesNoEventBeforeIt) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  std::string err;
+  auto a = make_wide(700, 1);
+  {
+    auto log = open_log(dir.path(), &rec, 256);
+    ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;  // segments 0, 1 sealed; 2 holds 513..700
+    failure_probes::instance().event_cut_stop = true;
+    EXPECT_FALSE(log->cut_back_to(300, &err));
+    EXPECT_NE(err.find("failure probe"), std::string::npos) << err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 2)));
+  {
+    auto log = open_log(dir.path(), &rec, 256);
+    EXPECT_EQ(rec.next_offset, 513u) << "segment 1 whole, the last now";
+    std::vector<wire::event> got;
+    ASSERT_EQ(log->read(1, 1000, &got, &err), event_log::read_status::ok) << err;
+    ASSERT_EQ(got.size(), 512u);
+    EXPECT_EQ(std::memcmp(got.data(), a.data(), got.size() * sizeof(wire::event)), 0);
+    ASSERT_TRUE(log->cut_back_to(300, &err)) << err;
+  }
+  std::ofstream(event_log::segment_path(dir.path(), 1) + ".cut") << "a replacement a crash left";
+  auto log = open_log(dir.path(), &rec, 256);
+  EXPECT_EQ(rec.next_offset, 300u);
+  EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 1) + ".cut"));
+  std::vector<wire::event> got;
+  ASSERT_EQ(log->read(1, 1000, &got, &err), event_log::read_status::ok) << err;
+  ASSERT_EQ(got.size(), 299u);
+  EXPECT_EQ(std::memcmp(got.data(), a.data(), got.size() * sizeof(wire::event)), 0);
+}
+
+// A seal whose CRC holds but which places a group too early (a writer's bug, or a crafted
+// file): reads fail and say where, rather than hand out events they did not read.
+TEST(EventLog, ASealPlacingAGroupWrongFailsReads) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  std::string err;
+  auto a = make_wide(640, 1);
+  {
+    auto log = open_log(dir.path(), &rec, 512);
+    for (size_t at = 0; at < a.size(); at += 64) {  // two chunks a group
+      std::span<wire::event> part(a.data() + at, 64);
+      ASSERT_TRUE(log->append(part, &err)) << err;
+    }
+    ASSERT_TRUE(log->sync(&err)) << err;
+  }
+  const std::string path = event_log::segment_path(dir.path(), 0);
+  const auto chunks = test::event_chunks(path);
+  ASSERT_EQ(chunks.size(), 8u);
+  {
+    // Group 2 said to start at group 1's second chunk; the seal's CRC made good again.
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    const uint64_t size = std::filesystem::file_size(path);
+    std::vector<char> seal(4096);
+    f.seekg(std::streamoff(size - 4096));
+    f.read(seal.data(), 4096);
+    const size_t fixed = 4096 - 16, first = fixed - 4 * 4;
+    const uint32_t wrong = uint32_t(chunks[3].pos);
+    std::memcpy(seal.data() + first + 2 * 4, &wrong, 4);
+    const uint32_t crc = crc32c(seal.data() + first, 4 * 4 + 12);
+    std::memcpy(seal.data() + fixed + 12, &crc, 4);
+    f.seekp(std::streamoff(size - 4096));
+    f.write(seal.data(), 4096);
+  }
+  auto log = open_log(dir.path(), &rec, 512);  // the first and last groups are whole
+  ASSERT_TRUE(log);
+  std::vector<wire::event> got;
+  EXPECT_EQ(log->read(129, 100, &got, &err), event_log::read_status::failed);  // group 1 read short
+  EXPECT_NE(err.find("events-0000000000000000.log"), std::string::npos) << err;
+  EXPECT_EQ(log->read(257, 50, &got, &err), event_log::read_status::failed);  // group 2 from the wrong chunk
+  EXPECT_NE(err.find("where 257 was due"), std::string::npos) << err;
+  EXPECT_EQ(log->read(1, 128, &got, &err), event_log::read_status::ok) << err;
+}
+
+// The writer's packed chunks, as the hub takes them: whole groups appended as one chunk,
+// from a group's first offset; nothing for a group split across appends, one whose slot
+// a newer group took, one whose bytes the ring wrote over, or after a cut.
+TEST(EventLog, ReadPackedGivesTheWritersWholeGroups) {
+  const uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  test::temp_dir dir;
+  event_log_options o;
+  o.dir = dir.path();
+  o.segment_events = 1ull << 16;
+  o.ring_events = 1ull << 19;  // 4,096 slots (the default)
+  event_log_recovery rec;
+  std::string err;
+  auto log = event_log::open(o, &rec, &err);
+  ASSERT_TRUE(log) << err;
+  std::vector<wire::event> all;
+  auto add = [&](size_t n) {
+    std::vector<wire::event> batch(n);
+    for (auto& e : batch) {
+      e.lsn = all.size() / 1000 + 1;
+      e.timestamp = rng();
+      e.id = {rng(), rng()};
+      e.account_a = rng();
+      e.amount = rng();
+    }
+    ASSERT_TRUE(log->append(batch, &err)) << err;
+    all.insert(all.end(), batch.begin(), batch.end());
+  };
+  auto check = [&](uint64_t from, size_t max, size_t expect) {
+    std::vector<uint8_t> bytes;
+    const size_t n = log->read_packed(from, max, bytes);
+    EXPECT_EQ(n, expect) << "from " << from;
+    std::vector<wire::event> got;
+    std::string why;
+    ASSERT_TRUE(wire::unpack_events(bytes, uint32_t(n), got, &why)) << why;
+    if (n > 0) {
+      ASSERT_EQ(std::memcmp(got.data(), all.data() + from - 1, n * sizeof(wire::event)), 0) << "from " << from;
+    }
+  };
+  add(1000);                         // groups 0..6 whole, 7 split by the next append
+  add(24);
+  check(1, 8192, 7 * 128);           // up to the split group
+  check(2, 8192, 0);                 // not a group's first
+  check(7 * 128 + 1, 8192, 0);       // split
+  check(129, 256, 256);              // at most max, whole groups
+  check(129, 200, 128);
+  add(128);                          // group 8, whole; written_end covers it
+  check(8 * 128 + 1, 8192, 128);
+  // Some 45 bytes an event: 16 MiB of chunks holds under 3,000 groups, and the 4,096 slots
+  // the newest 4,096. Recent groups come back whole, old ones as nothing.
+  for (int round = 0; round < 300; ++round) {
+    add(128 * (1 + rng() % 40));
+    const uint64_t groups = all.size() / 128;
+    const uint64_t back = 1 + rng() % std::min<uint64_t>(100, groups - 8);
+    const size_t max = 128 * (1 + rng() % 64);
+    check((groups - back) * 128 + 1, max, std::min<uint64_t>(max / 128, back) * 128);
+    if (groups > 3000 + 8) check((8 + rng() % (groups - 3000 - 8)) * 128 + 1, 8192, 0);
+  }
+  ASSERT_GT(all.size() / 128, 4096u + 100);
+  check(9 * 128 + 1, 8192, 0);  // its slot taken by a newer group
+  ASSERT_TRUE(log->sync(&err)) << err;
+  const uint64_t last_group = all.size() / 128 - 1;
+  ASSERT_TRUE(log->cut_back_to(all.size() - 10, &err)) << err;
+  all.resize(all.size() - 11);
+  check(last_group * 128 - 127, 8192, 0);  // cut: nothing kept in memory is trusted
 }
 
 }  // namespace
