@@ -700,6 +700,16 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
   std::vector<event> picked;
   constexpr size_t scan_max = 16'384;
   if (buf.size() < scan_max) buf.resize(scan_max);  // once: reads fill it without clearing
+  // Sends a frame to s and moves its cursor to `next`; false when the session is gone.
+  auto put = [&](frame_ptr frame, uint64_t next) {
+    if (!out_(s.session, std::move(frame))) {
+      s.dead = true;
+      return false;
+    }
+    frames_.fetch_add(1, std::memory_order_relaxed);
+    s.cursor = next;
+    return true;
+  };
   for (int frames = 0; frames < 4; ++frames) {
     const uint64_t open = s.cursor - 1 - s.acked;
     if (s.cursor >= end || open >= s.req.window) return frames > 0;
@@ -710,17 +720,13 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
     // Packed frames end at the end of a group of 128 offsets where they can, so the next
     // starts at a group's first: the writer's packed chunks then serve as they are.
     constexpr uint64_t group = storage::event_format::group_events;
-    if (!filtered && s.req.packed && want >= group + (s.cursor - 1 + want) % group) want -= (s.cursor - 1 + want) % group;
+    if (const uint64_t past = (s.cursor - 1 + want) % group; !filtered && s.req.packed && want >= group + past)
+      want -= past;
     if (!filtered) {
       // Another subscriber at this place was sent these very events in this pass.
       const auto it = frames_this_pass_.find({s.cursor, want, s.req.batch_max, s.req.packed});
       if (it != frames_this_pass_.end()) {
-        if (!out_(s.session, it->second)) {
-          s.dead = true;
-          return true;
-        }
-        frames_.fetch_add(1, std::memory_order_relaxed);
-        s.cursor += want;
+        if (!put(it->second, s.cursor + want)) return true;
         continue;
       }
     }
@@ -731,13 +737,8 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
         auto frame = std::make_shared<const std::vector<uint8_t>>(
             wire::events_frame_packed(packed_, uint32_t(n), s.cursor + n, end));
         if (n == want) frames_this_pass_[{s.cursor, want, s.req.batch_max, true}] = frame;
-        if (!out_(s.session, std::move(frame))) {
-          s.dead = true;
-          return true;
-        }
-        frames_.fetch_add(1, std::memory_order_relaxed);
+        if (!put(std::move(frame), s.cursor + n)) return true;
         frames_as_written_.fetch_add(1, std::memory_order_relaxed);
-        s.cursor += n;
         continue;
       }
     }
@@ -783,12 +784,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
     }
     auto frame = std::make_shared<const std::vector<uint8_t>>(wire::events_frame(batch_events, next, end, s.req.packed));
     if (!filtered && got == want) frames_this_pass_[{s.cursor, want, s.req.batch_max, s.req.packed}] = frame;
-    if (!out_(s.session, std::move(frame))) {
-      s.dead = true;
-      return true;
-    }
-    frames_.fetch_add(1, std::memory_order_relaxed);
-    s.cursor = next;
+    if (!put(std::move(frame), next)) return true;
   }
   return true;
 }

@@ -81,6 +81,20 @@ void put_segment_header(uint8_t* p, uint64_t segment_events, uint64_t index) {
   put<uint32_t>(p + 28, crc32c(p, 28));
 }
 
+// A seal of `groups` groups (seal_bytes(groups) at `p`, zeros before its fields) for chunks
+// ending at byte `end`, group g starting at start_of(g).
+void put_seal(uint8_t* p, uint64_t groups, uint64_t end, const std::function<uint32_t(uint64_t)>& start_of) {
+  const size_t len = seal_bytes(groups);
+  std::memset(p, 0, len);
+  uint8_t* fixed = p + len - fmt::seal_fixed_bytes;
+  uint8_t* first = fixed - groups * 4;
+  for (uint64_t g = 0; g < groups; ++g) put<uint32_t>(first + g * 4, start_of(g));
+  put<uint32_t>(fixed, uint32_t(end));
+  put<uint32_t>(fixed + 4, uint32_t(groups));
+  put<uint32_t>(fixed + 8, fmt::seal_magic);
+  put<uint32_t>(fixed + 12, crc32c(first, groups * 4 + 12));
+}
+
 // Whether `p` (at least 32 bytes) is this segment's header; else *why says what it is.
 bool check_segment_header(const uint8_t* p, uint64_t segment_events, uint64_t index, std::string* why) {
   if (std::memcmp(p, fmt::segment_magic, 8) != 0 || get<uint32_t>(p + 28) != crc32c(p, 28)) {
@@ -427,13 +441,7 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       kept_bytes = round_up(keep) + seal_bytes(groups);
       if (!read_seal(fd, seg, size, sealed.get(), &end, &unsealed) || end != keep) {
         std::vector<uint8_t> s(seal_bytes(groups));
-        uint8_t* fixed = s.data() + s.size() - fmt::seal_fixed_bytes;
-        uint8_t* first = fixed - groups * 4;
-        for (uint64_t g = 0; g < groups; ++g) put<uint32_t>(first + g * 4, starts[g]);
-        put<uint32_t>(fixed, uint32_t(keep));
-        put<uint32_t>(fixed + 4, uint32_t(groups));
-        put<uint32_t>(fixed + 8, fmt::seal_magic);
-        put<uint32_t>(fixed + 12, crc32c(first, groups * 4 + 12));
+        put_seal(s.data(), groups, keep, [&](uint64_t g) { return starts[g]; });
         if (::ftruncate(fd, off_t(keep)) != 0 || !pwrite_full(fd, s.data(), s.size(), round_up(keep))) {
           ::close(fd);
           *error = errno_text("cannot seal", path);
@@ -664,14 +672,7 @@ size_t event_log::read_packed(uint64_t from, size_t max, std::vector<uint8_t>& o
 bool event_log::seal(std::string* error) {
   const uint64_t groups = opt_.segment_events / fmt::group_events;
   const size_t len = seal_bytes(groups);
-  std::memset(stage_, 0, len);
-  uint8_t* fixed = stage_ + len - fmt::seal_fixed_bytes;
-  uint8_t* first = fixed - groups * 4;
-  for (uint64_t g = 0; g < groups; ++g) put<uint32_t>(first + g * 4, last_->starts[g].load(std::memory_order_relaxed));
-  put<uint32_t>(fixed, uint32_t(last_end_));
-  put<uint32_t>(fixed + 4, uint32_t(groups));
-  put<uint32_t>(fixed + 8, fmt::seal_magic);
-  put<uint32_t>(fixed + 12, crc32c(first, groups * 4 + 12));
+  put_seal(stage_, groups, last_end_, [&](uint64_t g) { return last_->starts[g].load(std::memory_order_relaxed); });
   const uint64_t at = round_up(last_end_);
   if (!write_stage(len, at, last_index_, error)) return false;
   bytes_.fetch_add(at + len - last_end_, std::memory_order_relaxed);

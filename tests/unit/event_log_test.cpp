@@ -16,6 +16,7 @@
 #include "storage/checksum.hpp"
 #include "storage/failure_probes.hpp"
 #include "support/event_files.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
 namespace mesob::storage {
@@ -33,6 +34,15 @@ std::vector<wire::event> make(size_t n, uint64_t lsn, uint64_t ts = 1000) {
     out[i].amount = 100 + i;
   }
   return out;
+}
+
+// Segments of 1,024 events and a ring of as many: reads of older events go to the files.
+event_log_options files_only(const std::string& dir) {
+  event_log_options o;
+  o.dir = dir;
+  o.segment_events = 1024;
+  o.ring_events = 1024;
+  return o;
 }
 
 std::unique_ptr<event_log> open_log(const std::string& dir, event_log_recovery* rec, uint64_t seg = 128,
@@ -408,15 +418,11 @@ TEST(EventLog, RefusesSegmentsOfTheFirstFormatAndOfAnotherSize) {
 // Appends of every size, fields of every width, read back from the files (the ring holds
 // only the newest 1,024) in ranges of every length, before and after reopening.
 TEST(EventLog, RandomAppendsReadBackFromTheFiles) {
-  const uint64_t seed = std::random_device{}();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const uint64_t seed = test::test_seed("EventLog.RandomAppendsReadBackFromTheFiles");
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   test::temp_dir dir;
-  event_log_options o;
-  o.dir = dir.path();
-  o.segment_events = 1024;
-  o.ring_events = 1024;
+  const event_log_options o = files_only(dir.path());
   event_log_recovery rec;
   std::string err;
   std::vector<wire::event> all;
@@ -471,15 +477,11 @@ TEST(EventLog, RandomAppendsReadBackFromTheFiles) {
 // last), cuts the last segment's tail, or reads back exactly what was written, or fails a
 // read naming the damage; it never hands out an event that differs.
 TEST(EventLog, AFlippedByteNeverComesBackAsADifferentEvent) {
-  const uint64_t seed = std::random_device{}();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const uint64_t seed = test::test_seed("EventLog.AFlippedByteNeverComesBackAsADifferentEvent");
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   test::temp_dir dir;
-  event_log_options o;
-  o.dir = dir.path();
-  o.segment_events = 1024;
-  o.ring_events = 1024;
+  const event_log_options o = files_only(dir.path());
   event_log_recovery rec;
   std::string err;
   auto all = make_wide(2500, 1);  // segments 0 and 1 sealed, 2 open
@@ -621,8 +623,7 @@ TEST(EventLog, ASealPlacingAGroupWrongFailsReads) {
 // from a group's first offset; nothing for a group split across appends, one whose slot
 // a newer group took, one whose bytes the ring wrote over, or after a cut.
 TEST(EventLog, ReadPackedGivesTheWritersWholeGroups) {
-  const uint64_t seed = std::random_device{}();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  const uint64_t seed = test::test_seed("EventLog.ReadPackedGivesTheWritersWholeGroups");
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   test::temp_dir dir;
