@@ -57,6 +57,15 @@ std::unique_ptr<event_log> open_log(const std::string& dir, event_log_recovery* 
   return log;
 }
 
+// Writes `events` to the log in `dir` (segments of `seg` events), synced, and closes it.
+void write_log(const std::string& dir, uint64_t seg, std::vector<wire::event> events) {
+  event_log_recovery rec;
+  std::string err;
+  auto log = open_log(dir, &rec, seg);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->append(events, &err) && log->sync(&err)) << err;
+}
+
 TEST(EventLog, OffsetsAreGapFreeReadableOnceWrittenAndSegmentsBeforeTheLastDurable) {
   test::temp_dir dir;
   event_log_recovery rec;
@@ -94,12 +103,7 @@ TEST(EventLog, OffsetsAreGapFreeReadableOnceWrittenAndSegmentsBeforeTheLastDurab
 TEST(EventLog, TornTailIsCutAfterTheLastWholeChunk) {
   test::temp_dir dir;
   event_log_recovery rec;
-  {
-    auto log = open_log(dir.path(), &rec);
-    auto a = make(132, 3);
-    std::string err;
-    ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
-  }
+  write_log(dir.path(), 128, make(132, 3));
   const std::string last = event_log::segment_path(dir.path(), 1);
   const uint64_t whole = test::event_chunks_end(last);
   std::filesystem::resize_file(last, whole);  // as written, unpadded
@@ -190,12 +194,7 @@ TEST(EventLog, AHoleInTheLastSegmentCutsEverythingAfterIt) {
 TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
   test::temp_dir dir;
   event_log_recovery rec;
-  {
-    auto log = open_log(dir.path(), &rec);
-    auto a = make(320, 3);
-    std::string err;
-    ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
-  }
+  write_log(dir.path(), 128, make(320, 3));
   const std::string first = event_log::segment_path(dir.path(), 0);
   event_log_options o;
   o.dir = dir.path();
@@ -240,12 +239,7 @@ TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
 TEST(EventLog, AnEmptyLastSegmentContinuesWhereTheFullOneEnded) {
   test::temp_dir dir;
   event_log_recovery rec;
-  {
-    auto log = open_log(dir.path(), &rec);
-    auto a = make(256, 5);  // exactly two full segments
-    std::string err;
-    ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
-  }
+  write_log(dir.path(), 128, make(256, 5));
   std::ofstream(event_log::segment_path(dir.path(), 2)).flush();  // created, never written
   auto log = open_log(dir.path(), &rec);
   EXPECT_EQ(rec.next_offset, 257u);
@@ -305,11 +299,7 @@ TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
   test::temp_dir dir;
   event_log_recovery rec;
   std::string err;
-  {
-    auto log = open_log(dir.path(), &rec, 128);
-    auto a = make(560, 9);  // segments 0..4, the newest partly full
-    ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
-  }
+  write_log(dir.path(), 128, make(560, 9));
   // A size the two newest segments' files fit in, and not the three newest.
   const uint64_t limit = std::filesystem::file_size(event_log::segment_path(dir.path(), 3)) +
                          std::filesystem::file_size(event_log::segment_path(dir.path(), 4));
@@ -365,11 +355,7 @@ TEST(EventLog, AFullLastSegmentWithoutItsSealIsSealedOnOpening) {
   test::temp_dir dir;
   event_log_recovery rec;
   std::string err;
-  {
-    auto log = open_log(dir.path(), &rec, 256);
-    auto a = make_wide(256, 1);
-    ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
-  }
+  write_log(dir.path(), 256, make_wide(256, 1));
   const std::string path = event_log::segment_path(dir.path(), 0);
   const uint64_t sealed = std::filesystem::file_size(path);
   std::filesystem::resize_file(path, test::event_chunks_end(path));
@@ -391,11 +377,7 @@ TEST(EventLog, RefusesSegmentsOfTheFirstFormatAndOfAnotherSize) {
   test::temp_dir dir;
   event_log_recovery rec;
   std::string err;
-  {
-    auto log = open_log(dir.path(), &rec, 256);
-    auto a = make(10, 1);
-    ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
-  }
+  write_log(dir.path(), 256, make(10, 1));
   event_log_options o;
   o.dir = dir.path();
   o.segment_events = 512;
