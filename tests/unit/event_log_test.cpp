@@ -8,10 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "storage/checksum.hpp"
 #include "storage/failure_probes.hpp"
@@ -667,6 +669,74 @@ TEST(EventLog, ReadPackedGivesTheWritersWholeGroups) {
   ASSERT_TRUE(log->cut_back_to(all.size() - 10, &err)) << err;
   all.resize(all.size() - 11);
   check(last_group * 128 - 127, 8192, 0);  // cut: nothing kept in memory is trusted
+}
+
+// Readers on other threads while the writer appends, seals and opens segment after segment
+// (the ring holds only the newest 1,024 events, so most reads go to the files): every read
+// gets exactly the events written at its offsets, never past what was written.
+TEST(EventLog, ReadersWhileTheWriterAppendsAndSeals) {
+  const uint64_t seed = test::test_seed("EventLog.ReadersWhileTheWriterAppendsAndSeals");
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  test::temp_dir dir;
+  event_log_recovery rec;
+  std::string err;
+  auto log = event_log::open(files_only(dir.path()), &rec, &err);
+  ASSERT_TRUE(log) << err;
+  // Each event's fields follow from its offset, so a reader can check it alone.
+  auto expected = [](uint64_t offset) {
+    wire::event e;
+    e.offset = offset;
+    e.lsn = offset / 500 + 1;
+    e.timestamp = 1'000'000 + offset * 3;
+    e.type = wire::event_type::transfer_posted;
+    e.account_a = offset * 0x9e3779b97f4a7c15ull >> 40;
+    e.amount = offset * 0xc2b2ae3d27d4eb4full;
+    e.crc = event_log::event_crc(e);
+    return e;
+  };
+  constexpr uint64_t total = 200'000;
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> reads{0}, failures{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r)
+    readers.emplace_back([&, r] {
+      std::mt19937_64 rng(seed + uint64_t(r));
+      std::vector<wire::event> got;
+      std::string why;
+      while (!done.load()) {
+        const uint64_t end = log->written_end();
+        if (end < 2) continue;
+        const uint64_t from = 1 + rng() % (end - 1), max = 1 + rng() % 3000;
+        if (log->read(from, max, &got, &why) != event_log::read_status::ok || got.empty() ||
+            got.size() > max) {
+          if (failures.fetch_add(1) < 3) ADD_FAILURE() << "read " << from << "+" << max << ": " << why;
+          continue;
+        }
+        for (const auto& e : got) {
+          const wire::event want = expected(e.offset);
+          if (e.offset != from + uint64_t(&e - got.data()) || std::memcmp(&e, &want, sizeof e) != 0) {
+            if (failures.fetch_add(1) < 3) ADD_FAILURE() << "event " << e.offset << " read from " << from;
+            break;
+          }
+        }
+        reads.fetch_add(1);
+      }
+    });
+  std::mt19937_64 rng(seed);
+  std::vector<wire::event> batch;
+  while (log->next_offset() <= total) {
+    batch.resize(1 + rng() % 700);
+    for (size_t i = 0; i < batch.size(); ++i) batch[i] = expected(log->next_offset() + i);
+    ASSERT_TRUE(log->append(batch, &err)) << err;
+    if (rng() % 4 == 0) {
+      ASSERT_TRUE(log->sync(&err)) << err;
+    }
+  }
+  done.store(true);
+  for (auto& t : readers) t.join();
+  std::printf("%llu reads\n", static_cast<unsigned long long>(reads.load()));
+  EXPECT_EQ(failures.load(), 0u);
+  EXPECT_GT(reads.load(), 100u);
 }
 
 }  // namespace
