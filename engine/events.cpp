@@ -720,7 +720,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
     // Packed frames end at the end of a group of 128 offsets where they can, so the next
     // starts at a group's first: the writer's packed chunks then serve as they are.
     constexpr uint64_t group = storage::event_format::group_events;
-    if (const uint64_t past = (s.cursor - 1 + want) % group; !filtered && s.req.packed && want >= group + past)
+    if (const uint64_t past = (s.cursor - 1 + want) % group; !filtered && s.req.packed && want >= group && want > past)
       want -= past;
     if (!filtered) {
       // Another subscriber at this place was sent these very events in this pass.

@@ -796,7 +796,11 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
                           again.size() != end - cut_first))
     return false;
   // The segments after it go first (and the directory is synced): a crash then leaves this
-  // one whole as the last, and the next start cuts again.
+  // one whole as the last, and the next start cuts again. From here the open segment may
+  // change under the writer: it opens it again at its next append.
+  if (append_fd_ >= 0) ::close(append_fd_);
+  append_fd_ = -1;
+  append_index_ = UINT64_MAX;
   for (uint64_t index = (next_offset_ - 1) / seg; index > keep_index; --index) {
     {
       std::lock_guard lk(mu_);

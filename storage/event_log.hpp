@@ -93,7 +93,9 @@ class event_log {
   // (a batch's events may have been cut short by a crash; replay writes them again).
   // *cut says how many went.
   bool cut_from(uint64_t lsn, uint64_t* cut, std::string* error);
-  // Removes every event from offset `end` on (durably; the events before it stay).
+  // Removes every event from offset `end` on (durably; the events before it stay, at
+  // every moment: the segment holding `end` is replaced whole). After a failure, open the
+  // log again before using it.
   bool cut_back_to(uint64_t end, std::string* error);
 
   // ---- the writer thread

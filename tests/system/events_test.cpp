@@ -433,7 +433,21 @@ TEST(Events, PackedFramesAsWrittenCarryTheSameEvents) {
   ASSERT_EQ(from5.size(), n - 4);
   EXPECT_EQ(std::memcmp(from5.data(), want.data() + 4, from5.size() * sizeof(wire::event)), 0);
   const std::string metrics = http_get(l.d.metrics_port(), "/metrics");
-  EXPECT_GE(exposition_sample(metrics, "mesob_event_frames_as_written_total"), 3) << metrics;
+  const double as_written = exposition_sample(metrics, "mesob_event_frames_as_written_total");
+  EXPECT_GE(as_written, 3) << metrics;
+  // Frames of exactly one group from inside a group: one short frame, then whole groups
+  // as written (61 whole groups follow; those a batch boundary splits go the old way,
+  // at most 8).
+  auto groups = l.client();
+  wire::subscribe_msg one;
+  one.from = 2;
+  one.batch_max = 128;
+  ASSERT_EQ(subscribe(*groups, one).code, result::ok);
+  const auto from2 = read_events(*groups, n - 1);
+  ASSERT_EQ(from2.size(), n - 1);
+  EXPECT_EQ(std::memcmp(from2.data(), want.data() + 1, from2.size() * sizeof(wire::event)), 0);
+  const double after = exposition_sample(http_get(l.d.metrics_port(), "/metrics"), "mesob_event_frames_as_written_total");
+  EXPECT_GE(after - as_written, 50) << "frames of one group went the old way";
 }
 
 TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
