@@ -399,16 +399,22 @@ TEST(EventLog, RefusesSegmentsOfTheFirstFormatAndOfAnotherSize) {
       << "nothing cut";
 }
 
-// Appends of every size, fields of every width, read back from the files (the ring holds
-// only the newest 1,024) in ranges of every length, before and after reopening.
-TEST(EventLog, RandomAppendsReadBackFromTheFiles) {
-  const uint64_t seed = test::test_seed("EventLog.RandomAppendsReadBackFromTheFiles");
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+// A randomized test: its seed (printed, MESOB_SEED replays it), a generator from it, a
+// directory, and what opening and appending report.
+class EventLogSeeded : public ::testing::Test {
+ protected:
+  const uint64_t seed = test::test_seed(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::mt19937_64 rng{seed};
   test::temp_dir dir;
-  const event_log_options o = files_only(dir.path());
   event_log_recovery rec;
   std::string err;
+};
+
+// Appends of every size, fields of every width, read back from the files (the ring holds
+// only the newest 1,024) in ranges of every length, before and after reopening.
+TEST_F(EventLogSeeded, RandomAppendsReadBackFromTheFiles) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const event_log_options o = files_only(dir.path());
   std::vector<wire::event> all;
   auto check = [&](event_log& log, int reads) {
     std::vector<wire::event> got;
@@ -460,14 +466,9 @@ TEST(EventLog, RandomAppendsReadBackFromTheFiles) {
 // A byte flipped anywhere in any segment: the log refuses to open (a segment before the
 // last), cuts the last segment's tail, or reads back exactly what was written, or fails a
 // read naming the damage; it never hands out an event that differs.
-TEST(EventLog, AFlippedByteNeverComesBackAsADifferentEvent) {
-  const uint64_t seed = test::test_seed("EventLog.AFlippedByteNeverComesBackAsADifferentEvent");
+TEST_F(EventLogSeeded, AFlippedByteNeverComesBackAsADifferentEvent) {
   SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  test::temp_dir dir;
   const event_log_options o = files_only(dir.path());
-  event_log_recovery rec;
-  std::string err;
   auto all = make_wide(2500, 1);  // segments 0 and 1 sealed, 2 open
   {
     auto log = event_log::open(o, &rec, &err);
@@ -606,17 +607,12 @@ TEST(EventLog, ASealPlacingAGroupWrongFailsReads) {
 // The writer's packed chunks, as the hub takes them: whole groups appended as one chunk,
 // from a group's first offset; nothing for a group split across appends, one whose slot
 // a newer group took, one whose bytes the ring wrote over, or after a cut.
-TEST(EventLog, ReadPackedGivesTheWritersWholeGroups) {
-  const uint64_t seed = test::test_seed("EventLog.ReadPackedGivesTheWritersWholeGroups");
+TEST_F(EventLogSeeded, ReadPackedGivesTheWritersWholeGroups) {
   SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  test::temp_dir dir;
   event_log_options o;
   o.dir = dir.path();
   o.segment_events = 1ull << 16;
   o.ring_events = 1ull << 19;  // 4,096 slots (the default)
-  event_log_recovery rec;
-  std::string err;
   auto log = event_log::open(o, &rec, &err);
   ASSERT_TRUE(log) << err;
   std::vector<wire::event> all;
@@ -674,12 +670,8 @@ TEST(EventLog, ReadPackedGivesTheWritersWholeGroups) {
 // Readers on other threads while the writer appends, seals and opens segment after segment
 // (the ring holds only the newest 1,024 events, so most reads go to the files): every read
 // gets exactly the events written at its offsets, never past what was written.
-TEST(EventLog, ReadersWhileTheWriterAppendsAndSeals) {
-  const uint64_t seed = test::test_seed("EventLog.ReadersWhileTheWriterAppendsAndSeals");
+TEST_F(EventLogSeeded, ReadersWhileTheWriterAppendsAndSeals) {
   SCOPED_TRACE("seed " + std::to_string(seed));
-  test::temp_dir dir;
-  event_log_recovery rec;
-  std::string err;
   auto log = event_log::open(files_only(dir.path()), &rec, &err);
   ASSERT_TRUE(log) << err;
   // Each event's fields follow from its offset, so a reader can check it alone.
@@ -700,13 +692,13 @@ TEST(EventLog, ReadersWhileTheWriterAppendsAndSeals) {
   std::vector<std::thread> readers;
   for (int r = 0; r < 2; ++r)
     readers.emplace_back([&, r] {
-      std::mt19937_64 rng(seed + uint64_t(r));
+      std::mt19937_64 reader_rng(seed + uint64_t(r));
       std::vector<wire::event> got;
       std::string why;
       while (!done.load()) {
         const uint64_t end = log->written_end();
         if (end < 2) continue;
-        const uint64_t from = 1 + rng() % (end - 1), max = 1 + rng() % 3000;
+        const uint64_t from = 1 + reader_rng() % (end - 1), max = 1 + reader_rng() % 3000;
         if (log->read(from, max, &got, &why) != event_log::read_status::ok || got.empty() ||
             got.size() > max) {
           if (failures.fetch_add(1) < 3) ADD_FAILURE() << "read " << from << "+" << max << ": " << why;
@@ -722,7 +714,6 @@ TEST(EventLog, ReadersWhileTheWriterAppendsAndSeals) {
         reads.fetch_add(1);
       }
     });
-  std::mt19937_64 rng(seed);
   std::vector<wire::event> batch;
   while (log->next_offset() <= total) {
     batch.resize(1 + rng() % 700);
