@@ -113,7 +113,7 @@ std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& d
 // wal_writer
 
 uint64_t wal_writer::record_bytes(uint64_t payload_bytes) {
-  return sizeof(record_header) + payload_bytes;
+  return round_up(sizeof(record_header) + payload_bytes, record_align);
 }
 
 uint64_t wal_writer::record_payload_bytes_max() const {
@@ -388,6 +388,7 @@ uint64_t wal_writer::stage(record_kind kind, uint16_t version, uint64_t timestam
     std::memcpy(dst, p.data(), p.size());
     dst += p.size();
   }
+  std::memset(dst, 0, record_bytes(payload) - sizeof h - payload);  // the padding to record_align
   crc = crc32c(at + sizeof h, payload);
   h.payload_crc = crc;
   h.chain = record_chain(chain_, h, at + sizeof h);
@@ -436,7 +437,7 @@ void wal_writer::submit() {
       h.unacked_back = uint32_t(back);
       h.header_crc = record_header_crc(h);
       std::memcpy(buf_[open_buf_] + pos, &h, sizeof h);
-      pos += sizeof h + h.payload_bytes;
+      pos += record_bytes(h.payload_bytes);
     }
   }
   flight& f = flights_.emplace_back();
@@ -786,9 +787,9 @@ bool scan_wal(const wal_scan_options& opt,
       std::memcpy(&sh, d.data(), sizeof sh);
       header_ok = sh.magic == segment_magic && segment_header_crc(sh) == sh.header_crc;
     }
-    if (header_ok && sh.version != wal_format_version) {
+    if (header_ok && (sh.version < 1 || sh.version > wal_format_version)) {
       *error = "wal: " + path + " has format version " + std::to_string(sh.version) +
-               ", this build reads version " + std::to_string(wal_format_version);
+               ", this build reads versions 1 to " + std::to_string(wal_format_version);
       return false;
     }
     if (!header_ok) {
@@ -861,7 +862,7 @@ bool scan_wal(const wal_scan_options& opt,
       chain = h.chain;
       ++expected;
       ++r.records;
-      pos += sizeof h + h.payload_bytes;
+      pos += wal_writer::record_bytes(h.payload_bytes);
     }
     const after_end follows = last ? what_follows(d, pos + 1, expected) : after_end{};
     const uint64_t flights = std::clamp<uint64_t>(sh.flights_max, 1, wal_flights_limit);

@@ -1,4 +1,4 @@
-// The write-ahead log's on-disk format (format version 1). See storage/README.md.
+// The write-ahead log's on-disk format (format version 2). See storage/README.md.
 //
 // A log is a directory of segment files `wal-<index:016x>.log`, each exactly
 // `segment_bytes` long, pre-zeroed before use. Block 0 (4 KiB) holds a segment_header.
@@ -6,6 +6,12 @@
 // starts on a 4 KiB boundary and is followed by zero bytes up to the next boundary,
 // so each group is one aligned O_DIRECT write linked to one fdatasync. Several groups
 // may be in flight at once (segment_header::flights_max); they are acknowledged in order.
+//
+// Each record (header and payload) is followed by zero bytes up to a multiple of
+// record_align (8), so the next record's header, or the padding's zero magic, starts
+// inside the block it belongs to: a reader that looked for the magic in the last bytes
+// of a block would read the next group's first bytes instead. Payloads of 8-byte
+// multiples (every record before packed transfer batches) need no padding.
 //
 // Caveats:
 // - A zero `magic` at a 4 KiB boundary means "no more data in this segment".
@@ -22,7 +28,10 @@ namespace mesob::storage {
 
 constexpr uint64_t segment_magic = 0x314c4157424f5345ull;  // "ESOBWAL1"
 constexpr uint32_t record_magic = 0x4345524dU;             // "MREC"
-constexpr uint32_t wal_format_version = 1;
+// Version 2: records padded to record_align. Version 1 segments (whose records all were
+// 8-byte multiples) read the same; a build that reads only version 1 refuses version 2
+// segments by name rather than misread a padded record.
+constexpr uint32_t wal_format_version = 2;
 constexpr size_t wal_block_bytes = 4096;
 
 struct segment_header {
@@ -61,6 +70,7 @@ struct record_header {
   chain_hash chain;          // SHA-256(prev chain || bytes [8, 48) of this header with unacked_back 0 || payload)
 };
 static_assert(sizeof(record_header) == 80);
+constexpr uint64_t record_align = 8;
 constexpr size_t record_chained_bytes_begin = 8;
 constexpr size_t record_chained_bytes_end = 48;
 

@@ -66,13 +66,14 @@ int main(int argc, char** argv) {
       last_file = v.file;
       if (records) std::printf("segment %s\n", v.file);
     }
+    // Flags (engine/engine.cpp): 1 an equb group's chain, 2 gateways' deposits, 4 packed.
     if (records)
-      std::printf("  lsn %llu  offset %llu  ts %llu  group %llu  %s%s x%u  %u bytes  chain %.16s\n",
+      std::printf("  lsn %llu  offset %llu  ts %llu  group %llu  %s%s%s x%u  %u bytes  chain %.16s\n",
                   static_cast<unsigned long long>(h.lsn), static_cast<unsigned long long>(v.offset),
                   static_cast<unsigned long long>(h.timestamp),
                   static_cast<unsigned long long>(h.group_first_lsn), kind_name(kind),
-                  flags == 1 ? " (equb emitted)" : flags == 2 ? " (gateway deposits)" : "", count,
-                  h.payload_bytes, to_hex(h.chain).c_str());
+                  flags & 1 ? " (equb emitted)" : flags & 2 ? " (gateway deposits)" : "",
+                  h.version >= 4 && (flags & 4) ? " packed" : "", count, h.payload_bytes, to_hex(h.chain).c_str());
     return true;
   }, &r, &error);
   if (!ok) {

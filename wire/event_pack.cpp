@@ -25,13 +25,19 @@ namespace mesob::wire {
 // every event of the block shares is a plain column of width 0: its base alone. Every
 // block but a frame's last holds 128 events. A frame's blocks are all checked before any
 // is unpacked, so a malformed one hands out nothing.
+//
+// Transfers (the log's transfer batches) are packed the same way, with their own 14 fields
+// (transfer_layout below): the code is one template over a record's layout.
 namespace {
 struct field {
   const char* name;
-  uint8_t at;    // byte offset in the event
+  uint8_t at;    // byte offset in the record
   uint8_t size;  // bytes
 };
-constexpr std::array<field, 16> fields{{
+struct event_layout {
+  using record = event;
+  static constexpr const char* noun = "events";
+  static constexpr std::array<field, 16> fields{{
     {"offset", offsetof(event, offset), 8},
     {"lsn", offsetof(event, lsn), 8},
     {"timestamp", offsetof(event, timestamp), 8},
@@ -48,27 +54,52 @@ constexpr std::array<field, 16> fields{{
     {"code", offsetof(event, code), 2},
     {"gateway", offsetof(event, gateway), 2},
     {"crc", offsetof(event, crc), 4},
-}};
-constexpr bool fields_cover_event() {
+  }};
+};
+struct transfer_layout {
+  using record = transfer;
+  static constexpr const char* noun = "transfers";
+  static constexpr std::array<field, 14> fields{{
+      {"id.lo", offsetof(transfer, id), 8},
+      {"id.hi", offsetof(transfer, id) + 8, 8},
+      {"pending_id.lo", offsetof(transfer, pending_id), 8},
+      {"pending_id.hi", offsetof(transfer, pending_id) + 8, 8},
+      {"debit_account_id", offsetof(transfer, debit_account_id), 8},
+      {"credit_account_id", offsetof(transfer, credit_account_id), 8},
+      {"amount", offsetof(transfer, amount), 8},
+      {"user_data", offsetof(transfer, user_data), 8},
+      {"timestamp", offsetof(transfer, timestamp), 8},
+      {"currency", offsetof(transfer, currency), 4},
+      {"timeout_s", offsetof(transfer, timeout_s), 4},
+      {"code", offsetof(transfer, code), 2},
+      {"flags", offsetof(transfer, flags), 2},
+      {"reserved", offsetof(transfer, reserved), 4},
+  }};
+};
+template <class L>
+constexpr bool fields_cover_record() {
   size_t at = 0;
-  for (const field& f : fields) {
+  for (const field& f : L::fields) {
     if (f.at != at) return false;
     at += f.size;
   }
-  return at == sizeof(event);
+  return at == sizeof(typename L::record);
 }
-static_assert(fields_cover_event(), "the columns are the event's bytes, in order, without gaps");
+static_assert(fields_cover_record<event_layout>(), "the columns are the event's bytes, in order, without gaps");
+static_assert(fields_cover_record<transfer_layout>(), "the columns are the transfer's bytes, in order, without gaps");
 constexpr size_t varint_bytes_max(size_t size) { return (size * 8 + 6) / 7; }
+template <class L>
 constexpr size_t block_overhead() {
   size_t n = 1;
-  for (const field& f : fields) n += 1 + varint_bytes_max(f.size);
+  for (const field& f : L::fields) n += 1 + varint_bytes_max(f.size);
   return n;
 }
-static_assert(block_overhead() == packed_block_overhead_max);
+static_assert(block_overhead<event_layout>() == packed_block_overhead_max);
+static_assert(block_overhead<transfer_layout>() == packed_transfer_block_overhead_max);
 constexpr uint8_t delta_bit = 0x10;
 
-template <unsigned Size>
-inline uint64_t get(const event& e, size_t at) {
+template <unsigned Size, class R>
+inline uint64_t get(const R& e, size_t at) {
   uint64_t v = 0;
   std::memcpy(&v, reinterpret_cast<const uint8_t*>(&e) + at, Size);  // little-endian: the low bytes
   return v;
@@ -84,10 +115,10 @@ inline uint8_t* put_varint(uint8_t* p, uint64_t v) {
   return p;
 }
 
-// One block's column of a Size-byte field at byte `at` of the event, written at p (which
+// One block's column of a Size-byte field at byte `at` of the record, written at p (which
 // has room for the widest column and 8 bytes more); returns its end.
-template <unsigned Size>
-uint8_t* pack_column(std::span<const event> block, size_t at, uint8_t* p) {
+template <unsigned Size, class R>
+uint8_t* pack_column(std::span<const R> block, size_t at, uint8_t* p) {
   const size_t n = block.size();
   const uint64_t first = get<Size>(block[0], at);
   uint64_t lo = first, hi = first, step_lo = ~0ull, step_hi = 0, prev = first;
@@ -138,36 +169,37 @@ inline uint64_t number(const uint8_t* p) {
   else return p[0];
 }
 
-// Unpacking one column: W-byte numbers into a Size-byte field of n events (the field's
-// first byte at `o`, the next event's 96 bytes on; a field keeps the low Size bytes).
-template <unsigned W, bool Delta, unsigned Size>
+// Unpacking one column: W-byte numbers into a Size-byte field of n records (the field's
+// first byte at `o`, the next record's Stride bytes on; a field keeps the low Size bytes).
+template <unsigned W, bool Delta, unsigned Size, size_t Stride>
 void unpack_column(const uint8_t* d, uint64_t base, uint64_t step, uint8_t* o, size_t n) {
   if constexpr (Delta) {
     uint64_t v = base;
     std::memcpy(o, &v, Size);
     for (size_t i = 1; i < n; ++i) {
       v += step + number<W>(d + (i - 1) * W);
-      std::memcpy(o + i * sizeof(event), &v, Size);
+      std::memcpy(o + i * Stride, &v, Size);
     }
   } else {
     for (size_t i = 0; i < n; ++i) {
       const uint64_t v = base + number<W>(d + i * W);
-      std::memcpy(o + i * sizeof(event), &v, Size);
+      std::memcpy(o + i * Stride, &v, Size);
     }
   }
 }
 using column_fn = void (*)(const uint8_t*, uint64_t, uint64_t, uint8_t*, size_t);
-template <bool Delta, unsigned Size, size_t... W>
+template <bool Delta, unsigned Size, size_t Stride, size_t... W>
 constexpr std::array<column_fn, 9> columns_by_width(std::index_sequence<W...>) {
-  return {&unpack_column<unsigned(W), Delta, Size>...};
+  return {&unpack_column<unsigned(W), Delta, Size, Stride>...};
 }
-template <bool Delta, unsigned Size>
-constexpr std::array<column_fn, 9> by_width = columns_by_width<Delta, Size>(std::make_index_sequence<9>());
+template <bool Delta, unsigned Size, size_t Stride>
+constexpr std::array<column_fn, 9> by_width = columns_by_width<Delta, Size, Stride>(std::make_index_sequence<9>());
+template <size_t Stride>
 column_fn column_for(unsigned size, bool delta, unsigned w) {
   switch (size) {
-    case 2: return delta ? by_width<true, 2>[w] : by_width<false, 2>[w];
-    case 4: return delta ? by_width<true, 4>[w] : by_width<false, 4>[w];
-    default: return delta ? by_width<true, 8>[w] : by_width<false, 8>[w];
+    case 2: return delta ? by_width<true, 2, Stride>[w] : by_width<false, 2, Stride>[w];
+    case 4: return delta ? by_width<true, 4, Stride>[w] : by_width<false, 4, Stride>[w];
+    default: return delta ? by_width<true, 8, Stride>[w] : by_width<false, 8, Stride>[w];
   }
 }
 
@@ -184,17 +216,18 @@ bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t* out) {
   }
   return false;
 }
-}  // namespace
 
-void pack_events(std::span<const event> events, std::vector<uint8_t>& out) {
+template <class L>
+void pack(std::span<const typename L::record> events, std::vector<uint8_t>& out) {
+  using record = typename L::record;
   // Written into a scratch buffer with room for the widest blocks (and the 8 bytes a
   // column's last number is written as), then appended: growing `out` by that room would
-  // zero about as many bytes as the events hold.
+  // zero about as many bytes as the records hold.
   MESOB_ASSERT(events.size() <= events_per_frame_max);  // so the scratch stays under 800 KB
   thread_local std::unique_ptr<uint8_t[]> scratch;
   thread_local size_t scratch_bytes = 0;
   const size_t blocks = (events.size() + packed_block_events - 1) / packed_block_events;
-  const size_t room = blocks * (packed_block_overhead_max + 8) + events.size() * sizeof(event);
+  const size_t room = blocks * (block_overhead<L>() + 8) + events.size() * sizeof(record);
   if (room > scratch_bytes) {
     scratch = std::make_unique<uint8_t[]>(room);
     scratch_bytes = room;
@@ -203,28 +236,34 @@ void pack_events(std::span<const event> events, std::vector<uint8_t>& out) {
   for (size_t at = 0; at < events.size(); at += packed_block_events) {
     const auto block = events.subspan(at, std::min(packed_block_events, events.size() - at));
     *p++ = uint8_t(block.size());
-    // Which bytes differ anywhere in the block from its first event (a few wide XORs an
-    // event): a field whose bytes never do is its base alone, without a pass over it.
-    // (Six 16-byte registers: a loop over an array of words kept it in memory, and each
-    // event's OR waited on the last one's store: most of the time packing took.)
+    // Which bytes differ anywhere in the block from its first record (a few wide XORs a
+    // record): a field whose bytes never do is its base alone, without a pass over it.
+    // (16-byte registers: a loop over an array of words kept it in memory, and each
+    // record's OR waited on the last one's store: most of the time packing took.) A
+    // record's last 8 bytes, when its size is not a multiple of 16, are one more lane
+    // loaded 8 bytes wide.
     const auto* first = reinterpret_cast<const uint8_t*>(&block[0]);
-    constexpr size_t lanes = sizeof(event) / 16;
+    static_assert(sizeof(record) % 8 == 0);
+    constexpr size_t lanes = (sizeof(record) + 15) / 16;
+    constexpr bool half_last = sizeof(record) % 16 != 0;
+    auto lane = [](const uint8_t* b, size_t k) {
+      return half_last && k + 1 == lanes ? _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 16 * k))
+                                         : _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * k));
+    };
     __m128i base[lanes], acc[lanes];
     for (size_t k = 0; k < lanes; ++k) {
-      base[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(first + 16 * k));
+      base[k] = lane(first, k);
       acc[k] = _mm_setzero_si128();
     }
-    for (const event& e : block) {
+    for (const record& e : block) {
       const auto* b = reinterpret_cast<const uint8_t*>(&e);
       [&]<size_t... k>(std::index_sequence<k...>) {  // unrolled, so acc stays in registers
-        ((acc[k] = _mm_or_si128(acc[k], _mm_xor_si128(base[k], _mm_loadu_si128(
-                                                                    reinterpret_cast<const __m128i*>(b + 16 * k))))),
-         ...);
+        ((acc[k] = _mm_or_si128(acc[k], _mm_xor_si128(base[k], lane(b, k)))), ...);
       }(std::make_index_sequence<lanes>());
     }
-    std::array<uint8_t, sizeof(event)> differ;
+    std::array<uint8_t, lanes * 16> differ;
     for (size_t k = 0; k < lanes; ++k) _mm_storeu_si128(reinterpret_cast<__m128i*>(differ.data() + 16 * k), acc[k]);
-    for (const field& f : fields) {
+    for (const field& f : L::fields) {
       uint64_t bits = 0;
       std::memcpy(&bits, differ.data() + f.at, f.size);
       if (bits == 0) {
@@ -240,13 +279,14 @@ void pack_events(std::span<const event> events, std::vector<uint8_t>& out) {
   out.insert(out.end(), scratch.get(), p);
 }
 
-namespace {
-// One block as its columns say: the fields every event shares (as one event) and the
+// One block as its columns say: the fields every record shares (as one record) and the
 // columns of the others.
+template <class L>
 struct block_plan {
+  using record = typename L::record;
   size_t n = 0;
-  // The shared fields' bytes, as an event's (a varying field's bytes zero).
-  std::array<uint8_t, sizeof(event)> shared;
+  // The shared fields' bytes, as a record's (a varying field's bytes zero).
+  std::array<uint8_t, sizeof(record)> shared;
   uint32_t varying_fields = 0;  // bit i: fields[i] has a column
   struct column {
     const field* f;
@@ -254,31 +294,33 @@ struct block_plan {
     const uint8_t* data;
     uint64_t base, step;
   };
-  std::array<column, fields.size()> varying;
+  std::array<column, L::fields.size()> varying;
   size_t varying_n = 0;
 };
 
-// Reads the block at p (at most `left` events to go), moving p past it. False, with why,
+// Reads the block at p (at most `left` records to go), moving p past it. False, with why,
 // if it is malformed.
+template <class L>
 bool plan_block(const uint8_t*& p, const uint8_t* begin, const uint8_t* end, size_t done, size_t left,
-                block_plan& b, std::string* why) {
+                block_plan<L>& b, std::string* why) {
   const size_t block_at = size_t(p - begin);
+  const std::string noun = L::noun;
   auto fail = [&](const std::string& what) {
-    *why = "packed events: the block at byte " + std::to_string(block_at) + " (events " + std::to_string(done) +
-           "..): " + what;
+    *why = "packed " + noun + ": the block at byte " + std::to_string(block_at) + " (" + noun + " " +
+           std::to_string(done) + "..): " + what;
     return false;
   };
-  if (p == end) return fail("missing (" + std::to_string(left) + " events to go)");
+  if (p == end) return fail("missing (" + std::to_string(left) + " " + noun + " to go)");
   b.n = *p++;
   // Every block but the last is full (so a frame has at most blocks_max).
   const size_t want = std::min(left, packed_block_events);
   if (b.n != want)
-    return fail("holds " + std::to_string(b.n) + " events where " + std::to_string(want) + " are due (" +
+    return fail("holds " + std::to_string(b.n) + " " + noun + " where " + std::to_string(want) + " are due (" +
                 std::to_string(left) + " to go, " + std::to_string(packed_block_events) + " a block)");
   b.varying_n = 0;
   b.varying_fields = 0;
   b.shared.fill(0);
-  for (const field& f : fields) {
+  for (const field& f : L::fields) {
     if (p == end) return fail(std::string(f.name) + ": cut short");
     const uint8_t desc = *p++;
     const unsigned w = desc & 0x0f;
@@ -292,19 +334,20 @@ bool plan_block(const uint8_t*& p, const uint8_t* begin, const uint8_t* end, siz
     if (size_t(end - p) < bytes) return fail(std::string(f.name) + ": cut short");
     if (!delta && w == 0) std::memcpy(b.shared.data() + f.at, &base, f.size);
     else {
-      b.varying[b.varying_n++] = {&f, column_for(f.size, delta, w), p, base, step};
-      b.varying_fields |= 1u << (&f - fields.data());
+      b.varying[b.varying_n++] = {&f, column_for<sizeof(typename L::record)>(f.size, delta, w), p, base, step};
+      b.varying_fields |= 1u << (&f - L::fields.data());
     }
     p += bytes;
   }
   return true;
 }
 
-// The block's events into dest; `fill`: its shared fields too (else dest holds them).
-void unpack_block(const block_plan& b, event* dest, bool fill = true) {
+// The block's records into dest; `fill`: its shared fields too (else dest holds them).
+template <class L>
+void unpack_block(const block_plan<L>& b, typename L::record* dest, bool fill = true) {
   if (fill) {
-    event shared;
-    std::memcpy(&shared, b.shared.data(), sizeof(event));
+    typename L::record shared;
+    std::memcpy(&shared, b.shared.data(), sizeof shared);
     std::fill(dest, dest + b.n, shared);
   }
   for (size_t c = 0; c < b.varying_n; ++c) {
@@ -313,13 +356,17 @@ void unpack_block(const block_plan& b, event* dest, bool fill = true) {
   }
 }
 
-// Plans every block of `in`, which must be exactly `count` events, before any is unpacked
-// (into the first of `plans`; returns how many).
+// Plans every block of `in`, which must be exactly `count` records, before any is
+// unpacked (into the first of `plans`; returns how many).
 constexpr size_t blocks_max = (events_per_frame_max + packed_block_events - 1) / packed_block_events;
-using block_plans = std::array<block_plan, blocks_max>;
-bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans& plans, size_t* blocks, std::string* why) {
+template <class L>
+using block_plans = std::array<block_plan<L>, blocks_max>;
+template <class L>
+bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans<L>& plans, size_t* blocks,
+                 std::string* why) {
+  const std::string noun = L::noun;
   if (count > events_per_frame_max) {
-    *why = "packed events: " + std::to_string(count) + " events in a frame; at most " +
+    *why = "packed " + noun + ": " + std::to_string(count) + " " + noun + " at once; at most " +
            std::to_string(events_per_frame_max);
     return false;
   }
@@ -330,38 +377,53 @@ bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans& plans
     if (!plan_block(p, in.data(), in.data() + in.size(), done, count - done, plans[*blocks], why)) return false;
   }
   if (p != in.data() + in.size()) {
-    *why = "packed events: " + std::to_string(in.data() + in.size() - p) + " bytes after the " +
-           std::to_string(count) + " events";
+    *why = "packed " + noun + ": " + std::to_string(in.data() + in.size() - p) + " bytes after the " +
+           std::to_string(count) + " " + noun;
     return false;
   }
   return true;
 }
-}  // namespace
 
-bool unpack_events(std::span<const uint8_t> in, uint32_t count, std::vector<event>& out, std::string* why) {
-  block_plans plans;  // on the stack (about 48 KB): nothing is shared between calls
+template <class L>
+bool unpack(std::span<const uint8_t> in, uint32_t count, std::vector<typename L::record>& out, std::string* why) {
+  block_plans<L> plans;  // on the stack (about 48 KB): nothing is shared between calls
   size_t blocks = 0;
   if (!plan_blocks(in, count, plans, &blocks, why)) return false;
   out.resize(count);
-  event* dest = out.data();
+  auto* dest = out.data();
   for (size_t i = 0; i < blocks; ++i) {
     unpack_block(plans[i], dest);
     dest += plans[i].n;
   }
   return true;
 }
+}  // namespace
+
+void pack_events(std::span<const event> events, std::vector<uint8_t>& out) { pack<event_layout>(events, out); }
+
+bool unpack_events(std::span<const uint8_t> in, uint32_t count, std::vector<event>& out, std::string* why) {
+  return unpack<event_layout>(in, count, out, why);
+}
+
+void pack_transfers(std::span<const transfer> transfers, std::vector<uint8_t>& out) {
+  pack<transfer_layout>(transfers, out);
+}
+
+bool unpack_transfers(std::span<const uint8_t> in, uint32_t count, std::vector<transfer>& out, std::string* why) {
+  return unpack<transfer_layout>(in, count, out, why);
+}
 
 bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visitor& each, std::string* why) {
-  block_plans plans;  // on the stack (about 48 KB): nothing is shared between calls
+  block_plans<event_layout> plans;  // on the stack (about 48 KB): nothing is shared between calls
   size_t blocks = 0;
   if (!plan_blocks(in, count, plans, &blocks, why)) return false;
   // The buffer's first `filled` events hold the shared fields of `last`: a block with the
   // same ones (a log record's transfers: every block but the first) writes only its columns.
   std::array<event, packed_block_events> block;
-  const block_plan* last = nullptr;
+  const block_plan<event_layout>* last = nullptr;
   size_t filled = 0;
   for (size_t i = 0; i < blocks; ++i) {
-    const block_plan& b = plans[i];
+    const block_plan<event_layout>& b = plans[i];
     const bool same = last != nullptr && b.n <= filled && b.varying_fields == last->varying_fields &&
                       b.shared == last->shared;
     unpack_block(b, block.data(), !same);

@@ -48,4 +48,13 @@ bool unpack_events(std::span<const uint8_t> in, uint32_t count, std::vector<even
 using event_visitor = std::function<void(std::span<const event>)>;
 bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visitor& each, std::string* why);
 
+// Transfers packed the same way (blocks of up to 128, a column per field of `transfer` in
+// its order: id low and high halves, pending_id low and high halves, debit_account_id,
+// credit_account_id, amount, user_data, timestamp, currency, timeout_s, code, flags,
+// reserved): the log's transfer batches (engine/README.md). At most events_per_frame_max
+// at once; unpacking gives back the very 88 bytes of each.
+constexpr size_t packed_transfer_block_overhead_max = 1 + 9 * (1 + 10) + 3 * (1 + 5) + 2 * (1 + 3);
+void pack_transfers(std::span<const transfer> transfers, std::vector<uint8_t>& out);
+bool unpack_transfers(std::span<const uint8_t> in, uint32_t count, std::vector<transfer>& out, std::string* why);
+
 }  // namespace mesob::wire

@@ -6,10 +6,14 @@
 #include <atomic>
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <span>
+#include <vector>
 #include <memory>
 #include <ostream>
 
 #include "engine/engine.hpp"
+#include "storage/wal.hpp"
 #include "support/temp_dir.hpp"
 
 namespace mesob::test {
@@ -95,6 +99,54 @@ inline void create_accounts(engine::engine& e, uint64_t n) {
     for (uint64_t id = first; id < std::min(n + 1, first + 8192); ++id) batch.push_back(make_account(id));
     e.create_accounts(batch);
   }
+}
+
+// A batch record (engine/engine.cpp's batch record header and `ops` as its body).
+struct batch_record_spec {
+  uint16_t version;
+  uint16_t kind;
+  uint32_t count;
+  std::vector<uint8_t> ops;
+  uint16_t flags = 0;
+};
+
+// A fresh log (under `data`) of these records, written with the engine's own log writer
+// (timestamps 1 ms apart): as an older build wrote them, or bytes no build writes.
+inline void write_batch_records(const std::string& data, const std::vector<batch_record_spec>& records) {
+  ASSERT_TRUE(std::filesystem::create_directories(data + "/wal"));
+  storage::wal_options o;
+  o.dir = data + "/wal";
+  std::string err;
+  auto w = storage::wal_writer::open(o, {}, -1, &err);
+  ASSERT_TRUE(w) << err;
+  uint64_t ts = 1'700'000'000'000'000'000ull;
+  for (const auto& r : records) {
+    struct {
+      uint16_t kind, flags;
+      uint32_t count;
+      uint64_t timestamp_base;
+    } header{r.kind, r.flags, r.count, ts += 1'000'000};
+    static_assert(sizeof header == 16);
+    std::vector<uint8_t> h(sizeof header);
+    std::memcpy(h.data(), &header, sizeof header);
+    const std::span<const uint8_t> pieces[] = {h, r.ops};
+    ASSERT_NE(w->stage(storage::record_kind::batch, r.version, header.timestamp_base, pieces), 0u);
+  }
+  w->submit();
+  ASSERT_EQ(w->wait(-1), storage::wal_writer::wait_status::committed);
+}
+
+inline void write_batch_record(const std::string& data, uint16_t version, uint16_t kind, uint32_t count,
+                               const std::vector<uint8_t>& ops, uint16_t flags = 0) {
+  write_batch_records(data, {{version, kind, count, ops, flags}});
+}
+
+// A batch record's body: the operations as they are, byte for byte.
+template <class T>
+std::vector<uint8_t> ops_bytes(const std::vector<T>& ops) {
+  std::vector<uint8_t> b(ops.size() * sizeof(T));
+  if (!ops.empty()) std::memcpy(b.data(), ops.data(), b.size());
+  return b;
 }
 
 class engine_fixture {

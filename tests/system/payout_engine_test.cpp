@@ -927,30 +927,6 @@ TEST_F(payout_engine_replay, a_routed_groups_hold_finds_its_account_after_a_shar
   expect_payout_account_consistent();
 }
 
-// A log of one batch record of `version`, written with the engine's own log writer, as
-// an older build wrote it.
-void write_old_record(const std::string& data, uint16_t version, uint16_t kind, uint32_t count,
-                      const std::vector<uint8_t>& ops, uint16_t flags = 0) {
-  ASSERT_TRUE(std::filesystem::create_directories(data + "/wal"));
-  storage::wal_options o;
-  o.dir = data + "/wal";
-  std::string err;
-  auto w = storage::wal_writer::open(o, {}, -1, &err);
-  ASSERT_TRUE(w) << err;
-  struct {
-    uint16_t kind, flags;
-    uint32_t count;
-    uint64_t timestamp_base;
-  } header{kind, flags, count, 1'700'000'000'000'000'000ull};
-  static_assert(sizeof header == 16);
-  std::vector<uint8_t> h(sizeof header);
-  std::memcpy(h.data(), &header, sizeof header);
-  const std::span<const uint8_t> pieces[] = {h, ops};
-  ASSERT_NE(w->stage(storage::record_kind::batch, version, header.timestamp_base, pieces), 0u);
-  w->submit();
-  ASSERT_EQ(w->wait(-1), storage::wal_writer::wait_status::committed);
-}
-
 // Records from before group numbers (version 2) replay as that build decided them: a
 // create carrying seed bytes and a payout_to were refused then (equb_op_invalid) and are
 // refused in replay; a plain create makes a group with no number, whose payouts go to
@@ -967,7 +943,7 @@ TEST(payout_engine_upgrade, group_operations_of_an_older_build_replay_as_they_we
   std::memcpy(ops.data(), &a, sizeof a);
   std::memcpy(ops.data() + sizeof a, &b, sizeof b);
   std::memcpy(ops.data() + 2 * sizeof a, &route, sizeof route);
-  write_old_record(dir.path(), 2, uint16_t(actors::op_kind::equb_ops), 3, ops);
+  write_batch_record(dir.path(), 2, uint16_t(actors::op_kind::equb_ops), 3, ops);
   std::string err;
   auto e = engine::engine::open(test_config(dir.path()), &err);
   ASSERT_TRUE(e) << err;
@@ -996,7 +972,7 @@ TEST(payout_engine_upgrade, group_operations_of_an_older_build_replay_as_they_we
 // engine's own log writer, as that build wrote it.
 TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what_to_do) {
   auto write_log = [](const std::string& data, uint16_t kind, const std::vector<uint8_t>& op, uint16_t flags = 0) {
-    write_old_record(data, 1, kind, 1, op, flags);
+    write_batch_record(data, 1, kind, 1, op, flags);
   };
   {
     temp_dir dir;

@@ -14,8 +14,11 @@
 #include "storage/failure_probes.hpp"
 #include "storage/snapshot.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/seed.hpp"
+#include "wire/event_pack.hpp"
 
 #include <cstring>
+#include <random>
 
 using namespace mesob;
 using namespace mesob::test;
@@ -406,6 +409,121 @@ TEST_P(ledger, state_survives_restart_with_and_without_snapshot) {
   f_.restart();
   EXPECT_EQ(acct(1).debits_posted, 50u);
   EXPECT_TRUE(e().check_balances().balanced);
+}
+
+// Transfer batches go to the log packed (record version 4, batch_flag_packed) when that is
+// smaller, and every restart replays them to the same state; a batch of one goes as it is.
+TEST(ledger_log, transfer_batches_are_logged_packed_and_replay_the_same) {
+  engine_fixture f(2, false);  // no snapshot at close: every restart replays the log
+  constexpr uint64_t accounts = 1000;
+  create_accounts(f.e(), accounts);
+  const uint64_t seed = test_seed("ledger_log packed");
+  std::mt19937_64 rng(seed);
+  std::vector<wire::transfer> batch;
+  for (uint64_t i = 0; i < 5000; ++i) {
+    const uint64_t dr = 1 + rng() % accounts, cr = 1 + (dr + rng() % (accounts - 1)) % accounts;
+    auto t = make_transfer(100'000 + i, dr, cr, 1 + rng() % 1000, i % 7 == 0 ? tf::pending : 0);
+    if (i % 7 == 0) t.timeout_s = uint32_t(rng() % 100'000);
+    t.user_data = i % 3 == 0 ? rng() : 0;
+    t.code = uint16_t(i % 5);
+    batch.push_back(t);
+  }
+  auto r = f.e().create_transfers(batch);
+  ASSERT_EQ(r.st, engine::status::ok);
+  for (auto x : r.results) ASSERT_EQ(x, result::ok);
+  ASSERT_EQ(f.e().create_transfers({make_transfer(200'000, 1, 2, 5)}).results.at(0), result::ok);
+  std::vector<uint64_t> ids;
+  for (uint64_t id = 1; id <= accounts; ++id) ids.push_back(id);
+  const auto before = f.e().lookup_accounts(ids).accounts;
+  f.close();
+
+  struct seen_record {
+    uint16_t version, flags;
+    uint32_t count, bytes;
+  };
+  std::vector<seen_record> transfer_records;
+  storage::wal_scan_options so;
+  so.dir = f.dir() + "/wal";
+  so.segment_bytes = size_t(16) << 20;
+  so.repair_tail = false;
+  storage::wal_scan_result sr;
+  std::string err;
+  ASSERT_TRUE(storage::scan_wal(so, [&](const storage::wal_record_view& v) {
+    uint16_t kind = 0, flags = 0;
+    uint32_t count = 0;
+    std::memcpy(&kind, v.payload.data(), 2);
+    std::memcpy(&flags, v.payload.data() + 2, 2);
+    std::memcpy(&count, v.payload.data() + 4, 4);
+    if (kind == uint16_t(actors::op_kind::create_transfers))
+      transfer_records.push_back({v.header->version, flags, count, uint32_t(v.payload.size())});
+    return true;
+  }, &sr, &err)) << err;
+  ASSERT_EQ(transfer_records.size(), 2u);
+  EXPECT_EQ(transfer_records[0].version, 4u);
+  EXPECT_EQ(transfer_records[0].count, 5000u);
+  EXPECT_EQ(transfer_records[0].flags, 4u);                 // packed
+  EXPECT_LT(transfer_records[0].bytes, 16u + 5000u * 30u);  // against 88 a transfer as they are
+  EXPECT_EQ(transfer_records[1].flags, 0u);                 // one transfer: as it is
+  EXPECT_EQ(transfer_records[1].bytes, 16u + sizeof(wire::transfer));
+
+  for (int round = 0; round < 2; ++round) {
+    f.open();
+    const auto after = f.e().lookup_accounts(ids).accounts;
+    ASSERT_EQ(after.size(), before.size());
+    EXPECT_EQ(std::memcmp(after.data(), before.data(), before.size() * sizeof(wire::account)), 0)
+        << "seed " << seed << ", restart " << round;
+    // Every transfer is known again: repeats give the first outcome and move nothing.
+    auto again = f.e().create_transfers(batch);
+    for (auto x : again.results) ASSERT_EQ(x, result::ok);
+    const auto looked = f.e().lookup_transfers({batch[6].id, batch[7].id});
+    ASSERT_EQ(looked.results, (std::vector<result>{result::ok, result::ok}));
+    EXPECT_EQ(looked.transfers[1].t.timeout_s, batch[7].timeout_s);
+    EXPECT_EQ(looked.transfers[0].t.user_data, batch[6].user_data);
+    EXPECT_EQ(f.e().lookup_accounts(ids).accounts.at(0).debits_posted, before.at(0).debits_posted);
+    EXPECT_TRUE(f.e().check_balances().balanced);
+    f.close();
+  }
+}
+
+// Transfer records of earlier versions (88-byte transfers as they are) replay; a packed
+// flag where no version allows it, or packed bytes that do not hold the batch, stop
+// start-up with the record and the reason.
+TEST(ledger_log, older_transfer_records_replay_and_bad_packed_ones_stop_start_up) {
+  const std::vector<wire::account> accounts{make_account(1), make_account(2)};
+  const std::vector<wire::transfer> transfers{make_transfer(10, 1, 2, 30), make_transfer(11, 2, 1, 5)};
+  const auto kind_accounts = uint16_t(actors::op_kind::create_accounts);
+  const auto kind_transfers = uint16_t(actors::op_kind::create_transfers);
+  {
+    temp_dir dir;
+    write_batch_records(dir.path(), {{3, kind_accounts, 2, ops_bytes(accounts)},
+                                     {3, kind_transfers, 2, ops_bytes(transfers)}});
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    const auto a = e->lookup_accounts({1, 2}).accounts;
+    ASSERT_EQ(a.size(), 2u);
+    EXPECT_EQ(a[0].debits_posted, 30u);
+    EXPECT_EQ(a[0].credits_posted, 5u);
+    EXPECT_EQ(e->create_transfers(transfers).results, (std::vector<result>{result::ok, result::ok}));
+    EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_posted, 30u);
+  }
+  std::vector<uint8_t> packed;
+  wire::pack_transfers(transfers, packed);
+  auto refused = [&](uint16_t version, std::vector<uint8_t> body, uint32_t count, const char* why) {
+    temp_dir dir;
+    write_batch_records(dir.path(), {{3, kind_accounts, 2, ops_bytes(accounts)},
+                                     {version, kind_transfers, count, std::move(body), 4}});
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(test_config(dir.path()), &err));
+    EXPECT_NE(err.find("malformed batch record"), std::string::npos) << err;
+    EXPECT_NE(err.find(why), std::string::npos) << err;
+  };
+  refused(3, packed, 2, "kind 2, 2 operations");             // version 3 knows no packed flag
+  refused(4, packed, 3, "packed transfers: the block at byte 0");  // one transfer short
+  auto cut = packed;
+  cut.pop_back();
+  refused(4, cut, 2, "packed transfers");
+  refused(4, ops_bytes(transfers), 2, "packed transfers");  // flagged packed, but as they are
 }
 
 TEST_P(ledger, batch_limits) {

@@ -754,6 +754,109 @@ TEST(events_packed, blocks_must_be_full_but_the_last) {
   }
 }
 
+// ---- packed transfers (the log's transfer batches) ------------------------------------
+
+namespace {
+std::vector<transfer> random_transfers(std::mt19937_64& rng, size_t n) {
+  // Fields at random, or shared by every transfer, or counted up, or in a narrow range.
+  std::vector<transfer> v(n);
+  uint64_t pattern[14];
+  for (auto& p : pattern) p = rng() % 4;
+  auto value = [&](int f, size_t i, uint64_t mask) -> uint64_t {
+    switch (pattern[f]) {
+      case 0: return rng() & mask;
+      case 1: return 0x1234567890abcdefull & mask;
+      case 2: return (1000 + i * 3) & mask;
+      default: return (uint64_t(1) << 40 | rng() % 300) & mask;
+    }
+  };
+  for (size_t i = 0; i < n; ++i) {
+    transfer& t = v[i];
+    t.id = {value(0, i, ~0ull), value(1, i, ~0ull)};
+    t.pending_id = {value(2, i, ~0ull), value(3, i, ~0ull)};
+    t.debit_account_id = value(4, i, ~0ull);
+    t.credit_account_id = value(5, i, ~0ull);
+    t.amount = value(6, i, ~0ull);
+    t.user_data = value(7, i, ~0ull);
+    t.timestamp = value(8, i, ~0ull);
+    t.currency = uint32_t(value(9, i, 0xffffffff));
+    t.timeout_s = uint32_t(value(10, i, 0xffffffff));
+    t.code = uint16_t(value(11, i, 0xffff));
+    t.flags = uint16_t(value(12, i, 0xffff));
+    t.reserved = uint32_t(value(13, i, 0xffffffff));
+  }
+  return v;
+}
+bool same_transfers(const std::vector<transfer>& a, const std::vector<transfer>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(transfer)) == 0);
+}
+}  // namespace
+
+TEST(transfers_packed, any_transfers_unpack_to_the_same_bytes) {
+  std::mt19937_64 rng(test::test_seed("transfers_packed"));
+  for (const size_t n : {size_t(0), size_t(1), size_t(2), size_t(127), size_t(128), size_t(129), size_t(1000),
+                         size_t(events_per_frame_max)}) {
+    for (int round = 0; round < 20; ++round) {
+      const auto transfers = random_transfers(rng, n);
+      std::vector<uint8_t> packed{1, 2, 3};  // appended to
+      pack_transfers(transfers, packed);
+      ASSERT_LE(packed.size(), 3 + (n + packed_block_events - 1) / packed_block_events *
+                                       packed_transfer_block_overhead_max + n * sizeof(transfer));
+      std::vector<transfer> out(3);  // replaced, not appended to
+      std::string why;
+      ASSERT_TRUE(unpack_transfers(std::span(packed).subspan(3), uint32_t(n), out, &why)) << n << ": " << why;
+      ASSERT_TRUE(same_transfers(transfers, out)) << n << " transfers, round " << round;
+    }
+  }
+}
+
+TEST(transfers_packed, a_batch_as_the_load_sends_it_packs_small) {
+  // A request of 8,192 transfers: ids counted up, accounts among 100,000, one currency.
+  std::mt19937_64 rng(6);
+  std::vector<transfer> transfers(8192);
+  for (size_t i = 0; i < transfers.size(); ++i) {
+    transfer& t = transfers[i];
+    t.id = {7'000'000 + i, 0xa49536d9639188deull};
+    t.debit_account_id = (uint64_t(1) << 40) + rng() % 100'000;
+    t.credit_account_id = (uint64_t(1) << 40) + rng() % 100'000;
+    t.amount = rng() % 1000 + 1;
+    t.currency = currency("ETB");
+  }
+  std::vector<uint8_t> packed;
+  pack_transfers(transfers, packed);
+  EXPECT_LT(packed.size(), transfers.size() * 10);  // against 88 bytes each as they are
+  std::vector<transfer> out;
+  std::string why;
+  ASSERT_TRUE(unpack_transfers(packed, uint32_t(transfers.size()), out, &why)) << why;
+  EXPECT_TRUE(same_transfers(transfers, out));
+}
+
+TEST(transfers_packed, malformed_bytes_are_refused_with_the_field) {
+  std::mt19937_64 rng(test::test_seed("transfers_packed corruption"));
+  const auto transfers = random_transfers(rng, 300);
+  std::vector<uint8_t> good;
+  pack_transfers(transfers, good);
+  std::vector<transfer> out;
+  std::string why;
+  for (size_t cut = 0; cut < good.size(); ++cut)
+    ASSERT_FALSE(unpack_transfers(std::span(good).first(cut), 300, out, &why)) << "cut at " << cut;
+  EXPECT_FALSE(unpack_transfers(good, 299, out, &why));
+  EXPECT_NE(why.find("packed transfers"), std::string::npos) << why;
+  EXPECT_FALSE(unpack_transfers({}, events_per_frame_max + 1, out, &why));
+  EXPECT_NE(why.find("8193 transfers at once; at most 8192"), std::string::npos) << why;
+  auto bad = good;
+  bad[1] = 0x20;  // the first column's descriptor
+  EXPECT_FALSE(unpack_transfers(bad, 300, out, &why));
+  EXPECT_NE(why.find("id.lo: unknown column descriptor 32"), std::string::npos) << why;
+  // Random damage: refused with a reason, or (damage inside the numbers) 300 transfers.
+  for (int i = 0; i < 5000; ++i) {
+    auto body = good;
+    for (int k = 0, n = 1 + int(rng() % 4); k < n; ++k) body[rng() % body.size()] ^= uint8_t(1 + rng() % 255);
+    if (unpack_transfers(body, 300, out, &why)) ASSERT_EQ(out.size(), 300u);
+    else ASSERT_FALSE(why.empty());
+  }
+}
+
 // ---- responses -----------------------------------------------------------------------
 
 TEST(responses, every_reply_round_trips) {
