@@ -1,37 +1,128 @@
 #include "engine/record_rows.hpp"
 
+#include <array>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
 #include "engine/id_index.hpp"
+#include "wire/column_pack.hpp"
 
 namespace mesob::engine::record_rows {
 namespace {
 
 using actors::transfer_record;
+using wire::column_pack::field;
 
-// A table of rows holding up to records_per_row fixed-size items for consecutive
-// serials, keyed by the first one's: transfer records, or their ids' hashes.
+// A transfer record's columns when packed: the transfer's (as in the log) and what the
+// engine adds.
+struct record_layout {
+  using record = transfer_record;
+  static constexpr const char* noun = "records";
+  static constexpr std::array<field, 23> fields{{
+      {"id.lo", offsetof(transfer_record, t) + offsetof(wire::transfer, id), 8},
+      {"id.hi", offsetof(transfer_record, t) + offsetof(wire::transfer, id) + 8, 8},
+      {"pending_id.lo", offsetof(transfer_record, t) + offsetof(wire::transfer, pending_id), 8},
+      {"pending_id.hi", offsetof(transfer_record, t) + offsetof(wire::transfer, pending_id) + 8, 8},
+      {"debit_account_id", offsetof(transfer_record, t) + offsetof(wire::transfer, debit_account_id), 8},
+      {"credit_account_id", offsetof(transfer_record, t) + offsetof(wire::transfer, credit_account_id), 8},
+      {"amount", offsetof(transfer_record, t) + offsetof(wire::transfer, amount), 8},
+      {"user_data", offsetof(transfer_record, t) + offsetof(wire::transfer, user_data), 8},
+      {"timestamp", offsetof(transfer_record, t) + offsetof(wire::transfer, timestamp), 8},
+      {"currency", offsetof(transfer_record, t) + offsetof(wire::transfer, currency), 4},
+      {"timeout_s", offsetof(transfer_record, t) + offsetof(wire::transfer, timeout_s), 4},
+      {"code", offsetof(transfer_record, t) + offsetof(wire::transfer, code), 2},
+      {"flags", offsetof(transfer_record, t) + offsetof(wire::transfer, flags), 2},
+      {"reserved", offsetof(transfer_record, t) + offsetof(wire::transfer, reserved), 4},
+      {"owner_account_id", offsetof(transfer_record, owner_account_id), 8},
+      {"result", offsetof(transfer_record, result), 4},
+      {"record.reserved", offsetof(transfer_record, reserved), 4},
+      {"debit_prev", offsetof(transfer_record, debit_prev), 8},
+      {"credit_prev", offsetof(transfer_record, credit_prev), 8},
+      {"debit_after_debits_posted", offsetof(transfer_record, debit_after_debits_posted), 8},
+      {"debit_after_credits_posted", offsetof(transfer_record, debit_after_credits_posted), 8},
+      {"credit_after_debits_posted", offsetof(transfer_record, credit_after_debits_posted), 8},
+      {"credit_after_credits_posted", offsetof(transfer_record, credit_after_credits_posted), 8},
+  }};
+};
+using packed_layout = record_layout;
+static_assert(wire::column_pack::fields_cover_record<packed_layout>(), "the columns are the record's bytes");
+static_assert(records_per_row <= wire::packed_block_events, "a packed row is one block");
+
+// A packed row's header (see record_rows.hpp).
+constexpr uint32_t packed_row_magic = 0x31525254;  // "TRR1"
+struct packed_row_header {
+  uint32_t magic;
+  uint16_t count;
+  uint8_t pad;
+  uint8_t reserved;
+};
+static_assert(sizeof(packed_row_header) == 8);
+
+// A row of the first form (formats 3 to 10): 1 to plain_records_per_row records as they
+// are. A packed row never has such a size (its pad byte sees to it).
+bool plain_row(size_t bytes) {
+  return bytes != 0 && bytes % sizeof(transfer_record) == 0 && bytes / sizeof(transfer_record) <= plain_records_per_row;
+}
+
+// A table of rows holding items for consecutive serials, keyed by the first one's:
+// transfer records, or their ids' hashes. `decode` gives a row's items (in `buf` when it
+// has to unpack them) and their number, or null with *error set.
+struct row_kind;
+using row_decoder = const uint8_t* (*)(const row_kind&, uint64_t key, std::span<const uint8_t> v,
+                                       std::vector<transfer_record>& buf, uint64_t* n, std::string* error);
 struct row_kind {
   storage::table table;
-  size_t item;          // bytes per serial
+  size_t item;          // bytes per serial, decoded
   uint64_t per_row;     // items in a full row
   const char* what;     // "records" or "hashes", in errors
+  row_decoder decode;
 };
-constexpr row_kind records{storage::table::transfers, sizeof(transfer_record), records_per_row, "records"};
-constexpr row_kind hashes{storage::table::transfer_ids, sizeof(uint64_t), hashes_per_row, "hashes"};
-
-// The number of items in a row's bytes, or 0 when the size is not 1..per_row items.
-uint64_t count_of(const row_kind& k, size_t bytes) {
-  if (bytes == 0 || bytes % k.item != 0) return 0;
-  const uint64_t n = bytes / k.item;
-  return n <= k.per_row ? n : 0;
-}
 
 std::string bad_row(const row_kind& k, uint64_t key, size_t bytes) {
   return std::string("snapshot: ") + storage::table_name(k.table) + " row " + std::to_string(key) + " has " +
          std::to_string(bytes) + " bytes, not 1 to " + std::to_string(k.per_row) + " " + k.what;
 }
+
+const uint8_t* decode_hashes(const row_kind& k, uint64_t key, std::span<const uint8_t> v, std::vector<transfer_record>&,
+                             uint64_t* n, std::string* error) {
+  *n = v.size() % k.item == 0 ? v.size() / k.item : 0;
+  if (*n == 0 || *n > k.per_row) {
+    *error = bad_row(k, key, v.size());
+    return nullptr;
+  }
+  return v.data();
+}
+
+const uint8_t* decode_records(const row_kind& k, uint64_t key, std::span<const uint8_t> v,
+                              std::vector<transfer_record>& buf, uint64_t* n, std::string* error) {
+  if (plain_row(v.size())) {
+    *n = v.size() / sizeof(transfer_record);
+    return v.data();
+  }
+  const std::string name = std::string("snapshot: ") + storage::table_name(k.table) + " row " + std::to_string(key);
+  packed_row_header h{};
+  if (v.size() >= sizeof h) std::memcpy(&h, v.data(), sizeof h);
+  if (v.size() < sizeof h + 1 || h.magic != packed_row_magic || h.count == 0 || h.count > records_per_row || h.pad > 1 || h.reserved != 0 ||
+      v.size() < sizeof h + h.pad) {
+    *error = name + " (" + std::to_string(v.size()) + " bytes) is neither 1 to " +
+             std::to_string(plain_records_per_row) + " records as they are nor a packed row of 1 to " +
+             std::to_string(records_per_row);
+    return nullptr;
+  }
+  std::string why;
+  if (!wire::column_pack::unpack<packed_layout>(v.subspan(sizeof h, v.size() - sizeof h - h.pad), h.count, buf,
+                                                  &why)) {
+    *error = name + ": " + why;
+    return nullptr;
+  }
+  *n = h.count;
+  return reinterpret_cast<const uint8_t*>(buf.data());
+}
+
+constexpr row_kind records{storage::table::transfers, sizeof(transfer_record), records_per_row, "records",
+                           &decode_records};
+constexpr row_kind hashes{storage::table::transfer_ids, sizeof(uint64_t), hashes_per_row, "hashes", &decode_hashes};
 
 // Appends hashes of serials [first, first + hs.size()) in rows of hashes_per_row.
 bool append_hashes(storage::snapshot_store::writer& w, uint64_t first, std::span<const uint64_t> hs) {
@@ -55,12 +146,11 @@ bool scan_rows(storage::snapshot_store& s, const row_kind& kind, uint64_t begin,
   if (s.floor_row(kind.table, begin, &key, &first, error)) from = key;
   else if (!error->empty()) return false;
   std::optional<uint64_t> next;  // the serial the next row must start at
+  std::vector<transfer_record> buf;
   return s.scan(kind.table, [&](uint64_t k, std::span<const uint8_t> v) {
-    const uint64_t n = count_of(kind, v.size());
-    if (n == 0) {
-      *error = bad_row(kind, k, v.size());
-      return false;
-    }
+    uint64_t n = 0;
+    const uint8_t* items = kind.decode(kind, k, v, buf, &n, error);
+    if (items == nullptr) return false;
     if (next && k != *next) {
       *error = std::string("snapshot: ") + storage::table_name(kind.table) + " row " + std::to_string(k) +
                " follows a row ending at serial " + std::to_string(*next) + ": " + kind.what + " are missing";
@@ -71,7 +161,7 @@ bool scan_rows(storage::snapshot_store& s, const row_kind& kind, uint64_t begin,
       const uint64_t serial = k + i;
       if (serial < begin) continue;
       if (serial >= end) break;
-      if (!fn(serial, v.data() + i * kind.item)) return false;
+      if (!fn(serial, items + i * kind.item)) return false;
     }
     return true;
   }, error, end, from);
@@ -82,11 +172,11 @@ std::optional<uint64_t> end_of(storage::snapshot_store& s, const row_kind& kind,
   std::string bytes;
   if (!s.floor_row(kind.table, UINT64_MAX, &key, &bytes, error))
     return error->empty() ? std::optional<uint64_t>(0) : std::nullopt;
-  const uint64_t n = count_of(kind, bytes.size());
-  if (n == 0) {
-    *error = bad_row(kind, key, bytes.size());
+  std::vector<transfer_record> buf;
+  uint64_t n = 0;
+  if (kind.decode(kind, key, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, buf, &n, error) ==
+      nullptr)
     return std::nullopt;
-  }
   return key + n;
 }
 
@@ -97,14 +187,22 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
   transfer_record row[records_per_row];
   std::vector<uint64_t> hs;
   hs.reserve(n);
+  std::vector<uint8_t> bytes;
   for (uint64_t s = first; s < first + n;) {
     const uint64_t k = std::min<uint64_t>(records_per_row, first + n - s);
     for (uint64_t i = 0; i < k; ++i) {
       row[i] = at(s + i);
       hs.push_back(id_index::hash_of(row[i].t.id));
     }
-    if (!w.append(storage::table::transfers, s, {reinterpret_cast<const uint8_t*>(row), k * sizeof(transfer_record)}))
-      return false;
+    bytes.assign(sizeof(packed_row_header), 0);
+    wire::column_pack::pack<packed_layout>(std::span<const transfer_record>(row, k), bytes);
+    packed_row_header h{packed_row_magic, uint16_t(k), 0, 0};
+    if (plain_row(bytes.size())) {  // never read as the first form
+      bytes.push_back(0);
+      h.pad = 1;
+    }
+    std::memcpy(bytes.data(), &h, sizeof h);
+    if (!w.append(storage::table::transfers, s, bytes)) return false;
     s += k;
   }
   return append_hashes(w, first, hs);
@@ -114,13 +212,12 @@ bool get(storage::snapshot_store& s, uint64_t serial, transfer_record* out, std:
   uint64_t key = 0;
   std::string bytes;
   if (!s.floor_row(storage::table::transfers, serial, &key, &bytes, error)) return false;
-  const uint64_t n = count_of(records, bytes.size());
-  if (n == 0) {
-    *error = bad_row(records, key, bytes.size());
-    return false;
-  }
-  if (serial >= key + n) return false;
-  std::memcpy(out, bytes.data() + (serial - key) * sizeof(transfer_record), sizeof *out);
+  std::vector<transfer_record> buf;
+  uint64_t n = 0;
+  const uint8_t* items =
+      decode_records(records, key, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, buf, &n, error);
+  if (items == nullptr || serial >= key + n) return false;
+  std::memcpy(out, items + (serial - key) * sizeof(transfer_record), sizeof *out);
   return true;
 }
 

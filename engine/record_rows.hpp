@@ -1,9 +1,18 @@
 // Transfer records in the snapshot's `transfers` table, several to a row: the key is the
-// serial of the row's first record, the value up to records_per_row records back to back.
-// One LMDB put per 26 records instead of one per record: 127 ns of CPU per record
-// appended against 393 (perf/RESULTS.md, 2026-11-22). 26 x 152 = 3,952 bytes fills one
-// 4 KiB overflow page. Rows are written by flushes and checkpoints, so a row may hold
-// fewer; serials are contiguous across rows, which every read checks.
+// serial of the row's first record, the value its records. Rows are written by flushes
+// and checkpoints, so a row may hold fewer than a full one; serials are contiguous across
+// rows, which every read checks.
+//
+// A row (snapshot format 11 on) is packed: an 8-byte header (magic "TRR1", u16 count
+// 1..records_per_row, u8 pad 0 or 1, u8 zero), the records as one block of
+// wire/column_pack.hpp (a column per field of transfer_record), then `pad` zero bytes.
+// Rows of the first form (formats 3 to 10: 1 to 26 records of 152 bytes back to back,
+// one LMDB put per 26 instead of one per record: perf/RESULTS.md, 2026-11-22) still read;
+// a row is of that form exactly when its size is a multiple of 152 of at most 26, which a
+// packed row never is (the pad byte sees to it). Why packed: at the engine's maximum rate
+// the checkpoint thread wrote some 450 MB/s of rows and spent a quarter of a CPU in the
+// kernel doing it (perf/RESULTS.md, twenty-fourth session). A record read alone unpacks
+// its row (up to 128 records, about a microsecond).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +26,8 @@
 
 namespace mesob::engine::record_rows {
 
-constexpr uint32_t records_per_row = 26;
+constexpr uint32_t records_per_row = 128;       // packed rows
+constexpr uint32_t plain_records_per_row = 26;  // rows of the first form
 // 480 x 8 = 3,840 bytes: a full row of id hashes is one overflow page too.
 constexpr uint32_t hashes_per_row = 480;
 static_assert(hashes_per_row * sizeof(uint64_t) <= 4096 - 16 && hashes_per_row * sizeof(uint64_t) >= 2048,

@@ -44,9 +44,11 @@ constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 3: transfer records in rows of many; 4: resolved pending transfers in their own table,
 // so that recovery reads only the open ones; 5: equb groups; 6: the gateway registry,
 // payouts and their desks; 7: the market; 8: the policy and customers; 9: portfolios;
-// 10: each transfer's id hash in `transfer_ids`. Versions 4 to 9 are read as well (they
-// have none of what came after them; the engine fills `transfer_ids` in at start).
-constexpr uint32_t snapshot_format_version = 10;
+// 10: each transfer's id hash in `transfer_ids`; 11: transfer records packed in rows of
+// up to 128 (engine/record_rows.hpp). Versions 4 to 10 are read as well (they have none
+// of what came after them; the engine fills `transfer_ids` in at start, and reads rows
+// of the first form beside packed ones).
+constexpr uint32_t snapshot_format_version = 11;
 constexpr uint32_t snapshot_format_oldest = 4;
 
 struct snapshot_meta {

@@ -861,41 +861,62 @@ TEST(ledger_window, rows_flushed_after_the_snapshot_are_checked_on_restart) {
 
   const std::string snap_dir = dir.path() + "/snapshot";
   auto edit = [&](const snapshot_edit& f) { edit_snapshot(snap_dir, f); };
-  // The row holding record 20000 (records are stored several to a row).
+  // The row holding record 20000 (records are stored packed, several to a row; a packed
+  // row's count is its bytes 4-5: engine/record_rows.hpp), and its records.
+  auto packed_count = [](const std::string& r) {
+    uint16_t n = 0;
+    std::memcpy(&n, r.data() + 4, 2);
+    return uint64_t(n);
+  };
   std::string row;
-  uint64_t row_key = 0;
+  uint64_t row_key = 0, row_n = 0;
+  std::vector<actors::transfer_record> recs;
   {
     auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
     ASSERT_TRUE(s->floor_row(storage::table::transfers, 20000, &row_key, &row, &err)) << err;
+    row_n = packed_count(row);
     ASSERT_LE(row_key, 20000u);
-    ASSERT_GT(row_key + row.size() / sizeof(actors::transfer_record), 20000u);
+    ASSERT_GT(row_key + row_n, 20000u);
+    ASSERT_TRUE(engine::record_rows::scan(*s, row_key, row_key + row_n, [&](uint64_t, const actors::transfer_record& r) {
+      recs.push_back(r);
+      return true;
+    }, &err)) << err;
+    ASSERT_EQ(recs.size(), row_n);
   }
-  // One kept record altered (an amount): start-up names it.
-  std::string bad = row;
-  bad[(20000 - row_key) * sizeof(actors::transfer_record) + offsetof(wire::transfer, amount)] ^= 1;
-  edit([&](auto&, auto& w) { ASSERT_TRUE(w.put(storage::table::transfers, row_key, as_span(bad))); });
+  // One kept record altered (an amount), its row's records rewritten in the first form (26
+  // to a row, as older builds wrote them): start-up reads them and names the record.
+  auto altered = recs;
+  altered[20000 - row_key].t.amount ^= 1;
+  edit([&](auto&, auto& w) {
+    for (uint64_t i = 0; i < row_n; i += 26)
+      ASSERT_TRUE(w.put(storage::table::transfers, row_key + i,
+                        {reinterpret_cast<const uint8_t*>(altered.data() + i),
+                         std::min<uint64_t>(26, row_n - i) * sizeof(actors::transfer_record)}));
+  });
   EXPECT_FALSE(engine::engine::open(cfg, &err));
   EXPECT_NE(err.find("transfer record 20000 differs"), std::string::npos) << err;
   // Restored, plus a row past anything the log holds: start-up says records are missing.
   err.clear();
   uint64_t end_key = 0;
   edit([&](auto& s, auto& w) {
+    for (uint64_t i = 26; i < row_n; i += 26) ASSERT_TRUE(w.erase(storage::table::transfers, row_key + i));
     ASSERT_TRUE(w.put(storage::table::transfers, row_key, as_span(row)));
     std::string last;
     uint64_t last_key = 0;
     ASSERT_TRUE(s.floor_row(storage::table::transfers, UINT64_MAX, &last_key, &last, &err)) << err;
-    end_key = last_key + last.size() / sizeof(actors::transfer_record);
+    end_key = last_key + packed_count(last);
     ASSERT_TRUE(w.append(storage::table::transfers, end_key, as_span(row)));
-    const std::string hashes(row.size() / sizeof(actors::transfer_record) * sizeof(uint64_t), '\0');
+    const std::string hashes(row_n * sizeof(uint64_t), '\0');
     ASSERT_TRUE(w.append(storage::table::transfer_ids, end_key, as_span(hashes)));
   });
   EXPECT_FALSE(engine::engine::open(cfg, &err));
   EXPECT_NE(err.find("log records are missing"), std::string::npos) << err;
-  // A row whose size is not whole records is named.
+  // A row cut short is named.
   err.clear();
   edit([&](auto&, auto& w) { ASSERT_TRUE(w.put(storage::table::transfers, end_key, as_span(row.substr(0, 100)))); });
   EXPECT_FALSE(engine::engine::open(cfg, &err));
-  EXPECT_NE(err.find("transfers row " + std::to_string(end_key) + " has 100 bytes"), std::string::npos) << err;
+  EXPECT_NE(err.find("transfers row " + std::to_string(end_key) + ": packed records: "), std::string::npos) << err;
+  EXPECT_NE(err.find("cut short"), std::string::npos) << err;
   // Without the extra row the engine starts again, with the same balances.
   err.clear();
   edit([&](auto&, auto& w) {

@@ -2,10 +2,13 @@
 // holding a serial, scans start and stop inside rows, and malformed rows are named.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <random>
 #include <vector>
 
 #include "engine/id_index.hpp"
 #include "engine/record_rows.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace mesob;
@@ -48,32 +51,159 @@ TEST(record_rows, appends_reads_and_scans_across_partial_rows) {
   auto s = open_store(dir.path());
   std::string err;
   EXPECT_EQ(engine::record_rows::end(*s, &err).value_or(99), 0u) << err;
-  // Flushes that end mid-row: rows of 26, then 14, then 3, then 60 (26 + 26 + 8).
-  put(*s, 0, 40);
-  put(*s, 40, 3);
-  put(*s, 43, 60);
-  EXPECT_EQ(engine::record_rows::end(*s, &err).value_or(0), 103u) << err;
-  for (uint64_t serial : {0ull, 25ull, 26ull, 39ull, 40ull, 42ull, 43ull, 102ull}) {
+  // Flushes that end mid-row: rows of 128, then 72, then 3, then 300 (128 + 128 + 44).
+  put(*s, 0, 200);
+  put(*s, 200, 3);
+  put(*s, 203, 300);
+  EXPECT_EQ(engine::record_rows::end(*s, &err).value_or(0), 503u) << err;
+  for (uint64_t serial : {0ull, 127ull, 128ull, 199ull, 200ull, 202ull, 203ull, 330ull, 331ull, 502ull}) {
     actors::transfer_record r;
     ASSERT_TRUE(engine::record_rows::get(*s, serial, &r, &err)) << serial << " " << err;
     EXPECT_EQ(r.t.amount, serial * 3 + 1);
   }
   actors::transfer_record r;
-  EXPECT_FALSE(engine::record_rows::get(*s, 103, &r, &err));
+  EXPECT_FALSE(engine::record_rows::get(*s, 503, &r, &err));
   EXPECT_TRUE(err.empty()) << err;
   // Scans that begin and end inside rows see exactly their range, in order.
-  for (auto [b, e] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 103}, {5, 41}, {30, 31}, {42, 100}, {100, 500}}) {
+  for (auto [b, e] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 503}, {5, 141}, {130, 131}, {142, 400}, {400, 900}}) {
     std::vector<uint64_t> seen;
     ASSERT_TRUE(engine::record_rows::scan(*s, b, e, [&](uint64_t serial, const actors::transfer_record& x) {
       EXPECT_EQ(x.t.amount, serial * 3 + 1);
       seen.push_back(serial);
       return true;
     }, &err)) << err;
-    const uint64_t last = std::min<uint64_t>(e, 103);
+    const uint64_t last = std::min<uint64_t>(e, 503);
     ASSERT_EQ(seen.size(), last - b) << b << ".." << e;
     for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], b + i);
   }
-  static_assert(records_per_row * sizeof(actors::transfer_record) <= 4096 - 16, "one overflow page per row");
+}
+
+namespace {
+// A record with every field drawn from `rng`: all 152 bytes, at random widths per row.
+actors::transfer_record random_record(std::mt19937_64& rng, uint64_t serial, const uint64_t (&masks)[19]) {
+  actors::transfer_record r;
+  uint64_t words[19];
+  for (size_t i = 0; i < 19; ++i) words[i] = rng() & masks[i];
+  std::memcpy(&r, words, sizeof r);
+  r.t.amount = serial * 3 + 1;
+  return r;
+}
+bool same(const actors::transfer_record& a, const actors::transfer_record& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+}  // namespace
+
+// Records of every shape read back byte for byte; rows of the first form (152-byte records
+// as they are, formats 3 to 10) read beside packed ones; a packed row whose size happens
+// to look like the first form carries a pad byte and reads as packed.
+TEST(record_rows, packed_rows_of_any_records_and_rows_of_the_first_form_read_back) {
+  static_assert(sizeof(actors::transfer_record) == 19 * 8);
+  test::temp_dir dir;
+  auto s = open_store(dir.path());
+  std::string err;
+  const uint64_t seed = test::test_seed("record_rows packed");
+  std::mt19937_64 rng(seed);
+  std::vector<actors::transfer_record> want;
+  // First-form rows: 26 records, then 10, written as an older build wrote them.
+  {
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    uint64_t masks[19];
+    for (auto& m : masks) m = ~0ull;
+    for (uint64_t serial = 0; serial < 36; ++serial) want.push_back(random_record(rng, serial, masks));
+    ASSERT_TRUE(w->append(storage::table::transfers, 0,
+                          {reinterpret_cast<const uint8_t*>(want.data()), 26 * sizeof(actors::transfer_record)}));
+    ASSERT_TRUE(w->append(storage::table::transfers, 26,
+                          {reinterpret_cast<const uint8_t*>(want.data() + 26), 10 * sizeof(actors::transfer_record)}));
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  }
+  // Packed rows after them, of random lengths and field widths, until one needed its pad
+  // byte (about one row in 150 of those short enough to look like the first form).
+  uint64_t padded = 0;
+  for (int round = 0; round < 10 && padded == 0; ++round) {
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    for (int rows = 0; rows < 2000; ++rows) {
+      uint64_t masks[19];
+      for (auto& m : masks) m = rng() % 3 == 0 ? 0 : (1ull << (rng() % 64)) - 1;  // narrow fields make short rows
+      const uint64_t first = want.size(), n = 1 + rng() % engine::record_rows::records_per_row;
+      for (uint64_t i = 0; i < n; ++i) want.push_back(random_record(rng, first + i, masks));
+      ASSERT_TRUE(engine::record_rows::append(*w, first, n, [&](uint64_t serial) -> const actors::transfer_record& {
+        return want[serial];
+      }));
+    }
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+    ASSERT_TRUE(s->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
+      if (key < 36) return true;
+      auto first_form = [](size_t n) { return n % sizeof(actors::transfer_record) == 0 && n / sizeof(actors::transfer_record) <= 26; };
+      EXPECT_FALSE(first_form(v.size())) << "row " << key << ": a packed row of a first-form size";
+      if (v[6] == 1) {
+        EXPECT_TRUE(first_form(v.size() - 1)) << "row " << key << ": padded without need";
+        ++padded;
+      }
+      return true;
+    }, &err)) << err;
+  }
+  EXPECT_GT(padded, 0u) << "seed " << seed;
+  EXPECT_EQ(engine::record_rows::end(*s, &err).value_or(0), want.size()) << err;
+  uint64_t next = 0;
+  ASSERT_TRUE(engine::record_rows::scan(*s, 0, want.size(), [&](uint64_t serial, const actors::transfer_record& r) {
+    EXPECT_EQ(serial, next++);
+    EXPECT_TRUE(same(r, want[serial])) << "serial " << serial << ", seed " << seed;
+    return true;
+  }, &err)) << err;
+  EXPECT_EQ(next, want.size());
+  for (int i = 0; i < 2000; ++i) {
+    const uint64_t serial = i < 36 ? uint64_t(i) : rng() % want.size();
+    actors::transfer_record r;
+    ASSERT_TRUE(engine::record_rows::get(*s, serial, &r, &err)) << serial << " " << err;
+    ASSERT_TRUE(same(r, want[serial])) << "serial " << serial << ", seed " << seed;
+  }
+  // Packed rows take a fraction of the space of the first form (these are random-width
+  // records; a load's take about a quarter: perf/RESULTS.md).
+  uint64_t packed_bytes = 0;
+  ASSERT_TRUE(s->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
+    if (key >= 36) packed_bytes += v.size();
+    return true;
+  }, &err)) << err;
+  EXPECT_LT(packed_bytes, (want.size() - 36) * sizeof(actors::transfer_record));
+}
+
+TEST(record_rows, malformed_packed_rows_are_named) {
+  test::temp_dir dir;
+  auto s = open_store(dir.path());
+  std::string err;
+  put(*s, 0, 300);
+  std::string good;
+  uint64_t key = 0;
+  ASSERT_TRUE(s->floor_row(storage::table::transfers, 0, &key, &good, &err)) << err;
+  ASSERT_EQ(key, 0u);
+  auto write_row = [&](uint64_t at, std::string bytes) {
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->append(storage::table::transfers, at, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  };
+  auto bad = good;
+  bad[4] = char(200);  // count 200: over a row's 128
+  write_row(300, bad);
+  actors::transfer_record r;
+  err.clear();
+  EXPECT_FALSE(engine::record_rows::get(*s, 301, &r, &err));
+  EXPECT_NE(err.find("transfers row 300"), std::string::npos) << err;
+  EXPECT_NE(err.find("nor a packed row of 1 to 128"), std::string::npos) << err;
+  err.clear();
+  EXPECT_FALSE(engine::record_rows::end(*s, &err));
+  EXPECT_FALSE(err.empty());
+  test::temp_dir dir2;
+  s = open_store(dir2.path());
+  put(*s, 0, 128);
+  bad = good.substr(0, good.size() - 5);  // the block cut short
+  write_row(128, bad);
+  err.clear();
+  EXPECT_FALSE(engine::record_rows::scan(*s, 0, 1000, [](uint64_t, const actors::transfer_record&) { return true; },
+                                         &err));
+  EXPECT_NE(err.find("transfers row 128: packed records"), std::string::npos) << err;
 }
 
 // Each appended record's id hash is stored beside it, read back over any range; a
@@ -145,5 +275,7 @@ TEST(record_rows, gaps_and_bad_sizes_are_named) {
     ASSERT_TRUE(w->commit_without_meta());
   }
   EXPECT_FALSE(engine::record_rows::end(*s, &err));
-  EXPECT_NE(err.find("transfers row 17 has 100 bytes"), std::string::npos) << err;
+  EXPECT_NE(err.find("transfers row 17 (100 bytes) is neither 1 to 26 records as they are nor a packed row"),
+            std::string::npos)
+      << err;
 }
