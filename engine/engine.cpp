@@ -94,6 +94,7 @@ constexpr uint16_t batch_flag_gateway = 2;
 // hash (SHA-256 chain, CRC-32C) and the disk does not write (perf/RESULTS.md,
 // twenty-fourth session).
 constexpr uint16_t batch_flag_packed = 4;
+static_assert(batch_ops_max <= wire::events_per_frame_max, "a transfer batch packs in one call");
 
 double cpu_seconds(clockid_t clock) {
   timespec ts{};
@@ -462,8 +463,9 @@ class engine_impl {
     if (records_->resident(serial)) return records_->at(serial);
     actors::transfer_record r;
     std::string err;
-    MESOB_ASSERT_MSG(record_rows::get(*snap_, serial, &r, &err),
-                     "a transfer record older than the resident window is not in the snapshot");
+    const bool found = record_rows::get(*snap_, serial, &r, &err);
+    MESOB_ASSERT_MSG(found, err.empty() ? "a transfer record older than the resident window is not in the snapshot"
+                                        : err.c_str());
     return r;
   }
   wire::id128 record_id(uint64_t serial) { return record_copy(serial).t.id; }
@@ -1686,6 +1688,7 @@ class engine_impl {
     uint16_t flags = uint16_t((b->emitted ? batch_flag_emitted : 0) | (b->gateway ? batch_flag_gateway : 0));
     std::span<const uint8_t> ops = ops_bytes(*b);
     if (b->kind == op_kind::create_transfers && b->count > 1) {
+      MESOB_ASSERT(b->transfers.size() == b->count);
       packed_ops_.clear();
       wire::pack_transfers(b->transfers, packed_ops_);
       if (packed_ops_.size() < ops.size()) {
@@ -2107,8 +2110,11 @@ class engine_impl {
     if (!stored_end) return false;
     const uint64_t snapshot_records = meta ? meta->next_serial : 0;
     if (*stored_end > snapshot_records) kept_end_.store(*stored_end);
-    // The id index is sized up front for every id the snapshot and the log can hold, so
-    // replay never grows it (growth re-places every id's hash).
+    // The id index is sized up front for every id the snapshot and the log can hold as
+    // 88-byte transfers. A log of packed transfer batches (8 to 25 bytes a transfer) holds
+    // more, and replay then grows the index beside it (the builder thread re-places the
+    // hashes; the sequencer waits only if the old table fills to 7/8 first). Counting the
+    // log's transfers exactly would mean reading it twice.
     uint64_t log_bytes = 0;
     for (const auto& seg : storage::list_segments(cfg_.data_dir + "/wal")) {
       std::error_code ec;

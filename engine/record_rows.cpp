@@ -65,6 +65,17 @@ bool plain_row(size_t bytes) {
   return bytes != 0 && bytes % sizeof(transfer_record) == 0 && bytes / sizeof(transfer_record) <= plain_records_per_row;
 }
 
+// A packed row's header, if `v` (not a first-form row) has a well-formed one.
+bool packed_header(std::span<const uint8_t> v, packed_row_header* h) {
+  if (v.size() < sizeof *h + 1) return false;
+  std::memcpy(h, v.data(), sizeof *h);
+  return h->magic == packed_row_magic && h->count >= 1 && h->count <= records_per_row && h->pad <= 1 &&
+         h->reserved == 0 && v.size() >= sizeof *h + 1 + h->pad;
+}
+std::span<const uint8_t> packed_block(std::span<const uint8_t> v, const packed_row_header& h) {
+  return v.subspan(sizeof h, v.size() - sizeof h - h.pad);
+}
+
 // A table of rows holding items for consecutive serials, keyed by the first one's:
 // transfer records, or their ids' hashes. `decode` gives a row's items (in `buf` when it
 // has to unpack them) and their number, or null with *error set.
@@ -102,17 +113,14 @@ const uint8_t* decode_records(const row_kind& k, uint64_t key, std::span<const u
   }
   const std::string name = std::string("snapshot: ") + storage::table_name(k.table) + " row " + std::to_string(key);
   packed_row_header h{};
-  if (v.size() >= sizeof h) std::memcpy(&h, v.data(), sizeof h);
-  if (v.size() < sizeof h + 1 || h.magic != packed_row_magic || h.count == 0 || h.count > records_per_row || h.pad > 1 || h.reserved != 0 ||
-      v.size() < sizeof h + h.pad) {
+  if (!packed_header(v, &h)) {
     *error = name + " (" + std::to_string(v.size()) + " bytes) is neither 1 to " +
              std::to_string(plain_records_per_row) + " records as they are nor a packed row of 1 to " +
              std::to_string(records_per_row);
     return nullptr;
   }
   std::string why;
-  if (!wire::column_pack::unpack<packed_layout>(v.subspan(sizeof h, v.size() - sizeof h - h.pad), h.count, buf,
-                                                  &why)) {
+  if (!wire::column_pack::unpack<packed_layout, 1>(packed_block(v, h), h.count, buf, &why)) {
     *error = name + ": " + why;
     return nullptr;
   }
@@ -212,10 +220,24 @@ bool get(storage::snapshot_store& s, uint64_t serial, transfer_record* out, std:
   uint64_t key = 0;
   std::string bytes;
   if (!s.floor_row(storage::table::transfers, serial, &key, &bytes, error)) return false;
+  const std::span<const uint8_t> v{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+  packed_row_header h{};
+  if (!plain_row(v.size()) && packed_header(v, &h)) {
+    // One record of a packed row: its numbers alone, not the row's every record (a
+    // history page or a balance walk reads hundreds this way, on the sequencer).
+    if (serial >= key + h.count) return false;
+    std::string why;
+    if (!wire::column_pack::unpack_one<packed_layout>(packed_block(v, h), h.count, uint32_t(serial - key), out,
+                                                      &why)) {
+      *error = std::string("snapshot: ") + storage::table_name(records.table) + " row " + std::to_string(key) + ": " +
+               why;
+      return false;
+    }
+    return true;
+  }
   std::vector<transfer_record> buf;
   uint64_t n = 0;
-  const uint8_t* items =
-      decode_records(records, key, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, buf, &n, error);
+  const uint8_t* items = decode_records(records, key, v, buf, &n, error);
   if (items == nullptr || serial >= key + n) return false;
   std::memcpy(out, items + (serial - key) * sizeof(transfer_record), sizeof *out);
   return true;

@@ -245,6 +245,7 @@ void pack(std::span<const typename L::record> events, std::vector<uint8_t>& out)
 // columns of the others.
 template <class L>
 struct block_plan {
+  static_assert(L::fields.size() <= 32, "varying_fields has a bit per field");
   using record = typename L::record;
   size_t n = 0;
   // The shared fields' bytes, as a record's (a varying field's bytes zero).
@@ -255,6 +256,8 @@ struct block_plan {
     column_fn fn;
     const uint8_t* data;
     uint64_t base, step;
+    unsigned w;  // bytes a number
+    bool delta;
   };
   std::array<column, L::fields.size()> varying;
   size_t varying_n = 0;
@@ -296,7 +299,7 @@ bool plan_block(const uint8_t*& p, const uint8_t* begin, const uint8_t* end, siz
     if (size_t(end - p) < bytes) return fail(std::string(f.name) + ": cut short");
     if (!delta && w == 0) std::memcpy(b.shared.data() + f.at, &base, f.size);
     else {
-      b.varying[b.varying_n++] = {&f, column_for<sizeof(typename L::record)>(f.size, delta, w), p, base, step};
+      b.varying[b.varying_n++] = {&f, column_for<sizeof(typename L::record)>(f.size, delta, w), p, base, step, w, delta};
       b.varying_fields |= 1u << (&f - L::fields.data());
     }
     p += bytes;
@@ -321,21 +324,21 @@ void unpack_block(const block_plan<L>& b, typename L::record* dest, bool fill = 
 // Plans every block of `in`, which must be exactly `count` records, before any is
 // unpacked (into the first of `plans`; returns how many).
 constexpr size_t blocks_max = (events_per_frame_max + packed_block_events - 1) / packed_block_events;
-template <class L>
-using block_plans = std::array<block_plan<L>, blocks_max>;
-template <class L>
-bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans<L>& plans, size_t* blocks,
+template <class L, size_t MaxBlocks = blocks_max>
+using block_plans = std::array<block_plan<L>, MaxBlocks>;
+template <class L, size_t MaxBlocks>
+bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans<L, MaxBlocks>& plans, size_t* blocks,
                  std::string* why) {
   const std::string noun = L::noun;
-  if (count > events_per_frame_max) {
-    *why = "packed " + noun + ": " + std::to_string(count) + " " + noun + " at once; at most " +
-           std::to_string(events_per_frame_max);
+  constexpr size_t most = MaxBlocks * packed_block_events;
+  if (count > most) {
+    *why = "packed " + noun + ": " + std::to_string(count) + " " + noun + " at once; at most " + std::to_string(most);
     return false;
   }
   const uint8_t* p = in.data();
   *blocks = 0;
   for (size_t done = 0; done < count; done += plans[(*blocks)++].n) {
-    MESOB_ASSERT(*blocks < plans.size());  // full blocks: count / 128 rounded up, at most blocks_max
+    MESOB_ASSERT(*blocks < plans.size());  // full blocks: count / 128 rounded up, at most MaxBlocks
     if (!plan_block(p, in.data(), in.data() + in.size(), done, count - done, plans[*blocks], why)) return false;
   }
   if (p != in.data() + in.size()) {
@@ -346,9 +349,12 @@ bool plan_blocks(std::span<const uint8_t> in, uint32_t count, block_plans<L>& pl
   return true;
 }
 
-template <class L>
+// Unpacks exactly `count` records (at most MaxBlocks blocks' worth) from `in` into `out`.
+// The plans live on the stack: 64 of them (a frame's) take 48 KB for events; a caller
+// that reads one block at a time (the snapshot's rows) asks for one.
+template <class L, size_t MaxBlocks = blocks_max>
 bool unpack(std::span<const uint8_t> in, uint32_t count, std::vector<typename L::record>& out, std::string* why) {
-  block_plans<L> plans;  // on the stack (about 48 KB): nothing is shared between calls
+  block_plans<L, MaxBlocks> plans;
   size_t blocks = 0;
   if (!plan_blocks(in, count, plans, &blocks, why)) return false;
   out.resize(count);
@@ -356,6 +362,43 @@ bool unpack(std::span<const uint8_t> in, uint32_t count, std::vector<typename L:
   for (size_t i = 0; i < blocks; ++i) {
     unpack_block(plans[i], dest);
     dest += plans[i].n;
+  }
+  return true;
+}
+
+// Record `index` of one block of `count` records (`in` exactly that block): its shared
+// fields and, from each column, its number alone (a delta column's first `index` summed),
+// without unpacking the others. False, with why, as unpack.
+template <class L>
+bool unpack_one(std::span<const uint8_t> in, uint32_t count, uint32_t index, typename L::record* out,
+                std::string* why) {
+  const std::string noun = L::noun;
+  if (count == 0 || count > packed_block_events || index >= count) {
+    *why = "packed " + noun + ": record " + std::to_string(index) + " of a block of " + std::to_string(count);
+    return false;
+  }
+  block_plan<L> b;  // one block's plan on the stack (about 1 KB)
+  const uint8_t* p = in.data();
+  const uint8_t* end = in.data() + in.size();
+  if (!plan_block(p, in.data(), end, 0, count, b, why)) return false;
+  if (p != end) {
+    *why = "packed " + noun + ": " + std::to_string(end - p) + " bytes after the " + std::to_string(count) + " " + noun;
+    return false;
+  }
+  std::memcpy(static_cast<void*>(out), b.shared.data(), sizeof *out);
+  auto number_at = [](const uint8_t* d, unsigned w) {
+    uint64_t v = 0;
+    std::memcpy(&v, d, w);  // little-endian: the low w bytes
+    return v;
+  };
+  for (size_t c = 0; c < b.varying_n; ++c) {
+    const auto& col = b.varying[c];
+    uint64_t v = col.base;
+    if (col.delta)
+      for (uint32_t k = 1; k <= index; ++k) v += col.step + number_at(col.data + (k - 1) * col.w, col.w);
+    else
+      v += number_at(col.data + size_t(index) * col.w, col.w);
+    std::memcpy(reinterpret_cast<uint8_t*>(out) + col.f->at, &v, col.f->size);
   }
   return true;
 }

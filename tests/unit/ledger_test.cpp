@@ -519,11 +519,19 @@ TEST(ledger_log, older_transfer_records_replay_and_bad_packed_ones_stop_start_up
     EXPECT_NE(err.find(why), std::string::npos) << err;
   };
   refused(3, packed, 2, "kind 2, 2 operations");             // version 3 knows no packed flag
+  refused(3, ops_bytes(transfers), 2, "kind 2, 2 operations, 176 bytes");  // nor with a body as they are
   refused(4, packed, 3, "packed transfers: the block at byte 0");  // one transfer short
   auto cut = packed;
   cut.pop_back();
   refused(4, cut, 2, "packed transfers");
   refused(4, ops_bytes(transfers), 2, "packed transfers");  // flagged packed, but as they are
+  {  // only transfer batches are ever packed
+    temp_dir dir;
+    write_batch_records(dir.path(), {{4, kind_accounts, 2, ops_bytes(accounts), 4}});
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(test_config(dir.path()), &err));
+    EXPECT_NE(err.find("malformed batch record (kind 1, 2 operations"), std::string::npos) << err;
+  }
 }
 
 TEST_P(ledger, batch_limits) {
