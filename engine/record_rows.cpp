@@ -1,5 +1,6 @@
 #include "engine/record_rows.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstring>
@@ -19,31 +20,24 @@ using wire::column_pack::field;
 struct record_layout {
   using record = transfer_record;
   static constexpr const char* noun = "records";
-  static constexpr std::array<field, 23> fields{{
-      {"id.lo", offsetof(transfer_record, t) + offsetof(wire::transfer, id), 8},
-      {"id.hi", offsetof(transfer_record, t) + offsetof(wire::transfer, id) + 8, 8},
-      {"pending_id.lo", offsetof(transfer_record, t) + offsetof(wire::transfer, pending_id), 8},
-      {"pending_id.hi", offsetof(transfer_record, t) + offsetof(wire::transfer, pending_id) + 8, 8},
-      {"debit_account_id", offsetof(transfer_record, t) + offsetof(wire::transfer, debit_account_id), 8},
-      {"credit_account_id", offsetof(transfer_record, t) + offsetof(wire::transfer, credit_account_id), 8},
-      {"amount", offsetof(transfer_record, t) + offsetof(wire::transfer, amount), 8},
-      {"user_data", offsetof(transfer_record, t) + offsetof(wire::transfer, user_data), 8},
-      {"timestamp", offsetof(transfer_record, t) + offsetof(wire::transfer, timestamp), 8},
-      {"currency", offsetof(transfer_record, t) + offsetof(wire::transfer, currency), 4},
-      {"timeout_s", offsetof(transfer_record, t) + offsetof(wire::transfer, timeout_s), 4},
-      {"code", offsetof(transfer_record, t) + offsetof(wire::transfer, code), 2},
-      {"flags", offsetof(transfer_record, t) + offsetof(wire::transfer, flags), 2},
-      {"reserved", offsetof(transfer_record, t) + offsetof(wire::transfer, reserved), 4},
-      {"owner_account_id", offsetof(transfer_record, owner_account_id), 8},
-      {"result", offsetof(transfer_record, result), 4},
-      {"record.reserved", offsetof(transfer_record, reserved), 4},
-      {"debit_prev", offsetof(transfer_record, debit_prev), 8},
-      {"credit_prev", offsetof(transfer_record, credit_prev), 8},
-      {"debit_after_debits_posted", offsetof(transfer_record, debit_after_debits_posted), 8},
-      {"debit_after_credits_posted", offsetof(transfer_record, debit_after_credits_posted), 8},
-      {"credit_after_debits_posted", offsetof(transfer_record, credit_after_debits_posted), 8},
-      {"credit_after_credits_posted", offsetof(transfer_record, credit_after_credits_posted), 8},
-  }};
+  static constexpr std::array<field, 23> fields = [] {
+    std::array<field, 23> f{};
+    const auto t = wire::column_pack::transfer_fields(offsetof(transfer_record, t));
+    std::copy(t.begin(), t.end(), f.begin());
+    const field rest[] = {
+        {"owner_account_id", offsetof(transfer_record, owner_account_id), 8},
+        {"result", offsetof(transfer_record, result), 4},
+        {"record.reserved", offsetof(transfer_record, reserved), 4},
+        {"debit_prev", offsetof(transfer_record, debit_prev), 8},
+        {"credit_prev", offsetof(transfer_record, credit_prev), 8},
+        {"debit_after_debits_posted", offsetof(transfer_record, debit_after_debits_posted), 8},
+        {"debit_after_credits_posted", offsetof(transfer_record, debit_after_credits_posted), 8},
+        {"credit_after_debits_posted", offsetof(transfer_record, credit_after_debits_posted), 8},
+        {"credit_after_credits_posted", offsetof(transfer_record, credit_after_credits_posted), 8},
+    };
+    std::copy(std::begin(rest), std::end(rest), f.begin() + t.size());
+    return f;
+  }();
 };
 using packed_layout = record_layout;
 static_assert(wire::column_pack::fields_cover_record<packed_layout>(), "the columns are the record's bytes");

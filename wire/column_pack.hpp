@@ -42,6 +42,28 @@ struct field {
   uint8_t at;    // byte offset in the record
   uint8_t size;  // bytes
 };
+// A transfer's 14 columns, for a record holding a `transfer` at byte `at`: the log's
+// transfer batches (at 0) and the snapshot's transfer records share them.
+constexpr std::array<field, 14> transfer_fields(size_t at) {
+  auto f = [at](const char* name, size_t off, uint8_t size) { return field{name, uint8_t(at + off), size}; };
+  return {{
+      f("id.lo", offsetof(transfer, id), 8),
+      f("id.hi", offsetof(transfer, id) + 8, 8),
+      f("pending_id.lo", offsetof(transfer, pending_id), 8),
+      f("pending_id.hi", offsetof(transfer, pending_id) + 8, 8),
+      f("debit_account_id", offsetof(transfer, debit_account_id), 8),
+      f("credit_account_id", offsetof(transfer, credit_account_id), 8),
+      f("amount", offsetof(transfer, amount), 8),
+      f("user_data", offsetof(transfer, user_data), 8),
+      f("timestamp", offsetof(transfer, timestamp), 8),
+      f("currency", offsetof(transfer, currency), 4),
+      f("timeout_s", offsetof(transfer, timeout_s), 4),
+      f("code", offsetof(transfer, code), 2),
+      f("flags", offsetof(transfer, flags), 2),
+      f("reserved", offsetof(transfer, reserved), 4),
+  }};
+}
+
 template <class L>
 constexpr bool fields_cover_record() {
   size_t at = 0;

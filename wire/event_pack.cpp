@@ -35,22 +35,7 @@ struct event_layout {
 struct transfer_layout {
   using record = transfer;
   static constexpr const char* noun = "transfers";
-  static constexpr std::array<field, 14> fields{{
-      {"id.lo", offsetof(transfer, id), 8},
-      {"id.hi", offsetof(transfer, id) + 8, 8},
-      {"pending_id.lo", offsetof(transfer, pending_id), 8},
-      {"pending_id.hi", offsetof(transfer, pending_id) + 8, 8},
-      {"debit_account_id", offsetof(transfer, debit_account_id), 8},
-      {"credit_account_id", offsetof(transfer, credit_account_id), 8},
-      {"amount", offsetof(transfer, amount), 8},
-      {"user_data", offsetof(transfer, user_data), 8},
-      {"timestamp", offsetof(transfer, timestamp), 8},
-      {"currency", offsetof(transfer, currency), 4},
-      {"timeout_s", offsetof(transfer, timeout_s), 4},
-      {"code", offsetof(transfer, code), 2},
-      {"flags", offsetof(transfer, flags), 2},
-      {"reserved", offsetof(transfer, reserved), 4},
-  }};
+  static constexpr std::array<field, 14> fields = column_pack::transfer_fields(0);
 };
 static_assert(column_pack::fields_cover_record<event_layout>(), "the columns are the event's bytes, in order, without gaps");
 static_assert(column_pack::fields_cover_record<transfer_layout>(), "the columns are the transfer's bytes, in order, without gaps");
