@@ -216,10 +216,9 @@ bool get(storage::snapshot_store& s, uint64_t serial, transfer_record* out, std:
   if (!s.floor_row(storage::table::transfers, serial, &key, &bytes, error)) return false;
   const std::span<const uint8_t> v{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
   packed_row_header h{};
-  if (!plain_row(v.size()) && packed_header(v, &h)) {
+  if (!plain_row(v.size()) && packed_header(v, &h) && serial < key + h.count) {
     // One record of a packed row: its numbers alone, not the row's every record (a
     // history page or a balance walk reads hundreds this way, on the sequencer).
-    if (serial >= key + h.count) return false;
     std::string why;
     if (!wire::column_pack::unpack_one<packed_layout>(packed_block(v, h), h.count, uint32_t(serial - key), out,
                                                       &why)) {
@@ -229,6 +228,8 @@ bool get(storage::snapshot_store& s, uint64_t serial, transfer_record* out, std:
     }
     return true;
   }
+  // The first form, a malformed row, or a serial past the row (whose bytes are checked
+  // all the same, as scan and end check them).
   std::vector<transfer_record> buf;
   uint64_t n = 0;
   const uint8_t* items = decode_records(records, key, v, buf, &n, error);

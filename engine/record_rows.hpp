@@ -11,8 +11,8 @@
 // a row is of that form exactly when its size is a multiple of 152 of at most 26, which a
 // packed row never is (the pad byte sees to it). Why packed: at the engine's maximum rate
 // the checkpoint thread wrote some 450 MB/s of rows and spent a quarter of a CPU in the
-// kernel doing it (perf/RESULTS.md, twenty-fourth session). A record read alone unpacks
-// its row (up to 128 records, about a microsecond).
+// kernel doing it (perf/RESULTS.md, twenty-fourth session). A record read alone takes its
+// numbers from the row's columns without unpacking the others.
 #pragma once
 
 #include <cstdint>

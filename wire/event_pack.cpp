@@ -64,7 +64,7 @@ bool unpack_transfers(std::span<const uint8_t> in, uint32_t count, std::vector<t
 }
 
 bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visitor& each, std::string* why) {
-  block_plans<event_layout> plans;  // on the stack (48 KB): nothing is shared between calls
+  block_plans<event_layout> plans;  // on the stack (about 57 KB): nothing is shared between calls
   size_t blocks = 0;
   if (!plan_blocks(in, count, plans, &blocks, why)) return false;
   // The buffer's first `filled` events hold the shared fields of `last`: a block with the

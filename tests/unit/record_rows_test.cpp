@@ -128,6 +128,23 @@ TEST(record_rows, packed_rows_of_any_records_and_rows_of_the_first_form_read_bac
       for (auto& m : masks) m = rng() % 3 == 0 ? 0 : (1ull << (rng() % 64)) - 1;  // narrow fields make short rows
       const uint64_t first = want.size(), n = 1 + rng() % engine::record_rows::records_per_row;
       for (uint64_t i = 0; i < n; ++i) want.push_back(random_record(rng, first + i, masks));
+      if (rows % 2 == 0) {
+        // Fields counted up with jitter (delta columns of 1 to 8 bytes a number): the
+        // id, the timestamp, the history links (8 bytes), currency and result (4), code
+        // and flags (2).
+        const uint64_t jitter = (uint64_t(1) << (rng() % 62)) | 1;
+        uint64_t id = rng(), ts = rng(), prev = rng(), cur = rng(), code = rng();
+        for (uint64_t i = 0; i < n; ++i) {
+          auto& r = want[first + i];
+          r.t.id.lo = id += rng() % jitter;
+          r.t.timestamp = ts += 1 + rng() % (jitter | 0xffff);
+          r.debit_prev = prev += rng() % 1000;
+          r.t.currency = uint32_t(cur += rng() % 70000);
+          r.result = uint32_t(cur >> 7);
+          r.t.code = uint16_t(code += rng() % 300);
+          r.t.flags = uint16_t(code >> 3);
+        }
+      }
       ASSERT_TRUE(engine::record_rows::append(*w, first, n, [&](uint64_t serial) -> const actors::transfer_record& {
         return want[serial];
       }));
@@ -186,6 +203,7 @@ TEST(record_rows, malformed_packed_rows_are_named) {
   };
   auto bad = good;
   bad[4] = char(200);  // count 200: over a row's 128
+  ASSERT_EQ(good[4], char(128));
   write_row(300, bad);
   actors::transfer_record r;
   err.clear();
@@ -204,6 +222,13 @@ TEST(record_rows, malformed_packed_rows_are_named) {
   EXPECT_FALSE(engine::record_rows::scan(*s, 0, 1000, [](uint64_t, const actors::transfer_record&) { return true; },
                                          &err));
   EXPECT_NE(err.find("transfers row 128: packed records"), std::string::npos) << err;
+  // Read alone: a record in the row, and one past it (whose row is checked all the same).
+  for (const uint64_t serial : {uint64_t(130), uint64_t(128 + 128)}) {
+    err.clear();
+    actors::transfer_record x;
+    EXPECT_FALSE(engine::record_rows::get(*s, serial, &x, &err)) << serial;
+    EXPECT_NE(err.find("transfers row 128: packed records"), std::string::npos) << serial << ": " << err;
+  }
 }
 
 // Each appended record's id hash is stored beside it, read back over any range; a
