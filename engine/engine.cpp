@@ -473,13 +473,16 @@ class engine_impl {
   void index_id(const wire::id128& id, uint64_t serial) { ids_.insert(id, serial); }
 
   // For stats() from any thread.
-  std::atomic<uint64_t> pub_index_growths_{0}, pub_index_waits_{0}, pub_index_bytes_{0}, pub_index_next_growth_{0};
+  std::atomic<uint64_t> pub_index_growths_{0}, pub_index_waits_{0}, pub_index_bytes_{0}, pub_index_next_growth_{0},
+      pub_index_ranges_{0}, pub_index_probes_{0};
   void publish_index_stats() {
     constexpr auto r = std::memory_order_relaxed;
     pub_index_growths_.store(ids_.growth_stats().growths, r);
     pub_index_waits_.store(ids_.growth_stats().waits, r);
     pub_index_bytes_.store(ids_.memory_bytes(), r);
     pub_index_next_growth_.store(ids_.next_growth_at(), r);
+    pub_index_ranges_.store(ids_.ranges(), r);
+    pub_index_probes_.store(ids_.probes(), r);
   }
 
   // ---- pipeline flushes (rare: they stall the sequencer) --------------------------
@@ -2181,6 +2184,22 @@ class engine_impl {
                  std::to_string(n) + " transfers";
         return false;
       }
+      // Hashes say nothing of id.lo: the snapshot's lo_max bounds them, so that new ids
+      // counting up past them need not probe the table (engine/id_index.hpp).
+      if (ok) {
+        std::string why;
+        auto lo_max = record_rows::lo_max(*snap_, n, &why);
+        if (!lo_max && why.empty() && n > 0) {  // a snapshot without it: once, from the records
+          if (!record_rows::fill_in_lo_max(*snap_, *stored_end, error)) return false;
+          lo_max = record_rows::lo_max(*snap_, n, &why);
+          rec_.id_lo_max_filled_in = true;
+        }
+        if (!why.empty()) {
+          *error = why;
+          return false;
+        }
+        if (lo_max) ids_.set_lo_max(*lo_max);
+      }
     }
     // The records: all of them when they index the ids, else the window's, each checked
     // against its hash.
@@ -3585,6 +3604,8 @@ engine_stats engine::stats() {
   s.id_index_growths = impl_->pub_index_growths_.load(std::memory_order_relaxed);
   s.id_index_waits = impl_->pub_index_waits_.load(std::memory_order_relaxed);
   s.id_index_next_growth_at = impl_->pub_index_next_growth_.load(std::memory_order_relaxed);
+  s.id_index_ranges = impl_->pub_index_ranges_.load(std::memory_order_relaxed);
+  s.id_index_probes = impl_->pub_index_probes_.load(std::memory_order_relaxed);
   s.memory_bytes_id_index = impl_->pub_index_bytes_.load(std::memory_order_relaxed);
   return s;
 }

@@ -153,6 +153,9 @@ struct recovery_report {
   uint64_t portfolios_loaded = 0;
   uint64_t transfers_loaded = 0;
   uint64_t transfer_ids_filled_in = 0;  // id hashes written for a snapshot from before them
+  // The snapshot had no bound on its ids' lo by bucket (record_rows::lo_max: written by an
+  // older build), so recovery read every record for it and wrote it.
+  bool id_lo_max_filled_in = false;
   uint64_t pending_loaded = 0;  // open pending transfers read from the snapshot
   std::string torn_tail;  // empty unless a torn tail was cut
   double seconds = 0;
@@ -190,10 +193,12 @@ struct engine_stats {
   uint64_t memory_bytes_id_index = 0;  // every recorded transfer id (engine/id_index.hpp)
   uint64_t id_index_growths = 0;     // id index tables built in the background and swapped in
   uint64_t id_index_waits = 0;       // inserts that had to wait for a growth to finish
-  // The id index's size past which its next growth starts; while one is under way, its
-  // size now (sequenced transfers, which may run ahead of `transfers` by the batches in
-  // flight).
+  // The id index table's size past which its next growth starts; while one is under way,
+  // its size now (ids in the table: all but the ranges' of ids counting up, sequenced
+  // ones, which may run ahead of `transfers` by the batches in flight).
   uint64_t id_index_next_growth_at = 0;
+  uint64_t id_index_ranges = 0;  // runs of ids counting up kept as ranges, not in the table
+  uint64_t id_index_probes = 0;  // look-ups that probed the table (the others needed no probe)
 };
 
 // What engine::verify_log found: every record from the oldest kept segment to the lsn

@@ -70,7 +70,8 @@ void id_index::hash_log::push(uint64_t serial, uint64_t h) {
   seg_[j][offset(serial)] = h;
 }
 
-id_index::id_index(size_t capacity_hint) {
+id_index::id_index(size_t capacity_hint)
+    : lo_max_(new uint64_t[buckets]()) {
   slots_.assign(capacity_for(capacity_hint), 0);
   mask_ = slots_.size() - 1;
 }
@@ -86,7 +87,8 @@ void id_index::abandon_growth() {
 
 size_t id_index::memory_bytes() const {
   // The hash log by what is written: the rest of its newest segment is not backed yet.
-  size_t b = slots_.size() * sizeof(uint64_t) + size_ * sizeof(uint64_t);
+  size_t b = slots_.size() * sizeof(uint64_t) + size_ * sizeof(uint64_t) + (size_ + 63) / 64 * sizeof(uint64_t) +
+             ranges_.size() * range_bytes + buckets * sizeof(uint64_t) + sizeof ranges_in_;
   if (build_) b += build_->capacity * sizeof(uint64_t);
   return b;
 }
@@ -115,17 +117,102 @@ void id_index::reserve(size_t n) {
   }
 }
 
+int64_t id_index::find_range(const wire::id128& id) const {
+  auto holds = [&](range_map::const_iterator it) {
+    return it->first.first == id.hi && id.lo >= it->first.second && id.lo <= it->second.lo_last;
+  };
+  // Repeats come a batch at a time: the range that answered last answers again.
+  if (last_hit_ != ranges_.end() && holds(last_hit_))
+    return int64_t(last_hit_->second.serial_first + (id.lo - last_hit_->first.second));
+  auto it = ranges_.upper_bound({id.hi, id.lo});
+  if (it == ranges_.begin()) return -1;
+  --it;
+  if (!holds(it)) return -1;
+  last_hit_ = it;
+  return int64_t(it->second.serial_first + (id.lo - it->first.second));
+}
+
+bool id_index::in_table(uint64_t serial) const {
+  const uint64_t w = std::atomic_ref<uint64_t>(table_bits_.ref(serial / 64)).load(std::memory_order_relaxed);
+  return (w >> (serial % 64)) & 1;
+}
+
+// A run that stopped short is wholly in the table: its ids count in their bucket's lo_max.
+void id_index::end_run() {
+  if (run_.count != 0 && !run_.in_map) {
+    uint64_t& m = lo_max_[run_.bucket];
+    m = std::max(m, run_.lo_last);
+  }
+  run_ = open_run{};
+}
+
+void id_index::insert(const wire::id128& id, uint64_t serial) {
+  MESOB_ASSERT(serial <= serial_max && serial == size_);
+  const uint64_t h = hash(id);
+  if (run_.count != 0 && id.hi == run_.hi && run_.lo_last != UINT64_MAX && id.lo == run_.lo_last + 1 &&
+      id.lo < run_.next_first && serial == run_.serial_first + run_.count) {
+    ++run_.count;
+    run_.lo_last = id.lo;
+    if (run_.count <= table_first) return record(h, serial, true);
+    if (run_.in_map) {
+      run_.node->second.lo_last = id.lo;
+    } else {
+      run_.node = ranges_.emplace(std::pair{run_.hi, run_.lo_first}, range_end{id.lo, run_.serial_first}).first;
+      run_.in_map = true;
+      ranges_in_[run_.bucket / 64] |= uint64_t(1) << (run_.bucket % 64);
+    }
+    return record(h, serial, false);
+  }
+  end_run();
+  run_.hi = id.hi;
+  run_.lo_first = run_.lo_last = id.lo;
+  run_.serial_first = serial;
+  run_.count = 1;
+  run_.next_first = UINT64_MAX;
+  run_.bucket = bucket(id.hi);
+  if (has_ranges(run_.bucket)) {
+    const auto next = ranges_.lower_bound({id.hi, id.lo});
+    if (next != ranges_.end() && next->first.first == id.hi) run_.next_first = next->first.second;
+  }
+  record(h, serial, true);
+}
+
 void id_index::insert_hashed(uint64_t h, uint64_t serial) {
+  end_run();
+  if (!lo_max_topped_) {
+    std::fill_n(lo_max_.get(), buckets, UINT64_MAX);
+    lo_max_topped_ = true;
+  }
+  record(h, serial, true);
+  ++hashed_;
+}
+
+void id_index::set_lo_max(std::span<const uint64_t> by_bucket) {
+  MESOB_ASSERT(by_bucket.size() == buckets && hashed_ == size_);
+  std::copy(by_bucket.begin(), by_bucket.end(), lo_max_.get());
+  lo_max_topped_ = false;  // a later insert_hashed tops them again
+}
+
+void id_index::record(uint64_t h, uint64_t serial, bool to_table) {
   MESOB_ASSERT(serial <= serial_max && serial == size_);
   if (build_) {
     if (build_->ready.load(std::memory_order_acquire)) finish_growth(false);
-    else if ((size_ + 1) * 8 > slots_.size() * 7) finish_growth(true);
+    else if (to_table && (table_size_ + 1) * 8 > slots_.size() * 7) finish_growth(true);
   }
   hashes_.push(serial, h);
-  place(slots_, h, serial);
+  const uint64_t bit = uint64_t(to_table) << (serial % 64);
+  if (serial % 64 == 0) table_bits_.push(serial / 64, bit);
+  else if (bit != 0) {
+    std::atomic_ref<uint64_t> w(table_bits_.ref(serial / 64));
+    w.store(w.load(std::memory_order_relaxed) | bit, std::memory_order_relaxed);
+  }
+  if (to_table) {
+    place(slots_, h, serial);
+    ++table_size_;
+  }
   ++size_;
   if (build_) build_->published.store(size_, std::memory_order_release);
-  else if (size_ > next_growth_at()) start_growth();
+  else if (table_size_ > next_growth_at()) start_growth();
 }
 
 void id_index::insert_hashed_run(std::span<const uint64_t> hashes, uint64_t first) {
@@ -143,7 +230,7 @@ void id_index::start_growth() {
   const size_t capacity = slots_.size() * 2;
   b->capacity = capacity;
   build* p = b.get();
-  b->thread = std::thread([p, capacity, log = &hashes_, pause = build_pause_] {
+  b->thread = std::thread([this, p, capacity, log = &hashes_, pause = build_pause_] {
     pthread_setname_np(pthread_self(), "mesob.idgrow");
     p->slots.assign(capacity, 0);
     batched_placer<table> placer(p->slots, &id_index::place);
@@ -153,7 +240,8 @@ void id_index::start_growth() {
       const uint64_t n = p->published.load(std::memory_order_acquire);
       if (n == done) break;
       const uint64_t end = std::min(n, done + chunk);
-      for (; done < end; ++done) placer.add(log->at(done), done);
+      for (; done < end; ++done)
+        if (in_table(done)) placer.add(log->at(done), done);
       if (pause.count() > 0) std::this_thread::sleep_for(pause);
     }
     placer.finish();
@@ -166,7 +254,8 @@ void id_index::start_growth() {
 void id_index::finish_growth(bool wait) {
   if (wait) ++stats_.waits;
   build_->thread.join();
-  for (uint64_t s = build_->placed; s < size_; ++s) place(build_->slots, hashes_.at(s), s);
+  for (uint64_t s = build_->placed; s < size_; ++s)
+    if (in_table(s)) place(build_->slots, hashes_.at(s), s);
   slots_.swap(build_->slots);
   mask_ = slots_.size() - 1;
   ++stats_.growths;

@@ -179,6 +179,8 @@ int main(int argc, char** argv) {
   if (rec.transfer_ids_filled_in > 0)
     std::printf("mesobd: wrote the id hashes of %llu transfers (a snapshot from before format 10, or one whose filling-in was cut short)\n",
                 static_cast<unsigned long long>(rec.transfer_ids_filled_in));
+  if (rec.id_lo_max_filled_in)
+    std::printf("mesobd: wrote the bounds of the snapshot's transfer ids (a snapshot from an older build)\n");
 
   for (const auto& spec : gateway_specs) {
     engine::gateway_config g;

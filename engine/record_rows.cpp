@@ -122,6 +122,11 @@ const uint8_t* decode_records(const row_kind& k, uint64_t key, std::span<const u
   return reinterpret_cast<const uint8_t*>(buf.data());
 }
 
+// The `id_lo_max` row's header: magic "IDL1" (this layout, id_index::bucket_of as it is),
+// 4 zero bytes, the serial it counts to.
+constexpr uint32_t lo_max_magic = 0x314c4449;
+constexpr size_t lo_max_header = 16;
+
 constexpr row_kind records{storage::table::transfers, sizeof(transfer_record), records_per_row, "records",
                            &decode_records};
 constexpr row_kind hashes{storage::table::transfer_ids, sizeof(uint64_t), hashes_per_row, "hashes", &decode_hashes};
@@ -135,6 +140,72 @@ bool append_hashes(storage::snapshot_store::writer& w, uint64_t first, std::span
       return false;
   }
   return true;
+}
+
+// The `id_lo_max` row: bytes -> (the serial it counts to, lo by bucket). Its magic names
+// the layout and the bucket function (id_index::bucket_of): a row of another (a build
+// bucketing otherwise) is `other`, read as no row; a row with this magic that does not
+// hold together is `malformed`, with *why.
+enum class lo_max_row { ok, other, malformed };
+lo_max_row decode_lo_max(std::span<const uint8_t> v, uint64_t* counts_to, std::vector<uint64_t>* by_bucket,
+                         std::string* why) {
+  constexpr size_t pair = sizeof(uint32_t) + sizeof(uint64_t);
+  uint32_t magic = 0;
+  if (v.size() >= sizeof magic) std::memcpy(&magic, v.data(), sizeof magic);
+  if (magic != lo_max_magic) return lo_max_row::other;
+  if (v.size() < lo_max_header || (v.size() - lo_max_header) % pair != 0 ||
+      (v.size() - lo_max_header) / pair > id_index::buckets) {
+    *why = "is " + std::to_string(v.size()) + " bytes, not 16 + 12 per bucket";
+    return lo_max_row::malformed;
+  }
+  std::memcpy(counts_to, v.data() + sizeof(uint64_t), sizeof(uint64_t));
+  by_bucket->assign(id_index::buckets, 0);
+  int64_t last = -1;
+  for (size_t at = lo_max_header; at < v.size(); at += pair) {
+    uint32_t b = 0;
+    uint64_t lo = 0;
+    std::memcpy(&b, v.data() + at, sizeof b);
+    std::memcpy(&lo, v.data() + at + sizeof b, sizeof lo);
+    if (b >= id_index::buckets || int64_t(b) <= last) {
+      *why = "names bucket " + std::to_string(b) + " out of order or past " + std::to_string(id_index::buckets - 1);
+      return lo_max_row::malformed;
+    }
+    last = b;
+    (*by_bucket)[b] = lo;
+  }
+  return lo_max_row::ok;
+}
+
+// Keeps the `id_lo_max` row over records [first, first + n) just appended, whose own
+// highest lo by bucket is `seen`.
+bool append_lo_max(storage::snapshot_store::writer& w, uint64_t first, uint64_t n, std::span<const uint64_t> seen) {
+  std::string bytes;
+  std::vector<uint64_t> by_bucket(id_index::buckets, 0);
+  uint64_t counts_to = 0;
+  if (w.get(storage::table::id_lo_max, 0, &bytes)) {
+    std::string why;
+    if (decode_lo_max({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &counts_to, &by_bucket,
+                      &why) != lo_max_row::ok)
+      counts_to = UINT64_MAX;  // dropped (a start refuses a malformed one before this runs)
+  } else if (!w.error().empty()) {
+    return false;
+  }
+  if (counts_to != first) return w.erase(storage::table::id_lo_max, 0);
+  // Buckets no record reached stay 0, and a record with lo 0 changes nothing: pairs for
+  // the others only.
+  for (size_t k = 0; k < by_bucket.size(); ++k) by_bucket[k] = std::max(by_bucket[k], seen[k]);
+  std::vector<uint8_t> out(lo_max_header);
+  counts_to = first + n;
+  std::memcpy(out.data(), &lo_max_magic, sizeof lo_max_magic);
+  std::memcpy(out.data() + sizeof(uint64_t), &counts_to, sizeof counts_to);
+  for (uint32_t k = 0; k < id_index::buckets; ++k) {
+    if (by_bucket[k] == 0) continue;
+    const size_t at = out.size();
+    out.resize(at + sizeof(uint32_t) + sizeof(uint64_t));
+    std::memcpy(out.data() + at, &k, sizeof k);
+    std::memcpy(out.data() + at + sizeof k, &by_bucket[k], sizeof(uint64_t));
+  }
+  return w.put(storage::table::id_lo_max, 0, out);
 }
 
 // Calls fn(serial, item bytes) for begin <= serial < end, checking that rows follow one
@@ -189,12 +260,17 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
   transfer_record row[records_per_row];
   std::vector<uint64_t> hs;
   hs.reserve(n);
+  std::vector<uint64_t> seen(id_index::buckets, 0);  // highest lo by bucket
+  uint64_t hi = 0;
+  size_t b = id_index::bucket_of(0);
   std::vector<uint8_t> bytes;
   for (uint64_t s = first; s < first + n;) {
     const uint64_t k = std::min<uint64_t>(records_per_row, first + n - s);
     for (uint64_t i = 0; i < k; ++i) {
       row[i] = at(s + i);
       hs.push_back(id_index::hash_of(row[i].t.id));
+      if (row[i].t.id.hi != hi) b = id_index::bucket_of(hi = row[i].t.id.hi);
+      seen[b] = std::max(seen[b], row[i].t.id.lo);
     }
     bytes.assign(sizeof(packed_row_header), 0);
     wire::column_pack::pack<packed_layout>(std::span<const transfer_record>(row, k), bytes);
@@ -207,7 +283,7 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
     if (!w.append(storage::table::transfers, s, bytes)) return false;
     s += k;
   }
-  return append_hashes(w, first, hs);
+  return append_hashes(w, first, hs) && append_lo_max(w, first, n, seen);
 }
 
 bool get(storage::snapshot_store& s, uint64_t serial, transfer_record* out, std::string* error) {
@@ -260,6 +336,50 @@ bool scan_hashes(storage::snapshot_store& s, uint64_t begin, uint64_t end,
 
 std::optional<uint64_t> hashes_end(storage::snapshot_store& s, std::string* error) {
   return end_of(s, hashes, error);
+}
+
+std::optional<std::vector<uint64_t>> lo_max(storage::snapshot_store& s, uint64_t end, std::string* error) {
+  std::string bytes;
+  if (!s.get(storage::table::id_lo_max, 0, &bytes, error)) return std::nullopt;
+  uint64_t counts_to = 0;
+  std::vector<uint64_t> by_bucket;
+  std::string why;
+  const auto form = decode_lo_max({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &counts_to,
+                                  &by_bucket, &why);
+  if (form == lo_max_row::malformed) {
+    *error = std::string("snapshot: the ") + storage::table_name(storage::table::id_lo_max) + " row " + why;
+    return std::nullopt;
+  }
+  if (form == lo_max_row::other || counts_to < end) return std::nullopt;
+  return by_bucket;
+}
+
+bool fill_in_lo_max(storage::snapshot_store& s, uint64_t end, std::string* error) {
+  std::vector<uint64_t> seen(id_index::buckets, 0);
+  uint64_t next = 0;
+  if (!scan(s, 0, end, [&](uint64_t serial, const transfer_record& r) {
+        if (serial != next) {
+          *error = "snapshot: transfer records " + std::to_string(next) + ".." + std::to_string(serial) + " are missing";
+          return false;
+        }
+        ++next;
+        uint64_t& m = seen[id_index::bucket_of(r.t.id.hi)];
+        m = std::max(m, r.t.id.lo);
+        return true;
+      }, error))
+    return false;
+  s.release_pages();
+  if (next != end) {
+    *error = "snapshot: transfer records " + std::to_string(next) + ".." + std::to_string(end) + " are missing";
+    return false;
+  }
+  auto w = s.begin(error);
+  if (!w) return false;
+  if (!w->erase(storage::table::id_lo_max, 0) || !append_lo_max(*w, 0, end, seen) || !w->commit_without_meta()) {
+    *error = w->error();
+    return false;
+  }
+  return true;
 }
 
 bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, std::string* error) {

@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "actors/record_store.hpp"
 #include "storage/snapshot.hpp"
@@ -34,7 +35,7 @@ static_assert(hashes_per_row * sizeof(uint64_t) <= 4096 - 16 && hashes_per_row *
               "a full row of hashes is one overflow page");
 
 // Appends records [first, first + n), read by `at(serial)`, in rows starting at `first`,
-// and their ids' hashes (below).
+// and their ids' hashes and lo_max (below).
 bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
             const std::function<const actors::transfer_record&(uint64_t)>& at);
 
@@ -61,5 +62,21 @@ std::optional<uint64_t> hashes_end(storage::snapshot_store& s, std::string* erro
 // filling-in was cut short; a transaction per 2^20 records, so `from` is where the
 // table ends.
 bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, std::string* error);
+
+// The stored records' highest id.lo per bucket of id.hi (id_index::bucket_of): the id
+// index's lo_max for ids loaded by hash (id_index::set_lo_max). One `id_lo_max` row (key
+// 0): magic "IDL1" (the layout and the bucket function; a row of another reads as none),
+// 4 zero bytes, the serial it counts records to (u64), then a (bucket u32, lo u64) pair
+// for each bucket holding any record, buckets ascending. append keeps it in the same
+// transaction when it counts to `first` (it starts it at serial 0) and erases it
+// otherwise, so it is never behind the records: a row of a build that appended without
+// keeping it no longer counts to the end.
+// The row as a bucket-indexed vector when it counts records [0, end) (to `end` or past:
+// records are never rewritten, so it bounds those); nullopt when it does not, or there
+// is none (the caller assumes the worst), or on error (with *error set).
+std::optional<std::vector<uint64_t>> lo_max(storage::snapshot_store& s, uint64_t end, std::string* error);
+// Writes the row from records [0, end) themselves, for a snapshot without it (written
+// before it existed, or past a build that did not keep it): one transaction.
+bool fill_in_lo_max(storage::snapshot_store& s, uint64_t end, std::string* error);
 
 }  // namespace mesob::engine::record_rows

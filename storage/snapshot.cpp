@@ -75,6 +75,7 @@ const char* table_name(table t) {
     case table::customers: return "customers";
     case table::portfolios: return "portfolios";
     case table::transfer_ids: return "transfer_ids";
+    case table::id_lo_max: return "id_lo_max";
   }
   return "?";
 }
@@ -286,6 +287,15 @@ bool snapshot_store::writer::put(table t, uint64_t key_v, std::span<const uint8_
   MDB_val key = k.val(), val{bytes.size(), const_cast<uint8_t*>(bytes.data())};
   int rc = mdb_put(txn_, store_->dbi_[int(t)], &key, &val, 0);
   if (rc != 0) error_ = lmdb_error("put", rc);
+  return rc == 0;
+}
+
+bool snapshot_store::writer::get(table t, uint64_t key_v, std::string* out) {
+  be_key k(key_v);
+  MDB_val key = k.val(), val{};
+  const int rc = mdb_get(txn_, store_->dbi_[int(t)], &key, &val);
+  if (rc == 0) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);
+  else if (rc != MDB_NOTFOUND) error_ = lmdb_error("get", rc);
   return rc == 0;
 }
 

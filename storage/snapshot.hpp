@@ -19,6 +19,10 @@
 //   customers  wallet id  -> a customer's KYC record (actors/customers.hpp, table::encode)
 //   portfolios wallet id  -> a portfolio: positions, orders, settlements owed
 //                            (actors/trading.hpp, table::encode_row)
+//   transfer_ids serial   -> the stored transfers' id hashes (engine/record_rows.hpp)
+//   id_lo_max  0          -> the stored transfers' highest id.lo by bucket of id.hi
+//                            (engine/record_rows.hpp; optional: absent, the engine
+//                            assumes the worst, so older builds' snapshots read as before)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
@@ -79,8 +83,9 @@ enum class table : int {
   customers = 11,
   portfolios = 12,
   transfer_ids = 13,
+  id_lo_max = 14,
 };
-constexpr int tables = 14;
+constexpr int tables = 15;
 const char* table_name(table t);  // as LMDB names it
 
 class snapshot_store {
@@ -123,6 +128,9 @@ class snapshot_store {
    public:
     ~writer();
     bool put(table t, uint64_t key, std::span<const uint8_t> bytes);
+    // One row as this transaction sees it, copied into `out`; false if absent (error()
+    // empty) or on error.
+    bool get(table t, uint64_t key, std::string* out);
     bool append(table t, uint64_t key, std::span<const uint8_t> bytes);  // key > last key
     bool clear(table t);
     bool erase_from(table t, uint64_t first_key);  // every row with key >= first_key

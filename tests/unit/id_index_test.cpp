@@ -2,11 +2,13 @@
 // reads hashes across the hash log's segments while the owner appends), growth with a
 // slow builder (the owner waits only at 7/8 load), abandoning a growth.
 #include "engine/id_index.hpp"
+#include "support/seed.hpp"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <random>
+#include <unordered_map>
 
 using namespace mesob;
 using engine::id_index;
@@ -56,7 +58,10 @@ TEST(id_index, every_id_found_across_growths) {
   f.expect_all_found(idx, 400000);
   EXPECT_EQ(idx.growth_stats().growths, 9u) << "2,048 slots to 2^20";
   EXPECT_EQ(idx.size(), 400000u);
-  EXPECT_EQ(idx.memory_bytes(), (size_t(1) << 20) * 8 + 400000 * 8) << "the table and the hash log";
+  EXPECT_EQ(idx.table_size(), 400000u) << "random ids: all in the table";
+  EXPECT_EQ(idx.ranges(), 0u);
+  EXPECT_EQ(idx.memory_bytes(), (size_t(1) << 20) * 8 + 400000 * 8 + 6250 * 8 + id_index::buckets * 8 + 512)
+      << "the table, the hash log, its table bits and the buckets";
 }
 
 TEST(id_index, a_slow_builder_makes_the_owner_wait_only_at_seven_eighths) {
@@ -106,8 +111,176 @@ TEST(id_index, destroying_during_a_growth_joins_the_builder) {
   SUCCEED();
 }
 
+// Ids of every shape the index treats apart, against a plain map of what was recorded:
+// runs counting up (short ones stay in the table, long ones become ranges), runs started
+// out of order (a block below a recorded one, a block between two), runs broken by
+// another id or by a serial taken elsewhere, lo wrapping at 2^64, two id.hi values in
+// one bucket, random ids (under random id.hi, and now and then under the counting ones),
+// after ids loaded by hash and bounded by set_lo_max. Every recorded id is found at its
+// serial, and ids next to every run, inside its gaps and never recorded are not; the
+// look-ups interleave with the inserts, as the sequencer's do, and growths run (slowly,
+// at times) throughout.
+TEST(id_index, runs_ranges_and_random_ids_against_a_map) {
+  std::mt19937_64 rng(test::test_seed("id shapes"));
+  struct key_hash {
+    size_t operator()(const wire::id128& id) const { return std::hash<uint64_t>()(id.lo * 31 + id.hi); }
+  };
+  std::unordered_map<wire::id128, uint64_t, key_hash> model;
+  std::vector<wire::id128> ids;  // by serial
+  id_index idx;
+  auto id_of = [&](uint64_t s) { return ids.at(s); };
+  uint64_t misses = 0, skipped = 0;  // look-ups of ids not recorded; of them, answered without a probe
+  auto check = [&](const wire::id128& id) {
+    const auto it = model.find(id);
+    const int64_t want = it == model.end() ? -1 : int64_t(it->second);
+    misses += want < 0;
+    idx.prefetch(id);
+    const uint64_t probes = idx.probes();
+    ASSERT_EQ(idx.find(id, id_of), want) << "id " << id.hi << ":" << id.lo << " after " << ids.size();
+    skipped += want < 0 && idx.probes() == probes;
+  };
+  // Records id unless recorded; checks it first and its neighbours after.
+  auto record = [&](const wire::id128& id) {
+    check(id);
+    if (model.count(id)) return;
+    const uint64_t serial = ids.size();
+    ids.push_back(id);
+    model[id] = serial;
+    idx.insert(id, serial);
+    check({id.lo + 1, id.hi});
+    check({id.lo - 1, id.hi});
+  };
+  // his[1] shares his[0]'s bucket.
+  uint64_t same = 8;
+  while (id_index::bucket_of(same) != id_index::bucket_of(7)) ++same;
+  const uint64_t his[] = {7, same, rng(), 1ull << 63, 0};
+  // Random lo tops out its bucket's lo_max: under random his too, such ids would soon top
+  // out every bucket (see id_index.hpp), and the skip would go untested here.
+  const uint64_t random_his[] = {rng(), rng(), rng()};
+  uint64_t next_lo[5] = {1000, 1, rng(), UINT64_MAX - 3000, 0};
+  // Loaded by hash first: counting ids under his[0] and his[4], and random ones; the
+  // bounds set from them.
+  std::vector<uint64_t> lo_max(id_index::buckets, 0);
+  for (int i = 0; i < 3000; ++i) {
+    const wire::id128 id = i % 3 == 2 ? wire::id128{rng(), random_his[i % 2]}
+                                      : wire::id128{next_lo[i % 3 == 0 ? 0 : 4]++, his[i % 3 == 0 ? 0 : 4]};
+    model[id] = ids.size();
+    idx.insert_hashed(id_index::hash_of(id), ids.size());
+    ids.push_back(id);
+    uint64_t& m = lo_max[id_index::bucket_of(id.hi)];
+    m = std::max(m, id.lo);
+  }
+  idx.set_lo_max(lo_max);
+  for (int step = 0; step < 4000; ++step) {
+    const int shape = int(rng() % 8);
+    const size_t h = rng() % 5;
+    if (step % 500 == 250) idx.slow_growth_for_tests(std::chrono::microseconds(rng() % 3000));
+    if (shape <= 2) {  // a run from where this hi got to, 1 to 40 long, or long
+      const uint64_t len = rng() % 10 == 0 ? 200 + rng() % 2000 : 1 + rng() % 40;
+      for (uint64_t i = 0; i < len; ++i) record({next_lo[h]++, his[h]});
+    } else if (shape == 3) {  // a block below or among recorded ones (out of order)
+      const uint64_t len = 1 + rng() % 60, back = rng() % 5000;
+      const uint64_t from = next_lo[h] >= back ? next_lo[h] - back : 0;  // no wrap to the top: it would top lo_max
+      for (uint64_t i = 0; i < len; ++i) record({from + i, his[h]});
+    } else if (shape == 4) {  // a run with a gap of one: skipped ids stay unrecorded
+      for (uint64_t i = 0; i < 30; ++i) record({next_lo[h] + (i == 20 ? ++i : i), his[h]});
+      next_lo[h] += 31;
+    } else if (shape == 5) {  // random lo under a few his of their own, now and then his[2]
+      for (int i = 0; i < 20; ++i) record({rng(), rng() % 100 == 0 ? his[2] : random_his[rng() % 3]});
+    } else if (shape == 6) {  // repeats and ids never recorded, no inserts
+      for (int i = 0; i < 50 && !ids.empty(); ++i) check(ids[rng() % ids.size()]);
+      for (int i = 0; i < 50; ++i) check({next_lo[h] - rng() % 6000, his[h]});
+    } else {  // two his interleaved id by id: every run is one id long
+      for (int i = 0; i < 10; ++i) record({next_lo[h]++, his[h]}), record({next_lo[(h + 1) % 5]++, his[(h + 1) % 5]});
+    }
+    if (HasFatalFailure()) return;
+  }
+  idx.finish_growth_now();
+  for (uint64_t s = 0; s < ids.size(); ++s) ASSERT_EQ(idx.find(ids[s], id_of), int64_t(s)) << "serial " << s;
+  std::printf("%zu ids: %zu in the table, %zu ranges, %llu growths\n", ids.size(), idx.table_size(), idx.ranges(),
+              static_cast<unsigned long long>(idx.growth_stats().growths));
+  EXPECT_LT(idx.table_size(), ids.size());
+  EXPECT_GT(idx.ranges(), 0u);
+  std::printf("%llu look-ups of ids not recorded, %llu of them without a probe\n",
+              static_cast<unsigned long long>(misses), static_cast<unsigned long long>(skipped));
+  EXPECT_GT(skipped, misses / 5) << "the look-ups that skip the table are tested too";
+}
+
+// Ids counting up, a batch at a time and the batches out of order (as two connections
+// deliver mesob-load's): the table holds each run's first 16 ids only.
+TEST(id_index, ids_counting_up_skip_the_table) {
+  id_index idx;
+  std::vector<wire::id128> ids;
+  auto id_of = [&](uint64_t s) { return ids.at(s); };
+  const uint64_t batch = 4096, batches = 200;
+  for (uint64_t b = 0; b < batches; ++b) {
+    const uint64_t block = b % 2 == 0 ? b + 1 : b - 1;  // 1, 0, 3, 2, ...
+    for (uint64_t i = 0; i < batch; ++i) {
+      const wire::id128 id{block * batch + i + 1, 42};
+      ASSERT_EQ(idx.find(id, id_of), -1);
+      idx.insert(id, ids.size());
+      ids.push_back(id);
+    }
+  }
+  EXPECT_EQ(idx.probes(), 0u) << "no look-up of a new id probed the table";
+  EXPECT_EQ(idx.table_size(), batches * id_index::table_first);
+  EXPECT_LE(idx.growth_stats().growths, 2u) << "3,200 table entries: 2,048 slots to 8,192";
+  EXPECT_LT(idx.memory_bytes(), ids.size() * 9) << "8 bytes an id for the hash log, and little else";
+  EXPECT_EQ(idx.ranges(), batches);
+  for (uint64_t s = 0; s < ids.size(); ++s) ASSERT_EQ(idx.find(ids[s], id_of), int64_t(s));
+  EXPECT_EQ(idx.probes(), 0u) << "nor of a recorded one: the ranges answer";
+  EXPECT_EQ(idx.find({batch * batches + 1, 42}, id_of), -1);
+  EXPECT_EQ(idx.find({0, 42}, id_of), -1);
+  EXPECT_EQ(idx.find({1, 43}, id_of), -1);
+}
+
+// Ids loaded by hash (a snapshot) could be anything: every bucket's lo_max is topped, so
+// a new id is looked up in the table and a loaded one found there, until the snapshot's
+// own figures replace them and new ids past them need no probe. A bound too low would
+// hide loaded ids (the caller's error: the snapshot's row bounds every record).
+TEST(id_index, ids_loaded_by_hash_are_found_and_bounded_by_set_lo_max) {
+  id_index idx;
+  std::vector<wire::id128> ids;
+  auto id_of = [&](uint64_t s) { return ids.at(s); };
+  for (uint64_t i = 0; i < 3000; ++i) ids.push_back({1000 + i, 5});
+  for (uint64_t i = 0; i < 3000; ++i) idx.insert_hashed(id_index::hash_of(ids[i]), i);
+  for (uint64_t i = 0; i < 3000; ++i) ASSERT_EQ(idx.find(ids[i], id_of), int64_t(i));
+  uint64_t probes = idx.probes();
+  EXPECT_EQ(idx.find({4000, 5}, id_of), -1);
+  EXPECT_EQ(idx.probes(), probes + 1) << "topped: a new id probes";
+  std::vector<uint64_t> lo_max(id_index::buckets, 0);
+  lo_max[id_index::bucket_of(5)] = 3999;
+  idx.set_lo_max(lo_max);
+  for (uint64_t i = 0; i < 3000; ++i) ASSERT_EQ(idx.find(ids[i], id_of), int64_t(i));
+  // Counting on: past lo 3999 nothing to probe; a repeat of a loaded id is found.
+  probes = idx.probes();
+  for (uint64_t i = 0; i < 100; ++i) {
+    const wire::id128 id{4000 + i, 5};
+    ASSERT_EQ(idx.find(id, id_of), -1);
+    idx.insert(id, ids.size());
+    ids.push_back(id);
+  }
+  EXPECT_EQ(idx.probes(), probes) << "bounded: new ids past the bound need no probe";
+  for (uint64_t s = 0; s < ids.size(); ++s) ASSERT_EQ(idx.find(ids[s], id_of), int64_t(s));
+  EXPECT_EQ(idx.find({999, 5}, id_of), -1);
+  // The bound is what the look-up goes by: one too low hides the loaded ids above it.
+  lo_max[id_index::bucket_of(5)] = 2000;
+  id_index low;
+  for (uint64_t i = 0; i < 3000; ++i) low.insert_hashed(id_index::hash_of(ids[i]), i);
+  low.set_lo_max(lo_max);
+  EXPECT_EQ(low.find({2000, 5}, id_of), 1000);
+  EXPECT_EQ(low.find({2001, 5}, id_of), -1);
+  // A load after the figures were set tops them again.
+  idx.insert_hashed(id_index::hash_of({1, 9}), ids.size());
+  ids.push_back({1, 9});
+  EXPECT_EQ(idx.find({1, 9}, id_of), int64_t(ids.size() - 1));
+}
+
 // The hash is stored in the snapshot (`transfer_ids`): it must not change unnoticed.
 TEST(id_index, the_stored_hash_is_frozen) {
   static_assert(id_index::hash_of(wire::id128{1, 7}) == 0x524257c04fcf117ull);
   EXPECT_EQ(id_index::hash_of(wire::id128{0xdeadbeef, 0}), 0xd29a9300569a165ull);
+  // So is the bucket of id.hi the snapshot's `id_lo_max` row is keyed by.
+  static_assert(id_index::bucket_of(0) == 0 && id_index::bucket_of(1) == 0x9e3);
+  EXPECT_EQ(id_index::bucket_of(0x6d65736f62), 0xaf4u);
 }

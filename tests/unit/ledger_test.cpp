@@ -9,6 +9,7 @@
 
 #include "actors/flat_map.hpp"
 #include "actors/shard.hpp"
+#include "engine/id_index.hpp"
 #include "engine/limits.hpp"
 #include "engine/record_rows.hpp"
 #include "storage/failure_probes.hpp"
@@ -605,14 +606,18 @@ TEST(ledger_window, history_outlives_the_resident_window) {
         b.push_back(make_transfer(i, 1 + i % 64, 1 + (i * 7 + 3) % 64, 1 + i % 9 + extra));
       for (auto& t : b)
         if (t.debit_account_id == t.credit_account_id) t.credit_account_id = 1 + t.credit_account_id % 64;
+      // Every other batch counting down: those ids go to the id index's table (and grow
+      // it), the others' to ranges (engine/id_index.hpp).
+      if (base / 4000 % 2 == 1) std::reverse(b.begin(), b.end());
       for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, expect);
     }
   };
   send_singles(0, result::ok);
   EXPECT_GE(e->stats().transfers_in_snapshot, 60000u - 16384u);
   // Every id survives the id index's growths (built from its hash log on a builder
-  // thread): each one repeated with a different amount is recognised.
-  EXPECT_GE(e->stats().id_index_growths, 6u);
+  // thread), in the table or in a range: each one repeated with a different amount is
+  // recognised.
+  EXPECT_GE(e->stats().id_index_growths, 5u);
   send_singles(99, result::exists_with_different_fields);
   // Old ids are still recognised: same fields -> original outcome, else a distinct error.
   auto old = make_transfer(1000, 1 + 1000 % 64, 1 + (1000 * 7 + 3) % 64, 1 + 1000 % 9);
@@ -1028,6 +1033,134 @@ TEST(ledger_window, transfer_ids_load_the_id_index_and_are_filled_in_for_older_s
   ASSERT_TRUE(e);
   EXPECT_EQ(e->recovery().transfer_ids_filled_in, 40000u - last_key);
   ids_known();
+}
+
+// The snapshot bounds its ids' lo by bucket of id.hi (`id_lo_max`): a start loads the id
+// index from hashes and those bounds, so that new ids counting on skip its table, while
+// every old id is still known: in a range, in the table, or the highest of its id.hi. A
+// snapshot without the row (an older build's) gets it from its records once; a
+// malformed one stops the start.
+TEST(ledger_window, id_lo_max_bounds_the_ids_a_start_loads_by_hash) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.transfers_resident_max = 1 << 14;
+  std::string err;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 64);
+  std::mt19937_64 rng(test_seed("id_lo_max"));
+  auto make = [](wire::id128 id, uint64_t extra) {
+    auto t = make_transfer(0, 1 + id.lo % 64, 1 + (id.lo + 5) % 64, 1 + id.lo % 7 + extra);
+    t.id = id;
+    return t;
+  };
+  std::vector<wire::id128> ids;
+  auto send = [&](const std::vector<wire::id128>& batch) {
+    std::vector<wire::transfer> b;
+    for (const auto& id : batch) b.push_back(make(id, 0));
+    for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, result::ok);
+    ids.insert(ids.end(), batch.begin(), batch.end());
+  };
+  // Counting up under hi 0 (ranges), counting down under hi 9 (the table), random ids.
+  for (uint64_t base = 1; base < 20001; base += 4000) {
+    std::vector<wire::id128> b;
+    for (uint64_t i = base; i < base + 4000; ++i) b.push_back({i, 0});
+    send(b);
+  }
+  std::vector<wire::id128> down, random;
+  for (uint64_t i = 0; i < 3000; ++i) down.push_back({30000 - i, 9});
+  for (int i = 0; i < 2000; ++i) random.push_back({rng() | 1, rng()});
+  send(down);
+  send(random);
+  e.reset();  // the closing snapshot holds all 25,000
+  // Each of the first and last 100 ids, and 300 more, repeated with a different amount.
+  auto ids_known = [&] {
+    std::vector<size_t> probes;
+    for (size_t k = 0; k < 100; ++k) probes.push_back(k), probes.push_back(ids.size() - 1 - k);
+    for (int k = 0; k < 300; ++k) probes.push_back(rng() % ids.size());
+    probes.push_back(19999);  // {20000, 0}: the highest lo of hi 0
+    probes.push_back(20000);  // {30000, 9}: of hi 9
+    for (size_t k : probes)
+      ASSERT_EQ(e->create_transfers({make(ids[k], 1)}).results.at(0), result::exists_with_different_fields)
+          << ids[k].hi << ":" << ids[k].lo;
+  };
+  auto want = [&] {
+    std::vector<uint64_t> m(engine::id_index::buckets, 0);
+    for (const auto& id : ids) {
+      uint64_t& x = m[engine::id_index::bucket_of(id.hi)];
+      x = std::max(x, id.lo);
+    }
+    return m;
+  };
+  const std::string snap_dir = dir.path() + "/snapshot";
+  auto stored = [&](uint64_t end) {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    EXPECT_TRUE(s) << err;
+    return engine::record_rows::lo_max(*s, end, &err);
+  };
+  EXPECT_EQ(stored(25000).value_or(std::vector<uint64_t>{}), want());
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->recovery().id_lo_max_filled_in);
+  ids_known();
+  // Counting on past the bounds: no look-up probes the table.
+  auto count_on = [&](uint64_t from, size_t n) {
+    std::vector<wire::id128> more;
+    for (uint64_t i = from; i < from + n; ++i) more.push_back({i, 0});
+    const uint64_t probes = e->stats().id_index_probes;
+    send(more);
+    EXPECT_EQ(e->stats().id_index_probes, probes) << "from " << from;
+  };
+  count_on(20001, 100);
+  send({{30001, 9}});
+  ids_known();
+  e.reset();
+  EXPECT_EQ(stored(25101).value_or(std::vector<uint64_t>{}), want());
+
+  auto edit = [&](const snapshot_edit& f) { edit_snapshot(snap_dir, f); };
+  // As an older build's snapshot: the row is written from the records at the start.
+  edit([&](auto&, auto& w) { ASSERT_TRUE(w.erase(storage::table::id_lo_max, 0)); });
+  EXPECT_FALSE(stored(25101));
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->recovery().id_lo_max_filled_in);
+  ids_known();
+  count_on(20101, 50);
+  e.reset();
+  EXPECT_EQ(stored(25151).value_or(std::vector<uint64_t>{}), want());
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->recovery().id_lo_max_filled_in);
+  count_on(20151, 50);
+  e.reset();
+  // A row counting fewer records than the snapshot holds (a build that appended without
+  // keeping it), and one of another bucket function (its magic): filled in again.
+  std::string row;
+  {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    ASSERT_TRUE(s->get(storage::table::id_lo_max, 0, &row, &err)) << err;
+  }
+  for (int form = 0; form < 2; ++form) {
+    std::string changed = row;
+    const uint64_t short_of = 1000;
+    if (form == 0) std::memcpy(changed.data() + 8, &short_of, 8);
+    else changed[3] = '9';
+    edit([&](auto&, auto& w) { ASSERT_TRUE(w.put(storage::table::id_lo_max, 0, as_span(changed))); });
+    e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(e->recovery().id_lo_max_filled_in) << form;
+    ids_known();
+    e.reset();
+    EXPECT_EQ(stored(25201).value_or(std::vector<uint64_t>{}), want());
+  }
+  // Malformed: named, and nothing starts.
+  edit([&](auto&, auto& w) {
+    ASSERT_TRUE(w.put(storage::table::id_lo_max, 0, as_span(row.substr(0, row.size() - 1))));
+  });
+  err.clear();
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_EQ(err, "snapshot: the id_lo_max row is " + std::to_string(row.size() - 1) +
+                     " bytes, not 16 + 12 per bucket");
 }
 
 TEST_P(ledger, account_history_pages_newest_first) {

@@ -283,6 +283,97 @@ TEST(record_rows, id_hashes_are_stored_with_the_records_and_can_be_filled_in) {
   EXPECT_NE(err.find("transfer records 1103..1110 are missing"), std::string::npos) << err;
 }
 
+// The highest id.lo by bucket of id.hi is kept with every append, for every bucket the
+// records reach; an append that does not continue it (the row of a build that did not
+// keep it) drops it, a filling-in writes it from the records, and a malformed row is
+// named.
+TEST(record_rows, id_lo_max_is_kept_with_the_records_dropped_when_behind_and_filled_in) {
+  test::temp_dir dir;
+  auto s = open_store(dir.path());
+  std::string err;
+  const uint64_t seed = test::test_seed("id_lo_max");
+  std::mt19937_64 rng(seed);
+  std::vector<actors::transfer_record> all;
+  std::vector<uint64_t> want(engine::id_index::buckets, 0);
+  auto append = [&](uint64_t n) {
+    const uint64_t first = all.size();
+    for (uint64_t i = 0; i < n; ++i) {
+      actors::transfer_record r = rec(first + i);
+      r.t.id = {rng() % 4 == 0 ? rng() : first + i + 1, rng() % 3 == 0 ? rng() : 1 + rng() % 5};
+      uint64_t& m = want[engine::id_index::bucket_of(r.t.id.hi)];
+      m = std::max(m, r.t.id.lo);
+      all.push_back(r);
+    }
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(engine::record_rows::append(*w, first, n, [&](uint64_t serial) -> const actors::transfer_record& {
+      return all.at(serial);
+    })) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  };
+  auto lo_max = [&](uint64_t end) {
+    err.clear();
+    auto v = engine::record_rows::lo_max(*s, end, &err);
+    EXPECT_EQ(err, "");
+    return v;
+  };
+  EXPECT_FALSE(lo_max(0)) << "no row";
+  append(200);
+  append(3);
+  append(1000);
+  ASSERT_TRUE(lo_max(1203));
+  EXPECT_EQ(*lo_max(1203), want);
+  EXPECT_TRUE(lo_max(1000)) << "it bounds the records below its end too";
+  EXPECT_FALSE(lo_max(1204)) << "records past its end are not bounded";
+  auto put_row = [&](const std::string& bytes) {
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w->put(storage::table::id_lo_max, 0, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
+    ASSERT_TRUE(w->commit_without_meta());
+  };
+  // As a build that appended without keeping it: counting to 1,000 when records end at
+  // 1,203, the next append drops it.
+  std::string row;
+  ASSERT_TRUE(s->get(storage::table::id_lo_max, 0, &row, &err)) << err;
+  std::string behind = row;
+  const uint64_t thousand = 1000;
+  ASSERT_EQ(row.substr(0, 8), std::string("IDL1\0\0\0\0", 8));
+  std::memcpy(behind.data() + 8, &thousand, 8);
+  put_row(behind);
+  append(50);
+  EXPECT_FALSE(lo_max(1253));
+  EXPECT_FALSE(s->get(storage::table::id_lo_max, 0, &row, &err)) << "dropped";
+  append(10);
+  EXPECT_FALSE(lo_max(1263)) << "and not started again past serial 0";
+  ASSERT_TRUE(engine::record_rows::fill_in_lo_max(*s, 1263, &err)) << err;
+  ASSERT_TRUE(lo_max(1263));
+  EXPECT_EQ(*lo_max(1263), want);
+  append(100);
+  EXPECT_EQ(lo_max(1363).value_or(std::vector<uint64_t>{}), want) << "kept again";
+  // A row of another layout or bucket function (its magic) reads as none, and the next
+  // append drops it.
+  std::string other;
+  ASSERT_TRUE(s->get(storage::table::id_lo_max, 0, &other, &err)) << err;
+  other[3] = '2';
+  put_row(other);
+  EXPECT_FALSE(lo_max(1363));
+  append(1);
+  EXPECT_FALSE(s->get(storage::table::id_lo_max, 0, &row, &err)) << "dropped";
+  // Malformed rows of this magic are named.
+  put_row(std::string("IDL1\0\0\0\0\0", 9));
+  EXPECT_FALSE(engine::record_rows::lo_max(*s, 1363, &err));
+  EXPECT_EQ(err, "snapshot: the id_lo_max row is 9 bytes, not 16 + 12 per bucket");
+  std::string bad("IDL1", 4);
+  bad.resize(28, '\0');
+  const uint32_t past = engine::id_index::buckets;
+  std::memcpy(bad.data() + 16, &past, 4);
+  put_row(bad);
+  err.clear();
+  EXPECT_FALSE(engine::record_rows::lo_max(*s, 0, &err));
+  EXPECT_EQ(err, "snapshot: the id_lo_max row names bucket 4096 out of order or past 4095");
+  EXPECT_FALSE(engine::record_rows::fill_in_lo_max(*s, 1400, &err));
+  EXPECT_NE(err.find("transfer records 1364..1400 are missing"), std::string::npos) << err;
+}
+
 TEST(record_rows, gaps_and_bad_sizes_are_named) {
   test::temp_dir dir;
   auto s = open_store(dir.path());
