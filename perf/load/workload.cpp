@@ -58,14 +58,26 @@ std::pair<uint64_t, uint64_t> account_layout::pick(const workload& w, splitmix& 
   uint32_t sc = sd;
   if (w.shards > 1 && rng() % 100 < w.cross_pct) sc = (sd + 1 + uint32_t(rng() % (w.shards - 1))) % w.shards;
   const bool hot = w.hot_pct > 0 && rng() % 100 < w.hot_pct;
-  const auto& a = by_shard_[sd];
-  const auto& b = by_shard_[sc];
   const auto span = [&](const std::vector<uint64_t>& v) {
     return hot ? std::min<size_t>(v.size(), w.hot_accounts) : v.size();
   };
-  const uint64_t dr = a[rng() % span(a)];
-  uint64_t cr = b[rng() % span(b)];
-  while (cr == dr) cr = b[rng() % span(b)];
+  // An account of `shard`, uniform among them. Not hot: ids drawn until one lives there
+  // (2 draws on average with 2 shards), which reads no memory: reading the shard's list
+  // missed the cache twice a transfer, half of the generator's CPU at the engine's
+  // maximum (perf/RESULTS.md, twenty-fifth session). The list serves the hot set, and
+  // any shard after draw_limit misses.
+  const auto account_on = [&](uint32_t shard) {
+    const auto& v = by_shard_[shard];
+    if (!hot)
+      for (int i = 0; i < draw_limit; ++i) {
+        const uint64_t id = w.first_account + uint64_t((static_cast<unsigned __int128>(rng()) * w.accounts) >> 64);
+        if (actors::shard_of(id, w.shards) == shard) return id;
+      }
+    return v[rng() % span(v)];
+  };
+  const uint64_t dr = account_on(sd);
+  uint64_t cr = account_on(sc);
+  while (cr == dr) cr = account_on(sc);
   return {dr, cr};
 }
 

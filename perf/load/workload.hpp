@@ -108,6 +108,8 @@ class account_layout {
  public:
   explicit account_layout(const workload& w);
   [[nodiscard]] std::pair<uint64_t, uint64_t> pick(const workload& w, splitmix& rng) const;
+  // Draws for an account of a shard before its list is read (pick).
+  static constexpr int draw_limit = 64;
 
  private:
   std::vector<std::vector<uint64_t>> by_shard_;

@@ -4,6 +4,7 @@
 // run's accounts, and the program's options, report and plots.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -103,6 +104,54 @@ std::string read_file(const std::string& path) {
 }
 
 }  // namespace
+
+// The generator's pairs: the share crossing shards as asked, debit and credit apart,
+// every account of the range chosen about equally often (drawn ids, not the shard's
+// list), and with a hot share, that share on each shard's first hot accounts.
+TEST(load, pairs_cross_shards_as_asked_and_spread_over_every_account) {
+  for (uint32_t shards : {1u, 2u, 3u}) {
+    load::workload w = small_workload(5000);
+    w.shards = shards;
+    const load::account_layout layout(w);
+    load::splitmix rng{shards};
+    std::vector<uint64_t> hits(w.accounts, 0);
+    uint64_t crossed = 0;
+    const uint64_t n = 400000;
+    for (uint64_t i = 0; i < n; ++i) {
+      const auto [dr, cr] = layout.pick(w, rng);
+      ASSERT_NE(dr, cr);
+      ASSERT_GE(dr, w.first_account);
+      ASSERT_LT(dr, w.first_account + w.accounts);
+      ASSERT_GE(cr, w.first_account);
+      ASSERT_LT(cr, w.first_account + w.accounts);
+      crossed += actors::shard_of(dr, shards) != actors::shard_of(cr, shards);
+      ++hits[dr - w.first_account];
+      ++hits[cr - w.first_account];
+    }
+    const double share = double(crossed) / double(n);
+    if (shards == 1) EXPECT_EQ(crossed, 0u);
+    else EXPECT_NEAR(share, 0.30, 0.01) << shards << " shards";
+    // 400 hits an account on average: every one within a generous band.
+    const auto [lo, hi] = std::minmax_element(hits.begin(), hits.end());
+    EXPECT_GT(*lo, 200u) << shards << " shards";
+    EXPECT_LT(*hi, 700u) << shards << " shards";
+  }
+  load::workload w = small_workload(5000);
+  w.hot_pct = 80;
+  w.hot_accounts = 16;
+  const load::account_layout layout(w);
+  load::splitmix rng{9};
+  std::vector<uint64_t> hits(w.accounts, 0);
+  for (int i = 0; i < 100000; ++i) {
+    const auto [dr, cr] = layout.pick(w, rng);
+    ++hits[dr - w.first_account];
+  }
+  std::vector<uint64_t> sorted = hits;
+  std::sort(sorted.rbegin(), sorted.rend());
+  uint64_t top = 0;  // the 32 hot accounts (16 a shard) take 80% and a share of the rest
+  for (int i = 0; i < 32; ++i) top += sorted[i];
+  EXPECT_NEAR(double(top) / 100000.0, 0.80, 0.02);
+}
 
 TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
   temp_dir dir;
