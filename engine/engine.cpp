@@ -474,7 +474,7 @@ class engine_impl {
 
   // For stats() from any thread.
   std::atomic<uint64_t> pub_index_growths_{0}, pub_index_waits_{0}, pub_index_bytes_{0}, pub_index_next_growth_{0},
-      pub_index_ranges_{0}, pub_index_probes_{0};
+      pub_index_ranges_{0}, pub_index_probes_{0}, pub_index_table_{0};
   void publish_index_stats() {
     constexpr auto r = std::memory_order_relaxed;
     pub_index_growths_.store(ids_.growth_stats().growths, r);
@@ -482,6 +482,7 @@ class engine_impl {
     pub_index_bytes_.store(ids_.memory_bytes(), r);
     pub_index_next_growth_.store(ids_.next_growth_at(), r);
     pub_index_ranges_.store(ids_.ranges(), r);
+    pub_index_table_.store(ids_.table_size(), r);
     pub_index_probes_.store(ids_.probes(), r);
   }
 
@@ -3605,6 +3606,7 @@ engine_stats engine::stats() {
   s.id_index_waits = impl_->pub_index_waits_.load(std::memory_order_relaxed);
   s.id_index_next_growth_at = impl_->pub_index_next_growth_.load(std::memory_order_relaxed);
   s.id_index_ranges = impl_->pub_index_ranges_.load(std::memory_order_relaxed);
+  s.id_index_table_ids = impl_->pub_index_table_.load(std::memory_order_relaxed);
   s.id_index_probes = impl_->pub_index_probes_.load(std::memory_order_relaxed);
   s.memory_bytes_id_index = impl_->pub_index_bytes_.load(std::memory_order_relaxed);
   return s;

@@ -197,6 +197,7 @@ struct engine_stats {
   // its size now (ids in the table: all but the ranges' of ids counting up, sequenced
   // ones, which may run ahead of `transfers` by the batches in flight).
   uint64_t id_index_next_growth_at = 0;
+  uint64_t id_index_table_ids = 0;  // ids in the table (id_index_next_growth_at counts these)
   uint64_t id_index_ranges = 0;  // runs of ids counting up kept as ranges, not in the table
   uint64_t id_index_probes = 0;  // look-ups that probed the table (the others needed no probe)
 };

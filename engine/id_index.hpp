@@ -20,7 +20,7 @@
 // insert. Meanwhile the old table keeps serving look-ups and inserts. The owner swaps
 // tables at its first insert after the builder is done, placing the few hashes the
 // builder did not see. It waits for the builder only if the old table reaches 7/8 load
-// first (counted in stats().waits). Memory per id in the table: 18.8 to 29.4 bytes (the
+// first (counted in stats().waits). Memory per id in the table: 18.8 to 29.5 bytes (the
 // table 10.7 to 21.3, the hash log 8, a bit saying the table holds it) between growths;
 // during one, the new table. Per id in a range: 8.1 bytes and its share of the range's
 // map node (80 bytes, at most one per 17 ids).
@@ -38,9 +38,10 @@
 // other ids (short runs, loaded hashes) the index keeps, per bucket of id.hi values,
 // the highest id.lo among them (`lo_max`): a new id past the run, short of the next
 // range, and above its bucket's lo_max is new without a look at the table, so neither
-// the look-up nor its prefetch touches it, and the table only grows for short runs.
+// the look-up nor its prefetch touches it, and the table grows only for short runs and
+// ids that do not count up.
 // Random ids (UUIDv4) all go to the table and cost what they did, plus a bucket test
-// (and a map look-up where their bucket holds a range): 5-8% more per look-up of a new
+// (and a map look-up where their bucket holds a range): 5-11% more per look-up of a new
 // one (BM_id_index_find_new). Their random id.lo tops out their buckets' lo_max, and
 // under many id.hi values a few tens of thousands of them top out every bucket: ids
 // counting up then still stay out of the table (no growth for them) but their look-ups

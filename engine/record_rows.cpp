@@ -158,6 +158,12 @@ lo_max_row decode_lo_max(std::span<const uint8_t> v, uint64_t* counts_to, std::v
     *why = "is " + std::to_string(v.size()) + " bytes, not 16 + 12 per bucket";
     return lo_max_row::malformed;
   }
+  uint32_t zero = 0;
+  std::memcpy(&zero, v.data() + sizeof magic, sizeof zero);
+  if (zero != 0) {
+    *why = "has " + std::to_string(zero) + " where its header's 4 zero bytes are";
+    return lo_max_row::malformed;
+  }
   std::memcpy(counts_to, v.data() + sizeof(uint64_t), sizeof(uint64_t));
   by_bucket->assign(id_index::buckets, 0);
   int64_t last = -1;

@@ -73,7 +73,8 @@ bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, std
 // keeping it no longer counts to the end.
 // The row as a bucket-indexed vector when it counts records [0, end) (to `end` or past:
 // records are never rewritten, so it bounds those); nullopt when it does not, or there
-// is none (the caller assumes the worst), or on error (with *error set).
+// is none, or it is of another magic (the engine then writes it: fill_in_lo_max), or on
+// error (with *error set).
 std::optional<std::vector<uint64_t>> lo_max(storage::snapshot_store& s, uint64_t end, std::string* error);
 // Writes the row from records [0, end) themselves, for a snapshot without it (written
 // before it existed, or past a build that did not keep it): one transaction.

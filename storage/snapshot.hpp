@@ -21,8 +21,9 @@
 //                            (actors/trading.hpp, table::encode_row)
 //   transfer_ids serial   -> the stored transfers' id hashes (engine/record_rows.hpp)
 //   id_lo_max  0          -> the stored transfers' highest id.lo by bucket of id.hi
-//                            (engine/record_rows.hpp; optional: absent, the engine
-//                            assumes the worst, so older builds' snapshots read as before)
+//                            (engine/record_rows.hpp; optional: absent, as in an older
+//                            build's snapshot, the engine writes it from the records at
+//                            start, once)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).

@@ -62,10 +62,10 @@ std::pair<uint64_t, uint64_t> account_layout::pick(const workload& w, splitmix& 
     return hot ? std::min<size_t>(v.size(), w.hot_accounts) : v.size();
   };
   // An account of `shard`, uniform among them. Not hot: ids drawn until one lives there
-  // (2 draws on average with 2 shards), which reads no memory: reading the shard's list
-  // missed the cache twice a transfer, half of the generator's CPU at the engine's
-  // maximum (perf/RESULTS.md, twenty-fifth session). The list serves the hot set, and
-  // any shard after draw_limit misses.
+  // (as many draws as shards on average), which reads no memory: reading the shard's
+  // list missed the cache twice a transfer, half of the generator's CPU at the engine's
+  // maximum with 2 shards (perf/RESULTS.md, twenty-fifth session). The list serves the
+  // hot set, and any draw after draw_limit misses (with 32 shards, 13% of them).
   const auto account_on = [&](uint32_t shard) {
     const auto& v = by_shard_[shard];
     if (!hot)

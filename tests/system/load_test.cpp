@@ -106,8 +106,9 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 // The generator's pairs: the share crossing shards as asked, debit and credit apart,
-// every account of the range chosen about equally often (drawn ids, not the shard's
-// list), and with a hot share, that share on each shard's first hot accounts.
+// every account of the range chosen about equally often (however an account of a shard
+// is found: drawn ids, or the shard's list), and with a hot share, that share on each
+// shard's first hot accounts.
 TEST(load, pairs_cross_shards_as_asked_and_spread_over_every_account) {
   for (uint32_t shards : {1u, 2u, 3u}) {
     load::workload w = small_workload(5000);

@@ -153,10 +153,18 @@ TEST(id_index, runs_ranges_and_random_ids_against_a_map) {
   // his[1] shares his[0]'s bucket.
   uint64_t same = 8;
   while (id_index::bucket_of(same) != id_index::bucket_of(7)) ++same;
-  const uint64_t his[] = {7, same, rng(), 1ull << 63, 0};
   // Random lo tops out its bucket's lo_max: under random his too, such ids would soon top
-  // out every bucket (see id_index.hpp), and the skip would go untested here.
-  const uint64_t random_his[] = {rng(), rng(), rng()};
+  // out every bucket (see id_index.hpp), and the skip would go untested here. So they
+  // come under a few his of their own (and his[2]), none in a bucket of the others.
+  auto apart = [&] {
+    for (;;) {
+      const uint64_t hi = rng();
+      const size_t b = id_index::bucket_of(hi);
+      if (b != id_index::bucket_of(7) && b != id_index::bucket_of(1ull << 63) && b != id_index::bucket_of(0)) return hi;
+    }
+  };
+  const uint64_t his[] = {7, same, apart(), 1ull << 63, 0};
+  const uint64_t random_his[] = {apart(), apart(), apart()};
   uint64_t next_lo[5] = {1000, 1, rng(), UINT64_MAX - 3000, 0};
   // Loaded by hash first: counting ids under his[0] and his[4], and random ones; the
   // bounds set from them.

@@ -362,6 +362,12 @@ TEST(record_rows, id_lo_max_is_kept_with_the_records_dropped_when_behind_and_fil
   put_row(std::string("IDL1\0\0\0\0\0", 9));
   EXPECT_FALSE(engine::record_rows::lo_max(*s, 1363, &err));
   EXPECT_EQ(err, "snapshot: the id_lo_max row is 9 bytes, not 16 + 12 per bucket");
+  std::string pad("IDL1\x07\0\0\0", 8);
+  pad.resize(16, '\0');
+  put_row(pad);
+  err.clear();
+  EXPECT_FALSE(engine::record_rows::lo_max(*s, 0, &err));
+  EXPECT_EQ(err, "snapshot: the id_lo_max row has 7 where its header's 4 zero bytes are");
   std::string bad("IDL1", 4);
   bad.resize(28, '\0');
   const uint32_t past = engine::id_index::buckets;
