@@ -127,6 +127,23 @@ const uint8_t* decode_records(const row_kind& k, uint64_t key, std::span<const u
 constexpr uint32_t lo_max_magic = 0x314c4449;
 constexpr size_t lo_max_header = 16;
 
+// The highest id.lo by bucket of id.hi of the ids added: the `id_lo_max` row's figures.
+class lo_max_fold {
+ public:
+  void add(const wire::id128& id) {
+    if (id.hi != hi_) bucket_ = id_index::bucket_of(hi_ = id.hi);  // ids come in runs of one hi
+    by_bucket_[bucket_] = std::max(by_bucket_[bucket_], id.lo);
+  }
+  [[nodiscard]] std::span<const uint64_t> by_bucket() const { return by_bucket_; }
+
+ private:
+  std::vector<uint64_t> by_bucket_ = std::vector<uint64_t>(id_index::buckets, 0);
+  uint64_t hi_ = 0;
+  size_t bucket_ = id_index::bucket_of(0);
+};
+
+std::span<const uint8_t> as_bytes(const std::string& b) { return {reinterpret_cast<const uint8_t*>(b.data()), b.size()}; }
+
 constexpr row_kind records{storage::table::transfers, sizeof(transfer_record), records_per_row, "records",
                            &decode_records};
 constexpr row_kind hashes{storage::table::transfer_ids, sizeof(uint64_t), hashes_per_row, "hashes", &decode_hashes};
@@ -190,8 +207,7 @@ bool append_lo_max(storage::snapshot_store::writer& w, uint64_t first, uint64_t 
   uint64_t counts_to = 0;
   if (w.get(storage::table::id_lo_max, 0, &bytes)) {
     std::string why;
-    if (decode_lo_max({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &counts_to, &by_bucket,
-                      &why) != lo_max_row::ok)
+    if (decode_lo_max(as_bytes(bytes), &counts_to, &by_bucket, &why) != lo_max_row::ok)
       counts_to = UINT64_MAX;  // dropped (a start refuses a malformed one before this runs)
   } else if (!w.error().empty()) {
     return false;
@@ -253,7 +269,7 @@ std::optional<uint64_t> end_of(storage::snapshot_store& s, const row_kind& kind,
     return error->empty() ? std::optional<uint64_t>(0) : std::nullopt;
   std::vector<transfer_record> buf;
   uint64_t n = 0;
-  if (kind.decode(kind, key, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, buf, &n, error) ==
+  if (kind.decode(kind, key, as_bytes(bytes), buf, &n, error) ==
       nullptr)
     return std::nullopt;
   return key + n;
@@ -266,17 +282,14 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
   transfer_record row[records_per_row];
   std::vector<uint64_t> hs;
   hs.reserve(n);
-  std::vector<uint64_t> seen(id_index::buckets, 0);  // highest lo by bucket
-  uint64_t hi = 0;
-  size_t b = id_index::bucket_of(0);
+  lo_max_fold seen;
   std::vector<uint8_t> bytes;
   for (uint64_t s = first; s < first + n;) {
     const uint64_t k = std::min<uint64_t>(records_per_row, first + n - s);
     for (uint64_t i = 0; i < k; ++i) {
       row[i] = at(s + i);
       hs.push_back(id_index::hash_of(row[i].t.id));
-      if (row[i].t.id.hi != hi) b = id_index::bucket_of(hi = row[i].t.id.hi);
-      seen[b] = std::max(seen[b], row[i].t.id.lo);
+      seen.add(row[i].t.id);
     }
     bytes.assign(sizeof(packed_row_header), 0);
     wire::column_pack::pack<packed_layout>(std::span<const transfer_record>(row, k), bytes);
@@ -289,14 +302,14 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
     if (!w.append(storage::table::transfers, s, bytes)) return false;
     s += k;
   }
-  return append_hashes(w, first, hs) && append_lo_max(w, first, n, seen);
+  return append_hashes(w, first, hs) && append_lo_max(w, first, n, seen.by_bucket());
 }
 
 bool get(storage::snapshot_store& s, uint64_t serial, transfer_record* out, std::string* error) {
   uint64_t key = 0;
   std::string bytes;
   if (!s.floor_row(storage::table::transfers, serial, &key, &bytes, error)) return false;
-  const std::span<const uint8_t> v{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+  const std::span<const uint8_t> v = as_bytes(bytes);
   packed_row_header h{};
   if (!plain_row(v.size()) && packed_header(v, &h) && serial < key + h.count) {
     // One record of a packed row: its numbers alone, not the row's every record (a
@@ -350,8 +363,7 @@ std::optional<std::vector<uint64_t>> lo_max(storage::snapshot_store& s, uint64_t
   uint64_t counts_to = 0;
   std::vector<uint64_t> by_bucket;
   std::string why;
-  const auto form = decode_lo_max({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &counts_to,
-                                  &by_bucket, &why);
+  const auto form = decode_lo_max(as_bytes(bytes), &counts_to, &by_bucket, &why);
   if (form == lo_max_row::malformed) {
     *error = std::string("snapshot: the ") + storage::table_name(storage::table::id_lo_max) + " row " + why;
     return std::nullopt;
@@ -361,7 +373,7 @@ std::optional<std::vector<uint64_t>> lo_max(storage::snapshot_store& s, uint64_t
 }
 
 bool fill_in_lo_max(storage::snapshot_store& s, uint64_t end, std::string* error) {
-  std::vector<uint64_t> seen(id_index::buckets, 0);
+  lo_max_fold seen;
   uint64_t next = 0;
   if (!scan(s, 0, end, [&](uint64_t serial, const transfer_record& r) {
         if (serial != next) {
@@ -369,8 +381,7 @@ bool fill_in_lo_max(storage::snapshot_store& s, uint64_t end, std::string* error
           return false;
         }
         ++next;
-        uint64_t& m = seen[id_index::bucket_of(r.t.id.hi)];
-        m = std::max(m, r.t.id.lo);
+        seen.add(r.t.id);
         return true;
       }, error))
     return false;
@@ -381,7 +392,8 @@ bool fill_in_lo_max(storage::snapshot_store& s, uint64_t end, std::string* error
   }
   auto w = s.begin(error);
   if (!w) return false;
-  if (!w->erase(storage::table::id_lo_max, 0) || !append_lo_max(*w, 0, end, seen) || !w->commit_without_meta()) {
+  if (!w->erase(storage::table::id_lo_max, 0) || !append_lo_max(*w, 0, end, seen.by_bucket()) ||
+      !w->commit_without_meta()) {
     *error = w->error();
     return false;
   }
