@@ -696,7 +696,7 @@ void event_hub::apply(command& c) {
   answer(result::ok, "");
 }
 
-bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
+bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_tail, bool* held) {
   std::vector<event> picked;
   constexpr size_t scan_max = 16'384;
   if (buf.size() < scan_max) buf.resize(scan_max);  // once: reads fill it without clearing
@@ -717,11 +717,24 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end) {
     std::string err;
     const bool filtered = s.req.types != 0 || !s.req.accounts.empty() || !s.req.gateways.empty();
     uint64_t want = std::min<uint64_t>(room, filtered ? scan_max : s.req.batch_max);
-    // Packed frames end at the end of a group of 128 offsets where they can, so the next
-    // starts at a group's first: the writer's packed chunks then serve as they are.
+    // Packed frames start and end at group boundaries (128 offsets) where they can: the
+    // writer's packed groups then serve as they are (event_log::read_packed), not read and
+    // packed again. A cursor inside a group gets that group's rest alone first; a frame
+    // ends at the last boundary before `want`; and the newest group's first events, while
+    // the writer is appending whole groups at a time, wait for the rest of their group
+    // (at most events_tail_hold_ms).
     constexpr uint64_t group = storage::event_format::group_events;
-    if (const uint64_t past = (s.cursor - 1 + want) % group; !filtered && s.req.packed && want >= group && want > past)
-      want -= past;
+    if (!filtered && s.req.packed) {
+      const uint64_t in_group = (s.cursor - 1) % group;
+      if (in_group != 0) {
+        want = std::min<uint64_t>(want, group - in_group);
+      } else if (want < group && end - s.cursor < group && hold_tail) {
+        *held = true;
+        return frames > 0;
+      } else if (const uint64_t past = (s.cursor - 1 + want) % group; want > past) {
+        want -= past;
+      }
+    }
     if (!filtered) {
       // Another subscriber at this place was sent these very events in this pass.
       const auto it = frames_this_pass_.find({s.cursor, want, s.req.batch_max, s.req.packed});
@@ -802,13 +815,23 @@ void event_hub::run() {
       out_ = send_;
     }
     for (auto& c : cmds) apply(c);
-    bool busy = false;
+    bool busy = false, held = false;
     std::vector<uint64_t> window_full;  // sessions (subs_ is ordered by session)
     const uint64_t end = log_.written_end();
+    auto now = std::chrono::steady_clock::now();
+    if (end > seen_end_) {
+      last_step_ = end - seen_end_;
+      seen_end_ = end;
+      advanced_at_ = now;
+    }
+    // The writer appends many groups at a time (it is busy): more follows within about
+    // events_gather_us, so a partial newest group can wait for it.
+    const auto hold_until = advanced_at_ + std::chrono::milliseconds(events_tail_hold_ms);
+    const bool hold_tail = last_step_ >= storage::event_format::group_events && now < hold_until;
     frames_this_pass_.clear();
     for (auto it = subs_.begin(); it != subs_.end();) {
       sub& s = it->second;
-      busy |= serve(s, buf, end);
+      busy |= serve(s, buf, end, hold_tail, &held);
       if (!s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window) window_full.push_back(s.session);
       if (s.dead) it = subs_.erase(it);
       else ++it;
@@ -820,7 +843,7 @@ void event_hub::run() {
       std::lock_guard lk(mu_);
       listing_ = std::move(list);
     }
-    const auto now = std::chrono::steady_clock::now();
+    now = std::chrono::steady_clock::now();
     if (positions_dirty_ && (stopping || now - last_save >= std::chrono::milliseconds(100))) {
       std::string err;
       if (save(&err)) positions_dirty_ = false;
@@ -833,7 +856,10 @@ void event_hub::run() {
     window_full_.swap(window_full);
     // Waking at least every ack_apply_ms takes the acks that did not wake it (and saves
     // the positions they moved).
-    cv_.wait_for(lk, std::chrono::milliseconds(ack_apply_ms), [&] { return stop_ || wake_ || !commands_.empty(); });
+    // (And when the hold of a partial group ends.)
+    const auto until = held ? std::min(hold_until, now + std::chrono::milliseconds(ack_apply_ms))
+                            : now + std::chrono::milliseconds(ack_apply_ms);
+    cv_.wait_until(lk, until, [&] { return stop_ || wake_ || !commands_.empty(); });
     wake_ = false;
   }
 }

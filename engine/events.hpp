@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -54,7 +55,7 @@ constexpr uint64_t events_sync_interval_ms = 200;
 // (a lone group after a quiet spell still wakes it at once), unless this many wait or a
 // checkpoint waits: under load one wake-up, one append and one hub pass per gathering
 // instead of one per commit group.
-constexpr uint64_t events_gather_us = 1000;
+constexpr uint64_t events_gather_us = 2000;
 constexpr size_t events_gather_groups_max = 64;
 
 class event_writer {
@@ -148,6 +149,11 @@ constexpr size_t subscriber_names_max = 4'096;
 // The hub takes an ack that does not open a full window at its next pass: with new events,
 // or at most this long after it came.
 constexpr int ack_apply_ms = 100;
+// While the writer appends many groups at a time, a packed subscriber's newest partial
+// group of 128 waits at most this long after the written end last moved for the rest of
+// its group, so frames stay whole groups the writer packed (perf/RESULTS.md, twenty-sixth
+// session). A quiet stream's events go at once.
+constexpr int events_tail_hold_ms = 5;
 
 class event_hub {
  public:
@@ -198,7 +204,9 @@ class event_hub {
   };
   void apply(command& c);
   void run();
-  bool serve(sub& s, std::vector<wire::event>& buf, uint64_t end);
+  // Sends s the frames it has room for; true if it sent any. `hold_tail`: a partial newest
+  // group may wait (then *held is set).
+  bool serve(sub& s, std::vector<wire::event>& buf, uint64_t end, bool hold_tail, bool* held);
   void send(uint64_t session, std::vector<uint8_t>&& frame) {
     out_(session, std::make_shared<const std::vector<uint8_t>>(std::move(frame)));
   }
@@ -230,6 +238,10 @@ class event_hub {
   std::vector<uint64_t> window_full_;
   std::atomic<uint64_t> frames_{0};
   std::atomic<uint64_t> frames_as_written_{0};
+  // The written end as the hub last saw it move: when, and by how much.
+  uint64_t seen_end_ = 0;
+  uint64_t last_step_ = 0;
+  std::chrono::steady_clock::time_point advanced_at_{};
   std::thread thread_;
 };
 

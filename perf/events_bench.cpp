@@ -9,7 +9,8 @@
 //   - off: the engine keeps no event log (--no-events);
 //   - on: the event log is kept, nobody subscribes;
 //   - 1 and 8 subscribers: that many sessions subscribe from the end of the log before
-//     the load starts (packed frames, the client's default), each reading every event
+//     the load starts (packed frames, the client's default, of up to 8,192 events: the most
+//     a subscription may ask for, as a consumer after throughput would), each reading every event
 //     (unpacked a block at a time, as a consumer that takes events one by one; it checks
 //     that the offsets run without a gap) and acknowledging every frame.
 // The settings run in turn, R rounds (default 3); each figure is the median of its runs.
@@ -17,8 +18,12 @@
 // length (with 8, the slowest subscriber's). Throughput loss: 1 - transfers/s with the
 // setting / transfers/s off, as a percentage, from the medians of the same sitting. CPU
 // per transfer is given for the whole process, the engine's threads and the subscribers'
-// threads, which share the machine's cores here.
+// threads, which share the machine's cores here; and by thread for the event stream: the
+// writer's CPU per event appended, the hub's and network thread's per event delivered to
+// one subscriber, a subscriber's per event it received (the sums of a setting's threads
+// over the load window, from /proc: steadier than throughput on a shared machine).
 // Writes FILE as one JSON object of metric name -> number.
+#include "engine/events.hpp"
 #include "engine/server.hpp"
 #include "perf/bench_common.hpp"
 #include "wire/client.hpp"
@@ -37,6 +42,14 @@ struct run_result {
   double cpu_us_per_transfer = 0;  // CPU time of the whole process (engine, load, subscribers) per transfer
   double engine_cpu_us_per_transfer = 0;      // the engine's alone (the process's but the callers' and subscribers')
   double subscribers_cpu_us_per_transfer = 0;  // the subscribers' threads' alone
+  // The event stream's own threads, per event appended (the writer) and per event
+  // delivered to one subscriber (the hub and the network thread; the subscriber's thread):
+  // CPU time by thread, steadier than the throughput on a shared machine.
+  double writer_cpu_ns_per_event = 0;
+  double delivery_cpu_ns_per_event = 0;
+  double subscriber_cpu_ns_per_event = 0;
+  double events_per_frame = 0;     // delivered events over frames sent
+  double frames_as_written = 0;    // share of the frames sent as the writer packed them
 };
 
 run_result run(const std::string& dir, uint64_t accounts, double seconds, bool events, int subscribers) {
@@ -85,6 +98,7 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
       }
       wire::subscribe_msg m;
       m.from_end = true;
+      m.batch_max = engine::subscription_batch_max;
       wire::subscribed_msg a;
       std::string why;
       if (!c->subscribe(m, &a, &why) || a.code != wire::result::ok) {
@@ -126,14 +140,20 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   // (threads of the engine come and go, such as the id index's builder, so they are not
   // counted one by one; the subscribers live through the window).
   const double cpu0 = process_cpu_s(), subs0 = threads_cpu_s("bench.sub");
+  engine::event_hub* hub = e->events();
+  const uint64_t frames0 = hub ? hub->frames_sent() : 0, written0 = hub ? hub->frames_as_written() : 0;
+  const double writer0 = threads_cpu_s("mesob.evwrite"), delivery0 = threads_cpu_s("mesob.evhub") + threads_cpu_s("mesob.net");
   const auto t0 = clk::now();
   double callers_cpu = 0;
   const double tps = throughput(*e, picker, 8192, 2, 4, seconds, &callers_cpu);
   const double took = since(t0);
   const double cpu = process_cpu_s() - cpu0;
   const double subs_cpu = threads_cpu_s("bench.sub") - subs0;
+  const double writer_cpu = threads_cpu_s("mesob.evwrite") - writer0;
+  const double delivery_cpu = threads_cpu_s("mesob.evhub") + threads_cpu_s("mesob.net") - delivery0;
   const double engine_cpu = std::max(0.0, cpu - callers_cpu - subs_cpu);
   const auto s1 = e->stats();
+  const uint64_t frames = hub ? hub->frames_sent() - frames0 : 0, written = hub ? hub->frames_as_written() - written0 : 0;
   for (size_t i = 0; i < got.size(); ++i) at_end[i] = got[i].load();
   const uint64_t produced = uint64_t(tps * took + 0.5);
   stop.store(true);
@@ -158,7 +178,17 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
     }
     r.events_per_s_min = lo;
     r.lag_at_end = double(lag);
+    const double delivered = r.events_per_s_sum * took;
+    if (delivered > 0) {
+      r.delivery_cpu_ns_per_event = delivery_cpu / delivered * 1e9;
+      r.subscriber_cpu_ns_per_event = subs_cpu / delivered * 1e9;
+      if (frames > 0) {
+        r.events_per_frame = delivered / double(frames);
+        r.frames_as_written = double(written) / double(frames);
+      }
+    }
   }
+  if (events && produced > 0) r.writer_cpu_ns_per_event = writer_cpu / double(produced) * 1e9;
   std::filesystem::remove_all(dir);
   return r;
 }
@@ -201,9 +231,12 @@ int main(int argc, char** argv) {
                   "subscribers %.2f)",
                   r + 1, s.name, x.transfers_per_s, x.group_ms, x.cpu_us_per_transfer, x.engine_cpu_us_per_transfer,
                   x.subscribers_cpu_us_per_transfer);
+      if (s.events) std::printf(", writer %.1f ns/event", x.writer_cpu_ns_per_event);
       if (s.subscribers > 0)
-        std::printf(", %10.0f events/s per subscriber (slowest), %10.0f in all, behind at the end %.0f", x.events_per_s_min,
-                    x.events_per_s_sum, x.lag_at_end);
+        std::printf(", %10.0f events/s per subscriber (slowest), %10.0f in all, behind at the end %.0f; a delivered event: "
+                    "hub and network %.1f ns, subscriber %.1f ns; %.0f events a frame, %.0f%% of frames as written",
+                    x.events_per_s_min, x.events_per_s_sum, x.lag_at_end, x.delivery_cpu_ns_per_event,
+                    x.subscriber_cpu_ns_per_event, x.events_per_frame, 100 * x.frames_as_written);
       std::printf("\n");
       std::fflush(stdout);
       results[s.name].push_back(x);
@@ -233,6 +266,11 @@ int main(int argc, char** argv) {
                                                          : std::strcmp(s, "on") == 0 ? "events_on" : s),
            med(s, &run_result::engine_cpu_us_per_transfer));
   record("subscribers_cpu_us_per_transfer_8_subscribers", med("8_subscribers", &run_result::subscribers_cpu_us_per_transfer));
+  record("writer_cpu_ns_per_event", med("on", &run_result::writer_cpu_ns_per_event));
+  for (const char* s : {"1_subscriber", "8_subscribers"}) {
+    record(std::string("delivery_cpu_ns_per_event_") + s, med(s, &run_result::delivery_cpu_ns_per_event));
+    record(std::string("subscriber_cpu_ns_per_event_") + s, med(s, &run_result::subscriber_cpu_ns_per_event));
+  }
   write_json(out);
   return 0;
 }

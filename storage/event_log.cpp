@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -603,6 +604,8 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
       if (in_seg % fmt::group_events == 0) {
         last_->starts[in_seg / fmt::group_events].store(uint32_t(floor + len), std::memory_order_relaxed);
         if (m == fmt::group_events) keep_packed((o + k - 1) / fmt::group_events, pack_);
+      } else if ((in_seg + m) % fmt::group_events == 0) {
+        keep_completed_group(o + k, events.subspan(i + k, m));
       }
       len += bytes;
       k += m;
@@ -622,6 +625,18 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     i += n;
   }
   return true;
+}
+
+void event_log::keep_completed_group(uint64_t from, std::span<const wire::event> rest) {
+  const uint64_t first = from - (from - 1) % fmt::group_events;  // the group's first offset
+  if (first < ring_first_.load(std::memory_order_relaxed)) return;  // its start came before this run
+  std::array<wire::event, fmt::group_events> group;
+  const size_t before = size_t(from - first);
+  for (size_t j = 0; j < before; ++j) group[j] = ring_[(first + j - 1) & ring_mask_];
+  std::copy(rest.begin(), rest.end(), group.begin() + before);
+  whole_group_pack_.clear();
+  wire::pack_events(group, whole_group_pack_);
+  keep_packed((first - 1) / fmt::group_events, whole_group_pack_);
 }
 
 void event_log::keep_packed(uint64_t group, const std::vector<uint8_t>& body) {

@@ -193,6 +193,12 @@ class event_log {
   uint64_t packed_end_ = 0;  // the writer's next absolute position
   std::atomic<uint64_t> packed_writing_{0};
   void keep_packed(uint64_t group, const std::vector<uint8_t>& body);
+  // A group whose first events an earlier append wrote (its chunks split at the append's
+  // end): its events from `from` are `rest`, the rest of it is in the ring. Packed whole
+  // for the packed ring, so that read_packed serves it too (else every frame starting at
+  // an append's end would be read and packed again by the hub).
+  void keep_completed_group(uint64_t from, std::span<const wire::event> rest);
+  std::vector<uint8_t> whole_group_pack_;
   bool unsynced_ = false;           // the open segment was written since the last sync (the ones before never are)
   bool dir_dirty_ = false;          // a segment was created since the last sync
   std::atomic<uint64_t> durable_end_{1};

@@ -604,9 +604,10 @@ TEST(EventLog, ASealPlacingAGroupWrongFailsReads) {
   EXPECT_EQ(log->read(1, 128, &got, &err), event_log::read_status::ok) << err;
 }
 
-// The writer's packed chunks, as the hub takes them: whole groups appended as one chunk,
-// from a group's first offset; nothing for a group split across appends, one whose slot
-// a newer group took, one whose bytes the ring wrote over, or after a cut.
+// The writer's packed groups, as the hub takes them: whole groups, from a group's first
+// offset, those appended as one chunk and those split across appends once the last part
+// is appended; nothing for a group not yet whole, one whose slot a newer group took, one
+// whose bytes the ring wrote over, after a cut, or one begun before it.
 TEST_F(EventLogSeeded, ReadPackedGivesTheWritersWholeGroups) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   event_log_options o;
@@ -639,11 +640,15 @@ TEST_F(EventLogSeeded, ReadPackedGivesTheWritersWholeGroups) {
       ASSERT_EQ(std::memcmp(got.data(), all.data() + from - 1, n * sizeof(wire::event)), 0) << "from " << from;
     }
   };
-  add(1000);                         // groups 0..6 whole, 7 split by the next append
-  add(24);
-  check(1, 8192, 7 * 128);           // up to the split group
+  add(1000);                         // groups 0..6 whole, 7's first 104 events
+  check(1, 8192, 7 * 128);           // up to the group not yet whole
+  check(7 * 128 + 1, 8192, 0);
+  add(10);                           // group 7 split across three appends
+  check(7 * 128 + 1, 8192, 0);
+  add(14);
+  check(7 * 128 + 1, 8192, 128);     // packed whole when its last part came
+  check(1, 8192, 8 * 128);
   check(2, 8192, 0);                 // not a group's first
-  check(7 * 128 + 1, 8192, 0);       // split
   check(129, 256, 256);              // at most max, whole groups
   check(129, 200, 128);
   add(128);                          // group 8, whole; written_end covers it
@@ -665,6 +670,12 @@ TEST_F(EventLogSeeded, ReadPackedGivesTheWritersWholeGroups) {
   ASSERT_TRUE(log->cut_back_to(all.size() - 10, &err)) << err;
   all.resize(all.size() - 11);
   check(last_group * 128 - 127, 8192, 0);  // cut: nothing kept in memory is trusted
+  // The cut group's rest and one more: the first began before the cut, so it is not kept
+  // (its first part is not in the ring); the next is.
+  ASSERT_EQ(all.size() % 128, 117u);
+  add(11 + 128);
+  check(last_group * 128 + 1, 8192, 0);
+  check(last_group * 128 + 129, 8192, 128);
 }
 
 // Readers on other threads while the writer appends, seals and opens segment after segment
