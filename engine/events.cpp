@@ -728,7 +728,10 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       const uint64_t in_group = (s.cursor - 1) % group;
       if (in_group != 0) {
         want = std::min<uint64_t>(want, group - in_group);
-      } else if (want < group && end - s.cursor < group && hold_tail) {
+      } else if (want < group && end - s.cursor < group && hold_tail &&
+                 std::min<uint64_t>(s.req.batch_max, s.req.window - open) >= group) {
+        // (Only where a whole group could go as written: not to frames or a window that
+        // has room for less.)
         *held = true;
         return frames > 0;
       } else if (const uint64_t past = (s.cursor - 1 + want) % group; want > past) {
@@ -804,6 +807,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
 
 void event_hub::run() {
   std::vector<event> buf;
+  seen_end_ = log_.written_end();  // what was written before the hub started is no step
   auto last_save = std::chrono::steady_clock::now();
   for (;;) {
     std::vector<command> cmds;
@@ -819,15 +823,15 @@ void event_hub::run() {
     std::vector<uint64_t> window_full;  // sessions (subs_ is ordered by session)
     const uint64_t end = log_.written_end();
     auto now = std::chrono::steady_clock::now();
-    if (end > seen_end_) {
-      last_step_ = end - seen_end_;
+    if (end != seen_end_) {  // (a recovery's cut moves it back)
+      last_step_ = end > seen_end_ ? end - seen_end_ : 0;
       seen_end_ = end;
       advanced_at_ = now;
     }
     // The writer appends many groups at a time (it is busy): more follows within about
     // events_gather_us, so a partial newest group can wait for it.
     const auto hold_until = advanced_at_ + std::chrono::milliseconds(events_tail_hold_ms);
-    const bool hold_tail = last_step_ >= storage::event_format::group_events && now < hold_until;
+    const bool hold_tail = !stopping && last_step_ >= storage::event_format::group_events && now < hold_until;
     frames_this_pass_.clear();
     for (auto it = subs_.begin(); it != subs_.end();) {
       sub& s = it->second;

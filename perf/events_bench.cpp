@@ -142,6 +142,7 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   const double cpu0 = process_cpu_s(), subs0 = threads_cpu_s("bench.sub");
   engine::event_hub* hub = e->events();
   const uint64_t frames0 = hub ? hub->frames_sent() : 0, written0 = hub ? hub->frames_as_written() : 0;
+  const uint64_t appended0 = e->events_stats().events_written;
   const double writer0 = threads_cpu_s("mesob.evwrite"), delivery0 = threads_cpu_s("mesob.evhub") + threads_cpu_s("mesob.net");
   const auto t0 = clk::now();
   double callers_cpu = 0;
@@ -150,6 +151,7 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   const double cpu = process_cpu_s() - cpu0;
   const double subs_cpu = threads_cpu_s("bench.sub") - subs0;
   const double writer_cpu = threads_cpu_s("mesob.evwrite") - writer0;
+  const uint64_t appended = e->events_stats().events_written - appended0;
   const double delivery_cpu = threads_cpu_s("mesob.evhub") + threads_cpu_s("mesob.net") - delivery0;
   const double engine_cpu = std::max(0.0, cpu - callers_cpu - subs_cpu);
   const auto s1 = e->stats();
@@ -188,7 +190,7 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
       }
     }
   }
-  if (events && produced > 0) r.writer_cpu_ns_per_event = writer_cpu / double(produced) * 1e9;
+  if (appended > 0) r.writer_cpu_ns_per_event = writer_cpu / double(appended) * 1e9;
   std::filesystem::remove_all(dir);
   return r;
 }

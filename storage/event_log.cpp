@@ -632,7 +632,12 @@ void event_log::keep_completed_group(uint64_t from, std::span<const wire::event>
   if (first < ring_first_.load(std::memory_order_relaxed)) return;  // its start came before this run
   std::array<wire::event, fmt::group_events> group;
   const size_t before = size_t(from - first);
-  for (size_t j = 0; j < before; ++j) group[j] = ring_[(first + j - 1) & ring_mask_];
+  for (size_t j = 0; j < before; ++j) {
+    group[j] = ring_[(first + j - 1) & ring_mask_];
+    // This append's events went to the ring first: with a ring smaller than an append
+    // and the group's start, they took the slots of the group's first part.
+    if (group[j].offset != first + j) return;
+  }
   std::copy(rest.begin(), rest.end(), group.begin() + before);
   whole_group_pack_.clear();
   wire::pack_events(group, whole_group_pack_);

@@ -130,8 +130,9 @@ class event_log {
   // of 128), whole groups each appended as one chunk, up to `max` events, their packed
   // blocks appended to `out` back to back (wire/event_pack.hpp's form: a frame's packed
   // events). Returns how many events (a multiple of 128); 0 when `from` is not a group's
-  // first, or its group is not kept packed in memory (split across appends, or older
-  // than the memory holds, or not written yet): the caller reads and packs them itself.
+  // first, or its group is not kept packed in memory (older than the memory holds, not
+  // whole yet, or split across appends with its first part no longer in the ring or
+  // appended before this run or a cut): the caller reads and packs them itself.
   size_t read_packed(uint64_t from, size_t max, std::vector<uint8_t>& out) const;
 
   [[nodiscard]] static uint32_t event_crc(const wire::event& e);
@@ -177,7 +178,7 @@ class event_log {
   uint64_t ring_mask_ = 0;
   std::atomic<uint64_t> ring_writing_{1};
   std::atomic<uint64_t> ring_first_{1};  // oldest offset the ring was given
-  // The newest whole-group chunks' packed bodies, in memory for read_packed: bytes at
+  // The newest whole groups' packed bodies, in memory for read_packed: bytes at
   // absolute position p in packed_[p & (packed_bytes - 1)]; group g's slot g & (slots - 1)
   // says where its bytes are (a seqlock: the group number is cleared while it changes).
   // A reader's copy of [p, p + len) is good if, after it, packed_writing_ <= p + packed_bytes.
@@ -196,7 +197,9 @@ class event_log {
   // A group whose first events an earlier append wrote (its chunks split at the append's
   // end): its events from `from` are `rest`, the rest of it is in the ring. Packed whole
   // for the packed ring, so that read_packed serves it too (else every frame starting at
-  // an append's end would be read and packed again by the hub).
+  // an append's end would be read and packed again by the hub); not when the ring no
+  // longer holds its first part (a ring smaller than the append) or it was appended
+  // before this run or a cut.
   void keep_completed_group(uint64_t from, std::span<const wire::event> rest);
   std::vector<uint8_t> whole_group_pack_;
   bool unsynced_ = false;           // the open segment was written since the last sync (the ones before never are)

@@ -435,31 +435,28 @@ TEST(Events, PackedFramesAsWrittenCarryTheSameEvents) {
   const std::string metrics = http_get(l.d.metrics_port(), "/metrics");
   const double as_written = exposition_sample(metrics, "mesob_event_frames_as_written_total");
   EXPECT_GE(as_written, 3) << metrics;
+  // A subscriber after the events, from `from` with frames of up to `batch_max`: it gets
+  // the events from there on; returns how many frames went as the writer packed them.
+  double written = as_written;
+  auto frames_as_written_from = [&](uint64_t from, uint32_t batch_max) {
+    auto c = l.client();
+    wire::subscribe_msg from_here;
+    from_here.from = from;
+    from_here.batch_max = batch_max;
+    EXPECT_EQ(subscribe(*c, from_here).code, result::ok);
+    const auto got = read_events(*c, n - (from - 1));
+    EXPECT_EQ(got.size(), n - (from - 1));
+    EXPECT_EQ(std::memcmp(got.data(), want.data() + from - 1, got.size() * sizeof(wire::event)), 0) << "from " << from;
+    const double now = exposition_sample(http_get(l.d.metrics_port(), "/metrics"), "mesob_event_frames_as_written_total");
+    return now - std::exchange(written, now);
+  };
   // Frames of exactly one group from inside a group: one short frame (offsets 2..128,
   // read and packed), then the 61 whole groups as the writer packed them, those a batch
   // boundary split across two appends too, then the last group's 66 events.
-  auto groups = l.client();
-  wire::subscribe_msg one;
-  one.from = 2;
-  one.batch_max = 128;
-  ASSERT_EQ(subscribe(*groups, one).code, result::ok);
-  const auto from2 = read_events(*groups, n - 1);
-  ASSERT_EQ(from2.size(), n - 1);
-  EXPECT_EQ(std::memcmp(from2.data(), want.data() + 1, from2.size() * sizeof(wire::event)), 0);
-  const double after = exposition_sample(http_get(l.d.metrics_port(), "/metrics"), "mesob_event_frames_as_written_total");
-  EXPECT_EQ(after - as_written, 61) << "frames of one group went the old way";
+  EXPECT_EQ(frames_as_written_from(2, 128), 61) << "frames of one group went the old way";
   // From inside a group with the largest frames: that group's rest alone (read and packed
   // again), then the 61 whole groups in one frame as the writer packed them.
-  auto big = l.client();
-  wire::subscribe_msg most;
-  most.from = 5;
-  most.batch_max = 8192;
-  ASSERT_EQ(subscribe(*big, most).code, result::ok);
-  const auto from5_big = read_events(*big, n - 4);
-  ASSERT_EQ(from5_big.size(), n - 4);
-  EXPECT_EQ(std::memcmp(from5_big.data(), want.data() + 4, from5_big.size() * sizeof(wire::event)), 0);
-  const double last = exposition_sample(http_get(l.d.metrics_port(), "/metrics"), "mesob_event_frames_as_written_total");
-  EXPECT_EQ(last - after, 1) << "a frame from inside a group went the old way whole";
+  EXPECT_EQ(frames_as_written_from(5, 8192), 1) << "a frame from inside a group went the old way whole";
 }
 
 TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {

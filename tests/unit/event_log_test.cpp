@@ -678,6 +678,29 @@ TEST_F(EventLogSeeded, ReadPackedGivesTheWritersWholeGroups) {
   check(last_group * 128 + 129, 8192, 128);
 }
 
+// A ring smaller than an append: the append's own events take the ring slots of the
+// split group's first part before that group is completed, so it is not kept packed (and
+// never packed from the wrong events); the whole groups after it are.
+TEST(EventLog, ASplitGroupWhoseFirstPartTheRingLostIsNotKeptPacked) {
+  test::temp_dir dir;
+  event_log_options o = files_only(dir.path());
+  o.segment_events = 1ull << 16;
+  event_log_recovery rec;
+  std::string err;
+  auto log = event_log::open(o, &rec, &err);
+  ASSERT_TRUE(log) << err;
+  std::vector<wire::event> all(1100);
+  for (size_t i = 0; i < all.size(); ++i) all[i].amount = 7 * i + 1;
+  ASSERT_TRUE(log->append(std::span(all).first(100), &err)) << err;
+  ASSERT_TRUE(log->append(std::span(all).subspan(100), &err)) << err;  // offsets 1025.. take slots 0..75
+  std::vector<uint8_t> bytes;
+  EXPECT_EQ(log->read_packed(1, 8192, bytes), 0u);
+  EXPECT_EQ(log->read_packed(129, 8192, bytes), 7u * 128);
+  std::vector<wire::event> got;
+  ASSERT_TRUE(wire::unpack_events(bytes, 7 * 128, got, &err)) << err;
+  EXPECT_EQ(std::memcmp(got.data(), all.data() + 128, got.size() * sizeof(wire::event)), 0);
+}
+
 // Readers on other threads while the writer appends, seals and opens segment after segment
 // (the ring holds only the newest 1,024 events, so most reads go to the files): every read
 // gets exactly the events written at its offsets, never past what was written.
