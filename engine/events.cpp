@@ -728,10 +728,10 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       const uint64_t in_group = (s.cursor - 1) % group;
       if (in_group != 0) {
         want = std::min<uint64_t>(want, group - in_group);
-      } else if (want < group && end - s.cursor < group && hold_tail &&
+      } else if (end - s.cursor < group && hold_tail &&
                  std::min<uint64_t>(s.req.batch_max, s.req.window - open) >= group) {
         // (Only where a whole group could go as written: not to frames or a window that
-        // has room for less.)
+        // have room for less.)
         *held = true;
         return frames > 0;
       } else if (const uint64_t past = (s.cursor - 1 + want) % group; want > past) {
