@@ -823,15 +823,19 @@ void event_hub::run() {
     std::vector<uint64_t> window_full;  // sessions (subs_ is ordered by session)
     const uint64_t end = log_.written_end();
     auto now = std::chrono::steady_clock::now();
+    const auto hold = std::chrono::milliseconds(events_tail_hold_ms);
     if (end != seen_end_) {  // (a recovery's cut moves it back)
       last_step_ = end > seen_end_ ? end - seen_end_ : 0;
       seen_end_ = end;
+      busy_writer_ = now - advanced_at_ < std::chrono::milliseconds(events_busy_gap_ms);
       advanced_at_ = now;
     }
-    // The writer appends many groups at a time (it is busy): more follows within about
-    // events_gather_us, so a partial newest group can wait for it.
-    const auto hold_until = advanced_at_ + std::chrono::milliseconds(events_tail_hold_ms);
-    const bool hold_tail = !stopping && last_step_ >= storage::event_format::group_events && now < hold_until;
+    // The writer appends many groups at a time, the last two appends close together (it
+    // is busy): more follows soon, so a partial newest group can wait for it. A lone
+    // append after a quiet spell is sent as it comes.
+    const auto hold_until = advanced_at_ + hold;
+    const bool hold_tail =
+        !stopping && busy_writer_ && last_step_ >= storage::event_format::group_events && now < hold_until;
     frames_this_pass_.clear();
     for (auto it = subs_.begin(); it != subs_.end();) {
       sub& s = it->second;
