@@ -966,7 +966,7 @@ bool printable_utf8(std::string_view s) {
       ++i;
       continue;
     }
-    const size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    const size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
     if (n == 0 || i + n > s.size()) return false;
     uint32_t cp = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
     for (size_t k = 1; k < n; ++k) {

@@ -86,6 +86,7 @@ frame_header decode_header(const uint8_t in[frame_header_bytes]) {
 void frame_reader::compact(size_t want) {
   if (begin_ > 0 && buf_.size() - end_ < want) {
     std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    moved_ += end_ - begin_;
     end_ -= begin_;
     begin_ = 0;
   }
@@ -124,14 +125,18 @@ frame_reader::status frame_reader::next(frame* out) {
   }
   const size_t whole = frame_header_bytes + out->header.body_bytes;
   if (end_ - begin_ < whole) return status::need_more;
-  if (reinterpret_cast<uintptr_t>(buf_.data() + begin_ + frame_header_bytes) % 8 != 0) {
+  const uint8_t* body = buf_.data() + begin_ + frame_header_bytes;
+  if (reinterpret_cast<uintptr_t>(body) % 8 != 0) {
     // Bodies are handed out 8-byte aligned (the flatbuffers Verifier checks alignment):
-    // a sender whose bodies are not multiples of 8 bytes costs a move here.
-    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-    end_ -= begin_;
-    begin_ = 0;
+    // a body that is not (its sender's bodies are not multiples of 8 bytes) is copied
+    // alone. Moving everything buffered behind it instead cost a stream of such frames
+    // the square of its length.
+    aligned_.resize((out->header.body_bytes + 7) / 8);
+    if (out->header.body_bytes > 0) std::memcpy(aligned_.data(), body, out->header.body_bytes);
+    moved_ += out->header.body_bytes;
+    body = reinterpret_cast<const uint8_t*>(aligned_.data());
   }
-  out->body = {buf_.data() + begin_ + frame_header_bytes, out->header.body_bytes};
+  out->body = {body, out->header.body_bytes};
   begin_ += whole;
   return status::frame;
 }

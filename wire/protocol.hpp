@@ -130,11 +130,16 @@ class frame_reader {
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
   // Bytes the buffer holds room for (it grows for the largest frame and never shrinks).
   [[nodiscard]] size_t capacity() const { return buf_.size(); }
+  // Bytes copied within the reader (to make room, to align a body): never more than
+  // about twice what went in, whatever the frames' sizes.
+  [[nodiscard]] uint64_t bytes_moved() const { return moved_; }
 
  private:
   void compact(size_t want);
   uint32_t body_max_;
   std::vector<uint8_t> buf_;
+  std::vector<uint64_t> aligned_;  // a misaligned body's copy
+  uint64_t moved_ = 0;
   size_t begin_ = 0, end_ = 0;
   bool lost_ = false;
 };

@@ -114,6 +114,32 @@ TEST(frame, reader_reassembles_frames_from_any_split) {
   EXPECT_EQ(r.buffered(), 0u);
 }
 
+// A body that is not 8-byte aligned in the buffer is copied alone: a stream of 17-byte
+// frames buffered together used to move everything behind each of them (the square of
+// the stream's length, on the network thread every session shares).
+TEST(frame, misaligned_bodies_cost_what_they_hold) {
+  std::vector<uint8_t> stream;
+  constexpr int frames = 4096;
+  for (int i = 0; i < frames; ++i) {
+    const uint8_t body[1] = {uint8_t(i)};
+    const auto f = encode_frame(frame_kind::pong, uint64_t(i), body);
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  frame_reader r;
+  r.append(stream);
+  frame_reader::frame f;
+  int got = 0;
+  while (r.next(&f) == frame_reader::status::frame) {
+    ASSERT_EQ(f.body.size(), 1u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(f.body.data()) % 8, 0u);
+    EXPECT_EQ(f.body[0], uint8_t(got));
+    EXPECT_EQ(f.header.request_id, uint64_t(got));
+    ++got;
+  }
+  EXPECT_EQ(got, frames);
+  EXPECT_LE(r.bytes_moved(), stream.size()) << "copies grow with the bytes, not their square";
+}
+
 TEST(frame, a_body_over_the_limit_loses_the_framing) {
   frame_reader r(1024);
   frame_header h;
@@ -962,6 +988,12 @@ TEST(admin, requests_over_the_limits_are_refused_with_field_invalid) {
   refused({"account show", {"\x9b" "31m"}}, "invalid UTF-8");       // a lone C1 byte
   refused({"account show", {"\xc2\x9b" "31m"}}, "control character");  // C1 as UTF-8
   refused({"account show", {"\xc0\xaf"}}, "invalid UTF-8");        // overlong
+  // Bytes that never lead a sequence, however many continuation bytes follow.
+  for (const char* bad : {"\xf5\x80\x80\x80", "\xf8\x80\x80", "\xfe\x80\x80", "\xff\x80\x80", "\xc1\xbf"})
+    refused({"account show", {bad}}, "invalid UTF-8");
+  for (const char* good : {"\xc2\xa0", "\xe1\x88\x80", "\xef\xbf\xbd", "\xf0\x9f\x92\xb0", "\xf4\x8f\xbf\xbf"}) {
+    EXPECT_TRUE(parse_admin_request(admin_request_body({"account show", {good}}), &out, &e)) << e.message;
+  }
   // Printable UTF-8 passes.
   EXPECT_TRUE(parse_admin_request(admin_request_body({"account show", {"\xe1\x8a\xa5\xe1\x89\xa1"}}), &out, &e))
       << e.message;
