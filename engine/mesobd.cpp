@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
   int metrics_port = 7402;
   std::vector<std::string> gateway_specs;
   CLI::App app{"mesobd - Mesob transaction engine"};
-  app.set_config("--config", "", "read settings from this file (key = value)");
+  app.set_config("--config", "", "read settings from this file (key = value, keys as the flags without --)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not a default
   app.add_option("--data-dir", cfg.data_dir, "data directory (log, snapshots)")->capture_default_str();
   app.add_option("--shards", cfg.shards, "shards; 0 = one per core")->capture_default_str();
   app.add_option("--pin-shards", cfg.pin_shards, "pin shard threads to cores")->capture_default_str();
@@ -137,10 +138,35 @@ int main(int argc, char** argv) {
   app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway");
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {
+    std::fprintf(stderr, "mesobd: --config: %s (its keys are the flags' names without --, such as in-flight-max)\n",
+                 e.what());
+    return 2;
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   cfg.events = !no_events;
+
+  // Every setting is checked before the data directory is touched: a bad one changes
+  // nothing there (no replay, no torn tail cut, no snapshot at close).
+  std::string error;
+  if (auto problem = cfg.validate(); !problem.empty()) {
+    std::fprintf(stderr, "mesobd: cannot start: %s\n", problem.c_str());
+    return 2;
+  }
+  for (const auto& spec : gateway_specs) {
+    engine::gateway_config g;
+    if (!parse_gateway(spec, &g, &error)) {
+      std::fprintf(stderr, "mesobd: %s\n", error.c_str());
+      return 2;
+    }
+    net.gateways.push_back(std::move(g));
+  }
+  net.engine_in_flight_max = cfg.queue_requests_max;  // submit() then never blocks the network thread
+  if (auto problem = net.validate(); !problem.empty()) {
+    std::fprintf(stderr, "mesobd: cannot serve: %s\n", problem.c_str());
+    return 2;
+  }
 
   // Each connection is a descriptor: take the hard open-file limit as the soft one.
   rlimit files{};
@@ -159,7 +185,6 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  std::string error;
   auto e = engine::engine::open(cfg, &error);
   if (!e) {
     std::fprintf(stderr, "mesobd: cannot start: %s\n", error.c_str());
@@ -182,14 +207,6 @@ int main(int argc, char** argv) {
   if (rec.id_lo_max_filled_in)
     std::printf("mesobd: wrote the bounds of the snapshot's transfer ids (a snapshot from an older build)\n");
 
-  for (const auto& spec : gateway_specs) {
-    engine::gateway_config g;
-    if (!parse_gateway(spec, &g, &error)) {
-      std::fprintf(stderr, "mesobd: %s\n", error.c_str());
-      return 2;
-    }
-    net.gateways.push_back(std::move(g));
-  }
   if (net.gateways.empty()) {
     engine::gateway_config g{"dev", {}, wire::roles::all};
     bool created = false;
@@ -212,7 +229,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesobd: warning: admin commands are refused: the audit trail cannot be opened: %s\n",
                  error.c_str());
   if (!repaired.empty()) std::printf("mesobd: admin audit trail: %s\n", repaired.c_str());
-  net.engine_in_flight_max = cfg.queue_requests_max;  // submit() then never blocks the network thread
   // Payout instructions go to the gateway's sessions as pushed frames (topic "payouts");
   // the sink is set before the server takes connections.
   std::atomic<engine::server*> pusher{nullptr};

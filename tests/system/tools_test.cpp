@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <chrono>
@@ -92,6 +93,28 @@ TEST(mesobd, bad_gateway_settings_are_refused) {
   EXPECT_NE(r.out.find("unknown role"), std::string::npos) << r.out;
   r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:payments:0011");
   EXPECT_NE(r.out.find("secret must be at least 16 bytes"), std::string::npos) << r.out;
+  r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --frame-bytes-max 100");
+  EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
+  EXPECT_NE(r.out.find("frame_bytes_max must be 4096.."), std::string::npos) << r.out;
+  // Refused before the data directory is opened: no log, no snapshot, no secret made.
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "a refused start changed the data directory";
+}
+
+// Keys of a --config file are the flags' names; anything else is refused, not ignored
+// (a misspelt limit would otherwise run on its default).
+TEST(mesobd, a_config_file_with_an_unknown_key_is_refused) {
+  temp_dir dir;
+  const std::string file = dir.path() + "/mesobd.conf";
+  std::ofstream(file) << "in_flight_max = 1\n";
+  auto r = run(bin("engine/mesobd") + " --config " + file + " --data-dir " + dir.path() + "/data --port 0");
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("in_flight_max"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  std::ofstream(file) << "in-flight-max = 0\n";
+  r = run(bin("engine/mesobd") + " --config " + file + " --data-dir " + dir.path() + "/data --port 0");
+  EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
+  EXPECT_NE(r.out.find("in_flight_max must be 1..65536"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
 }
 
 TEST(mesobd, help_lists_settings_and_bad_flags_are_refused) {
