@@ -21,6 +21,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 
@@ -225,14 +226,9 @@ class engine_impl {
   // newest record it has past the snapshot may be cut short (a crash mid-append), so
   // they go, and replay writes them again with the records after them.
   bool recover_events(uint64_t snap, std::string* error) {
-    std::ifstream in(events_covered_path());
-    unsigned long long covered = 0;
+    const uint64_t covered = covered_.lsn;
     std::string word;
-    if (in && (!(in >> word >> covered) || word != "lsn")) {
-      *error = "events: " + events_covered_path() + " is damaged (move it away to start without it)";
-      return false;
-    }
-    if (in && covered < snap) {
+    if (covered_.present && covered < snap) {
       *error = "events: the event log covers log records up to " + std::to_string(covered) +
                " but the snapshot is at " + std::to_string(snap) +
                ": the records between have no events (did mesobd run with --no-events?). Start with --no-events, "
@@ -329,16 +325,54 @@ class engine_impl {
       uint64_t cut = 0;
       if (!event_log_->cut_from(kept, &cut, error)) return false;
       kept -= 1;
+      // Synced events past the snapshot may have gone with the cut (replay writes them
+      // again): the next start must not take their absence for damage.
+      if (covered_.present && covered_.offset > event_log_->next_offset()) {
+        std::string err = write_events_covered(covered_.lsn, event_log_->next_offset());
+        if (!err.empty()) {
+          *error = err;
+          return false;
+        }
+      }
     }
     event_writer_->recovered(kept, snap);
     return true;
   }
 
-  // Before a snapshot at `lsn` commits: the event log holds every event up to it.
-  std::string write_events_covered(uint64_t lsn) {
+  // Before a snapshot at `lsn` commits: the event log holds every event up to it, and
+  // every offset before `offset` is synced (damage there is not a torn tail).
+  std::string write_events_covered(uint64_t lsn, uint64_t offset) {
     std::string err;
-    return storage::replace_file(events_covered_path(), "lsn " + std::to_string(lsn) + "\n", &err) ? std::string()
-                                                                                                  : "events: " + err;
+    if (!storage::replace_file(events_covered_path(),
+                               "lsn " + std::to_string(lsn) + " offset " + std::to_string(offset) + "\n", &err))
+      return "events: " + err;
+    covered_ = {true, lsn, offset};
+    return {};
+  }
+  // events/covered: "lsn L offset O" ("lsn L" from builds before the offset), read before
+  // the event log opens.
+  struct events_covered {
+    bool present = false;
+    uint64_t lsn = 0;
+    uint64_t offset = 1;  // 1: not known
+  };
+  events_covered covered_;
+  static bool read_events_covered(const std::string& path, events_covered* out, std::string* error) {
+    std::ifstream in(path);
+    *out = {};
+    if (!in) return true;
+    std::string line, word, extra;
+    std::getline(in, line);
+    std::istringstream ls(line);
+    unsigned long long lsn = 0, offset = 1;
+    bool ok = bool(ls >> word >> lsn) && word == "lsn";
+    if (ok && ls >> word) ok = word == "offset" && bool(ls >> offset) && offset >= 1 && !(ls >> extra);
+    if (!ok) {
+      *error = "events: " + path + " is damaged (move it away to start without it)";
+      return false;
+    }
+    *out = {true, lsn, offset};
+    return true;
   }
   static constexpr size_t event_backlog_max = 256;  // groups the writer may lag behind
   uint32_t other_count_ = 0;       // the shard count that wrote the snapshot's trading breakers, if not this one
@@ -1364,7 +1398,7 @@ class engine_impl {
     // must be in the event log first.
     if (event_writer_) {
       if (!event_writer_->wait_through(c.lsn, &err)) return "events: " + err;
-      if (err = write_events_covered(c.lsn); !err.empty()) return err;
+      if (err = write_events_covered(c.lsn, event_log_->durable_end()); !err.empty()) return err;
     }
     err = verify_kept_records(c.next_serial);
     if (!err.empty()) return err;
@@ -3190,6 +3224,8 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     eo.segment_events = cfg.events_segment_events;
     eo.retention_bytes = cfg.events_retention_mib << 20;
     eo.retention_ns = cfg.events_retention_s * 1'000'000'000ull;
+    if (!engine_impl::read_events_covered(e.events_covered_path(), &e.covered_, error)) return nullptr;
+    eo.synced_end = e.covered_.offset;
     storage::event_log_recovery er;
     e.event_log_ = storage::event_log::open(eo, &er, error);
     if (!e.event_log_) return nullptr;

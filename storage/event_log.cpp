@@ -417,12 +417,29 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     }
     auto starts = std::make_unique<uint32_t[]>(groups);
     uint64_t n = 0, keep = 0;
-    if (size >= fmt::segment_header_bytes && check_segment_header(buf.data(), seg, idx, &why)) {
+    const bool header = size >= fmt::segment_header_bytes && check_segment_header(buf.data(), seg, idx, &why);
+    if (!header && idx * seg + 1 < opt.synced_end) {
+      ::close(fd);
+      *error = "event log: " + path + " is damaged: " + (size < fmt::segment_header_bytes ? "no segment header" : why) +
+               ", but its events from offset " + std::to_string(idx * seg + 1) + " to " +
+               std::to_string(opt.synced_end - 1) + " were synced (nothing was changed)";
+      return nullptr;
+    }
+    if (header) {
       keep = fmt::segment_header_bytes;
       std::vector<wire::event> events;
       while (n < seg) {
         size_t used = 0;
-        if (!parse_chunk(buf.data() + keep, size - keep, idx * seg + n + 1, seg, events, &used, &why)) break;
+        if (!parse_chunk(buf.data() + keep, size - keep, idx * seg + n + 1, seg, events, &used, &why)) {
+          if (idx * seg + n + 1 < opt.synced_end) {
+            ::close(fd);
+            *error = "event log: " + path + " is damaged at byte " + std::to_string(keep) + " (offset " +
+                     std::to_string(idx * seg + n + 1) + "): " + why + ", but its events up to offset " +
+                     std::to_string(opt.synced_end - 1) + " were synced (nothing was changed)";
+            return nullptr;
+          }
+          break;
+        }
         if (n % fmt::group_events == 0) starts[n / fmt::group_events] = uint32_t(keep);
         rec->last_lsn = events.back().lsn;
         n += events.size();
@@ -434,6 +451,12 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       return nullptr;
     }
     uint64_t kept_bytes = keep;
+    if (idx * seg + n + 1 < opt.synced_end) {  // whole, but segments after it are gone
+      ::close(fd);
+      *error = "event log: it ends at offset " + std::to_string(idx * seg + n) + " (" + path + ") but events up to " +
+               std::to_string(opt.synced_end - 1) + " were synced: segments after it are missing (nothing was changed)";
+      return nullptr;
+    }
     if (n == seg) {
       // Full: sealed, or sealed now (a crash came between its last chunk and its seal).
       auto sealed = std::make_unique<std::atomic<uint32_t>[]>(groups);
@@ -476,6 +499,11 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     log->last_index_ = idx;
     log->last_end_ = keep;
     if (n == 0 && i > 0) rec->last_lsn = 0;  // found below from the previous segment
+  }
+  if (indexes.empty() && opt.synced_end > 1) {
+    *error = "event log: " + opt.dir + " holds no segment, but events up to offset " +
+             std::to_string(opt.synced_end - 1) + " were synced";
+    return nullptr;
   }
   log->first_offset_.store(indexes.empty() ? 1 : indexes.front() * seg + 1);
   log->durable_end_.store(log->next_offset_);

@@ -68,6 +68,9 @@ struct event_log_options {
   uint64_t ring_events = 1ull << 19;     // newest events kept in memory (a power of two)
   uint64_t retention_bytes = 0;          // 0: no size limit
   uint64_t retention_ns = 0;             // 0: no age limit
+  // Offsets below this were synced (the engine records it with each snapshot): damage
+  // before it is corruption, which refuses to open, not a torn tail to cut. 1: none known.
+  uint64_t synced_end = 1;
 };
 
 struct event_log_recovery {
@@ -83,7 +86,8 @@ class event_log {
   // Opens (creating the directory) and recovers: a torn last segment is cut after its
   // last whole chunk (a full one is sealed if it was not). A missing segment in the
   // middle, a segment before the last without its seal or whose first or last chunk is
-  // damaged, or a segment of another format or size, refuses to open (naming the file).
+  // damaged, a segment of another format or size, or damage or an end before
+  // `synced_end`, refuses to open (naming the file and the byte) and changes nothing.
   static std::unique_ptr<event_log> open(const event_log_options& opt, event_log_recovery* rec, std::string* error);
   ~event_log();
   event_log(const event_log&) = delete;

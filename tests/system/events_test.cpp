@@ -589,6 +589,57 @@ TEST(EventsEngine, ReplayWritesTheSameEventsAtTheSameOffsets) {
   EXPECT_TRUE(same_events(all_events(f.dir()), first)) << "after losing the events past the snapshot";
 }
 
+// A flipped byte among the events a snapshot saw synced is damage, not a torn tail: the
+// engine refuses to start, names the file, and cuts nothing (cutting would have dropped
+// events replay cannot write again, and handed their offsets to other events).
+TEST(EventsEngine, DamagedSyncedEventsRefuseToStartAndAreNotCut) {
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  create_accounts(f.e(), 8);
+  for (int i = 0; i < 40; ++i)
+    ASSERT_EQ(f.e().create_transfers({make_transfer(100 + i, 1 + i % 4, 5 + i % 4, 1)}).results.at(0), result::ok);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+  ASSERT_EQ(f.e().create_transfers({make_transfer(200, 1, 2, 1)}).results.at(0), result::ok);
+  f.close();
+  const auto before = all_events(f.dir());
+  ASSERT_GE(before.size(), 49u);
+  const std::string path = storage::event_log::segment_path(f.dir() + "/events", 0);
+  const auto chunks = event_chunks(path);
+  ASSERT_GE(chunks.size(), 3u);
+  const uint64_t at = chunks[1].pos + chunks[1].bytes / 2;  // among the accounts' and transfers' events
+  auto flip = [&] {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(std::streamoff(at));
+    char c = 0;
+    file.get(c);
+    file.seekp(std::streamoff(at));
+    file.put(char(c ^ 0x10));
+  };
+  flip();
+  const auto size = std::filesystem::file_size(path);
+  auto e = engine::engine::open(f.config(), &err);
+  EXPECT_FALSE(e);
+  EXPECT_NE(err.find("events-0000000000000000.log is damaged"), std::string::npos) << err;
+  EXPECT_NE(err.find("nothing was changed"), std::string::npos) << err;
+  EXPECT_EQ(std::filesystem::file_size(path), size);
+  flip();
+  f.open();
+  f.close();
+  EXPECT_TRUE(same_events(all_events(f.dir()), before));
+  // events/covered as builds before the offset wrote it still opens; a damaged one does not.
+  const std::string covered = f.dir() + "/events/covered";
+  std::string word;
+  uint64_t lsn = 0, offset = 0;
+  ASSERT_TRUE(std::ifstream(covered) >> word >> lsn >> word >> offset) << "lsn L offset O";
+  EXPECT_GT(offset, 1u);
+  std::ofstream(covered, std::ios::trunc) << "lsn " << lsn << "\n";
+  f.open();
+  f.close();
+  std::ofstream(covered, std::ios::trunc) << "lsn " << lsn << " offset x\n";
+  EXPECT_FALSE(engine::engine::open(f.config(), &err));
+  EXPECT_NE(err.find("covered is damaged"), std::string::npos) << err;
+}
+
 // Events are made durable on demand: a checkpoint waits for them, and otherwise the
 // writer syncs at most events_sync_interval_ms after an append, not after each one (a
 // lone request would pay a second fdatasync beside the log's). (That readers read them

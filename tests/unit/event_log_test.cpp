@@ -238,6 +238,85 @@ TEST(EventLog, DamageBeforeTheLastSegmentRefusesToOpen) {
   EXPECT_NE(err.find("events-0000000000000001.log is missing"), std::string::npos) << err;
 }
 
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void flip_byte(const std::string& path, uint64_t at) {
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint8_t byte = 0;
+  ASSERT_EQ(::pread(fd, &byte, 1, off_t(at)), 1);
+  byte ^= 0x10;
+  ASSERT_EQ(::pwrite(fd, &byte, 1, off_t(at)), 1);
+  ::close(fd);
+}
+
+// The last segment's damage before `synced_end` (what the engine's last snapshot saw
+// synced) is corruption: opening refuses, names the file and the byte, and cuts nothing.
+// The same damage past it is a torn tail, cut as before.
+TEST(EventLog, DamageBeforeTheSyncedEndRefusesToOpenAndChangesNothing) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  {
+    auto log = open_log(dir.path(), &rec, 1024);
+    std::string err;
+    for (uint64_t lsn = 3; lsn < 9; ++lsn) {
+      auto ev = make_wide(100, lsn);
+      ASSERT_TRUE(log->append(ev, &err)) << err;
+    }
+    ASSERT_TRUE(log->sync(&err)) << err;
+  }
+  const std::string path = event_log::segment_path(dir.path(), 0);
+  const auto chunks = test::event_chunks(path);
+  ASSERT_GE(chunks.size(), 6u);
+  event_log_options o;
+  o.dir = dir.path();
+  o.segment_events = 1024;
+  o.synced_end = 601;
+  std::string err;
+  const std::string intact = file_bytes(path);
+  // A byte of the second chunk's body; of the segment index in the header.
+  for (const uint64_t at : {chunks[1].pos + chunks[1].bytes - 5, uint64_t(20)}) {
+    flip_byte(path, at);
+    const std::string damaged = file_bytes(path);
+    EXPECT_FALSE(event_log::open(o, &rec, &err)) << "byte " << at;
+    EXPECT_NE(err.find("events-0000000000000000.log is damaged"), std::string::npos) << err;
+    EXPECT_NE(err.find("600 were synced"), std::string::npos) << err;
+    EXPECT_EQ(file_bytes(path), damaged) << "nothing is cut";
+    flip_byte(path, at);
+  }
+  EXPECT_NE(err.find("segment"), std::string::npos) << "the header's damage is named: " << err;
+  // Cut short after the third chunk: events synced are missing.
+  std::filesystem::resize_file(path, chunks[3].pos);
+  EXPECT_FALSE(event_log::open(o, &rec, &err));
+  EXPECT_NE(err.find("at byte " + std::to_string(chunks[3].pos) + " (offset 201)"), std::string::npos) << err;
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(intact.data(), std::streamsize(intact.size()));
+  }
+  // The same byte past the synced end: a torn tail, cut after the first chunk.
+  flip_byte(path, chunks[1].pos + chunks[1].bytes - 5);
+  o.synced_end = 101;
+  {
+    auto log = event_log::open(o, &rec, &err);
+    ASSERT_TRUE(log) << err;
+    EXPECT_EQ(rec.next_offset, 101u);
+    EXPECT_FALSE(rec.torn_tail.empty());
+    auto rest = make(924, 9);  // the segment full and sealed
+    ASSERT_TRUE(log->append(rest, &err) && log->sync(&err)) << err;
+  }
+  // Segments after the last one found, synced and gone.
+  o.synced_end = 2000;
+  EXPECT_FALSE(event_log::open(o, &rec, &err));
+  EXPECT_NE(err.find("segments after it are missing"), std::string::npos) << err;
+  o.synced_end = 1025;
+  EXPECT_TRUE(event_log::open(o, &rec, &err)) << err;
+  std::filesystem::remove(path);
+  EXPECT_FALSE(event_log::open(o, &rec, &err));
+  EXPECT_NE(err.find("holds no segment"), std::string::npos) << err;
+}
+
 TEST(EventLog, AnEmptyLastSegmentContinuesWhereTheFullOneEnded) {
   test::temp_dir dir;
   event_log_recovery rec;
