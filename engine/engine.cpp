@@ -1294,20 +1294,20 @@ class engine_impl {
     c->recon.resize(shards_n_);
     if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
     c->shards_remaining.store(shards_n_);
-    chain_at_cut_[c.get()] = dispatched_chain_;
     c->done = [this](checkpoint_cut& cut) {
       std::lock_guard lk(ck_mu_);
       for (auto& q : pending_cuts_)
         if (q.get() == &cut) ck_queue_.push_back(q);
       ck_cv_.notify_all();
     };
-    std::lock_guard lk(ck_mu_);
+    std::lock_guard lk(ck_mu_);  // the checkpoint thread takes an earlier cut's entry meanwhile
+    chain_at_cut_[c.get()] = dispatched_chain_;
     pending_cuts_.push_back(c);
     return c;
   }
   uint64_t cut_seq_ = 0;                         // sequencer thread
   std::atomic<uint64_t> committed_cut_seq_{0};   // the newest cut whose checkpoint committed
-  std::map<const checkpoint_cut*, storage::chain_hash> chain_at_cut_;  // guarded by ck_mu_ after creation
+  std::map<const checkpoint_cut*, storage::chain_hash> chain_at_cut_;  // guarded by ck_mu_
   std::vector<std::shared_ptr<checkpoint_cut>> pending_cuts_;           // guarded by ck_mu_
 
   // ---- checkpoint thread --------------------------------------------------------
