@@ -1,4 +1,5 @@
 #include "engine/events.hpp"
+#include "engine/limits.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -627,9 +628,10 @@ void event_hub::apply(command& c) {
   if (r.window > subscription_window_max || r.batch_max > subscription_batch_max)
     return answer(result::events_filter_invalid, "window is at most 1,048,576 and batch_max at most 8,192");
   // What may be sent and not yet read must fit what the server queues to a session.
-  // Counted as frames of one event each (the most bytes an event can take), window +
-  // batch_max of them (what can be sent and not acknowledged).
-  const uint64_t event_bytes = wire::events_frame_event_bytes_max(r.packed);
+  // Counted as frames of one event each (the most bytes an event can take, and the
+  // server's keeping of each frame), window + batch_max of them (what can be sent and not
+  // acknowledged).
+  const uint64_t event_bytes = wire::events_frame_event_bytes_max(r.packed) + session_frame_keep_bytes;
   if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > session_bytes_max_) {
     const uint64_t fits = session_bytes_max_ > 4096 ? (session_bytes_max_ - 4096) / event_bytes : 0;
     return answer(result::events_filter_invalid,

@@ -22,6 +22,10 @@ constexpr uint32_t batches_in_flight_max = 8192;
 // staging until after the fdatasync. 16 measured best of 1, 8, 16 and never
 // (perf/RESULTS.md, 2026-11-22, third session).
 constexpr uint32_t sequencer_wake_in_flight = 16;
+// What a frame queued to a session costs besides its bytes (its entry and allocation),
+// counted against the session's out_bytes_max with them: a flood of 16-byte pongs held
+// about four bytes of memory for each byte counted.
+constexpr uint64_t session_frame_keep_bytes = 72;
 // Records in one page of an account's history.
 constexpr uint32_t history_page_max = 1024;
 // Equb groups in one look-up (a group with 1,000 seats is ~100 KB as it travels).

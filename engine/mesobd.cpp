@@ -125,8 +125,13 @@ int main(int argc, char** argv) {
   app.add_option("--frame-bytes-max", net.frame_bytes_max, "largest frame body, bytes")->capture_default_str();
   app.add_option("--session-out-bytes-max", net.out_bytes_max,
                  "bytes queued to one session before it stops being read")->capture_default_str();
-  app.add_option("--idle-timeout-ms", net.idle_timeout_ms, "close sessions idle this long")->capture_default_str();
+  app.add_option("--idle-timeout-ms", net.idle_timeout_ms,
+                 "close sessions idle this long (no frame from them, nothing in flight, nothing they read)")
+      ->capture_default_str();
   app.add_option("--handshake-timeout-ms", net.handshake_timeout_ms, "time allowed for the handshake")
+      ->capture_default_str();
+  app.add_option("--flush-timeout-ms", net.flush_timeout_ms,
+                 "time a session closed for an error has to read its last frames")
       ->capture_default_str();
   app.add_option("--admin-listen", admin_address, "admin port address (IPv4)")->capture_default_str();
   app.add_option("--admin-port", admin_port, "admin port (admin gateways only); 0 = any free port")

@@ -1,6 +1,7 @@
 #include "engine/server.hpp"
 
 #include "engine/events.hpp"
+#include "engine/limits.hpp"
 
 #include <arpa/inet.h>
 #include <liburing.h>
@@ -38,7 +39,7 @@ std::string server_config::validate() const {
   if (frame_bytes_max < 4096 || frame_bytes_max > wire::frame_bytes_max_ceiling)
     return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
-  if (idle_timeout_ms == 0 || handshake_timeout_ms == 0) return "timeouts must be positive";
+  if (idle_timeout_ms == 0 || handshake_timeout_ms == 0 || flush_timeout_ms == 0) return "timeouts must be positive";
   for (const auto& g : gateways) {
     if (g.id.empty() || g.id.size() > wire::gateway_id_max)
       return "gateway id must be 1.." + std::to_string(wire::gateway_id_max) + " bytes";
@@ -90,7 +91,10 @@ struct out_frame {
   std::shared_ptr<const std::vector<uint8_t>> shared;
   [[nodiscard]] const std::vector<uint8_t>& bytes() const { return shared ? *shared : own; }
   [[nodiscard]] size_t size() const { return bytes().size(); }
+  // What it holds counted against the session's out_bytes_max (limits.hpp).
+  [[nodiscard]] size_t charge() const { return size() + session_frame_keep_bytes; }
 };
+static_assert(sizeof(out_frame) + 32 <= session_frame_keep_bytes, "its entry and a heap block's header");
 
 // A session: one connection, owned by the network thread.
 struct session {
@@ -118,7 +122,8 @@ struct session {
   uint32_t in_flight = 0;
   bool closing = false;
   bool close_after_flush = false;
-  uint64_t last_active_ms = 0;
+  uint64_t close_by_ms = 0;     // with close_after_flush: closed then, flushed or not
+  uint64_t last_active_ms = 0;  // a frame taken or bytes sent
   uint64_t opened_ms = 0;
   // sendmsg state (must live until the send completes)
   struct msghdr msg {};
@@ -589,11 +594,16 @@ class server_impl {
   void protocol_fault(session& s, uint64_t request_id, protocol_error code, const std::string& message) {
     st_errors_.fetch_add(1, std::memory_order_relaxed);
     queue_frame(s, frame_kind::error, request_id, wire::error_body({code, message}));
-    if (wire::protocol_error_closes(code)) {
-      s.close_after_flush = true;
-      pause_recv(s);
-      if (s.out.empty()) close_session(s);
-    }
+    if (wire::protocol_error_closes(code)) close_after_flush(s);
+  }
+
+  // The session takes no more frames; it goes once what is queued to it is sent, or at
+  // flush_timeout_ms if it does not read it.
+  void close_after_flush(session& s) {
+    if (!s.close_after_flush) s.close_by_ms = now_ms() + cfg_.flush_timeout_ms;
+    s.close_after_flush = true;
+    pause_recv(s);
+    if (s.out.empty()) close_session(s);
   }
 
   void on_frame(session& s, const wire::frame_reader::frame& f) {
@@ -1060,7 +1070,7 @@ class server_impl {
   }
 
   void push_to(session& s, out_frame&& frame) {
-    if (s.out_bytes + frame.size() > cfg_.out_bytes_max) {
+    if (s.out_bytes + frame.charge() > cfg_.out_bytes_max) {
       // Pushed frames cannot wait: the session is told (best effort: its buffers are
       // full) and closed at once, not after a flush that would never come.
       st_slow_.fetch_add(1, std::memory_order_relaxed);
@@ -1072,7 +1082,7 @@ class server_impl {
       return;
     }
     st_pushes_.fetch_add(1, std::memory_order_relaxed);
-    s.out_bytes += frame.size();
+    s.out_bytes += frame.charge();
     s.out.push_back(std::move(frame));
     if (!s.sending) start_send(s);
   }
@@ -1102,9 +1112,8 @@ class server_impl {
 
   void queue_frame(session& s, frame_kind k, uint64_t request_id, std::span<const uint8_t> body) {
     if (s.closing) return;
-    auto frame = wire::encode_frame(k, request_id, body);
-    s.out_bytes += frame.size();
-    s.out.push_back(out_frame{std::move(frame), nullptr});
+    s.out.push_back(out_frame{wire::encode_frame(k, request_id, body), nullptr});
+    s.out_bytes += s.out.back().charge();
     if (!s.sending) start_send(s);
   }
 
@@ -1139,13 +1148,14 @@ class server_impl {
       close_session(s);
       return;
     }
+    if (res > 0) s.last_active_ms = now_ms();
     size_t sent = size_t(res);
     const bool was_over = s.out_bytes >= cfg_.out_bytes_max;
     while (sent > 0 && !s.out.empty()) {
       const size_t left = s.out.front().size() - s.out_offset;
       if (sent >= left) {
         sent -= left;
-        s.out_bytes -= s.out.front().size();
+        s.out_bytes -= s.out.front().charge();
         s.out.pop_front();
         s.out_offset = 0;
       } else {
@@ -1172,13 +1182,13 @@ class server_impl {
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing) continue;
       session& s = *sp;
-      if (!s.authed && t - s.opened_ms > cfg_.handshake_timeout_ms) {
+      if (s.close_after_flush) {
+        if (t >= s.close_by_ms) close_session(s);  // it did not read its last frames
+      } else if (!s.authed && t - s.opened_ms > cfg_.handshake_timeout_ms) {
         protocol_fault(s, 0, protocol_error::auth_failed, "no auth within the handshake timeout");
-        s.close_after_flush = true;  // a limit, not an input fault: the session goes
-        pause_recv(s);
-        if (s.out.empty()) close_session(s);
-      } else if (s.in_flight == 0 && s.out.empty() && t - s.last_active_ms > cfg_.idle_timeout_ms) {
-        close_session(s);
+        close_after_flush(s);  // a limit, not an input fault: the session goes
+      } else if (s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms) {
+        close_session(s);  // nothing from it, and nothing it read, for that long
       }
     }
     if (stop_requested_.load() && !stopping_) begin_stop();

@@ -53,8 +53,11 @@ struct server_config {
   uint32_t engine_in_flight_max = 4096;  // requests in the engine from all sessions
   uint32_t frame_bytes_max = wire::frame_bytes_max_default;
   uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
-  uint64_t idle_timeout_ms = 300'000;    // no frame and nothing in flight
+  // No frame taken, nothing in flight and no byte sent for this long: the session is
+  // closed (one that does not read what is queued to it included).
+  uint64_t idle_timeout_ms = 300'000;
   uint64_t handshake_timeout_ms = 10'000;
+  uint64_t flush_timeout_ms = 10'000;    // a session closing after an error: its last frames' time
   uint64_t drain_timeout_ms = 10'000;    // stop(): longest wait for in-flight work
   std::vector<gateway_config> gateways;
   // Set: this server is an admin port. Only gateways with the admin role get through the

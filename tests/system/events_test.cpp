@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "engine/events.hpp"
+#include "engine/limits.hpp"
 #include "storage/checksum.hpp"
 #include "storage/event_log.hpp"
 #include "support/engine_fixture.hpp"
@@ -251,7 +252,10 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
     const auto at = a.message.find("a window of at most ");
     ASSERT_NE(at, std::string::npos) << a.message;
     const uint32_t fits = uint32_t(std::stoul(a.message.substr(at + 20)));
-    EXPECT_EQ(fits, (32ull * 1024 * 1024 - 4096) / wire::events_frame_event_bytes_max(packed) - 4096) << a.message;
+    EXPECT_EQ(fits, (32ull * 1024 * 1024 - 4096) /
+                            (wire::events_frame_event_bytes_max(packed) + engine::session_frame_keep_bytes) -
+                        4096)
+        << a.message;
     m.window = fits + 1;
     EXPECT_EQ(subscribe(*s, m).code, result::events_filter_invalid);
     m.window = fits;

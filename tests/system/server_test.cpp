@@ -919,6 +919,47 @@ TEST(server, idle_and_handshake_timeouts_close_sessions) {
   EXPECT_TRUE(idle->closed_by_server());
 }
 
+// Sessions that never read what is queued to them are closed in time, however much they
+// send: one that never authenticated once its handshake time and then its flush time are
+// over (its auth_failed queued once, not at every tick), one that did once nothing moved
+// either way for the idle timeout. Before, both stayed open for good, holding what was
+// queued to them.
+TEST(server, sessions_that_never_read_are_closed_in_time) {
+  engine::server_config cfg;
+  cfg.out_bytes_max = 1u << 20;
+  cfg.handshake_timeout_ms = 300;
+  cfg.flush_timeout_ms = 300;
+  cfg.idle_timeout_ms = 600;
+  net n(cfg);
+  std::string err;
+  auto anon = wire::client::connect_raw(n.opts(), &err);
+  ASSERT_TRUE(anon) << err;
+  auto authed = n.connect();
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < 1000; ++i) {
+    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  auto flood = [&](wire::client& c) {  // 32 MB of pongs, until the server closes it
+    std::string e;
+    for (int i = 0; i < 2000 && c.send_bytes(burst, &e); ++i) {
+    }
+  };
+  const uint64_t errors_before = n.srv->stats().protocol_errors;
+  std::thread a([&] { flood(*anon); }), b([&] { flood(*authed); });
+  const auto t0 = std::chrono::steady_clock::now();
+  while (n.srv->stats().sessions_open > 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(15))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(n.srv->stats().sessions_open, 0u) << "sessions that never read were kept";
+  anon->shutdown();  // ends a flood the server did not end (a failure above)
+  authed->shutdown();
+  a.join();
+  b.join();
+  EXPECT_EQ(n.srv->stats().protocol_errors - errors_before, 1u) << "the handshake timeout's auth_failed, once";
+  auto other = n.connect();
+  expect_serves(*other, 1);
+}
+
 TEST(async_client, pipelined_callbacks_and_futures_from_several_threads) {
   net n;
   std::string err;
