@@ -1136,7 +1136,13 @@ class engine_impl {
       case op_kind::set_account_status: n = req.status_changes.size(); break;
       case op_kind::lookup_accounts: n = req.account_ids.size(); break;
       case op_kind::lookup_transfers: n = req.transfer_ids.size(); break;
-      case op_kind::lookup_account_transfers: n = req.history_queries.size(); break;
+      case op_kind::lookup_account_transfers: {
+        n = req.history_queries.size();
+        uint64_t records = 0;  // pages over their own limit get limit_invalid, not counted
+        for (const auto& q : req.history_queries) records += q.limit <= history_page_max ? q.limit : 0;
+        if (records > history_request_records_max) return status::batch_too_large;
+        break;
+      }
       case op_kind::lookup_balances_as_of: n = req.balance_queries.size(); break;
       case op_kind::currency_totals: n = 0; break;
       case op_kind::equb_ops:
@@ -2079,7 +2085,16 @@ class engine_impl {
         walks.swap(walks_);
       }
       q_space_.notify_all();
-      for (auto& w : walks) walk(*w);
+      // Look-ups' walks, about walk_pass_steps records a pass: the rest wait for the next
+      // one, after the writes taken meanwhile.
+      uint64_t walked = 0;
+      size_t w = 0;
+      while (w < walks.size() && walked < walk_pass_steps) walked += walk(*walks[w++]);
+      if (w < walks.size()) {
+        std::lock_guard lk(q_mu_);
+        walks_.insert(walks_.begin(), std::make_move_iterator(walks.begin() + long(w)),
+                      std::make_move_iterator(walks.end()));
+      }
       // Chains groups emitted are independent of each other and of the requests around
       // them: they go in as few batches as fit (up to batch_ops_max operations, chains
       // whole), after the requests taken with them.
@@ -2859,8 +2874,10 @@ class engine_impl {
     return rec.owner_account_id == account ? rec.debit_prev : rec.credit_prev;
   }
 
-  void walk(engine_batch& b) {
+  // Answers a look-up from the records; the records it read.
+  uint64_t walk(engine_batch& b) {
     reply r;
+    uint64_t steps = 0;
     if (b.kind == op_kind::lookup_account_transfers) {
       r.pages.resize(b.count);
       for (uint32_t i = 0; i < b.count; ++i) {
@@ -2878,6 +2895,7 @@ class engine_impl {
           page.records.push_back(record_copy(cursor - 1));
           cursor = previous(page.records.back(), q.account_id);
         }
+        steps += page.records.size();
         page.next_cursor = cursor;
       }
     } else {
@@ -2890,19 +2908,22 @@ class engine_impl {
           r.results[i] = result::account_not_found;  // it did not exist yet
           continue;
         }
+        // The request's queries share one budget of history_walk_max records.
         uint64_t cursor = b.last_serials[i];
-        uint32_t steps = 0;
+        bool found = cursor == 0;  // no transfer yet: zero balances
         for (; cursor != 0 && steps < history_walk_max; ++steps) {
           const auto rec = record_copy(cursor - 1);
           if (rec.t.timestamp <= q.timestamp) {
             const bool debit = rec.owner_account_id == q.account_id;
             r.balances[i] = {debit ? rec.debit_after_debits_posted : rec.credit_after_debits_posted,
                              debit ? rec.debit_after_credits_posted : rec.credit_after_credits_posted};
+            found = true;
+            ++steps;
             break;
           }
           cursor = previous(rec, q.account_id);
         }
-        if (steps == history_walk_max) r.results[i] = result::history_walk_limit;
+        if (!found && cursor != 0) r.results[i] = result::history_walk_limit;
       }
     }
     if (b.kind == op_kind::lookup_account_transfers) {
@@ -2911,6 +2932,7 @@ class engine_impl {
     }
     auto done = std::move(b.user_done);
     if (done) done(std::move(r));
+    return steps;
   }
 
   void enqueue(queued&& q) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "actors/batch.hpp"
+#include "wire/codec.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::engine {
@@ -26,12 +27,17 @@ constexpr uint32_t sequencer_wake_in_flight = 16;
 // counted against the session's out_bytes_max with them: a flood of 16-byte pongs held
 // about four bytes of memory for each byte counted.
 constexpr uint64_t session_frame_keep_bytes = 72;
-// Records in one page of an account's history.
-constexpr uint32_t history_page_max = 1024;
+// Records in one page of an account's history, and in one request's pages summed.
+constexpr uint32_t history_page_max = wire::history_page_records_max;
+constexpr uint32_t history_request_records_max = wire::history_request_records_max;
 // Equb groups in one look-up (a group with 1,000 seats is ~100 KB as it travels).
 constexpr uint32_t groups_lookup_max = 64;
-// Records walked back for one balance-as-of query before giving up.
+// Records walked back for the balance-as-of queries of one request before giving up (the
+// queries past it get history_walk_limit).
 constexpr uint32_t history_walk_max = 65536;
+// Records the sequencer walks for look-ups between two passes over its queue: writes
+// wait behind at most about this many (a request's walk is not split).
+constexpr uint32_t walk_pass_steps = 65536;
 // The largest log payload: a batch header and 8,192 of the largest operation.
 constexpr uint64_t batch_record_header_bytes = 16;
 constexpr uint64_t operation_bytes_max = sizeof(wire::transfer);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "mesob_generated.h"
 #include "wire/event_pack.hpp"
@@ -660,6 +661,22 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     *err = {protocol_error::batch_too_large, "request: lookup_groups of " + std::to_string(n) + " groups (at most " +
                                                  std::to_string(lookup_groups_max) + ")"};
     return false;
+  }
+  if (out->op == operation::lookup_account_transfers) {
+    // Pages over their own limit are refused page by page (limit_invalid): not counted.
+    uint64_t records = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      history_query_item q;
+      std::memcpy(&q, data + size_t(i) * sizeof q, sizeof q);
+      if (q.limit <= history_page_records_max) records += q.limit;
+    }
+    if (records > history_request_records_max) {
+      *err = {protocol_error::batch_too_large,
+              "request: lookup_account_transfers pages ask for " + std::to_string(records) +
+                  " records in all (at most " + std::to_string(history_request_records_max) +
+                  " a request; ask for the rest in further requests)"};
+      return false;
+    }
   }
   out->count = n;
   out->items = {data, size_t(n) * operation_item_bytes(out->op)};

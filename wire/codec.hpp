@@ -95,6 +95,11 @@ constexpr uint8_t operation_max = 23;
 constexpr uint32_t lookup_groups_max = 64;
 constexpr uint32_t lookup_positions_max = 16;  // x 1,024 positions x 48 bytes: within a 1 MiB frame
 constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
+// lookup_account_transfers: records in one page (its limit, 1..this), and the pages'
+// limits of one request summed (at most this: about 2 MB of reply, and a bounded walk on
+// the engine's sequencer; more pages go in more requests).
+constexpr uint32_t history_page_records_max = 1024;
+constexpr uint32_t history_request_records_max = 16'384;
 [[nodiscard]] std::string_view operation_name(operation op);
 [[nodiscard]] bool operation_writes(operation op);
 

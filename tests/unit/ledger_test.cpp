@@ -1222,6 +1222,67 @@ TEST_P(ledger, account_history_pages_newest_first) {
   EXPECT_EQ(as_of(ts[2] + 5).credits_posted, 22u);
 }
 
+// Look-ups walk records on the sequencer, so one request's walk is bounded: its pages ask
+// for at most history_request_records_max records in all (else the request is refused),
+// and its balance queries share one budget of history_walk_max records (the queries past
+// it get history_walk_limit, the ones before are answered).
+TEST_P(ledger, one_lookups_walk_is_bounded) {
+  seed_accounts();
+  constexpr uint64_t n = engine::history_walk_max + 4000;  // account 3 in every one
+  std::vector<uint64_t> ts;
+  for (uint64_t done = 0; done < n;) {
+    std::vector<wire::transfer> batch;
+    for (; batch.size() < engine::batch_ops_max && done < n; ++done)
+      batch.push_back(make_transfer(200'000 + done, done % 2 ? 3 : 2, done % 2 ? 4 : 3, 1));
+    auto r = e().create_transfers(std::move(batch));
+    ASSERT_EQ(r.st, engine::status::ok);
+    for (auto x : r.results) ASSERT_EQ(x, result::ok);
+    for (uint64_t i = 0; i < r.results.size(); ++i) ts.push_back(r.timestamp_base + i);
+    f_.advance_s(1);
+  }
+  // Pages: 16 x 1,024 records is the most one request asks for; pages over their own
+  // limit are refused one by one and not counted.
+  std::vector<engine::history_query> pages(engine::history_request_records_max / engine::history_page_max,
+                                           {3, 0, engine::history_page_max});
+  pages.push_back({3, 0, engine::history_page_max + 1});
+  auto r = e().lookup_account_transfers(pages);
+  ASSERT_EQ(r.st, engine::status::ok);
+  EXPECT_EQ(r.pages.at(0).records.size(), engine::history_page_max);
+  EXPECT_EQ(r.pages.back().result, result::limit_invalid);
+  pages.back().limit = 1;
+  EXPECT_EQ(e().lookup_account_transfers(pages).st, engine::status::batch_too_large);
+  // Balances: the first transfer lies past the budget alone; one 40,000 records back is
+  // within it alone, but not twice in one request.
+  const uint64_t back = 40'000;
+  EXPECT_EQ(e().lookup_balances_as_of({{3, ts.front()}}).results.at(0), result::history_walk_limit);
+  const uint64_t t = ts[n - back];
+  auto one_of = e().lookup_balances_as_of({{3, t}});
+  ASSERT_EQ(one_of.results.at(0), result::ok);
+  EXPECT_EQ(one_of.balances.at(0).debits_posted + one_of.balances.at(0).credits_posted, n - back + 1);
+  auto two = e().lookup_balances_as_of({{3, t}, {3, t}, {4, ts.back()}});
+  EXPECT_EQ(two.results.at(0), result::ok);
+  EXPECT_EQ(two.balances.at(0).credits_posted, one_of.balances.at(0).credits_posted);
+  EXPECT_EQ(two.results.at(1), result::history_walk_limit);
+  EXPECT_EQ(two.results.at(2), result::history_walk_limit) << "the budget is the request's";
+  // A query of an account with no transfer walks nothing.
+  EXPECT_EQ(e().lookup_balances_as_of({{3, t}, {3, t}, {6, UINT64_MAX}}).results.at(2), result::ok);
+  // Walks queued together are split across the sequencer's passes (walk_pass_steps), with
+  // writes between them: each is answered, and answered right.
+  std::vector<std::thread> callers;
+  std::atomic<int> right{0};
+  for (int c = 0; c < 4; ++c)
+    callers.emplace_back([&, c] {
+      for (int k = 0; k < 3; ++k) {
+        auto b = e().lookup_balances_as_of({{3, t}});
+        if (b.results.at(0) == result::ok && b.balances.at(0).credits_posted == one_of.balances.at(0).credits_posted)
+          ++right;
+        EXPECT_EQ(e().create_transfers({make_transfer(900'000 + uint64_t(c) * 10 + uint64_t(k), 2, 4, 1)}).results.at(0), result::ok);
+      }
+    });
+  for (auto& th : callers) th.join();
+  EXPECT_EQ(right.load(), 12);
+}
+
 // Checkpoints cut copy-on-write while batches keep changing accounts. Recovering from
 // a snapshot taken under load plus the log after it must give exactly the balances of
 // the recorded transfers: an account copied after a later change would count twice.

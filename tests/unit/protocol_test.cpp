@@ -478,6 +478,16 @@ TEST(requests, batch_limits) {
   EXPECT_FALSE(parse_request(create_transfers_body(ts), &p, &err));
   EXPECT_EQ(err.code, protocol_error::batch_too_large);
   EXPECT_NE(err.message.find("8193 operations"), std::string::npos) << err.message;
+  // History pages: their limits summed, pages over a page's own limit not counted (each
+  // gets limit_invalid from the engine).
+  std::vector<history_query_item> pages(history_request_records_max / history_page_records_max,
+                                        {7, 0, history_page_records_max, 0});
+  pages.push_back({7, 0, history_page_records_max + 1, 0});
+  EXPECT_TRUE(parse_request(lookup_account_transfers_body(pages), &p, &err)) << err.message;
+  pages.back().limit = 1;
+  EXPECT_FALSE(parse_request(lookup_account_transfers_body(pages), &p, &err));
+  EXPECT_EQ(err.code, protocol_error::batch_too_large);
+  EXPECT_NE(err.message.find("16385 records in all (at most 16384"), std::string::npos) << err.message;
 }
 
 TEST(requests, unknown_or_missing_operation) {
