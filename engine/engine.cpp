@@ -2288,16 +2288,51 @@ class engine_impl {
       rec_.transfer_ids_filled_in = *stored_end - *ids_end;
     }
     rec_.transfers_loaded = expect;
+    // Every row checked as it loads, and the money summed per currency: LMDB keeps no
+    // checksums, and a damaged balance must stop the start, not be served.
+    struct money {
+      unsigned __int128 debits_posted = 0, credits_posted = 0, debits_pending = 0, credits_pending = 0;
+    };
+    std::map<wire::currency_code, money> sums;
+    std::string bad_row;
     ok = snap_->scan(storage::table::accounts, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::stored_account sa;
       if (v.size() != sizeof sa) return false;
       std::memcpy(&sa, v.data(), sizeof sa);
       if (sa.a.id != key || sa.a.id == 0 || sa.last_serial > n) return false;
-      shards_[shard_of(sa.a.id, shards_n_)]->load_account(sa.a, sa.last_serial);
+      const wire::account& a = sa.a;
+      namespace af = wire::account_flags;
+      if (!wire::currency_valid(a.currency) || uint16_t(a.kind) == 0 || uint16_t(a.kind) > wire::account_kind_max ||
+          uint16_t(a.status) > wire::account_status_max || (a.flags & ~af::all) != 0 ||
+          (a.flags & af::all) == af::all) {
+        bad_row = "snapshot: the row of account " + std::to_string(key) +
+                  " is damaged (its currency, kind, status or flags are not ones the ledger makes)";
+        return false;
+      }
+      money& m = sums[a.currency];
+      m.debits_posted += a.debits_posted;
+      m.credits_posted += a.credits_posted;
+      m.debits_pending += a.debits_pending;
+      m.credits_pending += a.credits_pending;
+      shards_[shard_of(a.id, shards_n_)]->load_account(a, sa.last_serial);
       ++rec_.accounts_loaded;
       return true;
     }, error);
+    if (!bad_row.empty()) *error = bad_row;
     if (!ok) return false;
+    for (const auto& [currency, m] : sums)
+      if (m.debits_posted != m.credits_posted || m.debits_pending != m.credits_pending) {
+        auto text = [](unsigned __int128 x) {
+          std::string t;
+          do t.insert(t.begin(), char('0' + int(x % 10))); while ((x /= 10) != 0);
+          return t;
+        };
+        *error = "snapshot: the accounts' money does not balance in " + wire::currency_name(currency) +
+                 ": debits posted " + text(m.debits_posted) + ", credits posted " + text(m.credits_posted) +
+                 ", debits pending " + text(m.debits_pending) + ", credits pending " + text(m.credits_pending) +
+                 " (damaged account rows; nothing was started)";
+        return false;
+      }
     if (rec_.accounts_loaded != meta->accounts) {
       *error = "snapshot: " + std::to_string(rec_.accounts_loaded) +
                " account rows but the snapshot meta says " + std::to_string(meta->accounts);

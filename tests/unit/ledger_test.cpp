@@ -840,6 +840,57 @@ static std::span<const uint8_t> as_span(const std::string& b) {
   return {reinterpret_cast<const uint8_t*>(b.data()), b.size()};
 }
 
+// LMDB keeps no checksums: a damaged account row must stop the start, not be served.
+// Money that does not balance per currency, or a field no ledger operation makes, is
+// refused, naming it, and the engine starts again once the row is whole.
+TEST(ledger_snapshot, damaged_account_rows_refuse_to_start) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 8);
+  ASSERT_EQ(e->create_transfers({make_transfer(1, 1, 2, 500), make_transfer(2, 3, 4, 70, wire::transfer_flags::pending)})
+                .results,
+            (std::vector<result>{result::ok, result::ok}));
+  e.reset();  // closes with a snapshot
+  const std::string snap_dir = dir.path() + "/snapshot";
+  std::string row;
+  {
+    std::string err;
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    ASSERT_TRUE(s->get(storage::table::accounts, 2, &row, &err)) << err;
+  }
+  ASSERT_EQ(row.size(), sizeof(actors::stored_account));
+  auto with = [&](auto change) {
+    actors::stored_account sa;
+    std::memcpy(&sa, row.data(), sizeof sa);
+    change(sa.a);
+    edit_snapshot(snap_dir, [&](auto&, auto& w) {
+      ASSERT_TRUE(w.put(storage::table::accounts, 2, {reinterpret_cast<const uint8_t*>(&sa), sizeof sa}));
+    });
+  };
+  std::string err;
+  with([](wire::account& a) { a.credits_posted += 1; });
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("money does not balance in ETB: debits posted 500, credits posted 501"), std::string::npos)
+      << err;
+  with([](wire::account& a) { a.credits_pending += 1; });
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("debits pending 70, credits pending 71"), std::string::npos) << err;
+  with([](wire::account& a) { a.kind = wire::account_kind(0); });
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("the row of account 2 is damaged"), std::string::npos) << err;
+  with([](wire::account& a) { a.flags = 0x40; });
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("the row of account 2 is damaged"), std::string::npos) << err;
+  with([](wire::account&) {});
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->check_balances().balanced);
+  EXPECT_EQ(e->lookup_accounts({2}).accounts.at(0).credits_posted, 500u);
+}
+
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared
 // with what replay produces; a row that differs, or rows the log cannot reproduce, stop
 // start-up with a message naming them.
