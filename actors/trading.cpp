@@ -48,6 +48,7 @@ result order_hold(const wire::order& o, const market::instrument* ins, uint32_t 
   t.currency = o.currency;
   t.code = hold_code(o);
   t.flags = wire::transfer_flags::pending;
+  t.pending_id = terms(o);
   *out = t;
   return result::ok;
 }

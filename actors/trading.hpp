@@ -11,7 +11,10 @@
 // at the order's place in the log: the portfolio's rules (actors/portfolio.hpp: KYC,
 // profile, halts, position limit, cash) first, then the ledger's. A retried order is a
 // repeat of its hold, answered with the first outcome, like any transfer (its expiry is
-// not among the fields compared: an order retried with another expiry is the first one).
+// not among the fields compared: an order retried with another expiry is the first one;
+// its quantity and limit are: the hold carries them, terms() below). A retry after a
+// restart with another shard count is a repeat too, though its trading account would
+// be another (the engine compares holds without their engine-chosen account).
 //
 // A placed order is routed to a broker, with the machinery the payout desks use for
 // payment gateways (payout_desk.hpp, breaker.hpp): candidates are the enabled gateways
@@ -138,6 +141,12 @@ constexpr uint64_t cancel_grace_ns = 60'000'000'000ull;
 // fields, the instrument, the lot, the notional.
 [[nodiscard]] wire::result order_hold(const wire::order& o, const market::instrument* ins, uint32_t shards,
                                       wire::transfer* out);
+// The first hold carries the order's quantity and limit in its pending_id (a pending
+// transfer's creation has no other use for it): its amount is only their product, and a
+// retry of the order id with another quantity and limit of the same notional must differ
+// from the recorded hold (exists_with_different_fields), not repeat it. Holds recorded by
+// builds before this carry zeros there, and a retry of one is compared without them.
+[[nodiscard]] inline wire::id128 terms(const wire::order& o) { return {o.quantity, o.limit_ticks}; }
 // An order as logged carries in `reserved2` the shard count it was sequenced under (so
 // replay under another count makes the same hold); the client's order has it 0.
 [[nodiscard]] inline wire::order as_sent(wire::order o) {

@@ -588,6 +588,21 @@ class engine_impl {
     (void)b;
   }
 
+  // A retried hold as it compares with the recorded one. The engine's own account of a
+  // payout's or an order's hold (a desk's payout account, a trading account) follows the
+  // shard count when it was made: a retry after a restart with another count names
+  // another account of the same kind, and is the same hold. An order's hold recorded by
+  // an older build has no terms (trading.hpp).
+  static wire::transfer as_retried(const wire::transfer& t, const wire::transfer& orig) {
+    if (!actors::payouts::hold(t.id) && !actors::trading::hold(t.id)) return t;
+    wire::transfer c = t;
+    auto engines = [](uint64_t a) { return actors::payouts::payout_account(a) || actors::trading::trading_account(a); };
+    if (engines(c.debit_account_id) && engines(orig.debit_account_id)) c.debit_account_id = orig.debit_account_id;
+    if (engines(c.credit_account_id) && engines(orig.credit_account_id)) c.credit_account_id = orig.credit_account_id;
+    if (actors::trading::hold(t.id) && orig.pending_id.zero()) c.pending_id = {};
+    return c;
+  }
+
   void sequence_transfers(batch& b) {
     const uint32_t n = b.count;
     b.results.assign(n, result::ok);
@@ -617,7 +632,16 @@ class engine_impl {
       op_route& r = b.routes[o];
       const wire::transfer& t = b.transfers[o];
       if (b.results[o] != result::ok) continue;  // open chain
-      const result fields = actors::check_transfer_fields(t);
+      // An order's hold carries the order's terms where a post or void names its pending
+      // transfer (trading.hpp): checked as a creation, and not a reference.
+      const bool order_hold = b.kind == op_kind::orders;
+      const wire::id128 ref = order_hold ? wire::id128{} : t.pending_id;
+      wire::transfer as_created;
+      if (order_hold) {
+        as_created = t;
+        as_created.pending_id = {};
+      }
+      const result fields = actors::check_transfer_fields(order_hold ? as_created : t);
       if (fields != result::ok) {
         b.results[o] = fields;
         continue;
@@ -633,8 +657,8 @@ class engine_impl {
       if ((!b.emitted && (actors::equb::reserved_id(t.id) || actors::payouts::emitted(t.id))) ||
           (!b.gateway && actors::gateways::deposit_id(t.id)) ||
           (!b.gateway && !b.emitted && actors::payouts::hold(t.id)) ||
-          (!b.emitted && actors::payouts::hold(t.pending_id)) ||
-          (!b.emitted && (actors::trading::emitted(t.id) || actors::trading::hold(t.pending_id))) ||
+          (!b.emitted && actors::payouts::hold(ref)) ||
+          (!b.emitted && (actors::trading::emitted(t.id) || actors::trading::hold(ref))) ||
           (!b.emitted && b.kind != op_kind::orders && actors::trading::hold(t.id))) {
         b.results[o] = result::id_reserved;
         continue;
@@ -664,7 +688,7 @@ class engine_impl {
         ensure_executed(uint64_t(found));
         const actors::transfer_record orig = record_copy(uint64_t(found));
         r.kind = route_kind::duplicate;
-        r.dup_result = actors::decide_duplicate(t, orig.t, result(orig.result));
+        r.dup_result = actors::decide_duplicate(as_retried(t, orig.t), orig.t, result(orig.result));
         continue;
       }
       if (!make_room()) {  // replay only: recovery stops with the flush error

@@ -229,6 +229,8 @@ TEST_F(orders_engine, BuyHeldRoutedFilledInPartsAndSettled) {
   EXPECT_EQ(order(10).broker, number("broker-a"));
   EXPECT_EQ(place(buy(10, a_, 50, 105)), result::ok) << "a retry is a repeat";
   EXPECT_EQ(place(buy(10, a_, 60, 105)), result::exists_with_different_fields);
+  // The same notional (5,250) from another quantity and limit is another order.
+  EXPECT_EQ(place(buy(10, a_, 70, 75)), result::exists_with_different_fields);
   EXPECT_EQ(account(a_).debits_pending, 5250u) << "held once";
 
   // A fill of 20 at 101: 2,020 posted, the rest held again (3,230).
@@ -591,6 +593,11 @@ TEST_F(orders_engine_replay, AnotherShardCountTakesTheOrdersFromASnapshotAtTheTi
   ASSERT_EQ(answer("broker-a", fill(90, 2, 20, 100)), result::ok);
   ASSERT_EQ(answer("broker-a", fill(91, 1, 20, 100)), result::ok);
   ASSERT_EQ(place(buy(92, a_, 10, 100)), result::ok);
+  // Retries of orders placed under two shards: repeats, though three shards would put
+  // their holds on other trading accounts.
+  EXPECT_EQ(place(buy(90, a_, 30, 105)), result::ok);
+  EXPECT_EQ(place(buy(91, b_, 20, 100)), result::ok);
+  EXPECT_EQ(place(buy(91, b_, 40, 50)), result::exists_with_different_fields);
   ASSERT_EQ(answer("broker-a", fill(92, 1, 10, 100)), result::ok);
   EXPECT_EQ(account(a_).debits_pending, 0u);
   EXPECT_EQ(account(b_).debits_pending, 0u);

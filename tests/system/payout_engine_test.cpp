@@ -688,18 +688,32 @@ TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
   EXPECT_EQ(hold_account(60), desk_account_for(etb, 0, 2));
   EXPECT_EQ(hold_account(61), desk_account_for(etb, 1, 2));
   EXPECT_NE(hold_account(60), hold_account(61));
+  // A wallet whose payouts three shards would hold on another desk's account.
+  uint64_t moved = 0;
+  for (uint64_t w = 1; w <= 8 && moved == 0; ++w)
+    if (desk_account_for(etb, actors::shard_of(w, 2), 2) != desk_account_for(etb, actors::shard_of(w, 3), 3)) moved = w;
+  ASSERT_NE(moved, 0u);
+  ASSERT_EQ(pay(63, moved, 50), result::ok);
+  ASSERT_EQ(take().size(), 1u);
   expect_payout_account_consistent();
 
   fx_.set_shards(3);
   restart();  // the log alone, onto three shards
   for (const uint64_t id : actors::payouts::desk_accounts_for(etb, 3))
     EXPECT_EQ(e().lookup_accounts({id}).results.at(0), result::ok) << "payout account " << id;
-  EXPECT_EQ(e().lookup_payouts(0, 100).payouts.size(), 2u);
+  EXPECT_EQ(e().lookup_payouts(0, 100).payouts.size(), 3u);
   expect_payout_account_consistent();
-  up("alpha");  // both are sent again
+  up("alpha");  // all three are sent again
   std::map<uint64_t, uint32_t> attempt;
   for (const auto& x : take()) attempt[x.in.payout_id] = x.in.attempt;
-  ASSERT_EQ(attempt.size(), 2u);
+  ASSERT_EQ(attempt.size(), 3u);
+  // Retries of payouts made under two shards are repeats, though three shards put a
+  // new hold elsewhere; another amount is not.
+  for (const auto& [id, wallet, amount] :
+       {std::tuple{60, w0[0], 100}, std::tuple{61, w1[0], 200}, std::tuple{63, moved, 50}})
+    EXPECT_EQ(pay(uint64_t(id), wallet, uint64_t(amount)), result::ok) << id;
+  EXPECT_EQ(pay(63, moved, 51), result::exists_with_different_fields);
+  EXPECT_EQ(answer("alpha", 63, attempt[63], 50, wire::payout_outcome::failed), result::ok);  // released
   const uint64_t w = 5;
   ASSERT_EQ(pay(62, w, 300), result::ok);
   EXPECT_EQ(hold_account(62), desk_account_for(etb, actors::shard_of(w, 3), 3));
