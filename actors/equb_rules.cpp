@@ -43,6 +43,7 @@ result check_config(const group_config& c) {
   constexpr uint64_t per_seat_max = (uint64_t(1) << 63) / (uint64_t(seats_max) * 4);
   if (c.contribution > per_seat_max || c.late_penalty > per_seat_max) return result::amounts_too_large;
   if (c.period_ns == 0) return result::period_must_not_be_zero;
+  if (c.period_ns > period_max_ns || c.grace_ns > period_max_ns) return result::period_too_long;
   if (c.fee_bp > bp_max || c.max_discount_bp > bp_max || c.commission_bp > bp_max)
     return result::basis_points_too_high;
   if (!wire::currency_valid(c.currency)) return result::currency_invalid;

@@ -59,6 +59,12 @@ namespace mesob::actors::equb {
 using seed = std::array<uint8_t, 32>;
 
 constexpr uint32_t seats_max = 1000;
+// The longest round, and the longest grace after it: a group's every deadline
+// (started_at + seats x period + grace) stays below 2^64 ns for groups started before
+// 2^62 ns (the year 2116).
+constexpr uint64_t period_max_ns = 120ull * 86'400 * 1'000'000'000;
+static_assert(uint64_t(seats_max + 1) * period_max_ns <= UINT64_MAX - (uint64_t(1) << 62),
+              "deadlines stay below 2^64 ns");
 constexpr uint32_t bp_max = 10'000;  // basis points in 100%
 // Group numbers are below this: a gateway payout's id is 1 << 63 | number << 24 | step
 // (equb_group.hpp, group_payout_id).

@@ -101,6 +101,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(contribution_must_not_be_zero)
     MESOB_RESULT(amounts_too_large)
     MESOB_RESULT(period_must_not_be_zero)
+    MESOB_RESULT(period_too_long)
     MESOB_RESULT(basis_points_too_high)
     MESOB_RESULT(accounts_must_differ)
     MESOB_RESULT(guarantor_required)

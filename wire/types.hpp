@@ -605,6 +605,7 @@ enum class result : uint32_t {
   rotation_invalid = 106,
   default_policy_invalid = 107,
   organizer_required = 108,
+  period_too_long = 109,  // a round or its grace longer than 120 days
   group_not_forming = 110,
   group_not_active = 111,
   group_full = 112,
