@@ -588,12 +588,19 @@ class engine_impl {
     (void)b;
   }
 
-  // A retried hold as it compares with the recorded one. The engine's own account of a
+  // A retried hold or deposit as it compares with the recorded one. A deposit's
+  // settlement account is the registry's when it was made (an operator may change it
+  // since). The engine's own account of a
   // payout's or an order's hold (a desk's payout account, a trading account) follows the
   // shard count when it was made: a retry after a restart with another count names
   // another account of the same kind, and is the same hold. An order's hold recorded by
   // an older build has no terms (trading.hpp).
   static wire::transfer as_retried(const wire::transfer& t, const wire::transfer& orig) {
+    if (actors::gateways::deposit_id(t.id)) {  // its settlement account is the registry's, then
+      wire::transfer c = t;
+      c.debit_account_id = orig.debit_account_id;
+      return c;
+    }
     if (!actors::payouts::hold(t.id) && !actors::trading::hold(t.id)) return t;
     wire::transfer c = t;
     auto engines = [](uint64_t a) { return actors::payouts::payout_account(a) || actors::trading::trading_account(a); };
@@ -1814,7 +1821,12 @@ class engine_impl {
 
   // A payout's hold: a pending transfer from the wallet to the currency's payout account
   // on the wallet's shard (its desk's), so that the hold and its post or void stay local.
-  result payout_hold(const wire::payout& p, wire::transfer* out) const {
+  // Whether a transfer with this id was recorded (sequenced) already.
+  bool recorded(const wire::id128& id) {
+    return ids_.find(id, [this](uint64_t s) { return record_id(s); }) >= 0;
+  }
+
+  result payout_hold(const wire::payout& p, wire::transfer* out) {
     if (p.id == 0) return result::id_must_not_be_zero;
     if (p.reserved != 0 || p.reserved2 != 0) return result::reserved_field;
     if (!wire::currency_valid(p.currency)) return result::currency_invalid;
@@ -1823,7 +1835,9 @@ class engine_impl {
     if (actors::payouts::payout_account(p.wallet)) return result::payout_account_reserved;
     if (p.amount == 0) return result::amount_must_not_be_zero;
     if (actors::payouts::engine_payout(p.id)) return result::payout_id_reserved;
-    if (!registry_->serves_rail(p.rail, p.currency)) return result::payout_rail_unserved;
+    // A retry of a recorded payout is a repeat (its first outcome), rail served or not now.
+    if (!registry_->serves_rail(p.rail, p.currency) && !recorded(actors::payouts::hold_id(p.id)))
+      return result::payout_rail_unserved;
     wire::transfer t{};
     t.id = actors::payouts::hold_id(p.id);
     t.debit_account_id = p.wallet;
@@ -1833,6 +1847,27 @@ class engine_impl {
     t.user_data = p.destination;
     t.code = p.rail;
     t.flags = wire::transfer_flags::pending;
+    *out = t;
+    return result::ok;
+  }
+
+  // A deposit the registry refuses now (its gateway disabled, the currency no longer
+  // served) that was recorded before is a retry: it goes on as the recorded transfer's
+  // repeat, to be answered with its first outcome; else `refused` stands.
+  result retried_deposit(std::string_view gateway, const wire::deposit& d, result refused, wire::transfer* out) {
+    const auto* g = registry_->find(gateway);
+    if (!g || d.reference == 0) return refused;
+    const wire::id128 id = actors::gateways::deposit_transfer_id(g->number, d.reference);
+    const int64_t found = ids_.find(id, [this](uint64_t s) { return record_id(s); });
+    if (found < 0) return refused;
+    wire::transfer t{};
+    t.id = id;
+    t.debit_account_id = record_copy(uint64_t(found)).t.debit_account_id;  // the settlement account then
+    t.credit_account_id = d.wallet;
+    t.amount = d.amount;
+    t.user_data = d.user_data;
+    t.currency = d.currency;
+    t.code = d.code;
     *out = t;
     return result::ok;
   }
@@ -1849,6 +1884,8 @@ class engine_impl {
       wire::transfer t;
       results[i] = deposits ? registry_->deposit_transfer(q.req.gateway, q.req.deposits[i], &t)
                             : payout_hold(q.req.payouts[i], &t);
+      if (deposits && (results[i] == result::gateway_disabled || results[i] == result::gateway_currency_unserved))
+        results[i] = retried_deposit(q.req.gateway, q.req.deposits[i], results[i], &t);
       if (results[i] != result::ok) continue;
       placed.push_back(i);
       transfers.push_back(t);

@@ -153,6 +153,20 @@ TEST_F(gateway_engine, bad_deposits_get_precise_errors_and_change_nothing) {
   ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
   EXPECT_EQ(e().deposit("telebirr", {make_deposit(9, 1, 100)}).results.at(0), result::gateway_disabled);
   EXPECT_EQ(balance(1), 100u);
+  // A retry of a deposit made before is answered with its first outcome whatever the
+  // registry says now (a client told "disabled" might take it as never made).
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 100)}).results.at(0), result::ok);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 101)}).results.at(0), result::exists_with_different_fields);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(2, 2, 100)}).results.at(0), result::credit_account_frozen);
+  off.kind = wire::gateway_op_kind::enable;
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  auto moved = registration("telebirr", other_settlement);  // its settlement account changes
+  moved.kind = wire::gateway_op_kind::update;
+  moved.secret_bytes = 0;
+  std::fill(std::begin(moved.secret), std::end(moved.secret), 0);
+  ASSERT_EQ(e().gateways({moved}).results.at(0), result::ok);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 100)}).results.at(0), result::ok);
+  EXPECT_EQ(balance(1), 100u);
   // A client may not write into the deposits' id space, nor fake a deposit.
   wire::transfer fake = make_transfer(0, settlement_etb, 1, 1000);
   fake.id = deposit_transfer_id(1, 12345);

@@ -266,6 +266,19 @@ TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused)
   EXPECT_EQ(e().create_accounts({fake}).results.at(0), result::id_reserved);
   EXPECT_EQ(e().set_account_status({{pa, wire::account_status::frozen}}).results.at(0), result::payout_account_reserved);
   expect_payout_account_consistent();
+  // With no gateway serving the rail any more, a retry of a payout made before is still
+  // its repeat (it is held and will be paid), not payout_rail_unserved: a client taking
+  // that for "not made" would pay out again under another id.
+  for (const char* g : {"alpha", "beta"}) {
+    wire::gateway_op off{};
+    off.kind = wire::gateway_op_kind::disable;
+    actors::gateways::set_op_id(off, g);
+    ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  }
+  EXPECT_EQ(pay(9, 3, 50), result::ok);
+  EXPECT_EQ(pay(9, 3, 51), result::exists_with_different_fields);
+  EXPECT_EQ(pay(10, 3, 50), result::payout_rail_unserved);
+  EXPECT_EQ(available(3), starting - 50);
 }
 
 TEST_F(payout_engine, timeouts_retry_with_backoff_then_fall_back_to_the_next_gateway) {
