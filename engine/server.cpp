@@ -118,7 +118,7 @@ struct session {
   bool recv_armed = false;
   bool recv_cancelling = false;
   bool recv_direct = false;  // the armed receive is a plain RECV into reader.prepare()
-  size_t reader_bytes = 0;   // reader.capacity() as last counted in server_stats
+  size_t reader_bytes = 0;   // reader.held_bytes() as last counted in server_stats
   uint32_t in_flight = 0;
   bool closing = false;
   bool close_after_flush = false;
@@ -527,7 +527,7 @@ class server_impl {
   }
   // Keeps server_stats::frame_buffer_bytes (the sessions' frame buffers) current.
   void count_reader(session& s) {
-    const size_t now = s.reader.capacity();
+    const size_t now = s.reader.held_bytes();
     if (now == s.reader_bytes) return;
     st_reader_bytes_.fetch_add(now - s.reader_bytes, std::memory_order_relaxed);  // wraps down when smaller
     s.reader_bytes = now;

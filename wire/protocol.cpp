@@ -113,6 +113,7 @@ size_t frame_reader::missing() const {
 }
 
 frame_reader::status frame_reader::next(frame* out) {
+  if (aligned_.capacity() > (64u << 10) / sizeof(uint64_t)) std::vector<uint64_t>().swap(aligned_);  // the last body's
   if (lost_) return status::too_large;
   if (end_ - begin_ < frame_header_bytes) {
     if (begin_ == end_) begin_ = end_ = 0;

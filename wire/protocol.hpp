@@ -130,6 +130,9 @@ class frame_reader {
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
   // Bytes the buffer holds room for (it grows for the largest frame and never shrinks).
   [[nodiscard]] size_t capacity() const { return buf_.size(); }
+  // Bytes the reader holds: its buffer and its copy of a misaligned body (kept up to
+  // 64 KiB, a larger one released at the next frame).
+  [[nodiscard]] size_t held_bytes() const { return buf_.size() + aligned_.capacity() * sizeof(uint64_t); }
   // Bytes copied within the reader (to make room, to align a body): never more than
   // about twice what went in, whatever the frames' sizes.
   [[nodiscard]] uint64_t bytes_moved() const { return moved_; }

@@ -138,6 +138,23 @@ TEST(frame, misaligned_bodies_cost_what_they_hold) {
   }
   EXPECT_EQ(got, frames);
   EXPECT_LE(r.bytes_moved(), stream.size()) << "copies grow with the bytes, not their square";
+
+  // A large misaligned body's copy is counted while held and released at the next frame.
+  frame_reader big(1u << 20);
+  const uint8_t one[1] = {7};
+  const std::vector<uint8_t> large(200'001, 9), small(3, 1);
+  for (const auto& body : {std::span<const uint8_t>(one), std::span<const uint8_t>(large), std::span<const uint8_t>(small)}) {
+    const auto bytes = encode_frame(frame_kind::pong, 1, body);
+    big.append(bytes);
+  }
+  ASSERT_EQ(big.next(&f), frame_reader::status::frame);
+  ASSERT_EQ(big.next(&f), frame_reader::status::frame);
+  ASSERT_EQ(f.body.size(), large.size());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(f.body.data()) % 8, 0u);
+  EXPECT_GE(big.held_bytes(), big.capacity() + large.size());
+  ASSERT_EQ(big.next(&f), frame_reader::status::frame);
+  EXPECT_EQ(std::vector<uint8_t>(f.body.begin(), f.body.end()), small);
+  EXPECT_LE(big.held_bytes(), big.capacity() + (64u << 10));
 }
 
 TEST(frame, a_body_over_the_limit_loses_the_framing) {
