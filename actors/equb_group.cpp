@@ -30,9 +30,7 @@ using heap_cmp = std::greater<std::pair<uint64_t, uint64_t>>;
 // Whether `n` more steps may go to a retry or a leave.
 bool optional_steps(const group_entry& e, uint64_t n) { return uint64_t(e.next_step) + n + life_steps <= steps_max; }
 
-uint64_t close_at(const group_state& g) {
-  return g.started_at + uint64_t(g.round) * g.cfg.period_ns + g.cfg.grace_ns;
-}
+uint64_t close_at(const group_state& g) { return deadline_after(g.started_at, g.round, g.cfg.period_ns, g.cfg.grace_ns); }
 
 }  // namespace
 

@@ -35,7 +35,16 @@ void add(outcome& o, uint64_t dr, uint64_t cr, uint64_t amount, purpose why) {
 
 }  // namespace
 
-uint64_t round_deadline(const group_state& g) { return g.started_at + uint64_t(g.round) * g.cfg.period_ns; }
+uint64_t deadline_after(uint64_t started_at, uint64_t rounds, uint64_t period_ns, uint64_t grace_ns) {
+  // Saturating: groups made before periods were capped (period_max_ns) may have any.
+  uint64_t t = 0;
+  if (__builtin_mul_overflow(rounds, period_ns, &t) || __builtin_add_overflow(t, started_at, &t) ||
+      __builtin_add_overflow(t, grace_ns, &t))
+    return UINT64_MAX;
+  return t;
+}
+
+uint64_t round_deadline(const group_state& g) { return deadline_after(g.started_at, g.round, g.cfg.period_ns, 0); }
 
 result check_config(const group_config& c) {
   if (c.contribution == 0) return result::contribution_must_not_be_zero;
@@ -43,7 +52,6 @@ result check_config(const group_config& c) {
   constexpr uint64_t per_seat_max = (uint64_t(1) << 63) / (uint64_t(seats_max) * 4);
   if (c.contribution > per_seat_max || c.late_penalty > per_seat_max) return result::amounts_too_large;
   if (c.period_ns == 0) return result::period_must_not_be_zero;
-  if (c.period_ns > period_max_ns || c.grace_ns > period_max_ns) return result::period_too_long;
   if (c.fee_bp > bp_max || c.max_discount_bp > bp_max || c.commission_bp > bp_max)
     return result::basis_points_too_high;
   if (!wire::currency_valid(c.currency)) return result::currency_invalid;
@@ -180,7 +188,8 @@ bool round_due(const group_state& g, uint64_t now) {
   bool all = true;
   for (const auto& s : g.seats) all = all && s.paid;
   if (all) return true;
-  return g.cfg.on_default != default_policy::hold_round && now > round_deadline(g) + g.cfg.grace_ns;
+  return g.cfg.on_default != default_policy::hold_round &&
+         now > deadline_after(g.started_at, g.round, g.cfg.period_ns, g.cfg.grace_ns);
 }
 
 outcome close_round(group_state& g, uint64_t now) {

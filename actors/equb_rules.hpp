@@ -59,9 +59,11 @@ namespace mesob::actors::equb {
 using seed = std::array<uint8_t, 32>;
 
 constexpr uint32_t seats_max = 1000;
-// The longest round, and the longest grace after it: a group's every deadline
-// (started_at + seats x period + grace) stays below 2^64 ns for groups started before
-// 2^62 ns (the year 2116).
+// The longest round, and the longest grace after it, of a group created now (the
+// sequencer refuses longer ones: period_too_long): a group's every deadline (started_at +
+// seats x period + grace) stays below 2^64 ns for groups started before 2^62 ns (the year
+// 2116). Groups created before the cap keep theirs (snapshots and replay take them), and
+// their deadlines saturate at 2^64 - 1 (deadline_after).
 constexpr uint64_t period_max_ns = 120ull * 86'400 * 1'000'000'000;
 static_assert(uint64_t(seats_max + 1) * period_max_ns <= UINT64_MAX - (uint64_t(1) << 62),
               "deadlines stay below 2^64 ns");
@@ -163,6 +165,8 @@ struct outcome {
 };
 
 [[nodiscard]] result check_config(const group_config& c);
+// started_at + rounds x period + grace, or 2^64 - 1 past it.
+[[nodiscard]] uint64_t deadline_after(uint64_t started_at, uint64_t rounds, uint64_t period_ns, uint64_t grace_ns);
 [[nodiscard]] group_state make_group(const group_config& c);
 
 // Forming. Joining pays the first contribution into escrow as a deposit.

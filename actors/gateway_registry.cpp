@@ -200,15 +200,7 @@ result registry::deposit_transfer(std::string_view gateway_id, const wire::depos
   if (d.wallet == 0) return result::credit_account_id_must_not_be_zero;
   if (d.wallet == gc->settlement_account_id) return result::accounts_must_be_different;
   if (d.amount == 0) return result::amount_must_not_be_zero;
-  wire::transfer t{};
-  t.id = deposit_transfer_id(g->number, d.reference);
-  t.debit_account_id = gc->settlement_account_id;
-  t.credit_account_id = d.wallet;
-  t.amount = d.amount;
-  t.user_data = d.user_data;
-  t.currency = d.currency;
-  t.code = d.code;
-  *out = t;
+  *out = deposit_as_transfer(g->number, gc->settlement_account_id, d);
   return result::ok;
 }
 

@@ -47,6 +47,18 @@ constexpr uint64_t deposit_hi_mask = 0xFFFFFFFFFF000000ull;
 [[nodiscard]] inline wire::id128 deposit_transfer_id(uint32_t number, uint64_t reference) {
   return {reference, deposit_hi | number};
 }
+// The transfer a deposit of gateway `number` is: from its settlement account to the wallet.
+[[nodiscard]] inline wire::transfer deposit_as_transfer(uint32_t number, uint64_t settlement, const wire::deposit& d) {
+  wire::transfer t{};
+  t.id = deposit_transfer_id(number, d.reference);
+  t.debit_account_id = settlement;
+  t.credit_account_id = d.wallet;
+  t.amount = d.amount;
+  t.user_data = d.user_data;
+  t.currency = d.currency;
+  t.code = d.code;
+  return t;
+}
 
 struct gateway {
   uint32_t number = 0;

@@ -83,8 +83,9 @@ static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 // Version 3: group creates carry the group's number (the engine's, in the seed); version
 // 2 and older records replay a create carrying seed bytes, and a payout_to, as refused,
 // as they were then. Version 4: a transfer batch may be packed (batch_flag_packed); its
-// other rules are version 3's.
-constexpr uint16_t batch_record_version = 4;
+// other rules are version 3's. Version 5: group creates with a period or grace over
+// equb::period_max_ns are refused (period_too_long); older records replay them as taken.
+constexpr uint16_t batch_record_version = 5;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
 constexpr uint16_t batch_flag_emitted = 1;
 // The batch is gateways' deposits (its ids are in the deposits' reserved space).
@@ -183,6 +184,7 @@ bool mkdirs(const std::string& path, std::string* error) {
 // A batch with the caller's reply callback (actors/ knows nothing of replies).
 struct engine_batch : batch {
   std::function<void(reply&&)> user_done;
+  bool before_period_cap = false;  // replayed from a record older than version 5
   std::vector<history_query> history_queries;
   std::vector<balance_query> balance_queries;
 };
@@ -322,18 +324,20 @@ class engine_impl {
     }
     uint64_t kept = event_log_last_lsn_;
     if (kept > snap) {
-      uint64_t cut = 0;
-      if (!event_log_->cut_from(kept, &cut, error)) return false;
-      kept -= 1;
-      // Synced events past the snapshot may have gone with the cut (replay writes them
-      // again): the next start must not take their absence for damage.
-      if (covered_.present && covered_.offset > event_log_->next_offset()) {
-        std::string err = write_events_covered(covered_.lsn, event_log_->next_offset());
+      uint64_t from = 0;
+      if (!event_log_->newest_run_from(kept, &from, error)) return false;
+      // Synced events past the snapshot may go with the cut (replay writes them again):
+      // the recorded offset comes down first, so that a start after a crash in the cut
+      // does not take their absence for damage.
+      if (covered_.present && covered_.offset > from) {
+        std::string err = write_events_covered(covered_.lsn, from);
         if (!err.empty()) {
           *error = err;
           return false;
         }
       }
+      if (!event_log_->cut_back_to(from, error)) return false;
+      kept -= 1;
     }
     event_writer_->recovered(kept, snap);
     return true;
@@ -803,6 +807,11 @@ class engine_impl {
       wire::equb_op& op = b.equb_ops[i];
       b.results[i] = actors::equb::check_op_fields(op);
       if (b.results[i] != result::ok) continue;
+      if (op.kind == wire::equb_op_kind::create && !static_cast<engine_batch&>(b).before_period_cap &&
+          (op.period_ns > actors::equb::period_max_ns || op.grace_ns > actors::equb::period_max_ns)) {
+        b.results[i] = result::period_too_long;
+        continue;
+      }
       if (op.kind == wire::equb_op_kind::create) {
         const uint64_t n = actors::equb::number_of(op);
         if (replaying_) {  // the number the engine gave it (never out of range in a log it wrote)
@@ -1857,18 +1866,16 @@ class engine_impl {
   result retried_deposit(std::string_view gateway, const wire::deposit& d, result refused, wire::transfer* out) {
     const auto* g = registry_->find(gateway);
     if (!g || d.reference == 0) return refused;
-    const wire::id128 id = actors::gateways::deposit_transfer_id(g->number, d.reference);
-    const int64_t found = ids_.find(id, [this](uint64_t s) { return record_id(s); });
+    // Its own fields are checked as for any deposit (the registry stopped before them).
+    if (d.reserved != 0) return result::reserved_field;
+    if (!wire::currency_valid(d.currency)) return result::currency_invalid;
+    if (d.wallet == 0) return result::credit_account_id_must_not_be_zero;
+    if (d.amount == 0) return result::amount_must_not_be_zero;
+    const int64_t found = ids_.find(actors::gateways::deposit_transfer_id(g->number, d.reference),
+                                    [this](uint64_t s) { return record_id(s); });
     if (found < 0) return refused;
-    wire::transfer t{};
-    t.id = id;
-    t.debit_account_id = record_copy(uint64_t(found)).t.debit_account_id;  // the settlement account then
-    t.credit_account_id = d.wallet;
-    t.amount = d.amount;
-    t.user_data = d.user_data;
-    t.currency = d.currency;
-    t.code = d.code;
-    *out = t;
+    // Its settlement account then.
+    *out = actors::gateways::deposit_as_transfer(g->number, record_copy(uint64_t(found)).t.debit_account_id, d);
     return result::ok;
   }
 
@@ -2364,7 +2371,7 @@ class engine_impl {
       const wire::account& a = sa.a;
       namespace af = wire::account_flags;
       if (!wire::currency_valid(a.currency) || uint16_t(a.kind) == 0 || uint16_t(a.kind) > wire::account_kind_max ||
-          uint16_t(a.status) > wire::account_status_max || (a.flags & ~af::all) != 0 ||
+          uint16_t(a.status) == 0 || uint16_t(a.status) > wire::account_status_max || (a.flags & ~af::all) != 0 ||
           (a.flags & af::all) == af::all) {
         bad_row = "snapshot: the row of account " + std::to_string(key) +
                   " is damaged (its currency, kind, status or flags are not ones the ledger makes)";
@@ -2714,6 +2721,7 @@ class engine_impl {
                (unpack_why.empty() ? "" : ": " + unpack_why) + ")";
       return false;
     }
+    b->before_period_cap = h.version < 5;
     if (h.version < 3 && b->kind == op_kind::equb_ops)
       for (auto& op : b->equb_ops)
         if (op.kind == wire::equb_op_kind::payout_to ||

@@ -789,8 +789,7 @@ uint64_t event_log::files_bytes() const {
   return sum;
 }
 
-bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
-  *cut = 0;
+bool event_log::newest_run_from(uint64_t lsn, uint64_t* at, std::string* error) {
   // The first offset of the run of events with lsn >= `lsn` at the end of the log.
   uint64_t o = next_offset_;
   std::vector<wire::event> part;
@@ -805,6 +804,14 @@ bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
     o = from + k;
     if (k > 0) break;
   }
+  *at = o;
+  return true;
+}
+
+bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
+  *cut = 0;
+  uint64_t o = 0;
+  if (!newest_run_from(lsn, &o, error)) return false;
   const uint64_t was = next_offset_;
   if (o == was) return true;
   if (!cut_back_to(o, error)) return false;

@@ -97,6 +97,8 @@ class event_log {
   // (a batch's events may have been cut short by a crash; replay writes them again).
   // *cut says how many went.
   bool cut_from(uint64_t lsn, uint64_t* cut, std::string* error);
+  // Where cut_from(lsn) would cut (next_offset() if nothing), without cutting.
+  bool newest_run_from(uint64_t lsn, uint64_t* from, std::string* error);
   // Removes every event from offset `end` on (durably; the events before it stay, at
   // every moment: the segment holding `end` is replaced whole). After a failure, open the
   // log again before using it.

@@ -23,6 +23,7 @@
 #include "engine/limits.hpp"
 #include "storage/checksum.hpp"
 #include "storage/event_log.hpp"
+#include "storage/failure_probes.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
 #include "support/http.hpp"
@@ -642,6 +643,48 @@ TEST(EventsEngine, DamagedSyncedEventsRefuseToStartAndAreNotCut) {
   std::ofstream(covered, std::ios::trunc) << "lsn " << lsn << " offset x\n";
   EXPECT_FALSE(engine::engine::open(f.config(), &err));
   EXPECT_NE(err.find("covered is damaged"), std::string::npos) << err;
+}
+
+// Recovery's own cut of the newest record's events may remove events below the synced
+// offset events/covered records (synced after the snapshot's events, or a crash between
+// covered and the snapshot's commit). The offset comes down before the cut touches a
+// file: a crash in the middle of the cut leaves an engine that starts, not one that takes
+// the cut for damage.
+TEST(EventsEngine, ACrashInRecoverysCutLeavesAnEngineThatStarts) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.checkpoint_on_close = false;
+  cfg.events_segment_events = 128;  // the newest record's events span segments
+  uint64_t end = 0;
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 8);
+    std::string err;
+    ASSERT_TRUE(e->checkpoint(&err)) << err;
+    std::vector<wire::transfer> batch;
+    for (uint64_t i = 0; i < 300; ++i) batch.push_back(make_transfer(1000 + i, 1 + i % 4, 5 + i % 4, 1));
+    for (auto r : e->create_transfers(batch).results) ASSERT_EQ(r, result::ok);
+    for (int i = 0; i < 500 && e->events_stats().end_offset < 309; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    end = e->events_stats().end_offset;
+    ASSERT_GE(end, 309u);
+  }
+  // As if every event had been synced when the snapshot's covered was written.
+  const std::string covered = dir.path() + "/events/covered";
+  std::string word;
+  uint64_t lsn = 0;
+  ASSERT_TRUE(std::ifstream(covered) >> word >> lsn);
+  std::ofstream(covered, std::ios::trunc) << "lsn " << lsn << " offset " << end << "\n";
+  storage::failure_probes::instance().event_cut_stop = true;  // the cut stops after removing segments
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("cut stopped"), std::string::npos) << err;
+  auto e = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(e) << err;
+  for (int i = 0; i < 500 && e->events_stats().end_offset < end; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(e->events_stats().end_offset, end) << "replay wrote the cut events again";
 }
 
 // Events are made durable on demand: a checkpoint waits for them, and otherwise the

@@ -157,6 +157,9 @@ TEST_F(gateway_engine, bad_deposits_get_precise_errors_and_change_nothing) {
   // registry says now (a client told "disabled" might take it as never made).
   EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 100)}).results.at(0), result::ok);
   EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 101)}).results.at(0), result::exists_with_different_fields);
+  auto reserved = make_deposit(1, 1, 100);
+  reserved.reserved = 1;
+  EXPECT_EQ(e().deposit("telebirr", {reserved}).results.at(0), result::reserved_field);
   EXPECT_EQ(e().deposit("telebirr", {make_deposit(2, 2, 100)}).results.at(0), result::credit_account_frozen);
   off.kind = wire::gateway_op_kind::enable;
   ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);

@@ -993,6 +993,33 @@ TEST(payout_engine_upgrade, group_operations_of_an_older_build_replay_as_they_we
   EXPECT_EQ(e->lookup_groups({803}).groups.at(0).g.number, 1u);
 }
 
+// Groups are created with rounds and graces of at most 120 days (period_too_long); a
+// create of an older build's record (version 4) with a longer one replays as it was
+// taken, since that build acknowledged it.
+TEST(payout_engine_upgrade, a_longer_period_is_refused_now_and_replayed_as_taken_before) {
+  temp_dir dir;
+  auto old = make_equb_create(811, 900, 100);
+  old.period_ns = 200ull * 86'400 * 1'000'000'000;
+  std::vector<uint8_t> ops(sizeof old);
+  std::memcpy(ops.data(), &old, sizeof old);
+  write_batch_record(dir.path(), 4, uint16_t(actors::op_kind::equb_ops), 1, ops);
+  std::string err;
+  auto e = engine::engine::open(test_config(dir.path()), &err);
+  ASSERT_TRUE(e) << err;
+  const auto r = e->lookup_groups({811});
+  ASSERT_EQ(r.results.at(0), result::ok);
+  EXPECT_EQ(r.groups.at(0).g.cfg.period_ns, old.period_ns);
+  auto now = make_equb_create(812, 900, 100);
+  now.period_ns = actors::equb::period_max_ns + 1;
+  EXPECT_EQ(e->equb({now}).results.at(0), result::period_too_long);
+  now.period_ns = actors::equb::period_max_ns;
+  now.grace_ns = actors::equb::period_max_ns + 1;
+  EXPECT_EQ(e->equb({now}).results.at(0), result::period_too_long);
+  now.grace_ns = actors::equb::period_max_ns;
+  EXPECT_EQ(e->equb({now}).results.at(0), result::ok);
+  EXPECT_EQ(e->lookup_groups({812}).results.at(0), result::ok);
+}
+
 // A log written by an older build (batch records of version 1) holding what payout desks
 // decide from is refused with what to do, since this build's desks would replay it
 // differently; a version 1 record of anything else replays. The log is written with the
