@@ -389,6 +389,7 @@ class engine_impl {
   std::condition_variable q_space_;
   std::vector<queued> q_;
   std::vector<std::shared_ptr<engine_batch>> walks_;  // account queries back from the shards
+  std::atomic<uint64_t> walks_deferred_{0};           // for stats()
   bool accepting_ = true;
   std::atomic<bool> sleeping_{false};
   std::atomic<size_t> wake_at_{1};  // queue length whose request wakes a waiting sequencer
@@ -2159,6 +2160,7 @@ class engine_impl {
       size_t w = 0;
       while (w < walks.size() && walked < walk_pass_steps) walked += walk(*walks[w++]);
       if (w < walks.size()) {
+        walks_deferred_.fetch_add(walks.size() - w, std::memory_order_relaxed);
         std::lock_guard lk(q_mu_);
         walks_.insert(walks_.begin(), std::make_move_iterator(walks.begin() + long(w)),
                       std::make_move_iterator(walks.end()));
@@ -3766,6 +3768,7 @@ engine_stats engine::stats() {
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
   s.id_index_growths = impl_->pub_index_growths_.load(std::memory_order_relaxed);
   s.id_index_waits = impl_->pub_index_waits_.load(std::memory_order_relaxed);
+  s.walks_deferred = impl_->walks_deferred_.load(std::memory_order_relaxed);
   s.id_index_next_growth_at = impl_->pub_index_next_growth_.load(std::memory_order_relaxed);
   s.id_index_ranges = impl_->pub_index_ranges_.load(std::memory_order_relaxed);
   s.id_index_table_ids = impl_->pub_index_table_.load(std::memory_order_relaxed);

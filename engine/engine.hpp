@@ -193,6 +193,7 @@ struct engine_stats {
   uint64_t memory_bytes_id_index = 0;  // every recorded transfer id (engine/id_index.hpp)
   uint64_t id_index_growths = 0;     // id index tables built in the background and swapped in
   uint64_t id_index_waits = 0;       // inserts that had to wait for a growth to finish
+  uint64_t walks_deferred = 0;       // look-ups' walks left to a later sequencer pass (walk_pass_steps)
   // The id index table's size past which its next growth starts; while one is under way,
   // its size now (ids in the table: all but the ranges' of ids counting up, sequenced
   // ones, which may run ahead of `transfers` by the batches in flight).

@@ -1320,21 +1320,26 @@ TEST_P(ledger, one_lookups_walk_is_bounded) {
   EXPECT_EQ(two.results.at(2), result::history_walk_limit) << "the budget is the request's";
   // A query of an account with no transfer walks nothing.
   EXPECT_EQ(e().lookup_balances_as_of({{3, t}, {3, t}, {6, UINT64_MAX}}).results.at(2), result::ok);
-  // Walks queued from several threads beside writes (several queued at once are split
-  // across the sequencer's passes, walk_pass_steps): each is answered, and answered right.
-  std::vector<std::thread> callers;
-  std::atomic<int> right{0};
-  for (int c = 0; c < 4; ++c)
-    callers.emplace_back([&, c] {
-      for (int k = 0; k < 3; ++k) {
+  // Walks queued together from several threads are split across the sequencer's passes
+  // (walk_pass_steps), with writes between them: each is answered, and answered right.
+  // Rounds until some were queued together (each walk takes milliseconds: the first).
+  std::atomic<int> right{0}, asked{0};
+  const uint64_t deferred_before = e().stats().walks_deferred;
+  for (int round = 0; round < 20 && e().stats().walks_deferred == deferred_before; ++round) {
+    std::vector<std::thread> callers;
+    for (int c = 0; c < 6; ++c)
+      callers.emplace_back([&, c, round] {
+        ++asked;
         auto b = e().lookup_balances_as_of({{3, t}});
         if (b.results.at(0) == result::ok && b.balances.at(0).credits_posted == one_of.balances.at(0).credits_posted)
           ++right;
-        EXPECT_EQ(e().create_transfers({make_transfer(900'000 + uint64_t(c) * 10 + uint64_t(k), 2, 4, 1)}).results.at(0), result::ok);
-      }
-    });
-  for (auto& th : callers) th.join();
-  EXPECT_EQ(right.load(), 12);
+        const uint64_t id = 900'000 + uint64_t(round) * 10 + uint64_t(c);
+        EXPECT_EQ(e().create_transfers({make_transfer(id, 2, 4, 1)}).results.at(0), result::ok);
+      });
+    for (auto& th : callers) th.join();
+  }
+  EXPECT_GT(e().stats().walks_deferred, deferred_before) << "walks queued together were never split";
+  EXPECT_EQ(right.load(), asked.load());
 }
 
 // Checkpoints cut copy-on-write while batches keep changing accounts. Recovering from
