@@ -808,17 +808,6 @@ bool event_log::newest_run_from(uint64_t lsn, uint64_t* at, std::string* error) 
   return true;
 }
 
-bool event_log::cut_from(uint64_t lsn, uint64_t* cut, std::string* error) {
-  *cut = 0;
-  uint64_t o = 0;
-  if (!newest_run_from(lsn, &o, error)) return false;
-  const uint64_t was = next_offset_;
-  if (o == was) return true;
-  if (!cut_back_to(o, error)) return false;
-  *cut = was - o;
-  return true;
-}
-
 bool event_log::cut_back_to(uint64_t end, std::string* error) {
   if (end >= next_offset_) return true;
   if (end < first_offset()) {

@@ -93,11 +93,9 @@ class event_log {
   event_log(const event_log&) = delete;
   event_log& operator=(const event_log&) = delete;
 
-  // Recovery, before appending: removes the events of log records >= `lsn` from the end
-  // (a batch's events may have been cut short by a crash; replay writes them again).
-  // *cut says how many went.
-  bool cut_from(uint64_t lsn, uint64_t* cut, std::string* error);
-  // Where cut_from(lsn) would cut (next_offset() if nothing), without cutting.
+  // Recovery, before appending: where the events of log records >= `lsn` start at the
+  // end of the log (next_offset() if none); cut_back_to() then removes them (a batch's
+  // events may have been cut short by a crash; replay writes them again).
   bool newest_run_from(uint64_t lsn, uint64_t* from, std::string* error);
   // Removes every event from offset `end` on (durably; the events before it stay, at
   // every moment: the segment holding `end` is replaced whole). After a failure, open the

@@ -334,16 +334,19 @@ TEST(EventLog, AnEmptyLastSegmentContinuesWhereTheFullOneEnded) {
   EXPECT_EQ(got[0].lsn, 6u);
 }
 
-TEST(EventLog, CutFromRemovesTheNewestRecordsEventsAcrossSegments) {
+TEST(EventLog, TheNewestRecordsEventsAreFoundAndCutAcrossSegments) {
   test::temp_dir dir;
   event_log_recovery rec;
   auto log = open_log(dir.path(), &rec);
   auto a = make(100, 1), b = make(60, 2);  // lsn 2's events: offsets 101..160, segments 0 and 1
   std::string err;
   ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->sync(&err)) << err;
-  uint64_t cut = 0;
-  ASSERT_TRUE(log->cut_from(2, &cut, &err)) << err;
-  EXPECT_EQ(cut, 60u);
+  uint64_t from = 0;
+  ASSERT_TRUE(log->newest_run_from(3, &from, &err)) << err;
+  EXPECT_EQ(from, 161u) << "no events of lsn 3 or later";
+  ASSERT_TRUE(log->newest_run_from(2, &from, &err)) << err;
+  EXPECT_EQ(from, 101u);
+  ASSERT_TRUE(log->cut_back_to(from, &err)) << err;
   EXPECT_EQ(log->next_offset(), 101u);
   EXPECT_EQ(log->durable_end(), 101u);
   EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
