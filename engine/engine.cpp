@@ -1831,9 +1831,9 @@ class engine_impl {
 
   // A payout's hold: a pending transfer from the wallet to the currency's payout account
   // on the wallet's shard (its desk's), so that the hold and its post or void stay local.
-  // Whether a transfer with this id was recorded (sequenced) already.
-  bool recorded(const wire::id128& id) {
-    return ids_.find(id, [this](uint64_t s) { return record_id(s); }) >= 0;
+  // The serial of the transfer recorded (sequenced) with this id, or -1.
+  int64_t find_recorded(const wire::id128& id) {
+    return ids_.find(id, [this](uint64_t s) { return record_id(s); });
   }
 
   result payout_hold(const wire::payout& p, wire::transfer* out) {
@@ -1846,7 +1846,7 @@ class engine_impl {
     if (p.amount == 0) return result::amount_must_not_be_zero;
     if (actors::payouts::engine_payout(p.id)) return result::payout_id_reserved;
     // A retry of a recorded payout is a repeat (its first outcome), rail served or not now.
-    if (!registry_->serves_rail(p.rail, p.currency) && !recorded(actors::payouts::hold_id(p.id)))
+    if (!registry_->serves_rail(p.rail, p.currency) && find_recorded(actors::payouts::hold_id(p.id)) < 0)
       return result::payout_rail_unserved;
     wire::transfer t{};
     t.id = actors::payouts::hold_id(p.id);
@@ -1872,8 +1872,7 @@ class engine_impl {
     if (!wire::currency_valid(d.currency)) return result::currency_invalid;
     if (d.wallet == 0) return result::credit_account_id_must_not_be_zero;
     if (d.amount == 0) return result::amount_must_not_be_zero;
-    const int64_t found = ids_.find(actors::gateways::deposit_transfer_id(g->number, d.reference),
-                                    [this](uint64_t s) { return record_id(s); });
+    const int64_t found = find_recorded(actors::gateways::deposit_transfer_id(g->number, d.reference));
     if (found < 0) return refused;
     // Its settlement account then.
     *out = actors::gateways::deposit_as_transfer(g->number, record_copy(uint64_t(found)).t.debit_account_id, d);
