@@ -19,6 +19,7 @@ const char* state_name(state s) {
     case state::failing: return "failing";
     case state::dead: return "dead";
     case state::settle_refused: return "settle_refused";
+    case state::resolved: return "resolved";
   }
   return "?";
 }
@@ -34,6 +35,31 @@ const char* dead_reason_name(dead_reason r) {
   return "?";
 }
 
+bool may_pay(const payout_entry& p, uint32_t gateway) {
+  for (auto it = p.attempts.rbegin(); it != p.attempts.rend(); ++it)
+    if (it->gateway == gateway) return !it->failed && !it->settled;
+  return false;
+}
+
+namespace {
+// Calls f(gateway, attempt) for each gateway's latest attempt, newest first.
+template <class F>
+void latest_attempts(const payout_entry& p, F&& f) {
+  std::vector<uint32_t> seen;
+  for (size_t k = p.attempts.size(); k-- > 0;) {
+    const uint32_t g = p.attempts[k].gateway;
+    if (std::find(seen.begin(), seen.end(), g) != seen.end()) continue;
+    seen.push_back(g);
+    f(p.attempts[k], uint32_t(k + 1));
+  }
+}
+}  // namespace
+
+bool another_may_pay(const payout_entry& p, uint32_t except) {
+  bool any = false;
+  latest_attempts(p, [&](const attempt& a, uint32_t) { any = any || (a.gateway != except && !a.failed && !a.settled); });
+  return any;
+}
 
 std::vector<wire::transfer> chain_of(const payout_entry& p) {
   std::vector<wire::transfer> chain;
@@ -102,7 +128,7 @@ std::vector<uint8_t> encode_payout(const payout_entry& p) {
     w.put(a.gateway);
     w.put(a.sent_at);
     w.put(a.settlement);
-    w.put(uint8_t(a.failed));
+    w.put(uint8_t(a.settled ? 2 : a.failed ? 1 : 0));  // rows from before kept 0 or 1
   }
   w.put(uint32_t(p.given_up.size()));
   for (const auto g : p.given_up) w.put(g);
@@ -147,12 +173,13 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
     a.gateway = r.get<uint32_t>();
     a.sent_at = r.get<uint64_t>();
     a.settlement = r.get<uint64_t>();
-    const auto failed = r.get<uint8_t>();
-    if (failed > 1 || a.gateway == 0) {
+    const auto answered = r.get<uint8_t>();
+    if (answered > 2 || a.gateway == 0) {
       *why = "payout " + std::to_string(p.id) + ": an attempt is damaged";
       return false;
     }
-    a.failed = failed == 1;
+    a.failed = answered == 1;
+    a.settled = answered == 2;
     p.attempts.push_back(a);
   }
   const uint32_t ng = r.get<uint32_t>();
@@ -167,13 +194,14 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
   }
   if (p.id == 0 || p.amount == 0 || p.wallet == 0 || !wire::currency_valid(p.currency) || !payout_account(p.desk) ||
       desk_currency(p.desk) != p.currency || p.rail == 0 ||
-      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::settle_refused) || dead > 4 || cancelling > 1 ||
+      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::resolved) || dead > 4 || cancelling > 1 ||
       p.routing_base > p.attempts.size() || (st == uint8_t(state::in_flight) && p.attempts.empty()) ||
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused)) &&
        (p.settled_by == 0 || p.settlement == 0)) ||
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused) || st == uint8_t(state::failing)) &&
        p.chain_step == 0) ||
-      (st == uint8_t(state::dead)) != (dead != 0)) {
+      (st == uint8_t(state::dead)) != (dead != 0) ||
+      (st == uint8_t(state::resolved) && (p.due == 0 || !another_may_pay(p, p.settled_by)))) {
     *why = "payout " + std::to_string(p.id) + ": a field is out of range";
     return false;
   }
@@ -331,6 +359,14 @@ std::pair<desk*, payout_entry*> desk_table::held_payout(uint64_t account, uint64
   return {&dit->second, &it->second};
 }
 
+std::pair<desk*, payout_entry*> desk_table::watched_payout(uint64_t account, uint64_t payout_id) {
+  const auto dit = desks_.find(account);
+  if (dit == desks_.end()) return {nullptr, nullptr};
+  const auto it = dit->second.watched.find(payout_id);
+  if (it == dit->second.watched.end()) return {nullptr, nullptr};
+  return {&dit->second, &it->second};
+}
+
 uint32_t desk_table::sessions(uint32_t gateway) const {
   const auto it = sessions_.find(gateway);
   return it == sessions_.end() ? 0 : it->second;
@@ -394,9 +430,10 @@ void desk_table::record(desk& d, uint32_t gateway, uint64_t payout, bool bad, ui
 void desk_table::send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt) {
   if (new_attempt) {
     const wire::gateway_currency* gc = g.serves(p.currency);
-    p.attempts.push_back({g.number, now, gc ? gc->settlement_account_id : 0, false});
+    p.attempts.push_back({g.number, now, gc ? gc->settlement_account_id : 0, false, false});
     ++d.breakers[g.number].sent;
     touch(d);
+    cancel_elsewhere(p, g.number);  // the gateways it leaves behind
   }
   p.st = state::in_flight;
   p.wait_since = 0;
@@ -412,12 +449,31 @@ void desk_table::send(desk& d, payout_entry& p, const gateways::gateway& g, uint
   outbox_[g.number].push_back(in);
 }
 
+void desk_table::cancel_at(const payout_entry& p, uint32_t gateway, uint32_t attempt) {
+  wire::payout_instruction in{};
+  in.payout_id = p.id;
+  in.amount = p.amount;
+  in.destination = p.destination;
+  in.currency = p.currency;
+  in.attempt = attempt;
+  in.rail = p.rail;
+  in.kind = wire::payout_instruction_kind::cancel;
+  outbox_[gateway].push_back(in);
+}
+
+void desk_table::cancel_elsewhere(const payout_entry& p, uint32_t except) {
+  latest_attempts(p, [&](const attempt& a, uint32_t k) {
+    if (a.gateway != except && !a.failed && !a.settled) cancel_at(p, a.gateway, k);
+  });
+}
+
 void desk_table::make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t now) {
   p.st = state::dead;
   p.dead = why;
   p.due = 0;
   p.wait_since = 0;
   touch(d, p);
+  cancel_elsewhere(p, 0);  // nobody works it now
   if (!events_) return;
   auto ev = wire::decided_event(wire::event_type::payout_dead, now, p.currency, p.wallet, d.account);
   ev.ref = {p.id, uint64_t(p.attempts.size())};
@@ -482,6 +538,7 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
 void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement) {
   p.settled_by = gateway;
   p.settlement = settlement;
+  cancel_elsewhere(p, gateway);
   start_chain(d, p, state::settling);
 }
 
@@ -530,7 +587,13 @@ void desk_table::sweep_done(const wire::transfer& t, result r, uint64_t ts) {
 
 void desk_table::release(desk& d, payout_entry& p, bool cancel) {
   p.cancelling = cancel;
+  cancel_elsewhere(p, 0);
   start_chain(d, p, state::failing);
+}
+
+void desk_table::unwatch(desk& d, uint64_t id) {
+  erased_.emplace_back(d.account, id);
+  d.watched.erase(id);
 }
 
 void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
@@ -551,7 +614,15 @@ void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
       c.cancelled_amount += p.amount;
       break;
   }
-  erased_.emplace_back(d.account, id);
+  if (another_may_pay(p, p.settled_by)) {  // kept for that gateway's answer
+    p.st = state::resolved;
+    p.refusal = result::ok;
+    schedule(p, ts + watch_keep_ns);
+    touch(d, p);
+    d.watched.emplace(id, std::move(p));
+  } else {
+    erased_.emplace_back(d.account, id);
+  }
   d.payouts.erase(id);
 }
 
@@ -573,15 +644,56 @@ void desk_table::held(const wire::transfer& h, uint64_t ts) {
   route(d, it->second, ts);
 }
 
+void desk_table::note_failed(desk& d, payout_entry& p, const wire::payout_answer& a) {
+  for (uint32_t k = 0; k < a.attempt; ++k) {
+    attempt& at = p.attempts[k];
+    if (at.gateway != a.gateway || at.failed || at.settled) continue;
+    at.failed = true;
+    touch(d, p);
+  }
+}
+
+result desk_table::settled_after_end(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts, bool kept) {
+  attempt& at = p.attempts[a.attempt - 1];
+  const bool known = a.gateway == p.settled_by ||
+                     std::any_of(p.attempts.begin(), p.attempts.end(),
+                                 [&](const attempt& x) { return x.gateway == a.gateway && x.settled; });
+  if (known) return result::payout_already_resolved;  // a duplicate
+  at.settled = true;
+  touch(d, p);
+  const uint8_t ended = p.st == state::settling || p.st == state::settle_refused || p.settled_by != 0 ? 1
+                        : p.cancelling                                                            ? 3
+                                                                                                  : 2;
+  recon_counts& c = recon_[{a.gateway, uint32_t(ts / ns_per_day), p.currency}];
+  ++c.overpaid;
+  c.overpaid_amount += p.amount;
+  if (events_) {
+    auto ev = wire::decided_event(wire::event_type::payout_overpaid, ts, p.currency, p.wallet, d.account);
+    ev.ref = {p.id, a.attempt};
+    ev.amount = p.amount;
+    ev.code = ended;
+    ev.gateway = uint16_t(a.gateway);
+    events_(std::move(ev));
+  }
+  if (kept && !another_may_pay(p, p.settled_by)) unwatch(d, p.id);
+  return result::payout_overpaid;
+}
+
 result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, uint64_t ts) {
-  const auto [dp, p] = held_payout(desk_account, a.payout_id);
+  auto [dp, p] = held_payout(desk_account, a.payout_id);
+  const bool kept = p == nullptr;
+  if (kept) std::tie(dp, p) = watched_payout(desk_account, a.payout_id);
   if (!p) return result::payout_already_resolved;
   desk& d = *dp;
   if (a.attempt == 0 || a.attempt > p->attempts.size()) return result::payout_instruction_unknown;
   if (p->attempts[a.attempt - 1].gateway != a.gateway) return result::payout_wrong_gateway;
   if (a.amount != p->amount) return result::payout_amount_mismatch;
-  if (p->st == state::settling || p->st == state::settle_refused || p->st == state::failing)
+  if (kept || p->st == state::settling || p->st == state::settle_refused || p->st == state::failing) {
+    if (a.outcome == wire::payout_outcome::settled) return settled_after_end(d, *p, a, ts, kept);
+    note_failed(d, *p, a);
+    if (kept && !another_may_pay(*p, p->settled_by)) unwatch(d, p->id);
     return result::payout_already_resolved;
+  }
   breaker& b = d.breakers[a.gateway];
   const bool current = p->st == state::in_flight && a.attempt == p->attempts.size();
   attempt& at = p->attempts[a.attempt - 1];
@@ -589,24 +701,29 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     ++b.settled;
     b.settled_amount += p->amount;
     record(d, a.gateway, p->id, false, ts);
+    at.settled = true;
+    touch(d, *p);
     settle(d, *p, a.gateway, at.settlement);  // whichever attempt: the money went out
     return result::ok;
   }
-  if (!at.failed) {
-    at.failed = true;
-    touch(d, *p);
+  note_failed(d, *p, a);
+  if (!current) {
+    // The last gateway that might have paid a dead letter did not: its hold is released.
+    if (p->st == state::dead && p->dead == dead_reason::unsettled_elsewhere && !another_may_pay(*p, 0)) {
+      release(d, *p, false);
+      return result::ok;
+    }
+    return result::payout_answer_late;
   }
-  if (!current) return result::payout_answer_late;
   ++b.failed;
   b.failed_amount += p->amount;
   record(d, a.gateway, p->id, true, ts);
   p->gateway_reason = a.reason;
-  // An earlier attempt at another gateway, never answered failed, may still pay.
-  for (size_t k = 0; k + 1 < p->attempts.size(); ++k)
-    if (p->attempts[k].gateway != a.gateway && !p->attempts[k].failed) {
-      make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);
-      return result::ok;
-    }
+  // Another gateway it went to, never answered, may still pay.
+  if (another_may_pay(*p, a.gateway)) {
+    make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);
+    return result::ok;
+  }
   release(d, *p, false);
   return result::ok;
 }
@@ -631,7 +748,7 @@ uint64_t recon_row_key(const recon_key& k) {
 std::vector<uint8_t> encode_recon(const recon_counts& c) {
   byte_writer w;
   for (uint64_t v : {c.deposits, c.deposits_amount, c.settled, c.settled_amount, c.failed, c.failed_amount,
-                     c.cancelled, c.cancelled_amount})
+                     c.cancelled, c.cancelled_amount, c.overpaid, c.overpaid_amount})
     w.put(v);
   return std::move(w.out);
 }
@@ -645,6 +762,10 @@ bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, 
   for (uint64_t* v : {&row.c.deposits, &row.c.deposits_amount, &row.c.settled, &row.c.settled_amount, &row.c.failed,
                       &row.c.failed_amount, &row.c.cancelled, &row.c.cancelled_amount})
     *v = r.get<uint64_t>();
+  if (bytes.size() == 10 * sizeof(uint64_t)) {  // 8: from before overpayments were counted
+    row.c.overpaid = r.get<uint64_t>();
+    row.c.overpaid_amount = r.get<uint64_t>();
+  }
   if (r.short_read || r.at != bytes.size() || !wire::currency_valid(row.k.currency)) {
     *why = "reconciliation row " + std::to_string(key) + " is damaged";
     return false;
@@ -726,6 +847,19 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     // In payout id order: replay must route them in the same order (breaker probes).
     std::sort(to_route.begin(), to_route.end(), [](auto* a, auto* b) { return a->id < b->id; });
     for (auto* p : to_route) route(d, *p, ts);
+    if (!up) continue;
+    // Cancels it may not have had: payouts that left it (routed first, so that one routed
+    // back to it gets its instruction alone).
+    const auto cancel_left = [&](const payout_entry& p) {
+      const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
+                              p.attempts.back().gateway == e.gateway;
+      if (works_here || !may_pay(p, e.gateway)) return;
+      latest_attempts(p, [&](const attempt& a, uint32_t k) {
+        if (a.gateway == e.gateway) cancel_at(p, a.gateway, k);
+      });
+    };
+    for (const auto& [id, p] : d.payouts) cancel_left(p);
+    for (const auto& [id, p] : d.watched) cancel_left(p);
   }
 }
 
@@ -766,7 +900,12 @@ void desk_table::run_due(uint64_t now) {
       continue;
     }
     const auto [dp, pp] = held_payout(t.desk, t.payout);
-    if (!pp || pp->due != t.at) continue;  // resolved, or a stale timer
+    if (!pp) {  // a resolved payout kept for late answers: kept long enough
+      const auto [wd, wp] = watched_payout(t.desk, t.payout);
+      if (wp && wp->due == t.at) unwatch(*wd, t.payout);
+      continue;
+    }
+    if (pp->due != t.at) continue;  // a stale timer
     desk& d = *dp;
     payout_entry& p = *pp;
     if (p.st == state::in_flight) {
@@ -840,12 +979,15 @@ bool desk_table::load_payout(payout_entry&& p, std::string* why) {
   }
   p.listed_dirty = false;
   const uint64_t due = p.due;
-  auto [it, fresh] = dit->second.payouts.emplace(p.id, std::move(p));
-  if (!fresh) {
-    *why = "payout " + std::to_string(it->first) + " is stored twice";
+  const bool kept = p.st == state::resolved;
+  const uint64_t id = p.id;
+  if (dit->second.payouts.count(id) || dit->second.watched.count(id)) {
+    *why = "payout " + std::to_string(id) + " is stored twice";
     return false;
   }
-  if (due != 0 && (it->second.st == state::in_flight || it->second.st == state::waiting)) schedule(it->second, due);
+  auto& to = kept ? dit->second.watched : dit->second.payouts;
+  payout_entry& e = to.emplace(id, std::move(p)).first->second;
+  if (due != 0 && (e.st == state::in_flight || e.st == state::waiting || kept)) schedule(e, due);
   return true;
 }
 
@@ -853,15 +995,17 @@ void desk_table::take_dirty(dirty_rows* out) {
   for (const auto& [c, id] : dirty_payouts_) {
     const auto dit = desks_.find(c);
     if (dit == desks_.end()) continue;
-    const auto it = dit->second.payouts.find(id);
-    if (it == dit->second.payouts.end()) continue;  // resolved: in erased_
+    auto it = dit->second.payouts.find(id);
+    if (it == dit->second.payouts.end()) it = dit->second.watched.find(id);
+    if (it == dit->second.watched.end()) continue;  // resolved: in erased_
     it->second.listed_dirty = false;
     out->payouts.emplace_back(id, encode_payout(it->second));
   }
   dirty_payouts_.clear();
   for (const auto& [c, id] : erased_) {
     const auto dit = desks_.find(c);
-    if (dit != desks_.end() && dit->second.payouts.count(id)) continue;  // cannot be: ids are not reused
+    if (dit != desks_.end() && (dit->second.payouts.count(id) || dit->second.watched.count(id)))
+      continue;  // cannot be: ids are not reused
     out->payouts.emplace_back(id, std::vector<uint8_t>{});
   }
   erased_.clear();
@@ -878,8 +1022,9 @@ size_t desk_table::memory_bytes() const {
   size_t b = timers_.capacity() * sizeof(timer);
   for (const auto& [c, d] : desks_) {
     b += sizeof d + d.breakers.size() * (sizeof(breaker) + 16) + d.sweeps.size() * (sizeof(sweep) + 48);
-    for (const auto& [id, p] : d.payouts)
-      b += sizeof p + 32 + p.attempts.capacity() * sizeof(attempt) + p.given_up.capacity() * 4;
+    for (const auto* m : {&d.payouts, &d.watched})
+      for (const auto& [id, p] : *m)
+        b += sizeof p + 32 + p.attempts.capacity() * sizeof(attempt) + p.given_up.capacity() * 4;
   }
   return b;
 }

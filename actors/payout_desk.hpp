@@ -31,6 +31,20 @@
 //    from that gateway still settles it). A failure for an older attempt is late: it is
 //    noted on that attempt and changes nothing else; an answer for a resolved payout is a
 //    duplicate and changes nothing.
+//  - cancels: a payout that leaves a gateway it may still be paid by (it falls back to
+//    another, becomes a dead letter, settles through another, or an operator cancels it)
+//    sends that gateway a cancel for its latest attempt there (wire::payout_instruction,
+//    kind cancel), again whenever one of its sessions opens. The gateway answers that
+//    attempt failed if it did not pay, settled if it did. A failed answer from the last
+//    gateway that might pay a dead letter `unsettled_elsewhere` releases its hold.
+//  - overpayments: a payout that ends (settled, failed, cancelled) while a gateway may still
+//    pay it is kept, state `resolved`, until every such gateway has answered or
+//    watch_keep_ns passed. A settlement from a gateway that did not settle it, while its
+//    post or void is in flight or while it is kept, is an overpayment: the money went out
+//    twice (or after the wallet got it back). It is counted in the gateway's
+//    reconciliation (overpaid), made an event (payout_overpaid) and answered
+//    `payout_overpaid`; the ledger is not changed (recovering the money is an operator's
+//    matter, outside the engine).
 //  - no answer by the gateway's answer timeout -> the gateway's breaker counts a timeout;
 //    after tries_per_gateway timeouts the payout gives that gateway up; it is retried
 //    after an exponential backoff with jitter (deterministic: from the payout id and the
@@ -131,6 +145,7 @@ constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a 
 constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
 constexpr uint64_t sweep_retry_ns = 60'000'000'000ull;      // a refused sweep is tried again
+constexpr uint64_t watch_keep_ns = 30 * 86'400'000'000'000ull;  // a resolved payout waits for late answers
 // Breakers (per desk and gateway) and the retry backoff: actors/breaker.hpp.
 using gateways::breaker;
 using gateways::breaker_min;
@@ -144,6 +159,8 @@ enum class state : uint8_t {
   failing = 4,         // failed or cancelled; the void is emitted
   dead = 5,            // a dead letter: no route; the hold stays
   settle_refused = 6,  // the ledger refused the post (reason); waits for a retry
+  resolved = 7,        // ended (settled_by: settled; else failed or cancelled) while a gateway
+                       // may still pay it: kept (desk::watched) for that gateway's answer
 };
 [[nodiscard]] const char* state_name(state s);
 // unsettled_elsewhere: the latest attempt failed, but an earlier one went to another
@@ -156,7 +173,8 @@ struct attempt {
   uint32_t gateway = 0;
   uint64_t sent_at = 0;
   uint64_t settlement = 0;  // the gateway's settlement account for the currency when sent
-  bool failed = false;      // the gateway answered this attempt failed
+  bool failed = false;      // the gateway answered this attempt (or a later one of it) failed
+  bool settled = false;     // the gateway answered this attempt settled
 };
 
 struct payout_entry {
@@ -200,6 +218,7 @@ struct recon_counts {
   uint64_t settled = 0, settled_amount = 0;
   uint64_t failed = 0, failed_amount = 0;
   uint64_t cancelled = 0, cancelled_amount = 0;
+  uint64_t overpaid = 0, overpaid_amount = 0;  // settlements after the payout had ended
   void add(const recon_counts& o) {
     deposits += o.deposits;
     deposits_amount += o.deposits_amount;
@@ -209,13 +228,16 @@ struct recon_counts {
     failed_amount += o.failed_amount;
     cancelled += o.cancelled;
     cancelled_amount += o.cancelled_amount;
+    overpaid += o.overpaid;
+    overpaid_amount += o.overpaid_amount;
   }
 };
 struct recon_row {
   recon_key k;
   recon_counts c;
 };
-// Snapshot rows: key gateway << 44 | day << 24 | currency; value the counts (8 x u64).
+// Snapshot rows: key gateway << 44 | day << 24 | currency; value the counts (10 x u64;
+// rows of 8, from before overpayments were counted, read with none).
 [[nodiscard]] uint64_t recon_row_key(const recon_key& k);
 [[nodiscard]] std::vector<uint8_t> encode_recon(const recon_counts& c);
 bool decode_recon(uint64_t key, std::span<const uint8_t> bytes, recon_row* out, std::string* why);
@@ -256,6 +278,7 @@ struct desk {
   wire::currency_code currency = 0;
   uint64_t next_step = 1;
   std::unordered_map<uint64_t, payout_entry> payouts;  // by payout id
+  std::unordered_map<uint64_t, payout_entry> watched;  // resolved, a gateway may still pay: by id
   std::unordered_map<uint32_t, breaker> breakers;      // by gateway number
   std::map<uint64_t, sweep> sweeps;                    // by settlement account (none owed: none)
   [[nodiscard]] uint64_t owed() const {
@@ -272,6 +295,12 @@ struct desk {
   return a.credits_pending == held && a.debits_pending == 0 && a.credits_posted >= a.debits_posted &&
          a.credits_posted - a.debits_posted == d.owed();
 }
+
+// Whether gateway g may still pay p: an attempt went to it, and the latest one it got
+// was answered neither settled nor failed.
+[[nodiscard]] bool may_pay(const payout_entry& p, uint32_t gateway);
+// Whether a gateway other than `except` (0: none) may still pay p.
+[[nodiscard]] bool another_may_pay(const payout_entry& p, uint32_t except);
 
 // Byte forms for snapshots (version 2; version 1 rows, from before desks per shard, are
 // slot 0's); decoders refuse damage they can see.
@@ -359,12 +388,21 @@ class desk_table {
   desk& desk_of(uint64_t account);
   // A payout the desk of `account` holds, with its desk (nullptr, nullptr: none).
   std::pair<desk*, payout_entry*> held_payout(uint64_t account, uint64_t payout_id);
+  std::pair<desk*, payout_entry*> watched_payout(uint64_t account, uint64_t payout_id);
   void touch(desk& d, payout_entry& p);
   void touch(desk& d);
   void schedule(payout_entry& p, uint64_t at);
   void add_timer(const timer& t);
   void route(desk& d, payout_entry& p, uint64_t now);
   void send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt);
+  // Cancels to the gateways other than `except` (0: none) that may still pay p.
+  void cancel_elsewhere(const payout_entry& p, uint32_t except);
+  void cancel_at(const payout_entry& p, uint32_t gateway, uint32_t attempt);
+  // A settlement of a payout whose post or void is under way, or that is kept resolved.
+  wire::result settled_after_end(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts, bool kept);
+  // The answer's gateway failed the payout: its attempts up to the one answered.
+  void note_failed(desk& d, payout_entry& p, const wire::payout_answer& a);
+  void unwatch(desk& d, uint64_t id);
   void make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t now);
   void breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now);
   void timed_out(desk& d, payout_entry& p, uint64_t now);

@@ -422,6 +422,10 @@ void shard::execute(batch& b) {
           const bool problem = p.st == payouts::state::dead || p.st == payouts::state::settle_refused;
           if ((id == 0 || pid == id) && (!problems || problem) && out.size() < limit) out.push_back(p);
         }
+        // A resolved payout kept for a late answer (state resolved), asked for by id: not
+        // held, not counted.
+        if (const auto w = d.watched.find(id); id != 0 && !problems && w != d.watched.end() && out.size() < limit)
+          out.push_back(w->second);
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
         for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});
       });

@@ -261,7 +261,7 @@ class admin_impl {
          "change a registered gateway's rail, priority, roles, currencies (the list is replaced) and answer timeout", 5,
          5 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_update},
         {"gateway recon", "<gateway-id> [YYYY-MM-DD]",
-         "reconciliation per UTC day and currency: deposits, payouts settled, failed, cancelled (counts and sums), "
+         "reconciliation per UTC day and currency: deposits, payouts settled, failed, cancelled, overpaid (counts and sums), "
          "and the payouts pending and dead-lettered on it now (by the day they were made); every day, or one",
          1, 2, &admin_impl::cmd_gateway_recon},
         {"gateway secret", "<gateway-id>", "give a registered gateway a new secret (printed once; sessions open now stay)",
@@ -634,7 +634,9 @@ class admin_impl {
     return m;
   }
 
-  bool payout_arg(const std::string& a, actors::payouts::payout_entry* out, admin_response_msg* bad) {
+  // kept_too: also a payout resolved while a gateway may still pay it (state resolved).
+  bool payout_arg(const std::string& a, actors::payouts::payout_entry* out, admin_response_msg* bad,
+                  bool kept_too = false) {
     uint64_t id = 0;
     if (!parse_u64(a, &id) || id == 0) {
       *bad = answer(admin_code::arguments_invalid, "payout id '" + a + "' is not a decimal integer from 1 to 2^64-1");
@@ -644,6 +646,10 @@ class admin_impl {
     if (r.st != status::ok) {
       *bad = refused_by_engine(r);
       return false;
+    }
+    if (kept_too && r.payouts.empty() && !r.watched_payouts.empty()) {
+      *out = r.watched_payouts[0];
+      return true;
     }
     if (r.payouts.empty()) {
       *bad = answer(admin_code::not_found, "payout " + a + " is not held by any desk (settled, failed, cancelled or unknown)");
@@ -656,14 +662,17 @@ class admin_impl {
   admin_response_msg cmd_payout_show(const std::vector<std::string>& a) {
     actors::payouts::payout_entry p;
     admin_response_msg bad;
-    if (!payout_arg(a[0], &p, &bad)) return bad;
+    if (!payout_arg(a[0], &p, &bad, true)) return bad;
     admin_section s = payout_section("payout");
     payout_row(s, p);
     admin_section at;
     at.title = "attempts";
-    at.columns = {{"attempt", true}, {"gateway", false}, {"sent_at", true}};
-    for (size_t i = 0; i < p.attempts.size(); ++i)
-      at.rows.push_back({std::to_string(i + 1), gateway_name(p.attempts[i].gateway), std::to_string(p.attempts[i].sent_at)});
+    at.columns = {{"attempt", true}, {"gateway", false}, {"sent_at", true}, {"answer", false}};
+    for (size_t i = 0; i < p.attempts.size(); ++i) {
+      const auto& x = p.attempts[i];
+      at.rows.push_back({std::to_string(i + 1), gateway_name(x.gateway), std::to_string(x.sent_at),
+                         x.settled ? "settled" : x.failed ? "failed" : ""});
+    }
     admin_response_msg m = answer(admin_code::ok, "");
     m.sections = {std::move(s), std::move(at)};
     return m;
@@ -844,13 +853,15 @@ class admin_impl {
     s.columns = {{"day", false},          {"currency", false},       {"deposits", true},
                  {"deposits_amount", true}, {"settled", true},        {"settled_amount", true},
                  {"failed", true},        {"failed_amount", true},   {"cancelled", true},
-                 {"cancelled_amount", true}, {"pending", true},       {"pending_amount", true},
+                 {"cancelled_amount", true}, {"overpaid", true},      {"overpaid_amount", true},
+                 {"pending", true},       {"pending_amount", true},
                  {"dead_letters", true},  {"dead_letters_amount", true}};
     for (const auto& [k, l] : rows)
       s.rows.push_back({day_text(k.first), k.second, std::to_string(l.c.deposits), std::to_string(l.c.deposits_amount),
                         std::to_string(l.c.settled), std::to_string(l.c.settled_amount), std::to_string(l.c.failed),
                         std::to_string(l.c.failed_amount), std::to_string(l.c.cancelled),
-                        std::to_string(l.c.cancelled_amount), std::to_string(l.pending),
+                        std::to_string(l.c.cancelled_amount), std::to_string(l.c.overpaid),
+                        std::to_string(l.c.overpaid_amount), std::to_string(l.pending),
                         std::to_string(l.pending_amount), std::to_string(l.dead), std::to_string(l.dead_amount)});
     admin_response_msg m = answer(admin_code::ok, "gateway " + g->id + " (number " + std::to_string(g->number) + ")");
     m.sections.push_back(std::move(s));

@@ -293,7 +293,8 @@ class engine_impl {
             const bool by_time = (uint16_t(ev.type) >= uint16_t(et::equb_missed) && uint16_t(ev.type) <= uint16_t(et::payout_breaker)) ||
                                  ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
                                  ev.type == et::order_expired || ev.type == et::order_timeout ||
-                                 ev.type == et::order_dead || ev.type == et::order_breaker;
+                                 ev.type == et::order_dead || ev.type == et::order_breaker ||
+                                 ev.type == et::payout_overpaid;
             decided = decided || (ev.lsn > snap && by_time);
           }
           if (older) break;
@@ -2057,8 +2058,10 @@ class engine_impl {
       r.orders = std::move(b.found_orders);
       if (b.kind == op_kind::plan_rebalance) r.placed = std::move(b.orders);
       for (auto& list : b.found_payouts)
-        for (auto& p : list) r.payouts.push_back(std::move(p));
-      std::sort(r.payouts.begin(), r.payouts.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
+        for (auto& p : list)
+          (p.st == actors::payouts::state::resolved ? r.watched_payouts : r.payouts).push_back(std::move(p));
+      for (auto* list : {&r.payouts, &r.watched_payouts})
+        std::sort(list->begin(), list->end(), [](const auto& x, const auto& y) { return x.id < y.id; });
       for (auto& list : b.found_breakers)
         for (auto& row : list) r.breakers.push_back(row);
       std::sort(r.breakers.begin(), r.breakers.end(), [](const auto& x, const auto& y) {

@@ -128,6 +128,9 @@ struct reply {
   // rebalance: the orders placed (results: one per order), or none (results: one, why not)
   std::vector<wire::order> placed;
   std::vector<actors::payouts::payout_entry> payouts;  // lookup_payouts
+  // lookup_payouts of one id: the payout if it was resolved while a gateway may still pay
+  // it (kept for that gateway's answer)
+  std::vector<actors::payouts::payout_entry> watched_payouts;
   std::vector<actors::payouts::breaker_row> breakers;  // lookup_payouts
   // lookup_payouts: each shard's breakers for brokers (orders; desk: the shard's index,
   // currency 0), by broker then shard

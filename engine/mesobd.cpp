@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -234,11 +235,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesobd: warning: admin commands are refused: the audit trail cannot be opened: %s\n",
                  error.c_str());
   if (!repaired.empty()) std::printf("mesobd: admin audit trail: %s\n", repaired.c_str());
-  // Payout instructions go to the gateway's sessions as pushed frames (topic "payouts");
-  // the sink is set before the server takes connections.
+  // Payout instructions go to the gateway's sessions as pushed frames (topic "payouts",
+  // cancels "payout_cancels"); the sink is set before the server takes connections.
   std::atomic<engine::server*> pusher{nullptr};
   e->set_instruction_sink([&pusher](const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
-    if (engine::server* s = pusher.load()) s->push(gateway, wire::payouts_topic, wire::payout_instructions_body(list));
+    engine::server* s = pusher.load();
+    if (!s) return;
+    const auto cancels = std::stable_partition(list.begin(), list.end(), [](const wire::payout_instruction& in) {
+      return in.kind == wire::payout_instruction_kind::pay;
+    });
+    if (cancels != list.begin())
+      s->push(gateway, wire::payouts_topic, wire::payout_instructions_body({list.begin(), cancels}));
+    if (cancels != list.end())
+      s->push(gateway, wire::payout_cancels_topic, wire::payout_instructions_body({cancels, list.end()}));
   });
   // Order instructions go to brokers' sessions the same way (topic "orders").
   e->set_order_sink([&pusher](const std::string& broker, std::vector<wire::order_instruction>&& list) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <queue>
 #include <random>
 #include <unordered_map>
@@ -16,8 +17,9 @@ namespace mesob::tools {
 using clock_type = std::chrono::steady_clock;
 
 struct gateway_sim::counters {
-  std::atomic<uint64_t> connects{0}, instructions{0}, settled{0}, failed{0}, dropped{0}, duplicates{0},
-      answers_ok{0}, answers_refused{0}, deposits_sent{0}, deposits_ok{0}, deposits_refused{0}, errors{0};
+  std::atomic<uint64_t> connects{0}, instructions{0}, settled{0}, failed{0}, dropped{0}, lost{0}, cancels{0},
+      cancels_paid{0}, duplicates{0}, answers_ok{0}, answers_refused{0}, deposits_sent{0}, deposits_ok{0},
+      deposits_refused{0}, errors{0};
 };
 
 gateway_sim::gateway_sim(gateway_sim_options o) : opt_(std::move(o)), c_(std::make_unique<counters>()) {}
@@ -31,6 +33,9 @@ gateway_sim_stats gateway_sim::stats() const {
   s.answered_settled = c_->settled;
   s.answered_failed = c_->failed;
   s.dropped = c_->dropped;
+  s.lost = c_->lost;
+  s.cancels = c_->cancels;
+  s.cancels_paid = c_->cancels_paid;
   s.duplicates = c_->duplicates;
   s.answers_ok = c_->answers_ok;
   s.answers_refused = c_->answers_refused;
@@ -49,6 +54,18 @@ struct due_answer {
   bool operator>(const due_answer& o) const { return at > o.at; }
 };
 
+// What the simulated gateway did with a payout id (its idempotency key): its latest
+// instruction's attempt, and whether it paid.
+struct payout_seen {
+  uint32_t attempt = 0;
+  bool paid = false;
+};
+constexpr size_t payouts_seen_max = size_t(1) << 20;  // the oldest are forgotten past this
+
+}  // namespace
+
+namespace {
+
 }  // namespace
 
 void gateway_sim::run() {
@@ -56,6 +73,19 @@ void gateway_sim::run() {
   std::uniform_real_distribution<double> unit(0, 1);
   std::exponential_distribution<double> latency(opt_.latency_ms > 0 ? 1.0 / opt_.latency_ms : 1e9);
   uint64_t next_reference = opt_.reference_first, deposits_made = 0;
+  std::unordered_map<uint64_t, payout_seen> seen;  // kept across reconnects, as a gateway's records are
+  std::deque<uint64_t> seen_order;
+  const auto remember = [&](uint64_t id) -> payout_seen& {
+    auto [it, fresh] = seen.try_emplace(id);
+    if (fresh) {
+      seen_order.push_back(id);
+      if (seen_order.size() > payouts_seen_max) {
+        seen.erase(seen_order.front());
+        seen_order.pop_front();
+      }
+    }
+    return seen[id];
+  };
   while (!stop_) {
     std::string err;
     auto cl = dial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
@@ -132,25 +162,45 @@ void gateway_sim::run() {
           *cl, wait_ms, c_->errors,
           [&](const wire::push_msg& pm) {
             std::vector<wire::payout_instruction> list;
-            if (pm.topic != wire::payouts_topic || !wire::parse_payout_instructions(pm.body, &list, &err)) {
+            const bool cancels = pm.topic == wire::payout_cancels_topic;
+            if ((pm.topic != wire::payouts_topic && !cancels) ||
+                !wire::parse_payout_instructions(pm.body, &list, &err)) {
               c_->errors.fetch_add(1);
               return;
             }
             const auto at = clock_type::now();
             for (const auto& in : list) {
-              c_->instructions.fetch_add(1);
-              if (unit(rng) < opt_.timeout_rate) {
-                c_->dropped.fetch_add(1);
-                continue;
-              }
               wire::payout_answer a{};
               a.payout_id = in.payout_id;
               a.amount = in.amount;
               a.currency = in.currency;
               a.attempt = in.attempt;
+              payout_seen& s = remember(in.payout_id);
+              if (cancels) {
+                c_->cancels.fetch_add(1);
+                if (in.attempt < s.attempt) continue;  // a later instruction to pay stands
+                // Paid: say so. Otherwise it is not paid now, nor for this attempt later.
+                a.outcome = s.paid ? wire::payout_outcome::settled : wire::payout_outcome::failed;
+                a.reason = s.paid ? 0 : 52;  // "cancelled" in this simulator's codes
+                if (s.paid) c_->cancels_paid.fetch_add(1);
+                due.push({at, a});
+                continue;
+              }
+              c_->instructions.fetch_add(1);
+              s.attempt = std::max(s.attempt, in.attempt);
               // A payout's outcome is the payout's (from its id and the seed): every answer
               // to it, on any attempt or after a reconnect, says the same.
               const bool fail = double(actors::mix64(in.payout_id ^ opt_.seed) >> 11) * 0x1.0p-53 < opt_.fail_rate;
+              if (!s.paid && unit(rng) < opt_.timeout_rate) {
+                c_->dropped.fetch_add(1);
+                continue;
+              }
+              if (!fail && !s.paid && unit(rng) < opt_.lost_rate) {
+                s.paid = true;
+                c_->lost.fetch_add(1);
+                continue;
+              }
+              s.paid = s.paid || !fail;
               a.outcome = fail ? wire::payout_outcome::failed : wire::payout_outcome::settled;
               a.reason = fail ? 51 : 0;  // "insufficient float" in this simulator's codes
               (fail ? c_->failed : c_->settled).fetch_add(1);

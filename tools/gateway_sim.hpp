@@ -2,8 +2,10 @@
 // C++ client): it authenticates as a registered gateway, reports deposits at a chosen
 // rate, and answers the payout instructions pushed to it after a latency drawn from an
 // exponential distribution, failing a share of them, never answering a share (they time
-// out in the engine), and answering a share twice. It can drop its connection on command
-// and comes back after a pause. `mesob-gatewaysim` runs one or more of these; tests and
+// out in the engine), paying a share without ever answering (the answer lost), and
+// answering a share twice. It takes cancels (topic "payout_cancels") as a gateway should:
+// a payout it paid is answered settled, any other is answered failed and not paid. It can
+// drop its connection on command and comes back after a pause. `mesob-gatewaysim` runs one or more of these; tests and
 // the gateway benchmark run them in threads.
 //
 // One thread per gateway session: it waits on its socket until the next answer or
@@ -35,7 +37,8 @@ struct gateway_sim_options {
   double latency_ms = 1.0;       // mean (exponential)
   double latency_ms_max = 10'000;
   double fail_rate = 0;          // answered failed (decided per payout id and seed: every answer agrees)
-  double timeout_rate = 0;       // never answered
+  double timeout_rate = 0;       // never answered (and not paid)
+  double lost_rate = 0;          // paid, the answer never sent (a cancel learns it was paid)
   double duplicate_rate = 0;     // answered twice
   // Deposits.
   double deposits_per_s = 0;
@@ -58,6 +61,9 @@ struct gateway_sim_stats {
   uint64_t answered_settled = 0;
   uint64_t answered_failed = 0;
   uint64_t dropped = 0;            // left unanswered (timeout_rate)
+  uint64_t lost = 0;               // paid, left unanswered (lost_rate)
+  uint64_t cancels = 0;            // cancels received (a re-sent one counts again)
+  uint64_t cancels_paid = 0;       // of them answered settled: the payout was paid already
   uint64_t duplicates = 0;         // second answers sent
   uint64_t answers_ok = 0;         // answers the engine took (result ok)
   uint64_t answers_refused = 0;    // duplicates, late ones, ... (another result)

@@ -65,6 +65,7 @@ std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& s
     o << (i ? "," : "") << "\"" << sims[i]->options().gateway << "\":{\"connects\":" << s.connects
       << ",\"instructions\":" << s.instructions << ",\"answered_settled\":" << s.answered_settled
       << ",\"answered_failed\":" << s.answered_failed << ",\"dropped\":" << s.dropped
+      << ",\"lost\":" << s.lost << ",\"cancels\":" << s.cancels << ",\"cancels_paid\":" << s.cancels_paid
       << ",\"duplicates\":" << s.duplicates << ",\"answers_ok\":" << s.answers_ok
       << ",\"answers_refused\":" << s.answers_refused << ",\"deposits_sent\":" << s.deposits_sent
       << ",\"deposits_ok\":" << s.deposits_ok << ",\"deposits_refused\":" << s.deposits_refused
@@ -112,6 +113,8 @@ int main(int argc, char** argv) {
   app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str();
   app.add_option("--fail-rate", base.fail_rate, "share of instructions answered failed")->check(CLI::Range(0.0, 1.0));
   app.add_option("--timeout-rate", base.timeout_rate, "share never answered")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--lost-rate", base.lost_rate, "share paid but never answered (a cancel is answered settled)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--duplicate-rate", base.duplicate_rate, "share answered twice")->check(CLI::Range(0.0, 1.0));
   app.add_option("--deposits-per-s", base.deposits_per_s, "deposits each gateway reports per second")
       ->check(CLI::Range(0.0, 1e7));

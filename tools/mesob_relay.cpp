@@ -168,6 +168,11 @@ std::vector<std::string> messages(const wire::event& e) {
     }
     case event_type::order_retried:
       return {"account " + a + ": your order " + std::to_string(e.ref.lo) + " is being sent to a broker again"};
+    case event_type::payout_overpaid:
+      return {"gateway " + std::to_string(e.gateway) + ": paid payout " + std::to_string(e.ref.lo) + " of account " + a +
+              " (" + amt + ") after it had " +
+              (e.code == 1 ? "settled elsewhere" : e.code == 3 ? "been cancelled" : "failed") +
+              ": an overpayment to reconcile"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

@@ -145,7 +145,9 @@ constexpr const char* orders_topic = "orders";
 [[nodiscard]] std::vector<uint8_t> order_instructions_body(std::span<const order_instruction> items);
 bool parse_order_instructions(std::span<const uint8_t> body, std::vector<order_instruction>* out, std::string* why);
 // The body of a pushed frame with topic "payouts" (PayoutInstructions), and its parser.
+// Cancels (payout_instruction_kind::cancel) go under their own topic, with the same body.
 constexpr const char* payouts_topic = "payouts";
+constexpr const char* payout_cancels_topic = "payout_cancels";
 [[nodiscard]] std::vector<uint8_t> payout_instructions_body(std::span<const payout_instruction> items);
 bool parse_payout_instructions(std::span<const uint8_t> body, std::vector<payout_instruction>* out, std::string* why);
 

@@ -164,6 +164,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(payout_retries_exhausted)
     MESOB_RESULT(payout_id_reserved)
     MESOB_RESULT(payout_destination_missing)
+    MESOB_RESULT(payout_overpaid)
     MESOB_RESULT(events_truncated)
     MESOB_RESULT(events_offset_ahead)
     MESOB_RESULT(subscriber_busy)
@@ -251,6 +252,7 @@ std::string_view event_type_name(event_type t) {
     case event_type::order_dead: return "order_dead";
     case event_type::order_breaker: return "order_breaker";
     case event_type::order_retried: return "order_retried";
+    case event_type::payout_overpaid: return "payout_overpaid";
   }
   return "unknown_event";
 }

@@ -237,7 +237,11 @@ static_assert(std::is_trivially_copyable_v<payout>);
 
 // What the engine pushes to a gateway: pay `amount` to `destination`. (payout_id,
 // attempt) is the instruction's id; payout_id alone is the idempotency key, the same on
-// every attempt and every gateway.
+// every attempt and every gateway. A cancel (pushed under its own topic, so that a
+// gateway that knows only pay instructions never takes one for a payment) asks the
+// gateway not to pay the payout if it has not: it answers the attempt named failed if it
+// did not pay, settled if it did.
+enum class payout_instruction_kind : uint8_t { pay = 0, cancel = 1 };
 struct payout_instruction {
   uint64_t payout_id = 0;
   uint64_t amount = 0;
@@ -245,7 +249,8 @@ struct payout_instruction {
   currency_code currency = 0;
   uint32_t attempt = 0;  // 1, 2, ...
   uint8_t rail = 0;
-  uint8_t reserved[7] = {};
+  payout_instruction_kind kind = payout_instruction_kind::pay;
+  uint8_t reserved[6] = {};
 };
 static_assert(sizeof(payout_instruction) == 40);
 static_assert(std::is_trivially_copyable_v<payout_instruction>);
@@ -667,6 +672,8 @@ enum class result : uint32_t {
   payout_id_reserved = 182,              // a client's payout id with the top bit set (the
                                          // engine's own payouts: equb groups')
   payout_destination_missing = 183,      // equb payout_to: a rail without a destination
+  payout_overpaid = 184,                 // a settlement taken as an overpayment: the payout was
+                                         // already settled through another gateway, or voided
   // event subscriptions (engine/events.hpp)
   events_truncated = 190,                // the offset is older than the oldest event kept (retention)
   events_offset_ahead = 191,             // the offset is past the newest event
@@ -796,8 +803,14 @@ enum class event_type : uint16_t {
                             // open; ref.lo: trips, ref.hi: open until
   order_retried = 30,       // an operator's retry of a dead letter taken: account_a: the
                             // wallet; ref.lo: order id
+  // A gateway paid a payout that was already settled through another gateway, voided or
+  // cancelled (the money went out twice, or after the wallet got it back):
+  payout_overpaid = 31,     // account_a: the wallet; account_b: the desk's payout account;
+                            // ref.lo: payout id, ref.hi: the attempt; amount; gateway: the one
+                            // that paid; code: how the payout had ended (1 settled, 2 failed,
+                            // 3 cancelled)
 };
-constexpr uint16_t event_type_max = 30;
+constexpr uint16_t event_type_max = 31;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -173,9 +174,13 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   w.start(300);
   fund(w, 100'000);
   auto oa = w.sim("alpha", 11), ob = w.sim("beta", 12);
+  std::atomic<uint64_t> overpaid_answers{0};
   for (auto* o : {&oa, &ob}) {
     o->fail_rate = 0.1;
     o->duplicate_rate = 0.2;
+    o->on_answered = [&](const wire::payout_answer&, wire::result r) {
+      if (r == wire::result::payout_overpaid) overpaid_answers.fetch_add(1);
+    };
   }
   tools::gateway_sim alpha(oa), beta(ob);
   alpha.start();
@@ -190,6 +195,9 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   }
   // A payout re-routed from alpha (dropped with it in flight) that then failed at beta is
   // a dead letter: alpha never answered, and may have paid. Operators cancel them here.
+  // (alpha, back, answers the cancels it is sent: settled where it had paid, which
+  // settles such a dead letter, or is an overpayment where beta paid too.)
+  for (int i = 0; i < 100 && alpha.stats().connects < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const size_t dead = w.wait_only_dead_letters(30);
   for (const auto& id : w.dead_letters()) {
     const auto shown = admin(*w.ops, "payout show", {id});
@@ -212,7 +220,7 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   EXPECT_LT(settled, sent);
   // Reconciliation agrees with the ledger: per gateway, deposits and settled payouts are
   // what its settlement account moved; settled and failed add up to every payout.
-  uint64_t recon_settled = 0, recon_failed = 0, recon_cancelled = 0;
+  uint64_t recon_settled = 0, recon_failed = 0, recon_cancelled = 0, recon_overpaid = 0;
   for (const auto& [g, account] : {std::pair{"alpha", settle_a}, std::pair{"beta", settle_b}}) {
     auto m = admin(*w.ops, "gateway recon", {g});
     ASSERT_EQ(m.code, admin_code::ok) << m.message;
@@ -225,7 +233,9 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
       settled_amount += std::stoull(row[5]);
       recon_failed += std::stoull(row[6]);
       recon_cancelled += std::stoull(row[8]);
-      EXPECT_EQ(row[10], "0");  // nothing pending
+      recon_overpaid += std::stoull(row[10]);
+      EXPECT_EQ(std::stoull(row[11]), std::stoull(row[10]) * 100);
+      EXPECT_EQ(row[12], "0");  // nothing pending
     }
     const auto acc = w.accounts({account}).at(0);
     EXPECT_EQ(dep_amount, acc.debits_posted) << g;
@@ -234,6 +244,12 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   EXPECT_EQ(recon_settled, settled);
   EXPECT_EQ(recon_cancelled, dead);
   EXPECT_EQ(recon_settled + recon_failed + recon_cancelled, sent);
+  // Each overpayment was answered so, and came from a cancel alpha answered settled.
+  EXPECT_EQ(recon_overpaid, overpaid_answers.load());
+  EXPECT_LE(recon_overpaid, sa.cancels_paid);
+  std::printf("cancels: alpha %llu (%llu answered paid), beta %llu; overpayments %llu\n",
+              (unsigned long long)sa.cancels, (unsigned long long)sa.cancels_paid, (unsigned long long)sb.cancels,
+              (unsigned long long)recon_overpaid);
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2026-13-01"}).code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"nobody"}).code, admin_code::not_found);
 }

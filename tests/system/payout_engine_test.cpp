@@ -133,6 +133,17 @@ class payout_engine : public ::testing::Test {
     std::lock_guard lk(mu_);
     return std::exchange(sent_, {});
   }
+  // The instructions of one kind among those taken.
+  static std::vector<sent> only(const std::vector<sent>& s, wire::payout_instruction_kind k) {
+    std::vector<sent> out;
+    for (const auto& x : s)
+      if (x.in.kind == k) out.push_back(x);
+    return out;
+  }
+  static std::vector<sent> pays(const std::vector<sent>& s) { return only(s, wire::payout_instruction_kind::pay); }
+  static std::vector<sent> cancels(const std::vector<sent>& s) {
+    return only(s, wire::payout_instruction_kind::cancel);
+  }
   actors::payouts::payout_entry payout(uint64_t id) {
     auto r = e().lookup_payouts(id, 1);
     EXPECT_EQ(r.payouts.size(), 1u) << "payout " << id;
@@ -290,14 +301,20 @@ TEST_F(payout_engine, timeouts_retry_with_backoff_then_fall_back_to_the_next_gat
   EXPECT_EQ(s[0].gateway, "alpha");  // priority 1 first
   // alpha never answers: 3 tries there (timeout 1 s, backoff between), then beta.
   std::vector<std::string> route;
-  for (int step = 0; step < 40 && route.size() < 3; ++step) {
+  for (int step = 0; step < 40 && route.size() < 4; ++step) {
     advance_ms(500);
-    for (const auto& x : take()) route.push_back(x.gateway + "#" + std::to_string(x.in.attempt));
+    for (const auto& x : take())
+      route.push_back((x.in.kind == wire::payout_instruction_kind::cancel ? "cancel " : "") + x.gateway + "#" +
+                      std::to_string(x.in.attempt));
   }
-  ASSERT_GE(route.size(), 3u);
+  ASSERT_GE(route.size(), 4u);
   EXPECT_EQ(route[0], "alpha#2");
   EXPECT_EQ(route[1], "alpha#3");
+  // beta takes it, and alpha is told to cancel its latest attempt (desks hand each
+  // gateway's list over in no fixed order).
+  std::sort(route.begin() + 2, route.end());
   EXPECT_EQ(route[2], "beta#4");
+  EXPECT_EQ(route[3], "cancel alpha#3");
   const auto p = payout(10);
   EXPECT_EQ(p.attempts.size(), 4u);
   EXPECT_EQ(p.given_up, (std::vector<uint32_t>{number("alpha")}));
@@ -494,19 +511,27 @@ TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
   up("beta");
   ASSERT_EQ(pay(20, 1, 40), result::ok);
   ASSERT_EQ(take().at(0).gateway, "alpha");
-  down("alpha");  // re-routed at once
-  auto s = take();
+  down("alpha");  // re-routed at once; alpha is told to cancel (when it comes back)
+  auto all = take();
+  auto s = pays(all);
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "beta");
   EXPECT_EQ(s[0].in.attempt, 2u);
+  auto c = cancels(all);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].gateway, "alpha");
+  EXPECT_EQ(c[0].in.payout_id, 20u);
+  EXPECT_EQ(c[0].in.attempt, 1u);
   down("beta");  // nobody: it waits for a gateway
   EXPECT_TRUE(take().empty());
   EXPECT_EQ(payout(20).st, state::waiting);
   ASSERT_EQ(pay(21, 2, 40), result::ok);  // accepted, held, waiting too
   EXPECT_EQ(payout(21).st, state::waiting);
-  up("beta");  // both are routed
-  s = take();
+  up("beta");  // both are routed (and alpha told again to cancel 20's attempt)
+  all = take();
+  s = pays(all);
   ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(cancels(all).size(), 1u);
   EXPECT_EQ(s[0].gateway, "beta");
   EXPECT_EQ(s[1].gateway, "beta");
   // A second session of beta coming up re-sends nothing; one going down keeps it up.
@@ -514,6 +539,20 @@ TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
   down("beta");
   EXPECT_TRUE(take().empty());
   EXPECT_EQ(payout(20).st, state::in_flight);
+  // alpha coming back gets the cancel again (20 left it unanswered); beta keeps 20.
+  up("alpha");
+  c = take();
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].gateway, "alpha");
+  EXPECT_EQ(c[0].in.kind, wire::payout_instruction_kind::cancel);
+  EXPECT_EQ(c[0].in.payout_id, 20u);
+  // alpha did not pay: its answer to the cancel closes its attempt; nothing else moves.
+  EXPECT_EQ(answer("alpha", 20, 1, 40, wire::payout_outcome::failed), result::payout_answer_late);
+  EXPECT_TRUE(payout(20).attempts[0].failed);
+  EXPECT_EQ(payout(20).st, state::in_flight);
+  down("alpha");
+  up("alpha");
+  EXPECT_TRUE(take().empty()) << "a gateway that answered gets no cancel";
   expect_payout_account_consistent();
 }
 
@@ -546,6 +585,139 @@ TEST_F(payout_engine, a_failure_after_an_unanswered_reroute_keeps_the_hold) {
   expect_payout_account_consistent();
 }
 
+// A gateway left behind (its session closed, so the payout fell back) is told to cancel.
+// The payout settles through the next one and is kept, resolved, until the first
+// answers: its late settlement is an overpayment (counted per gateway, an event, answered
+// payout_overpaid, the ledger unchanged); a failure, or 30 days, forget it.
+TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payment_is_an_overpayment) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(60, 7, 500), result::ok);
+  ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
+  down("alpha");
+  auto all = take();
+  ASSERT_EQ(pays(all).size(), 1u);
+  EXPECT_EQ(pays(all)[0].gateway, "beta");
+  ASSERT_EQ(cancels(all).size(), 1u);
+  EXPECT_EQ(cancels(all)[0].gateway, "alpha");
+  EXPECT_EQ(cancels(all)[0].in.amount, 500u);
+  EXPECT_EQ(answer("beta", 60, 2, 500, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(cancels(take()).size(), 1u) << "settled elsewhere: alpha is told to cancel";
+  EXPECT_TRUE(resolved(60));
+  auto kept = e().lookup_payouts(60, 1).watched_payouts;
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].st, state::resolved);
+  EXPECT_EQ(kept[0].settled_by, number("beta"));
+  EXPECT_TRUE(kept[0].attempts[1].settled);
+  EXPECT_TRUE(e().lookup_payouts(0, 100).watched_payouts.empty()) << "listed by id only";
+  expect_payout_account_consistent();  // not held: the payout account holds nothing for it
+  // alpha comes back: told again; it had paid before the cancel reached it.
+  up("alpha");
+  all = take();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].in.kind, wire::payout_instruction_kind::cancel);
+  EXPECT_EQ(answer("alpha", 60, 1, 500, wire::payout_outcome::settled), result::payout_overpaid);
+  EXPECT_EQ(answer("alpha", 60, 1, 500, wire::payout_outcome::settled), result::payout_already_resolved);
+  EXPECT_TRUE(e().lookup_payouts(60, 1).watched_payouts.empty()) << "every gateway has answered";
+  EXPECT_EQ(account(7).debits_posted, 500u) << "the wallet paid once";
+  EXPECT_EQ(account(settle_b).credits_posted, 500u);
+  EXPECT_EQ(account(settle_a).credits_posted, 0u) << "the ledger is unchanged";
+  uint64_t overpaid = 0, overpaid_amount = 0, settled = 0;
+  for (const auto& row : e().lookup_payouts(0, 0).recon) {
+    if (row.k.gateway == number("alpha")) {
+      overpaid += row.c.overpaid;
+      overpaid_amount += row.c.overpaid_amount;
+    }
+    settled += row.c.settled;
+  }
+  EXPECT_EQ(overpaid, 1u);
+  EXPECT_EQ(overpaid_amount, 500u);
+  EXPECT_EQ(settled, 1u);
+
+  // The same with alpha not having paid: its failed answer to the cancel forgets it.
+  ASSERT_EQ(pay(61, 7, 300), result::ok);
+  ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
+  down("alpha");
+  ASSERT_EQ(pays(take()).at(0).gateway, "beta");
+  EXPECT_EQ(answer("beta", 61, 2, 300, wire::payout_outcome::settled), result::ok);
+  ASSERT_EQ(e().lookup_payouts(61, 1).watched_payouts.size(), 1u);
+  EXPECT_EQ(answer("alpha", 61, 1, 300, wire::payout_outcome::failed), result::payout_already_resolved);
+  EXPECT_TRUE(e().lookup_payouts(61, 1).watched_payouts.empty());
+  EXPECT_EQ(answer("alpha", 61, 1, 300, wire::payout_outcome::settled), result::payout_already_resolved);
+
+  // And with alpha never answering: kept 30 days, then forgotten.
+  up("alpha");
+  ASSERT_EQ(pay(62, 7, 200), result::ok);
+  ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
+  down("alpha");
+  ASSERT_EQ(pays(take()).at(0).gateway, "beta");
+  EXPECT_EQ(answer("beta", 62, 1, 200, wire::payout_outcome::settled), result::payout_wrong_gateway);
+  EXPECT_EQ(answer("beta", 62, 2, 200, wire::payout_outcome::settled), result::ok);
+  ASSERT_EQ(e().lookup_payouts(62, 1).watched_payouts.size(), 1u);
+  advance_ms(29ull * 86'400'000);
+  EXPECT_EQ(e().lookup_payouts(62, 1).watched_payouts.size(), 1u);
+  advance_ms(2ull * 86'400'000);
+  EXPECT_TRUE(e().lookup_payouts(62, 1).watched_payouts.empty());
+  EXPECT_EQ(answer("alpha", 62, 1, 200, wire::payout_outcome::settled), result::payout_already_resolved);
+  expect_payout_account_consistent();
+
+  // Each overpayment is an event.
+  fx_.close();
+  std::vector<wire::event> over;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::payout_overpaid) over.push_back(ev);
+  ASSERT_EQ(over.size(), 1u);
+  EXPECT_EQ(over[0].ref.lo, 60u);
+  EXPECT_EQ(over[0].ref.hi, 1u);
+  EXPECT_EQ(over[0].account_a, 7u);
+  EXPECT_EQ(over[0].amount, 500u);
+  EXPECT_EQ(over[0].code, 1u) << "it had settled";
+}
+
+// A dead letter waiting because an earlier gateway never answered is released as soon as
+// that gateway answers the cancel failed. A dead letter an operator cancels is kept for
+// the gateways that might still pay: one that does is an overpayment after a void.
+TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a_void_are_overpayments) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(70, 8, 400), result::ok);
+  take();
+  down("alpha");
+  take();
+  EXPECT_EQ(answer("beta", 70, 2, 400, wire::payout_outcome::failed), result::ok);
+  ASSERT_EQ(payout(70).dead, actors::payouts::dead_reason::unsettled_elsewhere);
+  EXPECT_EQ(available(8), starting - 400);
+  EXPECT_EQ(answer("alpha", 70, 1, 400, wire::payout_outcome::failed), result::ok);  // the cancel's answer
+  EXPECT_TRUE(resolved(70));
+  EXPECT_TRUE(e().lookup_payouts(70, 1).watched_payouts.empty());
+  EXPECT_EQ(available(8), starting) << "released";
+
+  up("alpha");
+  ASSERT_EQ(pay(71, 8, 100), result::ok);
+  ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
+  down("alpha");
+  ASSERT_EQ(pays(take()).at(0).gateway, "beta");
+  EXPECT_EQ(answer("beta", 71, 2, 100, wire::payout_outcome::failed), result::ok);
+  ASSERT_EQ(payout(71).st, state::dead);
+  wire::payout_op cancel{71, etb, wire::payout_op_kind::cancel, {}};
+  ASSERT_EQ(e().payout_ops({cancel}).results.at(0), result::ok);
+  sync();
+  sync();
+  EXPECT_TRUE(resolved(71));
+  EXPECT_EQ(available(8), starting);
+  ASSERT_EQ(e().lookup_payouts(71, 1).watched_payouts.size(), 1u);
+  EXPECT_EQ(answer("alpha", 71, 1, 100, wire::payout_outcome::settled), result::payout_overpaid);
+  EXPECT_EQ(available(8), starting) << "the ledger is unchanged";
+  EXPECT_TRUE(e().lookup_payouts(71, 1).watched_payouts.empty());
+  expect_payout_account_consistent();
+  fx_.close();
+  std::vector<wire::event> over;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::payout_overpaid) over.push_back(ev);
+  ASSERT_EQ(over.size(), 1u);
+  EXPECT_EQ(over[0].code, 3u) << "it had been cancelled";
+}
+
 TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   // Only alpha, and it never answers: 3 tries, then alpha is given up: dead letter.
   up("alpha");
@@ -575,7 +747,7 @@ TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   up("beta");
   wire::payout_op retry{31, etb, wire::payout_op_kind::retry, {}};
   EXPECT_EQ(e().payout_ops({retry}).results.at(0), result::ok);
-  auto s = take();
+  auto s = pays(take());
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "alpha");  // every gateway is a candidate again; alpha's priority wins
   EXPECT_EQ(s[0].in.attempt, 4u);
@@ -639,7 +811,7 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(answer("alpha", 41, 1, 200, wire::payout_outcome::settled), result::payout_already_resolved);
   EXPECT_EQ(answer("alpha", 42, 1, 300, wire::payout_outcome::failed), result::payout_already_resolved);
   up("beta");  // the first to come back takes it (a new attempt)
-  auto s = take();
+  auto s = pays(take());
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "beta");
   EXPECT_EQ(s[0].in.attempt, 2u);
@@ -655,10 +827,12 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(again.payouts[0].id, 40u);
   EXPECT_EQ(again.payouts[1].id, 43u);
   up("beta");
-  s = take();
+  s = pays(take());
   ASSERT_EQ(s.size(), 2u);
-  // Attempt 1 of 40 (alpha, before the first restart) settles it even now: once.
+  // Attempt 1 of 40 (alpha, before the first restart) settles it even now: once. beta,
+  // told to cancel, paid too: an overpayment, counted, the ledger unchanged.
   EXPECT_EQ(answer("alpha", 40, 1, 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(answer("beta", 40, 3, 100, wire::payout_outcome::settled), result::payout_overpaid);
   EXPECT_EQ(answer("beta", 40, 3, 100, wire::payout_outcome::settled), result::payout_already_resolved);
   // (Desks on different shards hand their instructions over in no fixed order.)
   const auto to_43 = std::find_if(s.begin(), s.end(), [](const sent& x) { return x.in.payout_id == 43; });
@@ -669,13 +843,61 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(account(settle_a).credits_posted, 300u);
   EXPECT_EQ(account(settle_b).credits_posted, 400u);
   // From the snapshot's reconciliation rows and the log after them.
-  uint64_t settled = 0, failed = 0;
+  uint64_t settled = 0, failed = 0, overpaid = 0;
   for (const auto& row : e().lookup_payouts(0, 0).recon) {
     settled += row.c.settled;
     failed += row.c.failed;
+    overpaid += row.c.overpaid;
+    if (row.c.overpaid) EXPECT_EQ(row.k.gateway, number("beta"));
   }
   EXPECT_EQ(settled, 3u);
   EXPECT_EQ(failed, 1u);
+  EXPECT_EQ(overpaid, 1u);
+  expect_payout_account_consistent();
+}
+
+// A payout kept for a gateway's late answer is kept across restarts, from the log alone
+// and from a snapshot, with its deadline; that gateway's payment is an overpayment after
+// either, counted once.
+TEST_F(payout_engine_replay, kept_payouts_survive_restarts) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(80, 3, 250), result::ok);
+  take();
+  down("alpha");
+  ASSERT_EQ(pays(take()).at(0).gateway, "beta");
+  ASSERT_EQ(answer("beta", 80, 2, 250, wire::payout_outcome::settled), result::ok);
+  take();
+  const auto before = e().lookup_payouts(80, 1).watched_payouts;
+  ASSERT_EQ(before.size(), 1u);
+  restart();  // the log alone
+  auto kept = e().lookup_payouts(80, 1).watched_payouts;
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].due, before[0].due);
+  EXPECT_EQ(kept[0].settled_by, number("beta"));
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  restart();  // the snapshot
+  kept = e().lookup_payouts(80, 1).watched_payouts;
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].due, before[0].due);
+  EXPECT_EQ(kept[0].attempts.size(), 2u);
+  EXPECT_TRUE(kept[0].attempts[1].settled);
+  up("alpha");
+  EXPECT_EQ(cancels(take()).size(), 1u) << "told again after the restart";
+  EXPECT_EQ(answer("alpha", 80, 1, 250, wire::payout_outcome::settled), result::payout_overpaid);
+  for (int round = 0; round < 2; ++round) {
+    if (round == 1) {
+      ASSERT_TRUE(e().checkpoint(&err)) << err;
+      restart();
+    }
+    uint64_t overpaid = 0;
+    for (const auto& row : e().lookup_payouts(0, 0).recon) overpaid += row.c.overpaid;
+    EXPECT_EQ(overpaid, 1u) << round;
+    EXPECT_TRUE(e().lookup_payouts(80, 1).watched_payouts.empty()) << round;
+    EXPECT_EQ(answer("alpha", 80, 1, 250, wire::payout_outcome::settled), result::payout_already_resolved);
+  }
+  EXPECT_EQ(account(3).debits_posted, 250u);
   expect_payout_account_consistent();
 }
 

@@ -98,6 +98,61 @@ TEST(payout_desk, payout_rows_round_trip_and_damage_is_refused) {
   }
 }
 
+// A payout kept resolved: its answers per attempt round-trip; one that no gateway may
+// still pay, or with no deadline, is refused (it would be kept for nothing, or for ever).
+TEST(payout_desk, resolved_rows_keep_each_attempts_answer) {
+  payout_entry p = sample_payout();
+  p.st = state::resolved;
+  p.settled_by = 2;
+  p.settlement = 7002;
+  p.attempts = {{1, 1000, 7001, false, false}, {2, 1500, 7002, false, true}};
+  EXPECT_TRUE(may_pay(p, 1));
+  EXPECT_FALSE(may_pay(p, 2));
+  EXPECT_FALSE(may_pay(p, 3));
+  EXPECT_TRUE(another_may_pay(p, 2));
+  EXPECT_FALSE(another_may_pay(p, 1));
+  payout_entry back;
+  std::string why;
+  ASSERT_TRUE(decode_payout(encode_payout(p), &back, &why)) << why;
+  EXPECT_EQ(back.st, state::resolved);
+  EXPECT_FALSE(back.attempts[0].settled || back.attempts[0].failed);
+  EXPECT_TRUE(back.attempts[1].settled);
+  EXPECT_FALSE(back.attempts[1].failed);
+  auto none_left = p;
+  none_left.attempts[0].failed = true;
+  EXPECT_FALSE(decode_payout(encode_payout(none_left), &back, &why));
+  auto no_deadline = p;
+  no_deadline.due = 0;
+  EXPECT_FALSE(decode_payout(encode_payout(no_deadline), &back, &why));
+  // Only the latest attempt a gateway got counts: an older one answered failed does not
+  // close a later one.
+  p.attempts = {{1, 1000, 7001, true, false}, {2, 1500, 7002, false, true}, {1, 1600, 7001, false, false}};
+  EXPECT_TRUE(may_pay(p, 1));
+}
+
+TEST(payout_desk, reconciliation_rows_from_before_overpayments_read_with_none) {
+  recon_counts c;
+  c.settled = 3;
+  c.settled_amount = 300;
+  c.overpaid = 1;
+  c.overpaid_amount = 100;
+  const recon_key k{5, 20'000, etb};
+  const auto bytes = encode_recon(c);
+  ASSERT_EQ(bytes.size(), 80u);
+  recon_row row;
+  std::string why;
+  ASSERT_TRUE(decode_recon(recon_row_key(k), bytes, &row, &why)) << why;
+  EXPECT_EQ(row.c.overpaid, 1u);
+  EXPECT_EQ(row.c.overpaid_amount, 100u);
+  ASSERT_TRUE(decode_recon(recon_row_key(k), std::span(bytes.data(), 64), &row, &why)) << why;
+  EXPECT_EQ(row.c.settled_amount, 300u);
+  EXPECT_EQ(row.c.overpaid, 0u);
+  for (const size_t n : {size_t(0), size_t(63), size_t(72), size_t(79), size_t(88)}) {
+    std::vector<uint8_t> b(n, 0);
+    EXPECT_FALSE(decode_recon(recon_row_key(k), b, &row, &why)) << n;
+  }
+}
+
 TEST(payout_desk, format_1_rows_are_slot_0s) {
   // A format 1 payout row: the format 2 row without its desk field.
   const payout_entry p = sample_payout();
