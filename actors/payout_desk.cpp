@@ -200,7 +200,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
        (p.settled_by == 0 || p.settlement == 0)) ||
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused) || st == uint8_t(state::failing)) &&
        p.chain_step == 0) ||
-      (st == uint8_t(state::dead)) != (dead != 0) ||
+      (st == uint8_t(state::dead) && dead == 0) ||  // (rows of other states may keep a reason: older builds')
       (st == uint8_t(state::resolved) && (p.due == 0 || !another_may_pay(p, p.settled_by)))) {
     *why = "payout " + std::to_string(p.id) + ": a field is out of range";
     return false;
@@ -544,6 +544,7 @@ void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t set
 
 void desk_table::start_chain(desk& d, payout_entry& p, state st) {
   p.st = st;
+  p.dead = dead_reason::none;  // no longer a dead letter
   p.refusal = result::ok;
   p.due = 0;
   p.chain_step = d.next_step++;
@@ -653,14 +654,24 @@ void desk_table::note_failed(desk& d, payout_entry& p, const wire::payout_answer
   }
 }
 
+void desk_table::note_settled(desk& d, payout_entry& p, uint32_t gateway) {
+  for (attempt& at : p.attempts)
+    if (at.gateway == gateway && !at.settled) {
+      at.settled = true;
+      touch(d, p);
+    }
+}
+
 result desk_table::settled_after_end(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts, bool kept) {
-  attempt& at = p.attempts[a.attempt - 1];
   const bool known = a.gateway == p.settled_by ||
                      std::any_of(p.attempts.begin(), p.attempts.end(),
                                  [&](const attempt& x) { return x.gateway == a.gateway && x.settled; });
-  if (known) return result::payout_already_resolved;  // a duplicate
-  at.settled = true;
-  touch(d, p);
+  if (known) {  // a duplicate
+    note_settled(d, p, a.gateway);
+    if (kept && !another_may_pay(p, p.settled_by)) unwatch(d, p.id);
+    return result::payout_already_resolved;
+  }
+  note_settled(d, p, a.gateway);
   const uint8_t ended = p.st == state::settling || p.st == state::settle_refused || p.settled_by != 0 ? 1
                         : p.cancelling                                                            ? 3
                                                                                                   : 2;
@@ -701,8 +712,7 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     ++b.settled;
     b.settled_amount += p->amount;
     record(d, a.gateway, p->id, false, ts);
-    at.settled = true;
-    touch(d, *p);
+    note_settled(d, *p, a.gateway);
     settle(d, *p, a.gateway, at.settlement);  // whichever attempt: the money went out
     return result::ok;
   }
@@ -840,9 +850,9 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
         if (g) send(d, p, *g, ts, false);  // the same instruction again, its answer due from now
       } else if (up && p.st == state::waiting && p.wait_since != 0) {
         to_route.push_back(&p);
-      } else if (!up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
-        to_route.push_back(&p);
       }
+      // Down: its payouts in flight keep their answer deadline. The instruction may have
+      // reached it; sending the payout elsewhere at once would invite a second payment.
     }
     // In payout id order: replay must route them in the same order (breaker probes).
     std::sort(to_route.begin(), to_route.end(), [](auto* a, auto* b) { return a->id < b->id; });
@@ -853,7 +863,7 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     const auto cancel_left = [&](const payout_entry& p) {
       const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
                               p.attempts.back().gateway == e.gateway;
-      if (works_here || !may_pay(p, e.gateway)) return;
+      if (works_here || p.settled_by == e.gateway || !may_pay(p, e.gateway)) return;
       latest_attempts(p, [&](const attempt& a, uint32_t k) {
         if (a.gateway == e.gateway) cancel_at(p, a.gateway, k);
       });
@@ -995,11 +1005,14 @@ void desk_table::take_dirty(dirty_rows* out) {
   for (const auto& [c, id] : dirty_payouts_) {
     const auto dit = desks_.find(c);
     if (dit == desks_.end()) continue;
-    auto it = dit->second.payouts.find(id);
-    if (it == dit->second.payouts.end()) it = dit->second.watched.find(id);
-    if (it == dit->second.watched.end()) continue;  // resolved: in erased_
-    it->second.listed_dirty = false;
-    out->payouts.emplace_back(id, encode_payout(it->second));
+    auto& held = dit->second.payouts;
+    auto& kept = dit->second.watched;
+    payout_entry* p = nullptr;
+    if (const auto it = held.find(id); it != held.end()) p = &it->second;
+    else if (const auto k = kept.find(id); k != kept.end()) p = &k->second;
+    if (!p) continue;  // resolved: in erased_
+    p->listed_dirty = false;
+    out->payouts.emplace_back(id, encode_payout(*p));
   }
   dirty_payouts_.clear();
   for (const auto& [c, id] : erased_) {

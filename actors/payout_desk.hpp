@@ -57,10 +57,13 @@
 //    4 answer timeouts it is half-open and lets one payout through as a probe, whose
 //    outcome closes it (good) or opens it again (bad). Each desk (currency and shard)
 //    judges from its own payouts, as each instance of a service keeps its own breaker.
-//  - a gateway's last session closing re-routes its payouts in flight at once; a session
-//    opening re-sends the instructions in flight to it and routes the payouts that were
-//    waiting for a gateway. After a restart (event reset) no gateway is up: payouts in
-//    flight wait for one.
+//  - a gateway's last session closing leaves its payouts in flight to their answer
+//    deadline (the instruction may have reached it, and may be paid: going elsewhere at
+//    once would invite a second payment); a deadline passing with no session up counts a
+//    timeout and goes to the next gateway at once. A session opening re-sends the
+//    instructions in flight to it (their deadline from then) and routes the payouts that
+//    were waiting for a gateway. After a restart (event reset) no gateway is up: payouts
+//    in flight wait for one.
 //
 // Sweeps: per desk and settlement account, what settled payouts owe it moves in one
 // transfer (payout account -> settlement account, code code_settle), one in flight at a
@@ -402,6 +405,8 @@ class desk_table {
   wire::result settled_after_end(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts, bool kept);
   // The answer's gateway failed the payout: its attempts up to the one answered.
   void note_failed(desk& d, payout_entry& p, const wire::payout_answer& a);
+  // The gateway paid the payout (it pays a payout id once): every attempt it got.
+  void note_settled(desk& d, payout_entry& p, uint32_t gateway);
   void unwatch(desk& d, uint64_t id);
   void make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t now);
   void breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now);

@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -239,15 +238,7 @@ int main(int argc, char** argv) {
   // cancels "payout_cancels"); the sink is set before the server takes connections.
   std::atomic<engine::server*> pusher{nullptr};
   e->set_instruction_sink([&pusher](const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
-    engine::server* s = pusher.load();
-    if (!s) return;
-    const auto cancels = std::stable_partition(list.begin(), list.end(), [](const wire::payout_instruction& in) {
-      return in.kind == wire::payout_instruction_kind::pay;
-    });
-    if (cancels != list.begin())
-      s->push(gateway, wire::payouts_topic, wire::payout_instructions_body({list.begin(), cancels}));
-    if (cancels != list.end())
-      s->push(gateway, wire::payout_cancels_topic, wire::payout_instructions_body({cancels, list.end()}));
+    if (engine::server* s = pusher.load()) engine::push_payout_instructions(*s, gateway, std::move(list));
   });
   // Order instructions go to brokers' sessions the same way (topic "orders").
   e->set_order_sink([&pusher](const std::string& broker, std::vector<wire::order_instruction>&& list) {

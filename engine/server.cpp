@@ -1295,6 +1295,21 @@ std::vector<session_info> server::sessions() const {
 
 const std::vector<gateway_config>& server::gateways() const { return impl_->cfg_.gateways; }
 
+void push_payout_instructions(server& s, const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
+  const auto cancels = std::stable_partition(list.begin(), list.end(), [](const wire::payout_instruction& in) {
+    return in.kind == wire::payout_instruction_kind::pay;
+  });
+  const auto push = [&](auto from, auto to, const char* topic) {
+    for (auto at = from; at != to;) {
+      const auto end = to - at > ptrdiff_t(push_instructions_max) ? at + push_instructions_max : to;
+      s.push(gateway, topic, wire::payout_instructions_body({at, end}));
+      at = end;
+    }
+  };
+  push(list.begin(), cancels, wire::payouts_topic);
+  push(cancels, list.end(), wire::payout_cancels_topic);
+}
+
 void server::push(const std::string& gateway_id, const std::string& topic, std::vector<uint8_t> body) {
   impl_->mail_->post(
       outgoing_push{gateway_id, wire::encode_frame(frame_kind::push, 0, wire::push_body({topic, std::move(body)})), 0, nullptr});

@@ -139,4 +139,10 @@ class server {
   std::unique_ptr<server_impl> impl_;
 };
 
+// Payout instructions to a gateway's sessions: pays under topic "payouts", cancels under
+// "payout_cancels" (so that a gateway that knows only pays never takes a cancel for
+// one), pays first, in frames of at most push_instructions_max.
+constexpr size_t push_instructions_max = 4096;  // 160 KiB of instructions a frame
+void push_payout_instructions(server& s, const std::string& gateway, std::vector<wire::payout_instruction>&& list);
+
 }  // namespace mesob::engine

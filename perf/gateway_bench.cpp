@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   auto e = open_engine(dir, shards, wallets + 64, true, false);
   auto net = start_loopback_server(*e, "gateway_bench");
   e->set_instruction_sink([s = net.srv.get()](const std::string& g, std::vector<wire::payout_instruction>&& list) {
-    s->push(g, wire::payouts_topic, wire::payout_instructions_body(list));
+    engine::push_payout_instructions(*s, g, std::move(list));
   });
 
   // Set-up: four gateways, wallets, funding.

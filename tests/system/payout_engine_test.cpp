@@ -72,6 +72,11 @@ class payout_engine : public ::testing::Test {
 
   void up(const char* g) { event(g, wire::gateway_event_kind::up); }
   void down(const char* g) { event(g, wire::gateway_event_kind::down); }
+  // g's last session closes and its payouts' answer deadline (1 s) passes: they go on.
+  void lose(const char* g) {
+    down(g);
+    advance_ms(1100);
+  }
   void event(const char* g, wire::gateway_event_kind k) {
     e().gateway_event({number(g), k, {}});
     sync();
@@ -511,7 +516,19 @@ TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
   up("beta");
   ASSERT_EQ(pay(20, 1, 40), result::ok);
   ASSERT_EQ(take().at(0).gateway, "alpha");
-  down("alpha");  // re-routed at once; alpha is told to cancel (when it comes back)
+  // alpha's session closes: 20 keeps its answer deadline there (alpha may have it)...
+  down("alpha");
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(payout(20).st, state::in_flight);
+  // ... and a session of alpha opening in time gets the same instruction again.
+  up("alpha");
+  auto again = take();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].gateway, "alpha");
+  EXPECT_EQ(again[0].in.attempt, 1u);
+  EXPECT_EQ(again[0].in.kind, wire::payout_instruction_kind::pay);
+  // Closed past the deadline: re-routed to beta; alpha is told to cancel.
+  lose("alpha");
   auto all = take();
   auto s = pays(all);
   ASSERT_EQ(s.size(), 1u);
@@ -522,7 +539,7 @@ TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
   EXPECT_EQ(c[0].gateway, "alpha");
   EXPECT_EQ(c[0].in.payout_id, 20u);
   EXPECT_EQ(c[0].in.attempt, 1u);
-  down("beta");  // nobody: it waits for a gateway
+  lose("beta");  // nobody: it waits for a gateway
   EXPECT_TRUE(take().empty());
   EXPECT_EQ(payout(20).st, state::waiting);
   ASSERT_EQ(pay(21, 2, 40), result::ok);  // accepted, held, waiting too
@@ -564,7 +581,7 @@ TEST_F(payout_engine, a_failure_after_an_unanswered_reroute_keeps_the_hold) {
   up("beta");
   ASSERT_EQ(pay(50, 6, 250), result::ok);
   ASSERT_EQ(take().at(0).gateway, "alpha");
-  down("alpha");  // re-routed to beta while alpha's attempt is unanswered
+  lose("alpha");  // re-routed to beta while alpha's attempt is unanswered
   ASSERT_EQ(take().at(0).gateway, "beta");
   EXPECT_EQ(answer("beta", 50, 2, 250, wire::payout_outcome::failed), result::ok);
   auto p = payout(50);
@@ -594,7 +611,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   up("beta");
   ASSERT_EQ(pay(60, 7, 500), result::ok);
   ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
-  down("alpha");
+  lose("alpha");
   auto all = take();
   ASSERT_EQ(pays(all).size(), 1u);
   EXPECT_EQ(pays(all)[0].gateway, "beta");
@@ -637,7 +654,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   // The same with alpha not having paid: its failed answer to the cancel forgets it.
   ASSERT_EQ(pay(61, 7, 300), result::ok);
   ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
-  down("alpha");
+  lose("alpha");
   ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   EXPECT_EQ(answer("beta", 61, 2, 300, wire::payout_outcome::settled), result::ok);
   ASSERT_EQ(e().lookup_payouts(61, 1).watched_payouts.size(), 1u);
@@ -649,7 +666,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   up("alpha");
   ASSERT_EQ(pay(62, 7, 200), result::ok);
   ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
-  down("alpha");
+  lose("alpha");
   ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   EXPECT_EQ(answer("beta", 62, 1, 200, wire::payout_outcome::settled), result::payout_wrong_gateway);
   EXPECT_EQ(answer("beta", 62, 2, 200, wire::payout_outcome::settled), result::ok);
@@ -682,7 +699,7 @@ TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a
   up("beta");
   ASSERT_EQ(pay(70, 8, 400), result::ok);
   take();
-  down("alpha");
+  lose("alpha");
   take();
   EXPECT_EQ(answer("beta", 70, 2, 400, wire::payout_outcome::failed), result::ok);
   ASSERT_EQ(payout(70).dead, actors::payouts::dead_reason::unsettled_elsewhere);
@@ -695,7 +712,7 @@ TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a
   up("alpha");
   ASSERT_EQ(pay(71, 8, 100), result::ok);
   ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
-  down("alpha");
+  lose("alpha");
   ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   EXPECT_EQ(answer("beta", 71, 2, 100, wire::payout_outcome::failed), result::ok);
   ASSERT_EQ(payout(71).st, state::dead);
@@ -755,6 +772,17 @@ TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   EXPECT_EQ(answer("alpha", 31, 4, 800, wire::payout_outcome::settled), result::ok);
   EXPECT_EQ(account(5).debits_posted, 800u);
   expect_payout_account_consistent();
+  // 30, a dead letter cancelled while alpha (timed out) might still pay, is kept: it is
+  // written to a snapshot and loads from it.
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  restart();
+  const auto kept = e().lookup_payouts(30, 1).watched_payouts;
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].dead, actors::payouts::dead_reason::none);
+  EXPECT_TRUE(kept[0].cancelling);
+  EXPECT_EQ(answer("alpha", 30, 3, 900, wire::payout_outcome::failed), result::payout_already_resolved);
+  EXPECT_TRUE(e().lookup_payouts(30, 1).watched_payouts.empty()) << "alpha did not pay: forgotten";
   // Each payout becoming a dead letter is an event.
   const uint32_t alpha = number("alpha");
   fx_.close();
@@ -848,7 +876,9 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
     settled += row.c.settled;
     failed += row.c.failed;
     overpaid += row.c.overpaid;
-    if (row.c.overpaid) EXPECT_EQ(row.k.gateway, number("beta"));
+    if (row.c.overpaid) {
+      EXPECT_EQ(row.k.gateway, number("beta"));
+    }
   }
   EXPECT_EQ(settled, 3u);
   EXPECT_EQ(failed, 1u);
@@ -864,7 +894,7 @@ TEST_F(payout_engine_replay, kept_payouts_survive_restarts) {
   up("beta");
   ASSERT_EQ(pay(80, 3, 250), result::ok);
   take();
-  down("alpha");
+  lose("alpha");
   ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   ASSERT_EQ(answer("beta", 80, 2, 250, wire::payout_outcome::settled), result::ok);
   take();
@@ -1279,6 +1309,36 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
     auto e = engine::engine::open(test_config(dir.path()), &err);
     EXPECT_FALSE(e);
     EXPECT_NE(err.find("record version 1"), std::string::npos) << err;
+  }
+  // Version 5 (before cancels and overpayments): answers and sessions closing are
+  // refused; a session opening replays.
+  for (const auto& [kind, ev_kind, refused] :
+       {std::tuple{actors::op_kind::payout_answers, wire::gateway_event_kind::up, true},
+        std::tuple{actors::op_kind::gateway_events, wire::gateway_event_kind::down, true},
+        std::tuple{actors::op_kind::gateway_events, wire::gateway_event_kind::up, false}}) {
+    temp_dir dir;
+    std::vector<uint8_t> op;
+    if (kind == actors::op_kind::payout_answers) {
+      wire::payout_answer a{};
+      a.payout_id = 5;
+      a.attempt = 1;
+      a.amount = 10;
+      a.currency = etb;
+      a.gateway = 1;
+      op.resize(sizeof a);
+      std::memcpy(op.data(), &a, sizeof a);
+    } else {
+      const wire::gateway_event ev{1, ev_kind, {}};
+      op.resize(sizeof ev);
+      std::memcpy(op.data(), &ev, sizeof ev);
+    }
+    write_batch_record(dir.path(), 5, uint16_t(kind), 1, op);
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    EXPECT_EQ(!e, refused) << err;
+    if (refused) {
+      EXPECT_NE(err.find("record version 5 or older"), std::string::npos) << err;
+    }
   }
   {
     temp_dir dir;
