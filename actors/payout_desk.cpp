@@ -437,7 +437,7 @@ void desk_table::send(desk& d, payout_entry& p, const gateways::gateway& g, uint
   }
   p.st = state::in_flight;
   p.wait_since = 0;
-  schedule(p, now + timeout_ns(g.number));
+  if (new_attempt || before_cancels_ || p.due == 0) schedule(p, now + timeout_ns(g.number));
   touch(d, p);
   wire::payout_instruction in{};
   in.payout_id = p.id;
@@ -690,15 +690,60 @@ result desk_table::settled_after_end(desk& d, payout_entry& p, const wire::payou
   return result::payout_overpaid;
 }
 
+namespace {
+// What every answer is checked for first, under any rules: its attempt, gateway, amount.
+result answer_fits(const payout_entry& p, const wire::payout_answer& a) {
+  if (a.attempt == 0 || a.attempt > p.attempts.size()) return result::payout_instruction_unknown;
+  if (p.attempts[a.attempt - 1].gateway != a.gateway) return result::payout_wrong_gateway;
+  if (a.amount != p.amount) return result::payout_amount_mismatch;
+  return result::ok;
+}
+}  // namespace
+
+// The answer rules of the builds before cancels (records of version 5 and older).
+result desk_table::answer_before_cancels(const wire::payout_answer& a, uint64_t desk_account, uint64_t ts) {
+  const auto [dp, p] = held_payout(desk_account, a.payout_id);
+  if (!p) return result::payout_already_resolved;
+  desk& d = *dp;
+  if (const result r = answer_fits(*p, a); r != result::ok) return r;
+  if (p->st == state::settling || p->st == state::settle_refused || p->st == state::failing)
+    return result::payout_already_resolved;
+  breaker& b = d.breakers[a.gateway];
+  const bool current = p->st == state::in_flight && a.attempt == p->attempts.size();
+  attempt& at = p->attempts[a.attempt - 1];
+  if (a.outcome == wire::payout_outcome::settled) {
+    ++b.settled;
+    b.settled_amount += p->amount;
+    record(d, a.gateway, p->id, false, ts);
+    settle(d, *p, a.gateway, at.settlement);
+    return result::ok;
+  }
+  if (!at.failed) {
+    at.failed = true;
+    touch(d, *p);
+  }
+  if (!current) return result::payout_answer_late;
+  ++b.failed;
+  b.failed_amount += p->amount;
+  record(d, a.gateway, p->id, true, ts);
+  p->gateway_reason = a.reason;
+  for (size_t k = 0; k + 1 < p->attempts.size(); ++k)
+    if (p->attempts[k].gateway != a.gateway && !p->attempts[k].failed) {
+      make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);
+      return result::ok;
+    }
+  release(d, *p, false);
+  return result::ok;
+}
+
 result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, uint64_t ts) {
+  if (before_cancels_) return answer_before_cancels(a, desk_account, ts);
   auto [dp, p] = held_payout(desk_account, a.payout_id);
   const bool kept = p == nullptr;
   if (kept) std::tie(dp, p) = watched_payout(desk_account, a.payout_id);
   if (!p) return result::payout_already_resolved;
   desk& d = *dp;
-  if (a.attempt == 0 || a.attempt > p->attempts.size()) return result::payout_instruction_unknown;
-  if (p->attempts[a.attempt - 1].gateway != a.gateway) return result::payout_wrong_gateway;
-  if (a.amount != p->amount) return result::payout_amount_mismatch;
+  if (const result r = answer_fits(*p, a); r != result::ok) return r;
   if (kept || p->st == state::settling || p->st == state::settle_refused || p->st == state::failing) {
     if (a.outcome == wire::payout_outcome::settled) return settled_after_end(d, *p, a, ts, kept);
     note_failed(d, *p, a);
@@ -818,7 +863,12 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     sessions_.clear();
     for (auto& [c, d] : desks_)
       for (auto& [id, p] : d.payouts)
-        if (p.st == state::in_flight || p.st == state::waiting) {
+        if (p.st == state::in_flight && !before_cancels_) {
+          // Its gateway may have it: it gets it again when it comes back, or the answer
+          // deadline (from now) passes and the payout goes on.
+          touch(d, p);
+          schedule(p, ts + timeout_ns(p.attempts.back().gateway));
+        } else if (p.st == state::in_flight || p.st == state::waiting) {
           p.st = state::waiting;
           p.wait_since = ts;
           touch(d, p);
@@ -850,6 +900,8 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
         if (g) send(d, p, *g, ts, false);  // the same instruction again, its answer due from now
       } else if (up && p.st == state::waiting && p.wait_since != 0) {
         to_route.push_back(&p);
+      } else if (!up && before_cancels_ && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
+        to_route.push_back(&p);  // the rule of the builds before cancels
       }
       // Down: its payouts in flight keep their answer deadline. The instruction may have
       // reached it; sending the payout elsewhere at once would invite a second payment.
@@ -860,16 +912,20 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     if (!up) continue;
     // Cancels it may not have had: payouts that left it (routed first, so that one routed
     // back to it gets its instruction alone).
+    std::vector<const payout_entry*> left;
     const auto cancel_left = [&](const payout_entry& p) {
       const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
                               p.attempts.back().gateway == e.gateway;
-      if (works_here || p.settled_by == e.gateway || !may_pay(p, e.gateway)) return;
-      latest_attempts(p, [&](const attempt& a, uint32_t k) {
-        if (a.gateway == e.gateway) cancel_at(p, a.gateway, k);
-      });
+      if (!works_here && p.settled_by != e.gateway && may_pay(p, e.gateway)) left.push_back(&p);
     };
     for (const auto& [id, p] : d.payouts) cancel_left(p);
     for (const auto& [id, p] : d.watched) cancel_left(p);
+    const auto upto = left.begin() + std::ptrdiff_t(std::min(left.size(), cancels_on_open_max));
+    std::partial_sort(left.begin(), upto, left.end(), [](auto* a, auto* b) { return a->id < b->id; });
+    for (auto it = left.begin(); it != upto; ++it)
+      latest_attempts(**it, [&](const attempt& a, uint32_t k) {
+        if (a.gateway == e.gateway) cancel_at(**it, a.gateway, k);
+      });
   }
 }
 

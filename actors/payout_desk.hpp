@@ -34,7 +34,8 @@
 //  - cancels: a payout that leaves a gateway it may still be paid by (it falls back to
 //    another, becomes a dead letter, settles through another, or an operator cancels it)
 //    sends that gateway a cancel for its latest attempt there (wire::payout_instruction,
-//    kind cancel), again whenever one of its sessions opens. The gateway answers that
+//    kind cancel), again when its first session opens (at most cancels_on_open_max a
+//    desk, lowest payout ids first). The gateway answers that
 //    attempt failed if it did not pay, settled if it did. A failed answer from the last
 //    gateway that might pay a dead letter `unsettled_elsewhere` releases its hold.
 //  - overpayments: a payout that ends (settled, failed, cancelled) while a gateway may still
@@ -61,9 +62,11 @@
 //    deadline (the instruction may have reached it, and may be paid: going elsewhere at
 //    once would invite a second payment); a deadline passing with no session up counts a
 //    timeout and goes to the next gateway at once. A session opening re-sends the
-//    instructions in flight to it (their deadline from then) and routes the payouts that
-//    were waiting for a gateway. After a restart (event reset) no gateway is up: payouts
-//    in flight wait for one.
+//    instructions in flight to it (their deadline unchanged, so that a gateway whose
+//    sessions come and go still times out) and routes the payouts that were waiting for
+//    a gateway. After a restart (event reset) no gateway is up: payouts in flight stay in
+//    flight at their gateway with an answer deadline from the restart, and the others
+//    wait for a gateway.
 //
 // Sweeps: per desk and settlement account, what settled payouts owe it moves in one
 // transfer (payout account -> settlement account, code code_settle), one in flight at a
@@ -149,6 +152,9 @@ constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no ga
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
 constexpr uint64_t sweep_retry_ns = 60'000'000'000ull;      // a refused sweep is tried again
 constexpr uint64_t watch_keep_ns = 30 * 86'400'000'000'000ull;  // a resolved payout waits for late answers
+// Cancels a desk re-sends when a gateway's first session opens, lowest payout ids first
+// (a gateway that never answers them would otherwise get them all in one burst).
+constexpr size_t cancels_on_open_max = 1024;
 // Breakers (per desk and gateway) and the retry backoff: actors/breaker.hpp.
 using gateways::breaker;
 using gateways::breaker_min;
@@ -328,6 +334,13 @@ class desk_table {
   // lsn and offset are the caller's to fill. Set by the shard when the engine keeps events.
   using event_fn = std::function<void(wire::event&&)>;
   void set_events(event_fn f) { events_ = std::move(f); }
+  // Answers and sessions' events from log records of version 5 or older are taken by the
+  // rules of the builds that wrote them (replay decides what they decided): a session
+  // closing re-routes its payouts in flight at once, a restart makes them wait for any
+  // gateway, a failed answer never releases a dead letter, and answers after a payout
+  // ended are duplicates. Cancels and kept payouts make no difference to what those rules
+  // decide.
+  void set_rules_before_cancels(bool v) { before_cancels_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -397,7 +410,9 @@ class desk_table {
   void schedule(payout_entry& p, uint64_t at);
   void add_timer(const timer& t);
   void route(desk& d, payout_entry& p, uint64_t now);
+  // A new attempt, or the latest one again (a session opened): its deadline stays.
   void send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt);
+  wire::result answer_before_cancels(const wire::payout_answer& a, uint64_t desk, uint64_t ts);
   // Cancels to the gateways other than `except` (0: none) that may still pay p.
   void cancel_elsewhere(const payout_entry& p, uint32_t except);
   void cancel_at(const payout_entry& p, uint32_t gateway, uint32_t attempt);
@@ -436,6 +451,7 @@ class desk_table {
   emit_fn emit_;
   instruct_fn instruct_;
   event_fn events_;
+  bool before_cancels_ = false;
 };
 
 }  // namespace mesob::actors::payouts

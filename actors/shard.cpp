@@ -273,7 +273,9 @@ void shard::execute(batch& b) {
       if (b.results[i] == result::ok) {
         deciding(b, i + 1);
         const auto& ev = b.gateway_events[i];
+        desks_.set_rules_before_cancels(b.desks_before_cancels);
         desks_.event(ev, b.timestamp_base + i);
+        desks_.set_rules_before_cancels(false);
         const auto* g = desks_.registry()->find(ev.gateway);
         if (ev.kind == wire::gateway_event_kind::reset) trading_.reset(b.timestamp_base + i);
         else if (!g || !(g->roles & wire::roles::broker)) continue;
@@ -638,7 +640,9 @@ void shard::execute_payout_answers(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
     if (shard_of(b.payout_desks[i], count_) != index_ || b.results[i] != result::ok) continue;  // the owner writes it
     deciding(b, i + 1);
+    desks_.set_rules_before_cancels(b.desks_before_cancels);
     b.results[i] = desks_.answer(b.payout_answers[i], b.payout_desks[i], b.timestamp_base + i);
+    desks_.set_rules_before_cancels(false);
   }
 }
 

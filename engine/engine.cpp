@@ -87,8 +87,8 @@ static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 // equb::period_max_ns are refused (period_too_long); older records replay them as taken.
 // Version 6: payout desks cancel the gateways a payout leaves, keep a gateway's payouts in
 // flight past its session closing, and take answers by newer rules (actors/payout_desk.hpp:
-// overpayments, released dead letters); older records of answers and of sessions closing
-// are refused (old_desk_record: the build that wrote them replays them).
+// overpayments, released dead letters); older records' answers and sessions' events are
+// taken by the rules of the builds that wrote them (batch::desks_before_cancels).
 constexpr uint16_t batch_record_version = 6;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
 constexpr uint16_t batch_flag_emitted = 1;
@@ -2730,6 +2730,7 @@ class engine_impl {
       return false;
     }
     b->before_period_cap = h.version < 5;
+    b->desks_before_cancels = h.version < 6;
     if (h.version < 3 && b->kind == op_kind::equb_ops)
       for (auto& op : b->equb_ops)
         if (op.kind == wire::equb_op_kind::payout_to ||
@@ -2745,14 +2746,6 @@ class engine_impl {
         return false;
       }
     }
-    if (h.version < 6) {
-      bool closes = false;
-      for (const auto& ev : b->gateway_events) closes = closes || ev.kind == wire::gateway_event_kind::down;
-      if (b->kind == op_kind::payout_answers || (b->kind == op_kind::gateway_events && closes)) {
-        *error = "wal: " + where() + ": " + old_desk_record;
-        return false;
-      }
-    }
     out->version = h.version;
     out->batch = std::move(b);
     out->chain = h.chain;
@@ -2760,10 +2753,6 @@ class engine_impl {
     return true;
   }
 
-  static constexpr const char* old_desk_record =
-      "a payout answer or gateway session closing recorded by an older build (record version 5 or older, before "
-      "cancels and overpayments) that this build would decide differently: start the build that wrote it, take a "
-      "snapshot (mesob snapshot), stop it, then start this one";
   static constexpr const char* old_payout_record =
       "a payout record of an older build (record version 1, before a desk per shard and sweeps) that this build "
       "would replay differently: start the build that wrote it, take a snapshot (mesob snapshot), stop it, then "

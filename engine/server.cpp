@@ -1238,6 +1238,8 @@ server::~server() { stop(); }
 
 uint16_t server::port() const { return impl_->port_; }
 
+const server_config& server::config() const { return impl_->cfg_; }
+
 server_stats server::stats() const {
   constexpr auto r = std::memory_order_relaxed;
   server_stats s;
@@ -1299,9 +1301,11 @@ void push_payout_instructions(server& s, const std::string& gateway, std::vector
   const auto cancels = std::stable_partition(list.begin(), list.end(), [](const wire::payout_instruction& in) {
     return in.kind == wire::payout_instruction_kind::pay;
   });
+  const uint64_t limit = std::min<uint64_t>(s.config().frame_bytes_max, s.config().out_bytes_max) / 4;
+  const auto per_frame = ptrdiff_t(std::clamp<uint64_t>(limit / sizeof(wire::payout_instruction), 1, push_instructions_max));
   const auto push = [&](auto from, auto to, const char* topic) {
     for (auto at = from; at != to;) {
-      const auto end = to - at > ptrdiff_t(push_instructions_max) ? at + push_instructions_max : to;
+      const auto end = to - at > per_frame ? at + per_frame : to;
       s.push(gateway, topic, wire::payout_instructions_body({at, end}));
       at = end;
     }

@@ -117,6 +117,7 @@ class server {
   server& operator=(const server&) = delete;
 
   [[nodiscard]] uint16_t port() const;
+  [[nodiscard]] const server_config& config() const;
   [[nodiscard]] server_stats stats() const;
   // The open connections, oldest first (from any thread; updated when a connection
   // opens, authenticates or closes, and with each request it sends).
@@ -141,7 +142,8 @@ class server {
 
 // Payout instructions to a gateway's sessions: pays under topic "payouts", cancels under
 // "payout_cancels" (so that a gateway that knows only pays never takes a cancel for
-// one), pays first, in frames of at most push_instructions_max.
+// one), pays first, in frames of at most push_instructions_max and of at most a quarter
+// of the server's frame and queue limits.
 constexpr size_t push_instructions_max = 4096;  // 160 KiB of instructions a frame
 void push_payout_instructions(server& s, const std::string& gateway, std::vector<wire::payout_instruction>&& list);
 

@@ -240,7 +240,8 @@ static_assert(std::is_trivially_copyable_v<payout>);
 // every attempt and every gateway. A cancel (pushed under its own topic, so that a
 // gateway that knows only pay instructions never takes one for a payment) asks the
 // gateway not to pay the payout if it has not: it answers the attempt named failed if it
-// did not pay, settled if it did.
+// did not pay, settled if it did. It covers the attempts up to the one it names: a pay
+// instruction of a later attempt stands (it may come first).
 enum class payout_instruction_kind : uint8_t { pay = 0, cancel = 1 };
 struct payout_instruction {
   uint64_t payout_id = 0;

@@ -829,7 +829,9 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   const auto after = e().lookup_payouts(0, 100);
   ASSERT_EQ(after.payouts.size(), 1u);
   EXPECT_EQ(after.payouts[0].id, 40u);
-  EXPECT_EQ(after.payouts[0].st, state::waiting);  // no session is up after a start
+  // No session is up after a start: it stays in flight at alpha (which may have it),
+  // with an answer deadline from the start.
+  EXPECT_EQ(after.payouts[0].st, state::in_flight);
   EXPECT_EQ(before.breakers.size(), after.breakers.size());
   EXPECT_EQ(account(2).debits_posted, 200u);
   EXPECT_EQ(available(3), starting);
@@ -838,7 +840,9 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   // Duplicates of answers from before the restart are still recognised.
   EXPECT_EQ(answer("alpha", 41, 1, 200, wire::payout_outcome::settled), result::payout_already_resolved);
   EXPECT_EQ(answer("alpha", 42, 1, 300, wire::payout_outcome::failed), result::payout_already_resolved);
-  up("beta");  // the first to come back takes it (a new attempt)
+  up("beta");  // not alpha: 40 is not moved before its deadline
+  EXPECT_TRUE(take().empty());
+  advance_ms(1100);  // alpha did not come back in time: beta takes it (a new attempt)
   auto s = pays(take());
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "beta");
@@ -854,14 +858,14 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   ASSERT_EQ(again.payouts.size(), 2u);
   EXPECT_EQ(again.payouts[0].id, 40u);
   EXPECT_EQ(again.payouts[1].id, 43u);
-  up("beta");
+  up("beta");  // both were in flight at beta: sent again, the same attempts
   s = pays(take());
   ASSERT_EQ(s.size(), 2u);
   // Attempt 1 of 40 (alpha, before the first restart) settles it even now: once. beta,
   // told to cancel, paid too: an overpayment, counted, the ledger unchanged.
   EXPECT_EQ(answer("alpha", 40, 1, 100, wire::payout_outcome::settled), result::ok);
-  EXPECT_EQ(answer("beta", 40, 3, 100, wire::payout_outcome::settled), result::payout_overpaid);
-  EXPECT_EQ(answer("beta", 40, 3, 100, wire::payout_outcome::settled), result::payout_already_resolved);
+  EXPECT_EQ(answer("beta", 40, 2, 100, wire::payout_outcome::settled), result::payout_overpaid);
+  EXPECT_EQ(answer("beta", 40, 2, 100, wire::payout_outcome::settled), result::payout_already_resolved);
   // (Desks on different shards hand their instructions over in no fixed order.)
   const auto to_43 = std::find_if(s.begin(), s.end(), [](const sent& x) { return x.in.payout_id == 43; });
   ASSERT_NE(to_43, s.end());
@@ -1310,12 +1314,11 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
     EXPECT_FALSE(e);
     EXPECT_NE(err.find("record version 1"), std::string::npos) << err;
   }
-  // Version 5 (before cancels and overpayments): answers and sessions closing are
-  // refused; a session opening replays.
-  for (const auto& [kind, ev_kind, refused] :
-       {std::tuple{actors::op_kind::payout_answers, wire::gateway_event_kind::up, true},
-        std::tuple{actors::op_kind::gateway_events, wire::gateway_event_kind::down, true},
-        std::tuple{actors::op_kind::gateway_events, wire::gateway_event_kind::up, false}}) {
+  // Version 5 (before cancels and overpayments): answers and sessions' events replay, by
+  // the rules of the builds that wrote them (payout_desk_test shows the rules differ).
+  for (const auto& [kind, ev_kind] : {std::pair{actors::op_kind::payout_answers, wire::gateway_event_kind::up},
+                                      std::pair{actors::op_kind::gateway_events, wire::gateway_event_kind::down},
+                                      std::pair{actors::op_kind::gateway_events, wire::gateway_event_kind::reset}}) {
     temp_dir dir;
     std::vector<uint8_t> op;
     if (kind == actors::op_kind::payout_answers) {
@@ -1335,10 +1338,7 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
     write_batch_record(dir.path(), 5, uint16_t(kind), 1, op);
     std::string err;
     auto e = engine::engine::open(test_config(dir.path()), &err);
-    EXPECT_EQ(!e, refused) << err;
-    if (refused) {
-      EXPECT_NE(err.find("record version 5 or older"), std::string::npos) << err;
-    }
+    EXPECT_TRUE(e) << err;
   }
   {
     temp_dir dir;

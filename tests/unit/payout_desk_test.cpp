@@ -283,5 +283,80 @@ TEST(payout_desk, a_retry_past_the_attempts_a_payout_keeps_is_refused) {
   EXPECT_EQ(t.op(cancel1, account, 5000), wire::result::ok);
 }
 
+// Answers and sessions' events from log records of version 5 and older are taken by the
+// rules of the builds that wrote them, so that replay decides what they decided; this
+// build's rules differ on the same inputs.
+TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
+  auto reg = std::make_shared<gateways::registry>();
+  for (const auto& [name, priority, settlement] : {std::tuple{"alpha", 1u, 7001ull}, std::tuple{"beta", 2u, 7002ull}}) {
+    wire::gateway_op op{};
+    op.kind = wire::gateway_op_kind::register_gateway;
+    ASSERT_TRUE(gateways::set_op_id(op, name));
+    op.rail = 1;
+    op.priority = priority;
+    op.roles = 1;
+    op.answer_timeout_ms = 1000;
+    op.currencies_n = 1;
+    op.currencies[0] = {etb, 0, settlement};
+    op.secret_bytes = 32;
+    for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
+    ASSERT_EQ(reg->apply(op, 1), wire::result::ok);
+  }
+  const uint32_t alpha = reg->find("alpha")->number, beta = reg->find("beta")->number;
+  const uint64_t account = desk_account(etb, 0);
+  auto the_payout = [&](desk_table& t) {
+    const payout_entry* out = nullptr;
+    t.for_each_desk([&](const desk& d) {
+      if (auto it = d.payouts.find(5); it != d.payouts.end()) out = &it->second;
+    });
+    return out;
+  };
+  auto answer = [&](desk_table& t, uint32_t g, uint32_t attempt, wire::payout_outcome o, uint64_t ts) {
+    wire::payout_answer a{};
+    a.payout_id = 5;
+    a.amount = 100;
+    a.currency = etb;
+    a.attempt = attempt;
+    a.outcome = o;
+    a.gateway = g;
+    return t.answer(a, account, ts);
+  };
+  for (const bool before : {true, false}) {
+    SCOPED_TRACE(before ? "rules before cancels" : "this build's rules");
+    desk_table t;
+    t.set_registry(reg);
+    t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
+    t.event({beta, wire::gateway_event_kind::up, {}}, 11);
+    wire::transfer hold{};
+    hold.id = hold_id(5);
+    hold.debit_account_id = 9;
+    hold.credit_account_id = account;
+    hold.amount = 100;
+    hold.currency = etb;
+    hold.code = 1;
+    hold.user_data = 251911000005;
+    t.held(hold, 20);
+    ASSERT_NE(the_payout(t), nullptr);
+    ASSERT_EQ(the_payout(t)->attempts.size(), 1u);
+    t.set_rules_before_cancels(before);
+    t.event({alpha, wire::gateway_event_kind::down, {}}, 30);  // alpha had it in flight
+    t.set_rules_before_cancels(false);
+    if (!before) {
+      EXPECT_EQ(the_payout(t)->attempts.size(), 1u) << "kept in flight at alpha";
+      t.run_due(20 + 1'000'000'001);  // its deadline passes: beta
+    }
+    ASSERT_EQ(the_payout(t)->attempts.size(), 2u);
+    EXPECT_EQ(the_payout(t)->attempts.back().gateway, beta);
+    EXPECT_EQ(answer(t, beta, 2, wire::payout_outcome::failed, 2'000'000'000), wire::result::ok);
+    EXPECT_EQ(the_payout(t)->st, state::dead);  // alpha never answered
+    t.set_rules_before_cancels(before);
+    // alpha answers it did not pay: a late answer then; a release now.
+    EXPECT_EQ(answer(t, alpha, 1, wire::payout_outcome::failed, 2'000'000'100),
+              before ? wire::result::payout_answer_late : wire::result::ok);
+    EXPECT_EQ(the_payout(t)->st, before ? state::dead : state::failing);
+    t.set_rules_before_cancels(false);
+  }
+}
+
 }  // namespace
 }  // namespace mesob::actors::payouts
