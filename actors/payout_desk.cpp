@@ -97,7 +97,7 @@ wire::transfer sweep_transfer(const desk& d, uint64_t settlement, const sweep& s
 namespace {
 // Version 2 adds the desk's payout account (and breakers keep 64 outcomes, not 20);
 // version 1 rows are slot 0's. Desk version 3 adds the sweeps.
-constexpr uint32_t payout_format = 2, desk_format = 3, sessions_format = 1;
+constexpr uint32_t payout_format = 3, desk_format = 3, sessions_format = 1;
 constexpr uint32_t list_max = attempts_kept_max;
 }  // namespace
 
@@ -132,6 +132,7 @@ std::vector<uint8_t> encode_payout(const payout_entry& p) {
   }
   w.put(uint32_t(p.given_up.size()));
   for (const auto g : p.given_up) w.put(g);
+  w.put(p.cancel_wait);
   return std::move(w.out);
 }
 
@@ -139,7 +140,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
   byte_reader r{bytes};
   payout_entry p;
   const uint32_t format = r.get<uint32_t>();
-  if (format != 1 && format != payout_format) {
+  if (format < 1 || format > payout_format) {
     *why = "payout: unknown format";
     return false;
   }
@@ -188,6 +189,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
     return false;
   }
   for (uint32_t i = 0; i < ng; ++i) p.given_up.push_back(r.get<uint32_t>());
+  if (format >= 3) p.cancel_wait = r.get<uint32_t>();
   if (r.short_read || r.at != bytes.size()) {
     *why = "payout " + std::to_string(p.id) + ": truncated or trailing bytes";
     return false;
@@ -201,6 +203,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused) || st == uint8_t(state::failing)) &&
        p.chain_step == 0) ||
       (st == uint8_t(state::dead) && dead == 0) ||  // (rows of other states may keep a reason: older builds')
+      (p.cancel_wait != 0 && (st != uint8_t(state::waiting) || p.attempts.empty())) ||
       (st == uint8_t(state::resolved) && (p.due == 0 || !another_may_pay(p, p.settled_by)))) {
     *why = "payout " + std::to_string(p.id) + ": a field is out of range";
     return false;
@@ -493,6 +496,7 @@ void desk_table::breaker_moved(const desk& d, uint32_t gateway, const breaker& b
 }
 
 void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
+  p.cancel_wait = 0;
   if (p.attempts.size() - p.routing_base >= attempts_max) return make_dead(d, p, dead_reason::attempts, now);
   // Candidates in priority order, then number.
   std::vector<const gateways::gateway*> serving;
@@ -527,6 +531,16 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
   const gateways::gateway* gw = registry_->find(g);
   const bool again_here = uint32_t(tries) < tries_per_gateway && gw && gw->enabled && sessions(g) > 0 &&
                           d.breakers[g].ph == breaker::phase::closed;
+  if (!again_here && !before_cancels_ && sessions(g) > 0) {
+    // Leaving a gateway that can hear: ask it to cancel first, and wait one more answer
+    // timeout for it to say whether it paid.
+    p.st = state::waiting;
+    p.cancel_wait = g;
+    cancel_at(p, g, uint32_t(p.attempts.size()));
+    touch(d, p);
+    schedule(p, now + timeout_ns(g));
+    return;
+  }
   if (!again_here) return route(d, p, now);  // the next gateway, at once
   // Exponential backoff with jitter (from the payout and attempt: replay agrees).
   const uint64_t wait = gateways::backoff_ns(timeout_ns(g), uint32_t(p.attempts.size() - p.routing_base), p.id);
@@ -544,6 +558,7 @@ void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t set
 
 void desk_table::start_chain(desk& d, payout_entry& p, state st) {
   p.st = st;
+  p.cancel_wait = 0;
   p.dead = dead_reason::none;  // no longer a dead letter
   p.refusal = result::ok;
   p.due = 0;
@@ -763,6 +778,11 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
   }
   note_failed(d, *p, a);
   if (!current) {
+    // The gateway asked to cancel did not pay: on to the next one now.
+    if (p->st == state::waiting && p->cancel_wait == a.gateway && !may_pay(*p, a.gateway)) {
+      route(d, *p, ts);
+      return result::ok;
+    }
     // The last gateway that might have paid a dead letter did not: its hold is released.
     if (p->st == state::dead && p->dead == dead_reason::unsettled_elsewhere && !another_may_pay(*p, 0)) {
       release(d, *p, false);
@@ -897,7 +917,9 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     std::vector<payout_entry*> to_route;
     for (auto& [id, p] : d.payouts) {
       if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
-        if (g) send(d, p, *g, ts, false);  // the same instruction again, its answer due from now
+        // The same instruction again, its deadline kept (one already passed: its timer,
+        // later in this batch, moves it on; sent again now, it would be paid twice).
+        if (g && (before_cancels_ || p.due > ts)) send(d, p, *g, ts, false);
       } else if (up && p.st == state::waiting && p.wait_since != 0) {
         to_route.push_back(&p);
       } else if (!up && before_cancels_ && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
@@ -915,17 +937,24 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     std::vector<const payout_entry*> left;
     const auto cancel_left = [&](const payout_entry& p) {
       const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
-                              p.attempts.back().gateway == e.gateway;
+                              p.attempts.back().gateway == e.gateway && p.cancel_wait != e.gateway;
       if (!works_here && p.settled_by != e.gateway && may_pay(p, e.gateway)) left.push_back(&p);
     };
     for (const auto& [id, p] : d.payouts) cancel_left(p);
     for (const auto& [id, p] : d.watched) cancel_left(p);
-    const auto upto = left.begin() + std::ptrdiff_t(std::min(left.size(), cancels_on_open_max));
-    std::partial_sort(left.begin(), upto, left.end(), [](auto* a, auto* b) { return a->id < b->id; });
-    for (auto it = left.begin(); it != upto; ++it)
+    // A page of at most cancels_on_open_max, in payout id order from past the last page
+    // this gateway got (then from the lowest again): every one comes in turn.
+    uint64_t& after = cancel_pages_[{d.account, e.gateway}];
+    const auto by_id = [](auto* a, auto* b) { return a->id < b->id; };
+    std::sort(left.begin(), left.end(), by_id);
+    auto from = std::upper_bound(left.begin(), left.end(), after, [](uint64_t v, auto* p) { return v < p->id; });
+    if (from == left.end()) from = left.begin();
+    const auto upto = from + std::ptrdiff_t(std::min<size_t>(size_t(left.end() - from), cancels_on_open_max));
+    for (auto it = from; it != upto; ++it)
       latest_attempts(**it, [&](const attempt& a, uint32_t k) {
         if (a.gateway == e.gateway) cancel_at(**it, a.gateway, k);
       });
+    after = upto == from ? 0 : (*(upto - 1))->id;
   }
 }
 

@@ -35,7 +35,7 @@
 //    another, becomes a dead letter, settles through another, or an operator cancels it)
 //    sends that gateway a cancel for its latest attempt there (wire::payout_instruction,
 //    kind cancel), again when its first session opens (at most cancels_on_open_max a
-//    desk, lowest payout ids first). The gateway answers that
+//    desk, a page at a time in payout id order). The gateway answers that
 //    attempt failed if it did not pay, settled if it did. A failed answer from the last
 //    gateway that might pay a dead letter `unsettled_elsewhere` releases its hold.
 //  - overpayments: a payout that ends (settled, failed, cancelled) while a gateway may still
@@ -49,7 +49,11 @@
 //  - no answer by the gateway's answer timeout -> the gateway's breaker counts a timeout;
 //    after tries_per_gateway timeouts the payout gives that gateway up; it is retried
 //    after an exponential backoff with jitter (deterministic: from the payout id and the
-//    attempt), on the same gateway while it may, else at once on the next one. At
+//    attempt), on the same gateway while it may, else on the next one: at once if the
+//    gateway has no session up, else after asking it to cancel (below) and waiting one
+//    more answer timeout for that answer (a `failed` moves it on at once, a `settled`
+//    settles it), so that a gateway that paid and was slow to say so is asked before
+//    another pays. At
 //    attempts_max attempts, or with every gateway of its rail given up, or after
 //    route_wait_max with no gateway to take it, it becomes a dead letter: its hold stays,
 //    operators retry it (routes afresh) or cancel it (void).
@@ -152,8 +156,9 @@ constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no ga
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
 constexpr uint64_t sweep_retry_ns = 60'000'000'000ull;      // a refused sweep is tried again
 constexpr uint64_t watch_keep_ns = 30 * 86'400'000'000'000ull;  // a resolved payout waits for late answers
-// Cancels a desk re-sends when a gateway's first session opens, lowest payout ids first
-// (a gateway that never answers them would otherwise get them all in one burst).
+// Cancels a desk re-sends when a gateway's first session opens, a page at a time in
+// payout id order, the next page at the next opening (a gateway that never answers them
+// would otherwise get them all in one burst, past the server's queue limit).
 constexpr size_t cancels_on_open_max = 1024;
 // Breakers (per desk and gateway) and the retry backoff: actors/breaker.hpp.
 using gateways::breaker;
@@ -206,6 +211,7 @@ struct payout_entry {
   uint64_t settlement = 0;       // settling, settle_refused: its settlement account (as sent)
   uint32_t routing_base = 0;     // attempts before the current routing (operators' retries)
   uint64_t chain_step = 0;       // settling, failing: the chain's first step
+  uint32_t cancel_wait = 0;      // waiting: for this gateway's answer to a cancel (0: not)
   std::vector<attempt> attempts;     // attempt k at k - 1
   std::vector<uint32_t> given_up;    // gateways this routing gave up on
   bool listed_dirty = false;         // not stored
@@ -311,8 +317,9 @@ struct desk {
 // Whether a gateway other than `except` (0: none) may still pay p.
 [[nodiscard]] bool another_may_pay(const payout_entry& p, uint32_t except);
 
-// Byte forms for snapshots (version 2; version 1 rows, from before desks per shard, are
-// slot 0's); decoders refuse damage they can see.
+// Byte forms for snapshots (payout rows version 3, with cancel_wait; version 2 without;
+// version 1 rows, from before desks per shard, are slot 0's); decoders refuse damage they
+// can see.
 [[nodiscard]] std::vector<uint8_t> encode_payout(const payout_entry& p);
 bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::string* why);
 [[nodiscard]] std::vector<uint8_t> encode_desk(const desk& d);  // without its payouts
@@ -452,6 +459,9 @@ class desk_table {
   instruct_fn instruct_;
   event_fn events_;
   bool before_cancels_ = false;
+  // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
+  // gateway's first session opened. It shapes instructions only (not logged, not kept).
+  std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;
 };
 
 }  // namespace mesob::actors::payouts

@@ -259,6 +259,13 @@ shard_stats shard::stats() const {
 }
 
 void shard::execute(batch& b) {
+  // What desks decide within an older build's record (timers, events, answers) follows
+  // that build's rules.
+  struct desk_rules {
+    payouts::desk_table& t;
+    desk_rules(payouts::desk_table& d, bool before) : t(d) { t.set_rules_before_cancels(before); }
+    ~desk_rules() { t.set_rules_before_cancels(false); }
+  } rules(desks_, b.desks_before_cancels);
   // Set-aside transfers of earlier batches settle before anything that is not a
   // transfer batch, or that expires pending transfers (expire_until: it changes accounts).
   if (b.kind != op_kind::create_transfers) settle_all();
@@ -273,9 +280,7 @@ void shard::execute(batch& b) {
       if (b.results[i] == result::ok) {
         deciding(b, i + 1);
         const auto& ev = b.gateway_events[i];
-        desks_.set_rules_before_cancels(b.desks_before_cancels);
         desks_.event(ev, b.timestamp_base + i);
-        desks_.set_rules_before_cancels(false);
         const auto* g = desks_.registry()->find(ev.gateway);
         if (ev.kind == wire::gateway_event_kind::reset) trading_.reset(b.timestamp_base + i);
         else if (!g || !(g->roles & wire::roles::broker)) continue;
@@ -640,9 +645,7 @@ void shard::execute_payout_answers(batch& b) {
   for (uint32_t i = 0; i < b.count; ++i) {
     if (shard_of(b.payout_desks[i], count_) != index_ || b.results[i] != result::ok) continue;  // the owner writes it
     deciding(b, i + 1);
-    desks_.set_rules_before_cancels(b.desks_before_cancels);
     b.results[i] = desks_.answer(b.payout_answers[i], b.payout_desks[i], b.timestamp_base + i);
-    desks_.set_rules_before_cancels(false);
   }
 }
 

@@ -304,7 +304,8 @@ TEST_F(payout_engine, timeouts_retry_with_backoff_then_fall_back_to_the_next_gat
   auto s = take();
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "alpha");  // priority 1 first
-  // alpha never answers: 3 tries there (timeout 1 s, backoff between), then beta.
+  // alpha never answers: 3 tries there (timeout 1 s, backoff between), then alpha is
+  // asked to cancel, and one more timeout later beta takes it.
   std::vector<std::string> route;
   for (int step = 0; step < 40 && route.size() < 4; ++step) {
     advance_ms(500);
@@ -315,11 +316,8 @@ TEST_F(payout_engine, timeouts_retry_with_backoff_then_fall_back_to_the_next_gat
   ASSERT_GE(route.size(), 4u);
   EXPECT_EQ(route[0], "alpha#2");
   EXPECT_EQ(route[1], "alpha#3");
-  // beta takes it, and alpha is told to cancel its latest attempt (desks hand each
-  // gateway's list over in no fixed order).
-  std::sort(route.begin() + 2, route.end());
-  EXPECT_EQ(route[2], "beta#4");
-  EXPECT_EQ(route[3], "cancel alpha#3");
+  EXPECT_EQ(route[2], "cancel alpha#3");
+  EXPECT_EQ(route[3], "beta#4");
   const auto p = payout(10);
   EXPECT_EQ(p.attempts.size(), 4u);
   EXPECT_EQ(p.given_up, (std::vector<uint32_t>{number("alpha")}));
@@ -329,6 +327,48 @@ TEST_F(payout_engine, timeouts_retry_with_backoff_then_fall_back_to_the_next_gat
   EXPECT_TRUE(resolved(10));
   EXPECT_EQ(account(settle_b).credits_posted, 100u);
   EXPECT_EQ(account(settle_a).credits_posted, 0u);
+  expect_payout_account_consistent();
+}
+
+// A gateway given up after its timeouts, with a session up, is asked to cancel before
+// another pays: its `failed` sends the payout on at once, its `settled` settles it and
+// the next gateway never gets it.
+TEST_F(payout_engine, a_gateway_given_up_is_asked_to_cancel_before_the_next_pays) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(13, 3, 130), result::ok);
+  ASSERT_EQ(pay(14, 4, 140), result::ok);
+  take();
+  // Both time out three times at alpha; each gets a cancel naming attempt 3.
+  std::map<uint64_t, uint32_t> asked;
+  for (int step = 0; step < 60 && asked.size() < 2; ++step) {
+    advance_ms(250);
+    for (const auto& x : take()) {
+      EXPECT_EQ(x.gateway, "alpha") << x.in.payout_id;
+      if (x.in.kind == wire::payout_instruction_kind::cancel) asked[x.in.payout_id] = x.in.attempt;
+    }
+  }
+  ASSERT_EQ(asked.size(), 2u);
+  EXPECT_EQ(asked[13], 3u);
+  EXPECT_EQ(asked[14], 3u);
+  EXPECT_EQ(payout(13).st, state::waiting);
+  EXPECT_EQ(payout(13).cancel_wait, number("alpha"));
+  // 13: alpha did not pay; beta gets it now, not a timeout later.
+  EXPECT_EQ(answer("alpha", 13, 3, 130, wire::payout_outcome::failed), result::ok);
+  auto s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "beta");
+  EXPECT_EQ(s[0].in.payout_id, 13u);
+  EXPECT_EQ(s[0].in.attempt, 4u);
+  // 14: alpha paid: settled through alpha; beta never gets it.
+  EXPECT_EQ(answer("alpha", 14, 3, 140, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(14));
+  advance_ms(2000);
+  EXPECT_TRUE(pays(take()).empty());
+  EXPECT_EQ(answer("beta", 13, 4, 130, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(account(settle_a).credits_posted, 140u);
+  EXPECT_EQ(account(settle_b).credits_posted, 130u);
+  EXPECT_TRUE(e().lookup_payouts(13, 1).watched_payouts.empty()) << "alpha answered: nothing kept";
   expect_payout_account_consistent();
 }
 
@@ -808,8 +848,9 @@ class payout_engine_replay : public payout_engine {
 };
 
 // Restarts with payouts in every state: from the log alone, then from a snapshot plus
-// the log. Nothing held is lost, nothing is paid twice, in-flight payouts wait for a
-// session and are sent again when one opens.
+// the log. Nothing held is lost; in-flight payouts stay at their gateway, are sent
+// again when it opens a session, and move on only when their deadline passes; a gateway
+// paying after another is an overpayment, not a second post.
 TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   up("alpha");
   up("beta");
@@ -861,6 +902,7 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   up("beta");  // both were in flight at beta: sent again, the same attempts
   s = pays(take());
   ASSERT_EQ(s.size(), 2u);
+  for (const auto& x : s) EXPECT_EQ(x.in.attempt, x.in.payout_id == 40 ? 2u : 1u) << x.in.payout_id;
   // Attempt 1 of 40 (alpha, before the first restart) settles it even now: once. beta,
   // told to cancel, paid too: an overpayment, counted, the ledger unchanged.
   EXPECT_EQ(answer("alpha", 40, 1, 100, wire::payout_outcome::settled), result::ok);
@@ -1278,8 +1320,9 @@ TEST(payout_engine_upgrade, a_longer_period_is_refused_now_and_replayed_as_taken
 
 // A log written by an older build (batch records of version 1) holding what payout desks
 // decide from is refused with what to do, since this build's desks would replay it
-// differently; a version 1 record of anything else replays. The log is written with the
-// engine's own log writer, as that build wrote it.
+// differently; a version 1 record of anything else replays. Version 5 records of answers
+// and sessions' events replay (payout_desk_test shows their rules). The log is written
+// with the engine's own log writer, as that build wrote it.
 TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what_to_do) {
   auto write_log = [](const std::string& data, uint16_t kind, const std::vector<uint8_t>& op, uint16_t flags = 0) {
     write_batch_record(data, 1, kind, 1, op, flags);

@@ -154,17 +154,23 @@ TEST(payout_desk, reconciliation_rows_from_before_overpayments_read_with_none) {
 }
 
 TEST(payout_desk, format_1_rows_are_slot_0s) {
-  // A format 1 payout row: the format 2 row without its desk field.
+  // A format 1 payout row: the format 2 row without its desk field; format 2, the format 3
+  // row without its cancel_wait (last).
   const payout_entry p = sample_payout();
-  auto v2 = encode_payout(p);
+  const auto v3 = encode_payout(p);
+  std::vector<uint8_t> v2(v3.begin(), v3.end() - 4);
+  v2[0] = 2;
+  payout_entry back;
+  std::string why;
+  ASSERT_TRUE(decode_payout(v2, &back, &why)) << why;
+  EXPECT_EQ(back.cancel_wait, 0u);
+  EXPECT_EQ(back.attempts.size(), 2u);
   std::vector<uint8_t> v1;
   byte_writer w;
   w.put(uint32_t(1));
   v1 = w.out;
   v1.insert(v1.end(), v2.begin() + 4, v2.begin() + 12);  // id
   v1.insert(v1.end(), v2.begin() + 20, v2.end());        // past the desk
-  payout_entry back;
-  std::string why;
   ASSERT_TRUE(decode_payout(v1, &back, &why)) << why;
   EXPECT_EQ(back.id, 42u);
   EXPECT_EQ(back.desk, desk_account(etb, 0));
@@ -338,9 +344,8 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     t.held(hold, 20);
     ASSERT_NE(the_payout(t), nullptr);
     ASSERT_EQ(the_payout(t)->attempts.size(), 1u);
-    t.set_rules_before_cancels(before);
+    t.set_rules_before_cancels(before);  // as a record of that version sets it
     t.event({alpha, wire::gateway_event_kind::down, {}}, 30);  // alpha had it in flight
-    t.set_rules_before_cancels(false);
     if (!before) {
       EXPECT_EQ(the_payout(t)->attempts.size(), 1u) << "kept in flight at alpha";
       t.run_due(20 + 1'000'000'001);  // its deadline passes: beta
@@ -349,13 +354,99 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     EXPECT_EQ(the_payout(t)->attempts.back().gateway, beta);
     EXPECT_EQ(answer(t, beta, 2, wire::payout_outcome::failed, 2'000'000'000), wire::result::ok);
     EXPECT_EQ(the_payout(t)->st, state::dead);  // alpha never answered
-    t.set_rules_before_cancels(before);
     // alpha answers it did not pay: a late answer then; a release now.
     EXPECT_EQ(answer(t, alpha, 1, wire::payout_outcome::failed, 2'000'000'100),
               before ? wire::result::payout_answer_late : wire::result::ok);
     EXPECT_EQ(the_payout(t)->st, before ? state::dead : state::failing);
-    t.set_rules_before_cancels(false);
   }
+  // A restart: in flight, it waited for any gateway then; it stays at its gateway now.
+  for (const bool before : {true, false}) {
+    SCOPED_TRACE(before ? "rules before cancels" : "this build's rules");
+    desk_table t;
+    t.set_registry(reg);
+    t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
+    wire::transfer hold{};
+    hold.id = hold_id(5);
+    hold.debit_account_id = 9;
+    hold.credit_account_id = account;
+    hold.amount = 100;
+    hold.currency = etb;
+    hold.code = 1;
+    hold.user_data = 251911000005;
+    t.held(hold, 20);
+    t.set_rules_before_cancels(before);
+    t.event({0, wire::gateway_event_kind::reset, {}}, 50);
+    EXPECT_EQ(the_payout(t)->st, before ? state::waiting : state::in_flight);
+    t.event({beta, wire::gateway_event_kind::up, {}}, 60);  // the first gateway back
+    EXPECT_EQ(the_payout(t)->attempts.back().gateway, before ? beta : alpha);
+  }
+}
+
+// Cancels re-sent when a gateway's first session opens come a page at a time, in payout
+// id order, the next page at the next opening, then from the lowest again.
+TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
+  auto reg = std::make_shared<gateways::registry>();
+  for (const auto& [name, priority, settlement] : {std::tuple{"alpha", 1u, 7001ull}, std::tuple{"beta", 2u, 7002ull}}) {
+    wire::gateway_op op{};
+    op.kind = wire::gateway_op_kind::register_gateway;
+    ASSERT_TRUE(gateways::set_op_id(op, name));
+    op.rail = 1;
+    op.priority = priority;
+    op.roles = 1;
+    op.answer_timeout_ms = 1000;
+    op.currencies_n = 1;
+    op.currencies[0] = {etb, 0, settlement};
+    op.secret_bytes = 32;
+    for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
+    ASSERT_EQ(reg->apply(op, 1), wire::result::ok);
+  }
+  const uint32_t alpha = reg->find("alpha")->number, beta = reg->find("beta")->number;
+  desk_table t;
+  t.set_registry(reg);
+  std::vector<wire::payout_instruction> to_alpha;
+  t.set_instruct([&](uint32_t g, std::vector<wire::payout_instruction>&& list) {
+    if (g == alpha) to_alpha.insert(to_alpha.end(), list.begin(), list.end());
+  });
+  t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
+  t.event({beta, wire::gateway_event_kind::up, {}}, 11);
+  const uint64_t n = cancels_on_open_max + 100;
+  for (uint64_t id = 1; id <= n; ++id) {
+    wire::transfer hold{};
+    hold.id = hold_id(id);
+    hold.debit_account_id = 9;
+    hold.credit_account_id = desk_account(etb, 0);
+    hold.amount = 100;
+    hold.currency = etb;
+    hold.code = 1;
+    hold.user_data = 251911000000 + id;
+    t.held(hold, 20);
+  }
+  // alpha goes down with all of them in flight; past the deadline they go to beta.
+  t.event({alpha, wire::gateway_event_kind::down, {}}, 30);
+  t.run_due(20 + 1'000'000'001);
+  t.flush();
+  to_alpha.clear();
+  auto opening = [&](uint64_t ts) {
+    t.event({alpha, wire::gateway_event_kind::up, {}}, ts);
+    t.flush();
+    std::vector<uint64_t> ids;
+    for (const auto& in : to_alpha) {
+      EXPECT_EQ(in.kind, wire::payout_instruction_kind::cancel);
+      EXPECT_EQ(in.attempt, 1u);
+      ids.push_back(in.payout_id);
+    }
+    to_alpha.clear();
+    t.event({alpha, wire::gateway_event_kind::down, {}}, ts + 1);
+    return ids;
+  };
+  const auto first = opening(1'500'000'000), second = opening(1'600'000'000), third = opening(1'700'000'000);
+  ASSERT_EQ(first.size(), cancels_on_open_max);
+  EXPECT_EQ(first.front(), 1u);
+  EXPECT_EQ(first.back(), cancels_on_open_max);
+  ASSERT_EQ(second.size(), 100u);
+  EXPECT_EQ(second.front(), cancels_on_open_max + 1);
+  EXPECT_EQ(second.back(), n);
+  EXPECT_EQ(third, first);
 }
 
 }  // namespace
