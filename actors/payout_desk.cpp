@@ -715,6 +715,24 @@ result answer_fits(const payout_entry& p, const wire::payout_answer& a) {
 }
 }  // namespace
 
+result desk_table::took_settled(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts) {
+  breaker& b = d.breakers[a.gateway];
+  ++b.settled;
+  b.settled_amount += p.amount;
+  record(d, a.gateway, p.id, false, ts);
+  note_settled(d, p, a.gateway);
+  settle(d, p, a.gateway, p.attempts[a.attempt - 1].settlement);  // whichever attempt: the money went out
+  return result::ok;
+}
+
+void desk_table::took_failed(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts) {
+  breaker& b = d.breakers[a.gateway];
+  ++b.failed;
+  b.failed_amount += p.amount;
+  record(d, a.gateway, p.id, true, ts);
+  p.gateway_reason = a.reason;
+}
+
 // The answer rules of the builds before cancels (records of version 5 and older).
 result desk_table::answer_before_cancels(const wire::payout_answer& a, uint64_t desk_account, uint64_t ts) {
   const auto [dp, p] = held_payout(desk_account, a.payout_id);
@@ -723,25 +741,15 @@ result desk_table::answer_before_cancels(const wire::payout_answer& a, uint64_t 
   if (const result r = answer_fits(*p, a); r != result::ok) return r;
   if (p->st == state::settling || p->st == state::settle_refused || p->st == state::failing)
     return result::payout_already_resolved;
-  breaker& b = d.breakers[a.gateway];
   const bool current = p->st == state::in_flight && a.attempt == p->attempts.size();
   attempt& at = p->attempts[a.attempt - 1];
-  if (a.outcome == wire::payout_outcome::settled) {
-    ++b.settled;
-    b.settled_amount += p->amount;
-    record(d, a.gateway, p->id, false, ts);
-    settle(d, *p, a.gateway, at.settlement);
-    return result::ok;
-  }
+  if (a.outcome == wire::payout_outcome::settled) return took_settled(d, *p, a, ts);
   if (!at.failed) {
     at.failed = true;
     touch(d, *p);
   }
   if (!current) return result::payout_answer_late;
-  ++b.failed;
-  b.failed_amount += p->amount;
-  record(d, a.gateway, p->id, true, ts);
-  p->gateway_reason = a.reason;
+  took_failed(d, *p, a, ts);
   for (size_t k = 0; k + 1 < p->attempts.size(); ++k)
     if (p->attempts[k].gateway != a.gateway && !p->attempts[k].failed) {
       make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);
@@ -765,17 +773,8 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     if (kept && !another_may_pay(*p, p->settled_by)) unwatch(d, p->id);
     return result::payout_already_resolved;
   }
-  breaker& b = d.breakers[a.gateway];
   const bool current = p->st == state::in_flight && a.attempt == p->attempts.size();
-  attempt& at = p->attempts[a.attempt - 1];
-  if (a.outcome == wire::payout_outcome::settled) {
-    ++b.settled;
-    b.settled_amount += p->amount;
-    record(d, a.gateway, p->id, false, ts);
-    note_settled(d, *p, a.gateway);
-    settle(d, *p, a.gateway, at.settlement);  // whichever attempt: the money went out
-    return result::ok;
-  }
+  if (a.outcome == wire::payout_outcome::settled) return took_settled(d, *p, a, ts);
   note_failed(d, *p, a);
   if (!current) {
     // The gateway asked to cancel did not pay: on to the next one now.
@@ -790,10 +789,7 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     }
     return result::payout_answer_late;
   }
-  ++b.failed;
-  b.failed_amount += p->amount;
-  record(d, a.gateway, p->id, true, ts);
-  p->gateway_reason = a.reason;
+  took_failed(d, *p, a, ts);
   // Another gateway it went to, never answered, may still pay.
   if (another_may_pay(*p, a.gateway)) {
     make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);

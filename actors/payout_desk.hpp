@@ -420,6 +420,10 @@ class desk_table {
   // A new attempt, or the latest one again (a session opened): its deadline stays.
   void send(desk& d, payout_entry& p, const gateways::gateway& g, uint64_t now, bool new_attempt);
   wire::result answer_before_cancels(const wire::payout_answer& a, uint64_t desk, uint64_t ts);
+  // A settled answer of a payout held (any attempt: the money went out), and a failed
+  // answer of its current attempt: breaker counts, then the settlement.
+  wire::result took_settled(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts);
+  void took_failed(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts);
   // Cancels to the gateways other than `except` (0: none) that may still pay p.
   void cancel_elsewhere(const payout_entry& p, uint32_t except);
   void cancel_at(const payout_entry& p, uint32_t gateway, uint32_t attempt);

@@ -205,6 +205,15 @@ class payout_engine : public ::testing::Test {
     EXPECT_TRUE(audit.balanced) << audit.detail;
   }
 
+  // Closes the engine and reads its event log: the events of one type.
+  std::vector<wire::event> closed_events(wire::event_type type) {
+    fx_.close();
+    std::vector<wire::event> out;
+    for (const auto& ev : all_events(fx_.dir()))
+      if (ev.type == type) out.push_back(ev);
+    return out;
+  }
+
   engine_fixture fx_;
   std::mutex mu_;
   std::vector<sent> sent_;
@@ -536,10 +545,7 @@ TEST_F(payout_engine, breaker_opens_on_failures_probes_half_open_and_closes) {
   expect_payout_account_consistent();
   // Each change of alpha's breaker at this desk is an event: open, half open, closed.
   const uint32_t alpha = number("alpha");
-  fx_.close();
-  std::vector<wire::event> moves;
-  for (const auto& ev : all_events(fx_.dir()))
-    if (ev.type == wire::event_type::payout_breaker) moves.push_back(ev);
+  const auto moves = closed_events(wire::event_type::payout_breaker);
   ASSERT_EQ(moves.size(), 3u);
   const uint16_t want[] = {2, 3, 1};
   for (size_t i = 0; i < 3; ++i) {
@@ -719,10 +725,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   expect_payout_account_consistent();
 
   // Each overpayment is an event.
-  fx_.close();
-  std::vector<wire::event> over;
-  for (const auto& ev : all_events(fx_.dir()))
-    if (ev.type == wire::event_type::payout_overpaid) over.push_back(ev);
+  const auto over = closed_events(wire::event_type::payout_overpaid);
   ASSERT_EQ(over.size(), 1u);
   EXPECT_EQ(over[0].ref.lo, 60u);
   EXPECT_EQ(over[0].ref.hi, 1u);
@@ -767,10 +770,7 @@ TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a
   EXPECT_EQ(available(8), starting) << "the ledger is unchanged";
   EXPECT_TRUE(e().lookup_payouts(71, 1).watched_payouts.empty());
   expect_payout_account_consistent();
-  fx_.close();
-  std::vector<wire::event> over;
-  for (const auto& ev : all_events(fx_.dir()))
-    if (ev.type == wire::event_type::payout_overpaid) over.push_back(ev);
+  const auto over = closed_events(wire::event_type::payout_overpaid);
   ASSERT_EQ(over.size(), 1u);
   EXPECT_EQ(over[0].code, 3u) << "it had been cancelled";
 }

@@ -289,15 +289,14 @@ TEST(payout_desk, a_retry_past_the_attempts_a_payout_keeps_is_refused) {
   EXPECT_EQ(t.op(cancel1, account, 5000), wire::result::ok);
 }
 
-// Answers and sessions' events from log records of version 5 and older are taken by the
-// rules of the builds that wrote them, so that replay decides what they decided; this
-// build's rules differ on the same inputs.
-TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
+// A registry of alpha (priority 1) and beta (priority 2), mobile money in ETB, answer
+// timeout 1 s.
+std::shared_ptr<gateways::registry> two_gateways() {
   auto reg = std::make_shared<gateways::registry>();
   for (const auto& [name, priority, settlement] : {std::tuple{"alpha", 1u, 7001ull}, std::tuple{"beta", 2u, 7002ull}}) {
     wire::gateway_op op{};
     op.kind = wire::gateway_op_kind::register_gateway;
-    ASSERT_TRUE(gateways::set_op_id(op, name));
+    if (!gateways::set_op_id(op, name)) return reg;
     op.rail = 1;
     op.priority = priority;
     op.roles = 1;
@@ -306,8 +305,30 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     op.currencies[0] = {etb, 0, settlement};
     op.secret_bytes = 32;
     for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
-    ASSERT_EQ(reg->apply(op, 1), wire::result::ok);
+    if (reg->apply(op, 1) != wire::result::ok) return reg;
   }
+  return reg;
+}
+
+// The hold of payout `id` (100 ETB from wallet 9, mobile money) on slot 0's desk.
+wire::transfer hold_of(uint64_t id) {
+  wire::transfer hold{};
+  hold.id = hold_id(id);
+  hold.debit_account_id = 9;
+  hold.credit_account_id = desk_account(etb, 0);
+  hold.amount = 100;
+  hold.currency = etb;
+  hold.code = 1;
+  hold.user_data = 251911000000 + id;
+  return hold;
+}
+
+// Answers and sessions' events from log records of version 5 and older are taken by the
+// rules of the builds that wrote them, so that replay decides what they decided; this
+// build's rules differ on the same inputs.
+TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
+  const auto reg = two_gateways();
+  ASSERT_EQ(reg->size(), 2u);
   const uint32_t alpha = reg->find("alpha")->number, beta = reg->find("beta")->number;
   const uint64_t account = desk_account(etb, 0);
   auto the_payout = [&](desk_table& t) {
@@ -333,15 +354,7 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     t.set_registry(reg);
     t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
     t.event({beta, wire::gateway_event_kind::up, {}}, 11);
-    wire::transfer hold{};
-    hold.id = hold_id(5);
-    hold.debit_account_id = 9;
-    hold.credit_account_id = account;
-    hold.amount = 100;
-    hold.currency = etb;
-    hold.code = 1;
-    hold.user_data = 251911000005;
-    t.held(hold, 20);
+    t.held(hold_of(5), 20);
     ASSERT_NE(the_payout(t), nullptr);
     ASSERT_EQ(the_payout(t)->attempts.size(), 1u);
     t.set_rules_before_cancels(before);  // as a record of that version sets it
@@ -365,15 +378,7 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     desk_table t;
     t.set_registry(reg);
     t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
-    wire::transfer hold{};
-    hold.id = hold_id(5);
-    hold.debit_account_id = 9;
-    hold.credit_account_id = account;
-    hold.amount = 100;
-    hold.currency = etb;
-    hold.code = 1;
-    hold.user_data = 251911000005;
-    t.held(hold, 20);
+    t.held(hold_of(5), 20);
     t.set_rules_before_cancels(before);
     t.event({0, wire::gateway_event_kind::reset, {}}, 50);
     EXPECT_EQ(the_payout(t)->st, before ? state::waiting : state::in_flight);
@@ -385,21 +390,8 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
 // Cancels re-sent when a gateway's first session opens come a page at a time, in payout
 // id order, the next page at the next opening, then from the lowest again.
 TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
-  auto reg = std::make_shared<gateways::registry>();
-  for (const auto& [name, priority, settlement] : {std::tuple{"alpha", 1u, 7001ull}, std::tuple{"beta", 2u, 7002ull}}) {
-    wire::gateway_op op{};
-    op.kind = wire::gateway_op_kind::register_gateway;
-    ASSERT_TRUE(gateways::set_op_id(op, name));
-    op.rail = 1;
-    op.priority = priority;
-    op.roles = 1;
-    op.answer_timeout_ms = 1000;
-    op.currencies_n = 1;
-    op.currencies[0] = {etb, 0, settlement};
-    op.secret_bytes = 32;
-    for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
-    ASSERT_EQ(reg->apply(op, 1), wire::result::ok);
-  }
+  const auto reg = two_gateways();
+  ASSERT_EQ(reg->size(), 2u);
   const uint32_t alpha = reg->find("alpha")->number, beta = reg->find("beta")->number;
   desk_table t;
   t.set_registry(reg);
@@ -411,15 +403,7 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   t.event({beta, wire::gateway_event_kind::up, {}}, 11);
   const uint64_t n = cancels_on_open_max + 100;
   for (uint64_t id = 1; id <= n; ++id) {
-    wire::transfer hold{};
-    hold.id = hold_id(id);
-    hold.debit_account_id = 9;
-    hold.credit_account_id = desk_account(etb, 0);
-    hold.amount = 100;
-    hold.currency = etb;
-    hold.code = 1;
-    hold.user_data = 251911000000 + id;
-    t.held(hold, 20);
+    t.held(hold_of(id), 20);
   }
   // alpha goes down with all of them in flight; past the deadline they go to beta.
   t.event({alpha, wire::gateway_event_kind::down, {}}, 30);
