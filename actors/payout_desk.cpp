@@ -354,19 +354,12 @@ desk& desk_table::desk_of(uint64_t account) {
   return it->second;
 }
 
-std::pair<desk*, payout_entry*> desk_table::held_payout(uint64_t account, uint64_t payout_id) {
+std::pair<desk*, payout_entry*> desk_table::find_in(uint64_t account, uint64_t payout_id, payout_map desk::*which) {
   const auto dit = desks_.find(account);
   if (dit == desks_.end()) return {nullptr, nullptr};
-  const auto it = dit->second.payouts.find(payout_id);
-  if (it == dit->second.payouts.end()) return {nullptr, nullptr};
-  return {&dit->second, &it->second};
-}
-
-std::pair<desk*, payout_entry*> desk_table::watched_payout(uint64_t account, uint64_t payout_id) {
-  const auto dit = desks_.find(account);
-  if (dit == desks_.end()) return {nullptr, nullptr};
-  const auto it = dit->second.watched.find(payout_id);
-  if (it == dit->second.watched.end()) return {nullptr, nullptr};
+  auto& m = dit->second.*which;
+  const auto it = m.find(payout_id);
+  if (it == m.end()) return {nullptr, nullptr};
   return {&dit->second, &it->second};
 }
 

@@ -410,8 +410,15 @@ class desk_table {
   };
   desk& desk_of(uint64_t account);
   // A payout the desk of `account` holds, with its desk (nullptr, nullptr: none).
-  std::pair<desk*, payout_entry*> held_payout(uint64_t account, uint64_t payout_id);
-  std::pair<desk*, payout_entry*> watched_payout(uint64_t account, uint64_t payout_id);
+  using payout_map = std::unordered_map<uint64_t, payout_entry>;
+  std::pair<desk*, payout_entry*> find_in(uint64_t account, uint64_t payout_id, payout_map desk::*which);
+  std::pair<desk*, payout_entry*> held_payout(uint64_t account, uint64_t payout_id) {
+    return find_in(account, payout_id, &desk::payouts);
+  }
+  // A resolved payout kept for a gateway's answer (desk::watched).
+  std::pair<desk*, payout_entry*> watched_payout(uint64_t account, uint64_t payout_id) {
+    return find_in(account, payout_id, &desk::watched);
+  }
   void touch(desk& d, payout_entry& p);
   void touch(desk& d);
   void schedule(payout_entry& p, uint64_t at);

@@ -205,6 +205,24 @@ class payout_engine : public ::testing::Test {
     EXPECT_TRUE(audit.balanced) << audit.detail;
   }
 
+  // Payout id, made with alpha and beta up: alpha takes it, then alpha's session closes
+  // past its deadline, so beta takes it as attempt 2 (and alpha is told to cancel).
+  void via_alpha_to_beta(uint64_t id, uint64_t wallet, uint64_t amount) {
+    up("alpha");
+    ASSERT_EQ(pay(id, wallet, amount), result::ok);
+    ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
+    lose("alpha");
+    ASSERT_EQ(pays(take()).at(0).gateway, "beta");
+  }
+
+  // An operator's cancel of payout id; the void it starts has run.
+  result cancel_op(uint64_t id) {
+    const wire::payout_op op{id, etb, wire::payout_op_kind::cancel, {}};
+    const result r = e().payout_ops({op}).results.at(0);
+    sync();
+    sync();
+    return r;
+  }
   // Closes the engine and reads its event log: the events of one type.
   std::vector<wire::event> closed_events(wire::event_type type) {
     fx_.close();
@@ -709,11 +727,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   EXPECT_EQ(answer("alpha", 61, 1, 300, wire::payout_outcome::settled), result::payout_already_resolved);
 
   // And with alpha never answering: kept 30 days, then forgotten.
-  up("alpha");
-  ASSERT_EQ(pay(62, 7, 200), result::ok);
-  ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
-  lose("alpha");
-  ASSERT_EQ(pays(take()).at(0).gateway, "beta");
+  via_alpha_to_beta(62, 7, 200);
   EXPECT_EQ(answer("beta", 62, 1, 200, wire::payout_outcome::settled), result::payout_wrong_gateway);
   EXPECT_EQ(answer("beta", 62, 2, 200, wire::payout_outcome::settled), result::ok);
   ASSERT_EQ(e().lookup_payouts(62, 1).watched_payouts.size(), 1u);
@@ -752,17 +766,10 @@ TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a
   EXPECT_TRUE(e().lookup_payouts(70, 1).watched_payouts.empty());
   EXPECT_EQ(available(8), starting) << "released";
 
-  up("alpha");
-  ASSERT_EQ(pay(71, 8, 100), result::ok);
-  ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
-  lose("alpha");
-  ASSERT_EQ(pays(take()).at(0).gateway, "beta");
+  via_alpha_to_beta(71, 8, 100);
   EXPECT_EQ(answer("beta", 71, 2, 100, wire::payout_outcome::failed), result::ok);
   ASSERT_EQ(payout(71).st, state::dead);
-  wire::payout_op cancel{71, etb, wire::payout_op_kind::cancel, {}};
-  ASSERT_EQ(e().payout_ops({cancel}).results.at(0), result::ok);
-  sync();
-  sync();
+  ASSERT_EQ(cancel_op(71), result::ok);
   EXPECT_TRUE(resolved(71));
   EXPECT_EQ(available(8), starting);
   ASSERT_EQ(e().lookup_payouts(71, 1).watched_payouts.size(), 1u);
@@ -790,13 +797,10 @@ TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   EXPECT_EQ(available(4), starting - 900);  // still held
   take();
   // Cancel one: its hold is voided.
-  wire::payout_op cancel{30, etb, wire::payout_op_kind::cancel, {}};
-  EXPECT_EQ(e().payout_ops({cancel}).results.at(0), result::ok);
-  sync();
-  sync();
+  EXPECT_EQ(cancel_op(30), result::ok);
   EXPECT_TRUE(resolved(30));
   EXPECT_EQ(available(4), starting);
-  EXPECT_EQ(e().payout_ops({cancel}).results.at(0), result::payout_already_resolved);
+  EXPECT_EQ(cancel_op(30), result::payout_already_resolved);
   // Retry the other once beta is back: routed afresh.
   wire::gateway_op on = off;
   on.kind = wire::gateway_op_kind::enable;
@@ -1327,8 +1331,8 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
   auto write_log = [](const std::string& data, uint16_t kind, const std::vector<uint8_t>& op, uint16_t flags = 0) {
     write_batch_record(data, 1, kind, 1, op, flags);
   };
-  {
-    temp_dir dir;
+  // A batch of one answer: gateway 1 settled payout 5's attempt 1.
+  auto answer_op = [] {
     wire::payout_answer a{};
     a.payout_id = 5;
     a.attempt = 1;
@@ -1338,7 +1342,11 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
     a.outcome = wire::payout_outcome::settled;
     std::vector<uint8_t> op(sizeof a);
     std::memcpy(op.data(), &a, sizeof a);
-    write_log(dir.path(), uint16_t(actors::op_kind::payout_answers), op);
+    return op;
+  };
+  {
+    temp_dir dir;
+    write_log(dir.path(), uint16_t(actors::op_kind::payout_answers), answer_op());
     std::string err;
     auto e = engine::engine::open(test_config(dir.path()), &err);
     EXPECT_FALSE(e);
@@ -1365,14 +1373,7 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
     temp_dir dir;
     std::vector<uint8_t> op;
     if (kind == actors::op_kind::payout_answers) {
-      wire::payout_answer a{};
-      a.payout_id = 5;
-      a.attempt = 1;
-      a.amount = 10;
-      a.currency = etb;
-      a.gateway = 1;
-      op.resize(sizeof a);
-      std::memcpy(op.data(), &a, sizeof a);
+      op = answer_op();
     } else {
       const wire::gateway_event ev{1, ev_kind, {}};
       op.resize(sizeof ev);
