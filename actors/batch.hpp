@@ -158,9 +158,9 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::equb_op> equb_ops;
   bool emitted = false;  // transfers an equb group emitted (ids in its reserved space)
   bool gateway = false;  // gateways' deposits (ids in the deposits' reserved space)
-  // Replayed from a record of version 5 or older: payout desks take its answers and
-  // sessions' events by the rules of the builds that wrote it (payouts::desk_table::
-  // set_rules_before_cancels).
+  // Replayed from a record of version 5 or older: what payout desks decide within it
+  // (answers, sessions' events, timers) follows the rules of the builds that wrote it
+  // (payouts::desk_table::set_rules_before_cancels).
   bool desks_before_cancels = false;
   std::vector<wire::gateway_op> gateway_ops;
   std::vector<wire::payout_answer> payout_answers;

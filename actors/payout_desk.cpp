@@ -713,7 +713,7 @@ result desk_table::took_settled(desk& d, payout_entry& p, const wire::payout_ans
   ++b.settled;
   b.settled_amount += p.amount;
   record(d, a.gateway, p.id, false, ts);
-  note_settled(d, p, a.gateway);
+  if (!before_cancels_) note_settled(d, p, a.gateway);  // (rows as the builds before wrote them)
   settle(d, p, a.gateway, p.attempts[a.attempt - 1].settlement);  // whichever attempt: the money went out
   return result::ok;
 }
@@ -877,6 +877,10 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
           // deadline (from now) passes and the payout goes on.
           touch(d, p);
           schedule(p, ts + timeout_ns(p.attempts.back().gateway));
+        } else if (p.st == state::waiting && p.cancel_wait != 0 && !before_cancels_) {
+          // Waiting for a gateway's answer to a cancel: still, from now.
+          touch(d, p);
+          schedule(p, ts + timeout_ns(p.cancel_wait));
         } else if (p.st == state::in_flight || p.st == state::waiting) {
           p.st = state::waiting;
           p.wait_since = ts;
@@ -905,7 +909,9 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     desk& d = *dp;
     std::vector<payout_entry*> to_route;
     for (auto& [id, p] : d.payouts) {
-      if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
+      if (up && p.st == state::waiting && p.cancel_wait == e.gateway) {
+        cancel_at(p, e.gateway, uint32_t(p.attempts.size()));  // the cancel it waits on, again
+      } else if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
         // The same instruction again, its deadline kept (one already passed: its timer,
         // later in this batch, moves it on; sent again now, it would be paid twice).
         if (g && (before_cancels_ || p.due > ts)) send(d, p, *g, ts, false);
@@ -925,9 +931,12 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     // back to it gets its instruction alone).
     std::vector<const payout_entry*> left;
     const auto cancel_left = [&](const payout_entry& p) {
+      // (Waiting on a cancel from it: sent above.)
       const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
-                              p.attempts.back().gateway == e.gateway && p.cancel_wait != e.gateway;
-      if (!works_here && p.settled_by != e.gateway && may_pay(p, e.gateway)) left.push_back(&p);
+                              p.attempts.back().gateway == e.gateway &&
+                              std::find(p.given_up.begin(), p.given_up.end(), e.gateway) == p.given_up.end();
+      if (!works_here && p.cancel_wait != e.gateway && p.settled_by != e.gateway && may_pay(p, e.gateway))
+        left.push_back(&p);
     };
     for (const auto& [id, p] : d.payouts) cancel_left(p);
     for (const auto& [id, p] : d.watched) cancel_left(p);

@@ -69,8 +69,9 @@
 //    instructions in flight to it (their deadline unchanged, so that a gateway whose
 //    sessions come and go still times out) and routes the payouts that were waiting for
 //    a gateway. After a restart (event reset) no gateway is up: payouts in flight stay in
-//    flight at their gateway with an answer deadline from the restart, and the others
-//    wait for a gateway.
+//    flight at their gateway, and those waiting on a gateway's answer to a cancel keep
+//    waiting on it, each with a deadline from the restart (the cancel goes again when
+//    that gateway's session opens); the others wait for a gateway.
 //
 // Sweeps: per desk and settlement account, what settled payouts owe it moves in one
 // transfer (payout account -> settlement account, code code_settle), one in flight at a
@@ -341,12 +342,12 @@ class desk_table {
   // lsn and offset are the caller's to fill. Set by the shard when the engine keeps events.
   using event_fn = std::function<void(wire::event&&)>;
   void set_events(event_fn f) { events_ = std::move(f); }
-  // Answers and sessions' events from log records of version 5 or older are taken by the
-  // rules of the builds that wrote them (replay decides what they decided): a session
-  // closing re-routes its payouts in flight at once, a restart makes them wait for any
-  // gateway, a failed answer never releases a dead letter, and answers after a payout
-  // ended are duplicates. Cancels and kept payouts make no difference to what those rules
-  // decide.
+  // What desks decide within log records of version 5 or older (answers, sessions'
+  // events, timers) follows the rules of the builds that wrote them (replay decides what
+  // they decided): a session closing re-routes its payouts in flight at once, a restart
+  // makes them wait for any gateway, a gateway given up is left at once, a failed answer
+  // never releases a dead letter, and answers after a payout ended are duplicates.
+  // Cancels and kept payouts make no difference to what those rules decide.
   void set_rules_before_cancels(bool v) { before_cancels_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }

@@ -87,8 +87,9 @@ static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 // equb::period_max_ns are refused (period_too_long); older records replay them as taken.
 // Version 6: payout desks cancel the gateways a payout leaves, keep a gateway's payouts in
 // flight past its session closing, and take answers by newer rules (actors/payout_desk.hpp:
-// overpayments, released dead letters); older records' answers and sessions' events are
-// taken by the rules of the builds that wrote them (batch::desks_before_cancels).
+// overpayments, released dead letters, a cancel asked before another gateway pays); what
+// desks decide within older records (answers, sessions' events, timers) follows the rules
+// of the builds that wrote them (batch::desks_before_cancels).
 constexpr uint16_t batch_record_version = 6;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
 constexpr uint16_t batch_flag_emitted = 1;

@@ -433,5 +433,64 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   EXPECT_EQ(third, first);
 }
 
+// A payout waiting on a gateway's answer to a cancel keeps waiting on it across a
+// restart: the first other gateway back does not take it, the cancel goes again when
+// that gateway's session opens, and its failed answer moves the payout on at once. Its
+// row keeps the gateway it waits on, and only a waiting payout may.
+TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_again) {
+  const auto reg = two_gateways();
+  ASSERT_EQ(reg->size(), 2u);
+  const uint32_t alpha = reg->find("alpha")->number, beta = reg->find("beta")->number;
+  desk_table t;
+  t.set_registry(reg);
+  std::vector<std::pair<uint32_t, wire::payout_instruction>> sent;
+  t.set_instruct([&](uint32_t g, std::vector<wire::payout_instruction>&& list) {
+    for (const auto& in : list) sent.emplace_back(g, in);
+  });
+  desk d;
+  d.account = desk_account(etb, 0);
+  d.currency = etb;
+  t.load_desk(std::move(d));
+  payout_entry p = sample_payout();
+  p.desk = desk_account(etb, 0);
+  p.st = state::waiting;
+  p.cancel_wait = alpha;
+  p.attempts.assign(3, attempt{alpha, 1000, 7001, false, false});
+  p.given_up = {alpha};
+  p.due = 5000;
+  payout_entry back;
+  std::string why;
+  ASSERT_TRUE(decode_payout(encode_payout(p), &back, &why)) << why;
+  EXPECT_EQ(back.cancel_wait, alpha);
+  auto in_flight = p;
+  in_flight.st = state::in_flight;
+  EXPECT_FALSE(decode_payout(encode_payout(in_flight), &back, &why));
+  ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
+  t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
+  t.event({beta, wire::gateway_event_kind::up, {}}, 10'001);
+  t.flush();
+  EXPECT_TRUE(sent.empty()) << "beta does not take it while alpha may answer";
+  t.event({alpha, wire::gateway_event_kind::up, {}}, 10'002);
+  t.flush();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].first, alpha);
+  EXPECT_EQ(sent[0].second.kind, wire::payout_instruction_kind::cancel);
+  EXPECT_EQ(sent[0].second.attempt, 3u);
+  sent.clear();
+  wire::payout_answer a{};
+  a.payout_id = 42;
+  a.amount = 1500;
+  a.currency = etb;
+  a.attempt = 3;
+  a.outcome = wire::payout_outcome::failed;
+  a.gateway = alpha;
+  EXPECT_EQ(t.answer(a, desk_account(etb, 0), 10'003), wire::result::ok);
+  t.flush();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].first, beta);
+  EXPECT_EQ(sent[0].second.kind, wire::payout_instruction_kind::pay);
+  EXPECT_EQ(sent[0].second.attempt, 4u);
+}
+
 }  // namespace
 }  // namespace mesob::actors::payouts
