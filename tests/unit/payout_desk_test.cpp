@@ -310,6 +310,22 @@ std::shared_ptr<gateways::registry> two_gateways() {
   return reg;
 }
 
+// A desk table on two_gateways() that keeps every instruction it hands out, with the
+// gateway it went to.
+struct recording_table {
+  std::shared_ptr<gateways::registry> reg = two_gateways();
+  uint32_t alpha = reg->find("alpha") ? reg->find("alpha")->number : 0;
+  uint32_t beta = reg->find("beta") ? reg->find("beta")->number : 0;
+  desk_table t;
+  std::vector<std::pair<uint32_t, wire::payout_instruction>> sent;
+  recording_table() {
+    t.set_registry(reg);
+    t.set_instruct([this](uint32_t g, std::vector<wire::payout_instruction>&& list) {
+      for (const auto& in : list) sent.emplace_back(g, in);
+    });
+  }
+};
+
 // The hold of payout `id` (100 ETB from wallet 9, mobile money) on slot 0's desk.
 wire::transfer hold_of(uint64_t id) {
   wire::transfer hold{};
@@ -390,15 +406,10 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
 // Cancels re-sent when a gateway's first session opens come a page at a time, in payout
 // id order, the next page at the next opening, then from the lowest again.
 TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
-  const auto reg = two_gateways();
-  ASSERT_EQ(reg->size(), 2u);
-  const uint32_t alpha = reg->find("alpha")->number, beta = reg->find("beta")->number;
-  desk_table t;
-  t.set_registry(reg);
-  std::vector<wire::payout_instruction> to_alpha;
-  t.set_instruct([&](uint32_t g, std::vector<wire::payout_instruction>&& list) {
-    if (g == alpha) to_alpha.insert(to_alpha.end(), list.begin(), list.end());
-  });
+  recording_table r;
+  ASSERT_EQ(r.reg->size(), 2u);
+  const uint32_t alpha = r.alpha, beta = r.beta;
+  desk_table& t = r.t;
   t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
   t.event({beta, wire::gateway_event_kind::up, {}}, 11);
   const uint64_t n = cancels_on_open_max + 100;
@@ -409,17 +420,18 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   t.event({alpha, wire::gateway_event_kind::down, {}}, 30);
   t.run_due(20 + 1'000'000'001);
   t.flush();
-  to_alpha.clear();
+  r.sent.clear();
   auto opening = [&](uint64_t ts) {
     t.event({alpha, wire::gateway_event_kind::up, {}}, ts);
     t.flush();
     std::vector<uint64_t> ids;
-    for (const auto& in : to_alpha) {
+    for (const auto& [g, in] : r.sent) {
+      if (g != alpha) continue;
       EXPECT_EQ(in.kind, wire::payout_instruction_kind::cancel);
       EXPECT_EQ(in.attempt, 1u);
       ids.push_back(in.payout_id);
     }
-    to_alpha.clear();
+    r.sent.clear();
     t.event({alpha, wire::gateway_event_kind::down, {}}, ts + 1);
     return ids;
   };
@@ -438,15 +450,11 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
 // that gateway's session opens, and its failed answer moves the payout on at once. Its
 // row keeps the gateway it waits on, and only a waiting payout may.
 TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_again) {
-  const auto reg = two_gateways();
-  ASSERT_EQ(reg->size(), 2u);
-  const uint32_t alpha = reg->find("alpha")->number, beta = reg->find("beta")->number;
-  desk_table t;
-  t.set_registry(reg);
-  std::vector<std::pair<uint32_t, wire::payout_instruction>> sent;
-  t.set_instruct([&](uint32_t g, std::vector<wire::payout_instruction>&& list) {
-    for (const auto& in : list) sent.emplace_back(g, in);
-  });
+  recording_table r;
+  ASSERT_EQ(r.reg->size(), 2u);
+  const uint32_t alpha = r.alpha, beta = r.beta;
+  desk_table& t = r.t;
+  auto& sent = r.sent;
   desk d;
   d.account = desk_account(etb, 0);
   d.currency = etb;
