@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "actors/equb_group.hpp"
+#include "actors/rules_version.hpp"
 #include "actors/gateway_registry.hpp"
 #include "actors/payout_desk.hpp"
 #include "actors/customers.hpp"
@@ -158,10 +159,8 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<wire::equb_op> equb_ops;
   bool emitted = false;  // transfers an equb group emitted (ids in its reserved space)
   bool gateway = false;  // gateways' deposits (ids in the deposits' reserved space)
-  // Replayed from a record of version 5 or older: what payout desks decide within it
-  // (answers, sessions' events, timers) follows the rules of the builds that wrote it
-  // (payouts::desk_table::set_rules_before_cancels).
-  bool desks_before_cancels = false;
+  // The rules it is decided by (above): its log record's version in replay.
+  uint16_t rules = rules_newest;
   std::vector<wire::gateway_op> gateway_ops;
   std::vector<wire::payout_answer> payout_answers;
   std::vector<wire::gateway_event> gateway_events;

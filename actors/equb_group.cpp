@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "actors/byte_codec.hpp"
+#include "actors/trading.hpp"
 #include "wire/assert.hpp"
 
 namespace mesob::actors::equb {
@@ -26,6 +27,15 @@ constexpr uint32_t life_steps = 3 * seats_max * seats_max + 6 * seats_max + 16;
 static_assert(life_steps < steps_max / 2);
 constexpr uint32_t entry_version = 2;
 using heap_cmp = std::greater<std::pair<uint64_t, uint64_t>>;
+
+// The engine's own accounts (payout desks', trading's) move money for their owners only.
+// A group naming one would move money through them in its chains, which the checks of
+// clients' transfers never see: refused as a client's transfer touching one is.
+result engine_account(uint64_t id) {
+  if (payouts::payout_account(id)) return result::payout_account_reserved;
+  if (trading::trading_account(id)) return result::trading_account_reserved;
+  return result::ok;
+}
 
 // Whether `n` more steps may go to a retry or a leave.
 bool optional_steps(const group_entry& e, uint64_t n) { return uint64_t(e.next_step) + n + life_steps <= steps_max; }
@@ -74,10 +84,13 @@ wire::result check_op_fields(const wire::equb_op& op) {
                           op.default_policy;
   if (!create && config_set) return result::equb_op_invalid;
   const bool payout_to = op.kind == equb_op_kind::payout_to;
+  const bool replace = op.kind == equb_op_kind::replace_account;
   const bool seat_ops = op.kind == equb_op_kind::leave || op.kind == equb_op_kind::bid || payout_to;
-  if (!seat_ops && (op.wallet != 0 || op.seat != 0)) return result::equb_op_invalid;
+  if (!seat_ops && op.seat != 0) return result::equb_op_invalid;
+  if (!seat_ops && !replace && op.wallet != 0) return result::equb_op_invalid;
   if (op.kind != equb_op_kind::bid && op.round != 0) return result::equb_op_invalid;
-  if (op.kind != equb_op_kind::bid && !payout_to && op.amount != 0) return result::equb_op_invalid;
+  if (op.kind != equb_op_kind::bid && !payout_to && !replace && op.amount != 0) return result::equb_op_invalid;
+  if (replace && (op.wallet == 0 || op.amount == 0)) return result::id_must_not_be_zero;
   if (!payout_to && op.rail != 0) return result::equb_op_invalid;
   if (payout_to) {  // amount is the destination
     if (op.rail > gateways::rail_max) return result::rail_invalid;
@@ -254,6 +267,7 @@ wire::result group_table::verdict(const wire::transfer& t, uint64_t ts) const {
     if (t.amount != g.cfg.contribution) return result::wrong_amount;
     return result::ok;
   }
+  if (ended(g) && rules_ >= rules_ended_groups) return can_repay(g, seat, t.debit_account_id, round, t.amount, t.currency);
   return can_contribute(g, seat, t.debit_account_id, round, t.amount, t.currency, ts);
 }
 
@@ -265,6 +279,13 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
   if (round == 0) {
     const outcome o = join(e->g, t.debit_account_id);
     MESOB_ASSERT(o.code == result::ok);
+    return;
+  }
+  if (ended(e->g)) {  // a seat's debts, paid after the group ended (its verdict took it)
+    outcome o = repay(e->g, seat, t.debit_account_id, round, t.amount, t.currency);
+    MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
+    o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
+    owe(*e, std::move(o.transfers));
     return;
   }
   const bool late = ts > round_deadline(e->g);
@@ -354,11 +375,20 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
   group_entry* e = find(op.group_id);
   if (op.kind == equb_op_kind::create) {
     const group_config c = config_of(op);
+    // The cap on periods: records of versions 5 and 6 refused a create over it before
+    // anything else (at the sequencer); since, a create repeating an existing group's
+    // config (a group made before the cap) is ok.
+    const bool too_long = rules_ >= rules_period_cap && (c.period_ns > period_max_ns || c.grace_ns > period_max_ns);
+    if (too_long && rules_ < rules_ended_groups) return result::period_too_long;
     if (const result r = check_config(c); r != result::ok) return r;
     if (e) {
       const wire::equb_op asked = create_op_of(c), held = create_op_of(e->g.cfg);
       return std::memcmp(&asked, &held, sizeof asked) == 0 ? result::ok : result::exists_with_different_fields;
     }
+    if (too_long) return result::period_too_long;
+    if (rules_ >= rules_ended_groups)
+      for (const uint64_t a : {c.fee_account_id, c.guarantor_account_id, c.organizer_account_id})
+        if (const result r = engine_account(a); r != result::ok) return r;
     wire::account escrow;
     escrow.id = op.group_id;
     escrow.currency = op.currency;
@@ -401,7 +431,27 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       if (r == result::ok) touch(*e);
       return r;
     }
-    case equb_op_kind::dissolve: o = dissolve(g); break;
+    case equb_op_kind::dissolve: o = dissolve(g, rules_ >= rules_ended_groups); break;
+    case equb_op_kind::replace_account: {
+      const uint64_t from = op.wallet, to = op.amount;
+      if (const result r = can_replace_account(g, from, to); r != result::ok) return r;
+      if (const result r = engine_account(to); r != result::ok) return r;
+      auto in_refused = [&](auto&& f) {
+        for (auto& ob : e->owed)
+          if (ob.refused)
+            for (auto& m : ob.transfers) f(m);
+      };
+      bool named = names_account(g, from);
+      in_refused([&](const money& m) { named = named || m.debit_account_id == from || m.credit_account_id == from; });
+      if (!named) return result::account_not_in_group;
+      touch(*e);
+      replace_account(g, from, to);
+      in_refused([&](money& m) {
+        if (m.debit_account_id == from) m.debit_account_id = to;
+        if (m.credit_account_id == from) m.credit_account_id = to;
+      });
+      return result::ok;
+    }
     case equb_op_kind::retry: {
       uint64_t need = 0;
       for (const auto& ob : e->owed)

@@ -26,6 +26,11 @@
 //
 // The group's `escrow` field is what its escrow account holds once every obligation is
 // carried: the account's balance equals escrow_expected() at every log position.
+//
+// A closed account refuses every payment for good: replace_account (an operation) puts
+// another account wherever the group names the old one, the refused obligations
+// included, and a retry sends them again. An ended group takes one kind of payment: a
+// seat's debts, all at once (equb_rules.hpp, repay).
 #pragma once
 
 #include <cstdint>
@@ -37,6 +42,7 @@
 
 #include "actors/equb_rules.hpp"
 #include "actors/payout_desk.hpp"
+#include "actors/rules_version.hpp"
 #include "wire/codec.hpp"
 #include "wire/types.hpp"
 
@@ -129,6 +135,9 @@ class group_table {
   // caller's to fill. Set by the shard when the engine keeps events.
   using event_fn = std::function<void(wire::event&&)>;
   void set_events(event_fn f) { events_ = std::move(f); }
+  // The rules a batch is decided by (actors/rules_version.hpp): its log record's version
+  // in replay, rules_newest live. Set by the shard around each batch.
+  void set_rules(uint16_t version) { rules_ = version; }
 
   [[nodiscard]] group_entry* find(uint64_t id);
   [[nodiscard]] const group_entry* find(uint64_t id) const;
@@ -173,6 +182,7 @@ class group_table {
   event_fn events_;
   rail_check_fn rail_served_;
   uint32_t shards_ = 1;
+  uint16_t rules_ = rules_newest;
 };
 
 }  // namespace mesob::actors::equb

@@ -2,6 +2,7 @@
 
 #include "actors/byte_codec.hpp"
 #include "actors/gateway_registry.hpp"
+#include "wire/assert.hpp"
 
 #include <openssl/evp.h>
 
@@ -164,6 +165,77 @@ outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_
   return o;
 }
 
+bool ended(const group_state& g) { return g.ph == phase::completed || g.ph == phase::dissolved; }
+
+uint64_t debts_of(const seat& s) {
+  uint64_t total = 0;
+  for (const auto& d : s.debts) total += d.amount;
+  return total;
+}
+
+result can_repay(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
+                 wire::currency_code currency) {
+  if (!ended(g)) return result::group_not_active;  // (an active group's payments are can_contribute's)
+  if (!seat_of(g, seat_index, wallet)) return result::not_a_member;
+  if (g.seats[seat_index].debts.empty()) return result::group_not_active;  // nothing to take
+  if (currency != g.cfg.currency) return result::wrong_currency;
+  if (round < g.round) return result::round_already_paid;
+  if (round > g.round) return result::round_not_open;
+  if (amount != debts_of(g.seats[seat_index])) return result::wrong_amount;
+  return result::ok;
+}
+
+outcome repay(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
+              wire::currency_code currency) {
+  if (const result r = can_repay(g, seat_index, wallet, round, amount, currency); r != result::ok) return fail(r);
+  seat& s = g.seats[seat_index];
+  outcome o;
+  add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
+  for (const auto& d : s.debts) add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount, purpose::debt_forward);
+  s.debts.clear();
+  return o;
+}
+
+bool names_account(const group_state& g, uint64_t a) {
+  if (a == 0 || a == g.cfg.escrow_account_id) return false;
+  const group_config& c = g.cfg;
+  if (c.fee_account_id == a || c.guarantor_account_id == a || c.organizer_account_id == a) return true;
+  for (const auto& s : g.seats) {
+    if (s.wallet == a) return true;
+    for (const auto& d : s.debts)
+      if (d.creditor_account_id == a) return true;
+  }
+  return false;
+}
+
+namespace {
+void replace_in(uint64_t& field, uint64_t from, uint64_t to) {
+  if (field == from) field = to;
+}
+}  // namespace
+
+result can_replace_account(const group_state& g, uint64_t from, uint64_t to) {
+  if (from == g.cfg.escrow_account_id || to == g.cfg.escrow_account_id) return result::group_account_reserved;
+  if (from == 0 || to == 0) return result::id_must_not_be_zero;
+  if (from == to) return result::accounts_must_differ;
+  group_config c = g.cfg;
+  replace_in(c.fee_account_id, from, to);
+  replace_in(c.guarantor_account_id, from, to);
+  replace_in(c.organizer_account_id, from, to);
+  return check_config(c);
+}
+
+void replace_account(group_state& g, uint64_t from, uint64_t to) {
+  MESOB_ASSERT(can_replace_account(g, from, to) == result::ok);
+  replace_in(g.cfg.fee_account_id, from, to);
+  replace_in(g.cfg.guarantor_account_id, from, to);
+  replace_in(g.cfg.organizer_account_id, from, to);
+  for (auto& s : g.seats) {
+    replace_in(s.wallet, from, to);
+    for (auto& d : s.debts) replace_in(d.creditor_account_id, from, to);
+  }
+}
+
 uint64_t nominal_pot(const group_state& g) { return uint64_t(g.seats.size()) * g.cfg.contribution; }
 
 outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount) {
@@ -316,10 +388,19 @@ result payout_to(group_state& g, uint32_t seat_index, uint64_t wallet, uint8_t r
   return result::ok;
 }
 
-outcome dissolve(group_state& g) {
+outcome dissolve(group_state& g, bool settle_received) {
   if (g.ph != phase::forming && g.ph != phase::active) return fail(result::group_not_active);
   outcome o;
   const bool forming = g.ph == phase::forming;
+  // Past rounds: each recipient owes each seat that has not received one contribution.
+  // A seat ends with fewer than seats_max debts (decode_group's limit): at most one a
+  // closed round from round 2 on (k - 2 in round k), and one a seat that has not
+  // received (n - k + 1).
+  for (auto& r : g.seats) {
+    if (!settle_received || r.received_round == 0) continue;
+    for (const auto& s : g.seats)
+      if (s.received_round == 0 && s.wallet != r.wallet) r.debts.push_back({g.round, g.cfg.contribution, s.wallet});
+  }
   for (auto& s : g.seats) {
     add(o, g.cfg.escrow_account_id, s.wallet, s.paid_amount + s.credit,
         forming ? purpose::deposit_refund : purpose::refund);

@@ -15,7 +15,19 @@
 //             their due as a debt, and the pot is paid out to the round's recipient.
 //   completed every seat has received once; escrow is empty.
 //   dissolved the current round's payments (and forming deposits) are refunded to
-//             their payers, to the minor unit; escrow is empty.
+//             their payers, to the minor unit; escrow is empty. Past rounds are settled
+//             as debts: every seat that received owes every seat that did not one
+//             contribution (its dues for the rounds it will not pay; each non-recipient
+//             is owed back its contributions to the pots others took). Nominal amounts:
+//             fees, penalties, discounts and dividends are not reversed; a member holding
+//             both seats owes itself nothing.
+// An ended group (completed or dissolved) keeps its seats' debts, and takes one payment:
+// a seat that owes pays all its debts at once, naming the group's last round (g.round),
+// forwarded to their creditors oldest first (can_repay, repay).
+//
+// Accounts: replace_account puts another account wherever the group names one (its fee,
+// guarantor or organizer account, a seat's wallet, a debt's creditor): a closed account
+// never takes a payment again, and this is how a group gets past one.
 //
 // Contributions name their round and must pay exactly what the seat owes: its due,
 // the late penalty if past the deadline, and its outstanding debts, oldest first (each
@@ -59,8 +71,8 @@ namespace mesob::actors::equb {
 using seed = std::array<uint8_t, 32>;
 
 constexpr uint32_t seats_max = 1000;
-// The longest round, and the longest grace after it, of a group created now (the
-// sequencer refuses longer ones: period_too_long): a group's every deadline (started_at +
+// The longest round, and the longest grace after it, of a group created now (the group
+// table refuses longer ones: period_too_long): a group's every deadline (started_at +
 // seats x period + grace) stays below 2^64 ns for groups started before 2^62 ns (the year
 // 2116). Groups created before the cap keep theirs (snapshots and replay take them), and
 // their deadlines saturate at 2^64 - 1 (deadline_after).
@@ -185,6 +197,20 @@ outcome start(group_state& g, uint64_t now, const seed& secret);
                                     uint64_t amount, wire::currency_code currency, uint64_t now);
 outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
                    wire::currency_code currency, uint64_t now);
+// An ended group: what seat_index owes (its debts), and the payment of all of it.
+[[nodiscard]] bool ended(const group_state& g);
+[[nodiscard]] uint64_t debts_of(const seat& s);
+[[nodiscard]] result can_repay(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round,
+                               uint64_t amount, wire::currency_code currency);
+outcome repay(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
+              wire::currency_code currency);
+// Whether the group names `a` (config, seats' wallets, debts' creditors; not the escrow).
+[[nodiscard]] bool names_account(const group_state& g, uint64_t a);
+// Whether `from` may be replaced by `to`: neither is the escrow, they differ, and the
+// config stays valid (check_config: the group's accounts still differ). Whether the group
+// names `from` is the caller's (its obligations count too).
+[[nodiscard]] result can_replace_account(const group_state& g, uint64_t from, uint64_t to);
+void replace_account(group_state& g, uint64_t from, uint64_t to);
 // Where seat_index's payout goes (rail 0 and destination 0: its wallet). The rail's
 // range and the destination were checked with the operation's fields; whether a gateway
 // serves the rail is the caller's (the registry).
@@ -201,7 +227,9 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // Closes the round: debts for the unpaid, cover, the recipient, the payout chain; then
 // the next round, or completion.
 outcome close_round(group_state& g, uint64_t now);
-outcome dissolve(group_state& g);
+// settle_received false: the rules before version 7 (actors/rules_version.hpp), which
+// refunded the current round only.
+outcome dissolve(group_state& g, bool settle_received = true);
 
 // A group's state as bytes (snapshots), little-endian, version 2 (version 1, without
 // the number and the seats' payout routes, is read too): the config, the state, then

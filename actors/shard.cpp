@@ -259,13 +259,19 @@ shard_stats shard::stats() const {
 }
 
 void shard::execute(batch& b) {
-  // What desks decide within an older build's record (timers, events, answers) follows
-  // that build's rules.
-  struct desk_rules {
-    payouts::desk_table& t;
-    desk_rules(payouts::desk_table& d, bool before) : t(d) { t.set_rules_before_cancels(before); }
-    ~desk_rules() { t.set_rules_before_cancels(false); }
-  } rules(desks_, b.desks_before_cancels);
+  // What desks and groups decide within an older build's record (timers, events,
+  // answers, payments, operations) follows that build's rules.
+  struct rules_of {
+    shard& s;
+    rules_of(shard& sh, uint16_t v) : s(sh) {
+      s.desks_.set_rules_before_cancels(v < rules_desk_cancels);
+      s.groups_.set_rules(v);
+    }
+    ~rules_of() {
+      s.desks_.set_rules_before_cancels(false);
+      s.groups_.set_rules(rules_newest);
+    }
+  } rules(*this, b.rules);
   // Set-aside transfers of earlier batches settle before anything that is not a
   // transfer batch, or that expires pending transfers (expire_until: it changes accounts).
   if (b.kind != op_kind::create_transfers) settle_all();

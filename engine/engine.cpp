@@ -89,8 +89,13 @@ static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 // flight past its session closing, and take answers by newer rules (actors/payout_desk.hpp:
 // overpayments, released dead letters, a cancel asked before another gateway pays); what
 // desks decide within older records (answers, sessions' events, timers) follows the rules
-// of the builds that wrote them (batch::desks_before_cancels).
-constexpr uint16_t batch_record_version = 6;
+// of the builds that wrote them. Version 7: ended equb groups take debt payments,
+// dissolving turns past rounds into debts, the replace_account operation, a create
+// repeating an existing group's config taken whatever its period, a create naming an
+// engine account refused; older records replay with a replace_account refused and the
+// rest as before. A replayed batch carries its record's version (batch::rules,
+// actors/rules_version.hpp), which the shards decide by.
+constexpr uint16_t batch_record_version = actors::rules_newest;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).
 constexpr uint16_t batch_flag_emitted = 1;
 // The batch is gateways' deposits (its ids are in the deposits' reserved space).
@@ -189,7 +194,6 @@ bool mkdirs(const std::string& path, std::string* error) {
 // A batch with the caller's reply callback (actors/ knows nothing of replies).
 struct engine_batch : batch {
   std::function<void(reply&&)> user_done;
-  bool before_period_cap = false;  // replayed from a record older than version 5
   std::vector<history_query> history_queries;
   std::vector<balance_query> balance_queries;
 };
@@ -814,11 +818,6 @@ class engine_impl {
       wire::equb_op& op = b.equb_ops[i];
       b.results[i] = actors::equb::check_op_fields(op);
       if (b.results[i] != result::ok) continue;
-      if (op.kind == wire::equb_op_kind::create && !static_cast<engine_batch&>(b).before_period_cap &&
-          (op.period_ns > actors::equb::period_max_ns || op.grace_ns > actors::equb::period_max_ns)) {
-        b.results[i] = result::period_too_long;
-        continue;
-      }
       if (op.kind == wire::equb_op_kind::create) {
         const uint64_t n = actors::equb::number_of(op);
         if (replaying_) {  // the number the engine gave it (never out of range in a log it wrote)
@@ -2730,13 +2729,13 @@ class engine_impl {
                (unpack_why.empty() ? "" : ": " + unpack_why) + ")";
       return false;
     }
-    b->before_period_cap = h.version < 5;
-    b->desks_before_cancels = h.version < 6;
-    if (h.version < 3 && b->kind == op_kind::equb_ops)
+    b->rules = h.version;
+    if (h.version < actors::rules_ended_groups && b->kind == op_kind::equb_ops)
       for (auto& op : b->equb_ops)
-        if (op.kind == wire::equb_op_kind::payout_to ||
-            (op.kind == wire::equb_op_kind::create && actors::equb::number_of(op) != 0))
-          op.reserved = 1;  // equb_op_invalid, the result this build's field checks give too
+        if (op.kind == wire::equb_op_kind::replace_account ||
+            (h.version < 3 && (op.kind == wire::equb_op_kind::payout_to ||
+                               (op.kind == wire::equb_op_kind::create && actors::equb::number_of(op) != 0))))
+          op.reserved = 1;  // equb_op_invalid, the result the builds that wrote them gave
     if (h.version == 1) {
       bool desks_decide = b->kind == op_kind::payout_answers || b->kind == op_kind::payout_ops ||
                           b->kind == op_kind::gateway_events;

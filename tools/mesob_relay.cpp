@@ -95,6 +95,8 @@ std::vector<std::string> messages(const wire::event& e) {
       if (e.code == uint16_t(wire::equb_op_kind::payout_to))
         return {"account " + b + ": your payouts from group " + a +
                 (e.ref.hi == 0 ? " will go to this wallet" : " will be sent on to " + std::to_string(e.amount))};
+      if (e.code == uint16_t(wire::equb_op_kind::replace_account))
+        return {"group " + a + ": account " + b + " replaced by account " + std::to_string(e.amount)};
       return {"group " + a + ": " + (e.code < 7 ? ops[e.code] : "changed")};
     }
     case event_type::gateway_session:

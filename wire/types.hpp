@@ -124,20 +124,25 @@ enum class equb_op_kind : uint16_t {
   start = 2,     // forming -> active, round 1
   leave = 3,     // seat, wallet: forming only; the deposit is returned
   bid = 4,       // seat, wallet, round, amount: bidding groups only
-  dissolve = 5,  // refunds the current round's payments and forming deposits
+  dissolve = 5,  // refunds the current round's payments and forming deposits; past rounds become debts
   retry = 6,     // re-sends the group's payments the ledger refused (e.g. a frozen wallet)
   // seat, wallet, rail, amount = the destination: where the seat's payout goes. Rail 0
   // (destination 0): to the wallet (the default); rail 1..3: on to `destination` through
   // a payment gateway of that rail serving the group's currency, as a payout the engine
   // makes (actors/equb_group.hpp, group_payout_id). Only before the seat has received.
   payout_to = 7,
+  // wallet = the account replaced, amount = the account that replaces it, everywhere the
+  // group names it: its fee, guarantor or organizer account, a seat's wallet, a debt's
+  // creditor, and the payments the ledger refused that wait for a retry (a closed
+  // account never takes them; retry after this). Never the escrow. Any phase.
+  replace_account = 8,
 };
-constexpr uint16_t equb_op_kind_max = 7;
+constexpr uint16_t equb_op_kind_max = 8;
 
 struct equb_op {
   uint64_t group_id = 0;
-  uint64_t wallet = 0;  // leave, bid, payout_to
-  uint64_t amount = 0;  // bid: the bid; payout_to: the destination
+  uint64_t wallet = 0;  // leave, bid, payout_to; replace_account: the account replaced
+  uint64_t amount = 0;  // bid: the bid; payout_to: the destination; replace_account: the new account
   // create only
   uint64_t fee_account_id = 0;
   uint64_t guarantor_account_id = 0;
@@ -629,6 +634,7 @@ enum class result : uint32_t {
   already_bid = 128,
   bid_outside_limits = 129,
   seed_mismatch = 130,
+  account_not_in_group = 131,  // replace_account: the group names the account nowhere
   group_not_found = 140,
   group_account_exists = 141,            // create: an account (not this group's) has the id
   id_reserved = 142,                     // a transfer id in the range groups emit from

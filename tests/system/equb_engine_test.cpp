@@ -357,6 +357,124 @@ TEST_F(equb_engine_replay, GroupsAreRebuiltByReplay) {
   expect_escrow_consistent(g);
 }
 
+// A closed account never takes a payment again: a group whose fee account or a
+// recipient's wallet was closed had its payout refused for good (retry only met the
+// same refusal). replace_account puts another account in its place, and a retry pays.
+// Recovered from the log alone, the group comes back as it was.
+TEST_F(equb_engine_replay, ClosedAccountsAreReplacedAndTheRefusedPayoutsRetried) {
+  constexpr uint64_t g = 5020, closed_fee = 950, new_fee = 951;
+  open_wallets(4);
+  ASSERT_EQ(e().create_accounts({make_account(closed_fee), make_account(new_fee)}).results.at(0), result::ok);
+  ASSERT_EQ(e().set_account_status({{closed_fee, wire::account_status::closed}}).results.at(0), result::ok);
+  auto c = create_op(g);
+  c.fee_account_id = closed_fee;
+  ASSERT_EQ(op1(c), result::ok);
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  group_entry st = settled(g);
+  ASSERT_EQ(st.owed.size(), 1u);
+  EXPECT_EQ(st.owed[0].refusal, result::credit_account_closed);
+  EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  EXPECT_EQ(settled(g).owed.at(0).refusal, result::credit_account_closed) << "closed for good";
+
+  auto replace = [&](uint64_t from, uint64_t to) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::replace_account;
+    op.group_id = g;
+    op.wallet = from;
+    op.amount = to;
+    return op1(op);
+  };
+  EXPECT_EQ(replace(closed_fee, g), result::group_account_reserved);
+  EXPECT_EQ(replace(closed_fee, closed_fee), result::accounts_must_differ);
+  EXPECT_EQ(replace(4242, new_fee), result::account_not_in_group);
+  EXPECT_EQ(replace(closed_fee, 0), result::id_must_not_be_zero);
+  EXPECT_EQ(balance(g), int64_t(3 * contribution)) << "refusals change nothing";
+  ASSERT_EQ(replace(closed_fee, new_fee), result::ok);
+  EXPECT_EQ(settled(g).owed.at(0).refusal, result::credit_account_closed) << "replacing sends nothing";
+  ASSERT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.owed.empty());
+  EXPECT_EQ(st.g.cfg.fee_account_id, new_fee);
+  EXPECT_EQ(balance(new_fee), 3);
+  EXPECT_EQ(balance(1), int64_t(starting - contribution + 3 * contribution - 3));
+  expect_escrow_consistent(g);
+
+  // Round 2's recipient (wallet 2) pays, then empties and closes its wallet: its payout is
+  // refused until wallet 4 replaces it; seat 1 then pays from wallet 4.
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  ASSERT_EQ(e().create_transfers({make_transfer(next_id_++, 2, funding, uint64_t(balance(2)))}).results.at(0),
+            result::ok);
+  ASSERT_EQ(e().set_account_status({{2, wire::account_status::closed}}).results.at(0), result::ok);
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);
+  st = settled(g);
+  ASSERT_EQ(st.owed.size(), 1u);
+  EXPECT_EQ(st.owed[0].refusal, result::credit_account_closed);
+  const int64_t w4 = balance(4);
+  ASSERT_EQ(replace(2, 4), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.owed.empty());
+  EXPECT_EQ(st.g.seats[1].wallet, 4u);
+  EXPECT_EQ(balance(4), w4 + int64_t(3 * contribution - 3));
+  EXPECT_EQ(pay(2, g, 3, 1, contribution), result::debit_account_closed);
+  EXPECT_EQ(pay(1, g, 3, 1, contribution), result::not_a_member);
+  ASSERT_EQ(pay(4, g, 3, 1, contribution), result::ok);
+  expect_escrow_consistent(g);
+
+  fx_.restart();
+  const group_entry back = settled(g);
+  EXPECT_EQ(back.g.cfg.fee_account_id, new_fee);
+  EXPECT_EQ(back.g.seats[1].wallet, 4u);
+  EXPECT_TRUE(back.g.seats[1].paid);
+  EXPECT_EQ(actors::equb::encode_entry(back), actors::equb::encode_entry(settled(g)));
+  ASSERT_EQ(pay(1, g, 3, 0, contribution), result::ok);
+  ASSERT_EQ(pay(3, g, 3, 2, contribution), result::ok);
+  st = settled(g);
+  EXPECT_EQ(st.g.ph, phase::completed);
+  EXPECT_EQ(balance(new_fee), 9);
+  expect_escrow_consistent(g);
+}
+
+// A member who received and then stopped paying ends the group owing the recipients it
+// short-changed. The debt outlives the group: the member pays it after the end, naming
+// the last round, and it goes on to its creditor. Replay from the log takes it again.
+TEST_F(equb_engine_replay, DebtsArePaidAfterTheGroupEnds) {
+  constexpr uint64_t g = 5021;
+  open_wallets(2);
+  form(g, 2);  // round 1: wallet 1 receives at once
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  fx_.advance_s(15 * 86'400 + 1);  // wallet 1 misses round 2
+  group_entry st;
+  for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
+    st = settled(g);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(st.g.ph, phase::completed);
+  ASSERT_EQ(st.g.seats[0].debts.size(), 1u);
+  EXPECT_EQ(st.g.seats[0].debts[0].creditor_account_id, 2u);
+  EXPECT_EQ(st.g.seats[0].debts[0].amount, contribution);
+  const int64_t w1 = balance(1), w2 = balance(2);
+  EXPECT_EQ(pay(1, g, 2, 0, contribution + 1), result::wrong_amount);
+  EXPECT_EQ(pay(2, g, 2, 1, 0 + contribution), result::group_not_active) << "wallet 2 owes nothing";
+  EXPECT_EQ(pay(1, g, 3, 0, contribution), result::round_not_open);
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.g.seats[0].debts.empty());
+  EXPECT_EQ(balance(1), w1 - int64_t(contribution));
+  EXPECT_EQ(balance(2), w2 + int64_t(contribution)) << "the debt went on to the short-changed recipient";
+  EXPECT_EQ(pay(1, g, 2, 0, contribution), result::group_not_active) << "paid once";
+  expect_escrow_consistent(g);
+
+  fx_.restart();
+  st = settled(g);
+  EXPECT_TRUE(st.g.seats[0].debts.empty());
+  EXPECT_EQ(balance(1), w1 - int64_t(contribution));
+  EXPECT_EQ(balance(2), w2 + int64_t(contribution));
+  expect_escrow_consistent(g);
+}
+
 TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
   constexpr uint64_t g = 5006, h = 5007;
   open_wallets(4);
@@ -378,15 +496,27 @@ TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
   EXPECT_EQ(balance(g), 0);
   expect_escrow_consistent(g);
 
-  // Dissolving an active group refunds the current round's payments.
+  // Dissolving an active group refunds the current round's payments, and settles the
+  // past ones as debts: wallet 1 took round 1's pot, paid in by wallets 2 and 3, and owes
+  // each of them a contribution.
   form(h, 3);
   ASSERT_EQ(pay(2, h, 2, 1, contribution), result::ok);
   leave.group_id = h;
   EXPECT_EQ(op1(leave), result::leaving_after_start);
   EXPECT_EQ(simple(wire::equb_op_kind::dissolve, h), result::ok);
-  settled(h);
+  const group_entry gone = settled(h);
   EXPECT_EQ(balance(2), int64_t(starting - contribution)) << "its round-2 payment came back";
   EXPECT_EQ(balance(h), 0);
+  ASSERT_EQ(gone.g.seats[0].debts.size(), 2u);
+  EXPECT_EQ(gone.g.seats[0].debts[0].creditor_account_id, 2u);
+  EXPECT_EQ(gone.g.seats[0].debts[1].creditor_account_id, 3u);
+  EXPECT_TRUE(gone.g.seats[1].debts.empty());
+  EXPECT_EQ(pay(2, h, 2, 1, contribution), result::group_not_active) << "wallet 2 owes nothing";
+  ASSERT_EQ(pay(1, h, 2, 0, 2 * contribution), result::ok);
+  settled(h);
+  EXPECT_EQ(balance(1), int64_t(starting - 3)) << "wallet 1 bore its pot's fee";
+  EXPECT_EQ(balance(2), int64_t(starting));
+  EXPECT_EQ(balance(3), int64_t(starting));
   expect_escrow_consistent(h);
 }
 

@@ -1324,6 +1324,34 @@ TEST(payout_engine_upgrade, a_longer_period_is_refused_now_and_replayed_as_taken
   now.grace_ns = actors::equb::period_max_ns;
   EXPECT_EQ(e->equb({now}).results.at(0), result::ok);
   EXPECT_EQ(e->lookup_groups({812}).results.at(0), result::ok);
+  // A client's retry of the older create (the same config) is answered ok, as any repeat
+  // of a create is; another config under the id is still refused.
+  EXPECT_EQ(e->equb({old}).results.at(0), result::ok);
+  auto other = old;
+  other.fee_bp = 7;
+  EXPECT_EQ(e->equb({other}).results.at(0), result::exists_with_different_fields);
+  EXPECT_EQ(e->lookup_groups({811}).groups.at(0).g.cfg.fee_bp, old.fee_bp);
+}
+
+// replace_account arrived with batch records of version 7: in an older record it was
+// refused (equb_op_invalid, an unknown kind then), and replays so.
+TEST(payout_engine_upgrade, replace_account_in_an_older_record_replays_as_refused) {
+  for (const uint16_t version : {uint16_t(6), uint16_t(7)}) {
+    temp_dir dir;
+    const auto create = make_equb_create(821, 900, 100);
+    wire::equb_op replace;
+    replace.kind = wire::equb_op_kind::replace_account;
+    replace.group_id = 821;
+    replace.wallet = 900;
+    replace.amount = 901;
+    write_batch_records(dir.path(), {{6, uint16_t(actors::op_kind::equb_ops), 1, ops_bytes(std::vector{create})},
+                                     {version, uint16_t(actors::op_kind::equb_ops), 1, ops_bytes(std::vector{replace})}});
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    EXPECT_EQ(e->lookup_groups({821}).groups.at(0).g.cfg.fee_account_id, version == 6 ? 900u : 901u)
+        << "version " << version;
+  }
 }
 
 // A log written by an older build (batch records of version 1) holding what payout desks

@@ -99,6 +99,13 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     # Paid in 2 x 1000, received the pot of 2000 and sent it on.
     assert w312["credits_posted"] == 7000 and w312["debits_posted"] == 4000, w312
     print("equb payout through a gateway: ok")
+    # replace_account: another fee account for the group (a closed one never takes a fee).
+    replace = dict(kind=Client.REPLACE_ACCOUNT, group=720, replaced=102, by=103)
+    assert pay.equb([dict(replace, replaced=4242)]) == [131]  # account_not_in_group
+    assert pay.equb([dict(replace, by=720)]) == [147]         # group_account_reserved: the escrow
+    assert pay.equb([replace]) == [0]
+    assert pay.equb([replace]) == [131]                       # 102 is named nowhere now
+    print("equb replace_account: ok")
 
     # Trading: an instrument, prices with sequences, a move halt and an operator's resume
     # (the dev gateway has every role); a customer of a tier the console sets, whose

@@ -11,7 +11,10 @@
 #include <random>
 #include <set>
 
+#include "actors/equb_group.hpp"
 #include "actors/equb_rules.hpp"
+#include "actors/rules_version.hpp"
+#include "actors/trading.hpp"
 #include "support/seed.hpp"
 
 using namespace mesob;
@@ -446,12 +449,35 @@ TEST(equb_rules, dissolving_refunds_the_current_round_to_the_minor_unit) {
   const uint64_t late = 2 * period + 1;
   step(l, g, contribute(g, 2, wallet(2), 2, c + g.cfg.late_penalty, g.cfg.currency, late));
   const int64_t w0 = l.bal[wallet(0)], w2 = l.bal[wallet(2)];
+  auto before_v7 = g;
   step(l, g, dissolve(g));
   EXPECT_EQ(g.ph, phase::dissolved);
   EXPECT_EQ(l.bal[escrow], 0);
   EXPECT_EQ(l.bal[wallet(0)], w0 + int64_t(c));
   EXPECT_EQ(l.bal[wallet(2)], w2 + int64_t(c + g.cfg.late_penalty));
   EXPECT_EQ(dissolve(g).code, result::group_not_active);
+  // Round 1's pot went to seat 0, paid in by seats 1 and 2: seat 0 owes each one
+  // contribution (nominal: its fee stays paid).
+  ASSERT_EQ(g.seats[0].debts.size(), 2u);
+  EXPECT_EQ(g.seats[0].debts[0].creditor_account_id, wallet(1));
+  EXPECT_EQ(g.seats[0].debts[1].creditor_account_id, wallet(2));
+  EXPECT_EQ(debts_of(g.seats[0]), 2 * c);
+  EXPECT_TRUE(g.seats[1].debts.empty() && g.seats[2].debts.empty());
+  // The rules before version 7 refunded the current round alone.
+  const outcome o = dissolve(before_v7, false);
+  EXPECT_EQ(o.transfers.size(), 2u);
+  EXPECT_TRUE(before_v7.seats[0].debts.empty());
+  // A member holding two seats, one of which received, owes itself nothing.
+  ledger t;
+  auto two = make_group(config());
+  step(t, two, join(two, wallet(0)));
+  step(t, two, join(two, wallet(0)));
+  step(t, two, join(two, wallet(1)));
+  step(t, two, start(two, 0, secret_a));
+  step(t, two, close_round(two, 1));
+  step(t, two, dissolve(two));
+  ASSERT_EQ(two.seats[0].debts.size(), 1u);
+  EXPECT_EQ(two.seats[0].debts[0].creditor_account_id, wallet(1));
   // Dissolving while forming returns every deposit.
   ledger lf;
   auto f = make_group(config());
@@ -695,4 +721,262 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_version_1_is_read) {
   EXPECT_TRUE(damaged([&](auto& b) { std::fill(b.begin() + number_at, b.begin() + number_at + 8, 0); }));
   EXPECT_TRUE(damaged([&](auto& b) { b[number_at + 4] = 0x80; }));  // 2^39 and up
   EXPECT_NE(why.find("number"), std::string::npos) << why;
+}
+
+// A seat that received and then missed rounds ends the group owing them: the debts
+// outlive the group and are paid after it ends, all at once, naming its last round, each
+// forwarded to its creditor. Before, an ended group refused every payment and the
+// short-changed recipients were never repaid.
+TEST(equb_rules, debts_outlive_the_group_and_are_paid_after_it_ends) {
+  ledger l;
+  auto g = started(l, 3, config());
+  step(l, g, close_round(g, 1));  // round 1: seat 0 (wallet 0)
+  // Rounds 2 and 3: seat 0 pays nothing; the others pay on time.
+  for (uint32_t round = 2; round <= 3; ++round) {
+    step(l, g, contribute(g, 1, wallet(1), round, owed(g, 1, 5), g.cfg.currency, 5));
+    step(l, g, contribute(g, 2, wallet(2), round, owed(g, 2, 5), g.cfg.currency, 5));
+    const uint64_t after = deadline_after(0, round, period, grace) + 1;
+    step(l, g, close_round(g, after));
+  }
+  ASSERT_EQ(g.ph, phase::completed);
+  ASSERT_EQ(g.seats[0].debts.size(), 2u);
+  EXPECT_EQ(debts_of(g.seats[0]), 2 * c);
+  EXPECT_EQ(g.seats[0].debts[0].creditor_account_id, wallet(1));
+  EXPECT_EQ(g.seats[0].debts[1].creditor_account_id, wallet(2));
+  EXPECT_EQ(l.bal[escrow], 0);
+
+  const auto etb = g.cfg.currency;
+  EXPECT_EQ(can_contribute(g, 0, wallet(0), 3, 2 * c, etb, 10), result::group_not_active);
+  EXPECT_EQ(can_repay(g, 0, wallet(0), 3, 2 * c - 1, etb), result::wrong_amount);
+  EXPECT_EQ(can_repay(g, 0, wallet(0), 3, c, etb), result::wrong_amount);
+  EXPECT_EQ(can_repay(g, 0, wallet(0), 2, 2 * c, etb), result::round_already_paid);
+  EXPECT_EQ(can_repay(g, 0, wallet(0), 4, 2 * c, etb), result::round_not_open);
+  EXPECT_EQ(can_repay(g, 0, wallet(1), 3, 2 * c, etb), result::not_a_member);
+  EXPECT_EQ(can_repay(g, 0, wallet(0), 3, 2 * c, wire::currency("USD")), result::wrong_currency);
+  EXPECT_EQ(can_repay(g, 1, wallet(1), 3, 0, etb), result::group_not_active) << "seat 1 owes nothing";
+  const int64_t w1 = l.bal[wallet(1)], w2 = l.bal[wallet(2)];
+  const outcome o = repay(g, 0, wallet(0), 3, 2 * c, etb);
+  ASSERT_EQ(o.transfers.size(), 3u);
+  EXPECT_EQ(o.transfers[0].debit_account_id, wallet(0));
+  EXPECT_EQ(o.transfers[0].why, purpose::contribution);
+  step(l, g, o);
+  EXPECT_EQ(l.bal[wallet(1)], w1 + int64_t(c));
+  EXPECT_EQ(l.bal[wallet(2)], w2 + int64_t(c));
+  EXPECT_EQ(l.bal[escrow], 0);
+  EXPECT_TRUE(g.seats[0].debts.empty());
+  EXPECT_EQ(repay(g, 0, wallet(0), 3, 2 * c, etb).code, result::group_not_active) << "paid once";
+
+  // A dissolved group's debts too: seat 2 misses round 2, the group dissolves in round 3.
+  ledger d;
+  auto h = started(d, 3, config());
+  step(d, h, close_round(h, 1));
+  step(d, h, contribute(h, 0, wallet(0), 2, c, h.cfg.currency, 5));
+  step(d, h, contribute(h, 1, wallet(1), 2, c, h.cfg.currency, 5));
+  step(d, h, close_round(h, deadline_after(0, 2, period, grace) + 1));
+  ASSERT_EQ(h.round, 3u);
+  EXPECT_EQ(can_repay(h, 2, wallet(2), 3, c, etb), result::group_not_active) << "active: contribute pays debts";
+  step(d, h, dissolve(h));
+  const int64_t creditor = d.bal[wallet(1)];
+  step(d, h, repay(h, 2, wallet(2), 3, c, etb));
+  EXPECT_EQ(d.bal[wallet(1)], creditor + int64_t(c));
+  EXPECT_EQ(d.bal[escrow], 0);
+}
+
+// replace_account: a closed account never takes a payment again, so the group puts
+// another one wherever it names the old (config, seats' wallets, debts' creditors).
+TEST(equb_rules, replace_account_moves_every_use_and_keeps_the_config_valid) {
+  ledger l;
+  auto g = started(l, 3, config(rotation::fixed_order, default_policy::cover_from_guarantor));
+  constexpr uint64_t fresh = 5000;
+  EXPECT_EQ(can_replace_account(g, escrow, fresh), result::group_account_reserved);
+  EXPECT_EQ(can_replace_account(g, fee_acct, escrow), result::group_account_reserved);
+  EXPECT_EQ(can_replace_account(g, fee_acct, fee_acct), result::accounts_must_differ);
+  EXPECT_EQ(can_replace_account(g, fee_acct, 0), result::id_must_not_be_zero);
+  EXPECT_EQ(can_replace_account(g, guarantor, fee_acct), result::accounts_must_differ) << "as check_config";
+  EXPECT_TRUE(names_account(g, wallet(1)));
+  EXPECT_TRUE(names_account(g, guarantor));
+  EXPECT_FALSE(names_account(g, fresh));
+  EXPECT_FALSE(names_account(g, escrow));
+  EXPECT_FALSE(names_account(g, 0));
+
+  ASSERT_EQ(can_replace_account(g, fee_acct, fresh), result::ok);
+  replace_account(g, fee_acct, fresh);
+  EXPECT_EQ(g.cfg.fee_account_id, fresh);
+  EXPECT_FALSE(names_account(g, fee_acct));
+  step(l, g, close_round(g, 1));  // round 1 pays its fee to the new account
+  EXPECT_EQ(l.bal[fresh], int64_t(3 * c / 100));
+  EXPECT_EQ(l.bal[fee_acct], 0);
+
+  // Seat 2 misses round 2: its debt is the guarantor's. Replace the guarantor and seat 2's
+  // wallet: the debt's creditor moves, and seat 2 pays from its new wallet only.
+  step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, 5));
+  step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, 5));
+  step(l, g, close_round(g, deadline_after(0, 2, period, grace) + 1));
+  ASSERT_EQ(g.seats[2].debts.size(), 1u);
+  constexpr uint64_t new_guarantor = 5001, new_wallet = 5002;
+  replace_account(g, guarantor, new_guarantor);
+  replace_account(g, wallet(2), new_wallet);
+  EXPECT_EQ(g.cfg.guarantor_account_id, new_guarantor);
+  EXPECT_EQ(g.seats[2].debts[0].creditor_account_id, new_guarantor);
+  const uint64_t late = 3 * period + 1;
+  const uint64_t due = owed(g, 2, late);
+  EXPECT_EQ(can_contribute(g, 2, wallet(2), 3, due, g.cfg.currency, late), result::not_a_member);
+  const outcome o = contribute(g, 2, new_wallet, 3, due, g.cfg.currency, late);
+  ASSERT_EQ(o.code, result::ok);
+  step(l, g, o);
+  EXPECT_EQ(l.bal[new_guarantor], int64_t(c)) << "the debt went to the new guarantor";
+}
+
+// The group table decides by the rules of the build that wrote the log record it
+// replays (actors/rules_version.hpp): before version 7 an ended group refused every
+// payment, replace_account did not exist (the engine refuses it when decoding such a
+// record), and a create over the period cap was refused even when it repeated an
+// existing group's config.
+TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
+  using mesob::actors::rules_ended_groups;
+  using mesob::actors::rules_newest;
+  using mesob::actors::rules_period_cap;
+  auto cfg = config();
+  cfg.group_id = escrow;  // in the engine a group's id is its escrow account's
+  group_table t;
+  auto make_escrow = [](const wire::account&) { return true; };
+  wire::equb_op create = create_op_of(cfg);
+  ASSERT_EQ(t.execute(create, 1, make_escrow), result::ok);
+  auto payment = [&](uint64_t w, uint32_t round, uint32_t seat, uint64_t amount) {
+    wire::transfer p;
+    p.debit_account_id = w;
+    p.credit_account_id = escrow;
+    p.amount = amount;
+    p.currency = cfg.currency;
+    p.flags = wire::transfer_flags::equb;
+    p.user_data = uint64_t(round) << 32 | seat;
+    return p;
+  };
+  for (uint32_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(t.verdict(payment(wallet(i), 0, 0, c), 2), result::ok);
+    t.paid(payment(wallet(i), 0, 0, c), 2);
+  }
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = escrow;
+  ASSERT_EQ(t.execute(start, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
+  // The fee account was closed: round 1's chain is refused and waits.
+  ASSERT_EQ(t.find(escrow)->owed.size(), 1u);
+  const auto chain = chain_of(*t.find(escrow), t.find(escrow)->owed[0], 1);
+  t.chain_done(chain.front(), result::credit_account_closed);
+  ASSERT_TRUE(t.find(escrow)->owed[0].refused);
+  // Round 2: seat 1 pays, seat 0 does not; the round closes on its deadline.
+  ASSERT_EQ(t.verdict(payment(wallet(1), 2, 1, c), 5), result::ok);
+  t.paid(payment(wallet(1), 2, 1, c), 5);
+  const uint64_t after = deadline_after(3, 2, period, grace) + 1;
+  ASSERT_TRUE(t.due(after));
+  t.close_due(after);
+  const group_entry& e = *t.find(escrow);
+  ASSERT_EQ(e.g.ph, phase::completed);
+  ASSERT_EQ(debts_of(e.g.seats[0]), c);
+
+  const auto repay_it = payment(wallet(0), 2, 0, c);
+  t.set_rules(rules_ended_groups - 1);
+  EXPECT_EQ(t.verdict(repay_it, after + 1), result::group_not_active);
+  t.set_rules(rules_newest);
+  EXPECT_EQ(t.verdict(repay_it, after + 1), result::ok);
+  t.paid(repay_it, after + 1);
+  EXPECT_TRUE(t.find(escrow)->g.seats[0].debts.empty());
+  EXPECT_EQ(t.verdict(repay_it, after + 2), result::group_not_active);
+
+  // replace_account: the refused chain's fee transfer moves to the new account, and a
+  // retry emits it under new ids.
+  constexpr uint64_t new_fee = 6000;
+  wire::equb_op replace;
+  replace.kind = wire::equb_op_kind::replace_account;
+  replace.group_id = escrow;
+  replace.wallet = fee_acct;
+  replace.amount = new_fee;
+  EXPECT_EQ(check_op_fields(replace), result::ok);
+  auto no_new = replace;
+  no_new.amount = 0;
+  EXPECT_EQ(check_op_fields(no_new), result::id_must_not_be_zero);
+  auto with_seat = replace;
+  with_seat.seat = 1;
+  EXPECT_EQ(check_op_fields(with_seat), result::equb_op_invalid);
+  auto stranger = replace;
+  stranger.wallet = 4242;
+  EXPECT_EQ(t.execute(stranger, after + 3, make_escrow), result::account_not_in_group);
+  // The engine's own accounts: a group's chains would move their money unchecked.
+  const uint64_t desk = mesob::actors::payouts::desk_account(cfg.currency, 0);
+  const uint64_t trading = mesob::actors::trading::account(cfg.currency, 0);
+  auto to_engine = replace;
+  to_engine.amount = desk;
+  EXPECT_EQ(t.execute(to_engine, after + 3, make_escrow), result::payout_account_reserved);
+  to_engine.amount = trading;
+  EXPECT_EQ(t.execute(to_engine, after + 3, make_escrow), result::trading_account_reserved);
+  ASSERT_EQ(t.execute(replace, after + 3, make_escrow), result::ok);
+  const group_entry& moved = *t.find(escrow);
+  EXPECT_EQ(moved.g.cfg.fee_account_id, new_fee);
+  bool to_new = false;
+  for (const auto& m : moved.owed.at(0).transfers) {
+    EXPECT_NE(m.credit_account_id, fee_acct);
+    to_new = to_new || (m.credit_account_id == new_fee && m.why == purpose::fee);
+  }
+  EXPECT_TRUE(to_new);
+  EXPECT_EQ(t.execute(replace, after + 4, make_escrow), result::account_not_in_group) << "named nowhere now";
+  wire::equb_op retry;
+  retry.kind = wire::equb_op_kind::retry;
+  retry.group_id = escrow;
+  ASSERT_EQ(t.execute(retry, after + 5, make_escrow), result::ok);
+  EXPECT_FALSE(t.find(escrow)->owed.at(0).refused);
+  // A create repeating the group's config: its config changed (the fee account).
+  EXPECT_EQ(t.execute(create, after + 6, make_escrow), result::exists_with_different_fields);
+
+  // The period cap. A group made before it (rules 4) with a 200-day period.
+  group_table p;
+  auto long_cfg = config();
+  long_cfg.group_id = long_cfg.escrow_account_id = 7000;
+  long_cfg.period_ns = 200ull * 86'400 * 1'000'000'000;
+  const wire::equb_op long_create = create_op_of(long_cfg);
+  p.set_rules(rules_period_cap - 1);
+  ASSERT_EQ(p.execute(long_create, 1, make_escrow), result::ok);
+  p.set_rules(rules_ended_groups - 1);
+  EXPECT_EQ(p.execute(long_create, 2, make_escrow), result::period_too_long) << "as versions 5 and 6 refused it";
+  p.set_rules(rules_newest);
+  EXPECT_EQ(p.execute(long_create, 3, make_escrow), result::ok) << "a client's retry of the create";
+  auto other = long_create;
+  other.fee_bp += 1;
+  EXPECT_EQ(p.execute(other, 4, make_escrow), result::exists_with_different_fields);
+  auto fresh = long_create;
+  fresh.group_id = 7001;
+  EXPECT_EQ(p.execute(fresh, 5, make_escrow), result::period_too_long);
+  EXPECT_EQ(p.find(7001), nullptr);
+
+  // A create naming an engine account: refused from version 7 on, taken before (as
+  // those builds did).
+  for (const uint16_t rules : {uint16_t(rules_ended_groups - 1), rules_newest}) {
+    group_table q;
+    q.set_rules(rules);
+    auto with = config();
+    with.group_id = with.escrow_account_id = 7100;
+    with.fee_account_id = mesob::actors::payouts::desk_account(with.currency, 3);
+    EXPECT_EQ(q.execute(create_op_of(with), 1, make_escrow),
+              rules == rules_newest ? result::payout_account_reserved : result::ok);
+    with.fee_account_id = fee_acct;
+    with.on_default = default_policy::cover_from_guarantor;
+    with.guarantor_account_id = mesob::actors::trading::account(with.currency, 1);
+    with.group_id = with.escrow_account_id = 7101;
+    EXPECT_EQ(q.execute(create_op_of(with), 1, make_escrow),
+              rules == rules_newest ? result::trading_account_reserved : result::ok);
+  }
+
+  // Dissolving: the past rounds become debts from version 7 on.
+  for (const uint16_t rules : {uint16_t(rules_ended_groups - 1), rules_newest}) {
+    group_table d;
+    d.set_rules(rules);
+    ASSERT_EQ(d.execute(create, 1, make_escrow), result::ok);
+    for (uint32_t i = 0; i < 3; ++i) d.paid(payment(wallet(i), 0, 0, c), 2);
+    ASSERT_EQ(d.execute(start, 3, make_escrow), result::ok);
+    wire::equb_op dissolve_op;
+    dissolve_op.kind = wire::equb_op_kind::dissolve;
+    dissolve_op.group_id = escrow;
+    ASSERT_EQ(d.execute(dissolve_op, 4, make_escrow), result::ok);
+    EXPECT_EQ(d.find(escrow)->g.seats[0].debts.size(), rules == rules_newest ? 2u : 0u) << "rules " << rules;
+  }
 }

@@ -235,12 +235,13 @@ class Client:
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10
-    CREATE, START, LEAVE, BID, DISSOLVE, RETRY, PAYOUT_TO = range(1, 8)
+    CREATE, START, LEAVE, BID, DISSOLVE, RETRY, PAYOUT_TO, REPLACE_ACCOUNT = range(1, 9)
 
     def equb(self, ops):
-        """ops: dicts with kind (Client.CREATE .. Client.PAYOUT_TO), group and, as the kind
+        """ops: dicts with kind (Client.CREATE .. Client.REPLACE_ACCOUNT), group and, as the kind
         needs them: wallet, seat, round, amount (leave, bid); wallet, seat, rail, destination
-        (payout_to: rail 0 pays the seat's payout to its wallet); for create: currency,
+        (payout_to: rail 0 pays the seat's payout to its wallet); replaced, by
+        (replace_account: the account replaced and the one replacing it); for create: currency,
         contribution, period_ns, fee_account and optionally grace_ns, late_penalty,
         fee_bp, rotation (1 fixed order, 2 lottery, 3 bidding), default_policy (1 pay
         what is there, 2 cover from guarantor, 3 hold), guarantor, organizer,
@@ -251,7 +252,10 @@ class Client:
             create = o["kind"] == self.CREATE
             g = (lambda k, d=0: o.get(k, d)) if create else (lambda k, d=0: 0)
             amount = o.get("destination", 0) if o["kind"] == self.PAYOUT_TO else o.get("amount", 0)
-            EqubOp.CreateEqubOp(b, o["group"], o.get("wallet", 0), amount, g("fee_account"),
+            wallet = o.get("wallet", 0)
+            if o["kind"] == self.REPLACE_ACCOUNT:
+                wallet, amount = o["replaced"], o["by"]
+            EqubOp.CreateEqubOp(b, o["group"], wallet, amount, g("fee_account"),
                                 g("guarantor"), g("organizer"), g("contribution"), g("period_ns"),
                                 g("grace_ns"), g("late_penalty"), g("commission_cap"),
                                 currency(o["currency"]) if create else 0, g("fee_bp"), g("max_discount_bp"),

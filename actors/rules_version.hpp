@@ -1,0 +1,22 @@
+// rules_version: which build's rules decide a batch (a log record's version).
+#pragma once
+
+#include <cstdint>
+
+namespace mesob::actors {
+
+// Rules versions. A batch replayed from a log record an older build wrote is decided by
+// that build's rules: `batch::rules` is the record's version (engine.cpp,
+// batch_record_version), rules_newest when live. Each constant is the first version of a
+// change of rules.
+constexpr uint16_t rules_period_cap = 5;  // group creates with a period over the cap refused
+// Payout desks cancel the gateways a payout leaves, keep in-flight payouts past a session
+// closing, take overpayments (payouts::desk_table::set_rules_before_cancels).
+constexpr uint16_t rules_desk_cancels = 6;
+// Ended equb groups take debt payments; dissolving turns past rounds into debts;
+// replace_account; a create repeating an existing group's config is ok whatever its
+// period, and one naming an engine account is refused (equb::group_table::set_rules).
+constexpr uint16_t rules_ended_groups = 7;
+constexpr uint16_t rules_newest = 7;
+
+}  // namespace mesob::actors
