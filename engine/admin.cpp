@@ -308,6 +308,14 @@ class admin_impl {
          "an equb group: config, phase, round, escrow (and what its account holds), seats, paid-out rounds, "
          "payments it still owes",
          1, 1, &admin_impl::cmd_group_show},
+        {"group retry", "<group-id>",
+         "send again the payments of an equb group the ledger refused (after their account was unfrozen or "
+         "replaced)",
+         1, 1, &admin_impl::cmd_group_retry},
+        {"group replace", "<group-id> <account-id> <new-account-id>",
+         "put another account wherever an equb group names one (its fee, guarantor or organizer account, a seat's "
+         "wallet, a debt's creditor, its refused payments): how a group gets past a closed account; then group retry",
+         3, 3, &admin_impl::cmd_group_replace},
         {"instruments", "", "every instrument: symbol, class, currency, tick, lot, last price, halt reasons", 0, 0,
          &admin_impl::cmd_instruments},
         {"instrument show", "<instrument-id>", "one instrument: its definition, halt rules, last price and state", 1, 1,
@@ -1059,6 +1067,8 @@ class admin_impl {
         .text("on_default", policies[uint8_t(c.on_default) <= 3 ? uint8_t(c.on_default) : 0])
         .num("fee_bp", c.fee_bp)
         .num("fee_account_id", c.fee_account_id)
+        .num("guarantor_account_id", c.guarantor_account_id)
+        .num("organizer_account_id", c.organizer_account_id)
         .num("period_ns", c.period_ns)
         .num("grace_ns", c.grace_ns)
         .num("late_penalty", c.late_penalty)
@@ -1110,6 +1120,46 @@ class admin_impl {
     }
     m.sections.push_back(std::move(owed));
     return m;
+  }
+
+  admin_response_msg group_op(const std::string& group_arg, wire::equb_op op, const std::string& done) {
+    admin_response_msg bad;
+    if (!account_arg(group_arg, &op.group_id, &bad)) return bad;
+    const reply r = eng_.equb({op});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const auto res = r.results.at(0);
+    if (res == wire::result::group_not_found) return answer(admin_code::not_found, "group " + group_arg + " does not exist");
+    if (res != wire::result::ok)
+      return answer(admin_code::refused, "group " + group_arg + ": " + std::string(wire::result_name(res)));
+    return answer(admin_code::ok, "group " + group_arg + " " + done);
+  }
+  admin_response_msg cmd_group_retry(const std::vector<std::string>& a) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::retry;
+    return group_op(a[0], op, "sends its refused payments again (see group show)");
+  }
+  admin_response_msg cmd_group_replace(const std::vector<std::string>& a) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::replace_account;
+    admin_response_msg bad;
+    if (!account_arg(a[1], &op.wallet, &bad) || !account_arg(a[2], &op.amount, &bad)) return bad;
+    // The engine takes any account (it moves no money; the ledger decides the payments
+    // sent to it later); an operator is told at once of one that could not take them.
+    const reply acct = eng_.lookup_accounts({op.amount});
+    if (acct.st != status::ok) return refused_by_engine(acct);
+    if (acct.results.empty() || acct.results[0] != wire::result::ok)
+      return answer(admin_code::not_found, "account " + a[2] + " does not exist");
+    const auto& to = acct.accounts[0];
+    if (to.status == wire::account_status::closed) return answer(admin_code::refused, "account " + a[2] + " is closed");
+    uint64_t gid = 0;
+    if (parse_u64(a[0], &gid) && gid != 0) {
+      const reply g = eng_.lookup_groups({gid});
+      if (g.st == status::ok && !g.results.empty() && g.results[0] == wire::result::ok &&
+          g.groups[0].g.cfg.currency != to.currency)
+        return answer(admin_code::refused, "account " + a[2] + " holds " + wire::currency_name(to.currency) +
+                                               ", the group " + wire::currency_name(g.groups[0].g.cfg.currency));
+    }
+    return group_op(a[0], op, "names account " + a[2] + " wherever it named " + a[1] + " (group retry sends its refused payments)");
   }
 
   // ---- instruments (actors/market.hpp) ----

@@ -85,7 +85,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     ASSERT_EQ(cat.sections.size(), 1u);
     std::vector<std::string> names;
     for (const auto& row : cat.sections[0].rows) names.push_back(row[0]);
-    for (const char* n : {"status", "shards", "sessions", "gateways", "account show", "account freeze", "account unfreeze", "group show", "transfer show",
+    for (const char* n : {"status", "shards", "sessions", "gateways", "account show", "account freeze", "account unfreeze", "group show", "group retry", "group replace", "transfer show",
                           "snapshot", "log verify", "audit", "audit trail", "shutdown"})
       EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
 
@@ -183,6 +183,29 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(gs, "paid-out rounds", "revealed_seed").size(), 64u);
     EXPECT_EQ(admin(*ops, "group show", {"901"}).code, admin_code::not_found);
     EXPECT_EQ(admin(*ops, "group show", {"x"}).code, admin_code::arguments_invalid);
+    // Operators steer a group: account 4 is both its fee account and seat 1's wallet, and
+    // a replacement moves both; nothing waits for a retry.
+    std::vector<wire::account> more = {make_account(5), make_account(6, 0, "USD")};
+    EXPECT_EQ(pay->call(wire::create_accounts_body(more)).reply.results.at(0), wire::result::ok);
+    EXPECT_EQ(admin(*ops, "group retry", {"900"}).code, admin_code::refused);
+    EXPECT_NE(admin(*ops, "group retry", {"900"}).message.find("nothing_to_retry"), std::string::npos);
+    EXPECT_EQ(admin(*ops, "group retry", {"901"}).code, admin_code::not_found);
+    EXPECT_EQ(admin(*ops, "group replace", {"900", "x", "5"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "group replace", {"900", "4"}).code, admin_code::arguments_invalid);
+    const auto stranger = admin(*ops, "group replace", {"900", "77", "5"});
+    EXPECT_EQ(stranger.code, admin_code::refused);
+    EXPECT_NE(stranger.message.find("account_not_in_group"), std::string::npos) << stranger.message;
+    EXPECT_EQ(admin(*ops, "group replace", {"900", "4", "900"}).code, admin_code::refused) << "the escrow";
+    EXPECT_EQ(admin(*ops, "group replace", {"900", "4", "7"}).code, admin_code::not_found) << "no account 7";
+    const auto usd = admin(*ops, "group replace", {"900", "4", "6"});
+    EXPECT_EQ(usd.code, admin_code::refused);
+    EXPECT_NE(usd.message.find("USD"), std::string::npos) << usd.message;
+    const auto moved = admin(*ops, "group replace", {"900", "4", "5"});
+    EXPECT_EQ(moved.code, admin_code::ok) << moved.message;
+    gs = admin(*ops, "group show", {"900"});
+    EXPECT_EQ(cell(gs, "group", "fee_account_id"), "5");
+    ASSERT_EQ(gs.sections.at(1).rows.size(), 2u);
+    EXPECT_EQ(gs.sections[1].rows[1][1], "5") << "seat 1's wallet";
 
     auto au2 = admin(*ops, "audit");
     EXPECT_EQ(au2.code, admin_code::ok) << au2.message;
