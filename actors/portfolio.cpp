@@ -12,7 +12,9 @@ using wire::result;
 
 namespace {
 constexpr uint32_t book_magic = 0x504F5254;  // "PORT"
-constexpr uint16_t book_version = 3;  // 2: the engine's fields of an order (placed, expiry, broker, fills); 3: its routing
+// 2: the engine's fields of an order (placed, expiry, broker, fills); 3: its routing;
+// 4: when it began ending, and each fill's broker.
+constexpr uint16_t book_version = 4;
 using u128 = unsigned __int128;
 
 bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
@@ -176,7 +178,7 @@ void book::accept(const wire::order& o, uint64_t tick) {
 }
 
 uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, result* r, uint64_t* released,
-                    uint64_t fill_id) {
+                    uint64_t fill_id, uint32_t gateway) {
   *released = 0;
   auto it = orders_.find(order_id);
   if (it == orders_.end() || it->second.st != order_state::open) {
@@ -214,7 +216,7 @@ uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, 
   }
   e.paid += value;
   e.filled += quantity;
-  e.fills.push_back({fill_id != 0 ? fill_id : e.fills.size() + 1, quantity, price_ticks});
+  e.fills.push_back({fill_id != 0 ? fill_id : e.fills.size() + 1, quantity, price_ticks, gateway});
   *r = result::ok;
   if (e.open_quantity() == 0) {
     *released = e.held;
@@ -297,6 +299,7 @@ std::vector<uint8_t> book::encode() const {
     w.put(uint8_t(e.settle_refused));
     w.put(uint8_t(e.ending));
     w.put(e.ending_at);
+    w.put(e.ending_since);
     w.put(e.routing);
     w.put(e.dead);
     w.put(e.route_due);
@@ -307,8 +310,10 @@ std::vector<uint8_t> book::encode() const {
     w.put(uint16_t(e.given_up.size()));
     for (const uint32_t g : e.given_up) w.put(g);
     w.put(uint32_t(e.fills.size()));
-    for (const auto& f : e.fills)
+    for (const auto& f : e.fills) {
       for (uint64_t v : {f.id, f.quantity, f.price_ticks}) w.put(v);
+      w.put(f.gateway);
+    }
   }
   w.put(uint32_t(closed_.size()));
   for (const uint64_t id : closed_) w.put(id);
@@ -321,7 +326,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
   const uint16_t version = r.get<uint16_t>();
   const uint32_t np = r.get<uint32_t>();
   if (r.short_read || magic != book_magic || version < 2 || version > book_version)
-    return *why = "portfolio: not a portfolio record of version 2 or 3", false;
+    return *why = "portfolio: not a portfolio record of version 2 to 4", false;
   if (np > positions_max) return *why = "portfolio: too many positions", false;
   book b;
   for (uint32_t i = 0; i < np; ++i) {
@@ -357,6 +362,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     const uint8_t ending = r.get<uint8_t>();
     e.ending = order_state(ending);
     e.ending_at = r.get<uint64_t>();
+    e.ending_since = version >= 4 ? r.get<uint64_t>() : e.ending_at;
     if (version >= 3) {
       e.routing = r.get<uint8_t>();
       e.dead = r.get<uint8_t>();
@@ -380,8 +386,9 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       e.routing = 2;
       e.attempts.push_back(e.broker);
     }
-    if (ending != uint8_t(order_state::open) && ending != uint8_t(order_state::cancelled) &&
-        ending != uint8_t(order_state::expired))
+    if ((ending != uint8_t(order_state::open) && ending != uint8_t(order_state::cancelled) &&
+         ending != uint8_t(order_state::expired) && ending != uint8_t(order_state::rejected)) ||
+        (ending != uint8_t(order_state::open) && e.ending_since > e.ending_at))
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
     const uint32_t nf = r.get<uint32_t>();
     if (r.short_read || refused > 1 || nf > fills_max)
@@ -392,6 +399,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       f.id = r.get<uint64_t>();
       f.quantity = r.get<uint64_t>();
       f.price_ticks = r.get<uint64_t>();
+      if (version >= 4) f.gateway = r.get<uint32_t>();
       if (r.short_read || f.id == 0 || f.quantity == 0 || f.quantity > e.o.quantity || f.price_ticks == 0)
         return *why = "portfolio: order " + std::to_string(e.o.id) + ": fill " + std::to_string(k) + " is damaged", false;
       fill_units += f.quantity;

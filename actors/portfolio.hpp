@@ -74,6 +74,7 @@ enum class order_state : uint8_t { open = 1, filled = 2, rejected = 3, cancelled
 
 struct fill_record {
   uint64_t id = 0, quantity = 0, price_ticks = 0;
+  uint32_t gateway = 0;  // the broker that made it (0: kept by a build before it was)
 };
 
 struct order_entry {
@@ -89,11 +90,14 @@ struct order_entry {
   uint32_t broker = 0;      // the gateway number it was sent to (0: none yet)
   uint16_t reason = 0;      // rejected: the broker's reason code
   bool settle_refused = false;  // the ledger refused one of its settlements (kept until an operator sees it)
-  // Open, but ending: cancelled or expired here, its broker told; it closes as `ending`
-  // when the broker confirms (a reject) or the grace after `ending_at` passes, and takes
-  // the fills the broker made meanwhile.
+  // Open, but ending: cancelled or expired here (or rejected by its broker while another
+  // may still have it), its brokers told; it closes as `ending` when the broker confirms
+  // (a reject) or the grace after `ending_at` passes (trading.hpp), and takes the fills
+  // the brokers made meanwhile. `ending_at` is when the brokers were last told;
+  // `ending_since` when it began ending.
   order_state ending = order_state::open;
   uint64_t ending_at = 0;
+  uint64_t ending_since = 0;
   std::vector<fill_record> fills;  // in the order taken (at most fills_max)
   // Its way to a broker (trading.hpp): `broker` is the one it is with (sent or working),
   // 0 while it waits or is a dead letter.
@@ -144,7 +148,7 @@ class book {
   // hold left over: *released (to release).
   // The fill is kept under `fill_id` (0: the next number).
   uint64_t fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, wire::result* r, uint64_t* released,
-                uint64_t fill_id = 0);
+                uint64_t fill_id = 0, uint32_t gateway = 0);
   // Ends an open order (a broker's reject, a cancel, an expiry): returns what its hold
   // still holds (a buy; to release), and frees what a sell reserved.
   uint64_t close(uint64_t order_id, order_state why, wire::result* r);

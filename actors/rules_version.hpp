@@ -17,6 +17,10 @@ constexpr uint16_t rules_desk_cancels = 6;
 // replace_account; a create repeating an existing group's config is ok whatever its
 // period, and one naming an engine account is refused (equb::group_table::set_rules).
 constexpr uint16_t rules_ended_groups = 7;
+// Orders: an ending order's grace waits for its brokers' sessions and restarts when one
+// opens; a reject while another broker may have the order waits for the grace; fill ids
+// are the order's per broker (trading::table::set_rules).
+constexpr uint16_t rules_orders_wait_for_brokers = 7;
 constexpr uint16_t rules_newest = 7;
 
 }  // namespace mesob::actors

@@ -266,10 +266,12 @@ void shard::execute(batch& b) {
     rules_of(shard& sh, uint16_t v) : s(sh) {
       s.desks_.set_rules_before_cancels(v < rules_desk_cancels);
       s.groups_.set_rules(v);
+      s.trading_.set_rules(v);
     }
     ~rules_of() {
       s.desks_.set_rules_before_cancels(false);
       s.groups_.set_rules(rules_newest);
+      s.trading_.set_rules(rules_newest);
     }
   } rules(*this, b.rules);
   // Set-aside transfers of earlier batches settle before anything that is not a

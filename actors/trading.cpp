@@ -152,6 +152,7 @@ void table::retire(order_entry& e) {
   if (route_state(e.routing) == route_state::dead) --dead_;
   e.ending = order_state::open;  // (counted out by the caller)
   e.ending_at = 0;
+  e.ending_since = 0;
   e.routing = uint8_t(e.broker != 0 ? route_state::working : route_state::waiting);  // (the broker stays on view)
   e.dead = 0;
   e.route_due = 0;
@@ -374,8 +375,20 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
       return result::ok;
     }
     acknowledged(a.wallet, *w, *e, a.gateway, ts);
+    // Another broker it went to may still have it (told to stop, it may not have heard):
+    // the order waits for the grace, taking their fills, before it closes.
+    const bool others = rules_ >= rules_orders_wait_for_brokers &&
+                        std::any_of(e->attempts.begin(), e->attempts.end(), [&](uint32_t g) { return g != a.gateway; });
+    if (others) {
+      if (e->ending == order_state::open) {
+        e->reason = a.reason;
+        end(a.wallet, *w, *e, order_state::rejected, ts, a.gateway);
+      }
+      return result::ok;
+    }
     // Ending (cancelled or expired here): the broker confirms it stopped.
-    close(a.wallet, *w, a.order_id, e->ending != order_state::open ? e->ending : order_state::rejected, a.reason);
+    close(a.wallet, *w, a.order_id, e->ending != order_state::open ? e->ending : order_state::rejected,
+          e->ending == order_state::rejected ? e->reason : a.reason);
     return result::ok;
   }
   if (a.kind == wire::order_answer_kind::accepted) {
@@ -383,8 +396,11 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
     acknowledged(a.wallet, *w, *e, a.gateway, ts);
     return result::ok;
   }
+  // A fill id is the broker's: another broker's fill under the same id is another fill
+  // (before version 7, the order's whichever broker sent it).
   for (const auto& f : e->fills)
-    if (f.id == a.fill_id) {
+    if (f.id == a.fill_id &&
+        (rules_ < rules_orders_wait_for_brokers || f.gateway == 0 || f.gateway == a.gateway)) {
       *repeated = f.quantity == a.quantity && f.price_ticks == a.price_ticks;
       return *repeated ? result::ok : result::fill_id_reused;
     }
@@ -404,7 +420,7 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   const uint64_t k = e->fills.size() + 1;
   result r = result::ok;
   uint64_t released = 0;
-  const uint64_t value = w->b.fill(a.order_id, a.quantity, a.price_ticks, &r, &released, a.fill_id);
+  const uint64_t value = w->b.fill(a.order_id, a.quantity, a.price_ticks, &r, &released, a.fill_id, a.gateway);
   if (r != result::ok) return r;
   e = w->b.order_mut(a.order_id);
   MESOB_ASSERT(e != nullptr);
@@ -514,24 +530,41 @@ result table::cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated) {
 // A cancel or expiry here: an order no broker has closes at once; one a broker has keeps
 // its hold (the broker may have filled it before it hears) until the broker confirms or
 // the grace passes.
-void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state why, uint64_t ts) {
+void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state why, uint64_t ts, uint32_t except) {
   if (e.attempts.empty()) {
     close(wallet, w, e.o.id, why, 0);
     return;
   }
   e.ending = why;
   e.ending_at = ts;
+  e.ending_since = ts;
   ++ending_;
   // Every broker it went to is told to stop (any of them may have it); one waiting or a
   // dead letter is routed no more.
-  cancel_at_brokers(e, 0);
+  cancel_at_brokers(e, except);
   if (route_state(e.routing) == route_state::waiting) {
     e.route_due = 0;
     e.wait_since = 0;
     unrouted_.erase(e.o.id);
   }
   add_timer(ts + cancel_grace_ns, wallet);
+  if (rules_ >= rules_orders_wait_for_brokers) add_timer(ts + ending_max_ns, wallet);
   touch(wallet, w);
+}
+
+bool table::brokers_up(const order_entry& e) const {
+  const auto cands = brokers(e.o.currency);
+  for (const uint32_t g : e.attempts) {
+    const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+    if (it == cands.end() || !it->up) return false;
+  }
+  return true;
+}
+
+uint64_t table::grace_end(const order_entry& e) const {
+  const uint64_t grace = e.ending_at + cancel_grace_ns;
+  if (rules_ < rules_orders_wait_for_brokers || brokers_up(e)) return grace;
+  return std::max(grace, e.ending_since + ending_max_ns);
 }
 
 // Open orders of every wallet, in (wallet, order id) order: what is decided for them is the
@@ -557,6 +590,14 @@ void table::each_open(F&& f) {
   }
 }
 
+// An ending order's brokers were told again (a session opened): its grace runs from now.
+void table::told_again(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t ts) {
+  if (rules_ < rules_orders_wait_for_brokers) return;
+  e.ending_at = ts;
+  add_timer(ts + cancel_grace_ns, wallet);
+  touch(wallet, w);
+}
+
 void table::broker_up(uint32_t gateway, uint64_t ts) {
   const std::vector<broker_info> cands_none;
   each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
@@ -564,7 +605,10 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
       // Pushed again (any of its sessions may be the new one); those ending, with their
       // cancel; one unacknowledged, with its answer due from now.
       instruct(e, wire::order_instruction_kind::work);
-      if (e.ending != order_state::open) instruct(e, wire::order_instruction_kind::cancel);
+      if (e.ending != order_state::open) {
+        instruct(e, wire::order_instruction_kind::cancel);
+        told_again(wallet, w, e, ts);
+      }
       if (route_state(e.routing) == route_state::sent) {
         const auto cands = brokers(e.o.currency);
         const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == gateway; });
@@ -576,6 +620,7 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
                std::find(e.attempts.begin(), e.attempts.end(), gateway) != e.attempts.end()) {
       // It went to another broker since, or it is ending: this one is told to stop.
       instruct(e, wire::order_instruction_kind::cancel, gateway);
+      if (e.ending != order_state::open) told_again(wallet, w, e, ts);
     }
   });
   // Orders waiting for a broker, in order id order.
@@ -665,7 +710,7 @@ void table::run_due(uint64_t now) {
     w->b.for_each_order([&](const order_entry& e) {
       if (e.st != order_state::open) return;
       if (e.ending != order_state::open) {
-        if (e.ending_at + cancel_grace_ns <= now) due.push_back({e.ending_at + cancel_grace_ns, wallet, e.o.id, why::grace});
+        if (const uint64_t at = grace_end(e); at <= now) due.push_back({at, wallet, e.o.id, why::grace});
       } else if (e.expires_at != 0 && e.expires_at <= now) {
         due.push_back({e.expires_at, wallet, e.o.id, why::expiry});
       }
@@ -688,7 +733,7 @@ void table::run_due(uint64_t now) {
       continue;
     }
     if (d.w == why::grace) {  // the broker never confirmed: it closes as it was ending
-      close(d.wallet, w, d.id, e.ending, 0);
+      close(d.wallet, w, d.id, e.ending, e.ending == order_state::rejected ? e.reason : 0);
       continue;
     }
     if (events_) {
@@ -818,7 +863,10 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     ++open_;
     if (e.ending != order_state::open) ++ending_;
     if (e.expires_at != 0) add_timer(e.expires_at, wallet);
-    if (e.ending != order_state::open) add_timer(e.ending_at + cancel_grace_ns, wallet);
+    if (e.ending != order_state::open) {
+      add_timer(e.ending_at + cancel_grace_ns, wallet);
+      add_timer(e.ending_since + ending_max_ns, wallet);
+    }
     if (e.route_due != 0) add_timer(e.route_due, wallet);
     if (route_state(e.routing) == route_state::dead) ++dead_;
     // Waiting for a broker (or, from a version 2 row, never sent): routed when one comes up.

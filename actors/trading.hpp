@@ -65,9 +65,13 @@
 //     decided at the first logged batch at or after it) end the order: one never sent to
 //     a broker closes at once; otherwise the brokers it was sent to are told (`cancel`)
 //     and the order stays open, hold and all, taking the fills they made before they
-//     heard, until the broker it is with confirms with a reject or cancel_grace_ns
-//     passes; then it closes as cancelled or expired. A reject from the broker it is with
-//     of an order not ending closes it as rejected. A close voids the current hold (a chain).
+//     heard, until the broker it is with confirms with a reject or the grace passes
+//     (cancel_grace_ns from the latest telling, with every broker's session up; at most
+//     ending_max_ns); then it closes as cancelled or expired. A reject from the broker
+//     it is with of an order not ending closes it as rejected, unless another broker it
+//     went to may still have it: then it ends as rejected, the same way. A fill id is
+//     the broker's (the same id from another broker is another fill). A close voids the
+//     current hold (a chain).
 // The chains' ids are derived from the order id and its fill count ({order id, emit_hi |
 // k << 2 | j}: j 0 the post, 1 the improvement, 2 the void), so a chain emitted twice
 // (after a restart) is a repeat. They are engine transfers: a trade the broker executed
@@ -97,6 +101,7 @@
 #include "actors/payout_desk.hpp"
 #include "actors/portfolio.hpp"
 #include "actors/placement.hpp"
+#include "actors/rules_version.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::trading {
@@ -129,8 +134,14 @@ constexpr uint64_t emit_hi = 0x9A700D2000000000ull;     // chains: {order id, em
 // sell's price improvement, a close's void.
 constexpr uint16_t code_hold = 0xE200, code_fill = 0xE211, code_improvement = 0xE212, code_close = 0xE213;
 // How long an order cancelled or expired here waits for its broker to confirm (a reject)
-// before it closes anyway; fills the broker sends meanwhile still settle.
+// before it closes anyway; fills the broker sends meanwhile still settle. The grace runs
+// from the latest time its brokers were told (a broker's session opening tells it
+// again), and ends only with every broker the order went to having a session up, so
+// that each could hear; at most ending_max_ns after it began ending, it closes whatever
+// its brokers' sessions (rules version 7 on, rules_version.hpp; before, the grace ran
+// once from the cancel).
 constexpr uint64_t cancel_grace_ns = 60'000'000'000ull;
+constexpr uint64_t ending_max_ns = 86'400'000'000'000ull;
 [[nodiscard]] inline uint16_t hold_code(const wire::order& o) {
   return uint16_t(code_hold | uint8_t(o.side) << 2 | uint8_t(o.type));
 }
@@ -190,6 +201,9 @@ class table {
   void set_emit(emit_fn f) { emit_ = std::move(f); }
   void set_instruct(instruct_fn f) { instruct_ = std::move(f); }
   void set_brokers(brokers_fn f) { brokers_ = std::move(f); }
+  // The rules a batch is decided by (its log record's version in replay; rules_newest
+  // live): set by the shard around each batch.
+  void set_rules(uint16_t version) { rules_ = version; }
   // The table's own decisions (expiries) as events; lsn and offset are the caller's.
   using event_fn = std::function<void(wire::event&&)>;
   void set_events(event_fn f) { events_ = std::move(f); }
@@ -309,14 +323,23 @@ class table {
   [[nodiscard]] std::vector<broker_info> brokers(wire::currency_code c) const;
   // Closes an open order (reject, cancel, expiry): voids its hold, tells its broker.
   void close(uint64_t wallet, wallet_entry& w, uint64_t order_id, portfolio::order_state why, uint16_t reason);
-  // A cancel or expiry: closes an order no broker has; otherwise tells the broker and
-  // waits for its confirmation (a reject) or the grace.
-  void end(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, portfolio::order_state why, uint64_t ts);
+  // A cancel or expiry (or a reject while another broker may have it): closes an order no
+  // broker has; otherwise tells the brokers (but `except`) and waits for the broker's
+  // confirmation (a reject) or the grace.
+  void end(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, portfolio::order_state why, uint64_t ts,
+           uint32_t except = 0);
+  // Whether every broker the order went to has a session up (each could hear a cancel).
+  [[nodiscard]] bool brokers_up(const portfolio::order_entry& e) const;
+  // When an ending order's grace ends (rules_newest: ending_max_ns after it began ending
+  // while a broker it went to has no session up).
+  [[nodiscard]] uint64_t grace_end(const portfolio::order_entry& e) const;
+  void told_again(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t ts);
   void add_timer(uint64_t at, uint64_t wallet);
   void note_closed(uint64_t wallet);
   [[nodiscard]] uint64_t trading_account_of(const portfolio::order_entry& e) const;
 
   uint32_t shard_ = 0, shards_ = 1;
+  uint16_t rules_ = rules_newest;
 
   std::unordered_map<uint64_t, wallet_entry> wallets_;
   // (expires_at, wallet): a wallet's open orders expire at or after its entries; each

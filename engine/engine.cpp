@@ -92,8 +92,9 @@ static_assert(sizeof(batch_record_header) == batch_record_header_bytes);
 // of the builds that wrote them. Version 7: ended equb groups take debt payments,
 // dissolving turns past rounds into debts, the replace_account operation, a create
 // repeating an existing group's config taken whatever its period, a create naming an
-// engine account refused; older records replay with a replace_account refused and the
-// rest as before. A replayed batch carries its record's version (batch::rules,
+// engine account refused; an ending order's grace waits for its brokers' sessions, a
+// reject waits for the brokers an order fell back from, fill ids are each broker's;
+// older records replay with a replace_account refused and the rest as before. A replayed batch carries its record's version (batch::rules,
 // actors/rules_version.hpp), which the shards decide by.
 constexpr uint16_t batch_record_version = actors::rules_newest;
 // The batch is a chain an equb group emitted (its ids are in the groups' reserved space).

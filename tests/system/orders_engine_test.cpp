@@ -759,12 +759,115 @@ TEST_F(orders_engine, AnUnacknowledgedOrderIsRetriedThenFallsBackToTheNextBroker
   EXPECT_EQ(s[0].first, "broker-a");
   EXPECT_EQ(s[0].second.kind, wire::order_instruction_kind::cancel);
   EXPECT_EQ(order(100).broker, bb) << "still working at broker-b";
-  EXPECT_EQ(answer("broker-b", fill(100, 1, 10, 101)), result::fill_id_reused) << "fill ids are the order's, whichever broker";
-  EXPECT_EQ(answer("broker-b", fill(100, 2, 10, 101)), result::ok);
+  // Fill ids are each broker's: broker-b's fill 1 is not broker-a's (taken as a repeat, it
+  // would have gone unsettled though broker-b traded).
+  EXPECT_EQ(answer("broker-a", fill(100, 1, 10, 99)), result::fill_id_reused) << "broker-a's own id again";
+  EXPECT_EQ(answer("broker-b", fill(100, 1, 10, 101)), result::ok);
   o = order(100);
   EXPECT_EQ(o.state, uint8_t(actors::portfolio::order_state::filled));
   EXPECT_EQ(o.paid, 1000u + 1010u);
   EXPECT_EQ(account(a_).debits_posted, 2010u);
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
+
+// A cancel sent while the broker working the order has no session never reached it: the
+// grace waits for a session (the cancel goes again when one opens) and runs from then,
+// so fills the broker made meanwhile still settle. A broker that never comes back holds
+// the order at most ending_max_ns.
+TEST_F(orders_engine, ACancelWaitsForTheBrokerToHearIt) {
+  up("broker-a");
+  const uint32_t ba = number("broker-a");
+  ASSERT_EQ(e().orders({buy(120, a_, 20, 100), buy(121, a_, 10, 100)}).results, std::vector<result>(2, result::ok));
+  sync();
+  ASSERT_EQ(answer("broker-a", accepted(120)), result::ok);
+  ASSERT_EQ(answer("broker-a", accepted(121)), result::ok);
+  e().gateway_event({ba, wire::gateway_event_kind::down, {}});
+  sync();
+  ASSERT_EQ(e().cancel_orders({{120, a_}, {121, a_}}).results, std::vector<result>(2, result::ok));
+  sync();
+  fx_.advance_s(actors::trading::cancel_grace_ns / 1'000'000'000 + 5);
+  sync();
+  (void)e().create_accounts({test::make_account(bank)});  // a logged batch: the ticker's moment
+  sync();
+  EXPECT_EQ(order(120).state, uint8_t(actors::portfolio::order_state::open)) << "no session heard the cancel";
+  EXPECT_EQ(order(120).cancelling, uint8_t(actors::portfolio::order_state::cancelled));
+  clear_sent();
+  up("broker-a");
+  bool cancel_again = false;
+  for (const auto& [g, in] : sent()) cancel_again = cancel_again || (in.order_id == 120 && in.kind == wire::order_instruction_kind::cancel);
+  EXPECT_TRUE(cancel_again) << "told again as its session opens";
+  // It had traded before it heard: the fill settles.
+  ASSERT_EQ(answer("broker-a", fill(120, 1, 10, 100)), result::ok);
+  EXPECT_EQ(order(120).filled, 10u);
+  fx_.advance_s(30);
+  (void)e().create_accounts({test::make_account(bank)});
+  sync();
+  EXPECT_EQ(order(120).state, uint8_t(actors::portfolio::order_state::open)) << "the grace runs from the session's opening";
+  fx_.advance_s(31);
+  ASSERT_TRUE(eventually([&] { return order(120).state == uint8_t(actors::portfolio::order_state::cancelled); }));
+  ASSERT_TRUE(eventually([&] { return order(121).state == uint8_t(actors::portfolio::order_state::cancelled); }));
+  EXPECT_EQ(answer("broker-a", fill(120, 2, 10, 100)), result::order_not_open);
+
+  // A broker gone for good: the order closes ending_max_ns after it began ending.
+  ASSERT_EQ(place(buy(122, a_, 10, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", accepted(122)), result::ok);
+  e().gateway_event({ba, wire::gateway_event_kind::down, {}});
+  sync();
+  ASSERT_EQ(e().cancel_orders({{122, a_}}).results.at(0), result::ok);
+  sync();
+  fx_.advance_s(actors::trading::ending_max_ns / 1'000'000'000 - 10);
+  (void)e().create_accounts({test::make_account(bank)});
+  sync();
+  EXPECT_EQ(order(122).state, uint8_t(actors::portfolio::order_state::open));
+  fx_.advance_s(11);
+  ASSERT_TRUE(eventually([&] { return order(122).state == uint8_t(actors::portfolio::order_state::cancelled); }));
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}
+
+// A reject from the broker an order fell back to, while the broker it left may still
+// have it: the order waits for the grace, taking that broker's fills, and then closes as
+// rejected with the broker's reason.
+TEST_F(orders_engine, ARejectWaitsForTheBrokerTheOrderLeft) {
+  up("broker-a");
+  up("broker-b");
+  const uint32_t bb = number("broker-b");
+  ASSERT_EQ(place(buy(130, a_, 20, 105)), result::ok);
+  for (int k = 0; k < 3; ++k) {  // broker-a never acknowledges: three timeouts, then broker-b
+    fx_.advance_s(6);
+    ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == uint64_t(k + 1); })) << k;
+    if (k < 2) {
+      fx_.advance_s(4);
+      ASSERT_TRUE(eventually([&] { return order(130).attempts == k + 2; })) << k;
+    }
+  }
+  ASSERT_TRUE(eventually([&] { return order(130).broker == bb; }));
+  clear_sent();
+  ASSERT_EQ(answer("broker-b", reject(130, 21)), result::ok);
+  auto o = order(130);
+  EXPECT_EQ(o.state, uint8_t(actors::portfolio::order_state::open));
+  EXPECT_EQ(o.cancelling, uint8_t(actors::portfolio::order_state::rejected));
+  bool told_a = false, told_b = false;
+  for (const auto& [g, in] : sent()) {
+    told_a = told_a || (g == "broker-a" && in.kind == wire::order_instruction_kind::cancel);
+    told_b = told_b || g == "broker-b";
+  }
+  EXPECT_TRUE(told_a);
+  EXPECT_FALSE(told_b) << "the broker that rejected it is not told";
+  ASSERT_EQ(answer("broker-a", fill(130, 1, 10, 100)), result::ok) << "broker-a had it after all";
+  EXPECT_EQ(answer("broker-b", reject(130, 21)), result::ok) << "again: still waiting for broker-a";
+  EXPECT_EQ(order(130).state, uint8_t(actors::portfolio::order_state::open));
+  fx_.advance_s(actors::trading::cancel_grace_ns / 1'000'000'000 + 1);
+  ASSERT_TRUE(eventually([&] { return order(130).state == uint8_t(actors::portfolio::order_state::rejected); }));
+  o = order(130);
+  EXPECT_EQ(o.reason, 21);
+  EXPECT_EQ(o.filled, 10u);
+  sync();
+  EXPECT_EQ(account(a_).debits_posted, 1000u);
   EXPECT_EQ(account(a_).debits_pending, 0u);
   const auto check = e().check_balances();
   EXPECT_TRUE(check.balanced) << check.detail;

@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "actors/byte_codec.hpp"
 #include "actors/portfolio.hpp"
 
 using namespace mesob;
@@ -246,6 +247,42 @@ TEST(Portfolio, BytesRoundTripAndDamageIsRefused) {
   }
   EXPECT_GT(refused, bytes.size() / 4);
   for (size_t cut = 0; cut < bytes.size(); ++cut) EXPECT_FALSE(book::decode(std::span(bytes).first(cut), &back, &why));
+
+  // Version 3 (the build before): no ending_since, no fill's broker. Its rows read, with
+  // ending_since = ending_at and fills of broker 0.
+  mesob::byte_reader in{bytes};
+  mesob::byte_writer v3;
+  v3.put(in.get<uint32_t>());
+  ASSERT_EQ(in.get<uint16_t>(), 4u);
+  v3.put(uint16_t(3));
+  const auto np = in.get<uint32_t>();
+  v3.put(np);
+  v3.put_bytes(in.take(np * 5 * 8));
+  const auto no = in.get<uint32_t>();
+  v3.put(no);
+  for (uint32_t i = 0; i < no; ++i) {
+    // o, tick, filled, held, paid, st, placed_at, expires_at, broker, reason, refused, ending, ending_at
+    v3.put_bytes(in.take(sizeof(wire::order) + 4 * 8 + 1 + 8 + 8 + 4 + 2 + 1 + 1 + 8));
+    (void)in.get<uint64_t>();  // ending_since
+    v3.put_bytes(in.take(1 + 1 + 8 + 8 + 4));
+    const auto na = in.get<uint16_t>();
+    v3.put(na);
+    v3.put_bytes(in.take(na * 4));
+    const auto ng = in.get<uint16_t>();
+    v3.put(ng);
+    v3.put_bytes(in.take(ng * 4));
+    const auto nf = in.get<uint32_t>();
+    v3.put(nf);
+    for (uint32_t k = 0; k < nf; ++k) {
+      v3.put_bytes(in.take(3 * 8));
+      (void)in.get<uint32_t>();  // the fill's broker
+    }
+  }
+  v3.put_bytes(in.take(bytes.size() - in.at));
+  ASSERT_FALSE(in.short_read);
+  book old;
+  ASSERT_TRUE(book::decode(v3.out, &old, &why)) << why;
+  EXPECT_EQ(old.encode(), bytes) << "the same book, written as version 4";
 }
 
 // Random orders, fills and closes: for every buy, what is held plus what was paid is its
