@@ -387,7 +387,11 @@ void shard::execute(batch& b) {
       break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
-    case op_kind::gateway_ops: desks_.set_registry(b.registry_after); break;  // decided by the sequencer
+    case op_kind::gateway_ops:  // decided by the sequencer
+      desks_.set_registry(b.registry_after);
+      // Which brokers serve a currency may have changed: ending orders look again.
+      trading_.registry_changed(b.timestamp_base + b.count);
+      break;
     case op_kind::deposits:
     case op_kind::payouts:
     case op_kind::rebalance: MESOB_ASSERT_MSG(false, "deposits, payouts and rebalances reach shards as other kinds"); break;

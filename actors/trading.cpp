@@ -431,6 +431,7 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   } else {
     --open_;
     if (e->ending != order_state::open) --ending_;
+    e->reason = 0;  // (an order ending as rejected that fills after all is filled)
     // Filled in full: every other broker it went to is told to stop.
     if (e->broker == a.gateway) acknowledged(a.wallet, *w, *e, a.gateway, ts);  // (its breaker's outcome)
     cancel_at_brokers(*e, a.gateway);
@@ -548,7 +549,7 @@ void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state wh
     unrouted_.erase(e.o.id);
   }
   add_timer(ts + cancel_grace_ns, wallet);
-  if (rules_ >= rules_orders_wait_for_brokers) add_timer(ts + ending_max_ns, wallet);
+  add_timer(ts + ending_max_ns, wallet);  // (as a snapshot's load adds it, whatever the rules)
   touch(wallet, w);
 }
 
@@ -563,8 +564,23 @@ bool table::brokers_up(const order_entry& e) const {
 
 uint64_t table::grace_end(const order_entry& e) const {
   const uint64_t grace = e.ending_at + cancel_grace_ns;
-  if (rules_ < rules_orders_wait_for_brokers || brokers_up(e)) return grace;
-  return std::max(grace, e.ending_since + ending_max_ns);
+  if (rules_ < rules_orders_wait_for_brokers) return grace;
+  // At most a day after it began ending, whatever its brokers do (sessions reopening
+  // keep telling them again).
+  const uint64_t cap = e.ending_since + ending_max_ns;
+  return brokers_up(e) ? std::min(grace, cap) : cap;
+}
+
+// Whether an ending order may close depends on its brokers' sessions and, through
+// brokers(), on the registry: every change of either must come with a timer, so that live
+// and replay (from any snapshot, whose load adds each order's timers) look at it at the
+// same batches. Sessions opening tell the brokers again (a timer); closing can only delay
+// it; a registry change adds a timer here.
+void table::registry_changed(uint64_t ts) {
+  if (ending_ == 0) return;
+  each_open([&](uint64_t wallet, wallet_entry&, order_entry& e) {
+    if (e.ending != order_state::open) add_timer(ts, wallet);
+  });
 }
 
 // Open orders of every wallet, in (wallet, order id) order: what is decided for them is the
@@ -604,7 +620,8 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
     if (e.broker == gateway) {
       // Pushed again (any of its sessions may be the new one); those ending, with their
       // cancel; one unacknowledged, with its answer due from now.
-      instruct(e, wire::order_instruction_kind::work);
+      // (Not one the broker rejected: it is told to stop, never to work it again.)
+      if (e.ending != order_state::rejected) instruct(e, wire::order_instruction_kind::work);
       if (e.ending != order_state::open) {
         instruct(e, wire::order_instruction_kind::cancel);
         told_again(wallet, w, e, ts);

@@ -65,13 +65,14 @@
 //     decided at the first logged batch at or after it) end the order: one never sent to
 //     a broker closes at once; otherwise the brokers it was sent to are told (`cancel`)
 //     and the order stays open, hold and all, taking the fills they made before they
-//     heard, until the broker it is with confirms with a reject or the grace passes
+//     heard, until the broker it is with confirms with a reject (when it went to no
+//     other broker: otherwise one it left may still have it) or the grace passes
 //     (cancel_grace_ns from the latest telling, with every broker's session up; at most
 //     ending_max_ns); then it closes as cancelled or expired. A reject from the broker
 //     it is with of an order not ending closes it as rejected, unless another broker it
-//     went to may still have it: then it ends as rejected, the same way. A fill id is
-//     the broker's (the same id from another broker is another fill). A close voids the
-//     current hold (a chain).
+//     went to may still have it: then it ends as rejected, the same way (a cancel then
+//     is a repeat; it still closes as rejected). A fill id is the broker's (the same id
+//     from another broker is another fill). A close voids the current hold (a chain).
 // The chains' ids are derived from the order id and its fill count ({order id, emit_hi |
 // k << 2 | j}: j 0 the post, 1 the improvement, 2 the void), so a chain emitted twice
 // (after a restart) is a repeat. They are engine transfers: a trade the broker executed
@@ -204,6 +205,9 @@ class table {
   // The rules a batch is decided by (its log record's version in replay; rules_newest
   // live): set by the shard around each batch.
   void set_rules(uint16_t version) { rules_ = version; }
+  // The registry changed (a broker's role or currencies): an ending order whose brokers
+  // now all count as up may close, so each is looked at again from `ts` (a timer).
+  void registry_changed(uint64_t ts);
   // The table's own decisions (expiries) as events; lsn and offset are the caller's.
   using event_fn = std::function<void(wire::event&&)>;
   void set_events(event_fn f) { events_ = std::move(f); }

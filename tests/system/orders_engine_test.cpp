@@ -823,6 +823,22 @@ TEST_F(orders_engine, ACancelWaitsForTheBrokerToHearIt) {
   EXPECT_EQ(order(122).state, uint8_t(actors::portfolio::order_state::open));
   fx_.advance_s(11);
   ASSERT_TRUE(eventually([&] { return order(122).state == uint8_t(actors::portfolio::order_state::cancelled); }));
+
+  // A day is the most whatever the sessions do: one opening just before the day is up
+  // tells the broker again, and the order still closes at the day.
+  up("broker-a");
+  ASSERT_EQ(e().prices({price(etel, 100, 2)}).results.at(0), result::ok);  // a day on: a fresh price
+  ASSERT_EQ(place(buy(123, a_, 10, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", accepted(123)), result::ok);
+  e().gateway_event({ba, wire::gateway_event_kind::down, {}});
+  sync();
+  ASSERT_EQ(e().cancel_orders({{123, a_}}).results.at(0), result::ok);
+  sync();
+  fx_.advance_s(actors::trading::ending_max_ns / 1'000'000'000 - 30);
+  up("broker-a");
+  EXPECT_EQ(order(123).state, uint8_t(actors::portfolio::order_state::open));
+  fx_.advance_s(31);
+  ASSERT_TRUE(eventually([&] { return order(123).state == uint8_t(actors::portfolio::order_state::cancelled); }));
   sync();
   EXPECT_EQ(account(a_).debits_pending, 0u);
   const auto check = e().check_balances();
