@@ -2988,6 +2988,18 @@ class engine_impl {
     return rec.owner_account_id == account ? rec.debit_prev : rec.credit_prev;
   }
 
+  // Whether record `serial` is an applied transfer of `account` (a post's or void's
+  // accounts are its pending transfer's).
+  bool in_history(uint64_t serial, uint64_t account) {
+    const actors::transfer_record rec = record_copy(serial);
+    if (rec.result != uint32_t(result::ok)) return false;
+    if (rec.owner_account_id == account) return true;
+    if (!(rec.t.flags & (wire::transfer_flags::post_pending | wire::transfer_flags::void_pending)))
+      return rec.t.credit_account_id == account;
+    const int64_t p = ids_.find(rec.t.pending_id, [this](uint64_t s) { return record_id(s); });
+    return p >= 0 && record_copy(uint64_t(p)).t.credit_account_id == account;
+  }
+
   // Answers a look-up from the records; the records it read.
   uint64_t walk(engine_batch& b) {
     reply r;
@@ -3004,7 +3016,12 @@ class engine_impl {
           continue;
         }
         uint64_t cursor = q.cursor != 0 ? q.cursor : b.last_serials[i];
-        if (cursor > b.last_serials[i]) cursor = 0;  // not a cursor of this account's history
+        // A client's cursor names a record of this account's history (a page's
+        // next_cursor): walking from another's would follow that account's chain.
+        if (q.cursor != 0 && (cursor > b.last_serials[i] || !in_history(cursor - 1, q.account_id))) {
+          page.result = result::history_cursor_invalid;
+          continue;
+        }
         while (cursor != 0 && page.records.size() < q.limit) {
           page.records.push_back(record_copy(cursor - 1));
           cursor = previous(page.records.back(), q.account_id);

@@ -98,6 +98,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(transfer_not_found)
     MESOB_RESULT(limit_invalid)
     MESOB_RESULT(history_walk_limit)
+    MESOB_RESULT(history_cursor_invalid)
     MESOB_RESULT(contribution_must_not_be_zero)
     MESOB_RESULT(amounts_too_large)
     MESOB_RESULT(period_must_not_be_zero)

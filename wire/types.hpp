@@ -606,6 +606,7 @@ enum class result : uint32_t {
   transfer_not_found = 70,
   limit_invalid = 71,         // a page limit outside 1..history_page_max
   history_walk_limit = 72,    // the balance as of a time lies past the request's walk (65,536 records)
+  history_cursor_invalid = 73,  // a cursor that is not a page's next_cursor of that account's history
   // equb groups (actors/equb_rules.hpp states when each applies)
   contribution_must_not_be_zero = 100,
   amounts_too_large = 101,

@@ -181,6 +181,11 @@ class orders_engine : public ::testing::Test {
     return r.results.at(0);
   }
   uint64_t trading(uint32_t shard) { return actors::trading::account_for(etb, shard, 2); }
+  // The admin audit's check (engine::check_balances).
+  void expect_balanced() {
+    const auto check = e().check_balances();
+    EXPECT_TRUE(check.balanced) << check.detail;
+  }
 
   test::engine_fixture fx_;
   std::mutex mu_;
@@ -286,8 +291,7 @@ TEST_F(orders_engine, BuyHeldRoutedFilledInPartsAndSettled) {
   // The engine's own key space (trading accounts, the breakers' rows) is no client's.
   auto reserved = test::make_account(actors::trading::breakers_hi | 1);
   EXPECT_EQ(e().create_accounts({reserved}).results.at(0), result::id_reserved);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 TEST_F(orders_engine, SellAnnouncesLeastProceedsAndPaysThePriceImprovement) {
@@ -314,8 +318,7 @@ TEST_F(orders_engine, SellAnnouncesLeastProceedsAndPaysThePriceImprovement) {
   EXPECT_EQ(t.credits_posted, 4000u);
   EXPECT_EQ(t.debits_posted, 3320u);
   EXPECT_EQ(t.debits_pending, 0u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 TEST_F(orders_engine, EveryRefusalChangesNothing) {
@@ -434,8 +437,7 @@ TEST_F(orders_engine, RejectCancelAndExpiryReleaseTheHold) {
   sync();
   EXPECT_EQ(account(a_).debits_pending, 0u);
   EXPECT_EQ(answer("broker-a", fill(42, 1, 10, 100)), result::order_not_open);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 TEST_F(orders_engine, OrdersWaitForABrokerAndFollowItsSessions) {
@@ -527,8 +529,7 @@ TEST_F(orders_engine_replay, RestartFromTheLogKeepsOrdersAndMoney) {
   EXPECT_EQ(order(70).state, uint8_t(actors::portfolio::order_state::filled));
   sync();
   EXPECT_EQ(account(a_).debits_pending, 0u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
@@ -560,8 +561,7 @@ TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
   EXPECT_EQ(e().recovery().portfolios_loaded, 2u) << "their positions stay";
   EXPECT_EQ(e().lookup_orders({80, 81}).results, std::vector<result>(2, result::order_not_found));
   EXPECT_EQ(account(a_).debits_posted, 1010u + 2100u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 // Orders logged past the snapshot are not replayed under another shard count (their
@@ -605,8 +605,7 @@ TEST_F(orders_engine_replay, AnotherShardCountTakesTheOrdersFromASnapshotAtTheTi
   const auto t3 = account(actors::trading::account_for(etb, actors::shard_of(a_, 3), 3));
   EXPECT_EQ(t3.credits_posted, 1000u + (actors::trading::account_for(etb, actors::shard_of(a_, 3), 3) == trading(0) ? 3010u : 0u))
       << "the new order's trading account is the three-shard one";
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 namespace {
@@ -661,8 +660,7 @@ TEST_F(orders_engine, RebalanceTowardTheModel) {
   EXPECT_EQ(r.placed[0].quantity, 200u);
   EXPECT_EQ(r.placed[0].limit_ticks, 99u);
   EXPECT_EQ(e().rebalance(a_, 1300, 200, 100).placed.size(), 0u) << "an order open on ETEL: left as it is";
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 // ---- brokers failing -------------------------------------------------------------------
@@ -768,8 +766,7 @@ TEST_F(orders_engine, AnUnacknowledgedOrderIsRetriedThenFallsBackToTheNextBroker
   EXPECT_EQ(o.paid, 1000u + 1010u);
   EXPECT_EQ(account(a_).debits_posted, 2010u);
   EXPECT_EQ(account(a_).debits_pending, 0u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 // A cancel sent while the broker working the order has no session never reached it: the
@@ -841,8 +838,7 @@ TEST_F(orders_engine, ACancelWaitsForTheBrokerToHearIt) {
   ASSERT_TRUE(eventually([&] { return order(123).state == uint8_t(actors::portfolio::order_state::cancelled); }));
   sync();
   EXPECT_EQ(account(a_).debits_pending, 0u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 // A reject from the broker an order fell back to, while the broker it left may still
@@ -885,8 +881,7 @@ TEST_F(orders_engine, ARejectWaitsForTheBrokerTheOrderLeft) {
   sync();
   EXPECT_EQ(account(a_).debits_posted, 1000u);
   EXPECT_EQ(account(a_).debits_pending, 0u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) {
@@ -935,8 +930,7 @@ TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) 
   EXPECT_EQ(order(111).state, uint8_t(actors::portfolio::order_state::cancelled));
   EXPECT_EQ(account(a_).debits_pending, 0u);
   EXPECT_EQ(orders_dead(e()), 0u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 TEST_F(orders_engine_replay, RoutingStateSurvivesARestartFromSnapshotAndLog) {
@@ -961,8 +955,7 @@ TEST_F(orders_engine_replay, RoutingStateSurvivesARestartFromSnapshotAndLog) {
   EXPECT_EQ(order(120).routing, uint8_t(actors::trading::route_state::working));
   EXPECT_EQ(answer("broker-a", fill(120, 1, 10, 100)), result::ok);
   EXPECT_EQ(account(a_).debits_posted, 1000u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }
 
 TEST_F(orders_engine_replay, AnotherShardCountIsRefusedWhileRoutingIsUnderWayPastTheSnapshot) {
@@ -996,6 +989,5 @@ TEST_F(orders_engine_replay, AnotherShardCountIsRefusedWhileRoutingIsUnderWayPas
   EXPECT_EQ(answer("broker-a", fill(131, 1, 10, 100)), result::ok);
   EXPECT_EQ(account(a_).debits_posted, 1000u);
   EXPECT_EQ(account(b_).debits_posted, 1000u);
-  const auto check = e().check_balances();
-  EXPECT_TRUE(check.balanced) << check.detail;
+  expect_balanced();
 }

@@ -1251,6 +1251,26 @@ TEST_P(ledger, account_history_pages_newest_first) {
   EXPECT_EQ(seen, (std::vector<uint64_t>{1107, 1106, 1104, 1103, 1102, 1101, 1100}));
   EXPECT_EQ(e().lookup_account_transfers({{99, 0, 3}}).pages.at(0).result, result::account_not_found);
   EXPECT_EQ(e().lookup_account_transfers({{3, 0, 0}}).pages.at(0).result, result::limit_invalid);
+  // A cursor must name a record of that account's history: one of account 4's transfers
+  // with account 2 (account 4's page's next_cursor) would walk their chains as 3's.
+  ASSERT_EQ(one(make_transfer(1108, 2, 4, 1)), result::ok);
+  ASSERT_EQ(one(make_transfer(1109, 2, 4, 1)), result::ok);
+  const auto four = e().lookup_account_transfers({{4, 0, 1}});
+  ASSERT_EQ(four.pages.at(0).records.at(0).t.id.lo, 1109u);
+  const uint64_t not_3s = four.pages[0].next_cursor;  // 1108's
+  EXPECT_EQ(e().lookup_account_transfers({{4, not_3s, 1}}).pages.at(0).records.at(0).t.id.lo, 1108u);
+  EXPECT_EQ(e().lookup_account_transfers({{3, not_3s, 3}}).pages.at(0).result, result::history_cursor_invalid);
+  EXPECT_EQ(e().lookup_account_transfers({{3, not_3s + 1000, 3}}).pages.at(0).result, result::history_cursor_invalid);
+  // The post's record (its accounts are its pending's) is 3's: a cursor naming it is.
+  const auto from_post = e().lookup_account_transfers({{3, 0, 1}});
+  ASSERT_EQ(from_post.pages.at(0).records.at(0).t.id.lo, 1107u);
+  const auto two = e().lookup_account_transfers({{2, 0, 3}});
+  ASSERT_EQ(two.pages.at(0).records.at(2).t.id.lo, 1107u);
+  const uint64_t at_post = e().lookup_account_transfers({{2, 0, 2}}).pages.at(0).next_cursor;  // 1107's
+  const auto via = e().lookup_account_transfers({{3, at_post, 2}});
+  ASSERT_EQ(via.pages.at(0).result, result::ok);
+  EXPECT_EQ(via.pages[0].records.at(0).t.id.lo, 1107u);
+  EXPECT_EQ(via.pages[0].records.at(1).t.id.lo, 1106u);
   // Posted balances as of each moment: after transfer k, account 3 has seen those up to k.
   auto as_of = [&](uint64_t t) {
     auto r = e().lookup_balances_as_of({{3, t}});
