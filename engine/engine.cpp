@@ -3011,6 +3011,10 @@ class engine_impl {
         const auto& q = b.history_queries[i];
         page.result = b.results[i];
         if (page.result != result::ok) continue;
+        if (q.reserved != 0) {
+          page.result = result::reserved_field;
+          continue;
+        }
         if (q.limit == 0 || q.limit > history_page_max) {
           page.result = result::limit_invalid;
           continue;

@@ -43,6 +43,7 @@ struct history_query {
   uint64_t account_id = 0;
   uint64_t cursor = 0;
   uint32_t limit = 100;
+  uint32_t reserved = 0;  // the wire's HistoryQuery.reserved: not zero is reserved_field
 };
 struct history_page {
   wire::result result = wire::result::ok;

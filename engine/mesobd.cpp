@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
   app.add_option("--listen", net.address, "client address (IPv4)")->capture_default_str();
   app.add_option("--port", net.port, "client port; 0 = any free port")->capture_default_str();
   app.add_option("--connections-max", net.connections_max, "open connections")->capture_default_str();
+  app.add_option("--handshakes-max", net.handshakes_max,
+                 "connections not yet authenticated (past it, the oldest is closed to let a new one in)")
+      ->capture_default_str();
   app.add_option("--in-flight-max", net.in_flight_max, "requests in flight per session")->capture_default_str();
   app.add_option("--frame-bytes-max", net.frame_bytes_max, "largest frame body, bytes")->capture_default_str();
   app.add_option("--session-out-bytes-max", net.out_bytes_max,
@@ -275,6 +278,7 @@ int main(int argc, char** argv) {
   anet.address = admin_address;
   anet.port = admin_port;
   anet.connections_max = 64;
+  anet.handshakes_max = 8;
   anet.in_flight_max = 16;
   anet.admin = admin->handler();
   admin->set_servers(srv.get(), nullptr);

@@ -233,6 +233,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   per_port("mesob_auth_failures_total", "counter", "Handshakes refused.", &server_stats::auth_failures);
   per_port("mesob_connections_refused_total", "counter", "Connections refused over the limit.",
            &server_stats::connections_refused);
+  per_port("mesob_handshakes_evicted_total", "counter",
+           "Sessions not yet authenticated closed to let a new connection in (over handshakes_max or connections_max).",
+           &server_stats::handshakes_evicted);
   per_port("mesob_slow_readers_closed_total", "counter", "Sessions closed for not reading their pushed frames.",
            &server_stats::slow_readers_closed);
 

@@ -39,6 +39,9 @@ std::string server_config::validate() const {
   if (frame_bytes_max < 4096 || frame_bytes_max > wire::frame_bytes_max_ceiling)
     return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
+  if (handshakes_max == 0) return "handshakes_max must be at least 1";
+  if (handshake_out_bytes_max < 4096 || handshake_out_bytes_max > out_bytes_max)
+    return "handshake_out_bytes_max must be 4096..out_bytes_max";
   if (idle_timeout_ms == 0 || handshake_timeout_ms == 0 || flush_timeout_ms == 0) return "timeouts must be positive";
   for (const auto& g : gateways) {
     if (g.id.empty() || g.id.size() > wire::gateway_id_max)
@@ -102,6 +105,7 @@ struct session {
   uint32_t gen = 0;
   int fd = -1;
   bool authed = false;
+  bool in_handshake = false;  // counted in handshakes_open_ (not authenticated, not closing)
   std::vector<uint8_t> nonce;
   std::string gateway;
   uint64_t session_id = 0;
@@ -222,6 +226,8 @@ class server_impl {
   std::vector<uint32_t> free_slots_;
   std::unordered_map<uint64_t, uint32_t> by_session_;  // authenticated sessions: id -> slot
   uint64_t open_ = 0;
+  uint64_t handshakes_open_ = 0;                     // sessions in_handshake
+  std::deque<std::pair<uint32_t, uint32_t>> handshakes_;  // (slot, gen) in open order
   uint64_t engine_in_flight_ = 0;
   std::unordered_map<std::string, const gateway_config*> gateways_;
   std::thread thread_;
@@ -243,7 +249,7 @@ class server_impl {
   static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0},
-      st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0};
+      st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0};
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
 
@@ -382,7 +388,8 @@ class server_impl {
   }
   // Whether the session may take more frames off its socket now.
   bool may_read(const session& ss) const {
-    return !ss.closing && !ss.close_after_flush && !stopping_ && ss.out_bytes < cfg_.out_bytes_max &&
+    return !ss.closing && !ss.close_after_flush && !stopping_ &&
+           ss.out_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
            engine_in_flight_ < cfg_.engine_in_flight_max;
   }
 
@@ -442,7 +449,13 @@ class server_impl {
   void on_accept(int res, uint32_t flags) {
     if (!(flags & IORING_CQE_F_MORE)) accept_armed_ = false;
     if (res >= 0) {
-      if (stopping_ || open_ >= cfg_.connections_max) {
+      // Over a limit, the oldest session still in its handshake makes room (its fd goes
+      // when its operations complete: until then connections_max is passed by the
+      // sessions closing so).
+      bool evicted = false;
+      if (!stopping_ && (open_ >= cfg_.connections_max || handshakes_open_ >= cfg_.handshakes_max))
+        evicted = evict_handshake();
+      if (stopping_ || (open_ >= cfg_.connections_max && !evicted)) {
         st_refused_.fetch_add(1, std::memory_order_relaxed);  // counted before the peer can see it
         ::close(res);  // over the limit: refused at once
       } else {
@@ -450,6 +463,28 @@ class server_impl {
       }
     }
     if (!accept_armed_ && !stopping_) arm_accept();
+  }
+
+  // Closes the oldest session that has not authenticated and is not closing already (its
+  // slot and count go when its operations complete: open_ falls then, so a connection
+  // arriving meanwhile may still be refused).
+  bool evict_handshake() {
+    while (!handshakes_.empty()) {
+      const auto [slot, gen] = handshakes_.front();
+      handshakes_.pop_front();
+      session* s = slot < sessions_.size() ? sessions_[slot].get() : nullptr;
+      if (!s || s->gen != gen || s->fd < 0 || s->authed || s->closing) continue;
+      st_evicted_.fetch_add(1, std::memory_order_relaxed);
+      close_session(*s);
+      return true;
+    }
+    return false;
+  }
+  void left_handshake(session& s) {
+    if (s.in_handshake) {
+      s.in_handshake = false;
+      --handshakes_open_;
+    }
   }
 
   void open_session(int fd) {
@@ -484,6 +519,18 @@ class server_impl {
     ++open_;
     st_open_.store(open_, std::memory_order_relaxed);
     st_total_.fetch_add(1, std::memory_order_relaxed);
+    s.in_handshake = true;
+    ++handshakes_open_;
+    // Oldest first; entries of sessions that authenticated or went are dropped as met
+    // (at the front, at each accept), so the queue stays within the handshakes of about
+    // one handshake timeout.
+    while (!handshakes_.empty()) {
+      const auto [fs, fg] = handshakes_.front();
+      const session* o = fs < sessions_.size() ? sessions_[fs].get() : nullptr;
+      if (o && o->gen == fg && o->fd >= 0 && o->in_handshake && !o->closing) break;
+      handshakes_.pop_front();
+    }
+    handshakes_.emplace_back(slot, gen);
     wire::hello_msg h{wire::protocol_version, s.nonce, std::string("mesobd ") + version};
     queue_frame(s, frame_kind::hello, 0, wire::hello_body(h));
     arm_recv(s);
@@ -494,6 +541,7 @@ class server_impl {
   void close_session(session& s) {
     if (s.closing) return;
     s.closing = true;
+    left_handshake(s);
     ::shutdown(s.fd, SHUT_RDWR);
     maybe_free(s);
   }
@@ -756,6 +804,7 @@ class server_impl {
       return;
     }
     s.authed = true;
+    left_handshake(s);
     s.gateway = a.gateway_id;
     s.roles = roles;
     if (number != 0 && !cfg_.admin && (roles & (wire::roles::payments | wire::roles::broker))) {
@@ -837,7 +886,7 @@ class server_impl {
         req.kind = op_kind::lookup_account_transfers;
         std::vector<wire::history_query_item> qs;
         p.copy_to(qs);
-        for (const auto& q : qs) req.history_queries.push_back({q.account_id, q.cursor, q.limit});
+        for (const auto& q : qs) req.history_queries.push_back({q.account_id, q.cursor, q.limit, q.reserved});
         break;
       }
       case wire::operation::lookup_balances: {
@@ -1246,6 +1295,7 @@ server_stats server::stats() const {
   s.sessions_open = impl_->st_open_.load(r);
   s.sessions_total = impl_->st_total_.load(r);
   s.connections_refused = impl_->st_refused_.load(r);
+  s.handshakes_evicted = impl_->st_evicted_.load(r);
   s.frames_in = impl_->st_frames_.load(r);
   s.direct_receives = impl_->st_direct_.load(r);
   s.frame_buffer_bytes = impl_->st_reader_bytes_.load(r);

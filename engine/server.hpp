@@ -53,6 +53,13 @@ struct server_config {
   uint32_t engine_in_flight_max = 4096;  // requests in the engine from all sessions
   uint32_t frame_bytes_max = wire::frame_bytes_max_default;
   uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
+  // Sessions that have not authenticated yet: at most this many (and connections_max in
+  // all). A connection past either limit closes the oldest such session to get in, so
+  // peers that connect and never authenticate cannot keep gateways out: a gateway
+  // authenticates within a round trip, long before it is the oldest. Until it
+  // authenticates a session is not read past handshake_out_bytes_max queued to it.
+  uint32_t handshakes_max = 64;
+  uint64_t handshake_out_bytes_max = 64u << 10;
   // No frame taken, nothing in flight and no byte sent for this long: the session is
   // closed (one that does not read what is queued to it included).
   uint64_t idle_timeout_ms = 300'000;
@@ -73,6 +80,7 @@ struct server_stats {
   uint64_t sessions_open = 0;
   uint64_t sessions_total = 0;
   uint64_t connections_refused = 0;  // over connections_max
+  uint64_t handshakes_evicted = 0;   // sessions not yet authenticated closed to let a connection in
   uint64_t frames_in = 0;
   uint64_t direct_receives = 0;     // receives straight into a session's buffer (large frames)
   uint64_t frame_buffer_bytes = 0;  // held by the open sessions' frame buffers

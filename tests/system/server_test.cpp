@@ -721,6 +721,75 @@ TEST(server, connection_limit_and_graceful_stop) {
   EXPECT_FALSE(wire::client::connect(n.opts(), &err)) << "no new connections after stop";
 }
 
+// Peers that connect and never authenticate cannot keep gateways out: past
+// handshakes_max (or connections_max) a new connection closes the oldest session still in
+// its handshake. Before, they held their slots for the handshake timeout, and a steady
+// trickle of them kept every gateway out (the admin port's 64 slots too).
+TEST(server, sessions_that_never_authenticate_cannot_keep_gateways_out) {
+  engine::server_config cfg;
+  cfg.connections_max = 3;
+  cfg.handshakes_max = 2;
+  net n(cfg);
+  std::string err;
+  auto raw = [&] {
+    auto c = wire::client::connect_raw(n.opts(), &err);
+    EXPECT_TRUE(c) << err;
+    wire::client::frame_in hello;
+    EXPECT_TRUE(c && c->read_frame(&hello, &err)) << err;
+    return c;
+  };
+  auto r1 = raw(), r2 = raw();
+  auto a = n.connect();  // two in their handshake: the oldest goes
+  ASSERT_TRUE(a);
+  expect_serves(*a, 1);
+  EXPECT_EQ(n.srv->stats().handshakes_evicted, 1u);
+  wire::client::frame_in f;
+  EXPECT_FALSE(r1->read_frame(&f, &err)) << "the oldest was closed";
+  auto r3 = raw();  // three open now (a, r2, r3): connections_max
+  auto b = n.connect();  // r2, the oldest in its handshake, makes room
+  ASSERT_TRUE(b);
+  expect_serves(*b, 1);
+  EXPECT_EQ(n.srv->stats().handshakes_evicted, 2u);
+  EXPECT_EQ(n.srv->stats().connections_refused, 0u);
+  // With every slot taken by authenticated sessions, a connection is refused.
+  for (int i = 0; i < 100 && n.srv->stats().sessions_open > 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto c = n.connect();
+  ASSERT_TRUE(c);  // r3 makes room
+  for (int i = 0; i < 100 && n.srv->stats().sessions_open > 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(wire::client::connect(n.opts(), &err));
+  EXPECT_EQ(n.srv->stats().connections_refused, 1u);
+  expect_serves(*a, 1);
+}
+
+// Until it authenticates, a session is not read past handshake_out_bytes_max queued to
+// it: pings that queue pongs it never reads stop being taken at 64 KiB, not 32 MiB.
+TEST(server, a_session_in_its_handshake_is_held_to_a_small_queue) {
+  engine::server_config cfg;
+  net n(cfg);
+  std::string err;
+  auto anon = wire::client::connect_raw(n.opts(), &err);
+  ASSERT_TRUE(anon) << err;
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < 4096; ++i) {
+    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  std::thread flood([&] {
+    std::string e;
+    for (int i = 0; i < 64 && anon->send_bytes(burst, &e); ++i) {
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const uint64_t taken = n.srv->stats().frames_in;
+  EXPECT_LT(taken, 20000u) << "pongs queued past the handshake's budget were still taken";
+  anon->shutdown();
+  flood.join();
+  auto other = n.connect();
+  expect_serves(*other, 1);
+}
+
 TEST(server, ping_is_answered) {
   net n;
   auto c = n.connect();
