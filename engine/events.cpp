@@ -2,10 +2,12 @@
 #include "engine/limits.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -467,7 +469,14 @@ event_hub::~event_hub() { stop(); }
 // "end <crc32c of the lines before, hex>". Written whole to a temporary file and renamed.
 bool event_hub::load(std::string* error) {
   std::ifstream in(state_path_);
-  if (!in) return true;  // none yet
+  if (!in) {
+    struct stat st {};
+    if (::stat(state_path_.c_str(), &st) != 0 && errno == ENOENT) return true;  // none yet
+    // There but unreadable: starting without it would restart every named subscriber,
+    // and the next save would overwrite the positions for good.
+    *error = "events: " + state_path_ + " cannot be read (" + std::strerror(errno) + ")";
+    return false;
+  }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t end_at = text.rfind("end ");
   if (text.rfind("mesob-subscribers 1\n", 0) != 0 || end_at == std::string::npos) {

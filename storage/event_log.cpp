@@ -756,13 +756,17 @@ size_t event_log::apply_retention(uint64_t now_ns) {
     // Only a full segment wholly durable, and never the one holding the newest event (the
     // directory then always says where offsets continue).
     if (next_offset_ < 2 || (index + 1) * seg + 1 > durable || index >= (next_offset_ - 2) / seg) break;
+    // Nor one holding events of the newest durable event's record: after a crash,
+    // recovery cuts the newest record's events back to its first and replay writes them
+    // again from there (newest_run_from), so that run must start within the kept
+    // segments, or its events would come back at other offsets.
+    std::vector<wire::event> last, newest;
+    std::string err;
+    if (read((index + 1) * seg, 1, &last, &err) != read_status::ok || last.empty() ||
+        read(durable - 1, 1, &newest, &err) != read_status::ok || newest.empty() || last[0].lsn >= newest[0].lsn)
+      break;
     bool drop = opt_.retention_bytes != 0 && bytes_.load() > opt_.retention_bytes;
-    if (!drop && opt_.retention_ns != 0) {
-      std::vector<wire::event> last;
-      std::string err;
-      if (read((index + 1) * seg, 1, &last, &err) != read_status::ok || last.empty()) break;
-      drop = last[0].timestamp + opt_.retention_ns < now_ns;
-    }
+    if (!drop && opt_.retention_ns != 0) drop = last[0].timestamp + opt_.retention_ns < now_ns;
     if (!drop) break;
     const std::string path = segment_path(opt_.dir, index);
     struct stat st {};

@@ -367,9 +367,9 @@ TEST(EventLog, RetentionNeverDropsTheSegmentHoldingTheNewestEvent) {
   test::temp_dir dir;
   event_log_recovery rec;
   auto log = open_log(dir.path(), &rec, 128, 1);  // a size limit nothing fits in
-  auto a = make(256, 9);                           // two full segments, nothing after
+  auto a = make(128, 8), b = make(128, 9);         // two full segments, nothing after
   std::string err;
-  ASSERT_TRUE(log->append(a, &err) && log->sync(&err)) << err;
+  ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->sync(&err)) << err;
   EXPECT_EQ(log->apply_retention(0), 1u);
   EXPECT_EQ(log->first_offset(), 129u);
   EXPECT_EQ(log->apply_retention(0), 0u);
@@ -379,11 +379,40 @@ TEST(EventLog, RetentionNeverDropsTheSegmentHoldingTheNewestEvent) {
   EXPECT_EQ(rec.next_offset, 257u) << "offsets continue after the newest event";
 }
 
+// A record whose events span two segments, the newest record: its first segment stays
+// (after a crash, recovery cuts its events back to the first and replay writes them again
+// there: with that segment gone they would come back at other offsets). Once a newer
+// record is durable, the segment may go.
+TEST(EventLog, RetentionKeepsTheNewestRecordsFirstEvents) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  auto log = open_log(dir.path(), &rec, 128, 1);
+  auto a = make(100, 7), b = make(100, 8);  // lsn 8: offsets 101..200, segments 0 and 1
+  std::string err;
+  ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->sync(&err)) << err;
+  EXPECT_EQ(log->apply_retention(0), 0u);
+  EXPECT_EQ(log->first_offset(), 1u);
+  auto c = make(20, 9);  // offsets 201..220: the newest record is lsn 9 now
+  ASSERT_TRUE(log->append(c, &err)) << err;
+  EXPECT_EQ(log->apply_retention(0), 0u) << "lsn 9's events not durable yet";
+  ASSERT_TRUE(log->sync(&err)) << err;
+  EXPECT_EQ(log->apply_retention(0), 1u);
+  EXPECT_EQ(log->first_offset(), 129u);
+  uint64_t from = 0;
+  ASSERT_TRUE(log->newest_run_from(9, &from, &err)) << err;
+  EXPECT_EQ(from, 201u);
+}
+
 TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
   test::temp_dir dir;
   event_log_recovery rec;
   std::string err;
-  write_log(dir.path(), 128, make(560, 9));
+  std::vector<wire::event> records;
+  for (uint64_t lsn = 5; lsn <= 9; ++lsn) {
+    const auto r = make(lsn == 9 ? 48 : 128, lsn);
+    records.insert(records.end(), r.begin(), r.end());
+  }
+  write_log(dir.path(), 128, records);
   // A size the two newest segments' files fit in, and not the three newest.
   const uint64_t limit = std::filesystem::file_size(event_log::segment_path(dir.path(), 3)) +
                          std::filesystem::file_size(event_log::segment_path(dir.path(), 4));
