@@ -266,7 +266,7 @@ class admin_impl {
          1, 2, &admin_impl::cmd_gateway_recon},
         {"gateway secret", "<gateway-id>", "give a registered gateway a new secret (printed once; sessions open now stay)",
          1, 1, &admin_impl::cmd_gateway_secret},
-        {"gateway disable", "<gateway-id>", "no new sessions or deposits for a registered gateway", 1, 1,
+        {"gateway disable", "<gateway-id>", "no new sessions or deposits for a registered gateway; its open sessions close at their next frame", 1, 1,
          &admin_impl::cmd_gateway_disable},
         {"gateway enable", "<gateway-id>", "let a disabled gateway connect and deposit again", 1, 1,
          &admin_impl::cmd_gateway_enable},

@@ -113,6 +113,8 @@ struct session {
   std::shared_ptr<std::atomic<uint64_t>> requests = std::make_shared<std::atomic<uint64_t>>(0);
   uint32_t roles = 0;
   uint32_t registered = 0;  // a registry gateway's number (its session counts for payout routing)
+  uint32_t gateway_number = 0;  // a registry gateway's number, whatever its roles (0: the config file's)
+  std::shared_ptr<const actors::gateways::registry> seen_registry;  // as of its last frame
   bool subscriber = false;  // sent a Subscribe: the event hub hears when it closes
   wire::frame_reader reader;
   std::deque<out_frame> out;
@@ -654,6 +656,34 @@ class server_impl {
     if (s.out.empty()) close_session(s);
   }
 
+  // A registry gateway's session follows the registry as it changes: disabled (or gone),
+  // the session is closed; its roles are the registry's now. Checked at each frame it
+  // sends, when the registry changed since the last one (one pointer compare otherwise).
+  bool still_registered(session& s, uint64_t request_id) {
+    if (s.gateway_number == 0) return true;  // a config file's gateway
+    auto reg = eng_.gateway_registry();
+    if (reg == s.seen_registry) return true;
+    s.seen_registry = reg;
+    const auto* g = reg->find(s.gateway_number);
+    if (!g || !g->enabled) {
+      st_errors_.fetch_add(1, std::memory_order_relaxed);
+      queue_frame(s, frame_kind::error, request_id,
+                  wire::error_body({protocol_error::role_denied,
+                                    "gateway " + s.gateway + " was disabled since this session opened: it closes"}));
+      close_after_flush(s);
+      return false;
+    }
+    if (g->roles != s.roles) {
+      for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit) {
+        const uint32_t m = 1u << bit;
+        if ((s.roles & m) && !(g->roles & m)) role_sessions_[bit].fetch_sub(1, std::memory_order_relaxed);
+        if (!(s.roles & m) && (g->roles & m)) role_sessions_[bit].fetch_add(1, std::memory_order_relaxed);
+      }
+      s.roles = g->roles;
+    }
+    return true;
+  }
+
   void on_frame(session& s, const wire::frame_reader::frame& f) {
     const auto& h = f.header;
     if (h.version != wire::protocol_version) {
@@ -679,11 +709,13 @@ class server_impl {
                                     : "admin commands are served on the admin port, not the client port");
           return;
         }
+        if (!still_registered(s, h.request_id)) return;
         if (cfg_.admin) on_admin_request(s, f);
         else on_request(s, f);
         return;
       case frame_kind::subscribe:
       case frame_kind::ack:
+        if (s.authed && !still_registered(s, h.request_id)) return;
         on_events_frame(s, f);
         return;
       case frame_kind::hello:
@@ -807,6 +839,8 @@ class server_impl {
     left_handshake(s);
     s.gateway = a.gateway_id;
     s.roles = roles;
+    s.gateway_number = number;
+    s.seen_registry = std::move(reg);
     if (number != 0 && !cfg_.admin && (roles & (wire::roles::payments | wire::roles::broker))) {
       s.registered = number;
       eng_.gateway_event({number, wire::gateway_event_kind::up, {}});

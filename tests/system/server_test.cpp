@@ -294,17 +294,41 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
   ASSERT_TRUE(r.server_error);
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
 
-  // Disabled: new sessions are refused; the open one's deposits too.
+  // An operator's change reaches the open session at its next frame: roles taken away
+  // are refused there, and given back serve again.
+  wire::gateway_op upd = reg;
+  upd.kind = wire::gateway_op_kind::update;
+  upd.secret_bytes = 0;
+  std::memset(upd.secret, 0, sizeof upd.secret);
+  upd.roles = wire::roles::events_reader;
+  ASSERT_EQ(n.eng->gateways({upd}).results.at(0), result::ok);
+  d.reference = 2;
+  r = tb->call(wire::deposits_body(std::vector{d}));
+  ASSERT_TRUE(r.server_error);
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  upd.roles = wire::roles::payments;
+  ASSERT_EQ(n.eng->gateways({upd}).results.at(0), result::ok);
+  r = tb->call(wire::deposits_body(std::vector{d}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+
+  // Disabled: new sessions are refused, and the open one is closed at its next frame
+  // (before, it went on sending what its roles allowed until it reconnected).
   wire::gateway_op off{};
   off.kind = wire::gateway_op_kind::disable;
   actors::gateways::set_op_id(off, "telebirr");
   ASSERT_EQ(n.eng->gateways({off}).results.at(0), result::ok);
   EXPECT_FALSE(wire::client::connect(o, &err));
   EXPECT_NE(err.find("auth failed"), std::string::npos) << err;
-  d.reference = 2;
+  d.reference = 3;
   r = tb->call(wire::deposits_body(std::vector{d}));
+  ASSERT_TRUE(r.server_error);
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  EXPECT_NE(r.error.message.find("disabled"), std::string::npos) << r.error.message;
+  EXPECT_TRUE(tb->closed_by_server());
+  r = pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
   ASSERT_TRUE(r.ok);
-  EXPECT_EQ(r.reply.results.at(0), result::gateway_disabled);
+  EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 5000u) << "deposits 0xABCDEF and 2 only";
 }
 
 TEST(server, pipelined_requests_are_answered_by_id) {
