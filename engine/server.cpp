@@ -821,7 +821,11 @@ class server_impl {
         number = g->number;
       }
     }
-    const bool ok = secret && wire::mac_equal(wire::auth_mac(*secret, s.nonce), a.mac);
+    // The MAC is computed for an unknown id too, against a secret no gateway has, so that
+    // the answer's timing does not tell which ids exist.
+    static const std::vector<uint8_t> no_secret(wire::secret_bytes_min, 0);
+    const bool mac_ok = wire::mac_equal(wire::auth_mac(secret ? *secret : no_secret, s.nonce), a.mac);
+    const bool ok = secret && mac_ok;
     if (!ok) {
       st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
       // One message for both: which gateway ids exist is not told.

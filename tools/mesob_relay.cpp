@@ -299,7 +299,12 @@ int main(int argc, char** argv) {
         if (refusal == wire::protocol_error::events_truncated) return 2;
         break;
       }
-      std::fflush(stdout);
+      // Acknowledged only once written: events stdout did not take (a full disk, a closed
+      // pipe) are not acknowledged, and the relay stops.
+      if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        std::fprintf(stderr, "relay: writing the events failed (%s); not acknowledged\n", std::strerror(errno));
+        return 3;
+      }
       events += in_frame;
       ++frames;
       if (m.next > 1 && !c->ack(m.next - 1, &err)) {

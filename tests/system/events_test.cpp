@@ -838,6 +838,18 @@ class relay_process {
     }
   }
   ~relay_process() { kill9(); }
+  // Its exit status once it stopped by itself (-1: still running after `ms`).
+  int exit_status(int ms) {
+    for (int waited = 0; pid_ > 0 && waited < ms; waited += 10) {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
   void kill9() {
     if (pid_ > 0) {
       ::kill(pid_, SIGKILL);
@@ -869,6 +881,34 @@ std::vector<raw_event> read_raw(const std::string& path) {
     out.push_back(e);
   }
   return out;
+}
+
+// A relay whose output cannot take the events (a full disk: /dev/full) acknowledges none
+// of them and stops (exit 3); the next one under its name gets every event from the
+// first. Before, it acknowledged what it failed to write, and those events were lost.
+TEST(Events, ARelayThatCannotWriteAcknowledgesNothing) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  live_mesobd engine(dir.path(), {"--port", std::to_string(port)});
+  ASSERT_TRUE(engine.up()) << engine.output();
+  {
+    auto c = connect(dir.path(), port);
+    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+    std::vector<wire::transfer> ts;
+    for (uint64_t i = 0; i < 50; ++i) ts.push_back(make_transfer(100 + i, 1, 2, 1 + i));
+    ASSERT_TRUE(c->call(wire::create_transfers_body(ts)).ok);
+  }
+  relay_process full(dir.path(), port, "/dev/full");
+  EXPECT_EQ(full.exit_status(10'000), 3);
+  const std::string out = dir.path() + "/relay.txt";
+  relay_process next(dir.path(), port, out);
+  std::vector<raw_event> got;
+  for (int i = 0; i < 500 && got.size() < 52; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    got = read_raw(out);
+  }
+  ASSERT_GE(got.size(), 52u) << "two accounts opened and 50 transfers";
+  EXPECT_EQ(got.front().offset, 1u) << "nothing was acknowledged";
 }
 
 TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
