@@ -807,13 +807,17 @@ TEST_F(orders_engine, ACancelWaitsForTheBrokerToHearIt) {
   ASSERT_TRUE(eventually([&] { return order(121).state == uint8_t(actors::portfolio::order_state::cancelled); }));
   EXPECT_EQ(answer("broker-a", fill(120, 2, 10, 100)), result::order_not_open);
 
+  // An order broker-a works, its session then down, cancelled.
+  auto cancelled_while_down = [&](uint64_t id) {
+    ASSERT_EQ(place(buy(id, a_, 10, 100)), result::ok);
+    ASSERT_EQ(answer("broker-a", accepted(id)), result::ok);
+    e().gateway_event({ba, wire::gateway_event_kind::down, {}});
+    sync();
+    ASSERT_EQ(e().cancel_orders({{id, a_}}).results.at(0), result::ok);
+    sync();
+  };
   // A broker gone for good: the order closes ending_max_ns after it began ending.
-  ASSERT_EQ(place(buy(122, a_, 10, 100)), result::ok);
-  ASSERT_EQ(answer("broker-a", accepted(122)), result::ok);
-  e().gateway_event({ba, wire::gateway_event_kind::down, {}});
-  sync();
-  ASSERT_EQ(e().cancel_orders({{122, a_}}).results.at(0), result::ok);
-  sync();
+  cancelled_while_down(122);
   fx_.advance_s(actors::trading::ending_max_ns / 1'000'000'000 - 10);
   (void)e().create_accounts({test::make_account(bank)});
   sync();
@@ -825,12 +829,7 @@ TEST_F(orders_engine, ACancelWaitsForTheBrokerToHearIt) {
   // tells the broker again, and the order still closes at the day.
   up("broker-a");
   ASSERT_EQ(e().prices({price(etel, 100, 2)}).results.at(0), result::ok);  // a day on: a fresh price
-  ASSERT_EQ(place(buy(123, a_, 10, 100)), result::ok);
-  ASSERT_EQ(answer("broker-a", accepted(123)), result::ok);
-  e().gateway_event({ba, wire::gateway_event_kind::down, {}});
-  sync();
-  ASSERT_EQ(e().cancel_orders({{123, a_}}).results.at(0), result::ok);
-  sync();
+  cancelled_while_down(123);
   fx_.advance_s(actors::trading::ending_max_ns / 1'000'000'000 - 30);
   up("broker-a");
   EXPECT_EQ(order(123).state, uint8_t(actors::portfolio::order_state::open));
