@@ -14,6 +14,7 @@
 #include "actors/customers.hpp"
 #include "actors/market.hpp"
 #include "actors/trading.hpp"
+#include "engine/events.hpp"
 #include "storage/audit_log.hpp"
 
 namespace mesob::engine {
@@ -345,6 +346,14 @@ class admin_impl {
          &admin_impl::cmd_customer_show},
         {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
          &admin_impl::cmd_transfer_show},
+        {"events", "",
+         "the event stream: its offsets, the sessions subscribed (lag: events written and not acknowledged), and "
+         "the named subscribers kept with the gateway each belongs to",
+         0, 0, &admin_impl::cmd_events},
+        {"events forget", "<name>",
+         "drop a named subscriber no session holds: its acknowledged offset and owner go, and any gateway may take "
+         "the name again",
+         1, 1, &admin_impl::cmd_events_forget},
         {"snapshot", "", "take a snapshot now", 0, 0, &admin_impl::cmd_snapshot},
         {"log verify", "", "verify the log's checksums, lsn sequence and hash chain up to the durable lsn", 0, 0,
          &admin_impl::cmd_log_verify},
@@ -1554,6 +1563,46 @@ class admin_impl {
     admin_response_msg m = answer(admin_code::ok, std::to_string(trail_->entries()) + " entries in the audit trail");
     m.sections.push_back(std::move(s));
     return m;
+  }
+
+  admin_response_msg cmd_events(const std::vector<std::string>&) {
+    event_hub* hub = eng_.events();
+    if (!hub) return answer(admin_code::refused, "this engine keeps no event log (started with --no-events)");
+    std::vector<event_hub::name_info> names;
+    std::string err;
+    if (!hub->names(&names, &err)) return answer(admin_code::failed, "events: " + err);
+    admin_section live;
+    live.title = "subscribed sessions";
+    live.columns = {{"session", true}, {"name", false}, {"acknowledged", true}, {"sent", true}, {"lag", true}};
+    const auto subs = hub->subscribers();
+    for (const auto& s : subs)
+      live.rows.push_back({std::to_string(s.session), s.name.empty() ? "-" : s.name, std::to_string(s.acked),
+                           std::to_string(s.sent), std::to_string(s.lag)});
+    admin_section kept;
+    kept.title = "named subscribers";
+    kept.columns = {{"name", false}, {"gateway", false}, {"acknowledged", true}, {"session", true}};
+    for (const auto& n : names)
+      kept.rows.push_back({n.name, n.owner.empty() ? "-" : n.owner, std::to_string(n.acked),
+                           n.session ? std::to_string(n.session) : "-"});
+    admin_response_msg m =
+        answer(admin_code::ok, std::to_string(subs.size()) + " sessions subscribed, " + std::to_string(names.size()) +
+                                   " named subscribers kept (at most " + std::to_string(subscriber_names_max) + ")");
+    m.sections.push_back(std::move(live));
+    m.sections.push_back(std::move(kept));
+    return m;
+  }
+
+  admin_response_msg cmd_events_forget(const std::vector<std::string>& a) {
+    event_hub* hub = eng_.events();
+    if (!hub) return answer(admin_code::refused, "this engine keeps no event log (started with --no-events)");
+    std::string err;
+    switch (hub->forget(a[0], &err)) {
+      case event_hub::forgotten::yes: break;
+      case event_hub::forgotten::unknown: return answer(admin_code::not_found, err);
+      case event_hub::forgotten::held: return answer(admin_code::refused, err);
+      case event_hub::forgotten::no_answer: return answer(admin_code::failed, "events: " + err);
+    }
+    return answer(admin_code::ok, "'" + a[0] + "' is forgotten: any gateway may subscribe under it, from its own start");
   }
 
   admin_response_msg cmd_shutdown(const std::vector<std::string>&) {

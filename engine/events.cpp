@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "actors/gateway_registry.hpp"
@@ -465,8 +466,19 @@ event_hub::event_hub(storage::event_log& log, event_writer& writer, std::string 
 
 event_hub::~event_hub() { stop(); }
 
-// The state file: a line "mesob-subscribers 1", then "<name> <offset>" per name, then
-// "end <crc32c of the lines before, hex>". Written whole to a temporary file and renamed.
+namespace {
+bool name_valid(const std::string& n) {
+  if (n.size() > subscriber_name_bytes_max) return false;
+  for (const char c : n)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
+  return true;
+}
+}  // namespace
+
+// The state file: a line "mesob-subscribers 2", then "<name> <offset> <owner>" per name
+// (the owning gateway's id in hex, "-" for none), then "end <crc32c of the lines before,
+// hex>". Written whole to a temporary file and renamed. Version 1 files (before owners:
+// "<name> <offset>") still load; their names go to the next gateway to subscribe.
 bool event_hub::load(std::string* error) {
   std::ifstream in(state_path_);
   if (!in) {
@@ -479,7 +491,8 @@ bool event_hub::load(std::string* error) {
   }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t end_at = text.rfind("end ");
-  if (text.rfind("mesob-subscribers 1\n", 0) != 0 || end_at == std::string::npos) {
+  const bool v1 = text.rfind("mesob-subscribers 1\n", 0) == 0;
+  if ((!v1 && text.rfind("mesob-subscribers 2\n", 0) != 0) || end_at == std::string::npos) {
     *error = "events: " + state_path_ + " is not a subscriber state file (move it away to start without it)";
     return false;
   }
@@ -489,20 +502,42 @@ bool event_hub::load(std::string* error) {
     *error = "events: " + state_path_ + " fails its checksum (move it away to start without it)";
     return false;
   }
+  // The checksum holds, so a line that does not parse was written so: refuse the file
+  // rather than guess.
   std::istringstream lines(text.substr(0, end_at));
   std::string line;
   std::getline(lines, line);
-  while (std::getline(lines, line)) {
-    const size_t sp = line.find(' ');
-    if (sp == std::string::npos) continue;
-    positions_[line.substr(0, sp)] = std::stoull(line.substr(sp + 1));
+  std::map<std::string, name_state> loaded;
+  for (size_t n = 2; std::getline(lines, line); ++n) {
+    std::istringstream fields(line);
+    std::string name, offset, owner, extra;
+    fields >> name >> offset;
+    if (!v1) fields >> owner;
+    std::vector<uint8_t> owner_bytes;
+    const bool owner_ok = v1 || owner == "-" ||
+                          (wire::from_hex(owner, &owner_bytes) && !owner_bytes.empty() && owner_bytes.size() <= 64);
+    const bool offset_ok = !offset.empty() && offset.size() <= 20 &&
+                           offset.find_first_not_of("0123456789") == std::string::npos &&
+                           (offset.size() < 20 || offset <= "18446744073709551615");
+    if (name.empty() || !name_valid(name) || !offset_ok || !owner_ok || (fields >> extra) || loaded.count(name) ||
+        loaded.size() >= subscriber_names_max) {
+      *error = "events: " + state_path_ + " line " + std::to_string(n) + " is not \"<name> <offset>" +
+               (v1 ? "" : " <owner>") + "\" of a new name (move the file away to start without it)";
+      return false;
+    }
+    loaded[name] = {std::stoull(offset), std::string(owner_bytes.begin(), owner_bytes.end())};
   }
+  positions_ = std::move(loaded);
   return true;
 }
 
 bool event_hub::save(std::string* error) {
-  std::string text = "mesob-subscribers 1\n";
-  for (const auto& [name, off] : positions_) text += name + " " + std::to_string(off) + "\n";
+  std::string text = "mesob-subscribers 2\n";
+  for (const auto& [name, st] : positions_) {
+    const std::string owner =
+        st.owner.empty() ? "-" : wire::to_hex({reinterpret_cast<const uint8_t*>(st.owner.data()), st.owner.size()});
+    text += name + " " + std::to_string(st.acked) + " " + owner + "\n";
+  }
   char tail[32];
   std::snprintf(tail, sizeof tail, "end %08x\n", storage::crc32c(text.data(), text.size()));
   text += tail;
@@ -532,7 +567,7 @@ void event_hub::start(sender send, uint64_t session_bytes_max) {
 void event_hub::subscribe(uint64_t session, uint64_t request_id, subscription_request&& r) {
   {
     std::lock_guard lk(mu_);
-    commands_.push_back({command::kind::subscribe, session, request_id, 0, std::move(r)});
+    commands_.push_back({command::kind::subscribe, session, request_id, 0, std::move(r), {}});
   }
   cv_.notify_one();
 }
@@ -541,7 +576,7 @@ void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
   bool wake;
   {
     std::lock_guard lk(mu_);
-    commands_.push_back({command::kind::ack, session, request_id, offset, {}});
+    commands_.push_back({command::kind::ack, session, request_id, offset, {}, {}});
     wake = std::binary_search(window_full_.begin(), window_full_.end(), session);
   }
   // An ack matters at once only to a subscriber its window holds back; else the next pass
@@ -553,7 +588,7 @@ void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
 void event_hub::closed(uint64_t session) {
   {
     std::lock_guard lk(mu_);
-    commands_.push_back({command::kind::closed, session, 0, 0, {}});
+    commands_.push_back({command::kind::closed, session, 0, 0, {}, {}});
   }
   cv_.notify_one();
 }
@@ -583,18 +618,10 @@ bool event_hub::matches(const subscription_request& r, const event& e) {
   return true;
 }
 
-namespace {
-bool name_valid(const std::string& n) {
-  if (n.size() > subscriber_name_bytes_max) return false;
-  for (const char c : n)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
-  return true;
-}
-}  // namespace
-
 void event_hub::apply(command& c) {
   switch (c.what) {
     case command::kind::closed: subs_.erase(c.session); return;
+    case command::kind::job: c.job(); return;
     case command::kind::ack: {
       auto it = subs_.find(c.session);
       auto refuse = [&](const std::string& why) {
@@ -608,7 +635,7 @@ void event_hub::apply(command& c) {
                       std::to_string(s.acked) + ", sent through " + std::to_string(s.cursor - 1) + ")");
       s.acked = c.offset;
       if (!s.req.name.empty()) {
-        positions_[s.req.name] = s.acked;
+        positions_[s.req.name].acked = s.acked;
         positions_dirty_ = true;
       }
       return;
@@ -656,10 +683,14 @@ void event_hub::apply(command& c) {
   if (subs_.size() >= subscriptions_max_)
     return answer(result::subscribers_full, std::to_string(subscriptions_max_) + " sessions subscribe already");
   if (!r.name.empty()) {
+    if (auto it = positions_.find(r.name); it != positions_.end() && !it->second.owner.empty() &&
+                                           it->second.owner != r.owner)
+      return answer(result::subscriber_name_owned, "'" + r.name + "' belongs to gateway '" + it->second.owner +
+                                                       "' (an operator may free it: events forget " + r.name + ")");
     for (const auto& [sess, other] : subs_)
       if (other.req.name == r.name) return answer(result::subscriber_busy, "session " + std::to_string(sess) + " holds '" + r.name + "'");
     if (!positions_.count(r.name) && positions_.size() >= subscriber_names_max)
-      return answer(result::subscribers_full, "4,096 named subscribers are kept already");
+      return answer(result::subscribers_full, "4,096 named subscribers are kept already (an operator may free some: events names, events forget)");
   }
   uint64_t start = r.from == 0 ? a.oldest : r.from;
   if (r.from_end) start = a.end;
@@ -669,13 +700,13 @@ void event_hub::apply(command& c) {
     // from or from_end moves it on (nothing is skipped silently). Right after a restart
     // that point may lie past the end until replay has written the events again (a power
     // cut can take the event log's unsynced tail): the subscription waits for them.
-    if (it->second + 1 >= a.oldest) {
-      start = it->second + 1;
+    if (it->second.acked + 1 >= a.oldest) {
+      start = it->second.acked + 1;
       resumed = true;
     }
     else if (r.from == 0 && !r.from_end)
       return answer(result::events_truncated,
-                    "'" + r.name + "' acknowledged up to " + std::to_string(it->second) +
+                    "'" + r.name + "' acknowledged up to " + std::to_string(it->second.acked) +
                         ", and retention dropped what follows; the oldest kept is " + std::to_string(a.oldest) +
                         ": subscribe with from or from_end to move it on");
     else if (start >= a.oldest)
@@ -688,7 +719,7 @@ void event_hub::apply(command& c) {
     return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest event (" +
                                                    std::to_string(a.end - 1) + ")");
   if (move_name) {
-    positions_[r.name] = start - 1;
+    positions_[r.name].acked = start - 1;
     positions_dirty_ = true;
   }
   std::sort(r.accounts.begin(), r.accounts.end());
@@ -698,9 +729,12 @@ void event_hub::apply(command& c) {
   s.cursor = start;
   s.acked = start - 1;
   s.req = std::move(r);
-  if (!s.req.name.empty() && !positions_.count(s.req.name)) {
-    positions_[s.req.name] = s.acked;
-    positions_dirty_ = true;
+  if (!s.req.name.empty()) {
+    auto [it, fresh] = positions_.try_emplace(s.req.name);
+    if (fresh) it->second.acked = s.acked;  // acknowledged up to before its start
+    const bool claims = it->second.owner.empty() && !s.req.owner.empty();  // new, or from a file of before owners
+    if (claims) it->second.owner = s.req.owner;
+    if (fresh || claims) positions_dirty_ = true;
   }
   a.start = start;
   subs_.emplace(c.session, std::move(s));
@@ -814,6 +848,69 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
     if (!put(std::move(frame), next)) return true;
   }
   return true;
+}
+
+bool event_hub::on_hub(std::function<void()> job, std::string* error) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  {
+    std::lock_guard lk(mu_);
+    if (!thread_.joinable() || stop_) {
+      *error = "the event hub is not running";
+      return false;
+    }
+    command c{command::kind::job, 0, 0, 0, {}, {}};
+    c.job = [job = std::move(job), done] {
+      job();
+      done->set_value();
+    };
+    commands_.push_back(std::move(c));
+  }
+  cv_.notify_one();
+  if (finished.wait_for(std::chrono::milliseconds(hub_answer_ms)) == std::future_status::ready) return true;
+  *error = "the event hub did not answer within " + std::to_string(hub_answer_ms) + " ms";
+  return false;
+}
+
+bool event_hub::names(std::vector<name_info>* out, std::string* error) {
+  auto list = std::make_shared<std::vector<name_info>>();  // the job may outlive a timed-out wait
+  if (!on_hub([this, list] {
+        for (const auto& [name, st] : positions_) list->push_back({name, st.owner, st.acked, 0});
+        for (const auto& [sess, s] : subs_) {
+          if (s.req.name.empty()) continue;
+          auto it = std::lower_bound(list->begin(), list->end(), s.req.name,
+                                     [](const name_info& n, const std::string& k) { return n.name < k; });
+          if (it != list->end() && it->name == s.req.name) it->session = sess;
+        }
+      }, error))
+    return false;
+  *out = std::move(*list);
+  return true;
+}
+
+event_hub::forgotten event_hub::forget(const std::string& name, std::string* error) {
+  struct outcome {
+    forgotten f = forgotten::yes;
+    std::string why;
+  };
+  auto out = std::make_shared<outcome>();
+  if (!on_hub([this, name, out] {
+        auto it = positions_.find(name);
+        if (it == positions_.end()) {
+          *out = {forgotten::unknown, "no subscriber named '" + name + "' is kept"};
+          return;
+        }
+        for (const auto& [sess, s] : subs_)
+          if (s.req.name == name) {
+            *out = {forgotten::held, "session " + std::to_string(sess) + " holds '" + name + "' now"};
+            return;
+          }
+        positions_.erase(it);
+        positions_dirty_ = true;
+      }, error))
+    return forgotten::no_answer;
+  if (out->f != forgotten::yes) *error = out->why;
+  return out->f;
 }
 
 void event_hub::run() {

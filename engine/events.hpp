@@ -16,6 +16,9 @@
 // unacknowledged. A subscriber that does not acknowledge falls behind without slowing the
 // engine or anyone else; one behind retention is told so (events_truncated) and dropped.
 // Named subscribers' acknowledged offsets are kept in <data>/events/subscribers.state.
+// A name belongs to the gateway that first subscribed under it: another gateway's session
+// is refused it (subscriber_name_owned), so one reader cannot move another's position.
+// The console lists the names and forgets one (`events names`, `events forget`).
 #pragma once
 
 #include <atomic>
@@ -131,6 +134,7 @@ class event_writer {
 };
 
 struct subscription_request {
+  std::string owner;       // the subscribing session's gateway (set by the server)
   std::string name;        // empty: anonymous (nothing kept)
   uint64_t from = 0;       // first offset wanted (0: the oldest kept); a name's own position wins
   bool from_end = false;   // start after the newest event instead
@@ -187,6 +191,22 @@ class event_hub {
     uint64_t lag = 0;   // written end - 1 - acked
   };
   std::vector<subscriber_info> subscribers() const;
+
+  struct name_info {
+    std::string name;
+    std::string owner;     // the gateway the name belongs to (empty: kept from a file of
+                           // before owners, taken by the next gateway to subscribe)
+    uint64_t acked = 0;
+    uint64_t session = 0;  // the session holding it now, 0: none
+  };
+  // From any thread (the console), answered by the hub's thread: the names kept, in name
+  // order. False with the reason if the hub does not answer within hub_answer_ms.
+  bool names(std::vector<name_info>* out, std::string* error);
+  // Drops a name no session holds: its position and owner go (saved within 100 ms), and
+  // any gateway may take it again. Otherwise *error says why.
+  enum class forgotten { yes, unknown, held, no_answer };
+  forgotten forget(const std::string& name, std::string* error);
+  static constexpr int hub_answer_ms = 5000;
   [[nodiscard]] uint64_t frames_sent() const { return frames_.load(); }
   // Of them, packed frames made of the writer's own chunks (event_log::read_packed).
   [[nodiscard]] uint64_t frames_as_written() const { return frames_as_written_.load(); }
@@ -200,13 +220,16 @@ class event_hub {
     bool dead = false;
   };
   struct command {
-    enum class kind { subscribe, ack, closed } what;
+    enum class kind { subscribe, ack, closed, job } what;
     uint64_t session = 0;
     uint64_t request_id = 0;
     uint64_t offset = 0;
     subscription_request req;
+    std::function<void()> job;  // kind job: runs on the hub's thread
   };
   void apply(command& c);
+  // Runs `job` on the hub's thread and waits for it (hub_answer_ms at most: false).
+  bool on_hub(std::function<void()> job, std::string* error);
   void run();
   // Sends s the frames it has room for; true if it sent any. `hold_tail`: a partial newest
   // group may wait (then *held is set).
@@ -233,7 +256,11 @@ class event_hub {
   std::vector<command> commands_;                // guarded by mu_
   std::vector<subscriber_info> listing_;         // guarded by mu_
   std::map<uint64_t, sub> subs_;                 // by session (the hub's thread only)
-  std::map<std::string, uint64_t> positions_;    // named subscribers' acknowledged offsets
+  struct name_state {
+    uint64_t acked = 0;
+    std::string owner;
+  };
+  std::map<std::string, name_state> positions_;  // named subscribers (the hub's thread only)
   bool positions_dirty_ = false;
   bool stop_ = false;
   bool wake_ = false;

@@ -779,6 +779,7 @@ class server_impl {
       return;
     }
     subscription_request r;
+    r.owner = s.gateway;
     r.name = std::move(m.name);
     r.from = m.from;
     r.from_end = m.from_end;

@@ -24,6 +24,7 @@
 #include "storage/checksum.hpp"
 #include "storage/event_log.hpp"
 #include "storage/failure_probes.hpp"
+#include "support/admin_client.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
 #include "support/http.hpp"
@@ -35,6 +36,7 @@
 namespace mesob::test {
 namespace {
 
+using wire::admin_code;
 using wire::event_type;
 using wire::result;
 
@@ -313,6 +315,145 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   wire::subscribed_msg a;
   EXPECT_FALSE(np->subscribe({}, &a, &err));
   EXPECT_NE(err.find("role_denied"), std::string::npos) << err;
+}
+
+// The cells of the row of `section` whose first cell is `key` (empty: none).
+std::map<std::string, std::string> row_of(const wire::admin_response_msg& m, const std::string& section,
+                                          const std::string& key) {
+  std::map<std::string, std::string> out;
+  for (const auto& s : m.sections)
+    if (s.title == section)
+      for (const auto& r : s.rows)
+        if (!r.empty() && r[0] == key)
+          for (size_t i = 0; i < s.columns.size() && i < r.size(); ++i) out[s.columns[i].name] = r[i];
+  return out;
+}
+
+void write_state_file(const std::string& data, const std::string& body) {
+  char tail[32];
+  std::snprintf(tail, sizeof tail, "end %08x\n", storage::crc32c(body.data(), body.size()));
+  std::ofstream(data + "/events/subscribers.state", std::ios::trunc) << body << tail;
+}
+
+// A name belongs to the gateway that first subscribed under it, across restarts: another
+// gateway's reader is refused it and cannot move its position. The console lists the
+// names with their owners and frees one no session holds; a state file of before owners
+// still loads, its names going to the next gateway to subscribe; a state file whose
+// lines do not parse stops start-up.
+TEST(Events, ANameBelongsToTheGatewayThatFirstUsedIt) {
+  temp_dir dir;
+  const std::string feed_hex(64, 'f'), other_hex(64, 'e');
+  std::vector<std::string> args = two_gateways();
+  args.insert(args.end(), {"--gateway", "feed:events_reader:" + feed_hex, "--gateway",
+                           "other:events_reader:" + other_hex});
+  std::string err;
+  auto reader = [&](uint16_t port, const std::string& gw) {
+    auto c = wire::client::connect(options(port, gw, gw == "feed" ? feed_hex : other_hex), &err);
+    EXPECT_TRUE(c) << err;
+    return c;
+  };
+  wire::subscribe_msg audit;
+  audit.name = "audit";
+  {
+    live_mesobd d(dir.path(), args);
+    ASSERT_TRUE(d.up()) << d.output();
+    auto pay = wire::client::connect(options(d.port(), "pay", pay_hex), &err);
+    ASSERT_TRUE(pay) << err;
+    ASSERT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+    ASSERT_TRUE(pay->call(wire::create_transfers_body(std::vector{make_transfer(10, 1, 2, 5)})).ok);
+    auto f = reader(d.port(), "feed");
+    ASSERT_TRUE(f);
+    ASSERT_EQ(subscribe(*f, audit).code, result::ok);
+    ASSERT_EQ(read_events(*f, 3).size(), 3u);  // acknowledged through 3
+    // Another gateway's reader: refused the name, while it is held and after.
+    auto o = reader(d.port(), "other");
+    ASSERT_TRUE(o);
+    auto a = subscribe(*o, audit);
+    EXPECT_EQ(a.code, result::subscriber_name_owned);
+    EXPECT_NE(a.message.find("gateway 'feed'"), std::string::npos) << a.message;
+    wire::subscribe_msg mine;
+    mine.name = "mine";
+    EXPECT_EQ(subscribe(*o, mine).code, result::ok);  // the same session, its own name
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(ops) << err;
+    wire::admin_response_msg list;
+    for (int i = 0; i < 100 && row_of(list, "named subscribers", "audit")["acknowledged"] != "3"; ++i) {
+      if (i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      list = admin(*ops, "events");
+    }
+    auto row = row_of(list, "named subscribers", "audit");
+    EXPECT_EQ(row["gateway"], "feed");
+    EXPECT_EQ(row["acknowledged"], "3");
+    EXPECT_NE(row["session"], "-");
+    EXPECT_EQ(row_of(list, "named subscribers", "mine")["gateway"], "other");
+    EXPECT_EQ(admin(*ops, "events forget", {"audit"}).code, admin_code::refused);  // held
+    f.reset();
+    o.reset();
+    ASSERT_EQ(d.stop(), 0) << d.output();
+  }
+  {
+    live_mesobd d(dir.path(), args);
+    ASSERT_TRUE(d.up()) << d.output();
+    EXPECT_EQ(subscribe(*reader(d.port(), "other"), audit).code, result::subscriber_name_owned);
+    auto f = reader(d.port(), "feed");
+    auto a = subscribe(*f, audit);
+    ASSERT_EQ(a.code, result::ok) << a.message;
+    EXPECT_EQ(a.start, 4u);
+    f.reset();
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(ops) << err;
+    // The session's close reaches the hub after the client's: ask until it has.
+    wire::admin_code forgot = admin_code::refused;
+    for (int i = 0; i < 250 && forgot == admin_code::refused; ++i) {
+      if (i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      forgot = admin(*ops, "events forget", {"audit"}).code;
+    }
+    EXPECT_EQ(forgot, admin_code::ok);
+    EXPECT_EQ(admin(*ops, "events forget", {"audit"}).code, admin_code::not_found);
+    // Free again: the other gateway takes it, from where it asks.
+    auto o = reader(d.port(), "other");
+    a = subscribe(*o, audit);
+    ASSERT_EQ(a.code, result::ok) << a.message;
+    EXPECT_EQ(a.start, 1u);
+    o.reset();
+    ASSERT_EQ(d.stop(), 0) << d.output();
+  }
+  // A file of before owners: its name goes to the first gateway to subscribe, which
+  // resumes after the kept offset, and stays that gateway's.
+  write_state_file(dir.path(), "mesob-subscribers 1\nold 2\n");
+  {
+    live_mesobd d(dir.path(), args);
+    ASSERT_TRUE(d.up()) << d.output();
+    wire::subscribe_msg old;
+    old.name = "old";
+    auto f = reader(d.port(), "feed");
+    auto a = subscribe(*f, old);
+    ASSERT_EQ(a.code, result::ok) << a.message;
+    EXPECT_EQ(a.start, 3u);
+    f.reset();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (a.code != result::subscriber_name_owned && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      a = subscribe(*reader(d.port(), "other"), old);  // busy until the feed's session is seen closed
+      EXPECT_TRUE(a.code == result::subscriber_busy || a.code == result::subscriber_name_owned) << a.message;
+    }
+    EXPECT_EQ(a.code, result::subscriber_name_owned) << a.message;
+    ASSERT_EQ(d.stop(), 0) << d.output();
+  }
+  std::ifstream in(dir.path() + "/events/subscribers.state");
+  const std::string saved((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(saved.rfind("mesob-subscribers 2\n", 0), 0u) << saved;
+  EXPECT_NE(saved.find("\nold 2 66656564\n"), std::string::npos) << saved;  // "feed" in hex
+  // Lines that do not parse, under a good checksum: start-up stops and names the line.
+  for (const std::string body : {"mesob-subscribers 2\nok 1 -\nbad 1 zz\n", "mesob-subscribers 2\nx 1\n",
+                                 "mesob-subscribers 2\nx 1 - extra\n", "mesob-subscribers 2\nx\xff 1 -\n",
+                                 "mesob-subscribers 2\nx 99999999999999999999 -\n", "mesob-subscribers 2\nx 1 -\nx 2 -\n"}) {
+    write_state_file(dir.path(), body);
+    live_mesobd d(dir.path(), args);
+    EXPECT_FALSE(d.up()) << body;
+    EXPECT_NE(d.wait_exit(30'000), 0);
+    EXPECT_NE(d.output().find("subscribers.state line"), std::string::npos) << body << d.output();
+  }
 }
 
 TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
