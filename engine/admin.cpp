@@ -346,10 +346,11 @@ class admin_impl {
          &admin_impl::cmd_customer_show},
         {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
          &admin_impl::cmd_transfer_show},
-        {"events", "",
-         "the event stream: its offsets, the sessions subscribed (lag: events written and not acknowledged), and "
-         "the named subscribers kept with the gateway each belongs to",
-         0, 0, &admin_impl::cmd_events},
+        {"events", "[from-name]",
+         "the sessions subscribed to the event stream (lag: events written and not acknowledged), and the named "
+         "subscribers kept with the gateway each belongs to, in name order from from-name (an answer holds a few "
+         "thousand: ask again from the last shown)",
+         0, 1, &admin_impl::cmd_events},
         {"events forget", "<name>",
          "drop a named subscriber no session holds: its acknowledged offset and owner go, and any gateway may take "
          "the name again",
@@ -1565,7 +1566,7 @@ class admin_impl {
     return m;
   }
 
-  admin_response_msg cmd_events(const std::vector<std::string>&) {
+  admin_response_msg cmd_events(const std::vector<std::string>& a) {
     event_hub* hub = eng_.events();
     if (!hub) return answer(admin_code::refused, "this engine keeps no event log (started with --no-events)");
     std::vector<event_hub::name_info> names;
@@ -1582,8 +1583,9 @@ class admin_impl {
     kept.title = "named subscribers";
     kept.columns = {{"name", false}, {"gateway", false}, {"acknowledged", true}, {"session", true}};
     for (const auto& n : names)
-      kept.rows.push_back({n.name, n.owner.empty() ? "-" : n.owner, std::to_string(n.acked),
-                           n.session ? std::to_string(n.session) : "-"});
+      if (a.empty() || n.name >= a[0])
+        kept.rows.push_back({n.name, n.owner.empty() ? "(none)" : n.owner, std::to_string(n.acked),
+                             n.session ? std::to_string(n.session) : "-"});
     admin_response_msg m =
         answer(admin_code::ok, std::to_string(subs.size()) + " sessions subscribed, " + std::to_string(names.size()) +
                                    " named subscribers kept (at most " + std::to_string(subscriber_names_max) + ")");
