@@ -125,6 +125,9 @@ int main(int argc, char** argv) {
                  "connections not yet authenticated (past it, the oldest is closed to let a new one in)")
       ->capture_default_str();
   app.add_option("--in-flight-max", net.in_flight_max, "requests in flight per session")->capture_default_str();
+  app.add_option("--gateway-sessions-max", net.gateway_sessions_max,
+                 "authenticated sessions of one gateway on the client port (the admin port: 16)")
+      ->capture_default_str();
   app.add_option("--frame-bytes-max", net.frame_bytes_max, "largest frame body, bytes")->capture_default_str();
   app.add_option("--session-out-bytes-max", net.out_bytes_max,
                  "bytes queued to one session before it stops being read")->capture_default_str();
@@ -279,6 +282,7 @@ int main(int argc, char** argv) {
   anet.port = admin_port;
   anet.connections_max = 64;
   anet.handshakes_max = 8;
+  anet.gateway_sessions_max = 16;  // one operator's console sessions cannot lock out the others
   anet.in_flight_max = 16;
   anet.admin = admin->handler();
   admin->set_servers(srv.get(), nullptr);

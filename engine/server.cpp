@@ -36,6 +36,7 @@ std::string server_config::validate() const {
   if (connections_max == 0 || connections_max > 1'000'000) return "connections_max must be 1..1000000";
   if (in_flight_max == 0 || in_flight_max > 65536) return "in_flight_max must be 1..65536";
   if (engine_in_flight_max == 0) return "engine_in_flight_max must be at least 1";
+  if (gateway_sessions_max == 0) return "gateway_sessions_max must be at least 1";
   if (frame_bytes_max < 4096 || frame_bytes_max > wire::frame_bytes_max_ceiling)
     return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
@@ -231,6 +232,10 @@ class server_impl {
   uint64_t handshakes_open_ = 0;                     // sessions in_handshake
   std::deque<std::pair<uint32_t, uint32_t>> handshakes_;  // (slot, gen) in open order
   uint64_t engine_in_flight_ = 0;
+  // Where resume_all starts next: after the session that last took the engine's last
+  // free place, so sessions take turns when it is full.
+  size_t resume_from_ = 0;
+  std::unordered_map<std::string, uint32_t> gateway_sessions_;  // authenticated, by gateway id
   std::unordered_map<std::string, const gateway_config*> gateways_;
   std::thread thread_;
   std::atomic<bool> stop_requested_{false};
@@ -560,6 +565,8 @@ class server_impl {
     session_ended(s);
     if (s.session_id != 0) {
       by_session_.erase(s.session_id);
+      if (auto g = gateway_sessions_.find(s.gateway); g != gateway_sessions_.end() && --g->second == 0)
+        gateway_sessions_.erase(g);
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit)
         if (s.roles & (1u << bit)) role_sessions_[bit].fetch_sub(1, std::memory_order_relaxed);
     }
@@ -840,6 +847,15 @@ class server_impl {
                      "gateway " + a.gateway_id + " lacks the admin role; the admin port admits admin gateways only");
       return;
     }
+    uint32_t& open = gateway_sessions_[a.gateway_id];
+    if (open >= cfg_.gateway_sessions_max) {
+      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
+      protocol_fault(s, f.header.request_id, protocol_error::too_many_sessions,
+                     "gateway " + a.gateway_id + " has " + std::to_string(open) +
+                         " sessions open, the most one gateway may have (gateway_sessions_max)");
+      return;
+    }
+    ++open;
     s.authed = true;
     left_handshake(s);
     s.gateway = a.gateway_id;
@@ -1186,13 +1202,24 @@ class server_impl {
     return it;
   }
 
+  // Sessions take turns from where the last pass filled the engine: with frames waiting
+  // in many sessions, each gets its share instead of the lowest slots taking every place
+  // that comes free.
   void resume_all() {
-    for (auto& sp : sessions_) {
+    const size_t n = sessions_.size();
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (resume_from_ + k) % n;
+      auto& sp = sessions_[i];
       if (!sp || sp->fd < 0 || sp->closing) continue;
       session& s = *sp;
       if (!may_read(s)) continue;
       process(s);  // frames already buffered first
-      if (may_read(s)) arm_recv(s);
+      if (may_read(s)) {
+        arm_recv(s);
+      } else if (engine_in_flight_ >= cfg_.engine_in_flight_max) {
+        resume_from_ = i + 1;
+        return;
+      }
     }
   }
 

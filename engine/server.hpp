@@ -51,6 +51,9 @@ struct server_config {
   uint32_t connections_max = 4096;
   uint32_t in_flight_max = 64;           // requests per session awaiting their response
   uint32_t engine_in_flight_max = 4096;  // requests in the engine from all sessions
+  // Authenticated sessions of one gateway: past it the handshake gets too_many_sessions,
+  // so one gateway cannot hold every connection.
+  uint32_t gateway_sessions_max = 1024;
   uint32_t frame_bytes_max = wire::frame_bytes_max_default;
   uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
   // Sessions that have not authenticated yet: at most this many (and connections_max in
