@@ -9,7 +9,10 @@ using wire::result;
 namespace {
 constexpr uint32_t policy_magic = 0x504F4C31;    // "POL1"
 constexpr uint32_t customer_magic = 0x43555331;  // "CUS1"
-constexpr uint16_t format_version = 2;  // 2: the models
+constexpr uint16_t format_version = 2;  // the policy's; 2: the models
+// Customer rows have one layout. Builds since the policy's version 2 wrote them as
+// version 2 too (the constant was shared), older ones as 1: both read.
+constexpr uint16_t customer_version = 2;
 constexpr uint8_t classes_all = (1u << wire::asset_class_max) - 1;
 }  // namespace
 
@@ -268,7 +271,7 @@ void table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* o
 std::vector<uint8_t> table::encode(const customer& c) {
   byte_writer w;
   w.put(customer_magic);
-  w.put(format_version);
+  w.put(customer_version);
   for (uint64_t v : {c.wallet, c.reference, c.updated_at, c.outflow, c.sequence}) w.put(v);
   w.put(c.day);
   w.put(uint8_t(c.kyc));
@@ -291,8 +294,8 @@ bool table::decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out
   c.kyc = wire::kyc_status(r.get<uint8_t>());
   c.profile = wire::risk_profile(r.get<uint8_t>());
   c.tier = r.get<uint8_t>();
-  if (r.short_read || magic != customer_magic || version != format_version || r.at != bytes.size())
-    return *why = "customer: not a customer record of version 1", false;
+  if (r.short_read || magic != customer_magic || version < 1 || version > customer_version || r.at != bytes.size())
+    return *why = "customer: not a customer record of version 1 or 2", false;
   wire::customer_op op;
   op.wallet = c.wallet;
   op.kyc = c.kyc;

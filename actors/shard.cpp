@@ -1285,7 +1285,9 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   desks_.take_dirty(&cut_->payouts[index_]);
   if (index_ == 0) cut_->gateway_sessions = desks_.encode_sessions();
   if (index_ == 0 && market_.size() > 0) cut_->market = market_.encode();
-  if (index_ == 0 && !policy_.empty()) cut_->policy = policy_.encode();
+  // The policy whole at every cut, empty too: a policy emptied (its last model weight
+  // removed) must replace the row an earlier cut wrote, or recovery brings it back.
+  if (index_ == 0) cut_->policy = policy_.encode();
   customers_.take_dirty(&cut_->customers[index_]);
   trading_.take_dirty(&cut_->portfolios[index_]);
   trading_.forget_closed();

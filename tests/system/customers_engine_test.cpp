@@ -220,3 +220,30 @@ TEST_F(customers_engine_replay, OutflowAndRecordsSurviveReplayAndSnapshots) {
   EXPECT_EQ(kyc_events, 2u);
   EXPECT_EQ(policy_events, 2u);
 }
+
+// A policy emptied (its only model weight removed) replaces the row an earlier snapshot
+// wrote. Before, an empty policy was not written, so recovery from the later snapshot
+// brought the removed weight back, and a weight the live run took (6,000 with the old
+// one gone) replayed as over 100% and was refused.
+TEST(customers_policy, AnEmptiedPolicyIsWrittenOverTheOldOne) {
+  test::engine_fixture fx(2, false);
+  auto model = [](uint64_t instrument, uint32_t weight_bp) {
+    wire::policy_op op;
+    op.kind = wire::policy_op_kind::model;
+    op.number = uint8_t(wire::risk_profile::moderate);
+    op.single_max = instrument;
+    op.daily_outflow_max = weight_bp;
+    return op;
+  };
+  std::string err;
+  ASSERT_EQ(fx.e().policies({model(7, 6000)}).results.at(0), result::ok);
+  ASSERT_TRUE(fx.e().checkpoint(&err)) << err;
+  ASSERT_EQ(fx.e().policies({model(7, 0)}).results.at(0), result::ok);
+  ASSERT_TRUE(fx.e().checkpoint(&err)) << err;
+  ASSERT_EQ(fx.e().policies({model(8, 6000)}).results.at(0), result::ok);
+  fx.restart();  // the later snapshot, then the log
+  const auto r = fx.e().lookup_policy();
+  actors::customers::policy p;
+  ASSERT_TRUE(actors::customers::policy::decode(r.policy, &p, &err)) << err;
+  EXPECT_EQ(p.model(uint8_t(wire::risk_profile::moderate)), (actors::customers::model_weights{{8, 6000}}));
+}
