@@ -373,10 +373,10 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       for (uint32_t k = 0; k < na && k <= attempts_kept_max && !r.short_read; ++k) e.attempts.push_back(r.get<uint32_t>());
       const uint16_t ng = r.get<uint16_t>();
       for (uint32_t k = 0; k < ng && k <= attempts_kept_max && !r.short_read; ++k) e.given_up.push_back(r.get<uint32_t>());
-      // routing: 0 waiting, 1 sent, 2 working (with `broker`), 3 dead (trading.hpp).
+      // routing: 0 waiting, 1 sent, 2 working (with `broker`), 3 dead, 4 halted (trading.hpp).
       const bool with_broker = e.routing == 1 || e.routing == 2;
       // (sent: an answer deadline; at most 8 attempts a routing.)
-      if (na > attempts_kept_max || ng > na || e.routing > 3 || e.dead > 3 || (e.dead != 0) != (e.routing == 3) ||
+      if (na > attempts_kept_max || ng > na || e.routing > 4 || e.dead > 3 || (e.dead != 0) != (e.routing == 3) ||
           with_broker != (e.broker != 0) || e.routing_base > na || na - e.routing_base > 8 ||
           (e.routing == 1 && e.route_due == 0) ||
           (e.broker != 0 && std::find(e.attempts.begin(), e.attempts.end(), e.broker) == e.attempts.end()) ||

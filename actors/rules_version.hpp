@@ -21,6 +21,9 @@ constexpr uint16_t rules_ended_groups = 7;
 // opens; a reject while another broker may have the order waits for the grace; fill ids
 // are the order's per broker (trading::table::set_rules).
 constexpr uint16_t rules_orders_wait_for_brokers = 7;
-constexpr uint16_t rules_newest = 7;
+// Orders: nothing is routed to a broker while its instrument is halted or its price stale
+// (route_state::halted); such orders are routed when it trades again.
+constexpr uint16_t rules_halts_hold_orders = 8;
+constexpr uint16_t rules_newest = 8;
 
 }  // namespace mesob::actors

@@ -90,6 +90,7 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
   });
   // Orders' brokers as of the batch (the registry and the sessions follow the log).
   trading_.set_place(index, count);
+  trading_.set_market(&market_);
   trading_.set_brokers([this](wire::currency_code c, std::vector<trading::broker_info>* out) {
     out->clear();
     for (const auto& g : desks_.registry()->all())
@@ -310,6 +311,7 @@ void shard::execute(batch& b) {
   if (logged && market_.due(b.timestamp_base)) {
     deciding(b, 0);
     market_.run_due(b.timestamp_base);
+    trading_.market_changed(b.timestamp_base);  // orders held by a halt now over
   }
   // Orders whose expiry has come by the batch's first timestamp.
   if (logged && trading_.due(b.timestamp_base)) {
@@ -680,6 +682,12 @@ void shard::execute_market(batch& b) {
     const result r = b.kind == op_kind::prices ? market_.apply(b.prices[i], b.timestamp_base + i)
                                                : market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
     if (index_ == 0) b.results[i] = r;
+  }
+  // Orders held by a halt the batch lifted (a fresh price, a resume) are routed, as of
+  // its last operation.
+  if (b.count > 0) {
+    deciding(b, b.count);
+    trading_.market_changed(b.timestamp_base + b.count - 1);
   }
 }
 

@@ -59,6 +59,7 @@ const char* route_state_name(uint8_t s) {
     case route_state::sent: return "sent";
     case route_state::working: return "working";
     case route_state::dead: return "dead";
+    case route_state::halted: return "halted";
   }
   return "?";
 }
@@ -169,6 +170,16 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
     return;
   }
   if (e.attempts.size() - e.routing_base >= attempts_max) return make_dead(wallet, w, e, dead_reason::attempts, now);
+  if (rules_ >= rules_halts_hold_orders && market_) {
+    const market::instrument* ins = market_->find(e.o.instrument_id);
+    if (ins && ins->reasons(now) != 0) {  // halted or stale: no broker gets it now
+      set_routing(e, route_state::halted);
+      e.route_due = 0;
+      unrouted_.erase(e.o.id);
+      halted_[e.o.instrument_id].emplace(e.o.id, wallet);
+      return;
+    }
+  }
   const auto cands = brokers(e.o.currency);
   bool any_left = false, any_up = false;
   for (const auto& b : cands) {
@@ -543,6 +554,7 @@ void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state wh
   // Every broker it went to is told to stop (any of them may have it); one waiting or a
   // dead letter is routed no more.
   cancel_at_brokers(e, except);
+  if (route_state(e.routing) == route_state::halted) set_routing(e, route_state::waiting);  // (goes nowhere now)
   if (route_state(e.routing) == route_state::waiting) {
     e.route_due = 0;
     e.wait_since = 0;
@@ -650,6 +662,25 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
       continue;
     }
     route(wallet, *w, *e, ts);
+  }
+}
+
+void table::market_changed(uint64_t ts) {
+  for (auto it = halted_.begin(); it != halted_.end();) {
+    const market::instrument* ins = market_ ? market_->find(it->first) : nullptr;
+    if (ins && ins->reasons(ts) != 0) {
+      ++it;
+      continue;
+    }
+    const auto held = std::move(it->second);  // in order id order
+    it = halted_.erase(it);
+    for (const auto& [id, wallet] : held) {
+      wallet_entry* w = entry(wallet);
+      order_entry* e = w ? w->b.order_mut(id) : nullptr;
+      if (!e || e->st != order_state::open || route_state(e->routing) != route_state::halted) continue;
+      set_routing(*e, route_state::waiting);
+      route(wallet, *w, *e, ts);
+    }
   }
 }
 
@@ -890,6 +921,7 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     if (route_state(e.routing) == route_state::waiting && e.ending == order_state::open &&
         (e.wait_since != 0 || e.attempts.empty()))
       unrouted_[e.o.id] = wallet;
+    if (route_state(e.routing) == route_state::halted) halted_[e.o.instrument_id].emplace(e.o.id, wallet);
   });
   if (closed) note_closed(wallet);
   wallets_[wallet] = std::move(w);

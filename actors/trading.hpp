@@ -92,6 +92,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -168,8 +169,10 @@ constexpr uint64_t ending_max_ns = 86'400'000'000'000ull;
 // Field checks of a broker's answer (no state).
 [[nodiscard]] wire::result check_answer_fields(const wire::order_answer& a);
 
-// Routing (order_entry::routing) and dead letters' reasons.
-enum class route_state : uint8_t { waiting = 0, sent = 1, working = 2, dead = 3 };
+// Routing (order_entry::routing) and dead letters' reasons. `halted`: its instrument is
+// halted or its price stale, so it goes to no broker; it is routed when the instrument
+// trades again (market_changed), its wait for a broker counted from then.
+enum class route_state : uint8_t { waiting = 0, sent = 1, working = 2, dead = 3, halted = 4 };
 enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3 };
 [[nodiscard]] const char* route_state_name(uint8_t s);
 [[nodiscard]] const char* dead_reason_name(uint8_t r);
@@ -202,6 +205,11 @@ class table {
   void set_emit(emit_fn f) { emit_ = std::move(f); }
   void set_instruct(instruct_fn f) { instruct_ = std::move(f); }
   void set_brokers(brokers_fn f) { brokers_ = std::move(f); }
+  // The shard's copy of the market: an order is routed only while its instrument trades.
+  void set_market(const market::book* m) { market_ = m; }
+  // The market changed at `ts` (prices, instrument operations, halts time decided):
+  // orders held by a halt whose instrument trades again are routed.
+  void market_changed(uint64_t ts);
   // The rules a batch is decided by (its log record's version in replay; rules_newest
   // live): set by the shard around each batch.
   void set_rules(uint16_t version) { rules_ = version; }
@@ -350,6 +358,10 @@ class table {
   // firing closes what is due and adds the wallet's next.
   std::vector<std::pair<uint64_t, uint64_t>> timers_;  // a min-heap
   std::map<uint64_t, uint64_t> unrouted_;  // order id -> wallet: open, no broker yet
+  // Orders route_state::halted, by instrument: (order id, wallet). An entry may be stale
+  // (the order moved on since); market_changed looks at each again.
+  std::map<uint64_t, std::set<std::pair<uint64_t, uint64_t>>> halted_;
+  const market::book* market_ = nullptr;
   std::unordered_map<uint32_t, std::vector<wire::order_instruction>> outbox_;
   std::vector<std::vector<wire::transfer>> chains_out_;
   std::vector<uint64_t> dirty_;

@@ -894,7 +894,9 @@ TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) 
   ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 6; })) << order_timeouts(e());
   EXPECT_EQ(order(110).routing, uint8_t(actors::trading::route_state::waiting));
   EXPECT_EQ(order(110).attempts, 3);
-  fx_.advance_s(601);
+  fx_.advance_s(300);
+  ASSERT_EQ(e().prices({price(etel, 100, 2)}).results.at(0), result::ok);  // (not stale: a stale one holds them)
+  fx_.advance_s(301);
   ASSERT_TRUE(eventually([&] { return orders_dead(e()) == 2; }));
   auto o = order(110);
   EXPECT_EQ(o.routing, uint8_t(actors::trading::route_state::dead));
@@ -954,6 +956,76 @@ TEST_F(orders_engine_replay, RoutingStateSurvivesARestartFromSnapshotAndLog) {
   EXPECT_EQ(order(120).routing, uint8_t(actors::trading::route_state::working));
   EXPECT_EQ(answer("broker-a", fill(120, 1, 10, 100)), result::ok);
   EXPECT_EQ(account(a_).debits_posted, 1000u);
+  expect_balanced();
+}
+
+namespace {
+wire::instrument_op by_hand(uint64_t instrument, wire::instrument_op_kind k) {
+  wire::instrument_op h;
+  h.instrument_id = instrument;
+  h.kind = k;
+  return h;
+}
+}  // namespace
+
+// A halt stops orders reaching brokers, not only being placed: an order waiting for a
+// broker when the instrument is halted is held (routing 4) when a broker's session opens,
+// across a restart from the snapshot and the log, and goes to the broker when an
+// operator resumes trading. One whose retry falls while the price is stale is held until
+// a fresh price. Before, both went to the broker and their fills settled while trading
+// was halted.
+TEST_F(orders_engine_replay, AHaltHoldsOrdersFromBrokersUntilTheInstrumentTradesAgain) {
+  const auto routing = [&](uint64_t id) { return actors::trading::route_state(order(id).routing); };
+  using actors::trading::route_state;
+  ASSERT_EQ(place(buy(130, a_, 10, 105)), result::ok);  // no broker yet
+  EXPECT_EQ(routing(130), route_state::waiting);
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::halt)}).results.at(0), result::ok);
+  up("broker-a");
+  EXPECT_TRUE(sent().empty()) << "nothing goes to a broker while its instrument is halted";
+  EXPECT_EQ(routing(130), route_state::halted);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  ASSERT_EQ(e().prices({price(etel, 100, 2)}).results.at(0), result::ok);  // a price lifts no manual halt
+  restart();  // the snapshot, then the log after it
+  up("broker-a");
+  EXPECT_EQ(routing(130), route_state::halted);
+  EXPECT_TRUE(sent().empty());
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
+  sync();
+  auto s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].first, "broker-a");
+  EXPECT_EQ(s[0].second.order_id, 130u);
+  EXPECT_EQ(s[0].second.kind, wire::order_instruction_kind::work);
+  EXPECT_EQ(routing(130), route_state::sent);
+  ASSERT_EQ(answer("broker-a", fill(130, 1, 10, 100)), result::ok);
+  EXPECT_EQ(account(a_).debits_posted, 1000u);
+
+  // broker-a never acknowledges order 131; by its retry the price has gone stale (10
+  // minutes): held, until a fresh price routes it.
+  clear_sent();
+  ASSERT_EQ(place(buy(131, a_, 10, 105)), result::ok);
+  EXPECT_EQ(routing(131), route_state::sent);
+  fx_.advance_s(6);
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 1; }));
+  EXPECT_EQ(routing(131), route_state::waiting) << "backing off";
+  fx_.advance_s(601);
+  (void)e().create_accounts({test::make_account(bank)});  // a logged batch: the ticker's moment
+  ASSERT_TRUE(eventually([&] { return routing(131) == route_state::halted; }));
+  EXPECT_EQ(sent().size(), 1u) << "only the first work";
+  const auto before = order(131);
+  restart();  // the log alone since the snapshot
+  EXPECT_TRUE(same_after_restart(before, order(131)));
+  up("broker-a");
+  EXPECT_EQ(routing(131), route_state::halted);
+  clear_sent();
+  ASSERT_EQ(e().prices({price(etel, 100, 3)}).results.at(0), result::ok);
+  sync();
+  s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].second.order_id, 131u);
+  EXPECT_EQ(routing(131), route_state::sent);
+  EXPECT_EQ(order(131).attempts, 2);
   expect_balanced();
 }
 

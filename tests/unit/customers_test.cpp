@@ -135,7 +135,9 @@ TEST(Customers, CustomerBytesAndTheClock) {
     std::memcpy(old.data() + 4, &v, sizeof v);
     customer got;
     EXPECT_EQ(table::decode(old, t0, &got, &why), v == 1) << v << ": " << why;
-    if (v == 1) EXPECT_EQ(table::encode(got), bytes);
+    if (v == 1) {
+      EXPECT_EQ(table::encode(got), bytes);
+    }
   }
   EXPECT_FALSE(table::decode(bytes, t0 - 1, &back, &why)) << "a time past the snapshot's clock";
   for (size_t cut = 0; cut < bytes.size(); ++cut)
