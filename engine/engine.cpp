@@ -2799,6 +2799,10 @@ class engine_impl {
     storage::wal_scan_options so;
     so.dir = cfg_.data_dir + "/wal";
     so.segment_bytes = cfg_.wal_segment_mib << 20;
+    // A torn tail is cut only after the checks below: damage under what is known durable
+    // (the snapshot, the event log, the kept transfer rows) is corruption, and cutting it
+    // would make the damage permanent.
+    so.repair_tail = false;
     storage::wal_scan_result sr;
     // Before anything is changed (the event log's files included): a start with another
     // shard count must not replay records past the snapshot whose orders' routing the old
@@ -2931,19 +2935,29 @@ class engine_impl {
     if (records_->size() < kept_end_.load()) {
       *error = "wal: the snapshot holds transfer rows up to serial " + std::to_string(kept_end_.load() - 1) +
                " but the log replays only up to serial " + std::to_string(records_->size()) +
-               ": log records are missing";
+               ": log records are missing" + (sr.torn_tail.empty() ? "" : "; nothing was cut (the scan found " + sr.torn_tail + ")");
       return false;
     }
-    rec_.torn_tail = sr.torn_tail;
     storage::wal_position pos = sr.end;
+    const std::string cut = sr.torn_tail.empty() ? "" : "; nothing was cut (the scan found " + sr.torn_tail + ")";
     if (sr.records == 0) {
       pos.next_lsn = snap_lsn + 1;
       pos.chain = dispatched_chain_;
     } else if (pos.next_lsn <= snap_lsn) {
       *error = "wal: the log ends at lsn " + std::to_string(pos.next_lsn - 1) +
-               " before the snapshot's lsn " + std::to_string(snap_lsn);
+               " before the snapshot's lsn " + std::to_string(snap_lsn) + cut;
       return false;
     }
+    // Events exist only for records the log made durable: a log ending before the event
+    // log's newest record lost durable records (damage, not a torn tail).
+    if (event_log_last_lsn_ >= pos.next_lsn) {
+      *error = "wal: the log ends at lsn " + std::to_string(pos.next_lsn - 1) +
+               " but the event log holds events of records up to lsn " + std::to_string(event_log_last_lsn_) +
+               ", which were durable: log records are missing or damaged" + cut;
+      return false;
+    }
+    if (sr.needs_repair() && !storage::repair_wal_tail(so.dir, sr, error)) return false;
+    rec_.torn_tail = sr.torn_tail;
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) {
       *error = "eventfd failed";

@@ -758,6 +758,7 @@ bool scan_wal(const wal_scan_options& opt,
               const std::function<bool(const wal_record_view&)>& on_record,
               wal_scan_result* result, std::string* error) {
   auto segs = list_segments(opt.dir);
+  wal_scan_result r;
   // Trailing segments with nothing in them were pre-zeroed but never used. One whose
   // header block is zero but which holds records is left to the header check below.
   while (!segs.empty()) {
@@ -766,10 +767,9 @@ bool scan_wal(const wal_scan_options& opt,
     if (f.data.size() >= wal_block_bytes && !all_zero(f.data.data(), wal_block_bytes)) break;
     const after_end found = what_follows(f.data, wal_block_bytes, 0);
     if (found.same_group || found.later_groups > 0) break;
-    if (opt.repair_tail) ::unlink(segs.back().second.c_str());
+    r.unused_segments.push_back(segs.back().second);
     segs.pop_back();
   }
-  wal_scan_result r;
   uint64_t expected = 0;  // 0: take the first segment's first_lsn
   chain_hash chain{};
   uint64_t last_index = 0;
@@ -799,7 +799,7 @@ bool scan_wal(const wal_scan_options& opt,
       const after_end follows = what_follows(d, wal_block_bytes, expected);
       if (last && !follows.later_after_ack && follows.later_groups < wal_flights_limit) {
         r.torn_tail = path + " offset 0: segment header incomplete (torn)";
-        if (opt.repair_tail) ::unlink(path.c_str());
+        r.torn_segment = path;
         r.segments -= 1;
         last_index = index;
         break;
@@ -881,13 +881,32 @@ bool scan_wal(const wal_scan_options& opt,
       // An unfinished last group: never acknowledged, so cut it.
       if (damage.empty()) damage = "unfinished group (its first block is missing)";
       r.torn_tail = path + " offset " + hex_offset(pos) + ": " + damage + "; cut there";
-      if (opt.repair_tail && !zero_range(path, pos, d.size(), error)) return false;
+      r.torn_file = path;
+      r.torn_from = pos;
+      r.torn_to = d.size();
     }
   }
   r.end.next_lsn = expected == 0 ? 1 : expected;
   r.end.chain = chain;
   r.end.next_segment_index = segs.empty() && r.segments == 0 ? 0 : last_index + 1;
+  if (opt.repair_tail && r.needs_repair() && !repair_wal_tail(opt.dir, r, error)) return false;
   if (result) *result = r;
+  return true;
+}
+
+bool repair_wal_tail(const std::string& dir, const wal_scan_result& r, std::string* error) {
+  if (!r.torn_file.empty() && !zero_range(r.torn_file, r.torn_from, r.torn_to, error)) return false;
+  std::vector<std::string> gone = r.unused_segments;
+  if (!r.torn_segment.empty()) gone.push_back(r.torn_segment);
+  for (const auto& path : gone)
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      *error = "wal: cannot remove " + path + " past the log's end: " + errno_text(errno);
+      return false;
+    }
+  if (!gone.empty() && !fsync_dir(dir)) {
+    *error = "wal: cannot sync the directory " + dir + " after removing segments past the log's end";
+    return false;
+  }
   return true;
 }
 

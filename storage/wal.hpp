@@ -236,6 +236,15 @@ struct wal_scan_result {
   uint64_t records = 0;
   uint64_t segments = 0;
   std::string torn_tail;      // empty, or what was cut (file, offset, why)
+  // What repair_wal_tail removes (found whatever repair_tail says): trailing segments
+  // never written, a last segment whose header is torn, a torn last group (zeroed).
+  std::vector<std::string> unused_segments;
+  std::string torn_segment;
+  std::string torn_file;
+  uint64_t torn_from = 0, torn_to = 0;
+  [[nodiscard]] bool needs_repair() const {
+    return !unused_segments.empty() || !torn_segment.empty() || !torn_file.empty();
+  }
 };
 
 // Calls `on_record` for every valid record in lsn order. Returns false with `error`
@@ -243,6 +252,11 @@ struct wal_scan_result {
 bool scan_wal(const wal_scan_options& opt,
               const std::function<bool(const wal_record_view&)>& on_record,
               wal_scan_result* result, std::string* error);
+
+// Cuts what a scan found past the log's end (wal_scan_result's unused segments and torn
+// tail), durably. scan_wal does it itself with repair_tail; recovery scans without it and
+// cuts only once nothing known durable would go (engine.cpp).
+bool repair_wal_tail(const std::string& dir, const wal_scan_result& r, std::string* error);
 
 // Makes a directory's entries (files created, renamed, removed) durable.
 bool fsync_dir(const std::string& dir);

@@ -24,6 +24,7 @@
 #include "storage/checksum.hpp"
 #include "storage/event_log.hpp"
 #include "storage/failure_probes.hpp"
+#include "storage/wal.hpp"
 #include "support/admin_client.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
@@ -716,6 +717,55 @@ TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
   behind->set_timeout_ms(5000);
   EXPECT_FALSE(behind->next_events(&em, &err, &refusal));
   EXPECT_EQ(refusal, wire::protocol_error::events_truncated) << err;
+}
+
+// Damage in the log's last group, whose records the event log proves were durable, is
+// refused and left on the disk as it is; the same bytes mended, the engine starts with
+// every transfer. Before, the scan took it for a torn tail and zeroed it before any check,
+// losing acknowledged transfers for good and leaving events of records that were gone.
+TEST(EventsEngine, DamageUnderWhatTheEventLogProvesDurableIsNotCut) {
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  create_accounts(f.e(), 4);
+  for (uint64_t k = 0; k < 3; ++k)
+    ASSERT_EQ(f.e().create_transfers({make_transfer(30 + k, 1, 2, 10)}).results.at(0), result::ok);
+  f.close();
+  // The last record: its file and where its payload begins.
+  std::string file, err;
+  uint64_t payload_at = 0, last_lsn = 0;
+  storage::wal_scan_options ro;
+  ro.dir = f.dir() + "/wal";
+  ro.segment_bytes = f.config().wal_segment_mib << 20;
+  ro.repair_tail = false;
+  storage::wal_scan_result sr;
+  ASSERT_TRUE(storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
+    file = v.file;
+    payload_at = v.offset + sizeof(storage::record_header);
+    last_lsn = v.header->lsn;
+    return true;
+  }, &sr, &err)) << err;
+  ASSERT_FALSE(file.empty());
+  const auto read_all = [&] {
+    std::ifstream in(file, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::string bytes = read_all();
+  bytes[payload_at + 8] ^= 0x40;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  auto cfg = f.config();
+  auto e = engine::engine::open(cfg, &err);
+  EXPECT_FALSE(e) << "damage under the event log's newest record is no torn tail";
+  EXPECT_NE(err.find("event log holds events of records up to lsn " + std::to_string(last_lsn)), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("nothing was cut"), std::string::npos) << err;
+  EXPECT_EQ(read_all(), bytes) << "the damaged bytes are as they were";
+  e.reset();
+  bytes[payload_at + 8] ^= 0x40;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  f.open();
+  EXPECT_TRUE(f.e().recovery().torn_tail.empty()) << f.e().recovery().torn_tail;
+  const auto r = f.e().lookup_accounts({2});
+  ASSERT_EQ(r.accounts.size(), 1u);
+  EXPECT_EQ(r.accounts[0].credits_posted, 30u) << "all three transfers";
 }
 
 // Replay after a crash writes the events the event log lacks, and they are the very
