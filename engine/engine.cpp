@@ -2796,6 +2796,7 @@ class engine_impl {
     const auto t0 = std::chrono::steady_clock::now();
     if (!load_snapshot(error)) return false;
     const uint64_t snap_lsn = rec_.snapshot_lsn;
+    const storage::chain_hash snap_chain = dispatched_chain_;  // the snapshot's (zeros without one)
     storage::wal_scan_options so;
     so.dir = cfg_.data_dir + "/wal";
     so.segment_bytes = cfg_.wal_segment_mib << 20;
@@ -2859,6 +2860,14 @@ class engine_impl {
                   ": records are missing";
             return false;
           }
+        }
+        // The log must continue this snapshot's history: the chain hash before the first
+        // record after it is the one the snapshot recorded.
+        if (v.header->lsn == snap_lsn + 1 && snap_lsn != 0 && *v.prev_chain != snap_chain) {
+          err = "wal: " + std::string(v.file) + " offset " + std::to_string(v.offset) + ": the chain hash before lsn " +
+                std::to_string(v.header->lsn) + " is not the one the snapshot recorded at lsn " +
+                std::to_string(snap_lsn) + ": this log is not the snapshot's history";
+          return false;
         }
         if (v.header->lsn <= snap_lsn) return true;
         replay_item item;
@@ -2941,6 +2950,14 @@ class engine_impl {
     storage::wal_position pos = sr.end;
     const std::string cut = sr.torn_tail.empty() ? "" : "; nothing was cut (the scan found " + sr.torn_tail + ")";
     if (sr.records == 0) {
+      // No record: any segment left must continue at the snapshot (it starts the log at
+      // the snapshot's next lsn, with its chain).
+      if (sr.segments > 0 && (sr.end.next_lsn != snap_lsn + 1 || sr.end.chain != snap_chain)) {
+        *error = "wal: the log's segments continue at lsn " + std::to_string(sr.end.next_lsn) +
+                 (sr.end.chain != snap_chain ? " with another chain hash" : "") + " but the snapshot is at lsn " +
+                 std::to_string(snap_lsn) + ": the log is not the snapshot's history" + cut;
+        return false;
+      }
       pos.next_lsn = snap_lsn + 1;
       pos.chain = dispatched_chain_;
     } else if (pos.next_lsn <= snap_lsn) {

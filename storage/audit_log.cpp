@@ -165,6 +165,18 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
     } else {
       for (size_t q = pos + 1; q + entry_head_bytes <= d.size() && why.empty(); ++q)
         if (valid_entry_at(d, q)) why = "a valid entry follows it at offset " + std::to_string(q);
+      // The checksum does not cover the length: a whole last entry whose length was
+      // damaged upward would look like an entry's prefix. It is whole if the rest of the
+      // file passes its checksum as its payload.
+      if (why.empty() && left >= entry_head_bytes && left < entry_head_bytes + len) {
+        uint32_t crc = 0;
+        chain_hash chain{};
+        std::memcpy(&crc, d.data() + pos + 4, 4);
+        std::memcpy(chain.data(), d.data() + pos + 8, 32);
+        if (entry_crc(chain, d.data() + pos + entry_head_bytes, left - entry_head_bytes) == crc)
+          why = "its length field says " + std::to_string(len) + " bytes, but the " +
+                std::to_string(left - entry_head_bytes) + " that follow pass its checksum";
+      }
       if (why.empty() && left >= entry_head_bytes + len) {
         // Whole-length, yet the checksum fails: torn only with a block never written.
         bool zero_block = false;

@@ -854,7 +854,7 @@ bool scan_wal(const wal_scan_options& opt,
                  std::to_string(h.lsn) + " (record altered)";
         return false;
       }
-      wal_record_view v{&h, {payload, h.payload_bytes}, path.c_str(), pos};
+      wal_record_view v{&h, {payload, h.payload_bytes}, path.c_str(), pos, &chain};
       if (!on_record(v)) {
         if (error->empty()) *error = "wal: replay stopped at " + path + " offset " + hex_offset(pos);
         return false;

@@ -219,6 +219,7 @@ struct wal_record_view {
   std::span<const uint8_t> payload;
   const char* file;  // segment path, for messages
   uint64_t offset;   // of the record header in that file
+  const chain_hash* prev_chain = nullptr;  // the chain hash before this record
 };
 
 struct wal_scan_options {

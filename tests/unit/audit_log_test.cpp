@@ -120,6 +120,12 @@ TEST(audit_log, damage_before_the_tail_or_a_broken_chain_refuses_to_open) {
   bad = whole;
   bad[first] = char(100);
   refused(bad, "entry 1 at offset 40 is damaged (a valid entry follows it");
+  // The last entry whole, its length flipped upward (still under the limit): it looks like
+  // an entry's prefix, but the rest of the file passes its checksum. Before, it was cut.
+  bad = whole;
+  const size_t last = make_trail(dir.path() + "/first-two", 2).size();  // where entry 3 begins
+  bad[last + 1] ^= 0x02;  // + 512 bytes
+  refused(bad, "entry 3 at offset " + std::to_string(last) + " is damaged (its length field says");
   // The last entry whole, with a flipped byte and no block left unwritten.
   bad = whole;
   bad[bad.size() - 2] ^= 0x01;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <bit>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "actors/flat_map.hpp"
@@ -893,6 +894,38 @@ TEST(ledger_snapshot, damaged_account_rows_refuse_to_start) {
   ASSERT_TRUE(e);
   EXPECT_TRUE(e->check_balances().balanced);
   EXPECT_EQ(e->lookup_accounts({2}).accounts.at(0).credits_posted, 500u);
+}
+
+// The log must continue the snapshot's history: a log from another engine with the same
+// lsns (another clone's wal/, say) is refused at the first record past the snapshot, by
+// its chain hash. Before, it replayed silently onto the snapshot.
+TEST(ledger_snapshot, a_log_that_is_not_the_snapshots_history_is_refused) {
+  temp_dir mine, other;
+  auto run = [](const std::string& data, uint64_t amount) {
+    auto cfg = test_config(data);
+    cfg.checkpoint_on_close = false;
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 4);
+    ASSERT_EQ(e->create_transfers({make_transfer(1, 1, 2, amount)}).results.at(0), result::ok);
+    std::string err;
+    ASSERT_TRUE(e->checkpoint(&err)) << err;
+    ASSERT_EQ(e->create_transfers({make_transfer(2, 3, 4, amount)}).results.at(0), result::ok);
+  };
+  run(mine.path(), 5);
+  run(other.path(), 7);
+  std::filesystem::rename(mine.path() + "/wal", mine.path() + "/wal.mine");
+  std::filesystem::copy(other.path() + "/wal", mine.path() + "/wal");
+  auto cfg = test_config(mine.path());
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("this log is not the snapshot's history"), std::string::npos) << err;
+  std::filesystem::remove_all(mine.path() + "/wal");
+  std::filesystem::rename(mine.path() + "/wal.mine", mine.path() + "/wal");
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->lookup_accounts({2}).accounts.at(0).credits_posted, 5u);
+  EXPECT_EQ(e->lookup_accounts({4}).accounts.at(0).credits_posted, 5u);
 }
 
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared
