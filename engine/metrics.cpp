@@ -17,6 +17,7 @@
 #include <map>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "actors/payout_desk.hpp"
 
@@ -280,18 +281,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Waits until fd is ready for `events` or the deadline passes (false).
-bool wait_ready(int fd, short events, clock_type::time_point deadline) {
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-    if (left <= 0) return false;
-    pollfd p{fd, events, 0};
-    const int r = ::poll(&p, 1, int(left));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
-}
-
 // The request target's path: origin form ("/metrics?x") or absolute form
 // ("http://host:port/metrics"), without its query.
 std::string target_path(std::string t) {
@@ -337,87 +326,134 @@ metrics_http::~metrics_http() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+namespace {
+bool head_complete(const std::string& req) {
+  return req.find("\n\r\n") != std::string::npos || req.find("\n\n") != std::string::npos;
+}
+}  // namespace
+
 void metrics_http::run() {
   pthread_setname_np(pthread_self(), "mesob.metrics");
+  // A connection: reading its request, then sending the answer, then (its side shut)
+  // draining what it still sends for a moment, so that the close is no reset that could
+  // overtake the answer.
+  enum class phase { reading, sending, draining };
+  struct conn {
+    int fd;
+    phase ph = phase::reading;
+    std::string in, out;
+    size_t sent = 0;
+    clock_type::time_point until;  // the current phase's deadline
+  };
+  std::vector<conn> conns;  // in the order they came
+  const auto limit = std::chrono::milliseconds(request_timeout_ms);
+  const auto close_at = [&](size_t i) {
+    ::close(conns[i].fd);
+    conns.erase(conns.begin() + std::ptrdiff_t(i));
+  };
+  std::vector<pollfd> fds;
   while (!stop_) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;  // (and look at stop_ at least every 200 ms)
-    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (c < 0) {
-      // Out of descriptors or memory: the connection stays queued; wait rather than spin.
-      if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      continue;
+    fds.assign(1, pollfd{fd_, POLLIN, 0});
+    auto wake = clock_type::now() + std::chrono::milliseconds(200);  // (stop_ at least every 200 ms)
+    for (const conn& c : conns) {
+      fds.push_back({c.fd, short(c.ph == phase::sending ? POLLOUT : POLLIN), 0});
+      wake = std::min(wake, c.until);
     }
-    answer(c);
-    ::close(c);
+    const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake - clock_type::now()).count();
+    if (::poll(fds.data(), fds.size(), int(std::max<int64_t>(0, wait_ms) + 1)) < 0 && errno != EINTR) continue;
+    const auto now = clock_type::now();
+    // Connections first (the indexes of fds), then new ones.
+    for (size_t i = conns.size(); i-- > 0;) {
+      conn& c = conns[i];
+      const short got = fds[i + 1].revents;
+      bool done = false;
+      if (c.ph == phase::reading && got) {
+        char buf[2048];
+        for (;;) {
+          const ssize_t n = ::recv(c.fd, buf, std::min(sizeof buf, request_bytes_max - c.in.size()), 0);
+          if (n > 0) {
+            c.in.append(buf, size_t(n));
+            if (head_complete(c.in) || c.in.size() >= request_bytes_max) break;
+          } else {
+            done = n == 0 || (errno != EAGAIN && errno != EINTR);  // gone, or nothing more now
+            break;
+          }
+        }
+        if (!done && (head_complete(c.in) || c.in.size() >= request_bytes_max)) {
+          c.out = answer(c.in);
+          c.ph = phase::sending;
+          c.until = clock_type::now() + limit;
+        }
+      }
+      if (!done && c.ph == phase::sending) {
+        while (c.sent < c.out.size()) {
+          const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+          if (n > 0) {
+            c.sent += size_t(n);
+          } else {
+            done = !(n < 0 && (errno == EAGAIN || errno == EINTR));  // gone
+            break;
+          }
+        }
+        if (!done && c.sent == c.out.size()) {
+          ::shutdown(c.fd, SHUT_WR);
+          c.ph = phase::draining;
+          c.until = clock_type::now() + std::chrono::milliseconds(100);
+        }
+      } else if (!done && c.ph == phase::draining && got) {
+        char sink[1024];
+        ssize_t n;
+        while ((n = ::recv(c.fd, sink, sizeof sink, 0)) > 0) {
+        }
+        done = n == 0 || (errno != EAGAIN && errno != EINTR);
+      }
+      // Too slow to send its request or to read the answer: closed (without an answer).
+      if (done || now >= c.until) close_at(i);
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
+    for (;;) {
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (c < 0) {
+        // Out of descriptors or memory: the connection stays queued; wait rather than spin.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        break;
+      }
+      if (conns.size() >= connections_max) {
+        // Full: the oldest still sending its request makes room (a scraper sends its
+        // request at once); with every one past that, the new one goes.
+        const auto it = std::find_if(conns.begin(), conns.end(), [](const conn& x) { return x.ph == phase::reading; });
+        if (it == conns.end()) {
+          ::close(c);
+          continue;
+        }
+        close_at(size_t(it - conns.begin()));
+      }
+      conns.push_back(conn{c, phase::reading, {}, {}, 0, clock_type::now() + limit});
+    }
   }
+  for (const conn& c : conns) ::close(c.fd);
 }
 
-// One exchange, within request_timeout_ms to read the request and as long again to send
-// the answer, whatever the client does (trickling bytes, not reading).
-void metrics_http::answer(int fd) {
-  auto deadline = clock_type::now() + std::chrono::milliseconds(request_timeout_ms);
-  auto respond = [&](const char* status, const std::string& body, const char* extra = "") {
-    const std::string r = std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " +
-                          (std::string_view(status).starts_with("200") ? "text/plain; version=0.0.4; charset=utf-8"
-                                                                       : "text/plain; charset=utf-8") +
-                          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" +
-                          extra + "\r\n" + body;
-    deadline = clock_type::now() + std::chrono::milliseconds(request_timeout_ms);
-    for (size_t at = 0; at < r.size();) {
-      const ssize_t n = ::send(fd, r.data() + at, r.size() - at, MSG_NOSIGNAL);
-      if (n > 0) {
-        at += size_t(n);
-      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        if (!wait_ready(fd, POLLOUT, deadline)) return;  // not reading: given up
-      } else {
-        return;  // gone
-      }
-    }
-    // Let the client read the answer before the close (unread request bytes would make
-    // the close a reset that can overtake it).
-    ::shutdown(fd, SHUT_WR);
-    const auto linger = clock_type::now() + std::chrono::milliseconds(100);
-    char sink[1024];
-    while (wait_ready(fd, POLLIN, linger) && ::recv(fd, sink, sizeof sink, 0) > 0) {
-    }
+std::string metrics_http::answer(const std::string& req) {
+  auto respond = [](const char* status, const std::string& body, const char* extra = "") {
+    return std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " +
+           (std::string_view(status).starts_with("200") ? "text/plain; version=0.0.4; charset=utf-8"
+                                                        : "text/plain; charset=utf-8") +
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" +
+           body;
   };
-  std::string req;
-  size_t head_end = std::string::npos;
-  while ((head_end = req.find("\n\r\n")) == std::string::npos && (head_end = req.find("\n\n")) == std::string::npos) {
-    if (req.size() >= request_bytes_max) {
-      respond("431 Request Header Fields Too Large", "a request is at most 8192 bytes\n");
-      return;
-    }
-    char buf[2048];
-    const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, request_bytes_max - req.size()), 0);
-    if (n > 0) {
-      req.append(buf, size_t(n));
-    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!wait_ready(fd, POLLIN, deadline)) return;  // too slow: closed without an answer
-    } else {
-      return;  // gone
-    }
-  }
+  if (!head_complete(req)) return respond("431 Request Header Fields Too Large", "a request is at most 8192 bytes\n");
   // The request line: METHOD SP TARGET SP HTTP/1.x (CRLF or LF)
   std::string line = req.substr(0, req.find('\n'));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   const auto sp1 = line.find(' '), sp2 = line.rfind(' ');
   const std::string target = sp1 == std::string::npos || sp2 <= sp1 + 1 ? "" : line.substr(sp1 + 1, sp2 - sp1 - 1);
-  if (target.empty() || target.find(' ') != std::string::npos || !line.substr(sp2 + 1).starts_with("HTTP/1.")) {
-    respond("400 Bad Request", "not an HTTP/1 request line\n");
-    return;
-  }
-  if (line.substr(0, sp1) != "GET") {
-    respond("405 Method Not Allowed", "only GET /metrics\n", "Allow: GET\r\n");
-    return;
-  }
-  if (target_path(target) != "/metrics") {
-    respond("404 Not Found", "the metrics are at /metrics\n");
-    return;
-  }
-  respond("200 OK", render_());
+  if (target.empty() || target.find(' ') != std::string::npos || !line.substr(sp2 + 1).starts_with("HTTP/1."))
+    return respond("400 Bad Request", "not an HTTP/1 request line\n");
+  if (line.substr(0, sp1) != "GET") return respond("405 Method Not Allowed", "only GET /metrics\n", "Allow: GET\r\n");
+  if (target_path(target) != "/metrics") return respond("404 Not Found", "the metrics are at /metrics\n");
+  return respond("200 OK", render_());
 }
 
 }  // namespace mesob::engine

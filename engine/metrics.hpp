@@ -7,12 +7,14 @@
 // gateway id (the registry's, at most 1,024), currency, desk slot and payout state; no
 // per-account label.
 //
-// metrics_http: one thread, a listening socket, one connection at a time (a scrape every
-// few seconds needs no more): it reads a request of at most 8 KiB within 2 s, answers
-// `GET /metrics` (200; the target in origin or absolute form), any other path (404),
-// any other method (405), a request it cannot parse (400) or one too large (431), and
-// closes the connection. A client that sends nothing, trickles bytes or does not read
-// the answer is cut off after 2 s (4 s in all); nothing it sends reaches the engine.
+// metrics_http: one thread polling a listening socket and up to connections_max (16)
+// connections at once, so a peer that connects and sends nothing delays no scrape. Each
+// connection gets 2 s to send a request of at most 8 KiB; then it is answered: `GET
+// /metrics` (200; the target in origin or absolute form), any other path (404), any
+// other method (405), a request it cannot parse (400) or one too large (431), and closed
+// once the answer is sent (2 s more at most). A client that sends nothing, trickles
+// bytes or does not read the answer is cut off; a connection past the limit closes the
+// oldest one still sending its request. Nothing a client sends reaches the engine.
 #pragma once
 
 #include <atomic>
@@ -42,11 +44,13 @@ class metrics_http {
 
   static constexpr size_t request_bytes_max = 8192;
   static constexpr int request_timeout_ms = 2000;
+  static constexpr size_t connections_max = 16;
 
  private:
   metrics_http() = default;
   void run();
-  void answer(int fd);
+  // The whole HTTP answer to a request whose head is complete (or too large).
+  std::string answer(const std::string& request);
   int fd_ = -1;
   uint16_t port_ = 0;
   std::function<std::string()> render_;

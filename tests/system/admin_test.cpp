@@ -682,6 +682,28 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_TRUE(http(d.metrics_port(), "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a')).starts_with("HTTP/1.1 431 "));
   EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n"));
   EXPECT_TRUE(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1})).ok);
+  // Peers that connect and send nothing delay no scrape: connections are served side by
+  // side, and past 16 the oldest still sending its request makes room. Before, one
+  // connection at a time: each idle one held the endpoint for its 2 s, and five of them
+  // held a scrape for 10 s.
+  {
+    std::vector<int> idle;
+    for (int i = 0; i < 20; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_port = htons(d.metrics_port());
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+      idle.push_back(fd);
+      if (i == 4 || i == 19) {
+        const auto t0 = std::chrono::steady_clock::now();
+        EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n")) << i + 1 << " idle";
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500)) << i + 1 << " idle";
+      }
+    }
+    for (const int fd : idle) ::close(fd);
+  }
 
   // Two instruments, one halted by an operator and priced, one without a price yet; a
   // customer of a tier.
