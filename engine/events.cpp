@@ -610,9 +610,15 @@ std::vector<event_hub::subscriber_info> event_hub::subscribers() const {
 
 bool event_hub::matches(const subscription_request& r, const event& e) {
   if (r.types != 0 && (r.types & (1u << uint16_t(e.type))) == 0) return false;
-  if (!r.accounts.empty() && !std::binary_search(r.accounts.begin(), r.accounts.end(), e.account_a) &&
-      !std::binary_search(r.accounts.begin(), r.accounts.end(), e.account_b))
-    return false;
+  if (!r.accounts.empty()) {
+    // account_a and account_b hold accounts, except an instrument's id (instrument
+    // events) and a fill's price (order_answer): those match no account filter.
+    const bool a_account = e.type != event_type::instrument_defined && e.type != event_type::price &&
+                           e.type != event_type::instrument_halted && e.type != event_type::instrument_resumed;
+    const bool b_account = e.type != event_type::order_answer;
+    const auto listed = [&](uint64_t id) { return std::binary_search(r.accounts.begin(), r.accounts.end(), id); };
+    if (!(a_account && listed(e.account_a)) && !(b_account && listed(e.account_b))) return false;
+  }
   if (!r.gateways.empty() && !std::binary_search(r.gateways.begin(), r.gateways.end(), uint32_t(e.gateway)))
     return false;
   return true;

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "actors/market.hpp"
 #include "engine/events.hpp"
 #include "engine/limits.hpp"
 #include "storage/checksum.hpp"
@@ -221,6 +222,21 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].offset, 13u);
   EXPECT_EQ(got[0].id.lo, 18u);
+  // Instrument 3's definition and price carry 3 in account_a, an instrument's id: account
+  // 3's filter skips them and takes the next transfer of account 3. Before, it matched.
+  r = c->call(wire::instrument_ops_body(std::vector{actors::market::definition(
+      3, "THREE", wire::asset_class::equity, wire::currency("ETB"), 1, 1, {2000, 60'000, 600'000, 30'000})}));
+  ASSERT_TRUE(r.ok) << r.failure;
+  ASSERT_EQ(r.reply.results.at(0), result::ok);
+  r = c->call(wire::prices_body(std::vector<wire::price>{{3, 100, 1}}));
+  ASSERT_TRUE(r.ok) << r.failure;
+  ASSERT_EQ(r.reply.results.at(0), result::ok);
+  r = c->call(wire::set_account_status_body(std::vector{wire::account_status_change{3, wire::account_status::open}}));
+  ASSERT_TRUE(r.ok);
+  got = read_events(*f, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].type, event_type::account_status) << "the first after the instrument's events";
+  EXPECT_EQ(got[0].account_a, 3u);
 }
 
 TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
