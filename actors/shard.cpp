@@ -311,7 +311,6 @@ void shard::execute(batch& b) {
   if (logged && market_.due(b.timestamp_base)) {
     deciding(b, 0);
     market_.run_due(b.timestamp_base);
-    trading_.market_changed(b.timestamp_base);  // orders held by a halt now over
   }
   // Orders whose expiry has come by the batch's first timestamp.
   if (logged && trading_.due(b.timestamp_base)) {
@@ -477,6 +476,12 @@ void shard::execute(batch& b) {
       audit_groups(b.group_audits[index_]);
       break;
     }
+  }
+  // Orders held by a halt whose instrument trades again (a resume, a fresh price, a move
+  // halt's end) are routed as of the batch's last time, after everything it did.
+  if (logged && trading_.holds_orders()) {
+    deciding(b, b.count);
+    trading_.market_changed(b.timestamp_base + (b.count > 0 ? b.count - 1 : 0));
   }
   desks_.flush();
   trading_.flush();
@@ -682,12 +687,6 @@ void shard::execute_market(batch& b) {
     const result r = b.kind == op_kind::prices ? market_.apply(b.prices[i], b.timestamp_base + i)
                                                : market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
     if (index_ == 0) b.results[i] = r;
-  }
-  // Orders held by a halt the batch lifted (a fresh price, a resume) are routed, as of
-  // its last operation.
-  if (b.count > 0) {
-    deciding(b, b.count);
-    trading_.market_changed(b.timestamp_base + b.count - 1);
   }
 }
 

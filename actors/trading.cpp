@@ -177,6 +177,7 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
       e.route_due = 0;
       unrouted_.erase(e.o.id);
       halted_[e.o.instrument_id].emplace(e.o.id, wallet);
+      halted_due_ = std::min(halted_due_, ins->next_change(now));
       return;
     }
   }
@@ -666,18 +667,24 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
 }
 
 void table::market_changed(uint64_t ts) {
+  halted_due_ = UINT64_MAX;
   for (auto it = halted_.begin(); it != halted_.end();) {
     const market::instrument* ins = market_ ? market_->find(it->first) : nullptr;
     if (ins && ins->reasons(ts) != 0) {
+      halted_due_ = std::min(halted_due_, ins->next_change(ts));  // a move halt's end, say
       ++it;
       continue;
     }
-    const auto held = std::move(it->second);  // in order id order
+    auto held = std::move(it->second);  // in order id order
     it = halted_.erase(it);
     for (const auto& [id, wallet] : held) {
       wallet_entry* w = entry(wallet);
       order_entry* e = w ? w->b.order_mut(id) : nullptr;
-      if (!e || e->st != order_state::open || route_state(e->routing) != route_state::halted) continue;
+      if (!e || e->st != order_state::open || route_state(e->routing) != route_state::halted) continue;  // moved on
+      if (e->expires_at != 0 && e->expires_at <= ts) {  // expires at the next batch: goes nowhere first
+        halted_[e->o.instrument_id].emplace(id, wallet);
+        continue;
+      }
       set_routing(*e, route_state::waiting);
       route(wallet, *w, *e, ts);
     }
@@ -921,7 +928,10 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     if (route_state(e.routing) == route_state::waiting && e.ending == order_state::open &&
         (e.wait_since != 0 || e.attempts.empty()))
       unrouted_[e.o.id] = wallet;
-    if (route_state(e.routing) == route_state::halted) halted_[e.o.instrument_id].emplace(e.o.id, wallet);
+    if (route_state(e.routing) == route_state::halted) {
+      halted_[e.o.instrument_id].emplace(e.o.id, wallet);
+      halted_due_ = 0;  // looked at by the next logged batch (market_changed sets it)
+    }
   });
   if (closed) note_closed(wallet);
   wallets_[wallet] = std::move(w);
@@ -1024,6 +1034,7 @@ void table::forget_closed() {
 
 size_t table::memory_bytes() const {
   size_t n = sizeof *this + timers_.capacity() * 16 + unrouted_.size() * 64;
+  for (const auto& [i, held] : halted_) n += 64 + held.size() * 48;
   for (const auto& [id, w] : wallets_) {
     n += 64 + w.b.memory_bytes();
     for (const auto& c : w.owed) n += 24 + c.capacity() * sizeof(wire::transfer);

@@ -207,9 +207,13 @@ class table {
   void set_brokers(brokers_fn f) { brokers_ = std::move(f); }
   // The shard's copy of the market: an order is routed only while its instrument trades.
   void set_market(const market::book* m) { market_ = m; }
-  // The market changed at `ts` (prices, instrument operations, halts time decided):
-  // orders held by a halt whose instrument trades again are routed.
+  // Orders held by a halt whose instrument trades at `ts` are routed (but those whose
+  // expiry has come: the next batch expires them). The shard calls it at the end of every
+  // logged batch while holds_orders(), as of the batch's last time: whether an instrument
+  // trades is a pure function of the market's state (the same on every shard's copy) and
+  // the time, so this needs no market timer of the shard's own.
   void market_changed(uint64_t ts);
+  [[nodiscard]] bool holds_orders() const { return !halted_.empty(); }
   // The rules a batch is decided by (its log record's version in replay; rules_newest
   // live): set by the shard around each batch.
   void set_rules(uint16_t version) { rules_ = version; }
@@ -247,9 +251,15 @@ class table {
   // A chain the table emitted executed fresh (or as a repeat) with outcome r.
   void chain_done(const wire::transfer& first, wire::result r);
 
-  [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().first <= now; }
+  // (A held order's instrument trading again by time, a move halt ending, counts: the
+  // engine then ticks, and the tick's batch routes it.)
+  [[nodiscard]] bool due(uint64_t now) const {
+    return (!timers_.empty() && timers_.front().first <= now) || halted_due_ <= now;
+  }
   void run_due(uint64_t now);  // expiries
-  [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().first; }
+  [[nodiscard]] uint64_t next_deadline() const {
+    return std::min(timers_.empty() ? UINT64_MAX : timers_.front().first, halted_due_);
+  }
   // Hands the batch's instructions and chains to the sinks (chains in groups of whole
   // chains, up to emit_group_max transfers each).
   void flush();
@@ -361,6 +371,7 @@ class table {
   // Orders route_state::halted, by instrument: (order id, wallet). An entry may be stale
   // (the order moved on since); market_changed looks at each again.
   std::map<uint64_t, std::set<std::pair<uint64_t, uint64_t>>> halted_;
+  uint64_t halted_due_ = UINT64_MAX;  // when a held order's instrument may trade again by time
   const market::book* market_ = nullptr;
   std::unordered_map<uint32_t, std::vector<wire::order_instruction>> outbox_;
   std::vector<std::vector<wire::transfer>> chains_out_;

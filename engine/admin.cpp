@@ -289,7 +289,7 @@ class admin_impl {
          &admin_impl::cmd_payout_cancel},
         {"order show", "<order-id>",
          "one order: wallet, instrument, side, quantity, limit, what it filled and holds, state, its way to a broker "
-         "(waiting, sent, working, dead letter and why), attempts",
+         "(waiting, sent, working, dead letter and why, halted), attempts",
          1, 1, &admin_impl::cmd_order_show},
         {"portfolio show", "<wallet-id>",
          "a wallet's positions: per instrument the units held, reserved by open sells, to come from open buys, and "

@@ -1026,6 +1026,44 @@ TEST_F(orders_engine_replay, AHaltHoldsOrdersFromBrokersUntilTheInstrumentTrades
   EXPECT_EQ(s[0].second.order_id, 131u);
   EXPECT_EQ(routing(131), route_state::sent);
   EXPECT_EQ(order(131).attempts, 2);
+  ASSERT_EQ(answer("broker-a", reject(131, 1)), result::ok);
+
+  // A move halt ends by time alone, and the order it holds is on the other shard: the
+  // engine ticks at the halt's end and that batch routes it (no market timer of that
+  // shard's own), the same from a snapshot cut while it was held. Order 133 expires while
+  // held: it is ending (broker-a, which it went to once, is told), and goes to no broker
+  // when the halt ends.
+  clear_sent();
+  ASSERT_EQ(place(buy(132, b_, 10, 200)), result::ok);  // b_: shard 1
+  auto expiring = buy(133, a_, 10, 200);
+  expiring.expires_s = 20;
+  ASSERT_EQ(place(expiring), result::ok);
+  ASSERT_EQ(e().prices({price(etel, 130, 4)}).results.at(0), result::ok);  // +30%: a move halt of 30 s
+  ASSERT_NE(e().lookup_instruments({etel}).instruments.at(0).reasons & wire::halt_reasons::move, 0);
+  fx_.advance_s(6);
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 3; }));
+  fx_.advance_s(4);
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return routing(132) == route_state::halted && routing(133) == route_state::halted; }));
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.advance_s(11);  // 133's expiry (20 s) passes; the halt (30 s) not yet
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return order(133).cancelling == uint8_t(actors::portfolio::order_state::expired); }));
+  EXPECT_EQ(routing(133), route_state::waiting);
+  clear_sent();
+  fx_.advance_s(10);  // past the halt's end: no batch but the engine's tick
+  ASSERT_TRUE(eventually([&] { return routing(132) == route_state::sent; }));
+  EXPECT_EQ(order(132).attempts, 2);
+  s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].second.order_id, 132u);
+  const auto sent_live = order(132);
+  restart();  // the snapshot (132 held), then the log
+  EXPECT_TRUE(same_after_restart(sent_live, order(132)));
+  EXPECT_EQ(order(132).attempts, 2);
+  ASSERT_EQ(answer("broker-a", reject(133, 1)), result::ok);  // broker-a confirms: closed
+  EXPECT_EQ(order(133).state, uint8_t(actors::portfolio::order_state::expired));
+  EXPECT_EQ(account(a_).debits_pending, 0u) << "133's hold released";
   expect_balanced();
 }
 
