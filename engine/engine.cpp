@@ -333,6 +333,15 @@ class engine_impl {
       *error = "events: " + *error;
       return false;
     }
+    // The evidence of durable records the cut below takes away is kept first: a start that
+    // refuses a damaged log under it (recover()) refuses again the next time.
+    if (event_log_last_lsn_ > events_newest_) {
+      if (!storage::replace_file(events_newest_path(), "lsn " + std::to_string(event_log_last_lsn_) + "\n", error)) {
+        *error = "events: " + *error;
+        return false;
+      }
+      events_newest_ = event_log_last_lsn_;
+    }
     uint64_t kept = event_log_last_lsn_;
     if (kept > snap) {
       uint64_t from = 0;
@@ -372,6 +381,22 @@ class engine_impl {
     uint64_t offset = 1;  // 1: not known
   };
   events_covered covered_;
+  // events/newest: "lsn L", the newest log record the event log has held events of (so a
+  // durable one), as of the latest start; absent: none known.
+  std::string events_newest_path() const { return cfg_.data_dir + "/events/newest"; }
+  uint64_t events_newest_ = 0;
+  bool read_events_newest(std::string* error) {
+    std::ifstream in(events_newest_path());
+    if (!in) return true;
+    std::string word, extra;
+    unsigned long long lsn = 0;
+    if (!(in >> word >> lsn) || word != "lsn" || (in >> extra)) {
+      *error = "events: " + events_newest_path() + " is damaged (move it away to start without it)";
+      return false;
+    }
+    events_newest_ = lsn;
+    return true;
+  }
   static bool read_events_covered(const std::string& path, events_covered* out, std::string* error) {
     std::ifstream in(path);
     *out = {};
@@ -2795,6 +2820,7 @@ class engine_impl {
   bool recover(std::string* error) {
     const auto t0 = std::chrono::steady_clock::now();
     if (!load_snapshot(error)) return false;
+    if (!read_events_newest(error)) return false;  // (with --no-events too: still evidence)
     const uint64_t snap_lsn = rec_.snapshot_lsn;
     const storage::chain_hash snap_chain = dispatched_chain_;  // the snapshot's (zeros without one)
     storage::wal_scan_options so;
@@ -2965,11 +2991,18 @@ class engine_impl {
                " before the snapshot's lsn " + std::to_string(snap_lsn) + cut;
       return false;
     }
+    // A log with records all at or before the snapshot ends with its chain.
+    if (sr.records > 0 && pos.next_lsn == snap_lsn + 1 && snap_lsn != 0 && sr.end.chain != snap_chain) {
+      *error = "wal: the log ends at the snapshot's lsn " + std::to_string(snap_lsn) +
+               " with another chain hash: this log is not the snapshot's history" + cut;
+      return false;
+    }
     // Events exist only for records the log made durable: a log ending before the event
-    // log's newest record lost durable records (damage, not a torn tail).
-    if (event_log_last_lsn_ >= pos.next_lsn) {
+    // log's newest record (as kept in events/newest too) lost durable records (damage,
+    // not a torn tail).
+    if (const uint64_t known = std::max(event_log_last_lsn_, events_newest_); known >= pos.next_lsn) {
       *error = "wal: the log ends at lsn " + std::to_string(pos.next_lsn - 1) +
-               " but the event log holds events of records up to lsn " + std::to_string(event_log_last_lsn_) +
+               " but the event log holds events of records up to lsn " + std::to_string(known) +
                ", which were durable: log records are missing or damaged" + cut;
       return false;
     }

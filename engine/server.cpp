@@ -1203,8 +1203,8 @@ class server_impl {
   }
 
   // Sessions take turns from where the last pass filled the engine: with frames waiting
-  // in many sessions, each gets its share instead of the lowest slots taking every place
-  // that comes free.
+  // in many sessions, none is starved by the lowest slots taking every place that comes
+  // free (a turn takes what its session has buffered, up to the places free).
   void resume_all() {
     const size_t n = sessions_.size();
     for (size_t k = 0; k < n; ++k) {

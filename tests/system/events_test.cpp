@@ -774,6 +774,16 @@ TEST(EventsEngine, DamageUnderWhatTheEventLogProvesDurableIsNotCut) {
       << err;
   EXPECT_NE(err.find("nothing was cut"), std::string::npos) << err;
   EXPECT_EQ(read_all(), bytes) << "the damaged bytes are as they were";
+  // Again, and without the event log: the refusal holds (the first start's cut of the
+  // event log's newest record kept its evidence in events/newest), nothing is cut.
+  for (const bool events : {true, true, false}) {
+    cfg.events = events;
+    err.clear();
+    e = engine::engine::open(cfg, &err);
+    EXPECT_FALSE(e) << "events " << events;
+    EXPECT_NE(err.find("records up to lsn " + std::to_string(last_lsn)), std::string::npos) << err;
+    EXPECT_EQ(read_all(), bytes);
+  }
   e.reset();
   bytes[payload_at + 8] ^= 0x40;
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
