@@ -10,9 +10,12 @@
 namespace mesob::wire {
 
 namespace {
-client::outcome failed(const std::string& why) {
+// `sent`: the request may have reached the server (it was registered and written, or
+// about to be): its outcome is unknown.
+client::outcome failed(const std::string& why, bool sent) {
   client::outcome o;
   o.failure = why;
+  o.unknown = sent;
   return o;
 }
 }  // namespace
@@ -80,7 +83,7 @@ void async_client::submit(std::vector<request> requests) {
       const std::string why = closing_ ? "client closed" : broken_;
       lk.unlock();
       write();
-      for (size_t k = i; k < requests.size(); ++k) requests[k].done(failed(why));
+      for (size_t k = i; k < requests.size(); ++k) requests[k].done(failed(why, false));
       return;
     }
     const uint64_t id = next_id_++;
@@ -180,7 +183,7 @@ void async_client::fail_all(const std::string& why) {
     left.swap(pending_);
   }
   room_.notify_all();
-  for (auto& [id, p] : left) p.done(failed(why));
+  for (auto& [id, p] : left) p.done(failed(why, true));
 }
 
 uint64_t async_client::reconnects() const {

@@ -11,8 +11,10 @@
 // up to `reconnect_attempts` in a row) and sends every unanswered request again. That
 // is safe because every Mesob operation is idempotent: creates and status changes are
 // keyed by client-chosen ids (a repeat returns the first outcome), look-ups change
-// nothing. When reconnecting gives up, every outstanding and later request completes
-// with `failure` set.
+// nothing. When reconnecting gives up (or the client closes), every outstanding request
+// completes with `failure` and `unknown` set (it may have been applied: submit it again,
+// same ids, on a new client to learn its outcome), and every later one with `failure`
+// alone (never sent).
 #pragma once
 
 #include <condition_variable>

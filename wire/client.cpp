@@ -213,6 +213,30 @@ uint64_t client::send(std::span<const uint8_t> request_body) {
   return send_frame(frame_kind::request, id, request_body, &err) ? id : 0;
 }
 
+// The subscription's own frames: Events, and an Error for no request (events_truncated,
+// events_failed, slow_reader) or for one of the latest acks (ack_refused).
+bool client::stream_frame(const frame_header& h) const {
+  if (h.kind == uint16_t(frame_kind::events)) return true;
+  return h.kind == uint16_t(frame_kind::error) &&
+         (h.request_id == 0 || std::find(ack_ids_.begin(), ack_ids_.end(), h.request_id) != ack_ids_.end());
+}
+
+void client::file_frame(const frame_header& h, std::span<const uint8_t> body) {
+  if (stream_frame(h)) {
+    if (h.kind == uint16_t(frame_kind::error) && h.request_id == 0) {
+      error_msg e;
+      std::string why;
+      if (parse_error(body, &e, &why)) stream_error_ = std::string(protocol_error_name(e.code)) + ": " + e.message;
+    }
+    pending_events_.push_back({h, {body.begin(), body.end()}});
+    return;
+  }
+  const bool answer = h.kind == uint16_t(frame_kind::response) || h.kind == uint16_t(frame_kind::error) ||
+                      h.kind == uint16_t(frame_kind::admin_response);
+  if (answer) early_[h.request_id] = {h, {body.begin(), body.end()}};
+  // pushes, pongs and a Subscribed nobody waits for are not requests' answers
+}
+
 client::outcome client::wait(uint64_t request_id) {
   outcome o;
   if (request_id == 0) {
@@ -226,13 +250,16 @@ client::outcome client::wait(uint64_t request_id) {
   }
   for (;;) {
     frame_reader::frame f;  // the answer is parsed in place; others are kept as copies
-    if (!next_frame(&f, &o.failure)) return o;
+    if (!next_frame(&f, &o.failure)) {
+      // Sent, and no answer: it may have been applied, unless the wait merely timed out
+      // (the connection may still bring it) or a signal ended it.
+      o.unknown = !timed_out_ && !interrupted_;
+      if (!stream_error_.empty()) o.failure += " (the server said " + stream_error_ + ")";
+      return o;
+    }
     const bool answer = f.header.kind == uint16_t(frame_kind::response) || f.header.kind == uint16_t(frame_kind::error);
     if (answer && f.header.request_id == request_id) return to_outcome(f.header, f.body);
-    if (answer) early_[f.header.request_id] = {f.header, {f.body.begin(), f.body.end()}};
-    else if (f.header.kind == uint16_t(frame_kind::events))
-      pending_events_.push_back({f.header, {f.body.begin(), f.body.end()}});  // next_events() takes them
-    // pushes and pongs are not requests' answers; later versions route pushes
+    file_frame(f.header, f.body);
   }
 }
 
@@ -242,11 +269,12 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
   frame_in f;
   for (;;) {
     if (!read_frame(&f, error)) return false;
-    if (f.header.kind == uint16_t(frame_kind::events)) {
-      pending_events_.push_back(std::move(f));  // may come right behind the answer
+    const bool mine = f.header.request_id == id && (f.header.kind == uint16_t(frame_kind::error) ||
+                                                    f.header.kind == uint16_t(frame_kind::subscribed));
+    if (!mine) {  // events may come right behind the answer; others' answers are kept
+      file_frame(f.header, f.body);
       continue;
     }
-    if (f.header.request_id != id) continue;
     if (f.header.kind == uint16_t(frame_kind::error)) {
       error_msg e;
       std::string why;
@@ -254,7 +282,6 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
       else *error = "subscribe: " + std::string(protocol_error_name(e.code)) + ": " + e.message;
       return false;
     }
-    if (f.header.kind != uint16_t(frame_kind::subscribed)) continue;
     std::string why;
     if (!parse_subscribed(f.body, out, &why)) {
       *error = "subscribe: " + why;
@@ -287,6 +314,10 @@ bool client::next_events_frame(const std::function<bool(std::span<const uint8_t>
     } else if (!next_frame(&f, error)) {
       return false;
     }
+    if (!stream_frame(f.header)) {  // another request's answer: kept for its wait
+      file_frame(f.header, f.body);
+      continue;
+    }
     if (f.header.kind == uint16_t(frame_kind::error)) {
       error_msg e;
       std::string why;
@@ -298,7 +329,6 @@ bool client::next_events_frame(const std::function<bool(std::span<const uint8_t>
       *error = std::string(protocol_error_name(e.code)) + ": " + e.message;
       return false;
     }
-    if (f.header.kind != uint16_t(frame_kind::events)) continue;
     std::string why;
     if (!parse(f.body, &why)) {
       *error = "events: " + why;
@@ -309,7 +339,10 @@ bool client::next_events_frame(const std::function<bool(std::span<const uint8_t>
 }
 
 bool client::ack(uint64_t offset, std::string* error) {
-  return send_frame(frame_kind::ack, next_id_++, ack_body(offset), error);
+  const uint64_t id = next_id_++;
+  ack_ids_.push_back(id);
+  if (ack_ids_.size() > 1024) ack_ids_.pop_front();  // an ack's refusal comes within its round trip
+  return send_frame(frame_kind::ack, id, ack_body(offset), error);
 }
 
 client::admin_outcome client::admin(const admin_request_msg& m) {
@@ -322,11 +355,10 @@ client::admin_outcome client::admin(const admin_request_msg& m) {
     const bool answer = f.header.kind == uint16_t(frame_kind::admin_response) ||
                         f.header.kind == uint16_t(frame_kind::error) ||
                         f.header.kind == uint16_t(frame_kind::response);
-    if (!answer) continue;  // pushes and pongs
-    if (f.header.request_id == id) break;
+    if (answer && f.header.request_id == id) break;
     // An Error for no request (id 0: a slow reader or timeout cut-off) ends the wait.
     if (f.header.request_id == 0 && f.header.kind == uint16_t(frame_kind::error)) break;
-    early_[f.header.request_id] = std::move(f);
+    file_frame(f.header, f.body);
   }
   std::string why;
   if (f.header.kind == uint16_t(frame_kind::error)) {

@@ -7,9 +7,12 @@
 //   uint64_t a = c->send(body1), b = c->send(body2);    // pipelined: many in flight
 //   auto ra = c->wait(a), rb = c->wait(b);              // responses by request id
 //
-// A response to another request that arrives first is kept until waited for. Every
-// failure is a value: `outcome::failure` names what went wrong on the connection,
-// `outcome::error` carries an Error frame the server sent for that request.
+// A response to another request that arrives first is kept until waited for, whichever
+// call reads it (wait, subscribe, next_events, admin). Every failure is a value:
+// `outcome::failure` names what went wrong on the connection, `outcome::error` carries
+// an Error frame the server sent for that request. A request sent whose connection failed
+// before its answer has `unknown` set: it may have been applied; send it again with the
+// same ids (every operation is idempotent by its ids) to learn its outcome.
 #pragma once
 
 #include <csignal>
@@ -46,6 +49,7 @@ class client {
     bool server_error = false;  // an Error frame arrived for this request (error is set)
     error_msg error;
     std::string failure;      // the connection failed (neither of the above)
+    bool unknown = false;     // with failure: the request was sent, so it may have been applied
   };
   struct frame_in {
     frame_header header;
@@ -133,7 +137,15 @@ class client {
   int rcvtimeo_ms_ = -1;  // the socket's receive timeout as set (-1: none, the default)
   frame_reader reader_{frame_bytes_max_ceiling};
   std::map<uint64_t, frame_in> early_;  // frames for requests not waited for yet
-  std::deque<frame_in> pending_events_;  // Events frames read while waiting for something else
+  // Events frames, and Errors of the subscription (request id 0, or an ack's id), read
+  // while waiting for something else: next_events() takes them.
+  std::deque<frame_in> pending_events_;
+  std::deque<uint64_t> ack_ids_;  // the latest acks' request ids (an ack_refused carries one)
+  std::string stream_error_;      // an Error for no request (id 0) seen: why the server may close
+  // Keeps a frame that answers none of the current call's own: answers by request id,
+  // the subscription's frames for next_events().
+  void file_frame(const frame_header& h, std::span<const uint8_t> body);
+  [[nodiscard]] bool stream_frame(const frame_header& h) const;
   hello_msg hello_;
   welcome_msg welcome_;
 };

@@ -239,6 +239,37 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   EXPECT_EQ(got[0].account_a, 3u);
 }
 
+// One connection for requests and the stream: an answer read while subscribing or while
+// waiting for events is kept for its wait, and an ack's refusal reaches next_events
+// while waiting for a request's answer. Before, subscribe() and next_events() dropped
+// other requests' answers (their waits timed out on applied requests), and an ack's
+// refusal read by wait() was lost.
+TEST(Events, AnswersAndTheStreamShareOneConnection) {
+  live_ledger l;
+  ASSERT_TRUE(l.c);
+  auto s = l.client();
+  const auto lookup = wire::lookup_accounts_body(std::vector<uint64_t>{1});
+  const uint64_t a = s->send(lookup);
+  ASSERT_EQ(subscribe(*s, {}).code, result::ok);
+  auto ra = s->wait(a);
+  EXPECT_TRUE(ra.ok) << ra.failure;
+  const uint64_t b = s->send(wire::create_transfers_body(std::vector{make_transfer(40, 1, 2, 5)}));
+  auto got = read_events(*s, 3);  // the two accounts, then the transfer: b's answer comes between
+  ASSERT_EQ(got.size(), 3u);
+  auto rb = s->wait(b);
+  ASSERT_TRUE(rb.ok) << rb.failure;
+  EXPECT_EQ(rb.reply.results.at(0), result::ok);
+  std::string err;
+  ASSERT_TRUE(s->ack(99, &err)) << err;  // past what was sent: refused
+  auto rc = s->call(lookup);
+  EXPECT_TRUE(rc.ok) << rc.failure;
+  wire::events_msg em;
+  wire::protocol_error refusal{};
+  s->set_timeout_ms(5000);
+  EXPECT_FALSE(s->next_events(&em, &err, &refusal));
+  EXPECT_EQ(refusal, wire::protocol_error::ack_refused) << err;
+}
+
 TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   live_ledger l;
   ASSERT_TRUE(l.c);

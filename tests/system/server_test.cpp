@@ -5,6 +5,8 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sys/resource.h>
 
@@ -330,6 +332,46 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
   r = pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 5000u) << "deposits 0xABCDEF and 2 only";
+}
+
+// A request sent whose connection ends before its answer has an unknown outcome (it may
+// have been applied); one that could not be sent, and a wait that timed out, do not.
+TEST(server, a_request_without_an_answer_has_an_unknown_outcome) {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  socklen_t len = sizeof sa;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  std::atomic<bool> hang_up{false};
+  std::thread peer([&] {  // takes the request, never answers, hangs up when told
+    const int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    char buf[4096];
+    (void)::recv(c, buf, sizeof buf, 0);
+    while (!hang_up.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ::close(c);
+  });
+  wire::client::options o;
+  o.port = ntohs(sa.sin_port);
+  o.timeout_ms = 300;
+  std::string err;
+  auto c = wire::client::connect_raw(o, &err);
+  ASSERT_TRUE(c) << err;
+  const uint64_t id = c->send(wire::create_transfers_body(std::vector{make_transfer(1, 1, 2, 1)}));
+  ASSERT_NE(id, 0u);
+  auto r = c->wait(id);  // the peer is silent: a timeout, nothing known yet
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.unknown) << r.failure;
+  hang_up = true;
+  c->set_timeout_ms(5000);
+  r = c->wait(id);
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.unknown) << r.failure;
+  EXPECT_FALSE(c->wait(0).unknown) << "never sent";
+  peer.join();
+  ::close(lfd);
 }
 
 TEST(server, pipelined_requests_are_answered_by_id) {
