@@ -107,6 +107,34 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   return s;
 }
 
+std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string& dir, std::string* error) {
+  error->clear();
+  std::unique_ptr<snapshot_store> s(new snapshot_store());
+  int rc = mdb_env_create(&s->env_);
+  if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
+  if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS | MDB_RDONLY, 0644);
+  if (rc != 0) {
+    *error = lmdb_error(("open " + dir + " read-only").c_str(), rc);
+    return nullptr;
+  }
+  MDB_txn* txn = nullptr;
+  rc = mdb_txn_begin(s->env_, nullptr, MDB_RDONLY, &txn);
+  if (rc == 0) rc = mdb_dbi_open(txn, "meta", 0, &s->dbi_meta_);
+  for (int i = 0; i < tables && rc == 0; ++i) {
+    rc = mdb_dbi_open(txn, table_name(table(i)), 0, &s->dbi_[i]);
+    if (rc == MDB_NOTFOUND) rc = 0;  // a table of a later build: not read here
+  }
+  // Committed, even read-only: an aborted transaction would close the handles it opened.
+  if (rc == 0) rc = mdb_txn_commit(txn);
+  else if (txn) mdb_txn_abort(txn);
+  if (rc == MDB_NOTFOUND) return nullptr;  // no meta table: never written
+  if (rc != 0) {
+    *error = lmdb_error("open tables", rc);
+    return nullptr;
+  }
+  return s;
+}
+
 void snapshot_store::release_pages() {
   if (map_addr_ != nullptr) ::madvise(map_addr_, map_bytes_, MADV_DONTNEED);
 }

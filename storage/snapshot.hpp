@@ -93,6 +93,10 @@ class snapshot_store {
  public:
   static std::unique_ptr<snapshot_store> open(const std::string& dir, uint64_t map_bytes,
                                               std::string* error);
+  // For inspection (mesob-log): no directory or table is created and nothing is written
+  // but LMDB's reader table. A store without a snapshot yet (no tables) opens with
+  // *error empty and returns nullptr.
+  static std::unique_ptr<snapshot_store> open_read_only(const std::string& dir, std::string* error);
   ~snapshot_store();
   snapshot_store(const snapshot_store&) = delete;
   snapshot_store& operator=(const snapshot_store&) = delete;

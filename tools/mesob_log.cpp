@@ -4,10 +4,20 @@
 // with O_DIRECT, so it leaves no page in the cache that could hide a later append; but
 // on a running engine the tail moves while it reads and may look damaged: there, use
 // the admin command `log verify`, which stops at the durable lsn.
-// Exit status: 0 log intact (a torn tail is reported, not an error), 1 damaged, 2 usage.
+// It checks the log against the snapshot as recovery does (records from the snapshot's
+// next lsn on, its chain hash) and opens the snapshot read-only (nothing is created).
+// Exit status: 0 log intact (a torn tail is reported, not an error), 1 damaged (or not
+// the snapshot's history), 2 usage, 3 cannot be read (no log there, a snapshot that does
+// not open).
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
@@ -51,9 +61,38 @@ int main(int argc, char** argv) {
   uint64_t ops = 0;
   std::string last_file;
   wal_scan_options o{data_dir + "/wal", segment_mib << 20, false, true};  // read-only, O_DIRECT
+  struct stat st {};
+  if (::stat(o.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::printf("CANNOT READ: no log at %s (%s)\n", o.dir.c_str(), std::strerror(errno == 0 ? ENOTDIR : errno));
+    return 3;
+  }
+  // The snapshot first: the log must continue it.
+  std::optional<snapshot_meta> meta;
+  const std::string snap_dir = data_dir + "/snapshot";
+  if (::stat((snap_dir + "/data.mdb").c_str(), &st) == 0) {
+    auto snap = snapshot_store::open_read_only(snap_dir, &error);
+    if (snap) meta = snap->read_meta(&error);
+    if (!error.empty()) {
+      std::printf("CANNOT READ: the snapshot in %s: %s\n", snap_dir.c_str(), error.c_str());
+      return 3;
+    }
+  }
+  const uint64_t snap_lsn = meta ? meta->lsn : 0;
+  bool first = true;
+  std::string history;  // why the log is not the snapshot's history
   wal_scan_result r;
   const bool ok = scan_wal(o, [&](const wal_record_view& v) {
     const auto& h = *v.header;
+    if (std::exchange(first, false) && h.lsn > snap_lsn + 1) {
+      history = "the log starts at lsn " + std::to_string(h.lsn) + " but the snapshot covers only up to lsn " +
+                std::to_string(snap_lsn) + ": records are missing";
+      return false;
+    }
+    if (meta && snap_lsn != 0 && h.lsn == snap_lsn + 1 && *v.prev_chain != meta->chain) {
+      history = std::string(v.file) + " offset " + std::to_string(v.offset) + ": the chain hash before lsn " +
+                std::to_string(h.lsn) + " is not the one the snapshot recorded: this log is not the snapshot's history";
+      return false;
+    }
     uint16_t kind = 0, flags = 0;
     uint32_t count = 0;
     if (v.payload.size() >= 8) {
@@ -76,8 +115,16 @@ int main(int argc, char** argv) {
                   h.version >= 4 && (flags & 4) ? " packed" : "", count, h.payload_bytes, to_hex(h.chain).c_str());
     return true;
   }, &r, &error);
-  if (!ok) {
-    std::printf("DAMAGED: %s\n", error.c_str());
+  if (!ok || !history.empty()) {
+    std::printf("DAMAGED: %s\n", history.empty() ? error.c_str() : history.c_str());
+    return 1;
+  }
+  // Where recovery would continue: the snapshot's next lsn with its chain, unless records follow.
+  const uint64_t end_lsn = r.records == 0 ? snap_lsn + 1 : r.end.next_lsn;
+  if (meta && (end_lsn <= snap_lsn || (end_lsn == snap_lsn + 1 && r.records > 0 && r.end.chain != meta->chain))) {
+    std::printf("DAMAGED: the log ends at lsn %llu, %s the snapshot's lsn %llu\n",
+                static_cast<unsigned long long>(end_lsn - 1),
+                end_lsn <= snap_lsn ? "before" : "with another chain hash than", static_cast<unsigned long long>(snap_lsn));
     return 1;
   }
   std::printf("log %s: %llu segments, %llu records, %llu operations, lsn 1..%llu verified\n",
@@ -85,15 +132,14 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(ops),
               static_cast<unsigned long long>(r.end.next_lsn - 1));
   std::printf("chain head: %s\n", to_hex(r.end.chain).c_str());
-  if (!r.torn_tail.empty()) std::printf("torn tail (the engine will cut it): %s\n", r.torn_tail.c_str());
-  auto snap = snapshot_store::open(data_dir + "/snapshot", 1ull << 36, &error);
-  if (snap) {
-    if (auto m = snap->read_meta(&error))
-      std::printf("snapshot: lsn %llu, %llu accounts, %llu transfers, chain %s\n",
-                  static_cast<unsigned long long>(m->lsn), static_cast<unsigned long long>(m->accounts),
-                  static_cast<unsigned long long>(m->transfers), to_hex(m->chain).c_str());
-    else
-      std::printf("snapshot: none%s%s\n", error.empty() ? "" : ": ", error.c_str());
-  }
+  if (!r.torn_tail.empty())
+    std::printf("torn tail (the engine will cut it, unless the event log shows it was durable): %s\n",
+                r.torn_tail.c_str());
+  if (meta)
+    std::printf("snapshot: lsn %llu, %llu accounts, %llu transfers, chain %s (the log continues it)\n",
+                static_cast<unsigned long long>(meta->lsn), static_cast<unsigned long long>(meta->accounts),
+                static_cast<unsigned long long>(meta->transfers), to_hex(meta->chain).c_str());
+  else
+    std::printf("snapshot: none\n");
   return 0;
 }

@@ -165,3 +165,36 @@ TEST(mesob_log, verifies_a_log_and_names_the_damage) {
   EXPECT_FALSE(engine::engine::open(cfg, &err));
   EXPECT_NE(err.find("offset 4096"), std::string::npos) << err;
 }
+
+// mesob-log checks the log against the snapshot as recovery does, and opens nothing for
+// writing: a log that is not the snapshot's history is damaged (exit 1), a directory
+// without a log cannot be read (exit 3) and gets no snapshot store created. Before, both
+// said "verified" with exit 0, and the look at the snapshot created one.
+TEST(mesob_log, a_log_that_is_not_the_snapshots_history_is_damaged) {
+  temp_dir mine, other, empty;
+  auto run_engine = [](const std::string& data, uint64_t amount) {
+    auto cfg = test_config(data);
+    cfg.checkpoint_on_close = false;
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    e->create_accounts({make_account(1), make_account(2)});
+    e->create_transfers({make_transfer(1, 1, 2, amount)});
+    std::string err;
+    ASSERT_TRUE(e->checkpoint(&err)) << err;
+    e->create_transfers({make_transfer(2, 1, 2, amount)});
+  };
+  run_engine(mine.path(), 5);
+  run_engine(other.path(), 7);
+  auto ok = run(bin("tools/mesob-log") + " --data-dir " + mine.path());
+  EXPECT_EQ(ok.status, 0) << ok.out;
+  EXPECT_NE(ok.out.find("(the log continues it)"), std::string::npos) << ok.out;
+  std::filesystem::rename(mine.path() + "/wal", mine.path() + "/wal.mine");
+  std::filesystem::copy(other.path() + "/wal", mine.path() + "/wal");
+  auto foreign = run(bin("tools/mesob-log") + " --data-dir " + mine.path());
+  EXPECT_EQ(WEXITSTATUS(foreign.status), 1) << foreign.out;
+  EXPECT_NE(foreign.out.find("not the snapshot's history"), std::string::npos) << foreign.out;
+  auto none = run(bin("tools/mesob-log") + " --data-dir " + empty.path());
+  EXPECT_EQ(WEXITSTATUS(none.status), 3) << none.out;
+  EXPECT_NE(none.out.find("no log at"), std::string::npos) << none.out;
+  EXPECT_FALSE(std::filesystem::exists(empty.path() + "/snapshot")) << "nothing created";
+}
