@@ -69,7 +69,6 @@ void market_feed::run() {
       continue;
     }
     ++c_->connects;
-    connected_ = true;
     const uint32_t in_flight_max = std::max(1u, std::min(opt_.in_flight_max, c->welcome().in_flight_max));
     std::deque<uint64_t> in_flight;  // request ids, in the order of `unanswered`
     auto settle_oldest = [&]() {
@@ -111,6 +110,7 @@ void market_feed::run() {
       }
       defined = true;
     }
+    connected_ = true;  // (after the definitions: a script that trades at "ready" finds them)
     bool alive = true;
     // What was not answered goes again first, in order.
     for (auto& [batch, again] : unanswered) {

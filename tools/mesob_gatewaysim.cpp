@@ -75,6 +75,18 @@ std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& s
   return o.str();
 }
 
+// "first-last" (or one id): decimal digits only, ids from 1, first <= last.
+bool parse_range(const std::string& text, uint64_t* first, uint64_t* last) {
+  const auto number = [](const std::string& t, uint64_t* out) {
+    if (t.empty() || t.size() > 19 || t.find_first_not_of("0123456789") != std::string::npos) return false;
+    *out = std::stoull(t);
+    return *out != 0;
+  };
+  const auto dash = text.find('-');
+  if (dash == std::string::npos) return number(text, first) && (*last = *first, true);
+  return number(text.substr(0, dash), first) && number(text.substr(dash + 1), last) && *first <= *last;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -126,16 +138,12 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "random seed (printed)");
   CLI11_PARSE(app, argc, argv);
 
-  const auto dash = wallets.find('-');
-  try {
-    base.wallet_first = std::stoull(wallets.substr(0, dash));
-    const uint64_t last = dash == std::string::npos ? base.wallet_first : std::stoull(wallets.substr(dash + 1));
-    if (last < base.wallet_first) throw std::invalid_argument("range");
-    base.wallet_count = last - base.wallet_first + 1;
-  } catch (const std::exception&) {
-    std::fprintf(stderr, "mesob-gatewaysim: --wallets must be first-last (decimal ids)\n");
+  uint64_t wallet_last = 0;
+  if (!parse_range(wallets, &base.wallet_first, &wallet_last)) {
+    std::fprintf(stderr, "mesob-gatewaysim: --wallets must be first-last (decimal ids from 1, first <= last)\n");
     return 2;
   }
+  base.wallet_count = wallet_last - base.wallet_first + 1;
   if (!wire::parse_currency(currency, &base.currency)) {
     std::fprintf(stderr, "mesob-gatewaysim: --currency must be three letters A-Z\n");
     return 2;
@@ -154,14 +162,7 @@ int main(int argc, char** argv) {
     }
     feed_o.gateway = feed_spec.substr(0, colon);
     uint64_t first = 0, last = 0;
-    const auto d = instruments.find('-');
-    try {
-      first = std::stoull(instruments.substr(0, d));
-      last = d == std::string::npos ? first : std::stoull(instruments.substr(d + 1));
-    } catch (const std::exception&) {
-      last = 0;
-    }
-    if (first == 0 || last < first || last - first >= 65'536) {
+    if (!parse_range(instruments, &first, &last) || last - first >= 65'536) {
       std::fprintf(stderr, "mesob-gatewaysim: --instruments must be first-last, ids from 1, at most 65,536\n");
       return 2;
     }
@@ -251,13 +252,17 @@ int main(int argc, char** argv) {
         broker->disconnect(pause);
         found = true;
       }
+      if (feed && who == feed->options().gateway) {
+        feed->disconnect(pause);
+        found = true;
+      }
       for (auto& s : sims)
         if (s->options().gateway == who) {
           s->disconnect(pause);
           found = true;
         }
-      std::printf(found ? "gatewaysim: %s disconnected for %llu ms\n" : "gatewaysim: no gateway %s%llu\n", who.c_str(),
-                  found ? static_cast<unsigned long long>(pause) : 0ull);
+      if (found) std::printf("gatewaysim: %s disconnected for %llu ms\n", who.c_str(), static_cast<unsigned long long>(pause));
+      else std::printf("gatewaysim: no gateway %s\n", who.c_str());
     } else if (!cmd.empty()) {
       std::printf("gatewaysim: unknown command '%s' (disconnect <gateway> <pause-ms>, stats, quit)\n", cmd.c_str());
     }

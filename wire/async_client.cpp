@@ -133,11 +133,15 @@ void async_client::reader_loop() {
       if (closing_) return;
       if (conn_->timed_out() && pending_.empty()) continue;  // idle, not broken
     }
+    last_error_ = err;
     if (!reconnect()) {
       {
         std::lock_guard lk(mu_);
-        broken_ = "client: the connection failed and " + std::to_string(opt_.reconnect_attempts) +
-                  " reconnects failed (last: " + err + ")";
+        if (closing_) return;
+        broken_ = "client: the connection failed (" + err + ") and " +
+                  (reconnect_refused_ ? std::string("the server refused the reconnect")
+                                      : std::to_string(opt_.reconnect_attempts) + " reconnects failed") +
+                  " (last: " + last_error_ + ")";
       }
       room_.notify_all();
       fail_all(broken_);
@@ -156,9 +160,22 @@ bool async_client::reconnect() {
       if (closing_) return false;
     }
     std::string err;
-    auto fresh = client::connect(opt_, &err);
-    if (!fresh) continue;
+    protocol_error refusal{};
+    auto fresh = client::connect(opt_, &err, &refusal);
+    if (!fresh) {
+      last_error_ = err;
+      // Credentials refused, or a role taken away: another attempt meets the same answer.
+      if (refusal == protocol_error::auth_failed || refusal == protocol_error::role_denied) {
+        reconnect_refused_ = true;
+        return false;
+      }
+      continue;
+    }
     std::lock_guard sl(send_mu_);
+    {
+      std::lock_guard lk(mu_);
+      if (closing_) return false;  // closed meanwhile: the destructor shut down the old one only
+    }
     conn_ = std::move(fresh);
     std::vector<std::shared_ptr<const std::vector<uint8_t>>> again;
     {

@@ -83,6 +83,8 @@ class async_client {
   // Connections so far; changed under mu_ and send_mu_ together (read under either). A
   // request registered under one generation is written only if it is still current.
   uint64_t conn_gen_ = 0;
+  std::string last_error_;  // the reader thread's latest connection error
+  bool reconnect_refused_ = false;  // (the reader thread's) credentials or role refused
   std::thread reader_;
 };
 

@@ -1,6 +1,8 @@
 #include "wire/client.hpp"
 
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -22,14 +24,32 @@ std::unique_ptr<client> client::connect_raw(const options& o, std::string* error
     *error = "client: cannot resolve " + o.host + ": " + gai_strerror(rc);
     return nullptr;
   }
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || ::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+  // The connect is bounded by the timeout too (a host that never answers would hold it
+  // for the kernel's SYN retries, minutes): non-blocking, then a poll.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (o.timeout_ms > 0 ? SOCK_NONBLOCK : 0), 0);
+  int rc = fd < 0 ? -1 : ::connect(fd, res->ai_addr, res->ai_addrlen);
+  ::freeaddrinfo(res);
+  if (rc != 0 && fd >= 0 && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    const int ready = ::poll(&p, 1, o.timeout_ms);
+    if (ready == 0) errno = ETIMEDOUT;
+    else if (ready > 0 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0) errno = soerr;
+    rc = ready > 0 && soerr == 0 ? 0 : -1;
+  }
+  if (rc != 0) {
     *error = "client: cannot connect to " + o.host + ":" + std::to_string(o.port) + ": " + std::strerror(errno);
-    ::freeaddrinfo(res);
     if (fd >= 0) ::close(fd);
     return nullptr;
   }
-  ::freeaddrinfo(res);
+  if (o.timeout_ms > 0) {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    // A server that stops reading (its queue to this session full) fails a send after the
+    // timeout instead of blocking it for good; the connection is then unusable.
+    const timeval tv{o.timeout_ms / 1000, (o.timeout_ms % 1000) * 1000};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   std::unique_ptr<client> c(new client());

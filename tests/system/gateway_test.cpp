@@ -401,4 +401,12 @@ TEST(gateways, the_simulator_program_deposits_and_reports) {
   w.expect_money_where_it_belongs(700);
   const auto bad = run(bin("tools/mesob-gatewaysim") + " --port 1 --gateway alpha:zz");
   EXPECT_EQ(WEXITSTATUS(bad.status), 2) << bad.out;
+  // Ranges are digits only, from 1, first <= last: before, "1-100O" was 1-100, "5--3"
+  // a range to the top of the ids, "0-9" took wallet 0.
+  for (const char* range : {"1-100O", "5--3", "0-9", "9-1", "-", "1-", "x"}) {
+    const auto loose = run(bin("tools/mesob-gatewaysim") + " --port 1 --gateway alpha:" + w.alpha_hex +
+                           " --wallets '" + range + "'");
+    EXPECT_EQ(WEXITSTATUS(loose.status), 2) << range << ": " << loose.out;
+    EXPECT_NE(loose.out.find("--wallets must be first-last"), std::string::npos) << loose.out;
+  }
 }
