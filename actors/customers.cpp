@@ -28,6 +28,15 @@ wire::policy_op tier_op(uint8_t number, wire::currency_code currency, uint64_t s
   return p;
 }
 
+wire::policy_op model_op(uint8_t profile, uint64_t instrument, uint64_t weight_bp) {
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::model;
+  p.number = profile;
+  p.single_max = instrument;
+  p.daily_outflow_max = weight_bp;
+  return p;
+}
+
 result check_policy_fields(const wire::policy_op& op) {
   if (op.reserved != 0 || op.reserved2 != 0) return result::reserved_field;
   if (op.kind == wire::policy_op_kind::tier) {

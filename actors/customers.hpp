@@ -68,6 +68,9 @@ using model_weights = std::map<uint64_t, uint32_t>;
 // A tier's limits in a currency, as a policy operation.
 [[nodiscard]] wire::policy_op tier_op(uint8_t number, wire::currency_code currency, uint64_t single_max,
                                       uint64_t daily_outflow_max, uint64_t balance_max);
+// A profile's model weight of an instrument (basis points; 0 takes it out), as a policy
+// operation (the instrument rides in single_max, the weight in daily_outflow_max).
+[[nodiscard]] wire::policy_op model_op(uint8_t profile, uint64_t instrument, uint64_t weight_bp);
 [[nodiscard]] wire::result check_customer_fields(const wire::customer_op& op);
 
 class policy {

@@ -1377,17 +1377,17 @@ class admin_impl {
     return policy_change(op, "profile " + a[0]);
   }
   admin_response_msg cmd_model_set(const std::vector<std::string>& a) {
-    wire::policy_op op;
-    op.kind = wire::policy_op_kind::model;
+    uint8_t profile = 0;
+    uint64_t instrument = 0, weight = 0;
     for (uint8_t k = 1; k <= wire::risk_profile_max; ++k)
-      if (wire::risk_profile_name(k) == a[0]) op.number = k;
-    if (op.number == 0)
+      if (wire::risk_profile_name(k) == a[0]) profile = k;
+    if (profile == 0)
       return answer(admin_code::arguments_invalid, "profile '" + a[0] + "': conservative, moderate or aggressive");
-    if (!parse_u64(a[1], &op.single_max) || op.single_max == 0)
+    if (!parse_u64(a[1], &instrument) || instrument == 0)
       return answer(admin_code::arguments_invalid, "instrument '" + a[1] + "' is not a positive integer");
-    if (!parse_u64(a[2], &op.daily_outflow_max) || op.daily_outflow_max > actors::customers::model_weight_total_max)
+    if (!parse_u64(a[2], &weight) || weight > actors::customers::model_weight_total_max)
       return answer(admin_code::arguments_invalid, "weight '" + a[2] + "': 0 to 10,000 basis points");
-    return policy_change(op, "model " + a[0] + " instrument " + a[1]);
+    return policy_change(actors::customers::model_op(profile, instrument, weight), "model " + a[0] + " instrument " + a[1]);
   }
   admin_response_msg cmd_customer_show(const std::vector<std::string>& args) {
     uint64_t id = 0;

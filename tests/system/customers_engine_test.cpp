@@ -228,12 +228,7 @@ TEST_F(customers_engine_replay, OutflowAndRecordsSurviveReplayAndSnapshots) {
 TEST(customers_policy, AnEmptiedPolicyIsWrittenOverTheOldOne) {
   test::engine_fixture fx(2, false);
   auto model = [](uint64_t instrument, uint32_t weight_bp) {
-    wire::policy_op op;
-    op.kind = wire::policy_op_kind::model;
-    op.number = uint8_t(wire::risk_profile::moderate);
-    op.single_max = instrument;
-    op.daily_outflow_max = weight_bp;
-    return op;
+    return actors::customers::model_op(uint8_t(wire::risk_profile::moderate), instrument, weight_bp);
   };
   std::string err;
   ASSERT_EQ(fx.e().policies({model(7, 6000)}).results.at(0), result::ok);

@@ -610,12 +610,7 @@ TEST_F(orders_engine_replay, AnotherShardCountTakesTheOrdersFromASnapshotAtTheTi
 
 namespace {
 wire::policy_op model(uint64_t instrument, uint64_t weight_bp) {
-  wire::policy_op op;
-  op.kind = wire::policy_op_kind::model;
-  op.number = uint8_t(wire::risk_profile::moderate);
-  op.single_max = instrument;
-  op.daily_outflow_max = weight_bp;
-  return op;
+  return actors::customers::model_op(uint8_t(wire::risk_profile::moderate), instrument, weight_bp);
 }
 }  // namespace
 

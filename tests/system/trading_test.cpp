@@ -288,11 +288,7 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
 
   // A rebalance over the protocol: the model puts 30% in the first instrument; wallet 1
   // gets the orders that move it there, placed in one batch.
-  wire::policy_op m;
-  m.kind = wire::policy_op_kind::model;
-  m.number = uint8_t(wire::risk_profile::moderate);
-  m.single_max = first_instrument;
-  m.daily_outflow_max = 3000;
+  const auto m = actors::customers::model_op(uint8_t(wire::risk_profile::moderate), first_instrument, 3000);
   ASSERT_EQ(eng->policies({m}).results.at(0), result::ok);
   wire::rebalance_request rq;
   rq.wallet = 1;

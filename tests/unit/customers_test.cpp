@@ -78,14 +78,7 @@ TEST(Customers, PolicyRulesAndBytes) {
   EXPECT_EQ(p.profile(2), nullptr);
   ASSERT_NE(p.profile(3), nullptr);
   // Models: weights per instrument, at most 100% in all; 0 takes one out.
-  auto model = [](uint8_t profile, uint64_t instrument, uint64_t bp) {
-    wire::policy_op op;
-    op.kind = wire::policy_op_kind::model;
-    op.number = profile;
-    op.single_max = instrument;
-    op.daily_outflow_max = bp;
-    return op;
-  };
+  const auto model = actors::customers::model_op;
   EXPECT_EQ(p.apply(model(3, 5, 6000), &repeated), result::ok);
   EXPECT_EQ(p.apply(model(3, 6, 4000), &repeated), result::ok);
   EXPECT_EQ(p.apply(model(3, 7, 1), &repeated), result::policy_op_invalid) << "over 100%";
