@@ -420,14 +420,31 @@ void metrics_http::run() {
         break;
       }
       if (conns.size() >= connections_max) {
-        // Full: the oldest still sending its request makes room (a scraper sends its
-        // request at once); with every one past that, the new one goes.
-        const auto it = std::find_if(conns.begin(), conns.end(), [](const conn& x) { return x.ph == phase::reading; });
-        if (it == conns.end()) {
+        // Full: the oldest that has sent nothing yet makes room (a scraper sends its
+        // request at once: what it sent is read first, so it is not taken for idle);
+        // with every one busy, the new one goes.
+        size_t idle = conns.size();
+        for (size_t i = 0; i < conns.size() && idle == conns.size(); ++i) {
+          conn& x = conns[i];
+          if (x.ph != phase::reading || !x.in.empty()) continue;
+          char buf[2048];
+          const ssize_t n = ::recv(x.fd, buf, sizeof buf, MSG_DONTWAIT);
+          if (n <= 0) {
+            idle = i;
+            continue;
+          }
+          x.in.append(buf, size_t(n));
+          if (head_complete(x.in)) {  // answered from the next pass (no more bytes may come to wake it)
+            x.out = answer(x.in);
+            x.ph = phase::sending;
+            x.until = clock_type::now() + limit;
+          }
+        }
+        if (idle == conns.size()) {
           ::close(c);
           continue;
         }
-        close_at(size_t(it - conns.begin()));
+        close_at(idle);
       }
       conns.push_back(conn{c, phase::reading, {}, {}, 0, clock_type::now() + limit});
     }

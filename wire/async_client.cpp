@@ -152,6 +152,7 @@ void async_client::reader_loop() {
 
 bool async_client::reconnect() {
   int backoff = opt_.reconnect_backoff_ms;
+  int refused_in_a_row = 0;
   for (int attempt = 0; attempt < opt_.reconnect_attempts; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
     backoff = std::min(backoff * 2, 1000);
@@ -165,7 +166,11 @@ bool async_client::reconnect() {
     if (!fresh) {
       last_error_ = err;
       // Credentials refused, or a role taken away: another attempt meets the same answer.
-      if (refusal == protocol_error::auth_failed || refusal == protocol_error::role_denied) {
+      // (Three in a row: a handshake that timed out is refused as auth_failed too, once.)
+      refused_in_a_row = refusal == protocol_error::auth_failed || refusal == protocol_error::role_denied
+                             ? refused_in_a_row + 1
+                             : 0;
+      if (refused_in_a_row >= 3) {
         reconnect_refused_ = true;
         return false;
       }
@@ -189,6 +194,7 @@ bool async_client::reconnect() {
     bool ok = true;
     for (const auto& frame : again) ok = ok && conn_->send_bytes(*frame, &err);
     if (ok) return true;
+    last_error_ = err;
   }
   return false;
 }

@@ -28,26 +28,36 @@ std::unique_ptr<client> client::connect_raw(const options& o, std::string* error
   // for the kernel's SYN retries, minutes): non-blocking, then a poll.
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (o.timeout_ms > 0 ? SOCK_NONBLOCK : 0), 0);
   int rc = fd < 0 ? -1 : ::connect(fd, res->ai_addr, res->ai_addrlen);
+  int err = errno;
   ::freeaddrinfo(res);
-  if (rc != 0 && fd >= 0 && errno == EINPROGRESS) {
-    pollfd p{fd, POLLOUT, 0};
+  if (rc != 0 && fd >= 0 && err == EINPROGRESS) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.timeout_ms);
+    int ready = 0;
+    for (;;) {  // (a signal does not end it: the time left)
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{fd, POLLOUT, 0};
+      ready = ::poll(&p, 1, int(std::max<int64_t>(left.count(), 0)));
+      if (!(ready < 0 && errno == EINTR)) break;
+    }
     int soerr = 0;
     socklen_t len = sizeof soerr;
-    const int ready = ::poll(&p, 1, o.timeout_ms);
-    if (ready == 0) errno = ETIMEDOUT;
-    else if (ready > 0 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0) errno = soerr;
-    rc = ready > 0 && soerr == 0 ? 0 : -1;
+    if (ready == 0) err = ETIMEDOUT;
+    else if (ready < 0) err = errno;
+    else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) err = errno;
+    else err = soerr;
+    rc = err == 0 ? 0 : -1;
   }
   if (rc != 0) {
-    *error = "client: cannot connect to " + o.host + ":" + std::to_string(o.port) + ": " + std::strerror(errno);
+    *error = "client: cannot connect to " + o.host + ":" + std::to_string(o.port) + ": " + std::strerror(err);
     if (fd >= 0) ::close(fd);
     return nullptr;
   }
   if (o.timeout_ms > 0) {
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    // A server that stops reading (its queue to this session full) fails a send after the
-    // timeout instead of blocking it for good; the connection is then unusable.
-    const timeval tv{o.timeout_ms / 1000, (o.timeout_ms % 1000) * 1000};
+    // A server that stops reading (its queue to this session full) fails a send after
+    // this long instead of blocking it for good (the send then shuts the connection).
+    const int ms = std::max(o.timeout_ms, send_timeout_min_ms);
+    const timeval tv{ms / 1000, (ms % 1000) * 1000};
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
   int one = 1;
@@ -106,6 +116,7 @@ bool client::send_bytes(std::span<const uint8_t> bytes, std::string* error) {
     if (n < 0) {
       if (errno == EINTR) continue;
       *error = std::string("client: send failed: ") + std::strerror(errno);
+      shutdown();  // part of a frame may have gone: the stream is unusable from here
       return false;
     }
     off += size_t(n);
@@ -144,6 +155,7 @@ bool client::send_frame(frame_kind kind, uint64_t request_id, std::span<const ui
     if (sent < 0) {
       if (errno == EINTR) continue;
       *error = std::string("client: send failed: ") + std::strerror(errno);
+      shutdown();  // part of the frame may have gone: the stream is unusable from here
       return false;
     }
     done += size_t(sent);
@@ -257,6 +269,16 @@ void client::file_frame(const frame_header& h, std::span<const uint8_t> body) {
   // pushes, pongs and a Subscribed nobody waits for are not requests' answers
 }
 
+// A wait's own deadline: each receive is bounded by the timeout, but frames for others
+// (pushes, pongs, events, other answers) must not keep a wait going past it either.
+bool client::past_wait(std::chrono::steady_clock::time_point started, std::string* error) {
+  if (opt_.timeout_ms <= 0 || std::chrono::steady_clock::now() - started < std::chrono::milliseconds(opt_.timeout_ms))
+    return false;
+  timed_out_ = true;
+  *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
+  return true;
+}
+
 client::outcome client::wait(uint64_t request_id) {
   outcome o;
   if (request_id == 0) {
@@ -268,9 +290,10 @@ client::outcome client::wait(uint64_t request_id) {
     early_.erase(it);
     return to_outcome(held.header, held.body);
   }
+  const auto started = std::chrono::steady_clock::now();
   for (;;) {
     frame_reader::frame f;  // the answer is parsed in place; others are kept as copies
-    if (!next_frame(&f, &o.failure)) {
+    if (past_wait(started, &o.failure) || !next_frame(&f, &o.failure)) {
       // Sent, and no answer: it may have been applied, unless the wait merely timed out
       // (the connection may still bring it) or a signal ended it.
       o.unknown = !timed_out_ && !interrupted_;
@@ -287,8 +310,9 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
   const uint64_t id = next_id_++;
   if (!send_frame(frame_kind::subscribe, id, subscribe_body(m), error)) return false;
   frame_in f;
+  const auto started = std::chrono::steady_clock::now();
   for (;;) {
-    if (!read_frame(&f, error)) return false;
+    if (past_wait(started, error) || !read_frame(&f, error)) return false;
     const bool mine = f.header.request_id == id && (f.header.kind == uint16_t(frame_kind::error) ||
                                                     f.header.kind == uint16_t(frame_kind::subscribed));
     if (!mine) {  // events may come right behind the answer; others' answers are kept
@@ -325,13 +349,14 @@ bool client::next_events(events_msg* out, const event_visitor& each, std::string
 bool client::next_events_frame(const std::function<bool(std::span<const uint8_t>, std::string*)>& parse,
                                std::string* error, protocol_error* refusal) {
   frame_in held;  // a frame read earlier, while waiting for something else
+  const auto started = std::chrono::steady_clock::now();
   for (;;) {
     frame_reader::frame f;  // parsed in place: the events are copied once, into *out
     if (!pending_events_.empty()) {
       held = std::move(pending_events_.front());
       pending_events_.pop_front();
       f = {held.header, held.body};
-    } else if (!next_frame(&f, error)) {
+    } else if (past_wait(started, error) || !next_frame(&f, error)) {
       return false;
     }
     if (!stream_frame(f.header)) {  // another request's answer: kept for its wait
@@ -339,6 +364,7 @@ bool client::next_events_frame(const std::function<bool(std::span<const uint8_t>
       continue;
     }
     if (f.header.kind == uint16_t(frame_kind::error)) {
+      if (f.header.request_id == 0) stream_error_.clear();  // told now
       error_msg e;
       std::string why;
       if (!parse_error(f.body, &e, &why)) {
@@ -370,8 +396,9 @@ client::admin_outcome client::admin(const admin_request_msg& m) {
   const uint64_t id = next_id_++;
   if (!send_frame(frame_kind::admin_request, id, admin_request_body(m), &o.failure)) return o;
   frame_in f;
+  const auto started = std::chrono::steady_clock::now();
   for (;;) {
-    if (!read_frame(&f, &o.failure)) return o;
+    if (past_wait(started, &o.failure) || !read_frame(&f, &o.failure)) return o;
     const bool answer = f.header.kind == uint16_t(frame_kind::admin_response) ||
                         f.header.kind == uint16_t(frame_kind::error) ||
                         f.header.kind == uint16_t(frame_kind::response);

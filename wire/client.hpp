@@ -15,6 +15,7 @@
 // same ids (every operation is idempotent by its ids) to learn its outcome.
 #pragma once
 
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <deque>
@@ -36,7 +37,8 @@ class client {
     uint16_t port = 7400;
     std::string gateway;
     std::vector<uint8_t> secret;
-    int timeout_ms = 30'000;  // per wait for the server (0: take what has come; < 0: no limit)
+    int timeout_ms = 30'000;  // per wait for the server (0: take what has come; < 0: no limit);
+                              // a connect waits as long, a send at least send_timeout_min_ms
     uint32_t frame_bytes_max = frame_bytes_max_ceiling;
     // Set (non-zero) by the caller's signal handler: a wait a signal interrupts while it
     // is set ends (interrupted()). Any other interruption (a stop and continue, a signal
@@ -51,6 +53,7 @@ class client {
     std::string failure;      // the connection failed (neither of the above)
     bool unknown = false;     // with failure: the request was sent, so it may have been applied
   };
+  static constexpr int send_timeout_min_ms = 30'000;
   struct frame_in {
     frame_header header;
     std::vector<uint8_t> body;
@@ -145,6 +148,7 @@ class client {
   // Keeps a frame that answers none of the current call's own: answers by request id,
   // the subscription's frames for next_events().
   void file_frame(const frame_header& h, std::span<const uint8_t> body);
+  bool past_wait(std::chrono::steady_clock::time_point started, std::string* error);
   [[nodiscard]] bool stream_frame(const frame_header& h) const;
   hello_msg hello_;
   welcome_msg welcome_;

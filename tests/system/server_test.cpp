@@ -371,6 +371,30 @@ TEST(server, a_request_without_an_answer_has_an_unknown_outcome) {
   EXPECT_TRUE(r.unknown) << r.failure;
   EXPECT_FALSE(c->wait(0).unknown) << "never sent";
   peer.join();
+
+  // A peer that keeps sending frames nobody waits for (pongs) does not keep a wait going
+  // past its timeout. Before, each frame started the timeout again: it never ended.
+  std::atomic<bool> stop{false};
+  std::thread chatter([&] {
+    const int c2 = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    const auto pong = wire::encode_frame(wire::frame_kind::pong, 0, {});
+    while (!stop.load()) {
+      if (::send(c2, pong.data(), pong.size(), MSG_NOSIGNAL) <= 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::close(c2);
+  });
+  auto d = wire::client::connect_raw(o, &err);
+  ASSERT_TRUE(d) << err;
+  d->set_timeout_ms(300);
+  const auto t0 = std::chrono::steady_clock::now();
+  r = d->wait(d->send(wire::lookup_accounts_body(std::vector<uint64_t>{1})));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  stop = true;
+  chatter.join();
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(d->timed_out()) << r.failure;
+  EXPECT_LT(took, std::chrono::seconds(5)) << "the wait ended near its 300 ms";
   ::close(lfd);
 }
 
