@@ -17,8 +17,11 @@
 //     Transfers the engine emits (an equb group's payouts, refunds, dividends and the
 //     holds of its gateway payouts; a payout desk's posts, voids and sweeps) are not
 //     checked: they carry what operations already taken decided (a member joined the
-//     group under its tier), and refusing them would strand money in escrow. Deposits
-//     from gateways are checked like any transfer in;
+//     group under its tier), and refusing them would strand money in escrow. One of them
+//     counts in the day's outflow all the same (from batch records of version 8): an
+//     equb guarantor's cover, money that leaves a wallet the group only named, so that
+//     wallet's own transfers meet its limit. Deposits from gateways are checked like any
+//     transfer in;
 //   - a profile (conservative, moderate, aggressive) has the asset classes it allows
 //     and the largest position per instrument (minor units); orders read them. It may
 //     have a model portfolio: target weights per instrument that rebalancing aims at.

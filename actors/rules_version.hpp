@@ -24,6 +24,9 @@ constexpr uint16_t rules_orders_wait_for_brokers = 7;
 // Orders: nothing is routed to a broker while its instrument is halted or its price stale
 // (route_state::halted); such orders are routed when it trades again.
 constexpr uint16_t rules_halts_hold_orders = 8;
+// An equb guarantor's cover counts in the guarantor wallet's daily outflow (not checked
+// against it: the group's guarantee stands).
+constexpr uint16_t rules_cover_counts_as_outflow = 8;
 constexpr uint16_t rules_newest = 8;
 
 }  // namespace mesob::actors

@@ -1095,7 +1095,12 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       save_account(idx, keep_undo);
       apply_transfer_debit(*dr, t);
       link_history(idx, r.serial, true);
-      if (dr->tier != 0 && !b.emitted) {  // the day's outflow (actors/customers.hpp)
+      // The day's outflow (actors/customers.hpp): a client's transfers, and from version 8
+      // an equb guarantor's cover (the engine emits it, unchecked, but the money leaves
+      // the guarantor's wallet like its own payment would).
+      const bool counted = !b.emitted || (b.rules >= rules_cover_counts_as_outflow &&
+                                          t.code == equb::emitted_code_base + uint16_t(equb::purpose::cover));
+      if (dr->tier != 0 && counted) {
         customers::customer* c = customers_.find(dr->id);
         MESOB_ASSERT(c != nullptr);
         if (keep_undo) undo_.push_back({undo_entry::what::customer, 0, {}, {}, 0, *c});

@@ -792,6 +792,40 @@ TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
   expect_escrow_consistent(cover);
 }
 
+// A guarantor that is a customer's wallet with a KYC tier: its cover counts in the
+// wallet's outflow of the day (the cover itself is not refused: the group's guarantee
+// stands), so the wallet's own transfers meet its daily limit. Before, covers left the
+// wallet unseen by its limits.
+TEST_F(equb_engine, AGuarantorsCoverCountsInItsDailyOutflow) {
+  constexpr uint64_t g = 5030;
+  open_wallets(3);
+  const auto etb = wire::currency("ETB");
+  ASSERT_EQ(e().policies({actors::customers::tier_op(1, etb, 1'000, 150, 1'000'000)}).results.at(0), result::ok);
+  wire::customer_op kyc;
+  kyc.wallet = guarantor;
+  kyc.sequence = 1;
+  kyc.kyc = wire::kyc_status::verified;
+  kyc.profile = wire::risk_profile::conservative;
+  kyc.tier = 1;
+  kyc.reference = 1;
+  ASSERT_EQ(e().customers({kyc}).results.at(0), result::ok);
+  ASSERT_EQ(op1(create_op(g, actors::equb::rotation::fixed_order, actors::equb::default_policy::cover_from_guarantor)),
+            result::ok);
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  fx_.advance_s(15 * 86'400 + 1);  // past round 2's deadline + grace: wallet 3's due is covered
+  ASSERT_EQ(at_round(g, 3).g.round, 3u);
+  EXPECT_EQ(balance(guarantor), -int64_t(contribution));
+  EXPECT_EQ(e().lookup_customers({guarantor}).customers.at(0).outflow_today, contribution);
+  // 100 covered and 60 more would pass the day's 150.
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, guarantor, funding, 60)}).results.at(0),
+            result::exceeds_daily_outflow);
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, guarantor, funding, 50)}).results.at(0), result::ok);
+  expect_escrow_consistent(g);
+}
+
 // A member may hold more than one number: each receives its own payout.
 TEST_F(equb_engine, AMemberWithTwoNumbersReceivesTwice) {
   constexpr uint64_t g = 5015;
