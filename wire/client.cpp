@@ -168,8 +168,17 @@ bool client::fill(std::string* error) {
   // only when it changes), not by a poll before the receive. Timeout 0 takes only what
   // has come; a negative one waits without limit.
   timed_out_ = interrupted_ = false;
+  if (wait_until_ && std::chrono::steady_clock::now() >= *wait_until_) {
+    timed_out_ = true;
+    *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
+    return false;
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(opt_.timeout_ms, 0));
   int wait_ms = opt_.timeout_ms;
+  if (wait_until_) {  // late in a wait, this receive waits only for the time left
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*wait_until_ - std::chrono::steady_clock::now());
+    if (left.count() + 50 < wait_ms) wait_ms = int(std::max<int64_t>(left.count(), 1));
+  }
   for (;;) {
     int flags = 0;
     if (wait_ms == 0) {
@@ -271,13 +280,12 @@ void client::file_frame(const frame_header& h, std::span<const uint8_t> body) {
 
 // A wait's own deadline: each receive is bounded by the timeout, but frames for others
 // (pushes, pongs, events, other answers) must not keep a wait going past it either.
-bool client::past_wait(std::chrono::steady_clock::time_point started, std::string* error) {
-  if (opt_.timeout_ms <= 0 || std::chrono::steady_clock::now() - started < std::chrono::milliseconds(opt_.timeout_ms))
-    return false;
-  timed_out_ = true;
-  *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
-  return true;
+// fill() looks at it before it would block, so frames already read are still taken.
+client::wait_scope::wait_scope(client& c) : c_(c) {
+  if (c.opt_.timeout_ms > 0)
+    c.wait_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.opt_.timeout_ms);
 }
+client::wait_scope::~wait_scope() { c_.wait_until_.reset(); }
 
 client::outcome client::wait(uint64_t request_id) {
   outcome o;
@@ -290,10 +298,10 @@ client::outcome client::wait(uint64_t request_id) {
     early_.erase(it);
     return to_outcome(held.header, held.body);
   }
-  const auto started = std::chrono::steady_clock::now();
+  const wait_scope bounded(*this);
   for (;;) {
     frame_reader::frame f;  // the answer is parsed in place; others are kept as copies
-    if (past_wait(started, &o.failure) || !next_frame(&f, &o.failure)) {
+    if (!next_frame(&f, &o.failure)) {
       // Sent, and no answer: it may have been applied, unless the wait merely timed out
       // (the connection may still bring it) or a signal ended it.
       o.unknown = !timed_out_ && !interrupted_;
@@ -310,9 +318,9 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
   const uint64_t id = next_id_++;
   if (!send_frame(frame_kind::subscribe, id, subscribe_body(m), error)) return false;
   frame_in f;
-  const auto started = std::chrono::steady_clock::now();
+  const wait_scope bounded(*this);
   for (;;) {
-    if (past_wait(started, error) || !read_frame(&f, error)) return false;
+    if (!read_frame(&f, error)) return false;
     const bool mine = f.header.request_id == id && (f.header.kind == uint16_t(frame_kind::error) ||
                                                     f.header.kind == uint16_t(frame_kind::subscribed));
     if (!mine) {  // events may come right behind the answer; others' answers are kept
@@ -349,14 +357,14 @@ bool client::next_events(events_msg* out, const event_visitor& each, std::string
 bool client::next_events_frame(const std::function<bool(std::span<const uint8_t>, std::string*)>& parse,
                                std::string* error, protocol_error* refusal) {
   frame_in held;  // a frame read earlier, while waiting for something else
-  const auto started = std::chrono::steady_clock::now();
+  const wait_scope bounded(*this);
   for (;;) {
     frame_reader::frame f;  // parsed in place: the events are copied once, into *out
     if (!pending_events_.empty()) {
       held = std::move(pending_events_.front());
       pending_events_.pop_front();
       f = {held.header, held.body};
-    } else if (past_wait(started, error) || !next_frame(&f, error)) {
+    } else if (!next_frame(&f, error)) {
       return false;
     }
     if (!stream_frame(f.header)) {  // another request's answer: kept for its wait
@@ -396,9 +404,9 @@ client::admin_outcome client::admin(const admin_request_msg& m) {
   const uint64_t id = next_id_++;
   if (!send_frame(frame_kind::admin_request, id, admin_request_body(m), &o.failure)) return o;
   frame_in f;
-  const auto started = std::chrono::steady_clock::now();
+  const wait_scope bounded(*this);
   for (;;) {
-    if (past_wait(started, &o.failure) || !read_frame(&f, &o.failure)) return o;
+    if (!read_frame(&f, &o.failure)) return o;
     const bool answer = f.header.kind == uint16_t(frame_kind::admin_response) ||
                         f.header.kind == uint16_t(frame_kind::error) ||
                         f.header.kind == uint16_t(frame_kind::response);

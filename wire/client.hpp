@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -148,7 +149,13 @@ class client {
   // Keeps a frame that answers none of the current call's own: answers by request id,
   // the subscription's frames for next_events().
   void file_frame(const frame_header& h, std::span<const uint8_t> body);
-  bool past_wait(std::chrono::steady_clock::time_point started, std::string* error);
+  // For the length of one call that waits (wait, subscribe, next_events, admin).
+  struct wait_scope {
+    explicit wait_scope(client& c);
+    ~wait_scope();
+    client& c_;
+  };
+  std::optional<std::chrono::steady_clock::time_point> wait_until_;
   [[nodiscard]] bool stream_frame(const frame_header& h) const;
   hello_msg hello_;
   welcome_msg welcome_;
