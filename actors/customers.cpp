@@ -37,6 +37,18 @@ wire::policy_op model_op(uint8_t profile, uint64_t instrument, uint64_t weight_b
   return p;
 }
 
+wire::customer_op verified_op(uint64_t wallet, uint8_t tier, wire::risk_profile profile, uint64_t sequence,
+                              uint64_t reference) {
+  wire::customer_op c;
+  c.wallet = wallet;
+  c.sequence = sequence;
+  c.kyc = wire::kyc_status::verified;
+  c.profile = profile;
+  c.tier = tier;
+  c.reference = reference;
+  return c;
+}
+
 result check_policy_fields(const wire::policy_op& op) {
   if (op.reserved != 0 || op.reserved2 != 0) return result::reserved_field;
   if (op.kind == wire::policy_op_kind::tier) {

@@ -74,6 +74,9 @@ using model_weights = std::map<uint64_t, uint32_t>;
 // A profile's model weight of an instrument (basis points; 0 takes it out), as a policy
 // operation (the instrument rides in single_max, the weight in daily_outflow_max).
 [[nodiscard]] wire::policy_op model_op(uint8_t profile, uint64_t instrument, uint64_t weight_bp);
+// A verified customer's KYC record of `wallet` at `tier`, as a kyc gateway sends it.
+[[nodiscard]] wire::customer_op verified_op(uint64_t wallet, uint8_t tier, wire::risk_profile profile,
+                                            uint64_t sequence = 1, uint64_t reference = 0);
 [[nodiscard]] wire::result check_customer_fields(const wire::customer_op& op);
 
 class policy {

@@ -801,13 +801,7 @@ TEST_F(equb_engine, AGuarantorsCoverCountsInItsDailyOutflow) {
   open_wallets(3);
   const auto etb = wire::currency("ETB");
   ASSERT_EQ(e().policies({actors::customers::tier_op(1, etb, 1'000, 150, 1'000'000)}).results.at(0), result::ok);
-  wire::customer_op kyc;
-  kyc.wallet = guarantor;
-  kyc.sequence = 1;
-  kyc.kyc = wire::kyc_status::verified;
-  kyc.profile = wire::risk_profile::conservative;
-  kyc.tier = 1;
-  kyc.reference = 1;
+  const auto kyc = actors::customers::verified_op(guarantor, 1, wire::risk_profile::conservative, 1, 1);
   ASSERT_EQ(e().customers({kyc}).results.at(0), result::ok);
   ASSERT_EQ(op1(create_op(g, actors::equb::rotation::fixed_order, actors::equb::default_policy::cover_from_guarantor)),
             result::ok);

@@ -47,13 +47,7 @@ void verified_customers(engine::engine& eng, uint64_t n, uint64_t bank, uint64_t
   std::vector<wire::customer_op> kyc;
   std::vector<wire::transfer> funding;
   for (uint64_t w = 1; w <= n; ++w) {
-    wire::customer_op c;
-    c.wallet = w;
-    c.sequence = 1;
-    c.kyc = wire::kyc_status::verified;
-    c.profile = wire::risk_profile::moderate;
-    c.tier = 1;
-    kyc.push_back(c);
+    kyc.push_back(actors::customers::verified_op(w, 1, wire::risk_profile::moderate));
     funding.push_back(make_transfer(w, bank, w, each));
   }
   ASSERT_EQ(eng.customers(kyc).results, std::vector<result>(n, result::ok));
