@@ -488,8 +488,17 @@ class engine_impl {
   std::vector<std::shared_ptr<engine_batch>> replay_pending_;
   std::atomic<uint64_t> snapshot_lsn_{0};
   uint64_t records_flush_target_ = 0;  // guarded by ck_mu_
-  bool flush_failed_ = false;          // guarded by ck_mu_
+  bool flush_failed_ = false;          // guarded by ck_mu_: the last records flush failed
   std::string flush_error_;            // guarded by ck_mu_
+  // Live (not while replaying), a failed records flush is tried again after a pause that
+  // doubles from records_flush_retry_ms_first up to records_flush_retry_ms_max.
+  bool flush_retry_ = false;                                  // guarded by ck_mu_
+  std::chrono::steady_clock::time_point flush_retry_at_{};    // guarded by ck_mu_
+  uint32_t flush_retry_ms_ = 0;                               // guarded by ck_mu_
+  std::atomic<uint64_t> flush_failures_{0};
+  // Set by the sequencer when it refuses writes until restart (a storage failure).
+  std::atomic<bool> writes_refused_{false};
+  bool checkpoints_closed_ = false;  // guarded by ck_mu_: checkpoint() answers at once
   std::condition_variable ck_done_cv_;
   std::atomic<uint64_t> checkpoints_{0};
   std::atomic<uint64_t> checkpoint_ns_last_{0}, checkpoint_ns_total_{0};  // write_checkpoint's time
@@ -585,25 +594,55 @@ class engine_impl {
   }
 
   // Before appending record `n`: the slot it reuses must be checkpointed and executed.
-  // Waits until the window may take one more record. False only while replaying, when
-  // flushing failed (the replay then stops with flush_error_); live, that is fatal.
+  // Waits until the window may take one more record. False when it cannot: while
+  // replaying, flushing failed (the replay then stops with flush_error_); live, the log
+  // failed meanwhile or flushing failed, and the engine refuses writes from here on (the
+  // batch being sequenced among them: log_and_queue refuses it, so the records it
+  // appended are never logged).
   [[nodiscard]] bool make_room() {
     const uint64_t n = records_->size();
     const uint64_t w = records_->capacity();
     auto room = [&] {
       return n < w + std::min(flushed_serial_.load(), executed_serial_end_.load());
     };
+    // Batches the failed log did not commit never execute: the window cannot move.
+    if (failed_) return false;
     if (room()) return true;
     if (n >= w + executed_serial_end_.load()) flush_pipeline();
+    if (failed_) return false;
     request_records_flush();
     const auto t0 = std::chrono::steady_clock::now();
-    std::unique_lock lk(ck_mu_);
-    ck_done_cv_.wait(lk, [&] { return room() || flush_failed_; });
+    bool moved = false;
+    std::string why;
+    {
+      std::unique_lock lk(ck_mu_);
+      ck_done_cv_.wait(lk, [&] { return room() || flush_failed_; });
+      if (!room() && !replaying_) {
+        // Refusing writes lasts until restart: first one more try, now, not at its pause's end.
+        const uint64_t failures = flush_failures_.load();
+        flush_retry_at_ = std::chrono::steady_clock::now();
+        ck_cv_.notify_all();
+        ck_done_cv_.wait(lk, [&] { return room() || flush_failures_.load() > failures; });
+      }
+      moved = room();
+      why = flush_error_;
+    }
     if (replaying_)
       rec_.replay_shard_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!room() && replaying_) return false;
-    MESOB_ASSERT_MSG(room(), "flushing transfer records to the snapshot failed: the window cannot move");
-    return true;
+    if (moved) return true;
+    if (replaying_) return false;
+    refuse_writes("flushing transfer records to the snapshot failed (" + why +
+                  ") and the window of resident records is full");
+    return false;
+  }
+
+  // Live: what is logged so far commits and executes; every later write is refused with
+  // engine_failed until restart (recovery replays the log, flushing again).
+  void refuse_writes(const std::string& why) {
+    flush_pipeline();
+    if (!failed_) std::fprintf(stderr, "mesobd: %s; refusing writes until restart\n", why.c_str());
+    failed_ = true;
+    writes_refused_.store(true);
   }
 
   // ---- create_transfers ------------------------------------------------------------
@@ -1659,18 +1698,24 @@ class engine_impl {
   void checkpoint_loop() {
     std::unique_lock lk(ck_mu_);
     for (;;) {
-      // A failed flush is not retried: the window can no longer move (fatal live;
-      // recovery reports it), and retrying would spin.
-      auto flush_owed = [&] { return !flush_failed_ && records_flush_target_ > flushed_serial_.load(); };
-      ck_cv_.wait(lk, [&] { return ck_stop_ || !ck_queue_.empty() || flush_owed(); });
+      // A failed flush is tried again only live, after its pause (while replaying,
+      // recovery stops with the error instead).
+      auto flush_owed = [&] {
+        return records_flush_target_ > flushed_serial_.load() &&
+               (!flush_failed_ || (flush_retry_ && std::chrono::steady_clock::now() >= flush_retry_at_));
+      };
+      while (!ck_stop_ && ck_queue_.empty() && !flush_owed()) {
+        if (flush_failed_ && flush_retry_ && records_flush_target_ > flushed_serial_.load())
+          ck_cv_.wait_until(lk, flush_retry_at_);
+        else
+          ck_cv_.wait(lk);
+      }
       if (ck_queue_.empty() && flush_owed()) {
         const uint64_t upto = records_flush_target_;
         lk.unlock();
         const std::string err = flush_records(upto);
-        if (!err.empty()) std::fprintf(stderr, "mesobd: flushing transfer records failed: %s\n", err.c_str());
         lk.lock();
-        flush_failed_ = !err.empty();
-        if (!err.empty()) flush_error_ = err;
+        note_flush(err);
         ck_done_cv_.notify_all();
         uncache_appended_rows(lk);
         continue;
@@ -1693,11 +1738,31 @@ class engine_impl {
                                      static_cast<unsigned long long>(c->lsn), err.c_str());
       lk.lock();
       checkpoint_running_ = false;
+      if (err.empty() && flush_failed_ && flush_retry_) note_flush({});  // the cut's commit wrote the records
       for (auto& p : cut_waiters_[c.get()]) p.set_value(err);
       cut_waiters_.erase(c.get());
       ck_done_cv_.notify_all();
       uncache_appended_rows(lk);
     }
+  }
+
+  // A records flush's outcome (checkpoint thread, ck_mu_ held): a failure sets the next
+  // try's time; a success after failures says so.
+  void note_flush(const std::string& err) {
+    if (err.empty()) {
+      if (flush_failed_) std::fprintf(stderr, "mesobd: flushing transfer records succeeded again\n");
+      flush_failed_ = false;
+      flush_retry_ms_ = 0;
+      return;
+    }
+    flush_failures_.fetch_add(1, std::memory_order_relaxed);
+    flush_failed_ = true;
+    flush_error_ = err;
+    flush_retry_ms_ = flush_retry_ms_ == 0 ? records_flush_retry_ms_first
+                                           : std::min(flush_retry_ms_ * 2, records_flush_retry_ms_max);
+    flush_retry_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(flush_retry_ms_);
+    std::fprintf(stderr, "mesobd: flushing transfer records failed: %s%s\n", err.c_str(),
+                 flush_retry_ ? ("; trying again in " + std::to_string(flush_retry_ms_) + " ms").c_str() : "");
   }
 
   // Keeps the resident window moving: flushes records once `transfers_flush_step` (by
@@ -1776,6 +1841,7 @@ class engine_impl {
   void on_wal_failed() {
     if (!failed_) std::fprintf(stderr, "mesobd: %s; refusing writes until restart\n", wal_->error().c_str());
     failed_ = true;
+    writes_refused_.store(true);
     for (auto& list : flight_lists_) fail_list(list, false);
     flight_lists_.clear();
     fail_list(open_list_, true);
@@ -1801,6 +1867,11 @@ class engine_impl {
   std::vector<uint8_t> packed_ops_;
 
   void log_and_queue(std::shared_ptr<engine_batch> b) {
+    if (failed_) {  // the failure came while the batch was sequenced (make_room)
+      std::vector<std::shared_ptr<engine_batch>> one{std::move(b)};
+      fail_list(one, false);
+      return;
+    }
     uint16_t flags = uint16_t((b->emitted ? batch_flag_emitted : 0) | (b->gateway ? batch_flag_gateway : 0));
     std::span<const uint8_t> ops = ops_bytes(*b);
     if (b->kind == op_kind::create_transfers && b->count > 1) {
@@ -3360,12 +3431,24 @@ class engine_impl {
     if (seq_thread_.joinable()) seq_thread_.join();
     wait_idle();
     if (event_hub_) event_hub_->stop();
+    // Callers of checkpoint() no cut took (the sequencer's last pass found one running):
+    // they get the final checkpoint's outcome, or why there is none; later ones are
+    // answered at once.
+    std::vector<std::promise<std::string>> unserved;
+    {
+      std::lock_guard lk(ck_mu_);
+      checkpoints_closed_ = true;
+      unserved.swap(checkpoint_waiters_);
+    }
+    std::string last = failed_ ? "storage failed: the engine closed without a checkpoint"
+                               : "the engine closed without a checkpoint";
     if (!failed_ && wal_ && !shard_actors_.empty() && cfg_.checkpoint_on_close) {
-      const std::string err = checkpoint_sync();
-      if (!err.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", err.c_str());
+      last = checkpoint_sync();
+      if (!last.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", last.c_str());
       else
         wal_->drop_segments_before(snapshot_lsn_.load() + 1);
     }
+    for (auto& p : unserved) p.set_value(last);
     stop_threads();
   }
 
@@ -3499,6 +3582,11 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   e.start_emissions();
   // Replayed records stay in the log until the next checkpoint covers them.
   e.last_checkpoint_ns_ = e.now();
+  {
+    std::lock_guard lk(e.ck_mu_);
+    e.flush_retry_ = true;  // live from here: a failed records flush is tried again
+  }
+  e.ck_cv_.notify_all();
   e.seq_thread_ = std::thread([&e] {
     pthread_setname_np(pthread_self(), "mesob.sequencer");
     e.run();
@@ -3812,6 +3900,10 @@ bool engine::checkpoint(std::string* error) {
   auto f = p.get_future();
   {
     std::lock_guard lk(impl_->ck_mu_);
+    if (impl_->checkpoints_closed_) {
+      *error = "the engine is closed";
+      return false;
+    }
     impl_->checkpoint_waiters_.push_back(std::move(p));
     impl_->checkpoint_requested_ = true;
   }
@@ -3859,6 +3951,8 @@ engine_stats engine::stats() {
   for (auto& sh : impl_->shards_) s.memory_bytes_shards += sh->stats().memory_bytes;
   s.memory_bytes_window = impl_->records_->memory_bytes();
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
+  s.records_flush_failures = impl_->flush_failures_.load(std::memory_order_relaxed);
+  s.writes_refused = impl_->writes_refused_.load();
   s.id_index_growths = impl_->pub_index_growths_.load(std::memory_order_relaxed);
   s.id_index_waits = impl_->pub_index_waits_.load(std::memory_order_relaxed);
   s.walks_deferred = impl_->walks_deferred_.load(std::memory_order_relaxed);

@@ -190,6 +190,8 @@ struct engine_stats {
   double checkpoint_seconds_last = 0;   // the last checkpoint's writing (LMDB commit included)
   double checkpoint_seconds_total = 0;  // every checkpoint's, this run (failed ones too)
   uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)
+  uint64_t records_flush_failures = 0;  // records flushes that failed (each is tried again)
+  bool writes_refused = false;  // storage failed: writes get engine_failed until restart
   uint64_t checkpoint_pause_us_last = 0;  // longest shard pause of the last checkpoint cut
   uint64_t checkpoint_pause_us_max = 0;
   uint64_t memory_bytes_shards = 0;  // accounts, their indexes, pending transfers
@@ -344,6 +346,8 @@ class engine {
   void set_order_sink(order_sink s);
 
   // Takes a snapshot now (after every request submitted before it); false on failure.
+  // Asked while the engine closes, it gets the final checkpoint's outcome; after close(),
+  // false at once ("the engine is closed").
   bool checkpoint(std::string* error);
   // Stops accepting, finishes what was accepted, snapshots, stops. Idempotent.
   void close();

@@ -27,6 +27,11 @@ constexpr uint32_t sequencer_wake_in_flight = 16;
 // counted against the session's out_bytes_max with them: a flood of 16-byte pongs held
 // about four bytes of memory for each byte counted.
 constexpr uint64_t session_frame_keep_bytes = 72;
+// A failed flush of transfer records to the snapshot is tried again after this pause,
+// doubling up to the maximum; writes go on meanwhile until the resident window is full
+// (then they are refused until restart).
+constexpr uint32_t records_flush_retry_ms_first = 250;
+constexpr uint32_t records_flush_retry_ms_max = 16000;
 // Records in one page of an account's history, and in one request's pages summed.
 constexpr uint32_t history_page_max = wire::history_page_records_max;
 constexpr uint32_t history_request_records_max = wire::history_request_records_max;

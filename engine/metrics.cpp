@@ -115,6 +115,11 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   }
   x.one("mesob_snapshot_lsn", "gauge", "Log position the last snapshot covers.", double(st.snapshot_lsn));
   x.one("mesob_checkpoints_total", "counter", "Snapshots written since start.", double(st.checkpoints));
+  x.one("mesob_records_flush_failures_total", "counter",
+        "Flushes of transfer records to the snapshot that failed since start (each is tried again).",
+        double(st.records_flush_failures));
+  x.one("mesob_writes_refused", "gauge", "1 when storage failed and writes are refused until restart.",
+        st.writes_refused ? 1.0 : 0.0);
   x.one("mesob_snapshot_duration_seconds_last", "gauge",
         "How long the last checkpoint took to write its snapshot (LMDB commit included).", st.checkpoint_seconds_last);
   x.one("mesob_snapshot_duration_seconds_total", "counter", "Time spent writing snapshots since start.",

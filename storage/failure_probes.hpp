@@ -12,6 +12,10 @@ struct failure_probes {
   std::atomic<bool> short_write{false};  // next group write is cut to its first block
   std::atomic<bool> zero_write{false};   // next group write reports no bytes written
   std::atomic<int> snapshot_commit_errno{0};  // next snapshot commit (with meta) fails: an LMDB code
+  // The next `rows_commit_failures` commits without meta (the engine's records flushes) fail
+  // with rows_commit_errno, an LMDB code.
+  std::atomic<int> rows_commit_errno{0};
+  std::atomic<int> rows_commit_failures{0};
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
 
   static failure_probes& instance();

@@ -372,7 +372,16 @@ bool snapshot_store::writer::erase_from(table t, uint64_t first_key) {
 }
 
 bool snapshot_store::writer::commit_without_meta() {
-  const int rc = mdb_txn_commit(txn_);
+  auto& probes = failure_probes::instance();
+  int rc = 0;
+  if (probes.rows_commit_failures.load(std::memory_order_relaxed) > 0) {
+    probes.rows_commit_failures.fetch_sub(1, std::memory_order_relaxed);
+    rc = probes.rows_commit_errno.load(std::memory_order_relaxed);
+    if (rc == 0) rc = EIO;
+    mdb_txn_abort(txn_);
+  } else {
+    rc = mdb_txn_commit(txn_);
+  }
   txn_ = nullptr;
   if (rc != 0) error_ = lmdb_error("commit", rc);
   return rc == 0;
