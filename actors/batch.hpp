@@ -213,6 +213,7 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<std::vector<payouts::payout_count>> found_counts;    // lookup_payouts: per shard
   std::vector<std::vector<payouts::sweep_row>> found_sweeps;       // lookup_payouts: per shard
   std::vector<wire::instrument_state> found_instruments;            // lookup_instruments
+  std::vector<uint64_t> found_sequences;                            // lookup_instruments: price sequences
   std::vector<wire::customer_state> found_customers;                // lookup_customers
   std::vector<std::vector<wire::position_view>> found_positions;    // lookup_positions: per wallet
   std::vector<uint8_t> found_policy;                                // lookup_policy (policy::encode)

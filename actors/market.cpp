@@ -65,9 +65,10 @@ result check_op_fields(const wire::instrument_op& op) {
   if (op.instrument_id == 0) return result::id_must_not_be_zero;
   if (op.reserved != 0) return result::reserved_field;
   if (op.kind != wire::instrument_op_kind::define) {
-    wire::instrument_op bare;
+    wire::instrument_op bare;  // the instrument, and a resequence's sequence
     bare.instrument_id = op.instrument_id;
     bare.kind = op.kind;
+    if (op.kind == wire::instrument_op_kind::resequence) bare.tick = op.tick;
     return std::memcmp(&bare, &op, sizeof op) == 0 ? result::ok : result::instrument_op_invalid;
   }
   if (symbol_of(op).empty()) return result::symbol_invalid;
@@ -221,6 +222,22 @@ result book::apply(const wire::instrument_op& op, uint64_t t, bool* repeated) {
   }
   if (it == by_id_.end()) return result::instrument_not_found;
   instrument& in = it->second;
+  if (op.kind == wire::instrument_op_kind::resequence) {
+    // Prices count from op.tick: the feed's next must be greater. Nothing else changes
+    // (the last price and its time stay: only a new price lifts a stale halt).
+    if (op.tick == in.last_sequence) {
+      *repeated = true;
+      return result::ok;
+    }
+    if (events_) {
+      wire::event e = wire::decided_event(wire::event_type::instrument_resequenced, t, in.def.currency, in.def.instrument_id);
+      e.ref.lo = op.tick;
+      e.ref.hi = in.last_sequence;
+      events_(std::move(e));
+    }
+    in.last_sequence = op.tick;
+    return result::ok;
+  }
   if (op.kind == wire::instrument_op_kind::halt) {
     if (in.manual) {
       *repeated = true;
@@ -352,8 +369,8 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     prev = in.def.instrument_id;
     if (manual > 1 || (in.announced & ~wire::halt_reasons::all) != 0) return *why = at + "bad halt state", false;
     in.manual = manual == 1;
+    // (The sequence is not tied to the price: an operator may resequence at any time.)
     if ((in.last_ticks == 0) != (in.last_price_at == 0) || (in.last_ticks == 0) != (in.prices == 0) ||
-        (in.last_ticks == 0) != (in.last_sequence == 0) ||
         in.last_ticks > notional_max / in.def.tick || in.evaluated_at < in.defined_at ||
         in.evaluated_at < in.last_price_at)
       return *why = at + "bad last price", false;

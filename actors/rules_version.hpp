@@ -27,6 +27,9 @@ constexpr uint16_t rules_halts_hold_orders = 8;
 // An equb guarantor's cover counts in the guarantor wallet's daily outflow (not checked
 // against it: the group's guarantee stands).
 constexpr uint16_t rules_cover_counts_as_outflow = 8;
-constexpr uint16_t rules_newest = 8;
+// Instruments: an operator's resequence of a price feed (instrument_op_kind::resequence);
+// before, that kind was instrument_op_invalid.
+constexpr uint16_t rules_instrument_resequence = 9;
+constexpr uint16_t rules_newest = 9;
 
 }  // namespace mesob::actors

@@ -417,13 +417,18 @@ void shard::execute(batch& b) {
         for (uint32_t i = 0; i < b.count; ++i)
           if (const auto* in = market_.find(b.account_ids[i])) {
             b.found_instruments[i] = in->view(t);
+            b.found_sequences[i] = in->last_sequence;
             b.results[i] = result::ok;
           }
         break;
       }
-      market_.for_each([&](const market::instrument& in) { b.found_instruments.push_back(in.view(t)); });
-      std::sort(b.found_instruments.begin(), b.found_instruments.end(),
-                [](const auto& x, const auto& y) { return x.def.instrument_id < y.def.instrument_id; });
+      std::vector<const market::instrument*> all;
+      market_.for_each([&](const market::instrument& in) { all.push_back(&in); });
+      std::sort(all.begin(), all.end(), [](const auto* x, const auto* y) { return x->def.instrument_id < y->def.instrument_id; });
+      for (const auto* in : all) {
+        b.found_instruments.push_back(in->view(t));
+        b.found_sequences.push_back(in->last_sequence);
+      }
       b.results.assign(b.found_instruments.size(), result::ok);
       break;
     }
@@ -684,8 +689,11 @@ void shard::execute_market(batch& b) {
     // Halts and resumes time decided before this operation's time come first.
     if (market_.due(b.timestamp_base + i)) market_.run_due(b.timestamp_base + i);
     bool repeated = false;
-    const result r = b.kind == op_kind::prices ? market_.apply(b.prices[i], b.timestamp_base + i)
-                                               : market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
+    const result r =
+        b.kind == op_kind::prices ? market_.apply(b.prices[i], b.timestamp_base + i)
+        : b.instrument_ops[i].kind == wire::instrument_op_kind::resequence && b.rules < rules_instrument_resequence
+            ? result::instrument_op_invalid  // an older build's log: that kind was not one
+            : market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
     if (index_ == 0) b.results[i] = r;
   }
 }

@@ -330,6 +330,10 @@ class admin_impl {
         {"instrument resume", "<instrument-id>",
          "lift a halt by hand or for a price move (a stale price is lifted only by a new price)", 1, 1,
          &admin_impl::cmd_instrument_resume},
+        {"instrument resequence", "<instrument-id> <sequence>",
+         "count an instrument's price sequence from here: the feed's next price must be greater (0: any); for a "
+         "feed that started its sequence again or sent one far ahead",
+         2, 2, &admin_impl::cmd_instrument_resequence},
         {"policy", "", "the KYC tiers (limits per currency) and risk profiles (asset classes, largest position)", 0, 0,
          &admin_impl::cmd_policy},
         {"tier set", "<tier> <currency> <single_max> <daily_outflow_max> <balance_max>",
@@ -1232,7 +1236,8 @@ class admin_impl {
     sec.rows.push_back(instrument_cells(s));
     for (auto [name, v] : {std::pair{"move_bp", uint64_t(s.def.move_bp)}, {"move_window_ms", s.def.move_window_ms},
                            {"stale_ms", s.def.stale_ms}, {"halt_ms", s.def.halt_ms},
-                           {"move_halt_until", s.move_halt_until}, {"defined_at", s.defined_at}}) {
+                           {"move_halt_until", s.move_halt_until}, {"defined_at", s.defined_at},
+                           {"sequence", r.instrument_sequences.empty() ? 0 : r.instrument_sequences[0]}}) {
       sec.columns.push_back({name, true});
       sec.rows[0].push_back(std::to_string(v));
     }
@@ -1292,6 +1297,15 @@ class admin_impl {
     if (!instrument_arg(a[0], &op.instrument_id, &bad)) return bad;
     op.kind = wire::instrument_op_kind::resume;
     return instrument_change(op, "resumed");
+  }
+  admin_response_msg cmd_instrument_resequence(const std::vector<std::string>& a) {
+    wire::instrument_op op;
+    admin_response_msg bad;
+    if (!instrument_arg(a[0], &op.instrument_id, &bad)) return bad;
+    if (!parse_u64(a[1], &op.tick))
+      return answer(admin_code::arguments_invalid, "sequence '" + a[1] + "' is not an integer 0 .. 2^64-1");
+    op.kind = wire::instrument_op_kind::resequence;
+    return instrument_change(op, "prices count from sequence " + a[1] + " (the next must be greater)");
   }
 
   // ---- customers and policy (actors/customers.hpp) ----

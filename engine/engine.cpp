@@ -1105,6 +1105,7 @@ class engine_impl {
       case op_kind::lookup_instruments:
         b.results.assign(b.count, result::instrument_not_found);
         b.found_instruments.assign(b.count, wire::instrument_state{});
+        b.found_sequences.assign(b.count, 0);
         break;
       // Customers (actors/customers.hpp): field checks here, the rest on the wallets' shards.
       case op_kind::customer_ops:
@@ -2153,6 +2154,7 @@ class engine_impl {
       r.transfers = std::move(b.found_transfers);
       r.groups = std::move(b.found_groups);
       r.instruments = std::move(b.found_instruments);
+      r.instrument_sequences = std::move(b.found_sequences);
       r.customers = std::move(b.found_customers);
       for (auto& list : b.found_positions) r.positions.insert(r.positions.end(), list.begin(), list.end());
       r.policy = std::move(b.found_policy);

@@ -122,6 +122,7 @@ struct reply {
   std::vector<actors::currency_total> totals;  // currency_totals: one per currency
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
   std::vector<wire::instrument_state> instruments;  // lookup_instruments: one per id (zeroed if absent), or all
+  std::vector<uint64_t> instrument_sequences;       // lookup_instruments: each one's price sequence last taken
   std::vector<wire::customer_state> customers;      // lookup_customers: one per id (zeroed if absent)
   std::vector<wire::position_view> positions;       // lookup_positions: every found wallet's, in request order
   std::vector<uint8_t> policy;                      // lookup_policy: actors::customers::policy::encode

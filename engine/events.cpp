@@ -609,12 +609,13 @@ std::vector<event_hub::subscriber_info> event_hub::subscribers() const {
 }
 
 bool event_hub::matches(const subscription_request& r, const event& e) {
-  if (r.types != 0 && (r.types & (1u << uint16_t(e.type))) == 0) return false;
+  if (r.types != 0 && (r.types & (1ull << uint16_t(e.type))) == 0) return false;
   if (!r.accounts.empty()) {
     // account_a and account_b hold accounts, except an instrument's id (instrument
     // events) and a fill's price (order_answer): those match no account filter.
     const bool a_account = e.type != event_type::instrument_defined && e.type != event_type::price &&
-                           e.type != event_type::instrument_halted && e.type != event_type::instrument_resumed;
+                           e.type != event_type::instrument_halted && e.type != event_type::instrument_resumed &&
+                           e.type != event_type::instrument_resequenced;
     const bool b_account = e.type != event_type::order_answer;
     const auto listed = [&](uint64_t id) { return std::binary_search(r.accounts.begin(), r.accounts.end(), id); };
     if (!(a_account && listed(e.account_a)) && !(b_account && listed(e.account_b))) return false;
@@ -660,8 +661,8 @@ void event_hub::apply(command& c) {
   if (subs_.count(c.session)) return answer(result::subscriber_busy, "this session is subscribed already");
   if (!name_valid(r.name))
     return answer(result::subscriber_name_invalid, "names are 1..64 characters of A-Z a-z 0-9 . _ -");
-  static_assert(wire::event_type_max <= 31, "types: one bit each in a u32");
-  if ((r.types & ~((2u << wire::event_type_max) - 2)) != 0)
+  static_assert(wire::event_type_max <= 63, "types: one bit each in a u64");
+  if ((r.types & ~((2ull << wire::event_type_max) - 2)) != 0)
     return answer(result::events_filter_invalid, "types: bits 1.." + std::to_string(wire::event_type_max) + " only");
   if (r.accounts.size() > subscription_ids_max || r.gateways.size() > subscription_ids_max)
     return answer(result::events_filter_invalid, "at most 1,024 accounts and 1,024 gateways");

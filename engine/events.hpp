@@ -138,7 +138,7 @@ struct subscription_request {
   std::string name;        // empty: anonymous (nothing kept)
   uint64_t from = 0;       // first offset wanted (0: the oldest kept); a name's own position wins
   bool from_end = false;   // start after the newest event instead
-  uint32_t types = 0;      // bit (1 << type) per event type wanted; 0: all
+  uint64_t types = 0;      // bit (1 << type) per event type wanted; 0: all
   std::vector<uint64_t> accounts;  // events touching any of these (account_a or account_b); empty: all
   std::vector<uint32_t> gateways;  // events of these gateway numbers; empty: all
   uint32_t window = 65'536;        // offsets scanned and not yet acknowledged, at most

@@ -1128,7 +1128,7 @@ class server_impl {
       case wire::operation::payout_answers: body = wire::results_body(r.results); break;
       case wire::operation::instrument_ops:
       case wire::operation::prices: body = wire::results_body(r.results); break;
-      case wire::operation::lookup_instruments: body = wire::instruments_body(r.results, r.instruments); break;
+      case wire::operation::lookup_instruments: body = wire::instruments_body(r.results, r.instruments, r.instrument_sequences); break;
       case wire::operation::customer_ops: body = wire::results_body(r.results); break;
       case wire::operation::lookup_customers: body = wire::customers_body(r.results, r.customers); break;
       case wire::operation::orders:

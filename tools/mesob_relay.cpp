@@ -175,11 +175,14 @@ std::vector<std::string> messages(const wire::event& e) {
               " (" + amt + ") after it had " +
               (e.code == 1 ? "settled elsewhere" : e.code == 3 ? "been cancelled" : "failed") +
               ": an overpayment to reconcile"};
+    case event_type::instrument_resequenced:
+      return {"instrument " + a + ": prices now count from sequence " + std::to_string(e.ref.lo) +
+              " (the last taken was " + std::to_string(e.ref.hi) + ")"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }
 
-bool parse_types(const std::string& text, uint32_t* out) {
+bool parse_types(const std::string& text, uint64_t* out) {
   *out = 0;
   size_t at = 0;
   while (at <= text.size()) {
@@ -188,7 +191,7 @@ bool parse_types(const std::string& text, uint32_t* out) {
     bool found = false;
     for (uint16_t t = 1; t <= wire::event_type_max; ++t)
       if (wire::event_type_name(wire::event_type(t)) == name) {
-        *out |= 1u << t;
+        *out |= 1ull << t;
         found = true;
       }
     if (!found) return false;

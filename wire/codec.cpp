@@ -230,8 +230,8 @@ std::vector<uint8_t> subscribe_body(const subscribe_msg& m) {
   const auto name = fbb.CreateString(m.name);
   const auto accounts = fbb.CreateVector(m.accounts);
   const auto gateways = fbb.CreateVector(m.gateways);
-  return finish(fbb, fb::CreateSubscribe(fbb, name, m.from, m.from_end, m.types, accounts, gateways, m.window,
-                                         m.batch_max, m.packed)
+  return finish(fbb, fb::CreateSubscribe(fbb, name, m.from, m.from_end, uint32_t(m.types), accounts, gateways,
+                                         m.window, m.batch_max, m.packed, uint32_t(m.types >> 32))
                          .Union());
 }
 
@@ -289,7 +289,7 @@ bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::str
   out->name = m->name() ? m->name()->str() : std::string();
   out->from = m->from();
   out->from_end = m->from_end();
-  out->types = m->types();
+  out->types = uint64_t(m->types_high()) << 32 | m->types();
   // Copied as bytes: the verifier checks the alignment of a vector's 4-byte length only,
   // so a [ulong]'s elements may sit at 4 mod 8, where the vector's own accessors load
   // each as a u64 (the fuzz target's UBSan refused one).
@@ -728,11 +728,14 @@ std::vector<uint8_t> balances_body(std::span<const balance_item> balances) {
   });
 }
 
-std::vector<uint8_t> instruments_body(std::span<const result> results, std::span<const instrument_state> instruments) {
-  return response(results.size_bytes() + instruments.size_bytes(), fb::Reply::Instruments, [&](auto& fbb) {
+std::vector<uint8_t> instruments_body(std::span<const result> results, std::span<const instrument_state> instruments,
+                                      std::span<const uint64_t> sequences) {
+  return response(results.size_bytes() + instruments.size_bytes() + sequences.size_bytes(), fb::Reply::Instruments,
+                  [&](auto& fbb) {
     const auto r = results_vec(fbb, results);
     const auto i = structs<fb::InstrumentState>(fbb, instruments);
-    return fb::CreateInstruments(fbb, r, i);
+    const auto q = fbb.CreateVector(sequences.data(), sequences.size());
+    return fb::CreateInstruments(fbb, r, i, q);
   });
 }
 
@@ -854,7 +857,9 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
       out->kind = reply_kind::instruments;
       out->results = to_results(f->results());
       copy_structs(f->instruments(), out->instruments);
+      copy_scalars(f->sequences(), out->instrument_sequences);  // absent from an older server's
       if (out->instruments.size() != out->results.size()) break;
+      if (!out->instrument_sequences.empty() && out->instrument_sequences.size() != out->results.size()) break;
       return true;
     }
     case fb::Reply::Customers: {

@@ -266,6 +266,7 @@ struct reply_msg {
   std::vector<balance_item> balances;           // balances
   std::vector<group_item> groups;               // groups
   std::vector<instrument_state> instruments;    // instruments (with results)
+  std::vector<uint64_t> instrument_sequences;   // instruments: each one's price sequence last taken
   std::vector<customer_state> customers;        // customers (with results)
   std::vector<order_state_view> orders;         // orders (with results)
   std::vector<order> placed;                    // placed_orders (with results)
@@ -279,7 +280,8 @@ struct reply_msg {
 [[nodiscard]] std::vector<uint8_t> balances_body(std::span<const balance_item> balances);
 [[nodiscard]] std::vector<uint8_t> groups_body(std::span<const group_item> groups);
 [[nodiscard]] std::vector<uint8_t> instruments_body(std::span<const result> results,
-                                                    std::span<const instrument_state> instruments);
+                                                    std::span<const instrument_state> instruments,
+                                                    std::span<const uint64_t> sequences);
 [[nodiscard]] std::vector<uint8_t> customers_body(std::span<const result> results,
                                                   std::span<const customer_state> customers);
 [[nodiscard]] std::vector<uint8_t> orders_reply_body(std::span<const result> results,
@@ -293,7 +295,7 @@ struct subscribe_msg {
   std::string name;
   uint64_t from = 0;
   bool from_end = false;
-  uint32_t types = 0;
+  uint64_t types = 0;  // bit (1 << type) per event type wanted (0: all); Subscribe's types and types_high
   std::vector<uint64_t> accounts;
   std::vector<uint32_t> gateways;
   uint32_t window = 0;

@@ -256,6 +256,7 @@ std::string_view event_type_name(event_type t) {
     case event_type::order_breaker: return "order_breaker";
     case event_type::order_retried: return "order_retried";
     case event_type::payout_overpaid: return "payout_overpaid";
+    case event_type::instrument_resequenced: return "instrument_resequenced";
   }
   return "unknown_event";
 }

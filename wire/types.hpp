@@ -314,10 +314,13 @@ constexpr uint8_t all = 0x7;
 
 // Instrument changes, as the log stores them. `define` makes an instrument (every field
 // below; idempotent: the same definition again is ok); `halt` and `resume` are
-// operators' (instrument_id only). Prices are integer ticks: a price of p ticks is p x
-// tick minor units of `currency` per unit of quantity; orders trade whole lots.
-enum class instrument_op_kind : uint8_t { define = 1, halt = 2, resume = 3 };
-constexpr uint8_t instrument_op_kind_max = 3;
+// operators' (instrument_id only). `resequence` is an operator's too: instrument_id, and
+// `tick` holds the price sequence to count from (the feed's next price must be greater;
+// 0: any), for a feed that started its sequence again or sent one far ahead. Prices are
+// integer ticks: a price of p ticks is p x tick minor units of `currency` per unit of
+// quantity; orders trade whole lots.
+enum class instrument_op_kind : uint8_t { define = 1, halt = 2, resume = 3, resequence = 4 };
+constexpr uint8_t instrument_op_kind_max = 4;
 struct instrument_op {
   uint64_t instrument_id = 0;  // client-chosen, not zero
   char symbol[16] = {};        // define: 1..15 of [A-Z0-9.-], NUL-padded
@@ -819,8 +822,12 @@ enum class event_type : uint16_t {
                             // ref.lo: payout id, ref.hi: the attempt; amount; gateway: the one
                             // that paid; code: how the payout had ended (1 settled, 2 failed,
                             // 3 cancelled)
+  // An operator's resequence of an instrument's price feed:
+  instrument_resequenced = 32,  // account_a: the instrument; ref.lo: the sequence counted from
+                                // now (the next price must be greater), ref.hi: the last
+                                // sequence taken before
 };
-constexpr uint16_t event_type_max = 31;
+constexpr uint16_t event_type_max = 32;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -408,6 +408,12 @@ TEST(admin_port, instrument_commands_list_halt_and_resume) {
     EXPECT_EQ(cell(m, "instrument", "symbol"), "ETEL");
     EXPECT_EQ(cell(m, "instrument", "state"), "stale") << "no price yet";
     EXPECT_EQ(cell(m, "instrument", "lot"), "10");
+    EXPECT_EQ(cell(m, "instrument", "sequence"), "0");
+    m = admin(*ops, "instrument resequence", {"42", "77"});
+    EXPECT_EQ(m.code, admin_code::ok) << m.message;
+    EXPECT_EQ(cell(admin(*ops, "instrument show", {"42"}), "instrument", "sequence"), "77");
+    EXPECT_EQ(admin(*ops, "instrument resequence", {"42", "-1"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "instrument resequence", {"99", "1"}).code, admin_code::not_found);
     EXPECT_EQ(admin(*ops, "instrument halt", {"42"}).code, admin_code::ok);
     EXPECT_EQ(cell(admin(*ops, "instrument show", {"42"}), "instrument", "state"), "halted,stale");
     EXPECT_EQ(admin(*ops, "instrument resume", {"42"}).code, admin_code::ok) << "lifts the operators' halt";
@@ -433,6 +439,7 @@ TEST(admin_port, instrument_commands_list_halt_and_resume) {
   ASSERT_EQ(m.code, admin_code::ok) << m.message;
   EXPECT_EQ(cell(m, "instrument", "state"), "halted,stale");
   EXPECT_EQ(cell(m, "instrument", "halts"), "2");  // halted by hand twice
+  EXPECT_EQ(cell(m, "instrument", "sequence"), "77");  // the resequence replayed
   EXPECT_EQ(admin(*ops, "instruments").sections.at(0).rows.size(), 2u);
 }
 

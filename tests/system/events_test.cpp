@@ -237,6 +237,23 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].type, event_type::account_status) << "the first after the instrument's events";
   EXPECT_EQ(got[0].account_a, 3u);
+  // Type 32, past the mask's first word (Subscribe's types_high): an operator's
+  // resequence of instrument 3, and nothing else.
+  wire::instrument_op resequence;
+  resequence.instrument_id = 3;
+  resequence.kind = wire::instrument_op_kind::resequence;
+  r = c->call(wire::instrument_ops_body(std::vector{resequence}));
+  ASSERT_TRUE(r.ok) << r.failure;
+  ASSERT_EQ(r.reply.results.at(0), result::ok);
+  auto high = connect(dir.path(), d.port());
+  m = {};
+  m.types = 1ull << uint16_t(event_type::instrument_resequenced);
+  ASSERT_EQ(subscribe(*high, m).code, result::ok);
+  got = read_events(*high, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].type, event_type::instrument_resequenced);
+  EXPECT_EQ(got[0].account_a, 3u);
+  EXPECT_EQ(got[0].ref.hi, 1u);  // the sequence last taken before
 }
 
 // One connection for requests and the stream: an answer read while subscribing or while
@@ -284,7 +301,9 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   m.name = "no spaces allowed";
   expect_code(m, result::subscriber_name_invalid);
   m = {};
-  m.types = 1u;  // bit 0: there is no event type 0 (types 1..31 use every other bit)
+  m.types = 1u;  // bit 0: there is no event type 0 (types 1..32 use other bits)
+  expect_code(m, result::events_filter_invalid);
+  m.types = 1ull << 33;  // nor a type 33
   expect_code(m, result::events_filter_invalid);
   m = {};
   m.accounts.assign(1025, 7);

@@ -188,6 +188,58 @@ TEST_F(market_engine_replay, ReplayAndSnapshotsRebuildTheMarketAndItsEvents) {
   EXPECT_EQ(state(1).reasons, wire::halt_reasons::manual | wire::halt_reasons::stale);
 }
 
+// An operator's resequence (the feed started its count again) is logged: the log's
+// replay and a snapshot both keep it, and it makes one event.
+TEST_F(market_engine_replay, AResequenceHoldsAcrossRestartsFromTheLogAndASnapshot) {
+  ASSERT_EQ(e().instruments({define(1, "ETEL")}).results[0], result::ok);
+  ASSERT_EQ(e().prices({{1, 1000, 500}}).results[0], result::ok);
+  EXPECT_EQ(e().prices({{1, 1001, 1}}).results[0], result::sequence_out_of_order);
+  auto looked = e().lookup_instruments({1});
+  ASSERT_EQ(looked.instrument_sequences, std::vector<uint64_t>{500});
+  auto q = by_hand(1, wire::instrument_op_kind::resequence);
+  ASSERT_EQ(e().instruments({q}).results[0], result::ok);
+  EXPECT_EQ(e().prices({{1, 1001, 1}}).results[0], result::ok);
+  q.lot = 3;
+  EXPECT_EQ(e().instruments({q}).results[0], result::instrument_op_invalid);
+  fx_.close();
+  std::vector<wire::event> resequenced;
+  for (const auto& ev : test::all_events(fx_.dir()))
+    if (ev.type == wire::event_type::instrument_resequenced) resequenced.push_back(ev);
+  ASSERT_EQ(resequenced.size(), 1u);
+  EXPECT_EQ(resequenced[0].ref.lo, 0u);
+  EXPECT_EQ(resequenced[0].ref.hi, 500u);
+  fx_.open();  // the log replayed
+  EXPECT_EQ(e().lookup_instruments({1}).instrument_sequences, std::vector<uint64_t>{1});
+  EXPECT_EQ(e().prices({{1, 1002, 1}}).results[0], result::exists_with_different_fields);
+  EXPECT_EQ(e().prices({{1, 1002, 2}}).results[0], result::ok);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.close();
+  fx_.open();  // from the snapshot
+  EXPECT_EQ(e().lookup_instruments({}).instrument_sequences, std::vector<uint64_t>{2});
+  EXPECT_EQ(e().prices({{1, 1003, 2}}).results[0], result::exists_with_different_fields);
+}
+
+// A resequence in a log an older build wrote (version 8, when the kind was no kind) was
+// refused there, and replays refused.
+TEST(market_engine_log, a_resequence_in_a_version_8_record_replays_refused) {
+  for (const uint16_t version : {uint16_t(8), uint16_t(9)}) {
+    test::temp_dir dir;
+    const auto kind_instruments = uint16_t(actors::op_kind::instrument_ops);
+    const auto kind_prices = uint16_t(actors::op_kind::prices);
+    const std::vector<wire::price> price{{1, 1000, 500}};
+    test::write_batch_records(dir.path(), {{version, kind_instruments, 1, test::ops_bytes(std::vector{define(1, "ETEL")})},
+                                           {version, kind_prices, 1, test::ops_bytes(price)},
+                                           {version, kind_instruments, 1,
+                                            test::ops_bytes(std::vector{by_hand(1, wire::instrument_op_kind::resequence)})}});
+    std::string err;
+    auto e = engine::engine::open(test::test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    EXPECT_EQ(e->lookup_instruments({1}).instrument_sequences, std::vector<uint64_t>{version == 8 ? 500u : 0u})
+        << "version " << version;
+  }
+}
+
 // Timers pending in a snapshot (a move halt running, prices about to go stale) fire after
 // a restart from it at the times they were due, as they would have without the restart.
 TEST_F(market_engine_replay, TimersPendingInASnapshotFireOnTimeAfterARestart) {

@@ -93,12 +93,56 @@ TEST(Market, FieldChecks) {
   bad.reserved = 1;
   EXPECT_EQ(actors::market::check_op_fields(bad), result::reserved_field);
   bad = d;
-  bad.kind = wire::instrument_op_kind(4);
+  bad.kind = wire::instrument_op_kind(5);
+  EXPECT_EQ(actors::market::check_op_fields(bad), result::instrument_op_invalid);
+  bad.kind = wire::instrument_op_kind::resequence;  // a definition's fields are not a resequence's
   EXPECT_EQ(actors::market::check_op_fields(bad), result::instrument_op_invalid);
   auto h = simple(7, wire::instrument_op_kind::halt);
   EXPECT_EQ(actors::market::check_op_fields(h), result::ok);
   h.tick = 1;  // a halt sets nothing but the id
   EXPECT_EQ(actors::market::check_op_fields(h), result::instrument_op_invalid);
+  auto q = simple(7, wire::instrument_op_kind::resequence);
+  EXPECT_EQ(actors::market::check_op_fields(q), result::ok);  // from 0: any sequence
+  q.tick = UINT64_MAX;  // the sequence
+  EXPECT_EQ(actors::market::check_op_fields(q), result::ok);
+  q.lot = 1;
+  EXPECT_EQ(actors::market::check_op_fields(q), result::instrument_op_invalid);
+}
+
+// A feed that started its count again (or sent one far ahead) has every price refused
+// until an operator resequences: then prices count from the sequence given. The last
+// price stays, and the snapshot form keeps a sequence below the last price's.
+TEST(Market, AResequenceLetsAFeedCountAgain) {
+  recorder m;
+  ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
+  ASSERT_EQ(m.b.apply(wire::price{1, 100, 1'000'000}, t0 + 1), result::ok);
+  EXPECT_EQ(m.b.apply(wire::price{1, 101, 1}, t0 + 2), result::sequence_out_of_order);
+  auto q = simple(1, wire::instrument_op_kind::resequence);
+  EXPECT_EQ(m.op(simple(2, wire::instrument_op_kind::resequence), t0 + 3), result::instrument_not_found);
+  m.events.clear();
+  ASSERT_EQ(m.op(q, t0 + 3), result::ok);
+  ASSERT_EQ(m.events.size(), 1u);
+  EXPECT_EQ(m.events[0].type, wire::event_type::instrument_resequenced);
+  EXPECT_EQ(m.events[0].account_a, 1u);
+  EXPECT_EQ(m.events[0].ref.lo, 0u);
+  EXPECT_EQ(m.events[0].ref.hi, 1'000'000u);
+  EXPECT_EQ(m.b.find(1)->last_sequence, 0u);
+  EXPECT_EQ(m.b.find(1)->last_ticks, 100u);  // the last price stays
+  bool repeated = false;
+  ASSERT_EQ(m.b.apply(q, t0 + 4, &repeated), result::ok);
+  EXPECT_TRUE(repeated);
+  EXPECT_EQ(m.events.size(), 1u);  // nothing changed, no event
+  const auto bytes = m.b.encode();  // sequence 0 with a last price: a snapshot keeps it
+  book back;
+  std::string why;
+  ASSERT_TRUE(book::decode(bytes, &back, &why)) << why;
+  EXPECT_EQ(back.encode(), bytes);
+  EXPECT_EQ(m.b.apply(wire::price{1, 101, 1}, t0 + 5), result::ok);
+  EXPECT_EQ(m.b.find(1)->last_sequence, 1u);
+  q.tick = 10;  // ahead of the feed: its next must be past 10
+  ASSERT_EQ(m.op(q, t0 + 6), result::ok);
+  EXPECT_EQ(m.b.apply(wire::price{1, 102, 2}, t0 + 7), result::sequence_out_of_order);
+  EXPECT_EQ(m.b.apply(wire::price{1, 102, 11}, t0 + 8), result::ok);
 }
 
 TEST(Market, DefineIsIdempotentAndSymbolsUnique) {
