@@ -2,6 +2,9 @@
 
 #include "actors/byte_codec.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 namespace mesob::actors::customers {
 
 using wire::result;
@@ -75,9 +78,18 @@ result check_policy_fields(const wire::policy_op& op) {
   return result::policy_op_invalid;
 }
 
-result check_customer_fields(const wire::customer_op& op) {
+result check_customer_fields(const wire::customer_op& op, uint16_t rules) {
   if (op.wallet == 0) return result::id_must_not_be_zero;
-  if (op.reserved != 0 || op.reserved2 != 0) return result::reserved_field;
+  if (op.kind == wire::customer_op_kind::resequence && rules >= rules_customer_resequence) {
+    wire::customer_op bare;
+    bare.wallet = op.wallet;
+    bare.kind = op.kind;
+    bare.sequence = op.sequence;
+    return std::memcmp(&bare, &op, sizeof op) == 0 ? result::ok : result::customer_op_invalid;
+  }
+  if (op.kind != wire::customer_op_kind::record)  // before rules 9 the byte was reserved
+    return rules >= rules_customer_resequence ? result::customer_op_invalid : result::reserved_field;
+  if (op.reserved2 != 0) return result::reserved_field;
   if (op.sequence == 0) return result::id_must_not_be_zero;
   if (uint8_t(op.kyc) == 0 || uint8_t(op.kyc) > wire::kyc_status_max) return result::kyc_status_invalid;
   if (uint8_t(op.profile) == 0 || uint8_t(op.profile) > wire::risk_profile_max) return result::risk_profile_invalid;
@@ -322,7 +334,7 @@ bool table::decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out
   op.kyc = c.kyc;
   op.profile = c.profile;
   op.tier = c.tier;
-  op.sequence = c.sequence;
+  op.sequence = std::max<uint64_t>(c.sequence, 1);  // 0 after an operator's resequence
   if (check_customer_fields(op) != result::ok) return *why = "customer " + std::to_string(c.wallet) + ": bad fields", false;
   if (c.updated_at == 0 || c.updated_at > clock || uint64_t(c.day) > clock / ns_per_day || (c.day == 0 && c.outflow != 0))
     return *why = "customer " + std::to_string(c.wallet) + ": a time past the snapshot's clock", false;

@@ -44,6 +44,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "actors/rules_version.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::customers {
@@ -77,7 +78,8 @@ using model_weights = std::map<uint64_t, uint32_t>;
 // A verified customer's KYC record of `wallet` at `tier`, as a kyc gateway sends it.
 [[nodiscard]] wire::customer_op verified_op(uint64_t wallet, uint8_t tier, wire::risk_profile profile,
                                             uint64_t sequence = 1, uint64_t reference = 0);
-[[nodiscard]] wire::result check_customer_fields(const wire::customer_op& op);
+// A customer op's own fields, by the rules of `rules` (a resequence from version 9).
+[[nodiscard]] wire::result check_customer_fields(const wire::customer_op& op, uint16_t rules = rules_newest);
 
 class policy {
  public:

@@ -14,7 +14,8 @@ using wire::result;
 namespace {
 
 constexpr uint32_t book_magic = 0x4D4B5431;  // "MKT1"
-constexpr uint16_t book_version = 1;
+// Version 2 adds each instrument's `resequenced` byte; version 1 reads with it 0.
+constexpr uint16_t book_version = 2;
 
 bool symbol_char(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'; }
 
@@ -225,7 +226,7 @@ result book::apply(const wire::instrument_op& op, uint64_t t, bool* repeated) {
   if (op.kind == wire::instrument_op_kind::resequence) {
     // Prices count from op.tick: the feed's next must be greater. Nothing else changes
     // (the last price and its time stay: only a new price lifts a stale halt).
-    if (op.tick == in.last_sequence) {
+    if (op.tick == in.last_sequence) {  // prices already count from there
       *repeated = true;
       return result::ok;
     }
@@ -236,6 +237,7 @@ result book::apply(const wire::instrument_op& op, uint64_t t, bool* repeated) {
       events_(std::move(e));
     }
     in.last_sequence = op.tick;
+    in.resequenced = true;
     return result::ok;
   }
   if (op.kind == wire::instrument_op_kind::halt) {
@@ -267,8 +269,9 @@ result book::apply(const wire::price& p, uint64_t t) {
   instrument& in = it->second;
   if (p.ticks == 0 || p.ticks > notional_max / in.def.tick || p.sequence == 0) return result::price_invalid;
   // The feed's sequence numbers make a price idempotent: the latest again is a repeat.
-  if (p.sequence == in.last_sequence) return p.ticks == in.last_ticks ? result::ok : result::exists_with_different_fields;
-  if (p.sequence < in.last_sequence) return result::sequence_out_of_order;
+  if (p.sequence == in.last_sequence && !in.resequenced)
+    return p.ticks == in.last_ticks ? result::ok : result::exists_with_different_fields;
+  if (p.sequence <= in.last_sequence) return result::sequence_out_of_order;
   const uint64_t len = slice_ns(in.def);
   const uint64_t number = t / len;
   if (t >= in.move_halt_until) {
@@ -296,6 +299,7 @@ result book::apply(const wire::price& p, uint64_t t) {
   }
   in.last_ticks = p.ticks;
   in.last_sequence = p.sequence;
+  in.resequenced = false;
   in.last_price_at = t;
   ++in.prices;
   if (events_) {
@@ -323,6 +327,7 @@ std::vector<uint8_t> book::encode() const {
     w.put(in->halts);
     w.put(uint8_t(in->manual));
     w.put(in->announced);
+    w.put(uint8_t(in->resequenced));
     for (const slice& s : in->window) {
       w.put(s.number);
       w.put(s.lo);
@@ -338,7 +343,8 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
   const uint16_t version = r.get<uint16_t>();
   const uint32_t n = r.get<uint32_t>();
   if (r.short_read || magic != book_magic) return *why = "market: not a market record", false;
-  if (version != book_version) return *why = "market: unknown version " + std::to_string(version), false;
+  if (version < 1 || version > book_version)
+    return *why = "market: unknown version " + std::to_string(version), false;
   if (n > instruments_max) return *why = "market: " + std::to_string(n) + " instruments, over the limit", false;
   book b;
   uint64_t prev = 0;
@@ -356,6 +362,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     in.halts = r.get<uint32_t>();
     const uint8_t manual = r.get<uint8_t>();
     in.announced = r.get<uint8_t>();
+    const uint8_t resequenced = version >= 2 ? r.get<uint8_t>() : 0;
     for (slice& s : in.window) {
       s.number = r.get<uint64_t>();
       s.lo = r.get<uint64_t>();
@@ -369,6 +376,8 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     prev = in.def.instrument_id;
     if (manual > 1 || (in.announced & ~wire::halt_reasons::all) != 0) return *why = at + "bad halt state", false;
     in.manual = manual == 1;
+    if (resequenced > 1) return *why = at + "bad resequence flag", false;
+    in.resequenced = resequenced == 1;
     // (The sequence is not tied to the price: an operator may resequence at any time.)
     if ((in.last_ticks == 0) != (in.last_price_at == 0) || (in.last_ticks == 0) != (in.prices == 0) ||
         in.last_ticks > notional_max / in.def.tick || in.evaluated_at < in.defined_at ||

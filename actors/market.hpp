@@ -77,12 +77,15 @@ struct instrument {
   uint64_t defined_at = 0;
   uint64_t evaluated_at = 0;  // the engine time its halt reasons were last announced as of
   uint64_t last_ticks = 0;
-  uint64_t last_sequence = 0;  // the feed's sequence number of the last price
+  uint64_t last_sequence = 0;  // the feed's sequence number of the last price, or an operator's resequence
   uint64_t last_price_at = 0;
   uint64_t move_halt_until = 0;
   uint64_t prices = 0;
   uint32_t halts = 0;
   bool manual = false;
+  // last_sequence is an operator's resequence: no price was taken at it (a price there is
+  // not a repeat of the last one but out of order, like any at or below it).
+  bool resequenced = false;
   uint8_t announced = 0;  // the reasons last announced as events
   slice window[window_slices] = {};
 

@@ -30,6 +30,9 @@ constexpr uint16_t rules_cover_counts_as_outflow = 8;
 // Instruments: an operator's resequence of a price feed (instrument_op_kind::resequence);
 // before, that kind was instrument_op_invalid.
 constexpr uint16_t rules_instrument_resequence = 9;
+// Customers: an operator's resequence of a customer's KYC records
+// (customer_op_kind::resequence); before, that byte was reserved (reserved_field).
+constexpr uint16_t rules_customer_resequence = 9;
 constexpr uint16_t rules_newest = 9;
 
 }  // namespace mesob::actors

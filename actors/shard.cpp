@@ -713,6 +713,19 @@ void shard::execute_customers(batch& b) {
     }
     const wire::customer_op& op = b.customer_ops[i];
     if (shard_of(op.wallet, count_) != index_ || b.results[i] != result::ok) continue;  // the owner writes it
+    if (op.kind == wire::customer_op_kind::resequence) {  // its fields passed: rules 9 on
+      customers::customer* c = customers_.find(op.wallet);
+      if (!c) {
+        b.results[i] = result::customer_not_found;
+        continue;
+      }
+      if (!b.repeated.empty()) b.repeated[i] = c->sequence == op.sequence;
+      if (c->sequence == op.sequence) continue;
+      c->sequence = op.sequence;
+      c->updated_at = b.timestamp_base + i;
+      customers_.mark_dirty(op.wallet);
+      continue;
+    }
     account* a = local_account(op.wallet);
     result r = result::ok;
     if (!a) r = result::account_not_found;

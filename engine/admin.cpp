@@ -348,6 +348,10 @@ class admin_impl {
          3, 3, &admin_impl::cmd_model_set},
         {"customer show", "<wallet-id>", "a customer's KYC status, tier, risk profile and outflow today", 1, 1,
          &admin_impl::cmd_customer_show},
+        {"customer resequence", "<wallet-id> <sequence>",
+         "count a customer's KYC record sequence from here: the provider's next record must be greater (0: any); "
+         "for a provider that started its count again or sent one far ahead",
+         2, 2, &admin_impl::cmd_customer_resequence},
         {"transfer show", "<transfer-id>", "a recorded transfer and its outcome (id: decimal, or 0x and hex)", 1, 1,
          &admin_impl::cmd_transfer_show},
         {"events", "[from-name]",
@@ -1305,7 +1309,7 @@ class admin_impl {
     if (!parse_u64(a[1], &op.tick))
       return answer(admin_code::arguments_invalid, "sequence '" + a[1] + "' is not an integer 0 .. 2^64-1");
     op.kind = wire::instrument_op_kind::resequence;
-    return instrument_change(op, "prices count from sequence " + a[1] + " (the next must be greater)");
+    return instrument_change(op, "prices count from sequence " + std::to_string(op.tick) + " (the next must be greater)");
   }
 
   // ---- customers and policy (actors/customers.hpp) ----
@@ -1422,7 +1426,29 @@ class admin_impl {
         .text("profile", std::string(wire::risk_profile_name(uint8_t(c.profile))))
         .num("outflow_today", c.outflow_today)
         .num("reference", c.reference)
-        .num("updated_at", c.updated_at);
+        .num("updated_at", c.updated_at)
+        .num("sequence", c.sequence);
+    m.sections.push_back(std::move(b.sec));
+    return m;
+  }
+  admin_response_msg cmd_customer_resequence(const std::vector<std::string>& a) {
+    wire::customer_op op;
+    admin_response_msg bad;
+    if (!account_arg(a[0], &op.wallet, &bad)) return bad;
+    if (!parse_u64(a[1], &op.sequence))
+      return answer(admin_code::arguments_invalid, "sequence '" + a[1] + "' is not an integer 0 .. 2^64-1");
+    op.kind = wire::customer_op_kind::resequence;
+    const reply r = eng_.customers({op});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
+    if (res == wire::result::customer_not_found) return answer(admin_code::not_found, "wallet " + a[0] + " has no KYC record");
+    if (res != wire::result::ok)
+      return answer(admin_code::failed, "customer " + a[0] + ": " + std::string(wire::result_name(res)));
+    admin_response_msg m =
+        answer(admin_code::ok, "customer " + std::to_string(op.wallet) + ": KYC records count from sequence " +
+                                   std::to_string(op.sequence) + " (the next must be greater)");
+    row_builder b("change");
+    b.num("wallet", op.wallet).num("lsn", r.lsn);
     m.sections.push_back(std::move(b.sec));
     return m;
   }

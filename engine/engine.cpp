@@ -1066,10 +1066,12 @@ class engine_impl {
       case op_kind::gateway_events: sequence_events(b); break;
       // The market decides (actors/market.hpp): every shard's copy, shard 0's results.
       case op_kind::instrument_ops:
-        // The sequencer's own copy of the instruments: orders' holds need their ticks.
+        // The sequencer's own copy of the instruments' definitions: orders' holds need
+        // their ticks (nothing else of it is read).
         for (uint32_t i = 0; i < b.count; ++i) {
           bool repeated = false;
-          (void)seq_market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
+          if (b.instrument_ops[i].kind == wire::instrument_op_kind::define)
+            (void)seq_market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
         }
         b.results.assign(b.count, result::ok);
         break;
@@ -1111,7 +1113,8 @@ class engine_impl {
       case op_kind::customer_ops:
         b.results.assign(b.count, result::ok);
         if (event_writer_) b.repeated.assign(b.count, 0);
-        for (uint32_t i = 0; i < b.count; ++i) b.results[i] = actors::customers::check_customer_fields(b.customer_ops[i]);
+        for (uint32_t i = 0; i < b.count; ++i)
+          b.results[i] = actors::customers::check_customer_fields(b.customer_ops[i], b.rules);
         break;
       case op_kind::policy_ops:
         b.results.assign(b.count, result::ok);

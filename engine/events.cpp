@@ -151,6 +151,12 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
       for (uint32_t i = 0; i < b.count; ++i) {
         if (!ok(i)) continue;
         const wire::customer_op& c = b.customer_ops[i];
+        if (c.kind == wire::customer_op_kind::resequence) {
+          event& e = add(i, event_type::customer_resequenced);
+          e.account_a = c.wallet;
+          e.ref.lo = c.sequence;
+          continue;
+        }
         event& e = add(i, event_type::customer_kyc);
         e.account_a = c.wallet;
         e.code = uint16_t(c.kyc);

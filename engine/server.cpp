@@ -881,7 +881,8 @@ class server_impl {
   }
 
   // The roles of which any one lets a session make the request: the ledger's operations
-  // payments; market data market_data (an instrument's halt and resume: operators only);
+  // payments; market data market_data (an instrument's halt, resume and resequence, and a
+  // customer's resequence: operators only);
   // instrument look-ups every trading role. Admin gateways may do everything.
   static uint32_t roles_needed(const wire::parsed_request& p) {
     using namespace wire::roles;
@@ -895,7 +896,13 @@ class server_impl {
         }
         return market_data | admin;
       case wire::operation::lookup_instruments: return payments | broker | market_data | admin;
-      case wire::operation::customer_ops: return kyc | admin;
+      case wire::operation::customer_ops:  // a resequence is an operator's
+        for (uint32_t i = 0; i < p.count; ++i) {
+          wire::customer_op op;
+          std::memcpy(&op, p.items.data() + size_t(i) * sizeof op, sizeof op);
+          if (op.kind != wire::customer_op_kind::record) return admin;
+        }
+        return kyc | admin;
       case wire::operation::lookup_customers: return kyc | admin;  // KYC data stays with KYC
       case wire::operation::order_answers: return broker;  // a registered broker's own answers
       case wire::operation::lookup_orders: return payments | broker | admin;

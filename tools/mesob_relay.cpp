@@ -178,6 +178,8 @@ std::vector<std::string> messages(const wire::event& e) {
     case event_type::instrument_resequenced:
       return {"instrument " + a + ": prices now count from sequence " + std::to_string(e.ref.lo) +
               " (the last taken was " + std::to_string(e.ref.hi) + ")"};
+    case event_type::customer_resequenced:
+      return {"account " + a + ": identity records now count from sequence " + std::to_string(e.ref.lo)};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

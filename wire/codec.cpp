@@ -230,8 +230,12 @@ std::vector<uint8_t> subscribe_body(const subscribe_msg& m) {
   const auto name = fbb.CreateString(m.name);
   const auto accounts = fbb.CreateVector(m.accounts);
   const auto gateways = fbb.CreateVector(m.gateways);
-  return finish(fbb, fb::CreateSubscribe(fbb, name, m.from, m.from_end, uint32_t(m.types), accounts, gateways,
-                                         m.window, m.batch_max, m.packed, uint32_t(m.types >> 32))
+  // With types_high set, bit 0 (no type) set too: a server from before types_high reads
+  // `types` alone, and refuses bit 0 instead of taking a low word of 0 for every type.
+  const uint32_t high = uint32_t(m.types >> 32);
+  const uint32_t low = uint32_t(m.types) | (high != 0 ? 1u : 0u);
+  return finish(fbb, fb::CreateSubscribe(fbb, name, m.from, m.from_end, low, accounts, gateways, m.window,
+                                         m.batch_max, m.packed, high)
                          .Union());
 }
 
@@ -289,7 +293,8 @@ bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::str
   out->name = m->name() ? m->name()->str() : std::string();
   out->from = m->from();
   out->from_end = m->from_end();
-  out->types = uint64_t(m->types_high()) << 32 | m->types();
+  const uint32_t high = m->types_high();
+  out->types = uint64_t(high) << 32 | (high != 0 ? m->types() & ~1u : m->types());  // bit 0: the marker above
   // Copied as bytes: the verifier checks the alignment of a vector's 4-byte length only,
   // so a [ulong]'s elements may sit at 4 mod 8, where the vector's own accessors load
   // each as a u64 (the fuzz target's UBSan refused one).

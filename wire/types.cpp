@@ -218,6 +218,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(order_answer_invalid)
     MESOB_RESULT(order_not_dead)
     MESOB_RESULT(order_retries_exhausted)
+    MESOB_RESULT(customer_op_invalid)
 #undef MESOB_RESULT
   }
   return "unknown_result";
@@ -257,6 +258,7 @@ std::string_view event_type_name(event_type t) {
     case event_type::order_retried: return "order_retried";
     case event_type::payout_overpaid: return "payout_overpaid";
     case event_type::instrument_resequenced: return "instrument_resequenced";
+    case event_type::customer_resequenced: return "customer_resequenced";
   }
   return "unknown_event";
 }

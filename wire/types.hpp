@@ -379,15 +379,19 @@ constexpr uint8_t risk_profile_max = 3;
 // customer at the gateway: the latest again is a repeat (ok, nothing changes; with other
 // fields exists_with_different_fields), an older one is refused (sequence_out_of_order),
 // so a late retry never undoes a newer record.
+// `resequence` is an operator's (admin), for a provider that started its count again or
+// sent one far ahead: wallet and sequence only (every other field zero); the customer's
+// next record must have a sequence greater than `sequence` (0: any).
+enum class customer_op_kind : uint8_t { record = 0, resequence = 1 };
 struct customer_op {
   uint64_t wallet = 0;
   uint64_t reference = 0;  // the KYC provider's own reference, kept with the customer
   kyc_status kyc{};
   risk_profile profile{};
   uint8_t tier = 0;        // 1 .. 16, defined (policy_op) for the wallet's currency
-  uint8_t reserved = 0;
+  customer_op_kind kind = customer_op_kind::record;
   uint32_t reserved2 = 0;
-  uint64_t sequence = 0;   // not zero
+  uint64_t sequence = 0;   // record: not zero
 };
 static_assert(sizeof(customer_op) == 32);
 static_assert(std::is_trivially_copyable_v<customer_op>);
@@ -742,6 +746,7 @@ enum class result : uint32_t {
   order_answer_invalid = 240,            // kind unknown, fields the kind must not set
   order_not_dead = 241,                  // an operator's retry of an order that is not a dead letter
   order_retries_exhausted = 242,         // a retry that could pass the attempts an order keeps
+  customer_op_invalid = 243,             // customers: unknown kind, or a field a resequence must not set
 };
 [[nodiscard]] std::string_view result_name(result r);
 
@@ -826,8 +831,11 @@ enum class event_type : uint16_t {
   instrument_resequenced = 32,  // account_a: the instrument; ref.lo: the sequence counted from
                                 // now (the next price must be greater), ref.hi: the last
                                 // sequence taken before
+  // An operator's resequence of a customer's KYC records:
+  customer_resequenced = 33,    // account_a: the wallet; ref.lo: the sequence counted from now
+                                // (the next record must be greater)
 };
-constexpr uint16_t event_type_max = 32;
+constexpr uint16_t event_type_max = 33;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -485,6 +485,12 @@ TEST(admin_port, policy_and_customer_commands) {
   EXPECT_EQ(cell(m, "customer", "kyc"), "pending");
   EXPECT_EQ(cell(m, "customer", "tier"), "2");
   EXPECT_EQ(cell(m, "customer", "profile"), "conservative");
+  EXPECT_EQ(cell(m, "customer", "sequence"), "1");
+  m = admin(*ops, "customer resequence", {"3", "0"});
+  EXPECT_EQ(m.code, admin_code::ok) << m.message;
+  EXPECT_EQ(cell(admin(*ops, "customer show", {"3"}), "customer", "sequence"), "0");
+  EXPECT_EQ(admin(*ops, "customer resequence", {"4", "0"}).code, admin_code::not_found);
+  EXPECT_EQ(admin(*ops, "customer resequence", {"3", "x"}).code, admin_code::arguments_invalid);
 }
 
 TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on) {

@@ -221,6 +221,67 @@ TEST_F(customers_engine_replay, OutflowAndRecordsSurviveReplayAndSnapshots) {
   EXPECT_EQ(policy_events, 2u);
 }
 
+// A provider that started its count again has every record refused until an operator's
+// resequence; the resequence is logged (replay and a snapshot keep it, sequence 0 too)
+// and makes one event. In an older build's record the kind byte was reserved.
+TEST_F(customers_engine_replay, AResequenceLetsAProviderCountAgainAcrossRestarts) {
+  ASSERT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::pending, 900)}).results[0], result::ok);
+  EXPECT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 1)}).results[0], result::sequence_out_of_order);
+  wire::customer_op q;
+  q.wallet = a_;
+  q.kind = wire::customer_op_kind::resequence;
+  auto stray = q;
+  stray.tier = 1;
+  auto unknown = q;
+  unknown.kind = wire::customer_op_kind(2);
+  auto nobody = q;
+  nobody.wallet = b_;
+  EXPECT_EQ(e().customers({stray, unknown, nobody}).results,
+            (std::vector<result>{result::customer_op_invalid, result::customer_op_invalid, result::customer_not_found}));
+  ASSERT_EQ(e().customers({q}).results[0], result::ok);
+  EXPECT_EQ(customer(a_).sequence, 0u);
+  EXPECT_EQ(customer(a_).kyc, wire::kyc_status::pending) << "the record itself stays";
+  ASSERT_EQ(e().customers({q}).results[0], result::ok);  // the same again: no change, no event
+  fx_.restart();  // the log alone
+  EXPECT_EQ(customer(a_).sequence, 0u);
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.restart();  // a snapshot holding sequence 0
+  EXPECT_EQ(customer(a_).sequence, 0u);
+  ASSERT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 1)}).results[0], result::ok);
+  EXPECT_EQ(customer(a_).kyc, wire::kyc_status::verified);
+  fx_.close();
+  std::vector<wire::event> resequenced;
+  for (const auto& ev : test::all_events(fx_.dir()))
+    if (ev.type == wire::event_type::customer_resequenced) resequenced.push_back(ev);
+  ASSERT_EQ(resequenced.size(), 1u);
+  EXPECT_EQ(resequenced[0].account_a, a_);
+  EXPECT_EQ(resequenced[0].ref.lo, 0u);
+}
+
+TEST(customers_log, a_resequence_in_a_version_8_record_replays_refused) {
+  for (const uint16_t version : {uint16_t(8), uint16_t(9)}) {
+    test::temp_dir dir;
+    auto wallet = test::make_account(1);
+    wallet.kind = wire::account_kind::customer_wallet;
+    wire::customer_op q;
+    q.wallet = 1;
+    q.kind = wire::customer_op_kind::resequence;
+    test::write_batch_records(
+        dir.path(),
+        {{version, uint16_t(actors::op_kind::create_accounts), 1, test::ops_bytes(std::vector{wallet})},
+         {version, uint16_t(actors::op_kind::policy_ops), 1, test::ops_bytes(std::vector{tier(1, 10, 10, 10)})},
+         {version, uint16_t(actors::op_kind::customer_ops), 1, test::ops_bytes(std::vector{kyc(1, 1, wire::kyc_status::verified, 50)})},
+         {version, uint16_t(actors::op_kind::customer_ops), 1, test::ops_bytes(std::vector{q})}});
+    std::string err;
+    auto e = engine::engine::open(test::test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    const auto c = e->lookup_customers({1});
+    ASSERT_EQ(c.customers.size(), 1u);
+    EXPECT_EQ(c.customers[0].sequence, version == 8 ? 50u : 0u) << "version " << version;
+  }
+}
+
 // A policy emptied (its only model weight removed) replaces the row an earlier snapshot
 // wrote. Before, an empty policy was not written, so recovery from the later snapshot
 // brought the removed weight back, and a weight the live run took (6,000 with the old

@@ -301,9 +301,9 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   m.name = "no spaces allowed";
   expect_code(m, result::subscriber_name_invalid);
   m = {};
-  m.types = 1u;  // bit 0: there is no event type 0 (types 1..32 use other bits)
+  m.types = 1u;  // bit 0: there is no event type 0 (the types use the bits above)
   expect_code(m, result::events_filter_invalid);
-  m.types = 1ull << 33;  // nor a type 33
+  m.types = 1ull << (wire::event_type_max + 1);  // nor one past the last
   expect_code(m, result::events_filter_invalid);
   m = {};
   m.accounts.assign(1025, 7);

@@ -119,6 +119,9 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert ins[0]["reasons"] == 2 and ins[0]["halts"] == 1 and ins[0]["prices"] == 2, ins  # +10% over 5%: a move halt
     assert pay.instruments([dict(kind=Client.RESUME, id=42)]) == [0]
     assert pay.lookup_instruments([42])[0]["reasons"] == 0
+    assert pay.lookup_instruments([42])[0]["sequence"] == 2
+    assert pay.instruments([dict(kind=Client.RESEQUENCE, id=42, sequence=0)]) == [0]  # the feed counts again
+    assert pay.prices([(42, 1100, 1)]) == [0] and pay.lookup_instruments([42])[0]["sequence"] == 1
     tier = subprocess.run([console, "--port", admin_port, "--gateway", "dev", "--secret", s.group(1), "--json",
                            "tier", "set", "1", "ETB", "1000", "5000", "100000"], capture_output=True, text=True, timeout=60)
     assert json.loads(tier.stdout)["code"] == "ok", tier.stdout + tier.stderr

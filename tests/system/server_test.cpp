@@ -696,6 +696,12 @@ TEST(server, customers_with_the_kyc_role) {
   r = kyc->call(wire::customer_ops_body(std::vector{c, bad}));
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
   EXPECT_EQ(r.reply.results, (std::vector<result>{result::ok, result::tier_undefined}));
+  wire::customer_op resequence;  // an operator's, not a KYC gateway's
+  resequence.wallet = 5;
+  resequence.kind = wire::customer_op_kind::resequence;
+  r = kyc->call(wire::customer_ops_body(std::vector{resequence}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
   r = pay->call(wire::lookup_customers_body(std::vector<uint64_t>{5}));
   ASSERT_TRUE(r.server_error) << "KYC data is for the kyc role";
   EXPECT_EQ(r.error.code, protocol_error::role_denied);

@@ -142,7 +142,17 @@ TEST(Market, AResequenceLetsAFeedCountAgain) {
   q.tick = 10;  // ahead of the feed: its next must be past 10
   ASSERT_EQ(m.op(q, t0 + 6), result::ok);
   EXPECT_EQ(m.b.apply(wire::price{1, 102, 2}, t0 + 7), result::sequence_out_of_order);
+  // At 10 itself no price was taken: the last price's ticks there are no repeat (before,
+  // an ok that took nothing, its time not moved).
+  EXPECT_EQ(m.b.apply(wire::price{1, 101, 10}, t0 + 7), result::sequence_out_of_order);
+  const auto flagged = m.b.encode();  // the snapshot form keeps that
+  book again;
+  ASSERT_TRUE(book::decode(flagged, &again, &why)) << why;
+  EXPECT_EQ(again.apply(wire::price{1, 101, 10}, t0 + 7), result::sequence_out_of_order);
   EXPECT_EQ(m.b.apply(wire::price{1, 102, 11}, t0 + 8), result::ok);
+  EXPECT_EQ(m.b.find(1)->last_price_at, t0 + 8);
+  EXPECT_EQ(m.b.apply(wire::price{1, 102, 11}, t0 + 9), result::ok);  // a price taken there: a repeat
+  EXPECT_EQ(m.b.find(1)->last_price_at, t0 + 8);
 }
 
 TEST(Market, DefineIsIdempotentAndSymbolsUnique) {

@@ -301,20 +301,22 @@ class Client:
         return out
 
     # ---- trading (wire/README.md, "Instruments and prices", "Customers") ----------------
-    DEFINE, HALT, RESUME = 1, 2, 3
+    DEFINE, HALT, RESUME, RESEQUENCE = 1, 2, 3, 4
     CASH_LIKE, BOND, EQUITY, FUND = 1, 2, 3, 4
 
     def instruments(self, ops):
-        """ops: dicts with kind (Client.DEFINE, HALT, RESUME) and id; a definition also
-        symbol, cls (Client.EQUITY ...), currency, tick, lot, move_bp, move_window_ms,
-        stale_ms, halt_ms. One result code each."""
+        """ops: dicts with kind (Client.DEFINE, HALT, RESUME, RESEQUENCE) and id; a definition
+        also symbol, cls (Client.EQUITY ...), currency, tick, lot, move_bp, move_window_ms,
+        stale_ms, halt_ms; a resequence (an operator's) sequence, which the feed's next
+        price must pass (0: any). One result code each."""
         b = flatbuffers.Builder(256 + 64 * len(ops))
         InstrumentOps.StartOpsVector(b, len(ops))
         for o in reversed(ops):
             define = o["kind"] == self.DEFINE
             g = (lambda k: o.get(k, 0)) if define else (lambda k: 0)
             sym = o.get("symbol", "").encode("ascii").ljust(16, b"\0") if define else bytes(16)
-            InstrumentOp.CreateInstrumentOp(b, o["id"], list(sym), g("tick"), g("lot"),
+            tick = o.get("sequence", 0) if o["kind"] == self.RESEQUENCE else g("tick")  # a resequence's sequence
+            InstrumentOp.CreateInstrumentOp(b, o["id"], list(sym), tick, g("lot"),
                                             currency(o["currency"]) if define else 0, g("move_bp"),
                                             g("move_window_ms"), g("stale_ms"), g("halt_ms"), o["kind"], g("cls"), 0)
         vec = b.EndVector()
@@ -335,8 +337,9 @@ class Client:
         return self._results(self._call(Operation.Operation.Prices, Prices.End(b), b))
 
     def lookup_instruments(self, ids):
-        """A list of dicts (None where not listed): symbol, last_ticks, prices, halts and
-        reasons (bit 0 halted by hand, 1 price move, 2 stale; 0: it trades)."""
+        """A list of dicts (None where not listed): symbol, last_ticks, prices, halts,
+        reasons (bit 0 halted by hand, 1 price move, 2 stale; 0: it trades) and sequence
+        (what the feed's next price must pass; None from a server that does not say)."""
         found = self._lookup_ids(LookupInstruments, Operation.Operation.LookupInstruments, ids,
                                  Reply.Reply.Instruments, Instruments.Instruments())
         out = []
@@ -347,7 +350,8 @@ class Client:
             s = found.Instruments(k)
             d = s.Def_(InstrumentOp.InstrumentOp())
             out.append(dict(id=d.InstrumentId(), symbol=bytes(d.Symbol()).rstrip(b"\0").decode(), lot=d.Lot(),
-                            last_ticks=s.LastTicks(), prices=s.Prices(), halts=s.Halts(), reasons=s.Reasons()))
+                            last_ticks=s.LastTicks(), prices=s.Prices(), halts=s.Halts(), reasons=s.Reasons(),
+                            sequence=found.Sequences(k) if found.SequencesLength() == found.ResultsLength() else None))
         return out
 
     NONE, PENDING, VERIFIED, REJECTED = 1, 2, 3, 4
