@@ -117,12 +117,24 @@ void async_client::reader_loop() {
       }
       if (f.header.kind != uint16_t(frame_kind::response) && f.header.kind != uint16_t(frame_kind::error)) continue;
       callback done;
+      std::shared_ptr<const std::vector<uint8_t>> next;  // a resend this answer makes room for
       {
         std::lock_guard lk(mu_);
         auto it = pending_.find(f.header.request_id);
         if (it == pending_.end()) continue;  // answered before (a resend's second answer)
         done = std::move(it->second.done);
         pending_.erase(it);
+        while (!resend_later_.empty() && !next) {
+          const auto later = pending_.find(resend_later_.front());
+          resend_later_.pop_front();
+          if (later != pending_.end()) next = later->second.frame;
+        }
+        if (next) ++resent_;
+      }
+      if (next) {  // this thread alone reconnects: the connection is the one answering
+        std::lock_guard sl(send_mu_);
+        std::string why;
+        (void)conn_->send_bytes(*next, &why);  // on failure the next read fails: reconnect, resend
       }
       room_.notify_all();
       done(client::to_outcome(f.header, f.body));
@@ -188,7 +200,14 @@ bool async_client::reconnect() {
       ++reconnects_;
       ++conn_gen_;  // with the snapshot below: what was registered before goes out here
       in_flight_max_ = std::max<uint32_t>(1, conn_->welcome().in_flight_max);
-      for (const auto& [id, p] : pending_) again.push_back(p.frame);  // in request-id order
+      // In request-id order, as many as the new session's window takes; the rest one per
+      // answer (sent past the window, they would be answered too_many_in_flight, which
+      // says nothing of whether the first send was applied).
+      resend_later_.clear();
+      for (const auto& [id, p] : pending_) {
+        if (again.size() < in_flight_max_) again.push_back(p.frame);
+        else resend_later_.push_back(id);
+      }
       resent_ += again.size();
     }
     bool ok = true;
@@ -204,6 +223,7 @@ void async_client::fail_all(const std::string& why) {
   {
     std::lock_guard lk(mu_);
     left.swap(pending_);
+    resend_later_.clear();
   }
   room_.notify_all();
   for (auto& [id, p] : left) p.done(failed(why, true));

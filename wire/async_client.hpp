@@ -8,7 +8,8 @@
 // Any number of threads may submit; one reader thread completes callbacks (they must
 // not block). At most the server's in-flight limit (from Welcome) is outstanding:
 // submit() waits for room. If the connection fails, the reader reconnects (backoff,
-// up to `reconnect_attempts` in a row) and sends every unanswered request again. That
+// up to `reconnect_attempts` in a row) and sends every unanswered request again (as many
+// at once as the new session's in-flight limit takes, the rest one per answer). That
 // is safe because every Mesob operation is idempotent: creates and status changes are
 // keyed by client-chosen ids (a repeat returns the first outcome), look-ups change
 // nothing. When reconnecting gives up (or the client closes), every outstanding request
@@ -19,6 +20,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <future>
 #include <map>
@@ -83,6 +85,9 @@ class async_client {
   // Connections so far; changed under mu_ and send_mu_ together (read under either). A
   // request registered under one generation is written only if it is still current.
   uint64_t conn_gen_ = 0;
+  // Unanswered requests a reconnect could not resend at once (the new session's window
+  // is smaller than what was unanswered), by id: each answer sends the next (mu_).
+  std::deque<uint64_t> resend_later_;
   std::string last_error_;  // the reader thread's latest connection error
   bool reconnect_refused_ = false;  // (the reader thread's) credentials or role refused
   std::thread reader_;

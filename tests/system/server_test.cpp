@@ -1289,6 +1289,38 @@ TEST(async_client, reconnects_and_resends_without_applying_twice) {
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 60u);
 }
 
+// A reconnect to a session with a smaller window resends no more than it takes, the rest
+// as answers come. Before, all went at once and those past the window were answered
+// too_many_in_flight: an error that says nothing of whether the first send was applied.
+TEST(async_client, a_reconnect_resends_within_the_new_windows_limit) {
+  net n;
+  const uint16_t port = n.srv->port();
+  std::string err;
+  auto c = wire::async_client::connect(n.async_opts(), &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  n.srv->stop();
+  std::vector<std::future<wire::client::outcome>> fs;
+  for (uint64_t i = 0; i < 40; ++i)
+    fs.push_back(c->submit(wire::create_transfers_body(std::vector{make_transfer(800 + i, 1, 2, 1)})));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  n.scfg.port = port;
+  n.scfg.in_flight_max = 8;
+  n.srv = engine::server::start(*n.eng, n.scfg, &err);
+  ASSERT_TRUE(n.srv) << err;
+  for (uint64_t i = 0; i < fs.size(); ++i) {
+    auto r = fs[i].get();
+    ASSERT_TRUE(r.ok) << i << ": " << r.failure;
+    EXPECT_EQ(r.reply.results.at(0), result::ok) << i;
+  }
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 40u);
+  EXPECT_GE(c->resent(), 40u);
+  // The window holds for what follows too.
+  for (uint64_t i = 0; i < 20; ++i)
+    fs[i] = c->submit(wire::create_transfers_body(std::vector{make_transfer(900 + i, 1, 2, 1)}));
+  for (uint64_t i = 0; i < 20; ++i) EXPECT_TRUE(fs[i].get().ok) << i;
+}
+
 TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
   net n;
   std::string err;
