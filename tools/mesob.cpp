@@ -544,16 +544,21 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-// A numeric cell as a JSON number (an unsigned decimal, leading zeros dropped); a cell
-// that is not one stays a string.
+// A numeric cell as a JSON number (an unsigned decimal, leading zeros dropped) up to
+// 2^53 - 1, which every JSON reader keeps exactly; past it as a string of its digits (a
+// reader that keeps numbers as doubles, jq 1.6 among them, would change an id or an
+// amount there). A cell that is not a number stays a string.
 void append_json_cell(std::string& out, const std::string& cell, bool numeric) {
   const bool decimal = !cell.empty() && std::all_of(cell.begin(), cell.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!numeric || !decimal) {
     append_json_string(out, cell);
     return;
   }
-  const size_t first = std::min(cell.find_first_not_of('0'), cell.size() - 1);
-  out += cell.substr(first);
+  const std::string digits = cell.substr(std::min(cell.find_first_not_of('0'), cell.size() - 1));
+  constexpr std::string_view exact_max = "9007199254740991";  // 2^53 - 1
+  const bool exact = digits.size() < exact_max.size() || (digits.size() == exact_max.size() && digits <= exact_max);
+  if (exact) out += digits;
+  else append_json_string(out, digits);
 }
 
 // {"code": "...", "message": "...", "sections": [{"title": "...", "rows": [{...}]}]}

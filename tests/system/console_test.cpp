@@ -279,8 +279,9 @@ const std::string ops_secret = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a59687
 
 }  // namespace
 
-// Sums beyond 64 bits (the audit's per-currency totals) stay exact: digits in text,
-// a bare JSON number.
+// Sums beyond 64 bits (the audit's per-currency totals) stay exact: digits in text, in
+// JSON a string of them (past 2^53 - 1, a JSON number is a double to many readers), as
+// is an id past 2^53 - 1; an id at it is a number.
 TEST(console, numbers_beyond_64_bits) {
   temp_dir dir;
   live_mesobd d(dir.path());
@@ -292,7 +293,15 @@ TEST(console, numbers_beyond_64_bits) {
   const std::string total = "27670116110564327421";  // 3 x (2^63 - 1)
   auto r = run_mesob({"--port", std::to_string(d.admin_port()), "--data-dir", dir.path(), "--json", "audit"});
   EXPECT_EQ(r.exit, 0) << describe(r);
-  EXPECT_TRUE(contains(r.out, "\"debits_posted\": " + total + ",")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "\"debits_posted\": \"" + total + "\",")) << describe(r);
+  const uint64_t exact_max = (uint64_t(1) << 53) - 1;
+  create_ledger(dir.path(), d.port(), {make_account(exact_max), make_account(exact_max + 1)}, {});
+  r = run_mesob({"--port", std::to_string(d.admin_port()), "--data-dir", dir.path(), "--json", "account", "show",
+                 std::to_string(exact_max)});
+  EXPECT_TRUE(contains(r.out, "\"id\": 9007199254740991,")) << describe(r);
+  r = run_mesob({"--port", std::to_string(d.admin_port()), "--data-dir", dir.path(), "--json", "account", "show",
+                 std::to_string(exact_max + 1)});
+  EXPECT_TRUE(contains(r.out, "\"id\": \"9007199254740992\",")) << describe(r);
   r = run_mesob({"--port", std::to_string(d.admin_port()), "--data-dir", dir.path(), "audit"});
   EXPECT_TRUE(contains(r.out, total)) << describe(r);
   const int stopped = d.stop();
