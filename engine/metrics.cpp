@@ -425,31 +425,34 @@ void metrics_http::run() {
         break;
       }
       if (conns.size() >= connections_max) {
-        // Full: the oldest that has sent nothing yet makes room (a scraper sends its
-        // request at once: what it sent is read first, so it is not taken for idle);
-        // with every one busy, the new one goes.
-        size_t idle = conns.size();
+        // Full: the oldest that has sent nothing yet makes room, else the oldest whose
+        // request is still coming in (a scraper sends its request at once: what it sent
+        // is read first, so it is not taken for either); with every one answered and
+        // being sent, the new one goes. Connections are in arrival order.
+        size_t idle = conns.size(), partial = conns.size();
         for (size_t i = 0; i < conns.size() && idle == conns.size(); ++i) {
           conn& x = conns[i];
-          if (x.ph != phase::reading || !x.in.empty()) continue;
+          if (x.ph != phase::reading) continue;
           char buf[2048];
-          const ssize_t n = ::recv(x.fd, buf, sizeof buf, MSG_DONTWAIT);
-          if (n <= 0) {
-            idle = i;
-            continue;
-          }
-          x.in.append(buf, size_t(n));
-          if (head_complete(x.in)) {  // answered from the next pass (no more bytes may come to wake it)
+          const ssize_t n = ::recv(x.fd, buf, std::min(sizeof buf, request_bytes_max - x.in.size()), MSG_DONTWAIT);
+          if (n > 0) x.in.append(buf, size_t(n));
+          if (head_complete(x.in) || x.in.size() >= request_bytes_max) {
+            // Answered from the next pass (no more bytes may come to wake it).
             x.out = answer(x.in);
             x.ph = phase::sending;
             x.until = clock_type::now() + limit;
+          } else if (x.in.empty()) {
+            idle = i;
+          } else if (partial == conns.size()) {
+            partial = i;
           }
         }
-        if (idle == conns.size()) {
+        const size_t room = idle != conns.size() ? idle : partial;
+        if (room == conns.size()) {
           ::close(c);
           continue;
         }
-        close_at(idle);
+        close_at(room);
       }
       conns.push_back(conn{c, phase::reading, {}, {}, 0, clock_type::now() + limit});
     }

@@ -717,6 +717,26 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
     }
     for (const int fd : idle) ::close(fd);
   }
+  // Nor do peers that each send a byte of a request and no more (before, 16 of them kept
+  // every new connection out for their 2 s): the oldest request still coming in goes.
+  {
+    std::vector<int> slow;
+    for (int i = 0; i < 20; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_port = htons(d.metrics_port());
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+      ASSERT_EQ(::send(fd, "G", 1, MSG_NOSIGNAL), 1);
+      slow.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // their bytes read
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n")) << "20 slow";
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500)) << "20 slow";
+    for (const int fd : slow) ::close(fd);
+  }
 
   // Two instruments, one halted by an operator and priced, one without a price yet; a
   // customer of a tier.
