@@ -13,9 +13,10 @@ namespace {
 constexpr uint32_t policy_magic = 0x504F4C31;    // "POL1"
 constexpr uint32_t customer_magic = 0x43555331;  // "CUS1"
 constexpr uint16_t format_version = 2;  // the policy's; 2: the models
-// Customer rows have one layout. Builds since the policy's version 2 wrote them as
-// version 2 too (the constant was shared), older ones as 1: both read.
-constexpr uint16_t customer_version = 2;
+// Customer rows: versions 1 and 2 have one layout (builds since the policy's version 2
+// wrote them as version 2, the constant was shared; older ones as 1); version 3 adds the
+// `resequenced` byte. All three read.
+constexpr uint16_t customer_version = 3;
 constexpr uint8_t classes_all = (1u << wire::asset_class_max) - 1;
 }  // namespace
 
@@ -310,6 +311,7 @@ std::vector<uint8_t> table::encode(const customer& c) {
   w.put(uint8_t(c.kyc));
   w.put(uint8_t(c.profile));
   w.put(c.tier);
+  w.put(uint8_t(c.resequenced));
   return std::move(w.out);
 }
 
@@ -327,8 +329,11 @@ bool table::decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out
   c.kyc = wire::kyc_status(r.get<uint8_t>());
   c.profile = wire::risk_profile(r.get<uint8_t>());
   c.tier = r.get<uint8_t>();
-  if (r.short_read || magic != customer_magic || version < 1 || version > customer_version || r.at != bytes.size())
-    return *why = "customer: not a customer record of version 1 or 2", false;
+  const uint8_t resequenced = version >= 3 ? r.get<uint8_t>() : 0;
+  if (r.short_read || magic != customer_magic || version < 1 || version > customer_version || r.at != bytes.size() ||
+      resequenced > 1)
+    return *why = "customer: not a customer record of version 1, 2 or 3", false;
+  c.resequenced = resequenced == 1;
   wire::customer_op op;
   op.wallet = c.wallet;
   op.kyc = c.kyc;

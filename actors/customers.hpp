@@ -112,11 +112,14 @@ struct customer {
   uint64_t reference = 0;
   uint64_t updated_at = 0;
   uint64_t outflow = 0;  // sent out on `day`
-  uint64_t sequence = 0;  // the last KYC record's (customer_op::sequence)
+  uint64_t sequence = 0;  // the last KYC record's (customer_op::sequence), or an operator's resequence
   uint32_t day = 0;      // engine time / ns_per_day
   wire::kyc_status kyc{};
   wire::risk_profile profile{};
   uint8_t tier = 0;
+  // `sequence` is an operator's resequence: no record was taken at it (a record there is
+  // out of order, not a repeat of the kept one).
+  bool resequenced = false;
   [[nodiscard]] uint64_t outflow_on(uint64_t t) const { return day == t / ns_per_day ? outflow : 0; }
   [[nodiscard]] wire::customer_state view(uint64_t t) const;
 };

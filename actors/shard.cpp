@@ -722,6 +722,7 @@ void shard::execute_customers(batch& b) {
       if (!b.repeated.empty()) b.repeated[i] = c->sequence == op.sequence;
       if (c->sequence == op.sequence) continue;
       c->sequence = op.sequence;
+      c->resequenced = true;
       c->updated_at = b.timestamp_base + i;
       customers_.mark_dirty(op.wallet);
       continue;
@@ -734,7 +735,8 @@ void shard::execute_customers(batch& b) {
     b.results[i] = r;
     if (r != result::ok) continue;
     customers::customer* had = customers_.find(op.wallet);
-    if (had && op.sequence < had->sequence) r = result::sequence_out_of_order;
+    if (had && (op.sequence < had->sequence || (op.sequence == had->sequence && had->resequenced)))
+      r = result::sequence_out_of_order;
     else if (had && op.sequence == had->sequence)
       r = had->kyc == op.kyc && had->profile == op.profile && had->tier == op.tier && had->reference == op.reference
               ? result::ok
@@ -746,6 +748,7 @@ void shard::execute_customers(batch& b) {
     if (repeated) continue;
     customers::customer& c = customers_.at(op.wallet);
     c.sequence = op.sequence;
+    c.resequenced = false;
     c.kyc = op.kyc;
     c.profile = op.profile;
     c.tier = op.tier;

@@ -346,7 +346,7 @@ class admin_impl {
          "set an instrument's target weight (basis points; 0 removes it) in a risk profile's model portfolio, which "
          "rebalancing aims at",
          3, 3, &admin_impl::cmd_model_set},
-        {"customer show", "<wallet-id>", "a customer's KYC status, tier, risk profile and outflow today", 1, 1,
+        {"customer show", "<wallet-id>", "a customer's KYC status, tier, risk profile, outflow today and KYC sequence", 1, 1,
          &admin_impl::cmd_customer_show},
         {"customer resequence", "<wallet-id> <sequence>",
          "count a customer's KYC record sequence from here: the provider's next record must be greater (0: any); "

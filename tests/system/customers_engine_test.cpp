@@ -250,13 +250,25 @@ TEST_F(customers_engine_replay, AResequenceLetsAProviderCountAgainAcrossRestarts
   EXPECT_EQ(customer(a_).sequence, 0u);
   ASSERT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 1)}).results[0], result::ok);
   EXPECT_EQ(customer(a_).kyc, wire::kyc_status::verified);
+  // At the sequence given no record was taken: one there is out of order, not a repeat
+  // of the kept record (before, the same fields were an ok that took nothing), also from
+  // a snapshot.
+  q.sequence = 5;
+  ASSERT_EQ(e().customers({q}).results[0], result::ok);
+  EXPECT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 5)}).results[0], result::sequence_out_of_order);
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.restart();
+  EXPECT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 5)}).results[0], result::sequence_out_of_order);
+  ASSERT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 6)}).results[0], result::ok);
+  EXPECT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 6)}).results[0], result::ok);  // a repeat
   fx_.close();
   std::vector<wire::event> resequenced;
   for (const auto& ev : test::all_events(fx_.dir()))
     if (ev.type == wire::event_type::customer_resequenced) resequenced.push_back(ev);
-  ASSERT_EQ(resequenced.size(), 1u);
+  ASSERT_EQ(resequenced.size(), 2u);
   EXPECT_EQ(resequenced[0].account_a, a_);
   EXPECT_EQ(resequenced[0].ref.lo, 0u);
+  EXPECT_EQ(resequenced[1].ref.lo, 5u);
 }
 
 TEST(customers_log, a_resequence_in_a_version_8_record_replays_refused) {

@@ -121,17 +121,25 @@ TEST(Customers, CustomerBytesAndTheClock) {
   std::string why;
   ASSERT_TRUE(table::decode(bytes, t0, &back, &why)) << why;
   EXPECT_EQ(table::encode(back), bytes);
-  // Rows written before the policy's models (version 1, the same layout) still read: a
-  // snapshot holding them used to stop start-up. Versions 0 and 3 do not.
-  for (const uint16_t v : {uint16_t(1), uint16_t(0), uint16_t(3)}) {
+  // Rows of versions 1 and 2 (one layout, before the resequenced byte) still read: a
+  // snapshot holding version 1 rows used to stop start-up. Versions 0 and 4 do not.
+  for (const uint16_t v : {uint16_t(1), uint16_t(2), uint16_t(0), uint16_t(4)}) {
     auto old = bytes;
     std::memcpy(old.data() + 4, &v, sizeof v);
+    if (v == 1 || v == 2) old.pop_back();  // no resequenced byte
     customer got;
-    EXPECT_EQ(table::decode(old, t0, &got, &why), v == 1) << v << ": " << why;
-    if (v == 1) {
+    EXPECT_EQ(table::decode(old, t0, &got, &why), v == 1 || v == 2) << v << ": " << why;
+    if (v == 1 || v == 2) {
       EXPECT_EQ(table::encode(got), bytes);
     }
   }
+  auto flagged = c;
+  flagged.resequenced = true;
+  ASSERT_TRUE(table::decode(table::encode(flagged), t0, &back, &why)) << why;
+  EXPECT_TRUE(back.resequenced);
+  auto two = table::encode(flagged);
+  two.back() = 2;  // a flag is 0 or 1
+  EXPECT_FALSE(table::decode(two, t0, &back, &why));
   EXPECT_FALSE(table::decode(bytes, t0 - 1, &back, &why)) << "a time past the snapshot's clock";
   for (size_t cut = 0; cut < bytes.size(); ++cut)
     EXPECT_FALSE(table::decode(std::span(bytes).first(cut), t0, &back, &why));
