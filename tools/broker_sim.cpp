@@ -140,7 +140,10 @@ void broker_sim::run() {
       }
       return;
     }
-    const uint64_t qty = w.parts > 1 ? std::max<uint64_t>(1, w.remaining / w.parts) : w.remaining;
+    // A part is whole lots (the order is: the engine took it so); the last takes the rest.
+    const uint64_t lot = std::max<uint64_t>(1, opt_.lot_of ? opt_.lot_of(w.in.instrument_id) : 1);
+    const uint64_t qty = w.parts > 1 ? std::min(w.remaining, std::max<uint64_t>(1, w.remaining / lot / w.parts) * lot)
+                                     : w.remaining;
     answer(wire::order_answer_kind::fill, 0, qty, p);
     w.remaining -= qty;
     w.parts = w.parts > 1 ? w.parts - 1 : 1;
@@ -255,6 +258,23 @@ void broker_sim::run() {
             }
             if (opt_.on_answered && answers.size() == o.reply.results.size())
               for (size_t i = 0; i < answers.size(); ++i) opt_.on_answered(answers[i], o.reply.results[i]);
+            // A fill refused ends the order here: what is left is rejected, so the engine
+            // closes it (a refusal that says the order is closed already needs nothing).
+            if (answers.size() == o.reply.results.size())
+              for (size_t i = 0; i < answers.size(); ++i) {
+                const wire::result r = o.reply.results[i];
+                if (answers[i].kind != wire::order_answer_kind::fill || r == wire::result::ok ||
+                    r == wire::result::order_not_open || r == wire::result::order_not_found)
+                  continue;
+                if (const auto at = orders.find(answers[i].order_id); at != orders.end()) finish(at);
+                wire::order_answer a{};
+                a.order_id = answers[i].order_id;
+                a.kind = wire::order_answer_kind::reject;
+                a.reason = 4;
+                a.attempt = 0;  // whichever sending the engine is at (the order may have come back since)
+                outbox.push_back(a);
+                c_->rejects.fetch_add(1);
+              }
             uint64_t ok = 0, refused = 0;
             for (const auto r : o.reply.results) (r == wire::result::ok ? ok : refused) += 1;
             c_->answers_ok.fetch_add(ok);

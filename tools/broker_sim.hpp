@@ -8,7 +8,10 @@
 // price is past its limit is rejected (reason 2, "price moved"); a limit order waits and
 // looks again after another latency. A cancel instruction (the order cancelled or
 // expired in the engine) stops the order's fills still to come, confirmed with a reject
-// (reason 3). A new order is acknowledged at once (an `accepted` answer) unless
+// (reason 3). Parts are whole lots (`lot_of`). A fill the engine refuses (outside the
+// price band, not in whole lots, ...) ends the order: the simulator rejects what is left
+// (reason 4, "fill refused"), so the order closes and its hold is released instead of
+// waiting for fills that will not come. A new order is acknowledged at once (an `accepted` answer) unless
 // `acknowledge` is off (the first fill or reject acknowledges it then); a `silent` broker
 // takes instructions and never answers (a broker that hangs: the engine's answer timeout,
 // breaker and fallback meet it).
@@ -54,6 +57,8 @@ struct broker_sim_options {
   // The price to fill instrument i at now (0: none yet: the order waits); unset: the
   // order's limit. Called on the simulator's thread.
   std::function<uint64_t(uint64_t instrument)> price_of;
+  // Units per lot of instrument i (unset, or 0: 1): a part fill is whole lots.
+  std::function<uint64_t(uint64_t instrument)> lot_of;
   // Called (on the simulator's thread) with each answer the engine replied to, and its
   // result.
   std::function<void(const wire::order_answer&, wire::result)> on_answered;

@@ -104,6 +104,9 @@ int main(int argc, char** argv) {
   app.add_option("--feed", feed_spec, "id:secret-hex of a market-data gateway: send prices");
   app.add_option("--instruments", instruments, "first-last instrument ids the feed prices")->capture_default_str();
   app.add_flag("--define", feed_o.define, "the feed lists its instruments first (symbols S<id>)");
+  uint64_t lot = 1;
+  app.add_option("--lot", lot, "units per lot of the instruments (as --define lists them; the broker fills whole lots)")
+      ->capture_default_str()->check(CLI::Range(uint64_t(1), uint64_t(1'000'000'000)));
   app.add_option("--prices-per-s", feed_o.prices_per_s)->capture_default_str()->check(CLI::Range(1.0, 1e8));
   app.add_option("--prices-max", feed_o.prices_max, "prices in all (0: no limit)");
   app.add_option("--start-ticks", feed_o.start_ticks)->capture_default_str()->check(CLI::Range(1ull, 1ull << 40));
@@ -170,7 +173,7 @@ int main(int argc, char** argv) {
     feed_o.host = base.host;
     feed_o.port = base.port;
     feed_o.seed = seed;
-    feed_o.definition = actors::market::definition(0, "", wire::asset_class::equity, base.currency, 1, 1,
+    feed_o.definition = actors::market::definition(0, "", wire::asset_class::equity, base.currency, 1, lot,
                                                    {1000, 60'000, 60'000, 30'000});
     feed = std::make_unique<tools::market_feed>(feed_o);
   }
@@ -187,6 +190,7 @@ int main(int argc, char** argv) {
     broker_o.host = base.host;
     broker_o.port = base.port;
     broker_o.seed = seed ^ 0xB40CE4;
+    broker_o.lot_of = [lot](uint64_t) { return lot; };
     if (feed) {  // the feed's last prices
       tools::market_feed* f = feed.get();
       const uint64_t first = feed_o.instruments.front(), n = feed_o.instruments.size();

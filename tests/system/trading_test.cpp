@@ -109,7 +109,10 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   fo.secret = feed_secret;
   for (uint64_t id = first_instrument; id < first_instrument + instruments; ++id) fo.instruments.push_back(id);
   fo.define = true;
-  fo.definition = actors::market::definition(0, "", wire::asset_class::fund, etb, 1, 1, {9000, 60'000, 600'000, 1000});
+  // Lots of 10: the broker's part fills are whole lots (before, it cut parts of any size,
+  // the engine refused them as lot_size_invalid, and the orders stayed open).
+  constexpr uint64_t lot = 10;
+  fo.definition = actors::market::definition(0, "", wire::asset_class::fund, etb, 1, lot, {9000, 60'000, 600'000, 1000});
   fo.prices_per_s = 2000;
   fo.volatility_bp = 5;
   fo.jump_rate = 0;
@@ -130,6 +133,11 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   bo.seed = seed + 1;
   bo.price_of = [&feed](uint64_t id) {
     return id >= first_instrument && id < first_instrument + instruments ? feed.last_ticks(id - first_instrument) : 0;
+  };
+  bo.lot_of = [](uint64_t) { return lot; };
+  std::map<std::string, uint64_t> refused;  // the engine's refusals of the broker's answers, by code
+  bo.on_answered = [&refused](const wire::order_answer& a, result r) {
+    if (r != result::ok) ++refused[std::string(wire::result_name(r)) + (a.kind == wire::order_answer_kind::fill ? " (fill)" : " (other)")];
   };
   tools::broker_sim sim(bo);
   sim.start();
@@ -154,11 +162,12 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
       ADD_FAILURE() << "orders still open:" << open.substr(0, 400) << " broker: " << st.instructions
                     << " instructions, " << st.fills_sent << " fills sent, " << st.answers_ok << " taken, "
                     << st.answers_refused << " refused, " << st.working << " working, " << st.connects << " connects";
+      for (const auto& [why, n] : refused) ADD_FAILURE() << "refused: " << why << " x" << n;
     }
     return views;
   };
 
-  // Buys: market orders with a protective limit 50% above the last price, 1 to 100 units.
+  // Buys: market orders with a protective limit 50% above the last price, 1 to 10 lots.
   uint64_t next_id = 1;
   std::vector<wire::order> buys;
   for (uint64_t n = 0; n < 400; ++n) {
@@ -166,7 +175,7 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
     o.id = next_id++;
     o.wallet = 1 + rng() % wallets;
     o.instrument_id = first_instrument + rng() % instruments;
-    o.quantity = 1 + rng() % 100;
+    o.quantity = lot * (1 + rng() % 10);
     o.limit_ticks = feed.last_ticks(o.instrument_id - first_instrument) * 3 / 2;
     o.currency = etb;
     o.side = wire::order_side::buy;
@@ -194,12 +203,12 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   for (const auto& o : bought) held[{o.o.wallet, o.o.instrument_id}] += o.filled;
   std::vector<wire::order> sells;
   for (const auto& [k, q] : held) {
-    if (q < 2) continue;
+    if (q / 2 < lot) continue;
     wire::order o{};
     o.id = next_id++;
     o.wallet = k.first;
     o.instrument_id = k.second;
-    o.quantity = q / 2;
+    o.quantity = q / 2 / lot * lot;
     o.limit_ticks = std::max<uint64_t>(1, feed.last_ticks(o.instrument_id - first_instrument) / 2);
     o.currency = etb;
     o.side = wire::order_side::sell;
@@ -264,6 +273,12 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   const auto s = sim.stats();
   EXPECT_GE(s.connects, 2u);
   EXPECT_EQ(s.errors, 0u);
+  // Answers to orders closed meanwhile (order_not_open) aside, none is refused: every part
+  // fill whole lots, within the band.
+  std::string refusals;
+  for (const auto& [why, n] : refused)
+    if (!why.starts_with("order_not_open")) refusals += " " + why + " x" + std::to_string(n);
+  EXPECT_EQ(refusals, "");
   const auto check = eng->check_balances();
   EXPECT_TRUE(check.balanced) << check.detail;
   // What operators see: no order open, every fill counted.
