@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "wire/protocol.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::gateways {
@@ -100,12 +101,14 @@ class registry {
   [[nodiscard]] const gateway* find(uint32_t number) const;
   [[nodiscard]] const std::vector<gateway>& all() const { return by_number_; }  // by number
   [[nodiscard]] size_t size() const { return by_number_.size(); }
-  // Whether an enabled gateway of `rail` serves currency c (a payout can be routed).
-  [[nodiscard]] bool serves_rail(uint8_t rail, wire::currency_code c) const {
+  // Whether an enabled gateway of `rail` serves currency c (a payout can be routed): one
+  // with the payments role (`any_role`: as before rules version 9, any gateway).
+  [[nodiscard]] bool serves_rail(uint8_t rail, wire::currency_code c, bool any_role = false) const {
     for (const auto& g : by_number_)
-      if (g.enabled && g.rail == rail && g.serves(c)) return true;
+      if (g.enabled && g.rail == rail && g.serves(c) && (any_role || takes_payouts(g))) return true;
     return false;
   }
+  [[nodiscard]] static bool takes_payouts(const gateway& g) { return (g.roles & wire::roles::payments) != 0; }
 
   // A deposit as the transfer it becomes, or the result refusing it.
   wire::result deposit_transfer(std::string_view gateway_id, const wire::deposit& d, wire::transfer* out) const;

@@ -494,7 +494,8 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
   // Candidates in priority order, then number.
   std::vector<const gateways::gateway*> serving;
   for (const auto& g : registry_->all())
-    if (g.enabled && g.rail == p.rail && g.serves(p.currency)) serving.push_back(&g);
+    if (g.enabled && g.rail == p.rail && g.serves(p.currency) && (!payout_routes_ || gateways::registry::takes_payouts(g)))
+      serving.push_back(&g);
   std::stable_sort(serving.begin(), serving.end(), [](auto* a, auto* b) { return a->priority < b->priority; });
   bool any_left = false;
   for (const auto* g : serving) {
@@ -540,6 +541,32 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
   p.st = state::waiting;
   touch(d, p);
   schedule(p, now + wait);
+}
+
+// A payout whose backoff after a timeout ended (timed_out chose to try its gateway
+// again): that gateway still, if it may take it; leaving it, the way timed_out leaves
+// one (a gateway that can hear is asked to cancel, and gets an answer timeout to say
+// whether it paid, before another gets the payout). Before rules version 9 `route` took
+// the best gateway by priority here, possibly another while the first might have paid.
+void desk_table::retry_after_backoff(desk& d, payout_entry& p, uint64_t now) {
+  const uint32_t g = p.attempts.back().gateway;
+  const gateways::gateway* gw = registry_->find(g);
+  const bool given_up = std::find(p.given_up.begin(), p.given_up.end(), g) != p.given_up.end();
+  if (gw && gw->enabled && !given_up && sessions(g) > 0 && gateways::registry::takes_payouts(*gw) &&
+      admits(d, *gw, p.id, now)) {
+    p.cancel_wait = 0;
+    send(d, p, *gw, now, true);
+    return;
+  }
+  if (!before_cancels_ && sessions(g) > 0 && may_pay(p, g)) {
+    p.st = state::waiting;
+    p.cancel_wait = g;
+    cancel_at(p, g, uint32_t(p.attempts.size()));
+    touch(d, p);
+    schedule(p, now + timeout_ns(g));
+    return;
+  }
+  route(d, p, now);
 }
 
 void desk_table::settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement) {
@@ -1003,6 +1030,9 @@ void desk_table::run_due(uint64_t now) {
     payout_entry& p = *pp;
     if (p.st == state::in_flight) {
       timed_out(d, p, now);
+    } else if (p.st == state::waiting && payout_routes_ && p.cancel_wait == 0 && p.wait_since == 0 &&
+               p.attempts.size() > p.routing_base) {
+      retry_after_backoff(d, p, now);
     } else if (p.st == state::waiting) {
       route(d, p, now);
     }

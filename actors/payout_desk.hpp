@@ -53,7 +53,11 @@
 //    gateway has no session up, else after asking it to cancel (below) and waiting one
 //    more answer timeout for that answer (a `failed` moves it on at once, a `settled`
 //    settles it), so that a gateway that paid and was slow to say so is asked before
-//    another pays. At
+//    another pays. The same holds when the backoff ends: the retry goes to its gateway
+//    if it may still take it, or leaves it that way (from batch records of version 9;
+//    before, the retry went by priority, possibly to a gateway that came up meanwhile
+//    while the first could still pay). Only gateways with the payments role take
+//    payouts (version 9; before, a broker-only gateway of the rail got them too). At
 //    attempts_max attempts, or with every gateway of its rail given up, or after
 //    route_wait_max with no gateway to take it, it becomes a dead letter: its hold stays,
 //    operators retry it (routes afresh) or cancel it (void).
@@ -349,6 +353,9 @@ class desk_table {
   // never releases a dead letter, and answers after a payout ended are duplicates.
   // Cancels and kept payouts make no difference to what those rules decide.
   void set_rules_before_cancels(bool v) { before_cancels_ = v; }
+  // Rules version 9 on (rules_payout_routes): payments-role gateways only; a retry after
+  // its backoff stays with its gateway or asks it to cancel first.
+  void set_rules_payout_routes(bool v) { payout_routes_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -445,6 +452,7 @@ class desk_table {
   void make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t now);
   void breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now);
   void timed_out(desk& d, payout_entry& p, uint64_t now);
+  void retry_after_backoff(desk& d, payout_entry& p, uint64_t now);
   void settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement);
   void start_sweep(desk& d, uint64_t settlement, sweep& s);
   void sweep_done(const wire::transfer& t, wire::result r, uint64_t ts);
@@ -471,6 +479,7 @@ class desk_table {
   instruct_fn instruct_;
   event_fn events_;
   bool before_cancels_ = false;
+  bool payout_routes_ = true;
   // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
   // gateway's first session opened. It shapes instructions only (not logged, not kept).
   std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;

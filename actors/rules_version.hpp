@@ -33,6 +33,11 @@ constexpr uint16_t rules_instrument_resequence = 9;
 // Customers: an operator's resequence of a customer's KYC records
 // (customer_op_kind::resequence); before, that byte was reserved (reserved_field).
 constexpr uint16_t rules_customer_resequence = 9;
+// Payouts: only gateways with the payments role take them (a broker-only gateway of the
+// rail was sent payouts it could not answer), and a retry after its backoff stays with
+// its gateway, or asks it to cancel and waits before another gets it (it went by
+// priority, to a gateway that had come up meanwhile, while the first might have paid).
+constexpr uint16_t rules_payout_routes = 9;
 constexpr uint16_t rules_newest = 9;
 
 }  // namespace mesob::actors

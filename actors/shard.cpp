@@ -86,7 +86,7 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
   // payout_to asks the registry as of the batch (the desks' copy follows the log).
   groups_.set_rail_check([this](uint8_t rail, wire::currency_code c) {
     const auto& reg = desks_.registry();
-    return reg && reg->serves_rail(rail, c);
+    return reg && reg->serves_rail(rail, c, rules_ < rules_payout_routes);
   });
   // Orders' brokers as of the batch (the registry and the sessions follow the log).
   trading_.set_place(index, count);
@@ -266,11 +266,15 @@ void shard::execute(batch& b) {
     shard& s;
     rules_of(shard& sh, uint16_t v) : s(sh) {
       s.desks_.set_rules_before_cancels(v < rules_desk_cancels);
+      s.desks_.set_rules_payout_routes(v >= rules_payout_routes);
+      s.rules_ = v;
       s.groups_.set_rules(v);
       s.trading_.set_rules(v);
     }
     ~rules_of() {
       s.desks_.set_rules_before_cancels(false);
+      s.desks_.set_rules_payout_routes(true);
+      s.rules_ = rules_newest;
       s.groups_.set_rules(rules_newest);
       s.trading_.set_rules(rules_newest);
     }

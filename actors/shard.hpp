@@ -240,6 +240,7 @@ class shard {
   equb::group_table groups_;
   payouts::desk_table desks_;
   market::book market_;
+  uint16_t rules_ = rules_newest;  // the batch's (its log record's version in replay)
   customers::table customers_;
   customers::policy policy_;
   trading::table trading_;

@@ -3389,6 +3389,16 @@ class engine_impl {
         if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
     }
     std::lock_guard lk(q_mu_);
+    // The reset first: a batch before it would run the desks' timers against the sessions
+    // the snapshot held (every payout overdue while the engine was down timing out at
+    // gateways that have no session, their breakers counting it).
+    if (registry_->size() > 0) {
+      queued reset;
+      reset.req.kind = op_kind::gateway_events;
+      reset.req.gateway_events = {wire::gateway_event{0, wire::gateway_event_kind::reset, {}}};
+      reset.done = [](reply&&) {};
+      q_.push_back(std::move(reset));
+    }
     if (!missing.empty()) {
       queued q;
       q.req.kind = op_kind::create_accounts;
@@ -3400,13 +3410,6 @@ class engine_impl {
             std::fprintf(stderr, "mesobd: making a payout account: %s\n", std::string(wire::result_name(r.results[i])).c_str());
       };
       q_.push_back(std::move(q));
-    }
-    if (registry_->size() > 0) {
-      queued reset;
-      reset.req.kind = op_kind::gateway_events;
-      reset.req.gateway_events = {wire::gateway_event{0, wire::gateway_event_kind::reset, {}}};
-      reset.done = [](reply&&) {};
-      q_.push_back(std::move(reset));
     }
     for (auto& q : again) q_.push_back(std::move(q));
     for (auto& q : desk_chains) q_.push_back(std::move(q));

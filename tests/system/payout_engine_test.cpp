@@ -1061,6 +1061,32 @@ TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
   expect_payout_account_consistent();
 }
 
+// A start whose shard count needs new payout accounts makes them in a batch of its own;
+// the gateways' sessions are reset before it. Before, that batch ran the desks' timers
+// against the sessions the log left (alpha up): a payout overdue while the engine was
+// down timed out at alpha, counting against its breaker, and went to a second attempt.
+TEST_F(payout_engine_replay, a_start_resets_the_sessions_before_any_timer_runs) {
+  up("alpha");
+  ASSERT_EQ(pay(80, 1, 100), result::ok);
+  auto s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].in.attempt, 1u);
+  const uint64_t later = now_ns() + 10'000'000'000ull;  // alpha's answer deadline (1 s) long past
+  fx_.close();
+  fx_.set_clock_ns(later);
+  fx_.set_shards(3);  // new payout accounts to make
+  fx_.open();
+  attach();
+  EXPECT_EQ(payout(80).attempts.size(), 1u) << "no timeout while the sessions were stale";
+  EXPECT_EQ(payout(80).st, actors::payouts::state::in_flight);
+  up("alpha");  // the same instruction again
+  s = take();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].in.attempt, 1u);
+  EXPECT_EQ(answer("alpha", 80, 1, 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(80));
+}
+
 // An equb group whose seats take their payouts through a gateway: the round's chain ends
 // with a hold on the recipient's wallet under a payout id the engine makes (the top bit,
 // the group's number, the hold's step), and the desk sends it like any payout. Bad routes

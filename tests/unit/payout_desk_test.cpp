@@ -500,5 +500,100 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
   EXPECT_EQ(sent[0].second.attempt, 4u);
 }
 
+
+// A payout whose retry waits out a backoff after a timeout at its gateway is tried there
+// again, even if a gateway of higher priority came up meanwhile: the first may still pay
+// it. Before (and in records before version 9), the retry went by priority, to the
+// gateway that came up, while the first could still pay: two payments.
+TEST(payout_desk, a_retry_after_its_backoff_stays_with_its_gateway) {
+  for (const bool routes : {true, false}) {
+    SCOPED_TRACE(routes ? "this build's rules" : "rules before version 9");
+    recording_table r;
+    ASSERT_EQ(r.reg->size(), 2u);
+    desk_table& t = r.t;
+    t.set_rules_payout_routes(routes);
+    t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);  // alpha, the first choice, is down
+    t.held(hold_of(5), 20);
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u);
+    EXPECT_EQ(r.sent[0].first, r.beta);
+    t.run_due(20 + 1'000'000'001);  // beta's answer timeout: a backoff, then beta again
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u) << "nothing sent during the backoff";
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 1'100'000'000);
+    t.flush();
+    t.run_due(600'000'000'000);  // the backoff is over
+    t.flush();
+    std::vector<uint32_t> pays;  // (the old rules also told beta to cancel)
+    for (const auto& [g, in] : r.sent)
+      if (in.kind == wire::payout_instruction_kind::pay) pays.push_back(g);
+    ASSERT_EQ(pays.size(), 2u);
+    EXPECT_EQ(pays[1], routes ? r.beta : r.alpha);
+  }
+  // Its gateway gone meanwhile (no session: it cannot hear a cancel), the next one at once.
+  recording_table r;
+  desk_table& t = r.t;
+  t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
+  t.held(hold_of(5), 20);
+  t.run_due(20 + 1'000'000'001);
+  t.event({r.alpha, wire::gateway_event_kind::up, {}}, 1'100'000'000);
+  t.event({r.beta, wire::gateway_event_kind::down, {}}, 1'200'000'000);
+  t.flush();
+  r.sent.clear();
+  t.run_due(600'000'000'000);
+  t.flush();
+  std::vector<uint32_t> pays;  // (and beta is told to cancel, for when it comes back)
+  for (const auto& [g, in] : r.sent)
+    if (in.kind == wire::payout_instruction_kind::pay) pays.push_back(g);
+  EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
+}
+
+// Only gateways with the payments role take payouts: a broker of the rail and currency,
+// first by priority, is passed over (it could not answer one). Records before version 9
+// routed to it.
+TEST(payout_desk, a_broker_only_gateway_gets_no_payouts) {
+  for (const bool routes : {true, false}) {
+    SCOPED_TRACE(routes ? "this build's rules" : "rules before version 9");
+    recording_table r;
+    wire::gateway_op op{};
+    op.kind = wire::gateway_op_kind::register_gateway;
+    ASSERT_TRUE(gateways::set_op_id(op, "broker"));
+    op.rail = 1;
+    op.priority = 0;
+    op.roles = 2;  // broker only
+    op.answer_timeout_ms = 1000;
+    op.currencies_n = 1;
+    op.currencies[0] = {etb, 0, 7003};
+    op.secret_bytes = 32;
+    for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
+    ASSERT_EQ(r.reg->apply(op, 2), wire::result::ok);
+    const uint32_t broker = r.reg->find("broker")->number;
+    EXPECT_EQ(r.reg->serves_rail(1, etb), true);
+    desk_table& t = r.t;
+    t.set_rules_payout_routes(routes);
+    t.event({broker, wire::gateway_event_kind::up, {}}, 10);
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 11);
+    t.held(hold_of(5), 20);
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u);
+    EXPECT_EQ(r.sent[0].first, routes ? r.alpha : broker);
+  }
+  // A rail only a broker serves is not served: payouts there are refused at the start.
+  auto reg = std::make_shared<gateways::registry>();
+  wire::gateway_op op{};
+  op.kind = wire::gateway_op_kind::register_gateway;
+  ASSERT_TRUE(gateways::set_op_id(op, "broker"));
+  op.rail = 2;
+  op.roles = 2;
+  op.answer_timeout_ms = 1000;
+  op.currencies_n = 1;
+  op.currencies[0] = {etb, 0, 7003};
+  op.secret_bytes = 32;
+  for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
+  ASSERT_EQ(reg->apply(op, 1), wire::result::ok);
+  EXPECT_FALSE(reg->serves_rail(2, etb));
+  EXPECT_TRUE(reg->serves_rail(2, etb, true)) << "as before version 9";
+}
+
 }  // namespace
 }  // namespace mesob::actors::payouts
