@@ -386,6 +386,12 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       return std::memcmp(&asked, &held, sizeof asked) == 0 ? result::ok : result::exists_with_different_fields;
     }
     if (too_long) return result::period_too_long;
+    // The escrow takes the group's id: not one of the engine's (a desk's payout account
+    // or a trading account another currency or shard count will need; before version 9 a
+    // group could take one, and the engine's account was then never made).
+    if (rules_ >= rules_group_ids_reserved &&
+        (payouts::payout_account(op.group_id) || trading::reserved_key(op.group_id)))
+      return result::id_reserved;
     if (rules_ >= rules_ended_groups)
       for (const uint64_t a : {c.fee_account_id, c.guarantor_account_id, c.organizer_account_id})
         if (const result r = engine_account(a); r != result::ok) return r;

@@ -38,6 +38,9 @@ constexpr uint16_t rules_customer_resequence = 9;
 // its gateway, or asks it to cancel and waits before another gets it (it went by
 // priority, to a gateway that had come up meanwhile, while the first might have paid).
 constexpr uint16_t rules_payout_routes = 9;
+// Equb: a group's id (its escrow's) may not be one the engine reserves for its own
+// accounts (id_reserved), as for any account a client makes.
+constexpr uint16_t rules_group_ids_reserved = 9;
 constexpr uint16_t rules_newest = 9;
 
 }  // namespace mesob::actors

@@ -255,6 +255,14 @@ TEST_F(equb_engine, BadPaymentsGetPreciseErrorsAndChangeNothing) {
   EXPECT_EQ(simple(wire::equb_op_kind::start, 4242), result::group_not_found);
   auto taken = create_op(1);  // wallet 1's id
   EXPECT_EQ(op1(taken), result::group_account_exists);
+  // An id the engine keeps for its own accounts: a payout desk's of a currency no gateway
+  // serves yet, and a trading account's. Before, the escrow took it, and the engine's
+  // account was never made when the currency came to be served.
+  for (const uint64_t engines : {actors::payouts::desk_account_for(wire::currency("USD"), 0, 2),
+                                  actors::trading::account_for(wire::currency("USD"), 1, 2)}) {
+    EXPECT_EQ(op1(create_op(engines)), result::id_reserved) << engines;
+    EXPECT_EQ(account(engines).id, 0u);
+  }
   auto zero = create_op(6000);
   zero.contribution = 0;
   EXPECT_EQ(op1(zero), result::contribution_must_not_be_zero);
