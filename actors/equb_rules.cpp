@@ -264,7 +264,7 @@ bool round_due(const group_state& g, uint64_t now) {
          now > deadline_after(g.started_at, g.round, g.cfg.period_ns, g.cfg.grace_ns);
 }
 
-outcome close_round(group_state& g, uint64_t now) {
+outcome close_round(group_state& g, uint64_t now, bool credits_pay) {
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (!round_due(g, now)) return fail(result::round_not_due);
   const auto n = uint32_t(g.seats.size());
@@ -364,7 +364,8 @@ outcome close_round(group_state& g, uint64_t now) {
   } else {
     ++g.round;
     for (auto& s : g.seats) {
-      s.paid = false;
+      // (A credit is at most a contribution: the dividend is under n contributions.)
+      s.paid = credits_pay && s.debts.empty() && s.credit >= g.cfg.contribution;
       s.paid_amount = 0;
     }
   }

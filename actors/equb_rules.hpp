@@ -225,8 +225,11 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // under hold_round).
 [[nodiscard]] bool round_due(const group_state& g, uint64_t now);
 // Closes the round: debts for the unpaid, cover, the recipient, the payout chain; then
-// the next round, or completion.
-outcome close_round(group_state& g, uint64_t now);
+// the next round, or completion. `credits_pay`: a seat whose dividend credit covers the
+// next contribution, with no debts, owes nothing and is paid at once (a transfer of 0
+// cannot be made: under hold_round its round never closed); false: the rules before
+// version 9.
+outcome close_round(group_state& g, uint64_t now, bool credits_pay = true);
 // settle_received false: the rules before version 7 (actors/rules_version.hpp), which
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);

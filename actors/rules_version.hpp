@@ -41,6 +41,10 @@ constexpr uint16_t rules_payout_routes = 9;
 // Equb: a group's id (its escrow's) may not be one the engine reserves for its own
 // accounts (id_reserved), as for any account a client makes.
 constexpr uint16_t rules_group_ids_reserved = 9;
+// Equb: a seat whose dividend credit covers its next contribution (no debts) is paid when
+// the round opens; before, it owed 0, a transfer that cannot be made, and a hold_round
+// group's round never closed.
+constexpr uint16_t rules_credits_pay = 9;
 constexpr uint16_t rules_newest = 9;
 
 }  // namespace mesob::actors

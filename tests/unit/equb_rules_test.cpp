@@ -382,6 +382,39 @@ group_config bidding_config() {
   return cfg;
 }
 
+// A bid of 1 makes a dividend of nearly the whole pot: two of three seats get credits of
+// a whole contribution, owe nothing next round, and are paid when it opens; the third
+// pays its 1 and the round closes (hold_round waits for every seat). Before (and by the
+// rules before version 9), those two owed 0, could not pay it, and the round never closed.
+TEST(equb_rules, a_credit_that_covers_the_contribution_pays_it) {
+  for (const bool credits_pay : {true, false}) {
+    SCOPED_TRACE(credits_pay ? "this build's rules" : "rules before version 9");
+    ledger l;
+    auto cfg = bidding_config();
+    cfg.contribution = 100;
+    cfg.max_discount_bp = 10'000;
+    cfg.commission_bp = 0;  // the whole discount a dividend: 299 = 100 + 100 + 99
+    cfg.on_default = default_policy::hold_round;
+    auto g = started(l, 3, cfg);
+    ASSERT_EQ(bid(g, 1, wallet(1), 1, 1).code, result::ok);
+    step(l, g, close_round(g, 1, credits_pay));
+    ASSERT_EQ(g.round, 2u);
+    const uint64_t shares = g.seats[0].credit + g.seats[1].credit + g.seats[2].credit;
+    uint32_t covered = 0;
+    for (uint32_t i = 0; i < 3; ++i) {
+      if (g.seats[i].credit < cfg.contribution) continue;
+      ++covered;
+      EXPECT_EQ(owed(g, i, 2), 0u);
+      EXPECT_EQ(g.seats[i].paid, credits_pay) << "seat " << i;
+    }
+    ASSERT_EQ(covered, 2u) << "credits " << shares;
+    for (uint32_t i = 0; i < 3; ++i)
+      if (g.seats[i].credit < cfg.contribution)
+        step(l, g, contribute(g, i, wallet(i), 2, owed(g, i, 2), g.cfg.currency, 2));
+    EXPECT_EQ(round_due(g, 3), credits_pay) << "every seat paid, or two that cannot pay 0";
+  }
+}
+
 // Bidding: the lowest bid wins (the earliest of equal ones); the discount less the
 // organizer's commission is a dividend that lowers every seat's next contribution, to
 // the minor unit.
