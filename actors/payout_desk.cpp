@@ -525,17 +525,7 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
   const gateways::gateway* gw = registry_->find(g);
   const bool again_here = uint32_t(tries) < tries_per_gateway && gw && gw->enabled && sessions(g) > 0 &&
                           d.breakers[g].ph == breaker::phase::closed;
-  if (!again_here && !before_cancels_ && sessions(g) > 0) {
-    // Leaving a gateway that can hear: ask it to cancel first, and wait one more answer
-    // timeout for it to say whether it paid.
-    p.st = state::waiting;
-    p.cancel_wait = g;
-    cancel_at(p, g, uint32_t(p.attempts.size()));
-    touch(d, p);
-    schedule(p, now + timeout_ns(g));
-    return;
-  }
-  if (!again_here) return route(d, p, now);  // the next gateway, at once
+  if (!again_here) return leave_gateway(d, p, g, now, true);
   // Exponential backoff with jitter (from the payout and attempt: replay agrees).
   const uint64_t wait = gateways::backoff_ns(timeout_ns(g), uint32_t(p.attempts.size() - p.routing_base), p.id);
   p.st = state::waiting;
@@ -558,7 +548,14 @@ void desk_table::retry_after_backoff(desk& d, payout_entry& p, uint64_t now) {
     send(d, p, *gw, now, true);
     return;
   }
-  if (!before_cancels_ && sessions(g) > 0 && may_pay(p, g)) {
+  leave_gateway(d, p, g, now, may_pay(p, g));
+}
+
+// Leaving gateway g, which may have paid: if it can hear, it is asked to cancel first and
+// gets one more answer timeout to say whether it paid (a `failed` moves the payout on at
+// once, a `settled` settles it); else the next gateway at once.
+void desk_table::leave_gateway(desk& d, payout_entry& p, uint32_t g, uint64_t now, bool may_have_paid) {
+  if (may_have_paid && !before_cancels_ && sessions(g) > 0) {
     p.st = state::waiting;
     p.cancel_wait = g;
     cancel_at(p, g, uint32_t(p.attempts.size()));

@@ -453,6 +453,7 @@ class desk_table {
   void breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now);
   void timed_out(desk& d, payout_entry& p, uint64_t now);
   void retry_after_backoff(desk& d, payout_entry& p, uint64_t now);
+  void leave_gateway(desk& d, payout_entry& p, uint32_t g, uint64_t now, bool may_have_paid);
   void settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement);
   void start_sweep(desk& d, uint64_t settlement, sweep& s);
   void sweep_done(const wire::transfer& t, wire::result r, uint64_t ts);

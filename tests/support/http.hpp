@@ -12,7 +12,8 @@
 
 namespace mesob::test {
 
-inline std::string http(uint16_t port, const std::string& request) {
+// A TCP connection to a loopback port; -1 if it cannot be made.
+inline int connect_loopback(uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
@@ -20,8 +21,14 @@ inline std::string http(uint16_t port, const std::string& request) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     if (fd >= 0) ::close(fd);
-    return "connect failed";
+    return -1;
   }
+  return fd;
+}
+
+inline std::string http(uint16_t port, const std::string& request) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return "connect failed";
   const timeval tv{10, 0};  // a stuck server fails the test, not ctest's timeout
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   for (size_t at = 0; at < request.size();) {

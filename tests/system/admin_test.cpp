@@ -702,12 +702,8 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   {
     std::vector<int> idle;
     for (int i = 0; i < 20; ++i) {
-      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_port = htons(d.metrics_port());
-      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+      const int fd = connect_loopback(d.metrics_port());
+      ASSERT_GE(fd, 0);
       idle.push_back(fd);
       if (i == 4 || i == 19) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -722,12 +718,8 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   {
     std::vector<int> slow;
     for (int i = 0; i < 20; ++i) {
-      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_port = htons(d.metrics_port());
-      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+      const int fd = connect_loopback(d.metrics_port());
+      ASSERT_GE(fd, 0);
       ASSERT_EQ(::send(fd, "G", 1, MSG_NOSIGNAL), 1);
       slow.push_back(fd);
     }

@@ -837,6 +837,14 @@ std::vector<wire::transfer> unit_transfers(uint64_t first, uint64_t n) {
   return b;
 }
 
+// A window of 16,384 records (two full batches), flushed every 1,024.
+engine::config small_window(const std::string& dir) {
+  auto cfg = test_config(dir, 2);
+  cfg.transfers_resident_max = 1 << 14;
+  cfg.transfers_flush_step = 1024;
+  return cfg;
+}
+
 // Records flushes fail with MDB_MAP_FULL `n` times while it lives.
 struct failing_row_commits {
   explicit failing_row_commits(int n) {
@@ -858,9 +866,7 @@ uint64_t posted_debits(engine::engine& e, uint64_t from, uint64_t to) {
 // pause, live; writes go on meanwhile and nothing is lost.
 TEST(ledger_window, a_failed_records_flush_is_tried_again) {
   temp_dir dir;
-  auto cfg = test_config(dir.path(), 2);
-  cfg.transfers_resident_max = 1 << 14;
-  cfg.transfers_flush_step = 1024;
+  const auto cfg = small_window(dir.path());
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 100);
@@ -889,9 +895,7 @@ TEST(ledger_window, a_failed_records_flush_is_tried_again) {
 // brings back every acknowledged transfer at the next start.
 TEST(ledger_window, records_flushes_failing_until_the_window_is_full_refuse_writes) {
   temp_dir dir;
-  auto cfg = test_config(dir.path(), 2);
-  cfg.transfers_resident_max = 1 << 14;
-  cfg.transfers_flush_step = 1024;
+  const auto cfg = small_window(dir.path());
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 100);
@@ -926,9 +930,7 @@ TEST(ledger_window, records_flushes_failing_until_the_window_is_full_refuse_writ
 // failed flush is tried again at once instead of at its pause's end.
 TEST(ledger_window, a_full_window_tries_a_failed_flush_again_before_refusing_writes) {
   temp_dir dir;
-  auto cfg = test_config(dir.path(), 2);
-  cfg.transfers_resident_max = 1 << 14;
-  cfg.transfers_flush_step = 1024;
+  const auto cfg = small_window(dir.path());
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 100);
