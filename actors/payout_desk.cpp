@@ -539,11 +539,13 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
 // whether it paid, before another gets the payout). Before rules version 9 `route` took
 // the best gateway by priority here, possibly another while the first might have paid.
 void desk_table::retry_after_backoff(desk& d, payout_entry& p, uint64_t now) {
+  if (p.attempts.size() - p.routing_base >= attempts_max) return route(d, p, now);  // a dead letter
   const uint32_t g = p.attempts.back().gateway;
   const gateways::gateway* gw = registry_->find(g);
   const bool given_up = std::find(p.given_up.begin(), p.given_up.end(), g) != p.given_up.end();
-  if (gw && gw->enabled && !given_up && sessions(g) > 0 && gateways::registry::takes_payouts(*gw) &&
-      admits(d, *gw, p.id, now)) {
+  // As route() would take it (an operator may have changed its rail or currencies since).
+  if (gw && gw->enabled && gw->rail == p.rail && gw->serves(p.currency) && !given_up && sessions(g) > 0 &&
+      gateways::registry::takes_payouts(*gw) && admits(d, *gw, p.id, now)) {
     p.cancel_wait = 0;
     send(d, p, *gw, now, true);
     return;

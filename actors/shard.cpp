@@ -1146,7 +1146,11 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
       link_history(idx, r.serial, false);
       if (t.flags & transfer_flags::equb) {  // stands alone: no undo
         deciding(b, o + 1);  // (a set-aside payment settles later, maybe in a later batch)
+        // By the payment's own record's rules: a set-aside one settles in a later batch,
+        // or outside any (finish_all), and the round it closes follows them.
+        groups_.set_rules(b.rules);
         groups_.paid(t, b.timestamp_base + o);
+        groups_.set_rules(rules_);
       }
       if (payouts::hold(t.id)) {  // stands alone too (or ends its chain)
         deciding(b, o + 1);

@@ -548,6 +548,42 @@ TEST(payout_desk, a_retry_after_its_backoff_stays_with_its_gateway) {
   EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
 }
 
+// A gateway an operator moved to another rail during the backoff is left as a timeout
+// leaves one (asked to cancel: it may have paid), not sent the payout again (before,
+// the retry took it whatever its rail, recording an attempt with no settlement account).
+TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail) {
+  recording_table r;
+  desk_table& t = r.t;
+  t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
+  t.held(hold_of(5), 20);
+  t.run_due(20 + 1'000'000'001);  // a timeout at beta: a backoff
+  wire::gateway_op move{};
+  move.kind = wire::gateway_op_kind::update;
+  ASSERT_TRUE(gateways::set_op_id(move, "beta"));
+  move.rail = 2;
+  move.priority = 2;
+  move.roles = 1;
+  move.answer_timeout_ms = 1000;
+  move.currencies_n = 1;
+  move.currencies[0] = {etb, 0, 7002};
+  ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
+  t.event({r.alpha, wire::gateway_event_kind::up, {}}, 1'100'000'000);
+  t.flush();
+  r.sent.clear();
+  t.run_due(600'000'000'000);  // the backoff is over
+  t.flush();
+  ASSERT_EQ(r.sent.size(), 1u);
+  EXPECT_EQ(r.sent[0].first, r.beta);
+  EXPECT_EQ(r.sent[0].second.kind, wire::payout_instruction_kind::cancel);
+  r.sent.clear();
+  t.run_due(602'000'000'000);  // no answer to the cancel: alpha
+  t.flush();
+  std::vector<uint32_t> pays;
+  for (const auto& [g, in] : r.sent)
+    if (in.kind == wire::payout_instruction_kind::pay) pays.push_back(g);
+  EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
+}
+
 // Only gateways with the payments role take payouts: a broker of the rail and currency,
 // first by priority, is passed over (it could not answer one). Records before version 9
 // routed to it.
