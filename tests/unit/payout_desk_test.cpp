@@ -289,24 +289,32 @@ TEST(payout_desk, a_retry_past_the_attempts_a_payout_keeps_is_refused) {
   EXPECT_EQ(t.op(cancel1, account, 5000), wire::result::ok);
 }
 
-// A registry of alpha (priority 1) and beta (priority 2), mobile money in ETB, answer
-// timeout 1 s.
-std::shared_ptr<gateways::registry> two_gateways() {
-  auto reg = std::make_shared<gateways::registry>();
-  for (const auto& [name, priority, settlement] : {std::tuple{"alpha", 1u, 7001ull}, std::tuple{"beta", 2u, 7002ull}}) {
-    wire::gateway_op op{};
-    op.kind = wire::gateway_op_kind::register_gateway;
-    if (!gateways::set_op_id(op, name)) return reg;
-    op.rail = 1;
-    op.priority = priority;
-    op.roles = 1;
-    op.answer_timeout_ms = 1000;
-    op.currencies_n = 1;
-    op.currencies[0] = {etb, 0, settlement};
+// A registration (or, kind update, a change) of gateway `name`: one currency, ETB,
+// answer timeout 1 s; roles 1 payments, 2 broker.
+wire::gateway_op gateway_op_of(const char* name, uint8_t rail, uint32_t priority, uint32_t roles, uint64_t settlement,
+                               wire::gateway_op_kind kind = wire::gateway_op_kind::register_gateway) {
+  wire::gateway_op op{};
+  op.kind = kind;
+  (void)gateways::set_op_id(op, name);
+  op.rail = rail;
+  op.priority = priority;
+  op.roles = roles;
+  op.answer_timeout_ms = 1000;
+  op.currencies_n = 1;
+  op.currencies[0] = {etb, 0, settlement};
+  if (kind == wire::gateway_op_kind::register_gateway) {
     op.secret_bytes = 32;
     for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
-    if (reg->apply(op, 1) != wire::result::ok) return reg;
   }
+  return op;
+}
+
+// A registry of alpha (priority 1) and beta (priority 2), payments by mobile money in
+// ETB, answer timeout 1 s.
+std::shared_ptr<gateways::registry> two_gateways() {
+  auto reg = std::make_shared<gateways::registry>();
+  for (const auto& [name, priority, settlement] : {std::tuple{"alpha", 1u, 7001ull}, std::tuple{"beta", 2u, 7002ull}})
+    if (reg->apply(gateway_op_of(name, 1, priority, 1, settlement), 1) != wire::result::ok) return reg;
   return reg;
 }
 
@@ -557,15 +565,7 @@ TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail)
   t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
   t.held(hold_of(5), 20);
   t.run_due(20 + 1'000'000'001);  // a timeout at beta: a backoff
-  wire::gateway_op move{};
-  move.kind = wire::gateway_op_kind::update;
-  ASSERT_TRUE(gateways::set_op_id(move, "beta"));
-  move.rail = 2;
-  move.priority = 2;
-  move.roles = 1;
-  move.answer_timeout_ms = 1000;
-  move.currencies_n = 1;
-  move.currencies[0] = {etb, 0, 7002};
+  const auto move = gateway_op_of("beta", 2, 2, 1, 7002, wire::gateway_op_kind::update);  // to rail 2
   ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
   t.event({r.alpha, wire::gateway_event_kind::up, {}}, 1'100'000'000);
   t.flush();
@@ -591,18 +591,7 @@ TEST(payout_desk, a_broker_only_gateway_gets_no_payouts) {
   for (const bool routes : {true, false}) {
     SCOPED_TRACE(routes ? "this build's rules" : "rules before version 9");
     recording_table r;
-    wire::gateway_op op{};
-    op.kind = wire::gateway_op_kind::register_gateway;
-    ASSERT_TRUE(gateways::set_op_id(op, "broker"));
-    op.rail = 1;
-    op.priority = 0;
-    op.roles = 2;  // broker only
-    op.answer_timeout_ms = 1000;
-    op.currencies_n = 1;
-    op.currencies[0] = {etb, 0, 7003};
-    op.secret_bytes = 32;
-    for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
-    ASSERT_EQ(r.reg->apply(op, 2), wire::result::ok);
+    ASSERT_EQ(r.reg->apply(gateway_op_of("broker", 1, 0, 2, 7003), 2), wire::result::ok);  // broker only, first
     const uint32_t broker = r.reg->find("broker")->number;
     EXPECT_EQ(r.reg->serves_rail(1, etb), true);
     desk_table& t = r.t;
@@ -616,17 +605,7 @@ TEST(payout_desk, a_broker_only_gateway_gets_no_payouts) {
   }
   // A rail only a broker serves is not served: payouts there are refused at the start.
   auto reg = std::make_shared<gateways::registry>();
-  wire::gateway_op op{};
-  op.kind = wire::gateway_op_kind::register_gateway;
-  ASSERT_TRUE(gateways::set_op_id(op, "broker"));
-  op.rail = 2;
-  op.roles = 2;
-  op.answer_timeout_ms = 1000;
-  op.currencies_n = 1;
-  op.currencies[0] = {etb, 0, 7003};
-  op.secret_bytes = 32;
-  for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
-  ASSERT_EQ(reg->apply(op, 1), wire::result::ok);
+  ASSERT_EQ(reg->apply(gateway_op_of("broker", 2, 0, 2, 7003), 1), wire::result::ok);
   EXPECT_FALSE(reg->serves_rail(2, etb));
   EXPECT_TRUE(reg->serves_rail(2, etb, true)) << "as before version 9";
 }
