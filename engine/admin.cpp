@@ -1248,18 +1248,32 @@ class admin_impl {
     m.sections.push_back(std::move(sec));
     return m;
   }
-  admin_response_msg instrument_change(const wire::instrument_op& op, const std::string& what) {
-    const reply r = eng_.instruments({op});
+  // The answer to one change the engine took or refused: a refusal `missing` is not_found
+  // (`missing_text`), any other failed ("<name>: <result>"); taken, "<name><what>" and a
+  // change row (`key`: the id, and the change's log position).
+  admin_response_msg change_answer(const reply& r, const std::string& name, wire::result missing,
+                                   const std::string& missing_text, const std::string& what, const char* key,
+                                   uint64_t id) {
     if (r.st != status::ok) return refused_by_engine(r);
     const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
-    const std::string name = "instrument " + std::to_string(op.instrument_id);
-    if (res == wire::result::instrument_not_found) return answer(admin_code::not_found, name + " is not listed");
+    if (res == missing) return answer(admin_code::not_found, missing_text);
     if (res != wire::result::ok) return answer(admin_code::failed, name + ": " + std::string(wire::result_name(res)));
-    admin_response_msg m = answer(admin_code::ok, name + " " + what);
+    admin_response_msg m = answer(admin_code::ok, name + what);
     row_builder b("change");
-    b.num("instrument", op.instrument_id).num("lsn", r.lsn);
+    b.num(key, id).num("lsn", r.lsn);
     m.sections.push_back(std::move(b.sec));
     return m;
+  }
+  admin_response_msg instrument_change(const wire::instrument_op& op, const std::string& what) {
+    const std::string name = "instrument " + std::to_string(op.instrument_id);
+    return change_answer(eng_.instruments({op}), name, wire::result::instrument_not_found, name + " is not listed",
+                         " " + what, "instrument", op.instrument_id);
+  }
+  // A sequence to count from: any u64.
+  bool sequence_arg(const std::string& a, uint64_t* v, admin_response_msg* bad) {
+    if (parse_u64(a, v)) return true;
+    *bad = answer(admin_code::arguments_invalid, "sequence '" + a + "' is not an integer 0 .. 2^64-1");
+    return false;
   }
   admin_response_msg cmd_instrument_define(const std::vector<std::string>& a) {
     wire::instrument_op op;
@@ -1305,9 +1319,7 @@ class admin_impl {
   admin_response_msg cmd_instrument_resequence(const std::vector<std::string>& a) {
     wire::instrument_op op;
     admin_response_msg bad;
-    if (!instrument_arg(a[0], &op.instrument_id, &bad)) return bad;
-    if (!parse_u64(a[1], &op.tick))
-      return answer(admin_code::arguments_invalid, "sequence '" + a[1] + "' is not an integer 0 .. 2^64-1");
+    if (!instrument_arg(a[0], &op.instrument_id, &bad) || !sequence_arg(a[1], &op.tick, &bad)) return bad;
     op.kind = wire::instrument_op_kind::resequence;
     return instrument_change(op, "prices count from sequence " + std::to_string(op.tick) + " (the next must be greater)");
   }
@@ -1434,23 +1446,12 @@ class admin_impl {
   admin_response_msg cmd_customer_resequence(const std::vector<std::string>& a) {
     wire::customer_op op;
     admin_response_msg bad;
-    if (!account_arg(a[0], &op.wallet, &bad)) return bad;
-    if (!parse_u64(a[1], &op.sequence))
-      return answer(admin_code::arguments_invalid, "sequence '" + a[1] + "' is not an integer 0 .. 2^64-1");
+    if (!account_arg(a[0], &op.wallet, &bad) || !sequence_arg(a[1], &op.sequence, &bad)) return bad;
     op.kind = wire::customer_op_kind::resequence;
-    const reply r = eng_.customers({op});
-    if (r.st != status::ok) return refused_by_engine(r);
-    const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
-    if (res == wire::result::customer_not_found) return answer(admin_code::not_found, "wallet " + a[0] + " has no KYC record");
-    if (res != wire::result::ok)
-      return answer(admin_code::failed, "customer " + a[0] + ": " + std::string(wire::result_name(res)));
-    admin_response_msg m =
-        answer(admin_code::ok, "customer " + std::to_string(op.wallet) + ": KYC records count from sequence " +
-                                   std::to_string(op.sequence) + " (the next must be greater)");
-    row_builder b("change");
-    b.num("wallet", op.wallet).num("lsn", r.lsn);
-    m.sections.push_back(std::move(b.sec));
-    return m;
+    return change_answer(eng_.customers({op}), "customer " + std::to_string(op.wallet), wire::result::customer_not_found,
+                         "wallet " + std::to_string(op.wallet) + " has no KYC record",
+                         ": KYC records count from sequence " + std::to_string(op.sequence) + " (the next must be greater)",
+                         "wallet", op.wallet);
   }
 
   admin_response_msg set_status(const std::vector<std::string>& args, wire::account_status to, const char* done) {
