@@ -2893,6 +2893,22 @@ class engine_impl {
     return true;
   }
 
+  // The shard count of the last start that may have logged records (the data directory's
+  // `shards`), else the snapshot's when another count wrote it, else 0 (this one's).
+  uint32_t read_logged_count(std::string* error) const {
+    const std::string path = cfg_.data_dir + "/shards";
+    std::ifstream f(path);
+    if (!f) return other_count_;
+    std::string word, rest;
+    uint64_t n = 0;
+    if (!(f >> word >> n) || word != "shards" || n == 0 || n > actors::shards_max || (f >> rest)) {
+      *error = "shards: " + path + " is damaged (it should read \"shards N\", N from 1 to " +
+               std::to_string(actors::shards_max) + "; write the shard count of the last run there)";
+      return 0;
+    }
+    return uint32_t(n);
+  }
+
   bool recover(std::string* error) {
     const auto t0 = std::chrono::steady_clock::now();
     if (!load_snapshot(error)) return false;
@@ -2908,10 +2924,21 @@ class engine_impl {
     so.repair_tail = false;
     storage::wal_scan_result sr;
     // Before anything is changed (the event log's files included): a start with another
-    // shard count must not replay records past the snapshot whose orders' routing the old
-    // count decided (routing under way at the snapshot, or orders, answers, cancels and
-    // retries after it). Read only (no tail repair); damage is the main scan's to report.
-    if (other_count_ != 0) {
+    // shard count must not replay records past the snapshot whose decisions the old count
+    // placed. Orders' routing (under way at the snapshot, or orders, answers, cancels and
+    // retries after it) is always refused. Groups', desks' and markets' timers fire at the
+    // batches their shard executes: with the event log, recover_events() refuses where
+    // they may differ; without it nothing tells, so any record past the snapshot is
+    // refused. The count that wrote the log is the data directory's `shards` (written by
+    // every start, before it logs anything), else the snapshot's (a directory from before
+    // that file). Read only (no tail repair); damage is the main scan's to report.
+    std::string count_err;
+    const uint32_t logged_by = read_logged_count(&count_err);
+    if (!count_err.empty()) {
+      *error = count_err;
+      return false;
+    }
+    if (logged_by != 0 && logged_by != shards_n_) {
       bool past = false, first = true;
       std::string scan_err;
       storage::wal_scan_result pre;
@@ -2924,19 +2951,28 @@ class engine_impl {
         if (v.header->kind == uint16_t(storage::record_kind::batch) && v.payload.size() >= sizeof bh)
           std::memcpy(&bh, v.payload.data(), sizeof bh);
         const auto k = op_kind(bh.kind);
-        past = other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
+        past = !event_writer_ || other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
                k == op_kind::order_cancels || k == op_kind::order_retries;
         return !past;
       }, &pre, &scan_err);
       if (past) {
-        *error = "snapshot: orders' routing to brokers (timeouts, breakers, orders not yet acknowledged) was decided by " +
-                 std::to_string(other_count_) + " shards and the log holds records past the snapshot; start once with "
-                 "--shards " + std::to_string(other_count_) + " (it replays them and snapshots when it stops), then with "
+        *error = std::string(event_writer_ ? "snapshot: orders' routing to brokers (timeouts, breakers, orders not yet "
+                                             "acknowledged) was decided by "
+                                           : "log: without the event log nothing tells where groups', desks' and "
+                                             "brokers' timers fired, which depends on the shard count: the records "
+                                             "were logged by ") +
+                 std::to_string(logged_by) + " shards and the log holds records past the snapshot; start once with "
+                 "--shards " + std::to_string(logged_by) + " (it replays them and snapshots when it stops), then with "
                  "--shards " + std::to_string(shards_n_);
         return false;
       }
     }
     if (event_writer_ && !recover_events(snap_lsn, error)) return false;
+    if (logged_by != shards_n_ &&
+        !storage::replace_file(cfg_.data_dir + "/shards", "shards " + std::to_string(shards_n_) + "\n", error)) {
+      *error = "shards: " + *error;
+      return false;
+    }
     replaying_ = true;
     const auto t1 = std::chrono::steady_clock::now();
     const double cpu0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);

@@ -174,6 +174,7 @@ class engine_fixture {
     cfg.wal_segment_mib = 16;
     cfg.accounts_hint = 1024;
     cfg.checkpoint_on_close = checkpoint_on_close_;
+    cfg.events = events_;
     cfg.clock = [this] { return clock_.load(); };
     return cfg;
   }
@@ -186,6 +187,8 @@ class engine_fixture {
   // The shard count of the next open() (a restart may change it, as operators may).
   void set_shards(uint32_t n) { shards_ = n; }
   [[nodiscard]] uint32_t shards() const { return shards_; }
+  // Whether the next open() keeps the event log (--no-events when false).
+  void set_events(bool on) { events_ = on; }
   void advance_s(uint64_t s) { clock_ += s * 1'000'000'000ull; }
   void set_clock_ns(uint64_t ns) { clock_ = ns; }
   engine::engine& e() { return *engine_; }
@@ -195,6 +198,7 @@ class engine_fixture {
   temp_dir dir_;
   uint32_t shards_;
   bool checkpoint_on_close_ = true;
+  bool events_ = true;
   std::atomic<uint64_t> clock_{1'700'000'000'000'000'000ull};
   std::unique_ptr<engine::engine> engine_;
 };

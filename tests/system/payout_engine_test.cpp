@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -1085,6 +1086,69 @@ TEST_F(payout_engine_replay, a_start_resets_the_sessions_before_any_timer_runs) 
   EXPECT_EQ(s[0].in.attempt, 1u);
   EXPECT_EQ(answer("alpha", 80, 1, 100, wire::payout_outcome::settled), result::ok);
   EXPECT_TRUE(resolved(80));
+}
+
+// Without the event log nothing tells where the desks' timers fired, so a start with
+// another shard count refuses while the log holds any record past the snapshot: a replay
+// would time a payout out at other batches. The count that wrote the log is the data
+// directory's `shards`; without that file (a directory from before it), the snapshot's.
+// A damaged file is refused by name. Once a run with the old count has snapshotted, the
+// new count starts and the payout in flight settles.
+TEST_F(payout_engine_replay, without_the_event_log_another_count_waits_for_a_run_with_the_old_one) {
+  fx_.set_events(false);
+  restart();
+  up("alpha");
+  ASSERT_EQ(pay(90, 1, 100), result::ok);
+  ASSERT_EQ(take().size(), 1u);  // in flight at alpha
+  fx_.close();                   // no snapshot: every record is past it, as after a crash
+  const std::string shards_file = fx_.dir() + "/shards";
+  auto file_text = [&] {
+    std::ifstream f(shards_file);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  EXPECT_EQ(file_text(), "shards 2\n");
+  auto refused = [&](uint32_t n, const char* says) {
+    auto cfg = fx_.config();
+    cfg.shards = n;
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(cfg, &err)) << n;
+    EXPECT_NE(err.find(says), std::string::npos) << err;
+  };
+  refused(3, "--shards 2");
+  refused(3, "without the event log");
+  EXPECT_EQ(file_text(), "shards 2\n") << "a refused start writes nothing";
+  fx_.open();  // two shards: the replay places every timer where it was
+  attach();
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  up("beta");  // a record past the snapshot
+  fx_.close();
+  std::filesystem::remove(shards_file);
+  refused(3, "--shards 2");  // the snapshot's count
+  {
+    std::ofstream(shards_file) << "shards two\n";
+  }
+  refused(2, "/shards is damaged");
+  {
+    std::ofstream(shards_file) << "shards 2\n";
+  }
+  {
+    auto cfg = fx_.config();
+    cfg.checkpoint_on_close = true;  // as mesobd stops
+    auto two = engine::engine::open(cfg, &err);
+    ASSERT_TRUE(two) << err;
+    two->close();
+  }
+  fx_.set_shards(3);  // nothing past the snapshot
+  fx_.open();
+  attach();
+  EXPECT_EQ(file_text(), "shards 3\n");
+  EXPECT_EQ(payout(90).st, state::in_flight);
+  up("alpha");
+  ASSERT_EQ(take().size(), 1u);
+  EXPECT_EQ(answer("alpha", 90, 1, 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(90));
+  expect_payout_account_consistent();
 }
 
 // An equb group whose seats take their payouts through a gateway: the round's chain ends
