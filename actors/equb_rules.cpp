@@ -503,6 +503,73 @@ std::vector<uint8_t> encode_group(const group_state& g) {
   return std::move(w.out);
 }
 
+namespace {
+
+// What a decoded group must satisfy beyond its fields' ranges and its escrow sum ("" when
+// it does): what the rules keep true between operations, so that a group damaged on the
+// disk is refused at load instead of failing at its next close (an active group with no
+// seat left to receive, a credit or debt past a contribution, a lottery whose seed chain
+// no longer verifies).
+std::string group_fault(const group_state& g) {
+  const auto n = uint32_t(g.seats.size());
+  const uint64_t c = g.cfg.contribution;
+  const bool forming = g.ph == phase::forming, active = g.ph == phase::active, completed = g.ph == phase::completed;
+  if (forming && (g.round != 0 || g.started_at != 0)) return "a forming group has a round";
+  if (active && (n < 2 || g.round == 0)) return "an active group without its round or seats";
+  if (completed && g.round != n) return "a completed group ended before its last round";
+  // Each round paid out once, to one seat, before the current round (the last one too,
+  // once completed); an active group's closed rounds are every round before its own.
+  std::vector<bool> paid_out(size_t(n) + 1, false);
+  uint32_t received = 0;
+  for (const auto& s : g.seats) {
+    if (s.received_round == 0) continue;
+    if (s.received_round > g.round || (s.received_round == g.round && !completed) || paid_out[s.received_round])
+      return "its seats' paid-out rounds do not match its round";
+    paid_out[s.received_round] = true;
+    ++received;
+  }
+  if ((active && received != g.round - 1) || (completed && received != n))
+    return "its seats' paid-out rounds do not match its round";
+  unsigned __int128 paid = 0;
+  uint32_t bids = 0;
+  std::vector<bool> bid_orders(size_t(g.bids) + 1, false);
+  const uint64_t nominal = nominal_pot(g);
+  const uint64_t lowest = nominal - uint64_t((unsigned __int128)nominal * g.cfg.max_discount_bp / bp_max);
+  for (uint32_t i = 0; i < n; ++i) {
+    const seat& s = g.seats[i];
+    const std::string which = "seat " + std::to_string(i) + ": ";
+    if (s.credit > c || (!active && s.credit != 0)) return which + "its credit is out of range";
+    if (forming && (!s.paid || s.paid_amount != c)) return which + "a forming group's seat has not paid its deposit";
+    if (active && (s.paid_amount > c + g.cfg.late_penalty || (!s.paid && s.paid_amount != 0)))
+      return which + "what it paid this round is out of range";
+    if (forming || active) paid += s.paid_amount;
+    for (const auto& d : s.debts)
+      if (d.round == 0 || d.round > g.round || d.amount == 0 || d.amount > c || d.creditor_account_id == 0 ||
+          d.creditor_account_id == g.cfg.escrow_account_id)
+        return which + "a debt is out of range";
+    if (forming && !s.debts.empty()) return which + "a forming group's seat owes debts";
+    if (g.ph == phase::dissolved) continue;  // (bids a dissolution left stay, unused)
+    if (s.bid == 0) {
+      if (s.bid_order != 0) return which + "its bid is out of range";
+      continue;
+    }
+    if (!active || g.cfg.policy != rotation::bidding || s.received_round != 0 || s.bid < lowest || s.bid > nominal ||
+        s.bid_order == 0 || s.bid_order > g.bids || bid_orders[s.bid_order])
+      return which + "its bid is out of range";
+    bid_orders[s.bid_order] = true;
+    ++bids;
+  }
+  if (g.ph != phase::dissolved && bids != g.bids) return "its bid count does not match its seats' bids";
+  if ((forming || active) ? paid != g.pot : g.pot != 0)
+    return "pot " + std::to_string(g.pot) + " is not what its seats paid this round";
+  if (active && g.cfg.policy == rotation::lottery &&
+      (g.commitment != seed_at(g.secret, n, 0) || !seed_follows(seed_at(g.secret, n, g.round), g.last_revealed)))
+    return "its lottery seeds do not follow from its secret";
+  return {};
+}
+
+}  // namespace
+
 bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string* why) {
   byte_reader r{bytes};
   group_state g;
@@ -610,6 +677,10 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
   }
   if ((unsigned __int128)g.escrow != g.pot + credits) {
     *why = where + "escrow " + std::to_string(g.escrow) + " is not pot " + std::to_string(g.pot) + " plus credits";
+    return false;
+  }
+  if (const std::string fault = group_fault(g); !fault.empty()) {
+    *why = where + fault;
     return false;
   }
   *out = std::move(g);

@@ -869,7 +869,7 @@ TEST_F(equb_engine, RecoveryRefusesAGroupItsEscrowDoesNotBackUp) {
     group_entry entry;
     ASSERT_TRUE(actors::equb::decode_entry({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &entry, &err))
         << err;
-    entry.g.pot += 1;  // one made-up minor unit, consistent within the group
+    entry.g.seats[1].credit += 1;  // one made-up minor unit, consistent within the group
     entry.g.escrow += 1;
     const auto bad = actors::equb::encode_entry(entry);
     auto w = store->begin(&err);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -72,6 +73,11 @@ void step(ledger& l, const group_state& g, const outcome& o) {
   uint64_t credits = 0;
   for (const auto& seat : g.seats) credits += seat.credit;
   EXPECT_EQ(g.escrow, g.pot + credits);
+  // Every state the rules reach is one a snapshot loads (decode_group's checks).
+  const auto bytes = encode_group(g);
+  group_state back;
+  std::string why;
+  EXPECT_TRUE(decode_group(bytes, &back, &why)) << why;
 }
 
 const seed secret_a = [] {
@@ -636,6 +642,129 @@ TEST(equb_rules, group_state_bytes_round_trip_and_damage_is_refused) {
   bad[pot_at] ^= 1;
   EXPECT_FALSE(decode_group(bad, &back, &why));
   EXPECT_NE(why.find("is not pot"), std::string::npos) << why;
+}
+
+// A group damaged on the disk in a way its escrow sum does not show is refused at load,
+// naming the fault, rather than failing at its next close: each change below breaks one
+// thing the rules keep true (and encode_group writes it as given).
+TEST(equb_rules, group_state_the_rules_cannot_reach_is_refused) {
+  ledger l;
+  auto lottery = started(l, 5, config(rotation::lottery, default_policy::cover_from_guarantor));
+  step(l, lottery, close_round(lottery, 1));
+  step(l, lottery, contribute(lottery, 1, wallet(1), 2, c, lottery.cfg.currency, 10));
+  ledger lb;
+  auto bidding = started(lb, 4, bidding_config());
+  EXPECT_EQ(bid(bidding, 1, wallet(1), 1, 35'000).code, result::ok);
+  step(lb, bidding, close_round(bidding, 1));  // seat 1 wins, every seat holds a credit
+  EXPECT_EQ(bid(bidding, 2, wallet(2), 2, 36'000).code, result::ok);
+  ledger lc;
+  auto done = started(lc, 2, config());
+  for (int r = 0; r < 2; ++r) {
+    everyone_pays(lc, done, 0);
+    step(lc, done, close_round(done, 0));
+  }
+  ASSERT_EQ(done.ph, phase::completed);
+  ledger lf;
+  auto forming = make_group(config());
+  step(lf, forming, join(forming, wallet(0)));
+
+  struct damage {
+    const char* name;
+    const group_state* from;
+    std::function<void(group_state&)> change;
+    const char* says;
+  };
+  const std::vector<damage> cases = {
+      {"every seat received, round still open", &lottery,
+       [](group_state& g) {
+         for (uint32_t i = 0; i < g.seats.size(); ++i) g.seats[i].received_round = i + 1;
+         g.round = uint32_t(g.seats.size());
+       },
+       "paid-out rounds"},
+      {"a seat received the current round", &lottery,
+       [](group_state& g) {
+         for (auto& s : g.seats)
+           if (s.received_round == 1) s.received_round = 2;
+       },
+       "paid-out rounds"},
+      {"two seats received round 1", &lottery,
+       [](group_state& g) {
+         for (auto& s : g.seats)
+           if (s.received_round == 0) {
+             s.received_round = 1;
+             break;
+           }
+         ++g.round;
+       },
+       "paid-out rounds"},
+      {"the lottery's secret changed", &lottery, [](group_state& g) { g.secret[3] ^= 1; }, "lottery seeds"},
+      {"the revealed seed changed", &lottery, [](group_state& g) { g.last_revealed[0] ^= 1; }, "lottery seeds"},
+      {"pot moved with escrow", &lottery,
+       [](group_state& g) {
+         g.pot += 5;
+         g.escrow += 5;
+       },
+       "what its seats paid"},
+      {"an unpaid seat with money paid", &lottery,
+       [](group_state& g) {
+         for (auto& s : g.seats)
+           if (!s.paid) {
+             s.paid_amount = 7;
+             g.pot += 7;
+             g.escrow += 7;
+             break;
+           }
+       },
+       "what it paid"},
+      {"a credit past a contribution", &bidding,
+       [](group_state& g) {
+         g.seats[0].credit += g.cfg.contribution;
+         g.escrow += g.cfg.contribution;
+       },
+       "credit"},
+      {"a debt past a contribution", &lottery,
+       [](group_state& g) { g.seats[0].debts.push_back({1, g.cfg.contribution + 1, wallet(1)}); }, "a debt"},
+      {"a debt owed to the escrow", &lottery,
+       [](group_state& g) { g.seats[0].debts.push_back({1, 10, g.cfg.escrow_account_id}); }, "a debt"},
+      {"a debt from a round to come", &lottery,
+       [](group_state& g) { g.seats[0].debts.push_back({g.round + 1, 10, wallet(1)}); }, "a debt"},
+      {"a bid below the limit", &bidding, [](group_state& g) { g.seats[2].bid = 1; }, "its bid"},
+      {"a bid by the seat that received", &bidding,
+       [](group_state& g) {
+         g.seats[1].bid = 36'000;
+         g.seats[1].bid_order = 2;
+         g.bids = 2;
+       },
+       "its bid"},
+      {"the bid count off", &bidding, [](group_state& g) { g.bids = 2; }, "bid count"},
+      {"a completed group with a round to go", &done, [](group_state& g) { g.seats[0].received_round = 0; },
+       "paid-out rounds"},
+      {"a completed group holding a pot", &done,
+       [](group_state& g) {
+         g.pot = 1;
+         g.escrow = 1;
+       },
+       "is not what its seats paid"},
+      {"a forming group with a round", &forming, [](group_state& g) { g.round = 1; }, "a forming group has a round"},
+      {"a forming seat without its deposit", &forming,
+       [](group_state& g) {
+         g.seats[0].paid_amount -= 1;
+         g.pot -= 1;
+         g.escrow -= 1;
+       },
+       "deposit"},
+  };
+  for (const auto& d : cases) {
+    SCOPED_TRACE(d.name);
+    group_state back;
+    std::string why;
+    ASSERT_TRUE(decode_group(encode_group(*d.from), &back, &why)) << why;
+    group_state g = *d.from;
+    d.change(g);
+    EXPECT_FALSE(decode_group(encode_group(g), &back, &why));
+    EXPECT_NE(why.find(d.says), std::string::npos) << why;
+    EXPECT_NE(why.find("group 77: "), std::string::npos) << why;
+  }
 }
 
 // A seat whose payout goes on through a gateway: the chain ends with a hold on its
