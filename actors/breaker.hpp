@@ -23,6 +23,12 @@ namespace mesob::actors::gateways {
 // it was once in 140,000 full windows: gateway_bench tripped it).
 constexpr uint32_t breaker_window = 64, breaker_min = 20;
 
+// A running sum of amounts for operators (breakers' and reconciliation's): it stops at
+// 2^64 - 1 instead of wrapping to a small figure that looks plausible.
+inline void add_amount(uint64_t& total, uint64_t amount) {
+  if (__builtin_add_overflow(total, amount, &total)) total = UINT64_MAX;
+}
+
 struct breaker {
   enum class phase : uint8_t { closed = 1, open = 2, half_open = 3 };
   phase ph = phase::closed;

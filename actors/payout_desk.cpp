@@ -638,15 +638,15 @@ void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
   switch (r) {
     case resolution::settled:
       ++c.settled;
-      c.settled_amount += p.amount;
+      gateways::add_amount(c.settled_amount, p.amount);
       break;
     case resolution::failed:
       ++c.failed;
-      c.failed_amount += p.amount;
+      gateways::add_amount(c.failed_amount, p.amount);
       break;
     case resolution::cancelled:
       ++c.cancelled;
-      c.cancelled_amount += p.amount;
+      gateways::add_amount(c.cancelled_amount, p.amount);
       break;
   }
   if (another_may_pay(p, p.settled_by)) {  // kept for that gateway's answer
@@ -711,7 +711,7 @@ result desk_table::settled_after_end(desk& d, payout_entry& p, const wire::payou
                                                                                                   : 2;
   recon_counts& c = recon_[{a.gateway, uint32_t(ts / ns_per_day), p.currency}];
   ++c.overpaid;
-  c.overpaid_amount += p.amount;
+  gateways::add_amount(c.overpaid_amount, p.amount);
   if (events_) {
     auto ev = wire::decided_event(wire::event_type::payout_overpaid, ts, p.currency, p.wallet, d.account);
     ev.ref = {p.id, a.attempt};
@@ -737,7 +737,7 @@ result answer_fits(const payout_entry& p, const wire::payout_answer& a) {
 result desk_table::took_settled(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts) {
   breaker& b = d.breakers[a.gateway];
   ++b.settled;
-  b.settled_amount += p.amount;
+  gateways::add_amount(b.settled_amount, p.amount);
   record(d, a.gateway, p.id, false, ts);
   if (!before_cancels_) note_settled(d, p, a.gateway);  // (rows as the builds before wrote them)
   settle(d, p, a.gateway, p.attempts[a.attempt - 1].settlement);  // whichever attempt: the money went out
@@ -747,7 +747,7 @@ result desk_table::took_settled(desk& d, payout_entry& p, const wire::payout_ans
 void desk_table::took_failed(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts) {
   breaker& b = d.breakers[a.gateway];
   ++b.failed;
-  b.failed_amount += p.amount;
+  gateways::add_amount(b.failed_amount, p.amount);
   record(d, a.gateway, p.id, true, ts);
   p.gateway_reason = a.reason;
 }
@@ -821,7 +821,7 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
 void desk_table::deposited(uint32_t gateway, const wire::transfer& t, uint64_t ts) {
   recon_counts& c = recon_[{gateway, uint32_t(ts / ns_per_day), t.currency}];
   ++c.deposits;
-  c.deposits_amount += t.amount;
+  gateways::add_amount(c.deposits_amount, t.amount);
 }
 
 std::vector<recon_row> desk_table::recon_rows() const {

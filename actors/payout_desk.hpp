@@ -241,15 +241,15 @@ struct recon_counts {
   uint64_t overpaid = 0, overpaid_amount = 0;  // settlements after the payout had ended
   void add(const recon_counts& o) {
     deposits += o.deposits;
-    deposits_amount += o.deposits_amount;
+    gateways::add_amount(deposits_amount, o.deposits_amount);
     settled += o.settled;
-    settled_amount += o.settled_amount;
+    gateways::add_amount(settled_amount, o.settled_amount);
     failed += o.failed;
-    failed_amount += o.failed_amount;
+    gateways::add_amount(failed_amount, o.failed_amount);
     cancelled += o.cancelled;
-    cancelled_amount += o.cancelled_amount;
+    gateways::add_amount(cancelled_amount, o.cancelled_amount);
     overpaid += o.overpaid;
-    overpaid_amount += o.overpaid_amount;
+    gateways::add_amount(overpaid_amount, o.overpaid_amount);
   }
 };
 struct recon_row {

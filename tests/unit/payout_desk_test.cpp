@@ -610,5 +610,63 @@ TEST(payout_desk, a_broker_only_gateway_gets_no_payouts) {
   EXPECT_TRUE(reg->serves_rail(2, etb, true)) << "as before version 9";
 }
 
+// Operators' sums of amounts (a breaker's settled, the reconciliation's deposits and
+// settlements, and a snapshot's parts added up) stop at 2^64 - 1: before, two payouts of
+// 2^63 settled at one gateway read as 0 settled.
+TEST(payout_desk, amount_sums_stop_at_the_top_instead_of_wrapping) {
+  constexpr uint64_t half = uint64_t(1) << 63;
+  recording_table r;
+  desk_table& t = r.t;
+  std::vector<std::vector<wire::transfer>> chains;
+  t.set_emit([&](std::vector<wire::transfer>&& group) { chains.push_back(std::move(group)); });
+  t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+  const uint64_t ts = 2 * ns_per_day + 100;  // every figure on one day
+  for (const uint64_t id : {5, 6}) {
+    wire::transfer hold = hold_of(id);
+    hold.amount = half;
+    t.held(hold, ts);
+  }
+  t.flush();
+  ASSERT_EQ(r.sent.size(), 2u);
+  for (const uint64_t id : {5, 6}) {
+    wire::payout_answer a{};
+    a.payout_id = id;
+    a.amount = half;
+    a.currency = etb;
+    a.attempt = 1;
+    a.outcome = wire::payout_outcome::settled;
+    a.gateway = r.alpha;
+    ASSERT_EQ(t.answer(a, desk_account(etb, 0), ts + 1), wire::result::ok);
+  }
+  t.flush();
+  std::vector<wire::transfer> posts;
+  for (const auto& group : chains)
+    for (const auto& x : group)
+      if (x.flags & wire::transfer_flags::post_pending) posts.push_back(x);
+  ASSERT_EQ(posts.size(), 2u);
+  for (const auto& x : posts) t.chain_done(x, wire::result::ok, ts + 2);
+  uint64_t breaker_settled = 0;
+  t.for_each_desk([&](const desk& d) {
+    if (const auto it = d.breakers.find(r.alpha); it != d.breakers.end()) breaker_settled = it->second.settled_amount;
+  });
+  EXPECT_EQ(breaker_settled, UINT64_MAX);
+  for (const uint64_t amount : {half, half}) {
+    wire::transfer dep{};
+    dep.amount = amount;
+    dep.currency = etb;
+    t.deposited(r.alpha, dep, ts);
+  }
+  auto rows = t.recon_rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].c.settled, 2u);
+  EXPECT_EQ(rows[0].c.settled_amount, UINT64_MAX);
+  EXPECT_EQ(rows[0].c.deposits_amount, UINT64_MAX);
+  t.load_recon({rows[0].k, {1, 1}});  // a snapshot's part of the same row
+  rows = t.recon_rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].c.deposits, 3u);
+  EXPECT_EQ(rows[0].c.deposits_amount, UINT64_MAX);
+}
+
 }  // namespace
 }  // namespace mesob::actors::payouts
