@@ -907,6 +907,12 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
           // Waiting for a gateway's answer to a cancel: still, from now.
           touch(d, p);
           schedule(p, ts + timeout_ns(p.cancel_wait));
+        } else if (in_backoff(p) && reset_keeps_backoff_) {
+          // Waiting out its backoff after a timeout at its gateway, which may have paid:
+          // still that gateway's, which gets an answer timeout from now to come back (as
+          // one in flight does) before retry_after_backoff moves it on.
+          touch(d, p);
+          schedule(p, std::max(p.due, ts + timeout_ns(p.attempts.back().gateway)));
         } else if (p.st == state::in_flight || p.st == state::waiting) {
           p.st = state::waiting;
           p.wait_since = ts;
@@ -1029,8 +1035,7 @@ void desk_table::run_due(uint64_t now) {
     payout_entry& p = *pp;
     if (p.st == state::in_flight) {
       timed_out(d, p, now);
-    } else if (p.st == state::waiting && payout_routes_ && p.cancel_wait == 0 && p.wait_since == 0 &&
-               p.attempts.size() > p.routing_base) {
+    } else if (in_backoff(p)) {
       retry_after_backoff(d, p, now);
     } else if (p.st == state::waiting) {
       route(d, p, now);

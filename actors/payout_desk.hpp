@@ -356,6 +356,9 @@ class desk_table {
   // Rules version 9 on (rules_payout_routes): payments-role gateways only; a retry after
   // its backoff stays with its gateway or asks it to cancel first.
   void set_rules_payout_routes(bool v) { payout_routes_ = v; }
+  // Rules version 10 on (rules_reset_keeps_backoff): a reset leaves a payout waiting out
+  // its backoff with its gateway.
+  void set_rules_reset_keeps_backoff(bool v) { reset_keeps_backoff_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -453,6 +456,11 @@ class desk_table {
   void breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now);
   void timed_out(desk& d, payout_entry& p, uint64_t now);
   void retry_after_backoff(desk& d, payout_entry& p, uint64_t now);
+  // Waiting out a backoff after a timeout, to try its gateway again (retry_after_backoff).
+  [[nodiscard]] bool in_backoff(const payout_entry& p) const {
+    return p.st == state::waiting && payout_routes_ && p.cancel_wait == 0 && p.wait_since == 0 &&
+           p.attempts.size() > p.routing_base;
+  }
   void leave_gateway(desk& d, payout_entry& p, uint32_t g, uint64_t now, bool may_have_paid);
   void settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement);
   void start_sweep(desk& d, uint64_t settlement, sweep& s);
@@ -481,6 +489,7 @@ class desk_table {
   event_fn events_;
   bool before_cancels_ = false;
   bool payout_routes_ = true;
+  bool reset_keeps_backoff_ = true;
   // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
   // gateway's first session opened. It shapes instructions only (not logged, not kept).
   std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;

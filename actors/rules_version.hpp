@@ -45,6 +45,10 @@ constexpr uint16_t rules_group_ids_reserved = 9;
 // the round opens; before, it owed 0, a transfer that cannot be made, and a hold_round
 // group's round never closed.
 constexpr uint16_t rules_credits_pay = 9;
-constexpr uint16_t rules_newest = 9;
+// Payouts: a restart leaves a payout waiting out its backoff with its gateway, which gets
+// an answer timeout from the start to come back; before, it went by priority to whichever
+// gateway opened a session first, while the first might have paid.
+constexpr uint16_t rules_reset_keeps_backoff = 10;
+constexpr uint16_t rules_newest = 10;
 
 }  // namespace mesob::actors

@@ -668,5 +668,52 @@ TEST(payout_desk, amount_sums_stop_at_the_top_instead_of_wrapping) {
   EXPECT_EQ(rows[0].c.deposits_amount, UINT64_MAX);
 }
 
+// A restart (reset) while a payout waits out its backoff after a timeout at alpha, which
+// may have paid: it stays alpha's. Beta opening a session first does not take it (before
+// version 10 it did, by priority); alpha gets an answer timeout from the start to come
+// back and is sent it again; if alpha stays away, the payout moves on when that passes.
+TEST(payout_desk, a_restart_leaves_a_payout_in_its_backoff_with_its_gateway) {
+  for (const bool keeps : {true, false}) {
+    for (const bool alpha_back : {true, false}) {
+      SCOPED_TRACE(std::string(keeps ? "this build's rules" : "rules before version 10") +
+                   (alpha_back ? ", alpha back" : ", alpha away"));
+      recording_table r;
+      desk_table& t = r.t;
+      t.set_rules_reset_keeps_backoff(keeps);
+      t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+      t.held(hold_of(5), 20);
+      t.run_due(20 + 1'000'000'001);  // alpha's answer timeout: a backoff, then alpha again
+      t.flush();
+      ASSERT_EQ(r.sent.size(), 1u);
+      ASSERT_EQ(r.sent[0].first, r.alpha);
+      const uint64_t start = 1'100'000'000;
+      t.event({0, wire::gateway_event_kind::reset, {}}, start);
+      t.event({r.beta, wire::gateway_event_kind::up, {}}, start + 1);
+      t.flush();
+      std::vector<uint32_t> pays;
+      const auto pays_now = [&] {
+        pays.clear();
+        for (const auto& [g, in] : r.sent)
+          if (in.kind == wire::payout_instruction_kind::pay) pays.push_back(g);
+      };
+      pays_now();
+      if (!keeps) {
+        EXPECT_EQ(pays, (std::vector<uint32_t>{r.alpha, r.beta})) << "the old rule: by priority, at once";
+        continue;
+      }
+      EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha}) << "beta coming up takes nothing";
+      if (alpha_back) t.event({r.alpha, wire::gateway_event_kind::up, {}}, start + 2);
+      t.run_due(start + 1'000'000'000 - 1);  // alpha's window from the start, not yet over
+      t.flush();
+      pays_now();
+      EXPECT_EQ(pays.size(), 1u);
+      t.run_due(600'000'000'000);
+      t.flush();
+      pays_now();
+      EXPECT_EQ(pays, (std::vector<uint32_t>{r.alpha, alpha_back ? r.alpha : r.beta}));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mesob::actors::payouts
