@@ -532,6 +532,7 @@ std::string group_fault(const group_state& g) {
     return "its seats' paid-out rounds do not match its round";
   unsigned __int128 paid = 0;
   uint32_t bids = 0;
+  if (g.bids > n) return "its bid count does not match its seats' bids";  // (before sizing by it)
   std::vector<bool> bid_orders(size_t(g.bids) + 1, false);
   const uint64_t nominal = nominal_pot(g);
   const uint64_t lowest = nominal - uint64_t((unsigned __int128)nominal * g.cfg.max_discount_bp / bp_max);

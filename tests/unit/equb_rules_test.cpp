@@ -737,6 +737,7 @@ TEST(equb_rules, group_state_the_rules_cannot_reach_is_refused) {
        },
        "its bid"},
       {"the bid count off", &bidding, [](group_state& g) { g.bids = 2; }, "bid count"},
+      {"a bid count past the seats", &bidding, [](group_state& g) { g.bids = 0xFFFFFFFFu; }, "bid count"},
       {"a completed group with a round to go", &done, [](group_state& g) { g.seats[0].received_round = 0; },
        "paid-out rounds"},
       {"a completed group holding a pot", &done,
