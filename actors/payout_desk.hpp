@@ -75,7 +75,9 @@
 //    a gateway. After a restart (event reset) no gateway is up: payouts in flight stay in
 //    flight at their gateway, and those waiting on a gateway's answer to a cancel keep
 //    waiting on it, each with a deadline from the restart (the cancel goes again when
-//    that gateway's session opens); the others wait for a gateway.
+//    that gateway's session opens); those waiting out a backoff to try their gateway
+//    again keep it, retried no sooner than an answer timeout from the restart (rules
+//    version 10); the others wait for a gateway.
 //
 // Sweeps: per desk and settlement account, what settled payouts owe it moves in one
 // transfer (payout account -> settlement account, code code_settle), one in flight at a

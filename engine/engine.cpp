@@ -2893,12 +2893,45 @@ class engine_impl {
     return true;
   }
 
+  // Once a start has recovered (every record replayed under this count, the payout desks
+  // checked) and before it logs anything: from here the records past the snapshot are
+  // this count's. A run without the event log also makes events/closed stale: it goes.
+  bool note_shard_count(std::string* error) {
+    if (logged_by_ != shards_n_ &&
+        !storage::replace_file(cfg_.data_dir + "/shards", "shards " + std::to_string(shards_n_) + "\n", error)) {
+      *error = "shards: " + *error;
+      return false;
+    }
+    if (event_writer_) return true;
+    const std::string closed = cfg_.data_dir + "/events/closed";
+    if (::unlink(closed.c_str()) != 0) {
+      if (errno == ENOENT) return true;
+      *error = "events: cannot remove " + closed + ": " + std::strerror(errno);
+      return false;
+    }
+    if (!storage::fsync_dir(cfg_.data_dir + "/events")) {
+      *error = "events: cannot sync the directory " + cfg_.data_dir + "/events after removing " + closed;
+      return false;
+    }
+    return true;
+  }
+  uint32_t logged_by_ = 0;  // recover(): the count that logged the records past the snapshot (0: unknown)
+
   // The shard count of the last start that may have logged records (the data directory's
   // `shards`), else the snapshot's when another count wrote it, else 0 (this one's).
   uint32_t read_logged_count(std::string* error) const {
     const std::string path = cfg_.data_dir + "/shards";
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return other_count_;
+      *error = "shards: cannot read " + path + ": " + std::strerror(errno);
+      return 0;
+    }
     std::ifstream f(path);
-    if (!f) return other_count_;
+    if (!f) {
+      *error = "shards: cannot read " + path;
+      return 0;
+    }
     std::string word, rest;
     uint64_t n = 0;
     if (!(f >> word >> n) || word != "shards" || n == 0 || n > actors::shards_max || (f >> rest)) {
@@ -2927,17 +2960,23 @@ class engine_impl {
     // shard count must not replay records past the snapshot whose decisions the old count
     // placed. Orders' routing (under way at the snapshot, or orders, answers, cancels and
     // retries after it) is always refused. Groups', desks' and markets' timers fire at the
-    // batches their shard executes: with the event log, recover_events() refuses where
-    // they may differ; without it nothing tells, so any record past the snapshot is
-    // refused. The count that wrote the log is the data directory's `shards` (written by
-    // every start, before it logs anything), else the snapshot's (a directory from before
-    // that file). Read only (no tail repair); damage is the main scan's to report.
+    // batches their shard executes: recover_events() refuses where the event log shows
+    // they may differ. Without an event log that saw the records (none, or one moved away:
+    // no events/shards) nothing shows it, so any record past the snapshot is refused;
+    // a run without it removes events/closed, so that the event log's next start does not
+    // take it for complete. The count that wrote the log is the data directory's
+    // `shards` (written once a start has recovered, before it logs anything:
+    // note_shard_count), else the snapshot's (a directory from before that file). Read
+    // only (no tail repair); damage is the main scan's to report.
     std::string count_err;
-    const uint32_t logged_by = read_logged_count(&count_err);
+    const uint32_t logged_by = logged_by_ = read_logged_count(&count_err);
     if (!count_err.empty()) {
       *error = count_err;
       return false;
     }
+    struct stat events_shards {};
+    const bool events_tell =
+        event_writer_ && ::stat((cfg_.data_dir + "/events/shards").c_str(), &events_shards) == 0;
     if (logged_by != 0 && logged_by != shards_n_) {
       bool past = false, first = true;
       std::string scan_err;
@@ -2951,16 +2990,16 @@ class engine_impl {
         if (v.header->kind == uint16_t(storage::record_kind::batch) && v.payload.size() >= sizeof bh)
           std::memcpy(&bh, v.payload.data(), sizeof bh);
         const auto k = op_kind(bh.kind);
-        past = !event_writer_ || other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
+        past = !events_tell || other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
                k == op_kind::order_cancels || k == op_kind::order_retries;
         return !past;
       }, &pre, &scan_err);
       if (past) {
-        *error = std::string(event_writer_ ? "snapshot: orders' routing to brokers (timeouts, breakers, orders not yet "
-                                             "acknowledged) was decided by "
-                                           : "log: without the event log nothing tells where groups', desks' and "
-                                             "brokers' timers fired, which depends on the shard count: the records "
-                                             "were logged by ") +
+        *error = std::string(events_tell ? "log: orders' routing to brokers (timeouts, breakers, orders not yet "
+                                           "acknowledged) was decided by "
+                                         : "log: without an event log that saw them nothing tells where groups', "
+                                           "desks' and brokers' timers fired, which depends on the shard count: the "
+                                           "records were logged by ") +
                  std::to_string(logged_by) + " shards and the log holds records past the snapshot; start once with "
                  "--shards " + std::to_string(logged_by) + " (it replays them and snapshots when it stops), then with "
                  "--shards " + std::to_string(shards_n_);
@@ -2968,11 +3007,6 @@ class engine_impl {
       }
     }
     if (event_writer_ && !recover_events(snap_lsn, error)) return false;
-    if (logged_by != shards_n_ &&
-        !storage::replace_file(cfg_.data_dir + "/shards", "shards " + std::to_string(shards_n_) + "\n", error)) {
-      *error = "shards: " + *error;
-      return false;
-    }
     replaying_ = true;
     const auto t1 = std::chrono::steady_clock::now();
     const double cpu0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
@@ -3619,6 +3653,11 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   }
   if (const std::string why = e.desks_disagree(); !why.empty()) {  // after the log's replay
     *error = "recovery: payouts: " + why;
+    e.closed_ = true;
+    e.stop_threads();
+    return nullptr;
+  }
+  if (!e.note_shard_count(error)) {
     e.closed_ = true;
     e.stop_threads();
     return nullptr;

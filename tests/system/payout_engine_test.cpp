@@ -1107,15 +1107,24 @@ TEST_F(payout_engine_replay, without_the_event_log_another_count_waits_for_a_run
     return std::string(std::istreambuf_iterator<char>(f), {});
   };
   EXPECT_EQ(file_text(), "shards 2\n");
-  auto refused = [&](uint32_t n, const char* says) {
+  auto refused = [&](uint32_t n, const char* says, bool events = false) {
     auto cfg = fx_.config();
     cfg.shards = n;
+    cfg.events = events;
     std::string err;
     EXPECT_FALSE(engine::engine::open(cfg, &err)) << n;
     EXPECT_NE(err.find(says), std::string::npos) << err;
   };
   refused(3, "--shards 2");
-  refused(3, "without the event log");
+  refused(3, "without an event log that saw them");
+  // The event log stopped cleanly before this run, but never saw its records: the run
+  // without it took the mark of that clean stop away. Moved away, it says nothing either.
+  EXPECT_FALSE(std::filesystem::exists(fx_.dir() + "/events/closed"));
+  refused(3, "did not stop cleanly", true);
+  std::filesystem::rename(fx_.dir() + "/events", fx_.dir() + "/events.away");
+  refused(3, "without an event log that saw them", true);
+  std::filesystem::remove_all(fx_.dir() + "/events");
+  std::filesystem::rename(fx_.dir() + "/events.away", fx_.dir() + "/events");
   EXPECT_EQ(file_text(), "shards 2\n") << "a refused start writes nothing";
   fx_.open();  // two shards: the replay places every timer where it was
   attach();
