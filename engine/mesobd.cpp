@@ -131,6 +131,9 @@ int main(int argc, char** argv) {
   app.add_option("--frame-bytes-max", net.frame_bytes_max, "largest frame body, bytes")->capture_default_str();
   app.add_option("--session-out-bytes-max", net.out_bytes_max,
                  "bytes queued to one session before it stops being read")->capture_default_str();
+  app.add_option("--out-bytes-total-max", net.out_bytes_total_max,
+                 "bytes queued to all sessions of the client port: at it no session is read, and those holding "
+                 "the most unread are closed (slow_reader)")->capture_default_str();
   app.add_option("--idle-timeout-ms", net.idle_timeout_ms,
                  "close sessions idle this long (no frame from them, nothing in flight, nothing they read)")
       ->capture_default_str();

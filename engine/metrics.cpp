@@ -242,8 +242,12 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   per_port("mesob_handshakes_evicted_total", "counter",
            "Sessions not yet authenticated closed to let a new connection in (over handshakes_max or connections_max).",
            &server_stats::handshakes_evicted);
-  per_port("mesob_slow_readers_closed_total", "counter", "Sessions closed for not reading their pushed frames.",
+  per_port("mesob_slow_readers_closed_total", "counter",
+           "Sessions closed for not reading what was queued to them (pushed frames, responses past twice the "
+           "session's limit, or the most held when all sessions reached out_bytes_total_max).",
            &server_stats::slow_readers_closed);
+  per_port("mesob_out_bytes_queued", "gauge", "Bytes queued to the sessions, not yet sent.",
+           &server_stats::out_bytes_queued);
 
   // Payout desks: breakers and the payouts held (one read through the engine).
   const reply p = e.lookup_payouts(0, 0, false);

@@ -40,6 +40,7 @@ std::string server_config::validate() const {
   if (frame_bytes_max < 4096 || frame_bytes_max > wire::frame_bytes_max_ceiling)
     return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
+  if (out_bytes_total_max < 2 * out_bytes_max) return "out_bytes_total_max must be at least twice out_bytes_max";
   if (handshakes_max == 0) return "handshakes_max must be at least 1";
   if (handshake_out_bytes_max < 4096 || handshake_out_bytes_max > out_bytes_max)
     return "handshake_out_bytes_max must be 4096..out_bytes_max";
@@ -256,7 +257,10 @@ class server_impl {
   static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0},
-      st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0};
+      st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0},
+      st_out_total_{0};
+  uint64_t out_total_ = 0;      // queued to all sessions (network thread)
+  bool total_paused_ = false;   // out_total_ reached out_bytes_total_max: resume_all when under it
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
 
@@ -397,7 +401,7 @@ class server_impl {
   bool may_read(const session& ss) const {
     return !ss.closing && !ss.close_after_flush && !stopping_ &&
            ss.out_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
-           engine_in_flight_ < cfg_.engine_in_flight_max;
+           engine_in_flight_ < cfg_.engine_in_flight_max && out_total_ < cfg_.out_bytes_total_max;
   }
 
   void run() {
@@ -414,6 +418,10 @@ class server_impl {
         handle(cqe->user_data, cqe->res, cqe->flags);
       }
       io_uring_cq_advance(&ring_, n);
+      if (total_paused_ && out_total_ < cfg_.out_bytes_total_max) {
+        total_paused_ = false;  // under the total again: every session may be read
+        resume_all();
+      }
       if (stopping_ && drained()) break;
     }
     for (auto& s : sessions_)
@@ -579,6 +587,9 @@ class server_impl {
     --open_;
     st_open_.store(open_, std::memory_order_relaxed);
     s.reader = wire::frame_reader(s.reader.body_max());  // its buffer goes now, not at the slot's reuse
+    count_out(s, -int64_t(s.out_bytes));  // and what was queued to it
+    s.out.clear();
+    s.out_offset = 0;
     count_reader(s);
     free_slots_.push_back(s.slot);
   }
@@ -1184,18 +1195,57 @@ class server_impl {
     if (s.out_bytes + frame.charge() > cfg_.out_bytes_max) {
       // Pushed frames cannot wait: the session is told (best effort: its buffers are
       // full) and closed at once, not after a flush that would never come.
-      st_slow_.fetch_add(1, std::memory_order_relaxed);
-      st_errors_.fetch_add(1, std::memory_order_relaxed);
-      queue_frame(s, frame_kind::error, 0,
-                  wire::error_body({protocol_error::slow_reader,
-                                    std::to_string(s.out_bytes) + " bytes queued unread; pushed frames cannot wait"}));
-      close_session(s);
+      cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread; pushed frames cannot wait");
       return;
     }
     st_pushes_.fetch_add(1, std::memory_order_relaxed);
-    s.out_bytes += frame.charge();
+    count_out(s, int64_t(frame.charge()));
     s.out.push_back(std::move(frame));
     if (!s.sending) start_send(s);
+    enforce_out_total();
+  }
+
+  // What is queued to session s changed by `delta` bytes (as charged), and with it the
+  // total over all sessions.
+  void count_out(session& s, int64_t delta) {
+    s.out_bytes = uint64_t(int64_t(s.out_bytes) + delta);
+    out_total_ = uint64_t(int64_t(out_total_) + delta);
+    st_out_total_.store(out_total_, std::memory_order_relaxed);
+    total_paused_ = total_paused_ || out_total_ >= cfg_.out_bytes_total_max;
+  }
+  // A session that does not read what is queued to it: told (best effort: its buffers
+  // are full) and closed at once, not after a flush that would never come.
+  void cut_slow_reader(session& s, const std::string& why) {
+    if (s.closing) return;
+    st_slow_.fetch_add(1, std::memory_order_relaxed);
+    st_errors_.fetch_add(1, std::memory_order_relaxed);
+    s.out.push_back(out_frame{wire::encode_frame(frame_kind::error, 0,
+                                                 wire::error_body({protocol_error::slow_reader, why})),
+                              nullptr});
+    count_out(s, int64_t(s.out.back().charge()));
+    if (!s.sending) start_send(s);
+    close_session(s);
+  }
+  // At out_bytes_total_max, the sessions holding the most (each at least out_bytes_max:
+  // it stopped being read and still does not read) are closed until the rest hold less;
+  // none such, none is, and reading stays stopped everywhere until the total comes down.
+  // (A closed session's bytes count until its last send completes.)
+  void enforce_out_total() {
+    if (out_total_ < cfg_.out_bytes_total_max) return;
+    uint64_t live = 0;
+    for (auto& sp : sessions_)
+      if (sp && sp->fd >= 0 && !sp->closing) live += sp->out_bytes;
+    while (live >= cfg_.out_bytes_total_max) {
+      session* worst = nullptr;
+      for (auto& sp : sessions_)
+        if (sp && sp->fd >= 0 && !sp->closing && sp->out_bytes >= cfg_.out_bytes_max &&
+            (!worst || sp->out_bytes > worst->out_bytes))
+          worst = sp.get();
+      if (!worst) return;
+      live -= worst->out_bytes;
+      cut_slow_reader(*worst, std::to_string(worst->out_bytes) + " bytes queued unread, the most of any session, with " +
+                                  std::to_string(out_total_) + " queued to all sessions");
+    }
   }
 
   static wire::transfer_record_item record_item(const transfer_record& rec) {
@@ -1235,8 +1285,14 @@ class server_impl {
   void queue_frame(session& s, frame_kind k, uint64_t request_id, std::span<const uint8_t> body) {
     if (s.closing) return;
     s.out.push_back(out_frame{wire::encode_frame(k, request_id, body), nullptr});
-    s.out_bytes += s.out.back().charge();
+    count_out(s, int64_t(s.out.back().charge()));
     if (!s.sending) start_send(s);
+    if (s.out_bytes > 2 * cfg_.out_bytes_max) {
+      // Responses to requests taken before it stopped being read, still unread.
+      cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread, twice the session's limit");
+      return;
+    }
+    enforce_out_total();
   }
 
   void start_send(session& s) {
@@ -1277,7 +1333,7 @@ class server_impl {
       const size_t left = s.out.front().size() - s.out_offset;
       if (sent >= left) {
         sent -= left;
-        s.out_bytes -= s.out.front().charge();
+        count_out(s, -int64_t(s.out.front().charge()));
         s.out.pop_front();
         s.out_offset = 0;
       } else {
@@ -1377,6 +1433,7 @@ server_stats server::stats() const {
   s.auth_failures = impl_->st_auth_fail_.load(r);
   s.pushes = impl_->st_pushes_.load(r);
   s.slow_readers_closed = impl_->st_slow_.load(r);
+  s.out_bytes_queued = impl_->st_out_total_.load(r);
   return s;
 }
 

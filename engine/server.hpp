@@ -56,6 +56,12 @@ struct server_config {
   uint32_t gateway_sessions_max = 1024;
   uint32_t frame_bytes_max = wire::frame_bytes_max_default;
   uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
+  // Responses to what a session sent before it stopped being read are still queued: one
+  // whose queue passes twice out_bytes_max gets slow_reader and is closed. All sessions
+  // together: past out_bytes_total_max no session is read, and the one holding the most
+  // (at least out_bytes_max: it is not reading) gets slow_reader and is closed, so that
+  // peers that do not read cannot take the process's memory.
+  uint64_t out_bytes_total_max = 1ull << 30;
   // Sessions that have not authenticated yet: at most this many (and connections_max in
   // all). A connection past either limit closes the oldest such session to get in, so
   // peers that connect and never authenticate cannot keep gateways out: a gateway
@@ -92,6 +98,7 @@ struct server_stats {
   uint64_t auth_failures = 0;
   uint64_t pushes = 0;              // push frames queued to sessions
   uint64_t slow_readers_closed = 0;
+  uint64_t out_bytes_queued = 0;    // queued to all sessions (counted as against out_bytes_total_max)
 };
 
 // One open connection, as operators see it.

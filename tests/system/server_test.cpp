@@ -1143,6 +1143,90 @@ TEST(server, a_client_that_does_not_read_stops_being_read) {
   sender.join();
 }
 
+// Responses to requests taken before a session stopped being read are still queued: a
+// client that pipelines 64 look-ups of 8,192 transfers (a response of about 1 MiB each,
+// eight times its request) and reads nothing passes twice its limit, is told
+// slow_reader and closed, and what was queued to it goes. Before, all 64 stayed queued
+// (64 MiB for one session). Others are served throughout.
+TEST(server, responses_unread_past_twice_the_limit_close_the_session) {
+  engine::server_config cfg;
+  cfg.out_bytes_max = 1u << 20;
+  net n(cfg);
+  auto c = n.connect();
+  std::vector<wire::id128> ids(8192);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = {i + 1, 0};
+  const auto body = wire::lookup_transfers_body(ids);
+  int sent = 0;  // (the server may close it before the last ones are sent)
+  while (sent < 64 && c->send(body) != 0) ++sent;
+  EXPECT_GE(sent, 3);
+  for (int i = 0; i < 2000 && n.srv->stats().slow_readers_closed == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 1u);
+  EXPECT_TRUE(c->closed_by_server());
+  for (int i = 0; i < 2000 && n.srv->stats().out_bytes_queued != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(n.srv->stats().out_bytes_queued, 0u) << "what was queued to it went with it";
+  auto other = n.connect();
+  expect_serves(*other, 1);
+}
+
+// All sessions together: three clients flood pings and read none of the pongs; each
+// stops being read near its own limit, but at out_bytes_total_max (here two sessions'
+// worth) no session is read and the ones holding the most are closed (slow_reader)
+// until the rest hold less. Then a new client is served, and a flooder left reads every
+// pong it was sent.
+TEST(server, sessions_that_do_not_read_are_closed_at_the_total_limit) {
+  engine::server_config cfg;
+  cfg.out_bytes_max = 1u << 20;
+  cfg.out_bytes_total_max = 2u << 20;
+  net n(cfg);
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < 1000; ++i) {
+    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  constexpr int bursts = 1000;  // a million pings each: 16 MB of pongs, past the kernel's buffers
+  std::vector<std::unique_ptr<wire::client>> flooders;
+  std::vector<std::thread> senders;
+  std::vector<int> sent(3, 0);
+  for (int k = 0; k < 3; ++k) flooders.push_back(n.connect());
+  for (int k = 0; k < 3; ++k)
+    senders.emplace_back([&, k] {
+      std::string err;
+      for (int i = 0; i < bursts && flooders[size_t(k)]->send_bytes(burst, &err); ++i) ++sent[size_t(k)];
+    });
+  for (int i = 0; i < 2000 && n.srv->stats().slow_readers_closed == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GE(n.srv->stats().slow_readers_closed, 1u);
+  auto fresh = n.connect();
+  ASSERT_TRUE(fresh);
+  expect_serves(*fresh, 1);
+  EXPECT_LT(n.srv->stats().out_bytes_queued, cfg.out_bytes_total_max);
+  // The ones left read everything; the closed ones end (their sender too).
+  size_t closed = 0;
+  for (int k = 0; k < 3; ++k) {
+    std::string err;
+    wire::client::frame_in f;
+    int64_t pongs = 0;
+    while (flooders[size_t(k)]->read_frame(&f, &err)) {
+      if (f.header.kind == uint16_t(wire::frame_kind::error)) {
+        wire::error_msg e;
+        std::string why;
+        ASSERT_TRUE(wire::parse_error(f.body, &e, &why)) << why;
+        EXPECT_EQ(e.code, protocol_error::slow_reader);
+        EXPECT_NE(e.message.find("the most of any session"), std::string::npos) << e.message;
+        continue;
+      }
+      ASSERT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+      if (++pongs == int64_t(bursts) * 1000) break;
+    }
+    if (pongs < int64_t(bursts) * 1000) ++closed;
+  }
+  for (auto& t : senders) t.join();
+  EXPECT_EQ(closed, n.srv->stats().slow_readers_closed);
+  EXPECT_LT(closed, 3u) << "one flooder alone holds less than the total";
+}
+
 TEST(server, idle_and_handshake_timeouts_close_sessions) {
   engine::server_config cfg;
   cfg.idle_timeout_ms = 300;
