@@ -3280,11 +3280,11 @@ class engine_impl {
     return steps;
   }
 
-  void enqueue(queued&& q) {
+  void enqueue(queued&& q, bool wait_for_space = true) {
     size_t queued_now;
     {
       std::unique_lock lk(q_mu_);
-      q_space_.wait(lk, [&] { return !accepting_ || q_.size() < cfg_.queue_requests_max; });
+      if (wait_for_space) q_space_.wait(lk, [&] { return !accepting_ || q_.size() < cfg_.queue_requests_max; });
       if (!accepting_) {
         lk.unlock();
         reply r;
@@ -3689,8 +3689,8 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   return out;
 }
 
-void engine::submit(request&& r, std::function<void(reply&&)> done) {
-  impl_->enqueue({std::move(r), std::move(done)});
+void engine::submit(request&& r, std::function<void(reply&&)> done, bool wait_for_space) {
+  impl_->enqueue({std::move(r), std::move(done)}, wait_for_space);
 }
 
 reply engine::call(request&& r) {
@@ -3815,7 +3815,9 @@ void engine::gateway_event(wire::gateway_event e) {
   request r;
   r.kind = op_kind::gateway_events;
   r.gateway_events = {e};
-  submit(std::move(r), [](reply&&) {});
+  // From the server's network thread (a session opening or closing): it must not wait
+  // for queue space; one per connection's authentication or close.
+  submit(std::move(r), [](reply&&) {}, false);
 }
 
 reply engine::payout_ops(std::vector<wire::payout_op> ops) {

@@ -9,7 +9,9 @@
 // Threads: the caller's threads submit; one sequencer thread stamps, checks, logs
 // (group commit) and dispatches; one detached CAF actor per shard executes; one
 // checkpoint thread writes LMDB snapshots. Callbacks run on a shard thread and must
-// not block. submit() blocks its caller while `queue_requests_max` requests wait.
+// not block. submit() blocks its caller while `queue_requests_max` requests wait, unless
+// the caller bounds what it has in flight itself (wait_for_space false: the server's
+// network thread, which must never block).
 // After a storage failure the engine refuses writes (status engine_failed) and keeps
 // answering reads.
 #pragma once
@@ -268,7 +270,7 @@ class engine {
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
-  void submit(request&& r, std::function<void(reply&&)> done);
+  void submit(request&& r, std::function<void(reply&&)> done, bool wait_for_space = true);
   reply call(request&& r);
 
   reply create_accounts(std::vector<wire::account> a);

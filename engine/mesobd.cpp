@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
     }
     net.gateways.push_back(std::move(g));
   }
-  net.engine_in_flight_max = cfg.queue_requests_max;  // submit() then never blocks the network thread
+  net.engine_in_flight_max = cfg.queue_requests_max;  // (the network thread's submits never wait: its own bound)
   if (auto problem = net.validate(); !problem.empty()) {
     std::fprintf(stderr, "mesobd: cannot serve: %s\n", problem.c_str());
     return 2;

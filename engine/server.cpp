@@ -1017,9 +1017,12 @@ class server_impl {
     s.requests->fetch_add(1, std::memory_order_relaxed);
     const uint32_t slot = s.slot, gen = s.gen;
     const wire::operation op = p.op;
+    // Bounded here (engine_in_flight_max), never waiting: other producers (chains groups
+    // and desks emit, the admin port) share the engine's queue, and a wait would stop
+    // the whole loop.
     eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns()](reply&& r) {
       mail->post({slot, gen, rid, op, std::move(r), false, {}, taken});
-    });
+    }, false);
   }
 
   // One admin command, handed to the admin handler; its answer comes back through the

@@ -20,6 +20,7 @@
 #include "storage/snapshot.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/seed.hpp"
+#include "support/sequencer_gate.hpp"
 #include "wire/event_pack.hpp"
 
 #include <cstring>
@@ -952,43 +953,12 @@ TEST(ledger_window, a_log_failure_while_waiting_for_room_refuses_writes) {
   temp_dir dir;
   auto cfg = test_config(dir.path(), 2);
   cfg.transfers_resident_max = 1 << 14;
-  struct gate_state {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool armed = false, held = false, released = false;
-  };
-  auto gate = std::make_shared<gate_state>();
-  cfg.clock = [gate] {
-    std::unique_lock lk(gate->mu);
-    if (gate->armed) {
-      gate->armed = false;
-      gate->held = true;
-      gate->cv.notify_all();
-      gate->cv.wait(lk, [&] { return gate->released; });
-    }
-    return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count());
-  };
+  test::sequencer_gate gate;
+  cfg.clock = gate.clock();
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 100);
-  auto release = [gate] {
-    {
-      std::lock_guard lk(gate->mu);
-      gate->armed = false;
-      gate->released = true;
-    }
-    gate->cv.notify_all();
-  };
-  {
-    std::unique_lock lk(gate->mu);
-    gate->armed = true;
-    const bool held = gate->cv.wait_for(lk, std::chrono::seconds(10), [&] { return gate->held; });
-    lk.unlock();
-    if (!held) release();
-    ASSERT_TRUE(held) << "the sequencer did not read the clock in 10 s";
-  }
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
   storage::failure_probes::instance().write_errno = EIO;
   std::vector<std::future<engine::reply>> answers;
   std::vector<std::shared_ptr<std::promise<engine::reply>>> promises;
@@ -999,7 +969,7 @@ TEST(ledger_window, a_log_failure_while_waiting_for_room_refuses_writes) {
     q.transfers = unit_transfers(1 + k * 8192, 8192);
     e->submit(std::move(q), [p](engine::reply&& r) { p->set_value(std::move(r)); });
   }
-  release();
+  gate.release();
   for (auto& f : answers) {
     if (f.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
       ADD_FAILURE() << "a batch was not answered in 30 s: the sequencer hangs";
@@ -1021,6 +991,53 @@ TEST(ledger_window, a_log_failure_while_waiting_for_room_refuses_writes) {
   const uint64_t debits = posted_debits(*e, 1, 50);
   EXPECT_TRUE(debits == 0 || debits == 8192 || debits == 16384) << debits;
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+}
+
+// A caller that bounds what it has in flight itself (the server's network thread) does not
+// wait for room in the engine's queue: with the queue full and the sequencer held, a
+// submit that waits for space waits, one that does not returns at once, and both are
+// answered once the sequencer goes on. Before, the network thread could wait there
+// (other producers share the queue), stopping every session.
+TEST(engine_queue, a_submit_that_does_not_wait_for_space_returns_with_the_queue_full) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  cfg.queue_requests_max = 2;
+  test::sequencer_gate gate;
+  cfg.clock = gate.clock();
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 4);
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
+  std::vector<std::future<engine::reply>> answers;
+  auto submit = [&](bool wait) {
+    auto p = std::make_shared<std::promise<engine::reply>>();
+    answers.push_back(p->get_future());
+    engine::request q;
+    q.kind = actors::op_kind::lookup_accounts;
+    q.account_ids = {1};
+    e->submit(std::move(q), [p](engine::reply&& r) { p->set_value(std::move(r)); }, wait);
+  };
+  submit(true);
+  submit(true);  // the queue is full
+  auto waiting = std::async(std::launch::async, [&] {
+    engine::request q;
+    q.kind = actors::op_kind::lookup_accounts;
+    q.account_ids = {2};
+    return e->call(std::move(q));
+  });
+  EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout) << "it waits for room";
+  auto not_waiting = std::async(std::launch::async, [&] { submit(false); });
+  const bool returned = not_waiting.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  EXPECT_TRUE(returned) << "a submit that does not wait for space waited";
+  gate.release();
+  not_waiting.wait();
+  EXPECT_EQ(waiting.get().st, engine::status::ok);
+  for (auto& f : answers) {
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    const auto r = f.get();
+    EXPECT_EQ(r.st, engine::status::ok);
+    EXPECT_EQ(r.accounts.size(), 1u);
+  }
 }
 
 // checkpoint() after close() answers at once (before, its caller waited for good).

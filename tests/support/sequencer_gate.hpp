@@ -1,0 +1,60 @@
+// sequencer_gate: an engine clock that can hold the sequencer where it reads the time, so
+// that a test can queue requests it will then take in one pass (or find the queue full).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+namespace mesob::test {
+
+class sequencer_gate {
+ public:
+  // The clock to put in engine::config::clock (wall time; held while the gate is shut).
+  [[nodiscard]] std::function<uint64_t()> clock() const {
+    return [s = s_] {
+      std::unique_lock lk(s->mu);
+      if (s->armed) {
+        s->armed = false;
+        s->held = true;
+        s->cv.notify_all();
+        s->cv.wait(lk, [&] { return s->released; });
+      }
+      return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count());
+    };
+  }
+  // Holds the sequencer at its next reading of the clock; false (released) if it did not
+  // read it within 10 s.
+  [[nodiscard]] bool hold() {
+    std::unique_lock lk(s_->mu);
+    s_->armed = true;
+    const bool held = s_->cv.wait_for(lk, std::chrono::seconds(10), [&] { return s_->held; });
+    lk.unlock();
+    if (!held) release();
+    return held;
+  }
+  // Lets it go (and every later reading through).
+  void release() {
+    {
+      std::lock_guard lk(s_->mu);
+      s_->armed = false;
+      s_->released = true;
+    }
+    s_->cv.notify_all();
+  }
+
+ private:
+  struct state {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool armed = false, held = false, released = false;
+  };
+  std::shared_ptr<state> s_ = std::make_shared<state>();
+};
+
+}  // namespace mesob::test
