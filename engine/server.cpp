@@ -260,6 +260,7 @@ class server_impl {
       st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0},
       st_out_total_{0};
   uint64_t out_total_ = 0;      // queued to all sessions (network thread)
+  std::shared_ptr<const actors::gateways::registry> timer_registry_;  // as on_timer last looked
   bool total_paused_ = false;   // out_total_ reached out_bytes_total_max: resume_all when under it
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
@@ -633,8 +634,7 @@ class server_impl {
       close_session(*s);  // the peer closed, or the socket failed
       return;
     }
-    if (res > 0) s->last_active_ms = now_ms();
-    process(*s);
+    process(*s);  // (a frame taken is activity; bytes of one never finished are not)
     // A session found sending large frames: end its multishot receive; the last
     // completion arms a direct one.
     if (s->recv_armed && !s->recv_direct && direct_wanted(*s)) pause_recv(*s);
@@ -654,6 +654,7 @@ class server_impl {
         break;
       }
       st_frames_.fetch_add(1, std::memory_order_relaxed);
+      s.last_active_ms = now_ms();
       on_frame(s, f);
     }
     if (!may_read(s)) pause_recv(s);
@@ -691,6 +692,16 @@ class server_impl {
       close_after_flush(s);
       return false;
     }
+    if (s.subscriber && !(g->roles & wire::roles::events_reader)) {
+      // Its subscription would go on delivering: the session goes instead.
+      st_errors_.fetch_add(1, std::memory_order_relaxed);
+      queue_frame(s, frame_kind::error, request_id,
+                  wire::error_body({protocol_error::role_denied, "gateway " + s.gateway +
+                                                                     " lost the events_reader role since this "
+                                                                     "session subscribed: it closes"}));
+      close_after_flush(s);
+      return false;
+    }
     if (g->roles != s.roles) {
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit) {
         const uint32_t m = 1u << bit;
@@ -711,7 +722,10 @@ class server_impl {
       return;
     }
     switch (frame_kind(h.kind)) {
-      case frame_kind::ping: queue_frame(s, frame_kind::pong, h.request_id, {}); return;
+      case frame_kind::ping:
+        if (s.authed && !still_registered(s, h.request_id)) return;
+        queue_frame(s, frame_kind::pong, h.request_id, {});
+        return;
       case frame_kind::pong: return;
       case frame_kind::auth: on_auth(s, f); return;
       case frame_kind::request:
@@ -1360,9 +1374,16 @@ class server_impl {
 
   void on_timer() {
     const uint64_t t = now_ms();
+    // An operator's change to the registry reaches every session within a tick, not only
+    // at its next frame: a disabled gateway's sessions (and a subscriber whose gateway
+    // lost events_reader) close even if they only read, or send nothing.
+    const auto reg = eng_.gateway_registry();
+    const bool registry_moved = reg != timer_registry_;
+    timer_registry_ = reg;
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing) continue;
       session& s = *sp;
+      if (registry_moved && s.authed && !s.close_after_flush && !still_registered(s, 0)) continue;
       if (s.close_after_flush) {
         if (t >= s.close_by_ms) close_session(s);  // it did not read its last frames
       } else if (!s.authed && t - s.opened_ms > cfg_.handshake_timeout_ms) {

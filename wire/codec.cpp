@@ -599,10 +599,15 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
   const auto* r = flatbuffers::GetRoot<fb::Request>(body.data());
   const auto type = r->operation_type();
   const void* table = r->operation();
-  if (type == fb::Operation::NONE || type > fb::Operation::MAX || table == nullptr) {
+  if (type == fb::Operation::NONE || type > fb::Operation::MAX) {
     *err = {protocol_error::operation_unknown,
             "request: unknown operation type " + std::to_string(unsigned(type)) + " (this server knows 1.." +
                 std::to_string(unsigned(fb::Operation::MAX)) + ")"};
+    return false;
+  }
+  if (table == nullptr) {
+    *err = {protocol_error::body_invalid,
+            "request: operation type " + std::to_string(unsigned(type)) + " without its table"};
     return false;
   }
   uint32_t n = 0;

@@ -17,6 +17,7 @@
 
 #include "actors/customers.hpp"
 #include "actors/market.hpp"
+#include "engine/events.hpp"
 #include "engine/server.hpp"
 #include "mesob_generated.h"
 #include "support/engine_fixture.hpp"
@@ -332,6 +333,108 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
   r = pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 5000u) << "deposits 0xABCDEF and 2 only";
+}
+
+// An operator's change reaches sessions that send nothing, or only pings, within a tick
+// of the server's timer: a disabled gateway's session is told and closed, and so is a
+// subscriber whose gateway lost the events_reader role. Before, a session that only
+// pinged stayed open (counted as a payout route's session, receiving its gateway's
+// pushes), and the subscriber kept its subscription.
+TEST(server, registry_changes_reach_quiet_sessions) {
+  net n;
+  const std::vector<uint8_t> secret(24, 0x5b);
+  auto registration = [&](const char* id, uint32_t roles, uint64_t settlement) {
+    wire::gateway_op reg{};
+    reg.kind = wire::gateway_op_kind::register_gateway;
+    actors::gateways::set_op_id(reg, id);
+    reg.rail = 1;
+    reg.roles = roles;
+    reg.answer_timeout_ms = 1000;
+    reg.currencies_n = 1;
+    reg.currencies[0] = {wire::currency("ETB"), 0, settlement};
+    reg.secret_bytes = uint8_t(secret.size());
+    std::memcpy(reg.secret, secret.data(), secret.size());
+    return reg;
+  };
+  ASSERT_EQ(n.eng->gateways({registration("quiet", wire::roles::payments, 9101),
+                             registration("reader", wire::roles::events_reader | wire::roles::payments, 9102)})
+                .results,
+            (std::vector<result>{result::ok, result::ok}));
+  auto session_of = [&](const char* id) {
+    auto o = n.opts();
+    o.gateway = id;
+    o.secret = secret;
+    std::string err;
+    auto c = wire::client::connect(o, &err);
+    EXPECT_TRUE(c) << err;
+    return c;
+  };
+  auto quiet = session_of("quiet");
+  auto reader = session_of("reader");
+  ASSERT_TRUE(quiet && reader);
+  wire::subscribe_msg m;
+  m.from = 1;
+  m.window = 64;
+  wire::subscribed_msg a;
+  std::string err;
+  ASSERT_TRUE(reader->subscribe(m, &a, &err)) << err;
+  for (int i = 0; i < 400 && n.eng->events()->subscribers().size() != 1; ++i)  // (the hub lists it soon)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(n.eng->events()->subscribers().size(), 1u);
+
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "quiet");
+  ASSERT_EQ(n.eng->gateways({off}).results.at(0), result::ok);
+  wire::gateway_op upd = registration("reader", wire::roles::payments, 9102);
+  upd.kind = wire::gateway_op_kind::update;
+  upd.secret_bytes = 0;
+  std::memset(upd.secret, 0, sizeof upd.secret);
+  ASSERT_EQ(n.eng->gateways({upd}).results.at(0), result::ok);
+
+  const auto told = [&](wire::client& c, const char* says) {
+    wire::client::frame_in f;
+    std::string why;
+    while (c.read_frame(&f, &why))
+      if (f.header.kind == uint16_t(wire::frame_kind::error)) {
+        wire::error_msg e;
+        EXPECT_TRUE(wire::parse_error(f.body, &e, &why)) << why;
+        EXPECT_EQ(e.code, protocol_error::role_denied);
+        EXPECT_NE(e.message.find(says), std::string::npos) << e.message;
+        return c.closed_by_server();
+      }
+    ADD_FAILURE() << "closed without an error: " << why;
+    return false;
+  };
+  EXPECT_TRUE(told(*quiet, "was disabled"));  // it sent nothing since
+  EXPECT_TRUE(told(*reader, "lost the events_reader role"));
+  for (int i = 0; i < 400 && n.eng->events()->subscribers().size() != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(n.eng->events()->subscribers().size(), 0u);
+}
+
+// A frame trickled in, a byte at a time, never finished, is not activity: the session is
+// closed at the idle timeout. Before, every byte kept it open for another timeout, with
+// the frame's buffer.
+TEST(server, a_frame_never_finished_does_not_keep_a_session) {
+  engine::server_config cfg;
+  cfg.idle_timeout_ms = 300;
+  net n(cfg);
+  auto c = n.connect();
+  const auto frame = wire::encode_frame(wire::frame_kind::request, 9, std::vector<uint8_t>(4096, 1));
+  std::string err;
+  ASSERT_TRUE(c->send_bytes({frame.data(), 64}, &err)) << err;
+  bool open = true;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (size_t at = 64; at < frame.size() && std::chrono::steady_clock::now() < until; ++at) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!c->send_bytes({frame.data() + at, 1}, &err)) {
+      open = false;
+      break;
+    }
+  }
+  EXPECT_FALSE(open) << "the session stayed open for 5 s of trickled bytes";
+  EXPECT_EQ(n.srv->stats().sessions_open, 0u);
 }
 
 // A request sent whose connection ends before its answer has an unknown outcome (it may
