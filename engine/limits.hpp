@@ -27,6 +27,11 @@ constexpr uint32_t sequencer_wake_in_flight = 16;
 // counted against the session's out_bytes_max with them: a flood of 16-byte pongs held
 // about four bytes of memory for each byte counted.
 constexpr uint64_t session_frame_keep_bytes = 72;
+// A session that has not authenticated sends an Auth (its gateway id, up to 64 bytes, and
+// a 32-byte MAC: a few hundred bytes) or pings: a larger frame before the handshake is a
+// framing loss, so that peers without credentials cannot each have the server buffer a
+// frame of frame_bytes_max.
+constexpr uint32_t handshake_frame_bytes_max = 4096;
 // A failed flush of transfer records to the snapshot is tried again after this pause,
 // doubling up to the maximum; writes go on meanwhile until the resident window is full
 // (then they are refused until restart).

@@ -515,7 +515,7 @@ class server_impl {
       sessions_.emplace_back();
     }
     const uint32_t gen = sessions_[slot] ? sessions_[slot]->gen + 1 : 1;
-    sessions_[slot] = std::make_unique<session>(cfg_.frame_bytes_max);
+    sessions_[slot] = std::make_unique<session>(std::min(handshake_frame_bytes_max, cfg_.frame_bytes_max));
     session& s = *sessions_[slot];
     s.slot = slot;
     s.gen = gen;
@@ -882,6 +882,7 @@ class server_impl {
     }
     ++open;
     s.authed = true;
+    s.reader.set_body_max(cfg_.frame_bytes_max);
     left_handshake(s);
     s.gateway = a.gateway_id;
     s.roles = roles;

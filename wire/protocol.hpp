@@ -129,6 +129,8 @@ class frame_reader {
   // read that many straight into prepare()'s span.
   [[nodiscard]] size_t missing() const;
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
+  // A new limit for the frames not yet begun (a session's, once authenticated).
+  void set_body_max(uint32_t body_max) { body_max_ = body_max; }
   // Bytes the buffer holds room for (it grows for the largest frame and never shrinks).
   [[nodiscard]] size_t capacity() const { return buf_.size(); }
   // Bytes the reader holds: its buffer and its copy of a misaligned body (kept up to

@@ -18,6 +18,7 @@
 #include "actors/customers.hpp"
 #include "actors/market.hpp"
 #include "engine/events.hpp"
+#include "engine/limits.hpp"
 #include "engine/server.hpp"
 #include "mesob_generated.h"
 #include "support/engine_fixture.hpp"
@@ -1066,6 +1067,32 @@ TEST(server, a_session_in_its_handshake_is_held_to_a_small_queue) {
   flood.join();
   auto other = n.connect();
   expect_serves(*other, 1);
+}
+
+// Before it authenticates, a session's frames are at most handshake_frame_bytes_max (an
+// Auth is a few hundred bytes): a larger one is a loss of framing, so that peers without
+// credentials cannot each have the server buffer a frame of frame_bytes_max. Once
+// authenticated, the session's limit is frame_bytes_max.
+TEST(server, a_session_in_its_handshake_sends_small_frames) {
+  net n;
+  std::string err;
+  auto anon = wire::client::connect_raw(n.opts(), &err);
+  ASSERT_TRUE(anon) << err;
+  wire::client::frame_in hello;
+  ASSERT_TRUE(anon->read_frame(&hello, &err)) << err;
+  const std::vector<uint8_t> big(engine::handshake_frame_bytes_max + 1, 0);
+  ASSERT_TRUE(anon->send_bytes(wire::encode_frame(wire::frame_kind::auth, 4, big), &err)) << err;
+  const auto e = expect_error_frame(*anon, 4);
+  EXPECT_EQ(e.code, protocol_error::frame_too_large);
+  EXPECT_NE(e.message.find("the limit is 4096"), std::string::npos) << e.message;
+  EXPECT_TRUE(anon->closed_by_server());
+  // Authenticated: a request of 64 KiB is read (and answered).
+  auto c = n.connect();
+  std::vector<uint64_t> ids(8192);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i + 1;
+  auto r = c->call(wire::lookup_accounts_body(ids));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results.size(), ids.size());
 }
 
 TEST(server, ping_is_answered) {
