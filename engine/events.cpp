@@ -695,6 +695,14 @@ void event_hub::apply(command& c) {
     return answer(result::events_filter_invalid, "from and from_end together: choose one");
   if (subs_.size() >= subscriptions_max_)
     return answer(result::subscribers_full, std::to_string(subscriptions_max_) + " sessions subscribe already");
+  // One gateway may hold at most half of the sessions subscribed and half of the names
+  // kept: the others keep room, whatever one does (many sessions, a new name each time).
+  const size_t own_max = std::max<size_t>(1, subscriptions_max_ / 2);
+  if (size_t(std::count_if(subs_.begin(), subs_.end(), [&](const auto& e) { return e.second.req.owner == r.owner; })) >=
+      own_max)
+    return answer(result::subscribers_full, "this gateway's sessions hold " + std::to_string(own_max) +
+                                                " subscriptions already, the most one gateway may (half of " +
+                                                std::to_string(subscriptions_max_) + ")");
   if (!r.name.empty()) {
     if (auto it = positions_.find(r.name); it != positions_.end() && !it->second.owner.empty() &&
                                            it->second.owner != r.owner)
@@ -704,6 +712,11 @@ void event_hub::apply(command& c) {
       if (other.req.name == r.name) return answer(result::subscriber_busy, "session " + std::to_string(sess) + " holds '" + r.name + "'");
     if (!positions_.count(r.name) && positions_.size() >= subscriber_names_max)
       return answer(result::subscribers_full, "4,096 named subscribers are kept already (an operator may free some: events, events forget)");
+    if (!positions_.count(r.name) &&
+        size_t(std::count_if(positions_.begin(), positions_.end(), [&](const auto& e) { return e.second.owner == r.owner; })) >=
+            subscriber_names_max / 2)
+      return answer(result::subscribers_full, "this gateway keeps 2,048 names already, the most one gateway may (an "
+                                              "operator may free some: events, events forget)");
   }
   uint64_t start = r.from == 0 ? a.oldest : r.from;
   if (r.from_end) start = a.end;

@@ -402,6 +402,57 @@ void write_state_file(const std::string& data, const std::string& body) {
   std::ofstream(data + "/events/subscribers.state", std::ios::trunc) << body << tail;
 }
 
+// One gateway holds at most half of the subscriptions (--subscriptions-max) and half of
+// the names kept (2,048 of 4,096): its sessions past that are refused subscribers_full,
+// while another gateway still subscribes, named or not. Before, one reader gateway could
+// take every slot, and with a new name each time, every name for good.
+TEST(Events, OneGatewayHoldsAtMostHalfTheSubscriptionsAndNames) {
+  temp_dir dir;
+  const std::string feed_hex(64, 'f'), other_hex(64, 'e');
+  std::vector<std::string> args = two_gateways();
+  args.insert(args.end(), {"--gateway", "feed:events_reader:" + feed_hex, "--gateway",
+                           "other:events_reader:" + other_hex, "--subscriptions-max", "4"});
+  // 2,047 names kept for feed already (from a state file), one for nobody.
+  std::string names = "mesob-subscribers 2\n";
+  for (int i = 0; i < 2047; ++i) names += "n" + std::to_string(i) + " 0 66656564\n";
+  names += "spare 0 -\n";
+  ASSERT_TRUE(std::filesystem::create_directories(dir.path() + "/events"));
+  write_state_file(dir.path(), names);
+  live_mesobd d(dir.path(), args);
+  ASSERT_TRUE(d.up()) << d.output();
+  std::string err;
+  auto reader = [&](const std::string& gw) {
+    auto c = wire::client::connect(options(d.port(), gw, gw == "feed" ? feed_hex : other_hex), &err);
+    EXPECT_TRUE(c) << err;
+    return c;
+  };
+  auto named = [](const std::string& name) {
+    wire::subscribe_msg m;
+    m.name = name;
+    return m;
+  };
+  auto f1 = reader("feed"), f2 = reader("feed"), f3 = reader("feed");
+  ASSERT_TRUE(f1 && f2 && f3);
+  auto a = subscribe(*f1, named("fresh"));  // feed's 2,048th name
+  ASSERT_EQ(a.code, result::ok) << a.message;
+  a = subscribe(*f2, named("one-more"));  // its 2,049th
+  EXPECT_EQ(a.code, result::subscribers_full);
+  EXPECT_NE(a.message.find("this gateway keeps 2,048 names"), std::string::npos) << a.message;
+  a = subscribe(*f2, named("n5"));  // a name it keeps
+  ASSERT_EQ(a.code, result::ok) << a.message;
+  a = subscribe(*f3, wire::subscribe_msg{});
+  EXPECT_EQ(a.code, result::subscribers_full);
+  EXPECT_NE(a.message.find("hold 2 subscriptions already, the most one gateway may (half of 4)"), std::string::npos)
+      << a.message;
+  auto o1 = reader("other"), o2 = reader("other");
+  ASSERT_TRUE(o1 && o2);
+  a = subscribe(*o1, named("theirs"));
+  EXPECT_EQ(a.code, result::ok) << a.message;
+  a = subscribe(*o2, wire::subscribe_msg{});
+  EXPECT_EQ(a.code, result::ok) << a.message;
+  ASSERT_EQ(d.stop(), 0) << d.output();
+}
+
 // A name belongs to the gateway that first subscribed under it, across restarts: another
 // gateway's reader is refused it and cannot move its position. The console lists the
 // names with their owners and frees one no session holds; a state file of before owners
