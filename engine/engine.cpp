@@ -552,7 +552,12 @@ class engine_impl {
                                         : err.c_str());
     return r;
   }
-  wire::id128 record_id(uint64_t serial) { return record_copy(serial).t.id; }
+  // Only the id's bytes of a resident record: the index may ask for a record of a batch
+  // executing now, whose shards write its other fields (result, history links).
+  wire::id128 record_id(uint64_t serial) {
+    if (records_->resident(serial)) return records_->at(serial).t.id;
+    return record_copy(serial).t.id;
+  }
 
   void index_id(const wire::id128& id, uint64_t serial) { ids_.insert(id, serial); }
 
