@@ -3816,13 +3816,11 @@ reply engine::payout_answers(const std::string& gateway, std::vector<wire::payou
   return call(std::move(r));
 }
 
-void engine::gateway_event(wire::gateway_event e) {
+void engine::gateway_event(wire::gateway_event e, std::function<void(reply&&)> done) {
   request r;
   r.kind = op_kind::gateway_events;
   r.gateway_events = {e};
-  // From the server's network thread (a session opening or closing): it must not wait
-  // for queue space; one per connection's authentication or close.
-  submit(std::move(r), [](reply&&) {}, false);
+  submit(std::move(r), done ? std::move(done) : [](reply&&) {}, false);
 }
 
 reply engine::payout_ops(std::vector<wire::payout_op> ops) {

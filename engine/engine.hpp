@@ -300,7 +300,9 @@ class engine {
   // A gateway's answers to instructions (from its session).
   reply payout_answers(const std::string& gateway, std::vector<wire::payout_answer> a);
   // A registered gateway's session opened or closed (the server calls these; async).
-  void gateway_event(wire::gateway_event e);
+  // A gateway session opening or closing; never waits for queue space (the server's
+  // network thread bounds these with its requests). `done` (optional) when it executed.
+  void gateway_event(wire::gateway_event e, std::function<void(reply&&)> done = {});
   // Operators: retry a dead letter (or a settlement the ledger refused), cancel one.
   reply payout_ops(std::vector<wire::payout_op> ops);
   // The payouts the desks hold (all of them, or those with `payout_id`), from a

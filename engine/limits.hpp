@@ -32,6 +32,15 @@ constexpr uint64_t session_frame_keep_bytes = 72;
 // framing loss, so that peers without credentials cannot each have the server buffer a
 // frame of frame_bytes_max.
 constexpr uint32_t handshake_frame_bytes_max = 4096;
+// A session with bytes queued to it whose sends made no progress for this long is not
+// reading: past twice its out_bytes_max, or when all sessions together reach
+// out_bytes_total_max, such sessions are closed (slow_reader). One that reads, however
+// large its responses, makes progress every few milliseconds.
+constexpr uint64_t session_stall_ms = 1000;
+// Bytes received count as activity (against idle_timeout_ms) in steps of this many, or a
+// frame taken: a frame trickled in a byte at a time does not keep its session, while a
+// slow upload of a large frame does.
+constexpr uint64_t session_recv_activity_bytes = 4096;
 // A failed flush of transfer records to the snapshot is tried again after this pause,
 // doubling up to the maximum; writes go on meanwhile until the resident window is full
 // (then they are refused until restart).

@@ -131,7 +131,9 @@ struct session {
   bool closing = false;
   bool close_after_flush = false;
   uint64_t close_by_ms = 0;     // with close_after_flush: closed then, flushed or not
-  uint64_t last_active_ms = 0;  // a frame taken or bytes sent
+  uint64_t last_active_ms = 0;  // a frame taken, bytes sent, or session_recv_activity_bytes received
+  uint64_t recv_uncounted = 0;  // bytes received since the last counted as activity
+  uint64_t out_since_ms = 0;    // out non-empty: since when it has waited for a send's progress
   uint64_t opened_ms = 0;
   // sendmsg state (must live until the send completes)
   struct msghdr msg {};
@@ -262,6 +264,7 @@ class server_impl {
   uint64_t out_total_ = 0;      // queued to all sessions (network thread)
   std::shared_ptr<const actors::gateways::registry> timer_registry_;  // as on_timer last looked
   bool total_paused_ = false;   // out_total_ reached out_bytes_total_max: resume_all when under it
+  bool limits_due_ = false;     // enforce_out_limits after this round of completions
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
 
@@ -419,6 +422,10 @@ class server_impl {
         handle(cqe->user_data, cqe->res, cqe->flags);
       }
       io_uring_cq_advance(&ring_, n);
+      if (limits_due_) {
+        limits_due_ = false;
+        enforce_out_limits();
+      }
       if (total_paused_ && out_total_ < cfg_.out_bytes_total_max) {
         total_paused_ = false;  // under the total again: every session may be read
         resume_all();
@@ -561,10 +568,20 @@ class server_impl {
     ::shutdown(s.fd, SHUT_RDWR);
     maybe_free(s);
   }
+  // A registered gateway's session opening or closing, logged (payout and order routing
+  // follow them): counted with the requests in the engine (engine_in_flight_max), so
+  // that a gateway connecting and closing in a loop cannot grow the engine's queue.
+  void session_event(uint32_t gateway, wire::gateway_event_kind kind) {
+    ++engine_in_flight_;
+    eng_.gateway_event({gateway, kind, {}}, [mail = mail_](reply&& r) {
+      mail->post({no_session, 0, 0, wire::operation(0), std::move(r), false, {}, 0});
+    });
+  }
+  static constexpr uint32_t no_session = UINT32_MAX;  // a completion no session waits for
   // A registered gateway's session going away: payout routing learns it through the log.
   void session_ended(session& s) {
     if (s.registered == 0) return;
-    eng_.gateway_event({s.registered, wire::gateway_event_kind::down, {}});
+    session_event(s.registered, wire::gateway_event_kind::down);
     s.registered = 0;
   }
   void maybe_free(session& s) {
@@ -634,7 +651,11 @@ class server_impl {
       close_session(*s);  // the peer closed, or the socket failed
       return;
     }
-    process(*s);  // (a frame taken is activity; bytes of one never finished are not)
+    if (res > 0 && (s->recv_uncounted += uint64_t(res)) >= session_recv_activity_bytes) {
+      s->recv_uncounted = 0;
+      s->last_active_ms = now_ms();
+    }
+    process(*s);
     // A session found sending large frames: end its multishot receive; the last
     // completion arms a direct one.
     if (s->recv_armed && !s->recv_direct && direct_wanted(*s)) pause_recv(*s);
@@ -693,14 +714,14 @@ class server_impl {
       return false;
     }
     if (s.subscriber && !(g->roles & wire::roles::events_reader)) {
-      // Its subscription would go on delivering: the session goes instead.
+      // Its subscription (if the hub took it) would go on delivering: it ends, and the
+      // session is told on the stream (request id 0); what else its roles allow goes on.
+      if (eng_.events()) eng_.events()->closed(s.session_id);
+      s.subscriber = false;
       st_errors_.fetch_add(1, std::memory_order_relaxed);
-      queue_frame(s, frame_kind::error, request_id,
-                  wire::error_body({protocol_error::role_denied, "gateway " + s.gateway +
-                                                                     " lost the events_reader role since this "
-                                                                     "session subscribed: it closes"}));
-      close_after_flush(s);
-      return false;
+      queue_frame(s, frame_kind::error, 0,
+                  wire::error_body({protocol_error::role_denied,
+                                    "gateway " + s.gateway + " lost the events_reader role: its subscription ends"}));
     }
     if (g->roles != s.roles) {
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit) {
@@ -890,7 +911,7 @@ class server_impl {
     s.seen_registry = std::move(reg);
     if (number != 0 && !cfg_.admin && (roles & (wire::roles::payments | wire::roles::broker))) {
       s.registered = number;
-      eng_.gateway_event({number, wire::gateway_event_kind::up, {}});
+      session_event(number, wire::gateway_event_kind::up);
     }
     s.session_id = next_session_id.fetch_add(1, std::memory_order_relaxed);
     by_session_[s.session_id] = s.slot;
@@ -1220,19 +1241,27 @@ class server_impl {
     count_out(s, int64_t(frame.charge()));
     s.out.push_back(std::move(frame));
     if (!s.sending) start_send(s);
-    enforce_out_total();
   }
 
   // What is queued to session s changed by `delta` bytes (as charged), and with it the
   // total over all sessions.
   void count_out(session& s, int64_t delta) {
+    if (delta > 0 && s.out_bytes == 0) s.out_since_ms = now_ms();
     s.out_bytes = uint64_t(int64_t(s.out_bytes) + delta);
     out_total_ = uint64_t(int64_t(out_total_) + delta);
     st_out_total_.store(out_total_, std::memory_order_relaxed);
-    total_paused_ = total_paused_ || out_total_ >= cfg_.out_bytes_total_max;
+    if (out_total_ >= cfg_.out_bytes_total_max && !total_paused_) {
+      total_paused_ = true;
+      limits_due_ = true;  // looked at after this round of completions (enforce_out_limits)
+    }
+  }
+  // Bytes queued and no send's progress for session_stall_ms: it does not read.
+  bool stalled(const session& s, uint64_t now) const {
+    return s.out_bytes != 0 && now - s.out_since_ms >= session_stall_ms;
   }
   // A session that does not read what is queued to it: told (best effort: its buffers
-  // are full) and closed at once, not after a flush that would never come.
+  // are full, so the error rarely reaches it) and closed at once, not after a flush that
+  // would never come.
   void cut_slow_reader(session& s, const std::string& why) {
     if (s.closing) return;
     st_slow_.fetch_add(1, std::memory_order_relaxed);
@@ -1244,25 +1273,38 @@ class server_impl {
     if (!s.sending) start_send(s);
     close_session(s);
   }
-  // At out_bytes_total_max, the sessions holding the most (each at least out_bytes_max:
-  // it stopped being read and still does not read) are closed until the rest hold less;
-  // none such, none is, and reading stays stopped everywhere until the total comes down.
-  // (A closed session's bytes count until its last send completes.)
-  void enforce_out_total() {
-    if (out_total_ < cfg_.out_bytes_total_max) return;
+  // Sessions that do not read (stalled): one holding more than twice its out_bytes_max
+  // (responses to what it sent before it stopped being read) is closed; and while all
+  // sessions together hold out_bytes_total_max, the stalled ones holding the most are
+  // closed until the rest hold less. Sessions that read are never closed here: with none
+  // stalled, reading stays stopped everywhere (may_read) until sends bring the total
+  // down or the timer finds some stalled. Run after a round of completions that crossed
+  // the total, and at every tick of the timer. (A closed session's bytes count until its
+  // last send completes.)
+  void enforce_out_limits() {
+    const uint64_t now = now_ms();
     uint64_t live = 0;
-    for (auto& sp : sessions_)
-      if (sp && sp->fd >= 0 && !sp->closing) live += sp->out_bytes;
+    for (auto& sp : sessions_) {
+      if (!sp || sp->fd < 0 || sp->closing) continue;
+      session& s = *sp;
+      if (s.authed && s.out_bytes > 2 * cfg_.out_bytes_max && stalled(s, now)) {
+        cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread for " +
+                               std::to_string(now - s.out_since_ms) + " ms, past twice the session's limit");
+        continue;
+      }
+      live += s.out_bytes;
+    }
     while (live >= cfg_.out_bytes_total_max) {
       session* worst = nullptr;
       for (auto& sp : sessions_)
-        if (sp && sp->fd >= 0 && !sp->closing && sp->out_bytes >= cfg_.out_bytes_max &&
-            (!worst || sp->out_bytes > worst->out_bytes))
+        if (sp && sp->fd >= 0 && !sp->closing && stalled(*sp, now) && (!worst || sp->out_bytes > worst->out_bytes))
           worst = sp.get();
       if (!worst) return;
       live -= worst->out_bytes;
-      cut_slow_reader(*worst, std::to_string(worst->out_bytes) + " bytes queued unread, the most of any session, with " +
-                                  std::to_string(out_total_) + " queued to all sessions");
+      cut_slow_reader(*worst, std::to_string(worst->out_bytes) + " bytes queued unread for " +
+                                  std::to_string(now - worst->out_since_ms) +
+                                  " ms, the most of any session not reading, with " + std::to_string(out_total_) +
+                                  " queued to all sessions");
     }
   }
 
@@ -1305,12 +1347,7 @@ class server_impl {
     s.out.push_back(out_frame{wire::encode_frame(k, request_id, body), nullptr});
     count_out(s, int64_t(s.out.back().charge()));
     if (!s.sending) start_send(s);
-    if (s.out_bytes > 2 * cfg_.out_bytes_max) {
-      // Responses to requests taken before it stopped being read, still unread.
-      cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread, twice the session's limit");
-      return;
-    }
-    enforce_out_total();
+    if (s.out_bytes > 2 * cfg_.out_bytes_max) limits_due_ = true;  // (enforce_out_limits: if it stalls)
   }
 
   void start_send(session& s) {
@@ -1344,8 +1381,10 @@ class server_impl {
       close_session(s);
       return;
     }
-    if (res > 0) s.last_active_ms = now_ms();
+    if (res > 0) s.last_active_ms = s.out_since_ms = now_ms();
     size_t sent = size_t(res);
+    // (A session in its handshake past its small budget is not resumed by its own sends:
+    // a client that sends 64 KiB of pings before authenticating waits for its timeout.)
     const bool was_over = s.out_bytes >= cfg_.out_bytes_max;
     while (sent > 0 && !s.out.empty()) {
       const size_t left = s.out.front().size() - s.out_offset;
@@ -1394,6 +1433,7 @@ class server_impl {
         close_session(s);  // nothing from it, and nothing it read, for that long
       }
     }
+    enforce_out_limits();
     if (stop_requested_.load() && !stopping_) begin_stop();
     arm_timer();
   }

@@ -57,10 +57,11 @@ struct server_config {
   uint32_t frame_bytes_max = wire::frame_bytes_max_default;
   uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
   // Responses to what a session sent before it stopped being read are still queued: one
-  // whose queue passes twice out_bytes_max gets slow_reader and is closed. All sessions
-  // together: past out_bytes_total_max no session is read, and the one holding the most
-  // (at least out_bytes_max: it is not reading) gets slow_reader and is closed, so that
-  // peers that do not read cannot take the process's memory.
+  // whose queue passes twice out_bytes_max and whose sends made no progress for
+  // session_stall_ms (it does not read) gets slow_reader and is closed. All sessions
+  // together: at out_bytes_total_max no session is read, and the sessions not reading
+  // that hold the most are closed until the rest hold less, so that peers that do not
+  // read cannot take the process's memory. One that reads is never closed for its size.
   uint64_t out_bytes_total_max = 1ull << 30;
   // Sessions that have not authenticated yet: at most this many (and connections_max in
   // all). A connection past either limit closes the oldest such session to get in, so

@@ -337,10 +337,10 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
 }
 
 // An operator's change reaches sessions that send nothing, or only pings, within a tick
-// of the server's timer: a disabled gateway's session is told and closed, and so is a
-// subscriber whose gateway lost the events_reader role. Before, a session that only
-// pinged stayed open (counted as a payout route's session, receiving its gateway's
-// pushes), and the subscriber kept its subscription.
+// of the server's timer: a disabled gateway's session is told and closed, and a
+// subscriber whose gateway lost the events_reader role is told its subscription ends.
+// Before, a session that only pinged stayed open (counted as a payout route's session,
+// receiving its gateway's pushes), and the subscriber kept its subscription.
 TEST(server, registry_changes_reach_quiet_sessions) {
   net n;
   const std::vector<uint8_t> secret(24, 0x5b);
@@ -408,15 +408,32 @@ TEST(server, registry_changes_reach_quiet_sessions) {
     return false;
   };
   EXPECT_TRUE(told(*quiet, "was disabled"));  // it sent nothing since
-  EXPECT_TRUE(told(*reader, "lost the events_reader role"));
+  // The reader's subscription ends (told on the stream, request id 0); the session goes
+  // on with what its roles allow.
+  {
+    wire::client::frame_in f;
+    bool ended = false;
+    while (!ended && reader->read_frame(&f, &err)) {
+      if (f.header.kind != uint16_t(wire::frame_kind::error)) continue;
+      wire::error_msg e;
+      std::string why;
+      ASSERT_TRUE(wire::parse_error(f.body, &e, &why)) << why;
+      EXPECT_EQ(f.header.request_id, 0u);
+      EXPECT_EQ(e.code, protocol_error::role_denied);
+      EXPECT_NE(e.message.find("its subscription ends"), std::string::npos) << e.message;
+      ended = true;
+    }
+    ASSERT_TRUE(ended) << err;
+  }
   for (int i = 0; i < 400 && n.eng->events()->subscribers().size() != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(n.eng->events()->subscribers().size(), 0u);
+  expect_serves(*reader, 1);
 }
 
 // A frame trickled in, a byte at a time, never finished, is not activity: the session is
 // closed at the idle timeout. Before, every byte kept it open for another timeout, with
-// the frame's buffer.
+// the frame's buffer. A slow upload still is.
 TEST(server, a_frame_never_finished_does_not_keep_a_session) {
   engine::server_config cfg;
   cfg.idle_timeout_ms = 300;
@@ -436,6 +453,20 @@ TEST(server, a_frame_never_finished_does_not_keep_a_session) {
   }
   EXPECT_FALSE(open) << "the session stayed open for 5 s of trickled bytes";
   EXPECT_EQ(n.srv->stats().sessions_open, 0u);
+  // A slow upload counts (in steps of session_recv_activity_bytes): a 64 KiB request
+  // sent 4 KiB at a time, 200 ms apart, is taken and answered.
+  auto slow = n.connect();
+  std::vector<uint64_t> ids(8192);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i + 1;
+  const auto big = wire::encode_frame(wire::frame_kind::request, 10, wire::lookup_accounts_body(ids));
+  for (size_t at = 0; at < big.size(); at += 4096) {
+    ASSERT_TRUE(slow->send_bytes({big.data() + at, std::min<size_t>(4096, big.size() - at)}, &err)) << at << ": " << err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  wire::client::frame_in f;
+  ASSERT_TRUE(slow->read_frame(&f, &err)) << err;
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::response));
+  EXPECT_EQ(f.header.request_id, 10u);
 }
 
 // A request sent whose connection ends before its answer has an unknown outcome (it may
@@ -1275,9 +1306,10 @@ TEST(server, a_client_that_does_not_read_stops_being_read) {
 
 // Responses to requests taken before a session stopped being read are still queued: a
 // client that pipelines 64 look-ups of 8,192 transfers (a response of about 1 MiB each,
-// eight times its request) and reads nothing passes twice its limit, is told
-// slow_reader and closed, and what was queued to it goes. Before, all 64 stayed queued
-// (64 MiB for one session). Others are served throughout.
+// eight times its request) and reads nothing passes twice its limit, and once its sends
+// have made no progress for session_stall_ms it is closed (slow_reader) and what was
+// queued to it goes. Before, all 64 stayed queued (64 MiB for one session). Others are
+// served throughout.
 TEST(server, responses_unread_past_twice_the_limit_close_the_session) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
@@ -1296,8 +1328,17 @@ TEST(server, responses_unread_past_twice_the_limit_close_the_session) {
   for (int i = 0; i < 2000 && n.srv->stats().out_bytes_queued != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(n.srv->stats().out_bytes_queued, 0u) << "what was queued to it went with it";
-  auto other = n.connect();
-  expect_serves(*other, 1);
+  // One that reads is never closed, however large its responses: 16 of them (16 MiB,
+  // eight times its limit) pipelined, every one answered.
+  auto reader = n.connect();
+  std::vector<uint64_t> asked;
+  for (int i = 0; i < 16; ++i) asked.push_back(reader->send(body));
+  for (const uint64_t id : asked) {
+    auto r = reader->wait(id);
+    ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+    EXPECT_EQ(r.reply.results.size(), ids.size());
+  }
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 1u);
 }
 
 // All sessions together: three clients flood pings and read none of the pongs; each
