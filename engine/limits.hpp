@@ -35,11 +35,15 @@ constexpr uint32_t handshake_frame_bytes_max = 4096;
 // A session with bytes queued to it whose sends made no progress for this long is not
 // reading: past twice its out_bytes_max, or when all sessions together reach
 // out_bytes_total_max, such sessions are closed (slow_reader). One that reads, however
-// large its responses, makes progress every few milliseconds.
-constexpr uint64_t session_stall_ms = 1000;
+// large its responses, makes progress far more often; 5 s also rides out TCP's
+// retransmission back-off (0.2, 0.4, 0.8, 1.6 s) on a lossy link. Until then what is
+// queued may pass the limits (the responses to up to in_flight_max requests a session).
+constexpr uint64_t session_stall_ms = 5000;
+
 // Bytes received count as activity (against idle_timeout_ms) in steps of this many, or a
-// frame taken: a frame trickled in a byte at a time does not keep its session, while a
-// slow upload of a large frame does.
+// frame taken: a frame trickled in slower than this per idle timeout (13 bytes a second
+// at the default 300 s) does not keep its session, while a slow upload of a large frame
+// does.
 constexpr uint64_t session_recv_activity_bytes = 4096;
 // A failed flush of transfer records to the snapshot is tried again after this pause,
 // doubling up to the maximum; writes go on meanwhile until the resident window is full
