@@ -449,7 +449,7 @@ void shard::execute(batch& b) {
           auto& c = counts[{p.currency, uint8_t(p.st), p.attempts.empty() ? 0 : p.attempts.back().gateway,
                             uint32_t(p.created_at / payouts::ns_per_day)}];
           ++c.first;
-          c.second += p.amount;
+          gateways::add_amount(c.second, p.amount);  // (desks of one currency: their sum may pass 2^64)
           const bool problem = p.st == payouts::state::dead || p.st == payouts::state::settle_refused;
           if ((id == 0 || pid == id) && (!problems || problem) && out.size() < limit) out.push_back(p);
         }

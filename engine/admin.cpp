@@ -630,7 +630,7 @@ class admin_impl {
     for (const auto& c : r.payout_counts) {
       auto& v = by[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];
       v.first += c.n;
-      v.second += c.amount;
+      actors::gateways::add_amount(v.second, c.amount);
       held += c.n;
     }
     for (const auto& [k, v] : by) counts.rows.push_back({k.first, k.second, std::to_string(v.first), std::to_string(v.second)});
@@ -870,10 +870,10 @@ class admin_impl {
       line& l = rows[{c.day, wire::currency_name(c.currency)}];
       if (c.st == actors::payouts::state::dead) {
         l.dead += c.n;
-        l.dead_amount += c.amount;
+        actors::gateways::add_amount(l.dead_amount, c.amount);
       } else {
         l.pending += c.n;
-        l.pending_amount += c.amount;
+        actors::gateways::add_amount(l.pending_amount, c.amount);
       }
     }
     admin_section s;

@@ -599,6 +599,18 @@ void event_hub::closed(uint64_t session) {
   cv_.notify_one();
 }
 
+void event_hub::end(uint64_t session, wire::protocol_error code, std::string why) {
+  {
+    std::lock_guard lk(mu_);
+    command c{command::kind::job, 0, 0, 0, {}, {}};
+    c.job = [this, session, code, why = std::move(why)] {
+      if (subs_.erase(session) != 0) send(session, wire::encode_frame(wire::frame_kind::error, 0, wire::error_body({code, why})));
+    };
+    commands_.push_back(std::move(c));
+  }
+  cv_.notify_one();
+}
+
 void event_hub::stop() {
   {
     std::lock_guard lk(mu_);

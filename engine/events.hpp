@@ -181,6 +181,10 @@ class event_hub {
   // Everything up to `offset` is handled by the subscriber.
   void ack(uint64_t session, uint64_t request_id, uint64_t offset);
   void closed(uint64_t session);
+  // Ends the session's subscription, if the hub holds one, telling it (an Error with
+  // request id 0, `code`: `why`) after the frames sent before: in order with them and with
+  // the answer to a Subscribe still pending. The session stays open.
+  void end(uint64_t session, wire::protocol_error code, std::string why);
   void stop();
 
   struct subscriber_info {

@@ -273,7 +273,7 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
     for (const auto& c : p.payout_counts) {
       auto& v = held[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];
       v.first += c.n;
-      v.second += c.amount;
+      actors::gateways::add_amount(v.second, c.amount);
     }
     x.family("mesob_payouts_held", "gauge", "Payouts the desks hold, by currency and state.");
     for (const auto& [k, v] : held) x.sample(double(v.first), label("currency", k.first) + "," + label("state", k.second));

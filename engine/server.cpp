@@ -118,7 +118,6 @@ struct session {
   uint32_t gateway_number = 0;  // a registry gateway's number, whatever its roles (0: the config file's)
   std::shared_ptr<const actors::gateways::registry> seen_registry;  // as of its last frame
   bool subscriber = false;  // sent a Subscribe: the event hub hears when it closes
-  bool stream_ended = false;  // its subscription ended here (events_reader lost): the hub's frames still coming are dropped
   wire::frame_reader reader;
   std::deque<out_frame> out;
   size_t out_offset = 0;  // bytes of out.front() already sent
@@ -714,23 +713,14 @@ class server_impl {
       close_after_flush(s);
       return false;
     }
-    if (s.subscriber && !(g->roles & wire::roles::events_reader)) {
-      // Its subscription (if the hub took it) would go on delivering: it ends, and a
-      // session the hub lists as subscribed is told on the stream (request id 0); what
-      // else its roles allow goes on. (A refused Subscribe also marks a session.)
-      if (auto* hub = eng_.events()) {
-        const auto subs = hub->subscribers();
-        const bool holds = std::any_of(subs.begin(), subs.end(), [&](const auto& l) { return l.session == s.session_id; });
-        hub->closed(s.session_id);
-        if (holds) {
-          st_errors_.fetch_add(1, std::memory_order_relaxed);
-          queue_frame(s, frame_kind::error, 0,
-                      wire::error_body({protocol_error::role_denied,
-                                        "gateway " + s.gateway + " lost the events_reader role: its subscription ends"}));
-        }
-      }
+    if (s.subscriber && !(g->roles & (wire::roles::events_reader | wire::roles::admin))) {
+      // Its subscription (if the hub took one) would go on delivering: the hub ends it and
+      // tells the session on the stream (request id 0), after what it sent before; what
+      // else its roles allow goes on.
+      if (auto* hub = eng_.events())
+        hub->end(s.session_id, protocol_error::role_denied,
+                 "gateway " + s.gateway + " lost the events_reader role: its subscription ends");
       s.subscriber = false;
-      s.stream_ended = true;
     }
     if (g->roles != s.roles) {
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit) {
@@ -852,7 +842,6 @@ class server_impl {
     r.batch_max = m.batch_max;
     r.packed = m.packed;
     s.subscriber = true;
-    s.stream_ended = false;
     hub->subscribe(s.session_id, rid, std::move(r));
   }
 
@@ -1229,7 +1218,6 @@ class server_impl {
       if (it == by_session_.end() || it->second >= sessions_.size() || !sessions_[it->second]) return;
       session& s = *sessions_[it->second];
       if (s.fd < 0 || s.closing || s.close_after_flush || s.session_id != p.session_id) return;
-      if (s.stream_ended) return;  // frames of a subscription ended here, sent before the hub heard
       if (p.shared) push_to(s, out_frame{{}, std::move(p.shared)});
       else push_to(s, out_frame{std::move(p.frame), nullptr});
       return;
@@ -1286,16 +1274,16 @@ class server_impl {
   }
   // Sessions that do not read (stalled): one holding more than twice its out_bytes_max
   // (responses to what it sent before it stopped being read) is closed; and while all
-  // sessions together hold out_bytes_total_max, the stalled ones holding the most (at
-  // least half their limit: closing one holding a few bytes would not help) are closed
-  // until the rest hold less. Sessions that read are never closed here: with none
+  // sessions together hold out_bytes_total_max, the stalled ones holding the most are
+  // closed until the rest hold less (none, if the sessions that read hold the limit
+  // alone: closing the others would not bring it down). Sessions that read are never closed here: with none
   // stalled, reading stays stopped everywhere (may_read) until sends bring the total
   // down or the timer finds some stalled. Run after a round of completions that crossed
   // the total, and at every tick of the timer. (A closed session's bytes count until its
   // last send completes.)
   void enforce_out_limits() {
     const uint64_t now = now_ms();
-    uint64_t live = 0;
+    uint64_t live = 0, unread = 0;  // (unread: what the stalled ones hold)
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing) continue;
       session& s = *sp;
@@ -1305,12 +1293,15 @@ class server_impl {
         continue;
       }
       live += s.out_bytes;
+      if (stalled(s, now)) unread += s.out_bytes;
     }
+    // Closing sessions that do not read only helps if the others hold less than the
+    // limit: else the readers' sends bring the total down, and no one is closed.
+    if (live >= cfg_.out_bytes_total_max && live - unread >= cfg_.out_bytes_total_max) return;
     while (live >= cfg_.out_bytes_total_max) {
       session* worst = nullptr;
       for (auto& sp : sessions_)
-        if (sp && sp->fd >= 0 && !sp->closing && sp->out_bytes >= cfg_.out_bytes_max / 2 && stalled(*sp, now) &&
-            (!worst || sp->out_bytes > worst->out_bytes))
+        if (sp && sp->fd >= 0 && !sp->closing && stalled(*sp, now) && (!worst || sp->out_bytes > worst->out_bytes))
           worst = sp.get();
       if (!worst) return;
       live -= worst->out_bytes;
