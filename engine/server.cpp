@@ -1265,22 +1265,18 @@ class server_impl {
     if (s.closing) return;
     st_slow_.fetch_add(1, std::memory_order_relaxed);
     st_errors_.fetch_add(1, std::memory_order_relaxed);
-    s.out.push_back(out_frame{wire::encode_frame(frame_kind::error, 0,
-                                                 wire::error_body({protocol_error::slow_reader, why})),
-                              nullptr});
-    count_out(s, int64_t(s.out.back().charge()));
-    if (!s.sending) start_send(s);
+    queue_frame(s, frame_kind::error, 0, wire::error_body({protocol_error::slow_reader, why}));
     close_session(s);
   }
   // Sessions that do not read (stalled): one holding more than twice its out_bytes_max
   // (responses to what it sent before it stopped being read) is closed; and while all
   // sessions together hold out_bytes_total_max, the stalled ones holding the most are
   // closed until the rest hold less (none, if the sessions that read hold the limit
-  // alone: closing the others would not bring it down). Sessions that read are never closed here: with none
-  // stalled, reading stays stopped everywhere (may_read) until sends bring the total
-  // down or the timer finds some stalled. Run after a round of completions that crossed
-  // the total, and at every tick of the timer. (A closed session's bytes count until its
-  // last send completes.)
+  // alone: closing the others would not bring it down). Sessions that read are never
+  // closed here: with none stalled, reading stays stopped everywhere (may_read) until
+  // sends bring the total down or the timer finds some stalled. Run after a round of
+  // completions that crossed the total, and at every tick of the timer (a stall is a
+  // matter of time). (A closed session's bytes count until its last send completes.)
   void enforce_out_limits() {
     const uint64_t now = now_ms();
     uint64_t live = 0, unread = 0;  // (unread: what the stalled ones hold)
@@ -1351,7 +1347,6 @@ class server_impl {
     s.out.push_back(out_frame{wire::encode_frame(k, request_id, body), nullptr});
     count_out(s, int64_t(s.out.back().charge()));
     if (!s.sending) start_send(s);
-    if (s.out_bytes > 2 * cfg_.out_bytes_max) limits_due_ = true;  // (enforce_out_limits: if it stalls)
   }
 
   void start_send(session& s) {
@@ -1419,8 +1414,9 @@ class server_impl {
   void on_timer() {
     const uint64_t t = now_ms();
     // An operator's change to the registry reaches every session within a tick, not only
-    // at its next frame: a disabled gateway's sessions (and a subscriber whose gateway
-    // lost events_reader) close even if they only read, or send nothing.
+    // at its next frame: a disabled gateway's sessions close (and a subscriber whose
+    // gateway lost events_reader has its subscription ended) even if they only read, or
+    // send nothing.
     const auto reg = eng_.gateway_registry();
     const bool registry_moved = reg != timer_registry_;
     timer_registry_ = reg;
