@@ -128,6 +128,10 @@ int main(int argc, char** argv) {
   app.add_option("--gateway-sessions-max", net.gateway_sessions_max,
                  "authenticated sessions of one gateway on the client port (the admin port: 16)")
       ->capture_default_str();
+  app.add_option("--registered-opens-per-s", net.registered_opens_per_s,
+                 "sessions a registered payments or broker gateway may open a second (a burst of four "
+                 "seconds' worth); each opening and closing is logged")
+      ->capture_default_str();
   app.add_option("--frame-bytes-max", net.frame_bytes_max, "largest frame body, bytes")->capture_default_str();
   app.add_option("--session-out-bytes-max", net.out_bytes_max,
                  "bytes queued to one session before it stops being read")->capture_default_str();

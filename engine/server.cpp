@@ -37,6 +37,8 @@ std::string server_config::validate() const {
   if (in_flight_max == 0 || in_flight_max > 65536) return "in_flight_max must be 1..65536";
   if (engine_in_flight_max == 0) return "engine_in_flight_max must be at least 1";
   if (gateway_sessions_max == 0) return "gateway_sessions_max must be at least 1";
+  if (registered_opens_per_s == 0 || registered_opens_per_s > 1'000'000)
+    return "registered_opens_per_s must be 1..1000000";
   if (frame_bytes_max < 4096 || frame_bytes_max > wire::frame_bytes_max_ceiling)
     return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
@@ -239,6 +241,29 @@ class server_impl {
   // free place, so sessions take turns when it is full.
   size_t resume_from_ = 0;
   std::unordered_map<std::string, uint32_t> gateway_sessions_;  // authenticated, by gateway id
+  // Registered gateways' session openings (registered_opens_per_s): a token bucket each,
+  // in thousandths of an opening, by gateway number. Full buckets are dropped at the
+  // timer's tick, so the map holds the gateways that opened sessions lately.
+  struct opens_bucket {
+    uint64_t milli = 0;
+    uint64_t at_ms = 0;
+  };
+  std::unordered_map<uint32_t, opens_bucket> opens_;
+  [[nodiscard]] uint64_t opens_burst_milli() const { return uint64_t(cfg_.registered_opens_per_s) * 4000; }
+  [[nodiscard]] uint64_t opens_now(const opens_bucket& b, uint64_t t) const {
+    return std::min(opens_burst_milli(), b.milli + (t - b.at_ms) * cfg_.registered_opens_per_s);
+  }
+  // Takes one opening of the gateway's bucket; false (and nothing taken) when empty.
+  bool take_open(uint32_t number) {
+    const uint64_t t = now_ms();
+    auto [it, fresh] = opens_.try_emplace(number, opens_bucket{opens_burst_milli(), t});
+    opens_bucket& b = it->second;
+    b.milli = opens_now(b, t);
+    b.at_ms = t;
+    if (b.milli < 1000) return false;
+    b.milli -= 1000;
+    return true;
+  }
   std::unordered_map<std::string, const gateway_config*> gateways_;
   std::thread thread_;
   std::atomic<bool> stop_requested_{false};
@@ -900,6 +925,15 @@ class server_impl {
                          " sessions open, the most one gateway may have (gateway_sessions_max)");
       return;
     }
+    const bool logs_sessions = number != 0 && !cfg_.admin && (roles & (wire::roles::payments | wire::roles::broker));
+    if (logs_sessions && !take_open(number)) {
+      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
+      protocol_fault(s, f.header.request_id, protocol_error::too_many_sessions,
+                     "gateway " + a.gateway_id + " opens sessions faster than " +
+                         std::to_string(cfg_.registered_opens_per_s) +
+                         " a second (registered_opens_per_s, with a burst of four seconds' worth); try again later");
+      return;
+    }
     ++open;
     s.authed = true;
     s.reader.set_body_max(cfg_.frame_bytes_max);
@@ -908,7 +942,7 @@ class server_impl {
     s.roles = roles;
     s.gateway_number = number;
     s.seen_registry = std::move(reg);
-    if (number != 0 && !cfg_.admin && (roles & (wire::roles::payments | wire::roles::broker))) {
+    if (logs_sessions) {
       s.registered = number;
       session_event(number, wire::gateway_event_kind::up);
     }
@@ -1434,6 +1468,7 @@ class server_impl {
       }
     }
     enforce_out_limits();
+    std::erase_if(opens_, [&](const auto& kv) { return opens_now(kv.second, t) >= opens_burst_milli(); });
     if (stop_requested_.load() && !stopping_) begin_stop();
     arm_timer();
   }

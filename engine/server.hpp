@@ -54,6 +54,11 @@ struct server_config {
   // Authenticated sessions of one gateway: past it the handshake gets too_many_sessions,
   // so one gateway cannot hold every connection.
   uint32_t gateway_sessions_max = 1024;
+  // Sessions a registered payments or broker gateway may open a second, with a burst of
+  // four seconds' worth: each opening and closing is logged (payout and order routing
+  // follow them), so a gateway reconnecting in a tight loop would otherwise write two
+  // records a loop into everyone's commits. Past it the handshake gets too_many_sessions.
+  uint32_t registered_opens_per_s = 64;
   uint32_t frame_bytes_max = wire::frame_bytes_max_default;
   uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
   // Responses to what a session sent before it stopped being read are still queued: one

@@ -73,7 +73,7 @@ enum class protocol_error : uint16_t {
   ack_refused = 19,        // an Ack without a subscription, or outside what was sent (message says which)
   events_truncated = 20,   // the subscriber fell behind retention: its subscription ends (request id 0)
   events_failed = 21,      // the event log could not be read: the subscription ends (request id 0)
-  too_many_sessions = 22,  // the gateway has gateway_sessions_max sessions open; the session stays unauthenticated
+  too_many_sessions = 22,  // the gateway has gateway_sessions_max sessions open, or opens them too fast; the session stays unauthenticated
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.

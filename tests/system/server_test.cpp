@@ -75,6 +75,21 @@ struct net {
   }
 };
 
+// A gateway's registration on rail 1 for ETB, settling to `settlement`.
+wire::gateway_op registration(const char* id, uint32_t roles, uint64_t settlement, const std::vector<uint8_t>& secret) {
+  wire::gateway_op reg{};
+  reg.kind = wire::gateway_op_kind::register_gateway;
+  actors::gateways::set_op_id(reg, id);
+  reg.rail = 1;
+  reg.roles = roles;
+  reg.answer_timeout_ms = 1000;
+  reg.currencies_n = 1;
+  reg.currencies[0] = {wire::currency("ETB"), 0, settlement};
+  reg.secret_bytes = uint8_t(secret.size());
+  std::memcpy(reg.secret, secret.data(), secret.size());
+  return reg;
+}
+
 // A session that must keep working after another one misbehaved.
 void expect_serves(wire::client& c, uint64_t account_id) {
   const std::vector<uint64_t> ids{account_id};
@@ -250,17 +265,8 @@ TEST(server, equb_group_end_to_end) {
 // secret and deposits; a config-only gateway and a disabled one cannot.
 TEST(server, registered_gateway_authenticates_and_deposits) {
   net n;
-  wire::gateway_op reg{};
-  reg.kind = wire::gateway_op_kind::register_gateway;
-  actors::gateways::set_op_id(reg, "telebirr");
-  reg.rail = 1;
-  reg.roles = wire::roles::payments;
-  reg.answer_timeout_ms = 1000;
-  reg.currencies_n = 1;
-  reg.currencies[0] = {wire::currency("ETB"), 0, 9000};
-  reg.secret_bytes = 24;
   const std::vector<uint8_t> secret(24, 0x5a);
-  std::memcpy(reg.secret, secret.data(), secret.size());
+  const wire::gateway_op reg = registration("telebirr", wire::roles::payments, 9000, secret);
   ASSERT_EQ(n.eng->gateways({reg}).results.at(0), result::ok);
 
   auto pay = n.connect();
@@ -344,21 +350,8 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
 TEST(server, registry_changes_reach_quiet_sessions) {
   net n;
   const std::vector<uint8_t> secret(24, 0x5b);
-  auto registration = [&](const char* id, uint32_t roles, uint64_t settlement) {
-    wire::gateway_op reg{};
-    reg.kind = wire::gateway_op_kind::register_gateway;
-    actors::gateways::set_op_id(reg, id);
-    reg.rail = 1;
-    reg.roles = roles;
-    reg.answer_timeout_ms = 1000;
-    reg.currencies_n = 1;
-    reg.currencies[0] = {wire::currency("ETB"), 0, settlement};
-    reg.secret_bytes = uint8_t(secret.size());
-    std::memcpy(reg.secret, secret.data(), secret.size());
-    return reg;
-  };
-  ASSERT_EQ(n.eng->gateways({registration("quiet", wire::roles::payments, 9101),
-                             registration("reader", wire::roles::events_reader | wire::roles::payments, 9102)})
+  ASSERT_EQ(n.eng->gateways({registration("quiet", wire::roles::payments, 9101, secret),
+                             registration("reader", wire::roles::events_reader | wire::roles::payments, 9102, secret)})
                 .results,
             (std::vector<result>{result::ok, result::ok}));
   auto session_of = [&](const char* id) {
@@ -387,7 +380,7 @@ TEST(server, registry_changes_reach_quiet_sessions) {
   off.kind = wire::gateway_op_kind::disable;
   actors::gateways::set_op_id(off, "quiet");
   ASSERT_EQ(n.eng->gateways({off}).results.at(0), result::ok);
-  wire::gateway_op upd = registration("reader", wire::roles::payments, 9102);
+  wire::gateway_op upd = registration("reader", wire::roles::payments, 9102, secret);
   upd.kind = wire::gateway_op_kind::update;
   upd.secret_bytes = 0;
   std::memset(upd.secret, 0, sizeof upd.secret);
@@ -1024,6 +1017,39 @@ TEST(server, one_gateway_cannot_hold_every_connection) {
   }
   ASSERT_TRUE(c) << "a closed session makes room";
   expect_serves(*c, 1);
+}
+
+// A registered payments gateway's sessions opening and closing are logged, so it may open
+// at most registered_opens_per_s a second (a burst of four seconds' worth); past it the
+// handshake is refused and nothing is logged. Gateways from the config file log nothing
+// and are not held to it.
+TEST(server, a_registered_gateway_reconnecting_in_a_loop_is_slowed) {
+  engine::server_config cfg;
+  cfg.registered_opens_per_s = 2;  // a burst of 8
+  net n(cfg);
+  const std::vector<uint8_t> secret(24, 0x5c);
+  ASSERT_EQ(n.eng->gateways({registration("loop", wire::roles::payments, 9200, secret)}).results.at(0), result::ok);
+  auto o = n.opts();
+  o.gateway = "loop";
+  o.secret = secret;
+  std::string err;
+  wire::protocol_error refusal{};
+  int opened = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto c = wire::client::connect(o, &err, &refusal);
+    if (!c) break;
+    ++opened;
+  }
+  // Eight in the burst, and at most one more for the time the loop took.
+  EXPECT_GE(opened, 8);
+  EXPECT_LE(opened, 9);
+  EXPECT_EQ(refusal, protocol_error::too_many_sessions) << err;
+  EXPECT_NE(err.find("gateway loop opens sessions faster than 2 a second"), std::string::npos) << err;
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(n.connect()) << "a config gateway is not held to it";
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // one opening earned back
+  auto again = wire::client::connect(o, &err, &refusal);
+  ASSERT_TRUE(again) << err;
+  expect_serves(*again, 1);
 }
 
 // With the engine full, sessions with frames waiting take turns: a session that keeps
