@@ -170,13 +170,24 @@ bool decode_ops(std::span<const uint8_t> body, uint32_t count, std::vector<T>& o
   return true;
 }
 
+// Creates the directories of `path` that are missing, each made durable in its parent
+// (a power cut must not take a directory whose files were synced).
 bool mkdirs(const std::string& path, std::string* error) {
   std::string cur;
   for (size_t i = 0; i <= path.size(); ++i) {
     if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-        *error = "cannot create directory " + cur + ": " + std::strerror(errno);
-        return false;
+      if (!cur.empty()) {
+        if (::mkdir(cur.c_str(), 0755) == 0) {
+          const auto slash = cur.find_last_of('/');
+          const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : cur.substr(0, slash);
+          if (!storage::fsync_dir(parent)) {
+            *error = "cannot sync directory " + parent + " after creating " + cur + ": " + std::strerror(errno);
+            return false;
+          }
+        } else if (errno != EEXIST) {
+          *error = "cannot create directory " + cur + ": " + std::strerror(errno);
+          return false;
+        }
       }
     }
     if (i < path.size()) cur.push_back(path[i]);
@@ -270,6 +281,7 @@ class engine_impl {
         ro.dir = cfg_.data_dir + "/wal";
         ro.segment_bytes = cfg_.wal_segment_mib << 20;
         ro.repair_tail = false;  // read only: damage is the main scan's to report
+        ro.start_lsn = snap + 1;
         storage::wal_scan_result pre;
         std::string scan_err;
         bool past = false;
@@ -2355,7 +2367,7 @@ class engine_impl {
     for (const auto& seg : storage::list_segments(cfg_.data_dir + "/wal")) {
       std::error_code ec;
       const auto sz = std::filesystem::file_size(seg.second, ec);
-      if (!ec) log_bytes += sz;
+      if (!ec) log_bytes += std::min<uint64_t>(sz, cfg_.wal_segment_mib << 20);  // a damaged size: a hint only
     }
     const uint64_t log_transfers_max = log_bytes / sizeof(wire::transfer);
     const auto ids_end = record_rows::hashes_end(*snap_, error);
@@ -2956,6 +2968,9 @@ class engine_impl {
     storage::wal_scan_options so;
     so.dir = cfg_.data_dir + "/wal";
     so.segment_bytes = cfg_.wal_segment_mib << 20;
+    // Segments wholly before the snapshot that a drop left (a rename or unlink lost to a
+    // crash or an error) are not read, so a gap among them is no damage.
+    so.start_lsn = snap_lsn + 1;
     // A torn tail is cut only after the checks below: damage under what is known durable
     // (the snapshot, the event log, the kept transfer rows) is corruption, and cutting it
     // would make the damage permanent.

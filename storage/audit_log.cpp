@@ -40,9 +40,15 @@ uint32_t entry_crc(const chain_hash& chain, const void* payload, size_t n) {
   return crc32c(payload, n, crc32c(chain.data(), chain.size()));
 }
 
-bool read_all(int fd, std::vector<uint8_t>* out) {
+// The whole file, if it is at most `bytes_max` (a size read from the disk is not trusted
+// for memory); false with errno EFBIG past it.
+bool read_all(int fd, std::vector<uint8_t>* out, uint64_t bytes_max) {
   struct stat st{};
   if (::fstat(fd, &st) != 0) return false;
+  if (uint64_t(st.st_size) > bytes_max) {
+    errno = EFBIG;
+    return false;
+  }
   out->resize(size_t(st.st_size));
   return pread_full(fd, out->data(), out->size(), 0);
 }
@@ -59,13 +65,18 @@ bool valid_entry_at(const std::vector<uint8_t>& d, size_t q) {
          entry_crc(chain, d.data() + q + entry_head_bytes, len) == crc;
 }
 
+std::string dir_of(const std::string& path) {
+  const auto d = std::filesystem::path(path).parent_path().string();
+  return d.empty() ? "." : d;
+}
+
 // A new trail file at `path` starting from `chain`, durable (directory entry included).
 int create_file(const std::string& path, const chain_hash& chain, std::string* error) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   uint8_t head[header_bytes];
   std::memcpy(head, magic, sizeof magic);
   std::memcpy(head + sizeof magic, chain.data(), chain.size());
-  if (fd < 0 || !pwrite_full(fd, head, sizeof head, 0) || ::fdatasync(fd) != 0) {
+  if (fd < 0 || !pwrite_full(fd, head, sizeof head, 0) || ::fdatasync(fd) != 0 || !fsync_dir(dir_of(path))) {
     *error = errno_text("audit trail " + path + ": create");
     if (fd >= 0) ::close(fd);
     return -1;
@@ -73,10 +84,6 @@ int create_file(const std::string& path, const chain_hash& chain, std::string* e
   return fd;
 }
 
-std::string dir_of(const std::string& path) {
-  const auto d = std::filesystem::path(path).parent_path().string();
-  return d.empty() ? "." : d;
-}
 
 }  // namespace
 
@@ -111,7 +118,9 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
   }
   log->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   std::vector<uint8_t> d;
-  if (log->fd_ < 0 || !read_all(log->fd_, &d)) {
+  // A file holds at most file_bytes_max (an append that would pass it rotates first).
+  if (log->fd_ < 0 ||
+      !read_all(log->fd_, &d, std::max(log->file_bytes_max_, file_bytes_max_default) + entry_head_bytes + payload_bytes_max)) {
     *error = errno_text("audit trail " + path);
     return nullptr;
   }

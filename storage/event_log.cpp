@@ -173,6 +173,14 @@ bool parse_chunk(const uint8_t* p, size_t avail, uint64_t first, uint64_t segmen
 
 // A full segment's seal, read from its file of `size` bytes into `starts` and *end;
 // false with why.
+// A group takes at least a chunk header and at most 128 chunks of one event.
+constexpr uint64_t group_bytes_max =
+    fmt::group_events * (fmt::chunk_header_bytes + wire::packed_block_overhead_max + event_bytes);
+// The largest segment file any setting writes: a larger one is damage (a size read from
+// the disk is not trusted for memory).
+constexpr uint64_t segment_file_bytes_max =
+    block + fmt::segment_header_bytes + fmt::segment_events_max / fmt::group_events * group_bytes_max + seal_bytes_max;
+
 bool read_seal(int fd, uint64_t segment_events, uint64_t size, std::atomic<uint32_t>* starts, uint64_t* end,
                std::string* why) {
   const uint64_t groups = segment_events / fmt::group_events;
@@ -198,9 +206,6 @@ bool read_seal(int fd, uint64_t segment_events, uint64_t size, std::atomic<uint3
     *why = "a seal whose chunks end at byte " + std::to_string(*end) + " of " + std::to_string(size);
     return false;
   }
-  // A group takes at least a chunk header and at most 128 chunks of one event.
-  constexpr uint64_t group_bytes_max =
-      fmt::group_events * (fmt::chunk_header_bytes + wire::packed_block_overhead_max + event_bytes);
   uint64_t prev = 0;
   for (uint64_t g = 0; g <= groups; ++g) {
     const uint64_t at = g < groups ? get<uint32_t>(first + g * 4) : *end;
@@ -312,7 +317,13 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
     return nullptr;
   }
   std::error_code ec;
-  std::filesystem::create_directories(opt.dir, ec);
+  if (std::filesystem::create_directories(opt.dir, ec) && !ec) {
+    const std::string parent = std::filesystem::path(opt.dir).parent_path().string();
+    if (!fsync_dir(parent.empty() ? "." : parent)) {
+      *error = "event log: cannot sync the directory above " + opt.dir;
+      return nullptr;
+    }
+  }
   if (ec) {
     *error = "event log: cannot create " + opt.dir + ": " + ec.message();
     return nullptr;
@@ -374,8 +385,18 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       return nullptr;
     }
     struct stat st {};
-    ::fstat(fd, &st);
+    if (::fstat(fd, &st) != 0) {
+      *error = errno_text("cannot read the size of", path);
+      ::close(fd);
+      return nullptr;
+    }
     const uint64_t size = uint64_t(st.st_size);
+    if (size > segment_file_bytes_max) {
+      *error = "event log: " + path + " is " + std::to_string(size) + " bytes, more than any segment (" +
+               std::to_string(segment_file_bytes_max) + "): damaged, or not a segment of this log";
+      ::close(fd);
+      return nullptr;
+    }
     uint8_t head[event_bytes] = {};
     const bool have_head = size >= event_bytes && pread_full(fd, head, event_bytes, 0);
     if (have_head && first_format_event(head, event_bytes)) {
@@ -776,7 +797,10 @@ size_t event_log::apply_retention(uint64_t now_ns) {
       first_offset_.store((index + 1) * seg + 1, std::memory_order_release);
       readers_.erase(index);
     }
+    // Oldest first, each removal durable before the next: a power cut never leaves a
+    // segment whose later neighbour is gone (a gap, which open refuses).
     ::unlink(path.c_str());
+    (void)fsync_dir(opt_.dir);
     bytes_.fetch_sub(std::min(bytes_.load(), size));
     ++dropped;
   }

@@ -16,6 +16,7 @@ struct failure_probes {
   // with rows_commit_errno, an LMDB code.
   std::atomic<int> rows_commit_errno{0};
   std::atomic<int> rows_commit_failures{0};
+  std::atomic<int> drop_rename_failures{0};  // the next renames of dropped log segments fail (EIO)
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
 
   static failure_probes& instance();

@@ -1,6 +1,7 @@
 #include "storage/snapshot.hpp"
 
 #include "storage/failure_probes.hpp"
+#include "storage/wal.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -90,6 +91,12 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
   if (rc != 0) {
     *error = lmdb_error(("open " + dir).c_str(), rc);
+    return nullptr;
+  }
+  // The files LMDB may just have created: their entries durable before any commit
+  // counts (a checkpoint's commit lets the log segments it covers go).
+  if (!fsync_dir(dir)) {
+    *error = "snapshot: cannot sync the directory " + dir + ": " + std::strerror(errno);
     return nullptr;
   }
   MDB_txn* txn = nullptr;

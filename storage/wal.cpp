@@ -242,23 +242,32 @@ void wal_writer::prepare_loop() {
       const std::string path = d.path;
       const uint64_t left = rename_step ? d.bytes : last_step ? 0 : d.bytes - unlink_step_bytes;
       uint64_t left_on_disk = left;
+      const bool tell = rename_step && !d.told;
       if (last_step) {
         unlink_queue_.pop_front();
       } else {
         d.bytes = left;
-        if (rename_step) d.path += dropped_suffix, d.renamed = true;
       }
       unlinking_ = true;
       lk.unlock();
+      bool moved = false;
       if (rename_step) {
+        // Renamed and the rename made durable before the first cut: a crash must not
+        // bring back a cut-down segment under its log name.
         struct stat st {};
         const std::string aside = path + std::string(dropped_suffix);
-        if (::rename(path.c_str(), aside.c_str()) != 0) {
-          std::fprintf(stderr, "mesobd: wal: cannot move dropped segment %s aside: %s (dropped again next run)\n",
-                       path.c_str(), errno_text(errno).c_str());
-          left_on_disk = 0;  // nothing to cut down
-        } else if (::stat(aside.c_str(), &st) == 0) {
-          left_on_disk = uint64_t(st.st_size);
+        auto& probes = failure_probes::instance();
+        const bool probed = probes.drop_rename_failures.load(std::memory_order_relaxed) > 0 &&
+                            probes.drop_rename_failures.fetch_sub(1) > 0;
+        if (probed) errno = EIO;
+        if (probed || ::rename(path.c_str(), aside.c_str()) != 0) {
+          if (tell)
+            std::fprintf(stderr, "mesobd: wal: cannot move dropped segment %s aside: %s (tried again each second)\n",
+                         path.c_str(), errno_text(errno).c_str());
+        } else {
+          moved = true;
+          if (::stat(aside.c_str(), &st) == 0) left_on_disk = uint64_t(st.st_size);
+          (void)fsync_dir(opt_.dir);
         }
       } else if (last_step) {
         ::unlink(path.c_str());
@@ -268,12 +277,26 @@ void wal_writer::prepare_loop() {
       }
       lk.lock();
       unlinking_ = false;
-      if (rename_step) unlink_queue_.front().bytes = left_on_disk;  // what the file holds (an older size?)
+      int pause_ms = unlink_step_pause_ms;
+      if (rename_step) {
+        dropped_segment& head = unlink_queue_.front();
+        if (moved) {
+          head.path += dropped_suffix;
+          head.renamed = true;
+          head.bytes = left_on_disk;  // what the file holds (an older size?)
+        } else {
+          // It stays first, under its log name: drops go in order, so that what a crash
+          // leaves is always the oldest segments (recovery's scan skips those the
+          // snapshot covers, gap or not).
+          head.told = true;
+          pause_ms = 1000;
+        }
+      }
       prep_cv_.notify_all();
       // The pause between steps; a pre-zeroing request or stop ends it. Far behind (more
       // than unlink_behind_max segments waiting), no pause: the disk's space comes first.
-      if (!last_step && unlink_queue_.size() <= unlink_behind_max)
-        prep_cv_.wait_for(lk, std::chrono::milliseconds(unlink_step_pause_ms),
+      if (!last_step && (unlink_queue_.size() <= unlink_behind_max || pause_ms > unlink_step_pause_ms))
+        prep_cv_.wait_for(lk, std::chrono::milliseconds(pause_ms),
                           [&] { return prep_stop_ || prep_request_.has_value(); });
       continue;
     }
@@ -637,7 +660,17 @@ struct file_buf {
       return false;
     }
     struct stat st {};
-    ::fstat(fd, &st);
+    if (::fstat(fd, &st) != 0) {
+      *error = "wal: cannot read the size of " + path + ": " + errno_text(errno);
+      ::close(fd);
+      return false;
+    }
+    if (uint64_t(st.st_size) > wal_segment_file_bytes_max) {
+      *error = "wal: " + path + " is " + std::to_string(st.st_size) + " bytes, more than any segment (" +
+               std::to_string(wal_segment_file_bytes_max) + "): damaged, or not a segment of this log";
+      ::close(fd);
+      return false;
+    }
     data.resize(size_t(st.st_size));
     // O_DIRECT reads land in an aligned bounce buffer, a chunk at a time.
     constexpr size_t chunk = 1u << 20;
@@ -671,6 +704,20 @@ struct file_buf {
     return true;
   }
 };
+
+// A segment's header, if it reads whole and checks (magic, checksum).
+bool read_segment_header(const std::string& path, bool direct, segment_header* out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+  if (fd < 0) return false;
+  void* p = nullptr;
+  bool ok = ::posix_memalign(&p, wal_block_bytes, wal_block_bytes) == 0;
+  const std::unique_ptr<void, decltype(&std::free)> block(p, &std::free);
+  ok = ok && ::pread(fd, p, wal_block_bytes, 0) >= ssize_t(sizeof(segment_header));
+  ::close(fd);
+  if (!ok) return false;
+  std::memcpy(out, p, sizeof *out);
+  return out->magic == segment_magic && segment_header_crc(*out) == out->header_crc;
+}
 
 bool all_zero(const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; ++i)
@@ -770,7 +817,19 @@ bool scan_wal(const wal_scan_options& opt,
     r.unused_segments.push_back(segs.back().second);
     segs.pop_back();
   }
-  uint64_t expected = 0;  // 0: take the first segment's first_lsn
+  if (opt.start_lsn != 0) {
+    size_t start = 0;
+    for (size_t si = segs.size(); si-- > 0 && start == 0;) {
+      segment_header sh{};
+      if (read_segment_header(segs[si].second, opt.direct_io, &sh) && sh.segment_index == segs[si].first &&
+          sh.first_lsn <= opt.start_lsn)
+        start = si;
+    }
+    r.segments_skipped = start;
+    segs.erase(segs.begin(), segs.begin() + ptrdiff_t(start));
+  }
+  uint64_t expected = 0;  // the next record's lsn, once the first segment's header set it
+  bool started = false;
   chain_hash chain{};
   uint64_t last_index = 0;
   file_buf f;  // one buffer for every segment: no fresh pages per file
@@ -796,7 +855,7 @@ bool scan_wal(const wal_scan_options& opt,
       // The header went out with the segment's first group: torn with it only if no
       // later group was submitted after that group was acknowledged (a segment starts
       // only with nothing in flight, so `expected` is that group's first lsn).
-      const after_end follows = what_follows(d, wal_block_bytes, expected);
+      const after_end follows = what_follows(d, wal_block_bytes, started ? expected : 0);
       if (last && !follows.later_after_ack && follows.later_groups < wal_flights_limit) {
         r.torn_tail = path + " offset 0: segment header incomplete (torn)";
         r.torn_segment = path;
@@ -812,7 +871,8 @@ bool scan_wal(const wal_scan_options& opt,
                std::to_string(sh.segment_index);
       return false;
     }
-    if (expected == 0) {
+    if (!started) {
+      started = true;
       expected = sh.first_lsn;
       chain = sh.prev_chain;
     } else if (sh.first_lsn != expected || sh.prev_chain != chain) {

@@ -203,6 +203,7 @@ class wal_writer {
     std::string path;
     uint64_t bytes = 0;    // what is left of it
     bool renamed = false;  // out of the log's names (<segment>.dropped): cut down, then deleted
+    bool told = false;     // a failed rename was reported (once)
   };
   uint32_t drops_held_ = 0;
   std::deque<dropped_segment> unlink_queue_;  // deleted after any pre-zeroing, a step at a time
@@ -222,6 +223,10 @@ struct wal_record_view {
   const chain_hash* prev_chain = nullptr;  // the chain hash before this record
 };
 
+// The largest segment file a scan reads (the config's wal_segment_mib ceiling): a
+// larger one is damage (a size read from the disk is not trusted for memory).
+constexpr uint64_t wal_segment_file_bytes_max = 4096ull << 20;
+
 struct wal_scan_options {
   std::string dir;
   uint64_t segment_bytes = 64ull << 20;
@@ -230,12 +235,19 @@ struct wal_scan_options {
   // (its O_DIRECT appends and a buffered read racing them could leave a stale page in
   // the cache, which a later buffered read, such as recovery's, would trust).
   bool direct_io = false;
+  // Non-zero: the scan begins at the newest segment whose header says it starts at or
+  // before this lsn. The segments before it hold only older records (a checkpoint covers
+  // them: recovery passes the snapshot's lsn + 1) that a drop left behind, whole or in
+  // part (a rename or unlink a crash or an error lost): a gap among them is no damage.
+  // They are left for the writer to drop again.
+  uint64_t start_lsn = 0;
 };
 
 struct wal_scan_result {
   wal_position end;           // where appends continue
   uint64_t records = 0;
   uint64_t segments = 0;
+  uint64_t segments_skipped = 0;  // before the one start_lsn names
   std::string torn_tail;      // empty, or what was cut (file, offset, why)
   // What repair_wal_tail removes (found whatever repair_tail says): trailing segments
   // never written, a last segment whose header is torn, a torn last group (zeroed).

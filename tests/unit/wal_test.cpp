@@ -463,6 +463,92 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   EXPECT_EQ(s.lsns.back(), last);
 }
 
+// A dropped segment whose rename out of the log's names fails stays first in the queue,
+// under its name, and is tried again each second: later ones wait behind it, so what is
+// left on the disk is always the oldest segments, never a gap before live ones. Before,
+// it was given up on while later ones went, and the next start refused the gap.
+TEST(wal, a_drop_whose_rename_fails_is_tried_again_in_order) {
+  temp_dir d;
+  written w = write_log(d.path(), 120, 2, 3000);
+  ASSERT_TRUE(scan(d.path()).ok);
+  const auto segs = list_segments(d.path());
+  ASSERT_GE(segs.size(), 3u);
+  std::string err;
+  auto s = scan(d.path());
+  auto wr = wal_writer::open(wal_options{d.path(), segment_bytes, group_bytes}, s.result.end, -1, &err);
+  ASSERT_TRUE(wr) << err;
+  failure_probes::instance().drop_rename_failures = 1;
+  wr->drop_segments_before(w.records);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(failure_probes::instance().drop_rename_failures.load(), 0) << "the rename was tried";
+  const auto held = list_segments(d.path());
+  for (const auto& seg : segs)
+    EXPECT_NE(std::find(held.begin(), held.end(), seg), held.end()) << seg.second << " went before the oldest";
+  wr->wait_dropped();  // the retry, a second later
+  const auto after = list_segments(d.path());
+  EXPECT_EQ(std::find(after.begin(), after.end(), segs.front()), after.end()) << "the oldest went at last";
+  EXPECT_LT(after.size(), segs.size());
+  wr.reset();
+  auto again = scan(d.path());
+  ASSERT_TRUE(again.ok) << again.error;
+  EXPECT_EQ(again.lsns.back(), w.records);
+}
+
+// Segments before the one that holds start_lsn (what a checkpoint covers) are not read:
+// one a drop left cut down, and a gap among them, are no damage. Without start_lsn the
+// same directory is refused.
+TEST(wal, a_scan_from_a_start_lsn_skips_the_older_segments_a_drop_left) {
+  temp_dir d;
+  written w = write_log(d.path(), 160, 2, 3000);
+  ASSERT_TRUE(scan(d.path()).ok);
+  const auto segs = list_segments(d.path());
+  ASSERT_GE(segs.size(), 4u);
+  segment_header third{};
+  {
+    std::ifstream f(segs[2].second, std::ios::binary);
+    f.read(reinterpret_cast<char*>(&third), sizeof third);
+  }
+  const uint64_t third_first = third.first_lsn;
+  ASSERT_GT(third_first, 1u);
+  std::filesystem::remove(segs[1].second);                 // a gap
+  std::filesystem::resize_file(segs[0].second, 64 << 10);  // a cut-down one before it
+  auto whole = scan(d.path(), false);
+  EXPECT_FALSE(whole.ok);
+  EXPECT_NE(whole.error.find(segs[0].second + " offset"), std::string::npos) << whole.error;
+  scanned s;
+  wal_scan_options o{d.path(), segment_bytes, false, false};
+  o.start_lsn = third_first + 1;
+  s.ok = scan_wal(o, [&](const wal_record_view& v) {
+    s.lsns.push_back(v.header->lsn);
+    return true;
+  }, &s.result, &s.error);
+  ASSERT_TRUE(s.ok) << s.error;
+  EXPECT_EQ(s.result.segments_skipped, 1u) << "the cut-down segment; the gap is not a segment";
+  ASSERT_FALSE(s.lsns.empty());
+  EXPECT_EQ(s.lsns.front(), third_first);
+  EXPECT_EQ(s.lsns.back(), w.records);
+  // A start before every segment left reads them all, as before (and meets the gap).
+  o.start_lsn = 1;
+  std::string err;
+  EXPECT_FALSE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err));
+}
+
+// A segment file larger than any segment (a damaged size, here a sparse extension) is
+// refused by name before anything is allocated for it.
+TEST(wal, a_segment_larger_than_any_is_refused_without_reading_it) {
+  temp_dir d;
+  write_log(d.path(), 4, 2, 3000);
+  const auto segs = list_segments(d.path());
+  ASSERT_FALSE(segs.empty());
+  std::filesystem::resize_file(segs.front().second, wal_segment_file_bytes_max + wal_block_bytes);
+  auto s = scan(d.path(), false);
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.error.find(segs.front().second + " is " + std::to_string(wal_segment_file_bytes_max + wal_block_bytes) +
+                         " bytes, more than any segment"),
+            std::string::npos)
+      << s.error;
+}
+
 // A segment a crash left half deleted (renamed out of the log's names, cut down) is
 // not part of the log, and opening the log deletes it.
 TEST(wal, a_half_deleted_segment_is_ignored_and_deleted_on_open) {
