@@ -3896,8 +3896,9 @@ void engine::set_instruction_sink(instruction_sink s) {
 }
 
 // Settlement accounts first: each one an op names must be a gateway settlement account in
-// its currency; absent ones are created so. Accounts never change kind or currency and
-// are never removed, so what holds here still holds when the change is sequenced.
+// its currency; absent ones are created so, for ops that pass every check. Accounts
+// never change kind or currency and are never removed, so what holds here still holds
+// when the change is sequenced.
 reply engine::gateways(std::vector<wire::gateway_op> ops) {
   reply out;
   if (ops.size() > gateway_ops_max) {
@@ -3922,25 +3923,43 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
     for (size_t i = 0; i < ids.size(); ++i)
       if (r.results[i] == result::ok) found[ids[i]] = r.accounts[i];
   }
+  // Each op is decided in order before any account is made: its settlement accounts (as
+  // found, or as made for an earlier op of the batch), then the registry's own checks on
+  // a copy with the earlier ops applied (exists, not found, full, an account another
+  // gateway settles to). Only ops that pass make accounts: accounts are never removed, so
+  // one made for a change that is then refused would stay for good. The sequencer
+  // decides again; only an operator's change racing this one can differ, and the admin
+  // port makes them one at a time.
+  actors::gateways::registry ahead = *gateway_registry();
   std::vector<wire::account> create;
   std::unordered_map<uint64_t, wire::currency_code> creating;
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (!names_accounts(ops[i])) continue;
-    for (uint32_t c = 0; c < ops[i].currencies_n; ++c) {
-      const auto& gc = ops[i].currencies[c];
-      if (const auto it = found.find(gc.settlement_account_id); it != found.end()) {
-        if (it->second.kind != wire::account_kind::gateway_settlement || it->second.currency != gc.currency)
-          out.results[i] = result::settlement_account_invalid;
-      } else if (const auto cr = creating.find(gc.settlement_account_id); cr != creating.end()) {
-        if (cr->second != gc.currency) out.results[i] = result::settlement_account_invalid;
-      } else {
-        wire::account a{};
-        a.id = gc.settlement_account_id;
-        a.currency = gc.currency;
-        a.kind = wire::account_kind::gateway_settlement;
-        create.push_back(a);
-        creating[a.id] = a.currency;
+    std::vector<wire::account> mine;
+    if (names_accounts(ops[i])) {
+      for (uint32_t c = 0; c < ops[i].currencies_n; ++c) {
+        const auto& gc = ops[i].currencies[c];
+        if (const auto it = found.find(gc.settlement_account_id); it != found.end()) {
+          if (it->second.kind != wire::account_kind::gateway_settlement || it->second.currency != gc.currency)
+            out.results[i] = result::settlement_account_invalid;
+        } else if (const auto cr = creating.find(gc.settlement_account_id); cr != creating.end()) {
+          if (cr->second != gc.currency) out.results[i] = result::settlement_account_invalid;
+        } else if (std::none_of(mine.begin(), mine.end(), [&](const auto& m) { return m.id == gc.settlement_account_id; })) {
+          wire::account a{};
+          a.id = gc.settlement_account_id;
+          a.currency = gc.currency;
+          a.kind = wire::account_kind::gateway_settlement;
+          mine.push_back(a);
+        }
       }
+    }
+    if (out.results[i] != result::ok) continue;
+    if (const result r = ahead.apply(ops[i], 0); r != result::ok) {
+      out.results[i] = r;
+      continue;
+    }
+    for (const auto& a : mine) {
+      create.push_back(a);
+      creating[a.id] = a.currency;
     }
   }
   // Each currency a gateway serves gets its payout accounts, one per shard (the desks';

@@ -95,6 +95,42 @@ TEST_F(gateway_engine, registration_creates_settlement_accounts_and_publishes_th
   EXPECT_EQ(e().gateway_registry()->find("sneaky"), nullptr);
 }
 
+// A change the registry refuses makes no account: accounts are never removed, so one
+// made for an update of an unknown gateway, or for the good currency of a registration
+// whose other currency is refused, stayed for good (its id never a wallet's). Before,
+// every account an op named was made before the registry decided.
+TEST_F(gateway_engine, a_refused_change_makes_no_account) {
+  register_telebirr();
+  open_wallets(1);
+  auto absent = [&](uint64_t id) { return e().lookup_accounts({id}).results.at(0) == result::account_not_found; };
+  auto update = registration("nobody", 7101);
+  update.kind = wire::gateway_op_kind::update;
+  update.secret_bytes = 0;
+  std::memset(update.secret, 0, sizeof update.secret);
+  EXPECT_EQ(e().gateways({update}).results.at(0), result::gateway_not_found);
+  EXPECT_TRUE(absent(7101)) << "made for an update of an unknown gateway";
+  auto again = registration("telebirr", 7102);  // exists
+  EXPECT_EQ(e().gateways({again}).results.at(0), result::gateway_exists);
+  EXPECT_TRUE(absent(7102));
+  auto two = registration("cbe", 7103);  // ETB new; KES settles to a customer wallet
+  two.currencies_n = 2;
+  two.currencies[1] = {wire::currency("KES"), 0, 1};
+  EXPECT_EQ(e().gateways({two}).results.at(0), result::settlement_account_invalid);
+  EXPECT_TRUE(absent(7103)) << "made for the good currency of a refused registration";
+  // In one call, a later op sees the earlier ones: a register then its update both pass,
+  // and a second register of the same id is refused without making its account.
+  auto up = registration("awash", 7105);
+  up.kind = wire::gateway_op_kind::update;
+  up.secret_bytes = 0;
+  std::memset(up.secret, 0, sizeof up.secret);
+  const auto r = e().gateways({registration("awash", 7104), up, registration("awash", 7106)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::ok, result::gateway_exists}));
+  EXPECT_FALSE(absent(7104));
+  EXPECT_FALSE(absent(7105));
+  EXPECT_TRUE(absent(7106));
+  EXPECT_EQ(e().gateway_registry()->find("awash")->currencies.at(0).settlement_account_id, 7105u);
+}
+
 TEST_F(gateway_engine, deposits_credit_wallets_once_per_reference) {
   register_telebirr();
   open_wallets(3);
