@@ -442,6 +442,7 @@ void shard::execute(batch& b) {
     case op_kind::lookup_payouts: {
       const uint64_t id = b.account_ids.at(0), limit = b.account_ids.at(1);
       const bool problems = b.account_ids.at(2) != 0;  // dead letters and refused settlements only
+      const bool rows = b.account_ids.at(3) != 0;      // reconciliation rows and sweeps too
       auto& out = b.found_payouts[index_];
       std::map<std::tuple<wire::currency_code, uint8_t, uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> counts;
       desks_.for_each_desk([&](const payouts::desk& d) {
@@ -458,12 +459,13 @@ void shard::execute(batch& b) {
         if (const auto w = d.watched.find(id); id != 0 && !problems && w != d.watched.end() && out.size() < limit)
           out.push_back(w->second);
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
-        for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});
+        if (rows)
+          for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});
       });
       trading_.for_each_breaker([&](uint32_t g, const gateways::breaker& br) {
         b.found_order_breakers[index_].push_back({index_, 0, g, br});
       });
-      b.found_recon[index_] = desks_.recon_rows();
+      if (rows) b.found_recon[index_] = desks_.recon_rows();
       for (const auto& [k, c] : counts)
         b.found_counts[index_].push_back({std::get<0>(k), payouts::state(std::get<1>(k)), std::get<2>(k),
                                           std::get<3>(k), c.first, c.second});

@@ -310,8 +310,9 @@ class engine {
   // Also every desk's breakers (per currency and gateway: phase and counters) and the
   // reconciliation counts (per gateway, UTC day and currency).
   // At most `limit` payouts are copied (problems_only: dead letters and refused
-  // settlements); `payout_counts` counts every one held.
-  reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false);
+  // settlements); `payout_counts` counts every one held. Without `with_rows` the
+  // reconciliation rows and sweeps are left out (the metrics: the rows grow by the day).
+  reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false, bool with_rows = true);
   // Where instructions go: called on a shard thread with each batch's instructions for
   // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped
   // (the payouts time out and are retried once a sink is set and a session is up).

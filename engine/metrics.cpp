@@ -250,7 +250,7 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
            &server_stats::out_bytes_queued);
 
   // Payout desks: breakers and the payouts held (one read through the engine).
-  const reply p = e.lookup_payouts(0, 0, false);
+  const reply p = e.lookup_payouts(0, 0, false, false);
   if (p.st == status::ok) {
     const auto reg = e.gateway_registry();
     auto gateway = [&](uint32_t number) {
@@ -482,6 +482,9 @@ std::string metrics_http::answer(const std::string& req) {
     return respond("400 Bad Request", "not an HTTP/1 request line\n");
   if (line.substr(0, sp1) != "GET") return respond("405 Method Not Allowed", "only GET /metrics\n", "Allow: GET\r\n");
   if (target_path(target) != "/metrics") return respond("404 Not Found", "the metrics are at /metrics\n");
+  const auto due = last_render_ + std::chrono::milliseconds(render_gap_ms);
+  if (const auto now = std::chrono::steady_clock::now(); now < due) std::this_thread::sleep_for(due - now);
+  last_render_ = std::chrono::steady_clock::now();
   return respond("200 OK", render_());
 }
 

@@ -14,10 +14,12 @@
 // other method (405), a request it cannot parse (400) or one too large (431), and closed
 // once the answer is sent (2 s more at most). A client that sends nothing, trickles
 // bytes or does not read the answer is cut off; a connection past the limit closes the
-// oldest one still sending its request. Nothing a client sends reaches the engine.
+// oldest one still sending its request. Nothing a client sends reaches the engine, and
+// renders start at least render_gap_ms apart.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -45,6 +47,10 @@ class metrics_http {
   static constexpr size_t request_bytes_max = 8192;
   static constexpr int request_timeout_ms = 2000;
   static constexpr size_t connections_max = 16;
+  // Each render reads through the engine (a lookup of every desk's payouts): renders
+  // start at least this far apart, a scrape sooner waiting its turn, so that clients
+  // scraping in a loop cost the engine at most ten renders a second.
+  static constexpr int render_gap_ms = 100;
 
  private:
   metrics_http() = default;
@@ -54,6 +60,7 @@ class metrics_http {
   int fd_ = -1;
   uint16_t port_ = 0;
   std::function<std::string()> render_;
+  std::chrono::steady_clock::time_point last_render_{};
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "engine/metrics.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/http.hpp"
 #include "support/admin_client.hpp"
@@ -695,6 +696,12 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_TRUE(http(d.metrics_port(), "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a')).starts_with("HTTP/1.1 431 "));
   EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n"));
   EXPECT_TRUE(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1})).ok);
+  // Scrapes in a loop: each render reads through the engine, so they start at least
+  // render_gap_ms apart (each answer as of its own render).
+  const auto loop_start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n"));
+  EXPECT_GE(std::chrono::steady_clock::now() - loop_start,
+            std::chrono::milliseconds(5 * engine::metrics_http::render_gap_ms));
   // Peers that connect and send nothing delay no scrape: connections are served side by
   // side, and past 16 the oldest still sending its request makes room. Before, one
   // connection at a time: each idle one held the endpoint for its 2 s, and five of them
