@@ -36,7 +36,11 @@ std::string config::validate() const {
     return "transfers_resident_max must be a power of two in 16384..2^32";
   if (transfers_flush_step > transfers_resident_max / 2)
     return "transfers_flush_step must be at most half of transfers_resident_max (0: a 32nd of it)";
-  if (accounts_hint > (1ull << 32)) return "accounts_hint must be at most 2^32";
+  // Reserved up front per shard: past this a mistyped hint asks for more memory than any
+  // machine here has, and the start would end in an allocation failure, not this message.
+  if (accounts_hint > (1ull << 28)) return "accounts_hint must be at most 268435456 (2^28) per shard";
+  if (checkpoint_interval_ms > 7ull * 86'400'000)
+    return "checkpoint_interval_ms must be at most 604800000 (a week; 0: on demand and at stop only)";
   return {};
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -154,6 +155,19 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(-1, 65535))
       ->capture_default_str();
   app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway");
+  // Unsigned settings are decimal digits only, flags and config file alike: CLI11 would
+  // take -1 as 2^64 - 1, a leading 0 as octal and 0x as hex.
+  const CLI::Validator decimal(
+      [](std::string& v) -> std::string {
+        const bool digits = !v.empty() && v.size() <= 20 &&
+                            std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        if (!digits || (v.size() > 1 && v[0] == '0'))
+          return "'" + v + "' is not a decimal number (digits only: no sign, no leading zero, no 0x)";
+        return {};
+      },
+      "DECIMAL");
+  for (CLI::Option* o : app.get_options())
+    if (o->get_type_name() == "UINT") o->check(decimal);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
@@ -276,10 +290,24 @@ int main(int argc, char** argv) {
     }
     std::printf("mesobd: metrics listening on %s:%u\n", metrics_address.c_str(), unsigned(metrics->port()));
   }
+  // Stops what runs, in order: the metrics (a scrape being answered finishes first), the
+  // admin port (commands taken are answered), the admin actor, the client port (what was
+  // taken is answered and flushed), then the engine, before the sinks that reach the
+  // servers (and `pusher`, a local) go.
+  auto stop_all = [&] {
+    metrics.reset();
+    if (admin_srv) admin_srv->stop();
+    admin.reset();
+    if (srv) srv->stop();
+    e->close();
+    e->set_instruction_sink(nullptr);
+    e->set_order_sink(nullptr);
+  };
   srv = engine::server::start(*e, net, &error);
   pusher = srv.get();
   if (!srv) {
     std::fprintf(stderr, "mesobd: cannot serve: %s\n", error.c_str());
+    stop_all();
     return 1;
   }
   client_seen = srv.get();
@@ -296,11 +324,7 @@ int main(int argc, char** argv) {
   admin_srv = engine::server::start(*e, anet, &error);
   if (!admin_srv) {
     std::fprintf(stderr, "mesobd: cannot serve the admin port: %s\n", error.c_str());
-    admin.reset();  // before the client server it reads goes
-    srv->stop();
-    e->close();  // no shard calls the instruction sink (the server) any more
-    e->set_instruction_sink(nullptr);
-    e->set_order_sink(nullptr);
+    stop_all();
     return 1;
   }
   admin->set_servers(srv.get(), admin_srv.get());
@@ -313,13 +337,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::printf("mesobd: %s received, stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
-  metrics.reset();    // a scrape being answered finishes first
-  admin_srv->stop();  // admin commands taken are answered first
-  admin.reset();
-  srv->stop();  // no new connections; what was taken is answered and flushed
-  e->close();
-  e->set_instruction_sink(nullptr);
-  e->set_order_sink(nullptr);
+  stop_all();
   const auto st = e->stats();
   std::printf("mesobd: stopped cleanly at lsn %llu (snapshot lsn %llu)\n",
               static_cast<unsigned long long>(st.lsn_durable),

@@ -42,11 +42,15 @@ std::string server_config::validate() const {
   if (frame_bytes_max < 4096 || frame_bytes_max > wire::frame_bytes_max_ceiling)
     return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
-  if (out_bytes_total_max < 2 * out_bytes_max) return "out_bytes_total_max must be at least twice out_bytes_max";
+  if (out_bytes_max > (1ull << 40)) return "out_bytes_max must be at most 1 TiB";
+  if (out_bytes_total_max / 2 < out_bytes_max) return "out_bytes_total_max must be at least twice out_bytes_max";
   if (handshakes_max == 0) return "handshakes_max must be at least 1";
   if (handshake_out_bytes_max < 4096 || handshake_out_bytes_max > out_bytes_max)
     return "handshake_out_bytes_max must be 4096..out_bytes_max";
   if (idle_timeout_ms == 0 || handshake_timeout_ms == 0 || flush_timeout_ms == 0) return "timeouts must be positive";
+  constexpr uint64_t day_ms = 86'400'000;
+  if (idle_timeout_ms > day_ms || handshake_timeout_ms > day_ms || flush_timeout_ms > day_ms || drain_timeout_ms > day_ms)
+    return "timeouts must be at most a day (86400000 ms)";
   for (const auto& g : gateways) {
     if (g.id.empty() || g.id.size() > wire::gateway_id_max)
       return "gateway id must be 1.." + std::to_string(wire::gateway_id_max) + " bytes";

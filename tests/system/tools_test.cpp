@@ -131,6 +131,37 @@ TEST(mesobd, help_lists_settings_and_bad_flags_are_refused) {
   EXPECT_NE(invalid.out.find("wal_group_mib"), std::string::npos) << invalid.out;
 }
 
+// Unsigned settings are decimal digits: CLI11 alone took -1 as 2^64 - 1 (a checkpoint
+// interval whose nanoseconds wrapped, snapshotting without pause), 07401 as octal and 0x10
+// as hex. Past their ceilings settings are refused by name; nothing touches the data
+// directory.
+TEST(mesobd, numbers_are_decimal_and_bounded) {
+  temp_dir dir;
+  const std::string base = bin("engine/mesobd") + " --data-dir " + dir.path() + "/data --port 0 ";
+  for (const char* flag : {"--checkpoint-interval-ms -1", "--admin-port 07401", "--in-flight-max 0x10",
+                           "--idle-timeout-ms +5", "--shards 1.5", "--accounts-hint 99999999999999999999999"}) {
+    auto r = run(base + flag);
+    EXPECT_NE(r.status, 0) << flag << "\n" << r.out;
+    EXPECT_NE(r.out.find("is not a decimal number"), std::string::npos) << flag << "\n" << r.out;
+  }
+  const std::string file = dir.path() + "/mesobd.conf";
+  std::ofstream(file) << "session-out-bytes-max = -1\n";
+  auto r = run(base + "--config " + file);
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("is not a decimal number"), std::string::npos) << r.out;
+  for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--checkpoint-interval-ms 18446744073709551", "checkpoint_interval_ms must be at most"},
+           {"--accounts-hint 4294967296", "accounts_hint must be at most"},
+           {"--idle-timeout-ms 18446744073709551615", "timeouts must be at most a day"},
+           {"--session-out-bytes-max 18446744073709551615 --out-bytes-total-max 18446744073709551615",
+            "out_bytes_max must be at most 1 TiB"}}) {
+    r = run(base + flag);
+    EXPECT_EQ(WEXITSTATUS(r.status), 2) << flag << "\n" << r.out;
+    EXPECT_NE(r.out.find(says), std::string::npos) << flag << "\n" << r.out;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << "a refused start made the data directory";
+}
+
 TEST(mesob_log, verifies_a_log_and_names_the_damage) {
   temp_dir dir;
   {
