@@ -135,8 +135,10 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   if (!c) return result::customer_not_found;
   if (c->kyc != wire::kyc_status::verified) return result::kyc_not_verified;
   const customers::profile_rules* rules = in.policy ? in.policy->profile(uint8_t(c->profile)) : nullptr;
-  if (!rules) return result::risk_profile_undefined;
-  if (!(rules->classes & (1u << (uint8_t(ins->def.cls) - 1)))) return result::risk_profile_forbids;
+  // The profile limits what is bought: a sell of what a stricter profile forbids goes.
+  const bool profile_limits = buying(o) || in.rules < rules_portfolio_close_and_sells;
+  if (!rules && profile_limits) return result::risk_profile_undefined;
+  if (profile_limits && !(rules->classes & (1u << (uint8_t(ins->def.cls) - 1)))) return result::risk_profile_forbids;
   // 4. the market at the order's time
   const uint8_t why = ins->reasons(in.t);
   if (why & (wire::halt_reasons::manual | wire::halt_reasons::move)) return result::instrument_halted;

@@ -15,9 +15,11 @@
 //      (wrong_currency), the quantity whole lots (lot_size_invalid), the notional
 //      (quantity x limit x tick) at most 2^53 minor units (amounts_too_large); then the
 //      order id new to the portfolio (exists_with_different_fields);
-//   3. the customer: a KYC record (customer_not_found), verified (kyc_not_verified), a
-//      risk profile the policy defines (risk_profile_undefined) that allows the asset
-//      class (risk_profile_forbids);
+//   3. the customer: a KYC record (customer_not_found), verified (kyc_not_verified); a
+//      buy: a risk profile the policy defines (risk_profile_undefined) that allows the
+//      asset class (risk_profile_forbids). A sell is not held to the profile (rules
+//      version 11; before, it was): the profile limits what is bought, and a customer
+//      moved to a stricter one sells what it no longer allows;
 //   4. the market at the order's time: not halted by hand or on a move
 //      (instrument_halted), a price not stale (price_stale); a market order whose limit
 //      the last price is already past (a buy below it, a sell above it) is refused
@@ -52,6 +54,7 @@
 
 #include "actors/customers.hpp"
 #include "actors/market.hpp"
+#include "actors/rules_version.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::portfolio {
@@ -118,6 +121,7 @@ struct order_inputs {
   const market::instrument* instrument = nullptr;
   uint64_t t = 0;                 // the order's engine time
   uint64_t wallet_available = 0;  // credits posted less debits posted and pending
+  uint16_t rules = rules_newest;  // the batch's (rules_portfolio_close_and_sells: sells past the profile)
 };
 
 class book {
@@ -135,6 +139,8 @@ class book {
     for (const auto& [id, e] : orders_) f(e);
   }
   [[nodiscard]] bool empty() const { return orders_.empty() && positions_.empty(); }
+  // Units held, or an open order (which keeps its instrument's position entry).
+  [[nodiscard]] bool holds_anything() const { return !positions_.empty() || open_ != 0; }
   [[nodiscard]] size_t memory_bytes() const;
 
   // The checks above; ok or the first failing. Changes nothing.

@@ -49,6 +49,13 @@ constexpr uint16_t rules_credits_pay = 9;
 // an answer timeout from the start to come back; before, it went by priority to whichever
 // gateway opened a session first, while the first might have paid.
 constexpr uint16_t rules_reset_keeps_backoff = 10;
-constexpr uint16_t rules_newest = 10;
+// A customer wallet that holds securities, has orders open or settlements owed may not be
+// closed (account_has_positions): closed, its units could never be sold. And a sell is
+// not refused for the customer's risk profile (the asset class it forbids, or a profile
+// the policy no longer defines): the profile limits what is bought, and a customer moved
+// to a stricter one must be able to sell what it no longer allows (rebalancing plans such
+// sells).
+constexpr uint16_t rules_portfolio_close_and_sells = 11;
+constexpr uint16_t rules_newest = 11;
 
 }  // namespace mesob::actors

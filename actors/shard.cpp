@@ -562,6 +562,9 @@ void shard::execute_status(batch& b) {
     b.results[i] = decide_status_change(c, *a);
     if (b.results[i] == result::ok && a->kind == account_kind::group_escrow && groups_.find(a->id))
       b.results[i] = result::group_account_reserved;  // a group's escrow follows its group
+    if (b.results[i] == result::ok && c.status == account_status::closed && rules_ >= rules_portfolio_close_and_sells &&
+        trading_.holds_anything(a->id))
+      b.results[i] = result::account_has_positions;  // closed, its units could never be sold
     if (b.results[i] == result::ok) {
       if (!b.repeated.empty() && a->status == c.status) b.repeated[i] = 1;  // no change: no event
       mark_dirty(slot_index(a));
@@ -837,6 +840,7 @@ void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
   pin.policy = &policy_;
   pin.instrument = market_.find(ord.instrument_id);
   pin.t = b.timestamp_base + o;
+  pin.rules = rules_;
   if (wallet) {
     const uint64_t out = wallet->debits_posted + wallet->debits_pending;
     pin.wallet_available = wallet->credits_posted > out ? wallet->credits_posted - out : 0;

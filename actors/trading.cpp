@@ -104,6 +104,11 @@ const portfolio::book* table::book_of(uint64_t wallet) const {
   return it == wallets_.end() ? nullptr : &it->second.b;
 }
 
+bool table::holds_anything(uint64_t wallet) const {
+  auto it = wallets_.find(wallet);
+  return it != wallets_.end() && (it->second.b.holds_anything() || !it->second.owed.empty());
+}
+
 const order_entry* table::find(uint64_t wallet, uint64_t id) const {
   const auto* b = book_of(wallet);
   return b ? b->order(id) : nullptr;

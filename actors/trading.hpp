@@ -266,6 +266,8 @@ class table {
   static constexpr size_t emit_group_max = 8192;  // the engine's batch_ops_max
 
   [[nodiscard]] const portfolio::book* book_of(uint64_t wallet) const;
+  // The wallet holds securities, has an order open, or settlement chains owed.
+  [[nodiscard]] bool holds_anything(uint64_t wallet) const;
   // The order with `id` of `wallet` (nullptr: none kept).
   [[nodiscard]] const portfolio::order_entry* find(uint64_t wallet, uint64_t id) const;
   [[nodiscard]] static wire::order_state_view view(const portfolio::order_entry& e);

@@ -77,6 +77,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(credit_account_closed)
     MESOB_RESULT(account_closed)
     MESOB_RESULT(account_has_balance)
+    MESOB_RESULT(account_has_positions)
     MESOB_RESULT(exceeds_credits)
     MESOB_RESULT(exceeds_debits)
     MESOB_RESULT(overflows_debits_pending)

@@ -590,6 +590,7 @@ enum class result : uint32_t {
   credit_account_closed = 43,
   account_closed = 44,
   account_has_balance = 45,
+  account_has_positions = 46,  // close: a customer wallet holding securities, with orders open or settlements owed
   // balances
   exceeds_credits = 50,
   exceeds_debits = 51,

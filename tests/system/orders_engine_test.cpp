@@ -321,6 +321,41 @@ TEST_F(orders_engine, SellAnnouncesLeastProceedsAndPaysThePriceImprovement) {
   expect_balanced();
 }
 
+// A wallet whose cash is all paid out but that holds units may not be closed: closed,
+// a sell's proceeds could never reach it and the units could never be sold. And a
+// customer moved to a profile that forbids what it holds may still sell it. Before
+// (rules version 10 and older), the close went through and such sells got
+// risk_profile_forbids, the sells rebalancing plans among them.
+TEST_F(orders_engine, AWalletHoldingUnitsStaysOpenAndAStricterProfileStillSells) {
+  up("broker-a");
+  ASSERT_EQ(place(buy(10, b_, 40, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", fill(10, 1, 40, 100)), result::ok);
+  auto cash = [&] {
+    const auto w = account(b_);
+    return w.credits_posted - w.debits_posted - w.debits_pending;
+  };
+  ASSERT_EQ(e().create_transfers({test::make_transfer(50, b_, bank, cash())}).results.at(0), result::ok);
+  EXPECT_EQ(e().set_account_status({{b_, wire::account_status::closed}}).results.at(0), result::account_has_positions);
+  EXPECT_EQ(account(b_).status, wire::account_status::open);
+  // The moderate profile now allows bonds only: the equity it holds may be sold, not bought.
+  wire::policy_op bonds_only;
+  bonds_only.kind = wire::policy_op_kind::profile;
+  bonds_only.number = uint8_t(wire::risk_profile::moderate);
+  bonds_only.classes = 1u << (uint8_t(wire::asset_class::bond) - 1);
+  bonds_only.position_max = 50'000;
+  ASSERT_EQ(e().policies({bonds_only}).results.at(0), result::ok);
+  ASSERT_EQ(e().create_transfers({test::make_transfer(51, bank, b_, 1000)}).results.at(0), result::ok);
+  EXPECT_EQ(place(buy(11, b_, 10, 100)), result::risk_profile_forbids);
+  ASSERT_EQ(place(sell(12, b_, 40, 100)), result::ok);
+  EXPECT_EQ(e().set_account_status({{b_, wire::account_status::closed}}).results.at(0), result::account_has_balance)
+      << "an open sell's proceeds are announced (pending)";
+  ASSERT_EQ(answer("broker-a", fill(12, 1, 40, 100)), result::ok);
+  ASSERT_EQ(e().create_transfers({test::make_transfer(52, b_, bank, cash())}).results.at(0), result::ok);
+  EXPECT_EQ(e().set_account_status({{b_, wire::account_status::closed}}).results.at(0), result::ok)
+      << "nothing held: it closes";
+  expect_balanced();
+}
+
 TEST_F(orders_engine, EveryRefusalChangesNothing) {
   up("broker-a");
   ASSERT_EQ(e().customers({kyc(unknown_, wire::kyc_status::pending)}).results.at(0), result::ok);

@@ -112,6 +112,18 @@ TEST(Portfolio, EveryRefusalInItsOrder) {
   auto forbidden = w.in(1'000'000);
   forbidden.policy = &bonds_only;
   EXPECT_EQ(b.check(buy, forbidden), result::risk_profile_forbids);
+  // A sell is past the profile's checks (here it then has nothing to sell); by the rules
+  // before version 11 it was refused for the profile.
+  const auto sell = order(9, wire::order_side::sell, 10, 90);
+  EXPECT_EQ(b.check(sell, forbidden), result::insufficient_position);
+  forbidden.rules = rules_portfolio_close_and_sells - 1;
+  EXPECT_EQ(b.check(sell, forbidden), result::risk_profile_forbids);
+  w.cust.profile = wire::risk_profile::aggressive;  // no rules for it
+  EXPECT_EQ(b.check(sell, w.in(0)), result::insufficient_position);
+  auto before = w.in(0);
+  before.rules = rules_portfolio_close_and_sells - 1;
+  EXPECT_EQ(b.check(sell, before), result::risk_profile_undefined);
+  w.cust.profile = wire::risk_profile::moderate;
   // The market at the order's time.
   EXPECT_EQ(b.check(buy, w.in(1'000'000, t0 + 60'001 * ms + 2)), result::price_stale);
   wire::instrument_op halt;
