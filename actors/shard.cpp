@@ -227,6 +227,7 @@ void shard::publish_stats() {
   pub_settle_refusals_.store(trading_.settle_refusals(), r);
   pub_orders_dead_.store(trading_.dead_letters(), r);
   pub_order_timeouts_.store(trading_.timeouts(), r);
+  pub_order_timers_.store(trading_.timers_held(), r);
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
   const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
   pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline()}), r);
@@ -256,6 +257,7 @@ shard_stats shard::stats() const {
   s.settle_refusals = pub_settle_refusals_.load(r);
   s.orders_dead = pub_orders_dead_.load(r);
   s.order_timeouts = pub_order_timeouts_.load(r);
+  s.order_timers = pub_order_timers_.load(r);
   return s;
 }
 
@@ -319,6 +321,7 @@ void shard::execute(batch& b) {
     market_.run_due(b.timestamp_base);
   }
   // Orders whose expiry has come by the batch's first timestamp.
+  trading_.compact_timers();
   if (logged && trading_.due(b.timestamp_base)) {
     settle_all();
     deciding(b, 0);

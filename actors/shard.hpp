@@ -45,6 +45,7 @@ struct shard_stats {
   uint64_t settle_refusals = 0;   // orders' settlements the ledger refused since the start
   uint64_t orders_dead = 0;       // open orders that are dead letters
   uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
+  uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
 };
 
 class shard {
@@ -285,7 +286,8 @@ class shard {
   size_t group_bytes_ = 0;
   uint64_t group_bytes_age_ = 0;
   std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0};
-  std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_orders_dead_{0}, pub_order_timeouts_{0};
+  std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_orders_dead_{0}, pub_order_timeouts_{0},
+      pub_order_timers_{0};
   alignas(64) std::atomic<uint64_t> dispatches_sent_{0};  // written by the sequencer
   alignas(64) std::atomic<uint64_t> dispatches_handled_{0};  // by the shard's actor
   std::atomic<uint64_t> batches_handled_{0};

@@ -745,6 +745,32 @@ void table::add_timer(uint64_t at, uint64_t wallet) {
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
 }
 
+void table::add_timers_of(const order_entry& e, uint64_t wallet) {
+  if (e.expires_at != 0) add_timer(e.expires_at, wallet);
+  if (e.ending != order_state::open) {
+    add_timer(e.ending_at + cancel_grace_ns, wallet);
+    add_timer(e.ending_since + ending_max_ns, wallet);
+  }
+  if (e.route_due != 0) add_timer(e.route_due, wallet);
+}
+
+void table::compact_timers() {
+  if (timers_.size() < timers_compact_at_) return;
+  std::vector<uint64_t> wallets;
+  wallets.reserve(timers_.size());
+  for (const auto& [at, wallet] : timers_) wallets.push_back(wallet);
+  std::sort(wallets.begin(), wallets.end());
+  wallets.erase(std::unique(wallets.begin(), wallets.end()), wallets.end());
+  timers_.clear();
+  for (const uint64_t wallet : wallets)
+    if (const wallet_entry* w = entry(wallet))
+      w->b.for_each_order([&](const order_entry& e) {
+        if (e.st == order_state::open) add_timers_of(e, wallet);
+      });
+  timers_.shrink_to_fit();
+  timers_compact_at_ = std::max<size_t>(timers_compact_min, 2 * timers_.size());
+}
+
 void table::run_due(uint64_t now) {
   // Every open order due by `now` (its expiry, or the grace of its ending) of the wallets
   // whose timers fired, in (time, wallet, order id) order: the same live and in replay,
@@ -922,12 +948,7 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     }
     ++open_;
     if (e.ending != order_state::open) ++ending_;
-    if (e.expires_at != 0) add_timer(e.expires_at, wallet);
-    if (e.ending != order_state::open) {
-      add_timer(e.ending_at + cancel_grace_ns, wallet);
-      add_timer(e.ending_since + ending_max_ns, wallet);
-    }
-    if (e.route_due != 0) add_timer(e.route_due, wallet);
+    add_timers_of(e, wallet);
     if (route_state(e.routing) == route_state::dead) ++dead_;
     // Waiting for a broker (or, from a version 2 row, never sent): routed when one comes up.
     if (route_state(e.routing) == route_state::waiting && e.ending == order_state::open &&

@@ -257,6 +257,12 @@ class table {
     return (!timers_.empty() && timers_.front().first <= now) || halted_due_ <= now;
   }
   void run_due(uint64_t now);  // expiries
+  // Drops the timers of orders gone (and repeats) once the heap has grown past twice what
+  // the open orders needed at the last compaction. A timer only makes run_due look at its
+  // wallet's orders, each by its own due times, so which stale timers the heap holds
+  // changes no decision: live and replay may compact at different batches. Called
+  // between batches (every order's fields and timers complete).
+  void compact_timers();
   [[nodiscard]] uint64_t next_deadline() const {
     return std::min(timers_.empty() ? UINT64_MAX : timers_.front().first, halted_due_);
   }
@@ -281,6 +287,7 @@ class table {
   [[nodiscard]] uint64_t settle_refusals() const { return settle_refusals_; }
   [[nodiscard]] uint64_t dead_letters() const { return dead_; }       // open orders that are dead letters
   [[nodiscard]] uint64_t timeouts() const { return timeouts_; }       // since the start
+  [[nodiscard]] uint64_t timers_held() const { return timers_.size(); }  // stale ones included
   template <class F>
   void for_each_breaker(F&& f) const {
     for (const auto& [g, b] : breakers_) f(g, b.b);
@@ -359,6 +366,9 @@ class table {
   [[nodiscard]] uint64_t grace_end(const portfolio::order_entry& e) const;
   void told_again(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t ts);
   void add_timer(uint64_t at, uint64_t wallet);
+  // Every timer an open order needs (its expiry, its grace's ends, its routing's due time):
+  // what a snapshot's load adds, and what compact_timers keeps.
+  void add_timers_of(const portfolio::order_entry& e, uint64_t wallet);
   void note_closed(uint64_t wallet);
   [[nodiscard]] uint64_t trading_account_of(const portfolio::order_entry& e) const;
 
@@ -369,6 +379,11 @@ class table {
   // (expires_at, wallet): a wallet's open orders expire at or after its entries; each
   // firing closes what is due and adds the wallet's next.
   std::vector<std::pair<uint64_t, uint64_t>> timers_;  // a min-heap
+  // Timers stay in the heap when their order closes early (an expiry up to a year out):
+  // past this many, compact_timers rebuilds the heap from the open orders of the wallets
+  // it names, and sets the next threshold at twice what is left.
+  static constexpr size_t timers_compact_min = 4096;
+  size_t timers_compact_at_ = timers_compact_min;
   std::map<uint64_t, uint64_t> unrouted_;  // order id -> wallet: open, no broker yet
   // Orders route_state::halted, by instrument: (order id, wallet). An entry may be stale
   // (the order moved on since); market_changed looks at each again.

@@ -243,6 +243,7 @@ struct shard_report {
   uint64_t settle_refusals = 0;   // orders' settlements the ledger refused since the start
   uint64_t orders_dead = 0;       // open orders that are dead letters (an operator's to retry or cancel)
   uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
+  uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
 };
 
 // The event stream as operators see it (engine/events.hpp).

@@ -156,6 +156,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
             "retries or cancels them.", &shard_report::orders_dead);
   per_shard("mesob_order_timeouts_total", "counter", "Brokers' answer timeouts for orders since the engine started.",
             &shard_report::order_timeouts);
+  per_shard("mesob_order_timers", "gauge",
+            "Orders' timers a shard holds (those of orders closed early stay until the heap is compacted).",
+            &shard_report::order_timers);
 
   // The market (one read through the engine: every instrument's state as of now).
   if (const reply m = e.lookup_instruments({}); m.st == status::ok) {

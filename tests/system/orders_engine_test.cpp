@@ -415,6 +415,41 @@ TEST_F(orders_engine, EveryRefusalChangesNothing) {
   EXPECT_EQ(e().cancel_orders({{24, b_}}).results.at(0), result::order_not_found) << "not that wallet's";
 }
 
+// Orders that close early leave their timers (an expiry up to a year out, an answer
+// deadline) in the heap; past twice what the open orders needed it is rebuilt from
+// them. Before, they stayed until due: placing and closing orders at a steady rate grew
+// the heap for a year.
+TEST_F(orders_engine, TimersOfClosedOrdersDoNotPileUp) {
+  up("broker-a");
+  auto timers = [&] {
+    uint64_t n = 0;
+    for (const auto& r : e().shard_reports()) n += r.order_timers;
+    return n;
+  };
+  uint64_t id = 1000, most = 0;
+  for (int round = 0; round < 100; ++round) {
+    std::vector<wire::order> placed;
+    std::vector<wire::order_answer> rejects;
+    for (int i = 0; i < 40; ++i, ++id) {  // 400 units at 100: within the profile's 50,000
+      auto o = buy(id, a_, 10, 100);
+      o.expires_s = actors::portfolio::expires_s_max;
+      placed.push_back(o);
+      rejects.push_back(reject(id));
+    }
+    const auto r = e().orders(placed).results;
+    for (size_t i = 0; i < r.size(); ++i) ASSERT_EQ(r[i], result::ok) << "round " << round << " order " << i;
+    ASSERT_EQ(e().order_answers("broker-a", rejects).results, std::vector<result>(rejects.size(), result::ok));
+    sync();  // the holds' releases (chains the rejects emitted)
+    most = std::max(most, timers());
+  }
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  EXPECT_GE(most, 3000u) << "the timers of closed orders piled up to near the threshold";
+  EXPECT_LT(timers(), 4096u) << "4,000 orders closed: their timers went";
+  EXPECT_EQ(e().orders({buy(id, a_, 10, 100)}).results.at(0), result::ok) << "and orders go on";
+  expect_balanced();
+}
+
 TEST_F(orders_engine, RejectCancelAndExpiryReleaseTheHold) {
   up("broker-a");
   auto expiring = buy(42, a_, 10, 100);
