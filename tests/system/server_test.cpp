@@ -1338,7 +1338,12 @@ TEST(server, a_client_that_does_not_read_stops_being_read) {
 // served throughout.
 TEST(server, responses_unread_past_twice_the_limit_close_the_session) {
   engine::server_config cfg;
-  cfg.out_bytes_max = 1u << 20;
+  // A response (about 1 MiB) is four times the limit: whichever response first waits
+  // behind the kernel's full buffers passes twice the limit alone. (With a limit of
+  // 1 MiB the session could stop being read holding one response, under twice it, when
+  // the engine answered the first request before the next was taken.)
+  cfg.frame_bytes_max = 256u << 10;
+  cfg.out_bytes_max = 256u << 10;
   net n(cfg);
   auto c = n.connect();
   std::vector<wire::id128> ids(8192);
@@ -1355,7 +1360,7 @@ TEST(server, responses_unread_past_twice_the_limit_close_the_session) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(n.srv->stats().out_bytes_queued, 0u) << "what was queued to it went with it";
   // One that reads is never closed, however large its responses: 16 of them (16 MiB,
-  // eight times its limit) pipelined, every one answered.
+  // 64 times its limit) pipelined, every one answered.
   auto reader = n.connect();
   std::vector<uint64_t> asked;
   for (int i = 0; i < 16; ++i) asked.push_back(reader->send(body));
