@@ -208,6 +208,12 @@ struct row_builder {
     sec.rows[0].push_back(std::to_string(v));
     return *this;
   }
+  // plus - minus, signed (no wrap when minus is the larger).
+  row_builder& difference(const std::string& name, uint64_t plus, uint64_t minus) {
+    sec.columns.push_back({name, true});
+    sec.rows[0].push_back(plus >= minus ? std::to_string(plus - minus) : "-" + std::to_string(minus - plus));
+    return *this;
+  }
 };
 
 }  // namespace
@@ -574,7 +580,8 @@ class admin_impl {
       for (const auto& g : any->gateways())
         s.rows.push_back({g.id, "config", "0", "", "0", wire::roles_text(g.roles), "", "yes", count(clients_, g.id),
                           count(admin_port_, g.id)});
-    for (const auto& g : eng_.gateway_registry()->all()) {
+    const auto reg = eng_.gateway_registry();  // held: all() refers into it
+    for (const auto& g : reg->all()) {
       std::string settlement;
       for (const auto& c : g.currencies)
         settlement += (settlement.empty() ? "" : " ") + wire::currency_name(c.currency) + "=" +
@@ -591,7 +598,8 @@ class admin_impl {
   // ---- payouts ----
 
   std::string gateway_name(uint32_t number) {
-    const auto* g = eng_.gateway_registry()->find(number);
+    const auto reg = eng_.gateway_registry();  // held while *g is read
+    const auto* g = reg->find(number);
     return g ? g->id : "#" + std::to_string(number);
   }
 
@@ -812,7 +820,8 @@ class admin_impl {
     return order_action(a[0], true, "is routed again");
   }
   admin_response_msg cmd_order_cancel(const std::vector<std::string>& a) {
-    return order_action(a[0], false, "is cancelled (see order show)");
+    return order_action(a[0], false, "cancel requested: its brokers are told, and it closes when they confirm or its "
+                                     "grace ends (it may still fill meanwhile; see order show)");
   }
 
   admin_response_msg payout_action(const std::string& arg, wire::payout_op_kind k, const std::string& done) {
@@ -850,9 +859,13 @@ class admin_impl {
     int64_t only_day = -1;
     if (a.size() == 2) {
       tm t{};
-      const char* end = strptime(a[1].c_str(), "%Y-%m-%d", &t);
+      const char* end = a[1].size() == 10 ? strptime(a[1].c_str(), "%Y-%m-%d", &t) : nullptr;
       if (!end || *end != '\0') return answer(admin_code::arguments_invalid, "'" + a[1] + "' is not a date YYYY-MM-DD");
+      const tm asked = t;
       only_day = int64_t(timegm(&t) / 86400);
+      // timegm rolls a day past its month's end over (2024-02-30 would be 2024-03-01).
+      if (t.tm_year != asked.tm_year || t.tm_mon != asked.tm_mon || t.tm_mday != asked.tm_mday)
+        return answer(admin_code::arguments_invalid, "'" + a[1] + "' is not a day of the calendar");
       if (only_day < 0) return answer(admin_code::arguments_invalid, "'" + a[1] + "' is before 1970");
     }
     const reply r = eng_.lookup_payouts(0, 0);  // the counts and reconciliation rows only
@@ -1076,8 +1089,9 @@ class admin_impl {
     static const char* policies[] = {"?", "pay_what_is_there", "cover_from_guarantor", "hold_round"};
     const reply acct = eng_.lookup_accounts({id});
     const bool have = acct.st == status::ok && !acct.results.empty() && acct.results[0] == wire::result::ok;
-    const uint64_t holds = have ? acct.accounts[0].credits_posted - acct.accounts[0].debits_posted : 0;
+    const uint64_t held_in = have ? acct.accounts[0].credits_posted : 0, held_out = have ? acct.accounts[0].debits_posted : 0;
     const uint64_t expected = actors::equb::escrow_expected(e);
+    const bool matches = have && held_in >= held_out && held_in - held_out == expected;
     row_builder b("group");
     b.num("id", c.group_id)
         .num("number", g.number)
@@ -1097,10 +1111,10 @@ class admin_impl {
         .num("seats", g.seats.size())
         .num("pot", g.pot)
         .num("escrow_expected", expected)
-        .num("escrow_account_holds", holds)
-        .text("escrow_matches", have && holds == expected ? "yes" : "NO");
-    admin_response_msg m = answer(have && holds == expected ? admin_code::ok : admin_code::check_failed,
-                                  have && holds == expected ? "" : "the escrow account does not hold what the group says");
+        .difference("escrow_account_holds", held_in, held_out)
+        .text("escrow_matches", matches ? "yes" : "NO");
+    admin_response_msg m = answer(matches ? admin_code::ok : admin_code::check_failed,
+                                  matches ? "" : "the escrow account does not hold what the group says");
     m.sections.push_back(std::move(b.sec));
     admin_section seats;
     seats.title = "seats";

@@ -765,8 +765,11 @@ class console {
     client_.reset();  // its state is unknown: the next command reconnects
     r.fail = {exit_connection, "connection_failed",
               interrupted ? "interrupted; the command may still run on the server"
-              : timed_out ? "no answer from " + s_.address() + " within " + std::to_string(s_.timeout_ms) + " ms"
-                          : "lost the connection to " + s_.address() + ": " + strip_client_prefix(o.failure)};
+              : timed_out ? "no answer from " + s_.address() + " within " + std::to_string(s_.timeout_ms) +
+                                " ms; the command may have run (see audit trail, and check before repeating one "
+                                "that changes something, such as gateway secret)"
+                          : "lost the connection to " + s_.address() + ": " + strip_client_prefix(o.failure) +
+                                "; the command may have run (see audit trail)"};
     return r;
   }
 

@@ -251,6 +251,13 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
               (unsigned long long)sa.cancels, (unsigned long long)sa.cancels_paid, (unsigned long long)sb.cancels,
               (unsigned long long)recon_overpaid);
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2026-13-01"}).code, admin_code::arguments_invalid);
+  // A day past its month's end is no day (timegm alone rolled it over to March 1st), and
+  // a date is exactly YYYY-MM-DD.
+  const auto feb30 = admin(*w.ops, "gateway recon", {"alpha", "2024-02-30"});
+  EXPECT_EQ(feb30.code, admin_code::arguments_invalid);
+  EXPECT_NE(feb30.message.find("is not a day of the calendar"), std::string::npos) << feb30.message;
+  EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2024-2-9"}).code, admin_code::arguments_invalid);
+  EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2024-02-29"}).code, admin_code::ok);
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"nobody"}).code, admin_code::not_found);
 }
 
