@@ -952,8 +952,15 @@ event_hub::forgotten event_hub::forget(const std::string& name, std::string* err
             *out = {forgotten::held, "session " + std::to_string(sess) + " holds '" + name + "' now"};
             return;
           }
+        // Saved before the answer, as claims are: a crash after "forgotten" must not bring
+        // the name and its owner back. A failed save keeps it.
+        auto kept = std::move(it->second);
         positions_.erase(it);
-        positions_dirty_ = true;
+        std::string err;
+        if (!save(&err)) {
+          positions_.emplace(name, std::move(kept));
+          *out = {forgotten::not_saved, "'" + name + "' is kept: " + err};
+        }
       }, error))
     return forgotten::no_answer;
   if (out->f != forgotten::yes) *error = out->why;

@@ -208,7 +208,7 @@ class event_hub {
   bool names(std::vector<name_info>* out, std::string* error);
   // Drops a name no session holds: its position and owner go (saved within 100 ms), and
   // any gateway may take it again. Otherwise *error says why.
-  enum class forgotten { yes, unknown, held, no_answer };
+  enum class forgotten { yes, unknown, held, not_saved, no_answer };
   forgotten forget(const std::string& name, std::string* error);
   static constexpr int hub_answer_ms = 5000;
   [[nodiscard]] uint64_t frames_sent() const { return frames_.load(); }
