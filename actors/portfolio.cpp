@@ -395,20 +395,29 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     const uint32_t nf = r.get<uint32_t>();
     if (r.short_read || refused > 1 || nf > fills_max)
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
-    uint64_t fill_units = 0;
+    uint64_t fill_units = 0, fill_value = 0;
     for (uint32_t k = 0; k < nf; ++k) {
       fill_record f;
       f.id = r.get<uint64_t>();
       f.quantity = r.get<uint64_t>();
       f.price_ticks = r.get<uint64_t>();
       if (version >= 4) f.gateway = r.get<uint32_t>();
-      if (r.short_read || f.id == 0 || f.quantity == 0 || f.quantity > e.o.quantity || f.price_ticks == 0)
+      const uint64_t value = notional(f.quantity, f.price_ticks, e.tick);
+      if (r.short_read || f.id == 0 || f.quantity == 0 || f.quantity > e.o.quantity || f.price_ticks == 0 ||
+          value == UINT64_MAX || fill_units > UINT64_MAX - f.quantity || fill_value > UINT64_MAX - value)
         return *why = "portfolio: order " + std::to_string(e.o.id) + ": fill " + std::to_string(k) + " is damaged", false;
       fill_units += f.quantity;
+      fill_value += value;
       e.fills.push_back(f);
     }
-    if (fill_units != e.filled || (e.expires_at != 0 && e.expires_at < e.placed_at))
-      return *why = "portfolio: order " + std::to_string(e.o.id) + ": its fills differ from what it filled", false;
+    // What an order paid (a buy) or was paid (a sell) is its fills' notional, each fill's
+    // exactly; its times are engine times (nanoseconds, far below 2^62), so that a grace
+    // or deadline added to them cannot wrap.
+    constexpr uint64_t time_max = 1ull << 62;
+    if (fill_units != e.filled || fill_value != e.paid || (e.expires_at != 0 && e.expires_at < e.placed_at))
+      return *why = "portfolio: order " + std::to_string(e.o.id) + ": its fills differ from what it filled or paid", false;
+    if (std::max({e.placed_at, e.expires_at, e.ending_at, e.ending_since, e.route_due, e.wait_since}) > time_max)
+      return *why = "portfolio: order " + std::to_string(e.o.id) + ": a time past 2^62 ns", false;
     const auto* p = b.find(e.o.instrument_id);
     const bool in_order = b.orders_.empty() || e.o.id > b.orders_.rbegin()->first;
     const bool buy = e.o.side == wire::order_side::buy;

@@ -940,6 +940,17 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     w.owed.push_back(std::move(c));
   }
   if (r.at != bytes.size()) return *why = "trading: wallet " + std::to_string(wallet) + ": bytes after the row", false;
+  // Every order is the row's wallet's, and an open one's instrument is listed (the
+  // market's row loads first): a fill of one that is not would find no instrument.
+  std::string damaged;
+  w.b.for_each_order([&](const order_entry& e) {
+    if (!damaged.empty()) return;
+    if (e.o.wallet != wallet) damaged = "order " + std::to_string(e.o.id) + " names wallet " + std::to_string(e.o.wallet);
+    else if (e.st == order_state::open && market_ && !market_->find(e.o.instrument_id))
+      damaged = "open order " + std::to_string(e.o.id) + " names instrument " + std::to_string(e.o.instrument_id) +
+                ", which is not listed";
+  });
+  if (!damaged.empty()) return *why = "trading: wallet " + std::to_string(wallet) + ": " + damaged, false;
   bool closed = false;
   w.b.for_each_order([&](const order_entry& e) {
     if (e.st != order_state::open) {

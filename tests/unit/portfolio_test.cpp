@@ -259,6 +259,32 @@ TEST(Portfolio, BytesRoundTripAndDamageIsRefused) {
   }
   EXPECT_GT(refused, bytes.size() / 4);
   for (size_t cut = 0; cut < bytes.size(); ++cut) EXPECT_FALSE(book::decode(std::span(bytes).first(cut), &back, &why));
+  // Damage the checks above could not see: the first order's (the buy, 60 of 100 filled)
+  // paid moved against its hold so that the two still sum to the notional, and an
+  // expiry past 2^62 ns (a grace added to such a time would wrap).
+  {
+    mesob::byte_reader head{bytes};
+    (void)head.get<uint32_t>();
+    (void)head.get<uint16_t>();
+    const size_t order_at = 4 + 2 + 4 + head.get<uint32_t>() * 5 * 8 + 4;
+    const size_t held = order_at + sizeof(wire::order) + 2 * 8, paid = held + 8, expires = paid + 8 + 1 + 8;
+    auto shifted = bytes;
+    uint64_t v = 0;
+    std::memcpy(&v, shifted.data() + held, 8);
+    v += 1;
+    std::memcpy(shifted.data() + held, &v, 8);
+    std::memcpy(&v, shifted.data() + paid, 8);
+    ASSERT_EQ(v, 6'000u * 2) << "60 at 100, tick 2";
+    v -= 1;
+    std::memcpy(shifted.data() + paid, &v, 8);
+    EXPECT_FALSE(book::decode(shifted, &back, &why));
+    EXPECT_NE(why.find("its fills differ from what it filled or paid"), std::string::npos) << why;
+    auto late = bytes;
+    v = 1ull << 63;
+    std::memcpy(late.data() + expires, &v, 8);
+    EXPECT_FALSE(book::decode(late, &back, &why));
+    EXPECT_NE(why.find("a time past 2^62 ns"), std::string::npos) << why;
+  }
 
   // Version 3 (the build before): no ending_since, no fill's broker. Its rows read, with
   // ending_since = ending_at and fills of broker 0.
