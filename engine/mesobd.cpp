@@ -147,7 +147,13 @@ int main(int argc, char** argv) {
   app.add_option("--flush-timeout-ms", net.flush_timeout_ms,
                  "time a session closed for an error has to read its last frames")
       ->capture_default_str();
-  app.add_option("--admin-listen", admin_address, "admin port address (IPv4)")->capture_default_str();
+  app.add_option("--admin-listen", admin_address, "admin port address (IPv4; loopback unless --admin-any-network)")
+      ->capture_default_str();
+  bool admin_any_network = false;
+  app.add_flag("--admin-any-network", admin_any_network,
+               "let --admin-listen name an address off loopback: after the handshake nothing on the admin port is "
+               "encrypted or authenticated per frame (new gateway secrets travel in the clear), so only behind a "
+               "tunnel or a network you trust");
   app.add_option("--admin-port", admin_port, "admin port (admin gateways only); 0 = any free port")
       ->capture_default_str();
   app.add_option("--metrics-listen", metrics_address, "Prometheus metrics address (IPv4)")->capture_default_str();
@@ -193,6 +199,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     net.gateways.push_back(std::move(g));
+  }
+  // The admin port's frames are not encrypted: off loopback only when asked for by name.
+  if (!admin_any_network && admin_address.rfind("127.", 0) != 0) {
+    std::fprintf(stderr,
+                 "mesobd: cannot serve: --admin-listen %s is off loopback, where the admin port's commands and the "
+                 "gateway secrets they set would travel unencrypted; use a tunnel to 127.0.0.1, or pass "
+                 "--admin-any-network on a network you trust\n",
+                 admin_address.c_str());
+    return 2;
   }
   net.engine_in_flight_max = cfg.queue_requests_max;  // (the network thread's submits never wait: its own bound)
   if (auto problem = net.validate(); !problem.empty()) {
@@ -318,7 +333,9 @@ int main(int argc, char** argv) {
   anet.connections_max = 64;
   anet.handshakes_max = 8;
   anet.gateway_sessions_max = 16;  // one operator's console sessions cannot lock out the others
-  anet.in_flight_max = 16;
+  // Commands run one at a time on the admin actor, in arrival order: a session with many
+  // pipelined (a log verify reads the whole log) would hold every operator behind it.
+  anet.in_flight_max = 2;
   anet.admin = admin->handler();
   admin->set_servers(srv.get(), nullptr);
   admin_srv = engine::server::start(*e, anet, &error);

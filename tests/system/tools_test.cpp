@@ -160,6 +160,11 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
     EXPECT_NE(r.out.find(says), std::string::npos) << flag << "\n" << r.out;
   }
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << "a refused start made the data directory";
+  // The admin port off loopback only when asked for by name (its frames are not encrypted).
+  r = run(base + "--admin-listen 0.0.0.0");
+  EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
+  EXPECT_NE(r.out.find("--admin-listen 0.0.0.0 is off loopback"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
 }
 
 TEST(mesob_log, verifies_a_log_and_names_the_damage) {
