@@ -432,12 +432,16 @@ void metrics_http::run() {
         break;
       }
       if (conns.size() >= connections_max) {
-        // Full: the oldest that has sent nothing yet makes room, else the oldest whose
-        // request is still coming in (a scraper sends its request at once: what it sent
-        // is read first, so it is not taken for either); with every one answered and
-        // being sent, the new one goes. Connections are in arrival order.
-        size_t idle = conns.size(), partial = conns.size();
-        for (size_t i = 0; i < conns.size() && idle == conns.size(); ++i) {
+        // Full: the oldest whose request is still coming in makes room, whether it sent
+        // part of one or nothing (a scraper sends its request at once: what it sent is
+        // read first, so it is not taken for one). The newest goes last, so a peer
+        // connecting in a loop pushes out its own older connections before a scraper that
+        // has just connected. (Before, one that had sent nothing went first: a scraper
+        // between its connect and its request was closed before peers that each held a
+        // byte.) With every one answered and being sent, the new one goes. Connections
+        // are in arrival order.
+        size_t room = conns.size();
+        for (size_t i = 0; i < conns.size() && room == conns.size(); ++i) {
           conn& x = conns[i];
           if (x.ph != phase::reading) continue;
           char buf[2048];
@@ -448,13 +452,10 @@ void metrics_http::run() {
             x.out = answer(x.in);
             x.ph = phase::sending;
             x.until = clock_type::now() + limit;
-          } else if (x.in.empty()) {
-            idle = i;
-          } else if (partial == conns.size()) {
-            partial = i;
+          } else {
+            room = i;
           }
         }
-        const size_t room = idle != conns.size() ? idle : partial;
         if (room == conns.size()) {
           ::close(c);
           continue;

@@ -14,7 +14,8 @@
 // other method (405), a request it cannot parse (400) or one too large (431), and closed
 // once the answer is sent (2 s more at most). A client that sends nothing, trickles
 // bytes or does not read the answer is cut off; a connection past the limit closes the
-// oldest one still sending its request. Nothing a client sends reaches the engine, and
+// oldest one still sending its request (a peer connecting in a loop pushes out its own
+// older connections first). Nothing a client sends reaches the engine, and
 // renders start at least render_gap_ms apart.
 #pragma once
 

@@ -736,6 +736,32 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500)) << "20 slow";
     for (const int fd : slow) ::close(fd);
   }
+  // A scraper connected but not yet sending is not the first to go when such a peer
+  // connects again: the oldest request still coming in goes. (Before, one that had sent
+  // nothing went first, so a peer connecting in a loop could keep scrapes out.)
+  {
+    std::vector<int> slow;
+    auto hold_one = [&] {
+      const int fd = connect_loopback(d.metrics_port());
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(::send(fd, "G", 1, MSG_NOSIGNAL), 1);
+      slow.push_back(fd);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // accepted, its byte read
+    };
+    for (int i = 0; i < 16; ++i) ASSERT_NO_FATAL_FAILURE(hold_one());
+    const int scraper = connect_loopback(d.metrics_port());
+    ASSERT_GE(scraper, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // accepted, nothing sent yet
+    for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(hold_one());
+    ASSERT_EQ(::send(scraper, get.data(), get.size(), MSG_NOSIGNAL), ssize_t(get.size()));
+    std::string got;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(scraper, buf, sizeof buf, 0)) > 0) got.append(buf, size_t(n));
+    ::close(scraper);
+    EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << "the scraper was closed: '" << got.substr(0, 80) << "'";
+    for (const int fd : slow) ::close(fd);
+  }
 
   // Two instruments, one halted by an operator and priced, one without a price yet; a
   // customer of a tier.
