@@ -15,7 +15,7 @@ namespace {
 
 constexpr uint32_t book_magic = 0x4D4B5431;  // "MKT1"
 // Version 2 adds each instrument's `resequenced` byte; version 1 reads with it 0.
-constexpr uint16_t book_version = 2;
+constexpr uint16_t book_version = 3;  // 3: band_ticks
 
 bool symbol_char(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'; }
 
@@ -289,6 +289,7 @@ result book::apply(const wire::price& p, uint64_t t) {
     }
     // The window holds prices outside move halts only: the first price after one starts it again.
     if (t >= in.move_halt_until) {
+      in.band_ticks = p.ticks;
       slice& s = in.window[number % window_slices];
       if (s.lo == 0 || s.number != number) s = {number, p.ticks, p.ticks};
       else {
@@ -328,6 +329,7 @@ std::vector<uint8_t> book::encode() const {
     w.put(uint8_t(in->manual));
     w.put(in->announced);
     w.put(uint8_t(in->resequenced));
+    w.put(in->band_ticks);
     for (const slice& s : in->window) {
       w.put(s.number);
       w.put(s.lo);
@@ -363,6 +365,8 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     const uint8_t manual = r.get<uint8_t>();
     in.announced = r.get<uint8_t>();
     const uint8_t resequenced = version >= 2 ? r.get<uint8_t>() : 0;
+    // Before version 3: the last price, unless a move halt is on (its price unknown).
+    in.band_ticks = version >= 3 ? r.get<uint64_t>() : in.move_halt_until != 0 ? 0 : in.last_ticks;
     for (slice& s : in.window) {
       s.number = r.get<uint64_t>();
       s.lo = r.get<uint64_t>();
@@ -381,7 +385,8 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     // (The sequence is not tied to the price: an operator may resequence at any time.)
     if ((in.last_ticks == 0) != (in.last_price_at == 0) || (in.last_ticks == 0) != (in.prices == 0) ||
         in.last_ticks > notional_max / in.def.tick || in.evaluated_at < in.defined_at ||
-        in.evaluated_at < in.last_price_at)
+        in.evaluated_at < in.last_price_at || in.band_ticks > notional_max / in.def.tick ||
+        (in.band_ticks != 0 && in.last_ticks == 0))
       return *why = at + "bad last price", false;
     const uint64_t len = slice_ns(in.def);
     for (size_t k = 0; k < window_slices; ++k) {

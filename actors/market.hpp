@@ -77,6 +77,11 @@ struct instrument {
   uint64_t defined_at = 0;
   uint64_t evaluated_at = 0;  // the engine time its halt reasons were last announced as of
   uint64_t last_ticks = 0;
+  // The last price taken outside a move halt that did not begin one (0: none known, as
+  // from a snapshot of before it taken during a halt): brokers' fills are banded around
+  // it (rules version 11), so that a bad print that halts the instrument does not move
+  // the band to itself.
+  uint64_t band_ticks = 0;
   uint64_t last_sequence = 0;  // the feed's sequence number of the last price, or an operator's resequence
   uint64_t last_price_at = 0;
   uint64_t move_halt_until = 0;

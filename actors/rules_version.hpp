@@ -54,7 +54,8 @@ constexpr uint16_t rules_reset_keeps_backoff = 10;
 // not refused for the customer's risk profile (the asset class it forbids, or a profile
 // the policy no longer defines): the profile limits what is bought, and a customer moved
 // to a stricter one must be able to sell what it no longer allows (rebalancing plans such
-// sells).
+// sells). And a broker's fill is banded around the last price taken outside a move halt
+// (market::instrument::band_ticks), not the bad print that began one.
 constexpr uint16_t rules_portfolio_close_and_sells = 11;
 constexpr uint16_t rules_newest = 11;
 

@@ -356,6 +356,19 @@ TEST_F(orders_engine, AWalletHoldingUnitsStaysOpenAndAStricterProfileStillSells)
   expect_balanced();
 }
 
+// A bad print that halts the instrument on a move does not move the band a broker's fill
+// must fall in: it stays around the last price before the halt. Before (rules 10), the
+// band followed the print, so a fill at the bad price's level went through.
+TEST_F(orders_engine, AFillIsBandedAroundThePriceBeforeAMoveHalt) {
+  up("broker-a");
+  ASSERT_EQ(place(buy(60, a_, 10, 170, etel, wire::order_type::limit)), result::ok);
+  ASSERT_EQ(e().prices({price(etel, 200, 2)}).results.at(0), result::ok);  // +100%: a move halt
+  EXPECT_EQ(answer("broker-a", fill(60, 1, 10, 165)), result::fill_invalid) << "within 20% of the bad print only";
+  EXPECT_EQ(answer("broker-a", fill(60, 1, 10, 115)), result::ok) << "within 20% of 100";
+  EXPECT_EQ(account(a_).debits_posted, 1150u);
+  expect_balanced();
+}
+
 TEST_F(orders_engine, EveryRefusalChangesNothing) {
   up("broker-a");
   ASSERT_EQ(e().customers({kyc(unknown_, wire::kyc_status::pending)}).results.at(0), result::ok);

@@ -238,6 +238,7 @@ TEST(Market, MoveHaltWithinTheWindowAndItsEnd) {
   ASSERT_EQ(m.price(1, 1050, t0 + 1000 * ms), result::ok);  // +5%: trades
   ASSERT_EQ(m.price(1, 1100, t0 + 2000 * ms), result::ok);  // +10% of the lowest: not more
   EXPECT_EQ(m.b.find(1)->reasons(t0 + 2000 * ms), 0);
+  EXPECT_EQ(m.b.find(1)->band_ticks, 1100u);
   m.events.clear();
   const uint64_t jump = t0 + 3000 * ms;
   ASSERT_EQ(m.price(1, 1101, jump), result::ok);  // more than 10% over 1000
@@ -249,6 +250,9 @@ TEST(Market, MoveHaltWithinTheWindowAndItsEnd) {
   // the window, which starts again with the first price after the halt.
   ASSERT_EQ(m.price(1, 1500, jump + 1000 * ms), result::ok);
   EXPECT_EQ(m.b.find(1)->last_ticks, 1500u);
+  // Fills are banded around the last price before the halt, not the print that began
+  // it nor those during it.
+  EXPECT_EQ(m.b.find(1)->band_ticks, 1100u);
   EXPECT_EQ(m.b.find(1)->halts, 1u);
   m.events.clear();
   m.b.run_due(jump + 2000 * ms);
@@ -259,6 +263,7 @@ TEST(Market, MoveHaltWithinTheWindowAndItsEnd) {
   m.events.clear();
   ASSERT_EQ(m.price(1, 1400, jump + 2500 * ms), result::ok);
   EXPECT_EQ(m.b.find(1)->reasons(jump + 2500 * ms), 0);
+  EXPECT_EQ(m.b.find(1)->band_ticks, 1400u) << "the first price after the halt";
   ASSERT_EQ(m.price(1, 1500, jump + 20'000 * ms), result::ok);  // 1400 is out of the window now
   ASSERT_EQ(m.price(1, 1360, jump + 20'001 * ms), result::ok);  // -9.3%
   EXPECT_EQ(m.b.find(1)->reasons(jump + 20'001 * ms), 0);
@@ -316,8 +321,26 @@ TEST(Market, BytesRoundTripAndDamageIsRefused) {
       else EXPECT_EQ(x.encode(), damaged) << "byte " << at;
     }
   EXPECT_GT(refused, bytes.size());
+  // Version 2 (before band_ticks): the band is the last price, or unknown (0: fills are
+  // banded around the last price) for an instrument in a move halt.
+  {
+    const size_t per = sizeof(wire::instrument_op) + 7 * 8 + 4 + 3 + 8 + actors::market::window_slices * 24;
+    const size_t band_in = sizeof(wire::instrument_op) + 7 * 8 + 4 + 3;
+    ASSERT_EQ(bytes.size(), 10 + 2 * per);
+    std::vector<uint8_t> v2(bytes.begin(), bytes.begin() + 10);
+    v2[4] = 2;
+    for (size_t i = 0; i < 2; ++i) {
+      const auto at = bytes.begin() + std::ptrdiff_t(10 + i * per);
+      v2.insert(v2.end(), at, at + std::ptrdiff_t(band_in));
+      v2.insert(v2.end(), at + std::ptrdiff_t(band_in + 8), at + std::ptrdiff_t(per));
+    }
+    book old;
+    ASSERT_TRUE(book::decode(v2, &old, &why)) << why;
+    EXPECT_EQ(old.find(1)->band_ticks, 0u) << "in a move halt: its price before it unknown";
+    EXPECT_EQ(m.b.find(1)->band_ticks, 1000u);
+  }
   auto claimed = bytes;  // instrument 1's announced state claimed trading while it is halted
-  const size_t announced_at = 10 + 64 + 7 * 8 + 4 + 1;
+  const size_t announced_at = 10 + sizeof(wire::instrument_op) + 7 * 8 + 4 + 1;
   ASSERT_EQ(claimed[announced_at], wire::halt_reasons::move);
   claimed[announced_at] = 0;
   EXPECT_FALSE(book::decode(claimed, &back, &why));
