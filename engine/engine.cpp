@@ -4134,6 +4134,9 @@ log_verification engine::verify_log() {
   so.segment_bytes = impl_->cfg_.wal_segment_mib << 20;
   so.repair_tail = false;  // read-only: the engine owns the tail
   so.direct_io = true;     // around the page cache the engine's appends bypass
+  // What recovery reads: from the segment that holds the snapshot's next lsn (older ones a
+  // drop left behind, whole or cut, are no part of the log).
+  so.start_lsn = impl_->snapshot_lsn_.load() + 1;
   storage::wal_scan_result r;
   std::string error;
   bool reached = v.durable_lsn == 0;

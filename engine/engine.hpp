@@ -212,8 +212,9 @@ struct engine_stats {
   uint64_t id_index_probes = 0;  // look-ups that probed the table (the others needed no probe)
 };
 
-// What engine::verify_log found: every record from the oldest kept segment to the lsn
-// durable when the check began, with its checksum, lsn sequence and hash chain.
+// What engine::verify_log found: every record from the segment that holds the snapshot's
+// next lsn (what recovery reads; older segments a drop left are not part of the log) to
+// the lsn durable when the check began, with its checksum, lsn sequence and hash chain.
 struct log_verification {
   bool intact = true;
   bool read_failed = false;  // not intact because a segment could not be read (not damage)
