@@ -431,9 +431,17 @@ TEST_F(orders_engine, EveryRefusalChangesNothing) {
 // Orders that close early leave their timers (an expiry up to a year out, an answer
 // deadline) in the heap; past twice what the open orders needed it is rebuilt from
 // them. Before, they stayed until due: placing and closing orders at a steady rate grew
-// the heap for a year.
+// the heap for a year. An order open throughout keeps its timers: its answer deadline,
+// its expiry and its grace still fire after the rebuild.
 TEST_F(orders_engine, TimersOfClosedOrdersDoNotPileUp) {
   up("broker-a");
+  // Another wallet of the same shard as the orders that come and go, so that their stale
+  // timers never make the table look at it.
+  ASSERT_EQ(actors::shard_of(poor_, 2), actors::shard_of(a_, 2));
+  ASSERT_EQ(e().prices({price(quiet, 10, 1)}).results.at(0), result::ok);
+  auto kept = buy(999, poor_, 5, 10, quiet);
+  kept.expires_s = 600;
+  ASSERT_EQ(place(kept), result::ok);  // sent to broker-a, never answered
   auto timers = [&] {
     uint64_t n = 0;
     for (const auto& r : e().shard_reports()) n += r.order_timers;
@@ -456,9 +464,30 @@ TEST_F(orders_engine, TimersOfClosedOrdersDoNotPileUp) {
     most = std::max(most, timers());
   }
   sync();
-  EXPECT_EQ(account(a_).debits_pending, 0u);
   EXPECT_GE(most, 3000u) << "the timers of closed orders piled up to near the threshold";
   EXPECT_LT(timers(), 4096u) << "4,000 orders closed: their timers went";
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  EXPECT_EQ(account(poor_).debits_pending, 50u) << "the kept order's hold";
+  auto timeouts = [&] {
+    uint64_t n = 0;
+    for (const auto& r : e().shard_reports()) n += r.order_timeouts;
+    return n;
+  };
+  auto wait_for = [&](auto&& done) {
+    for (int i = 0; i < 400 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return done();
+  };
+  fx_.advance_s(6);  // past broker-a's answer deadline (5 s)
+  EXPECT_TRUE(wait_for([&] { return timeouts() >= 1; })) << "the kept order's answer deadline was lost";
+  fx_.advance_s(600);
+  EXPECT_TRUE(wait_for([&] { return order(999).cancelling == uint8_t(actors::portfolio::order_state::expired); }))
+      << "its expiry was lost";
+  fx_.advance_s(actors::trading::cancel_grace_ns / 1'000'000'000 + 1);
+  EXPECT_TRUE(wait_for([&] { return order(999).state == uint8_t(actors::portfolio::order_state::expired); }))
+      << "its grace was lost";
+  sync();
+  EXPECT_EQ(account(poor_).debits_pending, 0u);
+  ASSERT_EQ(e().prices({price(etel, 100, 2)}).results.at(0), result::ok);  // fresh after the 10 minutes
   EXPECT_EQ(e().orders({buy(id, a_, 10, 100)}).results.at(0), result::ok) << "and orders go on";
   expect_balanced();
 }
