@@ -242,7 +242,7 @@ void wal_writer::prepare_loop() {
       const std::string path = d.path;
       const uint64_t left = rename_step ? d.bytes : last_step ? 0 : d.bytes - unlink_step_bytes;
       uint64_t left_on_disk = left;
-      const bool tell = rename_step && !d.told;
+      const bool tell = rename_step && d.failures == 0;
       if (last_step) {
         unlink_queue_.pop_front();
       } else {
@@ -251,6 +251,7 @@ void wal_writer::prepare_loop() {
       unlinking_ = true;
       lk.unlock();
       bool moved = false;
+      int rename_errno = 0;
       if (rename_step) {
         // Renamed and the rename made durable before the first cut: a crash must not
         // bring back a cut-down segment under its log name.
@@ -261,9 +262,10 @@ void wal_writer::prepare_loop() {
                             probes.drop_rename_failures.fetch_sub(1) > 0;
         if (probed) errno = EIO;
         if (probed || ::rename(path.c_str(), aside.c_str()) != 0) {
-          if (tell)
+          rename_errno = errno;
+          if (tell && rename_errno != ENOENT)
             std::fprintf(stderr, "mesobd: wal: cannot move dropped segment %s aside: %s (tried again each second)\n",
-                         path.c_str(), errno_text(errno).c_str());
+                         path.c_str(), errno_text(rename_errno).c_str());
         } else {
           moved = true;
           if (::stat(aside.c_str(), &st) == 0) left_on_disk = uint64_t(st.st_size);
@@ -284,11 +286,17 @@ void wal_writer::prepare_loop() {
           head.path += dropped_suffix;
           head.renamed = true;
           head.bytes = left_on_disk;  // what the file holds (an older size?)
+        } else if (rename_errno == ENOENT || ++head.failures >= drop_tries_max) {
+          // Gone already (removed by hand), or it will not move: given up on, left under
+          // its name. Recovery's scan starts past the segments the snapshot covers, so a
+          // leftover (and a gap before later ones) is no damage; the writer's next start
+          // drops it again. Later drops are not held behind it: the disk's space first.
+          if (rename_errno != ENOENT)
+            std::fprintf(stderr, "mesobd: wal: dropped segment %s left in place after %u tries (dropped again at the next start)\n",
+                         head.path.c_str(), unsigned(head.failures));
+          unlink_queue_.pop_front();
         } else {
-          // It stays first, under its log name: drops go in order, so that what a crash
-          // leaves is always the oldest segments (recovery's scan skips those the
-          // snapshot covers, gap or not).
-          head.told = true;
+          // Tried again first, so that drops go in order while they can.
           pause_ms = 1000;
         }
       }

@@ -109,6 +109,8 @@ class wal_writer {
   // What a dropped segment's name gets once it is out of the log (cut down, then deleted).
   static constexpr std::string_view dropped_suffix = ".dropped";
   // Waits until every segment dropped so far is deleted (tests).
+  // Renames of a dropped segment tried (a second apart) before it is left in place.
+  static constexpr uint8_t drop_tries_max = 3;
   void wait_dropped();
   // Any thread: while held, no dropped segment is moved out of the log's names (a scan of
   // the directory sees a steady set of segments); hold_drops waits out a step under way.
@@ -203,7 +205,7 @@ class wal_writer {
     std::string path;
     uint64_t bytes = 0;    // what is left of it
     bool renamed = false;  // out of the log's names (<segment>.dropped): cut down, then deleted
-    bool told = false;     // a failed rename was reported (once)
+    uint8_t failures = 0;  // renames that failed (drop_tries_max: given up on)
   };
   uint32_t drops_held_ = 0;
   std::deque<dropped_segment> unlink_queue_;  // deleted after any pre-zeroing, a step at a time

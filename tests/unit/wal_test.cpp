@@ -464,9 +464,9 @@ TEST(wal, old_segments_are_dropped_once_covered) {
 }
 
 // A dropped segment whose rename out of the log's names fails stays first in the queue,
-// under its name, and is tried again each second: later ones wait behind it, so what is
-// left on the disk is always the oldest segments, never a gap before live ones. Before,
-// it was given up on while later ones went, and the next start refused the gap.
+// under its name, and is tried again each second: later ones wait behind it while it may
+// still go. After drop_tries_max failures it is left in place and the rest go (recovery
+// skips covered leftovers, so the disk's space comes first); one already gone is done.
 TEST(wal, a_drop_whose_rename_fails_is_tried_again_in_order) {
   temp_dir d;
   written w = write_log(d.path(), 120, 2, 3000);
@@ -492,6 +492,30 @@ TEST(wal, a_drop_whose_rename_fails_is_tried_again_in_order) {
   auto again = scan(d.path());
   ASSERT_TRUE(again.ok) << again.error;
   EXPECT_EQ(again.lsns.back(), w.records);
+  // A rename that keeps failing: given up on after drop_tries_max tries, the rest drop.
+  written more = write_log(d.path(), 120, 2, 3000, again.result.end);
+  auto s2 = scan(d.path());
+  const auto segs2 = list_segments(d.path());
+  ASSERT_GE(segs2.size(), 3u);
+  wr = wal_writer::open(wal_options{d.path(), segment_bytes, group_bytes}, s2.result.end, -1, &err);
+  ASSERT_TRUE(wr) << err;
+  failure_probes::instance().drop_rename_failures = wal_writer::drop_tries_max;
+  wr->drop_segments_before(s2.result.end.next_lsn - 1);
+  wr->wait_dropped();
+  EXPECT_EQ(failure_probes::instance().drop_rename_failures.load(), 0);
+  const auto left = list_segments(d.path());
+  EXPECT_NE(std::find(left.begin(), left.end(), segs2.front()), left.end()) << "the one that would not move stays";
+  EXPECT_EQ(std::find(left.begin(), left.end(), segs2[1]), left.end()) << "the next went";
+  wr.reset();
+  wal_scan_options from{d.path(), segment_bytes, false, false};
+  from.start_lsn = s2.result.end.next_lsn - 1;
+  std::string serr;
+  uint64_t last = 0;
+  ASSERT_TRUE(scan_wal(from, [&](const wal_record_view& v) {
+    last = v.header->lsn;
+    return true;
+  }, nullptr, &serr)) << serr;
+  EXPECT_EQ(last, w.records + more.records);
 }
 
 // Segments before the one that holds start_lsn (what a checkpoint covers) are not read:
