@@ -3923,15 +3923,16 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
     for (size_t i = 0; i < ids.size(); ++i)
       if (r.results[i] == result::ok) found[ids[i]] = r.accounts[i];
   }
-  // Each op is decided in order before any account is made: its settlement accounts (as
-  // found, or as made for an earlier op of the batch), then the registry's own checks on
-  // a copy with the earlier ops applied (exists, not found, full, an account another
-  // gateway settles to). Only ops that pass make accounts: accounts are never removed, so
-  // one made for a change that is then refused would stay for good. The sequencer
-  // decides again; only an operator's change racing this one can differ, and the admin
-  // port makes them one at a time.
+  // Each op in order: its settlement accounts checked (as found, or as made for an
+  // earlier op of the call), then the registry's own checks on a copy holding the earlier
+  // ops that passed (exists, not found, full, an account another gateway settles to),
+  // and only then its accounts made: each currency's payout accounts (the desks',
+  // engine-made, in the reserved range), then its new settlement accounts. Accounts are
+  // never removed, so one made for a change then refused would stay for good; an op
+  // whose accounts cannot be made is not applied to the copy, so later ops are judged
+  // without it. The sequencer decides again; only an operator's change racing this one
+  // can differ, and the admin port makes them one at a time.
   actors::gateways::registry ahead = *gateway_registry();
-  std::vector<wire::account> create;
   std::unordered_map<uint64_t, wire::currency_code> creating;
   for (size_t i = 0; i < ops.size(); ++i) {
     std::vector<wire::account> mine;
@@ -3953,51 +3954,38 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
       }
     }
     if (out.results[i] != result::ok) continue;
-    if (const result r = ahead.apply(ops[i], 0); r != result::ok) {
+    actors::gateways::registry next = ahead;
+    if (const result r = next.apply(ops[i], 0); r != result::ok) {
       out.results[i] = r;
       continue;
     }
-    for (const auto& a : mine) {
-      create.push_back(a);
-      creating[a.id] = a.currency;
-    }
-  }
-  // Each currency a gateway serves gets its payout accounts, one per shard (the desks';
-  // engine-made, in the reserved range).
-  std::vector<wire::account> payout_accounts;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    if (!names_accounts(ops[i]) || out.results[i] != result::ok) continue;
-    for (uint32_t c = 0; c < ops[i].currencies_n; ++c)
-      for (const auto& a : impl_->desk_accounts(ops[i].currencies[c].currency))
-        if (std::none_of(payout_accounts.begin(), payout_accounts.end(), [&](const auto& x) { return x.id == a.id; }))
-          payout_accounts.push_back(a);
-  }
-  if (!payout_accounts.empty()) {
-    request q;
-    q.kind = op_kind::create_accounts;
-    q.accounts = payout_accounts;
-    q.gateway_internal = true;
-    reply r = call(std::move(q));
-    if (r.st != status::ok) return r;
-    for (size_t k = 0; k < payout_accounts.size(); ++k) {
-      if (r.results[k] == result::ok) continue;
-      for (size_t i = 0; i < ops.size(); ++i)
-        for (uint32_t c = 0; names_accounts(ops[i]) && c < ops[i].currencies_n; ++c)
-          if (ops[i].currencies[c].currency == payout_accounts[k].currency) out.results[i] = result::currencies_invalid;
-    }
-  }
-  if (!create.empty()) {
-    reply r = create_accounts(create);
-    if (r.st != status::ok) return r;
-    std::unordered_map<uint64_t, result> made;
-    for (size_t i = 0; i < create.size(); ++i) made[create[i].id] = r.results[i];
-    for (size_t i = 0; i < ops.size(); ++i) {
-      if (!names_accounts(ops[i]) || out.results[i] != result::ok) continue;
+    if (names_accounts(ops[i])) {
+      std::vector<wire::account> payout_accounts;
       for (uint32_t c = 0; c < ops[i].currencies_n; ++c)
-        if (const auto it = made.find(ops[i].currencies[c].settlement_account_id);
-            it != made.end() && it->second != result::ok)
+        for (const auto& a : impl_->desk_accounts(ops[i].currencies[c].currency))
+          if (std::none_of(payout_accounts.begin(), payout_accounts.end(), [&](const auto& x) { return x.id == a.id; }))
+            payout_accounts.push_back(a);
+      request q;
+      q.kind = op_kind::create_accounts;
+      q.accounts = payout_accounts;
+      q.gateway_internal = true;
+      reply r = call(std::move(q));
+      if (r.st != status::ok) return r;
+      if (std::any_of(r.results.begin(), r.results.end(), [](result x) { return x != result::ok; })) {
+        out.results[i] = result::currencies_invalid;
+        continue;
+      }
+      if (!mine.empty()) {
+        r = create_accounts(mine);
+        if (r.st != status::ok) return r;
+        if (std::any_of(r.results.begin(), r.results.end(), [](result x) { return x != result::ok; })) {
           out.results[i] = result::settlement_account_invalid;  // say, an id in use since
+          continue;
+        }
+      }
     }
+    ahead = std::move(next);
+    for (const auto& a : mine) creating[a.id] = a.currency;
   }
   request q;
   q.kind = op_kind::gateway_ops;
