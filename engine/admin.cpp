@@ -1660,7 +1660,8 @@ class admin_impl {
       case event_hub::forgotten::unknown: return answer(admin_code::not_found, err);
       case event_hub::forgotten::held: return answer(admin_code::refused, err);
       case event_hub::forgotten::not_saved: return answer(admin_code::failed, "events: " + err);
-      case event_hub::forgotten::no_answer: return answer(admin_code::failed, "events: " + err);
+      case event_hub::forgotten::no_answer:  // queued to the hub, it may still happen
+        return answer(admin_code::failed, "events: " + err + " (the name may still be forgotten: see events)");
     }
     return answer(admin_code::ok, "'" + a[0] + "' is forgotten: any gateway may subscribe under it, from its own start");
   }

@@ -958,7 +958,9 @@ event_hub::forgotten event_hub::forget(const std::string& name, std::string* err
         positions_.erase(it);
         std::string err;
         if (!save(&err)) {
+          // (The file may have gone out without it, its directory not synced: saved again.)
           positions_.emplace(name, std::move(kept));
+          positions_dirty_ = true;
           *out = {forgotten::not_saved, "'" + name + "' is kept: " + err};
         }
       }, error))
