@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
     }
   }
   const uint64_t snap_lsn = meta ? meta->lsn : 0;
+  // What recovery reads: from the segment that holds the snapshot's next lsn (older
+  // segments a drop left behind are not part of the log).
+  o.start_lsn = snap_lsn + 1;
   bool first = true;
   std::string history;  // why the log is not the snapshot's history
   wal_scan_result r;
