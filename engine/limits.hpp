@@ -26,7 +26,7 @@ constexpr uint32_t sequencer_wake_in_flight = 16;
 // What a frame queued to a session costs besides its bytes (its entry and allocation),
 // counted against the session's out_bytes_max with them: a flood of 16-byte pongs held
 // about four bytes of memory for each byte counted.
-constexpr uint64_t session_frame_keep_bytes = 72;
+constexpr uint64_t session_frame_keep_bytes = 80;
 // A session that has not authenticated sends an Auth (its gateway id, up to 64 bytes, and
 // a 32-byte MAC: a few hundred bytes) or pings: a larger frame before the handshake is a
 // framing loss, so that peers without credentials cannot each have the server buffer a

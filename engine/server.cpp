@@ -100,6 +100,7 @@ uint64_t now_ms() {
 struct out_frame {
   std::vector<uint8_t> own;
   std::shared_ptr<const std::vector<uint8_t>> shared;
+  bool pushed = false;  // a pushed frame (events, a gateway's instructions): not in the total that pauses reading
   [[nodiscard]] const std::vector<uint8_t>& bytes() const { return shared ? *shared : own; }
   [[nodiscard]] size_t size() const { return bytes().size(); }
   // What it holds counted against the session's out_bytes_max (limits.hpp).
@@ -128,6 +129,7 @@ struct session {
   std::deque<out_frame> out;
   size_t out_offset = 0;  // bytes of out.front() already sent
   uint64_t out_bytes = 0;
+  uint64_t pushed_bytes = 0;  // of out_bytes, pushed frames'
   bool sending = false;
   bool recv_armed = false;
   bool recv_cancelling = false;
@@ -291,6 +293,10 @@ class server_impl {
       st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0},
       st_out_total_{0};
   uint64_t out_total_ = 0;      // queued to all sessions (network thread)
+  uint64_t pushed_total_ = 0;   // of it, pushed frames'
+  // What counts against out_bytes_total_max: all but pushed frames (count_out).
+  [[nodiscard]] uint64_t held_total() const { return out_total_ - pushed_total_; }
+  [[nodiscard]] static uint64_t held(const session& s) { return s.out_bytes - s.pushed_bytes; }
   std::shared_ptr<const actors::gateways::registry> timer_registry_;  // as on_timer last looked
   bool total_paused_ = false;   // out_total_ reached out_bytes_total_max: resume_all when under it
   bool limits_due_ = false;     // enforce_out_limits after this round of completions
@@ -434,7 +440,7 @@ class server_impl {
   bool may_read(const session& ss) const {
     return !ss.closing && !ss.close_after_flush && !stopping_ &&
            ss.out_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
-           engine_in_flight_ < cfg_.engine_in_flight_max && out_total_ < cfg_.out_bytes_total_max;
+           engine_in_flight_ < cfg_.engine_in_flight_max && held_total() < cfg_.out_bytes_total_max;
   }
 
   void run() {
@@ -455,7 +461,7 @@ class server_impl {
         limits_due_ = false;
         enforce_out_limits();
       }
-      if (total_paused_ && out_total_ < cfg_.out_bytes_total_max) {
+      if (total_paused_ && held_total() < cfg_.out_bytes_total_max) {
         total_paused_ = false;  // under the total again: every session may be read
         resume_all();
       }
@@ -634,7 +640,8 @@ class server_impl {
     --open_;
     st_open_.store(open_, std::memory_order_relaxed);
     s.reader = wire::frame_reader(s.reader.body_max());  // its buffer goes now, not at the slot's reuse
-    count_out(s, -int64_t(s.out_bytes));  // and what was queued to it
+    count_out(s, -int64_t(held(s)));  // and what was queued to it
+    count_out(s, -int64_t(s.pushed_bytes), true);
     s.out.clear();
     s.out_offset = 0;
     count_reader(s);
@@ -1256,14 +1263,14 @@ class server_impl {
       if (it == by_session_.end() || it->second >= sessions_.size() || !sessions_[it->second]) return;
       session& s = *sessions_[it->second];
       if (s.fd < 0 || s.closing || s.close_after_flush || s.session_id != p.session_id) return;
-      if (p.shared) push_to(s, out_frame{{}, std::move(p.shared)});
-      else push_to(s, out_frame{std::move(p.frame), nullptr});
+      if (p.shared) push_to(s, out_frame{{}, std::move(p.shared), true});
+      else push_to(s, out_frame{std::move(p.frame), nullptr, true});
       return;
     }
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
         continue;
-      push_to(*sp, out_frame{p.frame, nullptr});
+      push_to(*sp, out_frame{p.frame, nullptr, true});
     }
   }
 
@@ -1275,19 +1282,26 @@ class server_impl {
       return;
     }
     st_pushes_.fetch_add(1, std::memory_order_relaxed);
-    count_out(s, int64_t(frame.charge()));
+    count_out(s, int64_t(frame.charge()), true);
     s.out.push_back(std::move(frame));
     if (!s.sending) start_send(s);
   }
 
   // What is queued to session s changed by `delta` bytes (as charged), and with it the
-  // total over all sessions.
-  void count_out(session& s, int64_t delta) {
+  // total over all sessions. Pushed frames count against their session's limit (where
+  // push_to cuts it) but not in the total that pauses every session's reading: a frame
+  // shared by many subscribers would count once per subscriber, and subscribers that
+  // read slowly, within their windows, would stop every gateway's requests.
+  void count_out(session& s, int64_t delta, bool pushed = false) {
     if (delta > 0 && s.out_bytes == 0) s.out_since_ms = now_ms();
     s.out_bytes = uint64_t(int64_t(s.out_bytes) + delta);
     out_total_ = uint64_t(int64_t(out_total_) + delta);
     st_out_total_.store(out_total_, std::memory_order_relaxed);
-    if (out_total_ >= cfg_.out_bytes_total_max && !total_paused_) {
+    if (pushed) {
+      s.pushed_bytes = uint64_t(int64_t(s.pushed_bytes) + delta);
+      pushed_total_ = uint64_t(int64_t(pushed_total_) + delta);
+    }
+    if (held_total() >= cfg_.out_bytes_total_max && !total_paused_) {
       total_paused_ = true;
       limits_due_ = true;  // looked at after this round of completions (enforce_out_limits)
     }
@@ -1326,8 +1340,8 @@ class server_impl {
                                std::to_string(now - s.out_since_ms) + " ms, past twice the session's limit");
         continue;
       }
-      live += s.out_bytes;
-      if (stalled(s, now)) unread += s.out_bytes;
+      live += held(s);
+      if (stalled(s, now)) unread += held(s);
     }
     // Closing sessions that do not read only helps if the others hold less than the
     // limit: else the readers' sends bring the total down, and no one is closed.
@@ -1335,13 +1349,14 @@ class server_impl {
     while (live >= cfg_.out_bytes_total_max) {
       session* worst = nullptr;
       for (auto& sp : sessions_)
-        if (sp && sp->fd >= 0 && !sp->closing && stalled(*sp, now) && (!worst || sp->out_bytes > worst->out_bytes))
+        if (sp && sp->fd >= 0 && !sp->closing && stalled(*sp, now) && held(*sp) != 0 &&
+            (!worst || held(*sp) > held(*worst)))
           worst = sp.get();
       if (!worst) return;
-      live -= worst->out_bytes;
+      live -= held(*worst);
       cut_slow_reader(*worst, std::to_string(worst->out_bytes) + " bytes queued unread for " +
                                   std::to_string(now - worst->out_since_ms) +
-                                  " ms, the most of any session not reading, with " + std::to_string(out_total_) +
+                                  " ms, the most of any session not reading, with " + std::to_string(held_total()) +
                                   " queued to all sessions");
     }
   }
@@ -1427,7 +1442,7 @@ class server_impl {
       const size_t left = s.out.front().size() - s.out_offset;
       if (sent >= left) {
         sent -= left;
-        count_out(s, -int64_t(s.out.front().charge()));
+        count_out(s, -int64_t(s.out.front().charge()), s.out.front().pushed);
         s.out.pop_front();
         s.out_offset = 0;
       } else {
