@@ -1483,7 +1483,11 @@ class server_impl {
         protocol_fault(s, 0, protocol_error::auth_failed, "no auth within the handshake timeout");
         close_after_flush(s);  // a limit, not an input fault: the session goes
       } else if (s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms) {
-        close_session(s);  // nothing from it, and nothing it read, for that long
+        // Nothing from it, and nothing it read, for that long: told why (a quiet
+        // subscriber that is still there learns to ping), then closed.
+        protocol_fault(s, 0, protocol_error::idle_timeout,
+                       "nothing from this session and nothing sent to it for " + std::to_string(cfg_.idle_timeout_ms) +
+                           " ms");
       }
     }
     enforce_out_limits();

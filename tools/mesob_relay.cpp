@@ -10,8 +10,18 @@
 // once printed. Every 5 s it prints its counters and the lag to standard error.
 // --raw prints one machine-readable line per event instead (tests read it):
 //   <offset> <type> <lsn> <id.lo> <id.hi> <account_a> <account_b> <amount> <ref.lo> <code> <gateway>
-// Amounts are minor units, shown with two decimals. Exit: 0 at --seconds or SIGTERM,
-// 2 when the subscription is refused (the reason is printed).
+// Amounts are minor units, shown with two decimals.
+//
+// Delivery is at least once; the relay drops what it already printed (by offset), so
+// within one run each event is printed once across reconnects and engine restarts. An
+// unnamed relay resumes after the last event it printed. On a quiet stream it pings
+// every --keepalive-s (the server closes sessions idle for 5 minutes) and reconnects
+// when nothing at all came from the server for three of those. It retries what may pass
+// (the server away, draining, too many sessions, the name still held) with a growing
+// wait, up to 5 s, and stops on what will not (a wrong secret, a missing role, a field
+// the server refuses, events past retention).
+// Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused (the reason is
+// printed), 3 when the events could not be written.
 #include <signal.h>
 #include <unistd.h>
 
@@ -202,6 +212,23 @@ bool parse_types(const std::string& text, uint64_t* out) {
   return true;
 }
 
+// Refusals that another try will not change: the relay stops on them.
+bool refusal_final(wire::protocol_error e) {
+  using wire::protocol_error;
+  switch (e) {
+    case protocol_error::auth_failed:
+    case protocol_error::role_denied:
+    case protocol_error::field_invalid:
+    case protocol_error::body_invalid:
+    case protocol_error::version_unsupported:
+    case protocol_error::kind_unknown:
+    case protocol_error::unexpected_frame:
+    case protocol_error::wrong_port:
+    case protocol_error::events_truncated: return true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -223,6 +250,10 @@ int main(int argc, char** argv) {
   app.add_option("--window", sub.window, "offsets in flight before an acknowledgement");
   app.add_flag("--raw", raw, "one machine-readable line per event");
   app.add_option("--seconds", seconds, "stop after this long (0: until SIGTERM)");
+  int keepalive_s = 30;
+  app.add_option("--keepalive-s", keepalive_s, "ping after this long without a frame either way")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!secret_file.empty()) {
     std::ifstream in(secret_file);
@@ -244,26 +275,48 @@ int main(int argc, char** argv) {
   uint64_t events = 0, frames = 0, lag_max_ns = 0, lag_sum_ns = 0, lag_n = 0;
   auto last_report = std::chrono::steady_clock::now();
   bool said_waiting = false;
+  // The retry wait grows from 200 ms to 5 s while tries fail, and starts over once a
+  // subscription stands; it is slept in steps so that SIGTERM still ends it at once.
+  constexpr int retry_first_ms = 200, retry_max_ms = 5000;
+  int retry_ms = retry_first_ms;
+  auto retry_wait = [&] {
+    for (int slept = 0; slept < retry_ms && !stop_flag.load() && !expired(); slept += 50)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    retry_ms = std::min(retry_ms * 2, retry_max_ms);
+  };
+  uint64_t printed_through = 0;  // the highest offset printed (0: none yet)
+  uint64_t skipped = 0;          // events delivered again and not printed again
   while (!stop_flag.load() && !expired()) {
     std::string err;
-    auto c = wire::client::connect(o, &err);
+    wire::protocol_error refusal{};
+    auto c = wire::client::connect(o, &err, &refusal);
     if (!c) {
+      if (refusal_final(refusal)) {
+        std::fprintf(stderr, "relay: the server refused the connection: %s\n", err.c_str());
+        return 2;
+      }
       if (!said_waiting) std::fprintf(stderr, "relay: cannot connect (%s); retrying\n", err.c_str());
       said_waiting = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      retry_wait();
       continue;
     }
     said_waiting = false;
+    // Unnamed, the server keeps no place for it: it asks for what follows its last print.
+    if (sub.name.empty() && printed_through > 0) sub.from = printed_through + 1;
     wire::subscribed_msg a;
-    if (!c->subscribe(sub, &a, &err)) {
+    if (!c->subscribe(sub, &a, &err, &refusal)) {
+      if (refusal_final(refusal)) {
+        std::fprintf(stderr, "relay: subscription refused: %s\n", err.c_str());
+        return 2;
+      }
       std::fprintf(stderr, "relay: subscribe: %s; retrying\n", err.c_str());
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      retry_wait();
       continue;
     }
     if (a.code != wire::result::ok) {
       // A name held by a session the engine has not seen close yet: wait for it to go.
       if (a.code == wire::result::subscriber_busy && !sub.name.empty()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        retry_wait();
         continue;
       }
       std::fprintf(stderr, "relay: subscription refused: %s: %s\n", std::string(wire::result_name(a.code)).c_str(),
@@ -272,12 +325,18 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "relay: subscribed from offset %" PRIu64 " (oldest kept %" PRIu64 ", end %" PRIu64 ")\n",
                  a.start, a.oldest, a.end);
+    auto last_sent = std::chrono::steady_clock::now();
     // Events are handed out a block at a time (the relay never holds a frame's worth).
     uint64_t in_frame = 0;
     const wire::event_visitor each = [&](std::span<const wire::event> block) {
       const uint64_t now = wall_ns();
-      in_frame += block.size();
       for (const auto& e : block) {
+        if (e.offset <= printed_through) {  // printed before a reconnect, not acknowledged then
+          ++skipped;
+          continue;
+        }
+        printed_through = e.offset;
+        ++in_frame;
         const uint64_t lag = now > e.timestamp ? now - e.timestamp : 0;
         lag_max_ns = std::max(lag_max_ns, lag);
         lag_sum_ns += lag;
@@ -296,12 +355,27 @@ int main(int argc, char** argv) {
     for (;;) {
       if (stop_flag.load() || expired()) break;
       wire::events_msg m;
-      wire::protocol_error refusal{};
+      refusal = {};
       in_frame = 0;
       if (!c->next_events(&m, each, &err, &refusal)) {
-        if (c->timed_out()) continue;
+        if (c->timed_out()) {
+          const auto now = std::chrono::steady_clock::now();
+          const auto keepalive = std::chrono::seconds(keepalive_s);
+          if (now - c->last_heard() >= 3 * keepalive) {
+            std::fprintf(stderr, "relay: nothing from the server for %d s; reconnecting\n", 3 * keepalive_s);
+            break;
+          }
+          if (now - last_sent >= keepalive && now - c->last_heard() >= keepalive) {
+            if (!c->ping(&err)) {
+              std::fprintf(stderr, "relay: ping: %s; reconnecting\n", err.c_str());
+              break;
+            }
+            last_sent = now;
+          }
+          continue;
+        }
         std::fprintf(stderr, "relay: %s; reconnecting\n", err.c_str());
-        if (refusal == wire::protocol_error::events_truncated) return 2;
+        if (refusal_final(refusal)) return 2;
         break;
       }
       // Acknowledged only once written: events stdout did not take (a full disk, a closed
@@ -312,10 +386,12 @@ int main(int argc, char** argv) {
       }
       events += in_frame;
       ++frames;
+      retry_ms = retry_first_ms;  // the subscription works: a later drop is retried soon
       if (m.next > 1 && !c->ack(m.next - 1, &err)) {
         std::fprintf(stderr, "relay: ack: %s; reconnecting\n", err.c_str());
         break;
       }
+      last_sent = std::chrono::steady_clock::now();
       if (std::chrono::steady_clock::now() - last_report >= std::chrono::seconds(5)) {
         std::fprintf(stderr, "relay: %" PRIu64 " events in %" PRIu64 " frames; lag mean %.1f ms, max %.1f ms; behind %" PRIu64 "\n",
                      events, frames, lag_n ? double(lag_sum_ns) / double(lag_n) / 1e6 : 0.0, double(lag_max_ns) / 1e6,
@@ -324,7 +400,9 @@ int main(int argc, char** argv) {
         last_report = std::chrono::steady_clock::now();
       }
     }
+    if (!stop_flag.load() && !expired()) retry_wait();
   }
-  std::fprintf(stderr, "relay: stopped after %" PRIu64 " events\n", events);
+  std::fprintf(stderr, "relay: stopped after %" PRIu64 " events (%" PRIu64 " delivered again, not printed again)\n",
+               events, skipped);
   return 0;
 }

@@ -196,6 +196,7 @@ bool client::fill(std::string* error) {
     const ssize_t n = ::recv(fd_, room.data(), room.size(), flags);
     if (n > 0) {
       reader_.commit(size_t(n));
+      last_heard_ = std::chrono::steady_clock::now();
       return true;
     }
     if (n == 0) {
@@ -314,7 +315,7 @@ client::outcome client::wait(uint64_t request_id) {
   }
 }
 
-bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error) {
+bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error, protocol_error* refusal) {
   const uint64_t id = next_id_++;
   if (!send_frame(frame_kind::subscribe, id, subscribe_body(m), error)) return false;
   frame_in f;
@@ -330,8 +331,12 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
     if (f.header.kind == uint16_t(frame_kind::error)) {
       error_msg e;
       std::string why;
-      if (!parse_error(f.body, &e, &why)) *error = "subscribe: " + why;
-      else *error = "subscribe: " + std::string(protocol_error_name(e.code)) + ": " + e.message;
+      if (!parse_error(f.body, &e, &why)) {
+        *error = "subscribe: " + why;
+      } else {
+        *error = "subscribe: " + std::string(protocol_error_name(e.code)) + ": " + e.message;
+        if (refusal) *refusal = e.code;
+      }
       return false;
     }
     std::string why;
@@ -398,6 +403,8 @@ bool client::ack(uint64_t offset, std::string* error) {
   if (ack_ids_.size() > 1024) ack_ids_.pop_front();  // an ack's refusal comes within its round trip
   return send_frame(frame_kind::ack, id, ack_body(offset), error);
 }
+
+bool client::ping(std::string* error) { return send_frame(frame_kind::ping, next_id_++, {}, error); }
 
 client::admin_outcome client::admin(const admin_request_msg& m) {
   admin_outcome o;

@@ -93,8 +93,9 @@ class client {
   // code says whether the subscription stands). next_events() waits for the next Events
   // frame; an Error for no request (events_truncated, slow_reader) ends it with *error set
   // and *refusal its code. ack() acknowledges everything up to `offset` (no answer unless
-  // refused: a later call sees the Error).
-  bool subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error);
+  // refused: a later call sees the Error). A subscribe the server refused with an Error
+  // (role_denied, field_invalid, ...) sets *refusal to its code.
+  bool subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error, protocol_error* refusal = nullptr);
   bool next_events(events_msg* out, std::string* error, protocol_error* refusal = nullptr);
   // The same, handing the frame's events to `each` a block at a time from one reused
   // buffer (a consumer that takes events one by one): out's next and end are set. The
@@ -103,6 +104,11 @@ class client {
   bool next_events(events_msg* out, const event_visitor& each, std::string* error,
                    protocol_error* refusal = nullptr);
   bool ack(uint64_t offset, std::string* error);
+  // A ping (the pong is skipped by whatever reads next): keeps a quiet session from the
+  // server's idle timeout, and shows the server is there (last_heard() moves).
+  bool ping(std::string* error);
+  // When bytes last came from the server (the connect, before any).
+  [[nodiscard]] std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
 
   // Raw access for protocol tests.
   bool send_bytes(std::span<const uint8_t> bytes, std::string* error);
@@ -137,6 +143,7 @@ class client {
   int fd_ = -1;
   uint64_t next_id_ = 1;
   bool timed_out_ = false;
+  std::chrono::steady_clock::time_point last_heard_ = std::chrono::steady_clock::now();
   bool interrupted_ = false;
   int rcvtimeo_ms_ = -1;  // the socket's receive timeout as set (-1: none, the default)
   frame_reader reader_{frame_bytes_max_ceiling};

@@ -35,6 +35,7 @@ std::string_view protocol_error_name(protocol_error e) {
     case protocol_error::events_truncated: return "events_truncated";
     case protocol_error::events_failed: return "events_failed";
     case protocol_error::too_many_sessions: return "too_many_sessions";
+    case protocol_error::idle_timeout: return "idle_timeout";
   }
   return "unknown";
 }

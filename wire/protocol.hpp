@@ -74,11 +74,12 @@ enum class protocol_error : uint16_t {
   events_truncated = 20,   // the subscriber fell behind retention: its subscription ends (request id 0)
   events_failed = 21,      // the event log could not be read: the subscription ends (request id 0)
   too_many_sessions = 22,  // the gateway has gateway_sessions_max sessions open, or opens them too fast; the session stays unauthenticated
+  idle_timeout = 23,       // (request id 0) nothing from the session and nothing sent to it for the idle timeout: closed
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.
 [[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
-  return e == protocol_error::frame_too_large || e == protocol_error::slow_reader;
+  return e == protocol_error::frame_too_large || e == protocol_error::slow_reader || e == protocol_error::idle_timeout;
 }
 
 // Gateway roles (bit set). Ledger operations need `payments` (or `admin`).

@@ -1174,18 +1174,25 @@ TEST(EventsEngine, AGapLeftByARunWithoutEventsIsRefused) {
   EXPECT_NE(err.find("--no-events"), std::string::npos) << err;
 }
 
-// The relay as a process, writing --raw lines to a file.
+// The relay as a process, writing --raw lines to a file (and, if named, its standard
+// error to another). `extra` replaces the subscriber name ("--name relay").
 class relay_process {
  public:
-  relay_process(const std::string& data, uint16_t port, const std::string& out) {
-    const command_line cmd(bin("tools/mesob-relay"),
-                           {"--port", std::to_string(port), "--gateway", "dev", "--secret-file",
-                            data + "/dev-gateway.secret", "--name", "relay", "--raw"},
-                           {});
+  relay_process(const std::string& data, uint16_t port, const std::string& out,
+                std::vector<std::string> extra = {"--name", "relay"}, const std::string& err_out = {},
+                const std::string& secret_file = {}) {
+    std::vector<std::string> args = {"--port", std::to_string(port), "--gateway", "dev", "--secret-file",
+                                     secret_file.empty() ? data + "/dev-gateway.secret" : secret_file, "--raw"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const command_line cmd(bin("tools/mesob-relay"), args, {});
     pid_ = ::fork();
     if (pid_ == 0) {
       const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
+      if (!err_out.empty()) {
+        const int efd = ::open(err_out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(efd, 2);
+      }
       cmd.exec();
     }
   }
@@ -1352,6 +1359,12 @@ TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
   // written (and reached the relay) after the first probe. Nothing past this end exists.
   const uint64_t end_after = stream_end();
 
+  // One relay run prints each event once, across the engine's crash: what it printed and
+  // could not acknowledge is delivered again, and dropped by offset.
+  {
+    std::set<uint64_t> seen;
+    for (const auto& e : read_raw(out2)) EXPECT_TRUE(seen.insert(e.offset).second) << "offset " << e.offset << " printed twice";
+  }
   // Dedup by offset: an offset seen twice must be the same event.
   std::map<uint64_t, std::string> by_offset;
   size_t duplicates = 0;
@@ -1391,6 +1404,112 @@ TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
     ASSERT_TRUE(r.ok);
     for (size_t i = 0; i < unacked.size(); ++i) EXPECT_EQ(r.reply.results.at(i), result::ok) << unacked[i].lo;
   }
+}
+
+std::string read_file_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Transfers 1 -> 2 with ids from `first`, one batch.
+void post_transfers(const std::string& data, uint16_t port, uint64_t first, uint64_t n) {
+  auto c = connect(data, port);
+  std::vector<wire::transfer> ts;
+  for (uint64_t i = 0; i < n; ++i) ts.push_back(make_transfer(first + i, 1, 2, 1 + i));
+  ASSERT_TRUE(c->call(wire::create_transfers_body(ts)).ok);
+}
+
+// Waits until the relay's output holds `n` lines; returns them.
+std::vector<raw_event> await_lines(const std::string& path, size_t n) {
+  std::vector<raw_event> got;
+  for (int i = 0; i < 1000 && got.size() < n; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    got = read_raw(path);
+  }
+  return got;
+}
+
+// An unnamed relay has no place kept by the server: after the engine restarts it asks
+// for what follows the last event it printed, not for its first --from again. Before, it
+// printed the whole stream a second time.
+TEST(Events, AnUnnamedRelayResumesAfterWhatItPrinted) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  const std::vector<std::string> args = {"--port", std::to_string(port)};
+  auto engine = std::make_unique<live_mesobd>(dir.path(), args);
+  ASSERT_TRUE(engine->up()) << engine->output();
+  {
+    auto c = connect(dir.path(), port);
+    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  }
+  post_transfers(dir.path(), port, 100, 20);
+  const std::string out = dir.path() + "/relay.txt";
+  relay_process relay(dir.path(), port, out, {"--from", "1"});
+  ASSERT_GE(await_lines(out, 22).size(), 22u) << "two accounts opened and 20 transfers";
+  ASSERT_NE(engine->crash(), -1);
+  engine = std::make_unique<live_mesobd>(dir.path(), args);
+  ASSERT_TRUE(engine->up()) << engine->output();
+  post_transfers(dir.path(), port, 200, 20);
+  const auto got = await_lines(out, 42);
+  ASSERT_GE(got.size(), 42u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything printed twice would follow
+  const auto all = read_raw(out);
+  ASSERT_EQ(all.size(), 42u) << "each event once";
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
+}
+
+// A relay on a quiet stream pings, and the server's idle timeout does not close its
+// session; a session that sends nothing is told why it is closed (idle_timeout).
+TEST(Events, AQuietRelayKeepsItsSessionAndAnIdleOneIsTold) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  live_mesobd engine(dir.path(), {"--port", std::to_string(port), "--idle-timeout-ms", "1500"});
+  ASSERT_TRUE(engine.up()) << engine.output();
+  {
+    auto c = connect(dir.path(), port);
+    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  }
+  const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
+  relay_process relay(dir.path(), port, out, {"--name", "quiet", "--keepalive-s", "1"}, err);
+  ASSERT_GE(await_lines(out, 2).size(), 2u);
+  // A subscriber that never pings, on the same quiet stream.
+  auto silent = connect(dir.path(), port);
+  wire::subscribe_msg m;
+  m.from_end = true;
+  ASSERT_EQ(subscribe(*silent, m).code, result::ok);
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));  // three idle timeouts
+  wire::events_msg ev;
+  std::string why;
+  wire::protocol_error refusal{};
+  silent->set_timeout_ms(3000);
+  EXPECT_FALSE(silent->next_events(&ev, &why, &refusal));
+  EXPECT_EQ(refusal, wire::protocol_error::idle_timeout) << why;
+  EXPECT_TRUE(silent->closed_by_server());
+  post_transfers(dir.path(), port, 100, 1);
+  ASSERT_GE(await_lines(out, 3).size(), 3u) << "the quiet relay still gets events";
+  const std::string log = read_file_text(err);
+  EXPECT_EQ(log.find("reconnecting"), std::string::npos) << log;
+  EXPECT_EQ(log.find("subscribed from"), log.rfind("subscribed from")) << "subscribed once: " << log;
+}
+
+// A relay the server will never accept (a wrong secret) says so and stops (exit 2)
+// instead of retrying for good.
+TEST(Events, ARelayRefusedForGoodStops) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  live_mesobd engine(dir.path(), {"--port", std::to_string(port)});
+  ASSERT_TRUE(engine.up()) << engine.output();
+  const std::string wrong = dir.path() + "/wrong.secret";
+  {
+    std::ofstream f(wrong);
+    f << std::string(64, 'a') << "\n";
+  }
+  const std::string err = dir.path() + "/relay.err";
+  relay_process relay(dir.path(), port, dir.path() + "/relay.txt", {"--name", "r"}, err, wrong);
+  EXPECT_EQ(relay.exit_status(10'000), 2);
+  const std::string log = read_file_text(err);
+  EXPECT_NE(log.find("refused the connection"), std::string::npos) << log;
+  EXPECT_NE(log.find("wrong secret"), std::string::npos) << log;
 }
 
 }  // namespace

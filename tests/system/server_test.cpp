@@ -1450,6 +1450,10 @@ TEST(server, idle_and_handshake_timeouts_close_sessions) {
   EXPECT_EQ(e.code, protocol_error::auth_failed);
   EXPECT_NE(e.message.find("handshake timeout"), std::string::npos) << e.message;
   EXPECT_TRUE(silent->closed_by_server());
+  // The idle session is told why before it is closed.
+  const auto why = expect_error_frame(*idle, 0);
+  EXPECT_EQ(why.code, protocol_error::idle_timeout);
+  EXPECT_NE(why.message.find("300 ms"), std::string::npos) << why.message;
   EXPECT_TRUE(idle->closed_by_server());
 }
 
@@ -1489,7 +1493,8 @@ TEST(server, sessions_that_never_read_are_closed_in_time) {
   authed->shutdown();
   a.join();
   b.join();
-  EXPECT_EQ(n.srv->stats().protocol_errors - errors_before, 1u) << "the handshake timeout's auth_failed, once";
+  EXPECT_EQ(n.srv->stats().protocol_errors - errors_before, 2u)
+      << "the handshake timeout's auth_failed and the idle timeout's idle_timeout, once each";
   auto other = n.connect();
   expect_serves(*other, 1);
 }
