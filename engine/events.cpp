@@ -693,11 +693,11 @@ void event_hub::apply(command& c) {
   // server's keeping of each frame), window + batch_max of them (what can be sent and not
   // acknowledged).
   const uint64_t event_bytes = wire::events_frame_event_bytes_max(r.packed) + session_frame_keep_bytes;
-  if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > session_bytes_max_) {
-    const uint64_t fits = session_bytes_max_ > 4096 ? (session_bytes_max_ - 4096) / event_bytes : 0;
+  if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > bytes_max_) {
+    const uint64_t fits = bytes_max_ > 4096 ? (bytes_max_ - 4096) / event_bytes : 0;
     return answer(result::events_filter_invalid,
                   "window " + std::to_string(r.window) + " and batch_max " + std::to_string(r.batch_max) +
-                      " pass what the server queues to a session (" + std::to_string(session_bytes_max_) +
+                      " pass what the server queues to a session (" + std::to_string(bytes_max_) +
                       " bytes: window + batch_max at most " + std::to_string(fits) + " events of up to " +
                       std::to_string(event_bytes) + " bytes" +
                       (fits > r.batch_max ? "): ask for a window of at most " + std::to_string(fits - r.batch_max)
@@ -981,6 +981,7 @@ void event_hub::run() {
       cmds.swap(commands_);
       stopping = stop_;
       out_ = send_;
+      bytes_max_ = session_bytes_max_;
     }
     for (auto& c : cmds) apply(c);
     bool busy = false, held = false;

@@ -254,7 +254,8 @@ class event_hub {
   uint32_t subscriptions_max_;
   sender send_;  // guarded by mu_
   sender out_;   // the hub thread's copy
-  uint64_t session_bytes_max_ = 32ull << 20;  // guarded by mu_ (read by the hub thread in apply)
+  uint64_t session_bytes_max_ = 32ull << 20;  // guarded by mu_
+  uint64_t bytes_max_ = 32ull << 20;          // the hub thread's copy, taken with out_ at each pass
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<command> commands_;                // guarded by mu_

@@ -467,11 +467,14 @@ class server_impl {
       }
       if (stopping_ && drained()) break;
     }
+    // The sessions left at the end go with the server; their subscriptions too (the
+    // engine may serve a later server, and their names must be free for it).
     for (auto& s : sessions_)
       if (s && s->fd >= 0) {
         ::close(s->fd);
         s->fd = -1;
         session_ended(*s);
+        subscription_closed(*s);
       }
     std::lock_guard lk(list_mu_);
     listed_.clear();
@@ -619,6 +622,11 @@ class server_impl {
     session_event(s.registered, wire::gateway_event_kind::down);
     s.registered = 0;
   }
+  // The hub ends the session's subscription (a named one's name is free again).
+  void subscription_closed(session& s) {
+    if (s.subscriber && eng_.events()) eng_.events()->closed(s.session_id);
+    s.subscriber = false;
+  }
   void maybe_free(session& s) {
     if (!s.closing || s.recv_armed || s.sending) return;
     ::close(s.fd);
@@ -631,8 +639,7 @@ class server_impl {
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit)
         if (s.roles & (1u << bit)) role_sessions_[bit].fetch_sub(1, std::memory_order_relaxed);
     }
-    if (s.subscriber && eng_.events()) eng_.events()->closed(s.session_id);
-    s.subscriber = false;
+    subscription_closed(s);
     {
       std::lock_guard lk(list_mu_);
       listed_.erase(list_key(s));

@@ -424,6 +424,45 @@ TEST(server, registry_changes_reach_quiet_sessions) {
   expect_serves(*reader, 1);
 }
 
+// A server stopped with a subscriber still connected ends its subscription: a later
+// server on the same engine takes the name at once. Before, the hub kept the subscription
+// of a session that no longer existed, and the name answered subscriber_busy for good.
+TEST(server, a_stopped_servers_subscriptions_end_with_it) {
+  net n;
+  const std::vector<uint8_t> secret(24, 0x5c);
+  ASSERT_EQ(n.eng->gateways({registration("reader", wire::roles::events_reader, 9103, secret)}).results.at(0),
+            result::ok);
+  auto subscribe_as = [&](const char* name) {
+    auto o = n.opts();
+    o.gateway = "reader";
+    o.secret = secret;
+    std::string err;
+    auto c = wire::client::connect(o, &err);
+    EXPECT_TRUE(c) << err;
+    wire::subscribe_msg m;
+    m.name = name;
+    m.window = 64;
+    wire::subscribed_msg a;
+    if (c) EXPECT_TRUE(c->subscribe(m, &a, &err)) << err;
+    return std::make_pair(std::move(c), a.code);
+  };
+  auto [first, code] = subscribe_as("keeper");
+  ASSERT_EQ(code, result::ok);
+  for (int i = 0; i < 400 && n.eng->events()->subscribers().size() != 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(n.eng->events()->subscribers().size(), 1u);
+  n.srv.reset();  // stopped, the subscriber still connected
+  EXPECT_TRUE(first->closed_by_server());
+  for (int i = 0; i < 400 && n.eng->events()->subscribers().size() != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(n.eng->events()->subscribers().size(), 0u) << "the stopped server's subscription";
+  std::string err;
+  n.srv = engine::server::start(*n.eng, n.scfg, &err);
+  ASSERT_TRUE(n.srv) << err;
+  auto [second, again] = subscribe_as("keeper");
+  EXPECT_EQ(again, result::ok) << "the name is free with the server that held it gone";
+}
+
 // A frame trickled in, a byte at a time, never finished, is not activity: the session is
 // closed at the idle timeout. Before, every byte kept it open for another timeout, with
 // the frame's buffer. A slow upload still is.
