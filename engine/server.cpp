@@ -2,6 +2,7 @@
 
 #include "engine/events.hpp"
 #include "engine/limits.hpp"
+#include "storage/failure_probes.hpp"
 
 #include <arpa/inet.h>
 #include <liburing.h>
@@ -24,7 +25,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include "wire/assert.hpp"
 #include "wire/codec.hpp"
 
 namespace mesob::engine {
@@ -291,7 +291,11 @@ class server_impl {
   // Stats (written by the network thread).
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0},
       st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0},
-      st_out_total_{0};
+      st_out_total_{0}, st_spilled_{0};
+  // Operations prepared while the ring's submission queue stayed full after a submit (the
+  // kernel refused the submit: EBUSY with completions overflowing, EAGAIN): copied into
+  // the ring in order at the next loop turn. Never more than one per operation in flight.
+  std::deque<io_uring_sqe> spill_;
   uint64_t out_total_ = 0;      // queued to all sessions (network thread)
   uint64_t pushed_total_ = 0;   // of it, pushed frames'
   // What counts against out_bytes_total_max: all but pushed frames (count_out).
@@ -367,14 +371,32 @@ class server_impl {
     return false;
   }
 
+  // The next submission entry to prepare: the ring's, or, while the ring's queue is full
+  // even after a submit, one kept in spill_ (and, once any is kept, every later one, so
+  // that operations reach the kernel in the order they were prepared).
   io_uring_sqe* sqe() {
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
-    if (!s) {
+    if (spill_.empty() && !probe_full()) {
+      if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) return s;
       io_uring_submit(&ring_);
-      s = io_uring_get_sqe(&ring_);
+      if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) return s;
     }
-    MESOB_ASSERT_MSG(s != nullptr, "io_uring submission queue full after submit");
-    return s;
+    st_spilled_.fetch_add(1, std::memory_order_relaxed);
+    return &spill_.emplace_back();  // zeroed; deque elements keep their addresses
+  }
+  static bool probe_full() {
+    auto& p = storage::failure_probes::instance().server_sq_full;
+    if (p.load(std::memory_order_relaxed) <= 0) return false;
+    return p.fetch_sub(1, std::memory_order_relaxed) > 0;
+  }
+  // Spilled entries into the ring, as far as it has room.
+  void unspill() {
+    while (!spill_.empty()) {
+      io_uring_sqe* s = io_uring_get_sqe(&ring_);
+      if (!s && io_uring_submit(&ring_) >= 0) s = io_uring_get_sqe(&ring_);
+      if (!s) return;  // the next turn, once completions are taken
+      *s = spill_.front();
+      spill_.pop_front();
+    }
   }
 
   void arm_accept() {
@@ -449,6 +471,7 @@ class server_impl {
     arm_wake();
     arm_timer();
     for (;;) {
+      unspill();
       io_uring_submit_and_wait(&ring_, 1);
       io_uring_cqe* cqe;
       unsigned head, n = 0;
@@ -1563,6 +1586,7 @@ server_stats server::stats() const {
   s.auth_failures = impl_->st_auth_fail_.load(r);
   s.pushes = impl_->st_pushes_.load(r);
   s.slow_readers_closed = impl_->st_slow_.load(r);
+  s.submissions_spilled = impl_->st_spilled_.load(r);
   s.out_bytes_queued = impl_->st_out_total_.load(r);
   return s;
 }

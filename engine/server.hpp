@@ -104,6 +104,7 @@ struct server_stats {
   uint64_t auth_failures = 0;
   uint64_t pushes = 0;              // push frames queued to sessions
   uint64_t slow_readers_closed = 0;
+  uint64_t submissions_spilled = 0;  // io_uring operations kept aside while the ring's queue was full
   uint64_t out_bytes_queued = 0;    // queued to all sessions (counted as against out_bytes_total_max)
 };
 

@@ -1,4 +1,4 @@
-// Fault injection for the write-ahead log, the snapshot store and the event log. Tests arm a probe; the writer consumes it
+// Fault injection for the write-ahead log, the snapshot store, the event log and the server's ring. Tests arm a probe; the writer consumes it
 // on its next operation of that kind. Disarmed probes cost one relaxed load.
 #pragma once
 
@@ -18,6 +18,7 @@ struct failure_probes {
   std::atomic<int> rows_commit_failures{0};
   std::atomic<int> drop_rename_failures{0};  // the next renames of dropped log segments fail (EIO)
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
+  std::atomic<int> server_sq_full{0};  // the next servers' submission entries find the ring's queue full after a submit
 
   static failure_probes& instance();
 };

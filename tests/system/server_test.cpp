@@ -21,6 +21,7 @@
 #include "engine/limits.hpp"
 #include "engine/server.hpp"
 #include "mesob_generated.h"
+#include "storage/failure_probes.hpp"
 #include "support/engine_fixture.hpp"
 #include "wire/async_client.hpp"
 #include "wire/client.hpp"
@@ -422,6 +423,46 @@ TEST(server, registry_changes_reach_quiet_sessions) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(n.eng->events()->subscribers().size(), 0u);
   expect_serves(*reader, 1);
+}
+
+// Submission entries prepared while the ring's queue stays full after a submit (the
+// kernel refusing it) are kept aside and reach the kernel in order at the next turn:
+// every pipelined request of four sessions is answered, in order. Before, the server
+// stopped on an assertion (the whole engine with it).
+TEST(server, a_full_submission_queue_delays_operations_and_loses_none) {
+  net n;
+  {
+    auto c = n.connect();
+    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  }
+  auto& probe = storage::failure_probes::instance().server_sq_full;
+  probe.store(1'000'000);  // every entry while it lasts: all of them go through the spill
+  constexpr uint64_t per_session = 48;  // under the in-flight limit (64)
+  std::vector<std::thread> sessions;
+  std::atomic<uint64_t> answered{0};
+  for (uint64_t t = 0; t < 4; ++t)
+    sessions.emplace_back([&, t] {
+      auto c = n.connect();
+      if (!c) return;
+      std::vector<uint64_t> ids;
+      for (uint64_t i = 0; i < per_session; ++i) {
+        const uint64_t id = 1000 + t * per_session + i;
+        ids.push_back(c->send(wire::create_transfers_body(std::vector{make_transfer(id, 1, 2, 1)})));
+      }
+      for (const uint64_t rid : ids) {
+        auto r = c->wait(rid);
+        EXPECT_TRUE(r.ok) << r.failure << r.error.message;
+        if (r.ok && r.reply.results.at(0) == result::ok) answered.fetch_add(1);
+      }
+    });
+  for (auto& s : sessions) s.join();
+  probe.store(0);
+  EXPECT_EQ(answered.load(), 4 * per_session);
+  EXPECT_GE(n.srv->stats().submissions_spilled, 8u) << "a receive and a send for each session at least";
+  auto c = n.connect();
+  auto r = c->call(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 4 * per_session);
 }
 
 // A server stopped with a subscriber still connected ends its subscription: a later
