@@ -472,7 +472,10 @@ class server_impl {
     arm_timer();
     for (;;) {
       unspill();
-      io_uring_submit_and_wait(&ring_, 1);
+      // A kernel refusing submits (EAGAIN: no memory for them) with nothing to reap would
+      // spin the loop: it waits a millisecond before trying again.
+      if (io_uring_submit_and_wait(&ring_, 1) == -EAGAIN && io_uring_cq_ready(&ring_) == 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       io_uring_cqe* cqe;
       unsigned head, n = 0;
       io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -1513,11 +1516,16 @@ class server_impl {
         protocol_fault(s, 0, protocol_error::auth_failed, "no auth within the handshake timeout");
         close_after_flush(s);  // a limit, not an input fault: the session goes
       } else if (s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms) {
-        // Nothing from it, and nothing it read, for that long: told why (a quiet
-        // subscriber that is still there learns to ping), then closed.
-        protocol_fault(s, 0, protocol_error::idle_timeout,
-                       "nothing from this session and nothing sent to it for " + std::to_string(cfg_.idle_timeout_ms) +
-                           " ms");
+        // Nothing from it, and nothing it read, for that long. One with nothing queued
+        // is told why (a quiet subscriber that is still there learns to ping); one that
+        // left frames unread would not read that either, and goes at once.
+        if (!s.out.empty()) {
+          close_session(s);
+        } else {
+          protocol_fault(s, 0, protocol_error::idle_timeout,
+                         "nothing from this session and nothing sent to it for " +
+                             std::to_string(cfg_.idle_timeout_ms) + " ms");
+        }
       }
     }
     enforce_out_limits();

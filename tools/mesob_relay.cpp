@@ -13,13 +13,17 @@
 // Amounts are minor units, shown with two decimals.
 //
 // Delivery is at least once; the relay drops what it already printed (by offset), so
-// within one run each event is printed once across reconnects and engine restarts. An
-// unnamed relay resumes after the last event it printed. On a quiet stream it pings
-// every --keepalive-s (the server closes sessions idle for 5 minutes) and reconnects
-// when nothing at all came from the server for three of those. It retries what may pass
-// (the server away, draining, too many sessions, the name still held) with a growing
-// wait, up to 5 s, and stops on what will not (a wrong secret, a missing role, a field
-// the server refuses, events past retention).
+// within one run each event is printed once across reconnects and engine restarts. The
+// latest printed events (printed_kept_max) are checked when they come again: one that
+// differs (the engine's event log replaced under the relay) is printed, with a warning,
+// and the relay counts from it. An unnamed relay resumes after the last offset it was
+// served (filtered streams move on past events they do not carry). On a quiet stream it
+// pings every --keepalive-s (the server closes sessions idle for 5 minutes) and
+// reconnects when nothing at all came from the server for three of those. It retries
+// what may pass (the server away, draining, too many sessions, the name still held, an
+// engine whose log after a restart does not yet reach the relay's offset) with a
+// growing wait, up to 5 s, and stops on what will not (a wrong secret, a missing role, a
+// field the server refuses, events past retention).
 // Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused (the reason is
 // printed), 3 when the events could not be written.
 #include <signal.h>
@@ -32,6 +36,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -212,6 +217,14 @@ bool parse_types(const std::string& text, uint64_t* out) {
   return true;
 }
 
+// Printed events kept to check them when they come again (offset, lsn, id): 65,536 of
+// them, 2 MiB. A named subscriber's place is saved every 100 ms, so after an engine
+// crash more may come again; those older than the kept ones are dropped unchecked.
+struct printed_event {
+  uint64_t offset, lsn, id_lo, id_hi;
+};
+constexpr size_t printed_kept_max = 65'536;
+
 // Refusals that another try will not change: the relay stops on them.
 bool refusal_final(wire::protocol_error e) {
   using wire::protocol_error;
@@ -251,8 +264,9 @@ int main(int argc, char** argv) {
   app.add_flag("--raw", raw, "one machine-readable line per event");
   app.add_option("--seconds", seconds, "stop after this long (0: until SIGTERM)");
   int keepalive_s = 30;
-  app.add_option("--keepalive-s", keepalive_s, "ping after this long without a frame either way")
-      ->check(CLI::Range(1, 3600))
+  app.add_option("--keepalive-s", keepalive_s,
+                 "ping after this long without a frame either way (well under the server's idle timeout, 300 s)")
+      ->check(CLI::Range(1, 120))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!secret_file.empty()) {
@@ -285,7 +299,10 @@ int main(int argc, char** argv) {
     retry_ms = std::min(retry_ms * 2, retry_max_ms);
   };
   uint64_t printed_through = 0;  // the highest offset printed (0: none yet)
+  uint64_t served_through = 0;   // the highest offset a written frame covered (filtered: past printed_through)
   uint64_t skipped = 0;          // events delivered again and not printed again
+  std::deque<printed_event> printed;  // the latest printed, oldest first
+  bool said_unchecked = false;        // told, since the last subscription, of events too old to check
   while (!stop_flag.load() && !expired()) {
     std::string err;
     wire::protocol_error refusal{};
@@ -301,8 +318,9 @@ int main(int argc, char** argv) {
       continue;
     }
     said_waiting = false;
-    // Unnamed, the server keeps no place for it: it asks for what follows its last print.
-    if (sub.name.empty() && printed_through > 0) sub.from = printed_through + 1;
+    // Unnamed, the server keeps no place for it: it asks for what follows the last
+    // offset it was served.
+    if (sub.name.empty() && served_through > 0) sub.from = served_through + 1;
     wire::subscribed_msg a;
     if (!c->subscribe(sub, &a, &err, &refusal)) {
       if (refusal_final(refusal)) {
@@ -315,7 +333,12 @@ int main(int argc, char** argv) {
     }
     if (a.code != wire::result::ok) {
       // A name held by a session the engine has not seen close yet: wait for it to go.
-      if (a.code == wire::result::subscriber_busy && !sub.name.empty()) {
+      // An engine just restarted may not have written again what it had served (a
+      // torn tail cut, replayed later): wait for it.
+      if ((a.code == wire::result::subscriber_busy && !sub.name.empty()) ||
+          a.code == wire::result::events_offset_ahead) {
+        if (a.code == wire::result::events_offset_ahead)
+          std::fprintf(stderr, "relay: %s; waiting for the engine to write it again\n", a.message.c_str());
         retry_wait();
         continue;
       }
@@ -325,6 +348,8 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "relay: subscribed from offset %" PRIu64 " (oldest kept %" PRIu64 ", end %" PRIu64 ")\n",
                  a.start, a.oldest, a.end);
+    retry_ms = retry_first_ms;
+    said_unchecked = false;
     auto last_sent = std::chrono::steady_clock::now();
     // Events are handed out a block at a time (the relay never holds a frame's worth).
     uint64_t in_frame = 0;
@@ -332,10 +357,32 @@ int main(int argc, char** argv) {
       const uint64_t now = wall_ns();
       for (const auto& e : block) {
         if (e.offset <= printed_through) {  // printed before a reconnect, not acknowledged then
-          ++skipped;
-          continue;
+          const auto at = std::lower_bound(printed.begin(), printed.end(), e.offset,
+                                           [](const printed_event& p, uint64_t o) { return p.offset < o; });
+          const bool kept = at != printed.end() && at->offset == e.offset;
+          const bool older = printed.empty() || e.offset < printed.front().offset;
+          if (kept && at->lsn == e.lsn && at->id_lo == e.id.lo && at->id_hi == e.id.hi) {
+            ++skipped;
+            continue;
+          }
+          if (older) {
+            if (!said_unchecked)
+              std::fprintf(stderr, "relay: events from offset %" PRIu64 " come again, older than the %zu it can check; not printed again\n",
+                           e.offset, printed.size());
+            said_unchecked = true;
+            ++skipped;
+            continue;
+          }
+          // Not what was printed at this offset (or an offset it never printed): the
+          // engine's stream is not the one the relay read. It counts from here.
+          std::fprintf(stderr, "relay: offset %" PRIu64 " is not the event printed there before; the stream changed, printing from here\n",
+                       e.offset);
+          while (!printed.empty() && printed.back().offset >= e.offset) printed.pop_back();
+          served_through = e.offset - 1;
         }
         printed_through = e.offset;
+        printed.push_back({e.offset, e.lsn, e.id.lo, e.id.hi});
+        if (printed.size() > printed_kept_max) printed.pop_front();
         ++in_frame;
         const uint64_t lag = now > e.timestamp ? now - e.timestamp : 0;
         lag_max_ns = std::max(lag_max_ns, lag);
@@ -365,7 +412,10 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "relay: nothing from the server for %d s; reconnecting\n", 3 * keepalive_s);
             break;
           }
-          if (now - last_sent >= keepalive && now - c->last_heard() >= keepalive) {
+          // Checked at each receive timeout (every 500 ms): a ping is due half a second
+          // early rather than late.
+          const auto due = keepalive - std::chrono::milliseconds(o.timeout_ms);
+          if (now - last_sent >= due && now - c->last_heard() >= due) {
             if (!c->ping(&err)) {
               std::fprintf(stderr, "relay: ping: %s; reconnecting\n", err.c_str());
               break;
@@ -386,7 +436,7 @@ int main(int argc, char** argv) {
       }
       events += in_frame;
       ++frames;
-      retry_ms = retry_first_ms;  // the subscription works: a later drop is retried soon
+      if (m.next > 1) served_through = std::max(served_through, m.next - 1);
       if (m.next > 1 && !c->ack(m.next - 1, &err)) {
         std::fprintf(stderr, "relay: ack: %s; reconnecting\n", err.c_str());
         break;
