@@ -43,6 +43,7 @@ struct connection_state {
   std::deque<uint64_t> posts_ready;       // two-phase: pendings acknowledged, to be posted
   std::vector<uint64_t> acked_ok;          // verify: id.lo of every transfer acknowledged ok
   std::vector<uint64_t> unknown;           // verify: id.lo of transfers of failed requests
+  std::atomic<bool> failing_now{false};    // its latest answer was a failure
   uint32_t index = 0;                      // equb: this connection's groups are index mod N
   uint64_t next_j = 0;                     // equb: its next item in its own order
 };
@@ -54,6 +55,10 @@ struct shared_run {
   const account_layout& layout;
   std::atomic<uint64_t> next_k{1};
   std::atomic<bool> stop{false};
+  // Open loop: every request due before the end is sent however late; past the drain
+  // timeout the senders give up, and what is still unsent counts as failed.
+  std::atomic<bool> abandon{false};
+  std::atomic<uint32_t> open_senders{0};  // open-loop pacer or senders still sending
   std::atomic<uint32_t> senders_done{0};  // senders whose items ran out
   std::atomic<uint64_t> outstanding{0};
   std::mutex done_mu;
@@ -88,13 +93,19 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
   const uint64_t lat = ns_between(intended, now);
   {
     std::lock_guard lk(st.mu);
-    st.all.record(lat);
-    st.interval.record(lat);
+    // Latency is of answered requests: a failed one may never have left (a broken
+    // connection fails it at once), and its microseconds would pull every percentile down.
+    if (r.failure.empty()) {
+      st.all.record(lat);
+      st.interval.record(lat);
+    }
     if (!r.failure.empty()) {
       ++st.failed;
       ++st.failures[r.failure];
-      if (s.o.verify) st.unknown.insert(st.unknown.end(), ks.begin(), ks.end());
+      st.failing_now = true;
+      if (s.o.verify && r.maybe_applied) st.unknown.insert(st.unknown.end(), ks.begin(), ks.end());
     } else {
+      st.failing_now = false;
       ++st.requests;
       ++st.interval_requests;
       st.transfers += ks.size();
@@ -202,8 +213,29 @@ bool take_slot(shared_run& s, connection_state& st) {
 }
 
 void sender_closed(shared_run& s, connection_state& st) {
-  while (take_slot(s, st))
+  while (take_slot(s, st)) {
+    // A connection failing its requests (broken, reconnecting) is not spun on: at most
+    // 100 requests a second go to it until one is answered.
+    if (st.failing_now.load()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (!send_one(s, st, clk::now())) return;
+  }
+}
+
+// The open loop's wait for a slot: past the end too (what was due before it still
+// leaves), until the run gives up at the drain timeout.
+bool take_slot_open(shared_run& s, connection_state& st) {
+  while (!s.abandon.load())
+    if (st.slots.try_acquire_for(std::chrono::milliseconds(50))) return true;
+  return false;
+}
+
+// Requests due before the end that never left (the target's window stayed full until
+// the drain timeout): failed, each counted once.
+void count_unsent(connection_state& st, uint64_t n) {
+  if (n == 0) return;
+  std::lock_guard lk(st.mu);
+  st.failed += n;
+  st.failures["not sent: the window stayed full until the drain timeout"] += n;
 }
 
 // Open loop: request j is due at start + j / rate (in requests); its latency counts from
@@ -237,12 +269,17 @@ void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& c
   size_t left = n, next = 0;
   std::vector<target_connection::submission> ready;
   const auto end = open_end(s, start);
-  for (uint64_t j = 0; left > 0 && due_of(j) < end && !s.stop.load(std::memory_order_relaxed);) {
+  for (uint64_t j = 0; left > 0 && due_of(j) < end;) {
     std::this_thread::sleep_until(due_of(j));
     while (done[next % n]) ++next;  // left > 0: one is not done
     const size_t c = next++ % n;
     connection_state& st = *cs[c];
-    if (!take_slot(s, st)) break;
+    if (!take_slot_open(s, st)) {
+      uint64_t unsent = 0;
+      for (; due_of(j) < end; ++j) ++unsent;
+      count_unsent(st, unsent);
+      break;
+    }
     const auto now = clk::now();
     for (;;) {
       auto sub = prepare(s, st, due_of(j));
@@ -266,11 +303,16 @@ void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& c
 void sender_open(shared_run& s, connection_state& st, uint32_t index, clk::time_point start) {
   const uint32_t n = s.o.connections;
   const auto end = open_end(s, start);
-  for (uint64_t j = index; !s.stop.load(std::memory_order_relaxed); j += n) {
+  for (uint64_t j = index;; j += n) {
     const auto due = due_at(s, start, j);
     if (due >= end) break;
     std::this_thread::sleep_until(due);
-    if (!take_slot(s, st)) break;
+    if (!take_slot_open(s, st)) {
+      uint64_t unsent = 0;
+      for (; due_at(s, start, j) < end; j += n) ++unsent;
+      count_unsent(st, unsent);
+      break;
+    }
     if (!send_one(s, st, due)) return;
   }
 }
@@ -453,7 +495,7 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
       }
   }
   if (net.size() != tracked) return problem("reading balances: wrong number of accounts");
-  int64_t sum = funding;
+  int64_t sum = funding;  // (opening x accounts fits: workload::check)
   for (uint64_t i = 0; i < tracked; ++i) {
     ++v->accounts_checked;
     sum += net[i];
@@ -465,9 +507,9 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
   if (sum != s.from_outside.load())
     problem("money is not conserved: the accounts and the funding account sum to " + std::to_string(sum) +
             ", deposits brought in " + std::to_string(s.from_outside.load()));
-  if (funding != -int64_t(w.opening * w.accounts))
-    problem("the funding account holds " + std::to_string(funding) + ", expected " +
-            std::to_string(-int64_t(w.opening * w.accounts)));
+  const int64_t funding_want = -int64_t(w.opening * w.accounts);
+  if (funding != funding_want)
+    problem("the funding account holds " + std::to_string(funding) + ", expected " + std::to_string(funding_want));
   v->ok = v->problems.empty();
 }
 
@@ -502,6 +544,7 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     }
     const uint32_t window = std::min({o.rate > 0 ? window_limit : o.window, st->c->window_max(), window_limit});
     st->slots.release(std::max<uint32_t>(1, window));
+    out->window = std::max(out->window, std::max<uint32_t>(1, window));
     st->index = i;
     cs.push_back(std::move(st));
   }
@@ -513,13 +556,24 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   s.last_answer = start;
   const bool pipelined = std::all_of(cs.begin(), cs.end(), [](auto& c) { return c->c->window_max() > 1; });
   std::thread pacer;
-  if (o.rate > 0 && pipelined) pacer = std::thread([&s, &cs, start] { pacer_open(s, cs, start); });
-  else
+  if (o.rate > 0 && pipelined) {
+    s.open_senders = 1;
+    pacer = std::thread([&s, &cs, start] {
+      pacer_open(s, cs, start);
+      --s.open_senders;
+    });
+  } else {
+    if (o.rate > 0) s.open_senders = o.connections;
     for (uint32_t i = 0; i < o.connections; ++i)
       cs[i]->sender = std::thread([&s, &o, st = cs[i].get(), i, start] {
-        if (o.rate > 0) sender_open(s, *st, i, start);
-        else sender_closed(s, *st);
+        if (o.rate > 0) {
+          sender_open(s, *st, i, start);
+          --s.open_senders;
+        } else {
+          sender_closed(s, *st);
+        }
       });
+  }
   // Per-second progress until the duration is over.
   const auto end = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
   for (int sec = 1;; ++sec) {
@@ -543,19 +597,27 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     }
     if (tick >= end || s.senders_done.load() == o.connections) break;  // equb: every round sent
   }
-  s.stop = true;
+  s.stop = true;  // the closed loop stops; the open loop sends on what was due before the end
+  const auto drain_until = clk::now() + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.drain_timeout_s));
+  while (s.open_senders.load() > 0 && clk::now() < drain_until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  s.abandon = true;
   if (pacer.joinable()) pacer.join();
   for (auto& c : cs)
     if (c->sender.joinable()) c->sender.join();
   {
     std::unique_lock lk(s.done_mu);
-    if (!s.done_cv.wait_for(lk, std::chrono::duration<double>(o.drain_timeout_s), [&] { return s.outstanding == 0; })) {
+    if (!s.done_cv.wait_until(lk, std::max(drain_until, clk::now()), [&] { return s.outstanding == 0; })) {
       *error = std::to_string(s.outstanding.load()) + " requests still unanswered " +
                std::to_string(int(o.drain_timeout_s)) + " s after the load stopped";
       return false;
     }
   }
   out->seconds = std::chrono::duration<double>(s.last_answer - start).count();
+  // The answers that came after the last whole second (the drain: often the slowest).
+  if (const auto tail = take_interval(cs, std::max(out->seconds, out->timeline.empty() ? 0.0 : out->timeline.back().t_s));
+      tail.requests > 0)
+    out->timeline.push_back(tail);
   for (auto& c : cs) {
     std::lock_guard lk(c->mu);
     out->latency.merge(c->all);
@@ -621,7 +683,7 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
                "  \"batch\": %u,\n  \"accounts\": %llu,\n  \"connections\": %u,\n  \"window\": %u,\n  \"rate\": %.1f,\n"
                "  \"seconds\": %.3f,\n  \"requests\": %llu,\n  \"requests_failed\": %llu,\n  \"transfers\": %llu,\n"
                "  \"transfers_ok\": %llu,\n  \"transfers_per_s\": %.1f,\n",
-               w.batch, (unsigned long long)w.accounts, o.connections, o.window, o.rate, r.seconds,
+               w.batch, (unsigned long long)w.accounts, o.connections, r.window, o.rate, r.seconds,
                (unsigned long long)r.requests, (unsigned long long)r.requests_failed, (unsigned long long)r.transfers,
                (unsigned long long)r.transfers_ok, r.transfers_per_s());
   std::fprintf(f,

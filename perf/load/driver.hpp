@@ -57,10 +57,11 @@ struct run_report {
   uint64_t requests = 0;            // answered (any outcome)
   uint64_t transfers = 0;           // in answered requests
   uint64_t transfers_ok = 0;
-  uint64_t requests_failed = 0;     // no answer (connection or server error)
+  uint64_t requests_failed = 0;     // no answer (connection or server error), or never sent
+  uint32_t window = 0;              // requests in flight a connection took at most (the target may cap the asked)
   std::map<std::string, uint64_t> results;  // result name -> transfers (ok included)
   std::map<std::string, uint64_t> failures;  // failure text -> requests
-  hdr_histogram latency;            // per request, ns
+  hdr_histogram latency;            // per answered request, ns
   std::vector<interval_row> timeline;
   verify_report verify;
   double transfers_per_s() const { return seconds > 0 ? double(transfers_ok) / seconds : 0; }

@@ -64,6 +64,7 @@ class mesob_connection final : public target_connection {
     return {std::move(body), [n, done = std::move(done)](wire::client::outcome&& r) {
               batch_outcome out;
               out.failure = outcome_failure(r);
+              out.maybe_applied = r.unknown;  // (an Error frame, or never sent: not applied)
               if (out.failure.empty()) {
                 if (r.reply.results.size() != n)
                   out.failure = "reply has " + std::to_string(r.reply.results.size()) + " results for " +

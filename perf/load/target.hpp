@@ -20,6 +20,7 @@ namespace mesob::load {
 struct batch_outcome {
   std::vector<wire::result> results;
   std::string failure;
+  bool maybe_applied = true;  // with failure: it may have been applied (false: it never left)
 };
 
 class target_connection {

@@ -18,6 +18,11 @@ std::string workload::check() const {
   if (hot_pct > 0 && hot_accounts < 2) return "hot accounts: at least 2 per shard";
   if (amount_max == 0) return "amount max: at least 1";
   if (opening / 2 < amount_max) return "opening balance: must exceed twice the largest amount";
+  // The funding account pays every opening balance: its balance must fit a signed 64-bit
+  // figure (verification and the baselines read it so).
+  if (opening > uint64_t(INT64_MAX) / accounts)
+    return "accounts x opening balance exceeds a signed 64-bit balance (the funding account's): "
+           "use fewer accounts or a smaller opening balance";
   if (accounts / shards < 2) return "accounts: at least 2 per shard";
   if (kind == item_kind::equb) {
     if (equb_seats < 2 || equb_seats > 1000) return "equb seats: 2 .. 1,000 per group";

@@ -42,7 +42,9 @@ TEST(hdr_histogram, percentiles_match_exact_ones_within_precision) {
   }
   std::sort(v.begin(), v.end());
   for (double p : {1.0, 10.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
-    const size_t rank = std::clamp<size_t>(size_t(p / 100.0 * double(v.size()) + 0.5), 1, v.size());
+    // The exact rank, in integers: the least r with r / n >= p / 100.
+    const size_t n = v.size(), per_100k = size_t(p * 1000.0 + 0.5);
+    const size_t rank = std::clamp<size_t>((per_100k * n + 99'999) / 100'000, 1, n);
     const uint64_t exact = v[rank - 1];
     const uint64_t got = h.percentile(p);
     EXPECT_GE(got, exact) << "p" << p << " seed " << seed;
@@ -51,6 +53,21 @@ TEST(hdr_histogram, percentiles_match_exact_ones_within_precision) {
   EXPECT_EQ(h.count(), v.size());
   EXPECT_EQ(h.min(), v.front());
   EXPECT_EQ(h.max(), v.back());
+}
+
+// Few values, each exact in its slot (under sub_count): the percentile is the value at
+// rank ceil(p% of n). Before, the rank was rounded: p99 of 80 values was the 79th, the
+// maximum hidden.
+TEST(hdr_histogram, small_counts_take_the_rank_at_or_above) {
+  for (uint64_t n : {1u, 2u, 7u, 80u, 99u, 100u, 101u, 200u, 999u}) {
+    hdr_histogram h;
+    for (uint64_t i = 1; i <= n; ++i) h.record(i);  // value i at rank i
+    for (const auto& [p, per_100k] : {std::pair{50.0, 50'000u}, {90.0, 90'000u}, {99.0, 99'000u},
+                                      {99.9, 99'900u}, {100.0, 100'000u}}) {
+      const uint64_t rank = std::max<uint64_t>(1, (uint64_t(per_100k) * n + 99'999) / 100'000);
+      EXPECT_EQ(h.percentile(p), rank) << "p" << p << " of " << n;
+    }
+  }
 }
 
 TEST(hdr_histogram, merge_adds_and_reset_empties) {
