@@ -31,6 +31,9 @@ namespace mesob::load {
 constexpr uint32_t baseline_batch_transfers_max = 8192;
 // Ids looked up or balances read per round trip when verifying.
 constexpr uint32_t baseline_lookup_chunk_max = 8192;
+// How long one call to a baseline server may take before it is given up (a Redis
+// command's timeout, a PostgreSQL load connection's statement_timeout).
+constexpr uint32_t baseline_call_timeout_s = 60;
 
 // The field checks of one batch. results gets one result per transfer (ok for those that
 // passed) and pass the indexes of the transfers that passed, in batch order, which are the

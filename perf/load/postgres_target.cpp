@@ -342,7 +342,18 @@ class postgres_target final : public target {
 
   std::unique_ptr<target_connection> connect(const workload&, std::string* error) override {
     auto c = open_connection(conninfo_, error);
-    if (!c || !postgres_connection::prepare_batch(c.get(), error)) return nullptr;
+    if (!c) return nullptr;
+    // A load connection's statement never waits for good (the driver's drain timeout
+    // could not end a call blocked in libpq): the server ends it, as Redis's client does.
+    {
+      const std::string set = "SET statement_timeout = " + std::to_string(baseline_call_timeout_s * 1000);
+      pg_result r(PQexec(c.get(), set.c_str()));
+      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+        *error = "postgres: " + set + ": " + result_error(r.get());
+        return nullptr;
+      }
+    }
+    if (!postgres_connection::prepare_batch(c.get(), error)) return nullptr;
     return std::make_unique<postgres_connection>(std::move(c), retries_);
   }
 

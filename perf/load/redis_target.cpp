@@ -111,7 +111,7 @@ redis_context open_context(const std::string& host, uint16_t port, std::string* 
     *error = where + ": cannot connect: " + c->errstr;
     return nullptr;
   }
-  const timeval command_timeout{redis_command_timeout_s, 0};
+  const timeval command_timeout{baseline_call_timeout_s, 0};
   if (redisSetTimeout(c.get(), command_timeout) != REDIS_OK) {
     *error = where + ": cannot set the command timeout: " + c->errstr;
     return nullptr;

@@ -39,8 +39,6 @@ namespace mesob::load {
 // Balances stay exact in the script's comparisons (doubles) up to 2^53; this leaves room
 // for an account to receive as much again as its opening balance.
 constexpr uint64_t redis_opening_max = 1ull << 52;
-// How long one command may take before the connection gives up on it.
-constexpr uint32_t redis_command_timeout_s = 60;
 
 // Connects to the server. Null with *error when it cannot.
 std::unique_ptr<target> make_redis_target(const std::string& host, uint16_t port,
