@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 #include "actors/customers.hpp"
 #include "actors/market.hpp"
@@ -265,7 +266,9 @@ class admin_impl {
          "secret once",
          5, 5 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_register},
         {"gateway update", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>... [timeout_ms=N]",
-         "change a registered gateway's rail, priority, roles, currencies (the list is replaced) and answer timeout", 5,
+         "change a registered gateway's rail, priority, roles, currencies (the list is replaced) and answer timeout "
+         "(kept unless given)",
+         5,
          5 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_update},
         {"gateway recon", "<gateway-id> [YYYY-MM-DD]",
          "reconciliation per UTC day and currency: deposits, payouts settled, failed, cancelled, overpaid (counts and sums), "
@@ -569,17 +572,24 @@ class admin_impl {
     s.columns = {{"gateway", false},      {"source", false},          {"number", true},
                  {"rail", false},         {"priority", true},         {"roles", false},
                  {"settlement", false},   {"enabled", false},         {"client_sessions", true},
-                 {"admin_sessions", true}};
-    auto count = [](const server* srv, const std::string& id) {
-      uint64_t n = 0;
+                 {"admin_sessions", true}, {"answer_timeout_ms", true}};
+    // Sessions by gateway, each port's list taken once (it is copied under the lock the
+    // network thread takes to open and close sessions).
+    auto by_gateway = [](const server* srv) {
+      std::unordered_map<std::string, uint64_t> n;
       if (srv)
-        for (const auto& i : srv->sessions()) n += i.gateway == id;
-      return std::to_string(n);
+        for (const auto& i : srv->sessions()) ++n[i.gateway];
+      return n;
+    };
+    const auto client_n = by_gateway(clients_), admin_n = by_gateway(admin_port_);
+    auto count = [](const std::unordered_map<std::string, uint64_t>& n, const std::string& id) {
+      const auto it = n.find(id);
+      return std::to_string(it == n.end() ? 0 : it->second);
     };
     if (const server* any = clients_ ? clients_ : admin_port_)
       for (const auto& g : any->gateways())
-        s.rows.push_back({g.id, "config", "0", "", "0", wire::roles_text(g.roles), "", "yes", count(clients_, g.id),
-                          count(admin_port_, g.id)});
+        s.rows.push_back({g.id, "config", "0", "", "0", wire::roles_text(g.roles), "", "yes", count(client_n, g.id),
+                          count(admin_n, g.id), "-"});
     const auto reg = eng_.gateway_registry();  // held: all() refers into it
     for (const auto& g : reg->all()) {
       std::string settlement;
@@ -588,7 +598,7 @@ class admin_impl {
                       std::to_string(c.settlement_account_id);
       s.rows.push_back({g.id, "registry", std::to_string(g.number), std::string(actors::gateways::rail_name(g.rail)),
                         std::to_string(g.priority), wire::roles_text(g.roles), settlement, g.enabled ? "yes" : "no",
-                        count(clients_, g.id), count(admin_port_, g.id)});
+                        count(client_n, g.id), count(admin_n, g.id), std::to_string(g.answer_timeout_ms)});
     }
     admin_response_msg m = answer(admin_code::ok, std::to_string(s.rows.size()) + " gateways");
     m.sections.push_back(std::move(s));
@@ -919,8 +929,11 @@ class admin_impl {
     return false;
   }
 
-  // <gateway-id> <rail> <priority> <roles> <CUR=account>... into an op; false with *bad.
-  bool parse_gateway_config(const std::vector<std::string>& a, wire::gateway_op* op, admin_response_msg* bad) {
+  // <gateway-id> <rail> <priority> <roles> <CUR=account>... [timeout_ms=N] into an op;
+  // false with *bad. Without timeout_ms= the op carries `timeout_ms` (an update: the
+  // gateway's own, kept).
+  bool parse_gateway_config(const std::vector<std::string>& a, uint32_t timeout_ms, wire::gateway_op* op,
+                            admin_response_msg* bad) {
     auto invalid = [&](std::string why) {
       *bad = answer(admin_code::arguments_invalid, std::move(why));
       return false;
@@ -935,9 +948,12 @@ class admin_impl {
     if (!wire::parse_roles(a[3], &op->roles))
       return invalid("roles '" + a[3] + "' are not a comma-separated list of payments, broker, market_data, kyc, "
                                         "events_reader");
-    op->answer_timeout_ms = actors::gateways::answer_timeout_ms_default;
+    op->answer_timeout_ms = timeout_ms;
+    bool timeout_given = false;
     for (size_t i = 4; i < a.size(); ++i) {
       if (a[i].rfind("timeout_ms=", 0) == 0) {
+        if (timeout_given) return invalid("'" + a[i] + "': timeout_ms= is given once");
+        timeout_given = true;
         uint64_t ms = 0;
         if (!parse_u64(a[i].substr(11), &ms) || ms < actors::gateways::answer_timeout_ms_min ||
             ms > actors::gateways::answer_timeout_ms_max)
@@ -993,7 +1009,7 @@ class admin_impl {
     wire::gateway_op op{};
     op.kind = wire::gateway_op_kind::register_gateway;
     admin_response_msg bad;
-    if (!parse_gateway_config(a, &op, &bad)) return bad;
+    if (!parse_gateway_config(a, actors::gateways::answer_timeout_ms_default, &op, &bad)) return bad;
     new_secret(op);
     return gateway_change(op, "registered");
   }
@@ -1001,7 +1017,13 @@ class admin_impl {
     wire::gateway_op op{};
     op.kind = wire::gateway_op_kind::update;
     admin_response_msg bad;
-    if (!parse_gateway_config(a, &op, &bad)) return bad;
+    // An update names what changes: the answer timeout stays the gateway's unless given.
+    // (Registry changes come through this actor, one command at a time: the gateway read
+    // here is the one the update applies to.)
+    const auto reg = eng_.gateway_registry();
+    const actors::gateways::gateway* had = reg ? reg->find(a[0]) : nullptr;
+    const uint32_t keep = had ? had->answer_timeout_ms : actors::gateways::answer_timeout_ms_default;
+    if (!parse_gateway_config(a, keep, &op, &bad)) return bad;
     return gateway_change(op, "updated");
   }
   admin_response_msg simple_gateway_change(const std::string& id, wire::gateway_op_kind k, const std::string& done) {
@@ -1409,6 +1431,8 @@ class admin_impl {
       if (wire::risk_profile_name(k) == a[0]) op.number = k;
     if (op.number == 0)
       return answer(admin_code::arguments_invalid, "profile '" + a[0] + "': conservative, moderate or aggressive");
+    if (!a[1].empty() && a[1].back() == ',')
+      return answer(admin_code::arguments_invalid, "classes '" + a[1] + "': a comma-separated list, no empty item");
     std::stringstream words(a[1]);
     for (std::string w; std::getline(words, w, ',');) {
       uint8_t bit = 0;

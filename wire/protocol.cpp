@@ -46,6 +46,7 @@ constexpr std::string_view role_names[] = {"payments", "broker", "market_data", 
 
 bool parse_roles(std::string_view text, uint32_t* out) {
   uint32_t bits = 0;
+  if (!text.empty() && text.back() == ',') return false;  // "payments," names a role it does not give
   while (!text.empty()) {
     const size_t comma = text.find(',');
     std::string_view name = text.substr(0, comma);

@@ -108,8 +108,8 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     auto gw = admin(*ops, "gateways");
     ASSERT_EQ(gw.sections.size(), 1u);
     ASSERT_EQ(gw.sections[0].rows.size(), 2u);
-    EXPECT_EQ(gw.sections[0].rows[0], (std::vector<std::string>{"ops", "config", "0", "", "0", "admin", "", "yes", "0", "1"}));
-    EXPECT_EQ(gw.sections[0].rows[1], (std::vector<std::string>{"pay", "config", "0", "", "0", "payments", "", "yes", "1", "0"}));
+    EXPECT_EQ(gw.sections[0].rows[0], (std::vector<std::string>{"ops", "config", "0", "", "0", "admin", "", "yes", "0", "1", "-"}));
+    EXPECT_EQ(gw.sections[0].rows[1], (std::vector<std::string>{"pay", "config", "0", "", "0", "payments", "", "yes", "1", "0", "-"}));
 
     auto sh = admin(*ops, "shards");
     ASSERT_EQ(sh.sections.size(), 1u);
@@ -344,7 +344,27 @@ TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
         }
     EXPECT_TRUE(listed);
 
+    // The answer timeout: given, then kept by an update that does not name it; given
+    // twice, refused. Before, an update without it put the 30 s default back.
+    auto timeout_of = [&] {
+      const auto l = admin(*ops, "gateways");
+      for (const auto& sec : l.sections)
+        for (const auto& row : sec.rows)
+          if (!row.empty() && row[0] == "telebirr") return row.at(10);
+      return std::string("<not listed>");
+    };
+    EXPECT_EQ(timeout_of(), "30000");
+    EXPECT_EQ(admin(*ops, "gateway update", {"telebirr", "mobile_money", "10", "payments", "ETB=8001", "USD=8002",
+                                             "timeout_ms=120000"})
+                  .code,
+              admin_code::ok);
+    EXPECT_EQ(timeout_of(), "120000");
+    m = admin(*ops, "gateway update",
+              {"telebirr", "bank", "3", "payments", "ETB=8001", "timeout_ms=5000", "timeout_ms=6000"});
+    EXPECT_EQ(m.code, admin_code::arguments_invalid);
+    EXPECT_NE(m.message.find("given once"), std::string::npos) << m.message;
     EXPECT_EQ(admin(*ops, "gateway update", {"telebirr", "bank", "3", "payments,kyc", "ETB=8001"}).code, admin_code::ok);
+    EXPECT_EQ(timeout_of(), "120000") << "kept by an update that does not name it";
     m = admin(*ops, "gateway secret", {"telebirr"});
     ASSERT_EQ(m.code, admin_code::ok);
     rotated_hex = cell(m, "credentials (shown once)", "secret_hex");
@@ -463,6 +483,7 @@ TEST(admin_port, policy_and_customer_commands) {
   m = admin(*ops, "profile set", {"reckless", "equity", "1"});
   EXPECT_EQ(m.code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*ops, "profile set", {"moderate", "equity,crypto", "1"}).code, admin_code::arguments_invalid);
+  EXPECT_EQ(admin(*ops, "profile set", {"moderate", "equity,", "1"}).code, admin_code::arguments_invalid);
   m = admin(*ops, "policy");
   ASSERT_EQ(m.code, admin_code::ok) << m.message;
   EXPECT_EQ(cell(m, "tiers", "daily_outflow_max"), "200000");

@@ -253,6 +253,8 @@ TEST(handshake, roles_by_name) {
   ASSERT_TRUE(parse_roles("broker,market_data,kyc,events_reader", &bits));
   EXPECT_EQ(bits, roles::broker | roles::market_data | roles::kyc | roles::events_reader);
   EXPECT_FALSE(parse_roles("payments,root", &bits));
+  EXPECT_FALSE(parse_roles("payments,", &bits)) << "a trailing comma names nothing";
+  EXPECT_FALSE(parse_roles("payments,,kyc", &bits));
 }
 
 TEST(handshake, session_bodies_round_trip) {
