@@ -447,6 +447,18 @@ void shard::execute(batch& b) {
       const bool problems = b.account_ids.at(2) != 0;  // dead letters and refused settlements only
       const bool rows = b.account_ids.at(3) != 0;      // reconciliation rows and sweeps too
       auto& out = b.found_payouts[index_];
+      if (id != 0) {  // one payout: looked up in each desk, nothing counted or listed
+        desks_.for_each_desk([&](const payouts::desk& d) {
+          if (const auto p = d.payouts.find(id); p != d.payouts.end()) {
+            const bool problem = p->second.st == payouts::state::dead || p->second.st == payouts::state::settle_refused;
+            if ((!problems || problem) && out.size() < limit) out.push_back(p->second);
+          } else if (const auto w = d.watched.find(id); !problems && w != d.watched.end() && out.size() < limit) {
+            // A resolved payout kept for a late answer (state resolved): not held.
+            out.push_back(w->second);
+          }
+        });
+        break;
+      }
       std::map<std::tuple<wire::currency_code, uint8_t, uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> counts;
       desks_.for_each_desk([&](const payouts::desk& d) {
         for (const auto& [pid, p] : d.payouts) {
@@ -455,12 +467,8 @@ void shard::execute(batch& b) {
           ++c.first;
           gateways::add_amount(c.second, p.amount);  // (desks of one currency: their sum may pass 2^64)
           const bool problem = p.st == payouts::state::dead || p.st == payouts::state::settle_refused;
-          if ((id == 0 || pid == id) && (!problems || problem) && out.size() < limit) out.push_back(p);
+          if ((!problems || problem) && out.size() < limit) out.push_back(p);
         }
-        // A resolved payout kept for a late answer (state resolved), asked for by id: not
-        // held, not counted.
-        if (const auto w = d.watched.find(id); id != 0 && !problems && w != d.watched.end() && out.size() < limit)
-          out.push_back(w->second);
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
         if (rows)
           for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});

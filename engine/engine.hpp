@@ -314,6 +314,8 @@ class engine {
   // At most `limit` payouts are copied (problems_only: dead letters and refused
   // settlements); `payout_counts` counts every one held. Without `with_rows` the
   // reconciliation rows and sweeps are left out (the metrics: the rows grow by the day).
+  // With a `payout_id` only that payout is looked up (held, or kept resolved: no
+  // counts, breakers or rows), one hash look-up per desk instead of a pass over all.
   reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false, bool with_rows = true);
   // Where instructions go: called on a shard thread with each batch's instructions for
   // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped

@@ -484,7 +484,9 @@ TEST(server, a_stopped_servers_subscriptions_end_with_it) {
     m.name = name;
     m.window = 64;
     wire::subscribed_msg a;
-    if (c) EXPECT_TRUE(c->subscribe(m, &a, &err)) << err;
+    if (c) {
+      EXPECT_TRUE(c->subscribe(m, &a, &err)) << err;
+    }
     return std::make_pair(std::move(c), a.code);
   };
   auto [first, code] = subscribe_as("keeper");
