@@ -446,6 +446,7 @@ void shard::execute(batch& b) {
       const uint64_t id = b.account_ids.at(0), limit = b.account_ids.at(1);
       const bool problems = b.account_ids.at(2) != 0;  // dead letters and refused settlements only
       const bool rows = b.account_ids.at(3) != 0;      // reconciliation rows and sweeps too
+      const uint64_t from = b.account_ids.at(4);        // listing: ids from this one on
       auto& out = b.found_payouts[index_];
       if (id != 0) {  // one payout: looked up in each desk, nothing counted or listed
         desks_.for_each_desk([&](const payouts::desk& d) {
@@ -460,6 +461,10 @@ void shard::execute(batch& b) {
         break;
       }
       std::map<std::tuple<wire::currency_code, uint8_t, uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> counts;
+      // The listing: the `limit` lowest ids from `from` on (a heap, its largest on top),
+      // whatever order the desks' tables hold them in.
+      std::vector<const payouts::payout_entry*> lowest;
+      const auto by_id = [](const payouts::payout_entry* x, const payouts::payout_entry* y) { return x->id < y->id; };
       desks_.for_each_desk([&](const payouts::desk& d) {
         for (const auto& [pid, p] : d.payouts) {
           auto& c = counts[{p.currency, uint8_t(p.st), p.attempts.empty() ? 0 : p.attempts.back().gateway,
@@ -467,7 +472,14 @@ void shard::execute(batch& b) {
           ++c.first;
           gateways::add_amount(c.second, p.amount);  // (desks of one currency: their sum may pass 2^64)
           const bool problem = p.st == payouts::state::dead || p.st == payouts::state::settle_refused;
-          if ((!problems || problem) && out.size() < limit) out.push_back(p);
+          if (limit == 0 || pid < from || (problems && !problem)) continue;
+          if (lowest.size() == limit) {
+            if (!(pid < lowest.front()->id)) continue;
+            std::pop_heap(lowest.begin(), lowest.end(), by_id);
+            lowest.pop_back();
+          }
+          lowest.push_back(&p);
+          std::push_heap(lowest.begin(), lowest.end(), by_id);
         }
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
         if (rows)
@@ -476,6 +488,8 @@ void shard::execute(batch& b) {
       trading_.for_each_breaker([&](uint32_t g, const gateways::breaker& br) {
         b.found_order_breakers[index_].push_back({index_, 0, g, br});
       });
+      std::sort_heap(lowest.begin(), lowest.end(), by_id);
+      for (const auto* p : lowest) out.push_back(*p);
       if (rows) b.found_recon[index_] = desks_.recon_rows();
       for (const auto& [k, c] : counts)
         b.found_counts[index_].push_back({std::get<0>(k), payouts::state(std::get<1>(k)), std::get<2>(k),

@@ -285,10 +285,11 @@ class admin_impl {
         {"account freeze", "<account-id>", "freeze an account: no transfer may debit or credit it", 1, 1,
          &admin_impl::cmd_account_freeze},
         {"account unfreeze", "<account-id>", "reopen a frozen account", 1, 1, &admin_impl::cmd_account_unfreeze},
-        {"payouts", "[all] [limit]",
+        {"payouts", "[all] [limit] [from=<payout-id>]",
          "payouts the desks hold: counts by state per currency, every breaker (phase, counters), and the dead "
-         "letters and refused settlements (all: every payout held; default limit 100)",
-         0, 2, &admin_impl::cmd_payouts},
+         "letters and refused settlements (all: every payout held), in id order from the given id (default limit "
+         "100; the answer names the id to go on from)",
+         0, 3, &admin_impl::cmd_payouts},
         {"payout show", "<payout-id>", "one payout: wallet, amount, state, its attempts (gateway, time)", 1, 1,
          &admin_impl::cmd_payout_show},
         {"payout retry", "<payout-id>",
@@ -631,14 +632,24 @@ class admin_impl {
   }
 
   admin_response_msg cmd_payouts(const std::vector<std::string>& a) {
-    bool all = false;
-    uint64_t limit = 100;
+    bool all = false, limit_given = false, from_given = false;
+    uint64_t limit = 100, from = 0;
     for (const auto& w : a) {
-      if (w == "all") all = true;
-      else if (!parse_u64(w, &limit) || limit == 0 || limit > wire::admin_rows_max)
-        return answer(admin_code::arguments_invalid, "'" + w + "' is neither `all` nor a limit from 1 to 4096");
+      if (w == "all" && !all) {
+        all = true;
+      } else if (w.rfind("from=", 0) == 0 && !from_given) {
+        from_given = true;
+        if (!parse_u64(w.substr(5), &from) || from == 0)
+          return answer(admin_code::arguments_invalid, "'" + w + "': from= takes a payout id from 1 to 2^64-1");
+      } else if (!limit_given && parse_u64(w, &limit) && limit != 0 && limit <= wire::admin_rows_max) {
+        limit_given = true;
+      } else {
+        return answer(admin_code::arguments_invalid,
+                      "'" + w + "' is neither `all`, a limit from 1 to 4096 nor from=<payout-id> (each once)");
+      }
     }
-    const reply r = eng_.lookup_payouts(0, limit, !all);
+    // One more than shown: whether the listing goes on, and from which id.
+    const reply r = eng_.lookup_payouts(0, limit + 1, !all, true, from);
     if (r.st != status::ok) return refused_by_engine(r);
     admin_section counts;
     counts.title = "desks";
@@ -671,11 +682,18 @@ class admin_impl {
                          std::to_string(row.s.owed), std::to_string(row.s.amount),
                          row.s.refusal == wire::result::ok ? "" : std::string(wire::result_name(row.s.refusal))});
     admin_section list = payout_section(all ? "payouts" : "dead letters");
-    for (const auto& p : r.payouts) {
+    std::vector<const actors::payouts::payout_entry*> listed;  // each shard's lowest ids: merged
+    for (const auto& p : r.payouts) listed.push_back(&p);
+    std::sort(listed.begin(), listed.end(), [](auto* x, auto* y) { return x->id < y->id; });
+    for (const auto* p : listed) {
       if (list.rows.size() >= limit) break;
-      payout_row(list, p);
+      payout_row(list, *p);
     }
-    admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held");
+    std::string more;
+    if (listed.size() > limit)
+      more = "; more from id " + std::to_string(listed[limit]->id) + " (`payouts " + (all ? "all " : "") +
+             std::to_string(limit) + " from=" + std::to_string(listed[limit]->id) + "`)";
+    admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held" + more);
     m.sections = {std::move(counts), std::move(br), std::move(sw), std::move(list)};
     return m;
   }

@@ -316,7 +316,10 @@ class engine {
   // reconciliation rows and sweeps are left out (the metrics: the rows grow by the day).
   // With a `payout_id` only that payout is looked up (held, or kept resolved: no
   // counts, breakers or rows), one hash look-up per desk instead of a pass over all.
-  reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false, bool with_rows = true);
+  // Without, the payouts copied are those of the lowest ids from `from_id` on, in id
+  // order (a listing pages with the id after its last).
+  reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false, bool with_rows = true,
+                       uint64_t from_id = 0);
   // Where instructions go: called on a shard thread with each batch's instructions for
   // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped
   // (the payouts time out and are retried once a sink is set and a session is up).

@@ -279,6 +279,34 @@ TEST_F(payout_engine, settled_payout_posts_the_hold_into_the_gateways_settlement
   expect_payout_account_consistent();
 }
 
+// A listing pages in id order: each shard copies the lowest ids from `from_id` on, so
+// the merged lowest `limit` are the lowest held, and the next page starts after them.
+// Before, each shard copied the first it met in its tables' order: an arbitrary subset,
+// and payouts past the limit could never be listed.
+TEST_F(payout_engine, the_payout_listing_pages_in_id_order) {
+  up("alpha");
+  std::vector<uint64_t> ids;
+  for (uint64_t i = 0; i < 40; ++i) ids.push_back(1000 + (i * 37) % 97);  // scattered, distinct
+  for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(pay(ids[i], 1 + i % 8, 10), result::ok) << ids[i];
+  std::sort(ids.begin(), ids.end());
+  std::vector<uint64_t> seen;
+  uint64_t from = 0;
+  for (int page = 0; page < 10 && seen.size() < ids.size(); ++page) {
+    auto r = e().lookup_payouts(0, 7, false, false, from);
+    std::vector<uint64_t> got;
+    for (const auto& p : r.payouts) {
+      EXPECT_GE(p.id, from);
+      got.push_back(p.id);
+    }
+    std::sort(got.begin(), got.end());
+    if (got.size() > 7) got.resize(7);  // the merged lowest 7 (each shard gives its own 7)
+    ASSERT_FALSE(got.empty());
+    seen.insert(seen.end(), got.begin(), got.end());
+    from = got.back() + 1;
+  }
+  EXPECT_EQ(seen, ids) << "every payout, once, in id order";
+}
+
 TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused) {
   up("alpha");
   ASSERT_EQ(pay(2, 2, 700), result::ok);
