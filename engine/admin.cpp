@@ -902,7 +902,14 @@ class admin_impl {
       actors::payouts::recon_counts c;
       uint64_t pending = 0, pending_amount = 0, dead = 0, dead_amount = 0;
     };
-    std::map<std::pair<uint32_t, std::string>, line> rows;
+    // Newest day first (currencies in name order within a day): an answer cut at its row
+    // limit drops the oldest days, not today.
+    struct newest_first {
+      bool operator()(const std::pair<uint32_t, std::string>& x, const std::pair<uint32_t, std::string>& y) const {
+        return x.first != y.first ? x.first > y.first : x.second < y.second;
+      }
+    };
+    std::map<std::pair<uint32_t, std::string>, line, newest_first> rows;
     for (const auto& row : r.recon)
       if (row.k.gateway == g->number && (only_day < 0 || row.k.day == only_day))
         rows[{row.k.day, wire::currency_name(row.k.currency)}].c.add(row.c);
@@ -925,13 +932,14 @@ class admin_impl {
                  {"cancelled_amount", true}, {"overpaid", true},      {"overpaid_amount", true},
                  {"pending", true},       {"pending_amount", true},
                  {"dead_letters", true},  {"dead_letters_amount", true}};
-    for (const auto& [k, l] : rows)
+    for (const auto& [k, l] : rows) {
       s.rows.push_back({day_text(k.first), k.second, std::to_string(l.c.deposits), std::to_string(l.c.deposits_amount),
                         std::to_string(l.c.settled), std::to_string(l.c.settled_amount), std::to_string(l.c.failed),
                         std::to_string(l.c.failed_amount), std::to_string(l.c.cancelled),
                         std::to_string(l.c.cancelled_amount), std::to_string(l.c.overpaid),
                         std::to_string(l.c.overpaid_amount), std::to_string(l.pending),
                         std::to_string(l.pending_amount), std::to_string(l.dead), std::to_string(l.dead_amount)});
+    }
     admin_response_msg m = answer(admin_code::ok, "gateway " + g->id + " (number " + std::to_string(g->number) + ")");
     m.sections.push_back(std::move(s));
     return m;
