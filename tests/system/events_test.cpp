@@ -1419,6 +1419,22 @@ void post_transfers(const std::string& data, uint16_t port, uint64_t first, uint
   ASSERT_TRUE(c->call(wire::create_transfers_body(ts)).ok);
 }
 
+// A live engine on `args` with accounts 1..n opened (events 1..n); null if it did not
+// come up (the failure is recorded).
+std::unique_ptr<live_mesobd> engine_with_accounts(const std::string& data, const std::vector<std::string>& args,
+                                                  uint64_t n) {
+  auto engine = std::make_unique<live_mesobd>(data, args);
+  if (!engine->up()) {
+    ADD_FAILURE() << engine->output();
+    return nullptr;
+  }
+  std::vector<wire::account> as;
+  for (uint64_t id = 1; id <= n; ++id) as.push_back(make_account(id));
+  auto c = connect(data, engine->port());
+  EXPECT_TRUE(c->call(wire::create_accounts_body(as)).ok);
+  return engine;
+}
+
 // Waits until the relay's output holds `n` lines; returns them.
 std::vector<raw_event> await_lines(const std::string& path, size_t n) {
   std::vector<raw_event> got;
@@ -1436,12 +1452,8 @@ TEST(Events, AnUnnamedRelayResumesAfterWhatItPrinted) {
   temp_dir dir;
   const uint16_t port = free_port();
   const std::vector<std::string> args = {"--port", std::to_string(port)};
-  auto engine = std::make_unique<live_mesobd>(dir.path(), args);
-  ASSERT_TRUE(engine->up()) << engine->output();
-  {
-    auto c = connect(dir.path(), port);
-    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
-  }
+  auto engine = engine_with_accounts(dir.path(), args, 2);
+  ASSERT_TRUE(engine);
   post_transfers(dir.path(), port, 100, 20);
   const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
   relay_process relay(dir.path(), port, out, {"--from", "1"}, err);
@@ -1467,12 +1479,8 @@ TEST(Events, AFilteredUnnamedRelayResumesAfterWhatItWasServed) {
   temp_dir dir;
   const uint16_t port = free_port();
   const std::vector<std::string> args = {"--port", std::to_string(port)};
-  auto engine = std::make_unique<live_mesobd>(dir.path(), args);
-  ASSERT_TRUE(engine->up()) << engine->output();
-  {
-    auto c = connect(dir.path(), port);
-    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2), make_account(3)})).ok);
-  }
+  auto engine = engine_with_accounts(dir.path(), args, 3);
+  ASSERT_TRUE(engine);
   const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
   relay_process relay(dir.path(), port, out, {"--from", "1", "--account", "3"}, err);
   ASSERT_GE(await_lines(out, 1).size(), 1u) << "account 3 opened";
@@ -1509,12 +1517,8 @@ TEST(Events, AFilteredUnnamedRelayResumesAfterWhatItWasServed) {
 TEST(Events, AQuietRelayKeepsItsSessionAndAnIdleOneIsTold) {
   temp_dir dir;
   const uint16_t port = free_port();
-  live_mesobd engine(dir.path(), {"--port", std::to_string(port), "--idle-timeout-ms", "3000"});
-  ASSERT_TRUE(engine.up()) << engine.output();
-  {
-    auto c = connect(dir.path(), port);
-    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
-  }
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port), "--idle-timeout-ms", "3000"}, 2);
+  ASSERT_TRUE(engine);
   const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
   relay_process relay(dir.path(), port, out, {"--name", "quiet", "--keepalive-s", "1"}, err);
   ASSERT_GE(await_lines(out, 2).size(), 2u);
