@@ -689,12 +689,17 @@ class admin_impl {
       if (list.rows.size() >= limit) break;
       payout_row(list, *p);
     }
-    std::string more;
-    if (listed.size() > limit)
-      more = "; more from id " + std::to_string(listed[limit]->id) + " (`payouts " + (all ? "all " : "") +
-             std::to_string(limit) + " from=" + std::to_string(listed[limit]->id) + "`)";
-    admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held" + more);
+    admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held");
     m.sections = {std::move(counts), std::move(br), std::move(sw), std::move(list)};
+    // The next page starts at the first payout not shown: past the limit, or cut with the
+    // answer's rows and bytes (the list is its last section).
+    fit(m);
+    const size_t shown = m.sections.back().rows.size();
+    if (listed.size() > shown) {
+      const std::string next = std::to_string(listed[shown]->id);
+      m.message += "; more from id " + next + " (`payouts " + (all ? "all " : "") + std::to_string(limit) +
+                   " from=" + next + "`)";
+    }
     return m;
   }
 
@@ -1683,9 +1688,14 @@ class admin_impl {
     live.title = "subscribed sessions";
     live.columns = {{"session", true}, {"name", false}, {"acknowledged", true}, {"sent", true}, {"lag", true}};
     const auto subs = hub->subscribers();
-    for (const auto& s : subs)
+    // At most a quarter of an answer's rows: the rest is the named subscribers' page,
+    // which then always moves on (from-name) however many sessions are subscribed.
+    constexpr size_t live_shown_max = wire::admin_rows_max / 4;
+    for (const auto& s : subs) {
+      if (live.rows.size() == live_shown_max) break;
       live.rows.push_back({std::to_string(s.session), s.name.empty() ? "-" : s.name, std::to_string(s.acked),
                            std::to_string(s.sent), std::to_string(s.lag)});
+    }
     admin_section kept;
     kept.title = "named subscribers";
     kept.columns = {{"name", false}, {"gateway", false}, {"acknowledged", true}, {"session", true}};
@@ -1694,8 +1704,12 @@ class admin_impl {
         kept.rows.push_back({n.name, n.owner.empty() ? "(none)" : n.owner, std::to_string(n.acked),
                              n.session ? std::to_string(n.session) : "-"});
     admin_response_msg m =
-        answer(admin_code::ok, std::to_string(subs.size()) + " sessions subscribed, " + std::to_string(names.size()) +
-                                   " named subscribers kept (at most " + std::to_string(subscriber_names_max) + ")");
+        answer(admin_code::ok, std::to_string(subs.size()) + " sessions subscribed" +
+                                   (subs.size() > live_shown_max
+                                        ? " (the first " + std::to_string(live_shown_max) + " shown)"
+                                        : std::string()) +
+                                   ", " + std::to_string(names.size()) + " named subscribers kept (at most " +
+                                   std::to_string(subscriber_names_max) + ")");
     m.sections.push_back(std::move(live));
     m.sections.push_back(std::move(kept));
     return m;

@@ -40,8 +40,8 @@ bool parse_gateway(const std::string& spec, engine::gateway_config* g, std::stri
   }
   g->id = spec.substr(0, a);
   if (!wire::parse_roles(spec.substr(a + 1, b - a - 1), &g->roles)) {
-    *error = "--gateway " + g->id + ": unknown role in '" + spec.substr(a + 1, b - a - 1) +
-             "' (payments, broker, market_data, kyc, events_reader, admin)";
+    *error = "--gateway " + g->id + ": an unknown or empty role in '" + spec.substr(a + 1, b - a - 1) +
+             "' (a comma-separated list of payments, broker, market_data, kyc, events_reader, admin)";
     return false;
   }
   if (!wire::from_hex(spec.substr(b + 1), &g->secret)) {

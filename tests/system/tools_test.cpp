@@ -90,7 +90,9 @@ TEST(mesobd, bad_gateway_settings_are_refused) {
   EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
   EXPECT_NE(r.out.find("the secret is not hex"), std::string::npos) << r.out;
   r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:root:00112233445566778899aabbccddeeff");
-  EXPECT_NE(r.out.find("unknown role"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("an unknown or empty role"), std::string::npos) << r.out;
+  r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:payments,:00112233445566778899aabbccddeeff");
+  EXPECT_NE(r.out.find("an unknown or empty role in 'payments,'"), std::string::npos) << r.out;
   r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:payments:0011");
   EXPECT_NE(r.out.find("secret must be at least 16 bytes"), std::string::npos) << r.out;
   r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --frame-bytes-max 100");
