@@ -76,10 +76,8 @@ std::string with_result_codes(std::string_view program) {
 }
 
 std::string funding_balance(const workload& w, int64_t* out) {
-  constexpr uint64_t balance_max = uint64_t(std::numeric_limits<int64_t>::max());
-  if (w.opening > balance_max || (w.accounts != 0 && w.opening > balance_max / w.accounts))
-    return "accounts x opening balance exceeds a signed 64-bit balance (the funding account's): "
-           "use fewer accounts or a smaller opening balance";
+  // workload::check holds the rule that the funding balance fits a signed 64-bit figure.
+  if (auto bad = w.check(); !bad.empty()) return bad;
   *out = -int64_t(w.opening * w.accounts);
   return {};
 }
