@@ -157,6 +157,9 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<uint64_t> account_ids;
   std::vector<wire::id128> transfer_ids;
   std::vector<wire::equb_op> equb_ops;
+  // tick: a resume marker (rules_resume_rebases), logged first at a start: the last
+  // timestamp logged before it (0: an ordinary tick). Its record's body is these 8 bytes.
+  uint64_t resumed_after = 0;
   bool emitted = false;  // transfers an equb group emitted (ids in its reserved space)
   bool gateway = false;  // gateways' deposits (ids in the deposits' reserved space)
   // The rules it is decided by (above): its log record's version in replay.

@@ -40,8 +40,6 @@ result engine_account(uint64_t id) {
 // Whether `n` more steps may go to a retry or a leave.
 bool optional_steps(const group_entry& e, uint64_t n) { return uint64_t(e.next_step) + n + life_steps <= steps_max; }
 
-uint64_t close_at(const group_state& g) { return deadline_after(g.started_at, g.round, g.cfg.period_ns, g.cfg.grace_ns); }
-
 }  // namespace
 
 group_config config_of(const wire::equb_op& op) {
@@ -139,6 +137,7 @@ wire::group_item to_item(const group_entry& e) {
   it.next_step = e.next_step;
   it.created_at = e.created_at;
   it.started_at = g.started_at;
+  it.shift_ns = g.shift_ns;
   it.pot = g.pot;
   it.escrow = g.escrow;
   it.escrow_expected = escrow_expected(e);
@@ -240,7 +239,7 @@ void group_table::touch(group_entry& e) {
 
 void group_table::schedule(const group_entry& e) {
   if (e.g.ph != phase::active || e.g.cfg.on_default == default_policy::hold_round) return;
-  deadlines_.emplace_back(close_at(e.g), e.g.cfg.group_id);
+  deadlines_.emplace_back(round_close(e.g), e.g.cfg.group_id);
   std::push_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
 }
 
@@ -349,9 +348,40 @@ void group_table::close_due(uint64_t now) {
     deadlines_.pop_back();
     group_entry* e = find(id);
     // Stale: the round closed early (every seat paid), or the group ended.
-    if (!e || e->g.ph != phase::active || close_at(e->g) >= now || !round_due(e->g, now)) continue;
+    if (!e || e->g.ph != phase::active || round_close(e->g) >= now || !round_due(e->g, now)) continue;
     touch(*e);
     after_round(*e, now);
+  }
+}
+
+void group_table::resume(uint64_t last_before, uint64_t resumed) {
+  // In id order: the events come out the same live and in replay, whatever order the
+  // table was filled in.
+  std::vector<uint64_t> ids;
+  for (const auto& [id, e] : groups_)
+    if (e.g.ph == phase::active) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  for (const uint64_t id : ids) {
+    group_entry& e = groups_.at(id);
+    const uint64_t added = reschedule(e.g, last_before, resumed);
+    if (added == 0) continue;
+    touch(e);
+    schedule(e);
+    if (events_) {
+      auto ev = wire::decided_event(wire::event_type::equb_rescheduled, resumed, e.g.cfg.currency, id);
+      ev.code = uint16_t(e.g.round);
+      ev.amount = added;
+      ev.ref = {round_deadline(e.g), round_close(e.g)};
+      events_(std::move(ev));
+    }
+  }
+  // The old closes' entries are stale: off the heap's front, so that due() does not ask
+  // for a tick that would close nothing.
+  while (!deadlines_.empty()) {
+    const group_entry* e = find(deadlines_.front().second);
+    if (e && e->g.ph == phase::active && round_close(e->g) == deadlines_.front().first) break;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
+    deadlines_.pop_back();
   }
 }
 

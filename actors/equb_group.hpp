@@ -154,6 +154,11 @@ class group_table {
   // Rounds whose deadline + grace passed by `now` close (not under hold_round).
   [[nodiscard]] bool due(uint64_t now) const { return !deadlines_.empty() && deadlines_.front().first < now; }
   void close_due(uint64_t now);
+  // The engine resumed at `resumed` after an outage from `last_before` (the last timestamp
+  // logged before it; a resume marker's, at rules_resume_rebases on): each active group
+  // whose deadline or close fell in between is rescheduled (equb::reschedule), with an
+  // equb_rescheduled event. Before close_due at that batch.
+  void resume(uint64_t last_before, uint64_t resumed);
   // Earliest time a round may close on its deadline (UINT64_MAX: none).
   [[nodiscard]] uint64_t next_deadline() const { return deadlines_.empty() ? UINT64_MAX : deadlines_.front().first; }
 

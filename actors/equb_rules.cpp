@@ -45,7 +45,30 @@ uint64_t deadline_after(uint64_t started_at, uint64_t rounds, uint64_t period_ns
   return t;
 }
 
-uint64_t round_deadline(const group_state& g) { return deadline_after(g.started_at, g.round, g.cfg.period_ns, 0); }
+namespace {
+// Where the schedule counts from: the start, moved by the downtime that fell on it.
+uint64_t schedule_base(const group_state& g) {
+  uint64_t t = 0;
+  return __builtin_add_overflow(g.started_at, g.shift_ns, &t) ? UINT64_MAX : t;
+}
+}  // namespace
+
+uint64_t round_deadline(const group_state& g) { return deadline_after(schedule_base(g), g.round, g.cfg.period_ns, 0); }
+uint64_t round_close(const group_state& g) {
+  return deadline_after(schedule_base(g), g.round, g.cfg.period_ns, g.cfg.grace_ns);
+}
+
+uint64_t reschedule(group_state& g, uint64_t last_before, uint64_t resumed) {
+  if (g.ph != phase::active || resumed <= last_before) return 0;
+  const auto in_gap = [&](uint64_t t) { return t >= last_before && t < resumed; };
+  // A contribution at t is late when t > deadline; a round closes when t > its close.
+  if (!in_gap(round_deadline(g)) && (g.cfg.on_default == default_policy::hold_round || !in_gap(round_close(g))))
+    return 0;
+  const uint64_t gap = resumed - last_before;
+  uint64_t shifted = 0;
+  g.shift_ns = __builtin_add_overflow(g.shift_ns, gap, &shifted) ? UINT64_MAX : shifted;
+  return gap;
+}
 
 result check_config(const group_config& c) {
   if (c.contribution == 0) return result::contribution_must_not_be_zero;
@@ -260,8 +283,7 @@ bool round_due(const group_state& g, uint64_t now) {
   bool all = true;
   for (const auto& s : g.seats) all = all && s.paid;
   if (all) return true;
-  return g.cfg.on_default != default_policy::hold_round &&
-         now > deadline_after(g.started_at, g.round, g.cfg.period_ns, g.cfg.grace_ns);
+  return g.cfg.on_default != default_policy::hold_round && now > round_close(g);
 }
 
 outcome close_round(group_state& g, uint64_t now, bool credits_pay) {
@@ -440,7 +462,7 @@ uint32_t draw(const seed& revealed, uint64_t group_id, uint32_t round, const std
 
 namespace {
 
-constexpr uint16_t codec_version = 2;
+constexpr uint16_t codec_version = 3;
 
 
 }  // namespace
@@ -474,6 +496,7 @@ std::vector<uint8_t> encode_group(const group_state& g) {
   w.put(uint16_t(0));
   w.put(g.round);
   w.put(g.started_at);
+  w.put(g.shift_ns);
   w.put(g.pot);
   w.put(g.escrow);
   w.put(g.bids);
@@ -514,7 +537,7 @@ std::string group_fault(const group_state& g) {
   const auto n = uint32_t(g.seats.size());
   const uint64_t c = g.cfg.contribution;
   const bool forming = g.ph == phase::forming, active = g.ph == phase::active, completed = g.ph == phase::completed;
-  if (forming && (g.round != 0 || g.started_at != 0)) return "a forming group has a round";
+  if (forming && (g.round != 0 || g.started_at != 0 || g.shift_ns != 0)) return "a forming group has a round";
   if (active && (n < 2 || g.round == 0)) return "an active group without its round or seats";
   if (completed && g.round != n) return "a completed group ended before its last round";
   // Each round paid out once, to one seat, before the current round (the last one too,
@@ -577,8 +600,8 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
   group_config& c = g.cfg;
   const auto version = r.get<uint16_t>();
   r.get<uint16_t>();
-  if (!r.short_read && version != codec_version && version != 1) {
-    *why = "group state version " + std::to_string(version) + " (this build reads 1 and " +
+  if (!r.short_read && (version < 1 || version > codec_version)) {
+    *why = "group state version " + std::to_string(version) + " (this build reads 1 to " +
            std::to_string(codec_version) + ")";
     return false;
   }
@@ -607,6 +630,7 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
   r.get<uint16_t>();
   g.round = r.get<uint32_t>();
   g.started_at = r.get<uint64_t>();
+  if (version >= 3) g.shift_ns = r.get<uint64_t>();
   g.pot = r.get<uint64_t>();
   g.escrow = r.get<uint64_t>();
   g.bids = r.get<uint32_t>();

@@ -8,7 +8,8 @@
 // seats, each receiving its own payout). Lifecycle:
 //   forming   seats join (paying the first contribution as a deposit into escrow) and
 //             leave (the deposit is returned); start needs at least 2 seats.
-//   active    round k of N (1-based). Round k's deadline is started_at + k * period;
+//   active    round k of N (1-based). Round k's deadline is started_at + shift + k *
+//             period (shift: the engine's downtime that fell on its deadlines, below);
 //             contributions after it pay the late penalty, into the pot. A round
 //             closes when every seat has paid, or when deadline + grace has passed
 //             (unless the default policy holds the round): seats that did not pay owe
@@ -41,6 +42,14 @@
 //   cover_from_guarantor the guarantor account pays the gap into escrow and the pot is
 //                      whole; the debts' creditor is the guarantor;
 //   hold_round         the round waits for every seat (late penalties still apply).
+//
+// Engine downtime: members cannot pay while the engine is down. When it starts again, a
+// group whose round deadline or close (deadline + grace) fell in the outage, from the
+// last timestamp logged before it up to the first after, has its schedule moved by the
+// outage's length (`shift`, every later round's too): each member gets the time to the
+// deadline it had when the engine stopped (reschedule). Rounds that were already due
+// when it stopped close as they would have. The outage is measured from the last logged
+// batch, so an engine that sat idle before it stopped gives that idle time too.
 //
 // Recipients: fixed order (seat k receives in round k); bidding: seats that have not
 // received bid the amount they will take from the nominal pot (N x contribution), the
@@ -142,6 +151,7 @@ struct group_state {
   phase ph = phase::forming;
   uint32_t round = 0;  // 1..N while active
   uint64_t started_at = 0;
+  uint64_t shift_ns = 0;  // engine downtime added to every deadline (reschedule)
   std::vector<seat> seats;
   uint64_t pot = 0;          // this round: dues and penalties paid, credits used, any cover
   uint64_t escrow = 0;       // what escrow must hold: pot + every seat's credit (the audit's invariant)
@@ -191,6 +201,13 @@ outcome start(group_state& g, uint64_t now, const seed& secret);
 
 // Round g.round's deadline: a contribution after it is late.
 [[nodiscard]] uint64_t round_deadline(const group_state& g);
+// Round g.round's deadline + grace: once past it the round closes (not under hold_round).
+[[nodiscard]] uint64_t round_close(const group_state& g);
+// The engine was down from `last_before` (the last timestamp logged) to `resumed` (the
+// first after): an active group whose round deadline or close fell in [last_before,
+// resumed) has `resumed - last_before` added to its shift (saturating). Returns what was
+// added (0: the group is not moved).
+uint64_t reschedule(group_state& g, uint64_t last_before, uint64_t resumed);
 // What `seat_index` owes at `now` to pay round g.round: due, penalty if late, debts.
 [[nodiscard]] uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now);
 [[nodiscard]] result can_contribute(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round,
@@ -234,8 +251,9 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay = true);
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);
 
-// A group's state as bytes (snapshots), little-endian, version 2 (version 1, without
-// the number and the seats' payout routes, is read too): the config, the state, then
+// A group's state as bytes (snapshots), little-endian, version 3 (version 2, without the
+// shift, and version 1, also without the number and the seats' payout routes, are read
+// too): the config, the state, then
 // each seat with its debts. decode_group refuses, naming the fault, any
 // input that is cut short or too long, an unknown version or enum, a config that
 // check_config refuses, counts over their limits, or state that breaks the escrow

@@ -57,6 +57,13 @@ constexpr uint16_t rules_reset_keeps_backoff = 10;
 // sells). And a broker's fill is banded around the last price taken outside a move halt
 // (market::instrument::band_ticks), not the bad print that began one.
 constexpr uint16_t rules_portfolio_close_and_sells = 11;
-constexpr uint16_t rules_newest = 11;
+// Equb: the engine's downtime does not count against members. A tick logged first at each
+// start (a *resume marker*, batch::resumed_after) names the last timestamp logged before
+// it; a group whose contribution deadline or close fell between the two gets its schedule
+// moved by that gap (equb::reschedule). Before, every round overdue after an outage closed
+// at once at the first batch, with debts, covers and late penalties for members who could
+// not pay while the engine was down.
+constexpr uint16_t rules_resume_rebases = 12;
+constexpr uint16_t rules_newest = 12;
 
 }  // namespace mesob::actors

@@ -304,6 +304,13 @@ void shard::execute(batch& b) {
         else if (ev.kind == wire::gateway_event_kind::up) trading_.broker_up(g->number, b.timestamp_base + i);
         else if (desks_.sessions(g->number) == 0) trading_.broker_down(g->number, b.timestamp_base + i);
       }
+  // The engine's first batch after a start: deadlines that fell while it was down move
+  // (rules_resume_rebases), before any round closes.
+  if (logged && b.kind == op_kind::tick && b.resumed_after != 0 && b.rules >= rules_resume_rebases) {
+    settle_all();
+    deciding(b, 0);
+    groups_.resume(b.resumed_after, b.timestamp_base);
+  }
   if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();
     deciding(b, 0);  // deadlines passing: before the batch's operations

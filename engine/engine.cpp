@@ -158,6 +158,9 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
     case op_kind::order_cancels:
     case op_kind::order_retries:
       return {reinterpret_cast<const uint8_t*>(b.order_cancels.data()), b.order_cancels.size() * sizeof(wire::order_cancel)};
+    case op_kind::tick:
+      if (b.resumed_after == 0) return {};
+      return {reinterpret_cast<const uint8_t*>(&b.resumed_after), sizeof b.resumed_after};
     default: return {};
   }
 }
@@ -316,7 +319,7 @@ class engine_impl {
                                  ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
                                  ev.type == et::order_expired || ev.type == et::order_timeout ||
                                  ev.type == et::order_dead || ev.type == et::order_breaker ||
-                                 ev.type == et::payout_overpaid;
+                                 ev.type == et::payout_overpaid || ev.type == et::equb_rescheduled;
             decided = decided || (ev.lsn > snap && by_time);
           }
           if (older) break;
@@ -1254,8 +1257,8 @@ class engine_impl {
       case op_kind::lookup_policy:
       case op_kind::currency_totals:
       case op_kind::payouts:
-      case op_kind::deposits:
-      case op_kind::tick: break;
+      case op_kind::deposits: break;
+      case op_kind::tick: b->resumed_after = req.resumed_after; break;
     }
     return b;
   }
@@ -1305,6 +1308,9 @@ class engine_impl {
       case op_kind::policy_ops: n = req.policy_ops.size(); break;
       case op_kind::lookup_customers: n = req.account_ids.size(); break;
       case op_kind::lookup_policy: break;
+      case op_kind::tick:  // the engine's resume marker only
+        if (req.resumed_after == 0) return status::kind_invalid;
+        break;
       case op_kind::orders: n = req.orders.size(); break;
       case op_kind::order_answers: n = req.order_answers.size(); break;
       case op_kind::order_cancels:
@@ -2093,7 +2099,7 @@ class engine_impl {
         b->user_done(std::move(r));
         return;
       }
-      if (b->count == 0) {  // nothing to log or apply
+      if (b->count == 0 && b->kind != op_kind::tick) {  // nothing to log or apply
         reply r;
         b->user_done(std::move(r));
         return;
@@ -2839,7 +2845,15 @@ class engine_impl {
                            : decode_ops(body, bh.count, b->transfers));
         break;
       case op_kind::set_account_status: ok = ok && decode_ops(body, bh.count, b->status_changes); break;
-      case op_kind::tick: ok = ok && bh.count == 0 && body.empty(); break;
+      case op_kind::tick:
+        // A resume marker's body: the last timestamp before the start, below its own.
+        ok = ok && bh.count == 0 &&
+             (body.empty() || (h.version >= actors::rules_resume_rebases && body.size() == sizeof b->resumed_after));
+        if (ok && !body.empty()) {
+          std::memcpy(&b->resumed_after, body.data(), sizeof b->resumed_after);
+          ok = b->resumed_after != 0 && b->resumed_after < bh.timestamp_base;
+        }
+        break;
       default: ok = false;
     }
     if (!ok) {
@@ -3479,7 +3493,20 @@ class engine_impl {
         if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
     }
     std::lock_guard lk(q_mu_);
-    // The reset first: a batch before it would run the desks' timers against the sessions
+    // A resume marker before anything else, when a group runs on deadlines: any logged
+    // batch closes the rounds due by its time, and those that fell due while the engine
+    // was down are rescheduled first (actors/equb_rules.hpp, reschedule).
+    bool groups_active = false;
+    for (auto& sh : shards_)
+      sh->groups().for_each([&](const actors::equb::group_entry& e) { groups_active |= e.g.ph == actors::equb::phase::active; });
+    if (groups_active && last_ts_ != 0) {
+      queued marker;
+      marker.req.kind = op_kind::tick;
+      marker.req.resumed_after = last_ts_;
+      marker.done = [](reply&&) {};
+      q_.push_back(std::move(marker));
+    }
+    // The reset next: a batch before it would run the desks' timers against the sessions
     // the snapshot held (every payout overdue while the engine was down timing out at
     // gateways that have no session, their breakers counting it).
     if (registry_->size() > 0) {

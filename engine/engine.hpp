@@ -103,6 +103,9 @@ struct request {
   std::vector<wire::order_answer> order_answers;
   std::vector<wire::order_cancel> order_cancels;
   // rebalance: account_ids {wallet, first order id, drift_bp, slippage_bp, expires_s, reserved}
+  // tick (the engine's own; clients' are kind_invalid): a resume marker's last timestamp
+  // before the start (batch::resumed_after)
+  uint64_t resumed_after = 0;
 };
 
 enum class status : uint8_t {

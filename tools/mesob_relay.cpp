@@ -195,6 +195,12 @@ std::vector<std::string> messages(const wire::event& e) {
               " (the last taken was " + std::to_string(e.ref.hi) + ")"};
     case event_type::customer_resequenced:
       return {"account " + a + ": identity records now count from sequence " + std::to_string(e.ref.lo)};
+    case event_type::equb_rescheduled: {
+      // The time added, in whole minutes (at least one shown when any was added).
+      const uint64_t minutes = std::max<uint64_t>(1, e.amount / 60'000'000'000ull);
+      return {"group " + a + ": we were down, so round " + std::to_string(e.code) + "'s deadline is " +
+              std::to_string(minutes) + " minute" + (minutes == 1 ? "" : "s") + " later"};
+    }
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }
@@ -358,7 +364,7 @@ int main(int argc, char** argv) {
       for (const auto& e : block) {
         if (e.offset <= printed_through) {  // printed before a reconnect, not acknowledged then
           const auto at = std::lower_bound(printed.begin(), printed.end(), e.offset,
-                                           [](const printed_event& p, uint64_t o) { return p.offset < o; });
+                                           [](const printed_event& p, uint64_t off) { return p.offset < off; });
           const bool kept = at != printed.end() && at->offset == e.offset;
           const bool older = printed.empty() || e.offset < printed.front().offset;
           if (kept && at->lsn == e.lsn && at->id_lo == e.id.lo && at->id_hi == e.id.hi) {

@@ -814,6 +814,7 @@ std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
       b.add_history(history);
       b.add_owed(owed);
       b.add_destinations(destinations);
+      b.add_shift_ns(g.shift_ns);
       offs.push_back(b.Finish());
     }
     return fb::CreateGroups(fbb, fbb.CreateVector(offs));
@@ -922,6 +923,7 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
           item.next_step = g->next_step();
           item.created_at = g->created_at();
           item.started_at = g->started_at();
+          item.shift_ns = g->shift_ns();
           item.pot = g->pot();
           item.escrow = g->escrow();
           item.escrow_expected = g->escrow_expected();

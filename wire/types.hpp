@@ -835,8 +835,13 @@ enum class event_type : uint16_t {
   // An operator's resequence of a customer's KYC records:
   customer_resequenced = 33,    // account_a: the wallet; ref.lo: the sequence counted from now
                                 // (the next record must be greater)
+  // An equb group's schedule moved by the engine's downtime (actors/equb_rules.hpp,
+  // reschedule), at the engine's first batch after it:
+  equb_rescheduled = 34,        // account_a: the group; code: its round; amount: the time
+                                // added (ns); ref.lo: the round's deadline now, ref.hi: its
+                                // close now (deadline + grace), engine time (ns)
 };
-constexpr uint16_t event_type_max = 33;
+constexpr uint16_t event_type_max = 34;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -141,6 +141,9 @@ class equb_engine : public ::testing::Test {
     ASSERT_EQ(simple(wire::equb_op_kind::start, id), result::ok);
   }
 
+  void outage_does_not_count_against_members();
+  static uint64_t debts_of_seat(const group_entry& g, uint32_t seat) { return actors::equb::debts_of(g.g.seats.at(seat)); }
+
   engine_fixture fx_;
   uint64_t next_id_ = 1;
 };
@@ -695,6 +698,82 @@ TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
   three->close();
   EXPECT_TRUE(same_events(all_events(fx_.dir()), first)) << "nothing new happened";
 }
+
+// The engine's downtime does not count against members (rules version 12): the engine is
+// down for 30 days across round 2's deadline. Before, its first batch closed every round
+// that fell due meanwhile (debts, misses, a member's payment refused as
+// round_already_paid); now the groups' schedules move by the outage and the members have
+// the time they had when it stopped. The same after a restart from the snapshot and from
+// the log alone, and the moved schedule closes rounds as any.
+void equb_engine::outage_does_not_count_against_members() {
+  constexpr uint64_t g = 5031, h = 5032;
+  constexpr uint64_t day_s = 86'400;
+  open_wallets(3);
+  form(g, 3);  // a week a round, a day of grace, 5 late penalty
+  form(h, 3, actors::equb::rotation::fixed_order, actors::equb::default_policy::hold_round);
+  ASSERT_EQ(settled(g).g.round, 2u);
+  ASSERT_EQ(settled(h).g.round, 2u);
+  const uint64_t round2_deadline = actors::equb::round_deadline(settled(g).g);
+  const uint64_t h_deadline = actors::equb::round_deadline(settled(h).g);  // h started a little later
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  fx_.advance_s(10 * day_s);
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);  // the last batch before the outage
+  fx_.close();
+  fx_.advance_s(30 * day_s);  // past round 2's deadline, its close, and round 3's
+  fx_.open();
+  group_entry st = settled(g);
+  ASSERT_EQ(st.g.round, 2u) << "no round closed by the outage";
+  const uint64_t shift = st.g.shift_ns;
+  EXPECT_GT(shift, 30 * day_s * 1'000'000'000ull - 1'000'000'000ull);
+  EXPECT_LE(shift, 30 * day_s * 1'000'000'000ull);
+  EXPECT_EQ(actors::equb::round_deadline(st.g), round2_deadline + shift);
+  EXPECT_EQ(settled(h).g.shift_ns, shift) << "the same outage";
+  // Wallet 3 pays its contribution, no penalty: the round closes with every seat paid.
+  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);
+  st = settled(g);
+  ASSERT_EQ(st.g.round, 3u);
+  for (const auto& s : st.g.seats) EXPECT_TRUE(s.debts.empty());
+  EXPECT_EQ(balance(2), int64_t(starting - 3 * contribution + (3 * contribution - 3)))
+      << "two joins and round 2 of g paid; round 2's whole pot received, less the fee";
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, h, 2, w - 1, contribution), result::ok) << "not late: " << w;
+  ASSERT_EQ(settled(h).g.round, 3u);
+  expect_escrow_consistent(g);
+  expect_escrow_consistent(h);
+
+  fx_.restart();  // nothing fell due in this gap: nothing moves
+  EXPECT_EQ(settled(g).g.shift_ns, shift);
+  EXPECT_EQ(settled(g).g.round, 3u);
+  EXPECT_EQ(settled(h).g.round, 3u);
+  // Round 3's moved close passes with the engine up: it closes on its tick, with the
+  // debts of the seats that did not pay.
+  fx_.advance_s(12 * day_s + 1);  // day 52 + 1 s: round 3 closes on day 21 + 1 + ~30
+  for (int i = 0; i < 1000 && settled(g).g.ph != phase::completed; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  st = settled(g);
+  ASSERT_EQ(st.g.ph, phase::completed);
+  EXPECT_EQ(debts_of_seat(st, 0) + debts_of_seat(st, 1), 2 * contribution);
+  expect_escrow_consistent(g);
+  fx_.close();
+
+  std::vector<wire::event> moved;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::equb_rescheduled) moved.push_back(ev);
+  ASSERT_EQ(moved.size(), 2u) << "one per group, once";
+  EXPECT_EQ(moved[0].account_a, g);
+  EXPECT_EQ(moved[1].account_a, h);
+  for (size_t i = 0; i < moved.size(); ++i) {
+    const auto& ev = moved[i];
+    const uint64_t deadline = (i == 0 ? round2_deadline : h_deadline) + shift;
+    EXPECT_EQ(ev.code, 2u);
+    EXPECT_EQ(ev.amount, shift);
+    EXPECT_EQ(ev.ref.lo, deadline);
+    EXPECT_EQ(ev.ref.hi, deadline + 86'400ull * 1'000'000'000ull);
+  }
+  fx_.open();
+}
+
+TEST_F(equb_engine, AnOutageDoesNotCountAgainstMembers) { outage_does_not_count_against_members(); }
+TEST_F(equb_engine_replay, AnOutageDoesNotCountAgainstMembersReplayed) { outage_does_not_count_against_members(); }
 
 // Bidding: the lowest bid wins; the discount less the organizer's commission is shared as
 // dividends that lower every seat's next contribution, to the minor unit.

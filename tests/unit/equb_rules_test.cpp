@@ -637,7 +637,7 @@ TEST(equb_rules, group_state_bytes_round_trip_and_damage_is_refused) {
   EXPECT_FALSE(decode_group(bad, &back, &why));
   EXPECT_NE(why.find("rotation_invalid"), std::string::npos) << why;
   // The pot, one minor unit off: escrow no longer adds up.
-  const size_t pot_at = 4 + 5 * 8 + 4 + 4 + 4 * 8 + 4 + 4 + 4 + 8 + 8 /* number */ + 4 + 4 + 4 + 8;
+  const size_t pot_at = 4 + 5 * 8 + 4 + 4 + 4 * 8 + 4 + 4 + 4 + 8 + 8 /* number */ + 4 + 4 + 4 + 8 + 8 /* shift */;
   bad = bytes;
   bad[pot_at] ^= 1;
   EXPECT_FALSE(decode_group(bad, &back, &why));
@@ -834,9 +834,10 @@ TEST(equb_rules, payout_to_sends_the_payout_on_as_the_chains_last_transfer) {
   EXPECT_EQ(payout_to(g, 0, wallet(0), 1, 9), result::group_not_active);
 }
 
-// Version 2 bytes carry the number and each seat's route; version 1 bytes (no number,
-// no destinations) are still read; a route the state cannot have is refused.
-TEST(equb_rules, group_bytes_carry_payout_routes_and_version_1_is_read) {
+// Version 3 bytes carry the number, the shift and each seat's route; version 2 bytes (no
+// shift) and version 1 bytes (no number, no shift, no destinations) are still read; a
+// route the state cannot have is refused.
+TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_and_2_are_read) {
   ledger l;
   auto g = started(l, 3, config());
   g.number = 41;
@@ -851,23 +852,42 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_version_1_is_read) {
   EXPECT_EQ(encode_group(back), bytes);
   // Version 1: the same state without the number and the seats' destinations.
   const size_t number_at = 4 + 5 * 8 + 4 + 4 + 4 * 8 + 4 + 4 + 4 + 4 + 8;
-  const size_t seats_at = number_at + 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 3 * 32;
+  const size_t shift_at = number_at + 8 + 4 + 4 + 8;
+  const size_t seats_at = shift_at + 8 + 8 + 8 + 4 + 4 + 3 * 32;
   const size_t seat_v2 = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 8 + 4;
   ASSERT_EQ(bytes.size(), seats_at + 3 * seat_v2);  // no debts after round 1
   auto plain = make_group(config());
   ledger l1;
   plain = started(l1, 3, config());
-  auto v2 = encode_group(plain);
-  std::vector<uint8_t> v1(v2.begin(), v2.begin() + number_at);
-  v1.insert(v1.end(), v2.begin() + number_at + 8, v2.begin() + seats_at);
+  const auto v3 = encode_group(plain);
+  // Version 2: the same state without the shift.
+  std::vector<uint8_t> v2(v3.begin(), v3.begin() + shift_at);
+  v2.insert(v2.end(), v3.begin() + shift_at + 8, v3.end());
+  v2[0] = 2;
+  ASSERT_TRUE(decode_group(v2, &back, &why)) << why;
+  EXPECT_EQ(back.shift_ns, 0u);
+  EXPECT_EQ(encode_group(back), v3);
+  // Version 1: without the number, the shift and the seats' destinations.
+  std::vector<uint8_t> v1(v3.begin(), v3.begin() + number_at);
+  v1.insert(v1.end(), v3.begin() + number_at + 8, v3.begin() + shift_at);
+  v1.insert(v1.end(), v3.begin() + shift_at + 8, v3.begin() + seats_at);
   for (size_t s = 0; s < 3; ++s) {
     const size_t at = seats_at + s * seat_v2;
-    v1.insert(v1.end(), v2.begin() + at, v2.begin() + at + seat_v2 - 12);
-    v1.insert(v1.end(), v2.begin() + at + seat_v2 - 4, v2.begin() + at + seat_v2);
+    v1.insert(v1.end(), v3.begin() + at, v3.begin() + at + seat_v2 - 12);
+    v1.insert(v1.end(), v3.begin() + at + seat_v2 - 4, v3.begin() + at + seat_v2);
   }
   v1[0] = 1;
   ASSERT_TRUE(decode_group(v1, &back, &why)) << why;
-  EXPECT_EQ(encode_group(back), v2);
+  EXPECT_EQ(encode_group(back), v3);
+  // A shift round-trips; a forming group cannot have one.
+  auto moved = plain;
+  moved.shift_ns = 123'456;
+  ASSERT_TRUE(decode_group(encode_group(moved), &back, &why)) << why;
+  EXPECT_EQ(back.shift_ns, 123'456u);
+  auto forming = make_group(config());
+  forming.shift_ns = 1;
+  EXPECT_FALSE(decode_group(encode_group(forming), &back, &why));
+  EXPECT_NE(why.find("a forming group has a round"), std::string::npos) << why;
   // A rail without a destination, a destination without a rail, a rail in a group with
   // no number, a rail out of range, a number out of range: refused.
   auto damaged = [&](auto change) {
@@ -1142,4 +1162,137 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
     ASSERT_EQ(d.execute(dissolve_op, 4, make_escrow), result::ok);
     EXPECT_EQ(d.find(escrow)->g.seats[0].debts.size(), rules == rules_newest ? 2u : 0u) << "rules " << rules;
   }
+}
+
+// The engine's downtime (rules version 12): a group whose round deadline or close fell
+// between the last timestamp logged before an outage and the first after it has its
+// schedule moved by the outage's length; one whose deadlines all fall outside it, or
+// whose round was already due when the engine stopped, is not.
+TEST(equb_rules, reschedule_moves_the_deadlines_an_outage_covered) {
+  ledger l;
+  group_state fresh = started(l, 3, config());
+  step(l, fresh, close_round(fresh, 1));  // round 1 (the deposits) pays seat 0 at once
+  const uint64_t deadline = 2 * period, close = 2 * period + grace;
+  ASSERT_EQ(round_deadline(fresh), deadline);
+  ASSERT_EQ(round_close(fresh), close);
+  {  // before the deadline, and after it within the grace: not moved
+    auto g = fresh;
+    EXPECT_EQ(reschedule(g, 10, deadline - 1), 0u);
+    EXPECT_EQ(reschedule(g, deadline + 1, close - 1), 0u);
+    EXPECT_EQ(g.shift_ns, 0u);
+  }
+  {  // an outage of four periods covering the deadline: the members get back the time
+     // they had when it stopped, and nothing is late or closed when it resumes
+    auto g = fresh;
+    const uint64_t from = deadline - 1'000, to = deadline + 4 * period;
+    EXPECT_EQ(reschedule(g, from, to), to - from);
+    EXPECT_EQ(g.shift_ns, to - from);
+    EXPECT_EQ(round_deadline(g), to + 1'000);
+    EXPECT_EQ(round_close(g), to + 1'000 + grace);
+    EXPECT_FALSE(round_due(g, to));
+    for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(owed(g, i, to), c) << "no late penalty";
+    everyone_pays(l, g, to);
+    step(l, g, close_round(g, to));
+    EXPECT_EQ(g.round, 3u);
+    // Later rounds keep the moved schedule.
+    EXPECT_EQ(round_deadline(g), 3 * period + (to - from));
+    // A second outage adds to it.
+    const uint64_t again = round_deadline(g);
+    EXPECT_EQ(reschedule(g, again - 5, again + 10), 15u);
+    EXPECT_EQ(g.shift_ns, to - from + 15);
+  }
+  {  // the deadline passed before the outage, the close fell in it: moved, grace kept
+    auto g = fresh;
+    const uint64_t from = deadline + 10, to = close + period;
+    EXPECT_EQ(reschedule(g, from, to), to - from);
+    EXPECT_FALSE(round_due(g, to));
+    EXPECT_EQ(round_close(g), close + (to - from));
+  }
+  {  // already due when it stopped (the close before the last timestamp): closes as it would
+    auto g = fresh;
+    EXPECT_EQ(reschedule(g, close + 1, close + 5 * period), 0u);
+    EXPECT_TRUE(round_due(g, close + 5 * period));
+  }
+  {  // the bounds: a close at the last timestamp logged was not yet due there
+    auto g = fresh;
+    EXPECT_EQ(reschedule(g, close, close + 3), 3u);
+    auto h = fresh;
+    EXPECT_EQ(reschedule(h, deadline + 1, close), 0u) << "a close at the resume time is not past it";
+  }
+  {  // hold_round: only the deadline counts (rounds do not close on their own)
+    ledger lh;
+    auto g = started(lh, 3, config(rotation::fixed_order, default_policy::hold_round));
+    step(lh, g, close_round(g, 1));
+    EXPECT_EQ(reschedule(g, deadline + 1, close + 10), 0u);
+    EXPECT_EQ(reschedule(g, deadline - 1, deadline + 1), 2u);
+  }
+  {  // not active: never moved; a shift saturates
+    auto forming = make_group(config());
+    EXPECT_EQ(reschedule(forming, 0, period * 9), 0u);
+    auto g = fresh;
+    g.shift_ns = UINT64_MAX - 1;
+    EXPECT_EQ(round_deadline(g), UINT64_MAX);
+    EXPECT_EQ(reschedule(g, UINT64_MAX - 10, UINT64_MAX - 1), 0u) << "its deadline is past any time";
+  }
+}
+
+// The group table before and after an outage: without the resume (the rules before
+// version 12), every round that fell due while the engine was down closes at the first
+// batch, each with its debts; with it, none does, the group's next close is moved and an
+// equb_rescheduled event says so.
+TEST(equb_rules, group_table_resume_keeps_an_outage_from_closing_rounds) {
+  auto cfg = config();
+  cfg.group_id = escrow;
+  auto make_escrow = [](const wire::account&) { return true; };
+  auto build = [&](group_table& t) {
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    for (uint32_t i = 0; i < 3; ++i) {
+      wire::transfer p;
+      p.debit_account_id = wallet(i);
+      p.credit_account_id = escrow;
+      p.amount = c;
+      p.currency = cfg.currency;
+      p.flags = wire::transfer_flags::equb;
+      ASSERT_EQ(t.verdict(p, 2), result::ok);
+      t.paid(p, 2);
+    }
+    wire::equb_op start;
+    start.kind = wire::equb_op_kind::start;
+    start.group_id = escrow;
+    ASSERT_EQ(t.execute(start, 3, make_escrow), result::ok);  // round 1 pays seat 0
+    ASSERT_EQ(t.find(escrow)->g.round, 2u);
+  };
+  const uint64_t last = 3 + period, resumed = 3 + 10 * period;  // down for 9 periods
+  group_table before;
+  build(before);
+  ASSERT_TRUE(before.due(resumed));
+  before.close_due(resumed);
+  EXPECT_EQ(before.find(escrow)->g.ph, phase::completed) << "rounds 2 and 3 closed at once";
+  EXPECT_EQ(debts_of(before.find(escrow)->g.seats[0]), 2 * c);
+
+  group_table now;
+  std::vector<wire::event> events;
+  now.set_events([&](wire::event&& e) { events.push_back(e); });
+  build(now);
+  events.clear();
+  now.resume(last, resumed);
+  EXPECT_FALSE(now.due(resumed));
+  now.close_due(resumed);
+  const group_entry& e = *now.find(escrow);
+  EXPECT_EQ(e.g.round, 2u);
+  EXPECT_EQ(e.g.shift_ns, resumed - last);
+  EXPECT_EQ(now.next_deadline(), round_close(e.g));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, wire::event_type::equb_rescheduled);
+  EXPECT_EQ(events[0].account_a, escrow);
+  EXPECT_EQ(events[0].code, 2u);
+  EXPECT_EQ(events[0].amount, resumed - last);
+  EXPECT_EQ(events[0].ref.lo, round_deadline(e.g));
+  EXPECT_EQ(events[0].ref.hi, round_close(e.g));
+  EXPECT_EQ(events[0].timestamp, resumed);
+  // Its moved close comes: the round closes then, as any round would.
+  const uint64_t moved = round_close(e.g) + 1;
+  ASSERT_TRUE(now.due(moved));
+  now.close_due(moved);
+  EXPECT_EQ(now.find(escrow)->g.round, 3u);
 }
