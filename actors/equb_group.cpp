@@ -238,7 +238,12 @@ void group_table::touch(group_entry& e) {
 }
 
 void group_table::schedule(const group_entry& e) {
-  if (e.g.ph != phase::active || e.g.cfg.on_default == default_policy::hold_round) return;
+  if (e.g.ph != phase::active) return;
+  // The deadline too (close_due passes over it): the engine ticks when it passes, so the
+  // log shows the engine was up then, and an outage after it does not move it (resume).
+  deadlines_.emplace_back(round_deadline(e.g), e.g.cfg.group_id);
+  std::push_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
+  if (e.g.cfg.on_default == default_policy::hold_round) return;  // closes only when every seat paid
   deadlines_.emplace_back(round_close(e.g), e.g.cfg.group_id);
   std::push_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
 }
@@ -361,12 +366,13 @@ void group_table::resume(uint64_t last_before, uint64_t resumed) {
   for (const auto& [id, e] : groups_)
     if (e.g.ph == phase::active) ids.push_back(id);
   std::sort(ids.begin(), ids.end());
+  bool moved = false;
   for (const uint64_t id : ids) {
     group_entry& e = groups_.at(id);
     const uint64_t added = reschedule(e.g, last_before, resumed);
     if (added == 0) continue;
+    moved = true;
     touch(e);
-    schedule(e);
     if (events_) {
       auto ev = wire::decided_event(wire::event_type::equb_rescheduled, resumed, e.g.cfg.currency, id);
       ev.code = uint16_t(e.g.round);
@@ -375,14 +381,11 @@ void group_table::resume(uint64_t last_before, uint64_t resumed) {
       events_(std::move(ev));
     }
   }
-  // The old closes' entries are stale: off the heap's front, so that due() does not ask
-  // for a tick that would close nothing.
-  while (!deadlines_.empty()) {
-    const group_entry* e = find(deadlines_.front().second);
-    if (e && e->g.ph == phase::active && round_close(e->g) == deadlines_.front().first) break;
-    std::pop_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
-    deadlines_.pop_back();
-  }
+  if (!moved) return;
+  // The moved groups' old entries are stale: the heap again, as load() makes it, so that
+  // due() asks for no tick that would close nothing.
+  deadlines_.clear();
+  for (const auto& [id, e] : groups_) schedule(e);
 }
 
 void group_table::chain_done(const wire::transfer& first, wire::result r) {

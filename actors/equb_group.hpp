@@ -151,7 +151,8 @@ class group_table {
   // Group operations. create needs the escrow account made: `make_escrow` returns false
   // when an account already has the id.
   wire::result execute(const wire::equb_op& op, uint64_t ts, const std::function<bool(const wire::account&)>& make_escrow);
-  // Rounds whose deadline + grace passed by `now` close (not under hold_round).
+  // Rounds whose deadline + grace passed by `now` close (not under hold_round). due() is
+  // also true once a round's deadline passes (the engine ticks then: resume).
   [[nodiscard]] bool due(uint64_t now) const { return !deadlines_.empty() && deadlines_.front().first < now; }
   void close_due(uint64_t now);
   // The engine resumed at `resumed` after an outage from `last_before` (the last timestamp
@@ -159,7 +160,7 @@ class group_table {
   // whose deadline or close fell in between is rescheduled (equb::reschedule), with an
   // equb_rescheduled event. Before close_due at that batch.
   void resume(uint64_t last_before, uint64_t resumed);
-  // Earliest time a round may close on its deadline (UINT64_MAX: none).
+  // Earliest deadline or close of a round (UINT64_MAX: none).
   [[nodiscard]] uint64_t next_deadline() const { return deadlines_.empty() ? UINT64_MAX : deadlines_.front().first; }
 
   // Recovery and checkpoints.
@@ -181,7 +182,8 @@ class group_table {
 
   std::unordered_map<uint64_t, group_entry> groups_;
   std::vector<uint64_t> dirty_;  // groups changed since the last take_dirty, each once
-  // (deadline + grace, group id): a min-heap; stale entries are skipped.
+  // (a round's deadline, or its deadline + grace; group id): a min-heap; deadlines and
+  // stale entries are passed over by close_due.
   std::vector<std::pair<uint64_t, uint64_t>> deadlines_;
   emit_fn emit_;
   event_fn events_;

@@ -60,14 +60,16 @@ uint64_t round_close(const group_state& g) {
 
 uint64_t reschedule(group_state& g, uint64_t last_before, uint64_t resumed) {
   if (g.ph != phase::active || resumed <= last_before) return 0;
-  const auto in_gap = [&](uint64_t t) { return t >= last_before && t < resumed; };
-  // A contribution at t is late when t > deadline; a round closes when t > its close.
+  // A contribution at t is late when t > deadline, and a round closes when t > its close:
+  // one at `last_before` had not passed there, and one at `resumed` (the resume marker's
+  // own time, which no operation takes) passes at the next operation.
+  const auto in_gap = [&](uint64_t t) { return t >= last_before && t <= resumed; };
   if (!in_gap(round_deadline(g)) && (g.cfg.on_default == default_policy::hold_round || !in_gap(round_close(g))))
     return 0;
-  const uint64_t gap = resumed - last_before;
+  const uint64_t before = g.shift_ns;
   uint64_t shifted = 0;
-  g.shift_ns = __builtin_add_overflow(g.shift_ns, gap, &shifted) ? UINT64_MAX : shifted;
-  return gap;
+  g.shift_ns = __builtin_add_overflow(g.shift_ns, resumed - last_before, &shifted) ? UINT64_MAX : shifted;
+  return g.shift_ns - before;
 }
 
 result check_config(const group_config& c) {

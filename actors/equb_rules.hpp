@@ -49,7 +49,9 @@
 // outage's length (`shift`, every later round's too): each member gets the time to the
 // deadline it had when the engine stopped (reschedule). Rounds that were already due
 // when it stopped close as they would have. The outage is measured from the last logged
-// batch, so an engine that sat idle before it stopped gives that idle time too.
+// batch; the engine ticks when a round's deadline passes, so a deadline that passed while
+// it was up is not in the gap (the grace the outage took is given back, with the penalty
+// still owed).
 //
 // Recipients: fixed order (seat k receives in round k); bidding: seats that have not
 // received bid the amount they will take from the nominal pot (N x contribution), the
@@ -204,9 +206,9 @@ outcome start(group_state& g, uint64_t now, const seed& secret);
 // Round g.round's deadline + grace: once past it the round closes (not under hold_round).
 [[nodiscard]] uint64_t round_close(const group_state& g);
 // The engine was down from `last_before` (the last timestamp logged) to `resumed` (the
-// first after): an active group whose round deadline or close fell in [last_before,
-// resumed) has `resumed - last_before` added to its shift (saturating). Returns what was
-// added (0: the group is not moved).
+// first after): an active group whose round deadline or close (not under hold_round)
+// fell in [last_before, resumed] has `resumed - last_before` added to its shift
+// (saturating). Returns what was added (0: the group is not moved).
 uint64_t reschedule(group_state& g, uint64_t last_before, uint64_t resumed);
 // What `seat_index` owes at `now` to pay round g.round: due, penalty if late, debts.
 [[nodiscard]] uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now);

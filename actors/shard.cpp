@@ -305,8 +305,10 @@ void shard::execute(batch& b) {
         else if (desks_.sessions(g->number) == 0) trading_.broker_down(g->number, b.timestamp_base + i);
       }
   // The engine's first batch after a start: deadlines that fell while it was down move
-  // (rules_resume_rebases), before any round closes.
-  if (logged && b.kind == op_kind::tick && b.resumed_after != 0 && b.rules >= rules_resume_rebases) {
+  // (rules_resume_rebases), before any round closes. It runs no other timer: the gateways'
+  // reset follows it, and the desks' and brokers' timers must see that first.
+  const bool marker = b.kind == op_kind::tick && b.resumed_after != 0;
+  if (logged && marker && b.rules >= rules_resume_rebases) {
     settle_all();
     deciding(b, 0);
     groups_.resume(b.resumed_after, b.timestamp_base);
@@ -316,20 +318,20 @@ void shard::execute(batch& b) {
     deciding(b, 0);  // deadlines passing: before the batch's operations
     groups_.close_due(b.sweep_to);
   }
-  if (logged && desks_.due(b.sweep_to)) {  // payouts whose answer or backoff is due
+  if (logged && !marker && desks_.due(b.sweep_to)) {  // payouts whose answer or backoff is due
     settle_all();
     deciding(b, 0);
     desks_.run_due(b.sweep_to);
   }
   // Halts and resumes time decided (a price gone stale, a move halt over) by the batch's
   // first timestamp: a price in the batch comes after them.
-  if (logged && market_.due(b.timestamp_base)) {
+  if (logged && !marker && market_.due(b.timestamp_base)) {
     deciding(b, 0);
     market_.run_due(b.timestamp_base);
   }
   // Orders whose expiry has come by the batch's first timestamp.
   trading_.compact_timers();
-  if (logged && trading_.due(b.timestamp_base)) {
+  if (logged && !marker && trading_.due(b.timestamp_base)) {
     settle_all();
     deciding(b, 0);
     trading_.run_due(b.timestamp_base);

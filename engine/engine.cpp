@@ -3495,7 +3495,8 @@ class engine_impl {
     std::lock_guard lk(q_mu_);
     // A resume marker before anything else, when a group runs on deadlines: any logged
     // batch closes the rounds due by its time, and those that fell due while the engine
-    // was down are rescheduled first (actors/equb_rules.hpp, reschedule).
+    // was down are rescheduled first (actors/equb_rules.hpp, reschedule). It runs no
+    // desk, market or broker timer (shard::execute): the reset below comes first for those.
     bool groups_active = false;
     for (auto& sh : shards_)
       sh->groups().for_each([&](const actors::equb::group_entry& e) { groups_active |= e.g.ph == actors::equb::phase::active; });

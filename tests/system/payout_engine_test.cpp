@@ -1094,7 +1094,22 @@ TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
 // the gateways' sessions are reset before it. Before, that batch ran the desks' timers
 // against the sessions the log left (alpha up): a payout overdue while the engine was
 // down timed out at alpha, counting against its breaker, and went to a second attempt.
+// An active equb group makes the start log a resume marker first (rules version 12): it
+// runs no desk timer either.
 TEST_F(payout_engine_replay, a_start_resets_the_sessions_before_any_timer_runs) {
+  constexpr uint64_t group = 660, fee = 661, due = 100;
+  ASSERT_EQ(e().create_accounts({make_account(fee)}).results.at(0), result::ok);
+  ASSERT_EQ(e().equb({make_equb_create(group, fee, due)}).results.at(0), result::ok);
+  for (const uint64_t w : {5, 6}) {
+    wire::transfer t = make_transfer(31'000 + w, w, group, due, wire::transfer_flags::equb);
+    ASSERT_EQ(e().create_transfers({t}).results.at(0), result::ok);
+  }
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = group;
+  ASSERT_EQ(e().equb({start}).results.at(0), result::ok);
+  std::string err;  // its round 1 closed: a decision the new shard count must find snapshotted
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
   up("alpha");
   ASSERT_EQ(pay(80, 1, 100), result::ok);
   auto s = take();
@@ -1112,6 +1127,7 @@ TEST_F(payout_engine_replay, a_start_resets_the_sessions_before_any_timer_runs) 
   s = take();
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].in.attempt, 1u);
+  EXPECT_EQ(e().lookup_groups({group}).groups.at(0).g.round, 2u) << "the group ran on";
   EXPECT_EQ(answer("alpha", 80, 1, 100, wire::payout_outcome::settled), result::ok);
   EXPECT_TRUE(resolved(80));
 }
