@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <sstream>
 
 #include "actors/gateway_registry.hpp"
@@ -705,12 +706,23 @@ void event_hub::apply(command& c) {
   }
   if (r.from_end && r.from != 0)
     return answer(result::events_filter_invalid, "from and from_end together: choose one");
-  if (subs_.size() >= subscriptions_max_)
+  // A session of the same gateway holding the name loses it to this one once this one is
+  // taken (below): the newest wins, so a subscriber whose old connection died unseen (a
+  // dead peer, a cut network) resumes at once rather than after the idle timeout. It is
+  // not counted against the limits it is about to leave.
+  // (Another gateway's session may hold it only under a name kept from before names had
+  // owners: it stays, and this one is refused, below.)
+  std::optional<uint64_t> holder, foreign_holder;
+  if (!r.name.empty())
+    for (const auto& [sess, other] : subs_)
+      if (other.req.name == r.name) (other.req.owner == r.owner ? holder : foreign_holder) = sess;
+  const size_t leaving = holder ? 1 : 0;
+  if (subs_.size() - leaving >= subscriptions_max_)
     return answer(result::subscribers_full, std::to_string(subscriptions_max_) + " sessions subscribe already");
   // One gateway may hold at most half of the sessions subscribed and half of the names
   // kept: the others keep room, whatever one does (many sessions, a new name each time).
   const size_t own_max = std::max<size_t>(1, subscriptions_max_ / 2);
-  if (size_t(std::count_if(subs_.begin(), subs_.end(), [&](const auto& e) { return e.second.req.owner == r.owner; })) >=
+  if (size_t(std::count_if(subs_.begin(), subs_.end(), [&](const auto& e) { return e.second.req.owner == r.owner; })) - leaving >=
       own_max)
     return answer(result::subscribers_full, "this gateway's sessions hold " + std::to_string(own_max) +
                                                 " subscriptions already, the most one gateway may (half of " +
@@ -720,8 +732,8 @@ void event_hub::apply(command& c) {
                                            it->second.owner != r.owner)
       // Which gateway is not told: gateway ids are half of what authenticates.
       return answer(result::subscriber_name_owned, "'" + r.name + "' belongs to another gateway (an operator may free it: events forget " + r.name + ")");
-    for (const auto& [sess, other] : subs_)
-      if (other.req.name == r.name) return answer(result::subscriber_busy, "session " + std::to_string(sess) + " holds '" + r.name + "'");
+    if (foreign_holder)
+      return answer(result::subscriber_busy, "session " + std::to_string(*foreign_holder) + " of another gateway holds '" + r.name + "'");
     if (!positions_.count(r.name) && positions_.size() >= subscriber_names_max)
       return answer(result::subscribers_full, "4,096 named subscribers are kept already (an operator may free some: events, events forget)");
     if (!positions_.count(r.name) &&
@@ -783,6 +795,11 @@ void event_hub::apply(command& c) {
       }
     }
   }
+  if (holder && subs_.erase(*holder) != 0)
+    send(*holder, wire::encode_frame(wire::frame_kind::error, 0,
+                                    wire::error_body({wire::protocol_error::subscription_taken,
+                                                      "session " + std::to_string(c.session) + " subscribed as '" +
+                                                          s.req.name + "': this subscription ends"})));
   a.start = start;
   subs_.emplace(c.session, std::move(s));
   answer(result::ok, "");

@@ -20,12 +20,14 @@
 // served (filtered streams move on past events they do not carry). On a quiet stream it
 // pings every --keepalive-s (the server closes sessions idle for 5 minutes) and
 // reconnects when nothing at all came from the server for three of those. It retries
-// what may pass (the server away, draining, too many sessions, the name still held, an
-// engine whose log after a restart does not yet reach the relay's offset) with a
-// growing wait, up to 5 s, and stops on what will not (a wrong secret, a missing role, a
-// field the server refuses, events past retention).
-// Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused (the reason is
-// printed), 3 when the events could not be written.
+// what may pass (the server away, draining, too many sessions, an engine whose log after
+// a restart does not yet reach the relay's offset) with a growing wait, up to 5 s, and
+// stops on what will not (a wrong secret, a missing role, a field the server refuses,
+// events past retention, its name taken over by a newer session of its gateway: another
+// relay under the same name). Its own reconnect takes the name over from its old session,
+// should the server not have seen that one's connection die.
+// Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused or ended for good
+// (the reason is printed), 3 when the events could not be written.
 #include <signal.h>
 #include <unistd.h>
 
@@ -243,7 +245,8 @@ bool refusal_final(wire::protocol_error e) {
     case protocol_error::kind_unknown:
     case protocol_error::unexpected_frame:
     case protocol_error::wrong_port:
-    case protocol_error::events_truncated: return true;
+    case protocol_error::events_truncated:
+    case protocol_error::subscription_taken: return true;  // another consumer runs under the name
     default: return false;
   }
 }
@@ -338,13 +341,11 @@ int main(int argc, char** argv) {
       continue;
     }
     if (a.code != wire::result::ok) {
-      // A name held by a session the engine has not seen close yet: wait for it to go.
-      // An engine just restarted may not have written again what it had served (a
-      // torn tail cut, replayed later): wait for it.
-      if ((a.code == wire::result::subscriber_busy && !sub.name.empty()) ||
-          a.code == wire::result::events_offset_ahead) {
-        if (a.code == wire::result::events_offset_ahead)
-          std::fprintf(stderr, "relay: %s; waiting for the engine to write it again\n", a.message.c_str());
+      // An engine just restarted may not have written again what it had served (a torn
+      // tail cut, replayed later): wait for it. (A name an older session of this gateway
+      // holds, one whose connection died unseen, is taken over: subscription_taken there.)
+      if (a.code == wire::result::events_offset_ahead) {
+        std::fprintf(stderr, "relay: %s; waiting for the engine to write it again\n", a.message.c_str());
         retry_wait();
         continue;
       }
@@ -430,8 +431,11 @@ int main(int argc, char** argv) {
           }
           continue;
         }
+        if (refusal_final(refusal)) {
+          std::fprintf(stderr, "relay: %s; stopping\n", err.c_str());
+          return 2;
+        }
         std::fprintf(stderr, "relay: %s; reconnecting\n", err.c_str());
-        if (refusal_final(refusal)) return 2;
         break;
       }
       // Acknowledged only once written: events stdout did not take (a full disk, a closed

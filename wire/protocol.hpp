@@ -75,6 +75,8 @@ enum class protocol_error : uint16_t {
   events_failed = 21,      // the event log could not be read: the subscription ends (request id 0)
   too_many_sessions = 22,  // the gateway has gateway_sessions_max sessions open, or opens them too fast; the session stays unauthenticated
   idle_timeout = 23,       // (request id 0) nothing from the session and nothing sent to it for the idle timeout: closed
+  subscription_taken = 24, // (request id 0) another session of the same gateway subscribed under this
+                           // subscription's name: it ends here (the session stays open)
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.

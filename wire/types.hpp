@@ -694,7 +694,7 @@ enum class result : uint32_t {
   // event subscriptions (engine/events.hpp)
   events_truncated = 190,                // the offset is older than the oldest event kept (retention)
   events_offset_ahead = 191,             // the offset is past the newest event
-  subscriber_busy = 192,                 // a session is already attached under that name
+  subscriber_busy = 192,                 // this session subscribes already, or another gateway's session holds the name
   subscribers_full = 193,                // subscriptions_max sessions subscribe already
   subscriber_name_invalid = 194,         // over 64 bytes or not [A-Za-z0-9._-]
   events_filter_invalid = 195,           // unknown event type bit, over 1,024 ids, window out of range

@@ -360,14 +360,34 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   EXPECT_FALSE(s->next_events(&em, &err, &refusal));
   EXPECT_EQ(refusal, wire::protocol_error::ack_refused) << err;
   EXPECT_NE(err.find("outside what was sent"), std::string::npos) << err;
-  // The same session again, and the same name from another session: subscriber_busy.
+  // The same session again: subscriber_busy, and the subscription still serves.
   EXPECT_EQ(subscribe(*s, {}).code, result::subscriber_busy);
-  expect_code(m, result::subscriber_busy);
-  // The subscription still serves.
   ASSERT_TRUE(c->call(wire::create_transfers_body(std::vector{make_transfer(10, 1, 2, 5)})).ok);
   got = read_events(*s, 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].offset, 3u);
+  // The same name from another session of the gateway (a consumer whose connection died
+  // unseen, reconnecting): it takes the name over and resumes after what was acknowledged
+  // (offset 3); the old session is told subscription_taken and stays open. Before, the
+  // name answered subscriber_busy until the old session's idle timeout (5 minutes).
+  auto t = l.client();
+  const auto taken = subscribe(*t, m);
+  ASSERT_EQ(taken.code, result::ok) << taken.message;
+  EXPECT_EQ(taken.start, 4u);
+  refusal = {};
+  s->set_timeout_ms(5000);
+  EXPECT_FALSE(s->next_events(&em, &err, &refusal));
+  EXPECT_EQ(refusal, wire::protocol_error::subscription_taken) << err;
+  EXPECT_NE(err.find("'audit'"), std::string::npos) << err;
+  ASSERT_TRUE(s->ack(3, &err));  // its acks now refused: it has no subscription
+  refusal = {};
+  EXPECT_FALSE(s->next_events(&em, &err, &refusal));
+  EXPECT_EQ(refusal, wire::protocol_error::ack_refused) << err;
+  EXPECT_EQ(subscribe(*s, {}).code, result::ok) << "the session stays";
+  ASSERT_TRUE(c->call(wire::create_transfers_body(std::vector{make_transfer(11, 1, 2, 5)})).ok);
+  got = read_events(*t, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].offset, 4u);
 
   // A gateway without the events_reader role.
   l.d.stop();
@@ -1560,6 +1580,31 @@ TEST(Events, ARelayRefusedForGoodStops) {
   const std::string log = read_file_text(err);
   EXPECT_NE(log.find("refused the connection"), std::string::npos) << log;
   EXPECT_NE(log.find("wrong secret"), std::string::npos) << log;
+}
+
+// A second relay under a name the first one runs with takes the name over (the newest
+// session wins: what a relay whose connection died unseen needs); the first is told
+// subscription_taken and stops instead of taking it back, and the second goes on from
+// what the first acknowledged.
+TEST(Events, ARelayWhoseNameIsTakenOverStops) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 2);
+  ASSERT_TRUE(engine);
+  const std::string out1 = dir.path() + "/one.txt", err1 = dir.path() + "/one.err";
+  relay_process first(dir.path(), port, out1, {"--name", "shared"}, err1);
+  ASSERT_GE(await_lines(out1, 2).size(), 2u);  // the two accounts opened
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its acknowledgement in
+  const std::string out2 = dir.path() + "/two.txt", err2 = dir.path() + "/two.err";
+  relay_process second(dir.path(), port, out2, {"--name", "shared"}, err2);
+  EXPECT_EQ(first.exit_status(10'000), 2);
+  const std::string log = read_file_text(err1);
+  EXPECT_NE(log.find("subscription_taken"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopping"), std::string::npos) << log;
+  post_transfers(dir.path(), port, 100, 1);
+  const auto lines = await_lines(out2, 1);
+  ASSERT_GE(lines.size(), 1u) << read_file_text(err2);
+  EXPECT_EQ(lines[0].offset, 3u) << "after what the first acknowledged: " << lines[0].line;
 }
 
 }  // namespace

@@ -467,7 +467,8 @@ TEST(server, a_full_submission_queue_delays_operations_and_loses_none) {
 
 // A server stopped with a subscriber still connected ends its subscription: a later
 // server on the same engine takes the name at once. Before, the hub kept the subscription
-// of a session that no longer existed, and the name answered subscriber_busy for good.
+// of a session that no longer existed, counted against the limits for good (and, then,
+// its name answered subscriber_busy).
 TEST(server, a_stopped_servers_subscriptions_end_with_it) {
   net n;
   const std::vector<uint8_t> secret(24, 0x5c);
