@@ -34,7 +34,7 @@ struct run_options {
 // One second of the run.
 struct interval_row {
   double t_s = 0;               // end of the interval, from the start
-  uint64_t transfers = 0;       // answered in the interval
+  uint64_t transfers = 0;       // answered ok in the interval (as transfers_ok counts them)
   uint64_t requests = 0;
   uint64_t p50_ns = 0, p99_ns = 0, max_ns = 0;
 };

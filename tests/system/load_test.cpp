@@ -196,6 +196,11 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
     ASSERT_TRUE(load::run_load(*t, hot, quick_run(), &hrep, &err)) << err;
     EXPECT_TRUE(hrep.verify.ok) << (hrep.verify.problems.empty() ? "" : hrep.verify.problems[0]);
     EXPECT_GT(hrep.results["exceeds_credits"], 0u);
+    // The timeline counts what the headline does: the transfers answered ok (before, every
+    // answered one, the rejections too).
+    uint64_t timeline_ok = 0;
+    for (const auto& row : hrep.timeline) timeline_ok += row.transfers;
+    EXPECT_EQ(timeline_ok, hrep.transfers_ok);
 
     // Two-phase: pendings, each posted by a later request.
     auto two = small_workload(3'000'000);
