@@ -348,12 +348,15 @@ void group_table::after_round(group_entry& e, uint64_t now) {
 
 void group_table::close_due(uint64_t now) {
   while (!deadlines_.empty() && deadlines_.front().first < now) {
-    const uint64_t id = deadlines_.front().second;
+    const auto [at, id] = deadlines_.front();
     std::pop_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
     deadlines_.pop_back();
     group_entry* e = find(id);
-    // Stale: the round closed early (every seat paid), or the group ended.
-    if (!e || e->g.ph != phase::active || round_close(e->g) >= now || !round_due(e->g, now)) continue;
+    // Only the entry of the group's current close closes it, in that close's order: a
+    // deadline's entry, or a stale one (the round closed early with every seat paid, the
+    // group ended or was moved), is passed over. Rounds so close in the same order live
+    // and after a snapshot's load, which keeps no stale entries.
+    if (!e || e->g.ph != phase::active || round_close(e->g) != at || !round_due(e->g, now)) continue;
     touch(*e);
     after_round(*e, now);
   }

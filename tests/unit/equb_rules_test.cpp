@@ -1297,3 +1297,67 @@ TEST(equb_rules, group_table_resume_keeps_an_outage_from_closing_rounds) {
   now.close_due(moved);
   EXPECT_EQ(now.find(escrow)->g.round, 3u);
 }
+
+// Rounds that fall due in one batch close in the order of their current closes, whatever
+// stale entries the table's heap holds: a round closed early (every seat paid) left its
+// deadline and close behind, and before, that old close closed the group's next round
+// ahead of another group's earlier one. A table loaded from the same groups (a snapshot,
+// which keeps no stale entries) closes them in the same order.
+TEST(equb_rules, rounds_due_together_close_in_the_order_of_their_closes) {
+  auto make_escrow = [](const wire::account&) { return true; };
+  constexpr uint64_t a_id = 900, b_id = 910;
+  auto payment = [&](uint64_t group, uint64_t w, uint32_t round, uint32_t seat) {
+    wire::transfer p;
+    p.debit_account_id = w;
+    p.credit_account_id = group;
+    p.amount = c;
+    p.currency = config().currency;
+    p.flags = wire::transfer_flags::equb;
+    p.user_data = uint64_t(round) << 32 | seat;
+    return p;
+  };
+  auto form = [&](group_table& t, uint64_t id, uint64_t start_at) {
+    auto cfg = config();
+    cfg.group_id = cfg.escrow_account_id = id;
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    for (uint32_t i = 0; i < 3; ++i) {
+      ASSERT_EQ(t.verdict(payment(id, wallet(i), 0, 0), 2), result::ok);
+      t.paid(payment(id, wallet(i), 0, 0), 2);
+    }
+    wire::equb_op start;
+    start.kind = wire::equb_op_kind::start;
+    start.group_id = id;
+    ASSERT_EQ(t.execute(start, start_at, make_escrow), result::ok);  // round 1 pays at once
+  };
+  group_table live;
+  std::vector<uint64_t> closed;  // groups, in the order their rounds closed
+  auto watch = [&](group_table& t) {
+    t.set_events([&](wire::event&& ev) {
+      if (ev.type == wire::event_type::equb_round_closed) closed.push_back(ev.account_a);
+    });
+  };
+  form(live, a_id, 3);
+  form(live, b_id, 3 + period / 2);
+  for (uint32_t i = 0; i < 3; ++i) {  // a's round 2, paid in full early: it closes at once
+    ASSERT_EQ(live.verdict(payment(a_id, wallet(i), 2, i), 10), result::ok);
+    live.paid(payment(a_id, wallet(i), 2, i), 10);
+  }
+  ASSERT_EQ(live.find(a_id)->g.round, 3u);
+  // a's round 3 closes after b's round 2; both are due at `now`.
+  const uint64_t now = round_close(live.find(a_id)->g) + 1;
+  ASSERT_LT(round_close(live.find(b_id)->g), round_close(live.find(a_id)->g));
+  group_table loaded;
+  for (const uint64_t id : {b_id, a_id}) {
+    group_entry e;
+    std::string why;
+    ASSERT_TRUE(decode_entry(encode_entry(*live.find(id)), &e, &why)) << why;
+    loaded.load(std::move(e));
+  }
+  watch(live);
+  live.close_due(now);
+  EXPECT_EQ(closed, (std::vector<uint64_t>{b_id, a_id}));
+  closed.clear();
+  watch(loaded);
+  loaded.close_due(now);
+  EXPECT_EQ(closed, (std::vector<uint64_t>{b_id, a_id})) << "the same from a snapshot";
+}
