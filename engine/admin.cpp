@@ -1161,7 +1161,11 @@ class admin_impl {
         .num("late_penalty", c.late_penalty)
         .text("phase", phases[uint8_t(g.ph) <= 4 ? uint8_t(g.ph) : 0])
         .num("round", g.round)
-        .num("seats", g.seats.size())
+        .num("started_at", g.started_at)
+        .num("shift_ns", g.shift_ns);  // the engine's downtime added to its deadlines
+    if (g.ph == actors::equb::phase::active)  // engine time (ns): late after, closed after
+      b.num("round_deadline", actors::equb::round_deadline(g)).num("round_close", actors::equb::round_close(g));
+    b.num("seats", g.seats.size())
         .num("pot", g.pot)
         .num("escrow_expected", expected)
         .difference("escrow_account_holds", held_in, held_out)
