@@ -198,10 +198,16 @@ std::vector<std::string> messages(const wire::event& e) {
     case event_type::customer_resequenced:
       return {"account " + a + ": identity records now count from sequence " + std::to_string(e.ref.lo)};
     case event_type::equb_rescheduled: {
-      // The time added, in whole minutes (at least one shown when any was added).
+      // The time added, in whole days, hours or minutes (at least a minute).
       const uint64_t minutes = std::max<uint64_t>(1, e.amount / 60'000'000'000ull);
-      return {"group " + a + ": we were down, so round " + std::to_string(e.code) + "'s deadline is " +
-              std::to_string(minutes) + " minute" + (minutes == 1 ? "" : "s") + " later"};
+      const auto count = [](uint64_t n, const char* unit) {
+        return std::to_string(n) + " " + unit + (n == 1 ? "" : "s");
+      };
+      const std::string later = minutes >= 1440 ? count(minutes / 1440, "day")
+                                : minutes >= 60 ? count(minutes / 60, "hour")
+                                                : count(minutes, "minute");
+      return {"group " + a + ": the service was down, so round " + std::to_string(e.code) + "'s deadline is " +
+              later + " later"};
     }
   }
   return {"event of type " + std::to_string(unsigned(e.type))};

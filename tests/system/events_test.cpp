@@ -1194,15 +1194,17 @@ TEST(EventsEngine, AGapLeftByARunWithoutEventsIsRefused) {
   EXPECT_NE(err.find("--no-events"), std::string::npos) << err;
 }
 
-// The relay as a process, writing --raw lines to a file (and, if named, its standard
-// error to another). `extra` replaces the subscriber name ("--name relay").
+// The relay as a process, writing --raw lines (`raw` false: its messages) to a file (and,
+// if named, its standard error to another). `extra` replaces the subscriber name
+// ("--name relay").
 class relay_process {
  public:
   relay_process(const std::string& data, uint16_t port, const std::string& out,
                 std::vector<std::string> extra = {"--name", "relay"}, const std::string& err_out = {},
-                const std::string& secret_file = {}) {
+                const std::string& secret_file = {}, bool raw = true) {
     std::vector<std::string> args = {"--port", std::to_string(port), "--gateway", "dev", "--secret-file",
-                                     secret_file.empty() ? data + "/dev-gateway.secret" : secret_file, "--raw"};
+                                     secret_file.empty() ? data + "/dev-gateway.secret" : secret_file};
+    if (raw) args.push_back("--raw");
     args.insert(args.end(), extra.begin(), extra.end());
     const command_line cmd(bin("tools/mesob-relay"), args, {});
     pid_ = ::fork();
@@ -1605,6 +1607,34 @@ TEST(Events, ARelayWhoseNameIsTakenOverStops) {
   const auto lines = await_lines(out2, 1);
   ASSERT_GE(lines.size(), 1u) << read_file_text(err2);
   EXPECT_EQ(lines[0].offset, 3u) << "after what the first acknowledged: " << lines[0].line;
+}
+
+// The relay's messages, one per customer and event, as a notification service would send
+// them: a transfer to each side, an equb contribution, its lag.
+TEST(Events, TheRelayTellsEachCustomerWhatHappened) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 3);
+  ASSERT_TRUE(engine);
+  auto c = connect(dir.path(), port);
+  ASSERT_TRUE(c->call(wire::create_transfers_body(std::vector{make_transfer(1, 3, 1, 100'000)})).ok);
+  ASSERT_TRUE(c->call(wire::create_transfers_body(std::vector{make_transfer(2, 1, 2, 1'250)})).ok);
+  const wire::equb_op create = make_equb_create(900, 3, 50'000);
+  ASSERT_EQ(c->call(wire::equb_ops_body(std::vector{create})).reply.results.at(0), result::ok);
+  wire::transfer join = make_transfer(3, 1, 900, 50'000, wire::transfer_flags::equb);
+  ASSERT_EQ(c->call(wire::create_transfers_body(std::vector{join})).reply.results.at(0), result::ok);
+  const std::string out = dir.path() + "/relay.txt";
+  relay_process relay(dir.path(), port, out, {"--name", "notify"}, dir.path() + "/relay.err", {}, false);
+  std::string text;
+  for (int i = 0; i < 1000 && text.find("to group 900") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    text = read_file_text(out);
+  }
+  for (const char* line : {"account 1: you received 1000.00 ETB from account 3 [offset 4, lag ",
+                           "account 1: you sent 12.50 ETB to account 2 [offset 5, lag ",
+                           "account 2: you received 12.50 ETB from account 1 [offset 5, lag ",
+                           "account 1: your equb contribution of 500.00 ETB to group 900 was received [offset "})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\nin:\n" << text;
 }
 
 }  // namespace
