@@ -622,8 +622,11 @@ bool wal_writer::drain() {
 }
 
 void wal_writer::drop_segments_before(uint64_t lsn) {
-  // Segment i holds lsns [first_i, first_{i+1}); it can go when first_{i+1} <= lsn.
-  while (segments_.size() >= 2 && segments_[1].second <= lsn &&
+  // Segment i holds lsns [first_i, first_{i+1}); it can go when first_{i+1} <= lsn, and
+  // once the next segment's header is durable (its first group): a crash before that
+  // leaves the next one all zeros, removed at start as unused, and the log would then
+  // have to begin at whatever older segment a failed drop left behind.
+  while (segments_.size() >= 2 && segments_[1].second <= lsn && segments_[1].second <= durable_lsn_ &&
          segments_[0].first != segment_index_) {
     {
       std::lock_guard lk(prep_mu_);
@@ -728,7 +731,13 @@ bool read_segment_header(const std::string& path, bool direct, segment_header* o
 }
 
 bool all_zero(const uint8_t* p, size_t n) {
-  for (size_t i = 0; i < n; ++i)
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {  // (a segment's unused rest is read whole at each start)
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (w) return false;
+  }
+  for (; i < n; ++i)
     if (p[i]) return false;
   return true;
 }
@@ -746,6 +755,7 @@ struct after_end {
   bool same_group = false;
   uint64_t later_groups = 0;
   bool later_after_ack = false;
+  uint64_t lowest_lsn = UINT64_MAX;  // of the groups' first records found
 };
 after_end what_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t expected_lsn) {
   auto for_each_header = [&](auto&& fn) {
@@ -766,6 +776,7 @@ after_end what_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t ex
   after_end seen;
   uint64_t last_group = 0;
   for_each_header([&](const record_header& h) {
+    seen.lowest_lsn = std::min(seen.lowest_lsn, h.lsn);
     if (h.group_first_lsn <= expected_lsn) {
       seen.same_group = true;
       return;
@@ -864,6 +875,13 @@ bool scan_wal(const wal_scan_options& opt,
       // later group was submitted after that group was acknowledged (a segment starts
       // only with nothing in flight, so `expected` is that group's first lsn).
       const after_end follows = what_follows(d, wal_block_bytes, started ? expected : 0);
+      // A record the snapshot covers was durable, and the header with it: damage.
+      if (opt.start_lsn != 0 && follows.lowest_lsn < opt.start_lsn) {
+        *error = "wal: " + path + " offset 0: bad segment header (checksum or magic), and the segment holds lsn " +
+                 std::to_string(follows.lowest_lsn) + ", which the snapshot covers (up to " +
+                 std::to_string(opt.start_lsn - 1) + "): it was durable, so this is damage, not a torn write";
+        return false;
+      }
       if (last && !follows.later_after_ack && follows.later_groups < wal_flights_limit) {
         r.torn_tail = path + " offset 0: segment header incomplete (torn)";
         r.torn_segment = path;
@@ -896,7 +914,14 @@ bool scan_wal(const wal_scan_options& opt,
       std::memcpy(&h, d.data() + pos, sizeof h);
       if (h.magic == 0) {
         if (pos % wal_block_bytes == 0) break;  // end of this segment's data
-        pos = round_up(pos, wal_block_bytes);   // group padding
+        // Group padding, zeros to the block's end (written so): anything else there is a
+        // record whose header was lost.
+        const uint64_t pad_end = std::min<uint64_t>(round_up(pos, wal_block_bytes), d.size());
+        if (!all_zero(d.data() + pos, pad_end - pos)) {
+          damage = "zeros where a record header should be, with data after them in the block";
+          break;
+        }
+        pos = pad_end;
         continue;
       }
       if (h.magic != record_magic || record_header_crc(h) != h.header_crc) {
@@ -932,6 +957,11 @@ bool scan_wal(const wal_scan_options& opt,
       ++r.records;
       pos += wal_writer::record_bytes(h.payload_bytes);
     }
+    // After the data only zeros (segments are zeroed before use, a cut tail zeroed): bytes
+    // there are records whose start was lost, even where no later group's header sits on
+    // a block boundary for what_follows to find.
+    if (damage.empty() && pos < d.size() && !all_zero(d.data() + pos, d.size() - pos))
+      damage = "data ends, but bytes that are not zeros follow";
     const after_end follows = last ? what_follows(d, pos + 1, expected) : after_end{};
     const uint64_t flights = std::clamp<uint64_t>(sh.flights_max, 1, wal_flights_limit);
     const bool not_a_tail = follows.later_groups > flights - 1 || follows.later_after_ack;

@@ -463,6 +463,80 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   EXPECT_EQ(s.lsns.back(), last);
 }
 
+// Zeros where records were, in the last group: a lost record header mid-block (its block
+// not zero after it), or a lost block at a boundary with records after it that start on
+// no boundary. Both are reported (and cut, as a torn tail: the evidence checks at start
+// see it); before, each was taken as the clean end of the data and the records after it
+// dropped without a word.
+TEST(wal, zeros_where_records_were_are_reported_not_taken_as_the_end) {
+  {
+    temp_dir d;
+    write_log(d.path(), 1, 20, 100);  // one group of small records, within a block or two
+    const auto path = list_segments(d.path()).front().second;
+    const uint64_t at = offset_of(path, 5);
+    ASSERT_NE(at % wal_block_bytes, 0u);
+    std::vector<uint8_t> zeros(sizeof(record_header), 0);
+    const int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), off_t(at)), ssize_t(zeros.size()));
+    ::close(fd);
+    auto s = scan(d.path(), false);
+    ASSERT_TRUE(s.ok) << s.error;
+    EXPECT_EQ(s.lsns.size(), 4u);
+    EXPECT_NE(s.result.torn_tail.find("zeros where a record header should be"), std::string::npos) << s.result.torn_tail;
+  }
+  {
+    temp_dir d;
+    uint64_t p = 1;  // records of 1,536 bytes: one in eight starts on a block boundary
+    while (wal_writer::record_bytes(p) != 1536) ++p;
+    write_log(d.path(), 1, 14, p);
+    const auto path = list_segments(d.path()).front().second;
+    const uint64_t at = offset_of(path, 9);
+    ASSERT_EQ(at % wal_block_bytes, 0u);
+    std::vector<uint8_t> zeros(wal_block_bytes, 0);
+    const int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), off_t(at)), ssize_t(zeros.size()));
+    ::close(fd);
+    auto s = scan(d.path(), false);
+    ASSERT_TRUE(s.ok) << s.error;
+    EXPECT_EQ(s.lsns.size(), 8u);
+    EXPECT_NE(s.result.torn_tail.find("bytes that are not zeros follow"), std::string::npos) << s.result.torn_tail;
+  }
+}
+
+// A segment is dropped only once the next one's header (written with its first group) is
+// durable: a crash before that leaves the next one all zeros, removed at start as unused,
+// and the log would have to begin at an older segment a failed drop left behind.
+TEST(wal, a_segment_is_dropped_only_once_the_next_ones_header_is_durable) {
+  temp_dir d;
+  wal_options o{d.path(), segment_bytes, group_bytes};
+  std::string err;
+  auto w = wal_writer::open(o, {}, -1, &err);
+  ASSERT_TRUE(w) << err;
+  constexpr uint64_t payload = 4000;
+  const uint64_t group = (wal_writer::record_bytes(payload) + wal_block_bytes - 1) / wal_block_bytes * wal_block_bytes;
+  const uint64_t per_segment = (segment_bytes - wal_block_bytes) / group;  // after the header's block
+  const auto stage_one = [&](uint64_t lsn) {
+    auto p = payload_for(lsn, payload);
+    std::span<const uint8_t> pieces[1] = {p};
+    EXPECT_EQ(w->stage(record_kind::batch, 1, 1, pieces), lsn);
+  };
+  for (uint64_t lsn = 1; lsn <= per_segment; ++lsn) {
+    stage_one(lsn);
+    w->submit();
+    ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+  }
+  const std::string first = list_segments(d.path()).front().second;
+  stage_one(per_segment + 1);  // the next segment's first record: staged, its header not written
+  w->drop_segments_before(per_segment + 2);
+  w->wait_dropped();
+  EXPECT_TRUE(std::filesystem::exists(first)) << "kept while the next segment's header is not durable";
+  w->submit();
+  ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+  w->drop_segments_before(per_segment + 2);
+  w->wait_dropped();
+  EXPECT_FALSE(std::filesystem::exists(first));
+}
+
 // A dropped segment whose rename out of the log's names fails stays first in the queue,
 // under its name, and is tried again each second: later ones wait behind it while it may
 // still go. After drop_tries_max failures it is left in place and the rest go (recovery
@@ -716,6 +790,34 @@ TEST(wal, damaged_segment_header_with_only_groups_in_flight_is_a_torn_tail) {
     ASSERT_TRUE(s.ok) << s.error;
     EXPECT_EQ(s.lsns.size(), first.records);
     EXPECT_FALSE(s.result.torn_tail.empty());
+    EXPECT_FALSE(std::filesystem::exists(segs[1].second));
+  }
+}
+
+// The same segment, but a snapshot covers some of its records: they were durable, so its
+// header was too, and the damage is refused instead of cutting the segment (the records
+// after the snapshot, acknowledged, would have gone with it).
+TEST(wal, damaged_segment_header_under_the_snapshot_is_corruption) {
+  for (const bool zero : {false, true}) {
+    SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
+    temp_dir d;
+    auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
+    auto s1 = scan(d.path());
+    ASSERT_TRUE(s1.ok) << s1.error;
+    write_log(d.path(), 3, 2, 400, s1.result.end, 4);  // a new segment, groups overlapping
+    auto segs = list_segments(d.path());
+    ASSERT_GE(segs.size(), 2u);
+    damage_header(segs[1].second, zero);
+    std::filesystem::remove(segs[0].second);  // dropped: the snapshot covers it
+    wal_scan_options o{d.path(), segment_bytes, true, false};
+    o.start_lsn = first.records + 3;  // the snapshot: the new segment's first group and one more
+    std::string err;
+    EXPECT_FALSE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err));
+    EXPECT_NE(err.find("which the snapshot covers"), std::string::npos) << err;
+    EXPECT_TRUE(std::filesystem::exists(segs[1].second));
+    // A snapshot that covers none of it: the torn write it may be, cut as before.
+    o.start_lsn = first.records + 1;
+    EXPECT_TRUE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err)) << err;
     EXPECT_FALSE(std::filesystem::exists(segs[1].second));
   }
 }
