@@ -28,7 +28,9 @@
 //
 // Accounts: replace_account puts another account wherever the group names one (its fee,
 // guarantor or organizer account, a seat's wallet, a debt's creditor): a closed account
-// never takes a payment again, and this is how a group gets past one.
+// never takes a payment again, and this is how a group gets past one. A create repeated
+// after it is compared with the group's accounts as they are now: the first create's
+// fields get exists_with_different_fields (the group as created is not kept).
 //
 // Contributions name their round and must pay exactly what the seat owes: its due,
 // the late penalty if past the deadline, and its outstanding debts, oldest first (each
