@@ -469,38 +469,31 @@ TEST(wal, old_segments_are_dropped_once_covered) {
 // see it); before, each was taken as the clean end of the data and the records after it
 // dropped without a word.
 TEST(wal, zeros_where_records_were_are_reported_not_taken_as_the_end) {
-  {
+  // One group of `records` records of `payload` bytes; `bytes` zeros written where record
+  // `lsn` starts; the scan keeps the records before it and reports `why`.
+  const auto zeroed = [](uint64_t payload, int records, uint64_t lsn, uint64_t bytes, const char* why) {
+    SCOPED_TRACE(why);
     temp_dir d;
-    write_log(d.path(), 1, 20, 100);  // one group of small records, within a block or two
+    write_log(d.path(), 1, records, payload);
     const auto path = list_segments(d.path()).front().second;
-    const uint64_t at = offset_of(path, 5);
-    ASSERT_NE(at % wal_block_bytes, 0u);
-    std::vector<uint8_t> zeros(sizeof(record_header), 0);
+    const uint64_t at = offset_of(path, lsn);
+    EXPECT_EQ(at % wal_block_bytes == 0, bytes == wal_block_bytes) << "mid-block, or a whole block";
+    std::vector<uint8_t> zeros(bytes, 0);
     const int fd = ::open(path.c_str(), O_RDWR);
     ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), off_t(at)), ssize_t(zeros.size()));
     ::close(fd);
     auto s = scan(d.path(), false);
     ASSERT_TRUE(s.ok) << s.error;
-    EXPECT_EQ(s.lsns.size(), 4u);
-    EXPECT_NE(s.result.torn_tail.find("zeros where a record header should be"), std::string::npos) << s.result.torn_tail;
-  }
-  {
-    temp_dir d;
-    uint64_t p = 1;  // records of 1,536 bytes: one in eight starts on a block boundary
-    while (wal_writer::record_bytes(p) != 1536) ++p;
-    write_log(d.path(), 1, 14, p);
-    const auto path = list_segments(d.path()).front().second;
-    const uint64_t at = offset_of(path, 9);
-    ASSERT_EQ(at % wal_block_bytes, 0u);
-    std::vector<uint8_t> zeros(wal_block_bytes, 0);
-    const int fd = ::open(path.c_str(), O_RDWR);
-    ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), off_t(at)), ssize_t(zeros.size()));
-    ::close(fd);
-    auto s = scan(d.path(), false);
-    ASSERT_TRUE(s.ok) << s.error;
-    EXPECT_EQ(s.lsns.size(), 8u);
-    EXPECT_NE(s.result.torn_tail.find("bytes that are not zeros follow"), std::string::npos) << s.result.torn_tail;
-  }
+    EXPECT_EQ(s.lsns.size(), lsn - 1);
+    EXPECT_NE(s.result.torn_tail.find(why), std::string::npos) << s.result.torn_tail;
+  };
+  // Small records, within a block or two: the fifth one's header lost.
+  zeroed(100, 20, 5, sizeof(record_header), "zeros where a record header should be");
+  // Records of 1,536 bytes (one in eight starts on a block boundary): the block the ninth
+  // starts is lost, and the ones after it start on no boundary.
+  uint64_t p = 1;
+  while (wal_writer::record_bytes(p) != 1536) ++p;
+  zeroed(p, 14, 9, wal_block_bytes, "bytes that are not zeros follow");
 }
 
 // A segment is dropped only once the next one's header (written with its first group) is
@@ -772,6 +765,20 @@ TEST(wal, damaged_segment_header_with_later_acknowledged_groups_is_corruption) {
   }
 }
 
+// A log of two segments: two groups acknowledged one at a time, then a segment of three
+// groups overlapping in flight, its header damaged (zeroed or flipped). The records of
+// the first segment, returned.
+uint64_t log_with_a_damaged_second_header(const std::string& dir, bool zero) {
+  auto first = write_log(dir, 2, 2, 400, {}, 1, true);
+  auto s1 = scan(dir);
+  EXPECT_TRUE(s1.ok) << s1.error;
+  write_log(dir, 3, 2, 400, s1.result.end, 4);
+  auto segs = list_segments(dir);
+  EXPECT_GE(segs.size(), 2u);
+  if (segs.size() >= 2) damage_header(segs[1].second, zero);
+  return first.records;
+}
+
 // Groups that were all in flight with the segment's first one: a crash may tear the
 // header and leave later groups written; none was acknowledged, so the segment goes.
 // Also in a later segment, where the log before it is known.
@@ -779,16 +786,12 @@ TEST(wal, damaged_segment_header_with_only_groups_in_flight_is_a_torn_tail) {
   for (const bool zero : {false, true}) {
     SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
     temp_dir d;
-    auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
-    auto s1 = scan(d.path());
-    ASSERT_TRUE(s1.ok) << s1.error;
-    write_log(d.path(), 3, 2, 400, s1.result.end, 4);  // a new segment, groups overlapping
-    auto segs = list_segments(d.path());
+    const uint64_t first_records = log_with_a_damaged_second_header(d.path(), zero);
+    const auto segs = list_segments(d.path());
     ASSERT_GE(segs.size(), 2u);
-    damage_header(segs[1].second, zero);
     auto s = scan(d.path());
     ASSERT_TRUE(s.ok) << s.error;
-    EXPECT_EQ(s.lsns.size(), first.records);
+    EXPECT_EQ(s.lsns.size(), first_records);
     EXPECT_FALSE(s.result.torn_tail.empty());
     EXPECT_FALSE(std::filesystem::exists(segs[1].second));
   }
@@ -801,22 +804,18 @@ TEST(wal, damaged_segment_header_under_the_snapshot_is_corruption) {
   for (const bool zero : {false, true}) {
     SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
     temp_dir d;
-    auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
-    auto s1 = scan(d.path());
-    ASSERT_TRUE(s1.ok) << s1.error;
-    write_log(d.path(), 3, 2, 400, s1.result.end, 4);  // a new segment, groups overlapping
-    auto segs = list_segments(d.path());
+    const uint64_t first_records = log_with_a_damaged_second_header(d.path(), zero);
+    const auto segs = list_segments(d.path());
     ASSERT_GE(segs.size(), 2u);
-    damage_header(segs[1].second, zero);
     std::filesystem::remove(segs[0].second);  // dropped: the snapshot covers it
     wal_scan_options o{d.path(), segment_bytes, true, false};
-    o.start_lsn = first.records + 3;  // the snapshot: the new segment's first group and one more
+    o.start_lsn = first_records + 3;  // the snapshot: the new segment's first group and one more
     std::string err;
     EXPECT_FALSE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err));
     EXPECT_NE(err.find("which the snapshot covers"), std::string::npos) << err;
     EXPECT_TRUE(std::filesystem::exists(segs[1].second));
     // A snapshot that covers none of it: the torn write it may be, cut as before.
-    o.start_lsn = first.records + 1;
+    o.start_lsn = first_records + 1;
     EXPECT_TRUE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err)) << err;
     EXPECT_FALSE(std::filesystem::exists(segs[1].second));
   }
