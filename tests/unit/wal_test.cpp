@@ -765,50 +765,45 @@ TEST(wal, damaged_segment_header_with_later_acknowledged_groups_is_corruption) {
   }
 }
 
-// A log of two segments: two groups acknowledged one at a time, then a segment of three
-// groups overlapping in flight, its header damaged (zeroed or flipped). The records of
-// the first segment, returned.
-uint64_t log_with_a_damaged_second_header(const std::string& dir, bool zero) {
-  auto first = write_log(dir, 2, 2, 400, {}, 1, true);
-  auto s1 = scan(dir);
-  EXPECT_TRUE(s1.ok) << s1.error;
-  write_log(dir, 3, 2, 400, s1.result.end, 4);
-  auto segs = list_segments(dir);
-  EXPECT_GE(segs.size(), 2u);
-  if (segs.size() >= 2) damage_header(segs[1].second, zero);
-  return first.records;
+// For a zeroed and for a flipped header: a log of two segments, two groups acknowledged
+// one at a time, then a segment of three groups overlapping in flight whose header is
+// damaged; check(dir, the first segment's records, the segments).
+template <class F>
+void each_damaged_second_header(F&& check) {
+  for (const bool zero : {false, true}) {
+    SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
+    temp_dir d;
+    auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
+    auto s1 = scan(d.path());
+    ASSERT_TRUE(s1.ok) << s1.error;
+    write_log(d.path(), 3, 2, 400, s1.result.end, 4);
+    const auto segs = list_segments(d.path());
+    ASSERT_GE(segs.size(), 2u);
+    damage_header(segs[1].second, zero);
+    check(d.path(), first.records, segs);
+  }
 }
 
 // Groups that were all in flight with the segment's first one: a crash may tear the
 // header and leave later groups written; none was acknowledged, so the segment goes.
 // Also in a later segment, where the log before it is known.
 TEST(wal, damaged_segment_header_with_only_groups_in_flight_is_a_torn_tail) {
-  for (const bool zero : {false, true}) {
-    SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
-    temp_dir d;
-    const uint64_t first_records = log_with_a_damaged_second_header(d.path(), zero);
-    const auto segs = list_segments(d.path());
-    ASSERT_GE(segs.size(), 2u);
-    auto s = scan(d.path());
+  each_damaged_second_header([](const std::string& dir, uint64_t first_records, const auto& segs) {
+    auto s = scan(dir);
     ASSERT_TRUE(s.ok) << s.error;
     EXPECT_EQ(s.lsns.size(), first_records);
     EXPECT_FALSE(s.result.torn_tail.empty());
     EXPECT_FALSE(std::filesystem::exists(segs[1].second));
-  }
+  });
 }
 
 // The same segment, but a snapshot covers some of its records: they were durable, so its
 // header was too, and the damage is refused instead of cutting the segment (the records
 // after the snapshot, acknowledged, would have gone with it).
 TEST(wal, damaged_segment_header_under_the_snapshot_is_corruption) {
-  for (const bool zero : {false, true}) {
-    SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
-    temp_dir d;
-    const uint64_t first_records = log_with_a_damaged_second_header(d.path(), zero);
-    const auto segs = list_segments(d.path());
-    ASSERT_GE(segs.size(), 2u);
+  each_damaged_second_header([](const std::string& dir, uint64_t first_records, const auto& segs) {
     std::filesystem::remove(segs[0].second);  // dropped: the snapshot covers it
-    wal_scan_options o{d.path(), segment_bytes, true, false};
+    wal_scan_options o{dir, segment_bytes, true, false};
     o.start_lsn = first_records + 3;  // the snapshot: the new segment's first group and one more
     std::string err;
     EXPECT_FALSE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err));
@@ -818,5 +813,5 @@ TEST(wal, damaged_segment_header_under_the_snapshot_is_corruption) {
     o.start_lsn = first_records + 1;
     EXPECT_TRUE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err)) << err;
     EXPECT_FALSE(std::filesystem::exists(segs[1].second));
-  }
+  });
 }
