@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -770,6 +771,12 @@ size_t event_log::apply_retention(uint64_t now_ns) {
   if (opt_.retention_bytes == 0 && opt_.retention_ns == 0) return 0;
   const uint64_t seg = opt_.segment_events;
   size_t dropped = 0;
+  // Oldest first, each removal durable before the next: a power cut never leaves a
+  // segment whose later neighbour is gone (a gap, which open refuses).
+  if (removal_unsynced_) {
+    if (!fsync_dir(opt_.dir)) return 0;
+    removal_unsynced_ = false;
+  }
   for (;;) {
     const uint64_t first = first_offset_.load();
     const uint64_t index = (first - 1) / seg;
@@ -797,12 +804,15 @@ size_t event_log::apply_retention(uint64_t now_ns) {
       first_offset_.store((index + 1) * seg + 1, std::memory_order_release);
       readers_.erase(index);
     }
-    // Oldest first, each removal durable before the next: a power cut never leaves a
-    // segment whose later neighbour is gone (a gap, which open refuses).
     ::unlink(path.c_str());
-    (void)fsync_dir(opt_.dir);
     bytes_.fetch_sub(std::min(bytes_.load(), size));
     ++dropped;
+    if (!fsync_dir(opt_.dir)) {
+      std::fprintf(stderr, "mesobd: %s\n",
+                   errno_text("cannot sync the directory after removing", path).c_str());
+      removal_unsynced_ = true;
+      break;
+    }
   }
   return dropped;
 }

@@ -114,7 +114,9 @@ class event_log {
   bool sync(std::string* error);
   [[nodiscard]] uint64_t next_offset() const { return next_offset_; }
   // Drops segments wholly older than the retention age at `now_ns`, and the oldest while
-  // the log is over its size; never the segment being written. Returns how many.
+  // the log is over its size; never the segment being written. Returns how many. Each
+  // removal is made durable (the directory synced) before the next: one whose sync
+  // failed stops the drops until a later call's sync succeeds.
   size_t apply_retention(uint64_t now_ns);
 
   // ---- any thread
@@ -208,6 +210,7 @@ class event_log {
   std::vector<uint8_t> whole_group_pack_;
   bool unsynced_ = false;           // the open segment was written since the last sync (the ones before never are)
   bool dir_dirty_ = false;          // a segment was created since the last sync
+  bool removal_unsynced_ = false;   // a dropped segment's removal is not durable yet (its directory sync failed)
   std::atomic<uint64_t> durable_end_{1};
   std::atomic<uint64_t> written_end_{1};
   std::atomic<uint64_t> first_offset_{1};

@@ -63,6 +63,11 @@ chain_hash record_chain(const chain_hash& prev, const record_header& h, const ui
 }  // namespace
 
 bool fsync_dir(const std::string& dir) {
+  if (auto& probe = failure_probes::instance().dir_sync_failures;
+      probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0) {
+    errno = EIO;
+    return false;
+  }
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return false;
   bool ok = ::fsync(fd) == 0;
@@ -238,9 +243,11 @@ void wal_writer::prepare_loop() {
       // renamed one is deleted when the log is next opened. Stopping deletes at once.
       dropped_segment& d = unlink_queue_.front();
       const bool rename_step = !d.renamed && !prep_stop_;
-      const bool last_step = !rename_step && (prep_stop_ || d.bytes <= unlink_step_bytes);
+      // A rename whose directory sync failed: synced again before any cut.
+      const bool sync_step = d.renamed && d.rename_unsynced && !prep_stop_;
+      const bool last_step = !rename_step && !sync_step && (prep_stop_ || d.bytes <= unlink_step_bytes);
       const std::string path = d.path;
-      const uint64_t left = rename_step ? d.bytes : last_step ? 0 : d.bytes - unlink_step_bytes;
+      const uint64_t left = rename_step || sync_step ? d.bytes : last_step ? 0 : d.bytes - unlink_step_bytes;
       uint64_t left_on_disk = left;
       const bool tell = rename_step && d.failures == 0;
       if (last_step) {
@@ -250,7 +257,16 @@ void wal_writer::prepare_loop() {
       }
       unlinking_ = true;
       lk.unlock();
-      bool moved = false;
+      // The directory sync that makes a rename durable (a probe can fail it).
+      auto sync_rename = [&] {
+        auto& probe = failure_probes::instance().drop_sync_failures;
+        if (probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0) {
+          errno = EIO;
+          return false;
+        }
+        return fsync_dir(opt_.dir);
+      };
+      bool moved = false, synced = true;
       int rename_errno = 0;
       if (rename_step) {
         // Renamed and the rename made durable before the first cut: a crash must not
@@ -269,14 +285,17 @@ void wal_writer::prepare_loop() {
         } else {
           moved = true;
           if (::stat(aside.c_str(), &st) == 0) left_on_disk = uint64_t(st.st_size);
-          (void)fsync_dir(opt_.dir);
+          synced = sync_rename();
         }
+      } else if (sync_step) {
+        synced = sync_rename();
       } else if (last_step) {
         ::unlink(path.c_str());
       } else if (const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC); fd >= 0) {
         [[maybe_unused]] const int rc = ::ftruncate(fd, off_t(left));
         ::close(fd);
       }
+      const int sync_errno = synced ? 0 : errno;
       lk.lock();
       unlinking_ = false;
       int pause_ms = unlink_step_pause_ms;
@@ -299,6 +318,16 @@ void wal_writer::prepare_loop() {
           // Tried again first, so that drops go in order while they can.
           pause_ms = 1000;
         }
+      }
+      if ((rename_step && moved) || sync_step) {
+        // No cut before the rename is durable: a crash could bring the cut-down segment
+        // back under its log name. Synced again each second, the drops behind it waiting.
+        dropped_segment& head = unlink_queue_.front();
+        if (!synced && !head.rename_unsynced)
+          std::fprintf(stderr, "mesobd: wal: cannot sync %s after moving a dropped segment aside as %s: %s (tried again each second before it is cut)\n",
+                       opt_.dir.c_str(), head.path.c_str(), errno_text(sync_errno).c_str());
+        head.rename_unsynced = !synced;
+        if (!synced) pause_ms = 1000;
       }
       prep_cv_.notify_all();
       // The pause between steps; a pre-zeroing request or stop ends it. Far behind (more

@@ -205,6 +205,7 @@ class wal_writer {
     std::string path;
     uint64_t bytes = 0;    // what is left of it
     bool renamed = false;  // out of the log's names (<segment>.dropped): cut down, then deleted
+    bool rename_unsynced = false;  // renamed, the directory's sync failed: no cut until one succeeds
     uint8_t failures = 0;  // renames that failed (drop_tries_max: given up on)
   };
   uint32_t drops_held_ = 0;

@@ -1,6 +1,7 @@
 // The event log on real files: offsets, reads across segments, torn tails, damage,
 // retention.
 #include "storage/event_log.hpp"
+#include "storage/failure_probes.hpp"
 #include "wire/event_pack.hpp"
 
 #include <fcntl.h>
@@ -429,6 +430,37 @@ TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
   auto again = open_log(dir.path(), &rec, 128, limit);
   EXPECT_EQ(rec.first_offset, 385u);
   EXPECT_EQ(rec.next_offset, 561u);
+}
+
+// A removal whose directory sync fails is the last of its call, and the next call
+// syncs before it removes another: a power cut never leaves a gap (a segment gone while
+// an older one comes back), which open refuses.
+TEST(EventLog, RetentionStopsWhereARemovalIsNotDurable) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  std::vector<wire::event> records;
+  for (uint64_t lsn = 5; lsn <= 9; ++lsn) {
+    const auto r = make(lsn == 9 ? 48 : 128, lsn);
+    records.insert(records.end(), r.begin(), r.end());
+  }
+  write_log(dir.path(), 128, records);
+  const uint64_t limit = std::filesystem::file_size(event_log::segment_path(dir.path(), 3)) +
+                         std::filesystem::file_size(event_log::segment_path(dir.path(), 4));
+  auto log = open_log(dir.path(), &rec, 128, limit);
+  auto& probe = failure_probes::instance().dir_sync_failures;
+  probe = 2;  // the sync after the first removal, and the next call's first
+  EXPECT_EQ(log->apply_retention(0), 1u);
+  EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 0)));
+  EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
+  EXPECT_EQ(log->first_offset(), 129u);
+  EXPECT_EQ(log->apply_retention(0), 0u);
+  EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
+  EXPECT_EQ(probe.load(), 0);
+  EXPECT_EQ(log->apply_retention(0), 2u);
+  EXPECT_EQ(log->first_offset(), 385u);
+  log.reset();
+  auto again = open_log(dir.path(), &rec, 128, limit);
+  EXPECT_EQ(rec.first_offset, 385u);
 }
 
 TEST(EventLog, CutBackToTheMiddleOfAChunkKeepsTheEventsBeforeIt) {

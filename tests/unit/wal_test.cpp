@@ -585,6 +585,34 @@ TEST(wal, a_drop_whose_rename_fails_is_tried_again_in_order) {
   EXPECT_EQ(last, w.records + more.records);
 }
 
+// A dropped segment is cut only once its rename is durable: a directory sync that fails
+// after the rename is tried again each second, the segment kept whole under its
+// `.dropped` name meanwhile (a crash could otherwise bring the cut-down segment back
+// under its log name).
+TEST(wal, a_drop_is_not_cut_before_its_rename_is_durable) {
+  temp_dir d;
+  written w = write_log(d.path(), 120, 2, 3000);
+  const auto segs = list_segments(d.path());
+  ASSERT_GE(segs.size(), 3u);
+  std::string err;
+  auto s = scan(d.path());
+  auto wr = wal_writer::open(wal_options{d.path(), segment_bytes, group_bytes}, s.result.end, -1, &err);
+  ASSERT_TRUE(wr) << err;
+  auto& probe = failure_probes::instance().drop_sync_failures;
+  probe = 2;  // the sync after the rename, and the first one tried again
+  wr->drop_segments_before(w.records);
+  const std::string aside = segs.front().second + ".dropped";
+  for (int i = 0; i < 300 && probe.load() == 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(probe.load(), 1) << "the sync after the rename failed; the next comes a second later";
+  ASSERT_TRUE(std::filesystem::exists(aside));
+  EXPECT_EQ(std::filesystem::file_size(aside), segment_bytes) << "not cut before its rename is durable";
+  wr->wait_dropped();
+  EXPECT_EQ(probe.load(), 0);
+  EXPECT_FALSE(std::filesystem::exists(aside));
+  EXPECT_FALSE(std::filesystem::exists(segs.front().second));
+}
+
 // Segments before the one that holds start_lsn (what a checkpoint covers) are not read:
 // one a drop left cut down, and a gap among them, are no damage. Without start_lsn the
 // same directory is refused.
