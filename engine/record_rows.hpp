@@ -29,9 +29,10 @@ namespace mesob::engine::record_rows {
 
 constexpr uint32_t records_per_row = 128;       // packed rows
 constexpr uint32_t plain_records_per_row = 26;  // rows of the first form
-// 480 x 8 = 3,840 bytes: a full row of id hashes is one overflow page too.
+// 480 x 8 = 3,840 bytes and the row's check: a full row of id hashes is one overflow page too.
 constexpr uint32_t hashes_per_row = 480;
-static_assert(hashes_per_row * sizeof(uint64_t) <= 4096 - 16 && hashes_per_row * sizeof(uint64_t) >= 2048,
+static_assert(hashes_per_row * sizeof(uint64_t) + storage::snapshot_row_check_bytes <= 4096 - 16 &&
+                  hashes_per_row * sizeof(uint64_t) >= 2048,
               "a full row of hashes is one overflow page");
 
 // Appends records [first, first + n), read by `at(serial)`, in rows starting at `first`,

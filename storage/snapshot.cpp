@@ -7,9 +7,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include "wire/assert.hpp"
 
@@ -35,6 +38,38 @@ uint64_t from_be(const MDB_val& v) {
 
 std::string lmdb_error(const char* what, int rc) {
   return std::string("snapshot: ") + what + ": " + mdb_strerror(rc);
+}
+
+// Each row's check: CRC-32C of the table's number, the key (little-endian) and the
+// bytes, stored after the bytes. The table and key are in it so that a row's bytes
+// under another key (a damaged branch page) fail too.
+constexpr size_t check_bytes = snapshot_row_check_bytes;
+constexpr int meta_table = 255;            // meta's number in a row's check
+constexpr uint64_t row_format_key = 1;     // meta's row saying rows carry checks
+constexpr uint32_t row_format_checked = 1;
+
+uint32_t row_check(int table_no, uint64_t key, const void* bytes, size_t n) {
+  uint8_t head[9];
+  head[0] = uint8_t(table_no);
+  std::memcpy(head + 1, &key, 8);
+  return crc32c(bytes, n, crc32c(head, sizeof head));
+}
+
+const char* table_label(int table_no) { return table_no == meta_table ? "meta" : table_name(table(table_no)); }
+
+// Checks a row's check and drops it from *val; false with *error naming the row.
+bool check_row(int table_no, uint64_t key, MDB_val* val, std::string* error) {
+  uint32_t stored = 0;
+  if (val->mv_size >= check_bytes) {
+    std::memcpy(&stored, static_cast<const uint8_t*>(val->mv_data) + val->mv_size - check_bytes, check_bytes);
+    if (stored == row_check(table_no, key, val->mv_data, val->mv_size - check_bytes)) {
+      val->mv_size -= check_bytes;
+      return true;
+    }
+  }
+  *error = std::string("snapshot: row ") + std::to_string(key) + " of table " + table_label(table_no) + " (" +
+           std::to_string(val->mv_size) + " bytes) fails its check: the snapshot file is damaged";
+  return false;
 }
 
 // A read transaction with a cursor on one table, both closed when it goes out of scope.
@@ -104,14 +139,123 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   if (rc == 0) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta_);
   for (int i = 0; i < tables && rc == 0; ++i)
     rc = mdb_dbi_open(txn, table_name(table(i)), MDB_CREATE, &s->dbi_[i]);
-  if (rc == 0) rc = mdb_txn_commit(txn);
-  else if (txn) mdb_txn_abort(txn);
+  if (rc != 0) {
+    if (txn) mdb_txn_abort(txn);
+    *error = lmdb_error("open tables", rc);
+    return nullptr;
+  }
+  // The rows' format: a new store's rows carry checks from the first; an older store's
+  // rows get theirs now, in this one transaction (whole or not at all).
+  bool found = false;
+  if (!s->read_row_format(txn, &found, error) || (!found && !s->convert_rows(txn, error))) {
+    mdb_txn_abort(txn);
+    return nullptr;
+  }
+  rc = mdb_txn_commit(txn);
   if (rc != 0) {
     *error = lmdb_error("open tables", rc);
     return nullptr;
   }
+  s->rows_checked_ = true;
   s->find_map(dir);
   return s;
+}
+
+bool snapshot_store::read_row_format(MDB_txn* txn, bool* found, std::string* error) {
+  be_key k(row_format_key);
+  MDB_val key = k.val(), val{};
+  const int rc = mdb_get(txn, dbi_meta_, &key, &val);
+  *found = rc == 0;
+  if (rc == MDB_NOTFOUND) return true;
+  if (rc != 0) {
+    *error = lmdb_error("read the rows' format", rc);
+    return false;
+  }
+  uint32_t format = 0;
+  if (!check_row(meta_table, row_format_key, &val, error)) return false;
+  if (val.mv_size == sizeof format) std::memcpy(&format, val.mv_data, sizeof format);
+  if (format != row_format_checked) {
+    *error = "snapshot: the rows' format row says " + std::to_string(format) + " (" + std::to_string(val.mv_size) +
+             " bytes); this build writes " + std::to_string(row_format_checked);
+    return false;
+  }
+  return true;
+}
+
+// Every row of every table, meta's snapshot row included (its version set to this
+// format's, so that a build before checks refuses the store), rewritten with its check;
+// then the row saying so.
+bool snapshot_store::convert_rows(MDB_txn* txn, std::string* error) {
+  // Read in chunks, then written back by key: the cursor never walks rows as they grow.
+  constexpr size_t chunk_rows = 1024;
+  std::vector<std::pair<uint64_t, std::string>> chunk;
+  for (int i = -1; i < tables; ++i) {
+    const int table_no = i < 0 ? meta_table : i;
+    const MDB_dbi dbi = i < 0 ? dbi_meta_ : dbi_[i];
+    uint64_t from = 0;
+    for (bool more = true; more;) {
+      chunk.clear();
+      MDB_cursor* cur = nullptr;
+      int rc = mdb_cursor_open(txn, dbi, &cur);
+      be_key k(from);
+      MDB_val key = k.val(), val{};
+      if (rc == 0) rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+      for (; rc == 0 && chunk.size() < chunk_rows; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 8) {
+          mdb_cursor_close(cur);
+          *error = std::string("snapshot: table ") + table_label(table_no) + " has a key of " +
+                   std::to_string(key.mv_size) + " bytes";
+          return false;
+        }
+        chunk.emplace_back(from_be(key), std::string(static_cast<const char*>(val.mv_data), val.mv_size));
+      }
+      if (cur) mdb_cursor_close(cur);
+      if (rc != 0 && rc != MDB_NOTFOUND) {
+        *error = lmdb_error((std::string("convert table ") + table_label(table_no)).c_str(), rc);
+        return false;
+      }
+      more = rc == 0;  // a row after the chunk (so its last key is below UINT64_MAX)
+      for (auto& [row_key, bytes] : chunk) {
+        if (i < 0 && row_key == 0 && bytes.size() == sizeof(snapshot_meta)) {
+          const uint32_t v = snapshot_format_version;
+          std::memcpy(bytes.data() + offsetof(snapshot_meta, version), &v, sizeof v);
+        }
+        rc = put_row(txn, dbi, table_no, row_key,
+                     {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, 0);
+        if (rc != 0) {
+          *error = lmdb_error((std::string("convert table ") + table_label(table_no)).c_str(), rc);
+          return false;
+        }
+      }
+      if (more) from = chunk.back().first + 1;
+    }
+  }
+  const uint32_t format = row_format_checked;
+  const int rc = put_row(txn, dbi_meta_, meta_table, row_format_key,
+                         {reinterpret_cast<const uint8_t*>(&format), sizeof format}, 0);
+  if (rc != 0) {
+    *error = lmdb_error("write the rows' format", rc);
+    return false;
+  }
+  return true;
+}
+
+bool snapshot_store::unwrap(int table_no, uint64_t key, MDB_val* val, std::string* error) const {
+  return !rows_checked_ || check_row(table_no, key, val, error);
+}
+
+int snapshot_store::put_row(MDB_txn* txn, MDB_dbi dbi, int table_no, uint64_t key_v, std::span<const uint8_t> bytes,
+                            unsigned flags) const {
+  be_key k(key_v);
+  MDB_val key = k.val(), val{bytes.size() + check_bytes, nullptr};
+  // Reserved: the bytes and their check go straight into LMDB's page.
+  const int rc = mdb_put(txn, dbi, &key, &val, flags | MDB_RESERVE);
+  if (rc != 0) return rc;
+  auto* to = static_cast<uint8_t*>(val.mv_data);
+  if (!bytes.empty()) std::memcpy(to, bytes.data(), bytes.size());
+  const uint32_t c = row_check(table_no, key_v, bytes.data(), bytes.size());
+  std::memcpy(to + bytes.size(), &c, check_bytes);
+  return 0;
 }
 
 std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string& dir, std::string* error) {
@@ -130,6 +274,11 @@ std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string
   for (int i = 0; i < tables && rc == 0; ++i) {
     rc = mdb_dbi_open(txn, table_name(table(i)), 0, &s->dbi_[i]);
     if (rc == MDB_NOTFOUND) rc = 0;  // a table of a later build: not read here
+  }
+  // Rows carry checks if the store says so; an older store's are read as they are.
+  if (rc == 0 && !s->read_row_format(txn, &s->rows_checked_, error)) {
+    mdb_txn_abort(txn);
+    return nullptr;
   }
   // Committed, even read-only: an aborted transaction would close the handles it opened.
   if (rc == 0) rc = mdb_txn_commit(txn);
@@ -159,7 +308,7 @@ void snapshot_store::uncache_rows(table t, uint64_t begin_key, uint64_t end_key)
     if (run_end > run_begin) ::posix_fadvise(fd, off_t(run_begin), off_t(run_end - run_begin), POSIX_FADV_DONTNEED);
   };
   std::string ignored;
-  scan(t, [&](uint64_t, std::span<const uint8_t> v) {  // reads the row's address, not its bytes
+  scan_rows(t, [&](uint64_t, std::span<const uint8_t> v) {  // reads the row's address, not its bytes
     const auto at = reinterpret_cast<uintptr_t>(v.data());
     if (v.size() < page / 2 || at < base || at + v.size() > base + map_bytes_) return true;
     const uint64_t first = (at - base) / page * page;
@@ -170,7 +319,7 @@ void snapshot_store::uncache_rows(table t, uint64_t begin_key, uint64_t end_key)
     }
     run_end = end;
     return true;
-  }, &ignored, end_key, begin_key);
+  }, &ignored, end_key, begin_key, false);
   drop_run();
 }
 
@@ -209,7 +358,9 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
   MDB_val key = k.val(), val{};
   rc = mdb_get(txn, dbi_meta_, &key, &val);
   std::optional<snapshot_meta> out;
-  if (rc == 0) {
+  if (rc == 0 && !unwrap(meta_table, 0, &val, error)) {
+    // named in *error
+  } else if (rc == 0) {
     snapshot_meta m{};
     if (val.mv_size != sizeof m) {
       *error = "snapshot: meta record has " + std::to_string(val.mv_size) + " bytes, expected " +
@@ -232,6 +383,11 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
 
 bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
                           std::string* error, std::optional<uint64_t> end_key, uint64_t begin_key) {
+  return scan_rows(t, fn, error, end_key, begin_key, true);
+}
+
+bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
+                               std::string* error, std::optional<uint64_t> end_key, uint64_t begin_key, bool check) {
   read_cursor rd(env_, dbi_[int(t)]);
   if (!rd.open(error)) return false;
   MDB_cursor* cur = rd.cur;
@@ -250,6 +406,10 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
     }
     if (end_key && from_be(key) >= *end_key) {
       rc = MDB_NOTFOUND;
+      break;
+    }
+    if (check && !unwrap(int(t), from_be(key), &val, error)) {
+      ok = false;
       break;
     }
     if (!fn(from_be(key), {static_cast<const uint8_t*>(val.mv_data), val.mv_size})) {
@@ -276,6 +436,7 @@ bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::
   else if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(rd.cur, &key, &val, MDB_LAST);
   if (rc == 0 && key.mv_size == 8) {
     *row_key = from_be(key);
+    if (!unwrap(int(t), *row_key, &val, error)) return false;
     bytes->assign(static_cast<const char*>(val.mv_data), val.mv_size);
     return true;
   }
@@ -296,10 +457,11 @@ bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string*
   be_key k(key_v);
   MDB_val key = k.val(), val{};
   rc = mdb_get(txn, dbi_[int(t)], &key, &val);
-  if (rc == 0) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);
-  else if (rc != MDB_NOTFOUND) *error = lmdb_error("get", rc);
+  const bool ok = rc == 0 && unwrap(int(t), key_v, &val, error);
+  if (ok) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);
+  else if (rc != 0 && rc != MDB_NOTFOUND) *error = lmdb_error("get", rc);
   mdb_txn_abort(txn);
-  return rc == 0;
+  return ok;
 }
 
 std::unique_ptr<snapshot_store::writer> snapshot_store::begin(std::string* error) {
@@ -318,9 +480,7 @@ snapshot_store::writer::~writer() {
 }
 
 bool snapshot_store::writer::put(table t, uint64_t key_v, std::span<const uint8_t> bytes) {
-  be_key k(key_v);
-  MDB_val key = k.val(), val{bytes.size(), const_cast<uint8_t*>(bytes.data())};
-  int rc = mdb_put(txn_, store_->dbi_[int(t)], &key, &val, 0);
+  const int rc = store_->put_row(txn_, store_->dbi_[int(t)], int(t), key_v, bytes, 0);
   if (rc != 0) error_ = lmdb_error("put", rc);
   return rc == 0;
 }
@@ -329,15 +489,14 @@ bool snapshot_store::writer::get(table t, uint64_t key_v, std::string* out) {
   be_key k(key_v);
   MDB_val key = k.val(), val{};
   const int rc = mdb_get(txn_, store_->dbi_[int(t)], &key, &val);
-  if (rc == 0) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);
-  else if (rc != MDB_NOTFOUND) error_ = lmdb_error("get", rc);
-  return rc == 0;
+  const bool ok = rc == 0 && store_->unwrap(int(t), key_v, &val, &error_);
+  if (ok) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);
+  else if (rc != 0 && rc != MDB_NOTFOUND) error_ = lmdb_error("get", rc);
+  return ok;
 }
 
 bool snapshot_store::writer::append(table t, uint64_t key_v, std::span<const uint8_t> bytes) {
-  be_key k(key_v);
-  MDB_val key = k.val(), val{bytes.size(), const_cast<uint8_t*>(bytes.data())};
-  int rc = mdb_put(txn_, store_->dbi_[int(t)], &key, &val, MDB_APPEND);
+  const int rc = store_->put_row(txn_, store_->dbi_[int(t)], int(t), key_v, bytes, MDB_APPEND);
   if (rc != 0) error_ = lmdb_error("append", rc);
   return rc == 0;
 }
@@ -395,9 +554,8 @@ bool snapshot_store::writer::commit_without_meta() {
 }
 
 bool snapshot_store::writer::commit(const snapshot_meta& meta) {
-  be_key k(0);
-  MDB_val key = k.val(), val{sizeof meta, const_cast<snapshot_meta*>(&meta)};
-  int rc = mdb_put(txn_, store_->dbi_meta_, &key, &val, 0);
+  int rc = store_->put_row(txn_, store_->dbi_meta_, meta_table, 0,
+                           {reinterpret_cast<const uint8_t*>(&meta), sizeof meta}, 0);
   if (auto& probe = failure_probes::instance().snapshot_commit_errno;
       rc == 0 && probe.load(std::memory_order_relaxed) != 0)
     rc = probe.exchange(0, std::memory_order_relaxed);

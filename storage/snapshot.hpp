@@ -28,6 +28,13 @@
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
 //
+// Every row's bytes (meta's too) are followed on the disk by a 4-byte CRC-32C of the
+// table, the key and the bytes (format 12), checked by every read: LMDB checks nothing of
+// what it reads back, and a damaged row must stop a start (or fail its read) rather than
+// become a balance. A store of an older format is converted when it is opened for writing
+// (every row rewritten with its check, in one transaction); opened read-only it is read
+// as it is.
+//
 // Caveats: the map size is a ceiling set at open (sparse file); a checkpoint that would
 // pass it fails with MDB_MAP_FULL and leaves the previous snapshot intact.
 #pragma once
@@ -52,9 +59,11 @@ constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // 10: each transfer's id hash in `transfer_ids`; 11: transfer records packed in rows of
 // up to 128 (engine/record_rows.hpp). Versions 4 to 10 are read as well (they have none
 // of what came after them; the engine fills `transfer_ids` in at start, and reads rows
-// of the first form beside packed ones).
-constexpr uint32_t snapshot_format_version = 11;
+// of the first form beside packed ones); 12: every row followed by its check (above;
+// older stores are converted at open).
+constexpr uint32_t snapshot_format_version = 12;
 constexpr uint32_t snapshot_format_oldest = 4;
+constexpr size_t snapshot_row_check_bytes = 4;  // each row's check, after its bytes
 
 struct snapshot_meta {
   uint64_t magic = snapshot_magic;
@@ -105,11 +114,14 @@ class snapshot_store {
   std::optional<snapshot_meta> read_meta(std::string* error);
 
   // Calls fn(key, bytes) for every row of a table with begin_key <= key (< *end_key,
-  // if given), in key order; fn returning false stops the scan with an error. Safe
-  // from any thread (each scan is its own read transaction).
+  // if given), in key order; fn returning false stops the scan with an error, as does a
+  // row failing its check (named in *error). Safe from any thread (each scan is its own
+  // read transaction).
   bool scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
             std::string* error, std::optional<uint64_t> end_key = std::nullopt,
             uint64_t begin_key = 0);
+  // Whether rows carry their check (a store opened read-only may be of an older format).
+  [[nodiscard]] bool rows_checked() const { return rows_checked_; }
   // Drops this process's mapping of pages read so far (they stay in the page cache), so
   // a scan over history does not stay in resident memory.
   void release_pages();
@@ -155,6 +167,17 @@ class snapshot_store {
  private:
   snapshot_store() = default;
   void find_map(const std::string& dir);
+  bool read_row_format(MDB_txn* txn, bool* found, std::string* error);
+  bool convert_rows(MDB_txn* txn, std::string* error);
+  // Checks a row read from table number `table_no` (tables' own numbers; meta is
+  // meta_table) and drops its check from *val; false with *error naming the row.
+  bool unwrap(int table_no, uint64_t key, MDB_val* val, std::string* error) const;
+  // mdb_put of a row with its check.
+  int put_row(MDB_txn* txn, MDB_dbi dbi, int table_no, uint64_t key, std::span<const uint8_t> bytes,
+              unsigned flags) const;
+  bool scan_rows(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn, std::string* error,
+                 std::optional<uint64_t> end_key, uint64_t begin_key, bool check);
+  bool rows_checked_ = false;
   MDB_env* env_ = nullptr;
   void* map_addr_ = nullptr;
   size_t map_bytes_ = 0;

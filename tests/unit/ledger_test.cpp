@@ -6,6 +6,7 @@
 #include <bit>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <condition_variable>
 #include <mutex>
@@ -1129,6 +1130,54 @@ TEST(ledger_snapshot, damaged_account_rows_refuse_to_start) {
   e = open_engine(cfg);
   ASSERT_TRUE(e);
   EXPECT_TRUE(e->check_balances().balanced);
+  EXPECT_EQ(e->lookup_accounts({2}).accounts.at(0).credits_posted, 500u);
+}
+
+// A bit flipped on the disk in a field no load check reads (an account's user_data)
+// refuses the start, naming the row: before rows carried checks, the engine started
+// and served the changed account as its own.
+TEST(ledger_snapshot, a_bit_flipped_in_a_row_on_the_disk_refuses_to_start) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 8);
+    ASSERT_EQ(e->create_transfers({make_transfer(1, 1, 2, 500)}).results.at(0), result::ok);
+  }  // closes with a snapshot
+  const std::string snap_dir = dir.path() + "/snapshot";
+  std::string row, err;
+  {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    ASSERT_TRUE(s->get(storage::table::accounts, 2, &row, &err)) << err;
+  }
+  // Every copy of the row in the file (pages of older checkpoints may hold one too).
+  auto flip_user_data = [&] {
+    std::string flipped = row;
+    flipped[offsetof(wire::account, user_data)] ^= 0x01;
+    const std::string file = snap_dir + "/data.mdb";
+    std::ifstream in(file, std::ios::binary);
+    std::string all{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    int copies = 0;
+    std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
+    for (size_t at = all.find(row); at != std::string::npos; at = all.find(row, at + 1), ++copies) {
+      const size_t byte = at + offsetof(wire::account, user_data);
+      const char c = char(all[byte] ^ 0x01);
+      f.seekp(std::streamoff(byte));
+      f.write(&c, 1);
+    }
+    ASSERT_GE(copies, 1);
+    row = flipped;
+  };
+  flip_user_data();
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("row 2 of table accounts (92 bytes) fails its check: the snapshot file is damaged"),
+            std::string::npos)
+      << err;
+  flip_user_data();  // back as it was
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
   EXPECT_EQ(e->lookup_accounts({2}).accounts.at(0).credits_posted, 500u);
 }
 

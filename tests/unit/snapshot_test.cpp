@@ -236,3 +236,202 @@ TEST(snapshot, uncache_rows_drops_only_the_pages_of_the_rows_asked_for) {
     ASSERT_EQ(v, row(k)) << "row " << k;
   }
 }
+
+namespace {
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+// Flips one bit of the only copy of `needle` in `path`, at `at` bytes into it.
+void flip_in_file(const std::string& path, const std::string& needle, size_t at) {
+  std::string all = read_file(path);
+  const size_t pos = all.find(needle);
+  ASSERT_NE(pos, std::string::npos) << "not in the file";
+  ASSERT_EQ(all.find(needle, pos + 1), std::string::npos) << "more than one copy";
+  std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+  f.seekp(std::streamoff(pos + at));
+  const char c = char(all[pos + at] ^ 0x10);
+  f.write(&c, 1);
+}
+
+// A store as a build before rows' checks wrote it: LMDB's own calls, no checks.
+void write_unchecked_store(const std::string& dir, const std::vector<std::pair<uint64_t, std::string>>& transfers,
+                           const std::string& account_42) {
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
+  ASSERT_EQ(mdb_env_set_mapsize(env, 1 << 28), 0);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644), 0);
+  MDB_txn* txn = nullptr;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  auto put = [&](const char* table_name, uint64_t k, const std::string& v) {
+    MDB_dbi dbi = 0;
+    ASSERT_EQ(mdb_dbi_open(txn, table_name, MDB_CREATE, &dbi), 0);
+    uint8_t kb[8];
+    for (int i = 0; i < 8; ++i) kb[i] = uint8_t(k >> (56 - 8 * i));
+    MDB_val key{8, kb}, val{v.size(), const_cast<char*>(v.data())};
+    ASSERT_EQ(mdb_put(txn, dbi, &key, &val, 0), 0);
+  };
+  snapshot_meta m;
+  m.version = 11;
+  m.lsn = 77;
+  put("meta", 0, std::string(reinterpret_cast<const char*>(&m), sizeof m));
+  put("accounts", 42, account_42);
+  for (const auto& [k, v] : transfers) put("transfers", k, v);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+// The stored size of one row, as LMDB holds it.
+size_t raw_size(const std::string& dir, const char* table_name, uint64_t k) {
+  MDB_env* env = nullptr;
+  mdb_env_create(&env);
+  mdb_env_set_maxdbs(env, 32);
+  size_t n = 0;
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi = 0;
+  if (mdb_env_open(env, dir.c_str(), MDB_NOTLS | MDB_RDONLY, 0644) == 0 &&
+      mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0 && mdb_dbi_open(txn, table_name, 0, &dbi) == 0) {
+    uint8_t kb[8];
+    for (int i = 0; i < 8; ++i) kb[i] = uint8_t(k >> (56 - 8 * i));
+    MDB_val key{8, kb}, val{};
+    if (mdb_get(txn, dbi, &key, &val) == 0) n = val.mv_size;
+  }
+  if (txn) mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return n;
+}
+}  // namespace
+
+// LMDB reads back whatever the disk holds. A bit flipped in a row, small or on pages of
+// its own, or in the snapshot's meta row, fails that row's reads with its table and key
+// named; the other rows still read.
+TEST(snapshot, a_damaged_row_fails_its_check_and_is_named) {
+  temp_dir d;
+  std::string err;
+  const std::string small = "account forty-two's bytes";
+  const std::string big(6000, 'B');  // overflow pages
+  {
+    auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+    ASSERT_TRUE(s) << err;
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w->put(table::accounts, 42, bytes(small)));
+    ASSERT_TRUE(w->put(table::accounts, 43, bytes("account forty-three")));
+    ASSERT_TRUE(w->append(table::transfers, 9, bytes(big)));
+    snapshot_meta m;
+    m.lsn = 0x5151515151515151ull;
+    ASSERT_TRUE(w->commit(m)) << w->error();
+  }
+  const std::string file = d.path() + "/data.mdb";
+  flip_in_file(file, small, 8);
+  flip_in_file(file, big, 5000);
+  flip_in_file(file, std::string(8, '\x51'), 3);
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  ASSERT_TRUE(s) << err;
+  std::string v;
+  err.clear();
+  EXPECT_FALSE(s->get(table::accounts, 42, &v, &err));
+  EXPECT_NE(err.find("row 42 of table accounts (29 bytes) fails its check"), std::string::npos) << err;
+  err.clear();
+  EXPECT_FALSE(s->scan(table::accounts, [](uint64_t, std::span<const uint8_t>) { return true; }, &err));
+  EXPECT_NE(err.find("row 42 of table accounts"), std::string::npos) << err;
+  err.clear();
+  uint64_t key = 0;
+  EXPECT_FALSE(s->floor_row(table::transfers, 100, &key, &v, &err));
+  EXPECT_NE(err.find("row 9 of table transfers (6004 bytes) fails its check"), std::string::npos) << err;
+  err.clear();
+  EXPECT_FALSE(s->read_meta(&err).has_value());
+  EXPECT_NE(err.find("row 0 of table meta"), std::string::npos) << err;
+  err.clear();
+  EXPECT_TRUE(s->get(table::accounts, 43, &v, &err)) << err;
+  EXPECT_EQ(v, "account forty-three");
+}
+
+// A row's whole stored bytes, check included, under another key (as a damaged branch
+// page would put them) fail: the key is in the check.
+TEST(snapshot, a_row_under_another_key_fails_its_check) {
+  temp_dir d;
+  std::string err;
+  {
+    auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+    ASSERT_TRUE(s) << err;
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w->put(table::accounts, 42, bytes("forty-two")));
+    ASSERT_TRUE(w->commit(snapshot_meta{})) << w->error();
+  }
+  {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
+    ASSERT_EQ(mdb_env_open(env, d.path().c_str(), MDB_NOTLS, 0644), 0);
+    MDB_txn* txn = nullptr;
+    MDB_dbi dbi = 0;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "accounts", 0, &dbi), 0);
+    uint8_t k42[8] = {0, 0, 0, 0, 0, 0, 0, 42}, k44[8] = {0, 0, 0, 0, 0, 0, 0, 44};
+    MDB_val key{8, k42}, val{};
+    ASSERT_EQ(mdb_get(txn, dbi, &key, &val), 0);
+    const std::string stored(static_cast<const char*>(val.mv_data), val.mv_size);
+    MDB_val key44{8, k44}, copy{stored.size(), const_cast<char*>(stored.data())};
+    ASSERT_EQ(mdb_put(txn, dbi, &key44, &copy, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  ASSERT_TRUE(s) << err;
+  std::string v;
+  EXPECT_TRUE(s->get(table::accounts, 42, &v, &err)) << err;
+  EXPECT_FALSE(s->get(table::accounts, 44, &v, &err));
+  EXPECT_NE(err.find("row 44 of table accounts"), std::string::npos) << err;
+}
+
+// A store of the format before checks: read as it is when opened read-only; opened for
+// writing, every row (enough to split pages as they grow, some on pages of their own)
+// gets its check in one transaction, the meta row's version becomes this format's, and
+// every row reads back as it was.
+TEST(snapshot, an_older_store_is_converted_when_opened) {
+  temp_dir d;
+  std::vector<std::pair<uint64_t, std::string>> transfers;
+  for (uint64_t k = 0; k < 3000; ++k)
+    transfers.emplace_back(k, k % 500 == 7 ? std::string(5000 + k, char('a' + k % 26))
+                                           : std::string(20 + k % 90, char('a' + k % 26)));
+  write_unchecked_store(d.path(), transfers, "the forty-second");
+  ASSERT_EQ(raw_size(d.path(), "accounts", 42), 16u);
+  std::string err;
+  auto read_all = [&](snapshot_store& s) {
+    std::vector<std::pair<uint64_t, std::string>> got;
+    EXPECT_TRUE(s.scan(table::transfers, [&](uint64_t k, std::span<const uint8_t> v) {
+      got.emplace_back(k, std::string(reinterpret_cast<const char*>(v.data()), v.size()));
+      return true;
+    }, &err)) << err;
+    EXPECT_TRUE(got == transfers);
+    std::string v;
+    EXPECT_TRUE(s.get(table::accounts, 42, &v, &err)) << err;
+    EXPECT_EQ(v, "the forty-second");
+    auto m = s.read_meta(&err);
+    EXPECT_TRUE(m.has_value()) << err;
+    return m ? m->version : 0;
+  };
+  {
+    auto ro = snapshot_store::open_read_only(d.path(), &err);
+    ASSERT_TRUE(ro) << err;
+    EXPECT_FALSE(ro->rows_checked());
+    EXPECT_EQ(read_all(*ro), 11u);
+  }
+  {
+    auto s = snapshot_store::open(d.path(), 1 << 28, &err);
+    ASSERT_TRUE(s) << err;
+    EXPECT_TRUE(s->rows_checked());
+    EXPECT_EQ(read_all(*s), snapshot_format_version);
+    EXPECT_EQ(s->read_meta(&err)->lsn, 77u);
+  }
+  EXPECT_EQ(raw_size(d.path(), "accounts", 42), 16u + snapshot_row_check_bytes);
+  EXPECT_EQ(raw_size(d.path(), "transfers", 507), 5507u + snapshot_row_check_bytes);
+  auto again = snapshot_store::open(d.path(), 1 << 28, &err);  // converted once only
+  ASSERT_TRUE(again) << err;
+  EXPECT_EQ(read_all(*again), snapshot_format_version);
+  auto ro = snapshot_store::open_read_only(d.path(), &err);
+  ASSERT_TRUE(ro) << err;
+  EXPECT_TRUE(ro->rows_checked());
+  EXPECT_EQ(read_all(*ro), snapshot_format_version);
+}
