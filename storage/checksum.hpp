@@ -14,6 +14,11 @@
 
 namespace mesob::storage {
 
+// Buffers of 3 x crc_lane_short bytes or more go three lanes at a time (lanes of
+// crc_lane_long bytes while they last, then short ones): about three times the speed of
+// one chain (perf/RESULTS.md, thirty-sixth session). The same CRC either way.
+constexpr size_t crc_lane_short = 256;
+constexpr size_t crc_lane_long = 2048;
 [[nodiscard]] uint32_t crc32c(const void* data, size_t len, uint32_t seed = 0);
 
 using chain_hash = std::array<uint8_t, 32>;

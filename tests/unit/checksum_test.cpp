@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 using namespace mesob::storage;
 
@@ -36,6 +37,40 @@ TEST(crc32c, every_length_and_alignment_matches_the_bitwise_definition) {
       ASSERT_EQ(crc32c(bytes + at, n), bitwise(bytes + at, n, 0)) << "at " << at << ", " << n << " bytes";
       const uint32_t first = crc32c(bytes + at, n / 3);
       ASSERT_EQ(crc32c(bytes + at + n / 3, n - n / 3, first), crc32c(bytes + at, n)) << "at " << at << ", " << n;
+    }
+}
+
+// Long buffers go three lanes at a time and are joined: every length around the lanes'
+// edges (one short round, long rounds, long then short, the tail after them), from two
+// alignments and with a seed, against one chain of the same instruction a byte at a time.
+TEST(crc32c, three_lanes_give_the_same_crc_as_one_chain) {
+  auto one_chain = [](const uint8_t* p, size_t n, uint32_t seed) {
+    uint32_t c = ~seed;
+    for (size_t i = 0; i < n; ++i) {
+      c ^= p[i];
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+    }
+    return ~c;
+  };
+  std::vector<uint8_t> bytes(4 * 3 * crc_lane_long + 64);
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (auto& b : bytes) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    b = uint8_t(x);
+  }
+  std::vector<size_t> lengths;
+  for (size_t edge : {3 * crc_lane_short, 6 * crc_lane_short, 3 * crc_lane_long, 6 * crc_lane_long,
+                      3 * crc_lane_long + 3 * crc_lane_short})
+    for (size_t d = 0; d < 20; ++d) {
+      lengths.push_back(edge + d);
+      lengths.push_back(edge - 1 - d);
+    }
+  lengths.push_back(bytes.size() - 8);
+  for (size_t at : {0, 3})
+    for (size_t n : lengths) {
+      ASSERT_EQ(crc32c(bytes.data() + at, n), one_chain(bytes.data() + at, n, 0)) << "at " << at << ", " << n;
+      ASSERT_EQ(crc32c(bytes.data() + at, n, 0x12345678u), one_chain(bytes.data() + at, n, 0x12345678u))
+          << "at " << at << ", " << n << ", seeded";
     }
 }
 
