@@ -68,7 +68,7 @@ bool check_row(int table_no, uint64_t key, MDB_val* val, std::string* error) {
     }
   }
   *error = std::string("snapshot: row ") + std::to_string(key) + " of table " + table_label(table_no) + " (" +
-           std::to_string(val->mv_size) + " bytes) fails its check: the snapshot file is damaged";
+           std::to_string(val->mv_size) + " bytes) " + snapshot_row_damaged + ": the snapshot file is damaged";
   return false;
 }
 
@@ -147,9 +147,23 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   // The rows' format: a new store's rows carry checks from the first; an older store's
   // rows get theirs now, in this one transaction (whole or not at all).
   bool found = false;
-  if (!s->read_row_format(txn, &found, error) || (!found && !s->convert_rows(txn, error))) {
+  if (!s->read_row_format(txn, &found, error)) {
     mdb_txn_abort(txn);
     return nullptr;
+  }
+  if (!found) {
+    bool has_rows = false;
+    for (int i = -1; i < tables && !has_rows; ++i) {
+      MDB_stat st{};
+      has_rows = mdb_stat(txn, i < 0 ? s->dbi_meta_ : s->dbi_[i], &st) == 0 && st.ms_entries > 0;
+    }
+    if (has_rows)
+      std::fprintf(stderr, "mesobd: snapshot: %s is of an older format: every row is given its check now, once\n",
+                   dir.c_str());
+    if (!s->convert_rows(txn, error)) {
+      mdb_txn_abort(txn);
+      return nullptr;
+    }
   }
   rc = mdb_txn_commit(txn);
   if (rc != 0) {
@@ -216,14 +230,37 @@ bool snapshot_store::convert_rows(MDB_txn* txn, std::string* error) {
       }
       more = rc == 0;  // a row after the chunk (so its last key is below UINT64_MAX)
       for (auto& [row_key, bytes] : chunk) {
-        if (i < 0 && row_key == 0 && bytes.size() == sizeof(snapshot_meta)) {
-          const uint32_t v = snapshot_format_version;
-          std::memcpy(bytes.data() + offsetof(snapshot_meta, version), &v, sizeof v);
+        if (i < 0 && row_key == 0) {
+          // Only a snapshot of a format this build reads is converted (and made this
+          // format's): anything else is refused as read_meta would, nothing changed.
+          snapshot_meta m{};
+          if (bytes.size() != sizeof m) {
+            *error = "snapshot: meta record has " + std::to_string(bytes.size()) + " bytes, expected " +
+                     std::to_string(sizeof m);
+            return false;
+          }
+          std::memcpy(&m, bytes.data(), sizeof m);
+          if (m.magic != snapshot_magic) {
+            *error = "snapshot: meta record has a bad magic number";
+            return false;
+          }
+          if (m.version < snapshot_format_oldest || m.version >= snapshot_format_version) {
+            *error = "snapshot: format version " + std::to_string(m.version) + " is not a version this build reads (" +
+                     std::to_string(snapshot_format_oldest) + ".." + std::to_string(snapshot_format_version) +
+                     "; " + std::to_string(snapshot_format_version) + " only with its rows' format row)";
+            return false;
+          }
+          m.version = snapshot_format_version;
+          std::memcpy(bytes.data(), &m, sizeof m);
         }
         rc = put_row(txn, dbi, table_no, row_key,
                      {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, 0);
         if (rc != 0) {
           *error = lmdb_error((std::string("convert table ") + table_label(table_no)).c_str(), rc);
+          // Every row is rewritten in one transaction, whose freed pages LMDB reuses
+          // only after it commits: the map must hold the old rows and the new at once.
+          if (rc == MDB_MAP_FULL)
+            *error += " (converting needs room for the snapshot twice over: raise snapshot_map_gib for this start)";
           return false;
         }
       }

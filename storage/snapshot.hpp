@@ -64,6 +64,9 @@ constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 constexpr uint32_t snapshot_format_version = 12;
 constexpr uint32_t snapshot_format_oldest = 4;
 constexpr size_t snapshot_row_check_bytes = 4;  // each row's check, after its bytes
+// In the error of a read that found a row failing its check (a damaged file, not an
+// unreadable one: mesob-log tells them apart).
+constexpr const char* snapshot_row_damaged = "fails its check";
 
 struct snapshot_meta {
   uint64_t magic = snapshot_magic;
@@ -137,7 +140,8 @@ class snapshot_store {
   // The row with the largest key <= `key` (the last row for UINT64_MAX): its key and a
   // copy of its bytes. False when there is none (or on error, with *error set).
   bool floor_row(table t, uint64_t key, uint64_t* row_key, std::string* bytes, std::string* error);
-  // One row, copied into `out`; false if absent.
+  // One row, copied into `out`; false if absent (*error untouched) or unreadable (a row
+  // failing its check, an LMDB error: *error says which).
   bool get(table t, uint64_t key, std::string* out, std::string* error);
 
   // A checkpoint: one write transaction.

@@ -191,7 +191,9 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
       const std::string path = opt.dir + "/" + n;
       if (n.ends_with(dropped_suffix) && n.starts_with("wal-") &&
           ::stat(path.c_str(), &st) == 0)
-        w->unlink_queue_.push_back({path, uint64_t(st.st_size), true});
+        // Its rename may not have been durable (a sync that failed, then a crash):
+        // synced before it is cut.
+        w->unlink_queue_.push_back({path, uint64_t(st.st_size), true, true});
     }
     ::closedir(dd);
   }

@@ -7,8 +7,8 @@
 // It checks the log against the snapshot as recovery does (records from the snapshot's
 // next lsn on, its chain hash) and opens the snapshot read-only (nothing is created).
 // Exit status: 0 log intact (a torn tail is reported, not an error), 1 damaged (or not
-// the snapshot's history), 2 usage, 3 cannot be read (no log there, a snapshot that does
-// not open).
+// the snapshot's history, or a snapshot row failing its check), 2 usage, 3 cannot be read
+// (no log there, a snapshot that does not open).
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
@@ -73,8 +73,9 @@ int main(int argc, char** argv) {
     auto snap = snapshot_store::open_read_only(snap_dir, &error);
     if (snap) meta = snap->read_meta(&error);
     if (!error.empty()) {
-      std::printf("CANNOT READ: the snapshot in %s: %s\n", snap_dir.c_str(), error.c_str());
-      return 3;
+      const bool damaged = error.find(snapshot_row_damaged) != std::string::npos;
+      std::printf("%s: the snapshot in %s: %s\n", damaged ? "DAMAGED" : "CANNOT READ", snap_dir.c_str(), error.c_str());
+      return damaged ? 1 : 3;
     }
   }
   const uint64_t snap_lsn = meta ? meta->lsn : 0;

@@ -256,7 +256,7 @@ void flip_in_file(const std::string& path, const std::string& needle, size_t at)
 
 // A store as a build before rows' checks wrote it: LMDB's own calls, no checks.
 void write_unchecked_store(const std::string& dir, const std::vector<std::pair<uint64_t, std::string>>& transfers,
-                           const std::string& account_42) {
+                           const std::string& account_42, uint32_t version = 11, uint64_t magic = snapshot_magic) {
   MDB_env* env = nullptr;
   ASSERT_EQ(mdb_env_create(&env), 0);
   ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
@@ -273,7 +273,8 @@ void write_unchecked_store(const std::string& dir, const std::vector<std::pair<u
     ASSERT_EQ(mdb_put(txn, dbi, &key, &val, 0), 0);
   };
   snapshot_meta m;
-  m.version = 11;
+  m.version = version;
+  m.magic = magic;
   m.lsn = 77;
   put("meta", 0, std::string(reinterpret_cast<const char*>(&m), sizeof m));
   put("accounts", 42, account_42);
@@ -434,4 +435,26 @@ TEST(snapshot, an_older_store_is_converted_when_opened) {
   ASSERT_TRUE(ro) << err;
   EXPECT_TRUE(ro->rows_checked());
   EXPECT_EQ(read_all(*ro), snapshot_format_version);
+}
+
+// Only a snapshot of a format this build reads is converted: one of format 3 (resolved
+// pending transfers still among the open ones), a bad magic, or a version-12 row without
+// the rows' format row is refused as before, and the store is left as it was.
+TEST(snapshot, a_store_of_a_format_not_read_is_refused_unchanged) {
+  struct bad {
+    uint32_t version;
+    uint64_t magic;
+    const char* says;
+  };
+  for (const bad& b : {bad{3, snapshot_magic, "format version 3 is not a version this build reads"},
+                       bad{12, snapshot_magic, "format version 12 is not a version this build reads"},
+                       bad{11, 0x1234, "bad magic number"}}) {
+    temp_dir d;
+    write_unchecked_store(d.path(), {{0, "row"}}, "the forty-second", b.version, b.magic);
+    std::string err;
+    EXPECT_FALSE(snapshot_store::open(d.path(), 1 << 28, &err));
+    EXPECT_NE(err.find(b.says), std::string::npos) << err;
+    EXPECT_EQ(raw_size(d.path(), "accounts", 42), 16u) << "nothing changed";
+    EXPECT_EQ(raw_size(d.path(), "meta", 0), sizeof(snapshot_meta));
+  }
 }

@@ -611,6 +611,22 @@ TEST(wal, a_drop_is_not_cut_before_its_rename_is_durable) {
   EXPECT_EQ(probe.load(), 0);
   EXPECT_FALSE(std::filesystem::exists(aside));
   EXPECT_FALSE(std::filesystem::exists(segs.front().second));
+  // A `.dropped` file a crash left (its rename's sync may have failed before it): the
+  // next writer syncs the directory before it cuts it.
+  wr.reset();
+  const std::string left = segs.front().second + ".dropped";
+  std::filesystem::copy_file(segs.back().second, left);
+  auto again = scan(d.path());
+  // Two failures: the opening writer's pre-zeroing request may end the first retry's
+  // pause early; the second failure's pause then runs its whole second.
+  probe = 2;
+  wr = wal_writer::open(wal_options{d.path(), segment_bytes, group_bytes}, again.result.end, -1, &err);
+  ASSERT_TRUE(wr) << err;
+  for (int i = 0; i < 3000 && probe.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(probe.load(), 0);
+  EXPECT_TRUE(std::filesystem::exists(left)) << "kept until its directory is synced";
+  wr->wait_dropped();
+  EXPECT_FALSE(std::filesystem::exists(left));
 }
 
 // Segments before the one that holds start_lsn (what a checkpoint covers) are not read:
