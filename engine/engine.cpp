@@ -558,14 +558,39 @@ class engine_impl {
 
   // ---- records: the resident window, then the snapshot --------------------------
 
+  // A record the snapshot cannot give (a row failing its check, or missing) comes back
+  // as no record (an outcome that is not ok, zero ids), and row_damage_ says why: the
+  // request that read it is answered engine_failed, a write's refusing every write from
+  // then on (what it decided on may be wrong, and is never logged), a look-up's alone;
+  // replay stops the start (take_row_damage, and replay below).
   actors::transfer_record record_copy(uint64_t serial) {
     if (records_->resident(serial)) return records_->at(serial);
     actors::transfer_record r;
     std::string err;
-    const bool found = record_rows::get(*snap_, serial, &r, &err);
-    MESOB_ASSERT_MSG(found, err.empty() ? "a transfer record older than the resident window is not in the snapshot"
-                                        : err.c_str());
+    if (record_rows::get(*snap_, serial, &r, &err)) return r;
+    if (row_damage_.empty())
+      row_damage_ = "transfer record " + std::to_string(serial) + ": " +
+                    (err.empty() ? std::string("older than the resident window and not in the snapshot") : err);
+    r = actors::transfer_record{};
+    r.result = uint32_t(result::transfer_not_found);
     return r;
+  }
+  std::string row_damage_;  // sequencer thread
+
+  // Answers `done` engine_failed if a record read since the last call failed; `writes`:
+  // and refuses writes until restart.
+  bool take_row_damage(const std::function<void(reply&&)>& done, bool writes) {
+    if (row_damage_.empty()) return false;
+    const std::string why = std::move(row_damage_);
+    row_damage_.clear();
+    if (writes) refuse_writes("a write read a record the snapshot cannot give: " + why);
+    else std::fprintf(stderr, "mesobd: a look-up read a record the snapshot cannot give: %s\n", why.c_str());
+    if (done) {
+      reply r;
+      r.st = status::engine_failed;
+      done(std::move(r));
+    }
+    return true;
   }
   // Only the id's bytes of a resident record: the index may ask for a record of a batch
   // executing now, whose shards write its other fields (result, history links).
@@ -2107,6 +2132,7 @@ class engine_impl {
       stamp(*b);
     }
     sequence(*b);
+    if (take_row_damage(b->user_done, actors::op_kind_writes(b->kind))) return;
     b->serial_end = records_->size();
     b->done = [this](batch& done_b) { finish(done_b); };
     if (actors::op_kind_writes(b->kind)) {
@@ -2907,6 +2933,10 @@ class engine_impl {
     }
     last_ts_ = b->timestamp_last();
     sequence(*b);
+    if (!row_damage_.empty()) {
+      *error = "replay: " + item.where + ": " + row_damage_;
+      return false;
+    }
     if (std::string e = flush_failure(); !e.empty()) {
       *error = e;
       return false;
@@ -3310,6 +3340,7 @@ class engine_impl {
       for (uint32_t i = 0; i < b.count; ++i) r.results[i] = r.pages[i].result;
     }
     auto done = std::move(b.user_done);
+    if (take_row_damage(done, false)) return steps;
     if (done) done(std::move(r));
     return steps;
   }

@@ -1181,6 +1181,80 @@ TEST(ledger_snapshot, a_bit_flipped_in_a_row_on_the_disk_refuses_to_start) {
   EXPECT_EQ(e->lookup_accounts({2}).accounts.at(0).credits_posted, 500u);
 }
 
+// A transfer row damaged on the disk below the resident window is read only when a
+// request needs one of its records. Before, that read aborted the engine. Now a look-up
+// that needs it is answered engine_failed alone, and a write that needs it refuses every
+// write from then on (what it was decided on may be wrong, and it is never logged); the
+// engine keeps serving every other read.
+TEST(ledger_snapshot, a_damaged_transfer_row_fails_the_requests_that_read_it) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.transfers_resident_max = 1 << 14;
+  auto pair_of = [](uint64_t i) {
+    uint64_t d = 1 + i % 64, c = 1 + (i * 7 + 3) % 64;
+    if (c == d) c = 1 + c % 64;
+    return std::pair{d, c};
+  };
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    std::vector<wire::account> accts;
+    for (uint64_t id = 1; id <= 64; ++id) accts.push_back(make_account(id));
+    ASSERT_EQ(e->create_accounts(accts).results.at(0), result::ok);
+    for (uint64_t base = 1; base <= 20000; base += 4000) {
+      std::vector<wire::transfer> b;
+      for (uint64_t i = base; i < base + 4000; ++i) b.push_back(make_transfer(i, pair_of(i).first, pair_of(i).second, 1));
+      for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, result::ok);
+    }
+  }  // closes with a snapshot
+  const std::string snap_dir = dir.path() + "/snapshot";
+  std::string row, err;
+  {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    ASSERT_TRUE(s->get(storage::table::transfers, 0, &row, &err)) << err;  // serials 0.., ids 1..
+  }
+  {
+    const std::string file = snap_dir + "/data.mdb";
+    std::ifstream in(file, std::ios::binary);
+    std::string all{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
+    int copies = 0;
+    for (size_t at = all.find(row); at != std::string::npos; at = all.find(row, at + 1), ++copies) {
+      const char c = char(all[at + row.size() / 2] ^ 0x04);
+      f.seekp(std::streamoff(at + row.size() / 2));
+      f.write(&c, 1);
+    }
+    ASSERT_GE(copies, 1);
+  }
+  auto e = open_engine(cfg);  // the start reads no record of that row
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->lookup_transfers({{5, 0}}).st, engine::status::engine_failed);
+  const auto resident = e->lookup_transfers({{19000, 0}});
+  ASSERT_EQ(resident.st, engine::status::ok);
+  EXPECT_EQ(resident.results.at(0), result::ok);
+  // An account's history, page after page back into the damaged row.
+  engine::status walked = engine::status::ok;
+  uint64_t cursor = 0;
+  for (int page = 0; page < 1000 && walked == engine::status::ok; ++page) {
+    auto h = e->lookup_account_transfers({{pair_of(5).first, cursor, uint32_t(engine::history_page_max), 0}});
+    walked = h.st;
+    if (walked != engine::status::ok) break;
+    ASSERT_EQ(h.pages.at(0).result, result::ok);
+    cursor = h.pages.at(0).next_cursor;
+    if (cursor == 0) break;
+  }
+  EXPECT_EQ(walked, engine::status::engine_failed);
+  EXPECT_FALSE(e->stats().writes_refused) << "look-ups refuse nothing else";
+  EXPECT_EQ(e->create_transfers({make_transfer(30000, 1, 2, 1)}).results.at(0), result::ok);
+  // A repeat of transfer 5 must compare with its record: writes stop.
+  EXPECT_EQ(e->create_transfers({make_transfer(5, pair_of(5).first, pair_of(5).second, 1)}).st,
+            engine::status::engine_failed);
+  EXPECT_TRUE(e->stats().writes_refused);
+  EXPECT_EQ(e->create_transfers({make_transfer(30001, 1, 2, 1)}).st, engine::status::engine_failed);
+  EXPECT_EQ(e->lookup_transfers({{30000, 0}}).results.at(0), result::ok) << "reads still served";
+}
+
 // The log must continue the snapshot's history: a log from another engine with the same
 // lsns (another clone's wal/, say) is refused at the first record past the snapshot, by
 // its chain hash. Before, it replayed silently onto the snapshot.
