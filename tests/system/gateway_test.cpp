@@ -341,7 +341,10 @@ TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
 // desk trips, and probes, on its own.
 TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   gateway_world w;
-  w.start(200);  // answer timeout 200 ms: cool-down 800 ms
+  // Answer timeout 500 ms: cool-down 2 s. The fallback payouts must go out before the
+  // cool-down ends; with 800 ms a loaded machine (ctest -j2) let it end first now and
+  // then, and a probe took one of them.
+  w.start(500);
   fund(w, 10'000);
   auto fa = w.sim("alpha", 41);
   fa.fail_rate = 1.0;
@@ -374,7 +377,7 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   tools::gateway_sim healthy(w.sim("alpha", 43));
   healthy.start();
   for (int i = 0; i < 100 && !healthy.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
   // One request over every wallet: each desk's first payout probes alpha, the rest go to
   // beta while the probe is out.
   for (auto r : w.payouts(200, 40, 10)) EXPECT_EQ(r, wire::result::ok);
