@@ -118,6 +118,11 @@ class shard {
   // Earliest engine time at which a group's round may close on its deadline, or a payout
   // timer fires.
   [[nodiscard]] uint64_t next_group_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
+  // Whether a group's round deadline or close is scheduled (a group is active; or one
+  // ended whose entries have not come due yet).
+  [[nodiscard]] bool groups_scheduled() const {
+    return pub_groups_due_.load(std::memory_order_relaxed) != UINT64_MAX;
+  }
   [[nodiscard]] uint32_t index() const { return index_; }
   [[nodiscard]] shard_stats stats() const;
   // Queue depth for operators: the sequencer counts each dispatch message it sends, the
@@ -246,6 +251,7 @@ class shard {
   customers::policy policy_;
   trading::table trading_;
   std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
+  std::atomic<uint64_t> pub_groups_due_{UINT64_MAX};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   bool keep_expired_ = false;
   std::vector<expired_pending> expired_;

@@ -2260,9 +2260,16 @@ class engine_impl {
     const uint64_t t = now();
     if (failed_ || t < next_tick_ns_) return;
     // Pending transfers to expire, or an equb round whose deadline + grace has passed.
+    // And while groups are scheduled, a heartbeat: the last logged time is where a
+    // restart's outage starts (equb_heartbeat_ns).
     uint64_t round_close = UINT64_MAX;
-    for (const auto& sh : shards_) round_close = std::min(round_close, sh->next_group_deadline());
-    if (last_ts_ >= pending_deadline_max_ && round_close >= t) return;
+    bool groups = false;
+    for (const auto& sh : shards_) {
+      round_close = std::min(round_close, sh->next_group_deadline());
+      groups |= sh->groups_scheduled();
+    }
+    const bool heartbeat = groups && t >= last_ts_ + equb_heartbeat_ns;
+    if (last_ts_ >= pending_deadline_max_ && round_close >= t && !heartbeat) return;
     next_tick_ns_ = t + cfg_.tick_ms * 1'000'000ull;
     auto b = std::make_shared<engine_batch>();
     b->kind = op_kind::tick;

@@ -810,6 +810,37 @@ TEST_F(equb_engine, ADeadlinePassedWhileUpIsNotMovedByALaterOutage) {
   EXPECT_TRUE(st.g.seats[2].debts.empty());
   expect_escrow_consistent(g);
 }
+// A quiet spell with the engine up is not outage: while groups are scheduled the engine
+// logs a heartbeat tick after a minute without a logged batch, so the schedule moves by
+// the time the engine was down (5 days here), not by the time since the last request (15
+// days). Before, the restart measured from the last payment.
+TEST_F(equb_engine, AQuietSpellBeforeAnOutageIsNotCountedAsOutage) {
+  constexpr uint64_t g = 5034;
+  constexpr uint64_t day_ns = 86'400ull * 1'000'000'000ull;
+  open_wallets(3);
+  form(g, 3);  // round 2's deadline on day 14
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  settled(g);
+  const uint64_t logged = e().stats().lsn_durable;
+  fx_.advance_s(10 * 86'400);  // up and quiet for 10 days
+  uint64_t now = logged;
+  for (int i = 0; i < 1000 && now == logged; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    now = e().stats().lsn_durable;
+  }
+  ASSERT_GT(now, logged) << "a heartbeat tick";
+  fx_.close();
+  fx_.advance_s(5 * 86'400);  // down across round 2's deadline
+  fx_.open();
+  const group_entry st = settled(g);
+  ASSERT_EQ(st.g.round, 2u);
+  EXPECT_GT(st.g.shift_ns, 5 * day_ns - 1'000'000'000ull);
+  EXPECT_LE(st.g.shift_ns, 5 * day_ns + 1'000'000'000ull) << "the outage, not the 10 quiet days before it";
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);
+  EXPECT_EQ(settled(g).g.round, 3u);
+  expect_escrow_consistent(g);
+}
 TEST_F(equb_engine_replay, AnOutageDoesNotCountAgainstMembersReplayed) { outage_does_not_count_against_members(); }
 
 // Bidding: the lowest bid wins; the discount less the organizer's commission is shared as
