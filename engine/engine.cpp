@@ -2052,6 +2052,9 @@ class engine_impl {
       transfers.push_back(t);
     }
     if (transfers.empty()) {
+      // A repeat looked for (find_recorded) may have read a record the snapshot cannot
+      // give: answered here, not left for the next request to be failed by.
+      if (take_row_damage(q.done, true)) return false;
       reply r;
       r.results = std::move(results);
       q.done(std::move(r));

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <span>
 #include <vector>
 #include <memory>
@@ -83,6 +85,21 @@ inline engine::config test_config(const std::string& dir, uint32_t shards = 2) {
   cfg.checkpoint_interval_ms = 0;
   cfg.wal_segment_mib = 16;
   return cfg;
+}
+
+// Flips bits `mask` of byte `at` of every copy of `bytes` in `file` (a snapshot's pages of
+// older checkpoints may hold a row too): damage on the disk. Returns how many copies.
+inline int flip_every_copy(const std::string& file, const std::string& bytes, size_t at, char mask) {
+  std::ifstream in(file, std::ios::binary);
+  const std::string all{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
+  int copies = 0;
+  for (size_t pos = all.find(bytes); pos != std::string::npos; pos = all.find(bytes, pos + 1), ++copies) {
+    const char c = char(all[pos + at] ^ mask);
+    f.seekp(std::streamoff(pos + at));
+    f.write(&c, 1);
+  }
+  return copies;
 }
 
 inline std::unique_ptr<engine::engine> open_engine(const engine::config& cfg) {
@@ -176,8 +193,11 @@ class engine_fixture {
     cfg.checkpoint_on_close = checkpoint_on_close_;
     cfg.events = events_;
     cfg.clock = [this] { return clock_.load(); };
+    if (resident_max_ != 0) cfg.transfers_resident_max = resident_max_;
     return cfg;
   }
+  // The resident window of transfer records of the next open() (0: the default).
+  void set_resident_max(uint64_t n) { resident_max_ = n; }
   // Closes the engine (as restart() does) without opening it again.
   void close() { engine_.reset(); }
   void restart() {
@@ -198,6 +218,7 @@ class engine_fixture {
   temp_dir dir_;
   uint32_t shards_;
   bool checkpoint_on_close_ = true;
+  uint64_t resident_max_ = 0;
   bool events_ = true;
   std::atomic<uint64_t> clock_{1'700'000'000'000'000'000ull};
   std::unique_ptr<engine::engine> engine_;

@@ -6,6 +6,7 @@
 
 #include "actors/gateway_registry.hpp"
 #include "actors/trading.hpp"
+#include "storage/snapshot.hpp"
 #include "support/engine_fixture.hpp"
 #include "wire/protocol.hpp"
 
@@ -224,6 +225,43 @@ TEST_F(gateway_engine, bad_deposits_get_precise_errors_and_change_nothing) {
   EXPECT_EQ(e().create_transfers({fake}).results.at(0), result::id_reserved);
   EXPECT_EQ(balance(1), 100u);
   EXPECT_TRUE(e().check_balances().balanced);
+}
+
+// A deposit repeated while its gateway is disabled is looked for among the recorded
+// deposits (its first outcome answers it). When that record's snapshot row is damaged
+// on the disk, the deposit is answered engine_failed there and then, and writes are
+// refused (the look-up's answer may be wrong). Before, it was answered gateway_disabled
+// and the damage was left for the next request, whatever it was, to be failed by.
+TEST_F(gateway_engine, a_repeated_deposit_whose_record_is_damaged_is_answered_there) {
+  fx_.close();
+  fx_.set_resident_max(1 << 14);
+  fx_.open();
+  register_telebirr();
+  open_wallets(1);
+  ASSERT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 100)}).results.at(0), result::ok);  // serial 0
+  ASSERT_EQ(e().create_accounts({make_account(100), make_account(101)}).results.at(0), result::ok);
+  for (uint64_t base = 1; base <= 20'000; base += 4'000) {  // past the resident window
+    std::vector<wire::transfer> b;
+    for (uint64_t i = base; i < base + 4'000; ++i) b.push_back(make_transfer(i, 100, 101, 1));
+    for (auto r : e().create_transfers(b).results) ASSERT_EQ(r, result::ok);
+  }
+  fx_.close();  // with a snapshot
+  const std::string snap_dir = fx_.dir() + "/snapshot";
+  std::string row, err;
+  {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    ASSERT_TRUE(s->get(storage::table::transfers, 0, &row, &err)) << err;
+  }
+  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", row, row.size() / 2, 0x04), 1);
+  fx_.open();
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "telebirr");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 100)}).st, engine::status::engine_failed);
+  EXPECT_TRUE(e().stats().writes_refused);
+  EXPECT_EQ(balance(1), 100u) << "reads are served";
 }
 
 class gateway_engine_replay : public gateway_engine {

@@ -1152,23 +1152,9 @@ TEST(ledger_snapshot, a_bit_flipped_in_a_row_on_the_disk_refuses_to_start) {
     ASSERT_TRUE(s) << err;
     ASSERT_TRUE(s->get(storage::table::accounts, 2, &row, &err)) << err;
   }
-  // Every copy of the row in the file (pages of older checkpoints may hold one too).
   auto flip_user_data = [&] {
-    std::string flipped = row;
-    flipped[offsetof(wire::account, user_data)] ^= 0x01;
-    const std::string file = snap_dir + "/data.mdb";
-    std::ifstream in(file, std::ios::binary);
-    std::string all{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    int copies = 0;
-    std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
-    for (size_t at = all.find(row); at != std::string::npos; at = all.find(row, at + 1), ++copies) {
-      const size_t byte = at + offsetof(wire::account, user_data);
-      const char c = char(all[byte] ^ 0x01);
-      f.seekp(std::streamoff(byte));
-      f.write(&c, 1);
-    }
-    ASSERT_GE(copies, 1);
-    row = flipped;
+    ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", row, offsetof(wire::account, user_data), 0x01), 1);
+    row[offsetof(wire::account, user_data)] ^= 0x01;
   };
   flip_user_data();
   EXPECT_FALSE(engine::engine::open(cfg, &err));
@@ -1214,19 +1200,7 @@ TEST(ledger_snapshot, a_damaged_transfer_row_fails_the_requests_that_read_it) {
     ASSERT_TRUE(s) << err;
     ASSERT_TRUE(s->get(storage::table::transfers, 0, &row, &err)) << err;  // serials 0.., ids 1..
   }
-  {
-    const std::string file = snap_dir + "/data.mdb";
-    std::ifstream in(file, std::ios::binary);
-    std::string all{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
-    int copies = 0;
-    for (size_t at = all.find(row); at != std::string::npos; at = all.find(row, at + 1), ++copies) {
-      const char c = char(all[at + row.size() / 2] ^ 0x04);
-      f.seekp(std::streamoff(at + row.size() / 2));
-      f.write(&c, 1);
-    }
-    ASSERT_GE(copies, 1);
-  }
+  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", row, row.size() / 2, 0x04), 1);
   auto e = open_engine(cfg);  // the start reads no record of that row
   ASSERT_TRUE(e);
   EXPECT_EQ(e->lookup_transfers({{5, 0}}).st, engine::status::engine_failed);
