@@ -105,6 +105,17 @@ class equb_engine : public ::testing::Test {
     return group(id);
   }
 
+  // Waits (up to 5 s) for a log record after the durable lsn `logged` (a tick the
+  // engine logs by itself); returns the durable lsn then.
+  uint64_t logged_after(uint64_t logged) {
+    uint64_t now = logged;
+    for (int i = 0; i < 1000 && now == logged; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      now = e().stats().lsn_durable;
+    }
+    return now;
+  }
+
   // Waits (up to 5 s) for the engine's ticks to close rounds on their deadlines until
   // the group is at `round`; returns it settled, at that round or where it stopped.
   group_entry at_round(uint64_t id, uint32_t round) {
@@ -791,12 +802,7 @@ TEST_F(equb_engine, ADeadlinePassedWhileUpIsNotMovedByALaterOutage) {
   settled(g);
   const uint64_t logged = e().stats().lsn_durable;
   fx_.advance_s(14 * 86'400 + 3600);  // round 2's deadline (day 14) an hour past; its grace runs
-  uint64_t now = logged;
-  for (int i = 0; i < 1000 && now == logged; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    now = e().stats().lsn_durable;
-  }
-  ASSERT_GT(now, logged) << "a tick at the deadline";
+  ASSERT_GT(logged_after(logged), logged) << "a tick at the deadline";
   fx_.close();
   fx_.advance_s(2 * 86'400);  // past the close (day 15)
   fx_.open();
@@ -823,12 +829,7 @@ TEST_F(equb_engine, AQuietSpellBeforeAnOutageIsNotCountedAsOutage) {
   settled(g);
   const uint64_t logged = e().stats().lsn_durable;
   fx_.advance_s(10 * 86'400);  // up and quiet for 10 days
-  uint64_t now = logged;
-  for (int i = 0; i < 1000 && now == logged; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    now = e().stats().lsn_durable;
-  }
-  ASSERT_GT(now, logged) << "a heartbeat tick";
+  ASSERT_GT(logged_after(logged), logged) << "a heartbeat tick";
   fx_.close();
   fx_.advance_s(5 * 86'400);  // down across round 2's deadline
   fx_.open();

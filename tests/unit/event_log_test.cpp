@@ -404,19 +404,26 @@ TEST(EventLog, RetentionKeepsTheNewestRecordsFirstEvents) {
   EXPECT_EQ(from, 201u);
 }
 
-TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
-  test::temp_dir dir;
-  event_log_recovery rec;
-  std::string err;
+namespace {
+// Five segments of 128 events (lsns 5..9, the last one 48 events); returns a size the two
+// newest segments' files fit in, and not the three newest.
+uint64_t write_five_segments(const std::string& dir) {
   std::vector<wire::event> records;
   for (uint64_t lsn = 5; lsn <= 9; ++lsn) {
     const auto r = make(lsn == 9 ? 48 : 128, lsn);
     records.insert(records.end(), r.begin(), r.end());
   }
-  write_log(dir.path(), 128, records);
-  // A size the two newest segments' files fit in, and not the three newest.
-  const uint64_t limit = std::filesystem::file_size(event_log::segment_path(dir.path(), 3)) +
-                         std::filesystem::file_size(event_log::segment_path(dir.path(), 4));
+  write_log(dir, 128, records);
+  return std::filesystem::file_size(event_log::segment_path(dir, 3)) +
+         std::filesystem::file_size(event_log::segment_path(dir, 4));
+}
+}  // namespace
+
+TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  std::string err;
+  const uint64_t limit = write_five_segments(dir.path());
   auto log = open_log(dir.path(), &rec, 128, limit);
   EXPECT_EQ(log->apply_retention(0), 3u);
   EXPECT_EQ(log->first_offset(), 385u);
@@ -438,14 +445,7 @@ TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
 TEST(EventLog, RetentionStopsWhereARemovalIsNotDurable) {
   test::temp_dir dir;
   event_log_recovery rec;
-  std::vector<wire::event> records;
-  for (uint64_t lsn = 5; lsn <= 9; ++lsn) {
-    const auto r = make(lsn == 9 ? 48 : 128, lsn);
-    records.insert(records.end(), r.begin(), r.end());
-  }
-  write_log(dir.path(), 128, records);
-  const uint64_t limit = std::filesystem::file_size(event_log::segment_path(dir.path(), 3)) +
-                         std::filesystem::file_size(event_log::segment_path(dir.path(), 4));
+  const uint64_t limit = write_five_segments(dir.path());
   auto log = open_log(dir.path(), &rec, 128, limit);
   auto& probe = failure_probes::instance().dir_sync_failures;
   probe = 2;  // the sync after the first removal, and the next call's first

@@ -534,16 +534,27 @@ TEST(wal, a_segment_is_dropped_only_once_the_next_ones_header_is_durable) {
 // under its name, and is tried again each second: later ones wait behind it while it may
 // still go. After drop_tries_max failures it is left in place and the rest go (recovery
 // skips covered leftovers, so the disk's space comes first); one already gone is done.
+namespace {
+// A log of three segments or more (120 groups of 2 records of 3,000 bytes), and a writer
+// continuing it.
+std::unique_ptr<wal_writer> writer_after_segments(const std::string& dir, written* w) {
+  *w = write_log(dir, 120, 2, 3000);
+  auto s = scan(dir);
+  std::string err;
+  auto wr = s.ok ? wal_writer::open(wal_options{dir, segment_bytes, group_bytes}, s.result.end, -1, &err) : nullptr;
+  EXPECT_TRUE(wr) << err << s.error;
+  EXPECT_GE(list_segments(dir).size(), 3u);
+  return wr;
+}
+}  // namespace
+
 TEST(wal, a_drop_whose_rename_fails_is_tried_again_in_order) {
   temp_dir d;
-  written w = write_log(d.path(), 120, 2, 3000);
-  ASSERT_TRUE(scan(d.path()).ok);
+  written w;
+  auto wr = writer_after_segments(d.path(), &w);
+  ASSERT_TRUE(wr);
   const auto segs = list_segments(d.path());
-  ASSERT_GE(segs.size(), 3u);
   std::string err;
-  auto s = scan(d.path());
-  auto wr = wal_writer::open(wal_options{d.path(), segment_bytes, group_bytes}, s.result.end, -1, &err);
-  ASSERT_TRUE(wr) << err;
   failure_probes::instance().drop_rename_failures = 1;
   wr->drop_segments_before(w.records);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -591,13 +602,11 @@ TEST(wal, a_drop_whose_rename_fails_is_tried_again_in_order) {
 // under its log name).
 TEST(wal, a_drop_is_not_cut_before_its_rename_is_durable) {
   temp_dir d;
-  written w = write_log(d.path(), 120, 2, 3000);
+  written w;
+  auto wr = writer_after_segments(d.path(), &w);
+  ASSERT_TRUE(wr);
   const auto segs = list_segments(d.path());
-  ASSERT_GE(segs.size(), 3u);
   std::string err;
-  auto s = scan(d.path());
-  auto wr = wal_writer::open(wal_options{d.path(), segment_bytes, group_bytes}, s.result.end, -1, &err);
-  ASSERT_TRUE(wr) << err;
   auto& probe = failure_probes::instance().drop_sync_failures;
   probe = 2;  // the sync after the rename, and the first one tried again
   wr->drop_segments_before(w.records);
