@@ -526,7 +526,8 @@ class admin_impl {
         .text("last_snapshot", st.snapshot_unix_ns ? utc_text(st.snapshot_unix_ns) : "none since start")
         .num("checkpoints", st.checkpoints)
         .num("records_flush_failures", st.records_flush_failures)
-        .text("writes", st.writes_refused ? "refused until restart (storage failed)" : "accepted")
+        .text("writes", st.writes_refused ? "refused until restart (storage failed: " + st.writes_refused_why + ")"
+                                          : "accepted")
         .num("log_groups", st.wal_groups)
         .num("log_bytes", st.wal_bytes)
         .num("log_segments_deleting", st.wal_segments_deleting)

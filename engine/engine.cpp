@@ -511,8 +511,18 @@ class engine_impl {
   std::chrono::steady_clock::time_point flush_retry_at_{};    // guarded by ck_mu_
   uint32_t flush_retry_ms_ = 0;                               // guarded by ck_mu_
   std::atomic<uint64_t> flush_failures_{0};
-  // Set by the sequencer when it refuses writes until restart (a storage failure).
+  // Set by the sequencer when it refuses writes until restart (a storage failure), with
+  // the first reason (for stats: the console's `status`).
   std::atomic<bool> writes_refused_{false};
+  mutable std::mutex refused_mu_;
+  std::string refused_why_;  // guarded by refused_mu_
+  void refuse_for(const std::string& why) {
+    {
+      std::lock_guard lk(refused_mu_);
+      if (refused_why_.empty()) refused_why_ = why;
+    }
+    writes_refused_.store(true);
+  }
   bool checkpoints_closed_ = false;  // guarded by ck_mu_: checkpoint() answers at once
   std::condition_variable ck_done_cv_;
   std::atomic<uint64_t> checkpoints_{0};
@@ -687,7 +697,7 @@ class engine_impl {
     flush_pipeline();
     if (!failed_) std::fprintf(stderr, "mesobd: %s; refusing writes until restart\n", why.c_str());
     failed_ = true;
-    writes_refused_.store(true);
+    refuse_for(why);
   }
 
   // ---- create_transfers ------------------------------------------------------------
@@ -1893,7 +1903,7 @@ class engine_impl {
   void on_wal_failed() {
     if (!failed_) std::fprintf(stderr, "mesobd: %s; refusing writes until restart\n", wal_->error().c_str());
     failed_ = true;
-    writes_refused_.store(true);
+    refuse_for(wal_->error());
     for (auto& list : flight_lists_) fail_list(list, false);
     flight_lists_.clear();
     fail_list(open_list_, true);
@@ -4132,6 +4142,10 @@ engine_stats engine::stats() {
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
   s.records_flush_failures = impl_->flush_failures_.load(std::memory_order_relaxed);
   s.writes_refused = impl_->writes_refused_.load();
+  if (s.writes_refused) {
+    std::lock_guard lk(impl_->refused_mu_);
+    s.writes_refused_why = impl_->refused_why_;
+  }
   s.id_index_growths = impl_->pub_index_growths_.load(std::memory_order_relaxed);
   s.id_index_waits = impl_->pub_index_waits_.load(std::memory_order_relaxed);
   s.walks_deferred = impl_->walks_deferred_.load(std::memory_order_relaxed);

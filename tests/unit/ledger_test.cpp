@@ -910,6 +910,8 @@ TEST(ledger_window, records_flushes_failing_until_the_window_is_full_refuse_writ
   EXPECT_EQ(e->create_accounts({make_account(500)}).st, engine::status::engine_failed);
   const auto st = e->stats();
   EXPECT_TRUE(st.writes_refused);
+  EXPECT_NE(st.writes_refused_why.find("the window of resident records is full"), std::string::npos)
+      << st.writes_refused_why;
   EXPECT_GE(st.records_flush_failures, 2u);  // the last one tried when the window was full
   EXPECT_EQ(st.transfers_in_snapshot, 0u);
   // Reads go on: the acknowledged transfers, and none of the refused batch.
@@ -1225,6 +1227,9 @@ TEST(ledger_snapshot, a_damaged_transfer_row_fails_the_requests_that_read_it) {
   EXPECT_EQ(e->create_transfers({make_transfer(5, pair_of(5).first, pair_of(5).second, 1)}).st,
             engine::status::engine_failed);
   EXPECT_TRUE(e->stats().writes_refused);
+  EXPECT_NE(e->stats().writes_refused_why.find("row 0 of table transfers (1224 bytes) fails its check"),
+            std::string::npos)
+      << e->stats().writes_refused_why;
   EXPECT_EQ(e->create_transfers({make_transfer(30001, 1, 2, 1)}).st, engine::status::engine_failed);
   EXPECT_EQ(e->lookup_transfers({{30000, 0}}).results.at(0), result::ok) << "reads still served";
 }
