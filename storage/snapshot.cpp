@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -56,6 +57,28 @@ uint32_t row_check(int table_no, uint64_t key, const void* bytes, size_t n) {
 }
 
 const char* table_label(int table_no) { return table_no == meta_table ? "meta" : table_name(table(table_no)); }
+
+// The snapshot row's bytes, if their size, magic and version (up to `newest`) are ones
+// this build reads; else nullopt with *error saying which (`note` after the versions).
+std::optional<snapshot_meta> decode_meta(const void* p, size_t n, uint32_t newest, const std::string& note,
+                                         std::string* error) {
+  snapshot_meta m{};
+  if (n != sizeof m) {
+    *error = "snapshot: meta record has " + std::to_string(n) + " bytes, expected " + std::to_string(sizeof m);
+    return std::nullopt;
+  }
+  std::memcpy(&m, p, sizeof m);
+  if (m.magic != snapshot_magic) {
+    *error = "snapshot: meta record has a bad magic number";
+    return std::nullopt;
+  }
+  if (m.version < snapshot_format_oldest || m.version > newest) {
+    *error = "snapshot: format version " + std::to_string(m.version) + " is not a version this build reads (" +
+             std::to_string(snapshot_format_oldest) + ".." + std::to_string(snapshot_format_version) + note + ")";
+    return std::nullopt;
+  }
+  return m;
+}
 
 // Checks a row's check and drops it from *val; false with *error naming the row.
 bool check_row(int table_no, uint64_t key, MDB_val* val, std::string* error) {
@@ -233,25 +256,12 @@ bool snapshot_store::convert_rows(MDB_txn* txn, std::string* error) {
         if (i < 0 && row_key == 0) {
           // Only a snapshot of a format this build reads is converted (and made this
           // format's): anything else is refused as read_meta would, nothing changed.
-          snapshot_meta m{};
-          if (bytes.size() != sizeof m) {
-            *error = "snapshot: meta record has " + std::to_string(bytes.size()) + " bytes, expected " +
-                     std::to_string(sizeof m);
-            return false;
-          }
-          std::memcpy(&m, bytes.data(), sizeof m);
-          if (m.magic != snapshot_magic) {
-            *error = "snapshot: meta record has a bad magic number";
-            return false;
-          }
-          if (m.version < snapshot_format_oldest || m.version >= snapshot_format_version) {
-            *error = "snapshot: format version " + std::to_string(m.version) + " is not a version this build reads (" +
-                     std::to_string(snapshot_format_oldest) + ".." + std::to_string(snapshot_format_version) +
-                     "; " + std::to_string(snapshot_format_version) + " only with its rows' format row)";
-            return false;
-          }
-          m.version = snapshot_format_version;
-          std::memcpy(bytes.data(), &m, sizeof m);
+          auto m = decode_meta(bytes.data(), bytes.size(), snapshot_format_version - 1,
+                               "; " + std::to_string(snapshot_format_version) + " only with its rows' format row",
+                               error);
+          if (!m) return false;
+          m->version = snapshot_format_version;
+          std::memcpy(bytes.data(), &*m, sizeof *m);
         }
         rc = put_row(txn, dbi, table_no, row_key,
                      {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, 0);
@@ -398,19 +408,7 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
   if (rc == 0 && !unwrap(meta_table, 0, &val, error)) {
     // named in *error
   } else if (rc == 0) {
-    snapshot_meta m{};
-    if (val.mv_size != sizeof m) {
-      *error = "snapshot: meta record has " + std::to_string(val.mv_size) + " bytes, expected " +
-               std::to_string(sizeof m);
-    } else {
-      std::memcpy(&m, val.mv_data, sizeof m);
-      if (m.magic != snapshot_magic) *error = "snapshot: meta record has a bad magic number";
-      else if (m.version < snapshot_format_oldest || m.version > snapshot_format_version)
-        *error = "snapshot: format version " + std::to_string(m.version) +
-                 " is not a version this build reads (" + std::to_string(snapshot_format_oldest) + ".." +
-                 std::to_string(snapshot_format_version) + ")";
-      else out = m;
-    }
+    out = decode_meta(val.mv_data, val.mv_size, snapshot_format_version, "", error);
   } else if (rc != MDB_NOTFOUND) {
     *error = lmdb_error("read meta", rc);
   }
