@@ -120,6 +120,7 @@ result decide_post_or_void(const transfer& t, pending_lookup lookup, const pendi
                            const account* dr, const account* cr) {
   if (lookup == pending_lookup::not_found) return result::pending_transfer_not_found;
   if (lookup == pending_lookup::not_pending) return result::pending_transfer_not_pending;
+  if (lookup == pending_lookup::unreadable) return result::pending_transfer_unreadable;
   MESOB_ASSERT(p != nullptr && dr != nullptr && cr != nullptr);
   if (t.debit_account_id != 0 && t.debit_account_id != p->debit_account_id)
     return result::pending_transfer_has_different_debit_account;

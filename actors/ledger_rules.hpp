@@ -30,7 +30,8 @@ struct pending_info {
 static_assert(sizeof(pending_info) == 48);
 
 // What a post or void finds when it looks up its pending_id.
-enum class pending_lookup : uint8_t { not_found = 0, not_pending = 1, found = 2 };
+// unreadable: resolved and evicted, and its row in the snapshot fails its check.
+enum class pending_lookup : uint8_t { not_found = 0, not_pending = 1, found = 2, unreadable = 3 };
 
 constexpr uint64_t ns_per_s = 1'000'000'000ull;
 

@@ -1085,9 +1085,12 @@ pending_lookup shard::lookup_pending(const op_route& r, const pending_info** out
   }
   const pending_info* p = local_pending(r.ref_serial);
   if (p == nullptr) {
-    // Resolved and evicted: its final state is in the snapshot.
-    MESOB_ASSERT_MSG(read_resolved_ && read_resolved_(r.ref_serial, &resolved_copy_),
-                     "a resolved pending transfer is neither resident nor in the snapshot");
+    // Resolved and evicted: its final state is in the snapshot. A row that cannot be read
+    // (damage on the disk) still says it was resolved (only those leave memory), so the
+    // post or void is refused whatever the row held: nothing changes, replay decides the
+    // same, and the reader tells the operator.
+    MESOB_ASSERT(read_resolved_);
+    if (!read_resolved_(r.ref_serial, &resolved_copy_)) return pending_lookup::unreadable;
     p = &resolved_copy_;
   }
   *out = p;

@@ -526,6 +526,7 @@ class admin_impl {
         .text("last_snapshot", st.snapshot_unix_ns ? utc_text(st.snapshot_unix_ns) : "none since start")
         .num("checkpoints", st.checkpoints)
         .num("records_flush_failures", st.records_flush_failures)
+        .num("snapshot_rows_unreadable", st.snapshot_rows_unreadable)
         .text("writes", st.writes_refused ? "refused until restart (storage failed: " + st.writes_refused_why + ")"
                                           : "accepted")
         .num("log_groups", st.wal_groups)

@@ -578,6 +578,7 @@ class engine_impl {
     actors::transfer_record r;
     std::string err;
     if (record_rows::get(*snap_, serial, &r, &err)) return r;
+    rows_unreadable_.fetch_add(1, std::memory_order_relaxed);
     if (row_damage_.empty())
       row_damage_ = "transfer record " + std::to_string(serial) + ": " +
                     (err.empty() ? std::string("older than the resident window and not in the snapshot") : err);
@@ -2131,6 +2132,9 @@ class engine_impl {
     b->emitted = q.emitted;
     b->gateway = gateway;
     if (actors::op_kind_writes(b->kind)) {
+      // A record the gateway items read that the snapshot could not give: its answer,
+      // before the answers that skip sequencing (the flag must not reach the next request).
+      if (take_row_damage(b->user_done, true)) return;
       if (failed_) {
         reply r;
         r.st = status::engine_failed;
@@ -2814,16 +2818,27 @@ class engine_impl {
   }
 
   // A resolved pending transfer evicted from its shards, from the snapshot (shard threads).
+  // False, said on stderr and counted, when the snapshot cannot give it: the shard refuses
+  // the post or void (pending_transfer_unreadable).
   bool read_resolved_pending(uint64_t serial, actors::pending_info* out) {
     std::string bytes, err;
-    if (!snap_->get(storage::table::resolved, serial, &bytes, &err) || bytes.size() != sizeof *out) {
-      if (!err.empty()) std::fprintf(stderr, "mesobd: reading pending transfer %llu: %s\n",
-                                     static_cast<unsigned long long>(serial), err.c_str());
-      return false;
+    if (!snap_->get(storage::table::resolved, serial, &bytes, &err) && err.empty())
+      err = "no row in the snapshot";
+    else if (err.empty() && bytes.size() != sizeof *out)
+      err = "its row has " + std::to_string(bytes.size()) + " bytes, not " + std::to_string(sizeof *out);
+    if (err.empty()) {
+      std::memcpy(out, bytes.data(), sizeof *out);
+      if (out->serial != serial || out->state == actors::pending_state::pending)
+        err = "its row names serial " + std::to_string(out->serial) + (out->state == actors::pending_state::pending ? ", still pending" : "");
     }
-    std::memcpy(out, bytes.data(), sizeof *out);
-    return out->serial == serial && out->state != actors::pending_state::pending;
+    if (err.empty()) return true;
+    rows_unreadable_.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "mesobd: the final state of resolved pending transfer %llu cannot be read (%s): its posts and voids are refused\n",
+                 static_cast<unsigned long long>(serial), err.c_str());
+    return false;
   }
+  // Snapshot rows a request needed and could not read (damaged or missing), since start.
+  std::atomic<uint64_t> rows_unreadable_{0};
 
   std::string flush_failure() {
     std::lock_guard lk(ck_mu_);
@@ -3717,9 +3732,12 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
         [&e](uint64_t serial) {
           actors::transfer_record r;
           std::string err;
+          // An expiry's event still goes out (the money moved), with a zero id; the
+          // operator is told and the row counted.
           if (!record_rows::get(*e.snap_, serial, &r, &err)) {
-            std::fprintf(stderr, "mesobd: events: the id of transfer serial %llu is not in the snapshot: %s\n",
-                         static_cast<unsigned long long>(serial), err.c_str());
+            e.rows_unreadable_.fetch_add(1, std::memory_order_relaxed);
+            std::fprintf(stderr, "mesobd: events: the id of transfer serial %llu is not in the snapshot (%s): its event has a zero id\n",
+                         static_cast<unsigned long long>(serial), err.empty() ? "no row" : err.c_str());
             return wire::id128{};
           }
           return r.t.id;
@@ -4142,6 +4160,7 @@ engine_stats engine::stats() {
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
   s.records_flush_failures = impl_->flush_failures_.load(std::memory_order_relaxed);
   s.writes_refused = impl_->writes_refused_.load();
+  s.snapshot_rows_unreadable = impl_->rows_unreadable_.load(std::memory_order_relaxed);
   if (s.writes_refused) {
     std::lock_guard lk(impl_->refused_mu_);
     s.writes_refused_why = impl_->refused_why_;

@@ -199,6 +199,7 @@ struct engine_stats {
   uint64_t records_flush_failures = 0;  // records flushes that failed (each is tried again)
   bool writes_refused = false;  // storage failed: writes get engine_failed until restart
   std::string writes_refused_why;  // the failure that refused them (the first)
+  uint64_t snapshot_rows_unreadable = 0;  // rows requests needed that failed their check or were missing
   uint64_t checkpoint_pause_us_last = 0;  // longest shard pause of the last checkpoint cut
   uint64_t checkpoint_pause_us_max = 0;
   uint64_t memory_bytes_shards = 0;  // accounts, their indexes, pending transfers

@@ -118,6 +118,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.one("mesob_records_flush_failures_total", "counter",
         "Flushes of transfer records to the snapshot that failed since start (each is tried again).",
         double(st.records_flush_failures));
+  x.one("mesob_snapshot_rows_unreadable_total", "counter",
+        "Snapshot rows requests needed that failed their check or were missing (damage on the disk) since start.",
+        double(st.snapshot_rows_unreadable));
   x.one("mesob_writes_refused", "gauge", "1 when storage failed and writes are refused until restart.",
         st.writes_refused ? 1.0 : 0.0);
   x.one("mesob_snapshot_duration_seconds_last", "gauge",

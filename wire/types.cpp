@@ -96,6 +96,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(pending_transfer_already_posted)
     MESOB_RESULT(pending_transfer_already_voided)
     MESOB_RESULT(pending_transfer_expired)
+    MESOB_RESULT(pending_transfer_unreadable)
     MESOB_RESULT(transfer_not_found)
     MESOB_RESULT(limit_invalid)
     MESOB_RESULT(history_walk_limit)

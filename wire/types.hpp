@@ -611,6 +611,7 @@ enum class result : uint32_t {
   pending_transfer_already_posted = 66,
   pending_transfer_already_voided = 67,
   pending_transfer_expired = 68,
+  pending_transfer_unreadable = 69,  // resolved before, but its final state's row in the snapshot fails its check
   // look-ups
   transfer_not_found = 70,
   limit_invalid = 71,         // a page limit outside 1..history_page_max

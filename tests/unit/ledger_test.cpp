@@ -1234,6 +1234,66 @@ TEST(ledger_snapshot, a_damaged_transfer_row_fails_the_requests_that_read_it) {
   EXPECT_EQ(e->lookup_transfers({{30000, 0}}).results.at(0), result::ok) << "reads still served";
 }
 
+// A resolved pending transfer leaves memory; a later post or void reads its final state
+// from the snapshot. Before, a row failing its check there aborted the engine, at run
+// time and in replay. It was resolved whatever the row held, so the post or void is
+// refused (pending_transfer_unreadable), nothing changes, the operator is told (stderr,
+// the count), every other write goes on, and replay decides the same.
+TEST(ledger_snapshot, a_damaged_resolved_pending_row_refuses_its_posts_alone) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.checkpoint_on_close = true;
+  auto resolve = [](engine::engine& e, uint64_t id, uint64_t pending_id, bool post) {
+    auto t = make_transfer(id, 0, 0, 0, post ? tf::post_pending : tf::void_pending);
+    t.pending_id = {pending_id, 0};
+    return e.create_transfers({t}).results.at(0);
+  };
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 4);
+    for (uint64_t id = 100; id <= 101; ++id)  // serials 0 and 1, on accounts 1 -> 2
+      ASSERT_EQ(e->create_transfers({make_transfer(id, 1, 2, 10, tf::pending)}).results.at(0), result::ok);
+    ASSERT_EQ(resolve(*e, 200, 100, true), result::ok);
+    ASSERT_EQ(resolve(*e, 201, 101, false), result::ok);
+  }  // closes with a snapshot holding both final states; a start loads neither
+  const std::string snap_dir = dir.path() + "/snapshot";
+  std::string row, err;
+  {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    ASSERT_TRUE(s->get(storage::table::resolved, 0, &row, &err)) << err;
+  }
+  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", row, row.size() / 2, 0x10), 1);
+  cfg.checkpoint_on_close = false;  // the next start replays what this one does
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(resolve(*e, 202, 100, true), result::pending_transfer_unreadable);
+    EXPECT_EQ(resolve(*e, 203, 100, false), result::pending_transfer_unreadable);
+    EXPECT_EQ(resolve(*e, 204, 101, true), result::pending_transfer_already_voided) << "its neighbour reads";
+    EXPECT_EQ(e->stats().snapshot_rows_unreadable, 2u);
+    EXPECT_FALSE(e->stats().writes_refused);
+    ASSERT_EQ(e->create_transfers({make_transfer(102, 1, 2, 7, tf::pending)}).results.at(0), result::ok);
+    EXPECT_EQ(resolve(*e, 205, 102, true), result::ok);
+    EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_posted, 17u);
+    EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_pending, 0u);
+    EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+  }
+  auto e = open_engine(cfg);  // replays 202..205 over the damaged row
+  ASSERT_TRUE(e);
+  EXPECT_GE(e->recovery().records_replayed, 4u);
+  const auto looked = e->lookup_transfers({{202, 0}, {203, 0}, {205, 0}});
+  ASSERT_EQ(looked.st, engine::status::ok);
+  ASSERT_EQ(looked.transfers.size(), 3u);
+  EXPECT_EQ(looked.results.at(0), result::ok);
+  EXPECT_EQ(looked.transfers.at(0).result, uint32_t(result::pending_transfer_unreadable));
+  EXPECT_EQ(looked.transfers.at(1).result, uint32_t(result::pending_transfer_unreadable));
+  EXPECT_EQ(looked.transfers.at(2).result, uint32_t(result::ok));
+  EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_posted, 17u);
+  EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+}
+
 // The log must continue the snapshot's history: a log from another engine with the same
 // lsns (another clone's wal/, say) is refused at the first record past the snapshot, by
 // its chain hash. Before, it replayed silently onto the snapshot.
