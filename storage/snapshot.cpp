@@ -308,6 +308,7 @@ int snapshot_store::put_row(MDB_txn* txn, MDB_dbi dbi, int table_no, uint64_t ke
 std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string& dir, std::string* error) {
   error->clear();
   std::unique_ptr<snapshot_store> s(new snapshot_store());
+  s->read_only_ = true;
   int rc = mdb_env_create(&s->env_);
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS | MDB_RDONLY, 0644);
@@ -320,7 +321,10 @@ std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string
   if (rc == 0) rc = mdb_dbi_open(txn, "meta", 0, &s->dbi_meta_);
   for (int i = 0; i < tables && rc == 0; ++i) {
     rc = mdb_dbi_open(txn, table_name(table(i)), 0, &s->dbi_[i]);
-    if (rc == MDB_NOTFOUND) rc = 0;  // a table of a later build: not read here
+    if (rc == MDB_NOTFOUND) {  // a table of a later build: not read here
+      s->absent_[i] = true;
+      rc = 0;
+    }
   }
   // Rows carry checks if the store says so; an older store's are read as they are.
   if (rc == 0 && !s->read_row_format(txn, &s->rows_checked_, error)) {
@@ -401,6 +405,10 @@ std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
     *error = lmdb_error("begin read", rc);
     return std::nullopt;
   }
+  if (read_only_ && !read_row_format(txn, &rows_checked_, error)) {
+    mdb_txn_abort(txn);
+    return std::nullopt;
+  }
   be_key k(0);
   MDB_val key = k.val(), val{};
   rc = mdb_get(txn, dbi_meta_, &key, &val);
@@ -458,6 +466,19 @@ bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::
     ok = false;
   }
   return ok;
+}
+
+bool snapshot_store::verify_rows(table t, const std::function<void(uint64_t, const std::string&)>& damaged,
+                                 uint64_t* rows, std::string* error) {
+  *rows = 0;
+  if (absent_[int(t)]) return true;
+  return scan_rows(t, [&](uint64_t key, std::span<const uint8_t> v) {
+    ++*rows;
+    MDB_val val{v.size(), const_cast<uint8_t*>(v.data())};
+    std::string why;
+    if (rows_checked_ && !check_row(int(t), key, &val, &why)) damaged(key, why);
+    return true;
+  }, error, std::nullopt, 0, false);
 }
 
 bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::string* bytes, std::string* error) {

@@ -113,7 +113,9 @@ class snapshot_store {
   snapshot_store(const snapshot_store&) = delete;
   snapshot_store& operator=(const snapshot_store&) = delete;
 
-  // The newest snapshot's meta, or nullopt for an empty store.
+  // The newest snapshot's meta, or nullopt for an empty store. Read-only, the rows' format
+  // is read again in the same transaction: an engine's start may have converted the store
+  // since it was opened.
   std::optional<snapshot_meta> read_meta(std::string* error);
 
   // Calls fn(key, bytes) for every row of a table with begin_key <= key (< *end_key,
@@ -123,6 +125,12 @@ class snapshot_store {
   bool scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
             std::string* error, std::optional<uint64_t> end_key = std::nullopt,
             uint64_t begin_key = 0);
+  // Checks every row of `t` (a scrub): counts them in *rows and calls damaged(key, why)
+  // for each that fails its check, going on past it. False only when the table cannot be
+  // read (*error). A table this store lacks (opened read-only) has no rows; rows of a
+  // store of a format before checks are counted, not checked.
+  bool verify_rows(table t, const std::function<void(uint64_t key, const std::string& why)>& damaged, uint64_t* rows,
+                   std::string* error);
   // Whether rows carry their check (a store opened read-only may be of an older format).
   [[nodiscard]] bool rows_checked() const { return rows_checked_; }
   // Drops this process's mapping of pages read so far (they stay in the page cache), so
@@ -182,11 +190,13 @@ class snapshot_store {
   bool scan_rows(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn, std::string* error,
                  std::optional<uint64_t> end_key, uint64_t begin_key, bool check);
   bool rows_checked_ = false;
+  bool read_only_ = false;  // open_read_only: another process may convert the rows while open
   MDB_env* env_ = nullptr;
   void* map_addr_ = nullptr;
   size_t map_bytes_ = 0;
   MDB_dbi dbi_meta_ = 0;
   MDB_dbi dbi_[tables] = {};
+  bool absent_[tables] = {};  // read-only: tables of a later build, not in this store
 };
 
 }  // namespace mesob::storage
