@@ -15,6 +15,7 @@
 #include <future>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "actors/gateway_registry.hpp"
 #include "storage/checksum.hpp"
@@ -584,11 +585,13 @@ void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
   {
     std::lock_guard lk(mu_);
     commands_.push_back({command::kind::ack, session, request_id, offset, {}, {}});
-    wake = std::binary_search(window_full_.begin(), window_full_.end(), session);
+    wake = std::binary_search(window_full_.begin(), window_full_.end(), session) ||
+           commands_.size() % commands_wake_every == 0;
   }
   // An ack matters at once only to a subscriber its window holds back; else the next pass
   // (new events, or at most ack_apply_ms) takes it, and a busy subscriber's ack per frame
-  // does not cost the hub a wake-up each.
+  // does not cost the hub a wake-up each. A flood of acks wakes it every
+  // commands_wake_every, so the queue stays bounded whatever the sessions send.
   if (wake) cv_.notify_one();
 }
 
@@ -768,8 +771,9 @@ void event_hub::apply(command& c) {
   if (start > a.end && !resumed)
     return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest event (" +
                                                    std::to_string(a.end - 1) + ")");
+  uint64_t acked_before_move = 0;
   if (move_name) {
-    positions_[r.name].acked = start - 1;
+    acked_before_move = std::exchange(positions_[r.name].acked, start - 1);
     positions_dirty_ = true;
   }
   std::sort(r.accounts.begin(), r.accounts.end());
@@ -791,6 +795,7 @@ void event_hub::apply(command& c) {
       if (!save(&err)) {
         if (fresh) positions_.erase(it);
         else it->second.owner.clear();
+        if (move_name) it->second.acked = acked_before_move;  // a refused subscription moves nothing
         return answer(result::events_unavailable, "the name could not be kept: " + err);
       }
     }
@@ -867,44 +872,60 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
         continue;
       }
     }
-    // Unfiltered, a frame is the next batch_max events; filtered, up to 16,384 are scanned.
+    // Reads n events from `at` into buf; false when that ended the subscription (gone to
+    // retention, or the log failed: s is told why).
     size_t got = 0;
-    const auto st = log_.read(s.cursor, size_t(want), buf.data(), &got, &err);
-    if (st == storage::event_log::read_status::truncated) {
-      send(s.session, wire::encode_frame(
-                          wire::frame_kind::error, 0,
-                           wire::error_body({wire::protocol_error::events_truncated,
-                                             "events from " + std::to_string(s.cursor) +
-                                                 " are gone (retention); the oldest kept is " +
-                                                 std::to_string(log_.first_offset()) + ": subscribe again"})));
-      s.dead = true;
-      return true;
-    }
-    if (st == storage::event_log::read_status::failed) {
-      std::fprintf(stderr, "mesobd: %s\n", err.c_str());
-      send(s.session, wire::encode_frame(wire::frame_kind::error, 0,
-                                         wire::error_body({wire::protocol_error::events_failed,
-                                                           "the event log could not be read at offset " +
-                                                               std::to_string(s.cursor) + ": " + err})));
-      s.dead = true;
-      return true;
-    }
-    if (got == 0) return frames > 0;
-    const std::span<const event> read_events(buf.data(), got);
-    uint64_t next = read_events.back().offset + 1;
-    std::span<const event> batch_events = read_events;
-    if (!filtered) {
-      next = batch_events.back().offset + 1;  // no filter: the events as read, no copy
-    } else {
-      picked.clear();
-      for (const event& e : read_events) {
-        if (!matches(s.req, e)) continue;
-        picked.push_back(e);
-        if (picked.size() == s.req.batch_max) {
-          next = e.offset + 1;
-          break;
-        }
+    auto read_at = [&](uint64_t at, uint64_t n) {
+      const auto st = log_.read(at, size_t(n), buf.data(), &got, &err);
+      events_read_.fetch_add(got, std::memory_order_relaxed);
+      if (st == storage::event_log::read_status::truncated) {
+        send(s.session, wire::encode_frame(
+                            wire::frame_kind::error, 0,
+                            wire::error_body({wire::protocol_error::events_truncated,
+                                              "events from " + std::to_string(at) +
+                                                  " are gone (retention); the oldest kept is " +
+                                                  std::to_string(log_.first_offset()) + ": subscribe again"})));
+        s.dead = true;
+      } else if (st == storage::event_log::read_status::failed) {
+        std::fprintf(stderr, "mesobd: %s\n", err.c_str());
+        send(s.session, wire::encode_frame(wire::frame_kind::error, 0,
+                                           wire::error_body({wire::protocol_error::events_failed,
+                                                             "the event log could not be read at offset " +
+                                                                 std::to_string(at) + ": " + err})));
+        s.dead = true;
       }
+      return !s.dead;
+    };
+    uint64_t next = s.cursor;
+    std::span<const event> batch_events;
+    if (!filtered) {
+      // A frame is the next batch_max events, as read (no copy).
+      if (!read_at(s.cursor, want)) return true;
+      if (got == 0) return frames > 0;
+      batch_events = std::span<const event>(buf.data(), got);
+      next = batch_events.back().offset + 1;
+    } else {
+      // Up to 16,384 offsets are scanned for batch_max matches, in reads that start at
+      // batch_max (at least 64) and double while matches are sparse: what is read past
+      // the frame's last match (read again for the next frame) stays within the last
+      // read, not the whole scan. (One read of 16,384 for a frame of one event cost a
+      // batch_max of 1 16,384 events read an event delivered.)
+      picked.clear();
+      uint64_t step = std::max<uint64_t>(s.req.batch_max, 64);
+      while (next < s.cursor + want && picked.size() < s.req.batch_max) {
+        if (!read_at(next, std::min(step, s.cursor + want - next))) return true;
+        if (got == 0) break;
+        for (size_t i = 0; i < got; ++i) {
+          const event& e = buf[i];
+          next = e.offset + 1;
+          if (matches(s.req, e)) {
+            picked.push_back(e);
+            if (picked.size() == s.req.batch_max) break;
+          }
+        }
+        step = std::min<uint64_t>(step * 2, scan_max);
+      }
+      if (next == s.cursor) return frames > 0;
       batch_events = picked;
     }
     auto frame = std::make_shared<const std::vector<uint8_t>>(wire::events_frame(batch_events, next, end, s.req.packed));

@@ -153,6 +153,8 @@ constexpr size_t subscriber_names_max = 4'096;
 // The hub takes an ack that does not open a full window at its next pass: with new events,
 // or at most this long after it came.
 constexpr int ack_apply_ms = 100;
+// ... or when this many commands wait (a flood of acks: the queue stays bounded).
+constexpr size_t commands_wake_every = 1'024;
 // While the writer appends many groups at a time (128 or more events, and the append
 // before came less than events_busy_gap_ms earlier), a packed subscriber's newest partial
 // group of 128 waits at most events_tail_hold_ms after the end last moved for the rest of
@@ -214,6 +216,9 @@ class event_hub {
   [[nodiscard]] uint64_t frames_sent() const { return frames_.load(); }
   // Of them, packed frames made of the writer's own chunks (event_log::read_packed).
   [[nodiscard]] uint64_t frames_as_written() const { return frames_as_written_.load(); }
+  // Events the hub read from the log (its ring or files) to make frames: the unpacked
+  // reads' (filtered or not; a packed frame as written reads none).
+  [[nodiscard]] uint64_t events_read() const { return events_read_.load(); }
 
  private:
   struct sub {
@@ -274,6 +279,7 @@ class event_hub {
   std::vector<uint64_t> window_full_;
   std::atomic<uint64_t> frames_{0};
   std::atomic<uint64_t> frames_as_written_{0};
+  std::atomic<uint64_t> events_read_{0};
   // The written end as the hub last saw it move: when, by how much, and whether the move
   // before came less than events_busy_gap_ms earlier.
   uint64_t seen_end_ = 0;

@@ -226,6 +226,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
             "Events the furthest-behind subscriber has not acknowledged.", double(lag_max));
       x.one("mesob_event_frames_sent_total", "counter", "Frames of events sent to subscribers.",
             double(hub->frames_sent()));
+      x.one("mesob_event_hub_events_read_total", "counter",
+            "Events the hub read from the event log to make frames (frames sent as written read none).",
+            double(hub->events_read()));
       x.one("mesob_event_frames_as_written_total", "counter",
             "Packed frames of events sent as the event writer packed them (not read and packed again).",
             double(hub->frames_as_written()));

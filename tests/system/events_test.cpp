@@ -663,6 +663,62 @@ TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
   EXPECT_EQ(rest.back().offset, total);
 }
 
+// A filtered subscriber's frame scans ahead for its matches. Before, every frame read
+// 16,384 events whatever it kept: frames of one event cost the hub's thread 16,384 events
+// read for each event delivered. Now the reads start at batch_max (at least 64) and grow
+// only while matches are sparse.
+TEST(Events, AFilteredSubscriberWithSmallFramesReadsLittleMoreThanItGets) {
+  live_ledger l;
+  ASSERT_TRUE(l.c);
+  for (uint64_t b = 0; b < 20; ++b) {
+    std::vector<wire::transfer> ts;
+    for (uint64_t i = 0; i < 1000; ++i) ts.push_back(make_transfer(100 + b * 1000 + i, 1, 2, 1));
+    ASSERT_TRUE(l.c->call(wire::create_transfers_body(ts)).ok);
+  }
+  // Events the hub read and frames it sent, from one scrape.
+  const auto hub_counts = [&] {
+    const std::string x = http_get(l.d.metrics_port(), "/metrics");
+    return std::pair{exposition_sample(x, "mesob_event_hub_events_read_total"),
+                     exposition_sample(x, "mesob_event_frames_sent_total")};
+  };
+  const auto events_read = [&] { return hub_counts().first; };
+  const auto [read_before, frames_before] = hub_counts();
+  auto dense = l.client();
+  wire::subscribe_msg m;
+  m.types = 1u << uint16_t(event_type::transfer_posted);  // every event but the first two
+  m.batch_max = 1;
+  ASSERT_EQ(subscribe(*dense, m).code, result::ok);
+  const auto got = read_events(*dense, 300);
+  ASSERT_EQ(got.size(), 300u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].offset, 3 + i);
+    ASSERT_EQ(got[i].type, event_type::transfer_posted);
+  }
+  // The hub sends on while the window has room (it holds every event here): one read of
+  // 64 a frame of one event (16,384 before, less only near the end).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto [read_after, frames_after] = hub_counts();
+  ASSERT_GE(frames_after - frames_before, 300);
+  EXPECT_LE((read_after - read_before) / (frames_after - frames_before), 64.0) << "events read a frame of one event";
+  // Sparse matches (account 2's opening, then nothing) still scan far ahead in one
+  // frame's reads, and what they pass is not read again.
+  dense.reset();  // its session gone, the hub reads nothing more for it
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto sparse = l.client();
+  wire::subscribe_msg one;
+  one.types = 1u << uint16_t(event_type::account_opened);
+  one.accounts = {2};
+  one.batch_max = 1;
+  ASSERT_EQ(subscribe(*sparse, one).code, result::ok);
+  const double sparse_before = events_read();
+  const auto opened = read_events(*sparse, 1);
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].offset, 2u);
+  EXPECT_EQ(opened[0].account_a, 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the rest scanned, acknowledged as it goes
+  EXPECT_LE(events_read() - sparse_before, 2.0 * 20'002 + 64.0 * 400) << "the sparse subscriber read the log again and again";
+}
+
 // A power cut can take the event log's unsynced tail while a named subscriber had
 // acknowledged events in it: until replay writes them again, its position lies past the
 // end. The name then waits there for its events instead of being refused. (Made here by
