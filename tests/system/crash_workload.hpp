@@ -39,7 +39,9 @@ inline wire::transfer transfer_for(const wire::id128& id) {
 namespace kyc {
 constexpr uint8_t tier = 1;
 constexpr uint64_t single_max = 900;
-constexpr uint64_t daily_outflow_max = 150'000;
+// Reached after about 110 transfers out of an account (about 60,000 transfers in all):
+// at 150,000 a slow run under ctest -j2 (157,000 transfers in ten runs) never got there.
+constexpr uint64_t daily_outflow_max = 50'000;
 constexpr uint64_t balance_max = 200'000;
 [[nodiscard]] inline bool tiered(uint64_t account) { return account % 2 == 0; }
 }  // namespace kyc
