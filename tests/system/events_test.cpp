@@ -775,6 +775,56 @@ TEST(Events, ANameAheadOfTheEndAfterARestartWaitsForItsEvents) {
   EXPECT_EQ(got.back().offset, end + 9);
 }
 
+// A name from a file of before owners, behind retention, moved on by an explicit from: a
+// subscription refused because its claim of the name could not be saved moves nothing.
+// Before, the name's position stayed moved (and was saved by the next periodic save).
+TEST(Events, ARefusedSubscriptionDoesNotMoveItsName) {
+  temp_dir dir;
+  const std::vector<std::string> args = {"--events-segment-events", "1024", "--events-retention-mib", "1"};
+  uint64_t oldest = 1;
+  {
+    live_mesobd d(dir.path(), args);
+    ASSERT_TRUE(d.up()) << d.output();
+    auto c = connect(dir.path(), d.port());
+    ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+    for (uint64_t b = 0; b < 120; ++b) {
+      std::vector<wire::transfer> ts;
+      for (uint64_t i = 0; i < 1000; ++i) ts.push_back(make_transfer(100 + b * 1000 + i, 1, 2, 1));
+      ASSERT_TRUE(c->call(wire::create_transfers_body(ts)).ok);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (oldest <= 1 && std::chrono::steady_clock::now() < deadline) {  // retention runs about once a second
+      auto probe = connect(dir.path(), d.port());
+      oldest = subscribe(*probe, {}).oldest;
+      if (oldest <= 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    ASSERT_EQ(d.stop(), 0);
+  }
+  ASSERT_GT(oldest, 1u) << "retention dropped nothing";
+  const std::string state = dir.path() + "/events/subscribers.state";
+  {
+    std::string text = "mesob-subscribers 1\nold 1\n";  // no owner: the next gateway claims it
+    char tail[32];
+    std::snprintf(tail, sizeof tail, "end %08x\n", storage::crc32c(text.data(), text.size()));
+    std::ofstream(state, std::ios::trunc) << text << tail;
+  }
+  live_mesobd d(dir.path(), args);
+  ASSERT_TRUE(d.up()) << d.output();
+  std::filesystem::create_directory(state + ".new");  // every save fails (root included)
+  wire::subscribe_msg m;
+  m.name = "old";
+  m.from = oldest;
+  auto first = connect(dir.path(), d.port());
+  const auto refused = subscribe(*first, m);
+  EXPECT_EQ(refused.code, result::events_unavailable) << refused.message;
+  std::filesystem::remove(state + ".new");
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // a periodic save, if anything was dirty
+  auto again = connect(dir.path(), d.port());
+  m.from = 0;  // resume where the name is
+  const auto resumed = subscribe(*again, m);
+  EXPECT_EQ(resumed.code, result::events_truncated) << "the refused subscription moved the name to " << resumed.start;
+}
+
 // Big batches: each whole group of 128 offsets is appended as one chunk, and packed
 // subscribers get those as the writer packed them. Every form, and a subscriber starting
 // inside a group with frames of odd sizes, gets the same events.
