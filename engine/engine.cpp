@@ -603,12 +603,15 @@ class engine_impl {
     }
     return true;
   }
-  // Only the id's bytes of a resident record: the index may ask for a record of a batch
-  // executing now, whose shards write its other fields (result, history links).
-  wire::id128 record_id(uint64_t serial) {
-    if (records_->resident(serial)) return records_->at(serial).t.id;
-    return record_copy(serial).t.id;
+  // Only one field's bytes of a resident record (one the sequencer wrote): the index may
+  // ask for a record of a batch executing now, whose shards write its other fields
+  // (result, history links). A whole copy then would race with them.
+  template <typename T>
+  T record_field(uint64_t serial, T wire::transfer::*field) {
+    if (records_->resident(serial)) return records_->at(serial).t.*field;
+    return record_copy(serial).t.*field;
   }
+  wire::id128 record_id(uint64_t serial) { return record_field(serial, &wire::transfer::id); }
 
   void index_id(const wire::id128& id, uint64_t serial) { ids_.insert(id, serial); }
 
@@ -2040,7 +2043,7 @@ class engine_impl {
     const int64_t found = find_recorded(actors::gateways::deposit_transfer_id(g->number, d.reference));
     if (found < 0) return refused;
     // Its settlement account then.
-    *out = actors::gateways::deposit_as_transfer(g->number, record_copy(uint64_t(found)).t.debit_account_id, d);
+    *out = actors::gateways::deposit_as_transfer(g->number, record_field(uint64_t(found), &wire::transfer::debit_account_id), d);
     return result::ok;
   }
 
