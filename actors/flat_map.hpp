@@ -83,6 +83,8 @@ class flat_u64_map {
   void reserve(size_t n) {
     if (capacity_for(n) > slots_.size()) rehash(capacity_for(n));
   }
+  // The bytes a map made for `n` keys takes at once (its slots are zero-filled).
+  static size_t bytes_for(size_t n) { return capacity_for(n) * sizeof(slot); }
 
  private:
   static size_t capacity_for(size_t n) {

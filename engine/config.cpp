@@ -1,5 +1,12 @@
 #include "engine/config.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "actors/flat_map.hpp"
+#include "actors/record_store.hpp"
 #include "engine/limits.hpp"
 #include "storage/event_log.hpp"
 #include "storage/wal.hpp"
@@ -39,6 +46,21 @@ std::string config::validate() const {
   // Reserved up front per shard: past this a mistyped hint asks for more memory than any
   // machine here has, and the start would end in an allocation failure, not this message.
   if (accounts_hint > (1ull << 28)) return "accounts_hint must be at most 268435456 (2^28) per shard";
+  // The resident window and each shard's account index are made, zero-filled, at start:
+  // settings that need more than the machine's memory would end the start in an
+  // allocation failure or the kernel's OOM killer, after the data directory was opened.
+  {
+    const uint64_t n_shards = shards != 0 ? shards : std::min<uint64_t>(std::max(1u, std::thread::hardware_concurrency()), shards_max);
+    const uint64_t window = transfers_resident_max * sizeof(actors::transfer_record);
+    const uint64_t index = n_shards * actors::flat_u64_map::bytes_for(size_t(accounts_hint));
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    const uint64_t memory = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+    auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
+    if (memory != 0 && window + index > memory / 4 * 3)
+      return "transfers_resident_max (" + mib(window) + " MiB of records) and accounts_hint (" + mib(index) +
+             " MiB of account index over " + std::to_string(n_shards) + " shards) take " + mib(window + index) +
+             " MiB at start, more than three quarters of this machine's " + mib(memory) + " MiB";
+  }
   if (checkpoint_interval_ms > 7ull * 86'400'000)
     return "checkpoint_interval_ms must be at most 604800000 (a week; 0: on demand and at stop only)";
   return {};

@@ -9,6 +9,7 @@
 // payments,admin), repeatable. With none configured, a development gateway "dev" with
 // every role is used; its secret is generated on first start into
 // <data-dir>/dev-gateway.secret and printed.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -17,6 +18,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -32,16 +34,27 @@ using namespace mesob;
 namespace {
 
 // "id:roles:hexsecret" -> gateway_config.
+// Messages name the id and the roles only when they look like them: a spec with its
+// parts out of order must not print its secret on stderr.
 bool parse_gateway(const std::string& spec, engine::gateway_config* g, std::string* error) {
   const size_t a = spec.find(':'), b = spec.rfind(':');
+  auto plain = [](const std::string& s) {
+    return s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+             return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-' || c == '.' || c == ',';
+           }) && !(s.size() >= 32 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(uint8_t(c)); }));
+  };
   if (a == std::string::npos || a == b) {
-    *error = "--gateway " + spec.substr(0, a) + ": expected id:roles:hexsecret";
+    *error = "--gateway: expected id:roles:hexsecret (two colons; the value given has " +
+             std::to_string(std::count(spec.begin(), spec.end(), ':')) + ")";
     return false;
   }
   g->id = spec.substr(0, a);
-  if (!wire::parse_roles(spec.substr(a + 1, b - a - 1), &g->roles)) {
-    *error = "--gateway " + g->id + ": an unknown or empty role in '" + spec.substr(a + 1, b - a - 1) +
-             "' (a comma-separated list of payments, broker, market_data, kyc, events_reader, admin)";
+  const std::string roles = spec.substr(a + 1, b - a - 1);
+  const std::string named = plain(g->id) ? " " + g->id : "";
+  if (!wire::parse_roles(roles, &g->roles)) {
+    *error = "--gateway" + named + ": an unknown or empty role" + (plain(roles) ? " in '" + roles + "'" : "") +
+             " (a comma-separated list of payments, broker, market_data, kyc, events_reader, admin)";
     return false;
   }
   if (!wire::from_hex(spec.substr(b + 1), &g->secret)) {
@@ -172,8 +185,18 @@ int main(int argc, char** argv) {
         return {};
       },
       "DECIMAL");
-  for (CLI::Option* o : app.get_options())
-    if (o->get_type_name() == "UINT") o->check(decimal);
+  // Signed ones (the metrics port: -1 is off) likewise, with a minus sign allowed.
+  const CLI::Validator signed_decimal(
+      [decimal](std::string& v) -> std::string {
+        std::string digits = v.starts_with('-') ? v.substr(1) : v;
+        return decimal(digits).empty() ? std::string() : "'" + v + "' is not a decimal number (digits, a minus sign at most: no leading zero, no 0x)";
+      },
+      "DECIMAL");
+  for (CLI::Option* o : app.get_options()) {
+    // (A range check on an option appends itself to the name: "INT:INT in [-1 - 65535]".)
+    if (o->get_type_name().starts_with("UINT")) o->check(decimal);
+    else if (o->get_type_name().starts_with("INT")) o->check(signed_decimal);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
@@ -209,6 +232,28 @@ int main(int argc, char** argv) {
                  admin_address.c_str());
     return 2;
   }
+  // Addresses and ports the servers will take, before the data directory is opened.
+  for (const auto& [flag, address] : {std::pair<const char*, const std::string&>{"--listen", net.address},
+                                      {"--admin-listen", admin_address},
+                                      {"--metrics-listen", metrics_address}}) {
+    in_addr parsed{};
+    if (::inet_pton(AF_INET, address.c_str(), &parsed) != 1) {
+      std::fprintf(stderr, "mesobd: cannot serve: %s %s is not an IPv4 address (dotted decimal, such as 127.0.0.1)\n",
+                   flag, address.c_str());
+      return 2;
+    }
+  }
+  {
+    const std::pair<const char*, int> ports[] = {
+        {"--port", int(net.port)}, {"--admin-port", int(admin_port)}, {"--metrics-port", metrics_port}};
+    for (size_t i = 0; i < 3; ++i)
+      for (size_t j = i + 1; j < 3; ++j)
+        if (ports[i].second > 0 && ports[i].second == ports[j].second) {
+          std::fprintf(stderr, "mesobd: cannot serve: %s and %s are both %d\n", ports[i].first, ports[j].first,
+                       ports[i].second);
+          return 2;
+        }
+  }
   net.engine_in_flight_max = cfg.queue_requests_max;  // (the network thread's submits never wait: its own bound)
   if (auto problem = net.validate(); !problem.empty()) {
     std::fprintf(stderr, "mesobd: cannot serve: %s\n", problem.c_str());
@@ -232,7 +277,12 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto e = engine::engine::open(cfg, &error);
+  std::unique_ptr<engine::engine> e;
+  try {
+    e = engine::engine::open(cfg, &error);
+  } catch (const std::bad_alloc&) {
+    error = "memory ran out while opening (transfers_resident_max and accounts_hint reserve memory at start)";
+  }
   if (!e) {
     std::fprintf(stderr, "mesobd: cannot start: %s\n", error.c_str());
     return 1;

@@ -142,7 +142,8 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
   temp_dir dir;
   const std::string base = bin("engine/mesobd") + " --data-dir " + dir.path() + "/data --port 0 ";
   for (const char* flag : {"--checkpoint-interval-ms -1", "--admin-port 07401", "--in-flight-max 0x10",
-                           "--idle-timeout-ms +5", "--shards 1.5", "--accounts-hint 99999999999999999999999"}) {
+                           "--idle-timeout-ms +5", "--shards 1.5", "--accounts-hint 99999999999999999999999",
+                           "--metrics-port 07402", "--metrics-port 0x1CF2"}) {
     auto r = run(base + flag);
     EXPECT_NE(r.status, 0) << flag << "\n" << r.out;
     EXPECT_NE(r.out.find("is not a decimal number"), std::string::npos) << flag << "\n" << r.out;
@@ -157,12 +158,26 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
            {"--accounts-hint 4294967296", "accounts_hint must be at most"},
            {"--idle-timeout-ms 18446744073709551615", "timeouts must be at most a day"},
            {"--session-out-bytes-max 18446744073709551615 --out-bytes-total-max 18446744073709551615",
-            "out_bytes_max must be at most 1 TiB"}}) {
+            "out_bytes_max must be at most 1 TiB"},
+           // Checked before the data directory is opened (before, these failed after
+           // recovery, a snapshot taken at the way out, or ended in an allocation failure).
+           {"--transfers-resident-max 4294967296", "more than three quarters of this machine's"},
+           {"--listen localhost", "--listen localhost is not an IPv4 address"},
+           {"--metrics-listen ::1", "--metrics-listen ::1 is not an IPv4 address"},
+           {"--admin-port 7600 --metrics-port 7600", "--admin-port and --metrics-port are both 7600"}}) {
     r = run(base + flag);
     EXPECT_EQ(WEXITSTATUS(r.status), 2) << flag << "\n" << r.out;
     EXPECT_NE(r.out.find(says), std::string::npos) << flag << "\n" << r.out;
   }
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << "a refused start made the data directory";
+  // A gateway spec with its parts out of place is refused without printing its secret.
+  const std::string secret = "00112233445566778899aabbccddeeff";
+  for (const std::string& spec : {secret, "pay:" + secret + ":payments", secret + ":payments"}) {
+    r = run(base + "--gateway " + spec);
+    EXPECT_EQ(WEXITSTATUS(r.status), 2) << spec << "\n" << r.out;
+    EXPECT_NE(r.out.find("--gateway"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(secret), std::string::npos) << "the secret on stderr: " << r.out;
+  }
   // The admin port off loopback only when asked for by name (its frames are not encrypted).
   r = run(base + "--admin-listen 0.0.0.0");
   EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
