@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "engine/admin.hpp"
@@ -89,6 +90,36 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
   ::close(fd);
   *created = true;
   return true;
+}
+
+// What CLI11's config reader would take other than as written: a '#' in a value starts
+// a comment there (quotes or not), and a key repeated after other keys is dropped (only
+// its first run of lines is read). Empty if the file has neither (or cannot be read:
+// CLI11 says so then).
+std::string config_file_problem(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::map<std::string, size_t> last_line;  // key -> the line it was last on
+  size_t n = 0;
+  std::string last_key;
+  while (std::getline(in, line)) {
+    ++n;
+    const size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#' || line[first] == ';' || line[first] == '[') continue;
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;  // CLI11 names it
+    std::string key = line.substr(first, eq - first);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    if (line.find('#', eq) != std::string::npos)
+      return path + " line " + std::to_string(n) + ": the value of " + key +
+             " holds a '#', which starts a comment there (the rest of the line would be dropped)";
+    if (auto it = last_line.find(key); it != last_line.end() && last_key != key)
+      return path + " line " + std::to_string(n) + ": " + key + " was given on line " + std::to_string(it->second) +
+             " with other keys between (only the first lines of a repeated key would be read): put its lines together";
+    last_line[key] = n;
+    last_key = key;
+  }
+  return {};
 }
 
 }  // namespace
@@ -196,6 +227,16 @@ int main(int argc, char** argv) {
     // (A range check on an option appends itself to the name: "INT:INT in [-1 - 65535]".)
     if (o->get_type_name().starts_with("UINT")) o->check(decimal);
     else if (o->get_type_name().starts_with("INT")) o->check(signed_decimal);
+  }
+  for (int i = 1; i < argc; ++i) {  // the config file, before CLI11 reads it
+    const std::string arg = argv[i];
+    std::string path;
+    if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
+    else if (arg.starts_with("--config=")) path = arg.substr(9);
+    if (const std::string problem = path.empty() ? "" : config_file_problem(path); !problem.empty()) {
+      std::fprintf(stderr, "mesobd: --config: %s\n", problem.c_str());
+      return 2;
+    }
   }
   try {
     app.parse(argc, argv);

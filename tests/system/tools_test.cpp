@@ -118,6 +118,22 @@ TEST(mesobd, a_config_file_with_an_unknown_key_is_refused) {
   EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
   EXPECT_NE(r.out.find("in_flight_max must be 1..65536"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  // What CLI11 would read other than as written is refused: a '#' in a value (a comment
+  // from there on) and a repeated key with other keys between (its later lines dropped).
+  // A key's lines together are read as before.
+  const std::string g = ":payments:00112233445566778899aabbccddeeff";
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"data-dir = " + dir.path() + "/data#2\n", "line 1: the value of data-dir holds a '#'"},
+           {"gateway = a" + g + "\nport = 0\ngateway = b" + g + "\n",
+            "line 3: gateway was given on line 1 with other keys between"},
+           {"# a comment\ngateway = a" + g + "\ngateway = b" + g + "\nin-flight-max = 0\n",
+            "in_flight_max must be 1..65536"}}) {
+    std::ofstream(file, std::ios::trunc) << text;
+    r = run(bin("engine/mesobd") + " --config " + file + " --data-dir " + dir.path() + "/data --port 0");
+    EXPECT_EQ(WEXITSTATUS(r.status), 2) << text << r.out;
+    EXPECT_NE(r.out.find(says), std::string::npos) << text << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  }
 }
 
 TEST(mesobd, help_lists_settings_and_bad_flags_are_refused) {
