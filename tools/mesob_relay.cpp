@@ -277,7 +277,8 @@ int main(int argc, char** argv) {
   app.add_option("--types", types_text, "only these event types, comma-separated (transfer_posted,...)");
   app.add_option("--window", sub.window, "offsets in flight before an acknowledgement");
   app.add_flag("--raw", raw, "one machine-readable line per event");
-  app.add_option("--seconds", seconds, "stop after this long (0: until SIGTERM)");
+  app.add_option("--seconds", seconds, "stop after this long (0: until SIGTERM; at most a year)")
+      ->check(CLI::Range(0.0, 365.0 * 86400));
   int keepalive_s = 30;
   app.add_option("--keepalive-s", keepalive_s,
                  "ping after this long without a frame either way (well under the server's idle timeout, 300 s)")
@@ -286,10 +287,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (!secret_file.empty()) {
     std::ifstream in(secret_file);
-    in >> secret_hex;
+    if (!(in >> secret_hex)) {
+      std::fprintf(stderr, "relay: --secret-file %s: cannot be read, or holds nothing\n", secret_file.c_str());
+      return 2;
+    }
   }
-  if (!wire::from_hex(secret_hex, &o.secret)) {
-    std::fprintf(stderr, "relay: --secret or --secret-file must hold the gateway's secret in hex\n");
+  if (!wire::from_hex(secret_hex, &o.secret) || o.secret.size() < wire::secret_bytes_min) {
+    std::fprintf(stderr, "relay: --secret or --secret-file must hold the gateway's secret in hex (%zu bytes at least)\n",
+                 size_t(wire::secret_bytes_min));
     return 2;
   }
   if (!types_text.empty() && !parse_types(types_text, &sub.types)) {
@@ -350,7 +355,8 @@ int main(int argc, char** argv) {
       // An engine just restarted may not have written again what it had served (a torn
       // tail cut, replayed later): wait for it. (A name an older session of this gateway
       // holds, one whose connection died unseen, is taken over: subscription_taken there.)
-      if (a.code == wire::result::events_offset_ahead) {
+      // The operator's own --from past the end is a mistake, not that.
+      if (a.code == wire::result::events_offset_ahead && !(served_through == 0 && sub.from != 0)) {
         std::fprintf(stderr, "relay: %s; waiting for the engine to write it again\n", a.message.c_str());
         retry_wait();
         continue;

@@ -1688,6 +1688,19 @@ TEST(Events, ARelayRefusedForGoodStops) {
   const std::string log = read_file_text(err);
   EXPECT_NE(log.find("refused the connection"), std::string::npos) << log;
   EXPECT_NE(log.find("wrong secret"), std::string::npos) << log;
+  // A secret file that is not there: said so, not sent as an empty secret (before, the
+  // server's refusal was all the operator saw).
+  relay_process missing(dir.path(), port, dir.path() + "/relay.txt", {"--name", "r"}, err, dir.path() + "/none");
+  EXPECT_EQ(missing.exit_status(10'000), 2);
+  EXPECT_NE(read_file_text(err).find("--secret-file " + dir.path() + "/none: cannot be read"), std::string::npos)
+      << read_file_text(err);
+  // The operator's --from past the end (or -1, read as 2^64 - 1): refused, not waited
+  // for with retries for ever.
+  for (const char* from : {"99999999999", "-1"}) {
+    relay_process ahead(dir.path(), port, dir.path() + "/relay.txt", {"--from", from}, err);
+    EXPECT_EQ(ahead.exit_status(10'000), 2) << from;
+    EXPECT_NE(read_file_text(err).find("events_offset_ahead"), std::string::npos) << from << read_file_text(err);
+  }
 }
 
 // A second relay under a name the first one runs with takes the name over (the newest
