@@ -515,13 +515,17 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
 
 }  // namespace
 
+std::string run_options_problem(const run_options& o) {
+  if (o.connections == 0 || o.connections > 1024) return "connections: 1 .. 1,024";
+  // (Written so that NaN fails too.)
+  if (!(o.rate >= 0 && o.rate <= 1e9)) return "rate must be 0 .. 1e9 a second";
+  if (!(o.duration_s > 0 && o.duration_s <= 7 * 86400.0)) return "duration must be over 0 and at most a week";
+  return {};
+}
+
 bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error) {
-  if (o.connections == 0 || o.connections > 1024) {
-    *error = "connections: 1 .. 1,024";
-    return false;
-  }
-  if (o.rate < 0 || o.duration_s <= 0) {
-    *error = "rate must be >= 0 and duration > 0";
+  if (auto why = run_options_problem(o); !why.empty()) {
+    *error = why;
     return false;
   }
   if (const auto why = t.supports(w); !why.empty()) {

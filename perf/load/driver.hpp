@@ -69,6 +69,8 @@ struct run_report {
 
 // Runs the load (setup must have run). False with *error when it cannot start.
 bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error);
+// What run_load would refuse in `o` (empty: nothing): checked before a target is set up.
+std::string run_options_problem(const run_options& o);
 
 // Writes the report as JSON.
 bool write_report_json(const run_report& r, const workload& w, const run_options& o, const std::string& path,

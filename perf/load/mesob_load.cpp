@@ -318,6 +318,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (label.empty()) label = target_name;
+  // Before anything is made on the target: a bad option changes nothing there.
+  for (const auto& pt : parts)
+    if (const auto why = load::run_options_problem(pt.o); !why.empty()) {
+      std::fprintf(stderr, "mesob-load: %s%s\n", mixing ? (pt.name + ": ").c_str() : "", why.c_str());
+      return 2;
+    }
 
   std::string error;
   if (target_name == "mesob" && !read_secret(secret_hex, secret_file, &mo.secret, &error)) {

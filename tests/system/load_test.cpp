@@ -621,6 +621,18 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
     auto bad = run(base + " --batch 9000");
     EXPECT_EQ(WEXITSTATUS(bad.status), 2) << bad.out;
     EXPECT_NE(bad.out.find("batch: 1 .. 8,192"), std::string::npos) << bad.out;
+    // Refused before anything is made on the target (before, the accounts were made and
+    // funded first, and the exit code was 1).
+    for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
+             {" --duration 0", "duration must be over 0"},
+             {" --duration nan", "duration must be over 0"},
+             {" --connections 0", "connections: 1 .. 1,024"},
+             {" --rate -1", "rate must be 0 .. 1e9"}}) {
+      auto refused = run(base + " --accounts 500" + flag);
+      EXPECT_EQ(WEXITSTATUS(refused.status), 2) << flag << refused.out;
+      EXPECT_NE(refused.out.find(says), std::string::npos) << flag << refused.out;
+      EXPECT_EQ(refused.out.find("accounts ready"), std::string::npos) << flag << refused.out;
+    }
     auto no_secret = run(bin("perf/mesob-load") + " --port " + std::to_string(port));
     EXPECT_EQ(WEXITSTATUS(no_secret.status), 2) << no_secret.out;
     EXPECT_NE(no_secret.out.find("no gateway secret"), std::string::npos) << no_secret.out;
