@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -244,13 +245,24 @@ int main(int argc, char** argv) {
       continue;
     }
     std::istringstream words(line);
-    std::string cmd, who;
+    std::string cmd, who, pause_text;
     uint64_t pause = 0;
     words >> cmd;
+    // A pause is decimal milliseconds up to a day (">>" into an unsigned took -1 as
+    // 2^64 - 1, which became a pause of -1 ms).
+    auto pause_ok = [&] {
+      if (pause_text.empty() || pause_text.size() > 8 ||
+          !std::all_of(pause_text.begin(), pause_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return false;
+      pause = std::stoull(pause_text);
+      return pause <= 86'400'000;
+    };
     if (cmd == "quit") break;
     if (cmd == "stats") {
       std::printf("gatewaysim: stats %s\n", stats_json(sims, feed, broker, broker_id).c_str());
-    } else if (cmd == "disconnect" && (words >> who >> pause)) {
+    } else if (cmd == "disconnect" && (words >> who >> pause_text) && !pause_ok()) {
+      std::printf("gatewaysim: disconnect: '%s' is not a pause of 0 .. 86400000 ms (decimal digits)\n", pause_text.c_str());
+    } else if (cmd == "disconnect" && !who.empty() && !pause_text.empty()) {
       bool found = false;
       if (broker && who == broker_id) {
         broker->disconnect(pause);

@@ -445,6 +445,15 @@ TEST(gateways, the_simulator_program_deposits_and_reports) {
   w.expect_money_where_it_belongs(700);
   const auto bad = run(bin("tools/mesob-gatewaysim") + " --port 1 --gateway alpha:zz");
   EXPECT_EQ(WEXITSTATUS(bad.status), 2) << bad.out;
+  // Its commands: a pause is decimal milliseconds up to a day (before, -1 was read as
+  // 2^64 - 1 and became a reconnection at once).
+  const auto commands = run("printf 'disconnect alpha -1\\ndisconnect alpha 0x10\\ndisconnect alpha 50\\nquit\\n' | " +
+                            bin("tools/mesob-gatewaysim") + " --port " + std::to_string(w.d->port()) + " --gateway alpha:" +
+                            w.alpha_hex + " --wallets 1-" + std::to_string(wallets));
+  EXPECT_EQ(commands.status, 0) << commands.out;
+  EXPECT_NE(commands.out.find("disconnect: '-1' is not a pause"), std::string::npos) << commands.out;
+  EXPECT_NE(commands.out.find("disconnect: '0x10' is not a pause"), std::string::npos) << commands.out;
+  EXPECT_NE(commands.out.find("alpha disconnected for 50 ms"), std::string::npos) << commands.out;
   // Ranges are digits only, from 1, first <= last: before, "1-100O" was 1-100, "5--3"
   // a range to the top of the ids, "0-9" took wallet 0.
   for (const char* range : {"1-100O", "5--3", "0-9", "9-1", "-", "1-", "x"}) {
