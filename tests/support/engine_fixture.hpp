@@ -15,6 +15,7 @@
 #include <ostream>
 
 #include "engine/engine.hpp"
+#include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
 #include "support/temp_dir.hpp"
 
@@ -100,6 +101,23 @@ inline int flip_every_copy(const std::string& file, const std::string& bytes, si
     f.write(&c, 1);
   }
   return copies;
+}
+
+// Damages row `key` of table `t` in the snapshot of a closed engine's data directory:
+// bits `mask` of its byte `at` (npos: the middle one), every copy. Returns the copies
+// flipped (0, with a failure, if the row cannot be read).
+inline int damage_snapshot_row(const std::string& data_dir, storage::table t, uint64_t key, char mask,
+                               size_t at = std::string::npos) {
+  const std::string snap_dir = data_dir + "/snapshot";
+  std::string row, err;
+  {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    if (!s || !s->get(t, key, &row, &err)) {
+      ADD_FAILURE() << "row " << key << " of table " << storage::table_name(t) << ": " << (err.empty() ? "absent" : err);
+      return 0;
+    }
+  }
+  return flip_every_copy(snap_dir + "/data.mdb", row, at == std::string::npos ? row.size() / 2 : at, mask);
 }
 
 inline std::unique_ptr<engine::engine> open_engine(const engine::config& cfg) {

@@ -246,14 +246,7 @@ TEST_F(gateway_engine, a_repeated_deposit_whose_record_is_damaged_is_answered_th
     for (auto r : e().create_transfers(b).results) ASSERT_EQ(r, result::ok);
   }
   fx_.close();  // with a snapshot
-  const std::string snap_dir = fx_.dir() + "/snapshot";
-  std::string row, err;
-  {
-    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    ASSERT_TRUE(s->get(storage::table::transfers, 0, &row, &err)) << err;
-  }
-  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", row, row.size() / 2, 0x04), 1);
+  ASSERT_GE(damage_snapshot_row(fx_.dir(), storage::table::transfers, 0, 0x04), 1);
   fx_.open();
   wire::gateway_op off{};
   off.kind = wire::gateway_op_kind::disable;

@@ -250,16 +250,8 @@ TEST(mesob_log, snapshot_rows_names_every_damaged_row) {
   auto clean = run(log);
   EXPECT_EQ(clean.status, 0) << clean.out;
   EXPECT_NE(clean.out.find(", 0 failing their checks"), std::string::npos) << clean.out;
-  const std::string snap_dir = dir.path() + "/snapshot";
-  std::string account, transfers, err;
-  {
-    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    ASSERT_TRUE(s->get(storage::table::accounts, 3, &account, &err)) << err;
-    ASSERT_TRUE(s->get(storage::table::transfers, 0, &transfers, &err)) << err;
-  }
-  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", account, 40, 0x02), 1);
-  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", transfers, transfers.size() / 2, 0x02), 1);
+  ASSERT_GE(damage_snapshot_row(dir.path(), storage::table::accounts, 3, 0x02, 40), 1);
+  ASSERT_GE(damage_snapshot_row(dir.path(), storage::table::transfers, 0, 0x02), 1);
   auto plain = run(bin("tools/mesob-log") + " --data-dir " + dir.path());
   EXPECT_EQ(plain.status, 0) << "without the flag the rows are not read\n" << plain.out;
   auto damaged = run(log);

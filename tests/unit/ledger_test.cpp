@@ -1195,14 +1195,7 @@ TEST(ledger_snapshot, a_damaged_transfer_row_fails_the_requests_that_read_it) {
       for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, result::ok);
     }
   }  // closes with a snapshot
-  const std::string snap_dir = dir.path() + "/snapshot";
-  std::string row, err;
-  {
-    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    ASSERT_TRUE(s->get(storage::table::transfers, 0, &row, &err)) << err;  // serials 0.., ids 1..
-  }
-  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", row, row.size() / 2, 0x04), 1);
+  ASSERT_GE(damage_snapshot_row(dir.path(), storage::table::transfers, 0, 0x04), 1);  // serials 0.., ids 1..
   auto e = open_engine(cfg);  // the start reads no record of that row
   ASSERT_TRUE(e);
   EXPECT_EQ(e->lookup_transfers({{5, 0}}).st, engine::status::engine_failed);
@@ -1257,14 +1250,7 @@ TEST(ledger_snapshot, a_damaged_resolved_pending_row_refuses_its_posts_alone) {
     ASSERT_EQ(resolve(*e, 200, 100, true), result::ok);
     ASSERT_EQ(resolve(*e, 201, 101, false), result::ok);
   }  // closes with a snapshot holding both final states; a start loads neither
-  const std::string snap_dir = dir.path() + "/snapshot";
-  std::string row, err;
-  {
-    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    ASSERT_TRUE(s->get(storage::table::resolved, 0, &row, &err)) << err;
-  }
-  ASSERT_GE(flip_every_copy(snap_dir + "/data.mdb", row, row.size() / 2, 0x10), 1);
+  ASSERT_GE(damage_snapshot_row(dir.path(), storage::table::resolved, 0, 0x10), 1);
   cfg.checkpoint_on_close = false;  // the next start replays what this one does
   {
     auto e = open_engine(cfg);
