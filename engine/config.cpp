@@ -13,6 +13,10 @@
 
 namespace mesob::engine {
 
+uint32_t config::shard_count() const {
+  return shards != 0 ? shards : std::min(std::max(1u, std::thread::hardware_concurrency()), shards_max);
+}
+
 std::string config::validate() const {
   if (data_dir.empty()) return "data_dir must not be empty";
   if (shards > shards_max) return "shards must be at most " + std::to_string(shards_max);
@@ -50,7 +54,7 @@ std::string config::validate() const {
   // settings that need more than the machine's memory would end the start in an
   // allocation failure or the kernel's OOM killer, after the data directory was opened.
   {
-    const uint64_t n_shards = shards != 0 ? shards : std::min<uint64_t>(std::max(1u, std::thread::hardware_concurrency()), shards_max);
+    const uint64_t n_shards = shard_count();
     const uint64_t window = transfers_resident_max * sizeof(actors::transfer_record);
     const uint64_t index = n_shards * actors::flat_u64_map::bytes_for(size_t(accounts_hint));
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);

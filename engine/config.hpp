@@ -35,6 +35,7 @@ struct config {
   std::function<uint64_t()> clock;
 
   [[nodiscard]] std::string validate() const;  // empty if valid, else the problem
+  [[nodiscard]] uint32_t shard_count() const;  // `shards`, or one per core (at most shards_max) for 0
 };
 
 }  // namespace mesob::engine

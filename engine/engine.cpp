@@ -3705,8 +3705,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   auto impl = std::make_unique<engine_impl>();
   auto& e = *impl;
   e.cfg_ = cfg;
-  const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
-  e.shards_n_ = cfg.shards == 0 ? std::min(cores, shards_max) : cfg.shards;
+  e.shards_n_ = cfg.shard_count();
   if (!mkdirs(cfg.data_dir + "/wal", error) || !mkdirs(cfg.data_dir + "/snapshot", error)) return nullptr;
   e.records_ = std::make_unique<actors::record_store>(cfg.transfers_resident_max);
   for (uint32_t i = 0; i < e.shards_n_; ++i)
@@ -3758,7 +3757,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   e.caf_cfg_->set("scheduler.max-threads", 1);
   e.caf_cfg_->set("logger.verbosity", caf::atom("quiet"));
   e.sys_ = std::make_unique<caf::actor_system>(*e.caf_cfg_);
-  const bool pin = cfg.pin_shards && e.shards_n_ <= cores;
+  const bool pin = cfg.pin_shards && e.shards_n_ <= std::max(1u, std::thread::hardware_concurrency());
   for (uint32_t i = 0; i < e.shards_n_; ++i)
     e.shard_actors_.push_back(actors::spawn_shard_actor(*e.sys_, e.shards_[i].get(), pin ? int(i) : -1));
   e.ck_thread_ = std::thread([&e] {
