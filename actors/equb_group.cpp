@@ -362,6 +362,15 @@ void group_table::close_due(uint64_t now) {
   }
 }
 
+void group_table::drop_ended() {
+  while (!deadlines_.empty()) {
+    const group_entry* e = find(deadlines_.front().second);
+    if (e && e->g.ph == phase::active) return;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
+    deadlines_.pop_back();
+  }
+}
+
 void group_table::resume(uint64_t last_before, uint64_t resumed) {
   // In id order: the events come out the same live and in replay, whatever order the
   // table was filled in.

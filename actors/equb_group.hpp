@@ -162,6 +162,12 @@ class group_table {
   void resume(uint64_t last_before, uint64_t resumed);
   // Earliest deadline or close of a round (UINT64_MAX: none).
   [[nodiscard]] uint64_t next_deadline() const { return deadlines_.empty() ? UINT64_MAX : deadlines_.front().first; }
+  // Drops the earliest entries while their group is no longer active here (it ended, or
+  // is gone): such an entry can never close a round, and left in place it would keep
+  // next_deadline() set, and with it the engine's heartbeat, until its time came, a
+  // period and grace after the last group ended. Entries of active groups stay (a
+  // deadline's tick is logged on purpose: resume).
+  void drop_ended();
 
   // Recovery and checkpoints.
   void load(group_entry&& e);

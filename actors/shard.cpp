@@ -230,6 +230,7 @@ void shard::publish_stats() {
   pub_order_timers_.store(trading_.timers_held(), r);
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
   const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
+  groups_.drop_ended();
   pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline()}), r);
   pub_groups_due_.store(groups_.next_deadline(), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +

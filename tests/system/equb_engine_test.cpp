@@ -842,6 +842,24 @@ TEST_F(equb_engine, AQuietSpellBeforeAnOutageIsNotCountedAsOutage) {
   EXPECT_EQ(settled(g).g.round, 3u);
   expect_escrow_consistent(g);
 }
+// The heartbeat is for active groups: once the last group has completed (every round
+// paid early, so each left a deadline entry for days later), a quiet minute logs no tick.
+// Before, the ended group's entries kept the heartbeat going until the last one's time.
+TEST_F(equb_engine, NoHeartbeatAfterTheLastGroupEnds) {
+  constexpr uint64_t g = 5035;
+  constexpr uint32_t n = 3;
+  open_wallets(n);
+  form(g, n);
+  for (uint32_t round = 2; round <= n; ++round) {
+    ASSERT_EQ(settled(g).g.round, round);
+    for (uint32_t seat = 0; seat < n; ++seat) ASSERT_EQ(pay(seat + 1, g, round, seat, contribution), result::ok);
+  }
+  ASSERT_EQ(settled(g).g.ph, phase::completed);
+  const uint64_t logged = e().stats().lsn_durable;
+  fx_.advance_s(120);  // two heartbeats' time, days before the rounds' deadlines
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // 60 ticks of 5 ms
+  EXPECT_EQ(e().stats().lsn_durable, logged) << "no tick for a group that has ended";
+}
 TEST_F(equb_engine_replay, AnOutageDoesNotCountAgainstMembersReplayed) { outage_does_not_count_against_members(); }
 
 // Bidding: the lowest bid wins; the discount less the organizer's commission is shared as
