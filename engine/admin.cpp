@@ -423,7 +423,12 @@ class admin_impl {
     std::string err;
     if (!trail_->append(audit_entry(who, "issued", line), &err))
       return answer(admin_code::failed, "not run: the audit trail cannot record it (" + err + ")");
-    admin_response_msg out = run(req);
+    admin_response_msg out;
+    try {
+      out = run(req);
+    } catch (const std::exception& e) {  // (bad_alloc): an answer and an outcome entry, and the port goes on
+      out = answer(admin_code::failed, std::string("the command failed: ") + e.what());
+    }
     fit(out);
     if (!trail_->append(audit_entry(who, std::string(wire::admin_code_name(out.code)), line), &err))
       out.message += (out.message.empty() ? "" : "; ") + std::string("the audit trail could not record the outcome (") +
@@ -432,15 +437,22 @@ class admin_impl {
     return out;
   }
 
+  // What a row costs an answer's budget (its cells and their framing, generously).
+  static size_t row_bytes(const std::vector<std::string>& row) {
+    size_t n = 16;
+    for (const auto& c : row) n += c.size() + 8;
+    return n;
+  }
+
   // An answer must fit one frame: at most admin_rows_max rows and response_bytes_max of
-  // text; rows past either are dropped, and the message says so.
-  static void fit(admin_response_msg& m) {
-    size_t rows = 0, bytes = m.message.size();
+  // text; rows past either are dropped, and the message says so. `reserve`: bytes kept
+  // for what the caller adds to the message after (fitted again, it then cuts nothing).
+  static void fit(admin_response_msg& m, size_t reserve = 0) {
+    size_t rows = 0, bytes = m.message.size() + reserve;
     bool cut = false;
     for (auto& sec : m.sections) {
       for (size_t i = 0; i < sec.rows.size(); ++i) {
-        size_t row_bytes = 16;
-        for (const auto& c : sec.rows[i]) row_bytes += c.size() + 8;
+        const size_t row_bytes = admin_impl::row_bytes(sec.rows[i]);
         if (rows + 1 > wire::admin_rows_max || bytes + row_bytes > response_bytes_max) {
           sec.rows.resize(i);
           cut = true;
@@ -694,8 +706,10 @@ class admin_impl {
     admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held");
     m.sections = {std::move(counts), std::move(br), std::move(sw), std::move(list)};
     // The next page starts at the first payout not shown: past the limit, or cut with the
-    // answer's rows and bytes (the list is its last section).
-    fit(m);
+    // answer's rows and bytes (the list is its last section). Room is kept for the note
+    // and fit's own: fitted again after (execute), the answer loses no row the next page
+    // would start after.
+    fit(m, 256);
     const size_t shown = m.sections.back().rows.size();
     if (listed.size() > shown) {
       const std::string next = std::to_string(listed[shown]->id);
@@ -1077,13 +1091,17 @@ class admin_impl {
     return simple_gateway_change(a[0], wire::gateway_op_kind::enable, "enabled");
   }
 
-  static bool account_arg(const std::string& a, uint64_t* id, admin_response_msg* bad) {
+  // An id of `what` (an account, a group): 1 .. 2^64 - 1 in decimal.
+  static bool id_arg(const char* what, const std::string& a, uint64_t* id, admin_response_msg* bad) {
     if (!parse_u64(a, id) || *id == 0) {
-      *bad = answer(admin_code::arguments_invalid,
-                    "account id '" + a + "' is not an unsigned decimal integer from 1 to 18446744073709551615");
+      *bad = answer(admin_code::arguments_invalid, std::string(what) + " id '" + a +
+                                                       "' is not an unsigned decimal integer from 1 to 18446744073709551615");
       return false;
     }
     return true;
+  }
+  static bool account_arg(const std::string& a, uint64_t* id, admin_response_msg* bad) {
+    return id_arg("account", a, id, bad);
   }
 
   admin_response_msg refused_by_engine(const reply& r) {
@@ -1132,7 +1150,7 @@ class admin_impl {
   admin_response_msg cmd_group_show(const std::vector<std::string>& args) {
     uint64_t id = 0;
     admin_response_msg bad;
-    if (!account_arg(args[0], &id, &bad)) return bad;
+    if (!id_arg("group", args[0], &id, &bad)) return bad;
     const reply r = eng_.lookup_groups({id});
     if (r.st != status::ok) return refused_by_engine(r);
     if (r.results.empty() || r.results[0] != wire::result::ok) return answer(admin_code::not_found, "group " + args[0] + " does not exist");
@@ -1217,7 +1235,7 @@ class admin_impl {
 
   admin_response_msg group_op(const std::string& group_arg, wire::equb_op op, const std::string& done) {
     admin_response_msg bad;
-    if (!account_arg(group_arg, &op.group_id, &bad)) return bad;
+    if (!id_arg("group", group_arg, &op.group_id, &bad)) return bad;
     const reply r = eng_.equb({op});
     if (r.st != status::ok) return refused_by_engine(r);
     const auto res = r.results.at(0);
@@ -1235,7 +1253,9 @@ class admin_impl {
     wire::equb_op op;
     op.kind = wire::equb_op_kind::replace_account;
     admin_response_msg bad;
-    if (!account_arg(a[1], &op.wallet, &bad) || !account_arg(a[2], &op.amount, &bad)) return bad;
+    if (!id_arg("group", a[0], &op.group_id, &bad) || !account_arg(a[1], &op.wallet, &bad) ||
+        !account_arg(a[2], &op.amount, &bad))
+      return bad;
     // The engine takes any account (it moves no money; the ledger decides the payments
     // sent to it later); an operator is told at once of one that could not take them.
     const reply acct = eng_.lookup_accounts({op.amount});
@@ -1679,7 +1699,21 @@ class admin_impl {
       f.push_back(e.substr(at));
       s.rows.push_back(std::move(f));
     }
-    admin_response_msg m = answer(admin_code::ok, std::to_string(trail_->entries()) + " entries in the audit trail");
+    // Oldest first; what does not fit one answer is left out from the oldest end, so
+    // that the latest commands, the ones looked for, are always there.
+    size_t from = s.rows.size(), bytes = 0;
+    while (from > 0 && s.rows.size() - from < wire::admin_rows_max &&
+           bytes + row_bytes(s.rows[from - 1]) <= response_bytes_max - 1024) {
+      bytes += row_bytes(s.rows[from - 1]);
+      --from;
+    }
+    std::string note;
+    if (from > 0) {
+      s.rows.erase(s.rows.begin(), s.rows.begin() + ptrdiff_t(from));
+      note = "; the newest " + std::to_string(s.rows.size()) + " are shown (older ones do not fit one answer)";
+    }
+    admin_response_msg m =
+        answer(admin_code::ok, std::to_string(trail_->entries()) + " entries in the audit trail" + note);
     m.sections.push_back(std::move(s));
     return m;
   }

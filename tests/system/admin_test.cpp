@@ -66,6 +66,39 @@ TEST(admin_port, admits_admin_gateways_only_and_keeps_ports_apart) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << d.output();
 }
 
+// An audit trail of long commands does not fit one answer: what is left out is the
+// oldest, never the latest (the command asking included). Before, the answer's byte cut
+// kept the oldest rows and dropped the newest.
+TEST(admin_port, a_long_audit_trail_shows_its_newest_entries) {
+  temp_dir dir;
+  live_mesobd d(dir.path(), two_gateways());
+  ASSERT_TRUE(d.up()) << d.output();
+  {
+    std::string err;
+    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
+    ASSERT_TRUE(ops) << err;
+    // 520 refused commands of 1,000 bytes: 1,040 entries, about 1.1 MB of rows.
+    for (int i = 0; i < 520; ++i)
+      ASSERT_EQ(admin(*ops, "account show",
+                      {std::to_string(i) + std::string(240, 'x'), std::string(250, 'y'), std::string(250, 'z'),
+                       std::string(250, 'w')})
+                    .code,
+                admin_code::arguments_invalid);
+    const auto trail = admin(*ops, "audit trail", {"1024"});
+    ASSERT_EQ(trail.code, admin_code::ok) << trail.message;
+    EXPECT_NE(trail.message.find("are shown (older ones do not fit one answer)"), std::string::npos) << trail.message;
+    EXPECT_EQ(trail.message.find("only the first"), std::string::npos) << trail.message;
+    const auto& rows = trail.sections.at(0).rows;
+    ASSERT_GT(rows.size(), 100u);
+    EXPECT_LT(rows.size(), 1024u);
+    EXPECT_EQ(rows.back()[5], "audit trail 1024");
+    EXPECT_EQ(rows.back()[4], "issued");
+    EXPECT_EQ(rows[rows.size() - 2][5].substr(0, 16), "account show 519") << "the command before it";
+  }
+  const int st = d.stop();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << d.output();
+}
+
 // Every command against live state, then `shutdown` stops mesobd cleanly; the audit
 // trail holds every command with its issuer after the restart.
 TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
@@ -188,7 +221,13 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(gs, "seats", "wallet"), "3");
     EXPECT_EQ(cell(gs, "paid-out rounds", "revealed_seed").size(), 64u);
     EXPECT_EQ(admin(*ops, "group show", {"901"}).code, admin_code::not_found);
-    EXPECT_EQ(admin(*ops, "group show", {"x"}).code, admin_code::arguments_invalid);
+    const auto bad_group = admin(*ops, "group show", {"x"});
+    EXPECT_EQ(bad_group.code, admin_code::arguments_invalid);
+    EXPECT_NE(bad_group.message.find("group id 'x' is not"), std::string::npos) << bad_group.message;
+    // The group id is checked first, before the accounts are looked up.
+    const auto bad_replace = admin(*ops, "group replace", {"abc", "5", "6"});
+    EXPECT_EQ(bad_replace.code, admin_code::arguments_invalid);
+    EXPECT_NE(bad_replace.message.find("group id 'abc' is not"), std::string::npos) << bad_replace.message;
     // Operators steer a group: account 4 is both its fee account and seat 1's wallet, and
     // a replacement moves both; nothing waits for a retry.
     std::vector<wire::account> more = {make_account(5), make_account(6, 0, "USD")};
