@@ -375,7 +375,7 @@ int main(int argc, char** argv) {
   });
   // Order instructions go to brokers' sessions the same way (topic "orders").
   e->set_order_sink([&pusher](const std::string& broker, std::vector<wire::order_instruction>&& list) {
-    if (engine::server* s = pusher.load()) s->push(broker, wire::orders_topic, wire::order_instructions_body(list));
+    if (engine::server* s = pusher.load()) engine::push_order_instructions(*s, broker, list);
   });
   // The metrics port first: if it cannot be had, mesobd stops before serving anyone.
   std::unique_ptr<engine::server> srv, admin_srv;

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <span>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -1639,21 +1640,33 @@ std::vector<session_info> server::sessions() const {
 
 const std::vector<gateway_config>& server::gateways() const { return impl_->cfg_.gateways; }
 
+namespace {
+
+// Instructions in frames of at most push_instructions_max and at most a quarter of the
+// server's frame and queue limits, in order, under one topic.
+template <class T, class Encode>
+void push_in_frames(server& s, const std::string& gateway, const char* topic, std::span<const T> list, Encode encode) {
+  const uint64_t limit = std::min<uint64_t>(s.config().frame_bytes_max, s.config().out_bytes_max) / 4;
+  const size_t per_frame = std::clamp<uint64_t>(limit / sizeof(T), 1, push_instructions_max);
+  for (size_t at = 0; at < list.size(); at += per_frame)
+    s.push(gateway, topic, encode(list.subspan(at, std::min(per_frame, list.size() - at))));
+}
+
+}  // namespace
+
 void push_payout_instructions(server& s, const std::string& gateway, std::vector<wire::payout_instruction>&& list) {
   const auto cancels = std::stable_partition(list.begin(), list.end(), [](const wire::payout_instruction& in) {
     return in.kind == wire::payout_instruction_kind::pay;
   });
-  const uint64_t limit = std::min<uint64_t>(s.config().frame_bytes_max, s.config().out_bytes_max) / 4;
-  const auto per_frame = ptrdiff_t(std::clamp<uint64_t>(limit / sizeof(wire::payout_instruction), 1, push_instructions_max));
-  const auto push = [&](auto from, auto to, const char* topic) {
-    for (auto at = from; at != to;) {
-      const auto end = to - at > per_frame ? at + per_frame : to;
-      s.push(gateway, topic, wire::payout_instructions_body({at, end}));
-      at = end;
-    }
-  };
-  push(list.begin(), cancels, wire::payouts_topic);
-  push(cancels, list.end(), wire::payout_cancels_topic);
+  const std::span<const wire::payout_instruction> all(list);
+  const auto pays = size_t(cancels - list.begin());
+  push_in_frames(s, gateway, wire::payouts_topic, all.first(pays), wire::payout_instructions_body);
+  push_in_frames(s, gateway, wire::payout_cancels_topic, all.subspan(pays), wire::payout_instructions_body);
+}
+
+void push_order_instructions(server& s, const std::string& broker, const std::vector<wire::order_instruction>& list) {
+  push_in_frames(s, broker, wire::orders_topic, std::span<const wire::order_instruction>(list),
+                 wire::order_instructions_body);
 }
 
 void server::push(const std::string& gateway_id, const std::string& topic, std::vector<uint8_t> body) {

@@ -165,11 +165,15 @@ class server {
   std::unique_ptr<server_impl> impl_;
 };
 
-// Payout instructions to a gateway's sessions: pays under topic "payouts", cancels under
-// "payout_cancels" (so that a gateway that knows only pays never takes a cancel for
-// one), pays first, in frames of at most push_instructions_max and of at most a quarter
-// of the server's frame and queue limits.
-constexpr size_t push_instructions_max = 4096;  // 160 KiB of instructions a frame
+// Instructions pushed to a gateway's sessions go in frames of at most
+// push_instructions_max and of at most a quarter of the server's frame and queue limits,
+// in order, so that no single push passes a session's queue limit (which would close it
+// as a slow reader) however many instructions one batch or one session's opening makes.
+constexpr size_t push_instructions_max = 4096;  // 160-192 KiB of instructions a frame
+// Payout instructions: pays under topic "payouts", cancels under "payout_cancels" (so
+// that a gateway that knows only pays never takes a cancel for one), pays first.
 void push_payout_instructions(server& s, const std::string& gateway, std::vector<wire::payout_instruction>&& list);
+// Order instructions to a broker's sessions, under topic "orders".
+void push_order_instructions(server& s, const std::string& broker, const std::vector<wire::order_instruction>& list);
 
 }  // namespace mesob::engine

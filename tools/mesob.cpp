@@ -40,7 +40,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -155,35 +154,6 @@ int source_rank(const CLI::Option* o, int argc, char** argv, const config_after_
   return config.set(o) ? 1 : 0;
 }
 
-bool parse_secret(const std::string& hex, const std::string& what, std::vector<uint8_t>* out, std::string* error) {
-  if (!wire::from_hex(hex, out)) {
-    *error = what + " is not hex (two hex digits per byte)";
-    return false;
-  }
-  if (out->size() < wire::secret_bytes_min) {
-    *error = what + " is " + std::to_string(out->size()) + " bytes; gateway secrets are at least " +
-             std::to_string(wire::secret_bytes_min) + " bytes (" + std::to_string(2 * wire::secret_bytes_min) +
-             " hex digits)";
-    return false;
-  }
-  return true;
-}
-
-bool read_secret_file(const std::string& path, std::vector<uint8_t>* out, std::string* error) {
-  std::ifstream in(path);
-  if (!in) {
-    *error = "cannot read the secret file " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  std::string hex;
-  in >> hex;
-  if (hex.empty()) {
-    *error = "the secret file " + path + " is empty";
-    return false;
-  }
-  return parse_secret(hex, "the secret in " + path, out, error);
-}
-
 // The gateway's secret: --secret or --secret-file, whichever comes from the stronger
 // source (both from the same one is a usage error); with neither, for the gateway "dev",
 // the development secret mesobd wrote into its data directory.
@@ -192,13 +162,13 @@ bool load_secret(const settings& s, int secret_rank, int file_rank, std::vector<
     *error = "give the secret once: --secret or --secret-file (MESOB_SECRET or MESOB_SECRET_FILE), not both";
     return false;
   }
-  if (secret_rank > file_rank) return parse_secret(s.secret_hex, "the secret (--secret)", out, error);
-  if (file_rank > secret_rank) return read_secret_file(s.secret_file, out, error);
+  if (secret_rank > file_rank) return wire::read_secret(s.secret_hex, "", out, error);
+  if (file_rank > secret_rank) return wire::read_secret("", s.secret_file, out, error);
   if (s.gateway != "dev") {
     *error = "no secret for gateway '" + s.gateway + "': give --secret HEX or --secret-file PATH";
     return false;
   }
-  if (!read_secret_file(s.data_dir + "/dev-gateway.secret", out, error)) {
+  if (!wire::read_secret("", s.data_dir + "/dev-gateway.secret", out, error)) {
     *error += " (the development gateway's secret: give mesobd's --data-dir, or --secret)";
     return false;
   }

@@ -39,7 +39,6 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -285,16 +284,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 120))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (!secret_file.empty()) {
-    std::ifstream in(secret_file);
-    if (!(in >> secret_hex)) {
-      std::fprintf(stderr, "relay: --secret-file %s: cannot be read, or holds nothing\n", secret_file.c_str());
-      return 2;
-    }
-  }
-  if (!wire::from_hex(secret_hex, &o.secret) || o.secret.size() < wire::secret_bytes_min) {
-    std::fprintf(stderr, "relay: --secret or --secret-file must hold the gateway's secret in hex (%zu bytes at least)\n",
-                 size_t(wire::secret_bytes_min));
+  if (std::string why; !wire::read_secret(secret_hex, secret_file, &o.secret, &why)) {
+    std::fprintf(stderr, "relay: %s%s\n", secret_file.empty() ? "" : "--secret-file ", why.c_str());
     return 2;
   }
   if (!types_text.empty() && !parse_types(types_text, &sub.types)) {

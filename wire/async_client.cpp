@@ -21,11 +21,16 @@ client::outcome failed(const std::string& why, bool sent) {
 }  // namespace
 
 std::unique_ptr<async_client> async_client::connect(const options& o, std::string* error) {
+  if (o.timeout_ms == 0) {  // the reader would spin, and take every wait for a lost connection
+    *error = "async_client: timeout_ms must not be 0 (give a wait in ms, or < 0 for none)";
+    return nullptr;
+  }
   auto conn = client::connect(o, error);
   if (!conn) return nullptr;
   std::unique_ptr<async_client> c(new async_client());
   c->opt_ = o;
   c->in_flight_max_ = std::max<uint32_t>(1, conn->welcome().in_flight_max);
+  c->frame_bytes_max_ = conn->welcome().frame_bytes_max;
   c->conn_ = std::move(conn);
   c->reader_ = std::thread([p = c.get()] { p->reader_loop(); });
   return c;
@@ -70,9 +75,22 @@ void async_client::submit(std::vector<request> requests) {
     if (conn_gen_ == gen) (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
     unsent.clear();
   };
+  // On the reader thread (a callback, on_push) a full window is not waited out: only
+  // this thread reads the answers that would make room.
+  const bool on_reader = std::this_thread::get_id() == reader_.get_id();
+  std::vector<std::pair<callback, std::string>> refused;  // completed after the lock
   std::unique_lock lk(mu_);
   for (size_t i = 0; i < requests.size(); ++i) {
-    if (!closing_ && broken_.empty() && pending_.size() >= in_flight_max_) {
+    if (requests[i].body.size() > frame_bytes_max_) {
+      // Sent, the server would answer frame_too_large and close the session, and every
+      // unanswered request would go again.
+      refused.emplace_back(std::move(requests[i].done),
+                           "client: a request body of " + std::to_string(requests[i].body.size()) +
+                               " bytes is past the server's frame limit of " + std::to_string(frame_bytes_max_) +
+                               " bytes (not sent; send fewer items a request)");
+      continue;
+    }
+    if (!on_reader && !closing_ && broken_.empty() && pending_.size() >= in_flight_max_) {
       // No room: what is registered goes out first (its answers make the room).
       lk.unlock();
       write();
@@ -83,17 +101,26 @@ void async_client::submit(std::vector<request> requests) {
       const std::string why = closing_ ? "client closed" : broken_;
       lk.unlock();
       write();
-      for (size_t k = i; k < requests.size(); ++k) requests[k].done(failed(why, false));
+      for (auto& [done, what] : refused) done(failed(what, false));
+      for (size_t k = i; k < requests.size(); ++k)
+        if (requests[k].done) requests[k].done(failed(why, false));
       return;
     }
     const uint64_t id = next_id_++;
     auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, requests[i].body));
+    const auto now = std::chrono::steady_clock::now();
+    if (pending_.size() >= in_flight_max_) {  // the reader thread, the window full: after an answer
+      pending_[id] = {std::move(frame), std::move(requests[i].done), now};
+      send_later_.push_back(id);
+      continue;
+    }
     if (unsent.empty()) gen = conn_gen_;
     unsent.push_back(frame);
-    pending_[id] = {std::move(frame), std::move(requests[i].done)};  // the reader may erase it before the write
+    pending_[id] = {std::move(frame), std::move(requests[i].done), now};  // the reader may erase it before the write
   }
   lk.unlock();
   write();
+  for (auto& [done, what] : refused) done(failed(what, false));
 }
 
 std::future<client::outcome> async_client::submit(std::vector<uint8_t> request_body) {
@@ -124,12 +151,15 @@ void async_client::reader_loop() {
         if (it == pending_.end()) continue;  // answered before (a resend's second answer)
         done = std::move(it->second.done);
         pending_.erase(it);
-        while (!resend_later_.empty() && !next) {
-          const auto later = pending_.find(resend_later_.front());
-          resend_later_.pop_front();
-          if (later != pending_.end()) next = later->second.frame;
+        reconnects_unanswered_ = 0;
+        while (!send_later_.empty() && !next) {
+          const auto later = pending_.find(send_later_.front());
+          send_later_.pop_front();
+          if (later == pending_.end()) continue;
+          next = later->second.frame;
+          later->second.sent = std::chrono::steady_clock::now();
+          if (later->second.resend) ++resent_;
         }
-        if (next) ++resent_;
       }
       if (next) {  // this thread alone reconnects: the connection is the one answering
         std::lock_guard sl(send_mu_);
@@ -140,12 +170,29 @@ void async_client::reader_loop() {
       done(client::to_outcome(f.header, f.body));
       continue;
     }
+    bool waiting = false;
     {
       std::lock_guard lk(mu_);
       if (closing_) return;
-      if (conn_->timed_out() && pending_.empty()) continue;  // idle, not broken
+      // A receive's timeout counts from the start of a wait that may have begun, idle,
+      // just before the oldest request was sent: broken only when a request has waited
+      // timeout_ms for its answer.
+      if (conn_->timed_out() && (pending_.empty() || !overdue())) continue;
+      waiting = !pending_.empty();
     }
     last_error_ = err;
+    // Reconnects that each meet the same end (no answer in time, or the server closing
+    // the session) before any answer arrives are attempts too: past the limit, give up.
+    if (waiting && ++reconnects_unanswered_ > opt_.reconnect_attempts) {
+      {
+        std::lock_guard lk(mu_);
+        broken_ = "client: " + std::to_string(opt_.reconnect_attempts) +
+                  " reconnects in a row brought no answer (last: " + err + ")";
+      }
+      room_.notify_all();
+      fail_all(broken_);
+      return;
+    }
     if (!reconnect()) {
       {
         std::lock_guard lk(mu_);
@@ -188,13 +235,14 @@ bool async_client::reconnect() {
       }
       continue;
     }
-    std::lock_guard sl(send_mu_);
+    std::unique_lock sl(send_mu_);
     {
       std::lock_guard lk(mu_);
       if (closing_) return false;  // closed meanwhile: the destructor shut down the old one only
     }
     conn_ = std::move(fresh);
     std::vector<std::shared_ptr<const std::vector<uint8_t>>> again;
+    std::vector<std::pair<callback, std::string>> not_again;  // completed after the locks
     {
       std::lock_guard lk(mu_);
       ++reconnects_;
@@ -203,19 +251,46 @@ bool async_client::reconnect() {
       // In request-id order, as many as the new session's window takes; the rest one per
       // answer (sent past the window, they would be answered too_many_in_flight, which
       // says nothing of whether the first send was applied).
-      resend_later_.clear();
-      for (const auto& [id, p] : pending_) {
+      frame_bytes_max_ = conn_->welcome().frame_bytes_max;
+      send_later_.clear();
+      const auto now = std::chrono::steady_clock::now();
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        auto& [id, p] = *it;
+        if (const std::string why = not_sent_again(*p.frame); !why.empty()) {
+          not_again.emplace_back(std::move(p.done), why);
+          it = pending_.erase(it);
+          continue;
+        }
+        p.resend = true;
+        p.sent = now;
         if (again.size() < in_flight_max_) again.push_back(p.frame);
-        else resend_later_.push_back(id);
+        else send_later_.push_back(id);
+        ++it;
       }
       resent_ += again.size();
     }
     bool ok = true;
     for (const auto& frame : again) ok = ok && conn_->send_bytes(*frame, &err);
+    if (!not_again.empty()) {
+      sl.unlock();
+      room_.notify_all();
+      for (auto& [done, why] : not_again) done(failed(why, true));
+    }
     if (ok) return true;
     last_error_ = err;
   }
   return false;
+}
+
+std::string async_client::not_sent_again(const std::vector<uint8_t>& frame) {
+  parsed_request r;
+  error_msg e;
+  const auto body = std::span<const uint8_t>(frame).subspan(std::min(frame.size(), frame_header_bytes));
+  // A body the server refuses changes nothing, however often it is sent.
+  if (!parse_request(body, &r, &e) || repeat_changes_nothing(r)) return {};
+  return "client: the connection failed before the answer to this " + std::string(operation_name(r.op)) +
+         " request, which is not sent again: applied twice it could undo what happened in between (look the "
+         "state up, then decide)";
 }
 
 void async_client::fail_all(const std::string& why) {
@@ -223,10 +298,17 @@ void async_client::fail_all(const std::string& why) {
   {
     std::lock_guard lk(mu_);
     left.swap(pending_);
-    resend_later_.clear();
+    send_later_.clear();
   }
   room_.notify_all();
   for (auto& [id, p] : left) p.done(failed(why, true));
+}
+
+bool async_client::overdue() const {
+  if (opt_.timeout_ms < 0) return false;
+  auto oldest = std::chrono::steady_clock::time_point::max();
+  for (const auto& [id, p] : pending_) oldest = std::min(oldest, p.sent);
+  return std::chrono::steady_clock::now() - oldest >= std::chrono::milliseconds(opt_.timeout_ms);
 }
 
 uint64_t async_client::reconnects() const {

@@ -7,15 +7,22 @@
 //
 // Any number of threads may submit; one reader thread completes callbacks (they must
 // not block). At most the server's in-flight limit (from Welcome) is outstanding:
-// submit() waits for room. If the connection fails, the reader reconnects (backoff,
-// up to `reconnect_attempts` in a row) and sends every unanswered request again (as many
-// at once as the new session's in-flight limit takes, the rest one per answer). That
-// is safe because every Mesob operation is idempotent: creates and status changes are
-// keyed by client-chosen ids (a repeat returns the first outcome), look-ups change
-// nothing. When reconnecting gives up (or the client closes), every outstanding request
-// completes with `failure` and `unknown` set (it may have been applied: submit it again,
-// same ids, on a new client to learn its outcome), and every later one with `failure`
-// alone (never sent).
+// submit() waits for room, except on the reader thread (a callback or on_push), where
+// it cannot wait for the answers that make room: what does not fit is sent one per
+// answer. A request past the server's frame limit (from Welcome) is refused at once,
+// never sent. If the connection fails, or a request has waited timeout_ms for its answer
+// with nothing heard, the reader reconnects (backoff, up to `reconnect_attempts` in a
+// row) and sends the unanswered requests again (as many at once as the new session's
+// in-flight limit takes, the rest one per answer). Reconnects that bring no answer count
+// in a row as well: after `reconnect_attempts` of them the client gives up. Sending
+// again is safe for what a repeat leaves as it is (wire::repeat_changes_nothing: creates
+// keyed by client-chosen ids return the first outcome, look-ups change nothing); the
+// others (an account status change, equb leave, instrument halt, rebalance, ...) could
+// undo what happened in between, and complete with `failure` and `unknown` set instead.
+// When reconnecting gives up (or the client closes), every outstanding request completes
+// with `failure` and `unknown` set (it may have been applied: look it up, or submit a
+// create again, same ids, on a new client to learn its outcome), and every later one
+// with `failure` alone (never sent).
 #pragma once
 
 #include <condition_variable>
@@ -65,11 +72,18 @@ class async_client {
   struct pending {
     std::shared_ptr<const std::vector<uint8_t>> frame;  // kept for a resend
     callback done;
+    std::chrono::steady_clock::time_point sent;  // last written (or registered)
+    bool resend = false;  // registered before a reconnect
   };
   async_client() = default;
   void reader_loop();
   bool reconnect();  // under no lock; true when connected again
   void fail_all(const std::string& why);
+  // Why a request frame is not sent again after a reconnect (empty: it is; see
+  // repeat_changes_nothing).
+  static std::string not_sent_again(const std::vector<uint8_t>& frame);
+  // Whether the oldest unanswered request has waited timeout_ms (under mu_).
+  [[nodiscard]] bool overdue() const;
 
   options opt_;
   mutable std::mutex mu_;  // pending_, next_id_, state
@@ -79,17 +93,20 @@ class async_client {
   std::map<uint64_t, pending> pending_;
   uint64_t next_id_ = 1;
   uint32_t in_flight_max_ = 1;
+  uint32_t frame_bytes_max_ = frame_bytes_max_ceiling;  // the session's request body limit
   bool closing_ = false;
   std::string broken_;     // set when reconnecting gave up
   uint64_t reconnects_ = 0, resent_ = 0;
   // Connections so far; changed under mu_ and send_mu_ together (read under either). A
   // request registered under one generation is written only if it is still current.
   uint64_t conn_gen_ = 0;
-  // Unanswered requests a reconnect could not resend at once (the new session's window
-  // is smaller than what was unanswered), by id: each answer sends the next (mu_).
-  std::deque<uint64_t> resend_later_;
+  // Registered requests not written yet, by id: what a reconnect could not resend at once
+  // (the new session's window is smaller than what was unanswered), and what the reader
+  // thread submitted into a full window. Each answer sends the next (mu_).
+  std::deque<uint64_t> send_later_;
   std::string last_error_;  // the reader thread's latest connection error
   bool reconnect_refused_ = false;  // (the reader thread's) credentials or role refused
+  int reconnects_unanswered_ = 0;   // (the reader thread's) reconnects in a row without an answer
   std::thread reader_;
 };
 

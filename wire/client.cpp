@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 
 namespace mesob::wire {
 
@@ -78,6 +80,54 @@ std::unique_ptr<client> client::connect(const options& o, std::string* error, pr
 
 client::~client() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+bool read_secret(const std::string& hex, const std::string& file, std::vector<uint8_t>* out, std::string* error) {
+  constexpr size_t file_bytes_max = 4096;
+  std::string text = hex;
+  const std::string what = file.empty() ? "--secret" : file;
+  if (!file.empty()) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+      *error = file + ": cannot be read (" + std::strerror(errno) + ")";
+      return false;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      *error = file + ": is a directory, not a secret file";
+      return false;
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      *error = file + ": cannot be read (" + std::strerror(errno) + ")";
+      return false;
+    }
+    text.assign(file_bytes_max + 1, '\0');
+    in.read(text.data(), std::streamsize(text.size()));
+    text.resize(size_t(in.gcount()));
+    if (text.size() > file_bytes_max) {
+      *error = file + ": holds more than " + std::to_string(file_bytes_max) + " bytes, not a secret file";
+      return false;
+    }
+  }
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!text.empty() && space(text.back())) text.pop_back();
+  size_t from = 0;
+  while (from < text.size() && space(text[from])) ++from;
+  text.erase(0, from);
+  if (text.empty()) {
+    *error = file.empty() ? "no gateway secret: give --secret HEX or --secret-file FILE" : file + ": holds no secret";
+    return false;
+  }
+  if (!from_hex(text, out)) {
+    *error = what + ": the secret is not hex (two hex digits per byte)";
+    return false;
+  }
+  if (out->size() < secret_bytes_min || out->size() > gateway_secret_max) {
+    *error = what + ": the secret is " + std::to_string(out->size()) + " bytes; gateway secrets are " +
+             std::to_string(secret_bytes_min) + " to " + std::to_string(gateway_secret_max) + " bytes";
+    return false;
+  }
+  return true;
 }
 
 bool client::handshake(std::string* error, protocol_error* refusal) {
@@ -250,9 +300,16 @@ bool client::closed_by_server() {
 }
 
 uint64_t client::send(std::span<const uint8_t> request_body) {
+  if (welcome_.frame_bytes_max != 0 && request_body.size() > welcome_.frame_bytes_max) {
+    // Sent, the server would answer frame_too_large and close the session.
+    send_failure_ = "client: a request body of " + std::to_string(request_body.size()) +
+                    " bytes is past the server's frame limit of " + std::to_string(welcome_.frame_bytes_max) +
+                    " bytes (not sent; send fewer items a request)";
+    return 0;
+  }
   const uint64_t id = next_id_++;
-  std::string err;
-  return send_frame(frame_kind::request, id, request_body, &err) ? id : 0;
+  if (send_frame(frame_kind::request, id, request_body, &send_failure_)) return id;
+  return 0;
 }
 
 // The subscription's own frames: Events, and an Error for no request (events_truncated,
@@ -291,7 +348,7 @@ client::wait_scope::~wait_scope() { c_.wait_until_.reset(); }
 client::outcome client::wait(uint64_t request_id) {
   outcome o;
   if (request_id == 0) {
-    o.failure = "client: the request could not be sent";
+    o.failure = send_failure_.empty() ? "client: the request could not be sent" : send_failure_;
     return o;
   }
   if (auto it = early_.find(request_id); it != early_.end()) {

@@ -12,7 +12,8 @@
 // `outcome::failure` names what went wrong on the connection, `outcome::error` carries
 // an Error frame the server sent for that request. A request sent whose connection failed
 // before its answer has `unknown` set: it may have been applied; send it again with the
-// same ids (every operation is idempotent by its ids) to learn its outcome.
+// same ids to learn its outcome if it is a create keyed by client ids (a repeat returns
+// the first outcome), else look its state up first (wire::repeat_changes_nothing).
 #pragma once
 
 #include <chrono>
@@ -30,6 +31,12 @@
 #include "wire/protocol.hpp"
 
 namespace mesob::wire {
+
+// A gateway's secret for options::secret: from `hex`, or (file not empty) from the file
+// holding it in hex (mesobd's <data>/dev-gateway.secret), surrounding whitespace ignored.
+// Refused with *error naming the source: a file that cannot be read, is a directory, is
+// empty or is larger than 4 KiB; text that is not hex; a secret outside 16..64 bytes.
+bool read_secret(const std::string& hex, const std::string& file, std::vector<uint8_t>* out, std::string* error);
 
 class client {
  public:
@@ -74,7 +81,8 @@ class client {
   [[nodiscard]] const welcome_msg& welcome() const { return welcome_; }
   [[nodiscard]] const hello_msg& hello() const { return hello_; }
 
-  // Sends a request frame; returns its request id, or 0 if the connection failed.
+  // Sends a request frame; returns its request id, or 0 if it was not sent (the
+  // connection failed, or the body is past the server's frame limit): wait(0) says why.
   uint64_t send(std::span<const uint8_t> request_body);
   outcome wait(uint64_t request_id);
   outcome call(std::span<const uint8_t> request_body) { return wait(send(request_body)); }
@@ -148,6 +156,7 @@ class client {
   int rcvtimeo_ms_ = -1;  // the socket's receive timeout as set (-1: none, the default)
   frame_reader reader_{frame_bytes_max_ceiling};
   std::map<uint64_t, frame_in> early_;  // frames for requests not waited for yet
+  std::string send_failure_;            // why the last send() that returned 0 failed
   // Events frames, and Errors of the subscription (request id 0, or an ack's id), read
   // while waiting for something else: next_events() takes them.
   std::deque<frame_in> pending_events_;

@@ -415,6 +415,36 @@ bool operation_writes(operation op) {
          op == operation::order_answers || op == operation::cancel_orders || op == operation::rebalance;
 }
 
+namespace {
+// True when no item of r (items of type T) is one `unsafe` picks.
+template <class T, class Unsafe>
+bool no_item(const parsed_request& r, Unsafe unsafe) {
+  for (uint32_t i = 0; i < r.count; ++i) {
+    T item;
+    std::memcpy(&item, r.items.data() + size_t(i) * sizeof(T), sizeof(T));
+    if (unsafe(item)) return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool repeat_changes_nothing(const parsed_request& r) {
+  switch (r.op) {
+    case operation::set_account_status:
+    case operation::rebalance: return false;
+    case operation::equb_ops:
+      return no_item<equb_op>(r, [](const equb_op& o) {
+        return o.kind != equb_op_kind::create && o.kind != equb_op_kind::start && o.kind != equb_op_kind::bid &&
+               o.kind != equb_op_kind::dissolve;
+      });
+    case operation::instrument_ops:
+      return no_item<instrument_op>(r, [](const instrument_op& o) { return o.kind != instrument_op_kind::define; });
+    case operation::customer_ops:
+      return no_item<customer_op>(r, [](const customer_op& o) { return o.kind != customer_op_kind::record; });
+    default: return true;
+  }
+}
+
 size_t operation_item_bytes(operation op) {
   switch (op) {
     case operation::create_accounts: return sizeof(account);

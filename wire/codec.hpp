@@ -166,6 +166,16 @@ struct parsed_request {
 // Verifies a Request body: a flatbuffer with identifier "MSB1", a known operation,
 // 1 .. 8,192 items. On failure *err names the fault.
 bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg* err);
+// Whether the request, applied once already, changes nothing if it is applied again,
+// whatever happened in between: creates keyed by client ids (accounts, transfers,
+// deposits, payouts, orders, groups, instruments), answers to the engine, prices and
+// KYC records (sequenced), look-ups, and the equb operations a group's phase makes
+// final (start, bid, dissolve). Not so: account status changes (an unfreeze in between
+// would be undone), the equb operations leave, retry, payout_to and replace_account,
+// instrument halt, resume and resequence, KYC resequence, and rebalance (planned again
+// from the positions then). A repeat that changes nothing may still be answered with
+// another code (already_bid, payout_already_resolved, ...).
+[[nodiscard]] bool repeat_changes_nothing(const parsed_request& r);
 
 // ---- responses -----------------------------------------------------------------------
 // A looked-up transfer (TransferRecord in the schema).

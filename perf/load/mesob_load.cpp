@@ -21,7 +21,6 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -40,28 +39,6 @@
 using namespace mesob;
 
 namespace {
-
-bool read_secret(const std::string& hex, const std::string& file, std::vector<uint8_t>* out, std::string* error) {
-  std::string text = hex;
-  if (!file.empty()) {
-    std::ifstream in(file);
-    if (!in) {
-      *error = file + ": cannot read";
-      return false;
-    }
-    std::getline(in, text);
-  }
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
-  if (text.empty()) {
-    *error = "no gateway secret: give --secret HEX or --secret-file FILE (mesobd's dev-gateway.secret)";
-    return false;
-  }
-  if (!wire::from_hex(text, out)) {
-    *error = (file.empty() ? std::string("--secret") : file) + ": the secret is not hex";
-    return false;
-  }
-  return true;
-}
 
 // One workload of the run, its target and what came of it.
 struct part {
@@ -326,7 +303,7 @@ int main(int argc, char** argv) {
     }
 
   std::string error;
-  if (target_name == "mesob" && !read_secret(secret_hex, secret_file, &mo.secret, &error)) {
+  if (target_name == "mesob" && !wire::read_secret(secret_hex, secret_file, &mo.secret, &error)) {
     std::fprintf(stderr, "mesob-load: %s\n", error.c_str());
     return 2;
   }

@@ -472,6 +472,17 @@ TEST(console, one_shot_commands_against_mesobd) {
   r = mesob({"--secret-file", dir.path() + "/no-such-file", "status"});
   EXPECT_EQ(r.exit, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, dir.path() + "/no-such-file")) << describe(r);
+  // A secret file is read up to 4 KiB (before, /dev/zero was read without end), and a
+  // secret is 16 to 64 bytes (before, a longer one met the server's refusal, exit 4).
+  r = mesob({"--secret-file", dir.path(), "status"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "is a directory")) << describe(r);
+  r = mesob({"--secret-file", "/dev/zero", "status"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "holds more than 4096 bytes")) << describe(r);
+  r = mesob({"--secret", std::string(130, 'a'), "status"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "the secret is 65 bytes; gateway secrets are 16 to 64 bytes")) << describe(r);
   const closed_port nobody;
   const std::string closed = std::to_string(nobody.port());
   r = run_mesob({"--port", closed, "--data-dir", dir.path(), "status"});

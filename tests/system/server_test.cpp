@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 
@@ -1723,6 +1724,234 @@ TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
   for (const auto& w : why) EXPECT_NE(w.find("reconnects failed"), std::string::npos) << w;
 }
 
+namespace {
+// A server that speaks the handshake (any secret) and then, to each request, answers an
+// Error frame after `answer_after_ms` (< 0: never): a server that stalls or is slow,
+// which the engine cannot be made to be.
+struct scripted_server {
+  int lfd = -1;
+  uint16_t port = 0;
+  int answer_after_ms;
+  std::atomic<bool> stop{false};
+  std::atomic<int> sessions{0}, requests{0};
+  std::thread th;
+  std::vector<std::thread> conns;  // one a connection (the accepting thread's alone)
+
+  explicit scripted_server(int after_ms, uint32_t in_flight_max = 64) : answer_after_ms(after_ms) {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    EXPECT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(lfd, 16), 0);
+    EXPECT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    port = ntohs(a.sin_port);
+    th = std::thread([this, in_flight_max] { run(in_flight_max); });
+  }
+  ~scripted_server() {
+    stop = true;
+    th.join();
+    for (auto& t : conns) t.join();
+    ::close(lfd);
+  }
+  static bool send_all(int fd, const std::vector<uint8_t>& bytes) {
+    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size());
+  }
+  // Waits up to 20 ms for fd to be readable.
+  static bool readable(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 20) > 0;
+  }
+  void run(uint32_t in_flight_max) {
+    while (!stop) {
+      if (!readable(lfd)) continue;
+      const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      ++sessions;
+      conns.emplace_back([this, fd, in_flight_max] { serve(fd, in_flight_max); });
+    }
+  }
+  void serve(int fd, uint32_t in_flight_max) {
+    wire::hello_msg h;
+    h.protocol = wire::protocol_version;
+    h.nonce.assign(32, 7);
+    h.server = "scripted";
+    wire::frame_reader reader(1u << 20);
+    bool authed = false;
+    send_all(fd, wire::encode_frame(wire::frame_kind::hello, 0, wire::hello_body(h)));
+    while (!stop) {
+      if (!readable(fd)) continue;
+      auto room = reader.prepare(64 * 1024);
+      const ssize_t n = ::recv(fd, room.data(), room.size(), 0);
+      if (n <= 0) break;
+      reader.commit(size_t(n));
+      wire::frame_reader::frame f;
+      while (reader.next(&f) == wire::frame_reader::status::frame) {
+        if (!authed) {
+          wire::welcome_msg w;
+          w.gateway_id = "pay";
+          w.roles = wire::roles::payments;
+          w.session_id = uint64_t(sessions.load());
+          w.frame_bytes_max = 4096;
+          w.in_flight_max = in_flight_max;
+          send_all(fd, wire::encode_frame(wire::frame_kind::welcome, 0, wire::welcome_body(w)));
+          authed = true;
+          continue;
+        }
+        ++requests;
+        if (answer_after_ms < 0) continue;
+        std::this_thread::sleep_for(std::chrono::milliseconds(answer_after_ms));
+        const wire::error_msg e{wire::protocol_error::body_invalid, "scripted"};
+        send_all(fd, wire::encode_frame(wire::frame_kind::error, f.header.request_id, wire::error_body(e)));
+      }
+    }
+    ::close(fd);
+  }
+  wire::async_client::options opts(int timeout_ms) const {
+    wire::async_client::options o;
+    o.port = port;
+    o.gateway = "pay";
+    o.secret = pay_secret;
+    o.timeout_ms = timeout_ms;
+    return o;
+  }
+};
+}  // namespace
+
+// A server that takes the handshake and never answers: each reconnect meets the same
+// silence. Before, the client reconnected and resent for ever (each successful connect
+// reset its count), its callbacks never ran and its window stayed full.
+TEST(async_client, reconnects_that_bring_no_answer_give_up) {
+  scripted_server mute(-1);
+  auto o = mute.opts(100);
+  o.reconnect_attempts = 3;
+  o.reconnect_backoff_ms = 5;
+  std::string err;
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  auto f = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "still reconnecting";
+  const auto r = f.get();
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.unknown);
+  EXPECT_NE(r.failure.find("3 reconnects in a row brought no answer"), std::string::npos) << r.failure;
+  EXPECT_EQ(c->reconnects(), 3u);
+  EXPECT_EQ(mute.requests.load(), 4) << "sent once, then once a reconnect";
+}
+
+// After a reconnect a request a repeat could apply twice is not sent again: a freeze
+// whose answer was lost would freeze again after an unfreeze in between. It completes
+// unknown, and the transfer beside it (keyed by its id) is resent and applied once.
+TEST(async_client, a_status_change_is_not_sent_again_after_a_reconnect) {
+  net n;
+  const uint16_t port = n.srv->port();
+  std::string err;
+  auto c = wire::async_client::connect(n.async_opts(), &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  n.srv->stop();
+  const std::vector<wire::account_status_change> freeze{{2, wire::account_status::frozen}};
+  auto frozen = c->submit(wire::set_account_status_body(freeze));
+  auto moved = c->submit(wire::create_transfers_body(std::vector{make_transfer(400, 1, 2, 5)}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  n.scfg.port = port;
+  n.srv = engine::server::start(*n.eng, n.scfg, &err);
+  ASSERT_TRUE(n.srv) << err;
+  const auto f = frozen.get();
+  EXPECT_FALSE(f.ok);
+  EXPECT_TRUE(f.unknown);
+  EXPECT_NE(f.failure.find("set_account_status request, which is not sent again"), std::string::npos) << f.failure;
+  const auto m = moved.get();
+  ASSERT_TRUE(m.ok) << m.failure;
+  EXPECT_EQ(m.reply.results.at(0), result::ok);
+  EXPECT_GE(c->reconnects(), 1u);
+  const auto acct = n.eng->lookup_accounts({2}).accounts.at(0);
+  EXPECT_EQ(acct.status, wire::account_status::open) << "the freeze never reached the engine, and was not resent";
+  EXPECT_EQ(acct.credits_posted, 5u);
+}
+
+// The reader's receive timeout runs from the start of its wait, idle or not: a request
+// sent late in an idle wait and answered in 150 ms is not a lost connection. Before, the
+// receive's timeout took it for one: a reconnect and a resend.
+TEST(async_client, a_request_late_in_an_idle_wait_is_given_its_whole_timeout) {
+  scripted_server slow(150);
+  std::string err;
+  auto c = wire::async_client::connect(slow.opts(400), &err);
+  ASSERT_TRUE(c) << err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the reader's wait began at the connect
+  auto f = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const auto r = f.get();
+  EXPECT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.message, "scripted");
+  EXPECT_EQ(c->reconnects(), 0u);
+  EXPECT_EQ(slow.requests.load(), 1);
+}
+
+// A request past the server's frame limit is refused before it is sent, sync and async:
+// sent, the server would answer frame_too_large and close the session, and the async
+// client would reconnect and resend everything unanswered.
+TEST(async_client, a_request_past_the_frame_limit_is_refused_unsent) {
+  engine::server_config cfg;
+  cfg.frame_bytes_max = 4096;
+  net n(cfg);
+  std::string err;
+  auto c = wire::async_client::connect(n.async_opts(), &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  std::vector<wire::transfer> many;
+  for (uint64_t i = 0; i < 100; ++i) many.push_back(make_transfer(600 + i, 1, 2, 1));
+  const auto big = wire::create_transfers_body(many);
+  ASSERT_GT(big.size(), 4096u);
+  auto r = c->submit(big).get();
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.unknown) << "never sent";
+  EXPECT_NE(r.failure.find("past the server's frame limit of 4096 bytes"), std::string::npos) << r.failure;
+  many.resize(10);
+  r = c->submit(wire::create_transfers_body(many)).get();
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(c->reconnects(), 0u);
+  auto sync = n.connect();
+  const auto s = sync->call(big);
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.failure.find("past the server's frame limit of 4096 bytes"), std::string::npos) << s.failure;
+  EXPECT_TRUE(sync->call(wire::lookup_accounts_body(std::vector<uint64_t>{2})).ok);
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 10u);
+}
+
+// A callback that submits into a full window: it runs on the reader thread, which alone
+// reads the answers that make room. Before, its submit waited for room that could never
+// come; now what does not fit goes out as answers come.
+TEST(async_client, a_callback_may_submit_into_a_full_window) {
+  engine::server_config cfg;
+  cfg.in_flight_max = 2;
+  net n(cfg);
+  std::vector<std::promise<bool>> done(8);
+  std::atomic<int> next{2};
+  std::function<void(int)> chain;
+  std::string err;
+  auto c = wire::async_client::connect(n.async_opts(), &err);  // gone before what its callbacks use
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  chain = [&](int i) {
+    c->submit(wire::create_transfers_body(std::vector{make_transfer(300 + uint64_t(i), 1, 2, 1)}),
+              [&, i](wire::client::outcome&& r) {
+                for (int k = 0; k < 3; ++k)  // three more from the reader thread, the window full
+                  if (const int j = next.fetch_add(1); j < 8) chain(j);
+                done[size_t(i)].set_value(r.ok && r.reply.results.at(0) == result::ok);
+              });
+  };
+  chain(0);
+  chain(1);
+  for (size_t i = 0; i < done.size(); ++i) {
+    auto f = done[i].get_future();
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "request " << i;
+    EXPECT_TRUE(f.get()) << i;
+  }
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 8u);
+}
+
 TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
@@ -1783,6 +2012,69 @@ TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   wire::client::frame_in f;
   ASSERT_TRUE(other_gateway->read_frame(&f, &e2)) << e2;
   EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+}
+
+// Instructions go to gateways and brokers in frames of at most a quarter of the frame
+// limit, in order, pays before cancels: one batch of thousands is many small frames,
+// not one that passes a session's queue limit by itself.
+TEST(server, instructions_are_pushed_in_frames_of_a_quarter_of_the_frame_limit) {
+  engine::server_config cfg;
+  cfg.frame_bytes_max = 4096;
+  cfg.out_bytes_max = 1u << 20;
+  net n(cfg);
+  std::mutex mu;
+  std::vector<wire::push_msg> got;
+  auto o = n.async_opts();
+  o.on_push = [&](wire::push_msg&& m) {
+    std::lock_guard lk(mu);
+    got.push_back(std::move(m));
+  };
+  std::string err;
+  auto listener = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(listener) << err;
+  std::vector<wire::order_instruction> orders(1000);
+  for (size_t i = 0; i < orders.size(); ++i) orders[i].order_id = i + 1;
+  std::vector<wire::payout_instruction> payouts(700);
+  for (size_t i = 0; i < payouts.size(); ++i) {
+    payouts[i].payout_id = i + 1;
+    payouts[i].kind = i % 3 == 0 ? wire::payout_instruction_kind::cancel : wire::payout_instruction_kind::pay;
+  }
+  engine::push_order_instructions(*n.srv, "pay", orders);
+  engine::push_payout_instructions(*n.srv, "pay", std::vector<wire::payout_instruction>(payouts));
+  std::vector<uint64_t> order_ids, pay_ids, cancel_ids;
+  size_t frames = 0;
+  for (int w = 0; w < 2000 && order_ids.size() + pay_ids.size() + cancel_ids.size() < 1700; ++w) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::lock_guard lk(mu);
+    for (; frames < got.size(); ++frames) {
+      const auto& m = got[frames];
+      EXPECT_LE(m.body.size(), cfg.frame_bytes_max / 4 + 64) << m.topic;
+      std::string why;
+      if (m.topic == wire::orders_topic) {
+        std::vector<wire::order_instruction> list;
+        ASSERT_TRUE(wire::parse_order_instructions(m.body, &list, &why)) << why;
+        for (const auto& in : list) order_ids.push_back(in.order_id);
+      } else {
+        std::vector<wire::payout_instruction> list;
+        ASSERT_TRUE(wire::parse_payout_instructions(m.body, &list, &why)) << why;
+        const bool cancels = m.topic == wire::payout_cancels_topic;
+        ASSERT_TRUE(cancels || m.topic == wire::payouts_topic) << m.topic;
+        EXPECT_TRUE(cancels || cancel_ids.empty()) << "pays come before cancels";
+        for (const auto& in : list) {
+          EXPECT_EQ(in.kind == wire::payout_instruction_kind::cancel, cancels) << in.payout_id;
+          (cancels ? cancel_ids : pay_ids).push_back(in.payout_id);
+        }
+      }
+    }
+  }
+  EXPECT_GE(frames, 1000u * sizeof(wire::order_instruction) / 1024 + 700u * sizeof(wire::payout_instruction) / 1024);
+  std::vector<uint64_t> want_orders, want_pays, want_cancels;
+  for (uint64_t i = 1; i <= 1000; ++i) want_orders.push_back(i);
+  for (uint64_t i = 1; i <= 700; ++i) ((i - 1) % 3 == 0 ? want_cancels : want_pays).push_back(i);
+  EXPECT_EQ(order_ids, want_orders);
+  EXPECT_EQ(pay_ids, want_pays);
+  EXPECT_EQ(cancel_ids, want_cancels);
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 0u);
 }
 
 TEST(server, a_truncated_frame_then_a_close_changes_nothing) {

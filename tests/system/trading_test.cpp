@@ -88,7 +88,7 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   auto srv = engine::server::start(*eng, scfg, &err);
   ASSERT_TRUE(srv) << err;
   eng->set_order_sink([&srv](const std::string& broker, std::vector<wire::order_instruction>&& list) {
-    srv->push(broker, wire::orders_topic, wire::order_instructions_body(list));
+    engine::push_order_instructions(*srv, broker, list);
   });
   auto broker = make_gateway_registration("broker", 9001);
   broker.roles = wire::roles::broker;
@@ -338,7 +338,7 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
   auto srv = engine::server::start(*eng, scfg, &err);
   ASSERT_TRUE(srv) << err;
   eng->set_order_sink([&srv](const std::string& broker, std::vector<wire::order_instruction>&& list) {
-    srv->push(broker, wire::orders_topic, wire::order_instructions_body(list));
+    engine::push_order_instructions(*srv, broker, list);
   });
   auto hung = make_gateway_registration("hung", 9001, 1, 100);  // answers due in 100 ms
   auto fallback = make_gateway_registration("fallback", 9002, 2, 5000);

@@ -117,6 +117,44 @@ TEST(frame, reader_reassembles_frames_from_any_split) {
 // A body that is not 8-byte aligned in the buffer is copied alone: a stream of 17-byte
 // frames buffered together used to move everything behind each of them (the square of
 // the stream's length, on the network thread every session shares).
+// What a client may send again after a lost answer: every item must be one a repeat
+// leaves as it is; one that is not makes the whole request not so.
+TEST(codec, repeat_changes_nothing_by_operation_and_item_kind) {
+  const auto safe = [](const std::vector<uint8_t>& body) {
+    parsed_request p;
+    error_msg err;
+    EXPECT_TRUE(parse_request(body, &p, &err)) << err.message;
+    return repeat_changes_nothing(p);
+  };
+  EXPECT_TRUE(safe(create_accounts_body(std::vector<account>(2))));
+  EXPECT_TRUE(safe(create_transfers_body(std::vector<transfer>(3))));
+  EXPECT_TRUE(safe(lookup_accounts_body(std::vector<uint64_t>{1, 2})));
+  EXPECT_TRUE(safe(deposits_body(std::vector<deposit>(1))));
+  EXPECT_FALSE(safe(set_account_status_body(std::vector<account_status_change>{{1, account_status::frozen}})));
+  std::vector<equb_op> eq(3);
+  for (auto& o : eq) o.kind = equb_op_kind::create;
+  for (auto k : {equb_op_kind::create, equb_op_kind::start, equb_op_kind::bid, equb_op_kind::dissolve}) {
+    eq[1].kind = k;
+    EXPECT_TRUE(safe(equb_ops_body(eq))) << unsigned(k);
+  }
+  for (auto k : {equb_op_kind::leave, equb_op_kind::retry, equb_op_kind::payout_to, equb_op_kind::replace_account}) {
+    eq[1].kind = k;
+    EXPECT_FALSE(safe(equb_ops_body(eq))) << unsigned(k);
+  }
+  std::vector<instrument_op> ins(2);
+  EXPECT_TRUE(safe(instrument_ops_body(ins)));  // define
+  for (auto k : {instrument_op_kind::halt, instrument_op_kind::resume, instrument_op_kind::resequence}) {
+    ins[1].kind = k;
+    EXPECT_FALSE(safe(instrument_ops_body(ins))) << unsigned(k);
+  }
+  std::vector<customer_op> cus(2);
+  EXPECT_TRUE(safe(customer_ops_body(cus)));  // record
+  cus[0].kind = customer_op_kind::resequence;
+  EXPECT_FALSE(safe(customer_ops_body(cus)));
+  rebalance_request rb{};
+  EXPECT_FALSE(safe(rebalance_body(rb)));
+}
+
 TEST(frame, misaligned_bodies_cost_what_they_hold) {
   std::vector<uint8_t> stream;
   constexpr int frames = 4096;
