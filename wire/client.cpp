@@ -223,12 +223,13 @@ bool client::fill(std::string* error) {
     *error = "client: no answer from the server within " + std::to_string(opt_.timeout_ms) + " ms";
     return false;
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(opt_.timeout_ms, 0));
   int wait_ms = opt_.timeout_ms;
   if (wait_until_) {  // late in a wait, this receive waits only for the time left
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(*wait_until_ - std::chrono::steady_clock::now());
     if (left.count() + 50 < wait_ms) wait_ms = int(std::max<int64_t>(left.count(), 1));
   }
+  // Where this receive's wait ends (a signal's restart waits the rest of it, not anew).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(wait_ms, 0));
   for (;;) {
     int flags = 0;
     if (wait_ms == 0) {
@@ -500,10 +501,12 @@ client::outcome client::to_outcome(const frame_header& h, std::span<const uint8_
   if (h.kind == uint16_t(frame_kind::error)) {
     o.server_error = parse_error(body, &o.error, &why);
     if (!o.server_error) o.failure = "client: malformed error frame: " + why;
+    o.unknown = !o.server_error;  // an answer that cannot be read says nothing of what was done
     return o;
   }
   o.ok = parse_response(body, &o.reply, &why);
   if (!o.ok) o.failure = "client: malformed response: " + why;
+  o.unknown = !o.ok;
   return o;
 }
 

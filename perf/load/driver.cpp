@@ -133,14 +133,16 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
 }
 
 // The next request of a connection: posts of its acknowledged pendings first (at most
-// half the batch), then new transfers.
+// half the batch, rounded up), then new transfers.
 std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std::vector<uint64_t>* ks) {
   std::vector<wire::transfer> b;
   b.reserve(s.w.batch);
   ks->clear();
   if (s.w.two_phase) {
     std::lock_guard lk(st.mu);
-    while (!st.posts_ready.empty() && b.size() < s.w.batch / 2) {
+    // Up to half the batch rounded up: as many posts as new pendings, or more, so that
+    // with an odd batch (1 included) the pendings waiting for their posts do not grow.
+    while (!st.posts_ready.empty() && b.size() < (s.w.batch + 1) / 2) {
       const uint64_t k = st.posts_ready.front();
       st.posts_ready.pop_front();
       b.push_back(make_post(s.w, k));
@@ -524,7 +526,7 @@ std::string run_options_problem(const run_options& o) {
 }
 
 bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error) {
-  if (auto why = run_options_problem(o); !why.empty()) {
+  if (auto why = run_options_problem(o); !why.empty() || !(why = w.check_layout()).empty()) {
     *error = why;
     return false;
   }
@@ -610,10 +612,13 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   for (auto& c : cs)
     if (c->sender.joinable()) c->sender.join();
   {
+    // The answers get their own drain time after the last send: an overloaded open loop
+    // sends until drain_until, and what it sent last is still in the window then.
+    const auto answers_until = clk::now() + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.drain_timeout_s));
     std::unique_lock lk(s.done_mu);
-    if (!s.done_cv.wait_until(lk, std::max(drain_until, clk::now()), [&] { return s.outstanding == 0; })) {
+    if (!s.done_cv.wait_until(lk, answers_until, [&] { return s.outstanding == 0; })) {
       *error = std::to_string(s.outstanding.load()) + " requests still unanswered " +
-               std::to_string(int(o.drain_timeout_s)) + " s after the load stopped";
+               std::to_string(int(o.drain_timeout_s)) + " s after the last was sent";
       return false;
     }
   }

@@ -244,6 +244,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (no_setup && o.verify) {  // verification counts from the opening balances setup pays
+    std::fprintf(stderr, "mesob-load: --verify checks balances from the opening ones setup pays: drop --no-setup\n");
+    return 2;
+  }
   bool any_payouts = false, any_deposits = false, any_orders = false;
   for (auto& pt : parts) {
     any_payouts = any_payouts || pt.w.kind == load::item_kind::payouts;
@@ -253,7 +257,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "mesob-load: %s makes its groups at setup: drop --no-setup\n", mixing ? "equb" : "--equb");
       return 2;
     }
-    if (const auto bad = pt.w.check(); !bad.empty()) {
+    if (auto bad = pt.w.check(); !bad.empty() || !(bad = pt.w.check_layout()).empty()) {
       std::fprintf(stderr, "mesob-load: %s%s\n", mixing ? (pt.name + ": ").c_str() : "", bad.c_str());
       return 2;
     }

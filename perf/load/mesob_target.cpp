@@ -66,10 +66,11 @@ class mesob_connection final : public target_connection {
               out.failure = outcome_failure(r);
               out.maybe_applied = r.unknown;  // (an Error frame, or never sent: not applied)
               if (out.failure.empty()) {
-                if (r.reply.results.size() != n)
+                if (r.reply.results.size() != n) {
                   out.failure = "reply has " + std::to_string(r.reply.results.size()) + " results for " +
                                 std::to_string(n) + " transfers";
-                else
+                  out.maybe_applied = true;  // answered: some may have been applied
+                } else
                   out.results = std::move(r.reply.results);
               }
               done(std::move(out));

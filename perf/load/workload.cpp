@@ -1,6 +1,7 @@
 #include "perf/load/workload.hpp"
 
 #include <cstdio>
+#include <vector>
 
 namespace mesob::load {
 
@@ -32,6 +33,20 @@ std::string workload::check() const {
     if (opening / equb_seats < amount_max) return "opening balance: must cover every equb contribution";
     if (equb_fee() == 0) return "equb: seats x amount max must be at least 100 (setup waits for round 1's 1% fees)";
   }
+  return {};
+}
+
+std::string workload::check_layout() const {
+  if (kind == item_kind::equb || shards <= 1) return {};
+  // Ids fall on shards by hash: two a shard on average is not enough, a transfer within a
+  // shard needs two accounts there (account_layout::pick).
+  std::vector<uint64_t> per(shards);
+  for (uint64_t i = 0; i < accounts; ++i) ++per[actors::shard_of(first_account + i, shards)];
+  for (uint32_t sh = 0; sh < shards; ++sh)
+    if (per[sh] < 2)
+      return "accounts: ids " + std::to_string(first_account) + ".." + std::to_string(first_account + accounts - 1) +
+             " put " + std::to_string(per[sh]) + " on shard " + std::to_string(sh) +
+             "; every shard needs at least 2 (use more accounts)";
   return {};
 }
 

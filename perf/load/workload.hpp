@@ -79,6 +79,9 @@ struct workload {
   [[nodiscard]] uint64_t funding_account() const { return first_account - 1; }
   // Checks the options; empty when they are valid, else what is wrong.
   [[nodiscard]] std::string check() const;
+  // Checks that the generator can pick pairs on every shard (a load run's, not set-up's
+  // concern): each shard holds at least two of the accounts. Empty when so.
+  [[nodiscard]] std::string check_layout() const;
   [[nodiscard]] std::string describe() const;  // one line for reports
   // What an item is called in reports: transfers, deposits or payouts (JSON keys keep
   // "transfers" whatever the kind).

@@ -1254,6 +1254,26 @@ TEST(server, ping_is_answered) {
 // The client's waits: a timeout ends a wait with nothing come (and says so), 0 takes only
 // what has come, a frame that comes is read, and a shutdown from another thread ends a
 // wait without limit at once.
+// An answer that cannot be read says nothing of what was done: unknown, as a lost one
+// (before, a malformed response was a failure that was never applied, and mesob-load's
+// verification did not look its transfers up). A readable Error frame is a refusal.
+TEST(client, an_answer_that_cannot_be_read_is_unknown) {
+  wire::frame_header h;
+  h.kind = uint16_t(wire::frame_kind::response);
+  h.request_id = 9;
+  const std::vector<uint8_t> junk{1, 2, 3, 4, 5, 6, 7, 8};
+  auto o = wire::client::to_outcome(h, junk);
+  EXPECT_FALSE(o.ok);
+  EXPECT_TRUE(o.unknown);
+  EXPECT_NE(o.failure.find("malformed response"), std::string::npos) << o.failure;
+  h.kind = uint16_t(wire::frame_kind::error);
+  o = wire::client::to_outcome(h, junk);
+  EXPECT_TRUE(o.unknown);
+  o = wire::client::to_outcome(h, wire::error_body({wire::protocol_error::body_invalid, "no"}));
+  EXPECT_TRUE(o.server_error);
+  EXPECT_FALSE(o.unknown);
+}
+
 TEST(client, waits_end_by_timeout_data_or_shutdown) {
   net n;
   auto c = n.connect();
