@@ -327,8 +327,9 @@ class admin_impl {
          "put another account wherever an equb group names one (its fee, guarantor or organizer account, a seat's "
          "wallet, a debt's creditor, its refused payments): how a group gets past a closed account; then group retry",
          3, 3, &admin_impl::cmd_group_replace},
-        {"instruments", "", "every instrument: symbol, class, currency, tick, lot, last price, halt reasons", 0, 0,
-         &admin_impl::cmd_instruments},
+        {"instruments", "[from=<instrument-id>]",
+         "every instrument in id order (from that id): symbol, class, currency, tick, lot, last price, halt reasons",
+         0, 1, &admin_impl::cmd_instruments},
         {"instrument show", "<instrument-id>", "one instrument: its definition, halt rules, last price and state", 1, 1,
          &admin_impl::cmd_instrument_show},
         {"instrument define",
@@ -705,18 +706,24 @@ class admin_impl {
     }
     admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held");
     m.sections = {std::move(counts), std::move(br), std::move(sw), std::move(list)};
-    // The next page starts at the first payout not shown: past the limit, or cut with the
-    // answer's rows and bytes (the list is its last section). Room is kept for the note
-    // and fit's own: fitted again after (execute), the answer loses no row the next page
-    // would start after.
+    std::vector<uint64_t> ids;
+    for (const auto* p : listed) ids.push_back(p->id);
+    fit_page(m, ids, std::string("payouts ") + (all ? "all " : "") + std::to_string(limit));
+    return m;
+  }
+
+  // An answer whose last section lists rows of `ids` (in id order, maybe more ids than
+  // rows) fitted to one answer; when rows are left out (past a limit, or cut with the
+  // answer's rows and bytes) the message says where the next page starts: `again`
+  // from=<the first id not shown>. Room is kept for the note and fit's own: fitted again
+  // after (execute), the answer loses no row the next page would start after.
+  static void fit_page(admin_response_msg& m, const std::vector<uint64_t>& ids, const std::string& again) {
     fit(m, 256);
     const size_t shown = m.sections.back().rows.size();
-    if (listed.size() > shown) {
-      const std::string next = std::to_string(listed[shown]->id);
-      m.message += "; more from id " + next + " (`payouts " + (all ? "all " : "") + std::to_string(limit) +
-                   " from=" + next + "`)";
+    if (ids.size() > shown) {
+      const std::string next = std::to_string(ids[shown]);
+      m.message += "; more from id " + next + " (`" + again + " from=" + next + "`)";
     }
-    return m;
   }
 
   // kept_too: also a payout resolved while a gateway may still pay it (state resolved).
@@ -1295,21 +1302,28 @@ class admin_impl {
             {"tick", true},       {"lot", true},     {"last_ticks", true}, {"last_price_at", true},
             {"state", false},     {"halts", true},   {"prices", true}};
   }
-  admin_response_msg cmd_instruments(const std::vector<std::string>&) {
+  admin_response_msg cmd_instruments(const std::vector<std::string>& args) {
+    uint64_t from = 0;
+    if (!args.empty() && (args[0].rfind("from=", 0) != 0 || !parse_u64(args[0].substr(5), &from) || from == 0))
+      return answer(admin_code::arguments_invalid, "'" + args[0] + "': give from=<instrument-id> (1 to 2^64-1)");
     const reply r = eng_.lookup_instruments({});
     if (r.st != status::ok) return refused_by_engine(r);
+    std::vector<const wire::instrument_state*> listed;
+    for (const auto& in : r.instruments)
+      if (in.def.instrument_id >= from) listed.push_back(&in);
+    std::sort(listed.begin(), listed.end(),
+              [](auto* x, auto* y) { return x->def.instrument_id < y->def.instrument_id; });
     admin_response_msg m = answer(admin_code::ok, std::to_string(r.instruments.size()) + " instruments");
     admin_section s;
     s.title = "instruments";
     s.columns = instrument_columns();
-    for (const auto& in : r.instruments) {
-      if (s.rows.size() >= wire::admin_rows_max) {
-        m.message += " (the first " + std::to_string(wire::admin_rows_max) + " shown)";
-        break;
-      }
-      s.rows.push_back(instrument_cells(in));
+    std::vector<uint64_t> ids;
+    for (const auto* in : listed) {
+      ids.push_back(in->def.instrument_id);
+      if (s.rows.size() < wire::admin_rows_max) s.rows.push_back(instrument_cells(*in));
     }
     m.sections.push_back(std::move(s));
+    fit_page(m, ids, "instruments");
     return m;
   }
   bool instrument_arg(const std::string& a, uint64_t* id, admin_response_msg* bad) {

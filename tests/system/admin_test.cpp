@@ -493,6 +493,13 @@ TEST(admin_port, instrument_commands_list_halt_and_resume) {
     ASSERT_EQ(m.sections.at(0).rows.size(), 2u);
     EXPECT_EQ(m.sections[0].rows[0][1], "CBE.B");  // by id
     EXPECT_EQ(m.sections[0].rows[1][1], "ETEL");
+    m = admin(*ops, "instruments", {"from=8"});  // a page from an id on
+    ASSERT_EQ(m.code, admin_code::ok) << m.message;
+    ASSERT_EQ(m.sections.at(0).rows.size(), 1u);
+    EXPECT_EQ(m.sections[0].rows[0][1], "ETEL");
+    EXPECT_EQ(m.message.find("more from id"), std::string::npos) << m.message;
+    EXPECT_EQ(admin(*ops, "instruments", {"from=0"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "instruments", {"7"}).code, admin_code::arguments_invalid);
     d.crash();
   }
   live_mesobd d(dir.path(), two_gateways());  // from the log alone
