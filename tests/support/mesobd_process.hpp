@@ -35,21 +35,25 @@ inline std::string bin(const char* rel) {
   return std::string(dir ? dir : ".") + "/" + rel;
 }
 
+// A TCP socket bound to a free loopback port (not listening); *port gets the port.
+inline int bound_loopback_socket(uint16_t* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // A loopback port nobody listens on, held (bound, not listening) for as long as the
 // object lives: connecting is refused, and the kernel cannot hand the port out as a
 // client's own (a TCP self-connect would then "succeed" and hang the client).
 class closed_port {
  public:
-  closed_port() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port_ = ntohs(a.sin_port);
-  }
+  closed_port() { fd_ = bound_loopback_socket(&port_); }
   ~closed_port() { ::close(fd_); }
   closed_port(const closed_port&) = delete;
   closed_port& operator=(const closed_port&) = delete;

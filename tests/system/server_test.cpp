@@ -24,6 +24,7 @@
 #include "mesob_generated.h"
 #include "storage/failure_probes.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/mesobd_process.hpp"
 #include "wire/async_client.hpp"
 #include "wire/client.hpp"
 
@@ -1758,15 +1759,8 @@ struct scripted_server {
   std::vector<std::thread> conns;  // one a connection (the accepting thread's alone)
 
   explicit scripted_server(int after_ms, uint32_t in_flight_max = 64) : answer_after_ms(after_ms) {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    EXPECT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    lfd = bound_loopback_socket(&port);
     EXPECT_EQ(::listen(lfd, 16), 0);
-    EXPECT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port = ntohs(a.sin_port);
     th = std::thread([this, in_flight_max] { run(in_flight_max); });
   }
   ~scripted_server() {
@@ -1972,20 +1966,31 @@ TEST(async_client, a_callback_may_submit_into_a_full_window) {
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 8u);
 }
 
+// An async client of gateway "pay" that keeps every push it gets (under mu).
+struct push_listener {
+  std::mutex mu;
+  std::vector<wire::push_msg> got;
+  std::unique_ptr<wire::async_client> c;
+  explicit push_listener(const net& n) {
+    auto o = n.async_opts();
+    o.on_push = [this](wire::push_msg&& m) {
+      std::lock_guard lk(mu);
+      got.push_back(std::move(m));
+    };
+    std::string err;
+    c = wire::async_client::connect(o, &err);
+    EXPECT_TRUE(c) << err;
+  }
+};
+
 TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
   net n(cfg);
-  std::mutex mu;
-  std::vector<wire::push_msg> got;
-  auto o = n.async_opts();
-  o.on_push = [&](wire::push_msg&& m) {
-    std::lock_guard lk(mu);
-    got.push_back(std::move(m));
-  };
-  std::string err;
-  auto listener = wire::async_client::connect(o, &err);
-  ASSERT_TRUE(listener) << err;
+  push_listener listener(n);
+  ASSERT_TRUE(listener.c);
+  std::mutex& mu = listener.mu;
+  auto& got = listener.got;
   auto other_gateway = n.connect("kyc");
   auto slow = n.connect();  // the same gateway, never reads
   n.srv->push("pay", "payout.instruction", {1, 2, 3});
@@ -2042,16 +2047,10 @@ TEST(server, instructions_are_pushed_in_frames_of_a_quarter_of_the_frame_limit) 
   cfg.frame_bytes_max = 4096;
   cfg.out_bytes_max = 1u << 20;
   net n(cfg);
-  std::mutex mu;
-  std::vector<wire::push_msg> got;
-  auto o = n.async_opts();
-  o.on_push = [&](wire::push_msg&& m) {
-    std::lock_guard lk(mu);
-    got.push_back(std::move(m));
-  };
-  std::string err;
-  auto listener = wire::async_client::connect(o, &err);
-  ASSERT_TRUE(listener) << err;
+  push_listener listener(n);
+  ASSERT_TRUE(listener.c);
+  std::mutex& mu = listener.mu;
+  auto& got = listener.got;
   std::vector<wire::order_instruction> orders(1000);
   for (size_t i = 0; i < orders.size(); ++i) orders[i].order_id = i + 1;
   std::vector<wire::payout_instruction> payouts(700);
