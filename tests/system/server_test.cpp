@@ -70,6 +70,24 @@ struct net {
     static_cast<wire::client::options&>(o) = opts();
     return o;
   }
+  // An async client of gateway "pay" that has made accounts 1 and 2.
+  std::unique_ptr<wire::async_client> async_with_two_accounts() {
+    std::string err;
+    auto c = wire::async_client::connect(async_opts(), &err);
+    EXPECT_TRUE(c) << err;
+    if (c) EXPECT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+    return c;
+  }
+  // The server stops, to start again on the same port with scfg (changed meanwhile or not).
+  void stop_server() {
+    scfg.port = srv->port();
+    srv->stop();
+  }
+  void start_again() {
+    std::string err;
+    srv = engine::server::start(*eng, scfg, &err);
+    ASSERT_TRUE(srv) << err;
+  }
   std::unique_ptr<wire::client> connect(const std::string& gw = "pay") {
     std::string err;
     auto c = wire::client::connect(opts(gw), &err);
@@ -1660,21 +1678,15 @@ TEST(async_client, submits_many_at_once_beyond_its_window) {
 
 TEST(async_client, reconnects_and_resends_without_applying_twice) {
   net n;
-  const uint16_t port = n.srv->port();
-  std::string err;
-  auto o = n.async_opts();
-  auto c = wire::async_client::connect(o, &err);
-  ASSERT_TRUE(c) << err;
-  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+  auto c = n.async_with_two_accounts();
+  ASSERT_TRUE(c);
   // The server goes away; requests submitted meanwhile wait for the next one.
-  n.srv->stop();
+  n.stop_server();
   std::vector<std::future<wire::client::outcome>> fs;
   for (uint64_t i = 0; i < 20; ++i)
     fs.push_back(c->submit(wire::create_transfers_body(std::vector{make_transfer(500 + i, 1, 2, 3)})));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  n.scfg.port = port;
-  n.srv = engine::server::start(*n.eng, n.scfg, &err);
-  ASSERT_TRUE(n.srv) << err;
+  n.start_again();
   for (auto& f : fs) {
     auto r = f.get();
     ASSERT_TRUE(r.ok) << r.failure;
@@ -1694,20 +1706,15 @@ TEST(async_client, reconnects_and_resends_without_applying_twice) {
 // too_many_in_flight: an error that says nothing of whether the first send was applied.
 TEST(async_client, a_reconnect_resends_within_the_new_windows_limit) {
   net n;
-  const uint16_t port = n.srv->port();
-  std::string err;
-  auto c = wire::async_client::connect(n.async_opts(), &err);
-  ASSERT_TRUE(c) << err;
-  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
-  n.srv->stop();
+  auto c = n.async_with_two_accounts();
+  ASSERT_TRUE(c);
+  n.stop_server();
   std::vector<std::future<wire::client::outcome>> fs;
   for (uint64_t i = 0; i < 40; ++i)
     fs.push_back(c->submit(wire::create_transfers_body(std::vector{make_transfer(800 + i, 1, 2, 1)})));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  n.scfg.port = port;
   n.scfg.in_flight_max = 8;
-  n.srv = engine::server::start(*n.eng, n.scfg, &err);
-  ASSERT_TRUE(n.srv) << err;
+  n.start_again();
   for (uint64_t i = 0; i < fs.size(); ++i) {
     auto r = fs[i].get();
     ASSERT_TRUE(r.ok) << i << ": " << r.failure;
@@ -1859,19 +1866,14 @@ TEST(async_client, reconnects_that_bring_no_answer_give_up) {
 // unknown, and the transfer beside it (keyed by its id) is resent and applied once.
 TEST(async_client, a_status_change_is_not_sent_again_after_a_reconnect) {
   net n;
-  const uint16_t port = n.srv->port();
-  std::string err;
-  auto c = wire::async_client::connect(n.async_opts(), &err);
-  ASSERT_TRUE(c) << err;
-  ASSERT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
-  n.srv->stop();
+  auto c = n.async_with_two_accounts();
+  ASSERT_TRUE(c);
+  n.stop_server();
   const std::vector<wire::account_status_change> freeze{{2, wire::account_status::frozen}};
   auto frozen = c->submit(wire::set_account_status_body(freeze));
   auto moved = c->submit(wire::create_transfers_body(std::vector{make_transfer(400, 1, 2, 5)}));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  n.scfg.port = port;
-  n.srv = engine::server::start(*n.eng, n.scfg, &err);
-  ASSERT_TRUE(n.srv) << err;
+  n.start_again();
   const auto f = frozen.get();
   EXPECT_FALSE(f.ok);
   EXPECT_TRUE(f.unknown);
