@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,15 @@ inline wire::client::options options(uint16_t port, const std::string& gateway, 
   o.gateway = gateway;
   EXPECT_TRUE(wire::from_hex(hex, &o.secret));
   return o;
+}
+
+// A session of gateway "ops" on a mesobd's admin port; nullptr (and a test failure
+// naming why) if it cannot be had.
+inline std::unique_ptr<wire::client> connect_ops(uint16_t admin_port) {
+  std::string err;
+  auto c = wire::client::connect(options(admin_port, "ops", ops_hex), &err);
+  EXPECT_TRUE(c) << err;
+  return c;
 }
 
 // mesobd flags for gateway "ops" (admin) and "pay" (payments).

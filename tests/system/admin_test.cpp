@@ -74,9 +74,8 @@ TEST(admin_port, a_long_audit_trail_shows_its_newest_entries) {
   live_mesobd d(dir.path(), two_gateways());
   ASSERT_TRUE(d.up()) << d.output();
   {
-    std::string err;
-    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
-    ASSERT_TRUE(ops) << err;
+    auto ops = connect_ops(d.admin_port());
+    ASSERT_TRUE(ops);
     // 520 refused commands of 1,000 bytes: 1,040 entries, about 1.1 MB of rows.
     for (int i = 0; i < 520; ++i)
       ASSERT_EQ(admin(*ops, "account show",
@@ -301,9 +300,8 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
   live_mesobd again(dir.path(), two_gateways());
   ASSERT_TRUE(again.up()) << again.output();
   {
-    std::string err;
-    auto ops = wire::client::connect(options(again.admin_port(), "ops", ops_hex), &err);
-    ASSERT_TRUE(ops) << err;
+    auto ops = connect_ops(again.admin_port());
+    ASSERT_TRUE(ops);
     auto trail = admin(*ops, "audit trail", {"1024"});
     size_t issued = 0, freeze = 0, shutdown = 0;
     for (const auto& row : trail.sections.at(0).rows) {
@@ -441,9 +439,8 @@ TEST(admin_port, instrument_commands_list_halt_and_resume) {
   {
     live_mesobd d(dir.path(), two_gateways());
     ASSERT_TRUE(d.up()) << d.output();
-    std::string err;
-    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
-    ASSERT_TRUE(ops) << err;
+    auto ops = connect_ops(d.admin_port());
+    ASSERT_TRUE(ops);
     const std::vector<std::string> etel = {"42", "ETEL", "equity", "ETB", "1", "10", "500", "60000", "600000", "30000"};
     auto m = admin(*ops, "instrument define", etel);
     ASSERT_EQ(m.code, admin_code::ok) << m.message;
@@ -504,9 +501,8 @@ TEST(admin_port, instrument_commands_list_halt_and_resume) {
   }
   live_mesobd d(dir.path(), two_gateways());  // from the log alone
   ASSERT_TRUE(d.up()) << d.output();
-  std::string err;
-  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
-  ASSERT_TRUE(ops) << err;
+  auto ops = connect_ops(d.admin_port());
+  ASSERT_TRUE(ops);
   auto m = admin(*ops, "instrument show", {"42"});
   ASSERT_EQ(m.code, admin_code::ok) << m.message;
   EXPECT_EQ(cell(m, "instrument", "state"), "halted,stale");
@@ -621,9 +617,8 @@ TEST(admin_port, the_audit_trail_and_admin_changes_survive_sigkill) {
   for (int round = 0; round < 4; ++round) {
     live_mesobd d(dir.path(), two_gateways());
     ASSERT_TRUE(d.up()) << "seed " << seed << "\n" << d.output();
-    std::string err;
-    auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
-    ASSERT_TRUE(ops) << err;
+    auto ops = connect_ops(d.admin_port());
+    ASSERT_TRUE(ops);
     // Where the last round left the account: frozen or open.
     const std::string start = cell(admin(*ops, "account show", {"1"}), "account", "status");
     ASSERT_TRUE(start == "open" || start == "frozen") << start;
@@ -652,8 +647,8 @@ TEST(admin_port, the_audit_trail_and_admin_changes_survive_sigkill) {
 
     live_mesobd again(dir.path(), two_gateways());
     ASSERT_TRUE(again.up()) << "seed " << seed << "\n" << again.output();
-    auto check = wire::client::connect(options(again.admin_port(), "ops", ops_hex), &err);
-    ASSERT_TRUE(check) << err;
+    auto check = connect_ops(again.admin_port());
+    ASSERT_TRUE(check) << "seed " << seed;
     const std::string now = cell(admin(*check, "account show", {"1"}), "account", "status");
     const std::string last = answered.empty() ? start : answered.back();
     EXPECT_TRUE(now == last || now == in_flight)

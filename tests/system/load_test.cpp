@@ -331,8 +331,8 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   live_mesobd d(dir.path(), two_gateways());
   ASSERT_TRUE(d.up()) << d.output();
   std::string err;
-  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
-  ASSERT_TRUE(ops) << err;
+  auto ops = connect_ops(d.admin_port());
+  ASSERT_TRUE(ops);
   auto m = admin(*ops, "gateway register", {"mpesa", "mobile_money", "1", "payments", "ETB=9100"});
   ASSERT_EQ(m.code, wire::admin_code::ok) << m.message;
   const std::string secret = cell(m, "credentials (shown once)", "secret_hex");
@@ -439,8 +439,8 @@ TEST(load, orders_filled_by_the_broker_mesob_load_answers_as_verify) {
   live_mesobd d(dir.path(), two_gateways());
   ASSERT_TRUE(d.up()) << d.output();
   std::string err;
-  auto ops = wire::client::connect(options(d.admin_port(), "ops", ops_hex), &err);
-  ASSERT_TRUE(ops) << err;
+  auto ops = connect_ops(d.admin_port());
+  ASSERT_TRUE(ops);
   const std::string big = "1000000000000000";
   ASSERT_EQ(admin(*ops, "tier set", {"1", "ETB", big, big, big}).code, wire::admin_code::ok);
   ASSERT_EQ(admin(*ops, "profile set", {"moderate", "fund", big}).code, wire::admin_code::ok);
