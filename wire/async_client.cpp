@@ -40,8 +40,10 @@ async_client::~async_client() {
   {
     std::lock_guard lk(mu_);
     closing_ = true;
+    if (connecting_) connecting_->shutdown();  // a reconnect's handshake ends at once
   }
   room_.notify_all();
+  wake_.notify_all();
   {
     std::lock_guard sl(send_mu_);
     conn_->shutdown();
@@ -90,15 +92,17 @@ void async_client::submit(std::vector<request> requests) {
                                " bytes (not sent; send fewer items a request)");
       continue;
     }
-    if (!on_reader && !closing_ && broken_.empty() && pending_.size() >= in_flight_max_) {
+    if (!on_reader && !closing_ && broken_.empty() && down_.empty() && pending_.size() >= in_flight_max_) {
       // No room: what is registered goes out first (its answers make the room).
       lk.unlock();
       write();
       lk.lock();
-      room_.wait(lk, [&] { return closing_ || !broken_.empty() || pending_.size() < in_flight_max_; });
+      room_.wait(lk, [&] {
+        return closing_ || !broken_.empty() || !down_.empty() || pending_.size() < in_flight_max_;
+      });
     }
-    if (closing_ || !broken_.empty()) {
-      const std::string why = closing_ ? "client closed" : broken_;
+    if (closing_ || !broken_.empty() || !down_.empty()) {
+      const std::string why = closing_ ? "client closed" : !broken_.empty() ? broken_ : down_;
       lk.unlock();
       write();
       for (auto& [done, what] : refused) done(failed(what, false));
@@ -182,25 +186,21 @@ void async_client::reader_loop() {
     }
     last_error_ = err;
     // Reconnects that each meet the same end (no answer in time, or the server closing
-    // the session) before any answer arrives are attempts too: past the limit, give up.
+    // the session) before any answer arrives are attempts too: past the limit, what is
+    // outstanding completes unknown, and the connection stays for what comes next.
     if (waiting && ++reconnects_unanswered_ > opt_.reconnect_attempts) {
-      {
-        std::lock_guard lk(mu_);
-        broken_ = "client: " + std::to_string(opt_.reconnect_attempts) +
-                  " reconnects in a row brought no answer (last: " + err + ")";
-      }
-      room_.notify_all();
-      fail_all(broken_);
-      return;
+      reconnects_unanswered_ = 0;
+      fail_all("client: " + std::to_string(opt_.reconnect_attempts) +
+               " reconnects in a row brought no answer (last: " + err + ")");
+      if (conn_->timed_out()) continue;  // connected still: only the answers are missing
     }
     if (!reconnect()) {
       {
         std::lock_guard lk(mu_);
         if (closing_) return;
-        broken_ = "client: the connection failed (" + err + ") and " +
-                  (reconnect_refused_ ? std::string("the server refused the reconnect")
-                                      : std::to_string(opt_.reconnect_attempts) + " reconnects failed") +
-                  " (last: " + last_error_ + ")";
+        broken_ = "client: the connection failed (" + err + ") and the server refused the reconnect (last: " +
+                  last_error_ + ")";
+        down_.clear();
       }
       room_.notify_all();
       fail_all(broken_);
@@ -212,16 +212,29 @@ void async_client::reader_loop() {
 bool async_client::reconnect() {
   int backoff = opt_.reconnect_backoff_ms;
   int refused_in_a_row = 0;
-  for (int attempt = 0; attempt < opt_.reconnect_attempts; ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
-    backoff = std::min(backoff * 2, 1000);
+  for (int attempt = 1;; ++attempt) {
     {
-      std::lock_guard lk(mu_);
-      if (closing_) return false;
+      std::unique_lock lk(mu_);
+      if (wake_.wait_for(lk, std::chrono::milliseconds(backoff), [&] { return closing_; })) return false;
     }
+    backoff = std::min(backoff * 2, 1000);
     std::string err;
     protocol_error refusal{};
-    auto fresh = client::connect(opt_, &err, &refusal);
+    auto fresh = client::connect_raw(opt_, &err);
+    if (fresh) {
+      {
+        std::lock_guard lk(mu_);
+        if (closing_) return false;
+        connecting_ = fresh.get();  // the destructor may shut it down from here
+      }
+      const bool shook = fresh->handshake(&err, &refusal);
+      {
+        std::lock_guard lk(mu_);
+        connecting_ = nullptr;
+        if (closing_) return false;
+      }
+      if (!shook) fresh.reset();
+    }
     if (!fresh) {
       last_error_ = err;
       // Credentials refused, or a role taken away: another attempt meets the same answer.
@@ -229,9 +242,17 @@ bool async_client::reconnect() {
       refused_in_a_row = refusal == protocol_error::auth_failed || refusal == protocol_error::role_denied
                              ? refused_in_a_row + 1
                              : 0;
-      if (refused_in_a_row >= 3) {
-        reconnect_refused_ = true;
-        return false;
+      if (refused_in_a_row >= 3) return false;
+      if (attempt == opt_.reconnect_attempts) {
+        // Down: what waits completes now, and what comes is refused at once, until a
+        // connect succeeds (the attempts go on).
+        {
+          std::lock_guard lk(mu_);
+          down_ = "client: the connection failed and " + std::to_string(opt_.reconnect_attempts) +
+                  " reconnects failed; still trying once a second (last: " + last_error_ + ")";
+        }
+        room_.notify_all();
+        fail_all(down());
       }
       continue;
     }
@@ -247,6 +268,7 @@ bool async_client::reconnect() {
       std::lock_guard lk(mu_);
       ++reconnects_;
       ++conn_gen_;  // with the snapshot below: what was registered before goes out here
+      down_.clear();
       in_flight_max_ = std::max<uint32_t>(1, conn_->welcome().in_flight_max);
       // In request-id order, as many as the new session's window takes; the rest one per
       // answer (sent past the window, they would be answered too_many_in_flight, which
@@ -314,6 +336,11 @@ bool async_client::overdue() const {
 uint64_t async_client::reconnects() const {
   std::lock_guard lk(mu_);
   return reconnects_;
+}
+
+std::string async_client::down() const {
+  std::lock_guard lk(mu_);
+  return down_;
 }
 
 uint64_t async_client::resent() const {

@@ -11,18 +11,23 @@
 // it cannot wait for the answers that make room: what does not fit is sent one per
 // answer. A request past the server's frame limit (from Welcome) is refused at once,
 // never sent. If the connection fails, or a request has waited timeout_ms for its answer
-// with nothing heard, the reader reconnects (backoff, up to `reconnect_attempts` in a
-// row) and sends the unanswered requests again (as many at once as the new session's
-// in-flight limit takes, the rest one per answer). Reconnects that bring no answer count
-// in a row as well: after `reconnect_attempts` of them the client gives up. Sending
-// again is safe for what a repeat leaves as it is (wire::repeat_changes_nothing: creates
-// keyed by client-chosen ids return the first outcome, look-ups change nothing); the
-// others (an account status change, equb leave, instrument halt, rebalance, ...) could
-// undo what happened in between, and complete with `failure` and `unknown` set instead.
-// When reconnecting gives up (or the client closes), every outstanding request completes
-// with `failure` and `unknown` set (it may have been applied: look it up, or submit a
-// create again, same ids, on a new client to learn its outcome), and every later one
-// with `failure` alone (never sent).
+// with nothing heard, the reader reconnects (backoff doubling up to 1 s) and sends the
+// unanswered requests again (as many at once as the new session's in-flight limit
+// takes, the rest one per answer). Sending again is safe for what a repeat leaves as it
+// is (wire::repeat_changes_nothing: creates keyed by client-chosen ids return the first
+// outcome, look-ups change nothing); the others (an account status change, equb leave,
+// instrument halt, rebalance, ...) could undo what happened in between, and complete
+// with `failure` and `unknown` set instead.
+// After `reconnect_attempts` failed connects in a row the client is down: every
+// outstanding request completes with `failure` and `unknown` set (it may have been
+// applied: look it up, or submit a create again, same ids, to learn its outcome), and
+// every request submitted while it is down fails at once with `failure` alone (never
+// sent). The reader goes on trying, once a second, for as long as the client lives: the
+// first connect that succeeds ends the down time (a gateway's listener of pushes outlives
+// an engine's restart however long it takes). Reconnects that connect but bring no
+// answer count in a row too: after `reconnect_attempts` of them the outstanding requests
+// complete the same way and the connection is kept for what follows. Only a refusal of
+// the credentials or role (three in a row) ends the client for good, as does closing it.
 #pragma once
 
 #include <condition_variable>
@@ -50,7 +55,9 @@ class async_client {
   };
 
   static std::unique_ptr<async_client> connect(const options& o, std::string* error);
-  ~async_client();  // outstanding requests complete with failure "client closed"
+  // Outstanding requests complete with failure "client closed"; a reconnect under way is
+  // cut short (its backoff, its handshake).
+  ~async_client();
   async_client(const async_client&) = delete;
   async_client& operator=(const async_client&) = delete;
 
@@ -67,6 +74,8 @@ class async_client {
 
   [[nodiscard]] uint64_t reconnects() const;
   [[nodiscard]] uint64_t resent() const;  // requests sent again after a reconnect
+  // Why the client is down (empty while connected or still within its reconnect attempts).
+  [[nodiscard]] std::string down() const;
 
  private:
   struct pending {
@@ -77,7 +86,8 @@ class async_client {
   };
   async_client() = default;
   void reader_loop();
-  bool reconnect();  // under no lock; true when connected again
+  // Under no lock: true when connected again, false when closing or refused for good.
+  bool reconnect();
   void fail_all(const std::string& why);
   // Why a request frame is not sent again after a reconnect (empty: it is; see
   // repeat_changes_nothing).
@@ -95,7 +105,10 @@ class async_client {
   uint32_t in_flight_max_ = 1;
   uint32_t frame_bytes_max_ = frame_bytes_max_ceiling;  // the session's request body limit
   bool closing_ = false;
-  std::string broken_;     // set when reconnecting gave up
+  std::string broken_;     // set when the server refused the credentials: for good
+  std::string down_;       // set while reconnects fail past reconnect_attempts
+  std::condition_variable wake_;  // the reconnect's backoff, cut short by closing (mu_)
+  client* connecting_ = nullptr;  // a reconnect's handshake under way (mu_): shut down by closing
   uint64_t reconnects_ = 0, resent_ = 0;
   // Connections so far; changed under mu_ and send_mu_ together (read under either). A
   // request registered under one generation is written only if it is still current.
@@ -105,7 +118,6 @@ class async_client {
   // thread submitted into a full window. Each answer sends the next (mu_).
   std::deque<uint64_t> send_later_;
   std::string last_error_;  // the reader thread's latest connection error
-  bool reconnect_refused_ = false;  // (the reader thread's) credentials or role refused
   int reconnects_unanswered_ = 0;   // (the reader thread's) reconnects in a row without an answer
   std::thread reader_;
 };

@@ -75,7 +75,9 @@ struct net {
     std::string err;
     auto c = wire::async_client::connect(async_opts(), &err);
     EXPECT_TRUE(c) << err;
-    if (c) EXPECT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+    if (c) {
+      EXPECT_TRUE(c->submit(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).get().ok);
+    }
     return c;
   }
   // The server stops, to start again on the same port with scfg (changed meanwhile or not).
@@ -1728,19 +1730,30 @@ TEST(async_client, a_reconnect_resends_within_the_new_windows_limit) {
   for (uint64_t i = 0; i < 20; ++i) EXPECT_TRUE(fs[i].get().ok) << i;
 }
 
-TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
+// Past its reconnect attempts the client is down: what waits fails, what comes fails at
+// once, and the reader goes on trying. The first connect that succeeds, however long the
+// server was away, ends it. Before, the client gave up for good: a gateway's listener
+// whose engine took more than about 15 s to come back never heard from it again.
+TEST(async_client, is_down_past_its_reconnects_and_back_with_the_server) {
   net n;
-  std::string err;
   auto o = n.async_opts();
   o.reconnect_attempts = 3;
   o.reconnect_backoff_ms = 5;
+  std::mutex mu;
+  std::vector<std::string> topics;
+  o.on_push = [&](wire::push_msg&& m) {
+    std::lock_guard lk(mu);
+    topics.push_back(m.topic);
+  };
+  std::string err;
   auto c = wire::async_client::connect(o, &err);
   ASSERT_TRUE(c) << err;
-  n.srv->stop();
+  n.stop_server();
   auto r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
   EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.failure.find("3 reconnects failed"), std::string::npos) << r.failure;
+  EXPECT_NE(r.failure.find("3 reconnects failed; still trying"), std::string::npos) << r.failure;
   r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
+  EXPECT_FALSE(r.unknown) << "refused while down, never sent";
   EXPECT_NE(r.failure.find("reconnects failed"), std::string::npos) << r.failure;
   // Several at once: each fails with the reason.
   std::vector<std::string> why(3);
@@ -1750,6 +1763,30 @@ TEST(async_client, gives_up_after_its_reconnects_and_says_why) {
                   [&why, i](wire::client::outcome&& out) { why[i] = out.ok ? "ok" : out.failure; }});
   c->submit(std::move(rs));
   for (const auto& w : why) EXPECT_NE(w.find("reconnects failed"), std::string::npos) << w;
+  EXPECT_NE(c->down(), "");
+  // Away longer than the attempts' backoff (5 + 10 + 20 ms), then back: the client
+  // connects again within about a second, serves, and hears pushes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const uint64_t before = c->reconnects();
+  n.start_again();
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!c->down().empty() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(c->down(), "") << "still down with the server back";
+  EXPECT_EQ(c->reconnects(), before + 1);
+  r = c->submit(wire::create_accounts_body(std::vector{make_account(1)})).get();
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.results.at(0), result::ok);
+  n.srv->push("pay", "payouts", {1, 2, 3});
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard lk(mu);
+      if (!topics.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::lock_guard lk(mu);
+  EXPECT_EQ(topics, std::vector<std::string>{"payouts"});
 }
 
 namespace {
@@ -1762,6 +1799,8 @@ struct scripted_server {
   int answer_after_ms;
   std::atomic<bool> stop{false};
   std::atomic<int> sessions{0}, requests{0};
+  std::atomic<bool> greet{true};    // sessions accepted from now on get a hello, or nothing
+  std::atomic<int> cut_upto{0};     // sessions numbered up to this are closed
   std::thread th;
   std::vector<std::thread> conns;  // one a connection (the accepting thread's alone)
 
@@ -1789,19 +1828,19 @@ struct scripted_server {
       if (!readable(lfd)) continue;
       const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
-      ++sessions;
-      conns.emplace_back([this, fd, in_flight_max] { serve(fd, in_flight_max); });
+      const int number = ++sessions;
+      conns.emplace_back([this, fd, in_flight_max, number] { serve(fd, in_flight_max, number); });
     }
   }
-  void serve(int fd, uint32_t in_flight_max) {
+  void serve(int fd, uint32_t in_flight_max, int number) {
     wire::hello_msg h;
     h.protocol = wire::protocol_version;
     h.nonce.assign(32, 7);
     h.server = "scripted";
     wire::frame_reader reader(1u << 20);
     bool authed = false;
-    send_all(fd, wire::encode_frame(wire::frame_kind::hello, 0, wire::hello_body(h)));
-    while (!stop) {
+    if (greet) send_all(fd, wire::encode_frame(wire::frame_kind::hello, 0, wire::hello_body(h)));
+    while (!stop && number > cut_upto) {
       if (!readable(fd)) continue;
       auto room = reader.prepare(64 * 1024);
       const ssize_t n = ::recv(fd, room.data(), room.size(), 0);
@@ -1859,6 +1898,26 @@ TEST(async_client, reconnects_that_bring_no_answer_give_up) {
   EXPECT_NE(r.failure.find("3 reconnects in a row brought no answer"), std::string::npos) << r.failure;
   EXPECT_EQ(c->reconnects(), 3u);
   EXPECT_EQ(mute.requests.load(), 4) << "sent once, then once a reconnect";
+}
+
+// Closing the client while a reconnect waits for a server's hello cuts the wait short.
+// Before, the destructor waited out the handshake's timeout (here 30 s), and before that
+// any backoff under way.
+TEST(async_client, closing_cuts_a_reconnects_handshake_short) {
+  scripted_server s(-1);
+  std::string err;
+  auto c = wire::async_client::connect(s.opts(30'000), &err);
+  ASSERT_TRUE(c) << err;
+  s.greet = false;
+  s.cut_upto = 1;  // the first session ends; the reconnect meets a server that never says hello
+  const auto t0 = std::chrono::steady_clock::now();
+  while (s.sessions.load() < 2 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(s.sessions.load(), 2) << "no reconnect";
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in the handshake's read by now
+  const auto t1 = std::chrono::steady_clock::now();
+  c.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(5)) << "the destructor waited the handshake out";
 }
 
 // After a reconnect a request a repeat could apply twice is not sent again: a freeze
