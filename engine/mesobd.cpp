@@ -180,6 +180,9 @@ int main(int argc, char** argv) {
   app.add_option("--frame-bytes-max", net.frame_bytes_max, "largest frame body, bytes")->capture_default_str();
   app.add_option("--session-out-bytes-max", net.out_bytes_max,
                  "bytes queued to one session before it stops being read")->capture_default_str();
+  app.add_option("--session-push-backlog-bytes-max", net.push_backlog_bytes_max,
+                 "pushed frames (instructions, events) that wait for room in one session's queue, in order; "
+                 "past it the session is closed (slow_reader)")->capture_default_str();
   app.add_option("--out-bytes-total-max", net.out_bytes_total_max,
                  "bytes queued to all sessions of the client port: at it no session is read, and those holding "
                  "the most unread are closed (slow_reader)")->capture_default_str();

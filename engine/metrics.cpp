@@ -252,11 +252,15 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
            "Sessions not yet authenticated closed to let a new connection in (over handshakes_max or connections_max).",
            &server_stats::handshakes_evicted);
   per_port("mesob_slow_readers_closed_total", "counter",
-           "Sessions closed for not reading what was queued to them (pushed frames, responses past twice the "
-           "session's limit, or the most held when all sessions reached out_bytes_total_max).",
+           "Sessions closed for not reading what was queued to them (a push backlog past its limit or not read, "
+           "responses past twice the session's limit, or the most held when all sessions reached "
+           "out_bytes_total_max).",
            &server_stats::slow_readers_closed);
   per_port("mesob_out_bytes_queued", "gauge", "Bytes queued to the sessions, not yet sent.",
            &server_stats::out_bytes_queued);
+  per_port("mesob_push_backlog_bytes", "gauge",
+           "Pushed frames waiting for room in their sessions' queues (push_backlog_bytes_max each).",
+           &server_stats::push_backlog_bytes);
 
   // Payout desks: breakers and the payouts held (one read through the engine).
   const reply p = e.lookup_payouts(0, 0, false, false);

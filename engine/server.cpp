@@ -45,6 +45,7 @@ std::string server_config::validate() const {
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
   if (out_bytes_max > (1ull << 40)) return "out_bytes_max must be at most 1 TiB";
   if (out_bytes_total_max / 2 < out_bytes_max) return "out_bytes_total_max must be at least twice out_bytes_max";
+  if (push_backlog_bytes_max > (1ull << 40)) return "push_backlog_bytes_max must be at most 1 TiB";
   if (handshakes_max == 0) return "handshakes_max must be at least 1";
   if (handshake_out_bytes_max < 4096 || handshake_out_bytes_max > out_bytes_max)
     return "handshake_out_bytes_max must be 4096..out_bytes_max";
@@ -131,6 +132,9 @@ struct session {
   size_t out_offset = 0;  // bytes of out.front() already sent
   uint64_t out_bytes = 0;
   uint64_t pushed_bytes = 0;  // of out_bytes, pushed frames'
+  // Pushed frames that did not fit under out_bytes_max, in order (push_backlog_bytes_max).
+  std::deque<out_frame> backlog;
+  uint64_t backlog_bytes = 0;  // as charged
   bool sending = false;
   bool recv_armed = false;
   bool recv_cancelling = false;
@@ -292,7 +296,7 @@ class server_impl {
   // Stats (written by the network thread).
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0},
       st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0},
-      st_out_total_{0}, st_spilled_{0};
+      st_out_total_{0}, st_spilled_{0}, st_backlog_{0};
   // Operations prepared while the ring's submission queue stayed full after a submit (the
   // kernel refused the submit: EBUSY with completions overflowing, EAGAIN): copied into
   // the ring in order at the next loop turn. Never more than one per operation in flight.
@@ -677,6 +681,8 @@ class server_impl {
     count_out(s, -int64_t(held(s)));  // and what was queued to it
     count_out(s, -int64_t(s.pushed_bytes), true);
     s.out.clear();
+    count_backlog(s, -int64_t(s.backlog_bytes));
+    s.backlog.clear();
     s.out_offset = 0;
     count_reader(s);
     free_slots_.push_back(s.slot);
@@ -1308,17 +1314,48 @@ class server_impl {
     }
   }
 
+  // A pushed frame goes to the session's queue if it fits under out_bytes_max (one always
+  // fits an empty queue), else waits in its backlog behind those before it.
   void push_to(session& s, out_frame&& frame) {
-    if (s.out_bytes + frame.charge() > cfg_.out_bytes_max) {
-      // Pushed frames cannot wait: the session is told (best effort: its buffers are
-      // full) and closed at once, not after a flush that would never come.
-      cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread; pushed frames cannot wait");
+    if (s.backlog.empty() && fits(s, frame)) {
+      queue_push(s, std::move(frame));
       return;
     }
+    if (s.backlog_bytes + frame.charge() > cfg_.push_backlog_bytes_max) {
+      // Told (best effort: its buffers are full) and closed at once, not after a flush
+      // that would never come.
+      cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread and " + std::to_string(s.backlog_bytes) +
+                             " bytes of pushes waiting behind them; a push of " + std::to_string(frame.size()) +
+                             " bytes would pass the session's push backlog limit of " +
+                             std::to_string(cfg_.push_backlog_bytes_max));
+      return;
+    }
+    count_backlog(s, int64_t(frame.charge()));
+    s.backlog.push_back(std::move(frame));
+  }
+  [[nodiscard]] bool fits(const session& s, const out_frame& frame) const {
+    return s.out_bytes == 0 || s.out_bytes + frame.charge() <= cfg_.out_bytes_max;
+  }
+  // (start: send now if no send is under way; on_send starts its own after draining.)
+  void queue_push(session& s, out_frame&& frame, bool start = true) {
     st_pushes_.fetch_add(1, std::memory_order_relaxed);
     count_out(s, int64_t(frame.charge()), true);
     s.out.push_back(std::move(frame));
-    if (!s.sending) start_send(s);
+    if (start && !s.sending) start_send(s);
+  }
+  // Sends made room: the backlog's frames follow, in order, while they fit (from on_send,
+  // which starts the next send).
+  void drain_backlog(session& s) {
+    while (!s.backlog.empty() && fits(s, s.backlog.front())) {
+      out_frame f = std::move(s.backlog.front());
+      s.backlog.pop_front();
+      count_backlog(s, -int64_t(f.charge()));
+      queue_push(s, std::move(f), false);
+    }
+  }
+  void count_backlog(session& s, int64_t delta) {
+    s.backlog_bytes = uint64_t(int64_t(s.backlog_bytes) + delta);
+    st_backlog_.fetch_add(uint64_t(delta), std::memory_order_relaxed);  // wraps down when negative
   }
 
   // What is queued to session s changed by `delta` bytes (as charged), and with it the
@@ -1372,6 +1409,12 @@ class server_impl {
       if (s.authed && s.out_bytes > 2 * cfg_.out_bytes_max && stalled(s, now)) {
         cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread for " +
                                std::to_string(now - s.out_since_ms) + " ms, past twice the session's limit");
+        continue;
+      }
+      if (!s.backlog.empty() && stalled(s, now)) {  // its queue full of pushes, none read
+        cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread for " +
+                               std::to_string(now - s.out_since_ms) + " ms, and " + std::to_string(s.backlog_bytes) +
+                               " bytes of pushes waiting behind them");
         continue;
       }
       live += held(s);
@@ -1484,6 +1527,7 @@ class server_impl {
         sent = 0;
       }
     }
+    drain_backlog(s);
     if (!s.out.empty()) {
       start_send(s);
     } else if (s.close_after_flush) {
@@ -1594,6 +1638,7 @@ server_stats server::stats() const {
   s.protocol_errors = impl_->st_errors_.load(r);
   s.auth_failures = impl_->st_auth_fail_.load(r);
   s.pushes = impl_->st_pushes_.load(r);
+  s.push_backlog_bytes = impl_->st_backlog_.load(r);
   s.slow_readers_closed = impl_->st_slow_.load(r);
   s.submissions_spilled = impl_->st_spilled_.load(r);
   s.out_bytes_queued = impl_->st_out_total_.load(r);

@@ -68,6 +68,12 @@ struct server_config {
   // that hold the most are closed until the rest hold less, so that peers that do not
   // read cannot take the process's memory. One that reads is never closed for its size.
   uint64_t out_bytes_total_max = 1ull << 30;
+  // Pushed frames (a gateway's or broker's instructions, events) past out_bytes_max wait
+  // in their session's backlog, in order, and go as its sends make room: a gateway that
+  // comes back to a million instructions takes them at the pace it reads. One whose
+  // backlog would pass this, or that holds one and reads nothing for session_stall_ms,
+  // gets slow_reader and is closed. 0: no backlog (a push that does not fit closes it).
+  uint64_t push_backlog_bytes_max = 256ull << 20;
   // Sessions that have not authenticated yet: at most this many (and connections_max in
   // all). A connection past either limit closes the oldest such session to get in, so
   // peers that connect and never authenticate cannot keep gateways out: a gateway
@@ -103,6 +109,7 @@ struct server_stats {
   uint64_t protocol_errors = 0;
   uint64_t auth_failures = 0;
   uint64_t pushes = 0;              // push frames queued to sessions
+  uint64_t push_backlog_bytes = 0;  // pushed frames waiting for room in their sessions' queues
   uint64_t slow_readers_closed = 0;
   uint64_t submissions_spilled = 0;  // io_uring operations kept aside while the ring's queue was full
   uint64_t out_bytes_queued = 0;    // queued to all sessions (counted as against out_bytes_total_max)
@@ -153,8 +160,8 @@ class server {
   // Authenticated sessions open, per role (a session counts once for each of its roles).
   [[nodiscard]] std::vector<std::pair<std::string, uint64_t>> sessions_by_role() const;
   // Pushes a frame (kind push) to every open session of `gateway_id`; from any thread.
-  // Pushed frames cannot wait like requests: a session whose queued bytes would pass
-  // `out_bytes_max` gets an Error `slow_reader` and is closed (slow-reader protection).
+  // A frame that would take a session's queue past `out_bytes_max` waits in its push
+  // backlog (push_backlog_bytes_max), in order, until sends make room.
   void push(const std::string& gateway_id, const std::string& topic, std::vector<uint8_t> body);
 
   // Graceful stop (see above); idempotent. The engine stays open.

@@ -2069,7 +2069,8 @@ TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
     EXPECT_EQ(got[0].body, (std::vector<uint8_t>{1, 2, 3}));
   }
   // 64 MB of pushes, 8 at a time as the reading session takes them: it keeps up; the
-  // one that never reads fills the kernel's buffers, then its queue, and is closed.
+  // one that never reads fills the kernel's buffers, then its queue, then its push
+  // backlog, and is closed once it has read nothing for session_stall_ms.
   auto received = [&] {
     std::lock_guard lk(mu);
     return got.size();
@@ -2079,7 +2080,7 @@ TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
     if (i % 8 == 7)
       for (int w = 0; w < 2000 && received() < size_t(i + 2); ++w) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
-  for (int i = 0; i < 1000 && n.srv->stats().slow_readers_closed == 0; ++i)
+  for (int i = 0; i < 3000 && n.srv->stats().slow_readers_closed == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(n.srv->stats().slow_readers_closed, 1u);
   EXPECT_TRUE(slow->closed_by_server());
@@ -2155,6 +2156,97 @@ TEST(server, instructions_are_pushed_in_frames_of_a_quarter_of_the_frame_limit) 
   EXPECT_EQ(pay_ids, want_pays);
   EXPECT_EQ(cancel_ids, want_cancels);
   EXPECT_EQ(n.srv->stats().slow_readers_closed, 0u);
+}
+
+// A backlog of instructions larger than a session's queue limit, pushed in one go (a
+// gateway coming back to everything in flight for it): what does not fit waits in the
+// session's push backlog and follows as the gateway reads. Before, the frames past
+// out_bytes_max closed the session as a slow reader, and every reconnect met the same
+// backlog and the same end.
+TEST(server, a_push_backlog_past_the_queue_limit_follows_as_the_gateway_reads) {
+  engine::server_config cfg;
+  cfg.frame_bytes_max = 4096;
+  cfg.out_bytes_max = 1u << 20;
+  net n(cfg);
+  push_listener listener(n);
+  ASSERT_TRUE(listener.c);
+  constexpr uint64_t count = 200'000;  // 8 MB of instructions in 8,000 frames: 8x the queue limit
+  std::vector<wire::payout_instruction> list(count);
+  for (uint64_t i = 0; i < count; ++i) list[i].payout_id = i + 1;
+  engine::push_payout_instructions(*n.srv, "pay", std::move(list));
+  std::vector<uint64_t> ids;
+  size_t frames = 0;
+  uint64_t backlog_seen = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (ids.size() < count && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60)) {
+    backlog_seen = std::max(backlog_seen, n.srv->stats().push_backlog_bytes);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::lock_guard lk(listener.mu);
+    for (; frames < listener.got.size(); ++frames) {
+      std::vector<wire::payout_instruction> got;
+      std::string why;
+      ASSERT_TRUE(wire::parse_payout_instructions(listener.got[frames].body, &got, &why)) << why;
+      for (const auto& in : got) ids.push_back(in.payout_id);
+    }
+  }
+  ASSERT_EQ(ids.size(), count) << "slow readers closed: " << n.srv->stats().slow_readers_closed;
+  for (uint64_t i = 0; i < count; ++i) ASSERT_EQ(ids[i], i + 1) << "in order";
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 0u);
+  EXPECT_GT(backlog_seen, 0u) << "the pushes never waited: the test no longer passes the queue limit";
+  EXPECT_EQ(n.srv->stats().push_backlog_bytes, 0u);
+  EXPECT_EQ(listener.c->reconnects(), 0u);
+}
+
+// The backlog has its limits: a session that would hold more than push_backlog_bytes_max
+// waiting is closed at once, and one holding a backlog that reads nothing for
+// session_stall_ms is closed then; sessions that read go on getting every push.
+TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
+  engine::server_config cfg;
+  cfg.frame_bytes_max = 4096;
+  cfg.out_bytes_max = 1u << 20;
+  cfg.push_backlog_bytes_max = 32u << 20;
+  net n(cfg);
+  push_listener listener(n);
+  ASSERT_TRUE(listener.c);
+  auto deaf = n.connect();  // the same gateway, never reads
+  const auto push = [&](uint64_t from, uint64_t count) {
+    std::vector<wire::payout_instruction> list(count);
+    for (uint64_t i = 0; i < count; ++i) list[i].payout_id = from + i;
+    engine::push_payout_instructions(*n.srv, "pay", std::move(list));
+  };
+  const auto received = [&] {
+    std::lock_guard lk(listener.mu);
+    return listener.got.size();
+  };
+  const auto wait_for = [&](const std::function<bool()>& done, int seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!done() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(seconds))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return done();
+  };
+  // 16 MB: past the kernel's buffers (about 4 MB) and the session's queue, under the
+  // limit. The reader takes them all; the deaf session keeps its backlog until it has
+  // read nothing for session_stall_ms.
+  push(1, 400'000);
+  ASSERT_TRUE(wait_for([&] { return received() == 16000; }, 30)) << received();
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 0u) << "within its backlog limit";
+  EXPECT_GT(n.srv->stats().push_backlog_bytes, 0u) << "the deaf session's backlog";
+  ASSERT_TRUE(wait_for([&] { return n.srv->stats().slow_readers_closed == 1; }, 15)) << "a backlog never read";
+  EXPECT_EQ(n.srv->stats().push_backlog_bytes, 0u);
+  EXPECT_TRUE(deaf->closed_by_server());
+  // Another deaf session, then 44 MB in steps the reader keeps up with: the deaf one's
+  // backlog passes its limit and it is closed at once, within 4 s of connecting (the
+  // stall rule needs 5 s without progress).
+  auto deaf2 = n.connect();
+  const auto connected = std::chrono::steady_clock::now();
+  for (uint64_t step = 0; step < 10 && n.srv->stats().slow_readers_closed < 2; ++step) {
+    push(400'001 + step * 100'000, 100'000);
+    ASSERT_TRUE(wait_for([&] { return received() == 16000 + (step + 1) * 4000; }, 30)) << received();
+  }
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 2u) << "past the backlog limit";
+  EXPECT_LT(std::chrono::steady_clock::now() - connected, std::chrono::seconds(4)) << "closed by the stall rule";
+  EXPECT_TRUE(deaf2->closed_by_server());
+  EXPECT_EQ(listener.c->reconnects(), 0u);
 }
 
 TEST(server, a_truncated_frame_then_a_close_changes_nothing) {

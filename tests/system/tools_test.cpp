@@ -175,6 +175,7 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
            {"--idle-timeout-ms 18446744073709551615", "timeouts must be at most a day"},
            {"--session-out-bytes-max 18446744073709551615 --out-bytes-total-max 18446744073709551615",
             "out_bytes_max must be at most 1 TiB"},
+           {"--session-push-backlog-bytes-max 1099511627777", "push_backlog_bytes_max must be at most 1 TiB"},
            // Checked before the data directory is opened (before, these failed after
            // recovery, a snapshot taken at the way out, or ended in an allocation failure).
            {"--transfers-resident-max 4294967296", "more than three quarters of this machine's"},
