@@ -254,8 +254,10 @@ class admin_impl {
          0, 0, &admin_impl::cmd_status},
         {"shards", "", "per shard: accounts, pending transfers, queue depth, batches executed", 0, 0,
          &admin_impl::cmd_shards},
-        {"sessions", "", "open connections on the client and admin ports: gateway, peer, age, requests", 0, 0,
-         &admin_impl::cmd_sessions},
+        {"sessions", "[from=<session-id>]",
+         "open connections on the client port (by session id, those still in their handshake first; a page from an "
+         "id on), then the admin port's: gateway, peer, age, requests",
+         0, 1, &admin_impl::cmd_sessions},
         {"gateways", "",
          "the gateways that may connect (config file and registry): rail, priority, roles, settlement accounts, "
          "open sessions (never secrets)",
@@ -448,10 +450,15 @@ class admin_impl {
   // An answer must fit one frame: at most admin_rows_max rows and response_bytes_max of
   // text; rows past either are dropped, and the message says so. `reserve`: bytes kept
   // for what the caller adds to the message after (fitted again, it then cuts nothing).
+  // Once a section is cut, the sections after it show no rows (an answer is a prefix).
   static void fit(admin_response_msg& m, size_t reserve = 0) {
     size_t rows = 0, bytes = m.message.size() + reserve;
     bool cut = false;
     for (auto& sec : m.sections) {
+      if (cut) {
+        sec.rows.clear();
+        continue;
+      }
       for (size_t i = 0; i < sec.rows.size(); ++i) {
         const size_t row_bytes = admin_impl::row_bytes(sec.rows[i]);
         if (rows + 1 > wire::admin_rows_max || bytes + row_bytes > response_bytes_max) {
@@ -566,19 +573,38 @@ class admin_impl {
     return m;
   }
 
-  admin_response_msg cmd_sessions(const std::vector<std::string>&) {
+  // The client port's sessions page by session id (a session still in its handshake has
+  // none yet: 0, listed first, on the first page); the admin port's few follow on every
+  // page.
+  admin_response_msg cmd_sessions(const std::vector<std::string>& args) {
+    uint64_t from = 0;
+    if (!args.empty() && (args[0].rfind("from=", 0) != 0 || !parse_u64(args[0].substr(5), &from) || from == 0))
+      return answer(admin_code::arguments_invalid, "'" + args[0] + "': give from=<session-id> (1 to 2^64-1)");
     admin_section s;
     s.title = "sessions";
     s.columns = {{"port", false}, {"session", true}, {"gateway", false}, {"peer", false}, {"age_s", true},
                  {"requests", true}};
-    for (const auto& [port, srv] : {std::pair{"client", clients_}, std::pair{"admin", admin_port_}}) {
-      if (!srv) continue;
-      for (const auto& i : srv->sessions())
+    const auto by_id = [](const session_info& x, const session_info& y) { return x.session_id < y.session_id; };
+    std::vector<session_info> client = clients_ ? clients_->sessions() : std::vector<session_info>{};
+    std::vector<session_info> admin = admin_port_ ? admin_port_->sessions() : std::vector<session_info>{};
+    const size_t open = client.size() + admin.size();
+    std::sort(client.begin(), client.end(), by_id);
+    std::sort(admin.begin(), admin.end(), by_id);
+    std::vector<uint64_t> ids;  // the client port's listed, in order (0: the page starts from 1)
+    const auto row = [&](const char* port, const session_info& i) {
+      if (s.rows.size() < wire::admin_rows_max)
         s.rows.push_back({port, std::to_string(i.session_id), i.gateway.empty() ? "(handshake)" : i.gateway, i.peer,
                           std::to_string(i.age_ms / 1000), std::to_string(i.requests)});
+    };
+    for (const auto& i : client) {
+      if (i.session_id < from) continue;
+      ids.push_back(std::max<uint64_t>(i.session_id, 1));
+      row("client", i);
     }
-    admin_response_msg m = answer(admin_code::ok, std::to_string(s.rows.size()) + " open sessions");
+    for (const auto& i : admin) row("admin", i);
+    admin_response_msg m = answer(admin_code::ok, std::to_string(open) + " open sessions");
     m.sections.push_back(std::move(s));
+    fit_page(m, ids, "sessions");
     return m;
   }
 
@@ -1502,8 +1528,9 @@ class admin_impl {
       if (wire::risk_profile_name(k) == a[0]) op.number = k;
     if (op.number == 0)
       return answer(admin_code::arguments_invalid, "profile '" + a[0] + "': conservative, moderate or aggressive");
-    if (!a[1].empty() && a[1].back() == ',')
-      return answer(admin_code::arguments_invalid, "classes '" + a[1] + "': a comma-separated list, no empty item");
+    if (a[1].empty() || a[1].back() == ',')
+      return answer(admin_code::arguments_invalid,
+                    "classes '" + a[1] + "': a comma-separated list of one or more, no empty item");
     std::stringstream words(a[1]);
     for (std::string w; std::getline(words, w, ',');) {
       uint8_t bit = 0;

@@ -137,6 +137,24 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(ss.sections[0].rows[0][5], "2");  // its two requests so far
     EXPECT_EQ(ss.sections[0].rows[1][0], "admin");
     EXPECT_EQ(ss.sections[0].rows[1][2], "ops");
+    {
+      // Pages by the client port's session ids; the admin port's sessions follow on each.
+      std::vector<std::unique_ptr<wire::client>> more;
+      for (int i = 0; i < 3; ++i) {
+        more.push_back(wire::client::connect(options(d.port(), "pay", pay_hex), &err));
+        ASSERT_TRUE(more.back()) << err;
+      }
+      const std::string third = std::to_string(more[1]->welcome().session_id);
+      auto page = admin(*ops, "sessions", {"from=" + third});
+      ASSERT_EQ(page.code, admin_code::ok) << page.message;
+      EXPECT_EQ(page.message, "5 open sessions");
+      ASSERT_EQ(page.sections.at(0).rows.size(), 3u);
+      EXPECT_EQ(page.sections[0].rows[0][1], third);
+      EXPECT_EQ(page.sections[0].rows[1][1], std::to_string(more[2]->welcome().session_id));
+      EXPECT_EQ(page.sections[0].rows[2][0], "admin");
+      for (const char* bad : {"from=0", "from=x", "to=3"})
+        EXPECT_EQ(admin(*ops, "sessions", {bad}).code, admin_code::arguments_invalid) << bad;
+    }
     auto gw = admin(*ops, "gateways");
     ASSERT_EQ(gw.sections.size(), 1u);
     ASSERT_EQ(gw.sections[0].rows.size(), 2u);
@@ -531,6 +549,9 @@ TEST(admin_port, policy_and_customer_commands) {
   EXPECT_EQ(m.code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*ops, "profile set", {"moderate", "equity,crypto", "1"}).code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*ops, "profile set", {"moderate", "equity,", "1"}).code, admin_code::arguments_invalid);
+  EXPECT_EQ(admin(*ops, "profile set", {"moderate", "", "1"}).code, admin_code::arguments_invalid);
+  EXPECT_EQ(admin(*ops, "instrument define", {"99", "abc", "equity", "ETB", "1", "1", "1", "1", "1", "1"}).code,
+            admin_code::arguments_invalid);
   m = admin(*ops, "policy");
   ASSERT_EQ(m.code, admin_code::ok) << m.message;
   EXPECT_EQ(cell(m, "tiers", "daily_outflow_max"), "200000");
