@@ -183,6 +183,9 @@ int main(int argc, char** argv) {
   app.add_option("--session-push-backlog-bytes-max", net.push_backlog_bytes_max,
                  "pushed frames (instructions, events) that wait for room in one session's queue, in order; "
                  "past it the session is closed (slow_reader)")->capture_default_str();
+  app.add_option("--push-backlog-total-max", net.push_backlog_total_max,
+                 "pushed frames waiting in all sessions' backlogs together; past it the sessions holding the most "
+                 "are closed (slow_reader)")->capture_default_str();
   app.add_option("--out-bytes-total-max", net.out_bytes_total_max,
                  "bytes queued to all sessions of the client port: at it no session is read, and those holding "
                  "the most unread are closed (slow_reader)")->capture_default_str();

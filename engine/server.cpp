@@ -9,7 +9,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -46,6 +48,8 @@ std::string server_config::validate() const {
   if (out_bytes_max > (1ull << 40)) return "out_bytes_max must be at most 1 TiB";
   if (out_bytes_total_max / 2 < out_bytes_max) return "out_bytes_total_max must be at least twice out_bytes_max";
   if (push_backlog_bytes_max > (1ull << 40)) return "push_backlog_bytes_max must be at most 1 TiB";
+  if (push_backlog_total_max < push_backlog_bytes_max || push_backlog_total_max > (1ull << 40))
+    return "push_backlog_total_max must be push_backlog_bytes_max..1 TiB";
   if (handshakes_max == 0) return "handshakes_max must be at least 1";
   if (handshake_out_bytes_max < 4096 || handshake_out_bytes_max > out_bytes_max)
     return "handshake_out_bytes_max must be 4096..out_bytes_max";
@@ -147,6 +151,7 @@ struct session {
   uint64_t last_active_ms = 0;  // a frame taken, bytes sent, or session_recv_activity_bytes received
   uint64_t recv_uncounted = 0;  // bytes received since the last counted as activity
   uint64_t out_since_ms = 0;    // out non-empty: since when it has waited for a send's progress
+  int64_t kernel_queue_seen = -1;  // its socket's send queue (SIOCOUTQ) when last looked at
   uint64_t opened_ms = 0;
   // sendmsg state (must live until the send completes)
   struct msghdr msg {};
@@ -303,6 +308,7 @@ class server_impl {
   std::deque<io_uring_sqe> spill_;
   uint64_t out_total_ = 0;      // queued to all sessions (network thread)
   uint64_t pushed_total_ = 0;   // of it, pushed frames'
+  uint64_t backlog_total_ = 0;  // all sessions' push backlogs (network thread)
   // What counts against out_bytes_total_max: all but pushed frames (count_out).
   [[nodiscard]] uint64_t held_total() const { return out_total_ - pushed_total_; }
   [[nodiscard]] static uint64_t held(const session& s) { return s.out_bytes - s.pushed_bytes; }
@@ -633,6 +639,8 @@ class server_impl {
   void close_session(session& s) {
     if (s.closing) return;
     s.closing = true;
+    count_backlog(s, -int64_t(s.backlog_bytes));  // never sent now: its bytes go at once
+    s.backlog.clear();
     left_handshake(s);
     ::shutdown(s.fd, SHUT_RDWR);
     maybe_free(s);
@@ -681,8 +689,6 @@ class server_impl {
     count_out(s, -int64_t(held(s)));  // and what was queued to it
     count_out(s, -int64_t(s.pushed_bytes), true);
     s.out.clear();
-    count_backlog(s, -int64_t(s.backlog_bytes));
-    s.backlog.clear();
     s.out_offset = 0;
     count_reader(s);
     free_slots_.push_back(s.slot);
@@ -768,6 +774,9 @@ class server_impl {
   void close_after_flush(session& s) {
     if (!s.close_after_flush) s.close_by_ms = now_ms() + cfg_.flush_timeout_ms;
     s.close_after_flush = true;
+    // Its push backlog goes: nothing is pushed after the error that ends it.
+    count_backlog(s, -int64_t(s.backlog_bytes));
+    s.backlog.clear();
     pause_recv(s);
     if (s.out.empty()) close_session(s);
   }
@@ -1321,20 +1330,36 @@ class server_impl {
       queue_push(s, std::move(frame));
       return;
     }
+    // Past either limit: told (best effort: its buffers are full) and closed at once, not
+    // after a flush that would never come.
     if (s.backlog_bytes + frame.charge() > cfg_.push_backlog_bytes_max) {
-      // Told (best effort: its buffers are full) and closed at once, not after a flush
-      // that would never come.
       cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread and " + std::to_string(s.backlog_bytes) +
                              " bytes of pushes waiting behind them; a push of " + std::to_string(frame.size()) +
                              " bytes would pass the session's push backlog limit of " +
                              std::to_string(cfg_.push_backlog_bytes_max));
       return;
     }
+    // All sessions' backlogs together: the sessions holding the most are closed until
+    // this one fits (this one, if it holds the most): a reader behind by one burst is not
+    // closed for the sessions that read nothing.
+    while (backlog_total_ + frame.charge() > cfg_.push_backlog_total_max) {
+      session* most = &s;
+      for (auto& sp : sessions_)
+        if (sp && sp->fd >= 0 && !sp->closing && sp->backlog_bytes > most->backlog_bytes) most = sp.get();
+      const std::string why = std::to_string(most->out_bytes) + " bytes queued unread and " +
+                              std::to_string(most->backlog_bytes) + " bytes of pushes waiting behind them, the most " +
+                              "of any session, with all sessions' push backlogs at their limit of " +
+                              std::to_string(cfg_.push_backlog_total_max);
+      cut_slow_reader(*most, why);
+      if (most == &s) return;
+    }
     count_backlog(s, int64_t(frame.charge()));
     s.backlog.push_back(std::move(frame));
   }
+  // (Strictly under the limit: at it the session's requests would not be read, and a
+  // backlog refilling the queue to it at every send would keep them waiting.)
   [[nodiscard]] bool fits(const session& s, const out_frame& frame) const {
-    return s.out_bytes == 0 || s.out_bytes + frame.charge() <= cfg_.out_bytes_max;
+    return s.out_bytes == 0 || s.out_bytes + frame.charge() < cfg_.out_bytes_max;
   }
   // (start: send now if no send is under way; on_send starts its own after draining.)
   void queue_push(session& s, out_frame&& frame, bool start = true) {
@@ -1355,6 +1380,7 @@ class server_impl {
   }
   void count_backlog(session& s, int64_t delta) {
     s.backlog_bytes = uint64_t(int64_t(s.backlog_bytes) + delta);
+    backlog_total_ = uint64_t(int64_t(backlog_total_) + delta);
     st_backlog_.fetch_add(uint64_t(delta), std::memory_order_relaxed);  // wraps down when negative
   }
 
@@ -1406,6 +1432,16 @@ class server_impl {
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing) continue;
       session& s = *sp;
+      if (stalled(s, now)) {
+        // A send to a full socket completes only when a good part of its buffer is free:
+        // a peer that reads slowly drains the kernel's queue long before. Its shrinking
+        // is progress too.
+        int queued = 0;
+        if (::ioctl(s.fd, SIOCOUTQ, &queued) == 0) {
+          if (s.kernel_queue_seen >= 0 && queued < s.kernel_queue_seen) s.out_since_ms = now;
+          s.kernel_queue_seen = queued;
+        }
+      }
       if (s.authed && s.out_bytes > 2 * cfg_.out_bytes_max && stalled(s, now)) {
         cut_slow_reader(s, std::to_string(s.out_bytes) + " bytes queued unread for " +
                                std::to_string(now - s.out_since_ms) + " ms, past twice the session's limit");

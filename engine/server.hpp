@@ -73,7 +73,10 @@ struct server_config {
   // comes back to a million instructions takes them at the pace it reads. One whose
   // backlog would pass this, or that holds one and reads nothing for session_stall_ms,
   // gets slow_reader and is closed. 0: no backlog (a push that does not fit closes it).
+  // All sessions' backlogs together: a push that would take them past
+  // push_backlog_total_max closes the session it was for instead.
   uint64_t push_backlog_bytes_max = 256ull << 20;
+  uint64_t push_backlog_total_max = 1ull << 30;
   // Sessions that have not authenticated yet: at most this many (and connections_max in
   // all). A connection past either limit closes the oldest such session to get in, so
   // peers that connect and never authenticate cannot keep gateways out: a gateway

@@ -1,8 +1,12 @@
 #include "wire/async_client.hpp"
 
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <span>
 #include <vector>
@@ -25,10 +29,24 @@ std::unique_ptr<async_client> async_client::connect(const options& o, std::strin
     *error = "async_client: timeout_ms must not be 0 (give a wait in ms, or < 0 for none)";
     return nullptr;
   }
+  if (o.reconnect_attempts < 1 || o.reconnect_attempts > 1'000'000) {
+    *error = "async_client: reconnect_attempts must be 1..1000000";
+    return nullptr;
+  }
+  if (o.reconnect_backoff_ms < 1 || o.reconnect_backoff_ms > 1000) {
+    *error = "async_client: reconnect_backoff_ms must be 1..1000";
+    return nullptr;
+  }
   auto conn = client::connect(o, error);
   if (!conn) return nullptr;
+  const int cancel = ::eventfd(0, EFD_CLOEXEC);
+  if (cancel < 0) {
+    *error = "async_client: eventfd: " + std::string(std::strerror(errno));
+    return nullptr;
+  }
   std::unique_ptr<async_client> c(new async_client());
   c->opt_ = o;
+  c->opt_.cancel_fd = cancel;  // the reconnects' connects end when the client closes
   c->in_flight_max_ = std::max<uint32_t>(1, conn->welcome().in_flight_max);
   c->frame_bytes_max_ = conn->welcome().frame_bytes_max;
   c->conn_ = std::move(conn);
@@ -42,6 +60,8 @@ async_client::~async_client() {
     closing_ = true;
     if (connecting_) connecting_->shutdown();  // a reconnect's handshake ends at once
   }
+  const uint64_t one = 1;
+  (void)!::write(opt_.cancel_fd, &one, sizeof one);  // and its connect
   room_.notify_all();
   wake_.notify_all();
   {
@@ -49,6 +69,7 @@ async_client::~async_client() {
     conn_->shutdown();
   }
   reader_.join();
+  ::close(opt_.cancel_fd);
   fail_all("client closed");
 }
 
@@ -83,6 +104,7 @@ void async_client::submit(std::vector<request> requests) {
   std::vector<std::pair<callback, std::string>> refused;  // completed after the lock
   std::unique_lock lk(mu_);
   for (size_t i = 0; i < requests.size(); ++i) {
+    if (!requests[i].done) requests[i].done = [](client::outcome&&) {};  // (no one waits for it)
     if (requests[i].body.size() > frame_bytes_max_) {
       // Sent, the server would answer frame_too_large and close the session, and every
       // unanswered request would go again.
@@ -187,12 +209,12 @@ void async_client::reader_loop() {
     last_error_ = err;
     // Reconnects that each meet the same end (no answer in time, or the server closing
     // the session) before any answer arrives are attempts too: past the limit, what is
-    // outstanding completes unknown, and the connection stays for what comes next.
+    // outstanding completes unknown, and one more reconnect gives what comes next a
+    // session with a free window (the old one's still holds what was failed here).
     if (waiting && ++reconnects_unanswered_ > opt_.reconnect_attempts) {
       reconnects_unanswered_ = 0;
       fail_all("client: " + std::to_string(opt_.reconnect_attempts) +
                " reconnects in a row brought no answer (last: " + err + ")");
-      if (conn_->timed_out()) continue;  // connected still: only the answers are missing
     }
     if (!reconnect()) {
       {
@@ -243,17 +265,7 @@ bool async_client::reconnect() {
                              ? refused_in_a_row + 1
                              : 0;
       if (refused_in_a_row >= 3) return false;
-      if (attempt == opt_.reconnect_attempts) {
-        // Down: what waits completes now, and what comes is refused at once, until a
-        // connect succeeds (the attempts go on).
-        {
-          std::lock_guard lk(mu_);
-          down_ = "client: the connection failed and " + std::to_string(opt_.reconnect_attempts) +
-                  " reconnects failed; still trying once a second (last: " + last_error_ + ")";
-        }
-        room_.notify_all();
-        fail_all(down());
-      }
+      attempt_failed(attempt);
       continue;
     }
     std::unique_lock sl(send_mu_);
@@ -300,8 +312,22 @@ bool async_client::reconnect() {
     }
     if (ok) return true;
     last_error_ = err;
+    attempt_failed(attempt);
   }
-  return false;
+}
+
+void async_client::attempt_failed(int attempt) {
+  if (attempt < opt_.reconnect_attempts) return;
+  {
+    std::lock_guard lk(mu_);
+    if (!down_.empty()) return;
+    down_ = "client: the connection failed and " + std::to_string(opt_.reconnect_attempts) +
+            " reconnects failed; still trying once a second (last: " + last_error_ + ")";
+  }
+  // Down: what waits completes now, and what comes is refused at once, until a connect
+  // succeeds (the attempts go on).
+  room_.notify_all();
+  fail_all(down());
 }
 
 std::string async_client::not_sent_again(const std::vector<uint8_t>& frame) {

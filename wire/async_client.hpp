@@ -26,8 +26,12 @@
 // first connect that succeeds ends the down time (a gateway's listener of pushes outlives
 // an engine's restart however long it takes). Reconnects that connect but bring no
 // answer count in a row too: after `reconnect_attempts` of them the outstanding requests
-// complete the same way and the connection is kept for what follows. Only a refusal of
-// the credentials or role (three in a row) ends the client for good, as does closing it.
+// complete the same way, and the client reconnects for a session with a free window.
+// Only a refusal of the credentials or role (three in a row) ends the client for good, as
+// does closing it. While it is down a refused submit's callback runs on the submitting
+// thread, at once: a callback that submits again on failure must not loop.
+// A response may overtake a push the server queued earlier for the session (pushes past
+// the server's queue limit wait in its backlog; responses do not).
 #pragma once
 
 #include <condition_variable>
@@ -48,8 +52,8 @@ class async_client {
  public:
   using callback = std::function<void(client::outcome&&)>;
   struct options : client::options {
-    int reconnect_attempts = 20;   // in a row, before giving up
-    int reconnect_backoff_ms = 20;  // doubled per failed attempt, at most 1 s
+    int reconnect_attempts = 20;    // failed in a row before the client is down (1..1000000)
+    int reconnect_backoff_ms = 20;  // doubled per failed attempt, at most 1 s (1..1000)
     // Frames the server pushes (instructions, events), on the reader thread.
     std::function<void(push_msg&&)> on_push;
   };
@@ -88,6 +92,8 @@ class async_client {
   void reader_loop();
   // Under no lock: true when connected again, false when closing or refused for good.
   bool reconnect();
+  // A reconnect's `attempt` (counted from 1) failed: past reconnect_attempts, down.
+  void attempt_failed(int attempt);
   void fail_all(const std::string& why);
   // Why a request frame is not sent again after a reconnect (empty: it is; see
   // repeat_changes_nothing).

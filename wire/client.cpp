@@ -27,23 +27,29 @@ std::unique_ptr<client> client::connect_raw(const options& o, std::string* error
     return nullptr;
   }
   // The connect is bounded by the timeout too (a host that never answers would hold it
-  // for the kernel's SYN retries, minutes): non-blocking, then a poll.
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (o.timeout_ms > 0 ? SOCK_NONBLOCK : 0), 0);
+  // for the kernel's SYN retries, minutes), and ends when cancel_fd is readable:
+  // non-blocking, then a poll.
+  const bool nonblocking = o.timeout_ms > 0 || o.cancel_fd >= 0;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
   int rc = fd < 0 ? -1 : ::connect(fd, res->ai_addr, res->ai_addrlen);
   int err = errno;
   ::freeaddrinfo(res);
   if (rc != 0 && fd >= 0 && err == EINPROGRESS) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.timeout_ms);
     int ready = 0;
+    bool cancelled = false;
     for (;;) {  // (a signal does not end it: the time left)
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      pollfd p{fd, POLLOUT, 0};
-      ready = ::poll(&p, 1, int(std::max<int64_t>(left.count(), 0)));
-      if (!(ready < 0 && errno == EINTR)) break;
+      pollfd p[2] = {{fd, POLLOUT, 0}, {o.cancel_fd, POLLIN, 0}};
+      ready = ::poll(p, o.cancel_fd >= 0 ? 2 : 1, o.timeout_ms > 0 ? int(std::max<int64_t>(left.count(), 0)) : -1);
+      if (ready < 0 && errno == EINTR) continue;
+      cancelled = ready > 0 && (p[1].revents & POLLIN);
+      break;
     }
     int soerr = 0;
     socklen_t len = sizeof soerr;
-    if (ready == 0) err = ETIMEDOUT;
+    if (cancelled) err = ECANCELED;
+    else if (ready == 0) err = ETIMEDOUT;
     else if (ready < 0) err = errno;
     else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) err = errno;
     else err = soerr;
@@ -54,8 +60,8 @@ std::unique_ptr<client> client::connect_raw(const options& o, std::string* error
     if (fd >= 0) ::close(fd);
     return nullptr;
   }
+  if (nonblocking) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   if (o.timeout_ms > 0) {
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     // A server that stops reading (its queue to this session full) fails a send after
     // this long instead of blocking it for good (the send then shuts the connection).
     const int ms = std::max(o.timeout_ms, send_timeout_min_ms);

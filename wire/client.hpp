@@ -52,6 +52,9 @@ class client {
     // is set ends (interrupted()). Any other interruption (a stop and continue, a signal
     // whose handler leaves it clear, or with no flag) resumes the wait for its time left.
     const volatile std::sig_atomic_t* interrupt = nullptr;
+    // A descriptor (an eventfd, a pipe's read end) that, once readable, ends a connect still
+    // waiting for the server with ECANCELED (the async client's close); -1: none.
+    int cancel_fd = -1;
   };
   struct outcome {
     bool ok = false;          // a response arrived (reply is set)

@@ -1801,6 +1801,7 @@ struct scripted_server {
   std::atomic<int> sessions{0}, requests{0};
   std::atomic<bool> greet{true};    // sessions accepted from now on get a hello, or nothing
   std::atomic<int> cut_upto{0};     // sessions numbered up to this are closed
+  std::atomic<bool> accepting{true};  // false: connections wait in the kernel's queue
   std::thread th;
   std::vector<std::thread> conns;  // one a connection (the accepting thread's alone)
 
@@ -1825,6 +1826,10 @@ struct scripted_server {
   }
   void run(uint32_t in_flight_max) {
     while (!stop) {
+      if (!accepting) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
       if (!readable(lfd)) continue;
       const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
@@ -1896,8 +1901,10 @@ TEST(async_client, reconnects_that_bring_no_answer_give_up) {
   EXPECT_FALSE(r.ok);
   EXPECT_TRUE(r.unknown);
   EXPECT_NE(r.failure.find("3 reconnects in a row brought no answer"), std::string::npos) << r.failure;
-  EXPECT_EQ(c->reconnects(), 3u);
-  EXPECT_EQ(mute.requests.load(), 4) << "sent once, then once a reconnect";
+  // One more reconnect: a session whose window does not hold the requests failed here.
+  for (int i = 0; i < 500 && c->reconnects() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(c->reconnects(), 4u);
+  EXPECT_EQ(mute.requests.load(), 4) << "sent once, then once a reconnect; nothing after giving up";
 }
 
 // Closing the client while a reconnect waits for a server's hello cuts the wait short.
@@ -1918,6 +1925,33 @@ TEST(async_client, closing_cuts_a_reconnects_handshake_short) {
   const auto t1 = std::chrono::steady_clock::now();
   c.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(5)) << "the destructor waited the handshake out";
+}
+
+// The same for a reconnect's TCP connect: a server whose accept queue is full drops the
+// SYN, and the connect waits (here up to its 30 s timeout). Closing ends it at once.
+TEST(async_client, closing_cuts_a_reconnects_connect_short) {
+  scripted_server s(-1);
+  std::string err;
+  auto c = wire::async_client::connect(s.opts(30'000), &err);
+  ASSERT_TRUE(c) << err;
+  s.accepting = false;
+  std::vector<int> queued;  // past the listen backlog (16): the kernel drops further SYNs
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(s.port);
+  for (int i = 0; i < 24; ++i) {
+    queued.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    (void)::connect(queued.back(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  s.cut_upto = 1;  // the session ends; the reconnect's SYN is dropped
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // in the connect's wait by now
+  EXPECT_EQ(c->reconnects(), 0u);
+  const auto t1 = std::chrono::steady_clock::now();
+  c.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(5)) << "the destructor waited the connect out";
+  for (const int fd : queued) ::close(fd);
 }
 
 // After a reconnect a request a repeat could apply twice is not sent again: a freeze
@@ -2246,6 +2280,43 @@ TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
   EXPECT_EQ(n.srv->stats().slow_readers_closed, 2u) << "past the backlog limit";
   EXPECT_LT(std::chrono::steady_clock::now() - connected, std::chrono::seconds(4)) << "closed by the stall rule";
   EXPECT_TRUE(deaf2->closed_by_server());
+  EXPECT_EQ(listener.c->reconnects(), 0u);
+}
+
+// All sessions' push backlogs together have a limit too: two sessions that never read,
+// each allowed 48 MiB, together 50 MiB: the first is closed when the two pass 50 MiB
+// (about 25 MiB each), long before either passes its own limit; the other goes on to its
+// own limit. The reader gets every push throughout.
+TEST(server, all_sessions_push_backlogs_together_have_a_limit) {
+  engine::server_config cfg;
+  cfg.frame_bytes_max = 4096;
+  cfg.out_bytes_max = 1u << 20;
+  cfg.push_backlog_bytes_max = 48u << 20;
+  cfg.push_backlog_total_max = 50u << 20;
+  net n(cfg);
+  push_listener listener(n);
+  ASSERT_TRUE(listener.c);
+  auto deaf = n.connect(), deaf2 = n.connect();
+  const auto received = [&] {
+    std::lock_guard lk(listener.mu);
+    return listener.got.size();
+  };
+  int first_cut = -1, second_cut = -1;
+  for (int step = 1; step <= 16 && second_cut < 0; ++step) {  // 4.4 MB a step
+    std::vector<wire::payout_instruction> list(100'000);
+    for (uint64_t i = 0; i < list.size(); ++i) list[i].payout_id = uint64_t(step) * 1'000'000 + i;
+    engine::push_payout_instructions(*n.srv, "pay", std::move(list));
+    const auto t0 = std::chrono::steady_clock::now();
+    while (received() < size_t(step) * 4000 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ASSERT_EQ(received(), size_t(step) * 4000);
+    const uint64_t closed = n.srv->stats().slow_readers_closed;
+    if (closed >= 1 && first_cut < 0) first_cut = step;
+    if (closed >= 2) second_cut = step;
+  }
+  EXPECT_GT(first_cut, 0);
+  EXPECT_LE(first_cut, 9) << "closed by the session's own limit (48 MiB: step 11 or later), not the total";
+  EXPECT_GT(second_cut, first_cut) << "the other deaf session went on to its own limit";
   EXPECT_EQ(listener.c->reconnects(), 0u);
 }
 
