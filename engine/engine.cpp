@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -174,15 +175,16 @@ bool decode_ops(std::span<const uint8_t> body, uint32_t count, std::vector<T>& o
 }
 
 // Creates the directories of `path` that are missing, each made durable in its parent
-// (a power cut must not take a directory whose files were synced).
+// (a power cut must not take a directory whose files were synced); those already there
+// are synced in their parents again.
 bool mkdirs(const std::string& path, std::string* error) {
   std::string cur;
   for (size_t i = 0; i <= path.size(); ++i) {
     if (i == path.size() || path[i] == '/') {
       if (!cur.empty()) {
+        const auto slash = cur.find_last_of('/');
+        const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : cur.substr(0, slash);
         if (::mkdir(cur.c_str(), 0755) == 0) {
-          const auto slash = cur.find_last_of('/');
-          const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : cur.substr(0, slash);
           if (!storage::fsync_dir(parent)) {
             *error = "cannot sync directory " + parent + " after creating " + cur + ": " + std::strerror(errno);
             return false;
@@ -190,6 +192,11 @@ bool mkdirs(const std::string& path, std::string* error) {
         } else if (errno != EEXIST) {
           *error = "cannot create directory " + cur + ": " + std::strerror(errno);
           return false;
+        } else {
+          // There already, maybe from a start that ended between its mkdir and this sync:
+          // synced again, best effort (an ancestor the process may not open is no reason
+          // to refuse a start).
+          (void)storage::fsync_dir(parent);
         }
       }
     }
@@ -221,8 +228,58 @@ uint64_t unix_ns_now() {
 }
 }  // namespace
 
+// One engine at a time on a data directory. A second one (an operator's mistake, a
+// restart while the old process still stops, a replacement container on the same
+// volume) would cut the first's log tail as torn, pre-zero its next segment under it and
+// checkpoint older state over the newer. An exclusive flock on <data>/LOCK, taken before
+// anything in the directory is read or repaired and held for the engine's life (the
+// kernel lets it go when the process ends, however it ends); the holder's pid is written
+// in it for the message.
+class data_dir_lock {
+ public:
+  data_dir_lock() = default;
+  data_dir_lock(const data_dir_lock&) = delete;
+  data_dir_lock& operator=(const data_dir_lock&) = delete;
+  ~data_dir_lock() { release(); }
+  void release() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool take(const std::string& dir, std::string* error) {
+    const std::string path = dir + "/LOCK";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      *error = "cannot open " + path + ": " + std::strerror(errno);
+      return false;
+    }
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char held[24] = {};
+      const ssize_t n = ::pread(fd_, held, sizeof held - 1, 0);
+      std::string pid(held, size_t(std::max<ssize_t>(n, 0)));
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      *error = err == EWOULDBLOCK ? "data directory " + dir + " is in use by another engine" +
+                                        (pid.empty() ? std::string() : " (pid " + pid + ")") +
+                                        " (" + path + " is locked): one process at a time may open it"
+                                  : "cannot lock " + path + ": " + std::strerror(err);
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
+      // (The pid is for the message only: the lock holds without it.)
+    }
+    return true;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 class engine_impl {
  public:
+  data_dir_lock lock_;  // first: released last (or by close()), after everything is closed
   struct queued {
     request req;
     std::function<void(reply&&)> done;
@@ -3645,6 +3702,7 @@ class engine_impl {
     }
     for (auto& p : unserved) p.set_value(last);
     stop_threads();
+    lock_.release();  // nothing in the directory is written after this: another engine may open it
   }
 
   void stop_threads() {
@@ -3706,7 +3764,9 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   auto& e = *impl;
   e.cfg_ = cfg;
   e.shards_n_ = cfg.shard_count();
-  if (!mkdirs(cfg.data_dir + "/wal", error) || !mkdirs(cfg.data_dir + "/snapshot", error)) return nullptr;
+  if (!mkdirs(cfg.data_dir, error) || !e.lock_.take(cfg.data_dir, error) || !mkdirs(cfg.data_dir + "/wal", error) ||
+      !mkdirs(cfg.data_dir + "/snapshot", error))
+    return nullptr;
   e.records_ = std::make_unique<actors::record_store>(cfg.transfers_resident_max);
   for (uint32_t i = 0; i < e.shards_n_; ++i)
     e.shards_.push_back(std::make_unique<actors::shard>(i, e.shards_n_, *e.records_, cfg.accounts_hint));

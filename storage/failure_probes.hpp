@@ -19,6 +19,7 @@ struct failure_probes {
   std::atomic<int> drop_rename_failures{0};  // the next renames of dropped log segments fail (EIO)
   std::atomic<int> dir_sync_failures{0};     // the next directory syncs (fsync_dir) fail (EIO)
   std::atomic<int> drop_sync_failures{0};    // the next directory syncs of dropped log segments' renames fail
+  std::atomic<int> prezero_failures{0};      // the next pre-zeroings of log segments fail (ENOSPC)
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
   std::atomic<int> server_sq_full{0};  // the next servers' submission entries find the ring's queue full after a submit
 

@@ -349,15 +349,20 @@ void wal_writer::prepare_loop() {
     if (fd < 0) {
       err = "wal: cannot create " + path + ": " + errno_text(errno);
     } else {
+      auto& probe = failure_probes::instance().prezero_failures;
+      const bool probed = probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0;
       for (uint64_t off = 0; off < opt_.segment_bytes && err.empty();) {
         const auto n = std::min<uint64_t>(chunk, opt_.segment_bytes - off);
-        const auto w = ::pwrite(fd, zeros.get(), n, off);
+        const auto w = probed && off + n >= opt_.segment_bytes ? (errno = ENOSPC, -1) : ::pwrite(fd, zeros.get(), n, off);
         if (w <= 0) err = "wal: cannot pre-zero " + path + ": " + errno_text(errno);
         else off += uint64_t(w);
       }
       if (err.empty() && ::fdatasync(fd) != 0) err = "wal: fdatasync " + path + ": " + errno_text(errno);
       ::close(fd);
       if (err.empty() && !fsync_dir(opt_.dir)) err = "wal: fsync of directory " + opt_.dir + " failed";
+      // Not in the log yet (the writer opens it once it is ready): a part-zeroed file
+      // goes, its space with it (a full disk).
+      if (!err.empty()) ::unlink(path.c_str());
     }
     lk.lock();
     prep_busy_.reset();
@@ -372,16 +377,27 @@ bool wal_writer::open_next_segment(std::string* error) {
   const uint64_t idx = segment_index_ + (fd_ >= 0 ? 1 : 0);
   {
     std::unique_lock lk(prep_mu_);
-    // Asked for only if it is neither ready nor being zeroed: a second request for the
-    // segment being zeroed would zero it again (O_TRUNC) after this writer wrote into it.
-    if (prep_ready_ != idx && prep_busy_ != idx && prep_request_ != idx) {
-      prep_request_ = idx;
-      prep_cv_.notify_all();
-    }
-    prep_cv_.wait(lk, [&] { return prep_ready_ == idx || !prep_error_.empty(); });
-    if (!prep_error_.empty()) {
-      *error = prep_error_;
-      return false;
+    // A failed pre-zeroing (in the background, maybe long ago: a disk full then) is tried
+    // once more when the segment is needed, after the dropped segments waiting to be
+    // deleted are gone (their space may be what it lacked); a second failure fails the
+    // writer.
+    for (int attempt = 0;; ++attempt) {
+      // Asked for only if it is neither ready nor being zeroed: a second request for the
+      // segment being zeroed would zero it again (O_TRUNC) after this writer wrote into it.
+      if (prep_ready_ != idx && prep_busy_ != idx && prep_request_ != idx) {
+        prep_request_ = idx;
+        prep_cv_.notify_all();
+      }
+      prep_cv_.wait(lk, [&] { return prep_ready_ == idx || !prep_error_.empty(); });
+      if (prep_ready_ == idx) break;
+      if (attempt == 1) {
+        *error = prep_error_;
+        return false;
+      }
+      std::fprintf(stderr, "mesobd: %s (tried once more)\n", prep_error_.c_str());
+      prep_error_.clear();
+      prep_cv_.wait_for(lk, std::chrono::seconds(10),
+                        [&] { return prep_stop_ || drops_held_ != 0 || (unlink_queue_.empty() && !unlinking_); });
     }
     prep_ready_.reset();
     prep_request_ = idx + 1;  // pre-zero the one after, in the background
@@ -481,7 +497,27 @@ void wal_writer::submit_range(flight& f, uint64_t offset, uint64_t len) {
   io_uring_sqe_set_data64(sqe, f.id * 4 + tag_fsync);
   f.cqes_pending = 2;
   cqes_outstanding_ += 2;
-  MESOB_ASSERT(io_uring_submit(&ring_) >= 2);
+  submit_all(2);
+}
+
+// A submit the kernel refuses for a moment (EINTR; EAGAIN: short of memory; EBUSY:
+// completions it cannot post yet) is tried again, a millisecond apart, for up to ten
+// seconds: a passing refusal is not a reason to stop the engine. (The ring holds more
+// completions than the log ever has outstanding, so EBUSY does not wait on this thread's
+// reaping.) Anything else, or a refusal that lasts, is a broken ring: an abort, the log
+// as it stands recovered at the next start.
+void wal_writer::submit_all(int want) {
+  int done = 0;
+  for (int tries = 0; done < want; ++tries) {
+    const int rc = io_uring_submit(&ring_);
+    if (rc > 0) {
+      done += rc;
+      continue;
+    }
+    MESOB_ASSERT_MSG((rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) && tries < 10'000,
+                     "io_uring_submit failed");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void wal_writer::submit() {
@@ -529,7 +565,7 @@ void wal_writer::arm_wake() {
   io_uring_prep_read(sqe, wake_fd_, &wake_buf_, sizeof wake_buf_, 0);
   io_uring_sqe_set_data64(sqe, tag_wake);
   wake_armed_ = true;
-  MESOB_ASSERT(io_uring_submit(&ring_) >= 1);
+  submit_all(1);
 }
 
 // A failed group fails every group after it too: none of them is reported durable.

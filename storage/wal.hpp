@@ -139,6 +139,8 @@ class wal_writer {
   wal_writer() = default;
   bool open_next_segment(std::string* error);
   void arm_wake();
+  // Submits the `want` entries prepared; a passing EINTR, EAGAIN or EBUSY is waited out.
+  void submit_all(int want);
   struct flight {
     uint64_t id = 0;  // submission number, in the completions' user data
     uint32_t buf = 0;

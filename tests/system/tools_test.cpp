@@ -85,6 +85,46 @@ TEST(mesobd, serves_the_protocol_with_its_development_gateway) {
   EXPECT_EQ(second.out.find("generated now"), std::string::npos) << second.out;
 }
 
+// One engine at a time on a data directory: a second mesobd started on it is refused
+// before it reads or repairs anything, and the first goes on serving, its log whole.
+// Before, the second recovered the directory under the first (cutting the first's newest
+// group as a torn tail, pre-zeroing its next segment), then checkpointed older state over
+// the newer when its ports turned out to be taken. A crash lets the lock go.
+TEST(mesobd, a_second_engine_on_the_same_data_directory_is_refused) {
+  temp_dir dir;
+  auto first = std::make_unique<live_mesobd>(dir.path());
+  ASSERT_TRUE(first->up()) << first->output();
+  std::string err;
+  auto c = wire::client::connect(dev_gateway_options(dir.path(), first->port()), &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_EQ(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).reply.results.at(0),
+            wire::result::ok);
+  for (uint64_t i = 1; i <= 20; ++i)  // acknowledged before the second start, and during it
+    ASSERT_EQ(c->call(wire::create_transfers_body(std::vector{make_transfer(i, 1, 2, 1)})).reply.results.at(0),
+              wire::result::ok);
+  // (On the first's port, as a restart would be: without the lock it would get as far as
+  // binding it, and stop there.)
+  auto second = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port " + std::to_string(first->port()) +
+                    " --admin-port 0 --metrics-port 0");
+  EXPECT_EQ(WEXITSTATUS(second.status), 1) << second.out;
+  EXPECT_NE(second.out.find("is in use by another engine (pid "), std::string::npos) << second.out;
+  EXPECT_EQ(second.out.find("replayed"), std::string::npos) << "it recovered the directory: " << second.out;
+  for (uint64_t i = 21; i <= 40; ++i)
+    ASSERT_EQ(c->call(wire::create_transfers_body(std::vector{make_transfer(i, 1, 2, 1)})).reply.results.at(0),
+              wire::result::ok);
+  c.reset();
+  const int st = first->crash();  // SIGKILL: the kernel lets the lock go
+  EXPECT_TRUE(WIFSIGNALED(st)) << st;
+  first.reset();
+  live_mesobd again(dir.path());
+  ASSERT_TRUE(again.up()) << again.output();
+  c = wire::client::connect(dev_gateway_options(dir.path(), again.port()), &err);
+  ASSERT_TRUE(c) << err;
+  const auto r = c->call(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 40u) << "every acknowledged transfer, after the crash";
+}
+
 TEST(mesobd, bad_gateway_settings_are_refused) {
   temp_dir dir;
   auto r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:payments:zz");

@@ -387,6 +387,32 @@ TEST(wal, write_of_no_bytes_fails_the_group) {
   EXPECT_NE(w->error().find("no bytes written"), std::string::npos) << w->error();
 }
 
+// A pre-zeroing that fails (a full disk) is tried once more when its segment is needed:
+// a log running over several segments with one failure on the way goes on whole. Before,
+// the first failure stayed, and the writer failed at its next segment though the disk
+// had room by then. Two in a row fail the writer (here at its open), with the reason.
+TEST(wal, a_failed_pre_zeroing_is_tried_once_more) {
+  temp_dir d;
+  auto& probe = failure_probes::instance().prezero_failures;
+  probe = 1;  // the first segment's, at the open
+  const auto w = write_log(d.path(), 40, 10, 2000);  // about 800 KB: four segments
+  EXPECT_EQ(probe.load(), 0);
+  ASSERT_GE(list_segments(d.path()).size(), 3u);
+  auto s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  EXPECT_EQ(s.lsns.size(), w.records);
+  EXPECT_TRUE(s.payloads_ok);
+  temp_dir d2;
+  probe = 2;
+  wal_options o{d2.path(), segment_bytes, group_bytes};
+  std::string err;
+  EXPECT_FALSE(wal_writer::open(o, {}, -1, &err));
+  EXPECT_NE(err.find("cannot pre-zero"), std::string::npos) << err;
+  EXPECT_NE(err.find("No space left"), std::string::npos) << err;
+  EXPECT_EQ(probe.load(), 0);
+  EXPECT_TRUE(list_segments(d2.path()).empty()) << "the part-zeroed file is gone";
+}
+
 TEST(wal, short_write_is_completed_before_the_group_counts_as_durable) {
   temp_dir d;
   {
