@@ -893,13 +893,14 @@ bool scan_wal(const wal_scan_options& opt,
   auto segs = list_segments(opt.dir);
   wal_scan_result r;
   // Trailing segments with nothing in them were pre-zeroed but never used. One whose
-  // header block is zero but which holds records is left to the header check below.
+  // header block is zero but which holds anything else (records, or bytes no header
+  // names) is left to the header check below: torn and reported, or damage. (Before,
+  // only the header block and whole record headers were looked at: a segment whose
+  // header and record headers were lost went without a word.)
   while (!segs.empty()) {
     file_buf f;
     if (!f.load(segs.back().second, error, opt.direct_io)) return false;
-    if (f.data.size() >= wal_block_bytes && !all_zero(f.data.data(), wal_block_bytes)) break;
-    const after_end found = what_follows(f.data, wal_block_bytes, 0);
-    if (found.same_group || found.later_groups > 0) break;
+    if (!all_zero(f.data.data(), f.data.size())) break;
     r.unused_segments.push_back(segs.back().second);
     segs.pop_back();
   }

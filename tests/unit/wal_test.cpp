@@ -876,6 +876,39 @@ TEST(wal, damaged_segment_header_with_only_groups_in_flight_is_a_torn_tail) {
   });
 }
 
+// A last segment whose header block and every record header are zero, its payloads
+// still there (a torn first group, or writes the disk lost): reported as a torn tail,
+// not removed without a word as a segment never used.
+TEST(wal, a_last_segment_with_bytes_but_no_headers_is_reported) {
+  temp_dir d;
+  auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
+  auto s1 = scan(d.path());
+  ASSERT_TRUE(s1.ok) << s1.error;
+  write_log(d.path(), 3, 2, 400, s1.result.end, 4);
+  const auto segs = list_segments(d.path());
+  ASSERT_GE(segs.size(), 2u);
+  std::string last;  // the last segment holding records (a pre-zeroed one may follow)
+  std::vector<std::pair<uint64_t, uint64_t>> offsets;
+  for (size_t i = segs.size(); i-- > 0 && offsets.empty();) {
+    last = segs[i].second;
+    offsets = record_offsets(last);
+  }
+  ASSERT_FALSE(offsets.empty());
+  const std::vector<uint8_t> zeros(std::max(sizeof(record_header), size_t(wal_block_bytes)), 0);
+  const int fd = ::open(last.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, zeros.data(), wal_block_bytes, 0), ssize_t(wal_block_bytes));
+  for (const auto& [lsn, off] : offsets)
+    ASSERT_EQ(::pwrite(fd, zeros.data(), sizeof(record_header), off_t(off)), ssize_t(sizeof(record_header)));
+  ::close(fd);
+  auto s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  EXPECT_EQ(s.lsns.size(), first.records);
+  EXPECT_NE(s.result.torn_tail.find(last), std::string::npos) << "removed as never used: " << s.result.torn_tail;
+  const auto& unused = s.result.unused_segments;
+  EXPECT_EQ(std::find(unused.begin(), unused.end(), last), unused.end());
+}
+
 // The same segment, but a snapshot covers some of its records: they were durable, so its
 // header was too, and the damage is refused instead of cutting the segment (the records
 // after the snapshot, acknowledged, would have gone with it).
