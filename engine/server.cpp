@@ -1432,10 +1432,10 @@ class server_impl {
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing) continue;
       session& s = *sp;
-      if (stalled(s, now)) {
+      if (s.out_bytes != 0) {
         // A send to a full socket completes only when a good part of its buffer is free:
         // a peer that reads slowly drains the kernel's queue long before. Its shrinking
-        // is progress too.
+        // since the last tick is progress too.
         int queued = 0;
         if (::ioctl(s.fd, SIOCOUTQ, &queued) == 0) {
           if (s.kernel_queue_seen >= 0 && queued < s.kernel_queue_seen) s.out_since_ms = now;
@@ -1546,7 +1546,10 @@ class server_impl {
       close_session(s);
       return;
     }
-    if (res > 0) s.last_active_ms = s.out_since_ms = now_ms();
+    if (res > 0) {
+      s.last_active_ms = s.out_since_ms = now_ms();
+      s.kernel_queue_seen = -1;  // the timer's next look starts afresh
+    }
     size_t sent = size_t(res);
     // (A session in its handshake past its small budget is not resumed by its own sends:
     // a client that sends 64 KiB of pings before authenticating waits for its timeout.)

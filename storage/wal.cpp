@@ -377,11 +377,21 @@ bool wal_writer::open_next_segment(std::string* error) {
   const uint64_t idx = segment_index_ + (fd_ >= 0 ? 1 : 0);
   {
     std::unique_lock lk(prep_mu_);
-    // A failed pre-zeroing (in the background, maybe long ago: a disk full then) is tried
-    // once more when the segment is needed, after the dropped segments waiting to be
-    // deleted are gone (their space may be what it lacked); a second failure fails the
-    // writer.
-    for (int attempt = 0;; ++attempt) {
+    // A failed pre-zeroing of this segment (in the background, maybe long ago: a disk
+    // full then) is tried once more now it is needed, after the dropped segments waiting
+    // to be deleted are gone (their space may be what it lacked; the preparer takes a
+    // request before them, so none is made meanwhile); a second failure fails the writer.
+    for (int failures = 0; prep_ready_ != idx;) {
+      if (!prep_error_.empty()) {
+        if (++failures == 2) {
+          *error = prep_error_;
+          return false;
+        }
+        std::fprintf(stderr, "mesobd: %s (tried once more)\n", prep_error_.c_str());
+        prep_error_.clear();
+        prep_cv_.wait_for(lk, std::chrono::seconds(10),
+                          [&] { return prep_stop_ || drops_held_ != 0 || (unlink_queue_.empty() && !unlinking_); });
+      }
       // Asked for only if it is neither ready nor being zeroed: a second request for the
       // segment being zeroed would zero it again (O_TRUNC) after this writer wrote into it.
       if (prep_ready_ != idx && prep_busy_ != idx && prep_request_ != idx) {
@@ -389,15 +399,6 @@ bool wal_writer::open_next_segment(std::string* error) {
         prep_cv_.notify_all();
       }
       prep_cv_.wait(lk, [&] { return prep_ready_ == idx || !prep_error_.empty(); });
-      if (prep_ready_ == idx) break;
-      if (attempt == 1) {
-        *error = prep_error_;
-        return false;
-      }
-      std::fprintf(stderr, "mesobd: %s (tried once more)\n", prep_error_.c_str());
-      prep_error_.clear();
-      prep_cv_.wait_for(lk, std::chrono::seconds(10),
-                        [&] { return prep_stop_ || drops_held_ != 0 || (unlink_queue_.empty() && !unlinking_); });
     }
     prep_ready_.reset();
     prep_request_ = idx + 1;  // pre-zero the one after, in the background
@@ -500,9 +501,9 @@ void wal_writer::submit_range(flight& f, uint64_t offset, uint64_t len) {
   submit_all(2);
 }
 
-// A submit the kernel refuses for a moment (EINTR; EAGAIN: short of memory; EBUSY:
-// completions it cannot post yet) is tried again, a millisecond apart, for up to ten
-// seconds: a passing refusal is not a reason to stop the engine. (The ring holds more
+// A submit the kernel refuses for a moment, taking nothing (EINTR; EAGAIN: short of
+// memory; EBUSY: completions it cannot post yet), is tried again, a millisecond apart,
+// for up to ten seconds: a passing refusal is not a reason to stop the engine. (The ring holds more
 // completions than the log ever has outstanding, so EBUSY does not wait on this thread's
 // reaping.) Anything else, or a refusal that lasts, is a broken ring: an abort, the log
 // as it stands recovered at the next start.
@@ -511,7 +512,10 @@ void wal_writer::submit_all(int want) {
   for (int tries = 0; done < want; ++tries) {
     const int rc = io_uring_submit(&ring_);
     if (rc > 0) {
+      // Part of a linked write and fdatasync taken: sent again, the fdatasync would no
+      // longer wait for the write. (Not seen; an abort, as before.)
       done += rc;
+      MESOB_ASSERT_MSG(done >= want, "io_uring_submit took part of a linked write and fdatasync");
       continue;
     }
     MESOB_ASSERT_MSG((rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) && tries < 10'000,

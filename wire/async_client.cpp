@@ -39,17 +39,18 @@ std::unique_ptr<async_client> async_client::connect(const options& o, std::strin
   }
   auto conn = client::connect(o, error);
   if (!conn) return nullptr;
-  const int cancel = ::eventfd(0, EFD_CLOEXEC);
-  if (cancel < 0) {
-    *error = "async_client: eventfd: " + std::string(std::strerror(errno));
-    return nullptr;
-  }
   std::unique_ptr<async_client> c(new async_client());
   c->opt_ = o;
-  c->opt_.cancel_fd = cancel;  // the reconnects' connects end when the client closes
   c->in_flight_max_ = std::max<uint32_t>(1, conn->welcome().in_flight_max);
   c->frame_bytes_max_ = conn->welcome().frame_bytes_max;
   c->conn_ = std::move(conn);
+  // The reconnects' connects end when the client closes (a caller's own cancel_fd is
+  // for its first connect only).
+  c->opt_.cancel_fd = ::eventfd(0, EFD_CLOEXEC);
+  if (c->opt_.cancel_fd < 0) {
+    *error = "async_client: eventfd: " + std::string(std::strerror(errno));
+    return nullptr;
+  }
   c->reader_ = std::thread([p = c.get()] { p->reader_loop(); });
   return c;
 }
@@ -61,15 +62,15 @@ async_client::~async_client() {
     if (connecting_) connecting_->shutdown();  // a reconnect's handshake ends at once
   }
   const uint64_t one = 1;
-  (void)!::write(opt_.cancel_fd, &one, sizeof one);  // and its connect
+  if (opt_.cancel_fd >= 0) (void)!::write(opt_.cancel_fd, &one, sizeof one);  // and its connect
   room_.notify_all();
   wake_.notify_all();
   {
     std::lock_guard sl(send_mu_);
     conn_->shutdown();
   }
-  reader_.join();
-  ::close(opt_.cancel_fd);
+  if (reader_.joinable()) reader_.join();  // (not started: its thread could not be made)
+  if (opt_.cancel_fd >= 0) ::close(opt_.cancel_fd);
   fail_all("client closed");
 }
 
@@ -312,6 +313,7 @@ bool async_client::reconnect() {
     }
     if (ok) return true;
     last_error_ = err;
+    if (sl.owns_lock()) sl.unlock();  // (callbacks may run below)
     attempt_failed(attempt);
   }
 }

@@ -43,11 +43,13 @@ struct written {
 // durable before the next is submitted, as when requests come one at a time). Groups
 // must be reported durable one at a time, in log order.
 written write_log(const std::string& dir, int groups, int per_group, size_t bytes,
-                  wal_position pos = {}, uint32_t flights = 1, bool serial = false) {
+                  wal_position pos = {}, uint32_t flights = 1, bool serial = false,
+                  const std::function<void()>& after_open = {}) {
   wal_options o{dir, segment_bytes, group_bytes, flights};
   std::string err;
   auto w = wal_writer::open(o, pos, -1, &err);
   EXPECT_TRUE(w) << err;
+  if (after_open) after_open();
   written out;
   uint64_t durable = w->durable_lsn();
   auto wait_one = [&] {
@@ -402,6 +404,14 @@ TEST(wal, a_failed_pre_zeroing_is_tried_once_more) {
   ASSERT_TRUE(s.ok) << s.error;
   EXPECT_EQ(s.lsns.size(), w.records);
   EXPECT_TRUE(s.payloads_ok);
+  // A background pre-zeroing (a later segment's, while the writer writes) failing once:
+  // zeroed again when that segment is needed.
+  temp_dir d1;
+  const auto w1 = write_log(d1.path(), 40, 10, 2000, {}, 1, false, [&] { probe = 1; });
+  EXPECT_EQ(probe.load(), 0);
+  auto s1 = scan(d1.path());
+  ASSERT_TRUE(s1.ok) << s1.error;
+  EXPECT_EQ(s1.lsns.size(), w1.records);
   temp_dir d2;
   probe = 2;
   wal_options o{d2.path(), segment_bytes, group_bytes};
