@@ -2192,22 +2192,51 @@ TEST(server, instructions_are_pushed_in_frames_of_a_quarter_of_the_frame_limit) 
   EXPECT_EQ(n.srv->stats().slow_readers_closed, 0u);
 }
 
+// The push backlog tests' set-up: a server with 4 KiB frames, a 1 MiB queue limit and
+// the given backlog limits; an async client of "pay" that keeps every push; payout
+// instructions pushed to "pay" (ids from..from+count-1, 25 a frame).
+struct backlog_rig {
+  net n;
+  push_listener listener;
+  explicit backlog_rig(uint64_t backlog_max = 256ull << 20, uint64_t total_max = 1ull << 30)
+      : n(config(backlog_max, total_max)), listener(n) {}
+  static engine::server_config config(uint64_t backlog_max, uint64_t total_max) {
+    engine::server_config cfg;
+    cfg.frame_bytes_max = 4096;
+    cfg.out_bytes_max = 1u << 20;
+    cfg.push_backlog_bytes_max = backlog_max;
+    cfg.push_backlog_total_max = total_max;
+    return cfg;
+  }
+  void push(uint64_t from, uint64_t count) {
+    std::vector<wire::payout_instruction> list(count);
+    for (uint64_t i = 0; i < count; ++i) list[i].payout_id = from + i;
+    engine::push_payout_instructions(*n.srv, "pay", std::move(list));
+  }
+  size_t received() {
+    std::lock_guard lk(listener.mu);
+    return listener.got.size();
+  }
+  // Waits up to `seconds` for `done`; its last answer.
+  static bool wait_for(const std::function<bool()>& done, int seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!done() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(seconds))
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return done();
+  }
+};
+
 // A backlog of instructions larger than a session's queue limit, pushed in one go (a
 // gateway coming back to everything in flight for it): what does not fit waits in the
 // session's push backlog and follows as the gateway reads. Before, the frames past
 // out_bytes_max closed the session as a slow reader, and every reconnect met the same
 // backlog and the same end.
 TEST(server, a_push_backlog_past_the_queue_limit_follows_as_the_gateway_reads) {
-  engine::server_config cfg;
-  cfg.frame_bytes_max = 4096;
-  cfg.out_bytes_max = 1u << 20;
-  net n(cfg);
-  push_listener listener(n);
+  backlog_rig rig;
+  auto& [n, listener] = rig;
   ASSERT_TRUE(listener.c);
   constexpr uint64_t count = 200'000;  // 8 MB of instructions in 8,000 frames: 8x the queue limit
-  std::vector<wire::payout_instruction> list(count);
-  for (uint64_t i = 0; i < count; ++i) list[i].payout_id = i + 1;
-  engine::push_payout_instructions(*n.srv, "pay", std::move(list));
+  rig.push(1, count);
   std::vector<uint64_t> ids;
   size_t frames = 0;
   uint64_t backlog_seen = 0;
@@ -2235,29 +2264,13 @@ TEST(server, a_push_backlog_past_the_queue_limit_follows_as_the_gateway_reads) {
 // waiting is closed at once, and one holding a backlog that reads nothing for
 // session_stall_ms is closed then; sessions that read go on getting every push.
 TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
-  engine::server_config cfg;
-  cfg.frame_bytes_max = 4096;
-  cfg.out_bytes_max = 1u << 20;
-  cfg.push_backlog_bytes_max = 32u << 20;
-  net n(cfg);
-  push_listener listener(n);
+  backlog_rig rig(32u << 20);
+  auto& [n, listener] = rig;
   ASSERT_TRUE(listener.c);
   auto deaf = n.connect();  // the same gateway, never reads
-  const auto push = [&](uint64_t from, uint64_t count) {
-    std::vector<wire::payout_instruction> list(count);
-    for (uint64_t i = 0; i < count; ++i) list[i].payout_id = from + i;
-    engine::push_payout_instructions(*n.srv, "pay", std::move(list));
-  };
-  const auto received = [&] {
-    std::lock_guard lk(listener.mu);
-    return listener.got.size();
-  };
-  const auto wait_for = [&](const std::function<bool()>& done, int seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    while (!done() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(seconds))
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    return done();
-  };
+  const auto push = [&](uint64_t from, uint64_t count) { rig.push(from, count); };
+  const auto received = [&] { return rig.received(); };
+  const auto wait_for = backlog_rig::wait_for;
   // 16 MB: past the kernel's buffers (about 4 MB) and the session's queue, under the
   // limit. The reader takes them all; the deaf session keeps its backlog until it has
   // read nothing for session_stall_ms.
@@ -2288,28 +2301,14 @@ TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
 // (about 25 MiB each), long before either passes its own limit; the other goes on to its
 // own limit. The reader gets every push throughout.
 TEST(server, all_sessions_push_backlogs_together_have_a_limit) {
-  engine::server_config cfg;
-  cfg.frame_bytes_max = 4096;
-  cfg.out_bytes_max = 1u << 20;
-  cfg.push_backlog_bytes_max = 48u << 20;
-  cfg.push_backlog_total_max = 50u << 20;
-  net n(cfg);
-  push_listener listener(n);
+  backlog_rig rig(48u << 20, 50u << 20);
+  auto& [n, listener] = rig;
   ASSERT_TRUE(listener.c);
   auto deaf = n.connect(), deaf2 = n.connect();
-  const auto received = [&] {
-    std::lock_guard lk(listener.mu);
-    return listener.got.size();
-  };
   int first_cut = -1, second_cut = -1;
   for (int step = 1; step <= 16 && second_cut < 0; ++step) {  // 4.4 MB a step
-    std::vector<wire::payout_instruction> list(100'000);
-    for (uint64_t i = 0; i < list.size(); ++i) list[i].payout_id = uint64_t(step) * 1'000'000 + i;
-    engine::push_payout_instructions(*n.srv, "pay", std::move(list));
-    const auto t0 = std::chrono::steady_clock::now();
-    while (received() < size_t(step) * 4000 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    ASSERT_EQ(received(), size_t(step) * 4000);
+    rig.push(uint64_t(step) * 1'000'000, 100'000);
+    ASSERT_TRUE(rig.wait_for([&] { return rig.received() == size_t(step) * 4000; }, 30)) << rig.received();
     const uint64_t closed = n.srv->stats().slow_readers_closed;
     if (closed >= 1 && first_cut < 0) first_cut = step;
     if (closed >= 2) second_cut = step;

@@ -854,22 +854,30 @@ TEST(wal, damaged_segment_header_with_later_acknowledged_groups_is_corruption) {
   }
 }
 
-// For a zeroed and for a flipped header: a log of two segments, two groups acknowledged
-// one at a time, then a segment of three groups overlapping in flight whose header is
+// A log of two segments: two groups acknowledged one at a time, then (reopened, in a
+// segment of its own) three groups overlapping in flight. *records: the first segment's.
+void two_segment_log(const std::string& dir, uint64_t* records,
+                     std::vector<std::pair<uint64_t, std::string>>* segs) {
+  *records = write_log(dir, 2, 2, 400, {}, 1, true).records;
+  auto s1 = scan(dir);
+  ASSERT_TRUE(s1.ok) << s1.error;
+  write_log(dir, 3, 2, 400, s1.result.end, 4);
+  *segs = list_segments(dir);
+  ASSERT_GE(segs->size(), 2u);
+}
+
+// For a zeroed and for a flipped header: two_segment_log's second segment's header is
 // damaged; check(dir, the first segment's records, the segments).
 template <class F>
 void each_damaged_second_header(F&& check) {
   for (const bool zero : {false, true}) {
     SCOPED_TRACE(zero ? "zeroed header" : "flipped header");
     temp_dir d;
-    auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
-    auto s1 = scan(d.path());
-    ASSERT_TRUE(s1.ok) << s1.error;
-    write_log(d.path(), 3, 2, 400, s1.result.end, 4);
-    const auto segs = list_segments(d.path());
-    ASSERT_GE(segs.size(), 2u);
+    uint64_t records = 0;
+    std::vector<std::pair<uint64_t, std::string>> segs;
+    ASSERT_NO_FATAL_FAILURE(two_segment_log(d.path(), &records, &segs));
     damage_header(segs[1].second, zero);
-    check(d.path(), first.records, segs);
+    check(d.path(), records, segs);
   }
 }
 
@@ -891,12 +899,9 @@ TEST(wal, damaged_segment_header_with_only_groups_in_flight_is_a_torn_tail) {
 // not removed without a word as a segment never used.
 TEST(wal, a_last_segment_with_bytes_but_no_headers_is_reported) {
   temp_dir d;
-  auto first = write_log(d.path(), 2, 2, 400, {}, 1, true);
-  auto s1 = scan(d.path());
-  ASSERT_TRUE(s1.ok) << s1.error;
-  write_log(d.path(), 3, 2, 400, s1.result.end, 4);
-  const auto segs = list_segments(d.path());
-  ASSERT_GE(segs.size(), 2u);
+  uint64_t records = 0;
+  std::vector<std::pair<uint64_t, std::string>> segs;
+  ASSERT_NO_FATAL_FAILURE(two_segment_log(d.path(), &records, &segs));
   std::string last;  // the last segment holding records (a pre-zeroed one may follow)
   std::vector<std::pair<uint64_t, uint64_t>> offsets;
   for (size_t i = segs.size(); i-- > 0 && offsets.empty();) {
@@ -913,7 +918,7 @@ TEST(wal, a_last_segment_with_bytes_but_no_headers_is_reported) {
   ::close(fd);
   auto s = scan(d.path());
   ASSERT_TRUE(s.ok) << s.error;
-  EXPECT_EQ(s.lsns.size(), first.records);
+  EXPECT_EQ(s.lsns.size(), records);
   EXPECT_NE(s.result.torn_tail.find(last), std::string::npos) << "removed as never used: " << s.result.torn_tail;
   const auto& unused = s.result.unused_segments;
   EXPECT_EQ(std::find(unused.begin(), unused.end(), last), unused.end());
