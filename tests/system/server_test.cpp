@@ -2296,6 +2296,32 @@ TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
   EXPECT_EQ(listener.c->reconnects(), 0u);
 }
 
+// A session that reads, slowly, behind a backlog is not taken for one that does not: a
+// send to its full socket completes only when a good part of the buffer is free (seconds
+// apart at this pace), but its socket's kernel queue shrinks at every look of the timer.
+// Before, it was cut once session_stall_ms passed between two send completions.
+TEST(server, a_slow_reader_behind_a_backlog_is_not_cut) {
+  backlog_rig rig;
+  auto& [n, listener] = rig;
+  ASSERT_TRUE(listener.c);
+  auto slow = n.connect();
+  rig.push(1, 500'000);  // 20 MB
+  ASSERT_TRUE(rig.wait_for([&] { return rig.received() == 20000; }, 30)) << rig.received();
+  EXPECT_GT(n.srv->stats().push_backlog_bytes, 0u) << "the slow session's backlog";
+  // About 100 KB a second (90 frames of 1.1 KB every second) for 8 s: past session_stall_ms.
+  std::string err;
+  wire::client::frame_in f;
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t frames = 0;
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8)) {
+    for (int i = 0; i < 9; ++i, ++frames) ASSERT_TRUE(slow->read_frame(&f, &err)) << err << " after " << frames;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(n.srv->stats().slow_readers_closed, 0u) << "a reader taken for a stalled one";
+  EXPECT_GT(n.srv->stats().push_backlog_bytes, 0u);
+  EXPECT_TRUE(slow->read_frame(&f, &err)) << err;
+}
+
 // All sessions' push backlogs together have a limit too: two sessions that never read,
 // each allowed 48 MiB, together 50 MiB: the first is closed when the two pass 50 MiB
 // (about 25 MiB each), long before either passes its own limit; the other goes on to its
