@@ -1412,10 +1412,12 @@ class server_impl {
   // would never come.
   void cut_slow_reader(session& s, const std::string& why) {
     if (s.closing) return;
-    st_slow_.fetch_add(1, std::memory_order_relaxed);
-    st_errors_.fetch_add(1, std::memory_order_relaxed);
     queue_frame(s, frame_kind::error, 0, wire::error_body({protocol_error::slow_reader, why}));
     close_session(s);
+    // Counted once it is closed (its backlog dropped): a reader of the stats never sees
+    // the count without the drop.
+    st_slow_.fetch_add(1, std::memory_order_relaxed);
+    st_errors_.fetch_add(1, std::memory_order_relaxed);
   }
   // Sessions that do not read (stalled): one holding more than twice its out_bytes_max
   // (responses to what it sent before it stopped being read) is closed; and while all
