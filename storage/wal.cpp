@@ -867,6 +867,8 @@ std::string hex_offset(uint64_t off) {
   return s;
 }
 
+bool zeros_on_disk(const std::string& path, uint64_t from, uint64_t to, std::string* error);
+
 bool zero_range(const std::string& path, uint64_t from, uint64_t to, std::string* error) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -883,9 +885,50 @@ bool zero_range(const std::string& path, uint64_t from, uint64_t to, std::string
     }
     off += n;
   }
-  bool ok = ::fdatasync(fd) == 0;
+  if (::fdatasync(fd) != 0) {
+    const int err = errno;
+    // The zeros may stay in the page cache, clean, though the disk never took them: a
+    // later start in this boot would read them and take the tail as cut. Dropped, the
+    // next read goes to the disk and finds the torn bytes again.
+    (void)::posix_fadvise(fd, off_t(from), off_t(to - from), POSIX_FADV_DONTNEED);
+    ::close(fd);
+    *error = "wal: fdatasync of " + path + " failed while cutting its tail: " + errno_text(err);
+    return false;
+  }
   ::close(fd);
-  if (!ok) *error = "wal: fdatasync of " + path + " failed while cutting its tail";
+  return zeros_on_disk(path, from, to, error);
+}
+
+// Reads [from, to) of `path` back from the disk (O_DIRECT, past the page cache): the cut
+// of a torn tail is trusted only once the disk holds it.
+bool zeros_on_disk(const std::string& path, uint64_t from, uint64_t to, std::string* error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) {
+    *error = "wal: cannot open " + path + " with O_DIRECT to read its cut tail back: " + errno_text(errno);
+    return false;
+  }
+  constexpr size_t chunk = 1 << 20;
+  void* mem = nullptr;
+  MESOB_ASSERT(::posix_memalign(&mem, wal_block_bytes, chunk) == 0);
+  const std::unique_ptr<void, decltype(&std::free)> buf(mem, &std::free);
+  const auto* bytes = static_cast<const uint8_t*>(mem);
+  bool ok = true;
+  for (uint64_t at = from / wal_block_bytes * wal_block_bytes; ok && at < to;) {
+    const ssize_t n = ::pread(fd, mem, chunk, off_t(at));
+    if (n <= 0) {
+      if (n < 0) *error = "wal: cannot read " + path + " back after cutting its tail: " + errno_text(errno);
+      ok = n == 0;  // (the file ends: nothing past it to be torn)
+      break;
+    }
+    const uint64_t lo = std::max(from, at), hi = std::min(to, at + uint64_t(n));
+    if (lo < hi && !all_zero(bytes + (lo - at), hi - lo)) {
+      *error = "wal: " + path + ": the cut of its torn tail from offset " + std::to_string(from) +
+               " did not reach the disk (read back, it is not zeros)";
+      ok = false;
+    }
+    at += uint64_t(n);
+  }
+  ::close(fd);
   return ok;
 }
 
