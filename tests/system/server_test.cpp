@@ -1730,24 +1730,49 @@ TEST(async_client, a_reconnect_resends_within_the_new_windows_limit) {
   for (uint64_t i = 0; i < 20; ++i) EXPECT_TRUE(fs[i].get().ok) << i;
 }
 
+// An async client of gateway "pay" (its options changed by `adjust`, if given) that
+// keeps every push it gets (under mu).
+struct push_listener {
+  std::mutex mu;
+  std::vector<wire::push_msg> got;
+  std::unique_ptr<wire::async_client> c;
+  explicit push_listener(const net& n, const std::function<void(wire::async_client::options&)>& adjust = {}) {
+    auto o = n.async_opts();
+    if (adjust) adjust(o);
+    o.on_push = [this](wire::push_msg&& m) {
+      std::lock_guard lk(mu);
+      got.push_back(std::move(m));
+    };
+    std::string err;
+    c = wire::async_client::connect(o, &err);
+    EXPECT_TRUE(c) << err;
+  }
+  // Waits up to `ms` for at least `count` pushes; how many came.
+  size_t wait_for(size_t count, int ms) {
+    for (int i = 0; i < ms / 5; ++i) {
+      {
+        std::lock_guard lk(mu);
+        if (got.size() >= count) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::lock_guard lk(mu);
+    return got.size();
+  }
+};
+
 // Past its reconnect attempts the client is down: what waits fails, what comes fails at
 // once, and the reader goes on trying. The first connect that succeeds, however long the
 // server was away, ends it. Before, the client gave up for good: a gateway's listener
 // whose engine took more than about 15 s to come back never heard from it again.
 TEST(async_client, is_down_past_its_reconnects_and_back_with_the_server) {
   net n;
-  auto o = n.async_opts();
-  o.reconnect_attempts = 3;
-  o.reconnect_backoff_ms = 5;
-  std::mutex mu;
-  std::vector<std::string> topics;
-  o.on_push = [&](wire::push_msg&& m) {
-    std::lock_guard lk(mu);
-    topics.push_back(m.topic);
-  };
-  std::string err;
-  auto c = wire::async_client::connect(o, &err);
-  ASSERT_TRUE(c) << err;
+  push_listener listener(n, [](wire::async_client::options& o) {
+    o.reconnect_attempts = 3;
+    o.reconnect_backoff_ms = 5;
+  });
+  auto& c = listener.c;
+  ASSERT_TRUE(c);
   n.stop_server();
   auto r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
   EXPECT_FALSE(r.ok);
@@ -1778,15 +1803,9 @@ TEST(async_client, is_down_past_its_reconnects_and_back_with_the_server) {
   ASSERT_TRUE(r.ok) << r.failure;
   EXPECT_EQ(r.reply.results.at(0), result::ok);
   n.srv->push("pay", "payouts", {1, 2, 3});
-  for (int i = 0; i < 500; ++i) {
-    {
-      std::lock_guard lk(mu);
-      if (!topics.empty()) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::lock_guard lk(mu);
-  EXPECT_EQ(topics, std::vector<std::string>{"payouts"});
+  ASSERT_EQ(listener.wait_for(1, 5000), 1u);
+  std::lock_guard lk(listener.mu);
+  EXPECT_EQ(listener.got[0].topic, "payouts");
 }
 
 namespace {
@@ -2061,23 +2080,6 @@ TEST(async_client, a_callback_may_submit_into_a_full_window) {
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 8u);
 }
 
-// An async client of gateway "pay" that keeps every push it gets (under mu).
-struct push_listener {
-  std::mutex mu;
-  std::vector<wire::push_msg> got;
-  std::unique_ptr<wire::async_client> c;
-  explicit push_listener(const net& n) {
-    auto o = n.async_opts();
-    o.on_push = [this](wire::push_msg&& m) {
-      std::lock_guard lk(mu);
-      got.push_back(std::move(m));
-    };
-    std::string err;
-    c = wire::async_client::connect(o, &err);
-    EXPECT_TRUE(c) << err;
-  }
-};
-
 TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
@@ -2089,13 +2091,7 @@ TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   auto other_gateway = n.connect("kyc");
   auto slow = n.connect();  // the same gateway, never reads
   n.srv->push("pay", "payout.instruction", {1, 2, 3});
-  for (int i = 0; i < 200; ++i) {
-    {
-      std::lock_guard lk(mu);
-      if (!got.empty()) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  listener.wait_for(1, 1000);
   {
     std::lock_guard lk(mu);
     ASSERT_EQ(got.size(), 1u);
