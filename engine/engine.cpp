@@ -283,7 +283,7 @@ class data_dir_lock {
 class engine_impl {
  public:
   // First: released last, or by close() once nothing more is written in the directory
-  // (the snapshot store and the event log stay open, idle, until destruction).
+  // (the event log stays open, idle, until destruction; the snapshot store is closed).
   data_dir_lock lock_;
   struct queued {
     request req;
@@ -3707,6 +3707,11 @@ class engine_impl {
     }
     for (auto& p : unserved) p.set_value(last);
     stop_threads();
+    // Every thread that read or wrote the snapshot has stopped. LMDB must not have one
+    // file open twice in a process (closing either drops the other's fcntl locks), so
+    // the store closes here, not at destruction: an engine opened on this directory
+    // after close() is then the only one holding it.
+    snap_.reset();
     lock_.release();  // nothing in the directory is written after this: another engine may open it
   }
 

@@ -1066,6 +1066,42 @@ TEST(ledger_window, a_checkpoint_asked_of_a_closed_engine_is_refused) {
   EXPECT_EQ(err, "the engine is closed");
 }
 
+// The snapshot's files held open by this process (LMDB's data and lock files).
+static int snapshot_files_open(const std::string& data_dir) {
+  int n = 0;
+  const auto snap = std::filesystem::weakly_canonical(std::filesystem::path(data_dir) / "snapshot");
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(fd.path(), ec);
+    if (!ec && target.parent_path() == snap) ++n;
+  }
+  return n;
+}
+
+// close() closes the snapshot store: LMDB must not have one environment open twice in a
+// process, and an engine opened on the directory after close() (before the closed one
+// is destroyed) would otherwise be the second (before, the store stayed open until
+// destruction).
+TEST(ledger_window, close_closes_the_snapshot_store) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 10);
+  EXPECT_GT(snapshot_files_open(dir.path()), 0);
+  e->close();
+  EXPECT_EQ(snapshot_files_open(dir.path()), 0);
+  auto again = open_engine(cfg);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->recovery().accounts_loaded, 10u);
+  EXPECT_GT(snapshot_files_open(dir.path()), 0);
+  e.reset();  // the closed engine's destruction leaves the open one's store alone
+  EXPECT_GT(snapshot_files_open(dir.path()), 0);
+  EXPECT_EQ(again->create_accounts({make_account(1000)}).results.at(0), result::ok);
+  again->close();
+  EXPECT_EQ(snapshot_files_open(dir.path()), 0);
+}
+
 // One write transaction on a stopped engine's snapshot (rows only), for damaging it.
 using snapshot_edit = std::function<void(storage::snapshot_store&, storage::snapshot_store::writer&)>;
 static void edit_snapshot(const std::string& snap_dir, const snapshot_edit& f) {
