@@ -37,6 +37,7 @@ struct connection_state {
   std::mutex mu;  // everything below
   hdr_histogram all, interval;
   uint64_t requests = 0, transfers = 0, transfers_ok = 0, failed = 0;
+  uint64_t pendings_ok = 0, posts_ok = 0;  // two-phase
   uint64_t interval_requests = 0, interval_transfers = 0;
   std::map<wire::result, uint64_t> results;
   std::map<std::string, uint64_t> failures;
@@ -115,7 +116,10 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
         ++st.transfers_ok;
         ++st.interval_transfers;  // the timeline counts what the headline does
         const bool post = ks[i] & post_tag;
-        if (s.w.two_phase && !post) st.posts_ready.push_back(ks[i]);
+        if (s.w.two_phase) {
+          ++(post ? st.posts_ok : st.pendings_ok);
+          if (!post) st.posts_ready.push_back(ks[i]);
+        }
         if (s.o.verify) {
           st.acked_ok.push_back(ks[i]);
           expect_applied(s, ks[i]);
@@ -141,7 +145,7 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
   if (s.w.two_phase) {
     std::lock_guard lk(st.mu);
     // Up to half the batch rounded up: as many posts as new pendings, or more, so that
-    // with an odd batch (1 included) the pendings waiting for their posts do not grow.
+    // with an odd batch the pendings waiting for their posts do not grow.
     while (!st.posts_ready.empty() && b.size() < (s.w.batch + 1) / 2) {
       const uint64_t k = st.posts_ready.front();
       st.posts_ready.pop_front();
@@ -633,6 +637,8 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     out->requests += c->requests;
     out->transfers += c->transfers;
     out->transfers_ok += c->transfers_ok;
+    out->pendings_ok += c->pendings_ok;
+    out->posts_ok += c->posts_ok;
     out->requests_failed += c->failed;
     for (auto& [r, n] : c->results) out->results[std::string(wire::result_name(r))] += n;
     for (auto& [f, n] : c->failures) out->failures[f] += n;
@@ -651,6 +657,10 @@ void print_report(const run_report& r, FILE* f) {
                fmt_ns(r.latency.percentile(50)).c_str(), fmt_ns(r.latency.percentile(90)).c_str(),
                fmt_ns(r.latency.percentile(99)).c_str(), fmt_ns(r.latency.percentile(99.9)).c_str(),
                fmt_ns(r.latency.percentile(99.99)).c_str(), fmt_ns(r.latency.max()).c_str());
+  if (r.pendings_ok > 0)
+    std::fprintf(f, "two-phase: %llu pendings, %llu posted, %llu left pending at the end\n",
+                 (unsigned long long)r.pendings_ok, (unsigned long long)r.posts_ok,
+                 (unsigned long long)(r.pendings_ok - std::min(r.posts_ok, r.pendings_ok)));
   for (auto& [name, n] : r.results) std::fprintf(f, "  result %-40s %llu\n", name.c_str(), (unsigned long long)n);
   for (auto& [why, n] : r.failures) std::fprintf(f, "  failed request: %s (%llu)\n", why.c_str(), (unsigned long long)n);
   if (r.verify.ran) {
@@ -695,6 +705,9 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
                w.batch, (unsigned long long)w.accounts, o.connections, r.window, o.rate, r.seconds,
                (unsigned long long)r.requests, (unsigned long long)r.requests_failed, (unsigned long long)r.transfers,
                (unsigned long long)r.transfers_ok, r.transfers_per_s());
+  if (w.two_phase)
+    std::fprintf(f, "  \"pendings_ok\": %llu,\n  \"posts_ok\": %llu,\n", (unsigned long long)r.pendings_ok,
+                 (unsigned long long)r.posts_ok);
   std::fprintf(f,
                "  \"latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p99_9\": %.1f, \"p99_99\": %.1f, "
                "\"max\": %.1f, \"mean\": %.1f},\n",

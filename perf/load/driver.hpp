@@ -57,6 +57,9 @@ struct run_report {
   uint64_t requests = 0;            // answered (any outcome)
   uint64_t transfers = 0;           // in answered requests
   uint64_t transfers_ok = 0;
+  // Two-phase: pendings and posts answered ok. The pendings no post followed by the end
+  // (pendings_ok - posts_ok) are the load's own backlog: it stays within the windows.
+  uint64_t pendings_ok = 0, posts_ok = 0;
   uint64_t requests_failed = 0;     // no answer (connection or server error), or never sent
   uint32_t window = 0;              // requests in flight a connection took at most (the target may cap the asked)
   std::map<std::string, uint64_t> results;  // result name -> transfers (ok included)

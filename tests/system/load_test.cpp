@@ -232,6 +232,24 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
     ASSERT_TRUE(load::run_load(*t, two, quick_run(), &trep, &err)) << err;
     EXPECT_TRUE(trep.verify.ok) << (trep.verify.problems.empty() ? "" : trep.verify.problems[0]);
     EXPECT_GT(trep.transfers_ok, 0u);
+    EXPECT_EQ(trep.pendings_ok + trep.posts_ok, trep.transfers_ok);
+
+    // An odd batch: a request posts up to half its batch rounded up, so the pendings left
+    // waiting for their posts stay within what the windows hold (with half rounded down,
+    // one more waited after every request: thousands in this run).
+    auto odd = small_workload(3'500'000);
+    odd.two_phase = true;
+    odd.batch = 3;
+    odd.run = 0x2e;
+    ASSERT_TRUE(t->setup(odd, &err)) << err;
+    const auto oddo = quick_run();
+    load::run_report odrep;
+    ASSERT_TRUE(load::run_load(*t, odd, oddo, &odrep, &err)) << err;
+    EXPECT_TRUE(odrep.verify.ok) << (odrep.verify.problems.empty() ? "" : odrep.verify.problems[0]);
+    EXPECT_GT(odrep.requests, 500u);
+    EXPECT_EQ(odrep.pendings_ok + odrep.posts_ok, odrep.transfers_ok);
+    EXPECT_LE(odrep.pendings_ok - odrep.posts_ok, uint64_t(oddo.connections) * 2 * oddo.window * odd.batch)
+        << odrep.pendings_ok << " pendings, " << odrep.posts_ok << " posted, in " << odrep.requests << " requests";
 
     // Open loop: requests leave on schedule (rate x duration / batch), whatever the answers.
     auto open = small_workload(4'000'000);
