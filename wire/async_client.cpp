@@ -8,12 +8,33 @@
 #include <cerrno>
 #include <cstring>
 #include <chrono>
+#include <cstdio>
+#include <exception>
 #include <span>
 #include <vector>
+
+#include "wire/assert.hpp"
 
 namespace mesob::wire {
 
 namespace {
+// The most requests a session may have in flight (the server's own bound): a Welcome
+// asking for more is taken as this.
+constexpr uint32_t in_flight_ceiling = 65'536;
+
+// A caller's callback, on a thread of the client's (the reader, or a destructor's
+// fail_all): what it throws is reported and dropped, not left to end the process.
+template <class F>
+void guarded(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "async_client: %s threw (%s): dropped\n", what, e.what());
+  } catch (...) {
+    std::fprintf(stderr, "async_client: %s threw: dropped\n", what);
+  }
+}
+
 // `sent`: the request may have reached the server (it was registered and written, or
 // about to be): its outcome is unknown.
 client::outcome failed(const std::string& why, bool sent) {
@@ -37,12 +58,16 @@ std::unique_ptr<async_client> async_client::connect(const options& o, std::strin
     *error = "async_client: reconnect_backoff_ms must be 1..1000";
     return nullptr;
   }
+  if (o.keepalive_ms != 0 && (o.keepalive_ms < 100 || o.keepalive_ms > 3'600'000)) {
+    *error = "async_client: keepalive_ms must be 0 (no pings) or 100..3600000";
+    return nullptr;
+  }
   auto conn = client::connect(o, error);
   if (!conn) return nullptr;
   std::unique_ptr<async_client> c(new async_client());
   c->opt_ = o;
-  c->in_flight_max_ = std::max<uint32_t>(1, conn->welcome().in_flight_max);
-  c->frame_bytes_max_ = conn->welcome().frame_bytes_max;
+  c->opt_.interrupt = nullptr;  // the caller's flag ends its own connect: the reconnects go on
+  c->take_limits(conn->welcome());
   c->conn_ = std::move(conn);
   // The reconnects' connects end when the client closes (a caller's own cancel_fd is
   // for its first connect only).
@@ -56,18 +81,28 @@ std::unique_ptr<async_client> async_client::connect(const options& o, std::strin
 }
 
 async_client::~async_client() {
+  // The reader thread cannot join itself: a callback destroying its own client is a bug
+  // in the caller, stopped here with a message (join would throw in a destructor).
+  MESOB_ASSERT_MSG(std::this_thread::get_id() != reader_id_.load(),
+                   "async_client destroyed from its own callback or on_push (the reader thread)");
   {
     std::lock_guard lk(mu_);
     closing_ = true;
     if (connecting_) connecting_->shutdown();  // a reconnect's handshake ends at once
+    // The connection is replaced under mu_ too, so this is the current one: a send blocked
+    // on it (a resend, a submit's write, both holding send_mu_) fails at once, not after
+    // the socket's send timeout.
+    conn_->shutdown();
   }
   const uint64_t one = 1;
   if (opt_.cancel_fd >= 0) (void)!::write(opt_.cancel_fd, &one, sizeof one);  // and its connect
   room_.notify_all();
   wake_.notify_all();
   {
-    std::lock_guard sl(send_mu_);
-    conn_->shutdown();
+    // Threads inside submit() see closing_ and leave (a waiting one fails what is left
+    // "client closed"): only then may the members they use go.
+    std::unique_lock lk(mu_);
+    submitters_left_.wait(lk, [&] { return submitters_ == 0; });
   }
   if (reader_.joinable()) reader_.join();  // (not started: its thread could not be made)
   if (opt_.cancel_fd >= 0) ::close(opt_.cancel_fd);
@@ -101,9 +136,25 @@ void async_client::submit(std::vector<request> requests) {
   };
   // On the reader thread (a callback, on_push) a full window is not waited out: only
   // this thread reads the answers that would make room.
-  const bool on_reader = std::this_thread::get_id() == reader_.get_id();
+  const bool on_reader = std::this_thread::get_id() == reader_id_.load(std::memory_order_relaxed);
   std::vector<std::pair<callback, std::string>> refused;  // completed after the lock
+  // Counted inside submit() while it uses the client (the destructor waits), left before
+  // the refused requests' callbacks run (one may destroy the client). Declared before
+  // the lock: an exception leaves with the lock released first.
+  struct inside_t {
+    async_client& c;
+    bool in = false;
+    void leave() {
+      if (!in) return;
+      in = false;
+      std::lock_guard g(c.mu_);
+      if (--c.submitters_ == 0 && c.closing_) c.submitters_left_.notify_all();
+    }
+    ~inside_t() { leave(); }
+  } inside{*this};
   std::unique_lock lk(mu_);
+  ++submitters_;
+  inside.in = true;
   for (size_t i = 0; i < requests.size(); ++i) {
     if (!requests[i].done) requests[i].done = [](client::outcome&&) {};  // (no one waits for it)
     if (requests[i].body.size() > frame_bytes_max_) {
@@ -128,6 +179,7 @@ void async_client::submit(std::vector<request> requests) {
       const std::string why = closing_ ? "client closed" : !broken_.empty() ? broken_ : down_;
       lk.unlock();
       write();
+      inside.leave();
       for (auto& [done, what] : refused) done(failed(what, false));
       for (size_t k = i; k < requests.size(); ++k)
         if (requests[k].done) requests[k].done(failed(why, false));
@@ -147,6 +199,7 @@ void async_client::submit(std::vector<request> requests) {
   }
   lk.unlock();
   write();
+  inside.leave();
   for (auto& [done, what] : refused) done(failed(what, false));
 }
 
@@ -158,15 +211,17 @@ std::future<client::outcome> async_client::submit(std::vector<uint8_t> request_b
 }
 
 void async_client::reader_loop() {
+  reader_id_.store(std::this_thread::get_id());  // before any callback of this thread's submits
   pthread_setname_np(pthread_self(), "mesob.client");
   for (;;) {
+    plan_read();
     frame_reader::frame f;  // in place: handled before the next read
     std::string err;
     if (conn_->next_frame(&f, &err)) {
       if (f.header.kind == uint16_t(frame_kind::push)) {
         push_msg m;
         std::string why;
-        if (opt_.on_push && parse_push(f.body, &m, &why)) opt_.on_push(std::move(m));
+        if (opt_.on_push && parse_push(f.body, &m, &why)) guarded("on_push", [&] { opt_.on_push(std::move(m)); });
         continue;
       }
       if (f.header.kind != uint16_t(frame_kind::response) && f.header.kind != uint16_t(frame_kind::error)) continue;
@@ -194,18 +249,35 @@ void async_client::reader_loop() {
         (void)conn_->send_bytes(*next, &why);  // on failure the next read fails: reconnect, resend
       }
       room_.notify_all();
-      done(client::to_outcome(f.header, f.body));
+      guarded("a request's callback", [&] { done(client::to_outcome(f.header, f.body)); });
       continue;
     }
-    bool waiting = false;
+    // A signal: the caller's interrupt flag is for its own connect (connect() dropped it
+    // for this thread), so this read goes on.
+    if (conn_->interrupted()) continue;
+    bool waiting = false, ping = false;
     {
       std::lock_guard lk(mu_);
       if (closing_) return;
       // A receive's timeout counts from the start of a wait that may have begun, idle,
       // just before the oldest request was sent: broken only when a request has waited
-      // timeout_ms for its answer.
-      if (conn_->timed_out() && (pending_.empty() || !overdue())) continue;
+      // timeout_ms for its answer. Idle and unheard for keepalive_ms: a ping.
+      if (conn_->timed_out()) {
+        if (pending_.empty()) {
+          ping = opt_.keepalive_ms > 0 && std::chrono::steady_clock::now() - std::max(conn_->last_heard(), pinged_) >=
+                                              std::chrono::milliseconds(opt_.keepalive_ms);
+          if (!ping) continue;
+        } else if (!overdue()) {
+          continue;
+        }
+      }
       waiting = !pending_.empty();
+    }
+    if (ping) {
+      pinged_ = std::chrono::steady_clock::now();
+      std::lock_guard sl(send_mu_);
+      (void)conn_->ping(&err);  // the pong is skipped above; on failure the next read fails: reconnect
+      continue;
     }
     last_error_ = err;
     // Reconnects that each meet the same end (no answer in time, or the server closing
@@ -270,29 +342,31 @@ bool async_client::reconnect() {
       continue;
     }
     std::unique_lock sl(send_mu_);
-    {
-      std::lock_guard lk(mu_);
-      if (closing_) return false;  // closed meanwhile: the destructor shut down the old one only
-    }
-    conn_ = std::move(fresh);
     std::vector<std::shared_ptr<const std::vector<uint8_t>>> again;
     std::vector<std::pair<callback, std::string>> not_again;  // completed after the locks
     {
       std::lock_guard lk(mu_);
+      if (closing_) return false;  // closed meanwhile: the destructor shut down the old one only
+      conn_ = std::move(fresh);  // under mu_ too: the destructor shuts down the current one
       ++reconnects_;
       ++conn_gen_;  // with the snapshot below: what was registered before goes out here
       down_.clear();
-      in_flight_max_ = std::max<uint32_t>(1, conn_->welcome().in_flight_max);
+      take_limits(conn_->welcome());
       // In request-id order, as many as the new session's window takes; the rest one per
       // answer (sent past the window, they would be answered too_many_in_flight, which
       // says nothing of whether the first send was applied).
-      frame_bytes_max_ = conn_->welcome().frame_bytes_max;
       send_later_.clear();
       const auto now = std::chrono::steady_clock::now();
       for (auto it = pending_.begin(); it != pending_.end();) {
         auto& [id, p] = *it;
-        if (const std::string why = not_sent_again(*p.frame); !why.empty()) {
-          not_again.emplace_back(std::move(p.done), why);
+        std::string why = not_sent_again(*p.frame);
+        if (const size_t body = p.frame->size() - frame_header_bytes; why.empty() && body > frame_bytes_max_)
+          // Sent, the new session would answer frame_too_large and close (an engine
+          // started again with a smaller limit), failing every request behind it.
+          why = "client: this request's body of " + std::to_string(body) + " bytes is past the new session's frame limit of " +
+                std::to_string(frame_bytes_max_) + " bytes: not sent again (it may have been applied before the connection failed)";
+        if (!why.empty()) {
+          not_again.emplace_back(std::move(p.done), std::move(why));
           it = pending_.erase(it);
           continue;
         }
@@ -309,7 +383,7 @@ bool async_client::reconnect() {
     if (!not_again.empty()) {
       sl.unlock();
       room_.notify_all();
-      for (auto& [done, why] : not_again) done(failed(why, true));
+      for (auto& [done, why] : not_again) guarded("a request's callback", [&] { done(failed(why, true)); });
     }
     if (ok) return true;
     last_error_ = err;
@@ -351,7 +425,35 @@ void async_client::fail_all(const std::string& why) {
     send_later_.clear();
   }
   room_.notify_all();
-  for (auto& [id, p] : left) p.done(failed(why, true));
+  for (auto& [id, p] : left) guarded("a request's callback", [&] { p.done(failed(why, true)); });
+}
+
+void async_client::take_limits(const welcome_msg& w) {
+  // 0 says no limit (as the sync client takes it); nothing past the protocol's bounds.
+  in_flight_max_ = std::clamp<uint32_t>(w.in_flight_max, 1, in_flight_ceiling);
+  frame_bytes_max_ = w.frame_bytes_max == 0 ? frame_bytes_max_ceiling : std::min(w.frame_bytes_max, frame_bytes_max_ceiling);
+}
+
+void async_client::plan_read() {
+  using clock = std::chrono::steady_clock;
+  std::optional<clock::time_point> until;
+  bool idle = false;
+  {
+    std::lock_guard lk(mu_);
+    idle = pending_.empty();
+    if (idle) {
+      answer_due_.reset();
+    } else if (opt_.timeout_ms > 0 && (!answer_due_ || clock::now() >= *answer_due_)) {
+      // Computed when due (an older answer may have come since: then it is later now).
+      auto oldest = clock::time_point::max();
+      for (const auto& [id, p] : pending_) oldest = std::min(oldest, p.sent);
+      answer_due_ = oldest + std::chrono::milliseconds(opt_.timeout_ms);
+    }
+    if (!idle) until = answer_due_;
+  }
+  if (idle && opt_.keepalive_ms > 0)
+    until = std::max(conn_->last_heard(), pinged_) + std::chrono::milliseconds(opt_.keepalive_ms);
+  conn_->set_wait_until(until);
 }
 
 bool async_client::overdue() const {

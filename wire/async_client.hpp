@@ -32,8 +32,19 @@
 // thread, at once: a callback that submits again on failure must not loop.
 // A response may overtake a push the server queued earlier for the session (pushes past
 // the server's queue limit wait in its backlog; responses do not).
+// A request's timeout runs from when it was written, whatever else comes meanwhile
+// (pushes, pongs): an answer that does not come is a lost connection even while the
+// server pushes. With nothing outstanding and nothing heard for keepalive_ms, the reader
+// pings (the server closes sessions idle for its idle timeout, 5 minutes by default).
+// Callbacks and on_push must not throw (what they throw is reported on stderr and
+// dropped) and must not destroy the client (that stops the process with a message).
+// Destroying it while other threads are inside submit() is safe: they return, their
+// requests failed "client closed"; calling submit() after the destructor began is not.
+// The caller's `interrupt` flag applies to the first connect only: the reader thread's
+// reads go on through signals.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -42,6 +53,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "wire/client.hpp"
@@ -54,6 +66,7 @@ class async_client {
   struct options : client::options {
     int reconnect_attempts = 20;    // failed in a row before the client is down (1..1000000)
     int reconnect_backoff_ms = 20;  // doubled per failed attempt, at most 1 s (1..1000)
+    int keepalive_ms = 60'000;      // a ping after this long idle and unheard (0: none; else 100..3600000)
     // Frames the server pushes (instructions, events), on the reader thread.
     std::function<void(push_msg&&)> on_push;
   };
@@ -100,6 +113,11 @@ class async_client {
   static std::string not_sent_again(const std::vector<uint8_t>& frame);
   // Whether the oldest unanswered request has waited timeout_ms (under mu_).
   [[nodiscard]] bool overdue() const;
+  // The reader's deadline for its next read: the oldest answer's due time, or the next
+  // keepalive ping's when nothing is outstanding (the reader thread's).
+  void plan_read();
+  // The limits a session's Welcome sets, kept within what this client takes (mu_).
+  void take_limits(const welcome_msg& w);
 
   options opt_;
   mutable std::mutex mu_;  // pending_, next_id_, state
@@ -124,6 +142,14 @@ class async_client {
   // thread submitted into a full window. Each answer sends the next (mu_).
   std::deque<uint64_t> send_later_;
   std::string last_error_;  // the reader thread's latest connection error
+  // Threads inside submit() (mu_): the destructor waits for them to leave.
+  int submitters_ = 0;
+  std::condition_variable submitters_left_;
+  std::atomic<std::thread::id> reader_id_{};  // set by the reader thread itself, first
+  // The reader thread's: the oldest answer's due time as last computed (earlier than or
+  // equal to the true one: recomputed when reached), and the last keepalive ping.
+  std::optional<std::chrono::steady_clock::time_point> answer_due_;
+  std::chrono::steady_clock::time_point pinged_{};
   int reconnects_unanswered_ = 0;   // (the reader thread's) reconnects in a row without an answer
   std::thread reader_;
 };

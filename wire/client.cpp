@@ -232,7 +232,7 @@ bool client::fill(std::string* error) {
   int wait_ms = opt_.timeout_ms;
   if (wait_until_) {  // late in a wait, this receive waits only for the time left
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(*wait_until_ - std::chrono::steady_clock::now());
-    if (left.count() + 50 < wait_ms) wait_ms = int(std::max<int64_t>(left.count(), 1));
+    if (wait_ms < 0 || left.count() + 50 < wait_ms) wait_ms = int(std::clamp<int64_t>(left.count(), 1, INT32_MAX));
   }
   // Where this receive's wait ends (a signal's restart waits the rest of it, not anew).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(wait_ms, 0));

@@ -120,6 +120,11 @@ class client {
   bool ping(std::string* error);
   // When bytes last came from the server (the connect, before any).
   [[nodiscard]] std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
+  // A deadline for the reads from now on (none: each read waits timeout_ms): a read
+  // past it fails timed_out(), however many frames have come meanwhile; frames already
+  // received are still handed out. For a reader that waits on several things at once
+  // (async_client: the oldest answer due, a keepalive ping).
+  void set_wait_until(std::optional<std::chrono::steady_clock::time_point> t) { wait_until_ = t; }
 
   // Raw access for protocol tests.
   bool send_bytes(std::span<const uint8_t> bytes, std::string* error);

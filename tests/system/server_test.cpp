@@ -10,10 +10,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "actors/customers.hpp"
@@ -1821,6 +1825,9 @@ struct scripted_server {
   std::atomic<bool> greet{true};    // sessions accepted from now on get a hello, or nothing
   std::atomic<int> cut_upto{0};     // sessions numbered up to this are closed
   std::atomic<bool> accepting{true};  // false: connections wait in the kernel's queue
+  std::atomic<uint32_t> frame_limit{4096};  // the Welcome's frame_bytes_max
+  std::atomic<int> push_every_ms{0};  // > 0: a push this often to each session, once welcomed
+  std::atomic<bool> reading{true};    // false: nothing read after the handshake
   std::thread th;
   std::vector<std::thread> conns;  // one a connection (the accepting thread's alone)
 
@@ -1864,7 +1871,17 @@ struct scripted_server {
     wire::frame_reader reader(1u << 20);
     bool authed = false;
     if (greet) send_all(fd, wire::encode_frame(wire::frame_kind::hello, 0, wire::hello_body(h)));
+    auto pushed = std::chrono::steady_clock::now();
     while (!stop && number > cut_upto) {
+      if (const int every = push_every_ms.load(); authed && every > 0 &&
+                                                  std::chrono::steady_clock::now() - pushed >= std::chrono::milliseconds(every)) {
+        pushed = std::chrono::steady_clock::now();
+        send_all(fd, wire::encode_frame(wire::frame_kind::push, 0, wire::push_body({"tick", {1}})));
+      }
+      if (authed && !reading) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
       if (!readable(fd)) continue;
       auto room = reader.prepare(64 * 1024);
       const ssize_t n = ::recv(fd, room.data(), room.size(), 0);
@@ -1877,7 +1894,7 @@ struct scripted_server {
           w.gateway_id = "pay";
           w.roles = wire::roles::payments;
           w.session_id = uint64_t(sessions.load());
-          w.frame_bytes_max = 4096;
+          w.frame_bytes_max = frame_limit;
           w.in_flight_max = in_flight_max;
           send_all(fd, wire::encode_frame(wire::frame_kind::welcome, 0, wire::welcome_body(w)));
           authed = true;
@@ -2015,6 +2032,184 @@ TEST(async_client, a_request_late_in_an_idle_wait_is_given_its_whole_timeout) {
   EXPECT_EQ(r.error.message, "scripted");
   EXPECT_EQ(c->reconnects(), 0u);
   EXPECT_EQ(slow.requests.load(), 1);
+}
+
+// A request's timeout runs from when it was written, whatever else the server sends: here
+// a push every 50 ms and no answer. Before, each push restarted the receive's wait, so
+// the request never timed out, its callback never ran and its window slot stayed taken.
+TEST(async_client, an_answer_that_does_not_come_times_out_while_pushes_flow) {
+  scripted_server s(-1);
+  s.push_every_ms = 50;
+  auto o = s.opts(300);
+  o.reconnect_attempts = 1;
+  o.reconnect_backoff_ms = 5;
+  std::atomic<int> pushes{0};
+  o.on_push = [&](wire::push_msg&&) { pushes.fetch_add(1); };
+  std::string err;
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  auto f = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "no timeout while pushes came";
+  const auto r = f.get();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.failure.find("reconnects in a row brought no answer"), std::string::npos) << r.failure;
+  EXPECT_GT(pushes.load(), 5);
+}
+
+// A quiet client pings before the server's idle timeout closes its session (a gateway
+// that only listens for pushes). Without pings the same server closes it, and the
+// client reconnects.
+TEST(async_client, an_idle_client_pings_and_keeps_its_session) {
+  engine::server_config cfg;
+  cfg.idle_timeout_ms = 500;
+  net n(cfg);
+  for (const int keepalive : {150, 0}) {
+    auto o = n.async_opts();
+    o.keepalive_ms = keepalive;
+    std::string err;
+    if (keepalive == 0) {
+      auto c = wire::async_client::connect(o, &err);
+      ASSERT_TRUE(c) << err;
+      for (int i = 0; i < 300 && c->reconnects() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      EXPECT_GE(c->reconnects(), 1u) << "the server closes idle sessions: the test shows nothing";
+      continue;
+    }
+    auto c = wire::async_client::connect(o, &err);
+    ASSERT_TRUE(c) << err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+    EXPECT_EQ(c->reconnects(), 0u);
+    EXPECT_TRUE(c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get().ok);
+  }
+  auto o = n.async_opts();
+  o.keepalive_ms = 50;
+  std::string err;
+  EXPECT_FALSE(wire::async_client::connect(o, &err));
+  EXPECT_EQ(err, "async_client: keepalive_ms must be 0 (no pings) or 100..3600000");
+}
+
+// Destroying the client while another thread waits in submit() for room: the waiting
+// thread leaves with its request failed "client closed" before the client's members go
+// (before, the destructor woke it and freed what it was about to use).
+TEST(async_client, a_submit_waiting_for_room_leaves_before_the_client_is_gone) {
+  scripted_server mute(-1, 1);
+  std::string err;
+  auto c = wire::async_client::connect(mute.opts(30'000), &err);
+  ASSERT_TRUE(c) << err;
+  auto first = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}));  // the window's one slot
+  std::promise<wire::client::outcome> second;
+  std::thread waiter([&] {
+    c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{2}),
+              [&](wire::client::outcome&& r) { second.set_value(std::move(r)); });
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // waiting for room by now
+  c.reset();
+  waiter.join();
+  const auto r = second.get_future().get();
+  EXPECT_EQ(r.failure, "client closed");
+  EXPECT_FALSE(r.unknown) << "never sent";
+  EXPECT_EQ(first.get().failure, "client closed");
+}
+
+// Closing cuts short a send blocked on a server that reads nothing: the destructor shuts
+// the connection down without waiting for the lock the send holds. Before, it waited out
+// the socket's send timeout (the client's timeout_ms, here 30 s).
+TEST(async_client, closing_cuts_a_blocked_send_short) {
+  scripted_server s(-1);
+  s.frame_limit = 48u << 20;
+  s.reading = false;
+  std::string err;
+  auto c = wire::async_client::connect(s.opts(30'000), &err);
+  ASSERT_TRUE(c) << err;
+  std::promise<wire::client::outcome> sent;
+  std::thread sender([&] {
+    c->submit(std::vector<uint8_t>(40u << 20, 0), [&](wire::client::outcome&& r) { sent.set_value(std::move(r)); });
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the socket's buffers full by now
+  const auto t0 = std::chrono::steady_clock::now();
+  c.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "the destructor waited for the send";
+  sender.join();
+  EXPECT_EQ(sent.get_future().get().failure, "client closed");
+}
+
+// A request written before the connection failed, now past the new session's frame limit
+// (an engine started again with a smaller one), fails instead of being sent again: the
+// server would answer frame_too_large and close, failing everything behind it. A Welcome
+// without a frame limit (0) takes the protocol's ceiling, as the sync client does.
+TEST(async_client, a_resend_past_the_new_sessions_frame_limit_fails_unsent) {
+  scripted_server s(-1);
+  s.frame_limit = 8192;
+  std::string err;
+  auto c = wire::async_client::connect(s.opts(30'000), &err);
+  ASSERT_TRUE(c) << err;
+  auto big = c->submit(std::vector<uint8_t>(6000, 1));
+  for (int i = 0; i < 200 && s.requests.load() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(s.requests.load(), 1);
+  s.frame_limit = 0;  // the next Welcome names no limit ...
+  s.cut_upto = 1;
+  for (int i = 0; i < 500 && c->reconnects() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(c->reconnects(), 1u);
+  for (int i = 0; i < 200 && s.requests.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(s.requests.load(), 2) << "resent: the ceiling is the limit";
+  s.frame_limit = 4096;  // ... and the one after a smaller one
+  s.cut_upto = 2;
+  ASSERT_EQ(big.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const auto r = big.get();
+  EXPECT_TRUE(r.unknown);
+  EXPECT_NE(r.failure.find("past the new session's frame limit of 4096 bytes"), std::string::npos) << r.failure;
+  EXPECT_EQ(c->reconnects(), 2u);
+  EXPECT_EQ(s.requests.load(), 2) << "not sent to the third session";
+}
+
+// What a callback throws is reported and dropped: the reader thread goes on. Before, it
+// ended the process (std::terminate on the reader thread).
+TEST(async_client, a_callback_that_throws_does_not_end_the_client) {
+  net n;
+  std::string err;
+  auto c = wire::async_client::connect(n.async_opts(), &err);
+  ASSERT_TRUE(c) << err;
+  c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}),
+            [](wire::client::outcome&&) { throw std::runtime_error("the caller's bug"); });
+  const auto r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
+  EXPECT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(c->reconnects(), 0u);
+}
+
+// The caller's interrupt flag ends its own connect's waits; the reader thread's reads go
+// on through a signal (before, a signal to it while the flag was set was a lost
+// connection: a reconnect, and requests that are not repeated failed unknown).
+TEST(async_client, a_signal_to_the_reader_thread_is_not_a_lost_connection) {
+  net n;
+  struct sigaction sa{}, old{};
+  sa.sa_handler = on_usr1;  // no SA_RESTART: the receive fails EINTR
+  ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
+  g_usr1_flag = 1;
+  const int seen = g_usr1_seen.load();
+  auto o = n.async_opts();
+  o.interrupt = &g_usr1_flag;
+  std::string err;
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  pid_t reader = 0;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "mesob.client") reader = pid_t(std::stoi(t.path().filename().string()));
+  }
+  ASSERT_NE(reader, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in its receive
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(::syscall(SYS_tgkill, ::getpid(), reader, SIGUSR1), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();
+  EXPECT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(c->reconnects(), 0u);
+  EXPECT_EQ(g_usr1_seen.load() - seen, 3) << "the signals reached the reader thread";
+  c.reset();
+  g_usr1_flag = 0;
+  ::sigaction(SIGUSR1, &old, nullptr);
 }
 
 // A request past the server's frame limit is refused before it is sent, sync and async:
