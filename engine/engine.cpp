@@ -2231,11 +2231,12 @@ class engine_impl {
 
   // Each currency an instrument is defined in has its trading accounts, one per shard,
   // before the definition: made here, in a batch of their own ahead of it (engine-made,
-  // in the reserved range), once per currency and run (a repeat if they exist).
+  // in the reserved range), once per currency and run (a repeat if they exist). Only for
+  // a definition whose fields pass (one the market refuses for them changes nothing).
   void make_trading_accounts(const std::vector<wire::instrument_op>& ops) {
     std::vector<wire::account> accounts;
     for (const auto& op : ops)
-      if (op.kind == wire::instrument_op_kind::define && wire::currency_valid(op.currency) &&
+      if (op.kind == wire::instrument_op_kind::define && actors::market::check_op_fields(op) == result::ok &&
           trading_currencies_.insert(op.currency).second)
         for (auto& a : trading_accounts(op.currency)) accounts.push_back(a);
     if (accounts.empty()) return;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "actors/market.hpp"
+#include "actors/trading.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
 
@@ -101,6 +102,24 @@ TEST_F(market_engine, DefinitionsPricesAndEveryRefusal) {
   EXPECT_EQ(all.instruments[0].def.instrument_id, 1u);
   EXPECT_EQ(all.instruments[1].def.instrument_id, 2u);
   EXPECT_EQ(all.instruments[1].def.cls, wire::asset_class::bond);
+}
+
+// A definition refused for its fields changes nothing: before, the trading accounts of
+// its currency were made ahead of it all the same (the currency then showed in look-ups
+// and totals).
+TEST_F(market_engine, ADefinitionRefusedForItsFieldsMakesNoTradingAccounts) {
+  const auto usd = wire::currency("USD");
+  std::vector<uint64_t> ids;
+  for (uint32_t s = 0; s < 2; ++s) ids.push_back(actors::trading::account_for(usd, s, 2));
+  auto bad = actors::market::definition(5, "USD.X", wire::asset_class::equity, usd, 1, 1, {500, 60'000, 10'000, 30'000});
+  bad.tick = 0;
+  EXPECT_EQ(e().instruments({bad}).results, std::vector<result>{result::tick_invalid});
+  for (const auto& a : e().lookup_accounts(ids).accounts) EXPECT_EQ(a.id, 0u) << "made for a refused definition";
+  bad.tick = 1;
+  EXPECT_EQ(e().instruments({bad}).results, std::vector<result>{result::ok});
+  const auto made = e().lookup_accounts(ids).accounts;
+  ASSERT_EQ(made.size(), 2u);
+  for (size_t i = 0; i < made.size(); ++i) EXPECT_EQ(made[i].id, ids[i]);
 }
 
 TEST_F(market_engine, HaltsByMoveByHandAndByTime) {
