@@ -147,10 +147,19 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
   if (rc == 0) rc = mdb_env_set_mapsize(s->env_, map_bytes);
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
+  // A process killed inside a read transaction leaves its slot in the reader table; LMDB
+  // clears the table at open only when no other process has the store open (mesob-log
+  // reading it, say). A stale slot pins its snapshot's pages: no later commit could reuse
+  // the pages freed since, and the map would fill.
+  int stale = 0;
+  if (rc == 0) rc = mdb_reader_check(s->env_, &stale);
   if (rc != 0) {
     *error = lmdb_error(("open " + dir).c_str(), rc);
     return nullptr;
   }
+  s->stale_readers_cleared_ = uint32_t(stale);
+  if (stale > 0)
+    std::fprintf(stderr, "mesobd: snapshot: cleared %d reader slot(s) of processes that ended inside a read\n", stale);
   // The files LMDB may just have created: their entries durable before any commit
   // counts (a checkpoint's commit lets the log segments it covers go).
   if (!fsync_dir(dir)) {

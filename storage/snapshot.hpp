@@ -110,6 +110,8 @@ class snapshot_store {
   // *error empty and returns nullptr.
   static std::unique_ptr<snapshot_store> open_read_only(const std::string& dir, std::string* error);
   ~snapshot_store();
+  // Reader slots of dead processes that open() cleared (they pin old pages).
+  [[nodiscard]] uint32_t stale_readers_cleared() const { return stale_readers_cleared_; }
   snapshot_store(const snapshot_store&) = delete;
   snapshot_store& operator=(const snapshot_store&) = delete;
 
@@ -190,6 +192,7 @@ class snapshot_store {
   bool scan_rows(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn, std::string* error,
                  std::optional<uint64_t> end_key, uint64_t begin_key, bool check);
   bool rows_checked_ = false;
+  uint32_t stale_readers_cleared_ = 0;
   bool read_only_ = false;  // open_read_only: another process may convert the rows while open
   MDB_env* env_ = nullptr;
   void* map_addr_ = nullptr;

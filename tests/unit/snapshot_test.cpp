@@ -10,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+#include <csignal>
+
 #include <cctype>
 #include <fstream>
 
@@ -463,6 +466,56 @@ TEST(snapshot, a_read_only_store_reads_the_meta_of_a_conversion_since_it_opened)
   ASSERT_TRUE(m.has_value()) << err;
   EXPECT_EQ(m->version, snapshot_format_version);
   EXPECT_TRUE(ro->rows_checked());
+}
+
+// A process killed inside a read transaction leaves its reader slot behind, and LMDB
+// clears the table at open only when no other process has the store open. open() clears
+// such slots (mdb_reader_check): a stale one pins the pages of its snapshot, so no later
+// commit could reuse what was freed since and the map would fill.
+TEST(snapshot, a_reader_killed_inside_a_read_is_cleared_at_open) {
+  temp_dir d;
+  {
+    std::string err;
+    auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+    ASSERT_TRUE(s) << err;
+  }
+  // A child that opens the store read-only and, if asked, begins a read; it tells the
+  // parent through `ready`, then waits to be ended.
+  const auto start_reader = [&](bool inside_a_read, int ready) {
+    const pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    bool ok = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 32) == 0 &&
+              mdb_env_open(env, d.path().c_str(), MDB_RDONLY, 0644) == 0;
+    if (ok && inside_a_read) ok = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0;
+    const char c = ok ? '1' : '0';
+    (void)!::write(ready, &c, 1);
+    for (;;) ::pause();
+  };
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t keeper = start_reader(false, ready[1]);
+  const pid_t reader = start_reader(true, ready[1]);
+  ASSERT_GT(keeper, 0);
+  ASSERT_GT(reader, 0);
+  char got[2] = {};
+  ASSERT_EQ(::read(ready[0], &got[0], 1), 1);
+  ASSERT_EQ(::read(ready[0], &got[1], 1), 1);
+  EXPECT_EQ(std::string(got, 2), "11");
+  ::kill(reader, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(reader, &status, 0), reader);
+  {
+    std::string err;
+    auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+    ASSERT_TRUE(s) << err;
+    EXPECT_EQ(s->stale_readers_cleared(), 1u) << "the killed reader's slot";
+  }
+  ::kill(keeper, SIGKILL);
+  ASSERT_EQ(::waitpid(keeper, &status, 0), keeper);
+  ::close(ready[0]);
+  ::close(ready[1]);
 }
 
 // Only a snapshot of a format this build reads is converted: one of format 3 (resolved
