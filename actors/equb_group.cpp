@@ -431,6 +431,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       return std::memcmp(&asked, &held, sizeof asked) == 0 ? result::ok : result::exists_with_different_fields;
     }
     if (too_long) return result::period_too_long;
+    if (rules_ >= rules_grace_within_period && c.grace_ns >= c.period_ns) return result::grace_not_within_period;
     // The escrow takes the group's id: not one of the engine's (a desk's payout account
     // or a trading account another currency or shard count will need; before version 9 a
     // group could take one, and the engine's account was then never made).

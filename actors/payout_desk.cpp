@@ -744,11 +744,11 @@ result desk_table::took_settled(desk& d, payout_entry& p, const wire::payout_ans
   return result::ok;
 }
 
-void desk_table::took_failed(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts) {
+void desk_table::took_failed(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts, bool sample) {
   breaker& b = d.breakers[a.gateway];
   ++b.failed;
   gateways::add_amount(b.failed_amount, p.amount);
-  record(d, a.gateway, p.id, true, ts);
+  if (sample) record(d, a.gateway, p.id, true, ts);
   p.gateway_reason = a.reason;
 }
 
@@ -793,9 +793,13 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     return result::payout_already_resolved;
   }
   const bool current = p->st == state::in_flight && a.attempt == p->attempts.size();
+  // The latest attempt timed out and the payout waits to try its gateway again: that
+  // gateway saying it did not pay ends the wait as a current answer would have.
+  const bool backing_off = failed_in_backoff_ && in_backoff(*p) && a.attempt == p->attempts.size() &&
+                           a.gateway == p->attempts.back().gateway;
   if (a.outcome == wire::payout_outcome::settled) return took_settled(d, *p, a, ts);
   note_failed(d, *p, a);
-  if (!current) {
+  if (!current && !backing_off) {
     // The gateway asked to cancel did not pay: on to the next one now.
     if (p->st == state::waiting && p->cancel_wait == a.gateway && !may_pay(*p, a.gateway)) {
       route(d, *p, ts);
@@ -808,7 +812,7 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     }
     return result::payout_answer_late;
   }
-  took_failed(d, *p, a, ts);
+  took_failed(d, *p, a, ts, current);  // (in the backoff the timeout counted in the breaker)
   // Another gateway it went to, never answered, may still pay.
   if (another_may_pay(*p, a.gateway)) {
     make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);

@@ -361,6 +361,9 @@ class desk_table {
   // Rules version 10 on (rules_reset_keeps_backoff): a reset leaves a payout waiting out
   // its backoff with its gateway.
   void set_rules_reset_keeps_backoff(bool v) { reset_keeps_backoff_ = v; }
+  // Rules version 13 on (rules_failed_in_backoff): a failed answer to the latest attempt
+  // in its backoff is taken, not late.
+  void set_rules_failed_in_backoff(bool v) { failed_in_backoff_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -443,7 +446,9 @@ class desk_table {
   // A settled answer of a payout held (any attempt: the money went out), and a failed
   // answer of its current attempt: breaker counts, then the settlement.
   wire::result took_settled(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts);
-  void took_failed(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts);
+  // `sample`: the outcome counts in the breaker's window (not when the attempt's timeout
+  // already counted there).
+  void took_failed(desk& d, payout_entry& p, const wire::payout_answer& a, uint64_t ts, bool sample = true);
   // Cancels to the gateways other than `except` (0: none) that may still pay p.
   void cancel_elsewhere(const payout_entry& p, uint32_t except);
   void cancel_at(const payout_entry& p, uint32_t gateway, uint32_t attempt);
@@ -492,6 +497,7 @@ class desk_table {
   bool before_cancels_ = false;
   bool payout_routes_ = true;
   bool reset_keeps_backoff_ = true;
+  bool failed_in_backoff_ = true;
   // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
   // gateway's first session opened. It shapes instructions only (not logged, not kept).
   std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;

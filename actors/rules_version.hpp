@@ -64,6 +64,15 @@ constexpr uint16_t rules_portfolio_close_and_sells = 11;
 // at once at the first batch, with debts, covers and late penalties for members who could
 // not pay while the engine was down.
 constexpr uint16_t rules_resume_rebases = 12;
-constexpr uint16_t rules_newest = 12;
+// Payouts: a `failed` answer to the latest attempt while its payout waits out the backoff
+// after that attempt timed out is taken (the gateway did not pay: the payout is released,
+// or a dead letter if another gateway may still pay). Before, it was payout_answer_late
+// and the retry went to the gateway that had said no.
+constexpr uint16_t rules_failed_in_backoff = 13;
+// Equb: a new group's grace must be shorter than its period (grace_not_within_period):
+// round k closes at its deadline + grace, so with a grace of a period or more round k+1
+// could not be paid until its own deadline had passed, and every payment was late.
+constexpr uint16_t rules_grace_within_period = 13;
+constexpr uint16_t rules_newest = 13;
 
 }  // namespace mesob::actors

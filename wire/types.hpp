@@ -749,6 +749,7 @@ enum class result : uint32_t {
   order_not_dead = 241,                  // an operator's retry of an order that is not a dead letter
   order_retries_exhausted = 242,         // a retry that could pass the attempts an order keeps
   customer_op_invalid = 243,             // customers: unknown kind, or a field a resequence must not set
+  grace_not_within_period = 244,         // equb: a create whose grace is its period or longer
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -1464,7 +1464,9 @@ TEST(payout_engine_upgrade, a_longer_period_is_refused_now_and_replayed_as_taken
   now.period_ns = actors::equb::period_max_ns;
   now.grace_ns = actors::equb::period_max_ns + 1;
   EXPECT_EQ(e->equb({now}).results.at(0), result::period_too_long);
-  now.grace_ns = actors::equb::period_max_ns;
+  now.grace_ns = actors::equb::period_max_ns;  // as long as the period: no payment could be on time
+  EXPECT_EQ(e->equb({now}).results.at(0), result::grace_not_within_period);
+  now.grace_ns = actors::equb::period_max_ns - 1;
   EXPECT_EQ(e->equb({now}).results.at(0), result::ok);
   EXPECT_EQ(e->lookup_groups({812}).results.at(0), result::ok);
   // A client's retry of the older create (the same config) is answered ok, as any repeat

@@ -2190,12 +2190,15 @@ TEST(async_client, a_signal_to_the_reader_thread_is_not_a_lost_connection) {
   std::string err;
   auto c = wire::async_client::connect(o, &err);
   ASSERT_TRUE(c) << err;
-  pid_t reader = 0;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(t.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    if (name == "mesob.client") reader = pid_t(std::stoi(t.path().filename().string()));
+  pid_t reader = 0;  // (the thread names itself when it starts)
+  for (int i = 0; i < 200 && reader == 0; ++i) {
+    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(t.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name == "mesob.client") reader = pid_t(std::stoi(t.path().filename().string()));
+    }
+    if (reader == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ASSERT_NE(reader, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in its receive

@@ -1018,6 +1018,7 @@ TEST(equb_rules, replace_account_moves_every_use_and_keeps_the_config_valid) {
 TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
   using mesob::actors::rules_ended_groups;
   using mesob::actors::rules_newest;
+  using mesob::actors::rules_grace_within_period;
   using mesob::actors::rules_period_cap;
   auto cfg = config();
   cfg.group_id = escrow;  // in the engine a group's id is its escrow account's
@@ -1130,6 +1131,32 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
   fresh.group_id = 7001;
   EXPECT_EQ(p.execute(fresh, 5, make_escrow), result::period_too_long);
   EXPECT_EQ(p.find(7001), nullptr);
+
+  // A grace as long as the period, or longer: refused for a new group from version 13
+  // on (every payment of the next round would be late), taken before; a create repeating
+  // an existing group's config stays ok.
+  for (const uint16_t rules : {uint16_t(rules_grace_within_period - 1), rules_newest}) {
+    group_table q;
+    q.set_rules(rules);
+    auto wide = config();
+    wide.group_id = wide.escrow_account_id = 7050;
+    wide.grace_ns = wide.period_ns;
+    const bool refused = rules >= rules_grace_within_period;
+    EXPECT_EQ(q.execute(create_op_of(wide), 1, make_escrow), refused ? result::grace_not_within_period : result::ok);
+    EXPECT_EQ(q.find(7050) == nullptr, refused);
+    wide.grace_ns = wide.period_ns - 1;
+    EXPECT_EQ(q.execute(create_op_of(wide), 2, make_escrow), refused ? result::ok : result::exists_with_different_fields);
+  }
+  {
+    group_table q;
+    q.set_rules(rules_grace_within_period - 1);
+    auto wide = config();
+    wide.group_id = wide.escrow_account_id = 7060;
+    wide.grace_ns = 2 * wide.period_ns;
+    ASSERT_EQ(q.execute(create_op_of(wide), 1, make_escrow), result::ok);
+    q.set_rules(rules_newest);
+    EXPECT_EQ(q.execute(create_op_of(wide), 2, make_escrow), result::ok) << "a client's retry of the create";
+  }
 
   // A create naming an engine account: refused from version 7 on, taken before (as
   // those builds did).

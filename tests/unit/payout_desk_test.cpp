@@ -715,5 +715,41 @@ TEST(payout_desk, a_restart_leaves_a_payout_in_its_backoff_with_its_gateway) {
   }
 }
 
+// A gateway whose attempt timed out answers `failed` for it while the payout waits out
+// its backoff to try that gateway again: it did not pay, so the payout is released then
+// and not sent to it again. Before (and in records before version 13) the answer was
+// payout_answer_late and the retry went to the gateway that had said no.
+TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
+  for (const bool taken : {true, false}) {
+    SCOPED_TRACE(taken ? "this build's rules" : "rules before version 13");
+    recording_table r;
+    desk_table& t = r.t;
+    t.set_rules_failed_in_backoff(taken);
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+    t.held(hold_of(5), 20);
+    t.run_due(20 + 1'000'000'001);  // alpha's answer timeout: a backoff, then alpha again
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u);
+    wire::payout_answer a{};
+    a.payout_id = 5;
+    a.amount = 100;
+    a.currency = etb;
+    a.attempt = 1;
+    a.outcome = wire::payout_outcome::failed;
+    a.gateway = r.alpha;
+    EXPECT_EQ(t.answer(a, desk_account(etb, 0), 1'100'000'000),
+              taken ? wire::result::ok : wire::result::payout_answer_late);
+    const payout_entry* p = nullptr;
+    t.for_each_desk([&](const desk& d) {
+      if (auto it = d.payouts.find(5); it != d.payouts.end()) p = &it->second;
+    });
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->st, taken ? state::failing : state::waiting);
+    t.run_due(600'000'000'000);  // when the backoff would have ended
+    t.flush();
+    EXPECT_EQ(r.sent.size(), taken ? 1u : 2u) << "sent again to the gateway that said it did not pay";
+  }
+}
+
 }  // namespace
 }  // namespace mesob::actors::payouts
