@@ -2611,6 +2611,13 @@ class engine_impl {
       unsigned __int128 debits_posted = 0, credits_posted = 0, debits_pending = 0, credits_pending = 0;
     };
     std::map<wire::currency_code, money> sums;
+    // Each account's pending totals, less the open pending rows naming it: zero at the
+    // end, or a pending row is missing (each row's check covers its own bytes, not a row
+    // that is gone; the currencies' totals still balance without it).
+    struct pending_left {
+      uint64_t debits = 0, credits = 0;
+    };
+    std::unordered_map<uint64_t, pending_left> pending_of;
     std::string bad_row;
     ok = snap_->scan(storage::table::accounts, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::stored_account sa;
@@ -2631,6 +2638,7 @@ class engine_impl {
       m.credits_posted += a.credits_posted;
       m.debits_pending += a.debits_pending;
       m.credits_pending += a.credits_pending;
+      if (a.debits_pending != 0 || a.credits_pending != 0) pending_of[a.id] = {a.debits_pending, a.credits_pending};
       shards_[shard_of(a.id, shards_n_)]->load_account(a, sa.last_serial);
       ++rec_.accounts_loaded;
       return true;
@@ -2660,6 +2668,18 @@ class engine_impl {
       if (v.size() != sizeof p) return false;
       std::memcpy(&p, v.data(), sizeof p);
       if (p.serial != key || p.serial >= expect || p.state != actors::pending_state::pending) return false;
+      for (const bool debit : {true, false}) {
+        const uint64_t id = debit ? p.debit_account_id : p.credit_account_id;
+        const auto it = pending_of.find(id);
+        uint64_t* left = it == pending_of.end() ? nullptr : debit ? &it->second.debits : &it->second.credits;
+        if (!left || *left < p.amount) {
+          bad_row = "snapshot: the open pending transfer of serial " + std::to_string(p.serial) + " holds " +
+                    std::to_string(p.amount) + " on account " + std::to_string(id) + ", whose pending " +
+                    (debit ? "debits" : "credits") + " do not hold it (damaged rows; nothing was started)";
+          return false;
+        }
+        *left -= p.amount;
+      }
       ++rec_.pending_loaded;
       const uint32_t ds = shard_of(p.debit_account_id, shards_n_), cs = shard_of(p.credit_account_id, shards_n_);
       shards_[ds]->load_pending(p);
@@ -2667,7 +2687,23 @@ class engine_impl {
       pending_deadline_max_ = std::max(pending_deadline_max_, p.expires_at);
       return true;
     }, error);
+    if (!bad_row.empty()) *error = bad_row;
     if (!ok) return false;
+    {
+      uint64_t first = UINT64_MAX;  // the lowest account named: the same message each start
+      for (const auto& [id, left] : pending_of)
+        if ((left.debits != 0 || left.credits != 0) && id < first) first = id;
+      if (first != UINT64_MAX) {
+        const pending_left& left = pending_of[first];
+        *error = "snapshot: account " + std::to_string(first) + " has " +
+                 (left.debits != 0 ? std::to_string(left.debits) + " of pending debits" : std::string()) +
+                 (left.debits != 0 && left.credits != 0 ? " and " : "") +
+                 (left.credits != 0 ? std::to_string(left.credits) + " of pending credits" : std::string()) +
+                 " that no open pending transfer in the snapshot holds (a pending row is missing; nothing was "
+                 "started)";
+        return false;
+      }
+    }
     std::string why;
     std::unordered_set<uint64_t> group_numbers;
     ok = snap_->scan(storage::table::groups, [&](uint64_t key, std::span<const uint8_t> v) {
@@ -3727,6 +3763,16 @@ class engine_impl {
     for (auto& a : shard_actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     shard_actors_.clear();
     if (sys_) sys_->await_all_actors_done();
+    {
+      // A cut the shards were still copying when the checkpoint thread stopped (a close
+      // without a final checkpoint) never reaches it: its callers are answered here, not
+      // left waiting (or thrown a broken promise when the engine goes).
+      std::lock_guard lk(ck_mu_);
+      for (auto& [cut, waiters] : cut_waiters_)
+        for (auto& p : waiters) p.set_value("the engine closed before this checkpoint was written");
+      cut_waiters_.clear();
+      checkpoint_running_ = false;
+    }
     if (event_hub_) event_hub_->stop();
     if (event_writer_) {
       event_writer_->stop();  // after the shards: every group is posted, written and synced

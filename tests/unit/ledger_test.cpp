@@ -1316,6 +1316,58 @@ TEST(ledger_snapshot, a_damaged_resolved_pending_row_refuses_its_posts_alone) {
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
 }
 
+// Each row's check covers its own bytes, not a row that is gone: a missing open pending
+// row left the currencies' totals balanced, and the engine started with the money held
+// for good (its post refused pending_transfer_unreadable, never expiring). A start now
+// checks every account's pending totals against the open pending rows naming it.
+TEST(ledger_snapshot, a_missing_or_altered_pending_row_refuses_to_start) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.checkpoint_on_close = true;
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 4);
+    ASSERT_EQ(e->create_transfers({make_transfer(100, 1, 2, 10, tf::pending)}).results.at(0), result::ok);
+    ASSERT_EQ(e->create_transfers({make_transfer(101, 3, 4, 5, tf::pending)}).results.at(0), result::ok);
+  }
+  const std::string snap = dir.path() + "/snapshot";
+  std::string row;
+  {
+    std::string err;
+    auto s = storage::snapshot_store::open(snap, 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    ASSERT_TRUE(s->get(storage::table::pending, 0, &row, &err)) << err;
+    ASSERT_EQ(row.size(), sizeof(actors::pending_info));
+  }
+  {
+    auto e = open_engine(cfg);  // whole: starts
+    ASSERT_TRUE(e);
+  }
+  edit_snapshot(snap, [](storage::snapshot_store&, storage::snapshot_store::writer& w) {
+    ASSERT_TRUE(w.erase(storage::table::pending, 0));
+  });
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_EQ(err, "snapshot: account 1 has 10 of pending debits that no open pending transfer in the snapshot "
+                 "holds (a pending row is missing; nothing was started)");
+  actors::pending_info more;
+  std::memcpy(&more, row.data(), sizeof more);
+  more.amount = 11;
+  edit_snapshot(snap, [&](storage::snapshot_store&, storage::snapshot_store::writer& w) {
+    ASSERT_TRUE(w.put(storage::table::pending, 0, {reinterpret_cast<const uint8_t*>(&more), sizeof more}));
+  });
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_EQ(err, "snapshot: the open pending transfer of serial 0 holds 11 on account 1, whose pending debits do not "
+                 "hold it (damaged rows; nothing was started)");
+  edit_snapshot(snap, [&](storage::snapshot_store&, storage::snapshot_store::writer& w) {
+    ASSERT_TRUE(w.put(storage::table::pending, 0, as_span(row)));
+  });
+  auto e = open_engine(cfg);  // whole again
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_pending, 10u);
+}
+
 // The log must continue the snapshot's history: a log from another engine with the same
 // lsns (another clone's wal/, say) is refused at the first record past the snapshot, by
 // its chain hash. Before, it replayed silently onto the snapshot.
