@@ -545,6 +545,8 @@ class admin_impl {
         .num("snapshot_lsn", st.snapshot_lsn)
         .text("last_snapshot", st.snapshot_unix_ns ? utc_text(st.snapshot_unix_ns) : "none since start")
         .num("checkpoints", st.checkpoints)
+        .num("checkpoint_failures", st.checkpoint_failures)
+        .text("checkpoint_failed_last", st.checkpoint_failures ? st.checkpoint_error_last : "none since start")
         .num("records_flush_failures", st.records_flush_failures)
         .num("snapshot_rows_unreadable", st.snapshot_rows_unreadable)
         .text("writes", st.writes_refused ? "refused until restart (storage failed: " + st.writes_refused_why + ")"

@@ -588,6 +588,8 @@ class engine_impl {
   bool checkpoints_closed_ = false;  // guarded by ck_mu_: checkpoint() answers at once
   std::condition_variable ck_done_cv_;
   std::atomic<uint64_t> checkpoints_{0};
+  std::atomic<uint64_t> checkpoint_failures_{0};
+  std::string checkpoint_error_last_;  // guarded by ck_mu_
   std::atomic<uint64_t> checkpoint_ns_last_{0}, checkpoint_ns_total_{0};  // write_checkpoint's time
 
   uint64_t now() { return cfg_.clock ? cfg_.clock() : realtime_ns(); }
@@ -1866,6 +1868,10 @@ class engine_impl {
                                      static_cast<unsigned long long>(c->lsn), err.c_str());
       lk.lock();
       checkpoint_running_ = false;
+      if (!err.empty()) {
+        checkpoint_failures_.fetch_add(1, std::memory_order_relaxed);
+        checkpoint_error_last_ = err;
+      }
       if (err.empty() && flush_failed_ && flush_retry_) note_flush({});  // the cut's commit wrote the records
       for (auto& p : cut_waiters_[c.get()]) p.set_value(err);
       cut_waiters_.erase(c.get());
@@ -4272,6 +4278,11 @@ engine_stats engine::stats() {
     s.wal_commit_buckets.assign(w.commit_buckets.begin(), w.commit_buckets.end());
   }
   s.checkpoints = impl_->checkpoints_.load();
+  s.checkpoint_failures = impl_->checkpoint_failures_.load(std::memory_order_relaxed);
+  if (s.checkpoint_failures != 0) {
+    std::lock_guard lk(impl_->ck_mu_);
+    s.checkpoint_error_last = impl_->checkpoint_error_last_;
+  }
   s.checkpoint_seconds_last = double(impl_->checkpoint_ns_last_.load()) / 1e9;
   s.checkpoint_seconds_total = double(impl_->checkpoint_ns_total_.load()) / 1e9;
   for (auto& sh : impl_->shards_) s.memory_bytes_shards += sh->stats().memory_bytes;

@@ -193,6 +193,10 @@ struct engine_stats {
   std::vector<uint64_t> wal_commit_buckets;  // groups per storage::wal_commit_buckets bucket, then +Inf
   uint64_t sync_waits = 0;
   uint64_t checkpoints = 0;
+  // Checkpoints that failed since start (each is tried again at the next interval; until
+  // one commits the log keeps every segment since the snapshot), and the latest's error.
+  uint64_t checkpoint_failures = 0;
+  std::string checkpoint_error_last;
   double checkpoint_seconds_last = 0;   // the last checkpoint's writing (LMDB commit included)
   double checkpoint_seconds_total = 0;  // every checkpoint's, this run (failed ones too)
   uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)

@@ -115,6 +115,12 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   }
   x.one("mesob_snapshot_lsn", "gauge", "Log position the last snapshot covers.", double(st.snapshot_lsn));
   x.one("mesob_checkpoints_total", "counter", "Snapshots written since start.", double(st.checkpoints));
+  x.one("mesob_checkpoint_failures_total", "counter",
+        "Checkpoints that failed since start (each is tried again; until one commits the log keeps every segment).",
+        double(st.checkpoint_failures));
+  x.one("mesob_log_records_past_snapshot", "gauge",
+        "Durable log records the snapshot does not cover (replayed at a start; their segments are kept).",
+        double(st.lsn_durable > st.snapshot_lsn ? st.lsn_durable - st.snapshot_lsn : 0));
   x.one("mesob_records_flush_failures_total", "counter",
         "Flushes of transfer records to the snapshot that failed since start (each is tried again).",
         double(st.records_flush_failures));

@@ -38,7 +38,9 @@ uint64_t from_be(const MDB_val& v) {
 }
 
 std::string lmdb_error(const char* what, int rc) {
-  return std::string("snapshot: ") + what + ": " + mdb_strerror(rc);
+  std::string e = std::string("snapshot: ") + what + ": " + mdb_strerror(rc);
+  if (rc == MDB_MAP_FULL) e += " (the store's map is full: raise --snapshot-map-gib)";
+  return e;
 }
 
 // Each row's check: CRC-32C of the table's number, the key (little-endian) and the
@@ -279,7 +281,7 @@ bool snapshot_store::convert_rows(MDB_txn* txn, std::string* error) {
           // Every row is rewritten in one transaction, whose freed pages LMDB reuses
           // only after it commits: the map must hold the old rows and the new at once.
           if (rc == MDB_MAP_FULL)
-            *error += " (converting needs room for the snapshot twice over: raise snapshot_map_gib for this start)";
+            *error += " (converting needs room for the snapshot twice over, for this start)";
           return false;
         }
       }

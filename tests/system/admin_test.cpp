@@ -757,6 +757,8 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   EXPECT_EQ(exposition_sample(second, "mesob_operation_results_total{op=\"payouts\",result=\"ok\"}"), 1) << second;
   EXPECT_EQ(exposition_sample(second, "mesob_sessions_by_role{role=\"payments\"}"), 1) << second;
   EXPECT_GE(exposition_sample(second, "mesob_log_commit_seconds_count"), 3) << second;
+  EXPECT_EQ(exposition_sample(second, "mesob_checkpoint_failures_total"), 0) << second;
+  EXPECT_GE(exposition_sample(second, "mesob_log_records_past_snapshot"), 3) << "no checkpoint since the writes";
   EXPECT_EQ(exposition_sample(second, "mesob_log_commit_seconds_bucket{le=\"+Inf\"}"),
             exposition_sample(second, "mesob_log_commit_seconds_count"))
       << second;

@@ -2103,12 +2103,20 @@ TEST_P(ledger, a_failed_checkpoint_carries_its_changes_to_the_next) {
   auto p = make_transfer(7002, 1, 3, 20, tf::pending);
   ASSERT_EQ(one(p), result::ok);
   storage::failure_probes::instance().snapshot_commit_errno = MDB_MAP_FULL;
+  EXPECT_EQ(e().stats().checkpoint_failures, 0u);
   EXPECT_FALSE(e().checkpoint(&err));
   EXPECT_NE(err.find("MDB_MAP_FULL"), std::string::npos) << err;
+  EXPECT_NE(err.find("raise --snapshot-map-gib"), std::string::npos) << err;
+  // Counted, with its error, for operators (the log keeps its segments meanwhile).
+  EXPECT_EQ(e().stats().checkpoint_failures, 1u);
+  EXPECT_EQ(e().stats().checkpoint_error_last, err);
   // A second failure, with account 1 and 4 changed again: the newest copies win.
   ASSERT_EQ(one(make_transfer(7005, 1, 4, 10)), result::ok);
   storage::failure_probes::instance().snapshot_commit_errno = MDB_MAP_FULL;
   EXPECT_FALSE(e().checkpoint(&err));
+  EXPECT_EQ(e().stats().checkpoint_failures, 2u);
+  const auto past = e().stats();
+  EXPECT_GT(past.lsn_durable, past.snapshot_lsn);
   ASSERT_EQ(one(make_transfer(7003, 6, 2, 5)), result::ok);  // other accounts change after
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   const auto a1 = acct(1), a4 = acct(4), a3 = acct(3);
