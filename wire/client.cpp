@@ -79,6 +79,10 @@ std::unique_ptr<client> client::connect_raw(const options& o, std::string* error
 
 std::unique_ptr<client> client::connect(const options& o, std::string* error, protocol_error* refusal) {
   if (refusal) *refusal = protocol_error(0);
+  if (o.answers_held_max < 1 || o.answers_held_max > 1'000'000) {
+    *error = "client: answers_held_max must be 1..1000000";
+    return nullptr;
+  }
   auto c = connect_raw(o, error);
   if (!c || !c->handshake(error, refusal)) return nullptr;
   return c;
@@ -339,7 +343,11 @@ void client::file_frame(const frame_header& h, std::span<const uint8_t> body) {
   }
   const bool answer = h.kind == uint16_t(frame_kind::response) || h.kind == uint16_t(frame_kind::error) ||
                       h.kind == uint16_t(frame_kind::admin_response);
-  if (answer) early_[h.request_id] = {h, {body.begin(), body.end()}};
+  // Only answers to requests this client sent are kept (not a server's answers of its
+  // own), and at most options::answers_held_max: past that the oldest goes.
+  if (!answer || h.request_id == 0 || h.request_id >= next_id_) return;
+  while (early_.size() >= opt_.answers_held_max) early_.erase(early_.begin());
+  early_[h.request_id] = {h, {body.begin(), body.end()}};
   // pushes, pongs and a Subscribed nobody waits for are not requests' answers
 }
 

@@ -55,6 +55,10 @@ class client {
     // A descriptor (an eventfd, a pipe's read end) that, once readable, ends a connect still
     // waiting for the server with ECANCELED (the async client's close); -1: none.
     int cancel_fd = -1;
+    // Answers read while waiting for another request's, kept for their own wait: at most
+    // this many (1..1000000); past it the oldest is dropped (its wait then times out). A
+    // caller that never waits for some answers cannot grow the client without bound.
+    uint32_t answers_held_max = 65'536;
   };
   struct outcome {
     bool ok = false;          // a response arrived (reply is set)
@@ -118,6 +122,8 @@ class client {
   // A ping (the pong is skipped by whatever reads next): keeps a quiet session from the
   // server's idle timeout, and shows the server is there (last_heard() moves).
   bool ping(std::string* error);
+  // Answers read while waiting for another, kept for their own wait.
+  [[nodiscard]] size_t answers_held() const { return early_.size(); }
   // When bytes last came from the server (the connect, before any).
   [[nodiscard]] std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
   // A deadline for the reads from now on (none: each read waits timeout_ms): a read

@@ -1336,6 +1336,32 @@ TEST(client, waits_end_by_timeout_data_or_shutdown) {
   EXPECT_NE(err.find("closed"), std::string::npos) << err;
 }
 
+// Answers read while waiting for another are kept for their own wait, at most
+// answers_held_max of them (the oldest goes): a caller that sends and never waits cannot
+// grow the client without bound (before, every such answer was kept for good).
+TEST(client, answers_waiting_for_their_wait_are_bounded) {
+  net n;
+  auto o = n.opts();
+  o.answers_held_max = 4;
+  o.timeout_ms = 300;
+  std::string err;
+  auto c = wire::client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  const auto body = wire::lookup_accounts_body(std::vector<uint64_t>{1});
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(c->send(body));
+  EXPECT_TRUE(c->wait(ids[9]).ok);
+  EXPECT_EQ(c->answers_held(), 4u);
+  EXPECT_TRUE(c->wait(ids[5]).ok) << "among the newest, kept";
+  const auto dropped = c->wait(ids[0]);
+  EXPECT_FALSE(dropped.ok);
+  EXPECT_FALSE(dropped.unknown) << "a wait that timed out";
+  EXPECT_EQ(c->answers_held(), 3u);
+  o.answers_held_max = 0;
+  EXPECT_FALSE(wire::client::connect(o, &err));
+  EXPECT_EQ(err, "client: answers_held_max must be 1..1000000");
+}
+
 namespace {
 volatile std::sig_atomic_t g_usr1_flag = 0;
 std::atomic<int> g_usr1_seen{0};
