@@ -15,10 +15,12 @@
 #include <future>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "actors/gateway_registry.hpp"
 #include "storage/checksum.hpp"
+#include "storage/failure_probes.hpp"
 #include "storage/wal.hpp"
 #include "wire/assert.hpp"
 #include "wire/codec.hpp"
@@ -572,18 +574,29 @@ void event_hub::start(sender send, uint64_t session_bytes_max) {
   });
 }
 
-void event_hub::subscribe(uint64_t session, uint64_t request_id, subscription_request&& r) {
+bool event_hub::subscribe(uint64_t session, uint64_t request_id, subscription_request&& r) {
   {
     std::lock_guard lk(mu_);
+    if (!subscribes_queued_.insert(session).second) return false;
     commands_.push_back({command::kind::subscribe, session, request_id, 0, std::move(r), {}});
   }
   cv_.notify_one();
+  return true;
 }
 
-void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
+std::string event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
   bool wake;
   {
     std::lock_guard lk(mu_);
+    uint32_t& mine = acks_queued_[session];
+    if (mine >= acks_queued_max)
+      return "ack: " + std::to_string(acks_queued_max) +
+             " acks of this session wait for the event hub already (acknowledge less often: each covers "
+             "every offset before it)";
+    if (commands_.size() >= commands_queued_max)
+      return "ack: the event hub's queue is full (" + std::to_string(commands_queued_max) +
+             " commands wait): send it again later";
+    ++mine;
     commands_.push_back({command::kind::ack, session, request_id, offset, {}, {}});
     wake = std::binary_search(window_full_.begin(), window_full_.end(), session) ||
            commands_.size() % commands_wake_every == 0;
@@ -591,8 +604,9 @@ void event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offset) {
   // An ack matters at once only to a subscriber its window holds back; else the next pass
   // (new events, or at most ack_apply_ms) takes it, and a busy subscriber's ack per frame
   // does not cost the hub a wake-up each. A flood of acks wakes it every
-  // commands_wake_every, so the queue stays bounded whatever the sessions send.
+  // commands_wake_every; while a pass holds the hub, acks past the limits are refused.
   if (wake) cv_.notify_one();
+  return {};
 }
 
 void event_hub::closed(uint64_t session) {
@@ -1014,9 +1028,13 @@ void event_hub::run() {
   for (;;) {
     std::vector<command> cmds;
     bool stopping;
+    if (const int stall = storage::failure_probes::instance().hub_stall_ms.exchange(0); stall > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(stall));
     {
       std::lock_guard lk(mu_);
       cmds.swap(commands_);
+      acks_queued_.clear();
+      subscribes_queued_.clear();
       stopping = stop_;
       out_ = send_;
       bytes_max_ = session_bytes_max_;

@@ -33,6 +33,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "actors/batch.hpp"
@@ -153,8 +154,15 @@ constexpr size_t subscriber_names_max = 4'096;
 // The hub takes an ack that does not open a full window at its next pass: with new events,
 // or at most this long after it came.
 constexpr int ack_apply_ms = 100;
-// ... or when this many commands wait (a flood of acks: the queue stays bounded).
+// ... or when this many commands wait.
 constexpr size_t commands_wake_every = 1'024;
+// What may wait for the hub's thread, which takes its commands between passes (a pass
+// may read old segments or save the positions): acks of one session, and commands of
+// all sessions. Past either an ack is refused at once (ack_refused), so a flood of acks
+// cannot grow the queue while a pass holds it. A session's second Subscribe while its
+// first waits is answered subscriber_busy at once.
+constexpr uint32_t acks_queued_max = 1'024;
+constexpr size_t commands_queued_max = 65'536;
 // While the writer appends many groups at a time (128 or more events, and the append
 // before came less than events_busy_gap_ms earlier), a packed subscriber's newest partial
 // group of 128 waits at most events_tail_hold_ms after the end last moved for the rest of
@@ -179,9 +187,11 @@ class event_hub {
   void start(sender send, uint64_t session_bytes_max);
   // From the network thread; each only queues a command for the hub's thread, which
   // answers a subscription with a Subscribed frame and a refused ack with an Error.
-  void subscribe(uint64_t session, uint64_t request_id, subscription_request&& r);
-  // Everything up to `offset` is handled by the subscriber.
-  void ack(uint64_t session, uint64_t request_id, uint64_t offset);
+  // False (nothing queued) when the session's earlier Subscribe still waits for the hub.
+  [[nodiscard]] bool subscribe(uint64_t session, uint64_t request_id, subscription_request&& r);
+  // Everything up to `offset` is handled by the subscriber. Empty, or why it was not
+  // queued (acks_queued_max, commands_queued_max): the caller refuses it.
+  [[nodiscard]] std::string ack(uint64_t session, uint64_t request_id, uint64_t offset);
   void closed(uint64_t session);
   // Ends the session's subscription, if the hub holds one, telling it (an Error with
   // request id 0, `code`: `why`) after the frames sent before: in order with them and with
@@ -264,6 +274,9 @@ class event_hub {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<command> commands_;                // guarded by mu_
+  // Of commands_ (mu_): each session's acks, and the sessions with a Subscribe in it.
+  std::unordered_map<uint64_t, uint32_t> acks_queued_;
+  std::unordered_set<uint64_t> subscribes_queued_;
   std::vector<subscriber_info> listing_;         // guarded by mu_
   std::map<uint64_t, sub> subs_;                 // by session (the hub's thread only)
   struct name_state {

@@ -900,7 +900,8 @@ class server_impl {
         protocol_fault(s, rid, protocol_error::ack_refused, "ack: this session has no subscription");
         return;
       }
-      hub->ack(s.session_id, rid, offset);
+      if (std::string refused = hub->ack(s.session_id, rid, offset); !refused.empty())
+        protocol_fault(s, rid, protocol_error::ack_refused, refused);
       return;
     }
     wire::subscribe_msg m;
@@ -927,7 +928,12 @@ class server_impl {
     r.batch_max = m.batch_max;
     r.packed = m.packed;
     s.subscriber = true;
-    hub->subscribe(s.session_id, rid, std::move(r));
+    if (!hub->subscribe(s.session_id, rid, std::move(r))) {
+      wire::subscribed_msg a;
+      a.code = wire::result::subscriber_busy;
+      a.message = "a subscription of this session waits for the event hub already: wait for its answer";
+      queue_frame(s, frame_kind::subscribed, rid, wire::subscribed_body(a));
+    }
   }
 
   void on_auth(session& s, const wire::frame_reader::frame& f) {

@@ -2304,6 +2304,62 @@ TEST(async_client, a_callback_may_submit_into_a_full_window) {
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 8u);
 }
 
+// A flood of acks while the event hub is busy (a pass reading old segments, saving the
+// positions): past acks_queued_max a session's acks are refused at once (ack_refused)
+// and the hub's queue stays bounded; a second Subscribe while the session's first waits
+// is answered busy at once. Before, each ack and Subscribe queued a command for as long
+// as the pass lasted.
+TEST(server, a_flood_of_acks_while_the_event_hub_is_busy_is_refused_past_its_limit) {
+  net n;
+  auto c = n.connect();
+  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  auto s = n.connect("ops");
+  wire::subscribe_msg m;
+  m.from = 1;
+  wire::subscribed_msg a;
+  std::string err;
+  ASSERT_TRUE(s->subscribe(m, &a, &err)) << err;
+  ASSERT_EQ(a.code, result::ok) << a.message;
+  wire::events_msg em;
+  ASSERT_TRUE(s->next_events(&em, &err)) << err;
+  ASSERT_GE(em.next, 2u);
+  const uint64_t upto = em.next - 1;
+  auto t = n.connect("ops");
+  const uint64_t errors_before = n.srv->stats().protocol_errors;
+  storage::failure_probes::instance().hub_stall_ms = 2000;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the hub's next pass waits by now
+  constexpr uint64_t sent = 3000;
+  for (uint64_t i = 0; i < sent; ++i) ASSERT_TRUE(s->ack(upto, &err)) << err;
+  // Two Subscribes of one session, pipelined: the second is answered at once.
+  for (const uint64_t id : {7001, 7002})
+    ASSERT_TRUE(t->send_bytes(wire::encode_frame(wire::frame_kind::subscribe, id, wire::subscribe_body(m)), &err));
+  t->set_timeout_ms(1000);  // within the hub's stall
+  wire::client::frame_in f;
+  ASSERT_TRUE(t->read_frame(&f, &err)) << err;
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::subscribed));
+  EXPECT_EQ(f.header.request_id, 7002u);
+  ASSERT_TRUE(wire::parse_subscribed(f.body, &a, &err)) << err;
+  EXPECT_EQ(a.code, result::subscriber_busy) << a.message;
+  const auto refused = [&] { return n.srv->stats().protocol_errors - errors_before; };
+  for (int i = 0; i < 500 && refused() < sent - engine::acks_queued_max; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(refused(), sent - engine::acks_queued_max) << "the acks past what the hub may hold";
+  // After the stall: the queued acks are taken, the first Subscribe answered.
+  t->set_timeout_ms(10'000);
+  ASSERT_TRUE(t->read_frame(&f, &err)) << err;
+  EXPECT_EQ(f.header.request_id, 7001u);
+  ASSERT_TRUE(wire::parse_subscribed(f.body, &a, &err)) << err;
+  EXPECT_EQ(a.code, result::ok) << a.message;
+  bool acked = false;
+  for (int i = 0; i < 500 && !acked; ++i) {
+    for (const auto& info : n.eng->events()->subscribers())
+      if (info.session != 0 && info.acked == upto) acked = true;
+    if (!acked) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(acked);
+  EXPECT_EQ(refused(), sent - engine::acks_queued_max);
+}
+
 TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
