@@ -77,6 +77,9 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     if (gap <= band) continue;
     uint64_t units = uint64_t(std::min<u128>(gap / l.unit, u128(1) << 62));
     if (!buy) units = std::min(units, l.free);
+    // At most the lots an order may take fills of (order_lots_past_fills): a line further
+    // off its target moves that far, and the next rebalance goes on.
+    units = uint64_t(std::min<u128>(units, u128(l.lot) * fills_max));
     units -= units % l.lot;
     if (units == 0) continue;
     wire::order o{};
@@ -129,6 +132,9 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   if (const result r = check_order(o, in.instrument); r != result::ok) return r;
   if (orders_.count(o.id)) return result::exists_with_different_fields;  // the engine answers repeats first
   const market::instrument* ins = in.instrument;
+  // A broker may fill a lot at a time, and an order takes at most fills_max fills: one of
+  // more lots could be filled past what settles (its hold kept for units bought).
+  if (in.rules >= rules_orders_within_fills && o.quantity / ins->def.lot > fills_max) return result::order_lots_past_fills;
   const uint64_t cost = notional(o.quantity, o.limit_ticks, ins->def.tick);
   // 3. the customer
   const customers::customer* c = in.customer;

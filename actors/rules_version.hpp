@@ -73,6 +73,10 @@ constexpr uint16_t rules_failed_in_backoff = 13;
 // round k closes at its deadline + grace, so with a grace of a period or more round k+1
 // could not be paid until its own deadline had passed, and every payment was late.
 constexpr uint16_t rules_grace_within_period = 13;
+// Orders: one of more lots than an order may take fills (portfolio::fills_max) is refused
+// (order_lots_past_fills): a broker filling it a lot at a time would meet too_many_fills
+// with units bought that never settle.
+constexpr uint16_t rules_orders_within_fills = 13;
 constexpr uint16_t rules_newest = 13;
 
 }  // namespace mesob::actors

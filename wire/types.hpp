@@ -750,6 +750,7 @@ enum class result : uint32_t {
   order_retries_exhausted = 242,         // a retry that could pass the attempts an order keeps
   customer_op_invalid = 243,             // customers: unknown kind, or a field a resequence must not set
   grace_not_within_period = 244,         // equb: a create whose grace is its period or longer
+  order_lots_past_fills = 245,           // orders: more lots than an order may take fills (1,024)
 };
 [[nodiscard]] std::string_view result_name(result r);
 

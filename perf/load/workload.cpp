@@ -1,5 +1,7 @@
 #include "perf/load/workload.hpp"
 
+#include "actors/portfolio.hpp"
+
 #include <cstdio>
 #include <vector>
 
@@ -12,7 +14,10 @@ std::string workload::check() const {
   if (batch == 0 || batch > 8192) return "batch: 1 .. 8,192 transfers";
   if (two_phase && batch < 2) return "batch: at least 2 for the two-phase workload (pendings and posts)";
   if (two_phase && kind != item_kind::transfers) return "deposits, payouts, equb and orders are not two-phase";
-  if (kind == item_kind::orders && amount_max > (uint64_t(1) << 40)) return "amount max (units an order buys): at most 2^40";
+  // The instrument's lot is 1, and an order may take at most portfolio::fills_max fills
+  // (the engine refuses one of more lots: order_lots_past_fills).
+  if (kind == item_kind::orders && amount_max > actors::portfolio::fills_max)
+    return "amount max (units an order buys, lots of 1): at most " + std::to_string(actors::portfolio::fills_max);
   if (shards == 0 || shards > 32) return "shards: 1 .. 32";
   if (cross_pct > 100) return "cross: 0 .. 100 percent";
   if (hot_pct > 100) return "hot: 0 .. 100 percent";

@@ -89,6 +89,16 @@ TEST(Portfolio, EveryRefusalInItsOrder) {
   o = buy;
   o.quantity = 105;
   EXPECT_EQ(b.check(o, w.in(1'000'000)), result::lot_size_invalid);
+  // More lots than an order may take fills (a broker may fill a lot at a time): refused
+  // from rules version 13 on; before, taken (and the 1,025th fill refused).
+  o = buy;
+  o.quantity = 10 * (portfolio::fills_max + 1);
+  EXPECT_EQ(b.check(o, w.in(1'000'000'000)), result::order_lots_past_fills);
+  auto older = w.in(1'000'000'000);
+  older.rules = rules_orders_within_fills - 1;
+  EXPECT_NE(b.check(o, older), result::order_lots_past_fills);
+  o.quantity = 10 * portfolio::fills_max;
+  EXPECT_NE(b.check(o, w.in(1'000'000'000)), result::order_lots_past_fills);
   o = buy;
   o.limit_ticks = 1ull << 60;
   EXPECT_EQ(b.check(o, w.in(1'000'000)), result::amounts_too_large);
