@@ -20,8 +20,9 @@
 // served (filtered streams move on past events they do not carry). On a quiet stream it
 // pings every --keepalive-s (the server closes sessions idle for 5 minutes) and
 // reconnects when nothing at all came from the server for three of those. It retries
-// what may pass (the server away, draining, too many sessions, an engine whose log after
-// a restart does not yet reach the relay's offset) with a growing wait, up to 5 s, and
+// what may pass (the server away, draining, too many sessions, the subscriptions all
+// taken, a name not saved, an engine whose log after a restart does not yet reach the
+// relay's offset) with a growing wait, up to 5 s, and
 // stops on what will not (a wrong secret, a missing role, a field the server refuses,
 // events past retention, its name taken over by a newer session of its gateway: another
 // relay under the same name). Its own reconnect takes the name over from its old session,
@@ -349,6 +350,16 @@ int main(int argc, char** argv) {
       // The operator's own --from past the end is a mistake, not that.
       if (a.code == wire::result::events_offset_ahead && !(served_through == 0 && sub.from != 0)) {
         std::fprintf(stderr, "relay: %s; waiting for the engine to write it again\n", a.message.c_str());
+        retry_wait();
+        continue;
+      }
+      // What passes with time: the subscriptions all taken (stale sessions of this gateway
+      // after a network flap go at the server's idle timeout), or the name not saved (a
+      // passing disk error), or this session's earlier Subscribe still waiting.
+      if (a.code == wire::result::subscribers_full || a.code == wire::result::events_unavailable ||
+          a.code == wire::result::subscriber_busy) {
+        std::fprintf(stderr, "relay: %s: %s; retrying\n", std::string(wire::result_name(a.code)).c_str(),
+                     a.message.c_str());
         retry_wait();
         continue;
       }

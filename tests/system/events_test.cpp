@@ -1711,6 +1711,29 @@ TEST(Events, ARelayRefusedForGoodStops) {
   }
 }
 
+// The subscriptions all taken is a refusal that passes: the relay retries until one is
+// free (before, it stopped for good with exit 2).
+TEST(Events, ARelayWaitsForAFreeSubscription) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  live_mesobd engine(dir.path(), {"--port", std::to_string(port), "--subscriptions-max", "2"});
+  ASSERT_TRUE(engine.up()) << engine.output();
+  auto holder = connect(dir.path(), port);  // the dev gateway's one subscription of two
+  ASSERT_TRUE(holder);
+  ASSERT_EQ(subscribe(*holder, wire::subscribe_msg{}).code, result::ok);
+  const std::string err = dir.path() + "/relay.err";
+  relay_process relay(dir.path(), port, dir.path() + "/relay.txt", {"--name", "r"}, err);
+  for (int i = 0; i < 500 && read_file_text(err).find("subscribers_full") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_NE(read_file_text(err).find("subscribers_full"), std::string::npos) << read_file_text(err);
+  EXPECT_EQ(relay.exit_status(300), -1) << "stopped: " << read_file_text(err);
+  holder.reset();  // its session ends: the relay's next try subscribes
+  for (int i = 0; i < 1000 && read_file_text(err).find("relay: subscribed") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_NE(read_file_text(err).find("relay: subscribed"), std::string::npos) << read_file_text(err);
+  EXPECT_EQ(relay.exit_status(10), -1);
+}
+
 // A second relay under a name the first one runs with takes the name over (the newest
 // session wins: what a relay whose connection died unseen needs); the first is told
 // subscription_taken and stops instead of taking it back, and the second goes on from
