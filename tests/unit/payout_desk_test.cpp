@@ -347,6 +347,17 @@ wire::transfer hold_of(uint64_t id) {
   return hold;
 }
 
+// Payout 5 sent to alpha (up), its answer timeout passed: it waits out the backoff to be
+// sent to alpha again.
+void backing_off_at_alpha(recording_table& r) {
+  r.t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+  r.t.held(hold_of(5), 20);
+  r.t.run_due(20 + 1'000'000'001);  // alpha's answer timeout: a backoff, then alpha again
+  r.t.flush();
+  ASSERT_EQ(r.sent.size(), 1u);
+  ASSERT_EQ(r.sent[0].first, r.alpha);
+}
+
 // Answers and sessions' events from log records of version 5 and older are taken by the
 // rules of the builds that wrote them, so that replay decides what they decided; this
 // build's rules differ on the same inputs.
@@ -680,12 +691,7 @@ TEST(payout_desk, a_restart_leaves_a_payout_in_its_backoff_with_its_gateway) {
       recording_table r;
       desk_table& t = r.t;
       t.set_rules_reset_keeps_backoff(keeps);
-      t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
-      t.held(hold_of(5), 20);
-      t.run_due(20 + 1'000'000'001);  // alpha's answer timeout: a backoff, then alpha again
-      t.flush();
-      ASSERT_EQ(r.sent.size(), 1u);
-      ASSERT_EQ(r.sent[0].first, r.alpha);
+      ASSERT_NO_FATAL_FAILURE(backing_off_at_alpha(r));
       const uint64_t start = 1'100'000'000;
       t.event({0, wire::gateway_event_kind::reset, {}}, start);
       t.event({r.beta, wire::gateway_event_kind::up, {}}, start + 1);
@@ -725,11 +731,7 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
     recording_table r;
     desk_table& t = r.t;
     t.set_rules_failed_in_backoff(taken);
-    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
-    t.held(hold_of(5), 20);
-    t.run_due(20 + 1'000'000'001);  // alpha's answer timeout: a backoff, then alpha again
-    t.flush();
-    ASSERT_EQ(r.sent.size(), 1u);
+    ASSERT_NO_FATAL_FAILURE(backing_off_at_alpha(r));
     wire::payout_answer a{};
     a.payout_id = 5;
     a.amount = 100;
