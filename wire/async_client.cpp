@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <exception>
 #include <span>
+#include <tuple>
 #include <vector>
 
 #include "wire/assert.hpp"
@@ -117,6 +118,7 @@ void async_client::submit(std::vector<uint8_t> request_body, callback done) {
 
 void async_client::submit(std::vector<request> requests) {
   std::vector<std::shared_ptr<const std::vector<uint8_t>>> unsent;  // registered, not yet written
+  std::vector<uint64_t> unsent_ids;
   uint64_t gen = 0;  // the connection they were registered on
   std::vector<uint8_t> joined;
   const auto write = [&] {
@@ -131,8 +133,18 @@ void async_client::submit(std::vector<request> requests) {
     std::string err;
     // A reconnect since registering sent them with every unanswered request: a second
     // copy could meet a full window and answer the request with an error.
-    if (conn_gen_ == gen) (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
+    if (conn_gen_ == gen) {
+      {
+        // Marked before the send, under send_mu_: a reconnect (which takes send_mu_ first)
+        // sees them written, or sends them itself and this write is skipped.
+        std::lock_guard lk(mu_);
+        for (const uint64_t id : unsent_ids)
+          if (const auto it = pending_.find(id); it != pending_.end()) it->second.written = true;
+      }
+      (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
+    }
     unsent.clear();
+    unsent_ids.clear();
   };
   // On the reader thread (a callback, on_push) a full window is not waited out: only
   // this thread reads the answers that would make room.
@@ -195,6 +207,7 @@ void async_client::submit(std::vector<request> requests) {
     }
     if (unsent.empty()) gen = conn_gen_;
     unsent.push_back(frame);
+    unsent_ids.push_back(id);
     pending_[id] = {std::move(frame), std::move(requests[i].done), now};  // the reader may erase it before the write
   }
   lk.unlock();
@@ -239,6 +252,7 @@ void async_client::reader_loop() {
           send_later_.pop_front();
           if (later == pending_.end()) continue;
           next = later->second.frame;
+          later->second.written = true;
           later->second.sent = std::chrono::steady_clock::now();
           if (later->second.resend) ++resent_;
         }
@@ -343,7 +357,7 @@ bool async_client::reconnect() {
     }
     std::unique_lock sl(send_mu_);
     std::vector<std::shared_ptr<const std::vector<uint8_t>>> again;
-    std::vector<std::pair<callback, std::string>> not_again;  // completed after the locks
+    std::vector<std::tuple<callback, std::string, bool>> not_again;  // completed after the locks
     {
       std::lock_guard lk(mu_);
       if (closing_) return false;  // closed meanwhile: the destructor shut down the old one only
@@ -359,21 +373,27 @@ bool async_client::reconnect() {
       const auto now = std::chrono::steady_clock::now();
       for (auto it = pending_.begin(); it != pending_.end();) {
         auto& [id, p] = *it;
-        std::string why = not_sent_again(*p.frame);
+        // Never written (it waited for a free window): nothing of it reached the server.
+        std::string why = p.written ? not_sent_again(*p.frame) : std::string();
         if (const size_t body = p.frame->size() - frame_header_bytes; why.empty() && body > frame_bytes_max_)
           // Sent, the new session would answer frame_too_large and close (an engine
           // started again with a smaller limit), failing every request behind it.
           why = "client: this request's body of " + std::to_string(body) + " bytes is past the new session's frame limit of " +
-                std::to_string(frame_bytes_max_) + " bytes: not sent again (it may have been applied before the connection failed)";
+                std::to_string(frame_bytes_max_) + " bytes: not sent again" +
+                (p.written ? " (it may have been applied before the connection failed)" : "");
         if (!why.empty()) {
-          not_again.emplace_back(std::move(p.done), std::move(why));
+          not_again.emplace_back(std::move(p.done), std::move(why), p.written);
           it = pending_.erase(it);
           continue;
         }
         p.resend = true;
         p.sent = now;
-        if (again.size() < in_flight_max_) again.push_back(p.frame);
-        else send_later_.push_back(id);
+        if (again.size() < in_flight_max_) {
+          again.push_back(p.frame);
+          p.written = true;  // (sent below, under send_mu_ still)
+        } else {
+          send_later_.push_back(id);
+        }
         ++it;
       }
       resent_ += again.size();
@@ -383,7 +403,7 @@ bool async_client::reconnect() {
     if (!not_again.empty()) {
       sl.unlock();
       room_.notify_all();
-      for (auto& [done, why] : not_again) guarded("a request's callback", [&] { done(failed(why, true)); });
+      for (auto& [done, why, written] : not_again) guarded("a request's callback", [&] { done(failed(why, written)); });
     }
     if (ok) return true;
     last_error_ = err;
@@ -425,7 +445,7 @@ void async_client::fail_all(const std::string& why) {
     send_later_.clear();
   }
   room_.notify_all();
-  for (auto& [id, p] : left) guarded("a request's callback", [&] { p.done(failed(why, true)); });
+  for (auto& [id, p] : left) guarded("a request's callback", [&] { p.done(failed(why, p.written)); });
 }
 
 void async_client::take_limits(const welcome_msg& w) {

@@ -17,7 +17,8 @@
 // is (wire::repeat_changes_nothing: creates keyed by client-chosen ids return the first
 // outcome, look-ups change nothing); the others (an account status change, equb leave,
 // instrument halt, rebalance, ...) could undo what happened in between, and complete
-// with `failure` and `unknown` set instead.
+// with `failure` and `unknown` set instead, if they were written before the connection
+// failed (one still waiting for a free window then is sent like any other).
 // After `reconnect_attempts` failed connects in a row the client is down: every
 // outstanding request completes with `failure` and `unknown` set (it may have been
 // applied: look it up, or submit a create again, same ids, to learn its outcome), and
@@ -100,6 +101,9 @@ class async_client {
     callback done;
     std::chrono::steady_clock::time_point sent;  // last written (or registered)
     bool resend = false;  // registered before a reconnect
+    // Handed to a send at least once (it may have reached the server). One never written
+    // is sent after a reconnect whatever it is, and fails without `unknown`.
+    bool written = false;
   };
   async_client() = default;
   void reader_loop();

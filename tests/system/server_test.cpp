@@ -2187,6 +2187,46 @@ TEST(async_client, a_resend_past_the_new_sessions_frame_limit_fails_unsent) {
   EXPECT_EQ(s.requests.load(), 2) << "not sent to the third session";
 }
 
+// A request a repeat could apply twice, but never written (registered from the reader
+// thread into a full window): nothing of it reached the server, so a reconnect sends it
+// like any other, and closing fails it without `unknown`. Before, the reconnect failed it
+// "not sent again" with `unknown` set, for a request the server never saw.
+TEST(async_client, a_request_never_written_is_sent_after_a_reconnect_whatever_it_is) {
+  scripted_server s(-1, 1);  // one request in flight, never answered
+  s.push_every_ms = 50;
+  std::atomic<wire::async_client*> client{nullptr};
+  std::atomic<bool> submitted{false};
+  std::promise<wire::client::outcome> freeze;
+  auto o = s.opts(30'000);
+  o.on_push = [&](wire::push_msg&&) {  // on the reader thread: the window is full
+    auto* c = client.load();
+    if (!c || submitted.exchange(true)) return;
+    const std::vector<wire::account_status_change> change{{2, wire::account_status::frozen}};
+    c->submit(wire::set_account_status_body(change), [&](wire::client::outcome&& r) { freeze.set_value(std::move(r)); });
+  };
+  std::string err;
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  auto first = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}));  // takes the window
+  for (int i = 0; i < 200 && s.requests.load() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(s.requests.load(), 1);
+  client = c.get();
+  for (int i = 0; i < 200 && !submitted; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(submitted);
+  auto done = freeze.get_future();
+  s.cut_upto = 1;  // the session ends: a reconnect
+  for (int i = 0; i < 500 && c->reconnects() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(c->reconnects(), 1u);
+  EXPECT_EQ(done.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout) << "failed at the reconnect";
+  client = nullptr;
+  c.reset();
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  const auto r = done.get();
+  EXPECT_EQ(r.failure, "client closed");
+  EXPECT_FALSE(r.unknown) << "never written";
+  EXPECT_TRUE(first.get().unknown) << "written: it may have been applied";
+}
+
 // What a callback throws is reported and dropped: the reader thread goes on. Before, it
 // ended the process (std::terminate on the reader thread).
 TEST(async_client, a_callback_that_throws_does_not_end_the_client) {
