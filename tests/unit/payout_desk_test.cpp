@@ -347,6 +347,19 @@ wire::transfer hold_of(uint64_t id) {
   return hold;
 }
 
+// A gateway's answer to attempt `attempt` of an ETB payout.
+wire::payout_answer etb_answer(uint64_t payout_id, uint64_t amount, uint32_t attempt, wire::payout_outcome outcome,
+                               uint32_t gateway) {
+  wire::payout_answer a{};
+  a.payout_id = payout_id;
+  a.amount = amount;
+  a.currency = etb;
+  a.attempt = attempt;
+  a.outcome = outcome;
+  a.gateway = gateway;
+  return a;
+}
+
 // Payout 5 sent to alpha (up), its answer timeout passed: it waits out the backoff to be
 // sent to alpha again.
 void backing_off_at_alpha(recording_table& r) {
@@ -374,14 +387,7 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     return out;
   };
   auto answer = [&](desk_table& t, uint32_t g, uint32_t attempt, wire::payout_outcome o, uint64_t ts) {
-    wire::payout_answer a{};
-    a.payout_id = 5;
-    a.amount = 100;
-    a.currency = etb;
-    a.attempt = attempt;
-    a.outcome = o;
-    a.gateway = g;
-    return t.answer(a, account, ts);
+    return t.answer(etb_answer(5, 100, attempt, o, g), account, ts);
   };
   for (const bool before : {true, false}) {
     SCOPED_TRACE(before ? "rules before cancels" : "this build's rules");
@@ -504,14 +510,8 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
   EXPECT_EQ(sent[0].second.kind, wire::payout_instruction_kind::cancel);
   EXPECT_EQ(sent[0].second.attempt, 3u);
   sent.clear();
-  wire::payout_answer a{};
-  a.payout_id = 42;
-  a.amount = 1500;
-  a.currency = etb;
-  a.attempt = 3;
-  a.outcome = wire::payout_outcome::failed;
-  a.gateway = alpha;
-  EXPECT_EQ(t.answer(a, desk_account(etb, 0), 10'003), wire::result::ok);
+  EXPECT_EQ(t.answer(etb_answer(42, 1500, 3, wire::payout_outcome::failed, alpha), desk_account(etb, 0), 10'003),
+            wire::result::ok);
   t.flush();
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].first, beta);
@@ -640,14 +640,8 @@ TEST(payout_desk, amount_sums_stop_at_the_top_instead_of_wrapping) {
   t.flush();
   ASSERT_EQ(r.sent.size(), 2u);
   for (const uint64_t id : {5, 6}) {
-    wire::payout_answer a{};
-    a.payout_id = id;
-    a.amount = half;
-    a.currency = etb;
-    a.attempt = 1;
-    a.outcome = wire::payout_outcome::settled;
-    a.gateway = r.alpha;
-    ASSERT_EQ(t.answer(a, desk_account(etb, 0), ts + 1), wire::result::ok);
+    ASSERT_EQ(t.answer(etb_answer(id, half, 1, wire::payout_outcome::settled, r.alpha), desk_account(etb, 0), ts + 1),
+              wire::result::ok);
   }
   t.flush();
   std::vector<wire::transfer> posts;
@@ -732,14 +726,7 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
     desk_table& t = r.t;
     t.set_rules_failed_in_backoff(taken);
     ASSERT_NO_FATAL_FAILURE(backing_off_at_alpha(r));
-    wire::payout_answer a{};
-    a.payout_id = 5;
-    a.amount = 100;
-    a.currency = etb;
-    a.attempt = 1;
-    a.outcome = wire::payout_outcome::failed;
-    a.gateway = r.alpha;
-    EXPECT_EQ(t.answer(a, desk_account(etb, 0), 1'100'000'000),
+    EXPECT_EQ(t.answer(etb_answer(5, 100, 1, wire::payout_outcome::failed, r.alpha), desk_account(etb, 0), 1'100'000'000),
               taken ? wire::result::ok : wire::result::payout_answer_late);
     const payout_entry* p = nullptr;
     t.for_each_desk([&](const desk& d) {
