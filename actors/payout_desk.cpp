@@ -1037,14 +1037,44 @@ void desk_table::run_due(uint64_t now) {
     if (pp->due != t.at) continue;  // a stale timer
     desk& d = *dp;
     payout_entry& p = *pp;
+    const size_t tried = p.attempts.size();
     if (p.st == state::in_flight) {
       timed_out(d, p, now);
+      timer_acted(d, p, timer_due::answer_timeout, tried, now);
     } else if (in_backoff(p)) {
       retry_after_backoff(d, p, now);
+      timer_acted(d, p, timer_due::backoff_end, tried, now);
     } else if (p.st == state::waiting) {
+      const timer_due why = p.cancel_wait != 0 ? timer_due::cancel_wait : timer_due::route_poll;
       route(d, p, now);
+      timer_acted(d, p, why, tried, now);
     }
   }
+}
+
+void desk_table::timer_acted(const desk& d, const payout_entry& p, timer_due why, size_t tried, uint64_t now) {
+  if (!events_) return;
+  timer_then then = timer_then::route_wait;
+  uint32_t gateway = p.attempts.empty() ? 0 : p.attempts.back().gateway;
+  if (p.st == state::dead) {
+    then = timer_then::dead;
+  } else if (p.attempts.size() > tried) {
+    then = timer_then::sent;
+  } else if (p.st == state::waiting && p.cancel_wait != 0) {
+    then = timer_then::cancel_asked;
+    gateway = p.cancel_wait;
+  } else if (p.st == state::waiting && p.wait_since == 0) {
+    then = timer_then::backoff;
+  }
+  // A look that found no route changes nothing but the time of the next.
+  if (why == timer_due::route_poll && then == timer_then::route_wait) return;
+  auto ev = wire::decided_event(wire::event_type::payout_timer, now, p.currency, p.wallet, d.account);
+  ev.ref = {p.id, uint64_t(p.attempts.size())};
+  ev.amount = p.amount;
+  ev.code = uint16_t(why);
+  ev.flags = uint16_t(then);
+  ev.gateway = uint16_t(gateway);
+  events_(std::move(ev));
 }
 
 void desk_table::emit(std::vector<wire::transfer>&& chain) {

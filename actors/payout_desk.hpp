@@ -189,6 +189,10 @@ enum class state : uint8_t {
 enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3, unsettled_elsewhere = 4 };
 [[nodiscard]] const char* dead_reason_name(dead_reason r);
 enum class resolution : uint8_t { settled = 1, failed = 2, cancelled = 3 };
+// A timer's decision as an event (wire::event_type::payout_timer): what came due (code)
+// and what follows (flags).
+enum class timer_due : uint8_t { answer_timeout = 1, backoff_end = 2, cancel_wait = 3, route_poll = 4 };
+enum class timer_then : uint8_t { sent = 1, backoff = 2, cancel_asked = 3, route_wait = 4, dead = 5 };
 
 struct attempt {
   uint32_t gateway = 0;
@@ -461,6 +465,9 @@ class desk_table {
   void unwatch(desk& d, uint64_t id);
   void make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t now);
   void breaker_moved(const desk& d, uint32_t gateway, const breaker& b, uint64_t now);
+  // The event of a timer's decision on p (`tried`: its attempts before), unless a look
+  // for a route found none.
+  void timer_acted(const desk& d, const payout_entry& p, timer_due why, size_t tried, uint64_t now);
   void timed_out(desk& d, payout_entry& p, uint64_t now);
   void retry_after_backoff(desk& d, payout_entry& p, uint64_t now);
   // Waiting out a backoff after a timeout, to try its gateway again (retry_after_backoff).

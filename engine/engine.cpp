@@ -381,7 +381,8 @@ class engine_impl {
                                  ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
                                  ev.type == et::order_expired || ev.type == et::order_timeout ||
                                  ev.type == et::order_dead || ev.type == et::order_breaker ||
-                                 ev.type == et::payout_overpaid || ev.type == et::equb_rescheduled;
+                                 ev.type == et::payout_overpaid || ev.type == et::equb_rescheduled ||
+                                 ev.type == et::payout_timer;
             decided = decided || (ev.lsn > snap && by_time);
           }
           if (older) break;

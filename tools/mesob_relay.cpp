@@ -209,6 +209,19 @@ std::vector<std::string> messages(const wire::event& e) {
       return {"group " + a + ": the service was down, so round " + std::to_string(e.code) + "'s deadline is " +
               later + " later"};
     }
+    case event_type::payout_timer: {
+      const std::string g = std::to_string(e.gateway);
+      const std::string what = e.code == 1   ? "no answer from its gateway in time"
+                               : e.code == 2 ? "its wait to retry ended"
+                               : e.code == 3 ? "the time to answer a cancel passed"
+                                             : "a gateway may take it";
+      const std::string next = e.flags == 1 ? "sent to gateway " + g + " (attempt " + std::to_string(e.ref.hi) + ")"
+                               : e.flags == 2 ? "to be retried at gateway " + g
+                               : e.flags == 3 ? "gateway " + g + " asked to cancel it"
+                               : e.flags == 4 ? "waiting for a gateway"
+                                              : "held for our operators";
+      return {"payout " + std::to_string(e.ref.lo) + " of account " + a + " (" + amt + "): " + what + "; " + next};
+    }
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

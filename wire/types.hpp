@@ -843,8 +843,20 @@ enum class event_type : uint16_t {
   equb_rescheduled = 34,        // account_a: the group; code: its round; amount: the time
                                 // added (ns); ref.lo: the round's deadline now, ref.hi: its
                                 // close now (deadline + grace), engine time (ns)
+  // A payout desk's timer acted on a payout. Where a timer fires depends on the shard
+  // count (engine/README.md), so its decisions are events; a look for a route that found
+  // none changes nothing but the next look, and makes no event.
+  payout_timer = 35,            // account_a: the wallet; account_b: the desk's payout account;
+                                // ref.lo: payout id, ref.hi: its attempts now; amount; gateway:
+                                // the latest attempt's, or the one asked to cancel; code: what
+                                // came due (1 an answer timeout, 2 a backoff's end, 3 a
+                                // gateway's time to answer a cancel, 4 a look for a route);
+                                // flags: what follows (1 sent to `gateway`, a new attempt; 2 a
+                                // backoff, to try `gateway` again; 3 `gateway` asked to
+                                // cancel, waiting for its word; 4 waiting for a route; 5 a
+                                // dead letter, its payout_dead just before)
 };
-constexpr uint16_t event_type_max = 34;
+constexpr uint16_t event_type_max = 35;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -1204,6 +1204,78 @@ TEST_F(payout_engine_replay, without_the_event_log_another_count_waits_for_a_run
   expect_payout_account_consistent();
 }
 
+// A desk's timer decisions are events (payout_timer): an answer timeout, a backoff's end,
+// a route found. After a clean stop without a final snapshot they are past the snapshot,
+// and a start with another shard count, whose replay would fire those timers at other
+// batches than the ones whose instructions the gateways got, is refused; a run with the
+// old count snapshots them, and then the new count starts with the payout where it was.
+TEST_F(payout_engine_replay, timer_decisions_past_the_snapshot_hold_the_shard_count) {
+  const uint32_t alpha = number("alpha"), beta = number("beta");
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(95, 1, 100), result::ok);
+  ASSERT_EQ(take().size(), 1u);  // at alpha
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  advance_ms(1100);  // alpha's answer timeout: a backoff, to try alpha again
+  EXPECT_EQ(payout(95).st, state::waiting);
+  EXPECT_TRUE(take().empty());
+  advance_ms(600);  // the backoff's end (a quarter of the timeout, +-25%): attempt 2 at alpha
+  auto s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  EXPECT_EQ(s[0].in.attempt, 2u);
+  down("alpha");
+  advance_ms(1100);  // no answer again, alpha gone: on to beta
+  s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "beta");
+  EXPECT_EQ(s[0].in.attempt, 3u);
+  fx_.close();  // clean, with no final snapshot
+  std::vector<wire::event> timers;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::payout_timer) timers.push_back(ev);
+  using actors::payouts::timer_due;
+  using actors::payouts::timer_then;
+  const std::tuple<timer_due, timer_then, uint32_t, uint64_t> want[] = {
+      {timer_due::answer_timeout, timer_then::backoff, alpha, 1},
+      {timer_due::backoff_end, timer_then::sent, alpha, 2},
+      {timer_due::answer_timeout, timer_then::sent, beta, 3}};
+  ASSERT_EQ(timers.size(), std::size(want));
+  for (size_t i = 0; i < timers.size(); ++i) {
+    const auto& [why, then, gateway, attempts] = want[i];
+    EXPECT_EQ(timers[i].code, uint16_t(why)) << i;
+    EXPECT_EQ(timers[i].flags, uint16_t(then)) << i;
+    EXPECT_EQ(timers[i].gateway, gateway) << i;
+    EXPECT_EQ(timers[i].ref.lo, 95u) << i;
+    EXPECT_EQ(timers[i].ref.hi, attempts) << i;
+    EXPECT_EQ(timers[i].account_a, 1u) << i;
+    EXPECT_EQ(timers[i].amount, 100u) << i;
+  }
+  auto cfg = fx_.config();
+  cfg.shards = 3;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("decisions past the snapshot"), std::string::npos) << err;
+  EXPECT_NE(err.find("--shards 2"), std::string::npos) << err;
+  fx_.open();  // two shards: the replay fires every timer where it fired
+  attach();
+  EXPECT_EQ(payout(95).attempts.size(), 3u);
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.close();
+  fx_.set_shards(3);
+  fx_.open();
+  attach();
+  EXPECT_EQ(payout(95).attempts.size(), 3u);
+  EXPECT_EQ(payout(95).st, state::in_flight);
+  up("beta");
+  s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].in.attempt, 3u);
+  EXPECT_EQ(answer("beta", 95, 3, 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(95));
+  expect_payout_account_consistent();
+}
+
 // An equb group whose seats take their payouts through a gateway: the round's chain ends
 // with a hold on the recipient's wallet under a payout id the engine makes (the top bit,
 // the group's number, the hold's step), and the desk sends it like any payout. Bad routes

@@ -595,6 +595,62 @@ TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail)
   EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
 }
 
+// Each timer's decision on a payout is an event (payout_timer: what came due, what
+// follows, the gateway, the attempts), after the dead letter's own; a look for a route
+// that found none makes none.
+TEST(payout_desk, timer_decisions_are_events) {
+  recording_table r;
+  desk_table& t = r.t;
+  std::vector<wire::event> events;
+  t.set_events([&](wire::event&& e) { events.push_back(e); });
+  using enum timer_due;
+  using enum timer_then;
+  struct want {
+    wire::event_type type;
+    timer_due why;
+    timer_then then;
+    uint32_t gateway;
+    uint64_t attempts;
+  };
+  auto expect = [&](std::vector<want> list) {
+    ASSERT_EQ(events.size(), list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      SCOPED_TRACE(i);
+      EXPECT_EQ(events[i].type, list[i].type);
+      EXPECT_EQ(events[i].ref.lo, 5u);
+      EXPECT_EQ(events[i].ref.hi, list[i].attempts);
+      EXPECT_EQ(events[i].gateway, list[i].gateway);
+      EXPECT_EQ(events[i].account_a, 9u);
+      EXPECT_EQ(events[i].account_b, desk_account(etb, 0));
+      EXPECT_EQ(events[i].amount, 100u);
+      if (list[i].type != wire::event_type::payout_timer) continue;
+      EXPECT_EQ(events[i].code, uint16_t(list[i].why));
+      EXPECT_EQ(events[i].flags, uint16_t(list[i].then));
+    }
+    events.clear();
+  };
+  t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
+  t.held(hold_of(5), 20);
+  t.run_due(20 + 1'000'000'001);  // beta's answer timeout: a backoff
+  ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, answer_timeout, backoff, r.beta, 1}}));
+  const auto move = gateway_op_of("beta", 2, 2, 1, 7002, wire::gateway_op_kind::update);  // to rail 2
+  ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
+  t.run_due(600'000'000'000);  // the backoff's end: beta, off the rail, is asked to cancel
+  ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, backoff_end, cancel_asked, r.beta, 1}}));
+  t.run_due(602'000'000'000);  // no answer to the cancel, and no gateway: a look each second
+  ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, cancel_wait, route_wait, r.beta, 1}}));
+  for (uint64_t s = 1; s <= 5; ++s) t.run_due(602'000'000'000 + s * route_poll_ns);
+  EXPECT_TRUE(events.empty()) << "looks that found no route";
+  t.event({r.alpha, wire::gateway_event_kind::up, {}}, 608'000'000'000);  // alpha takes it at once
+  EXPECT_TRUE(events.empty()) << "a session's opening is its own record's";
+  t.event({r.alpha, wire::gateway_event_kind::down, {}}, 608'000'000'001);
+  t.run_due(609'000'000'002);  // alpha's answer timeout, no gateway up
+  ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, answer_timeout, route_wait, r.alpha, 2}}));
+  t.run_due(609'000'000'002 + route_wait_max_ns);  // no route in time: a dead letter
+  ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_dead, route_poll, dead, r.alpha, 2},
+                                  {wire::event_type::payout_timer, route_poll, dead, r.alpha, 2}}));
+}
+
 // Only gateways with the payments role take payouts: a broker of the rail and currency,
 // first by priority, is passed over (it could not answer one). Records before version 9
 // routed to it.
