@@ -565,6 +565,15 @@ class engine_impl {
   uint64_t next_group_number_ = 1;  // the next create's (sequencer; 0: groups made before numbers)
   std::vector<std::shared_ptr<engine_batch>> replay_pending_;
   std::atomic<uint64_t> snapshot_lsn_{0};
+  // The snapshot's chain hash, set with snapshot_lsn_ under snapshot_pos_mu_ (verify_log
+  // reads the two together).
+  std::mutex snapshot_pos_mu_;
+  storage::chain_hash snapshot_chain_{};
+  void set_snapshot_position(uint64_t lsn, const storage::chain_hash& chain) {
+    std::lock_guard lk(snapshot_pos_mu_);
+    snapshot_chain_ = chain;
+    snapshot_lsn_.store(lsn);
+  }
   uint64_t records_flush_target_ = 0;  // guarded by ck_mu_
   bool flush_failed_ = false;          // guarded by ck_mu_: the last records flush failed
   std::string flush_error_;            // guarded by ck_mu_
@@ -1737,7 +1746,7 @@ class engine_impl {
     // accounts: those rows stay (kept rows of this snapshot), and the flushed position
     // never moves back, or the next flush would append rows that exist.
     if (flushed_serial_.load() < c.next_serial) flushed_serial_ = c.next_serial;
-    snapshot_lsn_.store(c.lsn);
+    set_snapshot_position(c.lsn, chain);
     snapshot_unix_ns_.store(unix_ns_now());
     checkpoints_.fetch_add(1);
     return {};
@@ -2523,7 +2532,7 @@ class engine_impl {
     dispatched_ts_ = meta->clock_ns;
     dispatched_lsn_ = meta->lsn;
     dispatched_chain_ = meta->chain;
-    snapshot_lsn_.store(meta->lsn);
+    set_snapshot_position(meta->lsn, meta->chain);
     // Every id goes into the index (sized up front: no growth while loading); only the
     // newest `transfers_resident_max` records into the resident window.
     const uint64_t n = meta->transfers;
@@ -4350,6 +4359,13 @@ log_verification engine::verify_log() {
     }
   } held(impl_->wal_.get());
   v.durable_lsn = impl_->dispatched_lsn_.load();
+  uint64_t snap = 0;
+  storage::chain_hash snap_chain{};
+  {
+    std::lock_guard lk(impl_->snapshot_pos_mu_);
+    snap = impl_->snapshot_lsn_.load();
+    snap_chain = impl_->snapshot_chain_;
+  }
   storage::wal_scan_options so;
   so.dir = impl_->cfg_.data_dir + "/wal";
   so.segment_bytes = impl_->cfg_.wal_segment_mib << 20;
@@ -4357,11 +4373,24 @@ log_verification engine::verify_log() {
   so.direct_io = true;     // around the page cache the engine's appends bypass
   // What recovery reads: from the segment that holds the snapshot's next lsn (older ones a
   // drop left behind, whole or cut, are no part of the log).
-  so.start_lsn = impl_->snapshot_lsn_.load() + 1;
+  so.start_lsn = snap + 1;
   storage::wal_scan_result r;
-  std::string error;
+  std::string error, unjoined;
   bool reached = v.durable_lsn == 0;
   const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& rec) {
+    // As recovery checks: the log must begin at or before the snapshot's next record, and
+    // continue the snapshot's history (the chain hash before that record).
+    if (v.first_lsn == 0 && rec.header->lsn > snap + 1) {
+      unjoined = "the log starts at lsn " + std::to_string(rec.header->lsn) + " but the snapshot covers only up to lsn " +
+                 std::to_string(snap) + ": records are missing";
+      return false;
+    }
+    if (rec.header->lsn == snap + 1 && snap != 0 && *rec.prev_chain != snap_chain) {
+      unjoined = std::string(rec.file) + " offset " + std::to_string(rec.offset) + ": the chain hash before lsn " +
+                 std::to_string(rec.header->lsn) + " is not the one the snapshot recorded at lsn " +
+                 std::to_string(snap) + ": this log is not the snapshot's history";
+      return false;
+    }
     if (v.first_lsn == 0) v.first_lsn = rec.header->lsn;
     v.last_lsn = rec.header->lsn;
     v.chain_head = storage::to_hex(rec.header->chain);
@@ -4371,7 +4400,10 @@ log_verification engine::verify_log() {
     return !reached;
   }, &r, &error);
   v.segments = r.segments;
-  if (!ok && !reached) {
+  if (!unjoined.empty()) {
+    v.intact = false;
+    v.fault = unjoined;
+  } else if (!ok && !reached) {
     // A file that cannot be opened or read is a failure to check, not damage found.
     v.read_failed = error.rfind("wal: cannot", 0) == 0 || error.rfind("wal: out of memory", 0) == 0;
     v.intact = false;
@@ -4380,9 +4412,9 @@ log_verification engine::verify_log() {
     v.intact = false;
     v.fault = "the log ends at lsn " + std::to_string(v.last_lsn) + " but lsn " + std::to_string(v.durable_lsn) +
               " was acknowledged durable";
-  } else if (!reached && v.durable_lsn > impl_->snapshot_lsn_.load()) {
+  } else if (!reached && v.durable_lsn > snap) {
     v.intact = false;
-    v.fault = "no log record is kept, but lsn " + std::to_string(impl_->snapshot_lsn_.load() + 1) + ".." +
+    v.fault = "no log record is kept, but lsn " + std::to_string(snap + 1) + ".." +
               std::to_string(v.durable_lsn) + " are durable and not in the snapshot";
   }
   v.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -97,11 +97,25 @@ std::string segment_path(const std::string& dir, uint64_t index) {
   return dir + name;
 }
 
-std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir) {
+std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir, std::string* error) {
   std::vector<std::pair<uint64_t, std::string>> out;
   DIR* d = ::opendir(dir.c_str());
-  if (!d) return out;
-  while (auto* e = ::readdir(d)) {
+  if (!d) {
+    if (errno != ENOENT && error) *error = "wal: cannot list " + dir + ": " + errno_text(errno);
+    return out;
+  }
+  for (;;) {
+    errno = 0;
+    const auto* e = ::readdir(d);
+    if (!e) {
+      // An error reading the directory would look like a shorter log, whose next
+      // segment the writer would then create over one that holds records.
+      if (errno != 0 && error) {
+        *error = "wal: cannot list " + dir + ": " + errno_text(errno);
+        out.clear();
+      }
+      break;
+    }
     std::string n = e->d_name;
     if (n.size() != 24 || n.rfind("wal-", 0) != 0 || n.substr(20) != ".log") continue;
     char* end = nullptr;
@@ -175,7 +189,13 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
     if (i > 0) w->free_bufs_.push_back(i);
   }
   w->open_buf_ = 0;
-  for (auto& [idx, path] : list_segments(opt.dir)) {
+  std::string list_err;
+  const auto listed = list_segments(opt.dir, &list_err);
+  if (!list_err.empty()) {
+    *error = list_err;
+    return nullptr;
+  }
+  for (auto& [idx, path] : listed) {
     if (idx >= pos.next_segment_index) continue;
     int fd = ::open(path.c_str(), O_RDONLY);
     segment_header h{};
@@ -345,9 +365,14 @@ void wal_writer::prepare_loop() {
     lk.unlock();
     std::string err;
     const auto path = segment_path(opt_.dir, idx);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+    // Never over a file of that name: the log's end was read wrong if one is there (a
+    // segment past the end is removed before the writer opens), and truncating it would
+    // lose what it holds.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0644);
+    const bool existed = fd < 0 && errno == EEXIST;
     if (fd < 0) {
-      err = "wal: cannot create " + path + ": " + errno_text(errno);
+      err = "wal: cannot create " + path + ": " + errno_text(errno) +
+            (existed ? " (a segment past what the log's scan found: refusing to overwrite it)" : "");
     } else {
       auto& probe = failure_probes::instance().prezero_failures;
       const bool probed = probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0;
@@ -937,7 +962,12 @@ bool zeros_on_disk(const std::string& path, uint64_t from, uint64_t to, std::str
 bool scan_wal(const wal_scan_options& opt,
               const std::function<bool(const wal_record_view&)>& on_record,
               wal_scan_result* result, std::string* error) {
-  auto segs = list_segments(opt.dir);
+  std::string list_err;
+  auto segs = list_segments(opt.dir, &list_err);
+  if (!list_err.empty()) {
+    *error = list_err;
+    return false;
+  }
   wal_scan_result r;
   // Trailing segments with nothing in them were pre-zeroed but never used. One whose
   // header block is zero but which holds anything else (records, or bytes no header

@@ -283,7 +283,9 @@ bool fsync_dir(const std::string& dir);
 bool replace_file(const std::string& path, std::string_view text, std::string* error);
 
 // Segment files in the directory, sorted by index.
-std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir);
+// The log's segments in index order. A directory that cannot be read (any error but its
+// absence) sets *error, when given, and lists none.
+std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& dir, std::string* error = nullptr);
 std::string segment_path(const std::string& dir, uint64_t index);
 
 }  // namespace mesob::storage

@@ -1,6 +1,8 @@
 // The ledger's rules through the embedded engine, on 1 and 2 shards: every rejection
 // code, chains, two-phase transfers, expiry, idempotency, look-ups and restarts.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <bit>
@@ -1441,6 +1443,50 @@ TEST(ledger_snapshot, a_covered_segment_left_before_a_gap_does_not_stop_a_start)
   // The console's log verify reads what recovery reads: the leftover is no damage.
   const auto v = e->verify_log();
   EXPECT_TRUE(v.intact) << v.fault;
+}
+
+// The console's log verify checks what a start checks: the log must begin at or before
+// the snapshot's next record. With the segment that holds it gone, it said the log was
+// intact (its scan began at the first segment left), and the next start refused it.
+TEST(ledger_snapshot, log_verify_finds_the_records_after_the_snapshot_missing) {
+  temp_dir d;
+  auto cfg = test_config(d.path());
+  cfg.checkpoint_on_close = false;
+  cfg.wal_segment_mib = 2;
+  cfg.wal_group_mib = 1;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 8);
+  uint64_t id = 0;
+  auto fill_to = [&](size_t segments) {
+    while (storage::list_segments(d.path() + "/wal").size() < segments) {
+      std::vector<wire::transfer> ts;
+      for (int i = 0; i < 4096; ++i, ++id) ts.push_back(make_transfer(id + 1, 1 + id % 4, 5 + id % 4, 1));
+      ASSERT_EQ(e->create_transfers(ts).st, engine::status::ok);
+    }
+  };
+  fill_to(2);
+  std::string err;
+  ASSERT_TRUE(e->checkpoint(&err)) << err;
+  ASSERT_EQ(e->create_transfers({make_transfer(++id, 1, 5, 1)}).results.at(0), result::ok);
+  const auto after = storage::list_segments(d.path() + "/wal");
+  const uint64_t next = e->stats().snapshot_lsn + 1;
+  std::string holding;  // the segment that holds the snapshot's next record
+  for (const auto& [index, path] : after) {
+    storage::segment_header h{};
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << path;
+    const bool read = ::pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h);
+    ::close(fd);
+    if (read && h.magic == storage::segment_magic && h.first_lsn <= next) holding = path;
+  }
+  ASSERT_FALSE(holding.empty());
+  fill_to(after.size() + 3);
+  EXPECT_TRUE(e->verify_log().intact);
+  std::filesystem::remove(holding);
+  const auto v = e->verify_log();
+  EXPECT_FALSE(v.intact);
+  EXPECT_NE(v.fault.find("records are missing"), std::string::npos) << v.fault;
 }
 
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared

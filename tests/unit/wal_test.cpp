@@ -352,6 +352,27 @@ TEST(wal, unused_prezeroed_segments_are_ignored) {
   EXPECT_EQ(list_segments(d.path()).size(), 1u);
 }
 
+// A writer opened at a position whose next segment is there already (a scan that read
+// the directory short, say on an error reading it) refuses to create it: before, it was
+// created over the file, truncated, and its acknowledged records were gone.
+TEST(wal, a_writer_never_creates_a_segment_over_one_that_is_there) {
+  temp_dir d;
+  const auto w = write_log(d.path(), 2, 2, 100);
+  auto s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  ASSERT_EQ(list_segments(d.path()).size(), 1u);
+  wal_options o{d.path(), segment_bytes, group_bytes};
+  std::string err;
+  EXPECT_FALSE(wal_writer::open(o, wal_position{}, -1, &err)) << "segment 0 as the next one";
+  EXPECT_NE(err.find("refusing to overwrite"), std::string::npos) << err;
+  s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  EXPECT_EQ(s.lsns.size(), w.records) << "its records are all there";
+  std::string list_err;
+  EXPECT_TRUE(list_segments(d.path() + "/none", &list_err).empty());
+  EXPECT_TRUE(list_err.empty()) << "a directory not there is an empty log: " << list_err;
+}
+
 // Stages one record, arms `arm` (a failure probe), commits: the group must fail.
 std::unique_ptr<wal_writer> commit_one_failing(const std::string& dir, const std::function<void()>& arm) {
   wal_options o{dir, segment_bytes, group_bytes};
