@@ -576,8 +576,8 @@ class admin_impl {
   }
 
   // The client port's sessions page by session id (a session still in its handshake has
-  // none yet: 0, listed first, on the first page); the admin port's few follow on every
-  // page.
+  // none yet: 0, listed first, on the first page); the admin port's few come first on
+  // every page (before, after the client port's: a full page left them out).
   admin_response_msg cmd_sessions(const std::vector<std::string>& args) {
     uint64_t from = 0;
     if (!args.empty() && (args[0].rfind("from=", 0) != 0 || !parse_u64(args[0].substr(5), &from) || from == 0))
@@ -598,12 +598,15 @@ class admin_impl {
         s.rows.push_back({port, std::to_string(i.session_id), i.gateway.empty() ? "(handshake)" : i.gateway, i.peer,
                           std::to_string(i.age_ms / 1000), std::to_string(i.requests)});
     };
+    for (const auto& i : admin) {
+      ids.push_back(std::max<uint64_t>(from, 1));  // (a page cut among them starts here again)
+      row("admin", i);
+    }
     for (const auto& i : client) {
       if (i.session_id < from) continue;
       ids.push_back(std::max<uint64_t>(i.session_id, 1));
       row("client", i);
     }
-    for (const auto& i : admin) row("admin", i);
     admin_response_msg m = answer(admin_code::ok, std::to_string(open) + " open sessions");
     m.sections.push_back(std::move(s));
     fit_page(m, ids, "sessions");
@@ -733,7 +736,11 @@ class admin_impl {
       payout_row(list, *p);
     }
     admin_response_msg m = answer(admin_code::ok, std::to_string(held) + " payouts held");
-    m.sections = {std::move(counts), std::move(br), std::move(sw), std::move(list)};
+    // The desks, breakers and sweeps on the first page only: later pages are the list's,
+    // which those sections (thousands of breakers) could otherwise push out of every
+    // page, each naming the same next page.
+    if (from_given) m.sections = {std::move(list)};
+    else m.sections = {std::move(counts), std::move(br), std::move(sw), std::move(list)};
     std::vector<uint64_t> ids;
     for (const auto* p : listed) ids.push_back(p->id);
     fit_page(m, ids, std::string("payouts ") + (all ? "all " : "") + std::to_string(limit));
@@ -852,7 +859,7 @@ class admin_impl {
   }
 
   admin_response_msg cmd_brokers(const std::vector<std::string>&) {
-    const reply r = eng_.lookup_payouts(0, 0, false);
+    const reply r = eng_.lookup_payouts(0, 0, false, /*with_rows=*/false);  // breakers only
     if (r.st != status::ok) return refused_by_engine(r);
     admin_section s;
     s.title = "breakers";
@@ -1014,22 +1021,33 @@ class admin_impl {
   // <gateway-id> <rail> <priority> <roles> <CUR=account>... [timeout_ms=N] into an op;
   // false with *bad. Without timeout_ms= the op carries `timeout_ms` (an update: the
   // gateway's own, kept).
+  // The id into op, as the registry takes ids (else arguments_invalid, saying why: the
+  // engine's refusal would come back as a failure naming no gateway).
+  static bool gateway_id_into(wire::gateway_op& op, const std::string& id, admin_response_msg* bad) {
+    if (!actors::gateways::set_op_id(op, id) || actors::gateways::op_id(op).empty()) {
+      *bad = answer(admin_code::arguments_invalid,
+                    "gateway id '" + id + "' is not 1 to 64 letters, digits, '.', '_' or '-'");
+      return false;
+    }
+    return true;
+  }
+
   bool parse_gateway_config(const std::vector<std::string>& a, uint32_t timeout_ms, wire::gateway_op* op,
                             admin_response_msg* bad) {
     auto invalid = [&](std::string why) {
       *bad = answer(admin_code::arguments_invalid, std::move(why));
       return false;
     };
-    if (!actors::gateways::set_op_id(*op, a[0])) return invalid("gateway id '" + a[0] + "' is longer than 64 bytes");
+    if (!gateway_id_into(*op, a[0], bad)) return false;
     if (!actors::gateways::parse_rail(a[1], &op->rail))
       return invalid("rail '" + a[1] + "' is not one of mobile_money, card, bank");
     uint64_t priority = 0;
     if (!parse_u64(a[2], &priority) || priority > UINT32_MAX)
       return invalid("priority '" + a[2] + "' is not an integer from 0 to 4294967295");
     op->priority = uint32_t(priority);
-    if (!wire::parse_roles(a[3], &op->roles))
+    if (!wire::parse_roles(a[3], &op->roles) || op->roles == 0 || (op->roles & wire::roles::admin))
       return invalid("roles '" + a[3] + "' are not a comma-separated list of payments, broker, market_data, kyc, "
-                                        "events_reader");
+                                        "events_reader (admin is for the config file's gateways)");
     op->answer_timeout_ms = timeout_ms;
     bool timeout_given = false;
     for (size_t i = 4; i < a.size(); ++i) {
@@ -1051,6 +1069,8 @@ class admin_impl {
       wire::currency_code c = 0;
       if (!wire::parse_currency(std::string_view(a[i]).substr(0, 3), &c))
         return invalid("'" + a[i].substr(0, 3) + "' is not a currency (three letters A-Z)");
+      for (uint8_t k = 0; k < op->currencies_n; ++k)
+        if (op->currencies[k].currency == c) return invalid("'" + a[i] + "': " + a[i].substr(0, 3) + " is given twice");
       op->currencies[op->currencies_n++] = {c, 0, account};
     }
     return true;
@@ -1111,8 +1131,8 @@ class admin_impl {
   admin_response_msg simple_gateway_change(const std::string& id, wire::gateway_op_kind k, const std::string& done) {
     wire::gateway_op op{};
     op.kind = k;
-    if (!actors::gateways::set_op_id(op, id))
-      return answer(admin_code::arguments_invalid, "gateway id '" + id + "' is longer than 64 bytes");
+    admin_response_msg bad;
+    if (!gateway_id_into(op, id, &bad)) return bad;
     if (k == wire::gateway_op_kind::rotate_secret) new_secret(op);
     return gateway_change(op, done);
   }
@@ -1173,11 +1193,18 @@ class admin_impl {
     t.title = "latest transfers";
     t.columns = {{"id", false},     {"debit_account_id", true}, {"credit_account_id", true},
                  {"amount", true},  {"flags", false},           {"timestamp", true}};
-    if (h.st == status::ok && !h.pages.empty())
+    const bool history = h.st == status::ok && !h.pages.empty() && h.pages[0].result == wire::result::ok;
+    if (history)
       for (const auto& rec : h.pages[0].records)
         t.rows.push_back({id_text(rec.t.id), std::to_string(rec.t.debit_account_id),
                           std::to_string(rec.t.credit_account_id), std::to_string(rec.t.amount),
                           transfer_flags_text(rec.t.flags), std::to_string(rec.t.timestamp)});
+    // A look-up that failed is said, not shown as an account with no transfers.
+    else
+      m.message = "latest transfers unavailable: " +
+                  (h.st != status::ok ? std::string(status_name(h.st))
+                   : h.pages.empty()  ? std::string("no answer")
+                                      : std::string(wire::result_name(h.pages[0].result)));
     m.sections.push_back(std::move(t));
     return m;
   }
@@ -1196,10 +1223,17 @@ class admin_impl {
     static const char* rotations[] = {"?", "fixed_order", "lottery", "bidding"};
     static const char* policies[] = {"?", "pay_what_is_there", "cover_from_guarantor", "hold_round"};
     const reply acct = eng_.lookup_accounts({id});
-    const bool have = acct.st == status::ok && !acct.results.empty() && acct.results[0] == wire::result::ok;
-    const uint64_t held_in = have ? acct.accounts[0].credits_posted : 0, held_out = have ? acct.accounts[0].debits_posted : 0;
+    // Nothing checked is no check failed: the engine refusing the look-up says so, and an
+    // escrow account that is not there is a failure of its own.
+    if (acct.st != status::ok) return refused_by_engine(acct);
+    if (acct.results.empty() || acct.results[0] != wire::result::ok)
+      return answer(admin_code::failed, "group " + args[0] + ": its escrow account is not there (" +
+                                            std::string(acct.results.empty() ? "no answer"
+                                                                             : wire::result_name(acct.results[0])) +
+                                            ")");
+    const uint64_t held_in = acct.accounts[0].credits_posted, held_out = acct.accounts[0].debits_posted;
     const uint64_t expected = actors::equb::escrow_expected(e);
-    const bool matches = have && held_in >= held_out && held_in - held_out == expected;
+    const bool matches = held_in >= held_out && held_in - held_out == expected;
     row_builder b("group");
     b.num("id", c.group_id)
         .num("number", g.number)

@@ -39,6 +39,17 @@ constexpr uint32_t handshake_frame_bytes_max = 4096;
 // retransmission back-off (0.2, 0.4, 0.8, 1.6 s) on a lossy link. Until then what is
 // queued may pass the limits (the responses to up to in_flight_max requests a session).
 constexpr uint64_t session_stall_ms = 5000;
+// Progress is a send completing, or the socket's send queue in the kernel shrinking by
+// this many bytes since progress was last counted: a peer that reads a segment now and
+// then (13 KB/s or less over session_stall_ms) is not reading, and cannot keep bytes
+// queued to it for ever.
+constexpr uint64_t session_drain_min_bytes = 64u << 10;
+// While all sessions together hold out_bytes_total_max, a session holding less than its
+// share (out_bytes_total_max / connections_max, at least this) is still read: sessions
+// holding many responses unread cannot stop every other gateway's requests (nor new
+// connections' handshakes). What the sessions under their share add past the total is
+// about a share each.
+constexpr uint64_t session_total_share_min = 64u << 10;
 
 // Bytes received count as activity (against idle_timeout_ms) in steps of this many, or a
 // frame taken: a frame trickled in slower than this per idle timeout (13 bytes a second

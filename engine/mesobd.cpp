@@ -59,7 +59,12 @@ bool parse_gateway(const std::string& spec, engine::gateway_config* g, std::stri
     return false;
   }
   if (!wire::from_hex(spec.substr(b + 1), &g->secret)) {
-    *error = "--gateway " + g->id + ": the secret is not hex";
+    *error = "--gateway" + named + ": the secret is not hex";
+    return false;
+  }
+  if (g->secret.size() < wire::secret_bytes_min) {
+    *error = "--gateway" + named + ": the secret must be at least " + std::to_string(wire::secret_bytes_min) +
+             " bytes (" + std::to_string(2 * wire::secret_bytes_min) + " hex digits)";
     return false;
   }
   return true;
@@ -213,15 +218,7 @@ int main(int argc, char** argv) {
   app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway");
   // Unsigned settings are decimal digits only, flags and config file alike: CLI11 would
   // take -1 as 2^64 - 1, a leading 0 as octal and 0x as hex.
-  const CLI::Validator decimal(
-      [](std::string& v) -> std::string {
-        const bool digits = !v.empty() && v.size() <= 20 &&
-                            std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-        if (!digits || (v.size() > 1 && v[0] == '0'))
-          return "'" + v + "' is not a decimal number (digits only: no sign, no leading zero, no 0x)";
-        return {};
-      },
-      "DECIMAL");
+  const CLI::Validator decimal([](std::string& v) { return wire::decimal_error(v); }, "DECIMAL");
   // Signed ones (the metrics port: -1 is off) likewise, with a minus sign allowed.
   const CLI::Validator signed_decimal(
       [decimal](std::string& v) -> std::string {

@@ -254,6 +254,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   per_port("mesob_auth_failures_total", "counter", "Handshakes refused.", &server_stats::auth_failures);
   per_port("mesob_connections_refused_total", "counter", "Connections refused over the limit.",
            &server_stats::connections_refused);
+  per_port("mesob_accept_failures_total", "counter",
+           "Accepts the kernel failed (out of descriptors or memory: accepting waits a second).",
+           &server_stats::accept_failures);
   per_port("mesob_handshakes_evicted_total", "counter",
            "Sessions not yet authenticated closed to let a new connection in (over handshakes_max or connections_max).",
            &server_stats::handshakes_evicted);

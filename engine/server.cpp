@@ -46,7 +46,8 @@ std::string server_config::validate() const {
     return "frame_bytes_max must be 4096.." + std::to_string(wire::frame_bytes_max_ceiling);
   if (out_bytes_max < frame_bytes_max) return "out_bytes_max must be at least frame_bytes_max";
   if (out_bytes_max > (1ull << 40)) return "out_bytes_max must be at most 1 TiB";
-  if (out_bytes_total_max / 2 < out_bytes_max) return "out_bytes_total_max must be at least twice out_bytes_max";
+  if (out_bytes_total_max / 2 < out_bytes_max || out_bytes_total_max > (2ull << 40))
+    return "out_bytes_total_max must be twice out_bytes_max..2 TiB";
   if (push_backlog_bytes_max > (1ull << 40)) return "push_backlog_bytes_max must be at most 1 TiB";
   if (push_backlog_total_max < push_backlog_bytes_max || push_backlog_total_max > (1ull << 40))
     return "push_backlog_total_max must be push_backlog_bytes_max..1 TiB";
@@ -57,16 +58,23 @@ std::string server_config::validate() const {
   constexpr uint64_t day_ms = 86'400'000;
   if (idle_timeout_ms > day_ms || handshake_timeout_ms > day_ms || flush_timeout_ms > day_ms || drain_timeout_ms > day_ms)
     return "timeouts must be at most a day (86400000 ms)";
+  // An id as messages show it: not one that looks like a secret (32 hex digits or more: a
+  // spec with its parts out of order), which would land in the logs.
+  const auto shown = [](const std::string& id) {
+    const bool secret_like =
+        id.size() >= 32 && std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(uint8_t(c)) != 0; });
+    return secret_like ? "(an id of " + std::to_string(id.size()) + " hex digits, like a secret: not shown)" : id;
+  };
   for (const auto& g : gateways) {
     if (g.id.empty() || g.id.size() > wire::gateway_id_max)
       return "gateway id must be 1.." + std::to_string(wire::gateway_id_max) + " bytes";
     if (g.secret.size() < wire::secret_bytes_min)
-      return "gateway " + g.id + ": secret must be at least " + std::to_string(wire::secret_bytes_min) + " bytes";
-    if (g.roles == 0 || (g.roles & ~wire::roles::all)) return "gateway " + g.id + ": roles invalid";
+      return "gateway " + shown(g.id) + ": secret must be at least " + std::to_string(wire::secret_bytes_min) + " bytes";
+    if (g.roles == 0 || (g.roles & ~wire::roles::all)) return "gateway " + shown(g.id) + ": roles invalid";
   }
   for (size_t i = 0; i < gateways.size(); ++i)
     for (size_t j = i + 1; j < gateways.size(); ++j)
-      if (gateways[i].id == gateways[j].id) return "gateway " + gateways[i].id + " is configured twice";
+      if (gateways[i].id == gateways[j].id) return "gateway " + shown(gateways[i].id) + " is configured twice";
   return {};
 }
 
@@ -299,6 +307,13 @@ class server_impl {
   std::map<uint64_t, listed> listed_;  // by slot << 32 | gen
   static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
+  std::atomic<uint64_t> st_accept_failures_{0};
+  // Accepts failed in a row; past accept_failures_in_row_max (or on a resource error:
+  // out of descriptors or memory) accepting waits for the timer's next tick instead of
+  // failing again at once, with a connection waiting in the backlog, in a loop.
+  uint32_t accept_failed_in_row_ = 0;
+  bool accept_waits_ = false;
+  static constexpr uint32_t accept_failures_in_row_max = 16;
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0},
       st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0},
       st_out_total_{0}, st_spilled_{0}, st_backlog_{0};
@@ -473,7 +488,15 @@ class server_impl {
   bool may_read(const session& ss) const {
     return !ss.closing && !ss.close_after_flush && !stopping_ &&
            ss.out_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
-           engine_in_flight_ < cfg_.engine_in_flight_max && held_total() < cfg_.out_bytes_total_max;
+           engine_in_flight_ < cfg_.engine_in_flight_max && !over_share(ss);
+  }
+  // All sessions together hold out_bytes_total_max, and this one at least its share
+  // (session_total_share_min): it is not read until the total comes down.
+  [[nodiscard]] uint64_t total_share() const {
+    return std::max<uint64_t>(session_total_share_min, cfg_.out_bytes_total_max / std::max<uint32_t>(1, cfg_.connections_max));
+  }
+  [[nodiscard]] bool over_share(const session& ss) const {
+    return held_total() >= cfg_.out_bytes_total_max && held(ss) >= total_share();
   }
 
   void run() {
@@ -559,8 +582,17 @@ class server_impl {
       } else {
         open_session(res);
       }
+      accept_failed_in_row_ = 0;
+    } else {
+      st_accept_failures_.fetch_add(1, std::memory_order_relaxed);
+      const bool resources = res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
+      if ((resources || ++accept_failed_in_row_ >= accept_failures_in_row_max) && !accept_waits_) {
+        accept_waits_ = true;
+        std::fprintf(stderr, "mesobd: accepting connections failed (%s); trying again in a second\n",
+                     std::strerror(-res));
+      }
     }
-    if (!accept_armed_ && !stopping_) arm_accept();
+    if (!accept_armed_ && !stopping_ && !accept_waits_) arm_accept();
   }
 
   // Closes the oldest session that has not authenticated and is not closing already (its
@@ -769,8 +801,10 @@ class server_impl {
     if (wire::protocol_error_closes(code)) close_after_flush(s);
   }
 
-  // The session takes no more frames; it goes once what is queued to it is sent, or at
-  // flush_timeout_ms if it does not read it.
+  // The session takes no more frames; it goes once the answers to the requests it sent
+  // before are queued and everything queued to it is sent, or at flush_timeout_ms if it
+  // does not read it (or they do not come). Before, it went as soon as its queue was
+  // sent: a write taken before the error was logged and never answered.
   void close_after_flush(session& s) {
     if (!s.close_after_flush) s.close_by_ms = now_ms() + cfg_.flush_timeout_ms;
     s.close_after_flush = true;
@@ -778,7 +812,10 @@ class server_impl {
     count_backlog(s, -int64_t(s.backlog_bytes));
     s.backlog.clear();
     pause_recv(s);
-    if (s.out.empty()) close_session(s);
+    close_if_flushed(s);
+  }
+  void close_if_flushed(session& s) {
+    if (s.close_after_flush && !s.closing && s.out.empty() && s.in_flight == 0) close_session(s);
   }
 
   // A registry gateway's session follows the registry as it changes: disabled (or gone),
@@ -1211,6 +1248,7 @@ class server_impl {
         measure(c);
         send_reply(*s, c);
       }
+      close_if_flushed(*s);  // (its last answer queued nothing)
     }
     if (!stop_requested_.load() || stopping_) {
       // Capacity came back: sessions that stopped taking frames may go on.
@@ -1430,8 +1468,9 @@ class server_impl {
   // sessions together hold out_bytes_total_max, the stalled ones holding the most are
   // closed until the rest hold less (none, if the sessions that read hold the limit
   // alone: closing the others would not bring it down). Sessions that read are never
-  // closed here: with none stalled, reading stays stopped everywhere (may_read) until
-  // sends bring the total down or the timer finds some stalled. Run after a round of
+  // closed here: with none stalled, the sessions holding their share of the total or more
+  // are not read (may_read) until sends bring the total down or the timer finds some
+  // stalled; the others are. Run after a round of
   // completions that crossed the total, and at every tick of the timer (a stall is a
   // matter of time). (A closed session's bytes count until its last send completes.)
   void enforce_out_limits() {
@@ -1443,11 +1482,16 @@ class server_impl {
       if (s.out_bytes != 0) {
         // A send to a full socket completes only when a good part of its buffer is free:
         // a peer that reads slowly drains the kernel's queue long before. Its shrinking
-        // since the last tick is progress too.
+        // since progress was last counted, by session_drain_min_bytes, or emptying, is
+        // progress too; a segment read now and then is not.
         int queued = 0;
         if (::ioctl(s.fd, SIOCOUTQ, &queued) == 0) {
-          if (s.kernel_queue_seen >= 0 && queued < s.kernel_queue_seen) s.out_since_ms = now;
-          s.kernel_queue_seen = queued;
+          if (s.kernel_queue_seen < 0 || queued > s.kernel_queue_seen) {
+            s.kernel_queue_seen = queued;  // where its drain is counted from
+          } else if (queued == 0 || uint64_t(s.kernel_queue_seen - queued) >= session_drain_min_bytes) {
+            s.out_since_ms = now;
+            s.kernel_queue_seen = queued;
+          }
         }
       }
       if (s.authed && s.out_bytes > 2 * cfg_.out_bytes_max && stalled(s, now)) {
@@ -1561,7 +1605,7 @@ class server_impl {
     size_t sent = size_t(res);
     // (A session in its handshake past its small budget is not resumed by its own sends:
     // a client that sends 64 KiB of pings before authenticating waits for its timeout.)
-    const bool was_over = s.out_bytes >= cfg_.out_bytes_max;
+    const bool was_over = s.out_bytes >= cfg_.out_bytes_max || over_share(s);
     while (sent > 0 && !s.out.empty()) {
       const size_t left = s.out.front().size() - s.out_offset;
       if (sent >= left) {
@@ -1578,7 +1622,7 @@ class server_impl {
     if (!s.out.empty()) {
       start_send(s);
     } else if (s.close_after_flush) {
-      close_session(s);
+      close_if_flushed(s);  // (else when its answers come, or at close_by_ms)
       return;
     }
     if (was_over && may_read(s)) {  // the client read its responses: read it again
@@ -1591,6 +1635,11 @@ class server_impl {
 
   void on_timer() {
     const uint64_t t = now_ms();
+    if (accept_waits_) {
+      accept_waits_ = false;
+      accept_failed_in_row_ = 0;
+      if (!accept_armed_ && !stopping_) arm_accept();
+    }
     // An operator's change to the registry reaches every session within a tick, not only
     // at its next frame: a disabled gateway's sessions close (and a subscriber whose
     // gateway lost events_reader has its subscription ended) even if they only read, or
@@ -1677,6 +1726,7 @@ server_stats server::stats() const {
   s.sessions_open = impl_->st_open_.load(r);
   s.sessions_total = impl_->st_total_.load(r);
   s.connections_refused = impl_->st_refused_.load(r);
+  s.accept_failures = impl_->st_accept_failures_.load(r);
   s.handshakes_evicted = impl_->st_evicted_.load(r);
   s.frames_in = impl_->st_frames_.load(r);
   s.direct_receives = impl_->st_direct_.load(r);

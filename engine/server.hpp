@@ -64,9 +64,11 @@ struct server_config {
   // Responses to what a session sent before it stopped being read are still queued: one
   // whose queue passes twice out_bytes_max and whose sends made no progress for
   // session_stall_ms (it does not read) gets slow_reader and is closed. All sessions
-  // together: at out_bytes_total_max no session is read, and the sessions not reading
-  // that hold the most are closed until the rest hold less, so that peers that do not
-  // read cannot take the process's memory. One that reads is never closed for its size.
+  // together: at out_bytes_total_max no session holding its share of it (over
+  // connections_max, at least 64 KiB) is read, and the sessions not reading that hold
+  // the most are closed until the rest hold less, so that peers that do not read cannot
+  // take the process's memory nor stop the others. One that reads is never closed for
+  // its size.
   uint64_t out_bytes_total_max = 1ull << 30;
   // Pushed frames (a gateway's or broker's instructions, events) past out_bytes_max wait
   // in their session's backlog, in order, and go as its sends make room: a gateway that
@@ -104,6 +106,7 @@ struct server_stats {
   uint64_t sessions_open = 0;
   uint64_t sessions_total = 0;
   uint64_t connections_refused = 0;  // over connections_max
+  uint64_t accept_failures = 0;      // accepts the kernel failed (out of descriptors, ...)
   uint64_t handshakes_evicted = 0;   // sessions not yet authenticated closed to let a connection in
   uint64_t frames_in = 0;
   uint64_t direct_receives = 0;     // receives straight into a session's buffer (large frames)

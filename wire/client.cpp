@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -182,6 +183,22 @@ bool client::send_bytes(std::span<const uint8_t> bytes, std::string* error) {
     off += size_t(n);
   }
   return true;
+}
+
+int64_t client::drop_received(size_t max_bytes) {
+  std::array<uint8_t, 4096> sink;
+  size_t got = 0;
+  while (got < max_bytes) {
+    const ssize_t n = ::recv(fd_, sink.data(), std::min(sink.size(), max_bytes - got), MSG_DONTWAIT);
+    if (n > 0) {
+      got += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return got != 0 ? int64_t(got) : -1;  // the end, or an error
+  }
+  return int64_t(got);
 }
 
 void client::shutdown() { ::shutdown(fd_, SHUT_RDWR); }

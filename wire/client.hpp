@@ -138,6 +138,10 @@ class client {
   // is not copied into a frame first).
   bool send_frame(frame_kind kind, uint64_t request_id, std::span<const uint8_t> body, std::string* error);
   bool read_frame(frame_in* out, std::string* error);  // the next frame, whatever it is
+  // Reads up to max_bytes off the socket, without waiting, and drops them, frames or not
+  // (tests of peers that read slowly; the stream's framing is lost): the bytes read, -1
+  // at the connection's end or on an error with none read.
+  int64_t drop_received(size_t max_bytes);
   // The same in place, in the client's buffer (no copy): valid until the next read or
   // next_frame() (either may move the buffer's bytes).
   bool next_frame(frame_reader::frame* out, std::string* error);

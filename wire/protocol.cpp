@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "wire/assert.hpp"
@@ -175,6 +176,17 @@ std::string to_hex(std::span<const uint8_t> bytes) {
     s += digits[b & 15];
   }
   return s;
+}
+
+std::string decimal_error(std::string_view v) {
+  const bool digits = !v.empty() && v.size() <= 20 && std::all_of(v.begin(), v.end(), [](char ch) {
+    return ch >= '0' && ch <= '9';
+  });
+  if (!digits || (v.size() > 1 && v[0] == '0'))
+    return "'" + std::string(v) + "' is not a decimal number (digits only: no sign, no leading zero, no 0x)";
+  if (v.size() == 20 && v > std::string_view("18446744073709551615"))
+    return "'" + std::string(v) + "' is not a decimal number up to 18446744073709551615 (2^64 - 1)";
+  return {};
 }
 
 bool from_hex(std::string_view text, std::vector<uint8_t>* out) {

@@ -164,5 +164,9 @@ class frame_reader {
 // non-hex character.
 [[nodiscard]] std::string to_hex(std::span<const uint8_t> bytes);
 [[nodiscard]] bool from_hex(std::string_view text, std::vector<uint8_t>* out);
+// An unsigned setting's text (flags, config files, the environment): empty if it is a
+// decimal number (digits only, no sign, no leading zero, no 0x, at most 2^64 - 1), else
+// why not. Command-line parsers take -1 as 2^64 - 1, a leading 0 as octal and 0x as hex.
+[[nodiscard]] std::string decimal_error(std::string_view text);
 
 }  // namespace mesob::wire

@@ -469,6 +469,16 @@ TEST(console, one_shot_commands_against_mesobd) {
   r = mesob({"--secret", "not-hex", "status"});
   EXPECT_EQ(r.exit, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, "not hex")) << describe(r);
+  // Numbers are decimal: before, 010 was taken as octal (an 8 ms wait), 0x10 as hex, and
+  // a port such as 07401 as 3841.
+  for (const char* bad : {"010", "0x10", "-5", "18446744073709551616"}) {
+    r = mesob({"--timeout-ms", bad, "status"});
+    EXPECT_EQ(r.exit, 2) << bad << describe(r);
+    EXPECT_TRUE(contains(r.err, "'" + std::string(bad) + "'")) << describe(r);
+  }
+  r = run_mesob({"--port", "07401", "--data-dir", dir.path(), "status"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "is not a decimal number")) << describe(r);
   r = mesob({"--secret-file", dir.path() + "/no-such-file", "status"});
   EXPECT_EQ(r.exit, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, dir.path() + "/no-such-file")) << describe(r);

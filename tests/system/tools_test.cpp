@@ -199,7 +199,8 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
   const std::string base = bin("engine/mesobd") + " --data-dir " + dir.path() + "/data --port 0 ";
   for (const char* flag : {"--checkpoint-interval-ms -1", "--admin-port 07401", "--in-flight-max 0x10",
                            "--idle-timeout-ms +5", "--shards 1.5", "--accounts-hint 99999999999999999999999",
-                           "--metrics-port 07402", "--metrics-port 0x1CF2"}) {
+                           "--metrics-port 07402", "--metrics-port 0x1CF2",
+                           "--out-bytes-total-max 18446744073709551616"}) {
     auto r = run(base + flag);
     EXPECT_NE(r.status, 0) << flag << "\n" << r.out;
     EXPECT_NE(r.out.find("is not a decimal number"), std::string::npos) << flag << "\n" << r.out;
@@ -216,6 +217,8 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
            {"--session-out-bytes-max 18446744073709551615 --out-bytes-total-max 18446744073709551615",
             "out_bytes_max must be at most 1 TiB"},
            {"--session-push-backlog-bytes-max 1099511627777", "push_backlog_bytes_max must be at most 1 TiB"},
+           // (before: no ceiling, and 2^64 - 1 lifted the limit on all sessions' bytes)
+           {"--out-bytes-total-max 18446744073709551615", "out_bytes_total_max must be twice out_bytes_max..2 TiB"},
            // Checked before the data directory is opened (before, these failed after
            // recovery, a snapshot taken at the way out, or ended in an allocation failure).
            {"--transfers-resident-max 4294967296", "more than three quarters of this machine's"},
@@ -229,7 +232,9 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << "a refused start made the data directory";
   // A gateway spec with its parts out of place is refused without printing its secret.
   const std::string secret = "00112233445566778899aabbccddeeff";
-  for (const std::string& spec : {secret, "pay:" + secret + ":payments", secret + ":payments"}) {
+  for (const std::string& spec : {secret, "pay:" + secret + ":payments", secret + ":payments",
+                                  // (the secret first, as the id: before, named in the refusal)
+                                  secret + ":payments:gw1", secret + ":payments:", secret + ":payments:00ff"}) {
     r = run(base + "--gateway " + spec);
     EXPECT_EQ(WEXITSTATUS(r.status), 2) << spec << "\n" << r.out;
     EXPECT_NE(r.out.find("--gateway"), std::string::npos) << r.out;

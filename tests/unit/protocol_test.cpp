@@ -58,6 +58,15 @@ bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
 
 // ---- framing -------------------------------------------------------------------------
 
+// Settings' numbers: decimal digits only, up to 2^64 - 1 (command-line parsers take a
+// leading 0 as octal, 0x as hex, -1 as 2^64 - 1, and saturate past the top).
+TEST(settings, decimal_numbers_only) {
+  for (const char* ok : {"0", "1", "7401", "18446744073709551615"}) EXPECT_EQ(wire::decimal_error(ok), "") << ok;
+  for (const char* bad : {"", "07401", "0x1cf1", "-1", "+1", "1e3", "1 ", "18446744073709551616",
+                          "99999999999999999999", "123456789012345678901"})
+    EXPECT_NE(wire::decimal_error(bad), "") << bad;
+}
+
 TEST(frame, header_is_sixteen_little_endian_bytes) {
   frame_header h;
   h.body_bytes = 0x01020304;
