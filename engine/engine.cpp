@@ -3370,6 +3370,28 @@ class engine_impl {
       return false;
     }
     if (sr.needs_repair() && !storage::repair_wal_tail(so.dir, sr, error)) return false;
+    // Groups a crash left written but not synced (never acknowledged) were replayed from
+    // the page cache and are served from now on: they are synced before anything after
+    // them is acknowledged (the writer goes on in a new segment, whose syncs need not
+    // carry this file's pages). Only the last segment can hold such groups: a segment
+    // starts with none in flight.
+    if (pos.next_segment_index > 0) {
+      const std::string last = storage::segment_path(so.dir, pos.next_segment_index - 1);
+      const int fd = ::open(last.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 && errno != ENOENT) {
+        *error = "wal: cannot open " + last + " to sync the records replayed from it: " + std::strerror(errno);
+        return false;
+      }
+      if (fd >= 0) {
+        const bool synced = ::fdatasync(fd) == 0;
+        const int e = errno;
+        ::close(fd);
+        if (!synced) {
+          *error = "wal: cannot sync " + last + " (records replayed from it): " + std::strerror(e);
+          return false;
+        }
+      }
+    }
     rec_.torn_tail = sr.torn_tail;
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) {

@@ -1107,7 +1107,18 @@ bool scan_wal(const wal_scan_options& opt,
     // a block boundary for what_follows to find.
     if (damage.empty() && pos < d.size() && !all_zero(d.data() + pos, d.size() - pos))
       damage = "data ends, but bytes that are not zeros follow";
-    const after_end follows = last ? what_follows(d, pos + 1, expected) : after_end{};
+    // What follows is looked for after the damaged record's bytes when its header is
+    // intact (its own: the lsn expected there): its payload is a client's bytes, which
+    // may hold what reads as a later record's header on a block boundary.
+    uint64_t follows_from = pos + 1;
+    if (!damage.empty() && pos + sizeof(record_header) <= d.size()) {
+      record_header h;
+      std::memcpy(&h, d.data() + pos, sizeof h);
+      if (h.magic == record_magic && record_header_crc(h) == h.header_crc && h.lsn == expected &&
+          h.payload_bytes <= d.size())
+        follows_from = std::max(follows_from, pos + wal_writer::record_bytes(h.payload_bytes));
+    }
+    const after_end follows = last ? what_follows(d, follows_from, expected) : after_end{};
     const uint64_t flights = std::clamp<uint64_t>(sh.flights_max, 1, wal_flights_limit);
     const bool not_a_tail = follows.later_groups > flights - 1 || follows.later_after_ack;
     if (!damage.empty() && (!last || not_a_tail)) {

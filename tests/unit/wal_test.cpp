@@ -373,6 +373,52 @@ TEST(wal, a_writer_never_creates_a_segment_over_one_that_is_there) {
   EXPECT_TRUE(list_err.empty()) << "a directory not there is an empty log: " << list_err;
 }
 
+// A client's bytes can read as record headers: a batch's payload holding a header on
+// every block boundary (right magic and checksum, a later group's, acknowledged). When
+// that record is the torn tail, the search for what follows it starts after its bytes:
+// before, it found the planted headers and refused the log as corrupt at every start.
+TEST(wal, headers_planted_in_a_torn_records_payload_are_not_taken_for_later_groups) {
+  temp_dir d;
+  wal_options o{d.path(), segment_bytes, group_bytes};
+  std::string err;
+  auto w = wal_writer::open(o, {}, -1, &err);
+  ASSERT_TRUE(w) << err;
+  auto commit = [&](uint64_t lsn, std::span<const uint8_t> payload) {
+    std::span<const uint8_t> pieces[1] = {payload};
+    ASSERT_EQ(w->stage(record_kind::batch, 1, 1000 + lsn, pieces), lsn);
+    w->submit();
+    ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+  };
+  ASSERT_NO_FATAL_FAILURE(commit(1, payload_for(1, 100)));
+  // Group 2 starts on the next block (groups are padded to one): its payload from there
+  // plus a header; a planted header wherever a block begins.
+  const uint64_t start = 2 * wal_block_bytes, payload_at = start + sizeof(record_header);
+  std::vector<uint8_t> payload(32 << 10, 0x5a);
+  record_header fake{};
+  fake.magic = record_magic;
+  fake.lsn = fake.group_first_lsn = 100;
+  fake.unacked_back = 0;
+  fake.header_crc = crc32c(reinterpret_cast<uint8_t*>(&fake) + 8, sizeof fake - 8);
+  for (uint64_t b = 3 * wal_block_bytes; b + sizeof fake <= payload_at + payload.size(); b += wal_block_bytes)
+    std::memcpy(payload.data() + (b - payload_at), &fake, sizeof fake);
+  ASSERT_NO_FATAL_FAILURE(commit(2, payload));
+  w.reset();
+  const auto path = list_segments(d.path()).front().second;
+  ASSERT_EQ(read_header(path, start).lsn, 2u);
+  // A power cut tore it: one of its blocks never reached the disk.
+  {
+    const std::vector<uint8_t> zeros(wal_block_bytes, 0);
+    const int fd = ::open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, zeros.data(), zeros.size(), off_t(4 * wal_block_bytes)), ssize_t(zeros.size()));
+    ::close(fd);
+  }
+  const auto sc = scan(d.path(), false);
+  ASSERT_TRUE(sc.ok) << sc.error;
+  EXPECT_EQ(sc.lsns, std::vector<uint64_t>{1});
+  EXPECT_NE(sc.result.torn_tail.find("payload checksum mismatch"), std::string::npos) << sc.result.torn_tail;
+}
+
 // Stages one record, arms `arm` (a failure probe), commits: the group must fail.
 std::unique_ptr<wal_writer> commit_one_failing(const std::string& dir, const std::function<void()>& arm) {
   wal_options o{dir, segment_bytes, group_bytes};
