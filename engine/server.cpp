@@ -1360,10 +1360,15 @@ class server_impl {
       else push_to(s, out_frame{std::move(p.frame), nullptr, true});
       return;
     }
+    // Every session of the gateway gets the same bytes, built once: before, each got its
+    // own copy, so a gateway's sessions that do not read (up to gateway_sessions_max) held
+    // a copy each, up to out_bytes_max apiece.
+    std::shared_ptr<const std::vector<uint8_t>> shared;
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
         continue;
-      push_to(*sp, out_frame{p.frame, nullptr, true});
+      if (!shared) shared = std::make_shared<const std::vector<uint8_t>>(std::move(p.frame));
+      push_to(*sp, out_frame{{}, shared, true});
     }
   }
 
