@@ -44,6 +44,10 @@ constexpr uint64_t session_stall_ms = 5000;
 // then (13 KB/s or less over session_stall_ms) is not reading, and cannot keep bytes
 // queued to it for ever.
 constexpr uint64_t session_drain_min_bytes = 64u << 10;
+// A session that has taken no frame for this long, with nothing buffered, gives its
+// frame buffer back (it grew for a large frame): a client that sends large batches more
+// often keeps it, and one that went quiet holds none.
+constexpr uint64_t session_reader_idle_ms = 2000;
 // While all sessions together hold out_bytes_total_max, a session holding less than its
 // share (out_bytes_total_max / connections_max, at least this) is still read: sessions
 // holding many responses unread cannot stop every other gateway's requests (nor new

@@ -267,6 +267,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
            &server_stats::slow_readers_closed);
   per_port("mesob_out_bytes_queued", "gauge", "Bytes queued to the sessions, not yet sent.",
            &server_stats::out_bytes_queued);
+  per_port("mesob_pushes_backlogged_total", "counter",
+           "Pushed frames that waited in their session's backlog (its queue past out_bytes_max).",
+           &server_stats::pushes_backlogged);
   per_port("mesob_push_backlog_bytes", "gauge",
            "Pushed frames waiting for room in their sessions' queues (push_backlog_bytes_max each).",
            &server_stats::push_backlog_bytes);

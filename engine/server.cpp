@@ -25,6 +25,7 @@
 #include <map>
 #include <span>
 #include <mutex>
+#include <utility>
 #include <thread>
 #include <unordered_map>
 
@@ -157,6 +158,8 @@ struct session {
   bool close_after_flush = false;
   uint64_t close_by_ms = 0;     // with close_after_flush: closed then, flushed or not
   uint64_t last_active_ms = 0;  // a frame taken, bytes sent, or session_recv_activity_bytes received
+  uint64_t last_frame_ms = 0;   // a frame taken (or the session opened)
+  bool release_reader = false;  // its direct receive is being cancelled to give its buffer back
   uint64_t recv_uncounted = 0;  // bytes received since the last counted as activity
   uint64_t out_since_ms = 0;    // out non-empty: since when it has waited for a send's progress
   int64_t kernel_queue_seen = -1;  // its socket's send queue (SIOCOUTQ) when last looked at
@@ -307,7 +310,7 @@ class server_impl {
   std::map<uint64_t, listed> listed_;  // by slot << 32 | gen
   static uint64_t list_key(const session& s) { return uint64_t(s.slot) << 32 | s.gen; }
   // Stats (written by the network thread).
-  std::atomic<uint64_t> st_accept_failures_{0};
+  std::atomic<uint64_t> st_accept_failures_{0}, st_backlogged_{0};
   // Accepts failed in a row; past accept_failures_in_row_max (or on a resource error:
   // out of descriptors or memory) accepting waits for the timer's next tick instead of
   // failing again at once, with a connection waiting in the backlog, in a loop.
@@ -464,7 +467,7 @@ class server_impl {
     io_uring_sqe_set_data64(s, tag(op_recv, ss.slot, ss.gen));
     ss.recv_armed = true;
   }
-  // A session sends large frames when its buffer has grown for one (it never shrinks),
+  // A session sends large frames when its buffer has grown for one (kept until the session goes quiet: release_idle_readers),
   // or one is under way and a provided buffer's worth of it has come. The room asked
   // for grows with what was received, not with what a header claims: at most twice the
   // bytes buffered and direct_recv_min more, so a peer sending headers alone cannot
@@ -634,7 +637,7 @@ class server_impl {
     s.slot = slot;
     s.gen = gen;
     s.fd = fd;
-    s.opened_ms = s.last_active_ms = now_ms();
+    s.opened_ms = s.last_active_ms = s.last_frame_ms = now_ms();
     s.nonce = wire::random_bytes(wire::nonce_bytes);
     sockaddr_in peer{};
     socklen_t plen = sizeof peer;
@@ -756,6 +759,7 @@ class server_impl {
       s->recv_armed = false;
       s->recv_cancelling = false;
       s->recv_direct = false;
+      if (std::exchange(s->release_reader, false) && s->reader.release()) count_reader(*s);
     }
     if (s->closing) {
       maybe_free(*s);
@@ -776,6 +780,27 @@ class server_impl {
     if (!s->closing && !s->recv_armed && may_read(*s)) arm_recv(*s);
   }
 
+  // A session's frame buffer grows to its largest frame. One that has taken no frame for
+  // session_reader_idle_ms with nothing buffered gives it back: before, it kept it for
+  // good (a frame's size, up to twice, for each session that ever sent a large one). A
+  // direct receive writing into it is cancelled first; its completion frees the buffer
+  // (on_recv) and the next receive goes through the provided buffers until a large
+  // frame comes again.
+  void release_idle_readers(uint64_t now) {
+    for (auto& sp : sessions_) {
+      if (!sp || sp->fd < 0 || sp->closing || sp->release_reader) continue;
+      session& s = *sp;
+      if (s.reader.capacity() <= buf_bytes || s.reader.buffered() != 0 || now - s.last_frame_ms < session_reader_idle_ms)
+        continue;
+      if (s.recv_armed && s.recv_direct) {
+        s.release_reader = true;
+        pause_recv(s);
+      } else if (s.reader.release()) {
+        count_reader(s);
+      }
+    }
+  }
+
   // Takes whole frames off the session's buffer while it may.
   void process(session& s) {
     while (!s.closing && !s.close_after_flush && may_read(s)) {
@@ -789,7 +814,7 @@ class server_impl {
         break;
       }
       st_frames_.fetch_add(1, std::memory_order_relaxed);
-      s.last_active_ms = now_ms();
+      s.last_active_ms = s.last_frame_ms = now_ms();
       on_frame(s, f);
     }
     if (!may_read(s)) pause_recv(s);
@@ -1404,6 +1429,7 @@ class server_impl {
     }
     count_backlog(s, int64_t(frame.charge()));
     s.backlog.push_back(std::move(frame));
+    st_backlogged_.fetch_add(1, std::memory_order_relaxed);
   }
   // (Strictly under the limit: at it the session's requests would not be read, and a
   // backlog refilling the queue to it at every send would keep them waiting.)
@@ -1640,6 +1666,7 @@ class server_impl {
 
   void on_timer() {
     const uint64_t t = now_ms();
+    release_idle_readers(t);
     if (accept_waits_) {
       accept_waits_ = false;
       accept_failed_in_row_ = 0;
@@ -1741,6 +1768,7 @@ server_stats server::stats() const {
   s.auth_failures = impl_->st_auth_fail_.load(r);
   s.pushes = impl_->st_pushes_.load(r);
   s.push_backlog_bytes = impl_->st_backlog_.load(r);
+  s.pushes_backlogged = impl_->st_backlogged_.load(r);
   s.slow_readers_closed = impl_->st_slow_.load(r);
   s.submissions_spilled = impl_->st_spilled_.load(r);
   s.out_bytes_queued = impl_->st_out_total_.load(r);

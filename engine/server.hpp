@@ -116,6 +116,7 @@ struct server_stats {
   uint64_t auth_failures = 0;
   uint64_t pushes = 0;              // push frames queued to sessions
   uint64_t push_backlog_bytes = 0;  // pushed frames waiting for room in their sessions' queues
+  uint64_t pushes_backlogged = 0;   // pushed frames that waited in a backlog (since the start)
   uint64_t slow_readers_closed = 0;
   uint64_t submissions_spilled = 0;  // io_uring operations kept aside while the ring's queue was full
   uint64_t out_bytes_queued = 0;    // queued to all sessions (counted as against out_bytes_total_max)

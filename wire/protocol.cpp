@@ -98,6 +98,14 @@ void frame_reader::compact(size_t want) {
   if (buf_.size() - end_ < want) buf_.resize(end_ + want);
 }
 
+bool frame_reader::release() {
+  if (begin_ != end_ || buf_.empty()) return false;
+  std::vector<uint8_t>().swap(buf_);
+  std::vector<uint64_t>().swap(aligned_);
+  begin_ = end_ = 0;
+  return true;
+}
+
 std::span<uint8_t> frame_reader::prepare(size_t want) {
   compact(want);
   return {buf_.data() + end_, buf_.size() - end_};

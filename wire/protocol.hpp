@@ -134,8 +134,11 @@ class frame_reader {
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
   // A new limit for the frames not yet begun (a session's, once authenticated).
   void set_body_max(uint32_t body_max) { body_max_ = body_max; }
-  // Bytes the buffer holds room for (it grows for the largest frame and never shrinks).
+  // Bytes the buffer holds room for (it grows for the largest frame until release()).
   [[nodiscard]] size_t capacity() const { return buf_.size(); }
+  // With nothing buffered, gives the buffer back (a session that sent one large frame
+  // and went quiet); true if it did. Not while a receive writes into prepare()'s span.
+  bool release();
   // Bytes the reader holds: its buffer and its copy of a misaligned body (kept up to
   // 64 KiB, a larger one released at the next frame).
   [[nodiscard]] size_t held_bytes() const { return buf_.size() + aligned_.capacity() * sizeof(uint64_t); }
