@@ -1552,6 +1552,17 @@ TEST(server, a_thousand_connections_held_open_and_served) {
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 1000u);
 }
 
+
+// A thousand pings in one buffer (16 KB of frames; as many pongs to read).
+std::vector<uint8_t> ping_burst() {
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < 1000; ++i) {
+    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  return burst;
+}
+
 TEST(server, a_client_that_does_not_read_stops_being_read) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
@@ -1560,11 +1571,7 @@ TEST(server, a_client_that_does_not_read_stops_being_read) {
   // Pings are answered at once, without the engine: a client that sends them and never
   // reads piles pongs up on the server, 16 bytes each.
   constexpr int pings = 1'000'000;  // 16 MB of pongs, far over the kernel's buffers
-  std::vector<uint8_t> burst;
-  for (int i = 0; i < 1000; ++i) {
-    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
-    burst.insert(burst.end(), f.begin(), f.end());
-  }
+  const std::vector<uint8_t> burst = ping_burst();
   const uint64_t before = n.srv->stats().frames_in;
   std::thread sender([&] {
     std::string err;
@@ -1643,11 +1650,7 @@ TEST(server, sessions_that_do_not_read_are_closed_at_the_total_limit) {
   cfg.out_bytes_max = 1u << 20;
   cfg.out_bytes_total_max = 2u << 20;
   net n(cfg);
-  std::vector<uint8_t> burst;
-  for (int i = 0; i < 1000; ++i) {
-    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
-    burst.insert(burst.end(), f.begin(), f.end());
-  }
+  const std::vector<uint8_t> burst = ping_burst();
   constexpr int bursts = 1000;  // a million pings each: 16 MB of pongs, past the kernel's buffers
   std::vector<std::unique_ptr<wire::client>> flooders;
   std::vector<std::thread> senders;
@@ -1702,11 +1705,7 @@ TEST(server, sessions_reading_a_trickle_at_the_total_limit_stop_no_one) {
   cfg.out_bytes_max = 1u << 20;
   cfg.out_bytes_total_max = 2u << 20;
   net n(cfg);
-  std::vector<uint8_t> burst;
-  for (int i = 0; i < 1000; ++i) {
-    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
-    burst.insert(burst.end(), f.begin(), f.end());
-  }
+  const std::vector<uint8_t> burst = ping_burst();
   std::vector<std::unique_ptr<wire::client>> flooders;
   for (int k = 0; k < 3; ++k) flooders.push_back(n.connect());
   std::vector<std::thread> senders;
@@ -1787,11 +1786,7 @@ TEST(server, sessions_that_never_read_are_closed_in_time) {
   auto anon = wire::client::connect_raw(n.opts(), &err);
   ASSERT_TRUE(anon) << err;
   auto authed = n.connect();
-  std::vector<uint8_t> burst;
-  for (int i = 0; i < 1000; ++i) {
-    const auto f = wire::encode_frame(wire::frame_kind::ping, uint64_t(i), {});
-    burst.insert(burst.end(), f.begin(), f.end());
-  }
+  const std::vector<uint8_t> burst = ping_burst();
   auto flood = [&](wire::client& c) {  // 32 MB of pongs, until the server closes it
     std::string e;
     for (int i = 0; i < 2000 && c.send_bytes(burst, &e); ++i) {
