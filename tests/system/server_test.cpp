@@ -143,6 +143,17 @@ wire::error_msg expect_error_frame(wire::client& c, uint64_t id) {
   return e;
 }
 
+// A request header whose body would pass the server's frame limit (a framing fault).
+bool send_header_past_limit(wire::client& c, const net& n, uint64_t request_id, std::string* err) {
+  wire::frame_header h;
+  h.body_bytes = n.scfg.frame_bytes_max + 1;
+  h.kind = uint16_t(wire::frame_kind::request);
+  h.request_id = request_id;
+  uint8_t hb[wire::frame_header_bytes];
+  wire::encode_header(h, hb);
+  return c.send_bytes({hb, sizeof hb}, err);
+}
+
 // Accounts 1..count, opened through `c`.
 void open_accounts(wire::client& c, uint64_t count) {
   std::vector<wire::account> as;
@@ -839,13 +850,7 @@ TEST(server, malformed_frames_get_their_codes_and_others_are_served) {
 
   // A frame over the limit: error, then the connection is closed; the other is served.
   {
-    wire::frame_header h;
-    h.body_bytes = n.scfg.frame_bytes_max + 1;
-    h.kind = uint16_t(wire::frame_kind::request);
-    h.request_id = 26;
-    uint8_t hb[wire::frame_header_bytes];
-    wire::encode_header(h, hb);
-    ASSERT_TRUE(bad->send_bytes({hb, sizeof hb}, &err));
+    ASSERT_TRUE(send_header_past_limit(*bad, n, 26, &err)) << err;
     EXPECT_EQ(expect_error_frame(*bad, 26).code, protocol_error::frame_too_large);
     EXPECT_TRUE(bad->closed_by_server());
   }
@@ -1248,13 +1253,7 @@ TEST(server, a_session_closed_for_a_fault_gets_the_answers_to_what_came_before) 
   std::string err;
   const uint64_t write = c->send(wire::create_accounts_body(std::vector{make_account(77)}));
   ASSERT_NE(write, 0u);
-  wire::frame_header h;
-  h.body_bytes = n.scfg.frame_bytes_max + 1;
-  h.kind = uint16_t(wire::frame_kind::request);
-  h.request_id = 90;
-  uint8_t hb[wire::frame_header_bytes];
-  wire::encode_header(h, hb);
-  ASSERT_TRUE(c->send_bytes({hb, sizeof hb}, &err)) << err;
+  ASSERT_TRUE(send_header_past_limit(*c, n, 90, &err)) << err;
   bool answered = false, faulted = false;
   wire::client::frame_in f;
   while (c->read_frame(&f, &err)) {
@@ -1551,7 +1550,6 @@ TEST(server, a_thousand_connections_held_open_and_served) {
   }
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 1000u);
 }
-
 
 // A thousand pings in one buffer (16 KB of frames; as many pongs to read).
 std::vector<uint8_t> ping_burst() {

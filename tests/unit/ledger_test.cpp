@@ -1402,6 +1402,26 @@ TEST(ledger_snapshot, a_log_that_is_not_the_snapshots_history_is_refused) {
   EXPECT_EQ(e->lookup_accounts({4}).accounts.at(0).credits_posted, 5u);
 }
 
+// Log segments of 2 MiB (commit groups of 1 MiB), no snapshot at close: a few batches
+// fill a segment, and records stay past the last snapshot.
+engine::config small_segments_config(const std::string& dir) {
+  auto cfg = test_config(dir);
+  cfg.checkpoint_on_close = false;
+  cfg.wal_segment_mib = 2;
+  cfg.wal_group_mib = 1;
+  return cfg;
+}
+
+// Batches of 4,096 transfers among accounts 1..8 (ids from *id + 1) until the log has
+// `segments` segments.
+void fill_log_to(engine::engine& e, const std::string& dir, size_t segments, uint64_t* id) {
+  while (storage::list_segments(dir + "/wal").size() < segments) {
+    std::vector<wire::transfer> ts;
+    for (int i = 0; i < 4096; ++i, ++*id) ts.push_back(make_transfer(*id + 1, 1 + *id % 4, 5 + *id % 4, 1));
+    ASSERT_EQ(e.create_transfers(ts).st, engine::status::ok);
+  }
+}
+
 // A log segment a checkpoint covered but whose drop a crash lost (its rename out of the
 // log's names not yet durable), left before a gap where later ones went: recovery starts
 // at the segment that holds the snapshot's next lsn and does not read it, so the gap is
@@ -1409,10 +1429,7 @@ TEST(ledger_snapshot, a_log_that_is_not_the_snapshots_history_is_refused) {
 // continues at ...").
 TEST(ledger_snapshot, a_covered_segment_left_before_a_gap_does_not_stop_a_start) {
   temp_dir d;
-  auto cfg = test_config(d.path());
-  cfg.checkpoint_on_close = false;
-  cfg.wal_segment_mib = 2;
-  cfg.wal_group_mib = 1;
+  const auto cfg = small_segments_config(d.path());
   const std::string first = storage::segment_path(d.path() + "/wal", 0);
   const std::string kept = d.path() + "/segment-0.copy";
   uint64_t id = 0;
@@ -1420,11 +1437,7 @@ TEST(ledger_snapshot, a_covered_segment_left_before_a_gap_does_not_stop_a_start)
     auto e = open_engine(cfg);
     ASSERT_TRUE(e);
     create_accounts(*e, 8);
-    while (storage::list_segments(d.path() + "/wal").size() < 4) {
-      std::vector<wire::transfer> ts;
-      for (int i = 0; i < 4096; ++i, ++id) ts.push_back(make_transfer(id + 1, 1 + id % 4, 5 + id % 4, 1));
-      ASSERT_EQ(e->create_transfers(ts).st, engine::status::ok);
-    }
+    ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), 4, &id));
     std::filesystem::copy_file(first, kept);
     std::string err;
     ASSERT_TRUE(e->checkpoint(&err)) << err;
@@ -1450,22 +1463,12 @@ TEST(ledger_snapshot, a_covered_segment_left_before_a_gap_does_not_stop_a_start)
 // intact (its scan began at the first segment left), and the next start refused it.
 TEST(ledger_snapshot, log_verify_finds_the_records_after_the_snapshot_missing) {
   temp_dir d;
-  auto cfg = test_config(d.path());
-  cfg.checkpoint_on_close = false;
-  cfg.wal_segment_mib = 2;
-  cfg.wal_group_mib = 1;
+  const auto cfg = small_segments_config(d.path());
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 8);
   uint64_t id = 0;
-  auto fill_to = [&](size_t segments) {
-    while (storage::list_segments(d.path() + "/wal").size() < segments) {
-      std::vector<wire::transfer> ts;
-      for (int i = 0; i < 4096; ++i, ++id) ts.push_back(make_transfer(id + 1, 1 + id % 4, 5 + id % 4, 1));
-      ASSERT_EQ(e->create_transfers(ts).st, engine::status::ok);
-    }
-  };
-  fill_to(2);
+  ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), 2, &id));
   std::string err;
   ASSERT_TRUE(e->checkpoint(&err)) << err;
   ASSERT_EQ(e->create_transfers({make_transfer(++id, 1, 5, 1)}).results.at(0), result::ok);
@@ -1481,7 +1484,7 @@ TEST(ledger_snapshot, log_verify_finds_the_records_after_the_snapshot_missing) {
     if (read && h.magic == storage::segment_magic && h.first_lsn <= next) holding = path;
   }
   ASSERT_FALSE(holding.empty());
-  fill_to(after.size() + 3);
+  ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), after.size() + 3, &id));
   EXPECT_TRUE(e->verify_log().intact);
   std::filesystem::remove(holding);
   const auto v = e->verify_log();
