@@ -346,10 +346,11 @@ TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
 // desk trips, and probes, on its own.
 TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   gateway_world w;
-  // Answer timeout 500 ms: cool-down 2 s. The fallback payouts must go out before the
-  // cool-down ends; with 800 ms a loaded machine (ctest -j2) let it end first now and
-  // then, and a probe took one of them.
-  w.start(500);
+  // Answer timeout 1.5 s: cool-down 6 s. The fallback payouts must go out before the
+  // cool-down ends (or a probe takes one to the failing alpha); with a 2-s cool-down a
+  // loaded machine (ctest -j2) let it end first now and then. The failures are answered
+  // at once, so the longer timeout costs only the wait for the cool-down below.
+  w.start(1500);
   fund(w, 10'000);
   auto fa = w.sim("alpha", 41);
   fa.fail_rate = 1.0;
@@ -382,7 +383,7 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   tools::gateway_sim healthy(w.sim("alpha", 43));
   healthy.start();
   for (int i = 0; i < 100 && !healthy.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(6100));
   // One request over every wallet: each desk's first payout probes alpha, the rest go to
   // beta while the probe is out.
   for (auto r : w.payouts(200, 40, 10)) EXPECT_EQ(r, wire::result::ok);
@@ -392,7 +393,7 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   for (auto r : w.payouts(300, 3, 10)) EXPECT_EQ(r, wire::result::ok);
   ASSERT_TRUE(w.wait_held(0, 10));
   // Alpha takes payouts again (at least one: on a loaded machine an answer may take past
-  // the 500 ms timeout, and that payout go on to beta).
+  // the 1.5-s timeout, and that payout go on to beta).
   EXPECT_GT(w.accounts({settle_a}).at(0).credits_posted, 20u);
   healthy.stop();
   beta.stop();
