@@ -97,13 +97,39 @@ bool check_row(int table_no, uint64_t key, MDB_val* val, std::string* error) {
   return false;
 }
 
+// Clears the reader slots of processes that ended inside a read (mdb_reader_check),
+// counting them in *cleared and saying so on stderr. A stale slot pins its snapshot's
+// pages: no later commit can reuse the pages freed since, and the map fills; enough of
+// them fill the reader table (MDB_READERS_FULL). LMDB clears the table itself only at an
+// open with no other process on the store, so the store looks at every open, before
+// every write transaction, and when a read finds the table full. Cheap: one lock probe
+// per process in the table.
+int clear_stale_readers(MDB_env* env, std::atomic<uint32_t>* cleared) {
+  int stale = 0;
+  const int rc = mdb_reader_check(env, &stale);
+  if (rc == 0 && stale > 0) {
+    cleared->fetch_add(uint32_t(stale), std::memory_order_relaxed);
+    std::fprintf(stderr, "mesobd: snapshot: cleared %d reader slot(s) of processes that ended inside a read\n", stale);
+  }
+  return rc;
+}
+
+// A read transaction; a full reader table is looked at for stale slots and tried again
+// once.
+int begin_read(MDB_env* env, MDB_txn** txn, std::atomic<uint32_t>* cleared) {
+  int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, txn);
+  if (rc == MDB_READERS_FULL && clear_stale_readers(env, cleared) == 0)
+    rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, txn);
+  return rc;
+}
+
 // A read transaction with a cursor on one table, both closed when it goes out of scope.
 struct read_cursor {
   MDB_txn* txn = nullptr;
   MDB_cursor* cur = nullptr;
   int rc = 0;
-  read_cursor(MDB_env* env, MDB_dbi dbi) {
-    rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+  read_cursor(MDB_env* env, MDB_dbi dbi, std::atomic<uint32_t>* cleared) {
+    rc = begin_read(env, &txn, cleared);
     if (rc == 0) rc = mdb_cursor_open(txn, dbi, &cur);
   }
   ~read_cursor() {
@@ -149,19 +175,13 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
   if (rc == 0) rc = mdb_env_set_mapsize(s->env_, map_bytes);
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
-  // A process killed inside a read transaction leaves its slot in the reader table; LMDB
-  // clears the table at open only when no other process has the store open (mesob-log
-  // reading it, say). A stale slot pins its snapshot's pages: no later commit could reuse
-  // the pages freed since, and the map would fill.
-  int stale = 0;
-  if (rc == 0) rc = mdb_reader_check(s->env_, &stale);
+  // A process killed inside a read transaction leaves its slot in the reader table
+  // (clear_stale_readers says why that matters).
+  if (rc == 0) rc = clear_stale_readers(s->env_, &s->stale_readers_cleared_);
   if (rc != 0) {
     *error = lmdb_error(("open " + dir).c_str(), rc);
     return nullptr;
   }
-  s->stale_readers_cleared_ = uint32_t(stale);
-  if (stale > 0)
-    std::fprintf(stderr, "mesobd: snapshot: cleared %d reader slot(s) of processes that ended inside a read\n", stale);
   // The files LMDB may just have created: their entries durable before any commit
   // counts (a checkpoint's commit lets the log segments it covers go).
   if (!fsync_dir(dir)) {
@@ -328,7 +348,7 @@ std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string
     return nullptr;
   }
   MDB_txn* txn = nullptr;
-  rc = mdb_txn_begin(s->env_, nullptr, MDB_RDONLY, &txn);
+  rc = begin_read(s->env_, &txn, &s->stale_readers_cleared_);
   if (rc == 0) rc = mdb_dbi_open(txn, "meta", 0, &s->dbi_meta_);
   for (int i = 0; i < tables && rc == 0; ++i) {
     rc = mdb_dbi_open(txn, table_name(table(i)), 0, &s->dbi_[i]);
@@ -411,7 +431,7 @@ snapshot_store::~snapshot_store() {
 
 std::optional<snapshot_meta> snapshot_store::read_meta(std::string* error) {
   MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  int rc = begin_read(env_, &txn, &stale_readers_cleared_);
   if (rc != 0) {
     *error = lmdb_error("begin read", rc);
     return std::nullopt;
@@ -441,8 +461,9 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
 }
 
 bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
-                               std::string* error, std::optional<uint64_t> end_key, uint64_t begin_key, bool check) {
-  read_cursor rd(env_, dbi_[int(t)]);
+                               std::string* error, std::optional<uint64_t> end_key, uint64_t begin_key, bool check,
+                               uint64_t rows_max, std::optional<uint64_t>* next_key) {
+  read_cursor rd(env_, dbi_[int(t)], &stale_readers_cleared_);
   if (!rd.open(error)) return false;
   MDB_cursor* cur = rd.cur;
   int rc = 0;
@@ -450,6 +471,9 @@ bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::
   be_key begin(begin_key);
   if (begin_key != 0) key = begin.val();
   bool ok = true;
+  uint64_t rows = 0;
+  MESOB_ASSERT(rows_max == UINT64_MAX || next_key);
+  if (next_key) next_key->reset();
   for (rc = mdb_cursor_get(cur, &key, &val, begin_key != 0 ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
     if (key.mv_size != 8) {
@@ -459,6 +483,11 @@ bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::
       break;
     }
     if (end_key && from_be(key) >= *end_key) {
+      rc = MDB_NOTFOUND;
+      break;
+    }
+    if (rows++ == rows_max) {  // the rest in another transaction
+      *next_key = from_be(key);
       rc = MDB_NOTFOUND;
       break;
     }
@@ -483,17 +512,26 @@ bool snapshot_store::verify_rows(table t, const std::function<void(uint64_t, con
                                  uint64_t* rows, std::string* error) {
   *rows = 0;
   if (absent_[int(t)]) return true;
-  return scan_rows(t, [&](uint64_t key, std::span<const uint8_t> v) {
-    ++*rows;
-    MDB_val val{v.size(), const_cast<uint8_t*>(v.data())};
-    std::string why;
-    if (rows_checked_ && !check_row(int(t), key, &val, &why)) damaged(key, why);
-    return true;
-  }, error, std::nullopt, 0, false);
+  // A read transaction per verify_rows_per_read rows: one over a whole table would hold
+  // its snapshot's pages for as long as the scrub runs, and a running engine's
+  // checkpoints could not reuse the pages they free meanwhile (the map would grow).
+  std::optional<uint64_t> next = 0;
+  while (next) {
+    const uint64_t from = *next;
+    if (!scan_rows(t, [&](uint64_t key, std::span<const uint8_t> v) {
+          ++*rows;
+          MDB_val val{v.size(), const_cast<uint8_t*>(v.data())};
+          std::string why;
+          if (rows_checked_ && !check_row(int(t), key, &val, &why)) damaged(key, why);
+          return true;
+        }, error, std::nullopt, from, false, verify_rows_per_read, &next))
+      return false;
+  }
+  return true;
 }
 
 bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::string* bytes, std::string* error) {
-  read_cursor rd(env_, dbi_[int(t)]);
+  read_cursor rd(env_, dbi_[int(t)], &stale_readers_cleared_);
   if (!rd.open(error)) return false;
   be_key k(key_v);
   MDB_val key = k.val(), val{};
@@ -516,7 +554,7 @@ bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::
 
 bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error) {
   MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  int rc = begin_read(env_, &txn, &stale_readers_cleared_);
   if (rc != 0) {
     *error = lmdb_error("begin read", rc);
     return false;
@@ -534,7 +572,10 @@ bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string*
 std::unique_ptr<snapshot_store::writer> snapshot_store::begin(std::string* error) {
   auto w = std::make_unique<writer>();
   w->store_ = this;
-  int rc = mdb_txn_begin(env_, nullptr, 0, &w->txn_);
+  // A stale reader slot would keep this checkpoint from reusing the pages freed since
+  // its snapshot (and a failed one, on MDB_MAP_FULL, from being retried with them).
+  int rc = clear_stale_readers(env_, &stale_readers_cleared_);
+  if (rc == 0) rc = mdb_txn_begin(env_, nullptr, 0, &w->txn_);
   if (rc != 0) {
     *error = lmdb_error("begin write", rc);
     return nullptr;

@@ -41,6 +41,7 @@
 
 #include <lmdb.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -110,8 +111,11 @@ class snapshot_store {
   // *error empty and returns nullptr.
   static std::unique_ptr<snapshot_store> open_read_only(const std::string& dir, std::string* error);
   ~snapshot_store();
-  // Reader slots of dead processes that open() cleared (they pin old pages).
-  [[nodiscard]] uint32_t stale_readers_cleared() const { return stale_readers_cleared_; }
+  // Reader slots of dead processes cleared (they pin old pages): looked for at open,
+  // before each checkpoint (begin) and when a read finds the reader table full.
+  [[nodiscard]] uint32_t stale_readers_cleared() const {
+    return stale_readers_cleared_.load(std::memory_order_relaxed);
+  }
   snapshot_store(const snapshot_store&) = delete;
   snapshot_store& operator=(const snapshot_store&) = delete;
 
@@ -131,8 +135,10 @@ class snapshot_store {
   // for each that fails its check, going on past it. False only when the table cannot be
   // read (*error). A table this store lacks (opened read-only) has no rows; rows of a
   // store of a format before checks are counted, not checked.
+  // Each verify_rows_per_read rows are read in a transaction of their own.
   bool verify_rows(table t, const std::function<void(uint64_t key, const std::string& why)>& damaged, uint64_t* rows,
                    std::string* error);
+  static constexpr uint64_t verify_rows_per_read = 4096;
   // Whether rows carry their check (a store opened read-only may be of an older format).
   [[nodiscard]] bool rows_checked() const { return rows_checked_; }
   // Drops this process's mapping of pages read so far (they stay in the page cache), so
@@ -189,10 +195,13 @@ class snapshot_store {
   // mdb_put of a row with its check.
   int put_row(MDB_txn* txn, MDB_dbi dbi, int table_no, uint64_t key, std::span<const uint8_t> bytes,
               unsigned flags) const;
+  // At most rows_max rows; when more follow, *next_key is the next one's key (else it is
+  // reset).
   bool scan_rows(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn, std::string* error,
-                 std::optional<uint64_t> end_key, uint64_t begin_key, bool check);
+                 std::optional<uint64_t> end_key, uint64_t begin_key, bool check, uint64_t rows_max = UINT64_MAX,
+                 std::optional<uint64_t>* next_key = nullptr);
   bool rows_checked_ = false;
-  uint32_t stale_readers_cleared_ = 0;
+  std::atomic<uint32_t> stale_readers_cleared_{0};
   bool read_only_ = false;  // open_read_only: another process may convert the rows while open
   MDB_env* env_ = nullptr;
   void* map_addr_ = nullptr;
