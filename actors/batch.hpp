@@ -191,8 +191,10 @@ struct batch : std::enable_shared_from_this<batch> {
   // A shard walks only its own, not every operation of the batch.
   std::vector<uint32_t> shard_ops;
   std::array<uint32_t, shards_max + 1> shard_ops_begin{};
-  // payout_answers, payout_ops: each item's desk (its hold's payout account; 0: refused).
+  // payout_answers, payout_ops: each item's desk (its hold's payout account; 0: refused)
+  // and wallet (its hold's debit account; the events name both).
   std::vector<uint64_t> payout_desks;
+  std::vector<uint64_t> payout_wallets;
   // create_transfers with posts or voids (sized by the sequencer when events are kept):
   // the amount each one moved, written by the shard that writes its result.
   std::vector<uint64_t> resolved_amounts;

@@ -1056,6 +1056,7 @@ class engine_impl {
   void sequence_answers(batch& b) {
     b.results.assign(b.count, result::ok);
     b.payout_desks.assign(b.count, 0);
+    b.payout_wallets.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       auto& a = b.payout_answers[i];
       if (a.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
@@ -1064,26 +1065,30 @@ class engine_impl {
         b.results[i] = result::payout_answer_invalid;
       else if (!wire::currency_valid(a.currency)) b.results[i] = result::currency_invalid;
       else if (a.amount == 0) b.results[i] = result::amount_must_not_be_zero;
-      else if ((b.payout_desks[i] = hold_desk(a.payout_id, a.currency)) == 0) b.results[i] = result::payout_not_found;
+      else if ((b.payout_desks[i] = hold_desk(a.payout_id, a.currency, &b.payout_wallets[i])) == 0)
+        b.results[i] = result::payout_not_found;
     }
   }
 
   // The desk (payout account) of a payout whose hold, in currency c, was recorded and
-  // applied; 0 if there is none. A desk took that payout, and a desk that no longer holds
+  // applied, and its wallet in *wallet; 0 if there is none. A desk took that payout, and a desk that no longer holds
   // it resolved it (payout_already_resolved, the same after any restart: the id index and
   // the records are the log's).
-  uint64_t hold_desk(uint64_t payout_id, wire::currency_code c) {
+  uint64_t hold_desk(uint64_t payout_id, wire::currency_code c, uint64_t* wallet) {
     auto id_of = [this](uint64_t s) { return record_id(s); };
     const int64_t s = ids_.find(actors::payouts::hold_id(payout_id), id_of);
     if (s < 0) return 0;
     ensure_executed(uint64_t(s));
     const actors::transfer_record r = record_copy(uint64_t(s));
-    return r.result == uint32_t(result::ok) && r.t.currency == c ? r.t.credit_account_id : 0;
+    if (r.result != uint32_t(result::ok) || r.t.currency != c) return 0;
+    *wallet = r.t.debit_account_id;
+    return r.t.credit_account_id;
   }
 
   void sequence_payout_ops(batch& b) {
     b.results.assign(b.count, result::ok);
     b.payout_desks.assign(b.count, 0);
+    b.payout_wallets.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       const auto& o = b.payout_ops[i];
       if (o.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
@@ -1091,7 +1096,8 @@ class engine_impl {
       else if (o.kind != wire::payout_op_kind::retry && o.kind != wire::payout_op_kind::cancel)
         b.results[i] = result::payout_answer_invalid;
       else if (!wire::currency_valid(o.currency)) b.results[i] = result::currency_invalid;
-      else if ((b.payout_desks[i] = hold_desk(o.payout_id, o.currency)) == 0) b.results[i] = result::payout_not_found;
+      else if ((b.payout_desks[i] = hold_desk(o.payout_id, o.currency, &b.payout_wallets[i])) == 0)
+        b.results[i] = result::payout_not_found;
     }
   }
 

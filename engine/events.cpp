@@ -126,6 +126,8 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         if (!ok(i)) continue;
         const wire::payout_answer& a = b.payout_answers[i];
         event& e = add(i, event_type::payout_answer);
+        e.account_a = b.payout_wallets[i];
+        e.account_b = b.payout_desks[i];
         e.ref.lo = a.payout_id;
         e.ref.hi = a.attempt;
         e.gateway = uint16_t(a.gateway);
@@ -146,6 +148,8 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
       for (uint32_t i = 0; i < b.count; ++i) {
         if (!ok(i)) continue;
         event& e = add(i, event_type::payout_op);
+        e.account_a = b.payout_wallets[i];
+        e.account_b = b.payout_desks[i];
         e.ref.lo = b.payout_ops[i].payout_id;
         e.code = uint16_t(b.payout_ops[i].kind);
         e.currency = b.payout_ops[i].currency;

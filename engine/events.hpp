@@ -229,6 +229,8 @@ class event_hub {
   // Events the hub read from the log (its ring or files) to make frames: the unpacked
   // reads' (filtered or not; a packed frame as written reads none).
   [[nodiscard]] uint64_t events_read() const { return events_read_.load(); }
+  // Whether a subscription's filters (types, accounts, gateways) let an event through.
+  static bool matches(const subscription_request& r, const wire::event& e);
 
  private:
   struct sub {
@@ -261,7 +263,6 @@ class event_hub {
   std::map<std::tuple<uint64_t, uint64_t, uint32_t, bool>, frame_ptr> frames_this_pass_;
   std::vector<uint8_t> packed_;  // a frame's events as the writer packed them (event_log::read_packed)
   bool save(std::string* error);
-  static bool matches(const subscription_request& r, const wire::event& e);
 
   storage::event_log& log_;
   event_writer& writer_;

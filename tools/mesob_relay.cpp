@@ -118,10 +118,16 @@ std::vector<std::string> messages(const wire::event& e) {
     }
     case event_type::gateway_session:
       return {"gateway " + std::to_string(e.gateway) + ": session " + (e.code == 1 ? "up" : "down")};
-    case event_type::payout_answer:
-      return {"payout " + std::to_string(e.ref.lo) + ": " + (e.code == 1 ? "paid out, " : "failed at gateway, ") + amt};
-    case event_type::payout_op:
-      return {"payout " + std::to_string(e.ref.lo) + ": " + (e.code == 1 ? "retried" : "cancelled") + " by an operator"};
+    case event_type::payout_answer: {
+      // Events written before they named the wallet have 0 there.
+      const std::string who = e.account_a != 0 ? "account " + a + ": your payout " : "payout ";
+      return {who + std::to_string(e.ref.lo) + " of " + amt + (e.code == 1 ? " was paid out" : " failed at the gateway") +
+              " (gateway " + std::to_string(e.gateway) + ")"};
+    }
+    case event_type::payout_op: {
+      const std::string who = e.account_a != 0 ? "account " + a + ": your payout " : "payout ";
+      return {who + std::to_string(e.ref.lo) + " was " + (e.code == 1 ? "retried" : "cancelled") + " by an operator"};
+    }
     case event_type::equb_missed:
       return {"account " + b + ": you missed round " + std::to_string(e.ref.lo) + " of equb group " + a + "; you owe " +
               amt + " in all"};

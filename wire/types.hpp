@@ -766,8 +766,10 @@ enum class event_type : uint16_t {
   pending_expired = 7,  // id: the pending transfer (its timeout passed); amount released
   equb_op = 8,          // account_a: the group; code: the operation (wire::equb_op_kind); amount, ref.lo: seat
   gateway_session = 9,  // gateway: the gateway's number; code: 1 up, 2 down
-  payout_answer = 10,   // ref.lo: payout id; gateway; code: outcome (1 settled, 2 failed); amount
-  payout_op = 11,       // ref.lo: payout id; code: the operator's action (wire::payout_op_kind)
+  payout_answer = 10,   // ref.lo: payout id; gateway; code: outcome (1 settled, 2 failed); amount;
+                        // account_a: the wallet; account_b: the desk's payout account
+  payout_op = 11,       // ref.lo: payout id; code: the operator's action (wire::payout_op_kind);
+                        // account_a: the wallet; account_b: the desk's payout account
   // What equb groups decide on their own (a round's close, when every seat paid or its
   // deadline and grace passed):
   equb_missed = 12,        // account_a: the group; account_b: the member's wallet; ref.lo: round,

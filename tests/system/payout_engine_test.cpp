@@ -17,6 +17,7 @@
 
 #include "actors/equb_group.hpp"
 #include "actors/payout_desk.hpp"
+#include "engine/events.hpp"
 #include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
@@ -876,6 +877,29 @@ TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
     EXPECT_EQ(ev.ref.hi, 3u) << "its attempts";
     EXPECT_EQ(ev.code, uint16_t(actors::payouts::dead_reason::routes));
     EXPECT_EQ(ev.gateway, alpha);
+  }
+  // The operators' cancel and retry and alpha's answer name the wallet and the desk's
+  // payout account, so a subscriber filtering on the wallet sees them (before, they
+  // named no account and an account filter passed them by).
+  std::vector<wire::event> moves;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::payout_op || ev.type == wire::event_type::payout_answer) moves.push_back(ev);
+  ASSERT_EQ(moves.size(), 3u) << "cancel 30, retry 31, 31 settled (30's late failure changed nothing)";
+  const std::tuple<wire::event_type, uint64_t, uint64_t> want[] = {{wire::event_type::payout_op, 30, 4},
+                                                                   {wire::event_type::payout_op, 31, 5},
+                                                                   {wire::event_type::payout_answer, 31, 5}};
+  for (size_t i = 0; i < moves.size(); ++i) {
+    const auto& [type, id, wallet] = want[i];
+    EXPECT_EQ(moves[i].type, type) << i;
+    EXPECT_EQ(moves[i].ref.lo, id) << i;
+    EXPECT_EQ(moves[i].account_a, wallet) << i;
+    EXPECT_EQ(moves[i].account_b, dead.at(id).account_b) << i << ": the desk's payout account";
+    EXPECT_NE(moves[i].account_b, 0u) << i;
+    engine::subscription_request on_wallet, on_other;
+    on_wallet.accounts = {wallet};
+    on_other.accounts = {wallet + 100};
+    EXPECT_TRUE(engine::event_hub::matches(on_wallet, moves[i])) << i;
+    EXPECT_FALSE(engine::event_hub::matches(on_other, moves[i])) << i;
   }
 }
 
