@@ -2206,6 +2206,10 @@ class engine_impl {
       plan_then_place(std::move(q));
       return;
     }
+    if (q.req.kind == op_kind::equb_ops && !q.req.equb_accounts_checked && !replaying_) {
+      check_group_accounts(std::move(q));
+      return;
+    }
     const bool gateway = q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts || q.req.gateway_internal;
     if ((q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts) && !gateway_items_to_transfers(q)) return;
     if ((q.req.kind == op_kind::payout_answers || q.req.kind == op_kind::order_answers) && !stamp_answering_gateway(q))
@@ -3575,19 +3579,169 @@ class engine_impl {
         pr.placed = std::move(orders);
         done(std::move(pr));
       };
-      {
-        std::lock_guard lk(q_mu_);
-        if (!accepting_) {
-          reply stop;
-          stop.st = status::stopping;
-          place.done(std::move(stop));
-          return;
-        }
-        q_.push_back(std::move(place));
-      }
-      if (sleeping_.load()) wake();
+      requeue(std::move(place));
     };
     accept(std::move(plan));
+  }
+
+  // The next step of a request made of steps, from the answer to the one before (any
+  // thread): queued past the queue's limit (its caller waited for room once), or
+  // answered `stopping`.
+  void requeue(queued&& q) {
+    {
+      std::unique_lock lk(q_mu_);
+      if (accepting_) {
+        q_.push_back(std::move(q));
+        lk.unlock();
+        if (sleeping_.load()) wake();
+        return;
+      }
+    }
+    reply stop;
+    stop.st = status::stopping;
+    q.done(std::move(stop));
+  }
+
+  // ---- group operations' accounts ----------------------------------------------------
+  // The accounts a group operation names for its payments: a create's fee account, its
+  // guarantor (covering defaults) and organizer (a bidding group's commission), as its
+  // rules use them; a replace_account's new account. Each must exist, be open, hold the
+  // group's currency and be no group's escrow or gateway's settlement account: taken as
+  // they were, every payment a round sent there was refused round after round (the
+  // money stayed in escrow), and a guarantor that may go below zero minted its covers.
+  // They are looked up first, as look-ups in the request stream (the groups' too, for a
+  // replace_account's currency); an operation naming an unfit one is refused here,
+  // precisely, and the rest go on. Accounts never change currency or kind and are never
+  // removed, so what holds when looked at holds when the operation is sequenced; a close
+  // in between is the ledger's to refuse later, as for any account. Replay does not look
+  // (the log holds what was taken).
+  struct named_account {
+    uint64_t id;
+    result unfit;
+  };
+  static std::vector<named_account> accounts_named(const wire::equb_op& op) {
+    std::vector<named_account> out;
+    if (actors::equb::check_op_fields(op) != result::ok) return out;  // the sequencer says why
+    if (op.kind == wire::equb_op_kind::create) {
+      out.push_back({op.fee_account_id, result::fee_account_unfit});
+      if (op.default_policy == uint8_t(actors::equb::default_policy::cover_from_guarantor) && op.guarantor_account_id)
+        out.push_back({op.guarantor_account_id, result::guarantor_account_unfit});
+      if (op.rotation == uint8_t(actors::equb::rotation::bidding) && op.commission_bp > 0 && op.organizer_account_id)
+        out.push_back({op.organizer_account_id, result::organizer_account_unfit});
+    } else if (op.kind == wire::equb_op_kind::replace_account) {
+      out.push_back({op.amount, result::replacement_account_unfit});
+    }
+    std::erase_if(out, [](const named_account& n) { return n.id == 0; });  // the sequencer says why
+    return out;
+  }
+
+  void check_group_accounts(queued&& q) {
+    std::vector<uint64_t> groups;
+    bool names = false;
+    for (const auto& op : q.req.equb_ops) {
+      names = names || !accounts_named(op).empty();
+      if (op.kind == wire::equb_op_kind::replace_account && !accounts_named(op).empty()) groups.push_back(op.group_id);
+    }
+    std::sort(groups.begin(), groups.end());
+    groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+    q.req.equb_accounts_checked = true;
+    if (!names) {
+      accept(std::move(q));
+      return;
+    }
+    if (groups.size() > groups_lookup_max) {  // one look-up's worth of groups replaced in
+      reply r;
+      r.st = status::batch_too_large;
+      q.done(std::move(r));
+      return;
+    }
+    auto currencies = std::make_shared<std::unordered_map<uint64_t, wire::currency_code>>();
+    if (groups.empty()) {
+      accept(look_at_named_accounts(std::move(q), currencies));
+      return;
+    }
+    queued look;
+    look.req.kind = op_kind::lookup_groups;
+    look.req.account_ids = groups;
+    look.done = [this, q = std::move(q), groups, currencies](reply&& r) mutable {
+      if (r.st != status::ok) {
+        q.done(std::move(r));
+        return;
+      }
+      for (size_t i = 0; i < groups.size() && i < r.results.size(); ++i)
+        if (r.results[i] == result::ok) (*currencies)[groups[i]] = r.groups[i].g.cfg.currency;
+      requeue(look_at_named_accounts(std::move(q), currencies));
+    };
+    accept(std::move(look));
+  }
+
+  // The look-up of the accounts q's operations name, whose answer queues q with the
+  // operations naming fit accounts (or answers it, if none do). `currencies`: the groups
+  // replaced in (a group not found is left to the sequencer: group_not_found).
+  queued look_at_named_accounts(queued&& q,
+                                std::shared_ptr<std::unordered_map<uint64_t, wire::currency_code>> currencies) {
+    std::vector<uint64_t> ids;
+    for (const auto& op : q.req.equb_ops)
+      for (const auto& n : accounts_named(op)) ids.push_back(n.id);
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    queued look;
+    look.req.kind = op_kind::lookup_accounts;
+    look.req.account_ids = ids;
+    look.done = [this, q = std::move(q), ids, currencies](reply&& r) mutable {
+      if (r.st != status::ok) {
+        q.done(std::move(r));
+        return;
+      }
+      std::unordered_map<uint64_t, const wire::account*> found;
+      for (size_t i = 0; i < ids.size() && i < r.results.size(); ++i)
+        if (r.results[i] == result::ok) found[ids[i]] = &r.accounts[i];
+      std::vector<result> early(q.req.equb_ops.size(), result::ok);
+      std::vector<wire::equb_op> go;
+      for (size_t i = 0; i < q.req.equb_ops.size(); ++i) {
+        const wire::equb_op& op = q.req.equb_ops[i];
+        wire::currency_code currency = op.currency;  // a create's own
+        if (op.kind == wire::equb_op_kind::replace_account) {
+          const auto g = currencies->find(op.group_id);
+          currency = g == currencies->end() ? 0 : g->second;
+        }
+        for (const auto& n : accounts_named(op)) {
+          const auto it = found.find(n.id);
+          const wire::account* a = it == found.end() ? nullptr : it->second;
+          const bool fit = a && a->status != wire::account_status::closed &&
+                           a->kind != wire::account_kind::group_escrow &&
+                           a->kind != wire::account_kind::gateway_settlement && (currency == 0 || a->currency == currency);
+          if (!fit) {
+            early[i] = n.unfit;
+            break;
+          }
+        }
+        if (early[i] == result::ok) go.push_back(op);
+      }
+      auto merge = [early = std::move(early), done = std::move(q.done)](reply&& rr) mutable {
+        if (rr.st != status::ok) {
+          done(std::move(rr));
+          return;
+        }
+        reply out = std::move(rr);
+        std::vector<result> taken = std::move(out.results);
+        out.results = std::move(early);
+        size_t k = 0;
+        for (auto& res : out.results)
+          if (res == result::ok) res = k < taken.size() ? taken[k++] : result::ok;
+        done(std::move(out));
+      };
+      if (go.empty()) {
+        merge(reply{});
+        return;
+      }
+      queued next;
+      next.req = std::move(q.req);
+      next.req.equb_ops = std::move(go);
+      next.done = std::move(merge);
+      requeue(std::move(next));
+    };
+    return look;
   }
 
   void enqueue_emitted(std::vector<wire::transfer>&& chain) {

@@ -73,6 +73,9 @@ struct request {
   std::vector<history_query> history_queries;
   std::vector<balance_query> balance_queries;
   std::vector<wire::equb_op> equb_ops;  // equb_ops; lookup_groups takes account_ids (group ids)
+  // equb_ops: the accounts the operations name were looked up and found fit (the engine
+  // sets it; a request naming accounts is looked at first, engine.cpp check_group_accounts)
+  bool equb_accounts_checked = false;
   // deposits: the gateway (its registry id) that reports them
   std::string gateway;
   std::vector<wire::deposit> deposits;

@@ -634,6 +634,12 @@ enum class result : uint32_t {
   not_a_member = 113,
   leaving_after_start = 114,
   too_few_seats = 115,
+  // create, replace_account: the account named is missing, closed, of another currency
+  // than the group's, or a group's escrow or a gateway's settlement account
+  fee_account_unfit = 116,
+  guarantor_account_unfit = 117,
+  organizer_account_unfit = 118,
+  replacement_account_unfit = 119,
   wrong_currency = 120,
   wrong_amount = 121,
   round_already_paid = 122,

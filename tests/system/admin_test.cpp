@@ -208,9 +208,9 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
 
     // An equb group of two, made over the client port, as operators see it.
     const wire::equb_op create = make_equb_create(900, 4, 100, 2);  // a lottery
-    EXPECT_EQ(pay->call(wire::equb_ops_body(std::vector{create})).reply.results.at(0), wire::result::ok);
     std::vector<wire::account> members = {make_account(3), make_account(4)};
     EXPECT_EQ(pay->call(wire::create_accounts_body(members)).reply.results.at(0), wire::result::ok);
+    EXPECT_EQ(pay->call(wire::equb_ops_body(std::vector{create})).reply.results.at(0), wire::result::ok);
     for (uint64_t w : {3, 4}) {
       wire::transfer j = make_transfer(800 + w, w, 900, 100, wire::transfer_flags::equb);
       EXPECT_EQ(pay->call(wire::create_transfers_body(std::vector{j})).reply.results.at(0), wire::result::ok);

@@ -387,10 +387,10 @@ TEST_F(equb_engine_replay, ClosedAccountsAreReplacedAndTheRefusedPayoutsRetried)
   constexpr uint64_t g = 5020, closed_fee = 950, new_fee = 951;
   open_wallets(4);
   ASSERT_EQ(e().create_accounts({make_account(closed_fee), make_account(new_fee)}).results.at(0), result::ok);
-  ASSERT_EQ(e().set_account_status({{closed_fee, wire::account_status::closed}}).results.at(0), result::ok);
   auto c = create_op(g);
   c.fee_account_id = closed_fee;
-  ASSERT_EQ(op1(c), result::ok);
+  ASSERT_EQ(op1(c), result::ok);  // closed after the create (a create naming a closed one is refused)
+  ASSERT_EQ(e().set_account_status({{closed_fee, wire::account_status::closed}}).results.at(0), result::ok);
   for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
   ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
   group_entry st = settled(g);
@@ -407,8 +407,9 @@ TEST_F(equb_engine_replay, ClosedAccountsAreReplacedAndTheRefusedPayoutsRetried)
     op.amount = to;
     return op1(op);
   };
-  EXPECT_EQ(replace(closed_fee, g), result::group_account_reserved);
-  EXPECT_EQ(replace(closed_fee, closed_fee), result::accounts_must_differ);
+  EXPECT_EQ(replace(closed_fee, g), result::replacement_account_unfit) << "the escrow";
+  EXPECT_EQ(replace(closed_fee, closed_fee), result::replacement_account_unfit) << "closed";
+  EXPECT_EQ(replace(1, 1), result::accounts_must_differ);
   EXPECT_EQ(replace(4242, new_fee), result::account_not_in_group);
   EXPECT_EQ(replace(closed_fee, 0), result::id_must_not_be_zero);
   EXPECT_EQ(balance(g), int64_t(3 * contribution)) << "refusals change nothing";
@@ -573,6 +574,79 @@ TEST_F(equb_engine, EscrowAccountsMoveOnlyWithTheirGroup) {
   const group_entry l = settled(lottery);
   EXPECT_EQ(l.g.secret, actors::equb::seed{});
   EXPECT_NE(l.g.commitment, actors::equb::seed{});
+}
+
+// The accounts a group pays into are looked at when it is made (and when one is
+// replaced): a missing, closed or other-currency fee account, guarantor or organizer,
+// or a group's escrow or gateway's settlement account, is refused by name and nothing is
+// made. Before, any was taken, and every payment a round sent there was refused round
+// after round, the money left in escrow (a settlement account as guarantor, which may go
+// below zero, minted its covers). In a request of several, the others go on in order.
+TEST_F(equb_engine, AGroupsAccountsAreCheckedWhenItIsMadeAndWhenOneIsReplaced) {
+  constexpr uint64_t g = 5010, closed = 960, usd = 961, settlement = 962, missing = 963, fit = 964, other = 5011;
+  open_wallets(3);
+  wire::account st = make_account(settlement);
+  st.kind = wire::account_kind::gateway_settlement;
+  ASSERT_EQ(e().create_accounts({make_account(closed), make_account(usd, 0, "USD"), st, make_account(fit)}).results,
+            std::vector<result>(4, result::ok));
+  ASSERT_EQ(e().set_account_status({{closed, wire::account_status::closed}}).results.at(0), result::ok);
+  form(other, 2);  // an escrow
+  using actors::equb::default_policy;
+  using actors::equb::rotation;
+  const auto with_fee = [&](uint64_t a) {
+    auto op = create_op(g);
+    op.fee_account_id = a;
+    return op;
+  };
+  const auto with_guarantor = [&](uint64_t a) {
+    auto op = create_op(g, rotation::fixed_order, default_policy::cover_from_guarantor);
+    op.guarantor_account_id = a;
+    return op;
+  };
+  const auto with_organizer = [&](uint64_t a) {
+    auto op = create_op(g, rotation::bidding);
+    op.commission_bp = 200;
+    op.commission_cap = 50;
+    op.max_discount_bp = 1000;
+    op.organizer_account_id = a;
+    return op;
+  };
+  for (uint64_t a : {missing, closed, usd, settlement, other}) {
+    EXPECT_EQ(op1(with_fee(a)), result::fee_account_unfit) << a;
+    EXPECT_EQ(op1(with_guarantor(a)), result::guarantor_account_unfit) << a;
+    EXPECT_EQ(op1(with_organizer(a)), result::organizer_account_unfit) << a;
+  }
+  EXPECT_EQ(e().lookup_groups({g}).results.at(0), result::group_not_found) << "nothing was made";
+  EXPECT_EQ(e().lookup_accounts({g}).results.at(0), result::account_not_found) << "no escrow either";
+  // Field checks still come first; an unused guarantor is not looked at.
+  auto no_fee = with_fee(0);
+  EXPECT_EQ(op1(no_fee), result::accounts_must_differ);
+  auto unused = create_op(g);
+  unused.guarantor_account_id = missing;
+  // Several at once: each answered in its place, the fit ones made.
+  auto second = with_fee(fit);
+  second.group_id = g + 100;
+  const auto r = e().equb({with_fee(missing), unused, with_guarantor(closed), second});
+  ASSERT_EQ(r.st, engine::status::ok);
+  EXPECT_EQ(r.results, (std::vector<result>{result::fee_account_unfit, result::ok, result::guarantor_account_unfit,
+                                            result::ok}));
+  EXPECT_EQ(group(g).g.cfg.fee_account_id, fee_account);
+  EXPECT_EQ(group(g + 100).g.cfg.fee_account_id, fit);
+  // replace_account: the new account against the group's currency.
+  wire::equb_op replace;
+  replace.kind = wire::equb_op_kind::replace_account;
+  replace.group_id = g;
+  replace.wallet = fee_account;
+  for (uint64_t a : {missing, closed, usd, settlement, other}) {
+    replace.amount = a;
+    EXPECT_EQ(op1(replace), result::replacement_account_unfit) << a;
+  }
+  replace.group_id = 4242;  // no such group: the group's own answer
+  replace.amount = fit;
+  EXPECT_EQ(op1(replace), result::group_not_found);
+  replace.group_id = g;
+  EXPECT_EQ(op1(replace), result::ok);
+  EXPECT_EQ(group(g).g.cfg.fee_account_id, fit);
 }
 
 // A lottery of twelve run to completion: each seat receives once, and every draw checks

@@ -1554,6 +1554,7 @@ TEST(payout_engine_upgrade, a_longer_period_is_refused_now_and_replayed_as_taken
   const auto r = e->lookup_groups({811});
   ASSERT_EQ(r.results.at(0), result::ok);
   EXPECT_EQ(r.groups.at(0).g.cfg.period_ns, old.period_ns);
+  ASSERT_EQ(e->create_accounts({make_account(900)}).results.at(0), result::ok);  // the fee account
   auto now = make_equb_create(812, 900, 100);
   now.period_ns = actors::equb::period_max_ns + 1;
   EXPECT_EQ(e->equb({now}).results.at(0), result::period_too_long);

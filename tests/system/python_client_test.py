@@ -100,9 +100,13 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert w312["credits_posted"] == 7000 and w312["debits_posted"] == 4000, w312
     print("equb payout through a gateway: ok")
     # replace_account: another fee account for the group (a closed one never takes a fee).
+    # The new account must exist, hold ETB and be no escrow.
     replace = dict(kind=Client.REPLACE_ACCOUNT, group=720, replaced=102, by=103)
+    assert pay.equb([replace]) == [119]                       # replacement_account_unfit: no 103 yet
+    assert pay.create_accounts([dict(id=103, currency="ETB"), dict(id=104, currency="USD")]) == [0, 0]
+    assert pay.equb([dict(replace, by=104)]) == [119]         # replacement_account_unfit: USD
+    assert pay.equb([dict(replace, by=720)]) == [119]         # replacement_account_unfit: the escrow
     assert pay.equb([dict(replace, replaced=4242)]) == [131]  # account_not_in_group
-    assert pay.equb([dict(replace, by=720)]) == [147]         # group_account_reserved: the escrow
     assert pay.equb([replace]) == [0]
     assert pay.equb([replace]) == [131]                       # 102 is named nowhere now
     print("equb replace_account: ok")
