@@ -473,7 +473,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     }
     case equb_op_kind::leave:
       if (!optional_steps(*e, 1)) return result::group_steps_exhausted;
-      o = leave(g, op.seat, op.wallet);
+      o = leave(g, op.seat, op.wallet, rules_ >= rules_leave_last_seat);
       break;
     case equb_op_kind::bid: o = bid(g, op.seat, op.wallet, op.round, op.amount); break;
     case equb_op_kind::payout_to: {

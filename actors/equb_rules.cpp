@@ -127,10 +127,13 @@ outcome join(group_state& g, uint64_t wallet) {
   return o;
 }
 
-outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet) {
+outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet, bool last_seat_only) {
   if (g.ph == phase::active) return fail(result::leaving_after_start);
   if (g.ph != phase::forming) return fail(result::group_not_forming);
   if (!seat_of(g, seat_index, wallet)) return fail(result::not_a_member);
+  if (last_seat_only)
+    for (size_t i = size_t(seat_index) + 1; i < g.seats.size(); ++i)
+      if (g.seats[i].wallet == wallet) return fail(result::seat_not_last);
   outcome o;
   const uint64_t back = g.seats[seat_index].paid_amount;
   add(o, g.cfg.escrow_account_id, wallet, back, purpose::deposit_refund);

@@ -198,7 +198,9 @@ struct outcome {
 // Forming. Joining pays the first contribution into escrow as a deposit.
 [[nodiscard]] result can_join(const group_state& g, uint64_t wallet);
 outcome join(group_state& g, uint64_t wallet);
-outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet);
+// last_seat_only (rules_leave_last_seat): a wallet holding a later seat is refused
+// (seat_not_last), so a leave repeated after it was taken cannot take another seat.
+outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet, bool last_seat_only = true);
 // Starts round 1 at `now` (the deposits are its contributions). `secret` is the lottery
 // seed s_N (random, chosen by the engine and logged); ignored for fixed order.
 outcome start(group_state& g, uint64_t now, const seed& secret);

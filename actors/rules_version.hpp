@@ -77,6 +77,11 @@ constexpr uint16_t rules_grace_within_period = 13;
 // (order_lots_past_fills): a broker filling it a lot at a time would meet too_many_fills
 // with units bought that never settle.
 constexpr uint16_t rules_orders_within_fills = 13;
-constexpr uint16_t rules_newest = 13;
+// Equb: a member leaves its last seat first (seat_not_last). Seats after the one left
+// move down a place, so before, a leave sent again after a lost answer found the
+// member's next seat where the first had been and took that one too; now the place holds
+// another member's seat, or none, and the repeat is refused (not_a_member).
+constexpr uint16_t rules_leave_last_seat = 14;
+constexpr uint16_t rules_newest = 14;
 
 }  // namespace mesob::actors

@@ -133,6 +133,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(bid_outside_limits)
     MESOB_RESULT(seed_mismatch)
     MESOB_RESULT(account_not_in_group)
+    MESOB_RESULT(seat_not_last)
     MESOB_RESULT(group_not_found)
     MESOB_RESULT(group_account_exists)
     MESOB_RESULT(id_reserved)

@@ -652,6 +652,7 @@ enum class result : uint32_t {
   bid_outside_limits = 129,
   seed_mismatch = 130,
   account_not_in_group = 131,  // replace_account: the group names the account nowhere
+  seat_not_last = 132,         // leave: the wallet holds a later seat of the group; leave that first
   group_not_found = 140,
   group_account_exists = 141,            // create: an account (not this group's) has the id
   id_reserved = 142,                     // a transfer id in the range groups emit from

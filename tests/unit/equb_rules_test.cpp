@@ -180,6 +180,73 @@ TEST(equb_rules, forming_joins_with_a_deposit_and_leaving_returns_it) {
   EXPECT_EQ(start(g, 0, secret_a).code, result::group_not_forming);
 }
 
+// A leave names a seat by its place, and the seats after it move down one. A member
+// leaves its last seat first: before, a leave sent again after a lost answer found the
+// member's next seat in the place of the one it left and took that too. Now the place
+// holds another member's seat (or none) and the repeat takes nothing. Records before
+// rules_leave_last_seat are replayed as taken then.
+TEST(equb_rules, a_member_leaves_its_last_seat_first_so_a_repeated_leave_takes_nothing) {
+  ledger l;
+  auto g = make_group(config());
+  step(l, g, join(g, wallet(0)));  // seat 0
+  step(l, g, join(g, wallet(1)));  // seat 1
+  step(l, g, join(g, wallet(1)));  // seat 2: wallet 1's second
+  step(l, g, join(g, wallet(2)));  // seat 3
+  EXPECT_EQ(leave(g, 1, wallet(1)).code, result::seat_not_last);
+  EXPECT_EQ(g.seats.size(), 4u) << "refused: nothing changed";
+  step(l, g, leave(g, 2, wallet(1)));  // its last
+  EXPECT_EQ(leave(g, 2, wallet(1)).code, result::not_a_member) << "the repeat meets wallet 2's seat";
+  step(l, g, leave(g, 1, wallet(1)));  // now its last
+  EXPECT_EQ(leave(g, 1, wallet(1)).code, result::not_a_member) << "the repeat meets wallet 2's seat";
+  ASSERT_EQ(g.seats.size(), 2u);
+  EXPECT_EQ(g.seats[0].wallet, wallet(0));
+  EXPECT_EQ(g.seats[1].wallet, wallet(2));
+  EXPECT_EQ(l.bal[wallet(1)], 0) << "both deposits back, once each";
+  EXPECT_EQ(l.bal[escrow], int64_t(2 * c));
+
+  // As an older record was decided: any seat of the member's.
+  ledger l2;
+  auto old = make_group(config());
+  step(l2, old, join(old, wallet(3)));
+  step(l2, old, join(old, wallet(3)));
+  step(l2, old, join(old, wallet(4)));
+  const outcome o = leave(old, 0, wallet(3), false);
+  EXPECT_EQ(o.code, result::ok);
+  step(l2, old, o);
+  ASSERT_EQ(old.seats.size(), 2u);
+  EXPECT_EQ(old.seats[0].wallet, wallet(3));
+}
+
+// The group table decides a leave by its batch's rules.
+TEST(equb_rules, group_table_decides_a_leave_by_its_records_rules) {
+  for (const uint16_t rules : {uint16_t(mesob::actors::rules_leave_last_seat - 1), mesob::actors::rules_newest}) {
+    auto cfg = config();
+    cfg.group_id = escrow;
+    group_table t;
+    auto make_escrow = [](const wire::account&) { return true; };
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    for (uint64_t w : {wallet(0), wallet(0), wallet(1)}) {
+      wire::transfer p;
+      p.debit_account_id = w;
+      p.credit_account_id = escrow;
+      p.amount = c;
+      p.currency = cfg.currency;
+      p.flags = wire::transfer_flags::equb;
+      ASSERT_EQ(t.verdict(p, 2), result::ok);
+      t.paid(p, 2);
+    }
+    wire::equb_op leave_first;
+    leave_first.kind = wire::equb_op_kind::leave;
+    leave_first.group_id = escrow;
+    leave_first.seat = 0;
+    leave_first.wallet = wallet(0);
+    t.set_rules(rules);
+    const bool old = rules < mesob::actors::rules_leave_last_seat;
+    EXPECT_EQ(t.execute(leave_first, 3, make_escrow), old ? result::ok : result::seat_not_last) << rules;
+    EXPECT_EQ(t.find(escrow)->g.seats.size(), old ? 2u : 3u) << rules;
+  }
+}
+
 // Fixed order, everyone on time: seat k receives in round k the whole pot less the fee.
 TEST(equb_rules, fixed_order_runs_to_completion) {
   ledger l;
