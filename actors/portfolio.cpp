@@ -42,7 +42,7 @@ size_t book::memory_bytes() const {
 std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t first_id, const rebalance_inputs& in) {
   // Prices of what counts: the model's instruments and those held, in the currency.
   struct line {
-    uint64_t id, unit, held, free, lot, last;  // unit: minor units per unit at the last price
+    uint64_t id, unit, held, free, lot, last, tick;  // unit: minor units per unit at the last price
     uint32_t weight;
     bool trades;
   };
@@ -52,7 +52,8 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     const market::instrument* ins = in.market->find(id);
     if (!ins || ins->def.currency != in.currency) return;
     const position* p = b.find(id);
-    line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, ins->last_ticks, 0, false};
+    line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, ins->last_ticks, ins->def.tick,
+           0, false};
     const uint64_t unit = notional(1, ins->last_ticks, ins->def.tick);
     l.unit = unit == UINT64_MAX ? 0 : unit;
     l.trades = l.unit != 0 && ins->reasons(in.t) == 0 && !(p && (p->buying != 0 || p->reserved != 0));
@@ -67,21 +68,36 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   using u128 = unsigned __int128;
   u128 value = in.cash;
   for (const auto& [id, l] : lines) value += u128(l.held) * l.unit;
-  const u128 band = value * in.drift_bp / 10'000;
+  // value x basis points without passing 2^128 (value < 2^118: 1,088 lines of < 2^64
+  // units at < 2^53 each, and the cash).
+  const auto share = [&](uint32_t bp) { return value / 10'000 * bp + value % 10'000 * bp / 10'000; };
+  const u128 band = share(in.drift_bp);
+  // A buy is sized at the last price but holds its quantity at its limit (the last price
+  // and the slippage): the buys' holds together are kept within the cash there is, in
+  // instrument order (sells' proceeds come later: the next rebalance spends them).
+  // Before, buys toward weights summing to about 100% held more than the cash, were
+  // refused (insufficient_cash), and every rebalance planned the same.
+  u128 cash_left = std::min<u128>(in.cash, market::notional_max);
   std::vector<wire::order> sells, buys;
   for (const auto& [id, l] : lines) {
     if (!l.trades) continue;
-    const u128 target = value * l.weight / 10'000, now = u128(l.held) * l.unit;
+    const u128 target = share(l.weight), now = u128(l.held) * l.unit;
     const bool buy = target > now;
     const u128 gap = buy ? target - now : now - target;
     if (gap <= band) continue;
+    const uint64_t slip = uint64_t(u128(l.last) * in.slippage_bp / 10'000);
+    const uint64_t limit = buy ? l.last + slip : std::max<uint64_t>(1, l.last - std::min(slip, l.last));
+    const uint64_t held_unit = buy ? notional(1, limit, l.tick) : l.unit;  // a unit's hold
+    if (held_unit == 0 || held_unit == UINT64_MAX) continue;
     uint64_t units = uint64_t(std::min<u128>(gap / l.unit, u128(1) << 62));
+    if (buy) units = uint64_t(std::min<u128>(units, cash_left / held_unit));
     if (!buy) units = std::min(units, l.free);
     // At most the lots an order may take fills of (order_lots_past_fills): a line further
     // off its target moves that far, and the next rebalance goes on.
     units = uint64_t(std::min<u128>(units, u128(l.lot) * fills_max));
     units -= units % l.lot;
     if (units == 0) continue;
+    if (buy) cash_left -= u128(units) * held_unit;
     wire::order o{};
     o.wallet = wallet;
     o.instrument_id = id;
@@ -90,8 +106,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     o.side = buy ? wire::order_side::buy : wire::order_side::sell;
     o.type = wire::order_type::market;
     o.expires_s = in.expires_s;
-    const uint64_t slip = uint64_t(u128(l.last) * in.slippage_bp / 10'000);
-    o.limit_ticks = buy ? l.last + slip : std::max<uint64_t>(1, l.last - std::min(slip, l.last));
+    o.limit_ticks = limit;
     (buy ? buys : sells).push_back(o);
   }
   std::vector<wire::order> out = std::move(sells);

@@ -366,7 +366,8 @@ void shard::execute(batch& b) {
       const auto& q = b.account_ids;
       if (q.at(5) != 0) b.results[0] = result::reserved_field;
       else if (wallet == 0 || q.at(1) == 0) b.results[0] = result::id_must_not_be_zero;
-      else if (q.at(2) > 10'000 || q.at(3) > 10'000 || q.at(4) > portfolio::expires_s_max)
+      else if (q.at(2) > 10'000 || q.at(3) > 10'000 || q.at(4) > portfolio::expires_s_max ||
+               q.at(1) > UINT64_MAX - (portfolio::rebalance_orders_max - 1))  // its ids would wrap
         b.results[0] = result::order_invalid;
       else if (!a) b.results[0] = result::account_not_found;
       else if (!c) b.results[0] = result::customer_not_found;

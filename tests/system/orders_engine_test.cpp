@@ -770,6 +770,33 @@ TEST_F(orders_engine, RebalanceTowardTheModel) {
   expect_balanced();
 }
 
+// A model of 100%: the buy is sized at the last price but holds at its limit, so the
+// plan keeps the buys' holds within the cash (990 units at limit 101, in lots of 10, for
+// 100,000). Before, it asked for 1,000 units holding 101,000, was refused
+// insufficient_cash, and every rebalance planned the same. First ids whose 128 would
+// wrap past 2^64 are refused.
+TEST_F(orders_engine, RebalanceToAFullModelHoldsNoMoreThanTheCash) {
+  up("broker-a");
+  wire::policy_op wide;
+  wide.kind = wire::policy_op_kind::profile;
+  wide.number = uint8_t(wire::risk_profile::moderate);
+  wide.classes = 1u << (uint8_t(wire::asset_class::equity) - 1) | 1u << (uint8_t(wire::asset_class::fund) - 1);
+  wide.position_max = 1'000'000;
+  ASSERT_EQ(e().policies({wide, model(etel, 10'000)}).results, std::vector<result>(2, result::ok));
+  EXPECT_EQ(e().rebalance(a_, UINT64_MAX - 126, 200, 100).results, std::vector<result>{result::order_invalid});
+  auto r = e().rebalance(a_, 1000, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].quantity, 990u);
+  EXPECT_EQ(r.placed[0].limit_ticks, 101u);
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 990u * 101);
+  ASSERT_EQ(answer("broker-a", fill(1000, 1, 990, 100)), result::ok);
+  // 1,000 left and 99,000 in ETEL: within the band.
+  EXPECT_TRUE(e().rebalance(a_, 1100, 200, 100).placed.empty());
+  expect_balanced();
+}
+
 // ---- brokers failing -------------------------------------------------------------------
 
 namespace {
