@@ -375,10 +375,22 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   *repeated = false;
   wallet_entry* w = entry(a.wallet);
   order_entry* e = w ? w->b.order_mut(a.order_id) : nullptr;
-  // The sequencer found the order's hold. A closed order is answered the same whether or
+  // The sequencer found the order's hold. A closed order is decided the same whether or
   // not the book still keeps it (forget_closed), so every decision here reads open
-  // orders only.
-  if (!e || e->st != order_state::open) return result::order_not_open;
+  // orders only. One thing reads a closed order: a repeat of a fill it took (the one
+  // that closed it, resent after a lost answer) is answered as the repeat it is while the
+  // book keeps the order, else order_not_open. Either way nothing changes and no event is
+  // made, so replay (which may keep other closed orders) reaches the same state.
+  if (!e || e->st != order_state::open) {
+    if (e && a.kind == wire::order_answer_kind::fill)
+      for (const auto& f : e->fills)
+        if (f.id == a.fill_id && (f.gateway == 0 || f.gateway == a.gateway) && f.quantity == a.quantity &&
+            f.price_ticks == a.price_ticks) {
+          *repeated = true;
+          return result::ok;
+        }
+    return result::order_not_open;
+  }
   // Only a broker it was sent to may answer (any of them: one that never acknowledged may
   // still have it).
   if (std::find(e->attempts.begin(), e->attempts.end(), a.gateway) == e->attempts.end()) return result::order_wrong_broker;
@@ -539,7 +551,13 @@ result table::cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated) {
   *repeated = false;
   wallet_entry* w = entry(c.wallet);
   order_entry* e = w ? w->b.order_mut(c.order_id) : nullptr;
-  // The sequencer found the order's hold for this wallet: one not kept was closed.
+  // The sequencer found the order's hold for this wallet: one not kept was closed. A
+  // cancel repeated after it closed the order (one no broker had closes at once) is
+  // answered as the repeat it is while the book keeps the order (as a fill's, in answer).
+  if (e && e->st == order_state::cancelled) {
+    *repeated = true;
+    return result::ok;
+  }
   if (!e || e->st != order_state::open) return result::order_not_open;
   if (e->ending != order_state::open) {  // asked already (or expiring): nothing more to do
     *repeated = true;
