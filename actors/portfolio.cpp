@@ -276,8 +276,16 @@ void book::closed(order_entry& e, order_state why) {
   --open_;
   closed_.push_back(e.o.id);
   if (closed_.size() > closed_kept_max) {
-    orders_.erase(closed_.front());
-    closed_.erase(closed_.begin());
+    // The oldest, past those whose settlement the ledger refused (an operator's to see,
+    // as forget_closed keeps them), unless every one kept before this is such. Never
+    // this one: its caller reads it next.
+    auto drop = std::find_if(closed_.begin(), closed_.end() - 1, [&](uint64_t id) {
+      const auto it = orders_.find(id);
+      return it == orders_.end() || !it->second.settle_refused;
+    });
+    if (drop == closed_.end() - 1) drop = closed_.begin();
+    orders_.erase(*drop);
+    closed_.erase(drop);
   }
   drop_if_empty(e.o.instrument_id);
 }

@@ -178,6 +178,30 @@ TEST(Portfolio, OpenOrdersAreBounded) {
   EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), w.in(UINT64_MAX)), result::ok);
 }
 
+// At most closed_kept_max closed orders are kept; past it the oldest goes, but not one
+// whose settlement the ledger refused (kept for an operator to see, as forget_closed
+// keeps it). Before, the cap dropped it, and the refusal could no longer be shown.
+TEST(Portfolio, TheClosedKeptCapPassesOverARefusedSettlement) {
+  world w;
+  book b;
+  result r{};
+  const auto close_one = [&](uint64_t id) {
+    b.accept(order(id, wire::order_side::buy, 10, 1), 2);
+    b.close(id, portfolio::order_state::cancelled, &r);
+    ASSERT_EQ(r, result::ok);
+  };
+  close_one(1);
+  b.order_mut(1)->settle_refused = true;
+  for (uint64_t id = 2; id <= portfolio::closed_kept_max + 1; ++id) close_one(id);
+  ASSERT_NE(b.order(1), nullptr) << "refused: kept";
+  EXPECT_EQ(b.order(2), nullptr) << "the oldest other one went";
+  EXPECT_NE(b.order(3), nullptr);
+  ASSERT_NE(b.order(portfolio::closed_kept_max + 1), nullptr);
+  b.forget_closed();
+  EXPECT_NE(b.order(1), nullptr);
+  EXPECT_EQ(b.order(3), nullptr);
+}
+
 TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
   world w;
   book b;
