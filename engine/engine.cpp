@@ -3761,7 +3761,10 @@ class engine_impl {
   // After recovery, before the sequencer runs: every obligation that no log record
   // carried (replay settled the others) is sent again, and live emission starts.
   void start_emissions() {
-    std::vector<queued> again;
+    // By group id, then step, not in the groups tables' order: which of two groups
+    // sharing an underfunded guarantor is covered first must not rest on a hash table's
+    // layout after a snapshot's load.
+    std::vector<std::tuple<uint64_t, uint32_t, queued>> owed;
     for (auto& sh : shards_) {
       sh->groups().for_each([&](const actors::equb::group_entry& g) {
         for (const auto& o : g.owed) {
@@ -3771,11 +3774,16 @@ class engine_impl {
           q.req.transfers = actors::equb::chain_of(g, o, shards_n_);
           q.done = [](reply&&) {};
           q.emitted = true;
-          again.push_back(std::move(q));
+          owed.emplace_back(g.g.cfg.group_id, o.first_step, std::move(q));
         }
       });
       sh->groups().set_emit([this](std::vector<wire::transfer>&& chain) { enqueue_emitted(std::move(chain)); });
     }
+    std::sort(owed.begin(), owed.end(), [](const auto& x, const auto& y) {
+      return std::tie(std::get<0>(x), std::get<1>(x)) < std::tie(std::get<0>(y), std::get<1>(y));
+    });
+    std::vector<queued> again;
+    for (auto& o : owed) again.push_back(std::move(std::get<2>(o)));
     rec_.groups_reemitted = again.size();
     // Payout desks: their chains no log record carried, then live sinks. No gateway has a
     // session after a start: a logged reset says so first (routing follows the log).
