@@ -3609,12 +3609,14 @@ class engine_impl {
   // group's currency and be no group's escrow or gateway's settlement account: taken as
   // they were, every payment a round sent there was refused round after round (the
   // money stayed in escrow), and a guarantor that may go below zero minted its covers.
-  // They are looked up first, as look-ups in the request stream (the groups' too, for a
-  // replace_account's currency); an operation naming an unfit one is refused here,
-  // precisely, and the rest go on. Accounts never change currency or kind and are never
-  // removed, so what holds when looked at holds when the operation is sequenced; a close
-  // in between is the ledger's to refuse later, as for any account. Replay does not look
-  // (the log holds what was taken).
+  // They are looked up first, with each group's escrow (whose id is the group's: its
+  // currency is the group's, and a create of a group that exists is the sequencer's to
+  // answer, a repeat or exists_with_different_fields, whatever its accounts are now), as
+  // look-ups in the request stream of at most batch_ops_max ids each; an operation naming
+  // an unfit one is refused here, precisely, and the rest go on. Accounts never change
+  // currency or kind and are never removed, so what holds when looked at holds when the
+  // operation is sequenced; a close in between is the ledger's to refuse later, as for
+  // any account. Replay does not look (the log holds what was taken).
   struct named_account {
     uint64_t id;
     result unfit;
@@ -3635,113 +3637,107 @@ class engine_impl {
     return out;
   }
 
+  using found_accounts = std::unordered_map<uint64_t, wire::account>;
+
   void check_group_accounts(queued&& q) {
-    std::vector<uint64_t> groups;
-    bool names = false;
+    std::vector<uint64_t> ids;
     for (const auto& op : q.req.equb_ops) {
-      names = names || !accounts_named(op).empty();
-      if (op.kind == wire::equb_op_kind::replace_account && !accounts_named(op).empty()) groups.push_back(op.group_id);
+      const auto named = accounts_named(op);
+      for (const auto& n : named) ids.push_back(n.id);
+      if (!named.empty()) ids.push_back(op.group_id);
     }
-    std::sort(groups.begin(), groups.end());
-    groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
     q.req.equb_accounts_checked = true;
-    if (!names) {
+    if (ids.empty()) {
       accept(std::move(q));
       return;
     }
-    if (groups.size() > groups_lookup_max) {  // one look-up's worth of groups replaced in
-      reply r;
-      r.st = status::batch_too_large;
-      q.done(std::move(r));
-      return;
-    }
-    auto currencies = std::make_shared<std::unordered_map<uint64_t, wire::currency_code>>();
-    if (groups.empty()) {
-      accept(look_at_named_accounts(std::move(q), currencies));
-      return;
-    }
-    queued look;
-    look.req.kind = op_kind::lookup_groups;
-    look.req.account_ids = groups;
-    look.done = [this, q = std::move(q), groups, currencies](reply&& r) mutable {
-      if (r.st != status::ok) {
-        q.done(std::move(r));
-        return;
-      }
-      for (size_t i = 0; i < groups.size() && i < r.results.size(); ++i)
-        if (r.results[i] == result::ok) (*currencies)[groups[i]] = r.groups[i].g.cfg.currency;
-      requeue(look_at_named_accounts(std::move(q), currencies));
-    };
-    accept(std::move(look));
-  }
-
-  // The look-up of the accounts q's operations name, whose answer queues q with the
-  // operations naming fit accounts (or answers it, if none do). `currencies`: the groups
-  // replaced in (a group not found is left to the sequencer: group_not_found).
-  queued look_at_named_accounts(queued&& q,
-                                std::shared_ptr<std::unordered_map<uint64_t, wire::currency_code>> currencies) {
-    std::vector<uint64_t> ids;
-    for (const auto& op : q.req.equb_ops)
-      for (const auto& n : accounts_named(op)) ids.push_back(n.id);
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    look_up_accounts(std::move(q), std::move(ids), 0, std::make_shared<found_accounts>());
+  }
+
+  // Looks up ids[from, from + batch_ops_max) into *found, then the rest, then decides q.
+  void look_up_accounts(queued&& q, std::vector<uint64_t> ids, size_t from, std::shared_ptr<found_accounts> found) {
+    const size_t to = std::min<size_t>(ids.size(), from + batch_ops_max);
     queued look;
     look.req.kind = op_kind::lookup_accounts;
-    look.req.account_ids = ids;
-    look.done = [this, q = std::move(q), ids, currencies](reply&& r) mutable {
+    look.req.account_ids.assign(ids.begin() + ptrdiff_t(from), ids.begin() + ptrdiff_t(to));
+    look.done = [this, q = std::move(q), ids = std::move(ids), from, to, found](reply&& r) mutable {
       if (r.st != status::ok) {
         q.done(std::move(r));
         return;
       }
-      std::unordered_map<uint64_t, const wire::account*> found;
-      for (size_t i = 0; i < ids.size() && i < r.results.size(); ++i)
-        if (r.results[i] == result::ok) found[ids[i]] = &r.accounts[i];
-      std::vector<result> early(q.req.equb_ops.size(), result::ok);
-      std::vector<wire::equb_op> go;
-      for (size_t i = 0; i < q.req.equb_ops.size(); ++i) {
-        const wire::equb_op& op = q.req.equb_ops[i];
-        wire::currency_code currency = op.currency;  // a create's own
-        if (op.kind == wire::equb_op_kind::replace_account) {
-          const auto g = currencies->find(op.group_id);
-          currency = g == currencies->end() ? 0 : g->second;
+      for (size_t i = 0; i < to - from && i < r.results.size(); ++i)
+        if (r.results[i] == result::ok) (*found)[ids[from + i]] = r.accounts[i];
+      if (to < ids.size()) {
+        look_up_accounts(std::move(q), std::move(ids), to, found);
+        return;
+      }
+      decide_group_accounts(std::move(q), *found);
+    };
+    requeue(std::move(look));
+  }
+
+  // Queues q with the operations naming fit accounts, each refused one answered in its
+  // place (or answers q, if none is left).
+  void decide_group_accounts(queued&& q, const found_accounts& found) {
+    std::vector<result> early(q.req.equb_ops.size(), result::ok);
+    std::vector<wire::equb_op> go;
+    std::unordered_map<uint64_t, wire::currency_code> created;  // by a create earlier in q
+    for (size_t i = 0; i < q.req.equb_ops.size(); ++i) {
+      const wire::equb_op& op = q.req.equb_ops[i];
+      const auto named = accounts_named(op);
+      const auto escrow = found.find(op.group_id);
+      const bool exists = escrow != found.end();  // a group, or an account that is not one
+      wire::currency_code currency = op.currency;  // a create's own
+      bool look = !named.empty();
+      if (op.kind == wire::equb_op_kind::create && exists) look = false;  // the sequencer's to answer
+      if (op.kind == wire::equb_op_kind::replace_account && look) {
+        if (exists && escrow->second.kind == wire::account_kind::group_escrow) {
+          currency = escrow->second.currency;
+        } else if (const auto c = created.find(op.group_id); !exists && c != created.end()) {
+          currency = c->second;
+        } else {
+          early[i] = result::group_not_found;
+          continue;
         }
-        for (const auto& n : accounts_named(op)) {
+      }
+      if (look)
+        for (const auto& n : named) {
           const auto it = found.find(n.id);
-          const wire::account* a = it == found.end() ? nullptr : it->second;
-          const bool fit = a && a->status != wire::account_status::closed &&
-                           a->kind != wire::account_kind::group_escrow &&
-                           a->kind != wire::account_kind::gateway_settlement && (currency == 0 || a->currency == currency);
-          if (!fit) {
+          const wire::account* a = it == found.end() ? nullptr : &it->second;
+          if (!a || a->status == wire::account_status::closed || a->kind == wire::account_kind::group_escrow ||
+              a->kind == wire::account_kind::gateway_settlement || a->currency != currency) {
             early[i] = n.unfit;
             break;
           }
         }
-        if (early[i] == result::ok) go.push_back(op);
-      }
-      auto merge = [early = std::move(early), done = std::move(q.done)](reply&& rr) mutable {
-        if (rr.st != status::ok) {
-          done(std::move(rr));
-          return;
-        }
-        reply out = std::move(rr);
-        std::vector<result> taken = std::move(out.results);
-        out.results = std::move(early);
-        size_t k = 0;
-        for (auto& res : out.results)
-          if (res == result::ok) res = k < taken.size() ? taken[k++] : result::ok;
-        done(std::move(out));
-      };
-      if (go.empty()) {
-        merge(reply{});
+      if (early[i] != result::ok) continue;
+      if (op.kind == wire::equb_op_kind::create && !exists) created.emplace(op.group_id, op.currency);
+      go.push_back(op);
+    }
+    auto merge = [early = std::move(early), done = std::move(q.done)](reply&& rr) mutable {
+      if (rr.st != status::ok) {
+        done(std::move(rr));
         return;
       }
-      queued next;
-      next.req = std::move(q.req);
-      next.req.equb_ops = std::move(go);
-      next.done = std::move(merge);
-      requeue(std::move(next));
+      reply out = std::move(rr);
+      std::vector<result> taken = std::move(out.results);
+      out.results = std::move(early);
+      size_t k = 0;
+      for (auto& res : out.results)
+        if (res == result::ok) res = k < taken.size() ? taken[k++] : result::ok;
+      done(std::move(out));
     };
-    return look;
+    if (go.empty()) {
+      merge(reply{});
+      return;
+    }
+    queued next;
+    next.req = std::move(q.req);
+    next.req.equb_ops = std::move(go);
+    next.done = std::move(merge);
+    requeue(std::move(next));
   }
 
   void enqueue_emitted(std::vector<wire::transfer>&& chain) {

@@ -649,6 +649,67 @@ TEST_F(equb_engine, AGroupsAccountsAreCheckedWhenItIsMadeAndWhenOneIsReplaced) {
   EXPECT_EQ(group(g).g.cfg.fee_account_id, fit);
 }
 
+// The look-ups behind the check: a replace_account of a group created earlier in the
+// same request is checked against that create's currency (the group did not exist when
+// looked at); a create repeated after its fee account closed is still its repeat; and a
+// request naming more accounts than one look-up takes (8,192) is looked up in parts.
+TEST_F(equb_engine, TheAccountChecksFollowTheRequestAndSpanLookUps) {
+  constexpr uint64_t g = 5030, usd = 970, fit = 971;
+  open_wallets(2);
+  ASSERT_EQ(e().create_accounts({make_account(usd, 0, "USD"), make_account(fit)}).results,
+            std::vector<result>(2, result::ok));
+  wire::equb_op replace;
+  replace.kind = wire::equb_op_kind::replace_account;
+  replace.group_id = g;
+  replace.wallet = fee_account;
+  replace.amount = usd;
+  auto r = e().equb({create_op(g), replace});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::replacement_account_unfit}));
+  replace.group_id = g + 1;
+  replace.amount = fit;
+  r = e().equb({create_op(g + 1), replace});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(group(g + 1).g.cfg.fee_account_id, fit);
+  // g's fee account closes; the create sent again is its repeat.
+  constexpr uint64_t fee2 = 972;
+  ASSERT_EQ(e().create_accounts({make_account(fee2)}).results.at(0), result::ok);
+  auto c = create_op(g + 2);
+  c.fee_account_id = fee2;
+  ASSERT_EQ(op1(c), result::ok);
+  ASSERT_EQ(e().set_account_status({{fee2, wire::account_status::closed}}).results.at(0), result::ok);
+  EXPECT_EQ(op1(c), result::ok) << "a repeat";
+  auto other = c;
+  other.fee_bp = 7;
+  EXPECT_EQ(op1(other), result::exists_with_different_fields);
+  // 2,100 bidding groups covering defaults, each naming its own fee, guarantor and
+  // organizer: 8,400 ids with the groups' own. The last of them unfit (a USD fee).
+  constexpr uint64_t n = 2100, base = 100'000;
+  std::vector<wire::account> accts;
+  for (uint64_t i = 0; i < 3 * n; ++i) accts.push_back(make_account(base + i, 0, i == 3 * (n - 1) ? "USD" : "ETB"));
+  for (size_t at = 0; at < accts.size(); at += 4000) {
+    const std::vector<wire::account> part(accts.begin() + ptrdiff_t(at),
+                                          accts.begin() + ptrdiff_t(std::min<size_t>(accts.size(), at + 4000)));
+    for (auto res : e().create_accounts(part).results) ASSERT_EQ(res, result::ok);
+  }
+  std::vector<wire::equb_op> many;
+  for (uint64_t i = 0; i < n; ++i) {
+    auto op = create_op(200'000 + i, actors::equb::rotation::bidding, actors::equb::default_policy::cover_from_guarantor);
+    op.fee_account_id = base + 3 * i;
+    op.guarantor_account_id = base + 3 * i + 1;
+    op.organizer_account_id = base + 3 * i + 2;
+    op.commission_bp = 100;
+    op.commission_cap = 10;
+    op.max_discount_bp = 500;
+    many.push_back(op);
+  }
+  r = e().equb(many);
+  ASSERT_EQ(r.st, engine::status::ok);
+  ASSERT_EQ(r.results.size(), n);
+  for (uint64_t i = 0; i + 1 < n; ++i) ASSERT_EQ(r.results[i], result::ok) << i;
+  EXPECT_EQ(r.results[n - 1], result::fee_account_unfit);
+  EXPECT_EQ(group(200'000 + n - 2).g.cfg.organizer_account_id, base + 3 * (n - 2) + 2);
+}
+
 // A lottery of twelve run to completion: each seat receives once, and every draw checks
 // against the commitment published at the start.
 TEST_F(equb_engine, TwelveSeatLotteryToCompletionWithProofs) {
