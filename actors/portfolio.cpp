@@ -68,8 +68,8 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   using u128 = unsigned __int128;
   u128 value = in.cash;
   for (const auto& [id, l] : lines) value += u128(l.held) * l.unit;
-  // value x basis points without passing 2^128 (value < 2^118: 1,088 lines of < 2^64
-  // units at < 2^53 each, and the cash).
+  // value x basis points without passing 2^128: value itself is below 2^128 (1,088
+  // lines of < 2^64 units at < 2^53 each, and the cash) and a share is at most value.
   const auto share = [&](uint32_t bp) { return value / 10'000 * bp + value % 10'000 * bp / 10'000; };
   const u128 band = share(in.drift_bp);
   // A buy is sized at the last price but holds its quantity at its limit (the last price
