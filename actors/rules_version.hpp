@@ -82,6 +82,10 @@ constexpr uint16_t rules_orders_within_fills = 13;
 // member's next seat where the first had been and took that one too; now the place holds
 // another member's seat, or none, and the repeat is refused (not_a_member).
 constexpr uint16_t rules_leave_last_seat = 14;
+// Orders: a wallet of another currency than the order's, or not open, is the ledger's to
+// refuse (transfer_currency_mismatch, debit_account_frozen, ...); before, the portfolio's
+// checks came first and named what they saw of it (insufficient_cash, say).
+constexpr uint16_t rules_order_wallet_first = 14;
 constexpr uint16_t rules_newest = 14;
 
 }  // namespace mesob::actors

@@ -869,7 +869,9 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
 // The portfolio's part of an order's decision: both of its hold's accounts are here (the
 // trading account is the wallet's shard's), so the wallet's side carries it. Before the
 // ledger's: an order the portfolio refuses gets the portfolio's reason (insufficient_cash,
-// not exceeds_credits).
+// not exceeds_credits). But a wallet of another currency or not open is the ledger's to
+// name (rules_order_wallet_first): the portfolio would read its cash as if it were the
+// order's.
 void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
   const wire::order ord = trading::as_sent(b.orders[o]);
   const bool buy = ord.side == wire::order_side::buy;
@@ -884,7 +886,10 @@ void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
     const uint64_t out = wallet->debits_posted + wallet->debits_pending;
     pin.wallet_available = wallet->credits_posted > out ? wallet->credits_posted - out : 0;
   }
-  const result v = wallet ? trading_.check(ord, pin) : result::ok;  // no wallet: the ledger says so
+  const bool ledger_first = wallet && rules_ >= rules_order_wallet_first &&
+                            (wallet->currency != ord.currency || wallet->status != wire::account_status::open);
+  // No wallet: the ledger says so.
+  const result v = wallet && !ledger_first ? trading_.check(ord, pin) : result::ok;
   (buy ? in.verdict_debit : in.verdict_credit) = v;
 }
 

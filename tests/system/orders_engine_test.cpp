@@ -426,6 +426,11 @@ TEST_F(orders_engine, EveryRefusalChangesNothing) {
   EXPECT_EQ(account(a_).debits_pending, 0u);
   // A refused order's id is taken (a retry gets the first outcome), like a transfer's.
   EXPECT_EQ(e().orders({buy(23, poor_, 10, 100)}).results.at(0), result::insufficient_cash);
+  // A frozen wallet is the ledger's to name (before, the portfolio read its cash first and
+  // said insufficient_cash).
+  ASSERT_EQ(e().set_account_status({{poor_, wire::account_status::frozen, 0, 0}}).results.at(0), result::ok);
+  EXPECT_EQ(e().orders({buy(26, poor_, 10, 100)}).results.at(0), result::debit_account_frozen);
+  ASSERT_EQ(e().set_account_status({{poor_, wire::account_status::open, 0, 0}}).results.at(0), result::ok);
   // Clients may not touch the trading space.
   auto t = test::make_transfer(30, a_, trading(0), 10);
   auto hold_like = test::make_transfer(31, a_, bank, 10);
