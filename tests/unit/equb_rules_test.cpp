@@ -106,6 +106,27 @@ void everyone_pays(ledger& l, group_state& g, uint64_t now) {
   }
 }
 
+// A member's payment into a group table's group (round 0 joins).
+wire::transfer group_payment(const group_config& cfg, uint64_t w, uint32_t round, uint32_t seat, uint64_t amount) {
+  wire::transfer p;
+  p.debit_account_id = w;
+  p.credit_account_id = cfg.escrow_account_id;
+  p.amount = amount;
+  p.currency = cfg.currency;
+  p.flags = wire::transfer_flags::equb;
+  p.user_data = uint64_t(round) << 32 | seat;
+  return p;
+}
+
+// Each wallet joins the table's group at `ts` (a seat each).
+void join_all(group_table& t, const group_config& cfg, std::initializer_list<uint64_t> wallets, uint64_t ts) {
+  for (const uint64_t w : wallets) {
+    const auto p = group_payment(cfg, w, 0, 0, cfg.contribution);
+    ASSERT_EQ(t.verdict(p, ts), result::ok);
+    t.paid(p, ts);
+  }
+}
+
 }  // namespace
 
 TEST(equb_rules, configuration_errors) {
@@ -225,16 +246,7 @@ TEST(equb_rules, group_table_decides_a_leave_by_its_records_rules) {
     group_table t;
     auto make_escrow = [](const wire::account&) { return true; };
     ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
-    for (uint64_t w : {wallet(0), wallet(0), wallet(1)}) {
-      wire::transfer p;
-      p.debit_account_id = w;
-      p.credit_account_id = escrow;
-      p.amount = c;
-      p.currency = cfg.currency;
-      p.flags = wire::transfer_flags::equb;
-      ASSERT_EQ(t.verdict(p, 2), result::ok);
-      t.paid(p, 2);
-    }
+    join_all(t, cfg, {wallet(0), wallet(0), wallet(1)}, 2);
     wire::equb_op leave_first;
     leave_first.kind = wire::equb_op_kind::leave;
     leave_first.group_id = escrow;
@@ -1094,19 +1106,9 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
   wire::equb_op create = create_op_of(cfg);
   ASSERT_EQ(t.execute(create, 1, make_escrow), result::ok);
   auto payment = [&](uint64_t w, uint32_t round, uint32_t seat, uint64_t amount) {
-    wire::transfer p;
-    p.debit_account_id = w;
-    p.credit_account_id = escrow;
-    p.amount = amount;
-    p.currency = cfg.currency;
-    p.flags = wire::transfer_flags::equb;
-    p.user_data = uint64_t(round) << 32 | seat;
-    return p;
+    return group_payment(cfg, w, round, seat, amount);
   };
-  for (uint32_t i = 0; i < 2; ++i) {
-    ASSERT_EQ(t.verdict(payment(wallet(i), 0, 0, c), 2), result::ok);
-    t.paid(payment(wallet(i), 0, 0, c), 2);
-  }
+  join_all(t, cfg, {wallet(0), wallet(1)}, 2);
   wire::equb_op start;
   start.kind = wire::equb_op_kind::start;
   start.group_id = escrow;
@@ -1341,16 +1343,7 @@ TEST(equb_rules, group_table_resume_keeps_an_outage_from_closing_rounds) {
   auto make_escrow = [](const wire::account&) { return true; };
   auto build = [&](group_table& t) {
     ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
-    for (uint32_t i = 0; i < 3; ++i) {
-      wire::transfer p;
-      p.debit_account_id = wallet(i);
-      p.credit_account_id = escrow;
-      p.amount = c;
-      p.currency = cfg.currency;
-      p.flags = wire::transfer_flags::equb;
-      ASSERT_EQ(t.verdict(p, 2), result::ok);
-      t.paid(p, 2);
-    }
+    join_all(t, cfg, {wallet(0), wallet(1), wallet(2)}, 2);
     wire::equb_op start;
     start.kind = wire::equb_op_kind::start;
     start.group_id = escrow;
