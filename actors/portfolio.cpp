@@ -275,16 +275,23 @@ void book::closed(order_entry& e, order_state why) {
   e.st = why;
   --open_;
   closed_.push_back(e.o.id);
-  if (closed_.size() > closed_kept_max) {
+  closed_fills_ += e.fills.size();
+  while (closed_.size() > closed_kept_max || (closed_fills_ > closed_fills_kept_max && closed_.size() > 1)) {
     // The oldest, past those whose settlement the ledger refused (an operator's to see,
-    // as forget_closed keeps them), unless every one kept before this is such. Never
-    // this one: its caller reads it next.
+    // as forget_closed keeps them); one of those only past closed_kept_max. Never this
+    // one: its caller reads it next.
     auto drop = std::find_if(closed_.begin(), closed_.end() - 1, [&](uint64_t id) {
       const auto it = orders_.find(id);
       return it == orders_.end() || !it->second.settle_refused;
     });
-    if (drop == closed_.end() - 1) drop = closed_.begin();
-    orders_.erase(*drop);
+    if (drop == closed_.end() - 1) {
+      if (closed_.size() <= closed_kept_max) break;
+      drop = closed_.begin();
+    }
+    if (const auto it = orders_.find(*drop); it != orders_.end()) {
+      closed_fills_ -= it->second.fills.size();
+      orders_.erase(it);
+    }
     closed_.erase(drop);
   }
   drop_if_empty(e.o.instrument_id);
@@ -299,11 +306,13 @@ void book::drop_if_empty(uint64_t instrument) {
 
 void book::forget_closed() {
   std::vector<uint64_t> kept;  // orders whose settlement the ledger refused: an operator's to see
+  closed_fills_ = 0;
   for (const uint64_t id : closed_) {
     auto it = orders_.find(id);
     if (it == orders_.end()) continue;
     if (it->second.settle_refused) {
       kept.push_back(id);
+      closed_fills_ += it->second.fills.size();
       continue;
     }
     orders_.erase(it);
@@ -474,6 +483,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     if (r.short_read || it == b.orders_.end() || it->second.st == order_state::open)
       return *why = "portfolio: closed order " + std::to_string(id) + " is not a closed order", false;
     b.closed_.push_back(id);
+    b.closed_fills_ += it->second.fills.size();
   }
   if (b.closed_.size() + b.open_ != b.orders_.size() ||
       std::set<uint64_t>(b.closed_.begin(), b.closed_.end()).size() != b.closed_.size())

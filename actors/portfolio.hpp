@@ -62,6 +62,10 @@ namespace mesob::actors::portfolio {
 constexpr uint32_t open_orders_max = 1024;  // per portfolio
 constexpr uint32_t positions_max = 1024;    // per portfolio
 constexpr uint32_t closed_kept_max = 4096;  // closed orders kept until forget_closed
+// ... and their fills at most this many (the newest closed order's whatever its count):
+// a wallet filled a lot at a time would otherwise keep 4,096 x 1,024 fills (128 MiB) in
+// its row, written whole at each snapshot it changed before.
+constexpr uint32_t closed_fills_kept_max = 65'536;
 constexpr uint32_t fills_max = 1024;        // fills one order may take (too_many_fills)
 constexpr uint32_t attempts_kept_max = 64;  // brokers an order is sent to over its life
 constexpr uint32_t expires_s_max = 366 * 86'400;  // an order's life at most (order_invalid)
@@ -159,7 +163,8 @@ class book {
   // still holds (a buy; to release), and frees what a sell reserved.
   uint64_t close(uint64_t order_id, order_state why, wire::result* r);
   // Drops closed orders (their outcomes live on in the ledger and the events; the engine
-  // calls it once a snapshot holds them). At most closed_kept_max are kept meanwhile: the
+  // calls it once a snapshot holds them). At most closed_kept_max are kept meanwhile,
+  // with at most closed_fills_kept_max fills among them: the
   // oldest go first.
   void forget_closed();
 
@@ -170,6 +175,7 @@ class book {
   std::map<uint64_t, position> positions_;  // by instrument
   std::map<uint64_t, order_entry> orders_;  // by order id: open, and closed until forget_closed()
   std::vector<uint64_t> closed_;             // closed order ids, oldest first
+  size_t closed_fills_ = 0;                  // fills of the closed orders kept
   size_t open_ = 0;
   void closed(order_entry& e, order_state why);
   void drop_if_empty(uint64_t instrument);

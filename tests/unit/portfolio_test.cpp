@@ -202,6 +202,38 @@ TEST(Portfolio, TheClosedKeptCapPassesOverARefusedSettlement) {
   EXPECT_EQ(b.order(3), nullptr);
 }
 
+// The closed orders kept hold at most closed_fills_kept_max fills among them: a wallet
+// filled a lot at a time kept up to 4,096 x 1,024 fills in its row before. The newest
+// closed order is kept whatever its fills, and the count survives the byte form.
+TEST(Portfolio, TheClosedOrdersKeptHoldABoundedNumberOfFills) {
+  world w;
+  book b;
+  result r{};
+  uint64_t left = 0;
+  const uint64_t per = portfolio::fills_max, orders = portfolio::closed_fills_kept_max / per + 2;
+  for (uint64_t id = 1; id <= orders; ++id) {
+    b.accept(order(id, wire::order_side::buy, 10 * per, 1), 2);
+    for (uint64_t f = 0; f < per; ++f) {
+      b.fill(id, 10, 1, &r, &left);
+      ASSERT_EQ(r, result::ok) << id << " " << f;
+    }
+    ASSERT_EQ(b.order(id)->st, portfolio::order_state::filled);
+  }
+  // 66 orders of 1,024 fills: 64 fit in 65,536; the two oldest went.
+  EXPECT_EQ(b.order(1), nullptr);
+  EXPECT_EQ(b.order(2), nullptr);
+  ASSERT_NE(b.order(3), nullptr);
+  ASSERT_NE(b.order(orders), nullptr);
+  book back;
+  std::string why;
+  ASSERT_TRUE(book::decode(b.encode(), &back, &why)) << why;
+  back.accept(order(orders + 1, wire::order_side::buy, 10, 1), 2);
+  back.fill(orders + 1, 10, 1, &r, &left);
+  ASSERT_EQ(r, result::ok);
+  EXPECT_EQ(back.order(3), nullptr) << "the decoded count goes on: one more fill, the oldest goes";
+  EXPECT_NE(back.order(4), nullptr);
+}
+
 TEST(Portfolio, HoldsFillsCostBasisAndCloses) {
   world w;
   book b;
