@@ -25,6 +25,46 @@ namespace {
 std::span<const uint8_t> bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
+
+// A child process reading the store at `dir` (LMDB: one environment of a file per
+// process): it opens it read-only, begins `reads` read transactions (-1: until the
+// reader table is full), says so, and waits to be killed; killed, its slots stay behind.
+struct reader_process {
+  pid_t pid = -1;
+  char said = 0;
+  reader_process(const std::string& dir, int reads) {
+    int p[2];
+    if (::pipe(p) != 0) return;
+    pid = ::fork();
+    if (pid == 0) {
+      MDB_env* env = nullptr;
+      const bool opened = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 32) == 0 &&
+                          mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0644) == 0;
+      int rc = 0;
+      for (int i = 0; opened && rc == 0 && (reads < 0 || i < reads) && i < 100'000; ++i) {
+        MDB_txn* txn = nullptr;
+        rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+      }
+      const char c = opened && (reads < 0 ? rc == MDB_READERS_FULL : rc == 0) ? '1' : '0';
+      (void)!::write(p[1], &c, 1);
+      for (;;) ::pause();
+    }
+    if (pid > 0 && ::read(p[0], &said, 1) != 1) said = 0;
+    ::close(p[0]);
+    ::close(p[1]);
+  }
+  [[nodiscard]] bool ready() const { return pid > 0 && said == '1'; }
+  void kill() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    (void)::waitpid(pid, &status, 0);
+    pid = -1;
+  }
+  ~reader_process() { kill(); }
+  reader_process(const reader_process&) = delete;
+  reader_process& operator=(const reader_process&) = delete;
+};
 }  // namespace
 
 TEST(snapshot, empty_store_has_no_meta) {
@@ -479,43 +519,15 @@ TEST(snapshot, a_reader_killed_inside_a_read_is_cleared_at_open) {
     auto s = snapshot_store::open(d.path(), 1 << 26, &err);
     ASSERT_TRUE(s) << err;
   }
-  // A child that opens the store read-only and, if asked, begins a read; it tells the
-  // parent through `ready`, then waits to be ended.
-  const auto start_reader = [&](bool inside_a_read, int ready) {
-    const pid_t pid = ::fork();
-    if (pid != 0) return pid;
-    MDB_env* env = nullptr;
-    MDB_txn* txn = nullptr;
-    bool ok = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 32) == 0 &&
-              mdb_env_open(env, d.path().c_str(), MDB_RDONLY, 0644) == 0;
-    if (ok && inside_a_read) ok = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0;
-    const char c = ok ? '1' : '0';
-    (void)!::write(ready, &c, 1);
-    for (;;) ::pause();
-  };
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  const pid_t keeper = start_reader(false, ready[1]);
-  const pid_t reader = start_reader(true, ready[1]);
-  ASSERT_GT(keeper, 0);
-  ASSERT_GT(reader, 0);
-  char got[2] = {};
-  ASSERT_EQ(::read(ready[0], &got[0], 1), 1);
-  ASSERT_EQ(::read(ready[0], &got[1], 1), 1);
-  EXPECT_EQ(std::string(got, 2), "11");
-  ::kill(reader, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(::waitpid(reader, &status, 0), reader);
-  {
-    std::string err;
-    auto s = snapshot_store::open(d.path(), 1 << 26, &err);
-    ASSERT_TRUE(s) << err;
-    EXPECT_EQ(s->stale_readers_cleared(), 1u) << "the killed reader's slot";
-  }
-  ::kill(keeper, SIGKILL);
-  ASSERT_EQ(::waitpid(keeper, &status, 0), keeper);
-  ::close(ready[0]);
-  ::close(ready[1]);
+  // One process keeps the store open (no read), another is killed inside a read.
+  reader_process keeper(d.path(), 0), reader(d.path(), 1);
+  ASSERT_TRUE(keeper.ready());
+  ASSERT_TRUE(reader.ready());
+  reader.kill();
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  ASSERT_TRUE(s) << err;
+  EXPECT_EQ(s->stale_readers_cleared(), 1u) << "the killed reader's slot";
 }
 
 // A reader killed while the engine has the store open (mesob-log, say) leaves a slot
@@ -537,28 +549,9 @@ TEST(snapshot, a_reader_killed_while_the_store_is_open_is_cleared_before_the_nex
     return std::string();
   };
   ASSERT_EQ(checkpoint(1), "");
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  const pid_t reader = ::fork();
-  if (reader == 0) {  // opens the store, begins a read and waits to be killed
-    MDB_env* env = nullptr;
-    MDB_txn* txn = nullptr;
-    const bool ok = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 32) == 0 &&
-                    mdb_env_open(env, d.path().c_str(), MDB_RDONLY, 0644) == 0 &&
-                    mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0;
-    const char c = ok ? '1' : '0';
-    (void)!::write(ready[1], &c, 1);
-    for (;;) ::pause();
-  }
-  ASSERT_GT(reader, 0);
-  char got = 0;
-  ASSERT_EQ(::read(ready[0], &got, 1), 1);
-  EXPECT_EQ(got, '1');
-  ::kill(reader, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(::waitpid(reader, &status, 0), reader);
-  ::close(ready[0]);
-  ::close(ready[1]);
+  reader_process reader(d.path(), 1);
+  ASSERT_TRUE(reader.ready());
+  reader.kill();
   EXPECT_EQ(s->stale_readers_cleared(), 0u);
   for (uint64_t lsn = 2; lsn <= 40; ++lsn) ASSERT_EQ(checkpoint(lsn), "") << "checkpoint " << lsn;
   EXPECT_EQ(s->stale_readers_cleared(), 1u) << "the killed reader's slot";
@@ -580,31 +573,9 @@ TEST(snapshot, a_reader_table_filled_by_a_dead_process_is_cleared_by_the_next_re
     ASSERT_TRUE(w->put(table::accounts, 42, bytes("forty-two")));
     ASSERT_TRUE(w->commit(m)) << w->error();
   }
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  const pid_t reader = ::fork();
-  if (reader == 0) {  // begins reads until the table is full, then waits to be killed
-    MDB_env* env = nullptr;
-    bool full = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 32) == 0 &&
-                mdb_env_open(env, d.path().c_str(), MDB_RDONLY | MDB_NOTLS, 0644) == 0;
-    int rc = 0;
-    for (int i = 0; full && rc == 0 && i < 100000; ++i) {
-      MDB_txn* txn = nullptr;
-      rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
-    }
-    const char c = full && rc == MDB_READERS_FULL ? '1' : '0';
-    (void)!::write(ready[1], &c, 1);
-    for (;;) ::pause();
-  }
-  ASSERT_GT(reader, 0);
-  char got = 0;
-  ASSERT_EQ(::read(ready[0], &got, 1), 1);
-  EXPECT_EQ(got, '1') << "the child filled the reader table";
-  ::kill(reader, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(::waitpid(reader, &status, 0), reader);
-  ::close(ready[0]);
-  ::close(ready[1]);
+  reader_process reader(d.path(), -1);
+  ASSERT_TRUE(reader.ready()) << "the child filled the reader table";
+  reader.kill();
   std::string v;
   EXPECT_TRUE(s->get(table::accounts, 42, &v, &err)) << err;
   EXPECT_EQ(v, "forty-two");
