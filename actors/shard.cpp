@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <tuple>
 #include <chrono>
 #include <climits>
@@ -699,6 +700,51 @@ void shard::audit_groups(batch::group_audit& out) const {
                            " but the desk holds " + std::to_string(held) + " and owes " +
                            std::to_string(d.owed()));
   });
+  audit_trading(out);
+}
+
+// Each portfolio here: per wallet, the pending transfers between it and a trading account
+// (its orders' holds: wallet -> trading account for buys, the reverse for sells) sum to
+// what its open orders hold (trading::hold_amount). A wallet whose chains have not
+// executed yet is passed over: their holds are in flight.
+void shard::audit_trading(batch::group_audit& out) const {
+  struct sums {
+    uint64_t ledger[2] = {0, 0};  // pending: buys, sells
+    uint64_t book[2] = {0, 0};
+    uint32_t orders = 0;
+  };
+  std::map<uint64_t, sums> by_wallet;
+  for (const pending_info& p : pendings_) {
+    if (p.state != pending_state::pending) continue;
+    const bool buy = trading::trading_account(p.credit_account_id);
+    if (!buy && !trading::trading_account(p.debit_account_id)) continue;
+    const uint64_t wallet = buy ? p.debit_account_id : p.credit_account_id;
+    if (shard_of(wallet, count_) == index_) by_wallet[wallet].ledger[buy ? 0 : 1] += p.amount;
+  }
+  std::set<uint64_t> in_flight;
+  trading_.for_each_wallet([&](uint64_t wallet, const portfolio::book& book, bool owes) {
+    if (owes) {
+      in_flight.insert(wallet);
+      return;
+    }
+    book.for_each_order([&](const portfolio::order_entry& e) {
+      if (e.st != portfolio::order_state::open) return;
+      sums& s = by_wallet[wallet];
+      s.book[e.o.side == wire::order_side::buy ? 0 : 1] += trading::hold_amount(e);
+      ++s.orders;
+    });
+  });
+  for (const auto& [wallet, s] : by_wallet) {
+    if (in_flight.count(wallet)) continue;
+    ++out.checked;
+    if (s.ledger[0] == s.book[0] && s.ledger[1] == s.book[1]) continue;
+    if (out.faults.size() < batch::group_faults_max)
+      out.faults.push_back("portfolio " + std::to_string(wallet) + ": its " + std::to_string(s.orders) +
+                           (s.orders == 1 ? " open order holds " : " open orders hold ") +
+                           std::to_string(s.book[0]) + " for buys and " +
+                           std::to_string(s.book[1]) + " for sells, but the ledger holds " +
+                           std::to_string(s.ledger[0]) + " and " + std::to_string(s.ledger[1]) + " pending");
+  }
 }
 
 void shard::execute_lookup_groups(batch& b) {

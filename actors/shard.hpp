@@ -173,6 +173,7 @@ class shard {
   void order_verdict(const batch& b, uint32_t o, op_inputs& in) const;
   void limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void audit_groups(batch::group_audit& out) const;
+  void audit_trading(batch::group_audit& out) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);

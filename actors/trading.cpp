@@ -19,11 +19,6 @@ constexpr uint32_t chain_max = 3;           // a fill's post, improvement and ho
 
 bool buying(const wire::order& o) { return o.side == wire::order_side::buy; }
 
-// What the order's current hold holds: a buy's `held`; a sell's least proceeds left.
-uint64_t hold_amount(const order_entry& e) {
-  return buying(e.o) ? e.held : portfolio::notional(e.open_quantity(), e.o.limit_ticks, e.tick);
-}
-
 wire::transfer engine_transfer(const order_entry& e, wire::id128 id, uint16_t code) {
   wire::transfer t{};
   t.id = id;
@@ -33,6 +28,10 @@ wire::transfer engine_transfer(const order_entry& e, wire::id128 id, uint16_t co
   return t;
 }
 }  // namespace
+
+uint64_t hold_amount(const order_entry& e) {
+  return buying(e.o) ? e.held : portfolio::notional(e.open_quantity(), e.o.limit_ticks, e.tick);
+}
 
 result order_hold(const wire::order& o, const market::instrument* ins, uint32_t shards, wire::transfer* out) {
   if (const result r = portfolio::check_order(o, ins); r != result::ok) return r;

@@ -144,6 +144,9 @@ constexpr uint16_t code_hold = 0xE200, code_fill = 0xE211, code_improvement = 0x
 // once from the cancel).
 constexpr uint64_t cancel_grace_ns = 60'000'000'000ull;
 constexpr uint64_t ending_max_ns = 86'400'000'000'000ull;
+// What an open order's current hold holds: a buy's `held`; a sell's least proceeds left
+// (its open quantity x limit x tick).
+[[nodiscard]] uint64_t hold_amount(const portfolio::order_entry& e);
 [[nodiscard]] inline uint16_t hold_code(const wire::order& o) {
   return uint16_t(code_hold | uint8_t(o.side) << 2 | uint8_t(o.type));
 }
@@ -272,6 +275,12 @@ class table {
   static constexpr size_t emit_group_max = 8192;  // the engine's batch_ops_max
 
   [[nodiscard]] const portfolio::book* book_of(uint64_t wallet) const;
+  // Every wallet with a book here: f(wallet, book, whether it owes chains: emitted, not
+  // yet executed, so the ledger does not show their holds yet).
+  template <class F>
+  void for_each_wallet(F&& f) const {
+    for (const auto& [w, e] : wallets_) f(w, e.b, !e.owed.empty());
+  }
   // The wallet holds securities, has an order open, or settlement chains owed.
   [[nodiscard]] bool holds_anything(uint64_t wallet) const;
   // The order with `id` of `wallet` (nullptr: none kept).

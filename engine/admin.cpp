@@ -1736,15 +1736,15 @@ class admin_impl {
     const bool groups_ok = r.group_faults.empty();
     std::string message = faults.empty() ? "money is conserved in every currency (" + std::to_string(r.totals.size()) + ")"
                                          : "debits and credits differ in: " + faults;
-    message += groups_ok ? "; every equb group's escrow and payout desk's account holds what it says (" +
-                               std::to_string(r.groups_checked) + ")"
+    message += groups_ok ? "; every equb group's escrow, payout desk's account and portfolio's holds are what "
+                               "it says (" + std::to_string(r.groups_checked) + ")"
                          : "; " + std::to_string(r.group_faults.size()) +
-                               " equb groups or payout desks do not match their accounts";
+                               " equb groups, payout desks or portfolios do not match their accounts";
     admin_response_msg m = answer(faults.empty() && groups_ok ? admin_code::ok : admin_code::check_failed, message);
     m.sections.push_back(std::move(s));
     if (!groups_ok) {
       admin_section g;
-      g.title = "equb groups and payout desks that do not match their accounts";
+      g.title = "equb groups, payout desks and portfolios that do not match their accounts";
       g.columns = {{"fault", false}};
       for (const auto& f : r.group_faults) g.rows.push_back({f});
       m.sections.push_back(std::move(g));

@@ -148,7 +148,7 @@ struct reply {
   std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
   std::vector<actors::payouts::payout_count> payout_counts;  // lookup_payouts (one row per shard and key)
   std::vector<actors::payouts::sweep_row> sweeps;      // lookup_payouts: what desks owe settlement accounts
-  uint64_t groups_checked = 0;                // currency_totals: equb groups checked against their escrows
+  uint64_t groups_checked = 0;                // currency_totals: equb groups, payout desks and portfolios checked against their accounts
   std::vector<std::string> group_faults;      // currency_totals: what was wrong (at most 64 per shard)
   uint64_t timestamp_base = 0;               // operation i has timestamp_base + i
   uint64_t lsn = 0;                          // log record, 0 for look-ups

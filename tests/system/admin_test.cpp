@@ -278,7 +278,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
 
     auto au2 = admin(*ops, "audit");
     EXPECT_EQ(au2.code, admin_code::ok) << au2.message;
-    EXPECT_NE(au2.message.find("every equb group's escrow and payout desk's account holds what it says (1)"), std::string::npos)
+    EXPECT_NE(au2.message.find("every equb group's escrow, payout desk's account and portfolio's holds are what it says (1)"), std::string::npos)
         << au2.message;
 
     // Bad input: precise codes, nothing changes, the session goes on.

@@ -249,6 +249,7 @@ TEST_F(orders_engine, BuyHeldRoutedFilledInPartsAndSettled) {
   EXPECT_EQ(o.paid, 2020u);
   EXPECT_EQ(o.fills, 1u);
   EXPECT_EQ(o.state, uint8_t(actors::portfolio::order_state::open));
+  expect_balanced();  // the hold again on the ledger is the book's (3,230)
   // The same fill again: a repeat; the same id with other fields, another broker's
   // answer, an unknown order: refused, nothing moves.
   EXPECT_EQ(answer("broker-a", fill(10, 1, 20, 101)), result::ok);
@@ -308,7 +309,12 @@ TEST_F(orders_engine, BuyHeldRoutedFilledInPartsAndSettled) {
 
 TEST_F(orders_engine, SellAnnouncesLeastProceedsAndPaysThePriceImprovement) {
   up("broker-a");
+  // The audit checks each portfolio's holds against the ledger: b's is one more.
+  const uint64_t checked = e().check_balances().groups_checked;
   ASSERT_EQ(place(buy(10, b_, 40, 100)), result::ok);
+  const auto with_b = e().check_balances();
+  EXPECT_TRUE(with_b.balanced) << with_b.detail;
+  EXPECT_EQ(with_b.groups_checked, checked + 1);
   ASSERT_EQ(answer("broker-a", fill(10, 1, 40, 100)), result::ok);
   EXPECT_EQ(account(b_).debits_posted, 4000u);
   EXPECT_EQ(place(sell(19, b_, 50, 110)), result::insufficient_position);
