@@ -31,6 +31,7 @@ const char* dead_reason_name(dead_reason r) {
     case dead_reason::routes: return "every_gateway_given_up";
     case dead_reason::no_route: return "no_gateway_in_time";
     case dead_reason::unsettled_elsewhere: return "unanswered_attempt_elsewhere";
+    case dead_reason::withdrawn: return "gateway_withdrawn";
   }
   return "?";
 }
@@ -196,7 +197,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
   }
   if (p.id == 0 || p.amount == 0 || p.wallet == 0 || !wire::currency_valid(p.currency) || !payout_account(p.desk) ||
       desk_currency(p.desk) != p.currency || p.rail == 0 ||
-      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::resolved) || dead > 4 || cancelling > 1 ||
+      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::resolved) || dead > uint8_t(dead_reason::withdrawn) || cancelling > 1 ||
       p.routing_base > p.attempts.size() || (st == uint8_t(state::in_flight) && p.attempts.empty()) ||
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused)) &&
        (p.settled_by == 0 || p.settlement == 0)) ||
@@ -524,7 +525,7 @@ void desk_table::timed_out(desk& d, payout_entry& p, uint64_t now) {
   if (uint32_t(tries) >= tries_per_gateway) p.given_up.push_back(g);
   const gateways::gateway* gw = registry_->find(g);
   const bool again_here = uint32_t(tries) < tries_per_gateway && gw && gw->enabled && sessions(g) > 0 &&
-                          d.breakers[g].ph == breaker::phase::closed;
+                          d.breakers[g].ph == breaker::phase::closed && (!withdrawn_dead_ || answers(g));
   if (!again_here) return leave_gateway(d, p, g, now, true);
   // Exponential backoff with jitter (from the payout and attempt: replay agrees).
   const uint64_t wait = gateways::backoff_ns(timeout_ns(g), uint32_t(p.attempts.size() - p.routing_base), p.id);
@@ -553,10 +554,17 @@ void desk_table::retry_after_backoff(desk& d, payout_entry& p, uint64_t now) {
   leave_gateway(d, p, g, now, may_pay(p, g));
 }
 
+bool desk_table::answers(uint32_t g) const {
+  const gateways::gateway* gw = registry_->find(g);
+  return gw && gw->enabled && (!payout_routes_ || gateways::registry::takes_payouts(*gw));
+}
+
 // Leaving gateway g, which may have paid: if it can hear, it is asked to cancel first and
 // gets one more answer timeout to say whether it paid (a `failed` moves the payout on at
 // once, a `settled` settles it); else the next gateway at once.
 void desk_table::leave_gateway(desk& d, payout_entry& p, uint32_t g, uint64_t now, bool may_have_paid) {
+  // Nobody could tell whether it paid: another gateway paying too would never be seen.
+  if (may_have_paid && withdrawn_dead_ && !answers(g)) return make_dead(d, p, dead_reason::withdrawn, now);
   if (may_have_paid && !before_cancels_ && sessions(g) > 0) {
     p.st = state::waiting;
     p.cancel_wait = g;
@@ -1046,7 +1054,10 @@ void desk_table::run_due(uint64_t now) {
       timer_acted(d, p, timer_due::backoff_end, tried, now);
     } else if (p.st == state::waiting) {
       const timer_due why = p.cancel_wait != 0 ? timer_due::cancel_wait : timer_due::route_poll;
-      route(d, p, now);
+      if (p.cancel_wait != 0 && withdrawn_dead_ && !answers(p.cancel_wait))
+        make_dead(d, p, dead_reason::withdrawn, now);  // asked to cancel, it can no longer say
+      else
+        route(d, p, now);
       timer_acted(d, p, why, tried, now);
     }
   }

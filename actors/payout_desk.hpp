@@ -60,7 +60,12 @@
 //    payouts (version 9; before, a broker-only gateway of the rail got them too). At
 //    attempts_max attempts, or with every gateway of its rail given up, or after
 //    route_wait_max with no gateway to take it, it becomes a dead letter: its hold stays,
-//    operators retry it (routes afresh) or cancel it (void).
+//    operators retry it (routes afresh) or cancel it (void). A payout leaving a gateway
+//    that may have paid it and whose answers are no longer taken (disabled, removed, or
+//    without the payments role) becomes a dead letter at once, `withdrawn` (rules version
+//    15; before, it went on to the next gateway): nobody could tell whether it paid, and
+//    a second payment would never be seen. A settlement from that gateway, enabled again,
+//    still settles it.
 //  - breakers, per desk and gateway: closed; open when at least breaker_min of the last
 //    breaker_window outcomes are known and half or more are failures or timeouts; after
 //    4 answer timeouts it is half-open and lets one payout through as a probe, whose
@@ -186,7 +191,16 @@ enum class state : uint8_t {
 [[nodiscard]] const char* state_name(state s);
 // unsettled_elsewhere: the latest attempt failed, but an earlier one went to another
 // gateway and never got a definitive answer (it may still pay): an operator decides.
-enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3, unsettled_elsewhere = 4 };
+// withdrawn: the gateway it was with may have paid it and can no longer answer (disabled,
+// removed, or without the payments role; rules_withdrawn_gateway): an operator decides.
+enum class dead_reason : uint8_t {
+  none = 0,
+  attempts = 1,
+  routes = 2,
+  no_route = 3,
+  unsettled_elsewhere = 4,
+  withdrawn = 5,
+};
 [[nodiscard]] const char* dead_reason_name(dead_reason r);
 enum class resolution : uint8_t { settled = 1, failed = 2, cancelled = 3 };
 // A timer's decision as an event (wire::event_type::payout_timer): what came due (code)
@@ -368,6 +382,9 @@ class desk_table {
   // Rules version 13 on (rules_failed_in_backoff): a failed answer to the latest attempt
   // in its backoff is taken, not late.
   void set_rules_failed_in_backoff(bool v) { failed_in_backoff_ = v; }
+  // Rules version 15 on (rules_withdrawn_gateway): a payout leaving a gateway that may
+  // have paid it and can no longer answer becomes a dead letter (withdrawn).
+  void set_rules_withdrawn_gateway(bool v) { withdrawn_dead_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -475,6 +492,9 @@ class desk_table {
     return p.st == state::waiting && payout_routes_ && p.cancel_wait == 0 && p.wait_since == 0 &&
            p.attempts.size() > p.routing_base;
   }
+  // Whether gateway g's answers are taken: in the registry, enabled, and (rules version 9
+  // on) with the payments role.
+  [[nodiscard]] bool answers(uint32_t g) const;
   void leave_gateway(desk& d, payout_entry& p, uint32_t g, uint64_t now, bool may_have_paid);
   void settle(desk& d, payout_entry& p, uint32_t gateway, uint64_t settlement);
   void start_sweep(desk& d, uint64_t settlement, sweep& s);
@@ -505,6 +525,7 @@ class desk_table {
   bool payout_routes_ = true;
   bool reset_keeps_backoff_ = true;
   bool failed_in_backoff_ = true;
+  bool withdrawn_dead_ = true;
   // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
   // gateway's first session opened. It shapes instructions only (not logged, not kept).
   std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;

@@ -86,6 +86,11 @@ constexpr uint16_t rules_leave_last_seat = 14;
 // refuse (transfer_currency_mismatch, debit_account_frozen, ...); before, the portfolio's
 // checks came first and named what they saw of it (insufficient_cash, say).
 constexpr uint16_t rules_order_wallet_first = 14;
-constexpr uint16_t rules_newest = 14;
+// Payouts: a payout leaving a gateway that may have paid it and can no longer say so
+// (disabled, gone from the registry, or without the payments role: its answers are
+// refused) becomes a dead letter (`withdrawn`) for an operator, hold kept. Before, it
+// went to the next gateway, and a second payment could never be seen.
+constexpr uint16_t rules_withdrawn_gateway = 15;
+constexpr uint16_t rules_newest = 15;
 
 }  // namespace mesob::actors

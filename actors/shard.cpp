@@ -274,6 +274,7 @@ void shard::execute(batch& b) {
       s.desks_.set_rules_payout_routes(v >= rules_payout_routes);
       s.desks_.set_rules_reset_keeps_backoff(v >= rules_reset_keeps_backoff);
       s.desks_.set_rules_failed_in_backoff(v >= rules_failed_in_backoff);
+      s.desks_.set_rules_withdrawn_gateway(v >= rules_withdrawn_gateway);
       s.rules_ = v;
       s.groups_.set_rules(v);
       s.trading_.set_rules(v);
@@ -283,6 +284,7 @@ void shard::execute(batch& b) {
       s.desks_.set_rules_payout_routes(true);
       s.desks_.set_rules_reset_keeps_backoff(true);
       s.desks_.set_rules_failed_in_backoff(true);
+      s.desks_.set_rules_withdrawn_gateway(true);
       s.rules_ = rules_newest;
       s.groups_.set_rules(rules_newest);
       s.trading_.set_rules(rules_newest);

@@ -793,7 +793,8 @@ enum class event_type : uint16_t {
   payout_dead = 16,        // a payout became a dead letter (held until an operator retries or
                            // cancels it): account_a: the wallet; account_b: the desk's payout
                            // account; ref.lo: payout id, ref.hi: its attempts; amount; code:
-                           // why (1 attempts, 2 routes, 3 no route, 4 unsettled elsewhere);
+                           // why (1 attempts, 2 routes, 3 no route, 4 unsettled elsewhere,
+                           // 5 its gateway withdrawn while it may have paid);
                            // gateway: the last attempt's
   payout_breaker = 17,     // a desk's circuit breaker for a gateway changed: account_a: the
                            // desk's payout account; gateway; code: now 1 closed, 2 open,

@@ -816,6 +816,64 @@ TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a
   EXPECT_EQ(over[0].code, 3u) << "it had been cancelled";
 }
 
+// A gateway disabled, or stripped of the payments role, while it may have paid a payout
+// can no longer say whether it did (the server refuses its answers): the payout does not
+// go on to the next gateway, where a second payment would never be seen; it becomes a
+// dead letter for an operator, hold kept. Before (rules version 14 and older), beta got
+// it one answer timeout later. Alpha enabled again and answering `settled` settles it.
+TEST_F(payout_engine, a_payout_with_a_gateway_withdrawn_while_it_may_have_paid_waits_for_an_operator) {
+  up("alpha");
+  up("beta");
+  ASSERT_EQ(pay(15, 1, 150), result::ok);
+  ASSERT_EQ(pay(16, 2, 160), result::ok);
+  auto s = pays(take());
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  EXPECT_EQ(s[1].gateway, "alpha");
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "alpha");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  for (int i = 0; i < 20 && payout(15).st != state::dead; ++i) advance_ms(250);
+  ASSERT_EQ(payout(15).st, state::dead);
+  EXPECT_EQ(payout(15).dead, actors::payouts::dead_reason::withdrawn);
+  EXPECT_EQ(payout(16).dead, actors::payouts::dead_reason::withdrawn);
+  EXPECT_EQ(payout(15).attempts.size(), 1u);
+  advance_ms(5000);
+  EXPECT_TRUE(pays(take()).empty()) << "beta is never sent them";
+  EXPECT_EQ(available(1), starting - 150) << "still held";
+  // Alpha back: its settlement of 15 settles it; 16 an operator cancels.
+  wire::gateway_op on = off;
+  on.kind = wire::gateway_op_kind::enable;
+  ASSERT_EQ(e().gateways({on}).results.at(0), result::ok);
+  EXPECT_EQ(answer("alpha", 15, 1, 150, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(15));
+  EXPECT_EQ(account(settle_a).credits_posted, 150u);
+  EXPECT_EQ(cancel_op(16), result::ok);
+  EXPECT_EQ(available(2), starting);
+
+  // The payments role taken from alpha (its session stays up): the same.
+  ASSERT_EQ(pay(17, 3, 170), result::ok);
+  s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  auto update = registration("alpha", settle_a, 1);
+  update.kind = wire::gateway_op_kind::update;
+  update.secret_bytes = 0;
+  std::memset(update.secret, 0, sizeof update.secret);
+  update.roles = wire::roles::broker;
+  ASSERT_EQ(e().gateways({update}).results.at(0), result::ok);
+  for (int i = 0; i < 20 && payout(17).st != state::dead; ++i) advance_ms(250);
+  ASSERT_EQ(payout(17).st, state::dead);
+  EXPECT_EQ(payout(17).dead, actors::payouts::dead_reason::withdrawn);
+  EXPECT_EQ(payout(17).attempts.size(), 1u) << "not tried there again either";
+  EXPECT_TRUE(pays(take()).empty());
+  expect_payout_account_consistent();
+  const auto dead = closed_events(wire::event_type::payout_dead);
+  ASSERT_EQ(dead.size(), 3u);
+  for (const auto& ev : dead) EXPECT_EQ(ev.code, uint16_t(actors::payouts::dead_reason::withdrawn));
+}
+
 TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   // Only alpha, and it never answers: 3 tries, then alpha is given up: dead letter.
   up("alpha");
