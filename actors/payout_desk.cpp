@@ -1,6 +1,7 @@
 #include "actors/payout_desk.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "actors/byte_codec.hpp"
 #include "wire/assert.hpp"
@@ -384,6 +385,43 @@ void desk_table::touch(desk& d, payout_entry& p) {
 void desk_table::schedule(payout_entry& p, uint64_t at) {
   p.due = at;
   add_timer({at, p.id, p.desk});
+}
+
+bool desk_table::timer_live(const timer& t) const {
+  const auto dit = desks_.find(t.desk);
+  if (dit == desks_.end()) return false;
+  const desk& d = dit->second;
+  if (t.payout == 0) {  // as run_due starts sweeps
+    for (const auto& [a, s] : d.sweeps)
+      if (s.step == 0 && s.refusal != result::ok && s.retry_at == t.at) return true;
+    return false;
+  }
+  if (const auto it = d.payouts.find(t.payout); it != d.payouts.end()) return it->second.due == t.at;
+  const auto w = d.watched.find(t.payout);
+  return w != d.watched.end() && w->second.due == t.at;
+}
+
+void desk_table::compact_timers() {
+  if (timers_.size() >= timers_compact_at_) {
+    timers_.clear();
+    for (const auto& [account, d] : desks_) {
+      for (const auto& [id, p] : d.payouts)
+        if (p.due != 0) timers_.push_back({p.due, id, account});
+      for (const auto& [id, p] : d.watched)
+        if (p.due != 0) timers_.push_back({p.due, id, account});
+      std::set<uint64_t> retries;
+      for (const auto& [a, s] : d.sweeps)
+        if (s.step == 0 && s.refusal != result::ok && s.retry_at != 0) retries.insert(s.retry_at);
+      for (const uint64_t at : retries) timers_.push_back({at, 0, account});
+    }
+    std::make_heap(timers_.begin(), timers_.end(), std::greater<>{});
+    timers_.shrink_to_fit();
+    timers_compact_at_ = std::max<size_t>(timers_compact_min, 2 * timers_.size());
+  }
+  while (!timers_.empty() && !timer_live(timers_.front())) {
+    std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
+    timers_.pop_back();
+  }
 }
 
 void desk_table::add_timer(const timer& t) {

@@ -408,6 +408,14 @@ class desk_table {
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
   void run_due(uint64_t now);
   [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().at; }
+  // Between batches: drops stale timers from the heap's top (so next_deadline is a live
+  // one), and makes the heap again from the live ones when it has grown to twice what
+  // they were at the last rebuild (at least timers_compact_min). Stale timers are those a
+  // rescheduled, answered or resolved payout left: an answer before its deadline leaves
+  // one, a payout kept for a late answer and answered leaves one of 30 days. What fires,
+  // and in what order, is the same either way.
+  void compact_timers();
+  [[nodiscard]] size_t timers_held() const { return timers_.size(); }
   // Hands the instructions and chains of the batch just executed to the sinks (drops
   // the instructions if unset); chains go out in groups of up to emit_group_max
   // transfers, whole chains each (one queue entry per group, not per chain).
@@ -511,6 +519,9 @@ class desk_table {
   std::unordered_map<uint64_t, desk> desks_;  // by payout account
   std::unordered_map<uint32_t, uint32_t> sessions_;  // gateway number -> sessions up
   std::vector<timer> timers_;                        // a min-heap; stale entries skipped
+  static constexpr size_t timers_compact_min = 4096;
+  size_t timers_compact_at_ = timers_compact_min;
+  [[nodiscard]] bool timer_live(const timer& t) const;
   std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
   std::vector<std::vector<wire::transfer>> chains_out_;  // groups of whole chains
   void emit(std::vector<wire::transfer>&& chain);

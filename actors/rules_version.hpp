@@ -91,6 +91,11 @@ constexpr uint16_t rules_order_wallet_first = 14;
 // refused) becomes a dead letter (`withdrawn`) for an operator, hold kept. Before, it
 // went to the next gateway, and a second payment could never be seen.
 constexpr uint16_t rules_withdrawn_gateway = 15;
+// Orders: a wallet of another currency than the order's, or not open, is the ledger's to
+// refuse before the KYC tier's limits too (version 14 put it before the portfolio's
+// checks only): a frozen tier-1 wallet's order got exceeds_transfer_limit, and a USD
+// order on an ETB wallet was measured against the ETB tier's limits.
+constexpr uint16_t rules_order_limits_after_wallet = 15;
 constexpr uint16_t rules_newest = 15;
 
 }  // namespace mesob::actors

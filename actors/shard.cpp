@@ -216,8 +216,36 @@ void shard::evict_resolved(uint64_t committed_cut) {
   }
 }
 
+// Expiry entries of transfers no longer pending (posted, voided, rolled back, evicted)
+// are skipped when they come due; until then they would hold memory (a 30-day hold
+// posted at once: 30 days) and the published deadline. Between batches (no chain is
+// half decided, so a transfer resolved now stays resolved) the top is cleared of them,
+// and the heap is made again from the open pending transfers when it holds more than
+// twice as many entries as there are pending transfers kept (at least
+// expiry_heap_rebuild_min). Expiry decides the same either way: due entries in (time,
+// serial) order, stale ones skipped.
+void shard::tidy_expiry_heap() {
+  const auto live = [&](const std::pair<uint64_t, uint64_t>& e) {
+    const pending_info* p = local_pending(e.second);
+    return p && p->state == pending_state::pending && p->expires_at == e.first;
+  };
+  if (expiry_heap_.size() > std::max<size_t>(expiry_heap_rebuild_min, 2 * pendings_.size())) {
+    expiry_heap_.clear();
+    for (const pending_info& p : pendings_)
+      if (p.state == pending_state::pending && p.expires_at != 0) expiry_heap_.emplace_back(p.expires_at, p.serial);
+    std::make_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
+    expiry_heap_.shrink_to_fit();
+    ++expiry_rebuilds_;
+  }
+  while (!expiry_heap_.empty() && !live(expiry_heap_.front())) {
+    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
+    expiry_heap_.pop_back();
+  }
+}
+
 void shard::publish_stats() {
   constexpr auto r = std::memory_order_relaxed;
+  tidy_expiry_heap();
   pub_accounts_.store(slots_.size(), r);
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
@@ -232,10 +260,16 @@ void shard::publish_stats() {
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
   const uint64_t market_due = index_ == 0 ? market_.next_due() : UINT64_MAX;
   groups_.drop_ended();
-  pub_next_deadline_.store(std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline()}), r);
+  desks_.compact_timers();
+  pub_payout_timers_.store(desks_.timers_held(), r);
+  const uint64_t expiry_due = expiry_heap_.empty() ? UINT64_MAX : expiry_heap_.front().first;
+  pub_next_deadline_.store(
+      std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline(), expiry_due}), r);
+  pub_expiry_entries_.store(expiry_heap_.size(), r);
   pub_groups_due_.store(groups_.next_deadline(), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
+                        expiry_heap_.capacity() * sizeof(expiry_heap_[0]) +
                         pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes() +
                         customers_.memory_bytes(),
                     r);
@@ -246,6 +280,7 @@ shard_stats shard::stats() const {
   shard_stats s;
   s.accounts = pub_accounts_.load(r);
   s.pending_total = pub_pending_.load(r);
+  s.expiry_entries = pub_expiry_entries_.load(r);
   s.sync_waits = pub_sync_waits_.load(r);
   s.memory_bytes = pub_memory_.load(r);
   s.cut_us_last = last_cut_us_.load(r);
@@ -261,6 +296,7 @@ shard_stats shard::stats() const {
   s.orders_dead = pub_orders_dead_.load(r);
   s.order_timeouts = pub_order_timeouts_.load(r);
   s.order_timers = pub_order_timers_.load(r);
+  s.payout_timers = pub_payout_timers_.load(r);
   return s;
 }
 
@@ -881,6 +917,7 @@ void shard::limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   const transfer& t = b.transfers[o];
   const uint64_t ts = b.timestamp_base + o;
   if (b.emitted) return;  // the engine's own transfers (actors/customers.hpp)
+  if (b.kind == op_kind::orders && rules_ >= rules_order_limits_after_wallet && order_wallet_unfit(b, o, in)) return;
   if (r.debit_shard == index_ && in.dr && in.dr->tier != 0 && in.verdict_debit == result::ok) {
     const auto* c = customers_.find(in.dr->id);
     const auto* l = policy_.tier(uint8_t(in.dr->tier), in.dr->currency);
@@ -918,8 +955,8 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
 // trading account is the wallet's shard's), so the wallet's side carries it. Before the
 // ledger's: an order the portfolio refuses gets the portfolio's reason (insufficient_cash,
 // not exceeds_credits). But a wallet of another currency or not open is the ledger's to
-// name (rules_order_wallet_first): the portfolio would read its cash as if it were the
-// order's.
+// name (rules_order_wallet_first; and before the tier's limits, rules_order_limits_after_wallet):
+// the portfolio would read its cash as if it were the order's.
 void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
   const wire::order ord = trading::as_sent(b.orders[o]);
   const bool buy = ord.side == wire::order_side::buy;
@@ -934,11 +971,16 @@ void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
     const uint64_t out = wallet->debits_posted + wallet->debits_pending;
     pin.wallet_available = wallet->credits_posted > out ? wallet->credits_posted - out : 0;
   }
-  const bool ledger_first = wallet && rules_ >= rules_order_wallet_first &&
-                            (wallet->currency != ord.currency || wallet->status != wire::account_status::open);
+  const bool ledger_first = rules_ >= rules_order_wallet_first && order_wallet_unfit(b, o, in);
   // No wallet: the ledger says so.
   const result v = wallet && !ledger_first ? trading_.check(ord, pin) : result::ok;
   (buy ? in.verdict_debit : in.verdict_credit) = v;
+}
+
+bool shard::order_wallet_unfit(const batch& b, uint32_t o, const op_inputs& in) const {
+  const wire::order& ord = b.orders[o];
+  const account* wallet = ord.side == wire::order_side::buy ? in.dr : in.cr;
+  return wallet && (wallet->currency != ord.currency || wallet->status != wire::account_status::open);
 }
 
 // Starts the cache misses of operation o's local accounts: first the index slots

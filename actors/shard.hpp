@@ -32,6 +32,7 @@ namespace mesob::actors {
 struct shard_stats {
   uint64_t accounts = 0;
   uint64_t pending_total = 0;  // pending transfers resident: live, and resolved not yet evicted
+  uint64_t expiry_entries = 0;  // the expiry heap's entries, stale ones included
   uint64_t sync_waits = 0;
   uint64_t memory_bytes = 0;
   uint64_t cut_us_last = 0;  // how long the last checkpoint cut paused this shard
@@ -46,6 +47,7 @@ struct shard_stats {
   uint64_t orders_dead = 0;       // open orders that are dead letters
   uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
   uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
+  uint64_t payout_timers = 0;     // the payout desks' timers held (stale ones until compacted)
 };
 
 class shard {
@@ -115,9 +117,10 @@ class shard {
   [[nodiscard]] customers::policy& policy() { return policy_; }
   // The portfolios of wallets on this shard and their orders (actors/trading.hpp).
   [[nodiscard]] trading::table& trading() { return trading_; }
-  // Earliest engine time at which a group's round may close on its deadline, or a payout
-  // timer fires.
-  [[nodiscard]] uint64_t next_group_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
+  // Earliest engine time at which a group's round may close on its deadline, a payout,
+  // order or market timer fires, or a pending transfer expires (as of the last batch
+  // executed).
+  [[nodiscard]] uint64_t next_deadline() const { return pub_next_deadline_.load(std::memory_order_relaxed); }
   // Whether a group's round deadline or close is scheduled (a group is active; or one
   // ended whose entries have not come due yet).
   [[nodiscard]] bool groups_scheduled() const {
@@ -171,6 +174,8 @@ class shard {
   void execute_customers(batch& b);
   void execute_order_answers(batch& b);
   void order_verdict(const batch& b, uint32_t o, op_inputs& in) const;
+  // The order's wallet is of another currency or not open (the ledger's to refuse).
+  [[nodiscard]] bool order_wallet_unfit(const batch& b, uint32_t o, const op_inputs& in) const;
   void limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void audit_groups(batch::group_audit& out) const;
   void audit_trading(batch::group_audit& out) const;
@@ -266,6 +271,10 @@ class shard {
   uint64_t decision_lsn_ = 0;
   uint32_t decision_slot_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
+  static constexpr size_t expiry_heap_rebuild_min = 4096;
+  uint64_t expiry_rebuilds_ = 0;
+  std::atomic<uint64_t> pub_expiry_entries_{0};
+  void tidy_expiry_heap();
   std::vector<undo_entry> undo_;
   // Cross-shard transfers published and set aside until the other part arrives, oldest
   // first from set_aside_pos_ (execute_transfers), with the local account each holds;
@@ -294,7 +303,7 @@ class shard {
   uint64_t group_bytes_age_ = 0;
   std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0};
   std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_orders_dead_{0}, pub_order_timeouts_{0},
-      pub_order_timers_{0};
+      pub_order_timers_{0}, pub_payout_timers_{0};
   alignas(64) std::atomic<uint64_t> dispatches_sent_{0};  // written by the sequencer
   alignas(64) std::atomic<uint64_t> dispatches_handled_{0};  // by the shard's actor
   std::atomic<uint64_t> batches_handled_{0};

@@ -524,7 +524,6 @@ class engine_impl {
     return registry_published_;
   }
   uint64_t last_ts_ = 0;
-  uint64_t pending_deadline_max_ = 0;
   uint64_t next_tick_ns_ = 0;
   // Written by the sequencer only; atomics so stats() may read them from any thread.
   std::atomic<uint64_t> dispatched_lsn_{0};
@@ -927,10 +926,6 @@ class engine_impl {
         route_resolve(b, r, t, batch_first_serial, &dr, &cr);
       } else {
         r.kind = route_kind::fresh;
-        if ((t.flags & wire::transfer_flags::pending) && t.timeout_s != 0) {
-          const uint64_t deadline = rec.t.timestamp + uint64_t(t.timeout_s) * actors::ns_per_s;
-          if (deadline > rec.t.timestamp) pending_deadline_max_ = std::max(pending_deadline_max_, deadline);
-        }
       }
       records_->at(serial).owner_account_id = dr;
       r.debit_shard = uint8_t(shard_of(dr, shards_n_));
@@ -2368,17 +2363,18 @@ class engine_impl {
   void maybe_tick() {
     const uint64_t t = now();
     if (failed_ || t < next_tick_ns_) return;
-    // Pending transfers to expire, or an equb round whose deadline + grace has passed.
-    // And while groups are scheduled, a heartbeat: the last logged time is where a
-    // restart's outage starts (equb_heartbeat_ns).
-    uint64_t round_close = UINT64_MAX;
+    // A pending transfer to expire, an equb round whose deadline + grace has passed, a
+    // desk's, order's or market's timer, as of the shards' last batches. And while groups are
+    // scheduled, a heartbeat: the last logged time is where a restart's outage starts
+    // (equb_heartbeat_ns).
+    uint64_t due = UINT64_MAX;
     bool groups = false;
     for (const auto& sh : shards_) {
-      round_close = std::min(round_close, sh->next_group_deadline());
+      due = std::min(due, sh->next_deadline());
       groups |= sh->groups_scheduled();
     }
     const bool heartbeat = groups && t >= last_ts_ + equb_heartbeat_ns;
-    if (last_ts_ >= pending_deadline_max_ && round_close >= t && !heartbeat) return;
+    if (due >= t && !heartbeat) return;
     next_tick_ns_ = t + cfg_.tick_ms * 1'000'000ull;
     auto b = std::make_shared<engine_batch>();
     b->kind = op_kind::tick;
@@ -2710,7 +2706,6 @@ class engine_impl {
       const uint32_t ds = shard_of(p.debit_account_id, shards_n_), cs = shard_of(p.credit_account_id, shards_n_);
       shards_[ds]->load_pending(p);
       if (cs != ds) shards_[cs]->load_pending(p);
-      pending_deadline_max_ = std::max(pending_deadline_max_, p.expires_at);
       return true;
     }, error);
     if (!bad_row.empty()) *error = bad_row;
@@ -4456,6 +4451,7 @@ engine_stats engine::stats() {
     const auto st = sh->stats();
     s.accounts += st.accounts;
     s.pending_tracked += st.pending_total;
+    s.pending_expiry_entries += st.expiry_entries;
     s.sync_waits += st.sync_waits;
     s.checkpoint_pause_us_last = std::max(s.checkpoint_pause_us_last, st.cut_us_last);
     s.checkpoint_pause_us_max = std::max(s.checkpoint_pause_us_max, st.cut_us_max);
@@ -4613,7 +4609,7 @@ std::vector<shard_report> engine::shard_reports() {
     const auto st = sh->stats();
     out.push_back({sh->index(), st.accounts, st.pending_total, st.queue_depth, st.batches_executed, st.sync_waits,
                    st.memory_bytes, st.cut_us_max, st.customers, st.orders_open, st.orders_ending, st.fills,
-                   st.settle_refusals, st.orders_dead, st.order_timeouts, st.order_timers});
+                   st.settle_refusals, st.orders_dead, st.order_timeouts, st.order_timers, st.payout_timers});
   }
   return out;
 }

@@ -185,6 +185,7 @@ struct engine_stats {
   uint64_t accounts = 0;
   uint64_t transfers = 0;
   uint64_t pending_tracked = 0;  // pending transfers held by shards: live, and resolved until a snapshot holds them
+  uint64_t pending_expiry_entries = 0;  // the shards' expiry heaps' entries (stale ones included)
   uint64_t lsn_durable = 0;
   uint64_t snapshot_lsn = 0;
   uint64_t snapshot_unix_ns = 0;  // when this run last wrote a snapshot (0: not yet)
@@ -257,6 +258,7 @@ struct shard_report {
   uint64_t orders_dead = 0;       // open orders that are dead letters (an operator's to retry or cancel)
   uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
   uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
+  uint64_t payout_timers = 0;     // the payout desks' timers held (stale ones until compacted)
 };
 
 // The event stream as operators see it (engine/events.hpp).

@@ -168,6 +168,10 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   per_shard("mesob_order_timers", "gauge",
             "Orders' timers a shard holds (those of orders closed early stay until the heap is compacted).",
             &shard_report::order_timers);
+  per_shard("mesob_payout_timers", "gauge",
+            "Payout desks' timers a shard holds (those of payouts answered or resolved early stay until the heap "
+            "is compacted).",
+            &shard_report::payout_timers);
 
   // The market (one read through the engine: every instrument's state as of now).
   if (const reply m = e.lookup_instruments({}); m.st == status::ok) {

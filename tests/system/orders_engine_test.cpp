@@ -436,6 +436,9 @@ TEST_F(orders_engine, EveryRefusalChangesNothing) {
   // said insufficient_cash).
   ASSERT_EQ(e().set_account_status({{poor_, wire::account_status::frozen, 0, 0}}).results.at(0), result::ok);
   EXPECT_EQ(e().orders({buy(26, poor_, 10, 100)}).results.at(0), result::debit_account_frozen);
+  // Before its KYC tier's limits too (rules version 15; before, this hold of 2,000,000,
+  // past tier 1's single_max, got exceeds_transfer_limit).
+  EXPECT_EQ(e().orders({buy(27, poor_, 1000, 2000)}).results.at(0), result::debit_account_frozen);
   ASSERT_EQ(e().set_account_status({{poor_, wire::account_status::open, 0, 0}}).results.at(0), result::ok);
   // Clients may not touch the trading space.
   auto t = test::make_transfer(30, a_, trading(0), 10);

@@ -874,6 +874,54 @@ TEST_F(payout_engine, a_payout_with_a_gateway_withdrawn_while_it_may_have_paid_w
   for (const auto& ev : dead) EXPECT_EQ(ev.code, uint16_t(actors::payouts::dead_reason::withdrawn));
 }
 
+// Payouts answered before their deadline leave their timers in the desk's heap. Past
+// twice what the heap held at its last rebuild (4,096 at least) it is made again from the
+// live ones; stale ones at its top go at once. Before, they stayed until due (a payout
+// kept for a late answer and then answered: 30 days). A payout never answered keeps its
+// timer through the rebuilds and still times out.
+TEST_F(payout_engine, timers_of_payouts_answered_early_do_not_pile_up) {
+  up("alpha");
+  auto timers = [&] {
+    uint64_t n = 0;
+    for (const auto& r : e().shard_reports()) n += r.payout_timers;
+    return n;
+  };
+  ASSERT_EQ(pay(1, 1, 10), result::ok);  // never answered: its deadline is the heap's first
+  std::vector<uint64_t> wallets;  // of the same shard, so the same desk
+  for (uint64_t w = 1; w <= 8; ++w)
+    if (actors::shard_of(w, 2) == actors::shard_of(1, 2)) wallets.push_back(w);
+  for (uint64_t first = 100; first < 100 + 6400; first += 64) {
+    std::vector<wire::payout> ps;
+    std::vector<wire::payout_answer> as;
+    for (uint64_t id = first; id < first + 64; ++id) {
+      wire::payout p{};
+      p.id = id;
+      p.wallet = wallets[id % wallets.size()];
+      p.amount = 1;
+      p.destination = 251911000000 + id;
+      p.currency = etb;
+      p.rail = 1;
+      ps.push_back(p);
+      wire::payout_answer a{};
+      a.payout_id = id;
+      a.attempt = 1;
+      a.amount = 1;
+      a.currency = etb;
+      a.outcome = wire::payout_outcome::settled;
+      as.push_back(a);
+    }
+    for (auto r : e().payouts(ps).results) ASSERT_EQ(r, result::ok);
+    for (auto r : e().payout_answers("alpha", as).results) ASSERT_EQ(r, result::ok);
+  }
+  swept();
+  EXPECT_TRUE(resolved(6499));
+  EXPECT_LT(timers(), 4096u) << "6,400 answered payouts' timers would be held until their deadlines";
+  take();
+  for (int i = 0; i < 20 && payout(1).attempts.size() < 2; ++i) advance_ms(500);
+  EXPECT_EQ(payout(1).attempts.size(), 2u) << "the unanswered one timed out and went again";
+  expect_payout_account_consistent();
+}
+
 TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   // Only alpha, and it never answers: 3 tries, then alpha is given up: dead letter.
   up("alpha");

@@ -398,6 +398,60 @@ TEST_P(ledger, pending_transfers_expire_on_the_engine_clock) {
   EXPECT_EQ(one(post), result::pending_transfer_expired);
 }
 
+// Ticks are logged once a pending transfer's deadline has passed, not before, and not
+// for transfers posted or refused. Before, the sequencer logged one every tick_ms until
+// the latest deadline it had sequenced passed: an hour's hold posted at once, or a
+// refused one with the longest timeout, meant ticks for an hour or 136 years. And the
+// expiry entries of holds resolved early leave memory once their rows are evicted, not
+// at their deadline.
+TEST_P(ledger, ticks_wait_for_a_deadline_and_holds_resolved_early_leave_the_expiry_heap) {
+  seed_accounts();
+  fund(1, 100'000, 7000);
+  auto refused = make_transfer(7001, 4242, 3, 10, tf::pending);  // no account 4242
+  refused.timeout_s = UINT32_MAX;
+  ASSERT_EQ(one(refused), result::debit_account_not_found);
+  auto live = make_transfer(7002, 1, 3, 10, tf::pending);
+  live.timeout_s = 3600;
+  ASSERT_EQ(one(live), result::ok);
+  // 10,000 two-hour holds, each posted at once.
+  for (uint64_t first = 10'000; first < 20'000; first += 5000) {
+    std::vector<wire::transfer> holds, posts;
+    for (uint64_t id = first; id < first + 5000; ++id) {
+      auto h = make_transfer(id, 1, 3, 1, tf::pending);
+      h.timeout_s = 7200;
+      holds.push_back(h);
+      auto p = make_transfer(id + 100'000, 0, 0, 0, tf::post_pending);
+      p.pending_id = {id, 0};
+      posts.push_back(p);
+    }
+    for (auto r : e().create_transfers(holds).results) ASSERT_EQ(r, result::ok);
+    for (auto r : e().create_transfers(posts).results) ASSERT_EQ(r, result::ok);
+  }
+  const uint64_t records = e().stats().wal_records;
+  for (int i = 0; i < 5; ++i) {  // (the test clock moves only here: a tick period each)
+    f_.advance_s(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(e().stats().wal_records, records) << "no deadline has passed: nothing to log";
+  EXPECT_GE(e().stats().pending_expiry_entries, 10'001u) << "the live hold's entry is first: the rest wait";
+  // Once the posted holds' rows are evicted (two checkpoints), the heap is made again
+  // from the live hold alone (one entry on each shard holding a side of it).
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  ASSERT_EQ(one(make_transfer(7003, 2, 4, 1)), result::ok);  // a batch: the shards tidy after it
+  EXPECT_LE(e().stats().pending_expiry_entries, 2u);
+  EXPECT_EQ(acct(3).credits_pending, 10u);
+  // The live hold's deadline passes: a tick expires it.
+  f_.advance_s(3601);
+  for (int i = 0; i < 400 && acct(3).credits_pending != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(acct(3).credits_pending, 0u);
+  EXPECT_EQ(acct(1).debits_pending, 0u);
+  EXPECT_EQ(e().stats().pending_expiry_entries, 0u);
+  EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
+}
+
 TEST_P(ledger, state_survives_restart_with_and_without_snapshot) {
   seed_accounts();
   fund(1, 100, 1000);
