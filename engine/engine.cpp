@@ -1060,22 +1060,35 @@ class engine_impl {
         b.results[i] = result::payout_answer_invalid;
       else if (!wire::currency_valid(a.currency)) b.results[i] = result::currency_invalid;
       else if (a.amount == 0) b.results[i] = result::amount_must_not_be_zero;
-      else if ((b.payout_desks[i] = hold_desk(a.payout_id, a.currency, &b.payout_wallets[i])) == 0)
-        b.results[i] = result::payout_not_found;
+      else b.results[i] = find_desk(a.payout_id, a.currency, &b.payout_desks[i], &b.payout_wallets[i]);
     }
   }
 
-  // The desk (payout account) of a payout whose hold, in currency c, was recorded and
-  // applied, and its wallet in *wallet; 0 if there is none. A desk took that payout, and a desk that no longer holds
-  // it resolved it (payout_already_resolved, the same after any restart: the id index and
-  // the records are the log's).
-  uint64_t hold_desk(uint64_t payout_id, wire::currency_code c, uint64_t* wallet) {
+  // The desk of a payout's hold (hold_desk); payout_not_found without one, and
+  // payout_amount_mismatch when its hold is of another currency than `c`.
+  result find_desk(uint64_t payout_id, wire::currency_code c, uint64_t* desk, uint64_t* wallet) {
+    wire::currency_code held = 0;
+    *desk = hold_desk(payout_id, &held, wallet);
+    if (*desk == 0) return result::payout_not_found;
+    if (held != c) {
+      *desk = 0;
+      return result::payout_amount_mismatch;
+    }
+    return result::ok;
+  }
+
+  // The desk (payout account) of a payout whose hold was recorded and applied, its
+  // currency in *currency and its wallet in *wallet; 0 if there is none. A desk took that
+  // payout, and a desk that no longer holds it resolved it (payout_already_resolved, the
+  // same after any restart: the id index and the records are the log's).
+  uint64_t hold_desk(uint64_t payout_id, wire::currency_code* currency, uint64_t* wallet) {
     auto id_of = [this](uint64_t s) { return record_id(s); };
     const int64_t s = ids_.find(actors::payouts::hold_id(payout_id), id_of);
     if (s < 0) return 0;
     ensure_executed(uint64_t(s));
     const actors::transfer_record r = record_copy(uint64_t(s));
-    if (r.result != uint32_t(result::ok) || r.t.currency != c) return 0;
+    if (r.result != uint32_t(result::ok)) return 0;
+    *currency = r.t.currency;
     *wallet = r.t.debit_account_id;
     return r.t.credit_account_id;
   }
@@ -1089,10 +1102,9 @@ class engine_impl {
       if (o.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
       else if (o.reserved[0] || o.reserved[1] || o.reserved[2]) b.results[i] = result::reserved_field;
       else if (o.kind != wire::payout_op_kind::retry && o.kind != wire::payout_op_kind::cancel)
-        b.results[i] = result::payout_answer_invalid;
+        b.results[i] = result::kind_invalid;
       else if (!wire::currency_valid(o.currency)) b.results[i] = result::currency_invalid;
-      else if ((b.payout_desks[i] = hold_desk(o.payout_id, o.currency, &b.payout_wallets[i])) == 0)
-        b.results[i] = result::payout_not_found;
+      else b.results[i] = find_desk(o.payout_id, o.currency, &b.payout_desks[i], &b.payout_wallets[i]);
     }
   }
 

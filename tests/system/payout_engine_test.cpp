@@ -338,6 +338,21 @@ TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused)
   fake.currency = wire::currency("USD");
   EXPECT_EQ(e().create_accounts({fake}).results.at(0), result::id_reserved);
   EXPECT_EQ(e().set_account_status({{pa, wire::account_status::frozen}}).results.at(0), result::payout_account_reserved);
+  // An answer or an operator's action naming payout 9 in another currency than its hold's
+  // does not match it (before, payout_not_found: as if there were no payout 9); an
+  // operator's action of an unknown kind is kind_invalid (before, payout_answer_invalid).
+  wire::payout_answer usd{};
+  usd.payout_id = 9;
+  usd.attempt = 1;
+  usd.amount = 50;
+  usd.currency = wire::currency("USD");
+  usd.outcome = wire::payout_outcome::failed;
+  EXPECT_EQ(e().payout_answers("alpha", {usd}).results.at(0), result::payout_amount_mismatch);
+  EXPECT_EQ(e().payout_ops({{9, wire::currency("USD"), wire::payout_op_kind::cancel, {}}}).results.at(0),
+            result::payout_amount_mismatch);
+  EXPECT_EQ(e().payout_ops({{9, etb, wire::payout_op_kind(9), {}}}).results.at(0), result::kind_invalid);
+  EXPECT_EQ(e().payout_ops({{99, etb, wire::payout_op_kind::cancel, {}}}).results.at(0), result::payout_not_found);
+  EXPECT_FALSE(resolved(9)) << "nothing moved";
   expect_payout_account_consistent();
   // With no gateway serving the rail any more, a retry of a payout made before is still
   // its repeat (it is held and will be paid), not payout_rail_unserved: a client taking
