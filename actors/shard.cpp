@@ -792,6 +792,7 @@ void shard::execute_lookup_groups(batch& b) {
     if (const equb::group_entry* e = groups_.find(id)) {
       b.found_groups[i] = *e;
       b.found_groups[i].g.secret = {};  // the lottery's future draws stay secret
+      if (const account* escrow = find_account(id)) b.found_accounts[i] = *escrow;  // (same shard: same id)
       b.results[i] = result::ok;
     }
   }

@@ -1222,16 +1222,12 @@ class admin_impl {
     static const char* phases[] = {"?", "forming", "active", "completed", "dissolved"};
     static const char* rotations[] = {"?", "fixed_order", "lottery", "bidding"};
     static const char* policies[] = {"?", "pay_what_is_there", "cover_from_guarantor", "hold_round"};
-    const reply acct = eng_.lookup_accounts({id});
-    // Nothing checked is no check failed: the engine refusing the look-up says so, and an
-    // escrow account that is not there is a failure of its own.
-    if (acct.st != status::ok) return refused_by_engine(acct);
-    if (acct.results.empty() || acct.results[0] != wire::result::ok)
-      return answer(admin_code::failed, "group " + args[0] + ": its escrow account is not there (" +
-                                            std::string(acct.results.empty() ? "no answer"
-                                                                             : wire::result_name(acct.results[0])) +
-                                            ")");
-    const uint64_t held_in = acct.accounts[0].credits_posted, held_out = acct.accounts[0].debits_posted;
+    // The escrow account as the same look-up read it, at the same point of the request
+    // stream as the group (two look-ups could straddle a payment and show a false
+    // mismatch on a busy group). One that is not there is a failure of its own.
+    if (r.accounts.empty() || r.accounts[0].id != id)
+      return answer(admin_code::failed, "group " + args[0] + ": its escrow account is not there");
+    const uint64_t held_in = r.accounts[0].credits_posted, held_out = r.accounts[0].debits_posted;
     const uint64_t expected = actors::equb::escrow_expected(e);
     const bool matches = held_in >= held_out && held_in - held_out == expected;
     row_builder b("group");

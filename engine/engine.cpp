@@ -1195,6 +1195,7 @@ class engine_impl {
       case op_kind::lookup_groups:
         b.results.assign(b.count, result::group_not_found);
         b.found_groups.assign(b.count, actors::equb::group_entry{});
+        b.found_accounts.assign(b.count, wire::account{});  // each group's escrow, read with it
         break;
       case op_kind::gateway_ops: sequence_gateways(b); break;
       case op_kind::deposits:

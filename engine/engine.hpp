@@ -129,6 +129,8 @@ struct reply {
   std::vector<balance_as_of> balances;       // lookup_balances_as_of: one per query
   std::vector<actors::currency_total> totals;  // currency_totals: one per currency
   std::vector<actors::equb::group_entry> groups;  // lookup_groups: one per id (empty if absent)
+                                                  // (and in `accounts`, its escrow account as read
+                                                  // with it: id 0 if it is not there)
   std::vector<wire::instrument_state> instruments;  // lookup_instruments: one per id (zeroed if absent), or all
   std::vector<uint64_t> instrument_sequences;       // lookup_instruments: each one's price sequence last taken
   std::vector<wire::customer_state> customers;      // lookup_customers: one per id (zeroed if absent)

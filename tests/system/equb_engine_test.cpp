@@ -142,6 +142,12 @@ class equb_engine : public ::testing::Test {
     const auto check = e().check_balances();  // the admin audit's check: every group against its escrow
     EXPECT_TRUE(check.balanced) << check.detail;
     EXPECT_GE(check.groups_checked, 1u);
+    // A look-up of the group reads its escrow account with it, at one point of the
+    // request stream (what the admin's `group show` compares).
+    const auto r = e().lookup_groups({id});
+    ASSERT_EQ(r.accounts.size(), 1u);
+    EXPECT_EQ(r.accounts[0].id, id);
+    EXPECT_EQ(r.accounts[0].credits_posted - r.accounts[0].debits_posted, actors::equb::escrow_expected(r.groups.at(0)));
   }
 
   // A group with members 1..n (seat i - 1 held by wallet i), started.
