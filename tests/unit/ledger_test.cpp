@@ -61,6 +61,11 @@ class ledger : public ::testing::TestWithParam<uint32_t> {
     return r.accounts.at(0);
   }
   // Funds account 1 from account 2 (which may go negative).
+  // Waits (up to 2 s) for the engine's ticks to bring account id's credits_pending to v.
+  void await_credits_pending(uint64_t id, uint64_t v) {
+    for (int i = 0; i < 400 && acct(id).credits_pending != v; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   void fund(uint64_t id, uint64_t amount, uint64_t tid) {
     ASSERT_EQ(one(make_transfer(tid, 2, id, amount)), result::ok);
   }
@@ -384,8 +389,7 @@ TEST_P(ledger, pending_transfers_expire_on_the_engine_clock) {
   EXPECT_EQ(acct(3).credits_pending, 10u);
   f_.advance_s(3);
   // No request needed: the engine ticks while timed pending transfers exist.
-  for (int i = 0; i < 400 && acct(3).credits_pending != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  await_credits_pending(3, 0);
   EXPECT_EQ(acct(3).credits_pending, 0u);
   EXPECT_EQ(acct(2).debits_pending, 0u);
   auto post = make_transfer(901, 0, 0, 0, tf::post_pending);
@@ -444,8 +448,7 @@ TEST_P(ledger, ticks_wait_for_a_deadline_and_holds_resolved_early_leave_the_expi
   EXPECT_EQ(acct(3).credits_pending, 10u);
   // The live hold's deadline passes: a tick expires it.
   f_.advance_s(3601);
-  for (int i = 0; i < 400 && acct(3).credits_pending != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  await_credits_pending(3, 0);
   EXPECT_EQ(acct(3).credits_pending, 0u);
   EXPECT_EQ(acct(1).debits_pending, 0u);
   EXPECT_EQ(e().stats().pending_expiry_entries, 0u);
@@ -2165,8 +2168,7 @@ TEST_P(ledger, resolved_pending_transfers_leave_memory_after_checkpoints) {
   for (uint64_t id = 5001; id <= 5010; ++id) ASSERT_EQ(resolve(id + 100, id, true), result::ok);
   for (uint64_t id = 5011; id <= 5020; ++id) ASSERT_EQ(resolve(id + 100, id, false), result::ok);
   f_.advance_s(6);
-  for (int i = 0; i < 400 && acct(3).credits_pending != 50; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  await_credits_pending(3, 50);
   ASSERT_EQ(acct(3).credits_pending, 50u);  // 5026..5030 still pending
   EXPECT_EQ(tracked(), before + 30 * copies);
   std::string err;
