@@ -750,6 +750,7 @@ void shard::audit_trading(batch::group_audit& out) const {
     uint64_t ledger[2] = {0, 0};  // pending: buys, sells
     uint64_t book[2] = {0, 0};
     uint32_t orders = 0;
+    uint32_t refused = 0;  // of them, orders a settlement of which the ledger refused
   };
   std::map<uint64_t, sums> by_wallet;
   for (const pending_info& p : pendings_) {
@@ -770,6 +771,7 @@ void shard::audit_trading(batch::group_audit& out) const {
       sums& s = by_wallet[wallet];
       s.book[e.o.side == wire::order_side::buy ? 0 : 1] += trading::hold_amount(e);
       ++s.orders;
+      s.refused += e.settle_refused;
     });
   });
   for (const auto& [wallet, s] : by_wallet) {
@@ -781,7 +783,10 @@ void shard::audit_trading(batch::group_audit& out) const {
                            (s.orders == 1 ? " open order holds " : " open orders hold ") +
                            std::to_string(s.book[0]) + " for buys and " +
                            std::to_string(s.book[1]) + " for sells, but the ledger holds " +
-                           std::to_string(s.ledger[0]) + " and " + std::to_string(s.ledger[1]) + " pending");
+                           std::to_string(s.ledger[0]) + " and " + std::to_string(s.ledger[1]) + " pending" +
+                           (s.refused != 0 ? " (the ledger refused a settlement of " + std::to_string(s.refused) +
+                                                 " of them: an operator's to see)"
+                                           : std::string()));
   }
 }
 

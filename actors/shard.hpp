@@ -117,6 +117,11 @@ class shard {
   [[nodiscard]] customers::policy& policy() { return policy_; }
   // The portfolios of wallets on this shard and their orders (actors/trading.hpp).
   [[nodiscard]] trading::table& trading() { return trading_; }
+  // Publishes what the shard's loaded state says (its next deadline, counts) once
+  // recovery has loaded and replayed it, before the sequencer starts: a shard no batch
+  // reaches after a restart would otherwise publish nothing (its timed pending
+  // transfers would not be ticked for). Shards idle.
+  void publish_loaded() { publish_stats(); }
   // Earliest engine time at which a group's round may close on its deadline, a payout,
   // order or market timer fires, or a pending transfer expires (as of the last batch
   // executed).

@@ -4109,6 +4109,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     return nullptr;
   }
   e.start_emissions();
+  for (auto& sh : e.shards_) sh->publish_loaded();
   // Replayed records stay in the log until the next checkpoint covers them.
   e.last_checkpoint_ns_ = e.now();
   {

@@ -455,6 +455,26 @@ TEST_P(ledger, ticks_wait_for_a_deadline_and_holds_resolved_early_leave_the_expi
   EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
 }
 
+// A pending transfer a restart loads expires at its deadline with no request to follow:
+// each shard publishes its earliest deadline before the sequencer starts. Nothing reads
+// the accounts meanwhile (a look-up is a batch, and a batch executed publishes too): the
+// tick is seen in the log's record count.
+TEST_P(ledger, a_pending_transfer_loaded_at_a_restart_expires_with_no_request) {
+  seed_accounts();
+  auto p = make_transfer(950, 2, 3, 10, tf::pending);
+  p.timeout_s = 5;
+  ASSERT_EQ(one(p), result::ok);
+  f_.restart();  // a clean close: nothing to replay
+  const uint64_t records = e().stats().wal_records;
+  f_.advance_s(6);
+  for (int i = 0; i < 400 && e().stats().wal_records == records; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GT(e().stats().wal_records, records) << "no tick was logged for the deadline that passed";
+  await_credits_pending(3, 0);
+  EXPECT_EQ(acct(3).credits_pending, 0u);
+  EXPECT_EQ(acct(2).debits_pending, 0u);
+}
+
 TEST_P(ledger, state_survives_restart_with_and_without_snapshot) {
   seed_accounts();
   fund(1, 100, 1000);
