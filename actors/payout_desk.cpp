@@ -856,6 +856,16 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
       release(d, *p, false);
       return result::ok;
     }
+    // A dead letter its withdrawn gateway left, that gateway back and saying it did not
+    // pay: nobody may pay it now, so it goes on, as a cancel's `failed` sends a payout on
+    // from the gateway it leaves (given up for this routing).
+    if (p->st == state::dead && p->dead == dead_reason::withdrawn && withdrawn_dead_ && !another_may_pay(*p, 0)) {
+      p->dead = dead_reason::none;
+      if (std::find(p->given_up.begin(), p->given_up.end(), a.gateway) == p->given_up.end())
+        p->given_up.push_back(a.gateway);
+      route(d, *p, ts);
+      return result::ok;
+    }
     return result::payout_answer_late;
   }
   took_failed(d, *p, a, ts, current);  // (in the backoff the timeout counted in the breaker)

@@ -64,8 +64,9 @@
 //    that may have paid it and whose answers are no longer taken (disabled, removed, or
 //    without the payments role) becomes a dead letter at once, `withdrawn` (rules version
 //    15; before, it went on to the next gateway): nobody could tell whether it paid, and
-//    a second payment would never be seen. A settlement from that gateway, enabled again,
-//    still settles it.
+//    a second payment would never be seen. That gateway, enabled again, settles it with a
+//    `settled`; its `failed` (it did not pay) sends the payout on to the next gateway, as
+//    the answer to a cancel does, unless another gateway may still pay it.
 //  - breakers, per desk and gateway: closed; open when at least breaker_min of the last
 //    breaker_window outcomes are known and half or more are failures or timeouts; after
 //    4 answer timeouts it is half-open and lets one payout through as a probe, whose

@@ -856,15 +856,25 @@ TEST_F(payout_engine, a_payout_with_a_gateway_withdrawn_while_it_may_have_paid_w
   advance_ms(5000);
   EXPECT_TRUE(pays(take()).empty()) << "beta is never sent them";
   EXPECT_EQ(available(1), starting - 150) << "still held";
-  // Alpha back: its settlement of 15 settles it; 16 an operator cancels.
+  // Alpha back: its settlement of 15 settles it; its failure of 16 (it did not pay) sends
+  // 16 on to beta, as a cancel's answer would have.
   wire::gateway_op on = off;
   on.kind = wire::gateway_op_kind::enable;
   ASSERT_EQ(e().gateways({on}).results.at(0), result::ok);
   EXPECT_EQ(answer("alpha", 15, 1, 150, wire::payout_outcome::settled), result::ok);
   EXPECT_TRUE(resolved(15));
   EXPECT_EQ(account(settle_a).credits_posted, 150u);
-  EXPECT_EQ(cancel_op(16), result::ok);
-  EXPECT_EQ(available(2), starting);
+  take();
+  EXPECT_EQ(answer("alpha", 16, 1, 160, wire::payout_outcome::failed), result::ok);
+  s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "beta");
+  EXPECT_EQ(s[0].in.payout_id, 16u);
+  EXPECT_EQ(s[0].in.attempt, 2u);
+  EXPECT_EQ(payout(16).st, state::in_flight);
+  EXPECT_EQ(answer("beta", 16, 2, 160, wire::payout_outcome::settled), result::ok);
+  EXPECT_TRUE(resolved(16));
+  EXPECT_EQ(available(2), starting - 160);
 
   // The payments role taken from alpha (its session stays up): the same.
   ASSERT_EQ(pay(17, 3, 170), result::ok);
