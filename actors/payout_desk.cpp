@@ -4,6 +4,7 @@
 #include <set>
 
 #include "actors/byte_codec.hpp"
+#include "actors/stale_heap.hpp"
 #include "wire/assert.hpp"
 #include "actors/flat_map.hpp"
 #include "wire/protocol.hpp"
@@ -402,26 +403,21 @@ bool desk_table::timer_live(const timer& t) const {
 }
 
 void desk_table::compact_timers() {
-  if (timers_.size() >= timers_compact_at_) {
-    timers_.clear();
-    for (const auto& [account, d] : desks_) {
-      for (const auto& [id, p] : d.payouts)
-        if (p.due != 0) timers_.push_back({p.due, id, account});
-      for (const auto& [id, p] : d.watched)
-        if (p.due != 0) timers_.push_back({p.due, id, account});
-      std::set<uint64_t> retries;
-      for (const auto& [a, s] : d.sweeps)
-        if (s.step == 0 && s.refusal != result::ok && s.retry_at != 0) retries.insert(s.retry_at);
-      for (const uint64_t at : retries) timers_.push_back({at, 0, account});
-    }
-    std::make_heap(timers_.begin(), timers_.end(), std::greater<>{});
-    timers_.shrink_to_fit();
-    timers_compact_at_ = std::max<size_t>(timers_compact_min, 2 * timers_.size());
-  }
-  while (!timers_.empty() && !timer_live(timers_.front())) {
-    std::pop_heap(timers_.begin(), timers_.end(), std::greater<>{});
-    timers_.pop_back();
-  }
+  const bool rebuilt = tidy_stale_heap(
+      timers_, timers_compact_at_, std::greater<>{}, [&](const timer& t) { return timer_live(t); },
+      [&](std::vector<timer>& heap) {
+        for (const auto& [account, d] : desks_) {
+          for (const auto& [id, p] : d.payouts)
+            if (p.due != 0) heap.push_back({p.due, id, account});
+          for (const auto& [id, p] : d.watched)
+            if (p.due != 0) heap.push_back({p.due, id, account});
+          std::set<uint64_t> retries;
+          for (const auto& [a, s] : d.sweeps)
+            if (s.step == 0 && s.refusal != result::ok && s.retry_at != 0) retries.insert(s.retry_at);
+          for (const uint64_t at : retries) heap.push_back({at, 0, account});
+        }
+      });
+  if (rebuilt) timers_compact_at_ = std::max<size_t>(timers_compact_min, 2 * timers_.size());
 }
 
 void desk_table::add_timer(const timer& t) {

@@ -14,6 +14,7 @@
 #include <climits>
 #include <functional>
 
+#include "actors/stale_heap.hpp"
 #include "wire/assert.hpp"
 
 namespace mesob::actors {
@@ -225,22 +226,16 @@ void shard::evict_resolved(uint64_t committed_cut) {
 // expiry_heap_rebuild_min). Expiry decides the same either way: due entries in (time,
 // serial) order, stale ones skipped.
 void shard::tidy_expiry_heap() {
-  const auto live = [&](const std::pair<uint64_t, uint64_t>& e) {
-    const pending_info* p = local_pending(e.second);
-    return p && p->state == pending_state::pending && p->expires_at == e.first;
-  };
-  if (expiry_heap_.size() > std::max<size_t>(expiry_heap_rebuild_min, 2 * pendings_.size())) {
-    expiry_heap_.clear();
-    for (const pending_info& p : pendings_)
-      if (p.state == pending_state::pending && p.expires_at != 0) expiry_heap_.emplace_back(p.expires_at, p.serial);
-    std::make_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
-    expiry_heap_.shrink_to_fit();
-    ++expiry_rebuilds_;
-  }
-  while (!expiry_heap_.empty() && !live(expiry_heap_.front())) {
-    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), heap_cmp{});
-    expiry_heap_.pop_back();
-  }
+  tidy_stale_heap(
+      expiry_heap_, std::max<size_t>(expiry_heap_rebuild_min, 2 * pendings_.size()) + 1, heap_cmp{},
+      [&](const std::pair<uint64_t, uint64_t>& e) {
+        const pending_info* p = local_pending(e.second);
+        return p && p->state == pending_state::pending && p->expires_at == e.first;
+      },
+      [&](std::vector<std::pair<uint64_t, uint64_t>>& heap) {
+        for (const pending_info& p : pendings_)
+          if (p.state == pending_state::pending && p.expires_at != 0) heap.emplace_back(p.expires_at, p.serial);
+      });
 }
 
 void shard::publish_stats() {

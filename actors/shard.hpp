@@ -277,7 +277,6 @@ class shard {
   uint32_t decision_slot_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> expiry_heap_;  // (expires_at, serial), min-heap
   static constexpr size_t expiry_heap_rebuild_min = 4096;
-  uint64_t expiry_rebuilds_ = 0;
   std::atomic<uint64_t> pub_expiry_entries_{0};
   void tidy_expiry_heap();
   std::vector<undo_entry> undo_;
