@@ -164,6 +164,9 @@ struct batch : std::enable_shared_from_this<batch> {
   bool gateway = false;  // gateways' deposits (ids in the deposits' reserved space)
   // The rules it is decided by (above): its log record's version in replay.
   uint16_t rules = rules_newest;
+  // create_accounts, equb_ops: the engine's accounts_max or groups_max in force when it
+  // was sequenced, logged with it (rules_capacity); 0 for older records (no limit).
+  uint64_t capacity = 0;
   std::vector<wire::gateway_op> gateway_ops;
   std::vector<wire::payout_answer> payout_answers;
   std::vector<wire::gateway_event> gateway_events;

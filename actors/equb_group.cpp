@@ -416,7 +416,7 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
 }
 
 wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
-                                  const std::function<bool(const wire::account&)>& make_escrow) {
+                                  const std::function<bool(const wire::account&)>& make_escrow, uint64_t groups_max) {
   group_entry* e = find(op.group_id);
   if (op.kind == equb_op_kind::create) {
     const group_config c = config_of(op);
@@ -441,6 +441,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     if (rules_ >= rules_ended_groups)
       for (const uint64_t a : {c.fee_account_id, c.guarantor_account_id, c.organizer_account_id})
         if (const result r = engine_account(a); r != result::ok) return r;
+    if (groups_.size() >= groups_max) return result::groups_full;
     wire::account escrow;
     escrow.id = op.group_id;
     escrow.currency = op.currency;

@@ -59,7 +59,7 @@ result check_transfer_fields(const transfer& t) {
 result check_account_fields(const account& a) {
   if (a.timestamp != 0) return result::timestamp_must_be_zero;
   if (a.id == 0) return result::id_must_not_be_zero;
-  if (a.tier != 0 || a.reserved2 != 0) return result::reserved_field;
+  if (a.tier != 0 || a.status_seq != 0) return result::reserved_field;
   if (a.flags & ~account_flags::all) return result::flags_invalid;
   if ((a.flags & account_flags::debits_must_not_exceed_credits) &&
       (a.flags & account_flags::credits_must_not_exceed_debits))
@@ -72,9 +72,9 @@ result check_account_fields(const account& a) {
   return result::ok;
 }
 
-result check_status_change_fields(const account_status_change& c) {
+result check_status_change_fields(const account_status_change& c, uint16_t rules) {
   if (c.account_id == 0) return result::id_must_not_be_zero;
-  if (c.reserved != 0 || c.reserved2 != 0) return result::reserved_field;
+  if (c.reserved != 0 || (c.seq != 0 && rules < rules_status_seq)) return result::reserved_field;
   if (uint16_t(c.status) == 0 || uint16_t(c.status) > account_status_max)
     return result::status_invalid;
   return result::ok;
@@ -154,7 +154,18 @@ result decide_existing_account(const account& request, const account& existing) 
   return same ? result::ok : result::exists_with_different_fields;
 }
 
-result decide_status_change(const account_status_change& c, const account& a) {
+result decide_status_change(const account_status_change& c, const account& a, uint16_t rules, bool* repeat) {
+  *repeat = false;
+  if (rules >= rules_status_seq) {
+    if (c.seq != 0 && c.seq == a.status_seq) {  // the latest change again: its outcome, or another's number
+      if (a.status != c.status) return result::exists_with_different_fields;
+      *repeat = true;
+      return result::ok;
+    }
+    if (a.status_seq == UINT32_MAX) return result::status_changes_exhausted;
+    if (c.seq != 0 && c.seq < a.status_seq) return result::status_changed_since;
+    if (c.seq != 0 && c.seq > a.status_seq + 1) return result::status_seq_ahead;
+  }
   if (a.status == account_status::closed) return result::account_closed;
   if (c.status == account_status::closed &&
       (a.debits_pending != 0 || a.credits_pending != 0 || a.debits_posted != a.credits_posted))

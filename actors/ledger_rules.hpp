@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "actors/rules_version.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors {
@@ -38,7 +39,8 @@ constexpr uint64_t ns_per_s = 1'000'000'000ull;
 // Field checks that need no state. `ok` means "go on to the stateful checks".
 [[nodiscard]] result check_transfer_fields(const transfer& t);
 [[nodiscard]] result check_account_fields(const account& a);
-[[nodiscard]] result check_status_change_fields(const wire::account_status_change& c);
+// `rules`: the batch's (a status change's seq was reserved before rules_status_seq).
+[[nodiscard]] result check_status_change_fields(const wire::account_status_change& c, uint16_t rules);
 
 // A new single or pending transfer. dr/cr are null when the account does not exist.
 [[nodiscard]] result decide_transfer(const transfer& t, uint64_t ts, const account* dr,
@@ -49,9 +51,11 @@ constexpr uint64_t ns_per_s = 1'000'000'000ull;
                                          const account* cr);
 // A create of an account whose id exists already.
 [[nodiscard]] result decide_existing_account(const account& request, const account& existing);
-// A status change of an existing account.
-[[nodiscard]] result decide_status_change(const wire::account_status_change& c,
-                                          const account& a);
+// A status change of an existing account, by the batch's rules: from rules_status_seq a
+// numbered change (seq != 0) is first held against the account's status_seq (the latest
+// change repeated: ok with *repeat set, nothing to do); then the account's state.
+[[nodiscard]] result decide_status_change(const wire::account_status_change& c, const account& a, uint16_t rules,
+                                          bool* repeat);
 // The original outcome of a transfer id seen before.
 [[nodiscard]] result decide_duplicate(const transfer& t, const transfer& original,
                                       result original_result);

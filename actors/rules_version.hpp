@@ -96,6 +96,16 @@ constexpr uint16_t rules_withdrawn_gateway = 15;
 // checks only): a frozen tier-1 wallet's order got exceeds_transfer_limit, and a USD
 // order on an ETB wallet was measured against the ETB tier's limits.
 constexpr uint16_t rules_order_limits_after_wallet = 15;
-constexpr uint16_t rules_newest = 15;
+// Capacity: create_accounts and equb_ops records carry the engine's accounts_max and
+// groups_max in force when they were sequenced (8 bytes before the operations); a shard
+// holding its share of either (engine/README.md "Capacity") refuses a new account
+// (accounts_full) or group (groups_full). Before, neither had a limit.
+constexpr uint16_t rules_capacity = 16;
+// Status changes are numbered (wire::account_status_change::seq, account::status_seq):
+// a numbered change applies only as its account's next, and a repeat of the latest
+// returns its outcome (invariant 3). Before, `seq` was reserved (reserved_field) and
+// the accounts counted no changes.
+constexpr uint16_t rules_status_seq = 17;
+constexpr uint16_t rules_newest = 17;
 
 }  // namespace mesob::actors

@@ -245,6 +245,7 @@ void shard::publish_stats() {
   pub_pending_.store(pendings_.size(), r);
   pub_sync_waits_.store(sync_waits_, r);
   pub_customers_.store(customers_.size(), r);
+  pub_groups_.store(groups_.size(), r);
   pub_orders_open_.store(trading_.open_orders(), r);
   pub_orders_ending_.store(trading_.ending_orders(), r);
   pub_fills_.store(trading_.fills(), r);
@@ -284,6 +285,7 @@ shard_stats shard::stats() const {
   s.queue_depth = sent > handled ? sent - handled : 0;
   s.batches_executed = batches_handled_.load(r);
   s.customers = pub_customers_.load(r);
+  s.groups = pub_groups_.load(r);
   s.orders_open = pub_orders_open_.load(r);
   s.orders_ending = pub_orders_ending_.load(r);
   s.fills = pub_fills_.load(r);
@@ -612,6 +614,12 @@ void shard::execute_accounts(batch& b) {
       if (!b.repeated.empty()) b.repeated[i] = 1;
       continue;
     }
+    // The engine's own accounts (flag `gateway`: a few per currency and shard) are not
+    // refused; they count among the shard's accounts.
+    if (!b.gateway && slots_.size() >= share(b.capacity)) {
+      b.results[i] = result::accounts_full;
+      continue;
+    }
     account a = req;
     a.timestamp = b.timestamp_base + i;
     a.status = account_status::open;
@@ -632,7 +640,12 @@ void shard::execute_status(batch& b) {
       b.results[i] = result::account_not_found;
       continue;
     }
-    b.results[i] = decide_status_change(c, *a);
+    bool repeat = false;
+    b.results[i] = decide_status_change(c, *a, rules_, &repeat);
+    if (repeat) {  // the account's latest change again: its outcome, nothing to do
+      if (!b.repeated.empty()) b.repeated[i] = 1;
+      continue;
+    }
     if (b.results[i] == result::ok && a->kind == account_kind::group_escrow && groups_.find(a->id))
       b.results[i] = result::group_account_reserved;  // a group's escrow follows its group
     if (b.results[i] == result::ok && c.status == account_status::closed && rules_ >= rules_portfolio_close_and_sells &&
@@ -642,6 +655,7 @@ void shard::execute_status(batch& b) {
       if (!b.repeated.empty() && a->status == c.status) b.repeated[i] = 1;  // no change: no event
       mark_dirty(slot_index(a));
       a->status = c.status;
+      if (rules_ >= rules_status_seq) ++a->status_seq;  // numbered or not, the account's next change
     }
   }
 }
@@ -688,7 +702,7 @@ void shard::execute_equb(batch& b) {
     if (shard_of(op.group_id, count_) != index_) continue;
     if (!b.repeated.empty() && op.kind == wire::equb_op_kind::create && groups_.find(op.group_id)) b.repeated[i] = 1;
     deciding(b, i + 1);
-    b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow);
+    b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow, share(b.capacity));
   }
 }
 

@@ -11,6 +11,7 @@
 // in a sync_slot, which needs every shard on its own thread (detached actors).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -40,6 +41,7 @@ struct shard_stats {
   uint64_t queue_depth = 0;       // dispatch messages sent to the shard and not handled yet
   uint64_t batches_executed = 0;  // batches this shard took part in
   uint64_t customers = 0;         // KYC records of wallets on this shard
+  uint64_t groups = 0;            // equb groups hosted here, ended ones included
   uint64_t orders_open = 0;       // orders open in this shard's portfolios
   uint64_t orders_ending = 0;     // of them, cancelled or expired here, their broker not yet confirmed
   uint64_t fills = 0;             // fills taken since the start
@@ -132,6 +134,12 @@ class shard {
     return pub_groups_due_.load(std::memory_order_relaxed) != UINT64_MAX;
   }
   [[nodiscard]] uint32_t index() const { return index_; }
+  // This shard's share of a batch's capacity (accounts_max or groups_max, logged with it;
+  // 0 before rules_capacity: none): rounded up, and within the 32-bit slot index.
+  [[nodiscard]] uint64_t share(uint64_t capacity) const {
+    constexpr uint64_t slots_max = UINT32_MAX;
+    return capacity == 0 ? slots_max : std::min(slots_max, (capacity + count_ - 1) / count_);
+  }
   [[nodiscard]] shard_stats stats() const;
   // Queue depth for operators: the sequencer counts each dispatch message it sends, the
   // shard's actor each one it has handled (with the batches in it).
@@ -305,7 +313,7 @@ class shard {
   }
   size_t group_bytes_ = 0;
   uint64_t group_bytes_age_ = 0;
-  std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0};
+  std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0}, pub_groups_{0};
   std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_orders_dead_{0}, pub_order_timeouts_{0},
       pub_order_timers_{0}, pub_payout_timers_{0};
   alignas(64) std::atomic<uint64_t> dispatches_sent_{0};  // written by the sequencer

@@ -284,9 +284,12 @@ class admin_impl {
          &admin_impl::cmd_gateway_enable},
         {"account show", "<account-id>", "an account's balances and status, and its latest transfers", 1, 1,
          &admin_impl::cmd_account_show},
-        {"account freeze", "<account-id>", "freeze an account: no transfer may debit or credit it", 1, 1,
-         &admin_impl::cmd_account_freeze},
-        {"account unfreeze", "<account-id>", "reopen a frozen account", 1, 1, &admin_impl::cmd_account_unfreeze},
+        {"account freeze", "<account-id> [seq]",
+         "freeze an account: no transfer may debit or credit it (seq: the account's next status change, account "
+         "show's status_seq + 1; the same seq again is answered as the first, a change made since refused)",
+         1, 2, &admin_impl::cmd_account_freeze},
+        {"account unfreeze", "<account-id> [seq]", "reopen a frozen account (seq as for account freeze)", 1, 2,
+         &admin_impl::cmd_account_unfreeze},
         {"payouts", "[all] [limit] [from=<payout-id>]",
          "payouts the desks hold: counts by state per currency, every breaker (phase, counters), and the dead "
          "letters and refused settlements (all: every payout held), in id order from the given id (default limit "
@@ -1178,6 +1181,7 @@ class admin_impl {
         .text("currency", wire::currency_name(a.currency))
         .text("kind", kind_name(uint16_t(a.kind)))
         .text("status", status_text(uint16_t(a.status)))
+        .num("status_seq", a.status_seq)
         .text("flags", account_flags_text(a.flags))
         .num("debits_posted", a.debits_posted)
         .num("credits_posted", a.credits_posted)
@@ -1629,6 +1633,12 @@ class admin_impl {
     wire::account_status_change c{};
     c.account_id = id;
     c.status = to;
+    if (args.size() > 1) {
+      uint64_t seq = 0;
+      if (!parse_u64(args[1], &seq) || seq == 0 || seq > UINT32_MAX)
+        return answer(admin_code::arguments_invalid, "seq '" + args[1] + "' is not an integer 1 .. 4294967295");
+      c.seq = uint32_t(seq);
+    }
     const reply r = eng_.set_account_status({c});
     if (r.st != status::ok) return refused_by_engine(r);
     const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
@@ -1637,7 +1647,7 @@ class admin_impl {
       return answer(admin_code::failed, "account " + args[0] + ": " + std::string(wire::result_name(res)));
     admin_response_msg m = answer(admin_code::ok, "account " + args[0] + " " + done);
     row_builder b("change");
-    b.num("account_id", id).text("status", status_text(uint16_t(to))).num("lsn", r.lsn);
+    b.num("account_id", id).text("status", status_text(uint16_t(to))).num("seq", c.seq).num("lsn", r.lsn);
     m.sections.push_back(std::move(b.sec));
     return m;
   }

@@ -50,6 +50,9 @@ std::string config::validate() const {
   // Reserved up front per shard: past this a mistyped hint asks for more memory than any
   // machine here has, and the start would end in an allocation failure, not this message.
   if (accounts_hint > (1ull << 28)) return "accounts_hint must be at most 268435456 (2^28) per shard";
+  // A shard's accounts are indexed by 32 bits; a group holds up to 1,000 seats.
+  if (accounts_max < 1 || accounts_max > (1ull << 36)) return "accounts_max must be 1..68719476736 (2^36)";
+  if (groups_max < 1 || groups_max > (1ull << 30)) return "groups_max must be 1..1073741824 (2^30)";
   // The resident window and each shard's account index are made, zero-filled, at start:
   // settings that need more than the machine's memory would end the start in an
   // allocation failure or the kernel's OOM killer, after the data directory was opened.

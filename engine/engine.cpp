@@ -166,6 +166,12 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
   }
 }
 
+// Whether a record of this kind and version carries the capacity it is decided by
+// (rules_capacity): creates of accounts and equb groups.
+bool carries_capacity(op_kind kind, uint16_t version) {
+  return version >= actors::rules_capacity && (kind == op_kind::create_accounts || kind == op_kind::equb_ops);
+}
+
 template <class T>
 bool decode_ops(std::span<const uint8_t> body, uint32_t count, std::vector<T>& out) {
   if (body.size() != uint64_t(count) * sizeof(T)) return false;
@@ -631,7 +637,7 @@ class engine_impl {
     b.results.assign(b.count, result::ok);
     if (event_writer_) b.repeated.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
-      b.results[i] = actors::check_status_change_fields(b.status_changes[i]);
+      b.results[i] = actors::check_status_change_fields(b.status_changes[i], b.rules);
       if (b.results[i] == result::ok && actors::payouts::payout_account(b.status_changes[i].account_id))
         b.results[i] = result::payout_account_reserved;
       if (b.results[i] == result::ok && actors::trading::trading_account(b.status_changes[i].account_id))
@@ -1324,7 +1330,11 @@ class engine_impl {
     auto b = std::make_shared<engine_batch>();
     b->kind = req.kind;
     switch (req.kind) {
-      case op_kind::create_accounts: b->accounts = std::move(req.accounts); b->count = uint32_t(b->accounts.size()); break;
+      case op_kind::create_accounts:
+        b->accounts = std::move(req.accounts);
+        b->count = uint32_t(b->accounts.size());
+        b->capacity = cfg_.accounts_max;
+        break;
       case op_kind::create_transfers: b->transfers = std::move(req.transfers); b->count = uint32_t(b->transfers.size()); break;
       case op_kind::set_account_status: b->status_changes = std::move(req.status_changes); b->count = uint32_t(b->status_changes.size()); break;
       case op_kind::lookup_accounts: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
@@ -1339,7 +1349,11 @@ class engine_impl {
         b->count = uint32_t(b->balance_queries.size());
         for (const auto& q : b->balance_queries) b->account_ids.push_back(q.account_id);
         break;
-      case op_kind::equb_ops: b->equb_ops = std::move(req.equb_ops); b->count = uint32_t(b->equb_ops.size()); break;
+      case op_kind::equb_ops:
+        b->equb_ops = std::move(req.equb_ops);
+        b->count = uint32_t(b->equb_ops.size());
+        b->capacity = cfg_.groups_max;
+        break;
       case op_kind::lookup_groups: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
       case op_kind::gateway_ops: b->gateway_ops = std::move(req.gateway_ops); b->count = uint32_t(b->gateway_ops.size()); break;
       case op_kind::payout_answers:
@@ -2042,7 +2056,11 @@ class engine_impl {
       }
     }
     batch_record_header h{uint16_t(b->kind), flags, b->count, b->timestamp_base};
-    const std::span<const uint8_t> pieces[2] = {{reinterpret_cast<const uint8_t*>(&h), sizeof h}, ops};
+    // Creates of accounts and groups carry the capacity they are decided by first.
+    const bool capped = carries_capacity(b->kind, batch_record_version);
+    const std::span<const uint8_t> pieces[3] = {{reinterpret_cast<const uint8_t*>(&h), sizeof h},
+                                                {reinterpret_cast<const uint8_t*>(&b->capacity), capped ? sizeof b->capacity : 0},
+                                                ops};
     uint64_t lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
     if (lsn == 0 && !wal_->failed()) {
       // The open group is full: commit it (after the oldest flight, if none is free).
@@ -3009,7 +3027,20 @@ class engine_impl {
     b->count = bh.count;
     b->timestamp_base = bh.timestamp_base;
     b->lsn = h.lsn;
-    const auto body = v.payload.subspan(sizeof bh);
+    auto body = v.payload.subspan(sizeof bh);
+    if (carries_capacity(b->kind, h.version)) {
+      // The accounts_max or groups_max in force when the record was sequenced.
+      if (body.size() < sizeof b->capacity) {
+        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") shorter than its capacity";
+        return false;
+      }
+      std::memcpy(&b->capacity, body.data(), sizeof b->capacity);
+      body = body.subspan(sizeof b->capacity);
+      if (b->capacity == 0) {
+        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with capacity 0";
+        return false;
+      }
+    }
     const uint16_t packed_flag = h.version >= 4 ? batch_flag_packed : 0;
     const bool packed = bh.flags & packed_flag;
     bool ok = bh.count <= batch_ops_max &&
@@ -4406,7 +4437,9 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
         r = create_accounts(mine);
         if (r.st != status::ok) return r;
         if (std::any_of(r.results.begin(), r.results.end(), [](result x) { return x != result::ok; })) {
-          out.results[i] = result::settlement_account_invalid;  // say, an id in use since
+          // Say, an id in use since; or the engine holds all the accounts it may.
+          const bool full = std::find(r.results.begin(), r.results.end(), result::accounts_full) != r.results.end();
+          out.results[i] = full ? result::accounts_full : result::settlement_account_invalid;
           continue;
         }
       }
@@ -4464,12 +4497,17 @@ engine_stats engine::stats() {
   for (auto& sh : impl_->shards_) {
     const auto st = sh->stats();
     s.accounts += st.accounts;
+    s.groups += st.groups;
+    s.accounts_share_used = std::max(s.accounts_share_used, double(st.accounts) / double(sh->share(impl_->cfg_.accounts_max)));
+    s.groups_share_used = std::max(s.groups_share_used, double(st.groups) / double(sh->share(impl_->cfg_.groups_max)));
     s.pending_tracked += st.pending_total;
     s.pending_expiry_entries += st.expiry_entries;
     s.sync_waits += st.sync_waits;
     s.checkpoint_pause_us_last = std::max(s.checkpoint_pause_us_last, st.cut_us_last);
     s.checkpoint_pause_us_max = std::max(s.checkpoint_pause_us_max, st.cut_us_max);
   }
+  s.accounts_max = impl_->cfg_.accounts_max;
+  s.groups_max = impl_->cfg_.groups_max;
   s.transfers = impl_->dispatched_serial_end_;
   s.lsn_durable = impl_->dispatched_lsn_;
   s.snapshot_lsn = impl_->snapshot_lsn_.load();

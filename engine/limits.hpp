@@ -83,10 +83,14 @@ constexpr uint64_t batch_payload_bytes_max =
     batch_record_header_bytes + uint64_t(batch_ops_max) * operation_bytes_max;
 
 static_assert(operation_bytes_max >= sizeof(wire::account));
+// Creates of accounts and groups carry 8 bytes of capacity before their operations.
+constexpr uint64_t record_capacity_bytes = 8;
+static_assert(batch_record_header_bytes + record_capacity_bytes + uint64_t(batch_ops_max) * sizeof(wire::account) <=
+              batch_payload_bytes_max);
 // Group operations are larger (152 bytes): fewer of them make a batch, so that a batch
 // of them is no larger than a full transfer batch.
 constexpr uint32_t equb_ops_max = 4096;
-static_assert(uint64_t(equb_ops_max) * sizeof(wire::equb_op) <= uint64_t(batch_ops_max) * operation_bytes_max);
+static_assert(record_capacity_bytes + uint64_t(equb_ops_max) * sizeof(wire::equb_op) <= uint64_t(batch_ops_max) * operation_bytes_max);
 // While equb groups are scheduled, the engine logs a tick after this long without a
 // logged batch: a restart measures the outage its groups' schedules move by from the
 // last logged time (the resume marker), and without it a quiet spell before a crash

@@ -168,6 +168,12 @@ int main(int argc, char** argv) {
                  "executed records that start writing them to LMDB (0: transfers-resident-max / 32)")
       ->capture_default_str();
   app.add_option("--accounts-hint", cfg.accounts_hint, "accounts to preallocate per shard")->capture_default_str();
+  app.add_option("--accounts-max", cfg.accounts_max,
+                 "accounts the engine holds, each shard its share; past it creates get accounts_full")
+      ->capture_default_str();
+  app.add_option("--groups-max", cfg.groups_max,
+                 "equb groups the engine holds (ended ones too), each shard its share; past it creates get groups_full")
+      ->capture_default_str();
   app.add_option("--listen", net.address, "client address (IPv4)")->capture_default_str();
   app.add_option("--port", net.port, "client port; 0 = any free port")->capture_default_str();
   app.add_option("--connections-max", net.connections_max, "open connections")->capture_default_str();

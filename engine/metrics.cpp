@@ -86,6 +86,15 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   exposition x;
   const engine_stats st = e.stats();
   x.one("mesob_accounts", "gauge", "Accounts the engine holds.", double(st.accounts));
+  x.one("mesob_accounts_max", "gauge", "Accounts the engine may hold (accounts_max; each shard its share).",
+        double(st.accounts_max));
+  x.one("mesob_equb_groups", "gauge", "Equb groups the engine holds, ended ones included.", double(st.groups));
+  x.one("mesob_equb_groups_max", "gauge", "Equb groups the engine may hold (groups_max; each shard its share).",
+        double(st.groups_max));
+  x.family("mesob_capacity_used_ratio", "gauge",
+           "The fullest shard's use of its share of accounts_max and groups_max; from 1 its creates are refused.");
+  x.sample(st.accounts_share_used, label("what", "accounts"));
+  x.sample(st.groups_share_used, label("what", "groups"));
   x.one("mesob_transfers_total", "counter", "Transfers recorded (any outcome).", double(st.transfers));
   x.one("mesob_pending_transfers", "gauge", "Pending transfers the shards hold.", double(st.pending_tracked));
   x.one("mesob_log_durable_lsn", "gauge", "Last log record made durable.", double(st.lsn_durable));

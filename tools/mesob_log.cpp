@@ -134,18 +134,26 @@ int main(int argc, char** argv) {
       std::memcpy(&count, v.payload.data() + 4, 4);
     }
     ops += count;
+    // Creates of accounts and groups carry the capacity they were decided by (version 16).
+    std::string capacity;
+    if (h.version >= 16 && (kind == 1 || kind == 10) && v.payload.size() >= 24) {
+      uint64_t c = 0;
+      std::memcpy(&c, v.payload.data() + 16, 8);
+      capacity = "  capacity " + std::to_string(c);
+    }
     if (v.file != last_file) {
       last_file = v.file;
       if (records) std::printf("segment %s\n", v.file);
     }
     // Flags (engine/engine.cpp): 1 an equb group's chain, 2 gateways' deposits, 4 packed.
     if (records)
-      std::printf("  lsn %llu  offset %llu  ts %llu  group %llu  %s%s%s x%u  %u bytes  chain %.16s\n",
+      std::printf("  lsn %llu  offset %llu  ts %llu  group %llu  %s%s%s x%u%s  %u bytes  chain %.16s\n",
                   static_cast<unsigned long long>(h.lsn), static_cast<unsigned long long>(v.offset),
                   static_cast<unsigned long long>(h.timestamp),
                   static_cast<unsigned long long>(h.group_first_lsn), kind_name(kind),
                   flags & 1 ? " (equb emitted)" : flags & 2 ? " (gateway deposits)" : "",
-                  h.version >= 4 && (flags & 4) ? " packed" : "", count, h.payload_bytes, to_hex(h.chain).c_str());
+                  h.version >= 4 && (flags & 4) ? " packed" : "", count, capacity.c_str(), h.payload_bytes,
+                  to_hex(h.chain).c_str());
     return true;
   }, &r, &error);
   if (!ok || !history.empty()) {

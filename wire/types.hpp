@@ -74,7 +74,9 @@ struct account {
   // The KYC tier whose limits the ledger enforces on this wallet (actors/customers.hpp):
   // set by customer operations, 0 for none. Zero on create, like the field after it.
   uint16_t tier = 0;
-  uint32_t reserved2 = 0;
+  // Status changes made to the account (rules version 17 on): a status change numbered
+  // status_seq + 1 is the next one (account_status_change::seq).
+  uint32_t status_seq = 0;
 };
 static_assert(sizeof(account) == 80);
 static_assert(std::is_trivially_copyable_v<account>);
@@ -108,12 +110,16 @@ struct transfer {
 static_assert(sizeof(transfer) == 88);
 static_assert(std::is_trivially_copyable_v<transfer>);
 
-// Status changes: freeze, unfreeze (to open) and close.
+// Status changes: freeze, unfreeze (to open) and close. `seq` is the change's number on
+// its account (the client's id for it: actors/README.md "set_account_status"): n makes
+// it the account's n-th status change, applied only after change n - 1; a repeat of
+// change n while it is the latest returns its outcome. 0: unnumbered, applied whatever
+// came before (a retry cannot be told from a new change).
 struct account_status_change {
   uint64_t account_id = 0;
   account_status status = account_status::open;
   uint16_t reserved = 0;
-  uint32_t reserved2 = 0;
+  uint32_t seq = 0;
 };
 static_assert(sizeof(account_status_change) == 16);
 
@@ -583,6 +589,7 @@ enum class result : uint32_t {
   debit_account_not_found = 32,
   credit_account_not_found = 33,
   transfer_currency_mismatch = 34,
+  accounts_full = 35,  // create: the account's shard holds its share of accounts_max (engine/README.md "Capacity")
   // account state
   debit_account_frozen = 40,
   credit_account_frozen = 41,
@@ -591,6 +598,9 @@ enum class result : uint32_t {
   account_closed = 44,
   account_has_balance = 45,
   account_has_positions = 46,  // close: a customer wallet holding securities, with orders open or settlements owed
+  status_changed_since = 47,   // a status change numbered before the account's latest (it was made, and others after it)
+  status_seq_ahead = 48,       // a status change numbered past the account's next (status_seq + 1)
+  status_changes_exhausted = 49,  // the account has had 2^32 - 1 status changes
   // balances
   exceeds_credits = 50,
   exceeds_debits = 51,
@@ -653,6 +663,7 @@ enum class result : uint32_t {
   seed_mismatch = 130,
   account_not_in_group = 131,  // replace_account: the group names the account nowhere
   seat_not_last = 132,         // leave: the wallet holds a later seat of the group; leave that first
+  groups_full = 133,           // create: the group's shard holds its share of groups_max (engine/README.md "Capacity")
   group_not_found = 140,
   group_account_exists = 141,            // create: an account (not this group's) has the id
   id_reserved = 142,                     // a transfer id in the range groups emit from

@@ -215,7 +215,7 @@ class reference_ledger {
   static result account_fields(const account& a) {
     if (a.timestamp != 0) return result::timestamp_must_be_zero;
     if (a.id == 0) return result::id_must_not_be_zero;
-    if (a.tier != 0 || a.reserved2 != 0) return result::reserved_field;
+    if (a.tier != 0 || a.status_seq != 0) return result::reserved_field;
     if (a.flags & ~wire::account_flags::all) return result::flags_invalid;
     if ((a.flags & wire::account_flags::debits_must_not_exceed_credits) &&
         (a.flags & wire::account_flags::credits_must_not_exceed_debits))
@@ -231,19 +231,27 @@ class reference_ledger {
     return result::ok;
   }
 
+  // README "set_account_status": a numbered change (seq) is the account's next, or a
+  // repeat of its latest; every change made counts (status_seq).
   result status_one(const status_change& c) {
     if (c.account_id == 0) return result::id_must_not_be_zero;
-    if (c.reserved != 0 || c.reserved2 != 0) return result::reserved_field;
+    if (c.reserved != 0) return result::reserved_field;
     const auto st = uint16_t(c.status);
     if (st < 1 || st > 3) return result::status_invalid;
     auto it = accounts_.find(c.account_id);
     if (it == accounts_.end()) return result::account_not_found;
     account& a = it->second;
+    if (c.seq != 0 && c.seq == a.status_seq)
+      return a.status == c.status ? result::ok : result::exists_with_different_fields;
+    if (a.status_seq == UINT32_MAX) return result::status_changes_exhausted;
+    if (c.seq != 0 && c.seq < a.status_seq) return result::status_changed_since;
+    if (c.seq != 0 && c.seq > uint64_t(a.status_seq) + 1) return result::status_seq_ahead;
     if (a.status == wire::account_status::closed) return result::account_closed;
     if (c.status == wire::account_status::closed &&
         (a.debits_pending != 0 || a.credits_pending != 0 || a.debits_posted != a.credits_posted))
       return result::account_has_balance;
     a.status = c.status;
+    ++a.status_seq;
     return result::ok;
   }
 

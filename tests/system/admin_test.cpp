@@ -188,6 +188,16 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(pay->call(wire::create_transfers_body(t2)).reply.results.at(0), wire::result::credit_account_frozen);
     EXPECT_EQ(admin(*ops, "account unfreeze", {"2"}).code, admin_code::ok);
     EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status"), "open");
+    // Numbered changes: the account's third, then the same again (a retry), then a stale one.
+    EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status_seq"), "2");
+    EXPECT_EQ(admin(*ops, "account freeze", {"2", "3"}).code, admin_code::ok);
+    EXPECT_EQ(admin(*ops, "account freeze", {"2", "3"}).code, admin_code::ok);
+    auto stale = admin(*ops, "account unfreeze", {"2", "2"});
+    EXPECT_EQ(stale.code, admin_code::failed);
+    EXPECT_NE(stale.message.find("status_changed_since"), std::string::npos) << stale.message;
+    EXPECT_EQ(admin(*ops, "account unfreeze", {"2", "0"}).code, admin_code::arguments_invalid);
+    EXPECT_EQ(admin(*ops, "account unfreeze", {"2", "4"}).code, admin_code::ok);
+    EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status"), "open");
 
     auto tr = admin(*ops, "transfer show", {"77"});
     EXPECT_EQ(tr.code, admin_code::ok) << tr.message;

@@ -348,6 +348,46 @@ TEST_F(equb_engine, RefusedPayoutWaitsForRetryAcrossRestart) {
 
 // Restarts that recover from the log alone: groups are rebuilt by replay, with the same
 // payouts, and payouts the log does not hold are sent again.
+// Capacity (engine/README.md "Capacity"): each shard holds its share of groups_max,
+// rounded up. A create past it is refused, groups_full, and makes no escrow account; a
+// repeat of a group that exists is still ok. The setting is logged with each create: a
+// replay under a larger one decides as the live run did, and new creates follow it.
+TEST_F(equb_engine_replay, GroupsPastAShardsShareAreRefusedAndReplayAsDecided) {
+  fx_.set_capacity(0, 3);  // 2 a shard
+  fx_.restart();
+  open_wallets(1);
+  std::vector<wire::equb_op> ops;
+  for (uint64_t g = 5001; g <= 5010; ++g) ops.push_back(create_op(g));
+  const auto r = e().equb(ops);
+  ASSERT_EQ(r.st, engine::status::ok);
+  uint32_t held[2] = {0, 0};
+  std::vector<uint64_t> made, refused;
+  for (uint64_t g = 5001; g <= 5010; ++g) {
+    uint32_t& n = held[actors::shard_of(g, 2)];
+    const bool room = n < 2;
+    n += room;
+    EXPECT_EQ(r.results.at(g - 5001), room ? result::ok : result::groups_full) << "group " << g;
+    (room ? made : refused).push_back(g);
+  }
+  ASSERT_EQ(made.size(), 4u);
+  EXPECT_EQ(e().stats().groups, 4u);
+  EXPECT_DOUBLE_EQ(e().stats().groups_share_used, 1.0);
+  for (const uint64_t g : refused) {
+    EXPECT_EQ(e().lookup_groups({g}).results.at(0), result::group_not_found) << g;
+    EXPECT_EQ(e().lookup_accounts({g}).results.at(0), result::account_not_found) << g;
+  }
+  EXPECT_EQ(op1(create_op(made[0])), result::ok);  // a repeat
+  EXPECT_EQ(op1(create_op(refused[0])), result::groups_full);
+  ASSERT_EQ(pay(1, made[0], 0, 0, contribution), result::ok);  // the groups made work as any
+
+  fx_.set_capacity(0, 100);
+  fx_.restart();  // from the log alone
+  for (const uint64_t g : made) EXPECT_EQ(e().lookup_groups({g}).results.at(0), result::ok) << g;
+  for (const uint64_t g : refused) EXPECT_EQ(e().lookup_groups({g}).results.at(0), result::group_not_found) << g;
+  expect_escrow_consistent(made[0]);
+  EXPECT_EQ(op1(create_op(refused[0])), result::ok);
+}
+
 TEST_F(equb_engine_replay, GroupsAreRebuiltByReplay) {
   constexpr uint64_t g = 5004, h = 5005;
   open_wallets(8);

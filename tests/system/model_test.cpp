@@ -110,7 +110,7 @@ std::string describe(const wire::account& a) {
     << " cur=" << cur_str(a.currency) << " kind=" << uint16_t(a.kind) << " flags=" << hex(a.flags)
     << " status=" << uint16_t(a.status) << " dp=" << a.debits_pending << " dpo=" << a.debits_posted
     << " cp=" << a.credits_pending << " cpo=" << a.credits_posted << " ts=" << a.timestamp;
-  if (a.tier != 0 || a.reserved2 != 0) o << " tier=" << a.tier << " reserved2=" << a.reserved2;
+  if (a.tier != 0 || a.status_seq != 0) o << " tier=" << a.tier << " status_seq=" << a.status_seq;
   o << "}";
   return o.str();
 }
@@ -118,7 +118,8 @@ std::string describe(const wire::account& a) {
 std::string describe(const wire::account_status_change& c) {
   std::ostringstream o;
   o << "status_change{account=" << c.account_id << " status=" << uint16_t(c.status);
-  if (c.reserved != 0 || c.reserved2 != 0) o << " reserved=" << c.reserved << "/" << c.reserved2;
+  if (c.reserved != 0) o << " reserved=" << c.reserved;
+  if (c.seq != 0) o << " seq=" << c.seq;
   o << "}";
   return o.str();
 }
@@ -128,7 +129,7 @@ bool same_account(const wire::account& a, const wire::account& b) {
          a.debits_pending == b.debits_pending && a.debits_posted == b.debits_posted &&
          a.credits_pending == b.credits_pending && a.credits_posted == b.credits_posted &&
          a.timestamp == b.timestamp && a.currency == b.currency && a.kind == b.kind && a.flags == b.flags &&
-         a.status == b.status && a.tier == b.tier && a.reserved2 == b.reserved2;
+         a.status == b.status && a.tier == b.tier && a.status_seq == b.status_seq;
 }
 
 bool same_transfer(const wire::transfer& a, const wire::transfer& b) {
@@ -420,7 +421,7 @@ class model_run {
             case 0: a.timestamp = 1 + below(100); break;
             case 1: a.id = 0; break;
             case 2: a.tier = 1; break;
-            case 3: a.reserved2 = 7; break;
+            case 3: a.status_seq = 7; break;
             case 4: a.flags |= 0x4; break;
             case 5: a.flags = wire::account_flags::all; break;
             case 6: a.currency = wire::currency("usd"); break;
@@ -455,7 +456,16 @@ class model_run {
       else if (k < 97) c.account_id = pick(ghosts_);
       else c.account_id = 0;
       if (chance(2)) c.reserved = 1;
-      if (chance(2)) c.reserved2 = 1;
+      // Numbered changes: the account's next, a repeat of its latest, one before it, one
+      // past the next, or (most) unnumbered.
+      const auto& m = model_.accounts();
+      const auto it = m.find(c.account_id);
+      const uint32_t seq = it == m.end() ? 0 : it->second.status_seq;
+      const uint64_t q = below(100);
+      if (q < 30) c.seq = seq + 1;
+      else if (q < 40) c.seq = seq;
+      else if (q < 44 && seq > 1) c.seq = uint32_t(1 + below(seq - 1));
+      else if (q < 48) c.seq = seq + 2 + uint32_t(below(3));
       v.push_back(c);
     }
     return v;

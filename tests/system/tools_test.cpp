@@ -213,6 +213,8 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
   for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
            {"--checkpoint-interval-ms 18446744073709551", "checkpoint_interval_ms must be at most"},
            {"--accounts-hint 4294967296", "accounts_hint must be at most"},
+           {"--accounts-max 0", "accounts_max must be 1..68719476736"},
+           {"--groups-max 1073741825", "groups_max must be 1..1073741824"},
            {"--idle-timeout-ms 18446744073709551615", "timeouts must be at most a day"},
            {"--session-out-bytes-max 18446744073709551615 --out-bytes-total-max 18446744073709551615",
             "out_bytes_max must be at most 1 TiB"},
@@ -261,6 +263,7 @@ TEST(mesob_log, verifies_a_log_and_names_the_damage) {
   EXPECT_EQ(ok.status, 0) << ok.out;
   EXPECT_NE(ok.out.find("6 records"), std::string::npos) << ok.out;
   EXPECT_NE(ok.out.find("create_transfers x1"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("create_accounts x2  capacity 33554432"), std::string::npos) << ok.out;  // accounts_max
   // Flip a byte of the first record's payload: damage before later records.
   const auto segs = storage::list_segments(dir.path() + "/wal");
   ASSERT_FALSE(segs.empty());

@@ -621,6 +621,190 @@ TEST(ledger_log, older_transfer_records_replay_and_bad_packed_ones_stop_start_up
   }
 }
 
+// Status changes numbered on their account (rules version 17; actors/README.md
+// "set_account_status"): a numbered change applies only as the account's next; a repeat
+// of the latest returns its outcome and changes nothing (a close retried after its
+// answer was lost is ok, not account_closed); the same number with another status is
+// exists_with_different_fields. Unnumbered changes count too; refused ones take no
+// number. The count survives a restart.
+TEST_P(ledger, numbered_status_changes_apply_once_and_in_order) {
+  seed_accounts();
+  using st = wire::account_status;
+  auto change = [&](uint64_t id, st s, uint32_t seq) {
+    wire::account_status_change c;
+    c.account_id = id;
+    c.status = s;
+    c.seq = seq;
+    return e().set_account_status({c}).results.at(0);
+  };
+  EXPECT_EQ(acct(3).status_seq, 0u);
+  EXPECT_EQ(change(3, st::frozen, 2), result::status_seq_ahead);
+  EXPECT_EQ(change(3, st::frozen, 1), result::ok);
+  EXPECT_EQ(acct(3).status_seq, 1u);
+  EXPECT_EQ(change(3, st::frozen, 1), result::ok);  // a retry
+  EXPECT_EQ(change(3, st::open, 1), result::exists_with_different_fields);  // another change numbered 1
+  EXPECT_EQ(acct(3).status, st::frozen);
+  EXPECT_EQ(acct(3).status_seq, 1u);
+  EXPECT_EQ(change(3, st::open, 0), result::ok);  // unnumbered
+  EXPECT_EQ(acct(3).status_seq, 2u);
+  EXPECT_EQ(change(3, st::frozen, 1), result::status_changed_since);  // the retry after another change
+  EXPECT_EQ(acct(3).status, st::open);
+  EXPECT_EQ(change(4, st::closed, 1), result::ok);
+  EXPECT_EQ(change(4, st::closed, 1), result::ok);  // the close retried
+  EXPECT_EQ(change(4, st::closed, 2), result::account_closed);
+  EXPECT_EQ(change(4, st::open, 0), result::account_closed);
+  fund(1, 100, 900);
+  EXPECT_EQ(change(1, st::closed, 1), result::account_has_balance);
+  EXPECT_EQ(acct(1).status_seq, 0u);  // refused: no number taken
+  EXPECT_EQ(change(1, st::frozen, 1), result::ok);
+  f_.restart();
+  EXPECT_EQ(acct(3).status_seq, 2u);
+  EXPECT_EQ(acct(4).status_seq, 1u);
+  EXPECT_EQ(change(1, st::frozen, 1), result::ok);  // retried across the restart
+  EXPECT_EQ(change(3, st::open, 2), result::ok);
+  EXPECT_EQ(change(3, st::frozen, 3), result::ok);
+  EXPECT_EQ(acct(3).status_seq, 3u);
+}
+
+// Before version 17 a status change's seq was reserved and changes were not counted:
+// records of older builds replay so.
+TEST(ledger_log, status_changes_of_older_records_replay_uncounted) {
+  const auto kind_accounts = uint16_t(actors::op_kind::create_accounts);
+  const auto kind_status = uint16_t(actors::op_kind::set_account_status);
+  wire::account_status_change freeze;
+  freeze.account_id = 1;
+  freeze.status = wire::account_status::frozen;
+  auto numbered = freeze;
+  numbered.seq = 1;
+  temp_dir dir;
+  write_batch_records(dir.path(), {{15, kind_accounts, 1, ops_bytes(std::vector{make_account(1)})},
+                                   {16, kind_status, 2, ops_bytes(std::vector{numbered, freeze})},
+                                   {17, kind_status, 1, ops_bytes(std::vector{numbered})}});
+  auto e = open_engine(test_config(dir.path(), 1));
+  ASSERT_TRUE(e);
+  const auto a = e->lookup_accounts({1}).accounts.at(0);
+  EXPECT_EQ(a.status, wire::account_status::frozen);
+  EXPECT_EQ(a.status_seq, 1u);  // only the version-17 change counted: a repeat would be ok
+  numbered.status = wire::account_status::open;
+  EXPECT_EQ(e->set_account_status({numbered}).results.at(0), result::exists_with_different_fields);
+}
+
+// Records of account creates from version 16 carry the accounts_max they were decided by
+// before their operations: a replay decides by it whatever the engine is set to now.
+// Older records knew no limit; a capacity missing or 0 stops start-up.
+TEST(ledger_log, account_creates_replay_by_the_capacity_logged_with_them) {
+  const std::vector<wire::account> accounts{make_account(1), make_account(2)};
+  const auto kind_accounts = uint16_t(actors::op_kind::create_accounts);
+  auto with_capacity = [&](uint64_t capacity) {
+    std::vector<uint8_t> body(sizeof capacity);
+    std::memcpy(body.data(), &capacity, sizeof capacity);
+    const auto ops = ops_bytes(accounts);
+    body.insert(body.end(), ops.begin(), ops.end());
+    return body;
+  };
+  auto replayed = [&](uint16_t version, std::vector<uint8_t> body, uint64_t accounts_max) {
+    temp_dir dir;
+    write_batch_records(dir.path(), {{version, kind_accounts, 2, std::move(body)}});
+    auto cfg = test_config(dir.path(), 1);
+    cfg.accounts_max = accounts_max;
+    std::string err;
+    auto e = engine::engine::open(cfg, &err);
+    EXPECT_TRUE(e) << err;
+    return e ? e->lookup_accounts({1, 2}).results : std::vector<result>{};
+  };
+  EXPECT_EQ(replayed(15, ops_bytes(accounts), 1), (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(replayed(16, with_capacity(1), 100), (std::vector<result>{result::ok, result::account_not_found}));
+  EXPECT_EQ(replayed(16, with_capacity(2), 1), (std::vector<result>{result::ok, result::ok}));
+  auto refused = [&](std::vector<uint8_t> body, uint32_t count, const char* why) {
+    temp_dir dir;
+    write_batch_records(dir.path(), {{16, kind_accounts, count, std::move(body)}});
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(test_config(dir.path(), 1), &err));
+    EXPECT_NE(err.find(why), std::string::npos) << err;
+  };
+  refused(with_capacity(0), 2, "with capacity 0");
+  refused({}, 0, "shorter than its capacity");
+  refused(ops_bytes(accounts), 2, "malformed batch record (kind 1, 2 operations, 152 bytes)");  // no capacity
+}
+
+// Capacity (engine/README.md "Capacity"): each shard holds its share of accounts_max,
+// rounded up. A create past it is refused, accounts_full, and changes nothing; a repeat
+// of an account that exists is still ok, and the engine's own accounts (a gateway's
+// payout accounts) are made regardless. The setting is logged with each create, so a
+// replay under another setting decides as the live run did; new creates follow the new
+// one.
+TEST(ledger_capacity, accounts_past_a_shards_share_are_refused_and_replay_as_decided) {
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  f.set_capacity(5, 0);  // 3 a shard
+  f.restart();
+  constexpr uint64_t settlement = 100;
+  auto settle = make_account(settlement);
+  settle.kind = wire::account_kind::gateway_settlement;
+  ASSERT_EQ(f.e().create_accounts({settle}).results.at(0), result::ok);
+  uint32_t held[2] = {0, 0};
+  held[actors::shard_of(settlement, 2)] = 1;
+  std::vector<wire::account> batch;
+  for (uint64_t id = 1; id <= 20; ++id) batch.push_back(make_account(id));
+  const auto r = f.e().create_accounts(batch);
+  ASSERT_EQ(r.st, engine::status::ok);
+  std::vector<uint64_t> made, refused;
+  for (uint64_t id = 1; id <= 20; ++id) {
+    uint32_t& n = held[actors::shard_of(id, 2)];
+    const bool room = n < 3;
+    n += room;
+    EXPECT_EQ(r.results.at(id - 1), room ? result::ok : result::accounts_full) << "account " << id;
+    (room ? made : refused).push_back(id);
+  }
+  ASSERT_EQ(held[0] + held[1], 6u);
+  ASSERT_EQ(made.size(), 5u);
+  EXPECT_EQ(f.e().stats().accounts_max, 5u);
+  EXPECT_DOUBLE_EQ(f.e().stats().accounts_share_used, 1.0);
+  auto exist = [&](const std::vector<uint64_t>& ids, result want) {
+    const auto l = f.e().lookup_accounts(ids);
+    for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(l.results.at(i), want) << "account " << ids[i];
+  };
+  exist(made, result::ok);
+  exist(refused, result::account_not_found);
+  // Full: repeats are ok, new accounts are not.
+  std::vector<wire::account> again;
+  for (const uint64_t id : made) again.push_back(make_account(id));
+  for (const auto x : f.e().create_accounts(again).results) EXPECT_EQ(x, result::ok);
+  EXPECT_EQ(f.e().create_accounts({make_account(refused[0])}).results.at(0), result::accounts_full);
+  // A gateway's payout accounts are the engine's: made on full shards. A new settlement
+  // account is a client's account like any other.
+  auto reg = f.e().gateways({make_gateway_registration("mm-capacity", settlement)});
+  ASSERT_EQ(reg.st, engine::status::ok);
+  EXPECT_EQ(reg.results.at(0), result::ok);
+  reg = f.e().gateways({make_gateway_registration("mm-capacity-2", 101)});
+  ASSERT_EQ(reg.st, engine::status::ok);
+  EXPECT_EQ(reg.results.at(0), result::accounts_full);
+  exist({101}, result::account_not_found);
+  const auto totals = f.e().check_balances();
+  EXPECT_TRUE(totals.balanced);
+
+  // Replayed from the log under a larger setting: as decided, then room for more.
+  f.set_capacity(100, 0);
+  f.restart();
+  exist(made, result::ok);
+  exist(refused, result::account_not_found);
+  exist({101}, result::account_not_found);
+  EXPECT_EQ(f.e().gateways({make_gateway_registration("mm-capacity", settlement)}).results.at(0),
+            result::gateway_exists);  // registered before: replayed
+  std::vector<wire::account> rest;
+  for (const uint64_t id : refused) rest.push_back(make_account(id));
+  for (const auto x : f.e().create_accounts(rest).results) EXPECT_EQ(x, result::ok);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+
+  // Back to the small setting: shards past their share refuse new accounts, keep the old.
+  f.set_capacity(5, 0);
+  f.restart();
+  exist(made, result::ok);
+  exist(refused, result::ok);
+  EXPECT_EQ(f.e().create_accounts({make_account(21)}).results.at(0), result::accounts_full);
+  EXPECT_EQ(f.e().create_accounts({make_account(refused[0])}).results.at(0), result::ok);
+}
+
 TEST_P(ledger, batch_limits) {
   std::vector<wire::transfer> big(engine::batch_ops_max + 1, make_transfer(1, 1, 2, 1));
   EXPECT_EQ(e().create_transfers(big).st, engine::status::batch_too_large);
