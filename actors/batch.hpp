@@ -203,9 +203,13 @@ struct batch : std::enable_shared_from_this<batch> {
   std::vector<uint64_t> resolved_amounts;
   // create_accounts, set_account_status, equb_ops, customer_ops, policy_ops (sized by the
   // sequencer when events are kept): 1 where an `ok` repeats what an earlier operation did
-  // (the same account, the same group created, a status it has already, the same KYC
+  // (the same account, the same group created, a status it has already before rules
+  // version 17 or the account's latest numbered change again, the same KYC
   // record or policy again).
   std::vector<uint8_t> repeated;
+  // set_account_status with the event log kept: each change's number on its account once
+  // made (the account's status_seq after it; 0 before rules_status_seq), for its event.
+  std::vector<uint32_t> status_seqs;
 
   // Outputs: results[i] is written by exactly one shard (or the sequencer).
   std::vector<wire::result> results;

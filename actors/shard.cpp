@@ -652,10 +652,13 @@ void shard::execute_status(batch& b) {
         trading_.holds_anything(a->id))
       b.results[i] = result::account_has_positions;  // closed, its units could never be sold
     if (b.results[i] == result::ok) {
-      if (!b.repeated.empty() && a->status == c.status) b.repeated[i] = 1;  // no change: no event
+      // Before version 17 a change to the status the account has changed nothing: no
+      // event. Since, it counts (status_seq), and its event says so.
+      if (!b.repeated.empty() && a->status == c.status && rules_ < rules_status_seq) b.repeated[i] = 1;
       mark_dirty(slot_index(a));
       a->status = c.status;
       if (rules_ >= rules_status_seq) ++a->status_seq;  // numbered or not, the account's next change
+      if (!b.status_seqs.empty()) b.status_seqs[i] = a->status_seq;
     }
   }
 }

@@ -51,7 +51,10 @@ std::string config::validate() const {
   // machine here has, and the start would end in an allocation failure, not this message.
   if (accounts_hint > (1ull << 28)) return "accounts_hint must be at most 268435456 (2^28) per shard";
   // A shard's accounts are indexed by 32 bits; a group holds up to 1,000 seats.
-  if (accounts_max < 1 || accounts_max > (1ull << 36)) return "accounts_max must be 1..68719476736 (2^36)";
+  if (accounts_max < 1 || accounts_max > capacity_max) return "accounts_max must be 1..68719476736 (2^36)";
+  if ((accounts_max + shard_count() - 1) / shard_count() > UINT32_MAX)
+    return "accounts_max must be at most 4294967295 (2^32 - 1) a shard: " + std::to_string(shard_count()) +
+           " shards hold at most " + std::to_string(uint64_t(UINT32_MAX) * shard_count());
   if (groups_max < 1 || groups_max > (1ull << 30)) return "groups_max must be 1..1073741824 (2^30)";
   // The resident window and each shard's account index are made, zero-filled, at start:
   // settings that need more than the machine's memory would end the start in an

@@ -636,6 +636,7 @@ class engine_impl {
   void sequence_status(batch& b) {
     b.results.assign(b.count, result::ok);
     if (event_writer_) b.repeated.assign(b.count, 0);
+    if (event_writer_) b.status_seqs.assign(b.count, 0);
     for (uint32_t i = 0; i < b.count; ++i) {
       b.results[i] = actors::check_status_change_fields(b.status_changes[i], b.rules);
       if (b.results[i] == result::ok && actors::payouts::payout_account(b.status_changes[i].account_id))
@@ -3036,8 +3037,9 @@ class engine_impl {
       }
       std::memcpy(&b->capacity, body.data(), sizeof b->capacity);
       body = body.subspan(sizeof b->capacity);
-      if (b->capacity == 0) {
-        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with capacity 0";
+      if (b->capacity == 0 || b->capacity > capacity_max) {
+        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with capacity " +
+                 std::to_string(b->capacity) + " (1.." + std::to_string(capacity_max) + ")";
         return false;
       }
     }
@@ -3244,7 +3246,8 @@ class engine_impl {
     const bool events_tell =
         event_writer_ && ::stat((cfg_.data_dir + "/events/shards").c_str(), &events_shards) == 0;
     if (logged_by != 0 && logged_by != shards_n_) {
-      bool past = false, first = true;
+      bool past = false, first = true, shares = false;
+      uint64_t creates_past = 0, capacity_min = UINT64_MAX;
       std::string scan_err;
       storage::wal_scan_result pre;
       storage::wal_scan_options ro = so;
@@ -3256,16 +3259,36 @@ class engine_impl {
         if (v.header->kind == uint16_t(storage::record_kind::batch) && v.payload.size() >= sizeof bh)
           std::memcpy(&bh, v.payload.data(), sizeof bh);
         const auto k = op_kind(bh.kind);
+        // Creates decided by a shard's share of the capacity (its accounts or groups
+        // against capacity / shard count): counted, with the smallest capacity.
+        if (carries_capacity(k, v.header->version) && v.payload.size() >= sizeof bh + sizeof(uint64_t)) {
+          uint64_t capacity = 0;
+          std::memcpy(&capacity, v.payload.data() + sizeof bh, sizeof capacity);
+          creates_past += bh.count;
+          capacity_min = std::min(capacity_min, capacity);
+        }
         past = !events_tell || other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
                k == op_kind::order_cancels || k == op_kind::order_retries;
         return !past;
       }, &pre, &scan_err);
+      // They decide alike under both counts unless a shard could reach its share under
+      // either: not while everything loaded (accounts and groups) and every create past
+      // the snapshot together stay within the smaller share.
+      if (!past && creates_past > 0 && capacity_min != 0) {
+        uint64_t held = rec_.accounts_loaded;
+        for (auto& sh : shards_) held += sh->groups().size();
+        const uint64_t share_min = std::min((capacity_min + logged_by - 1) / logged_by,
+                                            (capacity_min + shards_n_ - 1) / shards_n_);
+        past = shares = held + creates_past > share_min;
+      }
       if (past) {
-        *error = std::string(events_tell ? "log: orders' routing to brokers (timeouts, breakers, orders not yet "
-                                           "acknowledged) was decided by "
-                                         : "log: without an event log that saw them nothing tells where groups', "
-                                           "desks' and brokers' timers fired, which depends on the shard count: the "
-                                           "records were logged by ") +
+        *error = std::string(!events_tell ? "log: without an event log that saw them nothing tells where groups', "
+                                            "desks' and brokers' timers fired, which depends on the shard count: the "
+                                            "records were logged by "
+                             : shares ? "log: creates of accounts and groups past the snapshot may have met a "
+                                        "shard's share of accounts_max or groups_max, decided among "
+                                      : "log: orders' routing to brokers (timeouts, breakers, orders not yet "
+                                        "acknowledged) was decided by ") +
                  std::to_string(logged_by) + " shards and the log holds records past the snapshot; start once with "
                  "--shards " + std::to_string(logged_by) + " (it replays them and snapshots when it stops), then with "
                  "--shards " + std::to_string(shards_n_);

@@ -75,6 +75,7 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         event& e = add(i, event_type::account_status);
         e.account_a = b.status_changes[i].account_id;
         e.code = uint16_t(b.status_changes[i].status);
+        e.amount = b.status_seqs.empty() ? 0 : b.status_seqs[i];  // the change's number (rules version 17)
       }
       break;
     case op_kind::create_transfers:

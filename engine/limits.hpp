@@ -83,8 +83,10 @@ constexpr uint64_t batch_payload_bytes_max =
     batch_record_header_bytes + uint64_t(batch_ops_max) * operation_bytes_max;
 
 static_assert(operation_bytes_max >= sizeof(wire::account));
-// Creates of accounts and groups carry 8 bytes of capacity before their operations.
+// Creates of accounts and groups carry 8 bytes of capacity before their operations: the
+// engine's accounts_max or groups_max, at most this.
 constexpr uint64_t record_capacity_bytes = 8;
+constexpr uint64_t capacity_max = 1ull << 36;
 static_assert(batch_record_header_bytes + record_capacity_bytes + uint64_t(batch_ops_max) * sizeof(wire::account) <=
               batch_payload_bytes_max);
 // Group operations are larger (152 bytes): fewer of them make a batch, so that a batch

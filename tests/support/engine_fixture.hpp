@@ -14,6 +14,7 @@
 #include <memory>
 #include <ostream>
 
+#include "actors/placement.hpp"
 #include "engine/engine.hpp"
 #include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
@@ -75,6 +76,26 @@ inline wire::gateway_op make_gateway_registration(const char* id, uint64_t etb_a
   op.secret_bytes = 32;
   for (int i = 0; i < 32; ++i) op.secret[i] = uint8_t(0x40 + i);
   return op;
+}
+
+// Creates of ids first..last in one batch over two shards that hold `held` each already
+// and at most `share` (engine/README.md "Capacity"): checks `results` (one per id, in
+// order) say ok until a shard holds its share and `full` after, and returns the ids made
+// and refused.
+struct capacity_split {
+  std::vector<uint64_t> made, refused;
+};
+inline capacity_split expect_capacity_split(uint64_t first, uint64_t last, uint32_t held[2], uint32_t share,
+                                            const std::vector<wire::result>& results, wire::result full) {
+  capacity_split out;
+  for (uint64_t id = first; id <= last; ++id) {
+    uint32_t& n = held[actors::shard_of(id, 2)];
+    const bool room = n < share;
+    n += room;
+    EXPECT_EQ(results.at(id - first), room ? wire::result::ok : full) << "id " << id;
+    (room ? out.made : out.refused).push_back(id);
+  }
+  return out;
 }
 
 // A test engine's configuration: real files, no pinning, checkpoints only on demand.

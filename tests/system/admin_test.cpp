@@ -316,7 +316,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(many.error.code, wire::protocol_error::field_invalid);
     EXPECT_EQ(cell(admin(*ops, "account show", {"1"}), "account", "debits_posted"), "500");
 
-    auto trail = admin(*ops, "audit trail", {"100"});
+    auto trail = admin(*ops, "audit trail", {"1024"});
     EXPECT_EQ(trail.code, admin_code::ok);
     ASSERT_EQ(trail.sections.size(), 1u);
     bool saw_freeze = false;

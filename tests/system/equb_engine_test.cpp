@@ -346,8 +346,6 @@ TEST_F(equb_engine, RefusedPayoutWaitsForRetryAcrossRestart) {
   expect_escrow_consistent(g);
 }
 
-// Restarts that recover from the log alone: groups are rebuilt by replay, with the same
-// payouts, and payouts the log does not hold are sent again.
 // Capacity (engine/README.md "Capacity"): each shard holds its share of groups_max,
 // rounded up. A create past it is refused, groups_full, and makes no escrow account; a
 // repeat of a group that exists is still ok. The setting is logged with each create: a
@@ -361,14 +359,7 @@ TEST_F(equb_engine_replay, GroupsPastAShardsShareAreRefusedAndReplayAsDecided) {
   const auto r = e().equb(ops);
   ASSERT_EQ(r.st, engine::status::ok);
   uint32_t held[2] = {0, 0};
-  std::vector<uint64_t> made, refused;
-  for (uint64_t g = 5001; g <= 5010; ++g) {
-    uint32_t& n = held[actors::shard_of(g, 2)];
-    const bool room = n < 2;
-    n += room;
-    EXPECT_EQ(r.results.at(g - 5001), room ? result::ok : result::groups_full) << "group " << g;
-    (room ? made : refused).push_back(g);
-  }
+  const auto [made, refused] = expect_capacity_split(5001, 5010, held, 2, r.results, result::groups_full);
   ASSERT_EQ(made.size(), 4u);
   EXPECT_EQ(e().stats().groups, 4u);
   EXPECT_DOUBLE_EQ(e().stats().groups_share_used, 1.0);
@@ -388,6 +379,8 @@ TEST_F(equb_engine_replay, GroupsPastAShardsShareAreRefusedAndReplayAsDecided) {
   EXPECT_EQ(op1(create_op(refused[0])), result::ok);
 }
 
+// Restarts that recover from the log alone: groups are rebuilt by replay, with the same
+// payouts, and payouts the log does not hold are sent again.
 TEST_F(equb_engine_replay, GroupsAreRebuiltByReplay) {
   constexpr uint64_t g = 5004, h = 5005;
   open_wallets(8);

@@ -176,6 +176,7 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   EXPECT_EQ(ev[9].amount, 300u);
   EXPECT_EQ(ev[9].account_b, 3u);
   EXPECT_EQ(ev[11].code, uint16_t(wire::account_status::frozen));
+  EXPECT_EQ(ev[11].amount, 1u) << "the account's first status change (status_seq)";
   // The client asks for packed frames; a subscriber that asks for the events as they are
   // gets the very same bytes, and every event its CRC-32C.
   for (const auto& e : ev) EXPECT_EQ(e.crc, storage::crc32c(&e, 92)) << e.offset;
@@ -237,6 +238,7 @@ TEST(Events, EveryCommittedChangeInOrderWithFilters) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].type, event_type::account_status) << "the first after the instrument's events";
   EXPECT_EQ(got[0].account_a, 3u);
+  EXPECT_EQ(got[0].amount, 2u) << "the account's second status change";
   // Type 32, past the mask's first word (Subscribe's types_high): an operator's
   // resequence of instrument 3, and nothing else.
   wire::instrument_op resequence;
@@ -1259,6 +1261,8 @@ TEST(EventsEngine, TheWriterCountsDurableOnlyWhatItWroteAfterRecovery) {
 TEST(EventsEngine, AnotherShardCountAfterACrashWaitsForARunWithTheOldOne) {
   engine_fixture f(2, /*checkpoint_on_close=*/false);
   create_accounts(f.e(), 4);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;  // creates past it would need 2 shards (below)
   ASSERT_EQ(f.e().create_transfers({make_transfer(700, 1, 2, 5)}).results.at(0), result::ok);
   f.close();
   const std::string closed = f.dir() + "/events/closed";
@@ -1266,7 +1270,6 @@ TEST(EventsEngine, AnotherShardCountAfterACrashWaitsForARunWithTheOldOne) {
   std::filesystem::remove(closed);  // as a crash leaves it
   auto cfg = f.config();
   cfg.shards = 3;
-  std::string err;
   EXPECT_FALSE(engine::engine::open(cfg, &err));
   EXPECT_NE(err.find("did not stop cleanly"), std::string::npos) << err;
   EXPECT_NE(err.find("--shards 2"), std::string::npos) << err;
@@ -1280,8 +1283,25 @@ TEST(EventsEngine, AnotherShardCountAfterACrashWaitsForARunWithTheOldOne) {
     two->close();
   }
   cfg.shards = 3;  // the log still holds records past the snapshot, but every event is on the disk
+  cfg.accounts_max = 12;  // 4 a shard under three, 6 under two
+  {
+    auto three = engine::engine::open(cfg, &err);
+    ASSERT_TRUE(three) << err;
+    // A create decided by a shard's share of accounts_max (engine/README.md "Capacity")
+    // replays under another shard count only while no shard could have reached its
+    // share under either: here 4 accounts held and 1 created pass the 4 of three shards.
+    ASSERT_EQ(three->create_accounts({make_account(9)}).results.at(0), result::ok);
+    three->close();  // no snapshot: the create stays past it
+  }
+  cfg.shards = 2;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("creates of accounts and groups past the snapshot may have met a shard's share"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("--shards 3"), std::string::npos) << err;
+  cfg.shards = 3;
   auto three = engine::engine::open(cfg, &err);
   ASSERT_TRUE(three) << err;
+  EXPECT_EQ(three->lookup_accounts({9}).results.at(0), result::ok);
   three->close();
 }
 
