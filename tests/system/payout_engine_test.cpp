@@ -21,6 +21,7 @@
 #include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
+#include "support/payouts.hpp"
 #include "wire/protocol.hpp"
 
 namespace mesob::test {
@@ -47,17 +48,6 @@ wire::payout make_payout(uint64_t id, uint64_t wallet, uint64_t amount, uint8_t 
   p.currency = etb;
   p.rail = rail;
   return p;
-}
-
-wire::payout_answer make_answer(uint64_t id, uint32_t attempt, uint64_t amount,
-                                wire::payout_outcome o = wire::payout_outcome::settled) {
-  wire::payout_answer a{};
-  a.payout_id = id;
-  a.attempt = attempt;
-  a.amount = amount;
-  a.currency = etb;
-  a.outcome = o;
-  return a;
 }
 
 struct sent {
@@ -127,7 +117,7 @@ class payout_engine : public ::testing::Test {
     return r.results.at(0);
   }
   result answer(const char* g, uint64_t id, uint32_t attempt, uint64_t amount, wire::payout_outcome o) {
-    auto r = e().payout_answers(g, {make_answer(id, attempt, amount, o)});
+    auto r = e().payout_answers(g, {etb_payout_answer(id, attempt, amount, o)});
     EXPECT_EQ(r.st, engine::status::ok);
     swept();
     return r.results.at(0);
@@ -350,7 +340,7 @@ TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused)
   // An answer or an operator's action naming payout 9 in another currency than its hold's
   // does not match it (before, payout_not_found: as if there were no payout 9); an
   // operator's action of an unknown kind is kind_invalid (before, payout_answer_invalid).
-  wire::payout_answer usd = make_answer(9, 1, 50, wire::payout_outcome::failed);
+  wire::payout_answer usd = etb_payout_answer(9, 1, 50, wire::payout_outcome::failed);
   usd.currency = wire::currency("USD");
   EXPECT_EQ(e().payout_answers("alpha", {usd}).results.at(0), result::payout_amount_mismatch);
   EXPECT_EQ(e().payout_ops({{9, wire::currency("USD"), wire::payout_op_kind::cancel, {}}}).results.at(0),
@@ -487,7 +477,7 @@ TEST_F(payout_engine, sweeps_carry_settlements_and_a_refused_one_is_tried_again)
   std::vector<wire::payout_answer> answers;
   for (uint64_t id = 70; id < 90; ++id) {
     ASSERT_EQ(pay(id, w[id % w.size()], 10), result::ok);
-    answers.push_back(make_answer(id, 1, 10));
+    answers.push_back(etb_payout_answer(id, 1, 10));
   }
   take();
   const auto r = e().payout_answers("alpha", answers);
@@ -919,7 +909,7 @@ TEST_F(payout_engine, timers_of_payouts_answered_early_do_not_pile_up) {
     std::vector<wire::payout_answer> as;
     for (uint64_t id = first; id < first + 64; ++id) {
       ps.push_back(make_payout(id, wallets[id % wallets.size()], 1));
-      as.push_back(make_answer(id, 1, 1));
+      as.push_back(etb_payout_answer(id, 1, 1));
     }
     for (auto r : e().payouts(ps).results) ASSERT_EQ(r, result::ok);
     for (auto r : e().payout_answers("alpha", as).results) ASSERT_EQ(r, result::ok);
@@ -1724,7 +1714,7 @@ TEST(payout_engine_upgrade, an_older_builds_payout_records_are_refused_with_what
   };
   // A batch of one answer: gateway 1 settled payout 5's attempt 1.
   auto answer_op = [] {
-    wire::payout_answer a = make_answer(5, 1, 10);
+    wire::payout_answer a = etb_payout_answer(5, 1, 10);
     a.gateway = 1;
     std::vector<uint8_t> op(sizeof a);
     std::memcpy(op.data(), &a, sizeof a);

@@ -8,6 +8,7 @@
 
 #include "actors/byte_codec.hpp"
 #include "actors/payout_desk.hpp"
+#include "support/payouts.hpp"
 #include "wire/protocol.hpp"
 
 namespace mesob::actors::payouts {
@@ -347,18 +348,6 @@ wire::transfer hold_of(uint64_t id) {
   return hold;
 }
 
-// A gateway's answer to attempt `attempt` of an ETB payout.
-wire::payout_answer etb_answer(uint64_t payout_id, uint64_t amount, uint32_t attempt, wire::payout_outcome outcome,
-                               uint32_t gateway) {
-  wire::payout_answer a{};
-  a.payout_id = payout_id;
-  a.amount = amount;
-  a.currency = etb;
-  a.attempt = attempt;
-  a.outcome = outcome;
-  a.gateway = gateway;
-  return a;
-}
 
 // Payout 5 sent to alpha (up), its answer timeout passed: it waits out the backoff to be
 // sent to alpha again.
@@ -387,7 +376,7 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     return out;
   };
   auto answer = [&](desk_table& t, uint32_t g, uint32_t attempt, wire::payout_outcome o, uint64_t ts) {
-    return t.answer(etb_answer(5, 100, attempt, o, g), account, ts);
+    return t.answer(test::etb_payout_answer(5, attempt, 100, o, g), account, ts);
   };
   for (const bool before : {true, false}) {
     SCOPED_TRACE(before ? "rules before cancels" : "this build's rules");
@@ -510,7 +499,7 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
   EXPECT_EQ(sent[0].second.kind, wire::payout_instruction_kind::cancel);
   EXPECT_EQ(sent[0].second.attempt, 3u);
   sent.clear();
-  EXPECT_EQ(t.answer(etb_answer(42, 1500, 3, wire::payout_outcome::failed, alpha), desk_account(etb, 0), 10'003),
+  EXPECT_EQ(t.answer(test::etb_payout_answer(42, 3, 1500, wire::payout_outcome::failed, alpha), desk_account(etb, 0), 10'003),
             wire::result::ok);
   t.flush();
   ASSERT_EQ(sent.size(), 1u);
@@ -696,7 +685,7 @@ TEST(payout_desk, amount_sums_stop_at_the_top_instead_of_wrapping) {
   t.flush();
   ASSERT_EQ(r.sent.size(), 2u);
   for (const uint64_t id : {5, 6}) {
-    ASSERT_EQ(t.answer(etb_answer(id, half, 1, wire::payout_outcome::settled, r.alpha), desk_account(etb, 0), ts + 1),
+    ASSERT_EQ(t.answer(test::etb_payout_answer(id, 1, half, wire::payout_outcome::settled, r.alpha), desk_account(etb, 0), ts + 1),
               wire::result::ok);
   }
   t.flush();
@@ -782,7 +771,7 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
     desk_table& t = r.t;
     t.set_rules_failed_in_backoff(taken);
     ASSERT_NO_FATAL_FAILURE(backing_off_at_alpha(r));
-    EXPECT_EQ(t.answer(etb_answer(5, 100, 1, wire::payout_outcome::failed, r.alpha), desk_account(etb, 0), 1'100'000'000),
+    EXPECT_EQ(t.answer(test::etb_payout_answer(5, 1, 100, wire::payout_outcome::failed, r.alpha), desk_account(etb, 0), 1'100'000'000),
               taken ? wire::result::ok : wire::result::payout_answer_late);
     const payout_entry* p = nullptr;
     t.for_each_desk([&](const desk& d) {
