@@ -186,8 +186,55 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert brokers["sections"][0]["rows"][0]["sent"] == 1 and brokers["sections"][0]["rows"][0]["phase"] == "closed", brokers
     held = ops("portfolio", "show", "301")
     assert held["code"] == "ok" and held["sections"][0]["rows"][0]["quantity"] == 10, held
+    # A cancel: the broker working the order is told, and its reject closes it cancelled.
+    before = pay.lookup_accounts([301])[0]
+    assert pay.orders([dict(order, id=7004, quantity=1)]) == [0]
+    ins = bk.order_instructions()
+    assert len(ins) == 1 and ins[0]["order_id"] == 7004 and ins[0]["kind"] == 1, ins
+    assert bk.order_answers([dict(order_id=7004, kind=Client.ACCEPTED)]) == [0]
+    assert pay.cancel_orders([dict(order_id=7004, wallet=301), dict(order_id=7004, wallet=311),
+                              dict(order_id=7999, wallet=301), dict(order_id=7001, wallet=301)]) == [0, 235, 235, 232]
+    ins = bk.order_instructions()
+    assert len(ins) == 1 and ins[0]["order_id"] == 7004 and ins[0]["kind"] == 2, ins
+    assert pay.lookup_orders([7004])[0]["cancelling"] == 4
+    assert bk.order_answers([dict(order_id=7004, kind=Client.REJECT, reason=1, attempt=ins[0]["attempt"])]) == [0]
+    o = pay.lookup_orders([7004])[0]
+    assert o["state"] == 4 and o["filled"] == 0, o
+    after = pay.lookup_accounts([301])[0]
+    assert after["debits_pending"] == before["debits_pending"] and after["debits_posted"] == before["debits_posted"], after
     bk.close()
     print("trading: orders through a broker: ok")
+
+    # Status changes numbered on their account; transfers, an account's history and its
+    # balances as of a time, looked up.
+    assert pay.create_accounts([dict(id=401, currency="ETB"), dict(id=402, currency="ETB", user_data=77)]) == [0, 0]
+    a = pay.lookup_accounts([402])[0]
+    assert a["status"] == Client.OPEN and a["status_seq"] == 0 and a["user_data"] == 77 and a["currency"] == "ETB", a
+    freeze = dict(account=402, status=Client.FROZEN, seq=1)
+    assert pay.set_account_status([freeze]) == [0]
+    assert pay.set_account_status([freeze]) == [0]  # its retry changes nothing
+    assert pay.set_account_status([dict(freeze, status=Client.CLOSED)]) == [30]  # exists_with_different_fields
+    assert pay.set_account_status([dict(freeze, seq=3)]) == [48]  # status_seq_ahead
+    a = pay.lookup_accounts([402])[0]
+    assert a["status"] == Client.FROZEN and a["status_seq"] == 1, a
+    t1 = dict(id=(1 << 100) + 9601, debit=401, credit=402, amount=300, currency="ETB", user_data=5)
+    assert pay.create_transfers([dict(t1, id=9600)]) == [41]  # credit_account_frozen
+    assert pay.set_account_status([dict(account=402, status=Client.OPEN, seq=2)]) == [0]
+    assert pay.set_account_status([freeze]) == [47]  # status_changed_since
+    assert pay.create_transfers([t1, dict(t1, id=9602, amount=200)]) == [0, 0]
+    found = pay.lookup_transfers([t1["id"], 9602, 9603])
+    assert found[2] is None and found[0]["amount"] == 300 and found[0]["user_data"] == 5, found
+    assert found[0]["id"] == t1["id"] and found[0]["debit"] == 401 and found[0]["currency"] == "ETB", found
+    assert found[0]["credit_after_credits_posted"] == 300 and found[1]["credit_after_credits_posted"] == 500, found
+    assert found[0]["timestamp"] < found[1]["timestamp"], found
+    page = pay.account_history([dict(account=402, limit=1), dict(account=402, limit=1, cursor=12345)])
+    assert page[0]["result"] == 0 and [r["id"] for r in page[0]["records"]] == [9602] and page[0]["next_cursor"], page
+    assert page[1]["result"] == 73 and page[1]["records"] == [], page  # history_cursor_invalid
+    older = pay.account_history([dict(account=402, limit=5, cursor=page[0]["next_cursor"])])[0]
+    assert [r["id"] for r in older["records"]] == [t1["id"]] and older["next_cursor"] == 0, older
+    bal = pay.lookup_balances([(402, found[0]["timestamp"]), (402, found[1]["timestamp"]), (402, 1)])
+    assert [(b["result"], b["credits_posted"]) for b in bal] == [(0, 300), (0, 500), (31, 0)], bal  # 31: not made yet
+    print("accounts: status changes and look-ups: ok")
     pay.close()
     tb.close()
     d.send_signal(signal.SIGTERM)

@@ -14,12 +14,15 @@ import socket
 import struct
 
 import flatbuffers
-from mesob.fb import (Account, Auth, CreateAccounts, CreateTransfers, CustomerOp, CustomerOps, Customers, Deposit,
-                      Deposits, EqubOp, EqubOps, Error, FoundAccounts, Groups, Hello, InstrumentOp, InstrumentOps,
-                      Instruments, LookupAccounts, LookupCustomers, LookupGroups, LookupInstruments, Operation,
-                      Payout, PayoutAnswer, PayoutAnswers, PayoutInstructions, Payouts, Price, Prices, Push, Reply,
-                      Request, Response, Results, Transfer, Welcome, Order, Orders, OrderAnswer, OrderAnswers,
-                      OrderInstructions, LookupOrders, FoundOrders, LookupPositions, FoundPositions)
+from mesob.fb import (Account, AccountTransfers, Auth, BalanceQuery, Balances, CancelOrders, CreateAccounts,
+                      CreateTransfers, CustomerOp, CustomerOps, Customers, Deposit, Deposits, EqubOp, EqubOps, Error,
+                      FoundAccounts, FoundTransfers, Groups, Hello, HistoryQuery, Id128, InstrumentOp, InstrumentOps,
+                      Instruments, LookupAccounts, LookupAccountTransfers, LookupBalances, LookupCustomers,
+                      LookupGroups, LookupInstruments, LookupTransfers, Operation, OrderCancel, Payout, PayoutAnswer,
+                      PayoutAnswers, PayoutInstructions, Payouts, Price, Prices, Push, Reply, Request, Response,
+                      Results, SetAccountStatus, StatusChange, Transfer, TransferRecord, Welcome, Order, Orders,
+                      OrderAnswer, OrderAnswers, OrderInstructions, LookupOrders, FoundOrders, LookupPositions,
+                      FoundPositions)
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
@@ -161,9 +164,84 @@ class Client:
                 out.append(None)
                 continue
             a = found.Accounts(k)
-            out.append(dict(id=a.Id(), owner_id=a.OwnerId(), debits_posted=a.DebitsPosted(),
+            out.append(dict(id=a.Id(), owner_id=a.OwnerId(), user_data=a.UserData(), debits_posted=a.DebitsPosted(),
                             credits_posted=a.CreditsPosted(), debits_pending=a.DebitsPending(),
-                            credits_pending=a.CreditsPending(), status=a.Status(), kind=a.Kind()))
+                            credits_pending=a.CreditsPending(), timestamp=a.Timestamp(),
+                            currency=currency_letters(a.Currency()), kind=a.Kind(), flags=a.Flags(),
+                            status=a.Status(), tier=a.Tier(), status_seq=a.StatusSeq()))
+        return out
+
+    OPEN, FROZEN, CLOSED = 1, 2, 3
+
+    def set_account_status(self, changes):
+        """Status changes: dicts with account and status (Client.OPEN, FROZEN, CLOSED) and
+        optionally seq, the change's number on its account: the account's status_seq + 1
+        for the next (lookup_accounts gives status_seq). A numbered change applies once: its
+        retry (same seq, same status) is 0 and changes nothing; an older seq is
+        status_changed_since (47), one past the next status_seq_ahead (48). seq 0 (the
+        default) is an unnumbered change. One result code per change (0 = ok)."""
+        b = flatbuffers.Builder(256 + 16 * len(changes))
+        SetAccountStatus.StartChangesVector(b, len(changes))
+        for c in reversed(changes):
+            StatusChange.CreateStatusChange(b, c["account"], c["status"], 0, c.get("seq", 0))
+        vec = b.EndVector()
+        SetAccountStatus.Start(b)
+        SetAccountStatus.AddChanges(b, vec)
+        return self._results(self._call(Operation.Operation.SetAccountStatus, SetAccountStatus.End(b), b))
+
+    def lookup_transfers(self, ids):
+        """Transfers by id (ints up to 128 bits): a list of dicts, each the transfer as
+        recorded (with its engine timestamp), its result and the posted balances of both
+        accounts after it; None where no transfer has the id."""
+        b = flatbuffers.Builder(256 + 16 * len(ids))
+        LookupTransfers.StartIdsVector(b, len(ids))
+        mask = (1 << 64) - 1
+        for i in reversed(ids):
+            Id128.CreateId128(b, i & mask, i >> 64)
+        vec = b.EndVector()
+        LookupTransfers.Start(b)
+        LookupTransfers.AddIds(b, vec)
+        found = self._reply(self._call(Operation.Operation.LookupTransfers, LookupTransfers.End(b), b),
+                            Reply.Reply.FoundTransfers, FoundTransfers.FoundTransfers())
+        return [None if found.Results(k) != 0 else _record(found.Records(k)) for k in range(found.ResultsLength())]
+
+    def account_history(self, queries):
+        """Pages of account histories: queries are dicts with account, limit (1..1,024) and
+        optionally cursor (0, the default: newest first; else a page's next_cursor). One
+        dict per query: result (0 = ok), records (newest first, as lookup_transfers gives
+        them) and next_cursor (0: no older records)."""
+        b = flatbuffers.Builder(256 + 24 * len(queries))
+        LookupAccountTransfers.StartQueriesVector(b, len(queries))
+        for q in reversed(queries):
+            HistoryQuery.CreateHistoryQuery(b, q["account"], q.get("cursor", 0), q["limit"], 0)
+        vec = b.EndVector()
+        LookupAccountTransfers.Start(b)
+        LookupAccountTransfers.AddQueries(b, vec)
+        pages = self._reply(self._call(Operation.Operation.LookupAccountTransfers, LookupAccountTransfers.End(b), b),
+                            Reply.Reply.AccountTransfers, AccountTransfers.AccountTransfers())
+        out = []
+        for k in range(pages.PagesLength()):
+            p = pages.Pages(k)
+            out.append(dict(result=p.Result(), records=[_record(p.Records(j)) for j in range(p.RecordsLength())],
+                            next_cursor=p.NextCursor()))
+        return out
+
+    def lookup_balances(self, queries):
+        """Posted balances as of an engine time: queries are (account, timestamp ns)
+        pairs. One dict each: result (0 = ok), debits_posted, credits_posted."""
+        b = flatbuffers.Builder(256 + 16 * len(queries))
+        LookupBalances.StartQueriesVector(b, len(queries))
+        for account, ts in reversed(queries):
+            BalanceQuery.CreateBalanceQuery(b, account, ts)
+        vec = b.EndVector()
+        LookupBalances.Start(b)
+        LookupBalances.AddQueries(b, vec)
+        found = self._reply(self._call(Operation.Operation.LookupBalances, LookupBalances.End(b), b),
+                            Reply.Reply.Balances, Balances.Balances())
+        out = []
+        for k in range(found.BalancesLength()):
+            x = found.Balances(k)
+            out.append(dict(result=x.Result(), debits_posted=x.DebitsPosted(), credits_posted=x.CreditsPosted()))
         return out
 
     # ---- gateways (wire/README.md, "Deposits") ----------------------------------------
@@ -439,6 +517,18 @@ class Client:
                             attempt=x.Attempt()))
         return out
 
+    def cancel_orders(self, cancels):
+        """Cancels of open orders: dicts with order_id and wallet (the order's own). One
+        result code each: 0 means the cancel is under way (lookup_orders: cancelling)."""
+        b = flatbuffers.Builder(256 + 16 * len(cancels))
+        CancelOrders.StartCancelsVector(b, len(cancels))
+        for c in reversed(cancels):
+            OrderCancel.CreateOrderCancel(b, c["order_id"], c["wallet"])
+        vec = b.EndVector()
+        CancelOrders.Start(b)
+        CancelOrders.AddCancels(b, vec)
+        return self._results(self._call(Operation.Operation.CancelOrders, CancelOrders.End(b), b))
+
     def lookup_positions(self, wallets):
         """Each wallet's positions (at most 16 wallets): a list with, per wallet, None when
         the account does not exist, else a list of dicts with instrument, quantity,
@@ -489,7 +579,11 @@ class Client:
         vec = b.EndVector()
         request_table.Start(b)
         getattr(request_table, "Add" + field)(b, vec)
-        resp = self._call(op_type, request_table.End(b), b)
+        return self._reply(self._call(op_type, request_table.End(b), b), reply_type, reply)
+
+    @staticmethod
+    def _reply(resp, reply_type, reply):
+        """The response's reply table as `reply` (initialised), after checking its type."""
         if resp.ReplyType() != reply_type:
             raise IOError("unexpected reply type %d" % resp.ReplyType())
         table = resp.Reply()
@@ -498,9 +592,23 @@ class Client:
 
     @staticmethod
     def _results(resp):
-        if resp.ReplyType() != Reply.Reply.Results:
-            raise IOError("unexpected reply type %d" % resp.ReplyType())
-        r = Results.Results()
-        table = resp.Reply()
-        r.Init(table.Bytes, table.Pos)
+        r = Client._reply(resp, Reply.Reply.Results, Results.Results())
         return [r.Results(k) for k in range(r.ResultsLength())]
+
+
+def currency_letters(packed):
+    """The inverse of currency(): 'ETB' for 'E' | 'T' << 8 | 'B' << 16."""
+    return bytes(((packed >> s) & 0xFF) for s in (0, 8, 16)).decode("ascii", "replace")
+
+
+def _record(r):
+    """A TransferRecord as a dict (lookup_transfers, account_history)."""
+    t = r.Transfer(Transfer.Transfer())
+    tid, pid = t.Id(Id128.Id128()), t.PendingId(Id128.Id128())
+    return dict(id=tid.Hi() << 64 | tid.Lo(), pending_id=pid.Hi() << 64 | pid.Lo(), debit=t.DebitAccountId(),
+                credit=t.CreditAccountId(), amount=t.Amount(), user_data=t.UserData(), timestamp=t.Timestamp(),
+                currency=currency_letters(t.Currency()), timeout_s=t.TimeoutS(), code=t.Code(), flags=t.Flags(),
+                result=r.Result(), debit_after_debits_posted=r.DebitAfterDebitsPosted(),
+                debit_after_credits_posted=r.DebitAfterCreditsPosted(),
+                credit_after_debits_posted=r.CreditAfterDebitsPosted(),
+                credit_after_credits_posted=r.CreditAfterCreditsPosted())
