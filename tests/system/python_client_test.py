@@ -202,6 +202,16 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert o["state"] == 4 and o["filled"] == 0, o
     after = pay.lookup_accounts([301])[0]
     assert after["debits_pending"] == before["debits_pending"] and after["debits_posted"] == before["debits_posted"], after
+    # A rebalance: none without a model for the profile; with one, orders toward it.
+    assert pay.rebalance(301, 7100, 100, 500) == ([226], [])  # risk_profile_undefined
+    assert ops("model", "set", "moderate", "44", "9000")["code"] == "ok"
+    results, placed = pay.rebalance(301, 7100, 100, 500)  # 15 units at 105: past tier 1's limit
+    assert results == [218] and [(o["id"], o["quantity"], o["limit"]) for o in placed] == [(7100, 15, 105)], placed
+    assert ops("model", "set", "moderate", "44", "4700")["code"] == "ok"
+    results, placed = pay.rebalance(301, 7200, 100, 500)
+    assert results == [0] and placed[0]["id"] == 7200 and placed[0]["side"] == Client.BUY, (results, placed)
+    assert placed[0]["wallet"] == 301 and placed[0]["instrument"] == 44 and 0 < placed[0]["quantity"] < 15, placed
+    assert pay.lookup_orders([placed[0]["id"]])[0]["state"] == 1
     bk.close()
     print("trading: orders through a broker: ok")
 

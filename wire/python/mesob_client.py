@@ -22,7 +22,7 @@ from mesob.fb import (Account, AccountTransfers, Auth, BalanceQuery, Balances, C
                       PayoutAnswers, PayoutInstructions, Payouts, Price, Prices, Push, Reply, Request, Response,
                       Results, SetAccountStatus, StatusChange, Transfer, TransferRecord, Welcome, Order, Orders,
                       OrderAnswer, OrderAnswers, OrderInstructions, LookupOrders, FoundOrders, LookupPositions,
-                      FoundPositions)
+                      FoundPositions, PlacedOrders, Rebalance, RebalanceRequest)
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
@@ -528,6 +528,27 @@ class Client:
         CancelOrders.Start(b)
         CancelOrders.AddCancels(b, vec)
         return self._results(self._call(Operation.Operation.CancelOrders, CancelOrders.End(b), b))
+
+    def rebalance(self, wallet, first_order_id, drift_bp, slippage_bp, expires_s=0):
+        """Brings the wallet's portfolio back toward its risk profile's model: market orders
+        with ids counting up from first_order_id (keep 128 free). Returns (results,
+        orders): one result per order placed, the orders as dicts (id, wallet, instrument,
+        quantity, limit, side, type); with no orders, one result saying why (0: nothing to
+        do)."""
+        b = flatbuffers.Builder(256)
+        Rebalance.StartRequestsVector(b, 1)
+        RebalanceRequest.CreateRebalanceRequest(b, wallet, first_order_id, drift_bp, slippage_bp, expires_s, 0)
+        vec = b.EndVector()
+        Rebalance.Start(b)
+        Rebalance.AddRequests(b, vec)
+        placed = self._reply(self._call(Operation.Operation.Rebalance, Rebalance.End(b), b), Reply.Reply.PlacedOrders,
+                             PlacedOrders.PlacedOrders())
+        orders = []
+        for k in range(placed.OrdersLength()):
+            o = placed.Orders(k)
+            orders.append(dict(id=o.Id(), wallet=o.Wallet(), instrument=o.InstrumentId(), quantity=o.Quantity(),
+                               limit=o.LimitTicks(), side=o.Side(), type=o.Type()))
+        return [placed.Results(k) for k in range(placed.ResultsLength())], orders
 
     def lookup_positions(self, wallets):
         """Each wallet's positions (at most 16 wallets): a list with, per wallet, None when
