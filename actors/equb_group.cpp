@@ -25,7 +25,11 @@ constexpr uint32_t chain_max = 2 * seats_max + 16;
 // group cannot refuse (a round closing on its deadline) ever finds the steps gone.
 constexpr uint32_t life_steps = 3 * seats_max * seats_max + 6 * seats_max + 16;
 static_assert(life_steps < steps_max / 2);
-constexpr uint32_t entry_version = 2;
+constexpr uint32_t entry_version = 3;
+// A tombstone's first word (an entry's is its version, 1..3).
+constexpr uint32_t retired_marker = 0xDEAD0001u;
+
+uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 using heap_cmp = std::greater<std::pair<uint64_t, uint64_t>>;
 
 // The engine's own accounts (payout desks', trading's) move money for their owners only.
@@ -344,6 +348,29 @@ void group_table::after_round(group_entry& e, uint64_t now) {
   }
   owe(e, std::move(o.transfers));
   schedule(e);
+  if (ended(e.g)) ended_now(e, now);
+}
+
+uint64_t legacy_retire_at(const group_entry& e) {
+  const uint64_t end = e.g.started_at == 0 ? e.created_at
+                                           : deadline_after(add_sat(e.g.started_at, e.g.shift_ns), e.g.seats.size(),
+                                                            e.g.cfg.period_ns, e.g.cfg.grace_ns);
+  return add_sat(std::max(end, e.created_at), retire_after_ns);
+}
+
+void group_table::ended_now(group_entry& e, uint64_t now) {
+  // Ended by older rules: the time every recovery path computes alike (a snapshot of an
+  // older build keeps no time).
+  e.retire_at = rules_ >= rules_groups_retire ? add_sat(now, retire_after_ns) : legacy_retire_at(e);
+  retires_.emplace_back(e.retire_at, e.g.cfg.group_id);
+  std::push_heap(retires_.begin(), retires_.end(), heap_cmp{});
+}
+
+bool group_table::settled(const group_entry& e) {
+  if (!ended(e.g) || !e.owed.empty() || e.g.escrow != 0 || escrow_expected(e) != 0) return false;
+  for (const auto& st : e.g.seats)
+    if (!st.debts.empty() || st.credit != 0) return false;
+  return true;
 }
 
 void group_table::close_due(uint64_t now) {
@@ -359,6 +386,34 @@ void group_table::close_due(uint64_t now) {
     if (!e || e->g.ph != phase::active || round_close(e->g) != at || !round_due(e->g, now)) continue;
     touch(*e);
     after_round(*e, now);
+  }
+  if (rules_ < rules_groups_retire) return;
+  for (uint32_t n = 0; n < retires_per_batch_max && !retires_.empty() && retires_.front().first < now;) {
+    const auto [at, id] = retires_.front();
+    std::pop_heap(retires_.begin(), retires_.end(), heap_cmp{});
+    retires_.pop_back();
+    auto it = groups_.find(id);
+    if (it == groups_.end() || it->second.retire_at != at) continue;  // stale
+    group_entry& e = it->second;
+    ++n;
+    const uint32_t status_seq = settled(e) && retire_ ? retire_(e) : 0;
+    if (status_seq == 0) {  // something is still owed: looked at again later
+      touch(e);
+      ended_now(e, now);
+      continue;
+    }
+    if (events_) {
+      auto ev = wire::decided_event(wire::event_type::equb_retired, now, e.g.cfg.currency, id);
+      ev.ref = {e.g.number, uint64_t(e.history.size())};
+      events_(std::move(ev));
+      auto closed = wire::decided_event(wire::event_type::account_status, now, e.g.cfg.currency, id);
+      closed.code = uint16_t(wire::account_status::closed);
+      closed.amount = status_seq;
+      events_(std::move(closed));
+    }
+    retired_rows_.push_back({id, e.g.number, now});
+    ++retired_count_;
+    groups_.erase(it);
   }
 }
 
@@ -441,6 +496,8 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     if (rules_ >= rules_ended_groups)
       for (const uint64_t a : {c.fee_account_id, c.guarantor_account_id, c.organizer_account_id})
         if (const result r = engine_account(a); r != result::ok) return r;
+    if (rules_ >= rules_groups_retire && account_taken_ && account_taken_(op.group_id))
+      return result::group_account_exists;  // a retired group's id, say: taken for good
     if (groups_.size() >= groups_max) return result::groups_full;
     wire::account escrow;
     escrow.id = op.group_id;
@@ -484,7 +541,10 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       if (r == result::ok) touch(*e);
       return r;
     }
-    case equb_op_kind::dissolve: o = dissolve(g, rules_ >= rules_ended_groups); break;
+    case equb_op_kind::dissolve:
+      o = dissolve(g, rules_ >= rules_ended_groups);
+      if (o.code == result::ok) ended_now(*e, ts);
+      break;
     case equb_op_kind::replace_account: {
       const uint64_t from = op.wallet, to = op.amount;
       if (const result r = can_replace_account(g, from, to); r != result::ok) return r;
@@ -534,6 +594,10 @@ void group_table::load(group_entry&& e) {
   MESOB_ASSERT(groups_.find(id) == groups_.end());
   auto& stored = groups_.emplace(id, std::move(e)).first->second;
   schedule(stored);
+  if (ended(stored.g) && stored.retire_at != 0) {
+    retires_.emplace_back(stored.retire_at, id);
+    std::push_heap(retires_.begin(), retires_.end(), heap_cmp{});
+  }
 }
 
 void group_table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out) {
@@ -543,6 +607,8 @@ void group_table::take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t
       out->emplace_back(id, encode_entry(*e));
     }
   dirty_.clear();
+  for (const auto& r : retired_rows_) out->emplace_back(r.group_id, encode_retired(r));
+  retired_rows_.clear();
 }
 
 size_t group_table::memory_bytes() const {
@@ -588,7 +654,29 @@ std::vector<uint8_t> encode_entry(const group_entry& e) {
   const auto g = encode_group(e.g);
   w.put(uint32_t(g.size()));
   w.put_bytes(g);
+  w.put(e.retire_at);
   return std::move(w.out);
+}
+
+std::vector<uint8_t> encode_retired(const retired_group& r) {
+  byte_writer w;
+  w.put(retired_marker);
+  w.put(r.group_id);
+  w.put(r.number);
+  w.put(r.retired_at);
+  return std::move(w.out);
+}
+
+bool decode_retired(std::span<const uint8_t> bytes, retired_group* out) {
+  byte_reader r{bytes};
+  if (r.get<uint32_t>() != retired_marker || r.short_read) return false;
+  retired_group g;
+  g.group_id = r.get<uint64_t>();
+  g.number = r.get<uint64_t>();
+  g.retired_at = r.get<uint64_t>();
+  if (r.short_read || r.at != bytes.size()) return false;
+  *out = g;
+  return true;
 }
 
 namespace {
@@ -598,6 +686,7 @@ std::string entry_fault(const group_entry& e) {
   const group_state& g = e.g;
   const uint64_t escrow = g.cfg.escrow_account_id;
   if (escrow != g.cfg.group_id) return "its escrow account is not the group's id";
+  if (ended(g) != (e.retire_at != 0)) return "its retire time does not match its phase";
   // Obligations: each transfer moves money out of or into the escrow (one side exactly),
   // between two real accounts; their step ranges lie below next_step and do not overlap
   // (the same ids twice would make one of them a repeat that never settles).
@@ -648,8 +737,8 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
   byte_reader r{bytes};
   group_entry e;
   const auto version = r.get<uint32_t>();
-  if (!r.short_read && version != entry_version && version != 1) {
-    *why = "group entry version " + std::to_string(version) + " (this build reads 1 and " +
+  if (!r.short_read && (version < 1 || version > entry_version)) {
+    *why = "group entry version " + std::to_string(version) + " (this build reads 1 to " +
            std::to_string(entry_version) + ")";
     return false;
   }
@@ -707,6 +796,7 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
   }
   const auto glen = r.get<uint32_t>();
   const auto gbytes = r.take(glen);
+  if (version >= 3) e.retire_at = r.get<uint64_t>();
   if (r.short_read) {
     *why = "group entry cut short (" + std::to_string(bytes.size()) + " bytes)";
     return false;
@@ -716,6 +806,7 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
     return false;
   }
   if (!decode_group(gbytes, &e.g, why)) return false;
+  if (version < 3 && ended(e.g)) e.retire_at = legacy_retire_at(e);  // ended by older rules
   if (const std::string fault = entry_fault(e); !fault.empty()) {
     *why = "group " + std::to_string(e.g.cfg.group_id) + ": " + fault;
     return false;

@@ -30,9 +30,12 @@
 // A closed account refuses every payment for good: replace_account (an operation) puts
 // another account wherever the group names the old one, the refused obligations
 // included, and a retry sends them again. An ended group takes one kind of payment: a
-// seat's debts, all at once (equb_rules.hpp, repay).
+// seat's debts, all at once (equb_rules.hpp, repay). Once nothing is owed it retires
+// retire_after_ns after it ended (close_due): out of the table, its escrow closed, a
+// tombstone row keeping its number taken.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -83,11 +86,20 @@ struct obligation {
   std::vector<money> transfers;
 };
 
+// An ended group with nothing owed is kept this long for look-ups, then retired
+// (rules_groups_retire); one with something owed is looked at again as long after.
+constexpr uint64_t retire_after_ns = 30ull * 86'400 * 1'000'000'000;
+// At most this many retire in one batch (an upgrade's first batch finds every group that
+// ended before it due at once): the rest wait for the next batch, a tick later.
+constexpr uint32_t retires_per_batch_max = 4'096;
+
 struct group_entry {
   group_state g;
   uint32_t next_step = 0;
   std::vector<obligation> owed;  // oldest first
   uint64_t created_at = 0;
+  // An ended group's next look at retiring (engine time; 0 while it has not ended).
+  uint64_t retire_at = 0;
   // events so far: the lottery's revealed seeds and recipients, per round
   struct round_result {
     uint32_t round = 0;
@@ -97,6 +109,11 @@ struct group_entry {
   std::vector<round_result> history;
   bool listed_dirty = false;  // in its table's dirty list (not part of the stored state)
 };
+// When a group that ended under rules older than rules_groups_retire (or in an entry of
+// an older snapshot) is looked at first: its schedule's end (its last round's close; its
+// creation if it never started) plus retire_after_ns. A function of what the group
+// holds once ended, so a start from any snapshot or the log alone agrees on it.
+[[nodiscard]] uint64_t legacy_retire_at(const group_entry& e);
 // What the escrow account must hold: escrow plus what obligations still take out, less
 // what they bring in.
 [[nodiscard]] uint64_t escrow_expected(const group_entry& e);
@@ -104,11 +121,23 @@ struct group_entry {
 // shards (a payout_out hold goes to the payout account of its wallet's shard).
 [[nodiscard]] std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o, uint32_t shards);
 
-// Byte form for snapshots (version 2: a payout_out transfer carries its rail and
-// destination; version 1 is read too). The group's own bytes are encode_group's. The
-// reader refuses damage it can see, as decode_group does.
+// Byte form for snapshots (version 3: retire_at at the end; version 2: a payout_out
+// transfer carries its rail and destination; versions 1 and 2 are read too, an ended
+// group's retire_at then its last round's close, or its creation, plus retire_after_ns).
+// The group's own bytes are encode_group's. The reader refuses damage it can see, as
+// decode_group does.
 [[nodiscard]] std::vector<uint8_t> encode_entry(const group_entry& e);
 bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string* why);
+
+// A retired group's row (a tombstone): its id stays an escrow account's, and its number
+// stays taken (payout ids carry it). decode_retired is false for any other row.
+struct retired_group {
+  uint64_t group_id = 0;
+  uint64_t number = 0;
+  uint64_t retired_at = 0;
+};
+[[nodiscard]] std::vector<uint8_t> encode_retired(const retired_group& r);
+[[nodiscard]] bool decode_retired(std::span<const uint8_t> bytes, retired_group* out);
 
 // The group as it travels (wire/mesob.fbs, Group).
 [[nodiscard]] wire::group_item to_item(const group_entry& e);
@@ -131,6 +160,9 @@ class group_table {
   void set_shards(uint32_t n) { shards_ = n; }
   using rail_check_fn = std::function<bool(uint8_t rail, wire::currency_code c)>;
   void set_rail_check(rail_check_fn f) { rail_served_ = std::move(f); }
+  // Whether an account has the id (a create's escrow), asked before the capacity check
+  // from rules_groups_retire: a retired group's id is group_account_exists, full or not.
+  void set_account_check(std::function<bool(uint64_t)> f) { account_taken_ = std::move(f); }
   // The group's own decisions as events (wire::event_type equb_*): lsn and offset are the
   // caller's to fill. Set by the shard when the engine keeps events.
   using event_fn = std::function<void(wire::event&&)>;
@@ -154,16 +186,35 @@ class group_table {
   wire::result execute(const wire::equb_op& op, uint64_t ts, const std::function<bool(const wire::account&)>& make_escrow,
                        uint64_t groups_max = UINT64_MAX);
   // Rounds whose deadline + grace passed by `now` close (not under hold_round). due() is
-  // also true once a round's deadline passes (the engine ticks then: resume).
-  [[nodiscard]] bool due(uint64_t now) const { return !deadlines_.empty() && deadlines_.front().first < now; }
+  // also true once a round's deadline passes (the engine ticks then: resume), and once an
+  // ended group's look at retiring comes (rules_groups_retire).
+  [[nodiscard]] bool due(uint64_t now) const {
+    return (!deadlines_.empty() && deadlines_.front().first < now) ||
+           (rules_ >= rules_groups_retire && !retires_.empty() && retires_.front().first < now);
+  }
+  // Then ended groups whose retire_at passed by `now` retire if nothing is owed and
+  // `retire` agrees (the shard closes the escrow account, if it holds nothing: it
+  // returns the account's status_seq after, 0 when it will not), at most
+  // retires_per_batch_max a batch (the rest at the next), with an equb_retired event
+  // and the escrow's account_status event; take_dirty gives the row's tombstone. Looked
+  // at again a retire_after_ns later otherwise.
+  using retire_fn = std::function<uint32_t(const group_entry&)>;
+  void set_retire(retire_fn f) { retire_ = std::move(f); }
   void close_due(uint64_t now);
   // The engine resumed at `resumed` after an outage from `last_before` (the last timestamp
   // logged before it; a resume marker's, at rules_resume_rebases on): each active group
   // whose deadline or close fell in between is rescheduled (equb::reschedule), with an
   // equb_rescheduled event. Before close_due at that batch.
   void resume(uint64_t last_before, uint64_t resumed);
-  // Earliest deadline or close of a round (UINT64_MAX: none).
-  [[nodiscard]] uint64_t next_deadline() const { return deadlines_.empty() ? UINT64_MAX : deadlines_.front().first; }
+  // Earliest deadline or close of a round (UINT64_MAX: none): while there is one, the
+  // engine logs a heartbeat (resume needs it; ended groups waiting to retire do not).
+  [[nodiscard]] uint64_t next_round_deadline() const {
+    return deadlines_.empty() ? UINT64_MAX : deadlines_.front().first;
+  }
+  // That, or an ended group's look at retiring, whichever comes first.
+  [[nodiscard]] uint64_t next_deadline() const {
+    return std::min(next_round_deadline(), retires_.empty() ? UINT64_MAX : retires_.front().first);
+  }
   // Drops the earliest entries while their group is no longer active here (it ended, or
   // is gone): such an entry can never close a round, and left in place it would keep
   // next_deadline() set, and with it the engine's heartbeat, until its time came, a
@@ -173,8 +224,9 @@ class group_table {
 
   // Recovery and checkpoints.
   void load(group_entry&& e);
-  // Groups changed since the last call, encoded.
+  // Groups changed since the last call, encoded; groups retired since, as tombstones.
   void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
+  [[nodiscard]] uint64_t retired() const { return retired_count_; }  // since the table was made
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [id, e] : groups_) f(e);
@@ -186,6 +238,8 @@ class group_table {
   void owe(group_entry& e, std::vector<money>&& m);
   void after_round(group_entry& e, uint64_t now);
   void schedule(const group_entry& e);
+  void ended_now(group_entry& e, uint64_t now);  // it ended at `now`: its look at retiring
+  [[nodiscard]] static bool settled(const group_entry& e);
   void touch(group_entry& e);
 
   std::unordered_map<uint64_t, group_entry> groups_;
@@ -193,9 +247,16 @@ class group_table {
   // (a round's deadline, or its deadline + grace; group id): a min-heap; deadlines and
   // stale entries are passed over by close_due.
   std::vector<std::pair<uint64_t, uint64_t>> deadlines_;
+  // (retire_at, group id) of ended groups: a min-heap; entries whose group's retire_at
+  // moved or that is gone are passed over.
+  std::vector<std::pair<uint64_t, uint64_t>> retires_;
+  std::vector<retired_group> retired_rows_;  // retired since the last take_dirty
+  uint64_t retired_count_ = 0;
+  retire_fn retire_;
   emit_fn emit_;
   event_fn events_;
   rail_check_fn rail_served_;
+  std::function<bool(uint64_t)> account_taken_;
   uint32_t shards_ = 1;
   uint16_t rules_ = rules_newest;
 };

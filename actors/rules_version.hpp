@@ -106,6 +106,13 @@ constexpr uint16_t rules_capacity = 16;
 // returns its outcome (invariant 3). Before, `seq` was reserved (reserved_field) and
 // the accounts counted no changes.
 constexpr uint16_t rules_status_seq = 17;
-constexpr uint16_t rules_newest = 17;
+// Ended groups retire: one that ended (completed or dissolved) with nothing owed (no
+// obligation, no seat's debt, escrow empty) is kept equb::retire_after_ns for look-ups,
+// then leaves the shard's memory at the first batch past that time (its row in the
+// snapshot becomes a tombstone keeping its number taken), its escrow account closed for
+// good, with an equb_retired event; one with something owed is looked at again a period
+// later. Before, ended groups stayed in memory and counted against groups_max for good.
+constexpr uint16_t rules_groups_retire = 18;
+constexpr uint16_t rules_newest = 18;
 
 }  // namespace mesob::actors

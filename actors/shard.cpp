@@ -90,6 +90,18 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
     const auto& reg = desks_.registry();
     return reg && reg->serves_rail(rail, c, rules_ < rules_payout_routes);
   });
+  // A retired group's escrow account closes for good: no group answers for money paid
+  // into it after (rules_groups_retire). One holding anything keeps its group.
+  groups_.set_account_check([this](uint64_t id) { return find_account(id) != nullptr; });
+  groups_.set_retire([this](const equb::group_entry& e) -> uint32_t {
+    account* a = local_account(e.g.cfg.group_id);
+    if (!a || a->kind != account_kind::group_escrow || a->debits_pending != 0 || a->credits_pending != 0 ||
+        a->debits_posted != a->credits_posted || a->status_seq == UINT32_MAX)
+      return 0;
+    mark_dirty(slot_index(a));
+    a->status = account_status::closed;
+    return ++a->status_seq;  // a change made, as any counts (rules_status_seq)
+  });
   // Orders' brokers as of the batch (the registry and the sessions follow the log).
   trading_.set_place(index, count);
   trading_.set_market(&market_);
@@ -262,7 +274,7 @@ void shard::publish_stats() {
   pub_next_deadline_.store(
       std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline(), expiry_due}), r);
   pub_expiry_entries_.store(expiry_heap_.size(), r);
-  pub_groups_due_.store(groups_.next_deadline(), r);
+  pub_groups_due_.store(groups_.next_round_deadline(), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
                         expiry_heap_.capacity() * sizeof(expiry_heap_[0]) +

@@ -388,7 +388,7 @@ class engine_impl {
                                  ev.type == et::order_expired || ev.type == et::order_timeout ||
                                  ev.type == et::order_dead || ev.type == et::order_breaker ||
                                  ev.type == et::payout_overpaid || ev.type == et::equb_rescheduled ||
-                                 ev.type == et::payout_timer;
+                                 ev.type == et::payout_timer || ev.type == et::equb_retired;
             decided = decided || (ev.lsn > snap && by_time);
           }
           if (older) break;
@@ -2759,7 +2759,30 @@ class engine_impl {
     }
     std::string why;
     std::unordered_set<uint64_t> group_numbers;
+    // Numbers are unique: a repeat is damage.
+    auto number_taken = [&](uint64_t key, uint64_t number) {
+      if (number == 0) return true;
+      if (!group_numbers.insert(number).second) {
+        why = "group " + std::to_string(key) + ": number " + std::to_string(number) + " is another group's";
+        return false;
+      }
+      next_group_number_ = std::max(next_group_number_, number + 1);
+      return true;
+    };
     ok = snap_->scan(storage::table::groups, [&](uint64_t key, std::span<const uint8_t> v) {
+      // A retired group's tombstone: its number stays taken, its escrow account closed.
+      if (actors::equb::retired_group r; actors::equb::decode_retired(v, &r)) {
+        const wire::account* a = shards_[shard_of(key, shards_n_)]->find_account(key);
+        if (r.group_id != key || !a || a->kind != wire::account_kind::group_escrow ||
+            a->status != wire::account_status::closed || a->debits_posted != a->credits_posted) {
+          why = "row " + std::to_string(key) + ": a retired group's, but " +
+                (r.group_id != key ? "it names group " + std::to_string(r.group_id)
+                                   : std::string("its escrow account is not closed and empty"));
+          return false;
+        }
+        ++rec_.groups_retired;
+        return number_taken(key, r.number);
+      }
       actors::equb::group_entry e;
       if (!actors::equb::decode_entry(v, &e, &why)) return false;
       if (e.g.cfg.group_id != key) {
@@ -2777,13 +2800,7 @@ class engine_impl {
               " but the group says " + std::to_string(expected);
         return false;
       }
-      if (e.g.number != 0) {  // numbers are unique: a repeat is damage
-        if (!group_numbers.insert(e.g.number).second) {
-          why = "group " + std::to_string(key) + ": number " + std::to_string(e.g.number) + " is another group's";
-          return false;
-        }
-        next_group_number_ = std::max(next_group_number_, e.g.number + 1);
-      }
+      if (!number_taken(key, e.g.number)) return false;
       sh.groups().load(std::move(e));
       ++rec_.groups_loaded;
       return true;

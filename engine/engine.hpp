@@ -162,6 +162,7 @@ struct recovery_report {
   uint64_t operations_replayed = 0;
   uint64_t accounts_loaded = 0;
   uint64_t groups_loaded = 0;    // equb groups read from the snapshot
+  uint64_t groups_retired = 0;   // retired groups' rows (tombstones) read from it
   uint64_t groups_reemitted = 0;  // their payments no log record carried, sent again at start
   uint64_t payout_chains_reemitted = 0;  // payouts' posts and voids no log record carried
   uint64_t order_chains_reemitted = 0;   // orders' settlements no log record carried
@@ -185,7 +186,7 @@ struct recovery_report {
 
 struct engine_stats {
   uint64_t accounts = 0;
-  uint64_t groups = 0;  // equb groups, ended ones included
+  uint64_t groups = 0;  // equb groups held, ended ones not yet retired included
   // Capacity (engine/README.md "Capacity"): the settings, and the fullest shard's share
   // used of each (0..1).
   uint64_t accounts_max = 0, groups_max = 0;

@@ -88,7 +88,7 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.one("mesob_accounts", "gauge", "Accounts the engine holds.", double(st.accounts));
   x.one("mesob_accounts_max", "gauge", "Accounts the engine may hold (accounts_max; each shard its share).",
         double(st.accounts_max));
-  x.one("mesob_equb_groups", "gauge", "Equb groups the engine holds, ended ones included.", double(st.groups));
+  x.one("mesob_equb_groups", "gauge", "Equb groups the engine holds, ended ones not yet retired included.", double(st.groups));
   x.one("mesob_equb_groups_max", "gauge", "Equb groups the engine may hold (groups_max; each shard its share).",
         double(st.groups_max));
   x.family("mesob_capacity_used_ratio", "gauge",

@@ -228,6 +228,8 @@ std::vector<std::string> messages(const wire::event& e) {
                                               : "held for our operators";
       return {"payout " + std::to_string(e.ref.lo) + " of account " + a + " (" + amt + "): " + what + "; " + next};
     }
+    case event_type::equb_retired:
+      return {"group " + a + ": ended and settled; its record is retired and its escrow account closed"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

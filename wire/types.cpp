@@ -274,6 +274,7 @@ std::string_view event_type_name(event_type t) {
     case event_type::instrument_resequenced: return "instrument_resequenced";
     case event_type::customer_resequenced: return "customer_resequenced";
     case event_type::equb_rescheduled: return "equb_rescheduled";
+    case event_type::equb_retired: return "equb_retired";
     case event_type::payout_timer: return "payout_timer";
   }
   return "unknown_event";

@@ -876,8 +876,11 @@ enum class event_type : uint16_t {
                                 // backoff, to try `gateway` again; 3 `gateway` asked to
                                 // cancel, waiting for its word; 4 waiting for a route; 5 a
                                 // dead letter, its payout_dead just before)
+  // An ended equb group with nothing owed left the engine's memory (rules_groups_retire):
+  // look-ups find it no more, its escrow account is closed, its id and number stay taken.
+  equb_retired = 36,            // account_a: the group; ref.lo: its number, ref.hi: rounds paid out
 };
-constexpr uint16_t event_type_max = 35;
+constexpr uint16_t event_type_max = 36;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

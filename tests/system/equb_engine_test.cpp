@@ -537,6 +537,127 @@ TEST_F(equb_engine_replay, DebtsArePaidAfterTheGroupEnds) {
   expect_escrow_consistent(g);
 }
 
+// An ended group with nothing owed leaves the engine 30 days after it ended
+// (rules_groups_retire): look-ups find it no more, its escrow account is closed, its
+// place under groups_max is free, and its id and number stay taken, through a replay
+// and a checkpoint alike. One with a seat's debt stays until the debt is paid.
+TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
+  using actors::equb::retire_after_ns;
+  constexpr uint64_t day_s = 86'400;
+  fx_.set_capacity(0, 3);  // 2 groups a shard
+  fx_.restart();
+  open_wallets(2);
+  // Four ids on one shard.
+  std::vector<uint64_t> ids;
+  for (uint64_t id = 5100; ids.size() < 4; ++id)
+    if (actors::shard_of(id, 2) == actors::shard_of(5100, 2)) ids.push_back(id);
+  const uint64_t a = ids[0], b = ids[1], c = ids[2], d = ids[3];
+  form(a, 2);  // round 1 paid out at the start
+  ASSERT_EQ(pay(1, a, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(2, a, 2, 1, contribution), result::ok);
+  ASSERT_EQ(settled(a).g.ph, phase::completed);
+  const uint64_t a_retire = settled(a).retire_at, a_number = settled(a).g.number;
+  EXPECT_GT(a_retire, retire_after_ns);
+  form(b, 2);
+  ASSERT_EQ(pay(2, b, 2, 1, contribution), result::ok);  // wallet 1 will miss round 2
+  EXPECT_EQ(op1(create_op(c)), result::groups_full);
+  fx_.advance_s(15 * day_s + 1);  // b's round 2 closes: b ends, wallet 1 owing its due
+  group_entry st;
+  for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
+    st = settled(b);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(st.g.ph, phase::completed);
+  ASSERT_EQ(debts_of_seat(st, 0), contribution);
+  const uint64_t b_retire = st.retire_at;
+  // A checkpoint holds both, ended, with their times; a start loads them from it.
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.restart();
+  EXPECT_EQ(e().recovery().groups_loaded, 2u);
+  EXPECT_EQ(settled(a).retire_at, a_retire);
+  EXPECT_EQ(settled(b).retire_at, b_retire);
+
+  // 29 days after a ended: kept. Then past its 30: retired at the engine's next tick.
+  fx_.advance_s(14 * day_s);
+  EXPECT_EQ(e().lookup_groups({a}).results.at(0), result::ok);
+  fx_.advance_s(2 * day_s);
+  auto gone = [&](uint64_t id) {
+    for (int i = 0; i < 1000; ++i) {
+      if (e().lookup_groups({id}).results.at(0) == result::group_not_found) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  };
+  ASSERT_TRUE(gone(a));
+  const auto escrow = account(a);
+  EXPECT_EQ(escrow.status, wire::account_status::closed);
+  EXPECT_EQ(escrow.status_seq, 1u);
+  EXPECT_EQ(escrow.credits_posted, escrow.debits_posted);
+  EXPECT_EQ(e().stats().groups, 1u);
+  EXPECT_EQ(pay(1, a, 2, 0, contribution), result::credit_account_closed) << "the ledger's check, first";
+  EXPECT_EQ(simple(wire::equb_op_kind::dissolve, a), result::group_not_found);
+  ASSERT_EQ(op1(create_op(c)), result::ok) << "its place under groups_max is free";
+  const uint64_t c_number = settled(c).g.number;
+  EXPECT_GT(c_number, a_number);
+  EXPECT_EQ(op1(create_op(a)), result::group_account_exists) << "its id stays taken, on a full shard too";
+  EXPECT_EQ(e().lookup_groups({b}).results.at(0), result::ok) << "b ended later, owing";
+
+  // Past b's time, still owing: kept, looked at again 30 days on.
+  fx_.advance_s((b_retire - a_retire) / 1'000'000'000 + 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 1000 && settled(b).retire_at == b_retire; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GT(settled(b).retire_at, b_retire + retire_after_ns - 1);
+  ASSERT_EQ(pay(1, b, 2, 0, contribution), result::ok);  // the debt, paid
+  EXPECT_EQ(simple(wire::equb_op_kind::dissolve, c), result::ok);  // forming: its deposits back
+  fx_.advance_s(31 * day_s);
+  ASSERT_TRUE(gone(b));
+  ASSERT_TRUE(gone(c));
+  EXPECT_EQ(e().stats().groups, 0u);
+  const int64_t w1 = balance(1), w2 = balance(2);
+
+  // From the checkpoint taken while a and b were ended, and the log after it: the same
+  // retirements.
+  fx_.restart();
+  EXPECT_EQ(e().recovery().groups_loaded, 2u);
+  for (const uint64_t id : {a, b, c}) {
+    EXPECT_EQ(e().lookup_groups({id}).results.at(0), result::group_not_found) << id;
+    EXPECT_EQ(account(id).status, wire::account_status::closed) << id;
+  }
+  EXPECT_EQ(balance(1), w1);
+  EXPECT_EQ(balance(2), w2);
+  // From a checkpoint: tombstones keep the ids and numbers taken.
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.restart();
+  EXPECT_EQ(e().recovery().groups_loaded, 0u);
+  EXPECT_EQ(e().recovery().groups_retired, 3u);
+  EXPECT_EQ(op1(create_op(c)), result::group_account_exists);
+  ASSERT_EQ(op1(create_op(d)), result::ok);
+  EXPECT_GT(settled(d).g.number, c_number) << "c's number, the newest, is not given again";
+  EXPECT_TRUE(e().check_balances().balanced);
+
+  // The events: each retirement and its escrow's close, once (the replays wrote none again).
+  std::vector<wire::event> retired, closed;
+  fx_.close();
+  for (const auto& ev : all_events(fx_.dir())) {
+    if (ev.type == wire::event_type::equb_retired) retired.push_back(ev);
+    if (ev.type == wire::event_type::account_status && (ev.account_a == a || ev.account_a == b || ev.account_a == c))
+      closed.push_back(ev);
+  }
+  ASSERT_EQ(retired.size(), 3u);
+  EXPECT_EQ(retired[0].account_a, a);
+  EXPECT_EQ(retired[0].ref.lo, a_number);
+  EXPECT_EQ(retired[0].ref.hi, 2u) << "rounds paid out";
+  ASSERT_EQ(closed.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(closed[i].account_a, retired[i].account_a);
+    EXPECT_EQ(closed[i].code, uint16_t(wire::account_status::closed));
+    EXPECT_EQ(closed[i].amount, 1u) << "the escrow's status_seq after it";
+    EXPECT_EQ(closed[i].lsn, retired[i].lsn) << "in the same batch";
+  }
+  fx_.open();
+}
+
 TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
   constexpr uint64_t g = 5006, h = 5007;
   open_wallets(4);

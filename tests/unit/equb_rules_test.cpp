@@ -1448,3 +1448,137 @@ TEST(equb_rules, rounds_due_together_close_in_the_order_of_their_closes) {
   loaded.close_due(now);
   EXPECT_EQ(closed, (std::vector<uint64_t>{b_id, a_id})) << "the same from a snapshot";
 }
+
+// An ended group with nothing owed retires retire_after_ns after it ended, by the rules
+// of the batch (rules_groups_retire); one its shard will not close (the callback) stays,
+// looked at again as long after. Its row becomes a tombstone; entries keep the time
+// (version 3), and an older entry of an ended group gets one from its schedule.
+TEST(equb_rules, ended_groups_retire_by_their_time_and_rules) {
+  using mesob::actors::rules_groups_retire;
+  auto make_escrow = [](const wire::account&) { return true; };
+  auto payment = [&](uint32_t w, uint32_t round) {
+    wire::transfer p;
+    p.debit_account_id = wallet(w);
+    p.credit_account_id = escrow;
+    p.amount = c;
+    p.currency = config().currency;
+    p.flags = wire::transfer_flags::equb;
+    p.user_data = uint64_t(round) << 32 | w;
+    return p;
+  };
+  group_table t;
+  auto cfg = config();
+  cfg.group_id = cfg.escrow_account_id = escrow;
+  ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+  for (uint32_t i = 0; i < 3; ++i) t.paid(payment(i, 0), 2);
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = escrow;
+  ASSERT_EQ(t.execute(start, 3, make_escrow), result::ok);
+  for (uint32_t round = 2; round <= 3; ++round)
+    for (uint32_t i = 0; i < 3; ++i) {
+      ASSERT_EQ(t.verdict(payment(i, round), 10 + round), result::ok);
+      t.paid(payment(i, round), 10 + round);
+    }
+  ASSERT_TRUE(ended(t.find(escrow)->g));
+  const uint64_t ended_at = 13, at = ended_at + retire_after_ns;
+  EXPECT_EQ(t.find(escrow)->retire_at, at);
+  std::vector<uint32_t> steps;
+  for (const auto& o : t.find(escrow)->owed) steps.push_back(o.first_step);
+  for (const uint32_t step : steps) {  // the ledger carried every payment
+    wire::transfer first;
+    first.id = emitted_id(escrow, step);
+    first.user_data = escrow;
+    t.chain_done(first, result::ok);
+  }
+  ASSERT_TRUE(t.find(escrow)->owed.empty());
+  ASSERT_EQ(escrow_expected(*t.find(escrow)), 0u);
+
+  // Bytes: version 3 keeps the time; version 2 (without it) gets the last round's close
+  // plus the time kept; a tombstone is no entry and an entry no tombstone.
+  const auto bytes = encode_entry(*t.find(escrow));
+  group_entry back;
+  std::string why;
+  ASSERT_TRUE(decode_entry(bytes, &back, &why)) << why;
+  EXPECT_EQ(back.retire_at, at);
+  auto v2 = std::vector<uint8_t>(bytes.begin(), bytes.end() - 8);
+  v2[0] = 2;
+  ASSERT_TRUE(decode_entry(v2, &back, &why)) << why;
+  const group_state& g = t.find(escrow)->g;
+  EXPECT_EQ(back.retire_at, deadline_after(g.started_at, 3, period, grace) + retire_after_ns);
+  auto bad = bytes;
+  bad[bad.size() - 8] ^= 1;  // still ended: a time is a time
+  ASSERT_TRUE(decode_entry(bad, &back, &why)) << why;
+  std::fill(bad.end() - 8, bad.end(), 0);
+  EXPECT_FALSE(decode_entry(bad, &back, &why)) << "an ended group without a time";
+  retired_group r;
+  EXPECT_FALSE(decode_retired(bytes, &r));
+  const auto stone = encode_retired({escrow, 7, 99});
+  ASSERT_TRUE(decode_retired(stone, &r));
+  EXPECT_EQ(r.group_id, escrow);
+  EXPECT_EQ(r.number, 7u);
+  EXPECT_EQ(r.retired_at, 99u);
+  EXPECT_FALSE(decode_entry(stone, &back, &why));
+  EXPECT_FALSE(decode_retired(std::vector<uint8_t>(stone.begin(), stone.end() - 1), &r));
+  // A table loaded from the entry looks at it then too.
+  group_table loaded;
+  ASSERT_TRUE(decode_entry(bytes, &back, &why)) << why;
+  loaded.load(std::move(back));
+  EXPECT_EQ(loaded.next_deadline(), at);
+  // A group that ended by older rules gets the time every recovery path computes: its
+  // schedule's end plus the time kept, as an older snapshot's entry of it does.
+  group_table older;
+  older.set_rules(rules_groups_retire - 1);
+  ASSERT_EQ(older.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+  for (uint32_t i = 0; i < 3; ++i) older.paid(payment(i, 0), 2);
+  ASSERT_EQ(older.execute(start, 3, make_escrow), result::ok);
+  for (uint32_t round = 2; round <= 3; ++round)
+    for (uint32_t i = 0; i < 3; ++i) older.paid(payment(i, round), 10 + round);
+  ASSERT_TRUE(ended(older.find(escrow)->g));
+  EXPECT_EQ(older.find(escrow)->retire_at, legacy_retire_at(*older.find(escrow)));
+  EXPECT_EQ(older.find(escrow)->retire_at, deadline_after(3, 3, period, grace) + retire_after_ns);
+
+  // By older rules nothing retires, and no tick is asked for it.
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> rows;
+  t.take_dirty(&rows);
+  rows.clear();
+  t.set_rules(rules_groups_retire - 1);
+  EXPECT_FALSE(t.due(at + 1));
+  t.close_due(at + 1);
+  ASSERT_NE(t.find(escrow), nullptr);
+  // Its shard will not close the escrow: kept, looked at again a month on.
+  t.set_rules(rules_groups_retire);
+  t.drop_ended();  // the rounds' stale entries (the shard drops them at each batch's end)
+  EXPECT_EQ(t.next_deadline(), at);
+  EXPECT_EQ(t.next_round_deadline(), UINT64_MAX) << "no heartbeat for an ended group";
+  EXPECT_FALSE(t.due(at));
+  ASSERT_TRUE(t.due(at + 1));
+  bool agree = false;
+  std::vector<wire::event> events;
+  t.set_retire([&](const group_entry&) { return agree ? 1u : 0u; });
+  t.set_events([&](wire::event&& ev) { events.push_back(ev); });
+  t.close_due(at + 1);
+  ASSERT_NE(t.find(escrow), nullptr);
+  EXPECT_EQ(t.find(escrow)->retire_at, at + 1 + retire_after_ns);
+  EXPECT_TRUE(events.empty());
+  agree = true;
+  t.close_due(at + 2);  // (the old time's entry is stale)
+  ASSERT_NE(t.find(escrow), nullptr);
+  t.close_due(at + 2 + retire_after_ns);
+  EXPECT_EQ(t.find(escrow), nullptr);
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.retired(), 1u);
+  EXPECT_EQ(t.next_deadline(), UINT64_MAX);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, wire::event_type::equb_retired);
+  EXPECT_EQ(events[0].account_a, escrow);
+  EXPECT_EQ(events[0].ref.hi, 3u);
+  EXPECT_EQ(events[1].type, wire::event_type::account_status);
+  EXPECT_EQ(events[1].account_a, escrow);
+  EXPECT_EQ(events[1].amount, 1u);
+  t.take_dirty(&rows);
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows.back().first, escrow);
+  ASSERT_TRUE(decode_retired(rows.back().second, &r));
+  EXPECT_EQ(r.retired_at, at + 2 + retire_after_ns);
+}
