@@ -20,6 +20,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -28,6 +29,7 @@
 #include <utility>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "wire/codec.hpp"
 
@@ -268,6 +270,7 @@ class server_impl {
   // free place, so sessions take turns when it is full.
   size_t resume_from_ = 0;
   std::unordered_map<std::string, uint32_t> gateway_sessions_;  // authenticated, by gateway id
+  std::unordered_set<std::string> warned_clashes_;  // config gateways also registered, told once each
   // Registered gateways' session openings (registered_opens_per_s): a token bucket each,
   // in thousandths of an opening, by gateway number. Full buckets are dropped at the
   // timer's tick, so the map holds the gateways that opened sessions lately.
@@ -876,6 +879,15 @@ class server_impl {
         if (!(s.roles & m) && (g->roles & m)) role_sessions_[bit].fetch_add(1, std::memory_order_relaxed);
       }
       s.roles = g->roles;
+      // Payout and order routing count the sessions of gateways with the payments or
+      // broker role (logged): a role gained or lost is the session up or down for them.
+      const bool counted = !cfg_.admin && (g->roles & (wire::roles::payments | wire::roles::broker));
+      if (counted && s.registered == 0) {
+        s.registered = s.gateway_number;
+        session_event(s.gateway_number, wire::gateway_event_kind::up);
+      } else if (!counted) {
+        session_ended(s);
+      }
     }
     return true;
   }
@@ -1017,8 +1029,19 @@ class server_impl {
     std::shared_ptr<const actors::gateways::registry> reg;
     uint32_t number = 0;
     if (const auto it = gateways_.find(a.gateway_id); it != gateways_.end()) {
-      secret = &it->second->secret;
-      roles = it->second->roles;
+      // A name both in the config file and in the registry (a config line added after
+      // the registration) is two gateways under one name: neither may log in, as its
+      // requests name it and would reach the registered one's accounts and payouts.
+      if (const auto* clash = eng_.gateway_registry()->find(a.gateway_id)) {
+        if (warned_clashes_.insert(a.gateway_id).second)
+          std::fprintf(stderr,
+                       "mesobd: gateway %s is in the config file and registered (number %u): its sessions are "
+                       "refused until an operator removes it from one of them\n",
+                       a.gateway_id.c_str(), unsigned(clash->number));
+      } else {
+        secret = &it->second->secret;
+        roles = it->second->roles;
+      }
     } else {
       reg = eng_.gateway_registry();
       if (const auto* g = reg->find(a.gateway_id); g && g->enabled) {

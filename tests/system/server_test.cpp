@@ -18,6 +18,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "actors/customers.hpp"
@@ -378,6 +379,96 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
   r = pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 5000u) << "deposits 0xABCDEF and 2 only";
+}
+
+// Payout routing counts a registered gateway's sessions with the payments role: one
+// given the role while its session is open counts from its next frame, and one that
+// loses it stops counting. Before, only a login counted, and a payout on the gateway's
+// rail waited for a route until the gateway reconnected.
+TEST(server, a_role_given_to_an_open_session_reaches_payout_routing) {
+  net n;
+  std::mutex mu;
+  std::vector<std::pair<std::string, uint64_t>> sent;  // (gateway, payout id)
+  n.eng->set_instruction_sink([&](const std::string& g, std::vector<wire::payout_instruction>&& v) {
+    std::lock_guard lk(mu);
+    for (const auto& i : v) sent.emplace_back(g, i.payout_id);
+  });
+  const std::vector<uint8_t> secret(24, 0x6b);
+  const wire::gateway_op reg = registration("late", wire::roles::kyc, 9300, secret);
+  ASSERT_EQ(n.eng->gateways({reg}).results.at(0), result::ok);
+  auto o = n.opts();
+  o.gateway = "late";
+  o.secret = secret;
+  std::string err;
+  auto late = wire::client::connect(o, &err);
+  ASSERT_TRUE(late) << err;
+  auto pay = n.connect();
+  ASSERT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1)})).ok);
+
+  wire::gateway_op upd = reg;
+  upd.kind = wire::gateway_op_kind::update;
+  upd.secret_bytes = 0;
+  std::memset(upd.secret, 0, sizeof upd.secret);
+  upd.roles = wire::roles::payments;
+  ASSERT_EQ(n.eng->gateways({upd}).results.at(0), result::ok);
+  wire::deposit d{};
+  d.reference = 1;
+  d.wallet = 1;
+  d.amount = 5000;
+  d.currency = wire::currency("ETB");
+  auto r = late->call(wire::deposits_body(std::vector{d}));  // its next frame
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  ASSERT_EQ(r.reply.results.at(0), result::ok);
+  auto payout = [&](uint64_t id) {
+    wire::payout p{};
+    p.id = id;
+    p.wallet = 1;
+    p.amount = 100;
+    p.destination = 251911000000;
+    p.currency = wire::currency("ETB");
+    p.rail = 1;
+    auto pr = pay->call(wire::payouts_body(std::vector{p}));
+    EXPECT_TRUE(pr.ok) << pr.failure << pr.error.message;
+    return pr.ok ? pr.reply.results.at(0) : result::ok;
+  };
+  ASSERT_EQ(payout(11), result::ok);
+  auto sent_to_late = [&](uint64_t id) {
+    for (int i = 0; i < 400; ++i) {
+      {
+        std::lock_guard lk(mu);
+        for (const auto& [g, p] : sent)
+          if (g == "late" && p == id) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  };
+  EXPECT_TRUE(sent_to_late(11)) << "the open session counts for routing once it has the role";
+
+  // The role taken away: the session counts no more, and the rail has no gateway.
+  upd.roles = wire::roles::kyc;
+  ASSERT_EQ(n.eng->gateways({upd}).results.at(0), result::ok);
+  r = late->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));  // its next frame
+  EXPECT_EQ(payout(12), result::payout_rail_unserved);
+}
+
+// A name in the config file that is registered too (a config line added after the
+// registration) is two gateways under one name: neither logs in, and the others serve.
+// Before, the config's secret logged in and its requests reached the registered
+// gateway's settlement account and payouts.
+TEST(server, a_config_gateway_that_is_also_registered_cannot_log_in) {
+  net n;
+  const std::vector<uint8_t> secret(24, 0x7c);
+  ASSERT_EQ(n.eng->gateways({registration("kyc", wire::roles::payments, 9310, secret)}).results.at(0), result::ok);
+  std::string err;
+  EXPECT_FALSE(wire::client::connect(n.opts("kyc"), &err));
+  EXPECT_NE(err.find("auth failed"), std::string::npos) << err;
+  auto o = n.opts();
+  o.gateway = "kyc";
+  o.secret = secret;
+  EXPECT_FALSE(wire::client::connect(o, &err)) << "nor with the registered secret";
+  auto pay = n.connect();
+  expect_serves(*pay, 1);
 }
 
 // An operator's change reaches sessions that send nothing, or only pings, within a tick
