@@ -122,6 +122,7 @@ class book {
   [[nodiscard]] uint64_t latest_time() const;
 
   [[nodiscard]] const instrument* find(uint64_t id) const;
+  [[nodiscard]] bool symbol_taken(const std::string& symbol) const { return by_symbol_.count(symbol) != 0; }
   [[nodiscard]] size_t size() const { return by_id_.size(); }
   template <class F>
   void for_each(F&& f) const {

@@ -2285,13 +2285,29 @@ class engine_impl {
   // Each currency an instrument is defined in has its trading accounts, one per shard,
   // before the definition: made here, in a batch of their own ahead of it (engine-made,
   // in the reserved range), once per currency and run (a repeat if they exist). Only for
-  // a definition whose fields pass (one the market refuses for them changes nothing).
+  // a definition the market will take (invariant 5: a refused one changes nothing), as the
+  // sequencer's copy of the definitions (every instrument batch before this one) and the
+  // request's earlier definitions tell: fields that pass, an id not defined, a symbol not
+  // in use, room under instruments_max. (Before, a definition refused for its symbol or
+  // id made another currency's accounts: a market-data gateway could make them for every
+  // currency code.)
   void make_trading_accounts(const std::vector<wire::instrument_op>& ops) {
     std::vector<wire::account> accounts;
-    for (const auto& op : ops)
-      if (op.kind == wire::instrument_op_kind::define && actors::market::check_op_fields(op) == result::ok &&
-          trading_currencies_.insert(op.currency).second)
+    std::unordered_set<uint64_t> ids;  // defined earlier in this request
+    std::unordered_set<std::string> symbols;
+    for (const auto& op : ops) {
+      if (op.kind != wire::instrument_op_kind::define || actors::market::check_op_fields(op) != result::ok ||
+          seq_market_.find(op.instrument_id) || ids.count(op.instrument_id))
+        continue;
+      const std::string sym = actors::market::symbol_of(op);
+      if (seq_market_.symbol_taken(sym) || symbols.count(sym) ||
+          seq_market_.size() + ids.size() >= actors::market::instruments_max)
+        continue;
+      ids.insert(op.instrument_id);
+      symbols.insert(sym);
+      if (trading_currencies_.insert(op.currency).second)
         for (auto& a : trading_accounts(op.currency)) accounts.push_back(a);
+    }
     if (accounts.empty()) return;
     request r;
     r.kind = op_kind::create_accounts;

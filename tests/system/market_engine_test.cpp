@@ -120,6 +120,23 @@ TEST_F(market_engine, ADefinitionRefusedForItsFieldsMakesNoTradingAccounts) {
   const auto made = e().lookup_accounts(ids).accounts;
   ASSERT_EQ(made.size(), 2u);
   for (size_t i = 0; i < made.size(); ++i) EXPECT_EQ(made[i].id, ids[i]);
+
+  // Nor one refused for the market's state: a symbol in use (earlier in the same request
+  // too), an id defined with other fields. Before, each made its currency's accounts.
+  for (const auto c : {wire::currency("EUR"), wire::currency("GBP"), wire::currency("KES")}) {
+    const std::string code = wire::currency_name(c);
+    const auto in_use = actors::market::definition(6, "USD.X", wire::asset_class::equity, c, 1, 1, {500, 60'000, 10'000, 30'000});
+    auto redefined = bad;
+    redefined.currency = c;
+    auto first = actors::market::definition(7, "PAIR", wire::asset_class::equity, usd, 1, 1, {500, 60'000, 10'000, 30'000});
+    auto second = actors::market::definition(8, "PAIR", wire::asset_class::equity, c, 1, 1, {500, 60'000, 10'000, 30'000});
+    const auto r = e().instruments({in_use, redefined, first, second}).results;
+    EXPECT_EQ(r, (std::vector<result>{result::symbol_in_use, result::exists_with_different_fields,
+                                      result::ok /* made, then repeated */, result::symbol_in_use}));
+    std::vector<uint64_t> theirs;
+    for (uint32_t sh = 0; sh < 2; ++sh) theirs.push_back(actors::trading::account_for(c, sh, 2));
+    for (const auto& a : e().lookup_accounts(theirs).accounts) EXPECT_EQ(a.id, 0u) << code << ": made for a refused definition";
+  }
 }
 
 TEST_F(market_engine, HaltsByMoveByHandAndByTime) {
