@@ -20,7 +20,7 @@ from mesob.fb import (Account, AccountTransfers, Auth, BalanceQuery, Balances, C
                       Instruments, LookupAccounts, LookupAccountTransfers, LookupBalances, LookupCustomers,
                       LookupGroups, LookupInstruments, LookupTransfers, Operation, OrderCancel, Payout, PayoutAnswer,
                       PayoutAnswers, PayoutInstructions, Payouts, Price, Prices, Push, Reply, Request, Response,
-                      Results, SetAccountStatus, StatusChange, Transfer, TransferRecord, Welcome, Order, Orders,
+                      Results, SetAccountStatus, StatusChange, Transfer, Welcome, Order, Orders,
                       OrderAnswer, OrderAnswers, OrderInstructions, LookupOrders, FoundOrders, LookupPositions,
                       FoundPositions, PlacedOrders, Rebalance, RebalanceRequest)
 
@@ -127,36 +127,26 @@ class Client:
     def create_accounts(self, accounts):
         """accounts: dicts with id, currency and optionally owner_id, user_data, kind
         (1 wallet .. 5 system), flags. Returns one result code per account (0 = ok)."""
-        b = flatbuffers.Builder(256 + 80 * len(accounts))
-        CreateAccounts.StartAccountsVector(b, len(accounts))
-        for a in reversed(accounts):
+        def put(b, a):
             Account.CreateAccount(b, a["id"], a.get("owner_id", 0), a.get("user_data", 0), 0, 0, 0, 0, 0,
                                   currency(a["currency"]), a.get("kind", 1), a.get("flags", 0), 1, 0, 0)
-        vec = b.EndVector()
-        CreateAccounts.Start(b)
-        CreateAccounts.AddAccounts(b, vec)
-        return self._results(self._call(Operation.Operation.CreateAccounts, CreateAccounts.End(b), b))
+        return self._results(self._request(CreateAccounts, "Accounts", accounts, 80, put))
 
     def create_transfers(self, transfers):
         """transfers: dicts with id (int, up to 128 bits), debit, credit, amount (minor
         units), currency and optionally code, flags, user_data, pending_id, timeout_s.
         Returns one result code per transfer (0 = ok)."""
-        b = flatbuffers.Builder(256 + 88 * len(transfers))
-        CreateTransfers.StartTransfersVector(b, len(transfers))
         mask = (1 << 64) - 1
-        for t in reversed(transfers):
+        def put(b, t):
             pid = t.get("pending_id", 0)
             Transfer.CreateTransfer(b, t["id"] & mask, t["id"] >> 64, pid & mask, pid >> 64, t["debit"], t["credit"],
                                     t["amount"], t.get("user_data", 0), 0, currency(t["currency"]),
                                     t.get("timeout_s", 0), t.get("code", 0), t.get("flags", 0), 0)
-        vec = b.EndVector()
-        CreateTransfers.Start(b)
-        CreateTransfers.AddTransfers(b, vec)
-        return self._results(self._call(Operation.Operation.CreateTransfers, CreateTransfers.End(b), b))
+        return self._results(self._request(CreateTransfers, "Transfers", transfers, 88, put))
 
     def lookup_accounts(self, ids):
         """Returns a list of dicts (None where the account does not exist)."""
-        found = self._lookup_ids(LookupAccounts, Operation.Operation.LookupAccounts, ids,
+        found = self._lookup_ids(LookupAccounts, ids,
                                  Reply.Reply.FoundAccounts, FoundAccounts.FoundAccounts())
         out = []
         for k in range(found.ResultsLength()):
@@ -180,28 +170,18 @@ class Client:
         retry (same seq, same status) is 0 and changes nothing; an older seq is
         status_changed_since (47), one past the next status_seq_ahead (48). seq 0 (the
         default) is an unnumbered change. One result code per change (0 = ok)."""
-        b = flatbuffers.Builder(256 + 16 * len(changes))
-        SetAccountStatus.StartChangesVector(b, len(changes))
-        for c in reversed(changes):
+        def put(b, c):
             StatusChange.CreateStatusChange(b, c["account"], c["status"], 0, c.get("seq", 0))
-        vec = b.EndVector()
-        SetAccountStatus.Start(b)
-        SetAccountStatus.AddChanges(b, vec)
-        return self._results(self._call(Operation.Operation.SetAccountStatus, SetAccountStatus.End(b), b))
+        return self._results(self._request(SetAccountStatus, "Changes", changes, 16, put))
 
     def lookup_transfers(self, ids):
         """Transfers by id (ints up to 128 bits): a list of dicts, each the transfer as
         recorded (with its engine timestamp), its result and the posted balances of both
         accounts after it; None where no transfer has the id."""
-        b = flatbuffers.Builder(256 + 16 * len(ids))
-        LookupTransfers.StartIdsVector(b, len(ids))
         mask = (1 << 64) - 1
-        for i in reversed(ids):
+        def put(b, i):
             Id128.CreateId128(b, i & mask, i >> 64)
-        vec = b.EndVector()
-        LookupTransfers.Start(b)
-        LookupTransfers.AddIds(b, vec)
-        found = self._reply(self._call(Operation.Operation.LookupTransfers, LookupTransfers.End(b), b),
+        found = self._reply(self._request(LookupTransfers, "Ids", ids, 16, put),
                             Reply.Reply.FoundTransfers, FoundTransfers.FoundTransfers())
         return [None if found.Results(k) != 0 else _record(found.Records(k)) for k in range(found.ResultsLength())]
 
@@ -210,14 +190,9 @@ class Client:
         optionally cursor (0, the default: newest first; else a page's next_cursor). One
         dict per query: result (0 = ok), records (newest first, as lookup_transfers gives
         them) and next_cursor (0: no older records)."""
-        b = flatbuffers.Builder(256 + 24 * len(queries))
-        LookupAccountTransfers.StartQueriesVector(b, len(queries))
-        for q in reversed(queries):
+        def put(b, q):
             HistoryQuery.CreateHistoryQuery(b, q["account"], q.get("cursor", 0), q["limit"], 0)
-        vec = b.EndVector()
-        LookupAccountTransfers.Start(b)
-        LookupAccountTransfers.AddQueries(b, vec)
-        pages = self._reply(self._call(Operation.Operation.LookupAccountTransfers, LookupAccountTransfers.End(b), b),
+        pages = self._reply(self._request(LookupAccountTransfers, "Queries", queries, 24, put),
                             Reply.Reply.AccountTransfers, AccountTransfers.AccountTransfers())
         out = []
         for k in range(pages.PagesLength()):
@@ -229,14 +204,10 @@ class Client:
     def lookup_balances(self, queries):
         """Posted balances as of an engine time: queries are (account, timestamp ns)
         pairs. One dict each: result (0 = ok), debits_posted, credits_posted."""
-        b = flatbuffers.Builder(256 + 16 * len(queries))
-        LookupBalances.StartQueriesVector(b, len(queries))
-        for account, ts in reversed(queries):
+        def put(b, item):
+            account, ts = item
             BalanceQuery.CreateBalanceQuery(b, account, ts)
-        vec = b.EndVector()
-        LookupBalances.Start(b)
-        LookupBalances.AddQueries(b, vec)
-        found = self._reply(self._call(Operation.Operation.LookupBalances, LookupBalances.End(b), b),
+        found = self._reply(self._request(LookupBalances, "Queries", queries, 16, put),
                             Reply.Reply.Balances, Balances.Balances())
         out = []
         for k in range(found.BalancesLength()):
@@ -249,45 +220,30 @@ class Client:
         """A registered gateway's deposits: dicts with reference (the gateway's own, unique
         per gateway, not 0), wallet, amount, currency and optionally user_data, code.
         One result code per deposit; a retry of a reference returns its first result."""
-        b = flatbuffers.Builder(256 + 40 * len(deposits))
-        Deposits.StartDepositsVector(b, len(deposits))
-        for d in reversed(deposits):
+        def put(b, d):
             Deposit.CreateDeposit(b, d["reference"], d["wallet"], d["amount"], d.get("user_data", 0),
                                   currency(d["currency"]), d.get("code", 0), 0)
-        vec = b.EndVector()
-        Deposits.Start(b)
-        Deposits.AddDeposits(b, vec)
-        return self._results(self._call(Operation.Operation.Deposits, Deposits.End(b), b))
+        return self._results(self._request(Deposits, "Deposits", deposits, 40, put))
 
     def payouts(self, payouts):
         """Payouts: dicts with id (the payout id, unique engine-wide), wallet, amount,
         destination (the gateway's reference for where the money goes), currency and rail
         (1 mobile money, 2 card, 3 bank). One result code per payout: 0 means the amount is
         held and the engine carries the payout out through a gateway."""
-        b = flatbuffers.Builder(256 + 40 * len(payouts))
-        Payouts.StartPayoutsVector(b, len(payouts))
-        for p in reversed(payouts):
+        def put(b, p):
             Payout.CreatePayout(b, p["id"], p["wallet"], p["amount"], p["destination"], currency(p["currency"]),
                                 p["rail"], 0, 0)
-        vec = b.EndVector()
-        Payouts.Start(b)
-        Payouts.AddPayouts(b, vec)
-        return self._results(self._call(Operation.Operation.Payouts, Payouts.End(b), b))
+        return self._results(self._request(Payouts, "Payouts", payouts, 40, put))
 
     SETTLED, FAILED = 1, 2
 
     def payout_answers(self, answers):
         """A gateway's answers: dicts with payout_id, attempt, amount, currency, outcome
         (Client.SETTLED or Client.FAILED) and optionally reason. One result code each."""
-        b = flatbuffers.Builder(256 + 32 * len(answers))
-        PayoutAnswers.StartAnswersVector(b, len(answers))
-        for a in reversed(answers):
+        def put(b, a):
             PayoutAnswer.CreatePayoutAnswer(b, a["payout_id"], a["amount"], currency(a["currency"]), a["attempt"],
                                             a["outcome"], 0, a.get("reason", 0), 0)
-        vec = b.EndVector()
-        PayoutAnswers.Start(b)
-        PayoutAnswers.AddAnswers(b, vec)
-        return self._results(self._call(Operation.Operation.PayoutAnswers, PayoutAnswers.End(b), b))
+        return self._results(self._request(PayoutAnswers, "Answers", answers, 32, put))
 
     def payout_instructions(self, timeout=10.0):
         """The next payout instructions pushed to this gateway (topic "payouts"): a list of
@@ -324,9 +280,7 @@ class Client:
         fee_bp, rotation (1 fixed order, 2 lottery, 3 bidding), default_policy (1 pay
         what is there, 2 cover from guarantor, 3 hold), guarantor, organizer,
         max_discount_bp, commission_bp, commission_cap. One result code per op."""
-        b = flatbuffers.Builder(256 + 152 * len(ops))
-        EqubOps.StartOpsVector(b, len(ops))
-        for o in reversed(ops):
+        def put(b, o):
             create = o["kind"] == self.CREATE
             g = (lambda k, d=0: o.get(k, d)) if create else (lambda k, d=0: 0)
             amount = o.get("destination", 0) if o["kind"] == self.PAYOUT_TO else o.get("amount", 0)
@@ -339,10 +293,7 @@ class Client:
                                 currency(o["currency"]) if create else 0, g("fee_bp"), g("max_discount_bp"),
                                 g("commission_bp"), g("rotation", 1), g("default_policy", 1), o["kind"],
                                 o.get("seat", 0), o.get("round", 0), o.get("rail", 0), 0, 0, [0] * 32)
-        vec = b.EndVector()
-        EqubOps.Start(b)
-        EqubOps.AddOps(b, vec)
-        return self._results(self._call(Operation.Operation.EqubOps, EqubOps.End(b), b))
+        return self._results(self._request(EqubOps, "Ops", ops, 152, put))
 
     def pay_equb(self, id, wallet, group, round, seat, amount, currency_code):
         """A member's payment into its group: round 0 joins (seat 0). Its result code."""
@@ -356,7 +307,7 @@ class Client:
         (wallet, paid, received_round, debt_total), history (round, seat, revealed hex)
         and owed (payments the group still owes); a seat's payout_rail and destination say
         where its payout goes (rail 0: its wallet)."""
-        found = self._lookup_ids(LookupGroups, Operation.Operation.LookupGroups, ids, Reply.Reply.Groups,
+        found = self._lookup_ids(LookupGroups, ids, Reply.Reply.Groups,
                                  Groups.Groups())
         out = []
         for k in range(found.GroupsLength()):
@@ -387,9 +338,7 @@ class Client:
         also symbol, cls (Client.EQUITY ...), currency, tick, lot, move_bp, move_window_ms,
         stale_ms, halt_ms; a resequence (an operator's) sequence, which the feed's next
         price must pass (0: any). One result code each."""
-        b = flatbuffers.Builder(256 + 64 * len(ops))
-        InstrumentOps.StartOpsVector(b, len(ops))
-        for o in reversed(ops):
+        def put(b, o):
             define = o["kind"] == self.DEFINE
             g = (lambda k: o.get(k, 0)) if define else (lambda k: 0)
             sym = o.get("symbol", "").encode("ascii").ljust(16, b"\0") if define else bytes(16)
@@ -397,28 +346,21 @@ class Client:
             InstrumentOp.CreateInstrumentOp(b, o["id"], list(sym), tick, g("lot"),
                                             currency(o["currency"]) if define else 0, g("move_bp"),
                                             g("move_window_ms"), g("stale_ms"), g("halt_ms"), o["kind"], g("cls"), 0)
-        vec = b.EndVector()
-        InstrumentOps.Start(b)
-        InstrumentOps.AddOps(b, vec)
-        return self._results(self._call(Operation.Operation.InstrumentOps, InstrumentOps.End(b), b))
+        return self._results(self._request(InstrumentOps, "Ops", ops, 64, put))
 
     def prices(self, prices):
         """prices: (instrument id, ticks, sequence) tuples; the sequence counts up per
         instrument (the latest again is a repeat). One result code each."""
-        b = flatbuffers.Builder(256 + 24 * len(prices))
-        Prices.StartPricesVector(b, len(prices))
-        for i, ticks, seq in reversed(prices):
+        def put(b, item):
+            i, ticks, seq = item
             Price.CreatePrice(b, i, ticks, seq)
-        vec = b.EndVector()
-        Prices.Start(b)
-        Prices.AddPrices(b, vec)
-        return self._results(self._call(Operation.Operation.Prices, Prices.End(b), b))
+        return self._results(self._request(Prices, "Prices", prices, 24, put))
 
     def lookup_instruments(self, ids):
         """A list of dicts (None where not listed): symbol, last_ticks, prices, halts,
         reasons (bit 0 halted by hand, 1 price move, 2 stale; 0: it trades) and sequence
         (what the feed's next price must pass; None from a server that does not say)."""
-        found = self._lookup_ids(LookupInstruments, Operation.Operation.LookupInstruments, ids,
+        found = self._lookup_ids(LookupInstruments, ids,
                                  Reply.Reply.Instruments, Instruments.Instruments())
         out = []
         for k in range(found.ResultsLength()):
@@ -438,20 +380,15 @@ class Client:
     def customers(self, ops):
         """A KYC gateway's records: dicts with wallet, kyc (Client.VERIFIED ...), profile
         (Client.MODERATE ...), tier, sequence and optionally reference. One result each."""
-        b = flatbuffers.Builder(256 + 32 * len(ops))
-        CustomerOps.StartOpsVector(b, len(ops))
-        for c in reversed(ops):
+        def put(b, c):
             CustomerOp.CreateCustomerOp(b, c["wallet"], c.get("reference", 0), c["kyc"], c["profile"], c["tier"], 0, 0,
                                         c["sequence"])
-        vec = b.EndVector()
-        CustomerOps.Start(b)
-        CustomerOps.AddOps(b, vec)
-        return self._results(self._call(Operation.Operation.CustomerOps, CustomerOps.End(b), b))
+        return self._results(self._request(CustomerOps, "Ops", ops, 32, put))
 
     def lookup_customers(self, wallets):
         """A list of dicts (None where there is no record): kyc, profile, tier,
         outflow_today, sequence."""
-        found = self._lookup_ids(LookupCustomers, Operation.Operation.LookupCustomers, wallets,
+        found = self._lookup_ids(LookupCustomers, wallets,
                                  Reply.Reply.Customers, Customers.Customers(), field="Wallets")
         out = []
         for k in range(found.ResultsLength()):
@@ -472,30 +409,20 @@ class Client:
         """Orders: dicts with id (unique engine-wide), wallet, instrument, quantity (units,
         whole lots), limit (ticks), currency, side (Client.BUY, SELL), type (Client.MARKET,
         LIMIT) and optionally expires_s. One result code each: 0 means placed (held)."""
-        b = flatbuffers.Builder(256 + 64 * len(orders))
-        Orders.StartOrdersVector(b, len(orders))
-        for o in reversed(orders):
+        def put(b, o):
             Order.CreateOrder(b, o["id"], o["wallet"], o["instrument"], o["quantity"], o["limit"],
                               currency(o["currency"]), o.get("expires_s", 0), o["side"], o["type"], 0, 0, 0)
-        vec = b.EndVector()
-        Orders.Start(b)
-        Orders.AddOrders(b, vec)
-        return self._results(self._call(Operation.Operation.Orders, Orders.End(b), b))
+        return self._results(self._request(Orders, "Orders", orders, 64, put))
 
     def order_answers(self, answers):
         """A broker's answers: dicts with order_id and kind (Client.FILL: fill_id, quantity,
         price; Client.REJECT: reason; Client.ACCEPTED: nothing else, the acknowledgement the
         engine's answer timeout waits for), and optionally the instruction's attempt it
         answers. One result code each."""
-        b = flatbuffers.Builder(256 + 48 * len(answers))
-        OrderAnswers.StartAnswersVector(b, len(answers))
-        for a in reversed(answers):
+        def put(b, a):
             OrderAnswer.CreateOrderAnswer(b, a["order_id"], a.get("fill_id", 0), a.get("quantity", 0),
                                           a.get("price", 0), 0, 0, a.get("reason", 0), a["kind"], a.get("attempt", 0))
-        vec = b.EndVector()
-        OrderAnswers.Start(b)
-        OrderAnswers.AddAnswers(b, vec)
-        return self._results(self._call(Operation.Operation.OrderAnswers, OrderAnswers.End(b), b))
+        return self._results(self._request(OrderAnswers, "Answers", answers, 48, put))
 
     def order_instructions(self, timeout=10.0):
         """The next order instructions pushed to this broker (topic "orders"): dicts with
@@ -520,14 +447,9 @@ class Client:
     def cancel_orders(self, cancels):
         """Cancels of open orders: dicts with order_id and wallet (the order's own). One
         result code each: 0 means the cancel is under way (lookup_orders: cancelling)."""
-        b = flatbuffers.Builder(256 + 16 * len(cancels))
-        CancelOrders.StartCancelsVector(b, len(cancels))
-        for c in reversed(cancels):
+        def put(b, c):
             OrderCancel.CreateOrderCancel(b, c["order_id"], c["wallet"])
-        vec = b.EndVector()
-        CancelOrders.Start(b)
-        CancelOrders.AddCancels(b, vec)
-        return self._results(self._call(Operation.Operation.CancelOrders, CancelOrders.End(b), b))
+        return self._results(self._request(CancelOrders, "Cancels", cancels, 16, put))
 
     def rebalance(self, wallet, first_order_id, drift_bp, slippage_bp, expires_s=0):
         """Brings the wallet's portfolio back toward its risk profile's model: market orders
@@ -535,13 +457,9 @@ class Client:
         orders): one result per order placed, the orders as dicts (id, wallet, instrument,
         quantity, limit, side, type); with no orders, one result saying why (0: nothing to
         do)."""
-        b = flatbuffers.Builder(256)
-        Rebalance.StartRequestsVector(b, 1)
-        RebalanceRequest.CreateRebalanceRequest(b, wallet, first_order_id, drift_bp, slippage_bp, expires_s, 0)
-        vec = b.EndVector()
-        Rebalance.Start(b)
-        Rebalance.AddRequests(b, vec)
-        placed = self._reply(self._call(Operation.Operation.Rebalance, Rebalance.End(b), b), Reply.Reply.PlacedOrders,
+        def put(b, _):
+            RebalanceRequest.CreateRebalanceRequest(b, wallet, first_order_id, drift_bp, slippage_bp, expires_s, 0)
+        placed = self._reply(self._request(Rebalance, "Requests", [None], 32, put), Reply.Reply.PlacedOrders,
                              PlacedOrders.PlacedOrders())
         orders = []
         for k in range(placed.OrdersLength()):
@@ -554,7 +472,7 @@ class Client:
         """Each wallet's positions (at most 16 wallets): a list with, per wallet, None when
         the account does not exist, else a list of dicts with instrument, quantity,
         reserved (by open sells), cost (basis) and buying (units open buys may add)."""
-        found = self._lookup_ids(LookupPositions, Operation.Operation.LookupPositions, wallets,
+        found = self._lookup_ids(LookupPositions, wallets,
                                  Reply.Reply.FoundPositions, FoundPositions.FoundPositions(), field="Wallets")
         out, j = [], 0  # positions come wallet by wallet, in request order
         for k in range(found.ResultsLength()):
@@ -575,7 +493,7 @@ class Client:
     def lookup_orders(self, ids):
         """A list of dicts (None where not found): state (1 open, 2 filled, 3 rejected, 4
         cancelled, 5 expired), filled, held, paid, fills, broker, cancelling."""
-        found = self._lookup_ids(LookupOrders, Operation.Operation.LookupOrders, ids, Reply.Reply.FoundOrders,
+        found = self._lookup_ids(LookupOrders, ids, Reply.Reply.FoundOrders,
                                  FoundOrders.FoundOrders())
         out = []
         for k in range(found.ResultsLength()):
@@ -590,17 +508,24 @@ class Client:
                             attempts=o.Attempts()))
         return out
 
-    def _lookup_ids(self, request_table, op_type, ids, reply_type, reply, field="Ids"):
+    def _request(self, table, field, items, item_bytes, put):
+        """Sends one request of `table` (a module flatc made: Start<field>Vector,
+        Add<field>; its name is the operation's) carrying `items`, each written by
+        put(builder, item), and returns the response."""
+        b = flatbuffers.Builder(256 + item_bytes * len(items))
+        getattr(table, "Start%sVector" % field)(b, len(items))
+        for item in reversed(items):  # flatbuffers builds vectors back to front
+            put(b, item)
+        vec = b.EndVector()
+        table.Start(b)
+        getattr(table, "Add" + field)(b, vec)
+        return self._call(getattr(Operation.Operation, table.__name__.rsplit(".", 1)[-1]), table.End(b), b)
+
+    def _lookup_ids(self, request_table, ids, reply_type, reply, field="Ids"):
         """A look-up by u64 ids (accounts, groups, instruments, customers): sends it,
         checks the reply's type and returns the reply table (`reply`, initialised)."""
-        b = flatbuffers.Builder(256 + 8 * len(ids))
-        getattr(request_table, "Start%sVector" % field)(b, len(ids))
-        for i in reversed(ids):
-            b.PrependUint64(i)
-        vec = b.EndVector()
-        request_table.Start(b)
-        getattr(request_table, "Add" + field)(b, vec)
-        return self._reply(self._call(op_type, request_table.End(b), b), reply_type, reply)
+        return self._reply(self._request(request_table, field, ids, 8, lambda b, i: b.PrependUint64(i)), reply_type,
+                           reply)
 
     @staticmethod
     def _reply(resp, reply_type, reply):
