@@ -74,8 +74,8 @@ struct breaker {
 
 // Byte form inside the owners' rows (the gateway number first, then the fields).
 void encode_breaker(byte_writer& w, uint32_t gateway, const breaker& b);
-// `outcomes32`: the payout desks' format 1, which kept 20 outcomes in a u32. False (with
-// *why) on damage it can see.
+// `outcomes32`: the payout desks' format 1, which kept 20 outcomes in a u32. False on
+// damage it can see (the caller names the row).
 bool decode_breaker(byte_reader& r, bool outcomes32, uint32_t* gateway, breaker* b);
 
 // The wait before retry k (1, 2, ...) of request `key` at a gateway whose answer timeout

@@ -50,7 +50,7 @@
 namespace mesob::actors::customers {
 
 constexpr uint8_t tiers_max = 16;
-constexpr size_t tier_rows_max = size_t(tiers_max) * 64;  // 64 currencies per tier at most
+constexpr size_t tier_rows_max = size_t(tiers_max) * 64;  // (tier, currency) rows in all, whatever the tiers
 constexpr uint64_t ns_per_day = 86'400'000'000'000ull;
 
 struct tier_limits {
@@ -142,7 +142,7 @@ class table {
   void load(const customer& c) { by_wallet_[c.wallet] = c; }
   [[nodiscard]] size_t size() const { return by_wallet_.size(); }
   [[nodiscard]] size_t memory_bytes() const { return by_wallet_.size() * (sizeof(customer) + 32) + dirty_.capacity() * 8; }
-  // Snapshot byte form of one customer (version 1).
+  // Snapshot byte form of one customer (version 3; versions 1 and 2 are read too).
   [[nodiscard]] static std::vector<uint8_t> encode(const customer& c);
   // `clock`: the snapshot's engine clock, which no time in the record may pass.
   static bool decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out, std::string* why);
