@@ -226,7 +226,9 @@ result book::apply(const wire::instrument_op& op, uint64_t t, bool* repeated) {
   if (op.kind == wire::instrument_op_kind::resequence) {
     // Prices count from op.tick: the feed's next must be greater. Nothing else changes
     // (the last price and its time stay: only a new price lifts a stale halt).
-    if (op.tick == in.last_sequence) {  // prices already count from there
+    // Prices already count from there, by an earlier resequence (or, by older rules, by
+    // whatever set it: a price taken at it too).
+    if (op.tick == in.last_sequence && (in.resequenced || rules_ < rules_resequence_marks)) {
       *repeated = true;
       return result::ok;
     }

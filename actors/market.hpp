@@ -38,6 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actors/rules_version.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::market {
@@ -121,6 +122,9 @@ class book {
   // The latest engine time the book holds (a snapshot's must not pass its clock).
   [[nodiscard]] uint64_t latest_time() const;
 
+  // The rules a batch is decided by (its log record's version in replay; rules_newest live).
+  void set_rules(uint16_t version) { rules_ = version; }
+
   [[nodiscard]] const instrument* find(uint64_t id) const;
   [[nodiscard]] bool symbol_taken(const std::string& symbol) const { return by_symbol_.count(symbol) != 0; }
   [[nodiscard]] size_t size() const { return by_id_.size(); }
@@ -130,7 +134,7 @@ class book {
   }
   [[nodiscard]] size_t memory_bytes() const;
 
-  // Snapshot byte form (version 1): every instrument, in id order. decode refuses any
+  // Snapshot byte form (version 3; versions 1 and 2 are read too): every instrument, in id order. decode refuses any
   // damage it can see (a bad field, a repeated id or symbol, a window out of order).
   [[nodiscard]] std::vector<uint8_t> encode() const;
   static bool decode(std::span<const uint8_t> bytes, book* out, std::string* why);
@@ -142,6 +146,7 @@ class book {
 
   std::unordered_map<uint64_t, instrument> by_id_;
   std::unordered_map<std::string, uint64_t> by_symbol_;
+  uint16_t rules_ = rules_newest;
   // (due time, instrument id): one entry per instrument, at or before its next change by
   // time alone (next_change(evaluated_at)); one coming up early changes nothing.
   std::set<std::pair<uint64_t, uint64_t>> timers_;

@@ -113,6 +113,11 @@ constexpr uint16_t rules_status_seq = 17;
 // good, with an equb_retired event; one with something owed is looked at again a period
 // later. Before, ended groups stayed in memory and counted against groups_max for good.
 constexpr uint16_t rules_groups_retire = 18;
+// A resequence to the sequence already kept (an instrument's prices, a customer's KYC
+// records) takes effect: the next must be greater, and it makes its event. Before, it was
+// a repeat unless an earlier resequence had set that sequence, so a price or record at
+// exactly it was still compared with the one kept instead of refused.
+constexpr uint16_t rules_resequence_marks = 18;
 constexpr uint16_t rules_newest = 18;
 
 }  // namespace mesob::actors

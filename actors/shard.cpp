@@ -323,6 +323,7 @@ void shard::execute(batch& b) {
       s.rules_ = v;
       s.groups_.set_rules(v);
       s.trading_.set_rules(v);
+      s.market_.set_rules(v);
     }
     ~rules_of() {
       s.desks_.set_rules_before_cancels(false);
@@ -333,6 +334,7 @@ void shard::execute(batch& b) {
       s.rules_ = rules_newest;
       s.groups_.set_rules(rules_newest);
       s.trading_.set_rules(rules_newest);
+      s.market_.set_rules(rules_newest);
     }
   } rules(*this, b.rules);
   // Set-aside transfers of earlier batches settle before anything that is not a
@@ -883,8 +885,11 @@ void shard::execute_customers(batch& b) {
         b.results[i] = result::customer_not_found;
         continue;
       }
-      if (!b.repeated.empty()) b.repeated[i] = c->sequence == op.sequence;
-      if (c->sequence == op.sequence) continue;
+      // Already counting from there by an earlier resequence (by older rules, whatever
+      // set it: a record taken at it too).
+      const bool same = c->sequence == op.sequence && (c->resequenced || rules_ < rules_resequence_marks);
+      if (!b.repeated.empty()) b.repeated[i] = same;
+      if (same) continue;
       c->sequence = op.sequence;
       c->resequenced = true;
       c->updated_at = b.timestamp_base + i;

@@ -271,6 +271,29 @@ TEST_F(customers_engine_replay, AResequenceLetsAProviderCountAgainAcrossRestarts
   EXPECT_EQ(resequenced[1].ref.lo, 5u);
 }
 
+// A resequence to the sequence the last record took takes effect (rules version 18):
+// a record at it is out of order, and it makes its event. Before, it was a repeat, and a
+// record there with the same fields an ok that took nothing.
+TEST_F(customers_engine_replay, AResequenceToTheCurrentSequenceTakesEffect) {
+  ASSERT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::pending, 7)}).results[0], result::ok);
+  wire::customer_op q;
+  q.wallet = a_;
+  q.kind = wire::customer_op_kind::resequence;
+  q.sequence = 7;
+  ASSERT_EQ(e().customers({q}).results[0], result::ok);
+  EXPECT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::pending, 7)}).results[0], result::sequence_out_of_order);
+  ASSERT_EQ(e().customers({q}).results[0], result::ok);  // the same again: no change, no event
+  fx_.restart();  // the log alone
+  EXPECT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::pending, 7)}).results[0], result::sequence_out_of_order);
+  EXPECT_EQ(e().customers({kyc(a_, 1, wire::kyc_status::verified, 8)}).results[0], result::ok);
+  fx_.close();
+  size_t events = 0;
+  for (const auto& ev : test::all_events(fx_.dir()))
+    events += ev.type == wire::event_type::customer_resequenced && ev.account_a == a_ && ev.ref.lo == 7;
+  EXPECT_EQ(events, 1u);
+  fx_.open();
+}
+
 TEST(customers_log, a_resequence_in_a_version_8_record_replays_refused) {
   for (const uint16_t version : {uint16_t(8), uint16_t(9)}) {
     test::temp_dir dir;

@@ -256,6 +256,29 @@ TEST_F(market_engine_replay, AResequenceHoldsAcrossRestartsFromTheLogAndASnapsho
   EXPECT_EQ(e().prices({{1, 1003, 2}}).results[0], result::exists_with_different_fields);
 }
 
+// A resequence to the sequence the last price took takes effect (rules version 18): a
+// price at it is out of order, and it makes its event. Before, it was a repeat, and a
+// price there the same as the last an ok that took nothing.
+TEST_F(market_engine_replay, AResequenceToTheCurrentSequenceTakesEffect) {
+  ASSERT_EQ(e().instruments({define(1, "ETEL")}).results[0], result::ok);
+  ASSERT_EQ(e().prices({{1, 1000, 500}}).results[0], result::ok);
+  auto q = by_hand(1, wire::instrument_op_kind::resequence);
+  q.tick = 500;
+  ASSERT_EQ(e().instruments({q}).results[0], result::ok);
+  EXPECT_EQ(e().prices({{1, 1000, 500}}).results[0], result::sequence_out_of_order);
+  ASSERT_EQ(e().instruments({q}).results[0], result::ok);  // the same again: no change, no event
+  fx_.close();
+  fx_.open();  // the log replayed
+  EXPECT_EQ(e().prices({{1, 1000, 500}}).results[0], result::sequence_out_of_order);
+  EXPECT_EQ(e().prices({{1, 1001, 501}}).results[0], result::ok);
+  fx_.close();
+  size_t events = 0;
+  for (const auto& ev : test::all_events(fx_.dir()))
+    events += ev.type == wire::event_type::instrument_resequenced && ev.ref.lo == 500 && ev.ref.hi == 500;
+  EXPECT_EQ(events, 1u);
+  fx_.open();
+}
+
 // A resequence in a log an older build wrote (version 8, when the kind was no kind) was
 // refused there, and replays refused.
 TEST(market_engine_log, a_resequence_in_a_version_8_record_replays_refused) {
