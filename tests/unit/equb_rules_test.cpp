@@ -88,6 +88,18 @@ const seed secret_a = [] {
 
 uint64_t wallet(uint32_t i) { return 1000 + i; }
 
+// A contribution of `c` from wallet `w` into group `group`'s escrow (round 0: a join).
+wire::transfer equb_payment(uint64_t group, uint64_t w, uint32_t round, uint32_t seat) {
+  wire::transfer p;
+  p.debit_account_id = w;
+  p.credit_account_id = group;
+  p.amount = c;
+  p.currency = config().currency;
+  p.flags = wire::transfer_flags::equb;
+  p.user_data = uint64_t(round) << 32 | seat;
+  return p;
+}
+
 // A group of `n` seats (seat i held by wallet(i)), started at time 0.
 group_state started(ledger& l, uint32_t n, group_config cfg, const seed& secret = secret_a) {
   auto g = make_group(cfg);
@@ -1393,23 +1405,13 @@ TEST(equb_rules, group_table_resume_keeps_an_outage_from_closing_rounds) {
 TEST(equb_rules, rounds_due_together_close_in_the_order_of_their_closes) {
   auto make_escrow = [](const wire::account&) { return true; };
   constexpr uint64_t a_id = 900, b_id = 910;
-  auto payment = [&](uint64_t group, uint64_t w, uint32_t round, uint32_t seat) {
-    wire::transfer p;
-    p.debit_account_id = w;
-    p.credit_account_id = group;
-    p.amount = c;
-    p.currency = config().currency;
-    p.flags = wire::transfer_flags::equb;
-    p.user_data = uint64_t(round) << 32 | seat;
-    return p;
-  };
   auto form = [&](group_table& t, uint64_t id, uint64_t start_at) {
     auto cfg = config();
     cfg.group_id = cfg.escrow_account_id = id;
     ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
     for (uint32_t i = 0; i < 3; ++i) {
-      ASSERT_EQ(t.verdict(payment(id, wallet(i), 0, 0), 2), result::ok);
-      t.paid(payment(id, wallet(i), 0, 0), 2);
+      ASSERT_EQ(t.verdict(equb_payment(id, wallet(i), 0, 0), 2), result::ok);
+      t.paid(equb_payment(id, wallet(i), 0, 0), 2);
     }
     wire::equb_op start;
     start.kind = wire::equb_op_kind::start;
@@ -1426,8 +1428,8 @@ TEST(equb_rules, rounds_due_together_close_in_the_order_of_their_closes) {
   form(live, a_id, 3);
   form(live, b_id, 3 + period / 2);
   for (uint32_t i = 0; i < 3; ++i) {  // a's round 2, paid in full early: it closes at once
-    ASSERT_EQ(live.verdict(payment(a_id, wallet(i), 2, i), 10), result::ok);
-    live.paid(payment(a_id, wallet(i), 2, i), 10);
+    ASSERT_EQ(live.verdict(equb_payment(a_id, wallet(i), 2, i), 10), result::ok);
+    live.paid(equb_payment(a_id, wallet(i), 2, i), 10);
   }
   ASSERT_EQ(live.find(a_id)->g.round, 3u);
   // a's round 3 closes after b's round 2; both are due at `now`.
@@ -1456,16 +1458,7 @@ TEST(equb_rules, rounds_due_together_close_in_the_order_of_their_closes) {
 TEST(equb_rules, ended_groups_retire_by_their_time_and_rules) {
   using mesob::actors::rules_groups_retire;
   auto make_escrow = [](const wire::account&) { return true; };
-  auto payment = [&](uint32_t w, uint32_t round) {
-    wire::transfer p;
-    p.debit_account_id = wallet(w);
-    p.credit_account_id = escrow;
-    p.amount = c;
-    p.currency = config().currency;
-    p.flags = wire::transfer_flags::equb;
-    p.user_data = uint64_t(round) << 32 | w;
-    return p;
-  };
+  auto payment = [](uint32_t i, uint32_t round) { return equb_payment(escrow, wallet(i), round, round == 0 ? 0 : i); };
   group_table t;
   auto cfg = config();
   cfg.group_id = cfg.escrow_account_id = escrow;
