@@ -1030,13 +1030,15 @@ class server_impl {
     uint32_t number = 0;
     if (const auto it = gateways_.find(a.gateway_id); it != gateways_.end()) {
       // A name both in the config file and in the registry (a config line added after
-      // the registration) is two gateways under one name: neither may log in, as its
-      // requests name it and would reach the registered one's accounts and payouts.
-      if (const auto* clash = eng_.gateway_registry()->find(a.gateway_id)) {
+      // the registration) is two gateways under one name: on the client port neither may
+      // log in, as its requests name it and would reach the registered one's accounts
+      // and payouts. (The admin port admits the config's gateways alone: no clash there.)
+      const auto registered = cfg_.admin ? nullptr : eng_.gateway_registry();  // held while read
+      if (const auto* clash = registered ? registered->find(a.gateway_id) : nullptr) {
         if (warned_clashes_.insert(a.gateway_id).second)
           std::fprintf(stderr,
-                       "mesobd: gateway %s is in the config file and registered (number %u): its sessions are "
-                       "refused until an operator removes it from one of them\n",
+                       "mesobd: gateway %s is in the config file and registered (number %u): its client sessions "
+                       "are refused until it is taken out of the config file (or given another name there)\n",
                        a.gateway_id.c_str(), unsigned(clash->number));
       } else {
         secret = &it->second->secret;

@@ -469,6 +469,21 @@ TEST(server, a_config_gateway_that_is_also_registered_cannot_log_in) {
   EXPECT_FALSE(wire::client::connect(o, &err)) << "nor with the registered secret";
   auto pay = n.connect();
   expect_serves(*pay, 1);
+
+  // The admin port admits the config's (admin) gateways alone: a registered name there
+  // clashes with nothing, and its admins still log in.
+  ASSERT_EQ(n.eng->gateways({registration("ops", wire::roles::payments, 9311, secret)}).results.at(0), result::ok);
+  engine::server_config acfg;
+  acfg.port = 0;
+  acfg.gateways = {{"ops", ops_secret, wire::roles::admin}};
+  acfg.admin = [](const engine::admin_identity&, wire::admin_request_msg&&, engine::admin_reply) {};
+  auto admin_port = engine::server::start(*n.eng, acfg, &err);
+  ASSERT_TRUE(admin_port) << err;
+  auto ao = n.opts("ops");
+  ao.port = admin_port->port();
+  EXPECT_TRUE(wire::client::connect(ao, &err)) << err;
+  EXPECT_FALSE(wire::client::connect(n.opts("ops"), &err)) << "the client port refuses it";
+  admin_port->stop();
 }
 
 // An operator's change reaches sessions that send nothing, or only pings, within a tick
