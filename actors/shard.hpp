@@ -41,7 +41,7 @@ struct shard_stats {
   uint64_t queue_depth = 0;       // dispatch messages sent to the shard and not handled yet
   uint64_t batches_executed = 0;  // batches this shard took part in
   uint64_t customers = 0;         // KYC records of wallets on this shard
-  uint64_t groups = 0;            // equb groups hosted here, ended ones included
+  uint64_t groups = 0;            // equb groups hosted here, ended ones not yet retired included
   uint64_t orders_open = 0;       // orders open in this shard's portfolios
   uint64_t orders_ending = 0;     // of them, cancelled or expired here, their broker not yet confirmed
   uint64_t fills = 0;             // fills taken since the start

@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
                  "accounts the engine holds, each shard its share; past it creates get accounts_full")
       ->capture_default_str();
   app.add_option("--groups-max", cfg.groups_max,
-                 "equb groups the engine holds (ended ones too), each shard its share; past it creates get groups_full")
+                 "equb groups the engine holds (ended ones until they retire), each shard its share; past it creates get groups_full")
       ->capture_default_str();
   app.add_option("--listen", net.address, "client address (IPv4)")->capture_default_str();
   app.add_option("--port", net.port, "client port; 0 = any free port")->capture_default_str();
