@@ -32,16 +32,9 @@ constexpr uint64_t session_frame_keep_bytes = 80;
 // framing loss, so that peers without credentials cannot each have the server buffer a
 // frame of frame_bytes_max.
 constexpr uint32_t handshake_frame_bytes_max = 4096;
-// A session with bytes queued to it whose sends made no progress for this long is not
-// reading: past twice its out_bytes_max, or when all sessions together reach
-// out_bytes_total_max, such sessions are closed (slow_reader). One that reads, however
-// large its responses, makes progress far more often; 5 s also rides out TCP's
-// retransmission back-off (0.2, 0.4, 0.8, 1.6 s) on a lossy link. Until then what is
-// queued may pass the limits (the responses to up to in_flight_max requests a session).
-constexpr uint64_t session_stall_ms = 5000;
 // Progress is a send completing, or the socket's send queue in the kernel shrinking by
 // this many bytes since progress was last counted: a peer that reads a segment now and
-// then (13 KB/s or less over session_stall_ms) is not reading, and cannot keep bytes
+// then (13 KB/s or less over server_config::stall_timeout_ms) is not reading, and cannot keep bytes
 // queued to it for ever.
 constexpr uint64_t session_drain_min_bytes = 64u << 10;
 // A session that has taken no frame for this long, with nothing buffered, gives its

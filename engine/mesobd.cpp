@@ -203,6 +203,10 @@ int main(int argc, char** argv) {
   app.add_option("--idle-timeout-ms", net.idle_timeout_ms,
                  "close sessions idle this long (no frame from them, nothing in flight, nothing they read)")
       ->capture_default_str();
+  app.add_option("--stall-timeout-ms", net.stall_timeout_ms,
+                 "a session whose sends make no progress this long does not read: past its limits it is closed "
+                 "(slow_reader)")
+      ->capture_default_str();
   app.add_option("--handshake-timeout-ms", net.handshake_timeout_ms, "time allowed for the handshake")
       ->capture_default_str();
   app.add_option("--flush-timeout-ms", net.flush_timeout_ms,

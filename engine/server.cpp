@@ -57,9 +57,11 @@ std::string server_config::validate() const {
   if (handshakes_max == 0) return "handshakes_max must be at least 1";
   if (handshake_out_bytes_max < 4096 || handshake_out_bytes_max > out_bytes_max)
     return "handshake_out_bytes_max must be 4096..out_bytes_max";
-  if (idle_timeout_ms == 0 || handshake_timeout_ms == 0 || flush_timeout_ms == 0) return "timeouts must be positive";
+  if (idle_timeout_ms == 0 || handshake_timeout_ms == 0 || flush_timeout_ms == 0 || stall_timeout_ms == 0)
+    return "timeouts must be positive";
   constexpr uint64_t day_ms = 86'400'000;
-  if (idle_timeout_ms > day_ms || handshake_timeout_ms > day_ms || flush_timeout_ms > day_ms || drain_timeout_ms > day_ms)
+  if (idle_timeout_ms > day_ms || handshake_timeout_ms > day_ms || flush_timeout_ms > day_ms || drain_timeout_ms > day_ms ||
+      stall_timeout_ms > day_ms)
     return "timeouts must be at most a day (86400000 ms)";
   // An id as messages show it: not one that looks like a secret (32 hex digits or more: a
   // spec with its parts out of order), which would land in the logs.
@@ -1503,9 +1505,9 @@ class server_impl {
       limits_due_ = true;  // looked at after this round of completions (enforce_out_limits)
     }
   }
-  // Bytes queued and no send's progress for session_stall_ms: it does not read.
+  // Bytes queued and no send's progress for stall_timeout_ms: it does not read.
   bool stalled(const session& s, uint64_t now) const {
-    return s.out_bytes != 0 && now - s.out_since_ms >= session_stall_ms;
+    return s.out_bytes != 0 && now - s.out_since_ms >= cfg_.stall_timeout_ms;
   }
   // A session that does not read what is queued to it: told (best effort: its buffers
   // are full, so the error rarely reaches it) and closed at once, not after a flush that

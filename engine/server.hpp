@@ -63,7 +63,7 @@ struct server_config {
   uint64_t out_bytes_max = 32ull << 20;  // queued to one session before it stops being read
   // Responses to what a session sent before it stopped being read are still queued: one
   // whose queue passes twice out_bytes_max and whose sends made no progress for
-  // session_stall_ms (it does not read) gets slow_reader and is closed. All sessions
+  // stall_timeout_ms (it does not read) gets slow_reader and is closed. All sessions
   // together: at out_bytes_total_max no session holding its share of it (over
   // connections_max, at least 64 KiB) is read, and the sessions not reading that hold
   // the most are closed until the rest hold less, so that peers that do not read cannot
@@ -73,7 +73,7 @@ struct server_config {
   // Pushed frames (a gateway's or broker's instructions, events) past out_bytes_max wait
   // in their session's backlog, in order, and go as its sends make room: a gateway that
   // comes back to a million instructions takes them at the pace it reads. One whose
-  // backlog would pass this, or that holds one and reads nothing for session_stall_ms,
+  // backlog would pass this, or that holds one and reads nothing for stall_timeout_ms,
   // gets slow_reader and is closed. 0: no backlog (a push that does not fit closes it).
   // All sessions' backlogs together: a push that would take them past
   // push_backlog_total_max closes the session it was for instead.
@@ -89,6 +89,12 @@ struct server_config {
   // No frame taken, nothing in flight and no byte sent for this long: the session is
   // closed (one that does not read what is queued to it included).
   uint64_t idle_timeout_ms = 300'000;
+  // A session with bytes queued to it whose sends made no progress for this long does not
+  // read (see out_bytes_max and push_backlog_bytes_max). One that reads, however large its
+  // responses, makes progress far more often; 5 s also rides out TCP's retransmission
+  // back-off (0.2, 0.4, 0.8, 1.6 s) on a lossy link. Until then what is queued may pass
+  // the limits (the responses to up to in_flight_max requests a session).
+  uint64_t stall_timeout_ms = 5'000;
   uint64_t handshake_timeout_ms = 10'000;
   uint64_t flush_timeout_ms = 10'000;    // a session closing after an error: its last frames' time
   uint64_t drain_timeout_ms = 10'000;    // stop(): longest wait for in-flight work

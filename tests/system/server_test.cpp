@@ -672,10 +672,10 @@ TEST(server, a_frame_never_finished_does_not_keep_a_session) {
   }
   EXPECT_FALSE(open) << "the session stayed open for 5 s of trickled bytes";
   EXPECT_EQ(n.srv->stats().sessions_open, 0u);
-  // A slow upload counts (in steps of session_recv_activity_bytes): a 64 KiB request
+  // A slow upload counts (in steps of session_recv_activity_bytes): a 32 KiB request
   // sent 4 KiB at a time, 200 ms apart, is taken and answered.
   auto slow = n.connect();
-  std::vector<uint64_t> ids(8192);
+  std::vector<uint64_t> ids(4096);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = i + 1;
   const auto big = wire::encode_frame(wire::frame_kind::request, 10, wire::lookup_accounts_body(ids));
   for (size_t at = 0; at < big.size(); at += 4096) {
@@ -1705,7 +1705,7 @@ TEST(server, a_client_that_does_not_read_stops_being_read) {
 // Responses to requests taken before a session stopped being read are still queued: a
 // client that pipelines 64 look-ups of 8,192 transfers (a response of about 1 MiB each,
 // eight times its request) and reads nothing passes twice its limit, and once its sends
-// have made no progress for session_stall_ms it is closed (slow_reader) and what was
+// have made no progress for stall_timeout_ms it is closed (slow_reader) and what was
 // queued to it goes. Before, all 64 stayed queued (64 MiB for one session). Others are
 // served throughout.
 TEST(server, responses_unread_past_twice_the_limit_close_the_session) {
@@ -1716,6 +1716,7 @@ TEST(server, responses_unread_past_twice_the_limit_close_the_session) {
   // the engine answered the first request before the next was taken.)
   cfg.frame_bytes_max = 256u << 10;
   cfg.out_bytes_max = 256u << 10;
+  cfg.stall_timeout_ms = 2000;
   net n(cfg);
   auto c = n.connect();
   std::vector<wire::id128> ids(8192);
@@ -1753,6 +1754,7 @@ TEST(server, sessions_that_do_not_read_are_closed_at_the_total_limit) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
   cfg.out_bytes_total_max = 2u << 20;
+  cfg.stall_timeout_ms = 2000;
   net n(cfg);
   const std::vector<uint8_t> burst = ping_burst();
   constexpr int bursts = 1000;  // a million pings each: 16 MB of pongs, past the kernel's buffers
@@ -1808,6 +1810,7 @@ TEST(server, sessions_reading_a_trickle_at_the_total_limit_stop_no_one) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
   cfg.out_bytes_total_max = 2u << 20;
+  cfg.stall_timeout_ms = 3000;
   net n(cfg);
   const std::vector<uint8_t> burst = ping_burst();
   std::vector<std::unique_ptr<wire::client>> flooders;
@@ -1835,7 +1838,7 @@ TEST(server, sessions_reading_a_trickle_at_the_total_limit_stop_no_one) {
   EXPECT_TRUE(wait_for([&] { return n.srv->stats().out_bytes_queued >= cfg.out_bytes_total_max; }, 20));
   const uint64_t closed_before = n.srv->stats().slow_readers_closed;
   auto o = n.opts();
-  o.timeout_ms = 4000;  // under session_stall_ms: served without waiting for the closes
+  o.timeout_ms = 2500;  // under stall_timeout_ms: served without waiting for the closes
   std::string err;
   auto fresh = wire::client::connect(o, &err);
   ASSERT_TRUE(fresh) << err;
@@ -2661,6 +2664,7 @@ TEST(server, a_flood_of_acks_while_the_event_hub_is_busy_is_refused_past_its_lim
 TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
+  cfg.stall_timeout_ms = 2000;
   net n(cfg);
   push_listener listener(n);
   ASSERT_TRUE(listener.c);
@@ -2678,7 +2682,7 @@ TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   }
   // 64 MB of pushes, 8 at a time as the reading session takes them: it keeps up; the
   // one that never reads fills the kernel's buffers, then its queue, then its push
-  // backlog, and is closed once it has read nothing for session_stall_ms.
+  // backlog, and is closed once it has read nothing for stall_timeout_ms.
   auto received = [&] {
     std::lock_guard lk(mu);
     return got.size();
@@ -2772,10 +2776,12 @@ TEST(server, instructions_are_pushed_in_frames_of_a_quarter_of_the_frame_limit) 
 struct backlog_rig {
   net n;
   push_listener listener;
-  explicit backlog_rig(uint64_t backlog_max = 256ull << 20, uint64_t total_max = 1ull << 30)
-      : n(config(backlog_max, total_max)), listener(n) {}
-  static engine::server_config config(uint64_t backlog_max, uint64_t total_max) {
+  explicit backlog_rig(uint64_t backlog_max = 256ull << 20, uint64_t total_max = 1ull << 30,
+                       uint64_t stall_ms = engine::server_config{}.stall_timeout_ms)
+      : n(config(backlog_max, total_max, stall_ms)), listener(n) {}
+  static engine::server_config config(uint64_t backlog_max, uint64_t total_max, uint64_t stall_ms) {
     engine::server_config cfg;
+    cfg.stall_timeout_ms = stall_ms;
     cfg.frame_bytes_max = 4096;
     cfg.out_bytes_max = 1u << 20;
     cfg.push_backlog_bytes_max = backlog_max;
@@ -2834,9 +2840,9 @@ TEST(server, a_push_backlog_past_the_queue_limit_follows_as_the_gateway_reads) {
 
 // The backlog has its limits: a session that would hold more than push_backlog_bytes_max
 // waiting is closed at once, and one holding a backlog that reads nothing for
-// session_stall_ms is closed then; sessions that read go on getting every push.
+// stall_timeout_ms (here 3 s) is closed then; sessions that read go on getting every push.
 TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
-  backlog_rig rig(32u << 20);
+  backlog_rig rig(32u << 20, 1ull << 30, 3000);
   auto& [n, listener] = rig;
   ASSERT_TRUE(listener.c);
   auto deaf = n.connect();  // the same gateway, never reads
@@ -2845,7 +2851,7 @@ TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
   const auto wait_for = backlog_rig::wait_for;
   // 16 MB: past the kernel's buffers (about 4 MB) and the session's queue, under the
   // limit. The reader takes them all; the deaf session keeps its backlog until it has
-  // read nothing for session_stall_ms.
+  // read nothing for stall_timeout_ms.
   push(1, 400'000);
   ASSERT_TRUE(wait_for([&] { return received() == 16000; }, 30)) << received();
   EXPECT_EQ(n.srv->stats().slow_readers_closed, 0u) << "within its backlog limit";
@@ -2854,8 +2860,8 @@ TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
   EXPECT_TRUE(wait_for([&] { return n.srv->stats().push_backlog_bytes == 0; }, 5)) << "dropped with the session";
   EXPECT_TRUE(deaf->closed_by_server());
   // Another deaf session, then 44 MB in steps the reader keeps up with: the deaf one's
-  // backlog passes its limit and it is closed at once, within 4 s of connecting (the
-  // stall rule needs 5 s without progress).
+  // backlog passes its limit and it is closed at once, within 2.5 s of connecting (the
+  // stall rule needs 3 s without progress).
   auto deaf2 = n.connect();
   const auto connected = std::chrono::steady_clock::now();
   for (uint64_t step = 0; step < 10 && n.srv->stats().slow_readers_closed < 2; ++step) {
@@ -2863,7 +2869,7 @@ TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
     ASSERT_TRUE(wait_for([&] { return received() == 16000 + (step + 1) * 4000; }, 30)) << received();
   }
   EXPECT_EQ(n.srv->stats().slow_readers_closed, 2u) << "past the backlog limit";
-  EXPECT_LT(std::chrono::steady_clock::now() - connected, std::chrono::seconds(4)) << "closed by the stall rule";
+  EXPECT_LT(std::chrono::steady_clock::now() - connected, std::chrono::milliseconds(2500)) << "closed by the stall rule";
   EXPECT_TRUE(deaf2->closed_by_server());
   EXPECT_EQ(listener.c->reconnects(), 0u);
 }
@@ -2871,21 +2877,21 @@ TEST(server, a_push_backlog_past_its_limit_or_unread_closes_the_session) {
 // A session that reads, slowly, behind a backlog is not taken for one that does not: a
 // send to its full socket completes only when a good part of the buffer is free (seconds
 // apart at this pace), but its socket's kernel queue shrinks at every look of the timer.
-// Before, it was cut once session_stall_ms passed between two send completions.
+// Before, it was cut once stall_timeout_ms passed between two send completions.
 TEST(server, a_slow_reader_behind_a_backlog_is_not_cut) {
-  backlog_rig rig;
+  backlog_rig rig(256ull << 20, 1ull << 30, 2000);
   auto& [n, listener] = rig;
   ASSERT_TRUE(listener.c);
   auto slow = n.connect();
   rig.push(1, 500'000);  // 20 MB
   ASSERT_TRUE(rig.wait_for([&] { return rig.received() == 20000; }, 30)) << rig.received();
   EXPECT_GT(n.srv->stats().push_backlog_bytes, 0u) << "the slow session's backlog";
-  // About 100 KB a second (90 frames of 1.1 KB every second) for 8 s: past session_stall_ms.
+  // About 100 KB a second (90 frames of 1.1 KB every second) for 4 s: twice stall_timeout_ms.
   std::string err;
   wire::client::frame_in f;
   const auto t0 = std::chrono::steady_clock::now();
   size_t frames = 0;
-  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8)) {
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4)) {
     for (int i = 0; i < 9; ++i, ++frames) ASSERT_TRUE(slow->read_frame(&f, &err)) << err << " after " << frames;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

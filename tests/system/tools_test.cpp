@@ -216,6 +216,8 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
            {"--accounts-max 0", "accounts_max must be 1..68719476736"},
            {"--groups-max 1073741825", "groups_max must be 1..1073741824"},
            {"--idle-timeout-ms 18446744073709551615", "timeouts must be at most a day"},
+           {"--stall-timeout-ms 86400001", "timeouts must be at most a day"},
+           {"--stall-timeout-ms 0", "timeouts must be positive"},
            {"--session-out-bytes-max 18446744073709551615 --out-bytes-total-max 18446744073709551615",
             "out_bytes_max must be at most 1 TiB"},
            {"--session-push-backlog-bytes-max 1099511627777", "push_backlog_bytes_max must be at most 1 TiB"},
