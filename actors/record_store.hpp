@@ -3,7 +3,11 @@
 // A ring of `capacity` records (a power of two), allocated at start-up. Serial s is
 // resident while s >= resident_begin() = size() - capacity; older records live only in
 // the LMDB snapshot (written there by checkpoints before the ring may reuse their slot),
-// so resident memory does not grow with history.
+// so resident memory does not grow with history. The ring's memory is mapped, not
+// written, at start-up: a slot's pages are the kernel's zeros until its first record
+// (append() writes a slot whole before anything reads it). Before, the ring was built
+// record by record: every start wrote 152 MiB (the default window) and faulted every
+// page in, whatever the engine went on to hold.
 //
 // Concurrency contract: the sequencer thread appends a record's content before the batch
 // holding it is dispatched (the dispatch message orders the write before any shard's
@@ -18,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "wire/assert.hpp"
 #include "wire/huge_pages.hpp"
@@ -49,7 +54,7 @@ static_assert(sizeof(transfer_record) == 152);
 class record_store {
  public:
   explicit record_store(uint64_t capacity)
-      : capacity_(capacity), mask_(capacity - 1), ring_(capacity) {
+      : capacity_(capacity), mask_(capacity - 1), ring_(ring_alloc().allocate(capacity), ring_free{capacity}) {
     MESOB_ASSERT(capacity >= 2 && (capacity & (capacity - 1)) == 0);
   }
   record_store(const record_store&) = delete;
@@ -88,7 +93,19 @@ class record_store {
   // Read by every shard on every operation (at()): never written after construction.
   uint64_t capacity_;
   uint64_t mask_;
-  std::vector<transfer_record, huge_page_allocator<transfer_record>> ring_;
+  // transfer_record is an implicit-lifetime type (an aggregate, trivially destructible):
+  // its storage holds records once append() assigns them; no constructor runs per slot.
+  // It has no padding, so a slot's bytes are its fields' whatever the memory held before
+  // (records are compared and stored as bytes).
+  static_assert(std::is_aggregate_v<transfer_record> && std::is_trivially_destructible_v<transfer_record> &&
+                std::is_trivially_copyable_v<transfer_record> &&
+                std::has_unique_object_representations_v<transfer_record>);
+  using ring_alloc = huge_page_allocator<transfer_record>;
+  struct ring_free {
+    uint64_t n;
+    void operator()(transfer_record* p) const { ring_alloc().deallocate(p, n); }
+  };
+  std::unique_ptr<transfer_record[], ring_free> ring_;
   uint64_t floor_ = 0;  // serials below it were never loaded into the ring
   // Written by the sequencer at every append: on a cache line of its own, or each
   // append would take the line above away from the shards (and their reads would

@@ -974,10 +974,16 @@ bool scan_wal(const wal_scan_options& opt,
   // names) is left to the header check below: torn and reported, or damage. (Before,
   // only the header block and whole record headers were looked at: a segment whose
   // header and record headers were lost went without a word.)
+  // The last segment that holds anything stays loaded for the scan below: read once, not
+  // twice (a start read it in full twice: 64 MiB more a start at the default size).
+  file_buf tail;
+  bool tail_loaded = false;
   while (!segs.empty()) {
-    file_buf f;
-    if (!f.load(segs.back().second, error, opt.direct_io)) return false;
-    if (!all_zero(f.data.data(), f.data.size())) break;
+    if (!tail.load(segs.back().second, error, opt.direct_io)) return false;
+    if (!all_zero(tail.data.data(), tail.data.size())) {
+      tail_loaded = true;
+      break;
+    }
     r.unused_segments.push_back(segs.back().second);
     segs.pop_back();
   }
@@ -1000,7 +1006,11 @@ bool scan_wal(const wal_scan_options& opt,
   for (size_t si = 0; si < segs.size(); ++si) {
     const auto& [index, path] = segs[si];
     const bool last = si + 1 == segs.size();
-    if (!f.load(path, error, opt.direct_io)) return false;
+    if (last && tail_loaded) {
+      std::swap(f.data, tail.data);
+    } else if (!f.load(path, error, opt.direct_io)) {
+      return false;
+    }
     const auto& d = f.data;
     r.segments += 1;
     last_index = index;
