@@ -251,7 +251,7 @@ void kill_transfer_runs(const char* mode, int kills) {
               static_cast<unsigned long long>(total_acked), static_cast<unsigned long long>(torn));
 }
 
-TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) { kill_transfer_runs(nullptr, 24); }
+TEST(crash, sigkill_under_load_loses_and_duplicates_nothing) { kill_transfer_runs(nullptr, 16); }
 
 // Customers' limits under SIGKILL: the day's outflow the ledger checks against is rebuilt
 // from the snapshot and the log exactly as the transfers left it.

@@ -611,23 +611,36 @@ TEST(Events, ANameBelongsToTheGatewayThatFirstUsedIt) {
     EXPECT_EQ(subscribe(*o, old).code, result::subscriber_name_owned);
     ASSERT_EQ(d.stop(), 0) << d.output();
   }
-  // The widest lines still load: the largest offset, an owner of 64 bytes.
-  write_state_file(dir.path(), "mesob-subscribers 2\nx 18446744073709551615 " + std::string(128, 'a') + "\n");
-  {
-    live_mesobd d(dir.path(), args);
-    EXPECT_TRUE(d.up()) << d.output();
-  }
-  // Lines that do not parse, under a good checksum: start-up stops and names the line.
-  for (const std::string& body : std::vector<std::string>{"mesob-subscribers 2\nok 1 -\nbad 1 zz\n", "mesob-subscribers 2\nx 1\n", "mesob-subscribers 2\nx 1 - extra\n",
+  // A line that does not parse, under a good checksum: start-up stops and names the line
+  // (the other such lines: SubscriberStateLinesThatDoNotParseStopTheOpen).
+  write_state_file(dir.path(), "mesob-subscribers 2\nok 1 -\nbad 1 zz\n");
+  live_mesobd d(dir.path(), args);
+  EXPECT_FALSE(d.up());
+  EXPECT_NE(d.wait_exit(30'000), 0);
+  EXPECT_NE(d.output().find("subscribers.state line 3"), std::string::npos) << d.output();
+}
+
+// Each line of a subscriber state file that does not parse, under a good checksum, stops
+// the engine's open and is named; nothing is written over the file.
+TEST(EventsEngine, SubscriberStateLinesThatDoNotParseStopTheOpen) {
+  engine_fixture f(1);
+  f.close();
+  for (const std::string& body : std::vector<std::string>{"mesob-subscribers 2\nx 1\n", "mesob-subscribers 2\nx 1 - extra\n",
         "mesob-subscribers 2\nx\xff 1 -\n", "mesob-subscribers 2\nx 18446744073709551616 -\n",
-        "mesob-subscribers 2\nx 1 -\nx 2 -\n", "mesob-subscribers 2\nx 1 " + std::string(130, 'a') + "\n",
+        "mesob-subscribers 2\nok 1 -\nx 1 -\nx 2 -\n", "mesob-subscribers 2\nx 1 " + std::string(130, 'a') + "\n",
         "mesob-subscribers 2\nx -1 -\n", "mesob-subscribers 1\nx 1 -\n", "mesob-subscribers 1\nx\n"}) {
-    write_state_file(dir.path(), body);
-    live_mesobd d(dir.path(), args);
-    EXPECT_FALSE(d.up()) << body;
-    EXPECT_NE(d.wait_exit(30'000), 0);
-    EXPECT_NE(d.output().find("subscribers.state line"), std::string::npos) << body << d.output();
+    write_state_file(f.dir(), body);
+    const std::string line = std::to_string(std::count(body.begin(), body.end(), '\n'));
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(f.config(), &err)) << body;
+    EXPECT_NE(err.find("subscribers.state line " + line + " is not"), std::string::npos) << body << err;
+    std::ifstream in(f.dir() + "/events/subscribers.state");
+    const std::string kept((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(kept.rfind(body, 0), 0u) << "the file was written over";
   }
+  // The widest good lines still open.
+  write_state_file(f.dir(), "mesob-subscribers 2\nx 18446744073709551615 " + std::string(128, 'a') + "\n");
+  f.open();
 }
 
 TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
@@ -1477,14 +1490,14 @@ TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
   const std::string out1 = dir.path() + "/relay1.txt", out2 = dir.path() + "/relay2.txt";
   auto relay = std::make_unique<relay_process>(dir.path(), port, out1);
   std::thread loader(load);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
   relay->kill9();  // the relay dies mid-stream
   relay = std::make_unique<relay_process>(dir.path(), port, out2);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
   ASSERT_NE(engine->crash(), -1);  // the engine dies under load
   engine = std::make_unique<live_mesobd>(dir.path(), args);
   ASSERT_TRUE(engine->up()) << engine->output();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
   load_stop.store(true);
   loader.join();
 
@@ -1673,7 +1686,7 @@ TEST(Events, AFilteredUnnamedRelayResumesAfterWhatItWasServed) {
 TEST(Events, AQuietRelayKeepsItsSessionAndAnIdleOneIsTold) {
   temp_dir dir;
   const uint16_t port = free_port();
-  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port), "--idle-timeout-ms", "3000"}, 2);
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port), "--idle-timeout-ms", "2000"}, 2);
   ASSERT_TRUE(engine);
   const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
   relay_process relay(dir.path(), port, out, {"--name", "quiet", "--keepalive-s", "1"}, err);
@@ -1683,7 +1696,7 @@ TEST(Events, AQuietRelayKeepsItsSessionAndAnIdleOneIsTold) {
   wire::subscribe_msg m;
   m.from_end = true;
   ASSERT_EQ(subscribe(*silent, m).code, result::ok);
-  std::this_thread::sleep_for(std::chrono::milliseconds(4500));  // one idle timeout and the timer's tick
+  std::this_thread::sleep_for(std::chrono::milliseconds(3300));  // one idle timeout and the timer's tick
   wire::events_msg ev;
   std::string why;
   wire::protocol_error refusal{};
