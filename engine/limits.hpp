@@ -34,7 +34,7 @@ constexpr uint64_t session_frame_keep_bytes = 80;
 constexpr uint32_t handshake_frame_bytes_max = 4096;
 // Progress is a send completing, or the socket's send queue in the kernel shrinking by
 // this many bytes since progress was last counted: a peer that reads a segment now and
-// then (13 KB/s or less over server_config::stall_timeout_ms) is not reading, and cannot keep bytes
+// then (13 KB/s or less over the default server_config::stall_timeout_ms of 5 s) is not reading, and cannot keep bytes
 // queued to it for ever.
 constexpr uint64_t session_drain_min_bytes = 64u << 10;
 // A session that has taken no frame for this long, with nothing buffered, gives its

@@ -57,12 +57,14 @@ std::string server_config::validate() const {
   if (handshakes_max == 0) return "handshakes_max must be at least 1";
   if (handshake_out_bytes_max < 4096 || handshake_out_bytes_max > out_bytes_max)
     return "handshake_out_bytes_max must be 4096..out_bytes_max";
-  if (idle_timeout_ms == 0 || handshake_timeout_ms == 0 || flush_timeout_ms == 0 || stall_timeout_ms == 0)
-    return "timeouts must be positive";
+  if (idle_timeout_ms == 0 || handshake_timeout_ms == 0 || flush_timeout_ms == 0) return "timeouts must be positive";
   constexpr uint64_t day_ms = 86'400'000;
-  if (idle_timeout_ms > day_ms || handshake_timeout_ms > day_ms || flush_timeout_ms > day_ms || drain_timeout_ms > day_ms ||
-      stall_timeout_ms > day_ms)
+  if (idle_timeout_ms > day_ms || handshake_timeout_ms > day_ms || flush_timeout_ms > day_ms || drain_timeout_ms > day_ms)
     return "timeouts must be at most a day (86400000 ms)";
+  // The timer looks once a second: a shorter stall would cut sessions that read between
+  // two looks.
+  if (stall_timeout_ms < 1000 || stall_timeout_ms > day_ms)
+    return "stall_timeout_ms must be 1000..86400000 (the server looks at sessions once a second)";
   // An id as messages show it: not one that looks like a secret (32 hex digits or more: a
   // spec with its parts out of order), which would land in the logs.
   const auto shown = [](const std::string& id) {
