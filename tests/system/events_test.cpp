@@ -1490,10 +1490,18 @@ TEST(Events, ExactlyOnceAfterDedupAcrossKillOfEngineAndRelay) {
   const std::string out1 = dir.path() + "/relay1.txt", out2 = dir.path() + "/relay2.txt";
   auto relay = std::make_unique<relay_process>(dir.path(), port, out1);
   std::thread loader(load);
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // Each kill comes once the relay it would cut short has printed (however slowly the
+  // relay started), with the load still running.
+  const auto printing = [&](const std::string& out) {
+    for (int i = 0; i < 1000 && read_raw(out).empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return !read_raw(out).empty();
+  };
+  EXPECT_TRUE(printing(out1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   relay->kill9();  // the relay dies mid-stream
   relay = std::make_unique<relay_process>(dir.path(), port, out2);
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_TRUE(printing(out2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_NE(engine->crash(), -1);  // the engine dies under load
   engine = std::make_unique<live_mesobd>(dir.path(), args);
   ASSERT_TRUE(engine->up()) << engine->output();
