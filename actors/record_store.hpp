@@ -3,11 +3,11 @@
 // A ring of `capacity` records (a power of two), allocated at start-up. Serial s is
 // resident while s >= resident_begin() = size() - capacity; older records live only in
 // the LMDB snapshot (written there by checkpoints before the ring may reuse their slot),
-// so resident memory does not grow with history. The ring's memory is mapped, not
-// written, at start-up: a slot's pages are the kernel's zeros until its first record
-// (append() writes a slot whole before anything reads it). Before, the ring was built
-// record by record: every start wrote 152 MiB (the default window) and faulted every
-// page in, whatever the engine went on to hold.
+// so resident memory does not grow with history. The ring's memory is allocated, not
+// written, at start-up (a ring of 4 MiB or more is mapped: its pages come in as the
+// records do); append() writes a slot whole before anything reads it. Before, the ring
+// was built record by record: every start wrote 152 MiB (the default window) and
+// faulted every page in, whatever the engine went on to hold.
 //
 // Concurrency contract: the sequencer thread appends a record's content before the batch
 // holding it is dispatched (the dispatch message orders the write before any shard's

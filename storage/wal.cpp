@@ -14,6 +14,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
+#include <span>
 
 #include "storage/failure_probes.hpp"
 #include "wire/assert.hpp"
@@ -758,8 +761,11 @@ void wal_writer::release_drops() {
 
 namespace {
 
+// A segment's bytes, read whole. The memory is kept from segment to segment and is not
+// cleared before a read fills it (before, a std::vector's resize zeroed 64 MiB, a
+// quarter of a small log's start-up, only for the read to write over it).
 struct file_buf {
-  std::vector<uint8_t> data;
+  std::span<const uint8_t> data;
   bool load(const std::string& path, std::string* error, bool direct = false) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
     if (fd < 0) {
@@ -778,7 +784,20 @@ struct file_buf {
       ::close(fd);
       return false;
     }
-    data.resize(size_t(st.st_size));
+    const size_t size = size_t(st.st_size);
+    if (size > capacity_) {
+      mem_.reset();
+      capacity_ = 0;
+      mem_.reset(new (std::nothrow) uint8_t[size]);  // (default-initialised: not zeroed)
+      if (!mem_) {
+        *error = "wal: out of memory reading " + path + " (" + std::to_string(size) + " bytes)";
+        ::close(fd);
+        return false;
+      }
+      capacity_ = size;
+    }
+    uint8_t* const buf = mem_.get();
+    data = {buf, size};
     // O_DIRECT reads land in an aligned bounce buffer, a chunk at a time.
     constexpr size_t chunk = 1u << 20;
     std::unique_ptr<uint8_t, decltype(&std::free)> bounce(nullptr, &std::free);
@@ -796,7 +815,7 @@ struct file_buf {
       const size_t want = std::min(data.size() - off, direct ? chunk : data.size() - off);
       // A direct read asks for whole blocks; the file's end cuts it short.
       const size_t ask = direct ? (want + wal_block_bytes - 1) / wal_block_bytes * wal_block_bytes : want;
-      auto n = ::pread(fd, direct ? bounce.get() : data.data() + off, ask, off_t(off));
+      auto n = ::pread(fd, direct ? bounce.get() : buf + off, ask, off_t(off));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         *error = "wal: cannot read " + path + ": " + (n == 0 ? std::string("it shrank while being read") : errno_text(errno));
@@ -804,12 +823,16 @@ struct file_buf {
         return false;
       }
       const size_t got = std::min(size_t(n), want);
-      if (direct) std::memcpy(data.data() + off, bounce.get(), got);
+      if (direct) std::memcpy(buf + off, bounce.get(), got);
       off += got;
     }
     ::close(fd);
     return true;
   }
+
+ private:
+  std::unique_ptr<uint8_t[]> mem_;
+  size_t capacity_ = 0;
 };
 
 // A segment's header, if it reads whole and checks (magic, checksum).
@@ -853,7 +876,7 @@ struct after_end {
   bool later_after_ack = false;
   uint64_t lowest_lsn = UINT64_MAX;  // of the groups' first records found
 };
-after_end what_follows(const std::vector<uint8_t>& d, uint64_t from, uint64_t expected_lsn) {
+after_end what_follows(std::span<const uint8_t> d, uint64_t from, uint64_t expected_lsn) {
   auto for_each_header = [&](auto&& fn) {
     for (uint64_t b = round_up(from, wal_block_bytes); b + sizeof(record_header) <= d.size();
          b += wal_block_bytes) {
@@ -974,14 +997,15 @@ bool scan_wal(const wal_scan_options& opt,
   // names) is left to the header check below: torn and reported, or damage. (Before,
   // only the header block and whole record headers were looked at: a segment whose
   // header and record headers were lost went without a word.)
-  // The last segment that holds anything stays loaded for the scan below: read once, not
-  // twice (a start read it in full twice: 64 MiB more a start at the default size).
-  file_buf tail;
-  bool tail_loaded = false;
+  // The last segment that holds anything stays loaded: when it is the only one the scan
+  // below reads (a small log, or one checkpointed within its last segment), it is not
+  // read again (before, every start read it in full twice).
+  file_buf f;  // one buffer for every segment: no fresh pages per file
+  bool last_loaded = false;
   while (!segs.empty()) {
-    if (!tail.load(segs.back().second, error, opt.direct_io)) return false;
-    if (!all_zero(tail.data.data(), tail.data.size())) {
-      tail_loaded = true;
+    if (!f.load(segs.back().second, error, opt.direct_io)) return false;
+    if (!all_zero(f.data.data(), f.data.size())) {
+      last_loaded = true;
       break;
     }
     r.unused_segments.push_back(segs.back().second);
@@ -1002,14 +1026,12 @@ bool scan_wal(const wal_scan_options& opt,
   bool started = false;
   chain_hash chain{};
   uint64_t last_index = 0;
-  file_buf f;  // one buffer for every segment: no fresh pages per file
   for (size_t si = 0; si < segs.size(); ++si) {
     const auto& [index, path] = segs[si];
     const bool last = si + 1 == segs.size();
-    if (last && tail_loaded) {
-      std::swap(f.data, tail.data);
-    } else if (!f.load(path, error, opt.direct_io)) {
-      return false;
+    if (!(last && last_loaded)) {
+      if (!f.load(path, error, opt.direct_io)) return false;
+      last_loaded = false;  // (the buffer holds another segment now)
     }
     const auto& d = f.data;
     r.segments += 1;
