@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--stall-timeout-ms", net.stall_timeout_ms,
                  "a session whose sends make no progress this long does not read: past its limits it is closed "
-                 "(slow_reader)")
+                 "(slow_reader); 1000..86400000")
       ->capture_default_str();
   app.add_option("--handshake-timeout-ms", net.handshake_timeout_ms, "time allowed for the handshake")
       ->capture_default_str();

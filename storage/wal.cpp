@@ -767,6 +767,7 @@ namespace {
 struct file_buf {
   std::span<const uint8_t> data;
   bool load(const std::string& path, std::string* error, bool direct = false) {
+    data = {};  // until this file is read whole: a failed load leaves nothing to scan
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
     if (fd < 0) {
       *error = "wal: cannot open " + path + ": " + errno_text(errno);
@@ -797,7 +798,6 @@ struct file_buf {
       capacity_ = size;
     }
     uint8_t* const buf = mem_.get();
-    data = {buf, size};
     // O_DIRECT reads land in an aligned bounce buffer, a chunk at a time.
     constexpr size_t chunk = 1u << 20;
     std::unique_ptr<uint8_t, decltype(&std::free)> bounce(nullptr, &std::free);
@@ -811,8 +811,8 @@ struct file_buf {
       bounce.reset(static_cast<uint8_t*>(p));
     }
     size_t off = 0;
-    while (off < data.size()) {
-      const size_t want = std::min(data.size() - off, direct ? chunk : data.size() - off);
+    while (off < size) {
+      const size_t want = std::min(size - off, direct ? chunk : size - off);
       // A direct read asks for whole blocks; the file's end cuts it short.
       const size_t ask = direct ? (want + wal_block_bytes - 1) / wal_block_bytes * wal_block_bytes : want;
       auto n = ::pread(fd, direct ? bounce.get() : buf + off, ask, off_t(off));
@@ -827,6 +827,7 @@ struct file_buf {
       off += got;
     }
     ::close(fd);
+    data = {buf, size};
     return true;
   }
 
