@@ -70,6 +70,13 @@ struct net {
     o.timeout_ms = 10'000;
     return o;
   }
+  // Options of a gateway registered through the engine (not the config's) with `secret`.
+  wire::client::options registered_opts(const std::string& gw, const std::vector<uint8_t>& secret) const {
+    auto o = opts();
+    o.gateway = gw;
+    o.secret = secret;
+    return o;
+  }
   wire::async_client::options async_opts() const {
     wire::async_client::options o;
     static_cast<wire::client::options&>(o) = opts();
@@ -310,9 +317,7 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
 
   auto pay = n.connect();
   ASSERT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
-  auto o = n.opts();
-  o.gateway = "telebirr";
-  o.secret = secret;
+  auto o = n.registered_opts("telebirr", secret);
   std::string err;
   auto tb = wire::client::connect(o, &err);
   ASSERT_TRUE(tb) << err;
@@ -396,9 +401,7 @@ TEST(server, a_role_given_to_an_open_session_reaches_payout_routing) {
   const std::vector<uint8_t> secret(24, 0x6b);
   const wire::gateway_op reg = registration("late", wire::roles::kyc, 9300, secret);
   ASSERT_EQ(n.eng->gateways({reg}).results.at(0), result::ok);
-  auto o = n.opts();
-  o.gateway = "late";
-  o.secret = secret;
+  auto o = n.registered_opts("late", secret);
   std::string err;
   auto late = wire::client::connect(o, &err);
   ASSERT_TRUE(late) << err;
@@ -463,9 +466,7 @@ TEST(server, a_config_gateway_that_is_also_registered_cannot_log_in) {
   std::string err;
   EXPECT_FALSE(wire::client::connect(n.opts("kyc"), &err));
   EXPECT_NE(err.find("auth failed"), std::string::npos) << err;
-  auto o = n.opts();
-  o.gateway = "kyc";
-  o.secret = secret;
+  auto o = n.registered_opts("kyc", secret);
   EXPECT_FALSE(wire::client::connect(o, &err)) << "nor with the registered secret";
   auto pay = n.connect();
   expect_serves(*pay, 1);
@@ -499,9 +500,7 @@ TEST(server, registry_changes_reach_quiet_sessions) {
                 .results,
             (std::vector<result>{result::ok, result::ok}));
   auto session_of = [&](const char* id) {
-    auto o = n.opts();
-    o.gateway = id;
-    o.secret = secret;
+    auto o = n.registered_opts(id, secret);
     std::string err;
     auto c = wire::client::connect(o, &err);
     EXPECT_TRUE(c) << err;
@@ -618,9 +617,7 @@ TEST(server, a_stopped_servers_subscriptions_end_with_it) {
   ASSERT_EQ(n.eng->gateways({registration("reader", wire::roles::events_reader, 9103, secret)}).results.at(0),
             result::ok);
   auto subscribe_as = [&](const char* name) {
-    auto o = n.opts();
-    o.gateway = "reader";
-    o.secret = secret;
+    auto o = n.registered_opts("reader", secret);
     std::string err;
     auto c = wire::client::connect(o, &err);
     EXPECT_TRUE(c) << err;
@@ -1249,9 +1246,7 @@ TEST(server, a_registered_gateway_reconnecting_in_a_loop_is_slowed) {
   net n(cfg);
   const std::vector<uint8_t> secret(24, 0x5c);
   ASSERT_EQ(n.eng->gateways({registration("loop", wire::roles::payments, 9200, secret)}).results.at(0), result::ok);
-  auto o = n.opts();
-  o.gateway = "loop";
-  o.secret = secret;
+  auto o = n.registered_opts("loop", secret);
   std::string err;
   wire::protocol_error refusal{};
   int opened = 0;
