@@ -118,6 +118,12 @@ constexpr uint16_t rules_groups_retire = 18;
 // a repeat unless an earlier resequence had set that sequence, so a price or record at
 // exactly it was still compared with the one kept instead of refused.
 constexpr uint16_t rules_resequence_marks = 18;
-constexpr uint16_t rules_newest = 18;
+// Capacity of pending transfers: create_transfers and orders records carry the engine's
+// pending_max in force when they were sequenced (8 bytes before the operations, as
+// creates do from version 16); a new pending transfer that a side's shard cannot hold
+// within its share of open ones is refused (pending_full), except those the engine
+// emits. Before, open pending transfers had no limit.
+constexpr uint16_t rules_pending_capacity = 19;
+constexpr uint16_t rules_newest = 19;
 
 }  // namespace mesob::actors

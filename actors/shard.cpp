@@ -183,6 +183,7 @@ void shard::add_pending(const pending_info& p, bool changed) {
   pending_index_.put(p.serial + 1, idx);
   pendings_.push_back(p);
   pending_changed_flag_.push_back(0);
+  if (p.state == pending_state::pending) ++pending_open_;
   if (changed) note_pending_change(idx);
   if (p.state == pending_state::pending && p.expires_at != 0) {
     expiry_heap_.emplace_back(p.expires_at, p.serial);
@@ -200,6 +201,7 @@ void shard::note_pending_change(uint32_t idx) {
 // undo entries name entries by position).
 void shard::remove_pending(uint32_t idx) {
   const uint64_t serial = pendings_[idx].serial;
+  if (pendings_[idx].state == pending_state::pending) --pending_open_;
   const auto last = uint32_t(pendings_.size() - 1);
   if (idx != last) {
     pendings_[idx] = pendings_[last];
@@ -209,6 +211,17 @@ void shard::remove_pending(uint32_t idx) {
   pending_index_.erase(serial + 1);
   pendings_.pop_back();
   pending_changed_flag_.pop_back();
+}
+
+void shard::set_pending_state(pending_info& p, pending_state s) {
+  pending_open_ += int(s == pending_state::pending) - int(p.state == pending_state::pending);
+  p.state = s;
+}
+
+// A chain's rollback puts an entry back as it was before the chain changed it.
+void shard::restore_pending(uint32_t idx, const pending_info& before) {
+  set_pending_state(pendings_[idx], before.state);
+  pendings_[idx] = before;
 }
 
 // Drops resolved entries whose final state a committed snapshot holds.
@@ -255,6 +268,7 @@ void shard::publish_stats() {
   tidy_expiry_heap();
   pub_accounts_.store(slots_.size(), r);
   pub_pending_.store(pendings_.size(), r);
+  pub_pending_open_.store(pending_open_, r);
   pub_sync_waits_.store(sync_waits_, r);
   pub_customers_.store(customers_.size(), r);
   pub_groups_.store(groups_.size(), r);
@@ -288,6 +302,7 @@ shard_stats shard::stats() const {
   shard_stats s;
   s.accounts = pub_accounts_.load(r);
   s.pending_total = pub_pending_.load(r);
+  s.pending_open = pub_pending_open_.load(r);
   s.expiry_entries = pub_expiry_entries_.load(r);
   s.sync_waits = pub_sync_waits_.load(r);
   s.memory_bytes = pub_memory_.load(r);
@@ -611,7 +626,7 @@ void shard::sweep(uint64_t now) {
       mark_dirty(slot_index(cr));
       apply_resolve_credit(*cr, *p, 0);
     }
-    p->state = pending_state::expired;
+    set_pending_state(*p, pending_state::expired);
     note_pending_change(uint32_t(p - pendings_.data()));
     if (keep_expired_ && shard_of(p->debit_account_id, count_) == index_)
       expired_.push_back({p->serial, at, p->debit_account_id, p->credit_account_id, p->amount, p->currency});
@@ -984,6 +999,20 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   }
   if (r.debit_shard == index_ && escrow(in.dr)) in.verdict_debit = result::group_account_reserved;
   limit_verdicts(b, o, in);
+  pending_room_verdict(b, o, in);
+}
+
+// A new pending transfer makes an entry on the shard of each side: one holding its share
+// of the batch's pending_max refuses it (pending_full) through the side it owns, which
+// the other side's shard reads as it reads the groups' verdicts. Transfers the engine
+// emits (its desks', groups' and portfolios' holds) are not refused: their state
+// machines bound them, and could not take a refusal they did not expect.
+void shard::pending_room_verdict(const batch& b, uint32_t o, op_inputs& in) const {
+  const op_route& r = b.routes[o];
+  if (!(b.transfers[o].flags & transfer_flags::pending) || b.emitted || pending_open_ < share(b.capacity)) return;
+  if (r.debit_shard != index_ && r.credit_shard != index_) return;
+  result& v = r.debit_shard == index_ ? in.verdict_debit : in.verdict_credit;
+  if (v == result::ok) v = result::pending_full;
 }
 
 // The portfolio's part of an order's decision: both of its hold's accounts are here (the
@@ -1374,7 +1403,7 @@ void shard::apply(batch& b, uint32_t o, const op_inputs& in, bool keep_undo) {
     if (keep_undo)
       undo_.push_back({undo_entry::what::pending_changed,
                        *pending_index_.find(p.serial + 1), {}, *mine, 0});
-    mine->state = post ? pending_state::posted : pending_state::voided;
+    set_pending_state(*mine, post ? pending_state::posted : pending_state::voided);
     note_pending_change(uint32_t(mine - pendings_.data()));
   }
 }
@@ -1451,7 +1480,7 @@ void shard::run_chain(batch& b, uint32_t first, uint32_t last) {
             slots_[it->index].a = it->acct;
             slots_[it->index].last_serial = it->last_serial;
             break;
-          case undo_entry::what::pending_changed: pendings_[it->index] = it->pending; break;
+          case undo_entry::what::pending_changed: restore_pending(it->index, it->pending); break;
           case undo_entry::what::customer: *customers_.find(it->cust.wallet) = it->cust; break;
           case undo_entry::what::pending_created:
             MESOB_ASSERT(it->index + 1 == pendings_.size());

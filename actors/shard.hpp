@@ -33,6 +33,7 @@ namespace mesob::actors {
 struct shard_stats {
   uint64_t accounts = 0;
   uint64_t pending_total = 0;  // pending transfers resident: live, and resolved not yet evicted
+  uint64_t pending_open = 0;   // of them, still pending (what pending_max bounds)
   uint64_t expiry_entries = 0;  // the expiry heap's entries, stale ones included
   uint64_t sync_waits = 0;
   uint64_t memory_bytes = 0;
@@ -108,6 +109,8 @@ class shard {
   // The equb groups this shard hosts (actors/equb_group.hpp). The engine sets the
   // emission sink, loads groups at recovery and, idle, reads them.
   [[nodiscard]] equb::group_table& groups() { return groups_; }
+  // Pending transfers still pending here (at recovery, after the snapshot's are loaded).
+  [[nodiscard]] uint64_t pending_open() const { return pending_open_; }
   // The payout desks this shard hosts, and its copy of the gateway registry and sessions
   // (actors/payout_desk.hpp).
   [[nodiscard]] payouts::desk_table& desks() { return desks_; }
@@ -134,8 +137,9 @@ class shard {
     return pub_groups_due_.load(std::memory_order_relaxed) != UINT64_MAX;
   }
   [[nodiscard]] uint32_t index() const { return index_; }
-  // This shard's share of a batch's capacity (accounts_max or groups_max, logged with it;
-  // 0 before rules_capacity: none): rounded up, and within the 32-bit slot index.
+  // This shard's share of a batch's capacity (accounts_max, groups_max or pending_max,
+  // logged with it; 0 before rules_capacity, or rules_pending_capacity for pending_max:
+  // none): rounded up, and within the 32-bit slot index.
   [[nodiscard]] uint64_t share(uint64_t capacity) const {
     constexpr uint64_t slots_max = UINT32_MAX;
     return capacity == 0 ? slots_max : std::min(slots_max, (capacity + count_ - 1) / count_);
@@ -219,6 +223,10 @@ class shard {
   void add_pending(const pending_info& p, bool changed);
   void evict_resolved(uint64_t committed_cut);
   void remove_pending(uint32_t idx);
+  // Every change of a resident entry's state goes through these, which keep pending_open_.
+  void set_pending_state(pending_info& p, pending_state s);
+  void restore_pending(uint32_t idx, const pending_info& before);
+  void pending_room_verdict(const batch& b, uint32_t o, op_inputs& in) const;
 
   uint32_t index_;
   uint32_t count_;
@@ -253,6 +261,11 @@ class shard {
   void note_pause(std::chrono::steady_clock::time_point t0);
   std::vector<pending_info> pendings_;
   flat_u64_map pending_index_;  // serial + 1 -> index in pendings_
+  // Entries of pendings_ still pending: a new pending transfer needs this under the
+  // shard's share of its batch's capacity (pending_max; engine/README.md "Capacity").
+  // Changed only in batch order (creates, posts, voids, expiry, rollbacks), never by
+  // evictions, so a replay counts the same whenever its checkpoints ran.
+  uint64_t pending_open_ = 0;
   // Pending entries created or changed since the last cut (by serial; a flag per entry
   // keeps each listed once): a cut copies only these.
   std::vector<uint8_t> pending_changed_flag_;  // parallel to pendings_
@@ -313,7 +326,7 @@ class shard {
   }
   size_t group_bytes_ = 0;
   uint64_t group_bytes_age_ = 0;
-  std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0}, pub_groups_{0};
+  std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_pending_open_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0}, pub_groups_{0};
   std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_orders_dead_{0}, pub_order_timeouts_{0},
       pub_order_timers_{0}, pub_payout_timers_{0};
   alignas(64) std::atomic<uint64_t> dispatches_sent_{0};  // written by the sequencer

@@ -56,6 +56,11 @@ std::string config::validate() const {
     return "accounts_max must be at most 4294967295 (2^32 - 1) a shard: " + std::to_string(shard_count()) +
            " shards hold at most " + std::to_string(uint64_t(UINT32_MAX) * shard_count());
   if (groups_max < 1 || groups_max > (1ull << 30)) return "groups_max must be 1..1073741824 (2^30)";
+  // A shard's pending entries are indexed by 32 bits too.
+  if (pending_max < 1 || pending_max > capacity_max) return "pending_max must be 1..68719476736 (2^36)";
+  if ((pending_max + shard_count() - 1) / shard_count() > UINT32_MAX)
+    return "pending_max must be at most 4294967295 (2^32 - 1) a shard: " + std::to_string(shard_count()) +
+           " shards hold at most " + std::to_string(uint64_t(UINT32_MAX) * shard_count());
   // The resident window and each shard's account index are made, zero-filled, at start:
   // settings that need more than the machine's memory would end the start in an
   // allocation failure or the kernel's OOM killer, after the data directory was opened.

@@ -24,11 +24,13 @@ struct config {
   uint64_t transfers_flush_step = 0;  // executed records that start a records flush
                                       // (0: the window / 32; engine/README.md)
   uint64_t accounts_hint = 1 << 16;     // preallocation per shard
-  // Capacity (engine/README.md "Capacity"): accounts and equb groups the engine holds,
-  // each shard its share (rounded up); past it creates are refused (accounts_full,
-  // groups_full). Logged with each create, so a replay decides as the live run did.
+  // Capacity (engine/README.md "Capacity"): accounts, equb groups and pending transfers
+  // still pending the engine holds, each shard its share (rounded up); past it creates are
+  // refused (accounts_full, groups_full, pending_full). Logged with each record that may
+  // create them, so a replay decides as the live run did.
   uint64_t accounts_max = 1ull << 25;
   uint64_t groups_max = 1ull << 20;
+  uint64_t pending_max = 1ull << 24;
   bool checkpoint_on_close = true;      // benchmarks turn it off to measure log replay
   // The event stream (engine/events.hpp): kept in <data_dir>/events.
   bool events = true;

@@ -166,10 +166,12 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
   }
 }
 
-// Whether a record of this kind and version carries the capacity it is decided by
-// (rules_capacity): creates of accounts and equb groups.
+// Whether a record of this kind and version carries the capacity it is decided by:
+// creates of accounts and equb groups (rules_capacity), transfer batches and orders, which
+// may make pending transfers (rules_pending_capacity).
 bool carries_capacity(op_kind kind, uint16_t version) {
-  return version >= actors::rules_capacity && (kind == op_kind::create_accounts || kind == op_kind::equb_ops);
+  return (version >= actors::rules_capacity && (kind == op_kind::create_accounts || kind == op_kind::equb_ops)) ||
+         (version >= actors::rules_pending_capacity && (kind == op_kind::create_transfers || kind == op_kind::orders));
 }
 
 template <class T>
@@ -1336,7 +1338,11 @@ class engine_impl {
         b->count = uint32_t(b->accounts.size());
         b->capacity = cfg_.accounts_max;
         break;
-      case op_kind::create_transfers: b->transfers = std::move(req.transfers); b->count = uint32_t(b->transfers.size()); break;
+      case op_kind::create_transfers:
+        b->transfers = std::move(req.transfers);
+        b->count = uint32_t(b->transfers.size());
+        b->capacity = cfg_.pending_max;
+        break;
       case op_kind::set_account_status: b->status_changes = std::move(req.status_changes); b->count = uint32_t(b->status_changes.size()); break;
       case op_kind::lookup_accounts: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
       case op_kind::lookup_transfers: b->transfer_ids = std::move(req.transfer_ids); b->count = uint32_t(b->transfer_ids.size()); break;
@@ -1382,7 +1388,11 @@ class engine_impl {
         b->count = uint32_t(b->customer_ops.size());
         break;
       case op_kind::policy_ops: b->policy_ops = std::move(req.policy_ops); b->count = uint32_t(b->policy_ops.size()); break;
-      case op_kind::orders: b->orders = std::move(req.orders); b->count = uint32_t(b->orders.size()); break;
+      case op_kind::orders:
+        b->orders = std::move(req.orders);
+        b->count = uint32_t(b->orders.size());
+        b->capacity = cfg_.pending_max;
+        break;
       case op_kind::order_answers:
         b->order_answers = std::move(req.order_answers);
         b->count = uint32_t(b->order_answers.size());
@@ -2057,7 +2067,8 @@ class engine_impl {
       }
     }
     batch_record_header h{uint16_t(b->kind), flags, b->count, b->timestamp_base};
-    // Creates of accounts and groups carry the capacity they are decided by first.
+    // Creates of accounts and groups, transfer batches and orders carry the capacity they
+    // are decided by first.
     const bool capped = carries_capacity(b->kind, batch_record_version);
     const std::span<const uint8_t> pieces[3] = {{reinterpret_cast<const uint8_t*>(&h), sizeof h},
                                                 {reinterpret_cast<const uint8_t*>(&b->capacity), capped ? sizeof b->capacity : 0},
@@ -3063,7 +3074,7 @@ class engine_impl {
     b->lsn = h.lsn;
     auto body = v.payload.subspan(sizeof bh);
     if (carries_capacity(b->kind, h.version)) {
-      // The accounts_max or groups_max in force when the record was sequenced.
+      // The accounts_max, groups_max or pending_max in force when the record was sequenced.
       if (body.size() < sizeof b->capacity) {
         *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") shorter than its capacity";
         return false;
@@ -3281,6 +3292,7 @@ class engine_impl {
     if (logged_by != 0 && logged_by != shards_n_) {
       bool past = false, first = true, shares = false;
       uint64_t creates_past = 0, capacity_min = UINT64_MAX;
+      uint64_t pendings_past = 0, pending_capacity_min = UINT64_MAX;
       std::string scan_err;
       storage::wal_scan_result pre;
       storage::wal_scan_options ro = so;
@@ -3293,12 +3305,24 @@ class engine_impl {
           std::memcpy(&bh, v.payload.data(), sizeof bh);
         const auto k = op_kind(bh.kind);
         // Creates decided by a shard's share of the capacity (its accounts or groups
-        // against capacity / shard count): counted, with the smallest capacity.
+        // against capacity / shard count): counted, with the smallest capacity. Transfer
+        // batches' new pending transfers (not the engine's own) the same, apart.
         if (carries_capacity(k, v.header->version) && v.payload.size() >= sizeof bh + sizeof(uint64_t)) {
           uint64_t capacity = 0;
           std::memcpy(&capacity, v.payload.data() + sizeof bh, sizeof capacity);
-          creates_past += bh.count;
-          capacity_min = std::min(capacity_min, capacity);
+          if (k == op_kind::create_transfers) {
+            replay_item item;
+            std::string why;
+            uint64_t n = bh.count;  // a record that does not decode: the main scan says why
+            if (decode_record(v, &item, &why))
+              n = item.batch->emitted ? 0 : uint64_t(std::count_if(item.batch->transfers.begin(), item.batch->transfers.end(),
+                                                [](const wire::transfer& t) { return t.flags & wire::transfer_flags::pending; }));
+            pendings_past += n;
+            if (n > 0) pending_capacity_min = std::min(pending_capacity_min, capacity);
+          } else if (k != op_kind::orders) {  // (orders past the snapshot are refused below)
+            creates_past += bh.count;
+            capacity_min = std::min(capacity_min, capacity);
+          }
         }
         past = !events_tell || other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
                k == op_kind::order_cancels || k == op_kind::order_retries;
@@ -3314,12 +3338,20 @@ class engine_impl {
                                             (capacity_min + shards_n_ - 1) / shards_n_);
         past = shares = held + creates_past > share_min;
       }
+      if (!past && pendings_past > 0) {
+        uint64_t held = 0;  // (a pending transfer across two shards counts on each)
+        for (auto& sh : shards_) held += sh->pending_open();
+        const uint64_t share_min = std::min((pending_capacity_min + logged_by - 1) / logged_by,
+                                            (pending_capacity_min + shards_n_ - 1) / shards_n_);
+        past = shares = held + pendings_past > share_min;
+      }
       if (past) {
         *error = std::string(!events_tell ? "log: without an event log that saw them nothing tells where groups', "
                                             "desks' and brokers' timers fired, which depends on the shard count: the "
                                             "records were logged by "
-                             : shares ? "log: creates of accounts and groups past the snapshot may have met a "
-                                        "shard's share of accounts_max or groups_max, decided among "
+                             : shares ? "log: creates of accounts, groups or pending transfers past the snapshot may "
+                                        "have met a shard's share of accounts_max, groups_max or pending_max, decided "
+                                        "among "
                                       : "log: orders' routing to brokers (timeouts, breakers, orders not yet "
                                         "acknowledged) was decided by ") +
                  std::to_string(logged_by) + " shards and the log holds records past the snapshot; start once with "
@@ -4556,6 +4588,8 @@ engine_stats engine::stats() {
     s.groups += st.groups;
     s.accounts_share_used = std::max(s.accounts_share_used, double(st.accounts) / double(sh->share(impl_->cfg_.accounts_max)));
     s.groups_share_used = std::max(s.groups_share_used, double(st.groups) / double(sh->share(impl_->cfg_.groups_max)));
+    s.pending_share_used = std::max(s.pending_share_used, double(st.pending_open) / double(sh->share(impl_->cfg_.pending_max)));
+    s.pending_open += st.pending_open;
     s.pending_tracked += st.pending_total;
     s.pending_expiry_entries += st.expiry_entries;
     s.sync_waits += st.sync_waits;
@@ -4564,6 +4598,7 @@ engine_stats engine::stats() {
   }
   s.accounts_max = impl_->cfg_.accounts_max;
   s.groups_max = impl_->cfg_.groups_max;
+  s.pending_max = impl_->cfg_.pending_max;
   s.transfers = impl_->dispatched_serial_end_;
   s.lsn_durable = impl_->dispatched_lsn_;
   s.snapshot_lsn = impl_->snapshot_lsn_.load();

@@ -69,19 +69,19 @@ constexpr uint32_t history_walk_max = 65536;
 // Records the sequencer walks for look-ups between two passes over its queue: writes
 // wait behind at most about this many (a request's walk is not split).
 constexpr uint32_t walk_pass_steps = 65536;
-// The largest log payload: a batch header and 8,192 of the largest operation.
+// Creates of accounts and groups, transfer batches and orders carry 8 bytes of capacity
+// before their operations: the engine's accounts_max, groups_max or pending_max, at most
+// capacity_max.
+constexpr uint64_t record_capacity_bytes = 8;
+constexpr uint64_t capacity_max = 1ull << 36;
+// The largest log payload: a batch header, its capacity and 8,192 of the largest operation.
 constexpr uint64_t batch_record_header_bytes = 16;
 constexpr uint64_t operation_bytes_max = sizeof(wire::transfer);
 constexpr uint64_t batch_payload_bytes_max =
-    batch_record_header_bytes + uint64_t(batch_ops_max) * operation_bytes_max;
+    batch_record_header_bytes + record_capacity_bytes + uint64_t(batch_ops_max) * operation_bytes_max;
 
 static_assert(operation_bytes_max >= sizeof(wire::account));
-// Creates of accounts and groups carry 8 bytes of capacity before their operations: the
-// engine's accounts_max or groups_max, at most this.
-constexpr uint64_t record_capacity_bytes = 8;
-constexpr uint64_t capacity_max = 1ull << 36;
-static_assert(batch_record_header_bytes + record_capacity_bytes + uint64_t(batch_ops_max) * sizeof(wire::account) <=
-              batch_payload_bytes_max);
+static_assert(operation_bytes_max >= sizeof(wire::order));
 // Group operations are larger (152 bytes): fewer of them make a batch, so that a batch
 // of them is no larger than a full transfer batch.
 constexpr uint32_t equb_ops_max = 4096;

@@ -92,11 +92,17 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.one("mesob_equb_groups_max", "gauge", "Equb groups the engine may hold (groups_max; each shard its share).",
         double(st.groups_max));
   x.family("mesob_capacity_used_ratio", "gauge",
-           "The fullest shard's use of its share of accounts_max and groups_max; from 1 its creates are refused.");
+           "The fullest shard's use of its share of accounts_max, groups_max and pending_max; from 1 its creates are refused.");
   x.sample(st.accounts_share_used, label("what", "accounts"));
   x.sample(st.groups_share_used, label("what", "groups"));
+  x.sample(st.pending_share_used, label("what", "pending"));
   x.one("mesob_transfers_total", "counter", "Transfers recorded (any outcome).", double(st.transfers));
   x.one("mesob_pending_transfers", "gauge", "Pending transfers the shards hold.", double(st.pending_tracked));
+  x.one("mesob_pending_transfers_open", "gauge",
+        "Of them, those still pending, on each of their shards (a transfer across two counts twice).", double(st.pending_open));
+  x.one("mesob_pending_transfers_max", "gauge",
+        "Pending transfers still pending the engine may hold (pending_max; each shard its share, which one across two shards takes on both).",
+        double(st.pending_max));
   x.one("mesob_log_durable_lsn", "gauge", "Last log record made durable.", double(st.lsn_durable));
   x.one("mesob_log_groups_total", "counter", "Commit groups written (one write and fdatasync each).",
         double(st.wal_groups));

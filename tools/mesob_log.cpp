@@ -134,9 +134,11 @@ int main(int argc, char** argv) {
       std::memcpy(&count, v.payload.data() + 4, 4);
     }
     ops += count;
-    // Creates of accounts and groups carry the capacity they were decided by (version 16).
+    // Creates of accounts and groups carry the capacity they were decided by (version 16),
+    // transfer batches and orders theirs of pending transfers (version 19).
     std::string capacity;
-    if (h.version >= 16 && (kind == 1 || kind == 10) && v.payload.size() >= 24) {
+    if (((h.version >= 16 && (kind == 1 || kind == 10)) || (h.version >= 19 && (kind == 2 || kind == 26))) &&
+        v.payload.size() >= 24) {
       uint64_t c = 0;
       std::memcpy(&c, v.payload.data() + 16, 8);
       capacity = "  capacity " + std::to_string(c);

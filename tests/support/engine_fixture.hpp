@@ -235,14 +235,16 @@ class engine_fixture {
     if (resident_max_ != 0) cfg.transfers_resident_max = resident_max_;
     if (accounts_max_ != 0) cfg.accounts_max = accounts_max_;
     if (groups_max_ != 0) cfg.groups_max = groups_max_;
+    if (pending_max_ != 0) cfg.pending_max = pending_max_;
     return cfg;
   }
   // The resident window of transfer records of the next open() (0: the default).
   void set_resident_max(uint64_t n) { resident_max_ = n; }
-  // The accounts_max and groups_max of the next open() (0: the default).
-  void set_capacity(uint64_t accounts_max, uint64_t groups_max) {
+  // The accounts_max, groups_max and pending_max of the next open() (0: the default).
+  void set_capacity(uint64_t accounts_max, uint64_t groups_max, uint64_t pending_max = 0) {
     accounts_max_ = accounts_max;
     groups_max_ = groups_max;
+    pending_max_ = pending_max;
   }
   // Closes the engine (as restart() does) without opening it again.
   void close() { engine_.reset(); }
@@ -265,7 +267,7 @@ class engine_fixture {
   uint32_t shards_;
   bool checkpoint_on_close_ = true;
   uint64_t resident_max_ = 0;
-  uint64_t accounts_max_ = 0, groups_max_ = 0;
+  uint64_t accounts_max_ = 0, groups_max_ = 0, pending_max_ = 0;
   bool events_ = true;
   std::atomic<uint64_t> clock_{1'700'000'000'000'000'000ull};
   std::unique_ptr<engine::engine> engine_;

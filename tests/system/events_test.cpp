@@ -1308,7 +1308,7 @@ TEST(EventsEngine, AnotherShardCountAfterACrashWaitsForARunWithTheOldOne) {
   }
   cfg.shards = 2;
   EXPECT_FALSE(engine::engine::open(cfg, &err));
-  EXPECT_NE(err.find("creates of accounts and groups past the snapshot may have met a shard's share"), std::string::npos)
+  EXPECT_NE(err.find("creates of accounts, groups or pending transfers past the snapshot may have met a shard's share"), std::string::npos)
       << err;
   EXPECT_NE(err.find("--shards 3"), std::string::npos) << err;
   cfg.shards = 3;

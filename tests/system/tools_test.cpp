@@ -215,6 +215,8 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
            {"--accounts-hint 4294967296", "accounts_hint must be at most"},
            {"--accounts-max 0", "accounts_max must be 1..68719476736"},
            {"--groups-max 1073741825", "groups_max must be 1..1073741824"},
+           {"--pending-max 0", "pending_max must be 1..68719476736"},
+           {"--shards 1 --pending-max 68719476736", "pending_max must be at most 4294967295 (2^32 - 1) a shard"},
            {"--idle-timeout-ms 18446744073709551615", "timeouts must be at most a day"},
            {"--stall-timeout-ms 86400001", "stall_timeout_ms must be 1000..86400000"},
            {"--stall-timeout-ms 999", "stall_timeout_ms must be 1000..86400000"},
@@ -264,7 +266,7 @@ TEST(mesob_log, verifies_a_log_and_names_the_damage) {
   auto ok = run(bin("tools/mesob-log") + " --data-dir " + dir.path() + " --records");
   EXPECT_EQ(ok.status, 0) << ok.out;
   EXPECT_NE(ok.out.find("6 records"), std::string::npos) << ok.out;
-  EXPECT_NE(ok.out.find("create_transfers x1"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("create_transfers x1  capacity 16777216"), std::string::npos) << ok.out;  // pending_max
   EXPECT_NE(ok.out.find("create_accounts x2  capacity 33554432"), std::string::npos) << ok.out;  // accounts_max
   // Flip a byte of the first record's payload: damage before later records.
   const auto segs = storage::list_segments(dir.path() + "/wal");

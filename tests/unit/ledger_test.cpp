@@ -549,9 +549,9 @@ TEST(ledger_log, transfer_batches_are_logged_packed_and_replay_the_same) {
   EXPECT_EQ(transfer_records[0].version, actors::rules_newest);  // this build's (packing came with version 4)
   EXPECT_EQ(transfer_records[0].count, 5000u);
   EXPECT_EQ(transfer_records[0].flags, 4u);                 // packed
-  EXPECT_LT(transfer_records[0].bytes, 16u + 5000u * 30u);  // against 88 a transfer as they are
+  EXPECT_LT(transfer_records[0].bytes, 16u + 8u + 5000u * 30u);  // against 88 a transfer as they are
   EXPECT_EQ(transfer_records[1].flags, 0u);                 // one transfer: as it is
-  EXPECT_EQ(transfer_records[1].bytes, 16u + sizeof(wire::transfer));
+  EXPECT_EQ(transfer_records[1].bytes, 16u + 8u + sizeof(wire::transfer));  // header, pending_max, the transfer
 
   for (int round = 0; round < 2; ++round) {
     f.open();
@@ -800,6 +800,184 @@ TEST(ledger_capacity, accounts_past_a_shards_share_are_refused_and_replay_as_dec
   exist(refused, result::ok);
   EXPECT_EQ(f.e().create_accounts({make_account(21)}).results.at(0), result::accounts_full);
   EXPECT_EQ(f.e().create_accounts({make_account(refused[0])}).results.at(0), result::ok);
+}
+
+// Open pending transfers are bounded the same way: a new one makes an entry on the shard
+// of each side, and a side's shard holding its share of pending_max refuses it
+// (pending_full), through the side it owns whichever shard decides. Posts, voids, expiry
+// and a chain's rollback make room; repeats keep their first outcome; transfers that are
+// not pending go on. A replay under another setting decides as the live run did.
+TEST(ledger_capacity, pending_transfers_past_a_shards_share_are_refused_and_replay_as_decided) {
+  namespace tf = wire::transfer_flags;
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  f.set_capacity(0, 0, 4);  // 2 a shard
+  f.restart();
+  std::vector<uint64_t> on[2];  // two accounts on each shard
+  for (uint64_t id = 1; on[0].size() < 2 || on[1].size() < 2; ++id) {
+    auto& mine = on[actors::shard_of(id, 2)];
+    if (mine.size() < 2) mine.push_back(id);
+  }
+  std::vector<wire::account> accounts;
+  for (const auto& s : on)
+    for (const uint64_t id : s) accounts.push_back(make_account(id));
+  for (const auto x : f.e().create_accounts(accounts).results) ASSERT_EQ(x, result::ok);
+  const uint64_t a0 = on[0][0], b0 = on[0][1], a1 = on[1][0], b1 = on[1][1];
+  auto one = [&](const wire::transfer& t) {
+    const auto r = f.e().create_transfers({t});
+    EXPECT_EQ(r.st, engine::status::ok);
+    return r.results.empty() ? result::reserved_field : r.results[0];  // (any failure)
+  };
+  auto pending = [&](uint64_t id, uint64_t dr, uint64_t cr, uint32_t timeout_s = 0) {
+    auto t = make_transfer(id, dr, cr, 10, tf::pending);
+    t.timeout_s = timeout_s;
+    return t;
+  };
+  auto resolve = [&](uint64_t id, uint64_t of, uint16_t flag) {
+    auto t = make_transfer(id, 0, 0, 0, flag);
+    t.pending_id = {of, 0};
+    return t;
+  };
+  EXPECT_EQ(one(pending(1, a0, b0)), result::ok);     // shard 0: 1
+  EXPECT_EQ(one(pending(2, a0, a1)), result::ok);     // across: shard 0: 2, shard 1: 1
+  EXPECT_EQ(one(pending(3, b0, a0)), result::pending_full);
+  EXPECT_EQ(one(pending(4, a1, a0)), result::pending_full);  // shard 0 full, on its credit side
+  EXPECT_EQ(one(pending(5, a1, b1)), result::ok);     // shard 1: 2
+  EXPECT_EQ(one(pending(6, b1, a1)), result::pending_full);
+  EXPECT_EQ(one(make_transfer(7, a0, b1, 10)), result::ok);  // not pending: goes on
+  EXPECT_EQ(one(pending(1, a0, b0)), result::ok);     // a repeat: its first outcome
+  EXPECT_EQ(one(pending(3, b0, a0)), result::pending_full);
+  EXPECT_EQ(f.e().stats().pending_open, 4u);
+  EXPECT_EQ(f.e().stats().pending_max, 4u);
+  EXPECT_DOUBLE_EQ(f.e().stats().pending_share_used, 1.0);
+  // A void makes room on shard 1; a chain that makes a pending transfer and then fails
+  // gives it back.
+  EXPECT_EQ(one(resolve(8, 5, tf::void_pending)), result::ok);  // shard 1: 1
+  auto linked = pending(9, a1, b1);
+  linked.flags |= tf::linked;
+  const auto chain = f.e().create_transfers({linked, make_transfer(10, a1, 999, 10)});
+  ASSERT_EQ(chain.results.size(), 2u);
+  EXPECT_EQ(chain.results[0], result::linked_event_failed);
+  EXPECT_EQ(chain.results[1], result::credit_account_not_found);
+  EXPECT_EQ(one(pending(11, b1, a1)), result::ok);    // shard 1: 2
+  EXPECT_EQ(one(pending(12, a1, b1)), result::pending_full);
+  // A post makes room on shard 0; expiry too.
+  EXPECT_EQ(one(resolve(13, 1, tf::post_pending)), result::ok);  // shard 0: 1
+  EXPECT_EQ(one(pending(14, b0, a0, 1)), result::ok);  // shard 0: 2
+  EXPECT_EQ(one(pending(15, b0, a0)), result::pending_full);
+  f.advance_s(2);
+  EXPECT_EQ(one(pending(16, b0, a0)), result::ok);  // 14 expired first: shard 0: 2
+  EXPECT_EQ(f.e().stats().pending_open, 4u);
+  const std::vector<wire::id128> ids{{1, 0}, {2, 0}, {3, 0}, {4, 0}, {5, 0}, {6, 0}, {9, 0}, {11, 0}, {12, 0}, {14, 0}, {15, 0}, {16, 0}};
+  const auto before = f.e().lookup_transfers(ids);
+  const auto accounts_before = f.e().lookup_accounts({a0, b0, a1, b1});
+  EXPECT_TRUE(f.e().check_balances().balanced);
+
+  // Replayed from the log under a larger setting: as decided, then room for more.
+  f.set_capacity(0, 0, 100);
+  f.restart();
+  const auto after = f.e().lookup_transfers(ids);
+  EXPECT_EQ(after.results, before.results);
+  ASSERT_EQ(after.transfers.size(), before.transfers.size());
+  for (size_t i = 0; i < after.transfers.size(); ++i)
+    EXPECT_EQ(std::memcmp(&after.transfers[i], &before.transfers[i], sizeof after.transfers[i]), 0) << "transfer " << i;
+  const auto accounts_after = f.e().lookup_accounts({a0, b0, a1, b1});
+  ASSERT_EQ(accounts_after.accounts.size(), 4u);
+  for (size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(std::memcmp(&accounts_after.accounts[i], &accounts_before.accounts[i], sizeof(wire::account)), 0) << i;
+  EXPECT_EQ(f.e().stats().pending_open, 4u);
+  EXPECT_EQ(one(pending(17, b0, a0)), result::ok);
+  EXPECT_EQ(one(pending(18, b1, a1)), result::ok);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+
+  // Back to the small setting: the open ones stay (from the snapshot), new ones wait for room.
+  f.set_capacity(0, 0, 4);
+  f.restart();
+  EXPECT_EQ(f.e().stats().pending_open, 6u);
+  EXPECT_EQ(one(pending(19, b0, a0)), result::pending_full);
+  EXPECT_EQ(one(resolve(20, 17, tf::void_pending)), result::ok);
+  EXPECT_EQ(one(resolve(21, 16, tf::void_pending)), result::ok);
+  EXPECT_EQ(one(pending(22, b0, a0)), result::ok);
+}
+
+// Records of transfer batches from version 19 carry the pending_max they were decided by:
+// older ones replay without a limit, newer ones by theirs, and a start with another shard
+// count is refused while the pending transfers held and made past the snapshot could have
+// met a shard's share under either count.
+TEST(ledger_log, pending_transfers_replay_by_the_capacity_logged_with_them) {
+  namespace tf = wire::transfer_flags;
+  const auto kind_accounts = uint16_t(actors::op_kind::create_accounts);
+  const auto kind_transfers = uint16_t(actors::op_kind::create_transfers);
+  const std::vector<wire::transfer> transfers{make_transfer(1, 1, 2, 5, tf::pending), make_transfer(2, 2, 1, 5, tf::pending)};
+  auto with_capacity = [](uint64_t capacity, std::vector<uint8_t> ops) {
+    std::vector<uint8_t> body(sizeof capacity);
+    std::memcpy(body.data(), &capacity, sizeof capacity);
+    body.insert(body.end(), ops.begin(), ops.end());
+    return body;
+  };
+  auto replayed = [&](uint16_t version, std::vector<uint8_t> body) {
+    temp_dir dir;
+    write_batch_records(dir.path(), {{16, kind_accounts, 2, with_capacity(100, ops_bytes(std::vector{make_account(1), make_account(2)}))},
+                                     {version, kind_transfers, 2, std::move(body)}});
+    auto cfg = test_config(dir.path(), 1);
+    cfg.pending_max = 1;
+    std::string err;
+    auto e = engine::engine::open(cfg, &err);
+    EXPECT_TRUE(e) << err;
+    return e ? e->lookup_transfers({{1, 0}, {2, 0}}).transfers.size() : 0u;
+  };
+  EXPECT_EQ(replayed(18, ops_bytes(transfers)), 2u);  // no limit then, whatever pending_max is now
+  // Refused transfers are recorded too: the second is pending_full, not pending.
+  temp_dir dir;
+  write_batch_records(dir.path(), {{16, kind_accounts, 2, with_capacity(100, ops_bytes(std::vector{make_account(1), make_account(2)}))},
+                                   {19, kind_transfers, 2, with_capacity(1, ops_bytes(transfers))}});
+  auto cfg = test_config(dir.path(), 1);
+  cfg.pending_max = 100;
+  std::string err;
+  {
+    auto e = engine::engine::open(cfg, &err);
+    ASSERT_TRUE(e) << err;
+    EXPECT_EQ(e->stats().pending_open, 1u);
+    EXPECT_EQ(e->create_transfers({transfers[1]}).results.at(0), result::pending_full);  // its first outcome
+    EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_pending, 5u);
+  }
+  temp_dir bad;
+  write_batch_records(bad.path(), {{19, kind_transfers, 2, ops_bytes(transfers)}});  // no capacity
+  EXPECT_FALSE(engine::engine::open(test_config(bad.path(), 1), &err));
+  EXPECT_NE(err.find("malformed batch record (kind 2"), std::string::npos) << err;
+}
+
+// A start with another shard count replays transfer batches past the snapshot only while
+// no shard could have met its share of pending_max under either count.
+TEST(ledger_capacity, a_shard_count_change_is_refused_while_pending_transfers_could_meet_a_share) {
+  namespace tf = wire::transfer_flags;
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  f.set_capacity(0, 0, 6);  // 3 a shard under two, 2 under three
+  f.restart();
+  create_accounts(f.e(), 8);
+  ASSERT_EQ(f.e().create_transfers({make_transfer(1, 1, 2, 5, tf::pending)}).results.at(0), result::ok);
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+  // Past the snapshot: transfers that are not pending do not count.
+  ASSERT_EQ(f.e().create_transfers({make_transfer(2, 3, 4, 5)}).results.at(0), result::ok);
+  f.set_shards(3);
+  f.restart();  // 1 or 2 held, none made past the snapshot
+  // Two more (made or refused, each may be pending): 1 or 2 held and 2 past the snapshot
+  // pass the 2 of a shard under three.
+  const auto r = f.e().create_transfers({make_transfer(3, 5, 6, 5, tf::pending), make_transfer(4, 7, 8, 5, tf::pending)});
+  ASSERT_EQ(r.results.size(), 2u);
+  f.close();
+  auto cfg = f.config();
+  cfg.shards = 2;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("pending transfers past the snapshot may have met a shard's share"), std::string::npos) << err;
+  EXPECT_NE(err.find("--shards 3"), std::string::npos) << err;
+  cfg.pending_max = 100;  // what the log says counts, not this
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  cfg.shards = 3;
+  auto three = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(three) << err;
+  EXPECT_EQ(three->lookup_transfers({{3, 0}, {4, 0}}).results, (std::vector<result>{result::ok, result::ok}));
 }
 
 TEST_P(ledger, batch_limits) {
