@@ -165,7 +165,8 @@ struct batch : std::enable_shared_from_this<batch> {
   // The rules it is decided by (above): its log record's version in replay.
   uint16_t rules = rules_newest;
   // create_accounts, equb_ops: the engine's accounts_max or groups_max in force when it
-  // was sequenced, logged with it (rules_capacity); 0 for older records (no limit).
+  // was sequenced, logged with it (rules_capacity); create_transfers and orders: its
+  // pending_max (rules_pending_capacity). 0 for older records (no limit).
   uint64_t capacity = 0;
   std::vector<wire::gateway_op> gateway_ops;
   std::vector<wire::payout_answer> payout_answers;

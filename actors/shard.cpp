@@ -1006,11 +1006,16 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
 // of the batch's pending_max refuses it (pending_full) through the side it owns, which
 // the other side's shard reads as it reads the groups' verdicts. Transfers the engine
 // emits (its desks', groups' and portfolios' holds) are not refused: their state
-// machines bound them, and could not take a refusal they did not expect.
+// machines bound them, and could not take a refusal they did not expect. An order's
+// verdict comes before the ledger's checks (run_chain): a wallet missing, not open or of
+// another currency is the ledger's to name, as for the tiers' limits.
 void shard::pending_room_verdict(const batch& b, uint32_t o, op_inputs& in) const {
   const op_route& r = b.routes[o];
   if (!(b.transfers[o].flags & transfer_flags::pending) || b.emitted || pending_open_ < share(b.capacity)) return;
   if (r.debit_shard != index_ && r.credit_shard != index_) return;
+  if (b.kind == op_kind::orders &&
+      (!(b.orders[o].side == wire::order_side::buy ? in.dr : in.cr) || order_wallet_unfit(b, o, in)))
+    return;
   result& v = r.debit_shard == index_ ? in.verdict_debit : in.verdict_credit;
   if (v == result::ok) v = result::pending_full;
 }

@@ -3306,7 +3306,8 @@ class engine_impl {
         const auto k = op_kind(bh.kind);
         // Creates decided by a shard's share of the capacity (its accounts or groups
         // against capacity / shard count): counted, with the smallest capacity. Transfer
-        // batches' new pending transfers (not the engine's own) the same, apart.
+        // batches' new pending transfers the same, apart: the engine's own too, which are
+        // never refused but take room all the same.
         if (carries_capacity(k, v.header->version) && v.payload.size() >= sizeof bh + sizeof(uint64_t)) {
           uint64_t capacity = 0;
           std::memcpy(&capacity, v.payload.data() + sizeof bh, sizeof capacity);
@@ -3315,8 +3316,8 @@ class engine_impl {
             std::string why;
             uint64_t n = bh.count;  // a record that does not decode: the main scan says why
             if (decode_record(v, &item, &why))
-              n = item.batch->emitted ? 0 : uint64_t(std::count_if(item.batch->transfers.begin(), item.batch->transfers.end(),
-                                                [](const wire::transfer& t) { return t.flags & wire::transfer_flags::pending; }));
+              n = uint64_t(std::count_if(item.batch->transfers.begin(), item.batch->transfers.end(),
+                                         [](const wire::transfer& t) { return t.flags & wire::transfer_flags::pending; }));
             pendings_past += n;
             if (n > 0) pending_capacity_min = std::min(pending_capacity_min, capacity);
           } else if (k != op_kind::orders) {  // (orders past the snapshot are refused below)

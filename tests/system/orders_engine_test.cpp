@@ -454,6 +454,30 @@ TEST_F(orders_engine, EveryRefusalChangesNothing) {
   EXPECT_EQ(e().cancel_orders({{24, b_}}).results.at(0), result::order_not_found) << "not that wallet's";
 }
 
+// An order's hold is a pending transfer: one on a shard holding its share of pending_max
+// is refused pending_full (engine/README.md "Capacity"), after the portfolio's verdict
+// and never in place of the ledger's word on the wallet (frozen, missing). The other
+// shard goes on.
+TEST_F(orders_engine, HoldsPastAShardsPendingShareAreRefused) {
+  fx_.set_capacity(0, 0, 2);  // 1 a shard
+  restart();
+  up("broker-a");
+  uint64_t missing = 1000;  // no such account, on a_'s shard
+  while (actors::shard_of(missing, 2) != actors::shard_of(a_, 2)) ++missing;
+  EXPECT_EQ(place(buy(40, a_, 10, 100)), result::ok);
+  EXPECT_EQ(place(buy(41, a_, 10, 100)), result::pending_full);
+  EXPECT_EQ(place(buy(42, poor_, 10, 100)), result::insufficient_cash);  // the portfolio's first
+  EXPECT_EQ(place(buy(43, missing, 10, 100)), result::debit_account_not_found);
+  ASSERT_EQ(e().set_account_status({{poor_, wire::account_status::frozen, 0, 0}}).results.at(0), result::ok);
+  EXPECT_EQ(place(buy(44, poor_, 10, 100)), result::debit_account_frozen);
+  EXPECT_EQ(e().create_transfers({test::make_transfer(45, b_, a_, 10, wire::transfer_flags::pending)}).results.at(0),
+            result::pending_full);  // a_'s shard full, on the credit side
+  EXPECT_EQ(place(buy(46, b_, 10, 100)), result::ok);  // the other shard
+  EXPECT_EQ(account(a_).debits_pending, 1000u) << "order 40's hold alone";
+  EXPECT_EQ(e().lookup_orders({41}).results.at(0), result::order_not_found);
+  expect_balanced();
+}
+
 // Orders that close early leave their timers (an expiry up to a year out, an answer
 // deadline) in the heap; past twice what the open orders needed it is rebuilt from
 // them. Before, they stayed until due: placing and closing orders at a steady rate grew

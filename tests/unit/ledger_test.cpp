@@ -924,7 +924,7 @@ TEST(ledger_log, pending_transfers_replay_by_the_capacity_logged_with_them) {
     std::string err;
     auto e = engine::engine::open(cfg, &err);
     EXPECT_TRUE(e) << err;
-    return e ? e->lookup_transfers({{1, 0}, {2, 0}}).transfers.size() : 0u;
+    return e ? e->stats().pending_open : 0u;
   };
   EXPECT_EQ(replayed(18, ops_bytes(transfers)), 2u);  // no limit then, whatever pending_max is now
   // Refused transfers are recorded too: the second is pending_full, not pending.
@@ -966,6 +966,7 @@ TEST(ledger_capacity, a_shard_count_change_is_refused_while_pending_transfers_co
   // pass the 2 of a shard under three.
   const auto r = f.e().create_transfers({make_transfer(3, 5, 6, 5, tf::pending), make_transfer(4, 7, 8, 5, tf::pending)});
   ASSERT_EQ(r.results.size(), 2u);
+  const uint64_t open_before = f.e().stats().pending_open;
   f.close();
   auto cfg = f.config();
   cfg.shards = 2;
@@ -977,7 +978,11 @@ TEST(ledger_capacity, a_shard_count_change_is_refused_while_pending_transfers_co
   cfg.shards = 3;
   auto three = engine::engine::open(cfg, &err);
   ASSERT_TRUE(three) << err;
-  EXPECT_EQ(three->lookup_transfers({{3, 0}, {4, 0}}).results, (std::vector<result>{result::ok, result::ok}));
+  const auto found = three->lookup_transfers({{3, 0}, {4, 0}});
+  ASSERT_EQ(found.results, (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(result(found.transfers.at(0).result), r.results[0]);  // replayed as decided
+  EXPECT_EQ(result(found.transfers.at(1).result), r.results[1]);
+  EXPECT_EQ(three->stats().pending_open, open_before);
 }
 
 TEST_P(ledger, batch_limits) {
