@@ -180,7 +180,10 @@ result registry::apply(const wire::gateway_op& op, uint64_t ts) {
       set_config(g);
       break;
     case wire::gateway_op_kind::rotate_secret: g.secret.assign(op.secret, op.secret + op.secret_bytes); break;
-    case wire::gateway_op_kind::disable: g.enabled = false; break;
+    case wire::gateway_op_kind::disable:
+      g.enabled = false;
+      g.disabled_at = ts;
+      break;
     case wire::gateway_op_kind::enable: g.enabled = true; break;
     default: return result::gateway_op_invalid;
   }

@@ -73,6 +73,11 @@ struct gateway {
   bool enabled = true;
   uint64_t registered_at = 0;  // engine time
   uint64_t changed_at = 0;
+  // Engine time of its latest disable (0: none since the start). A session remembers it
+  // from its login and closes once it differs: a disable and an enable between two of
+  // its frames, or within one of the server's ticks, cut it off too. Not in snapshots:
+  // no session outlives the process.
+  uint64_t disabled_at = 0;
 
   [[nodiscard]] const wire::gateway_currency* serves(wire::currency_code c) const {
     for (const auto& gc : currencies)

@@ -144,6 +144,7 @@ struct session {
   uint32_t roles = 0;
   uint32_t registered = 0;  // a registry gateway's number (its session counts for payout routing)
   uint32_t gateway_number = 0;  // a registry gateway's number, whatever its roles (0: the config file's)
+  uint64_t gateway_disabled_at = 0;  // its gateway's disabled_at at login (actors/gateway_registry.hpp)
   std::shared_ptr<const actors::gateways::registry> seen_registry;  // as of its last frame
   bool subscriber = false;  // sent a Subscribe: the event hub hears when it closes
   wire::frame_reader reader;
@@ -859,7 +860,7 @@ class server_impl {
     if (reg == s.seen_registry) return true;
     s.seen_registry = reg;
     const auto* g = reg->find(s.gateway_number);
-    if (!g || !g->enabled) {
+    if (!g || !g->enabled || g->disabled_at != s.gateway_disabled_at) {  // disabled, if enabled again since
       st_errors_.fetch_add(1, std::memory_order_relaxed);
       queue_frame(s, frame_kind::error, request_id,
                   wire::error_body({protocol_error::role_denied,
@@ -1032,6 +1033,7 @@ class server_impl {
     uint32_t roles = 0;
     std::shared_ptr<const actors::gateways::registry> reg;
     uint32_t number = 0;
+    uint64_t disabled_at = 0;
     if (const auto it = gateways_.find(a.gateway_id); it != gateways_.end()) {
       // A name both in the config file and in the registry (a config line added after
       // the registration) is two gateways under one name: on the client port neither may
@@ -1054,6 +1056,7 @@ class server_impl {
         secret = &g->secret;
         roles = g->roles;
         number = g->number;
+        disabled_at = g->disabled_at;
       }
     }
     // The MAC is computed for an unknown id too, against a secret no gateway has, so that
@@ -1098,6 +1101,7 @@ class server_impl {
     s.gateway = a.gateway_id;
     s.roles = roles;
     s.gateway_number = number;
+    s.gateway_disabled_at = disabled_at;
     s.seen_registry = std::move(reg);
     if (logs_sessions) {
       s.registered = number;

@@ -519,10 +519,15 @@ TEST(server, registry_changes_reach_quiet_sessions) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_EQ(n.eng->events()->subscribers().size(), 1u);
 
+  // Disabled and enabled again at once: the session goes all the same (before, a session
+  // that sent nothing between the two, or a tick that saw only the registry after both,
+  // found its gateway enabled and kept it, after an operator had cut it off).
   wire::gateway_op off{};
   off.kind = wire::gateway_op_kind::disable;
   actors::gateways::set_op_id(off, "quiet");
-  ASSERT_EQ(n.eng->gateways({off}).results.at(0), result::ok);
+  wire::gateway_op on = off;
+  on.kind = wire::gateway_op_kind::enable;
+  ASSERT_EQ(n.eng->gateways({off, on}).results, (std::vector<result>{result::ok, result::ok}));
   wire::gateway_op upd = registration("reader", wire::roles::payments, 9102, secret);
   upd.kind = wire::gateway_op_kind::update;
   upd.secret_bytes = 0;
@@ -544,6 +549,9 @@ TEST(server, registry_changes_reach_quiet_sessions) {
     return false;
   };
   EXPECT_TRUE(told(*quiet, "was disabled"));  // it sent nothing since
+  auto again = session_of("quiet");  // enabled: a new login is a new session
+  ASSERT_TRUE(again);
+  expect_serves(*again, 2);
   // The reader's subscription ends (told on the stream, request id 0); the session goes
   // on with what its roles allow.
   {
