@@ -124,6 +124,11 @@ constexpr uint16_t rules_resequence_marks = 18;
 // within its share of open ones is refused (pending_full), except those the engine
 // emits. Before, open pending transfers had no limit.
 constexpr uint16_t rules_pending_capacity = 19;
+// Orders: a gateway given the broker role while sessions of it are up (counted for its
+// payments role) is a broker up from that registry change: orders waiting for a broker
+// are offered to it, as when a session of it opens. Before, they waited for its next
+// session, which a gateway that stays connected may never open.
+constexpr uint16_t rules_broker_role_reaches_sessions = 19;
 constexpr uint16_t rules_newest = 19;
 
 }  // namespace mesob::actors

@@ -476,11 +476,22 @@ void shard::execute(batch& b) {
       break;
     case op_kind::lookup_accounts: execute_lookup_accounts(b); break;
     case op_kind::lookup_transfers: break;  // answered by the sequencer
-    case op_kind::gateway_ops:  // decided by the sequencer
+    case op_kind::gateway_ops: {  // decided by the sequencer
+      const auto before = desks_.registry();
       desks_.set_registry(b.registry_after);
       // Which brokers serve a currency may have changed: ending orders look again.
       trading_.registry_changed(b.timestamp_base + b.count);
+      // A gateway that became a broker with sessions up (counted for payments) is a
+      // broker up now: no session event will say so (rules_broker_role_reaches_sessions).
+      if (b.rules >= rules_broker_role_reaches_sessions && b.registry_after)
+        for (const auto& g : b.registry_after->all()) {
+          const auto* was = before ? before->find(g.number) : nullptr;
+          if ((g.roles & wire::roles::broker) && g.enabled && !(was && (was->roles & wire::roles::broker)) &&
+              desks_.sessions(g.number) > 0)
+            trading_.broker_up(g.number, b.timestamp_base + b.count);
+        }
       break;
+    }
     case op_kind::deposits:
     case op_kind::payouts:
     case op_kind::rebalance: MESOB_ASSERT_MSG(false, "deposits, payouts and rebalances reach shards as other kinds"); break;

@@ -624,6 +624,35 @@ TEST_F(orders_engine, OrdersWaitForABrokerAndFollowItsSessions) {
   EXPECT_EQ(answer("broker-b", fill(50, 1, 10, 100)), result::ok);
 }
 
+// A gateway given the broker role while a session of it is up (counted for its payments
+// role) takes the orders waiting for a broker at that registry change (rules version
+// 19): no session event says it. Before, they waited for its next session. The log
+// replays it so.
+TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrders) {
+  auto reg = test::make_gateway_registration("bank-broker", settlement + 30, 30);
+  reg.roles = wire::roles::payments;
+  reg.rail = 3;
+  ASSERT_EQ(e().gateways({reg}).results.at(0), result::ok);
+  up("bank-broker");
+  ASSERT_EQ(place(buy(70, a_, 10, 100)), result::ok);
+  EXPECT_TRUE(sent().empty()) << "no broker up";
+  auto upd = reg;
+  upd.kind = wire::gateway_op_kind::update;
+  upd.secret_bytes = 0;
+  std::memset(upd.secret, 0, sizeof upd.secret);
+  upd.roles = wire::roles::payments | wire::roles::broker;
+  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
+  sync();
+  const auto s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].first, "bank-broker");
+  EXPECT_EQ(s[0].second.order_id, 70u);
+  const auto before = order(70);
+  EXPECT_EQ(before.broker, number("bank-broker"));
+  restart();
+  EXPECT_TRUE(same_after_restart(before, order(70)));
+}
+
 TEST_F(orders_engine, AFillSettlesOnAFrozenWallet) {
   up("broker-a");
   ASSERT_EQ(place(buy(60, a_, 20, 100)), result::ok);
