@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "actors/equb_group.hpp"
+#include "actors/placement.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::test {
@@ -61,6 +62,15 @@ class reference_ledger {
                                   uint64_t timestamp_base) {
     if (kind != batch_kind::set_account_status) throw std::invalid_argument("apply_batch: kind/ops mismatch");
     return set_account_status(ops, timestamp_base);
+  }
+
+  // README "create_transfers": a pending transfer takes room on the shard of each of its
+  // accounts; past each shard's share of pending_max (rounded up) new ones are refused
+  // pending_full. 0: no limit (the default; the model then never counts).
+  void set_pending_capacity(uint64_t pending_max, uint32_t shards) {
+    pending_share_ = pending_max == 0 ? 0 : (pending_max + shards - 1) / shards;
+    shards_ = shards;
+    open_on_.assign(shards, 0);
   }
 
   // A tick: a write batch of no operations (expires what is due at timestamp_base).
@@ -184,6 +194,7 @@ class reference_ledger {
   struct journal {
     std::vector<std::pair<uint64_t, account>> accounts;
     std::vector<std::pair<key_t, pending_state>> pendings;
+    std::vector<uint64_t> open_on;  // the shards' open pending counts when the chain began
   };
 
   std::map<uint64_t, account> accounts_;
@@ -191,6 +202,18 @@ class reference_ledger {
   // (expires_at, id) of pending transfers with a deadline; entries that are no longer
   // live (undone, posted, voided) are skipped and dropped by the sweep.
   std::set<std::pair<uint64_t, key_t>> deadlines_;
+  // Pending transfers still pending on each shard (one across two counts on both).
+  uint64_t pending_share_ = 0;
+  uint32_t shards_ = 1;
+  std::vector<uint64_t> open_on_;
+
+  // +1 or -1 on the shards of a pending transfer's accounts (each once).
+  void count_open(const transfer& t, int delta) {
+    if (pending_share_ == 0) return;
+    const uint32_t d = actors::shard_of(t.debit_account_id, shards_), c = actors::shard_of(t.credit_account_id, shards_);
+    open_on_[d] += uint64_t(int64_t(delta));
+    if (c != d) open_on_[c] += uint64_t(int64_t(delta));
+  }
 
   static constexpr unsigned __int128 u64_max = UINT64_MAX;
 
@@ -205,6 +228,7 @@ class reference_ledger {
       recorded_transfer& rec = transfers_.at(k);
       if (rec.res != result::ok || rec.state != pending_state::pending) continue;
       rec.state = pending_state::expired;
+      count_open(rec.t, -1);
       accounts_.at(rec.t.debit_account_id).debits_pending -= rec.t.amount;
       accounts_.at(rec.t.credit_account_id).credits_pending -= rec.t.amount;
     }
@@ -339,6 +363,11 @@ class reference_ledger {
       return result::exceeds_credits;
     if ((cr.flags & wire::account_flags::credits_must_not_exceed_debits) && cr_total > cr.debits_posted)
       return result::exceeds_debits;
+    if (is_pending && pending_share_ != 0 &&
+        (open_on_[actors::shard_of(t.debit_account_id, shards_)] >= pending_share_ ||
+         open_on_[actors::shard_of(t.credit_account_id, shards_)] >= pending_share_))
+      return result::pending_full;
+    if (is_pending) count_open(t, +1);
     account& d = touch(j, t.debit_account_id);
     account& c = touch(j, t.credit_account_id);
     if (is_pending) {
@@ -388,12 +417,14 @@ class reference_ledger {
     }
     j.pendings.emplace_back(key(t.pending_id), p.state);
     p.state = post ? pending_state::posted : pending_state::voided;
+    count_open(p.t, -1);
     return result::ok;
   }
 
   void undo(journal& j) {
     for (auto it = j.accounts.rbegin(); it != j.accounts.rend(); ++it) accounts_.at(it->first) = it->second;
     for (auto it = j.pendings.rbegin(); it != j.pendings.rend(); ++it) transfers_.at(it->first).state = it->second;
+    open_on_ = j.open_on;
     j.accounts.clear();
     j.pendings.clear();
   }
@@ -403,6 +434,7 @@ class reference_ledger {
   void run_chain(const std::vector<transfer>& ops, size_t first, size_t last, uint64_t timestamp_base,
                  std::set<key_t>& seen, std::vector<result>& out) {
     journal j;
+    j.open_on = open_on_;
     std::vector<bool> is_repeat(last - first + 1, false);
     bool failed = false;
     for (size_t o = first; o <= last; ++o) {

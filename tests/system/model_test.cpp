@@ -148,6 +148,10 @@ struct run_params {
   // LMDB (repeats, look-ups and post/void of evicted records). Evicting checkpoints run
   // in the background, so this run restarts cleanly only (no crash_copy()).
   bool small_window = false;
+  // The engine's pending_max (0: its default, never met here): a few a shard, so that
+  // pending transfers meet it often (pending_full) and room comes back by posts, voids,
+  // expiry and failed chains.
+  uint64_t pending_max = 0;
 };
 
 constexpr uint64_t ns_per_s = 1'000'000'000ull;
@@ -166,6 +170,7 @@ class model_run {
     universe_.push_back((1ull << 63) + 5);
     universe_.push_back(UINT64_MAX);
     universe_.push_back(0xdeadbeefull);
+    model_.set_pending_capacity(p.pending_max, p.shards);
   }
 
   // Runs `batches` batches; false after the first mismatch (already reported).
@@ -318,6 +323,7 @@ class model_run {
     // during an LMDB commit is not a crash image.
     cfg.transfers_resident_max = params_.small_window ? 2 * uint64_t(engine::batch_ops_max) : 1ull << 21;
     cfg.transfers_flush_step = params_.small_window ? 0 : 1ull << 19;
+    if (params_.pending_max != 0) cfg.pending_max = params_.pending_max;
     auto now = now_;
     cfg.clock = [now] { return now->load(); };
     std::string err;
@@ -1020,7 +1026,7 @@ class model_test : public ::testing::TestWithParam<run_params> {};
 
 std::string param_name(const ::testing::TestParamInfo<run_params>& info) {
   return "shards_" + std::to_string(info.param.shards) + (info.param.high_clock ? "_high_clock" : "") +
-         (info.param.small_window ? "_small_window" : "");
+         (info.param.small_window ? "_small_window" : "") + (info.param.pending_max != 0 ? "_pending_capped" : "");
 }
 
 TEST_P(model_test, engine_matches_reference_model) {
@@ -1038,8 +1044,8 @@ TEST_P(model_test, engine_matches_reference_model) {
 }
 
 INSTANTIATE_TEST_SUITE_P(runs, model_test,
-                         ::testing::Values(run_params{1, false}, run_params{4, false}, run_params{4, true},
-                                           run_params{1, true}, run_params{4, false, true}),
+                         ::testing::Values(run_params{1, false}, run_params{4, false}, run_params{4, true, false, 16},
+                                           run_params{1, true, false, 4}, run_params{4, false, true}),
                          param_name);
 
 // Small fixed streams, each once through the engine (4 shards) and the model.
@@ -1137,6 +1143,28 @@ TEST(reference_ledger, hand_checked_cases) {
   r = m.create_transfers({xfer(9, 1, 2, 1), xfer(10, 1, 2, 1, linked), xfer(11, 1, 2, 1, linked)}, t6 + 2 * ns_per_s);
   EXPECT_EQ(r, (std::vector<result>{ok, linked_event_failed, linked_event_chain_open}));
   EXPECT_EQ(m.lookup_transfer({10, 0}), nullptr);
+
+  // Pending transfers past the share of pending_max (2, one shard): refused after the
+  // ledger's own checks; a failed chain, a void and expiry give room back.
+  ref_ledger c;
+  c.set_pending_capacity(2, 1);
+  ts = 1000;
+  ASSERT_EQ(c.create_accounts({acct(1), acct(2), acct(3, wire::account_flags::debits_must_not_exceed_credits)}, ts),
+            (std::vector<result>{ok, ok, ok}));
+  const auto pending = wire::transfer_flags::pending;
+  auto p22 = xfer(22, 2, 1, 5, pending);
+  p22.timeout_s = 1;
+  r = c.create_transfers({xfer(21, 1, 2, 5, pending), p22, xfer(23, 1, 2, 5, pending), xfer(24, 3, 1, 5, pending)}, ts += 10);
+  EXPECT_EQ(r, (std::vector<result>{ok, ok, pending_full, exceeds_credits}));
+  auto void21 = xfer(25, 0, 0, 0, wire::transfer_flags::void_pending);
+  void21.pending_id = {21, 0};
+  void21.currency = 0;
+  r = c.create_transfers({void21, xfer(26, 1, 2, 5, pending | linked), xfer(27, 1, 9, 5)}, ts += 10);
+  EXPECT_EQ(r, (std::vector<result>{ok, linked_event_failed, credit_account_not_found}));
+  r = c.create_transfers({xfer(28, 1, 2, 5, pending), xfer(29, 1, 2, 5, pending)}, ts += 10);
+  EXPECT_EQ(r, (std::vector<result>{ok, pending_full}));
+  r = c.create_transfers({xfer(30, 1, 2, 5, pending)}, ts + ns_per_s);  // 22 expired first
+  EXPECT_EQ(r, (std::vector<result>{ok}));
 }
 
 }  // namespace
