@@ -76,7 +76,8 @@ struct gateway {
   // Engine time of its latest disable (0: none since the start). A session remembers it
   // from its login and closes once it differs: a disable and an enable between two of
   // its frames, or within one of the server's ticks, cut it off too. Not in snapshots:
-  // no session outlives the process.
+  // no session outlives the process. (A shard compares it only before and after one
+  // batch of changes, which a snapshot's 0 does not disturb.)
   uint64_t disabled_at = 0;
 
   [[nodiscard]] const wire::gateway_currency* serves(wire::currency_code c) const {

@@ -483,13 +483,21 @@ void shard::execute(batch& b) {
       trading_.registry_changed(b.timestamp_base + b.count);
       // A gateway that became a broker with sessions up (counted for payments) is a
       // broker up now: no session event will say so (rules_broker_role_reaches_sessions).
-      if (b.rules >= rules_broker_role_reaches_sessions && b.registry_after)
+      // Not one disabled in this batch (enabled again in it): the server closes the
+      // sessions counted, and the next to open is a broker up. (disabled_at is not in
+      // snapshots, but a disable in this batch sets it past whatever `before` holds, live
+      // or in replay, and nothing else changes it.)
+      if (b.rules >= rules_broker_role_reaches_sessions && b.registry_after) {
+        deciding(b, b.count);  // what routing decides (events) is this batch's
         for (const auto& g : b.registry_after->all()) {
           const auto* was = before ? before->find(g.number) : nullptr;
-          if ((g.roles & wire::roles::broker) && g.enabled && !(was && (was->roles & wire::roles::broker)) &&
+          const bool was_broker = was && (was->roles & wire::roles::broker);
+          const bool disabled_now = was && was->disabled_at != g.disabled_at;
+          if ((g.roles & wire::roles::broker) && g.enabled && !was_broker && !disabled_now &&
               desks_.sessions(g.number) > 0)
             trading_.broker_up(g.number, b.timestamp_base + b.count);
         }
+      }
       break;
     }
     case op_kind::deposits:

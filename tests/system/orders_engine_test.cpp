@@ -653,6 +653,37 @@ TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrder
   EXPECT_TRUE(same_after_restart(before, order(70)));
 }
 
+// The same change made with a disable and an enable in one batch: the sessions counted
+// are the server's to close (they were cut off), so the orders wait for the next
+// session, which routes them.
+TEST_F(orders_engine, ABrokerRoleGivenAlongADisableWaitsForTheNextSession) {
+  auto reg = test::make_gateway_registration("bank-broker", settlement + 30, 30);
+  reg.roles = wire::roles::payments;
+  reg.rail = 3;
+  ASSERT_EQ(e().gateways({reg}).results.at(0), result::ok);
+  up("bank-broker");
+  ASSERT_EQ(place(buy(70, a_, 10, 100)), result::ok);
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "bank-broker");
+  auto on = off;
+  on.kind = wire::gateway_op_kind::enable;
+  auto upd = reg;
+  upd.kind = wire::gateway_op_kind::update;
+  upd.secret_bytes = 0;
+  std::memset(upd.secret, 0, sizeof upd.secret);
+  upd.roles = wire::roles::payments | wire::roles::broker;
+  ASSERT_EQ(e().gateways({off, upd, on}).results, (std::vector<result>{result::ok, result::ok, result::ok}));
+  sync();
+  EXPECT_TRUE(sent().empty());
+  EXPECT_EQ(order(70).broker, 0u);
+  up("bank-broker");  // a new session
+  const auto s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].second.order_id, 70u);
+  EXPECT_EQ(order(70).broker, number("bank-broker"));
+}
+
 TEST_F(orders_engine, AFillSettlesOnAFrozenWallet) {
   up("broker-a");
   ASSERT_EQ(place(buy(60, a_, 20, 100)), result::ok);
