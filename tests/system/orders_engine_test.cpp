@@ -181,6 +181,22 @@ class orders_engine : public ::testing::Test {
     return r.results.at(0);
   }
   uint64_t trading(uint32_t shard) { return actors::trading::account_for(etb, shard, 2); }
+  // A gateway with the payments role alone (on the brokers' rail) and a session up, an
+  // order placed while no broker is up; returns the update that makes it a broker too.
+  wire::gateway_op broker_role_for_a_payments_gateway_with_an_order_waiting(const char* id, uint64_t order_id) {
+    auto reg = test::make_gateway_registration(id, settlement + 30, 30);
+    reg.roles = wire::roles::payments;
+    reg.rail = 3;
+    EXPECT_EQ(e().gateways({reg}).results.at(0), result::ok);
+    up(id);
+    EXPECT_EQ(place(buy(order_id, a_, 10, 100)), result::ok);
+    EXPECT_TRUE(sent().empty()) << "no broker up";
+    reg.kind = wire::gateway_op_kind::update;
+    reg.secret_bytes = 0;
+    std::memset(reg.secret, 0, sizeof reg.secret);
+    reg.roles = wire::roles::payments | wire::roles::broker;
+    return reg;
+  }
   // The admin audit's check (engine::check_balances).
   void expect_balanced() {
     const auto check = e().check_balances();
@@ -629,18 +645,7 @@ TEST_F(orders_engine, OrdersWaitForABrokerAndFollowItsSessions) {
 // 19): no session event says it. Before, they waited for its next session. The log
 // replays it so.
 TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrders) {
-  auto reg = test::make_gateway_registration("bank-broker", settlement + 30, 30);
-  reg.roles = wire::roles::payments;
-  reg.rail = 3;
-  ASSERT_EQ(e().gateways({reg}).results.at(0), result::ok);
-  up("bank-broker");
-  ASSERT_EQ(place(buy(70, a_, 10, 100)), result::ok);
-  EXPECT_TRUE(sent().empty()) << "no broker up";
-  auto upd = reg;
-  upd.kind = wire::gateway_op_kind::update;
-  upd.secret_bytes = 0;
-  std::memset(upd.secret, 0, sizeof upd.secret);
-  upd.roles = wire::roles::payments | wire::roles::broker;
+  const auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting("bank-broker", 70);
   ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
   sync();
   const auto s = sent();
@@ -657,22 +662,12 @@ TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrder
 // are the server's to close (they were cut off), so the orders wait for the next
 // session, which routes them.
 TEST_F(orders_engine, ABrokerRoleGivenAlongADisableWaitsForTheNextSession) {
-  auto reg = test::make_gateway_registration("bank-broker", settlement + 30, 30);
-  reg.roles = wire::roles::payments;
-  reg.rail = 3;
-  ASSERT_EQ(e().gateways({reg}).results.at(0), result::ok);
-  up("bank-broker");
-  ASSERT_EQ(place(buy(70, a_, 10, 100)), result::ok);
+  const auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting("bank-broker", 70);
   wire::gateway_op off{};
   off.kind = wire::gateway_op_kind::disable;
   actors::gateways::set_op_id(off, "bank-broker");
   auto on = off;
   on.kind = wire::gateway_op_kind::enable;
-  auto upd = reg;
-  upd.kind = wire::gateway_op_kind::update;
-  upd.secret_bytes = 0;
-  std::memset(upd.secret, 0, sizeof upd.secret);
-  upd.roles = wire::roles::payments | wire::roles::broker;
   ASSERT_EQ(e().gateways({off, upd, on}).results, (std::vector<result>{result::ok, result::ok, result::ok}));
   sync();
   EXPECT_TRUE(sent().empty());
