@@ -17,6 +17,16 @@ uint32_t config::shard_count() const {
   return shards != 0 ? shards : std::min(std::max(1u, std::thread::hardware_concurrency()), shards_max);
 }
 
+// A capacity (accounts_max, pending_max): 1..2^36, and each shard's share within the
+// 32-bit index of its entries. "" when it holds.
+std::string config::capacity_error(const char* name, uint64_t value) const {
+  if (value < 1 || value > capacity_max) return std::string(name) + " must be 1..68719476736 (2^36)";
+  if ((value + shard_count() - 1) / shard_count() > UINT32_MAX)
+    return std::string(name) + " must be at most 4294967295 (2^32 - 1) a shard: " + std::to_string(shard_count()) +
+           " shards hold at most " + std::to_string(uint64_t(UINT32_MAX) * shard_count());
+  return {};
+}
+
 std::string config::validate() const {
   if (data_dir.empty()) return "data_dir must not be empty";
   if (shards > shards_max) return "shards must be at most " + std::to_string(shards_max);
@@ -50,17 +60,11 @@ std::string config::validate() const {
   // Reserved up front per shard: past this a mistyped hint asks for more memory than any
   // machine here has, and the start would end in an allocation failure, not this message.
   if (accounts_hint > (1ull << 28)) return "accounts_hint must be at most 268435456 (2^28) per shard";
-  // A shard's accounts are indexed by 32 bits; a group holds up to 1,000 seats.
-  if (accounts_max < 1 || accounts_max > capacity_max) return "accounts_max must be 1..68719476736 (2^36)";
-  if ((accounts_max + shard_count() - 1) / shard_count() > UINT32_MAX)
-    return "accounts_max must be at most 4294967295 (2^32 - 1) a shard: " + std::to_string(shard_count()) +
-           " shards hold at most " + std::to_string(uint64_t(UINT32_MAX) * shard_count());
+  // A shard's accounts and pending entries are indexed by 32 bits; a group holds up to
+  // 1,000 seats.
+  if (auto e = capacity_error("accounts_max", accounts_max); !e.empty()) return e;
   if (groups_max < 1 || groups_max > (1ull << 30)) return "groups_max must be 1..1073741824 (2^30)";
-  // A shard's pending entries are indexed by 32 bits too.
-  if (pending_max < 1 || pending_max > capacity_max) return "pending_max must be 1..68719476736 (2^36)";
-  if ((pending_max + shard_count() - 1) / shard_count() > UINT32_MAX)
-    return "pending_max must be at most 4294967295 (2^32 - 1) a shard: " + std::to_string(shard_count()) +
-           " shards hold at most " + std::to_string(uint64_t(UINT32_MAX) * shard_count());
+  if (auto e = capacity_error("pending_max", pending_max); !e.empty()) return e;
   // The resident window and each shard's account index are made, zero-filled, at start:
   // settings that need more than the machine's memory would end the start in an
   // allocation failure or the kernel's OOM killer, after the data directory was opened.

@@ -42,6 +42,7 @@ struct config {
   std::function<uint64_t()> clock;
 
   [[nodiscard]] std::string validate() const;  // empty if valid, else the problem
+  [[nodiscard]] std::string capacity_error(const char* name, uint64_t value) const;
   [[nodiscard]] uint32_t shard_count() const;  // `shards`, or one per core (at most shards_max) for 0
 };
 

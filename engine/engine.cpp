@@ -3332,19 +3332,18 @@ class engine_impl {
       // They decide alike under both counts unless a shard could reach its share under
       // either: not while everything loaded (accounts and groups) and every create past
       // the snapshot together stay within the smaller share.
+      auto may_meet = [&](uint64_t held, uint64_t made_past, uint64_t capacity) {
+        return held + made_past > std::min((capacity + logged_by - 1) / logged_by, (capacity + shards_n_ - 1) / shards_n_);
+      };
       if (!past && creates_past > 0 && capacity_min != 0) {
         uint64_t held = rec_.accounts_loaded;
         for (auto& sh : shards_) held += sh->groups().size();
-        const uint64_t share_min = std::min((capacity_min + logged_by - 1) / logged_by,
-                                            (capacity_min + shards_n_ - 1) / shards_n_);
-        past = shares = held + creates_past > share_min;
+        past = shares = may_meet(held, creates_past, capacity_min);
       }
       if (!past && pendings_past > 0) {
         uint64_t held = 0;  // (a pending transfer across two shards counts on each)
         for (auto& sh : shards_) held += sh->pending_open();
-        const uint64_t share_min = std::min((pending_capacity_min + logged_by - 1) / logged_by,
-                                            (pending_capacity_min + shards_n_ - 1) / shards_n_);
-        past = shares = held + pendings_past > share_min;
+        past = shares = may_meet(held, pendings_past, pending_capacity_min);
       }
       if (past) {
         *error = std::string(!events_tell ? "log: without an event log that saw them nothing tells where groups', "
