@@ -1,5 +1,6 @@
 #include "actors/gateway_registry.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "actors/byte_codec.hpp"
@@ -134,15 +135,39 @@ const gateway* registry::find(uint32_t number) const {
 
 void registry::index(uint32_t number) { by_id_[by_number_[number - 1].id] = number; }
 
-bool registry::account_taken(uint64_t account_id, uint32_t except_number) const {
-  for (const auto& g : by_number_)
-    if (g.number != except_number)
-      for (const auto& c : g.currencies)
-        if (c.settlement_account_id == account_id) return true;
+bool registry::account_taken(uint64_t account_id, uint32_t except_number, bool formers) const {
+  for (const auto& g : by_number_) {
+    if (g.number == except_number) continue;
+    for (const auto& c : g.currencies)
+      if (c.settlement_account_id == account_id) return true;
+    if (formers && std::find(g.former_accounts.begin(), g.former_accounts.end(), account_id) != g.former_accounts.end())
+      return true;
+  }
   return false;
 }
 
-result registry::apply(const wire::gateway_op& op, uint64_t ts) {
+namespace {
+
+bool names(const wire::gateway_op& op, uint64_t account_id) {
+  for (uint32_t i = 0; i < op.currencies_n; ++i)
+    if (op.currencies[i].settlement_account_id == account_id) return true;
+  return false;
+}
+
+// g's former accounts after `op` replaced its currencies: those it had, less those op
+// names again, then those op drops, oldest first.
+std::vector<uint64_t> formers_after(const gateway& g, const wire::gateway_op& op) {
+  std::vector<uint64_t> out;
+  for (const uint64_t a : g.former_accounts)
+    if (!names(op, a)) out.push_back(a);
+  for (const auto& c : g.currencies)
+    if (!names(op, c.settlement_account_id)) out.push_back(c.settlement_account_id);
+  return out;
+}
+
+}  // namespace
+
+result registry::apply(const wire::gateway_op& op, uint64_t ts, uint16_t rules) {
   if (const result r = check_op_fields(op); r != result::ok) return r;
   const std::string id = op_id(op);
   const gateway* found = find(id);
@@ -153,9 +178,10 @@ result registry::apply(const wire::gateway_op& op, uint64_t ts) {
     g.answer_timeout_ms = op.answer_timeout_ms;
     g.currencies.assign(op.currencies, op.currencies + op.currencies_n);
   };
+  const bool kept = rules >= rules_settlement_accounts_kept;
   auto accounts_free = [&](uint32_t number) {
     for (uint32_t i = 0; i < op.currencies_n; ++i)
-      if (account_taken(op.currencies[i].settlement_account_id, number)) return false;
+      if (account_taken(op.currencies[i].settlement_account_id, number, kept)) return false;
     return true;
   };
   if (op.kind == wire::gateway_op_kind::register_gateway) {
@@ -175,10 +201,19 @@ result registry::apply(const wire::gateway_op& op, uint64_t ts) {
   if (!found) return result::gateway_not_found;
   gateway& g = by_number_[found->number - 1];
   switch (op.kind) {
-    case wire::gateway_op_kind::update:
+    case wire::gateway_op_kind::update: {
       if (!accounts_free(g.number)) return result::settlement_account_in_use;
+      std::vector<uint64_t> formers = formers_after(g, op);
+      const size_t room = settlement_accounts_named_max - op.currencies_n;
+      if (formers.size() > room) {
+        if (kept) return result::settlement_accounts_exhausted;
+        // (Older rules kept no history to decide by: the oldest go, so that it stays bounded.)
+        formers.erase(formers.begin(), formers.end() - ptrdiff_t(room));
+      }
       set_config(g);
+      g.former_accounts = std::move(formers);
       break;
+    }
     case wire::gateway_op_kind::rotate_secret: g.secret.assign(op.secret, op.secret + op.secret_bytes); break;
     case wire::gateway_op_kind::disable:
       g.enabled = false;
@@ -208,7 +243,8 @@ result registry::deposit_transfer(std::string_view gateway_id, const wire::depos
 }
 
 namespace {
-constexpr uint32_t registry_format = 1;
+// 2: each gateway's former settlement accounts after its currencies (format 1 had none).
+constexpr uint32_t registry_format = 2;
 }
 
 std::vector<uint8_t> registry::encode() const {
@@ -230,6 +266,8 @@ std::vector<uint8_t> registry::encode() const {
       w.put(c.currency);
       w.put(c.settlement_account_id);
     }
+    w.put(uint8_t(g.former_accounts.size()));
+    for (const uint64_t a : g.former_accounts) w.put(a);
     w.put(uint8_t(g.enabled));
     w.put(g.registered_at);
     w.put(g.changed_at);
@@ -244,7 +282,8 @@ bool registry::decode(std::span<const uint8_t> bytes, registry* out, std::string
     *why = "gateway registry: " + w;
     return false;
   };
-  if (r.get<uint32_t>() != registry_format) return fail("unknown format");
+  const auto format = r.get<uint32_t>();
+  if (format != 1 && format != registry_format) return fail("unknown format");
   const uint32_t n = r.get<uint32_t>();
   if (r.short_read || n > gateways_max) return fail("gateway count out of range");
   for (uint32_t i = 0; i < n; ++i) {
@@ -267,6 +306,10 @@ bool registry::decode(std::span<const uint8_t> bytes, registry* out, std::string
       gc.settlement_account_id = r.get<uint64_t>();
       g.currencies.push_back(gc);
     }
+    const uint8_t nf = format >= 2 ? r.get<uint8_t>() : 0;
+    if (r.short_read || nc + size_t(nf) > settlement_accounts_named_max)
+      return fail("gateway " + std::to_string(i + 1) + ": former settlement account count out of range");
+    for (uint8_t f = 0; f < nf; ++f) g.former_accounts.push_back(r.get<uint64_t>());
     const uint8_t enabled = r.get<uint8_t>();
     g.registered_at = r.get<uint64_t>();
     g.changed_at = r.get<uint64_t>();
@@ -285,11 +328,19 @@ bool registry::decode(std::span<const uint8_t> bytes, registry* out, std::string
     for (size_t c = 0; c < g.currencies.size(); ++c) {
       const auto& gc = g.currencies[c];
       if (!wire::currency_valid(gc.currency) || gc.settlement_account_id == 0 ||
-          reg.account_taken(gc.settlement_account_id, 0))
+          reg.account_taken(gc.settlement_account_id, 0, false))
         return fail(which + ": currency or settlement account invalid");
       for (size_t d = 0; d < c; ++d)
         if (g.currencies[d].currency == gc.currency || g.currencies[d].settlement_account_id == gc.settlement_account_id)
           return fail(which + ": currency or settlement account repeated");
+    }
+    // (Another gateway's former account may be this one's now: older rules let it move.)
+    for (size_t f = 0; f < g.former_accounts.size(); ++f) {
+      const uint64_t a = g.former_accounts[f];
+      if (a == 0 || g.serves_account(a) ||
+          std::find(g.former_accounts.begin(), g.former_accounts.begin() + ptrdiff_t(f), a) !=
+              g.former_accounts.begin() + ptrdiff_t(f))
+        return fail(which + ": former settlement account invalid or repeated");
     }
     reg.by_number_.push_back(std::move(g));
     reg.index(uint32_t(reg.by_number_.size()));

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actors/rules_version.hpp"
 #include "wire/protocol.hpp"
 #include "wire/types.hpp"
 
@@ -39,6 +40,9 @@ constexpr uint32_t gateways_max = 1024;
 constexpr size_t secret_bytes_min = 16;
 constexpr uint32_t answer_timeout_ms_min = 100, answer_timeout_ms_max = 3'600'000;
 constexpr uint32_t answer_timeout_ms_default = 30'000;  // the admin port's when not given
+// Settlement accounts one gateway may name over its life, its current ones and those it
+// named before (rules_settlement_accounts_kept).
+constexpr size_t settlement_accounts_named_max = 64;
 
 // Deposit transfer ids: hi's top 40 bits are 0xDE9051D000, its low 24 bits the gateway's
 // number; lo is the gateway's reference. Clients may not use the space (id_reserved).
@@ -70,6 +74,11 @@ struct gateway {
   uint32_t answer_timeout_ms = answer_timeout_ms_default;
   std::vector<uint8_t> secret;
   std::vector<wire::gateway_currency> currencies;  // in the order registered
+  // Settlement accounts it named before and no longer does, oldest first: its own for
+  // good (rules_settlement_accounts_kept), since their balances and the sweeps of its
+  // payouts still arriving are its. With `currencies`, at most
+  // settlement_accounts_named_max.
+  std::vector<uint64_t> former_accounts;
   bool enabled = true;
   uint64_t registered_at = 0;  // engine time
   uint64_t changed_at = 0;
@@ -80,6 +89,11 @@ struct gateway {
   // batch of changes, which a snapshot's 0 does not disturb.)
   uint64_t disabled_at = 0;
 
+  [[nodiscard]] bool serves_account(uint64_t account_id) const {
+    for (const auto& gc : currencies)
+      if (gc.settlement_account_id == account_id) return true;
+    return false;
+  }
   [[nodiscard]] const wire::gateway_currency* serves(wire::currency_code c) const {
     for (const auto& gc : currencies)
       if (gc.currency == c) return &gc;
@@ -97,11 +111,12 @@ bool set_op_id(wire::gateway_op& op, std::string_view id);
 
 class registry {
  public:
-  // Checks `op` against the registry and applies it (ts: the operation's engine time).
-  // The settlement accounts' kind and currency are the caller's to check first (they live
-  // in the shards; accounts never change kind or currency, so a check before the op is
-  // sequenced still holds when it applies).
-  wire::result apply(const wire::gateway_op& op, uint64_t ts);
+  // Checks `op` against the registry and applies it (ts: the operation's engine time;
+  // `rules`: the batch's, actors/rules_version.hpp). The settlement accounts' kind and
+  // currency are the caller's to check first (they live in the shards; accounts never
+  // change kind or currency, so a check before the op is sequenced still holds when it
+  // applies).
+  wire::result apply(const wire::gateway_op& op, uint64_t ts, uint16_t rules = rules_newest);
 
   [[nodiscard]] const gateway* find(std::string_view id) const;
   [[nodiscard]] const gateway* find(uint32_t number) const;
@@ -125,7 +140,9 @@ class registry {
 
  private:
   void index(uint32_t number);
-  [[nodiscard]] bool account_taken(uint64_t account_id, uint32_t except_number) const;
+  // Whether a gateway other than `except_number` names the account now, or (`formers`)
+  // named it before.
+  [[nodiscard]] bool account_taken(uint64_t account_id, uint32_t except_number, bool formers) const;
   std::vector<gateway> by_number_;  // number n at n - 1
   std::unordered_map<std::string, uint32_t> by_id_;
 };

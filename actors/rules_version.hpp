@@ -129,6 +129,14 @@ constexpr uint16_t rules_pending_capacity = 19;
 // are offered to it, as when a session of it opens. Before, they waited for its next
 // session, which a gateway that stays connected may never open.
 constexpr uint16_t rules_broker_role_reaches_sessions = 19;
-constexpr uint16_t rules_newest = 19;
+// Gateways: a settlement account a gateway named and no longer does (an update replaced
+// or dropped it) stays that gateway's: another gateway naming it is refused
+// (settlement_account_in_use), since its balance and the sweeps of the first gateway's
+// payouts still arriving are the first gateway's; the first may name it again. A gateway
+// names at most gateways::settlement_accounts_named_max accounts over its life, its
+// current ones included (settlement_accounts_exhausted). Before, a released account
+// could be taken by any other gateway.
+constexpr uint16_t rules_settlement_accounts_kept = 20;
+constexpr uint16_t rules_newest = 20;
 
 }  // namespace mesob::actors

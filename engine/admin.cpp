@@ -622,7 +622,7 @@ class admin_impl {
     s.columns = {{"gateway", false},      {"source", false},          {"number", true},
                  {"rail", false},         {"priority", true},         {"roles", false},
                  {"settlement", false},   {"enabled", false},         {"client_sessions", true},
-                 {"admin_sessions", true}, {"answer_timeout_ms", true}};
+                 {"admin_sessions", true}, {"answer_timeout_ms", true}, {"former_settlement", false}};
     // Sessions by gateway, each port's list taken once (it is copied under the lock the
     // network thread takes to open and close sessions).
     auto by_gateway = [](const server* srv) {
@@ -639,16 +639,19 @@ class admin_impl {
     if (const server* any = clients_ ? clients_ : admin_port_)
       for (const auto& g : any->gateways())
         s.rows.push_back({g.id, "config", "0", "", "0", wire::roles_text(g.roles), "", "yes", count(client_n, g.id),
-                          count(admin_n, g.id), "-"});
+                          count(admin_n, g.id), "-", ""});
     const auto reg = eng_.gateway_registry();  // held: all() refers into it
     for (const auto& g : reg->all()) {
       std::string settlement;
       for (const auto& c : g.currencies)
         settlement += (settlement.empty() ? "" : " ") + wire::currency_name(c.currency) + "=" +
                       std::to_string(c.settlement_account_id);
+      // Accounts it settled to before: its own still (no other gateway may name them).
+      std::string former;
+      for (const uint64_t a : g.former_accounts) former += (former.empty() ? "" : " ") + std::to_string(a);
       s.rows.push_back({g.id, "registry", std::to_string(g.number), std::string(actors::gateways::rail_name(g.rail)),
                         std::to_string(g.priority), wire::roles_text(g.roles), settlement, g.enabled ? "yes" : "no",
-                        count(client_n, g.id), count(admin_n, g.id), std::to_string(g.answer_timeout_ms)});
+                        count(client_n, g.id), count(admin_n, g.id), std::to_string(g.answer_timeout_ms), former});
     }
     admin_response_msg m = answer(admin_code::ok, std::to_string(s.rows.size()) + " gateways");
     m.sections.push_back(std::move(s));
@@ -1093,6 +1096,12 @@ class admin_impl {
       if (res == wire::result::roles_invalid) why += " (at least one role; admin is for the config file's gateways)";
       if (res == wire::result::settlement_account_invalid)
         why += " (an account with that id exists and is not a gateway settlement account in that currency)";
+      if (res == wire::result::settlement_account_in_use)
+        why += " (another gateway settles to it, or did: its balance and late sweeps stay that gateway's; "
+               "`gateways` lists each one's former accounts)";
+      if (res == wire::result::settlement_accounts_exhausted)
+        why += " (a gateway names at most " + std::to_string(actors::gateways::settlement_accounts_named_max) +
+               " settlement accounts over its life, former ones included)";
       return answer(admin_code::failed, "gateway " + id + ": " + why);
     }
     admin_response_msg m = answer(admin_code::ok, "gateway " + id + " " + done);

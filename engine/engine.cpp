@@ -1049,7 +1049,8 @@ class engine_impl {
   void sequence_gateways(batch& b) {
     b.results.assign(b.count, result::ok);
     auto next = std::make_shared<actors::gateways::registry>(*registry_);
-    for (uint32_t i = 0; i < b.count; ++i) b.results[i] = next->apply(b.gateway_ops[i], b.timestamp_base + i);
+    for (uint32_t i = 0; i < b.count; ++i)
+      b.results[i] = next->apply(b.gateway_ops[i], b.timestamp_base + i, b.rules);
     registry_ = next;
     b.registry_after = std::move(next);
   }

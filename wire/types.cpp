@@ -165,6 +165,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(gateway_disabled)
     MESOB_RESULT(gateway_currency_unserved)
     MESOB_RESULT(answer_timeout_invalid)
+    MESOB_RESULT(settlement_accounts_exhausted)
     MESOB_RESULT(payout_rail_unserved)
     MESOB_RESULT(payout_account_reserved)
     MESOB_RESULT(payout_not_found)

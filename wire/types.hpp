@@ -693,6 +693,9 @@ enum class result : uint32_t {
   gateway_disabled = 162,
   gateway_currency_unserved = 163,       // a deposit in a currency the gateway does not serve
   answer_timeout_invalid = 164,          // not 100 ms .. 1 h
+  settlement_accounts_exhausted = 165,   // update: the gateway would have named more than
+                                         // settlement_accounts_named_max (64) settlement
+                                         // accounts over its life, former ones included
   // payouts (actors/payout_desk.hpp)
   payout_rail_unserved = 170,            // no registered gateway of the rail serves the currency
   payout_account_reserved = 171,         // a transfer or status change on a payout account

@@ -28,6 +28,23 @@ using namespace mesob;
 using namespace mesob::test;
 using wire::admin_code;
 
+namespace {
+
+// A registry gateway's former settlement accounts, as `gateways` lists them.
+std::string former_settlement(wire::client& ops, const std::string& gateway) {
+  const auto m = admin(ops, "gateways");
+  for (const auto& sec : m.sections) {
+    size_t col = sec.columns.size();
+    for (size_t i = 0; i < sec.columns.size(); ++i)
+      if (sec.columns[i].name == "former_settlement") col = i;
+    for (const auto& row : sec.rows)
+      if (col < row.size() && row[0] == gateway) return row[col];
+  }
+  return "<not listed>";
+}
+
+}  // namespace
+
 // Only admin gateways get through the admin port's handshake; each port serves its own
 // kind of frame and names the other when it gets the wrong one.
 TEST(admin_port, admits_admin_gateways_only_and_keeps_ports_apart) {
@@ -451,6 +468,12 @@ TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
     EXPECT_NE(m.message.find("given once"), std::string::npos) << m.message;
     EXPECT_EQ(admin(*ops, "gateway update", {"telebirr", "bank", "3", "payments,kyc", "ETB=8001"}).code, admin_code::ok);
     EXPECT_EQ(timeout_of(), "120000") << "kept by an update that does not name it";
+    // The USD account it dropped stays its own: listed, and refused to another gateway.
+    EXPECT_EQ(former_settlement(*ops, "telebirr"), "8002");
+    m = admin(*ops, "gateway register", {"x", "card", "1", "payments", "USD=8002"});
+    EXPECT_EQ(m.code, admin_code::failed);
+    EXPECT_NE(m.message.find("settlement_account_in_use (another gateway settles to it, or did"), std::string::npos)
+        << m.message;
     m = admin(*ops, "gateway secret", {"telebirr"});
     ASSERT_EQ(m.code, admin_code::ok);
     rotated_hex = cell(m, "credentials (shown once)", "secret_hex");
@@ -475,6 +498,9 @@ TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
   auto tb = wire::client::connect(options(d.port(), "telebirr", rotated_hex), &err);
   ASSERT_TRUE(tb) << err;
   EXPECT_EQ(tb->welcome().roles, wire::roles::payments | wire::roles::kyc);
+  auto ops = connect_ops(d.admin_port());
+  ASSERT_TRUE(ops);
+  EXPECT_EQ(former_settlement(*ops, "telebirr"), "8002") << "kept across the restart";
 }
 
 // Operators list instruments, halt and resume them; a restart keeps them.

@@ -131,6 +131,70 @@ TEST(gateway_registry, changes_apply_in_order) {
   EXPECT_TRUE(r.find("telebirr")->enabled);
 }
 
+// A settlement account a gateway stops naming stays its own (rules version 20): its
+// balance and the sweeps of its payouts settled later are that gateway's money. Before,
+// another gateway could take it, with both.
+TEST(gateway_registry, released_settlement_accounts_stay_their_gateways) {
+  using K = wire::gateway_op_kind;
+  for (const uint16_t rules : {uint16_t(rules_settlement_accounts_kept - 1), rules_newest}) {
+    SCOPED_TRACE("rules " + std::to_string(rules));
+    const bool kept = rules >= rules_settlement_accounts_kept;
+    registry r;
+    ASSERT_EQ(r.apply(make_op(K::register_gateway, "telebirr"), 1, rules), result::ok);  // ETB=5000
+    auto moved = make_op(K::update, "telebirr");
+    moved.currencies[0].settlement_account_id = 5005;
+    ASSERT_EQ(r.apply(moved, 2, rules), result::ok);
+    EXPECT_EQ(r.find("telebirr")->former_accounts, std::vector<uint64_t>{5000});
+    // Another gateway naming the released account, at registration or by an update.
+    auto cbe = make_op(K::register_gateway, "cbe");
+    EXPECT_EQ(r.apply(cbe, 3, rules), kept ? result::settlement_account_in_use : result::ok);
+    if (kept) {
+      cbe.currencies[0].settlement_account_id = 6000;
+      ASSERT_EQ(r.apply(cbe, 4, rules), result::ok);
+      auto take = make_op(K::update, "cbe");
+      take.currencies[0].settlement_account_id = 6000;
+      take.currencies_n = 2;
+      take.currencies[1] = {wire::currency("USD"), 0, 5000};
+      EXPECT_EQ(r.apply(take, 5, rules), result::settlement_account_in_use);
+      EXPECT_EQ(r.find("cbe")->currencies.size(), 1u) << "a refused update changes nothing";
+      // The gateway itself may name it again: it leaves the former list, and the one it
+      // replaces joins it.
+      EXPECT_EQ(r.apply(make_op(K::update, "telebirr"), 6, rules), result::ok);
+      EXPECT_EQ(r.find("telebirr")->serves(wire::currency("ETB"))->settlement_account_id, 5000u);
+      EXPECT_EQ(r.find("telebirr")->former_accounts, std::vector<uint64_t>{5005});
+      EXPECT_EQ(r.apply(take, 7, rules), result::settlement_account_in_use) << "its current account again";
+      take.currencies[1].settlement_account_id = 5005;
+      EXPECT_EQ(r.apply(take, 8, rules), result::settlement_account_in_use) << "its new former account";
+    } else {
+      EXPECT_EQ(r.find("cbe")->serves(wire::currency("ETB"))->settlement_account_id, 5000u);
+    }
+
+    // A gateway names at most settlement_accounts_named_max accounts over its life:
+    // past it an update is refused (the older rules drop the oldest former ones).
+    registry b;
+    auto one = make_op(K::register_gateway, "mpesa");
+    one.currencies[0].settlement_account_id = 9000;
+    ASSERT_EQ(b.apply(one, 1, rules), result::ok);
+    auto next = make_op(K::update, "mpesa");
+    uint64_t account = 9000;
+    for (size_t named = 1; named < settlement_accounts_named_max; ++named) {
+      next.currencies[0].settlement_account_id = ++account;
+      ASSERT_EQ(b.apply(next, 2 + named, rules), result::ok) << named;
+    }
+    EXPECT_EQ(b.find("mpesa")->former_accounts.size(), settlement_accounts_named_max - 1);
+    next.currencies[0].settlement_account_id = 9000;  // a former one again: no new name
+    EXPECT_EQ(b.apply(next, 100, rules), result::ok);
+    next.currencies[0].settlement_account_id = 9999;
+    EXPECT_EQ(b.apply(next, 101, rules), kept ? result::settlement_accounts_exhausted : result::ok);
+    const gateway* g = b.find("mpesa");
+    EXPECT_EQ(g->former_accounts.size() + g->currencies.size(), settlement_accounts_named_max);
+    EXPECT_EQ(g->serves(wire::currency("ETB"))->settlement_account_id, kept ? 9000u : 9999u);
+    if (!kept) {
+      EXPECT_EQ(g->former_accounts.front(), 9002u) << "the oldest, 9001, went";
+    }
+  }
+}
+
 TEST(gateway_registry, deposits_become_transfers_with_ids_in_the_reserved_space) {
   using K = wire::gateway_op_kind;
   registry r;
@@ -185,6 +249,29 @@ TEST(gateway_registry, byte_form_round_trips_and_refuses_damage) {
   two.currencies[1] = {wire::currency("USD"), 0, 6001};
   ASSERT_EQ(r.apply(two, 2), result::ok);
   ASSERT_EQ(r.apply(make_op(K::disable, "cbe-birr"), 3), result::ok);
+  // A snapshot of format 1 (before former accounts) decodes with none: the same bytes
+  // less each gateway's count of them.
+  {
+    auto v1 = r.encode();
+    ASSERT_EQ(v1[0], 2);
+    v1[0] = 1;
+    size_t at = 8;
+    for (const auto& g : r.all()) {
+      at += 4 + 1 + g.id.size() + 1 + 4 + 4 + 4 + 1 + g.secret.size() + 1 + 12 * g.currencies.size();
+      ASSERT_EQ(v1.at(at), 0) << g.id;
+      v1.erase(v1.begin() + ptrdiff_t(at));
+      at += 1 + 8 + 8;
+    }
+    ASSERT_EQ(at, v1.size());
+    registry old;
+    std::string why;
+    ASSERT_TRUE(registry::decode(v1, &old, &why)) << why;
+    EXPECT_EQ(old.encode(), r.encode());
+  }
+  auto moved = make_op(K::update, "cbe-birr");
+  moved.rail = uint8_t(rail::bank);
+  moved.currencies[0].settlement_account_id = 6002;
+  ASSERT_EQ(r.apply(moved, 4), result::ok);  // 6000 and 6001 are former accounts now
   const auto bytes = r.encode();
   registry back;
   std::string why;
@@ -192,7 +279,8 @@ TEST(gateway_registry, byte_form_round_trips_and_refuses_damage) {
   EXPECT_EQ(back.encode(), bytes);
   ASSERT_EQ(back.size(), 2u);
   EXPECT_FALSE(back.find("cbe-birr")->enabled);
-  EXPECT_EQ(back.find("cbe-birr")->currencies.size(), 2u);
+  EXPECT_EQ(back.find("cbe-birr")->currencies.size(), 1u);
+  EXPECT_EQ(back.find("cbe-birr")->former_accounts, (std::vector<uint64_t>{6000, 6001}));
 
   // Every truncation is refused.
   for (size_t n = 0; n < bytes.size(); ++n) {
