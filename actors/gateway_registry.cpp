@@ -171,14 +171,20 @@ result registry::apply(const wire::gateway_op& op, uint64_t ts, uint16_t rules) 
   if (const result r = check_op_fields(op); r != result::ok) return r;
   const std::string id = op_id(op);
   const gateway* found = find(id);
+  const bool kept = rules >= rules_settlement_accounts_kept;
   auto set_config = [&](gateway& g) {
     g.rail = op.rail;
     g.priority = op.priority;
     g.roles = op.roles;
     g.answer_timeout_ms = op.answer_timeout_ms;
     g.currencies.assign(op.currencies, op.currencies + op.currencies_n);
+    // Under older rules a gateway may name another's former account: it is no longer
+    // anyone's former one, so every account stays one gateway's (decode checks it).
+    // (Under the newer, accounts_free refused that already.)
+    if (!kept)
+      for (auto& other : by_number_)
+        std::erase_if(other.former_accounts, [&](uint64_t a) { return names(op, a); });
   };
-  const bool kept = rules >= rules_settlement_accounts_kept;
   auto accounts_free = [&](uint32_t number) {
     for (uint32_t i = 0; i < op.currencies_n; ++i)
       if (account_taken(op.currencies[i].settlement_account_id, number, kept)) return false;
@@ -203,15 +209,17 @@ result registry::apply(const wire::gateway_op& op, uint64_t ts, uint16_t rules) 
   switch (op.kind) {
     case wire::gateway_op_kind::update: {
       if (!accounts_free(g.number)) return result::settlement_account_in_use;
-      std::vector<uint64_t> formers = formers_after(g, op);
-      const size_t room = settlement_accounts_named_max - op.currencies_n;
-      if (formers.size() > room) {
-        if (kept) return result::settlement_accounts_exhausted;
-        // (Older rules kept no history to decide by: the oldest go, so that it stays bounded.)
-        formers.erase(formers.begin(), formers.end() - ptrdiff_t(room));
+      // The history starts with the rules that keep it: under older ones an account
+      // could move to another gateway, so what they released is no one's to keep (and
+      // the registry after them is the log's alone, whichever snapshot a start loads).
+      std::vector<uint64_t> formers;
+      if (kept) {
+        formers = formers_after(g, op);
+        if (formers.size() + op.currencies_n > settlement_accounts_named_max)
+          return result::settlement_accounts_exhausted;
       }
       set_config(g);
-      g.former_accounts = std::move(formers);
+      if (kept) g.former_accounts = std::move(formers);
       break;
     }
     case wire::gateway_op_kind::rotate_secret: g.secret.assign(op.secret, op.secret + op.secret_bytes); break;
@@ -325,19 +333,20 @@ bool registry::decode(std::span<const uint8_t> bytes, registry* out, std::string
       return fail(which + ": secret length invalid");
     if (enabled > 1) return fail(which + ": enabled flag invalid");
     g.enabled = enabled == 1;
+    // Every account, current or former, is one gateway's (apply keeps it so: formers are
+    // recorded only under the rules that refuse them to others).
     for (size_t c = 0; c < g.currencies.size(); ++c) {
       const auto& gc = g.currencies[c];
       if (!wire::currency_valid(gc.currency) || gc.settlement_account_id == 0 ||
-          reg.account_taken(gc.settlement_account_id, 0, false))
+          reg.account_taken(gc.settlement_account_id, 0, true))
         return fail(which + ": currency or settlement account invalid");
       for (size_t d = 0; d < c; ++d)
         if (g.currencies[d].currency == gc.currency || g.currencies[d].settlement_account_id == gc.settlement_account_id)
           return fail(which + ": currency or settlement account repeated");
     }
-    // (Another gateway's former account may be this one's now: older rules let it move.)
     for (size_t f = 0; f < g.former_accounts.size(); ++f) {
       const uint64_t a = g.former_accounts[f];
-      if (a == 0 || g.serves_account(a) ||
+      if (a == 0 || g.serves_account(a) || reg.account_taken(a, 0, true) ||
           std::find(g.former_accounts.begin(), g.former_accounts.begin() + ptrdiff_t(f), a) !=
               g.former_accounts.begin() + ptrdiff_t(f))
         return fail(which + ": former settlement account invalid or repeated");

@@ -133,7 +133,7 @@ TEST(gateway_registry, changes_apply_in_order) {
 
 // A settlement account a gateway stops naming stays its own (rules version 20): its
 // balance and the sweeps of its payouts settled later are that gateway's money. Before,
-// another gateway could take it, with both.
+// another gateway could take it, with both, and nothing was recorded.
 TEST(gateway_registry, released_settlement_accounts_stay_their_gateways) {
   using K = wire::gateway_op_kind;
   for (const uint16_t rules : {uint16_t(rules_settlement_accounts_kept - 1), rules_newest}) {
@@ -144,7 +144,7 @@ TEST(gateway_registry, released_settlement_accounts_stay_their_gateways) {
     auto moved = make_op(K::update, "telebirr");
     moved.currencies[0].settlement_account_id = 5005;
     ASSERT_EQ(r.apply(moved, 2, rules), result::ok);
-    EXPECT_EQ(r.find("telebirr")->former_accounts, std::vector<uint64_t>{5000});
+    EXPECT_EQ(r.find("telebirr")->former_accounts, kept ? std::vector<uint64_t>{5000} : std::vector<uint64_t>{});
     // Another gateway naming the released account, at registration or by an update.
     auto cbe = make_op(K::register_gateway, "cbe");
     EXPECT_EQ(r.apply(cbe, 3, rules), kept ? result::settlement_account_in_use : result::ok);
@@ -170,7 +170,7 @@ TEST(gateway_registry, released_settlement_accounts_stay_their_gateways) {
     }
 
     // A gateway names at most settlement_accounts_named_max accounts over its life:
-    // past it an update is refused (the older rules drop the oldest former ones).
+    // past it an update is refused (the older rules keep no history, and no bound).
     registry b;
     auto one = make_op(K::register_gateway, "mpesa");
     one.currencies[0].settlement_account_id = 9000;
@@ -181,18 +181,53 @@ TEST(gateway_registry, released_settlement_accounts_stay_their_gateways) {
       next.currencies[0].settlement_account_id = ++account;
       ASSERT_EQ(b.apply(next, 2 + named, rules), result::ok) << named;
     }
-    EXPECT_EQ(b.find("mpesa")->former_accounts.size(), settlement_accounts_named_max - 1);
+    EXPECT_EQ(b.find("mpesa")->former_accounts.size(), kept ? settlement_accounts_named_max - 1 : 0);
     next.currencies[0].settlement_account_id = 9000;  // a former one again: no new name
     EXPECT_EQ(b.apply(next, 100, rules), result::ok);
     next.currencies[0].settlement_account_id = 9999;
     EXPECT_EQ(b.apply(next, 101, rules), kept ? result::settlement_accounts_exhausted : result::ok);
     const gateway* g = b.find("mpesa");
-    EXPECT_EQ(g->former_accounts.size() + g->currencies.size(), settlement_accounts_named_max);
     EXPECT_EQ(g->serves(wire::currency("ETB"))->settlement_account_id, kept ? 9000u : 9999u);
-    if (!kept) {
-      EXPECT_EQ(g->former_accounts.front(), 9002u) << "the oldest, 9001, went";
+    if (kept) {
+      EXPECT_EQ(g->former_accounts.size() + g->currencies.size(), settlement_accounts_named_max);
     }
   }
+}
+
+// Across the upgrade: what older rules released is no one's to keep (an account may have
+// moved meanwhile), so a gateway holding a moved account keeps updating with it; and a
+// registry is the log's alone, whatever a snapshot of an older build held.
+TEST(gateway_registry, history_starts_with_the_rules_that_keep_it) {
+  using K = wire::gateway_op_kind;
+  constexpr uint16_t old_rules = rules_settlement_accounts_kept - 1;
+  registry r;
+  ASSERT_EQ(r.apply(make_op(K::register_gateway, "telebirr"), 1, old_rules), result::ok);  // ETB=5000
+  auto away = make_op(K::update, "telebirr");
+  away.currencies[0].settlement_account_id = 5005;
+  ASSERT_EQ(r.apply(away, 2, old_rules), result::ok);
+  ASSERT_EQ(r.apply(make_op(K::register_gateway, "cbe"), 3, old_rules), result::ok);  // takes 5000
+  auto keep = make_op(K::update, "cbe");
+  keep.priority = 1;
+  EXPECT_EQ(r.apply(keep, 4), result::ok) << "its own current account, moved to it under older rules";
+  EXPECT_TRUE(r.find("telebirr")->former_accounts.empty());
+  EXPECT_EQ(r.apply(make_op(K::update, "telebirr"), 5), result::settlement_account_in_use) << "5000 is cbe's now";
+  // Released under the newer rules, then (a record of an older build replayed after, as
+  // the log never holds, but a registry must stay whole) named by another: it is that
+  // one's now, and nobody's former account.
+  auto mpesa = make_op(K::register_gateway, "mpesa");
+  mpesa.currencies[0].settlement_account_id = 7000;
+  ASSERT_EQ(r.apply(mpesa, 6), result::ok);
+  auto drop = make_op(K::update, "mpesa");
+  drop.currencies[0].settlement_account_id = 7001;
+  ASSERT_EQ(r.apply(drop, 7), result::ok);
+  EXPECT_EQ(r.find("mpesa")->former_accounts, std::vector<uint64_t>{7000});
+  auto older = make_op(K::update, "telebirr");
+  older.currencies[0].settlement_account_id = 7000;
+  ASSERT_EQ(r.apply(older, 8, old_rules), result::ok);
+  EXPECT_TRUE(r.find("mpesa")->former_accounts.empty());
+  registry back;
+  std::string why;
+  EXPECT_TRUE(registry::decode(r.encode(), &back, &why)) << why;
 }
 
 TEST(gateway_registry, deposits_become_transfers_with_ids_in_the_reserved_space) {
@@ -249,20 +284,28 @@ TEST(gateway_registry, byte_form_round_trips_and_refuses_damage) {
   two.currencies[1] = {wire::currency("USD"), 0, 6001};
   ASSERT_EQ(r.apply(two, 2), result::ok);
   ASSERT_EQ(r.apply(make_op(K::disable, "cbe-birr"), 3), result::ok);
+  // Where the count of gateway k's former accounts lies in r's bytes (format 2).
+  auto former_count_at = [](const registry& reg, size_t k) {
+    size_t at = 8;
+    for (size_t i = 0;; ++i) {
+      const gateway& g = reg.all()[i];
+      at += 4 + 1 + g.id.size() + 1 + 4 + 4 + 4 + 1 + g.secret.size() + 1 + 12 * g.currencies.size();
+      if (i == k) return at;
+      at += 1 + 8 * g.former_accounts.size() + 1 + 8 + 8;
+    }
+  };
   // A snapshot of format 1 (before former accounts) decodes with none: the same bytes
   // less each gateway's count of them.
   {
     auto v1 = r.encode();
     ASSERT_EQ(v1[0], 2);
     v1[0] = 1;
-    size_t at = 8;
-    for (const auto& g : r.all()) {
-      at += 4 + 1 + g.id.size() + 1 + 4 + 4 + 4 + 1 + g.secret.size() + 1 + 12 * g.currencies.size();
-      ASSERT_EQ(v1.at(at), 0) << g.id;
+    for (size_t k = r.size(); k-- > 0;) {  // (from the last: erasing moves what follows)
+      const size_t at = former_count_at(r, k);
+      ASSERT_EQ(v1.at(at), 0) << k;
       v1.erase(v1.begin() + ptrdiff_t(at));
-      at += 1 + 8 + 8;
     }
-    ASSERT_EQ(at, v1.size());
+    ASSERT_EQ(v1.size(), r.encode().size() - r.size());
     registry old;
     std::string why;
     ASSERT_TRUE(registry::decode(v1, &old, &why)) << why;
@@ -281,6 +324,29 @@ TEST(gateway_registry, byte_form_round_trips_and_refuses_damage) {
   EXPECT_FALSE(back.find("cbe-birr")->enabled);
   EXPECT_EQ(back.find("cbe-birr")->currencies.size(), 1u);
   EXPECT_EQ(back.find("cbe-birr")->former_accounts, (std::vector<uint64_t>{6000, 6001}));
+  // Former accounts that apply could never leave: each refused, naming the fault.
+  {
+    const size_t nf = former_count_at(r, 1);
+    ASSERT_EQ(bytes.at(nf), 2);
+    auto refused = [&](size_t at, uint64_t value, const char* says) {
+      auto dmg = bytes;
+      std::memcpy(dmg.data() + at, &value, sizeof value);
+      registry x;
+      std::string w;
+      EXPECT_FALSE(registry::decode(dmg, &x, &w)) << says;
+      EXPECT_NE(w.find(says), std::string::npos) << w;
+    };
+    refused(nf + 1, 0, "former settlement account invalid or repeated");
+    refused(nf + 9, 6000, "former settlement account invalid or repeated");  // twice
+    refused(nf + 1, 6002, "former settlement account invalid or repeated");  // its own current one
+    refused(nf + 1, 5000, "former settlement account invalid or repeated");  // telebirr's
+    auto many = bytes;
+    many[nf] = uint8_t(settlement_accounts_named_max);  // with its current one, 65
+    registry x;
+    std::string w;
+    EXPECT_FALSE(registry::decode(many, &x, &w));
+    EXPECT_NE(w.find("former settlement account count out of range"), std::string::npos) << w;
+  }
 
   // Every truncation is refused.
   for (size_t n = 0; n < bytes.size(); ++n) {
