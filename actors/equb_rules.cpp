@@ -291,7 +291,7 @@ bool round_due(const group_state& g, uint64_t now) {
   return g.cfg.on_default != default_policy::hold_round && now > round_close(g);
 }
 
-outcome close_round(group_state& g, uint64_t now, bool credits_pay) {
+outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty) {
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (!round_due(g, now)) return fail(result::round_not_due);
   const auto n = uint32_t(g.seats.size());
@@ -326,7 +326,8 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay) {
     const uint64_t due = g.cfg.contribution - s.credit;
     if ((!cover && i == r) || due == 0) continue;
     gap += due;
-    s.debts.push_back({g.round, due, cover ? g.cfg.guarantor_account_id : rs.wallet});
+    s.debts.push_back({g.round, due + (default_penalty ? g.cfg.late_penalty : 0),
+                       cover ? g.cfg.guarantor_account_id : rs.wallet});
   }
   if (cover && gap > 0) {
     add(o, g.cfg.guarantor_account_id, g.cfg.escrow_account_id, gap, purpose::cover);
@@ -536,7 +537,8 @@ namespace {
 // What a decoded group must satisfy beyond its fields' ranges and its escrow sum ("" when
 // it does): what the rules keep true between operations, so that a group damaged on the
 // disk is refused at load instead of failing at its next close (an active group with no
-// seat left to receive, a credit or debt past a contribution, a lottery whose seed chain
+// seat left to receive, a credit past a contribution or a debt past one and the late
+// penalty, a lottery whose seed chain
 // no longer verifies).
 std::string group_fault(const group_state& g) {
   const auto n = uint32_t(g.seats.size());
@@ -573,7 +575,9 @@ std::string group_fault(const group_state& g) {
       return which + "what it paid this round is out of range";
     if (forming || active) paid += s.paid_amount;
     for (const auto& d : s.debts)
-      if (d.round == 0 || d.round > g.round || d.amount == 0 || d.amount > c || d.creditor_account_id == 0 ||
+      // (A debt is at most a due and the late penalty: rules_default_penalty.)
+      if (d.round == 0 || d.round > g.round || d.amount == 0 || d.amount > c + g.cfg.late_penalty ||
+          d.creditor_account_id == 0 ||
           d.creditor_account_id == g.cfg.escrow_account_id)
         return which + "a debt is out of range";
     if (forming && !s.debts.empty()) return which + "a forming group's seat owes debts";

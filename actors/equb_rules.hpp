@@ -13,7 +13,8 @@
 //             contributions after it pay the late penalty, into the pot. A round
 //             closes when every seat has paid, or when deadline + grace has passed
 //             (unless the default policy holds the round): seats that did not pay owe
-//             their due as a debt, and the pot is paid out to the round's recipient.
+//             their due and the late penalty as a debt, and the pot is paid out to the
+//             round's recipient.
 //   completed every seat has received once; escrow is empty.
 //   dissolved the current round's payments (and forming deposits) are refunded to
 //             their payers, to the minor unit; escrow is empty. Past rounds are settled
@@ -39,10 +40,15 @@
 // (settled to their creditors, oldest first, as far as the payout goes).
 //
 // Default policies when deadline + grace passes with seats unpaid:
-//   pay_what_is_there  the recipient gets the pot as collected; each missing due is a
-//                      debt whose creditor is that recipient's wallet (repaid later);
-//   cover_from_guarantor the guarantor account pays the gap into escrow and the pot is
-//                      whole; the debts' creditor is the guarantor;
+//   pay_what_is_there  the recipient gets the pot as collected; each missing due, with
+//                      the late penalty, is a debt whose creditor is that recipient's
+//                      wallet (repaid later; the recipient's own missing due leaves its
+//                      pot short, with no debt);
+//   cover_from_guarantor the guarantor account pays the gap (the dues) into escrow and
+//                      the pot is whole; the debts' creditor is the guarantor (the
+//                      penalty pays for its cover);
+// A missed round so never costs less than a late payment, which puts the penalty in the
+// pot (version 20 on; before, a debt was the due alone).
 //   hold_round         the round waits for every seat (late penalties still apply).
 //
 // Engine downtime: members cannot pay while the engine is down. When it starts again, a
@@ -251,8 +257,9 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // the next round, or completion. `credits_pay`: a seat whose dividend credit covers the
 // next contribution, with no debts, owes nothing and is paid at once (a transfer of 0
 // cannot be made: under hold_round its round never closed); false: the rules before
-// version 9.
-outcome close_round(group_state& g, uint64_t now, bool credits_pay = true);
+// version 9. `default_penalty`: a missing due's debt carries the late penalty; false: the
+// rules before version 20.
+outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool default_penalty = true);
 // settle_received false: the rules before version 7 (actors/rules_version.hpp), which
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);

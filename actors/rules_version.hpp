@@ -137,6 +137,11 @@ constexpr uint16_t rules_broker_role_reaches_sessions = 19;
 // current ones included (settlement_accounts_exhausted). Before, a released account
 // could be taken by any other gateway.
 constexpr uint16_t rules_settlement_accounts_kept = 20;
+// Equb: a seat that did not pay by its round's close owes the late penalty with its due
+// (one debt, to the same creditor: the recipient it short-changed, or the guarantor who
+// covered it). Before, it owed the due alone, and skipping a round cost less than paying
+// it late.
+constexpr uint16_t rules_default_penalty = 20;
 constexpr uint16_t rules_newest = 20;
 
 }  // namespace mesob::actors

@@ -29,6 +29,9 @@ constexpr uint64_t funding = 999;      // system account: pays the members' star
 constexpr uint64_t fee_account = 900;
 constexpr uint64_t guarantor = 901;
 constexpr uint64_t contribution = 100;
+constexpr uint64_t late_penalty = 5;
+// A missed round's debt: the due and the late penalty (rules version 20).
+constexpr uint64_t missed_debt = contribution + late_penalty;
 constexpr uint64_t starting = 10'000;
 
 class equb_engine : public ::testing::Test {
@@ -56,7 +59,7 @@ class equb_engine : public ::testing::Test {
     op.guarantor_account_id = pol == actors::equb::default_policy::cover_from_guarantor ? guarantor : 0;
     op.period_ns = 7 * 86'400ull * 1'000'000'000ull;  // a week
     op.grace_ns = 86'400ull * 1'000'000'000ull;       // a day
-    op.late_penalty = 5;
+    op.late_penalty = late_penalty;
     op.fee_bp = 100;  // 1%
     op.default_policy = uint8_t(pol);
     return op;
@@ -307,12 +310,14 @@ TEST_F(equb_engine, MissedDeadlinePaysWhatIsThereAndTheDebtFollowsTheMember) {
   ASSERT_EQ(st.g.seats[2].debts.size(), 1u);
   EXPECT_EQ(st.g.seats[2].debts[0].creditor_account_id, 2u);
   expect_escrow_consistent(g);
+  EXPECT_EQ(st.g.seats[2].debts[0].amount, missed_debt);
   // Round 3 (its deadline is three weeks after the start: not late yet): wallet 3 owes its due and its debt.
   EXPECT_EQ(pay(3, g, 3, 2, contribution), result::wrong_amount);
+  EXPECT_EQ(pay(3, g, 3, 2, 2 * contribution), result::wrong_amount) << "the debt is the due and the penalty";
   const int64_t creditor = balance(2);
-  ASSERT_EQ(pay(3, g, 3, 2, 2 * contribution), result::ok);
+  ASSERT_EQ(pay(3, g, 3, 2, contribution + missed_debt), result::ok);
   settled(g);
-  EXPECT_EQ(balance(2), creditor + int64_t(contribution)) << "the debt went on to its creditor";
+  EXPECT_EQ(balance(2), creditor + int64_t(missed_debt)) << "the debt, penalty included, went on to its creditor";
   expect_escrow_consistent(g);
 }
 
@@ -516,24 +521,24 @@ TEST_F(equb_engine_replay, DebtsArePaidAfterTheGroupEnds) {
   ASSERT_EQ(st.g.ph, phase::completed);
   ASSERT_EQ(st.g.seats[0].debts.size(), 1u);
   EXPECT_EQ(st.g.seats[0].debts[0].creditor_account_id, 2u);
-  EXPECT_EQ(st.g.seats[0].debts[0].amount, contribution);
+  EXPECT_EQ(st.g.seats[0].debts[0].amount, missed_debt);
   const int64_t w1 = balance(1), w2 = balance(2);
-  EXPECT_EQ(pay(1, g, 2, 0, contribution + 1), result::wrong_amount);
+  EXPECT_EQ(pay(1, g, 2, 0, contribution), result::wrong_amount) << "the penalty is owed too";
   EXPECT_EQ(pay(2, g, 2, 1, 0 + contribution), result::group_not_active) << "wallet 2 owes nothing";
-  EXPECT_EQ(pay(1, g, 3, 0, contribution), result::round_not_open);
-  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  EXPECT_EQ(pay(1, g, 3, 0, missed_debt), result::round_not_open);
+  ASSERT_EQ(pay(1, g, 2, 0, missed_debt), result::ok);
   st = settled(g);
   EXPECT_TRUE(st.g.seats[0].debts.empty());
-  EXPECT_EQ(balance(1), w1 - int64_t(contribution));
-  EXPECT_EQ(balance(2), w2 + int64_t(contribution)) << "the debt went on to the short-changed recipient";
-  EXPECT_EQ(pay(1, g, 2, 0, contribution), result::group_not_active) << "paid once";
+  EXPECT_EQ(balance(1), w1 - int64_t(missed_debt));
+  EXPECT_EQ(balance(2), w2 + int64_t(missed_debt)) << "the debt went on to the short-changed recipient";
+  EXPECT_EQ(pay(1, g, 2, 0, missed_debt), result::group_not_active) << "paid once";
   expect_escrow_consistent(g);
 
   fx_.restart();
   st = settled(g);
   EXPECT_TRUE(st.g.seats[0].debts.empty());
-  EXPECT_EQ(balance(1), w1 - int64_t(contribution));
-  EXPECT_EQ(balance(2), w2 + int64_t(contribution));
+  EXPECT_EQ(balance(1), w1 - int64_t(missed_debt));
+  EXPECT_EQ(balance(2), w2 + int64_t(missed_debt));
   expect_escrow_consistent(g);
 }
 
@@ -568,7 +573,7 @@ TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ASSERT_EQ(st.g.ph, phase::completed);
-  ASSERT_EQ(debts_of_seat(st, 0), contribution);
+  ASSERT_EQ(debts_of_seat(st, 0), missed_debt);
   const uint64_t b_retire = st.retire_at;
   // A checkpoint holds both, ended, with their times; a start loads them from it.
   std::string err;
@@ -608,7 +613,7 @@ TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   for (int i = 0; i < 1000 && settled(b).retire_at == b_retire; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_GT(settled(b).retire_at, b_retire + retire_after_ns - 1);
-  ASSERT_EQ(pay(1, b, 2, 0, contribution), result::ok);  // the debt, paid
+  ASSERT_EQ(pay(1, b, 2, 0, missed_debt), result::ok);  // the debt, paid
   EXPECT_EQ(simple(wire::equb_op_kind::dissolve, c), result::ok);  // forming: its deposits back
   fx_.advance_s(31 * day_s);
   ASSERT_TRUE(gone(b));
@@ -899,7 +904,7 @@ TEST_F(equb_engine, TwelveSeatLotteryToCompletionWithProofs) {
 }
 
 // What a group decides on its own is in the event stream: each round's close with its
-// recipient and, for a lottery, the seed it revealed; a missed contribution with what the
+// recipient and, for a lottery, the seed it revealed; a missed_debt contribution with what the
 // member then owes; the group's completion. Replay (every record after the snapshot, the
 // event log cut back to it) writes the very same events.
 TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
@@ -1057,7 +1062,7 @@ void equb_engine::outage_does_not_count_against_members() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   st = settled(g);
   ASSERT_EQ(st.g.ph, phase::completed);
-  EXPECT_EQ(debts_of_seat(st, 0) + debts_of_seat(st, 1), 2 * contribution);
+  EXPECT_EQ(debts_of_seat(st, 0) + debts_of_seat(st, 1), 2 * missed_debt);
   expect_escrow_consistent(g);
   fx_.close();
 
@@ -1085,7 +1090,7 @@ TEST_F(equb_engine, AnOutageDoesNotCountAgainstMembers) { outage_does_not_count_
 // A deadline that passed while the engine was up, with nothing happening, stays passed
 // across an outage that follows: the engine ticks when a round's deadline passes, so the
 // log shows it was up then. The grace the outage took is given back (its close fell in
-// it), but the member who missed the deadline still pays the late penalty. Before that
+// it), but the member who missed_debt the deadline still pays the late penalty. Before that
 // tick, the outage was measured from the last request, and a restart waived the penalty
 // of a member who had had all the time.
 TEST_F(equb_engine, ADeadlinePassedWhileUpIsNotMovedByALaterOutage) {
@@ -1105,7 +1110,7 @@ TEST_F(equb_engine, ADeadlinePassedWhileUpIsNotMovedByALaterOutage) {
   ASSERT_EQ(st.g.round, 2u) << "the grace the outage took is given back";
   EXPECT_GT(st.g.shift_ns, 0u);
   EXPECT_EQ(pay(3, g, 2, 2, contribution), result::wrong_amount) << "late: the penalty is owed";
-  ASSERT_EQ(pay(3, g, 2, 2, contribution + 5), result::ok);
+  ASSERT_EQ(pay(3, g, 2, 2, contribution + late_penalty), result::ok);
   st = settled(g);
   EXPECT_EQ(st.g.round, 3u);
   EXPECT_TRUE(st.g.seats[2].debts.empty());
@@ -1249,15 +1254,15 @@ TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
   group_entry h = settled(hold);
   EXPECT_EQ(h.g.round, 2u);
   EXPECT_EQ(pay(6, hold, 2, 2, contribution), result::wrong_amount) << "late: the penalty is owed";
-  ASSERT_EQ(pay(6, hold, 2, 2, contribution + 5), result::ok);
+  ASSERT_EQ(pay(6, hold, 2, 2, contribution + late_penalty), result::ok);
   h = settled(hold);
   EXPECT_EQ(h.g.round, 3u);
   EXPECT_EQ(balance(5), int64_t(starting - 2 * contribution + 305 - 3)) << "the penalty went into the pot";
   expect_escrow_consistent(hold);
   // The defaulter repays the guarantor with its next payment.
-  ASSERT_EQ(pay(3, cover, 3, 2, 2 * contribution), result::ok);  // its due and its debt (round 3 is not late)
+  ASSERT_EQ(pay(3, cover, 3, 2, contribution + missed_debt), result::ok);  // its due and its debt (round 3 is not late)
   settled(cover);
-  EXPECT_EQ(balance(guarantor), 0);
+  EXPECT_EQ(balance(guarantor), int64_t(late_penalty)) << "its cover back, and the penalty for it";
   expect_escrow_consistent(cover);
 }
 
