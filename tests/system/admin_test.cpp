@@ -182,8 +182,8 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     }
     ASSERT_EQ(gw.sections.size(), 1u);
     ASSERT_EQ(gw.sections[0].rows.size(), 2u);
-    EXPECT_EQ(gw.sections[0].rows[0], (std::vector<std::string>{"ops", "config", "0", "", "0", "admin", "", "yes", "0", "1", "-"}));
-    EXPECT_EQ(gw.sections[0].rows[1], (std::vector<std::string>{"pay", "config", "0", "", "0", "payments", "", "yes", "1", "0", "-"}));
+    EXPECT_EQ(gw.sections[0].rows[0], (std::vector<std::string>{"ops", "config", "0", "", "0", "admin", "", "yes", "0", "1", "-", ""}));
+    EXPECT_EQ(gw.sections[0].rows[1], (std::vector<std::string>{"pay", "config", "0", "", "0", "payments", "", "yes", "1", "0", "-", ""}));
 
     auto sh = admin(*ops, "shards");
     ASSERT_EQ(sh.sections.size(), 1u);
