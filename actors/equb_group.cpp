@@ -269,7 +269,7 @@ wire::result group_table::verdict(const wire::transfer& t, uint64_t ts) const {
   const auto round = uint32_t(t.user_data >> 32), seat = uint32_t(t.user_data);
   const group_state& g = e->g;
   if (round == 0) {  // a join: the deposit is round 1's contribution
-    if (seat != 0) return result::not_a_member;
+    if (seat != 0) return rules_ >= rules_equb_codes ? result::equb_op_invalid : result::not_a_member;
     if (const result r = can_join(g, t.debit_account_id); r != result::ok) return r;
     if (t.currency != g.cfg.currency) return result::wrong_currency;
     if (t.amount != g.cfg.contribution) return result::wrong_amount;
@@ -487,6 +487,8 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     }
     if (too_long) return result::period_too_long;
     if (rules_ >= rules_grace_within_period && c.grace_ns >= c.period_ns) return result::grace_not_within_period;
+    if (rules_ >= rules_equb_codes && c.policy == rotation::bidding && c.commission_bp > 0 && c.commission_cap == 0)
+      return result::commission_cap_missing;
     // The escrow takes the group's id: not one of the engine's (a desk's payout account
     // or a trading account another currency or shard count will need; before version 9 a
     // group could take one, and the engine's account was then never made).
@@ -533,7 +535,10 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       if (!optional_steps(*e, 1)) return result::group_steps_exhausted;
       o = leave(g, op.seat, op.wallet, rules_ >= rules_leave_last_seat);
       break;
-    case equb_op_kind::bid: o = bid(g, op.seat, op.wallet, op.round, op.amount); break;
+    case equb_op_kind::bid:
+      if (op.round == 0 && rules_ >= rules_equb_codes) return result::equb_op_invalid;  // no group has a round 0
+      o = bid(g, op.seat, op.wallet, op.round, op.amount);
+      break;
     case equb_op_kind::payout_to: {
       if (const result r = can_payout_to(g, op.seat, op.wallet, op.rail); r != result::ok) return r;
       if (op.rail != 0 && !(rail_served_ && rail_served_(op.rail, g.cfg.currency))) return result::payout_rail_unserved;

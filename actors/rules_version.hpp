@@ -142,6 +142,12 @@ constexpr uint16_t rules_settlement_accounts_kept = 20;
 // covered it). Before, it owed the due alone, and skipping a round cost less than paying
 // it late.
 constexpr uint16_t rules_default_penalty = 20;
+// Equb codes: a join (a payment for round 0) naming a seat, and a bid for round 0, are
+// equb_op_invalid (a field the operation must not set, or a round no group has); a new
+// bidding group with a commission but a cap of 0 (its commission would always be 0) is
+// commission_cap_missing. Before, not_a_member, round_already_paid (or whatever the
+// group's phase gave first), and ok.
+constexpr uint16_t rules_equb_codes = 20;
 constexpr uint16_t rules_newest = 20;
 
 }  // namespace mesob::actors

@@ -773,6 +773,8 @@ enum class result : uint32_t {
   customer_op_invalid = 243,             // customers: unknown kind, or a field a resequence must not set
   grace_not_within_period = 244,         // equb: a create whose grace is its period or longer
   order_lots_past_fills = 245,           // orders: more lots than an order may take fills (1,024)
+  commission_cap_missing = 246,          // equb: a new bidding group with a commission and a cap
+                                         // of 0 (its commission would always be 0)
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -1140,6 +1140,7 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
   using mesob::actors::rules_ended_groups;
   using mesob::actors::rules_newest;
   using mesob::actors::rules_default_penalty;
+  using mesob::actors::rules_equb_codes;
   using mesob::actors::rules_grace_within_period;
   using mesob::actors::rules_period_cap;
   auto cfg = config();
@@ -1272,6 +1273,50 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
     ASSERT_EQ(q.execute(create_op_of(wide), 1, make_escrow), result::ok);
     q.set_rules(rules_newest);
     EXPECT_EQ(q.execute(create_op_of(wide), 2, make_escrow), result::ok) << "a client's retry of the create";
+  }
+
+  // Version 20's codes: a join naming a seat and a bid for round 0 are equb_op_invalid
+  // (not_a_member and round_already_paid before), and a new bidding group with a
+  // commission but a cap of 0 is commission_cap_missing (taken before; its repeat stays
+  // ok).
+  for (const uint16_t rules : {uint16_t(rules_equb_codes - 1), rules_newest}) {
+    SCOPED_TRACE("rules " + std::to_string(rules));
+    const bool v20 = rules >= rules_equb_codes;
+    group_table q;
+    q.set_rules(rules);
+    auto bidding = config(rotation::bidding);
+    bidding.group_id = bidding.escrow_account_id = 7070;
+    bidding.max_discount_bp = 2000;
+    bidding.commission_bp = 500;
+    bidding.organizer_account_id = organizer;
+    bidding.commission_cap = 0;
+    EXPECT_EQ(q.execute(create_op_of(bidding), 1, make_escrow), v20 ? result::commission_cap_missing : result::ok);
+    EXPECT_EQ(q.find(7070) == nullptr, v20);
+    if (!v20) {
+      q.set_rules(rules_newest);
+      EXPECT_EQ(q.execute(create_op_of(bidding), 2, make_escrow), result::ok) << "a repeat of the group made";
+      q.set_rules(rules);
+    }
+    bidding.group_id = bidding.escrow_account_id = 7071;
+    bidding.commission_cap = 1'000;
+    ASSERT_EQ(q.execute(create_op_of(bidding), 3, make_escrow), result::ok);
+    EXPECT_EQ(q.verdict(group_payment(bidding, wallet(0), 0, 1, c), 4),
+              v20 ? result::equb_op_invalid : result::not_a_member);
+    join_all(q, bidding, {wallet(0), wallet(1), wallet(2)}, 4);
+    wire::equb_op go;
+    go.kind = wire::equb_op_kind::start;
+    go.group_id = 7071;
+    ASSERT_EQ(q.execute(go, 5, make_escrow), result::ok);
+    ASSERT_EQ(q.find(7071)->g.round, 2u);
+    wire::equb_op offer;
+    offer.kind = wire::equb_op_kind::bid;
+    offer.group_id = 7071;
+    offer.seat = 1;
+    offer.wallet = wallet(1);
+    offer.amount = 3 * c - 1;
+    EXPECT_EQ(q.execute(offer, 6, make_escrow), v20 ? result::equb_op_invalid : result::round_already_paid);
+    offer.round = 2;
+    EXPECT_EQ(q.execute(offer, 7, make_escrow), result::ok);
   }
 
   // A create naming an engine account: refused from version 7 on, taken before (as
