@@ -148,6 +148,11 @@ constexpr uint16_t rules_default_penalty = 20;
 // commission_cap_missing. Before, not_a_member, round_already_paid (or whatever the
 // group's phase gave first), and ok.
 constexpr uint16_t rules_equb_codes = 20;
+// Orders: a gateway that loses the broker role while sessions of it stay up (counted for
+// its payments role) is a broker down from that registry change: the orders sent to it
+// and not acknowledged go on at once (it can no longer answer them), as when its last
+// session closes. Before, they waited out their answer timeout.
+constexpr uint16_t rules_broker_role_loss_hands_orders_on = 20;
 constexpr uint16_t rules_newest = 20;
 
 }  // namespace mesob::actors

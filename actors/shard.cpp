@@ -487,15 +487,21 @@ void shard::execute(batch& b) {
       // sessions counted, and the next to open is a broker up. (disabled_at is not in
       // snapshots, but a disable in this batch sets it past whatever `before` holds, live
       // or in replay, and nothing else changes it.)
+      // And one that lost the role with sessions still counted is a broker down now
+      // (rules_broker_role_loss_hands_orders_on): its answers are refused from here on.
+      // (Its sessions' closing later, if they lose every role, hands on nothing more.)
       if (b.rules >= rules_broker_role_reaches_sessions && b.registry_after) {
         deciding(b, b.count);  // what routing decides (events) is this batch's
+        const uint64_t ts = b.timestamp_base + b.count;
         for (const auto& g : b.registry_after->all()) {
           const auto* was = before ? before->find(g.number) : nullptr;
           const bool was_broker = was && (was->roles & wire::roles::broker);
+          const bool is_broker = (g.roles & wire::roles::broker) != 0;
           const bool disabled_now = was && was->disabled_at != g.disabled_at;
-          if ((g.roles & wire::roles::broker) && g.enabled && !was_broker && !disabled_now &&
-              desks_.sessions(g.number) > 0)
-            trading_.broker_up(g.number, b.timestamp_base + b.count);
+          if (desks_.sessions(g.number) == 0) continue;
+          if (is_broker && g.enabled && !was_broker && !disabled_now) trading_.broker_up(g.number, ts);
+          else if (!is_broker && was_broker && b.rules >= rules_broker_role_loss_hands_orders_on)
+            trading_.broker_down(g.number, ts);
         }
       }
       break;

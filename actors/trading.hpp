@@ -30,7 +30,8 @@
 // (an `order_timeout` event); the order is sent again after an exponential backoff with
 // jitter, to the same broker while it may (tries_per_gateway timeouts), else at once to
 // the next (the fallback broker), the first told to cancel. A broker whose last session
-// closes hands its unacknowledged orders on at once; a restart (the engine's session
+// closes hands its unacknowledged orders on at once, as does one that loses the broker
+// role while its sessions stay up for payments (rules version 20); a restart (the engine's session
 // reset) sends every unacknowledged order round again when brokers come back. An order
 // with no broker to take it waits (for a session to open, or each route_poll_ns while
 // breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,
@@ -247,7 +248,8 @@ class table {
   // unacknowledged with their answer due from now), those it had and does not are
   // cancelled there, and orders waiting for a broker are routed.
   void broker_up(uint32_t gateway, uint64_t ts);
-  // The last session of broker `gateway` closed: its unacknowledged orders go on at once.
+  // The last session of broker `gateway` closed, or it lost the broker role: its
+  // unacknowledged orders go on at once.
   void broker_down(uint32_t gateway, uint64_t ts);
   // The engine (re)started: no broker is up; unacknowledged orders wait for one.
   void reset(uint64_t ts);

@@ -658,6 +658,38 @@ TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrder
   EXPECT_TRUE(same_after_restart(before, order(70)));
 }
 
+// The broker role taken from a gateway whose sessions stay up (counted for its payments
+// role) hands the orders sent to it and not acknowledged on at that registry change
+// (rules version 20), as its last session closing would: its answers are refused from
+// then. Before, they waited out their answer timeout. The log replays it so.
+TEST_F(orders_engine_replay, ABrokerRoleTakenFromAnOpenSessionHandsItsUnacknowledgedOrdersOn) {
+  auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting("bank-broker", 70);
+  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
+  sync();
+  ASSERT_EQ(order(70).broker, number("bank-broker"));
+  ASSERT_EQ(order(70).routing, uint8_t(actors::trading::route_state::sent));
+  clear_sent();
+  upd.roles = wire::roles::payments;
+  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
+  sync();
+  EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::waiting)) << "no other broker is up";
+  EXPECT_TRUE(sent().empty());
+  up("broker-a");
+  const auto s = sent();
+  // The order to broker-a, and word to the gateway it left to stop (it may have it).
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].first, "broker-a");
+  EXPECT_EQ(s[0].second.order_id, 70u);
+  EXPECT_EQ(s[0].second.kind, wire::order_instruction_kind::work);
+  EXPECT_EQ(s[1].first, "bank-broker");
+  EXPECT_EQ(s[1].second.order_id, 70u);
+  EXPECT_EQ(s[1].second.kind, wire::order_instruction_kind::cancel);
+  const auto before = order(70);
+  EXPECT_EQ(before.broker, number("broker-a"));
+  restart();
+  EXPECT_TRUE(same_after_restart(before, order(70)));
+}
+
 // The same change made with a disable and an enable in one batch: the sessions counted
 // are the server's to close (they were cut off), so the orders wait for the next
 // session, which routes them.
