@@ -324,10 +324,12 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
     seat& s = g.seats[i];
     if (s.paid) continue;
     const uint64_t due = g.cfg.contribution - s.credit;
-    if ((!cover && i == r) || due == 0) continue;
+    // (A seat whose credit covered its due is unpaid for older debts it still owes: it
+    // owes the penalty alone.)
+    const uint64_t debt = due + (default_penalty ? g.cfg.late_penalty : 0);
+    if ((!cover && i == r) || debt == 0) continue;
     gap += due;
-    s.debts.push_back({g.round, due + (default_penalty ? g.cfg.late_penalty : 0),
-                       cover ? g.cfg.guarantor_account_id : rs.wallet});
+    s.debts.push_back({g.round, debt, cover ? g.cfg.guarantor_account_id : rs.wallet});
   }
   if (cover && gap > 0) {
     add(o, g.cfg.guarantor_account_id, g.cfg.escrow_account_id, gap, purpose::cover);

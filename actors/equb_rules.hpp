@@ -13,8 +13,8 @@
 //             contributions after it pay the late penalty, into the pot. A round
 //             closes when every seat has paid, or when deadline + grace has passed
 //             (unless the default policy holds the round): seats that did not pay owe
-//             their due and the late penalty as a debt, and the pot is paid out to the
-//             round's recipient.
+//             their due and (from rules version 20) the late penalty as a debt, and the
+//             pot is paid out to the round's recipient.
 //   completed every seat has received once; escrow is empty.
 //   dissolved the current round's payments (and forming deposits) are refunded to
 //             their payers, to the minor unit; escrow is empty. Past rounds are settled
@@ -47,9 +47,11 @@
 //   cover_from_guarantor the guarantor account pays the gap (the dues) into escrow and
 //                      the pot is whole; the debts' creditor is the guarantor (the
 //                      penalty pays for its cover);
-// A missed round so never costs less than a late payment, which puts the penalty in the
-// pot (version 20 on; before, a debt was the due alone).
 //   hold_round         the round waits for every seat (late penalties still apply).
+// A missed round so never costs less than a late payment, which puts the penalty in the
+// pot (rules version 20 on; before, a debt was the due alone). A seat whose dividend
+// credit covered its due but that still owed older debts owes the penalty alone; the
+// recipient's own missed due under pay_what_is_there makes no debt (its pot is short).
 //
 // Engine downtime: members cannot pay while the engine is down. When it starts again, a
 // group whose round deadline or close (deadline + grace) fell in the outage, from the
@@ -121,7 +123,7 @@ struct group_config {
   uint64_t contribution = 0;  // per seat per round, minor units
   uint64_t period_ns = 0;     // round length on the engine clock
   uint64_t grace_ns = 0;
-  uint64_t late_penalty = 0;  // minor units, into the pot
+  uint64_t late_penalty = 0;  // minor units: paid late, into the pot; missed, in the debt
   uint32_t fee_bp = 0;        // of each payout, to the fee account
   rotation policy = rotation::fixed_order;
   // bidding only

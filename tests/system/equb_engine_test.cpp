@@ -904,7 +904,7 @@ TEST_F(equb_engine, TwelveSeatLotteryToCompletionWithProofs) {
 }
 
 // What a group decides on its own is in the event stream: each round's close with its
-// recipient and, for a lottery, the seed it revealed; a missed_debt contribution with what the
+// recipient and, for a lottery, the seed it revealed; a missed contribution with what the
 // member then owes; the group's completion. Replay (every record after the snapshot, the
 // event log cut back to it) writes the very same events.
 TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
@@ -1090,7 +1090,7 @@ TEST_F(equb_engine, AnOutageDoesNotCountAgainstMembers) { outage_does_not_count_
 // A deadline that passed while the engine was up, with nothing happening, stays passed
 // across an outage that follows: the engine ticks when a round's deadline passes, so the
 // log shows it was up then. The grace the outage took is given back (its close fell in
-// it), but the member who missed_debt the deadline still pays the late penalty. Before that
+// it), but the member who missed the deadline still pays the late penalty. Before that
 // tick, the outage was measured from the last request, and a restart waived the penalty
 // of a member who had had all the time.
 TEST_F(equb_engine, ADeadlinePassedWhileUpIsNotMovedByALaterOutage) {

@@ -381,6 +381,41 @@ TEST(equb_rules, pay_what_is_there_makes_debts_owed_to_the_short_changed_recipie
   }
 }
 
+// A seat whose dividend credit covered its due, unpaid only for an older debt it still
+// owes, that lets the round close owes the late penalty alone (rules version 20): paying
+// late would have cost it the penalty too. Before, skipping cost it nothing.
+TEST(equb_rules, a_seat_whose_credit_covers_its_due_still_owes_the_penalty_when_it_misses) {
+  for (const bool penalty : {false, true}) {
+    SCOPED_TRACE(penalty ? "default penalty" : "rules before version 20");
+    ledger l;
+    auto g = started(l, 3, config());
+    step(l, g, close_round(g, 1));  // round 1: seat 0
+    // Seat 2 as a bidding round's dividend can leave it: its credit is the whole due, and
+    // an older debt keeps it unpaid (escrow holds the credit: escrow = pot + credits).
+    g.seats[2].credit = c;
+    g.escrow += c;
+    l.bal[escrow] += int64_t(c);
+    l.bal[fee_acct] -= int64_t(c);  // (where the credit's money came from, for the ledger's sum)
+    g.seats[2].debts.push_back({1, 700, wallet(0)});
+    g.seats[2].paid = false;
+    const uint64_t now = period + 1;
+    EXPECT_EQ(owed(g, 2, now), 700u);
+    EXPECT_EQ(owed(g, 2, 2 * period + 1), 700u + g.cfg.late_penalty) << "late, it pays the penalty";
+    step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, now));
+    step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, now));
+    const auto o = close_round(g, 2 * period + grace + 1, true, penalty);
+    step(l, g, o);
+    ASSERT_EQ(g.seats[2].debts.size(), penalty ? 2u : 1u);
+    if (penalty) {
+      EXPECT_EQ(g.seats[2].debts[1].amount, g.cfg.late_penalty);
+      EXPECT_EQ(g.seats[2].debts[1].creditor_account_id, wallet(1)) << "the round's recipient";
+    }
+    group_state back;
+    std::string why;
+    EXPECT_TRUE(decode_group(encode_group(g), &back, &why)) << why;
+  }
+}
+
 // cover_from_guarantor: the guarantor fills the gap so the pot is whole; the debts (each
 // a due and, from rules version 20, the late penalty) are the guarantor's. A recipient
 // that did not pay settles its own debt from its payout, and debts larger than a payout
