@@ -487,22 +487,30 @@ void shard::execute(batch& b) {
       // sessions counted, and the next to open is a broker up. (disabled_at is not in
       // snapshots, but a disable in this batch sets it past whatever `before` holds, live
       // or in replay, and nothing else changes it.)
-      // And one that lost the role with sessions still counted is a broker down now
-      // (rules_broker_role_loss_hands_orders_on): its answers are refused from here on.
-      // (Its sessions' closing later, if they lose every role, hands on nothing more.)
+      // And one that lost the role with sessions still counted (for payments, or not yet
+      // closed by the server for having no role left) is a broker down now
+      // (rules_broker_role_loss_hands_orders_on): the server refuses its sessions'
+      // answers once it sees the change. (Their closing later hands on nothing more: a
+      // session event of a gateway that is no broker touches no order.) The ups go
+      // first, so an order handed on in the same batch goes to a new broker once.
       if (b.rules >= rules_broker_role_reaches_sessions && b.registry_after) {
         deciding(b, b.count);  // what routing decides (events) is this batch's
         const uint64_t ts = b.timestamp_base + b.count;
+        auto broker_was = [&](const gateways::gateway& g) {
+          const auto* was = before ? before->find(g.number) : nullptr;
+          return was && (was->roles & wire::roles::broker);
+        };
         for (const auto& g : b.registry_after->all()) {
           const auto* was = before ? before->find(g.number) : nullptr;
-          const bool was_broker = was && (was->roles & wire::roles::broker);
-          const bool is_broker = (g.roles & wire::roles::broker) != 0;
           const bool disabled_now = was && was->disabled_at != g.disabled_at;
-          if (desks_.sessions(g.number) == 0) continue;
-          if (is_broker && g.enabled && !was_broker && !disabled_now) trading_.broker_up(g.number, ts);
-          else if (!is_broker && was_broker && b.rules >= rules_broker_role_loss_hands_orders_on)
-            trading_.broker_down(g.number, ts);
+          if ((g.roles & wire::roles::broker) && g.enabled && !broker_was(g) && !disabled_now &&
+              desks_.sessions(g.number) > 0)
+            trading_.broker_up(g.number, ts);
         }
+        if (b.rules >= rules_broker_role_loss_hands_orders_on)
+          for (const auto& g : b.registry_after->all())
+            if (!(g.roles & wire::roles::broker) && broker_was(g) && desks_.sessions(g.number) > 0)
+              trading_.broker_down(g.number, ts);
       }
       break;
     }

@@ -31,7 +31,7 @@
 // jitter, to the same broker while it may (tries_per_gateway timeouts), else at once to
 // the next (the fallback broker), the first told to cancel. A broker whose last session
 // closes hands its unacknowledged orders on at once, as does one that loses the broker
-// role while its sessions stay up for payments (rules version 20); a restart (the engine's session
+// role while sessions of it are still counted (rules version 20); a restart (the engine's session
 // reset) sends every unacknowledged order round again when brokers come back. An order
 // with no broker to take it waits (for a session to open, or each route_poll_ns while
 // breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,

@@ -690,6 +690,35 @@ TEST_F(orders_engine_replay, ABrokerRoleTakenFromAnOpenSessionHandsItsUnacknowle
   EXPECT_TRUE(same_after_restart(before, order(70)));
 }
 
+// One batch of changes taking the broker role from one gateway and giving it to another
+// with a session up: the order the first had goes to the second once (the ups are
+// decided first, then the downs).
+TEST_F(orders_engine, ABrokerRoleMovedInOneBatchSendsTheOrderOnce) {
+  auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting("bank-broker", 70);
+  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
+  sync();
+  ASSERT_EQ(order(70).broker, number("bank-broker"));
+  auto two = test::make_gateway_registration("bank-two", settlement + 40, 40);
+  two.roles = wire::roles::payments;
+  two.rail = 3;
+  ASSERT_EQ(e().gateways({two}).results.at(0), result::ok);
+  up("bank-two");
+  clear_sent();
+  upd.roles = wire::roles::payments;
+  two.kind = wire::gateway_op_kind::update;
+  two.secret_bytes = 0;
+  std::memset(two.secret, 0, sizeof two.secret);
+  two.roles = wire::roles::payments | wire::roles::broker;
+  ASSERT_EQ(e().gateways({upd, two}).results, (std::vector<result>{result::ok, result::ok}));
+  sync();
+  const auto s = sent();
+  size_t work = 0;
+  for (const auto& [g, in] : s)
+    if (g == "bank-two" && in.order_id == 70 && in.kind == wire::order_instruction_kind::work) ++work;
+  EXPECT_EQ(work, 1u) << s.size() << " instructions";
+  EXPECT_EQ(order(70).broker, number("bank-two"));
+}
+
 // The same change made with a disable and an enable in one batch: the sessions counted
 // are the server's to close (they were cut off), so the orders wait for the next
 // session, which routes them.
