@@ -89,11 +89,6 @@ struct gateway {
   // batch of changes, which a snapshot's 0 does not disturb.)
   uint64_t disabled_at = 0;
 
-  [[nodiscard]] bool serves_account(uint64_t account_id) const {
-    for (const auto& gc : currencies)
-      if (gc.settlement_account_id == account_id) return true;
-    return false;
-  }
   [[nodiscard]] const wire::gateway_currency* serves(wire::currency_code c) const {
     for (const auto& gc : currencies)
       if (gc.currency == c) return &gc;
