@@ -181,21 +181,37 @@ class orders_engine : public ::testing::Test {
     return r.results.at(0);
   }
   uint64_t trading(uint32_t shard) { return actors::trading::account_for(etb, shard, 2); }
-  // A gateway with the payments role alone (on the brokers' rail) and a session up, an
-  // order placed while no broker is up; returns the update that makes it a broker too.
-  wire::gateway_op broker_role_for_a_payments_gateway_with_an_order_waiting(const char* id, uint64_t order_id) {
-    auto reg = test::make_gateway_registration(id, settlement + 30, 30);
+  // A gateway with the payments role alone (on the brokers' rail, `priority` its
+  // settlement account's offset too) and a session up; returns the update that makes it
+  // a broker too.
+  wire::gateway_op payments_gateway_up(const char* id, uint32_t priority) {
+    auto reg = test::make_gateway_registration(id, settlement + priority, priority);
     reg.roles = wire::roles::payments;
     reg.rail = 3;
     EXPECT_EQ(e().gateways({reg}).results.at(0), result::ok);
     up(id);
-    EXPECT_EQ(place(buy(order_id, a_, 10, 100)), result::ok);
-    EXPECT_TRUE(sent().empty()) << "no broker up";
     reg.kind = wire::gateway_op_kind::update;
     reg.secret_bytes = 0;
     std::memset(reg.secret, 0, sizeof reg.secret);
     reg.roles = wire::roles::payments | wire::roles::broker;
     return reg;
+  }
+  // The same, and an order placed while no broker is up.
+  wire::gateway_op broker_role_for_a_payments_gateway_with_an_order_waiting(const char* id, uint64_t order_id) {
+    const auto upd = payments_gateway_up(id, 30);
+    EXPECT_EQ(place(buy(order_id, a_, 10, 100)), result::ok);
+    EXPECT_TRUE(sent().empty()) << "no broker up";
+    return upd;
+  }
+  // The same, made a broker with its session up: the order is sent to it (and not yet
+  // acknowledged). Returns the update that made it a broker.
+  wire::gateway_op an_order_sent_to_a_payments_gateway_made_broker(const char* id, uint64_t order_id) {
+    const auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting(id, order_id);
+    EXPECT_EQ(e().gateways({upd}).results.at(0), result::ok);
+    sync();
+    EXPECT_EQ(order(order_id).broker, number(id));
+    EXPECT_EQ(order(order_id).routing, uint8_t(actors::trading::route_state::sent));
+    return upd;
   }
   // The admin audit's check (engine::check_balances).
   void expect_balanced() {
@@ -660,14 +676,11 @@ TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrder
 
 // The broker role taken from a gateway whose sessions stay up (counted for its payments
 // role) hands the orders sent to it and not acknowledged on at that registry change
-// (rules version 20), as its last session closing would: its answers are refused from
-// then. Before, they waited out their answer timeout. The log replays it so.
+// (rules version 20), as its last session closing would: the server refuses its
+// sessions' answers once it sees the change. Before, they waited out their answer
+// timeout. The log replays it so.
 TEST_F(orders_engine_replay, ABrokerRoleTakenFromAnOpenSessionHandsItsUnacknowledgedOrdersOn) {
-  auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting("bank-broker", 70);
-  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
-  sync();
-  ASSERT_EQ(order(70).broker, number("bank-broker"));
-  ASSERT_EQ(order(70).routing, uint8_t(actors::trading::route_state::sent));
+  auto upd = an_order_sent_to_a_payments_gateway_made_broker("bank-broker", 70);
   clear_sent();
   upd.roles = wire::roles::payments;
   ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
@@ -694,21 +707,10 @@ TEST_F(orders_engine_replay, ABrokerRoleTakenFromAnOpenSessionHandsItsUnacknowle
 // with a session up: the order the first had goes to the second once (the ups are
 // decided first, then the downs).
 TEST_F(orders_engine, ABrokerRoleMovedInOneBatchSendsTheOrderOnce) {
-  auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting("bank-broker", 70);
-  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
-  sync();
-  ASSERT_EQ(order(70).broker, number("bank-broker"));
-  auto two = test::make_gateway_registration("bank-two", settlement + 40, 40);
-  two.roles = wire::roles::payments;
-  two.rail = 3;
-  ASSERT_EQ(e().gateways({two}).results.at(0), result::ok);
-  up("bank-two");
+  auto upd = an_order_sent_to_a_payments_gateway_made_broker("bank-broker", 70);
+  const auto two = payments_gateway_up("bank-two", 40);
   clear_sent();
   upd.roles = wire::roles::payments;
-  two.kind = wire::gateway_op_kind::update;
-  two.secret_bytes = 0;
-  std::memset(two.secret, 0, sizeof two.secret);
-  two.roles = wire::roles::payments | wire::roles::broker;
   ASSERT_EQ(e().gateways({upd, two}).results, (std::vector<result>{result::ok, result::ok}));
   sync();
   const auto s = sent();
