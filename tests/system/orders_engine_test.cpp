@@ -241,9 +241,26 @@ class orders_engine : public ::testing::Test {
   return ::testing::AssertionFailure() << "before: " << fields(was) << "; after: " << fields(after);
 }
 
+// An instruction the engine sent: to `gateway`, about `order_id`, of `kind`.
+::testing::AssertionResult is_instruction(const std::pair<std::string, wire::order_instruction>& got,
+                                          const std::string& gateway, uint64_t order_id,
+                                          wire::order_instruction_kind kind) {
+  if (got.first == gateway && got.second.order_id == order_id && got.second.kind == kind)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "sent to " << got.first << " about order " << got.second.order_id
+                                       << ", kind " << unsigned(got.second.kind) << "; expected " << gateway
+                                       << ", order " << order_id << ", kind " << unsigned(kind);
+}
+
 class orders_engine_replay : public orders_engine {
  protected:
   orders_engine_replay() : orders_engine(false) {}
+  // A restart (replaying the log since the snapshot) leaves the order as it was.
+  void expect_kept_across_restart(uint64_t order_id) {
+    const auto before = order(order_id);
+    restart();
+    EXPECT_TRUE(same_after_restart(before, order(order_id))) << "order " << order_id;
+  }
 };
 
 }  // namespace
@@ -666,12 +683,9 @@ TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrder
   sync();
   const auto s = sent();
   ASSERT_EQ(s.size(), 1u);
-  EXPECT_EQ(s[0].first, "bank-broker");
-  EXPECT_EQ(s[0].second.order_id, 70u);
-  const auto before = order(70);
-  EXPECT_EQ(before.broker, number("bank-broker"));
-  restart();
-  EXPECT_TRUE(same_after_restart(before, order(70)));
+  EXPECT_TRUE(is_instruction(s[0], "bank-broker", 70, wire::order_instruction_kind::work));
+  EXPECT_EQ(order(70).broker, number("bank-broker"));
+  expect_kept_across_restart(70);
 }
 
 // The broker role taken from a gateway whose sessions stay up (counted for its payments
@@ -691,16 +705,10 @@ TEST_F(orders_engine_replay, ABrokerRoleTakenFromAnOpenSessionHandsItsUnacknowle
   const auto s = sent();
   // The order to broker-a, and word to the gateway it left to stop (it may have it).
   ASSERT_EQ(s.size(), 2u);
-  EXPECT_EQ(s[0].first, "broker-a");
-  EXPECT_EQ(s[0].second.order_id, 70u);
-  EXPECT_EQ(s[0].second.kind, wire::order_instruction_kind::work);
-  EXPECT_EQ(s[1].first, "bank-broker");
-  EXPECT_EQ(s[1].second.order_id, 70u);
-  EXPECT_EQ(s[1].second.kind, wire::order_instruction_kind::cancel);
-  const auto before = order(70);
-  EXPECT_EQ(before.broker, number("broker-a"));
-  restart();
-  EXPECT_TRUE(same_after_restart(before, order(70)));
+  EXPECT_TRUE(is_instruction(s[0], "broker-a", 70, wire::order_instruction_kind::work));
+  EXPECT_TRUE(is_instruction(s[1], "bank-broker", 70, wire::order_instruction_kind::cancel));
+  EXPECT_EQ(order(70).broker, number("broker-a"));
+  expect_kept_across_restart(70);
 }
 
 // One batch of changes taking the broker role from one gateway and giving it to another
@@ -1298,9 +1306,7 @@ TEST_F(orders_engine_replay, AHaltHoldsOrdersFromBrokersUntilTheInstrumentTrades
   sync();
   auto s = sent();
   ASSERT_EQ(s.size(), 1u);
-  EXPECT_EQ(s[0].first, "broker-a");
-  EXPECT_EQ(s[0].second.order_id, 130u);
-  EXPECT_EQ(s[0].second.kind, wire::order_instruction_kind::work);
+  EXPECT_TRUE(is_instruction(s[0], "broker-a", 130, wire::order_instruction_kind::work));
   EXPECT_EQ(routing(130), route_state::sent);
   ASSERT_EQ(answer("broker-a", fill(130, 1, 10, 100)), result::ok);
   EXPECT_EQ(account(a_).debits_posted, 1000u);
@@ -1317,9 +1323,7 @@ TEST_F(orders_engine_replay, AHaltHoldsOrdersFromBrokersUntilTheInstrumentTrades
   (void)e().create_accounts({test::make_account(bank)});  // a logged batch: the ticker's moment
   ASSERT_TRUE(eventually([&] { return routing(131) == route_state::halted; }));
   EXPECT_EQ(sent().size(), 1u) << "only the first work";
-  const auto before = order(131);
-  restart();  // the log alone since the snapshot
-  EXPECT_TRUE(same_after_restart(before, order(131)));
+  expect_kept_across_restart(131);  // the log alone since the snapshot
   up("broker-a");
   EXPECT_EQ(routing(131), route_state::halted);
   clear_sent();
