@@ -496,12 +496,13 @@ void shard::execute(batch& b) {
       if (b.rules >= rules_broker_role_reaches_sessions && b.registry_after) {
         deciding(b, b.count);  // what routing decides (events) is this batch's
         const uint64_t ts = b.timestamp_base + b.count;
+        auto was_of = [&](const gateways::gateway& g) { return before ? before->find(g.number) : nullptr; };
         auto broker_was = [&](const gateways::gateway& g) {
-          const auto* was = before ? before->find(g.number) : nullptr;
+          const auto* was = was_of(g);
           return was && (was->roles & wire::roles::broker);
         };
         for (const auto& g : b.registry_after->all()) {
-          const auto* was = before ? before->find(g.number) : nullptr;
+          const auto* was = was_of(g);
           const bool disabled_now = was && was->disabled_at != g.disabled_at;
           if ((g.roles & wire::roles::broker) && g.enabled && !broker_was(g) && !disabled_now &&
               desks_.sessions(g.number) > 0)

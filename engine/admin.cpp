@@ -650,11 +650,9 @@ class admin_impl {
       // The newest few: a gateway may have 63, and 1,024 gateways share one answer.
       constexpr size_t former_shown_max = 8;
       const auto& fa = g.former_accounts;
-      std::string former = fa.size() > former_shown_max
-                               ? "(" + std::to_string(fa.size() - former_shown_max) + " older)"
-                               : std::string();
-      for (size_t k = fa.size() > former_shown_max ? fa.size() - former_shown_max : 0; k < fa.size(); ++k)
-        former += (former.empty() ? "" : " ") + std::to_string(fa[k]);
+      const size_t first_shown = fa.size() > former_shown_max ? fa.size() - former_shown_max : 0;
+      std::string former = first_shown > 0 ? "(" + std::to_string(first_shown) + " older)" : std::string();
+      for (size_t k = first_shown; k < fa.size(); ++k) former += (former.empty() ? "" : " ") + std::to_string(fa[k]);
       s.rows.push_back({g.id, "registry", std::to_string(g.number), std::string(actors::gateways::rail_name(g.rail)),
                         std::to_string(g.priority), wire::roles_text(g.roles), settlement, g.enabled ? "yes" : "no",
                         count(client_n, g.id), count(admin_n, g.id), std::to_string(g.answer_timeout_ms), former});
