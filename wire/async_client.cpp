@@ -77,6 +77,7 @@ std::unique_ptr<async_client> async_client::connect(const options& o, std::strin
     *error = "async_client: eventfd: " + std::string(std::strerror(errno));
     return nullptr;
   }
+  c->sender_ = std::thread([p = c.get()] { p->sender_loop(); });
   c->reader_ = std::thread([p = c.get()] { p->reader_loop(); });
   return c;
 }
@@ -99,6 +100,7 @@ async_client::~async_client() {
   if (opt_.cancel_fd >= 0) (void)!::write(opt_.cancel_fd, &one, sizeof one);  // and its connect
   room_.notify_all();
   wake_.notify_all();
+  out_cv_.notify_all();
   {
     // Threads inside submit() see closing_ and leave (a waiting one fails what is left
     // "client closed"): only then may the members they use go.
@@ -106,6 +108,7 @@ async_client::~async_client() {
     submitters_left_.wait(lk, [&] { return submitters_ == 0; });
   }
   if (reader_.joinable()) reader_.join();  // (not started: its thread could not be made)
+  if (sender_.joinable()) sender_.join();
   if (opt_.cancel_fd >= 0) ::close(opt_.cancel_fd);
   fail_all("client closed");
 }
@@ -121,8 +124,22 @@ void async_client::submit(std::vector<request> requests) {
   std::vector<uint64_t> unsent_ids;
   uint64_t gen = 0;  // the connection they were registered on
   std::vector<uint8_t> joined;
+  // On the reader thread (a callback, on_push) a full window is not waited out: only
+  // this thread reads the answers that would make room. Nor is a write: it queues.
+  const bool on_reader = std::this_thread::get_id() == reader_id_.load(std::memory_order_relaxed);
   const auto write = [&] {
     if (unsent.empty()) return;
+    if (on_reader) {  // (only the reader reconnects: the generation is the current one)
+      {
+        std::lock_guard lk(mu_);
+        for (const uint64_t id : unsent_ids)
+          if (const auto it = pending_.find(id); it != pending_.end()) it->second.written = true;
+        for (auto& f : unsent) queue_locked(std::move(f));
+      }
+      unsent.clear();
+      unsent_ids.clear();
+      return;
+    }
     std::span<const uint8_t> bytes = *unsent.front();
     if (unsent.size() > 1) {  // one write for all
       joined.clear();
@@ -130,6 +147,7 @@ void async_client::submit(std::vector<request> requests) {
       bytes = joined;
     }
     std::lock_guard sl(send_mu_);
+    send_queued();  // what the reader thread queued before goes first
     std::string err;
     // A reconnect since registering sent them with every unanswered request: a second
     // copy could meet a full window and answer the request with an error.
@@ -146,9 +164,6 @@ void async_client::submit(std::vector<request> requests) {
     unsent.clear();
     unsent_ids.clear();
   };
-  // On the reader thread (a callback, on_push) a full window is not waited out: only
-  // this thread reads the answers that would make room.
-  const bool on_reader = std::this_thread::get_id() == reader_id_.load(std::memory_order_relaxed);
   std::vector<std::pair<callback, std::string>> refused;  // completed after the lock
   // Counted inside submit() while it uses the client (the destructor waits), left before
   // the refused requests' callbacks run (one may destroy the client). Declared before
@@ -239,7 +254,6 @@ void async_client::reader_loop() {
       }
       if (f.header.kind != uint16_t(frame_kind::response) && f.header.kind != uint16_t(frame_kind::error)) continue;
       callback done;
-      std::shared_ptr<const std::vector<uint8_t>> next;  // a resend this answer makes room for
       {
         std::lock_guard lk(mu_);
         auto it = pending_.find(f.header.request_id);
@@ -247,20 +261,18 @@ void async_client::reader_loop() {
         done = std::move(it->second.done);
         pending_.erase(it);
         reconnects_unanswered_ = 0;
-        while (!send_later_.empty() && !next) {
+        // The next request waiting for room (queued: on a failed write the next read
+        // fails, and the reconnect sends it again).
+        while (!send_later_.empty()) {
           const auto later = pending_.find(send_later_.front());
           send_later_.pop_front();
           if (later == pending_.end()) continue;
-          next = later->second.frame;
           later->second.written = true;
           later->second.sent = std::chrono::steady_clock::now();
           if (later->second.resend) ++resent_;
+          queue_locked(later->second.frame);
+          break;
         }
-      }
-      if (next) {  // this thread alone reconnects: the connection is the one answering
-        std::lock_guard sl(send_mu_);
-        std::string why;
-        (void)conn_->send_bytes(*next, &why);  // on failure the next read fails: reconnect, resend
       }
       room_.notify_all();
       guarded("a request's callback", [&] { done(client::to_outcome(f.header, f.body)); });
@@ -289,8 +301,8 @@ void async_client::reader_loop() {
     }
     if (ping) {
       pinged_ = std::chrono::steady_clock::now();
-      std::lock_guard sl(send_mu_);
-      (void)conn_->ping(&err);  // the pong is skipped above; on failure the next read fails: reconnect
+      std::lock_guard lk(mu_);
+      queue_locked(nullptr);  // the pong is skipped above; on a failed write the next read fails: reconnect
       continue;
     }
     last_error_ = err;
@@ -321,6 +333,12 @@ void async_client::reader_loop() {
 bool async_client::reconnect() {
   int backoff = opt_.reconnect_backoff_ms;
   int refused_in_a_row = 0;
+  {
+    // Given up: a write blocked on it (holding send_mu_, which the swap below takes)
+    // fails at once, not at the socket's send timeout.
+    std::lock_guard lk(mu_);
+    conn_->shutdown();
+  }
   for (int attempt = 1;; ++attempt) {
     {
       std::unique_lock lk(mu_);
@@ -356,7 +374,7 @@ bool async_client::reconnect() {
       continue;
     }
     std::unique_lock sl(send_mu_);
-    std::vector<std::shared_ptr<const std::vector<uint8_t>>> again;
+    uint64_t again = 0;
     std::vector<std::tuple<callback, std::string, bool>> not_again;  // completed after the locks
     {
       std::lock_guard lk(mu_);
@@ -368,8 +386,10 @@ bool async_client::reconnect() {
       take_limits(conn_->welcome());
       // In request-id order, as many as the new session's window takes; the rest one per
       // answer (sent past the window, they would be answered too_many_in_flight, which
-      // says nothing of whether the first send was applied).
+      // says nothing of whether the first send was applied). Queued, ahead of any write
+      // that follows: the old connection's queue goes.
       send_later_.clear();
+      out_q_.clear();
       const auto now = std::chrono::steady_clock::now();
       for (auto it = pending_.begin(); it != pending_.end();) {
         auto& [id, p] = *it;
@@ -388,27 +408,70 @@ bool async_client::reconnect() {
         }
         p.resend = true;
         p.sent = now;
-        if (again.size() < in_flight_max_) {
-          again.push_back(p.frame);
-          p.written = true;  // (sent below, under send_mu_ still)
+        if (again < in_flight_max_) {
+          ++again;
+          queue_locked(p.frame);
+          p.written = true;
         } else {
           send_later_.push_back(id);
         }
         ++it;
       }
-      resent_ += again.size();
+      resent_ += again;
     }
-    bool ok = true;
-    for (const auto& frame : again) ok = ok && conn_->send_bytes(*frame, &err);
+    sl.unlock();
     if (!not_again.empty()) {
-      sl.unlock();
       room_.notify_all();
       for (auto& [done, why, written] : not_again) guarded("a request's callback", [&] { done(failed(why, written)); });
     }
-    if (ok) return true;
-    last_error_ = err;
-    if (sl.owns_lock()) sl.unlock();  // (callbacks may run below)
-    attempt_failed(attempt);
+    return true;
+  }
+}
+
+void async_client::queue_locked(std::shared_ptr<const std::vector<uint8_t>> frame) {
+  out_q_.push_back({std::move(frame), conn_gen_});
+  out_cv_.notify_one();
+}
+
+void async_client::send_queued() {
+  std::deque<queued> q;
+  {
+    std::lock_guard lk(mu_);
+    if (out_q_.empty()) return;
+    q.swap(out_q_);
+  }
+  // Frames in one write, a ping between them in its place; on failure the reader's next
+  // read fails and the reconnect sends what is unanswered again.
+  std::vector<uint8_t> joined;
+  std::string err;
+  const auto flush = [&] {
+    if (!joined.empty()) (void)conn_->send_bytes(joined, &err);
+    joined.clear();
+  };
+  for (const auto& e : q) {
+    if (e.gen != conn_gen_) continue;  // written before a reconnect: the reconnect sent it again
+    if (!e.frame) {
+      flush();
+      (void)conn_->ping(&err);
+    } else {
+      joined.insert(joined.end(), e.frame->begin(), e.frame->end());
+    }
+  }
+  flush();
+}
+
+void async_client::sender_loop() {
+  pthread_setname_np(pthread_self(), "mesob.client.tx");
+  for (;;) {
+    {
+      std::unique_lock lk(mu_);
+      out_cv_.wait(lk, [&] { return closing_ || !out_q_.empty(); });
+      if (closing_) return;
+    }
+    // send_mu_ before taking the queue: a submit's write then either comes first and
+    // sends the queue ahead of its own, or after what this sends.
+    std::lock_guard sl(send_mu_);
+    send_queued();
   }
 }
 

@@ -6,7 +6,11 @@
 //   auto f = c->submit(wire::lookup_accounts_body(ids));   // std::future<outcome>
 //
 // Any number of threads may submit; one reader thread completes callbacks (they must
-// not block). At most the server's in-flight limit (from Welcome) is outstanding:
+// not block). The reader never writes: what it sends (a request a callback submits, one
+// an answer makes room for, a reconnect's resends, a keepalive ping) goes to a queue
+// that a sender thread writes, or any thread's write ahead of its own, in order. A
+// reader waiting on a write would deadlock with a server that stops reading a session
+// until its answers are read (mesobd does, past out_bytes_max). At most the server's in-flight limit (from Welcome) is outstanding:
 // submit() waits for room, except on the reader thread (a callback or on_push), where
 // it cannot wait for the answers that make room: what does not fit is sent one per
 // answer. A request past the server's frame limit (from Welcome) is refused at once,
@@ -107,6 +111,11 @@ class async_client {
   };
   async_client() = default;
   void reader_loop();
+  void sender_loop();
+  // Writes what is queued, in order (under send_mu_; takes mu_).
+  void send_queued();
+  // Queues a frame (null: a ping) for the current connection (under mu_).
+  void queue_locked(std::shared_ptr<const std::vector<uint8_t>> frame);
   // Under no lock: true when connected again, false when closing or refused for good.
   bool reconnect();
   // A reconnect's `attempt` (counted from 1) failed: past reconnect_attempts, down.
@@ -145,6 +154,15 @@ class async_client {
   // (the new session's window is smaller than what was unanswered), and what the reader
   // thread submitted into a full window. Each answer sends the next (mu_).
   std::deque<uint64_t> send_later_;
+  // What the reader thread sends, for the connection of its generation (a ping: no
+  // frame), in order: written by the sender thread, or by a submit's write first (mu_).
+  // At most one entry an answer, the requests the window holds and a ping.
+  struct queued {
+    std::shared_ptr<const std::vector<uint8_t>> frame;
+    uint64_t gen = 0;
+  };
+  std::deque<queued> out_q_;
+  std::condition_variable out_cv_;  // out_q_ filled, or closing (mu_)
   std::string last_error_;  // the reader thread's latest connection error
   // Threads inside submit() (mu_): the destructor waits for them to leave.
   int submitters_ = 0;
@@ -155,6 +173,7 @@ class async_client {
   std::optional<std::chrono::steady_clock::time_point> answer_due_;
   std::chrono::steady_clock::time_point pinged_{};
   int reconnects_unanswered_ = 0;   // (the reader thread's) reconnects in a row without an answer
+  std::thread sender_;
   std::thread reader_;
 };
 

@@ -2118,6 +2118,9 @@ struct scripted_server {
   std::atomic<uint32_t> frame_limit{4096};  // the Welcome's frame_bytes_max
   std::atomic<int> push_every_ms{0};  // > 0: a push this often to each session, once welcomed
   std::atomic<bool> reading{true};    // false: nothing read after the handshake
+  // Each answer's message this many bytes long. The answers are written as each request
+  // is read, blocking: a client that does not read them stops this server reading.
+  std::atomic<uint32_t> answer_bytes{0};
   std::thread th;
   std::vector<std::thread> conns;  // one a connection (the accepting thread's alone)
 
@@ -2193,7 +2196,8 @@ struct scripted_server {
         ++requests;
         if (answer_after_ms < 0) continue;
         std::this_thread::sleep_for(std::chrono::milliseconds(answer_after_ms));
-        const wire::error_msg e{wire::protocol_error::body_invalid, "scripted"};
+        const wire::error_msg e{wire::protocol_error::body_invalid,
+                                answer_bytes == 0 ? std::string("scripted") : std::string(answer_bytes, 's')};
         send_all(fd, wire::encode_frame(wire::frame_kind::error, f.header.request_id, wire::error_body(e)));
       }
     }
@@ -2420,6 +2424,37 @@ TEST(async_client, closing_cuts_a_blocked_send_short) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "the destructor waited for the send";
   sender.join();
   EXPECT_EQ(sent.get_future().get().failure, "client closed");
+}
+
+// A callback that submits while another thread's write is blocked, on a server that
+// stops reading until its answers are read (as mesobd does past out_bytes_max): the
+// reader queues the request for the sender thread and goes on reading, which frees the
+// server and so the write. Before, the reader waited for the lock the blocked write
+// held, the write for the server, the server for the reader: nothing moved until the
+// socket's send timeout (here 20 s), and then the connection was cut.
+TEST(async_client, a_callback_that_submits_never_stops_the_reader) {
+  constexpr int first = 256, more = 16;
+  scripted_server s(0, first);
+  s.frame_limit = 1u << 20;
+  s.answer_bytes = 1u << 20;  // 256 MiB of answers: past any socket buffers
+  std::string err;
+  auto c = wire::async_client::connect(s.opts(20'000), &err);
+  ASSERT_TRUE(c) << err;
+  std::atomic<int> answered{0}, resubmitted{0};
+  std::promise<void> all;
+  std::function<void(wire::client::outcome&&)> done = [&](wire::client::outcome&& r) {
+    EXPECT_TRUE(r.server_error) << r.failure;
+    if (r.server_error && resubmitted.fetch_add(1) < more) c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}), done);
+    if (answered.fetch_add(1) + 1 == first + more) all.set_value();
+  };
+  std::vector<wire::async_client::request> rs;  // 64 MiB in one write
+  for (int i = 0; i < first; ++i) rs.push_back({std::vector<uint8_t>(256u << 10, 0), done});
+  std::thread writer([&] { c->submit(std::move(rs)); });
+  const auto got = all.get_future().wait_for(std::chrono::seconds(15));
+  writer.join();
+  EXPECT_EQ(got, std::future_status::ready) << answered.load() << " of " << first + more << " answered";
+  EXPECT_EQ(c->reconnects(), 0u);
+  EXPECT_EQ(s.requests.load(), first + more);
 }
 
 // A request written before the connection failed, now past the new session's frame limit
