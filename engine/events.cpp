@@ -701,7 +701,7 @@ void event_hub::apply(command& c) {
   };
   if (subs_.count(c.session)) return answer(result::subscriber_busy, "this session is subscribed already");
   if (!name_valid(r.name))
-    return answer(result::subscriber_name_invalid, "names are 1..64 characters of A-Z a-z 0-9 . _ -");
+    return answer(result::subscriber_name_invalid, "a name is empty (anonymous) or 1..64 characters of A-Z a-z 0-9 . _ -");
   static_assert(wire::event_type_max <= 63, "types: one bit each in a u64");
   if ((r.types & ~((2ull << wire::event_type_max) - 2)) != 0)
     return answer(result::events_filter_invalid, "types: bits 1.." + std::to_string(wire::event_type_max) + " only");

@@ -1123,7 +1123,8 @@ class server_impl {
 
   // The roles of which any one lets a session make the request: the ledger's operations
   // payments; market data market_data (an instrument's halt, resume and resequence, and a
-  // customer's resequence: operators only);
+  // customer's resequence: operators only; a kind of no operation is the item's own
+  // refusal, instrument_op_invalid or customer_op_invalid, not the whole request's);
   // instrument look-ups every trading role. Admin gateways may do everything.
   static uint32_t roles_needed(const wire::parsed_request& p) {
     using namespace wire::roles;
@@ -1133,7 +1134,9 @@ class server_impl {
         for (uint32_t i = 0; i < p.count; ++i) {
           wire::instrument_op op;
           std::memcpy(&op, p.items.data() + size_t(i) * sizeof op, sizeof op);
-          if (op.kind != wire::instrument_op_kind::define) return admin;
+          if (op.kind == wire::instrument_op_kind::halt || op.kind == wire::instrument_op_kind::resume ||
+              op.kind == wire::instrument_op_kind::resequence)
+            return admin;
         }
         return market_data | admin;
       case wire::operation::lookup_instruments: return payments | broker | market_data | admin;
@@ -1141,7 +1144,7 @@ class server_impl {
         for (uint32_t i = 0; i < p.count; ++i) {
           wire::customer_op op;
           std::memcpy(&op, p.items.data() + size_t(i) * sizeof op, sizeof op);
-          if (op.kind != wire::customer_op_kind::record) return admin;
+          if (op.kind == wire::customer_op_kind::resequence) return admin;
         }
         return kyc | admin;
       case wire::operation::lookup_customers: return kyc | admin;  // KYC data stays with KYC
@@ -1338,9 +1341,12 @@ class server_impl {
   void send_reply(session& s, completed& c) {
     reply& r = c.r;
     if (r.st != status::ok) {
-      const protocol_error code = r.st == status::engine_failed ? protocol_error::engine_failed
-                                  : r.st == status::stopping    ? protocol_error::shutting_down
-                                                                : protocol_error::batch_too_large;
+      // (kind_invalid: a request whose shape the engine refuses, which parsing lets no
+      // client send: the body's fault, not its size.)
+      const protocol_error code = r.st == status::engine_failed    ? protocol_error::engine_failed
+                                  : r.st == status::stopping       ? protocol_error::shutting_down
+                                  : r.st == status::batch_too_large ? protocol_error::batch_too_large
+                                                                    : protocol_error::body_invalid;
       protocol_fault(s, c.request_id, code, std::string("engine: ") + status_name(r.st));
       return;
     }

@@ -1006,6 +1006,15 @@ TEST(server, market_data_and_halts_with_their_roles) {
   r = feed->call(wire::instrument_ops_body(std::vector{def, halt}));
   ASSERT_TRUE(r.server_error) << r.failure;
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  // A kind of no operation is the item's refusal, not a role the request lacks.
+  for (const uint8_t kind : {0, 5, 255}) {
+    auto odd = def;
+    odd.instrument_id = 43;
+    odd.kind = wire::instrument_op_kind(kind);
+    r = feed->call(wire::instrument_ops_body(std::vector{odd, def}));
+    ASSERT_TRUE(r.ok) << int(kind) << ": " << r.failure << r.error.message;
+    EXPECT_EQ(r.reply.results, (std::vector<result>{result::instrument_op_invalid, result::ok})) << int(kind);
+  }
   auto ops = n.connect("ops");
   r = ops->call(wire::instrument_ops_body(std::vector{halt}));
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
@@ -1055,6 +1064,11 @@ TEST(server, customers_with_the_kyc_role) {
   r = kyc->call(wire::customer_ops_body(std::vector{resequence}));
   ASSERT_TRUE(r.server_error) << r.failure;
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  auto odd = c;  // a kind of no operation: the item's refusal, not a role the request lacks
+  odd.kind = wire::customer_op_kind(2);
+  r = kyc->call(wire::customer_ops_body(std::vector{odd}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, std::vector<result>{result::customer_op_invalid});
   r = pay->call(wire::lookup_customers_body(std::vector<uint64_t>{5}));
   ASSERT_TRUE(r.server_error) << "KYC data is for the kyc role";
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
