@@ -223,14 +223,17 @@ bool policy::decode(std::span<const uint8_t> bytes, policy* out, std::string* wh
     const uint32_t weights = r.get<uint32_t>();
     if (r.short_read || weights > model_instruments_max)
       return *why = "policy: profile " + std::to_string(k) + "'s model is damaged", false;
+    uint64_t last = 0;  // written in instrument order: one weight an instrument
     for (uint32_t i = 0; i < weights; ++i) {
       wire::policy_op op;
       op.kind = wire::policy_op_kind::model;
       op.number = k;
       op.single_max = r.get<uint64_t>();
       op.daily_outflow_max = r.get<uint32_t>();
+      const bool in_order = op.single_max > last;
+      last = op.single_max;
       bool repeated = false;
-      if (r.short_read || op.daily_outflow_max == 0 || p.apply(op, &repeated) != result::ok || repeated)
+      if (r.short_read || !in_order || op.daily_outflow_max == 0 || p.apply(op, &repeated) != result::ok || repeated)
         return *why = "policy: profile " + std::to_string(k) + "'s model weight " + std::to_string(i) + " is damaged", false;
     }
   }

@@ -381,6 +381,12 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
         !b.positions_.emplace(id, p).second)
       return *why = "portfolio: position " + std::to_string(i) + " is damaged", false;
   }
+  // An empty position (nothing held, nothing open on it) is dropped, as the book drops
+  // it live: kept, it would count against positions_max and be listed for good.
+  std::erase_if(b.positions_, [](const auto& kv) {
+    const position& p = kv.second;
+    return p.quantity == 0 && p.reserved == 0 && p.buying == 0;
+  });
   const uint32_t no = r.get<uint32_t>();
   if (r.short_read || no > open_orders_max + closed_kept_max) return *why = "portfolio: bad order count", false;
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> open;  // instrument -> (buying, reserved) of open orders
@@ -441,7 +447,10 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       f.price_ticks = r.get<uint64_t>();
       if (version >= 4) f.gateway = r.get<uint32_t>();
       const uint64_t value = notional(f.quantity, f.price_ticks, e.tick);
-      if (r.short_read || f.id == 0 || f.quantity == 0 || f.quantity > e.o.quantity || f.price_ticks == 0 ||
+      // Within the order's limit, as book::fill takes them: a buy's hold then covers
+      // every fill of what is still open at the limit.
+      const bool within = buying(e.o) ? f.price_ticks <= e.o.limit_ticks : f.price_ticks >= e.o.limit_ticks;
+      if (r.short_read || f.id == 0 || f.quantity == 0 || f.quantity > e.o.quantity || f.price_ticks == 0 || !within ||
           value == UINT64_MAX || fill_units > UINT64_MAX - f.quantity || fill_value > UINT64_MAX - value)
         return *why = "portfolio: order " + std::to_string(e.o.id) + ": fill " + std::to_string(k) + " is damaged", false;
       fill_units += f.quantity;

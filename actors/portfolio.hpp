@@ -14,7 +14,8 @@
 //   2. the instrument: listed (instrument_not_found), the order's currency its currency
 //      (wrong_currency), the quantity whole lots (lot_size_invalid), the notional
 //      (quantity x limit x tick) at most 2^53 minor units (amounts_too_large); then the
-//      order id new to the portfolio (exists_with_different_fields);
+//      order id new to the portfolio (exists_with_different_fields), and at most
+//      fills_max lots (order_lots_past_fills, rules version 13: a lot a fill);
 //   3. the customer: a KYC record (customer_not_found), verified (kyc_not_verified); a
 //      buy: a risk profile the policy defines (risk_profile_undefined) that allows the
 //      asset class (risk_profile_forbids). A sell is not held to the profile (rules

@@ -27,6 +27,59 @@ wire::transfer engine_transfer(const order_entry& e, wire::id128 id, uint16_t co
   t.code = code;
   return t;
 }
+
+// What a wallet's row may owe: the chains `fill` and `close` emit, nothing else (they go
+// to the ledger again after a restart as the engine's own, which no client check sees).
+// A fill's: the post of hold k - 1 (chain_id(o, k, 0)), a sell's price improvement
+// (k, 1) from the currency's trading account, and hold k again while the order is open
+// (the wallet's money to a trading account, or the units' proceeds from one); a
+// close's: the void of hold k (k, 2). One order, the wallet, one currency; the order's
+// side, currency and instrument when the book still keeps it. Empty: as emitted.
+std::string chain_damage(uint64_t wallet, const std::vector<wire::transfer>& c, const portfolio::book& b) {
+  namespace tf = wire::transfer_flags;
+  const wire::transfer& f = c.front();
+  const uint64_t o = f.id.lo;
+  if (!emitted(f.id)) return "does not start with a post or a void";
+  const uint64_t k = (f.id.hi & ~kind_mask) >> 2;
+  const uint32_t j = uint32_t(f.id.hi & 3);
+  const order_entry* e = b.order(o);
+  const auto linked = [&](size_t i) { return uint16_t(i + 1 < c.size() ? tf::linked : 0); };
+  const auto trading_of = [&](uint64_t a) { return trading_account(a) && (a & 0xFFFFFF) == (f.currency & 0xFFFFFF); };
+  if (e && e->o.currency != f.currency) return "is not in its order's currency";
+  for (const auto& t : c)
+    if (t.id.lo != o || t.currency != f.currency || t.timestamp != 0 || t.timeout_s != 0 || t.reserved != 0)
+      return "mixes orders or currencies, or carries fields no chain sets";
+  const bool plain = f.debit_account_id == 0 && f.credit_account_id == 0 && f.user_data == wallet;
+  if (j == 2) {
+    if (c.size() != 1 || !plain || f.pending_id != hold_id(o, k) || f.flags != tf::void_pending || f.amount != 0 ||
+        f.code != code_close)
+      return "is not a close's void";
+    return {};
+  }
+  if (j != 0 || k == 0 || !plain || f.pending_id != hold_id(o, k - 1) || f.flags != (tf::post_pending | linked(0)) ||
+      f.amount == 0 || f.code != code_fill)
+    return "is not a close's void nor a fill's post";
+  size_t i = 1;
+  if (i < c.size() && c[i].id == chain_id(o, k, 1)) {
+    const wire::transfer& t = c[i];
+    if ((e && buying(e->o)) || !trading_of(t.debit_account_id) || t.credit_account_id != wallet || t.amount == 0 ||
+        t.flags != linked(i) || t.pending_id != wire::id128{} || t.code != code_improvement || t.user_data != wallet)
+      return "has a damaged price improvement";
+    ++i;
+  }
+  if (i < c.size()) {
+    const wire::transfer& t = c[i];
+    const bool buy = t.debit_account_id == wallet && trading_of(t.credit_account_id);
+    const bool sell = trading_of(t.debit_account_id) && t.credit_account_id == wallet;
+    if (t.id != hold_id(o, k) || !(e ? (buying(e->o) ? buy : sell) : buy || sell) || t.amount == 0 ||
+        t.flags != tf::pending || t.pending_id != wire::id128{} || (t.code & 0xFFF0) != code_hold ||
+        (e && (t.code != hold_code(e->o) || t.user_data != e->o.instrument_id)))
+      return "has a damaged hold";
+    ++i;
+  }
+  if (i != c.size()) return "has transfers past a fill's";
+  return {};
+}
 }  // namespace
 
 uint64_t hold_amount(const order_entry& e) {
@@ -961,15 +1014,23 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     w.owed.push_back(std::move(c));
   }
   if (r.at != bytes.size()) return *why = "trading: wallet " + std::to_string(wallet) + ": bytes after the row", false;
+  for (size_t i = 0; i < w.owed.size(); ++i)
+    if (const std::string d = chain_damage(wallet, w.owed[i], w.b); !d.empty())
+      return *why = "trading: wallet " + std::to_string(wallet) + ": chain " + std::to_string(i) + " " + d, false;
   // Every order is the row's wallet's, and an open one's instrument is listed (the
-  // market's row loads first): a fill of one that is not would find no instrument.
+  // market's row loads first): a fill of one that is not would find no instrument. An
+  // instrument's tick and currency never change: an order listed under it has them (its
+  // hold and fills were valued by that tick).
   std::string damaged;
   w.b.for_each_order([&](const order_entry& e) {
     if (!damaged.empty()) return;
+    const market::instrument* ins = market_ ? market_->find(e.o.instrument_id) : nullptr;
     if (e.o.wallet != wallet) damaged = "order " + std::to_string(e.o.id) + " names wallet " + std::to_string(e.o.wallet);
-    else if (e.st == order_state::open && market_ && !market_->find(e.o.instrument_id))
+    else if (e.st == order_state::open && market_ && !ins)
       damaged = "open order " + std::to_string(e.o.id) + " names instrument " + std::to_string(e.o.instrument_id) +
                 ", which is not listed";
+    else if (ins && (ins->def.tick != e.tick || ins->def.currency != e.o.currency))
+      damaged = "order " + std::to_string(e.o.id) + " differs from its instrument's tick or currency";
   });
   if (!damaged.empty()) return *why = "trading: wallet " + std::to_string(wallet) + ": " + damaged, false;
   bool closed = false;

@@ -2,6 +2,8 @@
 // the byte forms of the policy and of a customer, with damage refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "actors/customers.hpp"
 
 using namespace mesob;
@@ -97,6 +99,17 @@ TEST(Customers, PolicyRulesAndBytes) {
   ASSERT_TRUE(policy::decode(bytes, &back, &why)) << why;
   EXPECT_EQ(back.encode(), bytes);
   EXPECT_EQ(back.model(3), p.model(3));
+  // One weight an instrument, in order: instrument 6's weight made instrument 5's again,
+  // or 4's, is refused (before, the second replaced the first).
+  for (const uint64_t other : {5, 4}) {
+    auto bad = bytes;
+    const uint8_t six[12] = {6, 0, 0, 0, 0, 0, 0, 0, 0xB8, 0x0B, 0, 0};  // 6, then 3000
+    const auto at = std::search(bad.begin(), bad.end(), std::begin(six), std::end(six));
+    ASSERT_NE(at, bad.end());
+    *at = uint8_t(other);
+    EXPECT_FALSE(policy::decode(bad, &back, &why)) << other;
+    EXPECT_NE(why.find("model weight 1 is damaged"), std::string::npos) << why;
+  }
   for (size_t cut = 0; cut < bytes.size(); ++cut) EXPECT_FALSE(policy::decode(std::span(bytes).first(cut), &back, &why));
   auto twice = p;
   EXPECT_EQ(twice.apply(tier_op(2, 1, 1, 1), &repeated), result::ok);

@@ -7,6 +7,7 @@
 
 #include "actors/byte_codec.hpp"
 #include "actors/portfolio.hpp"
+#include "actors/trading.hpp"
 
 using namespace mesob;
 using namespace mesob::actors;
@@ -350,6 +351,39 @@ TEST(Portfolio, BytesRoundTripAndDamageIsRefused) {
     std::memcpy(late.data() + expires, &v, 8);
     EXPECT_FALSE(book::decode(late, &back, &why));
     EXPECT_NE(why.find("a time past 2^62 ns"), std::string::npos) << why;
+    // The buy's fill moved above its limit (110), paid and held moved with it so that
+    // they still sum to the notional: read back, the hold would not cover the rest at
+    // the limit, and the next fill there would stop the engine on its assertion (at
+    // every start, replaying it).
+    const size_t fill_price = paid + 8 + 1 + 8 + 8 + 4 + 2 + 1 + 1 + 8 + 8 + 1 + 1 + 8 + 8 + 4 + 2 + 2 + 4 + 8 + 8;
+    auto above = bytes;
+    std::memcpy(&v, above.data() + fill_price - 8, 8);
+    ASSERT_EQ(v, 60u) << "the fill's quantity";
+    std::memcpy(&v, above.data() + fill_price, 8);
+    ASSERT_EQ(v, 100u) << "the fill's price";
+    v = 115;
+    std::memcpy(above.data() + fill_price, &v, 8);
+    v = 60 * 115 * 2;
+    std::memcpy(above.data() + paid, &v, 8);
+    v = 100 * 110 * 2 - 60 * 115 * 2;
+    std::memcpy(above.data() + held, &v, 8);
+    EXPECT_FALSE(book::decode(above, &back, &why));
+    EXPECT_NE(why.find("fill 0 is damaged"), std::string::npos) << why;
+  }
+  // An empty position (nothing held, nothing open on it) is dropped, as the book drops it.
+  {
+    const auto none = book{}.encode();
+    mesob::byte_writer one;
+    one.put_bytes(std::span(none).first(6));
+    one.put(uint32_t(1));
+    one.put(uint64_t(9));
+    for (int f = 0; f < 4; ++f) one.put(uint64_t(0));
+    one.put(uint32_t(0));
+    one.put(uint32_t(0));
+    book dropped;
+    ASSERT_TRUE(book::decode(one.out, &dropped, &why)) << why;
+    EXPECT_EQ(dropped.find(9), nullptr);
+    EXPECT_EQ(dropped.encode(), none);
   }
 
   // Version 3 (the build before): no ending_since, no fill's broker. Its rows read, with
@@ -447,4 +481,83 @@ TEST(Portfolio, RandomRunKeepsMoneyAndUnitsAccountedFor) {
   EXPECT_EQ(p->quantity, bought - sold) << "seed " << seed;
   EXPECT_EQ(b.open_orders(), open.size());
   (void)proceeds;
+}
+
+// A wallet's trading row owes only the chains fills and closes emit, and the engine sends
+// them to the ledger again after a restart as its own, past every client check: one
+// changed after (an account, a flag, an amount, an id, a field no chain sets) is
+// refused, whichever transfer. Before, only their ids' kind and user_data were looked at.
+TEST(TradingRows, OwedChainsAreTheShapesFillsAndClosesEmit) {
+  world w;
+  trading::table t;
+  t.set_market(&w.mkt);
+  t.set_place(0, 1);
+  t.set_brokers([](wire::currency_code, std::vector<trading::broker_info>* out) {
+    out->push_back({3, true, true, 1'000'000'000});
+  });
+  t.placed(order(1, wire::order_side::buy, 20, 110), 2, t0 + 2);  // buy 20 at 110 at most
+  t.placed(order(2, wire::order_side::buy, 10, 110), 2, t0 + 2);
+  wire::order_answer a;
+  a.order_id = 1;
+  a.fill_id = 1;
+  a.quantity = 10;
+  a.price_ticks = 100;
+  a.wallet = 5;
+  a.gateway = 3;
+  bool repeated = false;
+  ASSERT_EQ(t.answer(a, w.mkt, t0 + 3, &repeated), result::ok);  // the post of hold 0 and hold 1
+  a.order_id = 2;
+  a.kind = wire::order_answer_kind::reject;
+  a.fill_id = a.quantity = a.price_ticks = 0;
+  ASSERT_EQ(t.answer(a, w.mkt, t0 + 3, &repeated), result::ok);  // the void of hold 0
+  ASSERT_EQ(t.chains_owed().size(), 2u) << "nothing emits here: both are owed";
+  const auto row = t.encode_row(5);
+  std::string why;
+  {
+    trading::table back;
+    back.set_market(&w.mkt);
+    ASSERT_TRUE(back.load_row(5, row, &why)) << why;
+    EXPECT_EQ(back.encode_row(5), row);
+  }
+  // The chains: after the book's bytes, a count, then each chain's count and transfers.
+  mesob::byte_reader head{row};
+  (void)head.get<uint32_t>();
+  (void)head.get<uint16_t>();
+  const size_t chains = 4 + 2 + 4 + head.get<uint32_t>() + 4;
+  const size_t fill = chains + 4, close = fill + 2 * sizeof(wire::transfer) + 4;
+  const auto field = [](size_t transfer, size_t member) { return transfer + member; };
+  const size_t debit = offsetof(wire::transfer, debit_account_id), credit = offsetof(wire::transfer, credit_account_id),
+               amount = offsetof(wire::transfer, amount), flags = offsetof(wire::transfer, flags),
+               pending = offsetof(wire::transfer, pending_id), user = offsetof(wire::transfer, user_data),
+               stamp = offsetof(wire::transfer, timestamp);
+  const size_t hold = fill + sizeof(wire::transfer);
+  const std::vector<std::pair<size_t, uint64_t>> damage = {
+      {field(fill, debit), 6},          // the post names an account
+      {field(fill, amount), 0},         // posts nothing
+      {field(fill, pending), 2},        // another order's hold
+      {field(fill, stamp), 1},          // a field no chain sets
+      {field(hold, credit), 6},         // the hold again to another account than the trading one
+      {field(hold, debit), 6},          // from another wallet
+      {field(hold, user), 8},           // another instrument's
+      {field(hold, flags), 0},          // not pending
+      {field(close, amount), 5},        // a void that moves money
+      {field(close, credit), 6},
+      {field(close, pending) + 8, 0},   // a void of no hold
+  };
+  for (const auto& [at, value] : damage) {
+    auto bad = row;
+    std::memcpy(bad.data() + at, &value, at == field(hold, flags) ? 2 : 8);
+    trading::table back;
+    back.set_market(&w.mkt);
+    EXPECT_FALSE(back.load_row(5, bad, &why)) << "byte " << at;
+    EXPECT_NE(why.find("chain"), std::string::npos) << why;
+  }
+  // An order valued by another tick than its instrument's (whose tick never changes).
+  trading::table other;
+  other.set_market(&w.mkt);
+  other.placed(order(3, wire::order_side::buy, 10, 110), 3, t0 + 2);
+  trading::table back;
+  back.set_market(&w.mkt);
+  EXPECT_FALSE(back.load_row(5, other.encode_row(5), &why));
+  EXPECT_NE(why.find("differs from its instrument's tick or currency"), std::string::npos) << why;
 }
