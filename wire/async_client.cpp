@@ -123,46 +123,23 @@ void async_client::submit(std::vector<request> requests) {
   std::vector<std::shared_ptr<const std::vector<uint8_t>>> unsent;  // registered, not yet written
   std::vector<uint64_t> unsent_ids;
   uint64_t gen = 0;  // the connection they were registered on
-  std::vector<uint8_t> joined;
   // On the reader thread (a callback, on_push) a full window is not waited out: only
   // this thread reads the answers that would make room. Nor is a write: it queues.
   const bool on_reader = std::this_thread::get_id() == reader_id_.load(std::memory_order_relaxed);
+  // Queued under the generation they were registered in, and written, with what was
+  // queued before, in one send (the reader thread's by the sender thread).
   const auto write = [&] {
     if (unsent.empty()) return;
-    if (on_reader) {  // (only the reader reconnects: the generation is the current one)
-      {
-        std::lock_guard lk(mu_);
-        for (const uint64_t id : unsent_ids)
-          if (const auto it = pending_.find(id); it != pending_.end()) it->second.written = true;
-        for (auto& f : unsent) queue_locked(std::move(f));
-      }
-      unsent.clear();
-      unsent_ids.clear();
-      return;
-    }
-    std::span<const uint8_t> bytes = *unsent.front();
-    if (unsent.size() > 1) {  // one write for all
-      joined.clear();
-      for (const auto& f : unsent) joined.insert(joined.end(), f->begin(), f->end());
-      bytes = joined;
-    }
-    std::lock_guard sl(send_mu_);
-    send_queued();  // what the reader thread queued before goes first
-    std::string err;
-    // A reconnect since registering sent them with every unanswered request: a second
-    // copy could meet a full window and answer the request with an error.
-    if (conn_gen_ == gen) {
-      {
-        // Marked before the send, under send_mu_: a reconnect (which takes send_mu_ first)
-        // sees them written, or sends them itself and this write is skipped.
-        std::lock_guard lk(mu_);
-        for (const uint64_t id : unsent_ids)
-          if (const auto it = pending_.find(id); it != pending_.end()) it->second.written = true;
-      }
-      (void)conn_->send_bytes(bytes, &err);  // on failure the reader reconnects and resends
+    {
+      std::lock_guard lk(mu_);
+      for (size_t k = 0; k < unsent.size(); ++k) out_q_.push_back({std::move(unsent[k]), unsent_ids[k], gen});
+      if (on_reader) out_cv_.notify_one();
     }
     unsent.clear();
     unsent_ids.clear();
+    if (on_reader) return;
+    std::lock_guard sl(send_mu_);
+    send_queued();
   };
   std::vector<std::pair<callback, std::string>> refused;  // completed after the lock
   // Counted inside submit() while it uses the client (the destructor waits), left before
@@ -267,10 +244,9 @@ void async_client::reader_loop() {
           const auto later = pending_.find(send_later_.front());
           send_later_.pop_front();
           if (later == pending_.end()) continue;
-          later->second.written = true;
           later->second.sent = std::chrono::steady_clock::now();
           if (later->second.resend) ++resent_;
-          queue_locked(later->second.frame);
+          queue_locked(later->second.frame, later->first);
           break;
         }
       }
@@ -302,7 +278,7 @@ void async_client::reader_loop() {
     if (ping) {
       pinged_ = std::chrono::steady_clock::now();
       std::lock_guard lk(mu_);
-      queue_locked(nullptr);  // the pong is skipped above; on a failed write the next read fails: reconnect
+      queue_locked(nullptr, 0);  // the pong is skipped above; on a failed write the next read fails: reconnect
       continue;
     }
     last_error_ = err;
@@ -338,6 +314,7 @@ bool async_client::reconnect() {
     // fails at once, not at the socket's send timeout.
     std::lock_guard lk(mu_);
     conn_->shutdown();
+    conn_down_ = true;
   }
   for (int attempt = 1;; ++attempt) {
     {
@@ -382,6 +359,7 @@ bool async_client::reconnect() {
       conn_ = std::move(fresh);  // under mu_ too: the destructor shuts down the current one
       ++reconnects_;
       ++conn_gen_;  // with the snapshot below: what was registered before goes out here
+      conn_down_ = false;
       down_.clear();
       take_limits(conn_->welcome());
       // In request-id order, as many as the new session's window takes; the rest one per
@@ -410,8 +388,7 @@ bool async_client::reconnect() {
         p.sent = now;
         if (again < in_flight_max_) {
           ++again;
-          queue_locked(p.frame);
-          p.written = true;
+          queue_locked(p.frame, id);
         } else {
           send_later_.push_back(id);
         }
@@ -428,36 +405,52 @@ bool async_client::reconnect() {
   }
 }
 
-void async_client::queue_locked(std::shared_ptr<const std::vector<uint8_t>> frame) {
-  out_q_.push_back({std::move(frame), conn_gen_});
+void async_client::queue_locked(std::shared_ptr<const std::vector<uint8_t>> frame, uint64_t id) {
+  out_q_.push_back({std::move(frame), id, conn_gen_});
   out_cv_.notify_one();
 }
 
 void async_client::send_queued() {
-  std::deque<queued> q;
+  sending_.clear();
   {
     std::lock_guard lk(mu_);
-    if (out_q_.empty()) return;
-    q.swap(out_q_);
+    // Marked written here, under send_mu_ (which a reconnect's swap takes): what a
+    // reconnect dropped from the queue, or what finds the connection given up, was never
+    // written and goes to the next connection as such. What was registered before a
+    // reconnect, the reconnect sent; what failed meanwhile (down, closing) goes nowhere.
+    for (auto& e : out_q_) {
+      if (conn_down_ || e.gen != conn_gen_) continue;
+      if (e.id != 0) {
+        const auto it = pending_.find(e.id);
+        if (it == pending_.end()) continue;
+        it->second.written = true;
+      }
+      sending_.push_back(std::move(e));
+    }
+    out_q_.clear();
   }
   // Frames in one write, a ping between them in its place; on failure the reader's next
   // read fails and the reconnect sends what is unanswered again.
-  std::vector<uint8_t> joined;
   std::string err;
-  const auto flush = [&] {
-    if (!joined.empty()) (void)conn_->send_bytes(joined, &err);
-    joined.clear();
-  };
-  for (const auto& e : q) {
-    if (e.gen != conn_gen_) continue;  // written before a reconnect: the reconnect sent it again
-    if (!e.frame) {
-      flush();
-      (void)conn_->ping(&err);
-    } else {
-      joined.insert(joined.end(), e.frame->begin(), e.frame->end());
+  if (sending_.size() == 1 && sending_.front().frame) {  // (no copy)
+    (void)conn_->send_bytes(*sending_.front().frame, &err);
+  } else {
+    const auto flush = [&] {
+      if (!joined_.empty()) (void)conn_->send_bytes(joined_, &err);
+      joined_.clear();
+    };
+    for (const auto& e : sending_) {
+      if (!e.frame) {
+        flush();
+        (void)conn_->ping(&err);
+      } else {
+        joined_.insert(joined_.end(), e.frame->begin(), e.frame->end());
+      }
     }
+    flush();
+    if (joined_.capacity() > (4u << 20)) std::vector<uint8_t>().swap(joined_);  // (a big write's buffer goes)
   }
-  flush();
+  sending_.clear();  // (the frames stay with their requests for a resend)
 }
 
 void async_client::sender_loop() {

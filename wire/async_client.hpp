@@ -112,10 +112,12 @@ class async_client {
   async_client() = default;
   void reader_loop();
   void sender_loop();
-  // Writes what is queued, in order (under send_mu_; takes mu_).
+  // Writes what is queued, in order, marking each request written as it goes (under
+  // send_mu_; takes mu_).
   void send_queued();
-  // Queues a frame (null: a ping) for the current connection (under mu_).
-  void queue_locked(std::shared_ptr<const std::vector<uint8_t>> frame);
+  // Queues request `id`'s frame (null and 0: a ping) for the current connection, for the
+  // sender thread (under mu_).
+  void queue_locked(std::shared_ptr<const std::vector<uint8_t>> frame, uint64_t id);
   // Under no lock: true when connected again, false when closing or refused for good.
   bool reconnect();
   // A reconnect's `attempt` (counted from 1) failed: past reconnect_attempts, down.
@@ -154,15 +156,23 @@ class async_client {
   // (the new session's window is smaller than what was unanswered), and what the reader
   // thread submitted into a full window. Each answer sends the next (mu_).
   std::deque<uint64_t> send_later_;
-  // What the reader thread sends, for the connection of its generation (a ping: no
-  // frame), in order: written by the sender thread, or by a submit's write first (mu_).
-  // At most one entry an answer, the requests the window holds and a ping.
+  // Frames to write, in order, each for the connection of its generation (a ping: no
+  // frame, id 0): the reader thread's, which the sender thread writes, and a submit's,
+  // which it writes itself after what is queued before (mu_). At most the requests the
+  // window holds and a ping. A request is marked written when it is handed to a send,
+  // not when queued: one a reconnect drops from the queue was never written.
   struct queued {
     std::shared_ptr<const std::vector<uint8_t>> frame;
+    uint64_t id = 0;
     uint64_t gen = 0;
   };
-  std::deque<queued> out_q_;
-  std::condition_variable out_cv_;  // out_q_ filled, or closing (mu_)
+  std::vector<queued> out_q_;
+  std::vector<queued> sending_;     // send_queued's (send_mu_)
+  std::vector<uint8_t> joined_;     // send_queued's (send_mu_)
+  std::condition_variable out_cv_;  // out_q_ filled by the reader thread, or closing (mu_)
+  // The connection was given up (a reconnect under way): nothing more is written to it,
+  // and what waits goes to the next as never written (mu_).
+  bool conn_down_ = false;
   std::string last_error_;  // the reader thread's latest connection error
   // Threads inside submit() (mu_): the destructor waits for them to leave.
   int submitters_ = 0;
