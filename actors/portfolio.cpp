@@ -278,11 +278,11 @@ void book::closed(order_entry& e, order_state why) {
   closed_fills_ += e.fills.size();
   while (closed_.size() > closed_kept_max || (closed_fills_ > closed_fills_kept_max && closed_.size() > 1)) {
     // The oldest, past those whose settlement the ledger refused (an operator's to see,
-    // as forget_closed keeps them); one of those only past closed_kept_max. Never this
-    // one: its caller reads it next.
+    // as forget_closed keeps them) or may still refuse (a chain owed); one of those only
+    // past closed_kept_max. Never this one: its caller reads it next.
     auto drop = std::find_if(closed_.begin(), closed_.end() - 1, [&](uint64_t id) {
       const auto it = orders_.find(id);
-      return it == orders_.end() || !it->second.settle_refused;
+      return it == orders_.end() || (!it->second.settle_refused && it->second.chains_owed == 0);
     });
     if (drop == closed_.end() - 1) {
       if (closed_.size() <= closed_kept_max) break;

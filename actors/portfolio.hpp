@@ -98,6 +98,10 @@ struct order_entry {
   uint32_t broker = 0;      // the gateway number it was sent to (0: none yet)
   uint16_t reason = 0;      // rejected: the broker's reason code
   bool settle_refused = false;  // the ledger refused one of its settlements (kept until an operator sees it)
+  // Its settlement chains emitted and not yet executed (the engine's count, not in the
+  // book's bytes: trading::table counts it again from the row's chains): kept until
+  // their outcome, which may mark it settle_refused.
+  uint32_t chains_owed = 0;
   // Open, but ending: cancelled or expired here (or rejected by its broker while another
   // may still have it), its brokers told; it closes as `ending` when the broker confirms
   // (a reject) or the grace after `ending_at` passes (trading.hpp), and takes the fills

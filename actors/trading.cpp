@@ -415,6 +415,7 @@ void table::instruct(const order_entry& e, wire::order_instruction_kind kind, ui
 
 void table::emit(wallet_entry& w, std::vector<wire::transfer>&& chain) {
   for (size_t i = 0; i + 1 < chain.size(); ++i) chain[i].flags |= wire::transfer_flags::linked;
+  if (order_entry* e = w.b.order_mut(chain.front().id.lo)) ++e->chains_owed;
   w.owed.push_back(chain);
   if (!emit_) return;  // replaying: the chain is owed until a later record carries it
   // Whole chains in groups of up to emit_group_max transfers: one queue entry (and one
@@ -915,9 +916,11 @@ void table::chain_done(const wire::transfer& first, result r) {
   auto it = std::find_if(w->owed.begin(), w->owed.end(), [&](const auto& c) { return c.front().id == first.id; });
   if (it == w->owed.end()) return;  // emitted again after a restart: the first settled it
   w->owed.erase(it);
+  order_entry* e = w->b.order_mut(first.id.lo);
+  if (e && e->chains_owed > 0) --e->chains_owed;
   if (r != result::ok) {
     ++settle_refusals_;
-    if (order_entry* e = w->b.order_mut(first.id.lo)) e->settle_refused = true;
+    if (e) e->settle_refused = true;
   }
   if (w->b.empty() && w->owed.empty()) {  // nothing left: its row goes at the next cut
     if (!w->dirty) dirty_.push_back(first.user_data);
@@ -1014,9 +1017,11 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
     w.owed.push_back(std::move(c));
   }
   if (r.at != bytes.size()) return *why = "trading: wallet " + std::to_string(wallet) + ": bytes after the row", false;
-  for (size_t i = 0; i < w.owed.size(); ++i)
+  for (size_t i = 0; i < w.owed.size(); ++i) {
     if (const std::string d = chain_damage(wallet, w.owed[i], w.b); !d.empty())
       return *why = "trading: wallet " + std::to_string(wallet) + ": chain " + std::to_string(i) + " " + d, false;
+    if (order_entry* e = w.b.order_mut(w.owed[i].front().id.lo)) ++e->chains_owed;
+  }
   // Every order is the row's wallet's, and an open one's instrument is listed (the
   // market's row loads first): a fill of one that is not would find no instrument. An
   // instrument's tick and currency never change: an order listed under it has them (its

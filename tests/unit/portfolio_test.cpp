@@ -561,3 +561,48 @@ TEST(TradingRows, OwedChainsAreTheShapesFillsAndClosesEmit) {
   EXPECT_FALSE(back.load_row(5, other.encode_row(5), &why));
   EXPECT_NE(why.find("differs from its instrument's tick or currency"), std::string::npos) << why;
 }
+
+// A closed order whose settlement chain is still owed stays in the book past the cap on
+// closed orders, so that the chain's refusal marks it for operators. Before, 4,096 later
+// closes dropped it first and the refusal marked nothing.
+TEST(TradingRows, AClosedOrderStaysWhileItsChainIsOwed) {
+  world w;
+  trading::table t;
+  t.set_market(&w.mkt);
+  t.set_place(0, 1);
+  t.set_brokers([](wire::currency_code, std::vector<trading::broker_info>* out) {
+    out->push_back({3, true, true, 1'000'000'000});
+  });
+  std::vector<wire::transfer> firsts;  // each chain's first transfer, as emitted
+  t.set_emit([&](std::vector<wire::transfer>&& group) {
+    bool start = true;
+    for (const auto& x : group) {
+      if (start) firsts.push_back(x);
+      start = (x.flags & wire::transfer_flags::linked) == 0;
+    }
+  });
+  const auto place_and_reject = [&](uint64_t id) {
+    t.placed(order(id, wire::order_side::buy, 10, 110), 2, t0 + 2);
+    wire::order_answer a;
+    a.order_id = id;
+    a.wallet = 5;
+    a.gateway = 3;
+    a.kind = wire::order_answer_kind::reject;
+    bool repeated = false;
+    EXPECT_EQ(t.answer(a, w.mkt, t0 + 3, &repeated), result::ok);
+    t.flush();
+  };
+  place_and_reject(1);
+  ASSERT_EQ(firsts.size(), 1u);
+  const wire::transfer owed = firsts[0];  // its void, not executed yet
+  for (uint64_t id = 2; id <= 2 + portfolio::closed_kept_max; ++id) {
+    place_and_reject(id);
+    t.chain_done(firsts.back(), result::ok);
+  }
+  ASSERT_NE(t.find(5, 1), nullptr) << "dropped while its chain was owed";
+  EXPECT_EQ(t.find(5, 2), nullptr) << "the oldest settled one went instead";
+  t.chain_done(owed, result::debit_account_not_found);
+  ASSERT_NE(t.find(5, 1), nullptr);
+  EXPECT_TRUE(t.find(5, 1)->settle_refused);
+  EXPECT_EQ(t.settle_refusals(), 1u);
+}
