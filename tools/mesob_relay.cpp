@@ -69,9 +69,29 @@ std::string currency_text(wire::currency_code c) {
   return s;
 }
 
+// ISO 4217's minor units: the currencies with other than two decimals (the rest, and a
+// code of no currency, two).
+int decimals(const std::string& code) {
+  static const std::pair<const char*, int> table[] = {
+      {"BIF", 0}, {"CLP", 0}, {"DJF", 0}, {"GNF", 0}, {"ISK", 0}, {"JPY", 0}, {"KMF", 0}, {"KRW", 0},
+      {"PYG", 0}, {"RWF", 0}, {"UGX", 0}, {"UYI", 0}, {"VND", 0}, {"VUV", 0}, {"XAF", 0}, {"XOF", 0},
+      {"XPF", 0}, {"BHD", 3}, {"IQD", 3}, {"JOD", 3}, {"KWD", 3}, {"LYD", 3}, {"OMR", 3}, {"TND", 3},
+      {"CLF", 4}, {"UYW", 4}};
+  for (const auto& [name, d] : table)
+    if (code == name) return d;
+  return 2;
+}
+
 std::string money(uint64_t minor, wire::currency_code c) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%" PRIu64 ".%02" PRIu64 " %s", minor / 100, minor % 100, currency_text(c).c_str());
+  const std::string code = currency_text(c);
+  const int d = decimals(code);
+  uint64_t unit = 1;
+  for (int i = 0; i < d; ++i) unit *= 10;
+  char buf[64];
+  if (d == 0)
+    std::snprintf(buf, sizeof buf, "%" PRIu64 " %s", minor, code.c_str());
+  else
+    std::snprintf(buf, sizeof buf, "%" PRIu64 ".%0*" PRIu64 " %s", minor / unit, d, minor % unit, code.c_str());
   return buf;
 }
 
@@ -316,11 +336,27 @@ int main(int argc, char** argv) {
   }
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
-  o.timeout_ms = 500;
+  // A closed stdout (a pipe whose reader left) is a failed write, told and exit 3, not
+  // the end of the process by SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
+  // The connect, the handshake and the subscription wait up to 5 s; the stream is read
+  // in waits of 500 ms, to look at the stop flag, the pings and the report between.
+  o.timeout_ms = 5000;
+  constexpr int read_wait_ms = 500;
   const auto t_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(seconds * 1000));
   auto expired = [&] { return seconds > 0 && std::chrono::steady_clock::now() >= t_end; };
   uint64_t events = 0, frames = 0, lag_max_ns = 0, lag_sum_ns = 0, lag_n = 0;
+  uint64_t behind = 0;  // events the latest frame said were past it
   auto last_report = std::chrono::steady_clock::now();
+  // Every 5 s, events or not (a quiet stream reports its quiet too).
+  const auto report = [&] {
+    if (std::chrono::steady_clock::now() - last_report < std::chrono::seconds(5)) return;
+    std::fprintf(stderr, "relay: %" PRIu64 " events in %" PRIu64 " frames; lag mean %.1f ms, max %.1f ms; behind %" PRIu64 "\n",
+                 events, frames, lag_n ? double(lag_sum_ns) / double(lag_n) / 1e6 : 0.0, double(lag_max_ns) / 1e6,
+                 behind);
+    lag_max_ns = lag_sum_ns = lag_n = 0;
+    last_report = std::chrono::steady_clock::now();
+  };
   bool said_waiting = false;
   // The retry wait grows from 200 ms to 5 s while tries fail, and starts over once a
   // subscription stands; it is slept in steps so that SIGTERM still ends it at once.
@@ -392,6 +428,7 @@ int main(int argc, char** argv) {
                  a.start, a.oldest, a.end);
     retry_ms = retry_first_ms;
     said_unchecked = false;
+    c->set_timeout_ms(read_wait_ms);
     auto last_sent = std::chrono::steady_clock::now();
     // Events are handed out a block at a time (the relay never holds a frame's worth).
     uint64_t in_frame = 0;
@@ -443,6 +480,7 @@ int main(int argc, char** argv) {
     };
     for (;;) {
       if (stop_flag.load() || expired()) break;
+      report();
       wire::events_msg m;
       refusal = {};
       in_frame = 0;
@@ -456,7 +494,7 @@ int main(int argc, char** argv) {
           }
           // Checked at each receive timeout (every 500 ms): a ping is due half a second
           // early rather than late.
-          const auto due = keepalive - std::chrono::milliseconds(o.timeout_ms);
+          const auto due = keepalive - std::chrono::milliseconds(read_wait_ms);
           if (now - last_sent >= due && now - c->last_heard() >= due) {
             if (!c->ping(&err)) {
               std::fprintf(stderr, "relay: ping: %s; reconnecting\n", err.c_str());
@@ -487,13 +525,7 @@ int main(int argc, char** argv) {
         break;
       }
       last_sent = std::chrono::steady_clock::now();
-      if (std::chrono::steady_clock::now() - last_report >= std::chrono::seconds(5)) {
-        std::fprintf(stderr, "relay: %" PRIu64 " events in %" PRIu64 " frames; lag mean %.1f ms, max %.1f ms; behind %" PRIu64 "\n",
-                     events, frames, lag_n ? double(lag_sum_ns) / double(lag_n) / 1e6 : 0.0, double(lag_max_ns) / 1e6,
-                     m.end > m.next ? m.end - m.next : 0);
-        lag_max_ns = lag_sum_ns = lag_n = 0;
-        last_report = std::chrono::steady_clock::now();
-      }
+      behind = m.end > m.next ? m.end - m.next : 0;
     }
     if (!stop_flag.load() && !expired()) retry_wait();
   }

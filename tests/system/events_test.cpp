@@ -1342,8 +1342,9 @@ TEST(EventsEngine, AGapLeftByARunWithoutEventsIsRefused) {
 }
 
 // The relay as a process, writing --raw lines (`raw` false: its messages) to a file (and,
-// if named, its standard error to another). `extra` replaces the subscriber name
-// ("--name relay").
+// if named, its standard error to another; `out` closed_pipe: a pipe nobody reads).
+// `extra` replaces the subscriber name ("--name relay").
+const std::string closed_pipe = "(a pipe whose reader is gone)";
 class relay_process {
  public:
   relay_process(const std::string& data, uint16_t port, const std::string& out,
@@ -1356,7 +1357,15 @@ class relay_process {
     const command_line cmd(bin("tools/mesob-relay"), args, {});
     pid_ = ::fork();
     if (pid_ == 0) {
-      const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int fd = -1;
+      if (out == closed_pipe) {
+        int ends[2];
+        if (::pipe(ends) != 0) ::_exit(99);
+        ::close(ends[0]);
+        fd = ends[1];
+      } else {
+        fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      }
       ::dup2(fd, 1);
       if (!err_out.empty()) {
         const int efd = ::open(err_out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -1800,6 +1809,24 @@ TEST(Events, ARelayWhoseNameIsTakenOverStops) {
   EXPECT_EQ(lines[0].offset, 3u) << "after what the first acknowledged: " << lines[0].line;
 }
 
+// A relay writing to a pipe whose reader left (`mesob-relay | head -1`): the failed write is
+// told and the relay exits 3, acknowledging nothing. Before, SIGPIPE ended it (141).
+TEST(Events, ARelayWhosePipeClosedExitsThree) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 2);
+  ASSERT_TRUE(engine);
+  const std::string err = dir.path() + "/relay.err";
+  relay_process gone(dir.path(), port, closed_pipe, {"--name", "relay"}, err);
+  EXPECT_EQ(gone.exit_status(10'000), 3) << read_file_text(err);
+  EXPECT_NE(read_file_text(err).find("not acknowledged"), std::string::npos) << read_file_text(err);
+  const std::string out = dir.path() + "/relay.txt";
+  relay_process next(dir.path(), port, out);
+  const auto got = await_lines(out, 2);
+  ASSERT_GE(got.size(), 2u);
+  EXPECT_EQ(got.front().offset, 1u) << "nothing was acknowledged";
+}
+
 // The relay's messages, one per customer and event, as a notification service would send
 // them: a transfer to each side, an equb contribution, its lag.
 TEST(Events, TheRelayTellsEachCustomerWhatHappened) {
@@ -1814,17 +1841,27 @@ TEST(Events, TheRelayTellsEachCustomerWhatHappened) {
   ASSERT_EQ(c->call(wire::equb_ops_body(std::vector{create})).reply.results.at(0), result::ok);
   wire::transfer join = make_transfer(3, 1, 900, 50'000, wire::transfer_flags::equb);
   ASSERT_EQ(c->call(wire::create_transfers_body(std::vector{join})).reply.results.at(0), result::ok);
+  // Each currency in its own minor units (ISO 4217): yen have none, dinars three.
+  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(11, 0, "JPY"), make_account(12, 0, "JPY"),
+                                                              make_account(21, 0, "KWD"), make_account(22, 0, "KWD")}))
+                  .ok);
+  const auto moved = c->call(wire::create_transfers_body(
+      std::vector{make_transfer(4, 11, 12, 500, 0, "JPY"), make_transfer(5, 21, 22, 1'500, 0, "KWD")}));
+  ASSERT_TRUE(moved.ok);
+  ASSERT_EQ(moved.reply.results, (std::vector<result>{result::ok, result::ok}));
   const std::string out = dir.path() + "/relay.txt";
   relay_process relay(dir.path(), port, out, {"--name", "notify"}, dir.path() + "/relay.err", {}, false);
   std::string text;
-  for (int i = 0; i < 1000 && text.find("to group 900") == std::string::npos; ++i) {
+  for (int i = 0; i < 1000 && text.find("KWD from account 21") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     text = read_file_text(out);
   }
   for (const char* line : {"account 1: you received 1000.00 ETB from account 3 [offset 4, lag ",
                            "account 1: you sent 12.50 ETB to account 2 [offset 5, lag ",
                            "account 2: you received 12.50 ETB from account 1 [offset 5, lag ",
-                           "account 1: your equb contribution of 500.00 ETB to group 900 was received [offset "})
+                           "account 1: your equb contribution of 500.00 ETB to group 900 was received [offset ",
+                           "account 12: you received 500 JPY from account 11 [offset ",
+                           "account 22: you received 1.500 KWD from account 21 [offset "})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nin:\n" << text;
 }
 
