@@ -136,6 +136,12 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert pay.create_transfers([dict(id=9900, debit=301, credit=311, amount=1001, currency="ETB"),
                                  dict(id=9901, debit=301, credit=311, amount=1000, currency="ETB")]) == [218, 0]
     assert pay.lookup_customers([301])[0]["outflow_today"] == 1000
+    # A provider that counts again from 1 after an operator's resequence to 0.
+    # A provider that counts again from 1 after an operator's resequence to 0 (the dev
+    # gateway has the admin role too).
+    assert pay.customers([dict(kyc, sequence=1, reference=10)]) == [30]  # exists_with_different_fields
+    assert pay.customers([dict(kind=Client.CUSTOMER_RESEQUENCE, wallet=301, sequence=0)]) == [0]
+    assert pay.customers([dict(kyc, sequence=1, reference=10)]) == [0]
     print("trading: instruments, prices, halts, customers: ok")
 
     # Orders: the moderate profile trades equities; a broker registered through the
@@ -245,6 +251,43 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     bal = pay.lookup_balances([(402, found[0]["timestamp"]), (402, found[1]["timestamp"]), (402, 1)])
     assert [(b["result"], b["credits_posted"]) for b in bal] == [(0, 300), (0, 500), (31, 0)], bal  # 31: not made yet
     print("accounts: status changes and look-ups: ok")
+
+    # The client's own framing and waits.
+    import socket
+    import struct
+    from mesob_client import HEADER
+    assert pay.gateway_number == 0 and tb.gateway_number > 0, (pay.gateway_number, tb.gateway_number)
+    assert pay.frame_bytes_max == 1 << 20, pay.frame_bytes_max
+    try:
+        tb._await_push("no such topic", 0.2)
+        raise AssertionError("a push of no topic came")
+    except socket.timeout:
+        pass
+    assert tb.sock.gettimeout() == 10.0, tb.sock.gettimeout()  # the wait's timeout is not kept
+    tb.ping()
+    assert tb.deposit([dict(reference=77, wallet=301, amount=5000, currency="ETB")]) == [0]  # the session goes on
+    # A frame cut short by a timeout stays whole: the next read goes on from what came.
+    near, far = socket.socketpair()
+    raw = Client.__new__(Client)
+    raw.sock, raw.buf, raw.pushes, raw.pushes_dropped = near, bytearray(), [], 0
+    near.settimeout(0.2)
+    frame = HEADER.pack(5, 1, 9, 42) + b"hello"
+    far.sendall(frame[:18])
+    try:
+        raw._read_frame()
+        raise AssertionError("half a frame read as a frame")
+    except socket.timeout:
+        pass
+    far.sendall(frame[18:])
+    assert raw._read_frame() == (9, 42, bytearray(b"hello"))
+    far.sendall(struct.pack("<IHHQ", (64 << 20) + 1, 1, 6, 0))  # past the protocol's ceiling
+    try:
+        raw._read_frame()
+        raise AssertionError("a frame past the ceiling was read")
+    except IOError as e:
+        assert "framing lost" in str(e), e
+    far.close()
+    print("python client: framing and waits: ok")
     pay.close()
     tb.close()
     d.send_signal(signal.SIGTERM)

@@ -26,6 +26,8 @@ from mesob.fb import (Account, AccountTransfers, Auth, BalanceQuery, Balances, C
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
+FRAME_BYTES_CEILING = 64 << 20   # the protocol's largest body (wire/README.md "Limits")
+PUSHES_KEPT_MAX = 65536          # pushes kept for a later wait; past it the oldest goes
 IDENT = b"MSB1"
 HELLO, AUTH, WELCOME, REQUEST, RESPONSE, ERROR, PUSH, PING, PONG = range(1, 10)
 
@@ -50,10 +52,18 @@ def currency(code):
 class Client:
     def __init__(self, host, port, gateway, secret, timeout=10.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            self._open(gateway, secret)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _open(self, gateway, secret):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.buf = bytearray()
         self.next_id = 1
         self.pushes = []  # pushed frames (topic, body) that arrived while waiting for a response
+        self.pushes_dropped = 0  # pushes past PUSHES_KEPT_MAX that went unread
         kind, _, body = self._read_frame()
         if kind != HELLO:
             raise IOError("first frame is kind %d, not hello" % kind)
@@ -76,6 +86,8 @@ class Client:
         w = Welcome.Welcome.GetRootAs(body, 0)
         self.session_id = w.SessionId()
         self.roles = w.Roles()
+        self.gateway_number = w.GatewayNumber()  # a registered gateway's (its deposits' ids carry it)
+        self.frame_bytes_max = w.FrameBytesMax()  # the session's request body limit
 
     def close(self):
         self.sock.close()
@@ -84,18 +96,28 @@ class Client:
     def _send(self, kind, request_id, body):
         self.sock.sendall(HEADER.pack(len(body), PROTOCOL_VERSION, kind, request_id) + body)
 
-    def _read_exact(self, n):
+    def _fill(self, n):
+        """Reads until n bytes are buffered. A timeout leaves what came buffered: the next
+        read goes on from there, the frame whole."""
         while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
+            chunk = self.sock.recv(max(65536, min(n - len(self.buf), 1 << 20)))
             if not chunk:
                 raise IOError("the server closed the connection")
             self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
 
     def _read_frame(self):
-        size, _version, kind, request_id = HEADER.unpack(self._read_exact(HEADER.size))
-        return kind, request_id, bytearray(self._read_exact(size))
+        """The next whole frame: (kind, request id, body). Nothing is taken from the buffer
+        until the whole frame is in it."""
+        self._fill(HEADER.size)
+        size, _version, kind, request_id = HEADER.unpack_from(self.buf, 0)
+        if size > FRAME_BYTES_CEILING:
+            self.sock.close()
+            raise IOError("a frame of %d bytes announced, past the protocol's %d: framing lost" %
+                          (size, FRAME_BYTES_CEILING))
+        self._fill(HEADER.size + size)
+        body = bytearray(self.buf[HEADER.size:HEADER.size + size])
+        del self.buf[:HEADER.size + size]
+        return kind, request_id, body
 
     @staticmethod
     def _error(body):
@@ -115,6 +137,8 @@ class Client:
             if kind == PUSH:
                 self._keep_push(body)
                 continue
+            if kind == ERROR and got == 0:
+                raise self._error(body)  # the session's (idle_timeout, slow_reader, ...): it ends
             if got != rid:
                 continue  # this helper keeps one request in flight
             if kind == ERROR:
@@ -248,14 +272,16 @@ class Client:
     def payout_instructions(self, timeout=10.0):
         """The next payout instructions pushed to this gateway (topic "payouts"): a list of
         dicts with payout_id, attempt, amount, destination, currency (packed), rail."""
-        self.sock.settimeout(timeout)
-        while not any(topic == "payouts" for topic, _ in self.pushes):
-            kind, _, body = self._read_frame()
-            if kind == PUSH:
-                self._keep_push(body)
-        i = next(k for k, (topic, _) in enumerate(self.pushes) if topic == "payouts")
-        _, body = self.pushes.pop(i)
-        ins = PayoutInstructions.PayoutInstructions.GetRootAs(body, 0)
+        return self._payout_push("payouts", timeout)
+
+    def payout_cancels(self, timeout=10.0):
+        """The next payout cancels pushed to this gateway (topic "payout_cancels": payouts it
+        was sent that went elsewhere or were cancelled; answer FAILED if it did not pay and
+        now will not, SETTLED if it paid): dicts as payout_instructions gives."""
+        return self._payout_push("payout_cancels", timeout)
+
+    def _payout_push(self, topic, timeout):
+        ins = PayoutInstructions.PayoutInstructions.GetRootAs(self._await_push(topic, timeout), 0)
         out = []
         for j in range(ins.InstructionsLength()):
             x = ins.Instructions(j)
@@ -263,8 +289,48 @@ class Client:
                             destination=x.Destination(), currency=x.Currency(), rail=x.Rail()))
         return out
 
+    def _await_push(self, topic, timeout):
+        """The body of the next push of `topic`, kept or read within `timeout` seconds
+        (socket.timeout past it; the connection's own timeout is as it was after)."""
+        before = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            while not any(t == topic for t, _ in self.pushes):
+                kind, got, body = self._read_frame()
+                if kind == PUSH:
+                    self._keep_push(body)
+                elif kind == ERROR and got == 0:
+                    raise self._error(body)  # the session's: it ends
+        finally:
+            self.sock.settimeout(before)
+        i = next(k for k, (t, _) in enumerate(self.pushes) if t == topic)
+        return self.pushes.pop(i)[1]
+
+    def ping(self, timeout=10.0):
+        """A ping and its pong: keeps a quiet session (one waiting for pushes) past the
+        server's idle timeout (5 minutes by default). Pushes meanwhile are kept."""
+        rid = self.next_id
+        self.next_id += 1
+        before = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            self._send(PING, rid, b"")
+            while True:
+                kind, got, body = self._read_frame()
+                if kind == PUSH:
+                    self._keep_push(body)
+                elif kind == ERROR and got == 0:
+                    raise self._error(body)
+                elif kind == PONG and got == rid:
+                    return
+        finally:
+            self.sock.settimeout(before)
+
     def _keep_push(self, body):
         p = Push.Push.GetRootAs(body, 0)
+        if len(self.pushes) >= PUSHES_KEPT_MAX:  # a topic nobody waits for does not grow without bound
+            self.pushes.pop(0)
+            self.pushes_dropped += 1
         self.pushes.append(((p.Topic() or b"").decode(), bytearray(p.Body(j) for j in range(p.BodyLength()))))
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
@@ -377,10 +443,17 @@ class Client:
     NONE, PENDING, VERIFIED, REJECTED = 1, 2, 3, 4
     CONSERVATIVE, MODERATE, AGGRESSIVE = 1, 2, 3
 
+    CUSTOMER_RECORD, CUSTOMER_RESEQUENCE = 0, 1  # a customer op's kind
+
     def customers(self, ops):
         """A KYC gateway's records: dicts with wallet, kyc (Client.VERIFIED ...), profile
-        (Client.MODERATE ...), tier, sequence and optionally reference. One result each."""
+        (Client.MODERATE ...), tier, sequence and optionally reference; or an operator's
+        resequence (admin role): kind Client.CUSTOMER_RESEQUENCE, wallet and sequence alone. One
+        result each."""
         def put(b, c):
+            if c.get("kind", Client.CUSTOMER_RECORD) == Client.CUSTOMER_RESEQUENCE:
+                CustomerOp.CreateCustomerOp(b, c["wallet"], 0, 0, 0, 0, Client.CUSTOMER_RESEQUENCE, 0, c["sequence"])
+                return
             CustomerOp.CreateCustomerOp(b, c["wallet"], c.get("reference", 0), c["kyc"], c["profile"], c["tier"], 0, 0,
                                         c["sequence"])
         return self._results(self._request(CustomerOps, "Ops", ops, 32, put))
@@ -428,14 +501,7 @@ class Client:
         """The next order instructions pushed to this broker (topic "orders"): dicts with
         order_id, instrument, quantity (units open), limit, expires_at, kind (1 work, 2
         cancel), side, type."""
-        self.sock.settimeout(timeout)
-        while not any(topic == "orders" for topic, _ in self.pushes):
-            kind, _, body = self._read_frame()
-            if kind == PUSH:
-                self._keep_push(body)
-        i = next(k for k, (topic, _) in enumerate(self.pushes) if topic == "orders")
-        _, body = self.pushes.pop(i)
-        ins = OrderInstructions.OrderInstructions.GetRootAs(body, 0)
+        ins = OrderInstructions.OrderInstructions.GetRootAs(self._await_push("orders", timeout), 0)
         out = []
         for j in range(ins.InstructionsLength()):
             x = ins.Instructions(j)
