@@ -153,6 +153,14 @@ constexpr uint16_t rules_equb_codes = 20;
 // and not acknowledged go on at once (it can no longer answer them), as when its last
 // session closes. Before, they waited out their answer timeout.
 constexpr uint16_t rules_broker_role_loss_hands_orders_on = 20;
-constexpr uint16_t rules_newest = 20;
+// Orders: a gateway that stops being an enabled broker (the broker role taken, or
+// disabled) makes the orders working there dead letters (broker_withdrawn): it can no
+// longer report their fills, and a working order never moves by itself (it may have
+// traded), so an operator retries or cancels each, as for a payout's withdrawn gateway.
+// Its answers are still taken (the latest broker sent to, while nobody has the order):
+// enabled again, or given the role back, it may still report them. Before, they stayed
+// working there until they expired or were cancelled.
+constexpr uint16_t rules_withdrawn_broker_dead_letters = 21;
+constexpr uint16_t rules_newest = 21;
 
 }  // namespace mesob::actors

@@ -512,6 +512,16 @@ void shard::execute(batch& b) {
           for (const auto& g : b.registry_after->all())
             if (!(g.roles & wire::roles::broker) && broker_was(g) && desks_.sessions(g.number) > 0)
               trading_.broker_down(g.number, ts);
+        // One that stopped being an enabled broker (the role taken, or disabled: as the
+        // batch leaves it, so a disable and an enable in one batch is neither) can no
+        // longer report fills: the orders working there become dead letters
+        // (rules_withdrawn_broker_dead_letters).
+        if (b.rules >= rules_withdrawn_broker_dead_letters)
+          for (const auto& g : b.registry_after->all()) {
+            const auto* was = was_of(g);
+            const bool was_broker = was && (was->roles & wire::roles::broker) && was->enabled;
+            if (was_broker && !((g.roles & wire::roles::broker) && g.enabled)) trading_.broker_withdrawn(g.number, ts);
+          }
       }
       break;
     }

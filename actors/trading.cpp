@@ -122,6 +122,7 @@ const char* dead_reason_name(uint8_t r) {
     case dead_reason::attempts: return "attempts_exhausted";
     case dead_reason::routes: return "every_broker_given_up";
     case dead_reason::no_route: return "no_broker_in_time";
+    case dead_reason::withdrawn: return "broker_withdrawn";
   }
   return "?";
 }
@@ -782,6 +783,20 @@ void table::broker_down(uint32_t gateway, uint64_t ts) {
     order_entry& e = *w.b.order_mut(id);
     set_routing(e, route_state::waiting);
     route(wallet, w, e, ts);
+  }
+}
+
+void table::broker_withdrawn(uint32_t gateway, uint64_t ts) {
+  std::vector<std::pair<uint64_t, uint64_t>> stranded;  // (order id, wallet): in order id order
+  each_open([&](uint64_t wallet, wallet_entry&, order_entry& e) {
+    // (An ending one closes at its grace: nothing for an operator to decide.)
+    if (e.broker == gateway && route_state(e.routing) == route_state::working && e.ending == order_state::open)
+      stranded.emplace_back(e.o.id, wallet);
+  });
+  std::sort(stranded.begin(), stranded.end());
+  for (const auto& [id, wallet] : stranded) {
+    wallet_entry& w = *entry(wallet);
+    make_dead(wallet, w, *w.b.order_mut(id), dead_reason::withdrawn, ts);
   }
 }
 

@@ -177,7 +177,7 @@ constexpr uint64_t ending_max_ns = 86'400'000'000'000ull;
 // halted or its price stale, so it goes to no broker; it is routed when the instrument
 // trades again (market_changed), its wait for a broker counted from then.
 enum class route_state : uint8_t { waiting = 0, sent = 1, working = 2, dead = 3, halted = 4 };
-enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3 };
+enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3, withdrawn = 4 };
 [[nodiscard]] const char* route_state_name(uint8_t s);
 [[nodiscard]] const char* dead_reason_name(uint8_t r);
 constexpr uint32_t attempts_max = payouts::attempts_max;          // per routing
@@ -251,6 +251,10 @@ class table {
   // The last session of broker `gateway` closed, or it lost the broker role: its
   // unacknowledged orders go on at once.
   void broker_down(uint32_t gateway, uint64_t ts);
+  // Gateway `gateway` stopped being an enabled broker (its role taken, or disabled;
+  // rules_withdrawn_broker_dead_letters): the orders working there, not ending, become
+  // dead letters (broker_withdrawn), in order id order.
+  void broker_withdrawn(uint32_t gateway, uint64_t ts);
   // The engine (re)started: no broker is up; unacknowledged orders wait for one.
   void reset(uint64_t ts);
   // A chain the table emitted executed fresh (or as a repeat) with outcome r.

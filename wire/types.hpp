@@ -539,7 +539,8 @@ struct order_state_view {
   uint8_t cancelling = 0;    // open, ending: 4 cancelled or 5 expired here (3 rejected while another broker may have it), not yet confirmed
   uint8_t routing = 0;       // open: 0 waiting for a broker, 1 sent (not yet acknowledged), 2 working, 3 a dead letter,
                              // 4 held: its instrument is halted or its price stale
-  uint8_t dead_reason = 0;   // a dead letter: 1 attempts exhausted, 2 every broker given up, 3 no broker in time
+  uint8_t dead_reason = 0;   // a dead letter: 1 attempts exhausted, 2 every broker given up, 3 no broker in time,
+                             // 4 the broker working it withdrawn (its role taken, or disabled)
   uint8_t attempts = 0;      // times it was sent to a broker
 };
 static_assert(sizeof(order_state_view) == 112);

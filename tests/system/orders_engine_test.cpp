@@ -750,6 +750,65 @@ TEST_F(orders_engine, ABrokerRoleGivenAlongADisableWaitsForTheNextSession) {
   EXPECT_EQ(order(70).broker, number("bank-broker"));
 }
 
+// A gateway that stops being an enabled broker (here the role taken; or disabled) makes
+// the orders working there dead letters (rules version 21): it can no longer report their
+// fills, and a working order never moves by itself (it may have traded). Its answers are
+// still taken: given the role back, its fill settles the order. Before, the order stayed
+// working there, its hold kept, until it expired or was cancelled. The log replays it so.
+TEST_F(orders_engine_replay, ABrokerWithdrawnLeavesItsWorkingOrdersDeadLetters) {
+  auto upd = an_order_sent_to_a_payments_gateway_made_broker("bank-broker", 70);
+  wire::order_answer took{};
+  took.order_id = 70;
+  took.kind = wire::order_answer_kind::accepted;
+  ASSERT_EQ(answer("bank-broker", took), result::ok);
+  ASSERT_EQ(order(70).routing, uint8_t(actors::trading::route_state::working));
+  const uint64_t held = account(a_).debits_pending;
+  clear_sent();
+  upd.roles = wire::roles::payments;
+  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
+  sync();
+  EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::dead));
+  EXPECT_EQ(order(70).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn));
+  EXPECT_EQ(account(a_).debits_pending, held) << "its hold kept";
+  EXPECT_TRUE(sent().empty()) << "sent nowhere by itself";
+  expect_kept_across_restart(70);
+  upd.roles = wire::roles::payments | wire::roles::broker;
+  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
+  ASSERT_EQ(answer("bank-broker", fill(70, 1, 10, 100)), result::ok) << "the broker that had it reports its fill";
+  EXPECT_EQ(order(70).state, uint8_t(actors::portfolio::order_state::filled));
+  expect_balanced();
+}
+
+// A disable does the same; a disable and an enable in one batch (cutting off the sessions
+// it had) leaves the broker enabled, and its orders working.
+TEST_F(orders_engine, ADisabledBrokerLeavesItsWorkingOrdersDeadLetters) {
+  up("broker-a");
+  wire::order_answer took{};
+  took.kind = wire::order_answer_kind::accepted;
+  for (const uint64_t id : {80, 81}) {
+    ASSERT_EQ(place(buy(id, a_, 10, 100)), result::ok);
+    took.order_id = id;
+    ASSERT_EQ(answer("broker-a", took), result::ok);
+  }
+  ASSERT_EQ(place(buy(82, a_, 10, 100)), result::ok);  // sent, not acknowledged
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "broker-a");
+  auto on = off;
+  on.kind = wire::gateway_op_kind::enable;
+  ASSERT_EQ(e().gateways({off, on}).results, (std::vector<result>{result::ok, result::ok}));
+  sync();
+  EXPECT_EQ(order(80).routing, uint8_t(actors::trading::route_state::working)) << "enabled as the batch left it";
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  sync();
+  for (const uint64_t id : {80, 81}) {
+    EXPECT_EQ(order(id).routing, uint8_t(actors::trading::route_state::dead)) << id;
+    EXPECT_EQ(order(id).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn)) << id;
+  }
+  EXPECT_EQ(order(82).routing, uint8_t(actors::trading::route_state::sent)) << "its sessions' closing hands it on";
+  EXPECT_EQ(order(82).dead_reason, 0);
+}
+
 TEST_F(orders_engine, AFillSettlesOnAFrozenWallet) {
   up("broker-a");
   ASSERT_EQ(place(buy(60, a_, 20, 100)), result::ok);
