@@ -52,7 +52,13 @@ using namespace mesob;
 namespace {
 
 std::atomic<bool> stop_flag{false};
-void on_signal(int) { stop_flag.store(true); }
+// The same for the client's waits: a SIGTERM ends a connect, handshake or subscription
+// waiting on a server that does not answer at once, not after its 5 s.
+volatile std::sig_atomic_t stop_signal = 0;
+void on_signal(int) {
+  stop_flag.store(true);
+  stop_signal = 1;
+}
 
 uint64_t wall_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -345,6 +351,7 @@ int main(int argc, char** argv) {
   // The connect, the handshake and the subscription wait up to 5 s; the stream is read
   // in waits of 500 ms, to look at the stop flag, the pings and the report between.
   o.timeout_ms = 5000;
+  o.interrupt = &stop_signal;
   constexpr int read_wait_ms = 500;
   const auto t_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(seconds * 1000));
   auto expired = [&] { return seconds > 0 && std::chrono::steady_clock::now() >= t_end; };
@@ -366,8 +373,10 @@ int main(int argc, char** argv) {
   constexpr int retry_first_ms = 200, retry_max_ms = 5000;
   int retry_ms = retry_first_ms;
   auto retry_wait = [&] {
-    for (int slept = 0; slept < retry_ms && !stop_flag.load() && !expired(); slept += 50)
+    for (int slept = 0; slept < retry_ms && !stop_flag.load() && !expired(); slept += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      report();  // while the engine is away too
+    }
     retry_ms = std::min(retry_ms * 2, retry_max_ms);
   };
   uint64_t printed_through = 0;  // the highest offset printed (0: none yet)
@@ -431,6 +440,7 @@ int main(int argc, char** argv) {
                  a.start, a.oldest, a.end);
     retry_ms = retry_first_ms;
     said_unchecked = false;
+    behind = a.end > a.start ? a.end - a.start : 0;
     c->set_timeout_ms(read_wait_ms);
     auto last_sent = std::chrono::steady_clock::now();
     // Events are handed out a block at a time (the relay never holds a frame's worth).

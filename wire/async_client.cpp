@@ -282,6 +282,14 @@ void async_client::reader_loop() {
       continue;
     }
     last_error_ = err;
+    {
+      // Given up, before any callback below runs (one may submit again): a write blocked
+      // on it (holding send_mu_, which the reconnect's swap takes) fails at once, not at
+      // the socket's send timeout, and nothing more is written to it.
+      std::lock_guard lk(mu_);
+      conn_->shutdown();
+      conn_down_ = true;
+    }
     // Reconnects that each meet the same end (no answer in time, or the server closing
     // the session) before any answer arrives are attempts too: past the limit, what is
     // outstanding completes unknown, and one more reconnect gives what comes next a
@@ -309,13 +317,6 @@ void async_client::reader_loop() {
 bool async_client::reconnect() {
   int backoff = opt_.reconnect_backoff_ms;
   int refused_in_a_row = 0;
-  {
-    // Given up: a write blocked on it (holding send_mu_, which the swap below takes)
-    // fails at once, not at the socket's send timeout.
-    std::lock_guard lk(mu_);
-    conn_->shutdown();
-    conn_down_ = true;
-  }
   for (int attempt = 1;; ++attempt) {
     {
       std::unique_lock lk(mu_);

@@ -118,7 +118,8 @@ class async_client {
   // Queues request `id`'s frame (null and 0: a ping) for the current connection, for the
   // sender thread (under mu_).
   void queue_locked(std::shared_ptr<const std::vector<uint8_t>> frame, uint64_t id);
-  // Under no lock: true when connected again, false when closing or refused for good.
+  // Under no lock, the connection given up (conn_down_): true when connected again, false
+  // when closing or refused for good.
   bool reconnect();
   // A reconnect's `attempt` (counted from 1) failed: past reconnect_attempts, down.
   void attempt_failed(int attempt);

@@ -1375,6 +1375,9 @@ class relay_process {
     }
   }
   ~relay_process() { kill9(); }
+  void term() {
+    if (pid_ > 0) ::kill(pid_, SIGTERM);
+  }
   // Its exit status once it stopped by itself (-1: still running after `ms`).
   int exit_status(int ms) {
     for (int waited = 0; pid_ > 0 && waited < ms; waited += 10) {
@@ -1825,6 +1828,28 @@ TEST(Events, ARelayWhosePipeClosedExitsThree) {
   const auto got = await_lines(out, 2);
   ASSERT_GE(got.size(), 2u);
   EXPECT_EQ(got.front().offset, 1u) << "nothing was acknowledged";
+}
+
+// A SIGTERM ends a relay whose server takes the connection and says nothing (a paused
+// engine: no hello) at once, not after the handshake's 5-s wait.
+TEST(Events, ARelayStopsAtOnceWhileItsServerSaysNothing) {
+  temp_dir dir;
+  uint16_t port = 0;
+  const int silent = bound_loopback_socket(&port);
+  ASSERT_EQ(::listen(silent, 4), 0);  // connections wait in the kernel's queue: no hello
+  const std::string secret = dir.path() + "/relay.secret";
+  {
+    std::ofstream f(secret);
+    f << std::string(64, 'a') << "\n";
+  }
+  const std::string err = dir.path() + "/relay.err";
+  relay_process relay(dir.path(), port, dir.path() + "/relay.txt", {"--name", "relay"}, err, secret);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // in its handshake by now
+  const auto t0 = std::chrono::steady_clock::now();
+  relay.term();
+  EXPECT_EQ(relay.exit_status(10'000), 0) << read_file_text(err);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2500)) << read_file_text(err);
+  ::close(silent);
 }
 
 // The relay's messages, one per customer and event, as a notification service would send

@@ -269,7 +269,7 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     # A frame cut short by a timeout stays whole: the next read goes on from what came.
     near, far = socket.socketpair()
     raw = Client.__new__(Client)
-    raw.sock, raw.buf, raw.pushes, raw.pushes_dropped = near, bytearray(), [], 0
+    raw.sock, raw.buf, raw.pushes, raw.pushes_dropped = near, bytearray(), {}, 0
     near.settimeout(0.2)
     frame = HEADER.pack(5, 1, 9, 42) + b"hello"
     far.sendall(frame[:18])

@@ -8,10 +8,12 @@ Only the schema and wire/README.md went into this file. Example: example.py.
     c.create_transfers([dict(id=10, debit=1, credit=2, amount=5000, currency="ETB")])
     c.lookup_accounts([1, 2])
 """
+import collections
 import hashlib
 import hmac
 import socket
 import struct
+import time
 
 import flatbuffers
 from mesob.fb import (Account, AccountTransfers, Auth, BalanceQuery, Balances, CancelOrders, CreateAccounts,
@@ -27,7 +29,7 @@ from mesob.fb import (Account, AccountTransfers, Auth, BalanceQuery, Balances, C
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IHHQ")  # body bytes, version, kind, request id: 16 bytes
 FRAME_BYTES_CEILING = 64 << 20   # the protocol's largest body (wire/README.md "Limits")
-PUSHES_KEPT_MAX = 65536          # pushes kept for a later wait; past it the oldest goes
+PUSHES_KEPT_MAX = 65536          # pushes of a topic kept for a later wait; past it its oldest goes
 IDENT = b"MSB1"
 HELLO, AUTH, WELCOME, REQUEST, RESPONSE, ERROR, PUSH, PING, PONG = range(1, 10)
 
@@ -62,8 +64,8 @@ class Client:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.next_id = 1
-        self.pushes = []  # pushed frames (topic, body) that arrived while waiting for a response
-        self.pushes_dropped = 0  # pushes past PUSHES_KEPT_MAX that went unread
+        self.pushes = {}  # topic -> deque of pushed bodies that arrived while waiting for something else
+        self.pushes_dropped = 0  # pushes past PUSHES_KEPT_MAX of their topic that went unread
         kind, _, body = self._read_frame()
         if kind != HELLO:
             raise IOError("first frame is kind %d, not hello" % kind)
@@ -115,7 +117,7 @@ class Client:
             raise IOError("a frame of %d bytes announced, past the protocol's %d: framing lost" %
                           (size, FRAME_BYTES_CEILING))
         self._fill(HEADER.size + size)
-        body = bytearray(self.buf[HEADER.size:HEADER.size + size])
+        body = self.buf[HEADER.size:HEADER.size + size]  # (a bytearray's slice is its own copy)
         del self.buf[:HEADER.size + size]
         return kind, request_id, body
 
@@ -291,11 +293,16 @@ class Client:
 
     def _await_push(self, topic, timeout):
         """The body of the next push of `topic`, kept or read within `timeout` seconds
-        (socket.timeout past it; the connection's own timeout is as it was after)."""
+        however much else comes meanwhile (socket.timeout past it; the connection's own
+        timeout is as it was after)."""
+        deadline = time.monotonic() + timeout
         before = self.sock.gettimeout()
-        self.sock.settimeout(timeout)
         try:
-            while not any(t == topic for t, _ in self.pushes):
+            while not self.pushes.get(topic):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("no %r push within %s s" % (topic, timeout))
+                self.sock.settimeout(left)
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
@@ -303,8 +310,7 @@ class Client:
                     raise self._error(body)  # the session's: it ends
         finally:
             self.sock.settimeout(before)
-        i = next(k for k, (t, _) in enumerate(self.pushes) if t == topic)
-        return self.pushes.pop(i)[1]
+        return self.pushes[topic].popleft()
 
     def ping(self, timeout=10.0):
         """A ping and its pong: keeps a quiet session (one waiting for pushes) past the
@@ -319,8 +325,8 @@ class Client:
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
-                elif kind == ERROR and got == 0:
-                    raise self._error(body)
+                elif kind == ERROR and got in (0, rid):
+                    raise self._error(body)  # the session's, or the ping's (a gateway disabled since login)
                 elif kind == PONG and got == rid:
                     return
         finally:
@@ -328,10 +334,11 @@ class Client:
 
     def _keep_push(self, body):
         p = Push.Push.GetRootAs(body, 0)
-        if len(self.pushes) >= PUSHES_KEPT_MAX:  # a topic nobody waits for does not grow without bound
-            self.pushes.pop(0)
+        kept = self.pushes.setdefault((p.Topic() or b"").decode(), collections.deque())
+        if len(kept) >= PUSHES_KEPT_MAX:  # a topic nobody waits for does not grow without bound
+            kept.popleft()
             self.pushes_dropped += 1
-        self.pushes.append(((p.Topic() or b"").decode(), bytearray(p.Body(j) for j in range(p.BodyLength()))))
+        kept.append(bytearray(p.Body(j) for j in range(p.BodyLength())))
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10
