@@ -15,6 +15,7 @@
 #include <optional>
 #include <semaphore>
 #include <thread>
+#include <unordered_set>
 
 namespace mesob::load {
 namespace {
@@ -376,11 +377,16 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
     }
     return true;
   };
+  // Two-phase: the pendings and posts the target applied (acknowledged, or found after a
+  // failed request), for what must stay pending at the end.
+  std::vector<uint64_t> applied_two_phase;
+  if (w.two_phase) applied_two_phase = acked;
   // Transfers of failed requests: applied or not, as the target says; count what it applied.
   if (!look_up(unknown, [&](uint64_t k, const found_transfer& f) {
         ++v->unknown_resolved;
         if (!f.found) return;
         expect_applied(s, k);
+        if (w.two_phase) applied_two_phase.push_back(k);
         // held: its outcome counts; an equb payment: its round's count
         if (w.held() || w.kind == item_kind::equb) acked.push_back(k);
       }))
@@ -497,6 +503,29 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
       if (pending[i] != 0) {
         problem("account " + std::to_string(w.first_account + i) + " still holds " + std::to_string(pending[i]) +
                 " for " + w.item_name() + " after every one was answered");
+        break;
+      }
+  }
+  // Two-phase: each account's pending debits are exactly its pendings applied and not
+  // posted. (A post that left its pending's amount held, or a pending held twice, leaves
+  // every posted balance right and shows here only.)
+  if (w.two_phase) {
+    std::unordered_set<uint64_t> posted;
+    for (const uint64_t k : applied_two_phase)
+      if (k & post_tag) posted.insert(k & ~post_tag);
+    std::vector<uint64_t> want(w.accounts, 0);
+    for (const uint64_t k : applied_two_phase)
+      if (!(k & post_tag) && !posted.count(k)) {
+        const auto p = make_transfer(w, s.layout, k);
+        want[p.debit_account_id - w.first_account] += p.amount;
+      }
+    std::vector<uint64_t> pending;
+    if (!t.read_pending_debits(w, &pending, &err)) return problem("reading pending debits: " + err);
+    if (pending.size() != want.size()) return problem("reading pending debits: wrong number of accounts");
+    for (uint64_t i = 0; i < want.size(); ++i)
+      if (pending[i] != want[i]) {
+        problem("account " + std::to_string(w.first_account + i) + " holds " + std::to_string(pending[i]) +
+                " pending, expected " + std::to_string(want[i]) + " (its pendings applied and not posted)");
         break;
       }
   }
