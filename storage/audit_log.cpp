@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -65,6 +66,22 @@ bool valid_entry_at(const std::vector<uint8_t>& d, size_t q) {
          entry_crc(chain, d.data() + q + entry_head_bytes, len) == crc;
 }
 
+// The rotated files of the trail at `path` (path.<ns>): how many, and the newest's name.
+size_t rotated_files(const std::string& path, std::string* newest) {
+  const std::filesystem::path p(path);
+  const std::string prefix = p.filename().string() + ".";
+  size_t n = 0;
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(p.has_parent_path() ? p.parent_path() : ".", ec)) {
+    const std::string name = f.path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (!std::all_of(name.begin() + long(prefix.size()), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    ++n;
+    if (name.size() > newest->size() || (name.size() == newest->size() && name > *newest)) *newest = name;
+  }
+  return n;
+}
+
 std::string dir_of(const std::string& path) {
   const auto d = std::filesystem::path(path).parent_path().string();
   return d.empty() ? "." : d;
@@ -107,7 +124,19 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
       std::filesystem::remove(fresh, ec);  // the rotation had not begun: done again later
     }
   }
+  // Only the first file of a trail is created in place (a rotation writes the next one
+  // aside and renames it): with rotated files beside it, a missing or cut-short current
+  // file is a trail lost or cut, not one to start again.
+  std::string newest;
+  const size_t rotated = rotated_files(path, &newest);
+  const auto lost = [&](const char* what) {
+    *error = "audit trail " + path + " is " + what + " while " + std::to_string(rotated) +
+             " rotated file(s) of it remain (the newest " + newest +
+             "): restore it, or move the rotated files aside to start a new trail";
+    return nullptr;
+  };
   if (!std::filesystem::exists(path, ec)) {
+    if (rotated > 0) return lost("missing");
     log->fd_ = create_file(path, chain_hash{}, error);
     if (log->fd_ < 0 || !fsync_dir(dir_of(path))) {
       if (log->fd_ >= 0) *error = errno_text("audit trail " + path + ": directory fsync");
@@ -130,6 +159,7 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
     uint8_t first[header_bytes] = {};
     std::memcpy(first, magic, sizeof magic);
     if (d.size() < header_bytes && std::memcmp(d.data(), first, d.size()) == 0) {
+      if (rotated > 0) return lost("cut short");
       if (!pwrite_full(log->fd_, first, sizeof first, 0) || ::fdatasync(log->fd_) != 0) {
         *error = errno_text("audit trail " + path + ": write");
         return nullptr;

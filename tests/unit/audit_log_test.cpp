@@ -199,4 +199,20 @@ TEST(audit_log, rotates_past_its_size_limit_and_the_chain_runs_on) {
   ASSERT_TRUE(log) << err;
   EXPECT_NE(rep.find("interrupted rotation was finished"), std::string::npos) << rep;
   EXPECT_TRUE(log->head() == head);
+  log.reset();
+  // With rotated files beside it, a current file missing or cut to nothing is a trail
+  // lost, refused by name. Before, a fresh trail started (or the cut header was
+  // "completed") with its chain from zero, and the history was silently cut off.
+  ASSERT_EQ(::rename(path.c_str(), (dir.path() + "/kept").c_str()), 0);
+  EXPECT_FALSE(audit_log::open(path, &err, &rep, limit));
+  EXPECT_NE(err.find("is missing while"), std::string::npos) << err;
+  EXPECT_NE(err.find("rotated file(s) of it remain"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(path)) << "nothing created";
+  { std::ofstream cut(path, std::ios::trunc); }
+  EXPECT_FALSE(audit_log::open(path, &err, &rep, limit));
+  EXPECT_NE(err.find("is cut short while"), std::string::npos) << err;
+  ASSERT_EQ(::rename((dir.path() + "/kept").c_str(), path.c_str()), 0);
+  log = audit_log::open(path, &err, &rep, limit);
+  ASSERT_TRUE(log) << err;
+  EXPECT_TRUE(log->head() == head);
 }
