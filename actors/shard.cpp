@@ -571,6 +571,15 @@ void shard::execute(batch& b) {
       const bool rows = b.account_ids.at(3) != 0;      // reconciliation rows and sweeps too
       const uint64_t from = b.account_ids.at(4);        // listing: ids from this one on
       auto& out = b.found_payouts[index_];
+      if (b.account_ids.at(5) != 0) {  // the breakers alone: no pass over the payouts held
+        desks_.for_each_desk([&](const payouts::desk& d) {
+          for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
+        });
+        trading_.for_each_breaker([&](uint32_t g, const gateways::breaker& br) {
+          b.found_order_breakers[index_].push_back({index_, 0, g, br});
+        });
+        break;
+      }
       if (id != 0) {  // one payout: looked up in each desk, nothing counted or listed
         desks_.for_each_desk([&](const payouts::desk& d) {
           if (const auto p = d.payouts.find(id); p != d.payouts.end()) {

@@ -869,7 +869,7 @@ class admin_impl {
   }
 
   admin_response_msg cmd_brokers(const std::vector<std::string>&) {
-    const reply r = eng_.lookup_payouts(0, 0, false, /*with_rows=*/false);  // breakers only
+    const reply r = eng_.lookup_payouts(0, 0, false, /*with_rows=*/false, 0, /*breakers_only=*/true);
     if (r.st != status::ok) return refused_by_engine(r);
     admin_section s;
     s.title = "breakers";

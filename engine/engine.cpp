@@ -1452,7 +1452,7 @@ class engine_impl {
       case op_kind::gateway_events: n = req.gateway_events.size(); break;
       case op_kind::payout_ops: n = req.payout_ops.size(); break;
       case op_kind::lookup_payouts:
-        if (req.account_ids.size() != 5) return status::kind_invalid;
+        if (req.account_ids.size() != 6) return status::kind_invalid;
         break;
       case op_kind::instrument_ops: n = req.instrument_ops.size(); break;
       case op_kind::prices: n = req.prices.size(); break;
@@ -4389,10 +4389,11 @@ reply engine::payout_ops(std::vector<wire::payout_op> ops) {
   return call_with(*this, op_kind::payout_ops, &request::payout_ops, std::move(ops));
 }
 
-reply engine::lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only, bool with_rows, uint64_t from_id) {
+reply engine::lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only, bool with_rows, uint64_t from_id,
+                             bool breakers_only) {
   request r;
   r.kind = op_kind::lookup_payouts;
-  r.account_ids = {payout_id, limit, problems_only ? 1u : 0u, with_rows ? 1u : 0u, from_id};
+  r.account_ids = {payout_id, limit, problems_only ? 1u : 0u, with_rows ? 1u : 0u, from_id, breakers_only ? 1u : 0u};
   return call(std::move(r));
 }
 

@@ -341,8 +341,10 @@ class engine {
   // counts, breakers or rows), one hash look-up per desk instead of a pass over all.
   // Without, the payouts copied are those of the lowest ids from `from_id` on, in id
   // order (a listing pages with the id after its last).
+  // `breakers_only`: the desks' and the brokers' breakers alone, no pass over the payouts
+  // held (the console's `brokers`).
   reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false, bool with_rows = true,
-                       uint64_t from_id = 0);
+                       uint64_t from_id = 0, bool breakers_only = false);
   // Where instructions go: called on a shard thread with each batch's instructions for
   // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped
   // (the payouts time out and are retried once a sink is set and a session is up).

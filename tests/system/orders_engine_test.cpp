@@ -1094,6 +1094,14 @@ TEST_F(orders_engine, AnUnacknowledgedOrderIsRetriedThenFallsBackToTheNextBroker
   // Operators see the wallet's shard's breakers: broker-a sent 3, timed out 3 (closed:
   // fewer than 20 outcomes), broker-b sent 1.
   const auto br = e().lookup_payouts(0, 0, false).order_breakers;
+  // The same read with the breakers alone (the console's `brokers`: no pass over payouts).
+  const auto alone = e().lookup_payouts(0, 0, false, false, 0, true);
+  ASSERT_EQ(alone.order_breakers.size(), br.size());
+  for (size_t i = 0; i < br.size(); ++i) {
+    EXPECT_EQ(alone.order_breakers[i].gateway, br[i].gateway);
+    EXPECT_EQ(alone.order_breakers[i].b.sent, br[i].b.sent);
+  }
+  EXPECT_TRUE(alone.payout_counts.empty() && alone.payouts.empty());
   ASSERT_EQ(br.size(), 2u);
   EXPECT_EQ(br[0].gateway, ba);
   EXPECT_EQ(br[0].desk, uint64_t(actors::shard_of(a_, 2)));
