@@ -483,33 +483,44 @@ TEST(Portfolio, RandomRunKeepsMoneyAndUnitsAccountedFor) {
   (void)proceeds;
 }
 
+// A trading table on shard 0 of 1 over the world's market, broker 3 up for every currency.
+struct trading_world : world {
+  trading::table t;
+  trading_world() {
+    t.set_market(&mkt);
+    t.set_place(0, 1);
+    t.set_brokers([](wire::currency_code, std::vector<trading::broker_info>* out) {
+      out->push_back({3, true, true, 1'000'000'000});
+    });
+  }
+  // Broker 3's answer for wallet 5's order `id` (a fill: fill_id, quantity, price).
+  result answer(uint64_t id, wire::order_answer_kind kind, uint64_t fill_id = 0, uint64_t quantity = 0,
+                uint64_t price = 0) {
+    wire::order_answer a;
+    a.order_id = id;
+    a.fill_id = fill_id;
+    a.quantity = quantity;
+    a.price_ticks = price;
+    a.wallet = 5;
+    a.gateway = 3;
+    a.kind = kind;
+    bool repeated = false;
+    return t.answer(a, mkt, t0 + 3, &repeated);
+  }
+};
+
 // A wallet's trading row owes only the chains fills and closes emit, and the engine sends
 // them to the ledger again after a restart as its own, past every client check: one
 // changed after (an account, a flag, an amount, an id, a field no chain sets) is
 // refused, whichever transfer. Before, only their ids' kind and user_data were looked at.
 TEST(TradingRows, OwedChainsAreTheShapesFillsAndClosesEmit) {
-  world w;
-  trading::table t;
-  t.set_market(&w.mkt);
-  t.set_place(0, 1);
-  t.set_brokers([](wire::currency_code, std::vector<trading::broker_info>* out) {
-    out->push_back({3, true, true, 1'000'000'000});
-  });
+  trading_world w;
+  auto& t = w.t;
   t.placed(order(1, wire::order_side::buy, 20, 110), 2, t0 + 2);  // buy 20 at 110 at most
   t.placed(order(2, wire::order_side::buy, 10, 110), 2, t0 + 2);
-  wire::order_answer a;
-  a.order_id = 1;
-  a.fill_id = 1;
-  a.quantity = 10;
-  a.price_ticks = 100;
-  a.wallet = 5;
-  a.gateway = 3;
-  bool repeated = false;
-  ASSERT_EQ(t.answer(a, w.mkt, t0 + 3, &repeated), result::ok);  // the post of hold 0 and hold 1
-  a.order_id = 2;
-  a.kind = wire::order_answer_kind::reject;
-  a.fill_id = a.quantity = a.price_ticks = 0;
-  ASSERT_EQ(t.answer(a, w.mkt, t0 + 3, &repeated), result::ok);  // the void of hold 0
+  // The post of hold 0 and hold 1; the void of hold 0.
+  ASSERT_EQ(w.answer(1, wire::order_answer_kind::fill, 1, 10, 100), result::ok);
+  ASSERT_EQ(w.answer(2, wire::order_answer_kind::reject), result::ok);
   ASSERT_EQ(t.chains_owed().size(), 2u) << "nothing emits here: both are owed";
   const auto row = t.encode_row(5);
   std::string why;
@@ -566,13 +577,8 @@ TEST(TradingRows, OwedChainsAreTheShapesFillsAndClosesEmit) {
 // closed orders, so that the chain's refusal marks it for operators. Before, 4,096 later
 // closes dropped it first and the refusal marked nothing.
 TEST(TradingRows, AClosedOrderStaysWhileItsChainIsOwed) {
-  world w;
-  trading::table t;
-  t.set_market(&w.mkt);
-  t.set_place(0, 1);
-  t.set_brokers([](wire::currency_code, std::vector<trading::broker_info>* out) {
-    out->push_back({3, true, true, 1'000'000'000});
-  });
+  trading_world w;
+  auto& t = w.t;
   std::vector<wire::transfer> firsts;  // each chain's first transfer, as emitted
   t.set_emit([&](std::vector<wire::transfer>&& group) {
     bool start = true;
@@ -583,13 +589,7 @@ TEST(TradingRows, AClosedOrderStaysWhileItsChainIsOwed) {
   });
   const auto place_and_reject = [&](uint64_t id) {
     t.placed(order(id, wire::order_side::buy, 10, 110), 2, t0 + 2);
-    wire::order_answer a;
-    a.order_id = id;
-    a.wallet = 5;
-    a.gateway = 3;
-    a.kind = wire::order_answer_kind::reject;
-    bool repeated = false;
-    EXPECT_EQ(t.answer(a, w.mkt, t0 + 3, &repeated), result::ok);
+    EXPECT_EQ(w.answer(id, wire::order_answer_kind::reject), result::ok);
     t.flush();
   };
   place_and_reject(1);
