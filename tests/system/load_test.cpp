@@ -56,14 +56,36 @@ std::unique_ptr<load::target> connect_target(const std::string& data, uint16_t p
   return t;
 }
 
-// A target that acknowledges one request as all ok without sending it: an engine that
-// loses acknowledged transfers, which verification must catch.
-class losing_target final : public load::target {
+// A target passing everything to a real one: the misreporting targets below change one part.
+class forwarding_target : public load::target {
  public:
-  explicit losing_target(load::target& real) : real_(real) {}
-  std::string name() const override { return "losing"; }
+  explicit forwarding_target(load::target& real) : real_(real) {}
   std::string supports(const load::workload& w) const override { return real_.supports(w); }
   bool setup(const load::workload& w, std::string* e) override { return real_.setup(w, e); }
+  std::unique_ptr<load::target_connection> connect(const load::workload& w, std::string* e) override {
+    return real_.connect(w, e);
+  }
+  bool read_balances(const load::workload& w, int64_t* f, std::vector<int64_t>* a, std::string* e) override {
+    return real_.read_balances(w, f, a, e);
+  }
+  bool find_transfers(std::span<const wire::id128> ids, std::vector<load::found_transfer>* out,
+                      std::string* e) override {
+    return real_.find_transfers(ids, out, e);
+  }
+  bool read_pending_debits(const load::workload& w, std::vector<uint64_t>* accounts, std::string* e) override {
+    return real_.read_pending_debits(w, accounts, e);
+  }
+
+ protected:
+  load::target& real_;
+};
+
+// A target that acknowledges one request as all ok without sending it: an engine that
+// loses acknowledged transfers, which verification must catch.
+class losing_target final : public forwarding_target {
+ public:
+  using forwarding_target::forwarding_target;
+  std::string name() const override { return "losing"; }
   std::unique_ptr<load::target_connection> connect(const load::workload& w, std::string* e) override {
     class conn final : public load::target_connection {
      public:
@@ -86,45 +108,22 @@ class losing_target final : public load::target {
     auto c = real_.connect(w, e);
     return c ? std::make_unique<conn>(std::move(c), &sent_) : nullptr;
   }
-  bool read_balances(const load::workload& w, int64_t* f, std::vector<int64_t>* a, std::string* e) override {
-    return real_.read_balances(w, f, a, e);
-  }
-  bool find_transfers(std::span<const wire::id128> ids, std::vector<load::found_transfer>* out,
-                      std::string* e) override {
-    return real_.find_transfers(ids, out, e);
-  }
 
  private:
-  load::target& real_;
   std::atomic<int> sent_{0};
 };
 
 // A target whose first account shows one minor unit more pending than the engine holds:
 // a post that left part of its pending held, which only the pending balances show.
-class pending_left_target final : public load::target {
+class pending_left_target final : public forwarding_target {
  public:
-  explicit pending_left_target(load::target& real) : real_(real) {}
+  using forwarding_target::forwarding_target;
   std::string name() const override { return "pending-left"; }
-  std::string supports(const load::workload& w) const override { return real_.supports(w); }
-  bool setup(const load::workload& w, std::string* e) override { return real_.setup(w, e); }
-  std::unique_ptr<load::target_connection> connect(const load::workload& w, std::string* e) override {
-    return real_.connect(w, e);
-  }
-  bool read_balances(const load::workload& w, int64_t* f, std::vector<int64_t>* a, std::string* e) override {
-    return real_.read_balances(w, f, a, e);
-  }
-  bool find_transfers(std::span<const wire::id128> ids, std::vector<load::found_transfer>* out,
-                      std::string* e) override {
-    return real_.find_transfers(ids, out, e);
-  }
   bool read_pending_debits(const load::workload& w, std::vector<uint64_t>* accounts, std::string* e) override {
     if (!real_.read_pending_debits(w, accounts, e)) return false;
     if (!accounts->empty()) ++accounts->front();
     return true;
   }
-
- private:
-  load::target& real_;
 };
 
 std::string read_file(const std::string& path) {
