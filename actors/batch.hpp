@@ -52,7 +52,7 @@ enum class op_kind : uint16_t {
   gateway_events = 16,           // gateway sessions up and down (every shard)
   payout_ops = 17,               // operators' retry and cancel of payouts (the desks' shards)
   lookup_payouts = 18,           // the desks' payouts (account_ids: {payout id or 0, limit, problems
-                                 // only, with rows, from id}), their counts, breakers, reconciliation
+                                 // only, with rows, from id, breakers only}), their counts, breakers, reconciliation
   instrument_ops = 19,           // instrument definitions, halts, resumes (every shard's market)
   prices = 20,                   // market-data prices (every shard's market)
   lookup_instruments = 21,       // instruments by id (account_ids; none: every one), shard 0's market

@@ -158,8 +158,10 @@ constexpr uint16_t rules_broker_role_loss_hands_orders_on = 20;
 // longer report their fills, and a working order never moves by itself (it may have
 // traded), so an operator retries or cancels each, as for a payout's withdrawn gateway.
 // Its answers are still taken (the latest broker sent to, while nobody has the order):
-// enabled again, or given the role back, it may still report them. Before, they stayed
-// working there until they expired or were cancelled.
+// enabled again, or given the role back, it may still report them; until then an
+// acknowledgement of its (sequenced after the change) takes no order to work there but
+// makes it a dead letter too. The role taken from a broker disabled before counts. Before,
+// they stayed working there until they expired or were cancelled.
 constexpr uint16_t rules_withdrawn_broker_dead_letters = 21;
 constexpr uint16_t rules_newest = 21;
 

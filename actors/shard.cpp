@@ -515,12 +515,15 @@ void shard::execute(batch& b) {
         // One that stopped being an enabled broker (the role taken, or disabled: as the
         // batch leaves it, so a disable and an enable in one batch is neither) can no
         // longer report fills: the orders working there become dead letters
-        // (rules_withdrawn_broker_dead_letters).
+        // (rules_withdrawn_broker_dead_letters). The role taken from one disabled before
+        // counts too (its orders may be working there since before these rules).
         if (b.rules >= rules_withdrawn_broker_dead_letters)
           for (const auto& g : b.registry_after->all()) {
             const auto* was = was_of(g);
-            const bool was_broker = was && (was->roles & wire::roles::broker) && was->enabled;
-            if (was_broker && !((g.roles & wire::roles::broker) && g.enabled)) trading_.broker_withdrawn(g.number, ts);
+            const bool had_role = was && (was->roles & wire::roles::broker);
+            const bool role_lost = had_role && !(g.roles & wire::roles::broker);
+            const bool disabled = had_role && was->enabled && !g.enabled;
+            if (role_lost || disabled) trading_.broker_withdrawn(g.number, ts);
           }
       }
       break;

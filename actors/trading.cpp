@@ -355,6 +355,14 @@ void table::breaker_moved(uint32_t g, const gateways::breaker& b, uint64_t now) 
 
 void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint32_t g, uint64_t now) {
   const route_state rs = route_state(e.routing);
+  // A broker no longer enabled with the role (its answer sequenced after the registry
+  // change that withdrew it) does not take the order to work: the order is a dead letter,
+  // as that change made the ones working there (its fills settle all the same).
+  const auto withdrawn = [&] {
+    if (rules_ < rules_withdrawn_broker_dead_letters) return false;
+    const auto cands = brokers(e.o.currency);
+    return std::none_of(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g && b.enabled; });
+  };
   if (e.broker == g) {
     if (rs == route_state::sent) {  // the answer the attempt waited for
       broker_state& st = breakers_[g];
@@ -362,6 +370,7 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
       const auto cands = brokers(e.o.currency);
       const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
       record(g, e.o.id, false, it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull, now);
+      if (withdrawn()) return make_dead(wallet, w, e, dead_reason::withdrawn, now);
       set_routing(e, route_state::working);
       e.broker = g;
       touch(wallet, w);
@@ -373,6 +382,10 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
   // while nobody has the order now (waiting after its timeout, or a dead letter), takes it.
   if (rs == route_state::working || rs == route_state::sent || e.attempts.empty() || e.attempts.back() != g) {
     instruct(e, wire::order_instruction_kind::cancel, g);
+    return;
+  }
+  if (withdrawn()) {  // it has the order, and may trade it: nobody else may
+    if (rs != route_state::dead) make_dead(wallet, w, e, dead_reason::withdrawn, now);
     return;
   }
   set_routing(e, route_state::working);

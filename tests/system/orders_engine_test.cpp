@@ -772,6 +772,10 @@ TEST_F(orders_engine_replay, ABrokerWithdrawnLeavesItsWorkingOrdersDeadLetters) 
   EXPECT_EQ(account(a_).debits_pending, held) << "its hold kept";
   EXPECT_TRUE(sent().empty()) << "sent nowhere by itself";
   expect_kept_across_restart(70);
+  // An answer of its sequenced after the change (sent before its session saw it) does not
+  // take the order back to work there.
+  ASSERT_EQ(answer("bank-broker", took), result::ok);
+  EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::dead));
   upd.roles = wire::roles::payments | wire::roles::broker;
   ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
   ASSERT_EQ(answer("bank-broker", fill(70, 1, 10, 100)), result::ok) << "the broker that had it reports its fill";
