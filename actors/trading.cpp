@@ -358,19 +358,22 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
   // A broker no longer enabled with the role (its answer sequenced after the registry
   // change that withdrew it) does not take the order to work: the order is a dead letter,
   // as that change made the ones working there (its fills settle all the same).
-  const auto withdrawn = [&] {
-    if (rules_ < rules_withdrawn_broker_dead_letters) return false;
-    const auto cands = brokers(e.o.currency);
-    return std::none_of(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g && b.enabled; });
+  // (The broker as the registry has it: none when it no longer has the role.)
+  const auto listed = [&](const std::vector<broker_info>& cands) {
+    return std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+  };
+  const auto withdrawn = [&](const std::vector<broker_info>& cands) {
+    const auto it = listed(cands);
+    return rules_ >= rules_withdrawn_broker_dead_letters && (it == cands.end() || !it->enabled);
   };
   if (e.broker == g) {
     if (rs == route_state::sent) {  // the answer the attempt waited for
       broker_state& st = breakers_[g];
       ++st.b.settled;
       const auto cands = brokers(e.o.currency);
-      const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+      const auto it = listed(cands);
       record(g, e.o.id, false, it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull, now);
-      if (withdrawn()) return make_dead(wallet, w, e, dead_reason::withdrawn, now);
+      if (withdrawn(cands)) return make_dead(wallet, w, e, dead_reason::withdrawn, now);
       set_routing(e, route_state::working);
       e.broker = g;
       touch(wallet, w);
@@ -384,7 +387,7 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
     instruct(e, wire::order_instruction_kind::cancel, g);
     return;
   }
-  if (withdrawn()) {  // it has the order, and may trade it: nobody else may
+  if (withdrawn(brokers(e.o.currency))) {  // it has the order, and may trade it: nobody else may
     if (rs != route_state::dead) make_dead(wallet, w, e, dead_reason::withdrawn, now);
     return;
   }
