@@ -52,7 +52,8 @@ enum class op_kind : uint16_t {
   gateway_events = 16,           // gateway sessions up and down (every shard)
   payout_ops = 17,               // operators' retry and cancel of payouts (the desks' shards)
   lookup_payouts = 18,           // the desks' payouts (account_ids: {payout id or 0, limit, problems
-                                 // only, with rows, from id, breakers only}), their counts, breakers, reconciliation
+                                 // only, with sweeps, from id, breakers only, reconciliation of gateway
+                                 // or 0, its day + 1 or 0}), their counts, breakers, reconciliation
   instrument_ops = 19,           // instrument definitions, halts, resumes (every shard's market)
   prices = 20,                   // market-data prices (every shard's market)
   lookup_instruments = 21,       // instruments by id (account_ids; none: every one), shard 0's market
@@ -299,7 +300,11 @@ struct checkpoint_cut {
   std::vector<uint8_t> gateways;  // the gateway registry at the cut (registry::encode)
   std::vector<uint8_t> gateway_sessions;  // sessions up per gateway at the cut (shard 0's)
   std::vector<payouts::desk_table::dirty_rows> payouts;  // per shard, rows changed since its last cut
-  std::vector<std::vector<payouts::recon_row>> recon;    // per shard, its reconciliation counts (whole)
+  // per shard, its part of the reconciliation counts of days from recon_from_day on (the
+  // day of the newest committed cut's clock: engine time never moves back, so no row of
+  // an earlier day has changed since)
+  std::vector<std::vector<payouts::recon_row>> recon;
+  uint32_t recon_from_day = 0;
   std::vector<uint8_t> market;  // shard 0's market at the cut (book::encode; empty: no instrument)
   std::vector<uint8_t> policy;  // shard 0's policy at the cut (policy::encode; empty: none)
   // per shard, customers changed since its last cut: (wallet, table::encode bytes)

@@ -676,7 +676,7 @@ void desk_table::unwatch(desk& d, uint64_t id) {
 void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
   const uint64_t id = p.id;
   const uint32_t gateway = r == resolution::settled ? p.settled_by : p.attempts.empty() ? 0 : p.attempts.back().gateway;
-  recon_counts& c = recon_[{gateway, uint32_t(ts / ns_per_day), p.currency}];
+  recon_counts& c = recon_at(gateway, ts, p.currency);
   switch (r) {
     case resolution::settled:
       ++c.settled;
@@ -751,7 +751,7 @@ result desk_table::settled_after_end(desk& d, payout_entry& p, const wire::payou
   const uint8_t ended = p.st == state::settling || p.st == state::settle_refused || p.settled_by != 0 ? 1
                         : p.cancelling                                                            ? 3
                                                                                                   : 2;
-  recon_counts& c = recon_[{a.gateway, uint32_t(ts / ns_per_day), p.currency}];
+  recon_counts& c = recon_at(a.gateway, ts, p.currency);
   ++c.overpaid;
   gateways::add_amount(c.overpaid_amount, p.amount);
   if (events_) {
@@ -875,15 +875,40 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
 }
 
 void desk_table::deposited(uint32_t gateway, const wire::transfer& t, uint64_t ts) {
-  recon_counts& c = recon_[{gateway, uint32_t(ts / ns_per_day), t.currency}];
+  recon_counts& c = recon_at(gateway, ts, t.currency);
   ++c.deposits;
   gateways::add_amount(c.deposits_amount, t.amount);
 }
 
-std::vector<recon_row> desk_table::recon_rows() const {
+recon_counts& desk_table::recon_at(uint32_t gateway, uint64_t ts, wire::currency_code currency) {
+  const auto day = uint32_t(ts / ns_per_day);
+  recon_day_is(day);
+  return recon_[{gateway, day, currency}];
+}
+
+void desk_table::recon_day_is(uint32_t day) {
+  if (day <= recon_day_) return;
+  recon_day_ = day;
+  if (day < recon_days_kept) return;
+  recon_.erase(recon_.begin(), recon_.lower_bound(recon_key{0, day - recon_days_kept + 1, 0}));
+}
+
+void desk_table::load_recon(const recon_row& r) {
+  if (r.k.day + uint64_t(recon_days_kept) > recon_day_) recon_[r.k].add(r.c);
+}
+
+std::vector<recon_row> desk_table::recon_rows_from(uint32_t first_day) const {
   std::vector<recon_row> out;
-  out.reserve(recon_.size());
-  for (const auto& [k, c] : recon_) out.push_back({k, c});
+  for (auto it = recon_.lower_bound(recon_key{0, first_day, 0}); it != recon_.end(); ++it)
+    out.push_back({it->first, it->second});
+  return out;
+}
+
+std::vector<recon_row> desk_table::recon_rows_of(uint32_t gateway, uint64_t day_plus_one) const {
+  std::vector<recon_row> out;
+  auto it = day_plus_one == 0 ? recon_.begin() : recon_.lower_bound(recon_key{0, uint32_t(day_plus_one - 1), 0});
+  for (; it != recon_.end() && (day_plus_one == 0 || it->first.day == day_plus_one - 1); ++it)
+    if (it->first.gateway == gateway) out.push_back({it->first, it->second});
   return out;
 }
 

@@ -277,6 +277,18 @@ struct recon_row {
   recon_key k;
   recon_counts c;
 };
+// Days a shard keeps its reconciliation rows in memory, counted back from the newest day
+// it has counted (engine time, which never moves back): a row changes only on its own
+// day, so an older one is final in the snapshot, where readers find it
+// (engine::lookup_recon). Over a year, so the console lists a year without the snapshot.
+constexpr uint32_t recon_days_kept = 400;
+// Rows in memory ordered by day first: the days a cut copies, and those dropped, are
+// each one range.
+struct recon_by_day {
+  bool operator()(const recon_key& x, const recon_key& y) const {
+    return std::tie(x.day, x.gateway, x.currency) < std::tie(y.day, y.gateway, y.currency);
+  }
+};
 // Snapshot rows: key gateway << 44 | day << 24 | currency; value the counts (10 x u64;
 // rows of 8, from before overpayments were counted, read with none).
 [[nodiscard]] uint64_t recon_row_key(const recon_key& k);
@@ -400,9 +412,18 @@ class desk_table {
   void chain_done(const wire::transfer& first, wire::result r, uint64_t ts);
   // A deposit was applied on this shard (it owns the gateway's settlement account).
   void deposited(uint32_t gateway, const wire::transfer& t, uint64_t ts);
-  // This shard's part of the reconciliation counts.
-  [[nodiscard]] std::vector<recon_row> recon_rows() const;
-  void load_recon(const recon_row& r) { recon_[r.k].add(r.c); }
+  // This shard's part of the reconciliation counts of days from `first_day` on (a
+  // cut's: rows of earlier days have not changed since the last committed snapshot).
+  [[nodiscard]] std::vector<recon_row> recon_rows_from(uint32_t first_day) const;
+  // This shard's part of one gateway's rows in memory (day_plus_one: that day alone,
+  // 0: every day kept).
+  [[nodiscard]] std::vector<recon_row> recon_rows_of(uint32_t gateway, uint64_t day_plus_one) const;
+  // A snapshot's row (totals: any shard may hold a part), taken only when within
+  // recon_days_kept of the snapshot's day (`day`, which recon_day_is was given first).
+  void load_recon(const recon_row& r);
+  // Engine time has reached `day`: rows older than recon_days_kept are dropped.
+  void recon_day_is(uint32_t day);
+  [[nodiscard]] size_t recon_rows_kept() const { return recon_.size(); }
   // Sessions opening and closing (every shard keeps the counts).
   void event(const wire::gateway_event& e, uint64_t ts);
   wire::result op(const wire::payout_op& o, uint64_t desk, uint64_t ts);
@@ -526,7 +547,9 @@ class desk_table {
   std::unordered_map<uint32_t, std::vector<wire::payout_instruction>> outbox_;
   std::vector<std::vector<wire::transfer>> chains_out_;  // groups of whole chains
   void emit(std::vector<wire::transfer>&& chain);
-  std::map<recon_key, recon_counts> recon_;
+  std::map<recon_key, recon_counts, recon_by_day> recon_;
+  uint32_t recon_day_ = 0;  // the newest day counted or loaded at
+  recon_counts& recon_at(uint32_t gateway, uint64_t ts, wire::currency_code currency);
   std::vector<std::pair<uint64_t, uint64_t>> dirty_payouts_;  // (desk, payout)
   std::vector<uint64_t> dirty_desks_;
   std::vector<std::pair<uint64_t, uint64_t>> erased_;

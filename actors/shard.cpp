@@ -571,7 +571,7 @@ void shard::execute(batch& b) {
     case op_kind::lookup_payouts: {
       const uint64_t id = b.account_ids.at(0), limit = b.account_ids.at(1);
       const bool problems = b.account_ids.at(2) != 0;  // dead letters and refused settlements only
-      const bool rows = b.account_ids.at(3) != 0;      // reconciliation rows and sweeps too
+      const bool rows = b.account_ids.at(3) != 0;      // sweeps too
       const uint64_t from = b.account_ids.at(4);        // listing: ids from this one on
       auto& out = b.found_payouts[index_];
       if (b.account_ids.at(5) != 0) {  // the breakers alone: no pass over the payouts held
@@ -625,7 +625,8 @@ void shard::execute(batch& b) {
       });
       std::sort_heap(lowest.begin(), lowest.end(), by_id);
       for (const auto* p : lowest) out.push_back(*p);
-      if (rows) b.found_recon[index_] = desks_.recon_rows();
+      if (const uint64_t g = b.account_ids.at(6); g != 0)  // one gateway's reconciliation rows in memory
+        b.found_recon[index_] = desks_.recon_rows_of(uint32_t(g), b.account_ids.at(7));
       for (const auto& [k, c] : counts)
         b.found_counts[index_].push_back({std::get<0>(k), payouts::state(std::get<1>(k)), std::get<2>(k),
                                           std::get<3>(k), c.first, c.second});
@@ -1605,7 +1606,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   customers_.take_dirty(&cut_->customers[index_]);
   trading_.take_dirty(&cut_->portfolios[index_]);
   trading_.forget_closed();
-  cut_->recon[index_] = desks_.recon_rows();
+  cut_->recon[index_] = desks_.recon_rows_from(cut_->recon_from_day);
   note_pause(t0);
 }
 

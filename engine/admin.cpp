@@ -969,8 +969,11 @@ class admin_impl {
         return answer(admin_code::arguments_invalid, "'" + a[1] + "' is not a day of the calendar");
       if (only_day < 0) return answer(admin_code::arguments_invalid, "'" + a[1] + "' is before 1970");
     }
-    const reply r = eng_.lookup_payouts(0, 0);  // the counts and reconciliation rows only
+    std::string err;
+    const reply r = eng_.lookup_recon(g->number, only_day < 0 ? std::nullopt : std::optional<uint32_t>(uint32_t(only_day)),
+                                      &err);
     if (r.st != status::ok) return refused_by_engine(r);
+    if (!err.empty()) return answer(admin_code::failed, "the days kept in the snapshot cannot be read: " + err);
     struct line {
       actors::payouts::recon_counts c;
       uint64_t pending = 0, pending_amount = 0, dead = 0, dead_amount = 0;
@@ -983,9 +986,7 @@ class admin_impl {
       }
     };
     std::map<std::pair<uint32_t, std::string>, line, newest_first> rows;
-    for (const auto& row : r.recon)
-      if (row.k.gateway == g->number && (only_day < 0 || row.k.day == only_day))
-        rows[{row.k.day, wire::currency_name(row.k.currency)}].c.add(row.c);
+    for (const auto& row : r.recon) rows[{row.k.day, wire::currency_name(row.k.currency)}].c.add(row.c);
     for (const auto& c : r.payout_counts) {
       if (c.gateway != g->number || (only_day >= 0 && c.day != only_day)) continue;
       line& l = rows[{c.day, wire::currency_name(c.currency)}];

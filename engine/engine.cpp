@@ -23,6 +23,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -1452,7 +1453,7 @@ class engine_impl {
       case op_kind::gateway_events: n = req.gateway_events.size(); break;
       case op_kind::payout_ops: n = req.payout_ops.size(); break;
       case op_kind::lookup_payouts:
-        if (req.account_ids.size() != 6) return status::kind_invalid;
+        if (req.account_ids.size() != 8) return status::kind_invalid;
         break;
       case op_kind::instrument_ops: n = req.instrument_ops.size(); break;
       case op_kind::prices: n = req.prices.size(); break;
@@ -1589,6 +1590,7 @@ class engine_impl {
     c->portfolios.resize(shards_n_);
     c->payouts.resize(shards_n_);
     c->recon.resize(shards_n_);
+    c->recon_from_day = uint32_t(committed_clock_ns_.load() / actors::payouts::ns_per_day);
     if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
     c->shards_remaining.store(shards_n_);
     c->done = [this](checkpoint_cut& cut) {
@@ -1604,6 +1606,7 @@ class engine_impl {
   }
   uint64_t cut_seq_ = 0;                         // sequencer thread
   std::atomic<uint64_t> committed_cut_seq_{0};   // the newest cut whose checkpoint committed
+  std::atomic<uint64_t> committed_clock_ns_{0};  // its engine clock (the snapshot's, after a start)
   std::map<const checkpoint_cut*, storage::chain_hash> chain_at_cut_;  // guarded by ck_mu_
   std::vector<std::shared_ptr<checkpoint_cut>> pending_cuts_;           // guarded by ck_mu_
 
@@ -1686,6 +1689,7 @@ class engine_impl {
     carried_portfolios_.shrink_to_fit();
     carried_payouts_ = {};
     committed_cut_seq_.store(c.seq);
+    committed_clock_ns_.store(c.clock_ns);
     return {};
   }
 
@@ -1766,9 +1770,10 @@ class engine_impl {
     for (const auto& list : c.portfolios)
       for (const auto& [id, bytes] : list)
         if (!put_portfolio(id, bytes)) return w->error();
-    // Reconciliation counts, whole (a few rows per gateway and day): every shard's part
-    // summed, so that a later start with another shard count reads totals.
-    if (!w->clear(storage::table::recon)) return w->error();
+    // Reconciliation counts of the days that may have changed since the last committed
+    // cut (the shards keep every row of them in memory, whole: a snapshot's totals were
+    // loaded into one shard): every shard's part summed, so that a later start with
+    // another shard count reads totals. Rows of earlier days stay as they are.
     for (const auto& row : merged_recon(c.recon))
       if (!w->put(storage::table::recon, actors::payouts::recon_row_key(row.k), actors::payouts::encode_recon(row.c)))
         return w->error();
@@ -2596,6 +2601,7 @@ class engine_impl {
     rec_.snapshot_lsn = meta->lsn;
     last_ts_ = meta->clock_ns;
     dispatched_ts_ = meta->clock_ns;
+    committed_clock_ns_ = meta->clock_ns;
     dispatched_lsn_ = meta->lsn;
     dispatched_chain_ = meta->chain;
     set_snapshot_position(meta->lsn, meta->chain);
@@ -2973,6 +2979,8 @@ class engine_impl {
       }, error);
     }
     if (ok) {
+      // Rows within recon_days_kept of the snapshot's day (older ones stay in the snapshot).
+      for (const auto& sh : shards_) sh->desks().recon_day_is(uint32_t(meta->clock_ns / actors::payouts::ns_per_day));
       ok = snap_->scan(storage::table::recon, [&](uint64_t key, std::span<const uint8_t> v) {
         actors::payouts::recon_row row;
         if (!actors::payouts::decode_recon(key, v, &row, &why)) return false;
@@ -4393,8 +4401,36 @@ reply engine::lookup_payouts(uint64_t payout_id, size_t limit, bool problems_onl
                              bool breakers_only) {
   request r;
   r.kind = op_kind::lookup_payouts;
-  r.account_ids = {payout_id, limit, problems_only ? 1u : 0u, with_rows ? 1u : 0u, from_id, breakers_only ? 1u : 0u};
+  r.account_ids = {payout_id, limit, problems_only ? 1u : 0u, with_rows ? 1u : 0u, from_id, breakers_only ? 1u : 0u, 0, 0};
   return call(std::move(r));
+}
+
+reply engine::lookup_recon(uint32_t gateway, std::optional<uint32_t> day, std::string* error) {
+  using actors::payouts::recon_key;
+  error->clear();
+  request q;
+  q.kind = op_kind::lookup_payouts;
+  q.account_ids = {0, 0, 0, 0, 0, 0, gateway, day ? uint64_t(*day) + 1 : 0};
+  reply r = call(std::move(q));
+  // Rows' keys hold 20 bits of day (engine time reaches them in the year 4840).
+  if (r.st != status::ok || (day && *day >= 0xFFFFF)) return r;
+  // Days past what the shards keep in memory are final in the snapshot: its rows of keys
+  // the shards do not have (a key in memory holds its whole total).
+  std::set<recon_key> held;
+  for (const auto& row : r.recon) held.insert(row.k);
+  const uint64_t begin = actors::payouts::recon_row_key(recon_key{gateway, day.value_or(0), 0});
+  const uint64_t end = day ? actors::payouts::recon_row_key(recon_key{gateway, *day + 1, 0})
+                           : actors::payouts::recon_row_key(recon_key{gateway + 1, 0, 0});
+  std::string why;
+  const bool ok = impl_->snap_->scan(storage::table::recon, [&](uint64_t key, std::span<const uint8_t> v) {
+    actors::payouts::recon_row row;
+    if (!actors::payouts::decode_recon(key, v, &row, &why)) return false;
+    if (!held.contains(row.k)) r.recon.push_back(row);
+    return true;
+  }, error, end, begin);
+  if (!ok && !why.empty()) *error = "snapshot: " + why;
+  std::sort(r.recon.begin(), r.recon.end(), [](const auto& x, const auto& y) { return x.k < y.k; });
+  return r;
 }
 
 reply engine::orders(std::vector<wire::order> o) {

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -147,7 +148,7 @@ struct reply {
   // lookup_payouts: each shard's breakers for brokers (orders; desk: the shard's index,
   // currency 0), by broker then shard
   std::vector<actors::payouts::breaker_row> order_breakers;
-  std::vector<actors::payouts::recon_row> recon;       // lookup_payouts: per gateway, day, currency
+  std::vector<actors::payouts::recon_row> recon;       // lookup_recon: per day and currency, in key order
   std::vector<actors::payouts::payout_count> payout_counts;  // lookup_payouts (one row per shard and key)
   std::vector<actors::payouts::sweep_row> sweeps;      // lookup_payouts: what desks owe settlement accounts
   uint64_t groups_checked = 0;                // currency_totals: equb groups, payout desks and portfolios checked against their accounts
@@ -332,11 +333,11 @@ class engine {
   reply payout_ops(std::vector<wire::payout_op> ops);
   // The payouts the desks hold (all of them, or those with `payout_id`), from a
   // consistent point of the request stream; at most `limit`.
-  // Also every desk's breakers (per currency and gateway: phase and counters) and the
-  // reconciliation counts (per gateway, UTC day and currency).
+  // Also every desk's breakers (per currency and gateway: phase and counters); the
+  // reconciliation counts are lookup_recon's.
   // At most `limit` payouts are copied (problems_only: dead letters and refused
-  // settlements); `payout_counts` counts every one held. Without `with_rows` the
-  // reconciliation rows and sweeps are left out (the metrics: the rows grow by the day).
+  // settlements); `payout_counts` counts every one held. Without `with_rows` the sweeps
+  // are left out.
   // With a `payout_id` only that payout is looked up (held, or kept resolved: no
   // counts, breakers or rows), one hash look-up per desk instead of a pass over all.
   // Without, the payouts copied are those of the lowest ids from `from_id` on, in id
@@ -345,6 +346,11 @@ class engine {
   // held (the console's `brokers`).
   reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false, bool with_rows = true,
                        uint64_t from_id = 0, bool breakers_only = false);
+  // One gateway's reconciliation rows (of one UTC day, or of every day), with the payout
+  // counts (pending and dead letters per gateway and day): the days the shards keep in
+  // memory (actors::payouts::recon_days_kept) from them, older ones from the snapshot.
+  // A snapshot that cannot be read sets *error (the rows from memory are still given).
+  reply lookup_recon(uint32_t gateway, std::optional<uint32_t> day, std::string* error);
   // Where instructions go: called on a shard thread with each batch's instructions for
   // one gateway (by id). mesobd pushes them to the gateway's sessions. Unset: dropped
   // (the payouts time out and are retried once a sink is set and a session is up).

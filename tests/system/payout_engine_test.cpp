@@ -83,6 +83,17 @@ class payout_engine : public ::testing::Test {
   }
   engine::engine& e() { return fx_.e(); }
   uint32_t number(const char* g) { return e().gateway_registry()->find(g)->number; }
+  // Every gateway's reconciliation rows, every day.
+  std::vector<actors::payouts::recon_row> recon() {
+    std::vector<actors::payouts::recon_row> out;
+    for (const auto& g : e().gateway_registry()->all()) {
+      std::string err;
+      const auto r = e().lookup_recon(g.number, std::nullopt, &err);
+      EXPECT_EQ(err, "");
+      out.insert(out.end(), r.recon.begin(), r.recon.end());
+    }
+    return out;
+  }
 
   void up(const char* g) { event(g, wire::gateway_event_kind::up); }
   void down(const char* g) { event(g, wire::gateway_event_kind::down); }
@@ -742,7 +753,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   EXPECT_EQ(account(settle_b).credits_posted, 500u);
   EXPECT_EQ(account(settle_a).credits_posted, 0u) << "the ledger is unchanged";
   uint64_t overpaid = 0, overpaid_amount = 0, settled = 0;
-  for (const auto& row : e().lookup_payouts(0, 0).recon) {
+  for (const auto& row : recon()) {
     if (row.k.gateway == number("alpha")) {
       overpaid += row.c.overpaid;
       overpaid_amount += row.c.overpaid_amount;
@@ -1015,6 +1026,54 @@ class payout_engine_replay : public payout_engine {
   payout_engine_replay() : payout_engine(false) {}
 };
 
+// Reconciliation rows past the days the shards keep in memory are read from the
+// snapshot; checkpoints write the days that changed and leave older rows as they are;
+// restarts neither lose nor count twice a day's rows, in memory or out of it.
+TEST_F(payout_engine_replay, reconciliation_days_past_memory_come_from_the_snapshot) {
+  up("alpha");
+  const auto settle = [&](uint64_t id, uint64_t wallet, uint64_t amount) {
+    ASSERT_EQ(pay(id, wallet, amount), result::ok);
+    ASSERT_EQ(pays(take()).size(), 1u);
+    ASSERT_EQ(answer("alpha", id, 1, amount, wire::payout_outcome::settled), result::ok);
+  };
+  const auto day_now = [&] { return uint32_t(now_ns() / actors::payouts::ns_per_day); };
+  const auto settled = [&](std::optional<uint32_t> day) {
+    std::string err;
+    const auto r = e().lookup_recon(number("alpha"), day, &err);
+    EXPECT_EQ(err, "");
+    std::vector<std::pair<uint32_t, uint64_t>> out;  // (day, amount settled)
+    for (const auto& row : r.recon) out.emplace_back(row.k.day, row.c.settled_amount);
+    return out;
+  };
+  settle(50, 1, 100);
+  const uint32_t first = day_now();
+  std::string err;
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  advance_ms(uint64_t(actors::payouts::recon_days_kept) * 86'400'000);  // the first day past memory
+  settle(51, 2, 200);
+  const uint32_t later = day_now();
+  ASSERT_EQ(later, first + actors::payouts::recon_days_kept);
+  using rows = std::vector<std::pair<uint32_t, uint64_t>>;
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 200}}));
+  EXPECT_EQ(settled(first), (rows{{first, 100}}));
+  EXPECT_EQ(settled(later), (rows{{later, 200}}));
+  EXPECT_EQ(settled(first + 1), rows{});
+  EXPECT_EQ(settled(first + (1u << 20)), rows{}) << "a day no row key holds is not another day";
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  restart();  // from the snapshot: the first day stays in it
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 200}}));
+  up("alpha");
+  settle(52, 3, 300);  // counted beside the snapshot's total of the day
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  settle(53, 4, 400);  // in the log alone
+  restart();
+  up("alpha");
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 900}}));
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  restart();
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 900}}));
+}
+
 // Restarts with payouts in every state: from the log alone, then from a snapshot plus
 // the log. Nothing held is lost; in-flight payouts stay at their gateway, are sent
 // again when it opens a session, and move on only when their deadline passes; a gateway
@@ -1029,10 +1088,11 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   ASSERT_EQ(answer("alpha", 41, 1, 200, wire::payout_outcome::settled), result::ok);
   ASSERT_EQ(answer("alpha", 42, 1, 300, wire::payout_outcome::failed), result::ok);
   const auto before = e().lookup_payouts(0, 100);
-  ASSERT_EQ(before.recon.size(), 1u);  // alpha, today, ETB: one settled, one failed
-  EXPECT_EQ(before.recon[0].c.settled, 1u);
-  EXPECT_EQ(before.recon[0].c.settled_amount, 200u);
-  EXPECT_EQ(before.recon[0].c.failed, 1u);
+  const auto rows = recon();
+  ASSERT_EQ(rows.size(), 1u);  // alpha, today, ETB: one settled, one failed
+  EXPECT_EQ(rows[0].c.settled, 1u);
+  EXPECT_EQ(rows[0].c.settled_amount, 200u);
+  EXPECT_EQ(rows[0].c.failed, 1u);
   restart();  // the log alone
   EXPECT_EQ(e().recovery().payout_chains_reemitted, 0u);
   const auto after = e().lookup_payouts(0, 100);
@@ -1057,7 +1117,7 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(s[0].gateway, "beta");
   EXPECT_EQ(s[0].in.attempt, 2u);
 
-  EXPECT_EQ(e().lookup_payouts(0, 100).recon.at(0).c.settled, 1u);
+  EXPECT_EQ(recon().at(0).c.settled, 1u);
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   ASSERT_EQ(pay(43, 4, 400), result::ok);  // after the snapshot: replayed
@@ -1086,7 +1146,7 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(account(settle_b).credits_posted, 400u);
   // From the snapshot's reconciliation rows and the log after them.
   uint64_t settled = 0, failed = 0, overpaid = 0;
-  for (const auto& row : e().lookup_payouts(0, 0).recon) {
+  for (const auto& row : recon()) {
     settled += row.c.settled;
     failed += row.c.failed;
     overpaid += row.c.overpaid;
@@ -1136,7 +1196,7 @@ TEST_F(payout_engine_replay, kept_payouts_survive_restarts) {
       restart();
     }
     uint64_t overpaid = 0;
-    for (const auto& row : e().lookup_payouts(0, 0).recon) overpaid += row.c.overpaid;
+    for (const auto& row : recon()) overpaid += row.c.overpaid;
     EXPECT_EQ(overpaid, 1u) << round;
     EXPECT_TRUE(e().lookup_payouts(80, 1).watched_payouts.empty()) << round;
     EXPECT_EQ(answer("alpha", 80, 1, 250, wire::payout_outcome::settled), result::payout_already_resolved);
