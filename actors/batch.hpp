@@ -305,6 +305,9 @@ struct checkpoint_cut {
   // an earlier day has changed since)
   std::vector<std::vector<payouts::recon_row>> recon;
   uint32_t recon_from_day = 0;
+  // Every shard drops its rows of days before this one after copying (the same day on
+  // every shard; at most recon_from_day: payouts::recon_days_kept).
+  uint32_t recon_drop_before = 0;
   std::vector<uint8_t> market;  // shard 0's market at the cut (book::encode; empty: no instrument)
   std::vector<uint8_t> policy;  // shard 0's policy at the cut (policy::encode; empty: none)
   // per shard, customers changed since its last cut: (wallet, table::encode bytes)

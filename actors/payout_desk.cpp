@@ -881,20 +881,11 @@ void desk_table::deposited(uint32_t gateway, const wire::transfer& t, uint64_t t
 }
 
 recon_counts& desk_table::recon_at(uint32_t gateway, uint64_t ts, wire::currency_code currency) {
-  const auto day = uint32_t(ts / ns_per_day);
-  recon_day_is(day);
-  return recon_[{gateway, day, currency}];
+  return recon_[{gateway, uint32_t(ts / ns_per_day), currency}];
 }
 
-void desk_table::recon_day_is(uint32_t day) {
-  if (day <= recon_day_) return;
-  recon_day_ = day;
-  if (day < recon_days_kept) return;
-  recon_.erase(recon_.begin(), recon_.lower_bound(recon_key{0, day - recon_days_kept + 1, 0}));
-}
-
-void desk_table::load_recon(const recon_row& r) {
-  if (r.k.day + uint64_t(recon_days_kept) > recon_day_) recon_[r.k].add(r.c);
+void desk_table::recon_drop_before(uint32_t day) {
+  recon_.erase(recon_.begin(), recon_.lower_bound(recon_key{0, day, 0}));
 }
 
 std::vector<recon_row> desk_table::recon_rows_from(uint32_t first_day) const {

@@ -277,10 +277,13 @@ struct recon_row {
   recon_key k;
   recon_counts c;
 };
-// Days a shard keeps its reconciliation rows in memory, counted back from the newest day
-// it has counted (engine time, which never moves back): a row changes only on its own
-// day, so an older one is final in the snapshot, where readers find it
-// (engine::lookup_recon). Over a year, so the console lists a year without the snapshot.
+// Days the shards keep reconciliation rows in memory, counted back from a checkpoint
+// cut's day: a row changes only on its own day (engine time never moves back), so an
+// older one is final in the snapshot once a cut from its day on has committed, and
+// readers find it there (engine::lookup_recon). Every shard drops the same days at the
+// same cut, never one a committed cut has not written since it last changed
+// (recon_drop_before), so a key in memory holds every shard's part. Over a year, so the
+// console lists a year without the snapshot.
 constexpr uint32_t recon_days_kept = 400;
 // Rows in memory ordered by day first: the days a cut copies, and those dropped, are
 // each one range.
@@ -418,11 +421,10 @@ class desk_table {
   // This shard's part of one gateway's rows in memory (day_plus_one: that day alone,
   // 0: every day kept).
   [[nodiscard]] std::vector<recon_row> recon_rows_of(uint32_t gateway, uint64_t day_plus_one) const;
-  // A snapshot's row (totals: any shard may hold a part), taken only when within
-  // recon_days_kept of the snapshot's day (`day`, which recon_day_is was given first).
-  void load_recon(const recon_row& r);
-  // Engine time has reached `day`: rows older than recon_days_kept are dropped.
-  void recon_day_is(uint32_t day);
+  // A snapshot's row (totals: any shard may hold a part).
+  void load_recon(const recon_row& r) { recon_[r.k].add(r.c); }
+  // Drops the rows of days before `day` (a cut's: see recon_days_kept).
+  void recon_drop_before(uint32_t day);
   [[nodiscard]] size_t recon_rows_kept() const { return recon_.size(); }
   // Sessions opening and closing (every shard keeps the counts).
   void event(const wire::gateway_event& e, uint64_t ts);
@@ -548,7 +550,6 @@ class desk_table {
   std::vector<std::vector<wire::transfer>> chains_out_;  // groups of whole chains
   void emit(std::vector<wire::transfer>&& chain);
   std::map<recon_key, recon_counts, recon_by_day> recon_;
-  uint32_t recon_day_ = 0;  // the newest day counted or loaded at
   recon_counts& recon_at(uint32_t gateway, uint64_t ts, wire::currency_code currency);
   std::vector<std::pair<uint64_t, uint64_t>> dirty_payouts_;  // (desk, payout)
   std::vector<uint64_t> dirty_desks_;

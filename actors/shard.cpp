@@ -1607,6 +1607,7 @@ void shard::begin_cut(std::shared_ptr<checkpoint_cut> c) {
   trading_.take_dirty(&cut_->portfolios[index_]);
   trading_.forget_closed();
   cut_->recon[index_] = desks_.recon_rows_from(cut_->recon_from_day);
+  desks_.recon_drop_before(cut_->recon_drop_before);
   note_pause(t0);
 }
 

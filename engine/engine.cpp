@@ -24,6 +24,7 @@
 #include <mutex>
 #include <sstream>
 #include <set>
+#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -309,6 +310,8 @@ class engine_impl {
   std::unique_ptr<caf::actor_system> sys_;
   std::vector<caf::actor> shard_actors_;
   std::unique_ptr<storage::snapshot_store> snap_;
+  // Held shared by callers' threads reading snap_ (lookup_recon), alone by close() to drop it.
+  std::shared_mutex snap_read_mu_;
   std::unique_ptr<storage::wal_writer> wal_;
   // The event stream (engine/events.hpp); unset when cfg_.events is off.
   std::unique_ptr<storage::event_log> event_log_;
@@ -1591,6 +1594,7 @@ class engine_impl {
     c->payouts.resize(shards_n_);
     c->recon.resize(shards_n_);
     c->recon_from_day = uint32_t(committed_clock_ns_.load() / actors::payouts::ns_per_day);
+    c->recon_drop_before = std::min(c->recon_from_day, recon_window_start(c->clock_ns));
     if (const auto reg = published_registry(); reg->size() > 0) c->gateways = reg->encode();
     c->shards_remaining.store(shards_n_);
     c->done = [this](checkpoint_cut& cut) {
@@ -2345,6 +2349,12 @@ class engine_impl {
   std::unordered_set<wire::currency_code> trading_currencies_;  // sequencer: trading accounts made
 
   // Shards' reconciliation parts, summed per (gateway, day, currency), in key order.
+  // The first day the shards keep reconciliation rows of at engine time `clock_ns`.
+  static uint32_t recon_window_start(uint64_t clock_ns) {
+    const auto day = uint32_t(clock_ns / actors::payouts::ns_per_day);
+    return day < actors::payouts::recon_days_kept ? 0 : day - (actors::payouts::recon_days_kept - 1);
+  }
+
   static std::vector<actors::payouts::recon_row> merged_recon(const std::vector<std::vector<actors::payouts::recon_row>>& parts) {
     std::map<actors::payouts::recon_key, actors::payouts::recon_counts> sum;
     for (const auto& list : parts)
@@ -2979,12 +2989,13 @@ class engine_impl {
       }, error);
     }
     if (ok) {
-      // Rows within recon_days_kept of the snapshot's day (older ones stay in the snapshot).
-      for (const auto& sh : shards_) sh->desks().recon_day_is(uint32_t(meta->clock_ns / actors::payouts::ns_per_day));
+      // Rows within recon_days_kept of the snapshot's day (older ones stay in the snapshot,
+      // final: the snapshot's cut copied every day from its committed day on).
+      const uint32_t first_day = recon_window_start(meta->clock_ns);
       ok = snap_->scan(storage::table::recon, [&](uint64_t key, std::span<const uint8_t> v) {
         actors::payouts::recon_row row;
         if (!actors::payouts::decode_recon(key, v, &row, &why)) return false;
-        shards_[0]->desks().load_recon(row);  // additive: any shard may hold a part
+        if (row.k.day >= first_day) shards_[0]->desks().load_recon(row);  // additive: any shard may hold a part
         return true;
       }, error);
     }
@@ -4086,7 +4097,10 @@ class engine_impl {
     // file open twice in a process (closing either drops the other's fcntl locks), so
     // the store closes here, not at destruction: an engine opened on this directory
     // after close() is then the only one holding it.
-    snap_.reset();
+    {
+      std::unique_lock lk(snap_read_mu_);  // a caller's lookup_recon reading it finishes first
+      snap_.reset();
+    }
     lock_.release();  // nothing in the directory is written after this: another engine may open it
   }
 
@@ -4422,6 +4436,11 @@ reply engine::lookup_recon(uint32_t gateway, std::optional<uint32_t> day, std::s
   const uint64_t end = day ? actors::payouts::recon_row_key(recon_key{gateway, *day + 1, 0})
                            : actors::payouts::recon_row_key(recon_key{gateway + 1, 0, 0});
   std::string why;
+  std::shared_lock lk(impl_->snap_read_mu_);
+  if (!impl_->snap_) {  // closed meanwhile
+    r.st = status::stopping;
+    return r;
+  }
   const bool ok = impl_->snap_->scan(storage::table::recon, [&](uint64_t key, std::span<const uint8_t> v) {
     actors::payouts::recon_row row;
     if (!actors::payouts::decode_recon(key, v, &row, &why)) return false;

@@ -13,7 +13,8 @@
 //   payouts    payout id  -> a payout a desk holds (actors/payout_desk.hpp, encode_payout)
 //   desks      currency   -> a payout desk without its payouts (encode_desk); key 0: the
 //                            gateways' sessions up (desk_table::encode_sessions)
-//   recon      gateway << 44 | day << 24 | currency -> reconciliation counts (rewritten whole)
+//   recon      gateway << 44 | day << 24 | currency -> reconciliation counts (the days a cut copied written
+//                            over, older ones kept)
 //   market     0          -> the instruments, prices and halts (actors/market.hpp, book::encode)
 //   policy     0          -> KYC tiers and risk profiles (actors/customers.hpp, policy::encode)
 //   customers  wallet id  -> a customer's KYC record (actors/customers.hpp, table::encode)

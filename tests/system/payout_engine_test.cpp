@@ -1049,29 +1049,37 @@ TEST_F(payout_engine_replay, reconciliation_days_past_memory_come_from_the_snaps
   const uint32_t first = day_now();
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
+  settle(54, 5, 50);  // the first day after its checkpoint: the next cut must copy it
   advance_ms(uint64_t(actors::payouts::recon_days_kept) * 86'400'000);  // the first day past memory
   settle(51, 2, 200);
   const uint32_t later = day_now();
   ASSERT_EQ(later, first + actors::payouts::recon_days_kept);
   using rows = std::vector<std::pair<uint32_t, uint64_t>>;
-  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 200}}));
-  EXPECT_EQ(settled(first), (rows{{first, 100}}));
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 150}, {later, 200}}));
+  ASSERT_TRUE(e().checkpoint(&err)) << err;  // copies both days (from its committed day on), drops none
+  ASSERT_TRUE(e().checkpoint(&err)) << err;  // drops the first day: written, and past the window
+  EXPECT_EQ(settled(first), (rows{{first, 150}})) << "from the snapshot";
   EXPECT_EQ(settled(later), (rows{{later, 200}}));
   EXPECT_EQ(settled(first + 1), rows{});
   EXPECT_EQ(settled(first + (1u << 20)), rows{}) << "a day no row key holds is not another day";
-  ASSERT_TRUE(e().checkpoint(&err)) << err;
   restart();  // from the snapshot: the first day stays in it
-  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 200}}));
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 150}, {later, 200}}));
   up("alpha");
   settle(52, 3, 300);  // counted beside the snapshot's total of the day
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   settle(53, 4, 400);  // in the log alone
   restart();
   up("alpha");
-  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 900}}));
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 150}, {later, 900}}));
+  // Past midnight between two checkpoints: the day before is copied by the second.
+  settle(55, 6, 70);
+  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  settle(56, 7, 80);
+  advance_ms(86'400'000);
+  settle(57, 8, 90);
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   restart();
-  EXPECT_EQ(settled(std::nullopt), (rows{{first, 100}, {later, 900}}));
+  EXPECT_EQ(settled(std::nullopt), (rows{{first, 150}, {later, 1'050}, {later + 1, 90}}));
 }
 
 // Restarts with payouts in every state: from the log alone, then from a snapshot plus

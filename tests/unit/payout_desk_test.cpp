@@ -718,10 +718,9 @@ TEST(payout_desk, amount_sums_stop_at_the_top_instead_of_wrapping) {
   EXPECT_EQ(rows[0].c.deposits_amount, UINT64_MAX);
 }
 
-// Reconciliation rows stay in memory for recon_days_kept days back from the newest day
-// counted; a cut copies the days from the one it asks for; a snapshot's rows older than
-// the window are not taken; one gateway's rows are found by day.
-TEST(payout_desk, reconciliation_rows_keep_a_window_of_days) {
+// Reconciliation rows: a cut copies the days from the one it asks for and drops those
+// before the one it names; one gateway's rows are found by day.
+TEST(payout_desk, reconciliation_rows_are_copied_and_dropped_by_day) {
   recording_table r;
   desk_table& t = r.t;
   const auto deposit_on = [&](uint32_t gateway, uint64_t day, uint64_t amount) {
@@ -735,28 +734,26 @@ TEST(payout_desk, reconciliation_rows_keep_a_window_of_days) {
     for (const auto& row : rows) out.push_back(row.k.day);
     return out;
   };
-  constexpr uint64_t first = 20'000;
+  constexpr uint32_t first = 20'000;
   deposit_on(r.alpha, first, 10);
   deposit_on(r.beta, first, 20);
   deposit_on(r.alpha, first + 1, 30);
-  deposit_on(r.alpha, first + recon_days_kept - 1, 40);  // the first day is still kept
-  EXPECT_EQ(days(t.recon_rows_from(0)), (std::vector<uint32_t>{first, first, first + 1, first + recon_days_kept - 1}));
-  EXPECT_EQ(days(t.recon_rows_from(first + 1)), (std::vector<uint32_t>{first + 1, first + recon_days_kept - 1}));
+  deposit_on(r.alpha, first + 500, 40);
+  EXPECT_EQ(days(t.recon_rows_from(0)), (std::vector<uint32_t>{first, first, first + 1, first + 500}));
+  EXPECT_EQ(days(t.recon_rows_from(first + 1)), (std::vector<uint32_t>{first + 1, first + 500}));
   EXPECT_EQ(t.recon_rows_of(r.beta, 0).size(), 1u);
   ASSERT_EQ(t.recon_rows_of(r.alpha, first + 1 + 1).size(), 1u);
   EXPECT_EQ(t.recon_rows_of(r.alpha, first + 1 + 1)[0].c.deposits_amount, 30u);
   EXPECT_TRUE(t.recon_rows_of(r.alpha, first + 2 + 1).empty());
-  deposit_on(r.alpha, first + recon_days_kept, 50);  // the first day drops out
-  EXPECT_EQ(days(t.recon_rows_from(0)), (std::vector<uint32_t>{first + 1, first + recon_days_kept - 1, first + recon_days_kept}));
-  EXPECT_EQ(t.recon_rows_kept(), 3u);
-  // A late row for a day already dropped is not taken back (a snapshot's, at a start).
-  t.load_recon({{r.alpha, uint32_t(first), etb}, {1, 10}});
-  t.load_recon({{r.alpha, uint32_t(first + 1), etb}, {1, 5}});
-  EXPECT_EQ(t.recon_rows_kept(), 3u);
+  // Counting a day far on drops nothing by itself: only a cut does.
+  EXPECT_EQ(t.recon_rows_kept(), 4u);
+  t.recon_drop_before(first + 1);
+  EXPECT_EQ(days(t.recon_rows_from(0)), (std::vector<uint32_t>{first + 1, first + 500}));
+  // A snapshot's total of a kept row adds to the part counted here.
+  t.load_recon({{r.alpha, first + 1, etb}, {1, 5}});
   EXPECT_EQ(t.recon_rows_of(r.alpha, first + 1 + 1).at(0).c.deposits_amount, 35u);
-  // Time read earlier than the newest day moves nothing back.
-  t.recon_day_is(first);
-  EXPECT_EQ(t.recon_rows_kept(), 3u);
+  t.recon_drop_before(first + 501);
+  EXPECT_EQ(t.recon_rows_kept(), 0u);
 }
 
 // A restart (reset) while a payout waits out its backoff after a timeout at alpha, which
