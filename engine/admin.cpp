@@ -558,7 +558,8 @@ class admin_impl {
         .num("log_bytes", st.wal_bytes)
         .num("log_segments_deleting", st.wal_segments_deleting)
         .num("memory_bytes", st.memory_bytes_shards + st.memory_bytes_window + st.memory_bytes_id_index)
-        .num("audit_entries", trail_->entries());  // in the current file
+        .num("audit_entries", trail_->entries())  // in the current file
+        .num("audit_rotated_files", trail_->files_rotated());
     admin_response_msg m;
     m.sections.push_back(std::move(r.sec));
     return m;
@@ -1810,7 +1811,8 @@ class admin_impl {
       note = "; the newest " + std::to_string(s.rows.size()) + " are shown (older ones do not fit one answer)";
     }
     admin_response_msg m =
-        answer(admin_code::ok, std::to_string(trail_->entries()) + " entries in the audit trail" + note);
+        answer(admin_code::ok, std::to_string(trail_->entries()) + " entries in the audit trail's current file, " +
+                                   std::to_string(trail_->files_rotated()) + " rotated file(s) beside it" + note);
     m.sections.push_back(std::move(s));
     return m;
   }

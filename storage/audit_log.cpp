@@ -129,6 +129,7 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
   // file is a trail lost or cut, not one to start again.
   std::string newest;
   const size_t rotated = rotated_files(path, &newest);
+  log->rotated_ = rotated;
   const auto lost = [&](const char* what) {
     *error = "audit trail " + path + " is " + what + " while " + std::to_string(rotated) +
              " rotated file(s) of it remain (the newest " + newest +
@@ -265,6 +266,7 @@ bool audit_log::rotate(std::string* error) {
   fd_ = fd;
   size_ = header_bytes;
   entries_ = 0;
+  ++rotated_;
   return true;
 }
 

@@ -53,6 +53,8 @@ class audit_log {
   // The newest `n` entries (up to tail_kept, across a rotation), oldest first.
   [[nodiscard]] std::vector<std::string> tail(size_t n) const;
   [[nodiscard]] uint64_t entries() const { return entries_; }  // in the current file
+  // Rotated files of the trail beside the current one (found at open, plus rotations since).
+  [[nodiscard]] size_t files_rotated() const { return rotated_; }
   [[nodiscard]] const chain_hash& head() const { return chain_; }
 
  private:
@@ -63,6 +65,7 @@ class audit_log {
   int fd_ = -1;
   uint64_t size_ = 0;
   uint64_t entries_ = 0;
+  size_t rotated_ = 0;
   chain_hash chain_{};
   std::deque<std::string> tail_;
 };

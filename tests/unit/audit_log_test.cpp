@@ -170,6 +170,7 @@ TEST(audit_log, rotates_past_its_size_limit_and_the_chain_runs_on) {
   constexpr uint64_t limit = 8192;
   std::string err, rep;
   storage::chain_hash head{};
+  size_t rotations = 0;
   {
     auto log = audit_log::open(path, &err, &rep, limit);
     ASSERT_TRUE(log) << err;
@@ -178,6 +179,7 @@ TEST(audit_log, rotates_past_its_size_limit_and_the_chain_runs_on) {
     EXPECT_EQ(log->tail(1).at(0).substr(0, 9), "entry 99.");
     EXPECT_EQ(log->tail(100).size(), 100u);  // the tail spans the rotations
     head = log->head();
+    rotations = log->files_rotated();
   }
   size_t archived = 0;
   for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
@@ -189,9 +191,11 @@ TEST(audit_log, rotates_past_its_size_limit_and_the_chain_runs_on) {
     }
   }
   EXPECT_GE(archived, 2u);
+  EXPECT_EQ(rotations, archived);
   auto log = audit_log::open(path, &err, &rep, limit);
   ASSERT_TRUE(log) << err;
   EXPECT_TRUE(log->head() == head);
+  EXPECT_EQ(log->files_rotated(), archived) << "found at open";
   log.reset();
   // A crash between the two renames of a rotation: only the new file is left.
   ASSERT_EQ(::rename(path.c_str(), (path + ".new").c_str()), 0);
