@@ -68,7 +68,17 @@ struct shared_run {
   clk::time_point last_answer;
   std::unique_ptr<std::atomic<int64_t>[]> expect;  // verify: posted balance change per account
   std::atomic<int64_t> from_outside{0};  // verify: deposits applied (from a settlement account)
+  // One pair for the run, not per connection (a histogram is 328 KiB): requests failed
+  // are few, and the open loop's sends come from one pacer or one sender a connection.
+  std::mutex lag_mu;       // the two below
+  hdr_histogram send_lag;  // open loop: how late each request left after its due time
+  hdr_histogram failed_latency;  // from the due (or send) time to the failure
 };
+
+void note_send_lag(shared_run& s, clk::time_point due, clk::time_point now) {
+  std::lock_guard lk(s.lag_mu);
+  s.send_lag.record(ns_between(due, now));
+}
 
 // What transfer t (applied, posted) moves: between load accounts, or from outside (a
 // deposit: debit 0) or to outside (a payout: credit 0).
@@ -102,6 +112,10 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
       st.interval.record(lat);
     }
     if (!r.failure.empty()) {
+      {
+        std::lock_guard lk2(s.lag_mu);
+        s.failed_latency.record(lat);
+      }
       ++st.failed;
       ++st.failures[r.failure];
       st.failing_now = true;
@@ -296,6 +310,7 @@ void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& c
         break;
       }
       ready.push_back(std::move(*sub));
+      note_send_lag(s, due_of(j), now);
       ++j;
       if (ready.size() == coalesce_max || due_of(j) > now || due_of(j) >= end || !st.slots.try_acquire()) break;
     }
@@ -323,7 +338,9 @@ void sender_open(shared_run& s, connection_state& st, uint32_t index, clk::time_
       count_unsent(st, unsent);
       break;
     }
-    if (!send_one(s, st, due)) return;
+    const auto now = clk::now();
+    if (!send_one(s, st, due)) return;  // (a synchronous target answers inside)
+    note_send_lag(s, due, now);
   }
 }
 
@@ -616,33 +633,45 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
         }
       });
   }
-  // Per-second progress until the duration is over.
+  // A row of the timeline (and a progress line) each second, the drain's seconds too:
+  // an overloaded open loop sends and is answered long after the end, and one row for
+  // all of it would hide how its latency grew.
+  const auto row_now = [&] {
+    const double t_s = std::chrono::duration<double>(clk::now() - start).count();
+    const auto row = take_interval(cs, t_s);
+    out->timeline.push_back(row);
+    if (!o.progress) return;
+    uint64_t failed = 0;
+    for (auto& c : cs) {
+      std::lock_guard lk(c->mu);
+      failed += c->failed;
+    }
+    std::fprintf(stderr, "[%6.1fs] %12.0f %s/s %9llu requests  p50 %10s  p99 %10s  max %10s  failed %llu\n",
+                 t_s, double(row.transfers) / std::max(1e-9, t_s - (out->timeline.size() > 1 ? out->timeline[out->timeline.size() - 2].t_s : 0)),
+                 out->items.c_str(), (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(),
+                 fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
+  };
   const auto end = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
-  for (int sec = 1;; ++sec) {
+  int sec = 1;
+  for (;; ++sec) {
     const auto tick = start + std::chrono::seconds(sec);
     // (Looks every 50 ms whether every sender ran out of items.)
     while (s.senders_done.load() < o.connections && clk::now() < std::min(tick, end))
       std::this_thread::sleep_until(std::min({tick, end, clk::now() + std::chrono::milliseconds(50)}));
-    const double t_s = std::chrono::duration<double>(clk::now() - start).count();
-    const auto row = take_interval(cs, t_s);
-    out->timeline.push_back(row);
-    if (o.progress) {
-      uint64_t failed = 0;
-      for (auto& c : cs) {
-        std::lock_guard lk(c->mu);
-        failed += c->failed;
-      }
-      std::fprintf(stderr, "[%6.1fs] %12.0f %s/s %9llu requests  p50 %10s  p99 %10s  max %10s  failed %llu\n",
-                   t_s, double(row.transfers) / std::max(1e-9, t_s - (out->timeline.size() > 1 ? out->timeline[out->timeline.size() - 2].t_s : 0)),
-                   out->items.c_str(), (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(),
-                   fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
-    }
+    row_now();
     if (tick >= end || s.senders_done.load() == o.connections) break;  // equb: every round sent
   }
   s.stop = true;  // the closed loop stops; the open loop sends on what was due before the end
-  const auto drain_until = clk::now() + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.drain_timeout_s));
-  while (s.open_senders.load() > 0 && clk::now() < drain_until)
+  const auto drain = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.drain_timeout_s));
+  auto next_tick = start + std::chrono::seconds(++sec);
+  const auto drain_until = clk::now() + drain;
+  while (s.open_senders.load() > 0 && clk::now() < drain_until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (clk::now() >= next_tick) {
+      row_now();
+      next_tick += std::chrono::seconds(1);
+    }
+  }
   s.abandon = true;
   if (pacer.joinable()) pacer.join();
   for (auto& c : cs)
@@ -650,12 +679,20 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   {
     // The answers get their own drain time after the last send: an overloaded open loop
     // sends until drain_until, and what it sent last is still in the window then.
-    const auto answers_until = clk::now() + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.drain_timeout_s));
+    const auto answers_until = clk::now() + drain;
     std::unique_lock lk(s.done_mu);
-    if (!s.done_cv.wait_until(lk, answers_until, [&] { return s.outstanding == 0; })) {
-      *error = std::to_string(s.outstanding.load()) + " requests still unanswered " +
-               std::to_string(int(o.drain_timeout_s)) + " s after the last was sent";
-      return false;
+    while (!s.done_cv.wait_until(lk, std::min(next_tick, answers_until), [&] { return s.outstanding == 0; })) {
+      if (clk::now() >= answers_until) {
+        *error = std::to_string(s.outstanding.load()) + " requests still unanswered " +
+                 std::to_string(int(o.drain_timeout_s)) + " s after the last was sent";
+        return false;
+      }
+      if (clk::now() >= next_tick) {
+        lk.unlock();  // (answers take done_mu)
+        row_now();
+        lk.lock();
+        next_tick += std::chrono::seconds(1);
+      }
     }
   }
   out->seconds = std::chrono::duration<double>(s.last_answer - start).count();
@@ -675,6 +712,12 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     for (auto& [r, n] : c->results) out->results[std::string(wire::result_name(r))] += n;
     for (auto& [f, n] : c->failures) out->failures[f] += n;
   }
+  out->send_lag.merge(s.send_lag);
+  out->failed_latency.merge(s.failed_latency);
+  for (auto& c : cs) {
+    out->reconnects += c->c->reconnects();
+    out->resent += c->c->resent();
+  }
   if (o.verify) verify(t, s, cs, &out->verify);
   cs.clear();  // connections close
   return true;
@@ -689,6 +732,17 @@ void print_report(const run_report& r, FILE* f) {
                fmt_ns(r.latency.percentile(50)).c_str(), fmt_ns(r.latency.percentile(90)).c_str(),
                fmt_ns(r.latency.percentile(99)).c_str(), fmt_ns(r.latency.percentile(99.9)).c_str(),
                fmt_ns(r.latency.percentile(99.99)).c_str(), fmt_ns(r.latency.max()).c_str());
+  if (r.send_lag.count() > 0)
+    std::fprintf(f, "sent after their due time (open loop, within the latency): p50 %s  p99 %s  max %s\n",
+                 fmt_ns(r.send_lag.percentile(50)).c_str(), fmt_ns(r.send_lag.percentile(99)).c_str(),
+                 fmt_ns(r.send_lag.max()).c_str());
+  if (r.failed_latency.count() > 0)
+    std::fprintf(f, "failed requests' time to failure (not in the latency): p50 %s  p99 %s  max %s\n",
+                 fmt_ns(r.failed_latency.percentile(50)).c_str(), fmt_ns(r.failed_latency.percentile(99)).c_str(),
+                 fmt_ns(r.failed_latency.max()).c_str());
+  if (r.reconnects > 0 || r.resent > 0)
+    std::fprintf(f, "connections made again: %llu; requests sent again on them: %llu\n",
+                 (unsigned long long)r.reconnects, (unsigned long long)r.resent);
   if (r.pendings_ok > 0)
     std::fprintf(f, "two-phase: %llu pendings, %llu posted, %llu left pending at the end\n",
                  (unsigned long long)r.pendings_ok, (unsigned long long)r.posts_ok,
@@ -746,6 +800,14 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
                us(r.latency.percentile(50)), us(r.latency.percentile(90)), us(r.latency.percentile(99)),
                us(r.latency.percentile(99.9)), us(r.latency.percentile(99.99)), us(r.latency.max()),
                r.latency.mean() / 1e3);
+  const auto three = [&](const char* name, const hdr_histogram& h) {
+    std::fprintf(f, "  \"%s\": {\"count\": %llu, \"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f},\n", name,
+                 (unsigned long long)h.count(), us(h.percentile(50)), us(h.percentile(99)), us(h.max()));
+  };
+  three("send_lag_us", r.send_lag);
+  three("failed_latency_us", r.failed_latency);
+  std::fprintf(f, "  \"reconnects\": %llu,\n  \"resent\": %llu,\n", (unsigned long long)r.reconnects,
+               (unsigned long long)r.resent);
   std::fprintf(f, "  \"results\": {");
   size_t i = 0;
   for (auto& [name, n] : r.results)

@@ -65,6 +65,11 @@ struct run_report {
   std::map<std::string, uint64_t> results;  // result name -> transfers (ok included)
   std::map<std::string, uint64_t> failures;  // failure text -> requests
   hdr_histogram latency;            // per answered request, ns
+  hdr_histogram failed_latency;     // per failed request, ns to its failure (not in `latency`)
+  // Open loop: per request sent, how late it left after its due time, ns: the load
+  // generator's own lateness (its pacer, or the window full), within `latency`.
+  hdr_histogram send_lag;
+  uint64_t reconnects = 0, resent = 0;  // the connections' (targets that reconnect: mesob)
   std::vector<interval_row> timeline;
   verify_report verify;
   double transfers_per_s() const { return seconds > 0 ? double(transfers_ok) / seconds : 0; }

@@ -38,6 +38,8 @@ class mesob_connection final : public target_connection {
     c_->submit(std::move(rs));
   }
   [[nodiscard]] uint32_t window_max() const override { return window_; }
+  [[nodiscard]] uint64_t reconnects() const override { return c_->reconnects(); }
+  [[nodiscard]] uint64_t resent() const override { return c_->resent(); }
 
  private:
   wire::async_client::request request_of(std::vector<wire::transfer> batch, std::function<void(batch_outcome&&)> done) {
@@ -289,7 +291,7 @@ class mesob_target final : public target {
     for (uint64_t i = 0; i < n; ++i) ids.push_back(w.first_account + i);
     for (size_t at = 0; at < ids.size(); at += chunk) {
       const std::span<const uint64_t> part(ids.data() + at, std::min<size_t>(chunk, ids.size() - at));
-      auto r = c_->call(wire::lookup_accounts_body(part));
+      auto r = read_call(wire::lookup_accounts_body(part));
       if (const auto f = outcome_failure(r); !f.empty()) {
         *error = "looking up accounts: " + f;
         return false;
@@ -314,7 +316,7 @@ class mesob_target final : public target {
     out->clear();
     for (size_t at = 0; at < ids.size(); at += chunk) {
       const auto part = ids.subspan(at, std::min<size_t>(chunk, ids.size() - at));
-      auto r = c_->call(wire::lookup_transfers_body(part));
+      auto r = read_call(wire::lookup_transfers_body(part));
       if (const auto f = outcome_failure(r); !f.empty()) {
         *error = "looking up transfers: " + f;
         return false;
@@ -341,6 +343,22 @@ class mesob_target final : public target {
   }
 
  private:
+  // A look-up (verification's): on a connection that failed (the engine restarted during
+  // the run, which the load's own connections ride out by reconnecting) it is connected
+  // again once and asked again; a read changes nothing.
+  wire::client::outcome read_call(const std::vector<uint8_t>& body) {
+    auto r = c_->call(body);
+    if (r.ok || r.server_error) return r;
+    std::string err;
+    auto fresh = wire::client::connect(opt_, &err);
+    if (!fresh) {
+      r.failure += "; connecting again: " + err;
+      return r;
+    }
+    c_ = std::move(fresh);
+    return c_->call(body);
+  }
+
   // Every result must be `ok` (a repeat of set-up is answered `ok` too: same fields).
   static bool check_results(const wire::client::outcome& r, size_t n, const char* what, std::string* error) {
     if (const auto f = outcome_failure(r); !f.empty()) {

@@ -40,6 +40,10 @@ class target_connection {
     for (auto& s : all) submit(std::move(s.batch), std::move(s.done));
   }
   [[nodiscard]] virtual uint32_t window_max() const = 0;
+  // Connections made again after one broke, and requests sent again on them (a target
+  // whose client reconnects by itself; others fail the request instead).
+  [[nodiscard]] virtual uint64_t reconnects() const { return 0; }
+  [[nodiscard]] virtual uint64_t resent() const { return 0; }
 };
 
 // A transfer as read back for verification.

@@ -377,6 +377,43 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
   ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
 }
 
+// mesob-load across a crash: mesobd is killed (SIGKILL) mid-run and started again on the
+// same port. The client reconnects and sends again what was not answered (a repeat of a
+// transfer changes nothing); the report counts both, and verification finds every
+// acknowledged transfer and the money conserved.
+TEST(load, a_run_across_an_engine_crash_counts_reconnects_and_verifies) {
+  temp_dir dir;
+  auto d = std::make_unique<live_mesobd>(dir.path());
+  ASSERT_TRUE(d->up());
+  const uint16_t port = d->port();
+  auto t = connect_target(dir.path(), port);
+  ASSERT_TRUE(t);
+  std::string err;
+  auto w = small_workload(1'000'000);
+  ASSERT_TRUE(t->setup(w, &err)) << err;
+  auto o = quick_run();
+  o.duration_s = 4;
+  bool restarted = false;
+  std::thread crasher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    d->crash();
+    d = std::make_unique<live_mesobd>(dir.path(), std::vector<std::string>{"--port", std::to_string(port)});
+    restarted = d->up();
+  });
+  load::run_report rep;
+  const bool ran = load::run_load(*t, w, o, &rep, &err);
+  crasher.join();
+  ASSERT_TRUE(restarted) << d->output();
+  ASSERT_TRUE(ran) << err;
+  EXPECT_TRUE(rep.verify.ok) << (rep.verify.problems.empty() ? "" : rep.verify.problems[0]);
+  EXPECT_GE(rep.reconnects, uint64_t(o.connections)) << "each connection was made again";
+  EXPECT_GT(rep.resent, 0u) << "requests in flight at the crash were sent again";
+  EXPECT_GT(rep.transfers_ok, 0u);
+  std::printf("across the crash: %llu requests, %llu failed, %llu reconnects, %llu resent\n",
+              (unsigned long long)rep.requests, (unsigned long long)rep.requests_failed,
+              (unsigned long long)rep.reconnects, (unsigned long long)rep.resent);
+}
+
 // Deposits: mesob-load connects as a gateway registered on the admin port (its number
 // from Welcome), credits the load's accounts from the gateway's settlement account, and
 // verification finds every acknowledged deposit as the transfer it became and every
@@ -654,7 +691,7 @@ class stalling_target final : public load::target {
 // after the stall began and before the end were never sent nor counted, and the stall
 // showed only in the few in flight.
 TEST(load, an_open_loop_sends_everything_due_before_the_end) {
-  stalling_target t(std::chrono::milliseconds(1400), std::chrono::milliseconds(2400));
+  stalling_target t(std::chrono::milliseconds(1400), std::chrono::milliseconds(3600));
   auto w = small_workload(1);
   w.batch = 1;
   load::run_options o;
@@ -672,6 +709,74 @@ TEST(load, an_open_loop_sends_everything_due_before_the_end) {
   // from their due times, hundreds of ms for the p90 and up.
   EXPECT_GE(r.latency.percentile(90), 200'000'000u) << "p90 " << r.latency.percentile(90) << " ns";
   EXPECT_EQ(r.window, 8u) << "the target's cap, not the asked";
+  // The load generator's own lateness: every request sent is in it, and those due in the
+  // stall left when it ended (over 2 s late), not on time.
+  EXPECT_EQ(r.send_lag.count(), r.requests);
+  EXPECT_GE(r.send_lag.max(), 1'500'000'000u) << "max " << r.send_lag.max() << " ns";
+  EXPECT_EQ(r.failed_latency.count(), 0u);
+  // The drain has a row each second too (before, one row held everything after the end).
+  ASSERT_GE(r.timeline.size(), 4u);
+  EXPECT_TRUE(std::any_of(r.timeline.begin(), r.timeline.end(), [](const auto& row) { return row.t_s > 2.5 && row.t_s < 3.5; }))
+      << "no row for the drain's first second";
+  for (size_t i = 1; i < r.timeline.size(); ++i) EXPECT_GT(r.timeline[i].t_s, r.timeline[i - 1].t_s) << i;
+}
+
+// Failed requests: their time to failure is reported apart from the latency of answered
+// ones, and the connections' reconnects and resends are summed into the report.
+TEST(load, failures_time_to_failure_and_reconnects_are_reported) {
+  class flaky final : public load::target {
+   public:
+    std::string name() const override { return "flaky"; }
+    std::string supports(const load::workload&) const override { return ""; }
+    bool setup(const load::workload&, std::string*) override { return true; }
+    std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
+      class conn final : public load::target_connection {
+       public:
+        void submit(std::vector<wire::transfer> b, std::function<void(load::batch_outcome&&)> done) override {
+          load::batch_outcome o;
+          if (++n_ % 4 == 0) {  // fails after 20 ms
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            o.failure = "connection lost";
+          } else {
+            o.results.assign(b.size(), wire::result::ok);
+          }
+          done(std::move(o));
+        }
+        uint32_t window_max() const override { return 1; }
+        uint64_t reconnects() const override { return n_ / 4; }
+        uint64_t resent() const override { return 2 * (n_ / 4); }
+
+       private:
+        uint64_t n_ = 0;
+      };
+      return std::make_unique<conn>();
+    }
+    bool read_balances(const load::workload&, int64_t*, std::vector<int64_t>*, std::string* e) override {
+      *e = "not kept";
+      return false;
+    }
+    bool find_transfers(std::span<const wire::id128>, std::vector<load::found_transfer>*, std::string* e) override {
+      *e = "not kept";
+      return false;
+    }
+  } t;
+  auto w = small_workload(1);
+  w.batch = 1;
+  load::run_options o;
+  o.connections = 2;
+  o.duration_s = 1;
+  o.progress = false;
+  load::run_report r;
+  std::string err;
+  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  ASSERT_GT(r.requests_failed, 0u);
+  EXPECT_EQ(r.failed_latency.count(), r.requests_failed);
+  EXPECT_GE(r.failed_latency.percentile(50), 20'000'000u);
+  EXPECT_LT(r.latency.percentile(99), 20'000'000u) << "the failures' 20 ms are not in the answered requests' latency";
+  EXPECT_EQ(r.failures["connection lost"], r.requests_failed);
+  EXPECT_EQ(r.reconnects, r.requests_failed);
+  EXPECT_EQ(r.resent, 2 * r.requests_failed);
+  EXPECT_EQ(r.send_lag.count(), 0u) << "a closed loop sends when it may";
 }
 
 TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
