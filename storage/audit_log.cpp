@@ -256,8 +256,9 @@ bool audit_log::rotate(std::string* error) {
   const std::string archived = path_ + "." + std::to_string(ns);
   const int fd = create_file(fresh, chain_, error);
   if (fd < 0) return false;
-  if (::rename(path_.c_str(), archived.c_str()) != 0 || ::rename(fresh.c_str(), path_.c_str()) != 0 ||
-      !fsync_dir(dir_of(path_))) {
+  const bool archived_ok = ::rename(path_.c_str(), archived.c_str()) == 0;
+  if (archived_ok) ++rotated_;  // the full file is aside, whatever follows
+  if (!archived_ok || ::rename(fresh.c_str(), path_.c_str()) != 0 || !fsync_dir(dir_of(path_))) {
     *error = errno_text("audit trail " + path_ + ": rotation");
     ::close(fd);
     return false;
@@ -266,7 +267,6 @@ bool audit_log::rotate(std::string* error) {
   fd_ = fd;
   size_ = header_bytes;
   entries_ = 0;
-  ++rotated_;
   return true;
 }
 

@@ -202,6 +202,7 @@ TEST(audit_log, rotates_past_its_size_limit_and_the_chain_runs_on) {
   log = audit_log::open(path, &err, &rep, limit);
   ASSERT_TRUE(log) << err;
   EXPECT_NE(rep.find("interrupted rotation was finished"), std::string::npos) << rep;
+  EXPECT_EQ(log->files_rotated(), archived);
   EXPECT_TRUE(log->head() == head);
   log.reset();
   // With rotated files beside it, a current file missing or cut to nothing is a trail
