@@ -385,17 +385,17 @@ bool async_client::reconnect() {
           it = pending_.erase(it);
           continue;
         }
-        p.resend = true;
+        p.resend = p.written;  // (one never written goes for the first time)
         p.sent = now;
         if (again < in_flight_max_) {
           ++again;
+          if (p.resend) ++resent_;
           queue_locked(p.frame, id);
         } else {
           send_later_.push_back(id);
         }
         ++it;
       }
-      resent_ += again;
     }
     sl.unlock();
     if (!not_again.empty()) {

@@ -95,7 +95,9 @@ class async_client {
   void submit(std::vector<request> requests);
 
   [[nodiscard]] uint64_t reconnects() const;
-  [[nodiscard]] uint64_t resent() const;  // requests sent again after a reconnect
+  // Requests written before a connection failed and sent again on the next (one never
+  // written that goes after a reconnect is not counted).
+  [[nodiscard]] uint64_t resent() const;
   // Why the client is down (empty while connected or still within its reconnect attempts).
   [[nodiscard]] std::string down() const;
 
@@ -104,7 +106,7 @@ class async_client {
     std::shared_ptr<const std::vector<uint8_t>> frame;  // kept for a resend
     callback done;
     std::chrono::steady_clock::time_point sent;  // last written (or registered)
-    bool resend = false;  // registered before a reconnect
+    bool resend = false;  // written before a reconnect, to be sent again
     // Handed to a send at least once (it may have reached the server). One never written
     // is sent after a reconnect whatever it is, and fails without `unknown`.
     bool written = false;

@@ -652,6 +652,11 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
                  fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
   };
   const auto end = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
+  // The drain's rows: at each whole second from the start after now (a late wake-up
+  // skips the seconds it missed rather than writing them microseconds apart).
+  const auto next_whole_second = [&] {
+    return start + std::chrono::seconds(std::chrono::duration_cast<std::chrono::seconds>(clk::now() - start).count() + 1);
+  };
   int sec = 1;
   for (;; ++sec) {
     const auto tick = start + std::chrono::seconds(sec);
@@ -663,13 +668,13 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   }
   s.stop = true;  // the closed loop stops; the open loop sends on what was due before the end
   const auto drain = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.drain_timeout_s));
-  auto next_tick = start + std::chrono::seconds(++sec);
+  auto next_tick = next_whole_second();
   const auto drain_until = clk::now() + drain;
   while (s.open_senders.load() > 0 && clk::now() < drain_until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (clk::now() >= next_tick) {
       row_now();
-      next_tick += std::chrono::seconds(1);
+      next_tick = next_whole_second();
     }
   }
   s.abandon = true;
@@ -691,14 +696,14 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
         lk.unlock();  // (answers take done_mu)
         row_now();
         lk.lock();
-        next_tick += std::chrono::seconds(1);
+        next_tick = next_whole_second();
       }
     }
   }
   out->seconds = std::chrono::duration<double>(s.last_answer - start).count();
-  // The answers that came after the last whole second (the drain: often the slowest).
-  if (const auto tail = take_interval(cs, std::max(out->seconds, out->timeline.empty() ? 0.0 : out->timeline.back().t_s));
-      tail.requests > 0)
+  // The answers that came after the last row (the drain: often the slowest), at the
+  // time taken: one counted just after the last row's time is in it.
+  if (const auto tail = take_interval(cs, std::chrono::duration<double>(clk::now() - start).count()); tail.requests > 0)
     out->timeline.push_back(tail);
   for (auto& c : cs) {
     std::lock_guard lk(c->mu);

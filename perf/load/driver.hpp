@@ -65,9 +65,12 @@ struct run_report {
   std::map<std::string, uint64_t> results;  // result name -> transfers (ok included)
   std::map<std::string, uint64_t> failures;  // failure text -> requests
   hdr_histogram latency;            // per answered request, ns
-  hdr_histogram failed_latency;     // per failed request, ns to its failure (not in `latency`)
-  // Open loop: per request sent, how late it left after its due time, ns: the load
-  // generator's own lateness (its pacer, or the window full), within `latency`.
+  // Per request failed by its connection (sent or not: a client down fails at once), ns
+  // from its due time to the failure; not in `latency`. Requests the open loop never
+  // handed over (still due at the drain timeout) are failed without a time.
+  hdr_histogram failed_latency;
+  // Open loop: per request handed to its connection, how late after its due time, ns:
+  // the load generator's own lateness (its pacer, or the window full), within `latency`.
   hdr_histogram send_lag;
   uint64_t reconnects = 0, resent = 0;  // the connections' (targets that reconnect: mesob)
   std::vector<interval_row> timeline;

@@ -2031,7 +2031,7 @@ TEST(async_client, a_reconnect_resends_within_the_new_windows_limit) {
     EXPECT_EQ(r.reply.results.at(0), result::ok) << i;
   }
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 40u);
-  EXPECT_GE(c->resent(), 40u);
+  EXPECT_LE(c->resent(), 40u) << "only those written before the server stopped count";
   // The window holds for what follows too.
   for (uint64_t i = 0; i < 20; ++i)
     fs[i] = c->submit(wire::create_transfers_body(std::vector{make_transfer(900 + i, 1, 2, 1)}));
