@@ -18,6 +18,8 @@
 #include "actors/equb_group.hpp"
 #include "actors/payout_desk.hpp"
 #include "engine/events.hpp"
+#include "storage/failure_probes.hpp"
+#include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
@@ -1056,6 +1058,10 @@ TEST_F(payout_engine_replay, reconciliation_days_past_memory_come_from_the_snaps
   ASSERT_EQ(later, first + actors::payouts::recon_days_kept);
   using rows = std::vector<std::pair<uint32_t, uint64_t>>;
   EXPECT_EQ(settled(std::nullopt), (rows{{first, 150}, {later, 200}}));
+  // A checkpoint that fails drops nothing its committed day has not covered: the next
+  // copies the first day again.
+  storage::failure_probes::instance().snapshot_commit_errno = MDB_MAP_FULL;
+  EXPECT_FALSE(e().checkpoint(&err));
   ASSERT_TRUE(e().checkpoint(&err)) << err;  // copies both days (from its committed day on), drops none
   ASSERT_TRUE(e().checkpoint(&err)) << err;  // drops the first day: written, and past the window
   EXPECT_EQ(settled(first), (rows{{first, 150}})) << "from the snapshot";
