@@ -681,6 +681,7 @@ void event_hub::apply(command& c) {
       if (c.offset < s.acked || c.offset >= s.cursor)
         return refuse("ack: offset " + std::to_string(c.offset) + " is outside what was sent (acknowledged through " +
                       std::to_string(s.acked) + ", sent through " + std::to_string(s.cursor - 1) + ")");
+      if (c.offset == s.acked) return;  // nothing moved: nothing to save (a save is an fsync)
       s.acked = c.offset;
       if (!s.req.name.empty()) {
         positions_[s.req.name].acked = s.acked;
@@ -1047,6 +1048,8 @@ void event_hub::run() {
     for (auto& c : cmds) apply(c);
     bool busy = false, held = false;
     std::vector<uint64_t> window_full;  // sessions (subs_ is ordered by session)
+    // Read before the end: every event written before the writer failed is under it.
+    const bool writer_failed = writer_.failed();
     const uint64_t end = log_.written_end();
     auto now = std::chrono::steady_clock::now();
     const auto hold = std::chrono::milliseconds(events_tail_hold_ms);
@@ -1066,6 +1069,14 @@ void event_hub::run() {
     for (auto it = subs_.begin(); it != subs_.end();) {
       sub& s = it->second;
       busy |= serve(s, buf, end, hold_tail, &held);
+      if (!s.dead && writer_failed && s.cursor >= end) {  // sent all there is: no more will come
+        send(s.session, wire::encode_frame(wire::frame_kind::error, 0,
+                                           wire::error_body({wire::protocol_error::events_failed,
+                                                             "the event writer failed (" + writer_.error() +
+                                                                 "): no event after offset " + std::to_string(end - 1) +
+                                                                 " comes until the engine restarts"})));
+        s.dead = true;
+      }
       if (!s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window) window_full.push_back(s.session);
       if (s.dead) it = subs_.erase(it);
       else ++it;

@@ -750,6 +750,10 @@ bool event_log::seal(std::string* error) {
 }
 
 bool event_log::sync(std::string* error) {
+  if (const int e = failure_probes::instance().event_sync_errno.exchange(0); e != 0) {
+    *error = std::string("event log: fdatasync failed: ") + std::strerror(e);
+    return false;
+  }
   if (unsynced_ && ::fdatasync(append_fd_) != 0) {
     *error = std::string("event log: fdatasync failed: ") + std::strerror(errno);
     return false;

@@ -21,6 +21,7 @@ struct failure_probes {
   std::atomic<int> drop_sync_failures{0};    // the next directory syncs of dropped log segments' renames fail
   std::atomic<int> prezero_failures{0};      // the next pre-zeroings of log segments fail (ENOSPC)
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
+  std::atomic<int> event_sync_errno{0};  // the event log's next sync fails with this errno
   std::atomic<int> hub_stall_ms{0};  // the event hub's next pass first waits this long (one reading old segments)
   std::atomic<int> server_sq_full{0};  // the next servers' submission entries find the ring's queue full after a submit
 

@@ -2,6 +2,7 @@
 // the notification relay as a process, kill -9 of the engine and of the relay.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -643,6 +644,35 @@ TEST(EventsEngine, SubscriberStateLinesThatDoNotParseStopTheOpen) {
   f.open();
 }
 
+// An acknowledgement that moves nothing saves nothing: each save of the names' positions
+// is a synced file replace on the hub's thread, which serves every subscriber. Before,
+// a subscriber repeating its ack made one every 100 ms.
+TEST(Events, ARepeatedAckSavesNothing) {
+  live_ledger l;
+  ASSERT_TRUE(l.c);
+  auto s = l.client();
+  wire::subscribe_msg m;
+  m.name = "repeats";
+  ASSERT_EQ(subscribe(*s, m).code, result::ok);
+  const auto got = read_events(*s, 2);  // the two accounts' events, acknowledged
+  ASSERT_EQ(got.size(), 2u);
+  const std::string state = l.dir.path() + "/events/subscribers.state";
+  const auto inode = [&] {
+    struct stat st {};
+    return ::stat(state.c_str(), &st) == 0 ? uint64_t(st.st_ino) : 0;
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the first ack saved
+  const uint64_t saved = inode();
+  ASSERT_NE(saved, 0u);
+  std::string err;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(s->ack(2, &err)) << err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  }
+  EXPECT_EQ(inode(), saved) << "the file was replaced for acks that moved nothing";
+  ASSERT_TRUE(s->call(wire::lookup_accounts_body(std::vector<uint64_t>{1})).ok) << "the session is served";
+}
+
 TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
   live_ledger l;
   ASSERT_TRUE(l.c);
@@ -1221,6 +1251,55 @@ TEST(EventsEngine, EventsAreSyncedOnDemandNotAfterEachAppend) {
   const auto all = all_events(f.dir());
   ASSERT_EQ(all.size(), mid.end_offset - 1);
   for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
+}
+
+// An event writer that fails (its sync refused) ends each subscription once the
+// subscriber has every event written before, with events_failed: before, subscribers
+// just stopped hearing while the engine went on committing.
+TEST(EventsEngine, AFailedWriterEndsSubscriptionsWithEventsFailed) {
+  engine_fixture f(2);
+  create_accounts(f.e(), 8);
+  engine::event_hub* hub = f.e().events();
+  ASSERT_NE(hub, nullptr);
+  std::mutex mu;
+  uint64_t last_offset = 0;
+  std::vector<wire::error_msg> errors;
+  hub->start(
+      [&](uint64_t, engine::event_hub::frame_ptr fr) {
+        const auto h = wire::decode_header(fr->data());
+        const std::span<const uint8_t> body(fr->data() + wire::frame_header_bytes, h.body_bytes);
+        std::lock_guard lk(mu);
+        if (h.kind == uint16_t(wire::frame_kind::error)) {
+          wire::error_msg e;
+          std::string why;
+          EXPECT_TRUE(wire::parse_error(body, &e, &why)) << why;
+          errors.push_back(e);
+        } else if (h.kind == uint16_t(wire::frame_kind::events)) {
+          wire::events_msg m;
+          std::string why;
+          EXPECT_TRUE(wire::parse_events(body, &m, &why)) << why;
+          if (!m.events.empty()) last_offset = m.events.back().offset;
+        }
+        return true;
+      },
+      64u << 20);
+  engine::subscription_request r;
+  ASSERT_TRUE(hub->subscribe(1, 1, std::move(r)));
+  storage::failure_probes::instance().event_sync_errno = EIO;
+  ASSERT_EQ(f.e().create_transfers({make_transfer(100, 1, 5, 1)}).results.at(0), result::ok);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    {
+      std::lock_guard lk(mu);
+      if (!errors.empty() || std::chrono::steady_clock::now() > deadline) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::lock_guard lk(mu);
+  ASSERT_EQ(errors.size(), 1u) << "told once, then the subscription ends";
+  EXPECT_EQ(errors[0].code, wire::protocol_error::events_failed);
+  EXPECT_NE(errors[0].message.find("event writer failed"), std::string::npos) << errors[0].message;
+  EXPECT_EQ(last_offset + 1, f.e().events_stats().end_offset) << "every event written before came first";
 }
 
 // A checkpoint does not wait for the writer's own sync: it asks for one, at once.
