@@ -126,6 +126,22 @@ class pending_left_target final : public forwarding_target {
   }
 };
 
+// A target of the driver's own tests: it takes any workload, sets nothing up and keeps
+// nothing to verify (its connections are the test's).
+class keeps_nothing_target : public load::target {
+ public:
+  std::string supports(const load::workload&) const override { return ""; }
+  bool setup(const load::workload&, std::string*) override { return true; }
+  bool read_balances(const load::workload&, int64_t*, std::vector<int64_t>*, std::string* e) override {
+    *e = "not kept";
+    return false;
+  }
+  bool find_transfers(std::span<const wire::id128>, std::vector<load::found_transfer>*, std::string* e) override {
+    *e = "not kept";
+    return false;
+  }
+};
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -575,11 +591,9 @@ TEST(load, orders_filled_by_the_broker_mesob_load_answers_as_verify) {
 // requests take 10 ms each carry 150 requests/s on schedule, which one sender for all
 // (at most 100/s) could not.
 TEST(load, open_loop_keeps_a_sender_per_synchronous_connection) {
-  class sleepy final : public load::target {
+  class sleepy final : public keeps_nothing_target {
    public:
     std::string name() const override { return "sleepy"; }
-    std::string supports(const load::workload&) const override { return ""; }
-    bool setup(const load::workload&, std::string*) override { return true; }
     std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
       class conn final : public load::target_connection {
        public:
@@ -592,14 +606,6 @@ TEST(load, open_loop_keeps_a_sender_per_synchronous_connection) {
         uint32_t window_max() const override { return 1; }
       };
       return std::make_unique<conn>();
-    }
-    bool read_balances(const load::workload&, int64_t*, std::vector<int64_t>*, std::string* e) override {
-      *e = "not kept";
-      return false;
-    }
-    bool find_transfers(std::span<const wire::id128>, std::vector<load::found_transfer>*, std::string* e) override {
-      *e = "not kept";
-      return false;
     }
   } t;
   auto w = small_workload(1);
@@ -618,23 +624,13 @@ TEST(load, open_loop_keeps_a_sender_per_synchronous_connection) {
 
 // A pipelined target that answers at once, but holds every answer while it stalls (from
 // `stall_from` to `stall_to` after it was made), as an engine does in a long fsync.
-class stalling_target final : public load::target {
+class stalling_target final : public keeps_nothing_target {
  public:
   stalling_target(std::chrono::milliseconds from, std::chrono::milliseconds to)
       : from_(std::chrono::steady_clock::now() + from), to_(std::chrono::steady_clock::now() + to) {}
   std::string name() const override { return "stalling"; }
-  std::string supports(const load::workload&) const override { return ""; }
-  bool setup(const load::workload&, std::string*) override { return true; }
   std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
     return std::make_unique<conn>(from_, to_);
-  }
-  bool read_balances(const load::workload&, int64_t*, std::vector<int64_t>*, std::string* e) override {
-    *e = "not kept";
-    return false;
-  }
-  bool find_transfers(std::span<const wire::id128>, std::vector<load::found_transfer>*, std::string* e) override {
-    *e = "not kept";
-    return false;
   }
 
  private:
@@ -724,11 +720,9 @@ TEST(load, an_open_loop_sends_everything_due_before_the_end) {
 // Failed requests: their time to failure is reported apart from the latency of answered
 // ones, and the connections' reconnects and resends are summed into the report.
 TEST(load, failures_time_to_failure_and_reconnects_are_reported) {
-  class flaky final : public load::target {
+  class flaky final : public keeps_nothing_target {
    public:
     std::string name() const override { return "flaky"; }
-    std::string supports(const load::workload&) const override { return ""; }
-    bool setup(const load::workload&, std::string*) override { return true; }
     std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
       class conn final : public load::target_connection {
        public:
@@ -750,14 +744,6 @@ TEST(load, failures_time_to_failure_and_reconnects_are_reported) {
         uint64_t n_ = 0;
       };
       return std::make_unique<conn>();
-    }
-    bool read_balances(const load::workload&, int64_t*, std::vector<int64_t>*, std::string* e) override {
-      *e = "not kept";
-      return false;
-    }
-    bool find_transfers(std::span<const wire::id128>, std::vector<load::found_transfer>*, std::string* e) override {
-      *e = "not kept";
-      return false;
     }
   } t;
   auto w = small_workload(1);
