@@ -593,6 +593,8 @@ std::string event_hub::ack(uint64_t session, uint64_t request_id, uint64_t offse
   bool wake;
   {
     std::lock_guard lk(mu_);
+    if (!std::binary_search(live_sessions_.begin(), live_sessions_.end(), session))
+      return "ack: this session has no subscription";
     uint32_t& mine = acks_queued_[session];
     if (mine >= acks_queued_max)
       return "ack: " + std::to_string(acks_queued_max) +
@@ -827,6 +829,10 @@ void event_hub::apply(command& c) {
                                                           s.req.name + "': this subscription ends"})));
   a.start = start;
   subs_.emplace(c.session, std::move(s));
+  {
+    std::lock_guard lk(mu_);  // its acks are taken from the moment it is told
+    live_sessions_.insert(std::upper_bound(live_sessions_.begin(), live_sessions_.end(), c.session), c.session);
+  }
   answer(result::ok, "");
 }
 
@@ -1027,6 +1033,14 @@ event_hub::forgotten event_hub::forget(const std::string& name, std::string* err
   return out->f;
 }
 
+void event_hub::publish_live() {
+  std::vector<uint64_t> live;
+  live.reserve(subs_.size());
+  for (const auto& [sess, s] : subs_) live.push_back(sess);  // (subs_ is ordered by session)
+  std::lock_guard lk(mu_);
+  live_sessions_ = std::move(live);
+}
+
 void event_hub::run() {
   std::vector<event> buf;
   seen_end_ = log_.written_end();  // what was written before the hub started is no step
@@ -1046,6 +1060,7 @@ void event_hub::run() {
       bytes_max_ = session_bytes_max_;
     }
     for (auto& c : cmds) apply(c);
+    if (!cmds.empty()) publish_live();
     bool busy = false, held = false;
     std::vector<uint64_t> window_full;  // sessions (subs_ is ordered by session)
     // Read before the end: every event written before the writer failed is under it.
@@ -1088,6 +1103,7 @@ void event_hub::run() {
       std::lock_guard lk(mu_);
       listing_ = std::move(list);
     }
+    publish_live();
     now = std::chrono::steady_clock::now();
     if (positions_dirty_ && (stopping || now - last_save >= std::chrono::milliseconds(100))) {
       std::string err;

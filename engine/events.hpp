@@ -279,6 +279,11 @@ class event_hub {
   std::unordered_map<uint64_t, uint32_t> acks_queued_;
   std::unordered_set<uint64_t> subscribes_queued_;
   std::vector<subscriber_info> listing_;         // guarded by mu_
+  // Sessions holding a subscription, ascending (guarded by mu_): an ack of any other is
+  // refused at once instead of taking a place in the queue. Set after the commands of a
+  // pass are applied, before it sends anything, and after it ends subscriptions.
+  std::vector<uint64_t> live_sessions_;
+  void publish_live();  // hub thread
   std::map<uint64_t, sub> subs_;                 // by session (the hub's thread only)
   struct name_state {
     uint64_t acked = 0;

@@ -1302,6 +1302,59 @@ TEST(EventsEngine, AFailedWriterEndsSubscriptionsWithEventsFailed) {
   EXPECT_EQ(last_offset + 1, f.e().events_stats().end_offset) << "every event written before came first";
 }
 
+// Acks of a session without a subscription (its Subscribe refused, or never sent) are
+// refused at once and take no place in the hub's queue, which every session shares:
+// before, each waited there for the hub to refuse it, and sessions whose subscriptions
+// had been refused could fill the queue and get other sessions' acks refused.
+TEST(EventsEngine, AcksWithoutASubscriptionTakeNoPlaceInTheHubsQueue) {
+  engine_fixture f(2);
+  create_accounts(f.e(), 8);
+  engine::event_hub* hub = f.e().events();
+  ASSERT_NE(hub, nullptr);
+  std::mutex mu;
+  std::map<uint64_t, wire::subscribed_msg> answers;  // by session
+  hub->start(
+      [&](uint64_t session, engine::event_hub::frame_ptr fr) {
+        const auto h = wire::decode_header(fr->data());
+        if (h.kind == uint16_t(wire::frame_kind::subscribed)) {
+          wire::subscribed_msg a;
+          std::string why;
+          EXPECT_TRUE(wire::parse_subscribed(std::span<const uint8_t>(fr->data() + wire::frame_header_bytes, h.body_bytes), &a, &why))
+              << why;
+          std::lock_guard lk(mu);
+          answers[session] = a;
+        }
+        return true;
+      },
+      64u << 20);
+  engine::subscription_request bad;
+  bad.window = engine::subscription_window_max + 1;  // refused
+  ASSERT_TRUE(hub->subscribe(1, 1, std::move(bad)));
+  ASSERT_TRUE(hub->subscribe(2, 1, engine::subscription_request{}));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    {
+      std::lock_guard lk(mu);
+      if (answers.size() == 2 || std::chrono::steady_clock::now() > deadline) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  {
+    std::lock_guard lk(mu);
+    ASSERT_EQ(answers.size(), 2u);
+    EXPECT_EQ(answers[1].code, result::events_filter_invalid);
+    EXPECT_EQ(answers[2].code, result::ok);
+  }
+  storage::failure_probes::instance().hub_stall_ms = 1000;  // the hub's next pass waits: acks queue
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  for (int i = 0; i < 2 * int(engine::acks_queued_max); ++i) {
+    const std::string refused = hub->ack(1, 10 + i, 1);
+    ASSERT_EQ(refused, "ack: this session has no subscription") << i;
+  }
+  EXPECT_EQ(hub->ack(3, 1, 1), "ack: this session has no subscription") << "a session that never subscribed";
+  EXPECT_EQ(hub->ack(2, 2, 0), "") << "the subscribed session's ack is queued";
+}
+
 // A checkpoint does not wait for the writer's own sync: it asks for one, at once.
 TEST(EventsEngine, ACheckpointMakesTheEventsItCoversDurableAtOnce) {
   engine_fixture f(2);
