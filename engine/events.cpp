@@ -793,6 +793,12 @@ void event_hub::apply(command& c) {
   if (start > a.end && !resumed)
     return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest event (" +
                                                    std::to_string(a.end - 1) + ")");
+  // A failed writer writes nothing more (its end is final once it has failed): nothing to
+  // subscribe to past it, refused as for an engine without events (clients back off).
+  if (writer_.failed() && start >= log_.written_end())
+    return answer(result::events_unavailable, "the event writer failed (" + writer_.error() + "): no event after offset " +
+                                                  std::to_string(log_.written_end() - 1) +
+                                                  " comes until the engine restarts");
   uint64_t acked_before_move = 0;
   if (move_name) {
     acked_before_move = std::exchange(positions_[r.name].acked, start - 1);
@@ -1084,7 +1090,8 @@ void event_hub::run() {
     for (auto it = subs_.begin(); it != subs_.end();) {
       sub& s = it->second;
       busy |= serve(s, buf, end, hold_tail, &held);
-      if (!s.dead && writer_failed && s.cursor >= end) {  // sent all there is: no more will come
+      // Sent and acknowledged all there is (its last acks are taken first): no more will come.
+      if (!s.dead && writer_failed && s.cursor >= end && s.acked + 1 >= end) {
         send(s.session, wire::encode_frame(wire::frame_kind::error, 0,
                                            wire::error_body({wire::protocol_error::events_failed,
                                                              "the event writer failed (" + writer_.error() +

@@ -657,13 +657,16 @@ TEST(Events, ARepeatedAckSavesNothing) {
   const auto got = read_events(*s, 2);  // the two accounts' events, acknowledged
   ASSERT_EQ(got.size(), 2u);
   const std::string state = l.dir.path() + "/events/subscribers.state";
+  // A save replaces the file: a new inode, or the old number reused with a new change time.
   const auto inode = [&] {
     struct stat st {};
-    return ::stat(state.c_str(), &st) == 0 ? uint64_t(st.st_ino) : 0;
+    return ::stat(state.c_str(), &st) == 0
+               ? std::to_string(st.st_ino) + "/" + std::to_string(st.st_ctim.tv_sec) + "." + std::to_string(st.st_ctim.tv_nsec)
+               : std::string();
   };
   std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the first ack saved
-  const uint64_t saved = inode();
-  ASSERT_NE(saved, 0u);
+  const std::string saved = inode();
+  ASSERT_NE(saved, "");
   std::string err;
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(s->ack(2, &err)) << err;
@@ -1257,13 +1260,14 @@ TEST(EventsEngine, EventsAreSyncedOnDemandNotAfterEachAppend) {
 // subscriber has every event written before, with events_failed: before, subscribers
 // just stopped hearing while the engine went on committing.
 TEST(EventsEngine, AFailedWriterEndsSubscriptionsWithEventsFailed) {
+  std::mutex mu;  // (before the engine: its hub may send until it stops)
+  uint64_t last_offset = 0;
+  std::vector<wire::error_msg> errors;
+  std::vector<wire::subscribed_msg> answers;
   engine_fixture f(2);
   create_accounts(f.e(), 8);
   engine::event_hub* hub = f.e().events();
   ASSERT_NE(hub, nullptr);
-  std::mutex mu;
-  uint64_t last_offset = 0;
-  std::vector<wire::error_msg> errors;
   hub->start(
       [&](uint64_t, engine::event_hub::frame_ptr fr) {
         const auto h = wire::decode_header(fr->data());
@@ -1279,27 +1283,59 @@ TEST(EventsEngine, AFailedWriterEndsSubscriptionsWithEventsFailed) {
           std::string why;
           EXPECT_TRUE(wire::parse_events(body, &m, &why)) << why;
           if (!m.events.empty()) last_offset = m.events.back().offset;
+        } else if (h.kind == uint16_t(wire::frame_kind::subscribed)) {
+          wire::subscribed_msg a;
+          std::string why;
+          EXPECT_TRUE(wire::parse_subscribed(body, &a, &why)) << why;
+          answers.push_back(a);
         }
         return true;
       },
       64u << 20);
+  for (int i = 0; i < 500 && f.e().events_stats().end_offset < 9; ++i)  // the accounts' 8 events readable
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(f.e().events_stats().end_offset, 9u);
   engine::subscription_request r;
   ASSERT_TRUE(hub->subscribe(1, 1, std::move(r)));
   storage::failure_probes::instance().event_sync_errno = EIO;
   ASSERT_EQ(f.e().create_transfers({make_transfer(100, 1, 5, 1)}).results.at(0), result::ok);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (;;) {
-    {
-      std::lock_guard lk(mu);
-      if (!errors.empty() || std::chrono::steady_clock::now() > deadline) break;
+  const auto wait_for = [&](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      {
+        std::lock_guard lk(mu);
+        if (done() || std::chrono::steady_clock::now() > deadline) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  };
+  // Sent everything written before the failure (the end is final once the writer failed:
+  // read again after a while); not told while its last acks may come.
+  wait_for([&] { return last_offset + 1 >= f.e().events_stats().end_offset; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const uint64_t end = f.e().events_stats().end_offset;
+  {
+    std::lock_guard lk(mu);
+    ASSERT_EQ(last_offset + 1, end) << "every event written before came first";
+    EXPECT_TRUE(errors.empty()) << "ended before its acks could come";
   }
+  EXPECT_EQ(hub->ack(1, 2, last_offset), "") << "the last ack is taken";
+  wait_for([&] { return !errors.empty(); });
+  {
+    std::lock_guard lk(mu);
+    ASSERT_EQ(errors.size(), 1u) << "told once, then the subscription ends";
+    EXPECT_EQ(errors[0].code, wire::protocol_error::events_failed);
+    EXPECT_NE(errors[0].message.find("event writer failed"), std::string::npos) << errors[0].message;
+  }
+  // A new subscription at the end is refused: nothing more will come.
+  engine::subscription_request again;
+  again.from_end = true;
+  ASSERT_TRUE(hub->subscribe(2, 1, std::move(again)));
+  wait_for([&] { return answers.size() == 2; });
   std::lock_guard lk(mu);
-  ASSERT_EQ(errors.size(), 1u) << "told once, then the subscription ends";
-  EXPECT_EQ(errors[0].code, wire::protocol_error::events_failed);
-  EXPECT_NE(errors[0].message.find("event writer failed"), std::string::npos) << errors[0].message;
-  EXPECT_EQ(last_offset + 1, f.e().events_stats().end_offset) << "every event written before came first";
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].code, result::ok);
+  EXPECT_EQ(answers[1].code, result::events_unavailable) << answers[1].message;
 }
 
 // Acks of a session without a subscription (its Subscribe refused, or never sent) are
@@ -1307,12 +1343,12 @@ TEST(EventsEngine, AFailedWriterEndsSubscriptionsWithEventsFailed) {
 // before, each waited there for the hub to refuse it, and sessions whose subscriptions
 // had been refused could fill the queue and get other sessions' acks refused.
 TEST(EventsEngine, AcksWithoutASubscriptionTakeNoPlaceInTheHubsQueue) {
+  std::mutex mu;  // (before the engine: its hub may send until it stops)
+  std::map<uint64_t, wire::subscribed_msg> answers;  // by session
   engine_fixture f(2);
   create_accounts(f.e(), 8);
   engine::event_hub* hub = f.e().events();
   ASSERT_NE(hub, nullptr);
-  std::mutex mu;
-  std::map<uint64_t, wire::subscribed_msg> answers;  // by session
   hub->start(
       [&](uint64_t session, engine::event_hub::frame_ptr fr) {
         const auto h = wire::decode_header(fr->data());
