@@ -43,6 +43,8 @@ std::string config::validate() const {
       events_segment_events % 128 != 0)
     return "events_segment_events must be a multiple of 128 in 128.." +
            std::to_string(storage::event_format::segment_events_max);
+  if (events_ring_events < 1024 || events_ring_events > (1ull << 24) || (events_ring_events & (events_ring_events - 1)) != 0)
+    return "events_ring_events must be a power of two in 1024..16777216";
   if (events_retention_mib > (1ull << 30)) return "events_retention_mib must be at most 1073741824";
   if (events_retention_mib != 0 && (events_retention_mib << 20) < 2 * events_segment_events * 96)
     return "events_retention_mib must hold at least two event segments of 96-byte events (" +

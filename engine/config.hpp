@@ -35,6 +35,7 @@ struct config {
   // The event stream (engine/events.hpp): kept in <data_dir>/events.
   bool events = true;
   uint64_t events_segment_events = 1ull << 19;  // events per segment file (stored packed)
+  uint64_t events_ring_events = 1ull << 19;     // newest events kept in memory for subscribers (96 bytes each)
   uint64_t events_retention_mib = 0;            // drop the oldest segments past this size (0: no limit)
   uint64_t events_retention_s = 0;              // ... or older than this (0: no limit)
   uint32_t subscriptions_max = 64;              // sessions subscribed at once

@@ -4189,6 +4189,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     storage::event_log_options eo;
     eo.dir = cfg.data_dir + "/events";
     eo.segment_events = cfg.events_segment_events;
+    eo.ring_events = cfg.events_ring_events;
     eo.retention_bytes = cfg.events_retention_mib << 20;
     eo.retention_ns = cfg.events_retention_s * 1'000'000'000ull;
     if (!engine_impl::read_events_covered(e.events_covered_path(), &e.covered_, error)) return nullptr;

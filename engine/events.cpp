@@ -842,7 +842,8 @@ void event_hub::apply(command& c) {
   answer(result::ok, "");
 }
 
-bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_tail, bool* held) {
+bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_tail, bool* held,
+                      uint64_t& file_budget, bool* deferred) {
   std::vector<event> picked;
   constexpr size_t scan_max = 16'384;
   if (buf.size() < scan_max) buf.resize(scan_max);  // once: reads fill it without clearing
@@ -905,11 +906,25 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       }
     }
     // Reads n events from `at` into buf; false when that ended the subscription (gone to
-    // retention, or the log failed: s is told why).
+    // retention, or the log failed: s is told why) or the pass's file budget is spent
+    // (*deferred).
     size_t got = 0;
     auto read_at = [&](uint64_t at, uint64_t n) {
+      const bool from_files = !log_.in_memory(at);
+      if (from_files) {
+        if (file_budget == 0) {
+          *deferred = true;
+          got = 0;
+          return false;
+        }
+        n = std::min(n, file_budget);
+      }
       const auto st = log_.read(at, size_t(n), buf.data(), &got, &err);
       events_read_.fetch_add(got, std::memory_order_relaxed);
+      if (from_files) {
+        file_budget -= std::min<uint64_t>(file_budget, got);
+        file_events_read_.fetch_add(got, std::memory_order_relaxed);
+      }
       if (st == storage::event_log::read_status::truncated) {
         send(s.session, wire::encode_frame(
                             wire::frame_kind::error, 0,
@@ -932,7 +947,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
     std::span<const event> batch_events;
     if (!filtered) {
       // A frame is the next batch_max events, as read (no copy).
-      if (!read_at(s.cursor, want)) return true;
+      if (!read_at(s.cursor, want)) return s.dead || frames > 0;
       if (got == 0) return frames > 0;
       batch_events = std::span<const event>(buf.data(), got);
       next = batch_events.back().offset + 1;
@@ -945,7 +960,10 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       picked.clear();
       uint64_t step = std::max<uint64_t>(s.req.batch_max, 64);
       while (next < s.cursor + want && picked.size() < s.req.batch_max) {
-        if (!read_at(next, std::min(step, s.cursor + want - next))) return true;
+        if (!read_at(next, std::min(step, s.cursor + want - next))) {
+          if (s.dead) return true;
+          break;  // deferred: the matches found so far go now
+        }
         if (got == 0) break;
         for (size_t i = 0; i < got; ++i) {
           const event& e = buf[i];
@@ -1087,9 +1105,22 @@ void event_hub::run() {
     const bool hold_tail =
         !stopping && busy_writer_ && last_step_ >= storage::event_format::group_events && now < hold_until;
     frames_this_pass_.clear();
-    for (auto it = subs_.begin(); it != subs_.end();) {
+    // Subscribers catching up from the files take turns: the pass starts after the one
+    // that spent the budget last time.
+    std::vector<uint64_t> order;
+    order.reserve(subs_.size());
+    for (auto it = subs_.lower_bound(first_turn_); it != subs_.end(); ++it) order.push_back(it->first);
+    for (auto it = subs_.begin(); it != subs_.end() && it->first < first_turn_; ++it) order.push_back(it->first);
+    uint64_t file_budget = hub_file_events_per_pass;
+    std::optional<uint64_t> spent_by;
+    for (const uint64_t session : order) {
+      auto it = subs_.find(session);
       sub& s = it->second;
-      busy |= serve(s, buf, end, hold_tail, &held);
+      bool deferred = false;
+      const uint64_t budget_before = file_budget;
+      busy |= serve(s, buf, end, hold_tail, &held, file_budget, &deferred);
+      busy |= deferred;  // another pass at once
+      if (budget_before > 0 && file_budget == 0) spent_by = session;
       // Sent and acknowledged all there is (its last acks are taken first): no more will come.
       if (!s.dead && writer_failed && s.cursor >= end && s.acked + 1 >= end) {
         send(s.session, wire::encode_frame(wire::frame_kind::error, 0,
@@ -1100,8 +1131,14 @@ void event_hub::run() {
         s.dead = true;
       }
       if (!s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window) window_full.push_back(s.session);
-      if (s.dead) it = subs_.erase(it);
-      else ++it;
+      if (s.dead) subs_.erase(it);
+    }
+    first_turn_ = spent_by ? *spent_by + 1 : 0;
+    std::sort(window_full.begin(), window_full.end());
+    {
+      const uint64_t read = hub_file_events_per_pass - file_budget;
+      uint64_t most = file_events_pass_max_.load(std::memory_order_relaxed);
+      if (read > most) file_events_pass_max_.store(read, std::memory_order_relaxed);
     }
     {
       std::vector<subscriber_info> list;

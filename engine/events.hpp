@@ -172,6 +172,11 @@ constexpr size_t commands_queued_max = 65'536;
 // writer's appends spreading past it now and then; 20 ms keeps 85-90%.)
 constexpr int events_tail_hold_ms = 5;
 constexpr int events_busy_gap_ms = 20;
+// Events the hub's thread reads from the event log's files (subscribers behind what the
+// log keeps in memory) in one pass, at most: subscribers catching up take turns at this
+// much, so a pass serving those near the end never waits for more than this of the disk
+// and unpacking, however many catch up.
+constexpr uint64_t hub_file_events_per_pass = 32'768;
 
 class event_hub {
  public:
@@ -229,6 +234,9 @@ class event_hub {
   // Events the hub read from the log (its ring or files) to make frames: the unpacked
   // reads' (filtered or not; a packed frame as written reads none).
   [[nodiscard]] uint64_t events_read() const { return events_read_.load(); }
+  // Of them, read from the files, in all and in the pass that read the most.
+  [[nodiscard]] uint64_t file_events_read() const { return file_events_read_.load(); }
+  [[nodiscard]] uint64_t file_events_pass_max() const { return file_events_pass_max_.load(); }
   // Whether a subscription's filters (types, accounts, gateways) let an event through.
   static bool matches(const subscription_request& r, const wire::event& e);
 
@@ -254,7 +262,10 @@ class event_hub {
   void run();
   // Sends s the frames it has room for; true if it sent any. `hold_tail`: a partial newest
   // group may wait (then *held is set).
-  bool serve(sub& s, std::vector<wire::event>& buf, uint64_t end, bool hold_tail, bool* held);
+  // `file_budget`: events it may still read from the files in this pass (reduced by
+  // what it reads there); when it runs out, *deferred is set and s waits for a later pass.
+  bool serve(sub& s, std::vector<wire::event>& buf, uint64_t end, bool hold_tail, bool* held, uint64_t& file_budget,
+             bool* deferred);
   void send(uint64_t session, std::vector<uint8_t>&& frame) {
     out_(session, std::make_shared<const std::vector<uint8_t>>(std::move(frame)));
   }
@@ -299,6 +310,11 @@ class event_hub {
   std::atomic<uint64_t> frames_{0};
   std::atomic<uint64_t> frames_as_written_{0};
   std::atomic<uint64_t> events_read_{0};
+  std::atomic<uint64_t> file_events_read_{0};
+  std::atomic<uint64_t> file_events_pass_max_{0};
+  // The pass starts with the subscriber of this session (or the next one): the one after
+  // the subscriber that spent the file budget in the pass before.
+  uint64_t first_turn_ = 0;
   // The written end as the hub last saw it move: when, by how much, and whether the move
   // before came less than events_busy_gap_ms earlier.
   uint64_t seen_end_ = 0;

@@ -155,6 +155,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-events", no_events, "keep no event log (no subscriptions)");
   app.add_option("--events-segment-events", cfg.events_segment_events, "events per event log segment (stored packed, about 14 bytes a transfer's event)")
       ->capture_default_str();
+  app.add_option("--events-ring-events", cfg.events_ring_events,
+                 "newest events kept in memory for subscribers, a power of two (96 bytes each; older ones are read from the files)")
+      ->capture_default_str();
   app.add_option("--events-retention-mib", cfg.events_retention_mib, "drop the oldest event segments past this size (0: keep all)")
       ->capture_default_str();
   app.add_option("--events-retention-s", cfg.events_retention_s, "drop event segments older than this (0: keep all)")

@@ -254,6 +254,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
       x.one("mesob_event_hub_events_read_total", "counter",
             "Events the hub read from the event log to make frames (frames sent as written read none).",
             double(hub->events_read()));
+      x.one("mesob_event_hub_file_events_read_total", "counter",
+            "Of them, events read from the event log's files (subscribers behind what it keeps in memory).",
+            double(hub->file_events_read()));
       x.one("mesob_event_frames_as_written_total", "counter",
             "Packed frames of events sent as the event writer packed them (not read and packed again).",
             double(hub->frames_as_written()));

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <thread>
 
 #include "storage/checksum.hpp"
 #include "storage/failure_probes.hpp"
@@ -580,10 +581,7 @@ bool event_log::open_for_append(uint64_t index, std::string* error) {
       return false;
     }
     std::lock_guard lk(mu_);
-    if (last_) {
-      readers_[last_index_] = std::move(last_);
-      while (readers_.size() > 8) readers_.erase(readers_.begin());
-    }
+    if (last_) keep_reader(last_index_, std::move(last_));
     last_ = std::move(f);
     last_index_ = index;
     last_end_ = 0;
@@ -807,6 +805,7 @@ size_t event_log::apply_retention(uint64_t now_ns) {
       std::lock_guard lk(mu_);
       first_offset_.store((index + 1) * seg + 1, std::memory_order_release);
       readers_.erase(index);
+      ++readers_changed_;
     }
     ::unlink(path.c_str());
     bytes_.fetch_sub(std::min(bytes_.load(), size));
@@ -891,6 +890,7 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
     {
       std::lock_guard lk(mu_);
       readers_.erase(index);
+      ++readers_changed_;
       if (last_index_ == index) last_.reset(), last_index_ = UINT64_MAX;
     }
     if (::unlink(segment_path(opt_.dir, index).c_str()) != 0 && errno != ENOENT) {
@@ -937,6 +937,7 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
   {
     std::lock_guard lk(mu_);
     readers_.erase(keep_index);
+    ++readers_changed_;
     last_ = std::move(cut_file);
     last_index_ = keep_index;
   }
@@ -956,27 +957,59 @@ bool event_log::cut_back_to(uint64_t end, std::string* error) {
   return true;
 }
 
-std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, std::string* error) {
-  std::lock_guard lk(mu_);
-  if (last_ && index == last_index_) return last_;
-  if (auto it = readers_.find(index); it != readers_.end()) return it->second;
-  if (index < (first_offset_.load() - 1) / opt_.segment_events) return nullptr;
-  // A full segment: where its groups start, from its seal.
-  auto f = new_segment_file(index, error);
-  if (!f) return nullptr;
-  struct stat st {};
-  uint64_t end = 0;
-  std::string why = "cannot stat it";
-  if (::fstat(f->fd, &st) != 0 ||
-      !read_seal(f->fd, opt_.segment_events, uint64_t(st.st_size), f->starts.get(), &end, &why)) {
-    *error = "event log: " + segment_path(opt_.dir, index) + ": " + why;
-    return nullptr;
+void event_log::keep_reader(uint64_t index, std::shared_ptr<segment_file> f) {
+  while (readers_.size() >= readers_max) {
+    auto oldest = readers_.begin();
+    for (auto it = readers_.begin(); it != readers_.end(); ++it)
+      if (it->second.used < oldest->second.used) oldest = it;
+    readers_.erase(oldest);
   }
-  f->end.store(end);
-  // Few segments are read at once: readers near the end share the newest.
-  while (readers_.size() >= 8) readers_.erase(readers_.begin());
-  readers_[index] = f;
-  return f;
+  readers_[index] = {std::move(f), ++reader_use_};
+}
+
+std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, std::string* error) {
+  for (int attempt = 0;; ++attempt) {
+    uint64_t changed = 0;
+    {
+      std::lock_guard lk(mu_);
+      if (last_ && index == last_index_) return last_;
+      if (auto it = readers_.find(index); it != readers_.end()) {
+        it->second.used = ++reader_use_;
+        return it->second.file;
+      }
+      if (index < (first_offset_.load() - 1) / opt_.segment_events) return nullptr;
+      changed = readers_changed_;
+    }
+    // A full segment: where its groups start, from its seal. Opened and read outside mu_,
+    // which the writer takes at each new segment: a reader waiting for the disk here must
+    // not hold up the appends.
+    if (const int stall = failure_probes::instance().event_reader_open_stall_ms.exchange(0); stall > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(stall));
+    segments_opened_.fetch_add(1, std::memory_order_relaxed);
+    auto f = new_segment_file(index, error);
+    if (!f) return nullptr;
+    struct stat st {};
+    uint64_t end = 0;
+    std::string why = "cannot stat it";
+    if (::fstat(f->fd, &st) != 0 ||
+        !read_seal(f->fd, opt_.segment_events, uint64_t(st.st_size), f->starts.get(), &end, &why)) {
+      *error = "event log: " + segment_path(opt_.dir, index) + ": " + why;
+      return nullptr;
+    }
+    f->end.store(end);
+    std::lock_guard lk(mu_);
+    if (readers_changed_ != changed) {
+      // Segments were removed or replaced meanwhile (retention, a cut): look again.
+      if (attempt < 2) continue;
+      return index < (first_offset_.load() - 1) / opt_.segment_events ? nullptr : f;  // (not kept)
+    }
+    if (auto it = readers_.find(index); it != readers_.end()) {  // another reader opened it meanwhile
+      it->second.used = ++reader_use_;
+      return it->second.file;
+    }
+    keep_reader(index, f);
+    return f;
+  }
 }
 
 event_log::read_status event_log::read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error) {

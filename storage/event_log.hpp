@@ -126,6 +126,14 @@ class event_log {
   [[nodiscard]] uint64_t first_offset() const { return first_offset_.load(std::memory_order_acquire); }
   // Bytes the segment files hold.
   [[nodiscard]] uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  // Full segments opened for readers (their seals read) since open.
+  [[nodiscard]] uint64_t segments_opened() const { return segments_opened_.load(std::memory_order_relaxed); }
+  // Whether a read from `from` would find its first events in memory (the ring), not the
+  // files: a hint, which the writer may make stale at once.
+  [[nodiscard]] bool in_memory(uint64_t from) const {
+    return from >= ring_first_.load(std::memory_order_acquire) &&
+           ring_writing_.load(std::memory_order_acquire) <= from + ring_mask_ + 1;
+  }
   enum class read_status { ok, truncated, failed };
   // Reads up to `max` events from offset `from` (>= 1), stopping at written_end().
   // truncated: `from` is older than the oldest event kept (retention dropped it).
@@ -215,8 +223,21 @@ class event_log {
   std::atomic<uint64_t> written_end_{1};
   std::atomic<uint64_t> first_offset_{1};
   std::atomic<uint64_t> bytes_{0};
-  std::mutex mu_;  // guards readers_, last_ (for readers) and segment removal
-  std::map<uint64_t, std::shared_ptr<segment_file>> readers_;
+  std::atomic<uint64_t> segments_opened_{0};
+  std::mutex mu_;  // guards readers_, reader_use_, readers_changed_, last_ (for readers) and segment removal
+  // Full segments readers opened, at most readers_max, the least recently used going first
+  // (subscribers catching up from different old segments keep theirs).
+  struct reader_entry {
+    std::shared_ptr<segment_file> file;
+    uint64_t used = 0;
+  };
+  static constexpr size_t readers_max = 8;
+  std::map<uint64_t, reader_entry> readers_;
+  uint64_t reader_use_ = 0;
+  // Counts the times segments were removed or replaced: a reader that opened one outside
+  // mu_ keeps it only if nothing changed meanwhile.
+  uint64_t readers_changed_ = 0;
+  void keep_reader(uint64_t index, std::shared_ptr<segment_file> f);  // under mu_
 };
 
 }  // namespace mesob::storage

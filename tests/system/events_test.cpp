@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -1389,6 +1390,74 @@ TEST(EventsEngine, AcksWithoutASubscriptionTakeNoPlaceInTheHubsQueue) {
   }
   EXPECT_EQ(hub->ack(3, 1, 1), "ack: this session has no subscription") << "a session that never subscribed";
   EXPECT_EQ(hub->ack(2, 2, 0), "") << "the subscribed session's ack is queued";
+}
+
+// Subscribers behind what the event log keeps in memory are served from its files by the
+// hub's one thread. Each could read 65,536 events a pass from the disk, so every pass, and
+// every subscriber near the end waiting for it, took as long as all of them together. Now
+// a pass reads at most hub_file_events_per_pass from the files, and those catching up
+// take turns at it.
+TEST(EventsEngine, SubscribersCatchingUpFromTheFilesTakeTurnsWithinABoundedRead) {
+  std::atomic<uint64_t> frames{0};  // (before the engine: its hub may send until it stops)
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.events_segment_events = 1024;
+  cfg.events_ring_events = 1024;  // all but the newest 1,024 events are read from the files
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 8);
+  constexpr uint64_t transfers = 200'000;
+  for (uint64_t first = 0; first < transfers; first += engine::batch_ops_max) {
+    std::vector<wire::transfer> batch;
+    for (uint64_t i = first; i < std::min<uint64_t>(transfers, first + engine::batch_ops_max); ++i)
+      batch.push_back(make_transfer(1000 + i, 1 + i % 4, 5 + i % 4, 1));
+    for (auto r : e->create_transfers(batch).results) ASSERT_EQ(r, result::ok);
+  }
+  const uint64_t end = 8 + transfers + 1;
+  for (int i = 0; i < 1000 && e->events_stats().end_offset < end; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(e->events_stats().end_offset, end);
+  engine::event_hub* hub = e->events();
+  ASSERT_NE(hub, nullptr);
+  hub->start([&](uint64_t, engine::event_hub::frame_ptr) { return frames.fetch_add(1), true; }, 1ull << 30);
+  // Four filtered subscribers matching nothing (each of their frames scans 16,384 offsets)
+  // and one unfiltered, all from the first event, with windows that need no ack.
+  constexpr uint64_t subscribers = 5;
+  for (uint64_t session = 1; session <= subscribers; ++session) {
+    engine::subscription_request r;
+    r.from = 1;
+    r.window = engine::subscription_window_max;
+    if (session < subscribers) r.accounts = {999'999};
+    ASSERT_TRUE(hub->subscribe(session, 1, std::move(r)));
+  }
+  // When the first of them has been sent everything, the others are well on their way.
+  uint64_t others_min = 0;
+  std::map<uint64_t, uint64_t> sent;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    sent.clear();
+    for (const auto& s : hub->subscribers()) sent[s.session] = s.sent;
+    if (sent.size() == subscribers) {
+      const auto done = std::find_if(sent.begin(), sent.end(), [&](const auto& kv) { return kv.second == end - 1; });
+      if (done != sent.end() && others_min == 0) {
+        others_min = UINT64_MAX;
+        for (const auto& [session, through] : sent)
+          if (session != done->first) others_min = std::min(others_min, through);
+      }
+      if (std::all_of(sent.begin(), sent.end(), [&](const auto& kv) { return kv.second == end - 1; })) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(sent.size(), subscribers);
+  for (const auto& [session, through] : sent) EXPECT_EQ(through, end - 1) << "session " << session;
+  EXPECT_GT(others_min, end / 4) << "the first to finish had the files to itself";
+  EXPECT_LE(hub->file_events_pass_max(), engine::hub_file_events_per_pass);
+  EXPECT_GE(hub->file_events_read(), subscribers * (end - 1 - cfg.events_ring_events));
+  std::printf("%llu frames; %llu events read from the files, at most %llu in a pass; the others through %llu of %llu "
+              "when the first was done\n",
+              static_cast<unsigned long long>(frames.load()), static_cast<unsigned long long>(hub->file_events_read()),
+              static_cast<unsigned long long>(hub->file_events_pass_max()),
+              static_cast<unsigned long long>(others_min), static_cast<unsigned long long>(end - 1));
 }
 
 // A checkpoint does not wait for the writer's own sync: it asks for one, at once.

@@ -907,5 +907,88 @@ TEST_F(EventLogSeeded, ReadersWhileTheWriterAppendsAndSeals) {
   EXPECT_GT(reads.load(), 100u);
 }
 
+// Segments of 128 events, the ring the smallest (1,024): `segments` full segments and one
+// more begun, so segments before the last 8 are read from their files.
+std::unique_ptr<event_log> small_segments(const std::string& dir, uint64_t segments) {
+  event_log_options o;
+  o.dir = dir;
+  o.segment_events = 128;
+  o.ring_events = 1024;
+  event_log_recovery rec;
+  std::string err;
+  auto log = event_log::open(o, &rec, &err);
+  EXPECT_TRUE(log) << err;
+  if (!log) return nullptr;
+  auto ev = make(segments * 128 + 1, 3);
+  EXPECT_TRUE(log->append(ev, &err) && log->sync(&err)) << err;
+  return log;
+}
+
+// A reader opening a full segment reads its seal from the disk. It did so holding the
+// log's mutex, which the writer takes to begin each new segment: the appends waited for a
+// reader's disk. Now the segment is opened outside it.
+TEST(EventLog, AReaderOpeningAnOldSegmentDoesNotHoldUpTheWriter) {
+  test::temp_dir dir;
+  auto log = small_segments(dir.path(), 20);
+  ASSERT_TRUE(log);
+  constexpr int stall_ms = 3000;
+  failure_probes::instance().event_reader_open_stall_ms = stall_ms;  // the next opening waits
+  std::atomic<bool> read_done{false};
+  std::thread reader([&] {
+    std::vector<wire::event> got;
+    std::string why;
+    EXPECT_EQ(log->read(1, 10, &got, &why), event_log::read_status::ok) << why;
+    EXPECT_EQ(got.size(), 10u);
+    read_done = true;
+  });
+  // Once the reader is in its opening (it took the probe)...
+  for (int i = 0; i < 2000 && failure_probes::instance().event_reader_open_stall_ms.load() != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(failure_probes::instance().event_reader_open_stall_ms.load(), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // ... the writer fills the segment it is on and begins the next.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto more = make(300, 4);
+  std::string err;
+  ASSERT_TRUE(log->append(more, &err) && log->sync(&err)) << err;
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_FALSE(read_done.load()) << "the append waited for the reader's opening";
+  EXPECT_LT(took.count(), stall_ms / 2);
+  reader.join();
+  EXPECT_EQ(log->written_end(), 20u * 128 + 2 + 300);
+}
+
+// The segments readers opened are kept (8 at most), the least recently used going first.
+// Before, the lowest-numbered went first: a subscriber catching up from the oldest segment
+// lost it to each reader of another old one, and opened it again (its seal read from the
+// disk) at its next read.
+TEST(EventLog, ReadersKeepTheSegmentsTheyUseOpen) {
+  test::temp_dir dir;
+  auto log = small_segments(dir.path(), 30);
+  ASSERT_TRUE(log);
+  std::vector<wire::event> got;
+  std::string why;
+  auto read_segment = [&](uint64_t index) {
+    ASSERT_EQ(log->read(index * 128 + 1, 4, &got, &why), event_log::read_status::ok) << why;
+    ASSERT_EQ(got.size(), 4u);
+    EXPECT_EQ(got[0].offset, index * 128 + 1);
+  };
+  const uint64_t opened = log->segments_opened();
+  // Segment 0 read between reads of seven others, then an eighth, and 0 again: 0 stays.
+  read_segment(0);
+  for (uint64_t k = 1; k <= 7; ++k) {
+    read_segment(k);
+    read_segment(0);
+  }
+  read_segment(8);
+  read_segment(0);
+  EXPECT_EQ(log->segments_opened() - opened, 9u) << "segments 0..8 opened once each";
+  // The least recently used (1) went for 8; reading it opens it again.
+  read_segment(1);
+  EXPECT_EQ(log->segments_opened() - opened, 10u);
+  read_segment(0);
+  EXPECT_EQ(log->segments_opened() - opened, 10u);
+}
+
 }  // namespace
 }  // namespace mesob::storage
