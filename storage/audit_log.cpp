@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
+#include "storage/failure_probes.hpp"
 #include "storage/file_io.hpp"
 #include "storage/wal.hpp"
 
@@ -246,27 +248,51 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
 
 audit_log::~audit_log() {
   if (fd_ >= 0) ::close(fd_);
+  if (fresh_fd_ >= 0) ::close(fresh_fd_);
 }
 
 bool audit_log::rotate(std::string* error) {
   const std::string fresh = path_ + ".new";
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-  const std::string archived = path_ + "." + std::to_string(ns);
-  const int fd = create_file(fresh, chain_, error);
-  if (fd < 0) return false;
-  const bool archived_ok = ::rename(path_.c_str(), archived.c_str()) == 0;
-  if (archived_ok) ++rotated_;  // the full file is aside, whatever follows
-  if (!archived_ok || ::rename(fresh.c_str(), path_.c_str()) != 0 || !fsync_dir(dir_of(path_))) {
-    *error = errno_text("audit trail " + path_ + ": rotation");
-    ::close(fd);
+  auto fault = [](int step) {
+    auto& probe = failure_probes::instance().audit_rotation_fault;
+    if (probe.load() != step) return false;
+    probe = 0;
+    errno = EIO;
+    return true;
+  };
+  if (rotation_ == rotation::none) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    archived_ = path_ + "." + std::to_string(ns);
+    fresh_fd_ = create_file(fresh, chain_, error);
+    if (fresh_fd_ < 0) return false;
+    rotation_ = rotation::created;
+  }
+  if (rotation_ == rotation::created) {
+    if (::rename(path_.c_str(), archived_.c_str()) != 0) {
+      *error = errno_text("audit trail " + path_ + ": rotation: renaming the full file to " + archived_);
+      return false;
+    }
+    ++rotated_;  // the full file is aside, whatever follows
+    rotation_ = rotation::archived;
+  }
+  if (rotation_ == rotation::archived) {
+    if (fault(1) || ::rename(fresh.c_str(), path_.c_str()) != 0) {
+      *error = errno_text("audit trail " + path_ + ": rotation: renaming " + fresh + " in place");
+      return false;
+    }
+    ::close(fd_);
+    fd_ = std::exchange(fresh_fd_, -1);
+    size_ = header_bytes;
+    entries_ = 0;
+    rotation_ = rotation::renamed;
+  }
+  if (fault(2) || !fsync_dir(dir_of(path_))) {
+    *error = errno_text("audit trail " + path_ + ": rotation: directory fsync");
     return false;
   }
-  ::close(fd_);
-  fd_ = fd;
-  size_ = header_bytes;
-  entries_ = 0;
+  rotation_ = rotation::none;
   return true;
 }
 
@@ -276,7 +302,8 @@ bool audit_log::append(std::string_view payload, std::string* error) {
              std::to_string(payload_bytes_max);
     return false;
   }
-  if (size_ + entry_head_bytes + payload.size() > file_bytes_max_ && !rotate(error)) return false;
+  if ((rotation_ != rotation::none || size_ + entry_head_bytes + payload.size() > file_bytes_max_) && !rotate(error))
+    return false;
   const chain_hash chain = link(chain_, payload.data(), payload.size());
   std::vector<uint8_t> buf(entry_head_bytes + payload.size());
   const auto len = uint32_t(payload.size());

@@ -12,7 +12,9 @@
 // the file: the full one is renamed to `<path>.<unix ns>` (kept: archiving it is the
 // operator's call) and a new file starts from its chain value, so the chain runs on
 // across files. The new file is written under `<path>.new` and renamed in place, and an
-// interrupted rotation is finished (or undone) at the next open.
+// interrupted rotation is finished (or undone) at the next open. A rotation that fails
+// part way (a rename, the directory's sync) is taken up where it stopped by the next
+// append, which is refused until it completes: never an archived file begun twice.
 //
 // Opening checks every entry. What an interrupted append can leave after the last whole
 // entry is a torn tail: a prefix of one entry, or an entry with a zero-filled block in
@@ -60,6 +62,12 @@ class audit_log {
  private:
   audit_log() = default;
   bool rotate(std::string* error);
+  // A rotation's steps done so far: the new file written (fresh_fd_), the full one
+  // renamed to archived_, the new one renamed in place (fd_ on it), the directory synced.
+  enum class rotation { none, created, archived, renamed };
+  rotation rotation_ = rotation::none;
+  int fresh_fd_ = -1;
+  std::string archived_;
   std::string path_;
   uint64_t file_bytes_max_ = file_bytes_max_default;
   int fd_ = -1;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "storage/audit_log.hpp"
+#include "storage/failure_probes.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace mesob;
@@ -220,4 +221,53 @@ TEST(audit_log, rotates_past_its_size_limit_and_the_chain_runs_on) {
   log = audit_log::open(path, &err, &rep, limit);
   ASSERT_TRUE(log) << err;
   EXPECT_TRUE(log->head() == head);
+}
+
+// A rotation that fails part way is taken up where it stopped by the next append. Before,
+// a failed second rename left no current file, and every later rotation failed at its
+// first rename until a restart; a failed directory sync after both renames left the
+// writer on the archived file, and the next append rotated again (an empty archived file).
+TEST(audit_log, a_rotation_that_fails_part_way_is_finished_by_the_next_append) {
+  for (const int step : {1, 2}) {
+    SCOPED_TRACE(step == 1 ? "the second rename fails" : "the directory sync fails");
+    test::temp_dir dir;
+    const std::string path = dir.path() + "/trail";
+    constexpr uint64_t limit = 8192;
+    std::string err, rep;
+    storage::chain_hash head{};
+    size_t refused = 0, written = 0;
+    {
+      auto log = audit_log::open(path, &err, &rep, limit);
+      ASSERT_TRUE(log) << err;
+      storage::failure_probes::instance().audit_rotation_fault = step;
+      for (int i = 0; i < 100; ++i) {
+        if (log->append("entry " + std::to_string(i) + std::string(200, '.'), &err)) {
+          ++written;
+        } else {
+          ++refused;
+          EXPECT_NE(err.find(step == 1 ? "in place" : "directory fsync"), std::string::npos) << err;
+        }
+      }
+      EXPECT_EQ(storage::failure_probes::instance().audit_rotation_fault.load(), 0) << "the fault was met";
+      EXPECT_EQ(refused, 1u) << "only the append that met the fault";
+      head = log->head();
+      size_t archived = 0;
+      for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+        const auto name = f.path().filename().string();
+        if (name == "trail") continue;
+        ++archived;
+        EXPECT_EQ(name.rfind("trail.", 0), 0u) << name;
+        EXPECT_NE(name, "trail.new");
+        EXPECT_GT(f.file_size(), limit / 2) << name << ": every archived file holds a full file's entries";
+      }
+      EXPECT_GE(archived, 2u);
+      EXPECT_EQ(log->files_rotated(), archived);
+    }
+    // Every entry written is in the trail, its chain whole.
+    auto log = audit_log::open(path, &err, &rep, limit);
+    ASSERT_TRUE(log) << err;
+    EXPECT_TRUE(rep.empty()) << rep;
+    EXPECT_TRUE(log->head() == head);
+    EXPECT_EQ(written, 99u);
+  }
 }
