@@ -250,9 +250,28 @@ bool take_slot_open(shared_run& s, connection_state& st) {
   return false;
 }
 
+// When request j of the open loop is due.
+clk::time_point due_at(const shared_run& s, clk::time_point start, uint64_t j) {
+  return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(double(s.w.batch) / s.o.rate) *
+                                                           double(j));
+}
+// The open loop sends only requests due before this, however late the run's main thread
+// wakes to stop it (a busy machine woke it 20 ms late: 304 requests of 300).
+clk::time_point open_end(const shared_run& s, clk::time_point start) {
+  return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(s.o.duration_s));
+}
+
 // Requests due before the end that never left by the drain timeout (the target's window
-// stayed full, or a synchronous target's sender fell behind): failed, each counted once.
-void count_unsent(connection_state& st, uint64_t n) {
+// stayed full, or a synchronous target's sender fell behind): failed, each counted once,
+// its time to failure from its due time to now (requests j, j + step, ... due before
+// the end).
+void count_unsent(shared_run& s, connection_state& st, clk::time_point start, uint64_t j, uint64_t step) {
+  const auto end = open_end(s, start), now = clk::now();
+  uint64_t n = 0;
+  {
+    std::lock_guard lk(s.lag_mu);
+    for (; due_at(s, start, j) < end; j += step, ++n) s.failed_latency.record(ns_between(due_at(s, start, j), now));
+  }
   if (n == 0) return;
   std::lock_guard lk(st.mu);
   st.failed += n;
@@ -272,17 +291,6 @@ void count_unsent(connection_state& st, uint64_t n) {
 // their due times all the same).
 constexpr size_t coalesce_max = 64;
 
-// When request j of the open loop is due.
-clk::time_point due_at(const shared_run& s, clk::time_point start, uint64_t j) {
-  return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(double(s.w.batch) / s.o.rate) *
-                                                           double(j));
-}
-// The open loop sends only requests due before this, however late the run's main thread
-// wakes to stop it (a busy machine woke it 20 ms late: 304 requests of 300).
-clk::time_point open_end(const shared_run& s, clk::time_point start) {
-  return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(s.o.duration_s));
-}
-
 void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& cs, clk::time_point start) {
   const auto due_of = [&](uint64_t j) { return due_at(s, start, j); };
   const size_t n = cs.size();
@@ -296,9 +304,7 @@ void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& c
     const size_t c = next++ % n;
     connection_state& st = *cs[c];
     if (s.abandon.load() || !take_slot_open(s, st)) {  // (a pacer behind with slots free too)
-      uint64_t unsent = 0;
-      for (; due_of(j) < end; ++j) ++unsent;
-      count_unsent(st, unsent);
+      count_unsent(s, st, start, j, 1);
       break;
     }
     const auto now = clk::now();
@@ -333,9 +339,7 @@ void sender_open(shared_run& s, connection_state& st, uint32_t index, clk::time_
     // inside submit, so its slot is always free again and only this look stops a sender
     // that fell behind (before, an overloaded run went on until it had sent everything).
     if (s.abandon.load() || !take_slot_open(s, st)) {
-      uint64_t unsent = 0;
-      for (; due_at(s, start, j) < end; j += n) ++unsent;
-      count_unsent(st, unsent);
+      count_unsent(s, st, start, j, n);
       break;
     }
     const auto now = clk::now();

@@ -717,6 +717,32 @@ TEST(load, an_open_loop_sends_everything_due_before_the_end) {
   for (size_t i = 1; i < r.timeline.size(); ++i) EXPECT_GT(r.timeline[i].t_s, r.timeline[i - 1].t_s) << i;
 }
 
+// Requests still due when the drain timeout gives up on them (the window stayed full
+// through a stall) fail with their time to failure from their due times. Before, they
+// were counted failed with no time at all.
+TEST(load, requests_never_sent_by_the_drain_timeout_fail_with_their_time_to_failure) {
+  stalling_target t(std::chrono::milliseconds(500), std::chrono::milliseconds(3500));
+  auto w = small_workload(1);
+  w.batch = 1;
+  load::run_options o;
+  o.connections = 1;
+  o.rate = 500;
+  o.duration_s = 2;
+  o.drain_timeout_s = 1;  // gives up 3 s in; the stall's window is answered 3.5 s in
+  o.progress = false;
+  load::run_report r;
+  std::string err;
+  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  const uint64_t unsent = r.failures["not sent: still due at the drain timeout (the window full, or the sender behind)"];
+  EXPECT_GE(unsent, 600u) << "about 750 due from 0.5 s to 2 s, less the window of 8";
+  EXPECT_EQ(r.requests_failed, unsent);
+  EXPECT_EQ(r.failed_latency.count(), unsent);
+  // Each was due before the end (2 s in) and given up 3 s in: a second or more.
+  EXPECT_GE(r.failed_latency.percentile(1), 900'000'000u) << r.failed_latency.percentile(1) << " ns";
+  EXPECT_LE(r.failed_latency.max(), 3'500'000'000u);
+  EXPECT_GE(r.requests, 200u);
+}
+
 // Failed requests: their time to failure is reported apart from the latency of answered
 // ones, and the connections' reconnects and resends are summed into the report.
 TEST(load, failures_time_to_failure_and_reconnects_are_reported) {
