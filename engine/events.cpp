@@ -843,7 +843,7 @@ void event_hub::apply(command& c) {
 }
 
 bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_tail, bool* held,
-                      uint64_t& file_budget, bool* deferred) {
+                      uint64_t& file_budget, bool* deferred, bool* read_files) {
   std::vector<event> picked;
   constexpr size_t scan_max = 16'384;
   if (buf.size() < scan_max) buf.resize(scan_max);  // once: reads fill it without clearing
@@ -910,8 +910,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
     // (*deferred).
     size_t got = 0;
     auto read_at = [&](uint64_t at, uint64_t n) {
-      const bool from_files = !log_.in_memory(at);
-      if (from_files) {
+      if (!log_.in_memory(at)) {
         if (file_budget == 0) {
           *deferred = true;
           got = 0;
@@ -919,11 +918,15 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
         }
         n = std::min(n, file_budget);
       }
-      const auto st = log_.read(at, size_t(n), buf.data(), &got, &err);
+      // (A read the ring was to serve goes to the files if the writer overwrote its slots
+      // meanwhile: counted too, one read past the budget at most.)
+      bool from_files = false;
+      const auto st = log_.read(at, size_t(n), buf.data(), &got, &err, &from_files);
       events_read_.fetch_add(got, std::memory_order_relaxed);
       if (from_files) {
         file_budget -= std::min<uint64_t>(file_budget, got);
         file_events_read_.fetch_add(got, std::memory_order_relaxed);
+        *read_files = true;
       }
       if (st == storage::event_log::read_status::truncated) {
         send(s.session, wire::encode_frame(
@@ -1105,22 +1108,22 @@ void event_hub::run() {
     const bool hold_tail =
         !stopping && busy_writer_ && last_step_ >= storage::event_format::group_events && now < hold_until;
     frames_this_pass_.clear();
-    // Subscribers catching up from the files take turns: the pass starts after the one
-    // that spent the budget last time.
+    // Subscribers catching up from the files take turns at going first, where the whole
+    // budget is theirs: the pass starts after the first that read from the files last time.
     std::vector<uint64_t> order;
     order.reserve(subs_.size());
     for (auto it = subs_.lower_bound(first_turn_); it != subs_.end(); ++it) order.push_back(it->first);
     for (auto it = subs_.begin(); it != subs_.end() && it->first < first_turn_; ++it) order.push_back(it->first);
     uint64_t file_budget = hub_file_events_per_pass;
-    std::optional<uint64_t> spent_by;
+    const uint64_t file_events_before = file_events_read_.load(std::memory_order_relaxed);
+    std::optional<uint64_t> first_reader;
     for (const uint64_t session : order) {
       auto it = subs_.find(session);
       sub& s = it->second;
-      bool deferred = false;
-      const uint64_t budget_before = file_budget;
-      busy |= serve(s, buf, end, hold_tail, &held, file_budget, &deferred);
+      bool deferred = false, read_files = false;
+      busy |= serve(s, buf, end, hold_tail, &held, file_budget, &deferred, &read_files);
       busy |= deferred;  // another pass at once
-      if (budget_before > 0 && file_budget == 0) spent_by = session;
+      if (read_files && !first_reader) first_reader = session;
       // Sent and acknowledged all there is (its last acks are taken first): no more will come.
       if (!s.dead && writer_failed && s.cursor >= end && s.acked + 1 >= end) {
         send(s.session, wire::encode_frame(wire::frame_kind::error, 0,
@@ -1133,10 +1136,10 @@ void event_hub::run() {
       if (!s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window) window_full.push_back(s.session);
       if (s.dead) subs_.erase(it);
     }
-    first_turn_ = spent_by ? *spent_by + 1 : 0;
+    if (first_reader) first_turn_ = *first_reader + 1;
     std::sort(window_full.begin(), window_full.end());
     {
-      const uint64_t read = hub_file_events_per_pass - file_budget;
+      const uint64_t read = file_events_read_.load(std::memory_order_relaxed) - file_events_before;
       uint64_t most = file_events_pass_max_.load(std::memory_order_relaxed);
       if (read > most) file_events_pass_max_.store(read, std::memory_order_relaxed);
     }

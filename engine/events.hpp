@@ -174,8 +174,8 @@ constexpr int events_tail_hold_ms = 5;
 constexpr int events_busy_gap_ms = 20;
 // Events the hub's thread reads from the event log's files (subscribers behind what the
 // log keeps in memory) in one pass, at most: subscribers catching up take turns at this
-// much, so a pass serving those near the end never waits for more than this of the disk
-// and unpacking, however many catch up.
+// much (each going first in turn), so a pass serving those near the end never waits for
+// more than this of the disk and unpacking, however many catch up.
 constexpr uint64_t hub_file_events_per_pass = 32'768;
 
 class event_hub {
@@ -263,9 +263,10 @@ class event_hub {
   // Sends s the frames it has room for; true if it sent any. `hold_tail`: a partial newest
   // group may wait (then *held is set).
   // `file_budget`: events it may still read from the files in this pass (reduced by
-  // what it reads there); when it runs out, *deferred is set and s waits for a later pass.
+  // what it reads there; *read_files set if it read any); when it runs out, *deferred is
+  // set and s waits for a later pass.
   bool serve(sub& s, std::vector<wire::event>& buf, uint64_t end, bool hold_tail, bool* held, uint64_t& file_budget,
-             bool* deferred);
+             bool* deferred, bool* read_files);
   void send(uint64_t session, std::vector<uint8_t>&& frame) {
     out_(session, std::make_shared<const std::vector<uint8_t>>(std::move(frame)));
   }
@@ -313,7 +314,7 @@ class event_hub {
   std::atomic<uint64_t> file_events_read_{0};
   std::atomic<uint64_t> file_events_pass_max_{0};
   // The pass starts with the subscriber of this session (or the next one): the one after
-  // the subscriber that spent the file budget in the pass before.
+  // the first that read from the files in the pass before.
   uint64_t first_turn_ = 0;
   // The written end as the hub last saw it move: when, by how much, and whether the move
   // before came less than events_busy_gap_ms earlier.

@@ -805,7 +805,6 @@ size_t event_log::apply_retention(uint64_t now_ns) {
       std::lock_guard lk(mu_);
       first_offset_.store((index + 1) * seg + 1, std::memory_order_release);
       readers_.erase(index);
-      ++readers_changed_;
     }
     ::unlink(path.c_str());
     bytes_.fetch_sub(std::min(bytes_.load(), size));
@@ -998,10 +997,12 @@ std::shared_ptr<event_log::segment_file> event_log::reader_fd(uint64_t index, st
     }
     f->end.store(end);
     std::lock_guard lk(mu_);
+    // Dropped by retention meanwhile: the read is refused (truncated) as it would have been.
+    if (index < (first_offset_.load() - 1) / opt_.segment_events) return nullptr;
     if (readers_changed_ != changed) {
-      // Segments were removed or replaced meanwhile (retention, a cut): look again.
+      // A cut removed or replaced segments meanwhile: look again.
       if (attempt < 2) continue;
-      return index < (first_offset_.load() - 1) / opt_.segment_events ? nullptr : f;  // (not kept)
+      return f;  // (not kept)
     }
     if (auto it = readers_.find(index); it != readers_.end()) {  // another reader opened it meanwhile
       it->second.used = ++reader_use_;
@@ -1021,8 +1022,10 @@ event_log::read_status event_log::read(uint64_t from, size_t max, std::vector<wi
   return st;
 }
 
-event_log::read_status event_log::read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error) {
+event_log::read_status event_log::read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error,
+                                       bool* from_files) {
   *n = 0;
+  if (from_files) *from_files = false;
   const uint64_t end = written_end();
   if (from == 0) from = 1;
   if (from < first_offset()) return read_status::truncated;
@@ -1032,6 +1035,7 @@ event_log::read_status event_log::read(uint64_t from, size_t max, wire::event* o
   // offset and checksum are checked either way (in memory, against a copy torn by the
   // writer reusing its slot; from the files, as each chunk is unpacked).
   if (!read_ring(from, to, out)) {
+    if (from_files) *from_files = true;
     if (!read_files(from, to, end, out, error))
       return from < first_offset() ? read_status::truncated : read_status::failed;
   } else {

@@ -138,8 +138,10 @@ class event_log {
   // Reads up to `max` events from offset `from` (>= 1), stopping at written_end().
   // truncated: `from` is older than the oldest event kept (retention dropped it).
   read_status read(uint64_t from, size_t max, std::vector<wire::event>* out, std::string* error);
-  // The same into `out` (room for `max`); *n events read.
-  read_status read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error);
+  // The same into `out` (room for `max`); *n events read; *from_files (if given) set when
+  // they came from the files, not the ring.
+  read_status read(uint64_t from, size_t max, wire::event* out, size_t* n, std::string* error,
+                   bool* from_files = nullptr);
   // The newest events as the writer packed them: from `from` (the first offset of a group
   // of 128), whole groups each appended as one chunk, up to `max` events, their packed
   // blocks appended to `out` back to back (wire/event_pack.hpp's form: a frame's packed
@@ -234,8 +236,9 @@ class event_log {
   static constexpr size_t readers_max = 8;
   std::map<uint64_t, reader_entry> readers_;
   uint64_t reader_use_ = 0;
-  // Counts the times segments were removed or replaced: a reader that opened one outside
-  // mu_ keeps it only if nothing changed meanwhile.
+  // Counts the times a cut removed or replaced segments: a reader that opened one outside
+  // mu_ keeps it only if no cut came meanwhile. (Retention drops only segments before
+  // first_offset_, which such a reader checks again.)
   uint64_t readers_changed_ = 0;
   void keep_reader(uint64_t index, std::shared_ptr<segment_file> f);  // under mu_
 };
