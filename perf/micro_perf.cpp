@@ -396,6 +396,29 @@ static void BM_unpack_events_by_block(benchmark::State& state) {
 }
 BENCHMARK(BM_unpack_events_by_block)->Arg(0)->Arg(1);
 
+// Checking every event's CRC, as a client parsing an Events frame does: four events at a
+// time (argument 1, wire::first_bad_crc) or one after another (argument 0, event_crc).
+static void BM_check_event_crcs(benchmark::State& state) {
+  const auto events = transfer_events(false);
+  size_t bad = 0;
+  for (auto _ : state) {
+    if (state.range(0) != 0) {
+      bad = wire::first_bad_crc(events);
+    } else {
+      bad = events.size();
+      for (size_t i = 0; i < events.size(); ++i)
+        if (wire::event_crc(events[i]) != events[i].crc) {
+          bad = i;
+          break;
+        }
+    }
+    benchmark::DoNotOptimize(bad);
+  }
+  if (bad != events.size()) state.SkipWithError("a CRC failed");
+  state.SetItemsProcessed(int64_t(state.iterations() * events.size()));
+}
+BENCHMARK(BM_check_event_crcs)->Arg(0)->Arg(1);
+
 // A transfer batch's log payload, as the sequencer makes it: 8,192 transfers (ids counted
 // up from a base, as mesob-load makes them, or random: argument 1), accounts among
 // 100,000, then the record's CRC-32C and SHA-256 chain over the payload. Argument 0: the

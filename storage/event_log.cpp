@@ -25,7 +25,6 @@ namespace {
 
 namespace fmt = event_format;
 constexpr size_t event_bytes = sizeof(wire::event);
-constexpr size_t crc_bytes = offsetof(wire::event, crc);
 constexpr uint64_t block = 4096;
 constexpr size_t write_events_max = 8192;  // events per write
 // One write: the partial block before it, a segment header, its chunks (a write splits at
@@ -282,7 +281,7 @@ bool read_chunks(int fd, uint64_t pos0, uint64_t pos1, uint64_t first, uint64_t 
 
 }  // namespace
 
-uint32_t event_log::event_crc(const wire::event& e) { return crc32c(&e, crc_bytes); }
+uint32_t event_log::event_crc(const wire::event& e) { return wire::event_crc(e); }
 
 std::string event_log::segment_path(const std::string& dir, uint64_t index) {
   char name[40];

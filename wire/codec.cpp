@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 
 #include "mesob_generated.h"
@@ -334,6 +335,17 @@ const fb::Events* events_root(std::span<const uint8_t> body, const flatbuffers::
   }
   return m;
 }
+
+// Every event's CRC (wire::event_crc): a frame with one event that fails it is refused.
+bool crcs_good(std::span<const event> events, std::string* why) {
+  const size_t bad = first_bad_crc(events);
+  if (bad == events.size()) return true;
+  char hex[48];
+  std::snprintf(hex, sizeof hex, "%08x, its bytes give %08x", events[bad].crc, event_crc(events[bad]));
+  *why = "events: event " + std::to_string(events[bad].offset) + " fails its CRC (it carries " + hex +
+         "): damaged between the event log and here";
+  return false;
+}
 }  // namespace
 
 bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why) {
@@ -345,6 +357,7 @@ bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* w
   } else {
     copy_structs(m->events(), out->events);
   }
+  if (!crcs_good(out->events, why)) return false;
   out->next = m->next();
   out->end = m->end();
   return true;
@@ -354,17 +367,28 @@ bool parse_events(std::span<const uint8_t> body, events_msg* out, const event_vi
   const flatbuffers::Vector<uint8_t>* packed = nullptr;
   const auto* m = events_root(body, &packed, why);
   if (m == nullptr) return false;
+  // Each block is handed out once its CRCs are checked: a damaged event ends the frame
+  // there (the blocks before it were handed out; the frame is not acknowledged).
+  bool damaged = false;
+  const auto checked = [&](std::span<const event> block) {
+    if (damaged || !crcs_good(block, why)) {
+      damaged = true;
+      return;
+    }
+    each(block);
+  };
   if (packed != nullptr) {
-    if (!unpack_events({packed->data(), packed->size()}, m->count(), each, why)) return false;
+    if (!unpack_events({packed->data(), packed->size()}, m->count(), checked, why)) return false;
   } else if (const auto* v = m->events(); v != nullptr) {
     // The body need not be aligned for events: copied out a block at a time.
     std::array<event, packed_block_events> block;
-    for (size_t at = 0; at < v->size(); at += block.size()) {
+    for (size_t at = 0; at < v->size() && !damaged; at += block.size()) {
       const size_t n = std::min(block.size(), size_t(v->size()) - at);
       std::memcpy(block.data(), v->Data() + at * sizeof(event), n * sizeof(event));
-      each(std::span<const event>(block.data(), n));
+      checked(std::span<const event>(block.data(), n));
     }
   }
+  if (damaged) return false;
   out->next = m->next();
   out->end = m->end();
   return true;

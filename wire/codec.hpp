@@ -345,9 +345,12 @@ constexpr size_t events_frame_event_bytes_max(bool packed) {
                                                        uint64_t end);
 bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::string* why);
 bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::string* why);
+// Every event's CRC is checked (event_crc): a frame holding one that fails it is refused,
+// naming its offset.
 bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why);
 // The same, handing the events to `each` a block at a time (wire/event_pack.hpp): out's
-// next and end are set, its events left as they were.
+// next and end are set, its events left as they were. A block is handed out once its
+// CRCs are checked: a damaged event refuses the frame after the blocks before it.
 bool parse_events(std::span<const uint8_t> body, events_msg* out, const event_visitor& each, std::string* why);
 bool parse_ack(std::span<const uint8_t> body, uint64_t* offset, std::string* why);
 

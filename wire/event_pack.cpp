@@ -1,6 +1,9 @@
 #include "wire/event_pack.hpp"
 
+#include <nmmintrin.h>
+
 #include <cstddef>
+#include <cstring>
 
 #include "wire/column_pack.hpp"
 
@@ -84,6 +87,52 @@ bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visi
     each(std::span<const event>(block.data(), b.n));
   }
   return true;
+}
+
+// The CRC covers the event's first 92 bytes: eleven 8-byte steps and a 4-byte one.
+static_assert(offsetof(event, crc) == 92 && sizeof(event) == 96);
+
+namespace {
+inline uint64_t word(const event& e, size_t at) {
+  uint64_t v;
+  std::memcpy(&v, reinterpret_cast<const uint8_t*>(&e) + at, 8);
+  return v;
+}
+inline uint32_t last_word(const event& e) {
+  uint32_t v;
+  std::memcpy(&v, reinterpret_cast<const uint8_t*>(&e) + 88, 4);
+  return v;
+}
+}  // namespace
+
+uint32_t event_crc(const event& e) {
+  uint64_t c = 0xffffffffu;
+  for (size_t at = 0; at < 88; at += 8) c = _mm_crc32_u64(c, word(e, at));
+  return ~_mm_crc32_u32(uint32_t(c), last_word(e));
+}
+
+size_t first_bad_crc(std::span<const event> events) {
+  const size_t n = events.size();
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const event &a = events[i], &b = events[i + 1], &c = events[i + 2], &d = events[i + 3];
+    uint64_t ca = 0xffffffffu, cb = ca, cc = ca, cd = ca;
+    for (size_t at = 0; at < 88; at += 8) {
+      ca = _mm_crc32_u64(ca, word(a, at));
+      cb = _mm_crc32_u64(cb, word(b, at));
+      cc = _mm_crc32_u64(cc, word(c, at));
+      cd = _mm_crc32_u64(cd, word(d, at));
+    }
+    const bool bad_a = ~_mm_crc32_u32(uint32_t(ca), last_word(a)) != a.crc;
+    const bool bad_b = ~_mm_crc32_u32(uint32_t(cb), last_word(b)) != b.crc;
+    const bool bad_c = ~_mm_crc32_u32(uint32_t(cc), last_word(c)) != c.crc;
+    const bool bad_d = ~_mm_crc32_u32(uint32_t(cd), last_word(d)) != d.crc;
+    if (bad_a | bad_b | bad_c | bad_d) [[unlikely]]
+      return i + (bad_a ? 0 : bad_b ? 1 : bad_c ? 2 : 3);
+  }
+  for (; i < n; ++i)
+    if (event_crc(events[i]) != events[i].crc) return i;
+  return n;
 }
 
 }  // namespace mesob::wire

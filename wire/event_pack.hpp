@@ -48,6 +48,17 @@ bool unpack_events(std::span<const uint8_t> in, uint32_t count, std::vector<even
 using event_visitor = std::function<void(std::span<const event>)>;
 bool unpack_events(std::span<const uint8_t> in, uint32_t count, const event_visitor& each, std::string* why);
 
+// An event's CRC-32C (Castagnoli) of its bytes before `crc` (0..91): set by the event log
+// as it appends the event and checked by every reader of it, the clients' included
+// (parse_events), so that no fault between the disk and a subscriber (the hub's reads and
+// packing, the network, a client's unpacking) hands out an event other than the one
+// written.
+[[nodiscard]] uint32_t event_crc(const event& e);
+// The index of the first of `events` whose crc is not its event_crc, or events.size().
+// Four events at a time: the crc32 instruction's latency is three cycles, and one event's
+// chain alone would leave the unit idle two of them.
+[[nodiscard]] size_t first_bad_crc(std::span<const event> events);
+
 // Transfers packed the same way (blocks of up to 128, a column per field of `transfer` in
 // its order: id low and high halves, pending_id low and high halves, debit_account_id,
 // credit_account_id, amount, user_data, timestamp, currency, timeout_s, code, flags,

@@ -87,15 +87,21 @@ void parse_body(uint16_t kind, std::span<const uint8_t> body) {
     }
     case frame_kind::events: {
       // Both parsers agree to the byte, and the visitor is handed blocks only of a frame
-      // accepted whole.
+      // well formed, each block's CRCs checked: of a frame refused, only whole blocks
+      // before an event that fails its CRC.
       events_msg m, m2;
       const bool whole = parse_events(body, &m, &why);
       std::vector<event> handed;
+      std::string why_blocks;
       const bool by_blocks = parse_events(body, &m2, [&](std::span<const event> b) {
         if (b.empty() || b.size() > packed_block_events) __builtin_trap();
         handed.insert(handed.end(), b.begin(), b.end());
-      }, &why);
-      if (whole != by_blocks || (!whole && !handed.empty())) __builtin_trap();
+      }, &why_blocks);
+      if (whole != by_blocks) __builtin_trap();
+      if (!whole && !handed.empty() &&
+          (why_blocks.find("fails its CRC") == std::string::npos || handed.size() % packed_block_events != 0 ||
+           first_bad_crc(handed) != handed.size()))
+        __builtin_trap();
       if (whole && (handed.size() != m.events.size() ||
                     (!handed.empty() && std::memcmp(handed.data(), m.events.data(), handed.size() * sizeof(event)) != 0)))
         __builtin_trap();

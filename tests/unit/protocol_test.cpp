@@ -812,6 +812,39 @@ TEST(events_packed, malformed_bytes_are_refused_and_hand_out_nothing) {
   EXPECT_GT(accepted, 0);
 }
 
+// Every event's CRC is checked as a frame is parsed: one damaged anywhere between the
+// event log and the client (a field changed, its CRC not) refuses the frame, naming it.
+// Before, a client took whatever the frame held.
+TEST(events_packed, a_damaged_event_refuses_its_frame) {
+  std::mt19937_64 rng(test::test_seed("events_crc"));
+  const auto events = random_events(rng, 1000);
+  for (const event& e : events) ASSERT_EQ(event_crc(e), storage::crc32c(&e, 92)) << "the event log's CRC";
+  EXPECT_EQ(first_bad_crc(events), events.size());
+  for (const size_t k : {size_t(0), size_t(1), size_t(3), size_t(4), size_t(127), size_t(128), size_t(500), size_t(999)}) {
+    for (const bool crc_itself : {false, true}) {
+      auto bad = events;
+      if (crc_itself) bad[k].crc ^= 0x100;
+      else bad[k].amount ^= 1;
+      ASSERT_EQ(first_bad_crc(bad), k);
+      for (const bool as_packed : {true, false}) {
+        SCOPED_TRACE("event " + std::to_string(k) + (crc_itself ? ", its CRC" : ", its amount") +
+                     (as_packed ? ", packed" : ", unpacked"));
+        const auto frame = events_frame(bad, 77, 99, as_packed);
+        const std::span<const uint8_t> body(frame.data() + frame_header_bytes, decode_header(frame.data()).body_bytes);
+        events_msg m;
+        std::string why;
+        EXPECT_FALSE(parse_events(body, &m, &why));
+        EXPECT_NE(why.find("event " + std::to_string(bad[k].offset) + " fails its CRC"), std::string::npos) << why;
+        size_t seen = 0;
+        why.clear();
+        EXPECT_FALSE(parse_events(body, &m, [&](std::span<const event> b) { seen += b.size(); }, &why));
+        EXPECT_NE(why.find("fails its CRC"), std::string::npos) << why;
+        EXPECT_EQ(seen, k / packed_block_events * packed_block_events) << "the blocks before the damaged one";
+      }
+    }
+  }
+}
+
 TEST(events_packed, a_frame_with_both_forms_is_refused) {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<event> one(1);
