@@ -1,6 +1,6 @@
 // events_bench: the event stream under the engine's maximum transfer rate.
 //
-//   events_bench [--seconds S] [--accounts N] [--rounds R] [--out FILE] [--dir DIR]
+//   events_bench [--seconds S] [--accounts N] [--rounds R] [--prefill S] [--out FILE] [--dir DIR]
 //
 // One engine (one shard per core, durable) with its server on loopback. Each run: a fresh
 // data directory, N accounts (default 100,000), then transfers at the engine's maximum
@@ -12,7 +12,16 @@
 //     the load starts (packed frames, the client's default, of up to 8,192 events: the most
 //     a subscription may ask for, as a consumer after throughput would), each reading every event
 //     (unpacked a block at a time, as a consumer that takes events one by one; it checks
-//     that the offsets run without a gap) and acknowledging every frame.
+//     that the offsets run without a gap) and acknowledging every frame;
+//   - live alone, and live with 4 catching up: the engine first runs the load for
+//     --prefill seconds (default 4: about ten million events, twenty times the log's
+//     in-memory ring) with nobody subscribed; then one subscriber from the end, as above,
+//     and in the second setting four more from the first event, each filtered on 8
+//     accounts (a service reading its customers' history: the hub scans every event from
+//     the files for them). The figure is the live subscriber's delivery lag (its clock
+//     when a block arrives less the block's oldest event's engine time; blocks of events
+//     stamped during the load) during the load: what subscribers catching up from the
+//     files cost one reading at the end.
 // The settings run in turn, R rounds (default 3); each figure is the median of its runs.
 // Events per second: the events a subscriber received during the load window over its
 // length (with 8, the slowest subscriber's). Throughput loss: 1 - transfers/s with the
@@ -50,9 +59,29 @@ struct run_result {
   double subscriber_cpu_ns_per_event = 0;
   double events_per_frame = 0;     // delivered events over frames sent
   double frames_as_written = 0;    // share of the frames sent as the writer packed them
+  // The first subscriber's delivery lag, ms (a sample a block received), during the load.
+  double live_lag_p50_ms = 0, live_lag_p99_ms = 0, live_lag_max_ms = 0;
+  double catch_up_s = 0;           // until the last subscriber from the first event reached the end it was told
+  double file_events_pass_max = 0;  // the hub's most events read from the files in a pass
 };
 
-run_result run(const std::string& dir, uint64_t accounts, double seconds, bool events, int subscribers) {
+struct setting {
+  const char* name;
+  bool events;
+  int subscribers;      // from the end
+  int catching_up = 0;  // from the first event, filtered (after the prefill)
+  double prefill_s = 0;
+};
+
+uint64_t wall_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+run_result run(const std::string& dir, uint64_t accounts, double seconds, const setting& st) {
+  const bool events = st.events;
+  const int subscribers = st.subscribers;
   std::filesystem::remove_all(dir);
   engine::config cfg;
   cfg.data_dir = dir;
@@ -83,7 +112,14 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   co.secret = sc.gateways[0].secret;
   co.timeout_ms = 200;
 
+  const pair_picker picker(accounts, e->shards(), 10);
+  if (st.prefill_s > 0) {
+    double prefill_cpu = 0;
+    throughput(*e, picker, 8192, 2, 4, st.prefill_s, &prefill_cpu);
+  }
   std::atomic<bool> stop{false}, measuring{false};
+  uint64_t measure_from_ns = 0;  // set before measuring
+  std::vector<double> lag_ms;  // the first subscriber's thread's, read after it is joined
   std::vector<std::atomic<uint64_t>> got(size_t(std::max(subscribers, 1)));
   std::vector<uint64_t> at_start(got.size()), at_end(got.size());
   std::vector<std::thread> subs;
@@ -109,6 +145,11 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
       wire::events_msg em;
       uint64_t expect = a.start;  // the next offset: every event is read, in order
       const wire::event_visitor each = [&](std::span<const wire::event> block) {
+        // (Events stamped before the load, such as the accounts' still on their way when it
+        // subscribed, would count the time before it as lag.)
+        if (i == 0 && !block.empty() && measuring.load(std::memory_order_acquire) &&
+            block.front().timestamp >= measure_from_ns)
+          lag_ms.push_back(double(int64_t(wall_ns() - block.front().timestamp)) / 1e6);
         for (const wire::event& ev : block) {
           if (ev.offset != expect) {
             std::fprintf(stderr, "events_bench: subscriber: offset %llu where %llu was due\n",
@@ -132,24 +173,65 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
       }
     });
   while (ready.load() < subscribers) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-
-  const pair_picker picker(accounts, e->shards(), 10);
+  // Subscribers from the first event, filtered: each reads until it has reached the end it
+  // was told when it subscribed, then on as the others.
+  std::atomic<int> catching_ready{0};
+  std::vector<double> caught_up_s(size_t(st.catching_up), -1);
+  const auto catch_t0 = clk::now();
+  for (int i = 0; i < st.catching_up; ++i)
+    subs.emplace_back([&, i] {
+      pthread_setname_np(pthread_self(), "bench.catch");
+      auto c = wire::client::connect(co, &err);
+      if (!c) {
+        std::fprintf(stderr, "events_bench: subscriber: %s\n", err.c_str());
+        std::exit(1);
+      }
+      wire::subscribe_msg m;
+      m.from = 1;
+      for (uint64_t acct = 1; acct <= 8; ++acct) m.accounts.push_back(acct);
+      m.batch_max = engine::subscription_batch_max;
+      wire::subscribed_msg a;
+      std::string why;
+      if (!c->subscribe(m, &a, &why) || a.code != wire::result::ok) {
+        std::fprintf(stderr, "events_bench: subscribe: %s %s\n", why.c_str(), a.message.c_str());
+        std::exit(1);
+      }
+      catching_ready.fetch_add(1);
+      wire::events_msg em;
+      const wire::event_visitor each = [](std::span<const wire::event>) {};
+      while (!stop.load()) {
+        if (!c->next_events(&em, each, &why)) {
+          if (c->timed_out()) continue;
+          std::fprintf(stderr, "events_bench: catching-up subscriber: %s\n", why.c_str());
+          std::exit(1);
+        }
+        if (caught_up_s[size_t(i)] < 0 && em.next >= a.end) caught_up_s[size_t(i)] = since(catch_t0);
+        if (em.next > 1 && !c->ack(em.next - 1, &why)) {
+          std::fprintf(stderr, "events_bench: ack: %s\n", why.c_str());
+          std::exit(1);
+        }
+      }
+    });
+  while (catching_ready.load() < st.catching_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   for (size_t i = 0; i < got.size(); ++i) at_start[i] = got[i].load();
   const auto s0 = e->stats();
   // The engine's share: the process's CPU but the load's callers' and the subscribers'
   // (threads of the engine come and go, such as the id index's builder, so they are not
   // counted one by one; the subscribers live through the window).
-  const double cpu0 = process_cpu_s(), subs0 = threads_cpu_s("bench.sub");
+  const double cpu0 = process_cpu_s(), subs0 = threads_cpu_s("bench.sub") + threads_cpu_s("bench.catch");
   engine::event_hub* hub = e->events();
   const uint64_t frames0 = hub ? hub->frames_sent() : 0, written0 = hub ? hub->frames_as_written() : 0;
   const uint64_t appended0 = e->events_stats().events_written;
   const double writer0 = threads_cpu_s("mesob.evwrite"), delivery0 = threads_cpu_s("mesob.evhub") + threads_cpu_s("mesob.net");
   const auto t0 = clk::now();
   double callers_cpu = 0;
+  measure_from_ns = wall_ns();
+  measuring.store(true, std::memory_order_release);
   const double tps = throughput(*e, picker, 8192, 2, 4, seconds, &callers_cpu);
+  measuring.store(false);
   const double took = since(t0);
   const double cpu = process_cpu_s() - cpu0;
-  const double subs_cpu = threads_cpu_s("bench.sub") - subs0;
+  const double subs_cpu = threads_cpu_s("bench.sub") + threads_cpu_s("bench.catch") - subs0;
   const double writer_cpu = threads_cpu_s("mesob.evwrite") - writer0;
   const uint64_t appended = e->events_stats().events_written - appended0;
   const double delivery_cpu = threads_cpu_s("mesob.evhub") + threads_cpu_s("mesob.net") - delivery0;
@@ -160,9 +242,16 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, bool e
   const uint64_t produced = uint64_t(tps * took + 0.5);
   stop.store(true);
   for (auto& t : subs) t.join();
+  run_result r;
+  if (hub) r.file_events_pass_max = double(hub->file_events_pass_max());
   srv->stop();
   e->close();
-  run_result r;
+  if (!lag_ms.empty()) {
+    r.live_lag_p50_ms = percentile(lag_ms, 50);
+    r.live_lag_p99_ms = percentile(lag_ms, 99);
+    r.live_lag_max_ms = *std::max_element(lag_ms.begin(), lag_ms.end());
+  }
+  for (const double t : caught_up_s) r.catch_up_s = std::max(r.catch_up_s, t < 0 ? 1e9 : t);
   r.transfers_per_s = tps;
   if (s1.wal_groups > s0.wal_groups)
     r.group_ms = double(s1.wal_flight_ns - s0.wal_flight_ns) / double(s1.wal_groups - s0.wal_groups) / 1e6;
@@ -201,7 +290,7 @@ double median(std::vector<double> v) { return percentile(std::move(v), 50); }
 
 int main(int argc, char** argv) {
   std::string out = "perf/results/events.json", dir = "/tmp/mesob-events-bench";
-  double seconds = 5;
+  double seconds = 5, prefill_s = 4;
   uint64_t accounts = 100'000;
   int rounds = 3;
   std::string only;
@@ -212,23 +301,24 @@ int main(int argc, char** argv) {
     else if (a == "--seconds" && i + 1 < argc) seconds = std::strtod(argv[++i], nullptr);
     else if (a == "--accounts" && i + 1 < argc) accounts = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
+    else if (a == "--prefill" && i + 1 < argc) prefill_s = std::strtod(argv[++i], nullptr);
     else if (a == "--only" && i + 1 < argc) only = argv[++i];  // one setting (profiling); no JSON
     else {
-      std::fprintf(stderr, "usage: events_bench [--seconds S] [--accounts N] [--rounds R] [--out FILE] [--dir DIR] [--only SETTING]\n");
+      std::fprintf(stderr, "usage: events_bench [--seconds S] [--accounts N] [--rounds R] [--prefill S] [--out FILE] [--dir DIR] [--only SETTING]\n");
       return 2;
     }
   }
-  struct setting {
-    const char* name;
-    bool events;
-    int subscribers;
-  };
-  const setting settings[] = {{"off", false, 0}, {"on", true, 0}, {"1_subscriber", true, 1}, {"8_subscribers", true, 8}};
+  const setting settings[] = {{"off", false, 0},
+                              {"on", true, 0},
+                              {"1_subscriber", true, 1},
+                              {"8_subscribers", true, 8},
+                              {"live_alone", true, 1, 0, prefill_s},
+                              {"live_4_catching_up", true, 1, 4, prefill_s}};
   std::map<std::string, std::vector<run_result>> results;
   for (int r = 0; r < rounds; ++r)
     for (const auto& s : settings) {
       if (!only.empty() && only != s.name) continue;
-      const run_result x = run(dir, accounts, seconds, s.events, s.subscribers);
+      const run_result x = run(dir, accounts, seconds, s);
       std::printf("round %d, %-14s %12.0f transfers/s (commit group %.2f ms, CPU %.2f us/transfer: engine %.2f, "
                   "subscribers %.2f)",
                   r + 1, s.name, x.transfers_per_s, x.group_ms, x.cpu_us_per_transfer, x.engine_cpu_us_per_transfer,
@@ -239,6 +329,12 @@ int main(int argc, char** argv) {
                     "hub and network %.1f ns, subscriber %.1f ns; %.0f events a frame, %.0f%% of frames as written",
                     x.events_per_s_min, x.events_per_s_sum, x.lag_at_end, x.delivery_cpu_ns_per_event,
                     x.subscriber_cpu_ns_per_event, x.events_per_frame, 100 * x.frames_as_written);
+      if (s.subscribers > 0)
+        std::printf("; the first subscriber's delivery lag p50 %.2f ms, p99 %.2f ms, max %.2f ms", x.live_lag_p50_ms,
+                    x.live_lag_p99_ms, x.live_lag_max_ms);
+      if (s.catching_up > 0)
+        std::printf("; %d from the first event caught up in %.2f s; the hub read at most %.0f events from the files in a pass",
+                    s.catching_up, x.catch_up_s, x.file_events_pass_max);
       std::printf("\n");
       std::fflush(stdout);
       results[s.name].push_back(x);
@@ -273,6 +369,12 @@ int main(int argc, char** argv) {
     record(std::string("delivery_cpu_ns_per_event_") + s, med(s, &run_result::delivery_cpu_ns_per_event));
     record(std::string("subscriber_cpu_ns_per_event_") + s, med(s, &run_result::subscriber_cpu_ns_per_event));
   }
+  for (const char* s : {"1_subscriber", "live_alone", "live_4_catching_up"}) {
+    record(std::string("live_lag_p50_ms_") + s, med(s, &run_result::live_lag_p50_ms));
+    record(std::string("live_lag_p99_ms_") + s, med(s, &run_result::live_lag_p99_ms));
+  }
+  record("catch_up_s_4_catching_up", med("live_4_catching_up", &run_result::catch_up_s));
+  record("hub_file_events_pass_max_4_catching_up", med("live_4_catching_up", &run_result::file_events_pass_max));
   write_json(out);
   return 0;
 }
