@@ -919,7 +919,8 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
         n = std::min(n, file_budget);
       }
       // (A read the ring was to serve goes to the files if the writer overwrote its slots
-      // meanwhile: counted too, one read past the budget at most.)
+      // meanwhile: counted and charged too, though it may pass the budget, by one read of
+      // each subscriber at the ring's trailing edge.)
       bool from_files = false;
       const auto st = log_.read(at, size_t(n), buf.data(), &got, &err, &from_files);
       events_read_.fetch_add(got, std::memory_order_relaxed);

@@ -59,9 +59,12 @@ struct run_result {
   double subscriber_cpu_ns_per_event = 0;
   double events_per_frame = 0;     // delivered events over frames sent
   double frames_as_written = 0;    // share of the frames sent as the writer packed them
-  // The first subscriber's delivery lag, ms (a sample a block received), during the load.
+  // The first subscriber's delivery lag, ms (a sample a block received, of the blocks of
+  // events stamped during the load, however late they came): over the whole load, and
+  // (with subscribers catching up) over the blocks that came before they had all caught up.
   double live_lag_p50_ms = 0, live_lag_p99_ms = 0, live_lag_max_ms = 0;
-  double catch_up_s = 0;           // until the last subscriber from the first event reached the end it was told
+  double live_lag_p99_ms_catching_up = 0;
+  double catch_up_s = 0;           // until the last subscriber from the first event reached the end of the prefill
   double file_events_pass_max = 0;  // the hub's most events read from the files in a pass
 };
 
@@ -77,6 +80,42 @@ uint64_t wall_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count());
+}
+
+// A subscriber's connection, subscribed as `m` asks (the process ends if it cannot be).
+std::unique_ptr<wire::client> subscribed(const wire::client::options& co, const wire::subscribe_msg& m,
+                                         wire::subscribed_msg* a) {
+  std::string why;
+  auto c = wire::client::connect(co, &why);
+  if (!c) {
+    std::fprintf(stderr, "events_bench: subscriber: %s\n", why.c_str());
+    std::exit(1);
+  }
+  if (!c->subscribe(m, a, &why) || a->code != wire::result::ok) {
+    std::fprintf(stderr, "events_bench: subscribe: %s %s\n", why.c_str(), a->message.c_str());
+    std::exit(1);
+  }
+  return c;
+}
+
+// Reads frames until `stop`, handing their events to `each` a block at a time and
+// acknowledging every frame; `after` is given each frame's next offset.
+void read_until(wire::client& c, const std::atomic<bool>& stop, const wire::event_visitor& each,
+                const std::function<void(uint64_t)>& after) {
+  wire::events_msg em;
+  std::string why;
+  while (!stop.load()) {
+    if (!c.next_events(&em, each, &why)) {
+      if (c.timed_out()) continue;
+      std::fprintf(stderr, "events_bench: subscriber: %s\n", why.c_str());
+      std::exit(1);
+    }
+    after(em.next);
+    if (em.next > 1 && !c.ack(em.next - 1, &why)) {
+      std::fprintf(stderr, "events_bench: ack: %s\n", why.c_str());
+      std::exit(1);
+    }
+  }
 }
 
 run_result run(const std::string& dir, uint64_t accounts, double seconds, const setting& st) {
@@ -113,13 +152,33 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, const 
   co.timeout_ms = 200;
 
   const pair_picker picker(accounts, e->shards(), 10);
+  // Waits (10 s at most) until `done` holds; false if it did not.
+  const auto wait_for = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 10'000; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return done();
+  };
+  // The event writer has written every event of the requests answered so far.
+  const auto events_settled = [&] {
+    return !events || wait_for([&] { return e->events_stats().backlog == 0; });
+  };
   if (st.prefill_s > 0) {
     double prefill_cpu = 0;
     throughput(*e, picker, 8192, 2, 4, st.prefill_s, &prefill_cpu);
+    events_settled();
   }
-  std::atomic<bool> stop{false}, measuring{false};
-  uint64_t measure_from_ns = 0;  // set before measuring
-  std::vector<double> lag_ms;  // the first subscriber's thread's, read after it is joined
+  const uint64_t prefill_end = events ? e->events_stats().end_offset : 0;
+  std::atomic<bool> stop{false};
+  // Blocks of events stamped in [measure_from_ns, measure_to_ns] are sampled, whenever they
+  // come (the subscriber reads on after the load until it has them all).
+  std::atomic<uint64_t> measure_from_ns{UINT64_MAX}, measure_to_ns{UINT64_MAX};
+  std::atomic<uint64_t> live_next{0};  // the first subscriber's next offset
+  // The first subscriber's thread's (read after it is joined): each block's lag, and when it
+  // came (s from the start of the load).
+  std::vector<std::pair<double, double>> lag_ms;
+  clk::time_point load_t0{};
   std::vector<std::atomic<uint64_t>> got(size_t(std::max(subscribers, 1)));
   std::vector<uint64_t> at_start(got.size()), at_end(got.size());
   std::vector<std::thread> subs;
@@ -127,29 +186,19 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, const 
   for (int i = 0; i < subscribers; ++i)
     subs.emplace_back([&, i] {
       pthread_setname_np(pthread_self(), "bench.sub");
-      auto c = wire::client::connect(co, &err);
-      if (!c) {
-        std::fprintf(stderr, "events_bench: subscriber: %s\n", err.c_str());
-        std::exit(1);
-      }
       wire::subscribe_msg m;
       m.from_end = true;
       m.batch_max = engine::subscription_batch_max;
       wire::subscribed_msg a;
-      std::string why;
-      if (!c->subscribe(m, &a, &why) || a.code != wire::result::ok) {
-        std::fprintf(stderr, "events_bench: subscribe: %s %s\n", why.c_str(), a.message.c_str());
-        std::exit(1);
-      }
+      auto c = subscribed(co, m, &a);
       ready.fetch_add(1);
-      wire::events_msg em;
       uint64_t expect = a.start;  // the next offset: every event is read, in order
       const wire::event_visitor each = [&](std::span<const wire::event> block) {
         // (Events stamped before the load, such as the accounts' still on their way when it
         // subscribed, would count the time before it as lag.)
-        if (i == 0 && !block.empty() && measuring.load(std::memory_order_acquire) &&
-            block.front().timestamp >= measure_from_ns)
-          lag_ms.push_back(double(int64_t(wall_ns() - block.front().timestamp)) / 1e6);
+        if (i == 0 && !block.empty() && block.front().timestamp >= measure_from_ns.load(std::memory_order_acquire) &&
+            block.front().timestamp <= measure_to_ns.load(std::memory_order_acquire))
+          lag_ms.emplace_back(since(load_t0), double(int64_t(wall_ns() - block.front().timestamp)) / 1e6);
         for (const wire::event& ev : block) {
           if (ev.offset != expect) {
             std::fprintf(stderr, "events_bench: subscriber: offset %llu where %llu was due\n",
@@ -159,58 +208,30 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, const 
           ++expect;
         }
         got[size_t(i)].fetch_add(block.size(), std::memory_order_relaxed);
+        if (i == 0) live_next.store(expect, std::memory_order_release);
       };
-      while (!stop.load()) {
-        if (!c->next_events(&em, each, &why)) {
-          if (c->timed_out()) continue;
-          std::fprintf(stderr, "events_bench: subscriber: %s\n", why.c_str());
-          std::exit(1);
-        }
-        if (em.next > 1 && !c->ack(em.next - 1, &why)) {
-          std::fprintf(stderr, "events_bench: ack: %s\n", why.c_str());
-          std::exit(1);
-        }
-      }
+      read_until(*c, stop, each, [](uint64_t) {});
     });
   while (ready.load() < subscribers) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  // Subscribers from the first event, filtered: each reads until it has reached the end it
-  // was told when it subscribed, then on as the others.
+  // Subscribers from the first event, filtered: each reads until it has reached the end of
+  // the prefill's events, then on as the others.
   std::atomic<int> catching_ready{0};
-  std::vector<double> caught_up_s(size_t(st.catching_up), -1);
+  std::vector<std::atomic<double>> caught_up_s(size_t(st.catching_up));  // s from catch_t0; -1: not yet
+  for (auto& t : caught_up_s) t.store(-1);
   const auto catch_t0 = clk::now();
   for (int i = 0; i < st.catching_up; ++i)
     subs.emplace_back([&, i] {
       pthread_setname_np(pthread_self(), "bench.catch");
-      auto c = wire::client::connect(co, &err);
-      if (!c) {
-        std::fprintf(stderr, "events_bench: subscriber: %s\n", err.c_str());
-        std::exit(1);
-      }
       wire::subscribe_msg m;
       m.from = 1;
       for (uint64_t acct = 1; acct <= 8; ++acct) m.accounts.push_back(acct);
       m.batch_max = engine::subscription_batch_max;
       wire::subscribed_msg a;
-      std::string why;
-      if (!c->subscribe(m, &a, &why) || a.code != wire::result::ok) {
-        std::fprintf(stderr, "events_bench: subscribe: %s %s\n", why.c_str(), a.message.c_str());
-        std::exit(1);
-      }
+      auto c = subscribed(co, m, &a);
       catching_ready.fetch_add(1);
-      wire::events_msg em;
-      const wire::event_visitor each = [](std::span<const wire::event>) {};
-      while (!stop.load()) {
-        if (!c->next_events(&em, each, &why)) {
-          if (c->timed_out()) continue;
-          std::fprintf(stderr, "events_bench: catching-up subscriber: %s\n", why.c_str());
-          std::exit(1);
-        }
-        if (caught_up_s[size_t(i)] < 0 && em.next >= a.end) caught_up_s[size_t(i)] = since(catch_t0);
-        if (em.next > 1 && !c->ack(em.next - 1, &why)) {
-          std::fprintf(stderr, "events_bench: ack: %s\n", why.c_str());
-          std::exit(1);
-        }
-      }
+      read_until(*c, stop, [](std::span<const wire::event>) {}, [&](uint64_t next) {
+        if (caught_up_s[size_t(i)].load() < 0 && next >= prefill_end) caught_up_s[size_t(i)].store(since(catch_t0));
+      });
     });
   while (catching_ready.load() < st.catching_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   for (size_t i = 0; i < got.size(); ++i) at_start[i] = got[i].load();
@@ -225,10 +246,10 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, const 
   const double writer0 = threads_cpu_s("mesob.evwrite"), delivery0 = threads_cpu_s("mesob.evhub") + threads_cpu_s("mesob.net");
   const auto t0 = clk::now();
   double callers_cpu = 0;
-  measure_from_ns = wall_ns();
-  measuring.store(true, std::memory_order_release);
+  load_t0 = clk::now();
+  measure_from_ns.store(wall_ns(), std::memory_order_release);
   const double tps = throughput(*e, picker, 8192, 2, 4, seconds, &callers_cpu);
-  measuring.store(false);
+  measure_to_ns.store(wall_ns(), std::memory_order_release);
   const double took = since(t0);
   const double cpu = process_cpu_s() - cpu0;
   const double subs_cpu = threads_cpu_s("bench.sub") + threads_cpu_s("bench.catch") - subs0;
@@ -240,18 +261,41 @@ run_result run(const std::string& dir, uint64_t accounts, double seconds, const 
   const uint64_t frames = hub ? hub->frames_sent() - frames0 : 0, written = hub ? hub->frames_as_written() - written0 : 0;
   for (size_t i = 0; i < got.size(); ++i) at_end[i] = got[i].load();
   const uint64_t produced = uint64_t(tps * took + 0.5);
+  // The first subscriber gets every event of the load, and those catching up reach the end
+  // of the prefill, before the run ends (10 s at most more).
+  events_settled();
+  const uint64_t load_end = events ? e->events_stats().end_offset : 0;
+  const bool live_done = subscribers == 0 || wait_for([&] { return live_next.load() >= load_end; });
+  const bool caught_up = wait_for([&] {
+    return std::all_of(caught_up_s.begin(), caught_up_s.end(), [](const std::atomic<double>& t) { return t.load() >= 0; });
+  });
   stop.store(true);
   for (auto& t : subs) t.join();
+  if (!live_done || !caught_up || (subscribers > 0 && lag_ms.empty())) {
+    std::fprintf(stderr, "events_bench: %s: %s\n", st.name,
+                 !live_done ? "the first subscriber did not get the load's events within 10 s of its end"
+                 : !caught_up ? "a subscriber from the first event did not reach the prefill's end within 10 s of the load's end"
+                              : "no block of the load's events reached the first subscriber");
+    std::exit(1);
+  }
   run_result r;
   if (hub) r.file_events_pass_max = double(hub->file_events_pass_max());
   srv->stop();
   e->close();
+  for (const auto& t : caught_up_s) r.catch_up_s = std::max(r.catch_up_s, t.load());
   if (!lag_ms.empty()) {
-    r.live_lag_p50_ms = percentile(lag_ms, 50);
-    r.live_lag_p99_ms = percentile(lag_ms, 99);
-    r.live_lag_max_ms = *std::max_element(lag_ms.begin(), lag_ms.end());
+    std::vector<double> all, while_catching;
+    // (catch_t0 came before load_t0 by the subscribes: the catch-up's end on the load's clock.)
+    const double catching_until = r.catch_up_s - std::chrono::duration<double>(load_t0 - catch_t0).count();
+    for (const auto& [at, lag] : lag_ms) {
+      all.push_back(lag);
+      if (at <= catching_until) while_catching.push_back(lag);
+    }
+    r.live_lag_p50_ms = percentile(all, 50);
+    r.live_lag_p99_ms = percentile(all, 99);
+    r.live_lag_max_ms = *std::max_element(all.begin(), all.end());
+    if (!while_catching.empty()) r.live_lag_p99_ms_catching_up = percentile(while_catching, 99);
   }
-  for (const double t : caught_up_s) r.catch_up_s = std::max(r.catch_up_s, t < 0 ? 1e9 : t);
   r.transfers_per_s = tps;
   if (s1.wal_groups > s0.wal_groups)
     r.group_ms = double(s1.wal_flight_ns - s0.wal_flight_ns) / double(s1.wal_groups - s0.wal_groups) / 1e6;
@@ -333,8 +377,9 @@ int main(int argc, char** argv) {
         std::printf("; the first subscriber's delivery lag p50 %.2f ms, p99 %.2f ms, max %.2f ms", x.live_lag_p50_ms,
                     x.live_lag_p99_ms, x.live_lag_max_ms);
       if (s.catching_up > 0)
-        std::printf("; %d from the first event caught up in %.2f s; the hub read at most %.0f events from the files in a pass",
-                    s.catching_up, x.catch_up_s, x.file_events_pass_max);
+        std::printf("; %d from the first event caught up in %.2f s (the first subscriber's p99 until then %.2f ms); the hub "
+                    "read at most %.0f events from the files in a pass",
+                    s.catching_up, x.catch_up_s, x.live_lag_p99_ms_catching_up, x.file_events_pass_max);
       std::printf("\n");
       std::fflush(stdout);
       results[s.name].push_back(x);
@@ -372,7 +417,11 @@ int main(int argc, char** argv) {
   for (const char* s : {"1_subscriber", "live_alone", "live_4_catching_up"}) {
     record(std::string("live_lag_p50_ms_") + s, med(s, &run_result::live_lag_p50_ms));
     record(std::string("live_lag_p99_ms_") + s, med(s, &run_result::live_lag_p99_ms));
+    record(std::string("live_lag_max_ms_") + s, med(s, &run_result::live_lag_max_ms));
   }
+  record("live_lag_p99_ms_while_4_catch_up", med("live_4_catching_up", &run_result::live_lag_p99_ms_catching_up));
+  record("transfers_per_s_live_alone", med("live_alone", &run_result::transfers_per_s));
+  record("transfers_per_s_live_4_catching_up", med("live_4_catching_up", &run_result::transfers_per_s));
   record("catch_up_s_4_catching_up", med("live_4_catching_up", &run_result::catch_up_s));
   record("hub_file_events_pass_max_4_catching_up", med("live_4_catching_up", &run_result::file_events_pass_max));
   write_json(out);

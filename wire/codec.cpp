@@ -357,7 +357,10 @@ bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* w
   } else {
     copy_structs(m->events(), out->events);
   }
-  if (!crcs_good(out->events, why)) return false;
+  if (!crcs_good(out->events, why)) {
+    out->events.clear();  // (nothing of a refused frame is handed out)
+    return false;
+  }
   out->next = m->next();
   out->end = m->end();
   return true;

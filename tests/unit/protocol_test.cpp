@@ -817,10 +817,18 @@ TEST(events_packed, malformed_bytes_are_refused_and_hand_out_nothing) {
 // Before, a client took whatever the frame held.
 TEST(events_packed, a_damaged_event_refuses_its_frame) {
   std::mt19937_64 rng(test::test_seed("events_crc"));
-  const auto events = random_events(rng, 1000);
+  // 1,002 events: four at a time, then two alone.
+  const auto events = random_events(rng, 1002);
   for (const event& e : events) ASSERT_EQ(event_crc(e), storage::crc32c(&e, 92)) << "the event log's CRC";
   EXPECT_EQ(first_bad_crc(events), events.size());
-  for (const size_t k : {size_t(0), size_t(1), size_t(3), size_t(4), size_t(127), size_t(128), size_t(500), size_t(999)}) {
+  {
+    auto two = events;  // two in one group of four: the first is named
+    two[502].amount ^= 1;
+    two[501].code ^= 1;
+    EXPECT_EQ(first_bad_crc(two), 501u);
+  }
+  for (const size_t k : {size_t(0), size_t(1), size_t(2), size_t(3), size_t(4), size_t(127), size_t(128), size_t(502),
+                         size_t(999), size_t(1000), size_t(1001)}) {
     for (const bool crc_itself : {false, true}) {
       auto bad = events;
       if (crc_itself) bad[k].crc ^= 0x100;
@@ -835,6 +843,7 @@ TEST(events_packed, a_damaged_event_refuses_its_frame) {
         std::string why;
         EXPECT_FALSE(parse_events(body, &m, &why));
         EXPECT_NE(why.find("event " + std::to_string(bad[k].offset) + " fails its CRC"), std::string::npos) << why;
+        EXPECT_TRUE(m.events.empty());
         size_t seen = 0;
         why.clear();
         EXPECT_FALSE(parse_events(body, &m, [&](std::span<const event> b) { seen += b.size(); }, &why));
