@@ -39,6 +39,24 @@ load::workload small_workload(uint64_t first_account) {
   return w;
 }
 
+// A run of one-transfer requests against a fake target: a closed loop (rate 0) or an open
+// one, for `duration_s`; the report (a failed run is a test failure).
+load::run_report run_single_transfers(load::target& t, uint32_t connections, double rate, double duration_s,
+                                      double drain_timeout_s = 60) {
+  auto w = small_workload(1);
+  w.batch = 1;
+  load::run_options o;
+  o.connections = connections;
+  o.rate = rate;
+  o.duration_s = duration_s;
+  o.drain_timeout_s = drain_timeout_s;
+  o.progress = false;
+  load::run_report r;
+  std::string err;
+  EXPECT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  return r;
+}
+
 load::run_options quick_run() {
   load::run_options o;
   o.connections = 2;
@@ -608,16 +626,7 @@ TEST(load, open_loop_keeps_a_sender_per_synchronous_connection) {
       return std::make_unique<conn>();
     }
   } t;
-  auto w = small_workload(1);
-  w.batch = 1;
-  load::run_options o;
-  o.connections = 4;
-  o.rate = 150;
-  o.duration_s = 2;
-  o.progress = false;
-  load::run_report r;
-  std::string err;
-  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  const load::run_report r = run_single_transfers(t, 4, 150, 2);
   EXPECT_GE(r.requests, 280u) << "requests due in 2 s: 300";
   EXPECT_LE(r.requests, 301u);
 }
@@ -688,16 +697,7 @@ class stalling_target final : public keeps_nothing_target {
 // showed only in the few in flight.
 TEST(load, an_open_loop_sends_everything_due_before_the_end) {
   stalling_target t(std::chrono::milliseconds(1400), std::chrono::milliseconds(3600));
-  auto w = small_workload(1);
-  w.batch = 1;
-  load::run_options o;
-  o.connections = 2;
-  o.rate = 1000;
-  o.duration_s = 2;
-  o.progress = false;
-  load::run_report r;
-  std::string err;
-  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  const load::run_report r = run_single_transfers(t, 2, 1000, 2);
   EXPECT_EQ(r.requests_failed, 0u);
   EXPECT_GE(r.requests, 1990u) << "requests due in 2 s: 2,000";
   EXPECT_LE(r.requests, 2001u);
@@ -722,17 +722,8 @@ TEST(load, an_open_loop_sends_everything_due_before_the_end) {
 // were counted failed with no time at all.
 TEST(load, requests_never_sent_by_the_drain_timeout_fail_with_their_time_to_failure) {
   stalling_target t(std::chrono::milliseconds(500), std::chrono::milliseconds(3500));
-  auto w = small_workload(1);
-  w.batch = 1;
-  load::run_options o;
-  o.connections = 1;
-  o.rate = 500;
-  o.duration_s = 2;
-  o.drain_timeout_s = 1;  // gives up 3 s in; the stall's window is answered 3.5 s in
-  o.progress = false;
-  load::run_report r;
-  std::string err;
-  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  // The drain gives up 3 s in; the stall's window is answered 3.5 s in.
+  load::run_report r = run_single_transfers(t, 1, 500, 2, 1);
   const uint64_t unsent = r.failures["not sent: still due at the drain timeout (the window full, or the sender behind)"];
   EXPECT_GE(unsent, 600u) << "about 750 due from 0.5 s to 2 s, less the window of 8";
   EXPECT_EQ(r.requests_failed, unsent);
@@ -772,15 +763,7 @@ TEST(load, failures_time_to_failure_and_reconnects_are_reported) {
       return std::make_unique<conn>();
     }
   } t;
-  auto w = small_workload(1);
-  w.batch = 1;
-  load::run_options o;
-  o.connections = 2;
-  o.duration_s = 1;
-  o.progress = false;
-  load::run_report r;
-  std::string err;
-  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  load::run_report r = run_single_transfers(t, 2, 0, 1);
   ASSERT_GT(r.requests_failed, 0u);
   EXPECT_EQ(r.failed_latency.count(), r.requests_failed);
   EXPECT_GE(r.failed_latency.percentile(50), 20'000'000u);
