@@ -893,7 +893,8 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
         continue;
       }
     }
-    if (!filtered && s.req.packed) {
+    // (A probe damaging the next frame takes the read below, where it can change an event.)
+    if (!filtered && s.req.packed && !storage::failure_probes::instance().hub_damage_event.load(std::memory_order_relaxed)) {
       packed_.clear();
       const size_t n = log_.read_packed(s.cursor, size_t(want), packed_);
       if (n > 0) {
@@ -953,6 +954,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       // A frame is the next batch_max events, as read (no copy).
       if (!read_at(s.cursor, want)) return s.dead || frames > 0;
       if (got == 0) return frames > 0;
+      if (storage::failure_probes::instance().hub_damage_event.exchange(false)) buf[0].amount ^= 1;
       batch_events = std::span<const event>(buf.data(), got);
       next = batch_events.back().offset + 1;
     } else {

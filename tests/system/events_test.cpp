@@ -24,6 +24,7 @@
 #include "actors/market.hpp"
 #include "engine/events.hpp"
 #include "engine/limits.hpp"
+#include "engine/server.hpp"
 #include "storage/checksum.hpp"
 #include "storage/event_log.hpp"
 #include "storage/failure_probes.hpp"
@@ -1458,6 +1459,69 @@ TEST(EventsEngine, SubscribersCatchingUpFromTheFilesTakeTurnsWithinABoundedRead)
               static_cast<unsigned long long>(frames.load()), static_cast<unsigned long long>(hub->file_events_read()),
               static_cast<unsigned long long>(hub->file_events_pass_max()),
               static_cast<unsigned long long>(others_min), static_cast<unsigned long long>(end - 1));
+}
+
+// An event changed on its way from the event log to a subscriber (a probe changes the
+// hub's copy of a frame's first event, its CRC not) is refused by the client, naming it,
+// and a subscription again gets it whole: packed frames and not, through a real server.
+TEST(EventsEngine, AClientRefusesAnEventDamagedOnItsWayAndGetsItWholeAgain) {
+  temp_dir dir;
+  auto e = open_engine(test_config(dir.path()));
+  ASSERT_TRUE(e);
+  create_accounts(*e, 8);
+  for (int i = 0; i < 500 && e->events_stats().end_offset < 9; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(e->events_stats().end_offset, 9u);
+  const std::vector<uint8_t> secret(32, 0x3c);
+  engine::server_config scfg;
+  scfg.port = 0;
+  scfg.gateways = {{"reader", secret, wire::roles::events_reader}};
+  std::string err;
+  auto srv = engine::server::start(*e, scfg, &err);
+  ASSERT_TRUE(srv) << err;
+  wire::client::options co;
+  co.port = srv->port();
+  co.gateway = "reader";
+  co.secret = secret;
+  auto subscribed = [&](bool packed) {
+    auto c = wire::client::connect(co, &err);
+    EXPECT_TRUE(c) << err;
+    if (!c) return c;
+    wire::subscribe_msg m;
+    m.from = 1;
+    m.packed = packed;
+    wire::subscribed_msg a;
+    EXPECT_TRUE(c->subscribe(m, &a, &err) && a.code == result::ok) << err << a.message;
+    return c;
+  };
+  for (const bool packed : {true, false}) {
+    SCOPED_TRACE(packed ? "packed" : "unpacked");
+    storage::failure_probes::instance().hub_damage_event = true;
+    {
+      auto c = subscribed(packed);
+      ASSERT_TRUE(c);
+      wire::events_msg m;
+      EXPECT_FALSE(c->next_events(&m, &err));
+      EXPECT_NE(err.find("event 1 fails its CRC"), std::string::npos) << err;
+      EXPECT_TRUE(m.events.empty());
+    }
+    EXPECT_FALSE(storage::failure_probes::instance().hub_damage_event.load()) << "the probe was met";
+    auto c = subscribed(packed);
+    ASSERT_TRUE(c);
+    std::vector<wire::event> got;
+    for (int i = 0; i < 50 && got.size() < 8; ++i) {
+      wire::events_msg m;
+      ASSERT_TRUE(c->next_events(&m, &err)) << err;
+      got.insert(got.end(), m.events.begin(), m.events.end());
+    }
+    ASSERT_GE(got.size(), 8u);
+    for (size_t k = 0; k < 8; ++k) {
+      EXPECT_EQ(got[k].offset, k + 1);
+      EXPECT_EQ(got[k].type, wire::event_type::account_opened);
+      EXPECT_EQ(got[k].crc, wire::event_crc(got[k]));
+    }
+  }
+  srv->stop();
 }
 
 // A checkpoint does not wait for the writer's own sync: it asks for one, at once.
