@@ -954,7 +954,9 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       // A frame is the next batch_max events, as read (no copy).
       if (!read_at(s.cursor, want)) return s.dead || frames > 0;
       if (got == 0) return frames > 0;
-      if (storage::failure_probes::instance().hub_damage_event.exchange(false)) buf[0].amount ^= 1;
+      if (auto& probe = storage::failure_probes::instance().hub_damage_event;
+          probe.load(std::memory_order_relaxed) && probe.exchange(false))
+        buf[0].amount ^= 1;
       batch_events = std::span<const event>(buf.data(), got);
       next = batch_events.back().offset + 1;
     } else {

@@ -1494,6 +1494,9 @@ TEST(EventsEngine, AClientRefusesAnEventDamagedOnItsWayAndGetsItWholeAgain) {
     EXPECT_TRUE(c->subscribe(m, &a, &err) && a.code == result::ok) << err << a.message;
     return c;
   };
+  struct disarmed {  // whatever happens here, no later test meets the probe
+    ~disarmed() { storage::failure_probes::instance().hub_damage_event = false; }
+  } disarm_at_end;
   for (const bool packed : {true, false}) {
     SCOPED_TRACE(packed ? "packed" : "unpacked");
     storage::failure_probes::instance().hub_damage_event = true;
