@@ -894,7 +894,7 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       }
     }
     // (A probe damaging the next frame takes the read below, where it can change an event.)
-    if (!filtered && s.req.packed && !storage::failure_probes::instance().hub_damage_event.load(std::memory_order_relaxed)) {
+    if (!filtered && s.req.packed && storage::failure_probes::instance().hub_damage_frames.load(std::memory_order_relaxed) <= 0) {
       packed_.clear();
       const size_t n = log_.read_packed(s.cursor, size_t(want), packed_);
       if (n > 0) {
@@ -954,9 +954,9 @@ bool event_hub::serve(sub& s, std::vector<event>& buf, uint64_t end, bool hold_t
       // A frame is the next batch_max events, as read (no copy).
       if (!read_at(s.cursor, want)) return s.dead || frames > 0;
       if (got == 0) return frames > 0;
-      if (auto& probe = storage::failure_probes::instance().hub_damage_event;
-          probe.load(std::memory_order_relaxed) && probe.exchange(false))
-        buf[0].amount ^= 1;
+      if (auto& probe = storage::failure_probes::instance().hub_damage_frames;
+          probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0)
+        buf[got - 1].amount ^= 1;
       batch_events = std::span<const event>(buf.data(), got);
       next = batch_events.back().offset + 1;
     } else {

@@ -24,7 +24,7 @@ struct failure_probes {
   std::atomic<int> event_sync_errno{0};  // the event log's next sync fails with this errno
   std::atomic<int> event_reader_open_stall_ms{0};  // the event log's next reader opening a full segment first waits this long
   std::atomic<int> audit_rotation_fault{0};  // the audit trail's next rotation fails (EIO): 1 at its second rename, 2 at its directory sync
-  std::atomic<bool> hub_damage_event{false};  // the event hub's next frame read from the log carries its first event changed (its CRC not)
+  std::atomic<int> hub_damage_frames{0};  // the event hub's next frames read from the log carry their last event changed (its CRC not)
   std::atomic<int> hub_stall_ms{0};  // the event hub's next pass first waits this long (one reading old segments)
   std::atomic<int> server_sq_full{0};  // the next servers' submission entries find the ring's queue full after a submit
 

@@ -25,7 +25,8 @@
 // relay's offset) with a growing wait, up to 5 s, and
 // stops on what will not (a wrong secret, a missing role, a field the server refuses,
 // events past retention, its name taken over by a newer session of its gateway: another
-// relay under the same name). Its own reconnect takes the name over from its old session,
+// relay under the same name, an event that fails its CRC on three connections in a row).
+// A frame refused for an event's CRC is asked for again on a new connection. Its own reconnect takes the name over from its old session,
 // should the server not have seen that one's connection die.
 // Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused or ended for good
 // (the reason is printed), 3 when the events could not be written.
@@ -384,6 +385,10 @@ int main(int argc, char** argv) {
   uint64_t skipped = 0;          // events delivered again and not printed again
   std::deque<printed_event> printed;  // the latest printed, oldest first
   bool said_unchecked = false;        // told, since the last subscription, of events too old to check
+  // The event the latest refused frame held damaged, and on how many connections in a row.
+  constexpr int damaged_tries_max = 3;
+  uint64_t damaged_at = 0;
+  int damaged_tries = 0;
   while (!stop_flag.load() && !expired()) {
     std::string err;
     wire::protocol_error refusal{};
@@ -497,7 +502,16 @@ int main(int argc, char** argv) {
       wire::events_msg m;
       refusal = {};
       in_frame = 0;
-      if (!c->next_events(&m, each, &err, &refusal)) {
+      const bool took = c->next_events(&m, each, &err, &refusal);
+      // Acknowledged only once written: events stdout did not take (a full disk, a closed
+      // pipe) are not acknowledged, and the relay stops. What a refused frame handed out
+      // before its damaged event was printed too, and counts.
+      if (in_frame > 0 && (std::fflush(stdout) != 0 || std::ferror(stdout))) {
+        std::fprintf(stderr, "relay: writing the events failed (%s); not acknowledged\n", std::strerror(errno));
+        return 3;
+      }
+      events += in_frame;
+      if (!took) {
         if (c->timed_out()) {
           const auto now = std::chrono::steady_clock::now();
           const auto keepalive = std::chrono::seconds(keepalive_s);
@@ -521,16 +535,24 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "relay: %s; stopping\n", err.c_str());
           return 2;
         }
+        // An event that fails its CRC (damaged between the engine's event log and here)
+        // is asked for again on a new connection; the same one damaged on every try is
+        // not passing damage, and waiting would not mend it.
+        if (m.damaged != 0) {
+          damaged_tries = m.damaged == damaged_at ? damaged_tries + 1 : 1;
+          damaged_at = m.damaged;
+          if (damaged_tries >= damaged_tries_max) {
+            std::fprintf(stderr,
+                         "relay: %s; event %" PRIu64 " came damaged on %d connections in a row; stopping (its frame "
+                         "is not acknowledged)\n",
+                         err.c_str(), damaged_at, damaged_tries);
+            return 2;
+          }
+        }
         std::fprintf(stderr, "relay: %s; reconnecting\n", err.c_str());
         break;
       }
-      // Acknowledged only once written: events stdout did not take (a full disk, a closed
-      // pipe) are not acknowledged, and the relay stops.
-      if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-        std::fprintf(stderr, "relay: writing the events failed (%s); not acknowledged\n", std::strerror(errno));
-        return 3;
-      }
-      events += in_frame;
+      if (m.next > damaged_at) damaged_tries = 0;  // past it, whole
       ++frames;
       if (m.next > 1) served_through = std::max(served_through, m.next - 1);
       if (m.next > 1 && !c->ack(m.next - 1, &err)) {

@@ -337,9 +337,10 @@ const fb::Events* events_root(std::span<const uint8_t> body, const flatbuffers::
 }
 
 // Every event's CRC (wire::event_crc): a frame with one event that fails it is refused.
-bool crcs_good(std::span<const event> events, std::string* why) {
+bool crcs_good(std::span<const event> events, events_msg* out, std::string* why) {
   const size_t bad = first_bad_crc(events);
   if (bad == events.size()) return true;
+  out->damaged = events[bad].offset;
   char hex[48];
   std::snprintf(hex, sizeof hex, "%08x, its bytes give %08x", events[bad].crc, event_crc(events[bad]));
   *why = "events: event " + std::to_string(events[bad].offset) + " fails its CRC (it carries " + hex +
@@ -350,6 +351,7 @@ bool crcs_good(std::span<const event> events, std::string* why) {
 
 bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why) {
   const flatbuffers::Vector<uint8_t>* packed = nullptr;
+  out->damaged = 0;
   const auto* m = events_root(body, &packed, why);
   if (m == nullptr) return false;
   if (packed != nullptr) {
@@ -357,7 +359,7 @@ bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* w
   } else {
     copy_structs(m->events(), out->events);
   }
-  if (!crcs_good(out->events, why)) {
+  if (!crcs_good(out->events, out, why)) {
     out->events.clear();  // (nothing of a refused frame is handed out)
     return false;
   }
@@ -368,13 +370,14 @@ bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* w
 
 bool parse_events(std::span<const uint8_t> body, events_msg* out, const event_visitor& each, std::string* why) {
   const flatbuffers::Vector<uint8_t>* packed = nullptr;
+  out->damaged = 0;
   const auto* m = events_root(body, &packed, why);
   if (m == nullptr) return false;
   // Each block is handed out once its CRCs are checked: a damaged event ends the frame
   // there (the blocks before it were handed out; the frame is not acknowledged).
   bool damaged = false;
   const auto checked = [&](std::span<const event> block) {
-    if (damaged || !crcs_good(block, why)) {
+    if (damaged || !crcs_good(block, out, why)) {
       damaged = true;
       return;
     }

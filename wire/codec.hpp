@@ -324,6 +324,7 @@ struct events_msg {
   std::vector<event> events;
   uint64_t next = 0;
   uint64_t end = 0;
+  uint64_t damaged = 0;  // parse_events refused the frame for this event's CRC (0: it did not)
 };
 [[nodiscard]] std::vector<uint8_t> subscribe_body(const subscribe_msg& m);
 [[nodiscard]] std::vector<uint8_t> subscribed_body(const subscribed_msg& m);
@@ -346,7 +347,7 @@ constexpr size_t events_frame_event_bytes_max(bool packed) {
 bool parse_subscribe(std::span<const uint8_t> body, subscribe_msg* out, std::string* why);
 bool parse_subscribed(std::span<const uint8_t> body, subscribed_msg* out, std::string* why);
 // Every event's CRC is checked (event_crc): a frame holding one that fails it is refused,
-// naming its offset.
+// naming its offset (and out->damaged set to it).
 bool parse_events(std::span<const uint8_t> body, events_msg* out, std::string* why);
 // The same, handing the events to `each` a block at a time (wire/event_pack.hpp): out's
 // next and end are set, its events left as they were. A block is handed out once its

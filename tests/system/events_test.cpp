@@ -1462,7 +1462,7 @@ TEST(EventsEngine, SubscribersCatchingUpFromTheFilesTakeTurnsWithinABoundedRead)
 }
 
 // An event changed on its way from the event log to a subscriber (a probe changes the
-// hub's copy of a frame's first event, its CRC not) is refused by the client, naming it,
+// hub's copy of a frame's last event, its CRC not) is refused by the client, naming it,
 // and a subscription again gets it whole: packed frames and not, through a real server.
 TEST(EventsEngine, AClientRefusesAnEventDamagedOnItsWayAndGetsItWholeAgain) {
   temp_dir dir;
@@ -1495,20 +1495,21 @@ TEST(EventsEngine, AClientRefusesAnEventDamagedOnItsWayAndGetsItWholeAgain) {
     return c;
   };
   struct disarmed {  // whatever happens here, no later test meets the probe
-    ~disarmed() { storage::failure_probes::instance().hub_damage_event = false; }
+    ~disarmed() { storage::failure_probes::instance().hub_damage_frames = 0; }
   } disarm_at_end;
   for (const bool packed : {true, false}) {
     SCOPED_TRACE(packed ? "packed" : "unpacked");
-    storage::failure_probes::instance().hub_damage_event = true;
+    storage::failure_probes::instance().hub_damage_frames = 1;
     {
       auto c = subscribed(packed);
       ASSERT_TRUE(c);
       wire::events_msg m;
       EXPECT_FALSE(c->next_events(&m, &err));
-      EXPECT_NE(err.find("event 1 fails its CRC"), std::string::npos) << err;
+      EXPECT_NE(err.find("event 8 fails its CRC"), std::string::npos) << err;
+      EXPECT_EQ(m.damaged, 8u);
       EXPECT_TRUE(m.events.empty());
     }
-    EXPECT_FALSE(storage::failure_probes::instance().hub_damage_event.load()) << "the probe was met";
+    EXPECT_EQ(storage::failure_probes::instance().hub_damage_frames.load(), 0) << "the probe was met";
     auto c = subscribed(packed);
     ASSERT_TRUE(c);
     std::vector<wire::event> got;
@@ -1936,6 +1937,85 @@ std::vector<raw_event> await_lines(const std::string& path, size_t n) {
     got = read_raw(path);
   }
   return got;
+}
+
+// A frame refused for an event that fails its CRC (a probe changes the hub's copy of a
+// frame's last event): the relay prints the blocks before it, asks again on a new
+// connection, prints each event once and counts every one; the same event damaged on
+// every connection stops it (exit 2, naming it). Before, it left the blocks before the
+// damage out of its count and retried for ever.
+uint64_t damaged_offset(const std::string& relay_log) {
+  const std::string mark = "events: event ";
+  const size_t at = relay_log.find(mark);
+  EXPECT_NE(at, std::string::npos) << relay_log;
+  if (at == std::string::npos) return 1;
+  const uint64_t offset = std::stoull(relay_log.substr(at + mark.size()));
+  EXPECT_EQ(relay_log.compare(relay_log.find(' ', at + mark.size()), 20, " fails its CRC (it c"), 0) << relay_log;
+  return offset;
+}
+
+TEST(Events, ARelayAsksAgainForADamagedFrameAndStopsWhenTheDamageRepeats) {
+  temp_dir dir;
+  auto e = open_engine(test_config(dir.path()));
+  ASSERT_TRUE(e);
+  create_accounts(*e, 300);
+  for (int i = 0; i < 500 && e->events_stats().end_offset < 301; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(e->events_stats().end_offset, 301u);
+  const std::string secret_hex(64, '5');
+  const std::string secret_file = dir.path() + "/relay.secret";
+  std::ofstream(secret_file) << secret_hex << "\n";
+  engine::server_config scfg;
+  scfg.port = 0;
+  std::vector<uint8_t> secret;
+  ASSERT_TRUE(wire::from_hex(secret_hex, &secret));
+  scfg.gateways = {{"dev", secret, wire::roles::events_reader}};
+  std::string err;
+  auto srv = engine::server::start(*e, scfg, &err);
+  ASSERT_TRUE(srv) << err;
+  struct disarmed {  // whatever happens here, no later test meets the probe
+    ~disarmed() { storage::failure_probes::instance().hub_damage_frames = 0; }
+  } disarm_at_end;
+  auto& probe = storage::failure_probes::instance().hub_damage_frames;
+  {
+    probe = 1;
+    const std::string out = dir.path() + "/relay.txt", err_out = dir.path() + "/relay.err";
+    relay_process relay(dir.path(), srv->port(), out, {"--name", "once"}, err_out, secret_file);
+    ASSERT_GE(await_lines(out, 300).size(), 300u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything printed twice would follow
+    const auto all = read_raw(out);
+    ASSERT_EQ(all.size(), 300u) << "each event once";
+    for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
+    EXPECT_EQ(probe.load(), 0) << "the probe was met";
+    relay.term();
+    EXPECT_EQ(relay.exit_status(10'000), 0);
+    const std::string log = read_file_text(err_out);
+    const uint64_t bad = damaged_offset(log);
+    // The frame from offset 1 ends at the damaged event: the whole blocks before it were
+    // printed, and come again after the reconnection.
+    const uint64_t before = (bad - 1) / wire::packed_block_events * wire::packed_block_events;
+    ASSERT_GT(before, 0u) << "a frame of more than one block: " << log;
+    EXPECT_NE(log.find("reconnecting"), std::string::npos) << log;
+    EXPECT_NE(log.find("stopped after 300 events (" + std::to_string(before) + " delivered again"), std::string::npos)
+        << log;
+  }
+  {
+    probe = 1'000;
+    const std::string out = dir.path() + "/relay2.txt", err_out = dir.path() + "/relay2.err";
+    relay_process relay(dir.path(), srv->port(), out, {"--name", "again"}, err_out, secret_file);
+    EXPECT_EQ(relay.exit_status(30'000), 2);
+    const std::string log = read_file_text(err_out);
+    const uint64_t bad = damaged_offset(log);
+    EXPECT_NE(log.find("event " + std::to_string(bad) + " came damaged on 3 connections in a row; stopping"),
+              std::string::npos)
+        << log;
+    const auto all = read_raw(out);
+    ASSERT_EQ(all.size(), (bad - 1) / wire::packed_block_events * wire::packed_block_events)
+        << "the blocks before the damage, once";
+    for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
+    EXPECT_LE(probe.load(), 1'000 - 3) << "a damaged frame on each of three connections (and the frames sent after)";
+  }
+  srv->stop();
 }
 
 // An unnamed relay has no place kept by the server: after the engine restarts it asks
