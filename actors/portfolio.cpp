@@ -170,6 +170,8 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   // 5. position and money
   const position* p = find(o.instrument_id);
   if (open_ >= open_orders_max || (!p && positions_.size() >= positions_max)) return result::too_many_orders;
+  if (in.rules >= rules_open_lots_within_fills && open_lots_past(o.quantity / ins->def.lot, in.market))
+    return result::open_lots_past_fills;
   if (buying(o)) {
     const u128 could = u128(p ? p->quantity : 0) + (p ? p->buying : 0) + o.quantity;  // < 2^66
     const u128 per_unit = u128(o.limit_ticks) * ins->def.tick;                       // < 2^128
@@ -181,6 +183,19 @@ result book::check(const wire::order& o, const order_inputs& in) const {
     return result::insufficient_position;
   }
   return result::ok;
+}
+
+bool book::open_lots_past(uint64_t lots, const market::book* market) const {
+  lots = std::min<uint64_t>(lots, fills_max);
+  if (open_units_ + lots <= open_fills_max) return false;  // (units bound lots)
+  uint64_t sum = lots;
+  for (const auto& [id, e] : orders_) {
+    if (e.st != order_state::open) continue;
+    const market::instrument* ins = market ? market->find(e.o.instrument_id) : nullptr;
+    sum += std::min<uint64_t>(e.o.quantity / (ins ? ins->def.lot : 1), fills_max);
+    if (sum > open_fills_max) return true;
+  }
+  return false;
 }
 
 void book::accept(const wire::order& o, uint64_t tick) {
@@ -198,6 +213,7 @@ void book::accept(const wire::order& o, uint64_t tick) {
   }
   orders_.emplace(o.id, e);
   ++open_;
+  open_units_ += units_counted(o);
 }
 
 uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, result* r, uint64_t* released,
@@ -274,6 +290,7 @@ uint64_t book::close(uint64_t order_id, order_state why, result* r) {
 void book::closed(order_entry& e, order_state why) {
   e.st = why;
   --open_;
+  open_units_ -= units_counted(e.o);
   closed_.push_back(e.o.id);
   closed_fills_ += e.fills.size();
   while (closed_.size() > closed_kept_max || (closed_fills_ > closed_fills_kept_max && closed_.size() > 1)) {
@@ -481,6 +498,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
     if (e.st == order_state::open) {
       ++b.open_;
+      b.open_units_ += units_counted(e.o);
       (buying(e.o) ? open[e.o.instrument_id].first : open[e.o.instrument_id].second) += e.open_quantity();
     }
   }

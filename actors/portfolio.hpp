@@ -26,7 +26,9 @@
 //      the last price is already past (a buy below it, a sell above it) is refused
 //      (price_limit_exceeded); a limit order may wait;
 //   5. room: at most open_orders_max open orders and positions_max positions
-//      (too_many_orders); a buy: the position it could reach (held, plus open buys, plus
+//      (too_many_orders); the open orders' lots with this order's, each order's counted
+//      up to fills_max, at most open_fills_max (open_lots_past_fills, rules version 22:
+//      the fills they may take); a buy: the position it could reach (held, plus open buys, plus
 //      this order, at the limit) at most the profile's position_max
 //      (exceeds_position_limit), and the notional at the limit available in the wallet
 //      (insufficient_cash: what the ledger would refuse as exceeds_credits); a sell: the
@@ -47,6 +49,7 @@
 // that shard's thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <span>
@@ -68,6 +71,11 @@ constexpr uint32_t closed_kept_max = 4096;  // closed orders kept until forget_c
 // its row, written whole at each snapshot it changed before.
 constexpr uint32_t closed_fills_kept_max = 65'536;
 constexpr uint32_t fills_max = 1024;        // fills one order may take (too_many_fills)
+// ... and the open orders together at most this many lots, each counted up to fills_max
+// (open_lots_past_fills, rules version 22): a broker filling them a lot at a time puts at
+// most this many fills in the row. Before, 1,024 open orders of 1,024 lots could hold a
+// million fills (32 MiB), written whole at each snapshot the row changed before.
+constexpr uint32_t open_fills_max = 65'536;
 constexpr uint32_t attempts_kept_max = 64;  // brokers an order is sent to over its life
 constexpr uint32_t expires_s_max = 366 * 86'400;  // an order's life at most (order_invalid)
 
@@ -131,6 +139,9 @@ struct order_inputs {
   uint64_t t = 0;                 // the order's engine time
   uint64_t wallet_available = 0;  // credits posted less debits posted and pending
   uint16_t rules = rules_newest;  // the batch's (rules_portfolio_close_and_sells: sells past the profile)
+  // The open orders' instruments, for their lots (open_lots_past_fills); null: each open
+  // order counts its units, a bound on its lots (unit tests).
+  const market::book* market = nullptr;
 };
 
 class book {
@@ -182,6 +193,11 @@ class book {
   std::vector<uint64_t> closed_;             // closed order ids, oldest first
   size_t closed_fills_ = 0;                  // fills of the closed orders kept
   size_t open_ = 0;
+  // The open orders' units, each counted up to fills_max: a bound on their lots that
+  // spares counting those (open_lots_past) while it is within open_fills_max.
+  uint64_t open_units_ = 0;
+  [[nodiscard]] static uint64_t units_counted(const wire::order& o) { return std::min<uint64_t>(o.quantity, fills_max); }
+  [[nodiscard]] bool open_lots_past(uint64_t lots, const market::book* market) const;
   void closed(order_entry& e, order_state why);
   void drop_if_empty(uint64_t instrument);
 };

@@ -163,6 +163,11 @@ constexpr uint16_t rules_broker_role_loss_hands_orders_on = 20;
 // makes it a dead letter too. The role taken from a broker disabled before counts. Before,
 // they stayed working there until they expired or were cancelled.
 constexpr uint16_t rules_withdrawn_broker_dead_letters = 21;
-constexpr uint16_t rules_newest = 21;
+// Orders: a portfolio's open orders may together take at most portfolio::open_fills_max
+// fills: a new order whose lots (up to fills_max an order) with theirs would pass it is
+// refused (open_lots_past_fills). Before, 1,024 open orders of 1,024 lots each, filled a
+// lot at a time, held a million fills in the portfolio's row.
+constexpr uint16_t rules_open_lots_within_fills = 22;
+constexpr uint16_t rules_newest = 22;
 
 }  // namespace mesob::actors

@@ -236,6 +236,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(grace_not_within_period)
     MESOB_RESULT(order_lots_past_fills)
     MESOB_RESULT(commission_cap_missing)
+    MESOB_RESULT(open_lots_past_fills)
 #undef MESOB_RESULT
   }
   return "unknown_result";

@@ -776,6 +776,8 @@ enum class result : uint32_t {
   order_lots_past_fills = 245,           // orders: more lots than an order may take fills (1,024)
   commission_cap_missing = 246,          // equb: a new bidding group with a commission and a cap
                                          // of 0 (its commission would always be 0)
+  open_lots_past_fills = 247,            // orders: the portfolio's open orders with this one past
+                                         // the fills they may take together (65,536 lots)
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -436,6 +436,36 @@ TEST_F(orders_engine, AFillIsBandedAroundThePriceBeforeAMoveHalt) {
   expect_balanced();
 }
 
+// A portfolio's open orders take at most 65,536 fills together (rules version 22): with
+// 700 open orders of 10 lots (ETEL's lot is 10 units: 70,000 units) and 57 of 1,024
+// lots, the shard counts lots (not units) and refuses the order that would pass 65,536;
+// the same after a restart from the snapshot and the log. Before, a million.
+TEST_F(orders_engine, OpenOrdersTogetherTakeABoundedNumberOfFills) {
+  wire::policy_op roomy;
+  roomy.kind = wire::policy_op_kind::profile;
+  roomy.number = uint8_t(wire::risk_profile::moderate);
+  roomy.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
+  roomy.position_max = 1ull << 50;
+  ASSERT_EQ(e().policies({roomy}).results.at(0), result::ok);
+  ASSERT_EQ(e().create_transfers({test::make_transfer(4, bank, a_, 900'000)}).results.at(0), result::ok);
+  // Limit buys at 1 tick (the last price is 100): they wait, open, holding 1 a unit.
+  std::vector<wire::order> small;
+  for (uint64_t k = 0; k < 700; ++k) small.push_back(buy(1'000 + k, a_, 100, 1, etel, wire::order_type::limit));
+  EXPECT_EQ(e().orders(small).results, std::vector<result>(700, result::ok));
+  std::vector<wire::order> big;
+  for (uint64_t k = 0; k < 57; ++k)
+    big.push_back(buy(2'000 + k, a_, 10 * actors::portfolio::fills_max, 1, etel, wire::order_type::limit));
+  EXPECT_EQ(e().orders(big).results, std::vector<result>(57, result::ok));
+  // 65,368 lots open: 169 more pass the bound, 168 reach it.
+  EXPECT_EQ(place(buy(3'000, a_, 10 * 169, 1, etel, wire::order_type::limit)), result::open_lots_past_fills);
+  EXPECT_EQ(place(buy(3'001, a_, 10 * 168, 1, etel, wire::order_type::limit)), result::ok);
+  EXPECT_EQ(place(buy(3'002, a_, 10, 1, etel, wire::order_type::limit)), result::open_lots_past_fills);
+  EXPECT_EQ(place(buy(4'000, b_, 10, 1, etel, wire::order_type::limit)), result::ok) << "another wallet's own";
+  restart();
+  EXPECT_EQ(place(buy(3'003, a_, 10, 1, etel, wire::order_type::limit)), result::open_lots_past_fills);
+  EXPECT_EQ(order(3'001).state, uint8_t(actors::portfolio::order_state::open));
+}
+
 TEST_F(orders_engine, EveryRefusalChangesNothing) {
   up("broker-a");
   ASSERT_EQ(e().customers({kyc(unknown_, wire::kyc_status::pending)}).results.at(0), result::ok);

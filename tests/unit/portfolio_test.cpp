@@ -179,6 +179,70 @@ TEST(Portfolio, OpenOrdersAreBounded) {
   EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), w.in(UINT64_MAX)), result::ok);
 }
 
+// A portfolio's open orders may take open_fills_max fills together (a lot a fill, up to
+// fills_max an order): from rules version 22 an order past that is refused
+// (open_lots_past_fills); before, 1,024 open orders of 1,024 lots held a million fills.
+// The instrument's lot is 10: orders of 100 units are 10 lots, counted as lots once the
+// units' bound passes (the market given), and the count survives the byte form.
+TEST(Portfolio, OpenOrdersTogetherTakeABoundedNumberOfFills) {
+  world w;
+  customers::policy roomy;
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::profile;
+  p.number = uint8_t(wire::risk_profile::moderate);
+  p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
+  p.position_max = 1ull << 50;
+  bool rep = false;
+  ASSERT_EQ(roomy.apply(p, &rep), result::ok);
+  auto in = w.in(UINT64_MAX);
+  in.policy = &roomy;
+  in.market = &w.mkt;
+  book b;
+  uint64_t id = 1;
+  const auto place = [&](uint64_t units) {
+    const auto o = order(id++, wire::order_side::buy, units, 1);
+    const result r = b.check(o, in);
+    if (r == result::ok) b.accept(o, 2);
+    return r;
+  };
+  // 700 orders of 10 lots (100 units): 70,000 units counted, 7,000 lots.
+  for (int k = 0; k < 700; ++k) ASSERT_EQ(place(100), result::ok) << k;
+  // 57 of 1,024 lots: 7,000 + 58,368 = 65,368 lots.
+  for (int k = 0; k < 57; ++k) ASSERT_EQ(place(10 * portfolio::fills_max), result::ok) << k;
+  EXPECT_EQ(place(10 * portfolio::fills_max), result::open_lots_past_fills);
+  EXPECT_EQ(place(10 * 169), result::open_lots_past_fills) << "65,537 lots";
+  ASSERT_EQ(place(10 * 168), result::ok) << "65,536 lots: the bound";
+  EXPECT_EQ(place(10), result::open_lots_past_fills);
+  auto older = in;
+  older.rules = rules_open_lots_within_fills - 1;
+  EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), older), result::ok) << "before version 22";
+  auto unknown_lots = in;
+  unknown_lots.market = nullptr;  // each order counts its units
+  EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), unknown_lots), result::open_lots_past_fills);
+  // The count survives the byte form, and a closed order's lots are free again.
+  book back;
+  std::string why;
+  ASSERT_TRUE(book::decode(b.encode(), &back, &why)) << why;
+  EXPECT_EQ(back.check(order(id, wire::order_side::buy, 10, 1), in), result::open_lots_past_fills);
+  result r{};
+  back.close(701, portfolio::order_state::cancelled, &r);  // 1,024 lots
+  ASSERT_EQ(r, result::ok);
+  const auto again = order(id++, wire::order_side::buy, 10 * portfolio::fills_max, 1);
+  ASSERT_EQ(back.check(again, in), result::ok);
+  back.accept(again, 2);
+  EXPECT_EQ(back.check(order(id, wire::order_side::buy, 10, 1), in), result::open_lots_past_fills);
+  // A part-filled open order's lots still count (its fills and those to come); a fully
+  // filled one's are free.
+  uint64_t left = 0;
+  back.fill(702, 10 * 1000, 1, &r, &left);
+  ASSERT_EQ(r, result::ok);
+  EXPECT_EQ(back.check(order(id, wire::order_side::buy, 10, 1), in), result::open_lots_past_fills);
+  back.fill(702, 10 * 24, 1, &r, &left);
+  ASSERT_EQ(r, result::ok);
+  ASSERT_EQ(back.order(702)->st, portfolio::order_state::filled);
+  EXPECT_EQ(back.check(order(id, wire::order_side::buy, 10, 1), in), result::ok);
+}
+
 // At most closed_kept_max closed orders are kept; past it the oldest goes, but not one
 // whose settlement the ledger refused (kept for an operator to see, as forget_closed
 // keeps it). Before, the cap dropped it, and the refusal could no longer be shown.
