@@ -433,6 +433,13 @@ bool client::subscribe(const subscribe_msg& m, subscribed_msg* out, std::string*
       *error = "subscribe: " + why;
       return false;
     }
+    if (out->code == result::ok) {
+      // Every stream frame before the answer is an earlier subscription's (the server
+      // refuses a subscribe while one stands, subscriber_busy): none is this one's.
+      pending_events_.clear();
+      ack_ids_.clear();
+      stream_error_.clear();
+    }
     return true;
   }
 }

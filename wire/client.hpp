@@ -109,7 +109,10 @@ class client {
   // frame; an Error for no request (events_truncated, slow_reader) ends it with *error set
   // and *refusal its code. ack() acknowledges everything up to `offset` (no answer unless
   // refused: a later call sees the Error). A subscribe the server refused with an Error
-  // (role_denied, field_invalid, ...) sets *refusal to its code.
+  // (role_denied, field_invalid, ...) sets *refusal to its code. A subscription that
+  // stands drops what an earlier one of this session left unread (its Events and its
+  // end's Error): the server takes one only once the earlier one ended, and events of the
+  // earlier one handed out after it, then acknowledged, would acknowledge the new one's.
   bool subscribe(const subscribe_msg& m, subscribed_msg* out, std::string* error, protocol_error* refusal = nullptr);
   bool next_events(events_msg* out, std::string* error, protocol_error* refusal = nullptr);
   // The same, handing the frame's events to `each` a block at a time from one reused

@@ -292,6 +292,37 @@ TEST(Events, AnswersAndTheStreamShareOneConnection) {
   EXPECT_EQ(refusal, wire::protocol_error::ack_refused) << err;
 }
 
+// A session whose subscription ended (another session of its gateway took the name)
+// subscribes again with the earlier one's frames and its end still unread: the client
+// drops them, and what it hands out (and the consumer acknowledges) is the new
+// subscription's. Before, it handed them out first: acknowledging them acknowledged the
+// new subscription's offsets, events it had not read.
+TEST(Events, SubscribingAgainDropsWhatTheEndedSubscriptionLeftUnread) {
+  live_ledger l;
+  ASSERT_TRUE(l.c);
+  std::vector<wire::transfer> ts;
+  for (uint64_t i = 0; i < 20; ++i) ts.push_back(make_transfer(500 + i, 1, 2, 1 + i));
+  ASSERT_TRUE(l.c->call(wire::create_transfers_body(ts)).ok);  // offsets 3..22
+  auto s = l.client();
+  wire::subscribe_msg first;
+  first.name = "first";
+  first.from = 1;
+  ASSERT_EQ(subscribe(*s, first).code, result::ok);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its frames reach s, unread
+  auto t = l.client();
+  ASSERT_EQ(subscribe(*t, first).code, result::ok);  // s's subscription ends (subscription_taken)
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  wire::subscribe_msg second;
+  second.name = "second";
+  second.from = 20;
+  const auto a = subscribe(*s, second);
+  ASSERT_EQ(a.code, result::ok) << a.message;
+  EXPECT_EQ(a.start, 20u);
+  const auto got = read_events(*s, 3, false);
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t k = 0; k < got.size(); ++k) EXPECT_EQ(got[k].offset, 20 + k);
+}
+
 TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   live_ledger l;
   ASSERT_TRUE(l.c);
