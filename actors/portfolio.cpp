@@ -78,6 +78,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   // Before, buys toward weights summing to about 100% held more than the cash, were
   // refused (insufficient_cash), and every rebalance planned the same.
   u128 cash_left = std::min<u128>(in.cash, market::notional_max);
+  uint64_t lots_left = open_fills_max - std::min<uint64_t>(b.open_lots(), open_fills_max);
   std::vector<wire::order> sells, buys;
   for (const auto& [id, l] : lines) {
     if (!l.trades) continue;
@@ -92,11 +93,13 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     uint64_t units = uint64_t(std::min<u128>(gap / l.unit, u128(1) << 62));
     if (buy) units = uint64_t(std::min<u128>(units, cash_left / held_unit));
     if (!buy) units = std::min(units, l.free);
-    // At most the lots an order may take fills of (order_lots_past_fills): a line further
-    // off its target moves that far, and the next rebalance goes on.
-    units = uint64_t(std::min<u128>(units, u128(l.lot) * fills_max));
+    // At most the lots an order may take fills of (order_lots_past_fills), and the lots
+    // the open orders leave the portfolio (open_lots_past_fills): a line further off its
+    // target moves that far, and the next rebalance goes on.
+    units = uint64_t(std::min<u128>(units, u128(l.lot) * std::min<uint64_t>(fills_max, lots_left)));
     units -= units % l.lot;
     if (units == 0) continue;
+    lots_left -= units / l.lot;
     if (buy) cash_left -= u128(units) * held_unit;
     wire::order o{};
     o.wallet = wallet;
@@ -170,7 +173,8 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   // 5. position and money
   const position* p = find(o.instrument_id);
   if (open_ >= open_orders_max || (!p && positions_.size() >= positions_max)) return result::too_many_orders;
-  if (in.rules >= rules_open_lots_within_fills && open_lots_past(o.quantity / ins->def.lot, in.market))
+  if (in.rules >= rules_open_lots_within_fills &&
+      open_lots_ + std::min<uint64_t>(o.quantity / ins->def.lot, fills_max) > open_fills_max)
     return result::open_lots_past_fills;
   if (buying(o)) {
     const u128 could = u128(p ? p->quantity : 0) + (p ? p->buying : 0) + o.quantity;  // < 2^66
@@ -185,20 +189,17 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   return result::ok;
 }
 
-bool book::open_lots_past(uint64_t lots, const market::book* market) const {
-  lots = std::min<uint64_t>(lots, fills_max);
-  if (open_units_ + lots <= open_fills_max) return false;  // (units bound lots)
-  uint64_t sum = lots;
-  for (const auto& [id, e] : orders_) {
+void book::count_lots(const market::book& market) {
+  open_lots_ = 0;
+  for (auto& [id, e] : orders_) {
     if (e.st != order_state::open) continue;
-    const market::instrument* ins = market ? market->find(e.o.instrument_id) : nullptr;
-    sum += std::min<uint64_t>(e.o.quantity / (ins ? ins->def.lot : 1), fills_max);
-    if (sum > open_fills_max) return true;
+    const market::instrument* ins = market.find(e.o.instrument_id);
+    e.lots = uint32_t(std::min<uint64_t>(e.o.quantity / (ins ? ins->def.lot : 1), fills_max));
+    open_lots_ += e.lots;
   }
-  return false;
 }
 
-void book::accept(const wire::order& o, uint64_t tick) {
+void book::accept(const wire::order& o, uint64_t tick, uint64_t lot) {
   MESOB_ASSERT(orders_.count(o.id) == 0);
   position& p = positions_[o.instrument_id];
   order_entry e;
@@ -211,9 +212,10 @@ void book::accept(const wire::order& o, uint64_t tick) {
     MESOB_ASSERT(p.quantity - p.reserved >= o.quantity);
     p.reserved += o.quantity;
   }
+  e.lots = uint32_t(std::min<uint64_t>(o.quantity / std::max<uint64_t>(lot, 1), fills_max));
+  open_lots_ += e.lots;
   orders_.emplace(o.id, e);
   ++open_;
-  open_units_ += units_counted(o);
 }
 
 uint64_t book::fill(uint64_t order_id, uint64_t quantity, uint64_t price_ticks, result* r, uint64_t* released,
@@ -290,7 +292,7 @@ uint64_t book::close(uint64_t order_id, order_state why, result* r) {
 void book::closed(order_entry& e, order_state why) {
   e.st = why;
   --open_;
-  open_units_ -= units_counted(e.o);
+  open_lots_ -= e.lots;
   closed_.push_back(e.o.id);
   closed_fills_ += e.fills.size();
   while (closed_.size() > closed_kept_max || (closed_fills_ > closed_fills_kept_max && closed_.size() > 1)) {
@@ -498,7 +500,9 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       return *why = "portfolio: order " + std::to_string(e.o.id) + " is damaged", false;
     if (e.st == order_state::open) {
       ++b.open_;
-      b.open_units_ += units_counted(e.o);
+      uint32_t& lots = b.orders_.at(e.o.id).lots;
+      lots = uint32_t(std::min<uint64_t>(e.o.quantity, fills_max));  // units: a bound until count_lots
+      b.open_lots_ += lots;
       (buying(e.o) ? open[e.o.instrument_id].first : open[e.o.instrument_id].second) += e.open_quantity();
     }
   }

@@ -1,6 +1,7 @@
 // portfolio: a customer's positions and orders, and the rules that decide an order and
 // apply its fills. Pure functions over the portfolio's state and what the order reads
-// (its customer, the policy, the instrument as of the order's time, the wallet's money):
+// (its customer, the policy, the instrument as of the order's time, the wallet's money;
+// the open orders' lots, counted as they opened):
 // the portfolio actor on the wallet's shard runs them in log order, so replay decides
 // the same.
 //
@@ -119,6 +120,9 @@ struct order_entry {
   uint64_t ending_at = 0;
   uint64_t ending_since = 0;
   std::vector<fill_record> fills;  // in the order taken (at most fills_max)
+  // Its lots, up to fills_max: the fills it may take (open_lots_past_fills). Not in the
+  // row's bytes: set by accept and, after a load, by book::count_lots.
+  uint32_t lots = 0;
   // Its way to a broker (trading.hpp): `broker` is the one it is with (sent or working),
   // 0 while it waits or is a dead letter.
   uint8_t routing = 0;          // trading::route_state
@@ -139,9 +143,6 @@ struct order_inputs {
   uint64_t t = 0;                 // the order's engine time
   uint64_t wallet_available = 0;  // credits posted less debits posted and pending
   uint16_t rules = rules_newest;  // the batch's (rules_portfolio_close_and_sells: sells past the profile)
-  // The open orders' instruments, for their lots (open_lots_past_fills); null: each open
-  // order counts its units, a bound on its lots (unit tests).
-  const market::book* market = nullptr;
 };
 
 class book {
@@ -166,7 +167,13 @@ class book {
   // The checks above; ok or the first failing. Changes nothing.
   [[nodiscard]] wire::result check(const wire::order& o, const order_inputs& in) const;
   // Takes an order `check` accepted: a buy holds `notional(o, in)`, a sell reserves.
-  void accept(const wire::order& o, uint64_t tick);
+  // `lot`: its instrument's (1 counts its units as lots: a bound).
+  void accept(const wire::order& o, uint64_t tick, uint64_t lot = 1);
+  // The open orders' lots, up to fills_max each (open_lots_past_fills reads them).
+  [[nodiscard]] uint64_t open_lots() const { return open_lots_; }
+  // After decode, which counts each open order's units as its lots (a bound): counts
+  // them by their instruments' lots (an instrument not listed keeps the bound).
+  void count_lots(const market::book& market);
   // A fill of an open order: `quantity` units at `price_ticks`. Returns the minor units
   // it moves (a buy: posted out of its hold; a sell: credited), or 0 with *r set when
   // refused (order_not_open; fill_invalid: zero, over the open quantity, past the limit,
@@ -193,11 +200,7 @@ class book {
   std::vector<uint64_t> closed_;             // closed order ids, oldest first
   size_t closed_fills_ = 0;                  // fills of the closed orders kept
   size_t open_ = 0;
-  // The open orders' units, each counted up to fills_max: a bound on their lots that
-  // spares counting those (open_lots_past) while it is within open_fills_max.
-  uint64_t open_units_ = 0;
-  [[nodiscard]] static uint64_t units_counted(const wire::order& o) { return std::min<uint64_t>(o.quantity, fills_max); }
-  [[nodiscard]] bool open_lots_past(uint64_t lots, const market::book* market) const;
+  uint64_t open_lots_ = 0;  // the open orders' order_entry::lots
   void closed(order_entry& e, order_state why);
   void drop_if_empty(uint64_t instrument);
 };

@@ -1093,7 +1093,6 @@ void shard::order_verdict(const batch& b, uint32_t o, op_inputs& in) const {
   pin.instrument = market_.find(ord.instrument_id);
   pin.t = b.timestamp_base + o;
   pin.rules = rules_;
-  pin.market = &market_;
   if (wallet) {
     const uint64_t out = wallet->debits_posted + wallet->debits_pending;
     pin.wallet_available = wallet->credits_posted > out ? wallet->credits_posted - out : 0;

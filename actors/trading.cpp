@@ -181,7 +181,8 @@ result table::check(const wire::order& o, const portfolio::order_inputs& in) con
 
 void table::placed(const wire::order& o, uint64_t tick, uint64_t ts) {
   wallet_entry& w = wallets_[o.wallet];
-  w.b.accept(o, tick);
+  const market::instrument* ins = market_ ? market_->find(o.instrument_id) : nullptr;
+  w.b.accept(o, tick, ins ? ins->def.lot : 1);
   ++open_;
   order_entry& e = *w.b.order_mut(o.id);
   e.placed_at = ts;
@@ -1069,6 +1070,7 @@ bool table::load_row(uint64_t wallet, std::span<const uint8_t> bytes, std::strin
       damaged = "order " + std::to_string(e.o.id) + " differs from its instrument's tick or currency";
   });
   if (!damaged.empty()) return *why = "trading: wallet " + std::to_string(wallet) + ": " + damaged, false;
+  if (market_) w.b.count_lots(*market_);  // as accept counted them live
   bool closed = false;
   w.b.for_each_order([&](const order_entry& e) {
     if (e.st != order_state::open) {

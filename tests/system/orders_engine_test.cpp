@@ -438,8 +438,9 @@ TEST_F(orders_engine, AFillIsBandedAroundThePriceBeforeAMoveHalt) {
 
 // A portfolio's open orders take at most 65,536 fills together (rules version 22): with
 // 700 open orders of 10 lots (ETEL's lot is 10 units: 70,000 units) and 57 of 1,024
-// lots, the shard counts lots (not units) and refuses the order that would pass 65,536;
-// the same after a restart from the snapshot and the log. Before, a million.
+// lots, the shard counts lots (not units) and refuses the order that would pass 65,536,
+// a rebalance plans within what is left, and the same holds after a restart from the
+// snapshot and the log. Before, a million.
 TEST_F(orders_engine, OpenOrdersTogetherTakeABoundedNumberOfFills) {
   wire::policy_op roomy;
   roomy.kind = wire::policy_op_kind::profile;
@@ -456,14 +457,24 @@ TEST_F(orders_engine, OpenOrdersTogetherTakeABoundedNumberOfFills) {
   for (uint64_t k = 0; k < 57; ++k)
     big.push_back(buy(2'000 + k, a_, 10 * actors::portfolio::fills_max, 1, etel, wire::order_type::limit));
   EXPECT_EQ(e().orders(big).results, std::vector<result>(57, result::ok));
-  // 65,368 lots open: 169 more pass the bound, 168 reach it.
+  // 65,368 lots open: 169 more pass the bound.
   EXPECT_EQ(place(buy(3'000, a_, 10 * 169, 1, etel, wire::order_type::limit)), result::open_lots_past_fills);
-  EXPECT_EQ(place(buy(3'001, a_, 10 * 168, 1, etel, wire::order_type::limit)), result::ok);
+  // A rebalance plans within the 168 lots left: QUIET (lot 1, at 50), the whole model,
+  // gets 168 units, not the thousands the cash would buy.
+  ASSERT_EQ(e().prices({price(quiet, 50, 1)}).results.at(0), result::ok);
+  ASSERT_EQ(e().policies({actors::customers::model_op(uint8_t(wire::risk_profile::moderate), quiet, 10'000)})
+                .results.at(0),
+            result::ok);
+  const auto r = e().rebalance(a_, 5'000, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].instrument_id, quiet);
+  EXPECT_EQ(r.placed[0].quantity, 168u);
   EXPECT_EQ(place(buy(3'002, a_, 10, 1, etel, wire::order_type::limit)), result::open_lots_past_fills);
   EXPECT_EQ(place(buy(4'000, b_, 10, 1, etel, wire::order_type::limit)), result::ok) << "another wallet's own";
   restart();
   EXPECT_EQ(place(buy(3'003, a_, 10, 1, etel, wire::order_type::limit)), result::open_lots_past_fills);
-  EXPECT_EQ(order(3'001).state, uint8_t(actors::portfolio::order_state::open));
+  EXPECT_EQ(order(5'000).state, uint8_t(actors::portfolio::order_state::open));
 }
 
 TEST_F(orders_engine, EveryRefusalChangesNothing) {

@@ -182,8 +182,8 @@ TEST(Portfolio, OpenOrdersAreBounded) {
 // A portfolio's open orders may take open_fills_max fills together (a lot a fill, up to
 // fills_max an order): from rules version 22 an order past that is refused
 // (open_lots_past_fills); before, 1,024 open orders of 1,024 lots held a million fills.
-// The instrument's lot is 10: orders of 100 units are 10 lots, counted as lots once the
-// units' bound passes (the market given), and the count survives the byte form.
+// The instrument's lot is 10: orders of 100 units are 10 lots; after the byte form the
+// count is the units' (a bound) until count_lots counts them by the market's lots.
 TEST(Portfolio, OpenOrdersTogetherTakeABoundedNumberOfFills) {
   world w;
   customers::policy roomy;
@@ -196,13 +196,12 @@ TEST(Portfolio, OpenOrdersTogetherTakeABoundedNumberOfFills) {
   ASSERT_EQ(roomy.apply(p, &rep), result::ok);
   auto in = w.in(UINT64_MAX);
   in.policy = &roomy;
-  in.market = &w.mkt;
   book b;
   uint64_t id = 1;
   const auto place = [&](uint64_t units) {
     const auto o = order(id++, wire::order_side::buy, units, 1);
     const result r = b.check(o, in);
-    if (r == result::ok) b.accept(o, 2);
+    if (r == result::ok) b.accept(o, 2, 10);
     return r;
   };
   // 700 orders of 10 lots (100 units): 70,000 units counted, 7,000 lots.
@@ -216,20 +215,22 @@ TEST(Portfolio, OpenOrdersTogetherTakeABoundedNumberOfFills) {
   auto older = in;
   older.rules = rules_open_lots_within_fills - 1;
   EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), older), result::ok) << "before version 22";
-  auto unknown_lots = in;
-  unknown_lots.market = nullptr;  // each order counts its units
-  EXPECT_EQ(b.check(order(id, wire::order_side::buy, 10, 1), unknown_lots), result::open_lots_past_fills);
-  // The count survives the byte form, and a closed order's lots are free again.
+  EXPECT_EQ(b.open_lots(), portfolio::open_fills_max);
+  // The byte form: units (700 x 100 + 58 x 1,024) until counted by the market's lots.
   book back;
   std::string why;
   ASSERT_TRUE(book::decode(b.encode(), &back, &why)) << why;
+  EXPECT_EQ(back.open_lots(), 700u * 100 + 58 * portfolio::fills_max);
+  back.count_lots(w.mkt);
+  EXPECT_EQ(back.open_lots(), portfolio::open_fills_max);
   EXPECT_EQ(back.check(order(id, wire::order_side::buy, 10, 1), in), result::open_lots_past_fills);
+  // A closed order's lots are free again.
   result r{};
   back.close(701, portfolio::order_state::cancelled, &r);  // 1,024 lots
   ASSERT_EQ(r, result::ok);
   const auto again = order(id++, wire::order_side::buy, 10 * portfolio::fills_max, 1);
   ASSERT_EQ(back.check(again, in), result::ok);
-  back.accept(again, 2);
+  back.accept(again, 2, 10);
   EXPECT_EQ(back.check(order(id, wire::order_side::buy, 10, 1), in), result::open_lots_past_fills);
   // A part-filled open order's lots still count (its fills and those to come); a fully
   // filled one's are free.
