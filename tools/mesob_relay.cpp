@@ -25,8 +25,9 @@
 // relay's offset) with a growing wait, up to 5 s, and
 // stops on what will not (a wrong secret, a missing role, a field the server refuses,
 // events past retention, its name taken over by a newer session of its gateway: another
-// relay under the same name, an event that fails its CRC on three connections in a row).
-// A frame refused for an event's CRC is asked for again on a new connection. Its own reconnect takes the name over from its old session,
+// relay under the same name). A frame refused for an event that fails its CRC is asked
+// for again on a new connection; the same event damaged in three refused frames in a
+// row (whatever failed between them) stops it too. Its own reconnect takes the name over from its old session,
 // should the server not have seen that one's connection die.
 // Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused or ended for good
 // (the reason is printed), 3 when the events could not be written.
