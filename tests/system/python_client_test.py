@@ -252,6 +252,88 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert [(b["result"], b["credits_posted"]) for b in bal] == [(0, 300), (0, 500), (31, 0)], bal  # 31: not made yet
     print("accounts: status changes and look-ups: ok")
 
+    # Events: a named subscriber, filtered on an account, reads what was committed (every
+    # event's CRC checked), acknowledges, and resumes after its acknowledgement on a new
+    # connection; the stream's frames that come during a call are kept for it.
+    from mesob_client import DamagedEvent, EVENT, ProtocolError, crc32c
+    import flatbuffers
+    from mesob.fb import Events as EventsTable, Event as EventStruct
+    assert pay.create_accounts([dict(id=451, currency="ETB"), dict(id=452, currency="ETB")]) == [0, 0]
+    ev = Client("127.0.0.1", port, "dev", bytes.fromhex(s.group(1)))
+    sub = ev.subscribe(name="py-relay", from_=1, accounts=[452])
+    assert sub["result"] == 0 and sub["start"] == 1, sub
+    assert pay.create_transfers([dict(id=4510, debit=451, credit=452, amount=700, currency="ETB")]) == [0]
+
+    def read_events(client, n):
+        got, last = [], None
+        for _ in range(100):
+            f = client.next_events(timeout=5.0)
+            got += f["events"]
+            last = f
+            if len(got) >= n:
+                return got, last
+        raise AssertionError("%d events of %d" % (len(got), n))
+
+    got, frame = read_events(ev, 2)
+    assert [(e["type"], e["account_a"]) for e in got[:1]] == [(1, 452)], got  # account_opened
+    assert (got[1]["type"], got[1]["account_a"], got[1]["account_b"], got[1]["amount"], got[1]["id_lo"]) == \
+        (3, 451, 452, 700, 4510), got[1]  # transfer_posted
+    assert got[0]["offset"] < got[1]["offset"] and got[1]["lsn"] > 0, got
+    ev.ack(frame["next"] - 1)
+    # A call while events come: they wait for next_events, not lost.
+    assert ev.create_transfers([dict(id=4511, debit=451, credit=452, amount=800, currency="ETB")]) == [0]
+    got, frame = read_events(ev, 1)
+    assert (got[0]["type"], got[0]["amount"], got[0]["id_lo"]) == (3, 800, 4511), got
+    ev.ack(frame["next"] - 1)
+    try:
+        ev.ack(frame["next"] + 1000)  # past what was sent: refused
+        ev.next_events(timeout=5.0)
+        raise AssertionError("an ack past what was sent was taken")
+    except ProtocolError as e:
+        assert e.code == 19 and "outside what was sent" in e.message, (e.code, e.message)
+    ev.close()
+    time.sleep(0.3)  # the server takes the acknowledgement within 100 ms and sees the close
+    ev = Client("127.0.0.1", port, "dev", bytes.fromhex(s.group(1)))
+    again = ev.subscribe(name="py-relay", accounts=[452])
+    assert again["result"] == 0 and again["start"] == frame["next"], (again, frame)
+    assert pay.create_transfers([dict(id=4512, debit=451, credit=452, amount=900, currency="ETB")]) == [0]
+    got, frame = read_events(ev, 1)
+    assert (got[0]["amount"], got[0]["id_lo"]) == (900, 4512) and got[0]["offset"] >= again["start"], got
+    busy = ev.subscribe(name="other")
+    assert busy["result"] != 0 and "subscribed already" in busy["message"], busy
+    ev.close()
+    # A frame with an event whose bytes fail its CRC is refused whole, naming it.
+    assert crc32c(b"123456789") == 0xE3069283  # the check value of CRC-32C
+
+    def events_body(events):
+        b = flatbuffers.Builder(1024)
+        EventsTable.StartEventsVector(b, len(events))
+        for e in reversed(events):
+            EventStruct.CreateEvent(b, *e)
+        v = b.EndVector()
+        EventsTable.Start(b)
+        EventsTable.AddEvents(b, v)
+        EventsTable.AddNext(b, events[-1][0] + 1)
+        EventsTable.AddEnd(b, events[-1][0] + 1)
+        b.Finish(EventsTable.End(b), b"MSB1")
+        return bytearray(b.Output())
+
+    def sealed(offset, amount):
+        fields = [offset, 9, 10, 3, 0, 0, 4510 + offset, 0, 0, 0, 451, 452, amount, 0, 0, 0]
+        fields[-1] = crc32c(EVENT.pack(*fields)[:92])
+        return fields
+
+    good = [sealed(40, 700), sealed(41, 800)]
+    assert [e["amount"] for e in Client._events(events_body(good))["events"]] == [700, 800]
+    bad = [sealed(40, 700), sealed(41, 800)]
+    bad[1][12] = 801  # the amount changed, its CRC not
+    try:
+        Client._events(events_body(bad))
+        raise AssertionError("a damaged event was taken")
+    except DamagedEvent as e:
+        assert e.offset == 41 and "event 41 fails its CRC" in str(e), e
+    print("python client: events: ok")
+
     # The client's own framing and waits.
     import socket
     import struct

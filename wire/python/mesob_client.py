@@ -16,6 +16,7 @@ import struct
 import time
 
 import flatbuffers
+from mesob.fb import Ack, Events, Subscribe, Subscribed
 from mesob.fb import (Account, AccountTransfers, Auth, BalanceQuery, Balances, CancelOrders, CreateAccounts,
                       CreateTransfers, CustomerOp, CustomerOps, Customers, Deposit, Deposits, EqubOp, EqubOps, Error,
                       FoundAccounts, FoundTransfers, Groups, Hello, HistoryQuery, Id128, InstrumentOp, InstrumentOps,
@@ -32,6 +33,46 @@ FRAME_BYTES_CEILING = 64 << 20   # the protocol's largest body (wire/README.md "
 PUSHES_KEPT_MAX = 65536          # pushes of a topic kept for a later wait; past it its oldest goes
 IDENT = b"MSB1"
 HELLO, AUTH, WELCOME, REQUEST, RESPONSE, ERROR, PUSH, PING, PONG = range(1, 10)
+SUBSCRIBE, SUBSCRIBED, EVENTS, ACK = range(12, 16)
+ACK_IDS_KEPT = 1024  # the latest acks' request ids (an ack_refused Error carries one)
+
+# An event as the server sends it unpacked (wire/README.md "Events"): 96 bytes,
+# little-endian, its CRC-32C over the first 92.
+EVENT = struct.Struct("<QQQHHIQQQQQQQHHI")
+EVENT_FIELDS = ("offset", "lsn", "timestamp", "type", "flags", "currency", "id_lo", "id_hi", "ref_lo", "ref_hi",
+                "account_a", "account_b", "amount", "code", "gateway", "crc")
+
+
+def _crc32c_table():
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as the engine's event log computes each event's `crc`."""
+    c = 0xFFFFFFFF
+    t = _CRC32C
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+class DamagedEvent(IOError):
+    """An Events frame holding an event whose bytes fail its CRC (damaged between the
+    engine's event log and here): the frame is refused whole; .offset names the event."""
+
+    def __init__(self, offset, carried, computed):
+        super().__init__("event %d fails its CRC (it carries %08x, its bytes give %08x): damaged between the "
+                         "event log and here" % (offset, carried, computed))
+        self.offset = offset
 
 
 class ProtocolError(Exception):
@@ -66,6 +107,10 @@ class Client:
         self.next_id = 1
         self.pushes = {}  # topic -> deque of pushed bodies that arrived while waiting for something else
         self.pushes_dropped = 0  # pushes past PUSHES_KEPT_MAX of their topic that went unread
+        # The subscription's frames (Events, and an Error for no request or for one of the
+        # latest acks) read while waiting for something else, for next_events.
+        self.stream = collections.deque()
+        self.ack_ids = collections.deque(maxlen=ACK_IDS_KEPT)
         kind, _, body = self._read_frame()
         if kind != HELLO:
             raise IOError("first frame is kind %d, not hello" % kind)
@@ -104,7 +149,8 @@ class Client:
         while len(self.buf) < n:
             chunk = self.sock.recv(max(65536, min(n - len(self.buf), 1 << 20)))
             if not chunk:
-                raise IOError("the server closed the connection")
+                said = [self._error(body) for kind, got, body in getattr(self, "stream", ()) if kind == ERROR and got == 0]
+                raise IOError("the server closed the connection" + (" (it said %s)" % said[-1] if said else ""))
             self.buf += chunk
 
     def _read_frame(self):
@@ -138,6 +184,8 @@ class Client:
             kind, got, body = self._read_frame()
             if kind == PUSH:
                 self._keep_push(body)
+                continue
+            if self._keep_stream(kind, got, body):
                 continue
             if kind == ERROR and got == 0:
                 raise self._error(body)  # the session's (idle_timeout, slow_reader, ...): it ends
@@ -306,6 +354,8 @@ class Client:
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
+                elif self._keep_stream(kind, got, body):
+                    pass
                 elif kind == ERROR and got == 0:
                     raise self._error(body)  # the session's: it ends
         finally:
@@ -325,6 +375,8 @@ class Client:
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
+                elif self._keep_stream(kind, got, body):
+                    pass
                 elif kind == ERROR and got in (0, rid):
                     raise self._error(body)  # the session's, or the ping's (a gateway disabled since login)
                 elif kind == PONG and got == rid:
@@ -339,6 +391,147 @@ class Client:
             kept.popleft()
             self.pushes_dropped += 1
         kept.append(bytearray(p.Body(j) for j in range(p.BodyLength())))
+
+    # ---- events (wire/README.md "Events"; the events_reader role) -------------------------
+    def _keep_stream(self, kind, got, body):
+        """Keeps a frame of the subscription read while waiting for something else: its
+        Events, an ack's refusal, and (while subscribed) the Error that ends it. True if
+        kept."""
+        if kind == EVENTS or (kind == ERROR and got != 0 and got in self.ack_ids) or \
+                (kind == ERROR and got == 0 and self.subscribed):
+            self.stream.append((kind, got, body))
+            return True
+        return False
+
+    subscribed = False  # a subscription stands on this session, as far as this client knows
+
+    def subscribe(self, name="", from_=0, from_end=False, types=(), accounts=(), gateways=(), window=0, batch_max=0,
+                  timeout=10.0):
+        """Starts receiving events: a dict of the Subscribed answer (result: 0 ok, or why
+        not; message; start, the first offset it will send; oldest kept; end). A named
+        subscriber resumes after its last acknowledged offset. `types` lists event type
+        numbers (none: every type). Frames are asked for unpacked. A subscription that
+        stands drops what an ended one of this session left unread (the server takes a
+        subscribe only once none stands): acknowledging those would acknowledge the new
+        one's offsets."""
+        types = sorted(set(types))
+        if any(t < 1 or t > 63 for t in types):
+            raise ValueError("event types are 1..63: %r" % types)
+        low = sum(1 << t for t in types if t < 32)
+        high = sum(1 << (t - 32) for t in types if t >= 32)
+        if high:
+            low |= 1  # so that a server from before types_high refuses the filter (wire/README.md)
+        b = flatbuffers.Builder(256 + 8 * len(accounts) + 4 * len(gateways))
+        nm = b.CreateString(name)
+        Subscribe.StartAccountsVector(b, len(accounts))
+        for a in reversed(list(accounts)):
+            b.PrependUint64(a)
+        av = b.EndVector()
+        Subscribe.StartGatewaysVector(b, len(gateways))
+        for g in reversed(list(gateways)):
+            b.PrependUint32(g)
+        gv = b.EndVector()
+        Subscribe.Start(b)
+        Subscribe.AddName(b, nm)
+        Subscribe.AddFrom_(b, from_)
+        Subscribe.AddFromEnd(b, from_end)
+        Subscribe.AddTypes(b, low)
+        Subscribe.AddTypesHigh(b, high)
+        Subscribe.AddAccounts(b, av)
+        Subscribe.AddGateways(b, gv)
+        Subscribe.AddWindow(b, window)
+        Subscribe.AddBatchMax(b, batch_max)
+        Subscribe.AddPacked(b, False)
+        b.Finish(Subscribe.End(b), IDENT)
+        rid = self.next_id
+        self.next_id += 1
+        before = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            self._send(SUBSCRIBE, rid, bytes(b.Output()))
+            while True:
+                kind, got, body = self._read_frame()
+                if kind == PUSH:
+                    self._keep_push(body)
+                elif got == rid and kind == ERROR:
+                    raise self._error(body)
+                elif got == rid and kind == SUBSCRIBED:
+                    a = Subscribed.Subscribed.GetRootAs(body, 0)
+                    answer = dict(result=a.Result(), message=(a.Message() or b"").decode(), start=a.Start(),
+                                  oldest=a.Oldest(), end=a.End())
+                    if answer["result"] == 0:
+                        self.stream.clear()
+                        self.ack_ids.clear()
+                        self.subscribed = True
+                    return answer
+                elif kind == EVENTS or (kind == ERROR and (got == 0 or got in self.ack_ids)):
+                    self.stream.append((kind, got, body))  # an earlier subscription's, or the standing one's
+        finally:
+            self.sock.settimeout(before)
+
+    def next_events(self, timeout=10.0):
+        """The next Events frame as a dict: events (each a dict of EVENT_FIELDS), next (where
+        the next frame continues: ack(next - 1) covers the offsets the filters skipped) and
+        end. socket.timeout if none comes within `timeout` seconds (call again); a
+        ProtocolError for the Error that ends the subscription (events_truncated,
+        subscription_taken, ...) or refuses an ack; DamagedEvent for a frame holding an
+        event that fails its CRC (nothing of it is handed out; subscribe again on a new
+        connection: a named subscriber gets it again from its last ack)."""
+        if self.stream:
+            kind, got, body = self.stream.popleft()
+        else:
+            before = self.sock.gettimeout()
+            self.sock.settimeout(timeout)
+            deadline = time.monotonic() + timeout
+            try:
+                while True:
+                    kind, got, body = self._read_frame()
+                    if kind == EVENTS or (kind == ERROR and (got == 0 or got in self.ack_ids)):
+                        break
+                    if kind == PUSH:
+                        self._keep_push(body)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("no events within %s s" % timeout)
+                    self.sock.settimeout(left)
+            finally:
+                self.sock.settimeout(before)
+        if kind == ERROR:
+            if got == 0:
+                self.subscribed = False  # the server ended it
+            raise self._error(body)
+        return self._events(body)
+
+    @staticmethod
+    def _events(body):
+        m = Events.Events.GetRootAs(body, 0)
+        if m.PackedLength() != 0 or m.Count() != 0:
+            raise IOError("events: packed events, which this client does not ask for")
+        n = m.EventsLength()
+        out = []
+        if n:
+            at = m._tab.Vector(m._tab.Offset(4))
+            if at + n * EVENT.size > len(body):
+                raise IOError("events: %d events past the frame's %d bytes" % (n, len(body)))
+            for k in range(n):
+                raw = bytes(body[at + k * EVENT.size:at + (k + 1) * EVENT.size])
+                e = dict(zip(EVENT_FIELDS, EVENT.unpack(raw)))
+                crc = crc32c(raw[:92])
+                if crc != e["crc"]:
+                    raise DamagedEvent(e["offset"], e["crc"], crc)
+                out.append(e)
+        return dict(events=out, next=m.Next(), end=m.End())
+
+    def ack(self, offset):
+        """Every event up to `offset` is handled (no answer; a refusal comes to next_events)."""
+        b = flatbuffers.Builder(64)
+        Ack.Start(b)
+        Ack.AddOffset(b, offset)
+        b.Finish(Ack.End(b), IDENT)
+        rid = self.next_id
+        self.next_id += 1
+        self.ack_ids.append(rid)
+        self._send(ACK, rid, bytes(b.Output()))
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10
