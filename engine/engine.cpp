@@ -3283,6 +3283,7 @@ class engine_impl {
     // Segments wholly before the snapshot that a drop left (a rename or unlink lost to a
     // crash or an error) are not read, so a gap among them is no damage.
     so.start_lsn = snap_lsn + 1;
+    if (!storage::sync_segments(so.dir, error)) return false;
     // A torn tail is cut only after the checks below: damage under what is known durable
     // (the snapshot, the event log, the kept transfer rows) is corruption, and cutting it
     // would make the damage permanent.
@@ -3496,6 +3497,17 @@ class engine_impl {
     storage::wal_position pos = sr.end;
     const std::string cut = sr.torn_tail.empty() ? "" : "; nothing was cut (the scan found " + sr.torn_tail + ")";
     if (sr.records == 0) {
+      // No segment under a snapshot: the writer never drops the segment it appends to, nor
+      // one whose next segment's first record is not durable, so one always continues the
+      // snapshot. None is the log lost (its directory emptied, moved, or not mounted):
+      // what was acknowledged after the snapshot cannot be checked, and a start would
+      // write other records under its lsns.
+      if (snap_lsn != 0 && sr.segments == 0) {
+        *error = "wal: " + so.dir + " holds no log segment, but the snapshot is at lsn " + std::to_string(snap_lsn) +
+                 ": the log that continues it is missing (its directory emptied, moved or not mounted); what was "
+                 "acknowledged after the snapshot cannot be checked" + cut;
+        return false;
+      }
       // No record: any segment left must continue at the snapshot (it starts the log at
       // the snapshot's next lsn, with its chain).
       if (sr.segments > 0 && (sr.end.next_lsn != snap_lsn + 1 || sr.end.chain != snap_chain)) {

@@ -1060,6 +1060,16 @@ bool scan_wal(const wal_scan_options& opt,
                  std::to_string(opt.start_lsn - 1) + "): it was durable, so this is damage, not a torn write";
         return false;
       }
+      // The first segment read after a snapshot holds the lsn after it or one before: the
+      // writer drops a segment only once the next one's first record is durable, so this
+      // header was durable before the snapshot was taken, and torn it is damage (its
+      // records acknowledged), not a crash's torn write.
+      if (!started && opt.start_lsn > 1) {
+        *error = "wal: " + path + " offset 0: bad segment header (checksum or magic) on the first segment after the "
+                 "snapshot (at lsn " + std::to_string(opt.start_lsn - 1) +
+                 "): a crash cannot tear it (it was durable before the snapshot), so this is damage";
+        return false;
+      }
       if (last && !follows.later_after_ack && follows.later_groups < wal_flights_limit) {
         r.torn_tail = path + " offset 0: segment header incomplete (torn)";
         r.torn_segment = path;
@@ -1178,6 +1188,25 @@ bool scan_wal(const wal_scan_options& opt,
   r.end.next_segment_index = segs.empty() && r.segments == 0 ? 0 : last_index + 1;
   if (opt.repair_tail && r.needs_repair() && !repair_wal_tail(opt.dir, r, error)) return false;
   if (result) *result = r;
+  return true;
+}
+
+bool sync_segments(const std::string& dir, std::string* error) {
+  std::string list_err;
+  const auto segs = list_segments(dir, &list_err);
+  if (!list_err.empty()) {
+    *error = list_err;
+    return false;
+  }
+  for (const auto& [index, path] : segs) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fdatasync(fd) != 0) {
+      *error = "wal: cannot sync " + path + " before replaying it: " + errno_text(errno);
+      if (fd >= 0) ::close(fd);
+      return false;
+    }
+    ::close(fd);
+  }
   return true;
 }
 

@@ -278,6 +278,12 @@ bool repair_wal_tail(const std::string& dir, const wal_scan_result& r, std::stri
 
 // Makes a directory's entries (files created, renamed, removed) durable.
 bool fsync_dir(const std::string& dir);
+
+// Makes every log segment's contents durable (fdatasync each). Recovery calls it before
+// it replays: what a crash left written and not yet synced would otherwise reach the
+// snapshot, the event log and the transfer rows (durable) before the log itself, and a
+// power cut then could leave them past a log that lost it.
+bool sync_segments(const std::string& dir, std::string* error);
 // Replaces a small file whole and durably: written to <path>.new, synced, renamed over
 // `path`, the directory synced. False (with the reason) on failure; `path` is then as it was.
 bool replace_file(const std::string& path, std::string_view text, std::string* error);

@@ -1843,6 +1843,40 @@ TEST(ledger_snapshot, a_log_that_is_not_the_snapshots_history_is_refused) {
   EXPECT_EQ(e->lookup_accounts({4}).accounts.at(0).credits_posted, 5u);
 }
 
+// A snapshot whose log is gone (the log's directory emptied, removed, or a mount that
+// did not come up: an empty directory in its place) refuses to start, naming it, and
+// changes nothing: with the log back the engine starts with every acknowledged transfer.
+// Before, it started from the snapshot, the transfers acknowledged after it lost and
+// their lsns written again with other records.
+TEST(ledger_snapshot, a_snapshot_without_its_log_refuses_to_start) {
+  temp_dir d;
+  auto cfg = test_config(d.path());
+  cfg.checkpoint_on_close = false;
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 4);
+    std::string err;
+    ASSERT_TRUE(e->checkpoint(&err)) << err;
+    ASSERT_EQ(e->create_transfers({make_transfer(1, 1, 2, 5)}).results.at(0), result::ok);  // after the snapshot
+  }
+  const std::string wal = d.path() + "/wal", kept = d.path() + "/wal.kept";
+  std::filesystem::rename(wal, kept);
+  for (const bool empty_dir : {false, true}) {
+    SCOPED_TRACE(empty_dir ? "an empty log directory" : "no log directory");
+    if (empty_dir) std::filesystem::create_directory(wal);
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(cfg, &err));
+    EXPECT_NE(err.find("holds no log segment, but the snapshot is at lsn"), std::string::npos) << err;
+    EXPECT_TRUE(storage::list_segments(wal).empty()) << "nothing written";
+    std::filesystem::remove_all(wal);
+  }
+  std::filesystem::rename(kept, wal);
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->lookup_accounts({2}).accounts.at(0).credits_posted, 5u);
+}
+
 // Log segments of 2 MiB (commit groups of 1 MiB), no snapshot at close: a few batches
 // fill a segment, and records stay past the last snapshot.
 engine::config small_segments_config(const std::string& dir) {

@@ -993,19 +993,31 @@ TEST(wal, a_last_segment_with_bytes_but_no_headers_is_reported) {
 
 // The same segment, but a snapshot covers some of its records: they were durable, so its
 // header was too, and the damage is refused instead of cutting the segment (the records
-// after the snapshot, acknowledged, would have gone with it).
+// after the snapshot, acknowledged, would have gone with it). A snapshot that covers none
+// of it, the segment before it still there: the torn write it may be. That segment
+// dropped: the writer drops one only once the next one's first group is durable, so the
+// header was durable and torn it is damage too (before, it was cut as a torn write).
 TEST(wal, damaged_segment_header_under_the_snapshot_is_corruption) {
   each_damaged_second_header([](const std::string& dir, uint64_t first_records, const auto& segs) {
-    std::filesystem::remove(segs[0].second);  // dropped: the snapshot covers it
-    wal_scan_options o{dir, segment_bytes, true, false};
-    o.start_lsn = first_records + 3;  // the snapshot: the new segment's first group and one more
+    wal_scan_options o{dir, segment_bytes, false, false};
+    o.start_lsn = first_records + 1;
     std::string err;
+    wal_scan_result r;
+    EXPECT_TRUE(scan_wal(o, [](const wal_record_view&) { return true; }, &r, &err)) << err;
+    EXPECT_EQ(r.torn_segment, segs[1].second);
+    std::filesystem::remove(segs[0].second);  // dropped: the snapshot covers it
+    o.repair_tail = true;
+    o.start_lsn = first_records + 3;  // the snapshot: the new segment's first group and one more
     EXPECT_FALSE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err));
     EXPECT_NE(err.find("which the snapshot covers"), std::string::npos) << err;
     EXPECT_TRUE(std::filesystem::exists(segs[1].second));
-    // A snapshot that covers none of it: the torn write it may be, cut as before.
     o.start_lsn = first_records + 1;
-    EXPECT_TRUE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err)) << err;
-    EXPECT_FALSE(std::filesystem::exists(segs[1].second));
+    err.clear();
+    EXPECT_FALSE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err));
+    EXPECT_NE(err.find("on the first segment after the snapshot (at lsn " + std::to_string(first_records) +
+                       "): a crash cannot tear it"),
+              std::string::npos)
+        << err;
+    EXPECT_TRUE(std::filesystem::exists(segs[1].second)) << "not cut";
   });
 }
