@@ -270,8 +270,13 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
     }
     d.breakers[g] = b;
   }
+  // Sweeps are by settlement account, and a gateway names up to
+  // settlement_accounts_named_max of them over its life, former ones included (each
+  // stays owed until swept): the bound is those, not the accounts named at once (before,
+  // gateways_max x gateway_currencies_max, which a desk could pass and then not load its
+  // own snapshot).
   const uint32_t ns = format >= 3 ? r.get<uint32_t>() : 0;
-  if (r.short_read || ns > gateways::gateways_max * wire::gateway_currencies_max) {
+  if (r.short_read || ns > gateways::gateways_max * gateways::settlement_accounts_named_max) {
     *why = "payout desk: truncated or too many sweeps";
     return false;
   }
@@ -1017,8 +1022,14 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
         cancel_at(p, e.gateway, uint32_t(p.attempts.size()));  // the cancel it waits on, again
       } else if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
         // The same instruction again, its deadline kept (one already passed: its timer,
-        // later in this batch, moves it on; sent again now, it would be paid twice).
-        if (g && (before_cancels_ || p.due > ts)) send(d, p, *g, ts, false);
+        // later in this batch, moves it on; sent again now, it would be paid twice). A
+        // gateway that can no longer answer for payouts (the payments role taken, its
+        // sessions kept for another role) is told to cancel it instead: its deadline
+        // makes the payout an operator's, and paid now it would be paid twice.
+        if (g && (before_cancels_ || p.due > ts)) {
+          if (before_cancels_ || answers(e.gateway)) send(d, p, *g, ts, false);
+          else cancel_at(p, e.gateway, uint32_t(p.attempts.size()));
+        }
       } else if (up && p.st == state::waiting && p.wait_since != 0) {
         to_route.push_back(&p);
       } else if (!up && before_cancels_ && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {

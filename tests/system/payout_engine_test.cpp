@@ -901,6 +901,41 @@ TEST_F(payout_engine, a_payout_with_a_gateway_withdrawn_while_it_may_have_paid_w
   for (const auto& ev : dead) EXPECT_EQ(ev.code, uint16_t(actors::payouts::dead_reason::withdrawn));
 }
 
+// A gateway stripped of the payments role keeps its sessions (it may still be a broker):
+// one that reconnects while a payout sent to it waits for its answer deadline is told to
+// cancel it, not sent it again. It can no longer answer for payouts, so the payout goes
+// to an operator at the deadline; paid now, an operator's retry would pay it twice.
+// Before, the reconnect sent the payment again (the first one, should that have been
+// lost with the session).
+TEST_F(payout_engine, a_gateway_without_the_payments_role_is_not_sent_a_payout_again_when_it_reconnects) {
+  up("alpha");
+  ASSERT_EQ(pay(18, 1, 180), result::ok);
+  auto s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha");
+  auto update = registration("alpha", settle_a, 1);
+  update.kind = wire::gateway_op_kind::update;
+  update.secret_bytes = 0;
+  std::memset(update.secret, 0, sizeof update.secret);
+  update.roles = wire::roles::broker;
+  ASSERT_EQ(e().gateways({update}).results.at(0), result::ok);
+  take();
+  down("alpha");
+  up("alpha");  // within the answer deadline
+  const auto sent = take();
+  EXPECT_TRUE(pays(sent).empty()) << "not sent the payment again";
+  const auto c = cancels(sent);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].gateway, "alpha");
+  EXPECT_EQ(c[0].in.payout_id, 18u);
+  EXPECT_EQ(c[0].in.attempt, 1u);
+  for (int i = 0; i < 20 && payout(18).st != state::dead; ++i) advance_ms(250);
+  ASSERT_EQ(payout(18).st, state::dead);
+  EXPECT_EQ(payout(18).dead, actors::payouts::dead_reason::withdrawn);
+  EXPECT_EQ(available(1), starting - 180) << "still held";
+  expect_payout_account_consistent();
+}
+
 // Payouts answered before their deadline leave their timers in the desk's heap. Past
 // twice what the heap held at its last rebuild (4,096 at least) it is made again from the
 // live ones; stale ones at its top go at once. Before, they stayed until due (a payout
