@@ -475,12 +475,55 @@ class engine_impl {
   // durable one), as of the latest start; absent: none known.
   std::string events_newest_path() const { return cfg_.data_dir + "/events/newest"; }
   uint64_t events_newest_ = 0;
+  // The words of a small evidence file's first line (`whole`: of the whole file): false
+  // with *error when it exists and cannot be read (EACCES, EIO: read as absent, its
+  // evidence would be dropped); *present false when it does not exist.
+  static bool evidence_words(const std::string& path, bool whole, std::vector<std::string>* words, bool* present,
+                             std::string* error) {
+    words->clear();
+    *present = false;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return true;
+      *error = "events: cannot open " + path + ": " + std::strerror(errno);
+      return false;
+    }
+    std::string text(4096, '\0');
+    size_t got = 0;
+    for (;;) {
+      const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        *error = "events: cannot read " + path + ": " + std::strerror(errno);
+        ::close(fd);
+        return false;
+      }
+      if (n == 0 || (got += size_t(n)) == text.size()) break;
+    }
+    ::close(fd);
+    text.resize(got);
+    if (!whole) text = text.substr(0, text.find('\n'));
+    std::istringstream ls(text);
+    for (std::string w; ls >> w;) words->push_back(w);
+    *present = true;
+    return true;
+  }
+  // A decimal u64, digits only (">>" into an unsigned takes "-5" as 2^64 - 5).
+  static bool evidence_u64(const std::string& w, uint64_t* out) {
+    if (w.empty() || w.size() > 20 || w.find_first_not_of("0123456789") != std::string::npos) return false;
+    errno = 0;
+    const unsigned long long v = std::strtoull(w.c_str(), nullptr, 10);
+    if (errno == ERANGE) return false;
+    *out = v;
+    return true;
+  }
   bool read_events_newest(std::string* error) {
-    std::ifstream in(events_newest_path());
-    if (!in) return true;
-    std::string word, extra;
-    unsigned long long lsn = 0;
-    if (!(in >> word >> lsn) || word != "lsn" || (in >> extra)) {
+    std::vector<std::string> w;
+    bool present = false;
+    if (!evidence_words(events_newest_path(), true, &w, &present, error)) return false;
+    if (!present) return true;
+    uint64_t lsn = 0;
+    if (w.size() != 2 || w[0] != "lsn" || !evidence_u64(w[1], &lsn)) {
       *error = "events: " + events_newest_path() + " is damaged (move it away to start without it)";
       return false;
     }
@@ -488,15 +531,14 @@ class engine_impl {
     return true;
   }
   static bool read_events_covered(const std::string& path, events_covered* out, std::string* error) {
-    std::ifstream in(path);
     *out = {};
-    if (!in) return true;
-    std::string line, word, extra;
-    std::getline(in, line);
-    std::istringstream ls(line);
-    unsigned long long lsn = 0, offset = 1;
-    bool ok = bool(ls >> word >> lsn) && word == "lsn";
-    if (ok && ls >> word) ok = word == "offset" && bool(ls >> offset) && offset >= 1 && !(ls >> extra);
+    std::vector<std::string> w;
+    bool present = false;
+    if (!evidence_words(path, false, &w, &present, error)) return false;
+    if (!present) return true;
+    uint64_t lsn = 0, offset = 1;
+    bool ok = (w.size() == 2 || w.size() == 4) && w[0] == "lsn" && evidence_u64(w[1], &lsn);
+    if (ok && w.size() == 4) ok = w[2] == "offset" && evidence_u64(w[3], &offset) && offset >= 1;
     if (!ok) {
       *error = "events: " + path + " is damaged (move it away to start without it)";
       return false;

@@ -285,7 +285,8 @@ bool fsync_dir(const std::string& dir);
 // power cut then could leave them past a log that lost it.
 bool sync_segments(const std::string& dir, std::string* error);
 // Replaces a small file whole and durably: written to <path>.new, synced, renamed over
-// `path`, the directory synced. False (with the reason) on failure; `path` is then as it was.
+// `path`, the directory synced. False (with the reason) on failure: `path` is then as it
+// was, or (the rename done, the directory's sync failed) the new text not yet durable.
 bool replace_file(const std::string& path, std::string_view text, std::string* error);
 
 // Segment files in the directory, sorted by index.

@@ -1210,6 +1210,21 @@ TEST(EventsEngine, DamagedSyncedEventsRefuseToStartAndAreNotCut) {
   std::ofstream(covered, std::ios::trunc) << "lsn " << lsn << " offset x\n";
   EXPECT_FALSE(engine::engine::open(f.config(), &err));
   EXPECT_NE(err.find("covered is damaged"), std::string::npos) << err;
+  // Digits only: ">>" into an unsigned took "-5" as 2^64 - 5 (before, it opened).
+  std::ofstream(covered, std::ios::trunc) << "lsn -5 offset " << offset << "\n";
+  err.clear();
+  EXPECT_FALSE(engine::engine::open(f.config(), &err));
+  EXPECT_NE(err.find("covered is damaged"), std::string::npos) << err;
+  // One that cannot be read is an error, not an absent file (its evidence kept).
+  std::filesystem::remove(covered);
+  std::filesystem::create_directory(covered);
+  err.clear();
+  EXPECT_FALSE(engine::engine::open(f.config(), &err));
+  EXPECT_NE(err.find("cannot read " + covered), std::string::npos) << err;
+  std::filesystem::remove(covered);
+  std::ofstream(covered, std::ios::trunc) << "lsn " << lsn << " offset " << offset << "\n";
+  f.open();
+  f.close();
 }
 
 // Recovery's own cut of the newest record's events may remove events below the synced
