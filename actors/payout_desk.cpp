@@ -1025,7 +1025,9 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
         // later in this batch, moves it on; sent again now, it would be paid twice). A
         // gateway that can no longer answer for payouts (the payments role taken, its
         // sessions kept for another role) is told to cancel it instead: its deadline
-        // makes the payout an operator's, and paid now it would be paid twice.
+        // makes the payout an operator's, and paid now it would be paid twice. (Given the
+        // role back before the deadline, its `failed` to the cancel fails the payout, as
+        // any `failed` of the attempt in flight does: the hold goes back, nothing paid.)
         if (g && (before_cancels_ || p.due > ts)) {
           if (before_cancels_ || answers(e.gateway)) send(d, p, *g, ts, false);
           else cancel_at(p, e.gateway, uint32_t(p.attempts.size()));

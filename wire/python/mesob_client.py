@@ -447,6 +447,9 @@ class Client:
         self.next_id += 1
         before = self.sock.gettimeout()
         self.sock.settimeout(timeout)
+        # From the send on, a subscription may stand (the answer may come after a timeout):
+        # its end's Error is then the stream's, not the session's. A refusal clears it.
+        was_subscribed, self.subscribed = self.subscribed, True
         try:
             self._send(SUBSCRIBE, rid, bytes(b.Output()))
             while True:
@@ -454,6 +457,7 @@ class Client:
                 if kind == PUSH:
                     self._keep_push(body)
                 elif got == rid and kind == ERROR:
+                    self.subscribed = was_subscribed
                     raise self._error(body)
                 elif got == rid and kind == SUBSCRIBED:
                     a = Subscribed.Subscribed.GetRootAs(body, 0)
@@ -462,7 +466,8 @@ class Client:
                     if answer["result"] == 0:
                         self.stream.clear()
                         self.ack_ids.clear()
-                        self.subscribed = True
+                    else:
+                        self.subscribed = was_subscribed  # (subscriber_busy: the one before stands)
                     return answer
                 elif kind == EVENTS or (kind == ERROR and (got == 0 or got in self.ack_ids)):
                     self.stream.append((kind, got, body))  # an earlier subscription's, or the standing one's
