@@ -41,6 +41,16 @@ wire::gateway_op registration(const char* id, uint64_t etb_account, uint32_t pri
   return make_gateway_registration(id, etb_account, priority, 1000);
 }
 
+// The update that leaves a gateway the broker role alone (its secret kept).
+wire::gateway_op broker_only(const char* id, uint64_t etb_account, uint32_t priority) {
+  auto update = registration(id, etb_account, priority);
+  update.kind = wire::gateway_op_kind::update;
+  update.secret_bytes = 0;
+  std::memset(update.secret, 0, sizeof update.secret);
+  update.roles = wire::roles::broker;
+  return update;
+}
+
 wire::payout make_payout(uint64_t id, uint64_t wallet, uint64_t amount, uint8_t rail = 1) {
   wire::payout p{};
   p.id = id;
@@ -884,12 +894,7 @@ TEST_F(payout_engine, a_payout_with_a_gateway_withdrawn_while_it_may_have_paid_w
   s = pays(take());
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "alpha");
-  auto update = registration("alpha", settle_a, 1);
-  update.kind = wire::gateway_op_kind::update;
-  update.secret_bytes = 0;
-  std::memset(update.secret, 0, sizeof update.secret);
-  update.roles = wire::roles::broker;
-  ASSERT_EQ(e().gateways({update}).results.at(0), result::ok);
+  ASSERT_EQ(e().gateways({broker_only("alpha", settle_a, 1)}).results.at(0), result::ok);
   for (int i = 0; i < 20 && payout(17).st != state::dead; ++i) advance_ms(250);
   ASSERT_EQ(payout(17).st, state::dead);
   EXPECT_EQ(payout(17).dead, actors::payouts::dead_reason::withdrawn);
@@ -913,12 +918,7 @@ TEST_F(payout_engine, a_gateway_without_the_payments_role_is_not_sent_a_payout_a
   auto s = pays(take());
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "alpha");
-  auto update = registration("alpha", settle_a, 1);
-  update.kind = wire::gateway_op_kind::update;
-  update.secret_bytes = 0;
-  std::memset(update.secret, 0, sizeof update.secret);
-  update.roles = wire::roles::broker;
-  ASSERT_EQ(e().gateways({update}).results.at(0), result::ok);
+  ASSERT_EQ(e().gateways({broker_only("alpha", settle_a, 1)}).results.at(0), result::ok);
   take();
   down("alpha");
   up("alpha");  // within the answer deadline
