@@ -24,6 +24,10 @@
 namespace mesob::storage {
 
 namespace {
+bool read_segment_header(const std::string& path, bool direct, segment_header* out);
+}  // namespace
+
+namespace {
 
 // Completion user data: a flight's id times 4 plus the kind; the wake read is kind 3.
 constexpr uint64_t tag_write = 1;
@@ -200,11 +204,12 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
   }
   for (auto& [idx, path] : listed) {
     if (idx >= pos.next_segment_index) continue;
-    int fd = ::open(path.c_str(), O_RDONLY);
+    // Its checksum too, not the magic alone: a damaged first lsn would drop the segment
+    // before it early (a small one) or hold every later drop (a large one). The segments
+    // recovery read were checked by its scan; one that fails here is a leftover before
+    // the snapshot (recovery skips it), left in place out of the drops.
     segment_header h{};
-    if (fd >= 0 && ::pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h) && h.magic == segment_magic)
-      w->segments_.emplace_back(idx, h.first_lsn);
-    if (fd >= 0) ::close(fd);
+    if (read_segment_header(path, false, &h) && h.segment_index == idx) w->segments_.emplace_back(idx, h.first_lsn);
   }
   // Segments a crash left half deleted: out of the log's names already.
   if (DIR* dd = ::opendir(opt.dir.c_str())) {
