@@ -1507,24 +1507,39 @@ TEST(EventsEngine, SubscribersCatchingUpFromTheFilesTakeTurnsWithinABoundedRead)
               static_cast<unsigned long long>(others_min), static_cast<unsigned long long>(end - 1));
 }
 
+// An engine with accounts 1..n opened and their n events written, behind a server on
+// loopback whose one gateway reads events; the hub's damage probe is disarmed when it
+// goes, so no later test meets it whatever this one did.
+struct damage_rig {
+  temp_dir dir;
+  std::unique_ptr<engine::engine> e;
+  std::unique_ptr<engine::server> srv;
+  ~damage_rig() { storage::failure_probes::instance().hub_damage_frames = 0; }
+  void start(uint64_t accounts, const std::string& gateway, const std::vector<uint8_t>& secret) {
+    e = open_engine(test_config(dir.path()));
+    ASSERT_TRUE(e);
+    create_accounts(*e, accounts);
+    for (int i = 0; i < 500 && e->events_stats().end_offset < accounts + 1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(e->events_stats().end_offset, accounts + 1) << "the frame's last event is the damaged one";
+    engine::server_config scfg;
+    scfg.port = 0;
+    scfg.gateways = {{gateway, secret, wire::roles::events_reader}};
+    std::string err;
+    srv = engine::server::start(*e, scfg, &err);
+    ASSERT_TRUE(srv) << err;
+  }
+};
+
 // An event changed on its way from the event log to a subscriber (a probe changes the
 // hub's copy of a frame's last event, its CRC not) is refused by the client, naming it,
 // and a subscription again gets it whole: packed frames and not, through a real server.
 TEST(EventsEngine, AClientRefusesAnEventDamagedOnItsWayAndGetsItWholeAgain) {
-  temp_dir dir;
-  auto e = open_engine(test_config(dir.path()));
-  ASSERT_TRUE(e);
-  create_accounts(*e, 8);
-  for (int i = 0; i < 500 && e->events_stats().end_offset < 9; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_EQ(e->events_stats().end_offset, 9u) << "eight events: the damaged one is the frame's last, 8";
   const std::vector<uint8_t> secret(32, 0x3c);
-  engine::server_config scfg;
-  scfg.port = 0;
-  scfg.gateways = {{"reader", secret, wire::roles::events_reader}};
+  damage_rig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start(8, "reader", secret));  // one frame: the damaged event is its last, 8
+  auto& srv = rig.srv;
   std::string err;
-  auto srv = engine::server::start(*e, scfg, &err);
-  ASSERT_TRUE(srv) << err;
   wire::client::options co;
   co.port = srv->port();
   co.gateway = "reader";
@@ -1540,9 +1555,6 @@ TEST(EventsEngine, AClientRefusesAnEventDamagedOnItsWayAndGetsItWholeAgain) {
     EXPECT_TRUE(c->subscribe(m, &a, &err) && a.code == result::ok) << err << a.message;
     return c;
   };
-  struct disarmed {  // whatever happens here, no later test meets the probe
-    ~disarmed() { storage::failure_probes::instance().hub_damage_frames = 0; }
-  } disarm_at_end;
   for (const bool packed : {true, false}) {
     SCOPED_TRACE(packed ? "packed" : "unpacked");
     storage::failure_probes::instance().hub_damage_frames = 1;
@@ -2001,27 +2013,15 @@ uint64_t damaged_offset(const std::string& relay_log) {
 }
 
 TEST(Events, ARelayAsksAgainForADamagedFrameAndStopsWhenTheDamageRepeats) {
-  temp_dir dir;
-  auto e = open_engine(test_config(dir.path()));
-  ASSERT_TRUE(e);
-  create_accounts(*e, 300);
-  for (int i = 0; i < 500 && e->events_stats().end_offset < 301; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_EQ(e->events_stats().end_offset, 301u);
   const std::string secret_hex(64, '5');
-  const std::string secret_file = dir.path() + "/relay.secret";
-  std::ofstream(secret_file) << secret_hex << "\n";
-  engine::server_config scfg;
-  scfg.port = 0;
   std::vector<uint8_t> secret;
   ASSERT_TRUE(wire::from_hex(secret_hex, &secret));
-  scfg.gateways = {{"dev", secret, wire::roles::events_reader}};
-  std::string err;
-  auto srv = engine::server::start(*e, scfg, &err);
-  ASSERT_TRUE(srv) << err;
-  struct disarmed {  // whatever happens here, no later test meets the probe
-    ~disarmed() { storage::failure_probes::instance().hub_damage_frames = 0; }
-  } disarm_at_end;
+  damage_rig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start(300, "dev", secret));
+  const temp_dir& dir = rig.dir;
+  auto& srv = rig.srv;
+  const std::string secret_file = dir.path() + "/relay.secret";
+  std::ofstream(secret_file) << secret_hex << "\n";
   auto& probe = storage::failure_probes::instance().hub_damage_frames;
   {
     probe = 1;

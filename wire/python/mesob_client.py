@@ -393,12 +393,16 @@ class Client:
         kept.append(bytearray(p.Body(j) for j in range(p.BodyLength())))
 
     # ---- events (wire/README.md "Events"; the events_reader role) -------------------------
+    def _stream_frame(self, kind, got):
+        """The subscription's own frames: Events, and an Error for no request (its end) or
+        for one of the latest acks (a refusal)."""
+        return kind == EVENTS or (kind == ERROR and (got == 0 or got in self.ack_ids))
+
     def _keep_stream(self, kind, got, body):
         """Keeps a frame of the subscription read while waiting for something else: its
         Events, an ack's refusal, and (while subscribed) the Error that ends it. True if
         kept."""
-        if kind == EVENTS or (kind == ERROR and got != 0 and got in self.ack_ids) or \
-                (kind == ERROR and got == 0 and self.subscribed):
+        if self._stream_frame(kind, got) and (kind != ERROR or got != 0 or self.subscribed):
             self.stream.append((kind, got, body))
             return True
         return False
@@ -469,7 +473,7 @@ class Client:
                     else:
                         self.subscribed = was_subscribed  # (subscriber_busy: the one before stands)
                     return answer
-                elif kind == EVENTS or (kind == ERROR and (got == 0 or got in self.ack_ids)):
+                elif self._stream_frame(kind, got):
                     self.stream.append((kind, got, body))  # an earlier subscription's, or the standing one's
         finally:
             self.sock.settimeout(before)
@@ -491,7 +495,7 @@ class Client:
             try:
                 while True:
                     kind, got, body = self._read_frame()
-                    if kind == EVENTS or (kind == ERROR and (got == 0 or got in self.ack_ids)):
+                    if self._stream_frame(kind, got):
                         break
                     if kind == PUSH:
                         self._keep_push(body)
