@@ -456,6 +456,7 @@ bool wal_writer::open_next_segment(std::string* error) {
   h.prev_chain = chain_;
   h.created_ns = 0;
   h.flights_max = opt_.flights_max;
+  h.segment_bytes = opt_.segment_bytes;
   h.header_crc = segment_header_crc(h);
   uint8_t* b = buf_[open_buf_];
   std::memset(b, 0, wal_block_bytes);
@@ -1088,6 +1089,13 @@ bool scan_wal(const wal_scan_options& opt,
     if (sh.segment_index != index) {
       *error = "wal: " + path + " offset 0: header names segment " +
                std::to_string(sh.segment_index);
+      return false;
+    }
+    if (sh.segment_bytes != 0 && d.size() != sh.segment_bytes) {
+      *error = "wal: " + path + " is " + std::to_string(d.size()) + " bytes, but its header says it was made " +
+               std::to_string(sh.segment_bytes) + " bytes long: " +
+               (d.size() < sh.segment_bytes ? "cut short (records past the cut would be lost unseen)" : "grown") +
+               " since it was written; put the whole segment back";
       return false;
     }
     if (!started) {

@@ -43,7 +43,11 @@ struct segment_header {
   chain_hash prev_chain;    // chain hash of the record before first_lsn (zeros at lsn 1)
   uint64_t created_ns;      // engine clock when the segment was opened
   uint64_t flights_max;     // groups the writer kept in flight at once (0 in older segments: 1)
-  uint64_t reserved[2];     // zero
+  // The file's size as made (pre-zeroed) by the writer; 0 in older segments (unknown).
+  // A scan refuses a segment of another size: a copy or repair that cut it short at a
+  // group boundary would otherwise lose the acknowledged records past the cut unseen.
+  uint64_t segment_bytes;
+  uint64_t reserved;        // zero
 };
 static_assert(sizeof(segment_header) == 96);
 

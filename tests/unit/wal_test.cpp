@@ -792,7 +792,7 @@ TEST(wal, a_scan_from_a_start_lsn_skips_the_older_segments_a_drop_left) {
   std::filesystem::resize_file(segs[0].second, 64 << 10);  // a cut-down one before it
   auto whole = scan(d.path(), false);
   EXPECT_FALSE(whole.ok);
-  EXPECT_NE(whole.error.find(segs[0].second + " offset"), std::string::npos) << whole.error;
+  EXPECT_NE(whole.error.find(segs[0].second + " is 65536 bytes"), std::string::npos) << whole.error;
   scanned s;
   wal_scan_options o{d.path(), segment_bytes, false, false};
   o.start_lsn = third_first + 1;
@@ -809,6 +809,52 @@ TEST(wal, a_scan_from_a_start_lsn_skips_the_older_segments_a_drop_left) {
   o.start_lsn = 1;
   std::string err;
   EXPECT_FALSE(scan_wal(o, [](const wal_record_view&) { return true; }, nullptr, &err));
+}
+
+// A segment's header records the size it was made: one cut short since (a copy or a
+// repair that stopped at a group boundary) is refused by name, though every record left
+// in it checks, rather than start without the acknowledged records past the cut. A
+// segment of the older format (size 0: unknown) reads as before.
+TEST(wal, a_segment_cut_short_at_a_group_boundary_is_refused) {
+  temp_dir d;
+  const auto w = write_log(d.path(), 6, 2, 3000, {}, 1, true);  // one segment, six groups
+  const auto path = list_segments(d.path()).front().second;  // (the next is pre-zeroed, unused)
+  segment_header h{};
+  {
+    std::ifstream f(path, std::ios::binary);
+    f.read(reinterpret_cast<char*>(&h), sizeof h);
+  }
+  EXPECT_EQ(h.segment_bytes, segment_bytes);
+  const uint64_t cut = offset_of(path, w.group_first[3]);  // groups 4 to 6 gone
+  ASSERT_EQ(cut % wal_block_bytes, 0u);
+  std::filesystem::resize_file(path, cut);
+  for (bool repair : {false, true}) {
+    auto s = scan(d.path(), repair);
+    EXPECT_FALSE(s.ok) << "read " << s.lsns.size() << " of " << w.records << " records";
+    EXPECT_NE(s.error.find(path + " is " + std::to_string(cut) + " bytes, but its header says it was made " +
+                           std::to_string(segment_bytes) + " bytes long: cut short"),
+              std::string::npos)
+        << s.error;
+  }
+  EXPECT_EQ(std::filesystem::file_size(path), cut) << "a refused scan changes nothing";
+  std::filesystem::resize_file(path, segment_bytes + wal_block_bytes);  // grown
+  auto grown = scan(d.path(), false);
+  EXPECT_FALSE(grown.ok);
+  EXPECT_NE(grown.error.find("bytes long: grown since"), std::string::npos) << grown.error;
+  // An older segment names no size: its records read to where the file ends.
+  std::filesystem::resize_file(path, cut);
+  h.segment_bytes = 0;
+  h.header_crc = 0;
+  h.header_crc = crc32c(&h, sizeof h);
+  {
+    const int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, &h, sizeof h, 0), ssize_t(sizeof h));
+    ::close(fd);
+  }
+  auto older = scan(d.path(), false);
+  ASSERT_TRUE(older.ok) << older.error;
+  EXPECT_EQ(older.lsns.size(), w.group_first[3] - 1);
 }
 
 // A segment file larger than any segment (a damaged size, here a sparse extension) is
