@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-port", metrics_port, "Prometheus metrics port (GET /metrics); 0 = any free port, -1 = off")
       ->check(CLI::Range(-1, 65535))
       ->capture_default_str();
-  app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway");
+  app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway with every role (loopback only)");
   // Unsigned settings are decimal digits only, flags and config file alike: CLI11 would
   // take -1 as 2^64 - 1, a leading 0 as octal and 0x as hex.
   const CLI::Validator decimal([](std::string& v) { return wire::decimal_error(v); }, "DECIMAL");
@@ -302,6 +302,15 @@ int main(int argc, char** argv) {
                    flag, address.c_str());
       return 2;
     }
+  }
+  // The development gateway (every role, the admin role with it) serves loopback only:
+  // a server on the network names its gateways and their roles.
+  if (gateway_specs.empty() && net.address.rfind("127.", 0) != 0) {
+    std::fprintf(stderr,
+                 "mesobd: cannot serve: --listen %s is off loopback with no --gateway, and the development gateway "
+                 "\"dev\" has every role; name the gateways this server takes with --gateway id:roles:hexsecret\n",
+                 net.address.c_str());
+    return 2;
   }
   {
     const std::pair<const char*, int> ports[] = {

@@ -251,6 +251,11 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
   EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
   EXPECT_NE(r.out.find("--admin-listen 0.0.0.0 is off loopback"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  // Nor the client port with no gateway named: the development gateway has every role.
+  r = run(base + "--listen 0.0.0.0");
+  EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
+  EXPECT_NE(r.out.find("--listen 0.0.0.0 is off loopback with no --gateway"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
 }
 
 TEST(mesob_log, verifies_a_log_and_names_the_damage) {
