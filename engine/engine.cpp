@@ -3089,8 +3089,13 @@ class engine_impl {
       err = "its row has " + std::to_string(bytes.size()) + " bytes, not " + std::to_string(sizeof *out);
     if (err.empty()) {
       std::memcpy(out, bytes.data(), sizeof *out);
-      if (out->serial != serial || out->state == actors::pending_state::pending)
-        err = "its row names serial " + std::to_string(out->serial) + (out->state == actors::pending_state::pending ? ", still pending" : "");
+      const auto st = out->state;
+      const bool resolved = st == actors::pending_state::posted || st == actors::pending_state::voided ||
+                            st == actors::pending_state::expired;
+      if (out->serial != serial || !resolved)
+        err = "its row names serial " + std::to_string(out->serial) +
+              (st == actors::pending_state::pending ? ", still pending"
+               : !resolved ? ", in state " + std::to_string(unsigned(st)) + " (none such)" : "");
     }
     if (err.empty()) return true;
     rows_unreadable_.fetch_add(1, std::memory_order_relaxed);

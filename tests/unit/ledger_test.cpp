@@ -1745,17 +1745,49 @@ TEST(ledger_snapshot, a_damaged_resolved_pending_row_refuses_its_posts_alone) {
     EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_pending, 0u);
     EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
   }
-  auto e = open_engine(cfg);  // replays 202..205 over the damaged row
+  {
+    auto e = open_engine(cfg);  // replays 202..205 over the damaged row
+    ASSERT_TRUE(e);
+    EXPECT_GE(e->recovery().records_replayed, 4u);
+    const auto looked = e->lookup_transfers({{202, 0}, {203, 0}, {205, 0}});
+    ASSERT_EQ(looked.st, engine::status::ok);
+    ASSERT_EQ(looked.transfers.size(), 3u);
+    EXPECT_EQ(looked.results.at(0), result::ok);
+    EXPECT_EQ(looked.transfers.at(0).result, uint32_t(result::pending_transfer_unreadable));
+    EXPECT_EQ(looked.transfers.at(1).result, uint32_t(result::pending_transfer_unreadable));
+    EXPECT_EQ(looked.transfers.at(2).result, uint32_t(result::ok));
+    EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_posted, 17u);
+    EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+  }
+  // A row that passes its check but names no final state (written wrong, not damaged
+  // after) is unreadable too: before, a state of none such was taken for pending, and
+  // a post took the hold off the accounts' pending totals a second time.
+  {
+    std::string err, row;
+    auto snap = storage::snapshot_store::open(dir.path() + "/snapshot", 1ull << 30, &err);
+    ASSERT_TRUE(snap) << err;
+    ASSERT_TRUE(snap->get(storage::table::resolved, 1, &row, &err)) << err;  // 101, voided
+    actors::pending_info p;
+    ASSERT_EQ(row.size(), sizeof p);
+    std::memcpy(&p, row.data(), sizeof p);
+    ASSERT_EQ(p.state, actors::pending_state::voided);
+    p.state = actors::pending_state(7);
+    auto w = snap->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->put(storage::table::resolved, 1, {reinterpret_cast<const uint8_t*>(&p), sizeof p})) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  }
+  auto e = open_engine(cfg);
   ASSERT_TRUE(e);
-  EXPECT_GE(e->recovery().records_replayed, 4u);
-  const auto looked = e->lookup_transfers({{202, 0}, {203, 0}, {205, 0}});
-  ASSERT_EQ(looked.st, engine::status::ok);
-  ASSERT_EQ(looked.transfers.size(), 3u);
-  EXPECT_EQ(looked.results.at(0), result::ok);
-  EXPECT_EQ(looked.transfers.at(0).result, uint32_t(result::pending_transfer_unreadable));
-  EXPECT_EQ(looked.transfers.at(1).result, uint32_t(result::pending_transfer_unreadable));
-  EXPECT_EQ(looked.transfers.at(2).result, uint32_t(result::ok));
-  EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_posted, 17u);
+  const auto before = e->lookup_accounts({1, 2});
+  EXPECT_EQ(resolve(*e, 206, 101, true), result::pending_transfer_unreadable);
+  EXPECT_EQ(resolve(*e, 207, 101, false), result::pending_transfer_unreadable);
+  const auto after = e->lookup_accounts({1, 2});
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(after.accounts.at(i).debits_pending, before.accounts.at(i).debits_pending) << i;
+    EXPECT_EQ(after.accounts.at(i).credits_pending, before.accounts.at(i).credits_pending) << i;
+    EXPECT_EQ(after.accounts.at(i).debits_posted, before.accounts.at(i).debits_posted) << i;
+  }
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
 }
 
