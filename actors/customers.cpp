@@ -344,7 +344,7 @@ bool table::decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out
   op.tier = c.tier;
   op.sequence = std::max<uint64_t>(c.sequence, 1);  // 0 after an operator's resequence
   if (check_customer_fields(op) != result::ok) return *why = "customer " + std::to_string(c.wallet) + ": bad fields", false;
-  if (c.updated_at == 0 || c.updated_at > clock || uint64_t(c.day) > clock / ns_per_day || (c.day == 0 && c.outflow != 0))
+  if (c.updated_at == 0 || c.updated_at > clock || uint64_t(c.day) > clock / ns_per_day)
     return *why = "customer " + std::to_string(c.wallet) + ": a time past the snapshot's clock", false;
   *out = c;
   return true;

@@ -2845,9 +2845,15 @@ class engine_impl {
     }
     std::string why;
     std::unordered_set<uint64_t> group_numbers;
-    // Numbers are unique: a repeat is damage.
+    // Numbers are unique and below numbers_max (a retired group's row is checked here
+    // alone: past it, every later create would be refused group_numbers_exhausted).
     auto number_taken = [&](uint64_t key, uint64_t number) {
       if (number == 0) return true;
+      if (number >= actors::equb::numbers_max) {
+        why = "group " + std::to_string(key) + ": number " + std::to_string(number) + " is past the last (" +
+              std::to_string(actors::equb::numbers_max - 1) + ")";
+        return false;
+      }
       if (!group_numbers.insert(number).second) {
         why = "group " + std::to_string(key) + ": number " + std::to_string(number) + " is another group's";
         return false;

@@ -660,7 +660,33 @@ TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
     EXPECT_EQ(closed[i].amount, 1u) << "the escrow's status_seq after it";
     EXPECT_EQ(closed[i].lsn, retired[i].lsn) << "in the same batch";
   }
+  // A tombstone whose number is past the last refuses the start (before, it loaded, and
+  // every later create was refused group_numbers_exhausted for good).
+  auto set_tombstone = [&](uint64_t number) {
+    std::string err2, row;
+    auto snap = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err2);
+    ASSERT_TRUE(snap) << err2;
+    ASSERT_TRUE(snap->get(storage::table::groups, c, &row, &err2)) << err2;
+    actors::equb::retired_group r;
+    ASSERT_TRUE(actors::equb::decode_retired({reinterpret_cast<const uint8_t*>(row.data()), row.size()}, &r));
+    r.number = number;
+    auto w = snap->begin(&err2);
+    ASSERT_TRUE(w) << err2;
+    ASSERT_TRUE(w->put(storage::table::groups, c, actors::equb::encode_retired(r))) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  };
+  set_tombstone(actors::equb::numbers_max);
+  {
+    std::string why;
+    EXPECT_FALSE(engine::engine::open(fx_.config(), &why));
+    EXPECT_NE(why.find("group " + std::to_string(c) + ": number " + std::to_string(actors::equb::numbers_max) +
+                       " is past the last"),
+              std::string::npos)
+        << why;
+  }
+  set_tombstone(c_number);
   fx_.open();
+  EXPECT_EQ(e().recovery().groups_retired, 3u);
 }
 
 TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {

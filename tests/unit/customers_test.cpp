@@ -154,6 +154,12 @@ TEST(Customers, CustomerBytesAndTheClock) {
   two.back() = 2;  // a flag is 0 or 1
   EXPECT_FALSE(table::decode(two, t0, &back, &why));
   EXPECT_FALSE(table::decode(bytes, t0 - 1, &back, &why)) << "a time past the snapshot's clock";
+  // Day 0 is a day like any other (a clock that starts at the epoch): its outflow reads.
+  auto first_day = c;
+  first_day.updated_at = 5 * 1'000'000'000ull;
+  first_day.day = 0;
+  ASSERT_TRUE(table::decode(table::encode(first_day), first_day.updated_at, &back, &why)) << why;
+  EXPECT_EQ(back.outflow, 40u);
   for (size_t cut = 0; cut < bytes.size(); ++cut)
     EXPECT_FALSE(table::decode(std::span(bytes).first(cut), t0, &back, &why));
   auto bad = c;
