@@ -320,7 +320,8 @@ void group_table::after_round(group_entry& e, uint64_t now) {
       for (const auto& x : s.debts) d += x.amount;
       owed_before.push_back(s.paid ? UINT64_MAX : d);  // UINT64_MAX: paid, no miss
     }
-  outcome o = close_round(e.g, now, rules_ >= rules_credits_pay, rules_ >= rules_default_penalty);
+  outcome o = close_round(e.g, now, rules_ >= rules_credits_pay, rules_ >= rules_default_penalty,
+                          rules_ >= rules_held_round_moves_schedule);
   MESOB_ASSERT(o.code == result::ok);
   e.history.push_back({round, o.recipient_seat, o.revealed});
   if (events_) {

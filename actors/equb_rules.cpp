@@ -291,9 +291,13 @@ bool round_due(const group_state& g, uint64_t now) {
   return g.cfg.on_default != default_policy::hold_round && now > round_close(g);
 }
 
-outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty) {
+outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty, bool held_moves) {
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (!round_due(g, now)) return fail(result::round_not_due);
+  // A round held past its close: how far past (the schedule moves by it, below).
+  const uint64_t close_at = round_close(g);
+  const uint64_t held_past =
+      held_moves && g.cfg.on_default == default_policy::hold_round && now > close_at ? now - close_at : 0;
   const auto n = uint32_t(g.seats.size());
   std::vector<uint32_t> candidates;
   for (uint32_t i = 0; i < n; ++i)
@@ -393,13 +397,14 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
     g.ph = phase::completed;
   } else {
     ++g.round;
+    uint64_t shifted = 0;
+    g.shift_ns = __builtin_add_overflow(g.shift_ns, held_past, &shifted) ? UINT64_MAX : shifted;
     for (auto& s : g.seats) {
       // (A credit is at most a contribution: the dividend is under n contributions.)
       s.paid = credits_pay && s.debts.empty() && s.credit >= g.cfg.contribution;
       s.paid_amount = 0;
     }
   }
-  (void)now;
   return o;
 }
 

@@ -9,7 +9,8 @@
 //   forming   seats join (paying the first contribution as a deposit into escrow) and
 //             leave (the deposit is returned); start needs at least 2 seats.
 //   active    round k of N (1-based). Round k's deadline is started_at + shift + k *
-//             period (shift: the engine's downtime that fell on its deadlines, below);
+//             period (shift: the engine's downtime that fell on its deadlines, below, and
+//             how far past their close hold_round rounds closed);
 //             contributions after it pay the late penalty, into the pot. A round
 //             closes when every seat has paid, or when deadline + grace has passed
 //             (unless the default policy holds the round): seats that did not pay owe
@@ -47,7 +48,10 @@
 //   cover_from_guarantor the guarantor account pays the gap (the dues) into escrow and
 //                      the pot is whole; the debts' creditor is the guarantor (the
 //                      penalty pays for its cover);
-//   hold_round         the round waits for every seat (late penalties still apply).
+//   hold_round         the round waits for every seat (late penalties still apply);
+//                      closed past its close time, it moves the schedule (shift) by
+//                      how far past, so the next round opens with the time a round
+//                      closed on time leaves (rules version 23).
 // A missed round so never costs less than a late payment, which puts the penalty in the
 // pot (rules version 20 on; before, a debt was the due alone). A seat whose dividend
 // credit covered its due but that still owed older debts owes the penalty alone; the
@@ -163,7 +167,7 @@ struct group_state {
   phase ph = phase::forming;
   uint32_t round = 0;  // 1..N while active
   uint64_t started_at = 0;
-  uint64_t shift_ns = 0;  // engine downtime added to every deadline (reschedule)
+  uint64_t shift_ns = 0;  // added to every deadline: engine downtime (reschedule), held rounds' overrun
   std::vector<seat> seats;
   uint64_t pot = 0;          // this round: dues and penalties paid, credits used, any cover
   uint64_t escrow = 0;       // what escrow must hold: pot + every seat's credit (the audit's invariant)
@@ -260,8 +264,11 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // next contribution, with no debts, owes nothing and is paid at once (a transfer of 0
 // cannot be made: under hold_round its round never closed); false: the rules before
 // version 9. `default_penalty`: a missing due's debt carries the late penalty; false: the
-// rules before version 20.
-outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool default_penalty = true);
+// rules before version 20. `held_moves`: a hold_round round closing past its close time
+// moves the schedule (shift) by how far past, so the next round is not late from its
+// start; false: the rules before version 23.
+outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool default_penalty = true,
+                    bool held_moves = true);
 // settle_received false: the rules before version 7 (actors/rules_version.hpp), which
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);

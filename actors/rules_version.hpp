@@ -168,6 +168,13 @@ constexpr uint16_t rules_withdrawn_broker_dead_letters = 21;
 // refused (open_lots_past_fills). Before, 1,024 open orders of 1,024 lots each, filled a
 // lot at a time, held a million fills in the portfolio's row.
 constexpr uint16_t rules_open_lots_within_fills = 22;
-constexpr uint16_t rules_newest = 22;
+// Equb: a hold_round group's round that closes past its close time (deadline + grace:
+// it waited for a late seat) moves the schedule by how far past it closed (shift), so the
+// next round opens with the time a round that closed on time leaves. Before, the next
+// rounds' deadlines stayed where they were: held longer than a period, the group opened
+// its next round already late, and every member paid the late penalty through no fault
+// of its own.
+constexpr uint16_t rules_held_round_moves_schedule = 23;
+constexpr uint16_t rules_newest = 23;
 
 }  // namespace mesob::actors

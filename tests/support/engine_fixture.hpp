@@ -259,6 +259,7 @@ class engine_fixture {
   void set_events(bool on) { events_ = on; }
   void advance_s(uint64_t s) { clock_ += s * 1'000'000'000ull; }
   void set_clock_ns(uint64_t ns) { clock_ = ns; }
+  [[nodiscard]] uint64_t now_ns() const { return clock_.load(); }
   engine::engine& e() { return *engine_; }
   const std::string& dir() const { return dir_.path(); }
 

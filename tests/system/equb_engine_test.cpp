@@ -1292,6 +1292,35 @@ TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
   expect_escrow_consistent(cover);
 }
 
+// A round held for a late seat longer than a period: the next round opens with the time
+// a round closed on time leaves, and the members who paid on time are not late in it
+// from its start (rules version 23; before, wrong_amount for the due alone, the penalty
+// owed). The schedule's move is the group's, in its row and in replay alike.
+TEST_F(equb_engine_replay, AHeldRoundDoesNotMakeTheNextRoundLateForEveryone) {
+  constexpr uint64_t hold = 5015;
+  constexpr uint64_t day_s = 86'400;
+  open_wallets(3);
+  form(hold, 3, actors::equb::rotation::fixed_order, actors::equb::default_policy::hold_round);
+  ASSERT_EQ(pay(1, hold, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(2, hold, 2, 1, contribution), result::ok);
+  fx_.advance_s(40 * day_s);  // round 2 closed at 15 days, round 3's deadline was 21
+  ASSERT_EQ(pay(3, hold, 2, 2, contribution + late_penalty), result::ok);
+  group_entry h = settled(hold);
+  ASSERT_EQ(h.g.round, 3u);
+  EXPECT_GT(h.g.shift_ns, 24 * day_s * 1'000'000'000ull);
+  EXPECT_GT(actors::equb::round_deadline(h.g), fx_.now_ns() + 5 * day_s * 1'000'000'000ull) << "6 days to pay";
+  ASSERT_EQ(pay(1, hold, 3, 0, contribution), result::ok) << "on time: the due alone";
+  const uint64_t shift = h.g.shift_ns;
+  fx_.restart();  // replayed from the log
+  EXPECT_EQ(settled(hold).g.shift_ns, shift);
+  ASSERT_EQ(pay(2, hold, 3, 1, contribution), result::ok);
+  fx_.advance_s(7 * day_s);  // past the moved deadline: late again
+  EXPECT_EQ(pay(3, hold, 3, 2, contribution), result::wrong_amount);
+  ASSERT_EQ(pay(3, hold, 3, 2, contribution + late_penalty), result::ok);
+  EXPECT_EQ(settled(hold).g.ph, actors::equb::phase::completed);
+  expect_escrow_consistent(hold);
+}
+
 // A guarantor that is a customer's wallet with a KYC tier: its cover counts in the
 // wallet's outflow of the day (the cover itself is not refused: the group's guarantee
 // stands), so the wallet's own transfers meet its daily limit. Before, covers left the

@@ -478,6 +478,40 @@ TEST(equb_rules, hold_round_waits_for_every_seat) {
   EXPECT_EQ(g.ph, phase::completed);
 }
 
+// A round held past its close moves the schedule by how far past it closed: the next
+// round opens with the time a round closed on time leaves (period - grace to its
+// deadline), not already late for every member (rules version 23). Before, its deadline
+// stayed 27 periods in the past and the two members who had paid on time paid the late
+// penalty again.
+TEST(equb_rules, a_held_round_moves_the_next_rounds_deadline) {
+  for (const bool moves : {true, false}) {
+    ledger l;
+    auto g = started(l, 3, config(rotation::fixed_order, default_policy::hold_round));
+    step(l, g, close_round(g, 1, true, true, moves));
+    step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, 10));
+    step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, 10));
+    const uint64_t late = 30 * period;  // round 2 closed at 2 periods + grace
+    step(l, g, contribute(g, 2, wallet(2), 2, c + g.cfg.late_penalty, g.cfg.currency, late));
+    step(l, g, close_round(g, late, true, true, moves));
+    ASSERT_EQ(g.round, 3u);
+    if (!moves) {  // the rules before: every member late from the round's start
+      EXPECT_EQ(owed(g, 0, late + 1), c + g.cfg.late_penalty);
+      continue;
+    }
+    EXPECT_EQ(g.shift_ns, late - (2 * period + grace));
+    EXPECT_EQ(round_deadline(g), late + period - grace);
+    EXPECT_EQ(owed(g, 0, late + 1), c) << "on time";
+    EXPECT_EQ(owed(g, 1, round_deadline(g)), c) << "at the deadline, still on time";
+    EXPECT_EQ(owed(g, 1, round_deadline(g) + 1), c + g.cfg.late_penalty);
+    // A round closed within its close time (here, every seat on time) moves nothing.
+    for (uint32_t i = 0; i < 3; ++i) step(l, g, contribute(g, i, wallet(i), 3, c, g.cfg.currency, late + 2));
+    const uint64_t shift = g.shift_ns;
+    step(l, g, close_round(g, late + 2));
+    EXPECT_EQ(g.shift_ns, shift);
+    EXPECT_EQ(g.ph, phase::completed);
+  }
+}
+
 // A 12-seat lottery group run to completion: every seat receives exactly once, every
 // revealed seed hashes to the one before it (back to the commitment published at
 // start), and every draw can be recomputed from the revealed seed alone.
