@@ -1725,7 +1725,9 @@ class server_impl {
       if (s.close_after_flush) {
         if (t >= s.close_by_ms) close_session(s);  // it did not read its last frames
       } else if (!s.authed && t - s.opened_ms > cfg_.handshake_timeout_ms) {
-        protocol_fault(s, 0, protocol_error::auth_failed, "no auth within the handshake timeout");
+        protocol_fault(s, 0, protocol_error::handshake_timeout,
+                       "no successful auth within the handshake timeout (" + std::to_string(cfg_.handshake_timeout_ms) +
+                           " ms)");
         close_after_flush(s);  // a limit, not an input fault: the session goes
       } else if (s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms) {
         // Nothing from it, and nothing it read, for that long. One with nothing queued

@@ -343,7 +343,7 @@ bool async_client::reconnect() {
     if (!fresh) {
       last_error_ = err;
       // Credentials refused, or a role taken away: another attempt meets the same answer.
-      // (Three in a row: a handshake that timed out is refused as auth_failed too, once.)
+      // (Three in a row: a refusal on a congested link may not be the credentials' fault.)
       refused_in_a_row = refusal == protocol_error::auth_failed || refusal == protocol_error::role_denied
                              ? refused_in_a_row + 1
                              : 0;

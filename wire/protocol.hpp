@@ -77,11 +77,13 @@ enum class protocol_error : uint16_t {
   idle_timeout = 23,       // (request id 0) nothing from the session and nothing sent to it for the idle timeout: closed
   subscription_taken = 24, // (request id 0) another session of the same gateway subscribed under this
                            // subscription's name: it ends here (the session stays open)
+  handshake_timeout = 25,  // (request id 0) no successful auth within the handshake timeout: closed
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.
 [[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
-  return e == protocol_error::frame_too_large || e == protocol_error::slow_reader || e == protocol_error::idle_timeout;
+  return e == protocol_error::frame_too_large || e == protocol_error::slow_reader || e == protocol_error::idle_timeout ||
+         e == protocol_error::handshake_timeout;
 }
 
 // Gateway roles (bit set). Ledger operations need `payments` (or `admin`).
