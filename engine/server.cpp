@@ -163,6 +163,7 @@ struct session {
   uint32_t in_flight = 0;
   bool closing = false;
   bool close_after_flush = false;
+  bool peer_done = false;  // the peer shut its side (end of file): no more bytes will come
   uint64_t close_by_ms = 0;     // with close_after_flush: closed then, flushed or not
   uint64_t last_active_ms = 0;  // a frame taken, bytes sent, or session_recv_activity_bytes received
   uint64_t last_frame_ms = 0;   // a frame taken (or the session opened)
@@ -459,7 +460,7 @@ class server_impl {
   // direct_recv_min more): a large frame is copied once instead of twice, and back-to-back
   // frames come in few completions.
   void arm_recv(session& ss) {
-    if (ss.recv_armed || ss.closing || ss.close_after_flush) return;
+    if (ss.recv_armed || ss.closing || ss.close_after_flush || ss.peer_done) return;
     auto* s = sqe();
     if (const size_t want = direct_wanted(ss)) {
       const auto dst = ss.reader.prepare(want);
@@ -773,8 +774,18 @@ class server_impl {
       maybe_free(*s);
       return;
     }
-    if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED)) {
-      close_session(*s);  // the peer closed, or the socket failed
+    if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
+      close_session(*s);  // the socket failed
+      return;
+    }
+    if (res == 0) {
+      // The peer shut its side (a client done sending, shutdown(SHUT_WR), or gone: a
+      // send to a peer that is gone fails and closes the session). The frames it sent
+      // before are still taken and answered, then the session goes (process). Before, it
+      // was closed at once: requests already in the engine were applied unanswered, and
+      // frames still buffered were dropped.
+      s->peer_done = true;
+      process(*s);
       return;
     }
     if (res > 0 && (s->recv_uncounted += uint64_t(res)) >= session_recv_activity_bytes) {
@@ -825,6 +836,9 @@ class server_impl {
       s.last_active_ms = s.last_frame_ms = now_ms();
       on_frame(s, f);
     }
+    // Every whole frame of a peer that shut its side is taken: it goes once answered
+    // (what is left is part of a frame that cannot come whole).
+    if (s.peer_done && !s.closing && !s.close_after_flush && !s.reader.has_frame()) close_after_flush(s);
     if (!may_read(s)) pause_recv(s);
   }
 

@@ -202,6 +202,7 @@ int64_t client::drop_received(size_t max_bytes) {
 }
 
 void client::shutdown() { ::shutdown(fd_, SHUT_RDWR); }
+void client::shutdown_send() { ::shutdown(fd_, SHUT_WR); }
 
 bool client::send_frame(frame_kind kind, uint64_t request_id, std::span<const uint8_t> body, std::string* error) {
   frame_header h;

@@ -159,6 +159,9 @@ class client {
   void set_timeout_ms(int ms) { opt_.timeout_ms = ms; }
   // Shuts the socket down both ways: a blocked read returns at once (another thread).
   void shutdown();
+  // Shuts the sending side only (done sending): the server answers every whole request
+  // it was sent, then closes; reads go on until it does.
+  void shutdown_send();
   // The outcome a Response or Error frame carries.
   static outcome to_outcome(const frame_header& h, std::span<const uint8_t> body);
 

@@ -126,6 +126,12 @@ size_t frame_reader::missing() const {
   return end_ - begin_ < whole ? whole - (end_ - begin_) : 0;
 }
 
+bool frame_reader::has_frame() const {
+  if (lost_ || end_ - begin_ < frame_header_bytes) return false;
+  const uint32_t body = decode_header(buf_.data() + begin_).body_bytes;
+  return body > body_max_ || end_ - begin_ >= frame_header_bytes + size_t(body);
+}
+
 frame_reader::status frame_reader::next(frame* out) {
   if (aligned_.capacity() > (64u << 10) / sizeof(uint64_t)) std::vector<uint64_t>().swap(aligned_);  // the last body's
   if (lost_) return status::too_large;

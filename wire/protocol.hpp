@@ -133,6 +133,9 @@ class frame_reader {
   // than a header), a whole frame buffered, or a header over body_max. A receiver can
   // read that many straight into prepare()'s span.
   [[nodiscard]] size_t missing() const;
+  // Whether next() would yield something other than need_more (a whole frame, or a
+  // header over body_max): false with nothing or only part of a frame buffered.
+  [[nodiscard]] bool has_frame() const;
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
   // A new limit for the frames not yet begun (a session's, once authenticated).
   void set_body_max(uint32_t body_max) { body_max_ = body_max; }

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "actors/customers.hpp"
@@ -3002,6 +3003,47 @@ TEST(server, all_sessions_push_backlogs_together_have_a_limit) {
   EXPECT_LE(first_cut, 9) << "closed by the session's own limit (48 MiB: step 11 or later), not the total";
   EXPECT_GT(second_cut, first_cut) << "the other deaf session went on to its own limit";
   EXPECT_EQ(listener.c->reconnects(), 0u);
+}
+
+// A client done sending shuts its side (shutdown(SHUT_WR)): every whole request it sent is
+// answered, then the server closes; the part of a frame after them is no request.
+// Before, the end of file closed the session at once: the writes already in the engine
+// were applied unanswered, and the frames still buffered were dropped.
+TEST(server, a_peer_that_shuts_its_sending_side_gets_every_answer) {
+  engine::server_config cfg;
+  cfg.engine_in_flight_max = 2;  // most of the 48 wait in the server's buffer at the end of file
+  net n(cfg);
+  auto setup = n.connect();
+  ASSERT_TRUE(setup->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  auto c = n.connect();
+  std::vector<uint8_t> bytes;
+  constexpr uint64_t requests = 48;  // (within the session's in-flight limit, 64)
+  for (uint64_t i = 1; i <= requests; ++i) {
+    const auto f = wire::encode_frame(wire::frame_kind::request, 100 + i,
+                                      wire::create_transfers_body(std::vector{make_transfer(i, 1, 2, 1)}));
+    bytes.insert(bytes.end(), f.begin(), f.end());
+  }
+  const auto tail = wire::encode_frame(wire::frame_kind::request, 999,
+                                       wire::create_transfers_body(std::vector{make_transfer(999, 1, 2, 1)}));
+  bytes.insert(bytes.end(), tail.begin(), tail.end() - 10);  // never whole
+  std::string err;
+  ASSERT_TRUE(c->send_bytes(bytes, &err)) << err;
+  c->shutdown_send();
+  std::set<uint64_t> answered;
+  wire::client::frame_in f;
+  while (c->read_frame(&f, &err)) {
+    ASSERT_EQ(f.header.kind, uint16_t(wire::frame_kind::response))
+        << "request " << f.header.request_id << ": " << std::string(f.body.begin(), f.body.end());
+    EXPECT_TRUE(answered.insert(f.header.request_id).second);
+  }
+  EXPECT_EQ(answered.size(), requests) << err;
+  EXPECT_TRUE(c->closed_by_server());
+  EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, requests);
+  EXPECT_EQ(setup->call(wire::lookup_transfers_body(std::vector<wire::id128>{{999, 0}})).reply.results.at(0),
+            result::transfer_not_found);
+  for (int i = 0; i < 100 && n.srv->stats().sessions_open > 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(n.srv->stats().sessions_open, 1u);
 }
 
 TEST(server, a_truncated_frame_then_a_close_changes_nothing) {

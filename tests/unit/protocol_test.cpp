@@ -258,12 +258,21 @@ TEST(frame, missing_counts_what_the_begun_frame_lacks) {
 TEST(frame, a_truncated_frame_waits_for_the_rest) {
   frame_reader r;
   const auto f = encode_frame(frame_kind::request, 5, std::vector<uint8_t>(100, 1));
+  EXPECT_FALSE(r.has_frame());
   r.append({f.data(), 50});
   frame_reader::frame out;
+  EXPECT_FALSE(r.has_frame());
   EXPECT_EQ(r.next(&out), frame_reader::status::need_more);
   r.append({f.data() + 50, f.size() - 50});
+  EXPECT_TRUE(r.has_frame());
   EXPECT_EQ(r.next(&out), frame_reader::status::frame);
   EXPECT_EQ(out.body.size(), 100u);
+  EXPECT_FALSE(r.has_frame());
+  frame_reader small(64);  // a header over the limit is something next() yields
+  small.append({f.data(), frame_header_bytes});
+  EXPECT_TRUE(small.has_frame());
+  EXPECT_EQ(small.next(&out), frame_reader::status::too_large);
+  EXPECT_FALSE(small.has_frame());
 }
 
 // ---- handshake -----------------------------------------------------------------------
