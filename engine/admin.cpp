@@ -543,7 +543,8 @@ class admin_impl {
         .num("transfers_per_s", uint64_t(tps + 0.5))
         .num("accounts", st.accounts)
         .num("transfers", st.transfers)
-        .num("pending", st.pending_tracked)
+        .num("pending", st.pending_open)            // still pending (what pending_max bounds)
+        .num("pending_resident", st.pending_tracked)  // with those resolved since the last snapshot
         .num("lsn_durable", st.lsn_durable)
         .num("snapshot_lsn", st.snapshot_lsn)
         .text("last_snapshot", st.snapshot_unix_ns ? utc_text(st.snapshot_unix_ns) : "none since start")
@@ -568,10 +569,12 @@ class admin_impl {
   admin_response_msg cmd_shards(const std::vector<std::string>&) {
     admin_section s;
     s.title = "shards";
-    s.columns = {{"shard", true},        {"accounts", true},   {"pending", true},      {"queue_depth", true},
-                 {"batches_executed", true}, {"sync_waits", true}, {"memory_bytes", true}, {"cut_pause_us_max", true}};
+    s.columns = {{"shard", true},        {"accounts", true},   {"pending", true},      {"pending_resident", true},
+                 {"queue_depth", true},  {"batches_executed", true}, {"sync_waits", true}, {"memory_bytes", true},
+                 {"cut_pause_us_max", true}};
     for (const auto& r : eng_.shard_reports())
-      s.rows.push_back({std::to_string(r.shard), std::to_string(r.accounts), std::to_string(r.pending),
+      s.rows.push_back({std::to_string(r.shard), std::to_string(r.accounts), std::to_string(r.pending_open),
+                        std::to_string(r.pending),
                         std::to_string(r.queue_depth), std::to_string(r.batches_executed),
                         std::to_string(r.sync_waits), std::to_string(r.memory_bytes), std::to_string(r.cut_us_max)});
     admin_response_msg m;

@@ -269,6 +269,7 @@ struct shard_report {
   uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
   uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
   uint64_t payout_timers = 0;     // the payout desks' timers held (stale ones until compacted)
+  uint64_t pending_open = 0;      // of `pending`, still pending (what pending_max bounds)
 };
 
 // The event stream as operators see it (engine/events.hpp).

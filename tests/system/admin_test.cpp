@@ -341,6 +341,23 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
       if (row[5] == "account freeze 2" && row[4] == "ok" && row[1] == "ops") saw_freeze = true;
     EXPECT_TRUE(saw_freeze);
 
+    // "pending" counts what is still pending (what pending_max bounds), not what was
+    // resolved since the last snapshot (pending_resident). Before, a hold voided still
+    // showed as pending until the next checkpoint (a void: the balances checked below stay).
+    std::vector<wire::transfer> hold = {make_transfer(9078, 1, 2, 40, wire::transfer_flags::pending)};
+    EXPECT_EQ(pay->call(wire::create_transfers_body(hold)).reply.results.at(0), wire::result::ok);
+    EXPECT_NE(cell(admin(*ops, "status"), "engine", "pending"), "0");
+    hold = {make_transfer(9079, 0, 0, 0, wire::transfer_flags::void_pending)};
+    hold[0].pending_id = {9078, 0};
+    EXPECT_EQ(pay->call(wire::create_transfers_body(hold)).reply.results.at(0), wire::result::ok);
+    const auto held = admin(*ops, "status");
+    EXPECT_EQ(cell(held, "engine", "pending"), "0");
+    EXPECT_EQ(cell(held, "engine", "pending_resident").find("<no"), std::string::npos) << "by its own name";
+    const auto per_shard = admin(*ops, "shards");
+    ASSERT_EQ(per_shard.sections.size(), 1u);
+    EXPECT_EQ(per_shard.sections[0].columns.at(2).name, "pending");
+    for (const auto& row : per_shard.sections[0].rows) EXPECT_EQ(row.at(2), "0") << "none still pending";
+
     auto bye = admin(*ops, "shutdown");
     EXPECT_EQ(bye.code, admin_code::ok) << bye.message;
     const int exited = d.wait_exit(30'000);  // mesobd stops by itself
