@@ -297,11 +297,13 @@ class admin_impl {
          0, 3, &admin_impl::cmd_payouts},
         {"payout show", "<payout-id>", "one payout: wallet, amount, state, its attempts (gateway, time)", 1, 1,
          &admin_impl::cmd_payout_show},
-        {"payout retry", "<payout-id>",
-         "route a dead letter again from the first gateway (or post again a settlement the ledger refused)", 1, 1,
+        {"payout retry", "<payout-id> [force]",
+         "route a dead letter again from the first gateway (or post again a settlement the ledger refused); "
+         "'force' when a gateway it was sent to never answered (check with it first: it may have paid)", 1, 2,
          &admin_impl::cmd_payout_retry},
-        {"payout cancel", "<payout-id>", "void a dead letter's hold: the money goes back to the wallet", 1, 1,
-         &admin_impl::cmd_payout_cancel},
+        {"payout cancel", "<payout-id> [force]",
+         "void a dead letter's hold: the money goes back to the wallet; 'force' when a gateway it was sent to never "
+         "answered (check with it first: it may have paid)", 1, 2, &admin_impl::cmd_payout_cancel},
         {"order show", "<order-id>",
          "one order: wallet, instrument, side, quantity, limit, what it filled and holds, state, its way to a broker "
          "(waiting, sent, working, dead letter and why, halted), attempts",
@@ -929,10 +931,36 @@ class admin_impl {
                                      "grace ends (it may still fill meanwhile; see order show)");
   }
 
-  admin_response_msg payout_action(const std::string& arg, wire::payout_op_kind k, const std::string& done) {
+  // `force`: the word after the id ("force"), or none.
+  admin_response_msg payout_action(const std::vector<std::string>& a, wire::payout_op_kind k, const std::string& done) {
+    const std::string& arg = a[0];
+    const bool force = a.size() > 1;
+    if (force && a[1] != "force")
+      return answer(admin_code::arguments_invalid, "after the payout id only the word 'force', not '" + a[1] + "'");
     actors::payouts::payout_entry p;
     admin_response_msg bad;
     if (!payout_arg(arg, &p, &bad)) return bad;
+    // A dead letter a gateway was sent and never answered may have been paid there: routed
+    // again or cancelled (its hold voided), it could be paid twice. The desk tells that
+    // gateway to cancel, but does not wait for its answer as its own fallback does: the
+    // operator checks with the gateway first, and says so with `force`.
+    if (p.st == actors::payouts::state::dead && !force) {
+      std::vector<uint32_t> seen;
+      std::string open;
+      for (auto it = p.attempts.rbegin(); it != p.attempts.rend(); ++it) {
+        if (std::find(seen.begin(), seen.end(), it->gateway) != seen.end()) continue;
+        seen.push_back(it->gateway);
+        if (actors::payouts::may_pay(p, it->gateway))
+          open += (open.empty() ? "" : ", ") + gateway_name(it->gateway) + " (attempt " +
+                  std::to_string(p.attempts.rend() - it) + ")";
+      }
+      if (!open.empty())
+        return answer(admin_code::refused,
+                      "payout " + arg + ": " + open + " never answered and may have paid it; " +
+                          (k == wire::payout_op_kind::retry ? "routed again" : "cancelled, its hold voided,") +
+                          " it could be paid twice. Check with the gateway first, then: payout " +
+                          (k == wire::payout_op_kind::retry ? "retry " : "cancel ") + arg + " force");
+    }
     const reply r = eng_.payout_ops({wire::payout_op{p.id, p.currency, k, {}}});
     if (r.st != status::ok) return refused_by_engine(r);
     const auto res = r.results.at(0);
@@ -942,10 +970,10 @@ class admin_impl {
     return answer(admin_code::ok, "payout " + arg + " " + done);
   }
   admin_response_msg cmd_payout_retry(const std::vector<std::string>& a) {
-    return payout_action(a[0], wire::payout_op_kind::retry, "is routed again");
+    return payout_action(a, wire::payout_op_kind::retry, "is routed again");
   }
   admin_response_msg cmd_payout_cancel(const std::vector<std::string>& a) {
-    return payout_action(a[0], wire::payout_op_kind::cancel, "is cancelled: its hold is voided");
+    return payout_action(a, wire::payout_op_kind::cancel, "is cancelled: its hold is voided");
   }
 
   static std::string day_text(uint32_t day) {

@@ -202,7 +202,8 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   for (const auto& id : w.dead_letters()) {
     const auto shown = admin(*w.ops, "payout show", {id});
     EXPECT_EQ(cell(shown, "payout", "state"), "dead (unanswered_attempt_elsewhere)") << id;
-    EXPECT_EQ(admin(*w.ops, "payout cancel", {id}).code, admin_code::ok) << id;
+    EXPECT_EQ(admin(*w.ops, "payout cancel", {id}).code, admin_code::refused) << id << ": alpha may have paid";
+    EXPECT_EQ(admin(*w.ops, "payout cancel", {id, "force"}).code, admin_code::ok) << id;
   }
   ASSERT_TRUE(w.wait_held(0, 30)) << w.held() << " payouts still held";
   for (int i = 0; i < 100 && alpha.stats().connects < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -322,6 +323,7 @@ TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
   auto shown = admin(*w.ops, "payout show", {"1"});
   EXPECT_EQ(cell(shown, "payout", "state"), "dead (every_gateway_given_up)");
   EXPECT_EQ(admin(*w.ops, "payout retry", {"77"}).code, admin_code::not_found);
+  // (alpha answered the cancels it was sent as it gave each up: it did not pay, no force.)
   EXPECT_EQ(admin(*w.ops, "payout cancel", {"1"}).code, admin_code::ok);
   alpha.stop();
   // beta comes back, answering; the other dead letter is retried and settles there
@@ -332,6 +334,58 @@ TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
   for (int i = 0; i < 100 && !beta.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(admin(*w.ops, "payout retry", {"2"}).code, admin_code::ok);
   ASSERT_TRUE(w.wait_held(0, 10));
+  beta.stop();
+  const auto a = w.accounts({1 + 1 % wallets, 1 + 2 % wallets, settle_b});
+  EXPECT_EQ(a[0].debits_posted, 0u);  // cancelled: voided
+  EXPECT_EQ(a[1].debits_posted, 500u);
+  EXPECT_EQ(a[2].credits_posted, 500u);
+  w.expect_money_where_it_belongs(wallets * 10'000);
+}
+
+// A dead letter a gateway was sent and never answered (here: disabled with payouts in
+// flight, which leave it at their answer timeout, unanswered) may have been paid there. Routed again, or cancelled
+// with its hold voided, it could be paid twice: the operator's retry and cancel are
+// refused, naming the gateway, until the operator says it checked ('force'). Before,
+// either went ahead at once (the automatic fallback waits for the cancel's answer; the
+// operator's did not).
+TEST(gateways, a_dead_letter_a_gateway_may_have_paid_takes_force) {
+  gateway_world w;
+  w.start(300);
+  fund(w, 10'000);
+  EXPECT_EQ(admin(*w.ops, "gateway disable", {"beta"}).code, admin_code::ok);
+  auto oa = w.sim("alpha", 31);
+  oa.timeout_rate = 1.0;  // takes the payouts and never answers
+  tools::gateway_sim alpha(oa);
+  alpha.start();
+  for (int i = 0; i < 100 && !alpha.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (auto r : w.payouts(1, 2, 500)) EXPECT_EQ(r, wire::result::ok);
+  for (int i = 0; i < 200 && alpha.stats().dropped < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(alpha.stats().dropped, 2u);
+  EXPECT_EQ(admin(*w.ops, "gateway disable", {"alpha"}).code, admin_code::ok);
+  ASSERT_EQ(w.wait_only_dead_letters(10), 2u);
+  const auto shown = admin(*w.ops, "payout show", {"1"});
+  EXPECT_EQ(cell(shown, "payout", "state"), "dead (gateway_withdrawn)");
+  EXPECT_EQ(cell(shown, "attempts", "answer"), "") << "alpha's attempt, unanswered";
+  const auto refused = admin(*w.ops, "payout cancel", {"1"});
+  EXPECT_EQ(refused.code, admin_code::refused);
+  EXPECT_NE(refused.message.find("payout 1: alpha (attempt "), std::string::npos) << refused.message;
+  EXPECT_NE(refused.message.find(") never answered and may have paid it"), std::string::npos) << refused.message;
+  EXPECT_NE(refused.message.find("payout cancel 1 force"), std::string::npos) << refused.message;
+  const auto again = admin(*w.ops, "payout retry", {"2"});
+  EXPECT_EQ(again.code, admin_code::refused);
+  EXPECT_NE(again.message.find("payout retry 2 force"), std::string::npos) << again.message;
+  EXPECT_EQ(admin(*w.ops, "payout cancel", {"1", "forse"}).code, admin_code::arguments_invalid);
+  EXPECT_EQ(w.held(), 2u) << "the refusals changed nothing";
+  EXPECT_EQ(w.dead_letters().size(), 2u);
+  // Checked with alpha (it did not pay): cancelled, and the other sent to beta.
+  EXPECT_EQ(admin(*w.ops, "payout cancel", {"1", "force"}).code, admin_code::ok);
+  EXPECT_EQ(admin(*w.ops, "gateway enable", {"beta"}).code, admin_code::ok);
+  tools::gateway_sim beta(w.sim("beta", 32));
+  beta.start();
+  for (int i = 0; i < 100 && !beta.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(admin(*w.ops, "payout retry", {"2", "force"}).code, admin_code::ok);
+  ASSERT_TRUE(w.wait_held(0, 10));
+  alpha.stop();
   beta.stop();
   const auto a = w.accounts({1 + 1 % wallets, 1 + 2 % wallets, settle_b});
   EXPECT_EQ(a[0].debits_posted, 0u);  // cancelled: voided
