@@ -1751,13 +1751,20 @@ class admin_impl {
   }
 
   admin_response_msg cmd_log_verify(const std::vector<std::string>&) {
-    const auto v = eng_.verify_log();
-    admin_response_msg m = answer(v.intact ? admin_code::ok : v.read_failed ? admin_code::failed : admin_code::check_failed,
-                                  v.intact        ? "log intact up to lsn " + std::to_string(v.durable_lsn)
+    // A stop ends the scan (a log of gigabytes takes minutes): the endpoint's stop, and
+    // the server's drain behind it, do not wait for it.
+    const auto v = eng_.verify_log(&stopping_);
+    const bool unknown = v.read_failed || v.stopped;
+    admin_response_msg m = answer(v.stopped       ? admin_code::refused
+                                  : v.intact      ? admin_code::ok
+                                  : v.read_failed ? admin_code::failed
+                                                  : admin_code::check_failed,
+                                  v.stopped       ? "log verify stopped: the admin endpoint is stopping (" + v.fault + ")"
+                                  : v.intact      ? "log intact up to lsn " + std::to_string(v.durable_lsn)
                                   : v.read_failed ? "log not checked: " + v.fault
                                                   : "log damaged: " + v.fault);
     row_builder b("log");
-    b.text("intact", v.intact ? "yes" : v.read_failed ? "unknown" : "no")
+    b.text("intact", v.intact ? "yes" : unknown ? "unknown" : "no")
         .num("segments", v.segments)
         .num("records", v.records)
         .num("first_lsn", v.first_lsn)

@@ -4791,7 +4791,7 @@ engine::balance_check engine::check_balances() {
   return out;
 }
 
-log_verification engine::verify_log() {
+log_verification engine::verify_log(const std::atomic<bool>* cancel) {
   const auto t0 = std::chrono::steady_clock::now();
   log_verification v;
   std::lock_guard vl(impl_->verify_mu_);
@@ -4826,6 +4826,10 @@ log_verification engine::verify_log() {
   std::string error, unjoined;
   bool reached = v.durable_lsn == 0;
   const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& rec) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+      v.stopped = true;
+      return false;
+    }
     // As recovery checks: the log must begin at or before the snapshot's next record, and
     // continue the snapshot's history (the chain hash before that record).
     if (v.first_lsn == 0 && rec.header->lsn > snap + 1) {
@@ -4848,7 +4852,11 @@ log_verification engine::verify_log() {
     return !reached;
   }, &r, &error);
   v.segments = r.segments;
-  if (!unjoined.empty()) {
+  if (v.stopped) {
+    v.intact = false;
+    v.fault = "stopped before lsn " + std::to_string(v.durable_lsn) + " was reached (at lsn " +
+              std::to_string(v.last_lsn) + ")";
+  } else if (!unjoined.empty()) {
     v.intact = false;
     v.fault = unjoined;
   } else if (!ok && !reached) {

@@ -16,6 +16,7 @@
 // answering reads.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -249,6 +250,7 @@ struct log_verification {
   uint64_t durable_lsn = 0;  // when the check began; every record up to it must be there
   std::string chain_head;    // hex SHA-256 after last_lsn
   double seconds = 0;
+  bool stopped = false;      // the caller's cancel flag ended the check before it was done
 };
 
 struct shard_report {
@@ -412,8 +414,9 @@ class engine {
   balance_check check_balances();
   // Reads the log on disk (read-only, while the engine runs) up to the lsn durable now.
   // Segments are not dropped while it runs. Takes seconds on a big log: call it from a
-  // thread that may wait (the admin actor).
-  log_verification verify_log();
+  // thread that may wait (the admin actor). `cancel`, when set (the admin endpoint
+  // stopping), ends the check at the next record: `stopped`, neither intact nor damaged.
+  log_verification verify_log(const std::atomic<bool>* cancel = nullptr);
   std::vector<shard_report> shard_reports();
   // Subscriptions to the event stream (nullptr when the engine keeps no event log).
   event_hub* events();

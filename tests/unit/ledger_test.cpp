@@ -1993,6 +1993,14 @@ TEST(ledger_snapshot, log_verify_finds_the_records_after_the_snapshot_missing) {
   ASSERT_FALSE(holding.empty());
   ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), after.size() + 3, &id));
   EXPECT_TRUE(e->verify_log().intact);
+  // A check its caller stops (the admin endpoint stopping) ends at once, neither intact
+  // nor damaged.
+  const std::atomic<bool> stop{true};
+  const auto stopped = e->verify_log(&stop);
+  EXPECT_TRUE(stopped.stopped);
+  EXPECT_FALSE(stopped.intact);
+  EXPECT_EQ(stopped.records, 0u);
+  EXPECT_NE(stopped.fault.find("stopped before lsn"), std::string::npos) << stopped.fault;
   std::filesystem::remove(holding);
   const auto v = e->verify_log();
   EXPECT_FALSE(v.intact);
