@@ -136,6 +136,7 @@ struct session {
   int fd = -1;
   bool authed = false;
   bool in_handshake = false;  // counted in handshakes_open_ (not authenticated, not closing)
+  uint32_t peer_ip = 0;       // IPv4, network order (handshakes are counted per address)
   std::vector<uint8_t> nonce;
   std::string gateway;
   uint64_t session_id = 0;
@@ -270,7 +271,19 @@ class server_impl {
   std::unordered_map<uint64_t, uint32_t> by_session_;  // authenticated sessions: id -> slot
   uint64_t open_ = 0;
   uint64_t handshakes_open_ = 0;                     // sessions in_handshake
-  std::deque<std::pair<uint32_t, uint32_t>> handshakes_;  // (slot, gen) in open order
+  // Sessions in their handshake by peer address: how many, and (slot, gen, order opened)
+  // oldest first (entries of sessions that authenticated or went are dropped as met at
+  // the front). An address leaves the map when its last handshake ends.
+  struct handshake_entry {
+    uint32_t slot, gen;
+    uint64_t seq;
+  };
+  struct peer_handshakes {
+    uint32_t open = 0;
+    std::deque<handshake_entry> q;
+  };
+  std::unordered_map<uint32_t, peer_handshakes> handshakes_;
+  uint64_t handshake_seq_ = 0;
   uint64_t engine_in_flight_ = 0;
   // Where resume_all starts next: after the session that last took the engine's last
   // free place, so sessions take turns when it is full.
@@ -607,25 +620,36 @@ class server_impl {
     if (!accept_armed_ && !stopping_ && !accept_waits_) arm_accept();
   }
 
-  // Closes the oldest session that has not authenticated and is not closing already (its
-  // slot and count go when its operations complete: open_ falls then, so a connection
-  // arriving meanwhile may still be refused).
+  // A session still in its handshake, not closing, or nullptr.
+  session* handshaking(const handshake_entry& e) {
+    session* s = e.slot < sessions_.size() ? sessions_[e.slot].get() : nullptr;
+    return s && s->gen == e.gen && s->fd >= 0 && s->in_handshake && !s->closing ? s : nullptr;
+  }
+  // Closes a session that has not authenticated: the oldest of the peer address holding
+  // the most handshakes (the oldest of all among addresses holding as many), so a flood
+  // of silent connections from one address pushes out its own, not a gateway's that is a
+  // round trip from its auth. (Its slot and count go when its operations complete: open_
+  // falls then, so a connection arriving meanwhile may still be refused.)
   bool evict_handshake() {
-    while (!handshakes_.empty()) {
-      const auto [slot, gen] = handshakes_.front();
-      handshakes_.pop_front();
-      session* s = slot < sessions_.size() ? sessions_[slot].get() : nullptr;
-      if (!s || s->gen != gen || s->fd < 0 || s->authed || s->closing) continue;
-      st_evicted_.fetch_add(1, std::memory_order_relaxed);
-      close_session(*s);
-      return true;
+    peer_handshakes* most = nullptr;
+    for (auto& [ip, p] : handshakes_) {
+      while (!p.q.empty() && !handshaking(p.q.front())) p.q.pop_front();
+      if (p.q.empty()) continue;
+      if (!most || p.open > most->open || (p.open == most->open && p.q.front().seq < most->q.front().seq)) most = &p;
     }
-    return false;
+    if (!most) return false;
+    session* s = handshaking(most->q.front());
+    most->q.pop_front();
+    st_evicted_.fetch_add(1, std::memory_order_relaxed);
+    close_session(*s);  // (may erase `most`: its last handshake)
+    return true;
   }
   void left_handshake(session& s) {
     if (s.in_handshake) {
       s.in_handshake = false;
       --handshakes_open_;
+      const auto it = handshakes_.find(s.peer_ip);
+      if (it != handshakes_.end() && --it->second.open == 0) handshakes_.erase(it);
     }
   }
 
@@ -651,8 +675,10 @@ class server_impl {
     sockaddr_in peer{};
     socklen_t plen = sizeof peer;
     char addr[INET_ADDRSTRLEN] = "?";
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0)
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) {
       ::inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
+      s.peer_ip = peer.sin_addr.s_addr;
+    }
     s.peer = std::string(addr) + ":" + std::to_string(ntohs(peer.sin_port));
     {
       std::lock_guard lk(list_mu_);
@@ -664,15 +690,12 @@ class server_impl {
     s.in_handshake = true;
     ++handshakes_open_;
     // Oldest first; entries of sessions that authenticated or went are dropped as met
-    // (at the front, at each accept), so the queue stays within the handshakes of about
-    // one handshake timeout.
-    while (!handshakes_.empty()) {
-      const auto [fs, fg] = handshakes_.front();
-      const session* o = fs < sessions_.size() ? sessions_[fs].get() : nullptr;
-      if (o && o->gen == fg && o->fd >= 0 && o->in_handshake && !o->closing) break;
-      handshakes_.pop_front();
-    }
-    handshakes_.emplace_back(slot, gen);
+    // (at the front, at each accept from the address), so a queue stays within its
+    // address's handshakes of about one handshake timeout.
+    peer_handshakes& ph = handshakes_[s.peer_ip];
+    ++ph.open;
+    while (!ph.q.empty() && !handshaking(ph.q.front())) ph.q.pop_front();
+    ph.q.push_back({slot, gen, ++handshake_seq_});
     wire::hello_msg h{wire::protocol_version, s.nonce, std::string("mesobd ") + version};
     queue_frame(s, frame_kind::hello, 0, wire::hello_body(h));
     arm_recv(s);

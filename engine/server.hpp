@@ -80,7 +80,8 @@ struct server_config {
   uint64_t push_backlog_bytes_max = 256ull << 20;
   uint64_t push_backlog_total_max = 1ull << 30;
   // Sessions that have not authenticated yet: at most this many (and connections_max in
-  // all). A connection past either limit closes the oldest such session to get in, so
+  // all). A connection past either limit closes the oldest such session of the peer
+  // address holding the most of them to get in, so
   // peers that connect and never authenticate cannot keep gateways out: a gateway
   // authenticates within a round trip, long before it is the oldest. Until it
   // authenticates a session is not read past handshake_out_bytes_max queued to it.

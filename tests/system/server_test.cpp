@@ -10,11 +10,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -1184,6 +1186,42 @@ TEST(server, connection_limit_and_graceful_stop) {
   EXPECT_EQ(answered, 20);
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 20u);
   EXPECT_FALSE(wire::client::connect(n.opts(), &err)) << "no new connections after stop";
+}
+
+// Past handshakes_max the session evicted is the oldest of the address holding the most
+// handshakes: a flood of silent connections from one address pushes out its own, and a
+// gateway on another address a round trip from its auth gets in. Before, the oldest of
+// all went, and 64 silent connections a round trip kept every gateway out.
+TEST(server, a_flood_of_handshakes_from_one_address_evicts_its_own) {
+  engine::server_config cfg;
+  cfg.handshakes_max = 8;
+  net n(cfg);
+  std::string err;
+  auto gateway = wire::client::connect_raw(n.opts(), &err);  // from 127.0.0.1, slow to auth
+  ASSERT_TRUE(gateway) << err;
+  for (int i = 0; i < 100 && n.srv->stats().sessions_open < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::vector<int> flood;  // from 127.0.0.2, silent
+  for (int i = 0; i < 40; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7f000002);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from), 0) << std::strerror(errno);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(n.srv->port());
+    to.sin_addr.s_addr = htonl(0x7f000001);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0) << std::strerror(errno);
+    flood.push_back(fd);
+  }
+  for (int i = 0; i < 200 && n.srv->stats().handshakes_evicted < 33; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(n.srv->stats().handshakes_evicted, 33u) << "41 handshakes, 8 kept";
+  ASSERT_TRUE(gateway->handshake(&err)) << "the gateway was pushed out: " << err;
+  expect_serves(*gateway, 1);
+  for (const int fd : flood) ::close(fd);
 }
 
 // Peers that connect and never authenticate cannot keep gateways out: past
