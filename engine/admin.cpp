@@ -1112,10 +1112,17 @@ class admin_impl {
       wire::currency_code c = 0;
       if (!wire::parse_currency(std::string_view(a[i]).substr(0, 3), &c))
         return invalid("'" + a[i].substr(0, 3) + "' is not a currency (three letters A-Z)");
-      for (uint8_t k = 0; k < op->currencies_n; ++k)
+      for (uint8_t k = 0; k < op->currencies_n; ++k) {
         if (op->currencies[k].currency == c) return invalid("'" + a[i] + "': " + a[i].substr(0, 3) + " is given twice");
+        if (op->currencies[k].settlement_account_id == account)
+          return invalid("'" + a[i] + "': account " + std::to_string(account) + " is " +
+                         wire::currency_name(op->currencies[k].currency) +
+                         "'s settlement account too (each currency settles to an account of its own)");
+      }
       op->currencies[op->currencies_n++] = {c, 0, account};
     }
+    if (op->currencies_n == 0)
+      return invalid("at least one CUR=settlement-account (an update names every currency the gateway keeps)");
     return true;
   }
 
@@ -1504,11 +1511,14 @@ class admin_impl {
     if (!wire::parse_currency(a[3], &op.currency))
       return answer(admin_code::arguments_invalid, "currency '" + a[3] + "': three letters A-Z");
     uint64_t v[6] = {};
+    namespace mk = actors::market;
     static const char* names[] = {"tick", "lot", "move_bp", "window_ms", "stale_ms", "halt_ms"};
+    static const uint64_t maxima[] = {mk::tick_max, mk::lot_max, mk::move_bp_max, mk::window_ms_max, mk::stale_ms_max,
+                                      mk::halt_ms_max};
     for (int i = 0; i < 6; ++i)
-      if (!parse_u64(a[4 + i], &v[i]) || v[i] == 0 || (i >= 2 && v[i] > UINT32_MAX))
-        return answer(admin_code::arguments_invalid, std::string(names[i]) + " '" + a[4 + i] + "' is not a positive integer" +
-                                                         (i >= 2 ? " below 2^32" : ""));
+      if (!parse_u64(a[4 + i], &v[i]) || v[i] == 0 || v[i] > maxima[i])
+        return answer(admin_code::arguments_invalid, std::string(names[i]) + " '" + a[4 + i] + "' is not an integer 1.." +
+                                                         std::to_string(maxima[i]));
     op.tick = v[0];
     op.lot = v[1];
     op.move_bp = uint32_t(v[2]);

@@ -428,6 +428,14 @@ TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
     m = admin(*ops, "gateway register", {"x", "card", "1", "payments", "ETB=8004", "ETB=8005"});
     EXPECT_EQ(m.code, admin_code::arguments_invalid);
     EXPECT_NE(m.message.find("ETB is given twice"), std::string::npos) << m.message;
+    // One account for two currencies, and no currency at all, are named (before, the
+    // registry's currencies_invalid alone).
+    m = admin(*ops, "gateway register", {"x", "card", "1", "payments", "ETB=8004", "KES=8004"});
+    EXPECT_EQ(m.code, admin_code::arguments_invalid);
+    EXPECT_NE(m.message.find("account 8004 is ETB's settlement account too"), std::string::npos) << m.message;
+    m = admin(*ops, "gateway register", {"x", "card", "1", "payments", "timeout_ms=500"});
+    EXPECT_EQ(m.code, admin_code::arguments_invalid);
+    EXPECT_NE(m.message.find("at least one CUR=settlement-account"), std::string::npos) << m.message;
     EXPECT_EQ(admin(*ops, "gateway disable", {"gw/1"}).code, admin_code::arguments_invalid);
     m = admin(*ops, "gateway register", {"x", "card", "1", "payments", "ETB=1"});  // a customer wallet
     EXPECT_EQ(m.code, admin_code::failed);
@@ -543,10 +551,14 @@ TEST(admin_port, instrument_commands_list_halt_and_resume) {
     EXPECT_EQ(m.code, admin_code::failed);
     EXPECT_NE(m.message.find("symbol_in_use"), std::string::npos) << m.message;
     bad = etel;
-    bad[6] = "20000";  // over 10,000 basis points
+    bad[6] = "20000";  // over 10,000 basis points: the field and its range named
     m = admin(*ops, "instrument define", bad);
-    EXPECT_EQ(m.code, admin_code::failed);
-    EXPECT_NE(m.message.find("halt_rule_invalid"), std::string::npos) << m.message;
+    EXPECT_EQ(m.code, admin_code::arguments_invalid);
+    EXPECT_NE(m.message.find("move_bp '20000' is not an integer 1..10000"), std::string::npos) << m.message;
+    bad = etel;
+    bad[8] = "604800001";  // a week and a millisecond
+    m = admin(*ops, "instrument define", bad);
+    EXPECT_NE(m.message.find("stale_ms '604800001' is not an integer 1..604800000"), std::string::npos) << m.message;
     bad = etel;
     bad[1] = "et el";
     EXPECT_EQ(admin(*ops, "instrument define", bad).code, admin_code::arguments_invalid);
