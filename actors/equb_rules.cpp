@@ -576,6 +576,9 @@ std::string group_fault(const group_state& g) {
   for (uint32_t i = 0; i < n; ++i) {
     const seat& s = g.seats[i];
     const std::string which = "seat " + std::to_string(i) + ": ";
+    // (A seat's wallet paid its join, and replace_account never names the escrow: a
+    // payout to 0 or to the escrow itself would be refused for good.)
+    if (s.wallet == 0 || s.wallet == g.cfg.escrow_account_id) return which + "its wallet is 0 or the group's escrow";
     if (s.credit > c || (!active && s.credit != 0)) return which + "its credit is out of range";
     if (forming && (!s.paid || s.paid_amount != c)) return which + "a forming group's seat has not paid its deposit";
     if (active && (s.paid_amount > c + g.cfg.late_penalty || (!s.paid && s.paid_amount != 0)))

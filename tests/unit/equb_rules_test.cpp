@@ -917,6 +917,9 @@ TEST(equb_rules, group_state_the_rules_cannot_reach_is_refused) {
        [](group_state& g) { g.seats[0].debts.push_back({1, 10, g.cfg.escrow_account_id}); }, "a debt"},
       {"a debt from a round to come", &lottery,
        [](group_state& g) { g.seats[0].debts.push_back({g.round + 1, 10, wallet(1)}); }, "a debt"},
+      {"a seat's wallet of 0", &lottery, [](group_state& g) { g.seats[1].wallet = 0; }, "its wallet is 0"},
+      {"a seat's wallet the escrow", &forming, [](group_state& g) { g.seats[0].wallet = g.cfg.escrow_account_id; },
+       "or the group's escrow"},
       {"a bid below the limit", &bidding, [](group_state& g) { g.seats[2].bid = 1; }, "its bid"},
       {"a bid by the seat that received", &bidding,
        [](group_state& g) {
