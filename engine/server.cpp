@@ -1,5 +1,6 @@
 #include "engine/server.hpp"
 
+#include "actors/portfolio.hpp"
 #include "engine/events.hpp"
 #include "engine/limits.hpp"
 #include "storage/failure_probes.hpp"
@@ -162,6 +163,9 @@ struct session {
   bool recv_direct = false;  // the armed receive is a plain RECV into reader.prepare()
   size_t reader_bytes = 0;   // reader.held_bytes() as last counted in server_stats
   uint32_t in_flight = 0;
+  // Bytes set aside for the answers of its requests in the engine (reply_bytes_bound
+  // each), counted with what is queued to it when deciding whether it is read.
+  uint64_t owed_bytes = 0;
   bool closing = false;
   bool close_after_flush = false;
   bool peer_done = false;  // the peer shut its side (end of file): no more bytes will come
@@ -189,6 +193,7 @@ struct completed {
   bool is_admin = false;  // an admin command's answer (admin_reply) instead of r
   wire::admin_response_msg admin_reply;
   uint64_t taken_ns = 0;  // steady clock when the request was taken off the socket
+  uint64_t owed = 0;      // the bytes set aside for its answer (session::owed_bytes)
 };
 
 uint64_t steady_ns() {
@@ -271,6 +276,7 @@ class server_impl {
   std::unordered_map<uint64_t, uint32_t> by_session_;  // authenticated sessions: id -> slot
   uint64_t open_ = 0;
   uint64_t handshakes_open_ = 0;                     // sessions in_handshake
+  uint64_t owed_total_ = 0;                          // every session's owed_bytes
   // Sessions in their handshake by peer address: how many, and (slot, gen, order opened)
   // oldest first (entries of sessions that authenticated or went are dropped as met at
   // the front). An address leaves the map when its last handshake ends.
@@ -512,7 +518,7 @@ class server_impl {
   // Whether the session may take more frames off its socket now.
   bool may_read(const session& ss) const {
     return !ss.closing && !ss.close_after_flush && !stopping_ &&
-           ss.out_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
+           ss.out_bytes + ss.owed_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
            engine_in_flight_ < cfg_.engine_in_flight_max && !over_share(ss);
   }
   // All sessions together hold out_bytes_total_max, and this one at least its share
@@ -520,8 +526,10 @@ class server_impl {
   [[nodiscard]] uint64_t total_share() const {
     return std::max<uint64_t>(session_total_share_min, cfg_.out_bytes_total_max / std::max<uint32_t>(1, cfg_.connections_max));
   }
+  // (The answers owed count too: a session's requests taken while its queue was empty
+  // would otherwise queue them all, past every limit, before it stops being read.)
   [[nodiscard]] bool over_share(const session& ss) const {
-    return held_total() >= cfg_.out_bytes_total_max && held(ss) >= total_share();
+    return held_total() + owed_total_ >= cfg_.out_bytes_total_max && held(ss) + ss.owed_bytes >= total_share();
   }
 
   void run() {
@@ -706,6 +714,8 @@ class server_impl {
   void close_session(session& s) {
     if (s.closing) return;
     s.closing = true;
+    owed_total_ -= s.owed_bytes;  // its answers will not be queued
+    s.owed_bytes = 0;
     count_backlog(s, -int64_t(s.backlog_bytes));  // never sent now: its bytes go at once
     s.backlog.clear();
     left_handshake(s);
@@ -1192,6 +1202,37 @@ class server_impl {
     }
   }
 
+  // A bound on the bytes of a request's answer, set aside while it is in the engine (capped
+  // at out_bytes_max by the caller): look-ups by their items' records, history pages by
+  // their limits, writes by their results.
+  static uint64_t reply_bytes_bound(const wire::parsed_request& p) {
+    using wire::operation;
+    constexpr uint64_t frame = 256;  // header, tables, vectors' lengths
+    uint64_t item = 16;              // a result, and its share of the tables
+    switch (p.op) {
+      case operation::lookup_accounts: item += sizeof(wire::account); break;
+      case operation::lookup_transfers: item += sizeof(wire::transfer_record_item); break;
+      case operation::lookup_balances: item += sizeof(wire::balance_item); break;
+      case operation::lookup_instruments: item += sizeof(wire::instrument_state) + sizeof(uint64_t); break;
+      case operation::lookup_customers: item += sizeof(wire::customer_state); break;
+      case operation::lookup_orders: item += sizeof(wire::order_state_view); break;
+      case operation::lookup_positions: item += uint64_t(actors::portfolio::positions_max) * sizeof(wire::position_view); break;
+      case operation::lookup_groups: item += 64u << 10; break;  // (seats, debts and rounds: typical groups fit)
+      case operation::rebalance: item += uint64_t(actors::portfolio::positions_max) * sizeof(wire::order); break;
+      case operation::lookup_account_transfers: {
+        uint64_t records = 0;
+        for (uint32_t i = 0; i < p.count; ++i) {
+          wire::history_query_item q;
+          std::memcpy(&q, p.items.data() + size_t(i) * sizeof q, sizeof q);
+          records += q.limit;
+        }
+        return frame + uint64_t(p.count) * 64 + records * (sizeof(wire::transfer_record_item) + 16);
+      }
+      default: break;
+    }
+    return frame + uint64_t(p.count) * item;
+  }
+
   void on_request(session& s, const wire::frame_reader::frame& f) {
     const uint64_t rid = f.header.request_id;
     wire::parsed_request p;
@@ -1283,6 +1324,9 @@ class server_impl {
     }
     ++s.in_flight;
     ++engine_in_flight_;
+    const uint64_t owed = std::min(reply_bytes_bound(p), cfg_.out_bytes_max);
+    s.owed_bytes += owed;
+    owed_total_ += owed;
     st_requests_.fetch_add(1, std::memory_order_relaxed);
     s.requests->fetch_add(1, std::memory_order_relaxed);
     const uint32_t slot = s.slot, gen = s.gen;
@@ -1290,8 +1334,8 @@ class server_impl {
     // Bounded here (engine_in_flight_max), never waiting: other producers (chains groups
     // and desks emit, the admin port) share the engine's queue, and a wait would stop
     // the whole loop.
-    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns()](reply&& r) {
-      mail->post({slot, gen, rid, op, std::move(r), false, {}, taken});
+    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns(), owed](reply&& r) {
+      mail->post({slot, gen, rid, op, std::move(r), false, {}, taken, owed});
     }, false);
   }
 
@@ -1340,6 +1384,8 @@ class server_impl {
       if (!s || s->gen != c.gen || s->fd < 0) continue;  // the session is gone
       --s->in_flight;
       if (s->closing) continue;
+      s->owed_bytes -= c.owed;  // (released at its close otherwise)
+      owed_total_ -= c.owed;
       if (c.is_admin) {
         queue_frame(*s, frame_kind::admin_response, c.request_id, wire::admin_response_body(c.admin_reply));
       } else {

@@ -1336,6 +1336,46 @@ TEST(server, a_registered_gateway_reconnecting_in_a_loop_is_slowed) {
 // its whole window of requests pipelined does not take every place that comes free
 // from one asking a request at a time. Before, the lowest slot went first at every
 // place, so the one-at-a-time session waited behind the flooder's whole buffer.
+// The answers a session's requests will get count against its limit while they are in
+// the engine: one that sends 48 look-ups of 8,192 transfers (a MiB of answer each) and
+// reads nothing is read a request at a time, each once the answer before has gone to the
+// kernel's buffers, so what the server holds for it stays near its limit. Before, every
+// request was taken at once (each found the queue empty), and their answers, tens of
+// MiB past the session's 1 MiB, were queued; 200 such sessions held 13 GiB against a
+// 1 GiB total.
+TEST(server, answers_owed_count_against_the_sessions_limit) {
+  engine::server_config cfg;
+  cfg.out_bytes_max = 1u << 20;
+  cfg.out_bytes_total_max = 2u << 20;
+  net n(cfg);
+  std::string err;
+  auto c = n.connect();
+  std::vector<wire::id128> ids(8192);
+  for (uint64_t i = 0; i < ids.size(); ++i) ids[i] = {i + 1, 0};
+  const auto body = wire::lookup_transfers_body(ids);
+  constexpr int requests = 48;  // (the session's in-flight limit is 64)
+  const uint64_t before = n.srv->stats().requests;
+  std::thread sender([&] {
+    std::string e;
+    for (int i = 0; i < requests; ++i)
+      if (!c->send_frame(wire::frame_kind::request, 500 + i, body, &e)) break;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const uint64_t taken = n.srv->stats().requests - before;
+  EXPECT_GE(taken, 1u);
+  EXPECT_LT(taken, uint64_t(requests)) << "requests taken while their answers could not be queued";
+  EXPECT_LE(n.srv->stats().out_bytes_queued, 5u << 19) << "the limit and about one answer";
+  int answered = 0;
+  wire::client::frame_in f;
+  while (answered < requests && c->read_frame(&f, &err)) {
+    ASSERT_EQ(f.header.kind, uint16_t(wire::frame_kind::response));
+    ++answered;
+  }
+  sender.join();
+  EXPECT_EQ(answered, requests) << err;
+  expect_serves(*c, 1);
+}
+
 TEST(server, a_flooding_session_gets_its_share_of_a_full_engine_and_no_more) {
   engine::server_config cfg;
   cfg.engine_in_flight_max = 1;
