@@ -82,6 +82,7 @@ std::string config::validate() const {
              " MiB of account index over " + std::to_string(n_shards) + " shards) take " + mib(window + index) +
              " MiB at start, more than three quarters of this machine's " + mib(memory) + " MiB";
   }
+  if (resolved_pending_cut_at == 0) return "resolved_pending_cut_at must be at least 1";
   if (checkpoint_interval_ms > 7ull * 86'400'000)
     return "checkpoint_interval_ms must be at most 604800000 (a week; 0: on demand and at stop only)";
   return {};

@@ -17,6 +17,10 @@ struct config {
   uint32_t wal_flights = 1;          // commit groups in flight at once (engine/README.md)
   uint64_t snapshot_map_gib = 64;    // LMDB map ceiling (sparse)
   uint64_t checkpoint_interval_ms = 10'000;  // 0: only on demand and at close
+  // Resolved pending transfers the shards hold until a snapshot has them (about 100 bytes
+  // each): past this many a checkpoint is taken whatever the interval (0 included), at
+  // most one a second, so they cannot fill memory when checkpoints run only on demand.
+  uint64_t resolved_pending_cut_at = 1ull << 20;
   uint64_t tick_ms = 100;            // clock ticks while timed pending transfers exist
   uint32_t queue_requests_max = 4096;
   uint64_t transfers_resident_max = 1ull << 20;  // resident window of transfer records

@@ -2502,6 +2502,17 @@ class engine_impl {
     log_and_queue(std::move(b));
   }
 
+  // Resolved pending transfers the shards hold, as they last published (one across two
+  // shards counted on each).
+  uint64_t resolved_pending_resident() const {
+    uint64_t n = 0;
+    for (const auto& sh : shards_) {
+      const auto st = sh->stats();
+      n += st.pending_total - st.pending_open;
+    }
+    return n;
+  }
+
   // A cut follows every batch dispatched so far and precedes every later one, so it may
   // be sent while groups are being committed.
   void maybe_checkpoint(bool force) {
@@ -2516,6 +2527,10 @@ class engine_impl {
     }
     if (!due && cfg_.checkpoint_interval_ms != 0 && dispatched_lsn_ > snapshot_lsn_.load() &&
         t >= last_checkpoint_ns_ + cfg_.checkpoint_interval_ms * 1'000'000ull)
+      due = true;
+    // Resolved pending transfers leave memory only at a cut (they are the snapshot's then):
+    // too many of them make one due, whatever the interval.
+    if (!due && t >= last_checkpoint_ns_ + 1'000'000'000ull && resolved_pending_resident() > cfg_.resolved_pending_cut_at)
       due = true;
     if (!due) return;
     last_checkpoint_ns_ = t;

@@ -737,6 +737,42 @@ TEST(ledger_log, account_creates_replay_by_the_capacity_logged_with_them) {
 // payout accounts) are made regardless. The setting is logged with each create, so a
 // replay under another setting decides as the live run did; new creates follow the new
 // one.
+// Resolved pending transfers stay in the shards' memory until a snapshot holds them.
+// With checkpoints on demand only (interval 0), they grew for good; past
+// resolved_pending_cut_at a checkpoint is taken whatever the interval, and they go.
+TEST(ledger_capacity, resolved_pending_transfers_make_a_checkpoint_due) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  ASSERT_EQ(cfg.checkpoint_interval_ms, 0u);
+  cfg.resolved_pending_cut_at = 200;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 4);
+  std::vector<wire::transfer> holds, voids;
+  for (uint64_t i = 1; i <= 300; ++i) {
+    holds.push_back(make_transfer(1000 + i, 1 + i % 2, 3 + i % 2, 1, tf::pending));
+    auto v = make_transfer(5000 + i, 0, 0, 0, tf::void_pending);
+    v.pending_id = {1000 + i, 0};
+    voids.push_back(v);
+  }
+  for (const auto r : e->create_transfers(holds).results) ASSERT_EQ(r, result::ok);
+  for (const auto r : e->create_transfers(voids).results) ASSERT_EQ(r, result::ok);
+  EXPECT_EQ(e->stats().pending_open, 0u);
+  for (int i = 0; i < 300 && e->stats().checkpoints == 0; ++i) {
+    ASSERT_EQ(e->create_transfers({make_transfer(9000 + i, 1, 2, 1)}).results.at(0), result::ok);  // (the loop turns)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(e->stats().checkpoints, 1u) << "300 resolved, 200 allowed: a checkpoint is due";
+  for (int i = 0; i < 300 && e->stats().pending_tracked != 0; ++i) {
+    e->create_transfers({make_transfer(20000 + i, 1, 2, 1)});
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(e->stats().pending_tracked, 0u) << "the snapshot has them: they left memory";
+  engine::config bad = cfg;
+  bad.resolved_pending_cut_at = 0;
+  EXPECT_NE(bad.validate().find("resolved_pending_cut_at must be at least 1"), std::string::npos);
+}
+
 TEST(ledger_capacity, accounts_past_a_shards_share_are_refused_and_replay_as_decided) {
   engine_fixture f(2, /*checkpoint_on_close=*/false);
   f.set_capacity(5, 0);  // 3 a shard
