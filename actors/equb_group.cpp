@@ -320,6 +320,7 @@ void group_table::after_round(group_entry& e, uint64_t now) {
       for (const auto& x : s.debts) d += x.amount;
       owed_before.push_back(s.paid ? UINT64_MAX : d);  // UINT64_MAX: paid, no miss
     }
+  const uint64_t shift_before = e.g.shift_ns;
   outcome o = close_round(e.g, now, rules_ >= rules_credits_pay, rules_ >= rules_default_penalty,
                           rules_ >= rules_held_round_moves_schedule);
   MESOB_ASSERT(o.code == result::ok);
@@ -341,6 +342,13 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     std::memcpy(&ev.id, o.revealed.data(), sizeof ev.id);
     std::memcpy(&ev.ref, o.revealed.data() + sizeof ev.id, sizeof ev.ref);
     events_(std::move(ev));
+    if (e.g.shift_ns != shift_before) {  // a held round closed past its close: the schedule moved
+      auto moved = wire::decided_event(wire::event_type::equb_rescheduled, now, e.g.cfg.currency, group);
+      moved.code = uint16_t(e.g.round);
+      moved.amount = e.g.shift_ns - shift_before;
+      moved.ref = {round_deadline(e.g), round_close(e.g)};
+      events_(std::move(moved));
+    }
     if (e.g.ph == phase::completed) {
       auto done = wire::decided_event(wire::event_type::equb_completed, now, e.g.cfg.currency, group);
       done.code = uint16_t(round);

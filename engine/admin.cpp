@@ -1304,7 +1304,7 @@ class admin_impl {
         .text("phase", phases[uint8_t(g.ph) <= 4 ? uint8_t(g.ph) : 0])
         .num("round", g.round)
         .num("started_at", g.started_at)
-        .num("shift_ns", g.shift_ns);  // the engine's downtime added to its deadlines
+        .num("shift_ns", g.shift_ns);  // added to its deadlines: downtime, held rounds' overrun
     if (g.ph == actors::equb::phase::active)  // engine time (ns): late after, closed after
       b.num("round_deadline", actors::equb::round_deadline(g)).num("round_close", actors::equb::round_close(g));
     b.num("seats", g.seats.size())
@@ -1761,8 +1761,8 @@ class admin_impl {
   }
 
   admin_response_msg cmd_log_verify(const std::vector<std::string>&) {
-    // A stop ends the scan (a log of gigabytes takes minutes): the endpoint's stop, and
-    // the server's drain behind it, do not wait for it.
+    // A stop ends the scan (a log of gigabytes takes minutes): the admin port's drain and
+    // the endpoint's stop do not wait for it (mesobd calls begin_stop before the drain).
     const auto v = eng_.verify_log(&stopping_);
     const bool unknown = v.read_failed || v.stopped;
     admin_response_msg m = answer(v.stopped       ? admin_code::refused
@@ -1958,6 +1958,10 @@ std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg
     };
   });
   return std::unique_ptr<admin_endpoint>(new admin_endpoint(std::move(impl)));
+}
+
+void admin_endpoint::begin_stop() {
+  if (impl_) impl_->stopping_.store(true);
 }
 
 admin_endpoint::~admin_endpoint() {

@@ -243,7 +243,7 @@ struct group_item {
   uint32_t next_step = 0;
   uint64_t created_at = 0;
   uint64_t started_at = 0;
-  uint64_t shift_ns = 0;  // added to every deadline (the engine's downtime)
+  uint64_t shift_ns = 0;  // added to every deadline (the engine's downtime, held rounds' overrun)
   uint64_t pot = 0;
   uint64_t escrow = 0;
   uint64_t escrow_expected = 0;

@@ -869,7 +869,8 @@ enum class event_type : uint16_t {
   customer_resequenced = 33,    // account_a: the wallet; ref.lo: the sequence counted from now
                                 // (the next record must be greater)
   // An equb group's schedule moved by the engine's downtime (actors/equb_rules.hpp,
-  // reschedule), at the engine's first batch after it:
+  // reschedule), at the engine's first batch after it, or by a hold_round round that
+  // closed past its close time (at that close, after its equb_round_closed):
   equb_rescheduled = 34,        // account_a: the group; code: its round; amount: the time
                                 // added (ns); ref.lo: the round's deadline now, ref.hi: its
                                 // close now (deadline + grace), engine time (ns)

@@ -1309,6 +1309,7 @@ TEST_F(equb_engine_replay, AHeldRoundDoesNotMakeTheNextRoundLateForEveryone) {
   ASSERT_EQ(h.g.round, 3u);
   EXPECT_GT(h.g.shift_ns, 24 * day_s * 1'000'000'000ull);
   EXPECT_GT(actors::equb::round_deadline(h.g), fx_.now_ns() + 5 * day_s * 1'000'000'000ull) << "6 days to pay";
+  const uint64_t deadline = actors::equb::round_deadline(h.g);
   ASSERT_EQ(pay(1, hold, 3, 0, contribution), result::ok) << "on time: the due alone";
   const uint64_t shift = h.g.shift_ns;
   fx_.restart();  // replayed from the log
@@ -1319,6 +1320,16 @@ TEST_F(equb_engine_replay, AHeldRoundDoesNotMakeTheNextRoundLateForEveryone) {
   ASSERT_EQ(pay(3, hold, 3, 2, contribution + late_penalty), result::ok);
   EXPECT_EQ(settled(hold).g.ph, actors::equb::phase::completed);
   expect_escrow_consistent(hold);
+  // The move is an event, after round 2's close (once: the replay wrote none again).
+  fx_.close();
+  std::vector<wire::event> moved;
+  for (const auto& ev : all_events(fx_.dir()))
+    if (ev.type == wire::event_type::equb_rescheduled && ev.account_a == hold) moved.push_back(ev);
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_EQ(moved[0].code, 3u) << "the round it moved";
+  EXPECT_EQ(moved[0].amount, shift);
+  EXPECT_EQ(moved[0].ref.lo, deadline);
+  fx_.open();
 }
 
 // A guarantor that is a customer's wallet with a KYC tier: its cover counts in the
