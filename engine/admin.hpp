@@ -46,6 +46,10 @@ class admin_endpoint {
   // Stops the actor after the command it is running, if any; commands still queued are
   // answered `refused` without running.
   ~admin_endpoint();
+  // The stop begins: a command running ends early where it can (a log verify, at its next
+  // record: answered `refused`), and commands still queued are answered `refused`. Call
+  // before the admin port drains, so its drain does not wait for a long scan.
+  void begin_stop();
   admin_endpoint(const admin_endpoint&) = delete;
   admin_endpoint& operator=(const admin_endpoint&) = delete;
 

@@ -308,7 +308,8 @@ int main(int argc, char** argv) {
   if (gateway_specs.empty() && net.address.rfind("127.", 0) != 0) {
     std::fprintf(stderr,
                  "mesobd: cannot serve: --listen %s is off loopback with no --gateway, and the development gateway "
-                 "\"dev\" has every role; name the gateways this server takes with --gateway id:roles:hexsecret\n",
+                 "\"dev\" has every role; name the gateways this server takes with --gateway id:roles:hexsecret (an "
+                 "operator's, with the admin role, registers the rest)\n",
                  net.address.c_str());
     return 2;
   }
@@ -430,6 +431,7 @@ int main(int argc, char** argv) {
   // servers (and `pusher`, a local) go.
   auto stop_all = [&] {
     metrics.reset();
+    if (admin) admin->begin_stop();  // a log verify scanning ends, answered, before the drain
     if (admin_srv) admin_srv->stop();
     admin.reset();
     if (srv) srv->stop();

@@ -1,5 +1,6 @@
 #include "engine/server.hpp"
 
+#include "actors/equb_rules.hpp"
 #include "actors/portfolio.hpp"
 #include "engine/events.hpp"
 #include "engine/limits.hpp"
@@ -1217,7 +1218,9 @@ class server_impl {
       case operation::lookup_customers: item += sizeof(wire::customer_state); break;
       case operation::lookup_orders: item += sizeof(wire::order_state_view); break;
       case operation::lookup_positions: item += uint64_t(actors::portfolio::positions_max) * sizeof(wire::position_view); break;
-      case operation::lookup_groups: item += 64u << 10; break;  // (seats, debts and rounds: typical groups fit)
+      // A group's seats, paid-out rounds and destinations (56 + 40 + 8 bytes a seat) and
+      // the payments it owes (40 bytes each, a chain's 2,016 at most).
+      case operation::lookup_groups: item += uint64_t(actors::equb::seats_max) * 104 + 2016 * 40; break;
       case operation::rebalance: item += uint64_t(actors::portfolio::positions_max) * sizeof(wire::order); break;
       case operation::lookup_account_transfers: {
         uint64_t records = 0;
@@ -1386,6 +1389,9 @@ class server_impl {
       if (s->closing) continue;
       s->owed_bytes -= c.owed;  // (released at its close otherwise)
       owed_total_ -= c.owed;
+      // A session closing after its flush gets its flush time from its last answer (an
+      // engine slow to answer does not use it up).
+      if (s->close_after_flush && s->in_flight == 0) s->close_by_ms = now_ms() + cfg_.flush_timeout_ms;
       if (c.is_admin) {
         queue_frame(*s, frame_kind::admin_response, c.request_id, wire::admin_response_body(c.admin_reply));
       } else {
@@ -1806,7 +1812,9 @@ class server_impl {
       session& s = *sp;
       if (registry_moved && s.authed && !s.close_after_flush && !still_registered(s, 0)) continue;
       if (s.close_after_flush) {
-        if (t >= s.close_by_ms) close_session(s);  // it did not read its last frames
+        // It did not read its last frames (its answers in the engine are waited for: the
+        // flush time runs from the last one, on_wake).
+        if (t >= s.close_by_ms && s.in_flight == 0) close_session(s);
       } else if (!s.authed && t - s.opened_ms > cfg_.handshake_timeout_ms) {
         protocol_fault(s, 0, protocol_error::handshake_timeout,
                        "no successful auth within the handshake timeout (" + std::to_string(cfg_.handshake_timeout_ms) +

@@ -1332,10 +1332,6 @@ TEST(server, a_registered_gateway_reconnecting_in_a_loop_is_slowed) {
   expect_serves(*again, 1);
 }
 
-// With the engine full, sessions with frames waiting take turns: a session that keeps
-// its whole window of requests pipelined does not take every place that comes free
-// from one asking a request at a time. Before, the lowest slot went first at every
-// place, so the one-at-a-time session waited behind the flooder's whole buffer.
 // The answers a session's requests will get count against its limit while they are in
 // the engine: one that sends 48 look-ups of 8,192 transfers (a MiB of answer each) and
 // reads nothing is read a request at a time, each once the answer before has gone to the
@@ -1376,6 +1372,10 @@ TEST(server, answers_owed_count_against_the_sessions_limit) {
   expect_serves(*c, 1);
 }
 
+// With the engine full, sessions with frames waiting take turns: a session that keeps
+// its whole window of requests pipelined does not take every place that comes free
+// from one asking a request at a time. Before, the lowest slot went first at every
+// place, so the one-at-a-time session waited behind the flooder's whole buffer.
 TEST(server, a_flooding_session_gets_its_share_of_a_full_engine_and_no_more) {
   engine::server_config cfg;
   cfg.engine_in_flight_max = 1;
