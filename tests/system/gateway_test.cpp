@@ -167,6 +167,36 @@ void fund(gateway_world& w, uint64_t per_wallet) {
   EXPECT_EQ(s.stats().deposits_ok, o.deposits_max);
 }
 
+// Starts a gateway simulator and waits (up to 2 s) until its session is up.
+void start_connected(tools::gateway_sim& g) {
+  g.start();
+  for (int i = 0; i < 100 && !g.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+// A world with beta disabled and alpha up, taking payouts and never answering them, sent
+// payouts 1 and 2 (500 each).
+std::unique_ptr<tools::gateway_sim> two_payouts_to_a_silent_alpha(gateway_world& w, uint32_t timeout_ms,
+                                                                  uint64_t seed) {
+  w.start(timeout_ms);
+  fund(w, 10'000);
+  EXPECT_EQ(admin(*w.ops, "gateway disable", {"beta"}).code, admin_code::ok);
+  auto oa = w.sim("alpha", seed);
+  oa.timeout_rate = 1.0;  // takes the payouts and never answers
+  auto alpha = std::make_unique<tools::gateway_sim>(oa);
+  start_connected(*alpha);
+  for (auto r : w.payouts(1, 2, 500)) EXPECT_EQ(r, wire::result::ok);
+  return alpha;
+}
+
+// Payout 1 cancelled (its hold voided), payout 2 paid at beta, every unit where it belongs.
+void expect_first_cancelled_second_paid_at_beta(gateway_world& w) {
+  const auto a = w.accounts({1 + 1 % wallets, 1 + 2 % wallets, settle_b});
+  EXPECT_EQ(a[0].debits_posted, 0u);  // cancelled: voided
+  EXPECT_EQ(a[1].debits_posted, 500u);
+  EXPECT_EQ(a[2].credits_posted, 500u);
+  w.expect_money_where_it_belongs(wallets * 10'000);
+}
+
 }  // namespace
 
 TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_connection) {
@@ -303,15 +333,7 @@ TEST(gateways, the_payout_listing_pages_through_every_payout) {
 
 TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
   gateway_world w;
-  w.start(200);
-  fund(w, 10'000);
-  EXPECT_EQ(admin(*w.ops, "gateway disable", {"beta"}).code, admin_code::ok);
-  auto oa = w.sim("alpha", 21);
-  oa.timeout_rate = 1.0;  // never answers
-  tools::gateway_sim alpha(oa);
-  alpha.start();
-  for (int i = 0; i < 100 && !alpha.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  for (auto r : w.payouts(1, 2, 500)) EXPECT_EQ(r, wire::result::ok);
+  auto alpha = two_payouts_to_a_silent_alpha(w, 200, 21);
   // Three timeouts with backoff on alpha, then no gateway left: dead letters.
   bool dead = false;
   for (int i = 0; i < 200 && !dead; ++i) {
@@ -319,48 +341,35 @@ TEST(gateways, silent_gateway_dead_letters_then_cancel_and_retry) {
     dead = w.held() == 2 && admin(*w.ops, "payouts").sections.back().rows.size() == 2;
   }
   ASSERT_TRUE(dead);
-  EXPECT_EQ(alpha.stats().dropped, 6u);
+  EXPECT_EQ(alpha->stats().dropped, 6u);
   auto shown = admin(*w.ops, "payout show", {"1"});
   EXPECT_EQ(cell(shown, "payout", "state"), "dead (every_gateway_given_up)");
   EXPECT_EQ(admin(*w.ops, "payout retry", {"77"}).code, admin_code::not_found);
   // (alpha answered the cancels it was sent as it gave each up: it did not pay, no force.)
   EXPECT_EQ(admin(*w.ops, "payout cancel", {"1"}).code, admin_code::ok);
-  alpha.stop();
+  alpha->stop();
   // beta comes back, answering; the other dead letter is retried and settles there
   // (alpha's session is gone, so routing passes it by).
   EXPECT_EQ(admin(*w.ops, "gateway enable", {"beta"}).code, admin_code::ok);
   tools::gateway_sim beta(w.sim("beta", 22));
-  beta.start();
-  for (int i = 0; i < 100 && !beta.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  start_connected(beta);
   EXPECT_EQ(admin(*w.ops, "payout retry", {"2"}).code, admin_code::ok);
   ASSERT_TRUE(w.wait_held(0, 10));
   beta.stop();
-  const auto a = w.accounts({1 + 1 % wallets, 1 + 2 % wallets, settle_b});
-  EXPECT_EQ(a[0].debits_posted, 0u);  // cancelled: voided
-  EXPECT_EQ(a[1].debits_posted, 500u);
-  EXPECT_EQ(a[2].credits_posted, 500u);
-  w.expect_money_where_it_belongs(wallets * 10'000);
+  expect_first_cancelled_second_paid_at_beta(w);
 }
 
 // A dead letter a gateway was sent and never answered (here: disabled with payouts in
-// flight, which leave it at their answer timeout, unanswered) may have been paid there. Routed again, or cancelled
-// with its hold voided, it could be paid twice: the operator's retry and cancel are
-// refused, naming the gateway, until the operator says it checked ('force'). Before,
-// either went ahead at once (the automatic fallback waits for the cancel's answer; the
-// operator's did not).
+// flight, which leave it at their answer timeout, unanswered) may have been paid there.
+// Routed again, or cancelled with its hold voided, it could be paid twice: the operator's
+// retry and cancel are refused, naming the gateway, until the operator says it checked
+// ('force'). Before, either went ahead at once (the automatic fallback waits for the
+// cancel's answer; the operator's did not).
 TEST(gateways, a_dead_letter_a_gateway_may_have_paid_takes_force) {
   gateway_world w;
-  w.start(300);
-  fund(w, 10'000);
-  EXPECT_EQ(admin(*w.ops, "gateway disable", {"beta"}).code, admin_code::ok);
-  auto oa = w.sim("alpha", 31);
-  oa.timeout_rate = 1.0;  // takes the payouts and never answers
-  tools::gateway_sim alpha(oa);
-  alpha.start();
-  for (int i = 0; i < 100 && !alpha.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  for (auto r : w.payouts(1, 2, 500)) EXPECT_EQ(r, wire::result::ok);
-  for (int i = 0; i < 200 && alpha.stats().dropped < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_EQ(alpha.stats().dropped, 2u);
+  auto alpha = two_payouts_to_a_silent_alpha(w, 300, 31);
+  for (int i = 0; i < 200 && alpha->stats().dropped < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(alpha->stats().dropped, 2u);
   EXPECT_EQ(admin(*w.ops, "gateway disable", {"alpha"}).code, admin_code::ok);
   ASSERT_EQ(w.wait_only_dead_letters(10), 2u);
   const auto shown = admin(*w.ops, "payout show", {"1"});
@@ -381,17 +390,12 @@ TEST(gateways, a_dead_letter_a_gateway_may_have_paid_takes_force) {
   EXPECT_EQ(admin(*w.ops, "payout cancel", {"1", "force"}).code, admin_code::ok);
   EXPECT_EQ(admin(*w.ops, "gateway enable", {"beta"}).code, admin_code::ok);
   tools::gateway_sim beta(w.sim("beta", 32));
-  beta.start();
-  for (int i = 0; i < 100 && !beta.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  start_connected(beta);
   EXPECT_EQ(admin(*w.ops, "payout retry", {"2", "force"}).code, admin_code::ok);
   ASSERT_TRUE(w.wait_held(0, 10));
-  alpha.stop();
+  alpha->stop();
   beta.stop();
-  const auto a = w.accounts({1 + 1 % wallets, 1 + 2 % wallets, settle_b});
-  EXPECT_EQ(a[0].debits_posted, 0u);  // cancelled: voided
-  EXPECT_EQ(a[1].debits_posted, 500u);
-  EXPECT_EQ(a[2].credits_posted, 500u);
-  w.expect_money_where_it_belongs(wallets * 10'000);
+  expect_first_cancelled_second_paid_at_beta(w);
 }
 
 // The breaker over TCP: a gateway failing everything trips open and payouts fall back to
@@ -435,8 +439,7 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   failing->stop();
   failing.reset();
   tools::gateway_sim healthy(w.sim("alpha", 43));
-  healthy.start();
-  for (int i = 0; i < 100 && !healthy.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  start_connected(healthy);
   std::this_thread::sleep_for(std::chrono::milliseconds(6100));
   // One request over every wallet: each desk's first payout probes alpha, the rest go to
   // beta while the probe is out.
@@ -465,8 +468,7 @@ TEST(gateways, sigkill_with_payouts_in_flight_loses_and_repeats_nothing) {
   oa.latency_ms = 30;
   oa.fail_rate = 0.1;
   auto alpha = std::make_unique<tools::gateway_sim>(oa);
-  alpha->start();
-  for (int i = 0; i < 100 && !alpha->connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  start_connected(*alpha);
   for (int round = 0; round < 4; ++round)
     for (auto r : w.payouts(1 + round * 100, 100, 10)) EXPECT_EQ(r, wire::result::ok);
   w.d->crash();
