@@ -169,6 +169,9 @@ struct batch : std::enable_shared_from_this<batch> {
   // was sequenced, logged with it (rules_capacity); create_transfers and orders: its
   // pending_max (rules_pending_capacity). 0 for older records (no limit).
   uint64_t capacity = 0;
+  // create_transfers and orders: the engine's transfers_max in force when it was
+  // sequenced (rules_transfers_capacity; 0 for older records: no limit).
+  uint64_t transfers_capacity = 0;
   std::vector<wire::gateway_op> gateway_ops;
   std::vector<wire::payout_answer> payout_answers;
   std::vector<wire::gateway_event> gateway_events;

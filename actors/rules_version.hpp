@@ -175,6 +175,11 @@ constexpr uint16_t rules_open_lots_within_fills = 22;
 // its next round already late, and every member paid the late penalty through no fault
 // of its own.
 constexpr uint16_t rules_held_round_moves_schedule = 23;
-constexpr uint16_t rules_newest = 23;
+// Transfers: the engine holds at most transfers_max transfers (every id stays in memory,
+// engine/id_index.hpp): past it a new one that is not the engine's own is refused
+// (transfers_full) and not recorded. Transfer batches and orders carry the setting they
+// were decided by after their pending_max. Before, transfers grew until memory ran out.
+constexpr uint16_t rules_transfers_capacity = 24;
+constexpr uint16_t rules_newest = 24;
 
 }  // namespace mesob::actors

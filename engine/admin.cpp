@@ -545,6 +545,7 @@ class admin_impl {
         .num("transfers_per_s", uint64_t(tps + 0.5))
         .num("accounts", st.accounts)
         .num("transfers", st.transfers)
+        .num("transfers_max", st.transfers_max)
         .num("pending", st.pending_open)            // still pending (what pending_max bounds)
         .num("pending_resident", st.pending_tracked)  // with those resolved since the last snapshot
         .num("lsn_durable", st.lsn_durable)

@@ -67,6 +67,8 @@ std::string config::validate() const {
   if (auto e = capacity_error("accounts_max", accounts_max); !e.empty()) return e;
   if (groups_max < 1 || groups_max > (1ull << 30)) return "groups_max must be 1..1073741824 (2^30)";
   if (auto e = capacity_error("pending_max", pending_max); !e.empty()) return e;
+  if (transfers_max < 1 || transfers_max > transfers_max_limit)
+    return "transfers_max must be 1.." + std::to_string(transfers_max_limit) + " (2^40 - 2)";
   // The resident window and each shard's account index are made, zero-filled, at start:
   // settings that need more than the machine's memory would end the start in an
   // allocation failure or the kernel's OOM killer, after the data directory was opened.

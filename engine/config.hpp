@@ -35,6 +35,10 @@ struct config {
   uint64_t accounts_max = 1ull << 25;
   uint64_t groups_max = 1ull << 20;
   uint64_t pending_max = 1ull << 24;
+  // Transfers recorded, any outcome, the engine's own included (each keeps its id in
+  // memory: 8 to 30 bytes, engine/id_index.hpp); past it a new one a client, gateway or
+  // order asks for is refused (transfers_full). Not shared out among shards.
+  uint64_t transfers_max = 1ull << 28;
   bool checkpoint_on_close = true;      // benchmarks turn it off to measure log replay
   // The event stream (engine/events.hpp): kept in <data_dir>/events.
   bool events = true;

@@ -111,6 +111,7 @@ constexpr uint16_t batch_flag_gateway = 2;
 // twenty-fourth session).
 constexpr uint16_t batch_flag_packed = 4;
 static_assert(batch_ops_max <= wire::events_per_frame_max, "a transfer batch packs in one call");
+static_assert(transfers_max_limit == id_index::serial_max, "a transfer per serial");
 
 double cpu_seconds(clockid_t clock) {
   timespec ts{};
@@ -174,6 +175,11 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
 bool carries_capacity(op_kind kind, uint16_t version) {
   return (version >= actors::rules_capacity && (kind == op_kind::create_accounts || kind == op_kind::equb_ops)) ||
          (version >= actors::rules_pending_capacity && (kind == op_kind::create_transfers || kind == op_kind::orders));
+}
+
+// Whether it carries, after that, the transfers_max it is decided by (rules_transfers_capacity).
+bool carries_transfers_capacity(op_kind kind, uint16_t version) {
+  return version >= actors::rules_transfers_capacity && (kind == op_kind::create_transfers || kind == op_kind::orders);
 }
 
 template <class T>
@@ -965,6 +971,13 @@ class engine_impl {
         r.dup_result = actors::decide_duplicate(as_retried(t, orig.t), orig.t, result(orig.result));
         continue;
       }
+      // Every transfer keeps its id in memory: past transfers_max (the one logged with the
+      // batch) a new one is refused and not recorded, except the engine's own, whose
+      // state machines expect no such refusal (and which clients' requests bound).
+      if (!b.emitted && b.transfers_capacity != 0 && records_->size() >= b.transfers_capacity) {
+        b.results[o] = result::transfers_full;
+        continue;
+      }
       if (!make_room()) {  // replay only: recovery stops with the flush error
         b.results[o] = result::linked_event_failed;
         continue;
@@ -1389,6 +1402,7 @@ class engine_impl {
         b->transfers = std::move(req.transfers);
         b->count = uint32_t(b->transfers.size());
         b->capacity = cfg_.pending_max;
+        b->transfers_capacity = cfg_.transfers_max;
         break;
       case op_kind::set_account_status: b->status_changes = std::move(req.status_changes); b->count = uint32_t(b->status_changes.size()); break;
       case op_kind::lookup_accounts: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
@@ -1439,6 +1453,7 @@ class engine_impl {
         b->orders = std::move(req.orders);
         b->count = uint32_t(b->orders.size());
         b->capacity = cfg_.pending_max;
+        b->transfers_capacity = cfg_.transfers_max;
         break;
       case op_kind::order_answers:
         b->order_answers = std::move(req.order_answers);
@@ -2120,11 +2135,14 @@ class engine_impl {
     }
     batch_record_header h{uint16_t(b->kind), flags, b->count, b->timestamp_base};
     // Creates of accounts and groups, transfer batches and orders carry the capacity they
-    // are decided by first.
+    // are decided by first; transfer batches and orders then their transfers_max.
     const bool capped = carries_capacity(b->kind, batch_record_version);
-    const std::span<const uint8_t> pieces[3] = {{reinterpret_cast<const uint8_t*>(&h), sizeof h},
-                                                {reinterpret_cast<const uint8_t*>(&b->capacity), capped ? sizeof b->capacity : 0},
-                                                ops};
+    const bool transfers_capped = carries_transfers_capacity(b->kind, batch_record_version);
+    const std::span<const uint8_t> pieces[4] = {
+        {reinterpret_cast<const uint8_t*>(&h), sizeof h},
+        {reinterpret_cast<const uint8_t*>(&b->capacity), capped ? sizeof b->capacity : 0},
+        {reinterpret_cast<const uint8_t*>(&b->transfers_capacity), transfers_capped ? sizeof b->transfers_capacity : 0},
+        ops};
     uint64_t lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
     if (lsn == 0 && !wal_->failed()) {
       // The open group is full: commit it (after the oldest flight, if none is free).
@@ -3172,6 +3190,20 @@ class engine_impl {
       if (b->capacity == 0 || b->capacity > capacity_max) {
         *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with capacity " +
                  std::to_string(b->capacity) + " (1.." + std::to_string(capacity_max) + ")";
+        return false;
+      }
+    }
+    if (carries_transfers_capacity(b->kind, h.version)) {
+      // The transfers_max in force when it was sequenced.
+      if (body.size() < sizeof b->transfers_capacity) {
+        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") shorter than its transfers capacity";
+        return false;
+      }
+      std::memcpy(&b->transfers_capacity, body.data(), sizeof b->transfers_capacity);
+      body = body.subspan(sizeof b->transfers_capacity);
+      if (b->transfers_capacity == 0 || b->transfers_capacity > transfers_max_limit) {
+        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with transfers capacity " +
+                 std::to_string(b->transfers_capacity) + " (1.." + std::to_string(transfers_max_limit) + ")";
         return false;
       }
     }
@@ -4737,6 +4769,7 @@ engine_stats engine::stats() {
   s.accounts_max = impl_->cfg_.accounts_max;
   s.groups_max = impl_->cfg_.groups_max;
   s.pending_max = impl_->cfg_.pending_max;
+  s.transfers_max = impl_->cfg_.transfers_max;
   s.transfers = impl_->dispatched_serial_end_;
   s.lsn_durable = impl_->dispatched_lsn_;
   s.snapshot_lsn = impl_->snapshot_lsn_.load();

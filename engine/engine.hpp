@@ -191,7 +191,7 @@ struct engine_stats {
   uint64_t groups = 0;  // equb groups held, ended ones not yet retired included
   // Capacity (engine/README.md "Capacity"): the settings, and the fullest shard's share
   // used of each (0..1).
-  uint64_t accounts_max = 0, groups_max = 0, pending_max = 0;
+  uint64_t accounts_max = 0, groups_max = 0, pending_max = 0, transfers_max = 0;
   double accounts_share_used = 0, groups_share_used = 0, pending_share_used = 0;
   uint64_t transfers = 0;
   uint64_t pending_tracked = 0;  // pending transfers held by shards: live, and resolved until a snapshot holds them

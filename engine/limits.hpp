@@ -71,9 +71,11 @@ constexpr uint32_t history_walk_max = 65536;
 constexpr uint32_t walk_pass_steps = 65536;
 // Creates of accounts and groups, transfer batches and orders carry 8 bytes of capacity
 // before their operations: the engine's accounts_max, groups_max or pending_max, at most
-// capacity_max.
-constexpr uint64_t record_capacity_bytes = 8;
+// capacity_max; transfer batches and orders then 8 more, its transfers_max (rules version
+// 24), at most transfers_max_limit (the id index's serials, engine/id_index.hpp).
+constexpr uint64_t record_capacity_bytes = 16;
 constexpr uint64_t capacity_max = 1ull << 36;
+constexpr uint64_t transfers_max_limit = (1ull << 40) - 2;
 // The largest log payload: a batch header, its capacity and 8,192 of the largest operation.
 constexpr uint64_t batch_record_header_bytes = 16;
 constexpr uint64_t operation_bytes_max = sizeof(wire::transfer);

@@ -180,6 +180,9 @@ int main(int argc, char** argv) {
   app.add_option("--pending-max", cfg.pending_max,
                  "pending transfers still pending the engine holds, each shard its share; past it new ones get pending_full")
       ->capture_default_str();
+  app.add_option("--transfers-max", cfg.transfers_max,
+                 "transfers the engine records (every id stays in memory); past it new ones get transfers_full")
+      ->capture_default_str();
   app.add_option("--listen", net.address, "client address (IPv4)")->capture_default_str();
   app.add_option("--port", net.port, "client port; 0 = any free port")->capture_default_str();
   app.add_option("--connections-max", net.connections_max, "open connections")->capture_default_str();

@@ -92,11 +92,16 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.one("mesob_equb_groups_max", "gauge", "Equb groups the engine may hold (groups_max; each shard its share).",
         double(st.groups_max));
   x.family("mesob_capacity_used_ratio", "gauge",
-           "The fullest shard's use of its share of accounts_max, groups_max and pending_max; from 1 its creates are refused.");
+           "The fullest shard's use of its share of accounts_max, groups_max and pending_max, and the engine's of "
+           "transfers_max; from 1 its creates are refused.");
   x.sample(st.accounts_share_used, label("what", "accounts"));
   x.sample(st.groups_share_used, label("what", "groups"));
   x.sample(st.pending_share_used, label("what", "pending"));
+  x.sample(st.transfers_max ? double(st.transfers) / double(st.transfers_max) : 0.0, label("what", "transfers"));
   x.one("mesob_transfers_total", "counter", "Transfers recorded (any outcome).", double(st.transfers));
+  x.one("mesob_transfers_max", "gauge",
+        "Transfers the engine may record (transfers_max); past it new ones are refused, the engine's own excepted.",
+        double(st.transfers_max));
   x.one("mesob_pending_transfers", "gauge", "Pending transfers the shards hold.", double(st.pending_tracked));
   x.one("mesob_pending_transfers_open", "gauge",
         "Of them, those still pending, on each of their shards (a transfer across two counts twice).", double(st.pending_open));

@@ -135,13 +135,18 @@ int main(int argc, char** argv) {
     }
     ops += count;
     // Creates of accounts and groups carry the capacity they were decided by (version 16),
-    // transfer batches and orders theirs of pending transfers (version 19).
+    // transfer batches and orders theirs of pending transfers (version 19), then their
+    // transfers_max (version 24).
     std::string capacity;
     if (((h.version >= 16 && (kind == 1 || kind == 10)) || (h.version >= 19 && (kind == 2 || kind == 26))) &&
         v.payload.size() >= 24) {
       uint64_t c = 0;
       std::memcpy(&c, v.payload.data() + 16, 8);
       capacity = "  capacity " + std::to_string(c);
+      if (h.version >= 24 && (kind == 2 || kind == 26) && v.payload.size() >= 32) {
+        std::memcpy(&c, v.payload.data() + 24, 8);
+        capacity += "  transfers_max " + std::to_string(c);
+      }
     }
     if (v.file != last_file) {
       last_file = v.file;

@@ -73,6 +73,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(transfer_currency_mismatch)
     MESOB_RESULT(accounts_full)
     MESOB_RESULT(pending_full)
+    MESOB_RESULT(transfers_full)
     MESOB_RESULT(debit_account_frozen)
     MESOB_RESULT(credit_account_frozen)
     MESOB_RESULT(debit_account_closed)

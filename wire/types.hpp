@@ -592,6 +592,7 @@ enum class result : uint32_t {
   transfer_currency_mismatch = 34,
   accounts_full = 35,  // create: the account's shard holds its share of accounts_max (engine/README.md "Capacity")
   pending_full = 36,   // a new pending transfer: a side's shard holds its share of pending_max open ones (the same)
+  transfers_full = 37,  // a new transfer: the engine holds transfers_max transfers (the same)
   // account state
   debit_account_frozen = 40,
   credit_account_frozen = 41,

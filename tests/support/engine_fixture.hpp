@@ -236,6 +236,7 @@ class engine_fixture {
     if (accounts_max_ != 0) cfg.accounts_max = accounts_max_;
     if (groups_max_ != 0) cfg.groups_max = groups_max_;
     if (pending_max_ != 0) cfg.pending_max = pending_max_;
+    if (transfers_max_ != 0) cfg.transfers_max = transfers_max_;
     return cfg;
   }
   // The resident window of transfer records of the next open() (0: the default).
@@ -246,6 +247,8 @@ class engine_fixture {
     groups_max_ = groups_max;
     pending_max_ = pending_max;
   }
+  // The transfers_max of the next open() (0: the default).
+  void set_transfers_max(uint64_t n) { transfers_max_ = n; }
   // Closes the engine (as restart() does) without opening it again.
   void close() { engine_.reset(); }
   void restart() {
@@ -268,7 +271,7 @@ class engine_fixture {
   uint32_t shards_;
   bool checkpoint_on_close_ = true;
   uint64_t resident_max_ = 0;
-  uint64_t accounts_max_ = 0, groups_max_ = 0, pending_max_ = 0;
+  uint64_t accounts_max_ = 0, groups_max_ = 0, pending_max_ = 0, transfers_max_ = 0;
   bool events_ = true;
   std::atomic<uint64_t> clock_{1'700'000'000'000'000'000ull};
   std::unique_ptr<engine::engine> engine_;

@@ -384,6 +384,36 @@ TEST_F(equb_engine_replay, GroupsPastAShardsShareAreRefusedAndReplayAsDecided) {
   EXPECT_EQ(op1(create_op(refused[0])), result::ok);
 }
 
+// Transfers past transfers_max (engine/README.md "Capacity"): a member's payment is a
+// client's transfer and is refused (transfers_full); the chains the group emits are the
+// engine's own and go on, live and in replay.
+TEST_F(equb_engine_replay, AGroupsChainsGoOnPastTransfersMax) {
+  constexpr uint64_t g = 5031;
+  open_wallets(3);
+  form(g, 3);  // round 1: wallet 1 receives at once
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  settled(g);
+  const uint64_t full = e().stats().transfers;
+  fx_.set_transfers_max(full);
+  fx_.restart();
+  EXPECT_EQ(pay(3, g, 2, 2, contribution), result::transfers_full);
+  const int64_t w2 = balance(2);
+  fx_.advance_s(15 * 86'400 + 1);  // wallet 3 misses round 2: it closes, wallet 2 receives
+  ASSERT_EQ(at_round(g, 3).g.round, 3u);
+  EXPECT_GT(e().stats().transfers, full) << "the group's chains are the engine's own";
+  EXPECT_GT(balance(2), w2);
+  EXPECT_EQ(debts_of_seat(settled(g), 2), missed_debt);
+  expect_escrow_consistent(g);
+  const int64_t received = balance(2);
+  const uint64_t transfers = e().stats().transfers;
+  fx_.restart();  // from the log alone, under the same setting
+  EXPECT_EQ(settled(g).g.round, 3u);
+  EXPECT_EQ(balance(2), received);
+  EXPECT_EQ(e().stats().transfers, transfers);
+  expect_escrow_consistent(g);
+}
+
 // Restarts that recover from the log alone: groups are rebuilt by replay, with the same
 // payouts, and payouts the log does not hold are sent again.
 TEST_F(equb_engine_replay, GroupsAreRebuiltByReplay) {

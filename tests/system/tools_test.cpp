@@ -271,7 +271,8 @@ TEST(mesob_log, verifies_a_log_and_names_the_damage) {
   auto ok = run(bin("tools/mesob-log") + " --data-dir " + dir.path() + " --records");
   EXPECT_EQ(ok.status, 0) << ok.out;
   EXPECT_NE(ok.out.find("6 records"), std::string::npos) << ok.out;
-  EXPECT_NE(ok.out.find("create_transfers x1  capacity 16777216"), std::string::npos) << ok.out;  // pending_max
+  EXPECT_NE(ok.out.find("create_transfers x1  capacity 16777216  transfers_max 268435456"), std::string::npos)
+      << ok.out;  // pending_max, transfers_max
   EXPECT_NE(ok.out.find("create_accounts x2  capacity 33554432"), std::string::npos) << ok.out;  // accounts_max
   // Flip a byte of the first record's payload: damage before later records.
   const auto segs = storage::list_segments(dir.path() + "/wal");

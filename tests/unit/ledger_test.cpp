@@ -549,9 +549,9 @@ TEST(ledger_log, transfer_batches_are_logged_packed_and_replay_the_same) {
   EXPECT_EQ(transfer_records[0].version, actors::rules_newest);  // this build's (packing came with version 4)
   EXPECT_EQ(transfer_records[0].count, 5000u);
   EXPECT_EQ(transfer_records[0].flags, 4u);                 // packed
-  EXPECT_LT(transfer_records[0].bytes, 16u + 8u + 5000u * 30u);  // against 88 a transfer as they are
+  EXPECT_LT(transfer_records[0].bytes, 16u + 16u + 5000u * 30u);  // against 88 a transfer as they are
   EXPECT_EQ(transfer_records[1].flags, 0u);                 // one transfer: as it is
-  EXPECT_EQ(transfer_records[1].bytes, 16u + 8u + sizeof(wire::transfer));  // header, pending_max, the transfer
+  EXPECT_EQ(transfer_records[1].bytes, 16u + 8u + 8u + sizeof(wire::transfer));  // header, pending_max, transfers_max, the transfer
 
   for (int round = 0; round < 2; ++round) {
     f.open();
@@ -981,6 +981,112 @@ TEST(ledger_log, pending_transfers_replay_by_the_capacity_logged_with_them) {
   write_batch_records(bad.path(), {{19, kind_transfers, 2, ops_bytes(transfers)}});  // no capacity
   EXPECT_FALSE(engine::engine::open(test_config(bad.path(), 1), &err));
   EXPECT_NE(err.find("malformed batch record (kind 2"), std::string::npos) << err;
+}
+
+// Every transfer keeps its id in memory, so the engine records at most transfers_max of
+// them (engine/README.md "Capacity"), whatever their outcome. A new one past it is
+// refused, transfers_full, and not recorded (its id stays free); a repeat keeps its first
+// outcome; a chain with a refused link fails whole. The setting is logged with each
+// batch: a replay under another setting decides as the live run did, and new transfers
+// follow the new one.
+TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_decided) {
+  namespace tf = wire::transfer_flags;
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  f.set_transfers_max(6);
+  f.restart();
+  create_accounts(f.e(), 4);
+  auto results = [&](const std::vector<wire::transfer>& ts) {
+    const auto r = f.e().create_transfers(ts);
+    EXPECT_EQ(r.st, engine::status::ok);
+    return r.results;
+  };
+  using R = std::vector<result>;
+  const result ok = result::ok, full = result::transfers_full;
+  EXPECT_EQ(results({make_transfer(1, 1, 2, 10), make_transfer(2, 2, 3, 10), make_transfer(3, 3, 4, 10)}), (R{ok, ok, ok}));
+  // A failed transfer is recorded too (its id is taken): it counts.
+  EXPECT_EQ(results({make_transfer(4, 1, 99, 10)}), (R{result::credit_account_not_found}));
+  EXPECT_EQ(results({make_transfer(5, 4, 1, 10), make_transfer(6, 1, 3, 10), make_transfer(7, 2, 4, 10),
+                     make_transfer(3, 3, 4, 10)}),
+            (R{ok, ok, full, ok}));  // the repeat of 3: its first outcome
+  EXPECT_EQ(f.e().stats().transfers, 6u);
+  EXPECT_EQ(f.e().stats().transfers_max, 6u);
+  auto chain = make_transfer(8, 1, 2, 10, tf::linked);
+  EXPECT_EQ(results({chain, make_transfer(9, 2, 1, 10)}), (R{full, result::linked_event_failed}));
+  EXPECT_EQ(results({make_transfer(7, 2, 4, 10)}), (R{full}));  // not recorded: refused again
+  EXPECT_EQ(results({make_transfer(4, 1, 99, 10)}), (R{result::credit_account_not_found}));
+  const std::vector<wire::id128> ids{{1, 0}, {4, 0}, {6, 0}, {7, 0}, {8, 0}, {9, 0}};
+  const R found{ok, ok, ok, result::transfer_not_found, result::transfer_not_found, result::transfer_not_found};
+  EXPECT_EQ(f.e().lookup_transfers(ids).results, found);
+  const auto accounts_before = f.e().lookup_accounts({1, 2, 3, 4});
+  EXPECT_TRUE(f.e().check_balances().balanced);
+
+  // Replayed from the log under a larger setting: as decided, then room for more.
+  f.set_transfers_max(100);
+  f.restart();
+  EXPECT_EQ(f.e().lookup_transfers(ids).results, found);
+  const auto accounts_after = f.e().lookup_accounts({1, 2, 3, 4});
+  ASSERT_EQ(accounts_after.accounts.size(), 4u);
+  for (size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(std::memcmp(&accounts_after.accounts[i], &accounts_before.accounts[i], sizeof(wire::account)), 0) << i;
+  EXPECT_EQ(f.e().stats().transfers, 6u);
+  EXPECT_EQ(results({make_transfer(7, 2, 4, 10), chain, make_transfer(9, 2, 1, 10)}), (R{ok, ok, ok}));
+  std::string err;
+  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
+
+  // Back to the small setting: what was recorded stays (from the snapshot); new ones are
+  // refused, repeats are not.
+  f.set_transfers_max(6);
+  f.restart();
+  EXPECT_EQ(f.e().stats().transfers, 9u);
+  EXPECT_EQ(results({make_transfer(10, 1, 2, 10), make_transfer(8, 1, 2, 10, tf::linked), make_transfer(9, 2, 1, 10)}),
+            (R{full, ok, ok}));
+  EXPECT_TRUE(f.e().check_balances().balanced);
+  engine::config bad = f.config();
+  bad.transfers_max = 0;
+  EXPECT_NE(bad.validate().find("transfers_max must be 1..1099511627774"), std::string::npos) << bad.validate();
+  bad.transfers_max = 1ull << 40;
+  EXPECT_NE(bad.validate().find("transfers_max must be 1..1099511627774"), std::string::npos) << bad.validate();
+}
+
+// Records of transfer batches from version 24 carry the transfers_max they were decided
+// by, after their pending_max: older ones replay without a limit, newer ones by theirs,
+// and one without it, or with 0, refuses the start by name.
+TEST(ledger_log, transfers_replay_by_the_transfers_capacity_logged_with_them) {
+  const auto kind_accounts = uint16_t(actors::op_kind::create_accounts);
+  const auto kind_transfers = uint16_t(actors::op_kind::create_transfers);
+  const std::vector<wire::transfer> transfers{make_transfer(1, 1, 2, 5), make_transfer(2, 2, 1, 5)};
+  auto with = [](std::vector<uint64_t> capacities, std::vector<uint8_t> ops) {
+    std::vector<uint8_t> body(capacities.size() * sizeof(uint64_t));
+    if (!capacities.empty()) std::memcpy(body.data(), capacities.data(), body.size());
+    body.insert(body.end(), ops.begin(), ops.end());
+    return body;
+  };
+  const auto accounts = with({100}, ops_bytes(std::vector{make_account(1), make_account(2)}));
+  auto replayed = [&](uint16_t version, std::vector<uint8_t> body) {
+    temp_dir dir;
+    write_batch_records(dir.path(), {{16, kind_accounts, 2, accounts}, {version, kind_transfers, 2, std::move(body)}});
+    auto cfg = test_config(dir.path(), 1);
+    cfg.transfers_max = 1;
+    std::string err;
+    auto e = engine::engine::open(cfg, &err);
+    EXPECT_TRUE(e) << err;
+    return e ? e->lookup_transfers({{1, 0}, {2, 0}}).results : std::vector<result>{};
+  };
+  const result ok = result::ok;
+  EXPECT_EQ(replayed(23, with({100}, ops_bytes(transfers))), (std::vector<result>{ok, ok}));  // no limit then
+  EXPECT_EQ(replayed(24, with({100, 1}, ops_bytes(transfers))), (std::vector<result>{ok, result::transfer_not_found}));
+  EXPECT_EQ(replayed(24, with({100, 2}, ops_bytes(transfers))), (std::vector<result>{ok, ok}));
+  auto refused = [&](std::vector<uint8_t> body, uint32_t count, const char* why) {
+    temp_dir dir;
+    write_batch_records(dir.path(), {{16, kind_accounts, 2, accounts}, {24, kind_transfers, count, std::move(body)}});
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(test_config(dir.path(), 1), &err));
+    EXPECT_NE(err.find(why), std::string::npos) << err;
+  };
+  refused(with({100, 0}, ops_bytes(transfers)), 2, "with transfers capacity 0");
+  refused(with({100, 1ull << 40}, ops_bytes(transfers)), 2, "with transfers capacity 1099511627776 (1..1099511627774)");
+  refused(with({100}, {}), 0, "shorter than its transfers capacity");
+  refused(with({100}, ops_bytes(transfers)), 2, "malformed batch record (kind 2");  // no transfers capacity
 }
 
 // A start with another shard count replays transfer batches past the snapshot only while
