@@ -112,10 +112,12 @@ int main(int argc, char** argv) {
   // segments a drop left behind are not part of the log).
   o.start_lsn = snap_lsn + 1;
   bool first = true;
+  uint64_t first_lsn = 0;  // the first record read
   std::string history;  // why the log is not the snapshot's history
   wal_scan_result r;
   const bool ok = scan_wal(o, [&](const wal_record_view& v) {
     const auto& h = *v.header;
+    if (first) first_lsn = h.lsn;
     if (std::exchange(first, false) && h.lsn > snap_lsn + 1) {
       history = "the log starts at lsn " + std::to_string(h.lsn) + " but the snapshot covers only up to lsn " +
                 std::to_string(snap_lsn) + ": records are missing";
@@ -175,10 +177,15 @@ int main(int argc, char** argv) {
                 end_lsn <= snap_lsn ? "before" : "with another chain hash than", static_cast<unsigned long long>(snap_lsn));
     return 1;
   }
-  std::printf("log %s: %llu segments, %llu records, %llu operations, lsn 1..%llu verified\n",
-              o.dir.c_str(), static_cast<unsigned long long>(r.segments),
-              static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(ops),
-              static_cast<unsigned long long>(r.end.next_lsn - 1));
+  // The range read: older segments, before the one holding the snapshot's next lsn, are
+  // not (recovery does not read them either).
+  const std::string range = r.records == 0 ? "no records past lsn " + std::to_string(snap_lsn)
+                                           : "lsn " + std::to_string(first_lsn) + ".." +
+                                                 std::to_string(r.end.next_lsn - 1) + " verified";
+  std::printf("log %s: %llu segments, %llu records, %llu operations, %s%s\n", o.dir.c_str(),
+              static_cast<unsigned long long>(r.segments), static_cast<unsigned long long>(r.records),
+              static_cast<unsigned long long>(ops), range.c_str(),
+              r.segments_skipped ? (" (" + std::to_string(r.segments_skipped) + " older segments not read)").c_str() : "");
   std::printf("chain head: %s\n", to_hex(r.end.chain).c_str());
   if (!r.torn_tail.empty())
     std::printf("torn tail (the engine will cut it, unless the event log shows it was durable): %s\n",

@@ -32,6 +32,7 @@
 // Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused or ended for good
 // (the reason is printed), 3 when the events could not be written.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -350,6 +351,11 @@ int main(int argc, char** argv) {
   // A closed stdout (a pipe whose reader left) is a failed write, told and exit 3, not
   // the end of the process by SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
+  // Printed into a file, a frame is acknowledged only once on the disk: the server
+  // forgets what is acknowledged, and a power loss must not take events the file never
+  // kept. A pipe or terminal is flushed only (what reads it decides).
+  struct stat out_st {};
+  const bool sync_out = ::fstat(STDOUT_FILENO, &out_st) == 0 && S_ISREG(out_st.st_mode);
   // The connect, the handshake and the subscription wait up to 5 s; the stream is read
   // in waits of 500 ms, to look at the stop flag, the pings and the report between.
   o.timeout_ms = 5000;
@@ -509,6 +515,10 @@ int main(int argc, char** argv) {
       // before its damaged event was printed too, and counts.
       if (in_frame > 0 && (std::fflush(stdout) != 0 || std::ferror(stdout))) {
         std::fprintf(stderr, "relay: writing the events failed (%s); not acknowledged\n", std::strerror(errno));
+        return 3;
+      }
+      if (in_frame > 0 && sync_out && ::fdatasync(STDOUT_FILENO) != 0) {
+        std::fprintf(stderr, "relay: syncing the events to disk failed (%s); not acknowledged\n", std::strerror(errno));
         return 3;
       }
       events += in_frame;

@@ -193,7 +193,7 @@ void async_client::submit(std::vector<request> requests) {
     auto frame = std::make_shared<const std::vector<uint8_t>>(encode_frame(frame_kind::request, id, requests[i].body));
     const auto now = std::chrono::steady_clock::now();
     if (pending_.size() >= in_flight_max_) {  // the reader thread, the window full: after an answer
-      pending_[id] = {std::move(frame), std::move(requests[i].done), now};
+      pending_[id] = {std::move(frame), std::move(requests[i].done), std::chrono::steady_clock::time_point::max()};
       send_later_.push_back(id);
       continue;
     }
@@ -386,12 +386,13 @@ bool async_client::reconnect() {
           continue;
         }
         p.resend = p.written;  // (one never written goes for the first time)
-        p.sent = now;
         if (again < in_flight_max_) {
           ++again;
           if (p.resend) ++resent_;
+          p.sent = now;
           queue_locked(p.frame, id);
         } else {
+          p.sent = std::chrono::steady_clock::time_point::max();  // not timed while it waits for room
           send_later_.push_back(id);
         }
         ++it;
@@ -524,7 +525,8 @@ void async_client::plan_read() {
       // Computed when due (an older answer may have come since: then it is later now).
       auto oldest = clock::time_point::max();
       for (const auto& [id, p] : pending_) oldest = std::min(oldest, p.sent);
-      answer_due_ = oldest + std::chrono::milliseconds(opt_.timeout_ms);
+      if (oldest != clock::time_point::max()) answer_due_ = oldest + std::chrono::milliseconds(opt_.timeout_ms);
+      else answer_due_.reset();  // (only requests waiting for room: none is out)
     }
     if (!idle) until = answer_due_;
   }

@@ -105,7 +105,9 @@ class async_client {
   struct pending {
     std::shared_ptr<const std::vector<uint8_t>> frame;  // kept for a resend
     callback done;
-    std::chrono::steady_clock::time_point sent;  // last written (or registered)
+    // Last queued to write; time_point::max() while it waits for room in the window
+    // (its timeout runs from its write, so waiting for room does not count).
+    std::chrono::steady_clock::time_point sent;
     bool resend = false;  // written before a reconnect, to be sent again
     // Handed to a send at least once (it may have reached the server). One never written
     // is sent after a reconnect whatever it is, and fails without `unknown`.

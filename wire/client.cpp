@@ -38,18 +38,23 @@ std::unique_ptr<client> client::connect_raw(const options& o, std::string* error
   if (rc != 0 && fd >= 0 && err == EINPROGRESS) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.timeout_ms);
     int ready = 0;
-    bool cancelled = false;
-    for (;;) {  // (a signal does not end it: the time left)
+    bool cancelled = false, interrupted = false;
+    for (;;) {  // (a signal ends it only with the caller's interrupt flag set, as any wait)
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       pollfd p[2] = {{fd, POLLOUT, 0}, {o.cancel_fd, POLLIN, 0}};
       ready = ::poll(p, o.cancel_fd >= 0 ? 2 : 1, o.timeout_ms > 0 ? int(std::max<int64_t>(left.count(), 0)) : -1);
-      if (ready < 0 && errno == EINTR) continue;
+      if (ready < 0 && errno == EINTR) {
+        interrupted = o.interrupt && *o.interrupt;
+        if (interrupted) break;
+        continue;
+      }
       cancelled = ready > 0 && (p[1].revents & POLLIN);
       break;
     }
     int soerr = 0;
     socklen_t len = sizeof soerr;
-    if (cancelled) err = ECANCELED;
+    if (interrupted) err = EINTR;
+    else if (cancelled) err = ECANCELED;
     else if (ready == 0) err = ETIMEDOUT;
     else if (ready < 0) err = errno;
     else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) err = errno;
@@ -142,6 +147,8 @@ bool read_secret(const std::string& hex, const std::string& file, std::vector<ui
 }
 
 bool client::handshake(std::string* error, protocol_error* refusal) {
+  // Bounded as a whole: a server trickling a byte now and then holds no connect longer.
+  const wait_scope bounded(*this);
   frame_in f;
   if (!read_frame(&f, error)) return false;
   std::string why;

@@ -2471,6 +2471,35 @@ TEST(async_client, an_answer_that_does_not_come_times_out_while_pushes_flow) {
   EXPECT_GT(pushes.load(), 5);
 }
 
+// Requests a callback submits into a full window wait for room unwritten: their timeout
+// runs from their write. Here each answer takes 100 ms, the window holds one and the
+// timeout is 300 ms: the fifth request waits 400 ms for room and is answered 100 ms after
+// its write. Before, its wait for room counted, the reader took it for a lost answer and
+// reconnected, and every request in the window failed or went again.
+TEST(async_client, waiting_for_room_in_the_window_does_not_count_against_the_timeout) {
+  scripted_server s(100, /*in_flight_max=*/1);
+  auto o = s.opts(300);
+  o.reconnect_attempts = 1;
+  o.reconnect_backoff_ms = 5;
+  std::string err;
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  std::promise<void> all;
+  std::atomic<int> answered{0}, scripted{0};
+  auto count = [&](const wire::client::outcome& r) {
+    if (r.server_error && r.error.message == "scripted") scripted.fetch_add(1);
+    if (answered.fetch_add(1) + 1 == 5) all.set_value();
+  };
+  std::vector<wire::async_client::request> rs;
+  for (int i = 0; i < 5; ++i) rs.push_back({wire::lookup_accounts_body(std::vector<uint64_t>{1}), count});
+  c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1}),
+            [&](const wire::client::outcome&) { c->submit(std::move(rs)); });  // from the reader thread
+  ASSERT_EQ(all.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(scripted.load(), 5) << "each answered by the server";
+  EXPECT_EQ(c->reconnects(), 0u);
+  EXPECT_EQ(s.requests.load(), 6) << "none sent twice";
+}
+
 // A quiet client pings before the server's idle timeout closes its session (a gateway
 // that only listens for pushes). Without pings the same server closes it, and the
 // client reconnects.
