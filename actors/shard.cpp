@@ -843,7 +843,13 @@ void shard::audit_groups(batch::group_audit& out) const {
 // (its orders' holds: wallet -> trading account for buys, the reverse for sells) sum to
 // what its open orders hold (trading::hold_amount). A wallet whose chains have not
 // executed yet is passed over: their holds are in flight.
-void shard::audit_trading(batch::group_audit& out) const {
+std::string shard::portfolios_disagree() const {
+  batch::group_audit out;
+  audit_trading(out, /*starting=*/true);
+  return out.faults.empty() ? std::string() : out.faults.front();
+}
+
+void shard::audit_trading(batch::group_audit& out, bool starting) const {
   struct sums {
     uint64_t ledger[2] = {0, 0};  // pending: buys, sells
     uint64_t book[2] = {0, 0};
@@ -876,6 +882,7 @@ void shard::audit_trading(batch::group_audit& out) const {
     if (in_flight.count(wallet)) continue;
     ++out.checked;
     if (s.ledger[0] == s.book[0] && s.ledger[1] == s.book[1]) continue;
+    if (starting && s.refused != 0) continue;
     if (out.faults.size() < batch::group_faults_max)
       out.faults.push_back("portfolio " + std::to_string(wallet) + ": its " + std::to_string(s.orders) +
                            (s.orders == 1 ? " open order holds " : " open orders hold ") +

@@ -144,6 +144,11 @@ class shard {
     constexpr uint64_t slots_max = UINT32_MAX;
     return capacity == 0 ? slots_max : std::min(slots_max, (capacity + count_ - 1) / count_);
   }
+  // The first portfolio here whose open orders' holds differ from its wallet's pending
+  // transfers to and from the trading accounts ("" when none): audit_trading at a start,
+  // passing over wallets with a settlement the ledger refused (an operator's to see,
+  // reported by the audit).
+  [[nodiscard]] std::string portfolios_disagree() const;
   [[nodiscard]] shard_stats stats() const;
   // Queue depth for operators: the sequencer counts each dispatch message it sends, the
   // shard's actor each one it has handled (with the batches in it).
@@ -195,7 +200,7 @@ class shard {
   [[nodiscard]] bool order_wallet_unfit(const batch& b, uint32_t o, const op_inputs& in) const;
   void limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void audit_groups(batch::group_audit& out) const;
-  void audit_trading(batch::group_audit& out) const;
+  void audit_trading(batch::group_audit& out, bool starting = false) const;
   void group_verdicts(const batch& b, uint32_t o, op_inputs& in) const;
   void link_history(uint32_t idx, uint64_t serial, bool debit_side);
   void execute_transfers(batch& b);

@@ -3088,6 +3088,10 @@ class engine_impl {
       if (!why.empty()) *error = "snapshot: payouts: " + why;
       return false;
     }
+    if (why = portfolios_disagree(); !why.empty()) {
+      *error = "snapshot: orders: " + why;
+      return false;
+    }
     flushed_serial_ = expect;
     executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
@@ -3115,6 +3119,17 @@ class engine_impl {
       if (!why.empty()) break;
     }
     return why;
+  }
+
+  // Each portfolio's open orders hold, pending, what its wallet's holds to and from the
+  // trading accounts hold (shard::audit_trading); else the first that differs. An order's
+  // hold has no timeout: one whose portfolio row is lost would hold the money for good,
+  // and an order whose hold is lost would settle against nothing. Checked where
+  // desks_disagree is.
+  std::string portfolios_disagree() {
+    for (auto& sh : shards_)
+      if (std::string why = sh->portfolios_disagree(); !why.empty()) return why;
+    return {};
   }
 
   // A resolved pending transfer evicted from its shards, from the snapshot (shard threads).
@@ -4354,6 +4369,12 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   }
   if (const std::string why = e.desks_disagree(); !why.empty()) {  // after the log's replay
     *error = "recovery: payouts: " + why;
+    e.closed_ = true;
+    e.stop_threads();
+    return nullptr;
+  }
+  if (const std::string why = e.portfolios_disagree(); !why.empty()) {
+    *error = "recovery: orders: " + why;
     e.closed_ = true;
     e.stop_threads();
     return nullptr;

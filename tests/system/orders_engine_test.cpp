@@ -926,6 +926,34 @@ TEST_F(orders_engine_replay, RestartFromTheLogKeepsOrdersAndMoney) {
   expect_balanced();
 }
 
+// An order's hold has no timeout: a snapshot whose portfolio row is lost (its checksum
+// covers the row alone, not its presence) held the wallet's money for good, and a
+// retry of the order was a repeat of its hold. A start checks every portfolio's open
+// orders against its holds in the ledger, as it checks the payout desks, and refuses.
+TEST_F(orders_engine, AStartRefusesAPortfolioThatDisagreesWithItsHolds) {
+  up("broker-a");
+  ASSERT_EQ(e().orders({buy(90, a_, 30, 105)}).results.at(0), result::ok);
+  sync();
+  const uint64_t held = account(a_).debits_pending;
+  ASSERT_GT(held, 0u);
+  fx_.close();  // with a snapshot
+  {
+    std::string err;
+    auto s = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->erase(storage::table::portfolios, a_)) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  }
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_NE(err.find("snapshot: orders: portfolio " + std::to_string(a_) + ": its 0 open orders hold 0 for buys and 0 for "
+                     "sells, but the ledger holds " + std::to_string(held) + " and 0 pending"),
+            std::string::npos)
+      << err;
+}
+
 TEST_F(orders_engine, RestartFromASnapshotKeepsOrdersAndMoney) {
   up("broker-a");
   ASSERT_EQ(e().orders({buy(80, a_, 30, 105), buy(81, b_, 20, 100)}).results, std::vector<result>(2, result::ok));
