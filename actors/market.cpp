@@ -283,6 +283,12 @@ result book::apply(const wire::price& p, uint64_t t) {
         lo = std::min(lo, s.lo);
         hi = std::max(hi, s.hi);
       }
+    // A quiet feed left the window empty: the last price measures the move, if it was
+    // taken into the window (not the print that began a move halt nor one during it, so
+    // not before the window last started again) and is not stale.
+    if (hi == 0 && rules_ >= rules_move_after_quiet && in.band_ticks != 0 && in.last_price_at >= in.move_halt_until &&
+        in.last_ticks == in.band_ticks && t - in.last_price_at < in.stale_ns())
+      lo = hi = in.band_ticks;
     using u128 = unsigned __int128;
     const u128 scaled = u128(p.ticks) * 10'000;
     if (hi != 0 && (scaled > u128(lo) * (10'000 + in.def.move_bp) || scaled < u128(hi) * (10'000 - in.def.move_bp))) {

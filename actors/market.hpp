@@ -12,7 +12,10 @@
 //     slices of move_window_ms / 8 (each its lowest and highest), so it covers between
 //     7/8 of the window and all of it: a bounded, deterministic approximation. A move halt
 //     forgets the window, and prices during it stay out of it: the first price after it
-//     starts the window again. Every price is kept as the last price, halted or not;
+//     starts the window again. A price that finds the window empty (the feed quiet
+//     longer than the window) is measured against the last price instead, if that one
+//     was taken into the window and is not stale (rules version 24).
+//     Every price is kept as the last price, halted or not;
 //   - stale: no price yet, or the last price is older than stale_ms (it ends with the
 //     next price).
 // An operator's `resume` lifts manual and move halts; staleness only a price lifts

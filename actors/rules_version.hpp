@@ -180,6 +180,12 @@ constexpr uint16_t rules_held_round_moves_schedule = 23;
 // (transfers_full) and not recorded. Transfer batches and orders carry the setting they
 // were decided by after their pending_max. Before, transfers grew until memory ran out.
 constexpr uint16_t rules_transfers_capacity = 24;
+// Market: a price that comes when the move window holds none (the feed was quiet longer
+// than move_window_ms) is measured against the last price, if that one was taken into
+// the window (not a print that began a move halt or came during one) and is not stale.
+// Before, such a price was never a move: a tenfold jump after a minute's quiet halted
+// nothing, and fills were banded around it.
+constexpr uint16_t rules_move_after_quiet = 24;
 constexpr uint16_t rules_newest = 24;
 
 }  // namespace mesob::actors

@@ -271,6 +271,47 @@ TEST(Market, MoveHaltWithinTheWindowAndItsEnd) {
   EXPECT_EQ(m.b.find(1)->reasons(jump + 20'002 * ms), wire::halt_reasons::move);
 }
 
+// A price that finds the move window empty (the feed quiet longer than the window, the
+// last price not yet stale) is measured against the last price taken (rules version 24).
+// Before, it was never a move: a doubling after a quiet second halted nothing. Not
+// against a stale price, the print that began a halt, or a price before a resume.
+TEST(Market, AJumpAfterAQuietSpellIsAMove) {
+  const uint64_t s = 1000 * ms;
+  for (const uint16_t rules : {uint16_t(actors::rules_move_after_quiet - 1), actors::rules_newest}) {
+    recorder m;
+    m.b.set_rules(rules);
+    // 10% within 1 s, stale after 60 s, move halts of 2 s.
+    ASSERT_EQ(m.op(actors::market::definition(1, "AAA", wire::asset_class::equity, wire::currency("ETB"), 5, 10,
+                                              {1000, 1000, 60'000, 2000}),
+                   t0),
+              result::ok);
+    ASSERT_EQ(m.price(1, 1000, t0 + 1), result::ok);
+    ASSERT_EQ(m.price(1, 2000, t0 + 5 * s), result::ok);  // the window (1 s) holds nothing
+    if (rules < actors::rules_move_after_quiet) {
+      EXPECT_EQ(m.b.find(1)->reasons(t0 + 5 * s), 0) << "older rules: no move";
+      continue;
+    }
+    EXPECT_EQ(m.b.find(1)->reasons(t0 + 5 * s), wire::halt_reasons::move);
+    EXPECT_EQ(m.b.find(1)->band_ticks, 1000u);
+    // After the halt (7 s), quiet again: the last price is the print that began it.
+    ASSERT_EQ(m.price(1, 2100, t0 + 9 * s), result::ok);
+    EXPECT_EQ(m.b.find(1)->reasons(t0 + 9 * s), 0);
+    EXPECT_EQ(m.b.find(1)->band_ticks, 2100u);
+    // Quiet past stale: the next price starts afresh.
+    ASSERT_EQ(m.price(1, 5000, t0 + 70 * s), result::ok);
+    EXPECT_EQ(m.b.find(1)->reasons(t0 + 70 * s), 0);
+    // Within the window the window decides, as before; a resume starts it again.
+    ASSERT_EQ(m.price(1, 6000, t0 + 70 * s + 10 * ms), result::ok);
+    EXPECT_EQ(m.b.find(1)->reasons(t0 + 70 * s + 10 * ms), wire::halt_reasons::move);
+    ASSERT_EQ(m.op(simple(1, wire::instrument_op_kind::resume), t0 + 70 * s + 20 * ms), result::ok);
+    ASSERT_EQ(m.price(1, 7000, t0 + 73 * s), result::ok);
+    EXPECT_EQ(m.b.find(1)->reasons(t0 + 73 * s), 0) << "not against a price before the resume";
+    // Quiet again, not stale: a 10.1% fall from 7000 is a move.
+    ASSERT_EQ(m.price(1, 6290, t0 + 80 * s), result::ok);
+    EXPECT_EQ(m.b.find(1)->reasons(t0 + 80 * s), wire::halt_reasons::move);
+  }
+}
+
 TEST(Market, ManualHaltAndResume) {
   recorder m;
   ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
