@@ -651,6 +651,39 @@ std::vector<event_hub::subscriber_info> event_hub::subscribers() const {
   return listing_;
 }
 
+result event_hub::fields_refusal(const subscription_request& r, std::string* why) {
+  if (!name_valid(r.name)) {
+    *why = "a name is empty (anonymous) or 1..64 characters of A-Z a-z 0-9 . _ -";
+    return result::subscriber_name_invalid;
+  }
+  static_assert(wire::event_type_max <= 63, "types: one bit each in a u64");
+  if ((r.types & ~((2ull << wire::event_type_max) - 2)) != 0) {
+    *why = "types: bits 1.." + std::to_string(wire::event_type_max) + " only";
+    return result::events_filter_invalid;
+  }
+  if (r.accounts.size() > subscription_ids_max || r.gateways.size() > subscription_ids_max) {
+    *why = "at most 1,024 accounts and 1,024 gateways";
+    return result::events_filter_invalid;
+  }
+  // No account is 0 (it would match every event whose account field is unused), and
+  // gateways are numbered 1..gateways_max (never reused).
+  if (std::find(r.accounts.begin(), r.accounts.end(), 0) != r.accounts.end()) {
+    *why = "accounts: 0 is no account";
+    return result::events_filter_invalid;
+  }
+  for (const uint32_t g : r.gateways)
+    if (g == 0 || g > actors::gateways::gateways_max) {
+      *why = "gateways: " + std::to_string(g) + " is no gateway's number (1.." +
+             std::to_string(actors::gateways::gateways_max) + ")";
+      return result::events_filter_invalid;
+    }
+  if (r.window > subscription_window_max || r.batch_max > subscription_batch_max) {
+    *why = "window is at most 1,048,576 and batch_max at most 8,192";
+    return result::events_filter_invalid;
+  }
+  return result::ok;
+}
+
 bool event_hub::matches(const subscription_request& r, const event& e) {
   if (r.types != 0 && (r.types & (1ull << uint16_t(e.type))) == 0) return false;
   if (!r.accounts.empty()) {
@@ -703,17 +736,10 @@ void event_hub::apply(command& c) {
     send(c.session, wire::encode_frame(wire::frame_kind::subscribed, c.request_id, wire::subscribed_body(a)));
   };
   if (subs_.count(c.session)) return answer(result::subscriber_busy, "this session is subscribed already");
-  if (!name_valid(r.name))
-    return answer(result::subscriber_name_invalid, "a name is empty (anonymous) or 1..64 characters of A-Z a-z 0-9 . _ -");
-  static_assert(wire::event_type_max <= 63, "types: one bit each in a u64");
-  if ((r.types & ~((2ull << wire::event_type_max) - 2)) != 0)
-    return answer(result::events_filter_invalid, "types: bits 1.." + std::to_string(wire::event_type_max) + " only");
-  if (r.accounts.size() > subscription_ids_max || r.gateways.size() > subscription_ids_max)
-    return answer(result::events_filter_invalid, "at most 1,024 accounts and 1,024 gateways");
+  std::string why;
+  if (const result code = fields_refusal(r, &why); code != result::ok) return answer(code, std::move(why));
   if (r.window == 0) r.window = 65'536;
   if (r.batch_max == 0) r.batch_max = 4'096;
-  if (r.window > subscription_window_max || r.batch_max > subscription_batch_max)
-    return answer(result::events_filter_invalid, "window is at most 1,048,576 and batch_max at most 8,192");
   // What may be sent and not yet read must fit what the server queues to a session.
   // Counted as frames of one event each (the most bytes an event can take, and the
   // server's keeping of each frame), window + batch_max of them (what can be sent and not

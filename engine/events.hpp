@@ -239,6 +239,10 @@ class event_hub {
   [[nodiscard]] uint64_t file_events_pass_max() const { return file_events_pass_max_.load(); }
   // Whether a subscription's filters (types, accounts, gateways) let an event through.
   static bool matches(const subscription_request& r, const wire::event& e);
+  // What a subscription's own fields refuse it with (subscriber_name_invalid,
+  // events_filter_invalid) and why; ok when they hold. The server checks them before it
+  // queues the request (a frame's worth of ids waits for no pass), the hub again.
+  [[nodiscard]] static wire::result fields_refusal(const subscription_request& r, std::string* why);
 
  private:
   struct sub {

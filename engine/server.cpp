@@ -1054,6 +1054,14 @@ class server_impl {
     r.window = m.window;
     r.batch_max = m.batch_max;
     r.packed = m.packed;
+    std::string refused;
+    if (const wire::result code = event_hub::fields_refusal(r, &refused); code != wire::result::ok) {
+      wire::subscribed_msg a;
+      a.code = code;
+      a.message = std::move(refused);
+      queue_frame(s, frame_kind::subscribed, rid, wire::subscribed_body(a));
+      return;
+    }
     s.subscriber = true;
     if (!hub->subscribe(s.session_id, rid, std::move(r))) {
       wire::subscribed_msg a;

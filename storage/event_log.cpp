@@ -177,10 +177,11 @@ bool parse_chunk(const uint8_t* p, size_t avail, uint64_t first, uint64_t segmen
 // A group takes at least a chunk header and at most 128 chunks of one event.
 constexpr uint64_t group_bytes_max =
     fmt::group_events * (fmt::chunk_header_bytes + wire::packed_block_overhead_max + event_bytes);
-// The largest segment file any setting writes: a larger one is damage (a size read from
-// the disk is not trusted for memory).
-constexpr uint64_t segment_file_bytes_max =
-    block + fmt::segment_header_bytes + fmt::segment_events_max / fmt::group_events * group_bytes_max + seal_bytes_max;
+// The largest segment file a setting of `segment_events` writes: a larger one is damage
+// (a size read from the disk is not trusted for memory; the last segment is read whole).
+constexpr uint64_t segment_file_bytes_max(uint64_t segment_events) {
+  return block + fmt::segment_header_bytes + segment_events / fmt::group_events * group_bytes_max + seal_bytes_max;
+}
 
 bool read_seal(int fd, uint64_t segment_events, uint64_t size, std::atomic<uint32_t>* starts, uint64_t* end,
                std::string* why) {
@@ -392,9 +393,9 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       return nullptr;
     }
     const uint64_t size = uint64_t(st.st_size);
-    if (size > segment_file_bytes_max) {
+    if (size > segment_file_bytes_max(fmt::segment_events_max)) {
       *error = "event log: " + path + " is " + std::to_string(size) + " bytes, more than any segment (" +
-               std::to_string(segment_file_bytes_max) + "): damaged, or not a segment of this log";
+               std::to_string(segment_file_bytes_max(fmt::segment_events_max)) + "): damaged, or not a segment of this log";
       ::close(fd);
       return nullptr;
     }
@@ -431,6 +432,15 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
       continue;
     }
     // The last segment: read it whole, and keep its chunks up to the first that fails.
+    // Whole means at most what a segment of this setting takes (a larger file would be
+    // read into memory for nothing: it is damaged, or of another setting).
+    if (size > segment_file_bytes_max(seg)) {
+      ::close(fd);
+      *error = "event log: " + path + " is " + std::to_string(size) + " bytes, more than a segment of " +
+               std::to_string(seg) + " events takes (" + std::to_string(segment_file_bytes_max(seg)) + "): " +
+               (have_head && !check_segment_header(head, seg, idx, &why) ? why : "damaged, or not a segment of this log");
+      return nullptr;
+    }
     std::vector<uint8_t> buf(size);
     if (!buf.empty() && !pread_full(fd, buf.data(), buf.size(), 0)) {
       ::close(fd);

@@ -344,6 +344,18 @@ TEST(Events, BadSubscriptionsAndAcksAreRefusedPrecisely) {
   m = {};
   m.accounts.assign(1025, 7);
   expect_code(m, result::events_filter_invalid);
+  // No account is 0 (it matched every event whose account field is unused), no gateway 0
+  // or past the registry's numbers (they matched nothing, silently).
+  m = {};
+  m.accounts = {7, 0};
+  expect_code(m, result::events_filter_invalid);
+  m = {};
+  m.gateways = {0};
+  expect_code(m, result::events_filter_invalid);
+  m.gateways = {1, 1025};
+  expect_code(m, result::events_filter_invalid);
+  m.gateways = {1, 1024};
+  EXPECT_EQ(subscribe(*l.client(), m).code, result::ok);
   m = {};
   m.window = (1u << 20) + 1;
   expect_code(m, result::events_filter_invalid);

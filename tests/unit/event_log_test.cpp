@@ -542,6 +542,28 @@ TEST(EventLog, RefusesSegmentsOfTheFirstFormatAndOfAnotherSize) {
       << "nothing cut";
 }
 
+// The last segment is read whole at opening: one larger than a segment of the setting
+// takes is refused before it is read (it was read into memory, up to about 1 GB, whatever
+// the setting), naming the setting when its header is another's.
+TEST(EventLog, ALastSegmentLargerThanItsSettingTakesIsRefusedUnread) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  std::string err;
+  write_log(dir.path(), 256, make(10, 1));
+  const std::string seg0 = event_log::segment_path(dir.path(), 0);
+  std::filesystem::resize_file(seg0, 64ull << 20);
+  event_log_options o;
+  o.dir = dir.path();
+  o.segment_events = 256;
+  EXPECT_FALSE(event_log::open(o, &rec, &err));
+  EXPECT_NE(err.find(seg0 + " is 67108864 bytes, more than a segment of 256 events takes"), std::string::npos) << err;
+  EXPECT_NE(err.find("damaged, or not a segment of this log"), std::string::npos) << err;
+  o.segment_events = 128;
+  EXPECT_FALSE(event_log::open(o, &rec, &err));
+  EXPECT_NE(err.find("events_segment_events must not change"), std::string::npos) << err;
+  EXPECT_EQ(std::filesystem::file_size(seg0), 64ull << 20) << "nothing cut";
+}
+
 // A randomized test: its seed (printed, MESOB_SEED replays it), a generator from it, a
 // directory, and what opening and appending report.
 class EventLogSeeded : public ::testing::Test {
