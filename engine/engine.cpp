@@ -2941,6 +2941,9 @@ class engine_impl {
         return false;
       }
       if (!actors::gateways::registry::decode(v, reg.get(), &why)) return false;
+      // Its accounts against the ledger, as a registration checks them: a row that passes
+      // its check but names a customer's wallet would move every deposit out of it.
+      if (why = registry_disagrees(*reg, meta->clock_ns); !why.empty()) return false;
       registry_ = reg;
       for (auto& sh : shards_) sh->desks().set_registry(reg);
       publish_registry(std::move(reg));
@@ -3096,6 +3099,35 @@ class engine_impl {
     executed_serial_end_ = expect;
     dispatched_serial_end_ = expect;
     return ok;
+  }
+
+  // Whether a registry loaded from a snapshot names, for each gateway, settlement
+  // accounts that are settlement accounts of their currency (and former ones settlement
+  // accounts), with times no later than the snapshot's clock; "" when it holds, else the
+  // first that does not.
+  std::string registry_disagrees(const actors::gateways::registry& reg, uint64_t clock_ns) {
+    for (const auto& g : reg.all()) {
+      const std::string who = "gateway registry: gateway " + g.id + " (" + std::to_string(g.number) + ")";
+      if (g.registered_at > g.changed_at || g.changed_at > clock_ns)
+        return who + ": registered at " + std::to_string(g.registered_at) + ", changed at " +
+               std::to_string(g.changed_at) + ", past the snapshot's clock " + std::to_string(clock_ns) +
+               " or before its registration";
+      auto account = [&](uint64_t id) { return shards_[shard_of(id, shards_n_)]->find_account(id); };
+      for (const auto& gc : g.currencies) {
+        const wire::account* a = account(gc.settlement_account_id);
+        if (!a || a->kind != wire::account_kind::gateway_settlement || a->currency != gc.currency)
+          return who + ": its " + wire::currency_name(gc.currency) + " settlement account " +
+                 std::to_string(gc.settlement_account_id) +
+                 (a ? " is not a " + wire::currency_name(gc.currency) + " settlement account" : std::string(" is missing"));
+      }
+      for (const uint64_t id : g.former_accounts) {
+        const wire::account* a = account(id);
+        if (!a || a->kind != wire::account_kind::gateway_settlement)
+          return who + ": its former settlement account " + std::to_string(id) +
+                 (a ? " is not a settlement account" : std::string(" is missing"));
+      }
+    }
+    return {};
   }
 
   // Each payout account holds, pending, exactly its desk's payouts, and posted what its

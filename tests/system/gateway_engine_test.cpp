@@ -257,6 +257,50 @@ TEST_F(gateway_engine, a_repeated_deposit_whose_record_is_damaged_is_answered_th
   EXPECT_EQ(balance(1), 100u) << "reads are served";
 }
 
+// A registry row that passes its check but names a customer's wallet as a settlement
+// account (no build writes one: a registration refuses it) would move every deposit out
+// of that wallet. A start checks the registry's accounts against the ledger, as a
+// registration does, and refuses it by name; a registration time past the snapshot's
+// clock too.
+TEST_F(gateway_engine, a_snapshot_registry_naming_a_wallet_refuses_the_start) {
+  register_telebirr();
+  open_wallets(1);
+  fx_.close();  // with a snapshot
+  auto rewrite = [&](const std::function<void(actors::gateways::registry&)>& change) {
+    std::string err;
+    auto s = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    std::string row;
+    ASSERT_TRUE(s->get(storage::table::gateways, 0, &row, &err)) << err;
+    actors::gateways::registry reg;
+    std::string why;
+    ASSERT_TRUE(actors::gateways::registry::decode({reinterpret_cast<const uint8_t*>(row.data()), row.size()}, &reg, &why))
+        << why;
+    change(reg);
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->put(storage::table::gateways, 0, reg.encode())) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  };
+  const uint64_t now = fx_.now_ns();
+  rewrite([&](actors::gateways::registry& reg) {
+    ASSERT_EQ(reg.apply(registration("mallory", 1), now), result::ok);  // wallet 1: the caller checks kinds
+  });
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_NE(err.find("snapshot: gateway registry: gateway mallory (2): its ETB settlement account 1 is not a ETB "
+                     "settlement account"),
+            std::string::npos)
+      << err;
+  rewrite([&](actors::gateways::registry& reg) { reg = {}; ASSERT_EQ(reg.apply(registration("telebirr", settlement_etb), now + 1'000'000'000'000ull), result::ok); });
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_NE(err.find("gateway telebirr (1): registered at"), std::string::npos) << err;
+  EXPECT_NE(err.find("past the snapshot's clock"), std::string::npos) << err;
+  rewrite([&](actors::gateways::registry& reg) { reg = {}; ASSERT_EQ(reg.apply(registration("telebirr", settlement_etb), now), result::ok); });
+  fx_.open();
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 100)}).results.at(0), result::ok);
+}
+
 class gateway_engine_replay : public gateway_engine {
  protected:
   gateway_engine_replay() : gateway_engine(false) {}
