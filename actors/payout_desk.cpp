@@ -207,10 +207,18 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
        p.chain_step == 0) ||
       (st == uint8_t(state::dead) && dead == 0) ||  // (rows of other states may keep a reason: older builds')
       (p.cancel_wait != 0 && (st != uint8_t(state::waiting) || p.attempts.empty())) ||
-      (st == uint8_t(state::resolved) && (p.due == 0 || !another_may_pay(p, p.settled_by)))) {
+      (st == uint8_t(state::resolved) && (p.due == 0 || !another_may_pay(p, p.settled_by))) ||
+      // A chain's refusal is a ledger result (one a settling payout's chain always has).
+      (p.refusal != result::ok && wire::result_name(p.refusal) == std::string_view("unknown_result")) ||
+      (st == uint8_t(state::settle_refused) && p.refusal == result::ok)) {
     *why = "payout " + std::to_string(p.id) + ": a field is out of range";
     return false;
   }
+  for (size_t i = 0; i < p.given_up.size(); ++i)  // gateway numbers, each once
+    if (p.given_up[i] == 0 || std::find(p.given_up.begin(), p.given_up.begin() + i, p.given_up[i]) != p.given_up.begin() + i) {
+      *why = "payout " + std::to_string(p.id) + ": its gateways given up are damaged";
+      return false;
+    }
   p.st = state(st);
   p.dead = dead_reason(dead);
   p.cancelling = cancelling == 1;

@@ -369,6 +369,62 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     except IOError as e:
         assert "framing lost" in str(e), e
     far.close()
+    # A call's wait is bounded as a whole: pushes every 50 ms and no answer. Before, each
+    # push restarted the socket's timeout and the call waited for ever.
+    import threading
+    import flatbuffers
+    from mesob.fb import Push
+    fb = flatbuffers.Builder(64)
+    topic = fb.CreateString("payout_instructions")
+    Push.Start(fb)
+    Push.AddTopic(fb, topic)
+    fb.Finish(Push.End(fb), b"MSB1")
+    push = bytes(fb.Output())
+    near, far = socket.socketpair()
+    raw = Client.__new__(Client)
+    raw.sock = near
+    raw._init_state()
+    near.settimeout(0.5)
+    stop = threading.Event()
+    def pusher():
+        while not stop.is_set():
+            far.sendall(HEADER.pack(len(push), 1, 7, 0) + push)
+            time.sleep(0.05)
+    t = threading.Thread(target=pusher, daemon=True)
+    t.start()
+    began = time.monotonic()
+    try:
+        raw.create_accounts([dict(id=1, currency="ETB")])
+        raise AssertionError("answered by a server that never answers")
+    except socket.timeout as e:
+        assert "no answer to request 1 within 0.5 s" in str(e), e
+    finally:
+        stop.set()
+        t.join()
+    took = time.monotonic() - began
+    assert 0.45 <= took < 3, took
+    assert len(raw.pushes["payout_instructions"]) >= 5, "the pushes were kept meanwhile"
+    far.close()
+    near.close()
+    # A send that fails part way leaves the stream's framing lost: the client closes the
+    # connection and every later call fails at once, naming why. (A peer that reads
+    # nothing: about 1.6 MB of transfers fill the socket's buffers.)
+    near, far = socket.socketpair()
+    raw = Client.__new__(Client)
+    raw.sock = near
+    raw._init_state()
+    near.settimeout(0.3)
+    try:
+        raw.create_transfers([dict(id=i + 1, debit=1, credit=2, amount=1, currency="ETB") for i in range(8190)])
+        raise AssertionError("a send into full buffers went through")
+    except socket.timeout:
+        pass
+    try:
+        raw.create_accounts([dict(id=1, currency="ETB")])
+        raise AssertionError("a connection whose send failed part way was used again")
+    except IOError as e:
+        assert "the connection is unusable: a send failed" in str(e), e
+    far.close()
     print("python client: framing and waits: ok")
     pay.close()
     tb.close()

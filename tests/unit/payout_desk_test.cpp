@@ -97,6 +97,32 @@ TEST(payout_desk, payout_rows_round_trip_and_damage_is_refused) {
     payout_entry x;
     EXPECT_FALSE(decode_payout(encode_payout(q), &x, &why));
   }
+  // Values no build writes: gateways given up twice or numbered 0, a refusal that is no
+  // result, a settlement refused without one.
+  auto refused = [&](const payout_entry& q, const char* what) {
+    payout_entry x;
+    std::string w;
+    EXPECT_FALSE(decode_payout(encode_payout(q), &x, &w)) << what;
+    EXPECT_NE(w.find("payout 42: "), std::string::npos) << what << ": " << w;
+  };
+  auto q = p;
+  q.given_up = {1, 1};
+  refused(q, "given up twice");
+  q.given_up = {0};
+  refused(q, "gateway 0 given up");
+  q = p;
+  q.refusal = wire::result(65000);
+  refused(q, "no such result");
+  q = p;
+  q.st = state::settle_refused;
+  q.settled_by = 2;
+  q.settlement = 7002;
+  q.chain_step = 5;
+  refused(q, "settle_refused without a refusal");
+  q.refusal = wire::result::debit_account_frozen;
+  payout_entry x;
+  EXPECT_TRUE(decode_payout(encode_payout(q), &x, &why)) << why;
+  EXPECT_EQ(x.refusal, wire::result::debit_account_frozen);
 }
 
 // A payout kept resolved: its answers per attempt round-trip; one that no gateway may

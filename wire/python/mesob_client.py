@@ -101,8 +101,7 @@ class Client:
             self.sock.close()
             raise
 
-    def _open(self, gateway, secret):
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _init_state(self):
         self.buf = bytearray()
         self.next_id = 1
         self.pushes = {}  # topic -> deque of pushed bodies that arrived while waiting for something else
@@ -111,6 +110,11 @@ class Client:
         # latest acks) read while waiting for something else, for next_events.
         self.stream = collections.deque()
         self.ack_ids = collections.deque(maxlen=ACK_IDS_KEPT)
+        self.broken = ""  # why the connection can no longer be used (a send failed part way)
+
+    def _open(self, gateway, secret):
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._init_state()
         kind, _, body = self._read_frame()
         if kind != HELLO:
             raise IOError("first frame is kind %d, not hello" % kind)
@@ -141,7 +145,17 @@ class Client:
 
     # ---- framing ----------------------------------------------------------------------
     def _send(self, kind, request_id, body):
-        self.sock.sendall(HEADER.pack(len(body), PROTOCOL_VERSION, kind, request_id) + body)
+        """Writes one frame. A send that fails (a timeout, a reset) may have written part of
+        it: the stream's framing is lost, so the connection is closed and every later call
+        fails at once (make a new Client)."""
+        if self.broken:
+            raise IOError("the connection is unusable: " + self.broken)
+        try:
+            self.sock.sendall(HEADER.pack(len(body), PROTOCOL_VERSION, kind, request_id) + body)
+        except BaseException as e:
+            self.broken = "a send failed (%s), perhaps part way through a frame" % (e or type(e).__name__)
+            self.sock.close()
+            raise
 
     def _fill(self, n):
         """Reads until n bytes are buffered. A timeout leaves what came buffered: the next
@@ -180,22 +194,38 @@ class Client:
         rid = self.next_id
         self.next_id += 1
         self._send(REQUEST, rid, bytes(builder.Output()))
-        while True:
-            kind, got, body = self._read_frame()
-            if kind == PUSH:
-                self._keep_push(body)
-                continue
-            if self._keep_stream(kind, got, body):
-                continue
-            if kind == ERROR and got == 0:
-                raise self._error(body)  # the session's (idle_timeout, slow_reader, ...): it ends
-            if got != rid:
-                continue  # this helper keeps one request in flight
-            if kind == ERROR:
-                raise self._error(body)
-            if kind != RESPONSE:
-                continue
-            return Response.Response.GetRootAs(body, 0)
+        # The connection's timeout bounds the whole wait for the answer: pushes and events
+        # arriving meanwhile do not keep it going.
+        timeout = self.sock.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("no answer to request %d within %s s" % (rid, timeout))
+                    self.sock.settimeout(left)
+                try:
+                    kind, got, body = self._read_frame()
+                except socket.timeout:  # (the receive waited for the time left)
+                    raise socket.timeout("no answer to request %d within %s s" % (rid, timeout)) from None
+                if kind == PUSH:
+                    self._keep_push(body)
+                    continue
+                if self._keep_stream(kind, got, body):
+                    continue
+                if kind == ERROR and got == 0:
+                    raise self._error(body)  # the session's (idle_timeout, slow_reader, ...): it ends
+                if got != rid:
+                    continue  # this helper keeps one request in flight
+                if kind == ERROR:
+                    raise self._error(body)
+                if kind != RESPONSE:
+                    continue
+                return Response.Response.GetRootAs(body, 0)
+        finally:
+            if not self.broken:
+                self.sock.settimeout(timeout)
 
     # ---- operations -------------------------------------------------------------------
     def create_accounts(self, accounts):
@@ -369,9 +399,14 @@ class Client:
         self.next_id += 1
         before = self.sock.gettimeout()
         self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
         try:
             self._send(PING, rid, b"")
             while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("no pong within %s s" % timeout)
+                self.sock.settimeout(left)
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
@@ -382,7 +417,8 @@ class Client:
                 elif kind == PONG and got == rid:
                     return
         finally:
-            self.sock.settimeout(before)
+            if not self.broken:
+                self.sock.settimeout(before)
 
     def _keep_push(self, body):
         p = Push.Push.GetRootAs(body, 0)
@@ -454,9 +490,14 @@ class Client:
         # From the send on, a subscription may stand (the answer may come after a timeout):
         # its end's Error is then the stream's, not the session's. A refusal clears it.
         was_subscribed, self.subscribed = self.subscribed, True
+        deadline = time.monotonic() + timeout
         try:
             self._send(SUBSCRIBE, rid, bytes(b.Output()))
             while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("no answer to the subscription within %s s" % timeout)
+                self.sock.settimeout(left)
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
@@ -476,7 +517,8 @@ class Client:
                 elif self._stream_frame(kind, got):
                     self.stream.append((kind, got, body))  # an earlier subscription's, or the standing one's
         finally:
-            self.sock.settimeout(before)
+            if not self.broken:
+                self.sock.settimeout(before)
 
     def next_events(self, timeout=10.0):
         """The next Events frame as a dict: events (each a dict of EVENT_FIELDS), next (where
