@@ -905,6 +905,18 @@ class engine_impl {
       i = j + 1;
     }
     uint64_t batch_first_serial = UINT64_MAX;
+    // Every transfer keeps its id in memory: past transfers_max (the one logged with the
+    // batch) a new one is refused and not recorded, except the engine's own, whose state
+    // machines expect no such refusal (and which clients' requests bound). A post or void
+    // goes on up to pending_max past it (each pending transfer resolves once), so that
+    // money held is not held for good; a chain is decided whole, by the links it would
+    // record (a chain recorded in part would fail for good, its first links' ids taken).
+    const bool capped = !b.emitted && b.transfers_capacity != 0;
+    auto room_for = [&](uint64_t fresh, bool resolves_only) {
+      return records_->size() + fresh <= b.transfers_capacity + (resolves_only ? b.capacity : 0);
+    };
+    constexpr uint16_t resolving = wire::transfer_flags::post_pending | wire::transfer_flags::void_pending;
+    uint32_t full_chain_end = UINT32_MAX;  // the last link of a chain refused whole
     constexpr uint32_t index_ahead = 8;  // id index misses overlap (perf/RESULTS.md)
     for (uint32_t o = 0; o < std::min(n, index_ahead); ++o) ids_.prefetch(b.transfers[o].id);
     for (uint32_t o = 0; o < n; ++o) {
@@ -912,6 +924,20 @@ class engine_impl {
       op_route& r = b.routes[o];
       const wire::transfer& t = b.transfers[o];
       if (b.results[o] != result::ok) continue;  // open chain
+      if (capped && r.chain_end > o && (o == 0 || !(b.transfers[o - 1].flags & wire::transfer_flags::linked))) {
+        uint64_t fresh = 0;
+        bool resolves_only = true;
+        for (uint32_t k = o; k <= r.chain_end; ++k)
+          if (ids_.find(b.transfers[k].id, id_of) < 0) {
+            ++fresh;
+            resolves_only = resolves_only && (b.transfers[k].flags & resolving);
+          }
+        if (!room_for(fresh, resolves_only)) full_chain_end = r.chain_end;
+      }
+      if (full_chain_end != UINT32_MAX && o <= full_chain_end) {
+        b.results[o] = result::transfers_full;
+        continue;
+      }
       // An order's hold carries the order's terms where a post or void names its pending
       // transfer (trading.hpp): checked as a creation, and not a reference.
       const bool order_hold = b.kind == op_kind::orders;
@@ -971,10 +997,7 @@ class engine_impl {
         r.dup_result = actors::decide_duplicate(as_retried(t, orig.t), orig.t, result(orig.result));
         continue;
       }
-      // Every transfer keeps its id in memory: past transfers_max (the one logged with the
-      // batch) a new one is refused and not recorded, except the engine's own, whose
-      // state machines expect no such refusal (and which clients' requests bound).
-      if (!b.emitted && b.transfers_capacity != 0 && records_->size() >= b.transfers_capacity) {
+      if (capped && !room_for(1, t.flags & resolving)) {  // (a chain's links have room: above)
         b.results[o] = result::transfers_full;
         continue;
       }

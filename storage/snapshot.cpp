@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include <cstddef>
 #include <cstdio>
@@ -407,11 +406,15 @@ void snapshot_store::uncache_rows(table t, uint64_t begin_key, uint64_t end_key)
 }
 
 // LMDB does not export its map address unless MDB_FIXEDMAP: find the mapping of
-// data.mdb (by device and inode: another filesystem's file may have the same inode
-// number, and madvise would then drop that mapping's pages) in /proc/self/maps.
+// data.mdb in /proc/self/maps, by inode and by its length, LMDB's map size (another
+// filesystem's file may have the same inode number, and madvise would then drop that
+// mapping's pages; the device is no help: overlayfs and btrfs subvolumes show another
+// in the maps than stat gives).
 void snapshot_store::find_map(const std::string& dir) {
   struct stat st {};
   if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return;
+  MDB_envinfo info{};
+  if (mdb_env_info(env_, &info) != 0 || info.me_mapsize == 0) return;
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) {
@@ -419,11 +422,7 @@ void snapshot_store::find_map(const std::string& dir) {
     char perms[8] = {}, dev[16] = {};
     if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %15s %llu", &start, &end, perms, &offset,
                     dev, &inode) == 6 &&
-        inode == static_cast<unsigned long long>(st.st_ino) && offset == 0) {
-      unsigned dev_major = 0, dev_minor = 0;
-      if (std::sscanf(dev, "%x:%x", &dev_major, &dev_minor) != 2 || dev_major != major(st.st_dev) ||
-          dev_minor != minor(st.st_dev))
-        continue;
+        inode == static_cast<unsigned long long>(st.st_ino) && offset == 0 && end - start == info.me_mapsize) {
       map_addr_ = reinterpret_cast<void*>(start);
       map_bytes_ = size_t(end - start);
       return;

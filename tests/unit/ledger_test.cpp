@@ -986,7 +986,9 @@ TEST(ledger_log, pending_transfers_replay_by_the_capacity_logged_with_them) {
 // Every transfer keeps its id in memory, so the engine records at most transfers_max of
 // them (engine/README.md "Capacity"), whatever their outcome. A new one past it is
 // refused, transfers_full, and not recorded (its id stays free); a repeat keeps its first
-// outcome; a chain with a refused link fails whole. The setting is logged with each
+// outcome; a chain without room for all its links is refused whole, none recorded (so it
+// goes through once there is room); a post or void goes on past it (a pending transfer
+// resolves once: money held is not held for good). The setting is logged with each
 // batch: a replay under another setting decides as the live run did, and new transfers
 // follow the new one.
 TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_decided) {
@@ -1002,20 +1004,31 @@ TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_dec
   };
   using R = std::vector<result>;
   const result ok = result::ok, full = result::transfers_full;
-  EXPECT_EQ(results({make_transfer(1, 1, 2, 10), make_transfer(2, 2, 3, 10), make_transfer(3, 3, 4, 10)}), (R{ok, ok, ok}));
+  EXPECT_EQ(results({make_transfer(1, 1, 2, 10, tf::pending), make_transfer(2, 2, 3, 10), make_transfer(3, 3, 4, 10)}),
+            (R{ok, ok, ok}));
   // A failed transfer is recorded too (its id is taken): it counts.
   EXPECT_EQ(results({make_transfer(4, 1, 99, 10)}), (R{result::credit_account_not_found}));
-  EXPECT_EQ(results({make_transfer(5, 4, 1, 10), make_transfer(6, 1, 3, 10), make_transfer(7, 2, 4, 10),
-                     make_transfer(3, 3, 4, 10)}),
-            (R{ok, ok, full, ok}));  // the repeat of 3: its first outcome
+  // Room for one: a chain of two is refused whole (before, its first link was recorded,
+  // failed, and every retry of the chain failed on it).
+  auto chain = make_transfer(8, 1, 2, 10, tf::linked);
+  EXPECT_EQ(results({make_transfer(5, 4, 1, 10), chain, make_transfer(9, 2, 1, 10)}),
+            (R{ok, full, result::linked_event_failed}));
+  EXPECT_EQ(f.e().stats().transfers, 5u);
+  EXPECT_EQ(results({make_transfer(6, 1, 3, 10), make_transfer(7, 2, 4, 10), make_transfer(3, 3, 4, 10)}),
+            (R{ok, full, ok}));  // the repeat of 3: its first outcome
   EXPECT_EQ(f.e().stats().transfers, 6u);
   EXPECT_EQ(f.e().stats().transfers_max, 6u);
-  auto chain = make_transfer(8, 1, 2, 10, tf::linked);
   EXPECT_EQ(results({chain, make_transfer(9, 2, 1, 10)}), (R{full, result::linked_event_failed}));
   EXPECT_EQ(results({make_transfer(7, 2, 4, 10)}), (R{full}));  // not recorded: refused again
   EXPECT_EQ(results({make_transfer(4, 1, 99, 10)}), (R{result::credit_account_not_found}));
-  const std::vector<wire::id128> ids{{1, 0}, {4, 0}, {6, 0}, {7, 0}, {8, 0}, {9, 0}};
-  const R found{ok, ok, ok, result::transfer_not_found, result::transfer_not_found, result::transfer_not_found};
+  // Full, a pending transfer is still posted (or voided): what it holds is not held for good.
+  auto post = make_transfer(10, 0, 0, 0, tf::post_pending);
+  post.pending_id = {1, 0};
+  EXPECT_EQ(results({post}), (R{ok}));
+  EXPECT_EQ(f.e().stats().transfers, 7u);
+  EXPECT_EQ(f.e().lookup_accounts({1}).accounts.at(0).debits_pending, 0u);
+  const std::vector<wire::id128> ids{{1, 0}, {4, 0}, {6, 0}, {7, 0}, {8, 0}, {9, 0}, {10, 0}};
+  const R found{ok, ok, ok, result::transfer_not_found, result::transfer_not_found, result::transfer_not_found, ok};
   EXPECT_EQ(f.e().lookup_transfers(ids).results, found);
   const auto accounts_before = f.e().lookup_accounts({1, 2, 3, 4});
   EXPECT_TRUE(f.e().check_balances().balanced);
@@ -1028,7 +1041,7 @@ TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_dec
   ASSERT_EQ(accounts_after.accounts.size(), 4u);
   for (size_t i = 0; i < 4; ++i)
     EXPECT_EQ(std::memcmp(&accounts_after.accounts[i], &accounts_before.accounts[i], sizeof(wire::account)), 0) << i;
-  EXPECT_EQ(f.e().stats().transfers, 6u);
+  EXPECT_EQ(f.e().stats().transfers, 7u);
   EXPECT_EQ(results({make_transfer(7, 2, 4, 10), chain, make_transfer(9, 2, 1, 10)}), (R{ok, ok, ok}));
   std::string err;
   ASSERT_TRUE(f.e().checkpoint(&err)) << err;
@@ -1037,8 +1050,8 @@ TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_dec
   // refused, repeats are not.
   f.set_transfers_max(6);
   f.restart();
-  EXPECT_EQ(f.e().stats().transfers, 9u);
-  EXPECT_EQ(results({make_transfer(10, 1, 2, 10), make_transfer(8, 1, 2, 10, tf::linked), make_transfer(9, 2, 1, 10)}),
+  EXPECT_EQ(f.e().stats().transfers, 10u);
+  EXPECT_EQ(results({make_transfer(11, 1, 2, 10), make_transfer(8, 1, 2, 10, tf::linked), make_transfer(9, 2, 1, 10)}),
             (R{full, ok, ok}));
   EXPECT_TRUE(f.e().check_balances().balanced);
   engine::config bad = f.config();

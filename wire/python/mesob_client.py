@@ -399,14 +399,15 @@ class Client:
         self.next_id += 1
         before = self.sock.gettimeout()
         self.sock.settimeout(timeout)
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self._send(PING, rid, b"")
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout("no pong within %s s" % timeout)
-                self.sock.settimeout(left)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("no pong within %s s" % timeout)
+                    self.sock.settimeout(left)
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
@@ -490,14 +491,15 @@ class Client:
         # From the send on, a subscription may stand (the answer may come after a timeout):
         # its end's Error is then the stream's, not the session's. A refusal clears it.
         was_subscribed, self.subscribed = self.subscribed, True
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self._send(SUBSCRIBE, rid, bytes(b.Output()))
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout("no answer to the subscription within %s s" % timeout)
-                self.sock.settimeout(left)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("no answer to the subscription within %s s" % timeout)
+                    self.sock.settimeout(left)
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
