@@ -3249,34 +3249,27 @@ class engine_impl {
     b->timestamp_base = bh.timestamp_base;
     b->lsn = h.lsn;
     auto body = v.payload.subspan(sizeof bh);
-    if (carries_capacity(b->kind, h.version)) {
-      // The accounts_max, groups_max or pending_max in force when the record was sequenced.
-      if (body.size() < sizeof b->capacity) {
-        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") shorter than its capacity";
+    // A setting in force when the record was sequenced, 8 bytes before its operations.
+    auto take = [&](const char* what, uint64_t* setting, uint64_t max) {
+      if (body.size() < sizeof *setting) {
+        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") shorter than its " + what;
         return false;
       }
-      std::memcpy(&b->capacity, body.data(), sizeof b->capacity);
-      body = body.subspan(sizeof b->capacity);
-      if (b->capacity == 0 || b->capacity > capacity_max) {
-        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with capacity " +
-                 std::to_string(b->capacity) + " (1.." + std::to_string(capacity_max) + ")";
+      std::memcpy(setting, body.data(), sizeof *setting);
+      body = body.subspan(sizeof *setting);
+      if (*setting == 0 || *setting > max) {
+        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with " + what + " " +
+                 std::to_string(*setting) + " (1.." + std::to_string(max) + ")";
         return false;
       }
-    }
-    if (carries_transfers_capacity(b->kind, h.version)) {
-      // The transfers_max in force when it was sequenced.
-      if (body.size() < sizeof b->transfers_capacity) {
-        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") shorter than its transfers capacity";
-        return false;
-      }
-      std::memcpy(&b->transfers_capacity, body.data(), sizeof b->transfers_capacity);
-      body = body.subspan(sizeof b->transfers_capacity);
-      if (b->transfers_capacity == 0 || b->transfers_capacity > transfers_max_limit) {
-        *error = "wal: " + where() + ": batch record (kind " + std::to_string(bh.kind) + ") with transfers capacity " +
-                 std::to_string(b->transfers_capacity) + " (1.." + std::to_string(transfers_max_limit) + ")";
-        return false;
-      }
-    }
+      return true;
+    };
+    // The accounts_max, groups_max or pending_max; then a transfer batch's or orders'
+    // transfers_max.
+    if (carries_capacity(b->kind, h.version) && !take("capacity", &b->capacity, capacity_max)) return false;
+    if (carries_transfers_capacity(b->kind, h.version) &&
+        !take("transfers capacity", &b->transfers_capacity, transfers_max_limit))
+      return false;
     const uint16_t packed_flag = h.version >= 4 ? batch_flag_packed : 0;
     const bool packed = bh.flags & packed_flag;
     bool ok = bh.count <= batch_ops_max &&
