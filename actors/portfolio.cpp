@@ -91,7 +91,14 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     const uint64_t held_unit = buy ? notional(1, limit, l.tick) : l.unit;  // a unit's hold
     if (held_unit == 0 || held_unit == UINT64_MAX) continue;
     uint64_t units = uint64_t(std::min<u128>(gap / l.unit, u128(1) << 62));
-    if (buy) units = uint64_t(std::min<u128>(units, cash_left / held_unit));
+    if (buy) {
+      units = uint64_t(std::min<u128>(units, cash_left / held_unit));
+      // Within the profile's position limit as the order will be checked against it (the
+      // units held and bought, at the limit): before, a buy past it was planned, refused
+      // exceeds_position_limit, and that line never moved.
+      const uint64_t within = in.position_max / held_unit;
+      units = within > l.held ? std::min(units, within - l.held) : 0;
+    }
     if (!buy) units = std::min(units, l.free);
     // At most the lots an order may take fills of (order_lots_past_fills), and the lots
     // the open orders leave the portfolio (open_lots_past_fills): a line further off its

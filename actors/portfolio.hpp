@@ -224,6 +224,7 @@ struct rebalance_inputs {
   const market::book* market = nullptr;
   wire::currency_code currency = 0;  // the wallet's
   uint64_t cash = 0;                 // the wallet's available money
+  uint64_t position_max = UINT64_MAX;  // the customer's profile's, as an order is checked against it
   uint64_t t = 0;                    // engine time (halts)
   uint32_t drift_bp = 0;
   uint32_t slippage_bp = 0;

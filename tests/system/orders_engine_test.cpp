@@ -1107,6 +1107,30 @@ TEST_F(orders_engine, RebalanceToAFullModelHoldsNoMoreThanTheCash) {
   expect_balanced();
 }
 
+// A plan keeps each buy within the profile's position limit, as the order is checked
+// against it (the units held and bought, at the order's limit): 40% of 100,000 is 400
+// ETEL at 100, but a position of at most 20,000 at the limit 101 takes 198, 190 in lots
+// of 10. Before, the plan asked for 400, the order was refused exceeds_position_limit,
+// and every rebalance planned the same.
+TEST_F(orders_engine, RebalanceKeepsWithinThePositionLimit) {
+  up("broker-a");
+  wire::policy_op narrow;
+  narrow.kind = wire::policy_op_kind::profile;
+  narrow.number = uint8_t(wire::risk_profile::moderate);
+  narrow.classes = 1u << (uint8_t(wire::asset_class::equity) - 1) | 1u << (uint8_t(wire::asset_class::fund) - 1);
+  narrow.position_max = 20'000;
+  ASSERT_EQ(e().policies({narrow, model(etel, 4000)}).results, std::vector<result>(2, result::ok));
+  auto r = e().rebalance(a_, 1000, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].quantity, 190u);
+  EXPECT_EQ(r.placed[0].limit_ticks, 101u);
+  ASSERT_EQ(answer("broker-a", fill(1000, 1, 190, 100)), result::ok);
+  // At the limit: nothing more to buy, though the line is still off its weight.
+  EXPECT_TRUE(e().rebalance(a_, 1100, 200, 100).placed.empty());
+  expect_balanced();
+}
+
 // ---- brokers failing -------------------------------------------------------------------
 
 namespace {
