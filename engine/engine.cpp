@@ -915,7 +915,12 @@ class engine_impl {
     auto room_for = [&](uint64_t fresh, bool resolves_only) {
       return records_->size() + fresh <= b.transfers_capacity + (resolves_only ? b.capacity : 0);
     };
+    // A post or void of a pending transfer recorded (one naming no such transfer gets no
+    // more room than any other).
     constexpr uint16_t resolving = wire::transfer_flags::post_pending | wire::transfer_flags::void_pending;
+    auto resolves_recorded = [&](const wire::transfer& x) {
+      return (x.flags & resolving) && !x.pending_id.zero() && ids_.find(x.pending_id, id_of) >= 0;
+    };
     uint32_t full_chain_end = UINT32_MAX;  // the last link of a chain refused whole
     constexpr uint32_t index_ahead = 8;  // id index misses overlap (perf/RESULTS.md)
     for (uint32_t o = 0; o < std::min(n, index_ahead); ++o) ids_.prefetch(b.transfers[o].id);
@@ -924,15 +929,18 @@ class engine_impl {
       op_route& r = b.routes[o];
       const wire::transfer& t = b.transfers[o];
       if (b.results[o] != result::ok) continue;  // open chain
-      if (capped && r.chain_end > o && (o == 0 || !(b.transfers[o - 1].flags & wire::transfer_flags::linked))) {
+      // (Looked at only when the whole chain might not fit: its links are looked up
+      // twice then.) A chain all of whose links are recorded is a repeat: it has room.
+      if (capped && r.chain_end > o && (o == 0 || !(b.transfers[o - 1].flags & wire::transfer_flags::linked)) &&
+          !room_for(r.chain_end - o + 1, false)) {
         uint64_t fresh = 0;
         bool resolves_only = true;
         for (uint32_t k = o; k <= r.chain_end; ++k)
           if (ids_.find(b.transfers[k].id, id_of) < 0) {
             ++fresh;
-            resolves_only = resolves_only && (b.transfers[k].flags & resolving);
+            resolves_only = resolves_only && resolves_recorded(b.transfers[k]);
           }
-        if (!room_for(fresh, resolves_only)) full_chain_end = r.chain_end;
+        if (fresh != 0 && !room_for(fresh, resolves_only)) full_chain_end = r.chain_end;
       }
       if (full_chain_end != UINT32_MAX && o <= full_chain_end) {
         b.results[o] = result::transfers_full;
@@ -997,7 +1005,7 @@ class engine_impl {
         r.dup_result = actors::decide_duplicate(as_retried(t, orig.t), orig.t, result(orig.result));
         continue;
       }
-      if (capped && !room_for(1, t.flags & resolving)) {  // (a chain's links have room: above)
+      if (capped && !room_for(1, false) && !(room_for(1, true) && resolves_recorded(t))) {  // (a chain's: above)
         b.results[o] = result::transfers_full;
         continue;
       }

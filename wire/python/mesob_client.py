@@ -373,14 +373,15 @@ class Client:
         """The body of the next push of `topic`, kept or read within `timeout` seconds
         however much else comes meanwhile (socket.timeout past it; the connection's own
         timeout is as it was after)."""
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         before = self.sock.gettimeout()
         try:
             while not self.pushes.get(topic):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout("no %r push within %s s" % (topic, timeout))
-                self.sock.settimeout(left)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("no %r push within %s s" % (topic, timeout))
+                    self.sock.settimeout(left)
                 kind, got, body = self._read_frame()
                 if kind == PUSH:
                     self._keep_push(body)
@@ -535,7 +536,7 @@ class Client:
         else:
             before = self.sock.gettimeout()
             self.sock.settimeout(timeout)
-            deadline = time.monotonic() + timeout
+            deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 while True:
                     kind, got, body = self._read_frame()
@@ -543,10 +544,11 @@ class Client:
                         break
                     if kind == PUSH:
                         self._keep_push(body)
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise socket.timeout("no events within %s s" % timeout)
-                    self.sock.settimeout(left)
+                    if deadline is not None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise socket.timeout("no events within %s s" % timeout)
+                        self.sock.settimeout(left)
             finally:
                 self.sock.settimeout(before)
         if kind == ERROR:
