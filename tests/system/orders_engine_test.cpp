@@ -1034,6 +1034,15 @@ namespace {
 wire::policy_op model(uint64_t instrument, uint64_t weight_bp) {
   return actors::customers::model_op(uint8_t(wire::risk_profile::moderate), instrument, weight_bp);
 }
+// The moderate profile: equities and funds, positions of at most `position_max`.
+wire::policy_op moderate_profile(uint64_t position_max) {
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::profile;
+  p.number = uint8_t(wire::risk_profile::moderate);
+  p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1) | 1u << (uint8_t(wire::asset_class::fund) - 1);
+  p.position_max = position_max;
+  return p;
+}
 }  // namespace
 
 // Rebalancing: the orders that bring a portfolio back to its profile's model, placed as
@@ -1087,12 +1096,7 @@ TEST_F(orders_engine, RebalanceTowardTheModel) {
 // wrap past 2^64 are refused.
 TEST_F(orders_engine, RebalanceToAFullModelHoldsNoMoreThanTheCash) {
   up("broker-a");
-  wire::policy_op wide;
-  wide.kind = wire::policy_op_kind::profile;
-  wide.number = uint8_t(wire::risk_profile::moderate);
-  wide.classes = 1u << (uint8_t(wire::asset_class::equity) - 1) | 1u << (uint8_t(wire::asset_class::fund) - 1);
-  wide.position_max = 1'000'000;
-  ASSERT_EQ(e().policies({wide, model(etel, 10'000)}).results, std::vector<result>(2, result::ok));
+  ASSERT_EQ(e().policies({moderate_profile(1'000'000), model(etel, 10'000)}).results, std::vector<result>(2, result::ok));
   EXPECT_EQ(e().rebalance(a_, UINT64_MAX - 126, 200, 100).results, std::vector<result>{result::order_invalid});
   auto r = e().rebalance(a_, 1000, 200, 100);
   ASSERT_EQ(r.placed.size(), 1u);
@@ -1114,12 +1118,7 @@ TEST_F(orders_engine, RebalanceToAFullModelHoldsNoMoreThanTheCash) {
 // and every rebalance planned the same.
 TEST_F(orders_engine, RebalanceKeepsWithinThePositionLimit) {
   up("broker-a");
-  wire::policy_op narrow;
-  narrow.kind = wire::policy_op_kind::profile;
-  narrow.number = uint8_t(wire::risk_profile::moderate);
-  narrow.classes = 1u << (uint8_t(wire::asset_class::equity) - 1) | 1u << (uint8_t(wire::asset_class::fund) - 1);
-  narrow.position_max = 20'000;
-  ASSERT_EQ(e().policies({narrow, model(etel, 4000)}).results, std::vector<result>(2, result::ok));
+  ASSERT_EQ(e().policies({moderate_profile(20'000), model(etel, 4000)}).results, std::vector<result>(2, result::ok));
   auto r = e().rebalance(a_, 1000, 200, 100);
   ASSERT_EQ(r.placed.size(), 1u);
   EXPECT_EQ(r.results, std::vector<result>{result::ok});
