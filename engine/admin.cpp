@@ -171,6 +171,13 @@ std::string utc_text(uint64_t unix_ns) {
   return buf;
 }
 
+// A signed duration in seconds, to the millisecond ("+3600.000 s").
+std::string signed_seconds(int64_t ns) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%+.3f s", double(ns) * 1e-9);
+  return buf;
+}
+
 uint64_t unix_now_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
@@ -548,6 +555,10 @@ class admin_impl {
         .num("transfers_max", st.transfers_max)
         .num("pending", st.pending_open)            // still pending (what pending_max bounds)
         .num("pending_resident", st.pending_tracked)  // with those resolved since the last snapshot
+        .text("clock", st.clock_skew_ns == 0
+                           ? "follows the wall clock"
+                           : "runs on its own: the wall clock stepped " + signed_seconds(st.clock_skew_ns) + " from it")
+        .num("clock_steps", st.clock_steps)
         .num("lsn_durable", st.lsn_durable)
         .num("snapshot_lsn", st.snapshot_lsn)
         .text("last_snapshot", st.snapshot_unix_ns ? utc_text(st.snapshot_unix_ns) : "none since start")

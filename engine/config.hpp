@@ -47,8 +47,10 @@ struct config {
   uint64_t events_retention_mib = 0;            // drop the oldest segments past this size (0: no limit)
   uint64_t events_retention_s = 0;              // ... or older than this (0: no limit)
   uint32_t subscriptions_max = 64;              // sessions subscribed at once
-  // Engine clock source, ns since the epoch. Tests inject a manual clock.
+  // Engine clock sources (engine_clock.hpp), ns: the wall clock (since the epoch) and a
+  // steady clock. Tests inject a manual clock; with no steady one it serves as both.
   std::function<uint64_t()> clock;
+  std::function<uint64_t()> steady_clock;
 
   [[nodiscard]] std::string validate() const;  // empty if valid, else the problem
   [[nodiscard]] std::string capacity_error(const char* name, uint64_t value) const;

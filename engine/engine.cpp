@@ -31,6 +31,7 @@
 #include "actors/shard.hpp"
 #include "actors/shard_actor.hpp"
 #include "actors/trading.hpp"
+#include "engine/engine_clock.hpp"
 #include "engine/events.hpp"
 #include "engine/id_index.hpp"
 #include "engine/limits.hpp"
@@ -119,9 +120,9 @@ double cpu_seconds(clockid_t clock) {
   return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
-uint64_t realtime_ns() {
+uint64_t clock_ns(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(clock, &ts);
   return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
 }
 
@@ -584,6 +585,9 @@ class engine_impl {
     return registry_published_;
   }
   uint64_t last_ts_ = 0;
+  engine_clock clock_{clock_step_max_ns};  // the sequencer's (now())
+  std::atomic<uint64_t> clock_steps_{0};   // its counters, for stats()
+  std::atomic<int64_t> clock_skew_ns_{0};
   uint64_t next_tick_ns_ = 0;
   // Written by the sequencer only; atomics so stats() may read them from any thread.
   std::atomic<uint64_t> dispatched_lsn_{0};
@@ -661,7 +665,25 @@ class engine_impl {
   std::string checkpoint_error_last_;  // guarded by ck_mu_
   std::atomic<uint64_t> checkpoint_ns_last_{0}, checkpoint_ns_total_{0};  // write_checkpoint's time
 
-  uint64_t now() { return cfg_.clock ? cfg_.clock() : realtime_ns(); }
+  // The engine clock (engine_clock.hpp): the wall clock, its steps not followed. An
+  // injected clock with no steady one is both (tests move time by it).
+  uint64_t now() {
+    const uint64_t wall = cfg_.clock ? cfg_.clock() : clock_ns(CLOCK_REALTIME);
+    const uint64_t steady = cfg_.steady_clock ? cfg_.steady_clock() : cfg_.clock ? wall : clock_ns(CLOCK_BOOTTIME);
+    const uint64_t t = clock_.read(wall, steady);
+    const int64_t skew = clock_.skew_ns();
+    if (clock_.steps() != clock_steps_.load(std::memory_order_relaxed)) {
+      clock_steps_.store(clock_.steps(), std::memory_order_relaxed);
+      std::fprintf(stderr,
+                   "mesobd: the wall clock is %+.3f s from the engine clock: a step, not followed; the engine clock "
+                   "runs on by the steady clock until the wall clock comes back within %.3f s of it\n",
+                   double(skew) * 1e-9, double(clock_step_max_ns) * 1e-9);
+    } else if (skew == 0 && clock_skew_ns_.load(std::memory_order_relaxed) != 0) {
+      std::fprintf(stderr, "mesobd: the wall clock is back with the engine clock, which follows it again\n");
+    }
+    clock_skew_ns_.store(skew, std::memory_order_relaxed);
+    return t;
+  }
 
   // ---- sequencing ---------------------------------------------------------------
 
@@ -4442,7 +4464,9 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
   }
   e.start_emissions();
   for (auto& sh : e.shards_) sh->publish_loaded();
-  // Replayed records stay in the log until the next checkpoint covers them.
+  // Replayed records stay in the log until the next checkpoint covers them. The clock
+  // from here on: not before the log's last time, whatever the wall clock says.
+  e.clock_.hold_at_least(e.last_ts_ + 1);
   e.last_checkpoint_ns_ = e.now();
   {
     std::lock_guard lk(e.ck_mu_);
@@ -4847,6 +4871,8 @@ engine_stats engine::stats() {
   s.groups_max = impl_->cfg_.groups_max;
   s.pending_max = impl_->cfg_.pending_max;
   s.transfers_max = impl_->cfg_.transfers_max;
+  s.clock_steps = impl_->clock_steps_.load(std::memory_order_relaxed);
+  s.clock_skew_ns = impl_->clock_skew_ns_.load(std::memory_order_relaxed);
   s.transfers = impl_->dispatched_serial_end_;
   s.lsn_durable = impl_->dispatched_lsn_;
   s.snapshot_lsn = impl_->snapshot_lsn_.load();

@@ -194,6 +194,10 @@ struct engine_stats {
   uint64_t accounts_max = 0, groups_max = 0, pending_max = 0, transfers_max = 0;
   double accounts_share_used = 0, groups_share_used = 0, pending_share_used = 0;
   uint64_t transfers = 0;
+  // Steps of the wall clock the engine clock did not follow (engine_clock.hpp), and while
+  // one lasts, the wall clock minus the engine clock (else 0).
+  uint64_t clock_steps = 0;
+  int64_t clock_skew_ns = 0;
   uint64_t pending_tracked = 0;  // pending transfers held by shards: live, and resolved until a snapshot holds them
   uint64_t pending_open = 0;     // of them, still pending (one across two shards counted on each)
   uint64_t pending_expiry_entries = 0;  // the shards' expiry heaps' entries (stale ones included)

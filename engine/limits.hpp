@@ -13,6 +13,10 @@ namespace mesob::engine {
 constexpr uint32_t batch_ops_max = actors::batch_ops_max;
 // Shards (one per core by default).
 constexpr uint32_t shards_max = actors::shards_max;
+// A difference between the wall clock and the engine clock past this is a step of the
+// wall clock, which the engine clock does not follow (engine_clock.hpp). NTP steps from
+// 128 ms (ntpd) or a second (chrony's usual makestep); a slew moves both clocks alike.
+constexpr uint64_t clock_step_max_ns = 1'000'000'000;
 // Requests waiting for the sequencer before submit() blocks its caller.
 constexpr uint32_t queue_requests_max_default = 4096;
 // Batches sequenced but not yet executed by every shard (bounds memory and replay).

@@ -102,6 +102,12 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
   x.one("mesob_transfers_max", "gauge",
         "Transfers the engine may record (transfers_max); past it new ones are refused, the engine's own excepted.",
         double(st.transfers_max));
+  x.one("mesob_clock_steps_total", "counter",
+        "Steps of the wall clock past a second the engine clock did not follow (it ran on by the steady clock).",
+        double(st.clock_steps));
+  x.one("mesob_clock_skew_seconds", "gauge",
+        "The wall clock minus the engine clock while a step is not followed (0 when the engine clock follows it).",
+        double(st.clock_skew_ns) * 1e-9);
   x.one("mesob_pending_transfers", "gauge", "Pending transfers the shards hold.", double(st.pending_tracked));
   x.one("mesob_pending_transfers_open", "gauge",
         "Of them, those still pending, on each of their shards (a transfer across two counts twice).", double(st.pending_open));

@@ -16,6 +16,7 @@
 
 #include "actors/flat_map.hpp"
 #include "actors/shard.hpp"
+#include "engine/engine_clock.hpp"
 #include "engine/id_index.hpp"
 #include "engine/limits.hpp"
 #include "engine/record_rows.hpp"
@@ -1411,6 +1412,92 @@ TEST(ledger_expiry, checkpoint_after_one_side_expired_a_cross_shard_pending_tran
   EXPECT_EQ(accts.accounts.at(1).credits_pending, 0u);
   EXPECT_EQ(accts.accounts.at(0).credits_posted, 1u);
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+}
+
+// The engine clock's source (engine/engine_clock.hpp): a step of the wall clock past
+// step_max is not followed, either way; the clock runs on by the steady clock, and
+// follows the wall clock again once it is back within step_max.
+TEST(engine_clock, a_step_of_the_wall_clock_is_not_followed) {
+  constexpr uint64_t s = 1'000'000'000ull, day = 86'400 * s;
+  engine::engine_clock c(s);
+  uint64_t wall = 1'700'000'000 * s, steady = 5 * s;
+  EXPECT_EQ(c.read(wall, steady), wall);
+  wall += 500'000'000, steady += 400'000'000;  // within a second: followed
+  EXPECT_EQ(c.read(wall, steady), wall);
+  const uint64_t at = wall;
+  wall += day, steady += 2 * s;  // a day forward in two seconds
+  EXPECT_EQ(c.read(wall, steady), at + 2 * s);
+  EXPECT_EQ(c.steps(), 1u);
+  EXPECT_EQ(c.skew_ns(), int64_t(day - 2 * s));
+  wall += s, steady += s;
+  EXPECT_EQ(c.read(wall, steady), at + 3 * s);
+  EXPECT_EQ(c.steps(), 1u);  // the same step
+  wall = at + 3 * s + 300'000'000, steady += 0;  // set right again: followed
+  EXPECT_EQ(c.read(wall, steady), wall);
+  EXPECT_EQ(c.skew_ns(), 0);
+  const uint64_t back = wall;
+  wall -= 2 * day, steady += s;  // two days back: not followed
+  EXPECT_EQ(c.read(wall, steady), back + s);
+  EXPECT_EQ(c.steps(), 2u);
+  EXPECT_LT(c.skew_ns(), 0);
+  // A start: held at or past the log's last time, the wall clock behind it.
+  engine::engine_clock d(s);
+  d.hold_at_least(back);
+  EXPECT_EQ(d.read(back - day, 100), back);
+  EXPECT_EQ(d.steps(), 1u);
+  EXPECT_EQ(d.read(back - day + 5 * s, 100 + 5 * s), back + 5 * s);
+}
+
+// In the engine: a pending transfer's deadline is not brought forward by a step of the
+// wall clock (a day ahead: every hold would expire at once), and a start with the wall
+// clock behind the log's last time still expires holds on time (the engine clock went
+// on from the log's time; ticks compared deadlines with the wall clock, and none came).
+TEST(ledger_expiry, a_step_of_the_wall_clock_moves_no_deadline) {
+  constexpr uint64_t s = 1'000'000'000ull, day = 86'400 * s;
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  cfg.tick_ms = 5;
+  std::atomic<uint64_t> wall{1'700'000'000 * s}, steady{1'000 * s};
+  cfg.clock = [&wall] { return wall.load(); };
+  cfg.steady_clock = [&steady] { return steady.load(); };
+  const auto pending_of = [](engine::engine& e, uint64_t account) {
+    return e.lookup_accounts({account}).accounts.at(0).debits_pending;
+  };
+  // Ticks come every 5 ms when a deadline has passed: waits up to two seconds for one.
+  const auto expired_within = [&](engine::engine& e, uint64_t account) {
+    for (int i = 0; i < 400 && pending_of(e, account) != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return pending_of(e, account) == 0;
+  };
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    for (auto x : e->create_accounts({make_account(1), make_account(2)}).results) ASSERT_EQ(x, result::ok);
+    auto p = make_transfer(100, 1, 2, 10, tf::pending);
+    p.timeout_s = 60;
+    ASSERT_EQ(e->create_transfers({p}).results.at(0), result::ok);
+    wall += day;  // an operator's `date -s`: a day ahead in a moment
+    steady += s;
+    ASSERT_EQ(e->create_transfers({make_transfer(101, 2, 1, 1)}).results.at(0), result::ok);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // forty ticks' worth
+    EXPECT_EQ(pending_of(*e, 1), 10u) << "a step of the wall clock expired a hold 59 s early";
+    const auto st = e->stats();
+    EXPECT_EQ(st.clock_steps, 1u);
+    EXPECT_GT(st.clock_skew_ns, int64_t(day - 2 * s));
+    steady += 60 * s;  // its minute, by the steady clock
+    EXPECT_TRUE(expired_within(*e, 1));
+  }
+  // The log's last time is now about a day past the wall clock set right again.
+  wall -= day;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  auto p = make_transfer(102, 1, 2, 7, tf::pending);
+  p.timeout_s = 1;
+  ASSERT_EQ(e->create_transfers({p}).results.at(0), result::ok);
+  EXPECT_EQ(pending_of(*e, 1), 7u);
+  steady += 2 * s, wall += 2 * s;
+  EXPECT_TRUE(expired_within(*e, 1)) << "a hold made with the wall clock behind the log never expired";
+  EXPECT_EQ(e->stats().clock_steps, 1u);
+  EXPECT_TRUE(e->check_balances().balanced);
 }
 
 // After a failed commit the engine keeps serving reads. The failed group's records
