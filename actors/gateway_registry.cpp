@@ -29,8 +29,6 @@ bool parse_rail(std::string_view text, uint8_t* out) {
   return false;
 }
 
-namespace {
-
 bool id_text_valid(std::string_view id) {
   if (id.empty() || id.size() > sizeof(wire::gateway_op::id)) return false;
   for (char c : id)
@@ -39,6 +37,8 @@ bool id_text_valid(std::string_view id) {
       return false;
   return true;
 }
+
+namespace {
 
 bool all_zero(const void* p, size_t n) {
   const auto* b = static_cast<const uint8_t*>(p);

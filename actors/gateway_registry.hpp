@@ -96,6 +96,9 @@ struct gateway {
   }
 };
 
+// A gateway id: 1 to 64 bytes of [A-Za-z0-9._-] (registered gateways and those a
+// server is started with alike).
+[[nodiscard]] bool id_text_valid(std::string_view id);
 // The gateway id an operation names ("" when it is not a valid id).
 [[nodiscard]] std::string op_id(const wire::gateway_op& op);
 // A gateway_op's id field from text (false when over 64 bytes).

@@ -19,8 +19,10 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -77,22 +79,31 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
   if (in) {
     std::string hex;
     in >> hex;
-    if (!wire::from_hex(hex, secret) || secret->size() < wire::secret_bytes_min) {
-      *error = path + ": not a hex secret of at least " + std::to_string(wire::secret_bytes_min) + " bytes";
+    if (!wire::from_hex(hex, secret) || secret->size() < wire::secret_bytes_min ||
+        secret->size() > wire::gateway_secret_max) {
+      *error = path + ": not a hex secret of " + std::to_string(wire::secret_bytes_min) + " to " +
+               std::to_string(wire::gateway_secret_max) + " bytes (delete it to have a new one made)";
       return false;
     }
     *created = false;
     return true;
   }
+  // Whole or not at all: written aside, synced, renamed into place, the directory synced
+  // (a crash while writing in place left a file every later start refused).
   *secret = wire::random_bytes(32);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const std::string part = path + ".part";
+  const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   const std::string text = wire::to_hex(*secret) + "\n";
-  if (fd < 0 || ::write(fd, text.data(), text.size()) != ssize_t(text.size()) || ::fsync(fd) != 0) {
-    *error = "cannot write " + path;
-    if (fd >= 0) ::close(fd);
+  const bool written = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  const int dfd = written ? ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+  const bool placed = dfd >= 0 && ::rename(part.c_str(), path.c_str()) == 0 && ::fsync(dfd) == 0;
+  if (dfd >= 0) ::close(dfd);
+  if (!placed) {
+    *error = "cannot write " + path + ": " + std::strerror(errno);
+    ::unlink(part.c_str());
     return false;
   }
-  ::close(fd);
   *created = true;
   return true;
 }
@@ -306,16 +317,18 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  // The development gateway (every role, the admin role with it) serves loopback only:
-  // a server on the network names its gateways and their roles.
-  if (gateway_specs.empty() && net.address.rfind("127.", 0) != 0) {
-    std::fprintf(stderr,
-                 "mesobd: cannot serve: --listen %s is off loopback with no --gateway, and the development gateway "
-                 "\"dev\" has every role; name the gateways this server takes with --gateway id:roles:hexsecret (an "
-                 "operator's, with the admin role, registers the rest)\n",
-                 net.address.c_str());
-    return 2;
-  }
+  // The development gateway (every role, the admin role with it) serves loopback only,
+  // on either port: a server on the network names its gateways and their roles.
+  for (const auto& [flag, address] : {std::pair<const char*, const std::string&>{"--listen", net.address},
+                                      {"--admin-listen", admin_address}})
+    if (gateway_specs.empty() && address.rfind("127.", 0) != 0) {
+      std::fprintf(stderr,
+                   "mesobd: cannot serve: %s %s is off loopback with no --gateway, and the development gateway "
+                   "\"dev\" has every role; name the gateways this server takes with --gateway id:roles:hexsecret "
+                   "(an operator's, with the admin role, registers the rest)\n",
+                   flag, address.c_str());
+      return 2;
+    }
   {
     const std::pair<const char*, int> ports[] = {
         {"--port", int(net.port)}, {"--admin-port", int(admin_port)}, {"--metrics-port", metrics_port}};

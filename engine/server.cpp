@@ -1,6 +1,7 @@
 #include "engine/server.hpp"
 
 #include "actors/equb_rules.hpp"
+#include "actors/gateway_registry.hpp"
 #include "actors/portfolio.hpp"
 #include "engine/events.hpp"
 #include "engine/limits.hpp"
@@ -75,10 +76,13 @@ std::string server_config::validate() const {
     return secret_like ? "(an id of " + std::to_string(id.size()) + " hex digits, like a secret: not shown)" : id;
   };
   for (const auto& g : gateways) {
-    if (g.id.empty() || g.id.size() > wire::gateway_id_max)
-      return "gateway id must be 1.." + std::to_string(wire::gateway_id_max) + " bytes";
-    if (g.secret.size() < wire::secret_bytes_min)
-      return "gateway " + shown(g.id) + ": secret must be at least " + std::to_string(wire::secret_bytes_min) + " bytes";
+    // As the registry takes them: a console must be able to log in with what it was given.
+    if (!actors::gateways::id_text_valid(g.id))
+      return "a gateway id must be 1.." + std::to_string(wire::gateway_id_max) +
+             " bytes of letters, digits, '.', '_' and '-'";
+    if (g.secret.size() < wire::secret_bytes_min || g.secret.size() > wire::gateway_secret_max)
+      return "gateway " + shown(g.id) + ": the secret must be " + std::to_string(wire::secret_bytes_min) + " to " +
+             std::to_string(wire::gateway_secret_max) + " bytes";
     if (g.roles == 0 || (g.roles & ~wire::roles::all)) return "gateway " + shown(g.id) + ": roles invalid";
   }
   for (size_t i = 0; i < gateways.size(); ++i)

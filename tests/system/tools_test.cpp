@@ -256,6 +256,21 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
   EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
   EXPECT_NE(r.out.find("--listen 0.0.0.0 is off loopback with no --gateway"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  // Nor the admin port, even with --admin-any-network (which takes unencrypted frames,
+  // not a gateway with every role whose secret the start printed).
+  r = run(base + "--admin-listen 0.0.0.0 --admin-any-network");
+  EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
+  EXPECT_NE(r.out.find("--admin-listen 0.0.0.0 is off loopback with no --gateway"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  // A gateway the server is started with is checked as the registry checks one: an id
+  // the console could not log in with, a secret longer than any login takes.
+  for (const std::string& spec : {"'ops team:admin:" + secret + "'", "ops:admin:" + secret + secret + secret + secret + secret}) {
+    r = run(base + "--gateway " + spec);
+    EXPECT_EQ(WEXITSTATUS(r.status), 2) << spec << "\n" << r.out;
+    EXPECT_TRUE(r.out.find("letters, digits") != std::string::npos || r.out.find("16 to 64 bytes") != std::string::npos)
+        << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  }
 }
 
 TEST(mesob_log, verifies_a_log_and_names_the_damage) {
