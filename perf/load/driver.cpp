@@ -779,6 +779,17 @@ std::string json_escape(const std::string& s) {
   }
   return o;
 }
+
+// Closes a file written with stdio: false, and why, when any write or the close failed
+// (a full disk shows at the flush).
+bool close_written(FILE* f, const std::string& path, std::string* error) {
+  const bool failed = std::ferror(f) != 0;
+  if (std::fclose(f) != 0 || failed) {
+    *error = path + ": write failed";
+    return false;
+  }
+  return true;
+}
 }  // namespace
 
 bool write_report_json(const run_report& r, const workload& w, const run_options& o, const std::string& path,
@@ -842,9 +853,7 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
     std::fprintf(f, "]}");
   }
   std::fprintf(f, "\n}\n");
-  const bool ok = std::fclose(f) == 0;
-  if (!ok) *error = path + ": write failed";
-  return ok;
+  return close_written(f, path, error);
 }
 
 bool write_plots(const run_report& r, const std::string& dir, const std::string& name, std::string* error) {
@@ -864,7 +873,7 @@ bool write_plots(const run_report& r, const std::string& dir, const std::string&
                    double(row.p50_ns) / 1e3, double(row.p99_ns) / 1e3, double(row.max_ns) / 1e3);
       prev = row.t_s;
     }
-    std::fclose(f);
+    if (!close_written(f, base + "-timeline.dat", error)) return false;
   }
   {
     // The percentile distribution, HdrHistogram style: x = 1 / (1 - p) on a log scale.
@@ -878,7 +887,7 @@ bool write_plots(const run_report& r, const std::string& dir, const std::string&
       const double p = 100.0 * (1.0 - std::pow(10.0, -nines));
       std::fprintf(f, "%.5f %.1f %.3f\n", p, double(r.latency.percentile(p)) / 1e3, std::pow(10.0, nines));
     }
-    std::fclose(f);
+    if (!close_written(f, base + "-distribution.dat", error)) return false;
   }
   const std::string gp = base + ".gp";
   FILE* f = std::fopen(gp.c_str(), "w");
@@ -900,7 +909,7 @@ bool write_plots(const run_report& r, const std::string& dir, const std::string&
                "set xtics ('0%%%%' 1, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, '99.99%%%%' 10000, '99.999%%%%' 100000)\n"
                "plot '%s-distribution.dat' using 3:2 with lines title 'request latency'\n",
                base.c_str(), title.c_str(), base.c_str(), base.c_str(), base.c_str());
-  std::fclose(f);
+  if (!close_written(f, gp, error)) return false;
   const std::string cmd = "gnuplot '" + gp + "' 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) {

@@ -229,7 +229,16 @@ class postgres_connection final : public baseline_connection {
   postgres_connection(pg_conn c, std::shared_ptr<std::atomic<uint64_t>> retries)
       : baseline_connection("postgres"), c_(std::move(c)), retries_(std::move(retries)) {}
 
-  static bool prepare_batch(PGconn* c, std::string* error) {
+  // A load session, new or reset: its statements never wait for good (the driver's
+  // drain timeout could not end a call blocked in libpq: the server ends it, as Redis's
+  // client does), and the batch statement prepared.
+  static bool start_session(PGconn* c, std::string* error) {
+    const std::string set = "SET statement_timeout = " + std::to_string(baseline_call_timeout_s * 1000);
+    pg_result r(PQexec(c, set.c_str()));
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      *error = "postgres: " + set + ": " + result_error(r.get());
+      return false;
+    }
     const Oid types[5] = {int8_array_oid, int8_array_oid, int8_array_oid, int8_array_oid,
                           int8_array_oid};
     return prepare(c, batch_statement, batch_sql, 5, types, error);
@@ -274,7 +283,7 @@ class postgres_connection final : public baseline_connection {
     return failure + " (tried " + std::to_string(pg_batch_retries_max) + " times)";
   }
 
-  // After a lost connection the next batch reconnects (and prepares again).
+  // After a lost connection the next batch reconnects (a new session: set up again).
   bool reconnect_if_needed(std::string* failure) {
     if (PQstatus(c_.get()) == CONNECTION_OK) return true;
     PQreset(c_.get());
@@ -283,7 +292,7 @@ class postgres_connection final : public baseline_connection {
       return false;
     }
     PQsetNoticeProcessor(c_.get(), ignore_notice, nullptr);
-    return prepare_batch(c_.get(), failure);
+    return start_session(c_.get(), failure);
   }
 
   pg_conn c_;
@@ -343,17 +352,7 @@ class postgres_target final : public target {
   std::unique_ptr<target_connection> connect(const workload&, std::string* error) override {
     auto c = open_connection(conninfo_, error);
     if (!c) return nullptr;
-    // A load connection's statement never waits for good (the driver's drain timeout
-    // could not end a call blocked in libpq): the server ends it, as Redis's client does.
-    {
-      const std::string set = "SET statement_timeout = " + std::to_string(baseline_call_timeout_s * 1000);
-      pg_result r(PQexec(c.get(), set.c_str()));
-      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
-        *error = "postgres: " + set + ": " + result_error(r.get());
-        return nullptr;
-      }
-    }
-    if (!postgres_connection::prepare_batch(c.get(), error)) return nullptr;
+    if (!postgres_connection::start_session(c.get(), error)) return nullptr;
     return std::make_unique<postgres_connection>(std::move(c), retries_);
   }
 
