@@ -100,7 +100,7 @@ wire::transfer sweep_transfer(const desk& d, uint64_t settlement, const sweep& s
 namespace {
 // Version 2 adds the desk's payout account (and breakers keep 64 outcomes, not 20);
 // version 1 rows are slot 0's. Desk version 3 adds the sweeps.
-constexpr uint32_t payout_format = 3, desk_format = 3, sessions_format = 1;
+constexpr uint32_t payout_format = 3, desk_format = 4, sessions_format = 1;
 constexpr uint32_t list_max = attempts_kept_max;
 }  // namespace
 
@@ -247,6 +247,7 @@ std::vector<uint8_t> encode_desk(const desk& d) {
     w.put(sw.amount);
     w.put(uint32_t(sw.refusal));
     w.put(sw.retry_at);
+    w.put(sw.refusals);  // (format 4 on)
   }
   return std::move(w.out);
 }
@@ -296,13 +297,14 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
     sw.amount = r.get<uint64_t>();
     sw.refusal = result(r.get<uint32_t>());
     sw.retry_at = r.get<uint64_t>();
+    sw.refusals = format >= 4 ? r.get<uint32_t>() : 0;
     const bool step_taken =
         sw.step != 0 && std::any_of(d.sweeps.begin(), d.sweeps.end(), [&](const auto& x) { return x.second.step == sw.step; });
     if (r.short_read || a == 0 || sw.owed == 0 || sw.amount > sw.owed || (sw.step == 0) != (sw.amount == 0) ||
         sw.step >= d.next_step || step_taken || (sw.step != 0 && sw.refusal != result::ok) ||
         (sw.refusal == result::ok) != (sw.retry_at == 0) ||
         (sw.refusal != result::ok && wire::result_name(sw.refusal) == std::string_view("unknown_result")) ||
-        d.sweeps.count(a)) {
+        sw.refusals > sweep_refusals_max || d.sweeps.count(a)) {
       *why = "payout desk " + wire::currency_name(d.currency) + ": a sweep is damaged";
       return false;
     }
@@ -664,6 +666,7 @@ void desk_table::sweep_done(const wire::transfer& t, result r, uint64_t ts) {
     sw.owed -= t.amount;
     sw.step = 0;
     sw.amount = 0;
+    sw.refusals = 0;
     if (sw.owed == 0) d.sweeps.erase(sit);
     else start_sweep(d, t.credit_account_id, sw);  // what the posts meanwhile added
     return;
@@ -671,7 +674,12 @@ void desk_table::sweep_done(const wire::transfer& t, result r, uint64_t ts) {
   sw.step = 0;
   sw.amount = 0;
   sw.refusal = r;
-  sw.retry_at = ts + sweep_retry_ns;
+  uint64_t wait = sweep_retry_ns;
+  if (sweep_backoff_) {
+    sw.refusals = std::min(sw.refusals + 1, sweep_refusals_max);
+    wait = std::min(sweep_retry_ns << std::min(sw.refusals - 1, 6u), sweep_retry_max_ns);
+  }
+  sw.retry_at = ts + wait;
   add_timer({sw.retry_at, 0, d.account});
 }
 

@@ -168,6 +168,10 @@ constexpr uint32_t tries_per_gateway = 3;   // timeouts before a payout gives a 
 constexpr uint64_t route_wait_max_ns = 600'000'000'000ull;  // 10 min with no gateway: dead letter
 constexpr uint64_t route_poll_ns = 1'000'000'000ull;        // a payout with no route looks again
 constexpr uint64_t sweep_retry_ns = 60'000'000'000ull;      // a refused sweep is tried again
+// ... each retry refused waiting twice as long as the one before, up to an hour
+// (rules_sweep_backoff): a settlement account closed for good costs a record an hour.
+constexpr uint64_t sweep_retry_max_ns = 3'600'000'000'000ull;
+constexpr uint32_t sweep_refusals_max = 16;  // counted up to (60 s << 6 passes the hour)
 constexpr uint64_t watch_keep_ns = 30 * 86'400'000'000'000ull;  // a resolved payout waits for late answers
 // Cancels a desk re-sends when a gateway's first session opens, a page at a time in
 // payout id order, the next page at the next opening (a gateway that never answers them
@@ -322,6 +326,7 @@ struct sweep {
   uint64_t amount = 0;     // in flight: what it moves
   wire::result refusal = wire::result::ok;  // the last sweep's refusal (ok: none)
   uint64_t retry_at = 0;   // refused: when it is tried again
+  uint32_t refusals = 0;   // refused in a row (up to sweep_refusals_max; 0 after one goes through)
 };
 
 struct sweep_row {
@@ -401,6 +406,8 @@ class desk_table {
   // Rules version 15 on (rules_withdrawn_gateway): a payout leaving a gateway that may
   // have paid it and can no longer answer becomes a dead letter (withdrawn).
   void set_rules_withdrawn_gateway(bool v) { withdrawn_dead_ = v; }
+  // Rules version 25 on (rules_sweep_backoff): a refused sweep's retries back off.
+  void set_rules_sweep_backoff(bool v) { sweep_backoff_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -562,6 +569,7 @@ class desk_table {
   bool reset_keeps_backoff_ = true;
   bool failed_in_backoff_ = true;
   bool withdrawn_dead_ = true;
+  bool sweep_backoff_ = true;
   // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
   // gateway's first session opened. It shapes instructions only (not logged, not kept).
   std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;

@@ -186,6 +186,12 @@ constexpr uint16_t rules_transfers_capacity = 24;
 // Before, such a price was never a move: a tenfold jump after a minute's quiet halted
 // nothing, and fills were banded around it.
 constexpr uint16_t rules_move_after_quiet = 24;
-constexpr uint16_t rules_newest = 24;
+// Payout desks: a sweep the ledger refused again and again (its settlement account frozen
+// or closed) waits twice as long before each retry, from a minute up to an hour
+// (payouts::sweep_retry_max_ns). Before, it was tried every minute for as long as the
+// refusal lasted, each time a new transfer recorded: 1,440 a day a desk, for good when
+// the account was closed.
+constexpr uint16_t rules_sweep_backoff = 25;
+constexpr uint16_t rules_newest = 25;
 
 }  // namespace mesob::actors

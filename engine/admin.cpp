@@ -749,12 +749,13 @@ class admin_impl {
     admin_section sw;
     sw.title = "sweeps";  // what settled payouts owe settlement accounts, not yet moved
     sw.columns = {{"currency", false}, {"desk", true}, {"settlement_account", true}, {"owed", true},
-                  {"in_flight", true}, {"refused", false}};
+                  {"in_flight", true}, {"refused", false}, {"refused_in_a_row", true}, {"retry_at", false}};
     for (const auto& row : r.sweeps)
       sw.rows.push_back({wire::currency_name(actors::payouts::desk_currency(row.desk)),
                          std::to_string(actors::payouts::desk_slot(row.desk)), std::to_string(row.settlement),
                          std::to_string(row.s.owed), std::to_string(row.s.amount),
-                         row.s.refusal == wire::result::ok ? "" : std::string(wire::result_name(row.s.refusal))});
+                         row.s.refusal == wire::result::ok ? "" : std::string(wire::result_name(row.s.refusal)),
+                         std::to_string(row.s.refusals), row.s.retry_at ? utc_text(row.s.retry_at) : ""});
     admin_section list = payout_section(all ? "payouts" : "dead letters");
     std::vector<const actors::payouts::payout_entry*> listed;  // each shard's lowest ids: merged
     for (const auto& p : r.payouts) listed.push_back(&p);

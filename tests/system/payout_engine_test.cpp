@@ -542,9 +542,30 @@ TEST_F(payout_engine, sweeps_carry_settlements_and_a_refused_one_is_tried_again)
   ASSERT_EQ(sw.size(), 1u);
   EXPECT_EQ(sw[0].s.owed, 40u);
   expect_payout_account_consistent();
-  // Thawed, and a minute on: the retry moves all of it, once.
-  ASSERT_EQ(e().set_account_status({{settle_a, wire::account_status::open}}).results.at(0), result::ok);
+  EXPECT_EQ(sw[0].s.refusals, 1u);
+  // Still frozen a minute on: refused again, and the next retry two minutes later, then
+  // four (rules version 25: each retry records a transfer).
   advance_ms(61'000);
+  swept();
+  sw = e().lookup_payouts(0, 0).sweeps;
+  ASSERT_EQ(sw.size(), 1u);
+  EXPECT_EQ(sw[0].s.refusals, 2u);
+  const uint64_t refused_at = now_ns();
+  EXPECT_GT(sw[0].s.retry_at, refused_at + 110'000'000'000ull);
+  EXPECT_LT(sw[0].s.retry_at, refused_at + 130'000'000'000ull);
+  advance_ms(61'000);  // not yet
+  swept();
+  EXPECT_EQ(e().lookup_payouts(0, 0).sweeps.at(0).s.refusals, 2u);
+  advance_ms(61'000);
+  swept();
+  sw = e().lookup_payouts(0, 0).sweeps;
+  ASSERT_EQ(sw.size(), 1u);
+  EXPECT_EQ(sw[0].s.refusals, 3u);
+  EXPECT_EQ(sw[0].s.owed, 40u);
+  expect_payout_account_consistent();
+  // Thawed, and four minutes on: the retry moves all of it, once.
+  ASSERT_EQ(e().set_account_status({{settle_a, wire::account_status::open}}).results.at(0), result::ok);
+  advance_ms(241'000);
   swept();
   EXPECT_EQ(account(settle_a).credits_posted, 240u);
   EXPECT_TRUE(e().lookup_payouts(0, 0).sweeps.empty());

@@ -241,7 +241,9 @@ TEST(payout_desk, format_1_rows_are_slot_0s) {
   EXPECT_FALSE(decode_desk(encode_desk(k), &again, &why));
   // Unknown formats.
   auto bad = encode_desk(again);
-  bad[0] = 4;
+  bad[0] = 5;
+  EXPECT_FALSE(decode_desk(bad, &again, &why));
+  bad[0] = 0;
   EXPECT_FALSE(decode_desk(bad, &again, &why));
 }
 
@@ -251,13 +253,14 @@ TEST(payout_desk, sweeps_round_trip_and_damage_is_refused) {
   d.currency = etb;
   d.next_step = 10;
   d.sweeps[7001] = {50, 4, 20, wire::result::ok, 0};                    // in flight
-  d.sweeps[7002] = {9, 0, 0, wire::result::credit_account_frozen, 777};  // refused, retry due at 777
+  d.sweeps[7002] = {9, 0, 0, wire::result::credit_account_frozen, 777, 3};  // refused thrice, retry due at 777
   desk back;
   std::string why;
   ASSERT_TRUE(decode_desk(encode_desk(d), &back, &why)) << why;
   ASSERT_EQ(back.sweeps.size(), 2u);
   EXPECT_EQ(back.sweeps[7001].amount, 20u);
   EXPECT_EQ(back.sweeps[7002].refusal, wire::result::credit_account_frozen);
+  EXPECT_EQ(back.sweeps[7002].refusals, 3u);
   EXPECT_EQ(back.owed(), 59u);
   auto damaged = [&](auto change) {
     desk x = d;
@@ -273,6 +276,17 @@ TEST(payout_desk, sweeps_round_trip_and_damage_is_refused) {
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7001].refusal = wire::result::credit_account_frozen; x.sweeps[7001].retry_at = 5; }));
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7003] = {5, 4, 5, wire::result::ok, 0}; }));      // a step twice
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].refusal = wire::result(9999); }));           // no such refusal
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].refusals = sweep_refusals_max + 1; }));      // past the count kept
+  // A format 3 row (before rules version 25) has no refusals in a row: read as none.
+  desk one = d;
+  one.sweeps.erase(7001);
+  auto v3 = encode_desk(one);
+  ASSERT_EQ(v3[0], 4u);
+  v3[0] = 3;
+  v3.resize(v3.size() - sizeof(uint32_t));
+  ASSERT_TRUE(decode_desk(v3, &back, &why)) << why;
+  EXPECT_EQ(back.sweeps.at(7002).refusals, 0u);
+  EXPECT_EQ(back.sweeps.at(7002).retry_at, 777u);
   EXPECT_TRUE(damaged([](desk& x) { x.breakers[3] = breaker{}; x.breakers[3].n = 2; x.breakers[3].outcomes = 0b100; }));
   EXPECT_FALSE(damaged([](desk&) {}));
 }
