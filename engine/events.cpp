@@ -504,6 +504,19 @@ bool event_hub::load(std::string* error) {
     *error = "events: " + state_path_ + " cannot be read (" + std::strerror(errno) + ")";
     return false;
   }
+  // At most subscriber_names_max lines of a name, an offset and an owner (64 bytes, 20
+  // digits, 128 hex digits, and their separators): a larger file is not one this build
+  // wrote, and is not read into memory whole.
+  constexpr uint64_t state_bytes_max = 64 + subscriber_names_max * (64 + 20 + 128 + 3) + 64;
+  in.seekg(0, std::ios::end);
+  const auto size = in.tellg();
+  in.seekg(0);
+  if (size < 0 || uint64_t(size) > state_bytes_max) {
+    *error = "events: " + state_path_ + " is " + std::to_string(int64_t(size)) + " bytes, more than a subscriber " +
+             "state file of " + std::to_string(subscriber_names_max) + " names takes (" +
+             std::to_string(state_bytes_max) + "); move it away to start without it";
+    return false;
+  }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t end_at = text.rfind("end ");
   const bool v1 = text.rfind("mesob-subscribers 1\n", 0) == 0;

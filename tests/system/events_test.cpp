@@ -684,8 +684,23 @@ TEST(EventsEngine, SubscriberStateLinesThatDoNotParseStopTheOpen) {
     const std::string kept((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     EXPECT_EQ(kept.rfind(body, 0), 0u) << "the file was written over";
   }
-  // The widest good lines still open.
-  write_state_file(f.dir(), "mesob-subscribers 2\nx 18446744073709551615 " + std::string(128, 'a') + "\n");
+  // A file larger than subscriber_names_max widest lines take is refused unread.
+  {
+    std::string big = "mesob-subscribers 2\n";
+    while (big.size() < engine::subscriber_names_max * 216 + 256) big += std::string(4095, 'z') + "\n";
+    write_state_file(f.dir(), big);
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(f.config(), &err));
+    EXPECT_NE(err.find("more than a subscriber state file of 4096 names takes"), std::string::npos) << err;
+  }
+  // The widest good lines still open, as many as may be kept.
+  std::string widest = "mesob-subscribers 2\n";
+  for (size_t i = 0; i < engine::subscriber_names_max; ++i) {
+    char name[65];
+    std::snprintf(name, sizeof name, "%064zu", i);
+    widest += std::string(name) + " 18446744073709551615 " + std::string(128, 'a') + "\n";
+  }
+  write_state_file(f.dir(), widest);
   f.open();
 }
 
