@@ -243,6 +243,13 @@ void group_table::touch(group_entry& e) {
 
 void group_table::schedule(const group_entry& e) {
   if (e.g.ph != phase::active) return;
+  // A round that closed early (every seat paid) leaves its entries until their time,
+  // which may be years on, and its group may end and retire meanwhile: past what the
+  // groups held could have live (two each) twice over and 4,096 more, the heap is made
+  // again from the current rounds, as load() makes it (close_due passes stale entries
+  // over: no close moves). Before, a group paid through in minutes left two entries a
+  // round, whatever groups_max said.
+  if (deadlines_.size() >= 4 * groups_.size() + 4096) return schedule_all();
   // The deadline too (close_due passes over it): the engine ticks when it passes, so the
   // log shows the engine was up then, and an outage after it does not move it (resume).
   deadlines_.emplace_back(round_deadline(e.g), e.g.cfg.group_id);
@@ -460,6 +467,10 @@ void group_table::resume(uint64_t last_before, uint64_t resumed) {
   if (!moved) return;
   // The moved groups' old entries are stale: the heap again, as load() makes it, so that
   // due() asks for no tick that would close nothing.
+  schedule_all();
+}
+
+void group_table::schedule_all() {
   deadlines_.clear();
   for (const auto& [id, e] : groups_) schedule(e);
 }

@@ -233,11 +233,13 @@ class group_table {
   }
   [[nodiscard]] size_t size() const { return groups_.size(); }
   [[nodiscard]] size_t memory_bytes() const;
+  [[nodiscard]] size_t deadline_entries() const { return deadlines_.size(); }  // stale ones included
 
  private:
   void owe(group_entry& e, std::vector<money>&& m);
   void after_round(group_entry& e, uint64_t now);
   void schedule(const group_entry& e);
+  void schedule_all();  // the deadline heap made again from every group's current round
   void ended_now(group_entry& e, uint64_t now);  // it ended at `now`: its look at retiring
   [[nodiscard]] static bool settled(const group_entry& e);
   void touch(group_entry& e);

@@ -1208,6 +1208,43 @@ TEST(equb_rules, replace_account_moves_every_use_and_keeps_the_config_valid) {
 // payment, replace_account did not exist (the engine refuses it when decoding such a
 // record), and a create over the period cap was refused even when it repeated an
 // existing group's config.
+// A round that closes early (every seat paid) leaves its deadline entries in the table's
+// heap until their time, possibly years on: groups paid through in minutes, one after
+// another, kept two entries a round each, whatever groups_max said. The heap stays
+// within what its groups could hold live (two each) twice over and 4,096 more.
+TEST(equb_rules, deadline_entries_of_rounds_closed_early_are_bounded) {
+  constexpr uint32_t groups = 40, seats = 60;
+  static_assert(groups * (seats - 1) * 2 > 4 * groups + 4096, "enough early closes to pass the bound");
+  group_table t;
+  auto make_escrow = [](const wire::account&) { return true; };
+  uint64_t ts = 10;
+  size_t most = 0;
+  for (uint32_t k = 0; k < groups; ++k) {
+    auto cfg = config();
+    cfg.group_id = cfg.escrow_account_id = 500'000 + k;
+    ASSERT_EQ(t.execute(create_op_of(cfg), ts++, make_escrow), result::ok);
+    for (uint32_t i = 0; i < seats; ++i) {
+      const auto p = group_payment(cfg, wallet(k * seats + i), 0, 0, c);
+      ASSERT_EQ(t.verdict(p, ts), result::ok);
+      t.paid(p, ts++);
+    }
+    wire::equb_op start;
+    start.kind = wire::equb_op_kind::start;
+    start.group_id = cfg.group_id;
+    ASSERT_EQ(t.execute(start, ts++, make_escrow), result::ok);
+    for (uint32_t round = 2; round <= seats; ++round) {
+      for (uint32_t i = 0; i < seats; ++i) {
+        const auto p = group_payment(cfg, wallet(k * seats + i), round, i, c);
+        ASSERT_EQ(t.verdict(p, ts), result::ok) << "group " << k << " round " << round << " seat " << i;
+        t.paid(p, ts++);
+      }
+      most = std::max(most, t.deadline_entries());
+    }
+    ASSERT_EQ(t.find(cfg.group_id)->g.ph, phase::completed);
+  }
+  EXPECT_LE(most, size_t(4 * groups + 4096));
+}
+
 TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
   using mesob::actors::rules_ended_groups;
   using mesob::actors::rules_newest;
