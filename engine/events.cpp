@@ -36,9 +36,11 @@ using wire::result;
 
 namespace {
 
-uint64_t now_ns() {
+// For intervals between the writer's looks at retention (not dates: a step of the wall
+// clock must not stop them).
+uint64_t steady_ns() {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
+                      std::chrono::steady_clock::now().time_since_epoch())
                       .count());
 }
 
@@ -461,8 +463,8 @@ void event_writer::run() {
     }
     done_cv_.notify_all();
     if (listener && !out.empty()) listener();
-    if (const uint64_t t = now_ns(); recovered_.load() && t >= next_retention) {
-      log_.apply_retention(t);
+    if (const uint64_t t = steady_ns(); recovered_.load() && t >= next_retention) {
+      log_.apply_retention();
       next_retention = t + retention_check_ns_;
     }
     if (stopping) break;

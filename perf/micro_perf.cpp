@@ -10,7 +10,9 @@
 
 #include "actors/ledger_rules.hpp"
 #include "actors/shard.hpp"
+#include "engine/engine_clock.hpp"
 #include "engine/events.hpp"
+#include "engine/limits.hpp"
 #include "engine/id_index.hpp"
 #include "engine/record_rows.hpp"
 #include "storage/snapshot.hpp"
@@ -21,6 +23,23 @@
 #include "wire/event_pack.hpp"
 
 using namespace mesob;
+
+// The engine clock's source, read once a batch by the sequencer: the wall clock alone
+// (arg 0: before the step guard), or the wall clock and CLOCK_BOOTTIME through
+// engine_clock (arg 1: now).
+static void BM_engine_clock_read(benchmark::State& state) {
+  const auto ns = [](clockid_t id) {
+    timespec ts{};
+    clock_gettime(id, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+  };
+  engine::engine_clock c(engine::clock_step_max_ns);
+  for (auto _ : state) {
+    const uint64_t wall = ns(CLOCK_REALTIME);
+    benchmark::DoNotOptimize(state.range(0) ? c.read(wall, ns(CLOCK_BOOTTIME)) : wall);
+  }
+}
+BENCHMARK(BM_engine_clock_read)->Arg(0)->Arg(1);
 
 static void BM_crc32c(benchmark::State& state) {
   std::vector<uint8_t> buf(size_t(state.range(0)), 0x5a);
@@ -539,7 +558,7 @@ static void BM_event_writer_path(benchmark::State& state) {
         state.SkipWithError(err.c_str());
         break;
       }
-      log->apply_retention(0);
+      log->apply_retention();
       state.ResumeTiming();
     }
   }

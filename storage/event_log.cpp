@@ -778,7 +778,7 @@ bool event_log::sync(std::string* error) {
   return true;
 }
 
-size_t event_log::apply_retention(uint64_t now_ns) {
+size_t event_log::apply_retention() {
   if (opt_.retention_bytes == 0 && opt_.retention_ns == 0) return 0;
   const uint64_t seg = opt_.segment_events;
   size_t dropped = 0;
@@ -805,7 +805,7 @@ size_t event_log::apply_retention(uint64_t now_ns) {
         read(durable - 1, 1, &newest, &err) != read_status::ok || newest.empty() || last[0].lsn >= newest[0].lsn)
       break;
     bool drop = opt_.retention_bytes != 0 && bytes_.load() > opt_.retention_bytes;
-    if (!drop && opt_.retention_ns != 0) drop = last[0].timestamp + opt_.retention_ns < now_ns;
+    if (!drop && opt_.retention_ns != 0) drop = last[0].timestamp + opt_.retention_ns < newest[0].timestamp;
     if (!drop) break;
     const std::string path = segment_path(opt_.dir, index);
     struct stat st {};

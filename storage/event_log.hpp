@@ -113,11 +113,14 @@ class event_log {
   // Makes every appended event durable (and readable).
   bool sync(std::string* error);
   [[nodiscard]] uint64_t next_offset() const { return next_offset_; }
-  // Drops segments wholly older than the retention age at `now_ns`, and the oldest while
-  // the log is over its size; never the segment being written. Returns how many. Each
+  // Drops segments wholly older than the retention age, and the oldest while the log is
+  // over its size; never the segment being written. Age is measured by the events' own
+  // clock (engine time): a segment's newest event against the newest durable event, so
+  // a step of the wall clock, which the engine clock does not follow, drops nothing
+  // early (an idle engine's stream ages when it writes again). Returns how many. Each
   // removal is made durable (the directory synced) before the next: one whose sync
   // failed stops the drops until a later call's sync succeeds.
-  size_t apply_retention(uint64_t now_ns);
+  size_t apply_retention();
 
   // ---- any thread
   [[nodiscard]] uint64_t durable_end() const { return durable_end_.load(std::memory_order_acquire); }

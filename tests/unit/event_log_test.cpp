@@ -371,13 +371,37 @@ TEST(EventLog, RetentionNeverDropsTheSegmentHoldingTheNewestEvent) {
   auto a = make(128, 8), b = make(128, 9);         // two full segments, nothing after
   std::string err;
   ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->sync(&err)) << err;
-  EXPECT_EQ(log->apply_retention(0), 1u);
+  EXPECT_EQ(log->apply_retention(), 1u);
   EXPECT_EQ(log->first_offset(), 129u);
-  EXPECT_EQ(log->apply_retention(0), 0u);
+  EXPECT_EQ(log->apply_retention(), 0u);
   log.reset();
   auto again = open_log(dir.path(), &rec, 128, 1);
   EXPECT_EQ(rec.first_offset, 129u);
   EXPECT_EQ(rec.next_offset, 257u) << "offsets continue after the newest event";
+}
+
+// Retention by age measures in the events' own clock (engine time), the newest durable
+// event's time as now: a step of the wall clock, which the engine clock does not follow,
+// drops nothing early. Before, a segment's newest event was measured against the wall
+// clock: a day's step ahead dropped a day's retention of events unread.
+TEST(EventLog, RetentionByAgeCountsInTheEventsClock) {
+  constexpr uint64_t s = 1'000'000'000ull, t0 = 1'700'000'000 * s;
+  test::temp_dir dir;
+  event_log_recovery rec;
+  event_log_options o;
+  o.dir = dir.path();
+  o.segment_events = 128;
+  o.retention_ns = 3600 * s;
+  std::string err;
+  auto log = event_log::open(o, &rec, &err);
+  ASSERT_TRUE(log) << err;
+  auto a = make(128, 8, t0), b = make(128, 9, t0 + 1800 * s), c = make(1, 10, t0 + 3500 * s);
+  ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->append(c, &err) && log->sync(&err)) << err;
+  EXPECT_EQ(log->apply_retention(), 0u) << "the oldest events are 3,500 s old by the events' clock";
+  auto d = make(1, 11, t0 + 3700 * s), e = make(1, 12, t0 + 3701 * s);
+  ASSERT_TRUE(log->append(d, &err) && log->append(e, &err) && log->sync(&err)) << err;
+  EXPECT_EQ(log->apply_retention(), 1u) << "the first segment's events are past the hour";
+  EXPECT_EQ(log->first_offset(), 129u);
 }
 
 // A record whose events span two segments, the newest record: its first segment stays
@@ -391,13 +415,13 @@ TEST(EventLog, RetentionKeepsTheNewestRecordsFirstEvents) {
   auto a = make(100, 7), b = make(100, 8);  // lsn 8: offsets 101..200, segments 0 and 1
   std::string err;
   ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->sync(&err)) << err;
-  EXPECT_EQ(log->apply_retention(0), 0u);
+  EXPECT_EQ(log->apply_retention(), 0u);
   EXPECT_EQ(log->first_offset(), 1u);
   auto c = make(20, 9);  // offsets 201..220: the newest record is lsn 9 now
   ASSERT_TRUE(log->append(c, &err)) << err;
-  EXPECT_EQ(log->apply_retention(0), 0u) << "lsn 9's events not durable yet";
+  EXPECT_EQ(log->apply_retention(), 0u) << "lsn 9's events not durable yet";
   ASSERT_TRUE(log->sync(&err)) << err;
-  EXPECT_EQ(log->apply_retention(0), 1u);
+  EXPECT_EQ(log->apply_retention(), 1u);
   EXPECT_EQ(log->first_offset(), 129u);
   uint64_t from = 0;
   ASSERT_TRUE(log->newest_run_from(9, &from, &err)) << err;
@@ -425,7 +449,7 @@ TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
   std::string err;
   const uint64_t limit = write_five_segments(dir.path());
   auto log = open_log(dir.path(), &rec, 128, limit);
-  EXPECT_EQ(log->apply_retention(0), 3u);
+  EXPECT_EQ(log->apply_retention(), 3u);
   EXPECT_EQ(log->first_offset(), 385u);
   EXPECT_LE(log->bytes(), limit);
   std::vector<wire::event> got;
@@ -449,14 +473,14 @@ TEST(EventLog, RetentionStopsWhereARemovalIsNotDurable) {
   auto log = open_log(dir.path(), &rec, 128, limit);
   auto& probe = failure_probes::instance().dir_sync_failures;
   probe = 2;  // the sync after the first removal, and the next call's first
-  EXPECT_EQ(log->apply_retention(0), 1u);
+  EXPECT_EQ(log->apply_retention(), 1u);
   EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 0)));
   EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
   EXPECT_EQ(log->first_offset(), 129u);
-  EXPECT_EQ(log->apply_retention(0), 0u);
+  EXPECT_EQ(log->apply_retention(), 0u);
   EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
   EXPECT_EQ(probe.load(), 0);
-  EXPECT_EQ(log->apply_retention(0), 2u);
+  EXPECT_EQ(log->apply_retention(), 2u);
   EXPECT_EQ(log->first_offset(), 385u);
   log.reset();
   auto again = open_log(dir.path(), &rec, 128, limit);
