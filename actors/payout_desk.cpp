@@ -304,7 +304,8 @@ bool decode_desk(std::span<const uint8_t> bytes, desk* out, std::string* why) {
         sw.step >= d.next_step || step_taken || (sw.step != 0 && sw.refusal != result::ok) ||
         (sw.refusal == result::ok) != (sw.retry_at == 0) ||
         (sw.refusal != result::ok && wire::result_name(sw.refusal) == std::string_view("unknown_result")) ||
-        sw.refusals > sweep_refusals_max || d.sweeps.count(a)) {
+        sw.refusals > sweep_refusals_max || (sw.refusals != 0 && sw.step == 0 && sw.refusal == result::ok) ||
+        d.sweeps.count(a)) {
       *why = "payout desk " + wire::currency_name(d.currency) + ": a sweep is damaged";
       return false;
     }

@@ -76,6 +76,11 @@ bool parse_gateway(const std::string& spec, engine::gateway_config* g, std::stri
 bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* created, std::string* error) {
   const std::string path = dir + "/dev-gateway.secret";
   std::ifstream in(path);
+  // There but unreadable: a new one would lock out every holder of it.
+  if (struct stat st {}; !in && (::stat(path.c_str(), &st) == 0 || errno != ENOENT)) {
+    *error = "cannot read " + path + (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string());
+    return false;
+  }
   if (in) {
     std::string hex;
     in >> hex;

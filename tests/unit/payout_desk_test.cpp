@@ -277,6 +277,8 @@ TEST(payout_desk, sweeps_round_trip_and_damage_is_refused) {
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7003] = {5, 4, 5, wire::result::ok, 0}; }));      // a step twice
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].refusal = wire::result(9999); }));           // no such refusal
   EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].refusals = sweep_refusals_max + 1; }));      // past the count kept
+  EXPECT_TRUE(damaged([](desk& x) { x.sweeps[7002].refusal = wire::result::ok; x.sweeps[7002].retry_at = 0; }));  // refusals, none now
+  EXPECT_FALSE(damaged([](desk& x) { x.sweeps[7001].refusals = 2; }));  // a retry in flight
   // A format 3 row (before rules version 25) has no refusals in a row: read as none.
   desk one = d;
   one.sweeps.erase(7001);
