@@ -17,6 +17,8 @@ constexpr uint32_t shards_max = actors::shards_max;
 // wall clock, which the engine clock does not follow (engine_clock.hpp). NTP steps from
 // 128 ms (ntpd) or a second (chrony's usual makestep); a slew moves both clocks alike.
 constexpr uint64_t clock_step_max_ns = 1'000'000'000;
+// Connections a listening port queues before they are accepted (client and admin ports).
+constexpr int listen_backlog = 1024;
 // Requests waiting for the sequencer before submit() blocks its caller.
 constexpr uint32_t queue_requests_max_default = 4096;
 // Batches sequenced but not yet executed by every shard (bounds memory and replay).

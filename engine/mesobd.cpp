@@ -29,6 +29,7 @@
 
 #include "engine/admin.hpp"
 #include "engine/engine.hpp"
+#include "engine/limits.hpp"
 #include "engine/metrics.hpp"
 #include "engine/server.hpp"
 
@@ -361,6 +362,35 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesobd: warning: open-file limit %llu is below --connections-max %u\n",
                  static_cast<unsigned long long>(files.rlim_cur), net.connections_max);
 
+  // The three ports, taken before the data directory is opened: an address this host
+  // does not have, or a port another program holds, stops mesobd before recovery cuts a
+  // torn tail, rewrites the shard count or snapshots at close. The servers own them from
+  // their start; a failure before closes them with the process.
+  int client_fd = -1, admin_fd = -1, metrics_fd = -1;
+  struct port_to_take {
+    const char* flags;
+    const std::string& address;
+    int port;  // -1: none (no metrics port)
+    int* fd;
+    int backlog;
+    bool nonblocking;
+  };
+  for (const port_to_take& p :
+       {port_to_take{"--listen/--port", net.address, int(net.port), &client_fd, engine::listen_backlog, false},
+        port_to_take{"--admin-listen/--admin-port", admin_address, int(admin_port), &admin_fd, engine::listen_backlog,
+                     false},
+        port_to_take{"--metrics-listen/--metrics-port", metrics_address, metrics_port, &metrics_fd,
+                     engine::metrics_http::listen_backlog, true}}) {
+    if (p.port < 0) continue;
+    std::string why;
+    *p.fd = engine::listen_on(p.address, uint16_t(p.port), p.backlog, p.nonblocking, &why);
+    if (*p.fd < 0) {
+      std::fprintf(stderr, "mesobd: cannot serve: %s %s\n", p.flags, why.c_str());
+      return 2;
+    }
+  }
+  net.listen_fd = client_fd;
+
   // Signals are taken synchronously by this thread; every other thread blocks them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -435,7 +465,7 @@ int main(int argc, char** argv) {
     metrics = engine::metrics_http::start(
         metrics_address, uint16_t(metrics_port),
         [&e, &client_seen, &admin_seen] { return engine::render_metrics(*e, client_seen.load(), admin_seen.load()); },
-        &error);
+        &error, metrics_fd);
     if (!metrics) {
       std::fprintf(stderr, "mesobd: cannot serve metrics: %s\n", error.c_str());
       admin.reset();
@@ -472,6 +502,7 @@ int main(int argc, char** argv) {
   engine::server_config anet = net;
   anet.address = admin_address;
   anet.port = admin_port;
+  anet.listen_fd = admin_fd;
   anet.connections_max = 64;
   anet.handshakes_max = 8;
   anet.gateway_sessions_max = 16;  // one operator's console sessions cannot lock out the others

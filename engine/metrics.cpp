@@ -1,6 +1,7 @@
 #include "engine/metrics.hpp"
 
 #include "engine/events.hpp"
+#include "engine/server.hpp"
 #include "storage/wal.hpp"
 
 #include <arpa/inet.h>
@@ -362,24 +363,17 @@ std::string target_path(std::string t) {
 }  // namespace
 
 std::unique_ptr<metrics_http> metrics_http::start(const std::string& address, uint16_t port,
-                                                  std::function<std::string()> render, std::string* error) {
+                                                  std::function<std::string()> render, std::string* error,
+                                                  int listen_fd) {
   std::unique_ptr<metrics_http> m(new metrics_http());
   m->render_ = std::move(render);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  if (::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1) {
-    *error = "metrics address '" + address + "' is not an IPv4 address";
-    return nullptr;
-  }
   // Non-blocking: a connection gone between poll and accept never blocks the thread.
-  m->fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  const int one = 1;
-  if (m->fd_ < 0 || ::setsockopt(m->fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      ::bind(m->fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(m->fd_, 16) != 0) {
-    *error = "metrics " + address + ":" + std::to_string(port) + ": " + std::strerror(errno);
+  m->fd_ = listen_fd >= 0 ? listen_fd : listen_on(address, port, listen_backlog, true, error);
+  if (m->fd_ < 0) {
+    *error = "metrics " + *error;
     return nullptr;
   }
+  sockaddr_in sa{};
   socklen_t len = sizeof sa;
   ::getsockname(m->fd_, reinterpret_cast<sockaddr*>(&sa), &len);
   m->port_ = ntohs(sa.sin_port);

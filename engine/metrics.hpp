@@ -37,9 +37,13 @@ namespace mesob::engine {
 
 class metrics_http {
  public:
-  // Listens on address:port (IPv4; port 0: any free one) and serves render() to scrapes.
+  // Listens on address:port (IPv4; port 0: any free one), or on `listen_fd` when given (a
+  // non-blocking socket listening already: listen_on; owned from here), and serves
+  // render() to scrapes.
   static std::unique_ptr<metrics_http> start(const std::string& address, uint16_t port,
-                                             std::function<std::string()> render, std::string* error);
+                                             std::function<std::string()> render, std::string* error,
+                                             int listen_fd = -1);
+  static constexpr int listen_backlog = 16;
   ~metrics_http();  // stops: the listening socket closes, a scrape being answered finishes
   metrics_http(const metrics_http&) = delete;
   metrics_http& operator=(const metrics_http&) = delete;

@@ -41,6 +41,25 @@ namespace mesob::engine {
 using wire::frame_kind;
 using wire::protocol_error;
 
+int listen_on(const std::string& address, uint16_t port, int backlog, bool nonblocking, std::string* error) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  if (::inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) {
+    *error = address + " is not an IPv4 address";
+    return -1;
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  const int one = 1;
+  if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, backlog) != 0) {
+    *error = address + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 std::string server_config::validate() const {
   if (connections_max == 0 || connections_max > 1'000'000) return "connections_max must be 1..1000000";
   if (in_flight_max == 0 || in_flight_max > 65536) return "in_flight_max must be 1..65536";
@@ -382,20 +401,16 @@ class server_impl {
   }
 
   bool setup(std::string* error) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) return fail(error, "socket");
-    int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(cfg_.port);
-    if (::inet_pton(AF_INET, cfg_.address.c_str(), &addr.sin_addr) != 1) {
-      *error = "server: address " + cfg_.address + " is not an IPv4 address";
-      return false;
+    listen_fd_ = std::exchange(cfg_.listen_fd, -1);
+    if (listen_fd_ < 0) {
+      std::string why;
+      listen_fd_ = listen_on(cfg_.address, cfg_.port, listen_backlog, false, &why);
+      if (listen_fd_ < 0) {
+        *error = "server: " + why;
+        return false;
+      }
     }
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-      return fail(error, "bind " + cfg_.address + ":" + std::to_string(cfg_.port));
-    if (::listen(listen_fd_, 1024) != 0) return fail(error, "listen");
+    sockaddr_in addr{};
     socklen_t len = sizeof addr;
     ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);

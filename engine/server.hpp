@@ -105,9 +105,18 @@ struct server_config {
   // each handed to `admin`, which answers through its callback from any thread. Unset:
   // a client port, where admin commands get wrong_port.
   admin_handler admin;
+  // A socket listening on address:port already (listen_on; the server owns it from
+  // start): mesobd takes its ports before opening the engine, so that a port it cannot
+  // have stops it before recovery changes anything. -1: start binds address:port.
+  int listen_fd = -1;
 
   [[nodiscard]] std::string validate() const;
 };
+
+// A TCP socket bound to address:port (IPv4; port 0: any free one) and listening, with
+// SO_REUSEADDR; -1 and why (naming the address, the port and the error) if not.
+[[nodiscard]] int listen_on(const std::string& address, uint16_t port, int backlog, bool nonblocking,
+                            std::string* error);
 
 struct server_stats {
   uint64_t sessions_open = 0;

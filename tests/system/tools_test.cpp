@@ -1,8 +1,11 @@
 // The shipped programs as a user runs them: mesobd starts on a data directory, serves,
 // stops cleanly on SIGTERM and recovers; mesob-log verifies a log and names the file
 // and offset of damage.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,10 +105,8 @@ TEST(mesobd, a_second_engine_on_the_same_data_directory_is_refused) {
   for (uint64_t i = 1; i <= 20; ++i)  // acknowledged before the second start, and during it
     ASSERT_EQ(c->call(wire::create_transfers_body(std::vector{make_transfer(i, 1, 2, 1)})).reply.results.at(0),
               wire::result::ok);
-  // (On the first's port, as a restart would be: without the lock it would get as far as
-  // binding it, and stop there.)
-  auto second = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port " + std::to_string(first->port()) +
-                    " --admin-port 0 --metrics-port 0");
+  // (On ports of its own: on the first's, it would stop at the port, before the lock.)
+  auto second = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --admin-port 0 --metrics-port 0");
   EXPECT_EQ(WEXITSTATUS(second.status), 1) << second.out;
   EXPECT_NE(second.out.find("is in use by another engine (pid "), std::string::npos) << second.out;
   EXPECT_EQ(second.out.find("replayed"), std::string::npos) << "it recovered the directory: " << second.out;
@@ -236,6 +237,28 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
     EXPECT_NE(r.out.find(says), std::string::npos) << flag << "\n" << r.out;
   }
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << "a refused start made the data directory";
+  // A port another program holds, or an address this host does not have: refused before
+  // the data directory is opened (before, recovery ran, then mesobd stopped).
+  {
+    const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ASSERT_TRUE(held >= 0 && ::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(held, 1) == 0 &&
+                ::getsockname(held, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    const std::string port = std::to_string(ntohs(a.sin_port));
+    for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
+             {"--admin-port " + port, "--admin-listen/--admin-port 127.0.0.1:" + port + ": Address already in use"},
+             {"--metrics-port " + port, "--metrics-listen/--metrics-port 127.0.0.1:" + port + ": Address already in use"},
+             {"--metrics-listen 192.0.2.1", "--metrics-listen/--metrics-port 192.0.2.1:7402: Cannot assign"}}) {
+      r = run(base + flag);
+      EXPECT_EQ(WEXITSTATUS(r.status), 2) << flag << "\n" << r.out;
+      EXPECT_NE(r.out.find("mesobd: cannot serve: " + says), std::string::npos) << flag << "\n" << r.out;
+    }
+    ::close(held);
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << "a start refused its port made the data directory";
+  }
   // A gateway spec with its parts out of place is refused without printing its secret.
   const std::string secret = "00112233445566778899aabbccddeeff";
   for (const std::string& spec : {secret, "pay:" + secret + ":payments", secret + ":payments",
