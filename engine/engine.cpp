@@ -257,6 +257,15 @@ uint64_t unix_ns_now() {
 // in it for the message.
 class data_dir_lock {
  public:
+  // The refusal of a directory whose lock file (open as fd) another process holds.
+  static std::string held_by(const std::string& dir, int fd) {
+    char held[24] = {};
+    const ssize_t n = ::pread(fd, held, sizeof held - 1, 0);
+    std::string pid(held, size_t(std::max<ssize_t>(n, 0)));
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    return "data directory " + dir + " is in use by another engine" + (pid.empty() ? std::string() : " (pid " + pid + ")") +
+           " (" + dir + "/LOCK is locked): one process at a time may open it";
+  }
   data_dir_lock() = default;
   data_dir_lock(const data_dir_lock&) = delete;
   data_dir_lock& operator=(const data_dir_lock&) = delete;
@@ -274,14 +283,7 @@ class data_dir_lock {
     }
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
-      char held[24] = {};
-      const ssize_t n = ::pread(fd_, held, sizeof held - 1, 0);
-      std::string pid(held, size_t(std::max<ssize_t>(n, 0)));
-      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-      *error = err == EWOULDBLOCK ? "data directory " + dir + " is in use by another engine" +
-                                        (pid.empty() ? std::string() : " (pid " + pid + ")") +
-                                        " (" + path + " is locked): one process at a time may open it"
-                                  : "cannot lock " + path + ": " + std::strerror(err);
+      *error = err == EWOULDBLOCK ? held_by(dir, fd_) : "cannot lock " + path + ": " + std::strerror(err);
       ::close(fd_);
       fd_ = -1;
       return false;
@@ -296,6 +298,15 @@ class data_dir_lock {
  private:
   int fd_ = -1;
 };
+
+std::string data_dir_in_use(const std::string& dir) {
+  const int fd = ::open((dir + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string held;
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) held = data_dir_lock::held_by(dir, fd);
+  ::close(fd);
+  return held;
+}
 
 class engine_impl {
  public:

@@ -296,6 +296,11 @@ struct event_stats {
 class engine_impl;
 class event_hub;
 
+// Why `dir` cannot be opened now because another engine holds it ("data directory ...
+// is in use by another engine (pid N) ..."), or empty. Reads only (creates nothing): for
+// a start stopped before opening, to name the cause (its port held by that engine).
+[[nodiscard]] std::string data_dir_in_use(const std::string& dir);
+
 class engine {
  public:
   static std::unique_ptr<engine> open(const config& cfg, std::string* error);

@@ -385,6 +385,12 @@ int main(int argc, char** argv) {
     std::string why;
     *p.fd = engine::listen_on(p.address, uint16_t(p.port), p.backlog, p.nonblocking, &why);
     if (*p.fd < 0) {
+      // The port held by an engine on this data directory (a second start, a restart
+      // while the first still drains): that is the cause to name.
+      if (const std::string held = engine::data_dir_in_use(cfg.data_dir); !held.empty()) {
+        std::fprintf(stderr, "mesobd: cannot start: %s\n", held.c_str());
+        return 1;
+      }
       std::fprintf(stderr, "mesobd: cannot serve: %s %s\n", p.flags, why.c_str());
       return 2;
     }

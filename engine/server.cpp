@@ -1888,6 +1888,7 @@ class server_impl {
 std::unique_ptr<server> server::start(engine& e, const server_config& cfg, std::string* error) {
   if (auto problem = cfg.validate(); !problem.empty()) {
     *error = "server config: " + problem;
+    if (cfg.listen_fd >= 0) ::close(cfg.listen_fd);  // (the server's from here, as the config says)
     return nullptr;
   }
   auto impl = std::make_unique<server_impl>(e, cfg);
