@@ -54,7 +54,10 @@ class metrics_http {
   static constexpr size_t connections_max = 16;
   // Each render reads through the engine (a lookup of every desk's payouts): renders
   // start at least this far apart, a scrape sooner waiting its turn, so that clients
-  // scraping in a loop cost the engine at most ten renders a second.
+  // scraping in a loop cost the engine at most ten renders a second. The wait is in the
+  // loop that accepts, which also paces a peer connecting in a loop: a loop that went on
+  // accepting while scrapes waited for a shared render (tried: 2026-12-05) let such a
+  // peer evict scrapers between their connect and their request (admin_test).
   static constexpr int render_gap_ms = 100;
 
  private:
