@@ -49,11 +49,12 @@ event_log_options files_only(const std::string& dir) {
 }
 
 std::unique_ptr<event_log> open_log(const std::string& dir, event_log_recovery* rec, uint64_t seg = 128,
-                                    uint64_t retention_bytes = 0) {
+                                    uint64_t retention_bytes = 0, uint64_t retention_ns = 0) {
   event_log_options o;
   o.dir = dir;
   o.segment_events = seg;
   o.retention_bytes = retention_bytes;
+  o.retention_ns = retention_ns;
   std::string err;
   auto log = event_log::open(o, rec, &err);
   EXPECT_TRUE(log) << err;
@@ -388,13 +389,9 @@ TEST(EventLog, RetentionByAgeCountsInTheEventsClock) {
   constexpr uint64_t s = 1'000'000'000ull, t0 = 1'700'000'000 * s;
   test::temp_dir dir;
   event_log_recovery rec;
-  event_log_options o;
-  o.dir = dir.path();
-  o.segment_events = 128;
-  o.retention_ns = 3600 * s;
+  auto log = open_log(dir.path(), &rec, 128, 0, 3600 * s);
+  ASSERT_TRUE(log);
   std::string err;
-  auto log = event_log::open(o, &rec, &err);
-  ASSERT_TRUE(log) << err;
   auto a = make(128, 8, t0), b = make(128, 9, t0 + 1800 * s), c = make(1, 10, t0 + 3500 * s);
   ASSERT_TRUE(log->append(a, &err) && log->append(b, &err) && log->append(c, &err) && log->sync(&err)) << err;
   EXPECT_EQ(log->apply_retention(), 0u) << "the oldest events are 3,500 s old by the events' clock";
