@@ -1150,6 +1150,10 @@ class engine_impl {
           else next_group_number_ = std::max(next_group_number_, n + 1);
         } else if (n != 0) {
           b.results[i] = result::equb_op_invalid;  // the number is the engine's to give
+        } else if (const result r = actors::equb::check_config(actors::equb::config_of(op)); r != result::ok) {
+          // Refused by its configuration alone, as the shard would refuse it before
+          // anything else: no number spent on it (numbers are never given again).
+          b.results[i] = r;
         } else if (next_group_number_ >= actors::equb::numbers_max) {
           b.results[i] = result::group_numbers_exhausted;
         } else {

@@ -182,7 +182,13 @@ TEST_F(equb_engine, FixedOrderGroupRunsToCompletionAcrossShards) {
   for (uint64_t w = 1; w <= n; ++w) (actors::shard_of(w, 2) == actors::shard_of(g, 2) ? local : remote) = true;
   ASSERT_TRUE(local && remote);
 
+  // Creates its configuration refuses spend no group number (numbers are never given
+  // again: a client repeating a bad create used them up).
+  auto bad = create_op(g);
+  bad.contribution = 0;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(op1(bad), result::contribution_must_not_be_zero);
   ASSERT_EQ(op1(create_op(g)), result::ok);
+  EXPECT_EQ(group(g).g.number, 1u) << "refused creates took numbers";
   ASSERT_EQ(op1(create_op(g)), result::ok) << "a repeated create is answered ok";
   auto changed = create_op(g);
   changed.contribution = 101;
