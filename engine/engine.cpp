@@ -3136,6 +3136,16 @@ class engine_impl {
           why = "payout row " + std::to_string(key) + " holds payout " + std::to_string(p.id);
           return false;
         }
+        // Its past times come before the snapshot's clock (the last operation the cut
+        // follows): one past it is damage (the desk's timers measure from them: a wait
+        // since a time to come wraps and ends at once).
+        uint64_t latest = std::max(p.created_at, p.wait_since);
+        for (const auto& a : p.attempts) latest = std::max(latest, a.sent_at);
+        if (latest > meta->clock_ns) {
+          why = "payout " + std::to_string(p.id) + ": a time (made, waiting since or an attempt sent) " +
+                std::to_string(latest) + " past the snapshot's clock " + std::to_string(meta->clock_ns);
+          return false;
+        }
         ++snapshot_payouts_;
         return shards_[shard_of(p.desk, shards_n_)]->desks().load_payout(std::move(p), &why);
       }, error);

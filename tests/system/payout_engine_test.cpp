@@ -574,6 +574,55 @@ TEST_F(payout_engine, sweeps_carry_settlements_and_a_refused_one_is_tried_again)
   expect_payout_account_consistent();
 }
 
+// A payout row's past times (made, waiting since, each attempt sent) come before the
+// snapshot's clock: a row with one past it is damage, and the start is refused by name.
+TEST_F(payout_engine, a_payout_row_with_a_time_past_the_snapshot_refuses_the_start) {
+  up("alpha");
+  ASSERT_EQ(pay(60, 1, 100), result::ok);
+  take();
+  const uint64_t now = fx_.now_ns();
+  fx_.close();  // with a snapshot
+  auto rewrite = [&](const std::function<void(actors::payouts::payout_entry&)>& change) {
+    std::string err;
+    auto s = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    std::string row;
+    ASSERT_TRUE(s->get(storage::table::payouts, 60, &row, &err)) << err;
+    actors::payouts::payout_entry p;
+    std::string why;
+    ASSERT_TRUE(actors::payouts::decode_payout({reinterpret_cast<const uint8_t*>(row.data()), row.size()}, &p, &why))
+        << why;
+    ASSERT_EQ(p.attempts.size(), 1u);
+    change(p);
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->put(storage::table::payouts, 60, actors::payouts::encode_payout(p))) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  };
+  uint64_t made_at = 0, sent_at = 0;  // as written
+  rewrite([&](actors::payouts::payout_entry& p) {
+    made_at = p.created_at;
+    sent_at = p.attempts[0].sent_at;
+  });
+  std::string err;
+  for (const auto& change : std::vector<std::function<void(actors::payouts::payout_entry&)>>{
+           [&](actors::payouts::payout_entry& p) { p.created_at = now + 1'000'000'000'000ull; },
+           [&](actors::payouts::payout_entry& p) { p.attempts[0].sent_at = now + 1'000'000'000'000ull; }}) {
+    rewrite(change);
+    EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+    EXPECT_NE(err.find("snapshot: payouts: payout 60: a time (made, waiting since or an attempt sent)"), std::string::npos)
+        << err;
+    EXPECT_NE(err.find("past the snapshot's clock"), std::string::npos) << err;
+    rewrite([&](actors::payouts::payout_entry& p) {
+      p.created_at = made_at;
+      p.attempts[0].sent_at = sent_at;
+    });
+  }
+  fx_.open();
+  attach();
+  EXPECT_EQ(e().lookup_payouts(0, 10).payouts.size(), 1u);
+}
+
 TEST_F(payout_engine, a_late_settlement_of_an_earlier_attempt_still_settles_once) {
   up("alpha");
   ASSERT_EQ(pay(11, 1, 300), result::ok);
