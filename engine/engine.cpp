@@ -1145,17 +1145,25 @@ class engine_impl {
       if (b.results[i] != result::ok) continue;
       if (op.kind == wire::equb_op_kind::create) {
         const uint64_t n = actors::equb::number_of(op);
-        if (replaying_) {  // the number the engine gave it (never out of range in a log it wrote)
+        // A create the sequencer refuses whatever the shard would say is logged with the
+        // number numbers_max, which replay refuses: logged with a client's number (or none
+        // when numbers ran out), replay took that number and made a group the live run had
+        // refused (records before this build still do).
+        const auto refuse = [&](result r) {
+          b.results[i] = r;
+          actors::equb::set_number(op, actors::equb::numbers_max);
+        };
+        if (replaying_) {  // the number the engine gave it, or numbers_max: refused
           if (n >= actors::equb::numbers_max) b.results[i] = result::equb_op_invalid;
           else next_group_number_ = std::max(next_group_number_, n + 1);
         } else if (n != 0) {
-          b.results[i] = result::equb_op_invalid;  // the number is the engine's to give
+          refuse(result::equb_op_invalid);  // the number is the engine's to give
         } else if (const result r = actors::equb::check_config(actors::equb::config_of(op)); r != result::ok) {
           // Refused by its configuration alone, as the shard would refuse it before
           // anything else: no number spent on it (numbers are never given again).
           b.results[i] = r;
         } else if (next_group_number_ >= actors::equb::numbers_max) {
-          b.results[i] = result::group_numbers_exhausted;
+          refuse(result::group_numbers_exhausted);
         } else {
           actors::equb::set_number(op, next_group_number_++);  // a repeat leaves its number unused
         }

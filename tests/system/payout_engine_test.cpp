@@ -1678,6 +1678,9 @@ TEST_F(payout_engine_replay, equb_payouts_go_out_through_a_gateway_once_across_r
 
   restart();  // the log alone: the same payout, held once, sent again when a session opens
   EXPECT_EQ(e().recovery().groups_reemitted, 0u);
+  // The create refused for its client-given number stays refused in replay (before, the
+  // log carried the number and replay made the group).
+  EXPECT_EQ(e().lookup_groups({other_group + 1}).results.at(0), result::group_not_found);
   auto held = e().lookup_payouts(0, 100).payouts;
   ASSERT_EQ(held.size(), 1u);
   EXPECT_EQ(held[0].id, p2);
