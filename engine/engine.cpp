@@ -281,7 +281,12 @@ class data_dir_lock {
       *error = "cannot open " + path + ": " + std::strerror(errno);
       return false;
     }
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    // A few tries over 50 ms: another start looking at the lock to name its holder
+    // (data_dir_in_use) holds it shared for a moment.
+    int rc = 0;
+    for (int tries = 1; (rc = ::flock(fd_, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && tries < 5; ++tries)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (rc != 0) {
       const int err = errno;
       *error = err == EWOULDBLOCK ? held_by(dir, fd_) : "cannot lock " + path + ": " + std::strerror(err);
       ::close(fd_);
