@@ -933,37 +933,6 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
     EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << "the scraper was closed: '" << got.substr(0, 80) << "'";
     for (const int fd : slow) ::close(fd);
   }
-  // Scrapes from six scrapers at once while a local peer connects in a loop (each
-  // connection sending a byte and held, the oldest let go past 64): every one is
-  // answered. (A loop that accepted freely while scrapes waited for their render, tried
-  // once, evicted scrapers between their connect and their request: metrics.hpp.)
-  {
-    std::atomic<bool> stop{false};
-    std::thread peer([&] {
-      std::vector<int> held;
-      while (!stop.load()) {
-        const int fd = connect_loopback(d.metrics_port());
-        if (fd < 0) continue;
-        (void)::send(fd, "G", 1, MSG_NOSIGNAL);
-        held.push_back(fd);
-        if (held.size() > 64) {
-          ::close(held.front());
-          held.erase(held.begin());
-        }
-      }
-      for (const int fd : held) ::close(fd);
-    });
-    std::vector<std::thread> scrapers;
-    std::atomic<int> answered{0};
-    for (int i = 0; i < 6; ++i)
-      scrapers.emplace_back([&] {
-        for (int k = 0; k < 3; ++k) answered += http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n") ? 1 : 0;
-      });
-    for (auto& s : scrapers) s.join();
-    stop = true;
-    peer.join();
-    EXPECT_EQ(answered.load(), 18) << "scrapes closed unanswered while a peer connected in a loop";
-  }
 
   // Two instruments, one halted by an operator and priced, one without a price yet; a
   // customer of a tier.
