@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <span>
@@ -122,6 +123,23 @@ inline int flip_every_copy(const std::string& file, const std::string& bytes, si
     f.write(&c, 1);
   }
   return copies;
+}
+
+// Rewrites row `key` of table `t` in the snapshot of a closed engine's data directory:
+// `change` gets its bytes and returns the new ones (empty: it failed, and said so).
+// Committed without meta, as a checkpoint's records flush is.
+inline void rewrite_snapshot_row(const std::string& data_dir, storage::table t, uint64_t key,
+                                 const std::function<std::vector<uint8_t>(std::span<const uint8_t>)>& change) {
+  std::string row, err;
+  auto s = storage::snapshot_store::open(data_dir + "/snapshot", 1ull << 30, &err);
+  ASSERT_TRUE(s) << err;
+  ASSERT_TRUE(s->get(t, key, &row, &err)) << "row " << key << " of table " << storage::table_name(t) << ": " << err;
+  const std::vector<uint8_t> next = change({reinterpret_cast<const uint8_t*>(row.data()), row.size()});
+  ASSERT_FALSE(next.empty());
+  auto w = s->begin(&err);
+  ASSERT_TRUE(w) << err;
+  ASSERT_TRUE(w->put(t, key, next)) << w->error();
+  ASSERT_TRUE(w->commit_without_meta()) << w->error();
 }
 
 // Damages row `key` of table `t` in the snapshot of a closed engine's data directory:

@@ -267,20 +267,16 @@ TEST_F(gateway_engine, a_snapshot_registry_naming_a_wallet_refuses_the_start) {
   open_wallets(1);
   fx_.close();  // with a snapshot
   auto rewrite = [&](const std::function<void(actors::gateways::registry&)>& change) {
-    std::string err;
-    auto s = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    std::string row;
-    ASSERT_TRUE(s->get(storage::table::gateways, 0, &row, &err)) << err;
-    actors::gateways::registry reg;
-    std::string why;
-    ASSERT_TRUE(actors::gateways::registry::decode({reinterpret_cast<const uint8_t*>(row.data()), row.size()}, &reg, &why))
-        << why;
-    change(reg);
-    auto w = s->begin(&err);
-    ASSERT_TRUE(w) << err;
-    ASSERT_TRUE(w->put(storage::table::gateways, 0, reg.encode())) << w->error();
-    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+    rewrite_snapshot_row(fx_.dir(), storage::table::gateways, 0, [&](std::span<const uint8_t> row) {
+      actors::gateways::registry reg;
+      std::string why;
+      if (!actors::gateways::registry::decode(row, &reg, &why)) {
+        ADD_FAILURE() << "the registry row: " << why;
+        return std::vector<uint8_t>{};
+      }
+      change(reg);
+      return reg.encode();
+    });
   };
   const uint64_t now = fx_.now_ns();
   rewrite([&](actors::gateways::registry& reg) {

@@ -583,21 +583,16 @@ TEST_F(payout_engine, a_payout_row_with_a_time_past_the_snapshot_refuses_the_sta
   const uint64_t now = fx_.now_ns();
   fx_.close();  // with a snapshot
   auto rewrite = [&](const std::function<void(actors::payouts::payout_entry&)>& change) {
-    std::string err;
-    auto s = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
-    ASSERT_TRUE(s) << err;
-    std::string row;
-    ASSERT_TRUE(s->get(storage::table::payouts, 60, &row, &err)) << err;
-    actors::payouts::payout_entry p;
-    std::string why;
-    ASSERT_TRUE(actors::payouts::decode_payout({reinterpret_cast<const uint8_t*>(row.data()), row.size()}, &p, &why))
-        << why;
-    ASSERT_EQ(p.attempts.size(), 1u);
-    change(p);
-    auto w = s->begin(&err);
-    ASSERT_TRUE(w) << err;
-    ASSERT_TRUE(w->put(storage::table::payouts, 60, actors::payouts::encode_payout(p))) << w->error();
-    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, 60, [&](std::span<const uint8_t> row) {
+      actors::payouts::payout_entry p;
+      std::string why;
+      if (!actors::payouts::decode_payout(row, &p, &why) || p.attempts.size() != 1) {
+        ADD_FAILURE() << "payout row 60: " << why << " (" << p.attempts.size() << " attempts)";
+        return std::vector<uint8_t>{};
+      }
+      change(p);
+      return actors::payouts::encode_payout(p);
+    });
   };
   uint64_t made_at = 0, sent_at = 0;  // as written
   rewrite([&](actors::payouts::payout_entry& p) {
