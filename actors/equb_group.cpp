@@ -15,15 +15,20 @@ using wire::equb_op_kind;
 namespace {
 
 // The most transfers one obligation can hold: a contribution's debt forwards (one per
-// missed round) or a round's close (cover, commission, fee, the recipient's debts,
-// payout, and after the last round a dividend per seat).
+// missed round), an ended group's repayment (those, and a dividend per seat), a round's
+// close (cover, commission, fee, the recipient's debts, payout, a dividend per seat), a
+// dissolution (a refund and a dividend per seat).
 constexpr uint32_t chain_max = 2 * seats_max + 16;
 // Every step a group can need in its whole life without retries and leaves: at most
 // seats_max closes of at most 2 * seats_max + 4 transfers, at most seats_max^2 debts
 // each forwarded once, a dissolve of seats_max refunds. Retries and leaves (which a
 // client can repeat) only take steps while this many stay free, so no decision the
 // group cannot refuse (a round closing on its deadline) ever finds the steps gone.
-constexpr uint32_t life_steps = 3 * seats_max * seats_max + 6 * seats_max + 16;
+constexpr uint32_t life_steps_before_v26 = 3 * seats_max * seats_max + 6 * seats_max + 16;
+// From rules version 26 repaid group parts of debts are paid to the seats: a dividend
+// per seat at each close (counted above only for the last), at each of at most
+// seats_max repayments after the group ended, and at a dissolution.
+constexpr uint32_t life_steps = life_steps_before_v26 + 2 * seats_max * seats_max + seats_max;
 static_assert(life_steps < steps_max / 2);
 constexpr uint32_t entry_version = 3;
 // A tombstone's first word (an entry's is its version, 1..3).
@@ -41,8 +46,11 @@ result engine_account(uint64_t id) {
   return result::ok;
 }
 
-// Whether `n` more steps may go to a retry or a leave.
-bool optional_steps(const group_entry& e, uint64_t n) { return uint64_t(e.next_step) + n + life_steps <= steps_max; }
+// Whether `n` more steps may go to a retry or a leave, by the rules of version `rules`.
+bool optional_steps(const group_entry& e, uint64_t n, uint16_t rules) {
+  return uint64_t(e.next_step) + n + (rules >= rules_bid_discount_owed ? life_steps : life_steps_before_v26) <=
+         steps_max;
+}
 
 }  // namespace
 
@@ -144,6 +152,7 @@ wire::group_item to_item(const group_entry& e) {
   it.shift_ns = g.shift_ns;
   it.pot = g.pot;
   it.escrow = g.escrow;
+  it.held = g.held;
   it.escrow_expected = escrow_expected(e);
   if (c.policy == rotation::lottery && g.ph != phase::forming) {
     it.commitment.assign(g.commitment.begin(), g.commitment.end());
@@ -155,13 +164,18 @@ wire::group_item to_item(const group_entry& e) {
     si.paid_amount = s.paid_amount;
     si.credit = s.credit;
     si.bid = s.bid;
-    for (const auto& d : s.debts) si.debt_total += d.amount;
+    uint64_t to_group = 0;
+    for (const auto& d : s.debts) {
+      si.debt_total += d.amount;
+      to_group += d.group_part;
+    }
     si.received_round = s.received_round;
     si.debts = uint32_t(s.debts.size());
     si.paid = s.paid;
     si.payout_rail = s.payout_rail;
     it.seats.push_back(si);
     it.destinations.push_back(s.destination);
+    it.debts_to_group.push_back(to_group);
   }
   for (const auto& h : e.history) {
     wire::group_round_item ri;
@@ -329,7 +343,7 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     }
   const uint64_t shift_before = e.g.shift_ns;
   outcome o = close_round(e.g, now, rules_ >= rules_credits_pay, rules_ >= rules_default_penalty,
-                          rules_ >= rules_held_round_moves_schedule);
+                          rules_ >= rules_held_round_moves_schedule, rules_ >= rules_bid_discount_owed);
   MESOB_ASSERT(o.code == result::ok);
   e.history.push_back({round, o.recipient_seat, o.revealed});
   if (events_) {
@@ -552,7 +566,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       return result::ok;
     }
     case equb_op_kind::leave:
-      if (!optional_steps(*e, 1)) return result::group_steps_exhausted;
+      if (!optional_steps(*e, 1, rules_)) return result::group_steps_exhausted;
       o = leave(g, op.seat, op.wallet, rules_ >= rules_leave_last_seat);
       break;
     case equb_op_kind::bid:
@@ -595,7 +609,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       for (const auto& ob : e->owed)
         if (ob.refused) need += ob.transfers.size();
       if (need == 0) return result::nothing_to_retry;
-      if (!optional_steps(*e, need)) return result::group_steps_exhausted;  // before changing anything
+      if (!optional_steps(*e, need, rules_)) return result::group_steps_exhausted;  // before changing anything
       touch(*e);
       for (auto& ob : e->owed) {
         if (!ob.refused) continue;

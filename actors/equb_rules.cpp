@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace mesob::actors::equb {
@@ -32,6 +33,28 @@ bool seat_of(const group_state& g, uint32_t seat_index, uint64_t wallet) {
 
 void add(outcome& o, uint64_t dr, uint64_t cr, uint64_t amount, purpose why) {
   if (amount > 0) o.transfers.push_back({dr, cr, amount, why});
+}
+
+// Seat i's share of `total` shared by n seats: equal shares, the remainder's minor units
+// to the first seats in order.
+uint64_t share_of(uint64_t total, uint32_t n, uint32_t i) { return total / n + (i < total % n ? 1 : 0); }
+
+// `amount` paid from escrow to the seats' wallets as a dividend, in shares.
+void share_out(outcome& o, const group_state& g, uint64_t amount) {
+  const auto n = uint32_t(g.seats.size());
+  for (uint32_t i = 0; i < n && amount > 0; ++i)
+    add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share_of(amount, n, i), purpose::dividend);
+}
+
+// A seat's debts paid in whole: each forwarded to its creditor, less its group part,
+// whose sum is returned (it stays in escrow).
+uint64_t forward_debts(outcome& o, const group_state& g, const seat& s) {
+  uint64_t to_group = 0;
+  for (const auto& d : s.debts) {
+    add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount - d.group_part, purpose::debt_forward);
+    to_group += d.group_part;
+  }
+  return to_group;
 }
 
 }  // namespace
@@ -183,13 +206,14 @@ outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_
   seat& s = g.seats[seat_index];
   outcome o;
   add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
-  for (const auto& d : s.debts) add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount, purpose::debt_forward);
+  const uint64_t to_group = forward_debts(o, g, s);  // held for the seats until the close
   s.debts.clear();
   const uint64_t kept = g.cfg.contribution - s.credit + (now > round_deadline(g) ? g.cfg.late_penalty : 0);
   s.paid = true;
   s.paid_amount = kept;
   g.pot += kept;
-  g.escrow += kept;
+  g.held += to_group;
+  g.escrow += kept + to_group;
   return o;
 }
 
@@ -219,8 +243,9 @@ outcome repay(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t rou
   seat& s = g.seats[seat_index];
   outcome o;
   add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
-  for (const auto& d : s.debts) add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount, purpose::debt_forward);
+  const uint64_t to_group = forward_debts(o, g, s);
   s.debts.clear();
+  share_out(o, g, to_group);  // the group has ended: the seats' dividend at once
   return o;
 }
 
@@ -291,7 +316,8 @@ bool round_due(const group_state& g, uint64_t now) {
   return g.cfg.on_default != default_policy::hold_round && now > round_close(g);
 }
 
-outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty, bool held_moves) {
+outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty, bool held_moves,
+                    bool discount_owed) {
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (!round_due(g, now)) return fail(result::round_not_due);
   // A round held past its close: how far past (the schedule moves by it, below).
@@ -324,6 +350,7 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
   // pay_what_is_there simply leaves the pot short: it owes it to itself).
   const bool cover = g.cfg.on_default == default_policy::cover_from_guarantor;
   uint64_t gap = 0;
+  std::vector<std::pair<uint32_t, uint64_t>> missed;  // (seat, its due) of this close's new debts
   for (uint32_t i = 0; i < n; ++i) {
     seat& s = g.seats[i];
     if (s.paid) continue;
@@ -334,7 +361,9 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
     if ((!cover && i == r) || debt == 0) continue;
     gap += due;
     s.debts.push_back({g.round, debt, cover ? g.cfg.guarantor_account_id : rs.wallet});
+    missed.emplace_back(i, due);
   }
+  const uint64_t winner_due = rs.paid ? 0 : g.cfg.contribution - rs.credit;
   if (cover && gap > 0) {
     add(o, g.cfg.guarantor_account_id, g.cfg.escrow_account_id, gap, purpose::cover);
     g.pot += gap;
@@ -345,11 +374,28 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
     g.pot += s.credit;
     s.credit = 0;
   }
-  // Bidding: the winner's discount is withheld: commission, then the dividend.
-  const uint64_t discount = rs.bid == 0 ? 0 : std::min(g.pot, nominal_pot(g) - rs.bid);
-  const uint64_t commission =
-      std::min(uint64_t((unsigned __int128)discount * g.cfg.commission_bp / bp_max), g.cfg.commission_cap);
+  // Bidding: the winner's discount is withheld: commission, then the dividend. The pot
+  // pays what it can of it now; the rest is owed to the group by this round's new debts
+  // (their dues, in seat order; then the winner's own missed due, a debt of its owed to
+  // the group alone), which the pot and those dues always cover: the pot and every other
+  // seat's due make the nominal pot less the winner's missed due, and a bid is at least 1.
+  // By the rules before version 26 the discount was at most the pot, nothing owed.
+  const uint64_t full = rs.bid == 0 ? 0 : nominal_pot(g) - rs.bid;
+  const uint64_t discount = std::min(g.pot, full);
+  const uint64_t commission = std::min(
+      {uint64_t((unsigned __int128)(discount_owed ? full : discount) * g.cfg.commission_bp / bp_max),
+       g.cfg.commission_cap, discount});
   const uint64_t dividend = discount - commission;
+  if (discount_owed && full > discount) {
+    uint64_t rest = full - discount;
+    for (const auto& [i, due] : missed) {
+      debt& d = g.seats[i].debts.back();
+      d.group_part = std::min(rest, due);
+      rest -= d.group_part;
+    }
+    MESOB_ASSERT(rest < winner_due || rest == 0);
+    if (rest > 0) rs.debts.push_back({g.round, rest, 0, rest});
+  }
   add(o, g.cfg.escrow_account_id, g.cfg.organizer_account_id, commission, purpose::commission);
   // The payout chain: fee, the recipient's own debts (oldest first, as far as it goes),
   // the rest to the recipient.
@@ -358,10 +404,14 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
   uint64_t left = gross - fee;
   add(o, g.cfg.escrow_account_id, g.cfg.fee_account_id, fee, purpose::fee);
   size_t settled = 0;
+  uint64_t to_group = 0;  // group parts the payout settled: the seats' dividend, below
   for (auto& d : rs.debts) {
     if (left == 0) break;
     const uint64_t part = std::min(left, d.amount);
-    add(o, g.cfg.escrow_account_id, d.creditor_account_id, part, purpose::debt_forward);
+    const uint64_t group = std::min(part, d.group_part);  // the group's part first
+    add(o, g.cfg.escrow_account_id, d.creditor_account_id, part - group, purpose::debt_forward);
+    to_group += group;
+    d.group_part -= group;
     left -= part;
     d.amount -= part;
     if (d.amount == 0) ++settled;
@@ -369,21 +419,25 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
   rs.debts.erase(rs.debts.begin(), rs.debts.begin() + ptrdiff_t(settled));
   add(o, g.cfg.escrow_account_id, rs.wallet, left, purpose::payout);
   const uint64_t sent_on = rs.payout_rail != 0 ? left : 0;
-  g.escrow -= g.pot - dividend;
+  g.escrow -= g.pot - dividend + g.held;  // (to_group left with the pot: paid out below)
   g.pot = 0;
+  const uint64_t repaid = g.held + to_group;  // group parts repaid: paid out to the seats now
+  g.held = 0;
   rs.received_round = g.round;
   o.recipient_seat = r;
   const bool last = candidates.size() == 1;
   // The dividend: equal shares, the remainder's minor units to the first seats; credits
-  // off the next contribution, or paid out after the last round.
-  for (uint32_t i = 0; i < n && dividend > 0; ++i) {
-    const uint64_t share = dividend / n + (i < dividend % n ? 1 : 0);
+  // off the next contribution, or paid out after the last round. Repaid group parts are
+  // paid out, in one transfer with the last round's share.
+  for (uint32_t i = 0; i < n && (dividend > 0 || repaid > 0); ++i) {
+    const uint64_t share = share_of(dividend, n, i);
     if (last) {
-      add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share, purpose::dividend);
       g.escrow -= share;
     } else {
       g.seats[i].credit = share;
     }
+    add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share_of(repaid, n, i) + (last ? share : 0),
+        purpose::dividend);
   }
   g.bids = 0;
   for (auto& s : g.seats) {
@@ -445,6 +499,9 @@ outcome dissolve(group_state& g, bool settle_received) {
     s.credit = 0;
     s.paid = false;
   }
+  share_out(o, g, g.held);  // group parts repaid since the last close: the seats'
+  g.escrow -= g.held;
+  g.held = 0;
   g.pot = 0;
   g.ph = phase::dissolved;
   return o;
@@ -475,7 +532,7 @@ uint32_t draw(const seed& revealed, uint64_t group_id, uint32_t round, const std
 
 namespace {
 
-constexpr uint16_t codec_version = 3;
+constexpr uint16_t codec_version = 4;
 
 
 }  // namespace
@@ -512,6 +569,7 @@ std::vector<uint8_t> encode_group(const group_state& g) {
   w.put(g.shift_ns);
   w.put(g.pot);
   w.put(g.escrow);
+  w.put(g.held);
   w.put(g.bids);
   w.put(uint32_t(g.seats.size()));
   w.put(g.secret);
@@ -534,6 +592,7 @@ std::vector<uint8_t> encode_group(const group_state& g) {
       w.put(uint32_t(0));
       w.put(d.amount);
       w.put(d.creditor_account_id);
+      w.put(d.group_part);
     }
   }
   return std::move(w.out);
@@ -552,6 +611,7 @@ std::string group_fault(const group_state& g) {
   const uint64_t c = g.cfg.contribution;
   const bool forming = g.ph == phase::forming, active = g.ph == phase::active, completed = g.ph == phase::completed;
   if (forming && (g.round != 0 || g.started_at != 0 || g.shift_ns != 0)) return "a forming group has a round";
+  if (!active && g.held != 0) return "only an active group holds repaid group parts";
   if (active && (n < 2 || g.round == 0)) return "an active group without its round or seats";
   if (completed && g.round != n) return "a completed group ended before its last round";
   // Each round paid out once, to one seat, before the current round (the last one too,
@@ -584,12 +644,17 @@ std::string group_fault(const group_state& g) {
     if (active && (s.paid_amount > c + g.cfg.late_penalty || (!s.paid && s.paid_amount != 0)))
       return which + "what it paid this round is out of range";
     if (forming || active) paid += s.paid_amount;
-    for (const auto& d : s.debts)
+    for (const auto& d : s.debts) {
       // (A debt is at most a due and the late penalty: rules_default_penalty.)
       if (d.round == 0 || d.round > g.round || d.amount == 0 || d.amount > c + g.cfg.late_penalty ||
-          d.creditor_account_id == 0 ||
           d.creditor_account_id == g.cfg.escrow_account_id)
         return which + "a debt is out of range";
+      // (A group part is a bid's discount, at most the debt's due; a debt naming no
+      // creditor is the group's whole.)
+      if (d.group_part > std::min(d.amount, c) || (d.group_part != 0 && g.cfg.policy != rotation::bidding) ||
+          (d.creditor_account_id == 0 && d.group_part != d.amount))
+        return which + "a debt's part owed to the group is out of range";
+    }
     if (forming && !s.debts.empty()) return which + "a forming group's seat owes debts";
     if (g.ph == phase::dissolved) continue;  // (bids a dissolution left stay, unused)
     if (s.bid == 0) {
@@ -652,6 +717,7 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
   if (version >= 3) g.shift_ns = r.get<uint64_t>();
   g.pot = r.get<uint64_t>();
   g.escrow = r.get<uint64_t>();
+  if (version >= 4) g.held = r.get<uint64_t>();
   g.bids = r.get<uint32_t>();
   const auto seats = r.get<uint32_t>();
   r.get(g.secret);
@@ -706,6 +772,7 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
       r.get<uint32_t>();
       d.amount = r.get<uint64_t>();
       d.creditor_account_id = r.get<uint64_t>();
+      if (version >= 4) d.group_part = r.get<uint64_t>();
       st.debts.push_back(d);
     }
     credits += st.credit;
@@ -719,8 +786,9 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
     *why = where + std::to_string(bytes.size() - r.at) + " bytes after the last seat";
     return false;
   }
-  if ((unsigned __int128)g.escrow != g.pot + credits) {
-    *why = where + "escrow " + std::to_string(g.escrow) + " is not pot " + std::to_string(g.pot) + " plus credits";
+  if ((unsigned __int128)g.escrow != g.pot + credits + g.held) {
+    *why = where + "escrow " + std::to_string(g.escrow) + " is not pot " + std::to_string(g.pot) + " plus credits" +
+           (g.held != 0 ? " plus held " + std::to_string(g.held) : "");
     return false;
   }
   if (const std::string fault = group_fault(g); !fault.empty()) {

@@ -70,12 +70,19 @@
 // Recipients: fixed order (seat k receives in round k); bidding: seats that have not
 // received bid the amount they will take from the nominal pot (N x contribution), the
 // lowest bid wins (the earliest among equal ones; no bid: the first seat in order),
-// within max_discount_bp of the nominal pot. The discount (nominal pot - bid, at most
-// the pot) is withheld from the winner: the organizer's commission (commission_bp of
-// it, at most commission_cap) goes to the organizer account, and the rest is a dividend
-// shared by every seat (equal shares; the remainder's minor units to the first seats in
-// order) that lowers each seat's next contribution, or is paid to the seats at once
-// after the last round. Or a lottery drawn from a seed chain: at start the group holds a secret s_N (random, logged with the start) and
+// within max_discount_bp of the nominal pot. The discount (nominal pot - bid) is
+// withheld from the winner: the organizer's commission (commission_bp of it, at most
+// commission_cap, and at most the pot) goes to the organizer account, and the rest is a
+// dividend shared by every seat (equal shares; the remainder's minor units to the first
+// seats in order) that lowers each seat's next contribution, or is paid to the seats at
+// once after the last round. When members missed the round, the pot may hold less than
+// the discount: the rest of it is taken from the round's new debts (their dues, seat
+// order; then, if the winner missed too, a debt of the winner's owed to the group
+// alone), as each debt's *group part*, owed to the group instead of the winner. Repaid,
+// a group part is the seats' dividend: kept in escrow (`held`) and paid to the seats at
+// the next close, or at once once the group has ended, or at a dissolution. The winner
+// so gets its bid, less its own missed due, and no more (rules version 26; before, the
+// discount was capped by the pot and the missed dues owed to the winner whole). Or a lottery drawn from a seed chain: at start the group holds a secret s_N (random, logged with the start) and
 // publishes the commitment s_0 = H^N(s_N) (H = SHA-256). Round k reveals s_k, which
 // anyone checks against the previous value (H(s_k) = s_{k-1}) before it is revealed no
 // one can compute it. The winner is the seat at index H(s_k || group id || k) mod R
@@ -141,7 +148,10 @@ struct group_config {
 struct debt {
   uint32_t round = 0;  // the round it was missed in
   uint64_t amount = 0;
-  uint64_t creditor_account_id = 0;
+  uint64_t creditor_account_id = 0;  // 0: the whole debt is the group's (group_part == amount)
+  // Of amount, what is owed to the group (a winning bid's discount the pot could not pay):
+  // repaid, the seats' dividend. Paid first when a payout settles part of a debt.
+  uint64_t group_part = 0;
 };
 
 struct seat {
@@ -170,7 +180,8 @@ struct group_state {
   uint64_t shift_ns = 0;  // added to every deadline: engine downtime (reschedule), held rounds' overrun
   std::vector<seat> seats;
   uint64_t pot = 0;          // this round: dues and penalties paid, credits used, any cover
-  uint64_t escrow = 0;       // what escrow must hold: pot + every seat's credit (the audit's invariant)
+  uint64_t escrow = 0;       // what escrow must hold: pot + every seat's credit + held (the audit's invariant)
+  uint64_t held = 0;         // active: debts' group parts repaid since the last close, the seats' at the next
   uint32_t bids = 0;         // bids this round
   seed secret{};             // lottery: s_N, never shown until its rounds reveal it
   seed commitment{};         // lottery: s_0, published at start
@@ -266,20 +277,23 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // version 9. `default_penalty`: a missing due's debt carries the late penalty; false: the
 // rules before version 20. `held_moves`: a hold_round round closing past its close time
 // moves the schedule (shift) by how far past, so the next round is not late from its
-// start; false: the rules before version 23.
+// start; false: the rules before version 23. `discount_owed`: a winning bid's discount
+// the pot cannot pay is owed to the group from the round's new debts (group parts);
+// false: the rules before version 26, which capped the discount by the pot.
 outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool default_penalty = true,
-                    bool held_moves = true);
+                    bool held_moves = true, bool discount_owed = true);
 // settle_received false: the rules before version 7 (actors/rules_version.hpp), which
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);
 
-// A group's state as bytes (snapshots), little-endian, version 3 (version 2, without the
-// shift, and version 1, also without the number and the seats' payout routes, are read
-// too): the config, the state, then
+// A group's state as bytes (snapshots), little-endian, version 4 (version 3, without
+// `held` and debts' group parts, version 2, also without the shift, and version 1, also
+// without the number and the seats' payout routes, are read too): the config, the
+// state, then
 // each seat with its debts. decode_group refuses, naming the fault, any
 // input that is cut short or too long, an unknown version or enum, a config that
 // check_config refuses, counts over their limits, or state that breaks the escrow
-// invariant (escrow = pot + credits): a damaged snapshot must stop recovery, not seed
+// invariant (escrow = pot + credits + held): a damaged snapshot must stop recovery, not seed
 // a group with made-up money.
 [[nodiscard]] std::vector<uint8_t> encode_group(const group_state& g);
 bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string* why);

@@ -192,6 +192,13 @@ constexpr uint16_t rules_move_after_quiet = 24;
 // refusal lasted, each time a new transfer recorded: 1,440 a day a desk, for good when
 // the account was closed.
 constexpr uint16_t rules_sweep_backoff = 25;
-constexpr uint16_t rules_newest = 25;
+// Equb bidding: a winning bid's discount (nominal pot - bid) is withheld whole. What the
+// pot cannot pay of it (members missed the round) is owed to the group from the round's
+// new debts, their *group part* (equb_rules.hpp), the seats' dividend when repaid. Before,
+// the discount was capped by the pot while the missed dues were owed to the winner
+// whole: the winner got more than its bid (by the discount's shortfall) and the
+// dividend was short by as much.
+constexpr uint16_t rules_bid_discount_owed = 26;
+constexpr uint16_t rules_newest = 26;
 
 }  // namespace mesob::actors

@@ -1322,6 +1322,7 @@ class admin_impl {
       b.num("round_deadline", actors::equb::round_deadline(g)).num("round_close", actors::equb::round_close(g));
     b.num("seats", g.seats.size())
         .num("pot", g.pot)
+        .num("held", g.held)  // repaid debts' group parts: the seats' dividend at the next close
         .num("escrow_expected", expected)
         .difference("escrow_account_holds", held_in, held_out)
         .text("escrow_matches", matches ? "yes" : "NO");
@@ -1331,13 +1332,17 @@ class admin_impl {
     admin_section seats;
     seats.title = "seats";
     seats.columns = {{"seat", true}, {"wallet", true}, {"paid", false}, {"received_round", true}, {"credit", true},
-                     {"debt", true}, {"payout_to", false}};
+                     {"debt", true}, {"debt_to_group", true}, {"payout_to", false}};
     for (size_t i = 0; i < g.seats.size() && seats.rows.size() < group_rows_max; ++i) {
       const auto& st = g.seats[i];
-      uint64_t debt = 0;
-      for (const auto& d : st.debts) debt += d.amount;
+      uint64_t debt = 0, to_group = 0;
+      for (const auto& d : st.debts) {
+        debt += d.amount;
+        to_group += d.group_part;
+      }
       seats.rows.push_back({std::to_string(i), std::to_string(st.wallet), st.paid ? "yes" : "no",
                             std::to_string(st.received_round), std::to_string(st.credit), std::to_string(debt),
+                            std::to_string(to_group),
                             st.payout_rail == 0 ? std::string("wallet")
                                                 : std::string(actors::gateways::rail_name(st.payout_rail)) + " " +
                                                       std::to_string(st.destination)});

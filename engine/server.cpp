@@ -1245,9 +1245,10 @@ class server_impl {
       case operation::lookup_customers: item += sizeof(wire::customer_state); break;
       case operation::lookup_orders: item += sizeof(wire::order_state_view); break;
       case operation::lookup_positions: item += uint64_t(actors::portfolio::positions_max) * sizeof(wire::position_view); break;
-      // A group's seats, paid-out rounds and destinations (56 + 40 + 8 bytes a seat) and
-      // the payments it owes (40 bytes each, a chain's 2,016 at most).
-      case operation::lookup_groups: item += uint64_t(actors::equb::seats_max) * 104 + 2016 * 40; break;
+      // A group's seats, paid-out rounds, destinations and debts to the group (56 + 40 +
+      // 8 + 8 bytes a seat) and the payments it owes (40 bytes each, a chain's 2,016 at
+      // most).
+      case operation::lookup_groups: item += uint64_t(actors::equb::seats_max) * 112 + 2016 * 40; break;
       case operation::rebalance: item += uint64_t(actors::portfolio::positions_max) * sizeof(wire::order); break;
       case operation::lookup_account_transfers: {
         uint64_t records = 0;

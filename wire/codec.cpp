@@ -844,7 +844,7 @@ std::vector<uint8_t> positions_body(std::span<const result> results, std::span<c
 std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
   size_t bytes = 0;
   for (const auto& g : groups)
-    bytes += 512 + g.seats.size() * (sizeof(group_seat_item) + 8) + g.history.size() * sizeof(group_round_item) +
+    bytes += 512 + g.seats.size() * (sizeof(group_seat_item) + 16) + g.history.size() * sizeof(group_round_item) +
              g.owed.size() * sizeof(group_payment_item);
   return response(bytes, fb::Reply::Groups, [&](auto& fbb) {
     std::vector<flatbuffers::Offset<fb::Group>> offs;
@@ -856,6 +856,7 @@ std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
       const auto history = structs<fb::GroupRound>(fbb, std::span<const group_round_item>(g.history));
       const auto owed = structs<fb::GroupPayment>(fbb, std::span<const group_payment_item>(g.owed));
       const auto destinations = fbb.CreateVector(g.destinations);
+      const auto to_group = fbb.CreateVector(g.debts_to_group);
       fb::GroupBuilder b(fbb);
       b.add_result(uint32_t(g.code));
       b.add_config(reinterpret_cast<const fb::EqubOp*>(&g.config));
@@ -875,6 +876,8 @@ std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
       b.add_owed(owed);
       b.add_destinations(destinations);
       b.add_shift_ns(g.shift_ns);
+      b.add_held(g.held);
+      b.add_debts_to_group(to_group);
       offs.push_back(b.Finish());
     }
     return fb::CreateGroups(fbb, fbb.CreateVector(offs));
@@ -996,6 +999,11 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
           if (const auto* d = g->destinations(); d && d->size() > 0) {
             item.destinations.resize(d->size());
             std::memcpy(item.destinations.data(), d->Data(), d->size() * sizeof(uint64_t));
+          }
+          item.held = g->held();
+          if (const auto* d = g->debts_to_group(); d && d->size() > 0) {
+            item.debts_to_group.resize(d->size());
+            std::memcpy(item.debts_to_group.data(), d->Data(), d->size() * sizeof(uint64_t));
           }
           out->groups.push_back(std::move(item));
         }

@@ -253,6 +253,8 @@ struct group_item {
   std::vector<group_round_item> history;
   std::vector<group_payment_item> owed;
   std::vector<uint64_t> destinations;  // per seat
+  uint64_t held = 0;                   // of escrow: repaid group parts, the seats' at the next close
+  std::vector<uint64_t> debts_to_group;  // per seat: of its debt_total, the part owed to the group
 };
 
 enum class reply_kind : uint8_t {

@@ -162,6 +162,7 @@ class equb_engine : public ::testing::Test {
   }
 
   void outage_does_not_count_against_members();
+  void short_pot_discount_is_owed_to_the_group();
   static uint64_t debts_of_seat(const group_entry& g, uint32_t seat) { return actors::equb::debts_of(g.g.seats.at(seat)); }
 
   engine_fixture fx_;
@@ -1285,6 +1286,72 @@ TEST_F(equb_engine, BiddingRoundsWithDividendsToTheMinorUnit) {
   EXPECT_EQ(balance(g), 0);
   expect_escrow_consistent(g);
 }
+
+// A winning bid whose discount the pot cannot pay (members missed the round): the rest is
+// owed to the group by a missed seat's debt (its group part, rules version 26), kept
+// through a restart (from the snapshot, or replayed from the log alone), held in escrow
+// when repaid, and paid to the seats at the next close. The winner gets its bid, less its
+// own missed due, plus the penalties it is owed; before, it was owed both missed dues.
+void equb_engine::short_pot_discount_is_owed_to_the_group() {
+  constexpr uint64_t g = 5041;
+  open_wallets(4);
+  auto c = create_op(g, actors::equb::rotation::bidding);
+  c.fee_bp = 0;
+  c.max_discount_bp = 5000;  // a bid takes at least half the nominal pot (400)
+  ASSERT_EQ(op1(c), result::ok);
+  for (uint32_t w = 1; w <= 4; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);  // round 1: no bids, seat 0
+  wire::equb_op bid;
+  bid.kind = wire::equb_op_kind::bid;
+  bid.group_id = g;
+  bid.seat = 1;
+  bid.wallet = 2;
+  bid.round = 2;
+  bid.amount = 200;
+  ASSERT_EQ(op1(bid), result::ok);
+  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // seats 0, 1 and 3 miss round 2
+  const int64_t w2 = balance(2);
+  fx_.advance_s(15 * 86'400 + 1);  // past round 2's deadline (day 14) and its grace
+  group_entry st = at_round(g, 3);
+  ASSERT_EQ(st.g.round, 3u);
+  ASSERT_EQ(st.history.at(1).seat, 1u);
+  EXPECT_EQ(balance(2), w2) << "the pot (100) went to the discount (200)";
+  ASSERT_EQ(st.g.seats[0].debts.size(), 1u);
+  ASSERT_EQ(st.g.seats[3].debts.size(), 1u);
+  EXPECT_EQ(st.g.seats[0].debts[0].amount, missed_debt);
+  EXPECT_EQ(st.g.seats[0].debts[0].creditor_account_id, 2u);
+  EXPECT_EQ(st.g.seats[0].debts[0].group_part, 100u) << "the discount the pot could not pay";
+  EXPECT_EQ(st.g.seats[3].debts[0].group_part, 0u);
+  for (uint32_t seat = 0; seat < 4; ++seat) EXPECT_EQ(st.g.seats[seat].credit, 25u) << seat;
+  expect_escrow_consistent(g);
+
+  fx_.restart();
+  st = settled(g);
+  EXPECT_EQ(st.g.seats[0].debts.at(0).group_part, 100u) << "kept through the restart";
+  // Round 3: seat 0 pays its due less its credit and its debt; the group holds the debt's
+  // group part and forwards the rest (the penalty) to the winner.
+  ASSERT_EQ(pay(1, g, 3, 0, contribution - 25 + missed_debt), result::ok);
+  st = settled(g);
+  EXPECT_EQ(st.g.held, 100u);
+  EXPECT_EQ(balance(2), w2 + int64_t(late_penalty));
+  expect_escrow_consistent(g);
+  fx_.restart();
+  EXPECT_EQ(settled(g).g.held, 100u) << "held through the restart";
+  const int64_t w1 = balance(1);
+  ASSERT_EQ(pay(2, g, 3, 1, contribution - 25), result::ok);
+  ASSERT_EQ(pay(3, g, 3, 2, contribution - 25), result::ok);
+  ASSERT_EQ(pay(4, g, 3, 3, contribution - 25 + missed_debt), result::ok);  // every seat paid: round 3 closes
+  st = settled(g);
+  ASSERT_EQ(st.g.round, 4u);
+  EXPECT_EQ(st.g.held, 0u);
+  EXPECT_EQ(balance(1), w1 + 25) << "a share of the repaid group part";
+  // The winner: its 200 bid less its missed due (100), the penalties it is owed (two),
+  // a share of the group part, less its round 3 payment.
+  EXPECT_EQ(balance(2), w2 + 100 + 2 * int64_t(late_penalty) + 25 - 75);
+  expect_escrow_consistent(g);
+}
+TEST_F(equb_engine, AShortPotsDiscountIsOwedToTheGroup) { short_pot_discount_is_owed_to_the_group(); }
+TEST_F(equb_engine_replay, AShortPotsDiscountIsOwedToTheGroupReplayed) { short_pot_discount_is_owed_to_the_group(); }
 
 // A member who misses the deadline, under the other two default policies: a guarantor
 // covers the gap (and is owed it), or the round waits for every seat.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <random>
@@ -72,7 +73,7 @@ void step(ledger& l, const group_state& g, const outcome& o) {
   EXPECT_EQ(l.bal[escrow], int64_t(g.escrow));
   uint64_t credits = 0;
   for (const auto& seat : g.seats) credits += seat.credit;
-  EXPECT_EQ(g.escrow, g.pot + credits);
+  EXPECT_EQ(g.escrow, g.pot + credits + g.held);
   // Every state the rules reach is one a snapshot loads (decode_group's checks).
   const auto bytes = encode_group(g);
   group_state back;
@@ -666,6 +667,218 @@ TEST(equb_rules, bidding_dividend_of_the_last_round_is_paid_out) {
   EXPECT_EQ(l.bal[wallet(0)], w0 + 900);  // half of the 1,800 dividend
 }
 
+// A bid's config for the discount tests: 4 seats of 100, bids down to half the nominal
+// pot, no fee, a late penalty of 10.
+group_config short_pot_config(uint32_t commission_bp) {
+  auto cfg = bidding_config();
+  cfg.contribution = 100;
+  cfg.max_discount_bp = 5000;
+  cfg.commission_bp = commission_bp;
+  cfg.fee_bp = 0;
+  cfg.late_penalty = 10;
+  return cfg;
+}
+
+uint64_t dividends_in(const outcome& o) {
+  uint64_t n = 0;
+  for (const auto& m : o.transfers) n += m.why == purpose::dividend ? m.amount : 0;
+  return n;
+}
+
+// The winner bids 200 of the nominal 400 and only one seat pays: the pot (100) cannot pay
+// the discount (200). From rules version 26 the rest (100) is owed to the group by the
+// round's first missed debt (its group part): repaid, it is the seats' dividend, and the
+// winner, owed the other debt and the penalties, ends as if every seat had paid, plus
+// those penalties. By the rules before, the discount was the pot and the winner was
+// owed both missed dues: 100 more than it bid, the dividend 100 short (the review's
+// example, with numbers of its own).
+TEST(equb_rules, a_bids_discount_the_pot_cannot_pay_is_owed_to_the_group) {
+  for (const bool owed_rule : {true, false}) {
+    SCOPED_TRACE(owed_rule ? "this build's rules" : "rules before version 26");
+    ledger l;
+    auto g = started(l, 4, short_pot_config(1000));  // commission: 10% of the discount
+    step(l, g, close_round(g, 1));                   // round 1: seat 0, no bids
+    const int64_t w1_start = l.bal[wallet(1)];
+    ASSERT_EQ(bid(g, 1, wallet(1), 2, 200).code, result::ok);
+    step(l, g, contribute(g, 2, wallet(2), 2, 100, g.cfg.currency, period + 1));  // seats 0, 1, 3 miss
+    const auto o = close_round(g, deadline_after(0, 2, period, grace) + 1, true, true, true, owed_rule);
+    step(l, g, o);
+    ASSERT_EQ(o.recipient_seat, 1u);
+    EXPECT_EQ(l.bal[wallet(1)], w1_start) << "the pot went to the discount: nothing paid now";
+    ASSERT_EQ(g.seats[0].debts.size(), 1u);
+    ASSERT_EQ(g.seats[3].debts.size(), 1u);
+    EXPECT_TRUE(g.seats[1].debts.empty()) << "the winner owes itself no due";
+    EXPECT_EQ(g.seats[0].debts[0].amount, 110u);
+    EXPECT_EQ(g.seats[0].debts[0].creditor_account_id, wallet(1));
+    EXPECT_EQ(g.seats[0].debts[0].group_part, owed_rule ? 100u : 0u);
+    EXPECT_EQ(g.seats[3].debts[0].group_part, 0u);
+    // Commission 10% of the whole discount (20), of the pot before (10); the pot's rest
+    // is the dividend now, as credits.
+    EXPECT_EQ(l.bal[organizer], owed_rule ? 20 : 10);
+    uint64_t credits = 0;
+    for (const auto& s : g.seats) credits += s.credit;
+    EXPECT_EQ(credits, owed_rule ? 80u : 90u);
+    // Round 3: every seat pays what it owes; seat 0's debt goes on to the winner less its
+    // group part, which the group holds for the seats until the close.
+    const uint64_t at3 = deadline_after(0, 2, period, grace) + 10;
+    for (uint32_t i = 0; i < 4; ++i) step(l, g, contribute(g, i, wallet(i), 3, owed(g, i, at3), g.cfg.currency, at3));
+    EXPECT_EQ(g.held, owed_rule ? 100u : 0u);
+    EXPECT_EQ(l.bal[escrow], int64_t(400 + g.held)) << "the pot, and what it holds for the seats";
+    const auto o3 = close_round(g, at3, true, true, true, owed_rule);
+    step(l, g, o3);
+    EXPECT_EQ(dividends_in(o3), owed_rule ? 100u : 0u) << "repaid group parts go to the seats at the close";
+    EXPECT_EQ(g.held, 0u);
+    everyone_pays(l, g, 3 * period + 1);
+    step(l, g, close_round(g, 3 * period + 1, true, true, true, owed_rule));
+    ASSERT_EQ(g.ph, phase::completed);
+    EXPECT_EQ(l.bal[escrow], 0);
+    // The winner: paid 100 (round 1), its round 3 due less its credit, 100 (round 4); got
+    // the debts' parts owed to it (10 of seat 0's, 110 of seat 3's) and a share of the
+    // repaid group part. Had every seat paid round 2, it would have paid 100 more and got
+    // its 200 bid: the same, less the two penalties it is owed.
+    const int64_t w1 = l.bal[wallet(1)] - w1_start;
+    if (owed_rule) {
+      EXPECT_EQ(w1, -80 - 100 + 120 + 25);
+      const int64_t every_seat_paid = -100 - (100 - 45) - 100 + 200;  // a dividend of 180: 45 a seat
+      EXPECT_EQ(w1, every_seat_paid + 2 * 10);
+    } else {
+      EXPECT_EQ(w1, -77 - 100 + 220) << "the winner got 100 more than its bid";
+    }
+  }
+}
+
+// The winner missed its own due too, and bid 50 of a nominal 300 (a discount of 250):
+// the pot (0) and the other missed dues (200) leave 50 of the discount, which the winner
+// owes the group itself (a debt naming no creditor). Debts' group parts repaid after the
+// group ended go to the seats at once.
+TEST(equb_rules, a_winner_that_missed_owes_the_group_what_the_others_dues_cannot_cover) {
+  ledger l;
+  auto cfg = short_pot_config(0);
+  cfg.max_discount_bp = bp_max;
+  cfg.late_penalty = 0;
+  auto g = started(l, 3, cfg);
+  step(l, g, close_round(g, 1));  // round 1: seat 0
+  ASSERT_EQ(bid(g, 1, wallet(1), 2, 50).code, result::ok);
+  const uint64_t close2 = deadline_after(0, 2, period, grace) + 1;
+  const auto o = close_round(g, close2);  // nobody paid round 2
+  step(l, g, o);
+  ASSERT_EQ(o.recipient_seat, 1u);
+  ASSERT_EQ(g.seats[1].debts.size(), 1u);
+  EXPECT_EQ(g.seats[1].debts[0].amount, 50u);
+  EXPECT_EQ(g.seats[1].debts[0].group_part, 50u);
+  EXPECT_EQ(g.seats[1].debts[0].creditor_account_id, 0u);
+  for (const uint32_t i : {0u, 2u}) {
+    ASSERT_EQ(g.seats[i].debts.size(), 1u);
+    EXPECT_EQ(g.seats[i].debts[0].group_part, 100u) << i;
+  }
+  // Round 3 (the last): seat 2 alone pays, its debt with it (held); seats 0 and 1 miss and
+  // owe seat 2, which receives; the held part goes to the seats with the last round.
+  const uint64_t at3 = close2 + 10;
+  step(l, g, contribute(g, 2, wallet(2), 3, 200, g.cfg.currency, at3));
+  EXPECT_EQ(g.held, 100u);
+  const auto o3 = close_round(g, deadline_after(0, 3, period, grace) + 1);
+  step(l, g, o3);
+  ASSERT_EQ(g.ph, phase::completed);
+  EXPECT_EQ(dividends_in(o3), 100u);
+  EXPECT_EQ(l.bal[escrow], 0);
+  // After the end: each debt repaid forwards its creditor's part and shares the rest.
+  uint64_t shared = 100;
+  for (const uint32_t i : {0u, 1u}) {
+    const uint64_t debts = debts_of(g.seats[i]);
+    const uint64_t group = i == 0 ? 100 : 50;
+    const int64_t to_seat2 = l.bal[wallet(2)];
+    const auto r = repay(g, i, wallet(i), g.round, debts, g.cfg.currency);
+    step(l, g, r);
+    EXPECT_EQ(dividends_in(r), group) << i;
+    shared += group;
+    EXPECT_EQ(l.bal[wallet(2)] - to_seat2, int64_t(debts - group) + int64_t(group / 3 + (2 < group % 3 ? 1 : 0)))
+        << "seat 2 gets its debt and its share";
+    EXPECT_EQ(l.bal[escrow], 0);
+  }
+  EXPECT_EQ(shared, 250u) << "the whole discount went to the seats";
+}
+
+// A seat whose debt has a group part wins the next round: its payout settles the group
+// part first (the seats' dividend, paid at that close), then its creditor's. And a group
+// dissolved while it holds repaid group parts shares them out with the refunds.
+TEST(equb_rules, group_parts_are_settled_from_a_payout_first_and_shared_at_a_dissolution) {
+  ledger l;
+  auto g = started(l, 4, short_pot_config(0));
+  step(l, g, close_round(g, 1));  // round 1: seat 0
+  ASSERT_EQ(bid(g, 1, wallet(1), 2, 200).code, result::ok);
+  step(l, g, contribute(g, 0, wallet(0), 2, 100, g.cfg.currency, period + 1));  // seats 2 and 3 miss
+  step(l, g, close_round(g, deadline_after(0, 2, period, grace) + 1));
+  ASSERT_EQ(g.seats[2].debts.size(), 1u);
+  EXPECT_EQ(g.seats[2].debts[0].group_part, 100u);
+  EXPECT_EQ(g.seats[3].debts[0].group_part, 0u);
+  const ledger l2 = l;
+  const group_state g2 = g;
+  // Seat 2 (the first that has not received, no bids) misses round 3 and receives it.
+  const uint64_t at3 = deadline_after(0, 2, period, grace) + 10;
+  for (const uint32_t i : {0u, 1u, 3u}) step(l, g, contribute(g, i, wallet(i), 3, owed(g, i, at3), g.cfg.currency, at3));
+  const int64_t w1 = l.bal[wallet(1)];
+  const auto o3 = close_round(g, deadline_after(0, 3, period, grace) + 1);
+  step(l, g, o3);
+  ASSERT_EQ(o3.recipient_seat, 2u);
+  EXPECT_TRUE(g.seats[2].debts.empty());
+  EXPECT_EQ(dividends_in(o3), 100u) << "the group part, settled first from the payout";
+  EXPECT_EQ(l.bal[wallet(1)] - w1, 10 + 25) << "the creditor's part (the penalty) and a share";
+  EXPECT_EQ(g.held, 0u);
+  // The same group, seat 2 paying round 3 with its debt instead, then dissolved.
+  ledger ld = l2;
+  group_state d = g2;
+  step(ld, d, contribute(d, 2, wallet(2), 3, owed(d, 2, at3), d.cfg.currency, at3));
+  EXPECT_EQ(d.held, 100u);
+  const auto od = dissolve(d);
+  step(ld, d, od);
+  EXPECT_EQ(dividends_in(od), 100u);
+  EXPECT_EQ(d.held, 0u);
+  EXPECT_EQ(ld.bal[escrow], 0);
+}
+
+// The group table decides a close by its record's rules: a short pot's discount is owed to
+// the group from version 26 on, and capped by the pot before (replay of older logs).
+TEST(equb_rules, group_table_owes_a_short_pots_discount_by_the_records_rules) {
+  using mesob::actors::rules_bid_discount_owed;
+  for (const uint16_t rules : {rules_bid_discount_owed, uint16_t(rules_bid_discount_owed - 1)}) {
+    SCOPED_TRACE(rules);
+    auto cfg = short_pot_config(0);
+    cfg.group_id = cfg.escrow_account_id = escrow;
+    group_table t;
+    t.set_rules(rules);
+    auto make_escrow = [](const wire::account&) { return true; };
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    join_all(t, cfg, {wallet(0), wallet(1), wallet(2), wallet(3)}, 2);
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::start;
+    op.group_id = escrow;
+    ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
+    op.kind = wire::equb_op_kind::bid;
+    op.seat = 1;
+    op.wallet = wallet(1);
+    op.round = 2;
+    op.amount = 200;
+    ASSERT_EQ(t.execute(op, 4, make_escrow), result::ok);
+    const auto p = group_payment(cfg, wallet(2), 2, 2, 100);
+    ASSERT_EQ(t.verdict(p, 5), result::ok);
+    t.paid(p, 5);
+    const uint64_t after = deadline_after(3, 2, period, grace) + 1;
+    ASSERT_TRUE(t.due(after));
+    t.close_due(after);
+    const group_entry& e = *t.find(escrow);
+    ASSERT_EQ(e.g.round, 3u);
+    ASSERT_EQ(e.g.seats[0].debts.size(), 1u);
+    EXPECT_EQ(e.g.seats[0].debts[0].group_part, rules >= rules_bid_discount_owed ? 100u : 0u);
+    const auto item = to_item(e);
+    EXPECT_EQ(item.debts_to_group.at(0), rules >= rules_bid_discount_owed ? 100u : 0u);
+    // Its entry (snapshot bytes) keeps the group part.
+    group_entry back;
+    std::string why;
+    ASSERT_TRUE(decode_entry(encode_entry(e), &back, &why)) << why;
+    EXPECT_EQ(back.g.seats[0].debts[0].group_part, e.g.seats[0].debts[0].group_part);
+  }
+}
+
 TEST(equb_rules, dissolving_refunds_the_current_round_to_the_minor_unit) {
   ledger l;
   auto g = started(l, 3, config());
@@ -720,6 +933,7 @@ TEST(equb_rules, dissolving_refunds_the_current_round_to_the_minor_unit) {
 TEST(equb_rules, random_groups_keep_every_invariant) {
   const uint64_t s = test::test_seed("equb_rules random");
   std::mt19937_64 rng(s);
+  uint64_t group_parts = 0;  // debts given a group part by a close
   for (int group = 0; group < 200; ++group) {
     const auto rot = rotation(1 + rng() % 3);
     const auto pol = default_policy(1 + rng() % 3);
@@ -731,6 +945,10 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
     cfg.contribution = 1 + rng() % 100'000;
     cfg.late_penalty = rng() % 1000;
     const auto n = uint32_t(2 + rng() % 15);
+    // Bidding groups: any discount limit, and up to 8 seats in 10 missing a round (a pot
+    // short of the discount: group parts).
+    const uint64_t misses = rot == rotation::bidding ? 1 + rng() % 8 : 1;
+    if (rot == rotation::bidding) cfg.max_discount_bp = uint32_t(rng() % (bp_max + 1));
     seed secret{};
     for (auto& b : secret) b = uint8_t(rng());
     ledger l;
@@ -743,8 +961,8 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
       for (uint32_t i = 0; i < n; ++i) {
         if (g.seats[i].paid) continue;
         const auto fate = rng() % 10;
-        if (fate == 0 && pol != default_policy::hold_round) continue;  // misses the round
-        const uint64_t at = fate == 1 ? deadline_at + 1 + rng() % cfg.grace_ns : deadline_at - rng() % period;
+        if (fate < misses && pol != default_policy::hold_round) continue;  // misses the round
+        const uint64_t at = fate == 9 ? deadline_at + 1 + rng() % cfg.grace_ns : deadline_at - rng() % period;
         step(l, g, contribute(g, i, wallet(i), g.round, owed(g, i, at), cfg.currency, at));
         ASSERT_FALSE(HasFailure()) << "seed " << s << " group " << group;
       }
@@ -752,7 +970,7 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
         for (uint32_t i = 0; i < n; ++i)
           if (rng() % 3 == 0 && g.seats[i].received_round == 0) {
             const uint64_t nominal = nominal_pot(g), span = nominal * cfg.max_discount_bp / bp_max;
-            const auto o = bid(g, i, wallet(i), g.round, nominal - rng() % (span + 1));
+            const auto o = bid(g, i, wallet(i), g.round, std::max<uint64_t>(1, nominal - rng() % (span + 1)));
             ASSERT_EQ(o.code, result::ok) << "seed " << s << ": " << result_name(o.code);
           }
       if (dissolve_midway && round == n / 2) {
@@ -765,13 +983,22 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
       ASSERT_EQ(o.code, result::ok) << "seed " << s;
       EXPECT_TRUE(received.insert(o.recipient_seat).second) << "seed " << s << ": a seat received twice";
       step(l, g, o);
+      for (const auto& st : g.seats)
+        for (const auto& d : st.debts) group_parts += d.round == g.round - (g.ph == phase::active) && d.group_part > 0;
       ASSERT_FALSE(HasFailure()) << "seed " << s << " group " << group;
     }
     EXPECT_EQ(l.bal[escrow], 0) << "seed " << s << " group " << group;
     if (g.ph == phase::completed) {
       EXPECT_EQ(received.size(), n) << "seed " << s;
     }
+    // Every debt repaid after the end: forwarded, its group part shared, escrow empty.
+    for (uint32_t i = 0; i < n; ++i)
+      if (!g.seats[i].debts.empty())
+        step(l, g, repay(g, i, wallet(i), g.round, debts_of(g.seats[i]), cfg.currency));
+    EXPECT_EQ(l.bal[escrow], 0) << "seed " << s << " group " << group;
   }
+  std::printf("seed %llu: %llu debts were given a group part\n", (unsigned long long)s,
+              (unsigned long long)group_parts);
 }
 
 // A group's bytes (snapshots): every state round-trips exactly; a cut, a trailing
@@ -917,6 +1144,24 @@ TEST(equb_rules, group_state_the_rules_cannot_reach_is_refused) {
        [](group_state& g) { g.seats[0].debts.push_back({1, 10, g.cfg.escrow_account_id}); }, "a debt"},
       {"a debt from a round to come", &lottery,
        [](group_state& g) { g.seats[0].debts.push_back({g.round + 1, 10, wallet(1)}); }, "a debt"},
+      {"a group part past its debt", &bidding,
+       [](group_state& g) { g.seats[0].debts.push_back({1, 10, wallet(1), 11}); }, "part owed to the group"},
+      {"a group part past a due", &bidding,
+       [](group_state& g) {
+         g.seats[0].debts.push_back({1, g.cfg.contribution + 1, wallet(1), g.cfg.contribution + 1});
+       },
+       "part owed to the group"},
+      {"a debt naming no creditor, not the group's whole", &bidding,
+       [](group_state& g) { g.seats[0].debts.push_back({1, 10, 0, 9}); }, "part owed to the group"},
+      {"a group part in a group that does not bid", &lottery,
+       [](group_state& g) { g.seats[0].debts.push_back({1, 10, wallet(1), 5}); }, "part owed to the group"},
+      {"held money without escrow", &bidding, [](group_state& g) { g.held = 5; }, "plus held 5"},
+      {"a completed group holding group parts", &done,
+       [](group_state& g) {
+         g.held = 5;
+         g.escrow += 5;
+       },
+       "only an active group holds"},
       {"a seat's wallet of 0", &lottery, [](group_state& g) { g.seats[1].wallet = 0; }, "its wallet is 0"},
       {"a seat's wallet the escrow", &forming, [](group_state& g) { g.seats[0].wallet = g.cfg.escrow_account_id; },
        "or the group's escrow"},
@@ -1026,10 +1271,11 @@ TEST(equb_rules, payout_to_sends_the_payout_on_as_the_chains_last_transfer) {
   EXPECT_EQ(payout_to(g, 0, wallet(0), 1, 9), result::group_not_active);
 }
 
-// Version 3 bytes carry the number, the shift and each seat's route; version 2 bytes (no
-// shift) and version 1 bytes (no number, no shift, no destinations) are still read; a
-// route the state cannot have is refused.
-TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_and_2_are_read) {
+// Version 4 bytes carry the number, the shift, each seat's route, what the group holds of
+// repaid group parts and each debt's group part; version 3 bytes (neither of the last
+// two), version 2 bytes (no shift either) and version 1 bytes (no number, no shift, no
+// destinations) are still read; a route the state cannot have is refused.
+TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
   ledger l;
   auto g = started(l, 3, config());
   g.number = 41;
@@ -1045,32 +1291,68 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_and_2_are_read) 
   // Version 1: the same state without the number and the seats' destinations.
   const size_t number_at = 4 + 5 * 8 + 4 + 4 + 4 * 8 + 4 + 4 + 4 + 4 + 8;
   const size_t shift_at = number_at + 8 + 4 + 4 + 8;
-  const size_t seats_at = shift_at + 8 + 8 + 8 + 4 + 4 + 3 * 32;
+  const size_t held_at = shift_at + 8 + 8 + 8;
+  const size_t seats_at = held_at + 8 + 4 + 4 + 3 * 32;
   const size_t seat_v2 = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 8 + 4;
   ASSERT_EQ(bytes.size(), seats_at + 3 * seat_v2);  // no debts after round 1
+  // Version 3 from version 4: without `held`, and each debt without its group part.
+  const auto to_v3 = [&](const std::vector<uint8_t>& v4) {
+    std::vector<uint8_t> out(v4.begin(), v4.begin() + held_at);
+    size_t at = held_at + 8;
+    out.insert(out.end(), v4.begin() + at, v4.begin() + seats_at);
+    at = seats_at;
+    while (at < v4.size()) {
+      uint32_t debts = 0;
+      std::memcpy(&debts, v4.data() + at + seat_v2 - 4, 4);
+      out.insert(out.end(), v4.begin() + at, v4.begin() + at + seat_v2);
+      at += seat_v2;
+      for (uint32_t k = 0; k < debts; ++k, at += 32) out.insert(out.end(), v4.begin() + at, v4.begin() + at + 24);
+    }
+    out[0] = 3;
+    return out;
+  };
   auto plain = make_group(config());
   ledger l1;
   plain = started(l1, 3, config());
-  const auto v3 = encode_group(plain);
+  const auto v4 = encode_group(plain);
+  const auto v3 = to_v3(v4);
+  ASSERT_TRUE(decode_group(v3, &back, &why)) << why;
+  EXPECT_EQ(encode_group(back), v4);
+  // A version 3 group with debts reads them with no group part.
+  {
+    ledger ld;
+    auto owing = started(ld, 3, config());
+    step(ld, owing, close_round(owing, 1));
+    step(ld, owing, contribute(owing, 0, wallet(0), 2, c, owing.cfg.currency, 10));
+    step(ld, owing, close_round(owing, deadline_after(0, 2, period, grace) + 1));  // seat 2 owes seat 1
+    ASSERT_EQ(owing.seats[2].debts.size(), 1u);
+    const auto with_debts = encode_group(owing);
+    ASSERT_TRUE(decode_group(to_v3(with_debts), &back, &why)) << why;
+    ASSERT_EQ(back.seats[2].debts.size(), 1u);
+    EXPECT_EQ(back.seats[2].debts[0].amount, c + owing.cfg.late_penalty);
+    EXPECT_EQ(back.seats[2].debts[0].group_part, 0u);
+    EXPECT_EQ(encode_group(back), with_debts);
+  }
   // Version 2: the same state without the shift.
   std::vector<uint8_t> v2(v3.begin(), v3.begin() + shift_at);
   v2.insert(v2.end(), v3.begin() + shift_at + 8, v3.end());
   v2[0] = 2;
   ASSERT_TRUE(decode_group(v2, &back, &why)) << why;
   EXPECT_EQ(back.shift_ns, 0u);
-  EXPECT_EQ(encode_group(back), v3);
+  EXPECT_EQ(encode_group(back), v4);
   // Version 1: without the number, the shift and the seats' destinations.
   std::vector<uint8_t> v1(v3.begin(), v3.begin() + number_at);
   v1.insert(v1.end(), v3.begin() + number_at + 8, v3.begin() + shift_at);
-  v1.insert(v1.end(), v3.begin() + shift_at + 8, v3.begin() + seats_at);
+  const size_t seats_v3 = seats_at - 8;
+  v1.insert(v1.end(), v3.begin() + shift_at + 8, v3.begin() + seats_v3);
   for (size_t s = 0; s < 3; ++s) {
-    const size_t at = seats_at + s * seat_v2;
+    const size_t at = seats_v3 + s * seat_v2;
     v1.insert(v1.end(), v3.begin() + at, v3.begin() + at + seat_v2 - 12);
     v1.insert(v1.end(), v3.begin() + at + seat_v2 - 4, v3.begin() + at + seat_v2);
   }
   v1[0] = 1;
   ASSERT_TRUE(decode_group(v1, &back, &why)) << why;
-  EXPECT_EQ(encode_group(back), v3);
+  EXPECT_EQ(encode_group(back), v4);
   // A shift round-trips; a forming group cannot have one.
   auto moved = plain;
   moved.shift_ns = 123'456;

@@ -524,6 +524,10 @@ TEST(requests, equb_operations_round_trip) {
   g.seats.push_back({5, 1000, 3, 0, 200, 2, 1, 1, {}});
   g.history.push_back({1, 0, {9}});
   g.owed.push_back({700, 5, 1980, 6, uint32_t(result::credit_account_frozen), 5, 1, 0, 0});
+  g.destinations = {0};
+  g.shift_ns = 1234;
+  g.held = 55;
+  g.debts_to_group = {150};
   group_item missing;
   missing.code = result::group_not_found;
   reply_msg r;
@@ -539,7 +543,13 @@ TEST(requests, equb_operations_round_trip) {
   EXPECT_TRUE(same_bytes(b.seats, g.seats));
   EXPECT_TRUE(same_bytes(b.history, g.history));
   EXPECT_TRUE(same_bytes(b.owed, g.owed));
+  EXPECT_EQ(b.destinations, g.destinations);
+  EXPECT_EQ(b.shift_ns, 1234u);
+  EXPECT_EQ(b.held, 55u);
+  EXPECT_EQ(b.debts_to_group, g.debts_to_group);
   EXPECT_EQ(r.groups[1].code, result::group_not_found);
+  EXPECT_EQ(r.groups[1].held, 0u);
+  EXPECT_TRUE(r.groups[1].debts_to_group.empty());
 }
 
 TEST(requests, batch_limits) {
