@@ -315,6 +315,7 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
     MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
     o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
     owe(*e, std::move(o.transfers));
+    owe(*e, std::move(o.shared));  // a chain of its own
     return;
   }
   const bool late = ts > round_deadline(e->g);
@@ -377,6 +378,7 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     }
   }
   owe(e, std::move(o.transfers));
+  owe(e, std::move(o.shared));
   schedule(e);
   if (ended(e.g)) ended_now(e, now);
 }
@@ -625,6 +627,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
   if (o.code != result::ok) return o.code;
   touch(*e);
   owe(*e, std::move(o.transfers));
+  owe(*e, std::move(o.shared));
   return result::ok;
 }
 

@@ -39,11 +39,13 @@ void add(outcome& o, uint64_t dr, uint64_t cr, uint64_t amount, purpose why) {
 // to the first seats in order.
 uint64_t share_of(uint64_t total, uint32_t n, uint32_t i) { return total / n + (i < total % n ? 1 : 0); }
 
-// `amount` paid from escrow to the seats' wallets as a dividend, in shares.
+// `amount` (repaid group parts) paid from escrow to the seats' wallets as a dividend, in
+// shares, in the outcome's chain of its own.
 void share_out(outcome& o, const group_state& g, uint64_t amount) {
   const auto n = uint32_t(g.seats.size());
   for (uint32_t i = 0; i < n && amount > 0; ++i)
-    add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share_of(amount, n, i), purpose::dividend);
+    if (const uint64_t share = share_of(amount, n, i); share > 0)
+      o.shared.push_back({g.cfg.escrow_account_id, g.seats[i].wallet, share, purpose::dividend});
 }
 
 // A seat's debts paid in whole: each forwarded to its creditor, less its group part,
@@ -427,18 +429,17 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
   o.recipient_seat = r;
   const bool last = candidates.size() == 1;
   // The dividend: equal shares, the remainder's minor units to the first seats; credits
-  // off the next contribution, or paid out after the last round. Repaid group parts are
-  // paid out, in one transfer with the last round's share.
-  for (uint32_t i = 0; i < n && (dividend > 0 || repaid > 0); ++i) {
+  // off the next contribution, or paid out after the last round.
+  for (uint32_t i = 0; i < n && dividend > 0; ++i) {
     const uint64_t share = share_of(dividend, n, i);
     if (last) {
+      add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share, purpose::dividend);
       g.escrow -= share;
     } else {
       g.seats[i].credit = share;
     }
-    add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share_of(repaid, n, i) + (last ? share : 0),
-        purpose::dividend);
   }
+  share_out(o, g, repaid);  // repaid group parts: paid out (a credit is at most a due)
   g.bids = 0;
   for (auto& s : g.seats) {
     s.bid = 0;
@@ -611,7 +612,8 @@ std::string group_fault(const group_state& g) {
   const uint64_t c = g.cfg.contribution;
   const bool forming = g.ph == phase::forming, active = g.ph == phase::active, completed = g.ph == phase::completed;
   if (forming && (g.round != 0 || g.started_at != 0 || g.shift_ns != 0)) return "a forming group has a round";
-  if (!active && g.held != 0) return "only an active group holds repaid group parts";
+  if ((!active || g.cfg.policy != rotation::bidding) && g.held != 0)
+    return "only an active bidding group holds repaid group parts";
   if (active && (n < 2 || g.round == 0)) return "an active group without its round or seats";
   if (completed && g.round != n) return "a completed group ended before its last round";
   // Each round paid out once, to one seat, before the current round (the last one too,
@@ -643,6 +645,10 @@ std::string group_fault(const group_state& g) {
     if (forming && (!s.paid || s.paid_amount != c)) return which + "a forming group's seat has not paid its deposit";
     if (active && (s.paid_amount > c + g.cfg.late_penalty || (!s.paid && s.paid_amount != 0)))
       return which + "what it paid this round is out of range";
+    // (A seat pays its due, the contribution less its credit, and the penalty if late; one
+    // whose credit covers it is paid with nothing more: paid, it put a contribution in.)
+    if (active && s.paid && s.paid_amount + s.credit < c)
+      return which + "it paid less than its due this round";
     if (forming || active) paid += s.paid_amount;
     for (const auto& d : s.debts) {
       // (A debt is at most a due and the late penalty: rules_default_penalty.)
@@ -650,9 +656,9 @@ std::string group_fault(const group_state& g) {
           d.creditor_account_id == g.cfg.escrow_account_id)
         return which + "a debt is out of range";
       // (A group part is a bid's discount, at most the debt's due; a debt naming no
-      // creditor is the group's whole.)
+      // creditor is the group's whole, the winner's own of the round it won.)
       if (d.group_part > std::min(d.amount, c) || (d.group_part != 0 && g.cfg.policy != rotation::bidding) ||
-          (d.creditor_account_id == 0 && d.group_part != d.amount))
+          (d.creditor_account_id == 0 && (d.group_part != d.amount || s.received_round != d.round)))
         return which + "a debt's part owed to the group is out of range";
     }
     if (forming && !s.debts.empty()) return which + "a forming group's seat owes debts";

@@ -80,7 +80,8 @@
 // order; then, if the winner missed too, a debt of the winner's owed to the group
 // alone), as each debt's *group part*, owed to the group instead of the winner. Repaid,
 // a group part is the seats' dividend: kept in escrow (`held`) and paid to the seats at
-// the next close, or at once once the group has ended, or at a dissolution. The winner
+// the next close, or at once once the group has ended, or at a dissolution (in a chain
+// of their own: outcome::shared). The winner
 // so gets its bid, less its own missed due, and no more (rules version 26; before, the
 // discount was capped by the pot and the missed dues owed to the winner whole). Or a lottery drawn from a seed chain: at start the group holds a secret s_N (random, logged with the start) and
 // publishes the commitment s_0 = H^N(s_N) (H = SHA-256). Round k reveals s_k, which
@@ -209,6 +210,9 @@ struct money {
 struct outcome {
   result code = result::ok;
   std::vector<money> transfers;  // empty when code != ok
+  // Repaid group parts shared out to the seats (dividends): a chain of its own, so that a
+  // seat's closed wallet holds back only these, not a payout or a creditor's forward.
+  std::vector<money> shared;
   uint32_t recipient_seat = UINT32_MAX;  // a payout: which seat received
   seed revealed{};                       // a lottery payout: the seed of that round
 };

@@ -83,6 +83,7 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     g = pay.lookup_groups([720])[0]
     assert g["seats"][1]["payout_rail"] == 1 and g["seats"][1]["destination"] == 251900000312, g
     assert g["seats"][0]["payout_rail"] == 0 and g["seats"][0]["destination"] == 0, g
+    assert g["held"] == 0 and g["seats"][0]["debt_to_group"] == 0, g
     assert pay.equb([dict(kind=Client.START, group=720)]) == [0]  # round 1: seat 0, to its wallet
     assert pay.pay_equb(9510, 311, 720, 2, 0, 1000, "ETB") == 0
     assert pay.pay_equb(9511, 312, 720, 2, 1, 1000, "ETB") == 0  # round 2: seat 1, on through tb

@@ -56,12 +56,14 @@ struct ledger {
   }
   void apply(const outcome& o) {
     ASSERT_EQ(o.code, result::ok) << result_name(o.code);
-    for (const auto& m : o.transfers) {
-      ASSERT_GT(m.amount, 0u);
-      ASSERT_NE(m.debit_account_id, m.credit_account_id);
-      bal[m.debit_account_id] -= int64_t(m.amount);
-      bal[m.credit_account_id] += int64_t(m.amount);
-    }
+    for (const auto* chain : {&o.transfers, &o.shared})
+      for (const auto& m : *chain) {
+        ASSERT_GT(m.amount, 0u);
+        ASSERT_NE(m.debit_account_id, m.credit_account_id);
+        bal[m.debit_account_id] -= int64_t(m.amount);
+        bal[m.credit_account_id] += int64_t(m.amount);
+      }
+    for (const auto& m : o.shared) ASSERT_EQ(m.why, purpose::dividend);
   }
 };
 
@@ -679,9 +681,10 @@ group_config short_pot_config(uint32_t commission_bp) {
   return cfg;
 }
 
+// Repaid group parts shared out (the outcome's chain of its own).
 uint64_t dividends_in(const outcome& o) {
   uint64_t n = 0;
-  for (const auto& m : o.transfers) n += m.why == purpose::dividend ? m.amount : 0;
+  for (const auto& m : o.shared) n += m.amount;
   return n;
 }
 
@@ -771,31 +774,27 @@ TEST(equb_rules, a_winner_that_missed_owes_the_group_what_the_others_dues_cannot
     ASSERT_EQ(g.seats[i].debts.size(), 1u);
     EXPECT_EQ(g.seats[i].debts[0].group_part, 100u) << i;
   }
-  // Round 3 (the last): seat 2 alone pays, its debt with it (held); seats 0 and 1 miss and
-  // owe seat 2, which receives; the held part goes to the seats with the last round.
+  // Round 3 (the last): seats 1 and 2 pay, their debts with them (held); seat 0 misses
+  // and owes seat 2, which receives; the held parts go to the seats at that close.
   const uint64_t at3 = close2 + 10;
+  step(l, g, contribute(g, 1, wallet(1), 3, 150, g.cfg.currency, at3));
   step(l, g, contribute(g, 2, wallet(2), 3, 200, g.cfg.currency, at3));
-  EXPECT_EQ(g.held, 100u);
+  EXPECT_EQ(g.held, 150u);
   const auto o3 = close_round(g, deadline_after(0, 3, period, grace) + 1);
   step(l, g, o3);
   ASSERT_EQ(g.ph, phase::completed);
-  EXPECT_EQ(dividends_in(o3), 100u);
+  EXPECT_EQ(dividends_in(o3), 150u);
   EXPECT_EQ(l.bal[escrow], 0);
-  // After the end: each debt repaid forwards its creditor's part and shares the rest.
-  uint64_t shared = 100;
-  for (const uint32_t i : {0u, 1u}) {
-    const uint64_t debts = debts_of(g.seats[i]);
-    const uint64_t group = i == 0 ? 100 : 50;
-    const int64_t to_seat2 = l.bal[wallet(2)];
-    const auto r = repay(g, i, wallet(i), g.round, debts, g.cfg.currency);
-    step(l, g, r);
-    EXPECT_EQ(dividends_in(r), group) << i;
-    shared += group;
-    EXPECT_EQ(l.bal[wallet(2)] - to_seat2, int64_t(debts - group) + int64_t(group / 3 + (2 < group % 3 ? 1 : 0)))
-        << "seat 2 gets its debt and its share";
-    EXPECT_EQ(l.bal[escrow], 0);
-  }
-  EXPECT_EQ(shared, 250u) << "the whole discount went to the seats";
+  // After the end: seat 0's debts repaid (round 2's, wholly the group's 100, and round
+  // 3's 100 to seat 2): the creditor's part forwarded, the group's shared out.
+  ASSERT_EQ(debts_of(g.seats[0]), 200u);
+  const int64_t to_seat2 = l.bal[wallet(2)];
+  const auto r = repay(g, 0, wallet(0), g.round, 200, g.cfg.currency);
+  step(l, g, r);
+  EXPECT_EQ(dividends_in(r), 100u);
+  EXPECT_EQ(l.bal[wallet(2)] - to_seat2, 100 + 33) << "seat 2 gets its debt and its share";
+  EXPECT_EQ(l.bal[escrow], 0);
+  EXPECT_EQ(dividends_in(o3) + dividends_in(r), 250u) << "the whole discount went to the seats";
 }
 
 // A seat whose debt has a group part wins the next round: its payout settles the group
@@ -834,6 +833,22 @@ TEST(equb_rules, group_parts_are_settled_from_a_payout_first_and_shared_at_a_dis
   EXPECT_EQ(dividends_in(od), 100u);
   EXPECT_EQ(d.held, 0u);
   EXPECT_EQ(ld.bal[escrow], 0);
+  // Or seat 2 wins round 3 with a bid of 200 while it and seat 3 miss: its payout (the pot
+  // of 250 less the discount) is 50, which settles part of its debt, the group's part
+  // first: 50 shared, nothing to the creditor (wallet 1, which gets its share).
+  ledger lp = l2;
+  group_state p = g2;
+  ASSERT_EQ(bid(p, 2, wallet(2), 3, 200).code, result::ok);
+  for (const uint32_t i : {0u, 1u}) step(lp, p, contribute(p, i, wallet(i), 3, owed(p, i, at3), p.cfg.currency, at3));
+  const int64_t w1p = lp.bal[wallet(1)];
+  const auto op = close_round(p, deadline_after(0, 3, period, grace) + 1);
+  step(lp, p, op);
+  ASSERT_EQ(op.recipient_seat, 2u);
+  ASSERT_EQ(p.seats[2].debts.size(), 1u);
+  EXPECT_EQ(p.seats[2].debts[0].amount, 60u);
+  EXPECT_EQ(p.seats[2].debts[0].group_part, 50u);
+  EXPECT_EQ(dividends_in(op), 50u);
+  EXPECT_EQ(lp.bal[wallet(1)] - w1p, 13) << "a share of 50 (13, 13, 12, 12), nothing as the creditor";
 }
 
 // The group table decides a close by its record's rules: a short pot's discount is owed to
@@ -954,6 +969,8 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
     ledger l;
     auto g = started(l, n, cfg, secret);
     std::set<uint32_t> received;
+    // The group's discounts, and what went to the organizer and the seats of them.
+    uint64_t discounts = 0, given = 0, commission_paid = 0, commission_expected = 0;
     const bool dissolve_midway = rng() % 10 == 0;
     for (uint32_t round = 1; g.ph == phase::active; ++round) {
       ASSERT_LT(round, 10 * n) << "seed " << s << " group " << group;
@@ -974,15 +991,32 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
             ASSERT_EQ(o.code, result::ok) << "seed " << s << ": " << result_name(o.code);
           }
       if (dissolve_midway && round == n / 2) {
-        step(l, g, dissolve(g));
+        const auto o = dissolve(g);
+        step(l, g, o);
+        given += dividends_in(o);
         break;
       }
       const uint64_t close_at = deadline_at + cfg.grace_ns + 1;
       ASSERT_TRUE(round_due(g, close_at)) << "seed " << s;
+      std::vector<uint64_t> bids;
+      for (const auto& st : g.seats) bids.push_back(st.bid);
       const auto o = close_round(g, close_at);
       ASSERT_EQ(o.code, result::ok) << "seed " << s;
       EXPECT_TRUE(received.insert(o.recipient_seat).second) << "seed " << s << ": a seat received twice";
       step(l, g, o);
+      // The winner's discount: the organizer's commission (at most the pot: what it could
+      // not pay is counted here), then the seats' dividend, now or once repaid.
+      const uint64_t discount = bids[o.recipient_seat] == 0 ? 0 : nominal_pot(g) - bids[o.recipient_seat];
+      discounts += discount;
+      const uint64_t commission =
+          std::min(uint64_t((unsigned __int128)discount * cfg.commission_bp / bp_max), cfg.commission_cap);
+      for (const auto& m : o.transfers) {
+        if (m.why == purpose::commission) given += m.amount, commission_paid += m.amount;
+        if (m.why == purpose::dividend) given += m.amount;
+      }
+      commission_expected += commission;
+      given += dividends_in(o);
+      for (const auto& st : g.seats) given += g.ph == phase::active ? st.credit : 0;
       for (const auto& st : g.seats)
         for (const auto& d : st.debts) group_parts += d.round == g.round - (g.ph == phase::active) && d.group_part > 0;
       ASSERT_FALSE(HasFailure()) << "seed " << s << " group " << group;
@@ -993,9 +1027,16 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
     }
     // Every debt repaid after the end: forwarded, its group part shared, escrow empty.
     for (uint32_t i = 0; i < n; ++i)
-      if (!g.seats[i].debts.empty())
-        step(l, g, repay(g, i, wallet(i), g.round, debts_of(g.seats[i]), cfg.currency));
+      if (!g.seats[i].debts.empty()) {
+        const auto o = repay(g, i, wallet(i), g.round, debts_of(g.seats[i]), cfg.currency);
+        step(l, g, o);
+        given += dividends_in(o);
+      }
     EXPECT_EQ(l.bal[escrow], 0) << "seed " << s << " group " << group;
+    // Every discount reached the organizer and the seats, whole (but a commission the
+    // pot could not pay).
+    EXPECT_LE(commission_paid, commission_expected) << "seed " << s << " group " << group;
+    EXPECT_EQ(given + (commission_expected - commission_paid), discounts) << "seed " << s << " group " << group;
   }
   std::printf("seed %llu: %llu debts were given a group part\n", (unsigned long long)s,
               (unsigned long long)group_parts);
@@ -1161,7 +1202,26 @@ TEST(equb_rules, group_state_the_rules_cannot_reach_is_refused) {
          g.held = 5;
          g.escrow += 5;
        },
-       "only an active group holds"},
+       "only an active bidding group holds"},
+      {"held money in a group that does not bid", &lottery,
+       [](group_state& g) {
+         g.held = 5;
+         g.escrow += 5;
+       },
+       "only an active bidding group holds"},
+      {"a debt naming no creditor on a seat that did not win its round", &bidding,
+       [](group_state& g) { g.seats[2].debts.push_back({1, 10, 0, 10}); }, "part owed to the group"},
+      {"a paid seat that paid less than its due", &lottery,
+       [](group_state& g) {
+         for (auto& s : g.seats)
+           if (s.paid) {
+             g.pot -= s.paid_amount;
+             g.escrow -= s.paid_amount;
+             s.paid_amount = 0;
+             break;
+           }
+       },
+       "paid less than its due"},
       {"a seat's wallet of 0", &lottery, [](group_state& g) { g.seats[1].wallet = 0; }, "its wallet is 0"},
       {"a seat's wallet the escrow", &forming, [](group_state& g) { g.seats[0].wallet = g.cfg.escrow_account_id; },
        "or the group's escrow"},

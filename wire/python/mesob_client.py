@@ -624,10 +624,12 @@ class Client:
 
     def lookup_groups(self, ids):
         """Returns a list of dicts (None where the group does not exist): phase (1 forming,
-        2 active, 3 completed, 4 dissolved), round, pot, escrow, escrow_expected, seats
-        (wallet, paid, received_round, debt_total), history (round, seat, revealed hex)
-        and owed (payments the group still owes); a seat's payout_rail and destination say
-        where its payout goes (rail 0: its wallet)."""
+        2 active, 3 completed, 4 dissolved), round, pot, escrow, escrow_expected, held
+        (repaid debts' parts owed to the group, the seats' at the next close), seats
+        (wallet, paid, received_round, debt_total and debt_to_group, the part of it owed to
+        the group), history (round, seat, revealed hex) and owed (payments the group still
+        owes); a seat's payout_rail and destination say where its payout goes (rail 0: its
+        wallet)."""
         found = self._lookup_ids(LookupGroups, ids, Reply.Reply.Groups,
                                  Groups.Groups())
         out = []
@@ -638,7 +640,8 @@ class Client:
                 continue
             seats = [dict(wallet=s.Wallet(), paid=bool(s.Paid()), received_round=s.ReceivedRound(),
                           debt_total=s.DebtTotal(), payout_rail=s.PayoutRail(),
-                          destination=g.Destinations(j) if j < g.DestinationsLength() else 0)
+                          destination=g.Destinations(j) if j < g.DestinationsLength() else 0,
+                          debt_to_group=g.DebtsToGroup(j) if j < g.DebtsToGroupLength() else 0)
                      for j, s in ((j, g.Seats(j)) for j in range(g.SeatsLength()))]
             history = [dict(round=h.Round(), seat=h.Seat(), revealed=bytes(h.Revealed()).hex())
                        for h in (g.History(j) for j in range(g.HistoryLength()))]
@@ -646,7 +649,7 @@ class Client:
                          refused=bool(p.Refused()), refusal=p.Refusal())
                     for p in (g.Owed(j) for j in range(g.OwedLength()))]
             out.append(dict(id=g.Config().GroupId(), phase=g.Phase(), round=g.Round(), pot=g.Pot(),
-                            escrow=g.Escrow(), escrow_expected=g.EscrowExpected(), seats=seats,
+                            escrow=g.Escrow(), escrow_expected=g.EscrowExpected(), held=g.Held(), seats=seats,
                             history=history, owed=owed))
         return out
 
