@@ -401,6 +401,7 @@ void metrics_http::run() {
   enum class phase { reading, sending, draining };
   struct conn {
     int fd;
+    uint32_t peer = 0;  // its IPv4 address
     phase ph = phase::reading;
     std::string in, out;
     size_t sent = 0;
@@ -473,7 +474,9 @@ void metrics_http::run() {
     }
     if (!(fds[0].revents & POLLIN)) continue;
     for (;;) {
-      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      sockaddr_in from{};
+      socklen_t from_len = sizeof from;
+      const int c = ::accept4(fd_, reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (c < 0) {
         // Out of descriptors or memory: the connection stays queued; wait rather than spin.
         if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
@@ -481,17 +484,19 @@ void metrics_http::run() {
         break;
       }
       if (conns.size() >= connections_max) {
-        // Full: the oldest whose request is still coming in makes room, whether it sent
-        // part of one or nothing (a scraper sends its request at once: what it sent is
-        // read first, so it is not taken for one). The newest goes last, so a peer
-        // connecting in a loop pushes out its own older connections before a scraper that
-        // has just connected. (Before, one that had sent nothing went first: a scraper
-        // between its connect and its request was closed before peers that each held a
-        // byte.) With every one answered and being sent, the new one goes. Connections
-        // are in arrival order.
-        size_t room = conns.size();
-        for (size_t i = 0; i < conns.size() && room == conns.size(); ++i) {
-          conn& x = conns[i];
+        // Full: one whose request is still coming in makes room, whether it sent part of
+        // one or nothing (a scraper sends its request at once: what each sent is read
+        // first, so it is not taken for one). Of those, the address holding the most
+        // makes room, its oldest first (the newest goes last): a peer connecting in a
+        // loop pushes out its own connections, and a scraper from another address is
+        // never the one to go while the peer holds more than it. From one address, the
+        // oldest goes, so a loop pushes out its own older connections before a scraper
+        // that has just connected, though one that connects many times between a
+        // scraper's connect and its request can still push it out. (Before, the oldest
+        // of any address went: a peer connecting in a loop from another address could
+        // close a scraper between its connect and its request.) With every one answered
+        // and being sent, the new one goes. Connections are in arrival order.
+        for (conn& x : conns) {
           if (x.ph != phase::reading) continue;
           char buf[2048];
           const ssize_t n = ::recv(x.fd, buf, std::min(sizeof buf, request_bytes_max - x.in.size()), MSG_DONTWAIT);
@@ -501,17 +506,27 @@ void metrics_http::run() {
             x.out = answer(x.in);
             x.ph = phase::sending;
             x.until = clock_type::now() + limit;
-          } else {
-            room = i;
           }
         }
+        const auto reading_from = [&](uint32_t peer) {
+          return std::count_if(conns.begin(), conns.end(),
+                               [&](const conn& x) { return x.ph == phase::reading && x.peer == peer; });
+        };
+        size_t room = conns.size();
+        ptrdiff_t most = 0;
+        for (size_t i = 0; i < conns.size(); ++i)
+          if (conns[i].ph == phase::reading)
+            if (const ptrdiff_t n = reading_from(conns[i].peer); n > most) {
+              most = n;
+              room = i;  // (the first of an address in arrival order: its oldest)
+            }
         if (room == conns.size()) {
           ::close(c);
           continue;
         }
         close_at(room);
       }
-      conns.push_back(conn{c, phase::reading, {}, {}, 0, clock_type::now() + limit});
+      conns.push_back(conn{c, from.sin_addr.s_addr, phase::reading, {}, {}, 0, clock_type::now() + limit});
     }
   }
   for (const conn& c : conns) ::close(c.fd);

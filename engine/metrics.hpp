@@ -13,9 +13,11 @@
 // /metrics` (200; the target in origin or absolute form), any other path (404), any
 // other method (405), a request it cannot parse (400) or one too large (431), and closed
 // once the answer is sent (2 s more at most). A client that sends nothing, trickles
-// bytes or does not read the answer is cut off; a connection past the limit closes the
-// oldest one still sending its request (a peer connecting in a loop pushes out its own
-// older connections first). Nothing a client sends reaches the engine, and
+// bytes or does not read the answer is cut off; a connection past the limit closes one
+// still sending its request: of the address holding the most such, the oldest (a peer
+// connecting in a loop pushes out its own connections, and a scraper from another
+// address never goes while the peer holds more). Nothing a client sends reaches the
+// engine, and
 // renders start at least render_gap_ms apart.
 #pragma once
 
@@ -59,7 +61,8 @@ class metrics_http {
   // accepting while scrapes waited for a shared render (tried: 2026-12-05) let such a
   // peer evict scrapers between their connect and their request more often (31 of 32
   // answered, against 18 of 18 in five local runs and 17 of 18 in one CI run of this
-  // loop: not yet solved; perf/RESULTS.md, fifty-fifth session).
+  // loop). Evicting by address (the one holding the most requests still coming in)
+  // keeps such a peer from evicting scrapers of other addresses at all.
   static constexpr int render_gap_ms = 100;
 
  private:

@@ -12,14 +12,20 @@
 
 namespace mesob::test {
 
-// A TCP connection to a loopback port; -1 if it cannot be made.
-inline int connect_loopback(uint16_t port) {
+// A TCP connection to a loopback port (127.0.0.1), from `from` (host order: another
+// loopback address, 127.0.0.2 say, for a peer the server must tell apart; 0: any); -1
+// if it cannot be made.
+inline int connect_loopback(uint16_t port, uint32_t from = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_addr.s_addr = htonl(from);
+  if (fd < 0 || (from != 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     if (fd >= 0) ::close(fd);
     return -1;
   }

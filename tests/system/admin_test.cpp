@@ -933,6 +933,66 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
     EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << "the scraper was closed: '" << got.substr(0, 80) << "'";
     for (const int fd : slow) ::close(fd);
   }
+  // A peer of another address (127.0.0.2) never pushes out a scraper, however many
+  // connections it makes between the scraper's connect and its request: the address
+  // holding the most requests still coming in makes room. (Before, the oldest of any
+  // address went: here the scraper, at the peer's 16th connection.)
+  constexpr uint32_t other_peer = 0x7F000002;  // 127.0.0.2
+  {
+    const int scraper = connect_loopback(d.metrics_port());
+    ASSERT_GE(scraper, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // accepted, nothing sent yet
+    std::vector<int> peer;
+    for (int i = 0; i < 24; ++i) {
+      const int fd = connect_loopback(d.metrics_port(), other_peer);
+      ASSERT_GE(fd, 0) << "127.0.0.2 is a loopback address";
+      ASSERT_EQ(::send(fd, "G", 1, MSG_NOSIGNAL), 1);
+      peer.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // all accepted
+    ASSERT_EQ(::send(scraper, get.data(), get.size(), MSG_NOSIGNAL), ssize_t(get.size()));
+    std::string got;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(scraper, buf, sizeof buf, 0)) > 0) got.append(buf, size_t(n));
+    ::close(scraper);
+    EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << "the scraper was closed: '" << got.substr(0, 80) << "'";
+    for (const int fd : peer) ::close(fd);
+  }
+  // And six scrapers at once, three scrapes each, beside such a peer connecting in a loop
+  // (each connection sending a byte): every scrape is answered. While the endpoint is
+  // full the peer holds ten connections or more, the scrapers six at most.
+  {
+    std::atomic<bool> stop{false};
+    std::atomic<int> peer_connects{0};
+    std::thread looping([&] {
+      std::vector<int> held;
+      while (!stop) {
+        const int fd = connect_loopback(d.metrics_port(), other_peer);
+        if (fd < 0) continue;
+        ::send(fd, "G", 1, MSG_NOSIGNAL);
+        held.push_back(fd);
+        ++peer_connects;
+        if (held.size() > 64) {
+          ::close(held.front());
+          held.erase(held.begin());
+        }
+      }
+      for (const int fd : held) ::close(fd);
+    });
+    std::atomic<int> answered{0};
+    std::vector<std::thread> scrapers;
+    for (int s = 0; s < 6; ++s)
+      scrapers.emplace_back([&] {
+        for (int i = 0; i < 3; ++i) answered += http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n");
+      });
+    for (auto& scraper : scrapers) scraper.join();
+    stop = true;
+    looping.join();
+    EXPECT_EQ(answered.load(), 18) << "scrapes answered beside a peer that connected " << peer_connects.load()
+                                   << " times";
+    EXPECT_GT(peer_connects.load(), 16) << "the peer filled the endpoint";
+  }
 
   // Two instruments, one halted by an operator and priced, one without a price yet; a
   // customer of a tier.
