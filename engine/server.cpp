@@ -1251,12 +1251,9 @@ class server_impl {
       case operation::lookup_groups: item += uint64_t(actors::equb::seats_max) * 112 + 2016 * 40; break;
       case operation::rebalance: item += uint64_t(actors::portfolio::positions_max) * sizeof(wire::order); break;
       case operation::lookup_account_transfers: {
-        uint64_t records = 0;
-        for (uint32_t i = 0; i < p.count; ++i) {
-          wire::history_query_item q;
-          std::memcpy(&q, p.items.data() + size_t(i) * sizeof q, sizeof q);
-          records += q.limit;
-        }
+        // (A page over its limit is refused and carries no records: counted as none. Before,
+        // one page of limit 2^32 - 1 reserved the session's whole out_bytes_max.)
+        const uint64_t records = wire::history_records_asked(p.items.data(), p.count);
         return frame + uint64_t(p.count) * 64 + records * (sizeof(wire::transfer_record_item) + 16);
       }
       default: break;
@@ -1516,7 +1513,7 @@ class server_impl {
         std::vector<wire::group_item> gs(r.groups.size());
         for (size_t i = 0; i < gs.size(); ++i)
           if (i < r.results.size() && r.results[i] == wire::result::ok) gs[i] = actors::equb::to_item(r.groups[i]);
-          else gs[i].code = wire::result::group_not_found;
+          else gs[i].code = i < r.results.size() ? r.results[i] : wire::result::group_not_found;
         body = wire::groups_body(gs);
         break;
       }

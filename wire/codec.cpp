@@ -408,6 +408,16 @@ bool parse_ack(std::span<const uint8_t> body, uint64_t* offset, std::string* why
 
 // ---- requests ------------------------------------------------------------------------
 
+uint64_t history_records_asked(const uint8_t* items, uint32_t n) {
+  uint64_t records = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    history_query_item q;
+    std::memcpy(&q, items + size_t(i) * sizeof q, sizeof q);
+    if (q.limit <= history_page_records_max) records += q.limit;
+  }
+  return records;
+}
+
 std::string_view operation_name(operation op) {
   switch (op) {
     case operation::create_accounts: return "create_accounts";
@@ -733,13 +743,7 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
     return false;
   }
   if (out->op == operation::lookup_account_transfers) {
-    // Pages over their own limit are refused page by page (limit_invalid): not counted.
-    uint64_t records = 0;
-    for (uint32_t i = 0; i < n; ++i) {
-      history_query_item q;
-      std::memcpy(&q, data + size_t(i) * sizeof q, sizeof q);
-      if (q.limit <= history_page_records_max) records += q.limit;
-    }
+    const uint64_t records = history_records_asked(data, n);
     if (records > history_request_records_max) {
       *err = {protocol_error::batch_too_large,
               "request: lookup_account_transfers pages ask for " + std::to_string(records) +

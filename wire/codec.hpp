@@ -100,6 +100,10 @@ constexpr uint32_t equb_ops_max = 4096;  // group operations in one request
 // the engine's sequencer; more pages go in more requests).
 constexpr uint32_t history_page_records_max = 1024;
 constexpr uint32_t history_request_records_max = 16'384;
+// The records `n` history pages (history_query_item, at `items`) ask for: pages over
+// history_page_records_max are refused page by page (limit_invalid) and count none. The
+// request's limit and the server's bound on its reply both count so.
+[[nodiscard]] uint64_t history_records_asked(const uint8_t* items, uint32_t n);
 [[nodiscard]] std::string_view operation_name(operation op);
 [[nodiscard]] bool operation_writes(operation op);
 

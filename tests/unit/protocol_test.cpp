@@ -569,6 +569,12 @@ TEST(requests, batch_limits) {
                                         {7, 0, history_page_records_max, 0});
   pages.push_back({7, 0, history_page_records_max + 1, 0});
   EXPECT_TRUE(parse_request(lookup_account_transfers_body(pages), &p, &err)) << err.message;
+  // What they ask for, as the request's limit and the server's bound on the reply count it
+  // (a page of 2^32 - 1 records, refused, is none: it reserved the session's whole queue).
+  pages.push_back({7, 0, UINT32_MAX, 0});
+  EXPECT_EQ(history_records_asked(reinterpret_cast<const uint8_t*>(pages.data()), uint32_t(pages.size())),
+            history_request_records_max);
+  pages.pop_back();
   pages.back().limit = 1;
   EXPECT_FALSE(parse_request(lookup_account_transfers_body(pages), &p, &err));
   EXPECT_EQ(err.code, protocol_error::batch_too_large);
