@@ -200,6 +200,13 @@ wire::group_item to_item(const group_entry& e) {
   return it;
 }
 
+size_t item_bytes(const group_entry& e) {
+  size_t owed = 0;
+  for (const auto& o : e.owed) owed += o.transfers.size();
+  return 512 + e.g.seats.size() * (sizeof(wire::group_seat_item) + 2 * sizeof(uint64_t)) +
+         e.history.size() * sizeof(wire::group_round_item) + owed * sizeof(wire::group_payment_item);
+}
+
 uint64_t escrow_expected(const group_entry& e) {
   unsigned __int128 v = e.g.escrow;
   const uint64_t escrow = e.g.cfg.escrow_account_id;
@@ -329,6 +336,7 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
     events_(std::move(ev));
   }
   o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
+  MESOB_ASSERT(o.shared.empty());  // (a contribution's group parts are held until the close)
   owe(*e, std::move(o.transfers));
   if (round_due(e->g, ts)) after_round(*e, ts);
 }

@@ -139,8 +139,11 @@ struct retired_group {
 [[nodiscard]] std::vector<uint8_t> encode_retired(const retired_group& r);
 [[nodiscard]] bool decode_retired(std::span<const uint8_t> bytes, retired_group* out);
 
-// The group as it travels (wire/mesob.fbs, Group).
+// The group as it travels (wire/mesob.fbs, Group), and about how many bytes that takes on
+// the wire (its seats, paid-out rounds and the payments it owes; look-ups bound their
+// copies by it).
 [[nodiscard]] wire::group_item to_item(const group_entry& e);
+[[nodiscard]] size_t item_bytes(const group_entry& e);
 
 // The config a create operation asks for, and the create operation of a config (its
 // inverse: the form a config travels and is compared in).

@@ -16,6 +16,7 @@
 
 #include "actors/stale_heap.hpp"
 #include "wire/assert.hpp"
+#include "wire/protocol.hpp"
 
 namespace mesob::actors {
 
@@ -905,10 +906,22 @@ void shard::audit_trading(batch::group_audit& out, bool starting) const {
 }
 
 void shard::execute_lookup_groups(batch& b) {
+  // A reply holds at most the protocol's frame ceiling: this shard copies its groups up to
+  // its share of it (its first always); later ones are answered lookup_reply_full. Before,
+  // a request naming a group with many refused payments 64 times copied it 64 times
+  // before the server found the reply too large.
+  const size_t share = wire::frame_bytes_max_ceiling / std::max<uint32_t>(1, count_);
+  size_t bytes = 0;
   for (uint32_t i = 0; i < b.count; ++i) {
     const uint64_t id = b.account_ids[i];
     if (shard_of(id, count_) != index_) continue;
     if (const equb::group_entry* e = groups_.find(id)) {
+      const size_t n = equb::item_bytes(*e);
+      if (bytes != 0 && bytes + n > share) {
+        b.results[i] = result::lookup_reply_full;
+        continue;
+      }
+      bytes += n;
       b.found_groups[i] = *e;
       b.found_groups[i].g.secret = {};  // the lottery's future draws stay secret
       if (const account* escrow = find_account(id)) b.found_accounts[i] = *escrow;  // (same shard: same id)

@@ -238,6 +238,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(order_lots_past_fills)
     MESOB_RESULT(commission_cap_missing)
     MESOB_RESULT(open_lots_past_fills)
+    MESOB_RESULT(lookup_reply_full)
 #undef MESOB_RESULT
   }
   return "unknown_result";

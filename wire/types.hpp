@@ -779,6 +779,8 @@ enum class result : uint32_t {
                                          // of 0 (its commission would always be 0)
   open_lots_past_fills = 247,            // orders: the portfolio's open orders with this one past
                                          // the fills they may take together (65,536 lots)
+  lookup_reply_full = 248,               // a group look-up: the groups before it on its shard fill
+                                         // that shard's share of a reply (the frame ceiling)
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -969,7 +969,10 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
       std::vector<int> held;
       while (!stop) {
         const int fd = connect_loopback(d.metrics_port(), other_peer);
-        if (fd < 0) continue;
+        if (fd < 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
         ::send(fd, "G", 1, MSG_NOSIGNAL);
         held.push_back(fd);
         ++peer_connects;

@@ -1353,6 +1353,21 @@ void equb_engine::short_pot_discount_is_owed_to_the_group() {
 TEST_F(equb_engine, AShortPotsDiscountIsOwedToTheGroup) { short_pot_discount_is_owed_to_the_group(); }
 TEST_F(equb_engine_replay, AShortPotsDiscountIsOwedToTheGroupReplayed) { short_pot_discount_is_owed_to_the_group(); }
 
+// A look-up may name a group many times (64, the most a request names): each is answered,
+// the group copied once each while the copies fit the shard's share of a reply (a group
+// past it would be answered lookup_reply_full; a small one never is).
+TEST_F(equb_engine, ALookUpNamingAGroupManyTimesAnswersEach) {
+  constexpr uint64_t g = 5042;
+  open_wallets(3);
+  form(g, 3);
+  const auto r = e().lookup_groups(std::vector<uint64_t>(64, g));
+  ASSERT_EQ(r.results.size(), 64u);
+  for (size_t i = 0; i < 64; ++i) {
+    EXPECT_EQ(r.results[i], result::ok) << i;
+    EXPECT_EQ(r.groups.at(i).g.cfg.group_id, g) << i;
+  }
+}
+
 // A member who misses the deadline, under the other two default policies: a guarantor
 // covers the gap (and is owed it), or the round waits for every seat.
 TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {

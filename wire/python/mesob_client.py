@@ -590,6 +590,7 @@ class Client:
 
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10
+    GROUP_NOT_FOUND = 140  # a look-up's result for a group that does not exist
     CREATE, START, LEAVE, BID, DISSOLVE, RETRY, PAYOUT_TO, REPLACE_ACCOUNT = range(1, 9)
 
     def equb(self, ops):
@@ -635,8 +636,8 @@ class Client:
         out = []
         for k in range(found.GroupsLength()):
             g = found.Groups(k)
-            if g.Result() != 0:
-                out.append(None)
+            if g.Result() != 0:  # not found: None; not answered (lookup_reply_full): its code
+                out.append(None if g.Result() == self.GROUP_NOT_FOUND else dict(result=g.Result()))
                 continue
             seats = [dict(wallet=s.Wallet(), paid=bool(s.Paid()), received_round=s.ReceivedRound(),
                           debt_total=s.DebtTotal(), payout_rail=s.PayoutRail(),
