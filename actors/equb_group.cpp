@@ -201,10 +201,12 @@ wire::group_item to_item(const group_entry& e) {
 }
 
 size_t item_bytes(const group_entry& e) {
-  size_t owed = 0;
+  size_t owed = 0, debts = 0;
   for (const auto& o : e.owed) owed += o.transfers.size();
-  return 512 + e.g.seats.size() * (sizeof(wire::group_seat_item) + 2 * sizeof(uint64_t)) +
-         e.history.size() * sizeof(wire::group_round_item) + owed * sizeof(wire::group_payment_item);
+  for (const auto& s : e.g.seats) debts += s.debts.size();
+  return 512 + e.g.seats.size() * std::max(sizeof(wire::group_seat_item) + 2 * sizeof(uint64_t), sizeof(seat)) +
+         debts * sizeof(debt) + e.history.size() * std::max(sizeof(wire::group_round_item), sizeof(group_entry::round_result)) +
+         owed * std::max(sizeof(wire::group_payment_item), sizeof(money));
 }
 
 uint64_t escrow_expected(const group_entry& e) {

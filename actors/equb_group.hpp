@@ -139,9 +139,10 @@ struct retired_group {
 [[nodiscard]] std::vector<uint8_t> encode_retired(const retired_group& r);
 [[nodiscard]] bool decode_retired(std::span<const uint8_t> bytes, retired_group* out);
 
-// The group as it travels (wire/mesob.fbs, Group), and about how many bytes that takes on
-// the wire (its seats, paid-out rounds and the payments it owes; look-ups bound their
-// copies by it).
+// The group as it travels (wire/mesob.fbs, Group), and about how many bytes a look-up of
+// it copies and sends at most (its seats, paid-out rounds and the payments it owes on
+// the wire, and its seats' debts, copied with it though only their sums travel; look-ups
+// bound their copies by it).
 [[nodiscard]] wire::group_item to_item(const group_entry& e);
 [[nodiscard]] size_t item_bytes(const group_entry& e);
 

@@ -624,7 +624,8 @@ class Client:
                                            user_data=(round << 32) | seat)])[0]
 
     def lookup_groups(self, ids):
-        """Returns a list of dicts (None where the group does not exist): phase (1 forming,
+        """Returns a list of dicts (None where the group does not exist; dict(result=248) for one
+        not answered, lookup_reply_full: ask for it alone): phase (1 forming,
         2 active, 3 completed, 4 dissolved), round, pot, escrow, escrow_expected, held
         (repaid debts' parts owed to the group, the seats' at the next close), seats
         (wallet, paid, received_round, debt_total and debt_to_group, the part of it owed to
