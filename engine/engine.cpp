@@ -2286,7 +2286,10 @@ class engine_impl {
     if (actors::payouts::payout_account(p.wallet)) return result::payout_account_reserved;
     if (p.amount == 0) return result::amount_must_not_be_zero;
     if (actors::payouts::engine_payout(p.id)) return result::payout_id_reserved;
-    // A retry of a recorded payout is a repeat (its first outcome), rail served or not now.
+    // A retry of a recorded payout is a repeat (its first outcome), rail served or not now,
+    // and one recorded before destinations were checked too.
+    if (p.destination == 0 && find_recorded(actors::payouts::hold_id(p.id)) < 0)
+      return result::payout_destination_missing;  // (before, a gateway was told to pay 0)
     if (!registry_->serves_rail(p.rail, p.currency) && find_recorded(actors::payouts::hold_id(p.id)) < 0)
       return result::payout_rail_unserved;
     wire::transfer t{};

@@ -345,6 +345,9 @@ TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused)
   EXPECT_EQ(pay(5, 3, 10, 9), result::rail_invalid);
   EXPECT_EQ(pay(0, 3, 10), result::id_must_not_be_zero);
   EXPECT_EQ(pay(6, 3, 0), result::amount_must_not_be_zero);
+  wire::payout nowhere = make_payout(60, 3, 10);
+  nowhere.destination = 0;  // (before, held, and a gateway told to pay destination 0)
+  EXPECT_EQ(e().payouts({nowhere}).results.at(0), result::payout_destination_missing);
   const uint64_t pa = actors::payouts::desk_account_for(etb, 0, 2);
   EXPECT_EQ(pay(7, pa, 10), result::payout_account_reserved);
   EXPECT_EQ(pay(8, actors::payouts::desk_account(etb, 4095), 10), result::payout_account_reserved);
