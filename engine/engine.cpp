@@ -1175,6 +1175,14 @@ class engine_impl {
         continue;
       }
       if (op.kind != wire::equb_op_kind::start || replaying_) continue;
+      // The seed is the engine's to draw: a client's is refused, as a create's number is
+      // (before, it was replaced silently). Logged with kind 0, which replay's field checks
+      // refuse alike (replay cannot tell a client's seed from the engine's).
+      if (std::any_of(std::begin(op.seed), std::end(op.seed), [](uint8_t x) { return x != 0; })) {
+        b.results[i] = result::equb_op_invalid;
+        op.kind = wire::equb_op_kind(0);
+        continue;
+      }
       size_t got = 0;
       while (got < sizeof op.seed) {
         const ssize_t n = ::getrandom(op.seed + got, sizeof op.seed - got, 0);

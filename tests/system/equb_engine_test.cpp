@@ -1353,6 +1353,25 @@ void equb_engine::short_pot_discount_is_owed_to_the_group() {
 TEST_F(equb_engine, AShortPotsDiscountIsOwedToTheGroup) { short_pot_discount_is_owed_to_the_group(); }
 TEST_F(equb_engine_replay, AShortPotsDiscountIsOwedToTheGroupReplayed) { short_pot_discount_is_owed_to_the_group(); }
 
+// A start carrying seed bytes is refused (the seed is the engine's to draw; before, the
+// client's was replaced silently), live and in replay alike; the group stays forming.
+TEST_F(equb_engine_replay, AStartWithAClientsSeedIsRefused) {
+  constexpr uint64_t g = 5043;
+  open_wallets(2);
+  ASSERT_EQ(op1(create_op(g)), result::ok);
+  for (uint32_t w = 1; w <= 2; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = g;
+  start.seed[31] = 1;
+  EXPECT_EQ(op1(start), result::equb_op_invalid);
+  EXPECT_EQ(group(g).g.ph, phase::forming);
+  fx_.restart();  // from the log alone: the refused start is refused again
+  EXPECT_EQ(group(g).g.ph, phase::forming);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  EXPECT_EQ(settled(g).g.ph, phase::active);
+}
+
 // A look-up may name a group many times (64, the most a request names): each is answered,
 // the group copied once each while the copies fit the shard's share of a reply (a group
 // past it would be answered lookup_reply_full; a small one never is).
