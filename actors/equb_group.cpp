@@ -54,6 +54,25 @@ bool optional_steps(const group_entry& e, uint64_t n, uint16_t rules) {
 
 }  // namespace
 
+wire::result new_group_refusal(const group_config& c, uint16_t rules) {
+  if (const result r = check_config(c); r != result::ok) return r;
+  if (rules >= rules_period_cap && (c.period_ns > period_max_ns || c.grace_ns > period_max_ns))
+    return result::period_too_long;
+  if (rules >= rules_grace_within_period && c.grace_ns >= c.period_ns) return result::grace_not_within_period;
+  if (rules >= rules_equb_codes && c.policy == rotation::bidding && c.commission_bp > 0 && c.commission_cap == 0)
+    return result::commission_cap_missing;
+  // The escrow takes the group's id: not one of the engine's (a desk's payout account or
+  // a trading account another currency or shard count will need; before version 9 a
+  // group could take one, and the engine's account was then never made).
+  if (rules >= rules_group_ids_reserved &&
+      (payouts::payout_account(c.group_id) || trading::reserved_key(c.group_id)))
+    return result::id_reserved;
+  if (rules >= rules_ended_groups)
+    for (const uint64_t a : {c.fee_account_id, c.guarantor_account_id, c.organizer_account_id})
+      if (const result r = engine_account(a); r != result::ok) return r;
+  return result::ok;
+}
+
 group_config config_of(const wire::equb_op& op) {
   group_config c;
   c.group_id = op.group_id;
@@ -531,19 +550,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       const wire::equb_op asked = create_op_of(c), held = create_op_of(e->g.cfg);
       return std::memcmp(&asked, &held, sizeof asked) == 0 ? result::ok : result::exists_with_different_fields;
     }
-    if (too_long) return result::period_too_long;
-    if (rules_ >= rules_grace_within_period && c.grace_ns >= c.period_ns) return result::grace_not_within_period;
-    if (rules_ >= rules_equb_codes && c.policy == rotation::bidding && c.commission_bp > 0 && c.commission_cap == 0)
-      return result::commission_cap_missing;
-    // The escrow takes the group's id: not one of the engine's (a desk's payout account
-    // or a trading account another currency or shard count will need; before version 9 a
-    // group could take one, and the engine's account was then never made).
-    if (rules_ >= rules_group_ids_reserved &&
-        (payouts::payout_account(op.group_id) || trading::reserved_key(op.group_id)))
-      return result::id_reserved;
-    if (rules_ >= rules_ended_groups)
-      for (const uint64_t a : {c.fee_account_id, c.guarantor_account_id, c.organizer_account_id})
-        if (const result r = engine_account(a); r != result::ok) return r;
+    if (const result r = new_group_refusal(c, rules_); r != result::ok) return r;
     if (rules_ >= rules_groups_retire && account_taken_ && account_taken_(op.group_id))
       return result::group_account_exists;  // a retired group's id, say: taken for good
     if (groups_.size() >= groups_max) return result::groups_full;

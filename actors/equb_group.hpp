@@ -152,6 +152,12 @@ struct retired_group {
 [[nodiscard]] wire::equb_op create_op_of(const group_config& c);
 // Field checks of a group operation (no state): kind, group id, fields it must not set.
 [[nodiscard]] wire::result check_op_fields(const wire::equb_op& op);
+// What refuses a new group by its configuration alone under `rules` (check_config, the
+// period cap, grace within the period, a bidding commission's cap, an id or account the
+// engine reserves); ok if none does. A create of a group that exists is a repeat or
+// exists_with_different_fields whatever this says (it is compared first). The sequencer
+// gives no group number to a create this refuses.
+[[nodiscard]] wire::result new_group_refusal(const group_config& c, uint16_t rules);
 
 class group_table {
  public:

@@ -1163,10 +1163,11 @@ class engine_impl {
           else next_group_number_ = std::max(next_group_number_, n + 1);
         } else if (n != 0) {
           refuse(result::equb_op_invalid);  // the number is the engine's to give
-        } else if (const result r = actors::equb::check_config(actors::equb::config_of(op)); r != result::ok) {
-          // Refused by its configuration alone, as the shard would refuse it before
-          // anything else: no number spent on it (numbers are never given again).
-          b.results[i] = r;
+        } else if (actors::equb::new_group_refusal(actors::equb::config_of(op), actors::rules_newest) != result::ok) {
+          // Refused by its configuration alone (unless it repeats a group that exists,
+          // which takes no number either): logged without a number and decided by the
+          // shard, as replay decides it, with no number spent (numbers are never given
+          // again). Before, only check_config's refusals spared one.
         } else if (next_group_number_ >= actors::equb::numbers_max) {
           refuse(result::group_numbers_exhausted);
         } else {

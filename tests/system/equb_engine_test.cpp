@@ -188,6 +188,14 @@ TEST_F(equb_engine, FixedOrderGroupRunsToCompletionAcrossShards) {
   auto bad = create_op(g);
   bad.contribution = 0;
   for (int i = 0; i < 3; ++i) EXPECT_EQ(op1(bad), result::contribution_must_not_be_zero);
+  // Nor do those the shard refuses by their configuration (before, each took a number).
+  auto late = create_op(g);
+  late.grace_ns = late.period_ns;
+  EXPECT_EQ(op1(late), result::grace_not_within_period);
+  auto uncapped = create_op(g, actors::equb::rotation::bidding);
+  uncapped.commission_bp = 500;
+  uncapped.organizer_account_id = guarantor;
+  EXPECT_EQ(op1(uncapped), result::commission_cap_missing);
   ASSERT_EQ(op1(create_op(g)), result::ok);
   EXPECT_EQ(group(g).g.number, 1u) << "refused creates took numbers";
   ASSERT_EQ(op1(create_op(g)), result::ok) << "a repeated create is answered ok";
