@@ -1163,7 +1163,7 @@ class engine_impl {
           else next_group_number_ = std::max(next_group_number_, n + 1);
         } else if (n != 0) {
           refuse(result::equb_op_invalid);  // the number is the engine's to give
-        } else if (actors::equb::new_group_refusal(actors::equb::config_of(op), actors::rules_newest) != result::ok) {
+        } else if (actors::equb::new_group_refusal(actors::equb::config_of(op), b.rules) != result::ok) {
           // Refused by its configuration alone (unless it repeats a group that exists,
           // which takes no number either): logged without a number and decided by the
           // shard, as replay decides it, with no number spent (numbers are never given

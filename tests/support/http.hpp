@@ -32,9 +32,8 @@ inline int connect_loopback(uint16_t port, uint32_t from = 0) {
   return fd;
 }
 
-inline std::string http(uint16_t port, const std::string& request) {
-  const int fd = connect_loopback(port);
-  if (fd < 0) return "connect failed";
+// Sends `request` on a connected socket, reads until the server closes it, and closes it.
+inline std::string exchange(int fd, const std::string& request) {
   const timeval tv{10, 0};  // a stuck server fails the test, not ctest's timeout
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   for (size_t at = 0; at < request.size();) {
@@ -47,6 +46,12 @@ inline std::string http(uint16_t port, const std::string& request) {
   for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, size_t(n));
   ::close(fd);
   return out;
+}
+
+inline std::string http(uint16_t port, const std::string& request) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return "connect failed";
+  return exchange(fd, request);
 }
 
 inline std::string http_get(uint16_t port, const std::string& target) {

@@ -924,12 +924,7 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
     ASSERT_GE(scraper, 0);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // accepted, nothing sent yet
     for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(hold_one());
-    ASSERT_EQ(::send(scraper, get.data(), get.size(), MSG_NOSIGNAL), ssize_t(get.size()));
-    std::string got;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(scraper, buf, sizeof buf, 0)) > 0) got.append(buf, size_t(n));
-    ::close(scraper);
+    const std::string got = exchange(scraper, get);
     EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << "the scraper was closed: '" << got.substr(0, 80) << "'";
     for (const int fd : slow) ::close(fd);
   }
@@ -950,12 +945,7 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
       peer.push_back(fd);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // all accepted
-    ASSERT_EQ(::send(scraper, get.data(), get.size(), MSG_NOSIGNAL), ssize_t(get.size()));
-    std::string got;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(scraper, buf, sizeof buf, 0)) > 0) got.append(buf, size_t(n));
-    ::close(scraper);
+    const std::string got = exchange(scraper, get);
     EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << "the scraper was closed: '" << got.substr(0, 80) << "'";
     for (const int fd : peer) ::close(fd);
   }
