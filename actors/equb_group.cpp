@@ -169,6 +169,10 @@ wire::group_item to_item(const group_entry& e) {
   it.created_at = e.created_at;
   it.started_at = g.started_at;
   it.shift_ns = g.shift_ns;
+  if (g.ph == phase::active) {
+    it.round_deadline = round_deadline(g);
+    it.round_close = round_close(g);
+  }
   it.pot = g.pot;
   it.escrow = g.escrow;
   it.held = g.held;
@@ -576,7 +580,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     case equb_op_kind::start: {
       seed secret;
       std::copy(std::begin(op.seed), std::end(op.seed), secret.begin());
-      o = start(g, ts, secret);
+      o = start(g, ts, secret, rules_ >= rules_round_two_one_period);
       if (o.code != result::ok) return o.code;
       touch(*e);
       // Round 1 is paid by the deposits: it pays out at once.

@@ -76,11 +76,17 @@ uint64_t schedule_base(const group_state& g) {
   uint64_t t = 0;
   return __builtin_add_overflow(g.started_at, g.shift_ns, &t) ? UINT64_MAX : t;
 }
+
+// Periods from the schedule's base to round g.round's deadline (an active group's round is
+// at least 1 and its offset at most 1: group_fault).
+uint64_t periods_due(const group_state& g) { return g.round - std::min<uint32_t>(g.round, g.schedule_offset); }
 }  // namespace
 
-uint64_t round_deadline(const group_state& g) { return deadline_after(schedule_base(g), g.round, g.cfg.period_ns, 0); }
+uint64_t round_deadline(const group_state& g) {
+  return deadline_after(schedule_base(g), periods_due(g), g.cfg.period_ns, 0);
+}
 uint64_t round_close(const group_state& g) {
-  return deadline_after(schedule_base(g), g.round, g.cfg.period_ns, g.cfg.grace_ns);
+  return deadline_after(schedule_base(g), periods_due(g), g.cfg.period_ns, g.cfg.grace_ns);
 }
 
 uint64_t reschedule(group_state& g, uint64_t last_before, uint64_t resumed) {
@@ -168,12 +174,13 @@ outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet, bool last_se
   return o;
 }
 
-outcome start(group_state& g, uint64_t now, const seed& secret) {
+outcome start(group_state& g, uint64_t now, const seed& secret, bool round_two_one_period) {
   if (g.ph != phase::forming) return fail(result::group_not_forming);
   if (g.seats.size() < 2) return fail(result::too_few_seats);
   g.ph = phase::active;
   g.round = 1;
   g.started_at = now;
+  g.schedule_offset = round_two_one_period ? 1 : 0;
   if (g.cfg.policy == rotation::lottery) {
     g.secret = secret;
     g.commitment = seed_at(secret, uint32_t(g.seats.size()), 0);
@@ -533,7 +540,7 @@ uint32_t draw(const seed& revealed, uint64_t group_id, uint32_t round, const std
 
 namespace {
 
-constexpr uint16_t codec_version = 4;
+constexpr uint16_t codec_version = 5;
 
 
 }  // namespace
@@ -563,7 +570,7 @@ std::vector<uint8_t> encode_group(const group_state& g) {
   w.put(c.commission_cap);
   w.put(g.number);
   w.put(uint8_t(g.ph));
-  w.put(uint8_t(0));
+  w.put(g.schedule_offset);
   w.put(uint16_t(0));
   w.put(g.round);
   w.put(g.started_at);
@@ -611,7 +618,9 @@ std::string group_fault(const group_state& g) {
   const auto n = uint32_t(g.seats.size());
   const uint64_t c = g.cfg.contribution;
   const bool forming = g.ph == phase::forming, active = g.ph == phase::active, completed = g.ph == phase::completed;
-  if (forming && (g.round != 0 || g.started_at != 0 || g.shift_ns != 0)) return "a forming group has a round";
+  if (forming && (g.round != 0 || g.started_at != 0 || g.shift_ns != 0 || g.schedule_offset != 0))
+    return "a forming group has a round";
+  if (g.schedule_offset > 1) return "its schedule offset is out of range";
   if ((!active || g.cfg.policy != rotation::bidding) && g.held != 0)
     return "only an active bidding group holds repaid group parts";
   if (active && (n < 2 || g.round == 0)) return "an active group without its round or seats";
@@ -716,7 +725,8 @@ bool decode_group(std::span<const uint8_t> bytes, group_state* out, std::string*
   c.commission_cap = r.get<uint64_t>();
   if (!v1) g.number = r.get<uint64_t>();
   const auto ph = r.get<uint8_t>();
-  r.get<uint8_t>();
+  const auto offset = r.get<uint8_t>();  // (zero before version 5)
+  if (version >= 5) g.schedule_offset = offset;
   r.get<uint16_t>();
   g.round = r.get<uint32_t>();
   g.started_at = r.get<uint64_t>();

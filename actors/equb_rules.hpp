@@ -8,9 +8,11 @@
 // seats, each receiving its own payout). Lifecycle:
 //   forming   seats join (paying the first contribution as a deposit into escrow) and
 //             leave (the deposit is returned); start needs at least 2 seats.
-//   active    round k of N (1-based). Round k's deadline is started_at + shift + k *
+//   active    round k of N (1-based). Round k's deadline is started_at + shift + (k - 1) *
 //             period (shift: the engine's downtime that fell on its deadlines, below, and
-//             how far past their close hold_round rounds closed);
+//             how far past their close hold_round rounds closed). Round 1 is paid by
+//             the deposits and pays out at the start; round 2 so has one period (rules
+//             version 27: a group started before has k periods, schedule_offset 0);
 //             contributions after it pay the late penalty, into the pot. A round
 //             closes when every seat has paid, or when deadline + grace has passed
 //             (unless the default policy holds the round): seats that did not pay owe
@@ -179,6 +181,9 @@ struct group_state {
   uint32_t round = 0;  // 1..N while active
   uint64_t started_at = 0;
   uint64_t shift_ns = 0;  // added to every deadline: engine downtime (reschedule), held rounds' overrun
+  // Periods taken off every round's deadline: 1 for a group started from rules version 27
+  // (round k due at the start + k - 1 periods), 0 for one started before (k periods).
+  uint8_t schedule_offset = 0;
   std::vector<seat> seats;
   uint64_t pot = 0;          // this round: dues and penalties paid, credits used, any cover
   uint64_t escrow = 0;       // what escrow must hold: pot + every seat's credit + held (the audit's invariant)
@@ -230,7 +235,9 @@ outcome join(group_state& g, uint64_t wallet);
 outcome leave(group_state& g, uint32_t seat_index, uint64_t wallet, bool last_seat_only = true);
 // Starts round 1 at `now` (the deposits are its contributions). `secret` is the lottery
 // seed s_N (random, chosen by the engine and logged); ignored for fixed order.
-outcome start(group_state& g, uint64_t now, const seed& secret);
+// `round_two_one_period`: round k is due at the start + k - 1 periods (schedule_offset 1);
+// false: the rules before version 27 (k periods).
+outcome start(group_state& g, uint64_t now, const seed& secret, bool round_two_one_period = true);
 
 // Round g.round's deadline: a contribution after it is late.
 [[nodiscard]] uint64_t round_deadline(const group_state& g);
@@ -290,11 +297,10 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool 
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);
 
-// A group's state as bytes (snapshots), little-endian, version 4 (version 3, without
-// `held` and debts' group parts, version 2, also without the shift, and version 1, also
-// without the number and the seats' payout routes, are read too): the config, the
-// state, then
-// each seat with its debts. decode_group refuses, naming the fault, any
+// A group's state as bytes (snapshots), little-endian, version 5 (version 4, without the
+// schedule offset, version 3, also without `held` and debts' group parts, version 2, also
+// without the shift, and version 1, also without the number and the seats' payout
+// routes, are read too): the config, the state, then each seat with its debts. decode_group refuses, naming the fault, any
 // input that is cut short or too long, an unknown version or enum, a config that
 // check_config refuses, counts over their limits, or state that breaks the escrow
 // invariant (escrow = pot + credits + held): a damaged snapshot must stop recovery, not seed

@@ -199,6 +199,12 @@ constexpr uint16_t rules_sweep_backoff = 25;
 // whole: the winner got more than its bid (by the discount's shortfall) and the
 // dividend was short by as much.
 constexpr uint16_t rules_bid_discount_owed = 26;
-constexpr uint16_t rules_newest = 26;
+// Equb schedule: round k of a group started from this version is due at the start plus
+// k - 1 periods. Round 1 is paid by the deposits and pays out at the start, so round 2,
+// the first the members pay after it, has one period; before, round k was due at the
+// start plus k periods and round 2 had two. Kept per group (group_state::schedule_offset)
+// so a group started before keeps its schedule.
+constexpr uint16_t rules_round_two_one_period = 27;
+constexpr uint16_t rules_newest = 27;
 
 }  // namespace mesob::actors

@@ -882,6 +882,8 @@ std::vector<uint8_t> groups_body(std::span<const group_item> groups) {
       b.add_shift_ns(g.shift_ns);
       b.add_held(g.held);
       b.add_debts_to_group(to_group);
+      b.add_round_deadline(g.round_deadline);
+      b.add_round_close(g.round_close);
       offs.push_back(b.Finish());
     }
     return fb::CreateGroups(fbb, fbb.CreateVector(offs));
@@ -991,6 +993,8 @@ bool parse_response(std::span<const uint8_t> body, reply_msg* out, std::string* 
           item.created_at = g->created_at();
           item.started_at = g->started_at();
           item.shift_ns = g->shift_ns();
+          item.round_deadline = g->round_deadline();
+          item.round_close = g->round_close();
           item.pot = g->pot();
           item.escrow = g->escrow();
           item.escrow_expected = g->escrow_expected();

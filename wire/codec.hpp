@@ -259,6 +259,8 @@ struct group_item {
   std::vector<uint64_t> destinations;  // per seat
   uint64_t held = 0;                   // of escrow: repaid group parts, the seats' at the next close
   std::vector<uint64_t> debts_to_group;  // per seat: of its debt_total, the part owed to the group
+  uint64_t round_deadline = 0;           // active: the round's deadline (0: not active)
+  uint64_t round_close = 0;              // active: its deadline + grace (0: not active)
 };
 
 enum class reply_kind : uint8_t {

@@ -264,10 +264,10 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(gs, "group", "rotation"), "lottery");
     EXPECT_EQ(cell(gs, "group", "round"), "2");
     EXPECT_EQ(cell(gs, "group", "shift_ns"), "0");
-    // Round 2's deadline: two periods (a day each) after the start; its close, no grace later.
+    // Round 2's deadline: a period (a day) after the start; its close, no grace later.
     const uint64_t started = std::stoull(cell(gs, "group", "started_at"));
-    EXPECT_EQ(cell(gs, "group", "round_deadline"), std::to_string(started + 2 * create.period_ns));
-    EXPECT_EQ(cell(gs, "group", "round_close"), std::to_string(started + 2 * create.period_ns + create.grace_ns));
+    EXPECT_EQ(cell(gs, "group", "round_deadline"), std::to_string(started + create.period_ns));
+    EXPECT_EQ(cell(gs, "group", "round_close"), std::to_string(started + create.period_ns + create.grace_ns));
     EXPECT_EQ(cell(gs, "group", "escrow_matches"), "yes");
     EXPECT_EQ(cell(gs, "seats", "wallet"), "3");
     EXPECT_EQ(cell(gs, "paid-out rounds", "revealed_seed").size(), 64u);

@@ -312,11 +312,11 @@ TEST_F(equb_engine, MissedDeadlinePaysWhatIsThereAndTheDebtFollowsTheMember) {
   open_wallets(3);
   form(g, 3);
   ASSERT_EQ(settled(g).g.round, 2u);
-  // Round 2: wallets 1 and 2 pay, wallet 3 does not. Round k's deadline is k weeks after
-  // the start, then a day of grace.
+  // Round 2: wallets 1 and 2 pay, wallet 3 does not. Round k's deadline is k - 1 weeks
+  // after the start (round 1 paid out at it), then a day of grace.
   ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
-  fx_.advance_s(15 * 86'400 + 1);
+  fx_.advance_s(8 * 86'400 + 1);
   // The engine ticks on its clock: the round closes without a request.
   const group_entry st = at_round(g, 3);
   ASSERT_EQ(st.g.round, 3u);
@@ -326,7 +326,7 @@ TEST_F(equb_engine, MissedDeadlinePaysWhatIsThereAndTheDebtFollowsTheMember) {
   EXPECT_EQ(st.g.seats[2].debts[0].creditor_account_id, 2u);
   expect_escrow_consistent(g);
   EXPECT_EQ(st.g.seats[2].debts[0].amount, missed_debt);
-  // Round 3 (its deadline is three weeks after the start: not late yet): wallet 3 owes its due and its debt.
+  // Round 3 (its deadline is two weeks after the start: not late yet): wallet 3 owes its due and its debt.
   EXPECT_EQ(pay(3, g, 3, 2, contribution), result::wrong_amount);
   EXPECT_EQ(pay(3, g, 3, 2, 2 * contribution), result::wrong_amount) << "the debt is the due and the penalty";
   const int64_t creditor = balance(2);
@@ -414,7 +414,7 @@ TEST_F(equb_engine_replay, AGroupsChainsGoOnPastTransfersMax) {
   fx_.restart();
   EXPECT_EQ(pay(3, g, 2, 2, contribution), result::transfers_full);
   const int64_t w2 = balance(2);
-  fx_.advance_s(15 * 86'400 + 1);  // wallet 3 misses round 2: it closes, wallet 2 receives
+  fx_.advance_s(8 * 86'400 + 1);  // wallet 3 misses round 2: it closes, wallet 2 receives
   ASSERT_EQ(at_round(g, 3).g.round, 3u);
   EXPECT_GT(e().stats().transfers, full) << "the group's chains are the engine's own";
   EXPECT_GT(balance(2), w2);
@@ -557,7 +557,7 @@ TEST_F(equb_engine_replay, DebtsArePaidAfterTheGroupEnds) {
   open_wallets(2);
   form(g, 2);  // round 1: wallet 1 receives at once
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
-  fx_.advance_s(15 * 86'400 + 1);  // wallet 1 misses round 2
+  fx_.advance_s(8 * 86'400 + 1);  // wallet 1 misses round 2
   group_entry st;
   for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
     st = settled(g);
@@ -987,14 +987,14 @@ TEST_F(equb_engine_replay, DecisionsAreEventsAndReplayWritesThemAgain) {
   form(g, n, actors::equb::rotation::lottery);
   ASSERT_EQ(settled(g).g.round, 2u);
   for (uint32_t seat = 0; seat + 1 < n; ++seat) ASSERT_EQ(pay(seat + 1, g, 2, seat, contribution), result::ok);
-  fx_.advance_s(15 * 86'400 + 1);  // wallet 4 misses round 2
+  fx_.advance_s(8 * 86'400 + 1);  // wallet 4 misses round 2
   ASSERT_EQ(at_round(g, 3).g.round, 3u);
   // Wallet 4 owes round 2's contribution, unless round 2's draw picked it and its payout
   // settled the debt.
   uint64_t debt = 0;
   for (const auto& d : settled(g).g.seats[3].debts) debt += d.amount;
   for (uint32_t round = 3; round <= n; ++round) {
-    // Round 4 is paid late: past its deadline (day 28), within its grace (a day).
+    // Round 4 is paid late: past its deadline (day 21), within its grace (a day).
     if (round == 4) fx_.advance_s(13 * 86'400);
     for (uint32_t seat = 0; seat < n; ++seat) {
       const uint64_t owed = contribution + (seat == 3 && round == 3 ? debt : 0) + (round == 4 ? 5 : 0);
@@ -1098,7 +1098,7 @@ void equb_engine::outage_does_not_count_against_members() {
   const uint64_t round2_deadline = actors::equb::round_deadline(settled(g).g);
   const uint64_t h_deadline = actors::equb::round_deadline(settled(h).g);  // h started a little later
   ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
-  fx_.advance_s(10 * day_s);
+  fx_.advance_s(5 * day_s);
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);  // the last batch before the outage
   fx_.close();
   fx_.advance_s(30 * day_s);  // past round 2's deadline, its close, and round 3's
@@ -1128,7 +1128,7 @@ void equb_engine::outage_does_not_count_against_members() {
   EXPECT_EQ(settled(h).g.round, 3u);
   // Round 3's moved close passes with the engine up: it closes on its tick, with the
   // debts of the seats that did not pay.
-  fx_.advance_s(12 * day_s + 1);  // day 52 + 1 s: round 3 closes on day 21 + 1 + ~30
+  fx_.advance_s(10 * day_s + 1);  // day 45 + 1 s: round 3 closes on day 14 + 1 + ~30
   for (int i = 0; i < 1000 && settled(g).g.ph != phase::completed; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   st = settled(g);
@@ -1172,10 +1172,10 @@ TEST_F(equb_engine, ADeadlinePassedWhileUpIsNotMovedByALaterOutage) {
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
   settled(g);
   const uint64_t logged = e().stats().lsn_durable;
-  fx_.advance_s(14 * 86'400 + 3600);  // round 2's deadline (day 14) an hour past; its grace runs
+  fx_.advance_s(7 * 86'400 + 3600);  // round 2's deadline (day 7) an hour past; its grace runs
   ASSERT_GT(logged_after(logged), logged) << "a tick at the deadline";
   fx_.close();
-  fx_.advance_s(2 * 86'400);  // past the close (day 15)
+  fx_.advance_s(2 * 86'400);  // past the close (day 8)
   fx_.open();
   group_entry st = settled(g);
   ASSERT_EQ(st.g.round, 2u) << "the grace the outage took is given back";
@@ -1189,17 +1189,17 @@ TEST_F(equb_engine, ADeadlinePassedWhileUpIsNotMovedByALaterOutage) {
 }
 // A quiet spell with the engine up is not outage: while groups are scheduled the engine
 // logs a heartbeat tick after a minute without a logged batch, so the schedule moves by
-// the time the engine was down (5 days here), not by the time since the last request (15
+// the time the engine was down (5 days here), not by the time since the last request (10
 // days). Before, the restart measured from the last payment.
 TEST_F(equb_engine, AQuietSpellBeforeAnOutageIsNotCountedAsOutage) {
   constexpr uint64_t g = 5034;
   constexpr uint64_t day_ns = 86'400ull * 1'000'000'000ull;
   open_wallets(3);
-  form(g, 3);  // round 2's deadline on day 14
+  form(g, 3);  // round 2's deadline on day 7
   ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
   settled(g);
   const uint64_t logged = e().stats().lsn_durable;
-  fx_.advance_s(10 * 86'400);  // up and quiet for 10 days
+  fx_.advance_s(5 * 86'400);  // up and quiet for 5 days
   ASSERT_GT(logged_after(logged), logged) << "a heartbeat tick";
   fx_.close();
   fx_.advance_s(5 * 86'400);  // down across round 2's deadline
@@ -1207,7 +1207,7 @@ TEST_F(equb_engine, AQuietSpellBeforeAnOutageIsNotCountedAsOutage) {
   const group_entry st = settled(g);
   ASSERT_EQ(st.g.round, 2u);
   EXPECT_GT(st.g.shift_ns, 5 * day_ns - 1'000'000'000ull);
-  EXPECT_LE(st.g.shift_ns, 5 * day_ns + 1'000'000'000ull) << "the outage, not the 10 quiet days before it";
+  EXPECT_LE(st.g.shift_ns, 5 * day_ns + 1'000'000'000ull) << "the outage, not the 5 quiet days before it";
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
   ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);
   EXPECT_EQ(settled(g).g.round, 3u);
@@ -1319,7 +1319,7 @@ void equb_engine::short_pot_discount_is_owed_to_the_group() {
   ASSERT_EQ(op1(bid), result::ok);
   ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // seats 0, 1 and 3 miss round 2
   const int64_t w2 = balance(2);
-  fx_.advance_s(15 * 86'400 + 1);  // past round 2's deadline (day 14) and its grace
+  fx_.advance_s(8 * 86'400 + 1);  // past round 2's deadline (day 7) and its grace
   group_entry st = at_round(g, 3);
   ASSERT_EQ(st.g.round, 3u);
   ASSERT_EQ(st.history.at(1).seat, 1u);
@@ -1412,7 +1412,7 @@ TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
   ASSERT_EQ(pay(2, cover, 2, 1, contribution), result::ok);
   ASSERT_EQ(pay(4, hold, 2, 0, contribution), result::ok);
   ASSERT_EQ(pay(5, hold, 2, 1, contribution), result::ok);
-  fx_.advance_s(15 * 86'400 + 1);  // past round 2's deadline + grace
+  fx_.advance_s(8 * 86'400 + 1);  // past round 2's deadline + grace
   const group_entry c = at_round(cover, 3);
   ASSERT_EQ(c.g.round, 3u);
   // The guarantor paid wallet 3's due into the pot; the recipient got a whole pot.
@@ -1448,7 +1448,7 @@ TEST_F(equb_engine_replay, AHeldRoundDoesNotMakeTheNextRoundLateForEveryone) {
   form(hold, 3, actors::equb::rotation::fixed_order, actors::equb::default_policy::hold_round);
   ASSERT_EQ(pay(1, hold, 2, 0, contribution), result::ok);
   ASSERT_EQ(pay(2, hold, 2, 1, contribution), result::ok);
-  fx_.advance_s(40 * day_s);  // round 2 closed at 15 days, round 3's deadline was 21
+  fx_.advance_s(40 * day_s);  // round 2 closed at 8 days, round 3's deadline was 14
   ASSERT_EQ(pay(3, hold, 2, 2, contribution + late_penalty), result::ok);
   group_entry h = settled(hold);
   ASSERT_EQ(h.g.round, 3u);
@@ -1494,7 +1494,7 @@ TEST_F(equb_engine, AGuarantorsCoverCountsInItsDailyOutflow) {
   ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
   ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
-  fx_.advance_s(15 * 86'400 + 1);  // past round 2's deadline + grace: wallet 3's due is covered
+  fx_.advance_s(8 * 86'400 + 1);  // past round 2's deadline + grace: wallet 3's due is covered
   ASSERT_EQ(at_round(g, 3).g.round, 3u);
   EXPECT_EQ(balance(guarantor), -int64_t(contribution));
   EXPECT_EQ(e().lookup_customers({guarantor}).customers.at(0).outflow_today, contribution);
@@ -1647,6 +1647,56 @@ TEST_F(equb_engine, TieredMembersReceiveTheirPayoutPastTheirLimits) {
   EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, funding, 1, 1)}).results.at(0),
             result::exceeds_balance_limit);
   expect_escrow_consistent(g);
+}
+
+// A group started by a batch record of version 26 keeps round k due at the start + k
+// periods when the log is replayed by this build (round 2: two periods); one started by a
+// version 27 record has round k due at k - 1 periods. The log is written with the
+// engine's own writer, as each build wrote it (wallets, the create, the joins, the start).
+TEST(equb_engine_upgrade, a_group_started_by_an_older_record_keeps_its_schedule) {
+  for (const uint16_t version : {uint16_t(26), uint16_t(27)}) {
+    SCOPED_TRACE(version);
+    temp_dir dir;
+    constexpr uint64_t group = 831, fee = 900;
+    const auto create = make_equb_create(group, fee, 100);
+    std::vector<wire::transfer> joins;
+    for (const uint64_t w : {1, 2}) joins.push_back(make_transfer(40 + w, w, group, 100, wire::transfer_flags::equb));
+    wire::equb_op start;
+    start.kind = wire::equb_op_kind::start;
+    start.group_id = group;
+    const auto kind = [](actors::op_kind k) { return uint16_t(k); };
+    // Each body as these versions write it: the capacities the batch was decided by (the
+    // accounts_max or groups_max; a transfer batch's pending_max and transfers_max), 8
+    // bytes each, then the operations.
+    const auto with_capacities = [](std::vector<uint8_t> ops, size_t settings) {
+      std::vector<uint8_t> b(settings * 8);
+      for (size_t i = 0; i < settings; ++i) {
+        const uint64_t max = 1'000'000;
+        std::memcpy(b.data() + i * 8, &max, 8);
+      }
+      b.insert(b.end(), ops.begin(), ops.end());
+      return b;
+    };
+    write_batch_records(
+        dir.path(),
+        {{version, kind(actors::op_kind::create_accounts), 3,
+          with_capacities(ops_bytes(std::vector{make_account(1), make_account(2), make_account(fee)}), 1)},
+         {version, kind(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{create}), 1)},
+         {version, kind(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(joins), 2)},
+         {version, kind(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{start}), 1)}});
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    const auto r = e->lookup_groups({group});
+    ASSERT_EQ(r.groups.size(), 1u);
+    const auto& g = r.groups[0].g;
+    ASSERT_EQ(g.ph, phase::active);
+    ASSERT_EQ(g.round, 2u) << "round 1 paid out at the start";
+    EXPECT_EQ(g.schedule_offset, version >= 27 ? 1u : 0u);
+    // (The engine was down from the log's last record until now: the schedule moved by that.)
+    EXPECT_EQ(actors::equb::round_deadline(g) - g.started_at - g.shift_ns,
+              (version >= 27 ? 1 : 2) * create.period_ns);
+  }
 }
 
 }  // namespace

@@ -84,7 +84,14 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert g["seats"][1]["payout_rail"] == 1 and g["seats"][1]["destination"] == 251900000312, g
     assert g["seats"][0]["payout_rail"] == 0 and g["seats"][0]["destination"] == 0, g
     assert g["held"] == 0 and g["seats"][0]["debt_to_group"] == 0, g
+    assert g["round_deadline"] == 0 and g["round_close"] == 0, g  # forming: no round
+    before = time.time_ns()
     assert pay.equb([dict(kind=Client.START, group=720)]) == [0]  # round 1: seat 0, to its wallet
+    # Round 2 is due a period after the start (the engine clock is the wall clock); no grace.
+    g = pay.lookup_groups([720])[0]
+    week = 7 * 86400 * 10**9
+    assert g["round"] == 2 and before + week - 10**9 <= g["round_deadline"] <= time.time_ns() + week + 10**9, g
+    assert g["round_close"] == g["round_deadline"], g
     assert pay.pay_equb(9510, 311, 720, 2, 0, 1000, "ETB") == 0
     assert pay.pay_equb(9511, 312, 720, 2, 1, 1000, "ETB") == 0  # round 2: seat 1, on through tb
     ins = tb.payout_instructions()

@@ -112,6 +112,10 @@ group_state started(ledger& l, uint32_t n, group_config cfg, const seed& secret 
   return g;
 }
 
+// Round k's deadline (and `plus` after it) of a group started at 0 by this build's rules:
+// k - 1 periods (round 1 pays out at the start; round 2 has one period).
+uint64_t due_at(uint32_t k, uint64_t plus = 0) { return deadline_after(0, k - 1, period, plus); }
+
 // Every seat pays on time for the current round.
 void everyone_pays(ledger& l, group_state& g, uint64_t now) {
   for (uint32_t i = 0; i < g.seats.size(); ++i) {
@@ -279,7 +283,7 @@ TEST(equb_rules, fixed_order_runs_to_completion) {
   ledger l;
   auto g = started(l, 4, config());
   for (uint32_t round = 1; round <= 4; ++round) {
-    const uint64_t now = (round - 1) * period + 10;
+    const uint64_t now = due_at(round);  // at the deadline itself: on time
     everyone_pays(l, g, now);
     ASSERT_TRUE(round_due(g, now));
     const auto o = close_round(g, now);
@@ -324,12 +328,12 @@ TEST(equb_rules, late_contributions_pay_the_penalty_into_the_pot) {
   ledger l;
   auto g = started(l, 2, config());
   step(l, g, close_round(g, 1));  // round 1 from the deposits
-  const uint64_t late = 2 * period + 5;  // round 2's deadline is 2 * period
+  const uint64_t late = due_at(2) + 5;  // round 2's deadline: a period after the start
   EXPECT_EQ(owed(g, 0, late), c + g.cfg.late_penalty);
-  EXPECT_EQ(owed(g, 0, 2 * period), c);  // at the deadline itself: on time
+  EXPECT_EQ(owed(g, 0, due_at(2)), c);  // at the deadline itself: on time
   EXPECT_EQ(contribute(g, 0, wallet(0), 2, c, g.cfg.currency, late).code, result::wrong_amount);
   step(l, g, contribute(g, 0, wallet(0), 2, c + g.cfg.late_penalty, g.cfg.currency, late));
-  step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, 2 * period));
+  step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, due_at(2)));
   EXPECT_EQ(g.pot, 2 * c + g.cfg.late_penalty);
   const auto o = close_round(g, late);
   step(l, g, o);
@@ -348,11 +352,11 @@ TEST(equb_rules, pay_what_is_there_makes_debts_owed_to_the_short_changed_recipie
     auto g = started(l, 3, config());
     const uint64_t p = penalty ? g.cfg.late_penalty : 0;
     step(l, g, close_round(g, 1));  // round 1: seat 0
-    const uint64_t now = period + 1;
+    const uint64_t now = due_at(2) - 1;
     step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, now));
     step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, now));
-    EXPECT_FALSE(round_due(g, 2 * period + grace));
-    const uint64_t after_grace = 2 * period + grace + 1;
+    EXPECT_FALSE(round_due(g, due_at(2, grace)));
+    const uint64_t after_grace = due_at(2, grace) + 1;
     ASSERT_TRUE(round_due(g, after_grace));
     const auto o = close_round(g, after_grace, true, penalty);
     EXPECT_EQ(o.recipient_seat, 1u);
@@ -371,7 +375,7 @@ TEST(equb_rules, pay_what_is_there_makes_debts_owed_to_the_short_changed_recipie
     EXPECT_EQ(encode_group(back), encode_group(g));
     const int64_t w1_before = l.bal[wallet(1)];
     // Round 3, late: the debtor owes due + penalty + its debt; the debt goes to wallet 1.
-    const uint64_t late = 3 * period + 7;
+    const uint64_t late = due_at(3) + 7;
     EXPECT_EQ(owed(g, 2, late), c + g.cfg.late_penalty + c + p);
     step(l, g, contribute(g, 2, wallet(2), 3, 2 * c + g.cfg.late_penalty + p, g.cfg.currency, late));
     EXPECT_EQ(l.bal[wallet(1)], w1_before + int64_t(c + p));
@@ -401,12 +405,12 @@ TEST(equb_rules, a_seat_whose_credit_covers_its_due_still_owes_the_penalty_when_
     l.bal[fee_acct] -= int64_t(c);  // (where the credit's money came from, for the ledger's sum)
     g.seats[2].debts.push_back({1, 700, wallet(0)});
     g.seats[2].paid = false;
-    const uint64_t now = period + 1;
+    const uint64_t now = due_at(2) - 1;
     EXPECT_EQ(owed(g, 2, now), 700u);
-    EXPECT_EQ(owed(g, 2, 2 * period + 1), 700u + g.cfg.late_penalty) << "late, it pays the penalty";
+    EXPECT_EQ(owed(g, 2, due_at(2) + 1), 700u + g.cfg.late_penalty) << "late, it pays the penalty";
     step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, now));
     step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, now));
-    const auto o = close_round(g, 2 * period + grace + 1, true, penalty);
+    const auto o = close_round(g, due_at(2, grace) + 1, true, penalty);
     step(l, g, o);
     ASSERT_EQ(g.seats[2].debts.size(), penalty ? 2u : 1u);
     if (penalty) {
@@ -435,7 +439,7 @@ TEST(equb_rules, cover_from_guarantor_and_debts_settled_from_the_payout) {
       auto g = started(l, 3, cfg);
       step(l, g, close_round(g, 1));  // round 1: seat 0, from the deposits
       // Seat 2 pays nothing in rounds 2 and 3.
-      uint64_t now = 2 * period + grace + 1;
+      uint64_t now = due_at(2, grace) + 1;
       step(l, g, contribute(g, 0, wallet(0), 2, c + cfg.late_penalty, cfg.currency, now));
       step(l, g, contribute(g, 1, wallet(1), 2, c + cfg.late_penalty, cfg.currency, now));
       auto o = close_round(g, now, true, penalty);
@@ -447,7 +451,7 @@ TEST(equb_rules, cover_from_guarantor_and_debts_settled_from_the_payout) {
       ASSERT_EQ(g.seats[2].debts.size(), 1u);
       EXPECT_EQ(g.seats[2].debts[0].creditor_account_id, guarantor);
       EXPECT_EQ(g.seats[2].debts[0].amount, c + p);
-      now = 3 * period + grace + 1;
+      now = due_at(3, grace) + 1;
       step(l, g, contribute(g, 0, wallet(0), 3, c + cfg.late_penalty, cfg.currency, now));
       step(l, g, contribute(g, 1, wallet(1), 3, c + cfg.late_penalty, cfg.currency, now));
       o = close_round(g, now, true, penalty);  // seat 2 receives, unpaid: the guarantor covers, its debts are settled first
@@ -484,7 +488,7 @@ TEST(equb_rules, hold_round_waits_for_every_seat) {
 // A round held past its close moves the schedule by how far past it closed: the next
 // round opens with the time a round closed on time leaves (period - grace to its
 // deadline), not already late for every member (rules version 23). Before, its deadline
-// stayed 27 periods in the past and the two members who had paid on time paid the late
+// stayed 28 periods in the past and the two members who had paid on time paid the late
 // penalty again.
 TEST(equb_rules, a_held_round_moves_the_next_rounds_deadline) {
   for (const bool moves : {true, false}) {
@@ -493,7 +497,7 @@ TEST(equb_rules, a_held_round_moves_the_next_rounds_deadline) {
     step(l, g, close_round(g, 1, true, true, moves));
     step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, 10));
     step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, 10));
-    const uint64_t late = 30 * period;  // round 2 closed at 2 periods + grace
+    const uint64_t late = 30 * period;  // round 2 closed at a period + grace
     step(l, g, contribute(g, 2, wallet(2), 2, c + g.cfg.late_penalty, g.cfg.currency, late));
     step(l, g, close_round(g, late, true, true, moves));
     ASSERT_EQ(g.round, 3u);
@@ -501,7 +505,7 @@ TEST(equb_rules, a_held_round_moves_the_next_rounds_deadline) {
       EXPECT_EQ(owed(g, 0, late + 1), c + g.cfg.late_penalty);
       continue;
     }
-    EXPECT_EQ(g.shift_ns, late - (2 * period + grace));
+    EXPECT_EQ(g.shift_ns, late - due_at(2, grace));
     EXPECT_EQ(round_deadline(g), late + period - grace);
     EXPECT_EQ(owed(g, 0, late + 1), c) << "on time";
     EXPECT_EQ(owed(g, 1, round_deadline(g)), c) << "at the deadline, still on time";
@@ -526,7 +530,7 @@ TEST(equb_rules, twelve_seat_lottery_runs_to_completion_and_every_draw_verifies)
   std::set<uint32_t> received;
   std::vector<uint32_t> order;
   for (uint32_t round = 1; round <= 12; ++round) {
-    const uint64_t now = (round - 1) * period + 100;
+    const uint64_t now = due_at(round);
     everyone_pays(l, g, now);
     std::vector<uint32_t> candidates;
     for (uint32_t i = 0; i < 12; ++i)
@@ -703,8 +707,8 @@ TEST(equb_rules, a_bids_discount_the_pot_cannot_pay_is_owed_to_the_group) {
     step(l, g, close_round(g, 1));                   // round 1: seat 0, no bids
     const int64_t w1_start = l.bal[wallet(1)];
     ASSERT_EQ(bid(g, 1, wallet(1), 2, 200).code, result::ok);
-    step(l, g, contribute(g, 2, wallet(2), 2, 100, g.cfg.currency, period + 1));  // seats 0, 1, 3 miss
-    const auto o = close_round(g, deadline_after(0, 2, period, grace) + 1, true, true, true, owed_rule);
+    step(l, g, contribute(g, 2, wallet(2), 2, 100, g.cfg.currency, due_at(2)));  // seats 0, 1, 3 miss
+    const auto o = close_round(g, due_at(2, grace) + 1, true, true, true, owed_rule);
     step(l, g, o);
     ASSERT_EQ(o.recipient_seat, 1u);
     EXPECT_EQ(l.bal[wallet(1)], w1_start) << "the pot went to the discount: nothing paid now";
@@ -723,7 +727,7 @@ TEST(equb_rules, a_bids_discount_the_pot_cannot_pay_is_owed_to_the_group) {
     EXPECT_EQ(credits, owed_rule ? 80u : 90u);
     // Round 3: every seat pays what it owes; seat 0's debt goes on to the winner less its
     // group part, which the group holds for the seats until the close.
-    const uint64_t at3 = deadline_after(0, 2, period, grace) + 10;
+    const uint64_t at3 = due_at(2, grace) + 10;
     for (uint32_t i = 0; i < 4; ++i) step(l, g, contribute(g, i, wallet(i), 3, owed(g, i, at3), g.cfg.currency, at3));
     EXPECT_EQ(g.held, owed_rule ? 100u : 0u);
     EXPECT_EQ(l.bal[escrow], int64_t(400 + g.held)) << "the pot, and what it holds for the seats";
@@ -731,8 +735,8 @@ TEST(equb_rules, a_bids_discount_the_pot_cannot_pay_is_owed_to_the_group) {
     step(l, g, o3);
     EXPECT_EQ(dividends_in(o3), owed_rule ? 100u : 0u) << "repaid group parts go to the seats at the close";
     EXPECT_EQ(g.held, 0u);
-    everyone_pays(l, g, 3 * period + 1);
-    step(l, g, close_round(g, 3 * period + 1, true, true, true, owed_rule));
+    everyone_pays(l, g, due_at(4));
+    step(l, g, close_round(g, due_at(4), true, true, true, owed_rule));
     ASSERT_EQ(g.ph, phase::completed);
     EXPECT_EQ(l.bal[escrow], 0);
     // The winner: paid 100 (round 1), its round 3 due less its credit, 100 (round 4); got
@@ -762,7 +766,7 @@ TEST(equb_rules, a_winner_that_missed_owes_the_group_what_the_others_dues_cannot
   auto g = started(l, 3, cfg);
   step(l, g, close_round(g, 1));  // round 1: seat 0
   ASSERT_EQ(bid(g, 1, wallet(1), 2, 50).code, result::ok);
-  const uint64_t close2 = deadline_after(0, 2, period, grace) + 1;
+  const uint64_t close2 = due_at(2, grace) + 1;
   const auto o = close_round(g, close2);  // nobody paid round 2
   step(l, g, o);
   ASSERT_EQ(o.recipient_seat, 1u);
@@ -780,7 +784,7 @@ TEST(equb_rules, a_winner_that_missed_owes_the_group_what_the_others_dues_cannot
   step(l, g, contribute(g, 1, wallet(1), 3, 150, g.cfg.currency, at3));
   step(l, g, contribute(g, 2, wallet(2), 3, 200, g.cfg.currency, at3));
   EXPECT_EQ(g.held, 150u);
-  const auto o3 = close_round(g, deadline_after(0, 3, period, grace) + 1);
+  const auto o3 = close_round(g, due_at(3, grace) + 1);
   step(l, g, o3);
   ASSERT_EQ(g.ph, phase::completed);
   EXPECT_EQ(dividends_in(o3), 150u);
@@ -805,18 +809,18 @@ TEST(equb_rules, group_parts_are_settled_from_a_payout_first_and_shared_at_a_dis
   auto g = started(l, 4, short_pot_config(0));
   step(l, g, close_round(g, 1));  // round 1: seat 0
   ASSERT_EQ(bid(g, 1, wallet(1), 2, 200).code, result::ok);
-  step(l, g, contribute(g, 0, wallet(0), 2, 100, g.cfg.currency, period + 1));  // seats 2 and 3 miss
-  step(l, g, close_round(g, deadline_after(0, 2, period, grace) + 1));
+  step(l, g, contribute(g, 0, wallet(0), 2, 100, g.cfg.currency, due_at(2)));  // seats 2 and 3 miss
+  step(l, g, close_round(g, due_at(2, grace) + 1));
   ASSERT_EQ(g.seats[2].debts.size(), 1u);
   EXPECT_EQ(g.seats[2].debts[0].group_part, 100u);
   EXPECT_EQ(g.seats[3].debts[0].group_part, 0u);
   const ledger l2 = l;
   const group_state g2 = g;
   // Seat 2 (the first that has not received, no bids) misses round 3 and receives it.
-  const uint64_t at3 = deadline_after(0, 2, period, grace) + 10;
+  const uint64_t at3 = due_at(2, grace) + 10;
   for (const uint32_t i : {0u, 1u, 3u}) step(l, g, contribute(g, i, wallet(i), 3, owed(g, i, at3), g.cfg.currency, at3));
   const int64_t w1 = l.bal[wallet(1)];
-  const auto o3 = close_round(g, deadline_after(0, 3, period, grace) + 1);
+  const auto o3 = close_round(g, due_at(3, grace) + 1);
   step(l, g, o3);
   ASSERT_EQ(o3.recipient_seat, 2u);
   EXPECT_TRUE(g.seats[2].debts.empty());
@@ -841,7 +845,7 @@ TEST(equb_rules, group_parts_are_settled_from_a_payout_first_and_shared_at_a_dis
   ASSERT_EQ(bid(p, 2, wallet(2), 3, 200).code, result::ok);
   for (const uint32_t i : {0u, 1u}) step(lp, p, contribute(p, i, wallet(i), 3, owed(p, i, at3), p.cfg.currency, at3));
   const int64_t w1p = lp.bal[wallet(1)];
-  const auto op = close_round(p, deadline_after(0, 3, period, grace) + 1);
+  const auto op = close_round(p, due_at(3, grace) + 1);
   step(lp, p, op);
   ASSERT_EQ(op.recipient_seat, 2u);
   ASSERT_EQ(p.seats[2].debts.size(), 1u);
@@ -894,12 +898,68 @@ TEST(equb_rules, group_table_owes_a_short_pots_discount_by_the_records_rules) {
   }
 }
 
+// Round 1 is paid by the deposits and pays out at the start. From rules version 27 round
+// k is due at the start + k - 1 periods, so round 2, the first the members pay, has one
+// period like every later round; a group started by the rules before keeps round k due
+// at the start + k periods (round 2 had two), in its bytes (the schedule offset) and its
+// wire item, whatever the rules of the records after its start.
+TEST(equb_rules, group_table_gives_round_two_one_period_from_rules_27) {
+  using mesob::actors::rules_newest;
+  using mesob::actors::rules_round_two_one_period;
+  for (const uint16_t rules : {rules_round_two_one_period, uint16_t(rules_round_two_one_period - 1)}) {
+    SCOPED_TRACE(rules);
+    const bool one = rules >= rules_round_two_one_period;
+    auto cfg = config();
+    cfg.group_id = cfg.escrow_account_id = escrow;
+    group_table t;
+    t.set_rules(rules);
+    auto make_escrow = [](const wire::account&) { return true; };
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    join_all(t, cfg, {wallet(0), wallet(1), wallet(2)}, 2);
+    EXPECT_EQ(to_item(*t.find(escrow)).round_deadline, 0u) << "forming: no round";
+    wire::equb_op start;
+    start.kind = wire::equb_op_kind::start;
+    start.group_id = escrow;
+    constexpr uint64_t t0 = 1'000;
+    ASSERT_EQ(t.execute(start, t0, make_escrow), result::ok);  // round 1 pays seat 0 at once
+    t.set_rules(rules_newest);  // later records' rules do not move a started group
+    const group_entry& e = *t.find(escrow);
+    ASSERT_EQ(e.g.round, 2u);
+    EXPECT_EQ(e.g.schedule_offset, one ? 1u : 0u);
+    const uint64_t deadline2 = t0 + (one ? 1 : 2) * period;
+    EXPECT_EQ(round_deadline(e.g), deadline2);
+    EXPECT_EQ(round_close(e.g), deadline2 + grace);
+    const auto item = to_item(e);
+    EXPECT_EQ(item.round_deadline, deadline2);
+    EXPECT_EQ(item.round_close, deadline2 + grace);
+    // A period and a minute after the start: late by the new schedule, on time by the old.
+    const uint64_t at = t0 + period + 60'000'000'000ull;
+    const auto on_time = group_payment(cfg, wallet(0), 2, 0, c);
+    const auto late = group_payment(cfg, wallet(0), 2, 0, c + cfg.late_penalty);
+    EXPECT_EQ(t.verdict(on_time, at), one ? result::wrong_amount : result::ok);
+    EXPECT_EQ(t.verdict(late, at), one ? result::ok : result::wrong_amount);
+    // Unpaid, round 2 closes after its close and round 3 is due a period later.
+    t.close_due(deadline2 + grace);
+    EXPECT_EQ(t.find(escrow)->g.round, 2u) << "at its close itself: not closed";
+    ASSERT_TRUE(t.due(deadline2 + grace + 1));
+    t.close_due(deadline2 + grace + 1);
+    ASSERT_EQ(t.find(escrow)->g.round, 3u);
+    EXPECT_EQ(round_deadline(t.find(escrow)->g), deadline2 + period);
+    // Its entry (snapshot bytes) keeps the schedule.
+    group_entry back;
+    std::string why;
+    ASSERT_TRUE(decode_entry(encode_entry(*t.find(escrow)), &back, &why)) << why;
+    EXPECT_EQ(back.g.schedule_offset, e.g.schedule_offset);
+    EXPECT_EQ(round_deadline(back.g), deadline2 + period);
+  }
+}
+
 TEST(equb_rules, dissolving_refunds_the_current_round_to_the_minor_unit) {
   ledger l;
   auto g = started(l, 3, config());
   step(l, g, close_round(g, 1));
   step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, 10));
-  const uint64_t late = 2 * period + 1;
+  const uint64_t late = due_at(2) + 1;
   step(l, g, contribute(g, 2, wallet(2), 2, c + g.cfg.late_penalty, g.cfg.currency, late));
   const int64_t w0 = l.bal[wallet(0)], w2 = l.bal[wallet(2)];
   auto before_v7 = g;
@@ -975,7 +1035,7 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
     const bool dissolve_midway = rng() % 10 == 0;
     for (uint32_t round = 1; g.ph == phase::active; ++round) {
       ASSERT_LT(round, 10 * n) << "seed " << s << " group " << group;
-      const uint64_t deadline_at = g.started_at + uint64_t(g.round) * cfg.period_ns;
+      const uint64_t deadline_at = g.started_at + g.shift_ns + uint64_t(g.round - 1) * cfg.period_ns;
       for (uint32_t i = 0; i < n; ++i) {
         if (g.seats[i].paid) continue;
         const auto fate = rng() % 10;
@@ -1059,7 +1119,7 @@ TEST(equb_rules, group_state_bytes_round_trip_and_damage_is_refused) {
   EXPECT_EQ(bid(bidding, 1, wallet(1), 1, 35'000).code, result::ok);
   step(lb, bidding, close_round(bidding, 1));
   EXPECT_EQ(bid(bidding, 2, wallet(2), 2, 36'000).code, result::ok);
-  const uint64_t after = bidding.started_at + 2 * period + grace + 1;
+  const uint64_t after = due_at(2, grace) + 1;
   step(lb, bidding, close_round(bidding, after));  // every seat missed: debts and credits
   states.push_back(bidding);
   for (const auto& g : states) {
@@ -1332,11 +1392,12 @@ TEST(equb_rules, payout_to_sends_the_payout_on_as_the_chains_last_transfer) {
   EXPECT_EQ(payout_to(g, 0, wallet(0), 1, 9), result::group_not_active);
 }
 
-// Version 4 bytes carry the number, the shift, each seat's route, what the group holds of
-// repaid group parts and each debt's group part; version 3 bytes (neither of the last
-// two), version 2 bytes (no shift either) and version 1 bytes (no number, no shift, no
-// destinations) are still read; a route the state cannot have is refused.
-TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
+// Version 5 bytes carry the number, the schedule offset, the shift, each seat's route,
+// what the group holds of repaid group parts and each debt's group part; version 4 bytes
+// (no schedule offset: a group started before rules version 27), version 3 bytes (nor
+// the last two), version 2 bytes (no shift either) and version 1 bytes (no number, no
+// shift, no destinations) are still read; a route the state cannot have is refused.
+TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_4_are_read) {
   ledger l;
   auto g = started(l, 3, config());
   g.number = 41;
@@ -1356,6 +1417,29 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
   const size_t seats_at = held_at + 8 + 4 + 4 + 3 * 32;
   const size_t seat_v2 = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 8 + 4;
   ASSERT_EQ(bytes.size(), seats_at + 3 * seat_v2);  // no debts after round 1
+  const size_t offset_at = number_at + 8 + 1;       // after the phase
+  EXPECT_EQ(back.schedule_offset, 1u);
+  ASSERT_EQ(bytes[offset_at], 1u);
+  // Version 4 from version 5: the schedule offset's byte was reserved (0): round k due at
+  // the start + k periods. Read, it is written back as version 5 with offset 0.
+  const auto to_v4 = [&](std::vector<uint8_t> v5) {
+    v5[0] = 4;
+    v5[offset_at] = 0;
+    return v5;
+  };
+  const auto as_v5 = [](std::vector<uint8_t> v4) {
+    v4[0] = 5;
+    return v4;
+  };
+  {
+    auto v4_with_offset = bytes;
+    v4_with_offset[0] = 4;  // a reserved byte version 4 never set: ignored
+    ASSERT_TRUE(decode_group(v4_with_offset, &back, &why)) << why;
+    EXPECT_EQ(back.schedule_offset, 0u);
+    EXPECT_EQ(encode_group(back), as_v5(to_v4(bytes)));
+    EXPECT_EQ(round_deadline(back), period) << "k periods: round 1's deadline, a period after the start";
+    EXPECT_EQ(round_deadline(g), 0u) << "this build's rules: round 1 is due at the start";
+  }
   // Version 3 from version 4: without `held`, and each debt without its group part.
   const auto to_v3 = [&](const std::vector<uint8_t>& v4) {
     std::vector<uint8_t> out(v4.begin(), v4.begin() + held_at);
@@ -1375,24 +1459,26 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
   auto plain = make_group(config());
   ledger l1;
   plain = started(l1, 3, config());
-  const auto v4 = encode_group(plain);
+  const auto v4 = to_v4(encode_group(plain));
+  ASSERT_TRUE(decode_group(v4, &back, &why)) << why;
+  EXPECT_EQ(encode_group(back), as_v5(v4));
   const auto v3 = to_v3(v4);
   ASSERT_TRUE(decode_group(v3, &back, &why)) << why;
-  EXPECT_EQ(encode_group(back), v4);
+  EXPECT_EQ(encode_group(back), as_v5(v4));
   // A version 3 group with debts reads them with no group part.
   {
     ledger ld;
     auto owing = started(ld, 3, config());
     step(ld, owing, close_round(owing, 1));
     step(ld, owing, contribute(owing, 0, wallet(0), 2, c, owing.cfg.currency, 10));
-    step(ld, owing, close_round(owing, deadline_after(0, 2, period, grace) + 1));  // seat 2 owes seat 1
+    step(ld, owing, close_round(owing, due_at(2, grace) + 1));  // seat 2 owes seat 1
     ASSERT_EQ(owing.seats[2].debts.size(), 1u);
-    const auto with_debts = encode_group(owing);
+    const auto with_debts = to_v4(encode_group(owing));
     ASSERT_TRUE(decode_group(to_v3(with_debts), &back, &why)) << why;
     ASSERT_EQ(back.seats[2].debts.size(), 1u);
     EXPECT_EQ(back.seats[2].debts[0].amount, c + owing.cfg.late_penalty);
     EXPECT_EQ(back.seats[2].debts[0].group_part, 0u);
-    EXPECT_EQ(encode_group(back), with_debts);
+    EXPECT_EQ(encode_group(back), as_v5(with_debts));
   }
   // Version 2: the same state without the shift.
   std::vector<uint8_t> v2(v3.begin(), v3.begin() + shift_at);
@@ -1400,7 +1486,7 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
   v2[0] = 2;
   ASSERT_TRUE(decode_group(v2, &back, &why)) << why;
   EXPECT_EQ(back.shift_ns, 0u);
-  EXPECT_EQ(encode_group(back), v4);
+  EXPECT_EQ(encode_group(back), as_v5(v4));
   // Version 1: without the number, the shift and the seats' destinations.
   std::vector<uint8_t> v1(v3.begin(), v3.begin() + number_at);
   v1.insert(v1.end(), v3.begin() + number_at + 8, v3.begin() + shift_at);
@@ -1413,7 +1499,7 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
   }
   v1[0] = 1;
   ASSERT_TRUE(decode_group(v1, &back, &why)) << why;
-  EXPECT_EQ(encode_group(back), v4);
+  EXPECT_EQ(encode_group(back), as_v5(v4));
   // A shift round-trips; a forming group cannot have one.
   auto moved = plain;
   moved.shift_ns = 123'456;
@@ -1421,6 +1507,10 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
   EXPECT_EQ(back.shift_ns, 123'456u);
   auto forming = make_group(config());
   forming.shift_ns = 1;
+  EXPECT_FALSE(decode_group(encode_group(forming), &back, &why));
+  EXPECT_NE(why.find("a forming group has a round"), std::string::npos) << why;
+  forming.shift_ns = 0;
+  forming.schedule_offset = 1;
   EXPECT_FALSE(decode_group(encode_group(forming), &back, &why));
   EXPECT_NE(why.find("a forming group has a round"), std::string::npos) << why;
   // A rail without a destination, a destination without a rail, a rail in a group with
@@ -1439,6 +1529,8 @@ TEST(equb_rules, group_bytes_carry_payout_routes_and_versions_1_to_3_are_read) {
   EXPECT_TRUE(damaged([&](auto& b) { std::fill(b.begin() + number_at, b.begin() + number_at + 8, 0); }));
   EXPECT_TRUE(damaged([&](auto& b) { b[number_at + 4] = 0x80; }));  // 2^39 and up
   EXPECT_NE(why.find("number"), std::string::npos) << why;
+  EXPECT_TRUE(damaged([&](auto& b) { b[offset_at] = 2; }));
+  EXPECT_NE(why.find("schedule offset"), std::string::npos) << why;
 }
 
 // A seat that received and then missed rounds ends the group owing them: the debts
@@ -1454,7 +1546,7 @@ TEST(equb_rules, debts_outlive_the_group_and_are_paid_after_it_ends) {
   for (uint32_t round = 2; round <= 3; ++round) {
     step(l, g, contribute(g, 1, wallet(1), round, owed(g, 1, 5), g.cfg.currency, 5));
     step(l, g, contribute(g, 2, wallet(2), round, owed(g, 2, 5), g.cfg.currency, 5));
-    const uint64_t after = deadline_after(0, round, period, grace) + 1;
+    const uint64_t after = due_at(round, grace) + 1;
     step(l, g, close_round(g, after));
   }
   ASSERT_EQ(g.ph, phase::completed);
@@ -1491,7 +1583,7 @@ TEST(equb_rules, debts_outlive_the_group_and_are_paid_after_it_ends) {
   step(d, h, close_round(h, 1));
   step(d, h, contribute(h, 0, wallet(0), 2, c, h.cfg.currency, 5));
   step(d, h, contribute(h, 1, wallet(1), 2, c, h.cfg.currency, 5));
-  step(d, h, close_round(h, deadline_after(0, 2, period, grace) + 1));
+  step(d, h, close_round(h, due_at(2, grace) + 1));
   ASSERT_EQ(h.round, 3u);
   EXPECT_EQ(can_repay(h, 2, wallet(2), 3, debt, etb), result::group_not_active) << "active: contribute pays debts";
   step(d, h, dissolve(h));
@@ -1530,14 +1622,14 @@ TEST(equb_rules, replace_account_moves_every_use_and_keeps_the_config_valid) {
   // wallet: the debt's creditor moves, and seat 2 pays from its new wallet only.
   step(l, g, contribute(g, 0, wallet(0), 2, c, g.cfg.currency, 5));
   step(l, g, contribute(g, 1, wallet(1), 2, c, g.cfg.currency, 5));
-  step(l, g, close_round(g, deadline_after(0, 2, period, grace) + 1));
+  step(l, g, close_round(g, due_at(2, grace) + 1));
   ASSERT_EQ(g.seats[2].debts.size(), 1u);
   constexpr uint64_t new_guarantor = 5001, new_wallet = 5002;
   replace_account(g, guarantor, new_guarantor);
   replace_account(g, wallet(2), new_wallet);
   EXPECT_EQ(g.cfg.guarantor_account_id, new_guarantor);
   EXPECT_EQ(g.seats[2].debts[0].creditor_account_id, new_guarantor);
-  const uint64_t late = 3 * period + 1;
+  const uint64_t late = due_at(3) + 1;
   const uint64_t due = owed(g, 2, late);
   EXPECT_EQ(can_contribute(g, 2, wallet(2), 3, due, g.cfg.currency, late), result::not_a_member);
   const outcome o = contribute(g, 2, new_wallet, 3, due, g.cfg.currency, late);
@@ -1812,7 +1904,7 @@ TEST(equb_rules, reschedule_moves_the_deadlines_an_outage_covered) {
   ledger l;
   group_state fresh = started(l, 3, config());
   step(l, fresh, close_round(fresh, 1));  // round 1 (the deposits) pays seat 0 at once
-  const uint64_t deadline = 2 * period, close = 2 * period + grace;
+  const uint64_t deadline = due_at(2), close = due_at(2, grace);
   ASSERT_EQ(round_deadline(fresh), deadline);
   ASSERT_EQ(round_close(fresh), close);
   {  // before the deadline, and after it within the grace: not moved
@@ -1835,7 +1927,7 @@ TEST(equb_rules, reschedule_moves_the_deadlines_an_outage_covered) {
     step(l, g, close_round(g, to));
     EXPECT_EQ(g.round, 3u);
     // Later rounds keep the moved schedule.
-    EXPECT_EQ(round_deadline(g), 3 * period + (to - from));
+    EXPECT_EQ(round_deadline(g), due_at(3) + (to - from));
     // A second outage adds to it.
     const uint64_t again = round_deadline(g);
     EXPECT_EQ(reschedule(g, again - 5, again + 10), 15u);
@@ -1894,7 +1986,7 @@ TEST(equb_rules, group_table_resume_keeps_an_outage_from_closing_rounds) {
     ASSERT_EQ(t.execute(start, 3, make_escrow), result::ok);  // round 1 pays seat 0
     ASSERT_EQ(t.find(escrow)->g.round, 2u);
   };
-  const uint64_t last = 3 + period, resumed = 3 + 10 * period;  // down for 9 periods
+  const uint64_t last = 3 + period / 2, resumed = 3 + 10 * period;  // down for 9.5 periods
   group_table before;
   build(before);
   ASSERT_TRUE(before.due(resumed));
@@ -2068,6 +2160,7 @@ TEST(equb_rules, ended_groups_retire_by_their_time_and_rules) {
   t.take_dirty(&rows);
   rows.clear();
   t.set_rules(rules_groups_retire - 1);
+  t.drop_ended();  // (as its shard does after every batch: the ended group's round entries)
   EXPECT_FALSE(t.due(at + 1));
   t.close_due(at + 1);
   ASSERT_NE(t.find(escrow), nullptr);
@@ -2118,7 +2211,7 @@ TEST(equb_rules, item_bytes_bounds_a_groups_wire_size) {
     group_entry e;
     e.g = started(l, seats, bidding_config());
     for (uint32_t round = 1; round <= std::min(seats, 5u); ++round) {
-      auto o = close_round(e.g, deadline_after(0, round, period, grace) + 1);  // unpaid rounds: debts
+      auto o = close_round(e.g, due_at(round, grace) + 1);  // unpaid rounds: debts
       ASSERT_EQ(o.code, result::ok);
       e.history.push_back({round, o.recipient_seat, {}});
       obligation ob;

@@ -526,6 +526,8 @@ TEST(requests, equb_operations_round_trip) {
   g.owed.push_back({700, 5, 1980, 6, uint32_t(result::credit_account_frozen), 5, 1, 0, 0});
   g.destinations = {0};
   g.shift_ns = 1234;
+  g.round_deadline = 5678;
+  g.round_close = 9012;
   g.held = 55;
   g.debts_to_group = {150};
   group_item missing;
@@ -545,6 +547,8 @@ TEST(requests, equb_operations_round_trip) {
   EXPECT_TRUE(same_bytes(b.owed, g.owed));
   EXPECT_EQ(b.destinations, g.destinations);
   EXPECT_EQ(b.shift_ns, 1234u);
+  EXPECT_EQ(b.round_deadline, 5678u);
+  EXPECT_EQ(b.round_close, 9012u);
   EXPECT_EQ(b.held, 55u);
   EXPECT_EQ(b.debts_to_group, g.debts_to_group);
   EXPECT_EQ(r.groups[1].code, result::group_not_found);

@@ -626,8 +626,10 @@ class Client:
     def lookup_groups(self, ids):
         """Returns a list of dicts (None where the group does not exist; dict(result=248) for one
         not answered, lookup_reply_full: ask for it alone): phase (1 forming,
-        2 active, 3 completed, 4 dissolved), round, pot, escrow, escrow_expected, held
-        (repaid debts' parts owed to the group, the seats' at the next close), seats
+        2 active, 3 completed, 4 dissolved), round, round_deadline and round_close (an
+        active group's: a contribution after the deadline pays the late penalty; past the
+        close an unpaid round closes; engine time in ns, 0 when not active), pot, escrow,
+        escrow_expected, held (repaid debts' parts owed to the group, the seats' at the next close), seats
         (wallet, paid, received_round, debt_total and debt_to_group, the part of it owed to
         the group), history (round, seat, revealed hex) and owed (payments the group still
         owes); a seat's payout_rail and destination say where its payout goes (rail 0: its
@@ -650,7 +652,8 @@ class Client:
             owed = [dict(debit=p.DebitAccountId(), credit=p.CreditAccountId(), amount=p.Amount(),
                          refused=bool(p.Refused()), refusal=p.Refusal())
                     for p in (g.Owed(j) for j in range(g.OwedLength()))]
-            out.append(dict(id=g.Config().GroupId(), phase=g.Phase(), round=g.Round(), pot=g.Pot(),
+            out.append(dict(id=g.Config().GroupId(), phase=g.Phase(), round=g.Round(),
+                            round_deadline=g.RoundDeadline(), round_close=g.RoundClose(), pot=g.Pot(),
                             escrow=g.Escrow(), escrow_expected=g.EscrowExpected(), held=g.Held(), seats=seats,
                             history=history, owed=owed))
         return out
