@@ -972,7 +972,15 @@ class server_impl {
                          std::to_string(wire::protocol_version));
       return;
     }
-    switch (frame_kind(h.kind)) {
+    const auto kind = frame_kind(h.kind);
+    if (h.request_id == 0 && (kind == frame_kind::request || kind == frame_kind::admin_request ||
+                              kind == frame_kind::subscribe || kind == frame_kind::ack)) {
+      protocol_fault(s, 0, protocol_error::request_id_zero,
+                     "request id 0 is the server's own (the errors that end a session or a subscription carry it): "
+                     "number requests from 1");
+      return;
+    }
+    switch (kind) {
       case frame_kind::ping:
         if (s.authed && !still_registered(s, h.request_id)) return;
         queue_frame(s, frame_kind::pong, h.request_id, {});

@@ -39,6 +39,7 @@ std::string_view protocol_error_name(protocol_error e) {
     case protocol_error::idle_timeout: return "idle_timeout";
     case protocol_error::subscription_taken: return "subscription_taken";
     case protocol_error::handshake_timeout: return "handshake_timeout";
+    case protocol_error::request_id_zero: return "request_id_zero";
   }
   return "unknown";
 }

@@ -78,6 +78,8 @@ enum class protocol_error : uint16_t {
   subscription_taken = 24, // (request id 0) another session of the same gateway subscribed under this
                            // subscription's name: it ends here (the session stays open)
   handshake_timeout = 25,  // (request id 0) no successful auth within the handshake timeout: closed
+  request_id_zero = 26,    // a request, admin request, subscribe or ack numbered 0, the id of the
+                           // server's own errors (a session's or subscription's end): refused
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.

@@ -930,6 +930,21 @@ TEST(server, malformed_frames_get_their_codes_and_others_are_served) {
   // A kind only servers send.
   ASSERT_TRUE(bad->send_bytes(frame_with(1, uint16_t(wire::frame_kind::response), 23, body), &err));
   EXPECT_EQ(expect_error_frame(*bad, 23).code, protocol_error::unexpected_frame);
+  // Request id 0 (the server's own errors' id): refused for a request (nothing done: the
+  // account is not created), an admin request, a subscribe and an ack; the session stays.
+  ASSERT_TRUE(bad->send_bytes(wire::encode_frame(wire::frame_kind::request, 0,
+                                                  wire::create_accounts_body(std::vector{make_account(77)})),
+                              &err));
+  EXPECT_EQ(expect_error_frame(*bad, 0).code, protocol_error::request_id_zero);
+  for (const auto k : {wire::frame_kind::admin_request, wire::frame_kind::subscribe, wire::frame_kind::ack}) {
+    ASSERT_TRUE(bad->send_bytes(wire::encode_frame(k, 0, body), &err));
+    EXPECT_EQ(expect_error_frame(*bad, 0).code, protocol_error::request_id_zero) << int(k);
+  }
+  {
+    auto looked = bad->call(wire::lookup_accounts_body(std::vector<uint64_t>{77}));
+    ASSERT_TRUE(looked.ok) << looked.failure;
+    EXPECT_EQ(looked.reply.accounts.at(0).id, 0u) << "not created";
+  }
   // Not a flatbuffer.
   const std::vector<uint8_t> junk(40, 0xab);
   ASSERT_TRUE(bad->send_bytes(wire::encode_frame(wire::frame_kind::request, 24, junk), &err));
@@ -969,7 +984,7 @@ TEST(server, malformed_frames_get_their_codes_and_others_are_served) {
     EXPECT_TRUE(bad->closed_by_server());
   }
   expect_serves(*good, 1);
-  EXPECT_EQ(n.srv->stats().protocol_errors, 8u);
+  EXPECT_EQ(n.srv->stats().protocol_errors, 12u);  // (with the four of request id 0)
 }
 
 TEST(server, roles_are_checked) {
