@@ -69,20 +69,25 @@ std::string config::validate() const {
   if (auto e = capacity_error("pending_max", pending_max); !e.empty()) return e;
   if (transfers_max < 1 || transfers_max > transfers_max_limit)
     return "transfers_max must be 1.." + std::to_string(transfers_max_limit) + " (2^40 - 2)";
-  // The resident window and each shard's account index are made, zero-filled, at start:
-  // settings that need more than the machine's memory would end the start in an
-  // allocation failure or the kernel's OOM killer, after the data directory was opened.
+  // The resident window, each shard's account index, the log's group buffers and the
+  // event ring are made, zero-filled, at start: settings that need more than the
+  // machine's memory would end the start in an allocation failure or the kernel's OOM
+  // killer, after the data directory was opened (and the log's torn tail cut).
   {
     const uint64_t n_shards = shard_count();
     const uint64_t window = transfers_resident_max * sizeof(actors::transfer_record);
     const uint64_t index = n_shards * actors::flat_u64_map::bytes_for(size_t(accounts_hint));
+    const uint64_t wal = uint64_t(wal_flights + 1) * (wal_group_mib << 20);
+    const uint64_t ring = events ? events_ring_events * sizeof(wire::event) : 0;
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
     const uint64_t memory = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
     auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
-    if (memory != 0 && window + index > memory / 4 * 3)
-      return "transfers_resident_max (" + mib(window) + " MiB of records) and accounts_hint (" + mib(index) +
-             " MiB of account index over " + std::to_string(n_shards) + " shards) take " + mib(window + index) +
-             " MiB at start, more than three quarters of this machine's " + mib(memory) + " MiB";
+    const uint64_t total = window + index + wal + ring;
+    if (memory != 0 && total > memory / 4 * 3)
+      return "transfers_resident_max (" + mib(window) + " MiB of records), accounts_hint (" + mib(index) +
+             " MiB of account index over " + std::to_string(n_shards) + " shards), wal_flights and wal_group_mib (" +
+             mib(wal) + " MiB of log buffers) and events_ring_events (" + mib(ring) + " MiB of events) take " +
+             mib(total) + " MiB at start, more than three quarters of this machine's " + mib(memory) + " MiB";
   }
   if (resolved_pending_cut_at == 0) return "resolved_pending_cut_at must be at least 1";
   if (checkpoint_interval_ms > 7ull * 86'400'000)

@@ -379,7 +379,6 @@ class engine_impl {
         // among them that was not there. Refused while any record past the snapshot waits.
         storage::wal_scan_options ro;
         ro.dir = cfg_.data_dir + "/wal";
-        ro.segment_bytes = cfg_.wal_segment_mib << 20;
         ro.repair_tail = false;  // read only: damage is the main scan's to report
         ro.start_lsn = snap + 1;
         storage::wal_scan_result pre;
@@ -3522,7 +3521,6 @@ class engine_impl {
     const storage::chain_hash snap_chain = dispatched_chain_;  // the snapshot's (zeros without one)
     storage::wal_scan_options so;
     so.dir = cfg_.data_dir + "/wal";
-    so.segment_bytes = cfg_.wal_segment_mib << 20;
     // Segments wholly before the snapshot that a drop left (a rename or unlink lost to a
     // crash or an error) are not read, so a gap among them is no damage.
     so.start_lsn = snap_lsn + 1;
@@ -5017,7 +5015,6 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
   }
   storage::wal_scan_options so;
   so.dir = impl_->cfg_.data_dir + "/wal";
-  so.segment_bytes = impl_->cfg_.wal_segment_mib << 20;
   so.repair_tail = false;  // read-only: the engine owns the tail
   so.direct_io = true;     // around the page cache the engine's appends bypass
   // What recovery reads: from the segment that holds the snapshot's next lsn (older ones a

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "engine/admin.hpp"
@@ -32,6 +33,7 @@
 #include "engine/limits.hpp"
 #include "engine/metrics.hpp"
 #include "engine/server.hpp"
+#include "wire/cli_options.hpp"
 
 using namespace mesob;
 
@@ -113,6 +115,9 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
   *created = true;
   return true;
 }
+
+// A settings file is a few kilobytes; past this it is not one.
+constexpr off_t config_file_bytes_max = 1 << 20;
 
 // What CLI11's config reader would take other than as written: a '#' in a value starts
 // a comment there (quotes or not), and a key repeated after other keys is dropped (only
@@ -252,27 +257,29 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(-1, 65535))
       ->capture_default_str();
   app.add_option("--gateway", gateway_specs, "id:roles:hexsecret (repeatable); none: a development gateway with every role (loopback only)");
-  // Unsigned settings are decimal digits only, flags and config file alike: CLI11 would
-  // take -1 as 2^64 - 1, a leading 0 as octal and 0x as hex.
-  const CLI::Validator decimal([](std::string& v) { return wire::decimal_error(v); }, "DECIMAL");
-  // Signed ones (the metrics port: -1 is off) likewise, with a minus sign allowed.
-  const CLI::Validator signed_decimal(
-      [decimal](std::string& v) -> std::string {
-        std::string digits = v.starts_with('-') ? v.substr(1) : v;
-        return decimal(digits).empty() ? std::string() : "'" + v + "' is not a decimal number (digits, a minus sign at most: no leading zero, no 0x)";
-      },
-      "DECIMAL");
-  for (CLI::Option* o : app.get_options()) {
-    // (A range check on an option appends itself to the name: "INT:INT in [-1 - 65535]".)
-    if (o->get_type_name().starts_with("UINT")) o->check(decimal);
-    else if (o->get_type_name().starts_with("INT")) o->check(signed_decimal);
-  }
+  // Settings are decimal digits only (a minus sign for the signed: the metrics port's -1
+  // is off), flags and config file alike: CLI11 would take -1 as 2^64 - 1, a leading 0 as
+  // octal and 0x as hex.
+  wire::numbers_as_written(app);
   for (int i = 1; i < argc; ++i) {  // the config file, before CLI11 reads it
     const std::string arg = argv[i];
-    std::string path;
+    std::optional<std::string> path;
     if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
     else if (arg.starts_with("--config=")) path = arg.substr(9);
-    if (const std::string problem = path.empty() ? "" : config_file_problem(path); !problem.empty()) {
+    if (!path) continue;
+    // CLI11 takes an empty path for no file, and reads a pipe or a device after the check
+    // below read it to its end: either way every setting would be the default.
+    std::string problem;
+    struct stat st{};
+    if (path->empty()) problem = "the path is empty (an unset variable?): name the settings file";
+    else if (::stat(path->c_str(), &st) != 0) problem = "cannot read " + *path + ": " + std::strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+      problem = *path + " is not a regular file (a pipe or a device could be read once only): name a file";
+    else if (st.st_size > config_file_bytes_max)
+      problem = *path + " has " + std::to_string(st.st_size) + " bytes, more than a settings file's " +
+                std::to_string(config_file_bytes_max);
+    else problem = config_file_problem(*path);
+    if (!problem.empty()) {
       std::fprintf(stderr, "mesobd: --config: %s\n", problem.c_str());
       return 2;
     }

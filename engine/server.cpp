@@ -1426,7 +1426,9 @@ class server_impl {
       // engine slow to answer does not use it up).
       if (s->close_after_flush && s->in_flight == 0) s->close_by_ms = now_ms() + cfg_.flush_timeout_ms;
       if (c.is_admin) {
-        queue_frame(*s, frame_kind::admin_response, c.request_id, wire::admin_response_body(c.admin_reply));
+        const auto body = wire::admin_response_body(c.admin_reply);
+        if (within_ceiling(*s, c.request_id, "the admin command", body.size()))
+          queue_frame(*s, frame_kind::admin_response, c.request_id, body);
       } else {
         measure(c);
         send_reply(*s, c);
@@ -1526,14 +1528,18 @@ class server_impl {
         break;
       }
     }
-    if (body.size() > wire::frame_bytes_max_ceiling) {
-      protocol_fault(s, c.request_id, protocol_error::reply_too_large,
-                     std::string(wire::operation_name(c.op)) + ": the reply has " + std::to_string(body.size()) +
-                         " bytes, over the protocol's frame ceiling of " +
-                         std::to_string(wire::frame_bytes_max_ceiling) + "; ask for fewer items");
-      return;
-    }
-    queue_frame(s, frame_kind::response, c.request_id, body);
+    if (within_ceiling(s, c.request_id, std::string(wire::operation_name(c.op)), body.size()))
+      queue_frame(s, frame_kind::response, c.request_id, body);
+  }
+
+  // Whether a reply of `bytes` fits the protocol's frame ceiling (64 MiB), which every
+  // client may refuse past: if not, the request gets reply_too_large instead.
+  bool within_ceiling(session& s, uint64_t request_id, const std::string& what, size_t bytes) {
+    if (bytes <= wire::frame_bytes_max_ceiling) return true;
+    protocol_fault(s, request_id, protocol_error::reply_too_large,
+                   what + ": the reply has " + std::to_string(bytes) + " bytes, over the protocol's frame ceiling of " +
+                       std::to_string(wire::frame_bytes_max_ceiling) + "; ask for fewer items");
+    return false;
   }
 
   void deliver_push(outgoing_push&& p) {

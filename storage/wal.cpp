@@ -190,7 +190,11 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
   }
   for (uint32_t i = 0; i <= opt.flights_max; ++i) {
     auto* b = static_cast<uint8_t*>(std::aligned_alloc(wal_block_bytes, opt.group_bytes_max));
-    MESOB_ASSERT(b != nullptr);
+    if (b == nullptr) {
+      *error = "wal: out of memory for its " + std::to_string(opt.flights_max + 1) + " group buffers of " +
+               std::to_string(opt.group_bytes_max >> 20) + " MiB";
+      return nullptr;  // (the buffers taken so far go with the writer)
+    }
     std::memset(b, 0, opt.group_bytes_max);
     w->buf_.push_back(b);
     if (i > 0) w->free_bufs_.push_back(i);

@@ -232,9 +232,9 @@ struct wal_record_view {
 // larger one is damage (a size read from the disk is not trusted for memory).
 constexpr uint64_t wal_segment_file_bytes_max = 4096ull << 20;
 
+// (No segment size: each segment's header gives its own, checked against the file.)
 struct wal_scan_options {
   std::string dir;
-  uint64_t segment_bytes = 64ull << 20;
   bool repair_tail = true;  // cut a torn tail on disk (zero it, drop empty segments)
   // Read with O_DIRECT, around the page cache: for reading the log of a running engine
   // (its O_DIRECT appends and a buffered read racing them could leave a stale page in

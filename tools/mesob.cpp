@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "wire/cli_options.hpp"
 #include "wire/client.hpp"
 
 using namespace mesob;
@@ -1012,12 +1013,8 @@ int main(int argc, char** argv) {
   app.config_formatter(config);
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("--host", s.host, "mesobd's admin address")->envname("MESOB_HOST")->capture_default_str();
-  // Numbers are decimal digits only (flags, the environment and the config file): CLI11
-  // would take a leading 0 as octal and 0x as hex (07401 as port 3841).
-  const CLI::Validator decimal([](std::string& v) { return wire::decimal_error(v); }, "DECIMAL");
   app.add_option("--port", s.port, "mesobd's admin port (its --admin-port)")
       ->envname("MESOB_ADMIN_PORT")
-      ->check(decimal)
       ->check(CLI::Range(1, 65535))
       ->capture_default_str();
   app.add_option("--gateway", s.gateway, "gateway id (it needs the admin role)")
@@ -1033,10 +1030,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", s.json, "print each answer as one JSON object");
   app.add_option("--timeout-ms", s.timeout_ms, "longest wait for the server")
-      ->check(decimal)
       ->check(CLI::Range(1, 86'400'000))
       ->capture_default_str();
   app.add_option("command", s.words, "an admin command and its arguments; none: interactive")->configurable(false);
+  // Numbers are decimal digits only (flags, the environment and the config file): CLI11
+  // would take a leading 0 as octal and 0x as hex (07401 as port 3841).
+  wire::numbers_as_written(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

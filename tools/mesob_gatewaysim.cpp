@@ -36,6 +36,7 @@
 #include "actors/market.hpp"
 #include "tools/market_feed.hpp"
 #include "tools/broker_sim.hpp"
+#include "wire/cli_options.hpp"
 #include "wire/protocol.hpp"
 
 using namespace mesob;
@@ -140,7 +141,8 @@ int main(int argc, char** argv) {
   app.add_option("--currency", currency)->capture_default_str();
   app.add_option("--seconds", seconds, "stop after this long (0: at quit or end of input)");
   app.add_option("--seed", seed, "random seed (printed)");
-  CLI11_PARSE(app, argc, argv);
+  wire::numbers_as_written(app);  // (CLI11 alone: --amount -1 as 2^64 - 1, --port 07400 as octal, nan)
+  if (const int status = wire::parse_options(app, argc, argv); status >= 0) return status;
 
   uint64_t wallet_last = 0;
   if (!parse_range(wallets, &base.wallet_first, &wallet_last)) {

@@ -51,11 +51,9 @@ const char* kind_name(uint16_t k) {
 
 int main(int argc, char** argv) {
   std::string data_dir = "./var/mesob";
-  uint64_t segment_mib = 64;
   bool records = false, snapshot_rows = false;
   CLI::App app{"mesob-log - verify and print a Mesob write-ahead log"};
   app.add_option("--data-dir", data_dir, "data directory")->capture_default_str();
-  app.add_option("--wal-segment-mib", segment_mib, "segment size the engine used")->capture_default_str();
   app.add_flag("--records", records, "print every record");
   app.add_flag("--snapshot-rows", snapshot_rows,
                "also check every snapshot row against its checksum (reads the whole snapshot), naming each damaged one");
@@ -64,7 +62,7 @@ int main(int argc, char** argv) {
   std::string error;
   uint64_t ops = 0;
   std::string last_file;
-  wal_scan_options o{data_dir + "/wal", segment_mib << 20, false, true};  // read-only, O_DIRECT
+  wal_scan_options o{data_dir + "/wal", false, true};  // read-only, O_DIRECT (each segment's header gives its size)
   struct stat st {};
   if (::stat(o.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::printf("CANNOT READ: no log at %s (%s)\n", o.dir.c_str(), std::strerror(errno == 0 ? ENOTDIR : errno));

@@ -47,6 +47,7 @@
 #include <thread>
 #include <vector>
 
+#include "wire/cli_options.hpp"
 #include "wire/client.hpp"
 #include "wire/protocol.hpp"
 
@@ -337,7 +338,10 @@ int main(int argc, char** argv) {
                  "ping after this long without a frame either way (well under the server's idle timeout, 300 s)")
       ->check(CLI::Range(1, 120))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  // Accounts, offsets and the port as written: CLI11 alone read --account 00042 as octal
+  // (another customer's account) and -1 as 2^64 - 1.
+  wire::numbers_as_written(app);
+  if (const int status = wire::parse_options(app, argc, argv); status >= 0) return status;
   if (std::string why; !wire::read_secret(secret_hex, secret_file, &o.secret, &why)) {
     std::fprintf(stderr, "relay: %s%s\n", secret_file.empty() ? "" : "--secret-file ", why.c_str());
     return 2;

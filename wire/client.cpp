@@ -100,6 +100,10 @@ client::~client() {
 
 bool read_secret(const std::string& hex, const std::string& file, std::vector<uint8_t>* out, std::string* error) {
   constexpr size_t file_bytes_max = 4096;
+  if (!hex.empty() && !file.empty()) {  // (before, the file won silently)
+    *error = "--secret and --secret-file are both given: give one";
+    return false;
+  }
   std::string text = hex;
   const std::string what = file.empty() ? "--secret" : file;
   if (!file.empty()) {

@@ -34,8 +34,9 @@ namespace mesob::wire {
 
 // A gateway's secret for options::secret: from `hex`, or (file not empty) from the file
 // holding it in hex (mesobd's <data>/dev-gateway.secret), surrounding whitespace ignored.
-// Refused with *error naming the source: a file that cannot be read, is a directory, is
-// empty or is larger than 4 KiB; text that is not hex; a secret outside 16..64 bytes.
+// Refused with *error naming the source: both given; a file that cannot be read, is a
+// directory, is empty or is larger than 4 KiB; text that is not hex; a secret outside
+// 16..64 bytes.
 bool read_secret(const std::string& hex, const std::string& file, std::vector<uint8_t>* out, std::string* error);
 
 class client {

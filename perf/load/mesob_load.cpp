@@ -34,6 +34,7 @@
 #include "perf/load/redis_target.hpp"
 #include "tools/broker_sim.hpp"
 #include "tools/gateway_sim.hpp"
+#include "wire/cli_options.hpp"
 #include "wire/protocol.hpp"
 
 using namespace mesob;
@@ -206,7 +207,8 @@ int main(int argc, char** argv) {
   app.add_option("--plot", plot_dir, "write latency PNGs (gnuplot) into this directory");
   app.add_option("--label", label, "name of the run in file names (default: the target)");
   app.add_flag("--quiet", quiet, "no per-second progress");
-  CLI11_PARSE(app, argc, argv);
+  wire::numbers_as_written(app);  // (CLI11 alone: -1 as 2^64 - 1, a leading 0 as octal, nan)
+  if (const int status = wire::parse_options(app, argc, argv); status >= 0) return status;
   o.progress = !quiet;
   if (int(deposits) + int(payouts) + int(equb) + int(orders) + int(!mix.empty()) > 1) {
     std::fprintf(stderr, "mesob-load: one of --deposits, --payouts, --equb, --orders, --mix\n");

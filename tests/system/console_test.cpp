@@ -474,7 +474,7 @@ TEST(console, one_shot_commands_against_mesobd) {
   for (const char* bad : {"010", "0x10", "-5", "18446744073709551616"}) {
     r = mesob({"--timeout-ms", bad, "status"});
     EXPECT_EQ(r.exit, 2) << bad << describe(r);
-    EXPECT_TRUE(contains(r.err, "'" + std::string(bad) + "'")) << describe(r);
+    EXPECT_TRUE(contains(r.err, bad)) << describe(r);  // (-5: out of the range, by name)
   }
   r = run_mesob({"--port", "07401", "--data-dir", dir.path(), "status"});
   EXPECT_EQ(r.exit, 2) << describe(r);

@@ -1104,7 +1104,6 @@ TEST(EventsEngine, DamageUnderWhatTheEventLogProvesDurableIsNotCut) {
   uint64_t payload_at = 0, last_lsn = 0;
   storage::wal_scan_options ro;
   ro.dir = f.dir() + "/wal";
-  ro.segment_bytes = f.config().wal_segment_mib << 20;
   ro.repair_tail = false;
   storage::wal_scan_result sr;
   ASSERT_TRUE(storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
@@ -2212,12 +2211,13 @@ TEST(Events, ARelayRefusedForGoodStops) {
   EXPECT_EQ(missing.exit_status(10'000), 2);
   EXPECT_NE(read_file_text(err).find("--secret-file " + dir.path() + "/none: cannot be read"), std::string::npos)
       << read_file_text(err);
-  // The operator's --from past the end (or -1, read as 2^64 - 1): refused, not waited
-  // for with retries for ever.
-  for (const char* from : {"99999999999", "-1"}) {
+  // The operator's --from past the end: refused, not waited for with retries for ever; -1
+  // (which CLI11 read as 2^64 - 1) is no offset.
+  for (const auto& [from, says] : std::vector<std::pair<std::string, std::string>>{
+           {"99999999999", "events_offset_ahead"}, {"-1", "'-1' is not a decimal number"}}) {
     relay_process ahead(dir.path(), port, dir.path() + "/relay.txt", {"--from", from}, err);
     EXPECT_EQ(ahead.exit_status(10'000), 2) << from;
-    EXPECT_NE(read_file_text(err).find("events_offset_ahead"), std::string::npos) << from << read_file_text(err);
+    EXPECT_NE(read_file_text(err).find(says), std::string::npos) << from << read_file_text(err);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,6 +180,50 @@ TEST(mesobd, a_config_file_with_an_unknown_key_is_refused) {
     EXPECT_NE(r.out.find(says), std::string::npos) << text << r.out;
     EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
   }
+  // A path CLI11 would take as no file (empty), or read as empty (a pipe this check read to
+  // its end; a FIFO hung), or a file past a settings file's size: refused, where before
+  // the engine started on its defaults.
+  const std::string fifo = dir.path() + "/fifo", big = dir.path() + "/big.conf";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::ofstream(big) << std::string(2 << 20, '#');
+  for (const auto& [arg, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--config ''", "the path is empty"},
+           {"--config=", "the path is empty"},
+           {"--config " + fifo, "is not a regular file"},
+           {"--config=/dev/null", "is not a regular file"},
+           {"--config " + dir.path(), "is not a regular file"},
+           {"--config " + big, "more than a settings file's 1048576"},
+           {"--config " + dir.path() + "/absent.conf", "cannot read"}}) {
+    r = run(bin("engine/mesobd") + " " + arg + " --data-dir " + dir.path() + "/data --port 0");
+    EXPECT_EQ(WEXITSTATUS(r.status), 2) << arg << "\n" << r.out;
+    EXPECT_NE(r.out.find(says), std::string::npos) << arg << "\n" << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
+  }
+}
+
+// The tools' numbers as written, as mesobd's: CLI11 alone read the relay's --account
+// 00042 as octal 34 (another customer's events), -1 as 2^64 - 1, and let nan by a range.
+TEST(tools, numbers_on_their_command_lines_are_decimal_and_finite) {
+  const std::string relay = bin("tools/mesob-relay") + " --gateway dev --secret 00 ";
+  const std::string sim = bin("tools/mesob-gatewaysim") + " --gateway a:00 ";
+  const std::string load = bin("perf/mesob-load") + " ";
+  for (const auto& [cmd, says] : std::vector<std::pair<std::string, std::string>>{
+           {relay + "--account 00042", "is not a decimal number"},
+           {relay + "--account -1", "is not a decimal number"},
+           {relay + "--from 0x10", "is not a decimal number"},
+           {relay + "--port 07400", "is not a decimal number"},
+           {relay + "--seconds nan", "is not a finite number"},
+           {sim + "--amount -1", "is not a decimal number"},
+           {sim + "--port 07400", "is not a decimal number"},
+           {sim + "--latency-ms nan", "is not a finite number"},
+           {load + "--connections 010", "is not a decimal number"},
+           {load + "--rate inf", "is not a finite number"},
+           // Both secrets: refused (the file won silently).
+           {relay + "--secret-file /dev/null", "--secret and --secret-file are both given"}}) {
+    const auto r = run(cmd);
+    EXPECT_NE(r.status, 0) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find(says), std::string::npos) << cmd << "\n" << r.out;
+  }
 }
 
 TEST(mesobd, help_lists_settings_and_bad_flags_are_refused) {
@@ -233,6 +278,7 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
            // Checked before the data directory is opened (before, these failed after
            // recovery, a snapshot taken at the way out, or ended in an allocation failure).
            {"--transfers-resident-max 4294967296", "more than three quarters of this machine's"},
+           {"--transfers-resident-max 4294967296", "MiB of log buffers"},
            {"--listen localhost", "--listen localhost is not an IPv4 address"},
            {"--metrics-listen ::1", "--metrics-listen ::1 is not an IPv4 address"},
            {"--admin-port 7600 --metrics-port 7600", "--admin-port and --metrics-port are both 7600"}}) {

@@ -532,7 +532,6 @@ TEST(ledger_log, transfer_batches_are_logged_packed_and_replay_the_same) {
   std::vector<seen_record> transfer_records;
   storage::wal_scan_options so;
   so.dir = f.dir() + "/wal";
-  so.segment_bytes = size_t(16) << 20;
   so.repair_tail = false;
   storage::wal_scan_result sr;
   std::string err;

@@ -97,7 +97,7 @@ struct scanned {
 
 scanned scan(const std::string& dir, bool repair = true, bool direct = false) {
   scanned s;
-  wal_scan_options o{dir, segment_bytes, repair, direct};
+  wal_scan_options o{dir, repair, direct};
   s.ok = scan_wal(o, [&](const wal_record_view& v) {
     s.lsns.push_back(v.header->lsn);
     auto expect = payload_for(v.header->lsn, v.payload.size());
@@ -719,7 +719,7 @@ TEST(wal, a_drop_whose_rename_fails_is_tried_again_in_order) {
   EXPECT_NE(std::find(left.begin(), left.end(), segs2.front()), left.end()) << "the one that would not move stays";
   EXPECT_EQ(std::find(left.begin(), left.end(), segs2[1]), left.end()) << "the next went";
   wr.reset();
-  wal_scan_options from{d.path(), segment_bytes, false, false};
+  wal_scan_options from{d.path(), false, false};
   from.start_lsn = s2.result.end.next_lsn - 1;
   std::string serr;
   uint64_t last = 0;
@@ -794,7 +794,7 @@ TEST(wal, a_scan_from_a_start_lsn_skips_the_older_segments_a_drop_left) {
   EXPECT_FALSE(whole.ok);
   EXPECT_NE(whole.error.find(segs[0].second + " is 65536 bytes"), std::string::npos) << whole.error;
   scanned s;
-  wal_scan_options o{d.path(), segment_bytes, false, false};
+  wal_scan_options o{d.path(), false, false};
   o.start_lsn = third_first + 1;
   s.ok = scan_wal(o, [&](const wal_record_view& v) {
     s.lsns.push_back(v.header->lsn);
@@ -1076,7 +1076,7 @@ TEST(wal, a_last_segment_with_bytes_but_no_headers_is_reported) {
 // header was durable and torn it is damage too (before, it was cut as a torn write).
 TEST(wal, damaged_segment_header_under_the_snapshot_is_corruption) {
   each_damaged_second_header([](const std::string& dir, uint64_t first_records, const auto& segs) {
-    wal_scan_options o{dir, segment_bytes, false, false};
+    wal_scan_options o{dir, false, false};
     o.start_lsn = first_records + 1;
     std::string err;
     wal_scan_result r;
