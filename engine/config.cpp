@@ -69,10 +69,11 @@ std::string config::validate() const {
   if (auto e = capacity_error("pending_max", pending_max); !e.empty()) return e;
   if (transfers_max < 1 || transfers_max > transfers_max_limit)
     return "transfers_max must be 1.." + std::to_string(transfers_max_limit) + " (2^40 - 2)";
-  // The resident window, each shard's account index, the log's group buffers and the
-  // event ring are made, zero-filled, at start: settings that need more than the
-  // machine's memory would end the start in an allocation failure or the kernel's OOM
-  // killer, after the data directory was opened (and the log's torn tail cut).
+  // The resident window, each shard's account index and the log's group buffers are made,
+  // zero-filled, at start, and the event ring fills as events come: settings that need
+  // more than the machine's memory would end the start in an allocation failure or the
+  // kernel's OOM killer, after the data directory was opened (and the log's torn tail
+  // cut), or the engine later.
   {
     const uint64_t n_shards = shard_count();
     const uint64_t window = transfers_resident_max * sizeof(actors::transfer_record);

@@ -25,7 +25,6 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <sstream>
 
 #include "engine/admin.hpp"
@@ -115,9 +114,6 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
   *created = true;
   return true;
 }
-
-// A settings file is a few kilobytes; past this it is not one.
-constexpr off_t config_file_bytes_max = 1 << 20;
 
 // What CLI11's config reader would take other than as written: a '#' in a value starts
 // a comment there (quotes or not), and a key repeated after other keys is dropped (only
@@ -261,28 +257,10 @@ int main(int argc, char** argv) {
   // is off), flags and config file alike: CLI11 would take -1 as 2^64 - 1, a leading 0 as
   // octal and 0x as hex.
   wire::numbers_as_written(app);
-  for (int i = 1; i < argc; ++i) {  // the config file, before CLI11 reads it
-    const std::string arg = argv[i];
-    std::optional<std::string> path;
-    if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
-    else if (arg.starts_with("--config=")) path = arg.substr(9);
-    if (!path) continue;
-    // CLI11 takes an empty path for no file, and reads a pipe or a device after the check
-    // below read it to its end: either way every setting would be the default.
-    std::string problem;
-    struct stat st{};
-    if (path->empty()) problem = "the path is empty (an unset variable?): name the settings file";
-    else if (::stat(path->c_str(), &st) != 0) problem = "cannot read " + *path + ": " + std::strerror(errno);
-    else if (!S_ISREG(st.st_mode))
-      problem = *path + " is not a regular file (a pipe or a device could be read once only): name a file";
-    else if (st.st_size > config_file_bytes_max)
-      problem = *path + " has " + std::to_string(st.st_size) + " bytes, more than a settings file's " +
-                std::to_string(config_file_bytes_max);
-    else problem = config_file_problem(*path);
-    if (!problem.empty()) {
-      std::fprintf(stderr, "mesobd: --config: %s\n", problem.c_str());
-      return 2;
-    }
+  // The config file, before CLI11 reads it.
+  if (const std::string problem = wire::config_file_refusal(argc, argv, config_file_problem); !problem.empty()) {
+    std::fprintf(stderr, "mesobd: --config: %s\n", problem.c_str());
+    return 2;
   }
   try {
     app.parse(argc, argv);
@@ -291,7 +269,7 @@ int main(int argc, char** argv) {
                  e.what());
     return 2;
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // (help; bad options: CLI11's own codes are 100 and up)
   }
   cfg.events = !no_events;
 

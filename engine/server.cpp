@@ -972,15 +972,17 @@ class server_impl {
                          std::to_string(wire::protocol_version));
       return;
     }
-    const auto kind = frame_kind(h.kind);
-    if (h.request_id == 0 && (kind == frame_kind::request || kind == frame_kind::admin_request ||
-                              kind == frame_kind::subscribe || kind == frame_kind::ack)) {
+    // Request id 0 is the server's own (the errors that end a session or a subscription
+    // carry it): a request, subscribe or ack under it is refused, after the checks every
+    // frame of its kind meets (the handshake, the port, the gateway still registered).
+    const auto numbered = [&] {
+      if (h.request_id != 0) return true;
       protocol_fault(s, 0, protocol_error::request_id_zero,
                      "request id 0 is the server's own (the errors that end a session or a subscription carry it): "
                      "number requests from 1");
-      return;
-    }
-    switch (kind) {
+      return false;
+    };
+    switch (frame_kind(h.kind)) {
       case frame_kind::ping:
         if (s.authed && !still_registered(s, h.request_id)) return;
         queue_frame(s, frame_kind::pong, h.request_id, {});
@@ -1000,13 +1002,14 @@ class server_impl {
                                     : "admin commands are served on the admin port, not the client port");
           return;
         }
-        if (!still_registered(s, h.request_id)) return;
+        if (!still_registered(s, h.request_id) || !numbered()) return;
         if (cfg_.admin) on_admin_request(s, f);
         else on_request(s, f);
         return;
       case frame_kind::subscribe:
       case frame_kind::ack:
         if (s.authed && !still_registered(s, h.request_id)) return;
+        if (s.authed && !cfg_.admin && !numbered()) return;  // (on_events_frame refuses the others)
         on_events_frame(s, f);
         return;
       case frame_kind::hello:

@@ -1036,6 +1036,10 @@ int main(int argc, char** argv) {
   // Numbers are decimal digits only (flags, the environment and the config file): CLI11
   // would take a leading 0 as octal and 0x as hex (07401 as port 3841).
   wire::numbers_as_written(app);
+  if (const std::string problem = wire::config_file_refusal(argc, argv); !problem.empty()) {
+    std::fprintf(stderr, "mesob: --config: %s\n", problem.c_str());
+    return exit_usage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

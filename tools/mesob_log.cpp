@@ -23,6 +23,7 @@
 
 #include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
+#include "wire/cli_options.hpp"
 
 using namespace mesob::storage;
 
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
   app.add_flag("--records", records, "print every record");
   app.add_flag("--snapshot-rows", snapshot_rows,
                "also check every snapshot row against its checksum (reads the whole snapshot), naming each damaged one");
-  CLI11_PARSE(app, argc, argv);
+  if (const int status = mesob::wire::parse_options(app, argc, argv); status >= 0) return status;
 
   std::string error;
   uint64_t ops = 0;

@@ -343,7 +343,7 @@ int main(int argc, char** argv) {
   wire::numbers_as_written(app);
   if (const int status = wire::parse_options(app, argc, argv); status >= 0) return status;
   if (std::string why; !wire::read_secret(secret_hex, secret_file, &o.secret, &why)) {
-    std::fprintf(stderr, "relay: %s%s\n", secret_file.empty() ? "" : "--secret-file ", why.c_str());
+    std::fprintf(stderr, "relay: %s%s\n", secret_file.empty() || !secret_hex.empty() ? "" : "--secret-file ", why.c_str());
     return 2;
   }
   if (!types_text.empty() && !parse_types(types_text, &sub.types)) {

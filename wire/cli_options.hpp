@@ -6,9 +6,15 @@
 // CLI11.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "wire/protocol.hpp"
@@ -31,10 +37,12 @@ inline void numbers_as_written(CLI::App& app) {
       "DECIMAL");
   const CLI::Validator finite(
       [](std::string& v) -> std::string {
+        // Decimal notation only: strtod also takes hex (0x10), and leading white space.
+        const bool decimal = !v.empty() && v.find_first_of("xXpP \t\n") == std::string::npos;
         char* end = nullptr;
-        const double d = v.empty() ? 0 : std::strtod(v.c_str(), &end);
-        if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(d))
-          return "'" + v + "' is not a finite number";
+        const double d = decimal ? std::strtod(v.c_str(), &end) : 0;
+        if (!decimal || end != v.c_str() + v.size() || !std::isfinite(d))
+          return "'" + v + "' is not a finite decimal number";
         return {};
       },
       "NUMBER");
@@ -46,6 +54,35 @@ inline void numbers_as_written(CLI::App& app) {
     else if (type.starts_with("INT")) o->transform(signed_decimal);
     else if (type.starts_with("FLOAT")) o->transform(finite);
   }
+}
+
+// A settings file is a few kilobytes; past this it is not one.
+constexpr off_t config_file_bytes_max = 1 << 20;
+
+// Why a settings file the command line names (--config PATH, --config=PATH) would not be
+// read as written, or "": CLI11 takes an empty path for no file, and reads a pipe or a
+// device after a check read it to its end (a FIFO hangs), so every setting would be left
+// at its default; a file over config_file_bytes_max is not a settings file. `more`, if
+// given, checks a file that passes these (its text). Before parsing.
+inline std::string config_file_refusal(int argc, char** argv,
+                                       const std::function<std::string(const std::string&)>& more = {}) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    std::optional<std::string> path;
+    if (arg == "--config" && i + 1 < argc) path = argv[i + 1];
+    else if (arg.starts_with("--config=")) path = arg.substr(9);
+    if (!path) continue;
+    struct stat st{};
+    if (path->empty()) return "the path is empty (an unset variable?): name the settings file";
+    if (::stat(path->c_str(), &st) != 0) return "cannot read " + *path + ": " + std::strerror(errno);
+    if (!S_ISREG(st.st_mode)) return *path + " is not a regular file (a pipe or a device could be read once only): name a file";
+    if (st.st_size > config_file_bytes_max)
+      return *path + " has " + std::to_string(st.st_size) + " bytes, more than a settings file's " +
+             std::to_string(config_file_bytes_max);
+    if (more)
+      if (std::string problem = more(*path); !problem.empty()) return problem;
+  }
+  return {};
 }
 
 // Parses the command line: -1 when the program goes on; else the exit status, once CLI11

@@ -802,7 +802,7 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
     // funded first, and the exit code was 1).
     for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
              {" --duration 0", "duration must be over 0"},
-             {" --duration nan", "'nan' is not a finite number"},
+             {" --duration nan", "'nan' is not a finite decimal number"},
              {" --connections 0", "connections: 1 .. 1,024"},
              {" --rate -1", "rate must be 0 .. 1e9"},
              // Verification counts from the opening balances setup pays (before, it failed

@@ -931,12 +931,15 @@ TEST(server, malformed_frames_get_their_codes_and_others_are_served) {
   ASSERT_TRUE(bad->send_bytes(frame_with(1, uint16_t(wire::frame_kind::response), 23, body), &err));
   EXPECT_EQ(expect_error_frame(*bad, 23).code, protocol_error::unexpected_frame);
   // Request id 0 (the server's own errors' id): refused for a request (nothing done: the
-  // account is not created), an admin request, a subscribe and an ack; the session stays.
+  // account is not created), a subscribe and an ack, after the checks every frame of its
+  // kind meets (an admin request here is on the wrong port first); the session stays.
   ASSERT_TRUE(bad->send_bytes(wire::encode_frame(wire::frame_kind::request, 0,
                                                   wire::create_accounts_body(std::vector{make_account(77)})),
                               &err));
   EXPECT_EQ(expect_error_frame(*bad, 0).code, protocol_error::request_id_zero);
-  for (const auto k : {wire::frame_kind::admin_request, wire::frame_kind::subscribe, wire::frame_kind::ack}) {
+  ASSERT_TRUE(bad->send_bytes(wire::encode_frame(wire::frame_kind::admin_request, 0, body), &err));
+  EXPECT_EQ(expect_error_frame(*bad, 0).code, protocol_error::wrong_port);
+  for (const auto k : {wire::frame_kind::subscribe, wire::frame_kind::ack}) {
     ASSERT_TRUE(bad->send_bytes(wire::encode_frame(k, 0, body), &err));
     EXPECT_EQ(expect_error_frame(*bad, 0).code, protocol_error::request_id_zero) << int(k);
   }

@@ -212,16 +212,21 @@ TEST(tools, numbers_on_their_command_lines_are_decimal_and_finite) {
            {relay + "--account -1", "is not a decimal number"},
            {relay + "--from 0x10", "is not a decimal number"},
            {relay + "--port 07400", "is not a decimal number"},
-           {relay + "--seconds nan", "is not a finite number"},
+           {relay + "--seconds nan", "is not a finite decimal number"},
            {sim + "--amount -1", "is not a decimal number"},
            {sim + "--port 07400", "is not a decimal number"},
-           {sim + "--latency-ms nan", "is not a finite number"},
+           {sim + "--latency-ms nan", "is not a finite decimal number"},
            {load + "--connections 010", "is not a decimal number"},
-           {load + "--rate inf", "is not a finite number"},
+           {load + "--rate inf", "is not a finite decimal number"},
+           {load + "--rate 0x10", "is not a finite decimal number"},  // (strtod's hex)
+           {load + "--rate 1e3x", "is not a finite decimal number"},
+           {bin("tools/mesob-log") + " --data-dir", "required TEXT missing"},  // exit 2, not CLI11's 100s
+           // The console's settings file as mesobd's: an empty path was no file.
+           {bin("tools/mesob") + " --config '' status", "--config: the path is empty"},
            // Both secrets: refused (the file won silently).
            {relay + "--secret-file /dev/null", "--secret and --secret-file are both given"}}) {
     const auto r = run(cmd);
-    EXPECT_NE(r.status, 0) << cmd << "\n" << r.out;
+    EXPECT_EQ(WEXITSTATUS(r.status), 2) << cmd << "\n" << r.out;
     EXPECT_NE(r.out.find(says), std::string::npos) << cmd << "\n" << r.out;
   }
 }
