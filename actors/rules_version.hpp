@@ -205,6 +205,10 @@ constexpr uint16_t rules_bid_discount_owed = 26;
 // start plus k periods and round 2 had two. Kept per group (group_state::schedule_offset)
 // so a group started before keeps its schedule.
 constexpr uint16_t rules_round_two_one_period = 27;
-constexpr uint16_t rules_newest = 27;
+// Orders: the order's broker's reject sent again after it ended the order rejected (its
+// answer lost), while the order waits out another broker's grace, is a repeat (no second
+// order_answer event). Before, it was taken as a fresh answer and its event written twice.
+constexpr uint16_t rules_repeated_reject = 28;
+constexpr uint16_t rules_newest = 28;
 
 }  // namespace mesob::actors

@@ -483,6 +483,8 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
       if (e->ending == order_state::open) {
         e->reason = a.reason;
         end(a.wallet, *w, *e, order_state::rejected, ts, a.gateway);
+      } else {
+        *repeated = rules_ >= rules_repeated_reject && e->ending == order_state::rejected;  // its reject again
       }
       return result::ok;
     }

@@ -1356,6 +1356,15 @@ TEST_F(orders_engine, ARejectWaitsForTheBrokerTheOrderLeft) {
   EXPECT_EQ(account(a_).debits_posted, 1000u);
   EXPECT_EQ(account(a_).debits_pending, 0u);
   expect_balanced();
+  // Broker-b's reject sent again is a repeat: one order_answer event of it (rules version
+  // 28; before, two).
+  fx_.close();
+  size_t rejects = 0;
+  for (const auto& ev : test::all_events(fx_.dir()))
+    rejects += ev.type == wire::event_type::order_answer && ev.ref.lo == 130 &&
+               ev.code == uint16_t(wire::order_answer_kind::reject);
+  EXPECT_EQ(rejects, 1u);
+  fx_.open();
 }
 
 TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) {
