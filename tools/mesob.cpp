@@ -1040,11 +1040,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob: --config: %s\n", problem.c_str());
     return exit_usage;
   }
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? exit_ok : exit_usage;
-  }
+  if (const int status = wire::parse_options(app, argc, argv); status >= 0) return status;  // (exit_ok, exit_usage)
 
   std::vector<uint8_t> secret;
   std::string error;

@@ -153,11 +153,16 @@ class equb_engine : public ::testing::Test {
     EXPECT_EQ(r.accounts[0].credits_posted - r.accounts[0].debits_posted, actors::equb::escrow_expected(r.groups.at(0)));
   }
 
-  // A group with members 1..n (seat i - 1 held by wallet i), started.
-  void form(uint64_t id, uint32_t n, actors::equb::rotation rot = actors::equb::rotation::fixed_order,
-            actors::equb::default_policy pol = actors::equb::default_policy::pay_what_is_there) {
+  // A group with members 1..n (seat i - 1 held by wallet i), forming.
+  void gather(uint64_t id, uint32_t n, actors::equb::rotation rot = actors::equb::rotation::fixed_order,
+              actors::equb::default_policy pol = actors::equb::default_policy::pay_what_is_there) {
     ASSERT_EQ(op1(create_op(id, rot, pol)), result::ok);
     for (uint32_t w = 1; w <= n; ++w) ASSERT_EQ(pay(w, id, 0, 0, contribution), result::ok) << "join " << w;
+  }
+  // The same, started.
+  void form(uint64_t id, uint32_t n, actors::equb::rotation rot = actors::equb::rotation::fixed_order,
+            actors::equb::default_policy pol = actors::equb::default_policy::pay_what_is_there) {
+    gather(id, n, rot, pol);
     ASSERT_EQ(simple(wire::equb_op_kind::start, id), result::ok);
   }
 
@@ -340,8 +345,7 @@ TEST_F(equb_engine, RefusedPayoutWaitsForRetryAcrossRestart) {
   constexpr uint64_t g = 5003;
   open_wallets(3);
   // Wallet 1 receives round 1; frozen, the payout is refused and the money stays held.
-  ASSERT_EQ(op1(create_op(g)), result::ok);
-  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  gather(g, 3);
   ASSERT_EQ(e().set_account_status({{1, wire::account_status::frozen}}).results.at(0), result::ok);
   ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
   group_entry st = settled(g);
@@ -737,8 +741,7 @@ TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
 TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
   constexpr uint64_t g = 5006, h = 5007;
   open_wallets(4);
-  ASSERT_EQ(op1(create_op(g)), result::ok);
-  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  gather(g, 3);
   wire::equb_op leave;
   leave.kind = wire::equb_op_kind::leave;
   leave.group_id = g;
@@ -1366,8 +1369,7 @@ TEST_F(equb_engine_replay, AShortPotsDiscountIsOwedToTheGroupReplayed) { short_p
 TEST_F(equb_engine_replay, AStartWithAClientsSeedIsRefused) {
   constexpr uint64_t g = 5043;
   open_wallets(2);
-  ASSERT_EQ(op1(create_op(g)), result::ok);
-  for (uint32_t w = 1; w <= 2; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  gather(g, 2);
   wire::equb_op start;
   start.kind = wire::equb_op_kind::start;
   start.group_id = g;
