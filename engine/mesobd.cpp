@@ -24,7 +24,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <sstream>
 
 #include "engine/admin.hpp"
@@ -113,36 +112,6 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
   }
   *created = true;
   return true;
-}
-
-// What CLI11's config reader would take other than as written: a '#' in a value starts
-// a comment there (quotes or not), and a key repeated after other keys is dropped (only
-// its first run of lines is read). Empty if the file has neither (or cannot be read:
-// CLI11 says so then).
-std::string config_file_problem(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::map<std::string, size_t> last_line;  // key -> the line it was last on
-  size_t n = 0;
-  std::string last_key;
-  while (std::getline(in, line)) {
-    ++n;
-    const size_t first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] == '#' || line[first] == ';' || line[first] == '[') continue;
-    const size_t eq = line.find('=');
-    if (eq == std::string::npos) continue;  // CLI11 names it
-    std::string key = line.substr(first, eq - first);
-    key.erase(key.find_last_not_of(" \t") + 1);
-    if (line.find('#', eq) != std::string::npos)
-      return path + " line " + std::to_string(n) + ": the value of " + key +
-             " holds a '#', which starts a comment there (the rest of the line would be dropped)";
-    if (auto it = last_line.find(key); it != last_line.end() && last_key != key)
-      return path + " line " + std::to_string(n) + ": " + key + " was given on line " + std::to_string(it->second) +
-             " with other keys between (only the first lines of a repeated key would be read): put its lines together";
-    last_line[key] = n;
-    last_key = key;
-  }
-  return {};
 }
 
 }  // namespace
@@ -258,7 +227,7 @@ int main(int argc, char** argv) {
   // octal and 0x as hex.
   wire::numbers_as_written(app);
   // The config file, before CLI11 reads it.
-  if (const std::string problem = wire::config_file_refusal(argc, argv, config_file_problem); !problem.empty()) {
+  if (const std::string problem = wire::config_file_refusal(argc, argv); !problem.empty()) {
     std::fprintf(stderr, "mesobd: --config: %s\n", problem.c_str());
     return 2;
   }

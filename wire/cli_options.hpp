@@ -13,7 +13,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
+#include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -56,16 +57,45 @@ inline void numbers_as_written(CLI::App& app) {
   }
 }
 
+// What CLI11's config reader would take other than as written: a '#' in a value starts
+// a comment there (quotes or not), and a key repeated after other keys is dropped (only
+// its first run of lines is read). Empty if the file has neither (or cannot be read:
+// CLI11 says so then).
+inline std::string config_file_text_problem(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::map<std::string, size_t> last_line;  // key -> the line it was last on
+  size_t n = 0;
+  std::string last_key;
+  while (std::getline(in, line)) {
+    ++n;
+    const size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#' || line[first] == ';' || line[first] == '[') continue;
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;  // CLI11 names it
+    std::string key = line.substr(first, eq - first);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    if (line.find('#', eq) != std::string::npos)
+      return path + " line " + std::to_string(n) + ": the value of " + key +
+             " holds a '#', which starts a comment there (the rest of the line would be dropped)";
+    if (auto it = last_line.find(key); it != last_line.end() && last_key != key)
+      return path + " line " + std::to_string(n) + ": " + key + " was given on line " + std::to_string(it->second) +
+             " with other keys between (only the first lines of a repeated key would be read): put its lines together";
+    last_line[key] = n;
+    last_key = key;
+  }
+  return {};
+}
+
 // A settings file is a few kilobytes; past this it is not one.
 constexpr off_t config_file_bytes_max = 1 << 20;
 
 // Why a settings file the command line names (--config PATH, --config=PATH) would not be
 // read as written, or "": CLI11 takes an empty path for no file, and reads a pipe or a
 // device after a check read it to its end (a FIFO hangs), so every setting would be left
-// at its default; a file over config_file_bytes_max is not a settings file. `more`, if
-// given, checks a file that passes these (its text). Before parsing.
-inline std::string config_file_refusal(int argc, char** argv,
-                                       const std::function<std::string(const std::string&)>& more = {}) {
+// at its default; a file over config_file_bytes_max is not a settings file; nor one whose
+// text CLI11 would read other than as written (config_file_text_problem). Before parsing.
+inline std::string config_file_refusal(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     std::optional<std::string> path;
@@ -79,8 +109,7 @@ inline std::string config_file_refusal(int argc, char** argv,
     if (st.st_size > config_file_bytes_max)
       return *path + " has " + std::to_string(st.st_size) + " bytes, more than a settings file's " +
              std::to_string(config_file_bytes_max);
-    if (more)
-      if (std::string problem = more(*path); !problem.empty()) return problem;
+    if (std::string problem = config_file_text_problem(*path); !problem.empty()) return problem;
   }
   return {};
 }

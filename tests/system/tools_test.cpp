@@ -199,6 +199,12 @@ TEST(mesobd, a_config_file_with_an_unknown_key_is_refused) {
     EXPECT_NE(r.out.find(says), std::string::npos) << arg << "\n" << r.out;
     EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data")) << r.out;
   }
+  // The console's settings file is read by the same check: a repeated key with other keys
+  // between was read as its first line only (the console then asked the wrong port).
+  std::ofstream(file, std::ios::trunc) << "port = 1\ntimeout-ms = 100\nport = 2\n";
+  r = run(bin("tools/mesob") + " --config " + file + " status");
+  EXPECT_EQ(WEXITSTATUS(r.status), 2) << r.out;
+  EXPECT_NE(r.out.find("line 3: port was given on line 1 with other keys between"), std::string::npos) << r.out;
 }
 
 // The tools' numbers as written, as mesobd's: CLI11 alone read the relay's --account
