@@ -209,6 +209,18 @@ constexpr uint16_t rules_round_two_one_period = 27;
 // answer lost), while the order waits out another broker's grace, is a repeat (no second
 // order_answer event). Before, it was taken as a fresh answer and its event written twice.
 constexpr uint16_t rules_repeated_reject = 28;
-constexpr uint16_t rules_newest = 28;
+// Orders, three of a broker's standing: (1) an ending order's grace waits for a broker it
+// went to only while that broker is an enabled broker with no session open (whatever
+// currencies it serves now: instructions reach its sessions all the same); before, a
+// broker that stopped serving the order's currency, or lost the role, held the order
+// the whole ending_max_ns though it had heard. (2) A reject from a broker withdrawn
+// (sequenced after the change) that ends the order does not make it a dead letter
+// first; before, an order_dead event came just ahead of its close. (3) A broker's
+// session opening while the instrument is halted holds an order sent there and not yet
+// acknowledged (as a halt holds one to route) instead of pushing it to the broker again.
+constexpr uint16_t rules_grace_by_sessions = 29;
+constexpr uint16_t rules_closing_answer_not_dead = 29;
+constexpr uint16_t rules_halt_holds_resent = 29;
+constexpr uint16_t rules_newest = 29;
 
 }  // namespace mesob::actors

@@ -115,6 +115,16 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
       return desks_.registry()->find(a.number)->priority < desks_.registry()->find(b.number)->priority;
     });
   });
+  trading_.set_broker_of([this](uint32_t number) {
+    trading::broker_info out;
+    out.number = number;
+    if (const auto* g = desks_.registry() ? desks_.registry()->find(number) : nullptr) {
+      out.enabled = g->enabled && (g->roles & wire::roles::broker);
+      out.up = desks_.sessions(number) > 0;
+      out.timeout_ns = uint64_t(g->answer_timeout_ms) * 1'000'000ull;
+    }
+    return out;
+  });
 }
 
 account* shard::local_account(uint64_t id) {

@@ -229,17 +229,7 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
     return;
   }
   if (e.attempts.size() - e.routing_base >= attempts_max) return make_dead(wallet, w, e, dead_reason::attempts, now);
-  if (rules_ >= rules_halts_hold_orders && market_) {
-    const market::instrument* ins = market_->find(e.o.instrument_id);
-    if (ins && ins->reasons(now) != 0) {  // halted or stale: no broker gets it now
-      set_routing(e, route_state::halted);
-      e.route_due = 0;
-      unrouted_.erase(e.o.id);
-      halted_[e.o.instrument_id].emplace(e.o.id, wallet);
-      halted_due_ = std::min(halted_due_, ins->next_change(now));
-      return;
-    }
-  }
+  if (held_by_halt(wallet, e, now)) return;
   const auto cands = brokers(e.o.currency);
   bool any_left = false, any_up = false;
   for (const auto& b : cands) {
@@ -262,6 +252,18 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
   e.route_due = any_up ? std::min(now + route_poll_ns, since + route_wait_max_ns) : since + route_wait_max_ns;
   add_timer(e.route_due, wallet);
   unrouted_[e.o.id] = wallet;
+}
+
+bool table::held_by_halt(uint64_t wallet, order_entry& e, uint64_t now) {
+  if (rules_ < rules_halts_hold_orders || !market_) return false;
+  const market::instrument* ins = market_->find(e.o.instrument_id);
+  if (!ins || ins->reasons(now) == 0) return false;
+  set_routing(e, route_state::halted);  // halted or stale: no broker gets it now
+  e.route_due = 0;
+  unrouted_.erase(e.o.id);
+  halted_[e.o.instrument_id].emplace(e.o.id, wallet);
+  halted_due_ = std::min(halted_due_, ins->next_change(now));
+  return true;
 }
 
 void table::send(uint64_t wallet, wallet_entry& w, order_entry& e, const broker_info& b, uint64_t now) {
@@ -354,7 +356,7 @@ void table::breaker_moved(uint32_t g, const gateways::breaker& b, uint64_t now) 
   events_(std::move(ev));
 }
 
-void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint32_t g, uint64_t now) {
+void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint32_t g, uint64_t now, bool closing) {
   const route_state rs = route_state(e.routing);
   // A broker no longer enabled with the role (its answer sequenced after the registry
   // change that withdrew it) does not take the order to work: the order is a dead letter,
@@ -363,9 +365,11 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
   const auto listed = [&](const std::vector<broker_info>& cands) {
     return std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
   };
+  // (Not for its reject that ends the order: a dead letter closing at once is no letter.)
   const auto withdrawn = [&](const std::vector<broker_info>& cands) {
     const auto it = listed(cands);
-    return rules_ >= rules_withdrawn_broker_dead_letters && (it == cands.end() || !it->enabled);
+    return rules_ >= rules_withdrawn_broker_dead_letters && (it == cands.end() || !it->enabled) &&
+           !(closing && rules_ >= rules_closing_answer_not_dead);
   };
   if (e.broker == g) {
     if (rs == route_state::sent) {  // the answer the attempt waited for
@@ -474,7 +478,7 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
       *repeated = true;
       return result::ok;
     }
-    acknowledged(a.wallet, *w, *e, a.gateway, ts);
+    acknowledged(a.wallet, *w, *e, a.gateway, ts, true);
     // Another broker it went to may still have it (told to stop, it may not have heard):
     // the order waits for the grace, taking their fills, before it closes.
     const bool others = rules_ >= rules_orders_wait_for_brokers &&
@@ -667,6 +671,13 @@ void table::end(uint64_t wallet, wallet_entry& w, order_entry& e, order_state wh
 }
 
 bool table::brokers_up(const order_entry& e) const {
+  if (rules_ >= rules_grace_by_sessions) {
+    for (const uint32_t g : e.attempts) {
+      const broker_info b = broker_of_ ? broker_of_(g) : broker_info{};
+      if (b.enabled && !b.up) return false;
+    }
+    return true;
+  }
   const auto cands = brokers(e.o.currency);
   for (const uint32_t g : e.attempts) {
     const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
@@ -731,6 +742,13 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
   const std::vector<broker_info> cands_none;
   each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
     if (e.broker == gateway) {
+      // One unacknowledged, its instrument halted now: held, not pushed again (it may
+      // never have reached the broker); a late acknowledgment still takes it to work.
+      if (route_state(e.routing) == route_state::sent && e.ending == order_state::open &&
+          rules_ >= rules_halt_holds_resent && held_by_halt(wallet, e, ts)) {
+        touch(wallet, w);
+        return;
+      }
       // Pushed again (any of its sessions may be the new one); those ending, with their
       // cancel; one unacknowledged, with its answer due from now.
       // (Not one the broker rejected: it is told to stop, never to work it again.)

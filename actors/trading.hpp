@@ -142,7 +142,10 @@ constexpr uint16_t code_hold = 0xE200, code_fill = 0xE211, code_improvement = 0x
 // again), and ends only with every broker the order went to having a session up, so
 // that each could hear; at most ending_max_ns after it began ending, it closes whatever
 // its brokers' sessions (rules version 7 on, rules_version.hpp; before, the grace ran
-// once from the cancel).
+// once from the cancel). A gateway that is no enabled broker now cannot answer and does
+// not hold it up; one that is, whatever currencies it serves now, does while it has no
+// session (rules version 29; before, the brokers serving the order's currency, so one
+// that stopped serving it held the order the whole ending_max_ns).
 constexpr uint64_t cancel_grace_ns = 60'000'000'000ull;
 constexpr uint64_t ending_max_ns = 86'400'000'000'000ull;
 // What an open order's current hold holds: a buy's `held`; a sell's least proceeds left
@@ -209,6 +212,10 @@ class table {
   void set_emit(emit_fn f) { emit_ = std::move(f); }
   void set_instruct(instruct_fn f) { instruct_ = std::move(f); }
   void set_brokers(brokers_fn f) { brokers_ = std::move(f); }
+  // Gateway `number` as a broker whatever currencies it serves: enabled (an enabled gateway
+  // with the broker role), up (a session open); neither if unknown.
+  using broker_of_fn = std::function<broker_info(uint32_t number)>;
+  void set_broker_of(broker_of_fn f) { broker_of_ = std::move(f); }
   // The shard's copy of the market: an order is routed only while its instrument trades.
   void set_market(const market::book* m) { market_ = m; }
   // Orders held by a halt whose instrument trades at `ts` are routed (but those whose
@@ -357,8 +364,13 @@ class table {
   template <class F>
   void each_open(F&& f);
   // An answer from broker g, which has the order: it is working there (or g is told to
-  // cancel, another working it).
-  void acknowledged(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint32_t g, uint64_t now);
+  // cancel, another working it). `closing`: its reject, which ends the order (a broker
+  // withdrawn does not make it a dead letter then, rules_closing_answer_not_dead).
+  void acknowledged(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint32_t g, uint64_t now,
+                    bool closing = false);
+  // Holds the order while its instrument is halted or its price stale (rules_halts_hold_orders):
+  // no broker gets it until the instrument trades. Whether it did.
+  bool held_by_halt(uint64_t wallet, portfolio::order_entry& e, uint64_t now);
   struct broker_state {
     gateways::breaker b;
     uint64_t probe_wallet = 0;  // the probe order's wallet
@@ -374,7 +386,8 @@ class table {
   // confirmation (a reject) or the grace.
   void end(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, portfolio::order_state why, uint64_t ts,
            uint32_t except = 0);
-  // Whether every broker the order went to has a session up (each could hear a cancel).
+  // Whether every broker the order went to could hear a cancel: has a session up, or
+  // (rules_grace_by_sessions) is no enabled broker now (it cannot answer either).
   [[nodiscard]] bool brokers_up(const portfolio::order_entry& e) const;
   // When an ending order's grace ends (rules_newest: ending_max_ns after it began ending
   // while a broker it went to has no session up).
@@ -416,6 +429,7 @@ class table {
   emit_fn emit_;
   instruct_fn instruct_;
   brokers_fn brokers_;
+  broker_of_fn broker_of_;
   event_fn events_;
 };
 

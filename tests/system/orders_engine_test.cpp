@@ -1547,6 +1547,125 @@ TEST_F(orders_engine_replay, AHaltHoldsOrdersFromBrokersUntilTheInstrumentTrades
   expect_balanced();
 }
 
+// A session of the broker opening while the instrument is halted holds an order sent
+// there and not yet acknowledged, instead of pushing it again (the push may be its
+// first to reach the broker); an acknowledgment of the first push still takes the order
+// to work there (rules version 29).
+TEST_F(orders_engine_replay, ASessionOpeningDuringAHaltHoldsTheOrderItWouldPushAgain) {
+  using actors::trading::route_state;
+  const auto routing = [&](uint64_t id) { return route_state(order(id).routing); };
+  up("broker-a");
+  ASSERT_EQ(place(buy(160, a_, 10, 105)), result::ok);
+  ASSERT_EQ(place(buy(161, a_, 10, 105)), result::ok);
+  ASSERT_EQ(routing(160), route_state::sent);
+  ASSERT_EQ(routing(161), route_state::sent);
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::halt)}).results.at(0), result::ok);
+  clear_sent();
+  up("broker-a");  // another session of it
+  EXPECT_TRUE(sent().empty()) << "nothing pushed while the instrument is halted";
+  EXPECT_EQ(routing(160), route_state::halted);
+  EXPECT_EQ(routing(161), route_state::halted);
+  expect_kept_across_restart(160);
+  up("broker-a");  // (a restart closes every session)
+  EXPECT_TRUE(sent().empty());
+  ASSERT_EQ(answer("broker-a", accepted(161)), result::ok) << "it had the first push";
+  EXPECT_EQ(routing(161), route_state::working);
+  EXPECT_EQ(order(161).broker, number("broker-a"));
+  clear_sent();
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
+  sync();
+  const auto s = sent();
+  ASSERT_EQ(s.size(), 1u) << "the held order only";
+  EXPECT_TRUE(is_instruction(s[0], "broker-a", 160, wire::order_instruction_kind::work));
+  EXPECT_EQ(s[0].second.attempt, 2);
+  EXPECT_EQ(routing(160), route_state::sent);
+  ASSERT_EQ(answer("broker-a", fill(160, 1, 10, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", fill(161, 1, 10, 100)), result::ok);
+  EXPECT_EQ(account(a_).debits_posted, 2000u);
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  expect_balanced();
+}
+
+// An ending order waits for the brokers that could still answer and have not heard: an
+// enabled broker with no session open, whatever currencies it serves now. One that has a
+// session open heard; one withdrawn cannot answer (rules version 29; before, a broker
+// that stopped serving the order's currency, or lost the role, held it a day).
+TEST_F(orders_engine, AnEndingOrderWaitsOnlyForBrokersThatCouldAnswer) {
+  const auto state = [&](uint64_t id) { return actors::portfolio::order_state(order(id).state); };
+  const auto advance = [&](uint64_t s) {
+    fx_.advance_s(s);
+    (void)e().create_accounts({test::make_account(bank)});  // a logged batch: the ticker's moment
+    sync();
+  };
+  const uint64_t grace_s = actors::trading::cancel_grace_ns / 1'000'000'000;
+  // Broker-a works order 170, its session goes, the order is cancelled, and broker-a stops
+  // serving ETB: it still holds the order while it has no session.
+  up("broker-a");
+  ASSERT_EQ(place(buy(170, a_, 10, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", accepted(170)), result::ok);
+  e().gateway_event({number("broker-a"), wire::gateway_event_kind::down, {}});
+  sync();
+  ASSERT_EQ(e().cancel_orders({{170, a_}}).results.at(0), result::ok);
+  auto usd_only = broker_registration("broker-a");
+  usd_only.kind = wire::gateway_op_kind::update;
+  usd_only.secret_bytes = 0;
+  std::memset(usd_only.secret, 0, sizeof usd_only.secret);
+  usd_only.currencies[0] = {wire::currency("USD"), 0, settlement + 50};
+  ASSERT_EQ(e().gateways({usd_only}).results.at(0), result::ok);
+  advance(grace_s + 5);
+  EXPECT_EQ(state(170), actors::portfolio::order_state::open) << "broker-a has no session: it has not heard";
+  up("broker-a");  // told again: it has heard now
+  advance(grace_s + 1);
+  ASSERT_TRUE(eventually([&] { return state(170) == actors::portfolio::order_state::cancelled; }))
+      << "broker-a, no longer serving ETB, heard the cancel: the grace, not a day";
+  // Broker-b works order 171 (broker-a serves ETB no more), its session goes, the order is
+  // cancelled, and broker-b loses the role: it cannot answer, so it holds nothing.
+  up("broker-b");
+  ASSERT_EQ(place(buy(171, a_, 10, 100)), result::ok);
+  ASSERT_EQ(order(171).broker, number("broker-b"));
+  ASSERT_EQ(answer("broker-b", accepted(171)), result::ok);
+  e().gateway_event({number("broker-b"), wire::gateway_event_kind::down, {}});
+  sync();
+  ASSERT_EQ(e().cancel_orders({{171, a_}}).results.at(0), result::ok);
+  auto payments_only = broker_registration("broker-b", 20);
+  payments_only.kind = wire::gateway_op_kind::update;
+  payments_only.secret_bytes = 0;
+  std::memset(payments_only.secret, 0, sizeof payments_only.secret);
+  payments_only.roles = wire::roles::payments;
+  ASSERT_EQ(e().gateways({payments_only}).results.at(0), result::ok);
+  advance(grace_s + 1);
+  ASSERT_TRUE(eventually([&] { return state(171) == actors::portfolio::order_state::cancelled; }))
+      << "a broker withdrawn cannot answer: the grace, not a day";
+  sync();
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  expect_balanced();
+}
+
+// A reject that ends the order, from a broker withdrawn since (its answer sequenced after
+// the change), closes it without first making it a dead letter: no order_dead event
+// (rules version 29; before, one came just ahead of the close).
+TEST_F(orders_engine, AWithdrawnBrokersRejectClosesTheOrderWithoutADeadLetter) {
+  auto upd = an_order_sent_to_a_payments_gateway_made_broker("bank-broker", 180);
+  upd.roles = wire::roles::payments;
+  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);  // its session still counted
+  sync();
+  ASSERT_EQ(answer("bank-broker", reject(180, 9)), result::ok);
+  EXPECT_EQ(order(180).state, uint8_t(actors::portfolio::order_state::rejected));
+  EXPECT_EQ(order(180).reason, 9);
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  expect_balanced();
+  fx_.close();
+  size_t dead = 0, rejects = 0;
+  for (const auto& ev : test::all_events(fx_.dir())) {
+    dead += ev.type == wire::event_type::order_dead && ev.ref.lo == 180;
+    rejects += ev.type == wire::event_type::order_answer && ev.ref.lo == 180 &&
+               ev.code == uint16_t(wire::order_answer_kind::reject);
+  }
+  EXPECT_EQ(dead, 0u);
+  EXPECT_EQ(rejects, 1u);
+  fx_.open();
+}
+
 TEST_F(orders_engine_replay, AnotherShardCountIsRefusedWhileRoutingIsUnderWayPastTheSnapshot) {
   up("broker-a");
   ASSERT_EQ(place(buy(130, a_, 10, 100)), result::ok);  // sent, not acknowledged

@@ -557,6 +557,9 @@ struct trading_world : world {
     t.set_brokers([](wire::currency_code, std::vector<trading::broker_info>* out) {
       out->push_back({3, true, true, 1'000'000'000});
     });
+    t.set_broker_of([](uint32_t number) {
+      return number == 3 ? trading::broker_info{3, true, true, 1'000'000'000} : trading::broker_info{number};
+    });
   }
   // Broker 3's answer for wallet 5's order `id` (a fill: fill_id, quantity, price).
   result answer(uint64_t id, wire::order_answer_kind kind, uint64_t fill_id = 0, uint64_t quantity = 0,
