@@ -838,6 +838,11 @@ void table::broker_withdrawn(uint32_t gateway, uint64_t ts) {
 }
 
 void table::reset(uint64_t ts) {
+  // A start (its reset is its first batch that runs orders' timers): the rules may have
+  // changed since the last run's batches what holds an ending order (rules version 29),
+  // and no timer marks that moment, so every ending order looks again here, in every
+  // history (a snapshot's load re-adds the timers of its past).
+  if (rules_ >= rules_grace_by_sessions) registry_changed(ts);
   each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
     const route_state rs = route_state(e.routing);
     if (rs != route_state::sent && rs != route_state::waiting) return;

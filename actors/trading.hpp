@@ -142,8 +142,8 @@ constexpr uint16_t code_hold = 0xE200, code_fill = 0xE211, code_improvement = 0x
 // again), and ends only with every broker the order went to having a session up, so
 // that each could hear; at most ending_max_ns after it began ending, it closes whatever
 // its brokers' sessions (rules version 7 on, rules_version.hpp; before, the grace ran
-// once from the cancel). A gateway that is no enabled broker now cannot answer and does
-// not hold it up; one that is, whatever currencies it serves now, does while it has no
+// once from the cancel). A gateway that is no enabled broker now (its sessions' answers
+// refused once the server sees the change) does not hold it up; one that is, whatever currencies it serves now, does while it has no
 // session (rules version 29; before, the brokers serving the order's currency, so one
 // that stopped serving it held the order the whole ending_max_ns).
 constexpr uint64_t cancel_grace_ns = 60'000'000'000ull;
@@ -387,10 +387,10 @@ class table {
   void end(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, portfolio::order_state why, uint64_t ts,
            uint32_t except = 0);
   // Whether every broker the order went to could hear a cancel: has a session up, or
-  // (rules_grace_by_sessions) is no enabled broker now (it cannot answer either).
+  // (rules_grace_by_sessions) is no enabled broker now (its answers are refused).
   [[nodiscard]] bool brokers_up(const portfolio::order_entry& e) const;
   // When an ending order's grace ends (rules_newest: ending_max_ns after it began ending
-  // while a broker it went to has no session up).
+  // while a broker it went to, an enabled broker, has no session up).
   [[nodiscard]] uint64_t grace_end(const portfolio::order_entry& e) const;
   void told_again(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t ts);
   void add_timer(uint64_t at, uint64_t wallet);

@@ -641,6 +641,36 @@ TEST(TradingRows, OwedChainsAreTheShapesFillsAndClosesEmit) {
   EXPECT_NE(why.find("differs from its instrument's tick or currency"), std::string::npos) << why;
 }
 
+// An ending order held by a broker under rules 28 (one that stopped serving the order's
+// currency, its session up) is held no more under rules 29, and nothing but a timer
+// makes the table look: a start's reset looks at every ending order again, so a start
+// that brings rules 29 closes it at its first batch in every replay.
+TEST(TradingGrace, AStartLooksAgainAtEndingOrdersUnderNewRules) {
+  trading_world w;
+  auto& t = w.t;
+  bool serves_etb = true;
+  t.set_brokers([&](wire::currency_code, std::vector<trading::broker_info>* out) {
+    if (serves_etb) out->push_back({3, true, true, 1'000'000'000});
+  });
+  t.set_rules(28);
+  t.placed(order(1, wire::order_side::buy, 10, 110), 2, t0 + 2);
+  ASSERT_EQ(w.answer(1, wire::order_answer_kind::accepted), result::ok);
+  bool repeated = false;
+  ASSERT_EQ(t.cancel({1, 5}, t0 + 4, &repeated), result::ok);
+  serves_etb = false;
+  t.registry_changed(t0 + 5);
+  const uint64_t after_grace = t0 + 4 + trading::cancel_grace_ns + 1;
+  ASSERT_TRUE(t.due(after_grace));
+  t.run_due(after_grace);
+  ASSERT_EQ(t.find(5, 1)->st, portfolio::order_state::open) << "rules 28: held the day";
+  t.set_rules(29);
+  EXPECT_FALSE(t.due(after_grace + 1)) << "only the day's cap is left";
+  t.reset(after_grace + 1);
+  ASSERT_TRUE(t.due(after_grace + 1));
+  t.run_due(after_grace + 1);
+  EXPECT_EQ(t.find(5, 1)->st, portfolio::order_state::cancelled) << "rules 29: broker 3 has its session up";
+}
+
 // A closed order whose settlement chain is still owed stays in the book past the cap on
 // closed orders, so that the chain's refusal marks it for operators. Before, 4,096 later
 // closes dropped it first and the refusal marked nothing.
