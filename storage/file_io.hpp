@@ -11,12 +11,13 @@ namespace mesob::storage {
 
 // Runs `io(fd, p, len, off)` (pread or pwrite) until the whole range is done: short
 // transfers continued, EINTR retried. False on an error or (reading) the end of the file
-// before `len` bytes; errno says why.
+// before `len` bytes, EIO then); errno says why.
 template <class Byte, class Io>
 bool whole_range(int fd, Byte* p, size_t len, uint64_t off, Io io) {
   while (len > 0) {
     const ssize_t n = io(fd, p, len, off_t(off));
     if (n < 0 && errno == EINTR) continue;
+    if (n == 0) errno = EIO;  // (the end of the file, or a write taking nothing: no errno of its own)
     if (n <= 0) return false;
     p += n;
     len -= size_t(n);

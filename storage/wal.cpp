@@ -77,8 +77,10 @@ bool fsync_dir(const std::string& dir) {
   }
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return false;
-  bool ok = ::fsync(fd) == 0;
+  const bool ok = ::fsync(fd) == 0;
+  const int why = errno;
   ::close(fd);
+  errno = why;  // (fsync's, not close's)
   return ok;
 }
 
@@ -86,10 +88,14 @@ bool replace_file(const std::string& path, std::string_view text, std::string* e
   const std::string tmp = path + ".new";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   bool ok = fd >= 0 && pwrite_full(fd, text.data(), text.size(), 0) && ::fdatasync(fd) == 0;
+  int why = ok ? 0 : errno;  // (close may set errno)
   if (fd >= 0) ::close(fd);
   const std::string dir = path.substr(0, path.rfind('/'));
-  ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0 && fsync_dir(dir.empty() ? "." : dir);
-  if (!ok) *error = "cannot write " + path + ": " + std::strerror(errno);
+  if (ok && !(::rename(tmp.c_str(), path.c_str()) == 0 && fsync_dir(dir.empty() ? "." : dir))) {
+    ok = false;
+    why = errno;
+  }
+  if (!ok) *error = "cannot write " + path + ": " + std::strerror(why);
   return ok;
 }
 
@@ -937,7 +943,7 @@ bool zero_range(const std::string& path, uint64_t from, uint64_t to, std::string
   std::vector<uint8_t> zeros(1 << 20, 0);
   for (uint64_t off = from; off < to;) {
     const auto n = std::min<uint64_t>(zeros.size(), to - off);
-    if (::pwrite(fd, zeros.data(), n, off_t(off)) != ssize_t(n)) {
+    if (!pwrite_full(fd, zeros.data(), n, off)) {
       *error = "wal: cannot cut torn tail of " + path + ": " + errno_text(errno);
       ::close(fd);
       return false;
