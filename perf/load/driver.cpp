@@ -199,9 +199,11 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
   return b;
 }
 
-// The connection's next request, its latency counted from `intended`; none when its
-// items ran out (its slot is given back).
-std::optional<target_connection::submission> prepare(shared_run& s, connection_state& st, clk::time_point intended) {
+// The connection's next request, its latency counted from `due` (open loop), or from when
+// its batch is made (closed loop: the generator's making of it is not the target's
+// time); none when its items ran out (its slot is given back).
+std::optional<target_connection::submission> prepare(shared_run& s, connection_state& st,
+                                                     std::optional<clk::time_point> due) {
   auto ks = std::make_shared<std::vector<uint64_t>>();
   auto b = next_batch(s, st, ks.get());
   if (b.empty()) {
@@ -209,14 +211,15 @@ std::optional<target_connection::submission> prepare(shared_run& s, connection_s
     s.senders_done.fetch_add(1);
     return std::nullopt;
   }
+  const clk::time_point intended = due ? *due : clk::now();
   ++s.outstanding;
   return target_connection::submission{
       std::move(b), [&s, &st, ks, intended](batch_outcome&& r) { on_answer(s, st, *ks, intended, std::move(r)); }};
 }
 
 // False when the connection's items ran out (nothing sent; its slot is given back).
-bool send_one(shared_run& s, connection_state& st, clk::time_point intended) {
-  auto sub = prepare(s, st, intended);
+bool send_one(shared_run& s, connection_state& st, std::optional<clk::time_point> due) {
+  auto sub = prepare(s, st, due);
   if (!sub) return false;
   st.c->submit(std::move(sub->batch), std::move(sub->done));
   return true;
@@ -238,7 +241,7 @@ void sender_closed(shared_run& s, connection_state& st) {
     // A connection failing its requests (broken, reconnecting) is not spun on: at most
     // 100 requests a second go to it until one is answered.
     if (st.failing_now.load()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!send_one(s, st, clk::now())) return;
+    if (!send_one(s, st, std::nullopt)) return;
   }
 }
 
@@ -692,9 +695,24 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     std::unique_lock lk(s.done_mu);
     while (!s.done_cv.wait_until(lk, std::min(next_tick, answers_until), [&] { return s.outstanding == 0; })) {
       if (clk::now() >= answers_until) {
-        *error = std::to_string(s.outstanding.load()) + " requests still unanswered " +
-                 std::to_string(int(o.drain_timeout_s)) + " s after the last was sent";
-        return false;
+        // Given up on: the connections close, which fails each request still out (its
+        // outcome unknown: verification looks its transfers up), and the report is made
+        // with them, counted. Before, the run ended with no report at all, when a stalled
+        // engine is what its report is most wanted for.
+        out->unanswered_at_drain = s.outstanding.load();
+        lk.unlock();
+        for (auto& c : cs) {
+          out->reconnects += c->c->reconnects();
+          out->resent += c->c->resent();
+        }
+        for (auto& c : cs) c->c.reset();
+        lk.lock();
+        if (!s.done_cv.wait_until(lk, clk::now() + drain, [&] { return s.outstanding == 0; })) {
+          *error = std::to_string(s.outstanding.load()) + " requests still unanswered " +
+                   std::to_string(int(o.drain_timeout_s)) + " s after the last was sent, and not failed by closing their connections";
+          return false;
+        }
+        break;
       }
       if (clk::now() >= next_tick) {
         lk.unlock();  // (answers take done_mu)
@@ -724,8 +742,10 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   out->send_lag.merge(s.send_lag);
   out->failed_latency.merge(s.failed_latency);
   for (auto& c : cs) {
-    out->reconnects += c->c->reconnects();
-    out->resent += c->c->resent();
+    if (c->c) {  // (closed at the drain timeout: counted then)
+      out->reconnects += c->c->reconnects();
+      out->resent += c->c->resent();
+    }
   }
   if (o.verify) verify(t, s, cs, &out->verify);
   cs.clear();  // connections close
@@ -749,6 +769,9 @@ void print_report(const run_report& r, FILE* f) {
     std::fprintf(f, "failed requests' time to failure (not in the latency): p50 %s  p99 %s  max %s\n",
                  fmt_ns(r.failed_latency.percentile(50)).c_str(), fmt_ns(r.failed_latency.percentile(99)).c_str(),
                  fmt_ns(r.failed_latency.max()).c_str());
+  if (r.unanswered_at_drain > 0)
+    std::fprintf(f, "unanswered at the drain timeout: %llu requests, failed as their connections closed (outcome unknown)\n",
+                 (unsigned long long)r.unanswered_at_drain);
   if (r.reconnects > 0 || r.resent > 0)
     std::fprintf(f, "connections made again: %llu; requests sent again on them: %llu\n",
                  (unsigned long long)r.reconnects, (unsigned long long)r.resent);
@@ -826,8 +849,9 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
   };
   three("send_lag_us", r.send_lag);
   three("failed_latency_us", r.failed_latency);
-  std::fprintf(f, "  \"reconnects\": %llu,\n  \"resent\": %llu,\n", (unsigned long long)r.reconnects,
-               (unsigned long long)r.resent);
+  std::fprintf(f, "  \"reconnects\": %llu,\n  \"resent\": %llu,\n  \"unanswered_at_drain\": %llu,\n",
+               (unsigned long long)r.reconnects, (unsigned long long)r.resent,
+               (unsigned long long)r.unanswered_at_drain);
   std::fprintf(f, "  \"results\": {");
   size_t i = 0;
   for (auto& [name, n] : r.results)

@@ -73,6 +73,9 @@ struct run_report {
   // the load generator's own lateness (its pacer, or the window full), within `latency`.
   hdr_histogram send_lag;
   uint64_t reconnects = 0, resent = 0;  // the connections' (targets that reconnect: mesob)
+  // Requests still unanswered drain_timeout_s after the last was sent: failed by closing
+  // their connections (in requests_failed, and in failures by what the connection said).
+  uint64_t unanswered_at_drain = 0;
   std::vector<interval_row> timeline;
   verify_report verify;
   double transfers_per_s() const { return seconds > 0 ? double(transfers_ok) / seconds : 0; }

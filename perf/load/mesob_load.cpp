@@ -218,6 +218,7 @@ int main(int argc, char** argv) {
   if (deposits) w.kind = load::item_kind::deposits;
   if (payouts) w.kind = load::item_kind::payouts;
   if (equb) w.kind = load::item_kind::equb;
+  const bool run_given = w.run != 0;  // (one drawn below is new to any target)
   if (w.run == 0) {
     w.run = load::splitmix{w.seed ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) ^
                            (uint64_t(::getpid()) << 32)}();
@@ -350,6 +351,26 @@ int main(int argc, char** argv) {
       }
       std::fprintf(stderr, "mesob-load: %llu accounts ready in %.1f s\n", (unsigned long long)pt.w.accounts,
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    // A run id given again: the target answers each transfer the earlier run made with
+    // that run's outcome (ok), so they would count as fresh work. Refused if the target
+    // holds this run's first item.
+    if (run_given) {
+      const load::account_layout layout(pt.w);
+      const wire::id128 first = load::make_transfer(pt.w, layout, 1).id;
+      std::vector<load::found_transfer> found;
+      if (!pt.t->find_transfers({&first, 1}, &found, &error)) {
+        std::fprintf(stderr, "mesob-load: --run-id: looking up the run's first transfer: %s\n", error.c_str());
+        return 1;
+      }
+      if (!found.empty() && found[0].found) {
+        std::fprintf(stderr,
+                     "mesob-load: %s--run-id %016llx: the target holds this run's first transfer already (an earlier "
+                     "run's); its repeats would be answered with their first outcome and counted as new: give another "
+                     "run id, or none\n",
+                     mixing ? (pt.name + ": ").c_str() : "", (unsigned long long)pt.w.run);
+        return 2;
+      }
     }
   }
   // Payouts: mesob-load answers the instructions as the gateway (the gateway simulator),

@@ -734,6 +734,53 @@ TEST(load, requests_never_sent_by_the_drain_timeout_fail_with_their_time_to_fail
   EXPECT_GE(r.requests, 200u);
 }
 
+// An engine that stops answering with its connections open: the requests still out a
+// drain timeout after the last was sent are failed by closing the connections, and the
+// run reports (before, it ended with an error and no report at all).
+TEST(load, requests_unanswered_at_the_drain_timeout_fail_and_the_run_still_reports) {
+  class hanging final : public keeps_nothing_target {
+   public:
+    std::string name() const override { return "hanging"; }
+    std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
+      class conn final : public load::target_connection {
+       public:
+        ~conn() override {  // as the client's: what is out fails as the connection closes
+          for (auto& done : held_) {
+            load::batch_outcome o;
+            o.failure = "client closed";
+            done(std::move(o));
+          }
+        }
+        void submit(std::vector<wire::transfer> b, std::function<void(load::batch_outcome&&)> done) override {
+          if (++n_ <= 10) {  // the first ten answered, then nothing
+            load::batch_outcome o;
+            o.results.assign(b.size(), wire::result::ok);
+            done(std::move(o));
+            return;
+          }
+          std::lock_guard lk(mu_);
+          held_.push_back(std::move(done));
+        }
+        uint32_t window_max() const override { return 4; }
+
+       private:
+        uint64_t n_ = 0;
+        std::mutex mu_;
+        std::vector<std::function<void(load::batch_outcome&&)>> held_;
+      };
+      return std::make_unique<conn>();
+    }
+  } t;
+  const auto begun = std::chrono::steady_clock::now();
+  load::run_report r = run_single_transfers(t, 2, 0, 0.5, 0.5);
+  EXPECT_LT(std::chrono::steady_clock::now() - begun, std::chrono::seconds(10));
+  EXPECT_EQ(r.requests, 20u) << "ten a connection answered";
+  EXPECT_EQ(r.unanswered_at_drain, 8u) << "each connection's window of 4";
+  EXPECT_EQ(r.requests_failed, 8u);
+  EXPECT_EQ(r.failures["client closed"], 8u);
+  EXPECT_EQ(r.failed_latency.count(), 8u);
+}
+
 // Failed requests: their time to failure is reported apart from the latency of answered
 // ones, and the connections' reconnects and resends are summed into the report.
 TEST(load, failures_time_to_failure_and_reconnects_are_reported) {
@@ -813,6 +860,17 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
       EXPECT_NE(refused.out.find(says), std::string::npos) << flag << refused.out;
       EXPECT_EQ(refused.out.find("accounts ready"), std::string::npos) << flag << refused.out;
     }
+    // A run id given again: the earlier run's transfers would be answered ok as repeats and
+    // counted as new ones. Refused, nothing sent.
+    const std::string again = base + " --accounts 300 --first-account 900000 --duration 0.3 --quiet --run-id 777";
+    auto first = run(again);
+    ASSERT_EQ(WEXITSTATUS(first.status), 0) << first.out;
+    auto second = run(again + " --no-setup");
+    EXPECT_EQ(WEXITSTATUS(second.status), 2) << second.out;
+    EXPECT_NE(second.out.find("--run-id 0000000000000309: the target holds this run's first transfer already"),
+              std::string::npos)
+        << second.out;
+    EXPECT_EQ(second.out.find("requests answered"), std::string::npos) << second.out;
     auto no_secret = run(bin("perf/mesob-load") + " --port " + std::to_string(port));
     EXPECT_EQ(WEXITSTATUS(no_secret.status), 2) << no_secret.out;
     EXPECT_NE(no_secret.out.find("no gateway secret"), std::string::npos) << no_secret.out;
