@@ -1,6 +1,7 @@
 #include "perf/load/driver.hpp"
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -817,8 +819,10 @@ bool close_written(FILE* f, const std::string& path, std::string* error) {
 
 bool write_report_json(const run_report& r, const workload& w, const run_options& o, const std::string& path,
                        std::string* error) {
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
+  if (const std::string problem = output_problem(std::filesystem::path(path).parent_path()); !problem.empty()) {
+    *error = problem;
+    return false;
+  }
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
     *error = path + ": cannot write";
@@ -880,9 +884,21 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
   return close_written(f, path, error);
 }
 
-bool write_plots(const run_report& r, const std::string& dir, const std::string& name, std::string* error) {
+std::string output_problem(const std::filesystem::path& dir) {
+  const auto d = dir.empty() ? std::filesystem::path(".") : dir;
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  std::filesystem::create_directories(d, ec);
+  if (ec) return d.string() + ": cannot make the directory: " + ec.message();
+  if (!std::filesystem::is_directory(d, ec)) return d.string() + ": not a directory";
+  if (::access(d.c_str(), W_OK | X_OK) != 0) return d.string() + ": cannot write there: " + std::strerror(errno);
+  return {};
+}
+
+bool write_plots(const run_report& r, const std::string& dir, const std::string& name, std::string* error) {
+  if (const std::string problem = output_problem(dir); !problem.empty()) {
+    *error = problem;
+    return false;
+  }
   const std::string base = dir + "/" + name;
   {
     FILE* f = std::fopen((base + "-timeline.dat").c_str(), "w");

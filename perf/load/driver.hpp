@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -85,6 +86,11 @@ struct run_report {
 bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error);
 // What run_load would refuse in `o` (empty: nothing): checked before a target is set up.
 std::string run_options_problem(const run_options& o);
+
+// Why the report's files cannot go into `dir` (made if missing; empty: the current
+// directory), or "": checked before a run too, so that a long run does not end unable
+// to write its report.
+std::string output_problem(const std::filesystem::path& dir);
 
 // Writes the report as JSON.
 bool write_report_json(const run_report& r, const workload& w, const run_options& o, const std::string& path,

@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -309,6 +310,22 @@ int main(int argc, char** argv) {
       return 2;
     }
 
+  // Where the report goes, before the run: one that cannot be written is refused now, not
+  // after an hour of load.
+  {
+    std::string why;
+    if (!json_path.empty()) {
+      why = load::output_problem(std::filesystem::path(json_path).parent_path());
+      if (why.empty() && std::filesystem::is_directory(json_path)) why = json_path + " is a directory: name a file";
+      if (!why.empty()) why = "--json: " + why;
+    }
+    if (why.empty() && !plot_dir.empty())
+      if (why = load::output_problem(plot_dir); !why.empty()) why = "--plot: " + why;
+    if (!why.empty()) {
+      std::fprintf(stderr, "mesob-load: %s\n", why.c_str());
+      return 2;
+    }
+  }
   std::string error;
   if (target_name == "mesob" && !wire::read_secret(secret_hex, secret_file, &mo.secret, &error)) {
     std::fprintf(stderr, "mesob-load: %s\n", error.c_str());

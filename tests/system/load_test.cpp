@@ -854,7 +854,12 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
              {" --rate -1", "rate must be 0 .. 1e9"},
              // Verification counts from the opening balances setup pays (before, it failed
              // on any accounts an earlier run had moved).
-             {" --no-setup --verify", "drop --no-setup"}}) {
+             {" --no-setup --verify", "drop --no-setup"},
+             // Where the report goes is checked first (before, after the run, and a path
+             // under a file ended it in std::terminate).
+             {" --json " + out + "/load.json/x.json", "--json: " + out + "/load.json: cannot make the directory"},
+             {" --json " + out, "--json: " + out + " is a directory: name a file"},
+             {" --plot " + out + "/load.json", "--plot: " + out + "/load.json: cannot make the directory"}}) {
       auto refused = run(base + " --accounts 500" + flag);
       EXPECT_EQ(WEXITSTATUS(refused.status), 2) << flag << refused.out;
       EXPECT_NE(refused.out.find(says), std::string::npos) << flag << refused.out;
