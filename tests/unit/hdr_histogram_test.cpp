@@ -88,6 +88,23 @@ TEST(hdr_histogram, merge_adds_and_reset_empties) {
   EXPECT_EQ(a.max(), 0u);
 }
 
+// swap trades everything (what the load generator's per-second rows take under a lock).
+TEST(hdr_histogram, swap_trades_contents) {
+  hdr_histogram a, b;
+  for (uint64_t i = 1; i <= 100; ++i) a.record(i * 10);
+  b.record(hdr_histogram::value_max + 1);
+  a.swap(b);
+  EXPECT_EQ(a.count(), 1u);
+  EXPECT_EQ(a.clamped(), 1u);
+  EXPECT_EQ(a.min(), hdr_histogram::value_max);
+  EXPECT_EQ(b.count(), 100u);
+  EXPECT_EQ(b.clamped(), 0u);
+  EXPECT_EQ(b.min(), 10u);
+  EXPECT_EQ(b.max(), 1000u);
+  EXPECT_NEAR(b.mean(), 505.0, 0.01);
+  EXPECT_EQ(b.percentile(50), 500u);
+}
+
 TEST(hdr_histogram, values_past_the_range_are_clamped_and_counted) {
   hdr_histogram h;
   h.record(0);
