@@ -586,6 +586,7 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
 
 std::string run_options_problem(const run_options& o) {
   if (o.connections == 0 || o.connections > 1024) return "connections: 1 .. 1,024";
+  if (o.window == 0 || o.window > window_limit) return "window: 1 .. 1,024";
   // (Written so that NaN fails too.)
   if (!(o.rate >= 0 && o.rate <= 1e9)) return "rate must be 0 .. 1e9 a second";
   if (!(o.duration_s > 0 && o.duration_s <= 7 * 86400.0)) return "duration must be over 0 and at most a week";

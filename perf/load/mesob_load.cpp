@@ -280,6 +280,22 @@ int main(int argc, char** argv) {
                  mixing ? "orders in the mix need" : "--orders needs");
     return 2;
   }
+  // Options that would change nothing in this run: refused, not ignored (a tester would
+  // take the run for the one asked).
+  {
+    std::string unused;
+    const auto given = [&](const char* name) { return app.count(name) > 0; };
+    for (const char* name : {"--answer-gateway", "--answer-secret", "--answer-latency-ms", "--answer-fail-pct"})
+      if (unused.empty() && !any_payouts && given(name)) unused = std::string(name) + " answers payouts: this run has none";
+    for (const char* name : {"--broker-gateway", "--broker-secret", "--broker-latency-ms", "--broker-reject-pct"})
+      if (unused.empty() && !any_orders && given(name)) unused = std::string(name) + " answers orders: this run has none";
+    if (unused.empty() && given("--window") && o.rate > 0)
+      unused = "--window is the closed loop's; the open loop (--rate) keeps what its rate needs in flight";
+    if (!unused.empty()) {
+      std::fprintf(stderr, "mesob-load: %s\n", unused.c_str());
+      return 2;
+    }
+  }
   if (broker_reject_pct < 0 || broker_reject_pct > 100 || broker.latency_ms < 0) {
     std::fprintf(stderr, "mesob-load: --broker-reject-pct 0 .. 100 and --broker-latency-ms >= 0\n");
     return 2;

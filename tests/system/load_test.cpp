@@ -548,7 +548,12 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   EXPECT_EQ(WEXITSTATUS(same_gw.status), 2) << same_gw.out;
   EXPECT_NE(same_gw.out.find("must differ"), std::string::npos) << same_gw.out;
   // A mix of one is still a mix: deposits from --deposit-gateway, a report named for it.
-  auto one = run(base + " --mix deposits:2" + gateways + " --accounts 300 --first-account 30000000 --batch 50 " +
+  // (--answer-* with no payouts in the mix would change nothing: refused.)
+  auto unused = run(base + " --mix deposits:2" + gateways);
+  EXPECT_EQ(WEXITSTATUS(unused.status), 2) << unused.out;
+  EXPECT_NE(unused.out.find("--answer-gateway answers payouts: this run has none"), std::string::npos) << unused.out;
+  auto one = run(base + " --mix deposits:2 --gateway pay --secret " + pay_hex + " --deposit-gateway airtel --deposit-secret " +
+                 airtel + " --accounts 300 --first-account 30000000 --batch 50 " +
                  "--duration 1 --verify --quiet --json " + dir.path() + "/one.json");
   EXPECT_TRUE(WIFEXITED(one.status) && WEXITSTATUS(one.status) == 0) << one.out;
   EXPECT_NE(one.out.find("== deposits\n"), std::string::npos) << one.out;
@@ -852,6 +857,11 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
              {" --duration nan", "'nan' is not a finite decimal number"},
              {" --connections 0", "connections: 1 .. 1,024"},
              {" --rate -1", "rate must be 0 .. 1e9"},
+             // Options that would change nothing are refused, not ignored.
+             {" --window 0", "window: 1 .. 1,024"},
+             {" --rate 1000 --window 8", "--window is the closed loop's"},
+             {" --answer-fail-pct 5", "--answer-fail-pct answers payouts: this run has none"},
+             {" --broker-latency-ms 5", "--broker-latency-ms answers orders: this run has none"},
              // Verification counts from the opening balances setup pays (before, it failed
              // on any accounts an earlier run had moved).
              {" --no-setup --verify", "drop --no-setup"},
