@@ -1094,9 +1094,18 @@ result desk_table::op(const wire::payout_op& o, uint64_t desk_account, uint64_t 
   const auto [dp, p] = held_payout(desk_account, o.payout_id);
   if (!p) return result::payout_already_resolved;
   desk& d = *dp;
+  // A dead letter a gateway was sent and never answered may have been paid there: routed
+  // again or cancelled (its hold voided), it could be paid twice. The desk tells that
+  // gateway to cancel, but does not wait for its answer as its own fallback does: the
+  // operator checks with the gateway first, and says so (force).
+  const auto unchecked = [&] {
+    if (!ops_checked_ || (o.flags & wire::payout_op_flags::force) || p->st != state::dead) return false;
+    return std::any_of(p->attempts.begin(), p->attempts.end(), [&](const attempt& a) { return may_pay(*p, a.gateway); });
+  };
   if (o.kind == wire::payout_op_kind::cancel) {
     if (p->st == state::settle_refused) return result::payout_settled_elsewhere;
     if (p->st != state::dead) return result::payout_not_dead;
+    if (unchecked()) return result::payout_may_be_paid;
     release(d, *p, true);
     return result::ok;
   }
@@ -1105,6 +1114,7 @@ result desk_table::op(const wire::payout_op& o, uint64_t desk_account, uint64_t 
     return result::ok;
   }
   if (p->st != state::dead) return result::payout_not_dead;
+  if (unchecked()) return result::payout_may_be_paid;
   if (p->attempts.size() + attempts_max > attempts_kept_max) return result::payout_retries_exhausted;
   p->routing_base = uint32_t(p->attempts.size());
   p->given_up.clear();

@@ -60,7 +60,9 @@
 //    payouts (version 9; before, a broker-only gateway of the rail got them too). At
 //    attempts_max attempts, or with every gateway of its rail given up, or after
 //    route_wait_max with no gateway to take it, it becomes a dead letter: its hold stays,
-//    operators retry it (routes afresh) or cancel it (void). A payout leaving a gateway
+//    operators retry it (routes afresh) or cancel it (void); one a gateway was sent and
+//    never answered (it may have paid it) only forced (payout_op_flags::force: the
+//    operator checked with it), else payout_may_be_paid (rules version 30). A payout leaving a gateway
 //    that may have paid it and whose answers are no longer taken (disabled, removed, or
 //    without the payments role) becomes a dead letter at once, `withdrawn` (rules version
 //    15; before, it went on to the next gateway): nobody could tell whether it paid, and
@@ -408,6 +410,9 @@ class desk_table {
   void set_rules_withdrawn_gateway(bool v) { withdrawn_dead_ = v; }
   // Rules version 25 on (rules_sweep_backoff): a refused sweep's retries back off.
   void set_rules_sweep_backoff(bool v) { sweep_backoff_ = v; }
+  // Rules version 30 on (rules_payout_ops_checked): op() refuses a dead letter a gateway
+  // may have paid unless forced.
+  void set_rules_ops_checked(bool v) { ops_checked_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -570,6 +575,7 @@ class desk_table {
   bool failed_in_backoff_ = true;
   bool withdrawn_dead_ = true;
   bool sweep_backoff_ = true;
+  bool ops_checked_ = true;
   // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
   // gateway's first session opened. It shapes instructions only (not logged, not kept).
   std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;

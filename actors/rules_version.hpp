@@ -221,6 +221,13 @@ constexpr uint16_t rules_repeated_reject = 28;
 constexpr uint16_t rules_grace_by_sessions = 29;
 constexpr uint16_t rules_closing_answer_not_dead = 29;
 constexpr uint16_t rules_halt_holds_resent = 29;
-constexpr uint16_t rules_newest = 29;
+// Payout desks: an operator's retry or cancel of a dead letter that a gateway was sent
+// and never answered (it may have paid it) is refused (payout_may_be_paid) unless the
+// operation is forced (payout_op_flags::force: the operator checked with the gateway),
+// decided by the desk as the operation executes. Before, only the admin command looked,
+// at a state it had read before sending the operation: a payout that became a dead letter
+// in between was cancelled or routed again unchecked.
+constexpr uint16_t rules_payout_ops_checked = 30;
+constexpr uint16_t rules_newest = 30;
 
 }  // namespace mesob::actors

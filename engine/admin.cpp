@@ -953,11 +953,15 @@ class admin_impl {
     actors::payouts::payout_entry p;
     admin_response_msg bad;
     if (!payout_arg(arg, &p, &bad)) return bad;
-    // A dead letter a gateway was sent and never answered may have been paid there: routed
-    // again or cancelled (its hold voided), it could be paid twice. The desk tells that
-    // gateway to cancel, but does not wait for its answer as its own fallback does: the
-    // operator checks with the gateway first, and says so with `force`.
-    if (p.st == actors::payouts::state::dead && !force) {
+    // A dead letter a gateway was sent and never answered may have been paid there: the
+    // desk refuses it unless the operator checked with the gateway first and says so with
+    // `force` (decided as the operation executes: rules_payout_ops_checked).
+    wire::payout_op op{p.id, p.currency, k, uint8_t(force ? wire::payout_op_flags::force : 0), {}};
+    const reply r = eng_.payout_ops({op});
+    if (r.st != status::ok) return refused_by_engine(r);
+    const auto res = r.results.at(0);
+    if (res == wire::result::payout_may_be_paid) {
+      if (!payout_arg(arg, &p, &bad)) return bad;  // (as the desk saw it: which gateways)
       std::vector<uint32_t> seen;
       std::string open;
       for (auto it = p.attempts.rbegin(); it != p.attempts.rend(); ++it) {
@@ -967,16 +971,13 @@ class admin_impl {
           open += (open.empty() ? "" : ", ") + gateway_name(it->gateway) + " (attempt " +
                   std::to_string(p.attempts.rend() - it) + ")";
       }
-      if (!open.empty())
-        return answer(admin_code::refused,
-                      "payout " + arg + ": " + open + " never answered and may have paid it; " +
-                          (k == wire::payout_op_kind::retry ? "routed again" : "cancelled, its hold voided,") +
-                          " it could be paid twice. Check with the gateway first, then: payout " +
-                          (k == wire::payout_op_kind::retry ? "retry " : "cancel ") + arg + " force");
+      return answer(admin_code::refused,
+                    "payout " + arg + ": " + (open.empty() ? std::string("a gateway it was sent to") : open) +
+                        " never answered and may have paid it; " +
+                        (k == wire::payout_op_kind::retry ? "routed again" : "cancelled, its hold voided,") +
+                        " it could be paid twice. Check with the gateway first, then: payout " +
+                        (k == wire::payout_op_kind::retry ? "retry " : "cancel ") + arg + " force");
     }
-    const reply r = eng_.payout_ops({wire::payout_op{p.id, p.currency, k, {}}});
-    if (r.st != status::ok) return refused_by_engine(r);
-    const auto res = r.results.at(0);
     if (res != wire::result::ok)
       return answer(admin_code::refused, "payout " + arg + ": " + std::string(wire::result_name(res)) + " (it is " +
                                              actors::payouts::state_name(p.st) + ")");

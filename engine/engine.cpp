@@ -1258,7 +1258,8 @@ class engine_impl {
     for (uint32_t i = 0; i < b.count; ++i) {
       const auto& o = b.payout_ops[i];
       if (o.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
-      else if (o.reserved[0] || o.reserved[1] || o.reserved[2]) b.results[i] = result::reserved_field;
+      else if (o.reserved[0] || o.reserved[1] || (o.flags & ~wire::payout_op_flags::force))
+        b.results[i] = result::reserved_field;
       else if (o.kind != wire::payout_op_kind::retry && o.kind != wire::payout_op_kind::cancel)
         b.results[i] = result::kind_invalid;
       else if (!wire::currency_valid(o.currency)) b.results[i] = result::currency_invalid;

@@ -179,6 +179,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(payout_not_dead)
     MESOB_RESULT(payout_settled_elsewhere)
     MESOB_RESULT(payout_retries_exhausted)
+    MESOB_RESULT(payout_may_be_paid)
     MESOB_RESULT(payout_id_reserved)
     MESOB_RESULT(payout_destination_missing)
     MESOB_RESULT(payout_overpaid)

@@ -297,11 +297,18 @@ static_assert(sizeof(gateway_event) == 8);
 // route, or cancelled (the hold voided); a payout whose settlement the ledger refused,
 // posted again.
 enum class payout_op_kind : uint8_t { retry = 1, cancel = 2 };
+// payout_op.flags
+namespace payout_op_flags {
+// The operator checked with every gateway that was sent the payout and never answered
+// that it did not pay it (without it, such a dead letter is refused: payout_may_be_paid).
+constexpr uint8_t force = 1u << 0;
+}  // namespace payout_op_flags
 struct payout_op {
   uint64_t payout_id = 0;
   currency_code currency = 0;
   payout_op_kind kind = payout_op_kind::retry;
-  uint8_t reserved[3] = {};
+  uint8_t flags = 0;  // payout_op_flags
+  uint8_t reserved[2] = {};
 };
 static_assert(sizeof(payout_op) == 16);
 
@@ -716,6 +723,8 @@ enum class result : uint32_t {
   payout_destination_missing = 183,      // equb payout_to: a rail without a destination
   payout_overpaid = 184,                 // a settlement taken as an overpayment: the payout was
                                          // already settled through another gateway, or voided
+  payout_may_be_paid = 185,              // retry, cancel: a gateway sent it never answered and may
+                                         // have paid it (the operator checks, then forces)
   // event subscriptions (engine/events.hpp)
   events_truncated = 190,                // the offset is older than the oldest event kept (retention)
   events_offset_ahead = 191,             // the offset is past the newest event

@@ -239,9 +239,10 @@ class payout_engine : public ::testing::Test {
     ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   }
 
-  // An operator's cancel of payout id; the void it starts has run.
-  result cancel_op(uint64_t id) {
-    const wire::payout_op op{id, etb, wire::payout_op_kind::cancel, {}};
+  // An operator's cancel of payout id (`force`: the operator checked with a gateway that
+  // may have paid it); the void it starts has run.
+  result cancel_op(uint64_t id, bool force = false) {
+    const wire::payout_op op{id, etb, wire::payout_op_kind::cancel, force ? wire::payout_op_flags::force : uint8_t(0), {}};
     const result r = e().payout_ops({op}).results.at(0);
     sync();
     sync();
@@ -898,7 +899,8 @@ TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a
   via_alpha_to_beta(71, 8, 100);
   EXPECT_EQ(answer("beta", 71, 2, 100, wire::payout_outcome::failed), result::ok);
   ASSERT_EQ(payout(71).st, state::dead);
-  ASSERT_EQ(cancel_op(71), result::ok);
+  ASSERT_EQ(cancel_op(71), result::payout_may_be_paid) << "alpha never answered";
+  ASSERT_EQ(cancel_op(71, true), result::ok);
   EXPECT_TRUE(resolved(71));
   EXPECT_EQ(available(8), starting);
   ASSERT_EQ(e().lookup_payouts(71, 1).watched_payouts.size(), 1u);
@@ -1053,17 +1055,31 @@ TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   EXPECT_EQ(payout(30).dead, actors::payouts::dead_reason::routes);
   EXPECT_EQ(available(4), starting - 900);  // still held
   take();
+  // Alpha never answered either: it may have paid them. The desk refuses the operator's
+  // cancel and retry, changing nothing, until the operator says it checked (force), as it
+  // executes them (rules version 30; before, only the admin command looked, at what it had
+  // read before sending them). An unknown flag is refused.
+  EXPECT_EQ(cancel_op(30), result::payout_may_be_paid);
+  EXPECT_EQ(payout(30).st, state::dead);
+  EXPECT_EQ(available(4), starting - 900);
+  EXPECT_EQ(e().payout_ops({{30, etb, wire::payout_op_kind::cancel, uint8_t(2), {}}}).results.at(0),
+            result::reserved_field);
   // Cancel one: its hold is voided.
-  EXPECT_EQ(cancel_op(30), result::ok);
+  EXPECT_EQ(cancel_op(30, true), result::ok);
   EXPECT_TRUE(resolved(30));
   EXPECT_EQ(available(4), starting);
-  EXPECT_EQ(cancel_op(30), result::payout_already_resolved);
+  EXPECT_EQ(cancel_op(30, true), result::payout_already_resolved);
   // Retry the other once beta is back: routed afresh.
   wire::gateway_op on = off;
   on.kind = wire::gateway_op_kind::enable;
   ASSERT_EQ(e().gateways({on}).results.at(0), result::ok);
   up("beta");
-  wire::payout_op retry{31, etb, wire::payout_op_kind::retry, {}};
+  take();  // (alpha told to cancel 30)
+  wire::payout_op retry{31, etb, wire::payout_op_kind::retry, 0, {}};
+  EXPECT_EQ(e().payout_ops({retry}).results.at(0), result::payout_may_be_paid);
+  sync();
+  EXPECT_TRUE(take().empty()) << "sent nowhere";
+  retry.flags = wire::payout_op_flags::force;
   EXPECT_EQ(e().payout_ops({retry}).results.at(0), result::ok);
   auto s = pays(take());
   ASSERT_EQ(s.size(), 1u);

@@ -323,12 +323,15 @@ TEST(payout_desk, a_retry_past_the_attempts_a_payout_keeps_is_refused) {
   std::string why;
   ASSERT_TRUE(t.load_payout(dead_payout(1, attempts_kept_max - attempts_max + 1), &why)) << why;
   ASSERT_TRUE(t.load_payout(dead_payout(2, attempts_kept_max - attempts_max), &why)) << why;
-  const wire::payout_op retry1{1, etb, wire::payout_op_kind::retry, {}};
-  const wire::payout_op retry2{2, etb, wire::payout_op_kind::retry, {}};
+  // (Its gateway never answered: the operator checked with it, force.)
+  constexpr uint8_t force = wire::payout_op_flags::force;
+  EXPECT_EQ(t.op({1, etb, wire::payout_op_kind::retry, 0, {}}, account, 5000), wire::result::payout_may_be_paid);
+  const wire::payout_op retry1{1, etb, wire::payout_op_kind::retry, force, {}};
+  const wire::payout_op retry2{2, etb, wire::payout_op_kind::retry, force, {}};
   EXPECT_EQ(t.op(retry1, account, 5000), wire::result::payout_retries_exhausted);
   EXPECT_EQ(t.op(retry2, account, 5000), wire::result::ok);  // its last routing fits
   // The refused one is still a dead letter an operator can cancel.
-  const wire::payout_op cancel1{1, etb, wire::payout_op_kind::cancel, {}};
+  const wire::payout_op cancel1{1, etb, wire::payout_op_kind::cancel, force, {}};
   EXPECT_EQ(t.op(cancel1, account, 5000), wire::result::ok);
 }
 
