@@ -709,7 +709,11 @@ bool event_hub::matches(const subscription_request& r, const event& e) {
                            e.type != event_type::instrument_resequenced;
     const bool b_account = e.type != event_type::order_answer;
     const auto listed = [&](uint64_t id) { return std::binary_search(r.accounts.begin(), r.accounts.end(), id); };
-    if (!(a_account && listed(e.account_a)) && !(b_account && listed(e.account_b))) return false;
+    // A member replaced: the new account is in `amount` (the one replaced in account_b).
+    const bool replacement = e.type == event_type::equb_op && e.code == uint16_t(wire::equb_op_kind::replace_account);
+    if (!(a_account && listed(e.account_a)) && !(b_account && listed(e.account_b)) &&
+        !(replacement && listed(e.amount)))
+      return false;
   }
   if (!r.gateways.empty() && !std::binary_search(r.gateways.begin(), r.gateways.end(), uint32_t(e.gateway)))
     return false;

@@ -771,6 +771,26 @@ TEST(Events, SlowSubscriberFallsBehindWithoutHoldingOthers) {
   EXPECT_EQ(rest.back().offset, total);
 }
 
+// A member replaced in an equb group: an account filter on the new account finds the
+// event that puts it in the group (its id is in `amount`); before, only filters on the
+// group or on the account replaced did. Another kind's amount is money, not an account.
+TEST(Events, AnAccountFilterFindsTheNewMemberOfAReplacement) {
+  engine::subscription_request r;
+  r.accounts = {77};
+  wire::event e{};
+  e.type = wire::event_type::equb_op;
+  e.code = uint16_t(wire::equb_op_kind::replace_account);
+  e.account_a = 5;   // the group
+  e.account_b = 6;   // the account replaced
+  e.amount = 77;     // the new account
+  EXPECT_TRUE(engine::event_hub::matches(r, e));
+  r.accounts = {6};
+  EXPECT_TRUE(engine::event_hub::matches(r, e));
+  r.accounts = {77};
+  e.code = uint16_t(wire::equb_op_kind::bid);  // a bid of 77
+  EXPECT_FALSE(engine::event_hub::matches(r, e));
+}
+
 // A filtered subscriber's frame scans ahead for its matches. Before, every frame read
 // 16,384 events whatever it kept: frames of one event cost the hub's thread 16,384 events
 // read for each event delivered. Now the reads start at batch_max (at least 64) and grow
