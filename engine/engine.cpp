@@ -3406,6 +3406,10 @@ class engine_impl {
             (h.version < 3 && (op.kind == wire::equb_op_kind::payout_to ||
                                (op.kind == wire::equb_op_kind::create && actors::equb::number_of(op) != 0))))
           op.reserved = 1;  // equb_op_invalid, the result the builds that wrote them gave
+    // (payout_op.flags was a reserved byte: one set then was refused, reserved_field.)
+    if (h.version < actors::rules_payout_ops_checked && b->kind == op_kind::payout_ops)
+      for (auto& op : b->payout_ops)
+        if (op.flags != 0) op.reserved[0] = 1;
     if (h.version == 1) {
       bool desks_decide = b->kind == op_kind::payout_answers || b->kind == op_kind::payout_ops ||
                           b->kind == op_kind::gateway_events;

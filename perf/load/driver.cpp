@@ -70,7 +70,7 @@ struct shared_run {
   clk::time_point last_answer;
   std::unique_ptr<std::atomic<int64_t>[]> expect;  // verify: posted balance change per account
   std::atomic<int64_t> from_outside{0};  // verify: deposits applied (from a settlement account)
-  // One pair for the run, not per connection (a histogram is 344 KiB): requests failed
+  // One pair for the run, not per connection (a histogram is 336 KiB): requests failed
   // are few, and the open loop's sends come from one pacer or one sender a connection.
   std::mutex lag_mu;       // the two below
   hdr_histogram send_lag;  // open loop: how late each request left after its due time
@@ -707,8 +707,19 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
         // outcome unknown: verification looks its transfers up), and the report is made
         // with them, counted. Before, the run ended with no report at all, when a stalled
         // engine is what its report is most wanted for.
-        out->unanswered_at_drain = s.outstanding.load();
+        // (The run's time ends at its last answer before the close, not at the failures
+        // the close makes; those failures are what unanswered_at_drain counts.)
+        const auto answered_until = s.last_answer;
         lk.unlock();
+        const auto failed_now = [&] {
+          uint64_t n = 0;
+          for (auto& c : cs) {
+            std::lock_guard clk_lk(c->mu);
+            n += c->failed;
+          }
+          return n;
+        };
+        const uint64_t failed_before = failed_now();
         for (auto& c : cs) {
           out->reconnects += c->c->reconnects();
           out->resent += c->c->resent();
@@ -720,6 +731,10 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
                    std::to_string(int(o.drain_timeout_s)) + " s after the last was sent, and not failed by closing their connections";
           return false;
         }
+        s.last_answer = answered_until;
+        lk.unlock();
+        out->unanswered_at_drain = failed_now() - failed_before;
+        lk.lock();
         break;
       }
       if (clk::now() >= next_tick) {

@@ -5,7 +5,7 @@
 // Layout: bucket 0 holds 0 .. 2S-1 exactly (S = 2^sub_bits); bucket b >= 1 holds
 // [S << b, S << (b+1)) in S slots of width 2^b. A recorded value is therefore within
 // 2^-sub_bits of its true value (sub_bits = 10: 0.1%). With 10 sub-bits and 40 buckets
-// it covers 0 .. 2^51 ns (26 days) in 42 x 1,024 counters (344 KiB).
+// it covers 0 .. 2^51 ns (26 days) in 42 x 1,024 counters (336 KiB).
 #pragma once
 
 #include <algorithm>

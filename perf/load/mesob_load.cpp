@@ -332,7 +332,8 @@ int main(int argc, char** argv) {
     std::string why;
     if (!json_path.empty()) {
       why = load::output_problem(std::filesystem::path(json_path).parent_path());
-      if (why.empty() && std::filesystem::is_directory(json_path)) why = json_path + " is a directory: name a file";
+      std::error_code ec;
+      if (why.empty() && std::filesystem::is_directory(json_path, ec)) why = json_path + " is a directory: name a file";
       if (!why.empty()) why = "--json: " + why;
     }
     if (why.empty() && !plot_dir.empty())
@@ -376,19 +377,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mesob-load: %s%s, seed %llu, run id %016llx\n",
                  mixing ? (pt.name + ": ").c_str() : "", pt.w.describe().c_str(),
                  (unsigned long long)pt.w.seed, (unsigned long long)pt.w.run);
-    if (!no_setup) {
-      const auto t0 = std::chrono::steady_clock::now();
-      if (!pt.t->setup(pt.w, &error)) {
-        std::fprintf(stderr, "mesob-load: setup: %s\n", error.c_str());
-        return 1;
-      }
-      std::fprintf(stderr, "mesob-load: %llu accounts ready in %.1f s\n", (unsigned long long)pt.w.accounts,
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
     // A run id given again: the target answers each transfer the earlier run made with
     // that run's outcome (ok), so they would count as fresh work. Refused if the target
-    // holds this run's first item.
-    if (run_given) {
+    // holds this run's first item, before anything is made there (a baseline's setup
+    // empties its tables: only --no-setup keeps an earlier run's transfers there).
+    if (run_given && (target_name == "mesob" || no_setup)) {
       const load::account_layout layout(pt.w);
       const wire::id128 first = load::make_transfer(pt.w, layout, 1).id;
       std::vector<load::found_transfer> found;
@@ -399,13 +392,23 @@ int main(int argc, char** argv) {
       if (!found.empty() && found[0].found) {
         std::fprintf(stderr,
                      "mesob-load: %s--run-id %016llx: the target holds this run's first transfer already (an earlier "
-                     "run's); its repeats would be answered with their first outcome and counted as new: give another "
-                     "run id, or none\n",
+                     "run's); its repeats would be answered with their first outcome and counted as new: give a run "
+                     "id no run used (a mix's parts take the given one + 0, 1, ...), or none\n",
                      mixing ? (pt.name + ": ").c_str() : "", (unsigned long long)pt.w.run);
         return 2;
       }
     }
   }
+  if (!no_setup)
+    for (auto& pt : parts) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!pt.t->setup(pt.w, &error)) {
+        std::fprintf(stderr, "mesob-load: setup: %s\n", error.c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "mesob-load: %llu accounts ready in %.1f s\n", (unsigned long long)pt.w.accounts,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
   // Payouts: mesob-load answers the instructions as the gateway (the gateway simulator),
   // and notes how each payout ended, for verification and the completion time.
   std::mutex outcomes_mu;

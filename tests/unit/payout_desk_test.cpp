@@ -333,6 +333,10 @@ TEST(payout_desk, a_retry_past_the_attempts_a_payout_keeps_is_refused) {
   // The refused one is still a dead letter an operator can cancel.
   const wire::payout_op cancel1{1, etb, wire::payout_op_kind::cancel, force, {}};
   EXPECT_EQ(t.op(cancel1, account, 5000), wire::result::ok);
+  // A record from before rules version 30 (no force then) replays as it went: unchecked.
+  ASSERT_TRUE(t.load_payout(dead_payout(3, 1), &why)) << why;
+  t.set_rules_ops_checked(false);
+  EXPECT_EQ(t.op({3, etb, wire::payout_op_kind::cancel, 0, {}}, account, 5000), wire::result::ok);
 }
 
 // A registration (or, kind update, a change) of gateway `name`: one currency, ETB,
