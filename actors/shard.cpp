@@ -106,24 +106,22 @@ shard::shard(uint32_t index, uint32_t count, record_store& records, size_t accou
   // Orders' brokers as of the batch (the registry and the sessions follow the log).
   trading_.set_place(index, count);
   trading_.set_market(&market_);
-  trading_.set_brokers([this](wire::currency_code c, std::vector<trading::broker_info>* out) {
+  // A gateway as the orders see it: enabled (with the broker role), a session up, its timeout.
+  const auto broker_of = [this](const gateways::gateway& g) {
+    return trading::broker_info{g.number, g.enabled && (g.roles & wire::roles::broker) != 0,
+                                desks_.sessions(g.number) > 0, uint64_t(g.answer_timeout_ms) * 1'000'000ull};
+  };
+  trading_.set_brokers([this, broker_of](wire::currency_code c, std::vector<trading::broker_info>* out) {
     out->clear();
     for (const auto& g : desks_.registry()->all())
-      if ((g.roles & wire::roles::broker) && g.serves(c))
-        out->push_back({g.number, g.enabled, desks_.sessions(g.number) > 0, uint64_t(g.answer_timeout_ms) * 1'000'000ull});
+      if ((g.roles & wire::roles::broker) && g.serves(c)) out->push_back(broker_of(g));
     std::stable_sort(out->begin(), out->end(), [&](const auto& a, const auto& b) {
       return desks_.registry()->find(a.number)->priority < desks_.registry()->find(b.number)->priority;
     });
   });
-  trading_.set_broker_of([this](uint32_t number) {
-    trading::broker_info out;
-    out.number = number;
-    if (const auto* g = desks_.registry() ? desks_.registry()->find(number) : nullptr) {
-      out.enabled = g->enabled && (g->roles & wire::roles::broker);
-      out.up = desks_.sessions(number) > 0;
-      out.timeout_ns = uint64_t(g->answer_timeout_ms) * 1'000'000ull;
-    }
-    return out;
+  trading_.set_broker_of([this, broker_of](uint32_t number) {
+    const auto* g = desks_.registry() ? desks_.registry()->find(number) : nullptr;
+    return g ? broker_of(*g) : trading::broker_info{number};
   });
 }
 
