@@ -9,6 +9,7 @@
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -245,6 +246,7 @@ class admin_impl {
   const server* clients_ = nullptr;
   const server* admin_port_ = nullptr;
   caf::actor actor_;
+  caf::actor long_actor_;  // the long lane (is_long)
   // Throughput now: a sample of the counters each second (the actor's tick).
   struct sample {
     std::chrono::steady_clock::time_point t;
@@ -425,31 +427,99 @@ class admin_impl {
            "\t" + field(who.peer) + "\t" + event + "\t" + field(line);
   }
 
+  // Commands that may take long: `log verify` reads the whole log, `snapshot` writes one,
+  // `audit` has every shard add up every account. They run on the long lane, an actor of
+  // their own, one at a time, so that every other operator's commands (and the status
+  // samples) are not held behind them; another one while one runs is refused, naming it.
+  static bool is_long(const command_def* d) {
+    return d && (d->run == &admin_impl::cmd_snapshot || d->run == &admin_impl::cmd_log_verify ||
+                 d->run == &admin_impl::cmd_audit);
+  }
+  // A long command the admin actor began (its "issued" entry written) for the long lane.
+  struct long_work {
+    const command_def* d = nullptr;
+    std::vector<std::string> args;
+    admin_identity who;
+    std::string line;
+  };
+  std::string long_running_;  // (mu_) what the long lane runs, for a refusal to name; empty: idle
+
   // Runs one command with its audit entries. *shutdown: it was `shutdown`, answered ok.
-  admin_response_msg execute(const admin_identity& who, const wire::admin_request_msg& req, bool* shutdown) {
+  // A long command is not run here: *deferred gets it (its "issued" entry written, the
+  // lane taken) and the answer is empty; the caller hands it to the long lane
+  // (finish_long).
+  admin_response_msg execute(const admin_identity& who, const wire::admin_request_msg& req, bool* shutdown,
+                             std::optional<long_work>* deferred) {
     std::lock_guard lk(mu_);
     *shutdown = false;
     if (!trail_)
       return answer(admin_code::failed, "not run: the audit trail cannot be opened (" + trail_error_ +
                                             "); no admin command runs until it can");
-    std::string line = req.command;
-    for (const auto& a : req.args) line += " " + a;
-    if (line.size() > 1024) line = line.substr(0, 1024) + "...";
+    const std::string line = command_line(req);
     std::string err;
     if (!trail_->append(audit_entry(who, "issued", line), &err))
       return answer(admin_code::failed, "not run: the audit trail cannot record it (" + err + ")");
+    std::vector<std::string> args;
     admin_response_msg out;
-    try {
-      out = run(req);
-    } catch (const std::exception& e) {  // (bad_alloc): an answer and an outcome entry, and the port goes on
-      out = answer(admin_code::failed, std::string("the command failed: ") + e.what());
+    const command_def* d = check(req, &args, &out);
+    if (is_long(d) && !long_running_.empty()) {
+      out = answer(admin_code::refused, "not run: " + long_running_ +
+                                            " is still running, and one long command (snapshot, log verify, "
+                                            "audit) runs at a time: ask again when it has answered");
+      d = nullptr;
+    } else if (is_long(d)) {
+      long_running_ = "`" + line + "` (issued by " + who.gateway + ", session " + std::to_string(who.session_id) + ")";
+      *deferred = long_work{d, std::move(args), who, line};
+      return {};
     }
+    if (d) out = run_caught(d, args);
+    return outcome(who, line, std::move(out), shutdown, d);
+  }
+
+  // The long lane's part: runs the command execute deferred, without holding the
+  // commands' lock, then records its outcome and frees the lane.
+  admin_response_msg finish_long(const long_work& w) {
+    admin_response_msg out = run_caught(w.d, w.args);
+    bool shutdown = false;
+    std::lock_guard lk(mu_);
+    long_running_.clear();
+    return outcome(w.who, w.line, std::move(out), &shutdown, w.d);
+  }
+
+  // A long command handed on and not run (the endpoint stopping): its outcome entry, and
+  // the lane freed.
+  void abandon_long(const long_work& w) {
+    bool shutdown = false;
+    std::lock_guard lk(mu_);
+    long_running_.clear();
+    outcome(w.who, w.line, answer(admin_code::refused, "the admin endpoint is stopping"), &shutdown, w.d);
+  }
+
+  admin_response_msg run_caught(const command_def* d, const std::vector<std::string>& args) {
+    try {
+      return (this->*(d->run))(args);
+    } catch (const std::exception& e) {  // (bad_alloc): an answer and an outcome entry, and the port goes on
+      return answer(admin_code::failed, std::string("the command failed: ") + e.what());
+    }
+  }
+
+  // Fits an answer to a frame and appends its outcome entry (mu_ held).
+  admin_response_msg outcome(const admin_identity& who, const std::string& line, admin_response_msg out,
+                             bool* shutdown, const command_def* d) {
     fit(out);
+    std::string err;
     if (!trail_->append(audit_entry(who, std::string(wire::admin_code_name(out.code)), line), &err))
       out.message += (out.message.empty() ? "" : "; ") + std::string("the audit trail could not record the outcome (") +
                      err + ")";
-    *shutdown = out.code == admin_code::ok && last_ && last_->run == &admin_impl::cmd_shutdown;
+    *shutdown = out.code == admin_code::ok && d && d->run == &admin_impl::cmd_shutdown;
     return out;
+  }
+
+  static std::string command_line(const wire::admin_request_msg& req) {
+    std::string line = req.command;
+    for (const auto& a : req.args) line += " " + a;
+    if (line.size() > 1024) line = line.substr(0, 1024) + "...";
+    return line;
   }
 
   // What a row costs an answer's budget (its cells and their framing, generously).
@@ -486,10 +556,11 @@ class admin_impl {
                           " rows are shown";
   }
 
-  admin_response_msg run(const wire::admin_request_msg& req) {
-    last_ = nullptr;
-    std::vector<std::string> args;
-    const command_def* d = resolve(req, &args);
+  // The command a request names, its arguments checked (into *args); nullptr with *bad
+  // set when there is no such command or the arguments do not fit it.
+  const command_def* check(const wire::admin_request_msg& req, std::vector<std::string>* args,
+                           admin_response_msg* bad) {
+    const command_def* d = resolve(req, args);
     if (!d) {
       std::string known, typed = req.command;
       for (const auto& a : req.args) typed += " " + a;
@@ -497,22 +568,21 @@ class admin_impl {
       const auto first = split_words(req.command);
       for (const auto& c : commands())
         if (!first.empty() && split_words(c.name)[0] == first[0]) known += std::string(known.empty() ? "" : ", ") + c.name;
-      return answer(admin_code::command_unknown,
+      *bad = answer(admin_code::command_unknown,
                     "unknown command '" + typed + "'" +
                         (known.empty() ? "; `commands` lists them" : "; did you mean: " + known));
+      return nullptr;
     }
-    last_ = d;
-    if (args.size() < d->args_min || args.size() > d->args_max) {
-      return answer(admin_code::arguments_invalid,
+    if (args->size() < d->args_min || args->size() > d->args_max) {
+      *bad = answer(admin_code::arguments_invalid,
                     std::string(d->name) + " takes " +
                         (d->args_max == 0 ? std::string("no arguments")
                                           : std::string("arguments: ") + d->arguments) +
-                        "; got " + std::to_string(args.size()));
+                        "; got " + std::to_string(args->size()));
+      return nullptr;
     }
-    return (this->*(d->run))(args);
+    return d;
   }
-
-  const command_def* last_ = nullptr;  // the command run() resolved
 
   // ---- commands ----------------------------------------------------------------------
 
@@ -1948,6 +2018,12 @@ class admin_impl {
   }
 };
 
+}  // namespace mesob::engine
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<mesob::engine::admin_impl::long_work>)
+
+namespace mesob::engine {
+
 admin_endpoint::admin_endpoint(std::unique_ptr<admin_impl> impl) : impl_(std::move(impl)) {}
 
 std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg, std::string* error,
@@ -1957,17 +2033,37 @@ std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg
   if (!impl->trail_) *error = impl->trail_error_;  // the endpoint still runs: it refuses every command
   impl->tick();
   admin_impl* p = impl.get();
+  // The long lane: one long command at a time (execute took the lane before handing it on).
+  impl->long_actor_ = e.actor_system().spawn<caf::detached>([p](caf::event_based_actor*) -> caf::behavior {
+    pthread_setname_np(pthread_self(), "mesob.admin.long");
+    return {
+        [p](const std::shared_ptr<admin_job>& job, const std::shared_ptr<admin_impl::long_work>& w) {
+          if (p->stopping_.load()) {  // handed on before the endpoint began to stop: not run
+            p->abandon_long(*w);
+            job->answer(answer(admin_code::refused, "the admin endpoint is stopping"));
+            return;
+          }
+          job->answer(p->finish_long(*w));
+        },
+    };
+  });
   impl->actor_ = e.actor_system().spawn<caf::detached>([p](caf::event_based_actor* self) -> caf::behavior {
     pthread_setname_np(pthread_self(), "mesob.admin");
     self->delayed_send(self, std::chrono::seconds(1), caf::atom("tick"));
     return {
-        [p](const std::shared_ptr<admin_job>& job) {
+        [p, self](const std::shared_ptr<admin_job>& job) {
           if (p->stopping_.load()) {  // queued before the endpoint began to stop: not run
             job->answer(answer(admin_code::refused, "the admin endpoint is stopping"));
             return;
           }
           bool shutdown = false;
-          job->answer(p->execute(job->who, job->req, &shutdown));
+          std::optional<admin_impl::long_work> deferred;
+          admin_response_msg out = p->execute(job->who, job->req, &shutdown, &deferred);
+          if (deferred) {
+            self->send(p->long_actor_, job, std::make_shared<admin_impl::long_work>(std::move(*deferred)));
+            return;
+          }
+          job->answer(std::move(out));
           if (shutdown) p->cfg_.shutdown();  // after the answer is on its way
         },
         [p, self](caf::atom_value) {
@@ -1989,6 +2085,8 @@ admin_endpoint::~admin_endpoint() {
   caf::scoped_actor self{impl_->eng_.actor_system()};
   self->send_exit(impl_->actor_, caf::exit_reason::user_shutdown);
   self->wait_for(impl_->actor_);
+  self->send_exit(impl_->long_actor_, caf::exit_reason::user_shutdown);
+  self->wait_for(impl_->long_actor_);
 }
 
 void admin_endpoint::set_servers(const server* clients, const server* admin_port) {

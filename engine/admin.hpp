@@ -4,7 +4,9 @@
 // The admin port is a server (server.hpp) in admin mode: only gateways with the admin
 // role get in, and each admin command it takes is handed to the admin actor, a CAF
 // actor of its own (detached: a command such as `log verify` reads the whole log and
-// may wait for it). The actor runs one command at a time:
+// may wait for it). The actor runs one command at a time (a long one, `snapshot`, `log
+// verify` or `audit`, it only begins: the long lane, a second actor, runs it, one at a
+// time, so that other commands are not held behind it):
 //   1. it appends "issued" to the audit trail (<data-dir>/admin-audit.log,
 //      storage/audit_log.hpp): who (gateway, session, peer address), when, what. The
 //      entry is durable before the command runs; if it cannot be written the command

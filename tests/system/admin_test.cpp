@@ -12,15 +12,18 @@
 #include <random>
 #include <thread>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <string>
 
+#include "engine/admin.hpp"
 #include "engine/metrics.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/http.hpp"
 #include "support/admin_client.hpp"
 #include "support/mesobd_process.hpp"
 #include "support/seed.hpp"
+#include "support/sequencer_gate.hpp"
 #include "support/temp_dir.hpp"
 #include "wire/client.hpp"
 
@@ -777,6 +780,88 @@ TEST(admin_port, the_audit_trail_and_admin_changes_survive_sigkill) {
     ASSERT_EQ(again.stop(), 0) << again.output();
   }
   EXPECT_GT(answered_total, 0u) << "seed " << seed << ": no change was answered before the kills";
+}
+
+
+// A long command (snapshot, log verify, audit) runs on a lane of its own: while one waits
+// (a snapshot, behind a sequencer the engine's clock holds), other operators' commands are
+// answered, a second long one is refused naming the first (and changes nothing), and the
+// first answers once the engine goes on, its outcome in the trail after theirs. Before,
+// the admin actor ran one command at a time: `commands` waited for the snapshot.
+TEST(admin_endpoint, a_long_command_holds_up_no_other_command) {
+  using namespace std::chrono_literals;
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  test::sequencer_gate gate;
+  cfg.clock = gate.clock();
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  engine::admin_config acfg;
+  acfg.data_dir = dir.path();
+  std::string err, repaired;
+  auto ep = engine::admin_endpoint::open(*e, acfg, &err, &repaired);
+  ASSERT_TRUE(ep && err.empty()) << err;
+  const engine::admin_handler handler = ep->handler();
+  auto ask = [&](uint64_t session, const std::string& command, std::vector<std::string> args = {}) {
+    auto p = std::make_shared<std::promise<wire::admin_response_msg>>();
+    auto f = p->get_future();
+    handler({"ops", session, "127.0.0.1:40000"}, wire::admin_request_msg{command, std::move(args)},
+            [p](wire::admin_response_msg&& m) { p->set_value(std::move(m)); });
+    return f;
+  };
+  auto answered = [](std::future<wire::admin_response_msg>& f) {
+    return f.wait_for(10s) == std::future_status::ready;
+  };
+  const uint64_t lsn_before = e->stats().snapshot_lsn;
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
+  auto snap = ask(1, "snapshot");
+
+  auto cmds = ask(2, "commands");
+  ASSERT_TRUE(answered(cmds)) << "`commands` waited for the snapshot";
+  EXPECT_EQ(cmds.get().code, admin_code::ok);
+  for (const char* other : {"log verify", "audit", "snapshot"}) {
+    auto refused = ask(2, other);
+    ASSERT_TRUE(answered(refused)) << other;
+    const auto m = refused.get();
+    EXPECT_EQ(m.code, admin_code::refused) << other << ": " << m.message;
+    EXPECT_NE(m.message.find("`snapshot` (issued by ops, session 1) is still running"), std::string::npos)
+        << m.message;
+  }
+  auto trail = ask(3, "audit trail");
+  ASSERT_TRUE(answered(trail));
+  const auto t = trail.get();
+  ASSERT_EQ(t.sections.size(), 1u);
+  std::vector<std::string> seen;  // "command outcome", oldest first
+  for (const auto& row : t.sections[0].rows) seen.push_back(row.at(5) + " " + row.at(4));
+  const std::vector<std::string> expected = {
+      "snapshot issued",   "commands issued", "commands ok",      "log verify issued", "log verify refused",
+      "audit issued",      "audit refused",   "snapshot issued",  "snapshot refused",  "audit trail issued"};
+  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(snap.wait_for(0s), std::future_status::timeout) << "the snapshot did not wait for the sequencer";
+
+  gate.release();
+  ASSERT_EQ(snap.wait_for(30s), std::future_status::ready);
+  const auto s = snap.get();
+  EXPECT_EQ(s.code, admin_code::ok) << s.message;
+  EXPECT_GE(e->stats().snapshot_lsn, lsn_before);
+  // The lane is free again: a long command runs.
+  auto verify = ask(2, "log verify");
+  ASSERT_TRUE(answered(verify));
+  const auto v = verify.get();
+  EXPECT_EQ(v.code, admin_code::ok) << v.message;
+  auto after = ask(3, "audit trail");
+  ASSERT_TRUE(answered(after));
+  const auto a = after.get();
+  ASSERT_EQ(a.sections.size(), 1u);
+  const auto& rows = a.sections[0].rows;
+  ASSERT_GE(rows.size(), 5u);
+  EXPECT_EQ(rows[rows.size() - 5][5] + " " + rows[rows.size() - 5][4], "audit trail ok");
+  EXPECT_EQ(rows[rows.size() - 4][5] + " " + rows[rows.size() - 4][4], "snapshot ok");
+  EXPECT_EQ(rows[rows.size() - 4][2], "1");  // the session that issued it
+  EXPECT_EQ(rows[rows.size() - 3][5] + " " + rows[rows.size() - 3][4], "log verify issued");
+  EXPECT_EQ(rows[rows.size() - 2][5] + " " + rows[rows.size() - 2][4], "log verify ok");
+  ep.reset();
+  e->close();
 }
 
 
