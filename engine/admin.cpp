@@ -1790,9 +1790,18 @@ class admin_impl {
     if (res == wire::result::account_not_found) return answer(admin_code::not_found, "account " + args[0] + " does not exist");
     if (res != wire::result::ok)
       return answer(admin_code::failed, "account " + args[0] + ": " + std::string(wire::result_name(res)));
-    admin_response_msg m = answer(admin_code::ok, "account " + args[0] + " " + done);
+    // An unnumbered change took the account's next number: the one a look-up finds after
+    // it (a change made since by someone else would show its own, which `account show` gives too).
+    std::string seq = std::to_string(c.seq), how;
+    if (c.seq == 0) {
+      const reply after = eng_.lookup_accounts({id});
+      const bool found = after.st == status::ok && !after.results.empty() && after.results[0] == wire::result::ok;
+      seq = found ? std::to_string(after.accounts[0].status_seq) : "unknown";
+      how = " (unnumbered: seq is the account's status_seq looked up after the change)";
+    }
+    admin_response_msg m = answer(admin_code::ok, "account " + args[0] + " " + done + how);
     row_builder b("change");
-    b.num("account_id", id).text("status", status_text(uint16_t(to))).num("seq", c.seq).num("lsn", r.lsn);
+    b.num("account_id", id).text("status", status_text(uint16_t(to))).text("seq", seq).num("lsn", r.lsn);
     m.sections.push_back(std::move(b.sec));
     return m;
   }

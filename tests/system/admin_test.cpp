@@ -202,6 +202,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
 
     auto fr = admin(*ops, "account freeze", {"2"});
     EXPECT_EQ(fr.code, admin_code::ok) << fr.message;
+    EXPECT_EQ(cell(fr, "change", "seq"), "1") << "an unnumbered change shows the number it took";
     EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status"), "frozen");
     // Frozen: a transfer crediting it is refused.
     std::vector<wire::transfer> t2 = {make_transfer(78, 1, 2, 5)};
@@ -210,7 +211,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status"), "open");
     // Numbered changes: the account's third, then the same again (a retry), then a stale one.
     EXPECT_EQ(cell(admin(*ops, "account show", {"2"}), "account", "status_seq"), "2");
-    EXPECT_EQ(admin(*ops, "account freeze", {"2", "3"}).code, admin_code::ok);
+    EXPECT_EQ(cell(admin(*ops, "account freeze", {"2", "3"}), "change", "seq"), "3");
     EXPECT_EQ(admin(*ops, "account freeze", {"2", "3"}).code, admin_code::ok);
     auto stale = admin(*ops, "account unfreeze", {"2", "2"});
     EXPECT_EQ(stale.code, admin_code::failed);
