@@ -1203,7 +1203,8 @@ class server_impl {
       l.info.session_id = s.session_id;
       l.info.gateway = s.gateway;
     }
-    wire::welcome_msg w{s.gateway, s.roles, s.session_id, cfg_.frame_bytes_max, cfg_.in_flight_max, number};
+    wire::welcome_msg w{s.gateway, s.roles, s.session_id, cfg_.frame_bytes_max, cfg_.in_flight_max, number,
+                        eng_.shards()};
     queue_frame(s, frame_kind::welcome, f.header.request_id, wire::welcome_body(w));
   }
 

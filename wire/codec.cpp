@@ -149,7 +149,7 @@ std::vector<uint8_t> welcome_body(const welcome_msg& m) {
   flatbuffers::FlatBufferBuilder fbb(256);
   const auto id = fbb.CreateString(m.gateway_id);
   return finish(fbb, fb::CreateWelcome(fbb, id, m.roles, m.session_id, m.frame_bytes_max, m.in_flight_max,
-                                       m.gateway_number)
+                                       m.gateway_number, m.shards)
                          .Union());
 }
 
@@ -213,6 +213,7 @@ bool parse_welcome(std::span<const uint8_t> body, welcome_msg* out, std::string*
   out->frame_bytes_max = w->frame_bytes_max();
   out->in_flight_max = w->in_flight_max();
   out->gateway_number = w->gateway_number();
+  out->shards = w->shards();
   return true;
 }
 

@@ -43,6 +43,7 @@ struct welcome_msg {
   uint32_t frame_bytes_max = 0;
   uint32_t in_flight_max = 0;
   uint32_t gateway_number = 0;  // a registered gateway's number; 0: a config file gateway
+  uint32_t shards = 0;          // the engine's shard count; 0: not said (an older server)
 };
 struct error_msg {
   protocol_error code{};

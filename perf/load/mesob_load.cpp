@@ -150,8 +150,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--opening", w.opening, "opening balance of each account, minor units")->capture_default_str();
   app.add_option("--amount-max", w.amount_max, "amounts are 1 .. this")->capture_default_str();
-  app.add_option("--shards", w.shards, "the target's shard count (mesobd: one per core by default)")
-      ->capture_default_str();
+  app.add_option("--shards", w.shards,
+                 "the shard count the transfers' layout assumes (--cross, --hot): mesob's is the one it says "
+                 "when connected (given and not that: refused); the baselines': this machine's cores");
   app.add_option("--cross", w.cross_pct, "percent of transfers whose accounts live on two shards")->capture_default_str();
   app.add_option("--hot", w.hot_pct, "percent of transfers between hot accounts only (skew)")->capture_default_str();
   app.add_option("--hot-accounts", w.hot_accounts, "hot accounts per shard")->capture_default_str();
@@ -364,6 +365,19 @@ int main(int argc, char** argv) {
     if (!pt.t) {
       std::fprintf(stderr, "mesob-load: %s: %s\n", target_name.c_str(), error.c_str());
       return 1;
+    }
+    // Where the target places accounts: its own shard count, not this machine's cores.
+    if (const uint32_t says = pt.t->shards(); says != 0 && says != pt.w.shards) {
+      if (app.count("--shards") > 0) {
+        std::fprintf(stderr, "mesob-load: --shards %u: the target has %u shards\n", pt.w.shards, says);
+        return 2;
+      }
+      pt.w.shards = says;
+      if (auto bad = pt.w.check(); !bad.empty() || !(bad = pt.w.check_layout()).empty()) {
+        std::fprintf(stderr, "mesob-load: %swith the target's %u shards: %s\n",
+                     mixing ? (pt.name + ": ").c_str() : "", says, bad.c_str());
+        return 2;
+      }
     }
     if (pt.w.kind == load::item_kind::deposits) {
       pt.w.gateway_number = pt.t->gateway_number();

@@ -262,6 +262,7 @@ class mesob_target final : public target {
   }
 
   [[nodiscard]] uint32_t gateway_number() const override { return c_->welcome().gateway_number; }
+  [[nodiscard]] uint32_t shards() const override { return c_->welcome().shards; }
 
   bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
                      std::string* error) override {

@@ -70,6 +70,9 @@ class target {
   // The registered gateway number the target knows this client as (Mesob: from Welcome;
   // 0: none). A deposit's transfer id carries it.
   [[nodiscard]] virtual uint32_t gateway_number() const { return 0; }
+  // The target's shard count (Mesob: from Welcome), which places accounts; 0: it does not
+  // say (the baselines have none; an older mesobd).
+  [[nodiscard]] virtual uint32_t shards() const { return 0; }
   // Posted balance (credits minus debits) of the funding account and of each load account
   // (index i: account first_account + i), read after the load stopped.
   virtual bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,

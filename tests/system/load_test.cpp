@@ -833,11 +833,14 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
   auto r = start_and_stop_mesobd(dir.path() + "/data", [&](uint16_t port) {
     ASSERT_NE(port, 0);
     const std::string base = bin("perf/mesob-load") + " --port " + std::to_string(port) +
-                             " --secret-file " + dir.path() + "/data/dev-gateway.secret --shards 2";
+                             " --secret-file " + dir.path() + "/data/dev-gateway.secret";
     auto ok = run(base + " --accounts 1000 --batch 64 --duration 1.5 --verify --quiet --json " + out +
                   "/load.json --plot " + out + " --label t");
     ASSERT_TRUE(WIFEXITED(ok.status) && WEXITSTATUS(ok.status) == 0) << ok.out;
     EXPECT_NE(ok.out.find("verify: ok"), std::string::npos) << ok.out;
+    // The layout's shard count is the one mesobd says in its Welcome (2 here), whatever this
+    // machine's cores.
+    EXPECT_NE(ok.out.find(" accounts, 2 shards, "), std::string::npos) << ok.out;
     EXPECT_NE(ok.out.find("p99.99"), std::string::npos) << ok.out;
     const auto json = read_file(out + "/load.json");
     EXPECT_NE(json.find("\"transfers_per_s\""), std::string::npos) << json;
@@ -863,6 +866,8 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
              {" --rate 1000 --window 8", "--window is the closed loop's"},
              {" --answer-fail-pct 5", "--answer-fail-pct answers payouts: this run has none"},
              {" --broker-latency-ms 5", "--broker-latency-ms answers orders: this run has none"},
+             // A layout for another shard count would cross shards in other shares than asked.
+             {" --shards 3", "--shards 3: the target has 2 shards"},
              // Verification counts from the opening balances setup pays (before, it failed
              // on any accounts an earlier run had moved).
              {" --no-setup --verify", "drop --no-setup"},

@@ -327,11 +327,13 @@ TEST(handshake, session_bodies_round_trip) {
   EXPECT_EQ(a2.gateway_id, "gw-mpesa");
   EXPECT_EQ(a2.mac, a.mac);
 
-  welcome_msg w{"gw-mpesa", roles::payments, 42, 1u << 20, 1024};
+  welcome_msg w{"gw-mpesa", roles::payments, 42, 1u << 20, 1024, 7, 12};
   welcome_msg w2;
   ASSERT_TRUE(parse_welcome(welcome_body(w), &w2, &why)) << why;
   EXPECT_EQ(w2.session_id, 42u);
   EXPECT_EQ(w2.roles, roles::payments);
+  EXPECT_EQ(w2.gateway_number, 7u);
+  EXPECT_EQ(w2.shards, 12u);
 
   error_msg e{protocol_error::role_denied, "no"};
   error_msg e2;

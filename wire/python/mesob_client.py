@@ -139,6 +139,7 @@ class Client:
         self.roles = w.Roles()
         self.gateway_number = w.GatewayNumber()  # a registered gateway's (its deposits' ids carry it)
         self.frame_bytes_max = w.FrameBytesMax()  # the session's request body limit
+        self.shards = w.Shards()  # the engine's shard count (0: a server that does not say)
 
     def close(self):
         self.sock.close()
