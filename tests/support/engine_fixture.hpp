@@ -100,13 +100,17 @@ inline capacity_split expect_capacity_split(uint64_t first, uint64_t last, uint3
 }
 
 // A test engine's configuration: real files, no pinning, checkpoints only on demand.
+// Small log segments (test_wal_segment_mib): every open writes a fresh segment's zeros
+// and the next one's behind it, which at the default 64 MiB took most of a quick test's time.
+inline constexpr uint64_t test_wal_segment_mib = 4, test_wal_group_mib = 1;
 inline engine::config test_config(const std::string& dir, uint32_t shards = 2) {
   engine::config cfg;
   cfg.data_dir = dir;
   cfg.shards = shards;
   cfg.pin_shards = false;
   cfg.checkpoint_interval_ms = 0;
-  cfg.wal_segment_mib = 16;
+  cfg.wal_segment_mib = test_wal_segment_mib;
+  cfg.wal_group_mib = test_wal_group_mib;
   return cfg;
 }
 
@@ -190,6 +194,8 @@ inline void write_batch_records(const std::string& data, const std::vector<batch
   ASSERT_TRUE(std::filesystem::create_directories(data + "/wal"));
   storage::wal_options o;
   o.dir = data + "/wal";
+  o.segment_bytes = test_wal_segment_mib << 20;
+  o.group_bytes_max = test_wal_group_mib << 20;
   std::string err;
   auto w = storage::wal_writer::open(o, {}, -1, &err);
   ASSERT_TRUE(w) << err;
@@ -245,7 +251,8 @@ class engine_fixture {
     cfg.pin_shards = false;
     cfg.checkpoint_interval_ms = 0;
     cfg.tick_ms = 5;
-    cfg.wal_segment_mib = 16;
+    cfg.wal_segment_mib = test_wal_segment_mib;
+    cfg.wal_group_mib = test_wal_group_mib;
     cfg.accounts_hint = 1024;
     cfg.checkpoint_on_close = checkpoint_on_close_;
     cfg.events = events_;

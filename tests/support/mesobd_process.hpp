@@ -134,6 +134,11 @@ class live_mesobd {
     std::vector<std::string> args = {"--data-dir", data, "--shards", "2", "--admin-port", "0", "--metrics-port", "0"};
     // Any free client port, unless the caller names one (a restart on the same port).
     if (std::find(extra.begin(), extra.end(), "--port") == extra.end()) args.insert(args.end(), {"--port", "0"});
+    // Small log segments, unless the caller names them: each start writes a segment's
+    // zeros, and the next one's behind it (at the default 64 MiB, most of a quick start).
+    if (std::find(extra.begin(), extra.end(), "--wal-segment-mib") == extra.end() &&
+        std::find(extra.begin(), extra.end(), "--wal-group-mib") == extra.end())
+      args.insert(args.end(), {"--wal-segment-mib", "4", "--wal-group-mib", "1"});
     args.insert(args.end(), extra.begin(), extra.end());
     const command_line cmd(bin("engine/mesobd"), args, {});
     int fds[2];
