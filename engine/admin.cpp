@@ -464,7 +464,7 @@ class admin_impl {
     const command_def* d = check(req, &args, &out);
     if (is_long(d) && !long_running_.empty()) {
       out = answer(admin_code::refused, "not run: " + long_running_ +
-                                            " is still running, and one long command (snapshot, log verify, "
+                                            " has not answered yet, and one long command (snapshot, log verify, "
                                             "audit) runs at a time: ask again when it has answered");
       d = nullptr;
     } else if (is_long(d)) {
@@ -1792,16 +1792,20 @@ class admin_impl {
       return answer(admin_code::failed, "account " + args[0] + ": " + std::string(wire::result_name(res)));
     // An unnumbered change took the account's next number: the one a look-up finds after
     // it (a change made since by someone else would show its own, which `account show` gives too).
-    std::string seq = std::to_string(c.seq), how;
+    uint64_t seq = c.seq;  // 0: not known
+    std::string how;
     if (c.seq == 0) {
       const reply after = eng_.lookup_accounts({id});
-      const bool found = after.st == status::ok && !after.results.empty() && after.results[0] == wire::result::ok;
-      seq = found ? std::to_string(after.accounts[0].status_seq) : "unknown";
-      how = " (unnumbered: seq is the account's status_seq looked up after the change)";
+      if (after.st == status::ok && !after.results.empty() && after.results[0] == wire::result::ok)
+        seq = after.accounts[0].status_seq;
+      how = seq != 0 ? " (unnumbered: seq is the account's status_seq looked up after the change)"
+                     : " (unnumbered; its number could not be looked up: see account show)";
     }
     admin_response_msg m = answer(admin_code::ok, "account " + args[0] + " " + done + how);
     row_builder b("change");
-    b.num("account_id", id).text("status", status_text(uint16_t(to))).text("seq", seq).num("lsn", r.lsn);
+    b.num("account_id", id).text("status", status_text(uint16_t(to)));
+    if (seq != 0) b.num("seq", seq);
+    b.num("lsn", r.lsn);
     m.sections.push_back(std::move(b.sec));
     return m;
   }
@@ -2047,7 +2051,7 @@ std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg
     pthread_setname_np(pthread_self(), "mesob.admin.long");
     return {
         [p](const std::shared_ptr<admin_job>& job, const std::shared_ptr<admin_impl::long_work>& w) {
-          if (p->stopping_.load()) {  // handed on before the endpoint began to stop: not run
+          if (p->stopping_.load()) {  // the endpoint began to stop after handing it on: not run
             p->abandon_long(*w);
             job->answer(answer(admin_code::refused, "the admin endpoint is stopping"));
             return;

@@ -466,8 +466,9 @@ int main(int argc, char** argv) {
   anet.connections_max = 64;
   anet.handshakes_max = 8;
   anet.gateway_sessions_max = 16;  // one operator's console sessions cannot lock out the others
-  // Commands run one at a time on the admin actor, in arrival order: a session with many
-  // pipelined (a log verify reads the whole log) would hold every operator behind it.
+  // Commands run one at a time on the admin actor, in arrival order (long ones begin there
+  // and run on its long lane): a session with many pipelined would hold every operator
+  // behind them.
   anet.in_flight_max = 2;
   anet.admin = admin->handler();
   admin->set_servers(srv.get(), nullptr);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
   std::string redis_host = "127.0.0.1";
   uint16_t redis_port = 6379;
   load::workload w;
-  w.shards = std::max(1u, std::thread::hardware_concurrency());
+  w.shards = std::clamp(std::thread::hardware_concurrency(), 1u, 32u);
   load::run_options o;
   bool no_setup = false, quiet = false;
   std::string json_path, plot_dir, label;
@@ -152,7 +153,7 @@ int main(int argc, char** argv) {
   app.add_option("--amount-max", w.amount_max, "amounts are 1 .. this")->capture_default_str();
   app.add_option("--shards", w.shards,
                  "the shard count the transfers' layout assumes (--cross, --hot): mesob's is the one it says "
-                 "when connected (given and not that: refused); the baselines': this machine's cores");
+                 "when connected (given and not that: refused); the baselines': this machine's cores (at most 32)");
   app.add_option("--cross", w.cross_pct, "percent of transfers whose accounts live on two shards")->capture_default_str();
   app.add_option("--hot", w.hot_pct, "percent of transfers between hot accounts only (skew)")->capture_default_str();
   app.add_option("--hot-accounts", w.hot_accounts, "hot accounts per shard")->capture_default_str();
@@ -254,6 +255,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   bool any_payouts = false, any_deposits = false, any_orders = false;
+  const bool shards_from_target = target_name == "mesob" && app.count("--shards") == 0;
   for (auto& pt : parts) {
     any_payouts = any_payouts || pt.w.kind == load::item_kind::payouts;
     any_orders = any_orders || pt.w.kind == load::item_kind::orders;
@@ -262,7 +264,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "mesob-load: %s makes its groups at setup: drop --no-setup\n", mixing ? "equb" : "--equb");
       return 2;
     }
-    if (auto bad = pt.w.check(); !bad.empty() || !(bad = pt.w.check_layout()).empty()) {
+    // Mesob's shard count comes with its Welcome (below) unless given: what depends on it
+    // is checked then.
+    load::workload probe = pt.w;
+    if (shards_from_target) probe.shards = 1;
+    if (auto bad = probe.check(); !bad.empty() || !(bad = probe.check_layout()).empty()) {
       std::fprintf(stderr, "mesob-load: %s%s\n", mixing ? (pt.name + ": ").c_str() : "", bad.c_str());
       return 2;
     }
@@ -290,6 +296,10 @@ int main(int argc, char** argv) {
       if (unused.empty() && !any_payouts && given(name)) unused = std::string(name) + " answers payouts: this run has none";
     for (const char* name : {"--broker-gateway", "--broker-secret", "--broker-latency-ms", "--broker-reject-pct"})
       if (unused.empty() && !any_orders && given(name)) unused = std::string(name) + " answers orders: this run has none";
+    for (const char* name : {"--deposit-gateway", "--deposit-secret"})
+      if (unused.empty() && !(mixing && any_deposits) && given(name))
+        unused = std::string(name) + " is where a mix's deposits come from: " +
+                 (mixing ? "this mix has none" : "--deposits uses --gateway and --secret");
     if (unused.empty() && given("--window") && o.rate > 0)
       unused = "--window is the closed loop's; the open loop (--rate) keeps what its rate needs in flight";
     if (!unused.empty()) {
@@ -367,15 +377,21 @@ int main(int argc, char** argv) {
       return 1;
     }
     // Where the target places accounts: its own shard count, not this machine's cores.
-    if (const uint32_t says = pt.t->shards(); says != 0 && says != pt.w.shards) {
-      if (app.count("--shards") > 0) {
-        std::fprintf(stderr, "mesob-load: --shards %u: the target has %u shards\n", pt.w.shards, says);
-        return 2;
+    const uint32_t says = pt.t->shards();
+    if (says != 0 && says != pt.w.shards && !shards_from_target) {
+      std::fprintf(stderr, "mesob-load: --shards %u: the target has %u shards\n", pt.w.shards, says);
+      return 2;
+    }
+    if (shards_from_target) {
+      if (says != 0) {
+        pt.w.shards = says;
+      } else if (&pt == &parts.front()) {
+        std::fprintf(stderr, "mesob-load: the target does not say its shard count (an older mesobd): assuming %u, "
+                             "this machine's cores; give --shards\n", pt.w.shards);
       }
-      pt.w.shards = says;
       if (auto bad = pt.w.check(); !bad.empty() || !(bad = pt.w.check_layout()).empty()) {
         std::fprintf(stderr, "mesob-load: %swith the target's %u shards: %s\n",
-                     mixing ? (pt.name + ": ").c_str() : "", says, bad.c_str());
+                     mixing ? (pt.name + ": ").c_str() : "", pt.w.shards, bad.c_str());
         return 2;
       }
     }

@@ -867,6 +867,7 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
              {" --rate 1000 --window 8", "--window is the closed loop's"},
              {" --answer-fail-pct 5", "--answer-fail-pct answers payouts: this run has none"},
              {" --broker-latency-ms 5", "--broker-latency-ms answers orders: this run has none"},
+             {" --deposit-gateway gw", "--deposit-gateway is where a mix's deposits come from: --deposits uses"},
              // A layout for another shard count would cross shards in other shares than asked.
              {" --shards 3", "--shards 3: the target has 2 shards"},
              // Verification counts from the opening balances setup pays (before, it failed

@@ -1729,12 +1729,12 @@ TEST(server, accepting_out_of_descriptors_waits_instead_of_spinning) {
   std::string err;
   const uint64_t failed_before = n.srv->stats().accept_failures;
   auto raw = wire::client::connect_raw(n.opts(), &err);  // in the server's backlog
-  // The first failure, then a while after it: an accept that spun would fail thousands of
-  // times in it, one that waits for the next tick (a second) once or twice.
+  // The first failure, then over a second after it: an accept that spun would fail
+  // thousands of times in it, one that waits for the next tick (a second) once or twice.
   const auto t0 = std::chrono::steady_clock::now();
   while (n.srv->stats().accept_failures == failed_before && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5))
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   const uint64_t failed = n.srv->stats().accept_failures - failed_before;
   for (const int fd : fillers) ::close(fd);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
