@@ -1863,7 +1863,9 @@ class server_impl {
                        "no successful auth within the handshake timeout (" + std::to_string(cfg_.handshake_timeout_ms) +
                            " ms)");
         close_after_flush(s);  // a limit, not an input fault: the session goes
-      } else if (s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms) {
+      } else if (s.authed && s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms) {
+        // (A session still in its handshake has the handshake timeout: an idle timeout
+        // set shorter closed it first, told `idle_timeout` though it had not yet begun.)
         // Nothing from it, and nothing it read, for that long. One with nothing queued
         // is told why (a quiet subscriber that is still there learns to ping); one that
         // left frames unread would not read that either, and goes at once.
