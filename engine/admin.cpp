@@ -810,12 +810,13 @@ class admin_impl {
     admin_section br;
     br.title = "breakers";
     br.columns = {{"currency", false}, {"desk", true},    {"gateway", false}, {"phase", false}, {"trips", true},
-                  {"sent", true},      {"settled", true}, {"failed", true},   {"timeouts", true}};
-    for (const auto& row : r.breakers)
+                  {"sent", true},      {"settled", true}, {"failed", true},   {"timeouts", true}, {"open_until", true}};
+    for (const auto& row : r.breakers)  // open_until: engine ns (as `brokers`), 0 unless open
       br.rows.push_back({wire::currency_name(row.currency), std::to_string(actors::payouts::desk_slot(row.desk)),
                          gateway_name(row.gateway),
                          actors::payouts::phase_name(row.b.ph), std::to_string(row.b.trips), std::to_string(row.b.sent),
-                         std::to_string(row.b.settled), std::to_string(row.b.failed), std::to_string(row.b.timeouts)});
+                         std::to_string(row.b.settled), std::to_string(row.b.failed), std::to_string(row.b.timeouts),
+                         std::to_string(row.b.ph == actors::payouts::breaker::phase::open ? row.b.open_until : 0)});
     admin_section sw;
     sw.title = "sweeps";  // what settled payouts owe settlement accounts, not yet moved
     sw.columns = {{"currency", false}, {"desk", true}, {"settlement_account", true}, {"owed", true},

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -440,7 +441,22 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   failing.reset();
   tools::gateway_sim healthy(w.sim("alpha", 43));
   start_connected(healthy);
-  std::this_thread::sleep_for(std::chrono::milliseconds(6100));
+  // Until both desks' cool-downs are over (`payouts` says when: engine time, the wall
+  // clock here).
+  uint64_t open_until = 0;
+  for (const auto& s : admin(*w.ops, "payouts").sections)
+    if (s.title == "breakers") {
+      ASSERT_EQ(s.columns.back().name, "open_until");
+      for (const auto& row : s.rows)
+        if (row[2] == "alpha") open_until = std::max<uint64_t>(open_until, std::stoull(row.back()));
+    }
+  ASSERT_GT(open_until, 0u) << "alpha's breakers are open";
+  const uint64_t now_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+  ASSERT_LT(open_until, now_ns + 7'000'000'000ull) << "a cool-down of 4 answer timeouts (6 s)";
+  std::this_thread::sleep_for(std::chrono::nanoseconds(open_until > now_ns ? open_until - now_ns : 0) +
+                              std::chrono::milliseconds(100));
   // One request over every wallet: each desk's first payout probes alpha, the rest go to
   // beta while the probe is out.
   for (auto r : w.payouts(200, 40, 10)) EXPECT_EQ(r, wire::result::ok);
