@@ -152,6 +152,14 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
 
 // The next request of a connection: posts of its acknowledged pendings first (at most
 // half the batch, rounded up), then new transfers.
+// A connection's equb payments in all: its groups (index, index + N, ...), every seat,
+// rounds 2 .. seats.
+uint64_t equb_items_of(const shared_run& s, const connection_state& st) {
+  const uint64_t groups = s.w.equb_groups(), n = s.o.connections, seats = s.w.equb_seats;
+  const uint64_t mine = st.index < groups ? (groups - st.index + n - 1) / n : 0;
+  return mine * seats * (seats - 1);
+}
+
 std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std::vector<uint64_t>* ks) {
   std::vector<wire::transfer> b;
   b.reserve(s.w.batch);
@@ -176,7 +184,7 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
     // aside (perf/RESULTS.md, 2026-11-29), and a batch touches few groups.
     const uint64_t groups = s.w.equb_groups(), n = s.o.connections, seats = s.w.equb_seats;
     const uint64_t mine = st.index < groups ? (groups - st.index + n - 1) / n : 0;
-    const uint64_t per_round = mine * seats, total = per_round * (seats - 1);
+    const uint64_t per_round = mine * seats, total = equb_items_of(s, st);
     const uint64_t block = std::max<uint64_t>(1, s.w.batch / seats);  // groups
     for (; b.size() < s.w.batch && st.next_j < total; ++st.next_j) {
       const uint64_t in_round = st.next_j % per_round, first = in_round / (block * seats) * block;
@@ -266,13 +274,25 @@ clk::time_point open_end(const shared_run& s, clk::time_point start) {
 // Requests due before the end that never left by the drain timeout (the target's window
 // stayed full, or a synchronous target's sender fell behind): failed, each counted once,
 // its time to failure from its due time to now (requests j, j + step, ... due before
-// the end).
-void count_unsent(shared_run& s, connection_state& st, clk::time_point start, uint64_t j, uint64_t step) {
+// the end; at most `left`, the requests the workload still had: equb's items run out).
+// The requests connection `st` would still send before its items run out: equb's
+// (rounds of its groups, a batch at a time); no bound (UINT64_MAX) for workloads whose
+// items do not run out.
+uint64_t requests_left(const shared_run& s, const connection_state& st) {
+  if (s.w.kind != item_kind::equb) return UINT64_MAX;
+  const uint64_t total = equb_items_of(s, st);
+  return total > st.next_j ? (total - st.next_j + s.w.batch - 1) / s.w.batch : 0;
+}
+uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+void count_unsent(shared_run& s, connection_state& st, clk::time_point start, uint64_t j, uint64_t step,
+                  uint64_t left = UINT64_MAX) {
   const auto end = open_end(s, start), now = clk::now();
   uint64_t n = 0;
   {
     std::lock_guard lk(s.lag_mu);
-    for (; due_at(s, start, j) < end; j += step, ++n) s.failed_latency.record(ns_between(due_at(s, start, j), now));
+    for (; n < left && due_at(s, start, j) < end; j += step, ++n)
+      s.failed_latency.record(ns_between(due_at(s, start, j), now));
   }
   if (n == 0) return;
   std::lock_guard lk(st.mu);
@@ -306,7 +326,9 @@ void pacer_open(shared_run& s, std::vector<std::unique_ptr<connection_state>>& c
     const size_t c = next++ % n;
     connection_state& st = *cs[c];
     if (s.abandon.load() || !take_slot_open(s, st)) {  // (a pacer behind with slots free too)
-      count_unsent(s, st, start, j, 1);
+      uint64_t still = 0;  // equb: what the connections' items still make; else no bound
+      for (size_t i = 0; i < n; ++i) still = done[i] ? still : sat_add(still, requests_left(s, *cs[i]));
+      count_unsent(s, st, start, j, 1, still);
       break;
     }
     const auto now = clk::now();

@@ -740,6 +740,31 @@ TEST(load, requests_never_sent_by_the_drain_timeout_fail_with_their_time_to_fail
   EXPECT_GE(r.requests, 200u);
 }
 
+// An equb open loop whose window stays full past the drain timeout: what is counted not
+// sent is what its items would still have made, not every due slot to the end (its items
+// run out: before, 24 payments left counted some 1,000 requests failed).
+TEST(load, an_equb_run_given_up_counts_only_the_payments_it_had_left) {
+  stalling_target t(std::chrono::milliseconds(0), std::chrono::milliseconds(3000));
+  auto w = small_workload(1);
+  w.kind = load::item_kind::equb;
+  w.accounts = 12;  // 4 groups of 3: 4 x 3 seats x rounds 2 and 3 = 24 payments
+  w.equb_seats = 3;
+  w.batch = 1;
+  load::run_options o;
+  o.connections = 1;
+  o.rate = 500;
+  o.duration_s = 2;
+  o.drain_timeout_s = 0.5;
+  o.progress = false;
+  load::run_report r;
+  std::string err;
+  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  const uint64_t unsent = r.failures["not sent: still due at the drain timeout (the window full, or the sender behind)"];
+  EXPECT_GT(unsent, 0u) << "the window of 8 stayed full";
+  EXPECT_EQ(r.requests + unsent, 24u) << r.requests << " sent, " << unsent << " counted not sent";
+  EXPECT_EQ(r.failed_latency.count(), r.requests_failed);
+}
+
 // An engine that stops answering with its connections open: the requests still out a
 // drain timeout after the last was sent are failed by closing the connections, and the
 // run reports (before, it ended with an error and no report at all).
