@@ -1681,12 +1681,44 @@ class admin_impl {
     const reply r = eng_.policies({op});
     if (r.st != status::ok) return refused_by_engine(r);
     const wire::result res = r.results.empty() ? wire::result::ok : r.results[0];
+    if (res == wire::result::policy_op_invalid)  // the arguments were checked here: a limit of the policy
+      return answer(admin_code::failed, what + ": policy_op_invalid (" + policy_limit_met(op) + ")");
     if (res != wire::result::ok) return answer(admin_code::failed, what + ": " + std::string(wire::result_name(res)));
     admin_response_msg m = answer(admin_code::ok, what + " set");
     row_builder b("change");
     b.text("policy", what).num("lsn", r.lsn);
     m.sections.push_back(std::move(b.sec));
     return m;
+  }
+  // Which of the policy's limits a change whose fields were valid met, from the policy as
+  // it is now (a look-up after the refusal).
+  std::string policy_limit_met(const wire::policy_op& op) {
+    namespace cu = actors::customers;
+    const reply r = eng_.lookup_policy();
+    cu::policy p;
+    std::string why;
+    if (r.st != status::ok || !cu::policy::decode(r.policy, &p, &why)) return "the policy could not be looked up";
+    if (op.kind == wire::policy_op_kind::tier) {
+      size_t rows = 0;
+      p.for_each_tier([&](auto&&...) { ++rows; });
+      return "the policy holds " + std::to_string(rows) + " tier rows (tier and currency), at most " +
+             std::to_string(cu::tier_rows_max);
+    }
+    if (op.kind == wire::policy_op_kind::model) {
+      const auto& m = p.model(op.number);
+      uint64_t total = 0;
+      for (const auto& [i, w] : m) total += w;
+      const auto it = m.find(op.single_max);
+      const uint64_t others = total - (it == m.end() ? 0 : it->second);
+      if (others + op.daily_outflow_max > cu::model_weight_total_max)
+        return "the profile's other instruments weigh " + std::to_string(others) + " bp: with this one " +
+               std::to_string(others + op.daily_outflow_max) + ", over " + std::to_string(cu::model_weight_total_max) +
+               " (100%)";
+      if (it == m.end() && m.size() >= cu::model_instruments_max)
+        return "the profile's model holds " + std::to_string(m.size()) + " instruments, at most " +
+               std::to_string(cu::model_instruments_max);
+    }
+    return "a limit of the policy; see policy";
   }
   admin_response_msg cmd_tier_set(const std::vector<std::string>& a) {
     wire::policy_op op;

@@ -637,6 +637,18 @@ TEST(admin_port, policy_and_customer_commands) {
   EXPECT_EQ(admin(*ops, "profile set", {"moderate", "", "1"}).code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*ops, "instrument define", {"99", "abc", "equity", "ETB", "1", "1", "1", "1", "1", "1"}).code,
             admin_code::arguments_invalid);
+  // A model past 100%, and past 64 instruments: refused, saying which limit and why.
+  EXPECT_EQ(admin(*ops, "model set", {"moderate", "7", "6000"}).code, admin_code::ok);
+  m = admin(*ops, "model set", {"moderate", "8", "4001"});
+  EXPECT_EQ(m.code, admin_code::failed);
+  EXPECT_NE(m.message.find("policy_op_invalid (the profile's other instruments weigh 6000 bp: with this one 10001, "
+                           "over 10000 (100%))"),
+            std::string::npos)
+      << m.message;
+  EXPECT_EQ(admin(*ops, "model set", {"moderate", "7", "0"}).code, admin_code::ok);
+  for (int i = 1; i <= 64; ++i) ASSERT_EQ(admin(*ops, "model set", {"aggressive", std::to_string(100 + i), "1"}).code, admin_code::ok);
+  m = admin(*ops, "model set", {"aggressive", "200", "1"});
+  EXPECT_NE(m.message.find("(the profile's model holds 64 instruments, at most 64)"), std::string::npos) << m.message;
   m = admin(*ops, "policy");
   ASSERT_EQ(m.code, admin_code::ok) << m.message;
   EXPECT_EQ(cell(m, "tiers", "daily_outflow_max"), "200000");
