@@ -234,7 +234,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
         x.sample_as("_bucket", double(cumulative), label("op", m.op) + "," + label("le", le));
       }
       x.sample_as("_sum", m.sum_seconds, label("op", m.op));
-      x.sample_as("_count", double(m.count), label("op", m.op));
+      // The +Inf bucket's figure: the count is read apart from the buckets, which the
+      // network thread moves meanwhile, and the format has them equal.
+      x.sample_as("_count", double(cumulative), label("op", m.op));
     }
     x.family("mesob_operation_results_total", "counter", "Operations answered on the client port, by operation and result.");
     for (const auto& m : meters)
@@ -463,17 +465,21 @@ void metrics_http::run() {
           c.until = clock_type::now() + std::chrono::milliseconds(100);
         }
       } else if (!done && c.ph == phase::draining && got) {
-        char sink[1024];
-        ssize_t n;
-        while ((n = ::recv(c.fd, sink, sizeof sink, 0)) > 0) {
+        // At most 64 KiB a pass: a peer that keeps sending cannot keep this thread here
+        // (its 100 ms then close it).
+        char sink[4096];
+        ssize_t n = 0;
+        for (int k = 0; k < 16 && (n = ::recv(c.fd, sink, sizeof sink, 0)) > 0; ++k) {
         }
-        done = n == 0 || (errno != EAGAIN && errno != EINTR);
+        done = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
       }
       // Too slow to send its request or to read the answer: closed (without an answer).
       if (done || now >= c.until) close_at(i);
     }
     if (!(fds[0].revents & POLLIN)) continue;
-    for (;;) {
+    // At most connections_max a pass: a peer connecting in a loop cannot keep this thread
+    // accepting while the answers already made wait to be sent.
+    for (size_t accepted = 0; accepted < connections_max; ++accepted) {
       sockaddr_in from{};
       socklen_t from_len = sizeof from;
       const int c = ::accept4(fd_, reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
