@@ -5064,7 +5064,7 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
     v.fault = unjoined;
   } else if (!ok && !reached) {
     // A file that cannot be opened or read is a failure to check, not damage found.
-    v.read_failed = error.rfind("wal: cannot", 0) == 0 || error.rfind("wal: out of memory", 0) == 0;
+    v.read_failed = storage::wal_error_is_read_failure(error);
     v.intact = false;
     v.fault = error;
   } else if (!reached && v.records > 0) {

@@ -271,6 +271,12 @@ bool scan_wal(const wal_scan_options& opt,
               const std::function<bool(const wal_record_view&)>& on_record,
               wal_scan_result* result, std::string* error);
 
+// Whether scan_wal's error is a failure to read (a file that cannot be listed, opened or
+// read: a permission, descriptors, memory), not damage found in what was read.
+[[nodiscard]] inline bool wal_error_is_read_failure(const std::string& error) {
+  return error.rfind("wal: cannot", 0) == 0 || error.rfind("wal: out of memory", 0) == 0;
+}
+
 // Cuts what a scan found past the log's end (wal_scan_result's unused segments and torn
 // tail), durably. scan_wal does it itself with repair_tail; recovery scans without it and
 // cuts only once nothing known durable would go (engine.cpp).

@@ -454,7 +454,6 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "relay: subscribed from offset %" PRIu64 " (oldest kept %" PRIu64 ", end %" PRIu64 ")\n",
                  a.start, a.oldest, a.end);
-    retry_ms = retry_first_ms;
     said_unchecked = false;
     behind = a.end > a.start ? a.end - a.start : 0;
     c->set_timeout_ms(read_wait_ms);
@@ -574,6 +573,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "relay: ack: %s; reconnecting\n", err.c_str());
         break;
       }
+      // The wait starts over once a subscription delivers: one that stands and then fails
+      // the same way each time (its events unreadable, its acks refused) is tried again
+      // ever more slowly, not five times a second for good.
+      retry_ms = retry_first_ms;
       last_sent = std::chrono::steady_clock::now();
       behind = m.end > m.next ? m.end - m.next : 0;
     }

@@ -373,9 +373,20 @@ TEST(mesob_log, verifies_a_log_and_names_the_damage) {
   EXPECT_NE(ok.out.find("create_transfers x1  capacity 16777216  transfers_max 268435456"), std::string::npos)
       << ok.out;  // pending_max, transfers_max
   EXPECT_NE(ok.out.find("create_accounts x2  capacity 33554432"), std::string::npos) << ok.out;  // accounts_max
-  // Flip a byte of the first record's payload: damage before later records.
   const auto segs = storage::list_segments(dir.path() + "/wal");
   ASSERT_FALSE(segs.empty());
+  // A segment that cannot be opened (a directory in its place here; a permission or the
+  // descriptors run out alike) is a log not read, exit 3: not damage, exit 1, which an
+  // operator would restore a backup for.
+  const std::string aside = dir.path() + "/segment.aside";
+  ASSERT_EQ(::rename(segs.front().second.c_str(), aside.c_str()), 0);
+  ASSERT_EQ(::mkdir(segs.front().second.c_str(), 0755), 0);
+  auto unread = run(bin("tools/mesob-log") + " --data-dir " + dir.path());
+  EXPECT_EQ(WEXITSTATUS(unread.status), 3) << unread.out;
+  EXPECT_NE(unread.out.find("CANNOT READ: wal: cannot open " + segs.front().second), std::string::npos) << unread.out;
+  ASSERT_EQ(::rmdir(segs.front().second.c_str()), 0);
+  ASSERT_EQ(::rename(aside.c_str(), segs.front().second.c_str()), 0);
+  // Flip a byte of the first record's payload: damage before later records.
   int fd = ::open(segs.front().second.c_str(), O_RDWR);
   uint8_t b = 0;
   ASSERT_EQ(::pread(fd, &b, 1, 4096 + 80 + 20), 1);
