@@ -342,7 +342,12 @@ std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string
   s->read_only_ = true;
   int rc = mdb_env_create(&s->env_);
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
-  if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS | MDB_RDONLY, 0644);
+  // Without a lock file no process has the store open (LMDB makes one at every open and
+  // leaves it): reading without one creates nothing (before, lock.mdb, owned by whoever
+  // ran the inspection, root under sudo, which the engine's user then could not open).
+  struct stat lock_st {};
+  const bool no_lock_file = ::stat((dir + "/lock.mdb").c_str(), &lock_st) != 0 && errno == ENOENT;
+  if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS | MDB_RDONLY | (no_lock_file ? MDB_NOLOCK : 0), 0644);
   if (rc != 0) {
     *error = lmdb_error(("open " + dir + " read-only").c_str(), rc);
     return nullptr;

@@ -107,8 +107,9 @@ class snapshot_store {
  public:
   static std::unique_ptr<snapshot_store> open(const std::string& dir, uint64_t map_bytes,
                                               std::string* error);
-  // For inspection (mesob-log): no directory or table is created and nothing is written
-  // but LMDB's reader table. A store without a snapshot yet (no tables) opens with
+  // For inspection (mesob-log): no directory, table or file is created and nothing is
+  // written but LMDB's reader table (none when the store has no lock file: no process has
+  // it open then, and it is read without one). A store without a snapshot yet (no tables) opens with
   // *error empty and returns nullptr.
   static std::unique_ptr<snapshot_store> open_read_only(const std::string& dir, std::string* error);
   ~snapshot_store();

@@ -14,6 +14,7 @@
 #include <csignal>
 
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 
 #include "support/temp_dir.hpp"
@@ -479,6 +480,30 @@ TEST(snapshot, an_older_store_is_converted_when_opened) {
   ASSERT_TRUE(ro) << err;
   EXPECT_TRUE(ro->rows_checked());
   EXPECT_EQ(read_all(*ro), snapshot_format_version);
+}
+
+// A store copied or restored without its lock file opens read-only without one, creating
+// nothing: before, the inspection made lock.mdb, owned by whoever ran it (root under
+// sudo), which the engine's own user could then not open.
+TEST(snapshot, a_read_only_open_of_a_store_without_its_lock_file_creates_none) {
+  temp_dir d;
+  write_unchecked_store(d.path(), {{1, "one"}}, "an account");
+  const std::string lock = d.path() + "/lock.mdb";
+  ASSERT_TRUE(std::filesystem::exists(lock));
+  ASSERT_TRUE(std::filesystem::remove(lock));
+  std::string err;
+  {
+    auto ro = snapshot_store::open_read_only(d.path(), &err);
+    ASSERT_TRUE(ro) << err;
+    ASSERT_EQ(ro->read_meta(&err)->version, 11u) << err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(lock));
+  // With the lock file there (an engine may have the store open), it is used as before.
+  { auto s = snapshot_store::open(d.path(), 1 << 26, &err); ASSERT_TRUE(s) << err; }
+  ASSERT_TRUE(std::filesystem::exists(lock));
+  auto ro = snapshot_store::open_read_only(d.path(), &err);
+  ASSERT_TRUE(ro) << err;
+  EXPECT_TRUE(ro->read_meta(&err).has_value()) << err;
 }
 
 // mesob-log opens a store read-only and reads its meta row; an engine starting meanwhile
