@@ -477,22 +477,15 @@ class admin_impl {
   }
 
   // The long lane's part: runs the command execute deferred, without holding the
-  // commands' lock, then records its outcome and frees the lane.
+  // commands' lock (not when the endpoint began to stop since: refused), then records its
+  // outcome and frees the lane.
   admin_response_msg finish_long(const long_work& w) {
-    admin_response_msg out = run_caught(w.d, w.args);
+    admin_response_msg out = stopping_.load() ? answer(admin_code::refused, "the admin endpoint is stopping")
+                                              : run_caught(w.d, w.args);
     bool shutdown = false;
     std::lock_guard lk(mu_);
     long_running_.clear();
     return outcome(w.who, w.line, std::move(out), &shutdown, w.d);
-  }
-
-  // A long command handed on and not run (the endpoint stopping): its outcome entry, and
-  // the lane freed.
-  void abandon_long(const long_work& w) {
-    bool shutdown = false;
-    std::lock_guard lk(mu_);
-    long_running_.clear();
-    outcome(w.who, w.line, answer(admin_code::refused, "the admin endpoint is stopping"), &shutdown, w.d);
   }
 
   admin_response_msg run_caught(const command_def* d, const std::vector<std::string>& args) {
@@ -2084,11 +2077,6 @@ std::unique_ptr<admin_endpoint> admin_endpoint::open(engine& e, admin_config cfg
     pthread_setname_np(pthread_self(), "mesob.admin.long");
     return {
         [p](const std::shared_ptr<admin_job>& job, const std::shared_ptr<admin_impl::long_work>& w) {
-          if (p->stopping_.load()) {  // the endpoint began to stop after handing it on: not run
-            p->abandon_long(*w);
-            job->answer(answer(admin_code::refused, "the admin endpoint is stopping"));
-            return;
-          }
           job->answer(p->finish_long(*w));
         },
     };
