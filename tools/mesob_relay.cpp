@@ -41,6 +41,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <stdio_ext.h>
 #include <cstring>
 #include <deque>
 #include <string>
@@ -350,8 +351,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "relay: --types: unknown event type in '%s'\n", types_text.c_str());
     return 2;
   }
-  signal(SIGTERM, on_signal);
-  signal(SIGINT, on_signal);
+  // Without SA_RESTART (signal() sets it): a write blocked on a stalled pipe is
+  // interrupted, so a stop takes effect at once, not when the reader reads again.
+  struct sigaction stop_action {};
+  stop_action.sa_handler = on_signal;
+  sigemptyset(&stop_action.sa_mask);
+  ::sigaction(SIGTERM, &stop_action, nullptr);
+  ::sigaction(SIGINT, &stop_action, nullptr);
   // A closed stdout (a pipe whose reader left) is a failed write, told and exit 3, not
   // the end of the process by SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
@@ -463,6 +469,7 @@ int main(int argc, char** argv) {
     const wire::event_visitor each = [&](std::span<const wire::event> block) {
       const uint64_t now = wall_ns();
       for (const auto& e : block) {
+        if (stop_flag.load()) return;  // stopping: nothing more printed (a write may be stalled)
         if (e.offset <= printed_through) {  // printed before a reconnect, not acknowledged then
           const auto at = std::lower_bound(printed.begin(), printed.end(), e.offset,
                                            [](const printed_event& p, uint64_t off) { return p.offset < off; });
@@ -516,6 +523,16 @@ int main(int argc, char** argv) {
       // Acknowledged only once written: events stdout did not take (a full disk, a closed
       // pipe) are not acknowledged, and the relay stops. What a refused frame handed out
       // before its damaged event was printed too, and counts.
+      // Stopped while a write waited for a reader that does not read (interrupted): what
+      // is still buffered is dropped (flushing it would wait again, at exit too), the frame
+      // not acknowledged.
+      const bool interrupted = stop_flag.load() && in_frame > 0 &&
+                               (std::ferror(stdout) || (std::fflush(stdout) != 0 && errno == EINTR));
+      if (interrupted) {
+        __fpurge(stdout);
+        std::fprintf(stderr, "relay: stopped while writing the events; their frame is not acknowledged\n");
+        break;
+      }
       if (in_frame > 0 && (std::fflush(stdout) != 0 || std::ferror(stdout))) {
         std::fprintf(stderr, "relay: writing the events failed (%s); not acknowledged\n", std::strerror(errno));
         return 3;

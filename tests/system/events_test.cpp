@@ -1751,9 +1751,11 @@ TEST(EventsEngine, AGapLeftByARunWithoutEventsIsRefused) {
 }
 
 // The relay as a process, writing --raw lines (`raw` false: its messages) to a file (and,
-// if named, its standard error to another; `out` closed_pipe: a pipe nobody reads).
-// `extra` replaces the subscriber name ("--name relay").
+// if named, its standard error to another; `out` closed_pipe: a pipe whose reader is
+// gone; stalled_pipe: one whose reader never reads). `extra` replaces the subscriber
+// name ("--name relay").
 const std::string closed_pipe = "(a pipe whose reader is gone)";
+const std::string stalled_pipe = "(a pipe whose reader never reads)";
 class relay_process {
  public:
   relay_process(const std::string& data, uint16_t port, const std::string& out,
@@ -1767,10 +1769,10 @@ class relay_process {
     pid_ = ::fork();
     if (pid_ == 0) {
       int fd = -1;
-      if (out == closed_pipe) {
+      if (out == closed_pipe || out == stalled_pipe) {
         int ends[2];
         if (::pipe(ends) != 0) ::_exit(99);
-        ::close(ends[0]);
+        if (out == closed_pipe) ::close(ends[0]);  // (stalled: the relay itself holds it, unread)
         fd = ends[1];
       } else {
         fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -2305,6 +2307,29 @@ TEST(Events, ARelayWhosePipeClosedExitsThree) {
   const auto got = await_lines(out, 2);
   ASSERT_GE(got.size(), 2u);
   EXPECT_EQ(got.front().offset, 1u) << "nothing was acknowledged";
+}
+
+// A SIGTERM ends a relay blocked writing to a pipe nobody reads (a consumer that stalled
+// without closing it) at once, exit 0, the frame it was writing not acknowledged (what
+// the pipe took before was).
+// Before, the write went on waiting after the signal (SA_RESTART) and so did the stop.
+TEST(Events, ARelayBlockedOnAStalledPipeStopsOnSigterm) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 2);
+  ASSERT_TRUE(engine);
+  const std::string err = dir.path() + "/relay.err";
+  relay_process stalled(dir.path(), port, stalled_pipe, {"--name", "relay"}, err);
+  // Past the pipe's 64 KiB of raw lines (about 60 bytes each).
+  for (uint64_t k = 0; k < 4; ++k) post_transfers(dir.path(), port, 100 + k * 1000, 1000);
+  const auto subscribed = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (read_file_text(err).find("subscribed from") == std::string::npos && std::chrono::steady_clock::now() < subscribed)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // its writes fill the pipe and block
+  ASSERT_EQ(stalled.exit_status(0), -1) << "still running, blocked: " << read_file_text(err);
+  stalled.term();
+  EXPECT_EQ(stalled.exit_status(3'000), 0) << read_file_text(err);
+  EXPECT_NE(read_file_text(err).find("stopped while writing the events"), std::string::npos) << read_file_text(err);
 }
 
 // A SIGTERM ends a relay whose server takes the connection and says nothing (a paused
