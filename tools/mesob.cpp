@@ -64,6 +64,25 @@ constexpr int exit_refused = 4;     // the handshake was refused (credentials, r
 
 constexpr size_t remembered_ids_max = 10'000;
 constexpr int history_lines_max = 1000;
+// A line of piped commands: no command comes near it (words of at most a few hundred
+// bytes); a longer one (a binary file piped in) is read to its end and dropped, not held.
+constexpr size_t input_line_bytes_max = 64 * 1024;
+
+// One line of standard input (without its newline), at most input_line_bytes_max kept;
+// false at the end of input with nothing read. *too_long: the line was longer (dropped).
+bool read_input_line(std::string* line, bool* too_long) {
+  line->clear();
+  *too_long = false;
+  std::streambuf* in = std::cin.rdbuf();
+  bool any = false;
+  for (int c; (c = in->sbumpc()) != std::char_traits<char>::eof();) {
+    any = true;
+    if (c == '\n') return true;
+    if (line->size() < input_line_bytes_max) line->push_back(char(c));
+    else *too_long = true;
+  }
+  return any;
+}
 constexpr auto probe_after = std::chrono::seconds(1);  // an idle connection is pinged before use
 
 struct settings {
@@ -947,8 +966,18 @@ int interactive(console& con) {
       }
       line = raw;
       std::free(raw);
-    } else if (!std::getline(std::cin, line)) {
-      break;
+    } else {
+      bool too_long = false;
+      if (!read_input_line(&line, &too_long)) break;
+      if (too_long) {
+        print_reply(con.options(),
+                    reply{false, {}, {exit_usage, "arguments_invalid",
+                                      "a line of more than " + std::to_string(input_line_bytes_max) +
+                                          " bytes: no command is that long (dropped, not sent)"}},
+                    terminal);
+        status = exit_usage;
+        continue;
+      }
     }
     const size_t first = line.find_first_not_of(" \t\r\n");
     line = first == std::string::npos ? std::string() : line.substr(first, line.find_last_not_of(" \t\r\n") - first + 1);

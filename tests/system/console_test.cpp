@@ -450,6 +450,13 @@ TEST(console, one_shot_commands_against_mesobd) {
   EXPECT_TRUE(contains(r.out, "uptime_s:") && contains(r.out, "queue_depth")) << describe(r);
   EXPECT_TRUE(contains(r.err, "error (not_found): ")) << describe(r);
   EXPECT_FALSE(contains(r.out, "mesob 127.0.0.1")) << "no prompt without a terminal\n" << describe(r);
+  // A line longer than any command (a binary file piped in, say) is dropped, not held
+  // whole: told, and the next line runs.
+  write_file(dir.path() + "/long.txt", std::string(200'000, 'a') + "\nstatus\n");
+  r = run_mesob({"--port", admin, "--data-dir", dir.path()}, {}, dir.path() + "/long.txt");
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "a line of more than 65536 bytes")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "uptime_s:")) << describe(r);
 
   // Words that are not printable UTF-8 are refused before sending: exit 2.
   r = mesob({"account", "show", "\xe9"});
