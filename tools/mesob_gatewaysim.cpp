@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   uint64_t seed = std::random_device{}();
   CLI::App app{"mesob-gatewaysim - payment gateways over Mesob's protocol"};
   app.add_option("--host", base.host)->capture_default_str();
-  app.add_option("--port", base.port)->capture_default_str();
+  app.add_option("--port", base.port)->check(CLI::Range(1, 65535))->capture_default_str();
   app.add_option("--gateway", gateways, "id:secret-hex, one session each");
   std::string feed_spec, instruments = "1-1";
   tools::market_feed_options feed_o;

@@ -322,7 +322,7 @@ int main(int argc, char** argv) {
   double seconds = 0;
   CLI::App app{"mesob-relay - notification relay over Mesob's event stream"};
   app.add_option("--host", o.host)->capture_default_str();
-  app.add_option("--port", o.port)->capture_default_str();
+  app.add_option("--port", o.port)->check(CLI::Range(1, 65535))->capture_default_str();
   app.add_option("--gateway", o.gateway, "gateway id (events_reader role)")->required();
   app.add_option("--secret", secret_hex, "the gateway's secret, hex");
   app.add_option("--secret-file", secret_file, "a file holding the secret, hex");

@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"mesob", "postgres", "redis"}))
       ->capture_default_str();
   app.add_option("--host", mo.host, "mesobd address")->capture_default_str();
-  app.add_option("--port", mo.port, "mesobd port")->capture_default_str();
+  app.add_option("--port", mo.port, "mesobd port")->check(CLI::Range(1, 65535))->capture_default_str();
   app.add_option("--gateway", mo.gateway, "gateway id (needs the payments role)")->capture_default_str();
   app.add_option("--secret", secret_hex, "the gateway's secret, hex");
   app.add_option("--secret-file", secret_file, "file holding the secret in hex (mesobd's <data>/dev-gateway.secret)");

@@ -218,6 +218,10 @@ TEST(tools, numbers_on_their_command_lines_are_decimal_and_finite) {
            {relay + "--account -1", "is not a decimal number"},
            {relay + "--from 0x10", "is not a decimal number"},
            {relay + "--port 07400", "is not a decimal number"},
+           // Port 0 is no server's: refused, not tried forever ("cannot connect").
+           {relay + "--port 0", "--port: Value 0 not in range 1 to 65535"},
+           {sim + "--port 0", "--port: Value 0 not in range 1 to 65535"},
+           {load + "--port 0", "--port: Value 0 not in range 1 to 65535"},
            {relay + "--seconds nan", "is not a finite decimal number"},
            {sim + "--amount -1", "is not a decimal number"},
            {sim + "--port 07400", "is not a decimal number"},
