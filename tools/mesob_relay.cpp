@@ -32,6 +32,7 @@
 // Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused or ended for good
 // (the reason is printed), 3 when the events could not be written.
 #include <signal.h>
+#include <stdio_ext.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,7 +42,6 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
-#include <stdio_ext.h>
 #include <cstring>
 #include <deque>
 #include <string>

@@ -150,16 +150,18 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
   s.done_cv.notify_all();
 }
 
-// The next request of a connection: posts of its acknowledged pendings first (at most
-// half the batch, rounded up), then new transfers.
-// A connection's equb payments in all: its groups (index, index + N, ...), every seat,
-// rounds 2 .. seats.
+// A connection's equb groups: index, index + N, ... (N connections).
+uint64_t equb_groups_of(const shared_run& s, const connection_state& st) {
+  const uint64_t groups = s.w.equb_groups(), n = s.o.connections;
+  return st.index < groups ? (groups - st.index + n - 1) / n : 0;
+}
+// Its equb payments in all: every seat of its groups, rounds 2 .. seats.
 uint64_t equb_items_of(const shared_run& s, const connection_state& st) {
-  const uint64_t groups = s.w.equb_groups(), n = s.o.connections, seats = s.w.equb_seats;
-  const uint64_t mine = st.index < groups ? (groups - st.index + n - 1) / n : 0;
-  return mine * seats * (seats - 1);
+  return equb_groups_of(s, st) * s.w.equb_seats * (s.w.equb_seats - 1);
 }
 
+// The next request of a connection: posts of its acknowledged pendings first (at most
+// half the batch, rounded up), then new transfers.
 std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std::vector<uint64_t>* ks) {
   std::vector<wire::transfer> b;
   b.reserve(s.w.batch);
@@ -182,8 +184,7 @@ std::vector<wire::transfer> next_batch(shared_run& s, connection_state& st, std:
     // each seat by seat across the block, as a client batching contributions should:
     // consecutive payments go to different escrows, so a shard can set a cross-shard one
     // aside (perf/RESULTS.md, 2026-11-29), and a batch touches few groups.
-    const uint64_t groups = s.w.equb_groups(), n = s.o.connections, seats = s.w.equb_seats;
-    const uint64_t mine = st.index < groups ? (groups - st.index + n - 1) / n : 0;
+    const uint64_t n = s.o.connections, seats = s.w.equb_seats, mine = equb_groups_of(s, st);
     const uint64_t per_round = mine * seats, total = equb_items_of(s, st);
     const uint64_t block = std::max<uint64_t>(1, s.w.batch / seats);  // groups
     for (; b.size() < s.w.batch && st.next_j < total; ++st.next_j) {
@@ -271,10 +272,6 @@ clk::time_point open_end(const shared_run& s, clk::time_point start) {
   return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(s.o.duration_s));
 }
 
-// Requests due before the end that never left by the drain timeout (the target's window
-// stayed full, or a synchronous target's sender fell behind): failed, each counted once,
-// its time to failure from its due time to now (requests j, j + step, ... due before
-// the end; at most `left`, the requests the workload still had: equb's items run out).
 // The requests connection `st` would still send before its items run out: equb's
 // (rounds of its groups, a batch at a time); no bound (UINT64_MAX) for workloads whose
 // items do not run out.
@@ -285,6 +282,10 @@ uint64_t requests_left(const shared_run& s, const connection_state& st) {
 }
 uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
+// Requests due before the end that never left by the drain timeout (the target's window
+// stayed full, or a synchronous target's sender fell behind): failed, each counted once,
+// its time to failure from its due time to now (requests j, j + step, ... due before
+// the end; at most `left`, the requests the workload still had: equb's items run out).
 void count_unsent(shared_run& s, connection_state& st, clk::time_point start, uint64_t j, uint64_t step,
                   uint64_t left = UINT64_MAX) {
   const auto end = open_end(s, start), now = clk::now();
