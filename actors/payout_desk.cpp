@@ -394,9 +394,47 @@ void desk_table::touch(desk& d) {
 }
 
 void desk_table::touch(desk& d, payout_entry& p) {
+  if (!p.recount_listed) {
+    p.recount_listed = true;
+    recount_.emplace_back(d.account, p.id);
+  }
   if (p.listed_dirty) return;
   p.listed_dirty = true;
   dirty_payouts_.emplace_back(d.account, p.id);
+}
+
+void desk_table::count_as(desk& d, payout_entry& p) {
+  if (p.counted_as == uint8_t(p.st)) return;
+  uncount(d, p);
+  auto& h = d.held[size_t(p.st) % d.held.size()];
+  ++h.n;
+  h.amount += p.amount;
+  p.counted_as = uint8_t(p.st);
+  ++held_version_;
+}
+
+void desk_table::uncount(desk& d, payout_entry& p) {
+  if (p.counted_as == 0) return;
+  auto& h = d.held[p.counted_as % d.held.size()];
+  --h.n;
+  h.amount -= p.amount;
+  p.counted_as = 0;
+  ++held_version_;
+}
+
+void desk_table::recount() {
+  for (const auto& [account, id] : recount_) {
+    const auto dit = desks_.find(account);
+    if (dit == desks_.end()) continue;
+    // One no longer held was uncounted as it left (resolve).
+    if (const auto it = dit->second.payouts.find(id); it != dit->second.payouts.end()) {
+      it->second.recount_listed = false;
+      count_as(dit->second, it->second);
+    } else if (const auto w = dit->second.watched.find(id); w != dit->second.watched.end()) {
+      w->second.recount_listed = false;
+    }
+  }
+  recount_.clear();
 }
 
 void desk_table::schedule(payout_entry& p, uint64_t at) {
@@ -713,6 +751,7 @@ void desk_table::resolve(desk& d, payout_entry& p, resolution r, uint64_t ts) {
       gateways::add_amount(c.cancelled_amount, p.amount);
       break;
   }
+  uncount(d, p);
   if (another_may_pay(p, p.settled_by)) {  // kept for that gateway's answer
     p.st = state::resolved;
     p.refusal = result::ok;
@@ -740,6 +779,7 @@ void desk_table::held(const wire::transfer& h, uint64_t ts) {
   p.created_at = ts;
   auto [it, fresh] = d.payouts.emplace(p.id, std::move(p));
   if (!fresh) return;  // cannot happen: a hold id is recorded once
+  count_as(d, it->second);
   route(d, it->second, ts);
 }
 
@@ -1196,6 +1236,7 @@ void desk_table::emit(std::vector<wire::transfer>&& chain) {
 }
 
 void desk_table::flush() {
+  recount();
   for (auto& group : chains_out_) emit_(std::move(group));
   chains_out_.clear();
   if (outbox_.empty()) return;
@@ -1259,6 +1300,9 @@ bool desk_table::load_payout(payout_entry&& p, std::string* why) {
   }
   auto& to = kept ? dit->second.watched : dit->second.payouts;
   payout_entry& e = to.emplace(id, std::move(p)).first->second;
+  e.counted_as = 0;
+  e.recount_listed = false;
+  if (!kept) count_as(dit->second, e);
   if (due != 0 && (e.st == state::in_flight || e.st == state::waiting || kept)) schedule(e, due);
   return true;
 }

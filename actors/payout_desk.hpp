@@ -102,6 +102,7 @@
 // what its sweeps owe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -247,6 +248,8 @@ struct payout_entry {
   std::vector<attempt> attempts;     // attempt k at k - 1
   std::vector<uint32_t> given_up;    // gateways this routing gave up on
   bool listed_dirty = false;         // not stored
+  uint8_t counted_as = 0;            // not stored: the state desk::held counts it under (0: none)
+  bool recount_listed = false;       // not stored
 };
 
 
@@ -350,6 +353,13 @@ struct desk {
     return o;
   }
   bool listed_dirty = false;
+  // The payouts held by state (index: the state's value): how many, and their amounts
+  // (the desk account's pending credits in all, so no sum passes 2^64). Kept as payouts
+  // change (desk_table::recount), so operators' figures need no pass over the payouts.
+  struct held_figures {
+    uint64_t n = 0, amount = 0;
+  };
+  std::array<held_figures, 8> held{};
 };
 
 // Whether payout account `a` holds what desk d says: pending, `held` (its payouts'
@@ -455,8 +465,14 @@ class desk_table {
   // Hands the instructions and chains of the batch just executed to the sinks (drops
   // the instructions if unset); chains go out in groups of up to emit_group_max
   // transfers, whole chains each (one queue entry per group, not per chain).
+  // (It also brings the desks' held figures up to the payouts changed since the last.)
   void flush();
   static constexpr size_t emit_group_max = 8192;  // the engine's batch_ops_max
+  // Brings the desks' held figures (desk::held) up to the payouts touched since the last
+  // time (flush does it too).
+  void recount();
+  // Bumped whenever a desk's held figures change (what a shard publishes is rebuilt then).
+  [[nodiscard]] uint64_t held_version() const { return held_version_; }
 
   [[nodiscard]] uint32_t sessions(uint32_t gateway) const;
   template <class F>
@@ -500,8 +516,13 @@ class desk_table {
   std::pair<desk*, payout_entry*> watched_payout(uint64_t account, uint64_t payout_id) {
     return find_in(account, payout_id, &desk::watched);
   }
+  // Lists p for the snapshot's next rows and for recount() (a change after the touch, in
+  // the same batch, is counted too: recount runs at flush).
   void touch(desk& d, payout_entry& p);
   void touch(desk& d);
+  // desk::held: p counted under its state now, or under none (it leaves d.payouts).
+  void count_as(desk& d, payout_entry& p);
+  void uncount(desk& d, payout_entry& p);
   void schedule(payout_entry& p, uint64_t at);
   void add_timer(const timer& t);
   void route(desk& d, payout_entry& p, uint64_t now);
@@ -566,6 +587,8 @@ class desk_table {
   std::vector<std::pair<uint64_t, uint64_t>> dirty_payouts_;  // (desk, payout)
   std::vector<uint64_t> dirty_desks_;
   std::vector<std::pair<uint64_t, uint64_t>> erased_;
+  std::vector<std::pair<uint64_t, uint64_t>> recount_;  // (desk, payout) touched since the last recount
+  uint64_t held_version_ = 0;
   emit_fn emit_;
   instruct_fn instruct_;
   event_fn events_;

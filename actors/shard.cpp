@@ -293,6 +293,22 @@ void shard::publish_stats() {
   groups_.drop_ended();
   desks_.compact_timers();
   pub_payout_timers_.store(desks_.timers_held(), r);
+  if (desks_.held_version() != pub_held_version_) {
+    pub_held_version_ = desks_.held_version();
+    std::vector<payouts::payout_count> held;
+    desks_.for_each_desk([&](const payouts::desk& d) {
+      for (size_t k = 0; k < d.held.size(); ++k) {
+        if (d.held[k].n == 0) continue;
+        auto it = std::find_if(held.begin(), held.end(),
+                               [&](const auto& c) { return c.currency == d.currency && size_t(c.st) == k; });
+        if (it == held.end()) it = held.insert(held.end(), {d.currency, payouts::state(k), 0, 0, 0, 0});
+        it->n += d.held[k].n;
+        gateways::add_amount(it->amount, d.held[k].amount);  // (desks of one currency: may pass 2^64)
+      }
+    });
+    std::lock_guard lk(pub_held_mu_);
+    pub_held_.swap(held);
+  }
   const uint64_t expiry_due = expiry_heap_.empty() ? UINT64_MAX : expiry_heap_.front().first;
   pub_next_deadline_.store(
       std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline(), expiry_due}), r);
@@ -304,6 +320,11 @@ void shard::publish_stats() {
                         pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes() +
                         customers_.memory_bytes(),
                     r);
+}
+
+std::vector<payouts::payout_count> shard::payouts_held() const {
+  std::lock_guard lk(pub_held_mu_);
+  return pub_held_;
 }
 
 shard_stats shard::stats() const {
@@ -661,6 +682,7 @@ void shard::execute(batch& b) {
         it->debits_pending += a.debits_pending;
         it->credits_pending += a.credits_pending;
       }
+      desks_.recount();  // (timers this batch ran may have moved payouts)
       audit_groups(b.group_audits[index_]);
       break;
     }
@@ -837,10 +859,25 @@ void shard::audit_groups(batch::group_audit& out) const {
   });
   // Each payout account holds, pending, exactly the payouts its desk holds, and posted
   // what its sweeps owe.
+  // Its held figures (what operators see) are those of the payouts it holds.
   desks_.for_each_desk([&](const payouts::desk& d) {
     ++out.checked;
     uint64_t held = 0;
-    for (const auto& [id, p] : d.payouts) held += p.amount;
+    std::array<payouts::desk::held_figures, 8> by_state{};
+    for (const auto& [id, p] : d.payouts) {
+      held += p.amount;
+      auto& f = by_state[size_t(p.st) % by_state.size()];
+      ++f.n;
+      f.amount += p.amount;
+    }
+    for (size_t k = 0; k < by_state.size(); ++k)
+      if ((by_state[k].n != d.held[k].n || by_state[k].amount != d.held[k].amount) &&
+          out.faults.size() < batch::group_faults_max)
+        out.faults.push_back("payout desk " + wire::currency_name(d.currency) + " " +
+                             std::to_string(payouts::desk_slot(d.account)) + ": its figures count " +
+                             std::to_string(d.held[k].n) + " payouts of " + std::to_string(d.held[k].amount) + " " +
+                             payouts::state_name(payouts::state(k)) + " but it holds " + std::to_string(by_state[k].n) +
+                             " of " + std::to_string(by_state[k].amount));
     const account* a = find_account(d.account);
     if ((!a || !payouts::account_matches(d, held, *a)) && out.faults.size() < batch::group_faults_max)
       out.faults.push_back("payout desk " + wire::currency_name(d.currency) + " " + std::to_string(payouts::desk_slot(d.account)) + ": its account " +

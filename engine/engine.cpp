@@ -4556,6 +4556,27 @@ reply engine::call(request&& r) {
   return f.get();
 }
 
+std::optional<reply> engine::call_within(request&& r, std::chrono::milliseconds wait,
+                                         std::shared_ptr<std::atomic<bool>> answered) {
+  struct slot {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<reply> r;
+  };
+  auto s = std::make_shared<slot>();
+  submit(std::move(r), [s, answered = std::move(answered)](reply&& rep) {
+    {
+      std::lock_guard lk(s->mu);
+      s->r = std::move(rep);
+    }
+    if (answered) answered->store(true);
+    s->cv.notify_all();
+  }, /*wait_for_space=*/false);
+  std::unique_lock lk(s->mu);
+  if (!s->cv.wait_for(lk, wait, [&] { return s->r.has_value(); })) return std::nullopt;
+  return std::move(s->r);
+}
+
 namespace {
 template <class T>
 reply call_with(engine& e, op_kind kind, std::vector<T> request::*field, std::vector<T> ops) {
@@ -4678,12 +4699,17 @@ reply engine::payout_ops(std::vector<wire::payout_op> ops) {
   return call_with(*this, op_kind::payout_ops, &request::payout_ops, std::move(ops));
 }
 
-reply engine::lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only, bool with_rows, uint64_t from_id,
-                             bool breakers_only) {
+request engine::payouts_query(uint64_t payout_id, size_t limit, bool problems_only, bool with_rows, uint64_t from_id,
+                              bool breakers_only) {
   request r;
   r.kind = op_kind::lookup_payouts;
   r.account_ids = {payout_id, limit, problems_only ? 1u : 0u, with_rows ? 1u : 0u, from_id, breakers_only ? 1u : 0u, 0, 0};
-  return call(std::move(r));
+  return r;
+}
+
+reply engine::lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only, bool with_rows, uint64_t from_id,
+                             bool breakers_only) {
+  return call(payouts_query(payout_id, limit, problems_only, with_rows, from_id, breakers_only));
 }
 
 reply engine::lookup_recon(uint32_t gateway, std::optional<uint32_t> day, std::string* error) {
@@ -5089,6 +5115,18 @@ std::vector<shard_report> engine::shard_reports() {
                    st.settle_refusals, st.orders_dead, st.order_timeouts, st.order_timers, st.payout_timers,
                    st.pending_open});
   }
+  return out;
+}
+
+std::vector<actors::payouts::payout_count> engine::payouts_held() {
+  std::vector<actors::payouts::payout_count> out;
+  for (auto& sh : impl_->shards_)
+    for (const auto& c : sh->payouts_held()) {
+      auto it = std::find_if(out.begin(), out.end(), [&](const auto& x) { return x.currency == c.currency && x.st == c.st; });
+      if (it == out.end()) it = out.insert(out.end(), {c.currency, c.st, 0, 0, 0, 0});
+      it->n += c.n;
+      actors::gateways::add_amount(it->amount, c.amount);
+    }
   return out;
 }
 

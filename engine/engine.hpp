@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -310,6 +311,12 @@ class engine {
 
   void submit(request&& r, std::function<void(reply&&)> done, bool wait_for_space = true);
   reply call(request&& r);
+  // r's reply if the engine answers within `wait`; else nothing (the reply is dropped
+  // when it comes), and `answered`, when given, turns true only when it comes: a caller
+  // that gave up can send no other until then. It does not wait for room in the queue
+  // (the caller bounds what it has in flight).
+  std::optional<reply> call_within(request&& r, std::chrono::milliseconds wait,
+                                   std::shared_ptr<std::atomic<bool>> answered = nullptr);
 
   reply create_accounts(std::vector<wire::account> a);
   reply create_transfers(std::vector<wire::transfer> t);
@@ -358,6 +365,8 @@ class engine {
   // held (the console's `brokers`).
   reply lookup_payouts(uint64_t payout_id, size_t limit, bool problems_only = false, bool with_rows = true,
                        uint64_t from_id = 0, bool breakers_only = false);
+  static request payouts_query(uint64_t payout_id, size_t limit, bool problems_only, bool with_rows, uint64_t from_id,
+                               bool breakers_only);
   // One gateway's reconciliation rows (of one UTC day, or of every day), with the payout
   // counts (pending and dead letters per gateway and day): the days the shards keep in
   // memory (actors::payouts::recon_days_kept) from them, older ones from the snapshot.
@@ -427,6 +436,10 @@ class engine {
   // stopping), ends the check at the next record: `stopped`, neither intact nor damaged.
   log_verification verify_log(const std::atomic<bool>* cancel = nullptr);
   std::vector<shard_report> shard_reports();
+  // The payouts the desks hold, by currency and state (gateway and day 0), as each shard
+  // published after its last batch: no request, no pass over the payouts (lookup_payouts
+  // counts them by gateway and day too, through the shards).
+  std::vector<actors::payouts::payout_count> payouts_held();
   // Subscriptions to the event stream (nullptr when the engine keeps no event log).
   event_hub* events();
   event_stats events_stats();

@@ -424,7 +424,9 @@ int main(int argc, char** argv) {
   if (metrics_port >= 0) {
     metrics = engine::metrics_http::start(
         metrics_address, uint16_t(metrics_port),
-        [&e, &client_seen, &admin_seen] { return engine::render_metrics(*e, client_seen.load(), admin_seen.load()); },
+        [&e, &client_seen, &admin_seen, reads = std::make_shared<engine::engine_reads>()] {
+          return engine::render_metrics(*e, client_seen.load(), admin_seen.load(), *reads);
+        },
         &error, metrics_fd);
     if (!metrics) {
       std::fprintf(stderr, "mesobd: cannot serve metrics: %s\n", error.c_str());

@@ -83,7 +83,23 @@ std::string label(std::string_view key, std::string_view value) {
 
 }  // namespace
 
-std::string render_metrics(engine& e, const server* client, const server* admin) {
+std::optional<reply> engine_reads::call(engine& e, request&& r) {
+  if (unanswered_ && !unanswered_->load()) {
+    ++given_up_;
+    return std::nullopt;
+  }
+  auto answered = std::make_shared<std::atomic<bool>>(false);
+  std::optional<reply> got = e.call_within(std::move(r), std::chrono::milliseconds(wait_ms), answered);
+  if (got) {
+    unanswered_.reset();
+  } else {
+    unanswered_ = std::move(answered);
+    ++given_up_;
+  }
+  return got;
+}
+
+std::string render_metrics(engine& e, const server* client, const server* admin, engine_reads& reads) {
   exposition x;
   const engine_stats st = e.stats();
   x.one("mesob_accounts", "gauge", "Accounts the engine holds.", double(st.accounts));
@@ -201,7 +217,10 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
             &shard_report::payout_timers);
 
   // The market (one read through the engine: every instrument's state as of now).
-  if (const reply m = e.lookup_instruments({}); m.st == status::ok) {
+  request instruments;
+  instruments.kind = op_kind::lookup_instruments;
+  if (const auto got = reads.call(e, std::move(instruments)); got && got->st == status::ok) {
+    const reply& m = *got;
     uint64_t prices = 0, halts = 0, by_reason[3] = {};
     for (const auto& s : m.instruments) {
       prices += s.prices;
@@ -310,9 +329,23 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
            "Pushed frames waiting for room in their sessions' queues (push_backlog_bytes_max each).",
            &server_stats::push_backlog_bytes);
 
-  // Payout desks: breakers and the payouts held (one read through the engine).
-  const reply p = e.lookup_payouts(0, 0, false, false);
-  if (p.st == status::ok) {
+  // The payouts held, as the shards published them.
+  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> held;
+  for (const auto& c : e.payouts_held()) {
+    auto& v = held[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];
+    v.first += c.n;
+    actors::gateways::add_amount(v.second, c.amount);
+  }
+  x.family("mesob_payouts_held", "gauge", "Payouts the desks hold, by currency and state.");
+  for (const auto& [k, v] : held) x.sample(double(v.first), label("currency", k.first) + "," + label("state", k.second));
+  x.family("mesob_payouts_held_amount", "gauge", "Minor units the desks hold, by currency and state.");
+  for (const auto& [k, v] : held) x.sample(double(v.second), label("currency", k.first) + "," + label("state", k.second));
+
+  // Breakers: payout desks' and brokers' (one read through the engine, no pass over the
+  // payouts).
+  if (const auto got = reads.call(e, engine::payouts_query(0, 0, false, false, 0, /*breakers_only=*/true));
+      got && got->st == status::ok) {
+    const reply& p = *got;
     const auto reg = e.gateway_registry();
     auto gateway = [&](uint32_t number) {
       const auto* g = reg->find(number);
@@ -330,18 +363,11 @@ std::string render_metrics(engine& e, const server* client, const server* admin)
              "A shard's circuit breaker for a broker (orders): 0 closed, 1 open, 2 half-open.");
     for (const auto& b : p.order_breakers)
       x.sample(phase(b.b), label("gateway", gateway(b.gateway)) + "," + label("shard", std::to_string(b.desk)));
-    std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> held;
-    for (const auto& c : p.payout_counts) {
-      auto& v = held[{wire::currency_name(c.currency), actors::payouts::state_name(c.st)}];
-      v.first += c.n;
-      actors::gateways::add_amount(v.second, c.amount);
-    }
-    x.family("mesob_payouts_held", "gauge", "Payouts the desks hold, by currency and state.");
-    for (const auto& [k, v] : held) x.sample(double(v.first), label("currency", k.first) + "," + label("state", k.second));
-    x.family("mesob_payouts_held_amount", "gauge", "Minor units the desks hold, by currency and state.");
-    for (const auto& [k, v] : held)
-      x.sample(double(v.second), label("currency", k.first) + "," + label("state", k.second));
   }
+  x.one("mesob_metrics_engine_reads_given_up_total", "counter",
+        "Reads through the engine a render gave up (not answered within a second, or not sent while one given up "
+        "was unanswered): the market's and the breakers' families are left out of that render.",
+        double(reads.given_up()));
   return x.take();
 }
 
@@ -558,8 +584,9 @@ std::string metrics_http::answer(const std::string& req) {
   if (target_path(target) != "/metrics") return respond("404 Not Found", "the metrics are at /metrics\n");
   const auto due = last_render_ + std::chrono::milliseconds(render_gap_ms);
   if (const auto now = std::chrono::steady_clock::now(); now < due) std::this_thread::sleep_for(due - now);
-  last_render_ = std::chrono::steady_clock::now();
-  return respond("200 OK", render_());
+  std::string body = render_();
+  last_render_ = std::chrono::steady_clock::now();  // (the gap is from its end)
+  return respond("200 OK", body);
 }
 
 }  // namespace mesob::engine

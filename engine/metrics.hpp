@@ -2,10 +2,13 @@
 // served over HTTP for a Prometheus server to scrape.
 //
 // render_metrics() reads what the engine and the servers already count (engine_stats,
-// shard_reports, server_stats) and the payout desks' breakers and held payouts (one
-// lookup through the engine, a read). Labels are bounded: shard, port (client, admin),
-// gateway id (the registry's, at most 1,024), currency, desk slot and payout state; no
-// per-account label.
+// shard_reports, server_stats, the payouts held as the shards publish them) and, through
+// the engine, two reads: the market's instruments and the breakers (not the payouts).
+// Each read waits at most engine_reads::wait_ms; one not answered by then is given up
+// (its families left out of that render, counted), and no other is sent until it is
+// answered, so a stalled engine holds no scrape and gets no pile of reads. Labels are
+// bounded: shard, port (client, admin), gateway id (the registry's, at most 1,024),
+// currency, desk slot and payout state; no per-account label.
 //
 // metrics_http: one thread polling a listening socket and up to connections_max (16)
 // connections at once, so a peer that connects and sends nothing delays no scrape. Each
@@ -26,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -34,8 +38,22 @@
 
 namespace mesob::engine {
 
+// The renders' reads through the engine (one caller at a time: the metrics thread).
+class engine_reads {
+ public:
+  static constexpr int wait_ms = 1000;
+  // r's reply; nothing when the engine does not answer it within wait_ms, or when one
+  // given up earlier is still unanswered (then r is not sent).
+  std::optional<reply> call(engine& e, request&& r);
+  [[nodiscard]] uint64_t given_up() const { return given_up_; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> unanswered_;  // the last one given up: true once answered
+  uint64_t given_up_ = 0;
+};
+
 // The exposition of everything mesobd counts; a server not (yet) serving may be null.
-[[nodiscard]] std::string render_metrics(engine& e, const server* client, const server* admin);
+[[nodiscard]] std::string render_metrics(engine& e, const server* client, const server* admin, engine_reads& reads);
 
 class metrics_http {
  public:
@@ -54,9 +72,10 @@ class metrics_http {
   static constexpr size_t request_bytes_max = 8192;
   static constexpr int request_timeout_ms = 2000;
   static constexpr size_t connections_max = 16;
-  // Each render reads through the engine (a lookup of every desk's payouts): renders
-  // start at least this far apart, a scrape sooner waiting its turn, so that clients
-  // scraping in a loop cost the engine at most ten renders a second. The wait is in the
+  // Each render reads through the engine (every instrument, every breaker): a render
+  // starts at least this long after the last one ended, a scrape sooner waiting its
+  // turn, so that clients scraping in a loop cost the engine at most ten renders a
+  // second however long each takes. The wait is in the
   // loop that accepts, which also paces a peer connecting in a loop: a loop that went on
   // accepting while scrapes waited for a shared render (tried: 2026-12-05) let such a
   // peer evict scrapers between their connect and their request more often (31 of 32

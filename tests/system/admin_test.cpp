@@ -881,6 +881,49 @@ TEST(admin_endpoint, a_long_command_holds_up_no_other_command) {
   e->close();
 }
 
+// A render waits for the engine at most a second per read: with the sequencer held (a
+// stalled disk looks the same to it) the render answers without the market's and the
+// breakers' families and counts the read it gave up; the next render sends nothing while
+// that read is unanswered; once the engine answers, the families are back. (Before, a
+// render waited on the engine for good, holding every scrape and mesobd's stop.)
+TEST(metrics, a_render_gives_up_on_an_engine_that_does_not_answer) {
+  using namespace std::chrono_literals;
+  temp_dir dir;
+  auto cfg = test_config(dir.path(), 2);
+  test::sequencer_gate gate;
+  cfg.clock = gate.clock();
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  engine::engine_reads reads;
+  const std::string before = engine::render_metrics(*e, nullptr, nullptr, reads);
+  EXPECT_EQ(exposition_sample(before, "mesob_instruments"), 0) << before;
+  EXPECT_NE(before.find("# TYPE mesob_gateway_breaker_state gauge"), std::string::npos) << before;
+  EXPECT_EQ(exposition_sample(before, "mesob_metrics_engine_reads_given_up_total"), 0) << before;
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
+  std::unique_ptr<test::sequencer_gate, void (*)(test::sequencer_gate*)> let_go(&gate,
+                                                                               [](test::sequencer_gate* g) { g->release(); });
+  auto t0 = std::chrono::steady_clock::now();
+  const std::string held = engine::render_metrics(*e, nullptr, nullptr, reads);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(held.find("mesob_instruments "), std::string::npos) << held;
+  EXPECT_EQ(held.find("mesob_gateway_breaker_state"), std::string::npos) << held;
+  EXPECT_EQ(exposition_sample(held, "mesob_metrics_engine_reads_given_up_total"), 2) << held;  // the second not sent
+  EXPECT_GE(exposition_sample(held, "mesob_accounts_max"), 1) << "what needs no read is there";
+  t0 = std::chrono::steady_clock::now();
+  const std::string again = engine::render_metrics(*e, nullptr, nullptr, reads);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms) << "nothing sent while the first read is unanswered";
+  EXPECT_EQ(exposition_sample(again, "mesob_metrics_engine_reads_given_up_total"), 4) << again;
+  let_go.reset();
+  std::string after;
+  for (int i = 0; i < 100; ++i) {  // the read given up is answered, then the next render reads again
+    after = engine::render_metrics(*e, nullptr, nullptr, reads);
+    if (after.find("mesob_instruments ") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(exposition_sample(after, "mesob_instruments"), 0) << after;
+  EXPECT_NE(after.find("# TYPE mesob_gateway_breaker_state gauge"), std::string::npos) << after;
+  e->close();
+}
 
 // The Prometheus endpoint: the exposition's families and samples, figures that move
 // with traffic, a payout desk's held payouts, and bad requests answered precisely while

@@ -222,6 +222,20 @@ class payout_engine : public ::testing::Test {
     for (const auto& c : r.payout_counts) counted += c.amount;
     EXPECT_EQ(a.credits_pending, held);
     EXPECT_EQ(counted, held);
+    // What the shards publish (the metrics' figures, kept as payouts change) is what the
+    // walk counts, by currency and state.
+    std::map<std::pair<wire::currency_code, state>, std::pair<uint64_t, uint64_t>> walked, published;
+    for (const auto& c : r.payout_counts) {
+      auto& w = walked[{c.currency, c.st}];
+      w.first += c.n;
+      w.second += c.amount;
+    }
+    for (const auto& c : e().payouts_held()) {
+      auto& p = published[{c.currency, c.st}];
+      p.first += c.n;
+      p.second += c.amount;
+    }
+    EXPECT_EQ(published, walked);
     EXPECT_EQ(e().lookup_payouts(0, 1u << 20, true).payouts.size(), problems);
     EXPECT_EQ(a.debits_pending, 0u);
     EXPECT_EQ(a.credits_posted - a.debits_posted, owed);

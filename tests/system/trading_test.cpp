@@ -291,7 +291,8 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
     for (const auto& o : *list) taken += o.fills;
   EXPECT_EQ(open, 0u);
   EXPECT_EQ(fills, taken);
-  const std::string text = engine::render_metrics(*eng, srv.get(), nullptr);
+  engine::engine_reads reads;
+  const std::string text = engine::render_metrics(*eng, srv.get(), nullptr, reads);
   EXPECT_NE(text.find("mesob_orders_open{shard=\"0\"} 0"), std::string::npos);
   EXPECT_NE(text.find("mesob_order_fills_total{shard=\"1\"}"), std::string::npos);
 
@@ -438,7 +439,8 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
   uint64_t timeouts = 0;
   for (const auto& r : eng->shard_reports()) timeouts += r.order_timeouts;
   EXPECT_GE(timeouts, 30u);
-  const std::string text = engine::render_metrics(*eng, srv.get(), nullptr);
+  engine::engine_reads reads;
+  const std::string text = engine::render_metrics(*eng, srv.get(), nullptr, reads);
   EXPECT_NE(text.find("mesob_order_timeouts_total{shard=\"0\"}"), std::string::npos);
   EXPECT_NE(text.find("mesob_orders_dead{shard=\"0\"} 0"), std::string::npos);
   EXPECT_NE(text.find("mesob_order_breaker_state{gateway=\"hung\",shard="), std::string::npos) << "its breakers";
