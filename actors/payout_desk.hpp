@@ -362,6 +362,12 @@ struct desk {
   std::array<held_figures, 8> held{};
 };
 
+// The held figures of one currency's desks (a shard's, or the engine's).
+struct currency_held {
+  wire::currency_code currency = 0;
+  std::array<desk::held_figures, 8> by_state{};  // amounts saturate (desks of a currency may pass 2^64)
+};
+
 // Whether payout account `a` holds what desk d says: pending, `held` (its payouts'
 // holds) and nothing else; posted (credits less debits), what its sweeps owe.
 [[nodiscard]] inline bool account_matches(const desk& d, uint64_t held, const wire::account& a) {

@@ -295,19 +295,18 @@ void shard::publish_stats() {
   pub_payout_timers_.store(desks_.timers_held(), r);
   if (desks_.held_version() != pub_held_version_) {
     pub_held_version_ = desks_.held_version();
-    std::vector<payouts::payout_count> held;
+    // One entry a currency (a few desks each): no allocation once the scratch has grown.
+    held_scratch_.clear();
     desks_.for_each_desk([&](const payouts::desk& d) {
+      auto it = std::find_if(held_scratch_.begin(), held_scratch_.end(), [&](const auto& c) { return c.currency == d.currency; });
+      if (it == held_scratch_.end()) it = held_scratch_.insert(held_scratch_.end(), {d.currency, {}});
       for (size_t k = 0; k < d.held.size(); ++k) {
-        if (d.held[k].n == 0) continue;
-        auto it = std::find_if(held.begin(), held.end(),
-                               [&](const auto& c) { return c.currency == d.currency && size_t(c.st) == k; });
-        if (it == held.end()) it = held.insert(held.end(), {d.currency, payouts::state(k), 0, 0, 0, 0});
-        it->n += d.held[k].n;
-        gateways::add_amount(it->amount, d.held[k].amount);  // (desks of one currency: may pass 2^64)
+        it->by_state[k].n += d.held[k].n;
+        gateways::add_amount(it->by_state[k].amount, d.held[k].amount);
       }
     });
     std::lock_guard lk(pub_held_mu_);
-    pub_held_.swap(held);
+    pub_held_ = held_scratch_;
   }
   const uint64_t expiry_due = expiry_heap_.empty() ? UINT64_MAX : expiry_heap_.front().first;
   pub_next_deadline_.store(
@@ -322,7 +321,7 @@ void shard::publish_stats() {
                     r);
 }
 
-std::vector<payouts::payout_count> shard::payouts_held() const {
+std::vector<payouts::currency_held> shard::payouts_held() const {
   std::lock_guard lk(pub_held_mu_);
   return pub_held_;
 }

@@ -151,9 +151,9 @@ class shard {
   // reported by the audit).
   [[nodiscard]] std::string portfolios_disagree() const;
   [[nodiscard]] shard_stats stats() const;
-  // The payouts this shard's desks hold, by currency and state (gateway and day 0), as
-  // of its last batch: from the desks' held figures, without a pass over the payouts.
-  [[nodiscard]] std::vector<payouts::payout_count> payouts_held() const;
+  // The payouts this shard's desks hold, by currency and state, as of its last batch:
+  // from the desks' held figures, without a pass over the payouts.
+  [[nodiscard]] std::vector<payouts::currency_held> payouts_held() const;
   // Queue depth for operators: the sequencer counts each dispatch message it sends, the
   // shard's actor each one it has handled (with the batches in it).
   void dispatch_sent() { dispatches_sent_.fetch_add(1, std::memory_order_relaxed); }
@@ -339,7 +339,8 @@ class shard {
   std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_orders_dead_{0}, pub_order_timeouts_{0},
       pub_order_timers_{0}, pub_payout_timers_{0};
   mutable std::mutex pub_held_mu_;
-  std::vector<payouts::payout_count> pub_held_;  // rebuilt when the desks' held_version moves
+  std::vector<payouts::currency_held> pub_held_;  // rebuilt when the desks' held_version moves
+  std::vector<payouts::currency_held> held_scratch_;
   uint64_t pub_held_version_ = UINT64_MAX;
   alignas(64) std::atomic<uint64_t> dispatches_sent_{0};  // written by the sequencer
   alignas(64) std::atomic<uint64_t> dispatches_handled_{0};  // by the shard's actor

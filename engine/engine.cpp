@@ -5119,14 +5119,17 @@ std::vector<shard_report> engine::shard_reports() {
 }
 
 std::vector<actors::payouts::payout_count> engine::payouts_held() {
-  std::vector<actors::payouts::payout_count> out;
+  std::map<std::pair<wire::currency_code, size_t>, actors::payouts::desk::held_figures> sum;
   for (auto& sh : impl_->shards_)
-    for (const auto& c : sh->payouts_held()) {
-      auto it = std::find_if(out.begin(), out.end(), [&](const auto& x) { return x.currency == c.currency && x.st == c.st; });
-      if (it == out.end()) it = out.insert(out.end(), {c.currency, c.st, 0, 0, 0, 0});
-      it->n += c.n;
-      actors::gateways::add_amount(it->amount, c.amount);
-    }
+    for (const auto& c : sh->payouts_held())
+      for (size_t k = 0; k < c.by_state.size(); ++k)
+        if (c.by_state[k].n != 0) {
+          auto& f = sum[{c.currency, k}];
+          f.n += c.by_state[k].n;
+          actors::gateways::add_amount(f.amount, c.by_state[k].amount);
+        }
+  std::vector<actors::payouts::payout_count> out;
+  for (const auto& [k, f] : sum) out.push_back({k.first, actors::payouts::state(k.second), 0, 0, f.n, f.amount});
   return out;
 }
 
