@@ -33,6 +33,8 @@
 #include "storage/failure_probes.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/mesobd_process.hpp"
+#include "support/http.hpp"
+#include "support/sequencer_gate.hpp"
 #include "wire/async_client.hpp"
 #include "wire/client.hpp"
 
@@ -1204,6 +1206,58 @@ TEST(server, connection_limit_and_graceful_stop) {
   EXPECT_EQ(answered, 20);
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 20u);
   EXPECT_FALSE(wire::client::connect(n.opts(), &err)) << "no new connections after stop";
+}
+
+// A stop answers the requests it took and then closes each session with a FIN, even when
+// the peer sent more that the stop left unread. (Before, the socket was closed with that
+// input unread, so the kernel reset the connection: the peer was told ECONNRESET instead
+// of the end, and answers not yet delivered were thrown away with the send queue.)
+TEST(server, a_stop_with_input_unread_answers_what_it_took_and_ends_with_a_fin) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  test::sequencer_gate gate;
+  cfg.clock = gate.clock();
+  auto eng = open_engine(cfg);
+  ASSERT_TRUE(eng);
+  engine::server_config scfg;
+  scfg.port = 0;
+  scfg.gateways = {{"pay", pay_secret, wire::roles::payments}};
+  std::string err;
+  auto srv = engine::server::start(*eng, scfg, &err);
+  ASSERT_TRUE(srv) << err;
+  wire::client::options o;
+  o.port = srv->port();
+  o.gateway = "pay";
+  o.secret = pay_secret;
+  o.timeout_ms = 10'000;
+  auto c = wire::client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
+  std::unique_ptr<test::sequencer_gate, void (*)(test::sequencer_gate*)> let_go(&gate,
+                                                                               [](test::sequencer_gate* g) { g->release(); });
+  const uint64_t taken = c->send(wire::create_transfers_body(std::vector{make_transfer(100, 1, 2, 7)}));
+  for (int i = 0; i < 500 && srv->stats().requests < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_EQ(srv->stats().requests, 2u) << "the transfer was not taken";
+  std::thread stopper([&] { srv->stop(); });
+  // The stop has begun once the port refuses connections; reading has paused with it.
+  for (int i = 0; i < 500; ++i) {
+    const int fd = connect_loopback(o.port);
+    if (fd < 0) break;
+    ::close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const uint64_t unread = c->send(wire::create_transfers_body(std::vector{make_transfer(101, 1, 2, 9)}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // in the server's receive queue
+  let_go.reset();
+  const auto a = c->wait(taken);
+  EXPECT_TRUE(a.ok) << a.failure;
+  const auto b = c->wait(unread);
+  EXPECT_FALSE(b.ok);
+  EXPECT_EQ(b.failure, "client: the server closed the connection") << "not a reset";
+  stopper.join();
+  EXPECT_EQ(eng->lookup_accounts({2}).accounts.at(0).credits_posted, 7u) << "the unread transfer is not applied";
 }
 
 // Past handshakes_max the session evicted is the oldest of the address holding the most
