@@ -293,21 +293,7 @@ void shard::publish_stats() {
   groups_.drop_ended();
   desks_.compact_timers();
   pub_payout_timers_.store(desks_.timers_held(), r);
-  if (desks_.held_version() != pub_held_version_) {
-    pub_held_version_ = desks_.held_version();
-    // One entry a currency (a few desks each): no allocation once the scratch has grown.
-    held_scratch_.clear();
-    desks_.for_each_desk([&](const payouts::desk& d) {
-      auto it = std::find_if(held_scratch_.begin(), held_scratch_.end(), [&](const auto& c) { return c.currency == d.currency; });
-      if (it == held_scratch_.end()) it = held_scratch_.insert(held_scratch_.end(), {d.currency, {}});
-      for (size_t k = 0; k < d.held.size(); ++k) {
-        it->by_state[k].n += d.held[k].n;
-        gateways::add_amount(it->by_state[k].amount, d.held[k].amount);
-      }
-    });
-    std::lock_guard lk(pub_held_mu_);
-    pub_held_ = held_scratch_;
-  }
+  publish_held();
   const uint64_t expiry_due = expiry_heap_.empty() ? UINT64_MAX : expiry_heap_.front().first;
   pub_next_deadline_.store(
       std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline(), expiry_due}), r);
@@ -319,6 +305,23 @@ void shard::publish_stats() {
                         pending_index_.memory_bytes() + group_bytes() + market_.memory_bytes() +
                         customers_.memory_bytes(),
                     r);
+}
+
+void shard::publish_held() {
+  if (desks_.held_version() == pub_held_version_) return;
+  pub_held_version_ = desks_.held_version();
+  // One entry a currency (a few desks each): no allocation once the scratch has grown.
+  held_scratch_.clear();
+  desks_.for_each_desk([&](const payouts::desk& d) {
+    auto it = std::find_if(held_scratch_.begin(), held_scratch_.end(), [&](const auto& c) { return c.currency == d.currency; });
+    if (it == held_scratch_.end()) it = held_scratch_.insert(held_scratch_.end(), {d.currency, {}});
+    for (size_t k = 0; k < d.held.size(); ++k) {
+      it->by_state[k].n += d.held[k].n;
+      gateways::add_amount(it->by_state[k].amount, d.held[k].amount);
+    }
+  });
+  std::lock_guard lk(pub_held_mu_);
+  pub_held_ = held_scratch_;
 }
 
 std::vector<payouts::currency_held> shard::payouts_held() const {
@@ -1349,6 +1352,9 @@ static_assert(trading::table::emit_group_max == batch_ops_max);
 
 void shard::finish_all() {
   settle_all();
+  // Payouts the holds settled here made are in the figures before their replies go.
+  desks_.recount();
+  publish_held();
   finish_ready();
   desks_.flush();  // instructions of holds settled after their batch's execute()
   trading_.flush();

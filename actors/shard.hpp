@@ -326,6 +326,7 @@ class shard {
   size_t executed_pos_ = 0;
   uint64_t sync_waits_ = 0;
   void publish_stats();
+  void publish_held();  // the desks' held figures, when they moved (publish_stats does it too)
   // The groups', payout desks' and portfolios' memory walks every one: counted again
   // every 4,096 batches, not after each (with 100,000 groups that walk made every batch
   // cost milliseconds; with 300,000 payouts held it was 13% of a payout run's CPU).

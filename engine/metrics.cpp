@@ -366,7 +366,7 @@ std::string render_metrics(engine& e, const server* client, const server* admin,
   }
   x.one("mesob_metrics_engine_reads_given_up_total", "counter",
         "Reads through the engine a render gave up (not answered within a second, or not sent while one given up "
-        "was unanswered): the market's and the breakers' families are left out of that render.",
+        "was unanswered): the families of a read given up (the market's, the breakers') are left out of that render.",
         double(reads.given_up()));
   return x.take();
 }

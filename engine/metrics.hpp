@@ -21,7 +21,7 @@
 // connecting in a loop pushes out its own connections, and a scraper from another
 // address never goes while the peer holds more). Nothing a client sends reaches the
 // engine, and
-// renders start at least render_gap_ms apart.
+// a render starts at least render_gap_ms after the last one ended.
 #pragma once
 
 #include <atomic>

@@ -116,7 +116,8 @@ namespace {
 // with input unread makes the kernel reset the connection (the peer is told ECONNRESET
 // rather than the end, and what is still queued to it is thrown away) instead of ending
 // it with a FIN behind what was sent. At most 64 reads of up to 1 MiB, discarded in the
-// kernel (MSG_TRUNC); what comes after the close is the kernel's to reset.
+// kernel (MSG_TRUNC); what comes after that (or after a shutdown of the socket) the
+// kernel still answers with a reset.
 void close_connection(int fd) {
   for (int k = 0; k < 64 && ::recv(fd, nullptr, 1 << 20, MSG_DONTWAIT | MSG_TRUNC) > 0; ++k) {
   }

@@ -897,10 +897,11 @@ TEST(metrics, a_render_gives_up_on_an_engine_that_does_not_answer) {
   {
     engine::engine_reads first;
     std::string before;
-    for (int i = 0; i < 10; ++i) {  // (a read given up on a slow host: rendered again)
+    for (int i = 0; i < 50; ++i) {  // (a read given up on a slow host: rendered again once answered)
       const uint64_t given_up = first.given_up();
       before = engine::render_metrics(*e, nullptr, nullptr, first);
       if (first.given_up() == given_up) break;
+      std::this_thread::sleep_for(200ms);
     }
     EXPECT_EQ(exposition_sample(before, "mesob_instruments"), 0) << before;
     EXPECT_NE(before.find("# TYPE mesob_gateway_breaker_state gauge"), std::string::npos) << before;
@@ -1170,10 +1171,13 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   // (A render gives up a read the engine does not answer within a second: scraped again
   // then, on a slow host.)
   std::string third;
-  for (double seen = exposition_sample(second, "mesob_metrics_engine_reads_given_up_total"), i = 0; i < 10; ++i) {
+  double seen = exposition_sample(second, "mesob_metrics_engine_reads_given_up_total");
+  for (int i = 0; i < 50; ++i) {
     third = http(d.metrics_port(), get);
-    if (const double g = exposition_sample(third, "mesob_metrics_engine_reads_given_up_total"); g == seen) break;
-    else seen = g;
+    const double g = exposition_sample(third, "mesob_metrics_engine_reads_given_up_total");
+    if (g == seen) break;
+    seen = g;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_EQ(exposition_sample(third, "mesob_instruments"), 2) << third;
   EXPECT_EQ(exposition_sample(third, "mesob_instruments_halted{reason=\"manual\"}"), 1) << third;

@@ -32,8 +32,8 @@
 #include "mesob_generated.h"
 #include "storage/failure_probes.hpp"
 #include "support/engine_fixture.hpp"
-#include "support/mesobd_process.hpp"
 #include "support/http.hpp"
+#include "support/mesobd_process.hpp"
 #include "support/sequencer_gate.hpp"
 #include "wire/async_client.hpp"
 #include "wire/client.hpp"
@@ -1240,14 +1240,17 @@ TEST(server, a_stop_with_input_unread_answers_what_it_took_and_ends_with_a_fin) 
   for (int i = 0; i < 500 && srv->stats().requests < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   ASSERT_EQ(srv->stats().requests, 2u) << "the transfer was not taken";
   std::thread stopper([&] { srv->stop(); });
-  // The stop has begun once the port refuses connections; reading has paused with it.
-  for (int i = 0; i < 500; ++i) {
+  // The stop has begun once the port refuses connections; reading pauses with it (the
+  // cancel of the session's receive goes out at the server's next pass).
+  bool refused = false;
+  for (int i = 0; i < 500 && !refused; ++i) {
     const int fd = connect_loopback(o.port);
-    if (fd < 0) break;
-    ::close(fd);
+    refused = fd < 0;
+    if (fd >= 0) ::close(fd);
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(refused) << "the stop did not begin";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   const uint64_t unread = c->send(wire::create_transfers_body(std::vector{make_transfer(101, 1, 2, 9)}));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // in the server's receive queue
   let_go.reset();

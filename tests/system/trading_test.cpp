@@ -293,10 +293,11 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
   EXPECT_EQ(fills, taken);
   engine::engine_reads reads;
   std::string text;
-  for (int i = 0; i < 10; ++i) {  // (a read given up on a slow host: rendered again)
+  for (int i = 0; i < 50; ++i) {  // (a read given up on a slow host: rendered again once answered)
     const uint64_t given_up = reads.given_up();
     text = engine::render_metrics(*eng, srv.get(), nullptr, reads);
     if (reads.given_up() == given_up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_NE(text.find("mesob_orders_open{shard=\"0\"} 0"), std::string::npos);
   EXPECT_NE(text.find("mesob_order_fills_total{shard=\"1\"}"), std::string::npos);
@@ -446,10 +447,11 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
   EXPECT_GE(timeouts, 30u);
   engine::engine_reads reads;
   std::string text;
-  for (int i = 0; i < 10; ++i) {  // (a read given up on a slow host: rendered again)
+  for (int i = 0; i < 50; ++i) {  // (a read given up on a slow host: rendered again once answered)
     const uint64_t given_up = reads.given_up();
     text = engine::render_metrics(*eng, srv.get(), nullptr, reads);
     if (reads.given_up() == given_up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_NE(text.find("mesob_order_timeouts_total{shard=\"0\"}"), std::string::npos);
   EXPECT_NE(text.find("mesob_orders_dead{shard=\"0\"} 0"), std::string::npos);
