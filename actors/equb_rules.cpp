@@ -201,7 +201,12 @@ result can_contribute(const group_state& g, uint32_t seat_index, uint64_t wallet
   if (g.ph != phase::active) return result::group_not_active;
   if (!seat_of(g, seat_index, wallet)) return result::not_a_member;
   if (currency != g.cfg.currency) return result::wrong_currency;
-  if (round < g.round) return result::round_already_paid;
+  if (round < g.round) {  // paid then (a debt of it repaid since included), or missed
+    const auto& debts = g.seats[seat_index].debts;
+    return std::any_of(debts.begin(), debts.end(), [&](const debt& d) { return d.round == round; })
+               ? result::round_closed
+               : result::round_already_paid;
+  }
   if (round > g.round) return result::round_not_open;
   if (g.seats[seat_index].paid) return result::already_contributed;
   if (amount != owed(g, seat_index, now)) return result::wrong_amount;
@@ -238,7 +243,7 @@ result can_repay(const group_state& g, uint32_t seat_index, uint64_t wallet, uin
                  wire::currency_code currency) {
   if (!ended(g)) return result::group_not_active;  // (an active group's payments are can_contribute's)
   if (!seat_of(g, seat_index, wallet)) return result::not_a_member;
-  if (g.seats[seat_index].debts.empty()) return result::group_not_active;  // nothing to take
+  if (g.seats[seat_index].debts.empty()) return result::nothing_owed;
   if (currency != g.cfg.currency) return result::wrong_currency;
   if (round < g.round) return result::round_already_paid;
   if (round > g.round) return result::round_not_open;
@@ -304,7 +309,7 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (g.cfg.policy != rotation::bidding) return fail(result::bidding_not_allowed);
   if (!seat_of(g, seat_index, wallet)) return fail(result::not_a_member);
-  if (round < g.round) return fail(result::round_already_paid);
+  if (round < g.round) return fail(result::round_closed);
   if (round > g.round) return fail(result::round_not_open);
   seat& s = g.seats[seat_index];
   if (s.received_round != 0) return fail(result::already_received);

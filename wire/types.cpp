@@ -141,6 +141,8 @@ std::string_view result_name(result r) {
     MESOB_RESULT(account_not_in_group)
     MESOB_RESULT(seat_not_last)
     MESOB_RESULT(groups_full)
+    MESOB_RESULT(round_closed)
+    MESOB_RESULT(nothing_owed)
     MESOB_RESULT(group_not_found)
     MESOB_RESULT(group_account_exists)
     MESOB_RESULT(id_reserved)

@@ -674,6 +674,9 @@ enum class result : uint32_t {
   account_not_in_group = 131,  // replace_account: the group names the account nowhere
   seat_not_last = 132,         // leave: the wallet holds a later seat of the group; leave that first
   groups_full = 133,           // create: the group's shard holds its share of groups_max (engine/README.md "Capacity")
+  round_closed = 134,          // a payment or bid for a round that closed without the seat's payment or bid
+                               // (what it missed is owed with the seat's next payment)
+  nothing_owed = 135,          // a payment into an ended group from a seat that owes nothing
   group_not_found = 140,
   group_account_exists = 141,            // create: an account (not this group's) has the id
   id_reserved = 142,                     // a transfer id in the range groups emit from

@@ -236,7 +236,7 @@ TEST_F(equb_engine, FixedOrderGroupRunsToCompletionAcrossShards) {
   EXPECT_EQ(balance(g), 0);
   EXPECT_EQ(balance(fee_account), int64_t(n * fee));
   expect_escrow_consistent(g);
-  EXPECT_EQ(pay(1, g, n, 0, contribution), result::group_not_active);
+  EXPECT_EQ(pay(1, g, n, 0, contribution), result::nothing_owed) << "ended, and seat 0 owes nothing";
 }
 
 TEST_F(equb_engine, BadPaymentsGetPreciseErrorsAndChangeNothing) {
@@ -573,14 +573,14 @@ TEST_F(equb_engine_replay, DebtsArePaidAfterTheGroupEnds) {
   EXPECT_EQ(st.g.seats[0].debts[0].amount, missed_debt);
   const int64_t w1 = balance(1), w2 = balance(2);
   EXPECT_EQ(pay(1, g, 2, 0, contribution), result::wrong_amount) << "the penalty is owed too";
-  EXPECT_EQ(pay(2, g, 2, 1, 0 + contribution), result::group_not_active) << "wallet 2 owes nothing";
+  EXPECT_EQ(pay(2, g, 2, 1, 0 + contribution), result::nothing_owed) << "wallet 2 owes nothing";
   EXPECT_EQ(pay(1, g, 3, 0, missed_debt), result::round_not_open);
   ASSERT_EQ(pay(1, g, 2, 0, missed_debt), result::ok);
   st = settled(g);
   EXPECT_TRUE(st.g.seats[0].debts.empty());
   EXPECT_EQ(balance(1), w1 - int64_t(missed_debt));
   EXPECT_EQ(balance(2), w2 + int64_t(missed_debt)) << "the debt went on to the short-changed recipient";
-  EXPECT_EQ(pay(1, g, 2, 0, missed_debt), result::group_not_active) << "paid once";
+  EXPECT_EQ(pay(1, g, 2, 0, missed_debt), result::nothing_owed) << "paid once";
   expect_escrow_consistent(g);
 
   fx_.restart();
@@ -773,7 +773,7 @@ TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
   EXPECT_EQ(gone.g.seats[0].debts[0].creditor_account_id, 2u);
   EXPECT_EQ(gone.g.seats[0].debts[1].creditor_account_id, 3u);
   EXPECT_TRUE(gone.g.seats[1].debts.empty());
-  EXPECT_EQ(pay(2, h, 2, 1, contribution), result::group_not_active) << "wallet 2 owes nothing";
+  EXPECT_EQ(pay(2, h, 2, 1, contribution), result::nothing_owed) << "wallet 2 owes nothing";
   ASSERT_EQ(pay(1, h, 2, 0, 2 * contribution), result::ok);
   settled(h);
   EXPECT_EQ(balance(1), int64_t(starting - 3)) << "wallet 1 bore its pot's fee";

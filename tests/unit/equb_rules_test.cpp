@@ -644,7 +644,7 @@ TEST(equb_rules, bidding_lowest_bid_wins_and_the_dividend_lowers_next_contributi
   EXPECT_EQ(owed(g, 0, period), 10'000u - 1'351u);
   EXPECT_EQ(owed(g, 1, period), 10'000u - 1'350u);
   EXPECT_EQ(bid(g, 2, wallet(2), 2, 36'000).code, result::already_received);
-  EXPECT_EQ(bid(g, 2, wallet(2), 1, 36'000).code, result::round_already_paid);
+  EXPECT_EQ(bid(g, 2, wallet(2), 1, 36'000).code, result::round_closed);
   // Round 2 without bids: the first seat in order that has not received.
   everyone_pays(l, g, period);
   const auto o2 = close_round(g, period);
@@ -1548,6 +1548,14 @@ TEST(equb_rules, debts_outlive_the_group_and_are_paid_after_it_ends) {
     step(l, g, contribute(g, 2, wallet(2), round, owed(g, 2, 5), g.cfg.currency, 5));
     const uint64_t after = due_at(round, grace) + 1;
     step(l, g, close_round(g, after));
+    if (round == 2) {
+      // A payment for the round seat 0 missed: that round closed (its due is a debt, owed
+      // with the next payment); seat 1 paid it. (Before, both were round_already_paid: a
+      // member who missed a round was told it had paid it.)
+      ASSERT_EQ(g.round, 3u);
+      EXPECT_EQ(can_contribute(g, 0, wallet(0), 2, c, g.cfg.currency, after), result::round_closed);
+      EXPECT_EQ(can_contribute(g, 1, wallet(1), 2, c, g.cfg.currency, after), result::round_already_paid);
+    }
   }
   ASSERT_EQ(g.ph, phase::completed);
   ASSERT_EQ(g.seats[0].debts.size(), 2u);
@@ -1564,7 +1572,7 @@ TEST(equb_rules, debts_outlive_the_group_and_are_paid_after_it_ends) {
   EXPECT_EQ(can_repay(g, 0, wallet(0), 4, 2 * debt, etb), result::round_not_open);
   EXPECT_EQ(can_repay(g, 0, wallet(1), 3, 2 * debt, etb), result::not_a_member);
   EXPECT_EQ(can_repay(g, 0, wallet(0), 3, 2 * debt, wire::currency("USD")), result::wrong_currency);
-  EXPECT_EQ(can_repay(g, 1, wallet(1), 3, 0, etb), result::group_not_active) << "seat 1 owes nothing";
+  EXPECT_EQ(can_repay(g, 1, wallet(1), 3, 0, etb), result::nothing_owed) << "seat 1 owes nothing";
   const int64_t w1 = l.bal[wallet(1)], w2 = l.bal[wallet(2)];
   const outcome o = repay(g, 0, wallet(0), 3, 2 * debt, etb);
   ASSERT_EQ(o.transfers.size(), 3u);
@@ -1575,7 +1583,7 @@ TEST(equb_rules, debts_outlive_the_group_and_are_paid_after_it_ends) {
   EXPECT_EQ(l.bal[wallet(2)], w2 + int64_t(debt));
   EXPECT_EQ(l.bal[escrow], 0);
   EXPECT_TRUE(g.seats[0].debts.empty());
-  EXPECT_EQ(repay(g, 0, wallet(0), 3, 2 * debt, etb).code, result::group_not_active) << "paid once";
+  EXPECT_EQ(repay(g, 0, wallet(0), 3, 2 * debt, etb).code, result::nothing_owed) << "paid once";
 
   // A dissolved group's debts too: seat 2 misses round 2, the group dissolves in round 3.
   ledger d;
@@ -1727,7 +1735,7 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
   EXPECT_EQ(t.verdict(repay_it, after + 1), result::ok);
   t.paid(repay_it, after + 1);
   EXPECT_TRUE(t.find(escrow)->g.seats[0].debts.empty());
-  EXPECT_EQ(t.verdict(repay_it, after + 2), result::group_not_active);
+  EXPECT_EQ(t.verdict(repay_it, after + 2), result::nothing_owed);
 
   // replace_account: the refused chain's fee transfer moves to the new account, and a
   // retry emits it under new ids.
@@ -1858,7 +1866,7 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
     offer.seat = 1;
     offer.wallet = wallet(1);
     offer.amount = 3 * c - 1;
-    EXPECT_EQ(q.execute(offer, 6, make_escrow), v20 ? result::equb_op_invalid : result::round_already_paid);
+    EXPECT_EQ(q.execute(offer, 6, make_escrow), v20 ? result::equb_op_invalid : result::round_closed);
     offer.round = 2;
     EXPECT_EQ(q.execute(offer, 7, make_escrow), result::ok);
   }
