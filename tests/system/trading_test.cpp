@@ -17,6 +17,7 @@
 #include "engine/metrics.hpp"
 #include "engine/server.hpp"
 #include "support/engine_fixture.hpp"
+#include "support/metrics_render.hpp"
 #include "support/seed.hpp"
 #include "tools/broker_sim.hpp"
 #include "tools/market_feed.hpp"
@@ -291,14 +292,7 @@ TEST(trading, orders_through_a_simulated_broker_at_the_feeds_prices) {
     for (const auto& o : *list) taken += o.fills;
   EXPECT_EQ(open, 0u);
   EXPECT_EQ(fills, taken);
-  engine::engine_reads reads;
-  std::string text;
-  for (int i = 0; i < 50; ++i) {  // (a read given up on a slow host: rendered again once answered)
-    const uint64_t given_up = reads.given_up();
-    text = engine::render_metrics(*eng, srv.get(), nullptr, reads);
-    if (reads.given_up() == given_up) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  const std::string text = test::render_answered(*eng, srv.get());
   EXPECT_NE(text.find("mesob_orders_open{shard=\"0\"} 0"), std::string::npos);
   EXPECT_NE(text.find("mesob_order_fills_total{shard=\"1\"}"), std::string::npos);
 
@@ -445,14 +439,7 @@ TEST(trading, a_hung_broker_times_out_and_its_fallback_fills) {
   uint64_t timeouts = 0;
   for (const auto& r : eng->shard_reports()) timeouts += r.order_timeouts;
   EXPECT_GE(timeouts, 30u);
-  engine::engine_reads reads;
-  std::string text;
-  for (int i = 0; i < 50; ++i) {  // (a read given up on a slow host: rendered again once answered)
-    const uint64_t given_up = reads.given_up();
-    text = engine::render_metrics(*eng, srv.get(), nullptr, reads);
-    if (reads.given_up() == given_up) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  const std::string text = test::render_answered(*eng, srv.get());
   EXPECT_NE(text.find("mesob_order_timeouts_total{shard=\"0\"}"), std::string::npos);
   EXPECT_NE(text.find("mesob_orders_dead{shard=\"0\"} 0"), std::string::npos);
   EXPECT_NE(text.find("mesob_order_breaker_state{gateway=\"hung\",shard="), std::string::npos) << "its breakers";
