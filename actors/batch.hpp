@@ -172,6 +172,10 @@ struct batch : std::enable_shared_from_this<batch> {
   // create_transfers and orders: the engine's transfers_max in force when it was
   // sequenced (rules_transfers_capacity; 0 for older records: no limit).
   uint64_t transfers_capacity = 0;
+  // equb_ops: the engine's accounts_max in force when it was sequenced, which a new
+  // group's escrow account counts against (rules_escrow_capacity; 0 for older records:
+  // no limit).
+  uint64_t accounts_capacity = 0;
   std::vector<wire::gateway_op> gateway_ops;
   std::vector<wire::payout_answer> payout_answers;
   std::vector<wire::gateway_event> gateway_events;

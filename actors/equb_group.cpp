@@ -540,7 +540,8 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
 }
 
 wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
-                                  const std::function<bool(const wire::account&)>& make_escrow, uint64_t groups_max) {
+                                  const std::function<bool(const wire::account&)>& make_escrow, uint64_t groups_max,
+                                  bool escrow_room) {
   group_entry* e = find(op.group_id);
   if (op.kind == equb_op_kind::create) {
     const group_config c = config_of(op);
@@ -558,6 +559,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     if (rules_ >= rules_groups_retire && account_taken_ && account_taken_(op.group_id))
       return result::group_account_exists;  // a retired group's id, say: taken for good
     if (groups_.size() >= groups_max) return result::groups_full;
+    if (!escrow_room) return result::accounts_full;
     wire::account escrow;
     escrow.id = op.group_id;
     escrow.currency = op.currency;

@@ -192,9 +192,11 @@ class group_table {
   void chain_done(const wire::transfer& first, wire::result r);
   // Group operations. create needs the escrow account made: `make_escrow` returns false
   // when an account already has the id. A new group past `groups_max` groups here (ended
-  // ones count until they retire) is refused, groups_full.
+  // ones count until they retire) is refused, groups_full; one whose escrow account the
+  // shard has no room for (`escrow_room` false: its share of accounts_max held) is
+  // refused, accounts_full.
   wire::result execute(const wire::equb_op& op, uint64_t ts, const std::function<bool(const wire::account&)>& make_escrow,
-                       uint64_t groups_max = UINT64_MAX);
+                       uint64_t groups_max = UINT64_MAX, bool escrow_room = true);
   // Rounds whose deadline + grace passed by `now` close (not under hold_round). due() is
   // also true once a round's deadline passes (the engine ticks then: resume), and once an
   // ended group's look at retiring comes (rules_groups_retire).

@@ -228,6 +228,13 @@ constexpr uint16_t rules_halt_holds_resent = 29;
 // at a state it had read before sending the operation: a payout that became a dead letter
 // in between was cancelled or routed again unchecked.
 constexpr uint16_t rules_payout_ops_checked = 30;
-constexpr uint16_t rules_newest = 30;
+// Equb creates: a new group's escrow account counts against its shard's share of
+// accounts_max, logged with the record (8 bytes after its groups_max): a create on a
+// shard holding its share of accounts is refused (accounts_full) and makes nothing.
+// Before, escrows were made whatever the shard held: bounded by groups_max while their
+// groups lived, but a retired group's escrow account stays, so creates and retirements
+// could grow the accounts past accounts_max.
+constexpr uint16_t rules_escrow_capacity = 31;
+constexpr uint16_t rules_newest = 31;
 
 }  // namespace mesob::actors

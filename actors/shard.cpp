@@ -829,7 +829,9 @@ void shard::execute_equb(batch& b) {
     if (shard_of(op.group_id, count_) != index_) continue;
     if (!b.repeated.empty() && op.kind == wire::equb_op_kind::create && groups_.find(op.group_id)) b.repeated[i] = 1;
     deciding(b, i + 1);
-    b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow, share(b.capacity));
+    // (Records before rules_escrow_capacity carry no accounts_max: no limit.)
+    const bool escrow_room = b.accounts_capacity == 0 || slots_.size() < share(b.accounts_capacity);
+    b.results[i] = groups_.execute(op, b.timestamp_base + i, make_escrow, share(b.capacity), escrow_room);
   }
 }
 

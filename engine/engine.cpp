@@ -178,6 +178,12 @@ bool carries_capacity(op_kind kind, uint16_t version) {
          (version >= actors::rules_pending_capacity && (kind == op_kind::create_transfers || kind == op_kind::orders));
 }
 
+// Whether an equb_ops record carries, after its groups_max, the accounts_max its escrow
+// accounts are decided by (rules_escrow_capacity).
+bool carries_accounts_capacity(op_kind kind, uint16_t version) {
+  return version >= actors::rules_escrow_capacity && kind == op_kind::equb_ops;
+}
+
 // Whether it carries, after that, the transfers_max it is decided by (rules_transfers_capacity).
 bool carries_transfers_capacity(op_kind kind, uint16_t version) {
   return version >= actors::rules_transfers_capacity && (kind == op_kind::create_transfers || kind == op_kind::orders);
@@ -1511,6 +1517,7 @@ class engine_impl {
         b->equb_ops = std::move(req.equb_ops);
         b->count = uint32_t(b->equb_ops.size());
         b->capacity = cfg_.groups_max;
+        b->accounts_capacity = cfg_.accounts_max;
         break;
       case op_kind::lookup_groups: b->account_ids = std::move(req.account_ids); b->count = uint32_t(b->account_ids.size()); break;
       case op_kind::gateway_ops: b->gateway_ops = std::move(req.gateway_ops); b->count = uint32_t(b->gateway_ops.size()); break;
@@ -2228,10 +2235,12 @@ class engine_impl {
     // are decided by first; transfer batches and orders then their transfers_max.
     const bool capped = carries_capacity(b->kind, batch_record_version);
     const bool transfers_capped = carries_transfers_capacity(b->kind, batch_record_version);
-    const std::span<const uint8_t> pieces[4] = {
+    const bool accounts_capped = carries_accounts_capacity(b->kind, batch_record_version);
+    const std::span<const uint8_t> pieces[5] = {
         {reinterpret_cast<const uint8_t*>(&h), sizeof h},
         {reinterpret_cast<const uint8_t*>(&b->capacity), capped ? sizeof b->capacity : 0},
         {reinterpret_cast<const uint8_t*>(&b->transfers_capacity), transfers_capped ? sizeof b->transfers_capacity : 0},
+        {reinterpret_cast<const uint8_t*>(&b->accounts_capacity), accounts_capped ? sizeof b->accounts_capacity : 0},
         ops};
     uint64_t lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
     if (lsn == 0 && !wal_->failed()) {
@@ -3350,6 +3359,8 @@ class engine_impl {
     if (carries_transfers_capacity(b->kind, h.version) &&
         !take("transfers capacity", &b->transfers_capacity, transfers_max_limit))
       return false;
+    if (carries_accounts_capacity(b->kind, h.version) && !take("accounts capacity", &b->accounts_capacity, capacity_max))
+      return false;
     const uint16_t packed_flag = h.version >= 4 ? batch_flag_packed : 0;
     const bool packed = bh.flags & packed_flag;
     bool ok = bh.count <= batch_ops_max &&
@@ -3590,6 +3601,11 @@ class engine_impl {
           } else if (k != op_kind::orders) {  // (orders past the snapshot are refused below)
             creates_past += bh.count;
             capacity_min = std::min(capacity_min, capacity);
+            // Equb creates' escrow accounts, against accounts_max (held counts both).
+            if (carries_accounts_capacity(k, v.header->version) && v.payload.size() >= sizeof bh + 2 * sizeof(uint64_t)) {
+              std::memcpy(&capacity, v.payload.data() + sizeof bh + sizeof capacity, sizeof capacity);
+              capacity_min = std::min(capacity_min, capacity);
+            }
           }
         }
         past = !events_tell || other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||

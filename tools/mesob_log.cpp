@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
     ops += count;
     // Creates of accounts and groups carry the capacity they were decided by (version 16),
     // transfer batches and orders theirs of pending transfers (version 19), then their
-    // transfers_max (version 24).
+    // transfers_max (version 24); equb operations then their accounts_max (version 31).
     std::string capacity;
     if (((h.version >= 16 && (kind == 1 || kind == 10)) || (h.version >= 19 && (kind == 2 || kind == 26))) &&
         v.payload.size() >= 24) {
@@ -152,6 +152,10 @@ int main(int argc, char** argv) {
       if (h.version >= 24 && (kind == 2 || kind == 26) && v.payload.size() >= 32) {
         std::memcpy(&c, v.payload.data() + 24, 8);
         capacity += "  transfers_max " + std::to_string(c);
+      }
+      if (h.version >= 31 && kind == 10 && v.payload.size() >= 32) {
+        std::memcpy(&c, v.payload.data() + 24, 8);
+        capacity += "  accounts_max " + std::to_string(c);
       }
     }
     if (v.file != last_file) {

@@ -403,6 +403,42 @@ TEST_F(equb_engine_replay, GroupsPastAShardsShareAreRefusedAndReplayAsDecided) {
   EXPECT_EQ(op1(create_op(refused[0])), result::ok);
 }
 
+// A group's escrow account counts against its shard's share of accounts_max (rules
+// version 31): a create on a shard holding its share of accounts is refused,
+// accounts_full, and makes neither group nor account. The setting is logged with the
+// create: a replay under a larger one decides as the live run did. (Before, escrows were
+// made whatever the shard held, and retired groups' escrows stay: creates could grow the
+// accounts past accounts_max.)
+TEST_F(equb_engine_replay, EscrowAccountsCountAgainstAccountsMax) {
+  open_wallets(1);
+  uint32_t held[2] = {0, 0};
+  for (const auto& r : e().shard_reports()) held[r.shard] = uint32_t(r.accounts);
+  const uint32_t share = std::max(held[0], held[1]) + 2;  // the fuller shard: room for 2
+  fx_.set_capacity(2 * share, 100);
+  fx_.restart();
+  for (const auto& r : e().shard_reports()) held[r.shard] = uint32_t(r.accounts);
+  ASSERT_LE(std::max(held[0], held[1]), share);
+  std::vector<wire::equb_op> ops;
+  for (uint64_t g = 5101; g <= 5112; ++g) ops.push_back(create_op(g));
+  const auto r = e().equb(ops);
+  ASSERT_EQ(r.st, engine::status::ok);
+  const auto [made, refused] = expect_capacity_split(5101, 5112, held, share, r.results, result::accounts_full);
+  ASSERT_FALSE(refused.empty());
+  EXPECT_DOUBLE_EQ(e().stats().accounts_share_used, 1.0);
+  for (const uint64_t g : refused) {
+    EXPECT_EQ(e().lookup_groups({g}).results.at(0), result::group_not_found) << g;
+    EXPECT_EQ(e().lookup_accounts({g}).results.at(0), result::account_not_found) << g;
+  }
+  EXPECT_EQ(op1(create_op(made[0])), result::ok);  // a repeat
+  EXPECT_EQ(op1(create_op(refused[0])), result::accounts_full);
+
+  fx_.set_capacity(0, 0);  // the defaults
+  fx_.restart();  // from the log alone
+  for (const uint64_t g : made) EXPECT_EQ(e().lookup_groups({g}).results.at(0), result::ok) << g;
+  for (const uint64_t g : refused) EXPECT_EQ(e().lookup_groups({g}).results.at(0), result::group_not_found) << g;
+  EXPECT_EQ(op1(create_op(refused[0])), result::ok);
+}
+
 // Transfers past transfers_max (engine/README.md "Capacity"): a member's payment is a
 // client's transfer and is refused (transfers_full); the chains the group emits are the
 // engine's own and go on, live and in replay.
