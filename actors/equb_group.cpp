@@ -316,6 +316,15 @@ void group_table::owe(group_entry& e, std::vector<money>&& m) {
   e.owed.push_back(std::move(o));
 }
 
+// A refusal's code as the rules of the record decide it: before rules_round_closed_codes,
+// round_closed was round_already_paid and nothing_owed group_not_active.
+wire::result group_table::as_decided(wire::result r) const {
+  if (rules_ >= rules_round_closed_codes) return r;
+  if (r == result::round_closed) return result::round_already_paid;
+  if (r == result::nothing_owed) return result::group_not_active;
+  return r;
+}
+
 wire::result group_table::verdict(const wire::transfer& t, uint64_t ts) const {
   const group_entry* e = find(t.credit_account_id);
   if (!e) return result::group_not_found;
@@ -328,8 +337,9 @@ wire::result group_table::verdict(const wire::transfer& t, uint64_t ts) const {
     if (t.amount != g.cfg.contribution) return result::wrong_amount;
     return result::ok;
   }
-  if (ended(g) && rules_ >= rules_ended_groups) return can_repay(g, seat, t.debit_account_id, round, t.amount, t.currency);
-  return can_contribute(g, seat, t.debit_account_id, round, t.amount, t.currency, ts);
+  if (ended(g) && rules_ >= rules_ended_groups)
+    return as_decided(can_repay(g, seat, t.debit_account_id, round, t.amount, t.currency));
+  return as_decided(can_contribute(g, seat, t.debit_account_id, round, t.amount, t.currency, ts));
 }
 
 void group_table::paid(const wire::transfer& t, uint64_t ts) {
@@ -597,6 +607,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
     case equb_op_kind::bid:
       if (op.round == 0 && rules_ >= rules_equb_codes) return result::equb_op_invalid;  // no group has a round 0
       o = bid(g, op.seat, op.wallet, op.round, op.amount);
+      o.code = as_decided(o.code);
       break;
     case equb_op_kind::payout_to: {
       if (const result r = can_payout_to(g, op.seat, op.wallet, op.rail); r != result::ok) return r;

@@ -186,6 +186,7 @@ class group_table {
 
   // An equb payment whose escrow is on this shard: the group's part of the decision.
   [[nodiscard]] wire::result verdict(const wire::transfer& t, uint64_t ts) const;
+  [[nodiscard]] wire::result as_decided(wire::result r) const;
   // It was applied by the ledger (ok).
   void paid(const wire::transfer& t, uint64_t ts);
   // An emitted chain (first transfer `t`) was executed fresh with outcome r.

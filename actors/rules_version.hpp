@@ -235,6 +235,12 @@ constexpr uint16_t rules_payout_ops_checked = 30;
 // groups lived, but a retired group's escrow account stays, so creates and retirements
 // could grow the accounts past accounts_max.
 constexpr uint16_t rules_escrow_capacity = 31;
+// Equb codes: a member's payment for a round that closed without it is round_closed (it
+// was round_already_paid, as for a seat that paid it), a bid for a closed round is
+// round_closed (round_already_paid), and a payment into an ended group from a seat that
+// owes nothing is nothing_owed (group_not_active). A refused payment is a transfer
+// record, its code kept: older records keep theirs.
+constexpr uint16_t rules_round_closed_codes = 31;
 constexpr uint16_t rules_newest = 31;
 
 }  // namespace mesob::actors

@@ -2232,7 +2232,8 @@ class engine_impl {
     }
     batch_record_header h{uint16_t(b->kind), flags, b->count, b->timestamp_base};
     // Creates of accounts and groups, transfer batches and orders carry the capacity they
-    // are decided by first; transfer batches and orders then their transfers_max.
+    // are decided by first; transfer batches and orders then their transfers_max, equb
+    // operations their accounts_max.
     const bool capped = carries_capacity(b->kind, batch_record_version);
     const bool transfers_capped = carries_transfers_capacity(b->kind, batch_record_version);
     const bool accounts_capped = carries_accounts_capacity(b->kind, batch_record_version);
@@ -3354,7 +3355,7 @@ class engine_impl {
       return true;
     };
     // The accounts_max, groups_max or pending_max; then a transfer batch's or orders'
-    // transfers_max.
+    // transfers_max, or equb operations' accounts_max.
     if (carries_capacity(b->kind, h.version) && !take("capacity", &b->capacity, capacity_max)) return false;
     if (carries_transfers_capacity(b->kind, h.version) &&
         !take("transfers capacity", &b->transfers_capacity, transfers_max_limit))

@@ -78,7 +78,8 @@ constexpr uint32_t walk_pass_steps = 65536;
 // Creates of accounts and groups, transfer batches and orders carry 8 bytes of capacity
 // before their operations: the engine's accounts_max, groups_max or pending_max, at most
 // capacity_max; transfer batches and orders then 8 more, its transfers_max (rules version
-// 24), at most transfers_max_limit (the id index's serials, engine/id_index.hpp).
+// 24), at most transfers_max_limit (the id index's serials, engine/id_index.hpp); equb
+// operations 8 more, the accounts_max their escrows count against (rules version 31).
 constexpr uint64_t record_capacity_bytes = 16;
 constexpr uint64_t capacity_max = 1ull << 36;
 constexpr uint64_t transfers_max_limit = (1ull << 40) - 2;

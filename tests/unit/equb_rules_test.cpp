@@ -1736,6 +1736,10 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
   t.paid(repay_it, after + 1);
   EXPECT_TRUE(t.find(escrow)->g.seats[0].debts.empty());
   EXPECT_EQ(t.verdict(repay_it, after + 2), result::nothing_owed);
+  // A refused payment is a transfer record and keeps its code: older records' stays.
+  t.set_rules(actors::rules_round_closed_codes - 1);
+  EXPECT_EQ(t.verdict(repay_it, after + 2), result::group_not_active);
+  t.set_rules(rules_newest);
 
   // replace_account: the refused chain's fee transfer moves to the new account, and a
   // retry emits it under new ids.
@@ -1866,7 +1870,7 @@ TEST(equb_rules, group_table_decides_older_records_by_their_rules) {
     offer.seat = 1;
     offer.wallet = wallet(1);
     offer.amount = 3 * c - 1;
-    EXPECT_EQ(q.execute(offer, 6, make_escrow), v20 ? result::equb_op_invalid : result::round_closed);
+    EXPECT_EQ(q.execute(offer, 6, make_escrow), v20 ? result::equb_op_invalid : result::round_already_paid);
     offer.round = 2;
     EXPECT_EQ(q.execute(offer, 7, make_escrow), result::ok);
   }
