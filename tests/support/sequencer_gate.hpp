@@ -38,6 +38,12 @@ class sequencer_gate {
     if (!held) release();
     return held;
   }
+  // Lets it go when the guard goes (whatever fails in between, the sequencer goes on);
+  // reset() lets it go at once.
+  using releaser = std::unique_ptr<sequencer_gate, void (*)(sequencer_gate*)>;
+  [[nodiscard]] releaser release_at_exit() {
+    return releaser(this, [](sequencer_gate* g) { g->release(); });
+  }
   // Lets it go (and every later reading through).
   void release() {
     {

@@ -830,8 +830,7 @@ TEST(admin_endpoint, a_long_command_holds_up_no_other_command) {
   ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
   // Whatever fails below, the sequencer goes on (or the endpoint's stop would wait on the
   // snapshot for good).
-  std::unique_ptr<test::sequencer_gate, void (*)(test::sequencer_gate*)> let_go(&gate,
-                                                                               [](test::sequencer_gate* g) { g->release(); });
+  auto let_go = gate.release_at_exit();
   auto snap = ask(1, "snapshot");
 
   auto cmds = ask(2, "commands");
@@ -900,8 +899,7 @@ TEST(metrics, a_render_gives_up_on_an_engine_that_does_not_answer) {
   EXPECT_NE(before.find("# TYPE mesob_gateway_breaker_state gauge"), std::string::npos) << before;
   engine::engine_reads reads;
   ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
-  std::unique_ptr<test::sequencer_gate, void (*)(test::sequencer_gate*)> let_go(&gate,
-                                                                               [](test::sequencer_gate* g) { g->release(); });
+  auto let_go = gate.release_at_exit();
   // On its own thread: a render that waited for good would hold the test, not fail it.
   auto t0 = std::chrono::steady_clock::now();
   auto rendering = std::async(std::launch::async, [&] { return engine::render_metrics(*e, nullptr, nullptr, reads); });

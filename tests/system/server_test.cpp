@@ -1234,8 +1234,7 @@ TEST(server, a_stop_with_input_unread_answers_what_it_took_and_ends_with_a_fin) 
   ASSERT_TRUE(c) << err;
   ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
   ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
-  std::unique_ptr<test::sequencer_gate, void (*)(test::sequencer_gate*)> let_go(&gate,
-                                                                               [](test::sequencer_gate* g) { g->release(); });
+  auto let_go = gate.release_at_exit();
   const uint64_t taken = c->send(wire::create_transfers_body(std::vector{make_transfer(100, 1, 2, 7)}));
   for (int i = 0; i < 500 && srv->stats().requests < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   ASSERT_EQ(srv->stats().requests, 2u) << "the transfer was not taken";
