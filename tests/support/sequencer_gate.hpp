@@ -8,6 +8,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
+
+#include "support/engine_fixture.hpp"
 
 namespace mesob::test {
 
@@ -37,6 +40,12 @@ class sequencer_gate {
     lk.unlock();
     if (!held) release();
     return held;
+  }
+  // A test engine (test_config) on this gate's clock.
+  [[nodiscard]] std::unique_ptr<engine::engine> open_engine_on(const std::string& dir, uint32_t shards = 2) const {
+    auto cfg = test_config(dir, shards);
+    cfg.clock = clock();
+    return open_engine(cfg);
   }
   // Lets it go when the guard goes (whatever fails in between, the sequencer goes on);
   // reset() lets it go at once.

@@ -805,10 +805,8 @@ TEST(admin_port, the_audit_trail_and_admin_changes_survive_sigkill) {
 TEST(admin_endpoint, a_long_command_holds_up_no_other_command) {
   using namespace std::chrono_literals;
   temp_dir dir;
-  auto cfg = test_config(dir.path(), 2);
   test::sequencer_gate gate;
-  cfg.clock = gate.clock();
-  auto e = open_engine(cfg);
+  auto e = gate.open_engine_on(dir.path());
   ASSERT_TRUE(e);
   engine::admin_config acfg;
   acfg.data_dir = dir.path();
@@ -889,10 +887,8 @@ TEST(admin_endpoint, a_long_command_holds_up_no_other_command) {
 TEST(metrics, a_render_gives_up_on_an_engine_that_does_not_answer) {
   using namespace std::chrono_literals;
   temp_dir dir;
-  auto cfg = test_config(dir.path(), 2);
   test::sequencer_gate gate;
-  cfg.clock = gate.clock();
-  auto e = open_engine(cfg);
+  auto e = gate.open_engine_on(dir.path());
   ASSERT_TRUE(e);
   const std::string before = render_answered(*e);
   EXPECT_EQ(exposition_sample(before, "mesob_instruments"), 0) << before;

@@ -1214,10 +1214,8 @@ TEST(server, connection_limit_and_graceful_stop) {
 // of the end, and answers not yet delivered were thrown away with the send queue.)
 TEST(server, a_stop_with_input_unread_answers_what_it_took_and_ends_with_a_fin) {
   temp_dir dir;
-  auto cfg = test_config(dir.path());
   test::sequencer_gate gate;
-  cfg.clock = gate.clock();
-  auto eng = open_engine(cfg);
+  auto eng = gate.open_engine_on(dir.path());
   ASSERT_TRUE(eng);
   engine::server_config scfg;
   scfg.port = 0;
