@@ -196,6 +196,9 @@ int main(int argc, char** argv) {
   app.add_option("--out-bytes-total-max", net.out_bytes_total_max,
                  "bytes queued to all sessions of the client port: at it no session is read, and those holding "
                  "the most unread are closed (slow_reader)")->capture_default_str();
+  app.add_option("--in-bytes-total-max", net.in_bytes_total_max,
+                 "bytes all sessions' frame buffers hold together: past it the sessions holding the most of a "
+                 "frame not yet whole are closed (frame_buffers_full)")->capture_default_str();
   app.add_option("--idle-timeout-ms", net.idle_timeout_ms,
                  "close sessions idle this long (no frame from them, nothing in flight, nothing they read)")
       ->capture_default_str();

@@ -322,6 +322,12 @@ std::string render_metrics(engine& e, const server* client, const server* admin,
            &server_stats::slow_readers_closed);
   per_port("mesob_out_bytes_queued", "gauge", "Bytes queued to the sessions, not yet sent.",
            &server_stats::out_bytes_queued);
+  per_port("mesob_frame_buffer_bytes", "gauge", "Bytes the sessions' frame buffers hold (in_bytes_total_max).",
+           &server_stats::frame_buffer_bytes);
+  per_port("mesob_frame_buffers_closed_total", "counter",
+           "Sessions closed holding the most of a frame not yet whole when all sessions' frame buffers passed "
+           "in_bytes_total_max (frame_buffers_full).",
+           &server_stats::frame_buffers_closed);
   per_port("mesob_pushes_backlogged_total", "counter",
            "Pushed frames that waited in their session's backlog (its queue past out_bytes_max).",
            &server_stats::pushes_backlogged);

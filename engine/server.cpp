@@ -73,6 +73,8 @@ std::string server_config::validate() const {
   if (out_bytes_max > (1ull << 40)) return "out_bytes_max must be at most 1 TiB";
   if (out_bytes_total_max / 2 < out_bytes_max || out_bytes_total_max > (2ull << 40))
     return "out_bytes_total_max must be twice out_bytes_max..2 TiB";
+  if (in_bytes_total_max / 2 < frame_bytes_max || in_bytes_total_max > (2ull << 40))
+    return "in_bytes_total_max must be twice frame_bytes_max..2 TiB";
   if (push_backlog_bytes_max > (1ull << 40)) return "push_backlog_bytes_max must be at most 1 TiB";
   if (push_backlog_total_max < push_backlog_bytes_max || push_backlog_total_max > (1ull << 40))
     return "push_backlog_total_max must be push_backlog_bytes_max..1 TiB";
@@ -209,6 +211,7 @@ struct session {
   uint64_t last_active_ms = 0;  // a frame taken, bytes sent, or session_recv_activity_bytes received
   uint64_t last_frame_ms = 0;   // a frame taken (or the session opened)
   bool release_reader = false;  // its direct receive is being cancelled to give its buffer back
+  bool dropping_reader = false;  // closing: its direct receive is being cancelled to drop its buffer
   uint64_t recv_uncounted = 0;  // bytes received since the last counted as activity
   uint64_t out_since_ms = 0;    // out non-empty: since when it has waited for a send's progress
   int64_t kernel_queue_seen = -1;  // its socket's send queue (SIOCOUTQ) when last looked at
@@ -383,7 +386,7 @@ class server_impl {
   static constexpr uint32_t accept_failures_in_row_max = 16;
   std::atomic<uint64_t> st_total_{0}, st_refused_{0}, st_frames_{0}, st_direct_{0}, st_reader_bytes_{0},
       st_requests_{0}, st_errors_{0}, st_auth_fail_{0}, st_open_{0}, st_pushes_{0}, st_slow_{0}, st_evicted_{0},
-      st_out_total_{0}, st_spilled_{0}, st_backlog_{0};
+      st_out_total_{0}, st_spilled_{0}, st_backlog_{0}, st_in_closed_{0};
   // Operations prepared while the ring's submission queue stayed full after a submit (the
   // kernel refused the submit: EBUSY with completions overflowing, EAGAIN): copied into
   // the ring in order at the next loop turn. Never more than one per operation in flight.
@@ -397,6 +400,8 @@ class server_impl {
   std::shared_ptr<const actors::gateways::registry> timer_registry_;  // as on_timer last looked
   bool total_paused_ = false;   // out_total_ reached out_bytes_total_max: resume_all when under it
   bool limits_due_ = false;     // enforce_out_limits after this round of completions
+  uint64_t reader_total_ = 0;   // all sessions' frame buffers (network thread; st_reader_bytes_ shows it)
+  bool in_limit_due_ = false;   // reader_total_ passed in_bytes_total_max: enforce_in_limit
   std::array<op_meter, 32> meters_;  // by wire::operation
   std::array<std::atomic<uint64_t>, 8> role_sessions_{};  // authenticated sessions open, per role bit
 
@@ -586,6 +591,7 @@ class server_impl {
         limits_due_ = false;
         enforce_out_limits();
       }
+      if (std::exchange(in_limit_due_, false)) enforce_in_limit();
       if (total_paused_ && held_total() < cfg_.out_bytes_total_max) {
         total_paused_ = false;  // under the total again: every session may be read
         resume_all();
@@ -806,8 +812,71 @@ class server_impl {
   void count_reader(session& s) {
     const size_t now = s.reader.held_bytes();
     if (now == s.reader_bytes) return;
-    st_reader_bytes_.fetch_add(now - s.reader_bytes, std::memory_order_relaxed);  // wraps down when smaller
+    reader_total_ += now - s.reader_bytes;  // wraps down when smaller
     s.reader_bytes = now;
+    st_reader_bytes_.store(reader_total_, std::memory_order_relaxed);
+    if (reader_total_ > cfg_.in_bytes_total_max) in_limit_due_ = true;
+  }
+  // Gives back a session's frame buffer holding nothing; the bytes still held until a
+  // direct receive writing into it is cancelled (its completion frees it).
+  uint64_t give_back_reader(session& s) {
+    if (s.recv_armed && s.recv_direct) {
+      s.release_reader = true;
+      pause_recv(s);
+      return s.reader_bytes;
+    }
+    if (s.reader.release()) count_reader(s);
+    return 0;
+  }
+  // Drops a session's frame buffer, what it holds included (a session taking no more
+  // frames); as give_back_reader.
+  uint64_t drop_reader(session& s) {
+    if (s.recv_armed && s.recv_direct) {
+      s.dropping_reader = true;
+      pause_recv(s);
+      return s.reader_bytes;
+    }
+    s.reader = wire::frame_reader(s.reader.body_max());
+    count_reader(s);
+    return 0;
+  }
+
+  // All sessions' frame buffers past in_bytes_total_max (server_config): the buffers
+  // held with nothing in them go, and those of sessions closing (they take no more
+  // frames); then the sessions holding the most of a frame not yet whole are closed
+  // (frame_buffers_full) until the rest hold less. A session whose buffered frames are
+  // whole is waiting for the server, not the other way round: never closed for this.
+  // Called at the end of a round of completions (never while a frame is being handled:
+  // its body lives in the buffer).
+  void enforce_in_limit() {
+    const uint64_t limit = cfg_.in_bytes_total_max;
+    uint64_t going = 0;  // held until cancelled receives complete
+    for (auto& sp : sessions_) {
+      if (reader_total_ - going <= limit) return;
+      if (!sp || sp->fd < 0 || sp->closing || sp->release_reader || sp->dropping_reader) continue;
+      session& s = *sp;
+      if (s.close_after_flush && s.reader_bytes > 0) {
+        going += drop_reader(s);
+      } else if (s.reader.capacity() > buf_bytes && s.reader.buffered() == 0) {
+        going += give_back_reader(s);
+      }
+    }
+    while (reader_total_ - going > limit) {
+      session* most = nullptr;
+      for (auto& sp : sessions_) {
+        if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || sp->reader.buffered() == 0 ||
+            sp->reader.has_frame())
+          continue;
+        if (!most || sp->reader_bytes > most->reader_bytes) most = sp.get();
+      }
+      if (!most) return;
+      st_in_closed_.fetch_add(1, std::memory_order_relaxed);
+      protocol_fault(*most, 0, protocol_error::frame_buffers_full,
+                     "all sessions' frame buffers hold " + std::to_string(reader_total_ - going) +
+                         " bytes, past the server's " + std::to_string(limit) + ", and this session held the most (" +
+                         std::to_string(most->reader_bytes) + " bytes) of a frame not yet whole");
+      going += drop_reader(*most);
+    }
   }
 
   // ---- receiving ---------------------------------------------------------------------
@@ -818,13 +887,13 @@ class server_impl {
     if (flags & IORING_CQE_F_BUFFER) {
       const uint16_t bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
       uint8_t* buf = bufs_.get() + size_t(bid) * buf_bytes;
-      if (s && res > 0 && !s->closing) {
+      if (s && res > 0 && !s->closing && !s->close_after_flush) {  // (one closing takes no more frames)
         s->reader.append({buf, size_t(res)});
         count_reader(*s);
       }
       io_uring_buf_ring_add(br_, buf, buf_bytes, bid, io_uring_buf_ring_mask(buf_count), 0);
       io_uring_buf_ring_advance(br_, 1);
-    } else if (s && s->recv_direct && res > 0 && !s->closing) {
+    } else if (s && s->recv_direct && res > 0 && !s->closing && !s->close_after_flush) {
       s->reader.commit(size_t(res));  // received into reader.prepare()'s span
       st_direct_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -834,6 +903,10 @@ class server_impl {
       s->recv_cancelling = false;
       s->recv_direct = false;
       if (std::exchange(s->release_reader, false) && s->reader.release()) count_reader(*s);
+      if (std::exchange(s->dropping_reader, false)) {
+        s->reader = wire::frame_reader(s->reader.body_max());
+        count_reader(*s);
+      }
     }
     if (s->closing) {
       maybe_free(*s);
@@ -872,16 +945,11 @@ class server_impl {
   // frame comes again.
   void release_idle_readers(uint64_t now) {
     for (auto& sp : sessions_) {
-      if (!sp || sp->fd < 0 || sp->closing || sp->release_reader) continue;
+      if (!sp || sp->fd < 0 || sp->closing || sp->release_reader || sp->dropping_reader) continue;
       session& s = *sp;
       if (s.reader.capacity() <= buf_bytes || s.reader.buffered() != 0 || now - s.last_frame_ms < session_reader_idle_ms)
         continue;
-      if (s.recv_armed && s.recv_direct) {
-        s.release_reader = true;
-        pause_recv(s);
-      } else if (s.reader.release()) {
-        count_reader(s);
-      }
+      give_back_reader(s);
     }
   }
 
@@ -1953,6 +2021,7 @@ server_stats server::stats() const {
   s.frames_in = impl_->st_frames_.load(r);
   s.direct_receives = impl_->st_direct_.load(r);
   s.frame_buffer_bytes = impl_->st_reader_bytes_.load(r);
+  s.frame_buffers_closed = impl_->st_in_closed_.load(r);
   s.requests = impl_->st_requests_.load(r);
   s.protocol_errors = impl_->st_errors_.load(r);
   s.auth_failures = impl_->st_auth_fail_.load(r);

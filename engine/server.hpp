@@ -70,6 +70,14 @@ struct server_config {
   // take the process's memory nor stop the others. One that reads is never closed for
   // its size.
   uint64_t out_bytes_total_max = 1ull << 30;
+  // Bytes all sessions' frame buffers hold together (each grows to its largest frame, up
+  // to frame_bytes_max and a little more, as the frame's bytes come). Past it the buffers
+  // held with nothing in them go first, then the sessions holding the most of a frame not
+  // yet whole get frame_buffers_full and are closed (their buffers go at once) until the
+  // rest hold less: peers that each begin a large frame and never finish it cannot take
+  // the process's memory. A session whose frames are whole (waiting to be taken) is
+  // never closed for this.
+  uint64_t in_bytes_total_max = 1ull << 30;
   // Pushed frames (a gateway's or broker's instructions, events) past out_bytes_max wait
   // in their session's backlog, in order, and go as its sends make room: a gateway that
   // comes back to a million instructions takes them at the pace it reads. One whose
@@ -128,6 +136,7 @@ struct server_stats {
   uint64_t frames_in = 0;
   uint64_t direct_receives = 0;     // receives straight into a session's buffer (large frames)
   uint64_t frame_buffer_bytes = 0;  // held by the open sessions' frame buffers
+  uint64_t frame_buffers_closed = 0;  // sessions closed at in_bytes_total_max (frame_buffers_full)
   uint64_t requests = 0;
   uint64_t protocol_errors = 0;
   uint64_t auth_failures = 0;

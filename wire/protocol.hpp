@@ -80,12 +80,14 @@ enum class protocol_error : uint16_t {
   handshake_timeout = 25,  // (request id 0) no successful auth within the handshake timeout: closed
   request_id_zero = 26,    // a request, admin request, subscribe or ack numbered 0, the id of the
                            // server's own errors (a session's or subscription's end): refused
+  frame_buffers_full = 27, // (request id 0) all sessions' frame buffers reached the server's limit and
+                           // this session held the most of a frame not yet whole: closed
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.
 [[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
   return e == protocol_error::frame_too_large || e == protocol_error::slow_reader || e == protocol_error::idle_timeout ||
-         e == protocol_error::handshake_timeout;
+         e == protocol_error::handshake_timeout || e == protocol_error::frame_buffers_full;
 }
 
 // Gateway roles (bit set). Ledger operations need `payments` (or `admin`).

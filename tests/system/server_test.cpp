@@ -877,6 +877,73 @@ TEST(server, headers_alone_do_not_make_the_server_hold_frames) {
   EXPECT_EQ(n.srv->stats().frame_buffer_bytes, 0u) << "closed sessions hold no buffer";
 }
 
+// All sessions' frame buffers together past in_bytes_total_max (here two frames' worth):
+// eight sessions each send 450 KB of a large request and stop. The ones holding the most
+// of a frame not yet whole are told frame_buffers_full and closed, their buffers going at
+// once, until the rest hold less; nothing of their requests is applied. The others
+// finish their frames and are answered, and a new session is served.
+TEST(server, frames_begun_past_the_total_close_the_sessions_holding_the_most) {
+  engine::server_config cfg;
+  cfg.in_bytes_total_max = 2u << 20;
+  net n(cfg);
+  auto c = n.connect();
+  ASSERT_NO_FATAL_FAILURE(open_accounts(*c, 100));
+  uint64_t next_transfer = 1;
+  const auto batch = [&](uint32_t count) {
+    std::vector<wire::transfer> ts;
+    for (uint32_t i = 0; i < count; ++i, ++next_transfer)
+      ts.push_back(make_transfer(next_transfer, 1 + next_transfer % 100, 1 + (next_transfer + 7) % 100, 1));
+    return wire::create_transfers_body(ts);
+  };
+  constexpr size_t peers_count = 8, begun = 450'000;
+  std::vector<std::vector<uint8_t>> frames;
+  std::vector<std::unique_ptr<wire::client>> peers;
+  std::string err;
+  for (size_t k = 0; k < peers_count; ++k) {
+    frames.push_back(wire::encode_frame(wire::frame_kind::request, 10 + k, batch(8192)));
+    ASSERT_GT(frames.back().size(), begun + 100'000);
+    peers.push_back(n.connect());
+    ASSERT_TRUE(peers.back()->send_bytes({frames.back().data(), begun}, &err)) << err;
+  }
+  for (int i = 0; i < 500 && n.srv->stats().frame_buffers_closed == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_GE(n.srv->stats().frame_buffers_closed, 1u);
+  EXPECT_LE(n.srv->stats().frame_buffer_bytes, cfg.in_bytes_total_max);
+  size_t closed = 0, answered = 0;
+  for (size_t k = 0; k < peers_count; ++k) {
+    auto& p = *peers[k];
+    p.set_timeout_ms(300);
+    wire::client::frame_in f;
+    if (p.read_frame(&f, &err)) {
+      ASSERT_EQ(f.header.kind, uint16_t(wire::frame_kind::error));
+      EXPECT_EQ(f.header.request_id, 0u);
+      wire::error_msg e;
+      std::string why;
+      ASSERT_TRUE(wire::parse_error(f.body, &e, &why)) << why;
+      EXPECT_EQ(e.code, protocol_error::frame_buffers_full) << e.message;
+      EXPECT_NE(e.message.find("of a frame not yet whole"), std::string::npos) << e.message;
+      EXPECT_TRUE(p.closed_by_server());
+      ++closed;
+      continue;
+    }
+    ASSERT_TRUE(p.timed_out()) << err;
+    p.set_timeout_ms(10'000);
+    ASSERT_TRUE(p.send_bytes({frames[k].data() + begun, frames[k].size() - begun}, &err)) << err;
+    const auto r = p.wait(10 + k);
+    ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+    ASSERT_EQ(r.reply.results.size(), 8192u);
+    for (auto x : r.reply.results) ASSERT_EQ(x, result::ok);
+    ++answered;
+  }
+  EXPECT_EQ(closed, n.srv->stats().frame_buffers_closed);
+  EXPECT_GE(answered, 1u) << "the limit holds more than one frame begun";
+  EXPECT_EQ(n.eng->stats().transfers, answered * 8192) << "nothing of the closed sessions' requests";
+  auto fresh = n.connect();
+  ASSERT_TRUE(fresh);
+  expect_serves(*fresh, 1);
+}
+
 TEST(server, handshake_failures) {
   net n;
   auto good = n.connect();
