@@ -40,6 +40,7 @@ uint64_t from_be(const MDB_val& v) {
 std::string lmdb_error(const char* what, int rc) {
   std::string e = std::string("snapshot: ") + what + ": " + mdb_strerror(rc);
   if (rc == MDB_MAP_FULL) e += " (the store's map is full: raise --snapshot-map-gib)";
+  if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID) e += std::string(": ") + snapshot_damaged;
   return e;
 }
 
@@ -93,7 +94,7 @@ bool check_row(int table_no, uint64_t key, MDB_val* val, std::string* error) {
     }
   }
   *error = std::string("snapshot: row ") + std::to_string(key) + " of table " + table_label(table_no) + " (" +
-           std::to_string(val->mv_size) + " bytes) " + snapshot_row_damaged + ": the snapshot file is damaged";
+           std::to_string(val->mv_size) + " bytes) fails its check: " + snapshot_damaged;
   return false;
 }
 
@@ -144,6 +145,25 @@ struct read_cursor {
   }
 };
 
+// The store's file holds every page its newest commit names: empty if so, else why not.
+// LMDB maps the file and reads the pages a commit names without comparing them with the
+// file's length, so a file cut short (a copy that ran out of disk, a restore of part of
+// it) took the process down with SIGBUS at its first read past the end, instead of
+// being refused. A commit's pages reach the file before its meta page does, so a whole
+// file never fails this.
+std::string cut_short(MDB_env* env, const std::string& dir) {
+  MDB_envinfo info{};
+  MDB_stat st{};
+  struct stat file {};
+  const std::string path = dir + "/data.mdb";
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0 || ::stat(path.c_str(), &file) != 0) return {};
+  const uint64_t needed = (uint64_t(info.me_last_pgno) + 1) * st.ms_psize;
+  if (uint64_t(file.st_size) >= needed) return {};
+  return "snapshot: " + path + " is " + std::to_string(file.st_size) + " bytes, but its newest commit names pages up to " +
+         std::to_string(needed) + " bytes: " + snapshot_damaged + " (cut short: a partial copy or restore?); nothing " +
+         "was read from it. Put the whole file back";
+}
+
 }  // namespace
 
 const char* table_name(table t) {
@@ -175,6 +195,12 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
   if (rc == 0) rc = mdb_env_set_mapsize(s->env_, map_bytes);
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
+  if (rc == 0) {
+    if (auto why = cut_short(s->env_, dir); !why.empty()) {
+      *error = std::move(why);
+      return nullptr;
+    }
+  }
   // A process killed inside a read transaction leaves its slot in the reader table
   // (clear_stale_readers says why that matters).
   if (rc == 0) rc = clear_stale_readers(s->env_, &s->stale_readers_cleared_);
@@ -350,6 +376,10 @@ std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS | MDB_RDONLY | (no_lock_file ? MDB_NOLOCK : 0), 0644);
   if (rc != 0) {
     *error = lmdb_error(("open " + dir + " read-only").c_str(), rc);
+    return nullptr;
+  }
+  if (auto why = cut_short(s->env_, dir); !why.empty()) {
+    *error = std::move(why);
     return nullptr;
   }
   MDB_txn* txn = nullptr;

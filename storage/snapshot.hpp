@@ -66,9 +66,10 @@ constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 constexpr uint32_t snapshot_format_version = 12;
 constexpr uint32_t snapshot_format_oldest = 4;
 constexpr size_t snapshot_row_check_bytes = 4;  // each row's check, after its bytes
-// In the error of a read that found a row failing its check (a damaged file, not an
-// unreadable one: mesob-log tells them apart).
-constexpr const char* snapshot_row_damaged = "fails its check";
+// In the error of a read that found the store's file damaged (a row failing its check,
+// LMDB finding a page that is not one, the file cut short), not merely unreadable (no
+// permission, out of memory): mesob-log tells them apart.
+constexpr const char* snapshot_damaged = "the snapshot file is damaged";
 
 struct snapshot_meta {
   uint64_t magic = snapshot_magic;

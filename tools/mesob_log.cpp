@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     auto snap = snapshot_store::open_read_only(snap_dir, &error);
     if (snap) meta = snap->read_meta(&error);
     if (!error.empty()) {
-      const bool damaged = error.find(snapshot_row_damaged) != std::string::npos;
+      const bool damaged = error.find(snapshot_damaged) != std::string::npos;
       std::printf("%s: the snapshot in %s: %s\n", damaged ? "DAMAGED" : "CANNOT READ", snap_dir.c_str(), error.c_str());
       return damaged ? 1 : 3;
     }

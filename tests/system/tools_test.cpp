@@ -435,6 +435,12 @@ TEST(mesob_log, snapshot_rows_names_every_damaged_row) {
   EXPECT_NE(damaged.out.find(", 2 failing their checks"), std::string::npos) << damaged.out;
   EXPECT_NE(damaged.out.find("51 records, 54 operations, lsn 1..51 verified"), std::string::npos)
       << "the log is still checked\n" << damaged.out;
+  // The file cut short (a partial copy): damaged, with both sizes, instead of SIGBUS.
+  std::filesystem::resize_file(dir.path() + "/snapshot/data.mdb", 8192);
+  auto cut = run(log);
+  EXPECT_EQ(WEXITSTATUS(cut.status), 1) << cut.out;
+  EXPECT_NE(cut.out.find("DAMAGED: the snapshot in"), std::string::npos) << cut.out;
+  EXPECT_NE(cut.out.find("is 8192 bytes, but its newest commit names pages up to"), std::string::npos) << cut.out;
 }
 
 // mesob-log checks the log against the snapshot as recovery does, and opens nothing for

@@ -678,3 +678,43 @@ TEST(snapshot, a_store_of_a_format_not_read_is_refused_unchanged) {
     EXPECT_EQ(raw_size(d.path(), "meta", 0), sizeof(snapshot_meta));
   }
 }
+
+// A store whose file was cut short (a copy that ran out of disk) is refused, naming both
+// sizes, by the engine's open and by a read-only one, and left as it was: before, the
+// process died of SIGBUS at its first read past the file's end. Whole again, it opens.
+TEST(snapshot, a_store_cut_short_is_refused_naming_its_sizes) {
+  temp_dir d;
+  std::string err;
+  {
+    auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+    ASSERT_TRUE(s) << err;
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    const std::string row(1000, 'r');
+    for (uint64_t k = 0; k < 2000; ++k) ASSERT_TRUE(w->append(table::transfers, k, bytes(row))) << w->error();
+    snapshot_meta m;
+    m.lsn = 1;
+    m.next_serial = 2000;
+    ASSERT_TRUE(w->commit(m)) << w->error();
+  }
+  const std::string file = d.path() + "/data.mdb", whole = d.path() + "/whole.mdb";
+  ASSERT_GT(std::filesystem::file_size(file), 1u << 20);
+  std::filesystem::copy_file(file, whole);
+  std::filesystem::resize_file(file, 16384);
+  EXPECT_FALSE(snapshot_store::open(d.path(), 1 << 26, &err));
+  EXPECT_NE(err.find("cut short"), std::string::npos) << err;
+  EXPECT_NE(err.find("is 16384 bytes"), std::string::npos) << err;
+  err.clear();
+  EXPECT_FALSE(snapshot_store::open_read_only(d.path(), &err));
+  EXPECT_NE(err.find("cut short"), std::string::npos) << err;
+  EXPECT_EQ(std::filesystem::file_size(file), 16384u) << "refused, the file is left as it was";
+  std::filesystem::rename(whole, file);
+  auto s = snapshot_store::open(d.path(), 1 << 26, &err);
+  ASSERT_TRUE(s) << err;
+  uint64_t rows = 0;
+  ASSERT_TRUE(s->scan(table::transfers, [&](uint64_t, std::span<const uint8_t>) {
+    ++rows;
+    return true;
+  }, &err)) << err;
+  EXPECT_EQ(rows, 2000u);
+}
