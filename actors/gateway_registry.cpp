@@ -223,7 +223,10 @@ result registry::apply(const wire::gateway_op& op, uint64_t ts, uint16_t rules) 
       if (kept) g.former_accounts = std::move(formers);
       break;
     }
-    case wire::gateway_op_kind::rotate_secret: g.secret.assign(op.secret, op.secret + op.secret_bytes); break;
+    case wire::gateway_op_kind::rotate_secret:
+      g.secret.assign(op.secret, op.secret + op.secret_bytes);
+      g.secret_rotated_at = ts;
+      break;
     case wire::gateway_op_kind::disable:
       g.enabled = false;
       g.disabled_at = ts;

@@ -88,6 +88,10 @@ struct gateway {
   // no session outlives the process. (A shard compares it only before and after one
   // batch of changes, which a snapshot's 0 does not disturb.)
   uint64_t disabled_at = 0;
+  // Engine time of its latest secret rotation (0: none since the start), likewise: a
+  // session logged in with the secret before closes once it differs, so that rotating a
+  // secret that leaked ends the sessions opened with it.
+  uint64_t secret_rotated_at = 0;
 
   [[nodiscard]] const wire::gateway_currency* serves(wire::currency_code c) const {
     for (const auto& gc : currencies)

@@ -185,6 +185,7 @@ struct session {
   uint32_t registered = 0;  // a registry gateway's number (its session counts for payout routing)
   uint32_t gateway_number = 0;  // a registry gateway's number, whatever its roles (0: the config file's)
   uint64_t gateway_disabled_at = 0;  // its gateway's disabled_at at login (actors/gateway_registry.hpp)
+  uint64_t gateway_secret_at = 0;    // and its secret_rotated_at
   std::shared_ptr<const actors::gateways::registry> seen_registry;  // as of its last frame
   bool subscriber = false;  // sent a Subscribe: the event hub hears when it closes
   wire::frame_reader reader;
@@ -999,7 +1000,7 @@ class server_impl {
   }
 
   // A registry gateway's session follows the registry as it changes: disabled (or gone),
-  // the session is closed; its roles are the registry's now. Checked at each frame it
+  // or its secret rotated, the session is closed; its roles are the registry's now. Checked at each frame it
   // sends, when the registry changed since the last one (one pointer compare otherwise).
   bool still_registered(session& s, uint64_t request_id) {
     if (s.gateway_number == 0) return true;  // a config file's gateway
@@ -1012,6 +1013,14 @@ class server_impl {
       queue_frame(s, frame_kind::error, request_id,
                   wire::error_body({protocol_error::role_denied,
                                     "gateway " + s.gateway + " was disabled since this session opened: it closes"}));
+      close_after_flush(s);
+      return false;
+    }
+    if (g->secret_rotated_at != s.gateway_secret_at) {
+      st_errors_.fetch_add(1, std::memory_order_relaxed);
+      queue_frame(s, frame_kind::error, request_id,
+                  wire::error_body({protocol_error::role_denied, "the secret of gateway " + s.gateway +
+                                                                     " was changed since this session opened: it closes"}));
       close_after_flush(s);
       return false;
     }
@@ -1199,7 +1208,7 @@ class server_impl {
     uint32_t roles = 0;
     std::shared_ptr<const actors::gateways::registry> reg;
     uint32_t number = 0;
-    uint64_t disabled_at = 0;
+    uint64_t disabled_at = 0, secret_at = 0;
     if (const auto it = gateways_.find(a.gateway_id); it != gateways_.end()) {
       // A name both in the config file and in the registry (a config line added after
       // the registration) is two gateways under one name: on the client port neither may
@@ -1223,6 +1232,7 @@ class server_impl {
         roles = g->roles;
         number = g->number;
         disabled_at = g->disabled_at;
+        secret_at = g->secret_rotated_at;
       }
     }
     // The MAC is computed for an unknown id too, against a secret no gateway has, so that
@@ -1268,6 +1278,7 @@ class server_impl {
     s.roles = roles;
     s.gateway_number = number;
     s.gateway_disabled_at = disabled_at;
+    s.gateway_secret_at = secret_at;
     s.seen_registry = std::move(reg);
     if (logs_sessions) {
       s.registered = number;

@@ -504,11 +504,28 @@ TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
     EXPECT_EQ(m.code, admin_code::failed);
     EXPECT_NE(m.message.find("settlement_account_in_use (another gateway settles to it, or did"), std::string::npos)
         << m.message;
+    auto tb_before = wire::client::connect(o, &err);  // a second session with the old secret
+    ASSERT_TRUE(tb_before) << err;
     m = admin(*ops, "gateway secret", {"telebirr"});
     ASSERT_EQ(m.code, admin_code::ok);
     rotated_hex = cell(m, "credentials (shown once)", "secret_hex");
     EXPECT_NE(rotated_hex, secret_hex);
     EXPECT_FALSE(wire::client::connect(o, &err));  // the old secret
+    // The sessions opened with the old secret end: at their next frame, or within a tick
+    // of the server's timer. Before, they stayed until the gateway was disabled.
+    dep.reference = 56;
+    r = tb->call(wire::deposits_body(std::vector{dep}));
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.error.code, wire::protocol_error::role_denied) << r.failure;
+    EXPECT_NE(r.error.message.find("was changed since this session opened"), std::string::npos) << r.error.message;
+    EXPECT_TRUE(tb->closed_by_server());
+    EXPECT_TRUE(tb_before->closed_by_server()) << "a quiet one too, at the timer";
+    auto rotated = wire::client::connect(options(d.port(), "telebirr", rotated_hex), &err);
+    ASSERT_TRUE(rotated) << err;
+    dep.reference = 57;
+    r = rotated->call(wire::deposits_body(std::vector{dep}));
+    ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+    EXPECT_EQ(r.reply.results.at(0), wire::result::ok) << "the new secret's session is served";
     EXPECT_EQ(admin(*ops, "gateway disable", {"telebirr"}).code, admin_code::ok);
     EXPECT_FALSE(wire::client::connect(options(d.port(), "telebirr", rotated_hex), &err));
     EXPECT_EQ(admin(*ops, "gateway enable", {"telebirr"}).code, admin_code::ok);
