@@ -202,6 +202,7 @@ result book::apply(const wire::instrument_op& op, uint64_t t, bool* repeated) {
       *repeated = true;
       return result::ok;
     }
+    if (rules_ >= rules_instrument_tradable && !tradable(op)) return result::lot_invalid;
     const std::string sym = symbol_of(op);
     if (by_symbol_.count(sym)) return result::symbol_in_use;
     if (by_id_.size() >= instruments_max) return result::instruments_full;

@@ -50,6 +50,11 @@ constexpr uint32_t instruments_max = 65'536;
 constexpr uint64_t tick_max = 1'000'000'000ull;
 constexpr uint64_t lot_max = 1'000'000'000ull;
 constexpr uint64_t notional_max = 1ull << 53;  // a price (ticks x tick) in minor units
+// Whether the smallest order of a definition (one lot at one tick) is within notional_max
+// (rules_instrument_tradable: one past it could never trade).
+[[nodiscard]] inline bool tradable(const wire::instrument_op& def) {
+  return (unsigned __int128)def.tick * def.lot <= notional_max;
+}
 constexpr uint32_t move_bp_max = 10'000;
 constexpr uint32_t window_ms_max = 86'400'000;      // 1 day
 constexpr uint32_t stale_ms_max = 7 * 86'400'000;   // 7 days
@@ -99,6 +104,11 @@ struct instrument {
   slice window[window_slices] = {};
 
   [[nodiscard]] uint64_t stale_ns() const { return uint64_t(def.stale_ms) * ns_per_ms; }
+  // The price it trades at: the last one taken outside a move halt (band_ticks), else the
+  // last one. They differ only after a print that began a move halt, or came during one,
+  // until the next price: fills are banded around this one (rules version 11), orders
+  // checked against it (rules_reference_price) and rebalances valued at it.
+  [[nodiscard]] uint64_t reference_ticks() const { return band_ticks != 0 ? band_ticks : last_ticks; }
   // Why it does not trade at engine time t (0: it trades).
   [[nodiscard]] uint8_t reasons(uint64_t t) const;
   // When `reasons` next changes by time alone (UINT64_MAX: not by time), given that it

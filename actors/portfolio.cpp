@@ -42,7 +42,7 @@ size_t book::memory_bytes() const {
 std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t first_id, const rebalance_inputs& in) {
   // Prices of what counts: the model's instruments and those held, in the currency.
   struct line {
-    uint64_t id, unit, held, free, lot, last, tick;  // unit: minor units per unit at the last price
+    uint64_t id, unit, held, free, lot, last, tick;  // last: the reference price; unit: minor units a unit at it
     uint32_t weight;
     bool trades;
   };
@@ -52,9 +52,13 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     const market::instrument* ins = in.market->find(id);
     if (!ins || ins->def.currency != in.currency) return;
     const position* p = b.find(id);
-    line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, ins->last_ticks, ins->def.tick,
-           0, false};
-    const uint64_t unit = notional(1, ins->last_ticks, ins->def.tick);
+    // Valued, and its orders' limits set, at the price its fills are banded around (a
+    // look-up: no rules version); before, the last price, so after a print that began a
+    // move halt a rebalance valued the line at that print and planned orders that could
+    // not fill.
+    const uint64_t price = ins->reference_ticks();
+    line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, price, ins->def.tick, 0, false};
+    const uint64_t unit = notional(1, price, ins->def.tick);
     l.unit = unit == UINT64_MAX ? 0 : unit;
     l.trades = l.unit != 0 && ins->reasons(in.t) == 0 && !(p && (p->buying != 0 || p->reserved != 0));
     const auto w = in.model->find(id);
@@ -174,8 +178,10 @@ result book::check(const wire::order& o, const order_inputs& in) const {
   const uint8_t why = ins->reasons(in.t);
   if (why & (wire::halt_reasons::manual | wire::halt_reasons::move)) return result::instrument_halted;
   if (why & wire::halt_reasons::stale) return result::price_stale;
-  if (o.type == wire::order_type::market &&
-      (buying(o) ? ins->last_ticks > o.limit_ticks : ins->last_ticks < o.limit_ticks))
+  // (Against the price fills are banded around, rules_reference_price; before, the last
+  // price, which after a print that began a move halt is that print.)
+  const uint64_t price = in.rules >= rules_reference_price ? ins->reference_ticks() : ins->last_ticks;
+  if (o.type == wire::order_type::market && (buying(o) ? price > o.limit_ticks : price < o.limit_ticks))
     return result::price_limit_exceeded;
   // 5. position and money
   const position* p = find(o.instrument_id);

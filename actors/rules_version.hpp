@@ -241,6 +241,15 @@ constexpr uint16_t rules_escrow_capacity = 31;
 // owes nothing is nothing_owed (group_not_active). A refused payment is a transfer
 // record, its code kept: older records keep theirs.
 constexpr uint16_t rules_round_closed_codes = 31;
-constexpr uint16_t rules_newest = 31;
+// Orders: a market order's limit is checked against the instrument's reference price
+// (market::instrument::reference_ticks: the last price taken outside a move halt), the
+// price its fills are banded around. Before, against the last price, which after a print
+// that began a move halt (until the next price, once the halt ended or was lifted) is
+// that print: sane orders were refused price_limit_exceeded. And an instrument whose
+// smallest order (one lot at one tick) passes notional_max is refused lot_invalid: it
+// could never trade, and its id and symbol were taken for good.
+constexpr uint16_t rules_reference_price = 32;
+constexpr uint16_t rules_instrument_tradable = 32;
+constexpr uint16_t rules_newest = 32;
 
 }  // namespace mesob::actors

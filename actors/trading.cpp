@@ -516,10 +516,9 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   const market::instrument* ins = market.find(e->o.instrument_id);
   MESOB_ASSERT(ins != nullptr);  // instruments are never removed
   if (a.quantity % ins->def.lot != 0) return result::lot_size_invalid;
-  // The band's anchor: the last price taken outside a move halt (rules version 11; before,
-  // the last price, so a bad print that halted the instrument moved the band to itself).
-  const uint64_t anchor =
-      rules_ >= rules_portfolio_close_and_sells && ins->band_ticks != 0 ? ins->band_ticks : ins->last_ticks;
+  // The band's anchor: the reference price (rules version 11; before, the last price, so a
+  // bad print that halted the instrument moved the band to itself).
+  const uint64_t anchor = rules_ >= rules_portfolio_close_and_sells ? ins->reference_ticks() : ins->last_ticks;
   if (anchor != 0) {
     const unsigned __int128 band = (unsigned __int128)anchor * ins->def.move_bp / 10'000;
     const uint64_t lo = anchor - uint64_t(std::min<unsigned __int128>(band, anchor));

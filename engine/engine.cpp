@@ -2481,7 +2481,7 @@ class engine_impl {
     std::unordered_set<std::string> symbols;
     for (const auto& op : ops) {
       if (op.kind != wire::instrument_op_kind::define || actors::market::check_op_fields(op) != result::ok ||
-          seq_market_.find(op.instrument_id) || ids.count(op.instrument_id))
+          !actors::market::tradable(op) || seq_market_.find(op.instrument_id) || ids.count(op.instrument_id))
         continue;
       const std::string sym = actors::market::symbol_of(op);
       if (seq_market_.symbol_taken(sym) || symbols.count(sym) ||

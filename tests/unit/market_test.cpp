@@ -174,6 +174,25 @@ TEST(Market, DefineIsIdempotentAndSymbolsUnique) {
   EXPECT_EQ(m.events[0].ref.lo, 10u);
 }
 
+// An instrument whose smallest order (one lot at one tick) passes notional_max could
+// never trade: refused lot_invalid (rules_instrument_tradable), taking no id nor symbol.
+// Before, it was defined, and its id and symbol were taken for good.
+TEST(Market, AnInstrumentThatCouldNeverTradeIsRefused) {
+  const auto big = [](uint64_t id, const char* symbol, uint64_t tick, uint64_t lot) {
+    return actors::market::definition(id, symbol, wire::asset_class::equity, wire::currency("ETB"), tick, lot,
+                                      {1000, 8000, 5000, 2000});
+  };
+  recorder m;
+  EXPECT_EQ(m.op(big(1, "HUGE", 1'000'000'000, 1'000'000'000), t0), result::lot_invalid);
+  EXPECT_EQ(m.b.find(1), nullptr);
+  EXPECT_EQ(m.op(big(1, "HUGE", 1'000'000'000, 9'007'199), t0), result::ok) << "2^53 and under: it trades";
+  EXPECT_EQ(m.op(big(2, "OVER", 1'000'000'000, 9'007'200), t0), result::lot_invalid);
+  EXPECT_TRUE(m.events.size() == 1 && m.events[0].type == wire::event_type::instrument_defined);
+  recorder older;
+  older.b.set_rules(actors::rules_instrument_tradable - 1);
+  EXPECT_EQ(older.op(big(1, "HUGE", 1'000'000'000, 1'000'000'000), t0), result::ok) << "as its record was decided";
+}
+
 TEST(Market, NoPriceIsStaleAndTheFirstPriceStartsTrading) {
   recorder m;
   ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);

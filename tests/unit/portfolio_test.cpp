@@ -164,6 +164,55 @@ TEST(Portfolio, EveryRefusalInItsOrder) {
   EXPECT_EQ(b.check(buy, w.in(1'000'000)), result::exists_with_different_fields);
 }
 
+// After a print that began a move halt, lifted by hand before the next price, the
+// instrument trades at its reference price (the last before the print), the price its
+// fills are banded around: a market order is checked against it (rules_reference_price;
+// before, against the print, and a buy limited near the reference was refused), and a
+// rebalance values the line and sets its orders' limits at it (before, at the print:
+// limits its fills could never meet). The next price is the reference again.
+TEST(Portfolio, OrdersAreCheckedAndRebalancesValuedAtTheReferencePrice) {
+  world w;  // ETEL at 100 (tick 2, lot 10; a move of 10% halts it for a minute)
+  bool rep = false;
+  ASSERT_EQ(w.mkt.apply(wire::price{7, 200, 2}, t0 + 2), result::ok);
+  wire::instrument_op resume;
+  resume.instrument_id = 7;
+  resume.kind = wire::instrument_op_kind::resume;
+  ASSERT_EQ(w.mkt.apply(resume, t0 + 3, &rep), result::ok);
+  const market::instrument* ins = w.mkt.find(7);
+  ASSERT_EQ(ins->reasons(t0 + 4), 0);
+  EXPECT_EQ(ins->last_ticks, 200u);
+  EXPECT_EQ(ins->reference_ticks(), 100u);
+  book b;
+  const auto buy = order(1, wire::order_side::buy, 10, 110, wire::order_type::market);
+  EXPECT_EQ(b.check(buy, w.in(1'000'000, t0 + 4)), result::ok);
+  auto older = w.in(1'000'000, t0 + 4);
+  older.rules = rules_reference_price - 1;
+  EXPECT_EQ(b.check(buy, older), result::price_limit_exceeded) << "against the print, by older rules";
+  EXPECT_EQ(b.check(order(2, wire::order_side::buy, 10, 99, wire::order_type::market), w.in(1'000'000, t0 + 4)),
+            result::price_limit_exceeded);
+  // A rebalance into it: one buy, limited at the reference and the slippage (1%).
+  const std::map<uint64_t, uint32_t> model{{7, 10'000}};
+  portfolio::rebalance_inputs in;
+  in.model = &model;
+  in.market = &w.mkt;
+  in.currency = wire::currency("ETB");
+  in.cash = 50'000;
+  in.t = t0 + 4;
+  in.drift_bp = 100;
+  in.slippage_bp = 100;
+  in.expires_s = 60;
+  const auto planned = portfolio::plan_rebalance(b, 5, 100, in);
+  ASSERT_EQ(planned.size(), 1u);
+  EXPECT_EQ(planned[0].side, wire::order_side::buy);
+  EXPECT_EQ(planned[0].limit_ticks, 101u) << "the reference and 1%, not the print's";
+  EXPECT_GT(planned[0].quantity, 200u) << "sized at the reference: about 50,000 / (101 x 2)";
+  EXPECT_LE(planned[0].quantity * 101 * 2, in.cash);
+  // The next price, outside the halt: the reference from then on.
+  ASSERT_EQ(w.mkt.apply(wire::price{7, 190, 3}, t0 + 5), result::ok);
+  EXPECT_EQ(ins->reference_ticks(), 190u);
+  EXPECT_EQ(b.check(buy, w.in(1'000'000, t0 + 6)), result::price_limit_exceeded);
+}
+
 TEST(Portfolio, OpenOrdersAreBounded) {
   world w;
   book b;
