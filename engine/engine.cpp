@@ -2086,12 +2086,29 @@ class engine_impl {
         checkpoint_error_last_ = err;
       }
       if (err.empty() && flush_failed_ && flush_retry_) note_flush({});  // the cut's commit wrote the records
+      warn_map_use();
       for (auto& p : cut_waiters_[c.get()]) p.set_value(err);
       cut_waiters_.erase(c.get());
       ck_done_cv_.notify_all();
       uncache_appended_rows(lk);
     }
   }
+
+  // After a checkpoint (checkpoint thread): the snapshot store's map 80% used or more is
+  // said on stderr, once until it is under again. At the map every checkpoint and records
+  // flush fails and writes stop once the resident window is full; the metrics show it
+  // (mesob_snapshot_used_bytes against mesob_snapshot_map_bytes).
+  void warn_map_use() {
+    const auto u = snap_->usage();
+    if (u.nearly_full() == map_warned_) return;
+    map_warned_ = u.nearly_full();
+    if (map_warned_)
+      std::fprintf(stderr,
+                   "mesobd: the snapshot store's pages reach %llu bytes of its %llu-byte map (80%% or more): raise "
+                   "--snapshot-map-gib at the next start, before it fills (a full map stops every write)\n",
+                   static_cast<unsigned long long>(u.used), static_cast<unsigned long long>(u.map));
+  }
+  bool map_warned_ = false;  // (checkpoint thread)
 
   // A records flush's outcome (checkpoint thread, ck_mu_ held): a failure sets the next
   // try's time; a success after failures says so.
@@ -4993,6 +5010,14 @@ engine_stats engine::stats() {
   for (auto& sh : impl_->shards_) s.memory_bytes_shards += sh->stats().memory_bytes;
   s.memory_bytes_window = impl_->records_->memory_bytes();
   s.transfers_in_snapshot = impl_->flushed_serial_.load();
+  {
+    std::shared_lock lk(impl_->snap_read_mu_);
+    if (impl_->snap_) {
+      const auto u = impl_->snap_->usage();
+      s.snapshot_map_bytes = u.map;
+      s.snapshot_used_bytes = u.used;
+    }
+  }
   s.records_flush_failures = impl_->flush_failures_.load(std::memory_order_relaxed);
   s.writes_refused = impl_->writes_refused_.load();
   s.snapshot_rows_unreadable = impl_->rows_unreadable_.load(std::memory_order_relaxed);

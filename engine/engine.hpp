@@ -220,6 +220,9 @@ struct engine_stats {
   double checkpoint_seconds_last = 0;   // the last checkpoint's writing (LMDB commit included)
   double checkpoint_seconds_total = 0;  // every checkpoint's, this run (failed ones too)
   uint64_t transfers_in_snapshot = 0;  // records flushed to LMDB (older ones are not resident)
+  // The snapshot store's map (--snapshot-map-gib) and its bytes up to the newest commit's
+  // last page (storage::snapshot_store::usage): at the map, every write stops.
+  uint64_t snapshot_map_bytes = 0, snapshot_used_bytes = 0;
   uint64_t records_flush_failures = 0;  // records flushes that failed (each is tried again)
   bool writes_refused = false;  // storage failed: writes get engine_failed until restart
   std::string writes_refused_why;  // the failure that refused them (the first)

@@ -178,6 +178,11 @@ std::string render_metrics(engine& e, const server* client, const server* admin,
         st.checkpoint_seconds_total);
   x.one("mesob_checkpoint_pause_seconds_max", "gauge", "Longest shard pause of a checkpoint cut since start.",
         double(st.checkpoint_pause_us_max) / 1e6);
+  x.one("mesob_snapshot_map_bytes", "gauge", "The snapshot store's map (--snapshot-map-gib).",
+        double(st.snapshot_map_bytes));
+  x.one("mesob_snapshot_used_bytes", "gauge",
+        "The snapshot store's bytes up to its newest commit's last page: at the map every write stops.",
+        double(st.snapshot_used_bytes));
   x.family("mesob_memory_bytes", "gauge", "Memory the engine accounts for, by part.");
   x.sample(double(st.memory_bytes_shards), label("part", "shards"));
   x.sample(double(st.memory_bytes_window), label("part", "record_window"));

@@ -187,6 +187,13 @@ const char* table_name(table t) {
   return "?";
 }
 
+snapshot_store::usage_bytes snapshot_store::usage() const {
+  MDB_envinfo info{};
+  MDB_stat st{};
+  if (mdb_env_info(env_, &info) != 0 || mdb_env_stat(env_, &st) != 0) return {};
+  return {uint64_t(info.me_mapsize), (uint64_t(info.me_last_pgno) + 1) * st.ms_psize};
+}
+
 std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uint64_t map_bytes,
                                                      std::string* error) {
   ::mkdir(dir.c_str(), 0755);

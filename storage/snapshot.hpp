@@ -122,6 +122,16 @@ class snapshot_store {
   snapshot_store(const snapshot_store&) = delete;
   snapshot_store& operator=(const snapshot_store&) = delete;
 
+  // The map's size, and the bytes up to the newest commit's last page: LMDB reuses pages
+  // freed below that first, and a commit that needs pages past the map fails
+  // MDB_MAP_FULL (every checkpoint and records flush then fails until a restart with a
+  // larger --snapshot-map-gib). From any thread.
+  struct usage_bytes {
+    uint64_t map = 0, used = 0;
+    [[nodiscard]] bool nearly_full() const { return used >= map / 5 * 4; }  // 80% or more
+  };
+  [[nodiscard]] usage_bytes usage() const;
+
   // The newest snapshot's meta, or nullopt for an empty store. Read-only, the rows' format
   // is read again in the same transaction: an engine's start may have converted the store
   // since it was opened.

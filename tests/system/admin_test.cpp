@@ -946,6 +946,32 @@ TEST(metrics, a_render_gives_up_on_an_engine_that_does_not_answer) {
 // The Prometheus endpoint: the exposition's families and samples, figures that move
 // with traffic, a payout desk's held payouts, and bad requests answered precisely while
 // the engine keeps serving.
+// The snapshot store's map and its pages in use, as the metrics show them: the map is
+// the setting, and a checkpoint of more records takes more of it.
+TEST(metrics, the_snapshot_stores_map_and_its_use_are_shown) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 100);
+  std::string err;
+  ASSERT_TRUE(e->checkpoint(&err)) << err;
+  const std::string before = render_answered(*e);
+  EXPECT_EQ(exposition_sample(before, "mesob_snapshot_map_bytes"), double(cfg.snapshot_map_gib << 30)) << before;
+  const double used = exposition_sample(before, "mesob_snapshot_used_bytes");
+  EXPECT_GT(used, 0) << before;
+  EXPECT_EQ(e->stats().snapshot_used_bytes, uint64_t(used));
+  for (uint64_t k = 0; k < 20; ++k) {
+    std::vector<wire::transfer> t;
+    for (uint64_t i = 1; i <= 1000; ++i) t.push_back(make_transfer(k * 1000 + i, 1 + i % 100, 1 + (i + 1) % 100, 1));
+    ASSERT_EQ(e->create_transfers(t).results.at(0), wire::result::ok);
+  }
+  ASSERT_TRUE(e->checkpoint(&err)) << err;
+  const std::string after = render_answered(*e);
+  EXPECT_GT(exposition_sample(after, "mesob_snapshot_used_bytes"), used + 100'000) << "20,000 records, packed";
+  e->close();
+}
+
 TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requests) {
   temp_dir dir;
   live_mesobd d(dir.path(), two_gateways());

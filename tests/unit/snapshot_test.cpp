@@ -718,3 +718,35 @@ TEST(snapshot, a_store_cut_short_is_refused_naming_its_sizes) {
   }, &err)) << err;
   EXPECT_EQ(rows, 2000u);
 }
+
+// usage(): the map's size and the bytes up to the newest commit's last page, growing
+// with what commits write; at 80% of the map nearly_full() says so, before MDB_MAP_FULL
+// stops every write.
+TEST(snapshot, usage_grows_with_commits_and_says_when_the_map_is_nearly_full) {
+  temp_dir d;
+  std::string err;
+  auto s = snapshot_store::open(d.path(), 4u << 20, &err);
+  ASSERT_TRUE(s) << err;
+  auto u = s->usage();
+  EXPECT_EQ(u.map, 4u << 20);
+  EXPECT_GT(u.used, 0u);
+  EXPECT_FALSE(u.nearly_full()) << u.used;
+  const std::string row(3000, 'r');
+  uint64_t key = 0, last_used = u.used;
+  for (int commit = 0; commit < 100 && !s->usage().nearly_full(); ++commit) {
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    for (int i = 0; i < 50; ++i, ++key) ASSERT_TRUE(w->append(table::transfers, key, bytes(row))) << w->error();
+    snapshot_meta m;
+    m.lsn = uint64_t(commit) + 1;
+    m.next_serial = key;
+    ASSERT_TRUE(w->commit(m)) << w->error();
+    u = s->usage();
+    EXPECT_GT(u.used, last_used) << "appended rows take pages past the last";
+    EXPECT_LE(u.used, u.map);
+    last_used = u.used;
+  }
+  u = s->usage();
+  EXPECT_TRUE(u.nearly_full()) << u.used << " of " << u.map;
+  EXPECT_GE(u.used * 5, u.map * 4);
+}
