@@ -510,6 +510,10 @@ bool snapshot_store::scan(table t, const std::function<bool(uint64_t, std::span<
 bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
                                std::string* error, std::optional<uint64_t> end_key, uint64_t begin_key, bool check,
                                uint64_t rows_max, std::optional<uint64_t>* next_key) {
+  if (next_key) next_key->reset();
+  // A table a read-only store does not have: no rows (its handle would be LMDB's table
+  // of tables, whose entries are the tables' names).
+  if (absent_[int(t)]) return true;
   read_cursor rd(env_, dbi_[int(t)], &stale_readers_cleared_);
   if (!rd.open(error)) return false;
   MDB_cursor* cur = rd.cur;
@@ -520,7 +524,6 @@ bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::
   bool ok = true;
   uint64_t rows = 0;
   MESOB_ASSERT(rows_max == UINT64_MAX || next_key);
-  if (next_key) next_key->reset();
   for (rc = mdb_cursor_get(cur, &key, &val, begin_key != 0 ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
     if (key.mv_size != 8) {
@@ -544,7 +547,8 @@ bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::
     }
     if (!fn(from_be(key), {static_cast<const uint8_t*>(val.mv_data), val.mv_size})) {
       ok = false;
-      if (error->empty()) *error = std::string("snapshot: bad row in table ") + table_name(t);
+      if (error->empty())
+        *error = std::string("snapshot: bad row ") + std::to_string(from_be(key)) + " in table " + table_name(t);
       break;
     }
   }
@@ -578,6 +582,7 @@ bool snapshot_store::verify_rows(table t, const std::function<void(uint64_t, con
 }
 
 bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::string* bytes, std::string* error) {
+  if (absent_[int(t)]) return false;  // no rows (scan_rows says why)
   read_cursor rd(env_, dbi_[int(t)], &stale_readers_cleared_);
   if (!rd.open(error)) return false;
   be_key k(key_v);
@@ -600,6 +605,7 @@ bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::
 }
 
 bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error) {
+  if (absent_[int(t)]) return false;  // no rows (scan_rows says why)
   MDB_txn* txn = nullptr;
   int rc = begin_read(env_, &txn, &stale_readers_cleared_);
   if (rc != 0) {
@@ -641,6 +647,7 @@ bool snapshot_store::writer::put(table t, uint64_t key_v, std::span<const uint8_
 }
 
 bool snapshot_store::writer::get(table t, uint64_t key_v, std::string* out) {
+  error_.clear();  // absent says so by an empty error(), whatever failed before
   be_key k(key_v);
   MDB_val key = k.val(), val{};
   const int rc = mdb_get(txn_, store_->dbi_[int(t)], &key, &val);

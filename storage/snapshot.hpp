@@ -27,7 +27,9 @@
 //                            start, once)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
-// (LMDB MVCC); there is one writer at a time (the engine's checkpoint thread).
+// (LMDB MVCC); LMDB lets one write transaction run at a time (the engine's checkpoint
+// thread's, and at start the recovery thread's filling in what an older build left out,
+// record_rows.hpp: each waits for the other).
 //
 // Every row's bytes (meta's too) are followed on the disk by a 4-byte CRC-32C of the
 // table, the key and the bytes (format 12), checked by every read: LMDB checks nothing of
@@ -80,7 +82,7 @@ struct snapshot_meta {
   uint64_t clock_ns = 0;     // engine clock after record `lsn`
   uint64_t next_serial = 0;  // first transfer serial not yet assigned
   uint64_t accounts = 0;     // rows in `accounts`, checked on load
-  uint64_t transfers = 0;    // rows in `transfers`, checked on load
+  uint64_t transfers = 0;    // transfer records in `transfers` (the next serial), checked on load
 };
 static_assert(sizeof(snapshot_meta) == 88);
 
