@@ -250,6 +250,11 @@ constexpr uint16_t rules_round_closed_codes = 31;
 // could never trade, and its id and symbol were taken for good.
 constexpr uint16_t rules_reference_price = 32;
 constexpr uint16_t rules_instrument_tradable = 32;
+// Deposits: a deposit credits a customer wallet (customer_wallet_required otherwise).
+// Before, any account but the gateway's settlement account: another gateway's settlement
+// account, its own former one, a fee or system account, each counted in the gateway's
+// reconciliation as deposited.
+constexpr uint16_t rules_deposit_to_wallet = 32;
 constexpr uint16_t rules_newest = 32;
 
 }  // namespace mesob::actors

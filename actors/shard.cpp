@@ -1135,6 +1135,10 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
     else if (escrow(in.cr)) in.verdict_credit = result::group_account_reserved;
   }
   if (r.debit_shard == index_ && escrow(in.dr)) in.verdict_debit = result::group_account_reserved;
+  // A deposit credits a customer wallet (rules_deposit_to_wallet).
+  if (r.credit_shard == index_ && b.gateway && rules_ >= rules_deposit_to_wallet && in.cr &&
+      in.cr->kind != account_kind::customer_wallet && in.verdict_credit == result::ok && gateways::deposit_id(t.id))
+    in.verdict_credit = result::customer_wallet_required;
   limit_verdicts(b, o, in);
   pending_room_verdict(b, o, in);
 }

@@ -219,11 +219,27 @@ TEST_F(gateway_engine, bad_deposits_get_precise_errors_and_change_nothing) {
   ASSERT_EQ(e().gateways({moved}).results.at(0), result::ok);
   EXPECT_EQ(e().deposit("telebirr", {make_deposit(1, 1, 100)}).results.at(0), result::ok);
   EXPECT_EQ(balance(1), 100u);
+  // A deposit credits a customer wallet: not the gateway's former settlement account, nor
+  // a fee or system account (before, any account but its settlement account, each
+  // counted in the gateway's reconciliation as deposited).
+  auto fee = make_account(50);
+  fee.kind = wire::account_kind::fee;
+  auto sys = make_account(51);
+  sys.kind = wire::account_kind::system;
+  for (auto r : e().create_accounts({fee, sys}).results) ASSERT_EQ(r, result::ok);
+  EXPECT_EQ(e().deposit("telebirr", {make_deposit(20, settlement_etb, 100), make_deposit(21, 50, 100),
+                                     make_deposit(22, 51, 100), make_deposit(23, 1, 100)})
+                .results,
+            (std::vector<result>{result::customer_wallet_required, result::customer_wallet_required,
+                                 result::customer_wallet_required, result::ok}));
+  EXPECT_EQ(balance(50), 0u);
+  EXPECT_EQ(balance(51), 0u);
+  EXPECT_EQ(balance(1), 200u);
   // A client may not write into the deposits' id space, nor fake a deposit.
   wire::transfer fake = make_transfer(0, settlement_etb, 1, 1000);
   fake.id = deposit_transfer_id(1, 12345);
   EXPECT_EQ(e().create_transfers({fake}).results.at(0), result::id_reserved);
-  EXPECT_EQ(balance(1), 100u);
+  EXPECT_EQ(balance(1), 200u);
   EXPECT_TRUE(e().check_balances().balanced);
 }
 
