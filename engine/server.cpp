@@ -956,6 +956,7 @@ class server_impl {
 
   // Takes whole frames off the session's buffer while it may.
   void process(session& s) {
+    if (stopping_) refuse_buffered(s);
     while (!s.closing && !s.close_after_flush && may_read(s)) {
       wire::frame_reader::frame f;
       const auto st = s.reader.next(&f);
@@ -1984,7 +1985,27 @@ class server_impl {
       listen_fd_ = -1;
     }
     for (auto& sp : sessions_)
-      if (sp && sp->fd >= 0 && !sp->closing) pause_recv(*sp);
+      if (sp && sp->fd >= 0 && !sp->closing) {
+        pause_recv(*sp);
+        refuse_buffered(*sp);
+      }
+  }
+  // A stop takes no more frames: the whole ones a session holds (taken off its socket
+  // behind its limits before the stop, or by a receive that completed after it) are each
+  // answered shutting_down, so that their senders know they were not applied and can
+  // send them again once the server is back; pings and acks are dropped. Before, they
+  // went unanswered with the session's close. Up to out_bytes_max queued to it.
+  void refuse_buffered(session& s) {
+    while (!s.closing && !s.close_after_flush && s.out_bytes < cfg_.out_bytes_max) {
+      wire::frame_reader::frame f;
+      if (s.reader.next(&f) != wire::frame_reader::status::frame) break;
+      const auto k = frame_kind(f.header.kind);
+      if ((k == frame_kind::request || k == frame_kind::admin_request || k == frame_kind::subscribe) &&
+          f.header.request_id != 0)
+        protocol_fault(s, f.header.request_id, protocol_error::shutting_down,
+                       "the server is stopping: this frame was not taken (nothing of it applied); send it again "
+                       "once the server is back");
+    }
   }
 
   void request_stop() {

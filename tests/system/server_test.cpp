@@ -1327,6 +1327,57 @@ TEST(server, a_stop_with_input_unread_answers_what_it_took_and_ends_with_a_fin) 
   EXPECT_EQ(eng->lookup_accounts({2}).accounts.at(0).credits_posted, 7u) << "the unread transfer is not applied";
 }
 
+// A stop answers shutting_down to each whole frame a session holds and had not taken
+// (here behind the engine's in-flight limit of one), at once, so that its sender knows
+// it was not applied; the request taken is answered as ever once the engine is. Before,
+// the untaken frames went unanswered with the session's close.
+TEST(server, a_stop_answers_the_frames_it_holds_untaken_shutting_down) {
+  temp_dir dir;
+  test::sequencer_gate gate;
+  auto eng = gate.open_engine_on(dir.path());
+  ASSERT_TRUE(eng);
+  engine::server_config scfg;
+  scfg.port = 0;
+  scfg.engine_in_flight_max = 1;
+  scfg.gateways = {{"pay", pay_secret, wire::roles::payments}};
+  std::string err;
+  auto srv = engine::server::start(*eng, scfg, &err);
+  ASSERT_TRUE(srv) << err;
+  wire::client::options o;
+  o.port = srv->port();
+  o.gateway = "pay";
+  o.secret = pay_secret;
+  o.timeout_ms = 10'000;
+  auto c = wire::client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
+  auto let_go = gate.release_at_exit();
+  // Two requests and a ping in one write: the first is taken, the rest wait behind it.
+  auto both = wire::encode_frame(wire::frame_kind::request, 500,
+                                 wire::create_transfers_body(std::vector{make_transfer(100, 1, 2, 7)}));
+  const auto second = wire::encode_frame(wire::frame_kind::request, 501,
+                                         wire::create_transfers_body(std::vector{make_transfer(101, 1, 2, 9)}));
+  const auto ping = wire::encode_frame(wire::frame_kind::ping, 502, {});
+  both.insert(both.end(), second.begin(), second.end());
+  both.insert(both.end(), ping.begin(), ping.end());
+  ASSERT_TRUE(c->send_bytes(both, &err)) << err;
+  for (int i = 0; i < 500 && srv->stats().requests < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_EQ(srv->stats().requests, 2u) << "the first transfer was not taken";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(srv->stats().requests, 2u) << "the second waits behind the in-flight limit";
+  std::thread stopper([&] { srv->stop(); });
+  const auto b = c->wait(501);
+  EXPECT_FALSE(b.ok);
+  EXPECT_EQ(b.error.code, protocol_error::shutting_down) << b.failure << b.error.message;
+  EXPECT_NE(b.error.message.find("nothing of it applied"), std::string::npos) << b.error.message;
+  let_go.reset();
+  const auto a = c->wait(500);
+  EXPECT_TRUE(a.ok) << a.failure << a.error.message;
+  stopper.join();
+  EXPECT_EQ(eng->lookup_accounts({2}).accounts.at(0).credits_posted, 7u) << "the second transfer is not applied";
+}
+
 // Past handshakes_max the session evicted is the oldest of the address holding the most
 // handshakes: a flood of silent connections from one address pushes out its own, and a
 // gateway on another address a round trip from its auth gets in. Before, the oldest of
