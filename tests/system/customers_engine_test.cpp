@@ -338,3 +338,67 @@ TEST(customers_policy, AnEmptiedPolicyIsWrittenOverTheOldOne) {
   ASSERT_TRUE(actors::customers::policy::decode(r.policy, &p, &err)) << err;
   EXPECT_EQ(p.model(uint8_t(wire::risk_profile::moderate)), (actors::customers::model_weights{{8, 6000}}));
 }
+
+// A gateway's deposit is checked like any transfer in: into a wallet of tier 1 (a
+// balance of at most 5,000) holding 4,000, a deposit of 1,001 is refused
+// exceeds_balance_limit and changes nothing (the wallet's balance, the gateway's float,
+// the wallet's day's outflow), and the room it did not take is still there: 1,000 under
+// a new reference brings the wallet to 5,000 exactly, and one unit more is refused.
+// Wallets on both shards (a on 0, c on 1); b, without a tier, takes 6,000. Breaking it:
+// deposits let past the tier checks (as the engine's own transfers are) would take the
+// 1,001, and the wallet would hold 5,001.
+TEST_F(customers_engine, ADepositPastTheTiersBalanceLimitIsRefusedAndChangesNothing) {
+  constexpr uint64_t settlement = 7001;  // the gateway's ETB settlement account (made by its registration)
+  const auto reg = e().gateways({test::make_gateway_registration("telebirr", settlement)});
+  ASSERT_EQ(reg.st, engine::status::ok);
+  ASSERT_EQ(reg.results.at(0), result::ok);
+  ASSERT_EQ(e().customers({kyc(a_, 1), kyc(c_, 1)}).results, (std::vector<result>{result::ok, result::ok}));
+  const auto deposit = [](uint64_t reference, uint64_t wallet, uint64_t amount) {
+    wire::deposit d{};
+    d.reference = reference;
+    d.wallet = wallet;
+    d.amount = amount;
+    d.currency = wire::currency("ETB");
+    return d;
+  };
+  const auto balance = [&](uint64_t id) -> uint64_t {
+    const auto found = e().lookup_accounts({id});
+    EXPECT_EQ(found.results.at(0), result::ok) << id;
+    const wire::account acct = found.accounts.at(0);
+    return acct.credits_posted + acct.credits_pending - acct.debits_posted;
+  };
+  const auto float_held = [&]() -> uint64_t {  // what the gateway holds for us: its account's debits
+    const wire::account acct = e().lookup_accounts({settlement}).accounts.at(0);
+    return acct.debits_posted - acct.credits_posted;
+  };
+  auto r = e().deposit("telebirr", {deposit(1, a_, 4000), deposit(2, c_, 4000), deposit(3, b_, 6000)});
+  ASSERT_EQ(r.st, engine::status::ok);
+  ASSERT_EQ(r.results, (std::vector<result>{result::ok, result::ok, result::ok})) << "b has no tier: no limit";
+  ASSERT_EQ(balance(a_), 4000u);
+  ASSERT_EQ(balance(c_), 4000u);
+  ASSERT_EQ(float_held(), 14'000u);
+  // One past the limit each: refused, nothing moves.
+  r = e().deposit("telebirr", {deposit(11, a_, 1001)});
+  ASSERT_EQ(r.st, engine::status::ok);
+  EXPECT_EQ(r.results.at(0), result::exceeds_balance_limit) << "a (shard 0) would hold 5,001";
+  r = e().deposit("telebirr", {deposit(12, c_, 1001)});
+  ASSERT_EQ(r.st, engine::status::ok);
+  EXPECT_EQ(r.results.at(0), result::exceeds_balance_limit) << "c (shard 1) would hold 5,001";
+  EXPECT_EQ(balance(a_), 4000u);
+  EXPECT_EQ(balance(c_), 4000u);
+  EXPECT_EQ(float_held(), 14'000u) << "the gateway's float moved";
+  EXPECT_EQ(customer(a_).outflow_today, 0u);
+  EXPECT_EQ(customer(c_).outflow_today, 0u);
+  // The room the refusals did not take: up to the limit exactly, then not a unit more.
+  r = e().deposit("telebirr", {deposit(21, a_, 1000), deposit(22, c_, 1000)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::ok}));
+  EXPECT_EQ(balance(a_), 5000u);
+  EXPECT_EQ(balance(c_), 5000u);
+  r = e().deposit("telebirr", {deposit(31, a_, 1), deposit(32, c_, 1)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::exceeds_balance_limit, result::exceeds_balance_limit}));
+  EXPECT_EQ(balance(a_), 5000u);
+  EXPECT_EQ(balance(c_), 5000u);
+  EXPECT_EQ(float_held(), 16'000u);
+  const auto check = e().check_balances();
+  EXPECT_TRUE(check.balanced) << check.detail;
+}

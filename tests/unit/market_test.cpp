@@ -480,3 +480,40 @@ TEST(Market, RandomPricesRestartedFromBytesDecideTheSame) {
   a.b.for_each([&](const actors::market::instrument& in) { halts += in.halts; });
   EXPECT_GT(halts, 0u) << "seed " << seed;
 }
+
+// The market holds at most instruments_max (65,536) instruments: with that many defined,
+// one more is refused instruments_full and takes nothing (no id: it is still unknown and
+// refused the same way again, not answered as a repeat; no symbol: its symbol stays
+// free; no event), while a definition of one already held is still its repeat. Breaking
+// it: without the bound the 65,537th is defined (ok, the size grows); a check made after
+// the symbol is taken leaves the symbol taken by an instrument that does not exist.
+TEST(Market, OneInstrumentPastInstrumentsMaxIsRefusedAndTakesNothing) {
+  size_t defined = 0;
+  book b;
+  b.set_events([&](wire::event&& e) { defined += e.type == wire::event_type::instrument_defined; });
+  bool repeated = false;
+  const uint64_t most = actors::market::instruments_max;
+  for (uint64_t id = 1; id <= most; ++id)
+    ASSERT_EQ(b.apply(define(id, ("S" + std::to_string(id)).c_str()), t0, &repeated), result::ok) << id;
+  ASSERT_EQ(b.size(), most);
+  ASSERT_EQ(defined, most);
+  const std::string sym = "S" + std::to_string(most + 1);
+  ASSERT_FALSE(b.symbol_taken(sym));
+  EXPECT_EQ(b.apply(define(most + 1, sym.c_str()), t0 + 1, &repeated), result::instruments_full);
+  EXPECT_FALSE(repeated);
+  EXPECT_EQ(b.size(), most);
+  EXPECT_EQ(b.find(most + 1), nullptr) << "the refused id is not held";
+  EXPECT_FALSE(b.symbol_taken(sym)) << "the refused symbol stays free";
+  EXPECT_EQ(defined, most) << "no event for the refused one";
+  // The same again: refused the same way, not a repeat of a definition made.
+  EXPECT_EQ(b.apply(define(most + 1, sym.c_str()), t0 + 2, &repeated), result::instruments_full);
+  EXPECT_FALSE(repeated);
+  // Another new one under another symbol: refused too.
+  EXPECT_EQ(b.apply(define(most + 2, "OTHER"), t0 + 2, &repeated), result::instruments_full);
+  EXPECT_FALSE(b.symbol_taken("OTHER"));
+  // One already held, defined again: its repeat, full or not.
+  EXPECT_EQ(b.apply(define(1, "S1"), t0 + 3, &repeated), result::ok);
+  EXPECT_TRUE(repeated);
+  EXPECT_EQ(b.size(), most);
+  EXPECT_EQ(defined, most);
+}

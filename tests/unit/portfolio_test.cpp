@@ -753,3 +753,124 @@ TEST(TradingRows, AClosedOrderStaysWhileItsChainIsOwed) {
   EXPECT_TRUE(t.find(5, 1)->settle_refused);
   EXPECT_EQ(t.settle_refusals(), 1u);
 }
+
+// Units already held count toward a buy's position limit, not only the open buys: with
+// 100 units held (a buy filled in full, nothing open), a buy of 360 at 110 x 2 that fits
+// alone (79,200 of 100,000) is refused exceeds_position_limit (460 x 220 = 101,200), one
+// of 350 (450 x 220 = 99,000) goes, and once 10 units are sold the 360 fits again.
+// Breaking it: a check that counted only open buys (dropped `p->quantity`) would accept
+// the 360 here, since nothing is open.
+TEST(Portfolio, UnitsHeldCountTowardABuysPositionLimit) {
+  world w;
+  book b;
+  const auto big = order(2, wire::order_side::buy, 360, 110);
+  ASSERT_EQ(b.check(big, w.in(1'000'000)), result::ok) << "alone it is within the limit";
+  const auto first = order(1, wire::order_side::buy, 100, 110);
+  ASSERT_EQ(b.check(first, w.in(1'000'000)), result::ok);
+  b.accept(first, 2);
+  result r{};
+  uint64_t left = 0;
+  EXPECT_EQ(b.fill(1, 100, 110, &r, &left), 22'000u);
+  ASSERT_EQ(r, result::ok);
+  ASSERT_EQ(b.order(1)->st, portfolio::order_state::filled);
+  ASSERT_EQ(b.open_orders(), 0u);
+  const portfolio::position* p = b.find(7);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(p->quantity, 100u);
+  ASSERT_EQ(p->buying, 0u) << "nothing open: only the units held can count";
+  EXPECT_EQ(b.check(big, w.in(1'000'000)), result::exceeds_position_limit) << "100 held + 360 at 220 > 100,000";
+  EXPECT_EQ(b.check(order(3, wire::order_side::buy, 350, 110), w.in(1'000'000)), result::ok)
+      << "100 held + 350 at 220 = 99,000";
+  // Units that leave (a sell filled) give the room back.
+  const auto sell = order(4, wire::order_side::sell, 10, 90);
+  ASSERT_EQ(b.check(sell, w.in(0)), result::ok);
+  b.accept(sell, 2);
+  EXPECT_EQ(b.fill(4, 10, 100, &r, &left), 2'000u);
+  ASSERT_EQ(r, result::ok);
+  ASSERT_EQ(b.find(7)->quantity, 90u);
+  EXPECT_EQ(b.check(big, w.in(1'000'000)), result::ok) << "90 held + 360 at 220 = 99,000";
+}
+
+// A broker's fill must be whole lots of the instrument (lot 10): fills of 15 and of 5
+// units of an open buy of 100 are refused lot_size_invalid and move nothing (no fill
+// kept, the hold whole, no chain owed, no units held), and the refused fill id is still
+// free for a fill of 10, which goes. Breaking it: without the table's lot check the book
+// (which checks only the open quantity and the limit) would take the 15 units.
+TEST(TradingAnswers, ABrokersFillOfPartOfALotIsRefused) {
+  trading_world w;
+  auto& t = w.t;
+  t.placed(order(1, wire::order_side::buy, 100, 110), 2, t0 + 2);
+  EXPECT_EQ(w.answer(1, wire::order_answer_kind::fill, 1, 15, 100), result::lot_size_invalid);
+  EXPECT_EQ(w.answer(1, wire::order_answer_kind::fill, 2, 5, 100), result::lot_size_invalid);
+  const portfolio::order_entry* e = t.find(5, 1);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->st, portfolio::order_state::open);
+  EXPECT_EQ(e->filled, 0u);
+  EXPECT_TRUE(e->fills.empty());
+  EXPECT_EQ(e->held, 22'000u) << "100 x 110 x 2, all still held";
+  EXPECT_EQ(t.fills(), 0u);
+  EXPECT_TRUE(t.chains_owed().empty());
+  ASSERT_NE(t.book_of(5), nullptr);
+  ASSERT_NE(t.book_of(5)->find(7), nullptr);
+  EXPECT_EQ(t.book_of(5)->find(7)->quantity, 0u);
+  // Whole lots go, under the fill id a refusal did not take.
+  ASSERT_EQ(w.answer(1, wire::order_answer_kind::fill, 1, 10, 100), result::ok);
+  e = t.find(5, 1);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->filled, 10u);
+  EXPECT_EQ(e->fills.size(), 1u);
+  EXPECT_EQ(t.fills(), 1u);
+  EXPECT_EQ(t.chains_owed().size(), 1u);
+  EXPECT_EQ(t.book_of(5)->find(7)->quantity, 10u);
+}
+
+// An order takes at most fills_max fills. An order of fills_max + 1 lots (taken by the
+// rules before version 13, refused order_lots_past_fills since, and still open in books
+// written then) filled a lot at a time by its broker has its fills_max + 1st fill refused
+// too_many_fills, moving nothing: no fill kept, the hold and the position as they were,
+// no chain owed; a fill taken before sent again is still its repeat. Breaking it: without
+// the table's count the book (which bounds only the quantity) would take the fill, and
+// the order would hold more fills than a row may.
+TEST(TradingAnswers, AnOrderTakesAtMostFillsMaxFills) {
+  trading_world w;
+  auto& t = w.t;
+  customers::policy roomy;  // a position limit the order's 2,050,000 is within
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::profile;
+  p.number = uint8_t(wire::risk_profile::moderate);
+  p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
+  p.position_max = 1ull << 50;
+  bool rep = false;
+  ASSERT_EQ(roomy.apply(p, &rep), result::ok);
+  const uint64_t most = portfolio::fills_max;
+  const auto big = order(1, wire::order_side::buy, 10 * (most + 1), 100);
+  auto in = w.in(UINT64_MAX);
+  in.policy = &roomy;
+  in.rules = rules_orders_within_fills - 1;
+  ASSERT_EQ(t.check(big, in), result::ok) << "taken by the rules of then";
+  in.rules = rules_newest;
+  ASSERT_EQ(t.check(big, in), result::order_lots_past_fills) << "refused by today's";
+  t.placed(big, 2, t0 + 2);
+  for (uint64_t f = 1; f <= most; ++f) ASSERT_EQ(w.answer(1, wire::order_answer_kind::fill, f, 10, 100), result::ok) << f;
+  const portfolio::order_entry* e = t.find(5, 1);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(e->st, portfolio::order_state::open);
+  ASSERT_EQ(e->fills.size(), most);
+  ASSERT_EQ(e->open_quantity(), 10u) << "one lot left";
+  const uint64_t held = e->held;
+  const size_t owed = t.chains_owed().size();
+  ASSERT_EQ(owed, most) << "one chain a fill";
+  EXPECT_EQ(w.answer(1, wire::order_answer_kind::fill, most + 1, 10, 100), result::too_many_fills);
+  e = t.find(5, 1);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->st, portfolio::order_state::open);
+  EXPECT_EQ(e->fills.size(), most);
+  EXPECT_EQ(e->filled, 10 * most);
+  EXPECT_EQ(e->held, held);
+  EXPECT_EQ(t.fills(), most);
+  EXPECT_EQ(t.chains_owed().size(), owed);
+  EXPECT_EQ(t.book_of(5)->find(7)->quantity, 10 * most);
+  // A fill it took, sent again, is still answered as the repeat it is.
+  EXPECT_EQ(w.answer(1, wire::order_answer_kind::fill, 1, 10, 100), result::ok);
+  EXPECT_EQ(t.fills(), most);
+}
