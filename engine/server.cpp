@@ -655,7 +655,7 @@ class server_impl {
         open_session(res);
       }
       accept_failed_in_row_ = 0;
-    } else {
+    } else if (!stopping_) {  // (a stop's close of the listening socket ends the accept: no failure)
       st_accept_failures_.fetch_add(1, std::memory_order_relaxed);
       const bool resources = res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
       if ((resources || ++accept_failed_in_row_ >= accept_failures_in_row_max) && !accept_waits_) {

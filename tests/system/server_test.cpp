@@ -1273,6 +1273,7 @@ TEST(server, connection_limit_and_graceful_stop) {
   EXPECT_EQ(answered, 20);
   EXPECT_EQ(n.eng->lookup_accounts({2}).accounts.at(0).credits_posted, 20u);
   EXPECT_FALSE(wire::client::connect(n.opts(), &err)) << "no new connections after stop";
+  EXPECT_EQ(n.srv->stats().accept_failures, 0u) << "closing the listening socket is no failed accept";
 }
 
 // A stop answers the requests it took and then closes each session with a FIN, even when
