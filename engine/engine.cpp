@@ -1379,12 +1379,15 @@ class engine_impl {
       // The market decides (actors/market.hpp): every shard's copy, shard 0's results.
       case op_kind::instrument_ops:
         // The sequencer's own copy of the instruments' definitions: orders' holds need
-        // their ticks (nothing else of it is read).
+        // their ticks (nothing else of it is read). Decided by the batch's rules, as the
+        // shards' copies are (a definition an older build took must be taken in replay).
+        seq_market_.set_rules(b.rules);
         for (uint32_t i = 0; i < b.count; ++i) {
           bool repeated = false;
           if (b.instrument_ops[i].kind == wire::instrument_op_kind::define)
             (void)seq_market_.apply(b.instrument_ops[i], b.timestamp_base + i, &repeated);
         }
+        seq_market_.set_rules(actors::rules_newest);
         b.results.assign(b.count, result::ok);
         break;
       case op_kind::prices: b.results.assign(b.count, result::ok); break;
