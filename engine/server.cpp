@@ -846,7 +846,9 @@ class server_impl {
   // held with nothing in them go, and those of sessions closing (they take no more
   // frames); then the sessions holding the most of a frame not yet whole are closed
   // (frame_buffers_full) until the rest hold less. A session whose buffered frames are
-  // whole is waiting for the server, not the other way round: never closed for this.
+  // whole, or that the server stopped reading (its limits, a stop: what it holds of its
+  // next frame came with the last one's end), is waiting for the server, not the other
+  // way round: never closed for this.
   // Called at the end of a round of completions (never while a frame is being handled:
   // its body lives in the buffer).
   void enforce_in_limit() {
@@ -866,7 +868,7 @@ class server_impl {
       session* most = nullptr;
       for (auto& sp : sessions_) {
         if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || sp->reader.buffered() == 0 ||
-            sp->reader.has_frame())
+            sp->reader.has_frame() || !may_read(*sp))
           continue;
         if (!most || sp->reader_bytes > most->reader_bytes) most = sp.get();
       }
@@ -975,6 +977,7 @@ class server_impl {
     // (what is left is part of a frame that cannot come whole).
     if (s.peer_done && !s.closing && !s.close_after_flush && !s.reader.has_frame()) close_after_flush(s);
     if (!may_read(s)) pause_recv(s);
+    count_reader(s);  // (taking a frame may copy a misaligned body into the reader)
   }
 
   void protocol_fault(session& s, uint64_t request_id, protocol_error code, const std::string& message) {

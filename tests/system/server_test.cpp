@@ -907,7 +907,13 @@ TEST(server, frames_begun_past_the_total_close_the_sessions_holding_the_most) {
   }
   for (int i = 0; i < 500 && n.srv->stats().frame_buffers_closed == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Settled: the buffers unchanged for 300 ms (every byte sent taken in, on a loaded host
+  // too), before telling closed sessions from open ones.
+  for (int i = 0, still = 0; i < 500 && still < 6; ++i) {
+    const uint64_t held = n.srv->stats().frame_buffer_bytes;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    still = n.srv->stats().frame_buffer_bytes == held ? still + 1 : 0;
+  }
   ASSERT_GE(n.srv->stats().frame_buffers_closed, 1u);
   EXPECT_LE(n.srv->stats().frame_buffer_bytes, cfg.in_bytes_total_max);
   size_t closed = 0, answered = 0;
