@@ -6,11 +6,15 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -145,24 +149,76 @@ struct read_cursor {
   }
 };
 
-// The store's file holds every page its newest commit names: empty if so, else why not.
-// LMDB maps the file and reads the pages a commit names without comparing them with the
-// file's length, so a file cut short (a copy that ran out of disk, a restore of part of
-// it) took the process down with SIGBUS at its first read past the end, instead of
-// being refused. A commit's pages reach the file before its meta page does, so a whole
-// file never fails this.
-std::string cut_short(MDB_env* env, const std::string& dir) {
-  MDB_envinfo info{};
-  MDB_stat st{};
-  struct stat file {};
-  const std::string path = dir + "/data.mdb";
-  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0 || ::stat(path.c_str(), &file) != 0) return {};
-  const uint64_t needed = (uint64_t(info.me_last_pgno) + 1) * st.ms_psize;
-  if (uint64_t(file.st_size) >= needed) return {};
-  return "snapshot: " + path + " is " + std::to_string(file.st_size) + " bytes, but its newest commit names pages up to " +
-         std::to_string(needed) + " bytes: " + snapshot_damaged + " (cut short: a partial copy or restore?); nothing " +
-         "was read from it. Put the whole file back";
+// Reads of a store's map that fault (SIGBUS): past the end of a file cut short (a copy
+// that ran out of disk, part of a restore), or a page the disk failed to read. LMDB reads
+// the pages a commit names through its map without comparing them with the file's
+// length, and no comparison of lengths could tell (a file may end before the last page
+// number a commit names, on pages that commit took and freed, which LMDB never writes),
+// so such a read took the process down with a bare SIGBUS. The maps of the stores open
+// are registered here; a fault in one says which file, on stderr, and ends the process
+// with exit status 1 (as a damaged file stops a start: nothing read from it was used). A
+// fault elsewhere is left to the handler before, or the default.
+namespace bus_guard {
+constexpr int slots = 16;
+struct slot {
+  std::atomic<bool> taken{false};
+  std::atomic<uintptr_t> begin{0};
+  uintptr_t end = 0;
+  char message[640] = {};
+  size_t length = 0;
+};
+slot table[slots];
+struct sigaction before {};
+std::once_flag installed;
+
+void on_bus(int sig, siginfo_t* info, void* context) {
+  const auto at = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (const slot& s : table) {
+    const uintptr_t b = s.begin.load(std::memory_order_acquire);
+    if (b != 0 && at >= b && at < s.end) {
+      (void)!::write(STDERR_FILENO, s.message, s.length);
+      ::_exit(1);
+    }
+  }
+  if (before.sa_flags & SA_SIGINFO) {
+    if (before.sa_sigaction) return before.sa_sigaction(sig, info, context);
+  } else if (before.sa_handler != SIG_DFL && before.sa_handler != SIG_IGN && before.sa_handler) {
+    return before.sa_handler(sig);
+  }
+  ::signal(SIGBUS, SIG_DFL);  // the fault again, as if no handler were here
 }
+
+// Registers [addr, addr + bytes) as `path`'s map: the slot, or -1 (all taken: that map is
+// not guarded).
+int add(void* addr, size_t bytes, const std::string& path) {
+  std::call_once(installed, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_bus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGBUS, &sa, &before);
+  });
+  for (int i = 0; i < slots; ++i) {
+    slot& s = table[i];
+    if (s.taken.exchange(true, std::memory_order_acq_rel)) continue;
+    const std::string m = "snapshot: " + path + " could not be read through its map (SIGBUS): " + snapshot_damaged +
+                          " (cut short: a partial copy or restore?) or the disk failed to read it; stopped with " +
+                          "nothing read from it used. Put the whole file back\n";
+    s.length = std::min(m.size(), sizeof s.message);
+    std::memcpy(s.message, m.data(), s.length);
+    s.end = reinterpret_cast<uintptr_t>(addr) + bytes;
+    s.begin.store(reinterpret_cast<uintptr_t>(addr), std::memory_order_release);
+    return i;
+  }
+  return -1;
+}
+
+void remove(int i) {
+  if (i < 0) return;
+  table[i].begin.store(0, std::memory_order_release);
+  table[i].taken.store(false, std::memory_order_release);
+}
+}  // namespace bus_guard
 
 }  // namespace
 
@@ -202,12 +258,7 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env_, 32);
   if (rc == 0) rc = mdb_env_set_mapsize(s->env_, map_bytes);
   if (rc == 0) rc = mdb_env_open(s->env_, dir.c_str(), MDB_NOTLS, 0644);
-  if (rc == 0) {
-    if (auto why = cut_short(s->env_, dir); !why.empty()) {
-      *error = std::move(why);
-      return nullptr;
-    }
-  }
+  if (rc == 0) s->guard_map(dir);  // before any read of a page
   // A process killed inside a read transaction leaves its slot in the reader table
   // (clear_stale_readers says why that matters).
   if (rc == 0) rc = clear_stale_readers(s->env_, &s->stale_readers_cleared_);
@@ -258,7 +309,6 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
     return nullptr;
   }
   s->rows_checked_ = true;
-  s->find_map(dir);
   return s;
 }
 
@@ -385,10 +435,7 @@ std::unique_ptr<snapshot_store> snapshot_store::open_read_only(const std::string
     *error = lmdb_error(("open " + dir + " read-only").c_str(), rc);
     return nullptr;
   }
-  if (auto why = cut_short(s->env_, dir); !why.empty()) {
-    *error = std::move(why);
-    return nullptr;
-  }
+  s->guard_map(dir);  // before any read of a page
   MDB_txn* txn = nullptr;
   rc = begin_read(s->env_, &txn, &s->stale_readers_cleared_);
   if (rc == 0) rc = mdb_dbi_open(txn, "meta", 0, &s->dbi_meta_);
@@ -472,7 +519,13 @@ void snapshot_store::find_map(const std::string& dir) {
   }
 }
 
+void snapshot_store::guard_map(const std::string& dir) {
+  find_map(dir);
+  if (map_addr_ != nullptr) bus_slot_ = bus_guard::add(map_addr_, map_bytes_, dir + "/data.mdb");
+}
+
 snapshot_store::~snapshot_store() {
+  bus_guard::remove(bus_slot_);
   if (env_) mdb_env_close(env_);
 }
 

@@ -202,6 +202,10 @@ class snapshot_store {
  private:
   snapshot_store() = default;
   void find_map(const std::string& dir);
+  // find_map, and its map registered with the SIGBUS guard (snapshot.cpp): a read that
+  // faults (the file cut short, the disk failing) says which file and exits 1.
+  void guard_map(const std::string& dir);
+  int bus_slot_ = -1;
   bool read_row_format(MDB_txn* txn, bool* found, std::string* error);
   bool convert_rows(MDB_txn* txn, std::string* error);
   // Checks a row read from table number `table_no` (tables' own numbers; meta is
