@@ -784,6 +784,15 @@ size_t event_log::apply_retention() {
   size_t dropped = 0;
   // Oldest first, each removal durable before the next: a power cut never leaves a
   // segment whose later neighbour is gone (a gap, which open refuses).
+  // A segment out of the log whose file could not be removed stays on the disk (its
+  // events are whole: a start would take them back): none after it goes until it does,
+  // so the directory never holds a segment whose later neighbour is gone.
+  if (!removal_failed_.empty()) {
+    if (!remove_segment_file(removal_failed_)) return 0;
+    removal_failed_.clear();
+    bytes_.fetch_sub(std::min(bytes_.load(), removal_failed_bytes_));
+    removal_unsynced_ = true;
+  }
   if (removal_unsynced_) {
     if (!fsync_dir(opt_.dir)) return 0;
     removal_unsynced_ = false;
@@ -815,9 +824,13 @@ size_t event_log::apply_retention() {
       first_offset_.store((index + 1) * seg + 1, std::memory_order_release);
       readers_.erase(index);
     }
-    ::unlink(path.c_str());
-    bytes_.fetch_sub(std::min(bytes_.load(), size));
     ++dropped;
+    if (!remove_segment_file(path)) {
+      removal_failed_ = path;  // (out of the log all the same: first_offset_ moved)
+      removal_failed_bytes_ = size;
+      break;
+    }
+    bytes_.fetch_sub(std::min(bytes_.load(), size));
     if (!fsync_dir(opt_.dir)) {
       std::fprintf(stderr, "mesobd: %s\n",
                    errno_text("cannot sync the directory after removing", path).c_str());
@@ -826,6 +839,21 @@ size_t event_log::apply_retention() {
     }
   }
   return dropped;
+}
+
+// Removes a segment's file: false (said on stderr) if it is still there.
+bool event_log::remove_segment_file(const std::string& path) {
+  int why = 0;
+  if (auto& probe = failure_probes::instance().event_unlink_failures;
+      probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0)
+    why = EIO;
+  else if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    why = errno;
+  if (why == 0) return true;
+  errno = why;
+  std::fprintf(stderr, "mesobd: %s; trying again at the next retention pass\n",
+               errno_text("cannot remove the event log segment", path).c_str());
+  return false;
 }
 
 uint64_t event_log::files_bytes() const {

@@ -119,7 +119,10 @@ class event_log {
   // a step of the wall clock, which the engine clock does not follow, drops nothing
   // early (an idle engine's stream ages when it writes again). Returns how many. Each
   // removal is made durable (the directory synced) before the next: one whose sync
-  // failed stops the drops until a later call's sync succeeds.
+  // failed stops the drops until a later call's sync succeeds, and one whose file could
+  // not be removed (out of the log all the same) until a later call removes it. Before,
+  // a failed removal went unseen and the next segment's went on: the directory then held
+  // a segment whose later neighbour was gone, which the next start refuses.
   size_t apply_retention();
 
   // ---- any thread
@@ -224,6 +227,9 @@ class event_log {
   bool unsynced_ = false;           // the open segment was written since the last sync (the ones before never are)
   bool dir_dirty_ = false;          // a segment was created since the last sync
   bool removal_unsynced_ = false;   // a dropped segment's removal is not durable yet (its directory sync failed)
+  std::string removal_failed_;      // a dropped segment whose file could not be removed: tried again first
+  uint64_t removal_failed_bytes_ = 0;  // its size, still counted in bytes_
+  bool remove_segment_file(const std::string& path);
   std::atomic<uint64_t> durable_end_{1};
   std::atomic<uint64_t> written_end_{1};
   std::atomic<uint64_t> first_offset_{1};

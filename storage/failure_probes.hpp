@@ -18,6 +18,7 @@ struct failure_probes {
   std::atomic<int> rows_commit_failures{0};
   std::atomic<int> drop_rename_failures{0};  // the next renames of dropped log segments fail (EIO)
   std::atomic<int> dir_sync_failures{0};     // the next directory syncs (fsync_dir) fail (EIO)
+  std::atomic<int> event_unlink_failures{0};  // the event log's next removals of segments by retention fail (EIO)
   std::atomic<int> drop_sync_failures{0};    // the next directory syncs of dropped log segments' renames fail
   std::atomic<int> prezero_failures{0};      // the next pre-zeroings of log segments fail (ENOSPC)
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment

@@ -484,6 +484,36 @@ TEST(EventLog, RetentionStopsWhereARemovalIsNotDurable) {
   EXPECT_EQ(rec.first_offset, 385u);
 }
 
+// A segment whose file retention could not remove stops the drops after it (its events
+// are out of the log, its file still there) until a later call removes it, so the
+// directory never holds a segment whose later neighbour is gone, and a start after the
+// failure opens. Before, the failed removal went unseen and the next one went on: the
+// start refused the log ("segment ... is missing").
+TEST(EventLog, RetentionStopsWhereASegmentsFileCouldNotBeRemoved) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  const uint64_t limit = write_five_segments(dir.path());
+  {
+    auto log = open_log(dir.path(), &rec, 128, limit);
+    auto& probe = failure_probes::instance().event_unlink_failures;
+    probe = 2;  // the first removal, and the next call's first try again
+    EXPECT_EQ(log->apply_retention(), 1u);
+    EXPECT_EQ(log->first_offset(), 129u) << "out of the log";
+    EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 0))) << "its file is still there";
+    EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 1))) << "none after it went";
+    EXPECT_EQ(log->apply_retention(), 0u);
+    EXPECT_EQ(probe.load(), 0);
+    EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
+  }
+  {
+    auto again = open_log(dir.path(), &rec, 128, limit);  // the start takes segment 0 back
+    EXPECT_EQ(rec.first_offset, 1u);
+    EXPECT_EQ(again->apply_retention(), 3u) << "removed this time, and the rest over the limit";
+    EXPECT_EQ(again->first_offset(), 385u);
+    EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 0)));
+  }
+}
+
 TEST(EventLog, CutBackToTheMiddleOfAChunkKeepsTheEventsBeforeIt) {
   test::temp_dir dir;
   event_log_recovery rec;
