@@ -180,8 +180,10 @@ constexpr uint64_t hub_file_events_per_pass = 32'768;
 
 class event_hub {
  public:
-  // `send` queues a frame to a session (false: the session is gone). A frame may go to
-  // several sessions (subscribers at the same place get the same Events frame).
+  // `send` queues a frame to a session (false: the session is gone; the server's always
+  // says true and hands a frame for a session gone to nobody: the hub learns of the end
+  // from `closed`). A frame may go to several sessions (subscribers at the same place
+  // get the same Events frame).
   using frame_ptr = std::shared_ptr<const std::vector<uint8_t>>;
   using sender = std::function<bool(uint64_t session, frame_ptr frame)>;
   event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max);
@@ -223,7 +225,7 @@ class event_hub {
   // From any thread (the console), answered by the hub's thread: the names kept, in name
   // order. False with the reason if the hub does not answer within hub_answer_ms.
   bool names(std::vector<name_info>* out, std::string* error);
-  // Drops a name no session holds: its position and owner go (saved within 100 ms), and
+  // Drops a name no session holds: its position and owner go (saved before it answers), and
   // any gateway may take it again. Otherwise *error says why.
   enum class forgotten { yes, unknown, held, not_saved, no_answer };
   forgotten forget(const std::string& name, std::string* error);

@@ -2,8 +2,9 @@
 //
 // wal_writer — owned by one thread (the engine's sequencer). It stages records into
 // a group buffer and commits the group with io_uring: one aligned O_DIRECT write
-// linked to one fdatasync. At most one group is in flight; the next one is staged
-// meanwhile (double buffering), which is what makes group commit pay. A record is
+// linked to one fdatasync. Up to flights_max groups are in flight (1 by default, at
+// most wal_flights_limit), reported durable strictly in log order; the next one is
+// staged meanwhile, which is what makes group commit pay. A record is
 // durable once the wait() that reports its group's completion returns; nothing may be
 // acknowledged before. A helper thread pre-zeroes the next segment ahead of need.
 //
@@ -108,9 +109,9 @@ class wal_writer {
   void drop_segments_before(uint64_t lsn);
   // What a dropped segment's name gets once it is out of the log (cut down, then deleted).
   static constexpr std::string_view dropped_suffix = ".dropped";
-  // Waits until every segment dropped so far is deleted (tests).
   // Renames of a dropped segment tried (a second apart) before it is left in place.
   static constexpr uint8_t drop_tries_max = 3;
+  // Waits until every segment dropped so far is deleted (tests).
   void wait_dropped();
   // Any thread: while held, no dropped segment is moved out of the log's names (a scan of
   // the directory sees a steady set of segments); hold_drops waits out a step under way.

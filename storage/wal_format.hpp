@@ -41,7 +41,7 @@ struct segment_header {
   uint64_t segment_index;   // equals the index in the file name
   uint64_t first_lsn;       // lsn of the first record in this segment
   chain_hash prev_chain;    // chain hash of the record before first_lsn (zeros at lsn 1)
-  uint64_t created_ns;      // engine clock when the segment was opened
+  uint64_t created_ns;      // reserved: written 0 (segments are told apart by their first lsn)
   uint64_t flights_max;     // groups the writer kept in flight at once (0 in older segments: 1)
   // The file's size as made (pre-zeroed) by the writer; 0 in older segments (unknown).
   // A scan refuses a segment of another size: a copy or repair that cut it short at a
