@@ -115,6 +115,38 @@ struct net {
   }
 };
 
+// A server (gateway "pay") on an engine whose sequencer the test's clock gate can hold,
+// and a client of it that made accounts 1 and 2.
+struct gated_net {
+  temp_dir dir;
+  test::sequencer_gate gate;
+  std::unique_ptr<engine::engine> eng;
+  std::unique_ptr<engine::server> srv;
+  wire::client::options o;
+  std::unique_ptr<wire::client> c;
+  explicit gated_net(engine::server_config scfg = {}) {
+    eng = gate.open_engine_on(dir.path());
+    if (!eng) return;
+    scfg.port = 0;
+    scfg.gateways = {{"pay", pay_secret, wire::roles::payments}};
+    std::string err;
+    srv = engine::server::start(*eng, scfg, &err);
+    EXPECT_TRUE(srv) << err;
+    if (!srv) return;
+    o.port = srv->port();
+    o.gateway = "pay";
+    o.secret = pay_secret;
+    o.timeout_ms = 10'000;
+    c = wire::client::connect(o, &err);
+    EXPECT_TRUE(c) << err;
+    if (c) {
+      EXPECT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+    }
+  }
+  [[nodiscard]] bool ready() const { return eng && srv && c; }
+  auto parts() { return std::tie(gate, eng, srv, o, c); }
+};
+
 // A gateway's registration on rail 1 for ETB, settling to `settlement`.
 wire::gateway_op registration(const char* id, uint32_t roles, uint64_t settlement, const std::vector<uint8_t>& secret) {
   wire::gateway_op reg{};
@@ -1287,24 +1319,9 @@ TEST(server, connection_limit_and_graceful_stop) {
 // input unread, so the kernel reset the connection: the peer was told ECONNRESET instead
 // of the end, and answers not yet delivered were thrown away with the send queue.)
 TEST(server, a_stop_with_input_unread_answers_what_it_took_and_ends_with_a_fin) {
-  temp_dir dir;
-  test::sequencer_gate gate;
-  auto eng = gate.open_engine_on(dir.path());
-  ASSERT_TRUE(eng);
-  engine::server_config scfg;
-  scfg.port = 0;
-  scfg.gateways = {{"pay", pay_secret, wire::roles::payments}};
-  std::string err;
-  auto srv = engine::server::start(*eng, scfg, &err);
-  ASSERT_TRUE(srv) << err;
-  wire::client::options o;
-  o.port = srv->port();
-  o.gateway = "pay";
-  o.secret = pay_secret;
-  o.timeout_ms = 10'000;
-  auto c = wire::client::connect(o, &err);
-  ASSERT_TRUE(c) << err;
-  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
+  gated_net n;
+  ASSERT_TRUE(n.ready());
+  auto [gate, eng, srv, o, c] = n.parts();
   ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
   auto let_go = gate.release_at_exit();
   const uint64_t taken = c->send(wire::create_transfers_body(std::vector{make_transfer(100, 1, 2, 7)}));
@@ -1339,25 +1356,12 @@ TEST(server, a_stop_with_input_unread_answers_what_it_took_and_ends_with_a_fin) 
 // it was not applied; the request taken is answered as ever once the engine is. Before,
 // the untaken frames went unanswered with the session's close.
 TEST(server, a_stop_answers_the_frames_it_holds_untaken_shutting_down) {
-  temp_dir dir;
-  test::sequencer_gate gate;
-  auto eng = gate.open_engine_on(dir.path());
-  ASSERT_TRUE(eng);
   engine::server_config scfg;
-  scfg.port = 0;
   scfg.engine_in_flight_max = 1;
-  scfg.gateways = {{"pay", pay_secret, wire::roles::payments}};
+  gated_net n(scfg);
+  ASSERT_TRUE(n.ready());
+  auto [gate, eng, srv, o, c] = n.parts();
   std::string err;
-  auto srv = engine::server::start(*eng, scfg, &err);
-  ASSERT_TRUE(srv) << err;
-  wire::client::options o;
-  o.port = srv->port();
-  o.gateway = "pay";
-  o.secret = pay_secret;
-  o.timeout_ms = 10'000;
-  auto c = wire::client::connect(o, &err);
-  ASSERT_TRUE(c) << err;
-  ASSERT_TRUE(c->call(wire::create_accounts_body(std::vector{make_account(1), make_account(2)})).ok);
   ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
   auto let_go = gate.release_at_exit();
   // Two requests and a ping in one write: the first is taken, the rest wait behind it.

@@ -19,6 +19,19 @@ namespace {
 constexpr uint64_t ms = 1'000'000ull;
 constexpr uint64_t t0 = 1'700'000'000'000'000'000ull;
 
+// A policy whose moderate profile may buy equities up to `position_max`.
+customers::policy moderate_equity(uint64_t position_max) {
+  customers::policy pol;
+  wire::policy_op p;
+  p.kind = wire::policy_op_kind::profile;
+  p.number = uint8_t(wire::risk_profile::moderate);
+  p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
+  p.position_max = position_max;
+  bool rep = false;
+  EXPECT_EQ(pol.apply(p, &rep), result::ok);
+  return pol;
+}
+
 struct world {
   market::book mkt;
   customers::policy pol;
@@ -29,12 +42,7 @@ struct world {
     bool rep = false;
     EXPECT_EQ(mkt.apply(d, t0, &rep), result::ok);
     EXPECT_EQ(mkt.apply(wire::price{7, 100, 1}, t0 + 1), result::ok);
-    wire::policy_op p;
-    p.kind = wire::policy_op_kind::profile;
-    p.number = uint8_t(wire::risk_profile::moderate);
-    p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
-    p.position_max = 100'000;
-    EXPECT_EQ(pol.apply(p, &rep), result::ok);
+    pol = moderate_equity(100'000);
     cust.wallet = 5;
     cust.kyc = wire::kyc_status::verified;
     cust.profile = wire::risk_profile::moderate;
@@ -235,14 +243,7 @@ TEST(Portfolio, OpenOrdersAreBounded) {
 // count is the units' (a bound) until count_lots counts them by the market's lots.
 TEST(Portfolio, OpenOrdersTogetherTakeABoundedNumberOfFills) {
   world w;
-  customers::policy roomy;
-  wire::policy_op p;
-  p.kind = wire::policy_op_kind::profile;
-  p.number = uint8_t(wire::risk_profile::moderate);
-  p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
-  p.position_max = 1ull << 50;
-  bool rep = false;
-  ASSERT_EQ(roomy.apply(p, &rep), result::ok);
+  const customers::policy roomy = moderate_equity(1ull << 50);
   auto in = w.in(UINT64_MAX);
   in.policy = &roomy;
   book b;
@@ -834,14 +835,7 @@ TEST(TradingAnswers, ABrokersFillOfPartOfALotIsRefused) {
 TEST(TradingAnswers, AnOrderTakesAtMostFillsMaxFills) {
   trading_world w;
   auto& t = w.t;
-  customers::policy roomy;  // a position limit the order's 2,050,000 is within
-  wire::policy_op p;
-  p.kind = wire::policy_op_kind::profile;
-  p.number = uint8_t(wire::risk_profile::moderate);
-  p.classes = 1u << (uint8_t(wire::asset_class::equity) - 1);
-  p.position_max = 1ull << 50;
-  bool rep = false;
-  ASSERT_EQ(roomy.apply(p, &rep), result::ok);
+  const customers::policy roomy = moderate_equity(1ull << 50);  // a position limit the order's 2,050,000 is within
   const uint64_t most = portfolio::fills_max;
   const auto big = order(1, wire::order_side::buy, 10 * (most + 1), 100);
   auto in = w.in(UINT64_MAX);
