@@ -208,6 +208,17 @@ void open_accounts(wire::client& c, uint64_t count) {
   for (auto x : r.reply.results) ASSERT_EQ(x, result::ok);
 }
 
+// Request bodies of `count` transfers among accounts 1..100 (open_accounts), their ids
+// counting up from 1.
+struct transfer_batches {
+  uint64_t next = 1;
+  std::vector<uint8_t> operator()(uint32_t count) {
+    std::vector<wire::transfer> ts;
+    for (uint32_t i = 0; i < count; ++i, ++next) ts.push_back(make_transfer(next, 1 + next % 100, 1 + (next + 7) % 100, 1));
+    return wire::create_transfers_body(ts);
+  }
+};
+
 }  // namespace
 
 TEST(server, every_operation_end_to_end) {
@@ -821,13 +832,7 @@ TEST(server, large_frames_are_read_straight_into_the_session) {
   net n;
   auto c = n.connect();
   ASSERT_NO_FATAL_FAILURE(open_accounts(*c, 100));
-  uint64_t next_transfer = 1;
-  const auto batch = [&](uint32_t count) {
-    std::vector<wire::transfer> ts;
-    for (uint32_t i = 0; i < count; ++i, ++next_transfer)
-      ts.push_back(make_transfer(next_transfer, 1 + next_transfer % 100, 1 + (next_transfer + 7) % 100, 1));
-    return wire::create_transfers_body(ts);
-  };
+  transfer_batches batch;
   const auto expect_all_ok = [](const wire::client::outcome& r, size_t count) {
     ASSERT_TRUE(r.ok) << r.failure << r.error.message;
     ASSERT_EQ(r.reply.results.size(), count);
@@ -862,7 +867,7 @@ TEST(server, large_frames_are_read_straight_into_the_session) {
   expect_all_ok(c->wait(1'000'001), 8192);
   expect_all_ok(c->wait(1'000'002), 2);
   const uint64_t applied = n.eng->stats().transfers;
-  EXPECT_EQ(applied, next_transfer - 1);
+  EXPECT_EQ(applied, batch.next - 1);
 
   // A large frame cut off by a close, mid-way through its direct receive.
   {
@@ -920,13 +925,7 @@ TEST(server, frames_begun_past_the_total_close_the_sessions_holding_the_most) {
   net n(cfg);
   auto c = n.connect();
   ASSERT_NO_FATAL_FAILURE(open_accounts(*c, 100));
-  uint64_t next_transfer = 1;
-  const auto batch = [&](uint32_t count) {
-    std::vector<wire::transfer> ts;
-    for (uint32_t i = 0; i < count; ++i, ++next_transfer)
-      ts.push_back(make_transfer(next_transfer, 1 + next_transfer % 100, 1 + (next_transfer + 7) % 100, 1));
-    return wire::create_transfers_body(ts);
-  };
+  transfer_batches batch;
   constexpr size_t peers_count = 8, begun = 450'000;
   std::vector<std::vector<uint8_t>> frames;
   std::vector<std::unique_ptr<wire::client>> peers;
