@@ -1004,27 +1004,23 @@ class server_impl {
   }
 
   // A registry gateway's session follows the registry as it changes: disabled (or gone),
-  // or its secret rotated, the session is closed; its roles are the registry's now. Checked at each frame it
-  // sends, when the registry changed since the last one (one pointer compare otherwise).
+  // or its secret rotated, the session is closed; its roles are the registry's now.
+  // Checked at each frame it sends, when the registry changed since the last one (one
+  // pointer compare otherwise).
   bool still_registered(session& s, uint64_t request_id) {
     if (s.gateway_number == 0) return true;  // a config file's gateway
     auto reg = eng_.gateway_registry();
     if (reg == s.seen_registry) return true;
     s.seen_registry = reg;
     const auto* g = reg->find(s.gateway_number);
-    if (!g || !g->enabled || g->disabled_at != s.gateway_disabled_at) {  // disabled, if enabled again since
+    std::string cut;
+    if (!g || !g->enabled || g->disabled_at != s.gateway_disabled_at)  // disabled, if enabled again since
+      cut = "gateway " + s.gateway + " was disabled since this session opened: it closes";
+    else if (g->secret_rotated_at != s.gateway_secret_at)
+      cut = "the secret of gateway " + s.gateway + " was changed since this session opened: it closes";
+    if (!cut.empty()) {
       st_errors_.fetch_add(1, std::memory_order_relaxed);
-      queue_frame(s, frame_kind::error, request_id,
-                  wire::error_body({protocol_error::role_denied,
-                                    "gateway " + s.gateway + " was disabled since this session opened: it closes"}));
-      close_after_flush(s);
-      return false;
-    }
-    if (g->secret_rotated_at != s.gateway_secret_at) {
-      st_errors_.fetch_add(1, std::memory_order_relaxed);
-      queue_frame(s, frame_kind::error, request_id,
-                  wire::error_body({protocol_error::role_denied, "the secret of gateway " + s.gateway +
-                                                                     " was changed since this session opened: it closes"}));
+      queue_frame(s, frame_kind::error, request_id, wire::error_body({protocol_error::role_denied, cut}));
       close_after_flush(s);
       return false;
     }
