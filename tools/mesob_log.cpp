@@ -78,7 +78,15 @@ int main(int argc, char** argv) {
   std::optional<snapshot_meta> meta;
   const std::string snap_dir = data_dir + "/snapshot";
   uint64_t rows_damaged = 0;
-  if (::stat((snap_dir + "/data.mdb").c_str(), &st) == 0) {
+  const bool has_snapshot = ::stat((snap_dir + "/data.mdb").c_str(), &st) == 0;
+  // No snapshot only when there is none: one that cannot be looked at (no permission, a
+  // disk error) is not read as the log from its start, which would call the log damaged.
+  if (!has_snapshot && errno != ENOENT) {
+    std::printf("CANNOT READ: the snapshot in %s: %s/data.mdb: %s\n", snap_dir.c_str(), snap_dir.c_str(),
+                std::strerror(errno));
+    return 3;
+  }
+  if (has_snapshot) {
     auto snap = snapshot_store::open_read_only(snap_dir, &error);
     if (snap) meta = snap->read_meta(&error);
     if (!error.empty()) {

@@ -444,6 +444,15 @@ TEST(mesob_log, snapshot_rows_names_every_damaged_row) {
   EXPECT_NE(cut.out.find("snapshot/data.mdb could not be read through its map (SIGBUS): the snapshot file is damaged"),
             std::string::npos)
       << cut.out;
+  // A snapshot that cannot be looked at (here a link to itself: ELOOP, root or not)
+  // cannot be read (exit 3). Before, it was taken for none, and the log, read from lsn 1
+  // against no snapshot, was called damaged.
+  std::filesystem::remove(dir.path() + "/snapshot/data.mdb");
+  std::filesystem::create_symlink("data.mdb", dir.path() + "/snapshot/data.mdb");
+  auto looped = run(log);
+  EXPECT_EQ(WEXITSTATUS(looped.status), 3) << looped.out;
+  EXPECT_NE(looped.out.find("CANNOT READ: the snapshot in"), std::string::npos) << looped.out;
+  EXPECT_EQ(looped.out.find("DAMAGED"), std::string::npos) << looped.out;
 }
 
 // mesob-log checks the log against the snapshot as recovery does, and opens nothing for
