@@ -683,8 +683,17 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
       f.fsync_res = injected ? -injected : res;
     }
     if (--f.cqes_pending > 0) continue;
-    // Both completions of this flight's write+fsync pair are in.
+    // Both completions of this flight's write+fsync pair are in. A write or fdatasync
+    // interrupted or refused for a moment (EINTR, EAGAIN) is done again, a bounded
+    // number of times: a passing refusal is not a reason to fail the log for good.
+    const auto passing = [&](int r) {
+      return (r == -EINTR || r == -EAGAIN) && f.retries++ < passing_retries_max;
+    };
     if (f.write_res < 0) {
+      if (passing(f.write_res)) {  // the linked fdatasync was cancelled: both again
+        submit_range(f, f.offset + f.done, f.len - f.done);
+        continue;
+      }
       fail_flights(fi, "write to", f.write_res);
       continue;
     }
@@ -699,6 +708,11 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
       continue;
     }
     if (f.fsync_res < 0) {
+      if (passing(f.fsync_res)) {  // written whole: its last block and the fdatasync again
+        f.done = f.len - wal_block_bytes;
+        submit_range(f, f.offset + f.done, wal_block_bytes);
+        continue;
+      }
       fail_flights(fi, "fdatasync of", f.fsync_res);
       continue;
     }

@@ -151,8 +151,10 @@ class wal_writer {
     uint64_t start_ns = 0;
     int cqes_pending = 0;
     int write_res = 0, fsync_res = 0;
+    int retries = 0;  // writes and fdatasyncs done again after EINTR or EAGAIN
     bool complete = false;
   };
+  static constexpr int passing_retries_max = 100;
   void submit_range(flight& f, uint64_t offset, uint64_t len);
   void fail_flights(size_t from, const char* what, int res);
   void prepare_loop();

@@ -490,6 +490,44 @@ TEST(wal, a_failed_pre_zeroing_is_tried_once_more) {
   EXPECT_TRUE(list_segments(d2.path()).empty()) << "the part-zeroed file is gone";
 }
 
+// A write or fdatasync that completes with EINTR or EAGAIN is done again; the group is
+// durable after it, the log goes on. Before, either failed the log for good.
+TEST(wal, an_interrupted_write_or_fdatasync_is_done_again) {
+  const std::function<void()> interruptions[] = {
+      [] { failure_probes::instance().write_errno = EINTR; },
+      [] { failure_probes::instance().fsync_errno = EAGAIN; },
+      [] { failure_probes::instance().fsync_errno = EINTR; },
+  };
+  for (const auto& interrupt : interruptions) {
+    temp_dir d;
+    {
+      wal_options o{d.path(), segment_bytes, group_bytes};
+      std::string err;
+      auto w = wal_writer::open(o, {}, -1, &err);
+      ASSERT_TRUE(w) << err;
+      for (uint64_t lsn = 1; lsn <= 3; ++lsn) {
+        auto p = payload_for(lsn, 3000);
+        std::span<const uint8_t> pieces[1] = {p};
+        ASSERT_EQ(w->stage(record_kind::batch, 1, lsn, pieces), lsn);
+      }
+      interrupt();
+      w->submit();
+      EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed) << w->error();
+      EXPECT_FALSE(w->failed());
+      EXPECT_EQ(w->durable_lsn(), 3u);
+      auto p = payload_for(4, 100);
+      std::span<const uint8_t> pieces[1] = {p};
+      ASSERT_EQ(w->stage(record_kind::batch, 1, 4, pieces), 4u);
+      w->submit();
+      EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed) << w->error();
+    }
+    auto s = scan(d.path());
+    ASSERT_TRUE(s.ok) << s.error;
+    EXPECT_EQ(s.lsns.size(), 4u);
+    EXPECT_TRUE(s.payloads_ok);
+  }
+}
+
 TEST(wal, short_write_is_completed_before_the_group_counts_as_durable) {
   temp_dir d;
   {
