@@ -528,8 +528,16 @@ bool event_hub::load(std::string* error) {
   }
   const uint32_t crc = storage::crc32c(text.data(), end_at);
   unsigned long stored = 0;
-  if (std::sscanf(text.c_str() + end_at, "end %lx", &stored) != 1 || uint32_t(stored) != crc) {
+  if (text[end_at - 1] != '\n' || std::sscanf(text.c_str() + end_at, "end %lx", &stored) != 1 ||
+      uint32_t(stored) != crc) {
     *error = "events: " + state_path_ + " fails its checksum (move it away to start without it)";
+    return false;
+  }
+  // The end line is the last, whole: anything else is not a file this build wrote.
+  char end_line[32];
+  std::snprintf(end_line, sizeof end_line, "end %08x\n", crc);
+  if (text.compare(end_at, std::string::npos, end_line) != 0) {
+    *error = "events: " + state_path_ + " does not end at its end line (move it away to start without it)";
     return false;
   }
   // The checksum holds, so a line that does not parse was written so: refuse the file
@@ -548,7 +556,7 @@ bool event_hub::load(std::string* error) {
                           (wire::from_hex(owner, &owner_bytes) && !owner_bytes.empty() && owner_bytes.size() <= 64);
     const bool offset_ok = !offset.empty() && offset.size() <= 20 &&
                            offset.find_first_not_of("0123456789") == std::string::npos &&
-                           (offset.size() < 20 || offset <= "18446744073709551615");
+                           (offset.size() < 20 || offset < "18446744073709551615");  // acked + 1 fits
     if (name.empty() || !name_valid(name) || !offset_ok || !owner_ok || (fields >> extra) || loaded.count(name) ||
         loaded.size() >= subscriber_names_max) {
       *error = "events: " + state_path_ + " line " + std::to_string(n) + " is not \"<name> <offset>" +

@@ -673,6 +673,7 @@ TEST(EventsEngine, SubscriberStateLinesThatDoNotParseStopTheOpen) {
   f.close();
   for (const std::string& body : std::vector<std::string>{"mesob-subscribers 2\nx 1\n", "mesob-subscribers 2\nx 1 - extra\n",
         "mesob-subscribers 2\nx\xff 1 -\n", "mesob-subscribers 2\nx 18446744073709551616 -\n",
+        "mesob-subscribers 2\nx 18446744073709551615 -\n",
         "mesob-subscribers 2\nok 1 -\nx 1 -\nx 2 -\n", "mesob-subscribers 2\nx 1 " + std::string(130, 'a') + "\n",
         "mesob-subscribers 2\nx -1 -\n", "mesob-subscribers 1\nx 1 -\n", "mesob-subscribers 1\nx\n"}) {
     write_state_file(f.dir(), body);
@@ -698,10 +699,22 @@ TEST(EventsEngine, SubscriberStateLinesThatDoNotParseStopTheOpen) {
   for (size_t i = 0; i < engine::subscriber_names_max; ++i) {
     char name[65];
     std::snprintf(name, sizeof name, "%064zu", i);
-    widest += std::string(name) + " 18446744073709551615 " + std::string(128, 'a') + "\n";
+    widest += std::string(name) + " 18446744073709551614 " + std::string(128, 'a') + "\n";
   }
   write_state_file(f.dir(), widest);
   f.open();
+  f.close();
+  // Bytes after the end line, or an end line cut short: refused.
+  for (const std::string& tail : {std::string("x 1 -\n"), std::string("\n"), std::string()}) {
+    const std::string body = "mesob-subscribers 2\nok 1 -\n";
+    char end_line[32];
+    std::snprintf(end_line, sizeof end_line, "end %08x\n", storage::crc32c(body.data(), body.size()));
+    const std::string text = tail.empty() ? body + std::string(end_line).substr(0, 10) : body + end_line + tail;
+    std::ofstream(f.dir() + "/events/subscribers.state", std::ios::trunc) << text;
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(f.config(), &err)) << text;
+    EXPECT_NE(err.find(tail.empty() ? "fails its checksum" : "does not end at its end line"), std::string::npos) << err;
+  }
 }
 
 // An acknowledgement that moves nothing saves nothing: each save of the names' positions
