@@ -255,6 +255,12 @@ constexpr uint16_t rules_instrument_tradable = 32;
 // account, its own former one, a fee or system account, each counted in the gateway's
 // reconciliation as deposited.
 constexpr uint16_t rules_deposit_to_wallet = 32;
-constexpr uint16_t rules_newest = 32;
+// Brokers: a gateway given the broker role in the batch that rotates its secret is not a
+// broker up for the sessions it has: those were opened with the old secret (perhaps a
+// leaked one) and the server closes them; its orders wait for a session of the new
+// secret, as after a disable and an enable in one batch. Before, the orders waiting for
+// a broker were sent to those sessions.
+constexpr uint16_t rules_rotation_ends_broker_sessions = 33;
+constexpr uint16_t rules_newest = 33;
 
 }  // namespace mesob::actors

@@ -520,10 +520,11 @@ void shard::execute(batch& b) {
       trading_.registry_changed(b.timestamp_base + b.count);
       // A gateway that became a broker with sessions up (counted for payments) is a
       // broker up now: no session event will say so (rules_broker_role_reaches_sessions).
-      // Not one disabled in this batch (enabled again in it): the server closes the
-      // sessions counted, and the next to open is a broker up. (disabled_at is not in
-      // snapshots, but a disable in this batch sets it past whatever `before` holds, live
-      // or in replay, and nothing else changes it.)
+      // Not one disabled in this batch (enabled again in it), nor one whose secret was
+      // rotated in it (rules_rotation_ends_broker_sessions): the server closes the
+      // sessions counted, and the next to open is a broker up. (disabled_at and
+      // secret_rotated_at are not in snapshots, but a change in this batch sets them past
+      // whatever `before` holds, live or in replay, and nothing else changes them.)
       // And one that lost the role with sessions still counted (for payments, or not yet
       // closed by the server for having no role left) is a broker down now
       // (rules_broker_role_loss_hands_orders_on): the server refuses its sessions'
@@ -541,7 +542,9 @@ void shard::execute(batch& b) {
         for (const auto& g : b.registry_after->all()) {
           const auto* was = was_of(g);
           const bool disabled_now = was && was->disabled_at != g.disabled_at;
-          if ((g.roles & wire::roles::broker) && g.enabled && !broker_was(g) && !disabled_now &&
+          const bool rotated_now = b.rules >= rules_rotation_ends_broker_sessions && was &&
+                                   was->secret_rotated_at != g.secret_rotated_at;
+          if ((g.roles & wire::roles::broker) && g.enabled && !broker_was(g) && !disabled_now && !rotated_now &&
               desks_.sessions(g.number) > 0)
             trading_.broker_up(g.number, ts);
         }

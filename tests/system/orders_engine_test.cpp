@@ -791,6 +791,24 @@ TEST_F(orders_engine, ABrokerRoleGivenAlongADisableWaitsForTheNextSession) {
   EXPECT_EQ(order(70).broker, number("bank-broker"));
 }
 
+// The same change made with a secret rotation in one batch (rules version 33): the
+// sessions counted were opened with the old secret, perhaps a leaked one, and the server
+// closes them; the orders wait for a session of the new secret. Before, the order was
+// sent to a session of the old. The log replays it so.
+TEST_F(orders_engine_replay, ABrokerRoleGivenAlongASecretRotationWaitsForTheNextSession) {
+  const auto upd = broker_role_for_a_payments_gateway_with_an_order_waiting("bank-broker", 70);
+  wire::gateway_op rot{};
+  rot.kind = wire::gateway_op_kind::rotate_secret;
+  actors::gateways::set_op_id(rot, "bank-broker");
+  rot.secret_bytes = 32;
+  std::memset(rot.secret, 0x5a, rot.secret_bytes);
+  ASSERT_EQ(e().gateways({rot, upd}).results, (std::vector<result>{result::ok, result::ok}));
+  sync();
+  EXPECT_TRUE(sent().empty());
+  EXPECT_EQ(order(70).broker, 0u);
+  expect_kept_across_restart(70);
+}
+
 // A gateway that stops being an enabled broker (here the role taken; or disabled) makes
 // the orders working there dead letters (rules version 21): it can no longer report their
 // fills, and a working order never moves by itself (it may have traded). Its answers are
