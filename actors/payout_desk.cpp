@@ -193,6 +193,9 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
   }
   for (uint32_t i = 0; i < ng; ++i) p.given_up.push_back(r.get<uint32_t>());
   if (format >= 3) p.cancel_wait = r.get<uint32_t>();
+  // A dead letter made while it waited on a cancel's answer kept that gateway in rows of
+  // older builds: it waits on nothing.
+  if (st == uint8_t(state::dead)) p.cancel_wait = 0;
   if (r.short_read || r.at != bytes.size()) {
     *why = "payout " + std::to_string(p.id) + ": truncated or trailing bytes";
     return false;
@@ -557,6 +560,7 @@ void desk_table::make_dead(desk& d, payout_entry& p, dead_reason why, uint64_t n
   p.dead = why;
   p.due = 0;
   p.wait_since = 0;
+  p.cancel_wait = 0;  // waiting on nothing now (a row keeps one for a waiting payout only)
   touch(d, p);
   cancel_elsewhere(p, 0);  // nobody works it now
   if (!events_) return;

@@ -633,6 +633,58 @@ TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail)
   EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
 }
 
+// A payout waiting on a cancel's answer from a gateway disabled meanwhile becomes a dead
+// letter when the wait ends; the row a checkpoint then writes reads back (before, it kept
+// the gateway it waited on, which only a waiting payout may: the next start refused the
+// snapshot), and a row so written by an older build reads as dead, waiting on nothing.
+TEST(payout_desk, a_cancel_wait_ended_by_a_disable_writes_a_row_that_reads_back) {
+  recording_table r;
+  desk_table& t = r.t;
+  t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
+  t.held(hold_of(5), 20);
+  t.run_due(20 + 1'000'000'001);  // a timeout at beta: a backoff
+  const auto move = gateway_op_of("beta", 2, 2, 1, 7002, wire::gateway_op_kind::update);  // to rail 2
+  ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
+  t.run_due(600'000'000'000);  // the backoff is over: beta asked to cancel
+  t.flush();
+  ASSERT_EQ(r.sent.size(), 2u);
+  EXPECT_EQ(r.sent[1].second.kind, wire::payout_instruction_kind::cancel);
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  (void)gateways::set_op_id(off, "beta");
+  ASSERT_EQ(r.reg->apply(off, 601'000'000'000), wire::result::ok);
+  t.run_due(602'000'000'000);  // the cancel's wait is over; beta can no longer say
+  t.flush();
+  desk_table::dirty_rows rows;
+  t.take_dirty(&rows);
+  const std::vector<uint8_t>* row = nullptr;
+  for (const auto& [id, bytes] : rows.payouts)
+    if (id == 5) row = &bytes;
+  ASSERT_TRUE(row && !row->empty());
+  payout_entry back;
+  std::string why;
+  ASSERT_TRUE(decode_payout(*row, &back, &why)) << why;
+  EXPECT_EQ(back.st, state::dead);
+  EXPECT_EQ(back.dead, dead_reason::withdrawn);
+  EXPECT_EQ(back.cancel_wait, 0u);
+  back.cancel_wait = r.beta;  // as an older build wrote it
+  payout_entry older;
+  ASSERT_TRUE(decode_payout(encode_payout(back), &older, &why)) << why;
+  EXPECT_EQ(older.st, state::dead);
+  EXPECT_EQ(older.cancel_wait, 0u);
+  // Enabled again, beta's next session is asked to cancel it (it may still pay it).
+  off.kind = wire::gateway_op_kind::enable;
+  ASSERT_EQ(r.reg->apply(off, 603'000'000'000), wire::result::ok);
+  t.event({r.beta, wire::gateway_event_kind::down, {}}, 603'000'000'001);
+  r.sent.clear();
+  t.event({r.beta, wire::gateway_event_kind::up, {}}, 603'000'000'002);
+  t.flush();
+  ASSERT_EQ(r.sent.size(), 1u);
+  EXPECT_EQ(r.sent[0].first, r.beta);
+  EXPECT_EQ(r.sent[0].second.kind, wire::payout_instruction_kind::cancel);
+  EXPECT_EQ(r.sent[0].second.payout_id, 5u);
+}
+
 // Each timer's decision on a payout is an event (payout_timer: what came due, what
 // follows, the gateway, the attempts), after the dead letter's own; a look for a route
 // that found none makes none.
