@@ -64,9 +64,11 @@ result check_currencies(const wire::gateway_op& op) {
 }
 
 // Registered gateways never hold the admin role: admin identities come from the engine's
-// config file, so a command on the admin port cannot mint another admin.
-result check_roles(uint32_t roles) {
-  if (roles == 0 || (roles & ~wire::roles::all) || (roles & wire::roles::admin)) return result::roles_invalid;
+// config file, so a command on the admin port cannot mint another admin. The ledger role
+// exists from rules_registered_ledger_role.
+result check_roles(uint32_t roles, uint16_t rules) {
+  const uint32_t known = rules >= rules_registered_ledger_role ? wire::roles::all : wire::roles::all & ~wire::roles::ledger;
+  if (roles == 0 || (roles & ~known) || (roles & wire::roles::admin)) return result::roles_invalid;
   return result::ok;
 }
 
@@ -86,7 +88,7 @@ bool set_op_id(wire::gateway_op& op, std::string_view id) {
   return true;
 }
 
-result check_op_fields(const wire::gateway_op& op) {
+result check_op_fields(const wire::gateway_op& op, uint16_t rules) {
   const auto k = uint16_t(op.kind);
   if (k == 0 || k > wire::gateway_op_kind_max) return result::gateway_op_invalid;
   if (op_id(op).empty()) return result::gateway_id_invalid;
@@ -101,7 +103,7 @@ result check_op_fields(const wire::gateway_op& op) {
   };
   auto check_config = [&] {
     if (op.rail == 0 || op.rail > rail_max) return result::rail_invalid;
-    if (const result r = check_roles(op.roles); r != result::ok) return r;
+    if (const result r = check_roles(op.roles, rules); r != result::ok) return r;
     if (op.answer_timeout_ms < answer_timeout_ms_min || op.answer_timeout_ms > answer_timeout_ms_max)
       return result::answer_timeout_invalid;
     return check_currencies(op);
@@ -169,7 +171,7 @@ std::vector<uint64_t> formers_after(const gateway& g, const wire::gateway_op& op
 }  // namespace
 
 result registry::apply(const wire::gateway_op& op, uint64_t ts, uint16_t rules) {
-  if (const result r = check_op_fields(op); r != result::ok) return r;
+  if (const result r = check_op_fields(op, rules); r != result::ok) return r;
   const std::string id = op_id(op);
   const gateway* found = find(id);
   const bool kept = rules >= rules_settlement_accounts_kept;
@@ -331,7 +333,7 @@ bool registry::decode(std::span<const uint8_t> bytes, registry* out, std::string
     if (g.number != i + 1) return fail(which + ": number out of sequence");
     if (!id_text_valid(g.id) || reg.find(g.id)) return fail(which + ": id invalid or repeated");
     if (g.rail == 0 || g.rail > rail_max) return fail(which + ": rail invalid");
-    if (check_roles(g.roles) != result::ok) return fail(which + ": roles invalid");
+    if (check_roles(g.roles, rules_newest) != result::ok) return fail(which + ": roles invalid");
     if (g.answer_timeout_ms < answer_timeout_ms_min || g.answer_timeout_ms > answer_timeout_ms_max)
       return fail(which + ": answer timeout out of range");
     if (g.secret.size() < secret_bytes_min || g.secret.size() > wire::gateway_secret_max)

@@ -108,8 +108,8 @@ struct gateway {
 // A gateway_op's id field from text (false when over 64 bytes).
 bool set_op_id(wire::gateway_op& op, std::string_view id);
 // Field checks (no registry): kind, id, rail, roles, secret, currencies, fields the kind
-// must not set.
-[[nodiscard]] wire::result check_op_fields(const wire::gateway_op& op);
+// must not set; roles by `rules` (a batch's, actors/rules_version.hpp).
+[[nodiscard]] wire::result check_op_fields(const wire::gateway_op& op, uint16_t rules = rules_newest);
 
 class registry {
  public:

@@ -261,6 +261,11 @@ constexpr uint16_t rules_deposit_to_wallet = 32;
 // secret, as after a disable and an enable in one batch. Before, the orders waiting for
 // a broker were sent to those sessions.
 constexpr uint16_t rules_rotation_ends_broker_sessions = 33;
+// Gateways: the ledger role (wire::roles::ledger, 64) may be given to a registered
+// gateway: the server lets a registered gateway's sessions make the ledger's operations
+// (transfers, accounts, payouts, orders, look-ups) only with it, its payments role
+// covering its deposits and payout answers. Before, roles past admin were roles_invalid.
+constexpr uint16_t rules_registered_ledger_role = 33;
 constexpr uint16_t rules_newest = 33;
 
 }  // namespace mesob::actors

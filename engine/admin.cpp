@@ -273,7 +273,7 @@ class admin_impl {
          0, 0, &admin_impl::cmd_gateways},
         {"gateway register", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>... [timeout_ms=N]",
          "register a payment gateway (rail: mobile_money, card, bank; lower priority is tried first; roles without "
-         "admin; payout answer timeout, default 30000 ms); absent settlement accounts are created; prints its new "
+         "admin, its payments covering its deposits and payout answers, ledger the rest; payout answer timeout, default 30000 ms); absent settlement accounts are created; prints its new "
          "secret once",
          5, 5 + wire::gateway_currencies_max, &admin_impl::cmd_gateway_register},
         {"gateway update", "<gateway-id> <rail> <priority> <roles> <CUR=settlement-account>... [timeout_ms=N]",
@@ -1168,7 +1168,7 @@ class admin_impl {
     op->priority = uint32_t(priority);
     if (!wire::parse_roles(a[3], &op->roles) || op->roles == 0 || (op->roles & wire::roles::admin))
       return invalid("roles '" + a[3] + "' are not a comma-separated list of payments, broker, market_data, kyc, "
-                                        "events_reader (admin is for the config file's gateways)");
+                                        "events_reader, ledger (admin is for the config file's gateways)");
     op->answer_timeout_ms = timeout_ms;
     bool timeout_given = false;
     for (size_t i = 4; i < a.size(); ++i) {

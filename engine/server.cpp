@@ -1300,7 +1300,8 @@ class server_impl {
   }
 
   // The roles of which any one lets a session make the request: the ledger's operations
-  // payments; market data market_data (an instrument's halt, resume and resequence, and a
+  // payments or ledger (a registered gateway's also partner_may), deposits and payout
+  // answers payments; market data market_data (an instrument's halt, resume and resequence, and a
   // customer's resequence: operators only; a kind of no operation is the item's own
   // refusal, instrument_op_invalid or customer_op_invalid, not the whole request's);
   // instrument look-ups every trading role. Admin gateways may do everything.
@@ -1317,7 +1318,7 @@ class server_impl {
             return admin;
         }
         return market_data | admin;
-      case wire::operation::lookup_instruments: return payments | broker | market_data | admin;
+      case wire::operation::lookup_instruments: return payments | ledger | broker | market_data | admin;
       case wire::operation::customer_ops:  // a resequence is an operator's
         for (uint32_t i = 0; i < p.count; ++i) {
           wire::customer_op op;
@@ -1327,9 +1328,34 @@ class server_impl {
         return kyc | admin;
       case wire::operation::lookup_customers: return kyc | admin;  // KYC data stays with KYC
       case wire::operation::order_answers: return broker;  // a registered broker's own answers
-      case wire::operation::lookup_orders: return payments | broker | admin;
-      case wire::operation::lookup_positions: return payments | admin;
-      default: return payments | admin;
+      case wire::operation::lookup_orders: return payments | ledger | broker | admin;
+      case wire::operation::lookup_positions: return payments | ledger | admin;
+      case wire::operation::deposits:
+      case wire::operation::payout_answers: return payments | admin;  // a payment rail's own
+      default: return payments | ledger | admin;
+    }
+  }
+
+  // What a registry gateway (a partner: a payment rail, a broker, a price feed, a KYC
+  // provider) may ask: its own part. Its payments role is for its deposits and its
+  // payouts' answers, not for the ledger's other operations (transfers between any
+  // accounts, their status, payouts, orders, look-ups of any wallet): those are the
+  // platform's own clients' (the config file's gateways), or a registered gateway's an
+  // operator gave the ledger role. Order look-ups are a broker's.
+  static bool partner_may(wire::operation op, uint32_t roles) {
+    using wire::operation;
+    if (roles & wire::roles::ledger) return true;  // given them by an operator
+    switch (op) {
+      case operation::deposits:
+      case operation::payout_answers:
+      case operation::instrument_ops:
+      case operation::prices:
+      case operation::lookup_instruments:
+      case operation::customer_ops:
+      case operation::lookup_customers:
+      case operation::order_answers: return true;
+      case operation::lookup_orders: return roles & wire::roles::broker;
+      default: return false;
     }
   }
 
@@ -1379,6 +1405,13 @@ class server_impl {
                      std::string(wire::operation_name(p.op)) + " needs the " + any + " role; gateway " + s.gateway +
                          " has " +
                          (s.roles ? wire::roles_text(s.roles) : std::string("none")));
+      return;
+    }
+    if (s.gateway_number != 0 && !partner_may(p.op, s.roles)) {
+      protocol_fault(s, rid, protocol_error::role_denied,
+                     std::string(wire::operation_name(p.op)) + " needs the ledger role for a registered " +
+                         "gateway; " + s.gateway + " has " + wire::roles_text(s.roles) +
+                         " (payments covers its deposits and payout answers)");
       return;
     }
     if (s.in_flight >= cfg_.in_flight_max) {

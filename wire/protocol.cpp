@@ -46,7 +46,7 @@ std::string_view protocol_error_name(protocol_error e) {
 }
 
 namespace {
-constexpr std::string_view role_names[] = {"payments", "broker", "market_data", "kyc", "events_reader", "admin"};
+constexpr std::string_view role_names[] = {"payments", "broker", "market_data", "kyc", "events_reader", "admin", "ledger"};
 }
 
 bool parse_roles(std::string_view text, uint32_t* out) {

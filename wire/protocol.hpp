@@ -90,7 +90,9 @@ enum class protocol_error : uint16_t {
          e == protocol_error::handshake_timeout || e == protocol_error::frame_buffers_full;
 }
 
-// Gateway roles (bit set). Ledger operations need `payments` (or `admin`).
+// Gateway roles (bit set). Ledger operations need `payments`, `ledger` or `admin`; a
+// registered gateway's `payments` covers its deposits and payout answers only, its
+// `ledger` the rest (engine/server.cpp, partner_may).
 namespace roles {
 constexpr uint32_t payments = 1u << 0;
 constexpr uint32_t broker = 1u << 1;
@@ -98,7 +100,8 @@ constexpr uint32_t market_data = 1u << 2;
 constexpr uint32_t kyc = 1u << 3;
 constexpr uint32_t events_reader = 1u << 4;
 constexpr uint32_t admin = 1u << 5;
-constexpr uint32_t all = (1u << 6) - 1;
+constexpr uint32_t ledger = 1u << 6;
+constexpr uint32_t all = (1u << 7) - 1;
 }  // namespace roles
 // "payments,admin" <-> bits. Parsing fails (returns false) on an unknown name.
 [[nodiscard]] bool parse_roles(std::string_view text, uint32_t* out);

@@ -461,7 +461,7 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   std::string err;
   auto ops = connect_ops(d.admin_port());
   ASSERT_TRUE(ops);
-  auto m = admin(*ops, "gateway register", {"mpesa", "mobile_money", "1", "payments", "ETB=9100"});
+  auto m = admin(*ops, "gateway register", {"mpesa", "mobile_money", "1", "payments,ledger", "ETB=9100"});
   ASSERT_EQ(m.code, wire::admin_code::ok) << m.message;
   const std::string secret = cell(m, "credentials (shown once)", "secret_hex");
 
@@ -515,7 +515,7 @@ TEST(load, deposits_and_payouts_through_a_registered_gateway_verify) {
   // The mix: every workload at once, each on its own accounts and connections, each
   // verified on its own, with one JSON report per workload. Deposits come from another
   // registered gateway than the one answering payouts.
-  auto m2 = admin(*ops, "gateway register", {"airtel", "mobile_money", "2", "payments", "ETB=9101"});
+  auto m2 = admin(*ops, "gateway register", {"airtel", "mobile_money", "2", "payments,ledger", "ETB=9101"});
   ASSERT_EQ(m2.code, wire::admin_code::ok) << m2.message;
   const std::string airtel = cell(m2, "credentials (shown once)", "secret_hex");
   const std::string json = dir.path() + "/mix.json";
@@ -579,7 +579,7 @@ TEST(load, orders_filled_by_the_broker_mesob_load_answers_as_verify) {
   ASSERT_EQ(admin(*ops, "profile set", {"moderate", "fund", big}).code, wire::admin_code::ok);
   auto bk = admin(*ops, "gateway register", {"bk", "bank", "1", "broker", "ETB=9300"});
   ASSERT_EQ(bk.code, wire::admin_code::ok) << bk.message;
-  auto loader = admin(*ops, "gateway register", {"loader", "bank", "2", "payments,kyc,market_data", "ETB=9301"});
+  auto loader = admin(*ops, "gateway register", {"loader", "bank", "2", "payments,kyc,market_data,ledger", "ETB=9301"});
   ASSERT_EQ(loader.code, wire::admin_code::ok) << loader.message;
   const std::string bk_secret = cell(bk, "credentials (shown once)", "secret_hex");
   const std::string loader_secret = cell(loader, "credentials (shown once)", "secret_hex");

@@ -415,6 +415,32 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
   ASSERT_TRUE(r.ok) << r.failure << r.error.message;
   EXPECT_EQ(r.reply.results.at(0), result::ok);
 
+  // A registered gateway's payments role is for its deposits and payout answers: the
+  // ledger's other operations (a transfer out of any wallet, a freeze, a look-up of any
+  // account) need the ledger role, which an operator gives. Before, a payment rail could
+  // move any customer's money.
+  wire::transfer steal{};
+  steal.id = {77, 0};
+  steal.debit_account_id = 1;
+  steal.credit_account_id = 9000;
+  steal.amount = 1;
+  steal.currency = wire::currency("ETB");
+  steal.code = 1;
+  r = tb->call(wire::create_transfers_body(std::vector{steal}));
+  ASSERT_TRUE(r.server_error);
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  EXPECT_NE(r.error.message.find("needs the ledger role"), std::string::npos) << r.error.message;
+  r = tb->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
+  ASSERT_TRUE(r.server_error);
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  upd.roles = wire::roles::payments | wire::roles::ledger;
+  ASSERT_EQ(n.eng->gateways({upd}).results.at(0), result::ok);
+  r = tb->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 5000u);
+  upd.roles = wire::roles::payments;
+  ASSERT_EQ(n.eng->gateways({upd}).results.at(0), result::ok);
+
   // Disabled: new sessions are refused, and the open one is closed at its next frame
   // (before, it went on sending what its roles allowed until it reconnected).
   wire::gateway_op off{};
@@ -543,8 +569,8 @@ TEST(server, a_config_gateway_that_is_also_registered_cannot_log_in) {
 TEST(server, registry_changes_reach_quiet_sessions) {
   net n;
   const std::vector<uint8_t> secret(24, 0x5b);
-  ASSERT_EQ(n.eng->gateways({registration("quiet", wire::roles::payments, 9101, secret),
-                             registration("reader", wire::roles::events_reader | wire::roles::payments, 9102, secret)})
+  ASSERT_EQ(n.eng->gateways({registration("quiet", wire::roles::payments | wire::roles::ledger, 9101, secret),
+                             registration("reader", wire::roles::events_reader | wire::roles::payments | wire::roles::ledger, 9102, secret)})
                 .results,
             (std::vector<result>{result::ok, result::ok}));
   auto session_of = [&](const char* id) {
@@ -576,7 +602,7 @@ TEST(server, registry_changes_reach_quiet_sessions) {
   wire::gateway_op on = off;
   on.kind = wire::gateway_op_kind::enable;
   ASSERT_EQ(n.eng->gateways({off, on}).results, (std::vector<result>{result::ok, result::ok}));
-  wire::gateway_op upd = registration("reader", wire::roles::payments, 9102, secret);
+  wire::gateway_op upd = registration("reader", wire::roles::payments | wire::roles::ledger, 9102, secret);
   upd.kind = wire::gateway_op_kind::update;
   upd.secret_bytes = 0;
   std::memset(upd.secret, 0, sizeof upd.secret);
@@ -1102,7 +1128,7 @@ TEST(server, roles_are_checked) {
   auto r = kyc->call(wire::create_accounts_body(std::vector{make_account(1)}));
   ASSERT_TRUE(r.server_error) << r.failure;
   EXPECT_EQ(r.error.code, protocol_error::role_denied);
-  EXPECT_NE(r.error.message.find("needs the payments or admin role"), std::string::npos) << r.error.message;
+  EXPECT_NE(r.error.message.find("needs the payments or admin or ledger role"), std::string::npos) << r.error.message;
   auto pay = n.connect();
   EXPECT_TRUE(pay->call(wire::create_accounts_body(std::vector{make_account(1)})).ok);
   EXPECT_EQ(n.eng->stats().accounts, 1u);
@@ -1506,7 +1532,7 @@ TEST(server, a_registered_gateway_reconnecting_in_a_loop_is_slowed) {
   cfg.registered_opens_per_s = 2;  // a burst of 8
   net n(cfg);
   const std::vector<uint8_t> secret(24, 0x5c);
-  ASSERT_EQ(n.eng->gateways({registration("loop", wire::roles::payments, 9200, secret)}).results.at(0), result::ok);
+  ASSERT_EQ(n.eng->gateways({registration("loop", wire::roles::payments | wire::roles::ledger, 9200, secret)}).results.at(0), result::ok);
   auto o = n.registered_opts("loop", secret);
   std::string err;
   wire::protocol_error refusal{};

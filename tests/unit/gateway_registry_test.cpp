@@ -52,6 +52,11 @@ TEST(gateway_registry, field_checks_name_the_fault) {
   EXPECT_EQ(check_op_fields(op), result::roles_invalid);
   op.roles = 0;
   EXPECT_EQ(check_op_fields(op), result::roles_invalid);
+  op.roles = wire::roles::payments | wire::roles::ledger;  // from rules version 33
+  EXPECT_EQ(check_op_fields(op), result::ok);
+  EXPECT_EQ(check_op_fields(op, rules_registered_ledger_role - 1), result::roles_invalid);
+  op.roles = wire::roles::ledger << 1;
+  EXPECT_EQ(check_op_fields(op), result::roles_invalid);
   op = make_op(K::register_gateway, "g");
   op.answer_timeout_ms = 99;
   EXPECT_EQ(check_op_fields(op), result::answer_timeout_invalid);
