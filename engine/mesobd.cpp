@@ -58,7 +58,7 @@ bool parse_gateway(const std::string& spec, engine::gateway_config* g, std::stri
   const std::string named = plain(g->id) ? " " + g->id : "";
   if (!wire::parse_roles(roles, &g->roles)) {
     *error = "--gateway" + named + ": an unknown or empty role" + (plain(roles) ? " in '" + roles + "'" : "") +
-             " (a comma-separated list of payments, broker, market_data, kyc, events_reader, admin)";
+             " (a comma-separated list of payments, broker, market_data, kyc, events_reader, admin, ledger)";
     return false;
   }
   if (!wire::from_hex(spec.substr(b + 1), &g->secret)) {
@@ -83,14 +83,22 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
     return false;
   }
   if (in) {
-    std::string hex;
-    in >> hex;
+    // One line of hex and nothing else (at most what the longest secret takes): trailing
+    // words are not ignored.
+    std::string hex(2 * wire::gateway_secret_max + 2, '\0');
+    in.read(hex.data(), std::streamsize(hex.size()));
+    hex.resize(size_t(in.gcount()));
+    if (!hex.empty() && hex.back() == '\n') hex.pop_back();
     if (!wire::from_hex(hex, secret) || secret->size() < wire::secret_bytes_min ||
         secret->size() > wire::gateway_secret_max) {
       *error = path + ": not a hex secret of " + std::to_string(wire::secret_bytes_min) + " to " +
                std::to_string(wire::gateway_secret_max) + " bytes (delete it to have a new one made)";
       return false;
     }
+    // It holds every role's secret, admin's included: said when others may read it.
+    if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      std::fprintf(stderr, "mesobd: %s may be read by others (mode %04o); it holds the dev gateway's secret, every "
+                   "role's: chmod 600 it\n", path.c_str(), unsigned(st.st_mode & 07777));
     *created = false;
     return true;
   }

@@ -149,6 +149,25 @@ TEST(mesobd, bad_gateway_settings_are_refused) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "a refused start changed the data directory";
 }
 
+// The development gateway's secret file is one line of hex: words after it are refused,
+// not ignored; a file others may read is said on stderr.
+TEST(mesobd, a_dev_secret_file_is_its_secret_alone) {
+  temp_dir dir;
+  const std::string data = dir.path() + "/data";
+  std::filesystem::create_directories(data);
+  const std::string file = data + "/dev-gateway.secret", hex(64, 'a');
+  std::ofstream(file) << hex << " junk\n";
+  ::chmod(file.c_str(), 0600);
+  auto r = run("timeout 60 " + bin("engine/mesobd") + " --data-dir " + data + " --port 0 --admin-port 0 --metrics-port 0");
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1) << r.out;
+  EXPECT_NE(r.out.find("dev-gateway.secret: not a hex secret"), std::string::npos) << r.out;
+  std::ofstream(file, std::ios::trunc) << hex << "\n";
+  ::chmod(file.c_str(), 0644);
+  r = run("timeout -s INT 3 " + bin("engine/mesobd") + " --data-dir " + data + " --port 0 --admin-port 0 --metrics-port 0");
+  EXPECT_NE(r.out.find("secret " + hex + " ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("may be read by others (mode 0644)"), std::string::npos) << r.out;
+}
+
 // Keys of a --config file are the flags' names; anything else is refused, not ignored
 // (a misspelt limit would otherwise run on its default).
 TEST(mesobd, a_config_file_with_an_unknown_key_is_refused) {
