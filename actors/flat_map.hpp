@@ -4,10 +4,15 @@
 // arrays it cost two; perf/RESULTS.md).
 // Single-threaded (owned by one shard). Grows by doubling at 70% load; a caller that
 // must not grow past a limit checks size() first.
+// Keys are hashed with a seed drawn once per process: they come from clients (account
+// ids), and mix64 alone can be inverted, so a client could choose ids that all start
+// their probe at one slot, making every look-up of them walk one long run. Nothing
+// iterates a map, so where a key sits decides nothing.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "wire/assert.hpp"
@@ -25,6 +30,15 @@ namespace mesob::actors {
   return x;
 }
 
+// The process's seed for flat_u64_map (odd, from the OS's random source).
+[[nodiscard]] inline uint64_t flat_map_seed() {
+  static const uint64_t seed = [] {
+    std::random_device rd;
+    return ((uint64_t(rd()) << 32) ^ rd()) | 1;
+  }();
+  return seed;
+}
+
 class flat_u64_map {
  public:
   explicit flat_u64_map(size_t capacity_hint = 16) { rehash(capacity_for(capacity_hint)); }
@@ -35,14 +49,20 @@ class flat_u64_map {
 
   [[nodiscard]] const uint32_t* find(uint64_t key) const {
     MESOB_DEBUG_ASSERT(key != 0);
-    for (size_t i = mix64(key) & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = home(key);; i = (i + 1) & mask_) {
       if (slots_[i].key == key) return &slots_[i].value;
       if (slots_[i].key == 0) return nullptr;
     }
   }
+  // The slots a look-up of `key` reads (1: at its home slot).
+  [[nodiscard]] size_t probes(uint64_t key) const {
+    size_t n = 1;
+    for (size_t i = home(key); slots_[i].key != key && slots_[i].key != 0; i = (i + 1) & mask_) ++n;
+    return n;
+  }
   // Starts loading the slot where `key` would be found (for batches: issue a few
   // look-ups ahead so their cache misses overlap).
-  void prefetch(uint64_t key) const { mesob::prefetch(&slots_[mix64(key) & mask_]); }
+  void prefetch(uint64_t key) const { mesob::prefetch(&slots_[home(key)]); }
   [[nodiscard]] uint32_t* find(uint64_t key) {
     return const_cast<uint32_t*>(static_cast<const flat_u64_map*>(this)->find(key));
   }
@@ -50,7 +70,7 @@ class flat_u64_map {
   void put(uint64_t key, uint32_t value) {
     MESOB_ASSERT(key != 0);
     if ((size_ + 1) * 10 > slots_.size() * 7) rehash(slots_.size() * 2);
-    for (size_t i = mix64(key) & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = home(key);; i = (i + 1) & mask_) {
       if (slots_[i].key == key) {
         slots_[i].value = value;
         return;
@@ -63,15 +83,15 @@ class flat_u64_map {
     }
   }
   bool erase(uint64_t key) {
-    size_t i = mix64(key) & mask_;
+    size_t i = home(key);
     for (;; i = (i + 1) & mask_) {
       if (slots_[i].key == 0) return false;
       if (slots_[i].key == key) break;
     }
     // Backward-shift: pull later members of the probe run into the hole.
     for (size_t j = (i + 1) & mask_; slots_[j].key != 0; j = (j + 1) & mask_) {
-      const size_t home = mix64(slots_[j].key) & mask_;
-      if (((j - home) & mask_) >= ((j - i) & mask_)) {
+      const size_t h = home(slots_[j].key);
+      if (((j - h) & mask_) >= ((j - i) & mask_)) {
         slots_[i] = slots_[j];
         i = j;
       }
@@ -96,6 +116,7 @@ class flat_u64_map {
     uint64_t key;
     uint32_t value;
   };
+  [[nodiscard]] size_t home(uint64_t key) const { return mix64(key ^ seed_) & mask_; }
   void rehash(size_t cap) {
     std::vector<slot, huge_page_allocator<slot>> old(cap, slot{0, 0});
     old.swap(slots_);
@@ -106,6 +127,7 @@ class flat_u64_map {
   }
 
   std::vector<slot, huge_page_allocator<slot>> slots_;
+  uint64_t seed_ = flat_map_seed();
   size_t mask_ = 0;
   size_t size_ = 0;
 };

@@ -2,10 +2,12 @@
 // reads hashes across the hash log's segments while the owner appends), growth with a
 // slow builder (the owner waits only at 7/8 load), abandoning a growth.
 #include "engine/id_index.hpp"
+#include "actors/flat_map.hpp"
 #include "support/seed.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <unordered_map>
@@ -291,4 +293,37 @@ TEST(id_index, the_stored_hash_is_frozen) {
   // So is the bucket of id.hi the snapshot's `id_lo_max` row is keyed by.
   static_assert(id_index::bucket_of(0) == 0 && id_index::bucket_of(1) == 0x9e3);
   EXPECT_EQ(id_index::bucket_of(0x6d65736f62), 0xaf4u);
+}
+
+// Keys chosen so that the unseeded mix of each lands at slot 0 of any table (mix64's
+// inverse of i << 32): with the process's seed they spread like any others, where before
+// they made one probe run as long as the map, walked by every look-up of them.
+TEST(flat_u64_map, keys_chosen_to_collide_spread_out) {
+  const auto unmix = [](uint64_t x) {
+    x ^= (x >> 31) ^ (x >> 62);
+    x *= 0x319642b2d24d8ec3ull;
+    x ^= (x >> 27) ^ (x >> 54);
+    x *= 0x96de1b173f119089ull;
+    x ^= (x >> 30) ^ (x >> 60);
+    return x;
+  };
+  mesob::actors::flat_u64_map m;
+  constexpr uint64_t n = 20'000;
+  for (uint64_t i = 1; i <= n; ++i) {
+    const uint64_t key = unmix(i << 32);
+    ASSERT_EQ(mesob::actors::mix64(key), i << 32);
+    m.put(key, uint32_t(i));
+  }
+  size_t longest = 0, total = 0;
+  for (uint64_t i = 1; i <= n; ++i) {
+    const uint64_t key = unmix(i << 32);
+    ASSERT_NE(m.find(key), nullptr);
+    EXPECT_EQ(*m.find(key), uint32_t(i));
+    const size_t p = m.probes(key);
+    longest = std::max(longest, p);
+    total += p;
+  }
+  // Linear probing at most 70% full: about 2 probes on average, the longest a few dozen.
+  EXPECT_LT(total / n, 4u);
+  EXPECT_LT(longest, 200u);
 }
