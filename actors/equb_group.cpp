@@ -59,6 +59,10 @@ wire::result new_group_refusal(const group_config& c, uint16_t rules) {
   if (rules >= rules_period_cap && (c.period_ns > period_max_ns || c.grace_ns > period_max_ns))
     return result::period_too_long;
   if (rules >= rules_grace_within_period && c.grace_ns >= c.period_ns) return result::grace_not_within_period;
+  if (rules >= rules_group_lifetime_sums) {
+    if (c.period_ns < period_min_ns) return result::period_too_short;
+    if (c.contribution + c.late_penalty > seat_round_max) return result::amounts_too_large;  // (each below 2^62)
+  }
   if (rules >= rules_equb_codes && c.policy == rotation::bidding && c.commission_bp > 0 && c.commission_cap == 0)
     return result::commission_cap_missing;
   // The escrow takes the group's id: not one of the engine's (a desk's payout account or

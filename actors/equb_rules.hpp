@@ -114,6 +114,16 @@ constexpr uint32_t seats_max = 1000;
 constexpr uint64_t period_max_ns = 120ull * 86'400 * 1'000'000'000;
 static_assert(uint64_t(seats_max + 1) * period_max_ns <= UINT64_MAX - (uint64_t(1) << 62),
               "deadlines stay below 2^64 ns");
+// The shortest round of a group created now (period_too_short): shorter, a round could
+// close before its members can pay (a nanosecond's closed every round at the first batch
+// after the start, each seat defaulting).
+constexpr uint64_t period_min_ns = 60ull * 1'000'000'000;
+// The most a seat's round may cost (contribution and late penalty) in a group created now
+// (amounts_too_large): the escrow's lifetime sums (every seat paying every round, debts
+// and covers paid in too) stay far below 2^64. Before, only a round's sums were bounded,
+// and a large group of large contributions overflowed its escrow's credits part-way,
+// refusing every payment after.
+constexpr uint64_t seat_round_max = (uint64_t(1) << 63) / (uint64_t(seats_max) * seats_max * 4);
 constexpr uint32_t bp_max = 10'000;  // basis points in 100%
 // Group numbers are below this: a gateway payout's id is 1 << 63 | number << 24 | step
 // (equb_group.hpp, group_payout_id).

@@ -266,6 +266,11 @@ constexpr uint16_t rules_rotation_ends_broker_sessions = 33;
 // (transfers, accounts, payouts, orders, look-ups) only with it, its payments role
 // covering its deposits and payout answers. Before, roles past admin were roles_invalid.
 constexpr uint16_t rules_registered_ledger_role = 33;
-constexpr uint16_t rules_newest = 33;
+// Equb creates: a new group's round is a minute or longer (period_too_short), and a
+// seat's round (contribution and late penalty) at most equb::seat_round_max
+// (amounts_too_large), so that the escrow's lifetime sums cannot overflow. Before, a
+// round of a nanosecond was taken, and contributions up to 2^63 / 4,000 each.
+constexpr uint16_t rules_group_lifetime_sums = 34;
+constexpr uint16_t rules_newest = 34;
 
 }  // namespace mesob::actors

@@ -793,6 +793,7 @@ enum class result : uint32_t {
                                          // the fills they may take together (65,536 lots)
   lookup_reply_full = 248,               // a group look-up: the groups before it on its shard fill
                                          // that shard's share of a reply (the frame ceiling)
+  period_too_short = 249,                // equb: a new group whose round is under a minute
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -201,6 +201,21 @@ TEST_F(equb_engine, FixedOrderGroupRunsToCompletionAcrossShards) {
   uncapped.commission_bp = 500;
   uncapped.organizer_account_id = guarantor;
   EXPECT_EQ(op1(uncapped), result::commission_cap_missing);
+  // A round under a minute, and a seat's round whose lifetime sums could overflow the
+  // escrow (rules version 34); older records' creates took them.
+  auto quick = create_op(g);
+  quick.period_ns = actors::equb::period_min_ns - 1;
+  quick.grace_ns = 0;
+  EXPECT_EQ(op1(quick), result::period_too_short);
+  auto dear = create_op(g);
+  dear.contribution = actors::equb::seat_round_max - dear.late_penalty + 1;
+  EXPECT_EQ(op1(dear), result::amounts_too_large);
+  for (const auto& op : {quick, dear}) {
+    const auto c = actors::equb::config_of(op);
+    EXPECT_EQ(actors::equb::new_group_refusal(c, actors::rules_group_lifetime_sums - 1), result::ok);
+  }
+  dear.contribution -= 1;
+  EXPECT_EQ(actors::equb::new_group_refusal(actors::equb::config_of(dear), actors::rules_newest), result::ok);
   ASSERT_EQ(op1(create_op(g)), result::ok);
   EXPECT_EQ(group(g).g.number, 1u) << "refused creates took numbers";
   ASSERT_EQ(op1(create_op(g)), result::ok) << "a repeated create is answered ok";
