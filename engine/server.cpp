@@ -1676,6 +1676,7 @@ class server_impl {
       if (it == by_session_.end() || it->second >= sessions_.size() || !sessions_[it->second]) return;
       session& s = *sessions_[it->second];
       if (s.fd < 0 || s.closing || s.close_after_flush || s.session_id != p.session_id) return;
+      if (s.authed && !still_registered(s, 0)) return;  // cut off since its last frame
       if (p.shared) push_to(s, out_frame{{}, std::move(p.shared), true});
       else push_to(s, out_frame{std::move(p.frame), nullptr, true});
       return;
@@ -1687,6 +1688,10 @@ class server_impl {
     for (auto& sp : sessions_) {
       if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
         continue;
+      // A session its gateway's disable or secret rotation cut off since its last frame
+      // (the timer would close it within a second) gets no more instructions: before, a
+      // session opened with a leaked secret still got them until then.
+      if (!still_registered(*sp, 0)) continue;
       if (!shared) shared = std::make_shared<const std::vector<uint8_t>>(std::move(p.frame));
       push_to(*sp, out_frame{{}, shared, true});
     }

@@ -3134,6 +3134,34 @@ TEST(server, pushes_reach_the_gateways_sessions_and_slow_readers_are_cut_off) {
   EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
 }
 
+// A push to a gateway whose secret was rotated since its session's last frame is not
+// delivered to that session: it is told it closes, and closed (before, it got the
+// instructions until the server's timer closed it, up to a second later).
+TEST(server, a_push_after_a_secret_rotation_does_not_reach_the_old_secret_s_session) {
+  net n;
+  const std::vector<uint8_t> secret(24, 0x5c);
+  ASSERT_EQ(n.eng->gateways({registration("tb", wire::roles::payments, 9301, secret)}).results.at(0), result::ok);
+  std::string err;
+  auto tb = wire::client::connect(n.registered_opts("tb", secret), &err);
+  ASSERT_TRUE(tb) << err;
+  wire::gateway_op rot{};
+  rot.kind = wire::gateway_op_kind::rotate_secret;
+  actors::gateways::set_op_id(rot, "tb");
+  rot.secret_bytes = 24;
+  std::memset(rot.secret, 0x5d, rot.secret_bytes);
+  ASSERT_EQ(n.eng->gateways({rot}).results.at(0), result::ok);
+  n.srv->push("tb", "payout.instruction", {1, 2, 3});
+  wire::client::frame_in f;
+  ASSERT_TRUE(tb->read_frame(&f, &err)) << err;
+  ASSERT_EQ(f.header.kind, uint16_t(wire::frame_kind::error)) << "a push reached the old secret's session";
+  wire::error_msg e;
+  ASSERT_TRUE(wire::parse_error(f.body, &e, &err)) << err;
+  EXPECT_EQ(e.code, protocol_error::role_denied);
+  EXPECT_NE(e.message.find("secret of gateway tb was changed"), std::string::npos) << e.message;
+  EXPECT_FALSE(tb->read_frame(&f, &err));
+  EXPECT_TRUE(tb->closed_by_server());
+}
+
 // Instructions go to gateways and brokers in frames of at most a quarter of the frame
 // limit, in order, pays before cancels: one batch of thousands is many small frames,
 // not one that passes a session's queue limit by itself.
