@@ -83,12 +83,12 @@ bool dev_secret(const std::string& dir, std::vector<uint8_t>* secret, bool* crea
     return false;
   }
   if (in) {
-    // One line of hex and nothing else (at most what the longest secret takes): trailing
-    // words are not ignored.
-    std::string hex(2 * wire::gateway_secret_max + 2, '\0');
+    // One word of hex and nothing else (at most what the longest secret takes, and the
+    // line's end, "\r\n" too): trailing words are not ignored.
+    std::string hex(2 * wire::gateway_secret_max + 8, '\0');
     in.read(hex.data(), std::streamsize(hex.size()));
     hex.resize(size_t(in.gcount()));
-    if (!hex.empty() && hex.back() == '\n') hex.pop_back();
+    while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
     if (!wire::from_hex(hex, secret) || secret->size() < wire::secret_bytes_min ||
         secret->size() > wire::gateway_secret_max) {
       *error = path + ": not a hex secret of " + std::to_string(wire::secret_bytes_min) + " to " +

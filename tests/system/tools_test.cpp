@@ -161,7 +161,7 @@ TEST(mesobd, a_dev_secret_file_is_its_secret_alone) {
   auto r = run("timeout 60 " + bin("engine/mesobd") + " --data-dir " + data + " --port 0 --admin-port 0 --metrics-port 0");
   EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1) << r.out;
   EXPECT_NE(r.out.find("dev-gateway.secret: not a hex secret"), std::string::npos) << r.out;
-  std::ofstream(file, std::ios::trunc) << hex << "\n";
+  std::ofstream(file, std::ios::trunc) << hex << "\r\n";  // a line's end as an editor may leave it
   ::chmod(file.c_str(), 0644);
   r = run("timeout -s INT 3 " + bin("engine/mesobd") + " --data-dir " + data + " --port 0 --admin-port 0 --metrics-port 0");
   EXPECT_NE(r.out.find("secret " + hex + " ("), std::string::npos) << r.out;
