@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--host", mo.host, "mesobd address")->capture_default_str();
   app.add_option("--port", mo.port, "mesobd port")->check(CLI::Range(1, 65535))->capture_default_str();
-  app.add_option("--gateway", mo.gateway, "gateway id (needs the payments role)")->capture_default_str();
+  app.add_option("--gateway", mo.gateway, "gateway id (needs the payments role; a registered gateway payments,ledger)")->capture_default_str();
   app.add_option("--secret", secret_hex, "the gateway's secret, hex");
   app.add_option("--secret-file", secret_file, "file holding the secret in hex (mesobd's <data>/dev-gateway.secret)");
   app.add_option("--pg", pg_conninfo, "PostgreSQL connection string (libpq)")->capture_default_str();
@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
   if (mixing && any_deposits &&
       (deposit_gateway.empty() || !wire::from_hex(deposit_secret_hex, &deposit_secret) || deposit_secret.empty())) {
     std::fprintf(stderr, "mesob-load: --mix with deposits needs --deposit-gateway ID and --deposit-secret HEX (a "
-                         "registered gateway; the others run as --gateway)\n");
+                         "gateway registered with the payments and ledger roles; the others run as --gateway)\n");
     return 2;
   }
   // Every session of a payouts gateway receives its instructions: the deposits' client,
@@ -399,7 +399,7 @@ int main(int argc, char** argv) {
       pt.w.gateway_number = pt.t->gateway_number();
       if (pt.w.gateway_number == 0) {
         std::fprintf(stderr, "mesob-load: deposits: gateway '%s' is not a registered gateway (register it on the "
-                             "admin port: gateway register ...)\n",
+                             "admin port with the payments and ledger roles: gateway register ...)\n",
                      mixing ? deposit_gateway.c_str() : mo.gateway.c_str());
         return 2;
       }
