@@ -1031,6 +1031,16 @@ void desk_table::chain_done(const wire::transfer& first, result r, uint64_t ts) 
   touch(d, p);
 }
 
+void desk_table::resume(uint64_t last_before, uint64_t resumed) {
+  if (!reset_keeps_route_wait_ || resumed <= last_before) return;
+  for (auto& [c, d] : desks_)
+    for (auto& [id, p] : d.payouts)
+      if (p.st == state::waiting && p.wait_since != 0) {
+        p.wait_since = std::min(p.wait_since + (resumed - last_before), resumed);  // (it began before)
+        touch(d, p);
+      }
+}
+
 void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
   if (e.kind == wire::gateway_event_kind::reset) {
     sessions_.clear();
@@ -1052,10 +1062,15 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
           touch(d, p);
           schedule(p, std::max(p.due, ts + timeout_ns(p.attempts.back().gateway)));
         } else if (p.st == state::in_flight || p.st == state::waiting) {
+          // Waiting for any gateway: a gateway coming up routes it. One that waited
+          // already keeps its wait (moved by the downtime: resume) and is looked at
+          // again shortly, as before the restart (rules_reset_keeps_route_wait).
+          const bool kept = reset_keeps_route_wait_ && p.st == state::waiting && p.wait_since != 0;
           p.st = state::waiting;
-          p.wait_since = ts;
+          if (!kept) p.wait_since = ts;
           touch(d, p);
-          schedule(p, ts + route_wait_max_ns);  // a gateway coming up routes it before
+          schedule(p, reset_keeps_route_wait_ ? std::min(ts + route_poll_ns, p.wait_since + route_wait_max_ns)
+                                              : ts + route_wait_max_ns);
         }
     return;
   }

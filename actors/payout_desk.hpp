@@ -418,6 +418,10 @@ class desk_table {
   // Rules version 10 on (rules_reset_keeps_backoff): a reset leaves a payout waiting out
   // its backoff with its gateway.
   void set_rules_reset_keeps_backoff(bool v) { reset_keeps_backoff_ = v; }
+  // Rules version 34 on (rules_reset_keeps_route_wait): a payout waiting for any gateway
+  // keeps its wait's start across a restart (moved by the downtime) and is looked at
+  // again within route_poll_ns.
+  void set_rules_reset_keeps_route_wait(bool v) { reset_keeps_route_wait_ = v; }
   // Rules version 13 on (rules_failed_in_backoff): a failed answer to the latest attempt
   // in its backoff is taken, not late.
   void set_rules_failed_in_backoff(bool v) { failed_in_backoff_ = v; }
@@ -456,6 +460,9 @@ class desk_table {
   [[nodiscard]] size_t recon_rows_kept() const { return recon_.size(); }
   // Sessions opening and closing (every shard keeps the counts).
   void event(const wire::gateway_event& e, uint64_t ts);
+  // The engine started again at `resumed`, its last logged time `last_before`: the waits
+  // for any gateway move by the downtime (rules_reset_keeps_route_wait).
+  void resume(uint64_t last_before, uint64_t resumed);
   wire::result op(const wire::payout_op& o, uint64_t desk, uint64_t ts);
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
   void run_due(uint64_t now);
@@ -601,6 +608,7 @@ class desk_table {
   bool before_cancels_ = false;
   bool payout_routes_ = true;
   bool reset_keeps_backoff_ = true;
+  bool reset_keeps_route_wait_ = true;
   bool failed_in_backoff_ = true;
   bool withdrawn_dead_ = true;
   bool sweep_backoff_ = true;

@@ -271,6 +271,13 @@ constexpr uint16_t rules_registered_ledger_role = 33;
 // (amounts_too_large), so that the escrow's lifetime sums cannot overflow. Before, a
 // round of a nanosecond was taken, and contributions up to 2^63 / 4,000 each.
 constexpr uint16_t rules_group_lifetime_sums = 34;
+// Payouts and orders waiting for any gateway (or broker) keep their wait across a
+// restart: the wait's start moves by the engine's downtime at the resume marker, and the
+// reset keeps it, so ten minutes of the engine's up time make a dead letter (no_route),
+// however often it restarts. Before, each restart began the wait again (an engine
+// restarting every few minutes never made one), and a waiting payout was looked at only
+// when the new wait had passed (a gateway given its currency meanwhile was not seen).
+constexpr uint16_t rules_reset_keeps_route_wait = 34;
 constexpr uint16_t rules_newest = 34;
 
 }  // namespace mesob::actors

@@ -365,6 +365,7 @@ void shard::execute(batch& b) {
       s.desks_.set_rules_before_cancels(v < rules_desk_cancels);
       s.desks_.set_rules_payout_routes(v >= rules_payout_routes);
       s.desks_.set_rules_reset_keeps_backoff(v >= rules_reset_keeps_backoff);
+      s.desks_.set_rules_reset_keeps_route_wait(v >= rules_reset_keeps_route_wait);
       s.desks_.set_rules_failed_in_backoff(v >= rules_failed_in_backoff);
       s.desks_.set_rules_withdrawn_gateway(v >= rules_withdrawn_gateway);
       s.desks_.set_rules_sweep_backoff(v >= rules_sweep_backoff);
@@ -378,6 +379,7 @@ void shard::execute(batch& b) {
       s.desks_.set_rules_before_cancels(false);
       s.desks_.set_rules_payout_routes(true);
       s.desks_.set_rules_reset_keeps_backoff(true);
+      s.desks_.set_rules_reset_keeps_route_wait(true);
       s.desks_.set_rules_failed_in_backoff(true);
       s.desks_.set_rules_withdrawn_gateway(true);
       s.desks_.set_rules_sweep_backoff(true);
@@ -417,6 +419,8 @@ void shard::execute(batch& b) {
     settle_all();
     deciding(b, 0);
     groups_.resume(b.resumed_after, b.timestamp_base);
+    desks_.resume(b.resumed_after, b.timestamp_base);  // waits for a gateway or broker:
+    trading_.resume(b.resumed_after, b.timestamp_base);  // the downtime does not count
   }
   if (logged && groups_.due(b.sweep_to)) {  // rounds whose deadline + grace passed close first
     settle_all();

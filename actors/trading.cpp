@@ -845,15 +845,25 @@ void table::reset(uint64_t ts) {
   each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
     const route_state rs = route_state(e.routing);
     if (rs != route_state::sent && rs != route_state::waiting) return;
+    const bool kept = rules_ >= rules_reset_keeps_route_wait && rs == route_state::waiting && e.wait_since != 0;
     set_routing(e, route_state::waiting);
     if (e.ending != order_state::open) {
       e.route_due = 0;
     } else {
-      e.wait_since = ts;
-      e.route_due = ts + route_wait_max_ns;  // a broker coming up routes it before
+      if (!kept) e.wait_since = ts;
+      e.route_due = e.wait_since + route_wait_max_ns;  // a broker coming up routes it before
       add_timer(e.route_due, wallet);
       unrouted_[e.o.id] = wallet;
     }
+    touch(wallet, w);
+  });
+}
+
+void table::resume(uint64_t last_before, uint64_t resumed) {
+  if (rules_ < rules_reset_keeps_route_wait || resumed <= last_before) return;
+  each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
+    if (route_state(e.routing) != route_state::waiting || e.wait_since == 0) return;
+    e.wait_since = std::min(e.wait_since + (resumed - last_before), resumed);  // (it began before)
     touch(wallet, w);
   });
 }

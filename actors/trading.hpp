@@ -262,8 +262,12 @@ class table {
   // rules_withdrawn_broker_dead_letters): the orders working there, not ending, become
   // dead letters (broker_withdrawn), in order id order.
   void broker_withdrawn(uint32_t gateway, uint64_t ts);
-  // The engine (re)started: no broker is up; unacknowledged orders wait for one.
+  // The engine (re)started: no broker is up; unacknowledged orders wait for one (those
+  // that waited already keep their wait's start, rules_reset_keeps_route_wait).
   void reset(uint64_t ts);
+  // The engine started again at `resumed`, its last logged time `last_before`: the waits
+  // for any broker move by the downtime (rules_reset_keeps_route_wait).
+  void resume(uint64_t last_before, uint64_t resumed);
   // A chain the table emitted executed fresh (or as a repeat) with outcome r.
   void chain_done(const wire::transfer& first, wire::result r);
 

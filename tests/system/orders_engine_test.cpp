@@ -1385,6 +1385,27 @@ TEST_F(orders_engine, ARejectWaitsForTheBrokerTheOrderLeft) {
   fx_.open();
 }
 
+// An order waiting for a broker keeps its wait across restarts (rules version 34): ten
+// minutes of the engine's up time make it a dead letter however often it restarts (the
+// downtime does not count). Before, each restart began the wait again: an engine
+// restarting every few minutes never made it one, its hold kept without an operator
+// hearing of it.
+TEST_F(orders_engine, AnOrderWaitingForABrokerKeepsItsWaitAcrossRestarts) {
+  ASSERT_EQ(place(buy(120, a_, 10, 100)), result::ok);  // no broker up
+  EXPECT_EQ(order(120).routing, uint8_t(actors::trading::route_state::waiting));
+  for (uint64_t k = 0; k < 3; ++k) {
+    fx_.advance_s(200);
+    ASSERT_EQ(e().prices({price(etel, 100, 2 + k)}).results.at(0), result::ok);
+    restart();
+    EXPECT_EQ(order(120).routing, uint8_t(actors::trading::route_state::waiting)) << k;
+  }
+  fx_.advance_s(60);  // 660 s of waiting, none of it down
+  ASSERT_EQ(e().prices({price(etel, 100, 5)}).results.at(0), result::ok);
+  ASSERT_TRUE(eventually([&] { return orders_dead(e()) == 1; })) << orders_dead(e());
+  EXPECT_EQ(order(120).dead_reason, uint8_t(actors::trading::dead_reason::no_route));
+  EXPECT_EQ(account(a_).debits_pending, 1000u) << "its hold kept";
+}
+
 TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) {
   up("broker-a");  // broker-b (the fallback) never comes up
   ASSERT_EQ(place(buy(110, a_, 10, 100)), result::ok);

@@ -685,6 +685,67 @@ TEST(payout_desk, a_cancel_wait_ended_by_a_disable_writes_a_row_that_reads_back)
   EXPECT_EQ(r.sent[0].second.payout_id, 5u);
 }
 
+// A payout waiting for any gateway keeps its wait across restarts (rules version 34): the
+// downtime does not count (resume moves the wait's start by it), the engine's up time
+// does, however often it restarts, and after a restart it is looked at again within a
+// second. Before, each restart began its wait again: an engine restarting every three
+// minutes never made it a dead letter.
+TEST(payout_desk, a_restart_keeps_a_payout_s_wait_for_a_gateway) {
+  constexpr uint64_t minute = 60'000'000'000ull, second = 1'000'000'000ull;
+  struct run {
+    recording_table r;
+    explicit run(bool rules_34) {
+      r.t.set_rules_reset_keeps_route_wait(rules_34);
+      r.t.held(hold_of(5), 20);  // no gateway up: waiting since 20
+    }
+    void restart(uint64_t last_before, uint64_t at) {
+      r.t.resume(last_before, at);
+      r.t.event({0, wire::gateway_event_kind::reset, {}}, at);
+    }
+    payout_entry row() {
+      desk_table::dirty_rows rows;
+      r.t.take_dirty(&rows);
+      payout_entry back;
+      bool found = false;
+      for (const auto& [id, bytes] : rows.payouts) {
+        std::string why;
+        if (id == 5) {
+          found = true;
+          EXPECT_TRUE(decode_payout(bytes, &back, &why)) << why;
+        }
+      }
+      EXPECT_TRUE(found) << "no row written for payout 5";
+      return back;
+    }
+  };
+  // Restarts a second after the last logged time (a crash loop), every three minutes: a
+  // dead letter after ten minutes of up time (and the three seconds down).
+  run loop(true);
+  for (uint64_t at = 3; at <= 9; at += 3) {
+    loop.restart(at * minute - second, at * minute);
+    loop.r.t.run_due(at * minute + 2 * second);  // looked at again within a second
+    EXPECT_EQ(loop.row().st, state::waiting) << at;
+  }
+  loop.r.t.run_due(20 + 10 * minute + 3 * second);
+  auto p = loop.row();
+  EXPECT_EQ(p.st, state::dead);
+  EXPECT_EQ(p.dead, dead_reason::no_route);
+  // Down for fifteen minutes after two of waiting: eight more minutes of up time.
+  run down(true);
+  down.restart(2 * minute, 17 * minute);
+  down.r.t.run_due(17 * minute + 2 * second);
+  EXPECT_EQ(down.row().st, state::waiting) << "the downtime counted";
+  down.r.t.run_due(24 * minute);
+  EXPECT_EQ(down.row().st, state::waiting);
+  down.r.t.run_due(20 + 25 * minute);
+  EXPECT_EQ(down.row().st, state::dead);
+  // Older records' restarts began the wait again.
+  run older(false);
+  for (uint64_t at = 3; at <= 9; at += 3) older.restart(at * minute - second, at * minute);
+  older.r.t.run_due(20 + 10 * minute);
+  EXPECT_EQ(older.row().st, state::waiting);
+}
+
 // Each timer's decision on a payout is an event (payout_timer: what came due, what
 // follows, the gateway, the attempts), after the dead letter's own; a look for a route
 // that found none makes none.
