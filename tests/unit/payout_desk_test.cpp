@@ -605,17 +605,23 @@ TEST(payout_desk, a_retry_after_its_backoff_stays_with_its_gateway) {
   EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
 }
 
+// Payout 5 sent to beta (up), its answer timeout passed (a backoff), then beta moved by
+// an operator to rail 2.
+void backing_off_at_beta_moved_off_its_rail(recording_table& r) {
+  r.t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
+  r.t.held(hold_of(5), 20);
+  r.t.run_due(20 + 1'000'000'001);  // a timeout at beta: a backoff
+  const auto move = gateway_op_of("beta", 2, 2, 1, 7002, wire::gateway_op_kind::update);  // to rail 2
+  ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
+}
+
 // A gateway an operator moved to another rail during the backoff is left as a timeout
 // leaves one (asked to cancel: it may have paid), not sent the payout again (before,
 // the retry took it whatever its rail, recording an attempt with no settlement account).
 TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail) {
   recording_table r;
   desk_table& t = r.t;
-  t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
-  t.held(hold_of(5), 20);
-  t.run_due(20 + 1'000'000'001);  // a timeout at beta: a backoff
-  const auto move = gateway_op_of("beta", 2, 2, 1, 7002, wire::gateway_op_kind::update);  // to rail 2
-  ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
+  ASSERT_NO_FATAL_FAILURE(backing_off_at_beta_moved_off_its_rail(r));
   t.event({r.alpha, wire::gateway_event_kind::up, {}}, 1'100'000'000);
   t.flush();
   r.sent.clear();
@@ -640,11 +646,7 @@ TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail)
 TEST(payout_desk, a_cancel_wait_ended_by_a_disable_writes_a_row_that_reads_back) {
   recording_table r;
   desk_table& t = r.t;
-  t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
-  t.held(hold_of(5), 20);
-  t.run_due(20 + 1'000'000'001);  // a timeout at beta: a backoff
-  const auto move = gateway_op_of("beta", 2, 2, 1, 7002, wire::gateway_op_kind::update);  // to rail 2
-  ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
+  ASSERT_NO_FATAL_FAILURE(backing_off_at_beta_moved_off_its_rail(r));
   t.run_due(600'000'000'000);  // the backoff is over: beta asked to cancel
   t.flush();
   ASSERT_EQ(r.sent.size(), 2u);
