@@ -607,17 +607,25 @@ void verify(target& t, shared_run& s, std::vector<std::unique_ptr<connection_sta
 
 }  // namespace
 
-std::string run_options_problem(const run_options& o) {
+std::string run_options_problem(const run_options& o, uint32_t batch) {
   if (o.connections == 0 || o.connections > 1024) return "connections: 1 .. 1,024";
   if (o.window == 0 || o.window > window_limit) return "window: 1 .. 1,024";
   // (Written so that NaN fails too.)
   if (!(o.rate >= 0 && o.rate <= 1e9)) return "rate must be 0 .. 1e9 a second";
   if (!(o.duration_s > 0 && o.duration_s <= 7 * 86400.0)) return "duration must be over 0 and at most a week";
+  // An open loop sends request j at j x batch / rate: fewer than two in the duration
+  // measures one request, not a rate.
+  if (o.rate > 0 && o.rate * o.duration_s < 2.0 * batch) {
+    char why[160];
+    std::snprintf(why, sizeof why, "rate %g a second for %g s sends fewer than two requests of %u: raise the rate or "
+                  "the duration", o.rate, o.duration_s, batch);
+    return why;
+  }
   return {};
 }
 
 bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error) {
-  if (auto why = run_options_problem(o); !why.empty() || !(why = w.check_layout()).empty()) {
+  if (auto why = run_options_problem(o, w.batch); !why.empty() || !(why = w.check_layout()).empty()) {
     *error = why;
     return false;
   }
@@ -785,6 +793,13 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     for (auto& [r, n] : c->results) out->results[std::string(wire::result_name(r))] += n;
     for (auto& [f, n] : c->failures) out->failures[f] += n;
   }
+  // Each request an open loop sent stands for batch / rate seconds of the load it
+  // offered (up to the duration): its rate is over those at least. Before, over the time
+  // to the last answer, which at a low rate comes soon after the last send, a whole
+  // interval before the load's end: with n requests, n / (n - 1) times the rate offered.
+  if (o.rate > 0)
+    out->seconds = std::max(out->seconds, std::min(o.duration_s, double(out->requests + out->requests_failed) *
+                                                                     double(w.batch) / o.rate));
   out->send_lag.merge(s.send_lag);
   out->failed_latency.merge(s.failed_latency);
   for (auto& c : cs) {

@@ -84,8 +84,9 @@ struct run_report {
 
 // Runs the load (setup must have run). False with *error when it cannot start.
 bool run_load(target& t, const workload& w, const run_options& o, run_report* out, std::string* error);
-// What run_load would refuse in `o` (empty: nothing): checked before a target is set up.
-std::string run_options_problem(const run_options& o);
+// What run_load would refuse in `o` for requests of `batch` items (empty: nothing):
+// checked before a target is set up.
+std::string run_options_problem(const run_options& o, uint32_t batch);
 
 // Why the report's files cannot go into `dir` (made if missing; empty: the current
 // directory), or "": checked before a run too, so that a long run does not end unable

@@ -332,7 +332,7 @@ int main(int argc, char** argv) {
   if (label.empty()) label = target_name;
   // Before anything is made on the target: a bad option changes nothing there.
   for (const auto& pt : parts)
-    if (const auto why = load::run_options_problem(pt.o); !why.empty()) {
+    if (const auto why = load::run_options_problem(pt.o, pt.w.batch); !why.empty()) {
       std::fprintf(stderr, "mesob-load: %s%s\n", mixing ? (pt.name + ": ").c_str() : "", why.c_str());
       return 2;
     }

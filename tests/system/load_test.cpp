@@ -341,6 +341,10 @@ TEST(load, closed_loop_open_loop_and_workloads_verify_against_mesobd) {
     EXPECT_TRUE(orep.verify.ok) << (orep.verify.problems.empty() ? "" : orep.verify.problems[0]);
     EXPECT_GE(orep.requests, 380u);
     EXPECT_LE(orep.requests, 402u);
+    // Its rate is over the duration at least: at most the rate offered (before, over the
+    // time to the last answer, which a low rate's last request ends early).
+    EXPECT_GE(orep.seconds, 1.0);
+    EXPECT_LE(orep.transfers_per_s(), 40'000 * 1.01);
 
     // Equb rounds: groups made, joined and started at setup; rounds 2 .. 5 of every group
     // paid (each group's payments on one connection, in round order), each round paying
@@ -887,6 +891,9 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
              {" --duration nan", "'nan' is not a finite decimal number"},
              {" --connections 0", "connections: 1 .. 1,024"},
              {" --rate -1", "rate must be 0 .. 1e9"},
+             // Fewer than two requests in the duration (before, one was sent and its
+             // batch over its latency reported as the rate).
+             {" --rate 100 --duration 1", "sends fewer than two requests of"},
              // Options that would change nothing are refused, not ignored.
              {" --window 0", "window: 1 .. 1,024"},
              {" --rate 1000 --window 8", "--window is the closed loop's"},
