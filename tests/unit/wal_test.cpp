@@ -419,6 +419,16 @@ TEST(wal, headers_planted_in_a_torn_records_payload_are_not_taken_for_later_grou
   EXPECT_NE(sc.result.torn_tail.find("payload checksum mismatch"), std::string::npos) << sc.result.torn_tail;
 }
 
+// Stages records `first` .. `last` of `bytes` each (their lsns) into the open group.
+bool stage_records(wal_writer& w, uint64_t first, uint64_t last, size_t bytes) {
+  for (uint64_t lsn = first; lsn <= last; ++lsn) {
+    auto p = payload_for(lsn, bytes);
+    std::span<const uint8_t> pieces[1] = {p};
+    if (w.stage(record_kind::batch, 1, lsn, pieces) != lsn) return false;
+  }
+  return true;
+}
+
 // Stages one record, arms `arm` (a failure probe), commits: the group must fail.
 std::unique_ptr<wal_writer> commit_one_failing(const std::string& dir, const std::function<void()>& arm) {
   wal_options o{dir, segment_bytes, group_bytes};
@@ -505,19 +515,13 @@ TEST(wal, an_interrupted_write_or_fdatasync_is_done_again) {
       std::string err;
       auto w = wal_writer::open(o, {}, -1, &err);
       ASSERT_TRUE(w) << err;
-      for (uint64_t lsn = 1; lsn <= 3; ++lsn) {
-        auto p = payload_for(lsn, 3000);
-        std::span<const uint8_t> pieces[1] = {p};
-        ASSERT_EQ(w->stage(record_kind::batch, 1, lsn, pieces), lsn);
-      }
+      ASSERT_TRUE(stage_records(*w, 1, 3, 3000));
       interrupt();
       w->submit();
       EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed) << w->error();
       EXPECT_FALSE(w->failed());
       EXPECT_EQ(w->durable_lsn(), 3u);
-      auto p = payload_for(4, 100);
-      std::span<const uint8_t> pieces[1] = {p};
-      ASSERT_EQ(w->stage(record_kind::batch, 1, 4, pieces), 4u);
+      ASSERT_TRUE(stage_records(*w, 4, 4, 100));
       w->submit();
       EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed) << w->error();
     }
@@ -535,11 +539,7 @@ TEST(wal, short_write_is_completed_before_the_group_counts_as_durable) {
     std::string err;
     auto w = wal_writer::open(o, {}, -1, &err);
     ASSERT_TRUE(w) << err;
-    for (uint64_t lsn = 1; lsn <= 5; ++lsn) {
-      auto p = payload_for(lsn, 3000);
-      std::span<const uint8_t> pieces[1] = {p};
-      ASSERT_EQ(w->stage(record_kind::batch, 1, lsn, pieces), lsn);
-    }
+    ASSERT_TRUE(stage_records(*w, 1, 5, 3000));
     failure_probes::instance().short_write = true;
     w->submit();
     EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed);
