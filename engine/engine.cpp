@@ -965,10 +965,20 @@ class engine_impl {
       return (x.flags & resolving) && !x.pending_id.zero() && ids_.find(x.pending_id, id_of) >= 0;
     };
     uint32_t full_chain_end = UINT32_MAX;  // the last link of a chain refused whole
-    constexpr uint32_t index_ahead = 8;  // id index misses overlap (perf/RESULTS.md)
-    for (uint32_t o = 0; o < std::min(n, index_ahead); ++o) ids_.prefetch(b.transfers[o].id);
+    // The ids whose look-up would probe the id index's table hashed once each, in a loop
+    // of their own (engine/id_index.hpp: hash); any other is hashed where it needs it.
+    batch_hashes_.resize(n);
+    batch_hashed_.resize(n);
     for (uint32_t o = 0; o < n; ++o) {
-      if (o + index_ahead < n) ids_.prefetch(b.transfers[o + index_ahead].id);
+      const bool probes = ids_.may_probe(b.transfers[o].id);
+      batch_hashed_[o] = probes;
+      if (probes) batch_hashes_[o] = ids_.hash(b.transfers[o].id);
+    }
+    auto id_hash = [this](uint32_t o) { return batch_hashed_[o] ? &batch_hashes_[o] : nullptr; };
+    constexpr uint32_t index_ahead = 8;  // id index misses overlap (perf/RESULTS.md)
+    for (uint32_t o = 0; o < std::min(n, index_ahead); ++o) ids_.prefetch(b.transfers[o].id, id_hash(o));
+    for (uint32_t o = 0; o < n; ++o) {
+      if (o + index_ahead < n) ids_.prefetch(b.transfers[o + index_ahead].id, id_hash(o + index_ahead));
       op_route& r = b.routes[o];
       const wire::transfer& t = b.transfers[o];
       if (b.results[o] != result::ok) continue;  // open chain
@@ -979,7 +989,7 @@ class engine_impl {
         uint64_t fresh = 0;
         bool resolves_only = true;
         for (uint32_t k = o; k <= r.chain_end; ++k)
-          if (ids_.find(b.transfers[k].id, id_of) < 0) {
+          if (ids_.find(b.transfers[k].id, id_hash(k), id_of) < 0) {
             ++fresh;
             resolves_only = resolves_only && resolves_recorded(b.transfers[k]);
           }
@@ -1034,7 +1044,7 @@ class engine_impl {
       // One look-up answers both questions: an id recorded earlier in this batch (its
       // serial is the batch's) or repeated earlier in it is an in-batch duplicate,
       // which is checked before history.
-      const int64_t found = ids_.find(t.id, id_of);
+      const int64_t found = ids_.find(t.id, id_hash(o), id_of);
       if (found >= 0 && (uint64_t(found) >= batch_first_serial || batch_repeats_.find(uint64_t(found) + 1))) {
         b.results[o] = result::id_duplicated_in_batch;
         continue;
@@ -1072,7 +1082,7 @@ class engine_impl {
       records_->at(serial).owner_account_id = dr;
       r.debit_shard = uint8_t(shard_of(dr, shards_n_));
       r.credit_shard = uint8_t(shard_of(cr, shards_n_));
-      index_id(t.id, serial);
+      ids_.insert(t.id, serial, id_hash(o));
     }
     // Chain masks, and sync slots for chains spanning several shards.
     uint32_t slots = 0;
@@ -1123,6 +1133,9 @@ class engine_impl {
   // it holds repeats.
   actors::flat_u64_map batch_repeats_;
   std::vector<uint64_t> batch_repeat_keys_;
+  // The batch being sequenced: its transfer ids' hashes in the id index, where hashed.
+  std::vector<uint64_t> batch_hashes_;
+  std::vector<uint8_t> batch_hashed_;
 
   // Transfers by id are answered here: a record is final once its batch executed, and
   // older ones are read from the snapshot.
@@ -1999,7 +2012,7 @@ class engine_impl {
       const auto& r = records_->at(s);
       MESOB_ASSERT(r.result != actors::result_unresolved);
       return r;
-    });
+    }, ids_.hasher());
     return ok ? std::string() : w.error();
   }
 
@@ -2787,6 +2800,18 @@ class engine_impl {
       if (!ec) log_bytes += std::min<uint64_t>(sz, cfg_.wal_segment_mib << 20);  // a damaged size: a hint only
     }
     const uint64_t log_transfers_max = log_bytes / sizeof(wire::transfer);
+    // The key ids are hashed under (engine/id_hash.hpp). A store without one (a new one,
+    // or one of format 12 or older, whose hashes are of an unkeyed function) gets one
+    // from the OS, and its hashes are dropped in the same transaction: the ids are
+    // indexed from the records below and their hashes written again.
+    auto id_key = record_rows::hash_key(*snap_, error);
+    if (!id_key) {
+      if (!error->empty()) return false;
+      id_key = id_hash_key::random();
+      if (!record_rows::set_hash_key(*snap_, *id_key, error)) return false;
+      rec_.id_hash_key_made = true;
+    }
+    ids_.set_key(*id_key);
     const auto ids_end = record_rows::hashes_end(*snap_, error);
     if (!ids_end) return false;
     // A snapshot from before `transfer_ids` (format 9 and older) has none, and one whose
@@ -2801,7 +2826,7 @@ class engine_impl {
     if (!meta) {  // rows flushed before the first checkpoint: kept, replay checks them
       ids_.reserve(log_transfers_max);
       if (fill_in) {
-        if (!record_rows::fill_in_hashes(*snap_, *ids_end, *stored_end, error)) return false;
+        if (!record_rows::fill_in_hashes(*snap_, *ids_end, *stored_end, ids_.hasher(), error)) return false;
         rec_.transfer_ids_filled_in = *stored_end - *ids_end;
       }
       return true;
@@ -2879,7 +2904,7 @@ class engine_impl {
       }
       if (fill_in) {
         index_id(r.t.id, serial);
-      } else if (id_index::hash_of(r.t.id) != ids_.hash_at(serial)) {
+      } else if (ids_.hasher()(r.t.id) != ids_.hash_at(serial)) {
         *error = "snapshot: transfer record " + std::to_string(serial) +
                  "'s id does not match its hash in transfer_ids: the snapshot is damaged";
         return false;
@@ -2897,7 +2922,7 @@ class engine_impl {
       return false;
     }
     if (fill_in) {
-      if (!record_rows::fill_in_hashes(*snap_, *ids_end, *stored_end, error)) return false;
+      if (!record_rows::fill_in_hashes(*snap_, *ids_end, *stored_end, ids_.hasher(), error)) return false;
       rec_.transfer_ids_filled_in = *stored_end - *ids_end;
     }
     rec_.transfers_loaded = expect;

@@ -175,6 +175,10 @@ struct recovery_report {
   // The snapshot had no bound on its ids' lo by bucket (record_rows::lo_max: written by an
   // older build), so recovery read every record for it and wrote it.
   bool id_lo_max_filled_in = false;
+  // The store had no key for its ids' hashes (a new store, or one of format 12 or older):
+  // one was made, and the hashes the store had were dropped (transfer_ids_filled_in
+  // counts those written again).
+  bool id_hash_key_made = false;
   uint64_t pending_loaded = 0;  // open pending transfers read from the snapshot
   std::string torn_tail;  // empty unless a torn tail was cut
   double seconds = 0;

@@ -3,6 +3,9 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstring>
+
+#include "wire/protocol.hpp"
 
 namespace mesob::engine {
 
@@ -70,10 +73,23 @@ void id_index::hash_log::push(uint64_t serial, uint64_t h) {
   seg_[j][offset(serial)] = h;
 }
 
-id_index::id_index(size_t capacity_hint)
-    : lo_max_(new uint64_t[buckets]()) {
+id_hash_key id_hash_key::random() {
+  const auto bytes = wire::random_bytes(2 * sizeof(uint64_t));
+  id_hash_key k;
+  std::memcpy(&k.k0, bytes.data(), sizeof k.k0);
+  std::memcpy(&k.k1, bytes.data() + sizeof k.k0, sizeof k.k1);
+  return k;
+}
+
+id_index::id_index(size_t capacity_hint, const id_hash_key& key)
+    : hash_(key), lo_max_(new uint64_t[buckets]()) {
   slots_.assign(capacity_for(capacity_hint), 0);
   mask_ = slots_.size() - 1;
+}
+
+void id_index::set_key(const id_hash_key& key) {
+  MESOB_ASSERT_MSG(size_ == 0, "the id index's key changes only while it is empty");
+  hash_ = id_hasher(key);
 }
 
 id_index::~id_index() { abandon_growth(); }
@@ -146,14 +162,13 @@ void id_index::end_run() {
   run_ = open_run{};
 }
 
-void id_index::insert(const wire::id128& id, uint64_t serial) {
+void id_index::insert(const wire::id128& id, uint64_t serial, const uint64_t* h) {
   MESOB_ASSERT(serial <= serial_max && serial == size_);
-  const uint64_t h = hash(id);
   if (run_.count != 0 && id.hi == run_.hi && run_.lo_last != UINT64_MAX && id.lo == run_.lo_last + 1 &&
       id.lo < run_.next_first && serial == run_.serial_first + run_.count) {
     ++run_.count;
     run_.lo_last = id.lo;
-    if (run_.count <= table_first) return record(h, serial, true);
+    if (run_.count <= table_first) return record(h ? *h : hash_(id), serial, true);
     if (run_.in_map) {
       run_.node->second.lo_last = id.lo;
     } else {
@@ -161,7 +176,7 @@ void id_index::insert(const wire::id128& id, uint64_t serial) {
       run_.in_map = true;
       ranges_in_[run_.bucket / 64] |= uint64_t(1) << (run_.bucket % 64);
     }
-    return record(h, serial, false);
+    return record(0, serial, false);  // in a range: no hash needed
   }
   end_run();
   run_.hi = id.hi;
@@ -174,7 +189,7 @@ void id_index::insert(const wire::id128& id, uint64_t serial) {
     const auto next = ranges_.lower_bound({id.hi, id.lo});
     if (next != ranges_.end() && next->first.first == id.hi) run_.next_first = next->first.second;
   }
-  record(h, serial, true);
+  record(h ? *h : hash_(id), serial, true);
 }
 
 void id_index::insert_hashed(uint64_t h, uint64_t serial) {

@@ -50,6 +50,9 @@
 // The snapshot keeps hashes, not ids: `insert_hashed` cannot tell which bucket an id is
 // in, so loading sets every bucket's lo_max to what the snapshot recorded for it
 // (`set_lo_max`), or to the top when it has no record of it.
+// Ids hash under a secret key (engine/id_hash.hpp: SipHash-1-3), the store's when the
+// engine owns the index (set_key), else one of its own: a client that cannot compute
+// the hashes cannot choose ids that share a line or a fingerprint.
 #pragma once
 
 #include <atomic>
@@ -62,6 +65,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/id_hash.hpp"
 #include "wire/assert.hpp"
 #include "wire/huge_pages.hpp"
 #include "wire/prefetch.hpp"
@@ -78,7 +82,8 @@ class id_index {
     uint64_t waits = 0;         // inserts that waited for a builder (old table 7/8 full)
   };
 
-  explicit id_index(size_t capacity_hint = 1024);
+  // Hashing under `key` (a random one unless given).
+  explicit id_index(size_t capacity_hint = 1024, const id_hash_key& key = id_hash_key::random());
   ~id_index();
   id_index(const id_index&) = delete;
   id_index& operator=(const id_index&) = delete;
@@ -94,9 +99,24 @@ class id_index {
   // Counted in table entries.
   [[nodiscard]] size_t next_growth_at() const { return build_ ? table_size_ : slots_.size() / 4 * 3; }
 
+  // The hash `id` is filed under. Only ids that reach the table need one: a look-up
+  // that probes it (may_probe), an insert that is not a range's. find, prefetch and
+  // insert hash the id when they need to and are not given its hash (h null). A caller
+  // with many ids hashes those that may probe once, in a loop of their own (their
+  // latencies overlap there; in a look-up the hash's latency comes before the probe's
+  // load), and gives each its hash (perf/RESULTS.md: BM_id_index_*).
+  [[nodiscard]] uint64_t hash(const wire::id128& id) const { return hash_(id); }
+  // Whether a look-up of `id` now would probe the table (its id.lo not above its bucket's
+  // lo_max). Inserts raise lo_max: an id may probe later that would not now.
+  [[nodiscard]] bool may_probe(const wire::id128& id) const { return id.lo <= lo_max_[bucket(id.hi)]; }
+
   // Returns the serial recorded for `id`, or -1. `id_of(serial)` reads a record's id.
   template <class IdOf>
   [[nodiscard]] int64_t find(const wire::id128& id, IdOf&& id_of) const {
+    return find(id, nullptr, id_of);
+  }
+  template <class IdOf>
+  [[nodiscard]] int64_t find(const wire::id128& id, const uint64_t* h, IdOf&& id_of) const {
     const size_t b = bucket(id.hi);
     bool in_no_range = false;
     if (id.hi == run_.hi && run_.count != 0) {
@@ -110,9 +130,9 @@ class id_index {
     }
     if (id.lo > lo_max_[b]) return -1;
     ++probes_;
-    const uint64_t h = hash(id);
-    const uint64_t fp = fingerprint(h);
-    for (size_t i = home(h, mask_);; i = (i + 1) & mask_) {
+    const uint64_t hv = h ? *h : hash_(id);
+    const uint64_t fp = fingerprint(hv);
+    for (size_t i = home(hv, mask_);; i = (i + 1) & mask_) {
       const uint64_t s = slots_[i];
       if (s == 0) return -1;
       if ((s >> 40) == fp) {
@@ -124,16 +144,16 @@ class id_index {
 
   // Starts loading the two lines where `id`'s probe begins, if it has one (issue a few
   // look-ups ahead).
-  void prefetch(const wire::id128& id) const {
-    if (id.lo > lo_max_[bucket(id.hi)]) return;
-    const size_t i = home(hash(id), mask_);
+  void prefetch(const wire::id128& id, const uint64_t* h = nullptr) const {
+    if (!may_probe(id)) return;
+    const size_t i = home(h ? *h : hash_(id), mask_);
     mesob::prefetch(&slots_[i]);
     mesob::prefetch(&slots_[(i + line_slots) & mask_]);
   }
 
   // Records `id` (not recorded yet) at `serial`; serials are inserted densely (0, 1, 2, ...).
-  void insert(const wire::id128& id, uint64_t serial);
-  // The same, from the id's hash (hash_of), as the snapshot stores it: into the table,
+  void insert(const wire::id128& id, uint64_t serial, const uint64_t* h = nullptr);
+  // The same, from the id's hash (hasher()), as the snapshot stores it: into the table,
   // and with no id.lo to go by, every bucket's lo_max goes to the top (every later look-up
   // of an id outside a run or range probes the table).
   void insert_hashed(uint64_t h, uint64_t serial);
@@ -144,12 +164,16 @@ class id_index {
   // snapshot recorded under those id.hi values. Only while every id came by hash.
   void set_lo_max(std::span<const uint64_t> by_bucket);
   static constexpr size_t bucket_of(uint64_t hi) { return bucket(hi); }
-  // The hash the index keeps for `serial` (< size()).
+  // The hash the index keeps for `serial` (< size()): 0 for an id it keeps in a range
+  // (nothing reads it: a growth places the table's ids, a snapshot hashes its records).
   [[nodiscard]] uint64_t hash_at(uint64_t serial) const { return hashes_.at(serial); }
 
-  // The hash the index files an id under, stored in the snapshot (engine/record_rows.hpp):
-  // frozen (see hash below).
-  static constexpr uint64_t hash_of(const wire::id128& id) { return hash(id); }
+  // The hash the index files an id under, stored in the snapshot (engine/record_rows.hpp)
+  // with its key.
+  [[nodiscard]] const id_hasher& hasher() const { return hash_; }
+  // Hashes under `key` from now on: only while the index is empty (before a start loads
+  // the store's hashes).
+  void set_key(const id_hash_key& key);
 
   // Where the probe for hash h starts: the first of 8 slots (64 bytes) aligned to 8. A
   // cache line for tables of 4 MiB or more (2 MiB-aligned, wire/huge_pages.hpp); smaller
@@ -223,16 +247,6 @@ class id_index {
     uint64_t* seg_[segments] = {};
   };
 
-  // Frozen: the snapshot stores it (`transfer_ids`). A change needs a new snapshot format
-  // whose start clears `transfer_ids` and fills it in again; id_index_test pins a value.
-  static constexpr uint64_t mix(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-  }
-  static constexpr uint64_t hash(const wire::id128& id) { return mix(id.lo ^ mix(id.hi + 0x9e3779b97f4a7c15ull)); }
   static uint64_t fingerprint(uint64_t h) { return (h >> 40) | 1; }  // never 0
   // Frozen: the snapshot stores lo_max by bucket (record_rows::lo_max). One multiply (a
   // look-up computes it for every id): the top bits of the product depend on every bit
@@ -248,6 +262,7 @@ class id_index {
   void start_growth();
   void finish_growth(bool wait);
 
+  id_hasher hash_;
   hash_log hashes_;
   // Bit s % 64 of word s / 64: serial s is in the table. Written by the owner, read by a
   // builder below the count it published, one word shared: relaxed atomic accesses.

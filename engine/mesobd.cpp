@@ -391,8 +391,10 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(rec.operations_replayed));
   if (!rec.torn_tail.empty()) std::printf("mesobd: torn log tail cut: %s\n", rec.torn_tail.c_str());
   if (rec.transfer_ids_filled_in > 0)
-    std::printf("mesobd: wrote the id hashes of %llu transfers (a snapshot from before format 10, or one whose filling-in was cut short)\n",
-                static_cast<unsigned long long>(rec.transfer_ids_filled_in));
+    std::printf("mesobd: wrote the id hashes of %llu transfers (%s)\n",
+                static_cast<unsigned long long>(rec.transfer_ids_filled_in),
+                rec.id_hash_key_made ? "under the snapshot's new key: a snapshot from before format 13"
+                                     : "a snapshot from before format 10, or one whose filling-in was cut short");
   if (rec.id_lo_max_filled_in)
     std::printf("mesobd: wrote the bounds of the snapshot's transfer ids (a snapshot from an older build)\n");
 

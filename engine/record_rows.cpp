@@ -278,7 +278,7 @@ std::optional<uint64_t> end_of(storage::snapshot_store& s, const row_kind& kind,
 }  // namespace
 
 bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
-            const std::function<const transfer_record&(uint64_t)>& at) {
+            const std::function<const transfer_record&(uint64_t)>& at, const id_hasher& hash) {
   transfer_record row[records_per_row];
   std::vector<uint64_t> hs;
   hs.reserve(n);
@@ -288,7 +288,7 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
     const uint64_t k = std::min<uint64_t>(records_per_row, first + n - s);
     for (uint64_t i = 0; i < k; ++i) {
       row[i] = at(s + i);
-      hs.push_back(id_index::hash_of(row[i].t.id));
+      hs.push_back(hash(row[i].t.id));
       seen.add(row[i].t.id);
     }
     bytes.assign(sizeof(packed_row_header), 0);
@@ -357,6 +357,44 @@ std::optional<uint64_t> hashes_end(storage::snapshot_store& s, std::string* erro
   return end_of(s, hashes, error);
 }
 
+// The `id_hash_key` row: magic "IDK1", 4 zero bytes, k0, k1.
+constexpr uint32_t hash_key_magic = 0x314b4449;
+constexpr size_t hash_key_bytes = 24;
+
+std::optional<id_hash_key> hash_key(storage::snapshot_store& s, std::string* error) {
+  std::string bytes;
+  if (!s.get(storage::table::id_hash_key, 0, &bytes, error)) return std::nullopt;
+  uint32_t head[2] = {};
+  if (bytes.size() == hash_key_bytes) std::memcpy(head, bytes.data(), sizeof head);
+  if (bytes.size() != hash_key_bytes || head[0] != hash_key_magic || head[1] != 0) {
+    *error = std::string("snapshot: the ") + storage::table_name(storage::table::id_hash_key) + " row is " +
+             std::to_string(bytes.size()) + " bytes" +
+             (bytes.size() == hash_key_bytes ? " of another form" : "") + " (" + std::to_string(hash_key_bytes) +
+             " bytes, magic IDK1, expected): the snapshot is damaged";
+    return std::nullopt;
+  }
+  id_hash_key k;
+  std::memcpy(&k.k0, bytes.data() + 8, sizeof k.k0);
+  std::memcpy(&k.k1, bytes.data() + 16, sizeof k.k1);
+  return k;
+}
+
+bool set_hash_key(storage::snapshot_store& s, const id_hash_key& key, std::string* error) {
+  uint8_t row[hash_key_bytes] = {};
+  const uint32_t head[2] = {hash_key_magic, 0};
+  std::memcpy(row, head, sizeof head);
+  std::memcpy(row + 8, &key.k0, sizeof key.k0);
+  std::memcpy(row + 16, &key.k1, sizeof key.k1);
+  auto w = s.begin(error);
+  if (!w) return false;
+  if (!w->clear(storage::table::transfer_ids) || !w->put(storage::table::id_hash_key, 0, row) ||
+      !w->commit_without_meta()) {
+    *error = w->error();
+    return false;
+  }
+  return true;
+}
+
 std::optional<std::vector<uint64_t>> lo_max(storage::snapshot_store& s, uint64_t end, std::string* error) {
   std::string bytes;
   if (!s.get(storage::table::id_lo_max, 0, &bytes, error)) return std::nullopt;
@@ -400,7 +438,8 @@ bool fill_in_lo_max(storage::snapshot_store& s, uint64_t end, std::string* error
   return true;
 }
 
-bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, std::string* error) {
+bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, const id_hasher& hash,
+                    std::string* error) {
   constexpr uint64_t per_commit = uint64_t(1) << 20;  // 8 MiB of hashes per transaction
   for (uint64_t begin = from; begin < end; begin += per_commit) {
     const uint64_t stop = std::min(end, begin + per_commit);
@@ -412,7 +451,7 @@ bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, std
                      std::to_string(serial) + " are missing";
             return false;
           }
-          hs.push_back(id_index::hash_of(r.t.id));
+          hs.push_back(hash(r.t.id));
           return true;
         }, error))
       return false;

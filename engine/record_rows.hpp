@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "actors/record_store.hpp"
+#include "engine/id_hash.hpp"
 #include "storage/snapshot.hpp"
 
 namespace mesob::engine::record_rows {
@@ -36,9 +37,9 @@ static_assert(hashes_per_row * sizeof(uint64_t) + storage::snapshot_row_check_by
               "a full row of hashes is one overflow page");
 
 // Appends records [first, first + n), read by `at(serial)`, in rows starting at `first`,
-// and their ids' hashes and lo_max (below).
+// and their ids' hashes under `hash` (the store's key: hash_key below) and lo_max (below).
 bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
-            const std::function<const actors::transfer_record&(uint64_t)>& at);
+            const std::function<const actors::transfer_record&(uint64_t)>& at, const id_hasher& hash);
 
 // Record `serial`; false when it is not stored (or on error, with *error set).
 bool get(storage::snapshot_store& s, uint64_t serial, actors::transfer_record* out, std::string* error);
@@ -51,7 +52,7 @@ bool scan(storage::snapshot_store& s, uint64_t begin, uint64_t end,
 // One past the last stored serial; 0 when the table is empty.
 std::optional<uint64_t> end(storage::snapshot_store& s, std::string* error);
 
-// Each stored record's id hash (id_index::hash_of), in `transfer_ids` rows of up to
+// Each stored record's id hash (under the store's key), in `transfer_ids` rows of up to
 // hashes_per_row keyed by their first serial: append writes them in the same
 // transaction as the records, so a start rebuilds the id index reading 8 bytes per
 // transfer instead of 152. Same checks as scan and end.
@@ -59,10 +60,21 @@ bool scan_hashes(storage::snapshot_store& s, uint64_t begin, uint64_t end,
                  const std::function<bool(uint64_t, uint64_t)>& fn, std::string* error);
 std::optional<uint64_t> hashes_end(storage::snapshot_store& s, std::string* error);
 // Writes the hashes of records [from, end) from the records themselves, for a snapshot
-// written before `transfer_ids` existed (format version 9 and older), or one whose
-// filling-in was cut short; a transaction per 2^20 records, so `from` is where the
-// table ends.
-bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, std::string* error);
+// written before `transfer_ids` existed (format version 9 and older), or hashed under
+// no key or another (set_hash_key), or one whose filling-in was cut short; a
+// transaction per 2^20 records, so `from` is where the table ends.
+bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, const id_hasher& hash,
+                    std::string* error);
+
+// The key the store's ids are hashed under (engine/id_hash.hpp): the `id_hash_key` row
+// (key 0), magic "IDK1", 4 zero bytes, k0 and k1 (u64 each). nullopt with *error empty
+// when the store has none (a new store, or one of a build before keys: format 12 and
+// older, whose hashes are of an unkeyed function); with *error set when the row is
+// malformed (the start stops: a key made up anew would hide the damage).
+std::optional<id_hash_key> hash_key(storage::snapshot_store& s, std::string* error);
+// Makes `key` the store's and drops every stored hash (of no key or another), in one
+// transaction: a crash after it leaves a store whose hashes the next start fills in.
+bool set_hash_key(storage::snapshot_store& s, const id_hash_key& key, std::string* error);
 
 // The stored records' highest id.lo per bucket of id.hi (id_index::bucket_of): the id
 // index's lo_max for ids loaded by hash (id_index::set_lo_max). One `id_lo_max` row (key

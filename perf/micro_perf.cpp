@@ -128,6 +128,7 @@ static void BM_snapshot_records_flush(benchmark::State& state) {
     r.credit_after_debits_posted = 1'000'000'000'000ull + rng() % 1'000'000'000;
     r.credit_after_credits_posted = 1'000'000'000'000ull + rng() % 1'000'000'000;
   }
+  const engine::id_hasher hash(engine::id_hash_key::random());
   uint64_t next = 0;
   for (auto _ : state) {
     const uint64_t first = next;
@@ -135,7 +136,7 @@ static void BM_snapshot_records_flush(benchmark::State& state) {
     if (per_row == 0) {
       if (!engine::record_rows::append(*w, next, n, [&](uint64_t serial) -> const actors::transfer_record& {
             return recs[serial - first];
-          })) {
+          }, hash)) {
         state.SkipWithError(w->error().c_str());
         return;
       }
@@ -241,17 +242,23 @@ static void BM_shard_transfers(benchmark::State& state) {
 BENCHMARK(BM_shard_transfers)->Arg(1 << 10)->Arg(1 << 20);
 
 // Inserting range(0) ids from empty, growths included (their builder thread places
-// the hashes the index logs as it inserts).
+// the hashes the index logs as it inserts). As the sequencer does, each batch of 8,192
+// ids is hashed first, in a loop of its own, and each id's look-up and insert take its hash.
 static void BM_id_index_insert(benchmark::State& state) {
   std::vector<wire::id128> ids(size_t(state.range(0)));
   std::mt19937_64 rng(1);
   for (auto& id : ids) id = {rng(), rng()};
   auto id_of = [&](uint64_t s) { return ids[s]; };
+  std::vector<uint64_t> hs(8192);
   for (auto _ : state) {
     engine::id_index idx;
-    for (uint64_t s = 0; s < ids.size(); ++s) {
-      if (idx.find(ids[s], id_of) >= 0) state.SkipWithError("false duplicate");
-      idx.insert(ids[s], s);
+    for (uint64_t c = 0; c < ids.size(); c += hs.size()) {
+      const uint64_t m = std::min<uint64_t>(hs.size(), ids.size() - c);
+      for (uint64_t k = 0; k < m; ++k) hs[k] = idx.hash(ids[c + k]);
+      for (uint64_t k = 0; k < m; ++k) {
+        if (idx.find(ids[c + k], &hs[k], id_of) >= 0) state.SkipWithError("false duplicate");
+        idx.insert(ids[c + k], c + k, &hs[k]);
+      }
     }
     benchmark::DoNotOptimize(idx.size());
   }
@@ -261,7 +268,8 @@ BENCHMARK(BM_id_index_insert)->Range(1 << 10, 1 << 22);
 
 // The same for ids that count up, as mesob-load's: batches of 8,192 consecutive ids,
 // each pair of batches delivered out of order (two connections). Look-up and insert,
-// with the prefetch the sequencer issues 8 ahead: ranges, so no table growth and no probe.
+// with the prefetch the sequencer issues 8 ahead: ranges, so no table growth and no probe,
+// and (as the sequencer) only ids that may probe hashed: none past a run's first 16.
 static void BM_id_index_insert_counting(benchmark::State& state) {
   std::vector<wire::id128> ids(size_t(state.range(0)));
   constexpr uint64_t batch = 8192;
@@ -270,12 +278,22 @@ static void BM_id_index_insert_counting(benchmark::State& state) {
     ids[s] = {block * batch + s % batch + 1, 0x6d65736f62};
   }
   auto id_of = [&](uint64_t s) { return ids[s]; };
+  std::vector<uint64_t> hs(batch);
+  std::vector<uint8_t> hashed(batch);
   for (auto _ : state) {
     engine::id_index idx;
-    for (uint64_t s = 0; s < ids.size(); ++s) {
-      if (s + 8 < ids.size()) idx.prefetch(ids[s + 8]);
-      if (idx.find(ids[s], id_of) >= 0) state.SkipWithError("false duplicate");
-      idx.insert(ids[s], s);
+    for (uint64_t c = 0; c < ids.size(); c += batch) {  // hashed a batch at a time, as above
+      const uint64_t m = std::min<uint64_t>(batch, ids.size() - c);
+      for (uint64_t k = 0; k < m; ++k) {
+        hashed[k] = idx.may_probe(ids[c + k]);
+        if (hashed[k]) hs[k] = idx.hash(ids[c + k]);
+      }
+      auto h = [&](uint64_t k) { return hashed[k] ? &hs[k] : nullptr; };
+      for (uint64_t k = 0; k < m; ++k) {
+        if (k + 8 < m) idx.prefetch(ids[c + k + 8], h(k + 8));
+        if (idx.find(ids[c + k], h(k), id_of) >= 0) state.SkipWithError("false duplicate");
+        idx.insert(ids[c + k], c + k, h(k));
+      }
     }
     benchmark::DoNotOptimize(idx.size());
   }
@@ -284,7 +302,7 @@ static void BM_id_index_insert_counting(benchmark::State& state) {
 BENCHMARK(BM_id_index_insert_counting)->Arg(1 << 16)->Arg(1 << 22);
 
 // Looking up ids the index does not hold, as the sequencer does for every new transfer
-// (the lines 8 ids ahead prefetched), in an index of range(0) ids in a table of 2^25
+// (a batch's ids hashed first, the lines 8 ids ahead prefetched), in an index of range(0) ids in a table of 2^25
 // slots: 13M sits just after a growth (39% full), 16.8M and 21M between (50%, 63%),
 // 25M just before the next (75%).
 static void BM_id_index_find_new(benchmark::State& state) {
@@ -301,11 +319,13 @@ static void BM_id_index_find_new(benchmark::State& state) {
   constexpr size_t ahead = 8;
   int64_t found = 0;
   size_t at = 0;
+  std::vector<uint64_t> hs(8192 + ahead);  // each batch's hashes first, as the sequencer
   for (auto _ : state) {
+    for (size_t o = 0; o < hs.size(); ++o) hs[o] = idx.hash(fresh[(at + o) & (fresh.size() - 1)]);
     for (size_t o = 0; o < 8192; ++o) {
       const size_t i = (at + o) & (fresh.size() - 1);
-      idx.prefetch(fresh[(i + ahead) & (fresh.size() - 1)]);
-      found += idx.find(fresh[i], id_of) >= 0;
+      idx.prefetch(fresh[(i + ahead) & (fresh.size() - 1)], &hs[o + ahead]);
+      found += idx.find(fresh[i], &hs[o], id_of) >= 0;
     }
     at += 8192;
   }

@@ -55,6 +55,7 @@ constexpr size_t check_bytes = snapshot_row_check_bytes;
 constexpr int meta_table = 255;            // meta's number in a row's check
 constexpr uint64_t row_format_key = 1;     // meta's row saying rows carry checks
 constexpr uint32_t row_format_checked = 1;
+constexpr uint32_t format_of_row_checks = 12;  // the snapshot format that brought them
 
 uint32_t row_check(int table_no, uint64_t key, const void* bytes, size_t n) {
   uint8_t head[9];
@@ -239,6 +240,7 @@ const char* table_name(table t) {
     case table::portfolios: return "portfolios";
     case table::transfer_ids: return "transfer_ids";
     case table::id_lo_max: return "id_lo_max";
+    case table::id_hash_key: return "id_hash_key";
   }
   return "?";
 }
@@ -370,8 +372,8 @@ bool snapshot_store::convert_rows(MDB_txn* txn, std::string* error) {
         if (i < 0 && row_key == 0) {
           // Only a snapshot of a format this build reads is converted (and made this
           // format's): anything else is refused as read_meta would, nothing changed.
-          auto m = decode_meta(bytes.data(), bytes.size(), snapshot_format_version - 1,
-                               "; " + std::to_string(snapshot_format_version) + " only with its rows' format row",
+          auto m = decode_meta(bytes.data(), bytes.size(), format_of_row_checks - 1,
+                               "; " + std::to_string(format_of_row_checks) + " on only with its rows' format row",
                                error);
           if (!m) return false;
           m->version = snapshot_format_version;

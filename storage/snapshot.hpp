@@ -64,8 +64,10 @@ constexpr uint64_t snapshot_magic = 0x50414e53424f534dull;  // "MSOBSNAP"
 // up to 128 (engine/record_rows.hpp). Versions 4 to 10 are read as well (they have none
 // of what came after them; the engine fills `transfer_ids` in at start, and reads rows
 // of the first form beside packed ones); 12: every row followed by its check (above;
-// older stores are converted at open).
-constexpr uint32_t snapshot_format_version = 12;
+// older stores are converted at open); 13: `transfer_ids` hashed under the store's own
+// key (`id_hash_key`, engine/id_hash.hpp; a start with none makes one and hashes the ids
+// again).
+constexpr uint32_t snapshot_format_version = 13;
 constexpr uint32_t snapshot_format_oldest = 4;
 constexpr size_t snapshot_row_check_bytes = 4;  // each row's check, after its bytes
 // In the error of a read that found the store's file damaged (a row failing its check,
@@ -102,8 +104,9 @@ enum class table : int {
   portfolios = 12,
   transfer_ids = 13,
   id_lo_max = 14,
+  id_hash_key = 15,
 };
-constexpr int tables = 15;
+constexpr int tables = 16;
 const char* table_name(table t);  // as LMDB names it
 
 class snapshot_store {

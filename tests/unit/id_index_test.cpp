@@ -6,13 +6,18 @@
 #include "support/seed.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <unordered_map>
 
 using namespace mesob;
+using engine::id_hash_key;
 using engine::id_index;
 
 namespace {
@@ -136,9 +141,12 @@ TEST(id_index, runs_ranges_and_random_ids_against_a_map) {
     const auto it = model.find(id);
     const int64_t want = it == model.end() ? -1 : int64_t(it->second);
     misses += want < 0;
-    idx.prefetch(id);
+    // The hash given half the time, as the sequencer gives it (else hashed when needed).
+    const uint64_t h = idx.hash(id);
+    const uint64_t* given = rng() % 2 ? &h : nullptr;
+    idx.prefetch(id, given);
     const uint64_t probes = idx.probes();
-    ASSERT_EQ(idx.find(id, id_of), want) << "id " << id.hi << ":" << id.lo << " after " << ids.size();
+    ASSERT_EQ(idx.find(id, given, id_of), want) << "id " << id.hi << ":" << id.lo << " after " << ids.size();
     skipped += want < 0 && idx.probes() == probes;
   };
   // Records id unless recorded; checks it first and its neighbours after.
@@ -148,7 +156,8 @@ TEST(id_index, runs_ranges_and_random_ids_against_a_map) {
     const uint64_t serial = ids.size();
     ids.push_back(id);
     model[id] = serial;
-    idx.insert(id, serial);
+    const uint64_t h = idx.hash(id);
+    idx.insert(id, serial, rng() % 2 ? &h : nullptr);
     check({id.lo + 1, id.hi});
     check({id.lo - 1, id.hi});
   };
@@ -175,7 +184,7 @@ TEST(id_index, runs_ranges_and_random_ids_against_a_map) {
     const wire::id128 id = i % 3 == 2 ? wire::id128{rng(), random_his[i % 2]}
                                       : wire::id128{next_lo[i % 3 == 0 ? 0 : 4]++, his[i % 3 == 0 ? 0 : 4]};
     model[id] = ids.size();
-    idx.insert_hashed(id_index::hash_of(id), ids.size());
+    idx.insert_hashed(idx.hasher()(id), ids.size());
     ids.push_back(id);
     uint64_t& m = lo_max[id_index::bucket_of(id.hi)];
     m = std::max(m, id.lo);
@@ -253,7 +262,7 @@ TEST(id_index, ids_loaded_by_hash_are_found_and_bounded_by_set_lo_max) {
   std::vector<wire::id128> ids;
   auto id_of = [&](uint64_t s) { return ids.at(s); };
   for (uint64_t i = 0; i < 3000; ++i) ids.push_back({1000 + i, 5});
-  for (uint64_t i = 0; i < 3000; ++i) idx.insert_hashed(id_index::hash_of(ids[i]), i);
+  for (uint64_t i = 0; i < 3000; ++i) idx.insert_hashed(idx.hasher()(ids[i]), i);
   for (uint64_t i = 0; i < 3000; ++i) ASSERT_EQ(idx.find(ids[i], id_of), int64_t(i));
   uint64_t probes = idx.probes();
   EXPECT_EQ(idx.find({4000, 5}, id_of), -1);
@@ -276,21 +285,95 @@ TEST(id_index, ids_loaded_by_hash_are_found_and_bounded_by_set_lo_max) {
   // The bound is what the look-up goes by: one too low hides the loaded ids above it.
   lo_max[id_index::bucket_of(5)] = 2000;
   id_index low;
-  for (uint64_t i = 0; i < 3000; ++i) low.insert_hashed(id_index::hash_of(ids[i]), i);
+  for (uint64_t i = 0; i < 3000; ++i) low.insert_hashed(low.hasher()(ids[i]), i);
   low.set_lo_max(lo_max);
   EXPECT_EQ(low.find({2000, 5}, id_of), 1000);
   EXPECT_EQ(low.find({2001, 5}, id_of), -1);
   // A load after the figures were set tops them again.
-  idx.insert_hashed(id_index::hash_of({1, 9}), ids.size());
+  idx.insert_hashed(idx.hasher()(wire::id128{1, 9}), ids.size());
   ids.push_back({1, 9});
   EXPECT_EQ(idx.find({1, 9}, id_of), int64_t(ids.size() - 1));
 }
 
-// The hash is stored in the snapshot (`transfer_ids`): it must not change unnoticed.
-TEST(id_index, the_stored_hash_is_frozen) {
-  static_assert(id_index::hash_of(wire::id128{1, 7}) == 0x524257c04fcf117ull);
-  EXPECT_EQ(id_index::hash_of(wire::id128{0xdeadbeef, 0}), 0xd29a9300569a165ull);
-  // So is the bucket of id.hi the snapshot's `id_lo_max` row is keyed by.
+// SipHash-c-d of 16 bytes under a 16-byte key, as OpenSSL computes it.
+uint64_t openssl_siphash(const id_hash_key& k, const wire::id128& id, unsigned c, unsigned d) {
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "SIPHASH", nullptr);
+  EVP_MAC_CTX* ctx = mac ? EVP_MAC_CTX_new(mac) : nullptr;
+  size_t size = 8;
+  const OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size),
+                               OSSL_PARAM_construct_uint(OSSL_MAC_PARAM_C_ROUNDS, &c),
+                               OSSL_PARAM_construct_uint(OSSL_MAC_PARAM_D_ROUNDS, &d), OSSL_PARAM_construct_end()};
+  uint8_t key[16], msg[16], out[8] = {};
+  std::memcpy(key, &k.k0, 8);
+  std::memcpy(key + 8, &k.k1, 8);
+  std::memcpy(msg, &id.lo, 8);
+  std::memcpy(msg + 8, &id.hi, 8);
+  size_t n = 0;
+  const bool ok = ctx && EVP_MAC_init(ctx, key, sizeof key, params) == 1 && EVP_MAC_update(ctx, msg, sizeof msg) == 1 &&
+                  EVP_MAC_final(ctx, out, &n, sizeof out) == 1 && n == 8;
+  EVP_MAC_CTX_free(ctx);
+  EVP_MAC_free(mac);
+  EXPECT_TRUE(ok) << "OpenSSL's SipHash";
+  uint64_t h = 0;
+  std::memcpy(&h, out, 8);
+  return h;
+}
+
+// The hash the snapshot stores (`transfer_ids`) is SipHash-1-3 of the id (lo, then hi,
+// little-endian) under the index's key, checked against OpenSSL's SipHash (and the
+// rounds: its default 2-4 too); another key hashes otherwise.
+TEST(id_index, ids_hash_by_siphash_1_3_under_the_index_s_key) {
+  std::mt19937_64 rng(test::test_seed("keys and ids"));
+  for (int i = 0; i < 200; ++i) {
+    const id_hash_key k{rng(), rng()};
+    const wire::id128 id = i == 0 ? wire::id128{0, 0} : wire::id128{rng(), i % 3 == 0 ? 0 : rng()};
+    id_index idx(1024, k);
+    EXPECT_EQ(idx.hasher()(id), openssl_siphash(k, id, 1, 3)) << i;
+    EXPECT_EQ((engine::siphash_2words<2, 4>(k, id.lo, id.hi)), openssl_siphash(k, id, 2, 4)) << i;
+    EXPECT_NE(idx.hasher()(id), engine::id_hasher(id_hash_key{k.k0 ^ 1, k.k1})(id)) << i;
+  }
+  // An index without a key given draws one: two of them hash alike only by chance.
+  const wire::id128 one{1, 7};
+  EXPECT_NE(id_index().hasher()(one), id_index().hasher()(one));
+}
+
+// Ids chosen so that the unkeyed mix this index hashed with before gave them all one
+// hash, 64 bits of it (each id.lo undoes its id.hi's part): each look-up of one compared
+// its id with every one recorded before it (n^2 / 2 comparisons for n of them). Under
+// the key they spread: about one comparison per look-up of a recorded id, and almost
+// none for a new one.
+TEST(id_index, ids_chosen_to_collide_unkeyed_spread_out) {
+  const auto mix = [](uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  };
+  const auto unkeyed = [&](const wire::id128& id) { return mix(id.lo ^ mix(id.hi + 0x9e3779b97f4a7c15ull)); };
+  constexpr uint64_t n = 20'000;
+  const auto chosen = [&](uint64_t i) { return wire::id128{mix(i + 0x9e3779b97f4a7c15ull) ^ 42, i}; };
+  ASSERT_EQ(unkeyed(chosen(1)), unkeyed(chosen(n + 7)));
+  id_index idx;
+  std::vector<wire::id128> ids;
+  uint64_t compared = 0;
+  auto id_of = [&](uint64_t s) {
+    ++compared;
+    return ids.at(s);
+  };
+  for (uint64_t i = 1; i <= n; ++i) {
+    ASSERT_EQ(idx.find(chosen(i), id_of), -1);
+    idx.insert(chosen(i), ids.size());
+    ids.push_back(chosen(i));
+  }
+  EXPECT_LT(compared, n / 100) << "new ids: a fingerprint (24 bits) matches by chance only";
+  compared = 0;
+  for (uint64_t i = 1; i <= n; ++i) ASSERT_EQ(idx.find(chosen(i), id_of), int64_t(i - 1));
+  EXPECT_LT(compared, n + n / 100) << "recorded ids: their own record, and a chance match or so";
+}
+
+TEST(id_index, the_bucket_of_id_hi_is_frozen) {
+  // The bucket of id.hi the snapshot's `id_lo_max` row is keyed by.
   static_assert(id_index::bucket_of(0) == 0 && id_index::bucket_of(1) == 0x9e3);
   EXPECT_EQ(id_index::bucket_of(0x6d65736f62), 0xaf4u);
 }
@@ -327,3 +410,4 @@ TEST(flat_u64_map, keys_chosen_to_collide_spread_out) {
   EXPECT_LT(total / n, 4u);
   EXPECT_LT(longest, 200u);
 }
+

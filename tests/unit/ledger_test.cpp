@@ -2355,6 +2355,28 @@ TEST(ledger_window, rows_flushed_after_the_snapshot_are_checked_on_restart) {
   EXPECT_EQ(e->lookup_accounts({9}).accounts.at(0).credits_posted, a9.credits_posted);
 }
 
+namespace {
+
+// Transfers make(i, 0) for i in `which` are known to `e`: each sent again is ok and
+// moves no balance, and one with another amount (make(i, 1)) exists with different
+// fields. (An id the index lost would be applied again and move the accounts' balances.)
+void expect_ids_known(engine::engine& e, const std::function<wire::transfer(uint64_t, uint64_t)>& make,
+                      std::initializer_list<uint64_t> which) {
+  for (uint64_t i : which) {
+    const auto t = make(i, 0);
+    const auto before = e.lookup_accounts({t.debit_account_id, t.credit_account_id}).accounts;
+    EXPECT_EQ(e.create_transfers({t}).results.at(0), result::ok) << i;
+    EXPECT_EQ(e.create_transfers({make(i, 1)}).results.at(0), result::exists_with_different_fields) << i;
+    const auto after = e.lookup_accounts({t.debit_account_id, t.credit_account_id}).accounts;
+    ASSERT_EQ(after.size(), 2u);
+    ASSERT_EQ(before.size(), 2u);
+    EXPECT_EQ(after.at(0).debits_posted, before.at(0).debits_posted) << i;
+    EXPECT_EQ(after.at(1).credits_posted, before.at(1).credits_posted) << i;
+  }
+}
+
+}  // namespace
+
 // A start loads the id index from `transfer_ids` (each record's id hash) and checks the
 // resident window's records against it; a snapshot without them (format 9 and older)
 // is loaded from the records and the hashes are written; damage is named.
@@ -2377,20 +2399,7 @@ TEST(ledger_window, transfer_ids_load_the_id_index_and_are_filled_in_for_older_s
   }
   e.reset();  // the closing snapshot holds all 40,000
   // Ids older than the window (5) and in it (39,999) are known after each start.
-  // (A repeat changes nothing: an id the index lost would be applied again and move the
-  // accounts' balances.)
-  auto ids_known = [&] {
-    for (uint64_t i : {5ull, 39999ull}) {
-      const auto t = make(i, 0);
-      const auto before = e->lookup_accounts({t.debit_account_id, t.credit_account_id}).accounts;
-      EXPECT_EQ(e->create_transfers({t}).results.at(0), result::ok) << i;
-      EXPECT_EQ(e->create_transfers({make(i, 1)}).results.at(0), result::exists_with_different_fields) << i;
-      const auto after = e->lookup_accounts({t.debit_account_id, t.credit_account_id}).accounts;
-      ASSERT_EQ(after.size(), 2u);
-      EXPECT_EQ(after.at(0).debits_posted, before.at(0).debits_posted) << i;
-      EXPECT_EQ(after.at(1).credits_posted, before.at(1).credits_posted) << i;
-    }
-  };
+  auto ids_known = [&] { expect_ids_known(*e, make, {5, 39999}); };
   e = open_engine(cfg);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->recovery().transfers_loaded, 40000u);
@@ -2447,6 +2456,112 @@ TEST(ledger_window, transfer_ids_load_the_id_index_and_are_filled_in_for_older_s
   ASSERT_TRUE(e);
   EXPECT_EQ(e->recovery().transfer_ids_filled_in, 40000u - last_key);
   ids_known();
+}
+
+// The store keeps the key its ids are hashed under (`id_hash_key`, engine/id_hash.hpp):
+// a start reads it and hashes nothing again. A store without one (format 12 and older,
+// whose hashes are of an unkeyed function) gets a new key, its hashes dropped and
+// written again from the records, every id still known. A malformed key row stops the
+// start and changes nothing.
+TEST(ledger_window, ids_are_hashed_under_the_store_s_key) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  std::string err;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->recovery().id_hash_key_made) << "a new store";
+  create_accounts(*e, 16);
+  auto make = [](uint64_t i, uint64_t extra) { return make_transfer(i, 1 + i % 16, 1 + (i + 3) % 16, 1 + i % 5 + extra); };
+  for (uint64_t base = 1; base < 10001; base += 2000) {
+    std::vector<wire::transfer> b;
+    for (uint64_t i = base; i < base + 2000; ++i) b.push_back(make(i, 0));
+    for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, result::ok);
+  }
+  e.reset();
+  const std::string snap_dir = dir.path() + "/snapshot";
+  // The store's key, and whether every stored hash is its record's id's under it.
+  auto stored = [&](engine::id_hash_key* key, bool* hashes_match) {
+    auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    auto k = engine::record_rows::hash_key(*s, &err);
+    ASSERT_TRUE(k) << err;
+    *key = *k;
+    std::vector<wire::id128> ids;
+    ASSERT_TRUE(engine::record_rows::scan(*s, 0, 10000, [&](uint64_t, const actors::transfer_record& r) {
+      ids.push_back(r.t.id);
+      return true;
+    }, &err)) << err;
+    ASSERT_EQ(ids.size(), 10000u);
+    *hashes_match = true;
+    const engine::id_hasher hash(*k);
+    ASSERT_TRUE(engine::record_rows::scan_hashes(*s, 0, 10000, [&](uint64_t serial, uint64_t h) {
+      *hashes_match = *hashes_match && h == hash(ids.at(serial));
+      return true;
+    }, &err)) << err;
+    EXPECT_EQ(engine::record_rows::hashes_end(*s, &err), std::optional<uint64_t>(10000));
+  };
+  engine::id_hash_key k1, k;
+  bool match = false;
+  stored(&k1, &match);
+  EXPECT_TRUE(match);
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->recovery().id_hash_key_made);
+  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 0u);
+  expect_ids_known(*e, make, {5, 9999});
+  e.reset();
+  stored(&k, &match);
+  EXPECT_EQ(k, k1) << "kept";
+
+  // As a store of a build before keys: no key row, hashes under none the start knows.
+  auto edit = [&](const snapshot_edit& f) { edit_snapshot(snap_dir, f); };
+  edit([&](auto&, auto& w) { ASSERT_TRUE(w.clear(storage::table::id_hash_key)); });
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->recovery().id_hash_key_made);
+  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 10000u);
+  expect_ids_known(*e, make, {5, 9999});
+  e.reset();
+  stored(&k, &match);
+  EXPECT_NE(k, k1) << "a new key";
+  EXPECT_TRUE(match) << "every hash written again under it";
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->recovery().id_hash_key_made);
+  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 0u);
+  e.reset();
+
+  // A key row cut short, or of another magic: the start stops, the store as it was.
+  const engine::id_hash_key k2 = k;
+  for (const std::string& bad : {std::string(23, 'k'), std::string(24, 'k')}) {
+    edit([&](auto&, auto& w) {
+      ASSERT_TRUE(w.put(storage::table::id_hash_key, 0,
+                        {reinterpret_cast<const uint8_t*>(bad.data()), bad.size()}));
+    });
+    err.clear();
+    EXPECT_FALSE(engine::engine::open(cfg, &err));
+    EXPECT_NE(err.find("the id_hash_key row is " + std::to_string(bad.size()) + " bytes"), std::string::npos) << err;
+    {
+      auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+      ASSERT_TRUE(s) << err;
+      std::string row;
+      ASSERT_TRUE(s->get(storage::table::id_hash_key, 0, &row, &err)) << err;
+      EXPECT_EQ(row, bad) << "the row left as it was";
+      EXPECT_EQ(engine::record_rows::hashes_end(*s, &err), std::optional<uint64_t>(10000)) << "the hashes kept";
+    }
+  }
+  // The key put back: the start reads it, nothing to hash again.
+  edit([&](auto&, auto& w) {
+    uint8_t row[24] = {'I', 'D', 'K', '1', 0, 0, 0, 0};
+    std::memcpy(row + 8, &k2.k0, 8);
+    std::memcpy(row + 16, &k2.k1, 8);
+    ASSERT_TRUE(w.put(storage::table::id_hash_key, 0, row));
+  });
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->recovery().id_hash_key_made);
+  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 0u);
+  expect_ids_known(*e, make, {5, 9999});
 }
 
 // The snapshot bounds its ids' lo by bucket of id.hi (`id_lo_max`): a start loads the id

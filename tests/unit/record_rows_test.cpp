@@ -16,6 +16,9 @@ using engine::record_rows::records_per_row;
 
 namespace {
 
+// The key the rows' id hashes are under (as a store's: engine/id_hash.hpp).
+const engine::id_hasher test_hash{engine::id_hash_key{0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull}};
+
 actors::transfer_record rec(uint64_t serial) {
   actors::transfer_record r;
   r.t.id = {serial + 1, 7};
@@ -40,7 +43,7 @@ void put(storage::snapshot_store& s, uint64_t first, uint64_t n) {
   ASSERT_TRUE(engine::record_rows::append(*w, first, n, [&](uint64_t serial) -> const actors::transfer_record& {
     tmp.push_back(rec(serial));
     return tmp.back();
-  }));
+  }, test_hash));
   ASSERT_TRUE(w->commit_without_meta()) << w->error();
 }
 
@@ -147,7 +150,7 @@ TEST(record_rows, packed_rows_of_any_records_and_rows_of_the_first_form_read_bac
       }
       ASSERT_TRUE(engine::record_rows::append(*w, first, n, [&](uint64_t serial) -> const actors::transfer_record& {
         return want[serial];
-      }));
+      }, test_hash));
     }
     ASSERT_TRUE(w->commit_without_meta()) << w->error();
     ASSERT_TRUE(s->scan(storage::table::transfers, [&](uint64_t key, std::span<const uint8_t> v) {
@@ -247,7 +250,7 @@ TEST(record_rows, id_hashes_are_stored_with_the_records_and_can_be_filled_in) {
       uint64_t next = b;
       ASSERT_TRUE(engine::record_rows::scan_hashes(*s, b, e, [&](uint64_t serial, uint64_t h) {
         EXPECT_EQ(serial, next);
-        EXPECT_EQ(h, engine::id_index::hash_of(rec(serial).t.id)) << serial;
+        EXPECT_EQ(h, test_hash(rec(serial).t.id)) << serial;
         ++next;
         return true;
       }, &err)) << err;
@@ -265,11 +268,11 @@ TEST(record_rows, id_hashes_are_stored_with_the_records_and_can_be_filled_in) {
   {
     auto w = s->begin(&err);
     std::vector<uint64_t> first(480);
-    for (uint64_t i = 0; i < 480; ++i) first[i] = engine::id_index::hash_of(rec(i).t.id);
+    for (uint64_t i = 0; i < 480; ++i) first[i] = test_hash(rec(i).t.id);
     ASSERT_TRUE(w->append(storage::table::transfer_ids, 0, {reinterpret_cast<const uint8_t*>(first.data()), 480 * 8}));
     ASSERT_TRUE(w->commit_without_meta());
   }
-  ASSERT_TRUE(engine::record_rows::fill_in_hashes(*s, 480, 1103, &err)) << err;
+  ASSERT_TRUE(engine::record_rows::fill_in_hashes(*s, 480, 1103, test_hash, &err)) << err;
   check();
   {
     uint64_t key = 0;
@@ -279,7 +282,7 @@ TEST(record_rows, id_hashes_are_stored_with_the_records_and_can_be_filled_in) {
     EXPECT_LE(row.size(), engine::record_rows::hashes_per_row * sizeof(uint64_t));
   }
   // Records missing below the end asked for are named.
-  EXPECT_FALSE(engine::record_rows::fill_in_hashes(*s, 1103, 1110, &err));
+  EXPECT_FALSE(engine::record_rows::fill_in_hashes(*s, 1103, 1110, test_hash, &err));
   EXPECT_NE(err.find("transfer records 1103..1110 are missing"), std::string::npos) << err;
 }
 
@@ -308,7 +311,7 @@ TEST(record_rows, id_lo_max_is_kept_with_the_records_dropped_when_behind_and_fil
     ASSERT_TRUE(w) << err;
     ASSERT_TRUE(engine::record_rows::append(*w, first, n, [&](uint64_t serial) -> const actors::transfer_record& {
       return all.at(serial);
-    })) << w->error();
+    }, test_hash)) << w->error();
     ASSERT_TRUE(w->commit_without_meta()) << w->error();
   };
   auto lo_max = [&](uint64_t end) {
