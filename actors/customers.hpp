@@ -44,6 +44,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "actors/flat_map.hpp"
 #include "actors/rules_version.hpp"
 #include "wire/types.hpp"
 
@@ -148,9 +149,9 @@ class table {
   static bool decode(std::span<const uint8_t> bytes, uint64_t clock, customer* out, std::string* why);
 
  private:
-  std::unordered_map<uint64_t, customer> by_wallet_;
+  std::unordered_map<uint64_t, customer, seeded_u64_hash> by_wallet_;
   std::vector<uint64_t> dirty_;
-  std::unordered_set<uint64_t> dirty_set_;
+  std::unordered_set<uint64_t, seeded_u64_hash> dirty_set_;
 };
 
 }  // namespace mesob::actors::customers

@@ -257,7 +257,7 @@ class group_table {
   [[nodiscard]] static bool settled(const group_entry& e);
   void touch(group_entry& e);
 
-  std::unordered_map<uint64_t, group_entry> groups_;
+  std::unordered_map<uint64_t, group_entry, seeded_u64_hash> groups_;
   std::vector<uint64_t> dirty_;  // groups changed since the last take_dirty, each once
   // (a round's deadline, or its deadline + grace; group id): a min-heap; deadlines and
   // stale entries are passed over by close_due.

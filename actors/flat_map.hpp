@@ -39,6 +39,15 @@ namespace mesob::actors {
   return seed;
 }
 
+// The hash of a std::unordered_map or unordered_set keyed by ids clients choose
+// (wallets, payouts, groups, accounts in a request). std::hash<uint64_t> is the key
+// itself, and the table's bucket count is a prime from a fixed list: keys that are
+// multiples of it share one bucket, and every look-up of one walks them all. Mixed
+// with the process's seed, as flat_u64_map does.
+struct seeded_u64_hash {
+  [[nodiscard]] size_t operator()(uint64_t key) const { return size_t(mix64(key ^ flat_map_seed())); }
+};
+
 class flat_u64_map {
  public:
   explicit flat_u64_map(size_t capacity_hint = 16) { rehash(capacity_for(capacity_hint)); }

@@ -114,6 +114,7 @@
 #include <vector>
 
 #include "actors/breaker.hpp"
+#include "actors/flat_map.hpp"
 #include "actors/gateway_registry.hpp"
 #include "actors/placement.hpp"
 #include "wire/types.hpp"
@@ -343,8 +344,8 @@ struct desk {
   uint64_t account = 0;  // its payout account
   wire::currency_code currency = 0;
   uint64_t next_step = 1;
-  std::unordered_map<uint64_t, payout_entry> payouts;  // by payout id
-  std::unordered_map<uint64_t, payout_entry> watched;  // resolved, a gateway may still pay: by id
+  std::unordered_map<uint64_t, payout_entry, seeded_u64_hash> payouts;  // by payout id
+  std::unordered_map<uint64_t, payout_entry, seeded_u64_hash> watched;  // resolved, a gateway may still pay: by id
   std::unordered_map<uint32_t, breaker> breakers;      // by gateway number
   std::map<uint64_t, sweep> sweeps;                    // by settlement account (none owed: none)
   [[nodiscard]] uint64_t owed() const {
@@ -520,7 +521,7 @@ class desk_table {
   };
   desk& desk_of(uint64_t account);
   // A payout the desk of `account` holds, with its desk (nullptr, nullptr: none).
-  using payout_map = std::unordered_map<uint64_t, payout_entry>;
+  using payout_map = std::unordered_map<uint64_t, payout_entry, seeded_u64_hash>;
   std::pair<desk*, payout_entry*> find_in(uint64_t account, uint64_t payout_id, payout_map desk::*which);
   std::pair<desk*, payout_entry*> held_payout(uint64_t account, uint64_t payout_id) {
     return find_in(account, payout_id, &desk::payouts);
@@ -586,7 +587,7 @@ class desk_table {
   [[nodiscard]] uint64_t timeout_ns(uint32_t gateway) const;
 
   std::shared_ptr<const gateways::registry> registry_ = std::make_shared<gateways::registry>();
-  std::unordered_map<uint64_t, desk> desks_;  // by payout account
+  std::unordered_map<uint64_t, desk, seeded_u64_hash> desks_;  // by payout account
   std::unordered_map<uint32_t, uint32_t> sessions_;  // gateway number -> sessions up
   std::vector<timer> timers_;                        // a min-heap; stale entries skipped
   static constexpr size_t timers_compact_min = 4096;

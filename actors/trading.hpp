@@ -407,7 +407,7 @@ class table {
   uint32_t shard_ = 0, shards_ = 1;
   uint16_t rules_ = rules_newest;
 
-  std::unordered_map<uint64_t, wallet_entry> wallets_;
+  std::unordered_map<uint64_t, wallet_entry, seeded_u64_hash> wallets_;
   // (expires_at, wallet): a wallet's open orders expire at or after its entries; each
   // firing closes what is due and adds the wallet's next.
   std::vector<std::pair<uint64_t, uint64_t>> timers_;  // a min-heap

@@ -2510,7 +2510,7 @@ class engine_impl {
   // currency code.)
   void make_trading_accounts(const std::vector<wire::instrument_op>& ops) {
     std::vector<wire::account> accounts;
-    std::unordered_set<uint64_t> ids;  // defined earlier in this request
+    std::unordered_set<uint64_t, actors::seeded_u64_hash> ids;  // defined earlier in this request
     std::unordered_set<std::string> symbols;
     for (const auto& op : ops) {
       if (op.kind != wire::instrument_op_kind::define || actors::market::check_op_fields(op) != result::ok ||
@@ -2938,7 +2938,7 @@ class engine_impl {
     struct pending_left {
       uint64_t debits = 0, credits = 0;
     };
-    std::unordered_map<uint64_t, pending_left> pending_of;
+    std::unordered_map<uint64_t, pending_left, actors::seeded_u64_hash> pending_of;
     std::string bad_row;
     ok = snap_->scan(storage::table::accounts, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::stored_account sa;
@@ -4104,7 +4104,7 @@ class engine_impl {
     return out;
   }
 
-  using found_accounts = std::unordered_map<uint64_t, wire::account>;
+  using found_accounts = std::unordered_map<uint64_t, wire::account, actors::seeded_u64_hash>;
 
   void check_group_accounts(queued&& q) {
     std::vector<uint64_t> ids;
@@ -4150,7 +4150,7 @@ class engine_impl {
   void decide_group_accounts(queued&& q, const found_accounts& found) {
     std::vector<result> early(q.req.equb_ops.size(), result::ok);
     std::vector<wire::equb_op> go;
-    std::unordered_map<uint64_t, wire::currency_code> created;  // by a create earlier in q
+    std::unordered_map<uint64_t, wire::currency_code, actors::seeded_u64_hash> created;  // by a create earlier in q
     for (size_t i = 0; i < q.req.equb_ops.size(); ++i) {
       const wire::equb_op& op = q.req.equb_ops[i];
       const auto named = accounts_named(op);
@@ -4874,7 +4874,7 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
       for (uint32_t c = 0; c < op.currencies_n; ++c) ids.push_back(op.currencies[c].settlement_account_id);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::unordered_map<uint64_t, wire::account> found;
+  std::unordered_map<uint64_t, wire::account, actors::seeded_u64_hash> found;
   if (!ids.empty()) {
     reply r = lookup_accounts(ids);
     if (r.st != status::ok) return r;
@@ -4891,7 +4891,7 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
   // without it. The sequencer decides again; only an operator's change racing this one
   // can differ, and the admin port makes them one at a time.
   actors::gateways::registry ahead = *gateway_registry();
-  std::unordered_map<uint64_t, wire::currency_code> creating;
+  std::unordered_map<uint64_t, wire::currency_code, actors::seeded_u64_hash> creating;
   for (size_t i = 0; i < ops.size(); ++i) {
     std::vector<wire::account> mine;
     if (names_accounts(ops[i])) {

@@ -411,3 +411,29 @@ TEST(flat_u64_map, keys_chosen_to_collide_spread_out) {
   EXPECT_LT(longest, 200u);
 }
 
+// Keys that are multiples of a std::unordered_map's bucket count (a prime from a fixed
+// list) all share one bucket under std::hash, the key itself; under seeded_u64_hash
+// (the payouts', wallets', groups' maps) they spread like any others.
+TEST(seeded_u64_hash, multiples_of_the_bucket_count_spread_out) {
+  constexpr uint64_t n = 20'000;
+  std::unordered_map<uint64_t, uint64_t> plain;
+  std::unordered_map<uint64_t, uint64_t, mesob::actors::seeded_u64_hash> seeded;
+  plain.reserve(n);
+  seeded.reserve(n);
+  const uint64_t p = plain.bucket_count();
+  ASSERT_EQ(seeded.bucket_count(), p);
+  for (uint64_t i = 1; i <= n; ++i) {
+    plain[i * p] = i;
+    seeded[i * p] = i;
+  }
+  ASSERT_EQ(plain.bucket_count(), p);
+  ASSERT_EQ(seeded.bucket_count(), p);
+  auto longest = [](const auto& m) {
+    size_t most = 0;
+    for (size_t b = 0; b < m.bucket_count(); ++b) most = std::max(most, m.bucket_size(b));
+    return most;
+  };
+  EXPECT_EQ(longest(plain), n) << "unseeded: one bucket";
+  EXPECT_LT(longest(seeded), 20u);
+  for (uint64_t i = 1; i <= n; ++i) ASSERT_EQ(seeded.at(i * p), i);
+}
