@@ -45,7 +45,8 @@ namespace mesob::actors {
 // multiples of it share one bucket, and every look-up of one walks them all. Mixed
 // with the process's seed, as flat_u64_map does.
 struct seeded_u64_hash {
-  [[nodiscard]] size_t operator()(uint64_t key) const { return size_t(mix64(key ^ flat_map_seed())); }
+  // noexcept: the maps' nodes then keep no copy of the hash.
+  [[nodiscard]] size_t operator()(uint64_t key) const noexcept { return size_t(mix64(key ^ flat_map_seed())); }
 };
 
 class flat_u64_map {

@@ -846,6 +846,7 @@ void shard::execute_equb(batch& b) {
 // group says (escrow plus what its obligations still move), with nothing pending; a
 // completed group's escrow is empty and every seat received exactly once.
 void shard::audit_groups(batch::group_audit& out) const {
+  std::vector<std::pair<uint64_t, std::string>> faults;  // by group id: the same faults kept at every start
   groups_.for_each([&](const equb::group_entry& e) {
     ++out.checked;
     const uint64_t id = e.g.cfg.group_id;
@@ -865,9 +866,13 @@ void shard::audit_groups(batch::group_audit& out) const {
       if (expected != 0 && e.owed.empty()) fault = "completed with money left in escrow";
       else if (received != e.g.seats.size()) fault = "completed with a seat that never received";
     }
-    if (!fault.empty() && out.faults.size() < batch::group_faults_max)
-      out.faults.push_back("group " + std::to_string(id) + ": " + fault);
+    if (!fault.empty()) faults.emplace_back(id, std::move(fault));
   });
+  std::sort(faults.begin(), faults.end());
+  for (auto& [id, fault] : faults) {
+    if (out.faults.size() >= batch::group_faults_max) break;
+    out.faults.push_back("group " + std::to_string(id) + ": " + fault);
+  }
   // Each payout account holds, pending, exactly the payouts its desk holds, and posted
   // what its sweeps owe.
   // Its held figures (what operators see) are those of the payouts it holds.

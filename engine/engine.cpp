@@ -2808,7 +2808,7 @@ class engine_impl {
     if (!id_key) {
       if (!error->empty()) return false;
       id_key = id_hash_key::random();
-      if (!record_rows::set_hash_key(*snap_, *id_key, error)) return false;
+      if (!record_rows::set_hash_key(*snap_, *id_key, meta, error)) return false;
       rec_.id_hash_key_made = true;
     }
     ids_.set_key(*id_key);
@@ -3289,24 +3289,27 @@ class engine_impl {
   }
 
   // Each payout account holds, pending, exactly its desk's payouts, and posted what its
-  // sweeps owe; else what differs (the first). Checked after loading a snapshot and
+  // sweeps owe; else what differs (the lowest such account: the same message at every
+  // start, whatever order the desks' map keeps). Checked after loading a snapshot and
   // after replaying the log (shards idle).
   std::string desks_disagree() {
     std::string why;
+    uint64_t why_account = 0;
     for (auto& sh : shards_) {
       sh->desks().for_each_desk([&](const actors::payouts::desk& d) {
-        if (!why.empty()) return;
+        if (!why.empty() && why_account < d.account) return;
         uint64_t held = 0;
         for (const auto& [id, p] : d.payouts) held += p.amount;
         const wire::account* a = sh->find_account(d.account);
-        if (!a || !actors::payouts::account_matches(d, held, *a))
+        if (!a || !actors::payouts::account_matches(d, held, *a)) {
+          why_account = d.account;
           why = "the " + wire::currency_name(d.currency) + " payout account " + std::to_string(d.account) + " " +
                 (a ? "holds " + std::to_string(a->credits_pending) + " pending and " +
                          std::to_string(int64_t(a->credits_posted - a->debits_posted)) + " posted"
                    : std::string("is missing")) +
                 " but its desk holds " + std::to_string(held) + " and owes " + std::to_string(d.owed());
+        }
       });
-      if (!why.empty()) break;
     }
     return why;
   }

@@ -13,8 +13,8 @@
 //
 // The key is the store's: drawn from the OS's random source when a store has none
 // (a new one, or one of a build before keys) and kept in its `id_hash_key` row, so the
-// hashes `transfer_ids` stores stay valid across starts. id_hash_test checks the function
-// against OpenSSL's SipHash.
+// hashes `transfer_ids` stores stay valid across starts. id_index_test checks the
+// function against OpenSSL's SipHash.
 #pragma once
 
 #include <bit>

@@ -379,7 +379,8 @@ std::optional<id_hash_key> hash_key(storage::snapshot_store& s, std::string* err
   return k;
 }
 
-bool set_hash_key(storage::snapshot_store& s, const id_hash_key& key, std::string* error) {
+bool set_hash_key(storage::snapshot_store& s, const id_hash_key& key, const std::optional<storage::snapshot_meta>& meta,
+                  std::string* error) {
   uint8_t row[hash_key_bytes] = {};
   const uint32_t head[2] = {hash_key_magic, 0};
   std::memcpy(row, head, sizeof head);
@@ -387,8 +388,10 @@ bool set_hash_key(storage::snapshot_store& s, const id_hash_key& key, std::strin
   std::memcpy(row + 16, &key.k1, sizeof key.k1);
   auto w = s.begin(error);
   if (!w) return false;
+  storage::snapshot_meta marked = meta.value_or(storage::snapshot_meta{});
+  marked.version = storage::snapshot_format_version;
   if (!w->clear(storage::table::transfer_ids) || !w->put(storage::table::id_hash_key, 0, row) ||
-      !w->commit_without_meta()) {
+      !(meta ? w->commit(marked) : w->commit_without_meta())) {
     *error = w->error();
     return false;
   }

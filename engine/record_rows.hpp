@@ -74,7 +74,12 @@ bool fill_in_hashes(storage::snapshot_store& s, uint64_t from, uint64_t end, con
 std::optional<id_hash_key> hash_key(storage::snapshot_store& s, std::string* error);
 // Makes `key` the store's and drops every stored hash (of no key or another), in one
 // transaction: a crash after it leaves a store whose hashes the next start fills in.
-bool set_hash_key(storage::snapshot_store& s, const id_hash_key& key, std::string* error);
+// The store's snapshot row (`meta`, when it has one) is marked this build's format in
+// the same transaction, position unchanged: a build before keys then refuses the store
+// at once, instead of reading hashes it cannot make, or writing unkeyed ones beside
+// keyed ones (as it would fill in hashes a crash left unwritten).
+bool set_hash_key(storage::snapshot_store& s, const id_hash_key& key, const std::optional<storage::snapshot_meta>& meta,
+                  std::string* error);
 
 // The stored records' highest id.lo per bucket of id.hi (id_index::bucket_of): the id
 // index's lo_max for ids loaded by hash (id_index::set_lo_max). One `id_lo_max` row (key

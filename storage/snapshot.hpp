@@ -20,11 +20,14 @@
 //   customers  wallet id  -> a customer's KYC record (actors/customers.hpp, table::encode)
 //   portfolios wallet id  -> a portfolio: positions, orders, settlements owed
 //                            (actors/trading.hpp, table::encode_row)
-//   transfer_ids serial   -> the stored transfers' id hashes (engine/record_rows.hpp)
+//   transfer_ids serial   -> the stored transfers' id hashes, keyed (engine/record_rows.hpp)
 //   id_lo_max  0          -> the stored transfers' highest id.lo by bucket of id.hi
 //                            (engine/record_rows.hpp; optional: absent, as in an older
 //                            build's snapshot, the engine writes it from the records at
 //                            start, once)
+//   id_hash_key 0         -> the key transfer_ids' hashes are under (engine/id_hash.hpp;
+//                            absent, as in a store of format 12 or older, the engine
+//                            makes one and hashes the ids again at start, once)
 // One checkpoint is one write transaction: state and the lsn it covers commit together,
 // so a snapshot is never half-written. Readers may run concurrently with the writer
 // (LMDB MVCC); LMDB lets one write transaction run at a time (the engine's checkpoint

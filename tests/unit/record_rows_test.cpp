@@ -286,6 +286,58 @@ TEST(record_rows, id_hashes_are_stored_with_the_records_and_can_be_filled_in) {
   EXPECT_NE(err.find("transfer records 1103..1110 are missing"), std::string::npos) << err;
 }
 
+// The store's hash key: none at first; set_hash_key writes it and drops the stored
+// hashes in one transaction, and marks the snapshot row (when there is one) this
+// build's format, its position kept; a malformed row is named.
+TEST(record_rows, the_hash_key_is_set_with_the_hashes_dropped_and_the_format_marked) {
+  test::temp_dir dir;
+  auto s = open_store(dir.path());
+  std::string err;
+  put(*s, 0, 600);
+  EXPECT_FALSE(engine::record_rows::hash_key(*s, &err));
+  EXPECT_EQ(err, "") << "none: no error";
+  const engine::id_hash_key k{0x1111, 0x2222};
+  // No snapshot row yet: none written.
+  ASSERT_TRUE(engine::record_rows::set_hash_key(*s, k, std::nullopt, &err)) << err;
+  EXPECT_EQ(engine::record_rows::hash_key(*s, &err), std::optional(k)) << err;
+  EXPECT_EQ(engine::record_rows::hashes_end(*s, &err).value_or(99), 0u) << err;
+  EXPECT_FALSE(s->read_meta(&err));
+  EXPECT_EQ(err, "");
+  // A snapshot of format 12 (before keys): marked 13 with the key, the rest as it was.
+  put(*s, 600, 10);
+  storage::snapshot_meta m;
+  m.version = 12;
+  m.lsn = 77;
+  m.next_serial = m.transfers = 610;
+  {
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->commit(m)) << w->error();
+  }
+  EXPECT_EQ(engine::record_rows::hashes_end(*s, &err).value_or(0), 610u) << err;
+  const engine::id_hash_key k2{0x3333, 0x4444};
+  ASSERT_TRUE(engine::record_rows::set_hash_key(*s, k2, m, &err)) << err;
+  EXPECT_EQ(engine::record_rows::hash_key(*s, &err), std::optional(k2)) << err;
+  EXPECT_EQ(engine::record_rows::hashes_end(*s, &err).value_or(99), 0u) << err;
+  const auto now = s->read_meta(&err);
+  ASSERT_TRUE(now) << err;
+  EXPECT_EQ(now->version, storage::snapshot_format_version);
+  EXPECT_EQ(storage::snapshot_format_version, 13u);
+  EXPECT_EQ(now->lsn, 77u);
+  EXPECT_EQ(now->transfers, 610u);
+  // A row of another size or magic is named, not read as a key.
+  for (const std::string& bad : {std::string(8, 'x'), std::string(24, 'x')}) {
+    {
+      auto w = s->begin(&err);
+      ASSERT_TRUE(w->put(storage::table::id_hash_key, 0, {reinterpret_cast<const uint8_t*>(bad.data()), bad.size()}));
+      ASSERT_TRUE(w->commit_without_meta());
+    }
+    err.clear();
+    EXPECT_FALSE(engine::record_rows::hash_key(*s, &err));
+    EXPECT_NE(err.find("the id_hash_key row is " + std::to_string(bad.size()) + " bytes"), std::string::npos) << err;
+  }
+}
+
 // The highest id.lo by bucket of id.hi is kept with every append, for every bucket the
 // records reach; an append that does not continue it (the row of a build that did not
 // keep it) drops it, a filling-in writes it from the records, and a malformed row is
