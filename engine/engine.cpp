@@ -2783,6 +2783,23 @@ class engine_impl {
   bool load_snapshot(std::string* error) {
     auto meta = snap_->read_meta(error);
     if (!error->empty()) return false;
+    // Without a snapshot row a store holds only what comes before the first checkpoint:
+    // records flushed and their ids' hashes, bounds and key. Rows of any other table mean
+    // the row was lost: a start from nothing would serve balances that ignore them.
+    for (int t = 0; t < storage::tables && !meta; ++t) {
+      const auto tb = storage::table(t);
+      if (tb == storage::table::transfers || tb == storage::table::transfer_ids || tb == storage::table::id_lo_max ||
+          tb == storage::table::id_hash_key)
+        continue;
+      uint64_t key = 0;
+      std::string bytes;
+      if (snap_->floor_row(tb, UINT64_MAX, &key, &bytes, error)) {
+        *error = std::string("snapshot: the ") + storage::table_name(tb) + " table has rows (its last is " +
+                 std::to_string(key) + ") but the store has no snapshot row: the snapshot is damaged";
+        return false;
+      }
+      if (!error->empty()) return false;
+    }
     // Records flushed after the snapshot was taken stay; replay checks them.
     const auto stored_end = record_rows::end(*snap_, error);
     if (!stored_end) return false;

@@ -2564,6 +2564,49 @@ TEST(ledger_window, ids_are_hashed_under_the_store_s_key) {
   expect_ids_known(*e, make, {5, 9999});
 }
 
+// A store whose snapshot row is lost while its other rows are there (and no log to
+// replay) is refused, the table named, nothing changed: before, the start took it for a
+// new store and served balances of zero beside the accounts' rows.
+TEST(ledger_window, a_store_without_its_snapshot_row_but_with_accounts_is_refused) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 8);  // (no transfers: kept transfer rows would stop the start anyway)
+  e.reset();  // the closing checkpoint
+  const std::string snap_dir = dir.path() + "/snapshot";
+  {  // the meta row dropped, below the store's own API (as damage would)
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
+    ASSERT_EQ(mdb_env_set_mapsize(env, 1ull << 30), 0);
+    ASSERT_EQ(mdb_env_open(env, snap_dir.c_str(), 0, 0644), 0);
+    MDB_txn* txn = nullptr;
+    MDB_dbi dbi = 0;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    uint8_t zero[8] = {};
+    MDB_val key{sizeof zero, zero};
+    ASSERT_EQ(mdb_del(txn, dbi, &key, nullptr), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  std::filesystem::remove_all(dir.path() + "/wal");  // and the log and events gone with it
+  std::filesystem::remove_all(dir.path() + "/events");
+  std::filesystem::create_directories(dir.path() + "/wal");
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(cfg, &err));
+  EXPECT_NE(err.find("the accounts table has rows (its last is 8) but the store has no snapshot row"), std::string::npos)
+      << err;
+  auto s = storage::snapshot_store::open(snap_dir, 1ull << 30, &err);
+  ASSERT_TRUE(s) << err;
+  err.clear();
+  EXPECT_FALSE(s->read_meta(&err)) << "no snapshot row written by the start";
+  EXPECT_EQ(err, "");
+  std::string row;
+  EXPECT_TRUE(s->get(storage::table::accounts, 8, &row, &err)) << err;
+}
+
 // The snapshot bounds its ids' lo by bucket of id.hi (`id_lo_max`): a start loads the id
 // index from hashes and those bounds, so that new ids counting on skip its table, while
 // every old id is still known: in a range, in the table, or the highest of its id.hi. A
