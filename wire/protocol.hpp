@@ -152,8 +152,10 @@ class frame_reader {
   // and went quiet); true if it did. Not while a receive writes into prepare()'s span.
   bool release();
   // Bytes the reader holds: its buffer and its copy of a misaligned body (kept up to
-  // 64 KiB, a larger one released at the next frame).
-  [[nodiscard]] size_t held_bytes() const { return buf_.size() + aligned_.capacity() * sizeof(uint64_t); }
+  // 64 KiB, a larger one released at the next frame). The buffer's allocation, not its
+  // size: it grows geometrically (to twice its size when a frame needs a byte more), and
+  // the server's limit on all frame buffers is a limit on memory.
+  [[nodiscard]] size_t held_bytes() const { return buf_.capacity() + aligned_.capacity() * sizeof(uint64_t); }
   // Bytes copied within the reader (to make room, to align a body): never more than
   // about twice what went in, whatever the frames' sizes.
   [[nodiscard]] uint64_t bytes_moved() const { return moved_; }
