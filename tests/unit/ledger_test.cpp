@@ -2500,15 +2500,19 @@ TEST(ledger_window, ids_are_hashed_under_the_store_s_key) {
     }, &err)) << err;
     EXPECT_EQ(engine::record_rows::hashes_end(*s, &err), std::optional<uint64_t>(10000));
   };
+  // A start: whether it made a key, how many hashes it wrote; every id still known.
+  auto start = [&](bool key_made, uint64_t filled_in) {
+    e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->recovery().id_hash_key_made, key_made);
+    EXPECT_EQ(e->recovery().transfer_ids_filled_in, filled_in);
+    expect_ids_known(*e, make, {5, 9999});
+  };
   engine::id_hash_key k1, k;
   bool match = false;
   stored(&k1, &match);
   EXPECT_TRUE(match);
-  e = open_engine(cfg);
-  ASSERT_TRUE(e);
-  EXPECT_FALSE(e->recovery().id_hash_key_made);
-  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 0u);
-  expect_ids_known(*e, make, {5, 9999});
+  start(false, 0);
   e.reset();
   stored(&k, &match);
   EXPECT_EQ(k, k1) << "kept";
@@ -2516,19 +2520,12 @@ TEST(ledger_window, ids_are_hashed_under_the_store_s_key) {
   // As a store of a build before keys: no key row, hashes under none the start knows.
   auto edit = [&](const snapshot_edit& f) { edit_snapshot(snap_dir, f); };
   edit([&](auto&, auto& w) { ASSERT_TRUE(w.clear(storage::table::id_hash_key)); });
-  e = open_engine(cfg);
-  ASSERT_TRUE(e);
-  EXPECT_TRUE(e->recovery().id_hash_key_made);
-  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 10000u);
-  expect_ids_known(*e, make, {5, 9999});
+  start(true, 10000);
   e.reset();
   stored(&k, &match);
   EXPECT_NE(k, k1) << "a new key";
   EXPECT_TRUE(match) << "every hash written again under it";
-  e = open_engine(cfg);
-  ASSERT_TRUE(e);
-  EXPECT_FALSE(e->recovery().id_hash_key_made);
-  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 0u);
+  start(false, 0);
   e.reset();
 
   // A key row cut short, or of another magic: the start stops, the store as it was.
@@ -2557,11 +2554,7 @@ TEST(ledger_window, ids_are_hashed_under_the_store_s_key) {
     std::memcpy(row + 16, &k2.k1, 8);
     ASSERT_TRUE(w.put(storage::table::id_hash_key, 0, row));
   });
-  e = open_engine(cfg);
-  ASSERT_TRUE(e);
-  EXPECT_FALSE(e->recovery().id_hash_key_made);
-  EXPECT_EQ(e->recovery().transfer_ids_filled_in, 0u);
-  expect_ids_known(*e, make, {5, 9999});
+  start(false, 0);
 }
 
 // A store whose snapshot row is lost while its other rows are there (and no log to
