@@ -1987,7 +1987,11 @@ class engine_impl {
     uint64_t expect = from;
     const bool ok = record_rows::scan(*snap_, from, to, [&](uint64_t serial, const actors::transfer_record& kept) {
       const auto& r = records_->at(expect);
-      if (serial != expect || std::memcmp(&kept, &r, sizeof r) != 0) {
+      if (serial != expect) {
+        err = "snapshot: transfer records " + std::to_string(expect) + ".." + std::to_string(serial) + " are missing";
+        return false;
+      }
+      if (std::memcmp(&kept, &r, sizeof r) != 0) {
         err = "snapshot: transfer record " + std::to_string(expect) +
               " differs from the record the log replays: the snapshot and the log disagree";
         return false;
@@ -3817,9 +3821,9 @@ class engine_impl {
     rec_.replay_sequencer_cpu_seconds = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     rec_.replay_process_cpu_seconds = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - process_cpu0;
     if (records_->size() < kept_end_.load()) {
-      *error = "wal: the snapshot holds transfer rows up to serial " + std::to_string(kept_end_.load() - 1) +
-               " but the log replays only up to serial " + std::to_string(records_->size()) +
-               ": log records are missing" + (sr.torn_tail.empty() ? "" : "; nothing was cut (the scan found " + sr.torn_tail + ")");
+      *error = "wal: the snapshot holds " + std::to_string(kept_end_.load()) + " transfer records (serials 0.." +
+               std::to_string(kept_end_.load() - 1) + ") but the log replays only " +
+               std::to_string(records_->size()) + ": log records are missing" + (sr.torn_tail.empty() ? "" : "; nothing was cut (the scan found " + sr.torn_tail + ")");
       return false;
     }
     storage::wal_position pos = sr.end;
