@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -187,6 +188,9 @@ struct session {
   uint64_t gateway_disabled_at = 0;  // its gateway's disabled_at at login (actors/gateway_registry.hpp)
   uint64_t gateway_secret_at = 0;    // and its secret_rotated_at
   std::shared_ptr<const actors::gateways::registry> seen_registry;  // as of its last frame
+  // Its gateway's requests in the engine, all its sessions' (from authentication on;
+  // server thread only): at most gateway_in_flight_max().
+  std::shared_ptr<uint32_t> gateway_in_flight;
   bool subscriber = false;  // sent a Subscribe: the event hub hears when it closes
   wire::frame_reader reader;
   std::deque<out_frame> out;
@@ -234,6 +238,7 @@ struct completed {
   wire::admin_response_msg admin_reply;
   uint64_t taken_ns = 0;  // steady clock when the request was taken off the socket
   uint64_t owed = 0;      // the bytes set aside for its answer (session::owed_bytes)
+  std::shared_ptr<uint32_t> gateway_in_flight;  // its gateway's requests in the engine (session::)
 };
 
 uint64_t steady_ns() {
@@ -335,6 +340,9 @@ class server_impl {
   // free place, so sessions take turns when it is full.
   size_t resume_from_ = 0;
   std::unordered_map<std::string, uint32_t> gateway_sessions_;  // authenticated, by gateway id
+  // Each gateway's requests in the engine (session::gateway_in_flight), held by its
+  // sessions and by the requests' completions: an entry goes when both are gone.
+  std::unordered_map<std::string, std::weak_ptr<uint32_t>> gateway_in_flight_;
   std::unordered_set<std::string> warned_clashes_;  // config gateways also registered, told once each
   // Registered gateways' session openings (registered_opens_per_s): a token bucket each,
   // in thousandths of an opening, by gateway number. Full buckets are dropped at the
@@ -557,7 +565,15 @@ class server_impl {
   bool may_read(const session& ss) const {
     return !ss.closing && !ss.close_after_flush && !stopping_ &&
            ss.out_bytes + ss.owed_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
-           engine_in_flight_ < cfg_.engine_in_flight_max && !over_share(ss);
+           engine_in_flight_ < cfg_.engine_in_flight_max && !over_share(ss) &&
+           (!ss.gateway_in_flight || *ss.gateway_in_flight < gateway_in_flight_max());
+  }
+  // One gateway's sessions together hold at most three quarters of the places in the
+  // engine: a gateway pipelining on many sessions cannot take them all, and another's
+  // requests (and every session's pings and handshakes, read only while places are
+  // free) still get in.
+  [[nodiscard]] uint32_t gateway_in_flight_max() const {
+    return cfg_.engine_in_flight_max - cfg_.engine_in_flight_max / 4;
   }
   // All sessions together hold out_bytes_total_max, and this one at least its share
   // (session_total_share_min): it is not read until the total comes down.
@@ -791,6 +807,7 @@ class server_impl {
       by_session_.erase(s.session_id);
       if (auto g = gateway_sessions_.find(s.gateway); g != gateway_sessions_.end() && --g->second == 0)
         gateway_sessions_.erase(g);
+      s.gateway_in_flight.reset();
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit)
         if (s.roles & (1u << bit)) role_sessions_[bit].fetch_sub(1, std::memory_order_relaxed);
     }
@@ -1275,6 +1292,11 @@ class server_impl {
     s.reader.set_body_max(cfg_.frame_bytes_max);
     left_handshake(s);
     s.gateway = a.gateway_id;
+    if (gateway_in_flight_.size() > 2 * gateway_sessions_.size() + 64)  // gateways gone: their entries
+      std::erase_if(gateway_in_flight_, [](const auto& e) { return e.second.expired(); });
+    auto& in_flight = gateway_in_flight_[a.gateway_id];
+    s.gateway_in_flight = in_flight.lock();
+    if (!s.gateway_in_flight) in_flight = s.gateway_in_flight = std::make_shared<uint32_t>(0);
     s.roles = roles;
     s.gateway_number = number;
     s.gateway_disabled_at = disabled_at;
@@ -1488,6 +1510,7 @@ class server_impl {
     }
     ++s.in_flight;
     ++engine_in_flight_;
+    if (s.gateway_in_flight) ++*s.gateway_in_flight;
     const uint64_t owed = std::min(reply_bytes_bound(p), cfg_.out_bytes_max);
     s.owed_bytes += owed;
     owed_total_ += owed;
@@ -1498,8 +1521,9 @@ class server_impl {
     // Bounded here (engine_in_flight_max), never waiting: other producers (chains groups
     // and desks emit, the admin port) share the engine's queue, and a wait would stop
     // the whole loop.
-    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns(), owed](reply&& r) {
-      mail->post({slot, gen, rid, op, std::move(r), false, {}, taken, owed});
+    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns(), owed,
+                                 gw = s.gateway_in_flight](reply&& r) {
+      mail->post({slot, gen, rid, op, std::move(r), false, {}, taken, owed, gw});
     }, false);
   }
 
@@ -1544,6 +1568,7 @@ class server_impl {
     for (auto& p : pushes) deliver_push(std::move(p));
     for (auto& c : batch) {
       --engine_in_flight_;
+      if (c.gateway_in_flight) --*c.gateway_in_flight;
       session* s = c.slot < sessions_.size() && sessions_[c.slot] ? sessions_[c.slot].get() : nullptr;
       if (!s || s->gen != c.gen || s->fd < 0) continue;  // the session is gone
       --s->in_flight;

@@ -128,7 +128,7 @@ struct gated_net {
     eng = gate.open_engine_on(dir.path());
     if (!eng) return;
     scfg.port = 0;
-    scfg.gateways = {{"pay", pay_secret, wire::roles::payments}};
+    scfg.gateways.insert(scfg.gateways.begin(), {"pay", pay_secret, wire::roles::payments});  // and any given
     std::string err;
     srv = engine::server::start(*eng, scfg, &err);
     EXPECT_TRUE(srv) << err;
@@ -1412,6 +1412,48 @@ TEST(server, a_stop_answers_the_frames_it_holds_untaken_shutting_down) {
   EXPECT_TRUE(a.ok) << a.failure << a.error.message;
   stopper.join();
   EXPECT_EQ(eng->lookup_accounts({2}).accounts.at(0).credits_posted, 7u) << "the second transfer is not applied";
+}
+
+// One gateway's sessions hold at most three quarters of the places in the engine
+// (engine_in_flight_max): with the sequencer held, "pay" pipelining eight look-ups gets
+// six in, and another gateway still logs in and gets its request in; once the sequencer
+// goes on, all are answered. Before, "pay" took all eight places and no other session
+// was read (a log-in included) until they were answered.
+TEST(server, one_gateway_leaves_a_quarter_of_the_engine_to_the_others) {
+  engine::server_config scfg;
+  scfg.engine_in_flight_max = 8;
+  scfg.gateways = {{"ops", ops_secret, wire::roles::payments}};
+  gated_net n(scfg);
+  ASSERT_TRUE(n.ready());
+  auto [gate, eng, srv, o, c] = n.parts();
+  const uint64_t before = srv->stats().requests;
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
+  auto let_go = gate.release_at_exit();
+  std::vector<uint64_t> ids;
+  for (int k = 0; k < 8; ++k) ids.push_back(c->send(wire::lookup_accounts_body(std::vector<uint64_t>{1})));
+  auto taken = [&](uint64_t want) {
+    for (int i = 0; i < 500 && srv->stats().requests < before + want; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return srv->stats().requests - before;
+  };
+  EXPECT_EQ(taken(6), 6u) << "pay's sessions hold six of the eight places";
+  wire::client::options other = o;
+  other.gateway = "ops";
+  other.secret = ops_secret;
+  std::string err;
+  auto c2 = wire::client::connect(other, &err);
+  ASSERT_TRUE(c2) << err << ": the log-in was not read";
+  const uint64_t id2 = c2->send(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
+  EXPECT_EQ(taken(7), 7u) << "the other gateway's request is taken";
+  let_go.reset();
+  const auto r2 = c2->wait(id2);
+  EXPECT_TRUE(r2.ok) << r2.failure << r2.error.message;
+  for (const uint64_t id : ids) {
+    const auto r = c->wait(id);
+    EXPECT_TRUE(r.ok) << r.failure << r.error.message;
+  }
+  EXPECT_EQ(srv->stats().requests - before, 9u);
 }
 
 // Past handshakes_max the session evicted is the oldest of the address holding the most
