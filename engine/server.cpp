@@ -1910,6 +1910,8 @@ class server_impl {
       } else if (engine_in_flight_ >= cfg_.engine_in_flight_max) {
         resume_from_ = i + 1;
         return;
+      } else if (s.gateway_in_flight && *s.gateway_in_flight >= gateway_in_flight_max()) {
+        resume_from_ = i + 1;  // it took its gateway's last place: the next of them has the next turn
       }
     }
   }
