@@ -74,8 +74,10 @@ std::string server_config::validate() const {
   if (out_bytes_max > (1ull << 40)) return "out_bytes_max must be at most 1 TiB";
   if (out_bytes_total_max / 2 < out_bytes_max || out_bytes_total_max > (2ull << 40))
     return "out_bytes_total_max must be twice out_bytes_max..2 TiB";
-  if (in_bytes_total_max / 2 < frame_bytes_max || in_bytes_total_max > (2ull << 40))
-    return "in_bytes_total_max must be twice frame_bytes_max..2 TiB";
+  if (const uint64_t least = 2 * wire::frame_reader::held_max(frame_bytes_max);
+      in_bytes_total_max < least || in_bytes_total_max > (2ull << 40))
+    return "in_bytes_total_max must be " + std::to_string(least) +
+           "..2 TiB (at least two frame buffers for frames of frame_bytes_max " + std::to_string(frame_bytes_max) + ")";
   if (push_backlog_bytes_max > (1ull << 40)) return "push_backlog_bytes_max must be at most 1 TiB";
   if (push_backlog_total_max < push_backlog_bytes_max || push_backlog_total_max > (1ull << 40))
     return "push_backlog_total_max must be push_backlog_bytes_max..1 TiB";
@@ -783,7 +785,7 @@ class server_impl {
   void session_event(uint32_t gateway, wire::gateway_event_kind kind) {
     ++engine_in_flight_;
     eng_.gateway_event({gateway, kind, {}}, [mail = mail_](reply&& r) {
-      mail->post({no_session, 0, 0, wire::operation(0), std::move(r), false, {}, 0});
+      mail->post({no_session, 0, 0, wire::operation(0), std::move(r), false, {}, 0, 0, nullptr});
     });
   }
   static constexpr uint32_t no_session = UINT32_MAX;  // a completion no session waits for
@@ -1550,7 +1552,7 @@ class server_impl {
     const uint32_t slot = s.slot, gen = s.gen;
     cfg_.admin(admin_identity{s.gateway, s.session_id, s.peer}, std::move(m),
                [mail = mail_, slot, gen, rid](wire::admin_response_msg&& a) {
-                 completed c{slot, gen, rid, wire::operation::create_accounts, reply{}, true, std::move(a)};
+                 completed c{slot, gen, rid, wire::operation::create_accounts, reply{}, true, std::move(a), 0, 0, nullptr};
                  mail->post(std::move(c));
                });
   }

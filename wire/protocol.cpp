@@ -98,7 +98,21 @@ void frame_reader::compact(size_t want) {
     end_ -= begin_;
     begin_ = 0;
   }
-  if (buf_.size() - end_ < want) buf_.resize(end_ + want);
+  const size_t need = end_ + want;
+  if (buf_.size() >= need) return;
+  if (need > buf_.capacity()) {
+    // Geometric growth, but not past a largest frame and its slack while that is room
+    // enough: a buffer doubled a byte short of a frame would hold twice it.
+    size_t cap = std::max(need, 2 * buf_.capacity());
+    const size_t frame_room = frame_header_bytes + size_t(body_max_) + growth_slack;
+    if (need <= frame_room) cap = std::min(cap, frame_room);
+    buf_.reserve(cap);
+  }
+  buf_.resize(need);
+}
+
+size_t frame_reader::held_max(uint32_t body_max) {
+  return frame_header_bytes + size_t(body_max) + growth_slack + aligned_kept_max;
 }
 
 bool frame_reader::release() {
@@ -135,7 +149,7 @@ bool frame_reader::has_frame() const {
 }
 
 frame_reader::status frame_reader::next(frame* out) {
-  if (aligned_.capacity() > (64u << 10) / sizeof(uint64_t)) std::vector<uint64_t>().swap(aligned_);  // the last body's
+  if (aligned_.capacity() > aligned_kept_max / sizeof(uint64_t)) std::vector<uint64_t>().swap(aligned_);  // the last body's
   if (lost_) return status::too_large;
   if (end_ - begin_ < frame_header_bytes) {
     if (begin_ == end_) begin_ = end_ = 0;

@@ -153,9 +153,17 @@ class frame_reader {
   bool release();
   // Bytes the reader holds: its buffer and its copy of a misaligned body (kept up to
   // 64 KiB, a larger one released at the next frame). The buffer's allocation, not its
-  // size: it grows geometrically (to twice its size when a frame needs a byte more), and
-  // the server's limit on all frame buffers is a limit on memory.
+  // size: the server's limit on all frame buffers is a limit on memory. The buffer grows
+  // geometrically (to twice its size when it needs a byte more) but not past a frame of
+  // body_max and growth_slack while that is room enough; it grows further only for
+  // frames buffered whole behind one another (a reader not being drained).
   [[nodiscard]] size_t held_bytes() const { return buf_.capacity() + aligned_.capacity() * sizeof(uint64_t); }
+  static constexpr size_t growth_slack = 128u << 10;
+  static constexpr size_t aligned_kept_max = 64u << 10;
+  // The most a reader with frames of up to `body_max` holds between frames (next()
+  // returned need_more) with at most one frame begun and room asked for at most
+  // growth_slack past it: its buffer and a kept aligned copy.
+  [[nodiscard]] static size_t held_max(uint32_t body_max);
   // Bytes copied within the reader (to make room, to align a body): never more than
   // about twice what went in, whatever the frames' sizes.
   [[nodiscard]] uint64_t bytes_moved() const { return moved_; }

@@ -940,14 +940,15 @@ TEST(server, headers_alone_do_not_make_the_server_hold_frames) {
   EXPECT_EQ(n.srv->stats().frame_buffer_bytes, 0u) << "closed sessions hold no buffer";
 }
 
-// All sessions' frame buffers together past in_bytes_total_max (here two frames' worth):
+// All sessions' frame buffers together past in_bytes_total_max (here its least, two
+// frame buffers' worth):
 // eight sessions each send 450 KB of a large request and stop. The ones holding the most
 // of a frame not yet whole are told frame_buffers_full and closed, their buffers going at
 // once, until the rest hold less; nothing of their requests is applied. The others
 // finish their frames and are answered, and a new session is served.
 TEST(server, frames_begun_past_the_total_close_the_sessions_holding_the_most) {
   engine::server_config cfg;
-  cfg.in_bytes_total_max = 2u << 20;
+  cfg.in_bytes_total_max = 2 * wire::frame_reader::held_max(cfg.frame_bytes_max);
   net n(cfg);
   auto c = n.connect();
   ASSERT_NO_FATAL_FAILURE(open_accounts(*c, 100));

@@ -309,7 +309,11 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
            {"--session-push-backlog-bytes-max 1099511627777", "push_backlog_bytes_max must be at most 1 TiB"},
            // (before: no ceiling, and 2^64 - 1 lifted the limit on all sessions' bytes)
            {"--out-bytes-total-max 18446744073709551615", "out_bytes_total_max must be twice out_bytes_max..2 TiB"},
-           {"--in-bytes-total-max 1048576", "in_bytes_total_max must be twice frame_bytes_max..2 TiB"},
+           {"--in-bytes-total-max 2490399",
+            "in_bytes_total_max must be 2490400..2 TiB (at least two frame buffers for frames of frame_bytes_max "
+            "1048576)"},
+           {"--frame-bytes-max 4096 --in-bytes-total-max 401439",
+            "in_bytes_total_max must be 401440..2 TiB (at least two frame buffers for frames of frame_bytes_max 4096)"},
            // Checked before the data directory is opened (before, these failed after
            // recovery, a snapshot taken at the way out, or ended in an allocation failure).
            {"--transfers-resident-max 4294967296", "more than three quarters of this machine's"},

@@ -217,6 +217,35 @@ TEST(frame, misaligned_bodies_cost_what_they_hold) {
   grown.append(rest);
   EXPECT_GE(grown.held_bytes(), grown.capacity());
   EXPECT_GT(grown.held_bytes(), first.size() + second.size()) << "the allocation, grown geometrically";
+
+  // But not past a frame of the reader's limit and its slack: a frame of the largest
+  // size, its last byte coming apart, leaves the buffer at most that (it held twice the
+  // frame, the server's limit on all buffers counting a session's one frame double).
+  for (const size_t chunk : {size_t(32u << 10), size_t(1000), size_t(1u << 20)}) {
+    frame_reader at_max(1u << 20);
+    const auto whole = encode_frame(frame_kind::pong, 3, std::vector<uint8_t>(1u << 20, 7));
+    size_t at = 0;
+    for (; at + 1 < whole.size(); at += std::min(chunk, whole.size() - 1 - at))
+      at_max.append(std::span<const uint8_t>(whole).subspan(at, std::min(chunk, whole.size() - 1 - at)));
+    EXPECT_FALSE(at_max.has_frame());
+    at_max.append(std::span<const uint8_t>(whole).subspan(at));
+    EXPECT_LE(at_max.held_bytes(), frame_reader::held_max(1u << 20)) << "chunks of " << chunk;
+    ASSERT_EQ(at_max.next(&f), frame_reader::status::frame);
+    EXPECT_EQ(f.body.size(), size_t(1u << 20));
+    EXPECT_EQ(f.body[12345], 7);
+    EXPECT_EQ(at_max.next(&f), frame_reader::status::need_more);
+    EXPECT_LE(at_max.held_bytes(), frame_reader::held_max(1u << 20)) << "chunks of " << chunk;
+  }
+  // Frames buffered whole behind one another (a reader not drained) still fit.
+  frame_reader undrained(1u << 20);
+  const auto one_frame = encode_frame(frame_kind::pong, 4, std::vector<uint8_t>((1u << 20) - 7, 8));
+  for (int i = 0; i < 5; ++i) undrained.append(one_frame);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(undrained.next(&f), frame_reader::status::frame);
+    ASSERT_EQ(f.body.size(), one_frame.size() - frame_header_bytes);
+    EXPECT_EQ(f.body.back(), 8);
+  }
+  EXPECT_EQ(undrained.next(&f), frame_reader::status::need_more);
 }
 
 TEST(frame, a_body_over_the_limit_loses_the_framing) {
