@@ -563,17 +563,29 @@ class server_impl {
     io_uring_sqe_set_data64(s, tag(op_cancel));
     ss.recv_cancelling = true;
   }
-  // Whether the session may take more frames off its socket now.
+  // Whether the session may take more frames off its socket and its buffer now: not
+  // while its limits on what is queued to it are reached, nor while the next frame it
+  // holds whole is a request that has no place in the engine. Frames that need no place
+  // (pings, a log-in, subscriptions and acks) are taken while the engine is full; the
+  // session stops at its first request that must wait (its frames are taken in order).
   bool may_read(const session& ss) const {
     return !ss.closing && !ss.close_after_flush && !stopping_ &&
            ss.out_bytes + ss.owed_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
-           engine_in_flight_ < cfg_.engine_in_flight_max && !over_share(ss) &&
+           !over_share(ss) && !waits_for_engine(ss);
+  }
+  [[nodiscard]] bool engine_room(const session& ss) const {
+    return engine_in_flight_ < cfg_.engine_in_flight_max &&
            (!ss.gateway_in_flight || *ss.gateway_in_flight < gateway_in_flight_max());
+  }
+  [[nodiscard]] bool waits_for_engine(const session& ss) const {
+    if (!ss.authed || engine_room(ss)) return false;
+    wire::frame_header h;
+    return ss.reader.peek_whole(&h) &&
+           (frame_kind(h.kind) == frame_kind::request || frame_kind(h.kind) == frame_kind::admin_request);
   }
   // One gateway's sessions together hold at most three quarters of the places in the
   // engine: a gateway pipelining on many sessions cannot take them all, and another's
-  // requests (and every session's pings and handshakes, read only while places are
-  // free) still get in.
+  // requests still get in.
   [[nodiscard]] uint32_t gateway_in_flight_max() const {
     return cfg_.engine_in_flight_max - cfg_.engine_in_flight_max / 4;
   }
@@ -1906,15 +1918,16 @@ class server_impl {
       if (!sp || sp->fd < 0 || sp->closing) continue;
       session& s = *sp;
       if (!may_read(s)) continue;
+      const uint64_t before = engine_in_flight_;
       process(s);  // frames already buffered first
-      if (may_read(s)) {
-        arm_recv(s);
-      } else if (engine_in_flight_ >= cfg_.engine_in_flight_max) {
-        resume_from_ = i + 1;
+      if (may_read(s)) arm_recv(s);
+      if (engine_in_flight_ == before) continue;
+      if (engine_in_flight_ >= cfg_.engine_in_flight_max) {
+        resume_from_ = i + 1;  // it took the last place: the next session has the next turn
         return;
-      } else if (s.gateway_in_flight && *s.gateway_in_flight >= gateway_in_flight_max()) {
-        resume_from_ = i + 1;  // it took its gateway's last place: the next of them has the next turn
       }
+      if (s.gateway_in_flight && *s.gateway_in_flight >= gateway_in_flight_max())
+        resume_from_ = i + 1;  // it took its gateway's last place: the next of them has the next turn
     }
   }
 

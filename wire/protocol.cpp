@@ -148,6 +148,12 @@ bool frame_reader::has_frame() const {
   return body > body_max_ || end_ - begin_ >= frame_header_bytes + size_t(body);
 }
 
+bool frame_reader::peek_whole(frame_header* out) const {
+  if (lost_ || end_ - begin_ < frame_header_bytes) return false;
+  *out = decode_header(buf_.data() + begin_);
+  return out->body_bytes <= body_max_ && end_ - begin_ >= frame_header_bytes + size_t(out->body_bytes);
+}
+
 frame_reader::status frame_reader::next(frame* out) {
   if (aligned_.capacity() > aligned_kept_max / sizeof(uint64_t)) std::vector<uint64_t>().swap(aligned_);  // the last body's
   if (lost_) return status::too_large;

@@ -143,6 +143,8 @@ class frame_reader {
   // Whether next() would yield something other than need_more (a whole frame, or a
   // header over body_max): false with nothing or only part of a frame buffered.
   [[nodiscard]] bool has_frame() const;
+  // The header of the frame next() would yield, if it is whole (and within body_max).
+  [[nodiscard]] bool peek_whole(frame_header* out) const;
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
   // A new limit for the frames not yet begun (a session's, once authenticated).
   void set_body_max(uint32_t body_max) { body_max_ = body_max; }

@@ -1457,6 +1457,70 @@ TEST(server, one_gateway_leaves_a_quarter_of_the_engine_to_the_others) {
   EXPECT_EQ(srv->stats().requests - before, 9u);
 }
 
+// With every place in the engine taken, frames that need none are still taken: a new
+// gateway logs in, and pings are answered; a request waits for a place, and what its
+// session sent after it waits behind it (frames are taken in order). Before, no session
+// was read while the engine was full: the log-in timed out.
+TEST(server, pings_and_log_ins_are_served_while_the_engine_is_full) {
+  engine::server_config scfg;
+  scfg.engine_in_flight_max = 4;  // "pay" holds at most three
+  scfg.gateways = {{"ops", ops_secret, wire::roles::payments}};
+  gated_net n(scfg);
+  ASSERT_TRUE(n.ready());
+  auto [gate, eng, srv, o, c] = n.parts();
+  const uint64_t before = srv->stats().requests;
+  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
+  auto let_go = gate.release_at_exit();
+  auto taken = [&](uint64_t want) {
+    for (int i = 0; i < 500 && srv->stats().requests < before + want; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return srv->stats().requests - before;
+  };
+  std::vector<uint64_t> ids;
+  for (int k = 0; k < 4; ++k) ids.push_back(c->send(wire::lookup_accounts_body(std::vector<uint64_t>{1})));
+  std::string err;
+  ASSERT_TRUE(c->send_frame(wire::frame_kind::ping, 900, {}, &err)) << err;
+  EXPECT_EQ(taken(3), 3u);
+  wire::client::options other = o;
+  other.gateway = "ops";
+  other.secret = ops_secret;
+  other.timeout_ms = 3000;
+  auto c2 = wire::client::connect(other, &err);
+  ASSERT_TRUE(c2) << err;
+  const uint64_t id2 = c2->send(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
+  ASSERT_EQ(taken(4), 4u) << "the engine is full";
+  auto c3 = wire::client::connect(other, &err);
+  ASSERT_TRUE(c3) << err << ": the log-in was not read while the engine was full";
+  ASSERT_TRUE(c3->send_frame(wire::frame_kind::ping, 901, {}, &err)) << err;
+  wire::client::frame_in f;
+  ASSERT_TRUE(c3->read_frame(&f, &err)) << err << ": the ping was not answered while the engine was full";
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::pong));
+  EXPECT_EQ(f.header.request_id, 901u);
+  const uint64_t id3 = c3->send(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
+  ASSERT_TRUE(c3->send_frame(wire::frame_kind::ping, 902, {}, &err)) << err;
+  c3->set_timeout_ms(300);
+  EXPECT_FALSE(c3->read_frame(&f, &err)) << "a frame came (kind " << f.header.kind << ") before the request had a place";
+  EXPECT_TRUE(c3->timed_out()) << err;
+  EXPECT_EQ(taken(4), 4u) << "the requests past the places wait";
+  let_go.reset();
+  c3->set_timeout_ms(10'000);
+  std::set<std::pair<uint16_t, uint64_t>> got;  // (the pong is queued at once, the answer at its commit)
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_TRUE(c3->read_frame(&f, &err)) << err;
+    got.insert({f.header.kind, f.header.request_id});
+  }
+  EXPECT_EQ(got, (std::set<std::pair<uint16_t, uint64_t>>{{uint16_t(wire::frame_kind::response), id3},
+                                                          {uint16_t(wire::frame_kind::pong), 902}}));
+  const auto r2 = c2->wait(id2);
+  EXPECT_TRUE(r2.ok) << r2.failure << r2.error.message;
+  for (const uint64_t id : ids) {
+    const auto r = c->wait(id);
+    EXPECT_TRUE(r.ok) << r.failure << r.error.message;
+  }
+  EXPECT_EQ(srv->stats().requests - before, 6u);
+}
+
 // Past handshakes_max the session evicted is the oldest of the address holding the most
 // handshakes: a flood of silent connections from one address pushes out its own, and a
 // gateway on another address a round trip from its auth gets in. Before, the oldest of
