@@ -138,6 +138,10 @@ constexpr uint32_t buf_bytes = 32 * 1024;
 constexpr uint32_t direct_recv_min = 2 * buf_bytes;
 constexpr uint16_t buf_group = 0;
 constexpr size_t send_iov_max = 64;           // frames gathered into one sendmsg
+// Refused log-ins one connection may make (a mistyped secret, a rate limit): the last
+// one's error closes it. Each costs the server a MAC; a guesser needs new connections,
+// which the handshake limits per address bound.
+constexpr uint32_t auth_attempts_max = 3;
 
 // Session ids are unique in the process, across the client and admin ports (the audit
 // trail names sessions by id).
@@ -180,6 +184,7 @@ struct session {
   bool in_handshake = false;  // counted in handshakes_open_ (not authenticated, not closing)
   uint32_t peer_ip = 0;       // IPv4, network order (handshakes are counted per address)
   std::vector<uint8_t> nonce;
+  uint32_t auth_failures = 0;  // refused Auth frames (auth_attempts_max)
   std::string gateway;
   uint64_t session_id = 0;
   std::string peer;
@@ -1226,11 +1231,19 @@ class server_impl {
       protocol_fault(s, f.header.request_id, protocol_error::unexpected_frame, "already authenticated");
       return;
     }
+    // Each refusal counts; the last one allowed closes the session.
+    const auto refuse = [&](protocol_error code, std::string message) {
+      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
+      const bool last = ++s.auth_failures >= auth_attempts_max;
+      if (last)
+        message += "; " + std::to_string(s.auth_failures) + " refused log-ins on this connection: it closes";
+      protocol_fault(s, f.header.request_id, code, message);
+      if (last) close_after_flush(s);
+    };
     wire::auth_msg a;
     std::string why;
     if (!wire::parse_auth(f.body, &a, &why)) {
-      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
-      protocol_fault(s, f.header.request_id, protocol_error::auth_failed, why);
+      refuse(protocol_error::auth_failed, why);
       return;
     }
     // The config file's gateways first, then the registry's enabled ones (engine state,
@@ -1272,33 +1285,26 @@ class server_impl {
     const bool mac_ok = wire::mac_equal(wire::auth_mac(secret ? *secret : no_secret, s.nonce), a.mac);
     const bool ok = secret && mac_ok;
     if (!ok) {
-      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
       // One message for both: which gateway ids exist is not told.
-      protocol_fault(s, f.header.request_id, protocol_error::auth_failed,
-                     "auth failed: unknown gateway or wrong secret");
+      refuse(protocol_error::auth_failed, "auth failed: unknown gateway or wrong secret");
       return;
     }
     if (cfg_.admin && !(roles & wire::roles::admin)) {
-      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
-      protocol_fault(s, f.header.request_id, protocol_error::role_denied,
-                     "gateway " + a.gateway_id + " lacks the admin role; the admin port admits admin gateways only");
+      refuse(protocol_error::role_denied,
+             "gateway " + a.gateway_id + " lacks the admin role; the admin port admits admin gateways only");
       return;
     }
     uint32_t& open = gateway_sessions_[a.gateway_id];
     if (open >= cfg_.gateway_sessions_max) {
-      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
-      protocol_fault(s, f.header.request_id, protocol_error::too_many_sessions,
-                     "gateway " + a.gateway_id + " has " + std::to_string(open) +
-                         " sessions open, the most one gateway may have (gateway_sessions_max)");
+      refuse(protocol_error::too_many_sessions, "gateway " + a.gateway_id + " has " + std::to_string(open) +
+                                                    " sessions open, the most one gateway may have (gateway_sessions_max)");
       return;
     }
     const bool logs_sessions = number != 0 && !cfg_.admin && (roles & (wire::roles::payments | wire::roles::broker));
     if (logs_sessions && !take_open(number)) {
-      st_auth_fail_.fetch_add(1, std::memory_order_relaxed);
-      protocol_fault(s, f.header.request_id, protocol_error::too_many_sessions,
-                     "gateway " + a.gateway_id + " opens sessions faster than " +
-                         std::to_string(cfg_.registered_opens_per_s) +
-                         " a second (registered_opens_per_s, with a burst of four seconds' worth); try again later");
+      refuse(protocol_error::too_many_sessions,
+             "gateway " + a.gateway_id + " opens sessions faster than " + std::to_string(cfg_.registered_opens_per_s) +
+                 " a second (registered_opens_per_s, with a burst of four seconds' worth); try again later");
       return;
     }
     ++open;

@@ -1044,6 +1044,34 @@ TEST(server, handshake_failures) {
   EXPECT_EQ(w.header.kind, uint16_t(wire::frame_kind::welcome));
   expect_serves(*good, 1);
   EXPECT_GE(n.srv->stats().auth_failures, 3u);
+
+  // Three refused log-ins on one connection: the third's error closes it, and the right
+  // secret after it is not taken. (Before, a connection could try secrets until its
+  // handshake timeout, a MAC each.)
+  auto guesser = wire::client::connect_raw(n.opts(), &err);
+  ASSERT_TRUE(guesser) << err;
+  ASSERT_TRUE(guesser->read_frame(&hello, &err)) << err;
+  ASSERT_TRUE(wire::parse_hello(hello.body, &hm, &why)) << why;
+  const uint64_t failures_before = n.srv->stats().auth_failures;
+  for (uint64_t k = 1; k <= 3; ++k) {
+    auto wrong = pay_secret;
+    wrong[0] ^= uint8_t(k);
+    ASSERT_TRUE(guesser->send_bytes(
+        wire::encode_frame(wire::frame_kind::auth, 10 + k, wire::auth_body({"pay", wire::auth_mac(wrong, hm.nonce)})),
+        &err));
+    const auto e = expect_error_frame(*guesser, 10 + k);
+    EXPECT_EQ(e.code, protocol_error::auth_failed);
+    EXPECT_EQ(e.message.find("3 refused log-ins on this connection: it closes") != std::string::npos, k == 3)
+        << e.message;
+  }
+  (void)guesser->send_bytes(
+      wire::encode_frame(wire::frame_kind::auth, 14, wire::auth_body({"pay", wire::auth_mac(pay_secret, hm.nonce)})),
+      &err);  // (may fail: the server may have closed already)
+  wire::client::frame_in after;
+  EXPECT_FALSE(guesser->read_frame(&after, &err)) << "frame kind " << after.header.kind << " after the third refusal";
+  EXPECT_TRUE(guesser->closed_by_server()) << err;
+  EXPECT_EQ(n.srv->stats().auth_failures, failures_before + 3);
+  expect_serves(*good, 1);
 }
 
 TEST(server, malformed_frames_get_their_codes_and_others_are_served) {
