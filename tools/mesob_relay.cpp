@@ -246,8 +246,8 @@ std::vector<std::string> messages(const wire::event& e) {
       const std::string later = minutes >= 1440 ? count(minutes / 1440, "day")
                                 : minutes >= 60 ? count(minutes / 60, "hour")
                                                 : count(minutes, "minute");
-      return {"group " + a + ": the service was down, so round " + std::to_string(e.code) + "'s deadline is " +
-              later + " later"};
+      return {"group " + a + ": round " + std::to_string(e.code) + "'s deadline moved " + later +
+              " later (the service was down, or the round was held)"};
     }
     case event_type::payout_timer: {
       const std::string g = std::to_string(e.gateway);
@@ -373,16 +373,18 @@ int main(int argc, char** argv) {
   constexpr int read_wait_ms = 500;
   const auto t_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(seconds * 1000));
   auto expired = [&] { return seconds > 0 && std::chrono::steady_clock::now() >= t_end; };
-  uint64_t events = 0, frames = 0, lag_max_ns = 0, lag_sum_ns = 0, lag_n = 0;
+  uint64_t events = 0, frames = 0, lag_max_ns = 0, lag_n = 0;
+  double lag_sum_ns = 0;  // (a backlog a year old passes 2^64 ns in 585 events)
   uint64_t behind = 0;  // events the latest frame said were past it
   auto last_report = std::chrono::steady_clock::now();
   // Every 5 s, events or not (a quiet stream reports its quiet too).
   const auto report = [&] {
     if (std::chrono::steady_clock::now() - last_report < std::chrono::seconds(5)) return;
     std::fprintf(stderr, "relay: %" PRIu64 " events in %" PRIu64 " frames; lag mean %.1f ms, max %.1f ms; behind %" PRIu64 "\n",
-                 events, frames, lag_n ? double(lag_sum_ns) / double(lag_n) / 1e6 : 0.0, double(lag_max_ns) / 1e6,
+                 events, frames, lag_n ? lag_sum_ns / double(lag_n) / 1e6 : 0.0, double(lag_max_ns) / 1e6,
                  behind);
-    lag_max_ns = lag_sum_ns = lag_n = 0;
+    lag_max_ns = lag_n = 0;
+    lag_sum_ns = 0;
     last_report = std::chrono::steady_clock::now();
   };
   bool said_waiting = false;
@@ -460,16 +462,37 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "relay: subscribed from offset %" PRIu64 " (oldest kept %" PRIu64 ", end %" PRIu64 ")\n",
                  a.start, a.oldest, a.end);
+    // Offsets past what it was served and before where this subscription starts were
+    // never delivered to it (retention dropped them while it was away, or its --from
+    // skipped them): said, not passed over in silence.
+    if (served_through > 0 && a.start > served_through + 1)
+      std::fprintf(stderr, "relay: offsets %" PRIu64 " to %" PRIu64 " were never delivered to this relay (dropped by the engine's retention before it read them)\n",
+                   served_through + 1, a.start - 1);
+    // The operator's --from picks the start of a name that has none, or moves one that
+    // retention passed, once: sent again at each reconnect, it would move the name past
+    // events still kept whenever retention passed its place while the relay was away.
+    if (!sub.name.empty()) sub.from = 0;
     said_unchecked = false;
     behind = a.end > a.start ? a.end - a.start : 0;
     c->set_timeout_ms(read_wait_ms);
     auto last_sent = std::chrono::steady_clock::now();
     // Events are handed out a block at a time (the relay never holds a frame's worth).
+    // With --account, the lines of those accounts alone: a transfer from 42 to 7 tells
+    // 42's relay of 42's side, not 7's (each line begins with whom it is for).
+    const auto for_filter = [&](const std::string& line) {
+      if (sub.accounts.empty() || line.rfind("account ", 0) != 0) return true;
+      const uint64_t id = std::strtoull(line.c_str() + 8, nullptr, 10);
+      return std::find(sub.accounts.begin(), sub.accounts.end(), id) != sub.accounts.end();
+    };
     uint64_t in_frame = 0;
+    bool cut = false;  // stopping cut the frame short: only what was printed is acknowledged
     const wire::event_visitor each = [&](std::span<const wire::event> block) {
       const uint64_t now = wall_ns();
       for (const auto& e : block) {
-        if (stop_flag.load()) return;  // stopping: nothing more printed (a write may be stalled)
+        if (stop_flag.load()) {  // stopping: nothing more printed (a write may be stalled)
+          cut = true;
+          return;
+        }
         if (e.offset <= printed_through) {  // printed before a reconnect, not acknowledged then
           const auto at = std::lower_bound(printed.begin(), printed.end(), e.offset,
                                            [](const printed_event& p, uint64_t off) { return p.offset < off; });
@@ -500,7 +523,7 @@ int main(int argc, char** argv) {
         ++in_frame;
         const uint64_t lag = now > e.timestamp ? now - e.timestamp : 0;
         lag_max_ns = std::max(lag_max_ns, lag);
-        lag_sum_ns += lag;
+        lag_sum_ns += double(lag);
         ++lag_n;
         if (raw) {
           std::printf("%" PRIu64 " %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
@@ -509,7 +532,8 @@ int main(int argc, char** argv) {
                       unsigned(e.code), unsigned(e.gateway));
         } else {
           for (const auto& line : messages(e))
-            std::printf("%s [offset %" PRIu64 ", lag %.1f ms]\n", line.c_str(), e.offset, double(lag) / 1e6);
+            if (for_filter(line))
+              std::printf("%s [offset %" PRIu64 ", lag %.1f ms]\n", line.c_str(), e.offset, double(lag) / 1e6);
         }
       }
     };
@@ -519,6 +543,7 @@ int main(int argc, char** argv) {
       wire::events_msg m;
       refusal = {};
       in_frame = 0;
+      cut = false;
       const bool took = c->next_events(&m, each, &err, &refusal);
       // Acknowledged only once written: events stdout did not take (a full disk, a closed
       // pipe) are not acknowledged, and the relay stops. What a refused frame handed out
@@ -585,11 +610,15 @@ int main(int argc, char** argv) {
       }
       if (m.next > damaged_at) damaged_tries = 0;  // past it, whole
       ++frames;
-      if (m.next > 1) served_through = std::max(served_through, m.next - 1);
-      if (m.next > 1 && !c->ack(m.next - 1, &err)) {
+      // A frame cut short by a stop is acknowledged up to its last event printed (none
+      // printed: not at all); before, the whole frame was, the rest of it never printed.
+      const uint64_t through = !cut ? (m.next > 1 ? m.next - 1 : 0) : in_frame > 0 ? printed_through : 0;
+      if (through > 0) served_through = std::max(served_through, through);
+      if (through > 0 && !c->ack(through, &err)) {
         std::fprintf(stderr, "relay: ack: %s; reconnecting\n", err.c_str());
         break;
       }
+      if (cut) break;
       // The wait starts over once a subscription delivers: one that stands and then fails
       // the same way each time (its events unreadable, its acks refused) is tried again
       // ever more slowly, not five times a second for good.

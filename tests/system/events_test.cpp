@@ -2058,6 +2058,81 @@ std::vector<raw_event> await_lines(const std::string& path, size_t n) {
   return got;
 }
 
+// A relay told to stop (SIGTERM) while it prints a frame acknowledges the events it
+// printed and no more: the next relay under its name prints the rest, no offset missed.
+// Before, the whole frame was acknowledged and the rest of it never printed. (The stop
+// comes as soon as the first lines reach the file, within the first frames of a backlog
+// of 4,096-event frames.)
+TEST(Events, ARelayStoppedMidFrameAcknowledgesOnlyWhatItPrinted) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 2);
+  ASSERT_TRUE(engine);
+  constexpr uint64_t batches = 96, per_batch = 8192;
+  for (uint64_t k = 0; k < batches; ++k) ASSERT_NO_FATAL_FAILURE(post_transfers(dir.path(), port, 1000 + k * per_batch, per_batch));
+  const uint64_t events = 2 + batches * per_batch;
+  const std::string out1 = dir.path() + "/relay1.txt", out2 = dir.path() + "/relay2.txt";
+  size_t printed_first = 0;
+  {
+    relay_process first(dir.path(), port, out1, {"--name", "stopper"});
+    const auto empty = [&] {
+      std::error_code ec;
+      const auto bytes = std::filesystem::file_size(out1, ec);
+      return ec || bytes == 0;
+    };
+    for (int i = 0; i < 20'000 && empty(); ++i)
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    first.term();
+    printed_first = await_lines(out1, 1).size();
+    EXPECT_EQ(first.exit_status(10'000), 0);
+  }
+  const auto got1 = read_raw(out1);
+  ASSERT_GE(got1.size(), printed_first);
+  ASSERT_GT(got1.size(), 0u);
+  std::printf("the first relay printed %zu of %llu events before it stopped\n", got1.size(),
+              static_cast<unsigned long long>(events));
+  relay_process second(dir.path(), port, out2, {"--name", "stopper"});
+  std::vector<raw_event> got2;
+  for (int i = 0; i < 3000 && (got2.empty() || got2.back().offset < events); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    got2 = read_raw(out2);
+  }
+  second.kill9();
+  std::set<uint64_t> seen;
+  for (const auto& e : got1) seen.insert(e.offset);
+  for (const auto& e : got2) seen.insert(e.offset);
+  ASSERT_FALSE(got2.empty());
+  EXPECT_EQ(got2.back().offset, events);
+  uint64_t missing = 0, first_missing = 0;
+  for (uint64_t off = 1; off <= events; ++off)
+    if (!seen.count(off) && missing++ == 0) first_missing = off;
+  EXPECT_EQ(missing, 0u) << "from offset " << first_missing << ": acknowledged by the stopped relay, never printed";
+  EXPECT_LE(got2.front().offset, got1.back().offset + 1);
+}
+
+// With --account, a relay prints the lines of those accounts alone: a transfer from 1 to
+// 2 tells account 1 it sent, not account 2 it received. Before, a relay run for one
+// customer printed its counterparties' notifications too.
+TEST(Events, ARelayForAnAccountPrintsThatAccountsLinesAlone) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 2);
+  ASSERT_TRUE(engine);
+  ASSERT_NO_FATAL_FAILURE(post_transfers(dir.path(), port, 500, 3));
+  const std::string out = dir.path() + "/relay.txt";
+  relay_process relay(dir.path(), port, out, {"--name", "one", "--account", "1"}, {}, {}, false);
+  std::string text;
+  for (int i = 0; i < 1000 && std::count(text.begin(), text.end(), '\n') < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    text = read_file_text(out);
+  }
+  relay.kill9();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 4) << text;  // opened, and three sent
+  EXPECT_NE(text.find("account 1: opened"), std::string::npos) << text;
+  EXPECT_NE(text.find("account 1: you sent 0.01 "), std::string::npos) << text;
+  EXPECT_EQ(text.find("account 2:"), std::string::npos) << text;
+}
+
 // A frame refused for an event that fails its CRC (a probe changes the hub's copy of a
 // frame's last event): the relay prints the blocks before it, asks again on a new
 // connection, prints each event once and counts every one; the same event damaged on
