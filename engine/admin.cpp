@@ -452,9 +452,18 @@ class admin_impl {
                              std::optional<long_work>* deferred) {
     std::lock_guard lk(mu_);
     *shutdown = false;
+    // A trail that could not be opened is tried again at each command: one an operator
+    // repaired or moved aside serves from the next command on, without a restart.
+    if (!trail_) {
+      std::string repaired;
+      trail_ = storage::audit_log::open(cfg_.data_dir + "/admin-audit.log", &trail_error_, &repaired);
+      if (trail_)
+        std::fprintf(stderr, "mesobd: admin audit trail opened%s%s: admin commands run again\n",
+                     repaired.empty() ? "" : ": ", repaired.c_str());
+    }
     if (!trail_)
       return answer(admin_code::failed, "not run: the audit trail cannot be opened (" + trail_error_ +
-                                            "); no admin command runs until it can");
+                                            "); no admin command runs until it can (it is tried again at each command)");
     const std::string line = command_line(req);
     std::string err;
     if (!trail_->append(audit_entry(who, "issued", line), &err))

@@ -103,6 +103,35 @@ int create_file(const std::string& path, const chain_hash& chain, std::string* e
   return fd;
 }
 
+// The chain a rotated file ends at (its last entry's; its header's with none), its entries
+// found by their lengths and checked by their checksums (a rotated file was whole when it
+// was put aside: any damage is reported). A file past `bytes_max` (written under a larger
+// limit than this run's) is not read: *why says so.
+bool rotated_file_end(const std::string& path, uint64_t bytes_max, chain_hash* out, std::string* why) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  std::vector<uint8_t> d;
+  const bool read = fd >= 0 && read_all(fd, &d, bytes_max + entry_head_bytes + audit_log::payload_bytes_max);
+  if (!read) *why = std::strerror(errno);
+  if (fd >= 0) ::close(fd);
+  if (!read) return false;
+  if (d.size() < header_bytes || std::memcmp(d.data(), magic, sizeof magic) != 0) {
+    *why = "not an audit trail file (bad magic or header cut short)";
+    return false;
+  }
+  std::memcpy(out->data(), d.data() + sizeof magic, 32);
+  for (size_t pos = header_bytes; pos < d.size();) {
+    if (!valid_entry_at(d, pos)) {
+      *why = "damaged at offset " + std::to_string(pos);
+      return false;
+    }
+    uint32_t len = 0;
+    std::memcpy(&len, d.data() + pos, 4);
+    std::memcpy(out->data(), d.data() + pos + 8, 32);
+    pos += entry_head_bytes + len;
+  }
+  return true;
+}
+
 
 }  // namespace
 
@@ -157,12 +186,22 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
     return nullptr;
   }
   if (d.size() < header_bytes || std::memcmp(d.data(), magic, sizeof magic) != 0) {
-    // Only the first file is created in place: a cut header of it holds the magic's
-    // prefix and zeros (its start chain), and no entry.
+    // Only the first file is created in place: a torn header of it holds a prefix of the
+    // magic and zeros (its start chain), or zeros alone (its size written, its bytes
+    // not), and no entry.
     uint8_t first[header_bytes] = {};
     std::memcpy(first, magic, sizeof magic);
-    if (d.size() < header_bytes && std::memcmp(d.data(), first, d.size()) == 0) {
+    const size_t n = std::min(d.size(), header_bytes);
+    const bool torn_first =
+        d.size() <= header_bytes && (std::memcmp(d.data(), first, n) == 0 || all_zero(d.data(), n));
+    const bool magic_begun = std::memcmp(d.data(), magic, std::min(n, sizeof magic)) == 0;
+    if (torn_first || (d.size() < header_bytes && magic_begun)) {
       if (rotated > 0) return lost("cut short");
+      if (!torn_first) {
+        *error = "audit trail " + path + ": its header is cut short (" + std::to_string(d.size()) + " of " +
+                 std::to_string(header_bytes) + " bytes) and names a chain a first file does not start from";
+        return nullptr;
+      }
       if (!pwrite_full(log->fd_, first, sizeof first, 0) || ::fdatasync(log->fd_) != 0) {
         *error = errno_text("audit trail " + path + ": write");
         return nullptr;
@@ -175,6 +214,24 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
     return nullptr;
   }
   std::memcpy(log->chain_.data(), d.data() + sizeof magic, 32);
+  // A rotation starts the new file from the full one's last chain: the newest rotated
+  // file must end where this one starts. Else one of them was cut (at an entry boundary,
+  // which its own entries cannot show) or replaced.
+  if (rotated > 0) {
+    const std::string newest_path = dir_of(path) + "/" + newest;
+    std::string why;
+    chain_hash ends{};
+    if (!rotated_file_end(newest_path, std::max(log->file_bytes_max_, file_bytes_max_default), &ends, &why)) {
+      *error = "audit trail " + path + ": its newest rotated file " + newest + ": " + why;
+      return nullptr;
+    }
+    if (ends != log->chain_) {
+      *error = "audit trail " + path + " starts from chain " + to_hex(log->chain_) + " but its newest rotated file " +
+               newest + " ends at " + to_hex(ends) +
+               ": one of them was cut or replaced (restore it, or move the rotated files aside to start a new trail)";
+      return nullptr;
+    }
+  }
   size_t pos = header_bytes;
   while (pos < d.size()) {
     if (valid_entry_at(d, pos)) {
@@ -302,6 +359,10 @@ bool audit_log::append(std::string_view payload, std::string* error) {
              std::to_string(payload_bytes_max);
     return false;
   }
+  // A failed append's bytes not yet cut off go first (else the next entry would be
+  // written over their start, the rest left behind it, and the trail refused at the next
+  // open; or, the cut lost in a crash, the failed entry back as if it had been written).
+  if (uncut_ && !cut_back(error)) return false;
   if ((rotation_ != rotation::none || size_ + entry_head_bytes + payload.size() > file_bytes_max_) && !rotate(error))
     return false;
   const chain_hash chain = link(chain_, payload.data(), payload.size());
@@ -312,9 +373,18 @@ bool audit_log::append(std::string_view payload, std::string* error) {
   std::memcpy(buf.data() + 4, &crc, 4);
   std::memcpy(buf.data() + 8, chain.data(), 32);
   std::memcpy(buf.data() + entry_head_bytes, payload.data(), payload.size());
-  if (!pwrite_full(fd_, buf.data(), buf.size(), size_) || ::fdatasync(fd_) != 0) {
+  const auto sync = [&] {
+    if (const int e = failure_probes::instance().audit_sync_errno.exchange(0); e != 0) {
+      errno = e;
+      return false;
+    }
+    return ::fdatasync(fd_) == 0;
+  };
+  if (!pwrite_full(fd_, buf.data(), buf.size(), size_) || !sync()) {
     *error = errno_text("audit trail append");
-    [[maybe_unused]] const int rc = ::ftruncate(fd_, off_t(size_));  // keep the file whole
+    uncut_ = true;
+    std::string cut_error;
+    if (!cut_back(&cut_error)) *error += "; " + cut_error + " (cut again before the next entry)";
     return false;
   }
   size_ += buf.size();
@@ -322,6 +392,21 @@ bool audit_log::append(std::string_view payload, std::string* error) {
   ++entries_;
   tail_.emplace_back(payload);
   if (tail_.size() > tail_kept) tail_.pop_front();
+  return true;
+}
+
+bool audit_log::cut_back(std::string* error) {
+  if (failure_probes::instance().audit_cut_failures.load() > 0) {
+    failure_probes::instance().audit_cut_failures.fetch_sub(1);
+    errno = EIO;
+    *error = errno_text("audit trail " + path_ + ": cutting a failed entry off");
+    return false;
+  }
+  if (::ftruncate(fd_, off_t(size_)) != 0 || ::fdatasync(fd_) != 0) {
+    *error = errno_text("audit trail " + path_ + ": cutting a failed entry off");
+    return false;
+  }
+  uncut_ = false;
   return true;
 }
 

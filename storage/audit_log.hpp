@@ -16,7 +16,8 @@
 // part way (a rename, the directory's sync) is taken up where it stopped by the next
 // append, which is refused until it completes: never an archived file begun twice.
 //
-// Opening checks every entry. What an interrupted append can leave after the last whole
+// Opening checks every entry, and that the newest rotated file ends at the chain the
+// current one starts from (a file cut at an entry boundary or replaced shows there). What an interrupted append can leave after the last whole
 // entry is a torn tail: a prefix of one entry, or an entry with a zero-filled block in
 // it; it is cut (the file truncated to the last whole entry) and reported. Anything else
 // (a bad magic, a broken chain, more bytes than one append writes, a damaged entry
@@ -49,7 +50,8 @@ class audit_log {
   audit_log& operator=(const audit_log&) = delete;
 
   // Appends one entry and makes it durable (write + fdatasync) before returning. On
-  // failure nothing counts as written, and the file is cut back to its last entry.
+  // failure nothing counts as written, and the file is cut back to its last entry
+  // (durably; if the cut fails, the next append cuts first and fails if it cannot).
   bool append(std::string_view payload, std::string* error);
 
   // The newest `n` entries (up to tail_kept, across a rotation), oldest first.
@@ -62,6 +64,9 @@ class audit_log {
  private:
   audit_log() = default;
   bool rotate(std::string* error);
+  // Cuts the file back to its last entry (size_) durably: a failed append's bytes.
+  bool cut_back(std::string* error);
+  bool uncut_ = false;  // a failed append's bytes may be past size_
   // A rotation's steps done so far: the new file written (fresh_fd_), the full one
   // renamed to archived_, the new one renamed in place (fd_ on it), the directory synced.
   enum class rotation { none, created, archived, renamed };

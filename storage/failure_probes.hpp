@@ -24,6 +24,8 @@ struct failure_probes {
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
   std::atomic<int> event_sync_errno{0};  // the event log's next sync fails with this errno
   std::atomic<int> event_reader_open_stall_ms{0};  // the event log's next reader opening a full segment first waits this long
+  std::atomic<int> audit_sync_errno{0};    // the audit trail's next append fails its fdatasync with this errno
+  std::atomic<int> audit_cut_failures{0};  // the audit trail's next cuts of a failed append fail (EIO)
   std::atomic<int> audit_rotation_fault{0};  // the audit trail's next rotation fails (EIO): 1 at its second rename, 2 at its directory sync
   std::atomic<int> hub_damage_frames{0};  // the event hub's next frames read from the log carry their last event changed (its CRC not)
   std::atomic<int> hub_stall_ms{0};  // the event hub's next pass first waits this long (one reading old segments)

@@ -627,6 +627,8 @@ class console {
 
   [[nodiscard]] bool connected() const { return client_ != nullptr; }
   [[nodiscard]] bool have_catalogue() const { return have_catalogue_; }
+  // Why the server's answer to `commands` was no catalogue (its message), if it said.
+  [[nodiscard]] const std::string& catalogue_refusal() const { return catalogue_refusal_; }
   [[nodiscard]] const std::vector<command_info>& catalogue() const { return catalogue_; }
   [[nodiscard]] const settings& options() const { return s_; }
 
@@ -655,6 +657,7 @@ class console {
       return false;
     }
     have_catalogue_ = parse_catalogue(r.response, &catalogue_);
+    catalogue_refusal_ = have_catalogue_ || r.response.code == wire::admin_code::ok ? std::string() : r.response.message;
     return true;
   }
 
@@ -778,6 +781,7 @@ class console {
   std::unique_ptr<wire::client> client_;
   std::chrono::steady_clock::time_point last_sent_ = std::chrono::steady_clock::now();
   bool have_catalogue_ = false;
+  std::string catalogue_refusal_;
   std::vector<command_info> catalogue_;
   std::set<std::string> ids_;
   std::deque<std::string> order_;
@@ -787,7 +791,9 @@ class console {
 // Returns false, with *f saying why, for an unknown command (printed like any failure).
 bool print_help(const console& con, const std::vector<std::string>& words, bool terminal, failure* f) {
   if (!con.have_catalogue()) {
-    *f = {exit_usage, "command_unknown", "the server at " + con.options().address() + " sent no command catalogue"};
+    *f = {exit_usage, "command_unknown",
+          "the server at " + con.options().address() + " sent no command catalogue" +
+              (con.catalogue_refusal().empty() ? std::string() : ": " + con.catalogue_refusal())};
     return false;
   }
   const auto& cat = con.catalogue();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <thread>
@@ -17,6 +18,7 @@
 #include <string>
 
 #include "engine/admin.hpp"
+#include "storage/audit_log.hpp"
 #include "engine/metrics.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/http.hpp"
@@ -722,12 +724,26 @@ TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on)
   EXPECT_EQ(admin(*ops, "account freeze", {"5"}).code, admin_code::failed);
   EXPECT_EQ(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{5})).reply.accounts.at(0).status,
             wire::account_status::open);
-  const int stopped = d.stop();
-  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << d.output();
   std::ifstream in(trail, std::ios::binary);
   std::stringstream kept;
   kept << in.rdbuf();
   EXPECT_EQ(kept.str(), "not an audit trail, damaged beyond repair");
+  // The operator moves the file aside: the next command opens a new trail and runs, no
+  // restart needed (before, every command was refused until mesobd restarted).
+  ASSERT_EQ(::rename(trail.c_str(), (trail + ".damaged").c_str()), 0);
+  st = admin(*ops, "account freeze", {"5"});
+  EXPECT_EQ(st.code, admin_code::ok) << st.message;
+  EXPECT_EQ(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{5})).reply.accounts.at(0).status,
+            wire::account_status::frozen);
+  EXPECT_EQ(admin(*ops, "status").code, admin_code::ok);
+  const int stopped = d.stop();
+  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0) << d.output();
+  EXPECT_NE(d.output().find("mesobd: admin audit trail opened: admin commands run again"), std::string::npos)
+      << d.output();
+  std::string err2, rep;
+  auto reopened = storage::audit_log::open(trail, &err2, &rep);
+  ASSERT_TRUE(reopened) << err2;
+  EXPECT_EQ(reopened->entries(), 4u) << "issued and outcome of the freeze and the status";
 }
 
 // Admin commands under SIGKILL: mesobd is killed at random moments while one session

@@ -524,6 +524,19 @@ TEST(console, one_shot_commands_against_mesobd) {
 
 // Configured gateways: one without the admin role is refused at the handshake, one with
 // it works; settings come from flags, then the environment, then a config file.
+// A server whose audit trail cannot be opened refuses every command, `commands` too:
+// `help` says why, not only that no catalogue came. Before, the reason was dropped.
+TEST(console, help_names_why_the_server_sent_no_catalogue) {
+  temp_dir dir;
+  write_file(dir.path() + "/admin-audit.log", "not an audit trail");
+  live_mesobd d(dir.path());
+  ASSERT_TRUE(d.up()) << d.output();
+  const auto r = run_mesob({"--port", std::to_string(d.admin_port()), "--data-dir", dir.path(), "help"});
+  EXPECT_EQ(r.exit, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "sent no command catalogue: not run: the audit trail cannot be opened (")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "bad magic at offset 0")) << describe(r);
+}
+
 TEST(console, gateways_roles_and_settings) {
   temp_dir dir;
   live_mesobd d(dir.path(), {"--gateway", "pay:payments:" + pay_secret, "--gateway", "ops:admin:" + ops_secret});

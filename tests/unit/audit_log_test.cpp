@@ -271,3 +271,111 @@ TEST(audit_log, a_rotation_that_fails_part_way_is_finished_by_the_next_append) {
     EXPECT_EQ(written, 99u);
   }
 }
+
+// An append that fails (its fdatasync) is cut back off the file; if that cut fails too,
+// the next append cuts first. Before, the cut's failure was ignored: the next entry was
+// written over the failed one's start, the rest left behind it, and the trail refused
+// at the next open ("impossible length"): every admin command refused from then on.
+TEST(audit_log, a_failed_append_is_cut_off_before_the_next) {
+  test::temp_dir dir;
+  const std::string path = dir.path() + "/trail";
+  make_trail(path, 3);
+  std::string err, rep;
+  auto log = audit_log::open(path, &err, &rep);
+  ASSERT_TRUE(log) << err;
+  const auto whole = std::filesystem::file_size(path);
+  auto& probes = storage::failure_probes::instance();
+  probes.audit_sync_errno = EIO;
+  probes.audit_cut_failures = 1;
+  EXPECT_FALSE(log->append("a long entry that fails " + std::string(300, 'x'), &err));
+  EXPECT_NE(err.find("cut again before the next entry"), std::string::npos) << err;
+  EXPECT_GT(std::filesystem::file_size(path), whole + 300) << "its bytes are still there";
+  EXPECT_EQ(log->entries(), 3u);
+  // The next append cuts first; its own cut failing, it is refused, nothing written.
+  probes.audit_cut_failures = 1;
+  EXPECT_FALSE(log->append("short", &err));
+  EXPECT_NE(err.find("cutting a failed entry off"), std::string::npos) << err;
+  ASSERT_TRUE(log->append("short", &err)) << err;
+  EXPECT_EQ(log->entries(), 4u);
+  log.reset();
+  log = audit_log::open(path, &err, &rep);
+  ASSERT_TRUE(log) << err;
+  EXPECT_TRUE(rep.empty()) << rep;
+  EXPECT_EQ(log->entries(), 4u);
+  EXPECT_EQ(log->tail(1).at(0), "short");
+  EXPECT_EQ(probes.audit_cut_failures.load(), 0);
+}
+
+// The newest rotated file must end at the chain the current file starts from: the
+// rotated file cut at an entry boundary, or the current file replaced by a first file's
+// header, is refused by name, nothing changed. Before, both opened without a note (each
+// file's own entries were whole).
+TEST(audit_log, a_rotated_file_cut_or_a_current_file_replaced_is_refused) {
+  test::temp_dir dir;
+  const std::string path = dir.path() + "/trail";
+  constexpr uint64_t limit = 8192;
+  std::string err, rep;
+  {
+    auto log = audit_log::open(path, &err, &rep, limit);
+    ASSERT_TRUE(log) << err;
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->append("entry " + std::to_string(i) + std::string(200, '.'), &err)) << err;
+    ASSERT_GE(log->files_rotated(), 2u);
+  }
+  std::string newest;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+    const auto name = f.path().filename().string();
+    if (name != "trail" && (name.size() > newest.size() || (name.size() == newest.size() && name > newest))) newest = name;
+  }
+  const std::string rotated = dir.path() + "/" + newest, rotated_bytes = read_file(rotated);
+  const std::string current_bytes = read_file(path);
+  // Its last entry dropped: 4 + 4 + 32 bytes of head and a 208-byte payload.
+  const size_t entry = 40 + std::string("entry 00").size() + 200;
+  ASSERT_GT(rotated_bytes.size(), 40 + entry);
+  write_file(rotated, rotated_bytes.substr(0, rotated_bytes.size() - entry));
+  EXPECT_FALSE(audit_log::open(path, &err, &rep, limit));
+  EXPECT_NE(err.find("but its newest rotated file " + newest + " ends at"), std::string::npos) << err;
+  EXPECT_EQ(read_file(path), current_bytes) << "nothing changed";
+  write_file(rotated, rotated_bytes);
+  // The current file replaced by a first file's header (chain zero).
+  std::string fresh = "MSBAUD01" + std::string(32, '\0');
+  write_file(path, fresh);
+  EXPECT_FALSE(audit_log::open(path, &err, &rep, limit));
+  EXPECT_NE(err.find("starts from chain 0000000000"), std::string::npos) << err;
+  // A rotated file damaged is named.
+  std::string damaged = rotated_bytes;
+  damaged[damaged.size() - 3] ^= 1;
+  write_file(path, current_bytes);
+  write_file(rotated, damaged);
+  EXPECT_FALSE(audit_log::open(path, &err, &rep, limit));
+  EXPECT_NE(err.find("its newest rotated file " + newest + ": damaged at offset"), std::string::npos) << err;
+  write_file(rotated, rotated_bytes);
+  auto log = audit_log::open(path, &err, &rep, limit);
+  ASSERT_TRUE(log) << err;
+  EXPECT_TRUE(rep.empty()) << rep;
+}
+
+// A first file whose header a crash left as zeros (its size written, its bytes not) is a
+// torn header, completed; a header cut short that names another chain than a first
+// file's is refused as cut short, not as "bad magic".
+TEST(audit_log, a_torn_first_header_of_zeros_is_completed) {
+  for (const size_t n : {size_t(10), size_t(40)}) {
+    test::temp_dir dir;
+    const std::string path = dir.path() + "/trail";
+    write_file(path, std::string(n, '\0'));
+    std::string err, rep;
+    auto log = audit_log::open(path, &err, &rep);
+    ASSERT_TRUE(log) << n << ": " << err;
+    EXPECT_NE(rep.find("a torn header was completed"), std::string::npos) << rep;
+    ASSERT_TRUE(log->append("after", &err)) << err;
+    log.reset();
+    log = audit_log::open(path, &err, &rep);
+    ASSERT_TRUE(log) << err;
+    EXPECT_EQ(log->entries(), 1u);
+  }
+  test::temp_dir dir;
+  const std::string path = dir.path() + "/trail";
+  write_file(path, "MSBAUD01" + std::string(5, '\0') + "\x07" + std::string(6, '\0'));
+  std::string err, rep;
+  EXPECT_FALSE(audit_log::open(path, &err, &rep));
+  EXPECT_NE(err.find("its header is cut short (20 of 40 bytes)"), std::string::npos) << err;
+}
