@@ -116,6 +116,7 @@ struct op_route {
   uint8_t credit_shard = 0;
   uint8_t ref_shard = 0;    // resolve: owner of the pending transfer's record and state
   bool has_ref = false;
+  wire::currency_code ref_currency = 0;  // resolve: the pending transfer's currency (its events')
   uint64_t ref_debit_account_id = 0;   // resolve: the pending transfer's accounts
   uint64_t ref_credit_account_id = 0;
   // resolve: what the pending_id refers to, when the sequencer could tell (its batch

@@ -897,6 +897,7 @@ class engine_impl {
     r.ref_shard = uint8_t(shard_of(pr.owner_account_id, shards_n_));
     r.ref_debit_account_id = *dr = pr.t.debit_account_id;
     r.ref_credit_account_id = *cr = pr.t.credit_account_id;
+    r.ref_currency = pr.t.currency;
     if (ps >= batch_first_serial) r.ref = ref_state::in_batch;
     else if (pr.result != uint32_t(result::ok)) r.ref = ref_state::not_found;
     else if (!(pr.t.flags & wire::transfer_flags::pending)) r.ref = ref_state::not_pending;

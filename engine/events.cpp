@@ -99,6 +99,7 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         e.currency = t.currency;
         if (post || voiding) {
           e.ref = t.pending_id;
+          e.currency = r.ref_currency;  // (a post or void may give 0: the pending transfer's)
           e.account_a = r.ref_debit_account_id;
           e.account_b = r.ref_credit_account_id;
           e.amount = b.resolved_amounts.empty() ? t.amount : b.resolved_amounts[i];
