@@ -44,10 +44,32 @@ uint64_t market_feed::last_ticks(size_t i) const {
 }
 
 
+bool market_feed::catch_up(wire::client& c, std::vector<uint64_t>& sequence, std::vector<uint64_t>& px,
+                           bool take_prices) {
+  constexpr size_t per_call = 4096;
+  for (size_t at = 0; at < opt_.instruments.size(); at += per_call) {
+    const auto ids = std::span(opt_.instruments).subspan(at, std::min(per_call, opt_.instruments.size() - at));
+    auto out = c.call(wire::lookup_instruments_body(ids));
+    if (!out.ok || out.reply.results.size() != ids.size()) return false;
+    std::lock_guard lk(last_mu_);
+    for (size_t k = 0; k < ids.size(); ++k) {
+      if (out.reply.results[k] != wire::result::ok || k >= out.reply.instruments.size()) continue;
+      if (k < out.reply.instrument_sequences.size())
+        sequence[at + k] = std::max(sequence[at + k], out.reply.instrument_sequences[k]);
+      if (take_prices && out.reply.instruments[k].last_ticks != 0) {
+        px[at + k] = out.reply.instruments[k].last_ticks;
+        last_[at + k] = px[at + k];
+      }
+    }
+  }
+  return true;
+}
+
 void market_feed::run() {
   if (opt_.instruments.empty()) return;
   std::mt19937_64 rng(opt_.seed);
-  std::normal_distribution<double> step(0, opt_.volatility_bp);
+  // (A volatility of 0 is a flat walk: normal_distribution needs a spread above 0.)
+  std::normal_distribution<double> step(0, std::max(opt_.volatility_bp, 1e-9));
   std::uniform_real_distribution<double> unit(0, 1);
   std::vector<uint64_t> px(opt_.instruments.size(), std::max<uint64_t>(1, opt_.start_ticks));
   std::vector<uint64_t> sequence(opt_.instruments.size(), 0);
@@ -58,7 +80,7 @@ void market_feed::run() {
   // oldest first: sent again after a reconnect.
   std::deque<std::pair<std::vector<wire::price>, bool>> unanswered;
   uint64_t paced_from = 0;  // prices counted at the last (re)connect
-  bool first = true;
+  bool first = true, first_connect = true;
   while (!stop_) {
     if (!first) std::this_thread::sleep_for(std::chrono::milliseconds(disconnect_ ? disconnect_pause_ms_.load() : 100));
     first = false;
@@ -73,6 +95,15 @@ void market_feed::run() {
     std::deque<uint64_t> in_flight;  // request ids, in the order of `unanswered`
     auto settle_oldest = [&]() {
       auto out = c->wait(in_flight.front());
+      if (!out.ok && out.server_error) {
+        // Refused whole (an Error: the role missing, the body refused): sending it again
+        // would be refused again, forever. Counted refused and dropped.
+        ++c_->errors;
+        c_->refused += unanswered.front().first.size();
+        in_flight.pop_front();
+        unanswered.pop_front();
+        return true;
+      }
       if (!out.ok) {
         ++c_->errors;
         return false;
@@ -110,6 +141,16 @@ void market_feed::run() {
       }
       defined = true;
     }
+    // Each connect asks the engine where its instruments are: a feed started again (a new
+    // process) counts on from the sequence the engine last took, and walks on from the
+    // engine's last price (before, every price it sent was refused sequence_out_of_order,
+    // and a walk restarted at start_ticks tripped a move halt); an engine restored to
+    // another state is met the same way.
+    if (!catch_up(*c, sequence, px, first_connect)) {
+      ++c_->errors;
+      continue;
+    }
+    first_connect = false;
     connected_ = true;  // (after the definitions: a script that trades at "ready" finds them)
     bool alive = true;
     // What was not answered goes again first, in order.

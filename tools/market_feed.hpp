@@ -8,7 +8,9 @@
 //
 // One thread: it sends Prices requests of up to `batch_max` prices, instruments in turn,
 // paced to `prices_per_s`, with at most `in_flight_max` requests outstanding. Each price
-// carries the instrument's next sequence number, so when the connection drops the
+// carries the instrument's next sequence number (at each connect it first looks its
+// instruments up: a feed started again counts on from the sequence the engine last took,
+// and walks on from the engine's last price), so when the connection drops the
 // requests not answered are sent again after the reconnect (a price that did arrive is a
 // repeat the engine answers ok and does not count twice); it waits a little before each
 // reconnect and does not catch up on the prices it did not send while away. Randomness
@@ -26,6 +28,10 @@
 
 #include "tools/sim_thread.hpp"
 #include "wire/types.hpp"
+
+namespace mesob::wire {
+class client;
+}
 
 namespace mesob::tools {
 
@@ -74,6 +80,9 @@ class market_feed : public sim_thread {
 
  private:
   void run() override;
+  // Brings each instrument's sequence up to the one the engine last took, and (take_prices)
+  // its walk to the engine's last price; false if the look-up failed.
+  bool catch_up(wire::client& c, std::vector<uint64_t>& sequence, std::vector<uint64_t>& px, bool take_prices);
   market_feed_options opt_;
   struct counters;
   std::unique_ptr<counters> c_;

@@ -84,5 +84,32 @@ TEST(market_feed, prices_instruments_with_jumps_into_halts) {
   // that instrument was halted already (a halt lasts 1 ms here).
   EXPECT_GT(halts, 0u);
   EXPECT_LE(halts, s.jumps) << "a halt without a jump";
+
+  // A feed started again (a new process: its sequences from 1, its walk from start_ticks)
+  // counts on from the engine's sequences and prices: every price taken, and no halt from
+  // a jump back to start_ticks. Before, every price was refused sequence_out_of_order.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // (the last move halts, 1 ms, are over)
+  auto again = o;
+  again.define = false;
+  again.prices_max = 2'000;
+  again.jump_rate = 0;
+  again.seed = o.seed + 1;
+  tools::market_feed restarted(again);
+  restarted.start();
+  for (int i = 0; i < 1000 && !restarted.stats().done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  restarted.stop();
+  const auto s2 = restarted.stats();
+  ASSERT_TRUE(s2.done) << "sent " << s2.prices_sent << " ok " << s2.prices_ok << " refused " << s2.prices_refused;
+  EXPECT_EQ(s2.prices_ok, again.prices_max);
+  EXPECT_EQ(s2.prices_refused, 0u);
+  uint64_t prices_after = 0, halts_after = 0;
+  const auto after = eng->lookup_instruments({}).instruments;
+  for (size_t i = 0; i < after.size(); ++i) {
+    prices_after += after[i].prices;
+    halts_after += after[i].halts;
+    EXPECT_EQ(after[i].last_ticks, restarted.last_ticks(i)) << "instrument " << after[i].def.instrument_id;
+  }
+  EXPECT_EQ(prices_after, o.prices_max + again.prices_max);
+  EXPECT_EQ(halts_after, halts) << "a walk started again at start_ticks jumps";
   srv->stop();
 }
