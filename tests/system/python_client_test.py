@@ -434,6 +434,55 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     except IOError as e:
         assert "the connection is unusable: a send failed" in str(e), e
     far.close()
+    # A frame trickling in does not keep a wait going past its timeout: the handshake's
+    # Hello a byte every 0.2 s against a timeout of 1 s. Before, each receive waited the
+    # timeout afresh, and the wait went on as long as bytes came.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    def trickle():
+        conn, _ = listener.accept()
+        try:
+            for byte in HEADER.pack(100, 1, 1, 0) + bytes(100):
+                time.sleep(0.2)
+                conn.sendall(bytes([byte]))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    t = threading.Thread(target=trickle)
+    t.start()
+    began = time.monotonic()
+    try:
+        Client("127.0.0.1", listener.getsockname()[1], "dev", b"x" * 32, timeout=1.0)
+        raise AssertionError("a trickled handshake completed")
+    except socket.timeout as e:
+        assert "no handshake from the server in time" in str(e), e
+    took = time.monotonic() - began
+    t.join()
+    listener.close()
+    assert 0.9 <= took < 2.5, took
+    # A frame past the ceiling, or a body that is not a Mesob message, is refused by name
+    # (before: a framing loss in a call came out as EBADF from the socket closed under it).
+    for bad, want in ((struct.pack("<IHHQ", (64 << 20) + 1, 1, 1, 0), "framing lost"),
+                      (HEADER.pack(12, 1, 1, 0) + b"garbage here", "is not a Mesob message")):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        def send_bad():
+            conn, _ = listener.accept()
+            conn.sendall(bad)
+            time.sleep(0.5)
+            conn.close()
+        t = threading.Thread(target=send_bad)
+        t.start()
+        try:
+            Client("127.0.0.1", listener.getsockname()[1], "dev", b"x" * 32, timeout=5.0)
+            raise AssertionError("a bad first frame was taken")
+        except IOError as e:
+            assert want in str(e) and "Errno 9" not in str(e), e
+        t.join()
+        listener.close()
     print("python client: framing and waits: ok")
     pay.close()
     tb.close()

@@ -93,6 +93,9 @@ def currency(code):
 
 
 class Client:
+    broken = ""  # (set per connection by _init_state)
+    _deadline = None
+
     def __init__(self, host, port, gateway, secret, timeout=10.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         try:
@@ -110,12 +113,22 @@ class Client:
         # latest acks) read while waiting for something else, for next_events.
         self.stream = collections.deque()
         self.ack_ids = collections.deque(maxlen=ACK_IDS_KEPT)
-        self.broken = ""  # why the connection can no longer be used (a send failed part way)
+        self.broken = ""  # why the connection can no longer be used (a send failed part way, framing lost)
+        self._deadline = None  # while set (time.monotonic()), _fill's receives end by it
 
     def _open(self, gateway, secret):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._init_state()
-        kind, _, body = self._read_frame()
+        # The connection's timeout bounds the whole handshake, however slowly it comes.
+        timeout = self.sock.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._handshake(gateway, secret, deadline)
+        finally:
+            self._restore_timeout(timeout)
+
+    def _handshake(self, gateway, secret, deadline):
+        kind, _, body = self._read_frame_by(deadline, "no handshake from the server in time")
         if kind != HELLO:
             raise IOError("first frame is kind %d, not hello" % kind)
         hello = Hello.Hello.GetRootAs(body, 0)
@@ -129,7 +142,7 @@ class Client:
         Auth.AddMac(b, macv)
         b.Finish(Auth.End(b), IDENT)
         self._send(AUTH, 0, bytes(b.Output()))
-        kind, _, body = self._read_frame()
+        kind, _, body = self._read_frame_by(deadline, "no answer to the log-in in time")
         if kind == ERROR:
             raise self._error(body)
         if kind != WELCOME:
@@ -160,8 +173,15 @@ class Client:
 
     def _fill(self, n):
         """Reads until n bytes are buffered. A timeout leaves what came buffered: the next
-        read goes on from there, the frame whole."""
+        read goes on from there, the frame whole. Under a deadline (_read_frame_by) each
+        receive waits only for the time left: a frame trickling in does not keep a wait
+        going past it."""
         while len(self.buf) < n:
+            if self._deadline is not None:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("timed out")
+                self.sock.settimeout(left)
             chunk = self.sock.recv(max(65536, min(n - len(self.buf), 1 << 20)))
             if not chunk:
                 said = [self._error(body) for kind, got, body in getattr(self, "stream", ()) if kind == ERROR and got == 0]
@@ -171,21 +191,46 @@ class Client:
     def _read_frame(self):
         """The next whole frame: (kind, request id, body). Nothing is taken from the buffer
         until the whole frame is in it."""
+        if self.broken:
+            raise IOError("the connection is unusable: " + self.broken)
         self._fill(HEADER.size)
         size, _version, kind, request_id = HEADER.unpack_from(self.buf, 0)
         if size > FRAME_BYTES_CEILING:
+            self.broken = "a frame of %d bytes announced, past the protocol's %d: framing lost" % (
+                size, FRAME_BYTES_CEILING)
             self.sock.close()
-            raise IOError("a frame of %d bytes announced, past the protocol's %d: framing lost" %
-                          (size, FRAME_BYTES_CEILING))
+            raise IOError(self.broken)
         self._fill(HEADER.size + size)
         body = self.buf[HEADER.size:HEADER.size + size]  # (a bytearray's slice is its own copy)
         del self.buf[:HEADER.size + size]
+        # Every body the server sends is a Mesob flatbuffer (a pong's is empty): one that is
+        # not is refused here, before a reader follows its offsets into garbage.
+        if body and kind not in (PING, PONG) and (len(body) < 8 or bytes(body[4:8]) != IDENT or struct.unpack_from("<I", body, 0)[0] >= len(body)):
+            raise IOError("a frame of kind %d whose %d-byte body is not a Mesob message (no %r identifier or its "
+                          "root past its end)" % (kind, len(body), IDENT.decode()))
         return kind, request_id, body
+
+    def _read_frame_by(self, deadline, what):
+        """The next whole frame, read by `deadline` (time.monotonic(); None: each receive
+        waits the connection's own timeout) however slowly its bytes come: socket.timeout
+        saying `what` past it."""
+        self._deadline = deadline
+        try:
+            return self._read_frame()
+        except socket.timeout:
+            raise socket.timeout(what) from None
+        finally:
+            self._deadline = None
+
+    def _restore_timeout(self, timeout):
+        """Puts the connection's own timeout back after a wait (not on a closed socket)."""
+        if not self.broken:
+            self.sock.settimeout(timeout)
 
     @staticmethod
     def _error(body):
         e = Error.Error.GetRootAs(body, 0)
-        return ProtocolError(e.Code(), (e.Message() or b"").decode())
+        return ProtocolError(e.Code(), (e.Message() or b"").decode(errors="replace"))
 
     def _call(self, op_type, op_offset, builder):
         Request.Start(builder)
@@ -201,15 +246,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise socket.timeout("no answer to request %d within %s s" % (rid, timeout))
-                    self.sock.settimeout(left)
-                try:
-                    kind, got, body = self._read_frame()
-                except socket.timeout:  # (the receive waited for the time left)
-                    raise socket.timeout("no answer to request %d within %s s" % (rid, timeout)) from None
+                kind, got, body = self._read_frame_by(deadline, "no answer to request %d within %s s" % (rid, timeout))
                 if kind == PUSH:
                     self._keep_push(body)
                     continue
@@ -225,8 +262,7 @@ class Client:
                     continue
                 return Response.Response.GetRootAs(body, 0)
         finally:
-            if not self.broken:
-                self.sock.settimeout(timeout)
+            self._restore_timeout(timeout)
 
     # ---- operations -------------------------------------------------------------------
     def create_accounts(self, accounts):
@@ -378,12 +414,7 @@ class Client:
         before = self.sock.gettimeout()
         try:
             while not self.pushes.get(topic):
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise socket.timeout("no %r push within %s s" % (topic, timeout))
-                    self.sock.settimeout(left)
-                kind, got, body = self._read_frame()
+                kind, got, body = self._read_frame_by(deadline, "no %r push within %s s" % (topic, timeout))
                 if kind == PUSH:
                     self._keep_push(body)
                 elif self._keep_stream(kind, got, body):
@@ -391,7 +422,7 @@ class Client:
                 elif kind == ERROR and got == 0:
                     raise self._error(body)  # the session's: it ends
         finally:
-            self.sock.settimeout(before)
+            self._restore_timeout(before)
         return self.pushes[topic].popleft()
 
     def ping(self, timeout=10.0):
@@ -405,12 +436,7 @@ class Client:
         try:
             self._send(PING, rid, b"")
             while True:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise socket.timeout("no pong within %s s" % timeout)
-                    self.sock.settimeout(left)
-                kind, got, body = self._read_frame()
+                kind, got, body = self._read_frame_by(deadline, "no pong within %s s" % timeout)
                 if kind == PUSH:
                     self._keep_push(body)
                 elif self._keep_stream(kind, got, body):
@@ -420,12 +446,11 @@ class Client:
                 elif kind == PONG and got == rid:
                     return
         finally:
-            if not self.broken:
-                self.sock.settimeout(before)
+            self._restore_timeout(before)
 
     def _keep_push(self, body):
         p = Push.Push.GetRootAs(body, 0)
-        kept = self.pushes.setdefault((p.Topic() or b"").decode(), collections.deque())
+        kept = self.pushes.setdefault((p.Topic() or b"").decode(errors="replace"), collections.deque())
         if len(kept) >= PUSHES_KEPT_MAX:  # a topic nobody waits for does not grow without bound
             kept.popleft()
             self.pushes_dropped += 1
@@ -497,12 +522,7 @@ class Client:
         try:
             self._send(SUBSCRIBE, rid, bytes(b.Output()))
             while True:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise socket.timeout("no answer to the subscription within %s s" % timeout)
-                    self.sock.settimeout(left)
-                kind, got, body = self._read_frame()
+                kind, got, body = self._read_frame_by(deadline, "no answer to the subscription within %s s" % timeout)
                 if kind == PUSH:
                     self._keep_push(body)
                 elif got == rid and kind == ERROR:
@@ -510,7 +530,7 @@ class Client:
                     raise self._error(body)
                 elif got == rid and kind == SUBSCRIBED:
                     a = Subscribed.Subscribed.GetRootAs(body, 0)
-                    answer = dict(result=a.Result(), message=(a.Message() or b"").decode(), start=a.Start(),
+                    answer = dict(result=a.Result(), message=(a.Message() or b"").decode(errors="replace"), start=a.Start(),
                                   oldest=a.Oldest(), end=a.End())
                     if answer["result"] == 0:
                         self.stream.clear()
@@ -521,8 +541,7 @@ class Client:
                 elif self._stream_frame(kind, got):
                     self.stream.append((kind, got, body))  # an earlier subscription's, or the standing one's
         finally:
-            if not self.broken:
-                self.sock.settimeout(before)
+            self._restore_timeout(before)
 
     def next_events(self, timeout=10.0):
         """The next Events frame as a dict: events (each a dict of EVENT_FIELDS), next (where
@@ -540,18 +559,13 @@ class Client:
             deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 while True:
-                    kind, got, body = self._read_frame()
+                    kind, got, body = self._read_frame_by(deadline, "no events within %s s" % timeout)
                     if self._stream_frame(kind, got):
                         break
                     if kind == PUSH:
                         self._keep_push(body)
-                    if deadline is not None:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            raise socket.timeout("no events within %s s" % timeout)
-                        self.sock.settimeout(left)
             finally:
-                self.sock.settimeout(before)
+                self._restore_timeout(before)
         if kind == ERROR:
             if got == 0:
                 self.subscribed = False  # the server ended it
@@ -699,7 +713,7 @@ class Client:
                 continue
             s = found.Instruments(k)
             d = s.Def_(InstrumentOp.InstrumentOp())
-            out.append(dict(id=d.InstrumentId(), symbol=bytes(d.Symbol()).rstrip(b"\0").decode(), lot=d.Lot(),
+            out.append(dict(id=d.InstrumentId(), symbol=bytes(d.Symbol()).rstrip(b"\0").decode(errors="replace"), lot=d.Lot(),
                             last_ticks=s.LastTicks(), prices=s.Prices(), halts=s.Halts(), reasons=s.Reasons(),
                             sequence=found.Sequences(k) if found.SequencesLength() == found.ResultsLength() else None))
         return out
