@@ -3332,6 +3332,22 @@ class engine_impl {
                 " but its desk holds " + std::to_string(held) + " and owes " + std::to_string(d.owed());
         }
       });
+      // And the other way: a payout account holding money has its desk (a desks row lost
+      // from the snapshot left the account's money with nothing to pay it out or sweep it,
+      // and the load passed: each desk was checked against its account, not each account
+      // against a desk).
+      std::unordered_set<uint64_t> with_desk;
+      sh->desks().for_each_desk([&](const actors::payouts::desk& d) { with_desk.insert(d.account); });
+      sh->for_each_account([&](const wire::account& a) {
+        if (!actors::payouts::payout_account(a.id) || with_desk.count(a.id) ||
+            (!why.empty() && why_account < a.id))
+          return;
+        if (a.credits_pending == 0 && a.debits_pending == 0 && a.credits_posted == a.debits_posted) return;
+        why_account = a.id;
+        why = "the " + wire::currency_name(a.currency) + " payout account " + std::to_string(a.id) + " holds " +
+              std::to_string(a.credits_pending) + " pending and " +
+              std::to_string(int64_t(a.credits_posted - a.debits_posted)) + " posted but has no desk (its desks row is lost)";
+      });
     }
     return why;
   }

@@ -636,6 +636,35 @@ TEST_F(payout_engine, a_payout_row_with_a_time_past_the_snapshot_refuses_the_sta
   EXPECT_EQ(e().lookup_payouts(0, 10).payouts.size(), 1u);
 }
 
+// A payout account holding money has its desk: the desks row lost from the snapshot
+// (with its payouts' rows, which would otherwise bring a desk back) refuses the start by
+// name, nothing changed. Before, the start passed, the account's money held for payouts
+// that no desk would ever pay or release.
+TEST_F(payout_engine, a_payout_account_holding_money_without_its_desk_refuses_the_start) {
+  up("alpha");
+  ASSERT_EQ(pay(61, 1, 100), result::ok);
+  take();
+  const uint64_t desk = actors::payouts::desk_account_for(etb, actors::shard_of(1, fx_.shards()), fx_.shards());
+  fx_.close();  // with a snapshot
+  std::string err;
+  {
+    auto s = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
+    ASSERT_TRUE(s) << err;
+    std::string kept;
+    ASSERT_TRUE(s->get(storage::table::desks, desk, &kept, &err)) << err;
+    auto w = s->begin(&err);
+    ASSERT_TRUE(w) << err;
+    ASSERT_TRUE(w->erase(storage::table::desks, desk)) << w->error();
+    ASSERT_TRUE(w->erase(storage::table::payouts, 61)) << w->error();
+    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+  }
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_NE(err.find("snapshot: payouts: the ETB payout account " + std::to_string(desk) +
+                     " holds 100 pending and 0 posted but has no desk (its desks row is lost)"),
+            std::string::npos)
+      << err;
+}
+
 TEST_F(payout_engine, a_late_settlement_of_an_earlier_attempt_still_settles_once) {
   up("alpha");
   ASSERT_EQ(pay(11, 1, 300), result::ok);
