@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <caf/all.hpp>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -241,6 +242,7 @@ class admin_impl {
   admin_config cfg_;
   std::unique_ptr<storage::audit_log> trail_;  // null when it cannot be opened (trail_error_)
   std::string trail_error_;
+  std::chrono::steady_clock::time_point trail_tried_{};  // the last open tried (execute)
   std::atomic<bool> stopping_{false};  // set before the actor is told to exit
   std::mutex mu_;  // one command at a time, and the samples below
   const server* clients_ = nullptr;
@@ -454,7 +456,8 @@ class admin_impl {
     *shutdown = false;
     // A trail that could not be opened is tried again at each command: one an operator
     // repaired or moved aside serves from the next command on, without a restart.
-    if (!trail_) {
+    if (!trail_ && std::chrono::steady_clock::now() - trail_tried_ >= std::chrono::seconds(1)) {
+      trail_tried_ = std::chrono::steady_clock::now();  // (at most once a second: an open reads the trail)
       std::string repaired;
       trail_ = storage::audit_log::open(cfg_.data_dir + "/admin-audit.log", &trail_error_, &repaired);
       if (trail_)
@@ -463,7 +466,7 @@ class admin_impl {
     }
     if (!trail_)
       return answer(admin_code::failed, "not run: the audit trail cannot be opened (" + trail_error_ +
-                                            "); no admin command runs until it can (it is tried again at each command)");
+                                            "); no admin command runs until it can (it is tried again at commands, at most once a second)");
     const std::string line = command_line(req);
     std::string err;
     if (!trail_->append(audit_entry(who, "issued", line), &err))

@@ -68,8 +68,9 @@ bool valid_entry_at(const std::vector<uint8_t>& d, size_t q) {
          entry_crc(chain, d.data() + q + entry_head_bytes, len) == crc;
 }
 
-// The rotated files of the trail at `path` (path.<ns>): how many, and the newest's name.
-size_t rotated_files(const std::string& path, std::string* newest) {
+// The rotated files of the trail at `path` (path.<ns>): how many, the newest's name (the
+// largest number), and (if asked) all their names.
+size_t rotated_files(const std::string& path, std::string* newest, std::vector<std::string>* all = nullptr) {
   const std::filesystem::path p(path);
   const std::string prefix = p.filename().string() + ".";
   size_t n = 0;
@@ -79,6 +80,7 @@ size_t rotated_files(const std::string& path, std::string* newest) {
     if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
     if (!std::all_of(name.begin() + long(prefix.size()), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
     ++n;
+    if (all) all->push_back(name);
     if (name.size() > newest->size() || (name.size() == newest->size() && name > *newest)) *newest = name;
   }
   return n;
@@ -225,6 +227,22 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
       *error = "audit trail " + path + ": its newest rotated file " + newest + ": " + why;
       return nullptr;
     }
+    // Named by the wall clock at its rotation: a clock set back between two rotations
+    // makes an older file look newest. The current file may follow any of them.
+    if (ends != log->chain_) {
+      std::vector<std::string> all;
+      rotated_files(path, &newest, &all);
+      for (const auto& name : all) {
+        chain_hash other{};
+        std::string ignored;
+        if (name != newest && rotated_file_end(dir_of(path) + "/" + name, std::max(log->file_bytes_max_, file_bytes_max_default),
+                                               &other, &ignored) &&
+            other == log->chain_) {
+          ends = other;
+          break;
+        }
+      }
+    }
     if (ends != log->chain_) {
       *error = "audit trail " + path + " starts from chain " + to_hex(log->chain_) + " but its newest rotated file " +
                newest + " ends at " + to_hex(ends) +
@@ -321,7 +339,13 @@ bool audit_log::rotate(std::string* error) {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
-    archived_ = path_ + "." + std::to_string(ns);
+    // Each rotated file's number passes the last one's, whatever the clock did since.
+    std::string newest;
+    rotated_files(path_, &newest);
+    const std::string digits = newest.substr(std::min(newest.size(), std::filesystem::path(path_).filename().string().size() + 1));
+    uint64_t last = 0;
+    if (!digits.empty() && digits.size() <= 19) last = std::stoull(digits);
+    archived_ = path_ + "." + std::to_string(std::max<uint64_t>(uint64_t(ns), last + 1));
     fresh_fd_ = create_file(fresh, chain_, error);
     if (fresh_fd_ < 0) return false;
     rotation_ = rotation::created;

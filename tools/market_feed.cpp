@@ -95,9 +95,16 @@ void market_feed::run() {
     std::deque<uint64_t> in_flight;  // request ids, in the order of `unanswered`
     auto settle_oldest = [&]() {
       auto out = c->wait(in_flight.front());
-      if (!out.ok && out.server_error) {
-        // Refused whole (an Error: the role missing, the body refused): sending it again
-        // would be refused again, forever. Counted refused and dropped.
+      // Refused whole for good (the role missing, the body or a field refused): sending it
+      // again would be refused again, forever: counted refused and dropped. What passes
+      // (shutting_down, engine_failed, too_many_in_flight, ...) is sent again after a
+      // reconnect, as a lost connection's requests are.
+      using pe = wire::protocol_error;
+      const pe code = out.error.code;
+      const bool for_good = code == pe::role_denied || code == pe::body_invalid || code == pe::operation_unknown ||
+                            code == pe::batch_empty || code == pe::batch_too_large || code == pe::field_invalid ||
+                            code == pe::wrong_port || code == pe::request_id_zero || code == pe::reply_too_large;
+      if (!out.ok && out.server_error && for_good) {
         ++c_->errors;
         c_->refused += unanswered.front().first.size();
         in_flight.pop_front();

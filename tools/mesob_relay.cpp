@@ -463,15 +463,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "relay: subscribed from offset %" PRIu64 " (oldest kept %" PRIu64 ", end %" PRIu64 ")\n",
                  a.start, a.oldest, a.end);
     // Offsets past what it was served and before where this subscription starts were
-    // never delivered to it (retention dropped them while it was away, or its --from
-    // skipped them): said, not passed over in silence.
+    // never delivered to it (another consumer acknowledged them under this name while it
+    // was away, or retention dropped them): said, not passed over in silence.
     if (served_through > 0 && a.start > served_through + 1)
-      std::fprintf(stderr, "relay: offsets %" PRIu64 " to %" PRIu64 " were never delivered to this relay (dropped by the engine's retention before it read them)\n",
+      std::fprintf(stderr, "relay: offsets %" PRIu64 " to %" PRIu64 " were never delivered to this relay (acknowledged under its name by another consumer, or dropped by the engine's retention)\n",
                    served_through + 1, a.start - 1);
-    // The operator's --from picks the start of a name that has none, or moves one that
-    // retention passed, once: sent again at each reconnect, it would move the name past
-    // events still kept whenever retention passed its place while the relay was away.
-    if (!sub.name.empty()) sub.from = 0;
     said_unchecked = false;
     behind = a.end > a.start ? a.end - a.start : 0;
     c->set_timeout_ms(read_wait_ms);
@@ -618,6 +614,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "relay: ack: %s; reconnecting\n", err.c_str());
         break;
       }
+      // The operator's --from picks the start of a name that has none, or moves one that
+      // retention passed, until the name has an acknowledgement of its own: sent again at
+      // every reconnect, it would move the name past events still kept whenever retention
+      // passed its place while the relay was away.
+      if (through > 0 && !sub.name.empty()) sub.from = 0;
       if (cut) break;
       // The wait starts over once a subscription delivers: one that stands and then fails
       // the same way each time (its events unreadable, its acks refused) is tried again

@@ -731,6 +731,7 @@ TEST(admin_port, a_damaged_audit_trail_refuses_admin_commands_and_clients_go_on)
   // The operator moves the file aside: the next command opens a new trail and runs, no
   // restart needed (before, every command was refused until mesobd restarted).
   ASSERT_EQ(::rename(trail.c_str(), (trail + ".damaged").c_str()), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // (tried at most once a second)
   st = admin(*ops, "account freeze", {"5"});
   EXPECT_EQ(st.code, admin_code::ok) << st.message;
   EXPECT_EQ(pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{5})).reply.accounts.at(0).status,

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -378,4 +379,39 @@ TEST(audit_log, a_torn_first_header_of_zeros_is_completed) {
   std::string err, rep;
   EXPECT_FALSE(audit_log::open(path, &err, &rep));
   EXPECT_NE(err.find("its header is cut short (20 of 40 bytes)"), std::string::npos) << err;
+}
+
+// Rotated files are named by the wall clock: one set back between two rotations makes an
+// older file look newest. The current file following another rotated file still opens
+// (the chain check finds the file it follows), and the next rotation is numbered past
+// every file there.
+TEST(audit_log, a_clock_set_back_between_rotations_is_no_damage) {
+  test::temp_dir dir;
+  const std::string path = dir.path() + "/trail";
+  constexpr uint64_t limit = 8192;
+  std::string err, rep;
+  {
+    auto log = audit_log::open(path, &err, &rep, limit);
+    ASSERT_TRUE(log) << err;
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->append("entry " + std::to_string(i) + std::string(200, '.'), &err)) << err;
+    ASSERT_GE(log->files_rotated(), 2u);
+  }
+  std::vector<std::string> names;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path()))
+    if (f.path().filename() != "trail") names.push_back(f.path().filename().string());
+  std::sort(names.begin(), names.end());
+  // The newest renamed as if the clock had read one year before the oldest.
+  const uint64_t oldest = std::stoull(names.front().substr(6));
+  const std::string back = "trail." + std::to_string(oldest - 365ull * 86400 * 1'000'000'000);
+  ASSERT_EQ(::rename((dir.path() + "/" + names.back()).c_str(), (dir.path() + "/" + back).c_str()), 0);
+  auto log = audit_log::open(path, &err, &rep, limit);
+  ASSERT_TRUE(log) << err;
+  EXPECT_TRUE(rep.empty()) << rep;
+  const auto rotated_before = log->files_rotated();
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(log->append("more " + std::to_string(i) + std::string(200, '.'), &err)) << err;
+  ASSERT_GT(log->files_rotated(), rotated_before);
+  log.reset();
+  // The newest by number is now the file the current one follows.
+  log = audit_log::open(path, &err, &rep, limit);
+  ASSERT_TRUE(log) << err;
 }
