@@ -176,6 +176,14 @@ std::vector<uint8_t> frame_with(uint16_t version, uint16_t kind, uint64_t id, st
   return f;
 }
 
+// Each of the requests `ids` is answered ok.
+void expect_answered(wire::client& c, const std::vector<uint64_t>& ids) {
+  for (const uint64_t id : ids) {
+    const auto r = c.wait(id);
+    EXPECT_TRUE(r.ok) << "request " << id << ": " << r.failure << r.error.message;
+  }
+}
+
 wire::error_msg expect_error_frame(wire::client& c, uint64_t id) {
   wire::client::frame_in f;
   std::string err;
@@ -1476,12 +1484,8 @@ TEST(server, one_gateway_leaves_a_quarter_of_the_engine_to_the_others) {
   const uint64_t id2 = c2->send(wire::lookup_accounts_body(std::vector<uint64_t>{2}));
   EXPECT_EQ(taken(7), 7u) << "the other gateway's request is taken";
   let_go.reset();
-  const auto r2 = c2->wait(id2);
-  EXPECT_TRUE(r2.ok) << r2.failure << r2.error.message;
-  for (const uint64_t id : ids) {
-    const auto r = c->wait(id);
-    EXPECT_TRUE(r.ok) << r.failure << r.error.message;
-  }
+  expect_answered(*c2, {id2});
+  expect_answered(*c, ids);
   EXPECT_EQ(srv->stats().requests - before, 9u);
 }
 
@@ -1540,12 +1544,8 @@ TEST(server, pings_and_log_ins_are_served_while_the_engine_is_full) {
   }
   EXPECT_EQ(got, (std::set<std::pair<uint16_t, uint64_t>>{{uint16_t(wire::frame_kind::response), id3},
                                                           {uint16_t(wire::frame_kind::pong), 902}}));
-  const auto r2 = c2->wait(id2);
-  EXPECT_TRUE(r2.ok) << r2.failure << r2.error.message;
-  for (const uint64_t id : ids) {
-    const auto r = c->wait(id);
-    EXPECT_TRUE(r.ok) << r.failure << r.error.message;
-  }
+  expect_answered(*c2, {id2});
+  expect_answered(*c, ids);
   EXPECT_EQ(srv->stats().requests - before, 6u);
 }
 

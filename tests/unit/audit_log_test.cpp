@@ -38,6 +38,17 @@ std::string make_trail(const std::string& path, int n) {
   return read_file(path);
 }
 
+// A trail of `n` entries of some 210 bytes at `path`, rotated at `limit` bytes (at least
+// twice for n = 100 and limit 8,192); how many rotated files it left.
+size_t make_rotated_trail(const std::string& path, uint64_t limit, int n) {
+  std::string err, rep;
+  auto log = audit_log::open(path, &err, &rep, limit);
+  EXPECT_TRUE(log) << err;
+  if (!log) return 0;
+  for (int i = 0; i < n; ++i) EXPECT_TRUE(log->append("entry " + std::to_string(i) + std::string(200, '.'), &err)) << err;
+  return log->files_rotated();
+}
+
 }  // namespace
 
 TEST(audit_log, entries_survive_reopening_in_order) {
@@ -316,12 +327,7 @@ TEST(audit_log, a_rotated_file_cut_or_a_current_file_replaced_is_refused) {
   const std::string path = dir.path() + "/trail";
   constexpr uint64_t limit = 8192;
   std::string err, rep;
-  {
-    auto log = audit_log::open(path, &err, &rep, limit);
-    ASSERT_TRUE(log) << err;
-    for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->append("entry " + std::to_string(i) + std::string(200, '.'), &err)) << err;
-    ASSERT_GE(log->files_rotated(), 2u);
-  }
+  ASSERT_GE(make_rotated_trail(path, limit, 100), 2u);
   std::string newest;
   for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
     const auto name = f.path().filename().string();
@@ -390,12 +396,7 @@ TEST(audit_log, a_clock_set_back_between_rotations_is_no_damage) {
   const std::string path = dir.path() + "/trail";
   constexpr uint64_t limit = 8192;
   std::string err, rep;
-  {
-    auto log = audit_log::open(path, &err, &rep, limit);
-    ASSERT_TRUE(log) << err;
-    for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->append("entry " + std::to_string(i) + std::string(200, '.'), &err)) << err;
-    ASSERT_GE(log->files_rotated(), 2u);
-  }
+  ASSERT_GE(make_rotated_trail(path, limit, 100), 2u);
   std::vector<std::string> names;
   for (const auto& f : std::filesystem::directory_iterator(dir.path()))
     if (f.path().filename() != "trail") names.push_back(f.path().filename().string());
