@@ -147,6 +147,41 @@ struct gated_net {
   auto parts() { return std::tie(gate, eng, srv, o, c); }
 };
 
+// A gated engine of `places` places in flight (engine_in_flight_max) with gateways "pay"
+// and "ops", its sequencer held until let_go goes: requests taken stay in the engine.
+struct held_places {
+  explicit held_places(uint32_t places) : n(config(places)), parts(n.parts()) {
+    if (!n.ready()) return;
+    before = n.srv->stats().requests;
+    held = n.gate.hold();
+    if (held) let_go.reset(&n.gate);
+  }
+  static engine::server_config config(uint32_t places) {
+    engine::server_config scfg;
+    scfg.engine_in_flight_max = places;
+    scfg.gateways = {{"ops", ops_secret, wire::roles::payments}};
+    return scfg;
+  }
+  // Requests the server took since, once `want` are (or a second passed) and 50 ms more.
+  uint64_t taken(uint64_t want) {
+    for (int i = 0; i < 500 && n.srv->stats().requests < before + want; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return n.srv->stats().requests - before;
+  }
+  [[nodiscard]] wire::client::options ops() const {
+    wire::client::options other = n.o;
+    other.gateway = "ops";
+    other.secret = ops_secret;
+    return other;
+  }
+  gated_net n;
+  decltype(n.parts()) parts;
+  uint64_t before = 0;
+  bool held = false;
+  test::sequencer_gate::releaser let_go{nullptr, [](test::sequencer_gate* g) { g->release(); }};
+};
+
 // A gateway's registration on rail 1 for ETB, settling to `settlement`.
 wire::gateway_op registration(const char* id, uint32_t roles, uint64_t settlement, const std::vector<uint8_t>& secret) {
   wire::gateway_op reg{};
@@ -1457,27 +1492,16 @@ TEST(server, a_stop_answers_the_frames_it_holds_untaken_shutting_down) {
 // goes on, all are answered. Before, "pay" took all eight places and no other session
 // was read (a log-in included) until they were answered.
 TEST(server, one_gateway_leaves_a_quarter_of_the_engine_to_the_others) {
-  engine::server_config scfg;
-  scfg.engine_in_flight_max = 8;
-  scfg.gateways = {{"ops", ops_secret, wire::roles::payments}};
-  gated_net n(scfg);
-  ASSERT_TRUE(n.ready());
-  auto [gate, eng, srv, o, c] = n.parts();
-  const uint64_t before = srv->stats().requests;
-  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
-  auto let_go = gate.release_at_exit();
+  held_places h(8);
+  ASSERT_TRUE(h.held) << "the sequencer did not read the clock in 10 s";
+  auto& [gate, eng, srv, o, c] = h.parts;
+  const uint64_t before = h.before;
   std::vector<uint64_t> ids;
   for (int k = 0; k < 8; ++k) ids.push_back(c->send(wire::lookup_accounts_body(std::vector<uint64_t>{1})));
-  auto taken = [&](uint64_t want) {
-    for (int i = 0; i < 500 && srv->stats().requests < before + want; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    return srv->stats().requests - before;
-  };
+  auto taken = [&](uint64_t want) { return h.taken(want); };
+  auto& let_go = h.let_go;
   EXPECT_EQ(taken(6), 6u) << "pay's sessions hold six of the eight places";
-  wire::client::options other = o;
-  other.gateway = "ops";
-  other.secret = ops_secret;
+  wire::client::options other = h.ops();
   std::string err;
   auto c2 = wire::client::connect(other, &err);
   ASSERT_TRUE(c2) << err << ": the log-in was not read";
@@ -1494,29 +1518,18 @@ TEST(server, one_gateway_leaves_a_quarter_of_the_engine_to_the_others) {
 // session sent after it waits behind it (frames are taken in order). Before, no session
 // was read while the engine was full: the log-in timed out.
 TEST(server, pings_and_log_ins_are_served_while_the_engine_is_full) {
-  engine::server_config scfg;
-  scfg.engine_in_flight_max = 4;  // "pay" holds at most three
-  scfg.gateways = {{"ops", ops_secret, wire::roles::payments}};
-  gated_net n(scfg);
-  ASSERT_TRUE(n.ready());
-  auto [gate, eng, srv, o, c] = n.parts();
-  const uint64_t before = srv->stats().requests;
-  ASSERT_TRUE(gate.hold()) << "the sequencer did not read the clock in 10 s";
-  auto let_go = gate.release_at_exit();
-  auto taken = [&](uint64_t want) {
-    for (int i = 0; i < 500 && srv->stats().requests < before + want; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    return srv->stats().requests - before;
-  };
+  held_places h(4);  // "pay" holds at most three
+  ASSERT_TRUE(h.held) << "the sequencer did not read the clock in 10 s";
+  auto& [gate, eng, srv, o, c] = h.parts;
+  const uint64_t before = h.before;
+  auto taken = [&](uint64_t want) { return h.taken(want); };
+  auto& let_go = h.let_go;
   std::vector<uint64_t> ids;
   for (int k = 0; k < 4; ++k) ids.push_back(c->send(wire::lookup_accounts_body(std::vector<uint64_t>{1})));
   std::string err;
   ASSERT_TRUE(c->send_frame(wire::frame_kind::ping, 900, {}, &err)) << err;
   EXPECT_EQ(taken(3), 3u);
-  wire::client::options other = o;
-  other.gateway = "ops";
-  other.secret = ops_secret;
+  wire::client::options other = h.ops();
   other.timeout_ms = 3000;
   auto c2 = wire::client::connect(other, &err);
   ASSERT_TRUE(c2) << err;
