@@ -68,22 +68,25 @@ bool valid_entry_at(const std::vector<uint8_t>& d, size_t q) {
          entry_crc(chain, d.data() + q + entry_head_bytes, len) == crc;
 }
 
-// The rotated files of the trail at `path` (path.<ns>): how many, the newest's name (the
-// largest number), and (if asked) all their names.
-size_t rotated_files(const std::string& path, std::string* newest, std::vector<std::string>* all = nullptr) {
+// The rotated files of the trail at `path` (path.<number>, the wall clock's ns at their
+// rotation): their names, and the newest's (the largest number) and its number.
+std::vector<std::string> rotated_files(const std::string& path, std::string* newest, uint64_t* newest_number = nullptr) {
   const std::filesystem::path p(path);
   const std::string prefix = p.filename().string() + ".";
-  size_t n = 0;
+  std::vector<std::string> all;
   std::error_code ec;
   for (const auto& f : std::filesystem::directory_iterator(p.has_parent_path() ? p.parent_path() : ".", ec)) {
     const std::string name = f.path().filename().string();
     if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
     if (!std::all_of(name.begin() + long(prefix.size()), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
-    ++n;
-    if (all) all->push_back(name);
+    all.push_back(name);
     if (name.size() > newest->size() || (name.size() == newest->size() && name > *newest)) *newest = name;
   }
-  return n;
+  if (newest_number) {
+    const std::string digits = newest->empty() ? "" : newest->substr(prefix.size());
+    *newest_number = !digits.empty() && digits.size() <= 19 ? std::stoull(digits) : 0;  // (longer: not a clock's)
+  }
+  return all;
 }
 
 std::string dir_of(const std::string& path) {
@@ -161,7 +164,8 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
   // aside and renames it): with rotated files beside it, a missing or cut-short current
   // file is a trail lost or cut, not one to start again.
   std::string newest;
-  const size_t rotated = rotated_files(path, &newest);
+  const std::vector<std::string> rotated_names = rotated_files(path, &newest);
+  const size_t rotated = rotated_names.size();
   log->rotated_ = rotated;
   const auto lost = [&](const char* what) {
     *error = "audit trail " + path + " is " + what + " while " + std::to_string(rotated) +
@@ -220,28 +224,20 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
   // file must end where this one starts. Else one of them was cut (at an entry boundary,
   // which its own entries cannot show) or replaced.
   if (rotated > 0) {
-    const std::string newest_path = dir_of(path) + "/" + newest;
+    const auto end_of = [&](const std::string& name, chain_hash* ends, std::string* why) {
+      return rotated_file_end(dir_of(path) + "/" + name, std::max(log->file_bytes_max_, file_bytes_max_default), ends, why);
+    };
     std::string why;
     chain_hash ends{};
-    if (!rotated_file_end(newest_path, std::max(log->file_bytes_max_, file_bytes_max_default), &ends, &why)) {
+    if (!end_of(newest, &ends, &why)) {
       *error = "audit trail " + path + ": its newest rotated file " + newest + ": " + why;
       return nullptr;
     }
     // Named by the wall clock at its rotation: a clock set back between two rotations
     // makes an older file look newest. The current file may follow any of them.
-    if (ends != log->chain_) {
-      std::vector<std::string> all;
-      rotated_files(path, &newest, &all);
-      for (const auto& name : all) {
-        chain_hash other{};
-        std::string ignored;
-        if (name != newest && rotated_file_end(dir_of(path) + "/" + name, std::max(log->file_bytes_max_, file_bytes_max_default),
-                                               &other, &ignored) &&
-            other == log->chain_) {
-          ends = other;
-          break;
-        }
-      }
+    for (size_t i = 0; i < rotated_names.size() && ends != log->chain_; ++i) {
+      chain_hash other{};
+      if (rotated_names[i] != newest && end_of(rotated_names[i], &other, &why) && other == log->chain_) ends = other;
     }
     if (ends != log->chain_) {
       *error = "audit trail " + path + " starts from chain " + to_hex(log->chain_) + " but its newest rotated file " +
@@ -341,10 +337,8 @@ bool audit_log::rotate(std::string* error) {
                         .count();
     // Each rotated file's number passes the last one's, whatever the clock did since.
     std::string newest;
-    rotated_files(path_, &newest);
-    const std::string digits = newest.substr(std::min(newest.size(), std::filesystem::path(path_).filename().string().size() + 1));
     uint64_t last = 0;
-    if (!digits.empty() && digits.size() <= 19) last = std::stoull(digits);
+    rotated_files(path_, &newest, &last);
     archived_ = path_ + "." + std::to_string(std::max<uint64_t>(uint64_t(ns), last + 1));
     fresh_fd_ = create_file(fresh, chain_, error);
     if (fresh_fd_ < 0) return false;
@@ -420,13 +414,10 @@ bool audit_log::append(std::string_view payload, std::string* error) {
 }
 
 bool audit_log::cut_back(std::string* error) {
-  if (failure_probes::instance().audit_cut_failures.load() > 0) {
-    failure_probes::instance().audit_cut_failures.fetch_sub(1);
-    errno = EIO;
-    *error = errno_text("audit trail " + path_ + ": cutting a failed entry off");
-    return false;
-  }
-  if (::ftruncate(fd_, off_t(size_)) != 0 || ::fdatasync(fd_) != 0) {
+  auto& probe = failure_probes::instance().audit_cut_failures;
+  const bool probed = probe.load() > 0 && probe.fetch_sub(1) > 0;
+  if (probed) errno = EIO;
+  if (probed || ::ftruncate(fd_, off_t(size_)) != 0 || ::fdatasync(fd_) != 0) {
     *error = errno_text("audit trail " + path_ + ": cutting a failed entry off");
     return false;
   }

@@ -143,9 +143,8 @@ size_t frame_reader::missing() const {
 }
 
 bool frame_reader::has_frame() const {
-  if (lost_ || end_ - begin_ < frame_header_bytes) return false;
-  const uint32_t body = decode_header(buf_.data() + begin_).body_bytes;
-  return body > body_max_ || end_ - begin_ >= frame_header_bytes + size_t(body);
+  frame_header h;  // (set by peek_whole whenever a header is buffered)
+  return peek_whole(&h) || (!lost_ && end_ - begin_ >= frame_header_bytes && h.body_bytes > body_max_);
 }
 
 bool frame_reader::peek_whole(frame_header* out) const {
