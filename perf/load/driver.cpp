@@ -40,6 +40,7 @@ struct connection_state {
   std::mutex mu;  // everything below
   hdr_histogram all, interval;
   uint64_t requests = 0, transfers = 0, transfers_ok = 0, failed = 0;
+  uint64_t warmup_requests = 0, warmup_ok = 0, warmup_failed = 0;  // answered (or failed) in the warm-up
   uint64_t pendings_ok = 0, posts_ok = 0;  // two-phase
   uint64_t interval_requests = 0, interval_transfers = 0;
   std::map<wire::result, uint64_t> results;
@@ -58,6 +59,7 @@ struct shared_run {
   const run_options& o;
   const account_layout& layout;
   std::atomic<uint64_t> next_k{1};
+  clk::time_point measure_from;  // the warm-up's end: requests meant to leave before it are not measured
   std::atomic<bool> stop{false};
   // Open loop: every request due before the end is sent however late; past the drain
   // timeout the senders give up, and what is still unsent counts as failed.
@@ -105,12 +107,13 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
                batch_outcome&& r) {
   const auto now = clk::now();
   const uint64_t lat = ns_between(intended, now);
+  const bool measured = intended >= s.measure_from;
   {
     std::lock_guard lk(st.mu);
     // Latency is of answered requests: a failed one may never have left (a broken
     // connection fails it at once), and its microseconds would pull every percentile down.
     if (r.failure.empty()) {
-      st.all.record(lat);
+      if (measured) st.all.record(lat);
       st.interval.record(lat);
     }
     if (!r.failure.empty()) {
@@ -119,22 +122,23 @@ void on_answer(shared_run& s, connection_state& st, const std::vector<uint64_t>&
         s.failed_latency.record(lat);
       }
       ++st.failed;
+      if (!measured) ++st.warmup_failed;
       ++st.failures[r.failure];
       st.failing_now = true;
       if (s.o.verify && r.maybe_applied) st.unknown.insert(st.unknown.end(), ks.begin(), ks.end());
     } else {
       st.failing_now = false;
-      ++st.requests;
+      ++(measured ? st.requests : st.warmup_requests);
       ++st.interval_requests;
-      st.transfers += ks.size();
+      if (measured) st.transfers += ks.size();
       for (size_t i = 0; i < ks.size(); ++i) {
-        ++st.results[r.results[i]];
+        if (measured) ++st.results[r.results[i]];
         if (r.results[i] != wire::result::ok) continue;
-        ++st.transfers_ok;
-        ++st.interval_transfers;  // the timeline counts what the headline does
+        ++(measured ? st.transfers_ok : st.warmup_ok);
+        ++st.interval_transfers;  // the timeline counts what the headline does (and the warm-up's)
         const bool post = ks[i] & post_tag;
         if (s.w.two_phase) {
-          ++(post ? st.posts_ok : st.pendings_ok);
+          if (measured) ++(post ? st.posts_ok : st.pendings_ok);
           if (!post) st.posts_ready.push_back(ks[i]);
         }
         if (s.o.verify) st.acked_ok.push_back(ks[i]);  // (what it moved: verify() works it out)
@@ -269,7 +273,7 @@ clk::time_point due_at(const shared_run& s, clk::time_point start, uint64_t j) {
 // The open loop sends only requests due before this, however late the run's main thread
 // wakes to stop it (a busy machine woke it 20 ms late: 304 requests of 300).
 clk::time_point open_end(const shared_run& s, clk::time_point start) {
-  return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(s.o.duration_s));
+  return start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(s.o.warmup_s + s.o.duration_s));
 }
 
 // The requests connection `st` would still send before its items run out: equb's
@@ -613,6 +617,7 @@ std::string run_options_problem(const run_options& o, uint32_t batch) {
   // (Written so that NaN fails too.)
   if (!(o.rate >= 0 && o.rate <= 1e9)) return "rate must be 0 .. 1e9 a second";
   if (!(o.duration_s > 0 && o.duration_s <= 7 * 86400.0)) return "duration must be over 0 and at most a week";
+  if (!(o.warmup_s >= 0 && o.warmup_s <= 3600)) return "warm-up must be 0 .. 3,600 s";
   // An open loop sends request j at j x batch / rate: fewer than two in the duration
   // measures one request, not a rate.
   if (o.rate > 0 && o.rate * o.duration_s < 2.0 * batch) {
@@ -658,7 +663,8 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   out->mode = o.rate > 0 ? "open" : "closed";
   out->items = w.item_name();
   const auto start = clk::now();
-  s.last_answer = start;
+  s.measure_from = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.warmup_s));
+  s.last_answer = s.measure_from;
   const bool pipelined = std::all_of(cs.begin(), cs.end(), [](auto& c) { return c->c->window_max() > 1; });
   std::thread pacer;
   if (o.rate > 0 && pipelined) {
@@ -692,12 +698,13 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
       std::lock_guard lk(c->mu);
       failed += c->failed;
     }
-    std::fprintf(stderr, "[%6.1fs] %12.0f %s/s %9llu requests  p50 %10s  p99 %10s  max %10s  failed %llu\n",
+    std::fprintf(stderr, "[%6.1fs] %12.0f %s/s %9llu requests  p50 %10s  p99 %10s  max %10s  failed %llu%s\n",
                  t_s, double(row.transfers) / std::max(1e-9, t_s - (out->timeline.size() > 1 ? out->timeline[out->timeline.size() - 2].t_s : 0)),
                  out->items.c_str(), (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(),
-                 fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed);
+                 fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed,
+                 t_s <= o.warmup_s ? "  (warm-up)" : "");
   };
-  const auto end = start + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
+  const auto end = s.measure_from + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
   // The drain's rows: at each whole second from the start after now (a late wake-up
   // skips the seconds it missed rather than writing them microseconds apart).
   const auto next_whole_second = [&] {
@@ -776,11 +783,13 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
       }
     }
   }
-  out->seconds = std::chrono::duration<double>(s.last_answer - start).count();
+  out->seconds = std::chrono::duration<double>(s.last_answer - s.measure_from).count();
+  out->warmup_s = o.warmup_s;
   // The answers that came after the last row (the drain: often the slowest), at the
   // time taken: one counted just after the last row's time is in it.
   if (const auto tail = take_interval(cs, std::chrono::duration<double>(clk::now() - start).count()); tail.requests > 0)
     out->timeline.push_back(tail);
+  uint64_t warmup_failed = 0;
   for (auto& c : cs) {
     std::lock_guard lk(c->mu);
     out->latency.merge(c->all);
@@ -790,6 +799,9 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
     out->pendings_ok += c->pendings_ok;
     out->posts_ok += c->posts_ok;
     out->requests_failed += c->failed;
+    out->warmup_requests += c->warmup_requests;
+    out->warmup_transfers_ok += c->warmup_ok;
+    warmup_failed += c->warmup_failed;
     for (auto& [r, n] : c->results) out->results[std::string(wire::result_name(r))] += n;
     for (auto& [f, n] : c->failures) out->failures[f] += n;
   }
@@ -797,8 +809,10 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   // offered (up to the duration): its rate is over those at least. Before, over the time
   // to the last answer, which at a low rate comes soon after the last send, a whole
   // interval before the load's end: with n requests, n / (n - 1) times the rate offered.
+  // (The warm-up's requests are not the measured window's.)
   if (o.rate > 0)
-    out->seconds = std::max(out->seconds, std::min(o.duration_s, double(out->requests + out->requests_failed) *
+    out->seconds = std::max(out->seconds, std::min(o.duration_s, double(out->requests + out->requests_failed -
+                                                                        warmup_failed) *
                                                                      double(w.batch) / o.rate));
   out->send_lag.merge(s.send_lag);
   out->failed_latency.merge(s.failed_latency);
@@ -815,6 +829,9 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
 
 void print_report(const run_report& r, FILE* f) {
   std::fprintf(f, "target %s, %s loop, %s\n", r.target.c_str(), r.mode.c_str(), r.workload.c_str());
+  if (r.warmup_s > 0)
+    std::fprintf(f, "warm-up %.2f s first: %llu requests answered, %llu %s ok (verified, not measured)\n", r.warmup_s,
+                 (unsigned long long)r.warmup_requests, (unsigned long long)r.warmup_transfers_ok, r.items.c_str());
   std::fprintf(f, "%.2f s: %llu requests answered, %llu failed; %llu %s, %llu ok: %.0f %s/s (ok)\n", r.seconds,
                (unsigned long long)r.requests, (unsigned long long)r.requests_failed, (unsigned long long)r.transfers,
                r.items.c_str(), (unsigned long long)r.transfers_ok, r.transfers_per_s(), r.items.c_str());
@@ -892,9 +909,11 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
                json_escape(r.target).c_str(), r.mode.c_str(), json_escape(r.workload).c_str());
   std::fprintf(f,
                "  \"batch\": %u,\n  \"accounts\": %llu,\n  \"connections\": %u,\n  \"window\": %u,\n  \"rate\": %.1f,\n"
+               "  \"warmup_s\": %.3f,\n  \"warmup_requests\": %llu,\n  \"warmup_transfers_ok\": %llu,\n"
                "  \"seconds\": %.3f,\n  \"requests\": %llu,\n  \"requests_failed\": %llu,\n  \"transfers\": %llu,\n"
                "  \"transfers_ok\": %llu,\n  \"transfers_per_s\": %.1f,\n",
-               w.batch, (unsigned long long)w.accounts, o.connections, r.window, o.rate, r.seconds,
+               w.batch, (unsigned long long)w.accounts, o.connections, r.window, o.rate, r.warmup_s,
+               (unsigned long long)r.warmup_requests, (unsigned long long)r.warmup_transfers_ok, r.seconds,
                (unsigned long long)r.requests, (unsigned long long)r.requests_failed, (unsigned long long)r.transfers,
                (unsigned long long)r.transfers_ok, r.transfers_per_s());
   if (w.two_phase)
@@ -995,19 +1014,26 @@ bool write_plots(const run_report& r, const std::string& dir, const std::string&
     return false;
   }
   const std::string title = r.target + ", " + r.mode + " loop: " + r.workload;
+  // The warm-up's seconds are in the timeline, its end marked (they are not in the distribution).
+  char warmup_mark[160] = "";
+  if (r.warmup_s > 0)
+    std::snprintf(warmup_mark, sizeof warmup_mark,
+                  "set arrow from %.3f, graph 0 to %.3f, graph 1 nohead dt 2\n"
+                  "set label 'warm-up ends' at %.3f, graph 0.95 offset 0.5, 0\n",
+                  r.warmup_s, r.warmup_s, r.warmup_s);
   std::fprintf(f,
                "set terminal png size 1200,700\n"
                "set output '%s-latency-over-time.png'\n"
                "set title \"%s\" noenhanced\n"
                "set xlabel 'seconds'\nset ylabel 'request latency, us'\nset y2label 'transfers/s'\n"
-               "set logscale y\nset y2tics\nset y2range [0:*]\nset ytics nomirror\nset grid\nset key top left\n"
+               "set logscale y\nset y2tics\nset y2range [0:*]\nset ytics nomirror\nset grid\nset key top left\n%s"
                "plot '%s-timeline.dat' using 1:3 with lines title 'p50', '' using 1:4 with lines title 'p99', "
                "'' using 1:5 with lines title 'max', '' using 1:2 axes x1y2 with lines title 'transfers/s'\n"
                "set output '%s-latency-distribution.png'\n"
-               "unset y2tics\nunset y2label\nset xlabel 'percentile'\nset logscale x\n"
+               "unset arrow\nunset label\nunset y2tics\nunset y2label\nset xlabel 'percentile'\nset logscale x\n"
                "set xtics ('0%%%%' 1, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, '99.99%%%%' 10000, '99.999%%%%' 100000)\n"
                "plot '%s-distribution.dat' using 3:2 with lines title 'request latency'\n",
-               base.c_str(), title.c_str(), base.c_str(), base.c_str(), base.c_str());
+               base.c_str(), title.c_str(), warmup_mark, base.c_str(), base.c_str(), base.c_str());
   if (!close_written(f, gp, error)) return false;
   const std::string cmd = "gnuplot '" + gp + "' 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");

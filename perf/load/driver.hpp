@@ -24,6 +24,10 @@ struct run_options {
   uint32_t window = 4;        // closed loop: requests in flight per connection
   double rate = 0;            // open loop: transfers per second over all connections (0: closed)
   double duration_s = 10;
+  // Load before the measured window (0 .. 3,600 s): its requests (those made, or due in
+  // an open loop, before it ends) are answered, verified and in the timeline, but not in
+  // the throughput, the latency or the results by code. Failures count wherever they fall.
+  double warmup_s = 0;
   double drain_timeout_s = 60;  // waiting for outstanding answers after the load stops
   bool progress = true;         // one line per second on stderr
   bool verify = false;
@@ -54,7 +58,10 @@ struct run_report {
   std::string workload;
   std::string mode;                 // "closed" or "open"
   std::string items = "transfers";  // what the workload's items are called
-  double seconds = 0;               // from the first send to the last answer counted
+  double seconds = 0;               // from the measured window's start to the last answer counted
+  double warmup_s = 0;              // the warm-up before it (run_options::warmup_s)
+  uint64_t warmup_requests = 0;     // answered in the warm-up (not in requests)
+  uint64_t warmup_transfers_ok = 0; // their items answered ok (not in transfers_ok)
   uint64_t requests = 0;            // answered (any outcome)
   uint64_t transfers = 0;           // in answered requests
   uint64_t transfers_ok = 0;
@@ -77,7 +84,7 @@ struct run_report {
   // Requests still unanswered drain_timeout_s after the last was sent: failed by closing
   // their connections (in requests_failed, and in failures by what the connection said).
   uint64_t unanswered_at_drain = 0;
-  std::vector<interval_row> timeline;
+  std::vector<interval_row> timeline;  // from the start: the warm-up's seconds too
   verify_report verify;
   double transfers_per_s() const { return seconds > 0 ? double(transfers_ok) / seconds : 0; }
 };

@@ -144,7 +144,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rate", o.rate, "open loop: transfers per second over all connections; 0 = closed loop")
       ->capture_default_str();
-  app.add_option("--duration", o.duration_s, "seconds of load")->capture_default_str();
+  app.add_option("--duration", o.duration_s, "seconds of load measured")->capture_default_str();
+  app.add_option("--warmup", o.warmup_s,
+                 "seconds of load before the measured ones (0 .. 3,600): answered, verified and in the timeline, "
+                 "not in the throughput, latency or results")
+      ->capture_default_str();
   app.add_option("--batch", w.batch, "transfers per request (1 .. 8,192)")->capture_default_str();
   app.add_option("--accounts", w.accounts, "accounts the load moves money between")->capture_default_str();
   app.add_option("--first-account", w.first_account, "id of the first account (the funding account is one below)")

@@ -727,6 +727,46 @@ TEST(load, an_open_loop_sends_everything_due_before_the_end) {
   for (size_t i = 1; i < r.timeline.size(); ++i) EXPECT_GT(r.timeline[i].t_s, r.timeline[i - 1].t_s) << i;
 }
 
+// A warm-up's requests are answered but not measured: a stall inside it (0.2-0.7 s of a
+// 1-s warm-up) shows in the timeline, not in the measured window's latency or throughput.
+TEST(load, a_warm_up_is_answered_but_not_measured) {
+  stalling_target t(std::chrono::milliseconds(200), std::chrono::milliseconds(700));
+  auto w = small_workload(1);
+  w.batch = 1;
+  load::run_options o;
+  o.connections = 2;
+  o.rate = 1000;
+  o.warmup_s = 1;
+  o.duration_s = 1;
+  o.progress = false;
+  load::run_report r;
+  std::string err;
+  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  EXPECT_EQ(r.requests_failed, 0u);
+  EXPECT_DOUBLE_EQ(r.warmup_s, 1.0);
+  EXPECT_GE(r.warmup_requests, 990u) << "due in the warm-up: 1,000";
+  EXPECT_LE(r.warmup_requests, 1001u);
+  EXPECT_EQ(r.warmup_transfers_ok, r.warmup_requests);
+  EXPECT_GE(r.requests, 990u) << "due in the measured second: 1,000";
+  EXPECT_LE(r.requests, 1001u);
+  EXPECT_EQ(r.latency.count(), r.requests);
+  EXPECT_EQ(r.results[std::string(wire::result_name(wire::result::ok))], r.requests);
+  // The stall's half second would be the p99 and more had its requests been measured.
+  EXPECT_LT(r.latency.percentile(99), 100'000'000u) << "p99 " << r.latency.percentile(99) << " ns";
+  EXPECT_GT(r.seconds, 0.9);
+  EXPECT_LT(r.seconds, 1.5);
+  // The timeline covers both: the warm-up's stall is in it.
+  ASSERT_FALSE(r.timeline.empty());
+  EXPECT_GE(r.timeline.back().t_s, 1.9);
+  uint64_t timeline_ok = 0, stall_max = 0;
+  for (const auto& row : r.timeline) {
+    timeline_ok += row.transfers;
+    if (row.t_s <= 1.05) stall_max = std::max(stall_max, row.max_ns);
+  }
+  EXPECT_EQ(timeline_ok, r.transfers_ok + r.warmup_transfers_ok);
+  EXPECT_GE(stall_max, 300'000'000u) << "the warm-up's stall, in its rows";
+}
+
 // Requests still due when the drain timeout gives up on them (the window stayed full
 // through a stall) fail with their time to failure from their due times. Before, they
 // were counted failed with no time at all.
@@ -874,6 +914,25 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
     EXPECT_NE(ok.out.find("p99.99"), std::string::npos) << ok.out;
     const auto json = read_file(out + "/load.json");
     EXPECT_NE(json.find("\"transfers_per_s\""), std::string::npos) << json;
+    // A warm-up's transfers are verified with the rest, and reported apart.
+    auto warm = run(base + " --accounts 1000 --first-account 700000 --batch 64 --warmup 0.5 --duration 0.5 --verify "
+                           "--quiet --json " + out + "/warm.json --plot " + out + " --label w");
+    ASSERT_TRUE(WIFEXITED(warm.status) && WEXITSTATUS(warm.status) == 0) << warm.out;
+    EXPECT_NE(warm.out.find("warm-up 0.50 s first: "), std::string::npos) << warm.out;
+    const auto warm_json = read_file(out + "/warm.json");
+    const auto number = [&](const std::string& key) -> uint64_t {
+      const auto at = warm_json.find("\"" + key + "\": ");
+      if (at == std::string::npos) {
+        ADD_FAILURE() << key << " missing: " << warm_json;
+        return 0;
+      }
+      return std::stoull(warm_json.substr(at + key.size() + 4));
+    };
+    EXPECT_GT(number("warmup_transfers_ok"), 0u) << warm_json;
+    EXPECT_GT(number("transfers_ok"), 0u) << warm_json;
+    EXPECT_EQ(number("transfers_checked"), number("transfers_ok") + number("warmup_transfers_ok")) << warm_json;
+    EXPECT_NE(warm_json.find("\"ok\": true"), std::string::npos) << warm_json;
+    EXPECT_NE(read_file(out + "/w.gp").find("warm-up ends"), std::string::npos);
     EXPECT_NE(json.find("\"p99_99\""), std::string::npos) << json;
     EXPECT_NE(json.find("\"ok\": true"), std::string::npos) << json;
     for (const char* png : {"/t-latency-over-time.png", "/t-latency-distribution.png"}) {
@@ -889,6 +948,8 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
     for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
              {" --duration 0", "duration must be over 0"},
              {" --duration nan", "'nan' is not a finite decimal number"},
+             {" --warmup -1", "warm-up must be 0 .. 3,600 s"},
+             {" --warmup 4000", "warm-up must be 0 .. 3,600 s"},
              {" --connections 0", "connections: 1 .. 1,024"},
              {" --rate -1", "rate must be 0 .. 1e9"},
              // Fewer than two requests in the duration (before, one was sent and its
