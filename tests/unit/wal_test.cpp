@@ -532,6 +532,38 @@ TEST(wal, an_interrupted_write_or_fdatasync_is_done_again) {
   }
 }
 
+// With two groups in flight, the first's write done again (EINTR) completes after the
+// second: the second is not reported durable before the first, and each report names
+// its own group's end (the second's reported first would acknowledge records that a
+// crash then could cut with the first's gap).
+TEST(wal, a_later_group_completing_first_waits_for_the_earlier_one) {
+  for (int round = 0; round < 5; ++round) {
+    temp_dir d;
+    {
+      wal_options o{d.path(), segment_bytes, group_bytes, 2};
+      std::string err;
+      auto w = wal_writer::open(o, {}, -1, &err);
+      ASSERT_TRUE(w) << err;
+      ASSERT_TRUE(stage_records(*w, 1, 3, 3000));
+      failure_probes::instance().write_errno = EINTR;  // the first completion in: group 1's write
+      w->submit();
+      ASSERT_TRUE(stage_records(*w, 4, 6, 3000));
+      ASSERT_TRUE(w->can_submit());
+      w->submit();
+      EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed) << w->error();
+      EXPECT_EQ(w->durable_lsn(), 3u) << "round " << round << ": the first group's end, first";
+      EXPECT_EQ(w->wait(-1), wal_writer::wait_status::committed) << w->error();
+      EXPECT_EQ(w->durable_lsn(), 6u);
+      EXPECT_FALSE(w->failed());
+      EXPECT_EQ(failure_probes::instance().write_errno.load(), 0) << "the probe was taken";
+    }
+    auto s = scan(d.path());
+    ASSERT_TRUE(s.ok) << s.error;
+    EXPECT_EQ(s.lsns.size(), 6u);
+    EXPECT_TRUE(s.payloads_ok);
+  }
+}
+
 TEST(wal, short_write_is_completed_before_the_group_counts_as_durable) {
   temp_dir d;
   {
