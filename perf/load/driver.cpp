@@ -1019,7 +1019,7 @@ bool write_plots(const run_report& r, const std::string& dir, const std::string&
   if (r.warmup_s > 0)
     std::snprintf(warmup_mark, sizeof warmup_mark,
                   "set arrow from %.3f, graph 0 to %.3f, graph 1 nohead dt 2\n"
-                  "set label 'warm-up ends' at %.3f, graph 0.95 offset 0.5, 0\n",
+                  "set label 'warm-up ends' at %.3f, graph 0.04 offset 0.5, 0\n",
                   r.warmup_s, r.warmup_s, r.warmup_s);
   std::fprintf(f,
                "set terminal png size 1200,700\n"

@@ -10,8 +10,12 @@ set y2range [0:*]
 set ytics nomirror
 set grid
 set key top left
+set arrow from 1.000, graph 0 to 1.000, graph 1 nohead dt 2
+set label 'warm-up ends' at 1.000, graph 0.04 offset 0.5, 0
 plot '/work/main/perf/results/plots/baseline-redis_1-timeline.dat' using 1:3 with lines title 'p50', '' using 1:4 with lines title 'p99', '' using 1:5 with lines title 'max', '' using 1:2 axes x1y2 with lines title 'transfers/s'
 set output '/work/main/perf/results/plots/baseline-redis_1-latency-distribution.png'
+unset arrow
+unset label
 unset y2tics
 unset y2label
 set xlabel 'percentile'
