@@ -12,6 +12,7 @@ struct failure_probes {
   std::atomic<bool> short_write{false};  // next group write is cut to its first block
   std::atomic<bool> zero_write{false};   // next group write reports no bytes written
   std::atomic<int> snapshot_commit_errno{0};  // next snapshot commit (with meta) fails: an LMDB code
+  std::atomic<int> resolved_read_failures{0};  // the snapshot store's next reads (get) of resolved pending rows fail with MDB_PANIC
   // The next `rows_commit_failures` commits without meta (the engine's records flushes) fail
   // with rows_commit_errno, an LMDB code.
   std::atomic<int> rows_commit_errno{0};

@@ -659,20 +659,28 @@ bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::
   return false;
 }
 
-bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error) {
+bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error, bool* store_failed) {
+  if (store_failed) *store_failed = false;
   if (absent_[int(t)]) return false;  // no rows (scan_rows says why)
+  const auto store_error = [&](const char* what, int rc) {
+    *error = lmdb_error(what, rc);
+    if (store_failed) *store_failed = rc != MDB_CORRUPTED && rc != MDB_PAGE_NOTFOUND && rc != MDB_INVALID;
+    return false;
+  };
+  if (auto& probe = failure_probes::instance().resolved_read_failures;
+      t == table::resolved && probe.load(std::memory_order_relaxed) > 0) {
+    probe.fetch_sub(1);
+    return store_error("begin read", MDB_PANIC);
+  }
   MDB_txn* txn = nullptr;
   int rc = begin_read(env_, &txn, &stale_readers_cleared_);
-  if (rc != 0) {
-    *error = lmdb_error("begin read", rc);
-    return false;
-  }
+  if (rc != 0) return store_error("begin read", rc);
   be_key k(key_v);
   MDB_val key = k.val(), val{};
   rc = mdb_get(txn, dbi_[int(t)], &key, &val);
   const bool ok = rc == 0 && unwrap(int(t), key_v, &val, error);
   if (ok) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);
-  else if (rc != 0 && rc != MDB_NOTFOUND) *error = lmdb_error("get", rc);
+  else if (rc != 0 && rc != MDB_NOTFOUND) store_error("get", rc);
   mdb_txn_abort(txn);
   return ok;
 }

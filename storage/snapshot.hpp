@@ -178,8 +178,12 @@ class snapshot_store {
   // copy of its bytes. False when there is none (or on error, with *error set).
   bool floor_row(table t, uint64_t key, uint64_t* row_key, std::string* bytes, std::string* error);
   // One row, copied into `out`; false if absent (*error untouched) or unreadable (a row
-  // failing its check, an LMDB error: *error says which).
-  bool get(table t, uint64_t key, std::string* out, std::string* error);
+  // failing its check, an LMDB error: *error says which). *store_failed (if given) says
+  // whether it was the store that failed (LMDB's error other than damage: MDB_PANIC, a
+  // full reader table, no memory, EIO), which may read differently at another time,
+  // rather than the row (absent, failing its check, or a damaged tree), which reads the
+  // same every time.
+  bool get(table t, uint64_t key, std::string* out, std::string* error, bool* store_failed = nullptr);
 
   // A checkpoint: one write transaction.
   class writer {

@@ -2038,6 +2038,62 @@ TEST(ledger_snapshot, a_damaged_resolved_pending_row_refuses_its_posts_alone) {
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
 }
 
+// The store failing (MDB_PANIC, a full reader table), not the row: a post or void of an
+// evicted pending transfer is not refused pending_transfer_unreadable, an outcome replay
+// would not decide again once the store reads (the start then stopped at the kept row).
+// A failure that passes is read again; one that stays stops the engine before the
+// outcome is decided, and the next start decides it from the row.
+TEST(ledger_snapshot, a_failing_store_is_read_again_or_stops_the_engine_never_decides) {
+  temp_dir dir;
+  auto cfg = test_config(dir.path());
+  cfg.checkpoint_on_close = true;
+  auto resolve = [](engine::engine& e, uint64_t id, uint64_t pending_id, bool post) {
+    auto t = make_transfer(id, 0, 0, 0, post ? tf::post_pending : tf::void_pending);
+    t.pending_id = {pending_id, 0};
+    return e.create_transfers({t}).results.at(0);
+  };
+  auto& probe = storage::failure_probes::instance().resolved_read_failures;
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    create_accounts(*e, 4);
+    ASSERT_EQ(e->create_transfers({make_transfer(100, 1, 2, 10, tf::pending)}).results.at(0), result::ok);
+    ASSERT_EQ(resolve(*e, 200, 100, true), result::ok);
+  }  // its final state in the snapshot alone from the next start
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    probe = 3;  // passes after three reads
+    EXPECT_EQ(resolve(*e, 201, 100, false), result::pending_transfer_already_posted);
+    EXPECT_EQ(probe.load(), 0);
+    EXPECT_EQ(e->stats().snapshot_rows_unreadable, 0u);
+  }
+  cfg.checkpoint_on_close = false;  // the next start replays what the stopped one logged
+  GTEST_FLAG_SET(death_test_style, "fast");  // the child's log is this directory's
+  EXPECT_DEATH(
+      {
+        auto e = open_engine(cfg);
+        if (!e) std::exit(0);
+        storage::failure_probes::instance().resolved_read_failures = 1 << 30;  // stays
+        resolve(*e, 202, 100, true);
+        std::exit(0);  // (decided without the row: not what the test wants)
+      },
+      "the snapshot store cannot be read .* for the final state of resolved pending transfer 0, which a post or void "
+      "needs: stopping");
+  probe = 0;
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  const auto looked = e->lookup_transfers({{201, 0}, {202, 0}});
+  ASSERT_EQ(looked.st, engine::status::ok);
+  ASSERT_EQ(looked.transfers.size(), 2u);
+  EXPECT_EQ(looked.transfers.at(0).result, uint32_t(result::pending_transfer_already_posted));
+  EXPECT_EQ(looked.transfers.at(1).result, uint32_t(result::pending_transfer_already_posted))
+      << "decided at the start from the row";
+  EXPECT_EQ(e->stats().snapshot_rows_unreadable, 0u);
+  EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_posted, 10u);
+  EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+}
+
 // Each row's check covers its own bytes, not a row that is gone: a missing open pending
 // row left the currencies' totals balanced, and the engine started with the money held
 // for good (its post refused pending_transfer_unreadable, never expiring). A start now
