@@ -24,9 +24,9 @@ struct run_options {
   uint32_t window = 4;        // closed loop: requests in flight per connection
   double rate = 0;            // open loop: transfers per second over all connections (0: closed)
   double duration_s = 10;
-  // Load before the measured window (0 .. 3,600 s): its requests (those made, or due in
-  // an open loop, before it ends) are answered, verified and in the timeline, but not in
-  // the throughput, the latency or the results by code. Failures count wherever they fall.
+  // Load before the measured window (0 .. 3,600 s): what is answered before it ends is
+  // verified and in the timeline, but not in the throughput, the latency, the results by
+  // code or the send lag. Failures count wherever they fall.
   double warmup_s = 0;
   double drain_timeout_s = 60;  // waiting for outstanding answers after the load stops
   bool progress = true;         // one line per second on stderr
@@ -65,9 +65,9 @@ struct run_report {
   uint64_t requests = 0;            // answered (any outcome)
   uint64_t transfers = 0;           // in answered requests
   uint64_t transfers_ok = 0;
-  // Two-phase: pendings and posts answered ok. The pendings no post followed by the end
-  // (pendings_ok - posts_ok) are the load's own backlog: it stays within the windows.
-  uint64_t pendings_ok = 0, posts_ok = 0;
+  // Two-phase: pendings and posts answered ok (measured), and the pendings acknowledged
+  // that no post followed by the end (the load's own backlog: it stays within the windows).
+  uint64_t pendings_ok = 0, posts_ok = 0, pendings_left = 0;
   uint64_t requests_failed = 0;     // no answer (connection or server error), or never sent
   uint32_t window = 0;              // requests in flight a connection took at most (the target may cap the asked)
   std::map<std::string, uint64_t> results;  // result name -> transfers (ok included)
