@@ -306,6 +306,8 @@ int main(int argc, char** argv) {
                  (mixing ? "this mix has none" : "--deposits uses --gateway and --secret");
     if (unused.empty() && given("--window") && o.rate > 0)
       unused = "--window is the closed loop's; the open loop (--rate) keeps what its rate needs in flight";
+    if (unused.empty() && mixing && given("--connections"))
+      unused = "--connections: a mix gives each workload its own (--mix workload:connections,...)";
     if (!unused.empty()) {
       std::fprintf(stderr, "mesob-load: %s\n", unused.c_str());
       return 2;
@@ -334,6 +336,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (label.empty()) label = target_name;
+  // The plot's files are named in gnuplot's script, between quotes, and the script's in a
+  // shell command: a quote or a line break there would end the name early.
+  for (const auto& [name, value] : {std::pair<const char*, const std::string&>{"--label", label}, {"--plot", plot_dir}})
+    if (value.find_first_of("'\"\\\n\r`$") != std::string::npos) {
+      std::fprintf(stderr, "mesob-load: %s '%s': no quotes, backslashes, '`', '$' or line breaks (it names the "
+                           "plot's files in gnuplot's script)\n", name, value.c_str());
+      return 2;
+    }
   // Before anything is made on the target: a bad option changes nothing there.
   for (const auto& pt : parts)
     if (const auto why = load::run_options_problem(pt.o, pt.w.batch); !why.empty()) {

@@ -1056,6 +1056,8 @@ TEST(load, the_program_reports_json_and_plots_and_refuses_bad_input) {
              // Options that would change nothing are refused, not ignored.
              {" --window 0", "window: 1 .. 1,024"},
              {" --rate 1000 --window 8", "--window is the closed loop's"},
+             {" --mix transfers:1 --connections 4", "--connections: a mix gives each workload its own"},
+             {" --label \"it's\" --plot " + out, "--label 'it's': no quotes"},
              {" --answer-fail-pct 5", "--answer-fail-pct answers payouts: this run has none"},
              {" --broker-latency-ms 5", "--broker-latency-ms answers orders: this run has none"},
              {" --deposit-gateway gw", "--deposit-gateway is where a mix's deposits come from: --deposits uses"},
