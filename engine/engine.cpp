@@ -15,7 +15,6 @@
 #include <condition_variable>
 #include <unordered_set>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -3369,27 +3368,30 @@ class engine_impl {
   // the post or void (pending_transfer_unreadable). That refusal is logged as the
   // operation's outcome, so it must be what replay decides too: only the row itself
   // (absent, failing its check, naming another state) makes it, which reads the same at
-  // every start. When the store fails instead (MDB_PANIC, a full reader table, EIO), the
-  // read is tried again for up to resolved_read_retry_ms; a store still failing then
-  // stops the engine: the batch is durable, its outcome not yet decided nor answered, and
-  // replay at the next start decides it from the row (before, the refusal was logged, and
-  // a start whose read worked decided otherwise and stopped at the kept row).
+  // every start. When the store fails instead (a full reader table, no memory), the read
+  // is tried again for up to resolved_read_retry_ms (MDB_PANIC, unusable until the
+  // process ends, is not); a store still failing stops the engine, exit 1 as a failed
+  // read of the map does: the batch is durable, its outcome not yet decided nor answered,
+  // and a start whose read works decides it from the row (before, the refusal was logged,
+  // and such a start decided otherwise and stopped at the kept row). In replay too.
   static constexpr int resolved_read_retry_ms = 2000;
   bool read_resolved_pending(uint64_t serial, actors::pending_info* out) {
     std::string bytes, err;
-    bool store_failed = false, found = false;
+    using failure = storage::snapshot_store::store_failure;
+    failure why = failure::none;
+    bool found = false;
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(resolved_read_retry_ms);
     for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
       err.clear();
-      found = snap_->get(storage::table::resolved, serial, &bytes, &err, &store_failed);
-      if (!store_failed) break;
-      if (std::chrono::steady_clock::now() >= until) {
+      found = snap_->get(storage::table::resolved, serial, &bytes, &err, &why);
+      if (why == failure::none) break;
+      if (why == failure::lasting || std::chrono::steady_clock::now() >= until) {
         std::fprintf(stderr, "mesobd: the snapshot store cannot be read (%s) for the final state of resolved pending "
-                             "transfer %llu, which a post or void needs: stopping; a restart decides it from the log "
-                             "(nothing acknowledged is lost)\n",
+                             "transfer %llu, which a post or void needs: stopping, the post or void undecided; a "
+                             "start whose read works decides it (nothing acknowledged is lost)\n",
                      err.c_str(), static_cast<unsigned long long>(serial));
         std::fflush(stderr);
-        std::abort();
+        ::_exit(1);
       }
       std::this_thread::sleep_for(pause);
     }

@@ -8,11 +8,16 @@ namespace mesob::storage {
 
 struct failure_probes {
   std::atomic<int> write_errno{0};      // next group write fails with this errno
+  std::atomic<uint64_t> write_errno_last_lsn{0};  // if not 0: write_errno waits for the group ending at this lsn
   std::atomic<int> fsync_errno{0};      // next fdatasync fails with this errno
   std::atomic<bool> short_write{false};  // next group write is cut to its first block
   std::atomic<bool> zero_write{false};   // next group write reports no bytes written
   std::atomic<int> snapshot_commit_errno{0};  // next snapshot commit (with meta) fails: an LMDB code
-  std::atomic<int> resolved_read_failures{0};  // the snapshot store's next reads (get) of resolved pending rows fail with MDB_PANIC
+  // The snapshot store's next reads (get) of resolved pending rows fail as a full reader
+  // table does (MDB_READERS_FULL), or, with resolved_read_panic, as an unusable store
+  // (MDB_PANIC).
+  std::atomic<int> resolved_read_failures{0};
+  std::atomic<bool> resolved_read_panic{false};
   // The next `rows_commit_failures` commits without meta (the engine's records flushes) fail
   // with rows_commit_errno, an LMDB code.
   std::atomic<int> rows_commit_errno{0};

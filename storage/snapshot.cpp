@@ -659,18 +659,19 @@ bool snapshot_store::floor_row(table t, uint64_t key_v, uint64_t* row_key, std::
   return false;
 }
 
-bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error, bool* store_failed) {
-  if (store_failed) *store_failed = false;
+bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string* error, store_failure* failure) {
+  if (failure) *failure = store_failure::none;
   if (absent_[int(t)]) return false;  // no rows (scan_rows says why)
   const auto store_error = [&](const char* what, int rc) {
     *error = lmdb_error(what, rc);
-    if (store_failed) *store_failed = rc != MDB_CORRUPTED && rc != MDB_PAGE_NOTFOUND && rc != MDB_INVALID;
+    if (failure && rc != MDB_CORRUPTED && rc != MDB_PAGE_NOTFOUND && rc != MDB_INVALID)
+      *failure = rc == MDB_PANIC ? store_failure::lasting : store_failure::passing;
     return false;
   };
   if (auto& probe = failure_probes::instance().resolved_read_failures;
       t == table::resolved && probe.load(std::memory_order_relaxed) > 0) {
     probe.fetch_sub(1);
-    return store_error("begin read", MDB_PANIC);
+    return store_error("begin read", failure_probes::instance().resolved_read_panic ? MDB_PANIC : MDB_READERS_FULL);
   }
   MDB_txn* txn = nullptr;
   int rc = begin_read(env_, &txn, &stale_readers_cleared_);

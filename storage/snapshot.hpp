@@ -177,13 +177,16 @@ class snapshot_store {
   // The row with the largest key <= `key` (the last row for UINT64_MAX): its key and a
   // copy of its bytes. False when there is none (or on error, with *error set).
   bool floor_row(table t, uint64_t key, uint64_t* row_key, std::string* bytes, std::string* error);
+  // Why a get failed, when it was the store rather than the row (absent, failing its
+  // check, or a damaged tree: those read the same every time).
+  enum class store_failure : uint8_t {
+    none,     // the row's doing, or no failure
+    passing,  // LMDB's error other than damage (a full reader table, no memory): may read later
+    lasting,  // MDB_PANIC: the store is unusable until the process ends
+  };
   // One row, copied into `out`; false if absent (*error untouched) or unreadable (a row
-  // failing its check, an LMDB error: *error says which). *store_failed (if given) says
-  // whether it was the store that failed (LMDB's error other than damage: MDB_PANIC, a
-  // full reader table, no memory, EIO), which may read differently at another time,
-  // rather than the row (absent, failing its check, or a damaged tree), which reads the
-  // same every time.
-  bool get(table t, uint64_t key, std::string* out, std::string* error, bool* store_failed = nullptr);
+  // failing its check, an LMDB error: *error says which; *failure, if given, which kind).
+  bool get(table t, uint64_t key, std::string* out, std::string* error, store_failure* failure = nullptr);
 
   // A checkpoint: one write transaction.
   class writer {

@@ -676,7 +676,8 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     const size_t fi = size_t(id - flights_.front().id);
     flight& f = flights_[fi];
     if (tag == tag_write) {
-      int injected = probes.write_errno.exchange(0);
+      const uint64_t only = probes.write_errno_last_lsn.load(std::memory_order_relaxed);
+      int injected = only == 0 || only == f.last_lsn ? probes.write_errno.exchange(0) : 0;
       f.write_res = injected ? -injected : probes.zero_write.exchange(false) ? 0 : res;
     } else {
       int injected = probes.fsync_errno.exchange(0);

@@ -713,7 +713,10 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
                  t_s, double(row.transfers) / std::max(1e-9, t_s - (out->timeline.size() > 1 ? out->timeline[out->timeline.size() - 2].t_s : 0)),
                  out->items.c_str(), (unsigned long long)row.requests, fmt_ns(row.p50_ns).c_str(),
                  fmt_ns(row.p99_ns).c_str(), fmt_ns(row.max_ns).c_str(), (unsigned long long)failed,
-                 t_s <= o.warmup_s ? "  (warm-up)" : "");
+                 // (a row that began in the warm-up: its end comes a little after the tick)
+                 (out->timeline.size() > 1 ? out->timeline[out->timeline.size() - 2].t_s : 0) < o.warmup_s
+                     ? "  (warm-up)"
+                     : "");
   };
   const auto end = s.measure_from + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.duration_s));
   // The drain's rows: at each whole second from the start after now (a late wake-up
@@ -836,6 +839,14 @@ bool run_load(target& t, const workload& w, const run_options& o, run_report* ou
   }
   if (o.verify) verify(t, s, cs, &out->verify);
   cs.clear();  // connections close
+  // Everything answered in the warm-up (an equb run's payments ran out in it): no figure
+  // was measured, and a report of 0 a second would read as one.
+  if (out->requests == 0 && out->warmup_requests > 0) {
+    *error = "every answer came in the warm-up (" + std::to_string(out->warmup_requests) + " requests" +
+             (out->verify.ran ? std::string(", verified ") + (out->verify.ok ? "ok" : "FAILED") : std::string()) +
+             "): nothing was measured; shorten --warmup";
+    return false;
+  }
   return true;
 }
 

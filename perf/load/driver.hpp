@@ -25,8 +25,9 @@ struct run_options {
   double rate = 0;            // open loop: transfers per second over all connections (0: closed)
   double duration_s = 10;
   // Load before the measured window (0 .. 3,600 s): what is answered before it ends is
-  // verified and in the timeline, but not in the throughput, the latency, the results by
-  // code or the send lag. Failures count wherever they fall.
+  // verified and in the timeline, but not in the throughput, the latency or the results
+  // by code, nor what is sent before it in the send lag. Failures count wherever they
+  // fall. A run whose every answer came in it fails (nothing measured).
   double warmup_s = 0;
   double drain_timeout_s = 60;  // waiting for outstanding answers after the load stops
   bool progress = true;         // one line per second on stderr

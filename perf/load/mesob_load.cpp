@@ -339,7 +339,7 @@ int main(int argc, char** argv) {
   // The plot's files are named in gnuplot's script, between quotes, and the script's in a
   // shell command: a quote or a line break there would end the name early.
   for (const auto& [name, value] : {std::pair<const char*, const std::string&>{"--label", label}, {"--plot", plot_dir}})
-    if (value.find_first_of("'\"\\\n\r`$") != std::string::npos) {
+    if (!plot_dir.empty() && value.find_first_of("'\"\\\n\r`$") != std::string::npos) {
       std::fprintf(stderr, "mesob-load: %s '%s': no quotes, backslashes, '`', '$' or line breaks (it names the "
                            "plot's files in gnuplot's script)\n", name, value.c_str());
       return 2;

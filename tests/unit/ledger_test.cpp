@@ -2038,11 +2038,12 @@ TEST(ledger_snapshot, a_damaged_resolved_pending_row_refuses_its_posts_alone) {
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
 }
 
-// The store failing (MDB_PANIC, a full reader table), not the row: a post or void of an
+// The store failing (a full reader table, MDB_PANIC), not the row: a post or void of an
 // evicted pending transfer is not refused pending_transfer_unreadable, an outcome replay
 // would not decide again once the store reads (the start then stopped at the kept row).
-// A failure that passes is read again; one that stays stops the engine before the
-// outcome is decided, and the next start decides it from the row.
+// A failure that passes is read again; one that stays (for 2 s, or MDB_PANIC at once)
+// stops the engine before the outcome is decided, and the next start decides it from
+// the row.
 TEST(ledger_snapshot, a_failing_store_is_read_again_or_stops_the_engine_never_decides) {
   temp_dir dir;
   auto cfg = test_config(dir.path());
@@ -2068,27 +2069,38 @@ TEST(ledger_snapshot, a_failing_store_is_read_again_or_stops_the_engine_never_de
     EXPECT_EQ(probe.load(), 0);
     EXPECT_EQ(e->stats().snapshot_rows_unreadable, 0u);
   }
-  cfg.checkpoint_on_close = false;  // the next start replays what the stopped one logged
+  cfg.checkpoint_on_close = false;  // the next start replays what the stopped ones logged
+  const std::string style = GTEST_FLAG_GET(death_test_style);
   GTEST_FLAG_SET(death_test_style, "fast");  // the child's log is this directory's
-  EXPECT_DEATH(
-      {
-        auto e = open_engine(cfg);
-        if (!e) std::exit(0);
-        storage::failure_probes::instance().resolved_read_failures = 1 << 30;  // stays
-        resolve(*e, 202, 100, true);
-        std::exit(0);  // (decided without the row: not what the test wants)
-      },
-      "the snapshot store cannot be read .* for the final state of resolved pending transfer 0, which a post or void "
-      "needs: stopping");
+  for (const bool panic : {false, true}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EXIT(
+        {
+          auto e = open_engine(cfg);
+          if (!e) std::exit(0);
+          storage::failure_probes::instance().resolved_read_panic = panic;
+          storage::failure_probes::instance().resolved_read_failures = 1 << 30;  // stays
+          resolve(*e, panic ? 203 : 202, 100, true);
+          std::exit(0);  // (decided without the row: not what the test wants)
+        },
+        ::testing::ExitedWithCode(1),
+        "the snapshot store cannot be read .* for the final state of resolved pending transfer 0, which a post or "
+        "void needs: stopping, the post or void undecided");
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (panic) EXPECT_LT(took, 1.8) << "MDB_PANIC is not read again for 2 s";
+    else EXPECT_GE(took, 2.0) << "read again for 2 s first";
+  }
+  GTEST_FLAG_SET(death_test_style, style);
   probe = 0;
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
-  const auto looked = e->lookup_transfers({{201, 0}, {202, 0}});
+  const auto looked = e->lookup_transfers({{201, 0}, {202, 0}, {203, 0}});
   ASSERT_EQ(looked.st, engine::status::ok);
-  ASSERT_EQ(looked.transfers.size(), 2u);
+  ASSERT_EQ(looked.transfers.size(), 3u);
   EXPECT_EQ(looked.transfers.at(0).result, uint32_t(result::pending_transfer_already_posted));
-  EXPECT_EQ(looked.transfers.at(1).result, uint32_t(result::pending_transfer_already_posted))
-      << "decided at the start from the row";
+  for (size_t i = 1; i < 3; ++i)
+    EXPECT_EQ(looked.transfers.at(i).result, uint32_t(result::pending_transfer_already_posted))
+        << i << ": decided at the start from the row";
   EXPECT_EQ(e->stats().snapshot_rows_unreadable, 0u);
   EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_posted, 10u);
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;

@@ -535,7 +535,8 @@ TEST(wal, an_interrupted_write_or_fdatasync_is_done_again) {
 // With two groups in flight, the first's write done again (EINTR) completes after the
 // second: the second is not reported durable before the first, and each report names
 // its own group's end (the second's reported first would acknowledge records that a
-// crash then could cut with the first's gap).
+// crash then could cut with the first's gap). (The probe waits for the first group's
+// write, whichever completion is reaped first.)
 TEST(wal, a_later_group_completing_first_waits_for_the_earlier_one) {
   for (int round = 0; round < 5; ++round) {
     temp_dir d;
@@ -545,7 +546,8 @@ TEST(wal, a_later_group_completing_first_waits_for_the_earlier_one) {
       auto w = wal_writer::open(o, {}, -1, &err);
       ASSERT_TRUE(w) << err;
       ASSERT_TRUE(stage_records(*w, 1, 3, 3000));
-      failure_probes::instance().write_errno = EINTR;  // the first completion in: group 1's write
+      failure_probes::instance().write_errno_last_lsn = 3;
+      failure_probes::instance().write_errno = EINTR;
       w->submit();
       ASSERT_TRUE(stage_records(*w, 4, 6, 3000));
       ASSERT_TRUE(w->can_submit());
@@ -556,6 +558,7 @@ TEST(wal, a_later_group_completing_first_waits_for_the_earlier_one) {
       EXPECT_EQ(w->durable_lsn(), 6u);
       EXPECT_FALSE(w->failed());
       EXPECT_EQ(failure_probes::instance().write_errno.load(), 0) << "the probe was taken";
+      failure_probes::instance().write_errno_last_lsn = 0;
     }
     auto s = scan(d.path());
     ASSERT_TRUE(s.ok) << s.error;
