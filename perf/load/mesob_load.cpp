@@ -390,6 +390,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "mesob-load: %s: %s\n", target_name.c_str(), error.c_str());
       return 1;
     }
+    // A workload the target cannot run is a bad option (exit 2), said before setup makes
+    // anything (before, setup or the run refused it, exit 1: "could not start").
+    if (const auto why = pt.t->supports(pt.w); !why.empty()) {
+      std::fprintf(stderr, "mesob-load: %s%s\n", mixing ? (pt.name + ": ").c_str() : "", why.c_str());
+      return 2;
+    }
     // Where the target places accounts: its own shard count, not this machine's cores.
     const uint32_t says = pt.t->shards();
     if (says != 0 && says != pt.w.shards && !shards_from_target) {

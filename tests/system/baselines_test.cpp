@@ -462,6 +462,15 @@ TEST(baselines, redis) {
   w.opening = redis_opening_max + 1;
   w.accounts = 2;
   EXPECT_NE(t->supports(w), "");
+  // Through the program: a workload the target cannot run is a bad option (exit 2), said
+  // before setup (before, setup refused it: exit 1, "could not start").
+  for (const char* flag : {" --two-phase", " --equb"}) {
+    auto refused = mesob::test::run(mesob::test::bin("perf/mesob-load") + " --target redis --redis-port " +
+                                    std::to_string(server.port()) + " --accounts 100 --duration 0.2" + flag);
+    EXPECT_TRUE(WIFEXITED(refused.status) && WEXITSTATUS(refused.status) == 2) << flag << refused.out;
+    EXPECT_NE(refused.out.find("Redis baseline runs plain transfers only"), std::string::npos) << flag << refused.out;
+    EXPECT_EQ(refused.out.find("accounts ready"), std::string::npos) << flag << refused.out;
+  }
 
   // An open loop far past what the server takes stops at the drain timeout: what was
   // still due is counted as not sent. Before, a synchronous target's senders (whose slot
