@@ -39,15 +39,18 @@ load::workload small_workload(uint64_t first_account) {
   return w;
 }
 
-// A run of one-transfer requests against a fake target: a closed loop (rate 0) or an open
-// one, for `duration_s`; the report (a failed run is a test failure).
+// A run of one-transfer requests against a fake target: a closed loop (rate 0, `window`
+// in flight a connection) or an open one, for `duration_s` after `warmup_s`; the report (a
+// failed run is a test failure).
 load::run_report run_single_transfers(load::target& t, uint32_t connections, double rate, double duration_s,
-                                      double drain_timeout_s = 60) {
+                                      double drain_timeout_s = 60, double warmup_s = 0, uint32_t window = 4) {
   auto w = small_workload(1);
   w.batch = 1;
   load::run_options o;
   o.connections = connections;
+  o.window = window;
   o.rate = rate;
+  o.warmup_s = warmup_s;
   o.duration_s = duration_s;
   o.drain_timeout_s = drain_timeout_s;
   o.progress = false;
@@ -805,17 +808,7 @@ class delayed_target final : public keeps_nothing_target {
 // 1-s window.
 TEST(load, a_closed_loop_after_a_warm_up_measures_its_rate) {
   delayed_target t(std::chrono::milliseconds(200));
-  auto w = small_workload(1);
-  w.batch = 1;
-  load::run_options o;
-  o.connections = 2;
-  o.window = 8;
-  o.warmup_s = 1;
-  o.duration_s = 1;
-  o.progress = false;
-  load::run_report r;
-  std::string err;
-  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  const load::run_report r = run_single_transfers(t, 2, 0, 1, 60, 1, 8);
   EXPECT_EQ(r.requests_failed, 0u);
   EXPECT_GE(r.warmup_requests, 64u) << "80 a second";
   EXPECT_GE(r.transfers_per_s(), 70.0) << r.requests << " requests over " << r.seconds << " s";
@@ -829,17 +822,7 @@ TEST(load, a_closed_loop_after_a_warm_up_measures_its_rate) {
 // 1-s warm-up) shows in the timeline, not in the measured window's latency or throughput.
 TEST(load, a_warm_up_is_answered_but_not_measured) {
   stalling_target t(std::chrono::milliseconds(200), std::chrono::milliseconds(700));
-  auto w = small_workload(1);
-  w.batch = 1;
-  load::run_options o;
-  o.connections = 2;
-  o.rate = 1000;
-  o.warmup_s = 1;
-  o.duration_s = 1;
-  o.progress = false;
-  load::run_report r;
-  std::string err;
-  ASSERT_TRUE(load::run_load(t, w, o, &r, &err)) << err;
+  load::run_report r = run_single_transfers(t, 2, 1000, 1, 60, 1);
   EXPECT_EQ(r.requests_failed, 0u);
   EXPECT_DOUBLE_EQ(r.warmup_s, 1.0);
   // About 1,000 due in each (a few due just before the warm-up's end answered after it).

@@ -1953,6 +1953,13 @@ TEST(ledger_snapshot, a_damaged_transfer_row_fails_the_requests_that_read_it) {
   EXPECT_EQ(e->lookup_transfers({{30000, 0}}).results.at(0), result::ok) << "reads still served";
 }
 
+// Posts (or voids) pending transfer `pending_id` by transfer `id`: its result.
+result resolve_pending(engine::engine& e, uint64_t id, uint64_t pending_id, bool post) {
+  auto t = make_transfer(id, 0, 0, 0, post ? tf::post_pending : tf::void_pending);
+  t.pending_id = {pending_id, 0};
+  return e.create_transfers({t}).results.at(0);
+}
+
 // A resolved pending transfer leaves memory; a later post or void reads its final state
 // from the snapshot. Before, a row failing its check there aborted the engine, at run
 // time and in replay. It was resolved whatever the row held, so the post or void is
@@ -1962,11 +1969,7 @@ TEST(ledger_snapshot, a_damaged_resolved_pending_row_refuses_its_posts_alone) {
   temp_dir dir;
   auto cfg = test_config(dir.path());
   cfg.checkpoint_on_close = true;
-  auto resolve = [](engine::engine& e, uint64_t id, uint64_t pending_id, bool post) {
-    auto t = make_transfer(id, 0, 0, 0, post ? tf::post_pending : tf::void_pending);
-    t.pending_id = {pending_id, 0};
-    return e.create_transfers({t}).results.at(0);
-  };
+  const auto resolve = &resolve_pending;
   {
     auto e = open_engine(cfg);
     ASSERT_TRUE(e);
@@ -2048,11 +2051,7 @@ TEST(ledger_snapshot, a_failing_store_is_read_again_or_stops_the_engine_never_de
   temp_dir dir;
   auto cfg = test_config(dir.path());
   cfg.checkpoint_on_close = true;
-  auto resolve = [](engine::engine& e, uint64_t id, uint64_t pending_id, bool post) {
-    auto t = make_transfer(id, 0, 0, 0, post ? tf::post_pending : tf::void_pending);
-    t.pending_id = {pending_id, 0};
-    return e.create_transfers({t}).results.at(0);
-  };
+  const auto resolve = &resolve_pending;
   auto& probe = storage::failure_probes::instance().resolved_read_failures;
   {
     auto e = open_engine(cfg);
