@@ -644,22 +644,22 @@ TEST(load, open_loop_keeps_a_sender_per_synchronous_connection) {
   EXPECT_LE(r.requests, 301u);
 }
 
-// A pipelined target that answers at once, but holds every answer while it stalls (from
-// `stall_from` to `stall_to` after it was made), as an engine does in a long fsync.
-class stalling_target final : public keeps_nothing_target {
+// A pipelined target (a window of 8) answering each request when `answer_at` says, given
+// when it came and its number on the connection: in order of those times, each from one
+// worker thread of the connection.
+class timed_target : public keeps_nothing_target {
  public:
-  stalling_target(std::chrono::milliseconds from, std::chrono::milliseconds to)
-      : from_(std::chrono::steady_clock::now() + from), to_(std::chrono::steady_clock::now() + to) {}
-  std::string name() const override { return "stalling"; }
+  using clock = std::chrono::steady_clock;
+  using answer_time = std::function<clock::time_point(clock::time_point came, size_t k)>;
+  explicit timed_target(answer_time answer_at) : answer_at_(std::move(answer_at)) {}
   std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
-    return std::make_unique<conn>(from_, to_);
+    return std::make_unique<conn>(answer_at_);
   }
 
  private:
   class conn final : public load::target_connection {
    public:
-    conn(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to)
-        : from_(from), to_(to), worker_([this] { run(); }) {}
+    explicit conn(answer_time answer_at) : answer_at_(std::move(answer_at)), worker_([this] { run(); }) {}
     ~conn() override {
       {
         std::lock_guard lk(mu_);
@@ -671,37 +671,71 @@ class stalling_target final : public keeps_nothing_target {
     void submit(std::vector<wire::transfer> b, std::function<void(load::batch_outcome&&)> done) override {
       {
         std::lock_guard lk(mu_);
-        queue_.push_back({b.size(), std::move(done)});
+        queue_.push_back({answer_at_(clock::now(), next_++), b.size(), std::move(done)});
       }
       cv_.notify_all();
     }
     uint32_t window_max() const override { return 8; }
 
    private:
+    struct waiting {
+      clock::time_point at;
+      size_t n;
+      std::function<void(load::batch_outcome&&)> done;
+    };
     void run() {
       std::unique_lock lk(mu_);
       for (;;) {
         cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
         if (queue_.empty()) return;
-        auto [n, done] = std::move(queue_.front());
-        queue_.pop_front();
+        const auto first = std::min_element(queue_.begin(), queue_.end(),
+                                            [](const waiting& x, const waiting& y) { return x.at < y.at; });
+        if (!stop_ && clock::now() < first->at) {
+          cv_.wait_until(lk, first->at);
+          continue;
+        }
+        waiting w = std::move(*first);
+        queue_.erase(first);
         lk.unlock();
-        const auto now = std::chrono::steady_clock::now();
-        if (now >= from_ && now < to_) std::this_thread::sleep_until(to_);
         load::batch_outcome o;
-        o.results.assign(n, wire::result::ok);
-        done(std::move(o));
+        o.results.assign(w.n, wire::result::ok);
+        w.done(std::move(o));
         lk.lock();
       }
     }
-    std::chrono::steady_clock::time_point from_, to_;
+    answer_time answer_at_;
     std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<std::pair<size_t, std::function<void(load::batch_outcome&&)>>> queue_;
+    std::deque<waiting> queue_;
+    size_t next_ = 0;
     bool stop_ = false;
     std::thread worker_;
   };
-  std::chrono::steady_clock::time_point from_, to_;
+  answer_time answer_at_;
+};
+
+// Answers at once, but holds every answer while it stalls (from `stall_from` to `stall_to`
+// after it was made), as an engine does in a long fsync.
+class stalling_target final : public timed_target {
+ public:
+  stalling_target(std::chrono::milliseconds from, std::chrono::milliseconds to)
+      : timed_target([from = clock::now() + from, to = clock::now() + to](clock::time_point came, size_t) {
+          return came >= from && came < to ? to : came;
+        }) {}
+  std::string name() const override { return "stalling"; }
+};
+
+// Answers each request after a delay of `mean` on average (half to one and a half of it,
+// in a fixed cycle, so that a window's answers spread rather than come together): a
+// closed loop's rate is connections x window / mean.
+class delayed_target final : public timed_target {
+ public:
+  explicit delayed_target(std::chrono::milliseconds mean)
+      : timed_target([mean](clock::time_point came, size_t k) {
+          static constexpr int spread[] = {50, 150, 75, 125, 100, 60, 140, 100};  // percent of the mean: 100 on average
+          return came + mean * spread[k % std::size(spread)] / 100;
+        }) {}
+  std::string name() const override { return "delayed"; }
 };
 
 // The open loop sends every request due before the end, however late: a stall across the
@@ -729,77 +763,6 @@ TEST(load, an_open_loop_sends_everything_due_before_the_end) {
       << "no row for the drain's first second";
   for (size_t i = 1; i < r.timeline.size(); ++i) EXPECT_GT(r.timeline[i].t_s, r.timeline[i - 1].t_s) << i;
 }
-
-// A pipelined target answering each request after a delay of `mean` on average (half to
-// one and a half of it, in a fixed cycle, so that a window's answers spread rather than
-// come together): a closed loop's rate is connections x window / mean.
-class delayed_target final : public keeps_nothing_target {
- public:
-  explicit delayed_target(std::chrono::milliseconds delay) : delay_(delay) {}
-  std::string name() const override { return "delayed"; }
-  std::unique_ptr<load::target_connection> connect(const load::workload&, std::string*) override {
-    return std::make_unique<conn>(delay_);
-  }
-
- private:
-  class conn final : public load::target_connection {
-   public:
-    explicit conn(std::chrono::milliseconds delay) : delay_(delay), worker_([this] { run(); }) {}
-    ~conn() override {
-      {
-        std::lock_guard lk(mu_);
-        stop_ = true;
-      }
-      cv_.notify_all();
-      worker_.join();
-    }
-    void submit(std::vector<wire::transfer> b, std::function<void(load::batch_outcome&&)> done) override {
-      {
-        std::lock_guard lk(mu_);
-        static constexpr int spread[] = {50, 150, 75, 125, 100, 60, 140, 100};  // percent of the mean: 100 on average
-        const auto delay = delay_ * spread[next_++ % std::size(spread)] / 100;
-        queue_.push_back({std::chrono::steady_clock::now() + delay, b.size(), std::move(done)});
-      }
-      cv_.notify_all();
-    }
-    uint32_t window_max() const override { return 8; }
-
-   private:
-    struct waiting {
-      std::chrono::steady_clock::time_point at;
-      size_t n;
-      std::function<void(load::batch_outcome&&)> done;
-    };
-    void run() {
-      std::unique_lock lk(mu_);
-      for (;;) {
-        cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        const auto first = std::min_element(queue_.begin(), queue_.end(),
-                                            [](const waiting& x, const waiting& y) { return x.at < y.at; });
-        if (!stop_ && std::chrono::steady_clock::now() < first->at) {
-          cv_.wait_until(lk, first->at);
-          continue;
-        }
-        waiting w = std::move(*first);
-        queue_.erase(first);
-        lk.unlock();
-        load::batch_outcome o;
-        o.results.assign(w.n, wire::result::ok);
-        w.done(std::move(o));
-        lk.lock();
-      }
-    }
-    std::chrono::milliseconds delay_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<waiting> queue_;
-    size_t next_ = 0;
-    bool stop_ = false;
-    std::thread worker_;
-  };
-  std::chrono::milliseconds delay_;
-};
 
 // A closed loop's rate after a warm-up is its rate: the windows still full of the warm-up's
 // requests at its end are answered in the measured time, and count there. Before, they
