@@ -60,6 +60,16 @@ load::run_report run_single_transfers(load::target& t, uint32_t connections, dou
   return r;
 }
 
+// Equb payments one a request: 4 groups of 3, 4 x 3 seats x rounds 2 and 3 = 24 in all.
+load::workload four_equb_groups() {
+  auto w = small_workload(1);
+  w.kind = load::item_kind::equb;
+  w.accounts = 12;
+  w.equb_seats = 3;
+  w.batch = 1;
+  return w;
+}
+
 load::run_options quick_run() {
   load::run_options o;
   o.connections = 2;
@@ -836,11 +846,7 @@ TEST(load, requests_never_sent_by_the_drain_timeout_fail_with_their_time_to_fail
 // run out: before, 24 payments left counted some 1,000 requests failed).
 TEST(load, an_equb_run_given_up_counts_only_the_payments_it_had_left) {
   stalling_target t(std::chrono::milliseconds(0), std::chrono::milliseconds(3000));
-  auto w = small_workload(1);
-  w.kind = load::item_kind::equb;
-  w.accounts = 12;  // 4 groups of 3: 4 x 3 seats x rounds 2 and 3 = 24 payments
-  w.equb_seats = 3;
-  w.batch = 1;
+  const auto w = four_equb_groups();  // 24 payments
   load::run_options o;
   o.connections = 1;
   o.rate = 500;
@@ -860,11 +866,7 @@ TEST(load, an_equb_run_given_up_counts_only_the_payments_it_had_left) {
 // saying so, rather than reporting 0 a second.
 TEST(load, a_run_answered_wholly_in_its_warm_up_fails) {
   delayed_target t(std::chrono::milliseconds(2));
-  auto w = small_workload(1);
-  w.kind = load::item_kind::equb;
-  w.accounts = 12;  // 24 payments, answered in well under the warm-up's second
-  w.equb_seats = 3;
-  w.batch = 1;
+  const auto w = four_equb_groups();  // 24 payments, answered in well under the warm-up's second
   load::run_options o;
   o.connections = 1;
   o.warmup_s = 1;
