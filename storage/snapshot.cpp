@@ -41,10 +41,13 @@ uint64_t from_be(const MDB_val& v) {
   return k;
 }
 
+// LMDB's codes for a damaged file (they read the same every time), not a failing store.
+bool damage_code(int rc) { return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID; }
+
 std::string lmdb_error(const char* what, int rc) {
   std::string e = std::string("snapshot: ") + what + ": " + mdb_strerror(rc);
   if (rc == MDB_MAP_FULL) e += " (the store's map is full: raise --snapshot-map-gib)";
-  if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID) e += std::string(": ") + snapshot_damaged;
+  if (damage_code(rc)) e += std::string(": ") + snapshot_damaged;
   return e;
 }
 
@@ -664,7 +667,7 @@ bool snapshot_store::get(table t, uint64_t key_v, std::string* out, std::string*
   if (absent_[int(t)]) return false;  // no rows (scan_rows says why)
   const auto store_error = [&](const char* what, int rc) {
     *error = lmdb_error(what, rc);
-    if (failure && rc != MDB_CORRUPTED && rc != MDB_PAGE_NOTFOUND && rc != MDB_INVALID)
+    if (failure && !damage_code(rc))
       *failure = rc == MDB_PANIC ? store_failure::lasting : store_failure::passing;
     return false;
   };
