@@ -644,6 +644,8 @@ class admin_impl {
         .num("snapshot_rows_unreadable", st.snapshot_rows_unreadable)
         .text("writes", st.writes_refused ? "refused until restart (storage failed: " + st.writes_refused_why + ")"
                                           : "accepted")
+        .num("log_kept_mib", st.log_kept_bytes >> 20)
+        .num("log_kept_max_mib", st.log_kept_max_bytes >> 20)
         .num("log_groups", st.wal_groups)
         .num("log_bytes", st.wal_bytes)
         .num("log_segments_deleting", st.wal_segments_deleting)

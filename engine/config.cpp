@@ -38,6 +38,9 @@ std::string config::validate() const {
   if ((wal_group_mib << 20) < batch_payload_bytes_max + 4096 + 80)
     return "wal_group_mib is too small for a full batch";
   if (snapshot_map_gib < 1 || snapshot_map_gib > 16384) return "snapshot_map_gib must be 1..16384";
+  if (wal_kept_max_mib < 4 * wal_segment_mib || wal_kept_max_mib > (1ull << 30))
+    return "wal_kept_max_mib must be at least four log segments (" + std::to_string(4 * wal_segment_mib) +
+           " MiB with wal_segment_mib " + std::to_string(wal_segment_mib) + ") and at most 1073741824";
   if (tick_ms < 1 || tick_ms > 60'000) return "tick_ms must be 1..60000";
   if (events_segment_events < 128 || events_segment_events > storage::event_format::segment_events_max ||
       events_segment_events % 128 != 0)

@@ -16,7 +16,14 @@ struct config {
   uint64_t wal_group_mib = 8;        // largest commit group (one write + fdatasync)
   uint32_t wal_flights = 1;          // commit groups in flight at once (engine/README.md)
   uint64_t snapshot_map_gib = 64;    // LMDB map ceiling (sparse)
-  uint64_t checkpoint_interval_ms = 10'000;  // 0: only on demand and at close
+  // 0: only on demand, at close, and for the limits below (resolved_pending_cut_at,
+  // wal_kept_max_mib)
+  uint64_t checkpoint_interval_ms = 10'000;
+  // The log's segments kept on the disk (not yet dropped, the one appended to included),
+  // MiB: past half of it a checkpoint is due (at most one a second); past it one is taken
+  // and waited for, and if three fail, writes are refused until restart (engine/README.md,
+  // "Decisions", the resident window).
+  uint64_t wal_kept_max_mib = 16384;
   // Resolved pending transfers the shards hold until a snapshot has them (about 100 bytes
   // each): past this many a checkpoint is taken whatever the interval (0 included), at
   // most one a second, so they cannot fill memory when checkpoints run only on demand.

@@ -679,6 +679,8 @@ class engine_impl {
     }
     writes_refused_.store(true);
   }
+  // The log kept on the disk (wal_writer::kept_bytes, for stats and the checkpoint trigger).
+  std::atomic<uint64_t> log_kept_bytes_{0};
   bool checkpoints_closed_ = false;  // guarded by ck_mu_: checkpoint() answers at once
   std::condition_variable ck_done_cv_;
   std::atomic<uint64_t> checkpoints_{0};
@@ -2180,6 +2182,56 @@ class engine_impl {
 
   // ---- the sequencer loop -------------------------------------------------------
 
+  // Segments a snapshot covers go (deleted in the background, held while verify_log
+  // scans), and the log kept is published. Called every pass, not only when the snapshot
+  // moves: a segment goes only once the next one's first group is durable, which may come
+  // after the checkpoint.
+  void drop_covered_segments() {
+    wal_->drop_segments_before(snapshot_lsn_.load() + 1);
+    log_kept_bytes_.store(wal_->kept_bytes(), std::memory_order_relaxed);
+  }
+
+  // Before the sequencer logs anything (a request it takes, a tick): the log kept on the
+  // disk within config::wal_kept_max_mib. Over it, the checkpoint under way is waited for,
+  // then one taken now, up to log_limit_checkpoint_tries of them a pause apart
+  // (backpressure, as for room in the window), until one commits. One that commits is
+  // enough even if the log is still over (a segment goes only once the next one's first
+  // group is durable: this write's). If all of them fail, checkpoints are failing, and
+  // writes are refused until restart: checkpoints failing for good would otherwise grow
+  // the log until the disk is full.
+  void keep_log_within_limit() {
+    const uint64_t limit = cfg_.wal_kept_max_mib << 20;
+    if (failed_ || wal_->kept_bytes() <= limit) return;
+    // Waits for the checkpoint under way, if any: whether one was, and committed.
+    auto committed = [&] {
+      std::unique_lock lk(ck_mu_);
+      const bool running = checkpoint_running_;
+      const uint64_t failures = checkpoint_failures_.load();
+      ck_done_cv_.wait(lk, [&] { return !checkpoint_running_; });
+      return running && checkpoint_failures_.load() == failures;
+    };
+    const bool ran = committed();
+    drop_covered_segments();
+    if (ran) return;
+    std::string why;
+    for (uint32_t tried = 0; wal_->kept_bytes() > limit; ++tried) {
+      if (tried == log_limit_checkpoint_tries) {
+        refuse_writes("the log kept on the disk past the snapshot at lsn " + std::to_string(snapshot_lsn_.load()) +
+                      " holds " + std::to_string(wal_->kept_bytes() >> 20) + " MiB, over its limit of " +
+                      std::to_string(cfg_.wal_kept_max_mib) + " MiB (--wal-kept-max-mib), and the " +
+                      std::to_string(tried) + " checkpoints taken for it failed, the last: " + why);
+        return;
+      }
+      if (tried > 0) std::this_thread::sleep_for(std::chrono::milliseconds(log_limit_checkpoint_pause_ms));
+      maybe_checkpoint(true);
+      const bool ok = committed();
+      drop_covered_segments();
+      if (ok) return;
+      std::lock_guard lk(ck_mu_);
+      why = checkpoint_error_last_;
+    }
+  }
+
   std::vector<std::shared_ptr<engine_batch>> open_list_;
   // One list per group in flight, oldest first: dispatched in log order as each
   // group becomes durable.
@@ -2444,6 +2496,10 @@ class engine_impl {
   }
 
   void accept(queued&& q) {
+    // (deposits, payouts and rebalances become writes)
+    if (actors::op_kind_writes(q.req.kind) || q.req.kind == op_kind::deposits || q.req.kind == op_kind::payouts ||
+        q.req.kind == op_kind::rebalance)
+      keep_log_within_limit();
     if (auto bad = precheck(q.req)) {
       reply r;
       r.st = *bad;
@@ -2651,6 +2707,8 @@ class engine_impl {
     }
     const bool heartbeat = groups && t >= last_ts_ + equb_heartbeat_ns;
     if (due >= t && !heartbeat) return;
+    keep_log_within_limit();
+    if (failed_) return;
     next_tick_ns_ = t + cfg_.tick_ms * 1'000'000ull;
     auto b = std::make_shared<engine_batch>();
     b->kind = op_kind::tick;
@@ -2691,6 +2749,10 @@ class engine_impl {
     // too many of them make one due, whatever the interval.
     if (!due && t >= last_checkpoint_ns_ + 1'000'000'000ull && resolved_pending_resident() > cfg_.resolved_pending_cut_at)
       due = true;
+    // So does a log kept past half its limit (the interval may be long, or 0).
+    if (!due && !failed_ && t >= last_checkpoint_ns_ + 1'000'000'000ull && dispatched_lsn_ > snapshot_lsn_.load() &&
+        log_kept_bytes_.load(std::memory_order_relaxed) > (cfg_.wal_kept_max_mib << 20) / 2)
+      due = true;
     if (!due) return;
     last_checkpoint_ns_ = t;
     auto c = make_cut();
@@ -2705,7 +2767,6 @@ class engine_impl {
 
   void run() {
     std::vector<queued> incoming;
-    uint64_t dropped_for = 0;
     for (;;) {
       std::vector<std::shared_ptr<engine_batch>> walks;
       {
@@ -2746,10 +2807,7 @@ class engine_impl {
       maybe_tick();
       submit_open();
       maybe_checkpoint(false);
-      if (const uint64_t s = snapshot_lsn_.load(); s > dropped_for) {
-        wal_->drop_segments_before(s + 1);  // deleted in the background, held while verify_log scans
-        dropped_for = s;
-      }
+      drop_covered_segments();
       if (stop_.load() && !wal_->in_flight() && open_list_.empty()) {
         wait_idle();  // account queries come back as walks
         std::lock_guard lk(q_mu_);
@@ -3950,6 +4008,7 @@ class engine_impl {
     wo.flights_max = cfg_.wal_flights;
     wal_ = storage::wal_writer::open(wo, pos, wake_fd_, error);
     if (!wal_) return false;
+    log_kept_bytes_.store(wal_->kept_bytes(), std::memory_order_relaxed);
     publish_index_stats();  // the index as loaded and replayed (before the sequencer starts)
     rec_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return true;
@@ -5116,6 +5175,8 @@ engine_stats engine::stats() {
   }
   s.records_flush_failures = impl_->flush_failures_.load(std::memory_order_relaxed);
   s.writes_refused = impl_->writes_refused_.load();
+  s.log_kept_bytes = impl_->log_kept_bytes_.load(std::memory_order_relaxed);
+  s.log_kept_max_bytes = impl_->cfg_.wal_kept_max_mib << 20;
   s.snapshot_rows_unreadable = impl_->rows_unreadable_.load(std::memory_order_relaxed);
   if (s.writes_refused) {
     std::lock_guard lk(impl_->refused_mu_);

@@ -230,6 +230,9 @@ struct engine_stats {
   uint64_t records_flush_failures = 0;  // records flushes that failed (each is tried again)
   bool writes_refused = false;  // storage failed: writes get engine_failed until restart
   std::string writes_refused_why;  // the failure that refused them (the first)
+  // The log's segments kept on the disk, and their limit (config::wal_kept_max_mib): over it
+  // a checkpoint is waited for, and if it fails writes are refused until restart.
+  uint64_t log_kept_bytes = 0, log_kept_max_bytes = 0;
   uint64_t snapshot_rows_unreadable = 0;  // rows requests needed that failed their check or were missing
   uint64_t checkpoint_pause_us_last = 0;  // longest shard pause of the last checkpoint cut
   uint64_t checkpoint_pause_us_max = 0;

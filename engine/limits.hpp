@@ -64,6 +64,10 @@ constexpr uint64_t session_recv_activity_bytes = 4096;
 // (then they are refused until restart).
 constexpr uint32_t records_flush_retry_ms_first = 250;
 constexpr uint32_t records_flush_retry_ms_max = 16000;
+// The log kept over its limit (config::wal_kept_max_mib): checkpoints the sequencer takes,
+// a pause apart, before it refuses writes until restart (engine.cpp, keep_log_within_limit).
+constexpr uint32_t log_limit_checkpoint_tries = 3;
+constexpr uint32_t log_limit_checkpoint_pause_ms = 250;
 // Records in one page of an account's history, and in one request's pages summed.
 constexpr uint32_t history_page_max = wire::history_page_records_max;
 constexpr uint32_t history_request_records_max = wire::history_request_records_max;

@@ -143,8 +143,12 @@ int main(int argc, char** argv) {
   app.add_option("--wal-flights", cfg.wal_flights, "commit groups in flight at once (write + fdatasync each)")
       ->capture_default_str();
   app.add_option("--snapshot-map-gib", cfg.snapshot_map_gib, "LMDB map ceiling, GiB")->capture_default_str();
+  app.add_option("--wal-kept-max-mib", cfg.wal_kept_max_mib,
+                 "log segments kept on the disk, MiB: past half, a checkpoint is due; past it, one is waited "
+                 "for, and if three fail writes are refused until restart")
+      ->capture_default_str();
   app.add_option("--checkpoint-interval-ms", cfg.checkpoint_interval_ms,
-                 "snapshot period; 0 = on demand and at stop only")->capture_default_str();
+                 "snapshot period; 0 = on demand, at stop, and past the limits on resolved holds and the log kept")->capture_default_str();
   app.add_option("--tick-ms", cfg.tick_ms, "clock tick while timed pending transfers exist")->capture_default_str();
   bool no_events = false;
   app.add_flag("--no-events", no_events, "keep no event log (no subscriptions)");

@@ -172,6 +172,12 @@ std::string render_metrics(engine& e, const server* client, const server* admin,
         double(st.snapshot_rows_unreadable));
   x.one("mesob_writes_refused", "gauge", "1 when storage failed and writes are refused until restart.",
         st.writes_refused ? 1.0 : 0.0);
+  x.one("mesob_log_kept_bytes", "gauge", "Log segments kept on the disk (those past the snapshot and the one appended to).",
+        double(st.log_kept_bytes));
+  x.one("mesob_log_kept_max_bytes", "gauge",
+        "Limit of the log kept (--wal-kept-max-mib): past half a checkpoint is due; past it one is waited for, and if "
+        "it fails writes are refused until restart.",
+        double(st.log_kept_max_bytes));
   x.one("mesob_snapshot_duration_seconds_last", "gauge",
         "How long the last checkpoint took to write its snapshot (LMDB commit included).", st.checkpoint_seconds_last);
   x.one("mesob_snapshot_duration_seconds_total", "counter", "Time spent writing snapshots since start.",

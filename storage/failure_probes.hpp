@@ -13,6 +13,7 @@ struct failure_probes {
   std::atomic<bool> short_write{false};  // next group write is cut to its first block
   std::atomic<bool> zero_write{false};   // next group write reports no bytes written
   std::atomic<int> snapshot_commit_errno{0};  // next snapshot commit (with meta) fails: an LMDB code
+  std::atomic<int> snapshot_commit_failures{0};  // the next this many snapshot commits (with meta) fail with EIO
   // The snapshot store's next reads (get) of resolved pending rows fail as a full reader
   // table does (MDB_READERS_FULL), or, with resolved_read_panic, as an unusable store
   // (MDB_PANIC).

@@ -787,9 +787,13 @@ bool snapshot_store::writer::commit_without_meta() {
 bool snapshot_store::writer::commit(const snapshot_meta& meta) {
   int rc = store_->put_row(txn_, store_->dbi_meta_, meta_table, 0,
                            {reinterpret_cast<const uint8_t*>(&meta), sizeof meta}, 0);
-  if (auto& probe = failure_probes::instance().snapshot_commit_errno;
-      rc == 0 && probe.load(std::memory_order_relaxed) != 0)
-    rc = probe.exchange(0, std::memory_order_relaxed);
+  auto& probes = failure_probes::instance();
+  if (rc == 0 && probes.snapshot_commit_errno.load(std::memory_order_relaxed) != 0)
+    rc = probes.snapshot_commit_errno.exchange(0, std::memory_order_relaxed);
+  if (rc == 0 && probes.snapshot_commit_failures.load(std::memory_order_relaxed) > 0) {
+    probes.snapshot_commit_failures.fetch_sub(1, std::memory_order_relaxed);
+    rc = EIO;
+  }
   if (rc == 0) rc = mdb_txn_commit(txn_);
   else mdb_txn_abort(txn_);
   txn_ = nullptr;

@@ -219,7 +219,11 @@ std::unique_ptr<wal_writer> wal_writer::open(const wal_options& opt, const wal_p
     // recovery read were checked by its scan; one that fails here is a leftover before
     // the snapshot (recovery skips it), left in place out of the drops.
     segment_header h{};
-    if (read_segment_header(path, false, &h) && h.segment_index == idx) w->segments_.emplace_back(idx, h.first_lsn);
+    if (read_segment_header(path, false, &h) && h.segment_index == idx) {
+      const uint64_t bytes = h.segment_bytes != 0 ? h.segment_bytes : opt.segment_bytes;  // 0: an older format's
+      w->segments_.push_back({idx, h.first_lsn, bytes});
+      w->kept_bytes_ += bytes;
+    }
   }
   // Segments a crash left half deleted: out of the log's names already.
   if (DIR* dd = ::opendir(opt.dir.c_str())) {
@@ -472,7 +476,8 @@ bool wal_writer::open_next_segment(std::string* error) {
   std::memset(b, 0, wal_block_bytes);
   std::memcpy(b, &h, sizeof h);
   staged_bytes_ = wal_block_bytes;
-  segments_.emplace_back(idx, next_lsn_);
+  segments_.push_back({idx, next_lsn_, opt_.segment_bytes});
+  kept_bytes_ += opt_.segment_bytes;
   return true;
 }
 
@@ -756,13 +761,14 @@ void wal_writer::drop_segments_before(uint64_t lsn) {
   // once the next segment's header is durable (its first group): a crash before that
   // leaves the next one all zeros, removed at start as unused, and the log would then
   // have to begin at whatever older segment a failed drop left behind.
-  while (segments_.size() >= 2 && segments_[1].second <= lsn && segments_[1].second <= durable_lsn_ &&
-         segments_[0].first != segment_index_) {
+  while (segments_.size() >= 2 && segments_[1].first_lsn <= lsn && segments_[1].first_lsn <= durable_lsn_ &&
+         segments_[0].index != segment_index_) {
     {
       std::lock_guard lk(prep_mu_);
-      unlink_queue_.push_back({segment_path(opt_.dir, segments_[0].first), opt_.segment_bytes});
+      unlink_queue_.push_back({segment_path(opt_.dir, segments_[0].index), segments_[0].bytes});
     }
     prep_cv_.notify_all();
+    kept_bytes_ -= segments_[0].bytes;
     segments_.erase(segments_.begin());
   }
 }

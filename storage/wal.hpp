@@ -86,6 +86,9 @@ class wal_writer {
   [[nodiscard]] uint64_t last_staged_lsn() const { return next_lsn_ - 1; }
   [[nodiscard]] uint64_t durable_lsn() const { return durable_lsn_; }
   [[nodiscard]] const chain_hash& durable_chain() const { return durable_chain_; }
+  // Bytes of the segments in the log (not dropped), the one appended to included, each at
+  // the size its header gives: what the log keeps on the disk (the owner's thread).
+  [[nodiscard]] uint64_t kept_bytes() const { return kept_bytes_; }
 
   // Starts committing the open group. Requires can_submit() and !group_empty().
   void submit();
@@ -217,7 +220,11 @@ class wal_writer {
   std::deque<dropped_segment> unlink_queue_;  // deleted after any pre-zeroing, a step at a time
   bool unlinking_ = false;                    // the preparer is cutting one down now
   bool prep_stop_ = false;
-  std::vector<std::pair<uint64_t, uint64_t>> segments_;  // (index, first_lsn) of live segments
+  struct live_segment {
+    uint64_t index, first_lsn, bytes;
+  };
+  std::vector<live_segment> segments_;  // the live segments, oldest first
+  uint64_t kept_bytes_ = 0;             // their bytes
 };
 
 // ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -14,9 +15,11 @@
 #include <vector>
 #include <memory>
 #include <ostream>
+#include <thread>
 
 #include "actors/placement.hpp"
 #include "engine/engine.hpp"
+#include "storage/failure_probes.hpp"
 #include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
 #include "support/temp_dir.hpp"
@@ -164,6 +167,15 @@ inline int damage_snapshot_row(const std::string& data_dir, storage::table t, ui
   return flip_every_copy(snap_dir + "/data.mdb", row, at == std::string::npos ? row.size() / 2 : at, mask);
 }
 
+// test_config with 2 MiB log segments and a limit of four of them on the log kept
+// (wal_kept_max_mib 8): the limit a few bulky batches reach.
+inline engine::config log_limit_config(const std::string& dir) {
+  auto cfg = test_config(dir, 2);
+  cfg.wal_segment_mib = 2;
+  cfg.wal_kept_max_mib = 8;
+  return cfg;
+}
+
 inline std::unique_ptr<engine::engine> open_engine(const engine::config& cfg) {
   std::string err;
   auto e = engine::engine::open(cfg, &err);
@@ -178,6 +190,48 @@ inline void create_accounts(engine::engine& e, uint64_t n) {
     for (uint64_t id = first; id < std::min(n + 1, first + 8192); ++id) batch.push_back(make_account(id));
     e.create_accounts(batch);
   }
+}
+
+// Polls `done` every 10 ms for up to 20 s: whether it came true.
+template <class F>
+bool eventually(F done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// Checkpoints (snapshot commits with meta) fail with EIO `n` times while it lives.
+struct failing_checkpoints {
+  explicit failing_checkpoints(int n) { storage::failure_probes::instance().snapshot_commit_failures = n; }
+  ~failing_checkpoints() { storage::failure_probes::instance().snapshot_commit_failures = 0; }
+  failing_checkpoints(const failing_checkpoints&) = delete;
+  failing_checkpoints& operator=(const failing_checkpoints&) = delete;
+};
+
+// 8,192 transfers from id `*next` on (which moves past them when they are taken), each of
+// 1 from accounts 1..50 to 51..100, their user_data a hash: 8 bytes a transfer the log
+// cannot pack, so batches fill log segments quickly. Returns the engine's status.
+inline engine::status bulky_batch(engine::engine& e, uint64_t* next) {
+  std::vector<wire::transfer> b;
+  for (uint64_t i = 0; i < 8192; ++i) {
+    wire::transfer t = make_transfer(*next + i, 1 + i % 50, 51 + i % 50, 1);
+    const uint64_t z = t.id.lo * 0x9e3779b97f4a7c15ull;
+    t.user_data = z ^ (z >> 29) ^ (z << 17);
+    b.push_back(t);
+  }
+  const auto st = e.create_transfers(b).st;
+  if (st == engine::status::ok) *next += 8192;
+  return st;
+}
+
+// Bulky batches until the engine refuses one (at most 400): its status.
+inline engine::status write_until_refused(engine::engine& e, uint64_t* next) {
+  engine::status st = engine::status::ok;
+  for (int i = 0; i < 400 && st == engine::status::ok; ++i) st = bulky_batch(e, next);
+  return st;
 }
 
 // A batch record (engine/engine.cpp's batch record header and `ops` as its body).

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "engine/admin.hpp"
+#include "engine/server.hpp"
 #include "storage/audit_log.hpp"
 #include "engine/metrics.hpp"
 #include "support/engine_fixture.hpp"
@@ -47,6 +48,16 @@ std::string former_settlement(wire::client& ops, const std::string& gateway) {
       if (col < row.size() && row[0] == gateway) return row[col];
   }
   return "<not listed>";
+}
+
+// A command to the endpoint's handler as session `session` of gateway "ops": its answer to come.
+std::future<wire::admin_response_msg> ask_handler(const engine::admin_handler& handler, uint64_t session,
+                                                  const std::string& command, std::vector<std::string> args = {}) {
+  auto p = std::make_shared<std::promise<wire::admin_response_msg>>();
+  auto f = p->get_future();
+  handler({"ops", session, "127.0.0.1:40000"}, wire::admin_request_msg{command, std::move(args)},
+          [p](wire::admin_response_msg&& m) { p->set_value(std::move(m)); });
+  return f;
 }
 
 }  // namespace
@@ -848,13 +859,7 @@ TEST(admin_endpoint, a_long_command_holds_up_no_other_command) {
   auto ep = engine::admin_endpoint::open(*e, acfg, &err, &repaired);
   ASSERT_TRUE(ep && err.empty()) << err;
   const engine::admin_handler handler = ep->handler();
-  auto ask = [&](uint64_t session, const std::string& command, std::vector<std::string> args = {}) {
-    auto p = std::make_shared<std::promise<wire::admin_response_msg>>();
-    auto f = p->get_future();
-    handler({"ops", session, "127.0.0.1:40000"}, wire::admin_request_msg{command, std::move(args)},
-            [p](wire::admin_response_msg&& m) { p->set_value(std::move(m)); });
-    return f;
-  };
+  auto ask = [&](uint64_t session, const std::string& command) { return ask_handler(handler, session, command); };
   auto answered = [](std::future<wire::admin_response_msg>& f) {
     return f.wait_for(10s) == std::future_status::ready;
   };
@@ -909,6 +914,70 @@ TEST(admin_endpoint, a_long_command_holds_up_no_other_command) {
   EXPECT_EQ(rows[rows.size() - 4][2], "1");  // the session that issued it
   EXPECT_EQ(rows[rows.size() - 3][5] + " " + rows[rows.size() - 3][4], "log verify issued");
   EXPECT_EQ(rows[rows.size() - 2][5] + " " + rows[rows.size() - 2][4], "log verify ok");
+  ep.reset();
+  e->close();
+}
+
+// A log kept past its limit while checkpoints fail, as its users see it: a client's write
+// gets the Error engine_failed over TCP (nothing done; the session stays, reads go on), the
+// console's writes are refused, and its status and the metrics say why.
+TEST(admin_endpoint, a_log_past_its_limit_is_said_to_clients_the_console_and_the_metrics) {
+  using namespace std::chrono_literals;
+  temp_dir dir;
+  auto e = open_engine(log_limit_config(dir.path()));
+  ASSERT_TRUE(e);
+  create_accounts(*e, 100);
+  engine::server_config scfg;
+  scfg.port = 0;
+  auto pay = options(0, "pay", pay_hex);
+  scfg.gateways = {{"pay", pay.secret, wire::roles::payments}};
+  std::string err, repaired;
+  auto srv = engine::server::start(*e, scfg, &err);
+  ASSERT_TRUE(srv) << err;
+  engine::admin_config acfg;
+  acfg.data_dir = dir.path();
+  auto ep = engine::admin_endpoint::open(*e, acfg, &err, &repaired);
+  ASSERT_TRUE(ep && err.empty()) << err;
+  auto ask = [&](const std::string& command, std::vector<std::string> args = {}) {
+    auto f = ask_handler(ep->handler(), 1, command, std::move(args));
+    EXPECT_EQ(f.wait_for(10s), std::future_status::ready) << command;
+    return f.get();
+  };
+  const std::string before = render_answered(*e, srv.get());
+  EXPECT_EQ(exposition_sample(before, "mesob_log_kept_max_bytes"), double(8u << 20)) << before;
+  EXPECT_EQ(exposition_sample(before, "mesob_writes_refused"), 0);
+  failing_checkpoints failing(1 << 30);
+  uint64_t next = 1;
+  ASSERT_EQ(write_until_refused(*e, &next), engine::status::engine_failed);
+
+  pay.port = srv->port();
+  auto c = wire::client::connect(pay, &err);
+  ASSERT_TRUE(c) << err;
+  auto w = c->call(wire::create_transfers_body(std::vector{make_transfer(next, 1, 51, 1)}));
+  EXPECT_FALSE(w.ok);
+  EXPECT_TRUE(w.server_error);
+  EXPECT_EQ(w.error.code, wire::protocol_error::engine_failed) << w.error.message;
+  auto r = c->call(wire::lookup_transfers_body(std::vector<wire::id128>{{next, 0}, {next - 1, 0}}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results.at(0), wire::result::transfer_not_found);
+  EXPECT_EQ(r.reply.results.at(1), wire::result::ok);
+
+  const auto st = ask("status");
+  const std::string writes = cell(st, "engine", "writes");
+  EXPECT_NE(writes.find("refused until restart"), std::string::npos) << writes;
+  EXPECT_NE(writes.find("over its limit of 8 MiB (--wal-kept-max-mib)"), std::string::npos) << writes;
+  EXPECT_NE(writes.find("Input/output error"), std::string::npos) << writes;
+  EXPECT_GT(std::stoull(cell(st, "engine", "log_kept_mib")), 8u);
+  EXPECT_EQ(cell(st, "engine", "log_kept_max_mib"), "8");
+  const auto freeze = ask("account freeze", {"1"});
+  EXPECT_EQ(freeze.code, wire::admin_code::failed) << freeze.message;
+  EXPECT_NE(freeze.message.find("engine_failed"), std::string::npos) << freeze.message;
+  EXPECT_EQ(cell(ask("account show", {"1"}), "account", "status"), "open");
+  const std::string after = render_answered(*e, srv.get());
+  EXPECT_EQ(exposition_sample(after, "mesob_writes_refused"), 1) << after;
+  EXPECT_GT(exposition_sample(after, "mesob_log_kept_bytes"), double(8u << 20));
+  c.reset();
+  srv->stop();
   ep.reset();
   e->close();
 }

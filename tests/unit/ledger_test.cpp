@@ -1621,6 +1621,101 @@ TEST(ledger_window, records_flushes_failing_until_the_window_is_full_refuse_writ
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
 }
 
+// The log kept on the disk has a limit (wal_kept_max_mib). Past half of it a checkpoint is
+// due with no interval set; past it the sequencer waits for one, so writes that outrun the
+// checkpoints are slowed, never refused. With checkpoints failing for good the log is still
+// over the limit after the one taken for it: writes are refused until restart (the refused
+// batch changing nothing) and reads go on. A start replays it all, and the first write
+// past the limit takes a checkpoint that drops it.
+TEST(ledger_window, a_log_kept_past_its_limit_waits_for_a_checkpoint_and_stops_writes_if_it_fails) {
+  temp_dir dir;
+  const auto cfg = log_limit_config(dir.path());  // checkpoints only on demand
+  auto bad = cfg;
+  bad.wal_kept_max_mib = 7;
+  EXPECT_NE(bad.validate().find("wal_kept_max_mib must be at least four log segments (8 MiB"), std::string::npos)
+      << bad.validate();
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 100);
+  std::string err;
+  ASSERT_TRUE(e->checkpoint(&err)) << err;
+  constexpr uint64_t limit = 8u << 20, segment = 2u << 20;
+  EXPECT_EQ(e->stats().log_kept_max_bytes, limit);
+  uint64_t next = 1;  // the next transfer's id (each moves 1 from accounts 1..50)
+  // Past half the limit a checkpoint is taken, and the segments it covers go.
+  uint64_t taken = e->stats().checkpoints, kept = 0;
+  for (int i = 0; i < 400 && kept <= limit / 2; ++i) {
+    ASSERT_EQ(bulky_batch(*e, &next), engine::status::ok);
+    kept = e->stats().log_kept_bytes;
+  }
+  ASSERT_GT(kept, limit / 2);
+  ASSERT_TRUE(eventually([&] { return e->stats().checkpoints > taken && e->stats().log_kept_bytes <= limit / 2; }))
+      << e->stats().log_kept_bytes;
+  // About three limits' worth at once: the sequencer waits for checkpoints, none refused.
+  taken = e->stats().checkpoints;
+  uint64_t kept_max = 0;
+  for (int i = 0; i < 250; ++i) {
+    ASSERT_EQ(bulky_batch(*e, &next), engine::status::ok) << e->stats().writes_refused_why;
+    kept_max = std::max(kept_max, e->stats().log_kept_bytes);
+  }
+  EXPECT_GE(e->stats().checkpoints, taken + 2);
+  EXPECT_LE(kept_max, limit + segment);  // checked before each group: one more segment at most
+  EXPECT_EQ(e->stats().checkpoint_failures, 0u);
+
+  // Checkpoints fail from here: writes up to the limit, then refused until restart.
+  failing_checkpoints failing(1 << 30);
+  ASSERT_EQ(write_until_refused(*e, &next), engine::status::engine_failed);
+  const auto s = e->stats();
+  EXPECT_TRUE(s.writes_refused);
+  EXPECT_NE(s.writes_refused_why.find("over its limit of 8 MiB (--wal-kept-max-mib), and the 3 checkpoints taken for "
+                                      "it failed, the last: snapshot: commit: Input/output error"),
+            std::string::npos)
+      << s.writes_refused_why;
+  EXPECT_GT(s.log_kept_bytes, limit);
+  EXPECT_GE(s.checkpoint_failures, 1u);
+  // The refused batch changed nothing; reads go on.
+  const uint64_t acked = next - 1;
+  EXPECT_EQ(posted_debits(*e, 1, 50), acked);
+  auto lk = e->lookup_transfers({{next, 0}, {acked, 0}});
+  ASSERT_EQ(lk.st, engine::status::ok);
+  EXPECT_EQ(lk.results.at(0), result::transfer_not_found);
+  EXPECT_EQ(lk.results.at(1), result::ok);
+  EXPECT_EQ(e->create_accounts({make_account(500)}).st, engine::status::engine_failed);
+  e->close();  // writes refused: no checkpoint at close, the next start replays the whole log
+
+  storage::failure_probes::instance().snapshot_commit_failures = 0;
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(posted_debits(*e, 1, 50), acked);
+  EXPECT_GT(e->stats().log_kept_bytes, limit);
+  taken = e->stats().checkpoints;
+  ASSERT_EQ(bulky_batch(*e, &next), engine::status::ok);
+  EXPECT_GT(e->stats().checkpoints, taken);
+  EXPECT_LE(e->stats().log_kept_bytes, limit);
+  EXPECT_FALSE(e->stats().writes_refused);
+  EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
+
+  // A start with smaller segments than the last one written (8 MiB, by a start with
+  // --wal-segment-mib 8): after the checkpoint that segment stays until this start's first
+  // group is durable, over the limit with the new one for a moment. Writes go on.
+  e->close();
+  auto larger = cfg;
+  larger.wal_segment_mib = 8;
+  larger.wal_kept_max_mib = 32;
+  e = open_engine(larger);
+  ASSERT_TRUE(e);
+  ASSERT_EQ(bulky_batch(*e, &next), engine::status::ok);
+  e->close();  // its checkpoint covers the whole log; the 8 MiB segment stays, the last
+  e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  EXPECT_GT(e->stats().log_kept_bytes, limit);
+  taken = e->stats().checkpoints;
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(bulky_batch(*e, &next), engine::status::ok) << e->stats().writes_refused_why;
+  EXPECT_EQ(e->stats().checkpoints, taken + 1);
+  EXPECT_TRUE(eventually([&] { return e->stats().log_kept_bytes <= limit; })) << e->stats().log_kept_bytes;
+  EXPECT_EQ(posted_debits(*e, 1, 50), next - 1);
+}
+
 // A full window does not refuse writes on a failure that a try now would mend: the one
 // failed flush is tried again at once instead of at its pause's end.
 TEST(ledger_window, a_full_window_tries_a_failed_flush_again_before_refusing_writes) {

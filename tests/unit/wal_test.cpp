@@ -639,6 +639,32 @@ TEST(wal, old_segments_are_dropped_once_covered) {
   EXPECT_EQ(s.lsns.back(), last);
 }
 
+// What the log keeps on the disk: its live segments, each at the size its header gives
+// (an earlier writer's may differ), less each one dropped.
+TEST(wal, kept_bytes_are_the_live_segments_at_their_own_size) {
+  temp_dir d;
+  write_log(d.path(), 40, 5, 2000);  // ~400 KB: several 256 KiB segments
+  auto s1 = scan(d.path());
+  ASSERT_TRUE(s1.ok) << s1.error;
+  const uint64_t old_segments = list_segments(d.path()).size();
+  ASSERT_GE(old_segments, 2u);
+  wal_options o{d.path(), 2 * segment_bytes, group_bytes};
+  std::string err;
+  auto w = wal_writer::open(o, s1.result.end, -1, &err);
+  ASSERT_TRUE(w) << err;
+  EXPECT_EQ(w->kept_bytes(), old_segments * segment_bytes + 2 * segment_bytes);  // the new one open at once
+  auto p = payload_for(s1.result.end.next_lsn, 100);
+  std::span<const uint8_t> pieces[1] = {p};
+  const uint64_t lsn = w->stage(record_kind::batch, 1, 1, pieces);
+  ASSERT_NE(lsn, 0u);
+  w->submit();
+  ASSERT_EQ(w->wait(-1), wal_writer::wait_status::committed);
+  w->drop_segments_before(lsn);  // every old segment is covered; the current one stays
+  EXPECT_EQ(w->kept_bytes(), 2 * segment_bytes);
+  w->wait_dropped();
+  EXPECT_LE(list_segments(d.path()).size(), 2u) << "the current segment, and perhaps the next one pre-zeroed";
+}
+
 // Zeros where records were, in the last group: a lost record header mid-block (its block
 // not zero after it), or a lost block at a boundary with records after it that start on
 // no boundary. Both are reported (and cut, as a torn tail: the evidence checks at start
