@@ -32,7 +32,8 @@ constexpr uint32_t baseline_batch_transfers_max = 8192;
 // Ids looked up or balances read per round trip when verifying.
 constexpr uint32_t baseline_lookup_chunk_max = 8192;
 // How long one call to a baseline server may take before it is given up (a Redis
-// command's timeout, a PostgreSQL load connection's statement_timeout).
+// command's timeout; a PostgreSQL load connection's statement_timeout, and its wait for a
+// batch's answer, commit included).
 constexpr uint32_t baseline_call_timeout_s = 60;
 
 // The field checks of one batch. results gets one result per transfer (ok for those that

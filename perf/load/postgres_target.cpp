@@ -1,8 +1,13 @@
 #include "perf/load/postgres_target.hpp"
 
 #include <libpq-fe.h>
+#include <poll.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 
@@ -226,8 +231,9 @@ bool server_setting(PGconn* c, const char* name, std::string* value, std::string
 // A connection of the load. Owned and used by one driver thread at a time.
 class postgres_connection final : public baseline_connection {
  public:
-  postgres_connection(pg_conn c, std::shared_ptr<std::atomic<uint64_t>> retries)
-      : baseline_connection("postgres"), c_(std::move(c)), retries_(std::move(retries)) {}
+  postgres_connection(pg_conn c, std::shared_ptr<std::atomic<uint64_t>> retries, uint32_t call_timeout_ms)
+      : baseline_connection("postgres"), c_(std::move(c)), retries_(std::move(retries)),
+        call_timeout_ms_(call_timeout_ms) {}
 
   // A load session, new or reset: its statements never wait for good (the driver's
   // drain timeout could not end a call blocked in libpq: the server ends it, as Redis's
@@ -264,7 +270,8 @@ class postgres_connection final : public baseline_connection {
     for (uint32_t attempt = 0; attempt < pg_batch_retries_max; ++attempt) {
       if (attempt > 0) retries_->fetch_add(1, std::memory_order_relaxed);
       if (!reconnect_if_needed(&failure)) return failure;
-      pg_result r(PQexecPrepared(c_.get(), batch_statement, 5, values, lengths, formats, 1));
+      pg_result r = exec_batch(values, lengths, formats, &failure);
+      if (!r) return failure;
       if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) {
         if (PQntuples(r.get()) != 1 || PQnfields(r.get()) != 1 || PQgetisnull(r.get(), 0, 0))
           return "postgres: the batch function did not return one array";
@@ -283,6 +290,50 @@ class postgres_connection final : public baseline_connection {
     return failure + " (tried " + std::to_string(pg_batch_retries_max) + " times)";
   }
 
+  // The batch statement's answer within call_timeout_ms_, or null with *failure.
+  // statement_timeout stops the function, not the commit after it (PostgreSQL disables it
+  // before committing): a commit waiting on a disk that does not answer would hold a
+  // blocking call, and the run, for good. Past the deadline the connection is shut down
+  // (the next batch reconnects) and the batch's outcome is unknown.
+  pg_result exec_batch(const char* const* values, const int* lengths, const int* formats, std::string* failure) {
+    PGconn* c = c_.get();
+    if (!PQsendQueryPrepared(c, batch_statement, 5, values, lengths, formats, 1)) {
+      *failure = "postgres: sending the batch: " + conn_error(c);
+      return nullptr;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(call_timeout_ms_);
+    pg_result answer;
+    for (;;) {
+      while (!PQisBusy(c)) {
+        PGresult* r = PQgetResult(c);
+        if (r == nullptr) {
+          if (!answer) *failure = "postgres: the batch got no result: " + conn_error(c);
+          return answer;
+        }
+        if (!answer) answer.reset(r);
+        else PQclear(r);
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        ::shutdown(PQsocket(c), SHUT_RDWR);
+        (void)PQconsumeInput(c);  // sees the shut socket: the connection is bad, reset next time
+        *failure = "postgres: no answer to the batch in " + std::to_string(call_timeout_ms_) +
+                   " ms (statement_timeout does not cover the commit: a disk that does not answer?); "
+                   "its connection is closed and its outcome unknown";
+        return nullptr;
+      }
+      pollfd p{PQsocket(c), POLLIN, 0};
+      if (::poll(&p, 1, int(std::min<int64_t>(left.count(), 1000))) < 0 && errno != EINTR) {
+        *failure = std::string("postgres: waiting for the batch's answer: ") + std::strerror(errno);
+        return nullptr;
+      }
+      if (!PQconsumeInput(c)) {
+        *failure = "postgres: reading the batch's answer: " + conn_error(c);
+        return nullptr;
+      }
+    }
+  }
+
   // After a lost connection the next batch reconnects (a new session: set up again).
   bool reconnect_if_needed(std::string* failure) {
     if (PQstatus(c_.get()) == CONNECTION_OK) return true;
@@ -297,6 +348,7 @@ class postgres_connection final : public baseline_connection {
 
   pg_conn c_;
   std::shared_ptr<std::atomic<uint64_t>> retries_;
+  uint32_t call_timeout_ms_;
   // Kept across batches so that nothing allocates once they have grown.
   std::string params_[5];
   std::vector<int32_t> codes_;
@@ -306,10 +358,11 @@ class postgres_connection final : public baseline_connection {
 // live on their own threads and share only the retry counter.
 class postgres_target final : public target {
  public:
-  postgres_target(std::string conninfo, pg_conn c)
+  postgres_target(std::string conninfo, pg_conn c, uint32_t call_timeout_ms)
       : conninfo_(std::move(conninfo)),
         c_(std::move(c)),
-        retries_(std::make_shared<std::atomic<uint64_t>>(0)) {}
+        retries_(std::make_shared<std::atomic<uint64_t>>(0)),
+        call_timeout_ms_(call_timeout_ms) {}
 
   ~postgres_target() override {
     if (const uint64_t n = retries_->load(); n > 0)
@@ -353,7 +406,7 @@ class postgres_target final : public target {
     auto c = open_connection(conninfo_, error);
     if (!c) return nullptr;
     if (!postgres_connection::start_session(c.get(), error)) return nullptr;
-    return std::make_unique<postgres_connection>(std::move(c), retries_);
+    return std::make_unique<postgres_connection>(std::move(c), retries_, call_timeout_ms_);
   }
 
   bool read_balances(const workload& w, int64_t* funding, std::vector<int64_t>* accounts,
@@ -507,15 +560,17 @@ class postgres_target final : public target {
   std::string conninfo_;
   pg_conn c_;
   std::shared_ptr<std::atomic<uint64_t>> retries_;
+  uint32_t call_timeout_ms_;
   bool prepared_reads_ = false;
 };
 
 }  // namespace
 
-std::unique_ptr<target> make_postgres_target(const std::string& conninfo, std::string* error) {
+std::unique_ptr<target> make_postgres_target(const std::string& conninfo, std::string* error,
+                                             uint32_t call_timeout_ms) {
   auto c = open_connection(conninfo, error);
   if (!c) return nullptr;
-  return std::make_unique<postgres_target>(conninfo, std::move(c));
+  return std::make_unique<postgres_target>(conninfo, std::move(c), call_timeout_ms);
 }
 
 }  // namespace mesob::load

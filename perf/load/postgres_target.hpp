@@ -30,6 +30,7 @@
 #include <memory>
 #include <string>
 
+#include "perf/load/baseline_rules.hpp"
 #include "perf/load/target.hpp"
 
 namespace mesob::load {
@@ -39,7 +40,10 @@ namespace mesob::load {
 constexpr uint32_t pg_batch_retries_max = 16;
 
 // Connects to the server (a libpq connection string, e.g. "host=/tmp/pg port=5432
-// user=postgres dbname=postgres"). Null with *error when it cannot.
-std::unique_ptr<target> make_postgres_target(const std::string& conninfo, std::string* error);
+// user=postgres dbname=postgres"). Null with *error when it cannot. A batch unanswered
+// after call_timeout_ms (its commit included, which statement_timeout does not cover)
+// fails with its outcome unknown, and its connection is closed.
+std::unique_ptr<target> make_postgres_target(const std::string& conninfo, std::string* error,
+                                             uint32_t call_timeout_ms = baseline_call_timeout_s * 1000);
 
 }  // namespace mesob::load

@@ -440,6 +440,50 @@ TEST(baselines, postgres) {
 
   EXPECT_FALSE(make_postgres_target("host=/nonexistent port=1 user=postgres", &error));
   EXPECT_NE(error.find("cannot connect"), std::string::npos) << error;
+
+  // A batch the server does not answer (its backends stopped, as a commit waiting on a disk
+  // that does not answer holds them; statement_timeout does not cover a commit) fails at
+  // the client's deadline, its outcome unknown, and the next batch reconnects.
+  auto quick = make_postgres_target(server.conninfo(), &error, 1500);
+  ASSERT_TRUE(quick) << error;
+  workload two;  // as hand_made_batches' (four accounts, 1000 to 1003)
+  two.accounts = 4;
+  two.first_account = 1000;
+  two.opening = 1000;
+  two.amount_max = 100;
+  ASSERT_TRUE(quick->setup(two, &error)) << error;
+  auto c = quick->connect(two, &error);
+  ASSERT_TRUE(c) << error;
+  ASSERT_EQ(submit(*c, {transfer(1, 1000, 1001, 5)}), std::vector<result>{result::ok});
+  std::vector<pid_t> stopped;
+  struct resume_all {
+    std::vector<pid_t>& pids;
+    ~resume_all() {
+      for (const pid_t p : pids) ::kill(p, SIGCONT);
+    }
+  } resume{stopped};
+  {
+    std::unique_ptr<PGconn, decltype(&PQfinish)> q(PQconnectdb(server.conninfo().c_str()), &PQfinish);
+    ASSERT_EQ(PQstatus(q.get()), CONNECTION_OK) << PQerrorMessage(q.get());
+    std::unique_ptr<PGresult, decltype(&PQclear)> r(
+        PQexec(q.get(), "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"),
+        &PQclear);
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(r.get());
+    for (int i = 0; i < PQntuples(r.get()); ++i) stopped.push_back(pid_t(std::stol(PQgetvalue(r.get(), i, 0))));
+  }
+  ASSERT_FALSE(stopped.empty());
+  for (const pid_t p : stopped) ASSERT_EQ(::kill(p, SIGSTOP), 0) << p;
+  batch_outcome got;
+  const auto t0 = clk::now();
+  c->submit({transfer(2, 1000, 1001, 5)}, [&](batch_outcome&& o) { got = std::move(o); });
+  const double waited = std::chrono::duration<double>(clk::now() - t0).count();
+  EXPECT_NE(got.failure.find("no answer to the batch in 1500 ms"), std::string::npos) << got.failure;
+  EXPECT_TRUE(got.maybe_applied);
+  EXPECT_GE(waited, 1.4);
+  EXPECT_LT(waited, 10.0);
+  for (const pid_t p : stopped) ::kill(p, SIGCONT);
+  stopped.clear();
+  EXPECT_EQ(submit(*c, {transfer(3, 1000, 1001, 5)}), std::vector<result>{result::ok});
 }
 
 TEST(baselines, redis) {
