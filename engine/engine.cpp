@@ -2215,6 +2215,9 @@ class engine_impl {
     if (ran) return;
     std::string why;
     for (uint32_t tried = 0; wal_->kept_bytes() > limit; ++tried) {
+      // Everything dispatched is in the snapshot: no checkpoint can free more, and the
+      // segment still kept goes once the next group is durable.
+      if (snapshot_lsn_.load() >= dispatched_lsn_) return;
       if (tried == log_limit_checkpoint_tries) {
         refuse_writes("the log kept on the disk past the snapshot at lsn " + std::to_string(snapshot_lsn_.load()) +
                       " holds " + std::to_string(wal_->kept_bytes() >> 20) + " MiB, over its limit of " +
@@ -2806,8 +2809,8 @@ class engine_impl {
       incoming.clear();
       maybe_tick();
       submit_open();
+      drop_covered_segments();  // first: the checkpoint trigger reads the log kept
       maybe_checkpoint(false);
-      drop_covered_segments();
       if (stop_.load() && !wal_->in_flight() && open_list_.empty()) {
         wait_idle();  // account queries come back as walks
         std::lock_guard lk(q_mu_);

@@ -123,7 +123,9 @@ std::string result_error(const PGresult* r) {
 void ignore_notice(void*, const char*) {}
 
 pg_conn open_connection(const std::string& conninfo, std::string* error) {
-  pg_conn c(PQconnectdb(conninfo.c_str()));
+  // A reset after a batch given up reconnects with these settings: within a time too.
+  const bool timed = conninfo.find("connect_timeout") != std::string::npos || conninfo.find("://") != std::string::npos;
+  pg_conn c(PQconnectdb((timed ? conninfo : conninfo + " connect_timeout=10").c_str()));
   if (!c || PQstatus(c.get()) != CONNECTION_OK) {
     *error = "postgres: cannot connect (" + conninfo +
              "): " + (c ? conn_error(c.get()) : "out of memory");
@@ -293,15 +295,38 @@ class postgres_connection final : public baseline_connection {
   // The batch statement's answer within call_timeout_ms_, or null with *failure.
   // statement_timeout stops the function, not the commit after it (PostgreSQL disables it
   // before committing): a commit waiting on a disk that does not answer would hold a
-  // blocking call, and the run, for good. Past the deadline the connection is shut down
-  // (the next batch reconnects) and the batch's outcome is unknown.
+  // blocking call, and the run, for good. The deadline covers sending too (a batch of
+  // 8,192 is about 490 KB, more than a socket takes from a server that does not read).
+  // Past it, or on a failure, the connection is shut down and reset before the next
+  // batch: the batch's outcome is unknown.
   pg_result exec_batch(const char* const* values, const int* lengths, const int* formats, std::string* failure) {
     PGconn* c = c_.get();
-    if (!PQsendQueryPrepared(c, batch_statement, 5, values, lengths, formats, 1)) {
-      *failure = "postgres: sending the batch: " + conn_error(c);
-      return nullptr;
-    }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(call_timeout_ms_);
+    auto give_up = [&](std::string why) {
+      ::shutdown(PQsocket(c), SHUT_RDWR);
+      must_reset_ = true;
+      *failure = "postgres: " + why + "; its connection is closed and its outcome unknown";
+      return nullptr;
+    };
+    // Waits for `events` up to the deadline (a second at a time); false past it.
+    auto wait_for = [&](short events, bool* failed) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{PQsocket(c), events, 0};
+      if (::poll(&p, 1, int(std::min<int64_t>(left.count(), 1000))) < 0 && errno != EINTR) *failed = true;
+      return true;
+    };
+    const std::string late = "no answer to the batch in " + std::to_string(call_timeout_ms_) +
+                             " ms (statement_timeout does not cover the commit: a disk that does not answer?)";
+    if (PQsetnonblocking(c, 1) != 0 || !PQsendQueryPrepared(c, batch_statement, 5, values, lengths, formats, 1))
+      return give_up("sending the batch: " + conn_error(c));
+    for (int f; (f = PQflush(c)) != 0;) {
+      bool failed = false;
+      if (f < 0) return give_up("sending the batch: " + conn_error(c));
+      if (!wait_for(POLLOUT | POLLIN, &failed)) return give_up(late);
+      if (failed) return give_up(std::string("waiting to send the batch: ") + std::strerror(errno));
+      if (!PQconsumeInput(c)) return give_up("sending the batch: " + conn_error(c));
+    }
     pg_result answer;
     for (;;) {
       while (!PQisBusy(c)) {
@@ -313,31 +338,18 @@ class postgres_connection final : public baseline_connection {
         if (!answer) answer.reset(r);
         else PQclear(r);
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        ::shutdown(PQsocket(c), SHUT_RDWR);
-        (void)PQconsumeInput(c);  // sees the shut socket: the connection is bad, reset next time
-        *failure = "postgres: no answer to the batch in " + std::to_string(call_timeout_ms_) +
-                   " ms (statement_timeout does not cover the commit: a disk that does not answer?); "
-                   "its connection is closed and its outcome unknown";
-        return nullptr;
-      }
-      pollfd p{PQsocket(c), POLLIN, 0};
-      if (::poll(&p, 1, int(std::min<int64_t>(left.count(), 1000))) < 0 && errno != EINTR) {
-        *failure = std::string("postgres: waiting for the batch's answer: ") + std::strerror(errno);
-        return nullptr;
-      }
-      if (!PQconsumeInput(c)) {
-        *failure = "postgres: reading the batch's answer: " + conn_error(c);
-        return nullptr;
-      }
+      bool failed = false;
+      if (!wait_for(POLLIN, &failed)) return give_up(late);
+      if (failed) return give_up(std::string("waiting for the batch's answer: ") + std::strerror(errno));
+      if (!PQconsumeInput(c)) return give_up("reading the batch's answer: " + conn_error(c));
     }
   }
 
   // After a lost connection the next batch reconnects (a new session: set up again).
   bool reconnect_if_needed(std::string* failure) {
-    if (PQstatus(c_.get()) == CONNECTION_OK) return true;
-    PQreset(c_.get());
+    if (PQstatus(c_.get()) == CONNECTION_OK && !must_reset_) return true;
+    PQreset(c_.get());  // (blocking, within the connection string's connect_timeout)
+    must_reset_ = false;
     if (PQstatus(c_.get()) != CONNECTION_OK) {
       *failure = "postgres: connection lost, reconnecting failed: " + conn_error(c_.get());
       return false;
@@ -349,6 +361,7 @@ class postgres_connection final : public baseline_connection {
   pg_conn c_;
   std::shared_ptr<std::atomic<uint64_t>> retries_;
   uint32_t call_timeout_ms_;
+  bool must_reset_ = false;  // a batch was given up: the connection is reset before the next
   // Kept across batches so that nothing allocates once they have grown.
   std::string params_[5];
   std::vector<int32_t> codes_;

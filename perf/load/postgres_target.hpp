@@ -39,11 +39,18 @@ namespace mesob::load {
 // batch failed.
 constexpr uint32_t pg_batch_retries_max = 16;
 
+// The client waits for a batch this much longer than the server's statement_timeout
+// (baseline_call_timeout_s), so that a statement the server cancels is answered as not
+// applied rather than given up as unknown.
+constexpr uint32_t pg_answer_margin_s = 5;
+
 // Connects to the server (a libpq connection string, e.g. "host=/tmp/pg port=5432
-// user=postgres dbname=postgres"). Null with *error when it cannot. A batch unanswered
-// after call_timeout_ms (its commit included, which statement_timeout does not cover)
-// fails with its outcome unknown, and its connection is closed.
+// user=postgres dbname=postgres"; key=value strings without a connect_timeout get one of
+// 10 s). Null with *error when it cannot. A batch not sent and answered within
+// call_timeout_ms (its commit included, which statement_timeout does not cover) fails with
+// its outcome unknown, and its connection is reset before the next.
 std::unique_ptr<target> make_postgres_target(const std::string& conninfo, std::string* error,
-                                             uint32_t call_timeout_ms = baseline_call_timeout_s * 1000);
+                                             uint32_t call_timeout_ms = (baseline_call_timeout_s + pg_answer_margin_s) *
+                                                                        1000);
 
 }  // namespace mesob::load

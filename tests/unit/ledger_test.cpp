@@ -1696,8 +1696,9 @@ TEST(ledger_window, a_log_kept_past_its_limit_waits_for_a_checkpoint_and_stops_w
   EXPECT_TRUE(e->check_balances().balanced) << e->check_balances().detail;
 
   // A start with smaller segments than the last one written (8 MiB, by a start with
-  // --wal-segment-mib 8): after the checkpoint that segment stays until this start's first
-  // group is durable, over the limit with the new one for a moment. Writes go on.
+  // --wal-segment-mib 8): that segment, which the snapshot covers, stays until this
+  // start's first group is durable, over the limit with the new one for a moment. Writes
+  // go on, and no checkpoint is taken for it (none could free more).
   e->close();
   auto larger = cfg;
   larger.wal_segment_mib = 8;
@@ -1711,7 +1712,7 @@ TEST(ledger_window, a_log_kept_past_its_limit_waits_for_a_checkpoint_and_stops_w
   EXPECT_GT(e->stats().log_kept_bytes, limit);
   taken = e->stats().checkpoints;
   for (int i = 0; i < 3; ++i) ASSERT_EQ(bulky_batch(*e, &next), engine::status::ok) << e->stats().writes_refused_why;
-  EXPECT_EQ(e->stats().checkpoints, taken + 1);
+  EXPECT_EQ(e->stats().checkpoints, taken);
   EXPECT_TRUE(eventually([&] { return e->stats().log_kept_bytes <= limit; })) << e->stats().log_kept_bytes;
   EXPECT_EQ(posted_debits(*e, 1, 50), next - 1);
 }
