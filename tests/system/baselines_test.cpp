@@ -278,12 +278,18 @@ std::vector<int64_t> balances(target& t, const workload& w) {
 }
 
 // Hand-made batches over accounts A..D (1000..1003), each opening with 1,000.
-void hand_made_batches(target& t) {
+// Four accounts, 1000 to 1003, holding 1000 each; amounts up to 100.
+workload four_accounts() {
   workload w;
   w.accounts = 4;
   w.first_account = 1000;
   w.opening = 1000;
   w.amount_max = 100;
+  return w;
+}
+
+void hand_made_batches(target& t) {
+  const workload w = four_accounts();
   std::string error;
   ASSERT_TRUE(t.setup(w, &error)) << error;
   EXPECT_EQ(balances(t, w), (std::vector<int64_t>{1000, 1000, 1000, 1000}));
@@ -450,11 +456,7 @@ TEST(baselines, postgres) {
   // too large for the socket to take while the server does not read (a send that blocked).
   auto quick = make_postgres_target(server.conninfo(), &error, 1500);
   ASSERT_TRUE(quick) << error;
-  workload four;  // as hand_made_batches' (accounts 1000 to 1003)
-  four.accounts = 4;
-  four.first_account = 1000;
-  four.opening = 1000;
-  four.amount_max = 100;
+  const workload four = four_accounts();
   ASSERT_TRUE(quick->setup(four, &error)) << error;
   auto c = quick->connect(four, &error);
   ASSERT_TRUE(c) << error;
