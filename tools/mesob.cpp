@@ -48,8 +48,12 @@
 
 #include "wire/cli_options.hpp"
 #include "wire/client.hpp"
+#include "wire/json_text.hpp"
 
 using namespace mesob;
+using wire::append_json_integer;
+using wire::append_json_string;
+using wire::utf8_sequence;
 
 namespace {
 
@@ -349,34 +353,6 @@ bool request_within_limits(const wire::admin_request_msg& m, std::string* error)
 
 // ---- output -------------------------------------------------------------------------
 
-// The length of the valid UTF-8 sequence at s[i] (2 to 4 bytes), or 0.
-size_t utf8_sequence(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char lead = byte(i);
-  size_t n = 0;
-  uint32_t cp = 0;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    n = 2;
-    cp = lead & 0x1f;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    n = 3;
-    cp = lead & 0x0f;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    n = 4;
-    cp = lead & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (byte(i + k) & 0x3f);
-  }
-  if (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) return 0;
-  if (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) return 0;
-  return n;
-}
-
 // The code point of the valid sequence of n bytes at s[i].
 uint32_t code_point(std::string_view s, size_t i, size_t n) {
   uint32_t cp = static_cast<unsigned char>(s[i]) & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
@@ -495,62 +471,6 @@ std::string format_text(const wire::admin_response_msg& r, bool with_message) {
   return out;
 }
 
-// A JSON string: quotes, backslashes and control characters escaped, bytes that are not
-// UTF-8 replaced by U+FFFD.
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      const size_t n = utf8_sequence(s, i);
-      if (n == 0) {
-        out += "\\ufffd";
-        ++i;
-      } else {
-        out.append(s.substr(i, n));
-        i += n;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char esc[8];
-          std::snprintf(esc, sizeof esc, "\\u%04x", c);
-          out += esc;
-        } else {
-          out += char(c);
-        }
-    }
-    ++i;
-  }
-  out += '"';
-}
-
-// A numeric cell as a JSON number (an unsigned decimal, leading zeros dropped) up to
-// 2^53 - 1, which every JSON reader keeps exactly; past it as a string of its digits (a
-// reader that keeps numbers as doubles, jq 1.6 among them, would change an id or an
-// amount there). A cell that is not a number stays a string.
-void append_json_cell(std::string& out, const std::string& cell, bool numeric) {
-  const bool decimal = !cell.empty() && std::all_of(cell.begin(), cell.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!numeric || !decimal) {
-    append_json_string(out, cell);
-    return;
-  }
-  const std::string digits = cell.substr(std::min(cell.find_first_not_of('0'), cell.size() - 1));
-  constexpr std::string_view exact_max = "9007199254740991";  // 2^53 - 1
-  const bool exact = digits.size() < exact_max.size() || (digits.size() == exact_max.size() && digits <= exact_max);
-  if (exact) out += digits;
-  else append_json_string(out, digits);
-}
-
 // {"code": "...", "message": "...", "sections": [{"title": "...", "rows": [{...}]}]}
 std::string format_json(const wire::admin_response_msg& r) {
   std::string out = "{\"code\": ";
@@ -569,7 +489,8 @@ std::string format_json(const wire::admin_response_msg& r) {
         if (c) out += ", ";
         append_json_string(out, sec.columns[c].name);
         out += ": ";
-        append_json_cell(out, sec.rows[i][c], sec.columns[c].numeric);
+        if (sec.columns[c].numeric) append_json_integer(out, sec.rows[i][c]);
+        else append_json_string(out, sec.rows[i][c]);
       }
       out += "}";
     }

@@ -19,6 +19,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include "wire/json_text.hpp"
+
 namespace mesob::load {
 namespace {
 
@@ -891,19 +893,6 @@ void print_report(const run_report& r, FILE* f) {
 }
 
 namespace {
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += c;
-    else if (uint8_t(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else o += c;
-  }
-  return o;
-}
-
 // Closes a file written with stdio: false, and why, when any write or the close failed
 // (a full disk shows at the flush).
 bool close_written(FILE* f, const std::string& path, std::string* error) {
@@ -928,8 +917,8 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
     return false;
   }
   const auto us = [](uint64_t ns) { return double(ns) / 1e3; };
-  std::fprintf(f, "{\n  \"target\": \"%s\",\n  \"mode\": \"%s\",\n  \"workload\": \"%s\",\n",
-               json_escape(r.target).c_str(), r.mode.c_str(), json_escape(r.workload).c_str());
+  std::fprintf(f, "{\n  \"target\": %s,\n  \"mode\": %s,\n  \"workload\": %s,\n",
+               wire::json_string(r.target).c_str(), wire::json_string(r.mode).c_str(), wire::json_string(r.workload).c_str());
   std::fprintf(f,
                "  \"batch\": %u,\n  \"accounts\": %llu,\n  \"connections\": %u,\n  \"window\": %u,\n  \"rate\": %.1f,\n"
                "  \"warmup_s\": %.3f,\n  \"warmup_requests\": %llu,\n  \"warmup_transfers_ok\": %llu,\n"
@@ -961,11 +950,11 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
   std::fprintf(f, "  \"results\": {");
   size_t i = 0;
   for (auto& [name, n] : r.results)
-    std::fprintf(f, "%s\"%s\": %llu", i++ ? ", " : "", json_escape(name).c_str(), (unsigned long long)n);
+    std::fprintf(f, "%s%s: %llu", i++ ? ", " : "", wire::json_string(name).c_str(), (unsigned long long)n);
   std::fprintf(f, "},\n  \"failures\": {");
   i = 0;
   for (auto& [why, n] : r.failures)
-    std::fprintf(f, "%s\"%s\": %llu", i++ ? ", " : "", json_escape(why).c_str(), (unsigned long long)n);
+    std::fprintf(f, "%s%s: %llu", i++ ? ", " : "", wire::json_string(why).c_str(), (unsigned long long)n);
   std::fprintf(f, "},\n  \"timeline\": [");
   i = 0;
   for (auto& row : r.timeline)
@@ -979,7 +968,7 @@ bool write_report_json(const run_report& r, const workload& w, const run_options
                  r.verify.ok ? "true" : "false", (unsigned long long)r.verify.transfers_checked,
                  (unsigned long long)r.verify.unknown_resolved, (unsigned long long)r.verify.accounts_checked);
     i = 0;
-    for (auto& p : r.verify.problems) std::fprintf(f, "%s\"%s\"", i++ ? ", " : "", json_escape(p).c_str());
+    for (auto& p : r.verify.problems) std::fprintf(f, "%s%s", i++ ? ", " : "", wire::json_string(p).c_str());
     std::fprintf(f, "]}");
   }
   std::fprintf(f, "\n}\n");

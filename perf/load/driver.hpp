@@ -66,8 +66,10 @@ struct run_report {
   uint64_t requests = 0;            // answered (any outcome)
   uint64_t transfers = 0;           // in answered requests
   uint64_t transfers_ok = 0;
-  // Two-phase: pendings and posts answered ok (measured), and the pendings acknowledged
-  // that no post followed by the end (the load's own backlog: it stays within the windows).
+  // Two-phase: pendings and posts answered ok (measured: by when answered, as every count
+  // here, so a post counted may be of a pending answered in the warm-up, up to a window's
+  // worth), and the pendings acknowledged that no post followed by the end (the load's own
+  // backlog: it stays within the windows).
   uint64_t pendings_ok = 0, posts_ok = 0, pendings_left = 0;
   uint64_t requests_failed = 0;     // no answer (connection or server error), or never sent
   uint32_t window = 0;              // requests in flight a connection took at most (the target may cap the asked)

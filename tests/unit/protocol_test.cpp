@@ -11,6 +11,7 @@
 #include "support/seed.hpp"
 #include "wire/codec.hpp"
 #include "wire/event_pack.hpp"
+#include "wire/json_text.hpp"
 #include "wire/protocol.hpp"
 
 using namespace mesob;
@@ -65,6 +66,32 @@ TEST(settings, decimal_numbers_only) {
   for (const char* bad : {"", "07401", "0x1cf1", "-1", "+1", "1e3", "1 ", "18446744073709551616",
                           "99999999999999999999", "123456789012345678901"})
     EXPECT_NE(wire::decimal_error(bad), "") << bad;
+}
+
+// The tools' JSON: integers exact or as strings, negatives as numbers, any bytes valid.
+TEST(json_text, integers_stay_exact_and_strings_stay_valid) {
+  const auto integer = [](std::string_view text) {
+    std::string out;
+    wire::append_json_integer(out, text);
+    return out;
+  };
+  EXPECT_EQ(integer("0"), "0");
+  EXPECT_EQ(integer("000120"), "120");
+  EXPECT_EQ(integer("9007199254740991"), "9007199254740991");
+  EXPECT_EQ(integer("9007199254740992"), "\"9007199254740992\"");
+  EXPECT_EQ(integer("18446744073709551615"), "\"18446744073709551615\"");
+  // A difference below zero (the console's escrow_account_holds) is a number too.
+  EXPECT_EQ(integer("-250"), "-250");
+  EXPECT_EQ(integer("-0007"), "-7");
+  EXPECT_EQ(integer("-0"), "0");
+  EXPECT_EQ(integer("-9007199254740991"), "-9007199254740991");
+  EXPECT_EQ(integer("-9007199254740992"), "\"-9007199254740992\"");
+  // Not an integer: a string of it.
+  for (std::string_view text : {"", "-", "--5", "1-2", "+5", "1.5", "12 ", "x"})
+    EXPECT_EQ(integer(text), wire::json_string(text)) << text;
+  EXPECT_EQ(wire::json_string("a\"b\\c\n\x01\x7f"), "\"a\\\"b\\\\c\\n\\u0001\\u007f\"");
+  EXPECT_EQ(wire::json_string("birr \xe1\x89\xa5"), "\"birr \xe1\x89\xa5\"");  // UTF-8 kept
+  EXPECT_EQ(wire::json_string("\xff\xc0\x80\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\"");
 }
 
 TEST(frame, header_is_sixteen_little_endian_bytes) {
