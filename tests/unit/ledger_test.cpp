@@ -16,6 +16,7 @@
 
 #include "actors/flat_map.hpp"
 #include "actors/shard.hpp"
+#include "actors/trading.hpp"
 #include "engine/engine_clock.hpp"
 #include "engine/id_index.hpp"
 #include "engine/limits.hpp"
@@ -244,6 +245,12 @@ TEST_P(ledger, transfer_idempotency) {
   r = e().create_transfers({t, make_transfer(504, 2, 3, 2)});
   EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::ok}));
   EXPECT_EQ(acct(3).credits_posted, 43u);
+  // Nor does a refusal that comes before the ids are looked at (it takes no id): here a
+  // trading account named by a client (actors/README.md, "Ids").
+  const uint64_t trading = actors::trading::account(wire::currency("ETB"), 0);
+  r = e().create_transfers({make_transfer(505, trading, 3, 1), make_transfer(505, 2, 3, 1)});
+  EXPECT_EQ(r.results, (std::vector<result>{result::trading_account_reserved, result::ok}));
+  EXPECT_EQ(acct(3).credits_posted, 44u);
   // Look-up returns the recorded transfer with its timestamp and outcome.
   auto lk = e().lookup_transfers({{500, 0}, {501, 0}, {777, 0}});
   EXPECT_EQ(lk.results.at(0), result::ok);
