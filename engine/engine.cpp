@@ -4460,14 +4460,15 @@ class engine_impl {
         if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
     }
     std::lock_guard lk(q_mu_);
-    // A resume marker before anything else, when a group runs on deadlines: any logged
-    // batch closes the rounds due by its time, and those that fell due while the engine
-    // was down are rescheduled first (actors/equb_rules.hpp, reschedule). It runs no
-    // desk, market or broker timer (shard::execute): the reset below comes first for those.
-    bool groups_active = false;
-    for (auto& sh : shards_)
-      sh->groups().for_each([&](const actors::equb::group_entry& e) { groups_active |= e.g.ph == actors::equb::phase::active; });
-    if (groups_active && last_ts_ != 0) {
+    // A resume marker before anything else, at every start after a logged batch: any
+    // logged batch closes the rounds due by its time, and those that fell due while the
+    // engine was down are rescheduled first (actors/equb_rules.hpp, reschedule); payouts
+    // and orders waiting for a gateway or a broker have their wait moved by the downtime
+    // (rules_reset_keeps_route_wait). It runs no desk, market or broker timer
+    // (shard::execute): the reset below comes first for those. (Logged only when a group
+    // was active, a start with none let the downtime count against those waits: a payout
+    // waiting 3 minutes, 8 down, was a dead letter at the reset.)
+    if (last_ts_ != 0) {
       queued marker;
       marker.req.kind = op_kind::tick;
       marker.req.resumed_after = last_ts_;

@@ -1406,6 +1406,29 @@ TEST_F(orders_engine, AnOrderWaitingForABrokerKeepsItsWaitAcrossRestarts) {
   EXPECT_EQ(account(a_).debits_pending, 1000u) << "its hold kept";
 }
 
+// ... and the downtime does not count with no equb group running either: the start's
+// resume marker, which moves the wait, was logged only when a group was active, so an
+// order that had waited 5 minutes, then 8 down, was a dead letter at the start.
+TEST_F(orders_engine, AnOrderWaitingForABrokerDoesNotCountTheDowntimeWithNoGroupRunning) {
+  ASSERT_EQ(place(buy(121, a_, 10, 100)), result::ok);  // no broker up
+  EXPECT_EQ(order(121).routing, uint8_t(actors::trading::route_state::waiting));
+  fx_.advance_s(300);
+  ASSERT_EQ(e().prices({price(etel, 100, 2)}).results.at(0), result::ok);
+  fx_.close();
+  fx_.advance_s(480);  // down
+  fx_.open();
+  attach();
+  fx_.advance_s(1);
+  ASSERT_EQ(e().prices({price(etel, 100, 3)}).results.at(0), result::ok);
+  sync();
+  EXPECT_EQ(order(121).routing, uint8_t(actors::trading::route_state::waiting)) << "301 s of waiting up";
+  EXPECT_EQ(orders_dead(e()), 0u);
+  fx_.advance_s(301);  // 600 s up and more (from the resume marker: the first batch after the start)
+  ASSERT_EQ(e().prices({price(etel, 100, 4)}).results.at(0), result::ok);
+  ASSERT_TRUE(eventually([&] { return orders_dead(e()) == 1; })) << orders_dead(e());
+  EXPECT_EQ(order(121).dead_reason, uint8_t(actors::trading::dead_reason::no_route));
+}
+
 TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) {
   up("broker-a");  // broker-b (the fallback) never comes up
   ASSERT_EQ(place(buy(110, a_, 10, 100)), result::ok);

@@ -1185,6 +1185,26 @@ TEST_F(payout_engine, dead_letters_keep_their_hold_until_retried_or_cancelled) {
   }
 }
 
+// A payout waiting for any gateway keeps its wait across a restart, the downtime not
+// counted (rules version 34), with no equb group running too: the start's resume marker,
+// which moves the wait, was logged only when a group was active, so a payout that had
+// waited 5 minutes, then 8 down, was a dead letter at the start.
+TEST_F(payout_engine, a_payout_waiting_for_a_gateway_does_not_count_the_downtime) {
+  ASSERT_EQ(pay(40, 4, 700), result::ok);  // no gateway up: it waits
+  EXPECT_EQ(payout(40).st, state::waiting);
+  advance_ms(300'000);
+  fx_.close();
+  fx_.advance_s(480);  // down
+  fx_.open();
+  attach();
+  advance_ms(1000);
+  EXPECT_EQ(payout(40).st, state::waiting) << "301 s of waiting up";
+  advance_ms(300'000);  // 601 s up
+  ASSERT_EQ(payout(40).st, state::dead);
+  EXPECT_EQ(payout(40).dead, actors::payouts::dead_reason::no_route);
+  EXPECT_EQ(available(4), starting - 700) << "its hold kept";
+}
+
 class payout_engine_replay : public payout_engine {
  protected:
   payout_engine_replay() : payout_engine(false) {}
