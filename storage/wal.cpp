@@ -129,12 +129,15 @@ std::vector<std::pair<uint64_t, std::string>> list_segments(const std::string& d
       }
       break;
     }
+    // A segment's name exactly as segment_path() writes it: 16 lower-case hex digits.
+    // (strtoull alone took a sign, spaces, "0x" and upper case: a stray copy named
+    // wal-000000000000000A.log was a second segment 10, and wal--000000000000001.log
+    // segment 2^64 - 1, which a start could remove as unused.)
     std::string n = e->d_name;
-    if (n.size() != 24 || n.rfind("wal-", 0) != 0 || n.substr(20) != ".log") continue;
-    char* end = nullptr;
-    const auto idx = std::strtoull(n.c_str() + 4, &end, 16);
-    if (end != n.c_str() + 20) continue;
-    out.emplace_back(idx, dir + "/" + n);
+    if (n.size() != 24 || n.rfind("wal-", 0) != 0 || n.substr(20) != ".log" ||
+        !std::all_of(n.begin() + 4, n.begin() + 20, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
+      continue;
+    out.emplace_back(std::strtoull(n.c_str() + 4, nullptr, 16), dir + "/" + n);
   }
   ::closedir(d);
   std::sort(out.begin(), out.end());

@@ -352,6 +352,26 @@ TEST(wal, unused_prezeroed_segments_are_ignored) {
   EXPECT_EQ(list_segments(d.path()).size(), 1u);
 }
 
+// Only names as the writer makes them are segments: a stray copy with upper-case digits,
+// a sign or spaces in its number is not read (nor removed as unused).
+TEST(wal, only_names_the_writer_makes_are_segments) {
+  temp_dir d;
+  const auto w = write_log(d.path(), 1, 2, 100);
+  auto s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  const auto segs = list_segments(d.path());
+  ASSERT_EQ(segs.size(), 1u);
+  const std::vector<std::string> strays = {"wal-000000000000000A.log", "wal--000000000000001.log",
+                                           "wal-+000000000000001.log", "wal- 000000000000001.log",
+                                           "wal-0x00000000000000a.log"};
+  for (const auto& n : strays) std::filesystem::copy_file(segs[0].second, d.path() + "/" + n);
+  EXPECT_EQ(list_segments(d.path()).size(), 1u);
+  s = scan(d.path());
+  ASSERT_TRUE(s.ok) << s.error;
+  EXPECT_EQ(s.lsns.size(), w.records);
+  for (const auto& n : strays) EXPECT_TRUE(std::filesystem::exists(d.path() + "/" + n)) << n;
+}
+
 // A writer opened at a position whose next segment is there already (a scan that read
 // the directory short, say on an error reading it) refuses to create it: before, it was
 // created over the file, truncated, and its acknowledged records were gone.
