@@ -59,7 +59,10 @@
 //    while the first could still pay). Only gateways with the payments role take
 //    payouts (version 9; before, a broker-only gateway of the rail got them too). At
 //    attempts_max attempts, or with every gateway of its rail given up, or after
-//    route_wait_max with no gateway to take it, it becomes a dead letter: its hold stays,
+//    route_wait_max with no gateway to take it (none with a session, or each one's breaker
+//    open or probing: a rail whose gateways shed load for ten minutes is an operator's to
+//    hear of, so a breaker's wait counts, even one set by an answer timeout of over 150 s,
+//    whose cool-down of 4 timeouts is longer), it becomes a dead letter: its hold stays,
 //    operators retry it (routes afresh) or cancel it (void); one a gateway was sent and
 //    never answered (it may have paid it) only forced (payout_op_flags::force: the
 //    operator checked with it), else payout_may_be_paid (rules version 30). A payout leaving a gateway
