@@ -269,15 +269,18 @@ class postgres_connection final : public baseline_connection {
       lengths[p] = int(params_[p].size());
     }
     std::string failure;
-    // One deadline for the batch, its tries after a deadlock or a serialization failure
-    // included: a retried batch is one call of the load's, and its time is bounded as one.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(call_timeout_ms_);
+    // No try after a deadlock or a serialization failure starts past call_timeout_ms_ from
+    // the first: a retried batch is one call of the load's, its time bounded as one (before,
+    // up to 16 tries of 65 s each). Each try gets the whole deadline, a margin past the
+    // server's statement_timeout, so that the server's own cancel is still heard.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(call_timeout_ms_);
     for (uint32_t attempt = 0; attempt < pg_batch_retries_max; ++attempt) {
-      if (attempt > 0) retries_->fetch_add(1, std::memory_order_relaxed);
-      if (attempt > 0 && std::chrono::steady_clock::now() >= deadline)  // (not applied: the last try failed)
+      const auto now = std::chrono::steady_clock::now();
+      if (attempt > 0 && now >= until)  // (not applied: the last try failed)
         return failure + " (tried " + std::to_string(attempt) + " times in " + std::to_string(call_timeout_ms_) + " ms)";
+      if (attempt > 0) retries_->fetch_add(1, std::memory_order_relaxed);
       if (!reconnect_if_needed(&failure)) return failure;
-      pg_result r = exec_batch(values, lengths, formats, deadline, attempt + 1, &failure);
+      pg_result r = exec_batch(values, lengths, formats, now + std::chrono::milliseconds(call_timeout_ms_), &failure);
       if (!r) return failure;
       if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) {
         if (PQntuples(r.get()) != 1 || PQnfields(r.get()) != 1 || PQgetisnull(r.get(), 0, 0))
@@ -297,8 +300,7 @@ class postgres_connection final : public baseline_connection {
     return failure + " (tried " + std::to_string(pg_batch_retries_max) + " times)";
   }
 
-  // The batch statement's answer by `deadline` (call_timeout_ms_ after the batch's first
-  // try; this is try number `tries`), or null with *failure.
+  // The batch statement's answer by `deadline`, or null with *failure.
   // statement_timeout stops the function, not the commit after it (PostgreSQL disables it
   // before committing): a commit waiting on a disk that does not answer would hold a
   // blocking call, and the run, for good. The deadline covers sending too (a batch of
@@ -306,7 +308,7 @@ class postgres_connection final : public baseline_connection {
   // Past it, or on a failure, the connection is shut down and reset before the next
   // batch: the batch's outcome is unknown.
   pg_result exec_batch(const char* const* values, const int* lengths, const int* formats,
-                       std::chrono::steady_clock::time_point deadline, uint32_t tries, std::string* failure) {
+                       std::chrono::steady_clock::time_point deadline, std::string* failure) {
     PGconn* c = c_.get();
     auto give_up = [&](std::string why) {
       ::shutdown(PQsocket(c), SHUT_RDWR);
@@ -322,9 +324,8 @@ class postgres_connection final : public baseline_connection {
       if (::poll(&p, 1, int(std::min<int64_t>(left.count(), 1000))) < 0 && errno != EINTR) *failed = true;
       return true;
     };
-    const std::string late = "no answer to the batch in " + std::to_string(call_timeout_ms_) + " ms" +
-                             (tries > 1 ? " over " + std::to_string(tries) + " tries" : std::string()) +
-                             " (statement_timeout does not cover the commit: a disk that does not answer?)";
+    const std::string late = "no answer to the batch in " + std::to_string(call_timeout_ms_) +
+                             " ms (statement_timeout does not cover the commit: a disk that does not answer?)";
     if (PQsetnonblocking(c, 1) != 0 || !PQsendQueryPrepared(c, batch_statement, 5, values, lengths, formats, 1))
       return give_up("sending the batch: " + conn_error(c));
     for (int f; (f = PQflush(c)) != 0;) {
