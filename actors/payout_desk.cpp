@@ -1031,6 +1031,13 @@ void desk_table::chain_done(const wire::transfer& first, result r, uint64_t ts) 
   touch(d, p);
 }
 
+bool desk_table::waiting_for_a_gateway() const {
+  for (const auto& [c, d] : desks_)
+    for (const auto& [id, p] : d.payouts)
+      if (p.st == state::waiting && p.wait_since != 0) return true;
+  return false;
+}
+
 void desk_table::resume(uint64_t last_before, uint64_t resumed) {
   if (!reset_keeps_route_wait_ || resumed <= last_before) return;
   for (auto& [c, d] : desks_)

@@ -467,6 +467,8 @@ class desk_table {
   // The engine started again at `resumed`, its last logged time `last_before`: the waits
   // for any gateway move by the downtime (rules_reset_keeps_route_wait).
   void resume(uint64_t last_before, uint64_t resumed);
+  // Whether a payout waits for any gateway (what resume moves). Walks every payout: for a start.
+  [[nodiscard]] bool waiting_for_a_gateway() const;
   wire::result op(const wire::payout_op& o, uint64_t desk, uint64_t ts);
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
   void run_due(uint64_t now);

@@ -278,6 +278,14 @@ constexpr uint16_t rules_group_lifetime_sums = 34;
 // restarting every few minutes never made one), and a waiting payout was looked at only
 // when the new wait had passed (a gateway given its currency meanwhile was not seen).
 constexpr uint16_t rules_reset_keeps_route_wait = 34;
-constexpr uint16_t rules_newest = 34;
+// Orders and the engine's downtime, as for waits (34): an ending order's day-long cap and
+// its grace move by the downtime at the resume marker (before, a cap that passed while
+// the engine was down closed the order at the start, its hold released before its
+// brokers could say whether they filled it); the resume marker routes no order held by
+// a halt that ended while down (before, it sent one to a broker by the sessions before
+// the stop, an attempt spent on an instruction no session took; the reset comes first
+// now, and the next batch routes it).
+constexpr uint16_t rules_orders_downtime = 35;
+constexpr uint16_t rules_newest = 35;
 
 }  // namespace mesob::actors

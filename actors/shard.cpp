@@ -299,6 +299,7 @@ void shard::publish_stats() {
       std::min({groups_.next_deadline(), desks_.next_deadline(), market_due, trading_.next_deadline(), expiry_due}), r);
   pub_expiry_entries_.store(expiry_heap_.size(), r);
   pub_groups_due_.store(groups_.next_round_deadline(), r);
+  pub_orders_on_up_time_.store(trading_.orders_on_up_time(), r);
   pub_memory_.store(slots_.capacity() * sizeof(account_slot) + account_index_.memory_bytes() +
                         dirty_.capacity() * 4 + pendings_.capacity() * sizeof(pending_info) +
                         expiry_heap_.capacity() * sizeof(expiry_heap_[0]) +
@@ -697,8 +698,9 @@ void shard::execute(batch& b) {
     }
   }
   // Orders held by a halt whose instrument trades again (a resume, a fresh price, a move
-  // halt's end) are routed as of the batch's last time, after everything it did.
-  if (logged && trading_.holds_orders()) {
+  // halt's end) are routed as of the batch's last time, after everything it did; not by
+  // a resume marker, whose sessions are those before the stop (rules_orders_downtime).
+  if (logged && trading_.holds_orders() && !(marker && b.rules >= rules_orders_downtime)) {
     deciding(b, b.count);
     trading_.market_changed(b.timestamp_base + (b.count > 0 ? b.count - 1 : 0));
   }

@@ -137,6 +137,8 @@ class shard {
   [[nodiscard]] bool groups_scheduled() const {
     return pub_groups_due_.load(std::memory_order_relaxed) != UINT64_MAX;
   }
+  // Whether an order waits for a broker or is ending here (trading::orders_on_up_time).
+  [[nodiscard]] bool orders_on_up_time() const { return pub_orders_on_up_time_.load(std::memory_order_relaxed); }
   [[nodiscard]] uint32_t index() const { return index_; }
   // This shard's share of a batch's capacity (accounts_max, groups_max or pending_max,
   // logged with it; 0 before rules_capacity, or rules_pending_capacity for pending_max:
@@ -293,6 +295,7 @@ class shard {
   trading::table trading_;
   std::atomic<uint64_t> pub_next_deadline_{UINT64_MAX};
   std::atomic<uint64_t> pub_groups_due_{UINT64_MAX};
+  std::atomic<bool> pub_orders_on_up_time_{false};
   pending_info resolved_copy_;  // the evicted entry a lookup read back
   bool keep_expired_ = false;
   std::vector<expired_pending> expired_;

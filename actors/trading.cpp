@@ -861,9 +861,18 @@ void table::reset(uint64_t ts) {
 
 void table::resume(uint64_t last_before, uint64_t resumed) {
   if (rules_ < rules_reset_keeps_route_wait || resumed <= last_before) return;
+  const uint64_t down = resumed - last_before;
   each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
+    if (e.ending != order_state::open && rules_ >= rules_orders_downtime) {
+      // Its cap and grace (both began before): timers at their new ends.
+      e.ending_since = std::min(e.ending_since + down, resumed);
+      e.ending_at = std::min(e.ending_at + down, resumed);
+      add_timer(e.ending_at + cancel_grace_ns, wallet);
+      add_timer(e.ending_since + ending_max_ns, wallet);
+      touch(wallet, w);
+    }
     if (route_state(e.routing) != route_state::waiting || e.wait_since == 0) return;
-    e.wait_since = std::min(e.wait_since + (resumed - last_before), resumed);  // (it began before)
+    e.wait_since = std::min(e.wait_since + down, resumed);  // (it began before)
     touch(wallet, w);
   });
 }

@@ -266,7 +266,8 @@ class table {
   // that waited already keep their wait's start, rules_reset_keeps_route_wait).
   void reset(uint64_t ts);
   // The engine started again at `resumed`, its last logged time `last_before`: the waits
-  // for any broker move by the downtime (rules_reset_keeps_route_wait).
+  // for any broker move by the downtime (rules_reset_keeps_route_wait), and so do ending
+  // orders' day and grace, with timers at their new ends (rules_orders_downtime).
   void resume(uint64_t last_before, uint64_t resumed);
   // A chain the table emitted executed fresh (or as a repeat) with outcome r.
   void chain_done(const wire::transfer& first, wire::result r);
@@ -309,6 +310,10 @@ class table {
   }
   [[nodiscard]] uint64_t open_orders() const { return open_; }
   [[nodiscard]] uint64_t ending_orders() const { return ending_; }  // open, cancelled or expired here
+  // Orders whose wait runs on the engine's up time (waiting for a broker, or ending): a
+  // restart moves it by the downtime from the last logged time (resume), so the engine
+  // logs a heartbeat while there are any (engine/limits.hpp, resume_heartbeat_ns).
+  [[nodiscard]] bool orders_on_up_time() const { return ending_ > 0 || !unrouted_.empty(); }
   [[nodiscard]] uint64_t fills() const { return fills_; }            // taken since the start
   [[nodiscard]] uint64_t settle_refusals() const { return settle_refusals_; }
   [[nodiscard]] uint64_t dead_letters() const { return dead_; }       // open orders that are dead letters

@@ -2700,15 +2700,16 @@ class engine_impl {
     if (failed_ || t < next_tick_ns_) return;
     // A pending transfer to expire, an equb round whose deadline + grace has passed, a
     // desk's, order's or market's timer, as of the shards' last batches. And while groups are
-    // scheduled, a heartbeat: the last logged time is where a restart's outage starts
-    // (equb_heartbeat_ns).
+    // scheduled or orders wait on the engine's up time, a heartbeat: the last logged time
+    // is where a restart's outage starts (resume_heartbeat_ns). (Payouts waiting for a
+    // gateway look again each second: their ticks are logged.)
     uint64_t due = UINT64_MAX;
-    bool groups = false;
+    bool up_time = false;
     for (const auto& sh : shards_) {
       due = std::min(due, sh->next_deadline());
-      groups |= sh->groups_scheduled();
+      up_time |= sh->groups_scheduled() || sh->orders_on_up_time();
     }
-    const bool heartbeat = groups && t >= last_ts_ + equb_heartbeat_ns;
+    const bool heartbeat = up_time && t >= last_ts_ + resume_heartbeat_ns;
     if (due >= t && !heartbeat) return;
     keep_log_within_limit();
     if (failed_) return;
@@ -4460,15 +4461,23 @@ class engine_impl {
         if (!shards_[shard_of(a.id, shards_n_)]->find_account(a.id)) missing.push_back(a);
     }
     std::lock_guard lk(q_mu_);
-    // A resume marker before anything else, at every start after a logged batch: any
-    // logged batch closes the rounds due by its time, and those that fell due while the
-    // engine was down are rescheduled first (actors/equb_rules.hpp, reschedule); payouts
-    // and orders waiting for a gateway or a broker have their wait moved by the downtime
-    // (rules_reset_keeps_route_wait). It runs no desk, market or broker timer
-    // (shard::execute): the reset below comes first for those. (Logged only when a group
-    // was active, a start with none let the downtime count against those waits: a payout
-    // waiting 3 minutes, 8 down, was a dead letter at the reset.)
-    if (last_ts_ != 0) {
+    // A resume marker before anything else, when anything runs on the engine's up time:
+    // any logged batch closes the rounds due by its time, and those that fell due while
+    // the engine was down are rescheduled first (actors/equb_rules.hpp, reschedule);
+    // payouts and orders waiting for a gateway or a broker have their wait moved by the
+    // downtime (rules_reset_keeps_route_wait), and ending orders their day
+    // (rules_orders_downtime). It runs no desk, market or broker timer (shard::execute):
+    // the reset below comes first for those. (Logged only when a group was active, a
+    // start with none let the downtime count against the others: a payout waiting 3
+    // minutes, 8 down, was a dead letter at the reset. Not at every start: a start that
+    // logs a record where nothing needs one moves a --no-events run's snapshot past the
+    // event log's covered mark.)
+    bool up_time = false;
+    for (auto& sh : shards_) {
+      sh->groups().for_each([&](const actors::equb::group_entry& e) { up_time |= e.g.ph == actors::equb::phase::active; });
+      up_time |= sh->trading().orders_on_up_time() || sh->desks().waiting_for_a_gateway();
+    }
+    if (up_time && last_ts_ != 0) {
       queued marker;
       marker.req.kind = op_kind::tick;
       marker.req.resumed_after = last_ts_;

@@ -99,11 +99,13 @@ static_assert(operation_bytes_max >= sizeof(wire::order));
 // of them is no larger than a full transfer batch.
 constexpr uint32_t equb_ops_max = 4096;
 static_assert(record_capacity_bytes + uint64_t(equb_ops_max) * sizeof(wire::equb_op) <= uint64_t(batch_ops_max) * operation_bytes_max);
-// While equb groups are scheduled, the engine logs a tick after this long without a
-// logged batch: a restart measures the outage its groups' schedules move by from the
-// last logged time (the resume marker), and without it a quiet spell before a crash
-// counted as outage (a 5-hour outage after 27 quiet days moved a schedule 27 days).
-constexpr uint64_t equb_heartbeat_ns = 60'000'000'000ull;
+// While equb groups are scheduled, or orders wait for a broker or are ending, the engine
+// logs a tick after this long without a logged batch: a restart measures the outage
+// their schedules and waits move by from the last logged time (the resume marker), and
+// without it a quiet spell before a crash counted as outage (a 5-hour outage after 27
+// quiet days moved a schedule 27 days; an ending order's day, cancelled 23 hours before a
+// ten-minute stop, moved 23 hours).
+constexpr uint64_t resume_heartbeat_ns = 60'000'000'000ull;
 static_assert(operation_bytes_max >= sizeof(wire::account_status_change));
 // Gateway registry changes in one request (280 bytes each; operators make a few at a time).
 constexpr uint32_t gateway_ops_max = 64;

@@ -214,6 +214,8 @@ class orders_engine : public ::testing::Test {
     return upd;
   }
   // The admin audit's check (engine::check_balances).
+  // An ending order's day-long cap is of the engine's up time (rules version 35).
+  void ending_order_day_skips_downtime();
   void expect_balanced() {
     const auto check = e().check_balances();
     EXPECT_TRUE(check.balanced) << check.detail;
@@ -1726,6 +1728,77 @@ TEST_F(orders_engine, AWithdrawnBrokersRejectClosesTheOrderWithoutADeadLetter) {
   EXPECT_EQ(dead, 0u);
   EXPECT_EQ(rejects, 1u);
   fx_.open();
+}
+
+// An ending order's day-long cap is of the engine's up time: downtime does not count, so
+// a day passing while the engine is down does not close it at the start, its hold
+// released before its broker could say whether it filled it; and a quiet spell before
+// the stop is not downtime (a heartbeat tick a minute keeps the last logged time while
+// orders are ending: before, a cancel 23 hours before a 3-hour stop moved the day 26
+// hours). Rules version 35.
+void orders_engine::ending_order_day_skips_downtime() {
+  const auto state = [&](uint64_t id) { return actors::portfolio::order_state(order(id).state); };
+  const auto advance = [&](uint64_t s) {
+    fx_.advance_s(s);
+    (void)e().create_accounts({test::make_account(bank)});  // a logged batch: the ticker's moment
+    sync();
+  };
+  up("broker-a");
+  ASSERT_EQ(place(buy(190, a_, 10, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", accepted(190)), result::ok);
+  e().gateway_event({number("broker-a"), wire::gateway_event_kind::down, {}});
+  sync();
+  ASSERT_EQ(e().cancel_orders({{190, a_}}).results.at(0), result::ok);  // ending: broker-a has not heard
+  advance(3600);
+  EXPECT_EQ(state(190), actors::portfolio::order_state::open);
+  const uint64_t logged = e().stats().lsn_durable;
+  fx_.advance_s(22 * 3600);  // quiet
+  ASSERT_TRUE(eventually([&] { return e().stats().lsn_durable > logged; })) << "a heartbeat tick";
+  fx_.close();
+  fx_.advance_s(3 * 3600);  // down
+  fx_.open();
+  attach();
+  advance(1);
+  EXPECT_EQ(state(190), actors::portfolio::order_state::open) << "23 hours of the day up";
+  EXPECT_EQ(account(a_).debits_pending, 1000u) << "its hold kept";
+  advance(3600 + 120);  // the day up: broker-a never came back
+  ASSERT_TRUE(eventually([&] { return state(190) == actors::portfolio::order_state::cancelled; }));
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  expect_balanced();
+}
+TEST_F(orders_engine, AnEndingOrdersDayDoesNotCountTheDowntime) { ending_order_day_skips_downtime(); }
+TEST_F(orders_engine_replay, AnEndingOrdersDayDoesNotCountTheDowntimeReplayed) { ending_order_day_skips_downtime(); }
+
+// An order held by a move halt that ends while the engine is down is routed after the
+// start's reset, by the sessions open then, not by the resume marker, whose sessions are
+// those before the stop (rules version 35; before, the marker sent it to broker-a, an
+// attempt spent on an instruction no session took).
+TEST_F(orders_engine_replay, AHaltEndingWhileDownRoutesNoOrderAtTheResumeMarker) {
+  const auto routing = [&](uint64_t id) { return actors::trading::route_state(order(id).routing); };
+  using actors::trading::route_state;
+  up("broker-a");
+  ASSERT_EQ(place(buy(192, a_, 10, 200)), result::ok);
+  EXPECT_EQ(routing(192), route_state::sent);
+  ASSERT_EQ(e().prices({price(etel, 130, 2)}).results.at(0), result::ok);  // +30%: a move halt of 30 s
+  fx_.advance_s(6);
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 1; }));
+  fx_.advance_s(4);
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return routing(192) == route_state::halted; }));
+  EXPECT_EQ(order(192).attempts, 1);
+  fx_.close();  // the log alone: broker-a's session as it was
+  fx_.advance_s(60);  // the halt ends while down
+  fx_.open();
+  attach();
+  sync();
+  EXPECT_EQ(routing(192), route_state::waiting) << "no broker up since the start";
+  EXPECT_EQ(order(192).attempts, 1);
+  clear_sent();
+  up("broker-a");
+  EXPECT_EQ(routing(192), route_state::sent);
+  EXPECT_EQ(order(192).attempts, 2);
+  ASSERT_EQ(sent().size(), 1u);
+  EXPECT_EQ(sent()[0].second.order_id, 192u);
 }
 
 TEST_F(orders_engine_replay, AnotherShardCountIsRefusedWhileRoutingIsUnderWayPastTheSnapshot) {
