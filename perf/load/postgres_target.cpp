@@ -270,17 +270,17 @@ class postgres_connection final : public baseline_connection {
     }
     std::string failure;
     // No try after a deadlock or a serialization failure starts past call_timeout_ms_ from
-    // the first: a retried batch is one call of the load's, its time bounded as one (before,
-    // up to 16 tries of 65 s each). Each try gets the whole deadline, a margin past the
-    // server's statement_timeout, so that the server's own cancel is still heard.
+    // the first, so a retried batch takes at most about twice that (before, up to 16 tries
+    // of 65 s each). Each try gets the whole deadline from when it is sent, a margin past
+    // the server's statement_timeout, so that the server's own cancel is still heard.
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(call_timeout_ms_);
     for (uint32_t attempt = 0; attempt < pg_batch_retries_max; ++attempt) {
-      const auto now = std::chrono::steady_clock::now();
-      if (attempt > 0 && now >= until)  // (not applied: the last try failed)
+      if (attempt > 0 && std::chrono::steady_clock::now() >= until)  // (not applied: the last try failed)
         return failure + " (tried " + std::to_string(attempt) + " times in " + std::to_string(call_timeout_ms_) + " ms)";
       if (attempt > 0) retries_->fetch_add(1, std::memory_order_relaxed);
-      if (!reconnect_if_needed(&failure)) return failure;
-      pg_result r = exec_batch(values, lengths, formats, now + std::chrono::milliseconds(call_timeout_ms_), &failure);
+      if (!reconnect_if_needed(&failure)) return failure;  // (within connect_timeout: before the try's deadline)
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(call_timeout_ms_);
+      pg_result r = exec_batch(values, lengths, formats, deadline, &failure);
       if (!r) return failure;
       if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) {
         if (PQntuples(r.get()) != 1 || PQnfields(r.get()) != 1 || PQgetisnull(r.get(), 0, 0))
