@@ -284,7 +284,10 @@ constexpr uint16_t rules_reset_keeps_route_wait = 34;
 // brokers could say whether they filled it); the resume marker routes no order held by
 // a halt that ended while down (before, it sent one to a broker by the sessions before
 // the stop, an attempt spent on an instruction no session took; the reset comes first
-// now, and the next batch routes it).
+// now, and the next batch routes it). And a restart leaves an order sent and not
+// acknowledged, or backing off after a timeout, with its broker for an answer timeout
+// from the start, as payouts in flight (rules_reset_keeps_backoff): before, the first
+// broker to come up got it while the first might be working it.
 constexpr uint16_t rules_orders_downtime = 35;
 constexpr uint16_t rules_newest = 35;
 

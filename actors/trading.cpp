@@ -845,6 +845,24 @@ void table::reset(uint64_t ts) {
   each_open([&](uint64_t wallet, wallet_entry& w, order_entry& e) {
     const route_state rs = route_state(e.routing);
     if (rs != route_state::sent && rs != route_state::waiting) return;
+    // From rules_orders_downtime an order its broker may have stays with that broker, as a
+    // payout in flight does with its gateway (rules 10): one sent and not acknowledged
+    // waits an answer timeout from now for it (its session reopening pushes it again),
+    // and one waiting out its backoff after a timeout there keeps at least that long;
+    // then it goes on as after any timeout (the next broker, the first told to stop).
+    // Before, both went to the first broker to come up, while the first might be working it.
+    const uint32_t last = e.attempts.empty() ? 0 : e.attempts.back();
+    const bool backing_off = rs == route_state::waiting && e.wait_since == 0 && e.route_due != 0 && last != 0;
+    if (rules_ >= rules_orders_downtime && e.ending == order_state::open && (rs == route_state::sent || backing_off)) {
+      const auto cands = brokers(e.o.currency);
+      const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == last; });
+      const uint64_t timeout = it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull;
+      e.route_due = std::max(backing_off ? e.route_due : 0, ts + timeout);
+      add_timer(e.route_due, wallet);
+      unrouted_.erase(e.o.id);
+      touch(wallet, w);
+      return;
+    }
     const bool kept = rules_ >= rules_reset_keeps_route_wait && rs == route_state::waiting && e.wait_since != 0;
     set_routing(e, route_state::waiting);
     if (e.ending != order_state::open) {

@@ -32,7 +32,10 @@
 // the next (the fallback broker), the first told to cancel. A broker whose last session
 // closes hands its unacknowledged orders on at once, as does one that loses the broker
 // role while sessions of it are still counted (rules version 20); a restart (the engine's session
-// reset) sends every unacknowledged order round again when brokers come back. An order
+// reset) leaves an unacknowledged order, or one backing off after a timeout, with its
+// broker for an answer timeout from the start, pushed again when that broker's session
+// opens, then on as after a timeout (rules version 35; before, the first broker to come
+// back got it, while the first might be working it). An order
 // with no broker to take it waits (for a session to open, or each route_poll_ns while
 // breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,
 // or with every broker of its currency given up, it becomes a *dead letter*
@@ -262,8 +265,9 @@ class table {
   // rules_withdrawn_broker_dead_letters): the orders working there, not ending, become
   // dead letters (broker_withdrawn), in order id order.
   void broker_withdrawn(uint32_t gateway, uint64_t ts);
-  // The engine (re)started: no broker is up; unacknowledged orders wait for one (those
-  // that waited already keep their wait's start, rules_reset_keeps_route_wait).
+  // The engine (re)started: no broker is up; orders waiting for one keep their wait's
+  // start (rules_reset_keeps_route_wait); unacknowledged or backing-off ones stay with
+  // their broker an answer timeout from now (rules_orders_downtime).
   void reset(uint64_t ts);
   // The engine started again at `resumed`, its last logged time `last_before`: the waits
   // for any broker move by the downtime (rules_reset_keeps_route_wait), and so do ending

@@ -1769,6 +1769,58 @@ void orders_engine::ending_order_day_skips_downtime() {
 TEST_F(orders_engine, AnEndingOrdersDayDoesNotCountTheDowntime) { ending_order_day_skips_downtime(); }
 TEST_F(orders_engine_replay, AnEndingOrdersDayDoesNotCountTheDowntimeReplayed) { ending_order_day_skips_downtime(); }
 
+// An order sent and not acknowledged stays with its broker across a restart, which may be
+// working it: another broker coming up first does not get it; an answer timeout from the
+// start passes first, then it goes on as after any timeout, and the first broker is told
+// to stop when it comes back (rules version 35, as payouts in flight since version 10;
+// before, the first broker to come up got it at once).
+TEST_F(orders_engine, AnUnacknowledgedOrderStaysWithItsBrokerAcrossARestart) {
+  using actors::trading::route_state;
+  up("broker-a");
+  ASSERT_EQ(place(buy(200, a_, 10, 100)), result::ok);
+  ASSERT_EQ(order(200).broker, number("broker-a"));
+  restart();
+  clear_sent();
+  up("broker-b");
+  EXPECT_EQ(order(200).routing, uint8_t(route_state::sent));
+  EXPECT_EQ(order(200).broker, number("broker-a"));
+  EXPECT_EQ(order(200).attempts, 1);
+  EXPECT_TRUE(sent().empty()) << "nothing to broker-b while broker-a may have it";
+  fx_.advance_s(6);  // broker-a's answer timeout (5 s) from the start
+  (void)e().create_accounts({test::make_account(bank)});  // a logged batch: the ticker's moment
+  ASSERT_TRUE(eventually([&] { return order(200).broker == number("broker-b"); }));
+  EXPECT_EQ(order(200).routing, uint8_t(route_state::sent));
+  EXPECT_EQ(order(200).attempts, 2);
+  clear_sent();
+  up("broker-a");
+  size_t stops = 0;
+  for (const auto& [g, in] : sent())
+    stops += g == "broker-a" && in.order_id == 200 && in.kind == wire::order_instruction_kind::cancel;
+  EXPECT_EQ(stops, 1u) << "broker-a is told to stop it";
+  EXPECT_EQ(answer("broker-b", accepted(200)), result::ok);
+  EXPECT_EQ(order(200).routing, uint8_t(route_state::working));
+}
+
+// ... and so does one waiting out its backoff after a timeout there.
+TEST_F(orders_engine, AnOrderBackingOffStaysWithItsBrokerAcrossARestart) {
+  using actors::trading::route_state;
+  up("broker-a");
+  ASSERT_EQ(place(buy(202, a_, 10, 100)), result::ok);
+  fx_.advance_s(6);  // broker-a's answer timeout: a retry there after a backoff
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 1; }));
+  EXPECT_EQ(order(202).routing, uint8_t(route_state::waiting));
+  restart();
+  clear_sent();
+  up("broker-b");
+  EXPECT_EQ(order(202).routing, uint8_t(route_state::waiting));
+  EXPECT_EQ(order(202).attempts, 1);
+  EXPECT_TRUE(sent().empty()) << "nothing to broker-b while broker-a may have it";
+  fx_.advance_s(6);  // an answer timeout from the start: broker-a did not come back
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return order(202).broker == number("broker-b"); }));
+  EXPECT_EQ(order(202).attempts, 2);
+}
+
 // An order held by a move halt that ends while the engine is down is routed after the
 // start's reset, by the sessions open then, not by the resume marker, whose sessions are
 // those before the stop (rules version 35; before, the marker sent it to broker-a, an
