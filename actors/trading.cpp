@@ -282,11 +282,16 @@ void table::send(uint64_t wallet, wallet_entry& w, order_entry& e, const broker_
   instruct(e, wire::order_instruction_kind::work);
 }
 
+uint64_t table::answer_timeout_ns(const std::vector<broker_info>& cands, uint32_t g) {
+  const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+  return it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull;
+}
+
 void table::timed_out(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now) {
   const uint32_t g = e.broker;
   const auto cands = brokers(e.o.currency);
   const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
-  const uint64_t timeout = it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull;
+  const uint64_t timeout = answer_timeout_ns(cands, g);
   ++timeouts_;
   ++breakers_[g].b.timeouts;
   record(g, e.o.id, true, timeout, now);
@@ -376,8 +381,7 @@ void table::acknowledged(uint64_t wallet, wallet_entry& w, order_entry& e, uint3
       broker_state& st = breakers_[g];
       ++st.b.settled;
       const auto cands = brokers(e.o.currency);
-      const auto it = listed(cands);
-      record(g, e.o.id, false, it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull, now);
+      record(g, e.o.id, false, answer_timeout_ns(cands, g), now);
       if (withdrawn(cands)) return make_dead(wallet, w, e, dead_reason::withdrawn, now);
       set_routing(e, route_state::working);
       e.broker = g;
@@ -757,9 +761,7 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
         told_again(wallet, w, e, ts);
       }
       if (route_state(e.routing) == route_state::sent) {
-        const auto cands = brokers(e.o.currency);
-        const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == gateway; });
-        e.route_due = ts + (it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull);
+        e.route_due = ts + answer_timeout_ns(brokers(e.o.currency), gateway);
         add_timer(e.route_due, wallet);
         touch(wallet, w);
       }
@@ -854,10 +856,7 @@ void table::reset(uint64_t ts) {
     const uint32_t last = e.attempts.empty() ? 0 : e.attempts.back();
     const bool backing_off = rs == route_state::waiting && e.wait_since == 0 && e.route_due != 0 && last != 0;
     if (rules_ >= rules_orders_downtime && e.ending == order_state::open && (rs == route_state::sent || backing_off)) {
-      const auto cands = brokers(e.o.currency);
-      const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == last; });
-      const uint64_t timeout = it != cands.end() ? it->timeout_ns : gateways::answer_timeout_ms_default * 1'000'000ull;
-      e.route_due = std::max(backing_off ? e.route_due : 0, ts + timeout);
+      e.route_due = std::max(backing_off ? e.route_due : 0, ts + answer_timeout_ns(brokers(e.o.currency), last));
       add_timer(e.route_due, wallet);
       unrouted_.erase(e.o.id);
       touch(wallet, w);

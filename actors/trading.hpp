@@ -392,6 +392,8 @@ class table {
   void record(uint32_t g, uint64_t order_id, bool bad, uint64_t timeout_ns, uint64_t now);
   void breaker_moved(uint32_t g, const gateways::breaker& b, uint64_t now);
   [[nodiscard]] std::vector<broker_info> brokers(wire::currency_code c) const;
+  // Broker g's answer timeout among `cands` (the default when it is not one of them).
+  [[nodiscard]] static uint64_t answer_timeout_ns(const std::vector<broker_info>& cands, uint32_t g);
   // Closes an open order (reject, cancel, expiry): voids its hold, tells its broker.
   void close(uint64_t wallet, wallet_entry& w, uint64_t order_id, portfolio::order_state why, uint16_t reason);
   // A cancel or expiry (or a reject while another broker may have it): closes an order no
