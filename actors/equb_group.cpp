@@ -30,7 +30,7 @@ constexpr uint32_t life_steps_before_v26 = 3 * seats_max * seats_max + 6 * seats
 // seats_max repayments after the group ended, and at a dissolution.
 constexpr uint32_t life_steps = life_steps_before_v26 + 2 * seats_max * seats_max + seats_max;
 static_assert(life_steps < steps_max / 2);
-constexpr uint32_t entry_version = 3;
+constexpr uint32_t entry_version = 4;
 // A tombstone's first word (an entry's is its version, 1..3).
 constexpr uint32_t retired_marker = 0xDEAD0001u;
 
@@ -222,6 +222,7 @@ wire::group_item to_item(const group_entry& e) {
       pi.refusal = uint32_t(o.refusal);
       pi.purpose = uint8_t(m.why);
       pi.refused = o.refused;
+      pi.waits_for_cover = o.waits_for;
       it.owed.push_back(pi);
     }
   return it;
@@ -309,15 +310,43 @@ void group_table::schedule(const group_entry& e) {
   std::push_heap(deadlines_.begin(), deadlines_.end(), heap_cmp{});
 }
 
-void group_table::owe(group_entry& e, std::vector<money>&& m) {
+void group_table::owe(group_entry& e, std::vector<money>&& m, uint32_t covers_round) {
   if (m.empty()) return;
   obligation o;
   o.first_step = e.next_step;
   o.transfers = std::move(m);
+  if (rules_ >= rules_cover_forwards_wait &&
+      std::any_of(o.transfers.begin(), o.transfers.end(), [](const money& x) { return x.why == purpose::cover; }))
+    o.covers_round = covers_round;
   e.next_step += uint32_t(o.transfers.size());
   MESOB_ASSERT(e.next_step <= steps_max);
   if (emit_) emit_(chain_of(e, o, shards_));
   e.owed.push_back(std::move(o));
+}
+
+void group_table::owe_held(group_entry& e, std::vector<outcome::held_forward>&& held) {
+  // In the order they were decided, one obligation per round waited for.
+  while (!held.empty()) {
+    const uint32_t round = held.front().round;
+    obligation o;
+    o.first_step = e.next_step;
+    o.waits_for = round;
+    std::erase_if(held, [&](const outcome::held_forward& h) {
+      if (h.round == round) o.transfers.push_back(h.m);
+      return h.round == round;
+    });
+    e.next_step += uint32_t(o.transfers.size());
+    MESOB_ASSERT(e.next_step <= steps_max);
+    e.owed.push_back(std::move(o));
+  }
+}
+
+std::vector<uint32_t> group_table::uncovered(const group_entry& e) const {
+  std::vector<uint32_t> rounds;
+  if (rules_ < rules_cover_forwards_wait) return rounds;
+  for (const auto& o : e.owed)
+    if (o.covers_round != 0) rounds.push_back(o.covers_round);
+  return rounds;
 }
 
 // A refusal's code as the rules of the record decide it: before rules_round_closed_codes,
@@ -357,15 +386,16 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
     return;
   }
   if (ended(e->g)) {  // a seat's debts, paid after the group ended (its verdict took it)
-    outcome o = repay(e->g, seat, t.debit_account_id, round, t.amount, t.currency);
+    outcome o = repay(e->g, seat, t.debit_account_id, round, t.amount, t.currency, uncovered(*e));
     MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
     o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
     owe(*e, std::move(o.transfers));
     owe(*e, std::move(o.shared));  // a chain of its own
+    owe_held(*e, std::move(o.held));
     return;
   }
   const bool late = ts > round_deadline(e->g);
-  outcome o = contribute(e->g, seat, t.debit_account_id, round, t.amount, t.currency, ts);
+  outcome o = contribute(e->g, seat, t.debit_account_id, round, t.amount, t.currency, ts, uncovered(*e));
   MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
   if (late && events_) {
     auto ev = wire::decided_event(wire::event_type::equb_late, ts, e->g.cfg.currency, e->g.cfg.group_id,
@@ -377,6 +407,7 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
   o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
   MESOB_ASSERT(o.shared.empty());  // (a contribution's group parts are held until the close)
   owe(*e, std::move(o.transfers));
+  owe_held(*e, std::move(o.held));
   if (round_due(e->g, ts)) after_round(*e, ts);
 }
 
@@ -391,7 +422,7 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     }
   const uint64_t shift_before = e.g.shift_ns;
   outcome o = close_round(e.g, now, rules_ >= rules_credits_pay, rules_ >= rules_default_penalty,
-                          rules_ >= rules_held_round_moves_schedule, rules_ >= rules_bid_discount_owed);
+                          rules_ >= rules_held_round_moves_schedule, rules_ >= rules_bid_discount_owed, uncovered(e));
   MESOB_ASSERT(o.code == result::ok);
   e.history.push_back({round, o.recipient_seat, o.revealed});
   if (events_) {
@@ -424,8 +455,9 @@ void group_table::after_round(group_entry& e, uint64_t now) {
       events_(std::move(done));
     }
   }
-  owe(e, std::move(o.transfers));
+  owe(e, std::move(o.transfers), round);
   owe(e, std::move(o.shared));
+  owe_held(e, std::move(o.held));
   schedule(e);
   if (ended(e.g)) ended_now(e, now);
 }
@@ -546,7 +578,15 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
   if (it == e->owed.end()) return;  // not an obligation's first transfer
   touch(*e);
   if (r == result::ok) {
+    const uint32_t covered = it->covers_round;
     e->owed.erase(it);
+    if (covered == 0) return;
+    // The cover is in escrow: the forwards of that round's debts held back go now.
+    for (auto& o : e->owed)
+      if (o.waits_for == covered) {
+        o.waits_for = 0;
+        if (emit_) emit_(chain_of(*e, o, shards_));
+      }
   } else {
     it->refused = true;
     it->refusal = r;
@@ -628,9 +668,15 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       const uint64_t from = op.wallet, to = op.amount;
       if (const result r = can_replace_account(g, from, to); r != result::ok) return r;
       if (const result r = engine_account(to); r != result::ok) return r;
+      // The chains no ledger is deciding: refused ones, and forwards held back for a
+      // refused cover (they follow it: the new guarantor covers and is repaid).
+      auto refused_cover = [&](uint32_t round) {
+        return std::any_of(e->owed.begin(), e->owed.end(),
+                           [&](const obligation& c) { return c.refused && c.covers_round == round; });
+      };
       auto in_refused = [&](auto&& f) {
         for (auto& ob : e->owed)
-          if (ob.refused)
+          if (ob.refused || (ob.waits_for != 0 && refused_cover(ob.waits_for)))
             for (auto& m : ob.transfers) f(m);
       };
       bool named = names_account(g, from);
@@ -713,6 +759,8 @@ std::vector<uint8_t> encode_entry(const group_entry& e) {
     w.put(o.first_step);
     w.put(uint8_t(o.refused));
     w.put(uint32_t(o.refusal));
+    w.put(o.covers_round);
+    w.put(o.waits_for);
     w.put(uint32_t(o.transfers.size()));
     for (const auto& m : o.transfers) {
       w.put(m.debit_account_id);
@@ -795,6 +843,27 @@ std::string entry_fault(const group_entry& e) {
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second) return "two obligations share transfer ids";
+  // Covers and the forwards held back for them: one obligation carries a round's cover, a
+  // cover of a round that closed; a held one forwards debts only, for a cover still owed
+  // (else nothing would ever send it).
+  std::vector<uint32_t> covers;
+  for (const auto& o : e.owed) {
+    if (o.covers_round == 0) continue;
+    if (o.covers_round > g.round ||
+        std::none_of(o.transfers.begin(), o.transfers.end(), [](const money& m) { return m.why == purpose::cover; }))
+      return "an obligation carries a cover it does not hold";
+    covers.push_back(o.covers_round);
+  }
+  std::sort(covers.begin(), covers.end());
+  if (std::adjacent_find(covers.begin(), covers.end()) != covers.end()) return "two obligations carry one round's cover";
+  for (const auto& o : e.owed) {
+    if (o.waits_for == 0) continue;
+    if (!std::binary_search(covers.begin(), covers.end(), o.waits_for))
+      return "a forward waits for a cover no obligation carries";
+    for (const auto& m : o.transfers)
+      if (m.why != purpose::debt_forward || m.debit_account_id != escrow)
+        return "an obligation held back is not a debt's forward";
+  }
   // What the escrow account must hold fits and is not negative.
   const unsigned __int128 expected = (unsigned __int128)g.escrow + out;
   if (in > expected || expected - in > UINT64_MAX) return "its obligations take more than its escrow holds";
@@ -834,10 +903,14 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
     o.first_step = r.get<uint32_t>();
     const auto refused = r.get<uint8_t>();
     o.refusal = wire::result(r.get<uint32_t>());
+    if (version >= 4) {
+      o.covers_round = r.get<uint32_t>();
+      o.waits_for = r.get<uint32_t>();
+    }
     const auto n = r.get<uint32_t>();
     if (r.short_read) break;
     if (refused > 1 || n == 0 || n > chain_max || uint64_t(o.first_step) + n > e.next_step ||
-        (refused == 0) != (o.refusal == result::ok)) {
+        (refused == 0) != (o.refusal == result::ok) || (o.waits_for != 0 && (refused != 0 || o.covers_round != 0))) {
       *why = "group entry: obligation " + std::to_string(i) + " is out of range";
       return false;
     }

@@ -19,9 +19,12 @@
 // which sequences and logs it like any request. When the escrow's shard executes that
 // chain (a fresh one, not a repeat), the group learns its outcome (`chain_done`): ok
 // settles the obligation; a refusal (say a frozen wallet) keeps it, money still
-// reserved, until a `retry` operation emits it again under new ids. Obligations are part
+// reserved, until a `retry` operation emits it again under new ids. A debt's forward to a
+// guarantor whose cover for that round the ledger has not carried yet is an obligation
+// held back (waits_for), sent when that cover is carried. Obligations are part
 // of the group's state (snapshots), so after a crash every one that no log record
-// carries is emitted again at the end of recovery; one the log holds was settled by
+// carries is emitted again at the end of recovery (a held one once its cover is carried,
+// as live); one the log holds was settled by
 // replay. A repeat of an emitted chain changes nothing.
 //
 // The group's `escrow` field is what its escrow account holds once every obligation is
@@ -29,7 +32,8 @@
 //
 // A closed account refuses every payment for good: replace_account (an operation) puts
 // another account wherever the group names the old one, the refused obligations
-// included, and a retry sends them again. An ended group takes one kind of payment: a
+// included (and forwards held back for a refused cover), and a retry sends them again.
+// An ended group takes one kind of payment: a
 // seat's debts, all at once (equb_rules.hpp, repay). Once nothing is owed it retires
 // retire_after_ns after it ended (close_due): out of the table, its escrow closed, a
 // tombstone row keeping its number taken.
@@ -83,8 +87,16 @@ struct obligation {
   uint32_t first_step = 0;  // its transfers have steps first_step, first_step + 1, ...
   bool refused = false;     // the ledger refused it; waits for a retry
   wire::result refusal = wire::result::ok;
+  // A round's close that carries a guarantor's cover (rules_cover_forwards_wait): that
+  // round (0: none). Forwards of debts missed in it wait until the ledger carries this.
+  uint32_t covers_round = 0;
+  // Debt forwards held back (0: none, the obligation is sent): not sent until the
+  // obligation covering round `waits_for` is carried (then sent, and this is 0).
+  uint32_t waits_for = 0;
   std::vector<money> transfers;
 };
+// Sent to the ledger and not answered yet: neither refused nor held back.
+[[nodiscard]] inline bool in_flight(const obligation& o) { return !o.refused && o.waits_for == 0; }
 
 // An ended group with nothing owed is kept this long for look-ups, then retired
 // (rules_groups_retire); one with something owed is looked at again as long after.
@@ -121,7 +133,8 @@ struct group_entry {
 // shards (a payout_out hold goes to the payout account of its wallet's shard).
 [[nodiscard]] std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o, uint32_t shards);
 
-// Byte form for snapshots (version 3: retire_at at the end; version 2: a payout_out
+// Byte form for snapshots (version 4: each obligation's covers_round and waits_for;
+// version 3: retire_at at the end; version 2: a payout_out
 // transfer carries its rail and destination; versions 1 and 2 are read too, an ended
 // group's retire_at then its last round's close, or its creation, plus retire_after_ns).
 // The group's own bytes are encode_group's. The reader refuses damage it can see, as
@@ -249,7 +262,13 @@ class group_table {
   [[nodiscard]] size_t deadline_entries() const { return deadlines_.size(); }  // stale ones included
 
  private:
-  void owe(group_entry& e, std::vector<money>&& m);
+  // A new obligation, sent at once (live) unless held back; covers_round: the round whose
+  // cover it carries.
+  void owe(group_entry& e, std::vector<money>&& m, uint32_t covers_round = 0);
+  // The outcome's forwards held back: one obligation per round they wait for.
+  void owe_held(group_entry& e, std::vector<outcome::held_forward>&& held);
+  // Rounds whose cover an obligation still carries (none before rules_cover_forwards_wait).
+  [[nodiscard]] std::vector<uint32_t> uncovered(const group_entry& e) const;
   void after_round(group_entry& e, uint64_t now);
   void schedule(const group_entry& e);
   void schedule_all();  // the deadline heap made again from every group's current round

@@ -48,12 +48,21 @@ void share_out(outcome& o, const group_state& g, uint64_t amount) {
       o.shared.push_back({g.cfg.escrow_account_id, g.seats[i].wallet, share, purpose::dividend});
 }
 
+// `amount` of debt d paid on to its creditor: in the outcome's chain, or held (o.held)
+// while d's round is among `uncovered` (its cover not carried yet).
+void forward(outcome& o, const group_state& g, const debt& d, uint64_t amount, std::span<const uint32_t> uncovered) {
+  if (amount == 0) return;
+  const money m{g.cfg.escrow_account_id, d.creditor_account_id, amount, purpose::debt_forward};
+  if (std::find(uncovered.begin(), uncovered.end(), d.round) != uncovered.end()) o.held.push_back({d.round, m});
+  else o.transfers.push_back(m);
+}
+
 // A seat's debts paid in whole: each forwarded to its creditor, less its group part,
 // whose sum is returned (it stays in escrow).
-uint64_t forward_debts(outcome& o, const group_state& g, const seat& s) {
+uint64_t forward_debts(outcome& o, const group_state& g, const seat& s, std::span<const uint32_t> uncovered) {
   uint64_t to_group = 0;
   for (const auto& d : s.debts) {
-    add(o, g.cfg.escrow_account_id, d.creditor_account_id, d.amount - d.group_part, purpose::debt_forward);
+    forward(o, g, d, d.amount - d.group_part, uncovered);
     to_group += d.group_part;
   }
   return to_group;
@@ -214,13 +223,13 @@ result can_contribute(const group_state& g, uint32_t seat_index, uint64_t wallet
 }
 
 outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
-                   wire::currency_code currency, uint64_t now) {
+                   wire::currency_code currency, uint64_t now, std::span<const uint32_t> uncovered) {
   if (const result r = can_contribute(g, seat_index, wallet, round, amount, currency, now); r != result::ok)
     return fail(r);
   seat& s = g.seats[seat_index];
   outcome o;
   add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
-  const uint64_t to_group = forward_debts(o, g, s);  // held for the seats until the close
+  const uint64_t to_group = forward_debts(o, g, s, uncovered);  // held for the seats until the close
   s.debts.clear();
   const uint64_t kept = g.cfg.contribution - s.credit + (now > round_deadline(g) ? g.cfg.late_penalty : 0);
   s.paid = true;
@@ -252,12 +261,12 @@ result can_repay(const group_state& g, uint32_t seat_index, uint64_t wallet, uin
 }
 
 outcome repay(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
-              wire::currency_code currency) {
+              wire::currency_code currency, std::span<const uint32_t> uncovered) {
   if (const result r = can_repay(g, seat_index, wallet, round, amount, currency); r != result::ok) return fail(r);
   seat& s = g.seats[seat_index];
   outcome o;
   add(o, wallet, g.cfg.escrow_account_id, amount, purpose::contribution);
-  const uint64_t to_group = forward_debts(o, g, s);
+  const uint64_t to_group = forward_debts(o, g, s, uncovered);
   s.debts.clear();
   share_out(o, g, to_group);  // the group has ended: the seats' dividend at once
   return o;
@@ -331,7 +340,7 @@ bool round_due(const group_state& g, uint64_t now) {
 }
 
 outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty, bool held_moves,
-                    bool discount_owed) {
+                    bool discount_owed, std::span<const uint32_t> uncovered) {
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (!round_due(g, now)) return fail(result::round_not_due);
   // A round held past its close: how far past (the schedule moves by it, below).
@@ -423,7 +432,7 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
     if (left == 0) break;
     const uint64_t part = std::min(left, d.amount);
     const uint64_t group = std::min(part, d.group_part);  // the group's part first
-    add(o, g.cfg.escrow_account_id, d.creditor_account_id, part - group, purpose::debt_forward);
+    forward(o, g, d, part - group, uncovered);
     to_group += group;
     d.group_part -= group;
     left -= part;

@@ -49,7 +49,9 @@
 //                      pot short, with no debt);
 //   cover_from_guarantor the guarantor account pays the gap (the dues) into escrow and
 //                      the pot is whole; the debts' creditor is the guarantor (the
-//                      penalty pays for its cover);
+//                      penalty pays for its cover), repaid only once the ledger has
+//                      carried the cover (rules version 36: a repayment before that
+//                      waits in escrow);
 //   hold_round         the round waits for every seat (late penalties still apply);
 //                      closed past its close time, it moves the schedule (shift) by
 //                      how far past, so the next round opens with the time a round
@@ -228,6 +230,13 @@ struct outcome {
   // Repaid group parts shared out to the seats (dividends): a chain of its own, so that a
   // seat's closed wallet holds back only these, not a payout or a creditor's forward.
   std::vector<money> shared;
+  // Debt forwards held back: each with the round its debt was missed in, whose cover the
+  // ledger has not carried yet (`uncovered` below). Sent once it has (the group table).
+  struct held_forward {
+    uint32_t round = 0;
+    money m;
+  };
+  std::vector<held_forward> held;
   uint32_t recipient_seat = UINT32_MAX;  // a payout: which seat received
   seed revealed{};                       // a lottery payout: the seed of that round
 };
@@ -262,15 +271,19 @@ uint64_t reschedule(group_state& g, uint64_t last_before, uint64_t resumed);
 [[nodiscard]] uint64_t owed(const group_state& g, uint32_t seat_index, uint64_t now);
 [[nodiscard]] result can_contribute(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round,
                                     uint64_t amount, wire::currency_code currency, uint64_t now);
+// `uncovered` (here, in repay and in close_round): rounds whose guarantor's cover the
+// ledger has not carried yet; a forward of a debt missed in one of them is held
+// (outcome::held), not in the chain, so a guarantor is never repaid a cover it has not
+// made (rules_cover_forwards_wait; empty: the rules before).
 outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
-                   wire::currency_code currency, uint64_t now);
+                   wire::currency_code currency, uint64_t now, std::span<const uint32_t> uncovered = {});
 // An ended group: what seat_index owes (its debts), and the payment of all of it.
 [[nodiscard]] bool ended(const group_state& g);
 [[nodiscard]] uint64_t debts_of(const seat& s);
 [[nodiscard]] result can_repay(const group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round,
                                uint64_t amount, wire::currency_code currency);
 outcome repay(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
-              wire::currency_code currency);
+              wire::currency_code currency, std::span<const uint32_t> uncovered = {});
 // Whether the group names `a` (config, seats' wallets, debts' creditors; not the escrow).
 [[nodiscard]] bool names_account(const group_state& g, uint64_t a);
 // Whether `from` may be replaced by `to`: neither is the escrow, they differ, and the
@@ -302,7 +315,7 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // the pot cannot pay is owed to the group from the round's new debts (group parts);
 // false: the rules before version 26, which capped the discount by the pot.
 outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool default_penalty = true,
-                    bool held_moves = true, bool discount_owed = true);
+                    bool held_moves = true, bool discount_owed = true, std::span<const uint32_t> uncovered = {});
 // settle_received false: the rules before version 7 (actors/rules_version.hpp), which
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);

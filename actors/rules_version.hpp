@@ -289,6 +289,12 @@ constexpr uint16_t rules_reset_keeps_route_wait = 34;
 // from the start, as payouts in flight (rules_reset_keeps_backoff): before, the first
 // broker to come up got it while the first might be working it.
 constexpr uint16_t rules_orders_downtime = 35;
-constexpr uint16_t rules_newest = 35;
+// Equb covers: a debt's forward to its creditor waits while the round it was missed in
+// has a guarantor's cover the ledger has not carried (the round's close chain refused,
+// or not yet executed): it is an obligation of its own, held back, and sent once that
+// chain is carried. Before, a member's repayment reached the guarantor while the cover
+// it repays waited for a retry (and a guarantor replaced before the retry kept it).
+constexpr uint16_t rules_cover_forwards_wait = 36;
+constexpr uint16_t rules_newest = 36;
 
 }  // namespace mesob::actors

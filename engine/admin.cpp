@@ -1446,7 +1446,9 @@ class admin_impl {
       for (const auto& t : o.transfers)
         if (t.debit_account_id == id) out += t.amount;
       owed.rows.push_back({std::to_string(o.first_step), std::to_string(o.transfers.size()), std::to_string(out),
-                           o.refused ? "refused: " + std::string(wire::result_name(o.refusal)) : "in flight"});
+                           o.refused     ? "refused: " + std::string(wire::result_name(o.refusal))
+                           : o.waits_for ? "waits for round " + std::to_string(o.waits_for) + "'s cover"
+                                         : "in flight"});
     }
     m.sections.push_back(std::move(owed));
     return m;

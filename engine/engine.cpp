@@ -4353,7 +4353,9 @@ class engine_impl {
   }
 
   // After recovery, before the sequencer runs: every obligation that no log record
-  // carried (replay settled the others) is sent again, and live emission starts.
+  // carried (replay settled the others) is sent again, and live emission starts. Refused
+  // ones wait for a retry, and forwards held back for a cover the ledger has not carried
+  // wait for it.
   void start_emissions() {
     // By group id, then step, not in the groups tables' order: which of two groups
     // sharing an underfunded guarantor is covered first must not rest on a hash table's
@@ -4362,7 +4364,7 @@ class engine_impl {
     for (auto& sh : shards_) {
       sh->groups().for_each([&](const actors::equb::group_entry& g) {
         for (const auto& o : g.owed) {
-          if (o.refused) continue;
+          if (!actors::equb::in_flight(o)) continue;
           queued q;
           q.req.kind = op_kind::create_transfers;
           q.req.transfers = actors::equb::chain_of(g, o, shards_n_);

@@ -100,7 +100,7 @@ class equb_engine : public ::testing::Test {
     for (int i = 0; i < 2000; ++i) {
       group_entry g = group(id);
       bool waiting = false;
-      for (const auto& o : g.owed) waiting = waiting || !o.refused;
+      for (const auto& o : g.owed) waiting = waiting || actors::equb::in_flight(o);
       if (!waiting) return g;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -1488,6 +1488,58 @@ TEST_F(equb_engine, DefaultingMemberUnderCoverAndHold) {
   settled(cover);
   EXPECT_EQ(balance(guarantor), int64_t(late_penalty)) << "its cover back, and the penalty for it";
   expect_escrow_consistent(cover);
+}
+
+// A guarantor without the money: the round's close chain, its cover in it, is refused
+// and waits. The defaulter's repayment then waits in escrow too (rules version 36), across
+// a restart from the log alone; replaced, the new guarantor covers and is repaid, the old
+// one gets nothing. Before, the old guarantor was repaid a cover it never made.
+TEST_F(equb_engine_replay, AGuarantorIsRepaidOnlyACoverTheLedgerCarried) {
+  constexpr uint64_t g = 5016, short_guarantor = 960, new_guarantor = 961;
+  open_wallets(3);
+  ASSERT_EQ(e().create_accounts({make_account(short_guarantor, wire::account_flags::debits_must_not_exceed_credits),
+                                 make_account(new_guarantor)})
+                .results,
+            (std::vector<result>{result::ok, result::ok}));
+  auto c = create_op(g, actors::equb::rotation::fixed_order, actors::equb::default_policy::cover_from_guarantor);
+  c.guarantor_account_id = short_guarantor;
+  ASSERT_EQ(op1(c), result::ok);
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  fx_.advance_s(8 * 86'400 + 1);  // past round 2's deadline + grace: wallet 3's due is to be covered
+  group_entry st = at_round(g, 3);
+  ASSERT_EQ(st.owed.size(), 1u);
+  EXPECT_EQ(st.owed[0].refusal, result::exceeds_credits) << "the guarantor has nothing";
+  EXPECT_EQ(st.owed[0].covers_round, 2u);
+  // Wallet 3 pays round 3 with its debt for round 2: taken, the debt cleared, and the
+  // repayment held in escrow.
+  ASSERT_EQ(pay(3, g, 3, 2, contribution + missed_debt), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.g.seats[2].debts.empty());
+  ASSERT_EQ(st.owed.size(), 2u);
+  EXPECT_EQ(st.owed[1].waits_for, 2u);
+  EXPECT_EQ(balance(short_guarantor), 0) << "not repaid a cover it has not made";
+  expect_escrow_consistent(g);
+  fx_.restart();  // from the log alone
+  const group_entry back = settled(g);
+  EXPECT_EQ(actors::equb::encode_entry(back), actors::equb::encode_entry(st));
+  EXPECT_EQ(balance(short_guarantor), 0);
+  // Another guarantor takes the old one's place: it covers round 2, then is repaid.
+  wire::equb_op replace;
+  replace.kind = wire::equb_op_kind::replace_account;
+  replace.group_id = g;
+  replace.wallet = short_guarantor;
+  replace.amount = new_guarantor;
+  ASSERT_EQ(op1(replace), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.owed.empty());
+  EXPECT_EQ(balance(new_guarantor), int64_t(late_penalty)) << "its cover back, and the penalty for it";
+  EXPECT_EQ(balance(short_guarantor), 0);
+  EXPECT_EQ(balance(2), int64_t(starting - 2 * contribution + 3 * contribution - 3)) << "round 2's pot, whole";
+  expect_escrow_consistent(g);
 }
 
 // A round held for a late seat longer than a period: the next round opens with the time

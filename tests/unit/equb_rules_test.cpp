@@ -898,6 +898,125 @@ TEST(equb_rules, group_table_owes_a_short_pots_discount_by_the_records_rules) {
   }
 }
 
+// A guarantor is repaid a round's cover only once the ledger has carried that cover
+// (rules version 36): a member's repayment while the round's close chain is in flight or
+// refused is held back in escrow, an obligation of its own, and sent when the chain is
+// carried; a guarantor replaced meanwhile covers and is repaid in the old one's place.
+// Before, the repayment went at once, to a guarantor that had not covered.
+TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_carried) {
+  using mesob::actors::rules_cover_forwards_wait;
+  constexpr uint64_t new_guarantor = 6100;
+  for (const int k : {0, 1, 2}) {  // cover in flight, cover refused then replaced, older rules
+    SCOPED_TRACE(k);
+    const uint16_t rules = k == 2 ? uint16_t(rules_cover_forwards_wait - 1) : rules_cover_forwards_wait;
+    auto cfg = config(rotation::fixed_order, default_policy::cover_from_guarantor);
+    cfg.group_id = escrow;
+    group_table t;
+    t.set_rules(rules);
+    std::vector<std::vector<wire::transfer>> sent;
+    t.set_emit([&](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
+    auto make_escrow = [](const wire::account&) { return true; };
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    join_all(t, cfg, {wallet(0), wallet(1), wallet(2)}, 2);
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::start;
+    op.group_id = escrow;
+    ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
+    ASSERT_EQ(sent.size(), 1u);
+    t.chain_done(sent[0].front(), result::ok);
+    for (const uint32_t i : {0u, 1u}) {
+      const auto p = group_payment(cfg, wallet(i), 2, i, c);
+      ASSERT_EQ(t.verdict(p, 4), result::ok);
+      t.paid(p, 4);
+    }
+    const uint64_t after = deadline_after(3, 1, period, grace) + 1;  // round 2 closes, seat 2 covered
+    t.close_due(after);
+    ASSERT_EQ(sent.size(), 2u);
+    const auto cover_chain = sent[1];
+    const auto cover = std::find_if(cover_chain.begin(), cover_chain.end(), [](const wire::transfer& x) {
+      return x.code == emitted_code_base + uint16_t(purpose::cover);
+    });
+    ASSERT_NE(cover, cover_chain.end());
+    EXPECT_EQ(cover->debit_account_id, guarantor);
+    EXPECT_EQ(t.find(escrow)->owed.at(0).covers_round, k == 2 ? 0u : 2u);
+    if (k == 1) {  // the guarantor has not the money
+      t.chain_done(cover_chain.front(), result::exceeds_credits);
+      ASSERT_TRUE(t.find(escrow)->owed.at(0).refused);
+    }
+    // Seat 2 pays round 3 with its debt for round 2 (its due and the penalty).
+    const uint64_t debt = c + cfg.late_penalty;
+    const auto p = group_payment(cfg, wallet(2), 3, 2, c + debt);
+    ASSERT_EQ(t.verdict(p, after + 1), result::ok);
+    t.paid(p, after + 1);
+    const group_entry& e = *t.find(escrow);
+    EXPECT_TRUE(e.g.seats[2].debts.empty());
+    if (k == 2) {  // sent at once
+      ASSERT_EQ(sent.size(), 3u);
+      ASSERT_EQ(sent[2].size(), 1u);
+      EXPECT_EQ(sent[2][0].credit_account_id, guarantor);
+      EXPECT_EQ(sent[2][0].amount, debt);
+      continue;
+    }
+    ASSERT_EQ(sent.size(), 2u) << "the repayment waits for the cover";
+    ASSERT_EQ(e.owed.size(), 2u);
+    const obligation& held = e.owed[1];
+    EXPECT_EQ(held.waits_for, 2u);
+    EXPECT_FALSE(held.refused);
+    EXPECT_FALSE(in_flight(held));
+    ASSERT_EQ(held.transfers.size(), 1u);
+    EXPECT_EQ(held.transfers[0].credit_account_id, guarantor);
+    EXPECT_EQ(held.transfers[0].amount, debt);
+    EXPECT_EQ(to_item(e).owed.back().waits_for_cover, 2u);
+    // What escrow holds counts it: the cover still to come in, the repayment still to go.
+    uint64_t out = 0, in = 0;
+    for (const auto& o : e.owed)
+      for (const auto& m : o.transfers) {
+        if (m.debit_account_id == escrow) out += m.amount;
+        if (m.credit_account_id == escrow) in += m.amount;
+      }
+    EXPECT_EQ(escrow_expected(e), e.g.escrow + out - in);
+    // A snapshot keeps which round each waits for and carries; one that loses the cover
+    // is refused (the forward would wait for good).
+    group_entry back;
+    std::string why;
+    ASSERT_TRUE(decode_entry(encode_entry(e), &back, &why)) << why;
+    EXPECT_EQ(back.owed.at(0).covers_round, 2u);
+    EXPECT_EQ(back.owed.at(1).waits_for, 2u);
+    group_entry lost = e;
+    lost.owed.erase(lost.owed.begin());
+    EXPECT_FALSE(decode_entry(encode_entry(lost), &back, &why));
+    EXPECT_NE(why.find("a forward waits for a cover no obligation carries"), std::string::npos) << why;
+    uint64_t repaid_to = guarantor;
+    if (k == 1) {
+      // The guarantor is replaced: the new one covers, and the repayment follows the cover.
+      wire::equb_op replace;
+      replace.kind = wire::equb_op_kind::replace_account;
+      replace.group_id = escrow;
+      replace.wallet = guarantor;
+      replace.amount = new_guarantor;
+      ASSERT_EQ(t.execute(replace, after + 2, make_escrow), result::ok);
+      EXPECT_EQ(t.find(escrow)->owed[1].transfers[0].credit_account_id, new_guarantor);
+      wire::equb_op retry;
+      retry.kind = wire::equb_op_kind::retry;
+      retry.group_id = escrow;
+      ASSERT_EQ(t.execute(retry, after + 3, make_escrow), result::ok);
+      ASSERT_EQ(sent.size(), 3u) << "the cover again; the repayment still waits";
+      EXPECT_EQ(t.find(escrow)->owed[1].waits_for, 2u);
+      repaid_to = new_guarantor;
+    }
+    t.chain_done(sent.back().front(), result::ok);  // the cover is carried
+    ASSERT_EQ(sent.size(), k == 1 ? 4u : 3u);
+    ASSERT_EQ(sent.back().size(), 1u);
+    EXPECT_EQ(sent.back()[0].credit_account_id, repaid_to);
+    EXPECT_EQ(sent.back()[0].amount, debt);
+    ASSERT_EQ(t.find(escrow)->owed.size(), 1u);
+    EXPECT_TRUE(in_flight(t.find(escrow)->owed[0]));
+    t.chain_done(sent.back().front(), result::ok);
+    EXPECT_TRUE(t.find(escrow)->owed.empty());
+    EXPECT_EQ(escrow_expected(*t.find(escrow)), t.find(escrow)->g.escrow);
+  }
+}
+
 // Round 1 is paid by the deposits and pays out at the start. From rules version 27 round
 // k is due at the start + k - 1 periods, so round 2, the first the members pay, has one
 // period like every later round; a group started by the rules before keeps round k due
