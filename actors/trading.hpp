@@ -40,7 +40,11 @@
 // breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,
 // or with every broker of its currency given up, it becomes a *dead letter*
 // (`order_dead`): open, its hold kept, answers still taken, until an operator retries it
-// (routes afresh: `order_retries`) or anyone cancels it. Breakers count a timeout as bad
+// (routes afresh: `order_retries`) or anyone cancels it. A retry is the fallback an
+// operator asks for, and needs no check with the broker first (unlike a payout's,
+// payout_may_be_paid): a broker the order leaves is told to stop, as after a timeout,
+// and what it filled before it heard still settles: the book takes the fills of all its
+// brokers together up to the order's quantity (one past it is fill_invalid). Breakers count a timeout as bad
 // and the first answer to an attempt as good (a reject is an answer: the broker works).
 // An answer is taken from any broker the order was sent to (order_wrong_broker from
 // others): one that never acknowledged may still have it. The order moves to the broker
