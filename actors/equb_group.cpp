@@ -31,7 +31,7 @@ constexpr uint32_t life_steps_before_v26 = 3 * seats_max * seats_max + 6 * seats
 constexpr uint32_t life_steps = life_steps_before_v26 + 2 * seats_max * seats_max + seats_max;
 static_assert(life_steps < steps_max / 2);
 constexpr uint32_t entry_version = 4;
-// A tombstone's first word (an entry's is its version, 1..3).
+// A tombstone's first word (an entry's is its version, 1..4).
 constexpr uint32_t retired_marker = 0xDEAD0001u;
 
 uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
@@ -222,7 +222,7 @@ wire::group_item to_item(const group_entry& e) {
       pi.refusal = uint32_t(o.refusal);
       pi.purpose = uint8_t(m.why);
       pi.refused = o.refused;
-      pi.waits_for_cover = o.waits_for;
+      pi.waits_for_cover = o.waits_for != 0 ? o.waits_for : o.waits_too;
       it.owed.push_back(pi);
     }
   return it;
@@ -325,15 +325,17 @@ void group_table::owe(group_entry& e, std::vector<money>&& m, uint32_t covers_ro
 }
 
 void group_table::owe_held(group_entry& e, std::vector<outcome::held_forward>&& held) {
-  // In the order they were decided, one obligation per round waited for.
+  // In the order they were decided, one obligation per pair of rounds waited for.
   while (!held.empty()) {
-    const uint32_t round = held.front().round;
+    const uint32_t round = held.front().round, funded_by = held.front().funded_by;
     obligation o;
     o.first_step = e.next_step;
     o.waits_for = round;
+    o.waits_too = funded_by;
     std::erase_if(held, [&](const outcome::held_forward& h) {
-      if (h.round == round) o.transfers.push_back(h.m);
-      return h.round == round;
+      const bool same = h.round == round && h.funded_by == funded_by;
+      if (same) o.transfers.push_back(h.m);
+      return same;
     });
     e.next_step += uint32_t(o.transfers.size());
     MESOB_ASSERT(e.next_step <= steps_max);
@@ -579,14 +581,22 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
   touch(*e);
   if (r == result::ok) {
     const uint32_t covered = it->covers_round;
+    uint64_t payer = 0;
+    for (const auto& m : it->transfers)
+      if (m.why == purpose::cover) payer = m.debit_account_id;
     e->owed.erase(it);
     if (covered == 0) return;
-    // The cover is in escrow: the forwards of that round's debts held back go now.
-    for (auto& o : e->owed)
+    // The cover is in escrow: the forwards held back for it go now (those waiting for no
+    // other), the debts of its round repaid to the account that paid it.
+    for (auto& o : e->owed) {
+      if (!held_back(o) || (o.waits_for != covered && o.waits_too != covered)) continue;
       if (o.waits_for == covered) {
         o.waits_for = 0;
-        if (emit_) emit_(chain_of(*e, o, shards_));
+        for (auto& m : o.transfers) m.credit_account_id = payer;
       }
+      if (o.waits_too == covered) o.waits_too = 0;
+      if (!held_back(o) && emit_) emit_(chain_of(*e, o, shards_));
+    }
   } else {
     it->refused = true;
     it->refusal = r;
@@ -668,15 +678,10 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       const uint64_t from = op.wallet, to = op.amount;
       if (const result r = can_replace_account(g, from, to); r != result::ok) return r;
       if (const result r = engine_account(to); r != result::ok) return r;
-      // The chains no ledger is deciding: refused ones, and forwards held back for a
-      // refused cover (they follow it: the new guarantor covers and is repaid).
-      auto refused_cover = [&](uint32_t round) {
-        return std::any_of(e->owed.begin(), e->owed.end(),
-                           [&](const obligation& c) { return c.refused && c.covers_round == round; });
-      };
+      // (Forwards held back are repaid to whoever paid their cover: chain_done.)
       auto in_refused = [&](auto&& f) {
         for (auto& ob : e->owed)
-          if (ob.refused || (ob.waits_for != 0 && refused_cover(ob.waits_for)))
+          if (ob.refused)
             for (auto& m : ob.transfers) f(m);
       };
       bool named = names_account(g, from);
@@ -761,6 +766,7 @@ std::vector<uint8_t> encode_entry(const group_entry& e) {
     w.put(uint32_t(o.refusal));
     w.put(o.covers_round);
     w.put(o.waits_for);
+    w.put(o.waits_too);
     w.put(uint32_t(o.transfers.size()));
     for (const auto& m : o.transfers) {
       w.put(m.debit_account_id);
@@ -857,9 +863,10 @@ std::string entry_fault(const group_entry& e) {
   std::sort(covers.begin(), covers.end());
   if (std::adjacent_find(covers.begin(), covers.end()) != covers.end()) return "two obligations carry one round's cover";
   for (const auto& o : e.owed) {
-    if (o.waits_for == 0) continue;
-    if (!std::binary_search(covers.begin(), covers.end(), o.waits_for))
-      return "a forward waits for a cover no obligation carries";
+    if (!held_back(o)) continue;
+    for (const uint32_t round : {o.waits_for, o.waits_too})
+      if (round != 0 && !std::binary_search(covers.begin(), covers.end(), round))
+        return "a forward waits for a cover no obligation carries";
     for (const auto& m : o.transfers)
       if (m.why != purpose::debt_forward || m.debit_account_id != escrow)
         return "an obligation held back is not a debt's forward";
@@ -906,11 +913,12 @@ bool decode_entry(std::span<const uint8_t> bytes, group_entry* out, std::string*
     if (version >= 4) {
       o.covers_round = r.get<uint32_t>();
       o.waits_for = r.get<uint32_t>();
+      o.waits_too = r.get<uint32_t>();
     }
     const auto n = r.get<uint32_t>();
     if (r.short_read) break;
     if (refused > 1 || n == 0 || n > chain_max || uint64_t(o.first_step) + n > e.next_step ||
-        (refused == 0) != (o.refusal == result::ok) || (o.waits_for != 0 && (refused != 0 || o.covers_round != 0))) {
+        (refused == 0) != (o.refusal == result::ok) || (held_back(o) && (refused != 0 || o.covers_round != 0))) {
       *why = "group entry: obligation " + std::to_string(i) + " is out of range";
       return false;
     }

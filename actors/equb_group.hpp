@@ -21,7 +21,7 @@
 // settles the obligation; a refusal (say a frozen wallet) keeps it, money still
 // reserved, until a `retry` operation emits it again under new ids. A debt's forward to a
 // guarantor whose cover for that round the ledger has not carried yet is an obligation
-// held back (waits_for), sent when that cover is carried. Obligations are part
+// held back (waits_for), sent to whoever paid that cover when it is carried. Obligations are part
 // of the group's state (snapshots), so after a crash every one that no log record
 // carries is emitted again at the end of recovery (a held one once its cover is carried,
 // as live); one the log holds was settled by
@@ -32,8 +32,7 @@
 //
 // A closed account refuses every payment for good: replace_account (an operation) puts
 // another account wherever the group names the old one, the refused obligations
-// included (and forwards held back for a refused cover), and a retry sends them again.
-// An ended group takes one kind of payment: a
+// included, and a retry sends them again. An ended group takes one kind of payment: a
 // seat's debts, all at once (equb_rules.hpp, repay). Once nothing is owed it retires
 // retire_after_ns after it ended (close_due): out of the table, its escrow closed, a
 // tombstone row keeping its number taken.
@@ -90,13 +89,18 @@ struct obligation {
   // A round's close that carries a guarantor's cover (rules_cover_forwards_wait): that
   // round (0: none). Forwards of debts missed in it wait until the ledger carries this.
   uint32_t covers_round = 0;
-  // Debt forwards held back (0: none, the obligation is sent): not sent until the
-  // obligation covering round `waits_for` is carried (then sent, and this is 0).
+  // Debt forwards held back: not sent until the obligations covering rounds `waits_for`
+  // (the debts' round) and `waits_too` (a close whose cover pays the payout they were
+  // taken from) are carried; each becomes 0 as its cover is carried. When the debts'
+  // round's is, its forwards go to the account that paid that cover (the guarantor then,
+  // whatever replace_account did since). Both 0: sent.
   uint32_t waits_for = 0;
+  uint32_t waits_too = 0;
   std::vector<money> transfers;
 };
+[[nodiscard]] inline bool held_back(const obligation& o) { return o.waits_for != 0 || o.waits_too != 0; }
 // Sent to the ledger and not answered yet: neither refused nor held back.
-[[nodiscard]] inline bool in_flight(const obligation& o) { return !o.refused && o.waits_for == 0; }
+[[nodiscard]] inline bool in_flight(const obligation& o) { return !o.refused && !held_back(o); }
 
 // An ended group with nothing owed is kept this long for look-ups, then retired
 // (rules_groups_retire); one with something owed is looked at again as long after.
@@ -133,7 +137,7 @@ struct group_entry {
 // shards (a payout_out hold goes to the payout account of its wallet's shard).
 [[nodiscard]] std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o, uint32_t shards);
 
-// Byte form for snapshots (version 4: each obligation's covers_round and waits_for;
+// Byte form for snapshots (version 4: each obligation's covers_round, waits_for and waits_too;
 // version 3: retire_at at the end; version 2: a payout_out
 // transfer carries its rail and destination; versions 1 and 2 are read too, an ended
 // group's retire_at then its last round's close, or its creation, plus retire_after_ns).

@@ -49,11 +49,13 @@ void share_out(outcome& o, const group_state& g, uint64_t amount) {
 }
 
 // `amount` of debt d paid on to its creditor: in the outcome's chain, or held (o.held)
-// while d's round is among `uncovered` (its cover not carried yet).
-void forward(outcome& o, const group_state& g, const debt& d, uint64_t amount, std::span<const uint32_t> uncovered) {
+// while d's round is among `uncovered` (its cover not carried yet); `funded_by`: the
+// round of the chain's own cover, when the money comes from a payout it pays into.
+void forward(outcome& o, const group_state& g, const debt& d, uint64_t amount, std::span<const uint32_t> uncovered,
+             uint32_t funded_by = 0) {
   if (amount == 0) return;
   const money m{g.cfg.escrow_account_id, d.creditor_account_id, amount, purpose::debt_forward};
-  if (std::find(uncovered.begin(), uncovered.end(), d.round) != uncovered.end()) o.held.push_back({d.round, m});
+  if (std::find(uncovered.begin(), uncovered.end(), d.round) != uncovered.end()) o.held.push_back({d.round, funded_by, m});
   else o.transfers.push_back(m);
 }
 
@@ -432,7 +434,8 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
     if (left == 0) break;
     const uint64_t part = std::min(left, d.amount);
     const uint64_t group = std::min(part, d.group_part);  // the group's part first
-    forward(o, g, d, part - group, uncovered);
+    // (Held, it also waits for this chain: the payout it is taken from has this cover in it.)
+    forward(o, g, d, part - group, uncovered, cover && gap > 0 ? g.round : 0);
     to_group += group;
     d.group_part -= group;
     left -= part;

@@ -231,9 +231,12 @@ struct outcome {
   // seat's closed wallet holds back only these, not a payout or a creditor's forward.
   std::vector<money> shared;
   // Debt forwards held back: each with the round its debt was missed in, whose cover the
-  // ledger has not carried yet (`uncovered` below). Sent once it has (the group table).
+  // ledger has not carried yet (`uncovered` below), and, taken from a payout that a cover
+  // of this close pays into, this close's round (`funded_by`; 0: none). Sent once the
+  // ledger has carried both (the group table), to whoever paid the first.
   struct held_forward {
     uint32_t round = 0;
+    uint32_t funded_by = 0;
     money m;
   };
   std::vector<held_forward> held;

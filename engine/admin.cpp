@@ -1447,7 +1447,7 @@ class admin_impl {
         if (t.debit_account_id == id) out += t.amount;
       owed.rows.push_back({std::to_string(o.first_step), std::to_string(o.transfers.size()), std::to_string(out),
                            o.refused     ? "refused: " + std::string(wire::result_name(o.refusal))
-                           : o.waits_for ? "waits for round " + std::to_string(o.waits_for) + "'s cover"
+                           : held_back(o) ? "waits for round " + std::to_string(o.waits_for != 0 ? o.waits_for : o.waits_too) + "'s cover"
                                          : "in flight"});
     }
     m.sections.push_back(std::move(owed));

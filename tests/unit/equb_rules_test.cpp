@@ -901,12 +901,15 @@ TEST(equb_rules, group_table_owes_a_short_pots_discount_by_the_records_rules) {
 // A guarantor is repaid a round's cover only once the ledger has carried that cover
 // (rules version 36): a member's repayment while the round's close chain is in flight or
 // refused is held back in escrow, an obligation of its own, and sent when the chain is
-// carried; a guarantor replaced meanwhile covers and is repaid in the old one's place.
-// Before, the repayment went at once, to a guarantor that had not covered.
+// carried, to the account that paid the cover: a guarantor replaced while its cover was
+// refused, the new one; replaced while the cover was in flight (and then carried), the
+// old one. Before, the repayment went at once, to a guarantor that had not covered.
 TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_carried) {
   using mesob::actors::rules_cover_forwards_wait;
   constexpr uint64_t new_guarantor = 6100;
-  for (const int k : {0, 1, 2}) {  // cover in flight, cover refused then replaced, older rules
+  // Cover in flight, cover refused then the guarantor replaced, older rules, the guarantor
+  // replaced while the cover is in flight.
+  for (const int k : {0, 1, 2, 3}) {
     SCOPED_TRACE(k);
     const uint16_t rules = k == 2 ? uint16_t(rules_cover_forwards_wait - 1) : rules_cover_forwards_wait;
     auto cfg = config(rotation::fixed_order, default_policy::cover_from_guarantor);
@@ -939,9 +942,18 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
     ASSERT_NE(cover, cover_chain.end());
     EXPECT_EQ(cover->debit_account_id, guarantor);
     EXPECT_EQ(t.find(escrow)->owed.at(0).covers_round, k == 2 ? 0u : 2u);
+    wire::equb_op replace;
+    replace.kind = wire::equb_op_kind::replace_account;
+    replace.group_id = escrow;
+    replace.wallet = guarantor;
+    replace.amount = new_guarantor;
     if (k == 1) {  // the guarantor has not the money
       t.chain_done(cover_chain.front(), result::exceeds_credits);
       ASSERT_TRUE(t.find(escrow)->owed.at(0).refused);
+    }
+    if (k == 3) {  // the debt now names the new one; the chain in flight, the old
+      ASSERT_EQ(t.execute(replace, after, make_escrow), result::ok);
+      EXPECT_EQ(t.find(escrow)->g.seats[2].debts.at(0).creditor_account_id, new_guarantor);
     }
     // Seat 2 pays round 3 with its debt for round 2 (its due and the penalty).
     const uint64_t debt = c + cfg.late_penalty;
@@ -964,7 +976,7 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
     EXPECT_FALSE(held.refused);
     EXPECT_FALSE(in_flight(held));
     ASSERT_EQ(held.transfers.size(), 1u);
-    EXPECT_EQ(held.transfers[0].credit_account_id, guarantor);
+    EXPECT_EQ(held.transfers[0].credit_account_id, k == 3 ? new_guarantor : guarantor);
     EXPECT_EQ(held.transfers[0].amount, debt);
     EXPECT_EQ(to_item(e).owed.back().waits_for_cover, 2u);
     // What escrow holds counts it: the cover still to come in, the repayment still to go.
@@ -989,13 +1001,7 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
     uint64_t repaid_to = guarantor;
     if (k == 1) {
       // The guarantor is replaced: the new one covers, and the repayment follows the cover.
-      wire::equb_op replace;
-      replace.kind = wire::equb_op_kind::replace_account;
-      replace.group_id = escrow;
-      replace.wallet = guarantor;
-      replace.amount = new_guarantor;
       ASSERT_EQ(t.execute(replace, after + 2, make_escrow), result::ok);
-      EXPECT_EQ(t.find(escrow)->owed[1].transfers[0].credit_account_id, new_guarantor);
       wire::equb_op retry;
       retry.kind = wire::equb_op_kind::retry;
       retry.group_id = escrow;
@@ -1014,6 +1020,71 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
     t.chain_done(sent.back().front(), result::ok);
     EXPECT_TRUE(t.find(escrow)->owed.empty());
     EXPECT_EQ(escrow_expected(*t.find(escrow)), t.find(escrow)->g.escrow);
+  }
+}
+
+// A recipient's older debt settled from its payout, its round's cover not carried, waits
+// for that cover and for the close's own chain when a cover in it pays the payout: in
+// whichever order the two are carried, the repayment goes after both. (Held for the older
+// round alone, it could go while the payout's own cover was refused, out of other money
+// in escrow or refused for the lack of it.)
+TEST(equb_rules, group_table_holds_a_repayment_from_a_payout_for_the_payouts_own_cover_too) {
+  for (const bool older_first : {true, false}) {
+    SCOPED_TRACE(older_first);
+    auto cfg = config(rotation::fixed_order, default_policy::cover_from_guarantor);
+    cfg.group_id = escrow;
+    group_table t;
+    std::vector<std::vector<wire::transfer>> sent;
+    t.set_emit([&](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
+    auto make_escrow = [](const wire::account&) { return true; };
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    join_all(t, cfg, {wallet(0), wallet(1), wallet(2)}, 2);
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::start;
+    op.group_id = escrow;
+    ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
+    t.chain_done(sent.at(0).front(), result::ok);
+    // Seat 2 misses rounds 2 and 3 (its own); the guarantor has not the money for either.
+    for (const uint32_t round : {2u, 3u}) {
+      for (const uint32_t i : {0u, 1u}) {
+        const auto p = group_payment(cfg, wallet(i), round, i, c);
+        ASSERT_EQ(t.verdict(p, deadline_after(3, round - 2, period, grace) + 2), result::ok);
+        t.paid(p, deadline_after(3, round - 2, period, grace) + 2);
+      }
+      t.close_due(deadline_after(3, round - 1, period, grace) + 1);
+      ASSERT_EQ(sent.size(), round);
+      t.chain_done(sent.back().front(), result::exceeds_credits);
+    }
+    const group_entry& e = *t.find(escrow);
+    ASSERT_EQ(e.g.ph, phase::completed);
+    // Round 3's chain settled seat 2's round-3 debt in it; its round-2 debt is held.
+    ASSERT_EQ(e.owed.size(), 3u);
+    EXPECT_EQ(e.owed[1].covers_round, 3u);
+    const obligation& held = e.owed[2];
+    EXPECT_EQ(held.waits_for, 2u);
+    EXPECT_EQ(held.waits_too, 3u);
+    ASSERT_EQ(held.transfers.size(), 1u);
+    EXPECT_EQ(held.transfers[0].amount, c + cfg.late_penalty);
+    group_entry back;
+    std::string why;
+    ASSERT_TRUE(decode_entry(encode_entry(e), &back, &why)) << why;
+    EXPECT_EQ(back.owed.at(2).waits_too, 3u);
+    wire::equb_op retry;
+    retry.kind = wire::equb_op_kind::retry;
+    retry.group_id = escrow;
+    ASSERT_EQ(t.execute(retry, deadline_after(3, 3, period, grace), make_escrow), result::ok);
+    ASSERT_EQ(sent.size(), 5u) << "both chains again, the repayment still held";
+    const auto round2 = sent[3], round3 = sent[4];
+    t.chain_done((older_first ? round2 : round3).front(), result::ok);
+    EXPECT_EQ(sent.size(), 5u) << "one of the two carried: still held";
+    EXPECT_TRUE(held_back(t.find(escrow)->owed.back()));
+    t.chain_done((older_first ? round3 : round2).front(), result::ok);
+    ASSERT_EQ(sent.size(), 6u);
+    ASSERT_EQ(sent[5].size(), 1u);
+    EXPECT_EQ(sent[5][0].credit_account_id, guarantor);
+    EXPECT_EQ(sent[5][0].amount, c + cfg.late_penalty);
+    t.chain_done(sent[5].front(), result::ok);
+    EXPECT_TRUE(t.find(escrow)->owed.empty());
   }
 }
 
