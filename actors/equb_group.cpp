@@ -586,8 +586,12 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
       if (m.why == purpose::cover) payer = m.debit_account_id;
     e->owed.erase(it);
     if (covered == 0) return;
-    // The cover is in escrow: the forwards held back for it go now (those waiting for no
-    // other), the debts of its round repaid to the account that paid it.
+    // The cover is in escrow: its round's debts are owed to the account that paid it (a
+    // guarantor replaced while it was in flight is not repaid another's cover), and the
+    // forwards held back for it go now (those waiting for no other), to that account.
+    for (auto& s : e->g.seats)
+      for (auto& d : s.debts)
+        if (d.round == covered && d.creditor_account_id != 0) d.creditor_account_id = payer;
     for (auto& o : e->owed) {
       if (!held_back(o) || (o.waits_for != covered && o.waits_too != covered)) continue;
       if (o.waits_for == covered) {
@@ -678,10 +682,11 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       const uint64_t from = op.wallet, to = op.amount;
       if (const result r = can_replace_account(g, from, to); r != result::ok) return r;
       if (const result r = engine_account(to); r != result::ok) return r;
-      // (Forwards held back are repaid to whoever paid their cover: chain_done.)
+      // The chains no ledger is deciding: refused ones, and forwards held back once bound
+      // to their cover's payer (before, they go to whoever pays it: chain_done).
       auto in_refused = [&](auto&& f) {
         for (auto& ob : e->owed)
-          if (ob.refused)
+          if (ob.refused || (held_back(ob) && ob.waits_for == 0))
             for (auto& m : ob.transfers) f(m);
       };
       bool named = names_account(g, from);

@@ -1023,6 +1023,57 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
   }
 }
 
+// A guarantor replaced while its cover is in flight: once the ledger carries that cover,
+// the round's debts are owed to the account that paid it, so a repayment after it goes
+// there too, as a held one does (before, the debts named the new guarantor, repaid a
+// cover it never made).
+TEST(equb_rules, group_table_repays_a_cover_to_its_payer_after_a_replace_in_flight) {
+  constexpr uint64_t new_guarantor = 6100;
+  auto cfg = config(rotation::fixed_order, default_policy::cover_from_guarantor);
+  cfg.group_id = escrow;
+  group_table t;
+  std::vector<std::vector<wire::transfer>> sent;
+  t.set_emit([&](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
+  auto make_escrow = [](const wire::account&) { return true; };
+  ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+  join_all(t, cfg, {wallet(0), wallet(1), wallet(2), wallet(3)}, 2);
+  wire::equb_op op;
+  op.kind = wire::equb_op_kind::start;
+  op.group_id = escrow;
+  ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);
+  t.chain_done(sent.at(0).front(), result::ok);
+  for (const uint32_t i : {0u, 1u}) {  // seats 2 and 3 miss round 2
+    const auto p = group_payment(cfg, wallet(i), 2, i, c);
+    ASSERT_EQ(t.verdict(p, 4), result::ok);
+    t.paid(p, 4);
+  }
+  const uint64_t after = deadline_after(3, 1, period, grace) + 1;
+  t.close_due(after);
+  ASSERT_EQ(sent.size(), 2u);  // round 2's chain, the cover from `guarantor`, in flight
+  wire::equb_op replace;
+  replace.kind = wire::equb_op_kind::replace_account;
+  replace.group_id = escrow;
+  replace.wallet = guarantor;
+  replace.amount = new_guarantor;
+  ASSERT_EQ(t.execute(replace, after + 1, make_escrow), result::ok);
+  const uint64_t debt = c + cfg.late_penalty;
+  const auto p2 = group_payment(cfg, wallet(2), 3, 2, c + debt);  // held: its cover in flight
+  ASSERT_EQ(t.verdict(p2, after + 2), result::ok);
+  t.paid(p2, after + 2);
+  EXPECT_EQ(t.find(escrow)->g.seats[3].debts.at(0).creditor_account_id, new_guarantor);
+  t.chain_done(sent[1].front(), result::ok);  // carried: `guarantor` covered both
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[2].at(0).credit_account_id, guarantor) << "the held repayment";
+  EXPECT_EQ(t.find(escrow)->g.seats[3].debts.at(0).creditor_account_id, guarantor);
+  const auto p3 = group_payment(cfg, wallet(3), 3, 3, c + debt);  // after the cover: at once
+  ASSERT_EQ(t.verdict(p3, after + 3), result::ok);
+  t.paid(p3, after + 3);
+  ASSERT_EQ(sent.size(), 4u);
+  ASSERT_EQ(sent[3].size(), 1u);
+  EXPECT_EQ(sent[3][0].credit_account_id, guarantor);
+  EXPECT_EQ(sent[3][0].amount, debt);
+}
+
 // A recipient's older debt settled from its payout, its round's cover not carried, waits
 // for that cover and for the close's own chain when a cover in it pays the payout: in
 // whichever order the two are carried, the repayment goes after both. (Held for the older
