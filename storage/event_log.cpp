@@ -811,8 +811,19 @@ size_t event_log::apply_retention() {
     std::vector<wire::event> last, newest;
     std::string err;
     if (read((index + 1) * seg, 1, &last, &err) != read_status::ok || last.empty() ||
-        read(durable - 1, 1, &newest, &err) != read_status::ok || newest.empty() || last[0].lsn >= newest[0].lsn)
+        read(durable - 1, 1, &newest, &err) != read_status::ok || newest.empty()) {
+      // Damage or an I/O error: nothing is dropped until it reads, and the log grows past
+      // its limit meanwhile. Said, or the operator would learn of it at the next start.
+      if (err.empty()) err = "the event at offset " + std::to_string((index + 1) * seg) + " or " +
+                             std::to_string(durable - 1) + " reads as none";
+      if (err != retention_error_)
+        std::fprintf(stderr, "mesobd: event log retention stopped (nothing is dropped until it reads): %s\n",
+                     err.c_str());
+      retention_error_ = std::move(err);
       break;
+    }
+    retention_error_.clear();
+    if (last[0].lsn >= newest[0].lsn) break;
     bool drop = opt_.retention_bytes != 0 && bytes_.load() > opt_.retention_bytes;
     if (!drop && opt_.retention_ns != 0) drop = last[0].timestamp + opt_.retention_ns < newest[0].timestamp;
     if (!drop) break;

@@ -122,7 +122,9 @@ class event_log {
   // failed stops the drops until a later call's sync succeeds, and one whose file could
   // not be removed (out of the log all the same) until a later call removes it. Before,
   // a failed removal went unseen and the next segment's went on: the directory then held
-  // a segment whose later neighbour was gone, which the next start refuses.
+  // a segment whose later neighbour was gone, which the next start refuses. A segment
+  // whose events cannot be read (damage, an I/O error) stops the drops too, said on
+  // stderr once for each new cause (before, in silence: the log grew past its limit).
   size_t apply_retention();
 
   // ---- any thread
@@ -229,6 +231,9 @@ class event_log {
   bool removal_unsynced_ = false;   // a dropped segment's removal is not durable yet (its directory sync failed)
   std::string removal_failed_;      // a dropped segment whose file could not be removed: tried again first
   uint64_t removal_failed_bytes_ = 0;  // its size, still counted in bytes_
+  // Why retention last stopped at a segment it could not read ("" since it could):
+  // written to stderr once each time it changes, not at every look.
+  std::string retention_error_;
   bool remove_segment_file(const std::string& path);
   std::atomic<uint64_t> durable_end_{1};
   std::atomic<uint64_t> written_end_{1};

@@ -381,6 +381,39 @@ TEST(EventLog, RetentionNeverDropsTheSegmentHoldingTheNewestEvent) {
   EXPECT_EQ(rec.next_offset, 257u) << "offsets continue after the newest event";
 }
 
+// The oldest segment damaged after the log opened: retention cannot read its last event,
+// drops nothing, and says why on stderr, once (not at every look). Before, it stopped in
+// silence and the log grew past its limit unseen until the next start refused the segment.
+TEST(EventLog, RetentionThatCannotReadTheOldestSegmentSaysWhyOnce) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  event_log_options o;
+  o.dir = dir.path();
+  o.segment_events = 128;
+  o.retention_bytes = 1;  // a size limit nothing fits in
+  o.ring_events = 1024;   // the least: the oldest segment's events are read from its file
+  std::string err;
+  auto log = event_log::open(o, &rec, &err);
+  ASSERT_TRUE(log) << err;
+  for (uint64_t lsn = 8; lsn < 18; ++lsn) {  // ten full segments, 1,280 events
+    auto full = make(128, lsn);
+    ASSERT_TRUE(log->append(full, &err)) << err;
+  }
+  auto last = make(1, 18);
+  ASSERT_TRUE(log->append(last, &err) && log->sync(&err)) << err;
+  const std::string oldest = dir.path() + "/events-0000000000000000.log";
+  flip_byte(oldest, event_format::segment_header_bytes + event_format::chunk_header_bytes + 100);  // its chunk
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(log->apply_retention(), 0u);
+  EXPECT_EQ(log->apply_retention(), 0u);
+  const std::string said = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log->first_offset(), 1u);
+  const std::string what = "event log retention stopped";
+  ASSERT_NE(said.find(what), std::string::npos) << said;
+  EXPECT_EQ(said.find(what, said.find(what) + 1), std::string::npos) << "said once: " << said;
+  EXPECT_NE(said.find("events-0000000000000000.log"), std::string::npos) << said;
+}
+
 // Retention by age measures in the events' own clock (engine time), the newest durable
 // event's time as now: a step of the wall clock, which the engine clock does not follow,
 // drops nothing early. Before, a segment's newest event was measured against the wall
