@@ -51,7 +51,10 @@ constexpr uint64_t session_reader_idle_ms = 2000;
 // share (out_bytes_total_max / connections_max, at least this) is still read: sessions
 // holding many responses unread cannot stop every other gateway's requests (nor new
 // connections' handshakes). What the sessions under their share add past the total is
-// about a share each.
+// up to a share each and the replies of the requests they were taking when it was
+// reached (each reserved at its bound, at most out_bytes_max): the total pauses reading,
+// it does not cap; the cap is each session's out_bytes_max (twice, for a session that
+// stops reading, before it is closed).
 constexpr uint64_t session_total_share_min = 64u << 10;
 
 // Bytes received count as activity (against idle_timeout_ms) in steps of this many, or a

@@ -1056,7 +1056,7 @@ class server_impl {
       cut = "the secret of gateway " + s.gateway + " was changed since this session opened: it closes";
     if (!cut.empty()) {
       st_errors_.fetch_add(1, std::memory_order_relaxed);
-      queue_frame(s, frame_kind::error, request_id, wire::error_body({protocol_error::role_denied, cut}));
+      queue_frame(s, frame_kind::error, request_id, wire::error_body({protocol_error::gateway_cut_off, cut}));
       close_after_flush(s);
       return false;
     }

@@ -41,6 +41,7 @@ std::string_view protocol_error_name(protocol_error e) {
     case protocol_error::handshake_timeout: return "handshake_timeout";
     case protocol_error::request_id_zero: return "request_id_zero";
     case protocol_error::frame_buffers_full: return "frame_buffers_full";
+    case protocol_error::gateway_cut_off: return "gateway_cut_off";
   }
   return "unknown";
 }

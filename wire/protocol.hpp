@@ -82,12 +82,15 @@ enum class protocol_error : uint16_t {
                            // server's own errors (a session's or subscription's end): refused
   frame_buffers_full = 27, // (request id 0) all sessions' frame buffers reached the server's limit and
                            // this session held the most of a frame not yet whole: closed
+  gateway_cut_off = 28,    // the session's registered gateway was disabled, or its secret changed,
+                           // since it logged in: closed (to the request that found it, or id 0)
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
 // True when the server closes the connection after sending this error.
 [[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
   return e == protocol_error::frame_too_large || e == protocol_error::slow_reader || e == protocol_error::idle_timeout ||
-         e == protocol_error::handshake_timeout || e == protocol_error::frame_buffers_full;
+         e == protocol_error::handshake_timeout || e == protocol_error::frame_buffers_full ||
+         e == protocol_error::gateway_cut_off;
 }
 
 // Gateway roles (bit set). Ledger operations need `payments`, `ledger` or `admin`; a

@@ -658,7 +658,8 @@ TEST(server, registry_changes_reach_quiet_sessions) {
       if (f.header.kind == uint16_t(wire::frame_kind::error)) {
         wire::error_msg e;
         EXPECT_TRUE(wire::parse_error(f.body, &e, &why)) << why;
-        EXPECT_EQ(e.code, protocol_error::role_denied);
+        EXPECT_EQ(e.code, protocol_error::gateway_cut_off);
+        EXPECT_TRUE(wire::protocol_error_closes(e.code));
         EXPECT_NE(e.message.find(says), std::string::npos) << e.message;
         return c.closed_by_server();
       }
@@ -3304,7 +3305,7 @@ TEST(server, a_push_after_a_secret_rotation_does_not_reach_the_old_secret_s_sess
   ASSERT_EQ(f.header.kind, uint16_t(wire::frame_kind::error)) << "a push reached the old secret's session";
   wire::error_msg e;
   ASSERT_TRUE(wire::parse_error(f.body, &e, &err)) << err;
-  EXPECT_EQ(e.code, protocol_error::role_denied);
+  EXPECT_EQ(e.code, protocol_error::gateway_cut_off);
   EXPECT_NE(e.message.find("secret of gateway tb was changed"), std::string::npos) << e.message;
   EXPECT_FALSE(tb->read_frame(&f, &err));
   EXPECT_TRUE(tb->closed_by_server());
