@@ -529,7 +529,7 @@ TEST(admin_port, gateway_registry_commands_and_a_registered_gateway_deposits) {
     dep.reference = 56;
     r = tb->call(wire::deposits_body(std::vector{dep}));
     EXPECT_FALSE(r.ok);
-    EXPECT_EQ(r.error.code, wire::protocol_error::role_denied) << r.failure;
+    EXPECT_EQ(r.error.code, wire::protocol_error::gateway_cut_off) << r.failure;
     EXPECT_NE(r.error.message.find("was changed since this session opened"), std::string::npos) << r.error.message;
     EXPECT_TRUE(tb->closed_by_server());
     EXPECT_TRUE(tb_before->closed_by_server()) << "a quiet one too, at the timer";

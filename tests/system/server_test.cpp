@@ -495,7 +495,7 @@ TEST(server, registered_gateway_authenticates_and_deposits) {
   d.reference = 3;
   r = tb->call(wire::deposits_body(std::vector{d}));
   ASSERT_TRUE(r.server_error);
-  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  EXPECT_EQ(r.error.code, protocol_error::gateway_cut_off);
   EXPECT_NE(r.error.message.find("disabled"), std::string::npos) << r.error.message;
   EXPECT_TRUE(tb->closed_by_server());
   r = pay->call(wire::lookup_accounts_body(std::vector<uint64_t>{1}));
