@@ -814,8 +814,7 @@ size_t event_log::apply_retention() {
         read(durable - 1, 1, &newest, &err) != read_status::ok || newest.empty()) {
       // Damage or an I/O error: nothing is dropped until it reads, and the log grows past
       // its limit meanwhile. Said, or the operator would learn of it at the next start.
-      if (err.empty()) err = "the event at offset " + std::to_string((index + 1) * seg) + " or " +
-                             std::to_string(durable - 1) + " reads as none";
+      if (err.empty()) err = "the last event of segment " + std::to_string(index) + ", or the newest durable one, reads as none";
       if (err != retention_error_)
         std::fprintf(stderr, "mesobd: event log retention stopped (nothing is dropped until it reads): %s\n",
                      err.c_str());

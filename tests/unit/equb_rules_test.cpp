@@ -1129,10 +1129,24 @@ TEST(equb_rules, group_table_holds_a_repayment_from_a_payout_for_the_payouts_own
     t.chain_done((older_first ? round2 : round3).front(), result::ok);
     EXPECT_EQ(sent.size(), 5u) << "one of the two carried: still held";
     EXPECT_TRUE(held_back(t.find(escrow)->owed.back()));
+    uint64_t repaid_to = guarantor;
+    if (older_first) {
+      // Bound to the payer of round 2's cover, it is replaced as a refused chain is (the
+      // payer closed meanwhile, say), before it is ever sent.
+      constexpr uint64_t successor = 6200;
+      wire::equb_op replace;
+      replace.kind = wire::equb_op_kind::replace_account;
+      replace.group_id = escrow;
+      replace.wallet = guarantor;
+      replace.amount = successor;
+      ASSERT_EQ(t.execute(replace, deadline_after(3, 3, period, grace) + 1, make_escrow), result::ok);
+      EXPECT_EQ(t.find(escrow)->owed.back().transfers.at(0).credit_account_id, successor);
+      repaid_to = successor;
+    }
     t.chain_done((older_first ? round3 : round2).front(), result::ok);
     ASSERT_EQ(sent.size(), 6u);
     ASSERT_EQ(sent[5].size(), 1u);
-    EXPECT_EQ(sent[5][0].credit_account_id, guarantor);
+    EXPECT_EQ(sent[5][0].credit_account_id, repaid_to);
     EXPECT_EQ(sent[5][0].amount, c + cfg.late_penalty);
     t.chain_done(sent[5].front(), result::ok);
     EXPECT_TRUE(t.find(escrow)->owed.empty());
