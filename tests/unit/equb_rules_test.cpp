@@ -898,6 +898,55 @@ TEST(equb_rules, group_table_owes_a_short_pots_discount_by_the_records_rules) {
   }
 }
 
+namespace {
+// A cover_from_guarantor group of `seats` seats (wallet(i) in seat i) in a table that keeps
+// the chains it sends, started at 3 by `rules`: round 1 paid out, its chain carried.
+struct cover_group {
+  group_config cfg = [] {
+    auto x = config(rotation::fixed_order, default_policy::cover_from_guarantor);
+    x.group_id = escrow;  // in the engine a group's id is its escrow account's
+    return x;
+  }();
+  group_table t;
+  std::vector<std::vector<wire::transfer>> sent;
+  static bool make_escrow(const wire::account&) { return true; }
+
+  explicit cover_group(uint32_t seats, uint16_t rules = mesob::actors::rules_newest) {
+    t.set_rules(rules);
+    t.set_emit([this](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
+    EXPECT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    for (uint32_t i = 0; i < seats; ++i) pay(i, 0, cfg.contribution, 2);
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::start;
+    op.group_id = escrow;
+    EXPECT_EQ(t.execute(op, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
+    EXPECT_EQ(sent.size(), 1u);
+    if (!sent.empty()) t.chain_done(sent[0].front(), result::ok);
+  }
+  // Seat i pays `amount` for `round` at ts (round 0 joins).
+  void pay(uint32_t i, uint32_t round, uint64_t amount, uint64_t ts) {
+    const auto p = group_payment(cfg, wallet(i), round, round == 0 ? 0 : i, amount);
+    EXPECT_EQ(t.verdict(p, ts), result::ok) << "seat " << i << " round " << round;
+    t.paid(p, ts);
+  }
+  result replace(uint64_t from, uint64_t to, uint64_t ts) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::replace_account;
+    op.group_id = escrow;
+    op.wallet = from;
+    op.amount = to;
+    return t.execute(op, ts, make_escrow);
+  }
+  result retry(uint64_t ts) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::retry;
+    op.group_id = escrow;
+    return t.execute(op, ts, make_escrow);
+  }
+  [[nodiscard]] const group_entry& e() const { return *t.find(escrow); }
+};
+}  // namespace
+
 // A guarantor is repaid a round's cover only once the ledger has carried that cover
 // (rules version 36): a member's repayment while the round's close chain is in flight or
 // refused is held back in escrow, an obligation of its own, and sent when the chain is
@@ -911,27 +960,9 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
   // replaced while the cover is in flight.
   for (const int k : {0, 1, 2, 3}) {
     SCOPED_TRACE(k);
-    const uint16_t rules = k == 2 ? uint16_t(rules_cover_forwards_wait - 1) : rules_cover_forwards_wait;
-    auto cfg = config(rotation::fixed_order, default_policy::cover_from_guarantor);
-    cfg.group_id = escrow;
-    group_table t;
-    t.set_rules(rules);
-    std::vector<std::vector<wire::transfer>> sent;
-    t.set_emit([&](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
-    auto make_escrow = [](const wire::account&) { return true; };
-    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
-    join_all(t, cfg, {wallet(0), wallet(1), wallet(2)}, 2);
-    wire::equb_op op;
-    op.kind = wire::equb_op_kind::start;
-    op.group_id = escrow;
-    ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
-    ASSERT_EQ(sent.size(), 1u);
-    t.chain_done(sent[0].front(), result::ok);
-    for (const uint32_t i : {0u, 1u}) {
-      const auto p = group_payment(cfg, wallet(i), 2, i, c);
-      ASSERT_EQ(t.verdict(p, 4), result::ok);
-      t.paid(p, 4);
-    }
+    cover_group g(3, k == 2 ? uint16_t(rules_cover_forwards_wait - 1) : rules_cover_forwards_wait);
+    auto& [cfg, t, sent] = g;
+    for (const uint32_t i : {0u, 1u}) g.pay(i, 2, c, 4);
     const uint64_t after = deadline_after(3, 1, period, grace) + 1;  // round 2 closes, seat 2 covered
     t.close_due(after);
     ASSERT_EQ(sent.size(), 2u);
@@ -942,25 +973,18 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
     ASSERT_NE(cover, cover_chain.end());
     EXPECT_EQ(cover->debit_account_id, guarantor);
     EXPECT_EQ(t.find(escrow)->owed.at(0).covers_round, k == 2 ? 0u : 2u);
-    wire::equb_op replace;
-    replace.kind = wire::equb_op_kind::replace_account;
-    replace.group_id = escrow;
-    replace.wallet = guarantor;
-    replace.amount = new_guarantor;
     if (k == 1) {  // the guarantor has not the money
       t.chain_done(cover_chain.front(), result::exceeds_credits);
       ASSERT_TRUE(t.find(escrow)->owed.at(0).refused);
     }
     if (k == 3) {  // the debt now names the new one; the chain in flight, the old
-      ASSERT_EQ(t.execute(replace, after, make_escrow), result::ok);
+      ASSERT_EQ(g.replace(guarantor, new_guarantor, after), result::ok);
       EXPECT_EQ(t.find(escrow)->g.seats[2].debts.at(0).creditor_account_id, new_guarantor);
     }
     // Seat 2 pays round 3 with its debt for round 2 (its due and the penalty).
     const uint64_t debt = c + cfg.late_penalty;
-    const auto p = group_payment(cfg, wallet(2), 3, 2, c + debt);
-    ASSERT_EQ(t.verdict(p, after + 1), result::ok);
-    t.paid(p, after + 1);
-    const group_entry& e = *t.find(escrow);
+    g.pay(2, 3, c + debt, after + 1);
+    const group_entry& e = g.e();
     EXPECT_TRUE(e.g.seats[2].debts.empty());
     if (k == 2) {  // sent at once
       ASSERT_EQ(sent.size(), 3u);
@@ -1001,11 +1025,8 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
     uint64_t repaid_to = guarantor;
     if (k == 1) {
       // The guarantor is replaced: the new one covers, and the repayment follows the cover.
-      ASSERT_EQ(t.execute(replace, after + 2, make_escrow), result::ok);
-      wire::equb_op retry;
-      retry.kind = wire::equb_op_kind::retry;
-      retry.group_id = escrow;
-      ASSERT_EQ(t.execute(retry, after + 3, make_escrow), result::ok);
+      ASSERT_EQ(g.replace(guarantor, new_guarantor, after + 2), result::ok);
+      ASSERT_EQ(g.retry(after + 3), result::ok);
       ASSERT_EQ(sent.size(), 3u) << "the cover again; the repayment still waits";
       EXPECT_EQ(t.find(escrow)->owed[1].waits_for, 2u);
       repaid_to = new_guarantor;
@@ -1029,45 +1050,21 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
 // cover it never made).
 TEST(equb_rules, group_table_repays_a_cover_to_its_payer_after_a_replace_in_flight) {
   constexpr uint64_t new_guarantor = 6100;
-  auto cfg = config(rotation::fixed_order, default_policy::cover_from_guarantor);
-  cfg.group_id = escrow;
-  group_table t;
-  std::vector<std::vector<wire::transfer>> sent;
-  t.set_emit([&](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
-  auto make_escrow = [](const wire::account&) { return true; };
-  ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
-  join_all(t, cfg, {wallet(0), wallet(1), wallet(2), wallet(3)}, 2);
-  wire::equb_op op;
-  op.kind = wire::equb_op_kind::start;
-  op.group_id = escrow;
-  ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);
-  t.chain_done(sent.at(0).front(), result::ok);
-  for (const uint32_t i : {0u, 1u}) {  // seats 2 and 3 miss round 2
-    const auto p = group_payment(cfg, wallet(i), 2, i, c);
-    ASSERT_EQ(t.verdict(p, 4), result::ok);
-    t.paid(p, 4);
-  }
+  cover_group g(4);
+  auto& [cfg, t, sent] = g;
+  for (const uint32_t i : {0u, 1u}) g.pay(i, 2, c, 4);  // seats 2 and 3 miss round 2
   const uint64_t after = deadline_after(3, 1, period, grace) + 1;
   t.close_due(after);
   ASSERT_EQ(sent.size(), 2u);  // round 2's chain, the cover from `guarantor`, in flight
-  wire::equb_op replace;
-  replace.kind = wire::equb_op_kind::replace_account;
-  replace.group_id = escrow;
-  replace.wallet = guarantor;
-  replace.amount = new_guarantor;
-  ASSERT_EQ(t.execute(replace, after + 1, make_escrow), result::ok);
+  ASSERT_EQ(g.replace(guarantor, new_guarantor, after + 1), result::ok);
   const uint64_t debt = c + cfg.late_penalty;
-  const auto p2 = group_payment(cfg, wallet(2), 3, 2, c + debt);  // held: its cover in flight
-  ASSERT_EQ(t.verdict(p2, after + 2), result::ok);
-  t.paid(p2, after + 2);
+  g.pay(2, 3, c + debt, after + 2);  // held: its cover in flight
   EXPECT_EQ(t.find(escrow)->g.seats[3].debts.at(0).creditor_account_id, new_guarantor);
   t.chain_done(sent[1].front(), result::ok);  // carried: `guarantor` covered both
   ASSERT_EQ(sent.size(), 3u);
   EXPECT_EQ(sent[2].at(0).credit_account_id, guarantor) << "the held repayment";
   EXPECT_EQ(t.find(escrow)->g.seats[3].debts.at(0).creditor_account_id, guarantor);
-  const auto p3 = group_payment(cfg, wallet(3), 3, 3, c + debt);  // after the cover: at once
-  ASSERT_EQ(t.verdict(p3, after + 3), result::ok);
-  t.paid(p3, after + 3);
+  g.pay(3, 3, c + debt, after + 3);  // after the cover: at once
   ASSERT_EQ(sent.size(), 4u);
   ASSERT_EQ(sent[3].size(), 1u);
   EXPECT_EQ(sent[3][0].credit_account_id, guarantor);
@@ -1082,31 +1079,16 @@ TEST(equb_rules, group_table_repays_a_cover_to_its_payer_after_a_replace_in_flig
 TEST(equb_rules, group_table_holds_a_repayment_from_a_payout_for_the_payouts_own_cover_too) {
   for (const bool older_first : {true, false}) {
     SCOPED_TRACE(older_first);
-    auto cfg = config(rotation::fixed_order, default_policy::cover_from_guarantor);
-    cfg.group_id = escrow;
-    group_table t;
-    std::vector<std::vector<wire::transfer>> sent;
-    t.set_emit([&](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
-    auto make_escrow = [](const wire::account&) { return true; };
-    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
-    join_all(t, cfg, {wallet(0), wallet(1), wallet(2)}, 2);
-    wire::equb_op op;
-    op.kind = wire::equb_op_kind::start;
-    op.group_id = escrow;
-    ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
-    t.chain_done(sent.at(0).front(), result::ok);
+    cover_group g(3);
+    auto& [cfg, t, sent] = g;
     // Seat 2 misses rounds 2 and 3 (its own); the guarantor has not the money for either.
     for (const uint32_t round : {2u, 3u}) {
-      for (const uint32_t i : {0u, 1u}) {
-        const auto p = group_payment(cfg, wallet(i), round, i, c);
-        ASSERT_EQ(t.verdict(p, deadline_after(3, round - 2, period, grace) + 2), result::ok);
-        t.paid(p, deadline_after(3, round - 2, period, grace) + 2);
-      }
+      for (const uint32_t i : {0u, 1u}) g.pay(i, round, c, deadline_after(3, round - 2, period, grace) + 2);
       t.close_due(deadline_after(3, round - 1, period, grace) + 1);
       ASSERT_EQ(sent.size(), round);
       t.chain_done(sent.back().front(), result::exceeds_credits);
     }
-    const group_entry& e = *t.find(escrow);
+    const group_entry& e = g.e();
     ASSERT_EQ(e.g.ph, phase::completed);
     // Round 3's chain settled seat 2's round-3 debt in it; its round-2 debt is held.
     ASSERT_EQ(e.owed.size(), 3u);
@@ -1120,10 +1102,7 @@ TEST(equb_rules, group_table_holds_a_repayment_from_a_payout_for_the_payouts_own
     std::string why;
     ASSERT_TRUE(decode_entry(encode_entry(e), &back, &why)) << why;
     EXPECT_EQ(back.owed.at(2).waits_too, 3u);
-    wire::equb_op retry;
-    retry.kind = wire::equb_op_kind::retry;
-    retry.group_id = escrow;
-    ASSERT_EQ(t.execute(retry, deadline_after(3, 3, period, grace), make_escrow), result::ok);
+    ASSERT_EQ(g.retry(deadline_after(3, 3, period, grace)), result::ok);
     ASSERT_EQ(sent.size(), 5u) << "both chains again, the repayment still held";
     const auto round2 = sent[3], round3 = sent[4];
     t.chain_done((older_first ? round2 : round3).front(), result::ok);
@@ -1134,12 +1113,7 @@ TEST(equb_rules, group_table_holds_a_repayment_from_a_payout_for_the_payouts_own
       // Bound to the payer of round 2's cover, it is replaced as a refused chain is (the
       // payer closed meanwhile, say), before it is ever sent.
       constexpr uint64_t successor = 6200;
-      wire::equb_op replace;
-      replace.kind = wire::equb_op_kind::replace_account;
-      replace.group_id = escrow;
-      replace.wallet = guarantor;
-      replace.amount = successor;
-      ASSERT_EQ(t.execute(replace, deadline_after(3, 3, period, grace) + 1, make_escrow), result::ok);
+      ASSERT_EQ(g.replace(guarantor, successor, deadline_after(3, 3, period, grace) + 1), result::ok);
       EXPECT_EQ(t.find(escrow)->owed.back().transfers.at(0).credit_account_id, successor);
       repaid_to = successor;
     }
