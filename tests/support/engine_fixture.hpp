@@ -64,6 +64,16 @@ inline wire::equb_op make_equb_create(uint64_t group, uint64_t fee_account, uint
   return op;
 }
 
+// An equb group's replace_account operation: `to` wherever the group names `from`.
+inline wire::equb_op make_equb_replace(uint64_t group, uint64_t from, uint64_t to) {
+  wire::equb_op op;
+  op.kind = wire::equb_op_kind::replace_account;
+  op.group_id = group;
+  op.wallet = from;
+  op.amount = to;
+  return op;
+}
+
 // A gateway's registration: mobile money, payments, ETB settled through `etb_account`,
 // a 32-byte secret (0x40, 0x41, ...).
 inline wire::gateway_op make_gateway_registration(const char* id, uint64_t etb_account, uint32_t priority = 10,

@@ -543,14 +543,7 @@ TEST_F(equb_engine_replay, ClosedAccountsAreReplacedAndTheRefusedPayoutsRetried)
   EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
   EXPECT_EQ(settled(g).owed.at(0).refusal, result::credit_account_closed) << "closed for good";
 
-  auto replace = [&](uint64_t from, uint64_t to) {
-    wire::equb_op op;
-    op.kind = wire::equb_op_kind::replace_account;
-    op.group_id = g;
-    op.wallet = from;
-    op.amount = to;
-    return op1(op);
-  };
+  auto replace = [&](uint64_t from, uint64_t to) { return op1(make_equb_replace(g, from, to)); };
   EXPECT_EQ(replace(closed_fee, g), result::replacement_account_unfit) << "the escrow";
   EXPECT_EQ(replace(closed_fee, closed_fee), result::replacement_account_unfit) << "closed";
   EXPECT_EQ(replace(1, 1), result::accounts_must_differ);
@@ -923,10 +916,7 @@ TEST_F(equb_engine, AGroupsAccountsAreCheckedWhenItIsMadeAndWhenOneIsReplaced) {
   EXPECT_EQ(group(g).g.cfg.fee_account_id, fee_account);
   EXPECT_EQ(group(g + 100).g.cfg.fee_account_id, fit);
   // replace_account: the new account against the group's currency.
-  wire::equb_op replace;
-  replace.kind = wire::equb_op_kind::replace_account;
-  replace.group_id = g;
-  replace.wallet = fee_account;
+  wire::equb_op replace = make_equb_replace(g, fee_account, 0);
   for (uint64_t a : {missing, closed, usd, settlement, other}) {
     replace.amount = a;
     EXPECT_EQ(op1(replace), result::replacement_account_unfit) << a;
@@ -948,11 +938,7 @@ TEST_F(equb_engine, TheAccountChecksFollowTheRequestAndSpanLookUps) {
   open_wallets(2);
   ASSERT_EQ(e().create_accounts({make_account(usd, 0, "USD"), make_account(fit)}).results,
             std::vector<result>(2, result::ok));
-  wire::equb_op replace;
-  replace.kind = wire::equb_op_kind::replace_account;
-  replace.group_id = g;
-  replace.wallet = fee_account;
-  replace.amount = usd;
+  wire::equb_op replace = make_equb_replace(g, fee_account, usd);
   auto r = e().equb({create_op(g), replace});
   EXPECT_EQ(r.results, (std::vector<result>{result::ok, result::replacement_account_unfit}));
   replace.group_id = g + 1;
@@ -1527,12 +1513,7 @@ TEST_F(equb_engine_replay, AGuarantorIsRepaidOnlyACoverTheLedgerCarried) {
   EXPECT_EQ(actors::equb::encode_entry(back), actors::equb::encode_entry(st));
   EXPECT_EQ(balance(short_guarantor), 0);
   // Another guarantor takes the old one's place: it covers round 2, then is repaid.
-  wire::equb_op replace;
-  replace.kind = wire::equb_op_kind::replace_account;
-  replace.group_id = g;
-  replace.wallet = short_guarantor;
-  replace.amount = new_guarantor;
-  ASSERT_EQ(op1(replace), result::ok);
+  ASSERT_EQ(op1(make_equb_replace(g, short_guarantor, new_guarantor)), result::ok);
   ASSERT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
   st = settled(g);
   EXPECT_TRUE(st.owed.empty());

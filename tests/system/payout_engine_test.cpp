@@ -1947,11 +1947,7 @@ TEST(payout_engine_upgrade, replace_account_in_an_older_record_replays_as_refuse
   for (const uint16_t version : {uint16_t(6), uint16_t(7)}) {
     temp_dir dir;
     const auto create = make_equb_create(821, 900, 100);
-    wire::equb_op replace;
-    replace.kind = wire::equb_op_kind::replace_account;
-    replace.group_id = 821;
-    replace.wallet = 900;
-    replace.amount = 901;
+    const wire::equb_op replace = make_equb_replace(821, 900, 901);
     write_batch_records(dir.path(), {{6, uint16_t(actors::op_kind::equb_ops), 1, ops_bytes(std::vector{create})},
                                      {version, uint16_t(actors::op_kind::equb_ops), 1, ops_bytes(std::vector{replace})}});
     std::string err;
