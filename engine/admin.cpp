@@ -2019,6 +2019,8 @@ class admin_impl {
     live.title = "subscribed sessions";
     live.columns = {{"session", true}, {"name", false}, {"acknowledged", true}, {"sent", true}, {"lag", true}};
     const auto subs = hub->subscribers();
+    uint64_t reserved = 0;
+    for (const auto& s : subs) reserved += s.window_bytes;
     // At most a quarter of an answer's rows: the rest is the named subscribers' page,
     // which then always moves on (from-name) however many sessions are subscribed.
     constexpr size_t live_shown_max = wire::admin_rows_max / 4;
@@ -2039,7 +2041,9 @@ class admin_impl {
                                    (subs.size() > live_shown_max
                                         ? " (the first " + std::to_string(live_shown_max) + " shown)"
                                         : std::string()) +
-                                   ", " + std::to_string(names.size()) + " named subscribers kept (at most " +
+                                   ", their windows reserving " + std::to_string(reserved) + " of " +
+                                   std::to_string(hub->windows_bytes_max()) + " bytes, " + std::to_string(names.size()) +
+                                   " named subscribers kept (at most " +
                                    std::to_string(subscriber_names_max) + ")");
     m.sections.push_back(std::move(live));
     m.sections.push_back(std::move(kept));

@@ -55,6 +55,7 @@ std::string config::validate() const {
            std::to_string(events_segment_events) + " events a segment)";
   if (events_retention_s > 100ull * 365 * 86400) return "events_retention_s must be at most 100 years";
   if (subscriptions_max < 1 || subscriptions_max > 1024) return "subscriptions_max must be 1..1024";
+  if (events_windows_mib < 64 || events_windows_mib > (1ull << 20)) return "events_windows_mib must be 64..1048576";
   if (queue_requests_max < 1 || queue_requests_max > 1'000'000)
     return "queue_requests_max must be 1..1000000";
   if (transfers_resident_max < 2 * uint64_t(batch_ops_max) || transfers_resident_max > (1ull << 32) ||

@@ -4678,7 +4678,7 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
         },
         1000);
     e.event_hub_ = std::make_unique<event_hub>(*e.event_log_, *e.event_writer_, eo.dir + "/subscribers.state",
-                                               cfg.subscriptions_max);
+                                               cfg.subscriptions_max, cfg.events_windows_mib << 20);
     if (!e.event_hub_->load(error)) return nullptr;
     for (auto& sh : e.shards_) sh->keep_expired(true);
   }

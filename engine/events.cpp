@@ -479,8 +479,13 @@ void event_writer::run() {
 
 // ---- hub ------------------------------------------------------------------------------
 
-event_hub::event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max)
-    : log_(log), writer_(writer), state_path_(std::move(state_path)), subscriptions_max_(subscriptions_max) {}
+event_hub::event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max,
+                     uint64_t windows_bytes_max)
+    : log_(log),
+      writer_(writer),
+      state_path_(std::move(state_path)),
+      subscriptions_max_(subscriptions_max),
+      windows_bytes_max_(windows_bytes_max) {}
 
 event_hub::~event_hub() { stop(); }
 
@@ -708,6 +713,11 @@ result event_hub::fields_refusal(const subscription_request& r, std::string* why
   return result::ok;
 }
 
+uint64_t event_hub::window_bytes(const subscription_request& r) {
+  return (uint64_t(r.window) + r.batch_max) * (wire::events_frame_event_bytes_max(r.packed) + session_frame_keep_bytes) +
+         4096;
+}
+
 bool event_hub::matches(const subscription_request& r, const event& e) {
   if (r.types != 0 && (r.types & (1ull << uint16_t(e.type))) == 0) return false;
   if (!r.accounts.empty()) {
@@ -769,12 +779,12 @@ void event_hub::apply(command& c) {
   if (r.window == 0) r.window = 65'536;
   if (r.batch_max == 0) r.batch_max = 4'096;
   // What may be sent and not yet read must fit what the server queues to a session.
-  // Counted as frames of one event each (the most bytes an event can take, and the
-  // server's keeping of each frame), window + batch_max of them (what can be sent and not
-  // acknowledged).
   const uint64_t event_bytes = wire::events_frame_event_bytes_max(r.packed) + session_frame_keep_bytes;
-  if ((uint64_t(r.window) + r.batch_max) * event_bytes + 4096 > bytes_max_) {
-    const uint64_t fits = bytes_max_ > 4096 ? (bytes_max_ - 4096) / event_bytes : 0;
+  // Window + batch_max events that fit `room` bytes (window_bytes).
+  const auto events_fitting = [&](uint64_t room) -> uint64_t { return room > 4096 ? (room - 4096) / event_bytes : 0; };
+  const uint64_t mine = window_bytes(r);
+  if (mine > bytes_max_) {
+    const uint64_t fits = events_fitting(bytes_max_);
     return answer(result::events_filter_invalid,
                   "window " + std::to_string(r.window) + " and batch_max " + std::to_string(r.batch_max) +
                       " pass what the server queues to a session (" + std::to_string(bytes_max_) +
@@ -806,6 +816,34 @@ void event_hub::apply(command& c) {
     return answer(result::subscribers_full, "this gateway's sessions hold " + std::to_string(own_max) +
                                                 " subscriptions already, the most one gateway may (half of " +
                                                 std::to_string(subscriptions_max_) + ")");
+  // Subscribers that read nothing keep their windows' frames queued: all of them together
+  // reserve at most windows_bytes_max_, and one gateway's at most half of it, so that
+  // neither many stalled subscribers nor one gateway's take the process's memory or every
+  // other gateway's room (a subscriber is never cut for reading slowly: retention alone
+  // ends a subscription that falls behind).
+  {
+    uint64_t all = 0, own = 0;
+    for (const auto& [sess, other] : subs_) {
+      if (holder && sess == *holder) continue;
+      all += window_bytes(other.req);
+      if (other.req.owner == r.owner) own += window_bytes(other.req);
+    }
+    const uint64_t own_room = windows_bytes_max_ / 2;
+    if (all + mine > windows_bytes_max_ || own + mine > own_room) {
+      const bool gateways = own + mine > own_room;
+      const uint64_t room = gateways ? own_room - std::min(own, own_room) : windows_bytes_max_ - std::min(all, windows_bytes_max_);
+      const uint64_t fits = events_fitting(room), w = fits > r.batch_max ? fits - r.batch_max : 0;
+      return answer(result::subscribers_full,
+                    std::string(gateways ? "this gateway's subscriptions' windows reserve " : "the subscriptions' windows reserve ") +
+                        std::to_string(gateways ? own : all) + " bytes of the " +
+                        std::to_string(gateways ? own_room : windows_bytes_max_) +
+                        (gateways ? " one gateway's may (half of --events-windows-mib)"
+                                  : " all may (--events-windows-mib)") +
+                        ", and window " + std::to_string(r.window) + " with batch_max " + std::to_string(r.batch_max) +
+                        " reserves " + std::to_string(mine) +
+                        (w > 0 ? ": ask for a window of at most " + std::to_string(w) : ": wait for one to end"));
+    }
+  }
   if (!r.name.empty()) {
     if (auto it = positions_.find(r.name); it != positions_.end() && !it->second.owner.empty() &&
                                            it->second.owner != r.owner)
@@ -1205,7 +1243,8 @@ void event_hub::run() {
     {
       std::vector<subscriber_info> list;
       for (const auto& [sess, s] : subs_)
-        list.push_back({s.req.name, sess, s.acked, s.cursor - 1, end - 1 > s.acked ? end - 1 - s.acked : 0});
+        list.push_back({s.req.name, sess, s.acked, s.cursor - 1, end - 1 > s.acked ? end - 1 - s.acked : 0,
+                        window_bytes(s.req)});
       std::lock_guard lk(mu_);
       listing_ = std::move(list);
     }

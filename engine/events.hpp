@@ -186,7 +186,11 @@ class event_hub {
   // get the same Events frame).
   using frame_ptr = std::shared_ptr<const std::vector<uint8_t>>;
   using sender = std::function<bool(uint64_t session, frame_ptr frame)>;
-  event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max);
+  // `windows_bytes_max`: what all subscriptions' windows may hold queued unread together
+  // (each reserved at its bound, window_bytes), half of it for one gateway's; a Subscribe
+  // past either is refused subscribers_full.
+  event_hub(storage::event_log& log, event_writer& writer, std::string state_path, uint32_t subscriptions_max,
+            uint64_t windows_bytes_max);
   ~event_hub();
   // Loads the named subscribers' positions; false with the reason if the file is damaged.
   bool load(std::string* error);
@@ -212,6 +216,7 @@ class event_hub {
     uint64_t acked = 0;
     uint64_t sent = 0;  // offsets scanned and sent through
     uint64_t lag = 0;   // written end - 1 - acked
+    uint64_t window_bytes = 0;  // reserved for its window (window_bytes)
   };
   std::vector<subscriber_info> subscribers() const;
 
@@ -239,6 +244,11 @@ class event_hub {
   // Of them, read from the files, in all and in the pass that read the most.
   [[nodiscard]] uint64_t file_events_read() const { return file_events_read_.load(); }
   [[nodiscard]] uint64_t file_events_pass_max() const { return file_events_pass_max_.load(); }
+  // The most a subscription's frames may hold queued unread to its session: window +
+  // batch_max events (what may be sent and not acknowledged), each counted as a frame of
+  // its own (the most bytes an event can take, and the server's keeping of each frame).
+  [[nodiscard]] static uint64_t window_bytes(const subscription_request& r);
+  [[nodiscard]] uint64_t windows_bytes_max() const { return windows_bytes_max_; }
   // Whether a subscription's filters (types, accounts, gateways) let an event through.
   static bool matches(const subscription_request& r, const wire::event& e);
   // What a subscription's own fields refuse it with (subscriber_name_invalid,
@@ -286,6 +296,7 @@ class event_hub {
   event_writer& writer_;
   std::string state_path_;
   uint32_t subscriptions_max_;
+  uint64_t windows_bytes_max_;
   sender send_;  // guarded by mu_
   sender out_;   // the hub thread's copy
   uint64_t session_bytes_max_ = 32ull << 20;  // guarded by mu_

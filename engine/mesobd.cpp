@@ -162,6 +162,9 @@ int main(int argc, char** argv) {
   app.add_option("--events-retention-s", cfg.events_retention_s, "drop event segments older than this (0: keep all)")
       ->capture_default_str();
   app.add_option("--subscriptions-max", cfg.subscriptions_max, "sessions subscribed to events at once")->capture_default_str();
+  app.add_option("--events-windows-mib", cfg.events_windows_mib,
+                 "what all event subscriptions' windows may hold queued unread together (one gateway's at most half)")
+      ->capture_default_str();
   app.add_option("--queue-requests-max", cfg.queue_requests_max, "requests queued before callers wait")->capture_default_str();
   app.add_option("--transfers-resident-max", cfg.transfers_resident_max,
                  "transfer records kept in memory (power of two); older ones are read from LMDB")

@@ -527,6 +527,96 @@ TEST(Events, OneGatewayHoldsAtMostHalfTheSubscriptionsAndNames) {
   ASSERT_EQ(d.stop(), 0) << d.output();
 }
 
+// Subscribers that read nothing keep their windows' frames queued: all subscriptions'
+// windows together reserve at most --events-windows-mib (each at its bound), one
+// gateway's at most half of it. A Subscribe past either is refused subscribers_full with
+// the largest window that fits; a subscription taking over a name frees the old one's
+// reservation first, and one that ends frees its own. Before, 64 subscribers (32 MiB
+// each) could hold 2 GiB queued.
+TEST(Events, SubscriptionWindowsTogetherReserveAtMostTheirBudget) {
+  temp_dir dir;
+  const std::string feed_hex(64, 'f'), other_hex(64, 'e'), third_hex(64, 'd');
+  std::vector<std::string> args = two_gateways();
+  args.insert(args.end(), {"--gateway", "feed:events_reader:" + feed_hex, "--gateway",
+                           "other:events_reader:" + other_hex, "--gateway", "third:events_reader:" + third_hex,
+                           "--events-windows-mib", "64"});
+  {
+    std::vector<std::string> bad = args;
+    bad.back() = "63";
+    live_mesobd refused(dir.path(), bad);
+    EXPECT_FALSE(refused.up());
+    EXPECT_NE(refused.wait_exit(30'000), 0);
+    EXPECT_NE(refused.output().find("events_windows_mib must be 64..1048576"), std::string::npos) << refused.output();
+  }
+  live_mesobd d(dir.path(), args);
+  ASSERT_TRUE(d.up()) << d.output();
+  std::string err;
+  auto reader = [&](const std::string& gw) {
+    const std::string& hex = gw == "feed" ? feed_hex : gw == "other" ? other_hex : third_hex;
+    auto c = wire::client::connect(options(d.port(), gw, hex), &err);
+    EXPECT_TRUE(c) << err;
+    return c;
+  };
+  const uint64_t all = 64ull << 20, own = all / 2;
+  // What the engine reserves for a request as the client sends it (the defaults filled in).
+  auto reserves = [](const wire::subscribe_msg& m) {
+    engine::subscription_request r;
+    r.window = m.window == 0 ? 65'536 : m.window;
+    r.batch_max = m.batch_max == 0 ? 4'096 : m.batch_max;
+    r.packed = m.packed;
+    return engine::event_hub::window_bytes(r);
+  };
+  wire::subscribe_msg named;
+  named.name = "n";
+  const wire::subscribe_msg plain;
+  const uint64_t one = reserves(plain);
+  ASSERT_EQ(reserves(named), one);
+  ASSERT_LT(one, own);
+  ASSERT_GT(2 * one, own) << "the test needs a second default window past one gateway's half";
+  auto f1 = reader("feed"), f2 = reader("feed"), f3 = reader("feed");
+  ASSERT_TRUE(f1 && f2 && f3);
+  ASSERT_EQ(subscribe(*f1, named).code, result::ok);
+  auto a = subscribe(*f2, plain);
+  ASSERT_EQ(a.code, result::subscribers_full);
+  EXPECT_NE(a.message.find("this gateway's subscriptions' windows reserve " + std::to_string(one) + " bytes of the " +
+                           std::to_string(own)),
+            std::string::npos)
+      << a.message;
+  const std::string ask = "ask for a window of at most ";
+  const size_t at = a.message.find(ask);
+  ASSERT_NE(at, std::string::npos) << a.message;
+  const uint32_t fits = uint32_t(std::stoul(a.message.substr(at + ask.size())));
+  wire::subscribe_msg smaller;
+  smaller.window = fits + 1;
+  ASSERT_GT(one + reserves(smaller), own);
+  EXPECT_EQ(subscribe(*f2, smaller).code, result::subscribers_full);
+  smaller.window = fits;
+  ASSERT_EQ(subscribe(*f2, smaller).code, result::ok) << "the window the refusal named fits";
+  // f3 takes the name f1 holds: f1's reservation is not counted against it.
+  ASSERT_EQ(subscribe(*f3, named).code, result::ok);
+  // Another gateway has its own half; a third finds all of it reserved.
+  auto o1 = reader("other"), t1 = reader("third");
+  ASSERT_TRUE(o1 && t1);
+  ASSERT_EQ(subscribe(*o1, plain).code, result::ok);
+  const uint64_t reserved = one + reserves(smaller) + one;
+  ASSERT_GT(reserved + one, all);
+  a = subscribe(*t1, plain);
+  ASSERT_EQ(a.code, result::subscribers_full);
+  EXPECT_NE(a.message.find("the subscriptions' windows reserve " + std::to_string(reserved) + " bytes of the " +
+                           std::to_string(all) + " all may"),
+            std::string::npos)
+      << a.message;
+  // o1's session ends: its reservation goes with it.
+  o1.reset();
+  auto ok = result::subscribers_full;
+  for (int i = 0; i < 500 && ok == result::subscribers_full; ++i) {
+    ok = subscribe(*t1, plain).code;
+    if (ok == result::subscribers_full) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(ok, result::ok);
+  ASSERT_EQ(d.stop(), 0) << d.output();
+}
+
 // A name belongs to the gateway that first subscribed under it, across restarts: another
 // gateway's reader is refused it and cannot move its position. The console lists the
 // names with their owners and frees one no session holds; a state file of before owners
@@ -1515,6 +1605,7 @@ TEST(EventsEngine, SubscribersCatchingUpFromTheFilesTakeTurnsWithinABoundedRead)
   auto cfg = test_config(dir.path());
   cfg.events_segment_events = 1024;
   cfg.events_ring_events = 1024;  // all but the newest 1,024 events are read from the files
+  cfg.events_windows_mib = 4096;  // five windows of 2^20 events (320 MiB each), one owner's
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 8);
