@@ -2019,8 +2019,6 @@ class admin_impl {
     live.title = "subscribed sessions";
     live.columns = {{"session", true}, {"name", false}, {"acknowledged", true}, {"sent", true}, {"lag", true}};
     const auto subs = hub->subscribers();
-    uint64_t reserved = 0;
-    for (const auto& s : subs) reserved += s.window_bytes;
     // At most a quarter of an answer's rows: the rest is the named subscribers' page,
     // which then always moves on (from-name) however many sessions are subscribed.
     constexpr size_t live_shown_max = wire::admin_rows_max / 4;
@@ -2041,8 +2039,10 @@ class admin_impl {
                                    (subs.size() > live_shown_max
                                         ? " (the first " + std::to_string(live_shown_max) + " shown)"
                                         : std::string()) +
-                                   ", their windows reserving " + std::to_string(reserved) + " of " +
-                                   std::to_string(hub->windows_bytes_max()) + " bytes, " + std::to_string(names.size()) +
+                                   ", the windows reserving " + std::to_string(hub->windows_reserved()) + " of " +
+                                   std::to_string(hub->windows_bytes_max()) +
+                                   " bytes (with those of ended subscriptions whose sessions are open), " +
+                                   std::to_string(names.size()) +
                                    " named subscribers kept (at most " +
                                    std::to_string(subscriber_names_max) + ")");
     m.sections.push_back(std::move(live));

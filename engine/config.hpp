@@ -55,8 +55,9 @@ struct config {
   uint64_t events_retention_s = 0;              // ... or older than this (0: no limit)
   uint32_t subscriptions_max = 64;              // sessions subscribed at once
   // What all subscriptions' windows may hold queued unread together, each reserved at its
-  // bound (event_hub::window_bytes: about 21 MiB for the default window), one gateway's at
-  // most half: a Subscribe past it is refused (subscribers_full).
+  // bound (event_hub::window_bytes: about 23 MiB for the default window packed) until its
+  // session closes, one gateway's at most half: a Subscribe past it is refused
+  // (subscribers_full).
   uint64_t events_windows_mib = 1024;
   // Engine clock sources (engine_clock.hpp), ns: the wall clock (since the epoch) and a
   // steady clock. Tests inject a manual clock; with no steady one it serves as both.

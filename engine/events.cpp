@@ -658,7 +658,7 @@ void event_hub::end(uint64_t session, wire::protocol_error code, std::string why
     std::lock_guard lk(mu_);
     command c{command::kind::job, 0, 0, 0, {}, {}};
     c.job = [this, session, code, why = std::move(why)] {
-      if (subs_.erase(session) != 0) send(session, wire::encode_frame(wire::frame_kind::error, 0, wire::error_body({code, why})));
+      if (retire(session)) send(session, wire::encode_frame(wire::frame_kind::error, 0, wire::error_body({code, why})));
     };
     commands_.push_back(std::move(c));
   }
@@ -713,6 +713,14 @@ result event_hub::fields_refusal(const subscription_request& r, std::string* why
   return result::ok;
 }
 
+bool event_hub::retire(uint64_t session) {
+  auto it = subs_.find(session);
+  if (it == subs_.end()) return false;
+  ended_[session] = {it->second.req.owner, window_bytes(it->second.req)};
+  subs_.erase(it);
+  return true;
+}
+
 uint64_t event_hub::window_bytes(const subscription_request& r) {
   return (uint64_t(r.window) + r.batch_max) * (wire::events_frame_event_bytes_max(r.packed) + session_frame_keep_bytes) +
          4096;
@@ -741,7 +749,10 @@ bool event_hub::matches(const subscription_request& r, const event& e) {
 
 void event_hub::apply(command& c) {
   switch (c.what) {
-    case command::kind::closed: subs_.erase(c.session); return;
+    case command::kind::closed:
+      subs_.erase(c.session);
+      ended_.erase(c.session);
+      return;
     case command::kind::job: c.job(); return;
     case command::kind::ack: {
       auto it = subs_.find(c.session);
@@ -816,34 +827,6 @@ void event_hub::apply(command& c) {
     return answer(result::subscribers_full, "this gateway's sessions hold " + std::to_string(own_max) +
                                                 " subscriptions already, the most one gateway may (half of " +
                                                 std::to_string(subscriptions_max_) + ")");
-  // Subscribers that read nothing keep their windows' frames queued: all of them together
-  // reserve at most windows_bytes_max_, and one gateway's at most half of it, so that
-  // neither many stalled subscribers nor one gateway's take the process's memory or every
-  // other gateway's room (a subscriber is never cut for reading slowly: retention alone
-  // ends a subscription that falls behind).
-  {
-    uint64_t all = 0, own = 0;
-    for (const auto& [sess, other] : subs_) {
-      if (holder && sess == *holder) continue;
-      all += window_bytes(other.req);
-      if (other.req.owner == r.owner) own += window_bytes(other.req);
-    }
-    const uint64_t own_room = windows_bytes_max_ / 2;
-    if (all + mine > windows_bytes_max_ || own + mine > own_room) {
-      const bool gateways = own + mine > own_room;
-      const uint64_t room = gateways ? own_room - std::min(own, own_room) : windows_bytes_max_ - std::min(all, windows_bytes_max_);
-      const uint64_t fits = events_fitting(room), w = fits > r.batch_max ? fits - r.batch_max : 0;
-      return answer(result::subscribers_full,
-                    std::string(gateways ? "this gateway's subscriptions' windows reserve " : "the subscriptions' windows reserve ") +
-                        std::to_string(gateways ? own : all) + " bytes of the " +
-                        std::to_string(gateways ? own_room : windows_bytes_max_) +
-                        (gateways ? " one gateway's may (half of --events-windows-mib)"
-                                  : " all may (--events-windows-mib)") +
-                        ", and window " + std::to_string(r.window) + " with batch_max " + std::to_string(r.batch_max) +
-                        " reserves " + std::to_string(mine) +
-                        (w > 0 ? ": ask for a window of at most " + std::to_string(w) : ": wait for one to end"));
-    }
-  }
   if (!r.name.empty()) {
     if (auto it = positions_.find(r.name); it != positions_.end() && !it->second.owner.empty() &&
                                            it->second.owner != r.owner)
@@ -858,6 +841,41 @@ void event_hub::apply(command& c) {
             subscriber_names_max / 2)
       return answer(result::subscribers_full, "this gateway keeps 2,048 names already, the most one gateway may (an "
                                               "operator may free some: events, events forget)");
+  }
+  // Subscribers that read nothing keep their windows' frames queued: all of them together
+  // reserve at most windows_bytes_max_, and one gateway's at most half of it, so that
+  // neither many stalled subscribers nor one gateway's take the process's memory or every
+  // other gateway's room (a subscriber is never cut for reading slowly: retention alone
+  // ends a subscription that falls behind). A subscription that ended while its session
+  // stays open (taken over, ended by the server, cut by retention) keeps its reservation
+  // until the session closes: its frames stay queued to it. (Checked after the names: a
+  // refusal for good comes before one that passes.)
+  {
+    uint64_t all = 0, own = 0;
+    const auto count = [&](const std::string& owner, uint64_t bytes) {
+      all += bytes;
+      if (owner == r.owner) own += bytes;
+    };
+    for (const auto& [sess, other] : subs_) count(other.req.owner, window_bytes(other.req));
+    for (const auto& [sess, e] : ended_)
+      if (sess != c.session) count(e.owner, e.bytes);  // (its own: its new subscription replaces it)
+    const uint64_t own_room = windows_bytes_max_ / 2;
+    const bool gateways = own + mine > own_room;
+    if (gateways || all + mine > windows_bytes_max_) {
+      const uint64_t room =
+          std::min(own_room - std::min(own, own_room), windows_bytes_max_ - std::min(all, windows_bytes_max_));
+      const uint64_t fits = events_fitting(room), w = fits > r.batch_max ? fits - r.batch_max : 0;
+      return answer(result::subscribers_full,
+                    std::string(gateways ? "this gateway's subscriptions' windows reserve " : "the subscriptions' windows reserve ") +
+                        std::to_string(gateways ? own : all) + " bytes of the " +
+                        std::to_string(gateways ? own_room : windows_bytes_max_) +
+                        (gateways ? " one gateway's may (half of --events-windows-mib)"
+                                  : " all may (--events-windows-mib)") +
+                        ", and window " + std::to_string(r.window) + " with batch_max " + std::to_string(r.batch_max) +
+                        " reserves " + std::to_string(mine) +
+                        (w > 0 ? ": ask for a window of at most " + std::to_string(w)
+                               : ": wait for a subscribed session to close"));
+    }
   }
   uint64_t start = r.from == 0 ? a.oldest : r.from;
   if (r.from_end) start = a.end;
@@ -920,12 +938,13 @@ void event_hub::apply(command& c) {
       }
     }
   }
-  if (holder && subs_.erase(*holder) != 0)
+  if (holder && retire(*holder))
     send(*holder, wire::encode_frame(wire::frame_kind::error, 0,
                                     wire::error_body({wire::protocol_error::subscription_taken,
                                                       "session " + std::to_string(c.session) + " subscribed as '" +
                                                           s.req.name + "': this subscription ends"})));
   a.start = start;
+  ended_.erase(c.session);
   subs_.emplace(c.session, std::move(s));
   {
     std::lock_guard lk(mu_);  // its acks are taken from the moment it is told
@@ -1231,7 +1250,7 @@ void event_hub::run() {
         s.dead = true;
       }
       if (!s.dead && s.cursor < end && s.cursor - 1 - s.acked >= s.req.window) window_full.push_back(s.session);
-      if (s.dead) subs_.erase(it);
+      if (s.dead) retire(session);
     }
     if (first_reader) first_turn_ = *first_reader + 1;
     std::sort(window_full.begin(), window_full.end());
@@ -1242,9 +1261,13 @@ void event_hub::run() {
     }
     {
       std::vector<subscriber_info> list;
-      for (const auto& [sess, s] : subs_)
-        list.push_back({s.req.name, sess, s.acked, s.cursor - 1, end - 1 > s.acked ? end - 1 - s.acked : 0,
-                        window_bytes(s.req)});
+      uint64_t reserved = 0;
+      for (const auto& [sess, s] : subs_) {
+        list.push_back({s.req.name, sess, s.acked, s.cursor - 1, end - 1 > s.acked ? end - 1 - s.acked : 0});
+        reserved += window_bytes(s.req);
+      }
+      for (const auto& [sess, e] : ended_) reserved += e.bytes;
+      windows_reserved_.store(reserved, std::memory_order_relaxed);
       std::lock_guard lk(mu_);
       listing_ = std::move(list);
     }

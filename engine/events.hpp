@@ -216,7 +216,6 @@ class event_hub {
     uint64_t acked = 0;
     uint64_t sent = 0;  // offsets scanned and sent through
     uint64_t lag = 0;   // written end - 1 - acked
-    uint64_t window_bytes = 0;  // reserved for its window (window_bytes)
   };
   std::vector<subscriber_info> subscribers() const;
 
@@ -249,6 +248,9 @@ class event_hub {
   // its own (the most bytes an event can take, and the server's keeping of each frame).
   [[nodiscard]] static uint64_t window_bytes(const subscription_request& r);
   [[nodiscard]] uint64_t windows_bytes_max() const { return windows_bytes_max_; }
+  // What the windows reserve, of subscriptions and of ended ones whose sessions are still
+  // open (as of the hub's last pass).
+  [[nodiscard]] uint64_t windows_reserved() const { return windows_reserved_.load(std::memory_order_relaxed); }
   // Whether a subscription's filters (types, accounts, gateways) let an event through.
   static bool matches(const subscription_request& r, const wire::event& e);
   // What a subscription's own fields refuse it with (subscriber_name_invalid,
@@ -273,6 +275,9 @@ class event_hub {
     std::function<void()> job;  // kind job: runs on the hub's thread
   };
   void apply(command& c);
+  // Ends the session's subscription, if it holds one (true), keeping its reservation in
+  // ended_ until the session closes.
+  bool retire(uint64_t session);
   // Runs `job` on the hub's thread and waits for it (hub_answer_ms at most: false).
   bool on_hub(std::function<void()> job, std::string* error);
   void run();
@@ -313,7 +318,15 @@ class event_hub {
   // pass are applied, before it sends anything, and after it ends subscriptions.
   std::vector<uint64_t> live_sessions_;
   void publish_live();  // hub thread
-  std::map<uint64_t, sub> subs_;                 // by session (the hub's thread only)
+  std::map<uint64_t, sub> subs_;
+  // Sessions still open whose subscription ended: their windows' reservations (the frames
+  // sent may still be queued to them), until they close or subscribe again.
+  struct ended_window {
+    std::string owner;
+    uint64_t bytes = 0;
+  };
+  std::unordered_map<uint64_t, ended_window> ended_;
+  std::atomic<uint64_t> windows_reserved_{0};                 // by session (the hub's thread only)
   struct name_state {
     uint64_t acked = 0;
     std::string owner;

@@ -732,7 +732,7 @@ enum class result : uint32_t {
   events_truncated = 190,                // the offset is older than the oldest event kept (retention)
   events_offset_ahead = 191,             // the offset is past the newest event
   subscriber_busy = 192,                 // this session subscribes already, or another gateway's session holds the name
-  subscribers_full = 193,                // subscriptions_max sessions subscribe already
+  subscribers_full = 193,                // subscriptions_max sessions subscribe already, or their windows fill events_windows_mib
   subscriber_name_invalid = 194,         // over 64 bytes or not [A-Za-z0-9._-]
   events_filter_invalid = 195,           // unknown event type bit, over 1,024 ids, window out of range
   events_unavailable = 196,              // the engine runs without an event log

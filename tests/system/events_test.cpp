@@ -530,9 +530,9 @@ TEST(Events, OneGatewayHoldsAtMostHalfTheSubscriptionsAndNames) {
 // Subscribers that read nothing keep their windows' frames queued: all subscriptions'
 // windows together reserve at most --events-windows-mib (each at its bound), one
 // gateway's at most half of it. A Subscribe past either is refused subscribers_full with
-// the largest window that fits; a subscription taking over a name frees the old one's
-// reservation first, and one that ends frees its own. Before, 64 subscribers (32 MiB
-// each) could hold 2 GiB queued.
+// the largest window that fits both; a subscription that ended (taken over) keeps its
+// reservation until its session closes. Before, 64 subscribers (32 MiB each) could hold
+// 2 GiB queued.
 TEST(Events, SubscriptionWindowsTogetherReserveAtMostTheirBudget) {
   temp_dir dir;
   const std::string feed_hex(64, 'f'), other_hex(64, 'e'), third_hex(64, 'd');
@@ -592,28 +592,62 @@ TEST(Events, SubscriptionWindowsTogetherReserveAtMostTheirBudget) {
   EXPECT_EQ(subscribe(*f2, smaller).code, result::subscribers_full);
   smaller.window = fits;
   ASSERT_EQ(subscribe(*f2, smaller).code, result::ok) << "the window the refusal named fits";
-  // f3 takes the name f1 holds: f1's reservation is not counted against it.
-  ASSERT_EQ(subscribe(*f3, named).code, result::ok);
-  // Another gateway has its own half; a third finds all of it reserved.
-  auto o1 = reader("other"), t1 = reader("third");
-  ASSERT_TRUE(o1 && t1);
-  ASSERT_EQ(subscribe(*o1, plain).code, result::ok);
-  const uint64_t reserved = one + reserves(smaller) + one;
-  ASSERT_GT(reserved + one, all);
-  a = subscribe(*t1, plain);
+  const uint64_t feed_total = one + reserves(smaller);
+  // Polls a refused Subscribe until it is taken (a closed session's reservation goes when
+  // the hub hears of the close).
+  auto subscribed_in_time = [&](wire::client& c, const wire::subscribe_msg& m) {
+    auto code = result::subscribers_full;
+    for (int i = 0; i < 500 && code == result::subscribers_full; ++i) {
+      code = subscribe(c, m).code;
+      if (code == result::subscribers_full) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return code;
+  };
+  // f3 would take the name f1 holds, but f1's session stays open with its window's frames
+  // queued to it: both are reserved, past feed's half, until f1 closes.
+  a = subscribe(*f3, named);
   ASSERT_EQ(a.code, result::subscribers_full);
-  EXPECT_NE(a.message.find("the subscriptions' windows reserve " + std::to_string(reserved) + " bytes of the " +
-                           std::to_string(all) + " all may"),
+  EXPECT_NE(a.message.find("this gateway's subscriptions' windows reserve " + std::to_string(feed_total)),
             std::string::npos)
       << a.message;
-  // o1's session ends: its reservation goes with it.
+  f1.reset();
+  ASSERT_EQ(subscribed_in_time(*f3, named), result::ok);
+  // Another gateway's o2 takes o1's name; o1's session, open, keeps its reservation, and
+  // the third gateway finds all of it taken until o1 closes.
+  wire::subscribe_msg mid;
+  mid.name = "m";
+  mid.window = 14'000;
+  const uint64_t r2 = reserves(mid);
+  ASSERT_LE(2 * r2, own);
+  ASSERT_LE(feed_total + r2 + one, all);
+  ASSERT_GT(feed_total + 2 * r2 + one, all) << "the test needs o1's reservation to matter";
+  auto o1 = reader("other"), o2 = reader("other"), t1 = reader("third"), t2 = reader("third");
+  ASSERT_TRUE(o1 && o2 && t1 && t2);
+  ASSERT_EQ(subscribe(*o1, mid).code, result::ok);
+  ASSERT_EQ(subscribe(*o2, mid).code, result::ok);  // o1 told subscription_taken
+  a = subscribe(*t1, plain);
+  ASSERT_EQ(a.code, result::subscribers_full);
+  EXPECT_NE(a.message.find("the subscriptions' windows reserve " + std::to_string(feed_total + 2 * r2) +
+                           " bytes of the " + std::to_string(all) + " all may"),
+            std::string::npos)
+      << a.message;
   o1.reset();
-  auto ok = result::subscribers_full;
-  for (int i = 0; i < 500 && ok == result::subscribers_full; ++i) {
-    ok = subscribe(*t1, plain).code;
-    if (ok == result::subscribers_full) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(ok, result::ok);
+  ASSERT_EQ(subscribed_in_time(*t1, plain), result::ok);
+  // t2 passes third's half, and all that is left is less than third's half has: the window
+  // it is told of fits both.
+  const uint64_t left = all - (feed_total + r2 + one);
+  ASSERT_LT(left, own - one);
+  a = subscribe(*t2, plain);
+  ASSERT_EQ(a.code, result::subscribers_full);
+  EXPECT_NE(a.message.find("this gateway's subscriptions' windows reserve " + std::to_string(one)), std::string::npos)
+      << a.message;
+  const size_t at2 = a.message.find(ask);
+  ASSERT_NE(at2, std::string::npos) << a.message;
+  wire::subscribe_msg last;
+  last.window = uint32_t(std::stoul(a.message.substr(at2 + ask.size()))) + 1;
+  EXPECT_EQ(subscribe(*t2, last).code, result::subscribers_full);
+  --last.window;
+  EXPECT_EQ(subscribe(*t2, last).code, result::ok) << "the window the refusal named fits";
   ASSERT_EQ(d.stop(), 0) << d.output();
 }
 
@@ -1605,7 +1639,7 @@ TEST(EventsEngine, SubscribersCatchingUpFromTheFilesTakeTurnsWithinABoundedRead)
   auto cfg = test_config(dir.path());
   cfg.events_segment_events = 1024;
   cfg.events_ring_events = 1024;  // all but the newest 1,024 events are read from the files
-  cfg.events_windows_mib = 4096;  // five windows of 2^20 events (320 MiB each), one owner's
+  cfg.events_windows_mib = 4096;  // five windows of 2^20 events (305 MiB each), one owner's
   auto e = open_engine(cfg);
   ASSERT_TRUE(e);
   create_accounts(*e, 8);
