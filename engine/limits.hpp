@@ -50,11 +50,12 @@ constexpr uint64_t session_reader_idle_ms = 2000;
 // While all sessions together hold out_bytes_total_max, a session holding less than its
 // share (out_bytes_total_max / connections_max, at least this) is still read: sessions
 // holding many responses unread cannot stop every other gateway's requests (nor new
-// connections' handshakes). What the sessions under their share add past the total is
-// up to a share each and the replies of the requests they were taking when it was
-// reached (each reserved at its bound, at most out_bytes_max): the total pauses reading,
-// it does not cap; the cap is each session's out_bytes_max (twice, for a session that
-// stops reading, before it is closed).
+// connections' handshakes). A session under its share takes no request whose answer's
+// bound (reserved while the request is in the engine) would take it past its share: such
+// a request waits, unread, until the total comes down. So what the sessions under their
+// share add past the total is at most a share each (and the one request that crossed it,
+// at most out_bytes_max): about twice the total in all. (Before 2026-12-06's sixty-ninth
+// session each took one more request of any bound, up to out_bytes_max apiece.)
 constexpr uint64_t session_total_share_min = 64u << 10;
 
 // Bytes received count as activity (against idle_timeout_ms) in steps of this many, or a

@@ -30,6 +30,7 @@
 #include <map>
 #include <span>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <thread>
 #include <unordered_map>
@@ -216,6 +217,10 @@ struct session {
   // Bytes set aside for the answers of its requests in the engine (reply_bytes_bound
   // each), counted with what is queued to it when deciding whether it is read.
   uint64_t owed_bytes = 0;
+  // The bound of the next frame's answer (reply_bytes_bound, 0 for a frame that is no
+  // request), once looked at while all sessions hold out_bytes_total_max; forgotten when
+  // a frame is taken.
+  std::optional<uint64_t> next_owed;
   bool closing = false;
   bool close_after_flush = false;
   bool peer_done = false;  // the peer shut its side (end of file): no more bytes will come
@@ -573,7 +578,7 @@ class server_impl {
   // holds whole is a request that has no place in the engine. Frames that need no place
   // (pings, a log-in, subscriptions and acks) are taken while the engine is full; the
   // session stops at its first request that must wait (its frames are taken in order).
-  bool may_read(const session& ss) const {
+  bool may_read(session& ss) {
     return !ss.closing && !ss.close_after_flush && !stopping_ &&
            ss.out_bytes + ss.owed_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
            !over_share(ss) && !waits_for_engine(ss);
@@ -600,9 +605,33 @@ class server_impl {
     return std::max<uint64_t>(session_total_share_min, cfg_.out_bytes_total_max / std::max<uint32_t>(1, cfg_.connections_max));
   }
   // (The answers owed count too: a session's requests taken while its queue was empty
-  // would otherwise queue them all, past every limit, before it stops being read.)
-  [[nodiscard]] bool over_share(const session& ss) const {
-    return held_total() + owed_total_ >= cfg_.out_bytes_total_max && held(ss) + ss.owed_bytes >= total_share();
+  // would otherwise queue them all, past every limit, before it stops being read.) Nor
+  // does it take a request whose answer's bound would take it past its share: what the
+  // sessions add past the total is at most a share each. (Before, each could take one
+  // more request of any bound up to out_bytes_max: 4,096 sessions of 32 MiB.) A request
+  // whose bound is more than a share waits until the total comes down.
+  [[nodiscard]] bool over_share(session& ss) {
+    if (held_total() + owed_total_ < cfg_.out_bytes_total_max) return false;
+    const uint64_t mine = held(ss) + ss.owed_bytes;
+    return mine >= total_share() || mine + next_owed(ss) > total_share();
+  }
+  // The session's next frame off its buffer (what next_owed knew of it goes with it).
+  static wire::frame_reader::status take_frame(session& ss, wire::frame_reader::frame* f) {
+    ss.next_owed.reset();
+    return ss.reader.next(f);
+  }
+  // The bound on the answer to the session's next frame, if it is a whole request (else 0:
+  // a frame not yet whole is read on, and is looked at again when it is).
+  uint64_t next_owed(session& ss) {
+    if (ss.next_owed) return *ss.next_owed;
+    wire::frame_reader::frame f;
+    if (!ss.authed || ss.reader.peek(&f) != wire::frame_reader::status::frame) return 0;
+    wire::parsed_request p;
+    wire::error_msg err;
+    ss.next_owed = frame_kind(f.header.kind) == frame_kind::request && wire::parse_request(f.body, &p, &err)
+                       ? std::min(reply_bytes_bound(p), cfg_.out_bytes_max)
+                       : 0;
+    return *ss.next_owed;
   }
 
   void run() {
@@ -997,7 +1026,7 @@ class server_impl {
     if (stopping_) refuse_buffered(s);
     while (!s.closing && !s.close_after_flush && may_read(s)) {
       wire::frame_reader::frame f;
-      const auto st = s.reader.next(&f);
+      const auto st = take_frame(s, &f);
       if (st == wire::frame_reader::status::need_more) break;
       if (st == wire::frame_reader::status::too_large) {
         protocol_fault(s, f.header.request_id, protocol_error::frame_too_large,
@@ -2083,7 +2112,7 @@ class server_impl {
   void refuse_buffered(session& s) {
     while (!s.closing && !s.close_after_flush && s.out_bytes < cfg_.out_bytes_max) {
       wire::frame_reader::frame f;
-      if (s.reader.next(&f) != wire::frame_reader::status::frame) break;
+      if (take_frame(s, &f) != wire::frame_reader::status::frame) break;
       const auto k = frame_kind(f.header.kind);
       if ((k == frame_kind::request || k == frame_kind::admin_request || k == frame_kind::subscribe) &&
           f.header.request_id != 0)

@@ -155,6 +155,12 @@ bool frame_reader::peek_whole(frame_header* out) const {
 }
 
 frame_reader::status frame_reader::next(frame* out) {
+  const status st = peek(out);
+  if (st == status::frame) begin_ += frame_header_bytes + out->header.body_bytes;
+  return st;
+}
+
+frame_reader::status frame_reader::peek(frame* out) {
   if (aligned_.capacity() > aligned_kept_max / sizeof(uint64_t)) std::vector<uint64_t>().swap(aligned_);  // the last body's
   if (lost_) return status::too_large;
   if (end_ - begin_ < frame_header_bytes) {
@@ -180,7 +186,6 @@ frame_reader::status frame_reader::next(frame* out) {
     body = reinterpret_cast<const uint8_t*>(aligned_.data());
   }
   out->body = {body, out->header.body_bytes};
-  begin_ += whole;
   return status::frame;
 }
 

@@ -138,6 +138,9 @@ class frame_reader {
   std::span<uint8_t> prepare(size_t want);
   void commit(size_t n) { end_ += n; }
   status next(frame* out);
+  // What next() would yield, without taking it: the same frame comes again (its body
+  // valid until the next append(), next() or peek(); a misaligned one is copied each time).
+  status peek(frame* out);
   [[nodiscard]] size_t buffered() const { return end_ - begin_; }
   // Bytes the frame begun in the buffer still lacks: 0 with no frame begun (fewer bytes
   // than a header), a whole frame buffered, or a header over body_max. A receiver can

@@ -2329,6 +2329,52 @@ TEST(server, sessions_reading_a_trickle_at_the_total_limit_stop_no_one) {
   for (auto& t : senders) t.join();
 }
 
+// At the total, a session under its share takes no request whose answer's bound would
+// take it past its share: a look-up of 8,192 transfers (a MiB of answer) waits until the
+// sessions holding the total go, while another session's one-account look-up is served.
+// Before, every session under its share took one more request of any bound (up to
+// out_bytes_max each: with 4,096 sessions, 128 GiB past the total of 1 GiB).
+TEST(server, a_request_whose_answer_passes_the_sessions_share_waits_at_the_total) {
+  engine::server_config cfg;
+  cfg.out_bytes_max = 1u << 20;
+  cfg.out_bytes_total_max = 2u << 20;
+  cfg.connections_max = 8;         // a share of 256 KiB
+  cfg.stall_timeout_ms = 60'000;   // the flooders are not closed while the test looks
+  net n(cfg);
+  const std::vector<uint8_t> burst = ping_burst();
+  std::vector<std::unique_ptr<wire::client>> flooders;
+  for (int k = 0; k < 3; ++k) flooders.push_back(n.connect());
+  std::vector<std::thread> senders;
+  for (int k = 0; k < 3; ++k)
+    senders.emplace_back([&, k] {
+      std::string err;
+      for (int i = 0; i < 1000 && flooders[size_t(k)]->send_bytes(burst, &err); ++i) {
+      }
+    });
+  for (int i = 0; i < 4000 && n.srv->stats().out_bytes_queued < cfg.out_bytes_total_max; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GE(n.srv->stats().out_bytes_queued, cfg.out_bytes_total_max);
+  auto big = n.connect(), small = n.connect();
+  ASSERT_TRUE(big && small);
+  std::vector<wire::id128> ids(8192);
+  for (uint64_t i = 0; i < ids.size(); ++i) ids[i] = {i + 1, 0};
+  const uint64_t before = n.srv->stats().requests;
+  std::string err;
+  ASSERT_TRUE(big->send_frame(wire::frame_kind::request, 77, wire::lookup_transfers_body(ids), &err)) << err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(n.srv->stats().requests, before) << "a request whose answer passes the session's share was taken";
+  expect_serves(*small, 1);
+  EXPECT_EQ(n.srv->stats().requests, before + 1);
+  for (auto& f : flooders) f->shutdown();
+  for (auto& t : senders) t.join();
+  flooders.clear();  // closed with pongs unread: reset, and the total goes with them
+  big->set_timeout_ms(20'000);
+  wire::client::frame_in f;
+  ASSERT_TRUE(big->read_frame(&f, &err)) << err;
+  EXPECT_EQ(f.header.kind, uint16_t(wire::frame_kind::response));
+  EXPECT_EQ(f.header.request_id, 77u);
+}
+
 // An unauthenticated session has the handshake timeout, even where the idle timeout is
 // shorter (before, the idle one closed it first, as `idle_timeout`).
 TEST(server, idle_and_handshake_timeouts_close_sessions) {

@@ -191,6 +191,37 @@ TEST(codec, repeat_changes_nothing_by_operation_and_item_kind) {
   EXPECT_FALSE(safe(rebalance_body(rb)));
 }
 
+// peek yields what next will, aligned, without taking it; a frame not whole is need_more
+// to both.
+TEST(frame, peek_shows_the_next_frame_without_taking_it) {
+  frame_reader r;
+  const uint8_t odd[3] = {1, 2, 3};
+  const uint8_t even[8] = {4, 5, 6, 7, 8, 9, 10, 11};
+  const auto a = encode_frame(frame_kind::pong, 10, odd), b = encode_frame(frame_kind::pong, 11, even);
+  frame_reader::frame f;
+  r.append(std::span<const uint8_t>(a).first(a.size() - 1));
+  EXPECT_EQ(r.peek(&f), frame_reader::status::need_more);
+  r.append(std::span<const uint8_t>(a).last(1));
+  r.append(b);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(r.peek(&f), frame_reader::status::frame);
+    EXPECT_EQ(f.header.request_id, 10u);
+    ASSERT_EQ(f.body.size(), 3u);
+    EXPECT_EQ(f.body[2], 3);
+  }
+  ASSERT_EQ(r.next(&f), frame_reader::status::frame);
+  EXPECT_EQ(f.header.request_id, 10u);
+  ASSERT_EQ(r.peek(&f), frame_reader::status::frame);  // b's body follows a 3-byte one: misaligned in the buffer
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(f.body.data()) % 8, 0u);
+  EXPECT_EQ(f.header.request_id, 11u);
+  ASSERT_EQ(f.body.size(), 8u);
+  EXPECT_EQ(f.body[7], 11);
+  ASSERT_EQ(r.next(&f), frame_reader::status::frame);
+  EXPECT_EQ(f.header.request_id, 11u);
+  EXPECT_EQ(r.peek(&f), frame_reader::status::need_more);
+  EXPECT_EQ(r.next(&f), frame_reader::status::need_more);
+}
+
 TEST(frame, misaligned_bodies_cost_what_they_hold) {
   std::vector<uint8_t> stream;
   constexpr int frames = 4096;
