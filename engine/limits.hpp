@@ -54,8 +54,8 @@ constexpr uint64_t session_reader_idle_ms = 2000;
 // bound (reserved while the request is in the engine) would take it past its share: such
 // a request waits, unread, until the total comes down. So what the sessions under their
 // share add past the total is at most a share each (and the one request that crossed it,
-// at most out_bytes_max): about twice the total in all. (Before 2026-12-06's sixty-ninth
-// session each took one more request of any bound, up to out_bytes_max apiece.)
+// at most out_bytes_max): about twice the total in all. (Before, each took one more
+// request of any bound, up to out_bytes_max apiece.)
 constexpr uint64_t session_total_share_min = 64u << 10;
 
 // Bytes received count as activity (against idle_timeout_ms) in steps of this many, or a

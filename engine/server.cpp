@@ -334,6 +334,7 @@ class server_impl {
   uint64_t open_ = 0;
   uint64_t handshakes_open_ = 0;                     // sessions in_handshake
   uint64_t owed_total_ = 0;                          // every session's owed_bytes
+  std::vector<uint64_t> peeked_;                     // next_owed's aligned copy of a body
   // Sessions in their handshake by peer address: how many, and (slot, gen, order opened)
   // oldest first (entries of sessions that authenticated or went are dropped as met at
   // the front). An address leaves the map when its last handshake ends.
@@ -621,16 +622,25 @@ class server_impl {
     return ss.reader.next(f);
   }
   // The bound on the answer to the session's next frame, if it is a whole request (else 0:
-  // a frame not yet whole is read on, and is looked at again when it is).
+  // a frame not yet whole is read on, and is looked at again when it is). A misaligned
+  // body is parsed from a copy the server holds only meanwhile (at most aligned_kept_max
+  // kept between frames).
   uint64_t next_owed(session& ss) {
     if (ss.next_owed) return *ss.next_owed;
     wire::frame_reader::frame f;
     if (!ss.authed || ss.reader.peek(&f) != wire::frame_reader::status::frame) return 0;
+    ss.next_owed = 0;
+    if (frame_kind(f.header.kind) != frame_kind::request) return 0;
+    std::span<const uint8_t> body = f.body;
+    if (reinterpret_cast<uintptr_t>(body.data()) % 8 != 0) {
+      peeked_.resize((body.size() + 7) / 8);
+      if (!body.empty()) std::memcpy(peeked_.data(), body.data(), body.size());
+      body = {reinterpret_cast<const uint8_t*>(peeked_.data()), body.size()};
+    }
     wire::parsed_request p;
     wire::error_msg err;
-    ss.next_owed = frame_kind(f.header.kind) == frame_kind::request && wire::parse_request(f.body, &p, &err)
-                       ? std::min(reply_bytes_bound(p), cfg_.out_bytes_max)
-                       : 0;
+    if (wire::parse_request(body, &p, &err)) ss.next_owed = std::min(reply_bytes_bound(p), cfg_.out_bytes_max);
+    if (peeked_.capacity() * sizeof(uint64_t) > wire::frame_reader::aligned_kept_max) std::vector<uint64_t>().swap(peeked_);
     return *ss.next_owed;
   }
 
@@ -2069,9 +2079,12 @@ class server_impl {
                        "no successful auth within the handshake timeout (" + std::to_string(cfg_.handshake_timeout_ms) +
                            " ms)");
         close_after_flush(s);  // a limit, not an input fault: the session goes
-      } else if (s.authed && s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms) {
+      } else if (s.authed && s.in_flight == 0 && t - s.last_active_ms > cfg_.idle_timeout_ms &&
+                 !(s.out.empty() && s.reader.has_frame())) {
         // (A session still in its handshake has the handshake timeout: an idle timeout
-        // set shorter closed it first, told `idle_timeout` though it had not yet begun.)
+        // set shorter closed it first, told `idle_timeout` though it had not yet begun.
+        // One with nothing queued and a frame waiting is not idle: the server is not taking
+        // it, the total reached or the engine full.)
         // Nothing from it, and nothing it read, for that long. One with nothing queued
         // is told why (a quiet subscriber that is still there learns to ping); one that
         // left frames unread would not read that either, and goes at once.

@@ -65,8 +65,8 @@ struct server_config {
   // whose queue passes twice out_bytes_max and whose sends made no progress for
   // stall_timeout_ms (it does not read) gets slow_reader and is closed. All sessions
   // together: at out_bytes_total_max no session holding its share of it (over
-  // connections_max, at least 64 KiB) is read, nor takes a request whose answer would
-  // take it past its share (engine/limits.hpp), and the sessions not reading that hold
+  // connections_max, at least 64 KiB) is read, nor takes a request whose answer's bound
+  // would take it past its share (engine/limits.hpp), and the sessions not reading that hold
   // the most are closed until the rest hold less, so that peers that do not read cannot
   // take the process's memory nor stop the others. One that reads is never closed for
   // its size.

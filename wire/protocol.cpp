@@ -144,48 +144,50 @@ size_t frame_reader::missing() const {
 }
 
 bool frame_reader::has_frame() const {
-  frame_header h;  // (set by peek_whole whenever a header is buffered)
-  return peek_whole(&h) || (!lost_ && end_ - begin_ >= frame_header_bytes && h.body_bytes > body_max_);
+  frame f;
+  const status st = peek(&f);
+  return st == status::frame || (st == status::too_large && !lost_);
 }
 
 bool frame_reader::peek_whole(frame_header* out) const {
-  if (lost_ || end_ - begin_ < frame_header_bytes) return false;
-  *out = decode_header(buf_.data() + begin_);
-  return out->body_bytes <= body_max_ && end_ - begin_ >= frame_header_bytes + size_t(out->body_bytes);
+  frame f;
+  if (peek(&f) != status::frame) return false;
+  *out = f.header;
+  return true;
+}
+
+frame_reader::status frame_reader::peek(frame* out) const {
+  if (lost_) return status::too_large;
+  if (end_ - begin_ < frame_header_bytes) return status::need_more;
+  out->header = decode_header(buf_.data() + begin_);
+  if (out->header.body_bytes > body_max_) return status::too_large;
+  if (end_ - begin_ < frame_header_bytes + size_t(out->header.body_bytes)) return status::need_more;
+  out->body = {buf_.data() + begin_ + frame_header_bytes, out->header.body_bytes};
+  return status::frame;
 }
 
 frame_reader::status frame_reader::next(frame* out) {
-  const status st = peek(out);
-  if (st == status::frame) begin_ += frame_header_bytes + out->header.body_bytes;
-  return st;
-}
-
-frame_reader::status frame_reader::peek(frame* out) {
   if (aligned_.capacity() > aligned_kept_max / sizeof(uint64_t)) std::vector<uint64_t>().swap(aligned_);  // the last body's
-  if (lost_) return status::too_large;
-  if (end_ - begin_ < frame_header_bytes) {
-    if (begin_ == end_) begin_ = end_ = 0;
-    return status::need_more;
-  }
-  out->header = decode_header(buf_.data() + begin_);
-  if (out->header.body_bytes > body_max_) {
+  const status st = peek(out);
+  if (st == status::too_large) {
     lost_ = true;
-    return status::too_large;
+    return st;
   }
-  const size_t whole = frame_header_bytes + out->header.body_bytes;
-  if (end_ - begin_ < whole) return status::need_more;
-  const uint8_t* body = buf_.data() + begin_ + frame_header_bytes;
-  if (reinterpret_cast<uintptr_t>(body) % 8 != 0) {
+  if (st == status::need_more) {
+    if (begin_ == end_) begin_ = end_ = 0;
+    return st;
+  }
+  if (reinterpret_cast<uintptr_t>(out->body.data()) % 8 != 0) {
     // Bodies are handed out 8-byte aligned (the flatbuffers Verifier checks alignment):
     // a body that is not (its sender's bodies are not multiples of 8 bytes) is copied
     // alone. Moving everything buffered behind it instead cost a stream of such frames
     // the square of its length.
     aligned_.resize((out->header.body_bytes + 7) / 8);
-    if (out->header.body_bytes > 0) std::memcpy(aligned_.data(), body, out->header.body_bytes);
+    if (out->header.body_bytes > 0) std::memcpy(aligned_.data(), out->body.data(), out->header.body_bytes);
     moved_ += out->header.body_bytes;
-    body = reinterpret_cast<const uint8_t*>(aligned_.data());
+    out->body = {reinterpret_cast<const uint8_t*>(aligned_.data()), out->header.body_bytes};
   }
-  out->body = {body, out->header.body_bytes};
+  begin_ += frame_header_bytes + out->header.body_bytes;
   return status::frame;
 }
 

@@ -130,7 +130,7 @@ class frame_reader {
   enum class status { frame, need_more, too_large };
   struct frame {
     frame_header header;
-    std::span<const uint8_t> body;  // valid until the next append() or next()
+    std::span<const uint8_t> body;  // valid until the next append(), prepare() or next()
   };
   void append(std::span<const uint8_t> bytes);
   // Where the next bytes can be received directly (at least `want` bytes long); call
@@ -138,9 +138,10 @@ class frame_reader {
   std::span<uint8_t> prepare(size_t want);
   void commit(size_t n) { end_ += n; }
   status next(frame* out);
-  // What next() would yield, without taking it: the same frame comes again (its body
-  // valid until the next append(), next() or peek(); a misaligned one is copied each time).
-  status peek(frame* out);
+  // What next() would yield, without taking it (the same frame comes again), its body
+  // where it lies in the buffer: not necessarily 8-byte aligned, valid until the next
+  // append(), prepare() or next().
+  status peek(frame* out) const;
   [[nodiscard]] size_t buffered() const { return end_ - begin_; }
   // Bytes the frame begun in the buffer still lacks: 0 with no frame begun (fewer bytes
   // than a header), a whole frame buffered, or a header over body_max. A receiver can

@@ -191,8 +191,8 @@ TEST(codec, repeat_changes_nothing_by_operation_and_item_kind) {
   EXPECT_FALSE(safe(rebalance_body(rb)));
 }
 
-// peek yields what next will, aligned, without taking it; a frame not whole is need_more
-// to both.
+// peek yields what next will without taking it (its body where it lies, next's aligned);
+// a frame not whole is need_more to both.
 TEST(frame, peek_shows_the_next_frame_without_taking_it) {
   frame_reader r;
   const uint8_t odd[3] = {1, 2, 3};
@@ -211,13 +211,22 @@ TEST(frame, peek_shows_the_next_frame_without_taking_it) {
   }
   ASSERT_EQ(r.next(&f), frame_reader::status::frame);
   EXPECT_EQ(f.header.request_id, 10u);
-  ASSERT_EQ(r.peek(&f), frame_reader::status::frame);  // b's body follows a 3-byte one: misaligned in the buffer
   EXPECT_EQ(reinterpret_cast<uintptr_t>(f.body.data()) % 8, 0u);
+  EXPECT_EQ(f.body[2], 3);
+  ASSERT_EQ(r.peek(&f), frame_reader::status::frame);  // b's body follows a 3-byte one: misaligned in the buffer
   EXPECT_EQ(f.header.request_id, 11u);
   ASSERT_EQ(f.body.size(), 8u);
   EXPECT_EQ(f.body[7], 11);
+  EXPECT_TRUE(r.has_frame());
+  const uint64_t moved = r.bytes_moved();
   ASSERT_EQ(r.next(&f), frame_reader::status::frame);
   EXPECT_EQ(f.header.request_id, 11u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(f.body.data()) % 8, 0u);
+  ASSERT_EQ(f.body.size(), 8u);
+  EXPECT_EQ(f.body[0], 4);
+  EXPECT_EQ(f.body[7], 11);
+  EXPECT_EQ(r.bytes_moved(), moved + 8) << "copied once, by next";
+  EXPECT_FALSE(r.has_frame());
   EXPECT_EQ(r.peek(&f), frame_reader::status::need_more);
   EXPECT_EQ(r.next(&f), frame_reader::status::need_more);
 }
