@@ -25,6 +25,20 @@ uint64_t slice_ns(const wire::instrument_op& d) {
 
 }  // namespace
 
+bool instrument::window_range(uint64_t t, uint64_t* lo, uint64_t* hi) const {
+  const uint64_t number = t / slice_ns(def);
+  uint64_t l = UINT64_MAX, h = 0;
+  for (const slice& s : window)
+    if (s.lo != 0 && s.number + window_slices > number && s.number <= number) {
+      l = std::min(l, s.lo);
+      h = std::max(h, s.hi);
+    }
+  if (h == 0) return false;
+  *lo = l;
+  *hi = h;
+  return true;
+}
+
 std::string symbol_of(const wire::instrument_op& op) {
   size_t n = 0;
   while (n < sizeof op.symbol && op.symbol[n] != 0) ++n;
@@ -275,15 +289,10 @@ result book::apply(const wire::price& p, uint64_t t) {
   if (p.sequence == in.last_sequence && !in.resequenced)
     return p.ticks == in.last_ticks ? result::ok : result::exists_with_different_fields;
   if (p.sequence <= in.last_sequence) return result::sequence_out_of_order;
-  const uint64_t len = slice_ns(in.def);
-  const uint64_t number = t / len;
+  const uint64_t number = t / slice_ns(in.def);
   if (t >= in.move_halt_until) {
     uint64_t lo = UINT64_MAX, hi = 0;
-    for (const slice& s : in.window)
-      if (s.lo != 0 && s.number + window_slices > number && s.number <= number) {
-        lo = std::min(lo, s.lo);
-        hi = std::max(hi, s.hi);
-      }
+    in.window_range(t, &lo, &hi);  // (none: hi stays 0)
     // A quiet feed left the window empty: the last price measures the move, if it was
     // taken into the window (not the print that began a move halt nor one during it, so
     // not before the window last started again) and is not stale.

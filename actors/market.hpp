@@ -109,6 +109,10 @@ struct instrument {
   // until the next price: fills are banded around this one (rules version 11), orders
   // checked against it (rules_reference_price) and rebalances valued at it.
   [[nodiscard]] uint64_t reference_ticks() const { return band_ticks != 0 ? band_ticks : last_ticks; }
+  // The lowest and highest prices of its move window at engine time t (the last
+  // move_window_ms, prices taken outside move halts); false, and *lo and *hi untouched,
+  // when it holds none.
+  bool window_range(uint64_t t, uint64_t* lo, uint64_t* hi) const;
   // Why it does not trade at engine time t (0: it trades).
   [[nodiscard]] uint8_t reasons(uint64_t t) const;
   // When `reasons` next changes by time alone (UINT64_MAX: not by time), given that it

@@ -295,6 +295,12 @@ constexpr uint16_t rules_orders_downtime = 35;
 // chain is carried. Before, a member's repayment reached the guarantor while the cover
 // it repays waited for a retry (and a guarantor replaced before the retry kept it).
 constexpr uint16_t rules_cover_forwards_wait = 36;
-constexpr uint16_t rules_newest = 36;
+// A broker's fill is banded around the prices of the instrument's move window when the
+// answer comes (its lowest and highest, with the reference price), not the reference
+// price alone: a fill made at a price the feed printed within move_window_ms, answered
+// after the price moved on within its band, is taken. Before, such a fill was refused
+// fill_invalid though the broker had made it.
+constexpr uint16_t rules_fill_band_window = 37;
+constexpr uint16_t rules_newest = 37;
 
 }  // namespace mesob::actors

@@ -521,12 +521,19 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   MESOB_ASSERT(ins != nullptr);  // instruments are never removed
   if (a.quantity % ins->def.lot != 0) return result::lot_size_invalid;
   // The band's anchor: the reference price (rules version 11; before, the last price, so a
-  // bad print that halted the instrument moved the band to itself).
+  // bad print that halted the instrument moved the band to itself), and from version 37
+  // the prices of the move window too (a fill made at one of them, answered after the
+  // price moved on, is within the band of the price it was made at; the window holds no
+  // print that began a move halt).
   const uint64_t anchor = rules_ >= rules_portfolio_close_and_sells ? ins->reference_ticks() : ins->last_ticks;
   if (anchor != 0) {
-    const unsigned __int128 band = (unsigned __int128)anchor * ins->def.move_bp / 10'000;
-    const uint64_t lo = anchor - uint64_t(std::min<unsigned __int128>(band, anchor));
-    const unsigned __int128 hi = (unsigned __int128)anchor + band;
+    uint64_t low = anchor, high = anchor;
+    if (rules_ >= rules_fill_band_window && ins->window_range(ts, &low, &high)) {
+      low = std::min(low, anchor);
+      high = std::max(high, anchor);
+    }
+    const uint64_t lo = low - uint64_t((unsigned __int128)low * ins->def.move_bp / 10'000);
+    const unsigned __int128 hi = (unsigned __int128)high + (unsigned __int128)high * ins->def.move_bp / 10'000;
     if (a.price_ticks < lo || a.price_ticks > hi) return result::fill_invalid;
   }
   const uint64_t before = hold_amount(*e);

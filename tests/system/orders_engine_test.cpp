@@ -438,6 +438,20 @@ TEST_F(orders_engine, AFillIsBandedAroundThePriceBeforeAMoveHalt) {
   expect_balanced();
 }
 
+// A fill made at a price the feed printed within the move window, answered after the
+// price moved on within its band, is taken (rules 37): 85 is within 20% of 100, printed
+// before 118, though not of 118; 79 is within neither. Before, 85 was refused
+// fill_invalid.
+TEST_F(orders_engine, AFillAtAnEarlierPriceOfTheMoveWindowIsTaken) {
+  up("broker-a");
+  ASSERT_EQ(place(buy(62, a_, 20, 130, etel, wire::order_type::limit)), result::ok);
+  ASSERT_EQ(e().prices({price(etel, 118, 2)}).results.at(0), result::ok);  // +18%: within the band
+  EXPECT_EQ(answer("broker-a", fill(62, 1, 10, 79)), result::fill_invalid);
+  EXPECT_EQ(answer("broker-a", fill(62, 1, 10, 85)), result::ok);
+  EXPECT_EQ(account(a_).debits_posted, 850u);
+  expect_balanced();
+}
+
 // A portfolio's open orders take at most 65,536 fills together (rules version 22): with
 // 700 open orders of 10 lots (ETEL's lot is 10 units: 70,000 units) and 57 of 1,024
 // lots, the shard counts lots (not units) and refuses the order that would pass 65,536,

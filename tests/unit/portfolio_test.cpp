@@ -613,7 +613,7 @@ struct trading_world : world {
   }
   // Broker 3's answer for wallet 5's order `id` (a fill: fill_id, quantity, price).
   result answer(uint64_t id, wire::order_answer_kind kind, uint64_t fill_id = 0, uint64_t quantity = 0,
-                uint64_t price = 0) {
+                uint64_t price = 0, uint64_t at = t0 + 3) {
     wire::order_answer a;
     a.order_id = id;
     a.fill_id = fill_id;
@@ -623,7 +623,7 @@ struct trading_world : world {
     a.gateway = 3;
     a.kind = kind;
     bool repeated = false;
-    return t.answer(a, mkt, t0 + 3, &repeated);
+    return t.answer(a, mkt, at, &repeated);
   }
 };
 
@@ -790,6 +790,31 @@ TEST(Portfolio, UnitsHeldCountTowardABuysPositionLimit) {
   ASSERT_EQ(r, result::ok);
   ASSERT_EQ(b.find(7)->quantity, 90u);
   EXPECT_EQ(b.check(big, w.in(1'000'000)), result::ok) << "90 held + 360 at 220 = 99,000";
+}
+
+// A fill is banded (10% here) around the prices of the move window (60 s) as well as the
+// reference price (rules 37): after 100 and then 108, a fill at 92 (within 10% of 100,
+// not of 108) is taken; 89 is not; and once the window has passed, only 108's band is
+// left. Before (rules 36), 92 was refused though the feed had printed 100 a moment
+// earlier.
+TEST(TradingAnswers, AFillIsBandedAroundTheMoveWindowsPrices) {
+  using wire::order_answer_kind;
+  trading_world w;
+  auto& t = w.t;
+  ASSERT_EQ(w.mkt.apply(wire::price{7, 108, 2}, t0 + 2), result::ok);
+  ASSERT_EQ(w.mkt.find(7)->reference_ticks(), 108u);
+  t.placed(order(1, wire::order_side::buy, 100, 120), 2, t0 + 2);
+  EXPECT_EQ(w.answer(1, order_answer_kind::fill, 1, 10, 89), result::fill_invalid) << "under 100's band";
+  EXPECT_EQ(w.answer(1, order_answer_kind::fill, 1, 10, 119), result::fill_invalid) << "over 108's band";
+  t.set_rules(rules_fill_band_window - 1);
+  EXPECT_EQ(w.answer(1, order_answer_kind::fill, 1, 10, 92), result::fill_invalid) << "older rules: 108's band only";
+  t.set_rules(rules_newest);
+  EXPECT_EQ(w.answer(1, order_answer_kind::fill, 1, 10, 92), result::ok);
+  EXPECT_EQ(w.answer(1, order_answer_kind::fill, 2, 10, 90), result::ok) << "100 less 10%";
+  const uint64_t later = t0 + 2 + 61'000 * market::ns_per_ms;  // past the 60-s window
+  EXPECT_EQ(w.answer(1, order_answer_kind::fill, 3, 10, 96, later), result::fill_invalid) << "108's band only";
+  EXPECT_EQ(w.answer(1, order_answer_kind::fill, 3, 10, 98, later), result::ok);
+  EXPECT_EQ(t.find(5, 1)->filled, 30u);
 }
 
 // A broker's fill must be whole lots of the instrument (lot 10): fills of 15 and of 5
