@@ -88,8 +88,10 @@ struct instrument {
   uint64_t last_ticks = 0;
   // The last price taken outside a move halt that did not begin one (0: none known, as
   // from a snapshot of before it taken during a halt): brokers' fills are banded around
-  // it (rules version 11), so that a bad print that halts the instrument does not move
-  // the band to itself.
+  // it (rules version 11), and from version 37 around the window's prices too, so that a
+  // bad print that halts the instrument does not move the band to itself. (A manual halt,
+  // its resume or a resequence leaves the window as it is: its prices are all within
+  // move_bp of one another.)
   uint64_t band_ticks = 0;
   uint64_t last_sequence = 0;  // the feed's sequence number of the last price, or an operator's resequence
   uint64_t last_price_at = 0;

@@ -515,8 +515,8 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
       return *repeated ? result::ok : result::fill_id_reused;
     }
   if (e->fills.size() >= portfolio::fills_max) return result::too_many_fills;
-  // Whole lots, at a price within the instrument's move band of its last price (a
-  // broker's answer is not trusted to name any price within the limit).
+  // Whole lots, at a price within the instrument's move band of the prices it traded at
+  // (below; a broker's answer is not trusted to name any price within the limit).
   const market::instrument* ins = market.find(e->o.instrument_id);
   MESOB_ASSERT(ins != nullptr);  // instruments are never removed
   if (a.quantity % ins->def.lot != 0) return result::lot_size_invalid;

@@ -62,7 +62,8 @@
 // reading open orders only (a closed order is answered order_not_open whether or not the
 // book still keeps it):
 //   - a fill (fill id, whole lots, a price within the limit and within the instrument's
-//     move_bp of its last price taken outside a move halt; rules 10 and older: its last price) moves the position and the money: the portfolio emits a chain that posts the fill out of the current hold and
+//     move_bp of its last price taken outside a move halt, or from rules 37 of a price of its move window;
+//     rules 10 and older: its last price) moves the position and the money: the portfolio emits a chain that posts the fill out of the current hold and
 //     holds the rest again under the next hold id {order id, hold_hi | k} (k fills so far):
 //       buy:  post hold(k-1) of the fill's cost; hold(k) of what the order still holds;
 //       sell: post hold(k-1) of the fill's least proceeds; the price improvement as a

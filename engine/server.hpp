@@ -97,8 +97,9 @@ struct server_config {
   uint32_t handshakes_max = 64;
   uint64_t handshake_out_bytes_max = 64u << 10;
   // No frame taken, nothing in flight and no byte sent for this long: an authenticated
-  // session is closed (one that does not read what is queued to it included); one still
-  // in its handshake has handshake_timeout_ms, whichever is shorter.
+  // session is closed (one that does not read what is queued to it included; not one with
+  // nothing queued and a whole frame the server is not taking); one still in its handshake
+  // has handshake_timeout_ms, whichever is shorter.
   uint64_t idle_timeout_ms = 300'000;
   // A session with bytes queued to it whose sends made no progress for this long does not
   // read (see out_bytes_max and push_backlog_bytes_max). One that reads, however large its

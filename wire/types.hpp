@@ -773,7 +773,7 @@ enum class result : uint32_t {
   insufficient_cash = 230,               // the wallet cannot hold the notional at the limit
   insufficient_position = 231,           // a sell of more than is held and not reserved
   order_not_open = 232,                  // a fill, reject or cancel of an order not open
-  fill_invalid = 233,                    // zero, over the open quantity, or past the limit
+  fill_invalid = 233,                    // zero, over the open quantity, past the limit, or outside the move band
   too_many_orders = 234,                 // the portfolio has open_orders_max open orders (or
                                          // positions_max positions)
   order_not_found = 235,                 // no order with the id (or not the wallet's)
