@@ -904,11 +904,11 @@ void event_hub::apply(command& c) {
     return answer(result::events_offset_ahead, "offset " + std::to_string(start) + " is past the newest event (" +
                                                    std::to_string(a.end - 1) + ")");
   // A failed writer writes nothing more (its end is final once it has failed): nothing to
-  // subscribe to past it, refused as for an engine without events (clients back off).
+  // subscribe to past it until a restart: refused as passing (clients back off).
   if (writer_.failed() && start >= log_.written_end())
-    return answer(result::events_unavailable, "the event writer failed (" + writer_.error() + "): no event after offset " +
-                                                  std::to_string(log_.written_end() - 1) +
-                                                  " comes until the engine restarts");
+    return answer(result::events_try_again, "the event writer failed (" + writer_.error() + "): no event after offset " +
+                                                std::to_string(log_.written_end() - 1) +
+                                                " comes until the engine restarts");
   uint64_t acked_before_move = 0;
   if (move_name) {
     acked_before_move = std::exchange(positions_[r.name].acked, start - 1);
@@ -934,7 +934,7 @@ void event_hub::apply(command& c) {
         if (fresh) positions_.erase(it);
         else it->second.owner.clear();
         if (move_name) it->second.acked = acked_before_move;  // a refused subscription moves nothing
-        return answer(result::events_unavailable, "the name could not be kept: " + err);
+        return answer(result::events_try_again, "the name could not be kept: " + err);
       }
     }
   }

@@ -448,8 +448,11 @@ int main(int argc, char** argv) {
       }
       // What passes with time: the subscriptions all taken (stale sessions of this gateway
       // after a network flap go at the server's idle timeout), or the name not saved (a
-      // passing disk error), or this session's earlier Subscribe still waiting.
-      if (a.code == wire::result::subscribers_full || a.code == wire::result::events_unavailable ||
+      // passing disk error) or the event writer failed (a restart mends it), or this
+      // session's earlier Subscribe still waiting. (An engine without an event log,
+      // events_unavailable, keeps none until it is started again otherwise: refused for
+      // good, as before it was retried for ever.)
+      if (a.code == wire::result::subscribers_full || a.code == wire::result::events_try_again ||
           a.code == wire::result::subscriber_busy) {
         std::fprintf(stderr, "relay: %s: %s; retrying\n", std::string(wire::result_name(a.code)).c_str(),
                      a.message.c_str());

@@ -193,6 +193,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(events_filter_invalid)
     MESOB_RESULT(events_unavailable)
     MESOB_RESULT(subscriber_name_owned)
+    MESOB_RESULT(events_try_again)
     MESOB_RESULT(instrument_not_found)
     MESOB_RESULT(instrument_op_invalid)
     MESOB_RESULT(symbol_invalid)

@@ -735,8 +735,10 @@ enum class result : uint32_t {
   subscribers_full = 193,                // subscriptions_max sessions subscribe already, or their windows fill events_windows_mib
   subscriber_name_invalid = 194,         // over 64 bytes or not [A-Za-z0-9._-]
   events_filter_invalid = 195,           // unknown event type bit, over 1,024 ids, window out of range
-  events_unavailable = 196,              // the engine runs without an event log
+  events_unavailable = 196,              // the engine runs without an event log (--no-events)
   subscriber_name_owned = 197,           // the name belongs to another gateway
+  events_try_again = 198,                // passing: the event writer failed (until a restart), or a
+                                         // new name could not be saved
   // instruments and prices (actors/market.hpp)
   instrument_not_found = 200,
   instrument_op_invalid = 201,           // unknown kind, or a field the kind must not set

@@ -1095,7 +1095,7 @@ TEST(Events, ARefusedSubscriptionDoesNotMoveItsName) {
     if (refused.code != result::events_truncated) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
-  EXPECT_EQ(refused.code, result::events_unavailable) << refused.message;
+  EXPECT_EQ(refused.code, result::events_try_again) << refused.message;
   std::filesystem::remove(state + ".new");
   std::this_thread::sleep_for(std::chrono::milliseconds(400));  // a periodic save, if anything was dirty
   auto again = connect(dir.path(), d.port());
@@ -1572,7 +1572,7 @@ TEST(EventsEngine, AFailedWriterEndsSubscriptionsWithEventsFailed) {
   std::lock_guard lk(mu);
   ASSERT_EQ(answers.size(), 2u);
   EXPECT_EQ(answers[0].code, result::ok);
-  EXPECT_EQ(answers[1].code, result::events_unavailable) << answers[1].message;
+  EXPECT_EQ(answers[1].code, result::events_try_again) << answers[1].message;
 }
 
 // Acks of a session without a subscription (its Subscribe refused, or never sent) are
@@ -2452,6 +2452,17 @@ TEST(Events, ARelayRefusedForGoodStops) {
   EXPECT_EQ(missing.exit_status(10'000), 2);
   EXPECT_NE(read_file_text(err).find("--secret-file " + dir.path() + "/none: cannot be read"), std::string::npos)
       << read_file_text(err);
+  // An engine without an event log: refused for good, named (before, retried for ever).
+  {
+    temp_dir bare;
+    const uint16_t bare_port = free_port();
+    live_mesobd none(bare.path(), {"--port", std::to_string(bare_port), "--no-events"});
+    ASSERT_TRUE(none.up()) << none.output();
+    relay_process relay_none(bare.path(), bare_port, bare.path() + "/relay.txt", {"--name", "r"}, err);
+    EXPECT_EQ(relay_none.exit_status(10'000), 2);
+    EXPECT_NE(read_file_text(err).find("events_unavailable: this engine keeps no event log"), std::string::npos)
+        << read_file_text(err);
+  }
   // The operator's --from past the end: refused, not waited for with retries for ever; -1
   // (which CLI11 read as 2^64 - 1) is no offset.
   for (const auto& [from, says] : std::vector<std::pair<std::string, std::string>>{
