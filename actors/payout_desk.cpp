@@ -1128,31 +1128,64 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     for (auto* p : to_route) route(d, *p, ts);
     if (!up) continue;
     // Cancels it may not have had: payouts that left it (routed first, so that one routed
-    // back to it gets its instruction alone).
-    std::vector<const payout_entry*> left;
-    const auto cancel_left = [&](const payout_entry& p) {
-      // (Waiting on a cancel from it: sent above.)
-      const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
-                              p.attempts.back().gateway == e.gateway &&
-                              std::find(p.given_up.begin(), p.given_up.end(), e.gateway) == p.given_up.end();
-      if (!works_here && p.cancel_wait != e.gateway && p.settled_by != e.gateway && may_pay(p, e.gateway))
-        left.push_back(&p);
-    };
-    for (const auto& [id, p] : d.payouts) cancel_left(p);
-    for (const auto& [id, p] : d.watched) cancel_left(p);
-    // A page of at most cancels_on_open_max, in payout id order from past the last page
-    // this gateway got (then from the lowest again): every one comes in turn.
-    uint64_t& after = cancel_pages_[{d.account, e.gateway}];
-    const auto by_id = [](auto* a, auto* b) { return a->id < b->id; };
-    std::sort(left.begin(), left.end(), by_id);
-    auto from = std::upper_bound(left.begin(), left.end(), after, [](uint64_t v, auto* p) { return v < p->id; });
-    if (from == left.end()) from = left.begin();
-    const auto upto = from + std::ptrdiff_t(std::min<size_t>(size_t(left.end() - from), cancels_on_open_max));
+    // back to it gets its instruction alone), a page now and the rest a page at a time.
+    cancel_pager& pg = cancel_pages_[{d.account, e.gateway}];
+    pg.start = pg.after;
+    pg.wrapped = false;
+    send_cancel_page(d, e.gateway, pg, ts);
+  }
+}
+
+void desk_table::send_cancel_page(desk& d, uint32_t gateway, cancel_pager& pg, uint64_t now) {
+  std::vector<const payout_entry*> left;
+  const auto cancel_left = [&](const payout_entry& p) {
+    // (Waiting on a cancel from it: sent at the opening.)
+    const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
+                            p.attempts.back().gateway == gateway &&
+                            std::find(p.given_up.begin(), p.given_up.end(), gateway) == p.given_up.end();
+    if (!works_here && p.cancel_wait != gateway && p.settled_by != gateway && may_pay(p, gateway)) left.push_back(&p);
+  };
+  for (const auto& [id, p] : d.payouts) cancel_left(p);
+  for (const auto& [id, p] : d.watched) cancel_left(p);
+  std::sort(left.begin(), left.end(), [](auto* a, auto* b) { return a->id < b->id; });
+  const auto past = [&](uint64_t id) {
+    return std::upper_bound(left.begin(), left.end(), id, [](uint64_t v, auto* p) { return v < p->id; });
+  };
+  // In payout id order from past the last page sent: up to the highest, then from the
+  // lowest up to where the run began, each once.
+  size_t sent = 0;
+  while (sent < cancels_on_open_max) {
+    const auto from = past(pg.after), end = pg.wrapped ? past(pg.start) : left.end();
+    if (from >= end) {
+      if (pg.wrapped || pg.start == 0) break;
+      pg.wrapped = true;  // past the highest: on from the lowest
+      pg.after = 0;
+      continue;
+    }
+    const auto upto = from + std::ptrdiff_t(std::min<size_t>(size_t(end - from), cancels_on_open_max - sent));
     for (auto it = from; it != upto; ++it)
       latest_attempts(**it, [&](const attempt& a, uint32_t k) {
-        if (a.gateway == e.gateway) cancel_at(**it, a.gateway, k);
+        if (a.gateway == gateway) cancel_at(**it, a.gateway, k);
       });
-    after = upto == from ? 0 : (*(upto - 1))->id;
+    sent += size_t(upto - from);
+    pg.after = (*(upto - 1))->id;
+  }
+  pg.sent_at = now;
+  // Pages remain while this one was full; a run that ended goes on from where it began
+  // at the next opening.
+  pg.active = sent == cancels_on_open_max;
+  if (!pg.active) pg.after = pg.start;
+}
+
+void desk_table::page_cancels(uint64_t now) {
+  for (auto& [key, pg] : cancel_pages_) {
+    if (!pg.active || now < pg.sent_at + cancel_page_gap_ns) continue;
+    const auto dit = desks_.find(key.first);
+    if (!sessions_.count(key.second) || dit == desks_.end()) {
+      pg.active = false;  // its sessions went: the next opening goes on from past its last page
+      continue;
+    }
+    send_cancel_page(dit->second, key.second, pg, now);
   }
 }
 

@@ -34,8 +34,8 @@
 //  - cancels: a payout that leaves a gateway it may still be paid by (it falls back to
 //    another, becomes a dead letter, settles through another, or an operator cancels it)
 //    sends that gateway a cancel for its latest attempt there (wire::payout_instruction,
-//    kind cancel), again when its first session opens (at most cancels_on_open_max a
-//    desk, a page at a time in payout id order). The gateway answers that
+//    kind cancel), again when its first session opens (cancels_on_open_max a desk at a
+//    time in payout id order, a page a second while it stays up). The gateway answers that
 //    attempt failed if it did not pay, settled if it did. A failed answer from the last
 //    gateway that might pay a dead letter `unsettled_elsewhere` releases its hold.
 //  - overpayments: a payout that ends (settled, failed, cancelled) while a gateway may still
@@ -181,9 +181,14 @@ constexpr uint64_t sweep_retry_max_ns = 3'600'000'000'000ull;
 constexpr uint32_t sweep_refusals_max = 16;  // counted up to (60 s << 6 passes the hour)
 constexpr uint64_t watch_keep_ns = 30 * 86'400'000'000'000ull;  // a resolved payout waits for late answers
 // Cancels a desk re-sends when a gateway's first session opens, a page at a time in
-// payout id order, the next page at the next opening (a gateway that never answers them
-// would otherwise get them all in one burst, past the server's queue limit).
+// payout id order (a gateway that never answers them would otherwise get them all in one
+// burst, past the server's queue limit), the next page at the first batch at least
+// cancel_page_gap_ns later while a session of it is up, until every one went once; a
+// later opening goes on from past the last page sent. (Before, the next page waited for
+// the next opening: a gateway that stayed up never heard of the rest, and paid payouts
+// that had moved to another gateway a second time.)
 constexpr size_t cancels_on_open_max = 1024;
+constexpr uint64_t cancel_page_gap_ns = 1'000'000'000ull;
 // Breakers (per desk and gateway) and the retry backoff: actors/breaker.hpp.
 using gateways::breaker;
 using gateways::breaker_min;
@@ -472,6 +477,9 @@ class desk_table {
   wire::result op(const wire::payout_op& o, uint64_t desk, uint64_t ts);
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
   void run_due(uint64_t now);
+  // The next page of cancels for gateways whose sessions are up and whose pages remain,
+  // once cancel_page_gap_ns passed since their last (each batch; instructions only).
+  void page_cancels(uint64_t now);
   [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().at; }
   // Between batches: drops stale timers from the heap's top (so next_deadline is a live
   // one), and makes the heap again from the live ones when it has grown to twice what
@@ -619,9 +627,18 @@ class desk_table {
   bool withdrawn_dead_ = true;
   bool sweep_backoff_ = true;
   bool ops_checked_ = true;
-  // (desk, gateway) -> the highest payout id of the last page of cancels re-sent when the
-  // gateway's first session opened. It shapes instructions only (not logged, not kept).
-  std::map<std::pair<uint64_t, uint32_t>, uint64_t> cancel_pages_;
+  // (desk, gateway) -> where its cancels re-sent since its first session opened are. It
+  // shapes instructions only (not logged, not kept).
+  struct cancel_pager {
+    uint64_t after = 0;    // the highest payout id of the last page sent (across openings)
+    uint64_t start = 0;    // `after` when this run began: the run ends on coming back to it
+    bool wrapped = false;  // the run went past the highest id and goes on from the lowest
+    bool active = false;   // pages remain for the gateway's sessions up now
+    uint64_t sent_at = 0;  // engine time of the last page
+  };
+  std::map<std::pair<uint64_t, uint32_t>, cancel_pager> cancel_pages_;
+  // Sends the next page of d's cancels to `gateway` (its sessions up) at engine time now.
+  void send_cancel_page(desk& d, uint32_t gateway, cancel_pager& pg, uint64_t now);
 };
 
 }  // namespace mesob::actors::payouts

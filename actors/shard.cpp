@@ -704,6 +704,8 @@ void shard::execute(batch& b) {
     deciding(b, b.count);
     trading_.market_changed(b.timestamp_base + (b.count > 0 ? b.count - 1 : 0));
   }
+  // Cancels still to page to a gateway that came back (instructions only: nothing decided).
+  if (logged && !marker) desks_.page_cancels(b.sweep_to);
   desks_.flush();
   trading_.flush();
   publish_stats();

@@ -467,7 +467,10 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
 }
 
 // Cancels re-sent when a gateway's first session opens come a page at a time, in payout
-// id order, the next page at the next opening, then from the lowest again.
+// id order: while a session of it stays up, the next page goes at the first batch a
+// second or more after the last, until each went once; a later opening goes on from past
+// the last page sent. Before, the next page waited for the next opening: a gateway that
+// stayed up never heard of the rest, and could pay them a second time.
 TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   recording_table r;
   ASSERT_EQ(r.reg->size(), 2u);
@@ -475,7 +478,7 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   desk_table& t = r.t;
   t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
   t.event({beta, wire::gateway_event_kind::up, {}}, 11);
-  const uint64_t n = cancels_on_open_max + 100;
+  const uint64_t n = 2 * cancels_on_open_max + 100;
   for (uint64_t id = 1; id <= n; ++id) {
     t.held(hold_of(id), 20);
   }
@@ -484,8 +487,7 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   t.run_due(20 + 1'000'000'001);
   t.flush();
   r.sent.clear();
-  auto opening = [&](uint64_t ts) {
-    t.event({alpha, wire::gateway_event_kind::up, {}}, ts);
+  auto cancels = [&] {
     t.flush();
     std::vector<uint64_t> ids;
     for (const auto& [g, in] : r.sent) {
@@ -495,17 +497,39 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
       ids.push_back(in.payout_id);
     }
     r.sent.clear();
-    t.event({alpha, wire::gateway_event_kind::down, {}}, ts + 1);
     return ids;
   };
-  const auto first = opening(1'500'000'000), second = opening(1'600'000'000), third = opening(1'700'000'000);
-  ASSERT_EQ(first.size(), cancels_on_open_max);
-  EXPECT_EQ(first.front(), 1u);
-  EXPECT_EQ(first.back(), cancels_on_open_max);
-  ASSERT_EQ(second.size(), 100u);
-  EXPECT_EQ(second.front(), cancels_on_open_max + 1);
-  EXPECT_EQ(second.back(), n);
-  EXPECT_EQ(third, first);
+  auto expect_run = [&](const std::vector<uint64_t>& ids, uint64_t first, uint64_t count) {
+    ASSERT_EQ(ids.size(), count);
+    for (uint64_t k = 0; k < count; ++k) EXPECT_EQ(ids[k], (first - 1 + k) % n + 1) << k;
+  };
+  const uint64_t s = 1'000'000'000;
+  t.event({alpha, wire::gateway_event_kind::up, {}}, 2 * s);
+  expect_run(cancels(), 1, cancels_on_open_max);
+  t.page_cancels(2 * s + s / 2);
+  EXPECT_TRUE(cancels().empty()) << "a page a second at most";
+  t.page_cancels(3 * s);
+  expect_run(cancels(), cancels_on_open_max + 1, cancels_on_open_max);
+  t.page_cancels(4 * s);
+  expect_run(cancels(), 2 * cancels_on_open_max + 1, 100);
+  t.page_cancels(5 * s);
+  EXPECT_TRUE(cancels().empty()) << "each once a run";
+  // Down mid-run: the next opening goes on from past its last page, around to where that
+  // run began.
+  t.event({alpha, wire::gateway_event_kind::down, {}}, 6 * s);
+  t.event({alpha, wire::gateway_event_kind::up, {}}, 7 * s);
+  expect_run(cancels(), 1, cancels_on_open_max);
+  t.event({alpha, wire::gateway_event_kind::down, {}}, 7 * s + 1);
+  t.page_cancels(9 * s);
+  EXPECT_TRUE(cancels().empty()) << "no session up";
+  t.event({alpha, wire::gateway_event_kind::up, {}}, 10 * s);
+  expect_run(cancels(), cancels_on_open_max + 1, cancels_on_open_max);
+  t.page_cancels(11 * s);
+  expect_run(cancels(), 2 * cancels_on_open_max + 1, cancels_on_open_max);  // on from the lowest
+  t.page_cancels(12 * s);
+  expect_run(cancels(), cancels_on_open_max - 99, 100);
+  t.page_cancels(13 * s);
+  EXPECT_TRUE(cancels().empty()) << "the run began past 1,024 and came back to it";
 }
 
 // A payout waiting on a gateway's answer to a cancel keeps waiting on it across a
