@@ -1177,6 +1177,13 @@ void desk_table::send_cancel_page(desk& d, uint32_t gateway, cancel_pager& pg, u
   if (!pg.active) pg.after = pg.start;
 }
 
+uint64_t desk_table::next_deadline() const {
+  uint64_t due = timers_.empty() ? UINT64_MAX : timers_.front().at;
+  for (const auto& [key, pg] : cancel_pages_)
+    if (pg.active && sessions_.count(key.second)) due = std::min(due, pg.sent_at + cancel_page_gap_ns);
+  return due;
+}
+
 void desk_table::page_cancels(uint64_t now) {
   for (auto& [key, pg] : cancel_pages_) {
     if (!pg.active || now < pg.sent_at + cancel_page_gap_ns) continue;

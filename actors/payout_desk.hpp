@@ -480,7 +480,8 @@ class desk_table {
   // The next page of cancels for gateways whose sessions are up and whose pages remain,
   // once cancel_page_gap_ns passed since their last (each batch; instructions only).
   void page_cancels(uint64_t now);
-  [[nodiscard]] uint64_t next_deadline() const { return timers_.empty() ? UINT64_MAX : timers_.front().at; }
+  // The next timer, or page of cancels (page_cancels), due: the engine ticks for it.
+  [[nodiscard]] uint64_t next_deadline() const;
   // Between batches: drops stale timers from the heap's top (so next_deadline is a live
   // one), and makes the heap again from the live ones when it has grown to twice what
   // they were at the last rebuild (at least timers_compact_min). Stale timers are those a
