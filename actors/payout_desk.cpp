@@ -856,6 +856,7 @@ void desk_table::took_failed(desk& d, payout_entry& p, const wire::payout_answer
   breaker& b = d.breakers[a.gateway];
   ++b.failed;
   gateways::add_amount(b.failed_amount, p.amount);
+  touch(d);  // (record touches it too; a failure it does not sample changes the counts all the same)
   if (sample) record(d, a.gateway, p.id, true, ts);
   p.gateway_reason = a.reason;
 }
@@ -1137,59 +1138,62 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
 }
 
 void desk_table::send_cancel_page(desk& d, uint32_t gateway, cancel_pager& pg, uint64_t now) {
-  std::vector<const payout_entry*> left;
-  const auto cancel_left = [&](const payout_entry& p) {
+  // The run's payouts still to go, in two ranges: past the last sent (up to the highest,
+  // or once wrapped up to where the run began), and from the lowest up to that start
+  // (the wrap's). Only the page's own are sorted.
+  std::vector<const payout_entry*> ahead, wrap;
+  const auto consider = [&](const payout_entry& p) {
     // (Waiting on a cancel from it: sent at the opening.)
     const bool works_here = (p.st == state::in_flight || p.st == state::waiting) && !p.attempts.empty() &&
                             p.attempts.back().gateway == gateway &&
                             std::find(p.given_up.begin(), p.given_up.end(), gateway) == p.given_up.end();
-    if (!works_here && p.cancel_wait != gateway && p.settled_by != gateway && may_pay(p, gateway)) left.push_back(&p);
+    if (works_here || p.cancel_wait == gateway || p.settled_by == gateway || !may_pay(p, gateway)) return;
+    if (p.id > pg.after && (!pg.wrapped || p.id <= pg.start)) ahead.push_back(&p);
+    else if (!pg.wrapped && p.id <= pg.start) wrap.push_back(&p);
   };
-  for (const auto& [id, p] : d.payouts) cancel_left(p);
-  for (const auto& [id, p] : d.watched) cancel_left(p);
-  std::sort(left.begin(), left.end(), [](auto* a, auto* b) { return a->id < b->id; });
-  const auto past = [&](uint64_t id) {
-    return std::upper_bound(left.begin(), left.end(), id, [](uint64_t v, auto* p) { return v < p->id; });
-  };
-  // In payout id order from past the last page sent: up to the highest, then from the
-  // lowest up to where the run began, each once.
+  for (const auto& [id, p] : d.payouts) consider(p);
+  for (const auto& [id, p] : d.watched) consider(p);
   size_t sent = 0;
-  while (sent < cancels_on_open_max) {
-    const auto from = past(pg.after), end = pg.wrapped ? past(pg.start) : left.end();
-    if (from >= end) {
-      if (pg.wrapped || pg.start == 0) break;
-      pg.wrapped = true;  // past the highest: on from the lowest
-      pg.after = 0;
-      continue;
-    }
-    const auto upto = from + std::ptrdiff_t(std::min<size_t>(size_t(end - from), cancels_on_open_max - sent));
-    for (auto it = from; it != upto; ++it)
-      latest_attempts(**it, [&](const attempt& a, uint32_t k) {
-        if (a.gateway == gateway) cancel_at(**it, a.gateway, k);
+  const auto take = [&](std::vector<const payout_entry*>& v) {
+    const size_t k = std::min(v.size(), cancels_on_open_max - sent);
+    std::partial_sort(v.begin(), v.begin() + std::ptrdiff_t(k), v.end(), [](auto* a, auto* b) { return a->id < b->id; });
+    for (size_t i = 0; i < k; ++i)
+      latest_attempts(*v[i], [&](const attempt& a, uint32_t n) {
+        if (a.gateway == gateway) cancel_at(*v[i], a.gateway, n);
       });
-    sent += size_t(upto - from);
-    pg.after = (*(upto - 1))->id;
+    if (k > 0) pg.after = v[k - 1]->id;
+    sent += k;
+  };
+  take(ahead);
+  if (sent < cancels_on_open_max && !pg.wrapped && pg.start != 0) {
+    pg.wrapped = true;  // past the highest: on from the lowest
+    pg.after = 0;
+    take(wrap);
   }
   pg.sent_at = now;
-  // Pages remain while this one was full; a run that ended goes on from where it began
-  // at the next opening.
-  pg.active = sent == cancels_on_open_max;
-  if (!pg.active) pg.after = pg.start;
+  // Pages remain while this one was full; a run that ended leaves nothing to go on from.
+  const bool more = sent == cancels_on_open_max;
+  if (more != pg.active) pagers_active_ += more ? 1 : -1;
+  pg.active = more;
+  if (!more) pg.after = pg.start;
 }
 
 uint64_t desk_table::next_deadline() const {
   uint64_t due = timers_.empty() ? UINT64_MAX : timers_.front().at;
+  if (pagers_active_ == 0) return due;
   for (const auto& [key, pg] : cancel_pages_)
     if (pg.active && sessions_.count(key.second)) due = std::min(due, pg.sent_at + cancel_page_gap_ns);
   return due;
 }
 
 void desk_table::page_cancels(uint64_t now) {
+  if (pagers_active_ == 0) return;
   for (auto& [key, pg] : cancel_pages_) {
     if (!pg.active || now < pg.sent_at + cancel_page_gap_ns) continue;
     const auto dit = desks_.find(key.first);
     if (!sessions_.count(key.second) || dit == desks_.end()) {
       pg.active = false;  // its sessions went: the next opening goes on from past its last page
+      --pagers_active_;
       continue;
     }
     send_cancel_page(dit->second, key.second, pg, now);

@@ -183,8 +183,8 @@ constexpr uint64_t watch_keep_ns = 30 * 86'400'000'000'000ull;  // a resolved pa
 // Cancels a desk re-sends when a gateway's first session opens, a page at a time in
 // payout id order (a gateway that never answers them would otherwise get them all in one
 // burst, past the server's queue limit), the next page at the first batch at least
-// cancel_page_gap_ns later while a session of it is up, until every one went once; a
-// later opening goes on from past the last page sent. (Before, the next page waited for
+// cancel_page_gap_ns later while a session of it is up, until every one went once; an
+// opening after a run its sessions' end cut short goes on from past that run's last page. (Before, the next page waited for
 // the next opening: a gateway that stayed up never heard of the rest, and paid payouts
 // that had moved to another gateway a second time.)
 constexpr size_t cancels_on_open_max = 1024;
@@ -478,7 +478,8 @@ class desk_table {
   [[nodiscard]] bool due(uint64_t now) const { return !timers_.empty() && timers_.front().at <= now; }
   void run_due(uint64_t now);
   // The next page of cancels for gateways whose sessions are up and whose pages remain,
-  // once cancel_page_gap_ns passed since their last (each batch; instructions only).
+  // once cancel_page_gap_ns passed since their last (each logged batch but a resume
+  // marker; instructions only).
   void page_cancels(uint64_t now);
   // The next timer, or page of cancels (page_cancels), due: the engine ticks for it.
   [[nodiscard]] uint64_t next_deadline() const;
@@ -631,13 +632,14 @@ class desk_table {
   // (desk, gateway) -> where its cancels re-sent since its first session opened are. It
   // shapes instructions only (not logged, not kept).
   struct cancel_pager {
-    uint64_t after = 0;    // the highest payout id of the last page sent (across openings)
+    uint64_t after = 0;    // the last id sent in the run's order; the run's start once it ended
     uint64_t start = 0;    // `after` when this run began: the run ends on coming back to it
     bool wrapped = false;  // the run went past the highest id and goes on from the lowest
     bool active = false;   // pages remain for the gateway's sessions up now
     uint64_t sent_at = 0;  // engine time of the last page
   };
   std::map<std::pair<uint64_t, uint32_t>, cancel_pager> cancel_pages_;
+  size_t pagers_active_ = 0;  // of them, active
   // Sends the next page of d's cancels to `gateway` (its sessions up) at engine time now.
   void send_cancel_page(desk& d, uint32_t gateway, cancel_pager& pg, uint64_t now);
 };

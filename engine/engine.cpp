@@ -2702,7 +2702,8 @@ class engine_impl {
     // desk's, order's or market's timer, as of the shards' last batches. And while groups are
     // scheduled or orders wait on the engine's up time, a heartbeat: the last logged time
     // is where a restart's outage starts (resume_heartbeat_ns). (Payouts waiting for a
-    // gateway look again each second: their ticks are logged.)
+    // gateway look again each second: their ticks are logged. So does a desk's next page
+    // of cancels for a gateway that came back.)
     uint64_t due = UINT64_MAX;
     bool up_time = false;
     for (const auto& sh : shards_) {

@@ -468,8 +468,8 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
 
 // Cancels re-sent when a gateway's first session opens come a page at a time, in payout
 // id order: while a session of it stays up, the next page goes at the first batch a
-// second or more after the last, until each went once; a later opening goes on from past
-// the last page sent. Before, the next page waited for the next opening: a gateway that
+// second or more after the last, until each went once; an opening after a run cut short
+// goes on from past that run's last page. Before, the next page waited for the next opening: a gateway that
 // stayed up never heard of the rest, and could pay them a second time.
 TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   recording_table r;
@@ -997,8 +997,22 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
     desk_table& t = r.t;
     t.set_rules_failed_in_backoff(taken);
     ASSERT_NO_FATAL_FAILURE(backing_off_at_alpha(r));
+    desk_table::dirty_rows before;
+    t.take_dirty(&before);
     EXPECT_EQ(t.answer(test::etb_payout_answer(5, 1, 100, wire::payout_outcome::failed, r.alpha), desk_account(etb, 0), 1'100'000'000),
               taken ? wire::result::ok : wire::result::payout_answer_late);
+    if (taken) {
+      // The desk's row carries the failure its breaker counted (not sampled: the timeout
+      // was). (Here the release writes the desk's row anyway; where a dead letter follows,
+      // nothing else did, and the snapshot kept the old counts.)
+      desk_table::dirty_rows rows;
+      t.take_dirty(&rows);
+      ASSERT_EQ(rows.desks.size(), 1u);
+      desk back;
+      std::string why;
+      ASSERT_TRUE(decode_desk(rows.desks[0].second, &back, &why)) << why;
+      EXPECT_EQ(back.breakers[r.alpha].failed, 1u);
+    }
     const payout_entry* p = nullptr;
     t.for_each_desk([&](const desk& d) {
       if (auto it = d.payouts.find(5); it != d.payouts.end()) p = &it->second;
