@@ -2143,6 +2143,32 @@ std::vector<uint8_t> ping_burst() {
   return burst;
 }
 
+// Three clients, each sending a thousand bursts of pings from a thread of its own and
+// reading none of the pongs (until a test reads them); stopped (shut down, their threads
+// joined) at the end, however the test ends.
+struct ping_flooders {
+  const std::vector<uint8_t> burst = ping_burst();
+  std::vector<std::unique_ptr<wire::client>> clients;
+  std::vector<std::thread> senders;
+  template <typename Net>
+  explicit ping_flooders(Net& n) {
+    for (int k = 0; k < 3; ++k) clients.push_back(n.connect());
+    for (size_t k = 0; k < clients.size(); ++k)
+      senders.emplace_back([this, k] {
+        std::string err;
+        for (int i = 0; i < 1000 && clients[k]->send_bytes(burst, &err); ++i) {
+        }
+      });
+  }
+  void stop() {
+    for (auto& c : clients)
+      if (c) c->shutdown();
+    for (auto& t : senders)
+      if (t.joinable()) t.join();
+  }
+  ~ping_flooders() { stop(); }
+};
+
 TEST(server, a_client_that_does_not_read_stops_being_read) {
   engine::server_config cfg;
   cfg.out_bytes_max = 1u << 20;
@@ -2288,20 +2314,11 @@ TEST(server, sessions_reading_a_trickle_at_the_total_limit_stop_no_one) {
   cfg.out_bytes_total_max = 2u << 20;
   cfg.stall_timeout_ms = 4000;
   net n(cfg);
-  const std::vector<uint8_t> burst = ping_burst();
-  std::vector<std::unique_ptr<wire::client>> flooders;
-  for (int k = 0; k < 3; ++k) flooders.push_back(n.connect());
-  std::vector<std::thread> senders;
-  for (int k = 0; k < 3; ++k)
-    senders.emplace_back([&, k] {
-      std::string err;
-      for (int i = 0; i < 1000 && flooders[size_t(k)]->send_bytes(burst, &err); ++i) {
-      }
-    });
+  ping_flooders flooders(n);
   std::atomic<bool> trickling{true};
   std::thread trickle([&] {  // about 4.7 KB a second each
     while (trickling.load()) {
-      for (auto& f : flooders) (void)f->drop_received(1400);
+      for (auto& f : flooders.clients) (void)f->drop_received(1400);
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
     }
   });
@@ -2325,8 +2342,6 @@ TEST(server, sessions_reading_a_trickle_at_the_total_limit_stop_no_one) {
   expect_serves(*fresh, 2);
   trickling = false;
   trickle.join();
-  for (auto& f : flooders) f->shutdown();
-  for (auto& t : senders) t.join();
 }
 
 // At the total, a session under its share takes no request whose answer's bound would
@@ -2341,16 +2356,7 @@ TEST(server, a_request_whose_answer_passes_the_sessions_share_waits_at_the_total
   cfg.connections_max = 8;         // a share of 256 KiB
   cfg.stall_timeout_ms = 60'000;   // the flooders are not closed while the test looks
   net n(cfg);
-  const std::vector<uint8_t> burst = ping_burst();
-  std::vector<std::unique_ptr<wire::client>> flooders;
-  for (int k = 0; k < 3; ++k) flooders.push_back(n.connect());
-  std::vector<std::thread> senders;
-  for (int k = 0; k < 3; ++k)
-    senders.emplace_back([&, k] {
-      std::string err;
-      for (int i = 0; i < 1000 && flooders[size_t(k)]->send_bytes(burst, &err); ++i) {
-      }
-    });
+  ping_flooders flooders(n);
   for (int i = 0; i < 4000 && n.srv->stats().out_bytes_queued < cfg.out_bytes_total_max; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_GE(n.srv->stats().out_bytes_queued, cfg.out_bytes_total_max);
@@ -2365,9 +2371,8 @@ TEST(server, a_request_whose_answer_passes_the_sessions_share_waits_at_the_total
   EXPECT_EQ(n.srv->stats().requests, before) << "a request whose answer passes the session's share was taken";
   expect_serves(*small, 1);
   EXPECT_EQ(n.srv->stats().requests, before + 1);
-  for (auto& f : flooders) f->shutdown();
-  for (auto& t : senders) t.join();
-  flooders.clear();  // closed with pongs unread: reset, and the total goes with them
+  flooders.stop();
+  flooders.clients.clear();  // closed with pongs unread: reset, and the total goes with them
   big->set_timeout_ms(20'000);
   wire::client::frame_in f;
   ASSERT_TRUE(big->read_frame(&f, &err)) << err;
