@@ -34,6 +34,8 @@ std::string config::validate() const {
   if (wal_group_mib < 1 || wal_group_mib > 256) return "wal_group_mib must be 1..256";
   if (wal_flights < 1 || wal_flights > storage::wal_flights_limit)
     return "wal_flights must be 1.." + std::to_string(storage::wal_flights_limit);
+  if (wal_flush_gap_us > wal_flush_gap_us_max)
+    return "wal_flush_gap_us must be 0.." + std::to_string(wal_flush_gap_us_max);
   if (wal_group_mib + 1 > wal_segment_mib) return "wal_segment_mib must exceed wal_group_mib";
   if ((wal_group_mib << 20) < batch_payload_bytes_max + 4096 + 80)
     return "wal_group_mib is too small for a full batch";

@@ -15,6 +15,9 @@ struct config {
   uint64_t wal_segment_mib = 64;     // log segment size
   uint64_t wal_group_mib = 8;        // largest commit group (one write + fdatasync)
   uint32_t wal_flights = 1;          // commit groups in flight at once (engine/README.md)
+  // Least time between the starts of two group commits, us (0: none; engine/README.md,
+  // the flush gap): under steady load the log's flushes come at most 1e6 / gap a second.
+  uint32_t wal_flush_gap_us = 500;
   uint64_t snapshot_map_gib = 64;    // LMDB map ceiling (sparse)
   // 0: only on demand, at close, and for the limits below (resolved_pending_cut_at,
   // wal_kept_max_mib)

@@ -818,7 +818,7 @@ class engine_impl {
     } else {
       complete_flight();
       if (!open_list_.empty() && !failed_) {
-        submit_open();
+        submit_open(true);
         complete_flight();
       }
     }
@@ -2240,6 +2240,11 @@ class engine_impl {
   // group becomes durable.
   std::deque<std::vector<std::shared_ptr<engine_batch>>> flight_lists_;
   bool open_has_writes_ = false;
+  static uint64_t steady_now_ns() {
+    return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  }
+  uint64_t last_submit_ns_ = 0;  // when the last group commit started
+  uint64_t submit_due_ns_ = 0;   // the open group waits for the flush gap until then (0: not)
 
   void fail_list(std::vector<std::shared_ptr<engine_batch>>& list, bool writes_only) {
     std::vector<std::shared_ptr<engine_batch>> keep;
@@ -2290,9 +2295,22 @@ class engine_impl {
 
   // Commits the open group if a flight is free. Look-ups without writes go out at
   // once, but only behind every group in flight (they must see those writes).
-  void submit_open() {
+  // A group commit starts no sooner than wal_flush_gap_us after the one before
+  // (engine/README.md, the flush gap): until then the open group is held, gathering more.
+  // `force` (a full group, a pipeline flush) and stopping commit it at once.
+  void submit_open(bool force = false) {
     if (open_has_writes_) {
       if (!wal_->can_submit()) return;
+      if (cfg_.wal_flush_gap_us != 0 && !force && !stop_.load()) {
+        const uint64_t due = last_submit_ns_ + uint64_t(cfg_.wal_flush_gap_us) * 1000;
+        const uint64_t t = steady_now_ns();
+        if (t < due) {
+          submit_due_ns_ = due;
+          return;
+        }
+      }
+      submit_due_ns_ = 0;
+      last_submit_ns_ = steady_now_ns();
       wal_->submit();
       flight_lists_.push_back(std::move(open_list_));
       open_list_.clear();
@@ -2341,7 +2359,7 @@ class engine_impl {
       // The open group is full: commit it (after the oldest flight, if none is free).
       if (!wal_->group_empty()) {
         if (!wal_->can_submit()) complete_flight(false);
-        if (!failed_) submit_open();
+        if (!failed_) submit_open(true);
       }
       if (!failed_) lsn = wal_->stage(storage::record_kind::batch, batch_record_version, b->timestamp_base, pieces);
       if (lsn == 0 && !failed_ && !wal_->failed()) {
@@ -2822,16 +2840,26 @@ class engine_impl {
       // request that brings the queue to `sequencer_wake_in_flight` wakes the sequencer,
       // so it stages (and, with a flight free, commits) the next group during the
       // fdatasync instead of after it.
+      // An open group held for the flush gap (submit_open) is staged into as a flight's
+      // successor is: the 16th request wakes the sequencer, and the wait ends at the gap.
       const bool flying = wal_->in_flight();
-      wake_at_.store(flying ? sequencer_wake_in_flight : 1);
+      const bool held = open_has_writes_ && submit_due_ns_ != 0 && wal_->can_submit();
+      wake_at_.store(flying || held ? sequencer_wake_in_flight : 1);
       sleeping_.store(true);
       bool ready;
       {
         std::lock_guard lk(q_mu_);
         ready = q_.size() >= wake_at_.load() || !walks_.empty();
       }
+      int64_t hold_us = -1;  // until the held group's gap ends (-1: none held)
+      if (held) {
+        const uint64_t t = steady_now_ns();
+        hold_us = t < submit_due_ns_ ? int64_t((submit_due_ns_ - t + 999) / 1000) : 0;
+      }
       if (flying) {
-        const auto st = wal_->wait(ready ? 0 : int(cfg_.tick_ms));  // stopping too: the flight ends it
+        int64_t wait_us = ready ? 0 : int64_t(cfg_.tick_ms) * 1000;  // stopping too: the flight ends it
+        if (hold_us >= 0) wait_us = std::min(wait_us, hold_us);
+        const auto st = wal_->wait_us(wait_us);
         sleeping_.store(false);
         if (st == storage::wal_writer::wait_status::committed) {
           dispatch_durable();
@@ -2839,7 +2867,8 @@ class engine_impl {
           on_wal_failed();
         }
       } else {
-        if (!ready && !stop_.load()) wal_->wait(int(std::min<uint64_t>(cfg_.tick_ms, 100)));
+        if (!ready && !stop_.load())
+          wal_->wait_us(hold_us >= 0 ? hold_us : int64_t(std::min<uint64_t>(cfg_.tick_ms, 100)) * 1000);
         sleeping_.store(false);
       }
     }

@@ -29,6 +29,8 @@ constexpr uint32_t batches_in_flight_max = 8192;
 // staging until after the fdatasync. 16 measured best of 1, 8, 16 and never
 // (perf/RESULTS.md, 2026-11-22, third session).
 constexpr uint32_t sequencer_wake_in_flight = 16;
+// The longest flush gap (config::wal_flush_gap_us) a configuration may set: a second.
+constexpr uint32_t wal_flush_gap_us_max = 1'000'000;
 // What a frame queued to a session costs besides its bytes (its entry and allocation),
 // counted against the session's out_bytes_max with them: a flood of 16-byte pongs held
 // about four bytes of memory for each byte counted.

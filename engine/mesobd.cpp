@@ -142,6 +142,8 @@ int main(int argc, char** argv) {
   app.add_option("--wal-group-mib", cfg.wal_group_mib, "largest commit group, MiB")->capture_default_str();
   app.add_option("--wal-flights", cfg.wal_flights, "commit groups in flight at once (write + fdatasync each)")
       ->capture_default_str();
+  app.add_option("--wal-flush-gap-us", cfg.wal_flush_gap_us, "least time between the starts of two group commits, us")
+      ->capture_default_str();
   app.add_option("--snapshot-map-gib", cfg.snapshot_map_gib, "LMDB map ceiling, GiB")->capture_default_str();
   app.add_option("--wal-kept-max-mib", cfg.wal_kept_max_mib,
                  "log segments kept on the disk, MiB: past half, a checkpoint is due; past it, one is waited "

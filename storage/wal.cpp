@@ -635,7 +635,7 @@ void wal_writer::fail_flights(size_t from, const char* what, int res) {
            errno_text(-res);
 }
 
-wal_writer::wait_status wal_writer::wait(int timeout_ms) {
+wal_writer::wait_status wal_writer::wait_us(int64_t timeout_us) {
   arm_wake();
   for (;;) {
     // Groups are reported in log order: the oldest, once its write and fdatasync are in.
@@ -658,10 +658,10 @@ wal_writer::wait_status wal_writer::wait(int timeout_ms) {
     }
     io_uring_cqe* cqe = nullptr;
     int rc;
-    if (timeout_ms < 0) {
+    if (timeout_us < 0) {
       rc = io_uring_wait_cqe(&ring_, &cqe);
     } else {
-      __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
+      __kernel_timespec ts{timeout_us / 1'000'000, (timeout_us % 1'000'000) * 1000LL};
       rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
     }
     if (rc == -ETIME) return wait_status::timed_out;

@@ -98,7 +98,9 @@ class wal_writer {
   // before it has been reported; the groups after it are dropped, never reported
   // durable. From then on error() says why and the writer accepts nothing more: the
   // log's tail is no longer trusted. Records staged meanwhile are never submitted.
-  wait_status wait(int timeout_ms);
+  wait_status wait(int timeout_ms) { return wait_us(timeout_ms < 0 ? -1 : int64_t(timeout_ms) * 1000); }
+  // The same with the timeout in microseconds (-1: forever).
+  wait_status wait_us(int64_t timeout_us);
   [[nodiscard]] const std::string& error() const { return error_; }
   [[nodiscard]] bool failed() const { return failure_reported_; }
   // Waits for any in-flight group (used at shutdown).

@@ -14,6 +14,7 @@
 #include <span>
 #include <vector>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <thread>
 
@@ -327,6 +328,7 @@ class engine_fixture {
     if (groups_max_ != 0) cfg.groups_max = groups_max_;
     if (pending_max_ != 0) cfg.pending_max = pending_max_;
     if (transfers_max_ != 0) cfg.transfers_max = transfers_max_;
+    if (flush_gap_us_) cfg.wal_flush_gap_us = *flush_gap_us_;
     return cfg;
   }
   // The resident window of transfer records of the next open() (0: the default).
@@ -339,6 +341,8 @@ class engine_fixture {
   }
   // The transfers_max of the next open() (0: the default).
   void set_transfers_max(uint64_t n) { transfers_max_ = n; }
+  // The log's flush gap of the next open(), us (unset: the default).
+  void set_flush_gap_us(uint32_t us) { flush_gap_us_ = us; }
   // Closes the engine (as restart() does) without opening it again.
   void close() { engine_.reset(); }
   void restart() {
@@ -362,6 +366,7 @@ class engine_fixture {
   bool checkpoint_on_close_ = true;
   uint64_t resident_max_ = 0;
   uint64_t accounts_max_ = 0, groups_max_ = 0, pending_max_ = 0, transfers_max_ = 0;
+  std::optional<uint32_t> flush_gap_us_;
   bool events_ = true;
   std::atomic<uint64_t> clock_{1'700'000'000'000'000'000ull};
   std::unique_ptr<engine::engine> engine_;

@@ -747,6 +747,50 @@ TEST(ledger_log, account_creates_replay_by_the_capacity_logged_with_them) {
 // Resolved pending transfers stay in the shards' memory until a snapshot holds them.
 // With checkpoints on demand only (interval 0), they grew for good; past
 // resolved_pending_cut_at a checkpoint is taken whatever the interval, and they go.
+// The flush gap (engine/README.md): a group commit starts no sooner than the gap after the
+// one before, the requests meanwhile held in one group; a stop commits a held group at once.
+TEST(ledger_log, a_flush_gap_holds_the_next_group_commit_and_a_stop_ends_the_hold) {
+  using clk = std::chrono::steady_clock;
+  constexpr auto gap = std::chrono::seconds(1);  // the longest a configuration may set
+  engine_fixture f(1);
+  f.set_flush_gap_us(uint32_t(std::chrono::microseconds(gap).count()));
+  f.restart();
+  const auto before = clk::now();  // the accounts' group starts after this
+  ASSERT_EQ(f.e().create_accounts({make_account(1), make_account(2)}).st, engine::status::ok);
+  const uint64_t groups = f.e().stats().wal_groups;
+  std::atomic<int> taken{0};
+  std::vector<std::thread> callers;
+  for (uint64_t i = 0; i < 4; ++i)
+    callers.emplace_back([&, i] {
+      const auto r = f.e().create_transfers({make_transfer(100 + i, 1, 2, 5)});
+      if (r.st == engine::status::ok && r.results.at(0) == result::ok) ++taken;
+    });
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(taken.load(), 4);
+  EXPECT_GE(clk::now() - before, gap) << "the transfers' group started within the gap";
+  EXPECT_EQ(f.e().stats().wal_groups, groups + 1) << "the four transfers held went in one group";
+
+  // Held again (the gap runs from the transfers' group); the engine stops meanwhile.
+  const auto held_from = clk::now();
+  clk::time_point answered{};
+  engine::reply r;
+  std::thread caller([&] {
+    r = f.e().create_transfers({make_transfer(200, 1, 2, 7)});
+    answered = clk::now();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  f.close();
+  caller.join();
+  ASSERT_EQ(r.st, engine::status::ok);
+  EXPECT_EQ(r.results.at(0), result::ok);
+  // (The hold would end a gap after the transfers' group started, a little before held_from.)
+  EXPECT_LT(answered - held_from, std::chrono::milliseconds(gap) / 2) << "the stop did not end the hold";
+  f.open();
+  const auto l = f.e().lookup_transfers({{200, 0}});
+  EXPECT_EQ(l.results.at(0), result::ok) << "the transfer answered at the stop is not in the log";
+  EXPECT_EQ(f.e().lookup_accounts({2}).accounts.at(0).credits_posted, 4 * 5 + 7u);
+}
+
 TEST(ledger_capacity, resolved_pending_transfers_make_a_checkpoint_due) {
   temp_dir dir;
   auto cfg = test_config(dir.path());
