@@ -637,6 +637,9 @@ void wal_writer::fail_flights(size_t from, const char* what, int res) {
 
 wal_writer::wait_status wal_writer::wait_us(int64_t timeout_us) {
   arm_wake();
+  // One deadline for the whole call: a completion that reports nothing (a write before its
+  // fdatasync, a later group's) does not start the timeout again.
+  const uint64_t deadline = timeout_us < 0 ? 0 : monotonic_ns() + uint64_t(timeout_us) * 1000;
   for (;;) {
     // Groups are reported in log order: the oldest, once its write and fdatasync are in.
     if (!flights_.empty() && flights_.front().complete) {
@@ -661,7 +664,9 @@ wal_writer::wait_status wal_writer::wait_us(int64_t timeout_us) {
     if (timeout_us < 0) {
       rc = io_uring_wait_cqe(&ring_, &cqe);
     } else {
-      __kernel_timespec ts{timeout_us / 1'000'000, (timeout_us % 1'000'000) * 1000LL};
+      const uint64_t now = monotonic_ns();
+      const int64_t left_ns = now < deadline ? int64_t(deadline - now) : 0;
+      __kernel_timespec ts{left_ns / 1'000'000'000, left_ns % 1'000'000'000};
       rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
     }
     if (rc == -ETIME) return wait_status::timed_out;

@@ -99,7 +99,7 @@ class wal_writer {
   // durable. From then on error() says why and the writer accepts nothing more: the
   // log's tail is no longer trusted. Records staged meanwhile are never submitted.
   wait_status wait(int timeout_ms) { return wait_us(timeout_ms < 0 ? -1 : int64_t(timeout_ms) * 1000); }
-  // The same with the timeout in microseconds (-1: forever).
+  // The same with the timeout in microseconds (-1: forever), counted from the call.
   wait_status wait_us(int64_t timeout_us);
   [[nodiscard]] const std::string& error() const { return error_; }
   [[nodiscard]] bool failed() const { return failure_reported_; }

@@ -738,15 +738,6 @@ TEST(ledger_log, account_creates_replay_by_the_capacity_logged_with_them) {
   refused(ops_bytes(accounts), 2, "malformed batch record (kind 1, 2 operations, 152 bytes)");  // no capacity
 }
 
-// Capacity (engine/README.md "Capacity"): each shard holds its share of accounts_max,
-// rounded up. A create past it is refused, accounts_full, and changes nothing; a repeat
-// of an account that exists is still ok, and the engine's own accounts (a gateway's
-// payout accounts) are made regardless. The setting is logged with each create, so a
-// replay under another setting decides as the live run did; new creates follow the new
-// one.
-// Resolved pending transfers stay in the shards' memory until a snapshot holds them.
-// With checkpoints on demand only (interval 0), they grew for good; past
-// resolved_pending_cut_at a checkpoint is taken whatever the interval, and they go.
 // The flush gap (engine/README.md): a group commit starts no sooner than the gap after the
 // one before, the requests meanwhile held in one group; a stop commits a held group at once.
 TEST(ledger_log, a_flush_gap_holds_the_next_group_commit_and_a_stop_ends_the_hold) {
@@ -778,19 +769,30 @@ TEST(ledger_log, a_flush_gap_holds_the_next_group_commit_and_a_stop_ends_the_hol
     r = f.e().create_transfers({make_transfer(200, 1, 2, 7)});
     answered = clk::now();
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the caller's transfer is queued
   f.close();
   caller.join();
   ASSERT_EQ(r.st, engine::status::ok);
   EXPECT_EQ(r.results.at(0), result::ok);
-  // (The hold would end a gap after the transfers' group started, a little before held_from.)
-  EXPECT_LT(answered - held_from, std::chrono::milliseconds(gap) / 2) << "the stop did not end the hold";
+  // (The hold would end a gap after the transfers' group started, a little before
+  // held_from + gap; the stop came 300 ms after held_from.)
+  EXPECT_LT(answered - held_from, std::chrono::milliseconds(gap) - std::chrono::milliseconds(100))
+      << "the stop did not end the hold";
   f.open();
   const auto l = f.e().lookup_transfers({{200, 0}});
   EXPECT_EQ(l.results.at(0), result::ok) << "the transfer answered at the stop is not in the log";
   EXPECT_EQ(f.e().lookup_accounts({2}).accounts.at(0).credits_posted, 4 * 5 + 7u);
 }
 
+// Capacity (engine/README.md "Capacity"): each shard holds its share of accounts_max,
+// rounded up. A create past it is refused, accounts_full, and changes nothing; a repeat
+// of an account that exists is still ok, and the engine's own accounts (a gateway's
+// payout accounts) are made regardless. The setting is logged with each create, so a
+// replay under another setting decides as the live run did; new creates follow the new
+// one.
+// Resolved pending transfers stay in the shards' memory until a snapshot holds them.
+// With checkpoints on demand only (interval 0), they grew for good; past
+// resolved_pending_cut_at a checkpoint is taken whatever the interval, and they go.
 TEST(ledger_capacity, resolved_pending_transfers_make_a_checkpoint_due) {
   temp_dir dir;
   auto cfg = test_config(dir.path());
