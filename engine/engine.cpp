@@ -40,6 +40,7 @@
 #include "storage/wal.hpp"
 #include "wire/assert.hpp"
 #include "wire/event_pack.hpp"
+#include "wire/steady_ns.hpp"
 
 // jemalloc: return freed pages to the system within a second instead of ten, so
 // resident memory follows the engine's bounded working set (checkpoint buffers, LMDB
@@ -2240,9 +2241,6 @@ class engine_impl {
   // group becomes durable.
   std::deque<std::vector<std::shared_ptr<engine_batch>>> flight_lists_;
   bool open_has_writes_ = false;
-  static uint64_t steady_now_ns() {
-    return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
-  }
   uint64_t last_submit_ns_ = 0;  // when the last group commit started
   uint64_t submit_due_ns_ = 0;   // the open group waits for the flush gap until then (0: not)
 
@@ -2303,14 +2301,14 @@ class engine_impl {
       if (!wal_->can_submit()) return;
       if (cfg_.wal_flush_gap_us != 0 && !force && !stop_.load()) {
         const uint64_t due = last_submit_ns_ + uint64_t(cfg_.wal_flush_gap_us) * 1000;
-        const uint64_t t = steady_now_ns();
+        const uint64_t t = steady_ns();
         if (t < due) {
           submit_due_ns_ = due;
           return;
         }
       }
       submit_due_ns_ = 0;
-      last_submit_ns_ = steady_now_ns();
+      last_submit_ns_ = steady_ns();
       wal_->submit();
       flight_lists_.push_back(std::move(open_list_));
       open_list_.clear();
@@ -2853,7 +2851,7 @@ class engine_impl {
       }
       int64_t hold_us = -1;  // until the held group's gap ends (-1: none held)
       if (held) {
-        const uint64_t t = steady_now_ns();
+        const uint64_t t = steady_ns();
         hold_us = t < submit_due_ns_ ? int64_t((submit_due_ns_ - t + 999) / 1000) : 0;
       }
       if (flying) {

@@ -26,6 +26,7 @@
 #include "wire/codec.hpp"
 #include "wire/event_pack.hpp"
 #include "wire/protocol.hpp"
+#include "wire/steady_ns.hpp"
 
 namespace mesob::engine {
 
@@ -36,13 +37,6 @@ using wire::result;
 
 namespace {
 
-// For intervals between the writer's looks at retention (not dates: a step of the wall
-// clock must not stop them).
-uint64_t steady_ns() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count());
-}
 
 uint16_t deposit_gateway(const wire::id128& id) {
   return actors::gateways::deposit_id(id) ? uint16_t(id.hi & ~actors::gateways::deposit_hi_mask) : 0;

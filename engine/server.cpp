@@ -37,6 +37,7 @@
 #include <unordered_set>
 
 #include "wire/codec.hpp"
+#include "wire/steady_ns.hpp"
 
 namespace mesob::engine {
 
@@ -252,12 +253,6 @@ struct completed {
   uint64_t owed = 0;      // the bytes set aside for its answer (session::owed_bytes)
   std::shared_ptr<uint32_t> gateway_in_flight;  // its gateway's requests in the engine (session::)
 };
-
-uint64_t steady_ns() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count());
-}
 
 // Per operation: requests' time from being taken off the socket to their response being
 // queued (a histogram), and the results of their operations. Written by the network

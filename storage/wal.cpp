@@ -20,6 +20,7 @@
 
 #include "storage/failure_probes.hpp"
 #include "wire/assert.hpp"
+#include "wire/steady_ns.hpp"
 
 namespace mesob::storage {
 
@@ -35,12 +36,6 @@ constexpr uint64_t tag_fsync = 2;
 constexpr uint64_t tag_wake = 3;
 
 uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
-
-uint64_t monotonic_ns() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count());
-}
 
 std::string errno_text(int e) { return std::strerror(e); }
 
@@ -602,7 +597,7 @@ void wal_writer::submit() {
   f.first_lsn = group_first_lsn_;
   f.last_lsn = group_last_lsn_;
   f.chain = chain_;
-  f.start_ns = monotonic_ns();
+  f.start_ns = steady_ns();
   groups_.fetch_add(1, std::memory_order_relaxed);
   records_.fetch_add(staged_records_, std::memory_order_relaxed);
   bytes_.fetch_add(len, std::memory_order_relaxed);
@@ -639,12 +634,12 @@ wal_writer::wait_status wal_writer::wait_us(int64_t timeout_us) {
   arm_wake();
   // One deadline for the whole call: a completion that reports nothing (a write before its
   // fdatasync, a later group's) does not start the timeout again.
-  const uint64_t deadline = timeout_us < 0 ? 0 : monotonic_ns() + uint64_t(timeout_us) * 1000;
+  const uint64_t deadline = timeout_us < 0 ? 0 : steady_ns() + uint64_t(timeout_us) * 1000;
   for (;;) {
     // Groups are reported in log order: the oldest, once its write and fdatasync are in.
     if (!flights_.empty() && flights_.front().complete) {
       const flight& f = flights_.front();
-      const uint64_t took = monotonic_ns() - f.start_ns;
+      const uint64_t took = steady_ns() - f.start_ns;
       flight_ns_.fetch_add(took, std::memory_order_relaxed);
       size_t b = 0;
       while (b < wal_commit_buckets.size() && double(took) > wal_commit_buckets[b] * 1e9) ++b;
@@ -664,7 +659,7 @@ wal_writer::wait_status wal_writer::wait_us(int64_t timeout_us) {
     if (timeout_us < 0) {
       rc = io_uring_wait_cqe(&ring_, &cqe);
     } else {
-      const uint64_t now = monotonic_ns();
+      const uint64_t now = steady_ns();
       const int64_t left_ns = now < deadline ? int64_t(deadline - now) : 0;
       __kernel_timespec ts{left_ns / 1'000'000'000, left_ns % 1'000'000'000};
       rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
