@@ -4,6 +4,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -223,6 +225,12 @@ inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch
 struct fdatasync_figures {
   double per_s = 0;
   std::vector<double> latencies_us;  // one per commit
+  // With run(..., watch_cpu): a process spinning on the clock on that core beside the
+  // commits saw it stop this often without being switched out (the core stopped:
+  // perf/RESULTS.md, 2026-12-06, seventieth session), a second; and for how long, ms a
+  // second.
+  double stalls_over_3ms_per_s = 0;
+  double stalled_ms_per_s = 0;  // the stops over 1 ms, summed
 };
 // CPU time used by the whole process so far (every thread, user and system), seconds.
 inline double process_cpu_s() {
@@ -288,12 +296,59 @@ class fdatasync_prober {
 
   // Commits for `seconds`; `gap_us` > 0: each issued that long after its thread's last
   // one completed (an isolated commit, as a lone request on an idle engine makes).
-  fdatasync_figures run(double seconds, uint32_t depth = 1, double gap_us = 0) {
+  // `watch_cpu` >= 0 (one of two or more cores this process may use): a thread spins on
+  // the clock on that core meanwhile, the commits on the others, and counts
+  // the gaps in which it ran on without a context switch (figures of such a run are for
+  // the stalls, not the latency). On this project's VM the cores do not stop alike
+  // (RESULTS.md, 2026-12-06), so callers watch each in turn.
+  fdatasync_figures run(double seconds, uint32_t depth = 1, double gap_us = 0, int watch_cpu = -1) {
     fdatasync_figures out;
     if (!ok_) fail("the probe's file could not be prepared: " + path_);
     std::vector<std::vector<double>> lat(depth);
     std::vector<std::string> errors(depth);
     std::atomic<bool> failed{false};
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    const bool watch_stalls = watch_cpu >= 0;
+    const bool pin = watch_stalls && ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 &&
+                     CPU_COUNT(&allowed) >= 2 && watch_cpu < CPU_SETSIZE && CPU_ISSET(watch_cpu, &allowed);
+    if (watch_stalls && !pin) fail("core " + std::to_string(watch_cpu) + " is not one of two or more this process may use");
+    const auto cpus = [&](bool watcher_side) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &allowed) && (c == watch_cpu) == watcher_side) CPU_SET(c, &set);
+      return set;
+    };
+    uint64_t stalls_over_3ms = 0, stalled_us = 0;
+    std::thread watcher;
+    if (watch_stalls)
+      watcher = std::thread([&, mine = cpus(true)] {
+        ::pthread_setaffinity_np(::pthread_self(), sizeof mine, &mine);
+        const auto switches = [] {
+          rusage u{};
+          ::getrusage(RUSAGE_THREAD, &u);
+          return u.ru_nvcsw + u.ru_nivcsw;
+        };
+        auto last_switches = switches();
+        const auto until = clk::now() + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(seconds));
+        for (auto prev = clk::now(); prev < until;) {
+          const auto us = std::chrono::duration_cast<std::chrono::microseconds>(clk::now() - prev).count();
+          if (us > 1000) {
+            const auto sw = switches();
+            if (sw == last_switches) {  // not the scheduler's doing
+              stalled_us += uint64_t(us);
+              stalls_over_3ms += us > 3000;
+            }
+            last_switches = sw;
+          }
+          prev = clk::now();
+        }
+      });
+    if (pin) {
+      const cpu_set_t theirs = cpus(false);
+      ::pthread_setaffinity_np(::pthread_self(), sizeof theirs, &theirs);  // the commit threads inherit it
+    }
     const auto t0 = clk::now();
     std::vector<std::thread> threads;
     for (uint32_t t = 0; t < depth; ++t)
@@ -313,6 +368,12 @@ class fdatasync_prober {
       });
     for (auto& th : threads) th.join();
     const double took = since(t0);
+    if (pin) ::pthread_setaffinity_np(::pthread_self(), sizeof allowed, &allowed);
+    if (watcher.joinable()) {
+      watcher.join();
+      out.stalls_over_3ms_per_s = double(stalls_over_3ms) / took;
+      out.stalled_ms_per_s = double(stalled_us) / 1000.0 / took;
+    }
     for (auto& e : errors)
       if (!e.empty()) fail(e);
     size_t most = 0;
