@@ -225,7 +225,7 @@ inline double throughput(engine::engine& e, const pair_picker& p, uint32_t batch
 struct fdatasync_figures {
   double per_s = 0;
   std::vector<double> latencies_us;  // one per commit
-  // With run(..., watch_cpu): a process spinning on the clock on that core beside the
+  // With run(..., watch_cpu): a thread spinning on the clock on that core beside the
   // commits saw it stop this often without being switched out (the core stopped:
   // perf/RESULTS.md, 2026-12-06, seventieth session), a second; and for how long, ms a
   // second.
@@ -321,10 +321,14 @@ class fdatasync_prober {
       return set;
     };
     uint64_t stalls_over_3ms = 0, stalled_us = 0;
+    std::atomic<bool> unpinned{false};  // a core could not be set: the figures would mislead
     std::thread watcher;
     if (watch_stalls)
       watcher = std::thread([&, mine = cpus(true)] {
-        ::pthread_setaffinity_np(::pthread_self(), sizeof mine, &mine);
+        if (::pthread_setaffinity_np(::pthread_self(), sizeof mine, &mine) != 0) {
+          unpinned = true;
+          return;
+        }
         const auto switches = [] {
           rusage u{};
           ::getrusage(RUSAGE_THREAD, &u);
@@ -347,7 +351,8 @@ class fdatasync_prober {
       });
     if (pin) {
       const cpu_set_t theirs = cpus(false);
-      ::pthread_setaffinity_np(::pthread_self(), sizeof theirs, &theirs);  // the commit threads inherit it
+      if (::pthread_setaffinity_np(::pthread_self(), sizeof theirs, &theirs) != 0)  // the commit threads inherit it
+        unpinned = true;
     }
     const auto t0 = clk::now();
     std::vector<std::thread> threads;
@@ -371,6 +376,7 @@ class fdatasync_prober {
     if (pin) ::pthread_setaffinity_np(::pthread_self(), sizeof allowed, &allowed);
     if (watcher.joinable()) {
       watcher.join();
+      if (unpinned) fail("the stall watcher and the commits could not be put on cores of their own");
       out.stalls_over_3ms_per_s = double(stalls_over_3ms) / took;
       out.stalled_ms_per_s = double(stalled_us) / 1000.0 / took;
     }

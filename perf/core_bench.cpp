@@ -152,7 +152,8 @@ int main(int argc, char** argv) {
       worst_stalls = std::max(worst_stalls, fs.stalls_over_3ms_per_s);
       worst_ms = std::max(worst_ms, fs.stalled_ms_per_s);
     }
-    record("fdatasync_vm_stalls_over_3ms_per_s", worst_stalls);  // 0 on one core: not watched
+    record("fdatasync_vm_cores_watched", double(watch.size()));  // 0 on one core: the two below mean nothing
+    record("fdatasync_vm_stalls_over_3ms_per_s", worst_stalls);
     record("fdatasync_vm_stalled_ms_per_s", worst_ms);
     // With several commits in flight at once (the log keeps one group in flight today):
     // what pipelining commit groups could gain on this disk.
