@@ -232,6 +232,16 @@ struct fdatasync_figures {
   double stalls_over_3ms_per_s = 0;
   double stalled_ms_per_s = 0;  // the stops over 1 ms, summed
 };
+// The cores this thread may run on, in order (its affinity; empty if it cannot be read).
+inline std::vector<int> usable_cores() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  std::vector<int> out;
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) out.push_back(c);
+  return out;
+}
 // CPU time used by the whole process so far (every thread, user and system), seconds.
 inline double process_cpu_s() {
   rusage u{};

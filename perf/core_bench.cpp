@@ -137,12 +137,8 @@ int main(int argc, char** argv) {
     // The machine beside sustained commits: stops of a core the one-at-a-time latency
     // above does not show (a stop holds one commit of thousands). Each of the first and
     // the last core watched in turn; the worst is the headline.
-    cpu_set_t allowed;
-    CPU_ZERO(&allowed);
-    std::vector<int> watch;
-    if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) >= 2)
-      for (int c = 0; c < CPU_SETSIZE; ++c)
-        if (CPU_ISSET(c, &allowed)) watch.push_back(c);
+    std::vector<int> watch = usable_cores();
+    if (watch.size() < 2) watch.clear();  // no core of its own for the watcher
     if (watch.size() > 2) watch.erase(watch.begin() + 1, watch.end() - 1);
     double worst_stalls = 0, worst_ms = 0;
     for (const int c : watch) {
