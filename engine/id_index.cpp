@@ -70,7 +70,12 @@ void id_index::hash_log::push(uint64_t serial, uint64_t h) {
                     length(segments - 1));
   const size_t j = segment(serial);
   if (seg_[j] == nullptr) seg_[j] = std::allocator<uint64_t>().allocate(length(j));
-  seg_[j][offset(serial)] = h;
+  const uint64_t at = offset(serial);
+  // The log is written in order: back the next pages in one call rather than fault
+  // them in one by one.
+  if (at % populate_entries == 0)
+    populate_pages(seg_[j] + at, std::min<size_t>(populate_entries, length(j) - at) * sizeof(uint64_t));
+  seg_[j][at] = h;
 }
 
 id_hash_key id_hash_key::random() {

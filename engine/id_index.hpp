@@ -24,9 +24,11 @@
 // table 10.7 to 21.3, the hash log 8, a bit saying the table holds it) between growths;
 // during one, the new table. Per id in a range: 8.1 bytes and its share of the range's
 // map node (80 bytes, at most one per 17 ids).
-// The log's segments are ordinary memory, backed page by page as the owner writes them
-// (read and written in order, so huge pages would buy nothing, and a 2 MiB page's
-// zeroing would stall the owner's insert).
+// The log's segments are ordinary memory, backed 64 KiB at a time as the owner reaches
+// them (populate_pages: one call instead of 16 page faults, which cost the sequencer about
+// a tenth of its time at the maximum transfer rate; perf/RESULTS.md, seventy-first
+// session). Read and written in order, so huge pages would buy nothing, and a 2 MiB page's
+// zeroing would stall the owner's insert.
 //
 // Ids that count up skip the table. Clients number their transfers (a counter in id.lo
 // under a fixed id.hi, as mesob-load and time-ordered ids do), so most new ids are the
@@ -234,6 +236,7 @@ class id_index {
     [[nodiscard]] uint64_t& ref(uint64_t serial) const { return seg_[segment(serial)][offset(serial)]; }
 
     static constexpr unsigned first_bits = 16;
+    static constexpr size_t populate_entries = 8192;  // 64 KiB backed at a time
     static constexpr size_t segments = 41 - first_bits;  // serials below 2^40
     static constexpr size_t segment(uint64_t s) {
       return s >> first_bits == 0 ? 0 : size_t(std::bit_width(s)) - first_bits;

@@ -1,6 +1,6 @@
 // Google Benchmark micro-benchmarks: record checksum, hash chain, durable log append,
 // snapshot records flush, transfer apply, shard batch execution over many accounts, id
-// index insert, a request's decode, packing and unpacking events, a transfer batch's log
+// index insert, filling fresh pages, a request's decode, packing and unpacking events, a transfer batch's log
 // payload as it is and packed, the event writer's work per event.
 #include <benchmark/benchmark.h>
 
@@ -21,6 +21,7 @@
 #include "storage/wal.hpp"
 #include "wire/codec.hpp"
 #include "wire/event_pack.hpp"
+#include "wire/huge_pages.hpp"
 
 using namespace mesob;
 
@@ -300,6 +301,33 @@ static void BM_id_index_insert_counting(benchmark::State& state) {
   state.SetItemsProcessed(int64_t(state.iterations()) * state.range(0));
 }
 BENCHMARK(BM_id_index_insert_counting)->Arg(1 << 16)->Arg(1 << 22);
+
+// Filling 64 MiB of fresh memory in order, 8 bytes at a time, as the id index's hash log
+// is filled: every page faulted in on its first write (arg 0), or each arg KiB backed
+// first in one call (populate_pages; the hash log backs 64 KiB at a time since the
+// seventy-first session). Items: pages.
+static void BM_fill_fresh_pages(benchmark::State& state) {
+  constexpr size_t bytes = size_t(64) << 20;
+  const size_t step = size_t(std::max<int64_t>(state.range(0), 4)) << 10;
+  for (auto _ : state) {
+    void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+      state.SkipWithError("mmap failed");
+      break;
+    }
+    auto* w = static_cast<uint64_t*>(m);
+    for (size_t at = 0; at < bytes / 8; ++at) {
+      if (state.range(0) != 0 && at % (step / 8) == 0) populate_pages(w + at, step);
+      w[at] = at;
+    }
+    benchmark::DoNotOptimize(w[bytes / 8 - 1]);
+    state.PauseTiming();
+    ::munmap(m, bytes);
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * int64_t(bytes / 4096));
+}
+BENCHMARK(BM_fill_fresh_pages)->Arg(0)->Arg(16)->Arg(64)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Looking up ids the index does not hold, as the sequencer does for every new transfer
 // (a batch's ids hashed first, the lines 8 ids ahead prefetched), in an index of range(0) ids in a table of 2^25

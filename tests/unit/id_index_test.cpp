@@ -6,6 +6,7 @@
 #include "support/seed.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -69,6 +70,38 @@ TEST(id_index, every_id_found_across_growths) {
   EXPECT_EQ(idx.ranges(), 0u);
   EXPECT_EQ(idx.memory_bytes(), (size_t(1) << 20) * 8 + 400000 * 8 + 6250 * 8 + id_index::buckets * 8 + 512)
       << "the table, the hash log, its table bits and the buckets";
+}
+
+// The hash log backs its pages ahead with populate_pages: every page holding a byte of
+// the range is backed after the call (mincore), the next one is not, and what the pages
+// held is kept.
+TEST(id_index, populate_pages_backs_every_page_of_the_range_and_keeps_its_bytes) {
+  constexpr size_t page = 4096, pages = 8;
+  void* m = ::mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  auto* bytes = static_cast<unsigned char*>(m);
+  auto resident = [&] {
+    std::vector<unsigned char> v(pages);
+    EXPECT_EQ(::mincore(m, pages * page, v.data()), 0);
+    std::string r;
+    for (const unsigned char c : v) r += (c & 1) ? 'x' : '.';
+    return r;
+  };
+  bytes[100] = 7;  // page 0 backed, with a byte in it
+  ASSERT_EQ(resident(), "x.......");
+  // From 100 bytes into page 0 to 10 bytes into page 3: pages 0-3, not 4.
+  if (!populate_pages(bytes + 100, 3 * page - 90)) {
+    ::munmap(m, pages * page);
+    GTEST_SKIP() << "the kernel refuses MADV_POPULATE_WRITE (before 5.14): " << std::strerror(errno);
+  }
+  EXPECT_EQ(resident(), "xxxx....");
+  EXPECT_EQ(bytes[100], 7) << "a backed page's bytes are kept";
+  for (size_t i = page; i < 4 * page; ++i) ASSERT_EQ(bytes[i], 0) << i;
+  EXPECT_TRUE(populate_pages(bytes + 5 * page, 0));
+  EXPECT_EQ(resident(), "xxxx....") << "nothing to back";
+  EXPECT_TRUE(populate_pages(bytes + 5 * page + page - 1, 1));
+  EXPECT_EQ(resident(), "xxxx.x..") << "one byte: its page";
+  ::munmap(m, pages * page);
 }
 
 TEST(id_index, a_slow_builder_makes_the_owner_wait_only_at_seven_eighths) {
