@@ -315,6 +315,7 @@ static void BM_fill_fresh_pages(benchmark::State& state) {
       state.SkipWithError("mmap failed");
       break;
     }
+    ::madvise(m, bytes, MADV_NOHUGEPAGE);  // 4 KiB pages, as the hash log's
     auto* w = static_cast<uint64_t*>(m);
     for (size_t at = 0; at < bytes / 8; ++at) {
       if (state.range(0) != 0 && at % (step / 8) == 0) populate_pages(w + at, step);

@@ -19,6 +19,7 @@
 #include "storage/wal.hpp"
 #include "wire/assert.hpp"
 #include "wire/event_pack.hpp"
+#include "wire/huge_pages.hpp"
 
 namespace mesob::storage {
 namespace {
@@ -639,6 +640,12 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     // Readers learn that these slots change before they do (a seqlock's write side).
     ring_writing_.store(o + n, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
+    if (ring_appended_ <= ring_mask_) {  // the first pass: these slots' pages are fresh
+      const uint64_t s = (o - 1) & ring_mask_, upto_end = std::min<uint64_t>(n, ring_mask_ + 1 - s);
+      populate_pages(ring_ + s, upto_end * event_bytes);
+      populate_pages(ring_, std::min<uint64_t>(n - upto_end, s) * event_bytes);  // past the end: from slot 0
+    }
+    ring_appended_ += n;
     for (size_t k = 0; k < n; ++k) {
       wire::event& e = events[i + k];
       e.offset = o + k;
@@ -703,6 +710,12 @@ void event_log::keep_completed_group(uint64_t from, std::span<const wire::event>
 
 void event_log::keep_packed(uint64_t group, const std::vector<uint8_t>& body) {
   const uint64_t at = packed_end_, mask = packed_bytes - 1;
+  if (at + body.size() > packed_backed_ && packed_backed_ < packed_bytes) {
+    constexpr uint64_t step = 256 << 10;
+    const uint64_t to = std::min(packed_bytes, std::max<uint64_t>(at + body.size(), packed_backed_ + step));
+    populate_pages(packed_ + packed_backed_, to - packed_backed_);
+    packed_backed_ = to;
+  }
   packed_writing_.store(at + body.size(), std::memory_order_relaxed);
   packed_slot& slot = packed_slots_[group & packed_slot_mask_];
   slot.group.store(UINT64_MAX, std::memory_order_relaxed);

@@ -43,6 +43,9 @@ inline void* huge_map(size_t bytes) {
 // memory mostly backed already: the call walks every page of the range. Pages already
 // backed keep their bytes. A kernel without it (before 5.14) refuses the call and the
 // pages fault in on first touch as before.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14 (headers older than the kernel)
+#endif
 // False when the kernel refused.
 inline bool populate_pages(void* p, size_t bytes) {
   constexpr uintptr_t page = 4096;

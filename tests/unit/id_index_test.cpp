@@ -79,6 +79,7 @@ TEST(id_index, populate_pages_backs_every_page_of_the_range_and_keeps_its_bytes)
   constexpr size_t page = 4096, pages = 8;
   void* m = ::mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(m, MAP_FAILED);
+  ::madvise(m, pages * page, MADV_NOHUGEPAGE);  // (transparent huge pages "always" would back all 8 at once)
   auto* bytes = static_cast<unsigned char*>(m);
   auto resident = [&] {
     std::vector<unsigned char> v(pages);
@@ -91,8 +92,9 @@ TEST(id_index, populate_pages_backs_every_page_of_the_range_and_keeps_its_bytes)
   ASSERT_EQ(resident(), "x.......");
   // From 100 bytes into page 0 to 10 bytes into page 3: pages 0-3, not 4.
   if (!populate_pages(bytes + 100, 3 * page - 90)) {
+    const int err = errno;
     ::munmap(m, pages * page);
-    GTEST_SKIP() << "the kernel refuses MADV_POPULATE_WRITE (before 5.14): " << std::strerror(errno);
+    GTEST_SKIP() << "the kernel refuses MADV_POPULATE_WRITE (before 5.14): " << std::strerror(err);
   }
   EXPECT_EQ(resident(), "xxxx....");
   EXPECT_EQ(bytes[100], 7) << "a backed page's bytes are kept";
