@@ -614,6 +614,22 @@ bool snapshot_store::scan_rows(table t, const std::function<bool(uint64_t, std::
     *error = lmdb_error("scan", rc);
     ok = false;
   }
+  // A walk of the whole table against LMDB's own count of its rows (kept in the table's
+  // record, apart from the tree's pages): a damaged page header that drops entries from a
+  // leaf, or a branch that skips one, loses rows without any row failing its check, and
+  // only a table some other figure covers (accounts, transfers) would have said so.
+  if (ok && begin_key == 0 && !end_key && rows_max == UINT64_MAX) {
+    MDB_stat st{};
+    if (int src = mdb_stat(rd.txn, dbi_[int(t)], &st); src != 0) {
+      *error = lmdb_error("stat", src);
+      ok = false;
+    } else if (st.ms_entries != rows) {
+      *error = std::string("snapshot: table ") + table_name(t) + " holds " + std::to_string(st.ms_entries) +
+               " rows by LMDB's count but a walk of it found " + std::to_string(rows) +
+               ": pages of it are damaged or lost";
+      ok = false;
+    }
+  }
   return ok;
 }
 
@@ -624,6 +640,25 @@ bool snapshot_store::verify_rows(table t, const std::function<void(uint64_t, con
   // A read transaction per verify_rows_per_read rows: one over a whole table would hold
   // its snapshot's pages for as long as the scrub runs, and a running engine's
   // checkpoints could not reuse the pages they free meanwhile (the map would grow).
+  // LMDB's count of the table's rows and the newest commit's id, before and after: with
+  // no commit between them every read saw that one snapshot, and the walk must find as
+  // many rows as it holds (scan_rows says why).
+  struct count {
+    uint64_t rows = 0, txn = 0;
+  };
+  auto counted = [&](count* c) {
+    read_cursor rd(env_, dbi_[int(t)], &stale_readers_cleared_);
+    if (!rd.open(error)) return false;
+    MDB_stat st{};
+    if (int rc = mdb_stat(rd.txn, dbi_[int(t)], &st); rc != 0) {
+      *error = lmdb_error("stat", rc);
+      return false;
+    }
+    *c = {st.ms_entries, mdb_txn_id(rd.txn)};
+    return true;
+  };
+  count before, after;
+  if (!counted(&before)) return false;
   std::optional<uint64_t> next = 0;
   while (next) {
     const uint64_t from = *next;
@@ -635,6 +670,13 @@ bool snapshot_store::verify_rows(table t, const std::function<void(uint64_t, con
           return true;
         }, error, std::nullopt, from, false, verify_rows_per_read, &next))
       return false;
+  }
+  if (!counted(&after)) return false;
+  if (before.txn == after.txn && before.rows != *rows) {
+    *error = std::string("snapshot: table ") + table_name(t) + " holds " + std::to_string(before.rows) +
+             " rows by LMDB's count but a walk of it found " + std::to_string(*rows) +
+             ": pages of it are damaged or lost";
+    return false;
   }
   return true;
 }

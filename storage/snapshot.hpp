@@ -147,14 +147,17 @@ class snapshot_store {
 
   // Calls fn(key, bytes) for every row of a table with begin_key <= key (< *end_key,
   // if given), in key order; fn returning false stops the scan with an error, as does a
-  // row failing its check (named in *error). Safe from any thread (each scan is its own
-  // read transaction).
+  // row failing its check (named in *error). A scan of the whole table (no begin_key or
+  // end_key) also fails when it walked fewer or more rows than LMDB counts in the table
+  // (pages of its tree damaged or lost: rows gone without any row failing its check).
+  // Safe from any thread (each scan is its own read transaction).
   bool scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
             std::string* error, std::optional<uint64_t> end_key = std::nullopt,
             uint64_t begin_key = 0);
   // Checks every row of `t` (a scrub): counts them in *rows and calls damaged(key, why)
   // for each that fails its check, going on past it. False only when the table cannot be
-  // read (*error). A table this store lacks (opened read-only) has no rows; rows of a
+  // read (*error), or when no commit came while it read and it walked fewer or more rows
+  // than LMDB counts in the table (as scan). A table this store lacks (opened read-only) has no rows; rows of a
   // store of a format before checks are counted, not checked.
   // Each verify_rows_per_read rows are read in a transaction of their own.
   bool verify_rows(table t, const std::function<void(uint64_t key, const std::string& why)>& damaged, uint64_t* rows,
