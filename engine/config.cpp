@@ -85,7 +85,7 @@ std::string config::validate() const {
     const uint64_t window = transfers_resident_max * sizeof(actors::transfer_record);
     const uint64_t index = n_shards * actors::flat_u64_map::bytes_for(size_t(accounts_hint));
     const uint64_t wal = uint64_t(wal_flights + 1) * (wal_group_mib << 20);
-    const uint64_t ring = events ? events_ring_events * sizeof(wire::event) : 0;
+    const uint64_t ring = events ? storage::event_log::memory_bytes(events_ring_events) : 0;
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
     const uint64_t memory = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
     auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
@@ -93,7 +93,7 @@ std::string config::validate() const {
     if (memory != 0 && total > memory / 4 * 3)
       return "transfers_resident_max (" + mib(window) + " MiB of records), accounts_hint (" + mib(index) +
              " MiB of account index over " + std::to_string(n_shards) + " shards), wal_flights and wal_group_mib (" +
-             mib(wal) + " MiB of log buffers) and events_ring_events (" + mib(ring) + " MiB of events) take " +
+             mib(wal) + " MiB of log buffers) and events_ring_events (" + mib(ring) + " MiB of the event log's rings) take " +
              mib(total) + " MiB at start, more than three quarters of this machine's " + mib(memory) + " MiB";
   }
   if (resolved_pending_cut_at == 0) return "resolved_pending_cut_at must be at least 1";

@@ -309,6 +309,11 @@ std::shared_ptr<event_log::segment_file> event_log::new_segment_file(uint64_t in
   return f;
 }
 
+uint64_t event_log::memory_bytes(uint64_t ring_events) {
+  return ring_events * event_bytes + packed_bytes + ring_events / fmt::group_events * sizeof(packed_slot) + block +
+         std::max(write_bytes_max, seal_bytes_max);
+}
+
 std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_log_recovery* rec, std::string* error) {
   if (opt.segment_events < fmt::group_events || opt.segment_events > fmt::segment_events_max ||
       opt.segment_events % fmt::group_events != 0) {

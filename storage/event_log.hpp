@@ -89,6 +89,9 @@ class event_log {
   // damaged, a segment of another format or size, or damage or an end before
   // `synced_end`, refuses to open (naming the file and the byte) and changes nothing.
   static std::unique_ptr<event_log> open(const event_log_options& opt, event_log_recovery* rec, std::string* error);
+  // The memory an open log comes to hold (its ring of `ring_events`, the packed groups'
+  // ring and its slots, the write buffers), whatever the traffic: for a start's estimate.
+  static uint64_t memory_bytes(uint64_t ring_events);
   ~event_log();
   event_log(const event_log&) = delete;
   event_log& operator=(const event_log&) = delete;
