@@ -154,6 +154,10 @@ class snapshot_store {
   bool scan(table t, const std::function<bool(uint64_t, std::span<const uint8_t>)>& fn,
             std::string* error, std::optional<uint64_t> end_key = std::nullopt,
             uint64_t begin_key = 0);
+  // Walks the keys of `t` (its rows' bytes untouched: a large row's pages are not read)
+  // and fails, as a whole-table scan does, when they are fewer or more than LMDB counts:
+  // for a table a start reads only in part (`transfers`: the resident window's records).
+  bool check_row_count(table t, std::string* error);
   // Checks every row of `t` (a scrub): counts them in *rows and calls damaged(key, why)
   // for each that fails its check, going on past it. False only when the table cannot be
   // read (*error), or when no commit came while it read and it walked fewer or more rows
@@ -227,6 +231,9 @@ class snapshot_store {
   // Checks a row read from table number `table_no` (tables' own numbers; meta is
   // meta_table) and drops its check from *val; false with *error naming the row.
   bool unwrap(int table_no, uint64_t key, MDB_val* val, std::string* error) const;
+  // LMDB's count of the rows of `t` in `txn` against the rows a walk in it found; false
+  // with *error when they differ.
+  bool rows_counted(MDB_txn* txn, table t, uint64_t walked, std::string* error) const;
   // mdb_put of a row with its check.
   int put_row(MDB_txn* txn, MDB_dbi dbi, int table_no, uint64_t key, std::span<const uint8_t> bytes,
               unsigned flags) const;
