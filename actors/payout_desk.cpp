@@ -34,6 +34,7 @@ const char* dead_reason_name(dead_reason r) {
     case dead_reason::no_route: return "no_gateway_in_time";
     case dead_reason::unsettled_elsewhere: return "unanswered_attempt_elsewhere";
     case dead_reason::withdrawn: return "gateway_withdrawn";
+    case dead_reason::unanswered: return "gateway_silent";
   }
   return "?";
 }
@@ -202,7 +203,7 @@ bool decode_payout(std::span<const uint8_t> bytes, payout_entry* out, std::strin
   }
   if (p.id == 0 || p.amount == 0 || p.wallet == 0 || !wire::currency_valid(p.currency) || !payout_account(p.desk) ||
       desk_currency(p.desk) != p.currency || p.rail == 0 ||
-      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::resolved) || dead > uint8_t(dead_reason::withdrawn) || cancelling > 1 ||
+      p.rail > gateways::rail_max || st < 1 || st > uint8_t(state::resolved) || dead > uint8_t(dead_reason::unanswered) || cancelling > 1 ||
       p.routing_base > p.attempts.size() || (st == uint8_t(state::in_flight) && p.attempts.empty()) ||
       ((st == uint8_t(state::settling) || st == uint8_t(state::settle_refused)) &&
        (p.settled_by == 0 || p.settlement == 0)) ||
@@ -909,9 +910,12 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
   if (a.outcome == wire::payout_outcome::settled) return took_settled(d, *p, a, ts);
   note_failed(d, *p, a);
   if (!current && !backing_off) {
-    // The gateway asked to cancel did not pay: on to the next one now.
+    // The gateway asked to cancel did not pay: on to the next one now, unless another it
+    // went to may still pay (one left in an outage): a dead letter then, as a `failed` to
+    // the latest attempt makes one, rather than a third gateway paying beside it.
     if (p->st == state::waiting && p->cancel_wait == a.gateway && !may_pay(*p, a.gateway)) {
-      route(d, *p, ts);
+      if (stays_while_may_pay_ && another_may_pay(*p, 0)) make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);
+      else route(d, *p, ts);
       return result::ok;
     }
     // The last gateway that might have paid a dead letter did not: its hold is released.
@@ -922,7 +926,10 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     // A dead letter its withdrawn gateway left, that gateway back and saying it did not
     // pay: nobody may pay it now, so it goes on, as a cancel's `failed` sends a payout on
     // from the gateway it leaves (given up for this routing).
-    if (p->st == state::dead && p->dead == dead_reason::withdrawn && withdrawn_dead_ && !another_may_pay(*p, 0)) {
+    // So does one left `unanswered` by a gateway that was silent with a session up.
+    if (p->st == state::dead &&
+        ((p->dead == dead_reason::withdrawn && withdrawn_dead_) || p->dead == dead_reason::unanswered) &&
+        !another_may_pay(*p, 0)) {
       p->dead = dead_reason::none;
       if (std::find(p->given_up.begin(), p->given_up.end(), a.gateway) == p->given_up.end())
         p->given_up.push_back(a.gateway);
@@ -1266,6 +1273,8 @@ void desk_table::run_due(uint64_t now) {
       const timer_due why = p.cancel_wait != 0 ? timer_due::cancel_wait : timer_due::route_poll;
       if (p.cancel_wait != 0 && withdrawn_dead_ && !answers(p.cancel_wait))
         make_dead(d, p, dead_reason::withdrawn, now);  // asked to cancel, it can no longer say
+      else if (p.cancel_wait != 0 && stays_while_may_pay_ && sessions(p.cancel_wait) > 0)
+        make_dead(d, p, dead_reason::unanswered, now);  // it can hear, said nothing, may have paid
       else
         route(d, p, now);
       timer_acted(d, p, why, tried, now);

@@ -51,8 +51,12 @@
 //    after an exponential backoff with jitter (deterministic: from the payout id and the
 //    attempt), on the same gateway while it may, else on the next one: at once if the
 //    gateway has no session up, else after asking it to cancel (below) and waiting one
-//    more answer timeout for that answer (a `failed` moves it on at once, a `settled`
-//    settles it), so that a gateway that paid and was slow to say so is asked before
+//    more answer timeout for that answer (a `failed` moves it on at once unless another
+//    gateway it went to may still pay it: then it is a dead letter, unsettled_elsewhere,
+//    rules version 38; a `settled` settles it; no answer by then with a session of the
+//    gateway up makes it a dead letter `unanswered`, from version 38: the gateway can
+//    hear and said nothing, and may have paid; its later `failed` sends it on, as for
+//    `withdrawn`; with no session up it goes on at once, as in an outage), so that a gateway that paid and was slow to say so is asked before
 //    another pays. The same holds when the backoff ends: the retry goes to its gateway
 //    if it may still take it, or leaves it that way (from batch records of version 9;
 //    before, the retry went by priority, possibly to a gateway that came up meanwhile
@@ -210,6 +214,9 @@ enum class state : uint8_t {
 // gateway and never got a definitive answer (it may still pay): an operator decides.
 // withdrawn: the gateway it was with may have paid it and can no longer answer (disabled,
 // removed, or without the payments role; rules_withdrawn_gateway): an operator decides.
+// unanswered: the gateway it was with, asked to cancel, let the wait for its answer pass
+// with a session up (it can hear, and said nothing): it may have paid (rules version 38).
+// As for withdrawn, its `settled` settles it and its `failed` sends it on.
 enum class dead_reason : uint8_t {
   none = 0,
   attempts = 1,
@@ -217,6 +224,7 @@ enum class dead_reason : uint8_t {
   no_route = 3,
   unsettled_elsewhere = 4,
   withdrawn = 5,
+  unanswered = 6,
 };
 [[nodiscard]] const char* dead_reason_name(dead_reason r);
 enum class resolution : uint8_t { settled = 1, failed = 2, cancelled = 3 };
@@ -442,6 +450,10 @@ class desk_table {
   // Rules version 30 on (rules_payout_ops_checked): op() refuses a dead letter a gateway
   // may have paid unless forced.
   void set_rules_ops_checked(bool v) { ops_checked_ = v; }
+  // Rules version 38 on (rules_payout_stays_while_may_pay): a cancel's wait that passes
+  // with its gateway's session up, or a cancel's `failed` while another gateway may
+  // still pay, makes the payout a dead letter instead of sending it on.
+  void set_rules_stays_while_may_pay(bool v) { stays_while_may_pay_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -629,6 +641,7 @@ class desk_table {
   bool withdrawn_dead_ = true;
   bool sweep_backoff_ = true;
   bool ops_checked_ = true;
+  bool stays_while_may_pay_ = true;
   // (desk, gateway) -> where its cancels re-sent since its first session opened are. It
   // shapes instructions only (not logged, not kept).
   struct cancel_pager {

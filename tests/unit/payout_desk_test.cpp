@@ -582,6 +582,138 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
 }
 
 
+// A payout that left alpha in an outage (alpha may still pay its first attempt), then
+// timed out at beta and waits on beta's answer to a cancel: beta's `failed` makes it a
+// dead letter (unsettled_elsewhere, hold kept) rather than sending it to a third gateway
+// while alpha may pay; alpha's own `failed` then releases its hold. Under the rules before
+// version 38 (records of those builds replay so), it went on to gamma.
+TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_may_pay) {
+  for (const bool taken : {true, false}) {
+    SCOPED_TRACE(taken ? "this build's rules" : "rules before version 38");
+    recording_table r;
+    ASSERT_EQ(r.reg->apply(gateway_op_of("gamma", 1, 3, 1, 7003), 1), wire::result::ok);
+    const uint32_t gamma = r.reg->find("gamma")->number;
+    desk_table& t = r.t;
+    t.set_registry(r.reg);
+    t.set_rules_stays_while_may_pay(taken);
+    desk d;
+    d.account = desk_account(etb, 0);
+    d.currency = etb;
+    t.load_desk(std::move(d));
+    payout_entry p = sample_payout();
+    p.desk = desk_account(etb, 0);
+    p.st = state::waiting;
+    p.cancel_wait = r.beta;
+    p.attempts = {attempt{r.alpha, 1000, 7001, false, false}, attempt{r.beta, 2000, 7002, false, false},
+                  attempt{r.beta, 3000, 7002, false, false}};
+    p.given_up = {r.alpha, r.beta};
+    p.due = 5000;
+    std::string why;
+    ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
+    t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
+    t.event({gamma, wire::gateway_event_kind::up, {}}, 10'001);
+    t.event({r.beta, wire::gateway_event_kind::up, {}}, 10'002);
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u);
+    EXPECT_EQ(r.sent[0].first, r.beta);
+    EXPECT_EQ(r.sent[0].second.kind, wire::payout_instruction_kind::cancel);
+    r.sent.clear();
+    EXPECT_EQ(t.answer(test::etb_payout_answer(42, 3, 1500, wire::payout_outcome::failed, r.beta),
+                       desk_account(etb, 0), 10'003),
+              wire::result::ok);
+    t.flush();
+    // What went out: a pay to gamma (the rules before), or only alpha's cancel (nobody
+    // works the payout now: alpha hears it when a session of it opens).
+    std::vector<std::pair<uint32_t, wire::payout_instruction_kind>> went;
+    for (const auto& [g, in] : r.sent) went.emplace_back(g, in.kind);
+    const payout_entry* held = nullptr;
+    t.for_each_desk([&](const desk& dk) {
+      if (auto it = dk.payouts.find(42); it != dk.payouts.end()) held = &it->second;
+    });
+    ASSERT_NE(held, nullptr);
+    if (!taken) {
+      ASSERT_FALSE(went.empty());
+      EXPECT_EQ(went[0], std::pair(gamma, wire::payout_instruction_kind::pay));
+      EXPECT_EQ(held->st, state::in_flight);
+      continue;
+    }
+    EXPECT_EQ(went, (std::vector{std::pair(r.alpha, wire::payout_instruction_kind::cancel)}))
+        << "no third gateway while alpha may pay";
+    EXPECT_EQ(held->st, state::dead);
+    EXPECT_EQ(held->dead, dead_reason::unsettled_elsewhere);
+    // Alpha says it did not pay either: nobody may pay it now, and its hold is released.
+    EXPECT_EQ(t.answer(test::etb_payout_answer(42, 1, 1500, wire::payout_outcome::failed, r.alpha),
+                       desk_account(etb, 0), 10'004),
+              wire::result::ok);
+    EXPECT_EQ(held->st, state::failing);
+  }
+}
+
+// A payout waiting on alpha's answer to a cancel when the wait passes: with alpha's
+// session up (it can hear, said nothing) it becomes a dead letter (`unanswered`), hold
+// kept, and beta never gets it; its `failed` then sends it on to beta. With no session of
+// alpha up it goes on to beta at once, as in an outage. Under the rules before version 38
+// beta got it either way.
+TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payout) {
+  for (const bool taken : {true, false})
+    for (const bool alpha_up : {true, false}) {
+      SCOPED_TRACE(std::string(taken ? "this build's rules" : "rules before version 38") +
+                   (alpha_up ? ", alpha up" : ", alpha down"));
+      recording_table r;
+      desk_table& t = r.t;
+      t.set_rules_stays_while_may_pay(taken);
+      desk d;
+      d.account = desk_account(etb, 0);
+      d.currency = etb;
+      t.load_desk(std::move(d));
+      payout_entry p = sample_payout();
+      p.desk = desk_account(etb, 0);
+      p.st = state::waiting;
+      p.cancel_wait = r.alpha;
+      p.attempts.assign(3, attempt{r.alpha, 1000, 7001, false, false});
+      p.given_up = {r.alpha};
+      p.due = 5000;
+      std::string why;
+      ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
+      t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
+      t.event({r.beta, wire::gateway_event_kind::up, {}}, 10'001);
+      if (alpha_up) t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10'002);
+      t.flush();
+      r.sent.clear();
+      t.run_due(1'000'000'000'000);  // long past the cancel's wait
+      t.flush();
+      const payout_entry* held = nullptr;
+      t.for_each_desk([&](const desk& dk) {
+        if (auto it = dk.payouts.find(42); it != dk.payouts.end()) held = &it->second;
+      });
+      ASSERT_NE(held, nullptr);
+      std::vector<std::pair<uint32_t, wire::payout_instruction_kind>> pays;
+      for (const auto& [g, in] : r.sent)
+        if (in.kind == wire::payout_instruction_kind::pay) pays.emplace_back(g, in.kind);
+      if (!taken || !alpha_up) {
+        EXPECT_EQ(pays, (std::vector{std::pair(r.beta, wire::payout_instruction_kind::pay)}));
+        EXPECT_EQ(held->st, state::in_flight);
+        continue;
+      }
+      EXPECT_TRUE(pays.empty()) << "beta does not pay it while alpha may have";
+      EXPECT_EQ(held->st, state::dead);
+      EXPECT_EQ(held->dead, dead_reason::unanswered);
+      EXPECT_STREQ(dead_reason_name(held->dead), "gateway_silent");
+      payout_entry back;
+      ASSERT_TRUE(decode_payout(encode_payout(*held), &back, &why)) << why;
+      EXPECT_EQ(back.dead, dead_reason::unanswered);
+      r.sent.clear();
+      EXPECT_EQ(t.answer(test::etb_payout_answer(42, 3, 1500, wire::payout_outcome::failed, r.alpha),
+                         desk_account(etb, 0), 1'000'000'000'001),
+                wire::result::ok);
+      t.flush();
+      ASSERT_EQ(r.sent.size(), 1u);
+      EXPECT_EQ(r.sent[0].first, r.beta);
+      EXPECT_EQ(r.sent[0].second.kind, wire::payout_instruction_kind::pay);
+      EXPECT_EQ(r.sent[0].second.attempt, 4u);
+    }
+}
+
 // A payout whose retry waits out a backoff after a timeout at its gateway is tried there
 // again, even if a gateway of higher priority came up meanwhile: the first may still pay
 // it. Before (and in records before version 9), the retry went by priority, to the
@@ -642,6 +774,8 @@ void backing_off_at_beta_moved_off_its_rail(recording_table& r) {
 // A gateway an operator moved to another rail during the backoff is left as a timeout
 // leaves one (asked to cancel: it may have paid), not sent the payout again (before,
 // the retry took it whatever its rail, recording an attempt with no settlement account).
+// Silent to the cancel with its session up, it leaves the payout a dead letter (rules
+// version 38); its `failed` sends it on to alpha.
 TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail) {
   recording_table r;
   desk_table& t = r.t;
@@ -655,12 +789,20 @@ TEST(payout_desk, a_retry_after_its_backoff_leaves_a_gateway_moved_off_its_rail)
   EXPECT_EQ(r.sent[0].first, r.beta);
   EXPECT_EQ(r.sent[0].second.kind, wire::payout_instruction_kind::cancel);
   r.sent.clear();
-  t.run_due(602'000'000'000);  // no answer to the cancel: alpha
+  t.run_due(602'000'000'000);  // no answer to the cancel, beta's session up
   t.flush();
-  std::vector<uint32_t> pays;
-  for (const auto& [g, in] : r.sent)
-    if (in.kind == wire::payout_instruction_kind::pay) pays.push_back(g);
-  EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
+  auto pays = [&] {
+    std::vector<uint32_t> to;
+    for (const auto& [g, in] : r.sent)
+      if (in.kind == wire::payout_instruction_kind::pay) to.push_back(g);
+    return to;
+  };
+  EXPECT_TRUE(pays().empty());
+  EXPECT_EQ(t.answer(test::etb_payout_answer(5, 1, 100, wire::payout_outcome::failed, r.beta), desk_account(etb, 0),
+                     602'000'000'001),
+            wire::result::ok);
+  t.flush();
+  EXPECT_EQ(pays(), std::vector<uint32_t>{r.alpha});
 }
 
 // A payout waiting on a cancel's answer from a gateway disabled meanwhile becomes a dead
@@ -814,7 +956,11 @@ TEST(payout_desk, timer_decisions_are_events) {
   ASSERT_EQ(r.reg->apply(move, 1'050'000'000), wire::result::ok);
   t.run_due(600'000'000'000);  // the backoff's end: beta, off the rail, is asked to cancel
   ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, backoff_end, cancel_asked, r.beta, 1}}));
-  t.run_due(602'000'000'000);  // no answer to the cancel, and no gateway: a look each second
+  // Beta's session closes: no answer to the cancel with none of its sessions up (silent
+  // with one up, it would leave a dead letter), and no gateway: a look each second.
+  t.event({r.beta, wire::gateway_event_kind::down, {}}, 601'000'000'000);
+  EXPECT_TRUE(events.empty());
+  t.run_due(602'000'000'000);
   ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, cancel_wait, route_wait, r.beta, 1}}));
   for (uint64_t s = 1; s <= 5; ++s) t.run_due(602'000'000'000 + s * route_poll_ns);
   EXPECT_TRUE(events.empty()) << "looks that found no route";
