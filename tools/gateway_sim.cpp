@@ -18,7 +18,7 @@ using clock_type = std::chrono::steady_clock;
 
 struct gateway_sim::counters {
   std::atomic<uint64_t> connects{0}, instructions{0}, settled{0}, failed{0}, dropped{0}, lost{0}, cancels{0},
-      cancels_paid{0}, duplicates{0}, answers_ok{0}, answers_refused{0}, deposits_sent{0}, deposits_ok{0},
+      cancels_paid{0}, pays_cancelled{0}, duplicates{0}, answers_ok{0}, answers_refused{0}, deposits_sent{0}, deposits_ok{0},
       deposits_refused{0}, errors{0};
 };
 
@@ -36,6 +36,7 @@ gateway_sim_stats gateway_sim::stats() const {
   s.lost = c_->lost;
   s.cancels = c_->cancels;
   s.cancels_paid = c_->cancels_paid;
+  s.pays_cancelled = c_->pays_cancelled;
   s.duplicates = c_->duplicates;
   s.answers_ok = c_->answers_ok;
   s.answers_refused = c_->answers_refused;
@@ -55,9 +56,12 @@ struct due_answer {
 };
 
 // What the simulated gateway did with a payout id (its idempotency key): its latest
-// instruction's attempt, and whether it paid.
+// instruction's attempt, whether it paid, and the latest attempt a cancel covered (it
+// answered that it did not pay, and will not: a pay instruction for that attempt or an
+// earlier one, re-sent after a reconnect, is answered failed, never paid).
 struct payout_seen {
   uint32_t attempt = 0;
+  uint32_t cancelled_upto = 0;
   bool paid = false;
 };
 constexpr size_t payouts_seen_max = size_t(1) << 20;  // the oldest are forgotten past this
@@ -183,10 +187,18 @@ void gateway_sim::run() {
                 a.outcome = s.paid ? wire::payout_outcome::settled : wire::payout_outcome::failed;
                 a.reason = s.paid ? 0 : 52;  // "cancelled" in this simulator's codes
                 if (s.paid) c_->cancels_paid.fetch_add(1);
+                else s.cancelled_upto = std::max(s.cancelled_upto, in.attempt);
                 due.push({at, a});
                 continue;
               }
               c_->instructions.fetch_add(1);
+              if (!s.paid && in.attempt <= s.cancelled_upto) {  // cancelled: it said it will not pay this one
+                c_->pays_cancelled.fetch_add(1);
+                a.outcome = wire::payout_outcome::failed;
+                a.reason = 52;
+                due.push({at, a});
+                continue;
+              }
               s.attempt = std::max(s.attempt, in.attempt);
               // A payout's outcome is the payout's (from its id and the seed): every answer
               // to it, on any attempt or after a reconnect, says the same.

@@ -4,7 +4,9 @@
 // exponential distribution, failing a share of them, never answering a share (they time
 // out in the engine), paying a share without ever answering (the answer lost), and
 // answering a share twice. It takes cancels (topic "payout_cancels") as a gateway should:
-// a payout it paid is answered settled, any other is answered failed and not paid. It can
+// a payout it paid is answered settled, any other is answered failed and not paid, and a
+// pay instruction for an attempt a cancel covered (re-sent after a reconnect) is answered
+// failed too, never paid. It remembers the newest 2^20 payout ids only. It can
 // drop its connection on command and comes back after a pause. `mesob-gatewaysim` runs one or more of these; tests and
 // the gateway benchmark run them in threads.
 //
@@ -64,6 +66,7 @@ struct gateway_sim_stats {
   uint64_t lost = 0;               // paid, left unanswered (lost_rate)
   uint64_t cancels = 0;            // cancels received (a re-sent one counts again)
   uint64_t cancels_paid = 0;       // of them answered settled: the payout was paid already
+  uint64_t pays_cancelled = 0;     // pay instructions for an attempt a cancel covered: answered failed, not paid
   uint64_t duplicates = 0;         // second answers sent
   uint64_t answers_ok = 0;         // answers the engine took (result ok)
   uint64_t answers_refused = 0;    // duplicates, late ones, ... (another result)

@@ -68,6 +68,7 @@ std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& s
       << ",\"instructions\":" << s.instructions << ",\"answered_settled\":" << s.answered_settled
       << ",\"answered_failed\":" << s.answered_failed << ",\"dropped\":" << s.dropped
       << ",\"lost\":" << s.lost << ",\"cancels\":" << s.cancels << ",\"cancels_paid\":" << s.cancels_paid
+      << ",\"pays_cancelled\":" << s.pays_cancelled
       << ",\"duplicates\":" << s.duplicates << ",\"answers_ok\":" << s.answers_ok
       << ",\"answers_refused\":" << s.answers_refused << ",\"deposits_sent\":" << s.deposits_sent
       << ",\"deposits_ok\":" << s.deposits_ok << ",\"deposits_refused\":" << s.deposits_refused
