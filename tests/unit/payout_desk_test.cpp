@@ -582,6 +582,34 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
 }
 
 
+// Payout 42 (sample_payout's) on slot 0's desk, waiting on `gateway`'s answer to a
+// cancel, with these attempts and gateways given up.
+void load_waiting_on_cancel(desk_table& t, uint32_t gateway, std::vector<attempt> attempts,
+                            std::vector<uint32_t> given_up) {
+  desk d;
+  d.account = desk_account(etb, 0);
+  d.currency = etb;
+  t.load_desk(std::move(d));
+  payout_entry p = sample_payout();
+  p.desk = desk_account(etb, 0);
+  p.st = state::waiting;
+  p.cancel_wait = gateway;
+  p.attempts = std::move(attempts);
+  p.given_up = std::move(given_up);
+  p.due = 5000;
+  std::string why;
+  ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
+}
+
+// The payout the table holds under `id`, or null.
+const payout_entry* held_payout_of(desk_table& t, uint64_t id) {
+  const payout_entry* held = nullptr;
+  t.for_each_desk([&](const desk& dk) {
+    if (auto it = dk.payouts.find(id); it != dk.payouts.end()) held = &it->second;
+  });
+  return held;
+}
+
 // A payout that left alpha in an outage (alpha may still pay its first attempt), then
 // timed out at beta and waits on beta's answer to a cancel: beta's `failed` makes it a
 // dead letter (unsettled_elsewhere, hold kept) rather than sending it to a third gateway
@@ -596,20 +624,11 @@ TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_ma
     desk_table& t = r.t;
     t.set_registry(r.reg);
     t.set_rules_stays_while_may_pay(taken);
-    desk d;
-    d.account = desk_account(etb, 0);
-    d.currency = etb;
-    t.load_desk(std::move(d));
-    payout_entry p = sample_payout();
-    p.desk = desk_account(etb, 0);
-    p.st = state::waiting;
-    p.cancel_wait = r.beta;
-    p.attempts = {attempt{r.alpha, 1000, 7001, false, false}, attempt{r.beta, 2000, 7002, false, false},
-                  attempt{r.beta, 3000, 7002, false, false}};
-    p.given_up = {r.alpha, r.beta};
-    p.due = 5000;
-    std::string why;
-    ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
+    ASSERT_NO_FATAL_FAILURE(load_waiting_on_cancel(t, r.beta,
+                                                   {attempt{r.alpha, 1000, 7001, false, false},
+                                                    attempt{r.beta, 2000, 7002, false, false},
+                                                    attempt{r.beta, 3000, 7002, false, false}},
+                                                   {r.alpha, r.beta}));
     t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
     t.event({gamma, wire::gateway_event_kind::up, {}}, 10'001);
     t.event({r.beta, wire::gateway_event_kind::up, {}}, 10'002);
@@ -626,10 +645,7 @@ TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_ma
     // works the payout now: alpha hears it when a session of it opens).
     std::vector<std::pair<uint32_t, wire::payout_instruction_kind>> went;
     for (const auto& [g, in] : r.sent) went.emplace_back(g, in.kind);
-    const payout_entry* held = nullptr;
-    t.for_each_desk([&](const desk& dk) {
-      if (auto it = dk.payouts.find(42); it != dk.payouts.end()) held = &it->second;
-    });
+    const payout_entry* held = held_payout_of(t, 42);
     ASSERT_NE(held, nullptr);
     if (!taken) {
       ASSERT_FALSE(went.empty());
@@ -662,19 +678,8 @@ TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payou
       recording_table r;
       desk_table& t = r.t;
       t.set_rules_stays_while_may_pay(taken);
-      desk d;
-      d.account = desk_account(etb, 0);
-      d.currency = etb;
-      t.load_desk(std::move(d));
-      payout_entry p = sample_payout();
-      p.desk = desk_account(etb, 0);
-      p.st = state::waiting;
-      p.cancel_wait = r.alpha;
-      p.attempts.assign(3, attempt{r.alpha, 1000, 7001, false, false});
-      p.given_up = {r.alpha};
-      p.due = 5000;
-      std::string why;
-      ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
+      ASSERT_NO_FATAL_FAILURE(
+          load_waiting_on_cancel(t, r.alpha, std::vector(3, attempt{r.alpha, 1000, 7001, false, false}), {r.alpha}));
       t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
       t.event({r.beta, wire::gateway_event_kind::up, {}}, 10'001);
       if (alpha_up) t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10'002);
@@ -682,10 +687,7 @@ TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payou
       r.sent.clear();
       t.run_due(1'000'000'000'000);  // long past the cancel's wait
       t.flush();
-      const payout_entry* held = nullptr;
-      t.for_each_desk([&](const desk& dk) {
-        if (auto it = dk.payouts.find(42); it != dk.payouts.end()) held = &it->second;
-      });
+      const payout_entry* held = held_payout_of(t, 42);
       ASSERT_NE(held, nullptr);
       std::vector<std::pair<uint32_t, wire::payout_instruction_kind>> pays;
       for (const auto& [g, in] : r.sent)
@@ -700,6 +702,7 @@ TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payou
       EXPECT_EQ(held->dead, dead_reason::unanswered);
       EXPECT_STREQ(dead_reason_name(held->dead), "gateway_silent");
       payout_entry back;
+      std::string why;
       ASSERT_TRUE(decode_payout(encode_payout(*held), &back, &why)) << why;
       EXPECT_EQ(back.dead, dead_reason::unanswered);
       r.sent.clear();
