@@ -46,11 +46,12 @@ bool may_pay(const payout_entry& p, uint32_t gateway) {
 }
 
 namespace {
-// Calls f(gateway, attempt) for each gateway's latest attempt, newest first.
+// Calls f(gateway, attempt) for each gateway's latest attempt of those from the `from`th
+// on, newest first.
 template <class F>
-void latest_attempts(const payout_entry& p, F&& f) {
+void latest_attempts(const payout_entry& p, F&& f, size_t from = 0) {
   std::vector<uint32_t> seen;
-  for (size_t k = p.attempts.size(); k-- > 0;) {
+  for (size_t k = p.attempts.size(); k-- > from;) {
     const uint32_t g = p.attempts[k].gateway;
     if (std::find(seen.begin(), seen.end(), g) != seen.end()) continue;
     seen.push_back(g);
@@ -59,9 +60,10 @@ void latest_attempts(const payout_entry& p, F&& f) {
 }
 }  // namespace
 
-bool another_may_pay(const payout_entry& p, uint32_t except) {
+bool another_may_pay(const payout_entry& p, uint32_t except, size_t from) {
   bool any = false;
-  latest_attempts(p, [&](const attempt& a, uint32_t) { any = any || (a.gateway != except && !a.failed && !a.settled); });
+  latest_attempts(
+      p, [&](const attempt& a, uint32_t) { any = any || (a.gateway != except && !a.failed && !a.settled); }, from);
   return any;
 }
 
@@ -911,10 +913,12 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
   note_failed(d, *p, a);
   if (!current && !backing_off) {
     // The gateway asked to cancel did not pay: on to the next one now, unless another it
-    // went to may still pay (one left in an outage): a dead letter then, as a `failed` to
-    // the latest attempt makes one, rather than a third gateway paying beside it.
+    // went to since the last operator's retry may still pay (one left in an outage): then
+    // a dead letter waiting on that one (below), rather than a third gateway paying
+    // beside it (rules version 38).
     if (p->st == state::waiting && p->cancel_wait == a.gateway && !may_pay(*p, a.gateway)) {
-      if (stays_while_may_pay_ && another_may_pay(*p, 0)) make_dead(d, *p, dead_reason::unsettled_elsewhere, ts);
+      if (stays_while_may_pay_ && another_may_pay(*p, 0, p->routing_base))
+        make_dead(d, *p, dead_reason::unanswered, ts);
       else route(d, *p, ts);
       return result::ok;
     }
@@ -926,16 +930,23 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
     // A dead letter its withdrawn gateway left, that gateway back and saying it did not
     // pay: nobody may pay it now, so it goes on, as a cancel's `failed` sends a payout on
     // from the gateway it leaves (given up for this routing).
-    // So does one left `unanswered` by a gateway that was silent with a session up.
-    if (p->st == state::dead &&
-        ((p->dead == dead_reason::withdrawn && withdrawn_dead_) || p->dead == dead_reason::unanswered) &&
-        !another_may_pay(*p, 0)) {
+    // So does one left `unanswered` (rules version 38): by a gateway silent to a cancel
+    // with a session up, or one whose cancel was answered failed while another gateway
+    // could still pay; whichever of them answers last, the last `failed` sends it on.
+    const bool left_behind =
+        p->st == state::dead &&
+        ((p->dead == dead_reason::withdrawn && withdrawn_dead_) || p->dead == dead_reason::unanswered);
+    if (left_behind && !another_may_pay(*p, 0, stays_while_may_pay_ ? p->routing_base : 0)) {
       p->dead = dead_reason::none;
       if (std::find(p->given_up.begin(), p->given_up.end(), a.gateway) == p->given_up.end())
         p->given_up.push_back(a.gateway);
       route(d, *p, ts);
       return result::ok;
     }
+    // One of them saying it did not pay its latest attempt while another still may: taken
+    // (noted above), the dead letter waiting on the others (before version 38: late). An
+    // answer for an older attempt is late, as ever.
+    if (left_behind && stays_while_may_pay_ && !may_pay(*p, a.gateway)) return result::ok;
     return result::payout_answer_late;
   }
   took_failed(d, *p, a, ts, current);  // (in the backoff the timeout counted in the breaker)

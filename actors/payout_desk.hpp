@@ -52,11 +52,11 @@
 //    attempt), on the same gateway while it may, else on the next one: at once if the
 //    gateway has no session up, else after asking it to cancel (below) and waiting one
 //    more answer timeout for that answer (a `failed` moves it on at once unless another
-//    gateway it went to may still pay it: then it is a dead letter, unsettled_elsewhere,
-//    rules version 38; a `settled` settles it; no answer by then with a session of the
-//    gateway up makes it a dead letter `unanswered`, from version 38: the gateway can
-//    hear and said nothing, and may have paid; its later `failed` sends it on, as for
-//    `withdrawn`; with no session up it goes on at once, as in an outage), so that a gateway that paid and was slow to say so is asked before
+//    gateway it went to may still pay it: then it is a dead letter `unanswered`, rules
+//    version 38; a `settled` settles it; no answer by then with a session of the gateway
+//    up makes it such a dead letter too, from version 38: the gateway can hear and said
+//    nothing, and may have paid; the last `failed` of those that may pay sends it on, as
+//    for `withdrawn`; with no session up it goes on at once, as in an outage), so that a gateway that paid and was slow to say so is asked before
 //    another pays. The same holds when the backoff ends: the retry goes to its gateway
 //    if it may still take it, or leaves it that way (from batch records of version 9;
 //    before, the retry went by priority, possibly to a gateway that came up meanwhile
@@ -214,9 +214,12 @@ enum class state : uint8_t {
 // gateway and never got a definitive answer (it may still pay): an operator decides.
 // withdrawn: the gateway it was with may have paid it and can no longer answer (disabled,
 // removed, or without the payments role; rules_withdrawn_gateway): an operator decides.
-// unanswered: the gateway it was with, asked to cancel, let the wait for its answer pass
-// with a session up (it can hear, and said nothing): it may have paid (rules version 38).
-// As for withdrawn, its `settled` settles it and its `failed` sends it on.
+// unanswered: a gateway it went to may have paid it and has not said, and it goes to no
+// further gateway meanwhile (rules version 38): the gateway it was leaving, asked to
+// cancel, let the wait for its answer pass with a session up (it can hear, and said
+// nothing); or that one answered the cancel failed while another it went to since the
+// last operator's retry (one left in an outage) still may pay. A `settled` settles it;
+// each `failed` is taken, and the last one, nobody left who may pay, sends it on.
 enum class dead_reason : uint8_t {
   none = 0,
   attempts = 1,
@@ -395,8 +398,10 @@ struct currency_held {
 // Whether gateway g may still pay p: an attempt went to it, and the latest one it got
 // was answered neither settled nor failed.
 [[nodiscard]] bool may_pay(const payout_entry& p, uint32_t gateway);
-// Whether a gateway other than `except` (0: none) may still pay p.
-[[nodiscard]] bool another_may_pay(const payout_entry& p, uint32_t except);
+// Whether a gateway other than `except` (0: none) may still pay p: by its attempts from
+// the `from`th on (0: all; an operator's forced retry vouched for those before its
+// routing_base).
+[[nodiscard]] bool another_may_pay(const payout_entry& p, uint32_t except, size_t from = 0);
 
 // Byte forms for snapshots (payout rows version 3, with cancel_wait; version 2 without;
 // version 1 rows, from before desks per shard, are slot 0's); decoders refuse damage they

@@ -303,13 +303,14 @@ constexpr uint16_t rules_cover_forwards_wait = 36;
 constexpr uint16_t rules_fill_band_window = 37;
 // Payouts go to no further gateway while one with a session up may still pay them:
 //  - a gateway asked to cancel that lets the wait for its answer pass with a session up
-//    (it can hear, and says nothing) leaves the payout a dead letter (unsettled_elsewhere,
-//    hold kept; its later answer settles or releases it, or an operator forces a retry
-//    or cancel once they checked with it). Before, the payout went on to the next
-//    gateway, which paid it while the silent one might have too;
+//    (it can hear, and says nothing) leaves the payout a dead letter (unanswered, named
+//    gateway_silent; hold kept): a `settled` settles it, the last `failed` of the gateways
+//    that may pay sends it on, or an operator forces a retry or cancel once they checked.
+//    Before, the payout went on to the next gateway, which paid it while the silent one
+//    might have too;
 //  - a gateway asked to cancel that answers `failed` (it did not pay) sends the payout
-//    on only if no other gateway it went to may still pay it, else it becomes such a
-//    dead letter, as a `failed` to the latest attempt does. Before, a payout that had left
+//    on only if no other gateway it went to since the last operator's retry may still
+//    pay it, else it becomes such a dead letter, waiting on that one. Before, a payout that had left
 //    one gateway in an outage, timed out at a second and been cancelled there went to a
 //    third while the first could still pay it.
 // A gateway with no session up when the wait ends still hands the payout on at once

@@ -832,7 +832,8 @@ enum class event_type : uint16_t {
                            // cancels it): account_a: the wallet; account_b: the desk's payout
                            // account; ref.lo: payout id, ref.hi: its attempts; amount; code:
                            // why (1 attempts, 2 routes, 3 no route, 4 unsettled elsewhere,
-                           // 5 its gateway withdrawn while it may have paid);
+                           // 5 its gateway withdrawn while it may have paid, 6 a gateway it
+                           // went to may have paid and has not said);
                            // gateway: the last attempt's
   payout_breaker = 17,     // a desk's circuit breaker for a gateway changed: account_a: the
                            // desk's payout account; gateway; code: now 1 closed, 2 open,

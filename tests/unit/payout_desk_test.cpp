@@ -583,9 +583,10 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
 
 
 // Payout 42 (sample_payout's) on slot 0's desk, waiting on `gateway`'s answer to a
-// cancel, with these attempts and gateways given up.
+// cancel, with these attempts and gateways given up, and the attempts an operator's retry
+// left behind.
 void load_waiting_on_cancel(desk_table& t, uint32_t gateway, std::vector<attempt> attempts,
-                            std::vector<uint32_t> given_up) {
+                            std::vector<uint32_t> given_up, uint32_t routing_base = 0) {
   desk d;
   d.account = desk_account(etb, 0);
   d.currency = etb;
@@ -596,6 +597,7 @@ void load_waiting_on_cancel(desk_table& t, uint32_t gateway, std::vector<attempt
   p.cancel_wait = gateway;
   p.attempts = std::move(attempts);
   p.given_up = std::move(given_up);
+  p.routing_base = routing_base;
   p.due = 5000;
   std::string why;
   ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
@@ -612,12 +614,15 @@ const payout_entry* held_payout_of(desk_table& t, uint64_t id) {
 
 // A payout that left alpha in an outage (alpha may still pay its first attempt), then
 // timed out at beta and waits on beta's answer to a cancel: beta's `failed` makes it a
-// dead letter (unsettled_elsewhere, hold kept) rather than sending it to a third gateway
-// while alpha may pay; alpha's own `failed` then releases its hold. Under the rules before
-// version 38 (records of those builds replay so), it went on to gamma.
+// dead letter (gateway_silent, hold kept) rather than sending it to a third gateway while
+// alpha may pay; alpha's own `failed` then sends it on to gamma. An operator's forced
+// retry after alpha's attempt vouched for it: then beta's `failed` sends it on at once.
+// Under the rules before version 38 (records of those builds replay so), it went on to
+// gamma at once either way.
 TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_may_pay) {
-  for (const bool taken : {true, false}) {
-    SCOPED_TRACE(taken ? "this build's rules" : "rules before version 38");
+  for (const auto& [taken, vouched] : {std::pair{true, false}, std::pair{false, false}, std::pair{true, true}}) {
+    SCOPED_TRACE(std::string(taken ? "this build's rules" : "rules before version 38") +
+                 (vouched ? ", alpha's attempt before an operator's retry" : ""));
     recording_table r;
     ASSERT_EQ(r.reg->apply(gateway_op_of("gamma", 1, 3, 1, 7003), 1), wire::result::ok);
     const uint32_t gamma = r.reg->find("gamma")->number;
@@ -628,7 +633,7 @@ TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_ma
                                                    {attempt{r.alpha, 1000, 7001, false, false},
                                                     attempt{r.beta, 2000, 7002, false, false},
                                                     attempt{r.beta, 3000, 7002, false, false}},
-                                                   {r.alpha, r.beta}));
+                                                   {r.alpha, r.beta}, vouched ? 1 : 0));
     t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
     t.event({gamma, wire::gateway_event_kind::up, {}}, 10'001);
     t.event({r.beta, wire::gateway_event_kind::up, {}}, 10'002);
@@ -647,7 +652,7 @@ TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_ma
     for (const auto& [g, in] : r.sent) went.emplace_back(g, in.kind);
     const payout_entry* held = held_payout_of(t, 42);
     ASSERT_NE(held, nullptr);
-    if (!taken) {
+    if (!taken || vouched) {
       ASSERT_FALSE(went.empty());
       EXPECT_EQ(went[0], std::pair(gamma, wire::payout_instruction_kind::pay));
       EXPECT_EQ(held->st, state::in_flight);
@@ -656,12 +661,17 @@ TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_ma
     EXPECT_EQ(went, (std::vector{std::pair(r.alpha, wire::payout_instruction_kind::cancel)}))
         << "no third gateway while alpha may pay";
     EXPECT_EQ(held->st, state::dead);
-    EXPECT_EQ(held->dead, dead_reason::unsettled_elsewhere);
-    // Alpha says it did not pay either: nobody may pay it now, and its hold is released.
+    EXPECT_EQ(held->dead, dead_reason::unanswered);
+    // Alpha says it did not pay either: nobody may pay it now, and it goes on to gamma.
+    r.sent.clear();
     EXPECT_EQ(t.answer(test::etb_payout_answer(42, 1, 1500, wire::payout_outcome::failed, r.alpha),
                        desk_account(etb, 0), 10'004),
               wire::result::ok);
-    EXPECT_EQ(held->st, state::failing);
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u);
+    EXPECT_EQ(r.sent[0].first, gamma);
+    EXPECT_EQ(r.sent[0].second.kind, wire::payout_instruction_kind::pay);
+    EXPECT_EQ(r.sent[0].second.attempt, 4u);
   }
 }
 
