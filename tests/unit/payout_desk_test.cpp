@@ -532,6 +532,39 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   EXPECT_TRUE(cancels().empty()) << "the run began past 1,024 and came back to it";
 }
 
+// Slot 0's ETB desk, loaded into `t`.
+void load_slot0_desk(desk_table& t) {
+  desk d;
+  d.account = desk_account(etb, 0);
+  d.currency = etb;
+  t.load_desk(std::move(d));
+}
+
+// Payout 42 (sample_payout's) on slot 0's desk, waiting on `gateway`'s answer to a
+// cancel, with these attempts and gateways given up, and the attempts an operator's retry
+// left behind.
+payout_entry waiting_on_cancel(uint32_t gateway, std::vector<attempt> attempts, std::vector<uint32_t> given_up,
+                               uint32_t routing_base = 0) {
+  payout_entry p = sample_payout();
+  p.desk = desk_account(etb, 0);
+  p.st = state::waiting;
+  p.cancel_wait = gateway;
+  p.attempts = std::move(attempts);
+  p.given_up = std::move(given_up);
+  p.routing_base = routing_base;
+  p.due = 5000;
+  return p;
+}
+
+// That payout and its desk, loaded into `t`.
+void load_waiting_on_cancel(desk_table& t, uint32_t gateway, std::vector<attempt> attempts,
+                            std::vector<uint32_t> given_up, uint32_t routing_base = 0) {
+  load_slot0_desk(t);
+  std::string why;
+  ASSERT_TRUE(t.load_payout(waiting_on_cancel(gateway, std::move(attempts), std::move(given_up), routing_base), &why))
+      << why;
+}
+
 // A payout waiting on a gateway's answer to a cancel keeps waiting on it across a
 // restart: the first other gateway back does not take it, the cancel goes again when
 // that gateway's session opens, and its failed answer moves the payout on at once. Its
@@ -542,17 +575,8 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
   const uint32_t alpha = r.alpha, beta = r.beta;
   desk_table& t = r.t;
   auto& sent = r.sent;
-  desk d;
-  d.account = desk_account(etb, 0);
-  d.currency = etb;
-  t.load_desk(std::move(d));
-  payout_entry p = sample_payout();
-  p.desk = desk_account(etb, 0);
-  p.st = state::waiting;
-  p.cancel_wait = alpha;
-  p.attempts.assign(3, attempt{alpha, 1000, 7001, false, false});
-  p.given_up = {alpha};
-  p.due = 5000;
+  load_slot0_desk(t);
+  payout_entry p = waiting_on_cancel(alpha, std::vector(3, attempt{alpha, 1000, 7001, false, false}), {alpha});
   payout_entry back;
   std::string why;
   ASSERT_TRUE(decode_payout(encode_payout(p), &back, &why)) << why;
@@ -581,27 +605,6 @@ TEST(payout_desk, a_cancel_wait_survives_a_restart_and_its_gateway_hears_it_agai
   EXPECT_EQ(sent[0].second.attempt, 4u);
 }
 
-
-// Payout 42 (sample_payout's) on slot 0's desk, waiting on `gateway`'s answer to a
-// cancel, with these attempts and gateways given up, and the attempts an operator's retry
-// left behind.
-void load_waiting_on_cancel(desk_table& t, uint32_t gateway, std::vector<attempt> attempts,
-                            std::vector<uint32_t> given_up, uint32_t routing_base = 0) {
-  desk d;
-  d.account = desk_account(etb, 0);
-  d.currency = etb;
-  t.load_desk(std::move(d));
-  payout_entry p = sample_payout();
-  p.desk = desk_account(etb, 0);
-  p.st = state::waiting;
-  p.cancel_wait = gateway;
-  p.attempts = std::move(attempts);
-  p.given_up = std::move(given_up);
-  p.routing_base = routing_base;
-  p.due = 5000;
-  std::string why;
-  ASSERT_TRUE(t.load_payout(std::move(p), &why)) << why;
-}
 
 // The payout the table holds under `id`, or null.
 const payout_entry* held_payout_of(desk_table& t, uint64_t id) {
