@@ -860,7 +860,8 @@ void desk_table::took_failed(desk& d, payout_entry& p, const wire::payout_answer
   ++b.failed;
   gateways::add_amount(b.failed_amount, p.amount);
   touch(d);  // (record touches it too; a failure it does not sample changes the counts all the same)
-  if (sample) record(d, a.gateway, p.id, true, ts);
+  // A decline (rules_payout_declines) is the payment's, not the gateway's: a good outcome.
+  if (sample) record(d, a.gateway, p.id, a.failure != wire::payout_failure::declined, ts);
   p.gateway_reason = a.reason;
 }
 

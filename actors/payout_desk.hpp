@@ -77,7 +77,9 @@
 //    `settled`; its `failed` (it did not pay) sends the payout on to the next gateway, as
 //    the answer to a cancel does, unless another gateway may still pay it.
 //  - breakers, per desk and gateway: closed; open when at least breaker_min of the last
-//    breaker_window outcomes are known and half or more are failures or timeouts; after
+//    breaker_window outcomes are known and half or more are failures or timeouts (a
+//    `failed` marked declined, the payment refused while the gateway is well, counts as
+//    good from rules version 39: wire::payout_failure); after
 //    4 answer timeouts it is half-open and lets one payout through as a probe, whose
 //    outcome closes it (good) or opens it again (bad). Each desk (currency and shard)
 //    judges from its own payouts, as each instance of a service keeps its own breaker.

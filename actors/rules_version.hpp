@@ -316,6 +316,13 @@ constexpr uint16_t rules_fill_band_window = 37;
 // A gateway with no session up when the wait ends still hands the payout on at once
 // (an outage: availability first, the overpayment counted if it comes).
 constexpr uint16_t rules_payout_stays_while_may_pay = 38;
-constexpr uint16_t rules_newest = 38;
+// A gateway's `failed` answer may say the payment was declined (payout_answer.failure 1:
+// the destination unknown or closed, over the recipient's limits): the gateway's circuit
+// breaker counts it a good outcome, as it counts a settlement: the gateway is well and
+// answered. Before, every `failed` was a bad outcome, so one user's payouts to a closed
+// account could open a gateway's breaker for every user. The byte was reserved before
+// (an answer with it set was refused, reserved_field, as records of older builds replay).
+constexpr uint16_t rules_payout_declines = 39;
+constexpr uint16_t rules_newest = 39;
 
 }  // namespace mesob::actors

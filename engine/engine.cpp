@@ -1236,9 +1236,13 @@ class engine_impl {
     for (uint32_t i = 0; i < b.count; ++i) {
       auto& a = b.payout_answers[i];
       if (a.payout_id == 0) b.results[i] = result::id_must_not_be_zero;
-      else if (a.reserved != 0) b.results[i] = result::reserved_field;
+      else if (a.failure != wire::payout_failure::unspecified && b.rules < actors::rules_payout_declines)
+        b.results[i] = result::reserved_field;  // (the byte the builds before reserved)
       else if (a.attempt == 0 || (a.outcome != wire::payout_outcome::settled && a.outcome != wire::payout_outcome::failed))
         b.results[i] = result::payout_answer_invalid;
+      else if (a.failure != wire::payout_failure::unspecified &&
+               (a.failure != wire::payout_failure::declined || a.outcome != wire::payout_outcome::failed))
+        b.results[i] = result::payout_answer_invalid;  // a failure kind unknown, or on a settlement
       else if (!wire::currency_valid(a.currency)) b.results[i] = result::currency_invalid;
       else if (a.amount == 0) b.results[i] = result::amount_must_not_be_zero;
       else b.results[i] = find_desk(a.payout_id, a.currency, &b.payout_desks[i], &b.payout_wallets[i]);

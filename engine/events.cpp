@@ -130,6 +130,7 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
         e.ref.hi = a.attempt;
         e.gateway = uint16_t(a.gateway);
         e.code = uint16_t(a.outcome);
+        e.flags = uint16_t(a.failure);  // 1: declined (0 before rules_payout_declines)
         e.amount = a.amount;
         e.currency = a.currency;
       }

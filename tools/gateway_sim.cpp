@@ -17,7 +17,7 @@ namespace mesob::tools {
 using clock_type = std::chrono::steady_clock;
 
 struct gateway_sim::counters {
-  std::atomic<uint64_t> connects{0}, instructions{0}, settled{0}, failed{0}, dropped{0}, lost{0}, cancels{0},
+  std::atomic<uint64_t> connects{0}, instructions{0}, settled{0}, failed{0}, declined{0}, dropped{0}, lost{0}, cancels{0},
       cancels_paid{0}, pays_cancelled{0}, duplicates{0}, answers_ok{0}, answers_refused{0}, deposits_sent{0}, deposits_ok{0},
       deposits_refused{0}, errors{0};
 };
@@ -32,6 +32,7 @@ gateway_sim_stats gateway_sim::stats() const {
   s.instructions = c_->instructions;
   s.answered_settled = c_->settled;
   s.answered_failed = c_->failed;
+  s.answered_declined = c_->declined;
   s.dropped = c_->dropped;
   s.lost = c_->lost;
   s.cancels = c_->cancels;
@@ -202,7 +203,11 @@ void gateway_sim::run() {
               s.attempt = std::max(s.attempt, in.attempt);
               // A payout's outcome is the payout's (from its id and the seed): every answer
               // to it, on any attempt or after a reconnect, says the same.
-              const bool fail = double(actors::mix64(in.payout_id ^ opt_.seed) >> 11) * 0x1.0p-53 < opt_.fail_rate;
+              const auto drawn = [&](uint64_t salt, double rate) {
+                return double(actors::mix64(in.payout_id ^ opt_.seed ^ salt) >> 11) * 0x1.0p-53 < rate;
+              };
+              const bool declined = !drawn(0, opt_.fail_rate) && drawn(0x6465636c696e6500ull, opt_.decline_rate);
+              const bool fail = declined || drawn(0, opt_.fail_rate);
               if (!s.paid && unit(rng) < opt_.timeout_rate) {
                 c_->dropped.fetch_add(1);
                 continue;
@@ -214,8 +219,11 @@ void gateway_sim::run() {
               }
               s.paid = s.paid || !fail;
               a.outcome = fail ? wire::payout_outcome::failed : wire::payout_outcome::settled;
-              a.reason = fail ? 51 : 0;  // "insufficient float" in this simulator's codes
+              // "insufficient float", "destination closed" in this simulator's codes
+              a.reason = declined ? 53 : fail ? 51 : 0;
+              if (declined) a.failure = wire::payout_failure::declined;
               (fail ? c_->failed : c_->settled).fetch_add(1);
+              if (declined) c_->declined.fetch_add(1);
               const double ms = std::min(latency(rng), opt_.latency_ms_max);
               const auto when = at + std::chrono::microseconds(int64_t(ms * 1000));
               due.push({when, a});

@@ -2,7 +2,8 @@
 // C++ client): it authenticates as a registered gateway, reports deposits at a chosen
 // rate, and answers the payout instructions pushed to it after a latency drawn from an
 // exponential distribution, failing a share of them, never answering a share (they time
-// out in the engine), paying a share without ever answering (the answer lost), and
+// out in the engine), declining a share (a failure that is the payment's, not the
+// gateway's), paying a share without ever answering (the answer lost), and
 // answering a share twice. It takes cancels (topic "payout_cancels") as a gateway should:
 // a payout it paid is answered settled, any other is answered failed and not paid, and a
 // pay instruction for an attempt a cancel covered (re-sent after a reconnect) is answered
@@ -39,6 +40,8 @@ struct gateway_sim_options {
   double latency_ms = 1.0;       // mean (exponential)
   double latency_ms_max = 10'000;
   double fail_rate = 0;          // answered failed (decided per payout id and seed: every answer agrees)
+  double decline_rate = 0;       // of the others, answered failed and declined (the payment refused,
+                                 // wire::payout_failure): decided per payout id and seed as well
   double timeout_rate = 0;       // never answered (and not paid)
   double lost_rate = 0;          // paid, the answer never sent (a cancel learns it was paid)
   double duplicate_rate = 0;     // answered twice
@@ -61,7 +64,8 @@ struct gateway_sim_stats {
   uint64_t connects = 0;
   uint64_t instructions = 0;       // received (a re-sent one counts again)
   uint64_t answered_settled = 0;
-  uint64_t answered_failed = 0;
+  uint64_t answered_failed = 0;    // declines included
+  uint64_t answered_declined = 0;
   uint64_t dropped = 0;            // left unanswered (timeout_rate)
   uint64_t lost = 0;               // paid, left unanswered (lost_rate)
   uint64_t cancels = 0;            // cancels received (a re-sent one counts again)

@@ -66,7 +66,8 @@ std::string stats_json(const std::vector<std::unique_ptr<tools::gateway_sim>>& s
     const auto s = sims[i]->stats();
     o << (i ? "," : "") << "\"" << sims[i]->options().gateway << "\":{\"connects\":" << s.connects
       << ",\"instructions\":" << s.instructions << ",\"answered_settled\":" << s.answered_settled
-      << ",\"answered_failed\":" << s.answered_failed << ",\"dropped\":" << s.dropped
+      << ",\"answered_failed\":" << s.answered_failed << ",\"answered_declined\":" << s.answered_declined
+      << ",\"dropped\":" << s.dropped
       << ",\"lost\":" << s.lost << ",\"cancels\":" << s.cancels << ",\"cancels_paid\":" << s.cancels_paid
       << ",\"pays_cancelled\":" << s.pays_cancelled
       << ",\"duplicates\":" << s.duplicates << ",\"answers_ok\":" << s.answers_ok
@@ -130,6 +131,9 @@ int main(int argc, char** argv) {
   app.add_option("--latency-ms", base.latency_ms, "mean answer latency (exponential)")->capture_default_str();
   app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str();
   app.add_option("--fail-rate", base.fail_rate, "share of instructions answered failed")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--decline-rate", base.decline_rate,
+                 "share of the others answered failed and declined (the payment refused: the breaker counts it good)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--timeout-rate", base.timeout_rate, "share never answered")->check(CLI::Range(0.0, 1.0));
   app.add_option("--lost-rate", base.lost_rate, "share paid but never answered (a cancel is answered settled)")
       ->check(CLI::Range(0.0, 1.0));

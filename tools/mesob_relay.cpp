@@ -152,8 +152,9 @@ std::vector<std::string> messages(const wire::event& e) {
     case event_type::payout_answer: {
       // Events written before they named the wallet have 0 there.
       const std::string who = e.account_a != 0 ? "account " + a + ": your payout " : "payout ";
-      return {who + std::to_string(e.ref.lo) + " of " + amt + (e.code == 1 ? " was paid out" : " failed at the gateway") +
-              " (gateway " + std::to_string(e.gateway) + ")"};
+      // (flags 1: the gateway declined the payment itself, the destination refusing it.)
+      const char* how = e.code == 1 ? " was paid out" : e.flags == 1 ? " was declined by the destination" : " failed at the gateway";
+      return {who + std::to_string(e.ref.lo) + " of " + amt + how + " (gateway " + std::to_string(e.gateway) + ")"};
     }
     case event_type::payout_op: {
       const std::string who = e.account_a != 0 ? "account " + a + ": your payout " : "payout ";

@@ -268,6 +268,13 @@ static_assert(sizeof(payout_instruction) == 40);
 static_assert(std::is_trivially_copyable_v<payout_instruction>);
 
 enum class payout_outcome : uint8_t { settled = 1, failed = 2 };
+// What kind of failure a `failed` answer is (rules version 39; before, the byte was
+// reserved and had to be 0). unspecified: the gateway's own (no float, its rail down,
+// no reason given), a bad outcome for its circuit breaker. declined: the payment itself
+// was refused (destination unknown or closed, over the recipient's limits): the gateway
+// is well and answered, so its breaker counts a good outcome, and one user's bad
+// destinations cannot open it for everyone. A settled answer carries 0.
+enum class payout_failure : uint8_t { unspecified = 0, declined = 1 };
 // A gateway's answer to an instruction. `gateway` is the engine's to fill (the
 // answering session's gateway number); clients send 0.
 struct payout_answer {
@@ -276,7 +283,7 @@ struct payout_answer {
   currency_code currency = 0;
   uint32_t attempt = 0;
   payout_outcome outcome = payout_outcome::settled;
-  uint8_t reserved = 0;
+  payout_failure failure = payout_failure::unspecified;
   uint16_t reason = 0;  // failed: the gateway's own reason code, kept with the payout
   uint32_t gateway = 0;
 };
@@ -717,7 +724,8 @@ enum class result : uint32_t {
   payout_amount_mismatch = 175,          // amount or currency differ from the instruction's
   payout_already_resolved = 176,         // settled, failed or cancelled already (a duplicate)
   payout_answer_late = 177,              // a failure for an attempt already superseded
-  payout_answer_invalid = 178,           // outcome unknown, attempt 0, or gateway set by a client
+  payout_answer_invalid = 178,           // outcome or failure kind unknown, a failure kind on a
+                                         // settlement, attempt 0, or gateway set by a client
   payout_not_dead = 179,                 // retry, cancel: only dead letters (and refused settlements)
   payout_settled_elsewhere = 180,        // cancel: a gateway settled it; it can only be posted
   payout_retries_exhausted = 181,        // retry: the payout keeps as many attempts as it may; cancel it

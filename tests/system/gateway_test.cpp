@@ -473,6 +473,39 @@ TEST(gateways, breaker_opens_falls_back_probes_and_closes) {
   w.expect_money_where_it_belongs(wallets * 10'000);
 }
 
+// A gateway declining every payout (the payments refused, the gateway well: answers
+// marked declined) over TCP: each hold is voided and the money is back in its wallet, and
+// its breakers stay closed where as many plain failures open them (above), so the
+// payouts never go to beta.
+TEST(gateways, a_gateway_declining_every_payout_keeps_its_breaker_closed) {
+  gateway_world w;
+  w.start(1500);
+  fund(w, 10'000);
+  auto da = w.sim("alpha", 44);
+  da.decline_rate = 1.0;
+  tools::gateway_sim declining(da);
+  tools::gateway_sim beta(w.sim("beta", 45));
+  start_connected(declining);
+  start_connected(beta);
+  for (auto r : w.payouts(1, 80, 10)) EXPECT_EQ(r, wire::result::ok);
+  ASSERT_TRUE(w.wait_held(0, 10)) << w.held() << " still held";
+  std::string phases;
+  for (const auto& s : admin(*w.ops, "payouts").sections)
+    if (s.title == "breakers")
+      for (const auto& row : s.rows)
+        if (row[2] == "alpha") phases += (phases.empty() ? "" : ",") + row[3];
+  EXPECT_EQ(phases, "closed,closed");
+  EXPECT_EQ(declining.stats().answered_declined, 80u);
+  EXPECT_EQ(declining.stats().answered_failed, 80u);
+  EXPECT_EQ(beta.stats().instructions, 0u) << "no payout left alpha";
+  declining.stop();
+  beta.stop();
+  w.expect_money_where_it_belongs(wallets * 10'000);
+  std::vector<uint64_t> ids;
+  for (uint64_t id = 1; id <= wallets; ++id) ids.push_back(id);
+  for (const auto& a : w.accounts(ids)) EXPECT_EQ(a.debits_posted, 0u) << a.id << ": every payout voided";
+}
+
 // kill -9 with payouts in flight: after the restart every hold is still held (and its
 // instruction sent again once a gateway connects), or posted, or voided; none is lost and
 // none paid twice.

@@ -753,6 +753,66 @@ TEST_F(payout_engine, breaker_opens_on_failures_probes_half_open_and_closes) {
   EXPECT_GT(moves[0].ref.hi, moves[0].timestamp) << "open until";
 }
 
+// A `failed` the gateway marks declined (the payment refused: a closed destination) is
+// the payment's, not the gateway's: its breaker counts a good outcome, so forty declines
+// in a row leave it closed where twenty plain failures open it (above), and the next
+// payout still goes to alpha (rules version 39). Each decline voids its hold all the
+// same, and its event says declined. A failure kind the engine does not know, or one on a
+// settlement, is refused and changes nothing.
+TEST_F(payout_engine, declines_void_their_holds_and_never_open_the_breaker) {
+  up("alpha");
+  up("beta");
+  const auto w = wallets_on(actors::shard_of(1, fx_.shards()));
+  ASSERT_GE(w.size(), 1u);
+  const uint64_t desk = actors::payouts::desk_account_for(etb, actors::shard_of(1, fx_.shards()), fx_.shards());
+  auto alpha_breaker = [&] {
+    for (const auto& row : e().lookup_payouts(0, 0).breakers)
+      if (row.desk == desk && row.gateway == number("alpha")) return row.b;
+    ADD_FAILURE() << "no breaker for alpha at desk " << desk;
+    return actors::payouts::breaker{};
+  };
+  auto declined = [](uint64_t id) {
+    wire::payout_answer a = etb_payout_answer(id, 1, 10, wire::payout_outcome::failed);
+    a.failure = wire::payout_failure::declined;
+    a.reason = 53;
+    return a;
+  };
+  // Refused: an unknown failure kind, and a kind on a settlement.
+  ASSERT_EQ(pay(99, w[0], 10), result::ok);
+  ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
+  auto unknown = declined(99);
+  unknown.failure = wire::payout_failure(2);
+  auto settled_declined = declined(99);
+  settled_declined.outcome = wire::payout_outcome::settled;
+  EXPECT_EQ(e().payout_answers("alpha", {unknown, settled_declined}).results,
+            (std::vector<result>{result::payout_answer_invalid, result::payout_answer_invalid}));
+  EXPECT_EQ(payout(99).st, state::in_flight) << "nothing changed";
+  EXPECT_EQ(e().payout_answers("alpha", {declined(99)}).results.at(0), result::ok);
+  swept();
+  for (uint64_t id = 100; id < 139; ++id) {
+    ASSERT_EQ(pay(id, w[id % w.size()], 10), result::ok);
+    ASSERT_EQ(e().payout_answers("alpha", {declined(id)}).results.at(0), result::ok) << id;
+  }
+  swept();
+  ASSERT_EQ(pays(take()).size(), 39u);
+  const auto b = alpha_breaker();
+  EXPECT_EQ(b.ph, actors::payouts::breaker::phase::closed);
+  EXPECT_EQ(b.failed, 40u);
+  EXPECT_EQ(b.trips, 0u);
+  for (const uint64_t wallet : w) EXPECT_EQ(available(wallet), starting) << "every hold voided";
+  ASSERT_EQ(pay(200, w[0], 10), result::ok);
+  const auto s = pays(take());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].gateway, "alpha") << "alpha still takes payouts";
+  expect_payout_account_consistent();
+  const auto answers = closed_events(wire::event_type::payout_answer);
+  ASSERT_EQ(answers.size(), 40u);
+  for (const auto& ev : answers) {
+    EXPECT_EQ(ev.code, uint16_t(wire::payout_outcome::failed));
+    EXPECT_EQ(ev.flags, uint16_t(wire::payout_failure::declined)) << ev.ref.lo;
+  }
+}
+
 TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
   up("alpha");
   up("beta");
@@ -1962,6 +2022,68 @@ TEST(payout_engine_upgrade, replace_account_in_an_older_record_replays_as_refuse
     ASSERT_TRUE(e) << err;
     EXPECT_EQ(e->lookup_groups({821}).groups.at(0).g.cfg.fee_account_id, version == 6 ? 900u : 901u)
         << "version " << version;
+  }
+}
+
+// payout_answer.failure was a reserved byte before rules version 39: an answer of an
+// older build's record with it set was refused (reserved_field) and replays so, its
+// payout still held; the same answer in a record of version 39 is a decline that voids
+// the hold. (The records before the answer are of version 15, a build before the records
+// carried capacities.)
+TEST(payout_engine_upgrade, a_declined_answer_in_an_older_record_replays_as_refused) {
+  for (const uint16_t version : {uint16_t(38), uint16_t(39)}) {
+    temp_dir dir;
+    const uint16_t v = 15;
+    const uint64_t wallet = 7;
+    const auto gateway = make_gateway_registration("alpha", settle_a, 1, 1000);
+    const std::vector<wire::account> accounts{make_account(wallet, wire::account_flags::debits_must_not_exceed_credits),
+                                              make_account(funding), make_account(settle_a)};
+    // The payout accounts, one a shard, as a registration makes them (system accounts).
+    std::vector<wire::account> desks;
+    for (uint32_t s = 0; s < 2; ++s) {
+      wire::account a{};
+      a.id = actors::payouts::desk_account_for(etb, s, 2);
+      a.currency = etb;
+      a.kind = wire::account_kind::system;
+      desks.push_back(a);
+    }
+    wire::transfer hold = make_transfer(1, wallet, desks[actors::shard_of(wallet, 2)].id, 10, wire::transfer_flags::pending);
+    hold.id = actors::payouts::hold_id(5);
+    hold.user_data = 251911000005;  // the destination
+    hold.code = 1;                  // the rail
+    wire::payout_answer declined = etb_payout_answer(5, 1, 10, wire::payout_outcome::failed, 1);
+    declined.failure = wire::payout_failure::declined;
+    write_batch_records(
+        dir.path(),
+        {{v, uint16_t(actors::op_kind::create_accounts), 3, ops_bytes(accounts)},
+         {v, uint16_t(actors::op_kind::create_transfers), 1, ops_bytes(std::vector{make_transfer(2, funding, wallet, 1000)})},
+         {v, uint16_t(actors::op_kind::create_accounts), 2, ops_bytes(desks), 2 /* batch_flag_gateway */},
+         {v, uint16_t(actors::op_kind::gateway_ops), 1, ops_bytes(std::vector{gateway})},
+         {v, uint16_t(actors::op_kind::gateway_events), 1,
+          ops_bytes(std::vector{wire::gateway_event{1, wire::gateway_event_kind::up, {}}})},
+         {v, uint16_t(actors::op_kind::create_transfers), 1, ops_bytes(std::vector{hold}), 2 /* batch_flag_gateway */},
+         {version, uint16_t(actors::op_kind::payout_answers), 1, ops_bytes(std::vector{declined})}});
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    // The void a failing payout's replay leaves owed is sent again at the start: the
+    // payout leaves the desk once it has run (the payouts first, then the wallet).
+    auto held = e->lookup_payouts(5, 1).payouts;
+    for (int i = 0; i < 1000 && !held.empty() && held[0].st == state::failing; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      held = e->lookup_payouts(5, 1).payouts;
+    }
+    const auto w = e->lookup_accounts({wallet}).accounts.at(0);
+    ASSERT_EQ(w.credits_posted, 1000u) << "version " << version;
+    if (version < actors::rules_payout_declines) {
+      ASSERT_EQ(held.size(), 1u) << "refused then: the payout is still out";
+      EXPECT_EQ(held[0].st, state::in_flight);
+      EXPECT_EQ(w.debits_pending, 10u);
+    } else {
+      EXPECT_TRUE(held.empty()) << "declined: the hold is voided";
+      EXPECT_EQ(w.debits_pending, 0u);
+      EXPECT_EQ(w.debits_posted, 0u);
+    }
   }
 }
 
