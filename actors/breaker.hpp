@@ -65,7 +65,8 @@ struct breaker {
     }
     return false;
   }
-  // The outcome of request `key` (bad: a failure or a timeout). Returns whether the phase
+  // The outcome of request `key` (bad: a failure or a timeout, as the caller judges: a
+  // payout the gateway declined is good, wire::payout_failure). Returns whether the phase
   // moved. While half-open only the probe decides; while open, late outcomes of requests
   // sent before it opened count for nothing.
   bool record(uint64_t key, bool bad, uint64_t now, uint64_t cooldown);

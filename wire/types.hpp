@@ -820,7 +820,8 @@ enum class event_type : uint16_t {
   equb_op = 8,          // account_a: the group; code: the operation (wire::equb_op_kind); amount, ref.lo: seat
   gateway_session = 9,  // gateway: the gateway's number; code: 1 up, 2 down
   payout_answer = 10,   // ref.lo: payout id; gateway; code: outcome (1 settled, 2 failed); amount;
-                        // account_a: the wallet; account_b: the desk's payout account
+                        // account_a: the wallet; account_b: the desk's payout account;
+                        // flags: the failure (wire::payout_failure, 1 declined)
   payout_op = 11,       // ref.lo: payout id; code: the operator's action (wire::payout_op_kind);
                         // account_a: the wallet; account_b: the desk's payout account
   // What equb groups decide on their own (a round's close, when every seat paid or its

@@ -64,7 +64,20 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
         time.sleep(0.01)
     assert wallet["credits_posted"] == 5000 and wallet["debits_posted"] == 1200, wallet
     assert settlement["debits_posted"] == 5000 and settlement["credits_posted"] == 1200, settlement
-    print("gateway: deposit, payout, answer: ok")
+    # A payout the destination declines: failed, marked declined; the hold is voided.
+    assert pay.payouts([dict(id=6, wallet=301, amount=300, destination=251911223345, currency="ETB", rail=1)]) == [0]
+    ins = tb.payout_instructions()
+    assert len(ins) == 1 and ins[0]["payout_id"] == 6, ins
+    declined = dict(payout_id=6, attempt=1, amount=300, currency="ETB", outcome=Client.FAILED, reason=53)
+    assert tb.payout_answers([dict(declined, outcome=Client.SETTLED, failure=Client.DECLINED)]) == [178]  # invalid
+    assert tb.payout_answers([dict(declined, failure=Client.DECLINED)]) == [0]
+    for _ in range(200):
+        wallet = pay.lookup_accounts([301])[0]
+        if wallet["debits_pending"] == 0:
+            break
+        time.sleep(0.01)
+    assert wallet["debits_pending"] == 0 and wallet["debits_posted"] == 1200, wallet
+    print("gateway: deposit, payout, answer, decline: ok")
 
     # An equb group whose second seat takes its payout on through tb: round 2's payout is
     # held on that seat's wallet and sent to tb under a payout id the engine makes (the

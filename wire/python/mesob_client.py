@@ -377,13 +377,15 @@ class Client:
         return self._results(self._request(Payouts, "Payouts", payouts, 40, put))
 
     SETTLED, FAILED = 1, 2
+    DECLINED = 1  # a failure's kind: the payment refused, the gateway well (wire/README.md)
 
     def payout_answers(self, answers):
         """A gateway's answers: dicts with payout_id, attempt, amount, currency, outcome
-        (Client.SETTLED or Client.FAILED) and optionally reason. One result code each."""
+        (Client.SETTLED or Client.FAILED) and optionally reason and failure (a failed one's
+        kind: 0, or Client.DECLINED). One result code each."""
         def put(b, a):
             PayoutAnswer.CreatePayoutAnswer(b, a["payout_id"], a["amount"], currency(a["currency"]), a["attempt"],
-                                            a["outcome"], 0, a.get("reason", 0), 0)
+                                            a["outcome"], a.get("failure", 0), a.get("reason", 0), 0)
         return self._results(self._request(PayoutAnswers, "Answers", answers, 32, put))
 
     def payout_instructions(self, timeout=10.0):
