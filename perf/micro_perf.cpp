@@ -1,7 +1,8 @@
 // Google Benchmark micro-benchmarks: record checksum, hash chain, durable log append,
 // snapshot records flush, transfer apply, shard batch execution over many accounts, id
 // index insert, filling fresh pages, a request's decode, packing and unpacking events, a transfer batch's log
-// payload as it is and packed, the event writer's work per event.
+// payload as it is and packed, the event writer's work per event, the load generator's
+// transfers.
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "engine/limits.hpp"
 #include "engine/id_index.hpp"
 #include "engine/record_rows.hpp"
+#include "perf/load/workload.hpp"
 #include "storage/snapshot.hpp"
 #include "storage/checksum.hpp"
 #include "storage/event_log.hpp"
@@ -616,5 +618,26 @@ static void BM_event_writer_path(benchmark::State& state) {
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_event_writer_path);
+
+// mesob-load's transfer k (load::make_transfer) as the baselines run it: 100,000
+// accounts over 2 shards, 10% crossing (arg 0), or 4 shards (arg 1), or 80% between
+// each shard's 16 hot accounts (arg 2). It runs on the engine's cores during a maximum
+// rate run: its CPU is the engine's loss.
+static void BM_load_make_transfer(benchmark::State& state) {
+  load::workload w;
+  w.accounts = 100'000;
+  w.first_account = 1'000'000'000;
+  w.shards = state.range(0) == 1 ? 4 : 2;
+  if (state.range(0) == 2) w.hot_pct = 80;
+  const load::account_layout layout(w);
+  uint64_t k = 0, sum = 0;
+  for (auto _ : state) {
+    const wire::transfer t = load::make_transfer(w, layout, ++k);
+    sum += t.debit_account_id ^ t.credit_account_id;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(int64_t(k));
+}
+BENCHMARK(BM_load_make_transfer)->Arg(0)->Arg(1)->Arg(2);
 
 BENCHMARK_MAIN();

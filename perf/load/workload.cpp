@@ -78,26 +78,61 @@ account_layout::account_layout(const workload& w) : by_shard_(w.shards) {
   }
 }
 
+namespace {
+
+// An account of `shard` drawn uniformly from the range, `n` candidates at a time: each a
+// 32-bit half of a generator output scaled to the range (no account is drawn more than
+// 1 + accounts / 2^32 times as often as another: 0.25% at the limit of 10 million), all
+// hashed to their shards independently, so the CPU works them in parallel, and the first
+// on `shard` taken: the first success of independent uniform draws is uniform over the
+// shard's accounts. One branch a round, not one a draw (each draw's test, a coin toss
+// with two shards, was a mispredicted branch every other time). 0 when `rounds` rounds
+// find none.
+template <int n>
+uint64_t draw_on(const workload& w, splitmix& rng, uint32_t shard, int rounds) {
+  static_assert(n % 2 == 0 && n <= 32);
+  for (int round = 0; round < rounds; ++round) {
+    uint64_t ids[n];
+    for (int i = 0; i < n; i += 2) {
+      const uint64_t r = rng();
+      ids[i] = w.first_account + ((r & 0xffffffffull) * w.accounts >> 32);
+      ids[i + 1] = w.first_account + ((r >> 32) * w.accounts >> 32);
+    }
+    uint32_t on = 0;
+    for (int i = 0; i < n; ++i) on |= uint32_t(actors::shard_of(ids[i], w.shards) == shard) << i;
+    if (on != 0) return ids[__builtin_ctz(on)];
+  }
+  return 0;
+}
+
+}  // namespace
+
 std::pair<uint64_t, uint64_t> account_layout::pick(const workload& w, splitmix& rng) const {
-  const uint32_t sd = uint32_t(rng() % w.shards);
+  // The choices, from 16-bit parts of one output: the debit's shard, whether the pair
+  // crosses, to which other shard, whether it is between hot accounts.
+  const uint64_t r = rng();
+  const auto part = [r](int k, uint32_t range) { return uint32_t((((r >> (16 * k)) & 0xffff) * range) >> 16); };
+  const uint32_t sd = part(0, w.shards);
   uint32_t sc = sd;
-  if (w.shards > 1 && rng() % 100 < w.cross_pct) sc = (sd + 1 + uint32_t(rng() % (w.shards - 1))) % w.shards;
-  const bool hot = w.hot_pct > 0 && rng() % 100 < w.hot_pct;
+  if (w.shards > 1 && part(1, 100) < w.cross_pct) sc = (sd + 1 + part(2, w.shards - 1)) % w.shards;
+  const bool hot = w.hot_pct > 0 && part(3, 100) < w.hot_pct;
   const auto span = [&](const std::vector<uint64_t>& v) {
     return hot ? std::min<size_t>(v.size(), w.hot_accounts) : v.size();
   };
   // An account of `shard`, uniform among them. Not hot: ids drawn until one lives there
-  // (as many draws as shards on average), which reads no memory: reading the shard's
-  // list missed the cache twice a transfer, half of the generator's CPU at the engine's
-  // maximum with 2 shards (perf/RESULTS.md, twenty-fifth session). The list serves the
-  // hot set, and any draw after draw_limit misses (with 32 shards, 13% of them).
+  // (draw_on: as many draws as shards on average), which reads no memory: reading the
+  // shard's list missed the cache twice a transfer, half of the generator's CPU at the
+  // engine's maximum with 2 shards (perf/RESULTS.md, twenty-fifth session). The list
+  // serves the hot set, and any draw after draw_limit misses (with 32 shards, 13% of
+  // them).
   const auto account_on = [&](uint32_t shard) {
     const auto& v = by_shard_[shard];
-    if (!hot)
-      for (int i = 0; i < draw_limit; ++i) {
-        const uint64_t id = w.first_account + uint64_t((static_cast<unsigned __int128>(rng()) * w.accounts) >> 64);
-        if (actors::shard_of(id, w.shards) == shard) return id;
-      }
+    if (!hot) {
+      const uint64_t id = w.shards == 1   ? draw_on<2>(w, rng, shard, 1)
+                          : w.shards == 2 ? draw_on<4>(w, rng, shard, draw_limit / 4)
+                                          : draw_on<8>(w, rng, shard, draw_limit / 8);
+      if (id != 0) return id;
+    }
     return v[rng() % span(v)];
   };
   const uint64_t dr = account_on(sd);
