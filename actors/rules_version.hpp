@@ -323,6 +323,12 @@ constexpr uint16_t rules_payout_stays_while_may_pay = 38;
 // account could open a gateway's breaker for every user. The byte was reserved before
 // (an answer with it set was refused, reserved_field, as records of older builds replay).
 constexpr uint16_t rules_payout_declines = 39;
-constexpr uint16_t rules_newest = 39;
+// An order whose backoff after a timeout ends goes to the broker it timed out at again,
+// if that broker may still take it (enabled, a session up, not given up, its breaker
+// admitting it); else on by priority, that broker told to cancel. Before, it went to the
+// first broker by priority: one whose session had opened meanwhile got it after a single
+// timeout, while the first might be working it (payouts do so since rules_payout_routes).
+constexpr uint16_t rules_order_retry_same_broker = 40;
+constexpr uint16_t rules_newest = 40;
 
 }  // namespace mesob::actors

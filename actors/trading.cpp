@@ -312,6 +312,27 @@ void table::timed_out(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t
   touch(wallet, w);
 }
 
+// An order whose backoff after a timeout ended (timed_out chose to try its broker again,
+// rules_order_retry_same_broker): that broker still, if it may take it; else route(), the
+// next by priority, that broker told to cancel (send). An order ending, at attempts_max
+// or held by a halt goes where route() sends it.
+void table::retry_after_backoff(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now) {
+  touch(wallet, w);
+  if (e.ending == order_state::open && e.attempts.size() - e.routing_base < attempts_max &&
+      !held_by_halt(wallet, e, now)) {
+    const uint32_t g = e.attempts.back();
+    const auto cands = brokers(e.o.currency);
+    const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+    if (it != cands.end() && it->enabled && it->up &&
+        std::find(e.given_up.begin(), e.given_up.end(), g) == e.given_up.end() && admits(g, wallet, e.o.id, now)) {
+      send(wallet, w, e, *it, now);
+      return;
+    }
+  }
+  if (route_state(e.routing) == route_state::halted) return;  // (held_by_halt took it)
+  route(wallet, w, e, now);
+}
+
 void table::make_dead(uint64_t wallet, wallet_entry& w, order_entry& e, dead_reason why, uint64_t now) {
   set_routing(e, route_state::dead);
   e.dead = uint8_t(why);
@@ -858,7 +879,8 @@ void table::reset(uint64_t ts) {
     // payout in flight does with its gateway (rules 10): one sent and not acknowledged
     // waits an answer timeout from now for it (its session reopening pushes it again),
     // and one waiting out its backoff after a timeout there keeps at least that long;
-    // then it goes on as after any timeout (the next broker, the first told to stop).
+    // then it goes on as after any timeout (the next broker, the first told to stop; from
+    // rules_order_retry_same_broker a backoff's end tries that broker again first).
     // Before, both went to the first broker to come up, while the first might be working it.
     const uint32_t last = e.attempts.empty() ? 0 : e.attempts.back();
     const bool backing_off = rs == route_state::waiting && e.wait_since == 0 && e.route_due != 0 && last != 0;
@@ -988,7 +1010,11 @@ void table::run_due(uint64_t now) {
     if (d.w == why::route) {
       if (e.route_due != d.at) continue;  // moved since
       e.route_due = 0;
+      // Waiting with no wait begun, after attempts of this routing: a backoff that ended.
+      const bool backed_off = e.wait_since == 0 && e.attempts.size() > e.routing_base;
       if (route_state(e.routing) == route_state::sent) timed_out(d.wallet, w, e, now);
+      else if (route_state(e.routing) == route_state::waiting && backed_off && rules_ >= rules_order_retry_same_broker)
+        retry_after_backoff(d.wallet, w, e, now);
       else if (route_state(e.routing) == route_state::waiting) route(d.wallet, w, e, now);
       continue;
     }

@@ -1194,6 +1194,32 @@ uint64_t orders_dead(engine::engine& e) {
 }
 }  // namespace
 
+// A backoff's end goes to the broker that timed out again while it may take it, not to
+// a broker first by priority whose session opened during the backoff (rules version 40;
+// before, broker-a got the order after one timeout at broker-b, which might be working
+// it). No cancel goes to broker-b: the order stays there.
+TEST_F(orders_engine, ARetryAfterABackoffStaysWithItsBrokerWhenABetterOneComesUp) {
+  up("broker-b");
+  const uint32_t bb = number("broker-b");
+  ASSERT_EQ(place(buy(101, a_, 20, 105)), result::ok);
+  ASSERT_EQ(order(101).broker, bb) << "broker-a has no session";
+  fx_.advance_s(6);  // broker-b's answer timeout (5 s) passes: a backoff
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 1u; }));
+  EXPECT_EQ(order(101).routing, uint8_t(actors::trading::route_state::waiting));
+  up("broker-a");
+  EXPECT_EQ(order(101).routing, uint8_t(actors::trading::route_state::waiting)) << "broker-a does not take it now";
+  clear_sent();
+  fx_.advance_s(4);  // the backoff ends
+  ASSERT_TRUE(eventually([&] { return order(101).attempts == 2; }));
+  const auto o = order(101);
+  EXPECT_EQ(o.broker, bb) << "the same broker while it may";
+  EXPECT_EQ(o.routing, uint8_t(actors::trading::route_state::sent));
+  for (const auto& [g, in] : sent()) {
+    EXPECT_EQ(g, "broker-b");
+    EXPECT_EQ(in.kind, wire::order_instruction_kind::work) << "no cancel";
+  }
+}
+
 TEST_F(orders_engine, AnUnacknowledgedOrderIsRetriedThenFallsBackToTheNextBroker) {
   up("broker-a");
   up("broker-b");
