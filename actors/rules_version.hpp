@@ -328,6 +328,8 @@ constexpr uint16_t rules_payout_declines = 39;
 // admitting it); else on by priority, that broker told to cancel. Before, it went to the
 // first broker by priority: one whose session had opened meanwhile got it after a single
 // timeout, while the first might be working it (payouts do so since rules_payout_routes).
+// So does an order sent and then held by a halt (its broker's session opening during the
+// halt) when the halt ends: before, the first broker by priority got it.
 constexpr uint16_t rules_order_retry_same_broker = 40;
 constexpr uint16_t rules_newest = 40;
 

@@ -312,11 +312,12 @@ void table::timed_out(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t
   touch(wallet, w);
 }
 
-// An order whose backoff after a timeout ended (timed_out chose to try its broker again,
-// rules_order_retry_same_broker): that broker still, if it may take it; else route(), the
-// next by priority, that broker told to cancel (send). An order ending, at attempts_max
-// or held by a halt goes where route() sends it.
-void table::retry_after_backoff(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now) {
+// An order whose backoff after a timeout ended (timed_out chose to try its broker again),
+// or one sent before a halt held it, whose halt ended (rules_order_retry_same_broker):
+// the broker of its last attempt still, if it may take it; else route(), the next by
+// priority, that broker told to cancel (send). An order ending, at attempts_max or held
+// by a halt goes where route() sends it.
+void table::route_to_last(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now) {
   touch(wallet, w);
   if (e.ending == order_state::open && e.attempts.size() - e.routing_base < attempts_max &&
       !held_by_halt(wallet, e, now)) {
@@ -833,7 +834,12 @@ void table::market_changed(uint64_t ts) {
         continue;
       }
       set_routing(*e, route_state::waiting);
-      route(wallet, *w, *e, ts);
+      // One sent before the halt held it: back to that broker while it may take it (it
+      // may have the order), as after a backoff (rules_order_retry_same_broker).
+      if (rules_ >= rules_order_retry_same_broker && e->attempts.size() > e->routing_base)
+        route_to_last(wallet, *w, *e, ts);
+      else
+        route(wallet, *w, *e, ts);
     }
   }
 }
@@ -1014,7 +1020,7 @@ void table::run_due(uint64_t now) {
       const bool backed_off = e.wait_since == 0 && e.attempts.size() > e.routing_base;
       if (route_state(e.routing) == route_state::sent) timed_out(d.wallet, w, e, now);
       else if (route_state(e.routing) == route_state::waiting && backed_off && rules_ >= rules_order_retry_same_broker)
-        retry_after_backoff(d.wallet, w, e, now);
+        route_to_last(d.wallet, w, e, now);
       else if (route_state(e.routing) == route_state::waiting) route(d.wallet, w, e, now);
       continue;
     }

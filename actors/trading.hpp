@@ -32,7 +32,8 @@
 // the next (the fallback broker), the first told to cancel. (The backoff's end goes to
 // that broker again if it is still enabled, up, not given up and admitted by its
 // breaker, else on by priority: rules version 40; before, by priority, so a broker whose
-// session opened meanwhile got the order after a single timeout.) A broker whose last session
+// session opened meanwhile got the order after a single timeout. An order sent and then
+// held by a halt goes back to its broker the same way when the halt ends.) A broker whose last session
 // closes hands its unacknowledged orders on at once, as does one that loses the broker
 // role while sessions of it are still counted (rules version 20); a restart (the engine's session
 // reset) leaves an unacknowledged order, or one backing off after a timeout, with its
@@ -378,7 +379,7 @@ class table {
   void route(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
   void send(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, const broker_info& b, uint64_t now);
   void timed_out(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
-  void retry_after_backoff(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
+  void route_to_last(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
   void make_dead(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, dead_reason why, uint64_t now);
   void set_routing(portfolio::order_entry& e, route_state s);
   // A closed order leaves routing (its broker stays, for look-ups).

@@ -1690,6 +1690,29 @@ TEST_F(orders_engine_replay, ASessionOpeningDuringAHaltHoldsTheOrderItWouldPushA
   expect_balanced();
 }
 
+// An order sent and then held by a halt (its broker's session opening while halted) goes
+// back to that broker when the halt ends, not to one of higher priority that came up
+// meanwhile: the first may have it (rules version 40; before, broker-a got it and
+// broker-b was told to cancel).
+TEST_F(orders_engine, AnOrderHeldByAHaltGoesBackToItsBrokerWhenTheHaltEnds) {
+  using actors::trading::route_state;
+  up("broker-b");
+  ASSERT_EQ(place(buy(162, a_, 10, 105)), result::ok);
+  ASSERT_EQ(order(162).broker, number("broker-b"));
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::halt)}).results.at(0), result::ok);
+  up("broker-b");  // another session of it
+  ASSERT_EQ(route_state(order(162).routing), route_state::halted);
+  up("broker-a");
+  clear_sent();
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
+  sync();
+  const auto s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_TRUE(is_instruction(s[0], "broker-b", 162, wire::order_instruction_kind::work));
+  EXPECT_EQ(s[0].second.attempt, 2);
+  EXPECT_EQ(order(162).broker, number("broker-b"));
+}
+
 // An ending order waits for the brokers that could still answer and have not heard: an
 // enabled broker with no session open, whatever currencies it serves now. One that has a
 // session open heard; one withdrawn cannot answer (rules version 29; before, a broker
