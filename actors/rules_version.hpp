@@ -331,6 +331,11 @@ constexpr uint16_t rules_payout_declines = 39;
 // So does an order sent and then held by a halt (its broker's session opening during the
 // halt) when the halt ends: before, the first broker by priority got it.
 constexpr uint16_t rules_order_retry_same_broker = 40;
+// A fill that completes an order, from a broker withdrawn since (its answer sequenced
+// after the change), closes the order without first making it a dead letter, as a
+// reject that ends one does since rules_closing_answer_not_dead: before, an order_dead
+// event came just ahead of the fill's close.
+constexpr uint16_t rules_completing_fill_not_dead = 40;
 constexpr uint16_t rules_newest = 40;
 
 }  // namespace mesob::actors

@@ -574,8 +574,11 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
     --open_;
     if (e->ending != order_state::open) --ending_;
     e->reason = 0;  // (an order ending as rejected that fills after all is filled)
-    // Filled in full: every other broker it went to is told to stop.
-    if (e->broker == a.gateway) acknowledged(a.wallet, *w, *e, a.gateway, ts);  // (its breaker's outcome)
+    // Filled in full: every other broker it went to is told to stop. (Closing: from
+    // rules_completing_fill_not_dead a broker withdrawn since does not make it a dead
+    // letter first, as its reject that ends an order does not.)
+    if (e->broker == a.gateway)  // (its breaker's outcome)
+      acknowledged(a.wallet, *w, *e, a.gateway, ts, rules_ >= rules_completing_fill_not_dead);
     cancel_at_brokers(*e, a.gateway);
     retire(*e);
   }

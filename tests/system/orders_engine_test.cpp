@@ -1793,6 +1793,36 @@ TEST_F(orders_engine, AWithdrawnBrokersRejectClosesTheOrderWithoutADeadLetter) {
   fx_.open();
 }
 
+// The same for a fill that completes the order, from a broker disabled since (its
+// session not yet closed: the order still sent there), rules version 40; before, an
+// order_dead event came just ahead of the fill that closed it.
+TEST_F(orders_engine, AWithdrawnBrokersCompletingFillClosesTheOrderWithoutADeadLetter) {
+  up("broker-a");
+  ASSERT_EQ(place(buy(181, a_, 10, 100)), result::ok);
+  ASSERT_EQ(order(181).routing, uint8_t(actors::trading::route_state::sent));
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "broker-a");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);  // its session not yet closed
+  sync();
+  ASSERT_EQ(order(181).broker, number("broker-a")) << "still sent there";
+  ASSERT_EQ(answer("broker-a", fill(181, 1, 10, 100)), result::ok);
+  EXPECT_EQ(order(181).state, uint8_t(actors::portfolio::order_state::filled));
+  EXPECT_EQ(account(a_).debits_pending, 0u);
+  EXPECT_EQ(account(a_).debits_posted, 1000u);
+  expect_balanced();
+  fx_.close();
+  size_t dead = 0, fills = 0;
+  for (const auto& ev : test::all_events(fx_.dir())) {
+    dead += ev.type == wire::event_type::order_dead && ev.ref.lo == 181;
+    fills += ev.type == wire::event_type::order_answer && ev.ref.lo == 181 &&
+             ev.code == uint16_t(wire::order_answer_kind::fill);
+  }
+  EXPECT_EQ(dead, 0u);
+  EXPECT_EQ(fills, 1u);
+  fx_.open();
+}
+
 // An ending order's day-long cap is of the engine's up time: downtime does not count, so
 // a day passing while the engine is down does not close it at the start, its hold
 // released before its broker could say whether it filled it; and a quiet spell before
