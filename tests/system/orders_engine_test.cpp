@@ -215,6 +215,18 @@ class orders_engine : public ::testing::Test {
   }
   // An ending order's day-long cap is of the engine's up time (rules version 35).
   void ending_order_day_skips_downtime();
+  // Order `id`'s order_dead events and its answers of `kind`, from the event log (the
+  // engine closed to read it, then opened again).
+  std::pair<size_t, size_t> dead_letters_and_answers(uint64_t id, wire::order_answer_kind kind) {
+    fx_.close();
+    std::pair<size_t, size_t> n{0, 0};
+    for (const auto& ev : test::all_events(fx_.dir())) {
+      n.first += ev.type == wire::event_type::order_dead && ev.ref.lo == id;
+      n.second += ev.type == wire::event_type::order_answer && ev.ref.lo == id && ev.code == uint16_t(kind);
+    }
+    fx_.open();
+    return n;
+  }
   // The admin audit's check (engine::check_balances).
   void expect_balanced() {
     const auto check = e().check_balances();
@@ -1781,16 +1793,7 @@ TEST_F(orders_engine, AWithdrawnBrokersRejectClosesTheOrderWithoutADeadLetter) {
   EXPECT_EQ(order(180).reason, 9);
   EXPECT_EQ(account(a_).debits_pending, 0u);
   expect_balanced();
-  fx_.close();
-  size_t dead = 0, rejects = 0;
-  for (const auto& ev : test::all_events(fx_.dir())) {
-    dead += ev.type == wire::event_type::order_dead && ev.ref.lo == 180;
-    rejects += ev.type == wire::event_type::order_answer && ev.ref.lo == 180 &&
-               ev.code == uint16_t(wire::order_answer_kind::reject);
-  }
-  EXPECT_EQ(dead, 0u);
-  EXPECT_EQ(rejects, 1u);
-  fx_.open();
+  EXPECT_EQ(dead_letters_and_answers(180, wire::order_answer_kind::reject), std::make_pair(size_t(0), size_t(1)));
 }
 
 // The same for a fill that completes the order, from a broker disabled since (its
@@ -1811,16 +1814,7 @@ TEST_F(orders_engine, AWithdrawnBrokersCompletingFillClosesTheOrderWithoutADeadL
   EXPECT_EQ(account(a_).debits_pending, 0u);
   EXPECT_EQ(account(a_).debits_posted, 1000u);
   expect_balanced();
-  fx_.close();
-  size_t dead = 0, fills = 0;
-  for (const auto& ev : test::all_events(fx_.dir())) {
-    dead += ev.type == wire::event_type::order_dead && ev.ref.lo == 181;
-    fills += ev.type == wire::event_type::order_answer && ev.ref.lo == 181 &&
-             ev.code == uint16_t(wire::order_answer_kind::fill);
-  }
-  EXPECT_EQ(dead, 0u);
-  EXPECT_EQ(fills, 1u);
-  fx_.open();
+  EXPECT_EQ(dead_letters_and_answers(181, wire::order_answer_kind::fill), std::make_pair(size_t(0), size_t(1)));
 }
 
 // An ending order's day-long cap is of the engine's up time: downtime does not count, so

@@ -179,6 +179,13 @@ class payout_engine : public ::testing::Test {
     return r.payouts.empty() ? actors::payouts::payout_entry{} : r.payouts[0];
   }
   bool resolved(uint64_t id) { return e().lookup_payouts(id, 1).payouts.empty(); }
+  // Gateway g's breaker at the desk of payout account `desk`.
+  actors::payouts::breaker breaker_at(uint64_t desk, const char* g) {
+    for (const auto& row : e().lookup_payouts(0, 0).breakers)
+      if (row.desk == desk && row.gateway == number(g)) return row.b;
+    ADD_FAILURE() << "no breaker for " << g << " at desk " << desk;
+    return actors::payouts::breaker{};
+  }
   wire::account account(uint64_t id) { return e().lookup_accounts({id}).accounts.at(0); }
   uint64_t available(uint64_t wallet) {
     const auto a = account(wallet);
@@ -698,12 +705,7 @@ TEST_F(payout_engine, breaker_opens_on_failures_probes_half_open_and_closes) {
   }
   take();
   const uint64_t desk = actors::payouts::desk_account_for(etb, actors::shard_of(1, fx_.shards()), fx_.shards());
-  auto alpha_breaker = [&] {
-    for (const auto& row : e().lookup_payouts(0, 0).breakers)
-      if (row.desk == desk && row.gateway == number("alpha")) return row.b;
-    ADD_FAILURE() << "no breaker for alpha at desk " << desk;
-    return actors::payouts::breaker{};
-  };
+  auto alpha_breaker = [&] { return breaker_at(desk, "alpha"); };
   EXPECT_EQ(alpha_breaker().ph, actors::payouts::breaker::phase::open);
   EXPECT_EQ(alpha_breaker().failed, 20u);
   // Open: new payouts go to beta.
@@ -765,12 +767,7 @@ TEST_F(payout_engine, declines_void_their_holds_and_never_open_the_breaker) {
   const auto w = wallets_on(actors::shard_of(1, fx_.shards()));
   ASSERT_GE(w.size(), 1u);
   const uint64_t desk = actors::payouts::desk_account_for(etb, actors::shard_of(1, fx_.shards()), fx_.shards());
-  auto alpha_breaker = [&] {
-    for (const auto& row : e().lookup_payouts(0, 0).breakers)
-      if (row.desk == desk && row.gateway == number("alpha")) return row.b;
-    ADD_FAILURE() << "no breaker for alpha at desk " << desk;
-    return actors::payouts::breaker{};
-  };
+  auto alpha_breaker = [&] { return breaker_at(desk, "alpha"); };
   auto declined = [](uint64_t id) {
     wire::payout_answer a = etb_payout_answer(id, 1, 10, wire::payout_outcome::failed);
     a.failure = wire::payout_failure::declined;
