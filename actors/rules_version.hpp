@@ -336,6 +336,12 @@ constexpr uint16_t rules_order_retry_same_broker = 40;
 // reject that ends one does since rules_closing_answer_not_dead: before, an order_dead
 // event came just ahead of the fill's close.
 constexpr uint16_t rules_completing_fill_not_dead = 40;
+// Orders waiting for a broker look again when a registry change makes a broker with a
+// session up serve a currency it did not: it takes them at once. Before, they
+// waited for a broker's session to open (or the broker role given to one with sessions
+// up), up to route_wait_max_ns (10 minutes) and then became dead letters, while a broker
+// that could take them was up.
+constexpr uint16_t rules_waiting_orders_look_again = 40;
 constexpr uint16_t rules_newest = 40;
 
 }  // namespace mesob::actors

@@ -572,6 +572,22 @@ void shard::execute(batch& b) {
             const bool disabled = had_role && was->enabled && !g.enabled;
             if (role_lost || disabled) trading_.broker_withdrawn(g.number, ts);
           }
+        // A broker already up (the role and sessions before and after, enabled, neither
+        // disabled nor rotated in this batch: its sessions stay) that now serves a
+        // currency it did not: the orders waiting for a broker look again
+        // (rules_waiting_orders_look_again). A broker new to the role was broker_up above.
+        if (b.rules >= rules_waiting_orders_look_again) {
+          bool serves_more = false;
+          for (const auto& g : b.registry_after->all()) {
+            const auto* was = was_of(g);
+            if (!was || !broker_was(g) || !(g.roles & wire::roles::broker) || !g.enabled || !was->enabled ||
+                was->disabled_at != g.disabled_at || was->secret_rotated_at != g.secret_rotated_at ||
+                desks_.sessions(g.number) == 0)
+              continue;
+            for (const auto& gc : g.currencies) serves_more = serves_more || !was->serves(gc.currency);
+          }
+          if (serves_more) trading_.route_waiting(ts);
+        }
       }
       break;
     }

@@ -804,6 +804,10 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
       if (e.ending != order_state::open) told_again(wallet, w, e, ts);
     }
   });
+  route_waiting(ts);
+}
+
+void table::route_waiting(uint64_t ts) {
   // Orders waiting for a broker, in order id order.
   std::vector<std::pair<uint64_t, uint64_t>> waiting(unrouted_.begin(), unrouted_.end());
   for (const auto& [id, wallet] : waiting) {

@@ -40,8 +40,8 @@
 // broker for an answer timeout from the start, pushed again when that broker's session
 // opens, then on as after a timeout (rules version 35; before, the first broker to come
 // back got it, while the first might be working it). An order
-// with no broker to take it waits (for a session to open, or each route_poll_ns while
-// breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,
+// with no broker to take it waits (for a session to open, a broker up given its currency
+// from rules version 40, or each route_poll_ns while breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,
 // or with every broker of its currency given up, it becomes a *dead letter*
 // (`order_dead`): open, its hold kept, answers still taken, until an operator retries it
 // (routes afresh: `order_retries`) or anyone cancels it. A retry is the fallback an
@@ -267,6 +267,10 @@ class table {
   // unacknowledged with their answer due from now), those it had and does not are
   // cancelled there, and orders waiting for a broker are routed.
   void broker_up(uint32_t gateway, uint64_t ts);
+  // Orders waiting for a broker look again now (in order id order): a registry change gave
+  // a broker with a session up a currency (rules_waiting_orders_look_again; before, they
+  // waited for a session to open or their wait's end, up to route_wait_max_ns).
+  void route_waiting(uint64_t ts);
   // The last session of broker `gateway` closed, or it lost the broker role: its
   // unacknowledged orders go on at once.
   void broker_down(uint32_t gateway, uint64_t ts);

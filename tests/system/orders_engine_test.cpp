@@ -1702,6 +1702,34 @@ TEST_F(orders_engine_replay, ASessionOpeningDuringAHaltHoldsTheOrderItWouldPushA
   expect_balanced();
 }
 
+// An order waiting for a broker is routed when a registry change makes a broker with a
+// session up serve its currency (rules version 40; before, it waited for a session to
+// open, up to 10 minutes, and then became a dead letter).
+TEST_F(orders_engine, AWaitingOrderGoesToABrokerUpThatNowServesItsCurrency) {
+  // (Its USD settlement account another than its ETB one, which is of ETB.)
+  const auto update = [](const char* id, uint32_t priority, wire::currency_code c) {
+    auto u = broker_registration(id, priority);
+    u.kind = wire::gateway_op_kind::update;
+    u.secret_bytes = 0;
+    std::memset(u.secret, 0, sizeof u.secret);
+    u.currencies[0] = {c, 0, c == etb ? settlement + priority : settlement + 50};
+    return u;
+  };
+  ASSERT_EQ(e().gateways({update("broker-a", 10, wire::currency("USD"))}).results.at(0), result::ok);
+  up("broker-a");
+  clear_sent();
+  ASSERT_EQ(place(buy(163, a_, 10, 105)), result::ok);
+  EXPECT_EQ(order(163).routing, uint8_t(actors::trading::route_state::waiting)) << "no broker serves ETB";
+  EXPECT_TRUE(sent().empty());
+  ASSERT_EQ(e().gateways({update("broker-a", 10, etb)}).results.at(0), result::ok);
+  sync();
+  EXPECT_EQ(order(163).routing, uint8_t(actors::trading::route_state::sent));
+  EXPECT_EQ(order(163).broker, number("broker-a"));
+  const auto s = sent();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_TRUE(is_instruction(s[0], "broker-a", 163, wire::order_instruction_kind::work));
+}
+
 // An order sent and then held by a halt (its broker's session opening while halted) goes
 // back to that broker when the halt ends, not to one of higher priority that came up
 // meanwhile: the first may have it (rules version 40; before, broker-a got it and
