@@ -16,6 +16,18 @@ import sys
 import tempfile
 import time
 
+
+def accounts_when(client, ids, done):
+    """The accounts `ids`, looked up until done(accounts) holds (at most about 2 s): what
+    answers set going (posts, voids, sweeps) runs after the answer."""
+    for _ in range(200):
+        accounts = client.lookup_accounts(ids)
+        if done(accounts):
+            break
+        time.sleep(0.01)
+    return accounts
+
+
 mesobd, generated, helper, console = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 sys.path[:0] = [generated, helper]
 with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
@@ -57,11 +69,7 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert tb.payout_answers([ans]) == [0]
     assert tb.payout_answers([ans]) == [176]  # a duplicate: payout_already_resolved
     # The post is at once; the sweep into the settlement account follows it.
-    for _ in range(200):
-        wallet, settlement = pay.lookup_accounts([301, 9001])
-        if settlement["credits_posted"] == 1200:
-            break
-        time.sleep(0.01)
+    wallet, settlement = accounts_when(pay, [301, 9001], lambda a: a[1]["credits_posted"] == 1200)
     assert wallet["credits_posted"] == 5000 and wallet["debits_posted"] == 1200, wallet
     assert settlement["debits_posted"] == 5000 and settlement["credits_posted"] == 1200, settlement
     # A payout the destination declines: failed, marked declined; the hold is voided.
@@ -71,11 +79,7 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     declined = dict(payout_id=6, attempt=1, amount=300, currency="ETB", outcome=Client.FAILED, reason=53)
     assert tb.payout_answers([dict(declined, outcome=Client.SETTLED, failure=Client.DECLINED)]) == [178]  # invalid
     assert tb.payout_answers([dict(declined, failure=Client.DECLINED)]) == [0]
-    for _ in range(200):
-        wallet = pay.lookup_accounts([301])[0]
-        if wallet["debits_pending"] == 0:
-            break
-        time.sleep(0.01)
+    wallet = accounts_when(pay, [301], lambda a: a[0]["debits_pending"] == 0)[0]
     assert wallet["debits_pending"] == 0 and wallet["debits_posted"] == 1200, wallet
     print("gateway: deposit, payout, answer, decline: ok")
 
@@ -112,11 +116,7 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert ins[0]["destination"] == 251900000312, ins
     assert tb.payout_answers([dict(payout_id=ins[0]["payout_id"], attempt=ins[0]["attempt"], amount=2000,
                                    currency="ETB", outcome=Client.SETTLED)]) == [0]
-    for _ in range(200):
-        w312 = pay.lookup_accounts([312])[0]
-        if w312["debits_posted"] == 4000:
-            break
-        time.sleep(0.01)
+    w312 = accounts_when(pay, [312], lambda a: a[0]["debits_posted"] == 4000)[0]
     # Paid in 2 x 1000, received the pot of 2000 and sent it on.
     assert w312["credits_posted"] == 7000 and w312["debits_posted"] == 4000, w312
     print("equb payout through a gateway: ok")
