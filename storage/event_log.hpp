@@ -220,7 +220,7 @@ class event_log {
     std::atomic<uint32_t> len{0};
   };
   static constexpr uint64_t packed_bytes = 16ull << 20;
-  uint8_t* packed_ = nullptr;  // malloc'ed: pages come in as chunks arrive
+  uint8_t* packed_ = nullptr;  // mapped (huge pages): pages come in as chunks arrive
   uint64_t packed_backed_ = 0;  // its bytes [0, this) are backed (a first pass: packed_end_ only grows)
   std::unique_ptr<packed_slot[]> packed_slots_;
   uint64_t packed_slot_mask_ = 0;

@@ -22,10 +22,11 @@ namespace mesob {
 inline constexpr size_t huge_page_bytes = size_t(2) << 20;
 inline constexpr size_t huge_alloc_min = size_t(4) << 20;
 
-inline void* huge_map(size_t bytes) {
+// Null when the memory cannot be mapped.
+inline void* huge_map_or_null(size_t bytes) noexcept {
   const size_t len = (bytes + huge_page_bytes - 1) & ~(huge_page_bytes - 1);
   void* raw = ::mmap(nullptr, len + huge_page_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) throw std::bad_alloc();
+  if (raw == MAP_FAILED) return nullptr;
   const auto start = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned = (start + huge_page_bytes - 1) & ~uintptr_t(huge_page_bytes - 1);
   if (aligned > start) ::munmap(raw, aligned - start);
@@ -33,6 +34,11 @@ inline void* huge_map(size_t bytes) {
   if (end > aligned + len) ::munmap(reinterpret_cast<void*>(aligned + len), end - (aligned + len));
   ::madvise(reinterpret_cast<void*>(aligned), len, MADV_HUGEPAGE);
   return reinterpret_cast<void*>(aligned);
+}
+inline void* huge_map(size_t bytes) {
+  void* p = huge_map_or_null(bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
 }
 
 // Backs every page holding a byte of [p, p + bytes) now, in one system call
@@ -58,7 +64,7 @@ inline bool populate_pages(void* p, size_t bytes) {
 }
 
 inline void huge_unmap(void* p, size_t bytes) {
-  ::munmap(p, (bytes + huge_page_bytes - 1) & ~(huge_page_bytes - 1));
+  if (p != nullptr) ::munmap(p, (bytes + huge_page_bytes - 1) & ~(huge_page_bytes - 1));
 }
 
 template <class T>
