@@ -310,8 +310,7 @@ std::shared_ptr<event_log::segment_file> event_log::new_segment_file(uint64_t in
 }
 
 uint64_t event_log::memory_bytes(uint64_t ring_events) {
-  const uint64_t ring = (ring_events * event_bytes + huge_page_bytes - 1) / huge_page_bytes * huge_page_bytes;
-  return ring + packed_bytes + ring_events / fmt::group_events * sizeof(packed_slot) + block +
+  return big_buffer_bytes(ring_events * event_bytes) + big_buffer_bytes(packed_bytes) + ring_events / fmt::group_events * sizeof(packed_slot) + block +
          std::max(write_bytes_max, seal_bytes_max);
 }
 
@@ -548,15 +547,13 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
   log->durable_end_.store(log->next_offset_);
   log->written_end_.store(log->next_offset_);
   log->bytes_.store(bytes);
-  // The rings on huge pages where the kernel allows: each append writes slots of a ring
-  // far larger than the caches, and with 4 KiB pages the TLB misses (page walks, costly
-  // under a hypervisor) took about a sixth of the writer's time (perf/RESULTS.md,
-  // seventy-fourth session).
-  log->ring_ = static_cast<wire::event*>(huge_map_or_null(opt.ring_events * event_bytes));
+  // (With 4 KiB pages the TLB misses of the ring's stores took about a sixth of the
+  // writer's time.)
+  log->ring_ = static_cast<wire::event*>(big_buffer(opt.ring_events * event_bytes, alignof(wire::event)));
   log->ring_mask_ = opt.ring_events - 1;
   log->ring_writing_.store(log->next_offset_);
   log->ring_first_.store(log->next_offset_);
-  log->packed_ = static_cast<uint8_t*>(huge_map_or_null(packed_bytes));
+  log->packed_ = static_cast<uint8_t*>(big_buffer(packed_bytes, 64));
   log->packed_slot_mask_ = opt.ring_events / fmt::group_events - 1;
   log->packed_slots_ = std::make_unique<packed_slot[]>(log->packed_slot_mask_ + 1);
   log->tail_ = aligned_bytes(block);
@@ -582,8 +579,8 @@ event_log::~event_log() {
   if (append_fd_ >= 0) ::close(append_fd_);
   std::free(tail_);
   std::free(stage_);
-  huge_unmap(ring_, (ring_mask_ + 1) * event_bytes);
-  huge_unmap(packed_, packed_bytes);
+  big_buffer_free(ring_, (ring_mask_ + 1) * event_bytes);
+  big_buffer_free(packed_, packed_bytes);
 }
 
 bool event_log::open_for_append(uint64_t index, std::string* error) {
