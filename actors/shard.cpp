@@ -142,6 +142,11 @@ pending_info* shard::local_pending(uint64_t serial) {
   return i ? &pendings_[*i] : nullptr;
 }
 
+const pending_info* shard::open_pending(uint64_t serial) const {
+  const uint32_t* i = pending_index_.find(serial + 1);
+  return i && pendings_[*i].state == pending_state::pending ? &pendings_[*i] : nullptr;
+}
+
 // Called before an account changes. An account still owed to a checkpoint cut in
 // progress is copied first (copy-on-write), so the cut sees it as it was.
 void shard::mark_dirty(uint32_t idx) {

@@ -112,6 +112,9 @@ class shard {
   [[nodiscard]] equb::group_table& groups() { return groups_; }
   // Pending transfers still pending here (at recovery, after the snapshot's are loaded).
   [[nodiscard]] uint64_t pending_open() const { return pending_open_; }
+  // The pending transfer of `serial` when it is resident here and still pending (idle:
+  // the engine's checks at recovery).
+  [[nodiscard]] const pending_info* open_pending(uint64_t serial) const;
   // The payout desks this shard hosts, and its copy of the gateway registry and sessions
   // (actors/payout_desk.hpp).
   [[nodiscard]] payouts::desk_table& desks() { return desks_; }

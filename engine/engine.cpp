@@ -3104,6 +3104,32 @@ class engine_impl {
                " account rows but the snapshot meta says " + std::to_string(meta->accounts);
       return false;
     }
+    // Each open pending row is the transfer its record made (make_pending): a post or void
+    // is routed by the record's accounts and applied to the row's, so rows that disagree
+    // with their records, however well their totals add up, would move another
+    // customer's money. (A record before the resident window is read from the snapshot:
+    // one row's columns.)
+    auto pending_disagrees = [](const actors::pending_info& p, const actors::transfer_record& r) -> std::string {
+      const wire::transfer& t = r.t;
+      if (r.result != uint32_t(result::ok))
+        return "its transfer record's outcome is " + std::string(wire::result_name(result(r.result)));
+      if (!(t.flags & wire::transfer_flags::pending)) return "its transfer record is not a pending transfer";
+      const uint64_t expires = t.timeout_s == 0 ? 0 : t.timestamp + uint64_t(t.timeout_s) * actors::ns_per_s;
+      if (t.debit_account_id == p.debit_account_id && t.credit_account_id == p.credit_account_id &&
+          t.amount == p.amount && t.currency == p.currency && expires == p.expires_at)
+        return {};
+      auto terms = [](uint64_t amount, wire::currency_code c, uint64_t dr, uint64_t cr, uint64_t exp) {
+        return std::to_string(amount) + " in " + wire::currency_name(c) + " from account " + std::to_string(dr) +
+               " to " + std::to_string(cr) + (exp == 0 ? std::string(", never expiring") : ", expiring at " + std::to_string(exp));
+      };
+      return "it holds " + terms(p.amount, p.currency, p.debit_account_id, p.credit_account_id, p.expires_at) +
+             " but its transfer record " + terms(t.amount, t.currency, t.debit_account_id, t.credit_account_id, expires);
+    };
+    auto pending_fault = [](uint64_t serial, const std::string& why) {
+      return "snapshot: the open pending transfer of serial " + std::to_string(serial) + ": " + why +
+             " (damaged rows; nothing was started)";
+    };
+    bool read_before_window = false;
     ok = snap_->scan(storage::table::pending, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::pending_info p;
       if (v.size() != sizeof p) return false;
@@ -3121,6 +3147,22 @@ class engine_impl {
         }
         *left -= p.amount;
       }
+      actors::transfer_record before_window;
+      if (!records_->resident(p.serial)) {
+        std::string err;
+        read_before_window = true;
+        if (!record_rows::get(*snap_, p.serial, &before_window, &err)) {
+          bad_row = pending_fault(p.serial, err.empty() ? "its transfer record is not in the snapshot"
+                                                        : "its transfer record cannot be read: " + err);
+          return false;
+        }
+      }
+      if (const std::string why =
+              pending_disagrees(p, records_->resident(p.serial) ? records_->at(p.serial) : before_window);
+          !why.empty()) {
+        bad_row = pending_fault(p.serial, why);
+        return false;
+      }
       ++rec_.pending_loaded;
       const uint32_t ds = shard_of(p.debit_account_id, shards_n_), cs = shard_of(p.credit_account_id, shards_n_);
       shards_[ds]->load_pending(p);
@@ -3129,6 +3171,7 @@ class engine_impl {
     }, error);
     if (!bad_row.empty()) *error = bad_row;
     if (!ok) return false;
+    if (read_before_window) snap_->release_pages();
     {
       uint64_t first = UINT64_MAX;  // the lowest account named: the same message each start
       for (const auto& [id, left] : pending_of)
@@ -3193,6 +3236,7 @@ class engine_impl {
               " but the group says " + std::to_string(expected);
         return false;
       }
+      if (why = group_names_disagree(e, *a); !why.empty()) return false;
       if (!number_taken(key, e.g.number)) return false;
       sh.groups().load(std::move(e));
       ++rec_.groups_loaded;
@@ -3329,6 +3373,9 @@ class engine_impl {
       return true;
     }, error);
     if (ok) {
+      // A desk's steps name its emitted chains (their transfer ids): two payouts on one
+      // step would send two chains under one id, the second refused as a repeat for good.
+      std::map<std::pair<uint64_t, uint64_t>, uint64_t> chain_steps;  // (desk, step) -> payout
       ok = snap_->scan(storage::table::payouts, [&](uint64_t key, std::span<const uint8_t> v) {
         actors::payouts::payout_entry p;
         if (!actors::payouts::decode_payout(v, &p, &why)) return false;
@@ -3336,6 +3383,12 @@ class engine_impl {
           why = "payout row " + std::to_string(key) + " holds payout " + std::to_string(p.id);
           return false;
         }
+        if (p.chain_step != 0)
+          if (const auto [it, fresh] = chain_steps.try_emplace({p.desk, p.chain_step}, p.id); !fresh) {
+            why = "payout " + std::to_string(p.id) + ": its chain's step " + std::to_string(p.chain_step) +
+                  " is payout " + std::to_string(it->second) + "'s";
+            return false;
+          }
         // Its past times come before the snapshot's clock (the last operation the cut
         // follows): one past it is damage (the desk's timers measure from them: a wait
         // since a time to come wraps and ends at once).
@@ -3408,6 +3461,116 @@ class engine_impl {
     return {};
   }
 
+  // Whether every account a group loaded from a snapshot names (its config's, its seats'
+  // wallets, its debts' creditors, its obligations' transfers' other sides) is one a
+  // group may name, as a request's accounts are checked (engine::equb_ops): there, of the
+  // group's currency, not an escrow or a settlement account (closed is allowed: named
+  // while they wait for replace_account). Obligations are sent again at a start without
+  // a request's checks: one naming a stranger's wallet would pay it escrow's money. ""
+  // when they all are, else the first that is not.
+  std::string group_names_disagree(const actors::equb::group_entry& e, const wire::account& escrow) {
+    const actors::equb::group_state& g = e.g;
+    const uint64_t id = g.cfg.group_id;
+    const std::string who = "group " + std::to_string(id) + ": ";
+    if (escrow.currency != g.cfg.currency)
+      return who + "its escrow account is in " + wire::currency_name(escrow.currency) + " but the group in " +
+             wire::currency_name(g.cfg.currency);
+    auto unfit = [&](uint64_t a, const char* as) -> std::string {
+      if (a == 0 || a == g.cfg.escrow_account_id) return {};
+      const wire::account* acc = shards_[shard_of(a, shards_n_)]->find_account(a);
+      if (acc && acc->kind != wire::account_kind::group_escrow && acc->kind != wire::account_kind::gateway_settlement &&
+          acc->currency == g.cfg.currency)
+        return {};
+      return who + "its " + as + " " + std::to_string(a) +
+             (acc ? " is not an account a group may name (a " + wire::currency_name(g.cfg.currency) +
+                        " account, not an escrow or a settlement account)"
+                  : std::string(" is missing"));
+    };
+    for (const auto& [a, as] : {std::pair{g.cfg.fee_account_id, "fee account"},
+                                std::pair{g.cfg.guarantor_account_id, "guarantor account"},
+                                std::pair{g.cfg.organizer_account_id, "organizer account"}})
+      if (std::string w = unfit(a, as); !w.empty()) return w;
+    for (const auto& seat : g.seats) {
+      if (std::string w = unfit(seat.wallet, "seat's wallet"); !w.empty()) return w;
+      for (const auto& d : seat.debts)
+        if (std::string w = unfit(d.creditor_account_id, "debt's creditor"); !w.empty()) return w;
+    }
+    for (const auto& o : e.owed)
+      for (const auto& m : o.transfers)
+        for (const uint64_t a : {m.debit_account_id, m.credit_account_id})
+          if (std::string w = unfit(a, "obligation's account"); !w.empty()) return w;
+    return {};
+  }
+
+  // What differs between a payout a desk holds and its hold (the open pending transfer
+  // payouts::hold_id(id) from its wallet to its desk's payout account); "" when they agree.
+  std::string payout_hold_disagrees(const actors::payouts::payout_entry& p) {
+    const int64_t s = ids_.find(actors::payouts::hold_id(p.id), [this](uint64_t x) { return record_id(x); });
+    if (s < 0) return "its hold is not among the transfers";
+    // (Resident on its debit account's shard and its credit account's.)
+    const actors::pending_info* h = shards_[shard_of(p.desk, shards_n_)]->open_pending(uint64_t(s));
+    if (h == nullptr) h = shards_[shard_of(p.wallet, shards_n_)]->open_pending(uint64_t(s));
+    if (h == nullptr) return "its hold (transfer serial " + std::to_string(s) + ") is not an open pending transfer";
+    if (h->debit_account_id == p.wallet && h->credit_account_id == p.desk && h->amount == p.amount &&
+        h->currency == p.currency)
+      return {};
+    return "it pays " + std::to_string(p.amount) + " in " + wire::currency_name(p.currency) + " from wallet " +
+           std::to_string(p.wallet) + " through payout account " + std::to_string(p.desk) +
+           " but its hold (transfer serial " + std::to_string(s) + ") holds " + std::to_string(h->amount) + " in " +
+           wire::currency_name(h->currency) + " from account " + std::to_string(h->debit_account_id) + " to " +
+           std::to_string(h->credit_account_id);
+  }
+
+  // Whether every settlement account a desk names (its sweeps' targets, its payouts'
+  // gateways' accounts as sent) is a settlement account of the desk's currency, and every
+  // gateway it names (breakers, payouts' attempts, waits and settlers) is registered: a
+  // sweep is emitted without the checks a request gets, and would credit any account of
+  // the currency (a customer's wallet); a payout waiting on a gateway that does not exist
+  // waits for good. "" when they all hold, else the first that does not.
+  std::string desk_names_disagree(const actors::payouts::desk& d) {
+    const std::string cur = wire::currency_name(d.currency);
+    auto unfit = [&](uint64_t id) -> std::string {
+      const wire::account* a = shards_[shard_of(id, shards_n_)]->find_account(id);
+      if (a && a->kind == wire::account_kind::gateway_settlement && a->currency == d.currency) return {};
+      return "account " + std::to_string(id) + (a ? " is not a " + cur + " settlement account" : std::string(" is missing"));
+    };
+    for (const auto& [account, sw] : d.sweeps)
+      if (std::string w = unfit(account); !w.empty())
+        return "the " + cur + " payout account " + std::to_string(d.account) + " owes a sweep to " + w;
+    uint32_t first_breaker = UINT32_MAX;
+    for (const auto& [number, b] : d.breakers)
+      if (!registry_->find(number)) first_breaker = std::min(first_breaker, number);
+    if (first_breaker != UINT32_MAX)
+      return "the " + cur + " payout account " + std::to_string(d.account) + " keeps a breaker for gateway " +
+             std::to_string(first_breaker) + ", which is not registered";
+    std::string why;
+    uint64_t why_id = UINT64_MAX;  // the lowest payout: the same message at every start
+    for (const auto* held : {&d.payouts, &d.watched})
+      for (const auto& [id, p] : *held) {
+        if (id >= why_id) continue;
+        std::vector<uint64_t> named{p.settlement};
+        for (const auto& a : p.attempts) named.push_back(a.settlement);
+        for (const uint64_t s : named)
+          if (s != 0)
+            if (std::string w = unfit(s); !w.empty()) {
+              why_id = id;
+              why = "payout " + std::to_string(id) + ": its gateway's settlement " + w;
+              break;
+            }
+        if (id >= why_id) continue;
+        std::vector<uint32_t> gateways{p.settled_by, p.cancel_wait};
+        for (const auto& a : p.attempts) gateways.push_back(a.gateway);
+        gateways.insert(gateways.end(), p.given_up.begin(), p.given_up.end());
+        for (const uint32_t g : gateways)
+          if (g != 0 && !registry_->find(g)) {
+            why_id = id;
+            why = "payout " + std::to_string(id) + ": it names gateway " + std::to_string(g) + ", which is not registered";
+            break;
+          }
+      }
+    return why;
+  }
+
   // Each payout account holds, pending, exactly its desk's payouts, and posted what its
   // sweeps owe; else what differs (the lowest such account: the same message at every
   // start, whatever order the desks' map keeps). Checked after loading a snapshot and
@@ -3420,6 +3583,26 @@ class engine_impl {
         if (!why.empty() && why_account < d.account) return;
         uint64_t held = 0;
         for (const auto& [id, p] : d.payouts) held += p.amount;
+        // And each payout its own hold: the sum alone passes payouts that swapped amounts
+        // or wallets, one customer's hold then paying another's payout.
+        uint64_t first_bad = UINT64_MAX;
+        std::string bad;
+        for (const auto& [id, p] : d.payouts)
+          if (id < first_bad)
+            if (std::string h = payout_hold_disagrees(p); !h.empty()) {
+              first_bad = id;
+              bad = std::move(h);
+            }
+        if (!bad.empty()) {
+          why_account = d.account;
+          why = "payout " + std::to_string(first_bad) + ": " + bad;
+          return;
+        }
+        if (std::string w = desk_names_disagree(d); !w.empty()) {
+          why_account = d.account;
+          why = std::move(w);
+          return;
+        }
         const wire::account* a = sh->find_account(d.account);
         if (!a || !actors::payouts::account_matches(d, held, *a)) {
           why_account = d.account;

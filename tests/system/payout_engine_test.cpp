@@ -648,6 +648,173 @@ TEST_F(payout_engine, a_payout_row_with_a_time_past_the_snapshot_refuses_the_sta
   EXPECT_EQ(e().lookup_payouts(0, 10).payouts.size(), 1u);
 }
 
+// Each payout is its own hold's: two payout rows that swapped amounts (or wallets) keep
+// the payout account's pending sum, but one customer's hold would then pay the other's
+// payout. The start refuses it by name, nothing changed; the rows as written start.
+TEST_F(payout_engine, payout_rows_that_disagree_with_their_holds_refuse_the_start) {
+  up("alpha");
+  ASSERT_EQ(pay(60, 1, 100), result::ok);
+  ASSERT_EQ(pay(61, 2, 250), result::ok);
+  take();
+  fx_.close();  // with a snapshot
+  auto rewrite = [&](uint64_t id, const std::function<void(actors::payouts::payout_entry&)>& change) {
+    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, id, [&](std::span<const uint8_t> row) {
+      actors::payouts::payout_entry p;
+      std::string why;
+      if (!actors::payouts::decode_payout(row, &p, &why)) {
+        ADD_FAILURE() << "payout row " << id << ": " << why;
+        return std::vector<uint8_t>{};
+      }
+      change(p);
+      return actors::payouts::encode_payout(p);
+    });
+  };
+  uint64_t desk60 = 0, desk61 = 0;
+  rewrite(60, [&](actors::payouts::payout_entry& p) { desk60 = p.desk; });
+  rewrite(61, [&](actors::payouts::payout_entry& p) { desk61 = p.desk; });
+  std::string err;
+  rewrite(60, [](actors::payouts::payout_entry& p) { p.amount = 250; });
+  rewrite(61, [](actors::payouts::payout_entry& p) { p.amount = 100; });
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  // (The two may be at two desks, one per shard: the lower payout account's is named.)
+  const std::string d60 = std::to_string(desk60), d61 = std::to_string(desk61);
+  const bool first60 = desk60 <= desk61;
+  EXPECT_NE(err.find(first60 ? "snapshot: payouts: payout 60: it pays 250 in ETB from wallet 1 through payout account " +
+                                   d60 + " but its hold (transfer serial "
+                             : "snapshot: payouts: payout 61: it pays 100 in ETB from wallet 2 through payout account " +
+                                   d61 + " but its hold (transfer serial "),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find(first60 ? ") holds 100 in ETB from account 1 to " + d60 : ") holds 250 in ETB from account 2 to " + d61),
+            std::string::npos)
+      << err;
+  rewrite(60, [](actors::payouts::payout_entry& p) { p.amount = 100; });
+  rewrite(61, [](actors::payouts::payout_entry& p) { p.amount = 250; });
+  rewrite(61, [](actors::payouts::payout_entry& p) { p.wallet = 1; });
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_NE(err.find("snapshot: payouts: payout 61: it pays 250 in ETB from wallet 1 through payout account "),
+            std::string::npos)
+      << err;
+  rewrite(61, [](actors::payouts::payout_entry& p) { p.wallet = 2; });
+  fx_.open();
+  attach();
+  EXPECT_EQ(e().lookup_payouts(0, 10).payouts.size(), 2u);
+}
+
+// A desk's steps name its chains' transfer ids: two payout rows on one step (each row
+// well formed, the step one the desk took) refuse the start by name. Loaded, the second
+// chain would be refused as the first's repeat, the payout stuck with its hold.
+TEST_F(payout_engine, two_payouts_on_one_chain_step_refuse_the_start) {
+  up("alpha");
+  ASSERT_EQ(pay(60, 1, 100), result::ok);
+  take();
+  ASSERT_EQ(answer("alpha", 60, 1, 100, wire::payout_outcome::settled), result::ok);  // its chain, its sweep: steps taken
+  ASSERT_EQ(pay(61, 1, 100), result::ok);
+  ASSERT_EQ(pay(62, 1, 50), result::ok);  // the same wallet: the same desk
+  take();
+  fx_.close();  // with a snapshot
+  auto set_step = [&](uint64_t id, uint64_t step) {
+    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, id, [&](std::span<const uint8_t> row) {
+      actors::payouts::payout_entry p;
+      std::string why;
+      if (!actors::payouts::decode_payout(row, &p, &why)) {
+        ADD_FAILURE() << "payout row " << id << ": " << why;
+        return std::vector<uint8_t>{};
+      }
+      p.chain_step = step;
+      return actors::payouts::encode_payout(p);
+    });
+  };
+  set_step(61, 1);
+  std::string err;
+  {
+    auto e = engine::engine::open(fx_.config(), &err);  // one payout on a spent step: well formed
+    EXPECT_TRUE(e) << err;
+  }
+  set_step(62, 1);
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_EQ(err, "snapshot: payouts: payout 62: its chain's step 1 is payout 61's");
+  set_step(61, 0);
+  set_step(62, 0);
+  fx_.open();
+  attach();
+  EXPECT_EQ(e().lookup_payouts(0, 10).payouts.size(), 2u);
+}
+
+// A desk's sweeps are emitted without a request's checks: a desk row whose sweep goes to
+// a customer's wallet, or a payout row whose attempt names a wallet as its gateway's
+// settlement account or a gateway never registered (each row well formed, every sum
+// agreeing), refuses the start by name. Loaded, the sweep would move settled money into
+// that wallet.
+TEST_F(payout_engine, a_desk_naming_a_wallet_or_an_unknown_gateway_refuses_the_start) {
+  up("alpha");
+  const auto w = wallets_on(0);
+  ASSERT_GE(w.size(), 1u);
+  // A sweep refused (the settlement account frozen): still owed in the snapshot.
+  ASSERT_EQ(e().set_account_status({{settle_a, wire::account_status::frozen}}).results.at(0), result::ok);
+  ASSERT_EQ(pay(60, w[0], 35), result::ok);
+  take();
+  ASSERT_EQ(answer("alpha", 60, 1, 35, wire::payout_outcome::settled), result::ok);
+  ASSERT_EQ(e().lookup_payouts(0, 0).sweeps.size(), 1u);
+  ASSERT_EQ(pay(61, w[0], 20), result::ok);  // in flight: an attempt sent to alpha
+  take();
+  fx_.close();  // with a snapshot
+  uint64_t desk = 0;
+  auto rewrite_payout = [&](const std::function<void(actors::payouts::payout_entry&)>& change) {
+    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, 61, [&](std::span<const uint8_t> row) {
+      actors::payouts::payout_entry p;
+      std::string why;
+      if (!actors::payouts::decode_payout(row, &p, &why) || p.attempts.size() != 1) {
+        ADD_FAILURE() << "payout row 61: " << why;
+        return std::vector<uint8_t>{};
+      }
+      change(p);
+      return actors::payouts::encode_payout(p);
+    });
+  };
+  uint64_t settlement = 0;
+  rewrite_payout([&](actors::payouts::payout_entry& p) {
+    desk = p.desk;
+    settlement = p.attempts[0].settlement;
+  });
+  ASSERT_EQ(settlement, settle_a);
+  auto rewrite_desk = [&](uint64_t from, uint64_t to) {
+    rewrite_snapshot_row(fx_.dir(), storage::table::desks, desk, [&](std::span<const uint8_t> row) {
+      actors::payouts::desk d;
+      std::string why;
+      if (!actors::payouts::decode_desk(row, &d, &why) || d.sweeps.count(from) != 1) {
+        ADD_FAILURE() << "desk row " << desk << ": " << why;
+        return std::vector<uint8_t>{};
+      }
+      d.sweeps[to] = d.sweeps[from];
+      d.sweeps.erase(from);
+      return actors::payouts::encode_desk(d);
+    });
+  };
+  const std::string wallet = std::to_string(w[0]);
+  rewrite_desk(settle_a, w[0]);
+  std::string err;
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_EQ(err, "snapshot: payouts: the ETB payout account " + std::to_string(desk) + " owes a sweep to account " +
+                     wallet + " is not a ETB settlement account");
+  rewrite_desk(w[0], settle_a);
+  rewrite_payout([&](actors::payouts::payout_entry& p) { p.attempts[0].settlement = w[0]; });
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_EQ(err, "snapshot: payouts: payout 61: its gateway's settlement account " + wallet +
+                     " is not a ETB settlement account");
+  rewrite_payout([&](actors::payouts::payout_entry& p) { p.attempts[0].settlement = settle_a; });
+  // And a gateway number past the registry's (alpha 1, beta 2): a payout waiting on it
+  // would wait for good.
+  uint32_t sent_to = 0;
+  rewrite_payout([&](actors::payouts::payout_entry& p) { sent_to = std::exchange(p.attempts[0].gateway, 9); });
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
+  EXPECT_EQ(err, "snapshot: payouts: payout 61: it names gateway 9, which is not registered");
+  rewrite_payout([&](actors::payouts::payout_entry& p) { p.attempts[0].gateway = sent_to; });
+  fx_.open();
+  attach();
+  EXPECT_EQ(e().lookup_payouts(0, 0).sweeps.size(), 1u);
+}
+
 // A payout account holding money has its desk: the desks row lost from the snapshot
 // (with its payouts' rows, which would otherwise bring a desk back) refuses the start by
 // name, nothing changed. Before, the start passed, the account's money held for payouts
@@ -2034,8 +2201,9 @@ TEST(payout_engine_upgrade, a_declined_answer_in_an_older_record_replays_as_refu
     const uint64_t wallet = 7;
     const auto gateway = make_gateway_registration("alpha", settle_a, 1, 1000);
     const std::vector<wire::account> accounts{make_account(wallet, wire::account_flags::debits_must_not_exceed_credits),
-                                              make_account(funding), make_account(settle_a)};
-    // The payout accounts, one a shard, as a registration makes them (system accounts).
+                                              make_account(funding)};
+    // The payout accounts, one a shard, and the settlement account, as a registration
+    // makes them (system accounts, a settlement account).
     std::vector<wire::account> desks;
     for (uint32_t s = 0; s < 2; ++s) {
       wire::account a{};
@@ -2044,6 +2212,10 @@ TEST(payout_engine_upgrade, a_declined_answer_in_an_older_record_replays_as_refu
       a.kind = wire::account_kind::system;
       desks.push_back(a);
     }
+    wire::account settlement{};
+    settlement.id = settle_a;
+    settlement.currency = etb;
+    settlement.kind = wire::account_kind::gateway_settlement;
     wire::transfer hold = make_transfer(1, wallet, desks[actors::shard_of(wallet, 2)].id, 10, wire::transfer_flags::pending);
     hold.id = actors::payouts::hold_id(5);
     hold.user_data = 251911000005;  // the destination
@@ -2052,9 +2224,10 @@ TEST(payout_engine_upgrade, a_declined_answer_in_an_older_record_replays_as_refu
     declined.failure = wire::payout_failure::declined;
     write_batch_records(
         dir.path(),
-        {{v, uint16_t(actors::op_kind::create_accounts), 3, ops_bytes(accounts)},
+        {{v, uint16_t(actors::op_kind::create_accounts), 2, ops_bytes(accounts)},
          {v, uint16_t(actors::op_kind::create_transfers), 1, ops_bytes(std::vector{make_transfer(2, funding, wallet, 1000)})},
          {v, uint16_t(actors::op_kind::create_accounts), 2, ops_bytes(desks), 2 /* batch_flag_gateway */},
+         {v, uint16_t(actors::op_kind::create_accounts), 1, ops_bytes(std::vector{settlement}), 2 /* batch_flag_gateway */},
          {v, uint16_t(actors::op_kind::gateway_ops), 1, ops_bytes(std::vector{gateway})},
          {v, uint16_t(actors::op_kind::gateway_events), 1,
           ops_bytes(std::vector{wire::gateway_event{1, wire::gateway_event_kind::up, {}}})},

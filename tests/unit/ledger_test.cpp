@@ -2306,6 +2306,73 @@ TEST(ledger_snapshot, a_missing_or_altered_pending_row_refuses_to_start) {
   EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_pending, 10u);
 }
 
+// Two open pending rows whose debit accounts were swapped: every account's pending total
+// still adds up, but a post of either would be routed by its record's accounts and
+// applied to the row's (another customer's wallet). The start refuses it, for a record
+// in the resident window and for one before it (read from the snapshot).
+TEST(ledger_snapshot, pending_rows_that_disagree_with_their_records_refuse_to_start) {
+  for (const bool before_window : {false, true}) {
+    SCOPED_TRACE(before_window ? "records before the window" : "records in the window");
+    temp_dir dir;
+    auto cfg = test_config(dir.path());
+    cfg.checkpoint_on_close = true;
+    cfg.transfers_resident_max = 1 << 14;
+    {
+      auto e = open_engine(cfg);
+      ASSERT_TRUE(e);
+      create_accounts(*e, 8);
+      ASSERT_EQ(e->create_transfers({make_transfer(100, 1, 2, 10, tf::pending)}).results.at(0), result::ok);
+      ASSERT_EQ(e->create_transfers({make_transfer(101, 3, 4, 10, tf::pending)}).results.at(0), result::ok);
+      // Past the window's 16,384 records: the two pending ones are no longer resident.
+      for (uint64_t base = 1000; before_window && base < 1000 + 20'000; base += 4000) {
+        std::vector<wire::transfer> b;
+        for (uint64_t i = base; i < base + 4000; ++i) b.push_back(make_transfer(i, 5 + i % 2, 7, 1));
+        for (auto x : e->create_transfers(b).results) ASSERT_EQ(x, result::ok);
+      }
+    }
+    const std::string snap = dir.path() + "/snapshot";
+    actors::pending_info rows[2];
+    {
+      std::string err, row;
+      auto s = storage::snapshot_store::open(snap, 1ull << 30, &err);
+      ASSERT_TRUE(s) << err;
+      for (uint64_t k = 0; k < 2; ++k) {
+        ASSERT_TRUE(s->get(storage::table::pending, k, &row, &err)) << err;
+        ASSERT_EQ(row.size(), sizeof(actors::pending_info));
+        std::memcpy(&rows[k], row.data(), sizeof rows[k]);
+      }
+    }
+    auto put_rows = [&](const actors::pending_info& a, const actors::pending_info& b) {
+      edit_snapshot(snap, [&](storage::snapshot_store&, storage::snapshot_store::writer& w) {
+        ASSERT_TRUE(w.put(storage::table::pending, 0, {reinterpret_cast<const uint8_t*>(&a), sizeof a}));
+        ASSERT_TRUE(w.put(storage::table::pending, 1, {reinterpret_cast<const uint8_t*>(&b), sizeof b}));
+      });
+    };
+    actors::pending_info swapped[2] = {rows[0], rows[1]};
+    std::swap(swapped[0].debit_account_id, swapped[1].debit_account_id);
+    put_rows(swapped[0], swapped[1]);
+    std::string err;
+    EXPECT_FALSE(engine::engine::open(cfg, &err));
+    EXPECT_EQ(err, "snapshot: the open pending transfer of serial 0: it holds 10 in " +
+                       wire::currency_name(rows[0].currency) + " from account 3 to 2, never expiring but its "
+                       "transfer record 10 in " + wire::currency_name(rows[0].currency) +
+                       " from account 1 to 2, never expiring (damaged rows; nothing was started)");
+    actors::pending_info later = rows[0];
+    later.expires_at = 1;
+    put_rows(later, rows[1]);
+    EXPECT_FALSE(engine::engine::open(cfg, &err));
+    EXPECT_NE(err.find("serial 0: it holds 10 in " + wire::currency_name(rows[0].currency) +
+                       " from account 1 to 2, expiring at 1 but its transfer record"),
+              std::string::npos)
+        << err;
+    put_rows(rows[0], rows[1]);
+    auto e = open_engine(cfg);  // whole again
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->lookup_accounts({1}).accounts.at(0).debits_pending, 10u);
+    EXPECT_EQ(e->lookup_accounts({3}).accounts.at(0).debits_pending, 10u);
+  }
+}
+
 // The log must continue the snapshot's history: a log from another engine with the same
 // lsns (another clone's wal/, say) is refused at the first record past the snapshot, by
 // its chain hash. Before, it replayed silently onto the snapshot.
