@@ -3236,7 +3236,12 @@ class engine_impl {
               " but the group says " + std::to_string(expected);
         return false;
       }
-      if (why = group_names_disagree(e, *a); !why.empty()) return false;
+      // (A group's create makes its escrow in the group's currency.)
+      if (a->currency != e.g.cfg.currency) {
+        why = "group " + std::to_string(key) + ": its escrow account is in " + wire::currency_name(a->currency) +
+              " but the group in " + wire::currency_name(e.g.cfg.currency);
+        return false;
+      }
       if (!number_taken(key, e.g.number)) return false;
       sh.groups().load(std::move(e));
       ++rec_.groups_loaded;
@@ -3416,6 +3421,7 @@ class engine_impl {
     }
     if (ok) {
       why = desks_disagree();
+      snap_->release_pages();  // (records older than the window its look-ups read)
       ok = why.empty();
     }
     if (!ok) {
@@ -3461,51 +3467,15 @@ class engine_impl {
     return {};
   }
 
-  // Whether every account a group loaded from a snapshot names (its config's, its seats'
-  // wallets, its debts' creditors, its obligations' transfers' other sides) is one a
-  // group may name, as a request's accounts are checked (engine::equb_ops): there, of the
-  // group's currency, not an escrow or a settlement account (closed is allowed: named
-  // while they wait for replace_account). Obligations are sent again at a start without
-  // a request's checks: one naming a stranger's wallet would pay it escrow's money. ""
-  // when they all are, else the first that is not.
-  std::string group_names_disagree(const actors::equb::group_entry& e, const wire::account& escrow) {
-    const actors::equb::group_state& g = e.g;
-    const uint64_t id = g.cfg.group_id;
-    const std::string who = "group " + std::to_string(id) + ": ";
-    if (escrow.currency != g.cfg.currency)
-      return who + "its escrow account is in " + wire::currency_name(escrow.currency) + " but the group in " +
-             wire::currency_name(g.cfg.currency);
-    auto unfit = [&](uint64_t a, const char* as) -> std::string {
-      if (a == 0 || a == g.cfg.escrow_account_id) return {};
-      const wire::account* acc = shards_[shard_of(a, shards_n_)]->find_account(a);
-      if (acc && acc->kind != wire::account_kind::group_escrow && acc->kind != wire::account_kind::gateway_settlement &&
-          acc->currency == g.cfg.currency)
-        return {};
-      return who + "its " + as + " " + std::to_string(a) +
-             (acc ? " is not an account a group may name (a " + wire::currency_name(g.cfg.currency) +
-                        " account, not an escrow or a settlement account)"
-                  : std::string(" is missing"));
-    };
-    for (const auto& [a, as] : {std::pair{g.cfg.fee_account_id, "fee account"},
-                                std::pair{g.cfg.guarantor_account_id, "guarantor account"},
-                                std::pair{g.cfg.organizer_account_id, "organizer account"}})
-      if (std::string w = unfit(a, as); !w.empty()) return w;
-    for (const auto& seat : g.seats) {
-      if (std::string w = unfit(seat.wallet, "seat's wallet"); !w.empty()) return w;
-      for (const auto& d : seat.debts)
-        if (std::string w = unfit(d.creditor_account_id, "debt's creditor"); !w.empty()) return w;
-    }
-    for (const auto& o : e.owed)
-      for (const auto& m : o.transfers)
-        for (const uint64_t a : {m.debit_account_id, m.credit_account_id})
-          if (std::string w = unfit(a, "obligation's account"); !w.empty()) return w;
-    return {};
-  }
-
   // What differs between a payout a desk holds and its hold (the open pending transfer
   // payouts::hold_id(id) from its wallet to its desk's payout account); "" when they agree.
   std::string payout_hold_disagrees(const actors::payouts::payout_entry& p) {
     const int64_t s = ids_.find(actors::payouts::hold_id(p.id), [this](uint64_t x) { return record_id(x); });
+    if (s < 0 && !row_damage_.empty()) {  // a record the look-up compared could not be read
+      std::string why = "its hold's look-up read a " + std::move(row_damage_);
+      row_damage_.clear();
+      return why;
+    }
     if (s < 0) return "its hold is not among the transfers";
     // (Resident on its debit account's shard and its credit account's.)
     const actors::pending_info* h = shards_[shard_of(p.desk, shards_n_)]->open_pending(uint64_t(s));
@@ -4921,7 +4891,9 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     e.stop_threads();
     return nullptr;
   }
-  if (const std::string why = e.desks_disagree(); !why.empty()) {  // after the log's replay
+  const std::string desks_why = e.desks_disagree();  // after the log's replay
+  e.snap_->release_pages();
+  if (const std::string& why = desks_why; !why.empty()) {
     *error = "recovery: payouts: " + why;
     e.closed_ = true;
     e.stop_threads();

@@ -1646,21 +1646,20 @@ TEST_F(equb_engine, RecoveryRefusesAGroupItsEscrowDoesNotBackUp) {
   EXPECT_NE(why.find("group 5016: its escrow account holds 100 but the group says 101"), std::string::npos) << why;
 }
 
-// The accounts a group names are checked at a start as a request's are: a group row
-// naming a missing account, or another group's escrow, as a seat's wallet (the row well
-// formed, its escrow backing it) refuses the start by name. Loaded, its payouts and
-// refunds, sent again without a request's checks, would go there.
-TEST_F(equb_engine, RecoveryRefusesAGroupNamingAnAccountNoGroupMayName) {
-  constexpr uint64_t g = 5017, other = 5018;
+// A group's create makes its escrow in the group's currency: a group row of another
+// currency than its escrow account (the row well formed, the escrow's balance what the
+// group says) refuses the start by name. Loaded, every payment of the group would be
+// refused, its money stuck.
+TEST_F(equb_engine, RecoveryRefusesAGroupOfAnotherCurrencyThanItsEscrow) {
+  constexpr uint64_t g = 5017;
   open_wallets(3);
   form(g, 3);
-  form(other, 3);
   ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
   settled(g);
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   fx_.close();
-  auto rewrite = [&](uint64_t wallet) {
+  auto rewrite = [&](wire::currency_code currency) {
     auto store = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
     ASSERT_TRUE(store) << err;
     std::string bytes;
@@ -1668,25 +1667,19 @@ TEST_F(equb_engine, RecoveryRefusesAGroupNamingAnAccountNoGroupMayName) {
     group_entry entry;
     ASSERT_TRUE(actors::equb::decode_entry({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &entry, &err))
         << err;
-    entry.g.seats[2].wallet = wallet;
+    entry.g.cfg.currency = currency;
     auto w = store->begin(&err);
     ASSERT_TRUE(w) << err;
     ASSERT_TRUE(w->put(storage::table::groups, g, actors::equb::encode_entry(entry))) << w->error();
     ASSERT_TRUE(w->commit_without_meta()) << w->error();
   };
-  for (const uint64_t wallet : {uint64_t(424242), other}) {
-    rewrite(wallet);
-    std::string why;
-    EXPECT_FALSE(engine::engine::open(fx_.config(), &why));
-    EXPECT_EQ(why, "snapshot: equb group: group 5017: its seat's wallet " + std::to_string(wallet) +
-                       (wallet == other ? " is not an account a group may name (a " +
-                                              wire::currency_name(wire::currency("ETB")) +
-                                              " account, not an escrow or a settlement account)"
-                                        : std::string(" is missing")));
-  }
-  rewrite(3);
+  rewrite(wire::currency("USD"));
+  std::string why;
+  EXPECT_FALSE(engine::engine::open(fx_.config(), &why));
+  EXPECT_EQ(why, "snapshot: equb group: group 5017: its escrow account is in ETB but the group in USD");
+  rewrite(wire::currency("ETB"));
   fx_.open();
-  EXPECT_EQ(group(g).g.seats[2].wallet, 3u);
+  EXPECT_EQ(group(g).g.cfg.currency, wire::currency("ETB"));
 }
 
 // A group's snapshot bytes are read strictly: damage that would make up or lose money,
