@@ -584,6 +584,7 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
     uint64_t payer = 0;
     for (const auto& m : it->transfers)
       if (m.why == purpose::cover) payer = m.debit_account_id;
+    if (it->refused) --refused_;  // (a refused one is not in flight: not expected)
     e->owed.erase(it);
     if (covered == 0) return;
     // The cover is in escrow: its round's debts are owed to the account that paid it (a
@@ -602,6 +603,7 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
       if (!held_back(o) && emit_) emit_(chain_of(*e, o, shards_));
     }
   } else {
+    if (!it->refused) ++refused_;
     it->refused = true;
     it->refusal = r;
   }
@@ -710,6 +712,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       for (auto& ob : e->owed) {
         if (!ob.refused) continue;
         ob.refused = false;
+        --refused_;
         ob.refusal = result::ok;
         ob.first_step = e->next_step;
         e->next_step += uint32_t(ob.transfers.size());
@@ -729,6 +732,7 @@ void group_table::load(group_entry&& e) {
   const uint64_t id = e.g.cfg.group_id;
   MESOB_ASSERT(groups_.find(id) == groups_.end());
   auto& stored = groups_.emplace(id, std::move(e)).first->second;
+  for (const obligation& o : stored.owed) refused_ += o.refused ? 1 : 0;
   schedule(stored);
   if (ended(stored.g) && stored.retire_at != 0) {
     retires_.emplace_back(stored.retire_at, id);

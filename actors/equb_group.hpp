@@ -257,6 +257,9 @@ class group_table {
   // Groups changed since the last call, encoded; groups retired since, as tombstones.
   void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
   [[nodiscard]] uint64_t retired() const { return retired_count_; }  // since the table was made
+  // Obligations the ledger refused, waiting for an operator's retry (`group retry`, after
+  // funding or replacing the account that refused): what operators are shown to act on.
+  [[nodiscard]] uint64_t refused_obligations() const { return refused_; }
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [id, e] : groups_) f(e);
@@ -282,6 +285,7 @@ class group_table {
 
   std::unordered_map<uint64_t, group_entry, seeded_u64_hash> groups_;
   std::vector<uint64_t> dirty_;  // groups changed since the last take_dirty, each once
+  uint64_t refused_ = 0;         // obligations refused, not retried yet (every group's)
   // (a round's deadline, or its deadline + grace; group id): a min-heap; deadlines and
   // stale entries are passed over by close_due.
   std::vector<std::pair<uint64_t, uint64_t>> deadlines_;

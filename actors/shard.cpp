@@ -290,6 +290,7 @@ void shard::publish_stats() {
   pub_orders_ending_.store(trading_.ending_orders(), r);
   pub_fills_.store(trading_.fills(), r);
   pub_settle_refusals_.store(trading_.settle_refusals(), r);
+  pub_group_refusals_.store(groups_.refused_obligations(), r);
   pub_orders_dead_.store(trading_.dead_letters(), r);
   pub_order_timeouts_.store(trading_.timeouts(), r);
   pub_order_timers_.store(trading_.timers_held(), r);
@@ -355,6 +356,7 @@ shard_stats shard::stats() const {
   s.orders_ending = pub_orders_ending_.load(r);
   s.fills = pub_fills_.load(r);
   s.settle_refusals = pub_settle_refusals_.load(r);
+  s.group_refusals = pub_group_refusals_.load(r);
   s.orders_dead = pub_orders_dead_.load(r);
   s.order_timeouts = pub_order_timeouts_.load(r);
   s.order_timers = pub_order_timers_.load(r);

@@ -287,6 +287,7 @@ struct shard_report {
   uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
   uint64_t payout_timers = 0;     // the payout desks' timers held (stale ones until compacted)
   uint64_t pending_open = 0;      // of `pending`, still pending (what pending_max bounds)
+  uint64_t group_refusals = 0;    // equb groups' obligations the ledger refused, waiting for a retry
 };
 
 // The event stream as operators see it (engine/events.hpp).

@@ -215,6 +215,10 @@ std::string render_metrics(engine& e, const server* client, const server* admin,
   per_shard("mesob_order_settle_refusals_total", "counter",
             "Orders' settlements the ledger refused since the engine started (an operator's to look at).",
             &shard_report::settle_refusals);
+  per_shard("mesob_equb_obligations_refused", "gauge",
+            "Equb groups' payments the ledger refused (a guarantor short of funds, a closed wallet), waiting for "
+            "an operator's group retry.",
+            &shard_report::group_refusals);
   per_shard("mesob_orders_dead", "gauge", "Open orders that are dead letters: no broker works them until an operator "
             "retries or cancels them.", &shard_report::orders_dead);
   per_shard("mesob_order_timeouts_total", "counter", "Brokers' answer timeouts for orders since the engine started.",

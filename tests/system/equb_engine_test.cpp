@@ -17,6 +17,7 @@
 #include "storage/snapshot.hpp"
 #include "support/engine_fixture.hpp"
 #include "support/event_files.hpp"
+#include "support/metrics_render.hpp"
 
 namespace mesob::test {
 namespace {
@@ -358,6 +359,18 @@ TEST_F(equb_engine, MissedDeadlinePaysWhatIsThereAndTheDebtFollowsTheMember) {
 
 TEST_F(equb_engine, RefusedPayoutWaitsForRetryAcrossRestart) {
   constexpr uint64_t g = 5003;
+  // What operators are shown (mesob_equb_obligations_refused): the shards' refused
+  // obligations, as published after their batches.
+  auto refused_shown = [&](uint64_t want) {
+    uint64_t n = 0;
+    for (int i = 0; i < 500; ++i) {
+      n = 0;
+      for (const auto& r : e().shard_reports()) n += r.group_refusals;
+      if (n == want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(4));
+    }
+    return n;
+  };
   open_wallets(3);
   // Wallet 1 receives round 1; frozen, the payout is refused and the money stays held.
   gather(g, 3);
@@ -369,17 +382,25 @@ TEST_F(equb_engine, RefusedPayoutWaitsForRetryAcrossRestart) {
   EXPECT_EQ(st.owed[0].refusal, result::credit_account_frozen);
   EXPECT_EQ(balance(g), int64_t(3 * contribution));
   expect_escrow_consistent(g);
+  EXPECT_EQ(refused_shown(1), 1u);
+  const std::string text = test::render_answered(e());
+  EXPECT_NE(text.find("mesob_equb_obligations_refused{shard=\"" + std::to_string(actors::shard_of(g, 2)) + "\"} 1"),
+            std::string::npos)
+      << text.substr(0, 2000);
 
   fx_.restart();
   st = settled(g);
   ASSERT_EQ(st.owed.size(), 1u);
   EXPECT_TRUE(st.owed[0].refused) << "a refused payout is not sent again by itself";
+  EXPECT_EQ(refused_shown(1), 1u) << "counted as the snapshot loads";
   EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
   EXPECT_TRUE(settled(g).owed[0].refused) << "still frozen";
+  EXPECT_EQ(refused_shown(1), 1u) << "retried and refused again: once";
   ASSERT_EQ(e().set_account_status({{1, wire::account_status::open}}).results.at(0), result::ok);
   EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
   st = settled(g);
   EXPECT_TRUE(st.owed.empty());
+  EXPECT_EQ(refused_shown(0), 0u);
   EXPECT_EQ(balance(1), int64_t(starting - contribution + 3 * contribution - 3));
   EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::nothing_to_retry);
   expect_escrow_consistent(g);
