@@ -167,6 +167,20 @@ class equb_engine : public ::testing::Test {
     ASSERT_EQ(simple(wire::equb_op_kind::start, id), result::ok);
   }
 
+  // Rewrites group `id`'s row in the closed engine's snapshot through `change`.
+  void rewrite_group_row(uint64_t id, const std::function<void(group_entry&)>& change) {
+    rewrite_snapshot_row(fx_.dir(), storage::table::groups, id, [&](std::span<const uint8_t> row) {
+      group_entry entry;
+      std::string why;
+      if (!actors::equb::decode_entry(row, &entry, &why)) {
+        ADD_FAILURE() << "group row " << id << ": " << why;
+        return std::vector<uint8_t>{};
+      }
+      change(entry);
+      return actors::equb::encode_entry(entry);
+    });
+  }
+
   void outage_does_not_count_against_members();
   void short_pot_discount_is_owed_to_the_group();
   static uint64_t debts_of_seat(const group_entry& g, uint32_t seat) { return actors::equb::debts_of(g.g.seats.at(seat)); }
@@ -1645,22 +1659,10 @@ TEST_F(equb_engine, RecoveryRefusesAGroupItsEscrowDoesNotBackUp) {
   std::string err;
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   fx_.close();
-  {
-    auto store = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
-    ASSERT_TRUE(store) << err;
-    std::string bytes;
-    ASSERT_TRUE(store->get(storage::table::groups, g, &bytes, &err)) << err;
-    group_entry entry;
-    ASSERT_TRUE(actors::equb::decode_entry({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &entry, &err))
-        << err;
+  rewrite_group_row(g, [](group_entry& entry) {
     entry.g.seats[1].credit += 1;  // one made-up minor unit, consistent within the group
     entry.g.escrow += 1;
-    const auto bad = actors::equb::encode_entry(entry);
-    auto w = store->begin(&err);
-    ASSERT_TRUE(w) << err;
-    ASSERT_TRUE(w->put(storage::table::groups, g, bad)) << w->error();
-    ASSERT_TRUE(w->commit_without_meta()) << w->error();
-  }
+  });
   std::string why;
   auto reopened = engine::engine::open(fx_.config(), &why);
   EXPECT_FALSE(reopened);
@@ -1681,18 +1683,7 @@ TEST_F(equb_engine, RecoveryRefusesAGroupOfAnotherCurrencyThanItsEscrow) {
   ASSERT_TRUE(e().checkpoint(&err)) << err;
   fx_.close();
   auto rewrite = [&](wire::currency_code currency) {
-    auto store = storage::snapshot_store::open(fx_.dir() + "/snapshot", 1ull << 30, &err);
-    ASSERT_TRUE(store) << err;
-    std::string bytes;
-    ASSERT_TRUE(store->get(storage::table::groups, g, &bytes, &err)) << err;
-    group_entry entry;
-    ASSERT_TRUE(actors::equb::decode_entry({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, &entry, &err))
-        << err;
-    entry.g.cfg.currency = currency;
-    auto w = store->begin(&err);
-    ASSERT_TRUE(w) << err;
-    ASSERT_TRUE(w->put(storage::table::groups, g, actors::equb::encode_entry(entry))) << w->error();
-    ASSERT_TRUE(w->commit_without_meta()) << w->error();
+    rewrite_group_row(g, [&](group_entry& entry) { entry.g.cfg.currency = currency; });
   };
   rewrite(wire::currency("USD"));
   std::string why;

@@ -134,6 +134,21 @@ class payout_engine : public ::testing::Test {
     return r.timestamp_base;
   }
 
+  // Rewrites payout `id`'s row in the closed engine's snapshot through `change`; with
+  // `attempts`, the row must hold that many attempts (else a failure, the row kept).
+  void rewrite_payout_row(uint64_t id, const std::function<void(actors::payouts::payout_entry&)>& change,
+                          size_t attempts = SIZE_MAX) {
+    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, id, [&](std::span<const uint8_t> row) {
+      actors::payouts::payout_entry p;
+      std::string why;
+      if (!actors::payouts::decode_payout(row, &p, &why) || (attempts != SIZE_MAX && p.attempts.size() != attempts)) {
+        ADD_FAILURE() << "payout row " << id << ": " << why << " (" << p.attempts.size() << " attempts)";
+        return std::vector<uint8_t>{};
+      }
+      change(p);
+      return actors::payouts::encode_payout(p);
+    });
+  }
   result pay(uint64_t id, uint64_t wallet, uint64_t amount, uint8_t rail = 1) {
     auto r = e().payouts({make_payout(id, wallet, amount, rail)});
     EXPECT_EQ(r.st, engine::status::ok);
@@ -613,16 +628,7 @@ TEST_F(payout_engine, a_payout_row_with_a_time_past_the_snapshot_refuses_the_sta
   const uint64_t now = fx_.now_ns();
   fx_.close();  // with a snapshot
   auto rewrite = [&](const std::function<void(actors::payouts::payout_entry&)>& change) {
-    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, 60, [&](std::span<const uint8_t> row) {
-      actors::payouts::payout_entry p;
-      std::string why;
-      if (!actors::payouts::decode_payout(row, &p, &why) || p.attempts.size() != 1) {
-        ADD_FAILURE() << "payout row 60: " << why << " (" << p.attempts.size() << " attempts)";
-        return std::vector<uint8_t>{};
-      }
-      change(p);
-      return actors::payouts::encode_payout(p);
-    });
+    rewrite_payout_row(60, change, 1);
   };
   uint64_t made_at = 0, sent_at = 0;  // as written
   rewrite([&](actors::payouts::payout_entry& p) {
@@ -657,24 +663,12 @@ TEST_F(payout_engine, payout_rows_that_disagree_with_their_holds_refuse_the_star
   ASSERT_EQ(pay(61, 2, 250), result::ok);
   take();
   fx_.close();  // with a snapshot
-  auto rewrite = [&](uint64_t id, const std::function<void(actors::payouts::payout_entry&)>& change) {
-    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, id, [&](std::span<const uint8_t> row) {
-      actors::payouts::payout_entry p;
-      std::string why;
-      if (!actors::payouts::decode_payout(row, &p, &why)) {
-        ADD_FAILURE() << "payout row " << id << ": " << why;
-        return std::vector<uint8_t>{};
-      }
-      change(p);
-      return actors::payouts::encode_payout(p);
-    });
-  };
   uint64_t desk60 = 0, desk61 = 0;
-  rewrite(60, [&](actors::payouts::payout_entry& p) { desk60 = p.desk; });
-  rewrite(61, [&](actors::payouts::payout_entry& p) { desk61 = p.desk; });
+  rewrite_payout_row(60, [&](actors::payouts::payout_entry& p) { desk60 = p.desk; });
+  rewrite_payout_row(61, [&](actors::payouts::payout_entry& p) { desk61 = p.desk; });
   std::string err;
-  rewrite(60, [](actors::payouts::payout_entry& p) { p.amount = 250; });
-  rewrite(61, [](actors::payouts::payout_entry& p) { p.amount = 100; });
+  rewrite_payout_row(60, [](actors::payouts::payout_entry& p) { p.amount = 250; });
+  rewrite_payout_row(61, [](actors::payouts::payout_entry& p) { p.amount = 100; });
   EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
   // (The two may be at two desks, one per shard: the lower payout account's is named.)
   const std::string d60 = std::to_string(desk60), d61 = std::to_string(desk61);
@@ -688,14 +682,14 @@ TEST_F(payout_engine, payout_rows_that_disagree_with_their_holds_refuse_the_star
   EXPECT_NE(err.find(first60 ? ") holds 100 in ETB from account 1 to " + d60 : ") holds 250 in ETB from account 2 to " + d61),
             std::string::npos)
       << err;
-  rewrite(60, [](actors::payouts::payout_entry& p) { p.amount = 100; });
-  rewrite(61, [](actors::payouts::payout_entry& p) { p.amount = 250; });
-  rewrite(61, [](actors::payouts::payout_entry& p) { p.wallet = 1; });
+  rewrite_payout_row(60, [](actors::payouts::payout_entry& p) { p.amount = 100; });
+  rewrite_payout_row(61, [](actors::payouts::payout_entry& p) { p.amount = 250; });
+  rewrite_payout_row(61, [](actors::payouts::payout_entry& p) { p.wallet = 1; });
   EXPECT_FALSE(engine::engine::open(fx_.config(), &err));
   EXPECT_NE(err.find("snapshot: payouts: payout 61: it pays 250 in ETB from wallet 1 through payout account "),
             std::string::npos)
       << err;
-  rewrite(61, [](actors::payouts::payout_entry& p) { p.wallet = 2; });
+  rewrite_payout_row(61, [](actors::payouts::payout_entry& p) { p.wallet = 2; });
   fx_.open();
   attach();
   EXPECT_EQ(e().lookup_payouts(0, 10).payouts.size(), 2u);
@@ -714,16 +708,7 @@ TEST_F(payout_engine, two_payouts_on_one_chain_step_refuse_the_start) {
   take();
   fx_.close();  // with a snapshot
   auto set_step = [&](uint64_t id, uint64_t step) {
-    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, id, [&](std::span<const uint8_t> row) {
-      actors::payouts::payout_entry p;
-      std::string why;
-      if (!actors::payouts::decode_payout(row, &p, &why)) {
-        ADD_FAILURE() << "payout row " << id << ": " << why;
-        return std::vector<uint8_t>{};
-      }
-      p.chain_step = step;
-      return actors::payouts::encode_payout(p);
-    });
+    rewrite_payout_row(id, [&](actors::payouts::payout_entry& p) { p.chain_step = step; });
   };
   set_step(61, 1);
   std::string err;
@@ -761,16 +746,7 @@ TEST_F(payout_engine, a_desk_naming_a_wallet_or_an_unknown_gateway_refuses_the_s
   fx_.close();  // with a snapshot
   uint64_t desk = 0;
   auto rewrite_payout = [&](const std::function<void(actors::payouts::payout_entry&)>& change) {
-    rewrite_snapshot_row(fx_.dir(), storage::table::payouts, 61, [&](std::span<const uint8_t> row) {
-      actors::payouts::payout_entry p;
-      std::string why;
-      if (!actors::payouts::decode_payout(row, &p, &why) || p.attempts.size() != 1) {
-        ADD_FAILURE() << "payout row 61: " << why;
-        return std::vector<uint8_t>{};
-      }
-      change(p);
-      return actors::payouts::encode_payout(p);
-    });
+    rewrite_payout_row(61, change, 1);
   };
   uint64_t settlement = 0;
   rewrite_payout([&](actors::payouts::payout_entry& p) {
