@@ -13,7 +13,12 @@
 // Amounts are minor units, shown with two decimals.
 //
 // Delivery is at least once; the relay drops what it already printed (by offset), so
-// within one run each event is printed once across reconnects and engine restarts. The
+// within one run each event is printed once across reconnects and engine restarts. With
+// --out FILE it appends to FILE itself and, started again on it (after a crash, a kill
+// -9), goes on after the last event FILE holds whole: each event is in FILE once. (It
+// cuts an incomplete last line, and the lines of the last event when that event comes
+// again unacknowledged; with --raw it checks the events FILE holds when they come again,
+// as below.) The
 // latest printed events (printed_kept_max) are checked when they come again: one that
 // differs (the engine's event log replaced under the relay) is printed, with a warning,
 // and the relay counts from it. An unnamed relay resumes after the last offset it was
@@ -31,6 +36,7 @@
 // should the server not have seen that one's connection die.
 // Exit: 0 at --seconds or SIGTERM, 2 when the subscription is refused or ended for good
 // (the reason is printed), 3 when the events could not be written.
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio_ext.h>
 #include <sys/stat.h>
@@ -45,6 +51,7 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -295,6 +302,97 @@ struct printed_event {
 };
 constexpr size_t printed_kept_max = 65'536;
 
+// What an --out file already holds, read at the start: the offset of its last whole line
+// (0: none), where the lines of that offset begin (the relay may have died while writing
+// them; they are written again if that event comes again), and, of raw lines, the events
+// before it (to check them when they come again). An incomplete last line (the relay
+// died inside a write) is cut at once. Only the file's last 4 MiB are read.
+struct out_tail {
+  uint64_t last = 0;
+  uint64_t last_at = 0;  // byte where the last offset's lines begin
+  std::deque<printed_event> before;
+};
+constexpr size_t out_tail_max = 4u << 20;
+
+// The offset a line the relay wrote names: a raw line's first number, a message's
+// "[offset N, ...]". False for a line of neither form.
+bool line_offset(std::string_view line, bool raw, printed_event* out) {
+  *out = {};
+  if (raw) {
+    const std::string text(line);
+    char* end = nullptr;
+    const char* p = text.c_str();
+    uint64_t v[5] = {};
+    for (int k = 0; k < 5; ++k) {  // offset, type, lsn, id.lo, id.hi
+      if (*p < '0' || *p > '9') return false;
+      v[k] = std::strtoull(p, &end, 10);
+      p = end;
+      while (*p == ' ') ++p;
+    }
+    *out = {v[0], v[2], v[3], v[4]};
+    return v[0] != 0;
+  }
+  const size_t at = line.rfind("[offset ");
+  if (at == std::string_view::npos) return false;
+  const std::string text(line.substr(at + 8));
+  char* end = nullptr;
+  out->offset = std::strtoull(text.c_str(), &end, 10);
+  return end != text.c_str() && *end == ',' && out->offset != 0;
+}
+
+bool read_out_tail(int fd, bool raw, out_tail* t, std::string* why) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    *why = std::strerror(errno);
+    return false;
+  }
+  const uint64_t size = uint64_t(st.st_size), from = size > out_tail_max ? size - out_tail_max : 0;
+  std::string tail(size - from, '\0');
+  for (size_t got = 0; got < tail.size();) {
+    const ssize_t n = ::pread(fd, tail.data() + got, tail.size() - got, off_t(from + got));
+    if (n <= 0) {
+      *why = n == 0 ? "shorter than its size" : std::strerror(errno);
+      return false;
+    }
+    got += size_t(n);
+  }
+  // An incomplete last line: cut.
+  const size_t whole = tail.rfind('\n') == std::string::npos ? 0 : tail.rfind('\n') + 1;
+  if (whole < tail.size()) {
+    if (::ftruncate(fd, off_t(from + whole)) != 0 || ::fdatasync(fd) != 0) {
+      *why = std::string("cutting its incomplete last line: ") + std::strerror(errno);
+      return false;
+    }
+    std::fprintf(stderr, "relay: --out: cut an incomplete last line (%zu bytes)\n", tail.size() - whole);
+    tail.resize(whole);
+  }
+  // Its whole lines (the first may be the end of one before the tail: skipped), newest last.
+  std::vector<std::pair<size_t, printed_event>> lines;
+  size_t at = from == 0 ? 0 : tail.find('\n') + 1;
+  while (at < tail.size()) {
+    const size_t nl = tail.find('\n', at);
+    printed_event e;
+    if (!line_offset(std::string_view(tail).substr(at, nl - at), raw, &e)) {
+      if (nl + 1 == tail.size()) {
+        *why = std::string("its last line is not one this relay writes") + (raw ? " with --raw" : " without --raw");
+        return false;
+      }
+    } else {
+      lines.emplace_back(at, e);
+    }
+    at = nl + 1;
+  }
+  if (lines.empty()) return true;
+  t->last = lines.back().second.offset;
+  size_t first = lines.size() - 1;
+  while (first > 0 && lines[first - 1].second.offset == t->last) --first;
+  t->last_at = from + lines[first].first;
+  if (raw)
+    for (size_t k = first > printed_kept_max ? first - printed_kept_max : 0; k < first; ++k)
+      if (t->before.empty() || lines[k].second.offset > t->before.back().offset) t->before.push_back(lines[k].second);
+  return true;
+}
+
 // Refusals that another try will not change: the relay stops on them.
 bool refusal_final(wire::protocol_error e) {
   using wire::protocol_error;
@@ -333,6 +431,10 @@ int main(int argc, char** argv) {
   app.add_option("--types", types_text, "only these event types, comma-separated (transfer_posted,...)");
   app.add_option("--window", sub.window, "offsets in flight before an acknowledgement");
   app.add_flag("--raw", raw, "one machine-readable line per event");
+  std::string out_path;
+  app.add_option("--out", out_path,
+                 "append the lines to this file (each frame on the disk before it is acknowledged) and, started "
+                 "again on it, go on after the last event it holds whole: each event in it once");
   app.add_option("--seconds", seconds, "stop after this long (0: until SIGTERM; at most a year)")
       ->check(CLI::Range(0.0, 365.0 * 86400));
   int keepalive_s = 30;
@@ -362,6 +464,17 @@ int main(int argc, char** argv) {
   // A closed stdout (a pipe whose reader left) is a failed write, told and exit 3, not
   // the end of the process by SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
+  // --out: the file becomes standard output, and what it holds says where to go on.
+  out_tail resume;
+  if (!out_path.empty()) {
+    const int fd = ::open(out_path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    std::string why;
+    if (fd < 0 || !read_out_tail(fd, raw, &resume, &why) || ::dup2(fd, STDOUT_FILENO) < 0) {
+      std::fprintf(stderr, "relay: --out %s: %s\n", out_path.c_str(), fd < 0 || why.empty() ? std::strerror(errno) : why.c_str());
+      return 2;
+    }
+    ::close(fd);
+  }
   // Printed into a file, a frame is acknowledged only once on the disk: the server
   // forgets what is acknowledged, and a power loss must not take events the file never
   // kept. A pipe or terminal is flushed only (what reads it decides).
@@ -404,6 +517,14 @@ int main(int argc, char** argv) {
   uint64_t served_through = 0;   // the highest offset a written frame covered (filtered: past printed_through)
   uint64_t skipped = 0;          // events delivered again and not printed again
   std::deque<printed_event> printed;  // the latest printed, oldest first
+  // Until the first subscription says where the stream resumes, the --out file's last
+  // event counts as printed. Unnamed, the relay asks for that event again.
+  bool resume_open = resume.last != 0;
+  if (resume_open) {
+    printed_through = served_through = resume.last;
+    printed = std::move(resume.before);
+    if (sub.name.empty()) served_through = resume.last - 1;
+  }
   bool said_unchecked = false;        // told, since the last subscription, of events too old to check
   // The event the latest refused frame held damaged, and on how many connections in a row.
   constexpr int damaged_tries_max = 3;
@@ -466,6 +587,20 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "relay: subscribed from offset %" PRIu64 " (oldest kept %" PRIu64 ", end %" PRIu64 ")\n",
                  a.start, a.oldest, a.end);
+    // The --out file's last event comes again (not acknowledged: perhaps not all its lines
+    // were written): its lines are cut, to be written again whole.
+    if (resume_open) {
+      resume_open = false;
+      if (a.start <= resume.last) {
+        if (::ftruncate(STDOUT_FILENO, off_t(resume.last_at)) != 0) {
+          std::fprintf(stderr, "relay: --out %s: cutting offset %" PRIu64 "'s lines: %s\n", out_path.c_str(),
+                       resume.last, std::strerror(errno));
+          return 3;
+        }
+        printed_through = served_through = resume.last - 1;
+      }
+      std::fprintf(stderr, "relay: --out %s holds events through offset %" PRIu64 "\n", out_path.c_str(), printed_through);
+    }
     // Offsets past what it was served and before where this subscription starts were
     // never delivered to it (another consumer acknowledged them under this name while it
     // was away, or retention dropped them): said, not passed over in silence.
