@@ -167,6 +167,16 @@ class equb_engine : public ::testing::Test {
     ASSERT_EQ(simple(wire::equb_op_kind::start, id), result::ok);
   }
 
+  // Group `id` of wallets 1..3, round 1 paid by wallet 2, in a snapshot; the engine closed.
+  void closed_after_a_round_paid(uint64_t id) {
+    open_wallets(3);
+    form(id, 3);
+    ASSERT_EQ(pay(1, id, 2, 0, contribution), result::ok);
+    settled(id);
+    std::string err;
+    ASSERT_TRUE(e().checkpoint(&err)) << err;
+    fx_.close();
+  }
   // Rewrites group `id`'s row in the closed engine's snapshot through `change`.
   void rewrite_group_row(uint64_t id, const std::function<void(group_entry&)>& change) {
     rewrite_snapshot_row(fx_.dir(), storage::table::groups, id, [&](std::span<const uint8_t> row) {
@@ -1652,13 +1662,7 @@ TEST_F(equb_engine, AMemberWithTwoNumbersReceivesTwice) {
 // group row that decodes but claims money the account does not hold stops start-up.
 TEST_F(equb_engine, RecoveryRefusesAGroupItsEscrowDoesNotBackUp) {
   constexpr uint64_t g = 5016;
-  open_wallets(3);
-  form(g, 3);
-  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
-  settled(g);
-  std::string err;
-  ASSERT_TRUE(e().checkpoint(&err)) << err;
-  fx_.close();
+  ASSERT_NO_FATAL_FAILURE(closed_after_a_round_paid(g));
   rewrite_group_row(g, [](group_entry& entry) {
     entry.g.seats[1].credit += 1;  // one made-up minor unit, consistent within the group
     entry.g.escrow += 1;
@@ -1675,13 +1679,7 @@ TEST_F(equb_engine, RecoveryRefusesAGroupItsEscrowDoesNotBackUp) {
 // refused, its money stuck.
 TEST_F(equb_engine, RecoveryRefusesAGroupOfAnotherCurrencyThanItsEscrow) {
   constexpr uint64_t g = 5017;
-  open_wallets(3);
-  form(g, 3);
-  ASSERT_EQ(pay(1, g, 2, 0, contribution), result::ok);
-  settled(g);
-  std::string err;
-  ASSERT_TRUE(e().checkpoint(&err)) << err;
-  fx_.close();
+  ASSERT_NO_FATAL_FAILURE(closed_after_a_round_paid(g));
   auto rewrite = [&](wire::currency_code currency) {
     rewrite_group_row(g, [&](group_entry& entry) { entry.g.cfg.currency = currency; });
   };

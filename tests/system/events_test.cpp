@@ -2179,6 +2179,21 @@ std::unique_ptr<live_mesobd> engine_with_accounts(const std::string& data, const
   return engine;
 }
 
+// A live engine (accounts 1 and 2) with a backlog of `batches` batches of 8,192
+// transfers; *events: the events it holds (null engine if it did not come up).
+std::unique_ptr<live_mesobd> engine_with_backlog(const std::string& data, uint16_t port, uint64_t batches,
+                                                 uint64_t* events) {
+  constexpr uint64_t per_batch = 8192;
+  auto engine = engine_with_accounts(data, {"--port", std::to_string(port)}, 2);
+  if (!engine) return nullptr;
+  for (uint64_t k = 0; k < batches; ++k) {
+    post_transfers(data, port, 1000 + k * per_batch, per_batch);
+    if (::testing::Test::HasFatalFailure()) return nullptr;
+  }
+  *events = 2 + batches * per_batch;
+  return engine;
+}
+
 // Waits until the relay's output holds `n` lines; returns them.
 std::vector<raw_event> await_lines(const std::string& path, size_t n) {
   std::vector<raw_event> got;
@@ -2197,11 +2212,9 @@ std::vector<raw_event> await_lines(const std::string& path, size_t n) {
 TEST(Events, ARelayOnItsOwnFileHoldsEachEventOnceAcrossItsKills) {
   temp_dir dir;
   const uint16_t port = free_port();
-  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 2);
+  uint64_t events = 0;
+  auto engine = engine_with_backlog(dir.path(), port, 32, &events);
   ASSERT_TRUE(engine);
-  constexpr uint64_t batches = 32, per_batch = 8192;
-  for (uint64_t k = 0; k < batches; ++k) ASSERT_NO_FATAL_FAILURE(post_transfers(dir.path(), port, 1000 + k * per_batch, per_batch));
-  const uint64_t events = 2 + batches * per_batch;
   const std::string out = dir.path() + "/relay.txt";
   const std::vector<std::string> args = {"--name", "filer", "--out", out};
   const auto size = [&] {
@@ -2240,11 +2253,9 @@ TEST(Events, ARelayOnItsOwnFileHoldsEachEventOnceAcrossItsKills) {
 TEST(Events, ARelayStoppedMidFrameAcknowledgesOnlyWhatItPrinted) {
   temp_dir dir;
   const uint16_t port = free_port();
-  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 2);
+  uint64_t events = 0;
+  auto engine = engine_with_backlog(dir.path(), port, 96, &events);
   ASSERT_TRUE(engine);
-  constexpr uint64_t batches = 96, per_batch = 8192;
-  for (uint64_t k = 0; k < batches; ++k) ASSERT_NO_FATAL_FAILURE(post_transfers(dir.path(), port, 1000 + k * per_batch, per_batch));
-  const uint64_t events = 2 + batches * per_batch;
   const std::string out1 = dir.path() + "/relay1.txt", out2 = dir.path() + "/relay2.txt";
   size_t printed_first = 0;
   {
