@@ -28,10 +28,15 @@ constexpr uint32_t life_steps_before_v26 = 3 * seats_max * seats_max + 6 * seats
 // From rules version 26 repaid group parts of debts are paid to the seats: a dividend
 // per seat at each close (counted above only for the last), at each of at most
 // seats_max repayments after the group ended, and at a dissolution.
-constexpr uint32_t life_steps = life_steps_before_v26 + 2 * seats_max * seats_max + seats_max;
+constexpr uint32_t life_steps_before_v41 = life_steps_before_v26 + 2 * seats_max * seats_max + seats_max;
+// From rules version 41 a close whose cover backs part of its dividend pays that part to
+// the seats once its chain is carried: a dividend per seat at each close.
+constexpr uint32_t life_steps = life_steps_before_v41 + seats_max * seats_max;
 static_assert(life_steps < steps_max / 2);
-constexpr uint32_t entry_version = 4;
-// A tombstone's first word (an entry's is its version, 1..4).
+// Version 5: an obligation held back may be a close's dividends (rules version 41),
+// which a reader of version 4 refuses.
+constexpr uint32_t entry_version = 5;
+// A tombstone's first word (an entry's is its version, 1..5).
 constexpr uint32_t retired_marker = 0xDEAD0001u;
 
 uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
@@ -48,8 +53,10 @@ result engine_account(uint64_t id) {
 
 // Whether `n` more steps may go to a retry or a leave, by the rules of version `rules`.
 bool optional_steps(const group_entry& e, uint64_t n, uint16_t rules) {
-  return uint64_t(e.next_step) + n + (rules >= rules_bid_discount_owed ? life_steps : life_steps_before_v26) <=
-         steps_max;
+  const uint64_t life = rules >= rules_cover_backs_credits ? life_steps
+                        : rules >= rules_bid_discount_owed  ? life_steps_before_v41
+                                                            : life_steps_before_v26;
+  return uint64_t(e.next_step) + n + life <= steps_max;
 }
 
 }  // namespace
@@ -424,7 +431,8 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     }
   const uint64_t shift_before = e.g.shift_ns;
   outcome o = close_round(e.g, now, rules_ >= rules_credits_pay, rules_ >= rules_default_penalty,
-                          rules_ >= rules_held_round_moves_schedule, rules_ >= rules_bid_discount_owed, uncovered(e));
+                          rules_ >= rules_held_round_moves_schedule, rules_ >= rules_bid_discount_owed,
+                          rules_ >= rules_cover_backs_credits, uncovered(e));
   MESOB_ASSERT(o.code == result::ok);
   e.history.push_back({round, o.recipient_seat, o.revealed});
   if (events_) {
@@ -859,8 +867,9 @@ std::string entry_fault(const group_entry& e) {
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second) return "two obligations share transfer ids";
   // Covers and the forwards held back for them: one obligation carries a round's cover, a
-  // cover of a round that closed; a held one forwards debts only, for a cover still owed
-  // (else nothing would ever send it).
+  // cover of a round that closed; a held one forwards debts, or pays dividends a close's
+  // cover funds (waiting for that close alone), for a cover still owed (else nothing
+  // would ever send it).
   std::vector<uint32_t> covers;
   for (const auto& o : e.owed) {
     if (o.covers_round == 0) continue;
@@ -875,10 +884,11 @@ std::string entry_fault(const group_entry& e) {
     if (!held_back(o)) continue;
     for (const uint32_t round : {o.waits_for, o.waits_too})
       if (round != 0 && !std::binary_search(covers.begin(), covers.end(), round))
-        return "a forward waits for a cover no obligation carries";
+        return "an obligation held back waits for a cover no obligation carries";
     for (const auto& m : o.transfers)
-      if (m.why != purpose::debt_forward || m.debit_account_id != escrow)
-        return "an obligation held back is not a debt's forward";
+      if ((m.why != purpose::debt_forward && (m.why != purpose::dividend || o.waits_for != 0)) ||
+          m.debit_account_id != escrow)
+        return "an obligation held back is not a debt's forward or a covered close's dividend";
   }
   // What the escrow account must hold fits and is not negative.
   const unsigned __int128 expected = (unsigned __int128)g.escrow + out;

@@ -21,7 +21,9 @@
 // settles the obligation; a refusal (say a frozen wallet) keeps it, money still
 // reserved, until a `retry` operation emits it again under new ids. A debt's forward to a
 // guarantor whose cover for that round the ledger has not carried yet is an obligation
-// held back (waits_for), sent to whoever paid that cover when it is carried. Obligations are part
+// held back (waits_for), sent to whoever paid that cover when it is carried; so is a
+// dividend only a close's cover backs (waits_too, rules_cover_backs_credits), sent when
+// that close's chain is carried. Obligations are part
 // of the group's state (snapshots), so after a crash every one that no log record
 // carries is emitted again at the end of recovery (a held one once its cover is carried,
 // as live); one the log holds was settled by
@@ -93,7 +95,8 @@ struct obligation {
   // (the debts' round) and `waits_too` (a close whose cover pays the payout they were
   // taken from) are carried; each becomes 0 as its cover is carried. When the debts'
   // round's is, its forwards go to the account that paid that cover (the guarantor then,
-  // whatever replace_account did since). Both 0: sent.
+  // whatever replace_account did since). Both 0: sent. Dividends a close's cover funds
+  // (rules_cover_backs_credits) are held back as well, waits_too that close alone.
   uint32_t waits_for = 0;
   uint32_t waits_too = 0;
   std::vector<money> transfers;
@@ -137,7 +140,8 @@ struct group_entry {
 // shards (a payout_out hold goes to the payout account of its wallet's shard).
 [[nodiscard]] std::vector<wire::transfer> chain_of(const group_entry& e, const obligation& o, uint32_t shards);
 
-// Byte form for snapshots (version 4: each obligation's covers_round, waits_for and waits_too;
+// Byte form for snapshots (version 5: the same bytes, an obligation held back may pay
+// dividends; version 4: each obligation's covers_round, waits_for and waits_too;
 // version 3: retire_at at the end; version 2: a payout_out
 // transfer carries its rail and destination; versions 1 and 2 are read too, an ended
 // group's retire_at then its last round's close, or its creation, plus retire_after_ns).
@@ -272,7 +276,8 @@ class group_table {
   // A new obligation, sent at once (live) unless held back; covers_round: the round whose
   // cover it carries.
   void owe(group_entry& e, std::vector<money>&& m, uint32_t covers_round = 0);
-  // The outcome's forwards held back: one obligation per round they wait for.
+  // The outcome's forwards and dividends held back: one obligation per pair of rounds
+  // they wait for.
   void owe_held(group_entry& e, std::vector<outcome::held_forward>&& held);
   // Rounds whose cover an obligation still carries (none before rules_cover_forwards_wait).
   [[nodiscard]] std::vector<uint32_t> uncovered(const group_entry& e) const;

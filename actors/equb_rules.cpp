@@ -342,7 +342,7 @@ bool round_due(const group_state& g, uint64_t now) {
 }
 
 outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty, bool held_moves,
-                    bool discount_owed, std::span<const uint32_t> uncovered) {
+                    bool discount_owed, bool cover_backs_credits, std::span<const uint32_t> uncovered) {
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (!round_due(g, now)) return fail(result::round_not_due);
   // A round held past its close: how far past (the schedule moves by it, below).
@@ -411,6 +411,16 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
       {uint64_t((unsigned __int128)(discount_owed ? full : discount) * g.cfg.commission_bp / bp_max),
        g.cfg.commission_cap, discount});
   const uint64_t dividend = discount - commission;
+  const bool last = candidates.size() == 1;
+  // Money this close's cover brings in is in escrow only once the ledger carries the
+  // close's chain, which a guarantor without the money refuses (it waits for a retry). So
+  // the dividend's part past the pot without the cover is not credits, which the escrow
+  // could not pay while the cover is refused, but the seats' dividend held for that chain
+  // (outcome::held, funded by this round). A last round's dividend is in the chain itself.
+  // (A covered pot is whole, so it pays the whole discount: no group parts arise.)
+  const bool cover_funds = cover_backs_credits && cover && gap > 0;
+  const uint64_t paid_in = g.pot - (cover_funds ? gap : 0);
+  const uint64_t unbacked = cover_funds && !last && dividend > paid_in ? dividend - paid_in : 0;
   if (discount_owed && full > discount) {
     uint64_t rest = full - discount;
     for (const auto& [i, due] : missed) {
@@ -451,18 +461,23 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
   g.held = 0;
   rs.received_round = g.round;
   o.recipient_seat = r;
-  const bool last = candidates.size() == 1;
   // The dividend: equal shares, the remainder's minor units to the first seats; credits
-  // off the next contribution, or paid out after the last round.
+  // off the next contribution (but for the part only the cover backs, held for its chain),
+  // or paid out after the last round.
+  // (A seat's share is the same either way: what is held of it is its share of the whole
+  // less its share of the credited part, shares of a larger sum being no smaller.)
   for (uint32_t i = 0; i < n && dividend > 0; ++i) {
     const uint64_t share = share_of(dividend, n, i);
     if (last) {
       add(o, g.cfg.escrow_account_id, g.seats[i].wallet, share, purpose::dividend);
       g.escrow -= share;
-    } else {
-      g.seats[i].credit = share;
+      continue;
     }
+    g.seats[i].credit = share_of(dividend - unbacked, n, i);
+    if (const uint64_t held = share - g.seats[i].credit; held > 0)
+      o.held.push_back({0, g.round, {g.cfg.escrow_account_id, g.seats[i].wallet, held, purpose::dividend}});
   }
+  g.escrow -= unbacked;
   share_out(o, g, repaid);  // repaid group parts: paid out (a credit is at most a due)
   g.bids = 0;
   for (auto& s : g.seats) {

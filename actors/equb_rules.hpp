@@ -233,7 +233,9 @@ struct outcome {
   // Debt forwards held back: each with the round its debt was missed in, whose cover the
   // ledger has not carried yet (`uncovered` below), and, taken from a payout that a cover
   // of this close pays into, this close's round (`funded_by`; 0: none). Sent once the
-  // ledger has carried both (the group table), to whoever paid the first.
+  // ledger has carried both (the group table), to whoever paid the first. Also dividends
+  // a close's cover pays (round 0, funded_by that close: close_round's
+  // `cover_backs_credits`), sent once the ledger has carried that close's chain.
   struct held_forward {
     uint32_t round = 0;
     uint32_t funded_by = 0;
@@ -317,8 +319,14 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // start; false: the rules before version 23. `discount_owed`: a winning bid's discount
 // the pot cannot pay is owed to the group from the round's new debts (group parts);
 // false: the rules before version 26, which capped the discount by the pot.
+// `cover_backs_credits`: with a guarantor's cover in this close, the dividend's part past
+// what the pot holds without the cover is paid to the seats as dividends held for this
+// close's chain (outcome::held, round 0), so the credits never exceed what the escrow
+// holds while that chain is refused; false: the rules before version 41 (the whole
+// dividend credits).
 outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool default_penalty = true,
-                    bool held_moves = true, bool discount_owed = true, std::span<const uint32_t> uncovered = {});
+                    bool held_moves = true, bool discount_owed = true, bool cover_backs_credits = true,
+                    std::span<const uint32_t> uncovered = {});
 // settle_received false: the rules before version 7 (actors/rules_version.hpp), which
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);

@@ -342,6 +342,14 @@ constexpr uint16_t rules_completing_fill_not_dead = 40;
 // up), up to route_wait_max_ns (10 minutes) and then became dead letters, while a broker
 // that could take them was up.
 constexpr uint16_t rules_waiting_orders_look_again = 40;
-constexpr uint16_t rules_newest = 40;
+// A bidding round's close whose guarantor's cover pays part of the dividend: the part of
+// the dividend the money paid into escrow does not back (the dividend less the pot
+// without the cover) is not a credit but a dividend paid to the seats once the ledger
+// has carried that close's chain. Before, the whole dividend was credits: while the
+// cover was refused (a guarantor without the money) the escrow held less than the
+// credits, so the next round's payout or a dissolution's refunds were refused
+// exceeds_credits on the escrow until an operator's retry.
+constexpr uint16_t rules_cover_backs_credits = 41;
+constexpr uint16_t rules_newest = 41;
 
 }  // namespace mesob::actors

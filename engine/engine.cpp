@@ -4543,8 +4543,8 @@ class engine_impl {
 
   // After recovery, before the sequencer runs: every obligation that no log record
   // carried (replay settled the others) is sent again, and live emission starts. Refused
-  // ones wait for a retry, and forwards held back for a cover the ledger has not carried
-  // wait for it.
+  // ones wait for a retry, and forwards or dividends held back for a cover the ledger has
+  // not carried wait for it.
   void start_emissions() {
     // By group id, then step, not in the groups tables' order: which of two groups
     // sharing an underfunded guarantor is covered first must not rest on a hash table's

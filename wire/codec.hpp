@@ -236,7 +236,7 @@ struct group_payment_item {
   uint8_t purpose = 0;
   uint8_t refused = 0;
   uint16_t reserved = 0;
-  uint32_t waits_for_cover = 0;  // a forward held back until round R's cover is carried (0: none)
+  uint32_t waits_for_cover = 0;  // a forward or dividend held back until round R's cover is carried (0: none)
 };
 static_assert(sizeof(group_payment_item) == 40);
 struct group_item {

@@ -193,6 +193,7 @@ class equb_engine : public ::testing::Test {
 
   void outage_does_not_count_against_members();
   void short_pot_discount_is_owed_to_the_group();
+  void a_dividend_only_a_cover_backs_waits_for_it();
   static uint64_t debts_of_seat(const group_entry& g, uint32_t seat) { return actors::equb::debts_of(g.g.seats.at(seat)); }
 
   engine_fixture fx_;
@@ -1445,6 +1446,106 @@ void equb_engine::short_pot_discount_is_owed_to_the_group() {
 }
 TEST_F(equb_engine, AShortPotsDiscountIsOwedToTheGroup) { short_pot_discount_is_owed_to_the_group(); }
 TEST_F(equb_engine_replay, AShortPotsDiscountIsOwedToTheGroupReplayed) { short_pot_discount_is_owed_to_the_group(); }
+
+// A bidding group under cover_from_guarantor whose guarantor has not the money: round 2's
+// winner bid 200 of the nominal 400, one seat paid, and the close's chain (a cover of 300
+// in it) is refused. From rules version 41 the seats' credits are only what the escrow
+// holds without that cover (100, 25 a seat); the rest of the dividend waits for the
+// chain. So round 3's chain, with a cover the guarantor (funded meanwhile) can pay, is
+// carried, and the retry of round 2's chain sends the held dividend; through a restart
+// from the snapshot or the log alone. Before, the credits counted on the refused cover
+// and round 3's payout was refused too (exceeds_credits on the escrow).
+void equb_engine::a_dividend_only_a_cover_backs_waits_for_it() {
+  constexpr uint64_t g = 5043, short_guarantor = 962;
+  open_wallets(4);
+  ASSERT_EQ(e().create_accounts({make_account(short_guarantor, wire::account_flags::debits_must_not_exceed_credits)})
+                .results.at(0),
+            result::ok);
+  auto c = create_op(g, actors::equb::rotation::bidding, actors::equb::default_policy::cover_from_guarantor);
+  c.guarantor_account_id = short_guarantor;
+  c.fee_bp = 0;
+  c.max_discount_bp = 5000;  // a bid takes at least half the nominal pot (400)
+  ASSERT_EQ(op1(c), result::ok);
+  for (uint32_t w = 1; w <= 4; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);  // round 1: no bids, seat 0
+  wire::equb_op bid;
+  bid.kind = wire::equb_op_kind::bid;
+  bid.group_id = g;
+  bid.seat = 1;
+  bid.wallet = 2;
+  bid.round = 2;
+  bid.amount = 200;
+  ASSERT_EQ(op1(bid), result::ok);
+  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // seats 0, 1 and 3 miss round 2
+  fx_.advance_s(8 * 86'400 + 1);                         // past round 2's deadline (day 7) and its grace
+  group_entry st = at_round(g, 3);
+  ASSERT_EQ(st.g.round, 3u);
+  ASSERT_EQ(st.owed.size(), 2u);
+  EXPECT_EQ(st.owed[0].refusal, result::exceeds_credits) << "the guarantor has nothing";
+  EXPECT_EQ(st.owed[0].covers_round, 2u);
+  EXPECT_EQ(st.owed[1].waits_too, 2u) << "the dividend only the cover backs";
+  EXPECT_EQ(st.owed[1].waits_for, 0u);
+  ASSERT_EQ(st.owed[1].transfers.size(), 4u);
+  for (uint32_t seat = 0; seat < 4; ++seat) {
+    EXPECT_EQ(st.g.seats[seat].credit, 25u) << seat;
+    EXPECT_EQ(st.owed[1].transfers[seat].credit_account_id, seat + 1u);
+    EXPECT_EQ(st.owed[1].transfers[seat].amount, 25u);
+  }
+  EXPECT_EQ(balance(g), 100) << "seat 2's payment: what the credits are";
+  expect_escrow_consistent(g);
+  // A row whose held dividend waits for a debt's round, or for a close no obligation
+  // covers, is refused at load (nothing would ever send it, or it is not a dividend's).
+  for (const auto& [damage, fault] : std::vector<std::pair<std::function<void(group_entry&)>, std::string>>{
+           {[](group_entry& x) { x.owed[1].waits_for = 2; }, "is not a debt's forward or a covered close's dividend"},
+           {[](group_entry& x) { x.owed[1].waits_too = 1; }, "an obligation held back waits for a cover no obligation carries"}}) {
+    group_entry bad = st, back;
+    damage(bad);
+    std::string why;
+    EXPECT_FALSE(actors::equb::decode_entry(actors::equb::encode_entry(bad), &back, &why));
+    EXPECT_NE(why.find(fault), std::string::npos) << why;
+  }
+  fx_.restart();
+  EXPECT_EQ(actors::equb::encode_entry(settled(g)), actors::equb::encode_entry(st));
+  // The guarantor is funded, but no operator retried round 2 yet. Round 3: seat 2 pays its
+  // due less its credit, the others miss again; the close covers them (225) and pays seat
+  // 2 the whole pot (400), out of what the escrow holds with that cover alone.
+  ASSERT_EQ(e().create_transfers({make_transfer(next_id_++, funding, short_guarantor, 1'000)}).results.at(0),
+            result::ok);
+  ASSERT_EQ(pay(3, g, 3, 2, contribution - 25), result::ok);
+  fx_.advance_s(7 * 86'400);  // past round 3's close (day 15)
+  st = at_round(g, 4);
+  ASSERT_EQ(st.g.round, 4u);
+  ASSERT_EQ(st.history.at(2).seat, 2u);
+  EXPECT_EQ(balance(3), int64_t(starting - 2 * contribution - 75 + 400)) << "round 3's payout was carried";
+  EXPECT_EQ(balance(short_guarantor), 1'000 - 225);
+  ASSERT_EQ(st.owed.size(), 2u) << "round 2's chain, refused, and its dividend";
+  EXPECT_TRUE(st.owed[0].refused);
+  expect_escrow_consistent(g);
+  // The operator's retry: round 2's cover is carried, then the held dividend.
+  ASSERT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.owed.empty());
+  EXPECT_EQ(balance(1), int64_t(starting - contribution + 400 + 25));
+  EXPECT_EQ(balance(2), int64_t(starting - contribution + 200 - missed_debt + 25)) << "its bid less its own debt";
+  EXPECT_EQ(balance(3), int64_t(starting - 2 * contribution - 75 + 400 + 25));
+  EXPECT_EQ(balance(4), int64_t(starting - contribution + 25));
+  EXPECT_EQ(balance(short_guarantor), 1'000 - 225 - 300 + int64_t(missed_debt));
+  EXPECT_EQ(balance(g), 0);
+  expect_escrow_consistent(g);
+  fx_.restart();
+  // Round 4, the last: every seat pays its due and its debts (to the guarantor).
+  for (uint32_t seat = 0; seat < 4; ++seat) {
+    const uint64_t owes = contribution + debts_of_seat(settled(g), seat);
+    ASSERT_EQ(pay(seat + 1, g, 4, seat, owes), result::ok) << seat;
+  }
+  st = settled(g);
+  EXPECT_EQ(st.g.ph, phase::completed);
+  EXPECT_EQ(balance(short_guarantor), 1'000 + 6 * int64_t(late_penalty)) << "its covers back, and six penalties";
+  EXPECT_EQ(balance(g), 0);
+  expect_escrow_consistent(g);
+}
+TEST_F(equb_engine, ADividendOnlyACoverBacksWaitsForIt) { a_dividend_only_a_cover_backs_waits_for_it(); }
+TEST_F(equb_engine_replay, ADividendOnlyACoverBacksWaitsForItReplayed) { a_dividend_only_a_cover_backs_waits_for_it(); }
 
 // A start carrying seed bytes is refused (the seed is the engine's to draw; before, the
 // client's was replaced silently), live and in replay alike; the group stays forming.

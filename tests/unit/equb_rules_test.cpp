@@ -56,7 +56,10 @@ struct ledger {
   }
   void apply(const outcome& o) {
     ASSERT_EQ(o.code, result::ok) << result_name(o.code);
-    for (const auto* chain : {&o.transfers, &o.shared})
+    // (Chains held for a cover are applied with it: the rules alone carry every chain.)
+    std::vector<money> held;
+    for (const auto& h : o.held) held.push_back(h.m);
+    for (const std::vector<money>* chain : {&o.transfers, &o.shared, &std::as_const(held)})
       for (const auto& m : *chain) {
         ASSERT_GT(m.amount, 0u);
         ASSERT_NE(m.debit_account_id, m.credit_account_id);
@@ -685,10 +688,12 @@ group_config short_pot_config(uint32_t commission_bp) {
   return cfg;
 }
 
-// Repaid group parts shared out (the outcome's chain of its own).
+// Repaid group parts shared out (the outcome's chain of its own), and dividends held for
+// the close's cover.
 uint64_t dividends_in(const outcome& o) {
   uint64_t n = 0;
   for (const auto& m : o.shared) n += m.amount;
+  for (const auto& h : o.held) n += h.m.why == purpose::dividend ? h.m.amount : 0;
   return n;
 }
 
@@ -801,6 +806,93 @@ TEST(equb_rules, a_winner_that_missed_owes_the_group_what_the_others_dues_cannot
   EXPECT_EQ(dividends_in(o3) + dividends_in(r), 250u) << "the whole discount went to the seats";
 }
 
+// Under cover_from_guarantor the winner bids 200 of a nominal 400 and only seat 2 pays:
+// the cover (300) makes the pot whole and pays the discount, but the escrow holds the
+// cover only once the ledger carries the close's chain, which a guarantor without the
+// money refuses. From rules version 41 the credits are what the pot held without the
+// cover (100, 25 a seat), and the rest of the dividend (100) goes to the seats as
+// dividends held for that chain (round 0, funded by round 2). Before, the credits were
+// the whole dividend (200): more than the escrow held while the cover was refused, so the
+// next chain paying them out was refused too.
+TEST(equb_rules, a_dividend_only_a_cover_backs_waits_for_the_cover) {
+  for (const bool backs : {true, false}) {
+    SCOPED_TRACE(backs ? "this build's rules" : "rules before version 41");
+    ledger l;
+    auto cfg = short_pot_config(0);
+    cfg.on_default = default_policy::cover_from_guarantor;
+    cfg.guarantor_account_id = guarantor;
+    auto g = started(l, 4, cfg);
+    step(l, g, close_round(g, 1));  // round 1: seat 0
+    ASSERT_EQ(bid(g, 1, wallet(1), 2, 200).code, result::ok);
+    step(l, g, contribute(g, 2, wallet(2), 2, 100, g.cfg.currency, due_at(2)));  // seats 0, 1, 3 miss
+    const int64_t escrow_without_cover = l.bal[escrow];
+    ASSERT_EQ(escrow_without_cover, 100);
+    const auto o = close_round(g, due_at(2, grace) + 1, true, true, true, true, backs);
+    ASSERT_EQ(o.code, result::ok);
+    ASSERT_EQ(o.recipient_seat, 1u);
+    uint64_t cover = 0;
+    for (const auto& m : o.transfers) cover += m.why == purpose::cover ? m.amount : 0;
+    EXPECT_EQ(cover, 300u);
+    uint64_t credits = 0;
+    for (const auto& st : g.seats) credits += st.credit;
+    if (!backs) {
+      EXPECT_EQ(credits, 200u) << "more than the escrow holds without the cover";
+      EXPECT_TRUE(o.held.empty());
+      step(l, g, o);
+      continue;
+    }
+    EXPECT_EQ(credits, 100u);
+    EXPECT_LE(int64_t(credits), escrow_without_cover) << "the credits are what the escrow holds without the cover";
+    for (const auto& st : g.seats) EXPECT_EQ(st.credit, 25u);
+    ASSERT_EQ(o.held.size(), 4u);
+    for (uint32_t i = 0; i < 4; ++i) {
+      const auto& h = o.held[i];
+      EXPECT_EQ(h.round, 0u);
+      EXPECT_EQ(h.funded_by, 2u);
+      EXPECT_EQ(h.m.why, purpose::dividend);
+      EXPECT_EQ(h.m.debit_account_id, escrow);
+      EXPECT_EQ(h.m.credit_account_id, wallet(i));
+      EXPECT_EQ(h.m.amount, 25u);
+    }
+    EXPECT_EQ(dividends_in(o), 100u);
+    const int64_t w1 = l.bal[wallet(1)];
+    step(l, g, o);
+    // The winner: its bid (200) less its own missed debt (110 with the penalty, to the
+    // guarantor), and its held share (the model carries held chains with their cover).
+    EXPECT_EQ(l.bal[wallet(1)] - w1, 200 - 110 + 25);
+    // Round 3: each seat owes its due less its 25 (and its debt); all pay, seat 2 receives.
+    everyone_pays(l, g, due_at(3));
+    step(l, g, close_round(g, due_at(3)));
+    everyone_pays(l, g, due_at(4));
+    step(l, g, close_round(g, due_at(4)));
+    ASSERT_EQ(g.ph, phase::completed);
+    EXPECT_EQ(l.bal[escrow], 0);
+    EXPECT_EQ(l.bal[guarantor], 3 * int64_t(cfg.late_penalty)) << "its covers back with the penalties";
+  }
+  // Shares to the minor unit: a dividend of 6 among 4 seats, 3 of it credits. Each seat
+  // gets its share of the whole (2, 2, 1, 1), credited as far as its share of the
+  // credits goes (1, 1, 1, 0), the rest held (1, 1, 0, 1).
+  ledger l;
+  auto cfg = short_pot_config(0);
+  cfg.contribution = 3;
+  cfg.late_penalty = 0;
+  cfg.on_default = default_policy::cover_from_guarantor;
+  cfg.guarantor_account_id = guarantor;
+  auto g = started(l, 4, cfg);
+  step(l, g, close_round(g, 1));
+  ASSERT_EQ(bid(g, 1, wallet(1), 2, 6).code, result::ok);
+  step(l, g, contribute(g, 2, wallet(2), 2, 3, g.cfg.currency, due_at(2)));
+  const auto o = close_round(g, due_at(2, grace) + 1);
+  step(l, g, o);
+  const uint64_t credit[4] = {1, 1, 1, 0}, held[4] = {1, 1, 0, 1};
+  std::vector<uint64_t> held_to(4, 0);
+  for (const auto& h : o.held) held_to.at(h.m.credit_account_id - wallet(0)) += h.m.amount;
+  for (uint32_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(g.seats[i].credit, credit[i]) << i;
+    EXPECT_EQ(held_to[i], held[i]) << i;
+  }
+}
+
 // A seat whose debt has a group part wins the next round: its payout settles the group
 // part first (the seats' dividend, paid at that close), then its creditor's. And a group
 // dissolved while it holds repaid group parts shares them out with the refunds.
@@ -895,6 +987,76 @@ TEST(equb_rules, group_table_owes_a_short_pots_discount_by_the_records_rules) {
     std::string why;
     ASSERT_TRUE(decode_entry(encode_entry(e), &back, &why)) << why;
     EXPECT_EQ(back.g.seats[0].debts[0].group_part, e.g.seats[0].debts[0].group_part);
+  }
+}
+
+// The group table decides a covered close's dividend by its record's rules: from version
+// 41 the part only the cover backs is an obligation held back for the close's chain
+// (waits_too), whose shares go to the seats once that chain is carried; by the rules
+// before, the whole dividend is credits.
+TEST(equb_rules, group_table_holds_a_dividend_only_a_cover_backs_by_the_records_rules) {
+  using mesob::actors::rules_cover_backs_credits;
+  for (const uint16_t rules : {rules_cover_backs_credits, uint16_t(rules_cover_backs_credits - 1)}) {
+    SCOPED_TRACE(rules);
+    const bool backs = rules >= rules_cover_backs_credits;
+    auto cfg = short_pot_config(0);
+    cfg.group_id = cfg.escrow_account_id = escrow;
+    cfg.on_default = default_policy::cover_from_guarantor;
+    cfg.guarantor_account_id = guarantor;
+    group_table t;
+    t.set_rules(rules);
+    std::vector<std::vector<wire::transfer>> sent;
+    t.set_emit([&](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
+    auto make_escrow = [](const wire::account&) { return true; };
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    join_all(t, cfg, {wallet(0), wallet(1), wallet(2), wallet(3)}, 2);
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::start;
+    op.group_id = escrow;
+    ASSERT_EQ(t.execute(op, 3, make_escrow), result::ok);  // round 1 pays seat 0 at once
+    ASSERT_EQ(sent.size(), 1u);
+    t.chain_done(sent[0].front(), result::ok);
+    op.kind = wire::equb_op_kind::bid;
+    op.seat = 1;
+    op.wallet = wallet(1);
+    op.round = 2;
+    op.amount = 200;
+    ASSERT_EQ(t.execute(op, 4, make_escrow), result::ok);
+    const auto p = group_payment(cfg, wallet(2), 2, 2, 100);
+    ASSERT_EQ(t.verdict(p, 5), result::ok);
+    t.paid(p, 5);
+    t.close_due(deadline_after(3, 1, period, grace) + 1);  // seats 0, 1 and 3 covered (300)
+    const group_entry& e = *t.find(escrow);
+    ASSERT_EQ(e.g.round, 3u);
+    ASSERT_EQ(sent.size(), 2u) << "the close's chain, the cover in it";
+    uint64_t credits = 0;
+    for (const auto& st : e.g.seats) credits += st.credit;
+    EXPECT_EQ(credits, backs ? 100u : 200u);
+    ASSERT_EQ(e.owed.size(), backs ? 2u : 1u);
+    EXPECT_EQ(e.owed[0].covers_round, 2u);
+    if (!backs) continue;
+    const obligation& held = e.owed[1];
+    EXPECT_EQ(held.waits_for, 0u);
+    EXPECT_EQ(held.waits_too, 2u);
+    EXPECT_EQ(to_item(e).owed.back().waits_for_cover, 2u);
+    ASSERT_EQ(held.transfers.size(), 4u);
+    EXPECT_EQ(escrow_expected(e), 100u) << "what the escrow holds: the credits, the cover not in yet";
+    group_entry back;
+    std::string why;
+    ASSERT_TRUE(decode_entry(encode_entry(e), &back, &why)) << why;
+    EXPECT_EQ(back.owed.at(1).waits_too, 2u);
+    t.chain_done(sent[1].front(), result::ok);  // the cover is carried: the dividend goes
+    ASSERT_EQ(sent.size(), 3u);
+    ASSERT_EQ(sent[2].size(), 4u);
+    for (uint32_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(sent[2][i].debit_account_id, escrow);
+      EXPECT_EQ(sent[2][i].credit_account_id, wallet(i));
+      EXPECT_EQ(sent[2][i].amount, 25u);
+      EXPECT_EQ(sent[2][i].code, emitted_code_base + uint16_t(purpose::dividend));
+    }
+    t.chain_done(sent[2].front(), result::ok);
+    EXPECT_TRUE(t.find(escrow)->owed.empty());
+    EXPECT_EQ(escrow_expected(*t.find(escrow)), 100u);
   }
 }
 
@@ -1021,7 +1183,7 @@ TEST(equb_rules, group_table_holds_a_guarantors_repayment_until_its_cover_is_car
     group_entry lost = e;
     lost.owed.erase(lost.owed.begin());
     EXPECT_FALSE(decode_entry(encode_entry(lost), &back, &why));
-    EXPECT_NE(why.find("a forward waits for a cover no obligation carries"), std::string::npos) << why;
+    EXPECT_NE(why.find("an obligation held back waits for a cover no obligation carries"), std::string::npos) << why;
     uint64_t repaid_to = guarantor;
     if (k == 1) {
       // The guarantor is replaced: the new one covers, and the repayment follows the cover.
@@ -1238,6 +1400,7 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
   const uint64_t s = test::test_seed("equb_rules random");
   std::mt19937_64 rng(s);
   uint64_t group_parts = 0;  // debts given a group part by a close
+  uint64_t covered_dividends = 0;  // closes whose dividend a cover partly backs (held for it)
   for (int group = 0; group < 200; ++group) {
     const auto rot = rotation(1 + rng() % 3);
     const auto pol = default_policy(1 + rng() % 3);
@@ -1290,10 +1453,17 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
       ASSERT_TRUE(round_due(g, close_at)) << "seed " << s;
       std::vector<uint64_t> bids;
       for (const auto& st : g.seats) bids.push_back(st.bid);
+      const int64_t escrow_at_close = l.bal[escrow];  // without a cover this close makes
       const auto o = close_round(g, close_at);
       ASSERT_EQ(o.code, result::ok) << "seed " << s;
       EXPECT_TRUE(received.insert(o.recipient_seat).second) << "seed " << s << ": a seat received twice";
       step(l, g, o);
+      covered_dividends += !o.held.empty();
+      // Credits are money the escrow held before the close: none counts on a cover the
+      // ledger may refuse (rules version 41).
+      uint64_t credits = 0;
+      for (const auto& st : g.seats) credits += st.credit;
+      EXPECT_LE(int64_t(credits), escrow_at_close) << "seed " << s << " group " << group;
       // The winner's discount: the organizer's commission (at most the pot: what it could
       // not pay is counted here), then the seats' dividend, now or once repaid.
       const uint64_t discount = bids[o.recipient_seat] == 0 ? 0 : nominal_pot(g) - bids[o.recipient_seat];
@@ -1328,8 +1498,8 @@ TEST(equb_rules, random_groups_keep_every_invariant) {
     EXPECT_LE(commission_paid, commission_expected) << "seed " << s << " group " << group;
     EXPECT_EQ(given, discounts) << "seed " << s << " group " << group;
   }
-  std::printf("seed %llu: %llu debts were given a group part\n", (unsigned long long)s,
-              (unsigned long long)group_parts);
+  std::printf("seed %llu: %llu debts were given a group part, %llu closes held dividends for their cover\n",
+              (unsigned long long)s, (unsigned long long)group_parts, (unsigned long long)covered_dividends);
 }
 
 // A group's bytes (snapshots): every state round-trips exactly; a cut, a trailing
