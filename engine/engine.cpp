@@ -3055,10 +3055,13 @@ class engine_impl {
     // Each account's pending totals, less the open pending rows naming it: zero at the
     // end, or a pending row is missing (each row's check covers its own bytes, not a row
     // that is gone; the currencies' totals still balance without it).
+    // (Flat, in the accounts table's order, ids ascending, with an open-addressing index:
+    // a start with a million accounts holding pending money looks each up twice.)
     struct pending_left {
-      uint64_t debits = 0, credits = 0;
+      uint64_t id = 0, debits = 0, credits = 0;
     };
-    std::unordered_map<uint64_t, pending_left, actors::seeded_u64_hash> pending_of;
+    std::vector<pending_left> pending_of;
+    actors::flat_u64_map pending_at;  // account id -> its place in pending_of
     std::string bad_row;
     ok = snap_->scan(storage::table::accounts, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::stored_account sa;
@@ -3079,7 +3082,14 @@ class engine_impl {
       m.credits_posted += a.credits_posted;
       m.debits_pending += a.debits_pending;
       m.credits_pending += a.credits_pending;
-      if (a.debits_pending != 0 || a.credits_pending != 0) pending_of[a.id] = {a.debits_pending, a.credits_pending};
+      if (a.debits_pending != 0 || a.credits_pending != 0) {
+        if (pending_of.size() == UINT32_MAX) {
+          bad_row = "snapshot: more than 2^32 - 1 accounts hold pending money (more than a start checks)";
+          return false;
+        }
+        pending_at.put(a.id, uint32_t(pending_of.size()));
+        pending_of.push_back({a.id, a.debits_pending, a.credits_pending});
+      }
       shards_[shard_of(a.id, shards_n_)]->load_account(a, sa.last_serial);
       ++rec_.accounts_loaded;
       return true;
@@ -3130,6 +3140,7 @@ class engine_impl {
              " (damaged rows; nothing was started)";
     };
     bool read_before_window = false;
+    record_rows::reader older(*snap_);  // (pending rows come in serial order: a row read once)
     ok = snap_->scan(storage::table::pending, [&](uint64_t key, std::span<const uint8_t> v) {
       actors::pending_info p;
       if (v.size() != sizeof p) return false;
@@ -3137,8 +3148,8 @@ class engine_impl {
       if (p.serial != key || p.serial >= expect || p.state != actors::pending_state::pending) return false;
       for (const bool debit : {true, false}) {
         const uint64_t id = debit ? p.debit_account_id : p.credit_account_id;
-        const auto it = pending_of.find(id);
-        uint64_t* left = it == pending_of.end() ? nullptr : debit ? &it->second.debits : &it->second.credits;
+        const uint32_t* at = pending_at.find(id);
+        uint64_t* left = at == nullptr ? nullptr : debit ? &pending_of[*at].debits : &pending_of[*at].credits;
         if (!left || *left < p.amount) {
           bad_row = "snapshot: the open pending transfer of serial " + std::to_string(p.serial) + " holds " +
                     std::to_string(p.amount) + " on account " + std::to_string(id) + ", whose pending " +
@@ -3151,7 +3162,7 @@ class engine_impl {
       if (!records_->resident(p.serial)) {
         std::string err;
         read_before_window = true;
-        if (!record_rows::get(*snap_, p.serial, &before_window, &err)) {
+        if (!older.get(p.serial, &before_window, &err)) {
           bad_row = pending_fault(p.serial, err.empty() ? "its transfer record is not in the snapshot"
                                                         : "its transfer record cannot be read: " + err);
           return false;
@@ -3172,20 +3183,17 @@ class engine_impl {
     if (!bad_row.empty()) *error = bad_row;
     if (!ok) return false;
     if (read_before_window) snap_->release_pages();
-    {
-      uint64_t first = UINT64_MAX;  // the lowest account named: the same message each start
-      for (const auto& [id, left] : pending_of)
-        if ((left.debits != 0 || left.credits != 0) && id < first) first = id;
-      if (first != UINT64_MAX) {
-        const pending_left& left = pending_of[first];
-        *error = "snapshot: account " + std::to_string(first) + " has " +
-                 (left.debits != 0 ? std::to_string(left.debits) + " of pending debits" : std::string()) +
-                 (left.debits != 0 && left.credits != 0 ? " and " : "") +
-                 (left.credits != 0 ? std::to_string(left.credits) + " of pending credits" : std::string()) +
-                 " that no open pending transfer in the snapshot holds (a pending row is missing; nothing was "
-                 "started)";
-        return false;
-      }
+    // The lowest account named (the first in the table's order): the same message each start.
+    if (const auto it = std::find_if(pending_of.begin(), pending_of.end(),
+                                     [](const pending_left& l) { return l.debits != 0 || l.credits != 0; });
+        it != pending_of.end()) {
+      *error = "snapshot: account " + std::to_string(it->id) + " has " +
+               (it->debits != 0 ? std::to_string(it->debits) + " of pending debits" : std::string()) +
+               (it->debits != 0 && it->credits != 0 ? " and " : "") +
+               (it->credits != 0 ? std::to_string(it->credits) + " of pending credits" : std::string()) +
+               " that no open pending transfer in the snapshot holds (a pending row is missing; nothing was "
+               "started)";
+      return false;
     }
     std::string why;
     std::unordered_set<uint64_t> group_numbers;

@@ -306,30 +306,39 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
 }
 
 bool get(storage::snapshot_store& s, uint64_t serial, transfer_record* out, std::string* error) {
-  uint64_t key = 0;
-  std::string bytes;
-  if (!s.floor_row(storage::table::transfers, serial, &key, &bytes, error)) return false;
-  const std::span<const uint8_t> v = as_bytes(bytes);
+  return reader(s).get(serial, out, error);
+}
+
+bool reader::get(uint64_t serial, transfer_record* out, std::string* error) {
   packed_row_header h{};
-  if (!plain_row(v.size()) && packed_header(v, &h) && serial < key + h.count) {
-    // One record of a packed row: its numbers alone, not the row's every record (a
-    // history page or a balance walk reads hundreds this way, on the sequencer).
-    std::string why;
-    if (!wire::column_pack::unpack_one<packed_layout>(packed_block(v, h), h.count, uint32_t(serial - key), out,
-                                                      &why)) {
-      *error = std::string("snapshot: ") + storage::table_name(records.table) + " row " + std::to_string(key) + ": " +
-               why;
-      return false;
+  if (count_ == 0 || serial < key_ || serial - key_ >= count_) {
+    count_ = 0;
+    if (!s_.floor_row(storage::table::transfers, serial, &key_, &bytes_, error)) return false;
+    const std::span<const uint8_t> v = as_bytes(bytes_);
+    if (plain_row(v.size()) || !packed_header(v, &h) || serial >= key_ + h.count) {
+      // The first form, a malformed row, or a serial past the row (whose bytes are
+      // checked all the same, as scan and end check them).
+      std::vector<transfer_record> buf;
+      uint64_t n = 0;
+      const uint8_t* items = decode_records(records, key_, v, buf, &n, error);
+      if (items == nullptr || serial >= key_ + n) return false;
+      std::memcpy(out, items + (serial - key_) * sizeof(transfer_record), sizeof *out);
+      return true;
     }
-    return true;
+    count_ = h.count;
+  } else {
+    packed_header(as_bytes(bytes_), &h);
   }
-  // The first form, a malformed row, or a serial past the row (whose bytes are checked
-  // all the same, as scan and end check them).
-  std::vector<transfer_record> buf;
-  uint64_t n = 0;
-  const uint8_t* items = decode_records(records, key, v, buf, &n, error);
-  if (items == nullptr || serial >= key + n) return false;
-  std::memcpy(out, items + (serial - key) * sizeof(transfer_record), sizeof *out);
+  // One record of a packed row: its numbers alone, not the row's every record (a history
+  // page or a balance walk reads hundreds this way, on the sequencer).
+  std::string why;
+  if (!wire::column_pack::unpack_one<packed_layout>(packed_block(as_bytes(bytes_), h), h.count,
+                                                    uint32_t(serial - key_), out, &why)) {
+    *error = std::string("snapshot: ") + storage::table_name(records.table) + " row " + std::to_string(key_) + ": " +
+             why;
+    count_ = 0;
+    return false;
+  }
   return true;
 }
 

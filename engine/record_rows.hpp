@@ -44,6 +44,22 @@ bool append(storage::snapshot_store::writer& w, uint64_t first, uint64_t n,
 // Record `serial`; false when it is not stored (or on error, with *error set).
 bool get(storage::snapshot_store& s, uint64_t serial, actors::transfer_record* out, std::string* error);
 
+// get, one record after another, keeping the last packed row it read: records of one row
+// read in turn cost one look-up and one copy of the row (a start's checks of the open
+// pending transfers older than the resident window, in serial order), not one each.
+// Rows are never rewritten, so the kept row stays the store's.
+class reader {
+ public:
+  explicit reader(storage::snapshot_store& s) : s_(s) {}
+  bool get(uint64_t serial, actors::transfer_record* out, std::string* error);
+
+ private:
+  storage::snapshot_store& s_;
+  uint64_t key_ = 0;
+  uint32_t count_ = 0;  // records in the kept row (0: none kept)
+  std::string bytes_;
+};
+
 // Calls fn(serial, record) for every stored record with begin <= serial < end, in order;
 // false with *error when fn refuses one or a row is malformed (size, gap in serials).
 bool scan(storage::snapshot_store& s, uint64_t begin, uint64_t end,

@@ -7,7 +7,8 @@
 // with 10% and 50% of transfers crossing shards, over 1,000,000 accounts; the disk's
 // fdatasync rate; log replay rate and restart time with 1M accounts and 10M logged
 // transfers; resident memory per account and after 50M transfers; what two-phase history
-// (4M pending transfers, each posted) leaves resident. --quick shrinks every
+// (4M pending transfers, each posted) leaves resident; restart time with 1M open pending
+// transfers older than the resident window. --quick shrinks every
 // size (for a smoke run), and the JSON then says so.
 #include <fcntl.h>
 #include <liburing.h>
@@ -46,7 +47,7 @@ struct options {
   double seconds = 3.0;
   uint64_t replay_transfers = 10'000'000;
   uint64_t memory_transfers = 50'000'000;
-  std::string only;  // run one section: fsync, accounts, throughput, callers, replay, memory, twophase
+  std::string only;  // run one section: fsync, accounts, throughput, callers, replay, memory, twophase, holds
   bool append = false;  // keep the metrics already in `out` (sections run one per process)
   uint32_t shards_only = 0;  // throughput: run only this shard count (0: 1 and 2)
   bool keep = false;    // leave the data directory behind (to profile `--only restart` on it)
@@ -322,6 +323,32 @@ int main(int argc, char** argv) {
     record("twophase_transfers_per_s", double(2 * made) / secs);
     record("twophase_pending_resident_after", double(e->stats().pending_tracked));
     record("twophase_rss_growth_bytes", double(rss_bytes()) - rss0);
+  }
+  // Open pending transfers older than the resident window: a start checks each against
+  // its transfer record, which it reads from the snapshot (engine/README.md, Recovery).
+  // 1M holds that never expire, then more transfers than the window keeps, a snapshot
+  // at close, and the start after it.
+  if (o.run("holds")) {
+    auto e = open_engine(o, 2, true);
+    create_accounts(*e, o.accounts);
+    pair_picker p(o.accounts, 2, 10);
+    std::mt19937_64 rng(13);
+    const uint64_t holds = o.quick ? 100'000 : 1'000'000;
+    const uint64_t window = engine::config{}.transfers_resident_max;
+    uint64_t held = 0;
+    for (uint64_t made = 0; made < holds; made += 8192) {
+      auto pend = make_batch(p, rng, 8192);
+      for (auto& t : pend) t.flags = wire::transfer_flags::pending;
+      for (auto r : e->create_transfers(pend).results) held += r == wire::result::ok;
+    }
+    for (uint64_t made = 0; made < window + 65'536; made += 8192) e->create_transfers(make_batch(p, rng, 8192));
+    e->close();
+    e.reset();
+    const auto t0 = clk::now();
+    e = open_engine(o, 2, false);
+    record("restart_s_1m_old_holds", since(t0));
+    record("old_holds_loaded", double(e->recovery().pending_loaded));
+    record("old_holds_made", double(held));
   }
   write_json(o.out);
   if (!o.keep) std::filesystem::remove_all(o.dir);

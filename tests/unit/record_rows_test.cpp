@@ -67,6 +67,20 @@ TEST(record_rows, appends_reads_and_scans_across_partial_rows) {
   actors::transfer_record r;
   EXPECT_FALSE(engine::record_rows::get(*s, 503, &r, &err));
   EXPECT_TRUE(err.empty()) << err;
+  // A reader keeping the row it read: in order, back and forth across rows, and past the
+  // end, every record as get gives it.
+  engine::record_rows::reader rd(*s);
+  std::vector<uint64_t> order;
+  for (uint64_t serial = 0; serial < 503; serial += 1 + serial % 5) order.push_back(serial);
+  for (uint64_t serial : {502ull, 0ull, 127ull, 128ull, 127ull, 202ull, 203ull, 200ull, 331ull, 330ull}) order.push_back(serial);
+  for (const uint64_t serial : order) {
+    ASSERT_TRUE(rd.get(serial, &r, &err)) << serial << " " << err;
+    EXPECT_EQ(r.t.amount, serial * 3 + 1) << serial;
+  }
+  EXPECT_FALSE(rd.get(503, &r, &err));
+  EXPECT_TRUE(err.empty()) << err;
+  ASSERT_TRUE(rd.get(5, &r, &err)) << err;
+  EXPECT_EQ(r.t.amount, 16u);
   // Scans that begin and end inside rows see exactly their range, in order.
   for (auto [b, e] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 503}, {5, 141}, {130, 131}, {142, 400}, {400, 900}}) {
     std::vector<uint64_t> seen;
