@@ -350,6 +350,12 @@ constexpr uint16_t rules_waiting_orders_look_again = 40;
 // credits, so the next round's payout or a dissolution's refunds were refused
 // exceeds_credits on the escrow until an operator's retry.
 constexpr uint16_t rules_cover_backs_credits = 41;
-constexpr uint16_t rules_newest = 41;
+// Payouts: a client's payout holds a customer wallet (customer_wallet_required otherwise),
+// as a deposit credits one (rules_deposit_to_wallet). Before, any account but the payout
+// accounts (and, by the ledger's own checks, escrows and trading accounts): a gateway's
+// settlement account, whose hold the post and the sweep then net to nothing while the
+// gateway paid real money out, or a fee or system account, outside every tier's limits.
+constexpr uint16_t rules_payout_from_wallet = 42;
+constexpr uint16_t rules_newest = 42;
 
 }  // namespace mesob::actors

@@ -1180,6 +1180,12 @@ void shard::group_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   if (r.credit_shard == index_ && b.gateway && rules_ >= rules_deposit_to_wallet && in.cr &&
       in.cr->kind != account_kind::customer_wallet && in.verdict_credit == result::ok && gateways::deposit_id(t.id))
     in.verdict_credit = result::customer_wallet_required;
+  // A client's payout holds a customer wallet (rules_payout_from_wallet): not the holds
+  // the engine makes itself (an equb group's payout sent on, from a seat's account).
+  if (r.debit_shard == index_ && b.gateway && !b.emitted && rules_ >= rules_payout_from_wallet && in.dr &&
+      in.dr->kind != account_kind::customer_wallet && in.verdict_debit == result::ok && payouts::hold(t.id) &&
+      !payouts::engine_payout(t.id.lo))
+    in.verdict_debit = result::customer_wallet_required;
   limit_verdicts(b, o, in);
   pending_room_verdict(b, o, in);
 }

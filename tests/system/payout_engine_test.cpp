@@ -388,6 +388,17 @@ TEST_F(payout_engine, failed_payout_voids_the_hold_and_bad_requests_are_refused)
   const uint64_t pa = actors::payouts::desk_account_for(etb, 0, 2);
   EXPECT_EQ(pay(7, pa, 10), result::payout_account_reserved);
   EXPECT_EQ(pay(8, actors::payouts::desk_account(etb, 4095), 10), result::payout_account_reserved);
+  // Only a customer wallet pays out (rules version 42): not a gateway's settlement account
+  // (its hold's post and sweep would net to nothing while the gateway paid), not a
+  // system account.
+  wire::account treasury = make_account(8100);
+  treasury.kind = wire::account_kind::system;
+  ASSERT_EQ(e().create_accounts({treasury}).results.at(0), result::ok);
+  ASSERT_EQ(e().create_transfers({make_transfer(8101, funding, treasury.id, 100)}).results.at(0), result::ok);
+  EXPECT_EQ(pay(11, settle_a, 10), result::customer_wallet_required);
+  EXPECT_EQ(pay(12, treasury.id, 10), result::customer_wallet_required);
+  EXPECT_EQ(account(settle_a).debits_pending, 0u);
+  EXPECT_EQ(account(treasury.id).debits_pending, 0u);
   EXPECT_TRUE(take().empty());
   // Nobody else may touch the payout accounts or the holds.
   EXPECT_EQ(e().create_transfers({make_transfer(8001, 3, pa, 5)}).results.at(0), result::payout_account_reserved);
@@ -2229,6 +2240,65 @@ TEST(payout_engine_upgrade, a_declined_answer_in_an_older_record_replays_as_refu
       EXPECT_TRUE(held.empty()) << "declined: the hold is voided";
       EXPECT_EQ(w.debits_pending, 0u);
       EXPECT_EQ(w.debits_posted, 0u);
+    }
+  }
+}
+
+// A payout holding a gateway's settlement account, in a record of version 41, replays as
+// it was taken (held, and the desk's); in a record of version 42 it is refused,
+// customer_wallet_required, and nothing is held.
+TEST(payout_engine_upgrade, a_payout_from_a_settlement_account_in_an_older_record_replays_as_held) {
+  for (const uint16_t version : {uint16_t(actors::rules_payout_from_wallet - 1), actors::rules_payout_from_wallet}) {
+    SCOPED_TRACE(version);
+    temp_dir dir;
+    const uint16_t v = 15;
+    const auto gateway = make_gateway_registration("alpha", settle_a, 1, 1000);
+    std::vector<wire::account> desks;
+    for (uint32_t s = 0; s < 2; ++s) {
+      wire::account a{};
+      a.id = actors::payouts::desk_account_for(etb, s, 2);
+      a.currency = etb;
+      a.kind = wire::account_kind::system;
+      desks.push_back(a);
+    }
+    wire::account settlement{};
+    settlement.id = settle_a;
+    settlement.currency = etb;
+    settlement.kind = wire::account_kind::gateway_settlement;
+    // A transfer batch's record carries the pending_max and transfers_max it was decided by.
+    auto with_capacities = [](std::vector<uint8_t> ops) {
+      std::vector<uint8_t> body(2 * sizeof(uint64_t));
+      const uint64_t caps[2] = {1u << 20, 1u << 20};
+      std::memcpy(body.data(), caps, sizeof caps);
+      body.insert(body.end(), ops.begin(), ops.end());
+      return body;
+    };
+    wire::transfer hold =
+        make_transfer(1, settle_a, desks[actors::shard_of(settle_a, 2)].id, 10, wire::transfer_flags::pending);
+    hold.id = actors::payouts::hold_id(5);
+    hold.user_data = 251911000005;  // the destination
+    hold.code = 1;                  // the rail
+    write_batch_records(
+        dir.path(),
+        {{v, uint16_t(actors::op_kind::create_accounts), 2, ops_bytes(desks), 2 /* batch_flag_gateway */},
+         {v, uint16_t(actors::op_kind::create_accounts), 1, ops_bytes(std::vector{settlement}), 2 /* batch_flag_gateway */},
+         {v, uint16_t(actors::op_kind::gateway_ops), 1, ops_bytes(std::vector{gateway})},
+         {version, uint16_t(actors::op_kind::create_transfers), 1, with_capacities(ops_bytes(std::vector{hold})),
+          2 /* batch_flag_gateway */}});
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    const auto looked = e->lookup_transfers({hold.id});
+    const auto s = e->lookup_accounts({settle_a}).accounts.at(0);
+    const auto held = e->lookup_payouts(5, 1).payouts;
+    if (version < actors::rules_payout_from_wallet) {
+      EXPECT_EQ(s.debits_pending, 10u) << "held then";
+      ASSERT_EQ(held.size(), 1u);
+    } else {
+      EXPECT_EQ(s.debits_pending, 0u);
+      EXPECT_TRUE(held.empty());
+      ASSERT_EQ(looked.transfers.size(), 1u);
+      EXPECT_EQ(looked.transfers[0].result, uint32_t(result::customer_wallet_required));
     }
   }
 }
