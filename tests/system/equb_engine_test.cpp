@@ -194,6 +194,25 @@ class equb_engine : public ::testing::Test {
   void outage_does_not_count_against_members();
   void short_pot_discount_is_owed_to_the_group();
   void a_dividend_only_a_cover_backs_waits_for_it();
+  // Bidding group `g` of wallets 1..4 under `c` (no fee, bids down to half the nominal
+  // pot 400), started (round 1 to seat 0); seat 1 bids 200 for round 2 and only seat 2
+  // pays it.
+  void short_pot_round_two(uint64_t g, wire::equb_op c) {
+    c.fee_bp = 0;
+    c.max_discount_bp = 5000;
+    ASSERT_EQ(op1(c), result::ok);
+    for (uint32_t w = 1; w <= 4; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+    ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+    wire::equb_op bid;
+    bid.kind = wire::equb_op_kind::bid;
+    bid.group_id = g;
+    bid.seat = 1;
+    bid.wallet = 2;
+    bid.round = 2;
+    bid.amount = 200;
+    ASSERT_EQ(op1(bid), result::ok);
+    ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // seats 0, 1 and 3 miss round 2
+  }
   static uint64_t debts_of_seat(const group_entry& g, uint32_t seat) { return actors::equb::debts_of(g.g.seats.at(seat)); }
 
   engine_fixture fx_;
@@ -1389,21 +1408,8 @@ TEST_F(equb_engine, BiddingRoundsWithDividendsToTheMinorUnit) {
 void equb_engine::short_pot_discount_is_owed_to_the_group() {
   constexpr uint64_t g = 5041;
   open_wallets(4);
-  auto c = create_op(g, actors::equb::rotation::bidding);
-  c.fee_bp = 0;
-  c.max_discount_bp = 5000;  // a bid takes at least half the nominal pot (400)
-  ASSERT_EQ(op1(c), result::ok);
-  for (uint32_t w = 1; w <= 4; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
-  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);  // round 1: no bids, seat 0
-  wire::equb_op bid;
-  bid.kind = wire::equb_op_kind::bid;
-  bid.group_id = g;
-  bid.seat = 1;
-  bid.wallet = 2;
-  bid.round = 2;
-  bid.amount = 200;
-  ASSERT_EQ(op1(bid), result::ok);
-  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // seats 0, 1 and 3 miss round 2
+  short_pot_round_two(g, create_op(g, actors::equb::rotation::bidding));
+  if (HasFatalFailure()) return;
   const int64_t w2 = balance(2);
   fx_.advance_s(8 * 86'400 + 1);  // past round 2's deadline (day 7) and its grace
   group_entry st = at_round(g, 3);
@@ -1463,21 +1469,9 @@ void equb_engine::a_dividend_only_a_cover_backs_waits_for_it() {
             result::ok);
   auto c = create_op(g, actors::equb::rotation::bidding, actors::equb::default_policy::cover_from_guarantor);
   c.guarantor_account_id = short_guarantor;
-  c.fee_bp = 0;
-  c.max_discount_bp = 5000;  // a bid takes at least half the nominal pot (400)
-  ASSERT_EQ(op1(c), result::ok);
-  for (uint32_t w = 1; w <= 4; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
-  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);  // round 1: no bids, seat 0
-  wire::equb_op bid;
-  bid.kind = wire::equb_op_kind::bid;
-  bid.group_id = g;
-  bid.seat = 1;
-  bid.wallet = 2;
-  bid.round = 2;
-  bid.amount = 200;
-  ASSERT_EQ(op1(bid), result::ok);
-  ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // seats 0, 1 and 3 miss round 2
-  fx_.advance_s(8 * 86'400 + 1);                         // past round 2's deadline (day 7) and its grace
+  short_pot_round_two(g, c);
+  if (HasFatalFailure()) return;
+  fx_.advance_s(8 * 86'400 + 1);  // past round 2's deadline (day 7) and its grace
   group_entry st = at_round(g, 3);
   ASSERT_EQ(st.g.round, 3u);
   ASSERT_EQ(st.owed.size(), 2u);
