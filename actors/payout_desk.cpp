@@ -1242,6 +1242,10 @@ result desk_table::op(const wire::payout_op& o, uint64_t desk_account, uint64_t 
     settle(d, *p, p->settled_by, p->settlement);  // post again, under new ids
     return result::ok;
   }
+  if (void_retry_ && p->st == state::failing && p->refusal != result::ok) {
+    start_chain(d, *p, state::failing);  // void again, under new ids
+    return result::ok;
+  }
   if (p->st != state::dead) return result::payout_not_dead;
   if (unchecked()) return result::payout_may_be_paid;
   if (p->attempts.size() + attempts_max > attempts_kept_max) return result::payout_retries_exhausted;

@@ -67,7 +67,8 @@
 //    open or probing: a rail whose gateways shed load for ten minutes is an operator's to
 //    hear of, so a breaker's wait counts, even one set by an answer timeout of over 150 s,
 //    whose cool-down of 4 timeouts is longer), it becomes a dead letter: its hold stays,
-//    operators retry it (routes afresh) or cancel it (void); one a gateway was sent and
+//    operators retry it (routes afresh) or cancel it (void; a void the ledger refused,
+//    the payout failing with its hold kept, a retry sends again: rules version 43); one a gateway was sent and
 //    never answered (it may have paid it) only forced (payout_op_flags::force: the
 //    operator checked with it), else payout_may_be_paid (rules version 30). A payout leaving a gateway
 //    that may have paid it and whose answers are no longer taken (disabled, removed, or
@@ -461,6 +462,9 @@ class desk_table {
   // with its gateway's session up, or a cancel's `failed` while another gateway may
   // still pay, makes the payout a dead letter instead of sending it on.
   void set_rules_stays_while_may_pay(bool v) { stays_while_may_pay_ = v; }
+  // Rules version 43 on (rules_refused_void_retry): op()'s retry of a failing payout whose
+  // void the ledger refused sends the void again.
+  void set_rules_void_retry(bool v) { void_retry_ = v; }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -649,6 +653,7 @@ class desk_table {
   bool sweep_backoff_ = true;
   bool ops_checked_ = true;
   bool stays_while_may_pay_ = true;
+  bool void_retry_ = true;
   // (desk, gateway) -> where its cancels re-sent since its first session opened are. It
   // shapes instructions only (not logged, not kept).
   struct cancel_pager {

@@ -356,6 +356,10 @@ constexpr uint16_t rules_cover_backs_credits = 41;
 // settlement account, whose hold the post and the sweep then net to nothing while the
 // gateway paid real money out, or a fee or system account, outside every tier's limits.
 constexpr uint16_t rules_payout_from_wallet = 42;
-constexpr uint16_t rules_newest = 42;
+// Payouts: an operator's retry of a payout whose void the ledger refused (failing, its
+// hold kept) sends the void again under new ids. Before, it was payout_not_dead and
+// nothing could send it again: the wallet's money stayed held for good.
+constexpr uint16_t rules_refused_void_retry = 43;
+constexpr uint16_t rules_newest = 43;
 
 }  // namespace mesob::actors

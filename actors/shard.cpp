@@ -379,6 +379,7 @@ void shard::execute(batch& b) {
       s.desks_.set_rules_sweep_backoff(v >= rules_sweep_backoff);
       s.desks_.set_rules_ops_checked(v >= rules_payout_ops_checked);
       s.desks_.set_rules_stays_while_may_pay(v >= rules_payout_stays_while_may_pay);
+      s.desks_.set_rules_void_retry(v >= rules_refused_void_retry);
       s.rules_ = v;
       s.groups_.set_rules(v);
       s.trading_.set_rules(v);
@@ -394,6 +395,7 @@ void shard::execute(batch& b) {
       s.desks_.set_rules_sweep_backoff(true);
       s.desks_.set_rules_ops_checked(true);
       s.desks_.set_rules_stays_while_may_pay(true);
+      s.desks_.set_rules_void_retry(true);
       s.rules_ = rules_newest;
       s.groups_.set_rules(rules_newest);
       s.trading_.set_rules(rules_newest);

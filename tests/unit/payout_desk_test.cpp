@@ -1187,5 +1187,64 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
   }
 }
 
+// A payout whose void the ledger refused stays failing with its hold (the wallet's
+// money held): an operator's retry sends the void again under new ids (rules version 43),
+// and once carried the payout resolves. Before, the retry was payout_not_dead and nothing
+// could send the void again.
+TEST(payout_desk, a_refused_void_is_sent_again_by_an_operators_retry) {
+  for (const bool taken : {true, false}) {
+    SCOPED_TRACE(taken ? "this build's rules" : "rules before version 43");
+    recording_table r;
+    desk_table& t = r.t;
+    t.set_rules_void_retry(taken);
+    std::vector<std::vector<wire::transfer>> chains;
+    t.set_emit([&](std::vector<wire::transfer>&& c) { chains.push_back(std::move(c)); });
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+    t.held(hold_of(5), 20);
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u);
+    ASSERT_EQ(t.answer(test::etb_payout_answer(5, 1, 100, wire::payout_outcome::failed, r.alpha), desk_account(etb, 0), 30),
+              wire::result::ok);
+    t.flush();  // (chains go out at the batch's end)
+    ASSERT_EQ(chains.size(), 1u);
+    const auto first_void = chains[0].at(0);
+    EXPECT_EQ(first_void.pending_id, hold_id(5));
+    EXPECT_EQ(first_void.code, code_void);
+    t.chain_done(first_void, wire::result::exceeds_credits, 40);  // (say) the ledger refused it
+    auto payout = [&]() -> const payout_entry* {
+      const payout_entry* p = nullptr;
+      t.for_each_desk([&](const desk& d) {
+        if (auto it = d.payouts.find(5); it != d.payouts.end()) p = &it->second;
+      });
+      return p;
+    };
+    ASSERT_NE(payout(), nullptr);
+    EXPECT_EQ(payout()->st, state::failing);
+    EXPECT_EQ(payout()->refusal, wire::result::exceeds_credits);
+    const wire::payout_op retry{5, etb, wire::payout_op_kind::retry, 0, {}};
+    const wire::payout_op cancel{5, etb, wire::payout_op_kind::cancel, 0, {}};
+    EXPECT_EQ(t.op(cancel, desk_account(etb, 0), 50), wire::result::payout_not_dead) << "its void is a cancel already";
+    if (!taken) {
+      EXPECT_EQ(t.op(retry, desk_account(etb, 0), 50), wire::result::payout_not_dead);
+      t.flush();
+      EXPECT_EQ(chains.size(), 1u);
+      continue;
+    }
+    ASSERT_EQ(t.op(retry, desk_account(etb, 0), 50), wire::result::ok);
+    t.flush();
+    ASSERT_EQ(chains.size(), 2u);
+    const auto again = chains[1].at(0);
+    EXPECT_EQ(again.pending_id, hold_id(5));
+    EXPECT_EQ(again.code, code_void);
+    EXPECT_NE(again.id, first_void.id) << "new ids";
+    EXPECT_EQ(payout()->refusal, wire::result::ok);
+    t.chain_done(first_void, wire::result::ok, 55);  // a late word of the old chain: nothing
+    ASSERT_NE(payout(), nullptr);
+    t.chain_done(again, wire::result::ok, 60);
+    EXPECT_EQ(payout(), nullptr) << "voided: resolved";
+    EXPECT_EQ(r.sent.size(), 1u) << "no gateway was asked to pay again";
+  }
+}
+
 }  // namespace
 }  // namespace mesob::actors::payouts
