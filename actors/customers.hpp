@@ -21,7 +21,14 @@
 //     counts in the day's outflow all the same (from batch records of version 8): an
 //     equb guarantor's cover, money that leaves a wallet the group only named, so that
 //     wallet's own transfers meet its limit. Deposits from gateways are checked like any
-//     transfer in;
+//     transfer in. A member's payment of what its equb seat owes (any equb payment but a
+//     join: a round's due, with a late penalty and its debts when it has them, or its
+//     debts after the group ended) is not checked either, from rules version 44
+//     (rules_equb_dues_past_limits), and counts in the day's outflow: the join took the
+//     obligation on under the tier, and the payment is one exact amount that cannot be
+//     split, so a refusal left the seat late for good (a late payment, due and penalty,
+//     is past a single limit set at the contribution), a held round open, and the debts'
+//     creditors unpaid;
 //   - a profile (conservative, moderate, aggressive) has the asset classes it allows
 //     and the largest position per instrument (minor units); orders read them. It may
 //     have a model portfolio: target weights per instrument that rebalancing aims at.

@@ -360,6 +360,16 @@ constexpr uint16_t rules_payout_from_wallet = 42;
 // hold kept) sends the void again under new ids. Before, it was payout_not_dead and
 // nothing could send it again: the wallet's money stayed held for good.
 constexpr uint16_t rules_refused_void_retry = 43;
-constexpr uint16_t rules_newest = 43;
+// Equb: a member's payment of what its seat owes (a round's due, with a late penalty and
+// its debts when it has them, or its debts after the group ended: any equb payment but a
+// join) is not refused by its wallet's tier limits (exceeds_transfer_limit,
+// exceeds_daily_outflow); it still counts in the day's outflow. The join is checked like
+// any transfer: the member takes the group's obligation on under its tier. Before, a
+// tier whose single limit was the contribution (or a day's outflow spent) refused a late
+// payment, whose amount is the due, the penalty and every debt in one transfer and
+// cannot be split: the seat stayed late for good, a held round never closed, and its
+// creditors were never repaid.
+constexpr uint16_t rules_equb_dues_past_limits = 44;
+constexpr uint16_t rules_newest = 44;
 
 }  // namespace mesob::actors

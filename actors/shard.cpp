@@ -1148,7 +1148,12 @@ void shard::limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   const uint64_t ts = b.timestamp_base + o;
   if (b.emitted) return;  // the engine's own transfers (actors/customers.hpp)
   if (b.kind == op_kind::orders && rules_ >= rules_order_limits_after_wallet && order_wallet_unfit(b, o, in)) return;
-  if (r.debit_shard == index_ && in.dr && in.dr->tier != 0 && in.verdict_debit == result::ok) {
+  // A member's payment of what its seat owes (rules_equb_dues_past_limits): the group
+  // decides its amount (exactly what is owed), and the join took the obligation on
+  // under the tier; it counts in the day's outflow all the same (shard::apply).
+  const bool owed_to_group = rules_ >= rules_equb_dues_past_limits && (t.flags & transfer_flags::equb) != 0 &&
+                             (t.user_data >> 32) != 0;
+  if (r.debit_shard == index_ && in.dr && in.dr->tier != 0 && in.verdict_debit == result::ok && !owed_to_group) {
     const auto* c = customers_.find(in.dr->id);
     const auto* l = policy_.tier(uint8_t(in.dr->tier), in.dr->currency);
     MESOB_ASSERT_MSG(c && l, "a wallet with a tier has a customer record and its tier's limits");

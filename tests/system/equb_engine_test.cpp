@@ -214,6 +214,17 @@ class equb_engine : public ::testing::Test {
     ASSERT_EQ(pay(3, g, 2, 2, contribution), result::ok);  // seats 0, 1 and 3 miss round 2
   }
   static uint64_t debts_of_seat(const group_entry& g, uint32_t seat) { return actors::equb::debts_of(g.g.seats.at(seat)); }
+  // Wallet `w` a verified customer at `tier`.
+  void give_tier(uint64_t w, uint8_t tier) {
+    wire::customer_op c;
+    c.wallet = w;
+    c.kyc = wire::kyc_status::verified;
+    c.profile = wire::risk_profile::moderate;
+    c.tier = tier;
+    c.sequence = 1;
+    ASSERT_EQ(e().customers({c}).results.at(0), result::ok);
+  }
+  uint64_t outflow_today(uint64_t w) { return e().lookup_customers({w}).customers.at(0).outflow_today; }
 
   engine_fixture fx_;
   uint64_t next_id_ = 1;
@@ -1858,21 +1869,60 @@ TEST_F(equb_engine, TieredMembersReceiveTheirPayoutPastTheirLimits) {
   // At most what each holds before it joins.
   const auto tier = actors::customers::tier_op(1, wire::currency("ETB"), contribution, contribution, starting);
   ASSERT_EQ(e().policies({tier}).results.at(0), result::ok);
-  for (uint64_t w = 1; w <= 3; ++w) {
-    wire::customer_op c;
-    c.wallet = w;
-    c.kyc = wire::kyc_status::verified;
-    c.profile = wire::risk_profile::moderate;
-    c.tier = 1;
-    c.sequence = 1;
-    ASSERT_EQ(e().customers({c}).results.at(0), result::ok);
-  }
+  for (uint64_t w = 1; w <= 3; ++w) give_tier(w, 1);
   form(g, 3);  // joining pays round 1 (each within its limits); round 1 pays wallet 1 at start
   const group_entry st = settled(g);
   ASSERT_TRUE(st.owed.empty()) << "the payout was refused";
   EXPECT_GT(balance(1), int64_t(starting)) << "the pot arrived past the balance limit";
   EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, funding, 1, 1)}).results.at(0),
             result::exceeds_balance_limit);
+  expect_escrow_consistent(g);
+}
+
+// A member's payment of what its seat owes is not refused by its wallet's tier
+// (rules_equb_dues_past_limits): a late payment (the due and the missed round's debt, in
+// one transfer past the single limit) and a due paid after the day's outflow was spent
+// both pass, and both count in the day's outflow, which the wallet's own transfers then
+// meet. The join is checked like any transfer. Before, the late member could never pay:
+// its debt's creditor was never repaid.
+TEST_F(equb_engine, AMembersDuesPassItsTiersLimitsAndCountInItsOutflow) {
+  constexpr uint64_t g = 5078;
+  open_wallets(4);
+  const auto etb = wire::currency("ETB");
+  ASSERT_EQ(e().policies({actors::customers::tier_op(1, etb, contribution, 2 * contribution, 1'000'000)}).results.at(0),
+            result::ok);
+  ASSERT_EQ(e().policies({actors::customers::tier_op(2, etb, contribution - 1, 1'000, 1'000'000)}).results.at(0),
+            result::ok);
+  for (uint64_t w = 1; w <= 3; ++w) give_tier(w, 1);
+  give_tier(4, 2);
+  ASSERT_EQ(op1(create_op(g)), result::ok);
+  EXPECT_EQ(pay(4, g, 0, 0, contribution), result::exceeds_transfer_limit) << "a join is checked";
+  for (uint32_t w = 1; w <= 3; ++w) ASSERT_EQ(pay(w, g, 0, 0, contribution), result::ok);
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  ASSERT_EQ(settled(g).g.round, 2u);
+  // Wallet 1 spends the rest of its day's outflow (its join took the first 100), then pays round 2.
+  ASSERT_EQ(e().create_transfers({make_transfer(next_id_++, 1, funding, contribution)}).results.at(0), result::ok);
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, 1, funding, 1)}).results.at(0),
+            result::exceeds_daily_outflow);
+  EXPECT_EQ(pay(1, g, 2, 0, contribution), result::ok) << "a due past the day's outflow";
+  EXPECT_EQ(outflow_today(1), 3 * contribution);
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  fx_.advance_s(8 * 86'400 + 1);  // wallet 3 missed round 2: a debt to wallet 2
+  const group_entry st = at_round(g, 3);
+  ASSERT_EQ(st.g.round, 3u);
+  ASSERT_EQ(debts_of_seat(st, 2), missed_debt);
+  // Round 3's due and the debt: one transfer, past the single limit.
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, 3, funding, contribution + missed_debt)}).results.at(0),
+            result::exceeds_transfer_limit)
+      << "the wallet's own transfers meet its limits";
+  const int64_t creditor = balance(2);
+  EXPECT_EQ(pay(3, g, 3, 2, contribution + missed_debt), result::ok) << "a late member pays what it owes";
+  EXPECT_EQ(outflow_today(3), contribution + missed_debt);
+  EXPECT_EQ(e().create_transfers({make_transfer(next_id_++, 3, funding, 1)}).results.at(0),
+            result::exceeds_daily_outflow)
+      << "what it paid the group counts in its day";
+  EXPECT_EQ(debts_of_seat(settled(g), 2), 0u);
+  EXPECT_EQ(balance(2), creditor + int64_t(missed_debt)) << "the creditor is repaid";
   expect_escrow_consistent(g);
 }
 
@@ -1923,6 +1973,73 @@ TEST(equb_engine_upgrade, a_group_started_by_an_older_record_keeps_its_schedule)
     // (The engine was down from the log's last record until now: the schedule moved by that.)
     EXPECT_EQ(actors::equb::round_deadline(g) - g.started_at - g.shift_ns,
               (version >= 27 ? 1 : 2) * create.period_ns);
+  }
+}
+
+// A due paid past the day's outflow, in a batch record of version 43, replays as it was
+// decided then (exceeds_daily_outflow); in one of version 44 it is paid. The log is
+// written with the engine's own writer: a tier, two wallets funded and made its
+// customers, a group they join and start, wallet 1's transfer that spends the rest of
+// its day, and its round 2 due.
+TEST(equb_engine_upgrade, a_due_past_the_days_outflow_in_an_older_record_replays_as_refused) {
+  for (const uint16_t version : {uint16_t(actors::rules_equb_dues_past_limits - 1), actors::rules_equb_dues_past_limits}) {
+    SCOPED_TRACE(version);
+    temp_dir dir;
+    constexpr uint64_t group = 832, fee = 900, funds = 999;
+    const auto etb = wire::currency("ETB");
+    const auto tier = actors::customers::tier_op(1, etb, 100, 200, 1'000'000);
+    std::vector<wire::customer_op> kyc;
+    for (const uint64_t w : {1, 2}) kyc.push_back(actors::customers::verified_op(w, 1, wire::risk_profile::moderate));
+    std::vector<wire::transfer> funded, joins;
+    for (const uint64_t w : {1, 2}) {
+      funded.push_back(make_transfer(10 + w, funds, w, 1'000));
+      joins.push_back(make_transfer(40 + w, w, group, 100, wire::transfer_flags::equb));
+    }
+    wire::equb_op start;
+    start.kind = wire::equb_op_kind::start;
+    start.group_id = group;
+    const wire::transfer spend = make_transfer(50, 1, funds, 100);
+    wire::transfer due = make_transfer(51, 1, group, 100, wire::transfer_flags::equb);
+    due.user_data = uint64_t(2) << 32 | 0;  // round 2, seat 0
+    const auto kind = [](actors::op_kind k) { return uint16_t(k); };
+    // Each body as these versions write it: the capacities the batch was decided by (an
+    // accounts create's accounts_max; a groups batch's groups_max and accounts_max; a
+    // transfer batch's pending_max and transfers_max), 8 bytes each, then the operations.
+    const auto with_capacities = [](std::vector<uint8_t> ops, size_t settings) {
+      std::vector<uint8_t> b(settings * 8);
+      for (size_t i = 0; i < settings; ++i) {
+        const uint64_t max = 1'000'000;
+        std::memcpy(b.data() + i * 8, &max, 8);
+      }
+      b.insert(b.end(), ops.begin(), ops.end());
+      return b;
+    };
+    const auto wallet = [](uint64_t id) { return make_account(id, wire::account_flags::debits_must_not_exceed_credits); };
+    write_batch_records(
+        dir.path(),
+        {{version, kind(actors::op_kind::policy_ops), 1, ops_bytes(std::vector{tier})},
+         {version, kind(actors::op_kind::create_accounts), 4,
+          with_capacities(ops_bytes(std::vector{wallet(1), wallet(2), make_account(fee), make_account(funds)}), 1)},
+         {version, kind(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(funded), 2)},
+         {version, kind(actors::op_kind::customer_ops), 2, ops_bytes(kyc)},
+         {version, kind(actors::op_kind::equb_ops), 1,
+          with_capacities(ops_bytes(std::vector{make_equb_create(group, fee, 100)}), 2)},
+         {version, kind(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(joins), 2)},
+         {version, kind(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{start}), 2)},
+         {version, kind(actors::op_kind::create_transfers), 1, with_capacities(ops_bytes(std::vector{spend}), 2)},
+         {version, kind(actors::op_kind::create_transfers), 1, with_capacities(ops_bytes(std::vector{due}), 2)}});
+    std::string err;
+    auto e = engine::engine::open(test_config(dir.path()), &err);
+    ASSERT_TRUE(e) << err;
+    const auto looked = e->lookup_transfers({spend.id, due.id});
+    ASSERT_EQ(looked.transfers.size(), 2u);
+    EXPECT_EQ(looked.transfers[0].result, uint32_t(result::ok));
+    const auto paid = version >= actors::rules_equb_dues_past_limits;
+    EXPECT_EQ(looked.transfers[1].result, uint32_t(paid ? result::ok : result::exceeds_daily_outflow));
+    const auto r = e->lookup_groups({group});
+    ASSERT_EQ(r.groups.size(), 1u);
+    EXPECT_EQ(r.groups[0].g.seats.at(0).paid, paid);
+    EXPECT_EQ(r.groups[0].g.round, 2u);
   }
 }
 
