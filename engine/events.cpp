@@ -711,7 +711,11 @@ result event_hub::fields_refusal(const subscription_request& r, std::string* why
 bool event_hub::retire(uint64_t session) {
   auto it = subs_.find(session);
   if (it == subs_.end()) return false;
-  ended_[session] = {it->second.req.owner, window_bytes(it->second.req)};
+  // Added to what an earlier subscription of the session left reserved: its frames may be
+  // queued still, behind this one's.
+  ended_window& e = ended_[session];
+  e.owner = it->second.req.owner;
+  e.bytes += window_bytes(it->second.req);
   subs_.erase(it);
   return true;
 }
@@ -843,7 +847,7 @@ void event_hub::apply(command& c) {
   // other gateway's room (a subscriber is never cut for reading slowly: retention alone
   // ends a subscription that falls behind). A subscription that ended while its session
   // stays open (taken over, ended by the server, cut by retention) keeps its reservation
-  // until the session closes: its frames stay queued to it. (Checked after the names: a
+  // until the session closes, whatever it subscribes to since: its frames stay queued to it. (Checked after the names: a
   // refusal for good comes before one that passes.)
   {
     uint64_t all = 0, own = 0;
@@ -852,8 +856,9 @@ void event_hub::apply(command& c) {
       if (owner == r.owner) own += bytes;
     };
     for (const auto& [sess, other] : subs_) count(other.req.owner, window_bytes(other.req));
-    for (const auto& [sess, e] : ended_)
-      if (sess != c.session) count(e.owner, e.bytes);  // (its own: its new subscription replaces it)
+    // (The session's own ended windows too: their frames may still be queued to it, ahead
+    // of the new window's.)
+    for (const auto& [sess, e] : ended_) count(e.owner, e.bytes);
     const uint64_t own_room = windows_bytes_max_ / 2;
     const bool gateways = own + mine > own_room;
     if (gateways || all + mine > windows_bytes_max_) {
@@ -939,7 +944,6 @@ void event_hub::apply(command& c) {
                                                       "session " + std::to_string(c.session) + " subscribed as '" +
                                                           s.req.name + "': this subscription ends"})));
   a.start = start;
-  ended_.erase(c.session);
   subs_.emplace(c.session, std::move(s));
   {
     std::lock_guard lk(mu_);  // its acks are taken from the moment it is told

@@ -320,7 +320,8 @@ class event_hub {
   void publish_live();  // hub thread
   std::map<uint64_t, sub> subs_;
   // Sessions still open whose subscription ended: their windows' reservations (the frames
-  // sent may still be queued to them), until they close or subscribe again.
+  // sent may still be queued to them), until they close; a session's ended windows add up
+  // (it subscribed again and that one ended too).
   struct ended_window {
     std::string owner;
     uint64_t bytes = 0;

@@ -1098,10 +1098,11 @@ class server_impl {
       // Its subscription (if the hub took one) would go on delivering: the hub ends it and
       // tells the session on the stream (request id 0), after what it sent before; what
       // else its roles allow goes on.
+      // `subscriber` stays set: the hub keeps the ended window reserved (its frames may be
+      // queued still) until it hears that the session closed (subscription_closed).
       if (auto* hub = eng_.events())
         hub->end(s.session_id, protocol_error::role_denied,
                  "gateway " + s.gateway + " lost the events_reader role: its subscription ends");
-      s.subscriber = false;
     }
     if (g->roles != s.roles) {
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit) {

@@ -691,6 +691,58 @@ TEST(server, registry_changes_reach_quiet_sessions) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(n.eng->events()->subscribers().size(), 0u);
   expect_serves(*reader, 1);
+  // Its ended window stays reserved while the session is open (its frames may be queued
+  // to it) and is freed when it closes. Before, it stayed reserved for good: every later
+  // Subscribe counted it against the windows' budget.
+  EXPECT_GT(n.eng->events()->windows_reserved(), 0u);
+  reader.reset();
+  for (int i = 0; i < 400 && n.eng->events()->windows_reserved() != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(n.eng->events()->windows_reserved(), 0u);
+}
+
+// A session that subscribes again keeps its ended subscription's window reserved beside
+// the new one (the old window's frames may still be queued to it): two sessions taking a
+// name from each other in turn reserve every window they were sent. Before, a Subscribe
+// dropped the session's old reservation, and such a pair passed the windows' budget.
+TEST(server, a_session_subscribing_again_keeps_its_ended_window_reserved) {
+  net n;
+  const std::vector<uint8_t> secret(24, 0x5c);
+  ASSERT_EQ(n.eng->gateways({registration("reader", wire::roles::events_reader, 9103, secret)}).results.at(0),
+            result::ok);
+  std::string err;
+  auto a = wire::client::connect(n.registered_opts("reader", secret), &err);
+  ASSERT_TRUE(a) << err;
+  auto b = wire::client::connect(n.registered_opts("reader", secret), &err);
+  ASSERT_TRUE(b) << err;
+  wire::subscribe_msg m;
+  m.name = "n";
+  m.window = 64;
+  m.batch_max = 16;
+  engine::subscription_request r;
+  r.window = m.window;
+  r.batch_max = m.batch_max;
+  r.packed = m.packed;
+  const uint64_t one = engine::event_hub::window_bytes(r);
+  const auto reserved_becomes = [&](uint64_t want) {
+    for (int i = 0; i < 400 && n.eng->events()->windows_reserved() != want; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return n.eng->events()->windows_reserved();
+  };
+  wire::subscribed_msg got;
+  ASSERT_TRUE(a->subscribe(m, &got, &err)) << err;
+  ASSERT_EQ(got.code, result::ok) << got.message;
+  EXPECT_EQ(reserved_becomes(one), one);
+  ASSERT_TRUE(b->subscribe(m, &got, &err)) << err;  // takes the name: a's subscription ends
+  ASSERT_EQ(got.code, result::ok) << got.message;
+  EXPECT_EQ(reserved_becomes(2 * one), 2 * one);
+  ASSERT_TRUE(a->subscribe(m, &got, &err)) << err;  // takes it back: b's ends
+  ASSERT_EQ(got.code, result::ok) << got.message;
+  EXPECT_EQ(reserved_becomes(3 * one), 3 * one) << "a's first window, a's second, b's";
+  a.reset();
+  EXPECT_EQ(reserved_becomes(one), one) << "b's ended window";
+  b.reset();
+  EXPECT_EQ(reserved_becomes(0), 0u);
 }
 
 // Submission entries prepared while the ring's queue stays full after a submit (the
