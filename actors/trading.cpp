@@ -1220,15 +1220,6 @@ std::vector<uint8_t> table::encode_breakers() const {
   return std::move(w.out);
 }
 
-uint64_t table::routing_orders() const {
-  uint64_t n = 0;
-  for (const auto& [wallet, w] : wallets_)
-    w.b.for_each_order([&](const order_entry& e) {
-      n += e.st == order_state::open && route_state(e.routing) != route_state::working;
-    });
-  return n;
-}
-
 bool table::load_breakers(std::span<const uint8_t> bytes, bool* taken, bool* live, uint32_t* count, std::string* why) {
   *taken = *live = false;
   byte_reader r{bytes};

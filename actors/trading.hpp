@@ -352,10 +352,6 @@ class table {
   // *live: it holds a breaker that is not closed or has outcomes counted; *count: the
   // shard count that wrote it.
   bool load_breakers(std::span<const uint8_t> bytes, bool* taken, bool* live, uint32_t* count, std::string* why);
-  // Open orders whose routing is under way (sent, waiting for a broker or a backoff, or
-  // dead letters): what a later timeout or breaker decides for them depends on the shard
-  // count (engine/README.md).
-  [[nodiscard]] uint64_t routing_orders() const;
   // Wallets changed since the last call (empty bytes: the row is gone).
   void take_dirty(std::vector<std::pair<uint64_t, std::vector<uint8_t>>>* out);
   // Drops the closed orders the rows just taken hold (each such row is written again

@@ -365,93 +365,6 @@ class engine_impl {
                "or move " + cfg_.data_dir + "/events away to begin a new stream after record " + std::to_string(snap);
       return false;
     }
-    // Groups, desks and brokers' routing decide on timers at the batches their shard
-    // executes: with another shard count, replay would place those decisions elsewhere
-    // than the events readers may have seen.
-    const std::string shards_path = cfg_.data_dir + "/events/shards";
-    uint32_t wrote_with = 0;
-    if (std::ifstream sf(shards_path); sf && !(sf >> word >> wrote_with && word == "shards")) {
-      *error = "events: " + shards_path + " is damaged (move it away to start without it)";
-      return false;
-    }
-    // Whether the last run stopped with every event it wrote synced (its mark goes below,
-    // after the checks and before anything is written, so a crash of this run leaves none).
-    const std::string closed_path = cfg_.data_dir + "/events/closed";
-    struct stat closed_st {};
-    const bool closed_cleanly = ::stat(closed_path.c_str(), &closed_st) == 0;
-    if (wrote_with != 0 && wrote_with != shards_n_) {
-      if (!closed_cleanly) {
-        // After a crash: readers read events before they are synced, so a power cut may
-        // have taken events they saw, and replay under another count could put a decision
-        // among them that was not there. Refused while any record past the snapshot waits.
-        storage::wal_scan_options ro;
-        ro.dir = cfg_.data_dir + "/wal";
-        ro.repair_tail = false;  // read only: damage is the main scan's to report
-        ro.start_lsn = snap + 1;
-        storage::wal_scan_result pre;
-        std::string scan_err;
-        bool past = false;
-        bool first = true;
-        (void)storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
-          if (std::exchange(first, false) && v.header->lsn > snap + 1) return false;  // records missing: later
-          past = v.header->lsn > snap;
-          return !past;
-        }, &pre, &scan_err);
-        if (past) {
-          *error = "events: the last run, with " + std::to_string(wrote_with) +
-                   " shards, did not stop cleanly and the log holds records past the snapshot, whose events may "
-                   "depend on the shard count (groups', desks' and brokers' timers); start once with --shards " +
-                   std::to_string(wrote_with) + " (it replays them and snapshots when it stops), then with " +
-                   std::to_string(shards_n_);
-          return false;
-        }
-      } else if (event_log_last_lsn_ > snap) {
-        // Every event written is on the disk: only decisions past the snapshot depend on
-        // the count; other events fall where the log says.
-        bool decided = false;
-        std::vector<wire::event> part;
-        for (uint64_t end = event_log_->next_offset(); end > event_log_->first_offset() && !decided;) {
-          const uint64_t from = std::max(event_log_->first_offset(), end > 4096 ? end - 4096 : 1);
-          if (event_log_->read(from, end - from, &part, error) != storage::event_log::read_status::ok) return false;
-          bool older = false;
-          for (const auto& ev : part) {
-            older = older || ev.lsn <= snap;
-            // Decisions shards make on their own (timers, rounds, breakers), placed by shard.
-            using et = wire::event_type;
-            const bool by_time = (uint16_t(ev.type) >= uint16_t(et::equb_missed) && uint16_t(ev.type) <= uint16_t(et::payout_breaker)) ||
-                                 ev.type == et::instrument_halted || ev.type == et::instrument_resumed ||
-                                 ev.type == et::order_expired || ev.type == et::order_timeout ||
-                                 ev.type == et::order_dead || ev.type == et::order_breaker ||
-                                 ev.type == et::payout_overpaid || ev.type == et::equb_rescheduled ||
-                                 ev.type == et::payout_timer || ev.type == et::equb_retired;
-            decided = decided || (ev.lsn > snap && by_time);
-          }
-          if (older) break;
-          end = from;
-        }
-        if (decided) {
-          *error = "events: the event log holds equb groups' or payout desks' decisions past the snapshot, placed by " +
-                   std::to_string(wrote_with) + " shards; start once with --shards " + std::to_string(wrote_with) +
-                   " (it replays them and snapshots when it stops), then with " + std::to_string(shards_n_);
-          return false;
-        }
-      }
-    }
-    if (closed_cleanly) {
-      if (::unlink(closed_path.c_str()) != 0) {
-        *error = "events: cannot remove " + closed_path + ": " + std::strerror(errno);
-        return false;
-      }
-      if (!storage::fsync_dir(cfg_.data_dir + "/events")) {
-        *error = "events: cannot sync the directory " + cfg_.data_dir + "/events after removing " + closed_path;
-        return false;
-      }
-    }
-    if (wrote_with != shards_n_ &&
-        !storage::replace_file(shards_path, "shards " + std::to_string(shards_n_) + "\n", error)) {
-      *error = "events: " + *error;
-      return false;
-    }
     // The evidence of durable records the cut below takes away is kept first: a start that
     // refuses a damaged log under it (recover()) refuses again the next time.
     if (event_log_last_lsn_ > events_newest_) {
@@ -577,7 +490,6 @@ class engine_impl {
   }
   static constexpr size_t event_backlog_max = 256;  // groups the writer may lag behind
   uint32_t other_count_ = 0;       // the shard count that wrote the snapshot's trading breakers, if not this one
-  bool other_count_live_ = false;  // ... with routing state a replay would decide anew
   int wake_fd_ = -1;
   recovery_report rec_;
 
@@ -3344,7 +3256,6 @@ class engine_impl {
           if (!actors::trading::table().load_breakers(v, &taken, &live, &wrote, &why)) return false;  // checked all the same
           other_count_ = std::max(other_count_, wrote);
           if (s >= shards_n_) carried_portfolios_.emplace_back(key, std::vector<uint8_t>{});  // gone at the next cut
-          other_count_live_ = other_count_live_ || live;
         }
         return true;
       }
@@ -3362,9 +3273,6 @@ class engine_impl {
       if (!why.empty()) *error = "snapshot: " + why;
       return false;
     }
-    // Orders' routing (timeouts, breakers, fallbacks) is decided per shard: after a start
-    // with another count, replaying records past the snapshot would decide it anew.
-    for (const auto& sh : shards_) other_count_live_ = other_count_live_ || (other_count_ != 0 && sh->trading().routing_orders() != 0);
     // Payout desks (key 0: the gateways' sessions, every shard's copy), then their payouts.
     ok = snap_->scan(storage::table::desks, [&](uint64_t key, std::span<const uint8_t> v) {
       if (key == 0) {
@@ -3855,22 +3763,11 @@ class engine_impl {
 
   // Once a start has recovered (every record replayed under this count, the payout desks
   // checked) and before it logs anything: from here the records past the snapshot are
-  // this count's. A run without the event log also makes events/closed stale: it goes.
+  // this count's.
   bool note_shard_count(std::string* error) {
     if (logged_by_ != shards_n_ &&
         !storage::replace_file(cfg_.data_dir + "/shards", "shards " + std::to_string(shards_n_) + "\n", error)) {
       *error = "shards: " + *error;
-      return false;
-    }
-    if (event_writer_) return true;
-    const std::string closed = cfg_.data_dir + "/events/closed";
-    if (::unlink(closed.c_str()) != 0) {
-      if (errno == ENOENT) return true;
-      *error = "events: cannot remove " + closed + ": " + std::strerror(errno);
-      return false;
-    }
-    if (!storage::fsync_dir(cfg_.data_dir + "/events")) {
-      *error = "events: cannot sync the directory " + cfg_.data_dir + "/events after removing " + closed;
       return false;
     }
     return true;
@@ -3920,14 +3817,14 @@ class engine_impl {
     so.repair_tail = false;
     storage::wal_scan_result sr;
     // Before anything is changed (the event log's files included): a start with another
-    // shard count must not replay records past the snapshot whose decisions the old count
-    // placed. Orders' routing (under way at the snapshot, or orders, answers, cancels and
-    // retries after it) is always refused. Groups', desks' and markets' timers fire at the
-    // batches their shard executes: recover_events() refuses where the event log shows
-    // they may differ. Without an event log that saw the records (none, or one moved away:
-    // no events/shards) nothing shows it, so any record past the snapshot is refused;
-    // a run without it removes events/closed, so that the event log's next start does not
-    // take it for complete. The count that wrote the log is the data directory's
+    // shard count replays no record past the snapshot. What those records decided by the
+    // count would be decided anew: groups', desks', markets' and brokers' timers fire at
+    // the batches their shard executes (a timer the old count had not fired yet may fire
+    // at a record whose events readers have, its decision missing from the stream or put
+    // among offsets they acknowledged), orders' routing is per shard, and creates are
+    // decided against a shard's share of accounts_max, groups_max and pending_max. A run
+    // with the old count replays them and snapshots when it stops (checkpoint_on_close),
+    // and the next may change it. The count that wrote the log is the data directory's
     // `shards` (written once a start has recovered, before it logs anything:
     // note_shard_count), else the snapshot's (a directory from before that file). Read
     // only (no tail repair); damage is the main scan's to report.
@@ -3937,82 +3834,23 @@ class engine_impl {
       *error = count_err;
       return false;
     }
-    struct stat events_shards {};
-    const bool events_tell =
-        event_writer_ && ::stat((cfg_.data_dir + "/events/shards").c_str(), &events_shards) == 0;
     if (logged_by != 0 && logged_by != shards_n_) {
-      bool past = false, first = true, shares = false;
-      uint64_t creates_past = 0, capacity_min = UINT64_MAX;
-      uint64_t pendings_past = 0, pending_capacity_min = UINT64_MAX;
+      bool past = false, first = true;
       std::string scan_err;
       storage::wal_scan_result pre;
       storage::wal_scan_options ro = so;
       ro.repair_tail = false;
       (void)storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
         if (std::exchange(first, false) && v.header->lsn > snap_lsn + 1) return false;  // records missing: later
-        if (v.header->lsn <= snap_lsn) return true;
-        batch_record_header bh{};
-        if (v.header->kind == uint16_t(storage::record_kind::batch) && v.payload.size() >= sizeof bh)
-          std::memcpy(&bh, v.payload.data(), sizeof bh);
-        const auto k = op_kind(bh.kind);
-        // Creates decided by a shard's share of the capacity (its accounts or groups
-        // against capacity / shard count): counted, with the smallest capacity. Transfer
-        // batches' new pending transfers the same, apart: the engine's own too, which are
-        // never refused but take room all the same.
-        if (carries_capacity(k, v.header->version) && v.payload.size() >= sizeof bh + sizeof(uint64_t)) {
-          uint64_t capacity = 0;
-          std::memcpy(&capacity, v.payload.data() + sizeof bh, sizeof capacity);
-          if (k == op_kind::create_transfers) {
-            replay_item item;
-            std::string why;
-            uint64_t n = bh.count;  // a record that does not decode: the main scan says why
-            if (decode_record(v, &item, &why))
-              n = uint64_t(std::count_if(item.batch->transfers.begin(), item.batch->transfers.end(),
-                                         [](const wire::transfer& t) { return t.flags & wire::transfer_flags::pending; }));
-            pendings_past += n;
-            if (n > 0) pending_capacity_min = std::min(pending_capacity_min, capacity);
-          } else if (k != op_kind::orders) {  // (orders past the snapshot are refused below)
-            creates_past += bh.count;
-            capacity_min = std::min(capacity_min, capacity);
-            // Equb creates' escrow accounts, against accounts_max (held counts both).
-            if (carries_accounts_capacity(k, v.header->version) && v.payload.size() >= sizeof bh + 2 * sizeof(uint64_t)) {
-              std::memcpy(&capacity, v.payload.data() + sizeof bh + sizeof capacity, sizeof capacity);
-              capacity_min = std::min(capacity_min, capacity);
-            }
-          }
-        }
-        past = !events_tell || other_count_live_ || k == op_kind::orders || k == op_kind::order_answers ||
-               k == op_kind::order_cancels || k == op_kind::order_retries;
+        past = v.header->lsn > snap_lsn;
         return !past;
       }, &pre, &scan_err);
-      // They decide alike under both counts unless a shard could reach its share under
-      // either: not while everything loaded (accounts and groups) and every create past
-      // the snapshot together stay within the smaller share.
-      auto may_meet = [&](uint64_t held, uint64_t made_past, uint64_t capacity) {
-        return held + made_past > std::min((capacity + logged_by - 1) / logged_by, (capacity + shards_n_ - 1) / shards_n_);
-      };
-      if (!past && creates_past > 0 && capacity_min != 0) {
-        uint64_t held = rec_.accounts_loaded;
-        for (auto& sh : shards_) held += sh->groups().size();
-        past = shares = may_meet(held, creates_past, capacity_min);
-      }
-      if (!past && pendings_past > 0) {
-        uint64_t held = 0;  // (a pending transfer across two shards counts on each)
-        for (auto& sh : shards_) held += sh->pending_open();
-        past = shares = may_meet(held, pendings_past, pending_capacity_min);
-      }
       if (past) {
-        *error = std::string(!events_tell ? "log: without an event log that saw them nothing tells where groups', "
-                                            "desks' and brokers' timers fired, which depends on the shard count: the "
-                                            "records were logged by "
-                             : shares ? "log: creates of accounts, groups or pending transfers past the snapshot may "
-                                        "have met a shard's share of accounts_max, groups_max or pending_max, decided "
-                                        "among "
-                                      : "log: orders' routing to brokers (timeouts, breakers, orders not yet "
-                                        "acknowledged) was decided by ") +
-                 std::to_string(logged_by) + " shards and the log holds records past the snapshot; start once with "
-                 "--shards " + std::to_string(logged_by) + " (it replays them and snapshots when it stops), then with "
-                 "--shards " + std::to_string(shards_n_);
+        *error = "log: the records past the snapshot were logged by " + std::to_string(logged_by) +
+                 " shards, and what they decided by the count (groups', desks', markets' and brokers' timers, "
+                 "routing, creates against a shard's share of the capacities) would be decided anew under " +
+                 std::to_string(shards_n_) + "; start once with --shards " + std::to_string(logged_by) +
+                 " (it replays them and snapshots when it stops), then with --shards " + std::to_string(shards_n_);
         return false;
       }
     }
@@ -4715,7 +4553,6 @@ class engine_impl {
   uint64_t snapshot_payouts_ = 0;  // payouts the snapshot held (recovery)
 
   bool closed_ = false;
-  bool served_ = false;  // recovery finished and the engine ran: its stop may mark the event log closed
 
   void close() {
     if (closed_) return;
@@ -4787,12 +4624,6 @@ class engine_impl {
     if (event_hub_) event_hub_->stop();
     if (event_writer_) {
       event_writer_->stop();  // after the shards: every group is posted, written and synced
-      // The next start may then trust the event log to hold every event readers saw (not
-      // after a start that failed: that run's recovery may not have written them again).
-      std::string err;
-      if (served_ && !event_writer_->failed() &&
-          !storage::replace_file(cfg_.data_dir + "/events/closed", "closed\n", &err))
-        std::fprintf(stderr, "mesobd: events: %s\n", err.c_str());
     }
     {
       std::lock_guard vl(verify_mu_);  // verify_log holds the log's deletions while it scans
@@ -4933,7 +4764,6 @@ std::unique_ptr<engine> engine::open(const config& cfg, std::string* error) {
     pthread_setname_np(pthread_self(), "mesob.sequencer");
     e.run();
   });
-  e.served_ = true;
   const bool count_changed = e.other_count_ != 0;
   auto out = std::unique_ptr<engine>(new engine(std::move(impl)));
   // A start with another shard count snapshots at once: a crash before its first

@@ -216,7 +216,7 @@ TEST_F(market_engine_replay, ReplayAndSnapshotsRebuildTheMarketAndItsEvents) {
   after = e().lookup_instruments({}).instruments;
   EXPECT_EQ(std::memcmp(after.data(), before.data(), after.size() * sizeof after[0]), 0);
   // Three shards read the same market from the snapshot; a price still starts trading.
-  fx_.close();
+  fx_.close_snapshotted();
   fx_.set_shards(3);
   fx_.open();
   ASSERT_EQ(e().prices({{2, 2001, 102}}).results[0], result::ok);

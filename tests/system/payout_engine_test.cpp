@@ -1650,8 +1650,11 @@ TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
   ASSERT_EQ(take().size(), 1u);
   expect_payout_account_consistent();
 
+  // Onto three shards from a snapshot (with records past it, another count is refused).
+  fx_.close_snapshotted();
   fx_.set_shards(3);
-  restart();  // the log alone, onto three shards
+  fx_.open();
+  attach();
   for (const uint64_t id : actors::payouts::desk_accounts_for(etb, 3))
     EXPECT_EQ(e().lookup_accounts({id}).results.at(0), result::ok) << "payout account " << id;
   EXPECT_EQ(e().lookup_payouts(0, 100).payouts.size(), 3u);
@@ -1676,10 +1679,10 @@ TEST_F(payout_engine_replay, desks_follow_the_shard_count_across_restarts) {
   EXPECT_EQ(answer("alpha", 60, attempt[60], 100, wire::payout_outcome::settled), result::payout_already_resolved);
   expect_payout_account_consistent();
 
-  std::string err;
-  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.close_snapshotted();
   fx_.set_shards(1);
-  restart();  // the snapshot, onto one shard
+  fx_.open();  // the snapshot, onto one shard
+  attach();
   ASSERT_EQ(e().lookup_payouts(0, 100).payouts.size(), 1u);
   expect_payout_account_consistent();
   EXPECT_EQ(answer("alpha", 61, attempt[61], 200, wire::payout_outcome::failed), result::payout_already_resolved);
@@ -1713,15 +1716,15 @@ TEST_F(payout_engine_replay, a_start_resets_the_sessions_before_any_timer_runs) 
   start.kind = wire::equb_op_kind::start;
   start.group_id = group;
   ASSERT_EQ(e().equb({start}).results.at(0), result::ok);
-  std::string err;  // its round 1 closed: a decision the new shard count must find snapshotted
-  ASSERT_TRUE(e().checkpoint(&err)) << err;
   up("alpha");
   ASSERT_EQ(pay(80, 1, 100), result::ok);
   auto s = take();
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].in.attempt, 1u);
   const uint64_t later = now_ns() + 10'000'000'000ull;  // alpha's answer deadline (1 s) long past
-  fx_.close();
+  // Everything snapshotted (its round 1 closed, the payout sent, alpha up): a start with
+  // another count replays no record past the snapshot.
+  fx_.close_snapshotted();
   fx_.set_clock_ns(later);
   fx_.set_shards(3);  // new payout accounts to make
   fx_.open();
@@ -1737,13 +1740,13 @@ TEST_F(payout_engine_replay, a_start_resets_the_sessions_before_any_timer_runs) 
   EXPECT_TRUE(resolved(80));
 }
 
-// Without the event log nothing tells where the desks' timers fired, so a start with
-// another shard count refuses while the log holds any record past the snapshot: a replay
-// would time a payout out at other batches. The count that wrote the log is the data
-// directory's `shards`; without that file (a directory from before it), the snapshot's.
-// A damaged file is refused by name. Once a run with the old count has snapshotted, the
-// new count starts and the payout in flight settles.
-TEST_F(payout_engine_replay, without_the_event_log_another_count_waits_for_a_run_with_the_old_one) {
+// A start with another shard count refuses while the log holds any record past the
+// snapshot, with the event log or without: a replay would time a payout out at other
+// batches. The count that wrote the log is the data directory's `shards`; without that
+// file (a directory from before it), the snapshot's. A damaged file is refused by name.
+// Once a run with the old count has snapshotted, the new count starts and the payout in
+// flight settles.
+TEST_F(payout_engine_replay, another_count_waits_for_a_run_with_the_old_one) {
   fx_.set_events(false);
   restart();
   up("alpha");
@@ -1765,15 +1768,8 @@ TEST_F(payout_engine_replay, without_the_event_log_another_count_waits_for_a_run
     EXPECT_NE(err.find(says), std::string::npos) << err;
   };
   refused(3, "--shards 2");
-  refused(3, "without an event log that saw them");
-  // The event log stopped cleanly before this run, but never saw its records: the run
-  // without it took the mark of that clean stop away. Moved away, it says nothing either.
-  EXPECT_FALSE(std::filesystem::exists(fx_.dir() + "/events/closed"));
-  refused(3, "did not stop cleanly", true);
-  std::filesystem::rename(fx_.dir() + "/events", fx_.dir() + "/events.away");
-  refused(3, "without an event log that saw them", true);
-  std::filesystem::remove_all(fx_.dir() + "/events");
-  std::filesystem::rename(fx_.dir() + "/events.away", fx_.dir() + "/events");
+  refused(3, "the records past the snapshot were logged by 2 shards");
+  refused(3, "the records past the snapshot were logged by 2 shards", true);  // with the event log too
   EXPECT_EQ(file_text(), "shards 2\n") << "a refused start writes nothing";
   fx_.open();  // two shards: the replay places every timer where it was
   attach();
@@ -1860,13 +1856,12 @@ TEST_F(payout_engine_replay, timer_decisions_past_the_snapshot_hold_the_shard_co
   auto cfg = fx_.config();
   cfg.shards = 3;
   EXPECT_FALSE(engine::engine::open(cfg, &err));
-  EXPECT_NE(err.find("decisions past the snapshot"), std::string::npos) << err;
+  EXPECT_NE(err.find("the records past the snapshot were logged by 2 shards"), std::string::npos) << err;
   EXPECT_NE(err.find("--shards 2"), std::string::npos) << err;
   fx_.open();  // two shards: the replay fires every timer where it fired
   attach();
   EXPECT_EQ(payout(95).attempts.size(), 3u);
-  ASSERT_TRUE(e().checkpoint(&err)) << err;
-  fx_.close();
+  fx_.close_snapshotted();
   fx_.set_shards(3);
   fx_.open();
   attach();
@@ -2064,10 +2059,10 @@ TEST_F(payout_engine_replay, a_routed_groups_hold_finds_its_account_after_a_shar
     updates.push_back(u);
   }
   ASSERT_EQ(e().gateways(updates).results, (std::vector<result>{result::ok, result::ok}));
-  std::string err;  // (the group's decisions in the event log are placed by 2 shards: snapshot first)
-  ASSERT_TRUE(e().checkpoint(&err)) << err;
+  fx_.close_snapshotted();  // (the group's decisions were placed by 2 shards: snapshot first)
   fx_.set_shards(3);
-  restart();
+  fx_.open();
+  attach();
   ASSERT_EQ(pay_in(other, 2, 0), result::ok);
   ASSERT_EQ(pay_in(wallet, 2, 1), result::ok);  // round 2 pays seat 1 on
   for (int i = 0; i < 2000 && !e().lookup_groups({group}).groups.at(0).owed.empty(); ++i)

@@ -1161,44 +1161,6 @@ TEST(ledger_log, transfers_replay_by_the_transfers_capacity_logged_with_them) {
   refused(with({100}, ops_bytes(transfers)), 2, "malformed batch record (kind 2");  // no transfers capacity
 }
 
-// A start with another shard count replays transfer batches past the snapshot only while
-// no shard could have met its share of pending_max under either count.
-TEST(ledger_capacity, a_shard_count_change_is_refused_while_pending_transfers_could_meet_a_share) {
-  namespace tf = wire::transfer_flags;
-  engine_fixture f(2, /*checkpoint_on_close=*/false);
-  f.set_capacity(0, 0, 6);  // 3 a shard under two, 2 under three
-  f.restart();
-  create_accounts(f.e(), 8);
-  ASSERT_EQ(f.e().create_transfers({make_transfer(1, 1, 2, 5, tf::pending)}).results.at(0), result::ok);
-  std::string err;
-  ASSERT_TRUE(f.e().checkpoint(&err)) << err;
-  // Past the snapshot: transfers that are not pending do not count.
-  ASSERT_EQ(f.e().create_transfers({make_transfer(2, 3, 4, 5)}).results.at(0), result::ok);
-  f.set_shards(3);
-  f.restart();  // 1 or 2 held, none made past the snapshot
-  // Two more (made or refused, each may be pending): 1 or 2 held and 2 past the snapshot
-  // pass the 2 of a shard under three.
-  const auto r = f.e().create_transfers({make_transfer(3, 5, 6, 5, tf::pending), make_transfer(4, 7, 8, 5, tf::pending)});
-  ASSERT_EQ(r.results.size(), 2u);
-  const uint64_t open_before = f.e().stats().pending_open;
-  f.close();
-  auto cfg = f.config();
-  cfg.shards = 2;
-  EXPECT_FALSE(engine::engine::open(cfg, &err));
-  EXPECT_NE(err.find("pending transfers past the snapshot may have met a shard's share"), std::string::npos) << err;
-  EXPECT_NE(err.find("--shards 3"), std::string::npos) << err;
-  cfg.pending_max = 100;  // what the log says counts, not this
-  EXPECT_FALSE(engine::engine::open(cfg, &err));
-  cfg.shards = 3;
-  auto three = engine::engine::open(cfg, &err);
-  ASSERT_TRUE(three) << err;
-  const auto found = three->lookup_transfers({{3, 0}, {4, 0}});
-  ASSERT_EQ(found.results, (std::vector<result>{result::ok, result::ok}));
-  EXPECT_EQ(result(found.transfers.at(0).result), r.results[0]);  // replayed as decided
-  EXPECT_EQ(result(found.transfers.at(1).result), r.results[1]);
-  EXPECT_EQ(three->stats().pending_open, open_before);
-}
-
 TEST_P(ledger, batch_limits) {
   std::vector<wire::transfer> big(engine::batch_ops_max + 1, make_transfer(1, 1, 2, 1));
   EXPECT_EQ(e().create_transfers(big).st, engine::status::batch_too_large);
