@@ -331,6 +331,11 @@ void group_table::owe(group_entry& e, std::vector<money>&& m, uint32_t covers_ro
   e.owed.push_back(std::move(o));
 }
 
+void group_table::owe_apart(group_entry& e, std::vector<money>&& m) {
+  if (rules_ < rules_refunds_apart) return owe(e, std::move(m));
+  for (const money& x : m) owe(e, std::vector<money>{x});
+}
+
 void group_table::owe_held(group_entry& e, std::vector<outcome::held_forward>&& held) {
   // In the order they were decided, one obligation per pair of rounds waited for.
   while (!held.empty()) {
@@ -398,8 +403,8 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
     outcome o = repay(e->g, seat, t.debit_account_id, round, t.amount, t.currency, uncovered(*e));
     MESOB_ASSERT_MSG(o.code == result::ok && !o.transfers.empty(), std::string(result_name(o.code)).c_str());
     o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
-    owe(*e, std::move(o.transfers));
-    owe(*e, std::move(o.shared));  // a chain of its own
+    owe_apart(*e, std::move(o.transfers));  // forwards of money the escrow now holds
+    owe_apart(*e, std::move(o.shared));     // apart from the forwards
     owe_held(*e, std::move(o.held));
     return;
   }
@@ -466,7 +471,7 @@ void group_table::after_round(group_entry& e, uint64_t now) {
     }
   }
   owe(e, std::move(o.transfers), round);
-  owe(e, std::move(o.shared));
+  owe_apart(e, std::move(o.shared));  // group parts repaid: money the escrow holds
   owe_held(e, std::move(o.held));
   schedule(e);
   if (ended(e.g)) ended_now(e, now);
@@ -731,8 +736,8 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
   }
   if (o.code != result::ok) return o.code;
   touch(*e);
-  owe(*e, std::move(o.transfers));
-  owe(*e, std::move(o.shared));
+  owe_apart(*e, std::move(o.transfers));  // a leave's or a dissolution's refunds
+  owe_apart(*e, std::move(o.shared));
   return result::ok;
 }
 

@@ -276,6 +276,9 @@ class group_table {
   // A new obligation, sent at once (live) unless held back; covers_round: the round whose
   // cover it carries.
   void owe(group_entry& e, std::vector<money>&& m, uint32_t covers_round = 0);
+  // Transfers none of which needs another (refunds, forwards of money the escrow holds,
+  // dividends): an obligation each from rules_refunds_apart, one chain before.
+  void owe_apart(group_entry& e, std::vector<money>&& m);
   // The outcome's forwards and dividends held back: one obligation per pair of rounds
   // they wait for.
   void owe_held(group_entry& e, std::vector<outcome::held_forward>&& held);

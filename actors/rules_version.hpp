@@ -370,6 +370,13 @@ constexpr uint16_t rules_refused_void_retry = 43;
 // cannot be split: the seat stayed late for good, a held round never closed, and its
 // creditors were never repaid.
 constexpr uint16_t rules_equb_dues_past_limits = 44;
-constexpr uint16_t rules_newest = 44;
+// Equb: money a group pays out that no other of its transfers needs (a dissolution's
+// refunds, the forwards of debts paid after the group ended, group parts shared out to
+// the seats) goes as one obligation a transfer, so that one the ledger refuses (a frozen
+// or closed wallet) holds back only its own. Before, each went as one linked chain: one
+// seat's frozen wallet held back every seat's refund until an operator unfroze it or
+// sent that seat's money elsewhere (replace_account).
+constexpr uint16_t rules_refunds_apart = 45;
+constexpr uint16_t rules_newest = 45;
 
 }  // namespace mesob::actors

@@ -902,6 +902,37 @@ TEST_F(equb_engine, DissolveAndLeaveReturnEveryMinorUnit) {
   expect_escrow_consistent(h);
 }
 
+// A dissolution refunds every seat it can: a frozen wallet's refund is refused alone and
+// waits for an operator's retry (rules version 45). Before, the refunds were one chain,
+// and the frozen wallet held back every seat's money.
+TEST_F(equb_engine, ADissolutionRefundsEverySeatButAFrozenWallet) {
+  constexpr uint64_t g = 5010;
+  open_wallets(3);
+  form(g, 3);
+  settled(g);
+  // Round 2 stays open: wallets 2 and 3 pay it, wallet 1 has not.
+  for (uint32_t w = 2; w <= 3; ++w) ASSERT_EQ(pay(w, g, 2, w - 1, contribution), result::ok);
+  ASSERT_EQ(e().set_account_status({{3, wire::account_status::frozen}}).results.at(0), result::ok);
+  const int64_t before1 = balance(1), before2 = balance(2), before3 = balance(3);
+  EXPECT_EQ(simple(wire::equb_op_kind::dissolve, g), result::ok);
+  group_entry st = settled(g);
+  EXPECT_EQ(balance(1), before1) << "it paid nothing into round 2";
+  EXPECT_EQ(balance(2), before2 + int64_t(contribution));
+  EXPECT_EQ(balance(3), before3) << "frozen";
+  ASSERT_EQ(st.owed.size(), 1u);
+  EXPECT_TRUE(st.owed[0].refused);
+  EXPECT_EQ(st.owed[0].refusal, result::credit_account_frozen);
+  ASSERT_EQ(st.owed[0].transfers.size(), 1u) << "wallet 3's refund alone";
+  expect_escrow_consistent(g);
+  ASSERT_EQ(e().set_account_status({{3, wire::account_status::open}}).results.at(0), result::ok);
+  EXPECT_EQ(simple(wire::equb_op_kind::retry, g), result::ok);
+  st = settled(g);
+  EXPECT_TRUE(st.owed.empty());
+  EXPECT_EQ(balance(3), before3 + int64_t(contribution));
+  EXPECT_EQ(balance(g), 0);
+  expect_escrow_consistent(g);
+}
+
 TEST_F(equb_engine, EscrowAccountsMoveOnlyWithTheirGroup) {
   constexpr uint64_t g = 5008, lottery = 5009;
   open_wallets(4);

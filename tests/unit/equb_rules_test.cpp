@@ -1102,6 +1102,46 @@ struct cover_group {
 };
 }  // namespace
 
+// A dissolution's refunds go one transfer a chain (rules version 45): the ledger refusing
+// one (a frozen wallet) holds back that seat's alone, and an operator's retry sends it
+// again. Before, they were one chain, refused whole: every seat's money waited.
+TEST(equb_rules, group_table_sends_a_dissolutions_refunds_apart_by_the_records_rules) {
+  using mesob::actors::rules_refunds_apart;
+  for (const uint16_t rules : {rules_refunds_apart, uint16_t(rules_refunds_apart - 1)}) {
+    SCOPED_TRACE(rules);
+    const bool apart = rules >= rules_refunds_apart;
+    cover_group g(3, rules);
+    auto& [cfg, t, sent] = g;
+    for (const uint32_t i : {0u, 1u}) g.pay(i, 2, c, 4);  // round 2 stays open: seat 2 has not paid
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::dissolve;
+    op.group_id = escrow;
+    ASSERT_EQ(t.execute(op, 5, cover_group::make_escrow), result::ok);
+    const size_t before = 1;  // round 1's chain
+    ASSERT_EQ(sent.size(), before + (apart ? 2u : 1u)) << "seats 0 and 1's refunds";
+    ASSERT_EQ(g.e().owed.size(), apart ? 2u : 1u);
+    // Seat 1's wallet is frozen: its refund is refused.
+    for (size_t k = before; k < sent.size(); ++k) {
+      const auto& chain = sent[k];
+      const bool frozen = std::any_of(chain.begin(), chain.end(),
+                                      [](const wire::transfer& x) { return x.credit_account_id == wallet(1); });
+      t.chain_done(chain.front(), frozen ? result::credit_account_frozen : result::ok);
+    }
+    ASSERT_EQ(g.e().owed.size(), 1u);
+    const obligation& left = g.e().owed[0];
+    EXPECT_TRUE(left.refused);
+    EXPECT_EQ(left.refusal, result::credit_account_frozen);
+    ASSERT_EQ(left.transfers.size(), apart ? 1u : 2u) << "only the frozen wallet's refund waits";
+    EXPECT_EQ(escrow_expected(g.e()), apart ? c : 2 * c) << "what the escrow still holds";
+    EXPECT_EQ(g.retry(6), result::ok);  // unfrozen since
+    ASSERT_EQ(sent.size(), before + (apart ? 3u : 2u));
+    EXPECT_EQ(sent.back().size(), apart ? 1u : 2u);
+    t.chain_done(sent.back().front(), result::ok);
+    EXPECT_TRUE(g.e().owed.empty());
+    EXPECT_EQ(escrow_expected(g.e()), 0u);
+  }
+}
+
 // A guarantor is repaid a round's cover only once the ledger has carried that cover
 // (rules version 36): a member's repayment while the round's close chain is in flight or
 // refused is held back in escrow, an obligation of its own, and sent when the chain is
