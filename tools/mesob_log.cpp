@@ -191,6 +191,27 @@ int main(int argc, char** argv) {
     std::printf("DAMAGED: %s\n", history.empty() ? error.c_str() : history.c_str());
     return 1;
   }
+  // No record past the snapshot: what recovery checks then. A snapshot with no segment
+  // under it is a log lost (its directory emptied, moved, or a volume not mounted): the
+  // writer never drops the segment it appends to. Segments left must start the log at
+  // the snapshot's next lsn, with its chain. Before, both read as "no records" and exit 0,
+  // for a directory the engine refuses to start from.
+  if (r.records == 0) {
+    if (snap_lsn != 0 && r.segments == 0) {
+      std::printf("NO LOG: %s holds no log segment, but the snapshot is at lsn %llu: the log that continues it is "
+                  "missing (its directory emptied, moved or not mounted)\n",
+                  o.dir.c_str(), static_cast<unsigned long long>(snap_lsn));
+      return 3;
+    }
+    const chain_hash want = meta ? meta->chain : chain_hash{};
+    if (r.segments > 0 && (r.end.next_lsn != snap_lsn + 1 || r.end.chain != want)) {
+      std::printf("DAMAGED: the log's segments continue at lsn %llu%s but the snapshot is at lsn %llu: this log is "
+                  "not the snapshot's history\n",
+                  static_cast<unsigned long long>(r.end.next_lsn),
+                  r.end.chain != want ? " with another chain hash" : "", static_cast<unsigned long long>(snap_lsn));
+      return 1;
+    }
+  }
   // Where recovery would continue: the snapshot's next lsn with its chain, unless records follow.
   const uint64_t end_lsn = r.records == 0 ? snap_lsn + 1 : r.end.next_lsn;
   if (meta && (end_lsn <= snap_lsn || (end_lsn == snap_lsn + 1 && r.records > 0 && r.end.chain != meta->chain))) {

@@ -359,12 +359,20 @@ bool read_out_tail(int fd, bool raw, out_tail* t, std::string* why) {
   // An incomplete last line: cut.
   const size_t whole = tail.rfind('\n') == std::string::npos ? 0 : tail.rfind('\n') + 1;
   if (whole < tail.size()) {
-    if (::ftruncate(fd, off_t(from + whole)) != 0 || ::fdatasync(fd) != 0) {
+    if (::ftruncate(fd, off_t(from + whole)) != 0) {
       *why = std::string("cutting its incomplete last line: ") + std::strerror(errno);
       return false;
     }
     std::fprintf(stderr, "relay: --out: cut an incomplete last line (%zu bytes)\n", tail.size() - whole);
     tail.resize(whole);
+  }
+  // The lines read may be in the page cache alone (the run before was stopped between
+  // writing them and syncing them): synced before any is taken as printed, whose events
+  // this run then acknowledges without writing them again. Before, only a cut was synced,
+  // and a power cut after such an acknowledgement lost those lines for good.
+  if (::fdatasync(fd) != 0) {
+    *why = std::string("syncing it: ") + std::strerror(errno);
+    return false;
   }
   // Its whole lines (the first may be the end of one before the tail: skipped), newest last.
   std::vector<std::pair<size_t, printed_event>> lines;
@@ -592,7 +600,7 @@ int main(int argc, char** argv) {
     if (resume_open) {
       resume_open = false;
       if (a.start <= resume.last) {
-        if (::ftruncate(STDOUT_FILENO, off_t(resume.last_at)) != 0) {
+        if (::ftruncate(STDOUT_FILENO, off_t(resume.last_at)) != 0 || ::fdatasync(STDOUT_FILENO) != 0) {
           std::fprintf(stderr, "relay: --out %s: cutting offset %" PRIu64 "'s lines: %s\n", out_path.c_str(),
                        resume.last, std::strerror(errno));
           return 3;

@@ -509,4 +509,11 @@ TEST(mesob_log, a_log_that_is_not_the_snapshots_history_is_damaged) {
   EXPECT_EQ(WEXITSTATUS(none.status), 3) << none.out;
   EXPECT_NE(none.out.find("no log at"), std::string::npos) << none.out;
   EXPECT_FALSE(std::filesystem::exists(empty.path() + "/snapshot")) << "nothing created";
+  // The snapshot with an empty log directory (a volume not mounted, say): no log, as
+  // recovery refuses it. Before, "no records past lsn N" and exit 0.
+  std::filesystem::remove_all(mine.path() + "/wal");
+  std::filesystem::create_directory(mine.path() + "/wal");
+  auto emptied = run(bin("tools/mesob-log") + " --data-dir " + mine.path());
+  EXPECT_EQ(WEXITSTATUS(emptied.status), 3) << emptied.out;
+  EXPECT_NE(emptied.out.find("holds no log segment, but the snapshot is at lsn"), std::string::npos) << emptied.out;
 }
