@@ -1957,6 +1957,27 @@ TEST_F(equb_engine, AMembersDuesPassItsTiersLimitsAndCountInItsOutflow) {
   expect_escrow_consistent(g);
 }
 
+// Logs written by hand, as older builds wrote them. A batch record's body: the capacities
+// the batch was decided by (an accounts create's accounts_max; a groups batch's
+// groups_max, and its accounts_max from version 31; a transfer batch's pending_max and
+// transfers_max), 8 bytes each, 1,000,000 here, then the operations.
+std::vector<uint8_t> with_capacities(std::vector<uint8_t> ops, size_t settings) {
+  std::vector<uint8_t> b(settings * 8);
+  for (size_t i = 0; i < settings; ++i) {
+    const uint64_t max = 1'000'000;
+    std::memcpy(b.data() + i * 8, &max, 8);
+  }
+  b.insert(b.end(), ops.begin(), ops.end());
+  return b;
+}
+uint16_t op_kind_of(actors::op_kind k) { return uint16_t(k); }
+wire::equb_op start_op(uint64_t group) {
+  wire::equb_op start;
+  start.kind = wire::equb_op_kind::start;
+  start.group_id = group;
+  return start;
+}
+
 // A group started by a batch record of version 26 keeps round k due at the start + k
 // periods when the log is replayed by this build (round 2: two periods); one started by a
 // version 27 record has round k due at k - 1 periods. The log is written with the
@@ -1969,29 +1990,14 @@ TEST(equb_engine_upgrade, a_group_started_by_an_older_record_keeps_its_schedule)
     const auto create = make_equb_create(group, fee, 100);
     std::vector<wire::transfer> joins;
     for (const uint64_t w : {1, 2}) joins.push_back(make_transfer(40 + w, w, group, 100, wire::transfer_flags::equb));
-    wire::equb_op start;
-    start.kind = wire::equb_op_kind::start;
-    start.group_id = group;
-    const auto kind = [](actors::op_kind k) { return uint16_t(k); };
-    // Each body as these versions write it: the capacities the batch was decided by (the
-    // accounts_max or groups_max; a transfer batch's pending_max and transfers_max), 8
-    // bytes each, then the operations.
-    const auto with_capacities = [](std::vector<uint8_t> ops, size_t settings) {
-      std::vector<uint8_t> b(settings * 8);
-      for (size_t i = 0; i < settings; ++i) {
-        const uint64_t max = 1'000'000;
-        std::memcpy(b.data() + i * 8, &max, 8);
-      }
-      b.insert(b.end(), ops.begin(), ops.end());
-      return b;
-    };
+    const wire::equb_op start = start_op(group);
     write_batch_records(
         dir.path(),
-        {{version, kind(actors::op_kind::create_accounts), 3,
+        {{version, op_kind_of(actors::op_kind::create_accounts), 3,
           with_capacities(ops_bytes(std::vector{make_account(1), make_account(2), make_account(fee)}), 1)},
-         {version, kind(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{create}), 1)},
-         {version, kind(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(joins), 2)},
-         {version, kind(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{start}), 1)}});
+         {version, op_kind_of(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{create}), 1)},
+         {version, op_kind_of(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(joins), 2)},
+         {version, op_kind_of(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{start}), 1)}});
     std::string err;
     auto e = engine::engine::open(test_config(dir.path()), &err);
     ASSERT_TRUE(e) << err;
@@ -2026,39 +2032,24 @@ TEST(equb_engine_upgrade, a_due_past_the_days_outflow_in_an_older_record_replays
       funded.push_back(make_transfer(10 + w, funds, w, 1'000));
       joins.push_back(make_transfer(40 + w, w, group, 100, wire::transfer_flags::equb));
     }
-    wire::equb_op start;
-    start.kind = wire::equb_op_kind::start;
-    start.group_id = group;
+    const wire::equb_op start = start_op(group);
     const wire::transfer spend = make_transfer(50, 1, funds, 100);
     wire::transfer due = make_transfer(51, 1, group, 100, wire::transfer_flags::equb);
     due.user_data = uint64_t(2) << 32 | 0;  // round 2, seat 0
-    const auto kind = [](actors::op_kind k) { return uint16_t(k); };
-    // Each body as these versions write it: the capacities the batch was decided by (an
-    // accounts create's accounts_max; a groups batch's groups_max and accounts_max; a
-    // transfer batch's pending_max and transfers_max), 8 bytes each, then the operations.
-    const auto with_capacities = [](std::vector<uint8_t> ops, size_t settings) {
-      std::vector<uint8_t> b(settings * 8);
-      for (size_t i = 0; i < settings; ++i) {
-        const uint64_t max = 1'000'000;
-        std::memcpy(b.data() + i * 8, &max, 8);
-      }
-      b.insert(b.end(), ops.begin(), ops.end());
-      return b;
-    };
     const auto wallet = [](uint64_t id) { return make_account(id, wire::account_flags::debits_must_not_exceed_credits); };
     write_batch_records(
         dir.path(),
-        {{version, kind(actors::op_kind::policy_ops), 1, ops_bytes(std::vector{tier})},
-         {version, kind(actors::op_kind::create_accounts), 4,
+        {{version, op_kind_of(actors::op_kind::policy_ops), 1, ops_bytes(std::vector{tier})},
+         {version, op_kind_of(actors::op_kind::create_accounts), 4,
           with_capacities(ops_bytes(std::vector{wallet(1), wallet(2), make_account(fee), make_account(funds)}), 1)},
-         {version, kind(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(funded), 2)},
-         {version, kind(actors::op_kind::customer_ops), 2, ops_bytes(kyc)},
-         {version, kind(actors::op_kind::equb_ops), 1,
+         {version, op_kind_of(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(funded), 2)},
+         {version, op_kind_of(actors::op_kind::customer_ops), 2, ops_bytes(kyc)},
+         {version, op_kind_of(actors::op_kind::equb_ops), 1,
           with_capacities(ops_bytes(std::vector{make_equb_create(group, fee, 100)}), 2)},
-         {version, kind(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(joins), 2)},
-         {version, kind(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{start}), 2)},
-         {version, kind(actors::op_kind::create_transfers), 1, with_capacities(ops_bytes(std::vector{spend}), 2)},
-         {version, kind(actors::op_kind::create_transfers), 1, with_capacities(ops_bytes(std::vector{due}), 2)}});
+         {version, op_kind_of(actors::op_kind::create_transfers), 2, with_capacities(ops_bytes(joins), 2)},
+         {version, op_kind_of(actors::op_kind::equb_ops), 1, with_capacities(ops_bytes(std::vector{start}), 2)},
+         {version, op_kind_of(actors::op_kind::create_transfers), 1, with_capacities(ops_bytes(std::vector{spend}), 2)},
+         {version, op_kind_of(actors::op_kind::create_transfers), 1, with_capacities(ops_bytes(std::vector{due}), 2)}});
     std::string err;
     auto e = engine::engine::open(test_config(dir.path()), &err);
     ASSERT_TRUE(e) << err;
