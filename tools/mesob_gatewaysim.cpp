@@ -25,6 +25,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -230,7 +231,13 @@ int main(int argc, char** argv) {
   if (broker) broker->start();
   const auto t0 = std::chrono::steady_clock::now();
   bool ready = false, input = true;
-  std::string line;
+  // Standard input is read with read() into this buffer, split into lines here: a poll
+  // on the descriptor paired with std::getline missed lines already in stdin's buffer
+  // (two commands in one write: the second waited for the next write), and a line
+  // without its end blocked in getline past --seconds and SIGTERM.
+  std::string pending, line;
+  constexpr size_t line_max = 4096;
+  bool end_after_line = false;  // input ended with a line without its newline: it runs, then the end
   for (;;) {
     if (!ready && std::all_of(sims.begin(), sims.end(), [](auto& s) { return s->connected(); }) &&
         (!feed || feed->connected()) && (!broker || broker->connected())) {
@@ -241,18 +248,40 @@ int main(int argc, char** argv) {
     if (seconds > 0 && std::chrono::steady_clock::now() - t0 >= std::chrono::duration<double>(seconds)) break;
     timespec zero{};
     if (sigtimedwait(&stop_signals, nullptr, &zero) > 0) break;
-    pollfd p{0, POLLIN, 0};
-    if (!input || ::poll(&p, 1, 20) <= 0) {
-      if (!input) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      continue;
-    }
-    if (!std::getline(std::cin, line)) {
-      input = false;
-      if (seconds <= 0) break;  // end of input stops a run without a deadline
+    if (const size_t nl = pending.find('\n'); nl != std::string::npos) {
+      line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+    } else if (end_after_line) {
+      end_after_line = false;
+      line = std::move(pending);
+      pending.clear();
+    } else {
+      pollfd p{0, POLLIN, 0};
+      if (!input || ::poll(&p, 1, 20) <= 0) {
+        if (!input) {
+          if (seconds <= 0) break;  // end of input stops a run without a deadline
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        continue;
+      }
+      char buf[4096];
+      const ssize_t n = ::read(0, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        input = false;
+        end_after_line = !pending.empty();
+        continue;
+      }
+      pending.append(buf, size_t(n));
+      if (pending.size() > line_max && pending.find('\n') == std::string::npos) {
+        std::printf("gatewaysim: a line of more than %zu bytes: dropped\n", line_max);
+        std::fflush(stdout);
+        pending.clear();
+      }
       continue;
     }
     std::istringstream words(line);
-    std::string cmd, who, pause_text;
+    std::string cmd, who, pause_text, extra;
     uint64_t pause = 0;
     words >> cmd;
     // A pause is decimal milliseconds up to a day (">>" into an unsigned took -1 as
@@ -264,10 +293,15 @@ int main(int argc, char** argv) {
       pause = std::stoull(pause_text);
       return pause <= 86'400'000;
     };
-    if (cmd == "quit") break;
-    if (cmd == "stats") {
+    // A word past the command's ("disconnect a 50 junk"): refused whole, nothing done.
+    if (cmd == "disconnect") words >> who >> pause_text;
+    if (!cmd.empty() && (words >> extra)) {
+      std::printf("gatewaysim: '%s' after the command: disconnect <gateway> <pause-ms>, stats, quit\n", extra.c_str());
+    } else if (cmd == "quit") {
+      break;
+    } else if (cmd == "stats") {
       std::printf("gatewaysim: stats %s\n", stats_json(sims, feed, broker, broker_id).c_str());
-    } else if (cmd == "disconnect" && (words >> who >> pause_text) && !pause_ok()) {
+    } else if (cmd == "disconnect" && !who.empty() && !pause_text.empty() && !pause_ok()) {
       std::printf("gatewaysim: disconnect: '%s' is not a pause of 0 .. 86400000 ms (decimal digits)\n", pause_text.c_str());
     } else if (cmd == "disconnect" && !who.empty() && !pause_text.empty()) {
       bool found = false;

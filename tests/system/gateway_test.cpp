@@ -566,6 +566,23 @@ TEST(gateways, the_simulator_program_deposits_and_reports) {
   EXPECT_NE(commands.out.find("disconnect: '-1' is not a pause"), std::string::npos) << commands.out;
   EXPECT_NE(commands.out.find("disconnect: '0x10' is not a pause"), std::string::npos) << commands.out;
   EXPECT_NE(commands.out.find("alpha disconnected for 50 ms"), std::string::npos) << commands.out;
+  // Standard input read as it comes: two commands in one write while the pipe stays open
+  // both run (before, the second waited in stdin's buffer for the next write or the end),
+  // a word past a command's is refused with nothing done, and a line without its end
+  // does not hold the run past --seconds (before, it blocked until the input ended).
+  const std::string sim = bin("tools/mesob-gatewaysim") + " --port " + std::to_string(w.d->port()) +
+                          " --gateway alpha:" + w.alpha_hex + " --wallets 1-" + std::to_string(wallets) + " --seconds 2";
+  const auto held_open = run("(printf 'disconnect alpha 50 junk\\nstats\\n'; sleep 3) | " + sim);
+  EXPECT_EQ(held_open.status, 0) << held_open.out;
+  EXPECT_NE(held_open.out.find("'junk' after the command"), std::string::npos) << held_open.out;
+  EXPECT_EQ(held_open.out.find("alpha disconnected"), std::string::npos) << held_open.out;
+  size_t stats_lines = 0;
+  for (size_t at = held_open.out.find("gatewaysim: stats"); at != std::string::npos;
+       at = held_open.out.find("gatewaysim: stats", at + 1))
+    ++stats_lines;
+  EXPECT_EQ(stats_lines, 2u) << "the command's and the end's: " << held_open.out;
+  const auto unended = run("(printf 'stats'; sleep 4) | timeout 3 " + sim);
+  EXPECT_EQ(unended.status, 0) << "it stopped at --seconds: " << unended.out;
   // Ranges are digits only, from 1, first <= last: before, "1-100O" was 1-100, "5--3"
   // a range to the top of the ids, "0-9" took wallet 0.
   for (const char* range : {"1-100O", "5--3", "0-9", "9-1", "-", "1-", "x"}) {
