@@ -547,8 +547,14 @@ void metrics_http::run() {
         // that has just connected, though one that connects many times between a
         // scraper's connect and its request can still push it out. (Before, the oldest
         // of any address went: a peer connecting in a loop from another address could
-        // close a scraper between its connect and its request.) With every one answered
-        // and being sent, the new one goes. Connections are in arrival order.
+        // close a scraper between its connect and its request.) Before all that, one whose
+        // answer is sent in full and that waits out its peer's close (draining) makes room:
+        // of the address holding the most such, its oldest (the answer is delivered: a
+        // scraper has it, and closing loses nothing). With every one answered and still
+        // being sent, the new one goes. Connections are in arrival order. (Before, draining
+        // ones never made room: a peer whose requests were whole and answered at once,
+        // 404s it never read, kept the endpoint full of them and another address's scraper
+        // out.)
         for (conn& x : conns) {
           if (x.ph != phase::reading) continue;
           char buf[2048];
@@ -561,18 +567,23 @@ void metrics_http::run() {
             x.until = clock_type::now() + limit;
           }
         }
-        const auto reading_from = [&](uint32_t peer) {
-          return std::count_if(conns.begin(), conns.end(),
-                               [&](const conn& x) { return x.ph == phase::reading && x.peer == peer; });
+        // The oldest connection in phase `ph` of the address holding the most in it.
+        const auto oldest_of_most = [&](phase ph) {
+          const auto in_from = [&](uint32_t peer) {
+            return std::count_if(conns.begin(), conns.end(), [&](const conn& x) { return x.ph == ph && x.peer == peer; });
+          };
+          size_t at = conns.size();
+          ptrdiff_t most = 0;
+          for (size_t i = 0; i < conns.size(); ++i)
+            if (conns[i].ph == ph)
+              if (const ptrdiff_t n = in_from(conns[i].peer); n > most) {
+                most = n;
+                at = i;  // (the first of an address in arrival order: its oldest)
+              }
+          return at;
         };
-        size_t room = conns.size();
-        ptrdiff_t most = 0;
-        for (size_t i = 0; i < conns.size(); ++i)
-          if (conns[i].ph == phase::reading)
-            if (const ptrdiff_t n = reading_from(conns[i].peer); n > most) {
-              most = n;
-              room = i;  // (the first of an address in arrival order: its oldest)
-            }
+        size_t room = oldest_of_most(phase::draining);
+        if (room == conns.size()) room = oldest_of_most(phase::reading);
         if (room == conns.size()) {
           ::close(c);
           continue;

@@ -1263,6 +1263,41 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
                                    << " times";
     EXPECT_GT(peer_connects.load(), 16) << "the peer filled the endpoint";
   }
+  // Nor a peer of another address whose requests are whole and answered at once (404s,
+  // no render) but which reads no answer and closes nothing: its connections wait out
+  // their sends, the endpoint full of them. The address holding the most connections
+  // makes room, whatever they are doing. (Before, the address holding the most requests
+  // still coming in did, and with none coming in the new connection went: the scraper.)
+  {
+    std::atomic<bool> stop{false};
+    std::atomic<int> peer_connects{0};
+    std::thread looping([&] {
+      std::vector<int> held;
+      const std::string req = "GET /nothing HTTP/1.1\r\n\r\n";
+      while (!stop) {
+        const int fd = connect_loopback(d.metrics_port(), other_peer);
+        if (fd < 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+        held.push_back(fd);
+        ++peer_connects;
+        if (held.size() > 64) {
+          ::close(held.front());
+          held.erase(held.begin());
+        }
+      }
+      for (const int fd : held) ::close(fd);
+    });
+    while (peer_connects.load() < 32) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    int answered = 0;
+    for (int i = 0; i < 10; ++i) answered += http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n");
+    stop = true;
+    looping.join();
+    EXPECT_EQ(answered, 10) << "scrapes answered beside a peer whose answers wait, which connected "
+                            << peer_connects.load() << " times";
+  }
 
   // Two instruments, one halted by an operator and priced, one without a price yet; a
   // customer of a tier.
