@@ -1226,13 +1226,10 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
     EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << "the scraper was closed: '" << got.substr(0, 80) << "'";
     for (const int fd : peer) ::close(fd);
   }
-  // And six scrapers at once, three scrapes each, beside such a peer connecting in a loop
-  // (each connection sending a byte): every scrape is answered. While the endpoint is
-  // full the peer holds ten connections or more, the scrapers six at most.
-  {
-    std::atomic<bool> stop{false};
-    std::atomic<int> peer_connects{0};
-    std::thread looping([&] {
+  // A peer of 127.0.0.2 connecting in a loop until `stop`, each connection sending
+  // `sends` and then nothing (reading nothing), its last 64 held open.
+  const auto loop_connecting = [&](std::string sends, std::atomic<bool>& stop, std::atomic<int>& connects) {
+    return std::thread([&d, &stop, &connects, sends = std::move(sends), other_peer] {
       std::vector<int> held;
       while (!stop) {
         const int fd = connect_loopback(d.metrics_port(), other_peer);
@@ -1240,9 +1237,9 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
           continue;
         }
-        ::send(fd, "G", 1, MSG_NOSIGNAL);
+        ::send(fd, sends.data(), sends.size(), MSG_NOSIGNAL);
         held.push_back(fd);
-        ++peer_connects;
+        ++connects;
         if (held.size() > 64) {
           ::close(held.front());
           held.erase(held.begin());
@@ -1250,6 +1247,14 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
       }
       for (const int fd : held) ::close(fd);
     });
+  };
+  // And six scrapers at once, three scrapes each, beside such a peer connecting in a loop
+  // (each connection sending a byte): every scrape is answered. While the endpoint is
+  // full the peer holds ten connections or more, the scrapers six at most.
+  {
+    std::atomic<bool> stop{false};
+    std::atomic<int> peer_connects{0};
+    std::thread looping = loop_connecting("G", stop, peer_connects);
     std::atomic<int> answered{0};
     std::vector<std::thread> scrapers;
     for (int s = 0; s < 6; ++s)
@@ -1271,25 +1276,7 @@ TEST(metrics, the_prometheus_endpoint_serves_moving_figures_and_refuses_bad_requ
   {
     std::atomic<bool> stop{false};
     std::atomic<int> peer_connects{0};
-    std::thread looping([&] {
-      std::vector<int> held;
-      const std::string req = "GET /nothing HTTP/1.1\r\n\r\n";
-      while (!stop) {
-        const int fd = connect_loopback(d.metrics_port(), other_peer);
-        if (fd < 0) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-          continue;
-        }
-        ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-        held.push_back(fd);
-        ++peer_connects;
-        if (held.size() > 64) {
-          ::close(held.front());
-          held.erase(held.begin());
-        }
-      }
-      for (const int fd : held) ::close(fd);
-    });
+    std::thread looping = loop_connecting("GET /nothing HTTP/1.1\r\n\r\n", stop, peer_connects);
     while (peer_connects.load() < 32) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     int answered = 0;
     for (int i = 0; i < 10; ++i) answered += http(d.metrics_port(), get).starts_with("HTTP/1.1 200 OK\r\n");
