@@ -2171,6 +2171,27 @@ TEST(payout_engine_upgrade, replace_account_in_an_older_record_replays_as_refuse
   }
 }
 
+// For logs written by hand: the payout accounts (one a shard, of two) and alpha's
+// settlement account, as a registration makes them (system accounts, a settlement account).
+struct registered_accounts {
+  std::vector<wire::account> desks;
+  wire::account settlement{};
+};
+registered_accounts accounts_as_registered() {
+  registered_accounts r;
+  for (uint32_t s = 0; s < 2; ++s) {
+    wire::account a{};
+    a.id = actors::payouts::desk_account_for(etb, s, 2);
+    a.currency = etb;
+    a.kind = wire::account_kind::system;
+    r.desks.push_back(a);
+  }
+  r.settlement.id = settle_a;
+  r.settlement.currency = etb;
+  r.settlement.kind = wire::account_kind::gateway_settlement;
+  return r;
+}
+
 // payout_answer.failure was a reserved byte before rules version 39: an answer of an
 // older build's record with it set was refused (reserved_field) and replays so, its
 // payout still held; the same answer in a record of version 39 is a decline that voids
@@ -2184,20 +2205,7 @@ TEST(payout_engine_upgrade, a_declined_answer_in_an_older_record_replays_as_refu
     const auto gateway = make_gateway_registration("alpha", settle_a, 1, 1000);
     const std::vector<wire::account> accounts{make_account(wallet, wire::account_flags::debits_must_not_exceed_credits),
                                               make_account(funding)};
-    // The payout accounts, one a shard, and the settlement account, as a registration
-    // makes them (system accounts, a settlement account).
-    std::vector<wire::account> desks;
-    for (uint32_t s = 0; s < 2; ++s) {
-      wire::account a{};
-      a.id = actors::payouts::desk_account_for(etb, s, 2);
-      a.currency = etb;
-      a.kind = wire::account_kind::system;
-      desks.push_back(a);
-    }
-    wire::account settlement{};
-    settlement.id = settle_a;
-    settlement.currency = etb;
-    settlement.kind = wire::account_kind::gateway_settlement;
+    const auto [desks, settlement] = accounts_as_registered();
     wire::transfer hold = make_transfer(1, wallet, desks[actors::shard_of(wallet, 2)].id, 10, wire::transfer_flags::pending);
     hold.id = actors::payouts::hold_id(5);
     hold.user_data = 251911000005;  // the destination
@@ -2248,18 +2256,7 @@ TEST(payout_engine_upgrade, a_payout_from_a_settlement_account_in_an_older_recor
     temp_dir dir;
     const uint16_t v = 15;
     const auto gateway = make_gateway_registration("alpha", settle_a, 1, 1000);
-    std::vector<wire::account> desks;
-    for (uint32_t s = 0; s < 2; ++s) {
-      wire::account a{};
-      a.id = actors::payouts::desk_account_for(etb, s, 2);
-      a.currency = etb;
-      a.kind = wire::account_kind::system;
-      desks.push_back(a);
-    }
-    wire::account settlement{};
-    settlement.id = settle_a;
-    settlement.currency = etb;
-    settlement.kind = wire::account_kind::gateway_settlement;
+    const auto [desks, settlement] = accounts_as_registered();
     // A transfer batch's record carries the pending_max and transfers_max it was decided by.
     auto with_capacities = [](std::vector<uint8_t> ops) {
       std::vector<uint8_t> body(2 * sizeof(uint64_t));
