@@ -292,6 +292,7 @@ void shard::publish_stats() {
   pub_settle_refusals_.store(trading_.settle_refusals(), r);
   pub_group_refusals_.store(groups_.refused_obligations(), r);
   pub_orders_dead_.store(trading_.dead_letters(), r);
+  pub_orders_halted_.store(trading_.halted_orders(), r);
   pub_order_timeouts_.store(trading_.timeouts(), r);
   pub_order_timers_.store(trading_.timers_held(), r);
   // Shard 0's market times the halts it announces (the others' copies announce nothing).
@@ -358,6 +359,7 @@ shard_stats shard::stats() const {
   s.settle_refusals = pub_settle_refusals_.load(r);
   s.group_refusals = pub_group_refusals_.load(r);
   s.orders_dead = pub_orders_dead_.load(r);
+  s.orders_halted = pub_orders_halted_.load(r);
   s.order_timeouts = pub_order_timeouts_.load(r);
   s.order_timers = pub_order_timers_.load(r);
   s.payout_timers = pub_payout_timers_.load(r);

@@ -50,6 +50,7 @@ struct shard_stats {
   uint64_t settle_refusals = 0;   // orders' settlements the ledger refused since the start
   uint64_t group_refusals = 0;    // equb groups' obligations refused, waiting for a retry
   uint64_t orders_dead = 0;       // open orders that are dead letters
+  uint64_t orders_halted = 0;     // open orders a halt (or a stale price) holds from brokers
   uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
   uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
   uint64_t payout_timers = 0;     // the payout desks' timers held (stale ones until compacted)
@@ -344,7 +345,7 @@ class shard {
   size_t group_bytes_ = 0;
   uint64_t group_bytes_age_ = 0;
   std::atomic<uint64_t> pub_accounts_{0}, pub_pending_{0}, pub_pending_open_{0}, pub_sync_waits_{0}, pub_memory_{0}, pub_customers_{0}, pub_groups_{0};
-  std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_group_refusals_{0}, pub_orders_dead_{0}, pub_order_timeouts_{0},
+  std::atomic<uint64_t> pub_orders_open_{0}, pub_orders_ending_{0}, pub_fills_{0}, pub_settle_refusals_{0}, pub_group_refusals_{0}, pub_orders_dead_{0}, pub_orders_halted_{0}, pub_order_timeouts_{0},
       pub_order_timers_{0}, pub_payout_timers_{0};
   mutable std::mutex pub_held_mu_;
   std::vector<payouts::currency_held> pub_held_;  // rebuilt when the desks' held_version moves

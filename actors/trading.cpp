@@ -199,6 +199,7 @@ std::vector<broker_info> table::brokers(wire::currency_code c) const {
 }
 
 void table::set_routing(order_entry& e, route_state s) {
+  if (route_state(e.routing) == route_state::halted && s != route_state::halted) unhold(e);
   const bool was_dead = route_state(e.routing) == route_state::dead, dead = s == route_state::dead;
   if (was_dead != dead) dead ? ++dead_ : --dead_;
   e.routing = uint8_t(s);
@@ -210,6 +211,7 @@ void table::set_routing(order_entry& e, route_state s) {
 
 void table::retire(order_entry& e) {
   if (route_state(e.routing) == route_state::dead) --dead_;
+  if (route_state(e.routing) == route_state::halted) unhold(e);
   e.ending = order_state::open;  // (counted out by the caller)
   e.ending_at = 0;
   e.ending_since = 0;
@@ -252,6 +254,23 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
   e.route_due = any_up ? std::min(now + route_poll_ns, since + route_wait_max_ns) : since + route_wait_max_ns;
   add_timer(e.route_due, wallet);
   unrouted_[e.o.id] = wallet;
+}
+
+// An order leaving route_state::halted leaves halted_ (and an instrument holding none).
+void table::unhold(const order_entry& e) {
+  const auto it = halted_.find(e.o.instrument_id);
+  if (it == halted_.end()) return;  // (market_changed took the instrument's out)
+  const auto at = it->second.lower_bound({e.o.id, 0});
+  if (at != it->second.end() && at->first == e.o.id) it->second.erase(at);
+  if (!it->second.empty()) return;
+  halted_.erase(it);
+  if (halted_.empty()) halted_due_ = UINT64_MAX;
+}
+
+uint64_t table::halted_orders() const {
+  uint64_t n = 0;
+  for (const auto& [i, held] : halted_) n += held.size();
+  return n;
 }
 
 bool table::held_by_halt(uint64_t wallet, order_entry& e, uint64_t now) {

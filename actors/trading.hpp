@@ -334,6 +334,7 @@ class table {
   [[nodiscard]] uint64_t fills() const { return fills_; }            // taken since the start
   [[nodiscard]] uint64_t settle_refusals() const { return settle_refusals_; }
   [[nodiscard]] uint64_t dead_letters() const { return dead_; }       // open orders that are dead letters
+  [[nodiscard]] uint64_t halted_orders() const;                       // open orders a halt holds from brokers
   [[nodiscard]] uint64_t timeouts() const { return timeouts_; }       // since the start
   [[nodiscard]] uint64_t timers_held() const { return timers_.size(); }  // stale ones included
   template <class F>
@@ -394,6 +395,7 @@ class table {
   // Holds the order while its instrument is halted or its price stale (rules_halts_hold_orders):
   // no broker gets it until the instrument trades. Whether it did.
   bool held_by_halt(uint64_t wallet, portfolio::order_entry& e, uint64_t now);
+  void unhold(const portfolio::order_entry& e);  // it leaves the state: out of halted_
   struct broker_state {
     gateways::breaker b;
     uint64_t probe_wallet = 0;  // the probe order's wallet
@@ -438,8 +440,8 @@ class table {
   static constexpr size_t timers_compact_min = 4096;
   size_t timers_compact_at_ = timers_compact_min;
   std::map<uint64_t, uint64_t> unrouted_;  // order id -> wallet: open, no broker yet
-  // Orders route_state::halted, by instrument: (order id, wallet). An entry may be stale
-  // (the order moved on since); market_changed looks at each again.
+  // Orders route_state::halted, by instrument: (order id, wallet). An order leaving the
+  // state (routed, cancelled, expired, filled) leaves it (unhold).
   std::map<uint64_t, std::set<std::pair<uint64_t, uint64_t>>> halted_;
   uint64_t halted_due_ = UINT64_MAX;  // when a held order's instrument may trade again by time
   const market::book* market_ = nullptr;

@@ -5355,7 +5355,7 @@ std::vector<shard_report> engine::shard_reports() {
     const auto st = sh->stats();
     out.push_back({sh->index(), st.accounts, st.pending_total, st.queue_depth, st.batches_executed, st.sync_waits,
                    st.memory_bytes, st.cut_us_max, st.customers, st.orders_open, st.orders_ending, st.fills,
-                   st.settle_refusals, st.orders_dead, st.order_timeouts, st.order_timers, st.payout_timers,
+                   st.settle_refusals, st.orders_dead, st.orders_halted, st.order_timeouts, st.order_timers, st.payout_timers,
                    st.pending_open, st.group_refusals});
   }
   return out;

@@ -283,6 +283,7 @@ struct shard_report {
   uint64_t fills = 0;             // fills taken since the start
   uint64_t settle_refusals = 0;   // orders' settlements the ledger refused since the start
   uint64_t orders_dead = 0;       // open orders that are dead letters (an operator's to retry or cancel)
+  uint64_t orders_halted = 0;     // open orders a halt (or a stale price) holds from brokers
   uint64_t order_timeouts = 0;    // brokers' answer timeouts since the start
   uint64_t order_timers = 0;      // the orders' timers held (those of orders gone until compacted)
   uint64_t payout_timers = 0;     // the payout desks' timers held (stale ones until compacted)

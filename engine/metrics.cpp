@@ -221,6 +221,9 @@ std::string render_metrics(engine& e, const server* client, const server* admin,
             &shard_report::group_refusals);
   per_shard("mesob_orders_dead", "gauge", "Open orders that are dead letters: no broker works them until an operator "
             "retries or cancels them.", &shard_report::orders_dead);
+  per_shard("mesob_orders_halted", "gauge",
+            "Open orders held from brokers while their instrument is halted or its price stale; routed when it "
+            "trades again.", &shard_report::orders_halted);
   per_shard("mesob_order_timeouts_total", "counter", "Brokers' answer timeouts for orders since the engine started.",
             &shard_report::order_timeouts);
   per_shard("mesob_order_timers", "gauge",

@@ -1194,16 +1194,15 @@ bool eventually(F&& pred) {
   }
   return pred();
 }
-uint64_t order_timeouts(engine::engine& e) {
+// A figure of the shards' reports, summed over the shards.
+uint64_t summed(engine::engine& e, uint64_t engine::shard_report::*figure) {
   uint64_t n = 0;
-  for (const auto& r : e.shard_reports()) n += r.order_timeouts;
+  for (const auto& r : e.shard_reports()) n += r.*figure;
   return n;
 }
-uint64_t orders_dead(engine::engine& e) {
-  uint64_t n = 0;
-  for (const auto& r : e.shard_reports()) n += r.orders_dead;
-  return n;
-}
+uint64_t order_timeouts(engine::engine& e) { return summed(e, &engine::shard_report::order_timeouts); }
+uint64_t orders_dead(engine::engine& e) { return summed(e, &engine::shard_report::orders_dead); }
+uint64_t orders_halted(engine::engine& e) { return summed(e, &engine::shard_report::orders_halted); }
 }  // namespace
 
 // A backoff's end goes to the broker that timed out again while it may take it, not to
@@ -1660,6 +1659,40 @@ TEST_F(orders_engine_replay, AHaltHoldsOrdersFromBrokersUntilTheInstrumentTrades
   ASSERT_EQ(answer("broker-a", reject(133, 1)), result::ok);  // broker-a confirms: closed
   EXPECT_EQ(order(133).state, uint8_t(actors::portfolio::order_state::expired));
   EXPECT_EQ(account(a_).debits_pending, 0u) << "133's hold released";
+  expect_balanced();
+}
+
+// Orders a halt holds are counted (mesob_orders_halted), on both shards and across a
+// restart; one cancelled while held leaves the count (and the shard's list of held
+// orders) at once, not when the halt ends; the resume routes the rest and the count is 0.
+TEST_F(orders_engine_replay, AnOrderCancelledWhileHaltedLeavesTheHeldOrders) {
+  const auto routing = [&](uint64_t id) { return actors::trading::route_state(order(id).routing); };
+  using actors::trading::route_state;
+  ASSERT_EQ(place(buy(170, a_, 10, 105)), result::ok);  // no broker yet: waiting
+  ASSERT_EQ(place(buy(171, b_, 10, 105)), result::ok);  // b_: shard 1
+  ASSERT_EQ(place(buy(172, a_, 10, 105)), result::ok);
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::halt)}).results.at(0), result::ok);
+  up("broker-a");
+  for (uint64_t id : {170, 171, 172}) EXPECT_EQ(routing(id), route_state::halted) << id;
+  ASSERT_TRUE(eventually([&] { return orders_halted(e()) == 3; })) << orders_halted(e());
+  ASSERT_EQ(e().cancel_orders({{170, a_}}).results.at(0), result::ok);  // sent nowhere: closes at once
+  sync();
+  EXPECT_EQ(order(170).state, uint8_t(actors::portfolio::order_state::cancelled));
+  ASSERT_TRUE(eventually([&] { return orders_halted(e()) == 2; })) << orders_halted(e());
+  restart();
+  up("broker-a");
+  ASSERT_TRUE(eventually([&] { return orders_halted(e()) == 2; })) << orders_halted(e());
+  ASSERT_EQ(e().cancel_orders({{171, b_}}).results.at(0), result::ok);
+  sync();
+  ASSERT_TRUE(eventually([&] { return orders_halted(e()) == 1; })) << orders_halted(e());
+  clear_sent();
+  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
+  sync();
+  const auto s = sent();
+  ASSERT_EQ(s.size(), 1u) << "172 alone: the cancelled ones go nowhere";
+  EXPECT_TRUE(is_instruction(s[0], "broker-a", 172, wire::order_instruction_kind::work));
+  ASSERT_TRUE(eventually([&] { return orders_halted(e()) == 0; })) << orders_halted(e());
+  EXPECT_EQ(account(a_).debits_pending, 1050u) << "172's hold alone";
   expect_balanced();
 }
 
