@@ -1345,7 +1345,8 @@ std::vector<std::vector<wire::transfer>> desk_table::chains_owed() const {
   std::vector<const payout_entry*> owed;
   for (const auto& [c, d] : desks_)
     for (const auto& [id, p] : d.payouts)
-      if (p.st == state::settling || p.st == state::failing) owed.push_back(&p);
+      // (A void the ledger refused waits for an operator's retry, as a refused post does.)
+      if (p.st == state::settling || (p.st == state::failing && p.refusal == result::ok)) owed.push_back(&p);
   std::sort(owed.begin(), owed.end(), [](auto* a, auto* b) { return a->id < b->id; });
   std::vector<std::vector<wire::transfer>> out;
   for (const auto* p : owed) out.push_back(chain_of(*p));

@@ -167,7 +167,7 @@ struct recovery_report {
   uint64_t groups_loaded = 0;    // equb groups read from the snapshot
   uint64_t groups_retired = 0;   // retired groups' rows (tombstones) read from it
   uint64_t groups_reemitted = 0;  // their payments no log record carried, sent again at start
-  uint64_t payout_chains_reemitted = 0;  // payouts' posts and voids no log record carried
+  uint64_t payout_chains_reemitted = 0;  // payouts' posts and voids no log record carried (a refused one waits for a retry)
   uint64_t order_chains_reemitted = 0;   // orders' settlements no log record carried
   uint64_t portfolios_loaded = 0;
   uint64_t transfers_loaded = 0;

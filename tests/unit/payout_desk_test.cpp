@@ -1190,7 +1190,8 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
 // A payout whose void the ledger refused stays failing with its hold (the wallet's
 // money held): an operator's retry sends the void again under new ids (rules version 43),
 // and once carried the payout resolves. Before, the retry was payout_not_dead and nothing
-// could send the void again.
+// could send the void again. A start does not send a refused void again (only one in
+// flight): that is the operator's retry.
 TEST(payout_desk, a_refused_void_is_sent_again_by_an_operators_retry) {
   for (const bool taken : {true, false}) {
     SCOPED_TRACE(taken ? "this build's rules" : "rules before version 43");
@@ -1210,7 +1211,9 @@ TEST(payout_desk, a_refused_void_is_sent_again_by_an_operators_retry) {
     const auto first_void = chains[0].at(0);
     EXPECT_EQ(first_void.pending_id, hold_id(5));
     EXPECT_EQ(first_void.code, code_void);
+    ASSERT_EQ(t.chains_owed().size(), 1u) << "a start would send the void in flight again";
     t.chain_done(first_void, wire::result::exceeds_credits, 40);  // (say) the ledger refused it
+    EXPECT_TRUE(t.chains_owed().empty()) << "refused: an operator's to retry, not every start's";
     auto payout = [&]() -> const payout_entry* {
       const payout_entry* p = nullptr;
       t.for_each_desk([&](const desk& d) {
@@ -1238,6 +1241,8 @@ TEST(payout_desk, a_refused_void_is_sent_again_by_an_operators_retry) {
     EXPECT_EQ(again.code, code_void);
     EXPECT_NE(again.id, first_void.id) << "new ids";
     EXPECT_EQ(payout()->refusal, wire::result::ok);
+    ASSERT_EQ(t.chains_owed().size(), 1u);
+    EXPECT_EQ(t.chains_owed()[0].at(0).id, again.id) << "the retry's void is owed until carried";
     t.chain_done(first_void, wire::result::ok, 55);  // a late word of the old chain: nothing
     ASSERT_NE(payout(), nullptr);
     t.chain_done(again, wire::result::ok, 60);
