@@ -1908,12 +1908,13 @@ class admin_impl {
     // A stop ends the scan (a log of gigabytes takes minutes): the admin port's drain and
     // the endpoint's stop do not wait for it (mesobd calls begin_stop before the drain).
     const auto v = eng_.verify_log(&stopping_);
-    const bool unknown = v.read_failed || v.stopped;
-    admin_response_msg m = answer(v.stopped       ? admin_code::refused
-                                  : v.intact      ? admin_code::ok
-                                  : v.read_failed ? admin_code::failed
-                                                  : admin_code::check_failed,
+    const bool unknown = v.read_failed || v.stopped || v.gave_way;
+    admin_response_msg m = answer(v.stopped || v.gave_way ? admin_code::refused
+                                  : v.intact              ? admin_code::ok
+                                  : v.read_failed         ? admin_code::failed
+                                                          : admin_code::check_failed,
                                   v.stopped       ? "log verify stopped: the admin endpoint is stopping (" + v.fault + ")"
+                                  : v.gave_way    ? "log verify stopped: it " + v.fault
                                   : v.intact      ? "log intact up to lsn " + std::to_string(v.durable_lsn)
                                   : v.read_failed ? "log not checked: " + v.fault
                                                   : "log damaged: " + v.fault);

@@ -36,6 +36,7 @@
 #include "engine/id_index.hpp"
 #include "engine/limits.hpp"
 #include "engine/record_rows.hpp"
+#include "storage/failure_probes.hpp"
 #include "storage/snapshot.hpp"
 #include "storage/wal.hpp"
 #include "wire/assert.hpp"
@@ -5269,7 +5270,10 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
   log_verification v;
   std::lock_guard vl(impl_->verify_mu_);
   // Segments dropped before this keep being deleted in the background: not while the
-  // scan lists and reads the directory.
+  // scan lists and reads the directory. They are not counted in the log's limit, so the
+  // check gives way once they hold half of it (under a high write rate a check of a long
+  // log would otherwise fill the disk): it looks as it reaches each segment, and every
+  // verify_look_records records within one.
   struct drops_held {
     storage::wal_writer* w;
     explicit drops_held(storage::wal_writer* wal) : w(wal) {
@@ -5297,10 +5301,25 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
   storage::wal_scan_result r;
   std::string error, unjoined;
   bool reached = v.durable_lsn == 0;
+  constexpr uint64_t verify_look_records = 1 << 16;
+  const uint64_t held_max = (impl_->cfg_.wal_kept_max_mib << 20) / 2;
+  const char* segment = nullptr;
+  uint64_t since_look = 0, held_bytes = 0;
   const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& rec) {
     if (cancel && cancel->load(std::memory_order_relaxed)) {
       v.stopped = true;
       return false;
+    }
+    if (rec.file != segment || ++since_look == verify_look_records) {
+      const int stall_ms = storage::failure_probes::instance().verify_segment_stall_ms.load(std::memory_order_relaxed);
+      if (rec.file != segment && stall_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms));
+      segment = rec.file;
+      since_look = 0;
+      held_bytes = impl_->wal_ ? impl_->wal_->counters().deleting_bytes : 0;
+      if (held_bytes > held_max) {
+        v.gave_way = true;
+        return false;
+      }
     }
     // As recovery checks: the log must begin at or before the snapshot's next record, and
     // continue the snapshot's history (the chain hash before that record).
@@ -5328,6 +5347,12 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
     v.intact = false;
     v.fault = "stopped before lsn " + std::to_string(v.durable_lsn) + " was reached (at lsn " +
               std::to_string(v.last_lsn) + ")";
+  } else if (v.gave_way) {
+    v.intact = false;
+    v.fault = "gave way at lsn " + std::to_string(v.last_lsn) + " of " + std::to_string(v.durable_lsn) + ": " +
+              std::to_string(held_bytes >> 20) + " MiB of dropped log segments waited for it to be deleted, over half of " +
+              std::to_string(impl_->cfg_.wal_kept_max_mib) +
+              " MiB (--wal-kept-max-mib); run it again when fewer writes come, or after a restart";
   } else if (!unjoined.empty()) {
     v.intact = false;
     v.fault = unjoined;

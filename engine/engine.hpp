@@ -266,6 +266,9 @@ struct log_verification {
   std::string chain_head;    // hex SHA-256 after last_lsn
   double seconds = 0;
   bool stopped = false;      // the caller's cancel flag ended the check before it was done
+  // The check gave way before it was done: the dropped segments it kept from being deleted
+  // reached half the log's limit (config::wal_kept_max_mib).
+  bool gave_way = false;
 };
 
 struct shard_report {

@@ -30,6 +30,7 @@ struct failure_probes {
   std::atomic<int> prezero_failures{0};      // the next pre-zeroings of log segments fail (ENOSPC)
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
   std::atomic<int> event_sync_errno{0};  // the event log's next sync fails with this errno
+  std::atomic<int> verify_segment_stall_ms{0};  // while set, the engine's log verify waits this long as it reaches each segment
   std::atomic<int> event_reader_open_stall_ms{0};  // the event log's next reader opening a full segment first waits this long
   std::atomic<int> audit_sync_errno{0};    // the audit trail's next append fails its fdatasync with this errno
   std::atomic<int> audit_cut_failures{0};  // the audit trail's next cuts of a failed append fail (EIO)

@@ -130,6 +130,7 @@ class wal_writer {
     uint64_t flight_ns = 0;  // summed time from a group's submit to its durable completion
     std::array<uint64_t, wal_commit_buckets.size() + 1> commit_buckets{};  // per bucket, then +Inf (not cumulative)
     uint64_t segments_deleting = 0;  // dropped, not yet deleted (a disk falling behind shows here)
+    uint64_t deleting_bytes = 0;     // what is left of them on the disk
   };
   // Safe from any thread (relaxed counters).
   [[nodiscard]] stats counters() const {
@@ -138,6 +139,7 @@ class wal_writer {
     for (size_t i = 0; i < s.commit_buckets.size(); ++i) s.commit_buckets[i] = commit_buckets_[i].load(std::memory_order_relaxed);
     std::lock_guard lk(prep_mu_);
     s.segments_deleting = unlink_queue_.size();
+    for (const auto& d : unlink_queue_) s.deleting_bytes += d.bytes;
     return s;
   }
 

@@ -2499,6 +2499,49 @@ TEST(ledger_snapshot, log_verify_finds_the_records_after_the_snapshot_missing) {
   EXPECT_NE(v.fault.find("records are missing"), std::string::npos) << v.fault;
 }
 
+// The dropped segments a log verify keeps from being deleted are not in the log's limit:
+// the check gives way once they hold half of it (wal_kept_max_mib), neither intact nor
+// damaged, and they go. Before, a long check under a high write rate kept every segment
+// dropped meanwhile until it ended, whatever the disk had room for.
+TEST(ledger_snapshot, a_log_verify_gives_way_to_the_dropped_segments_it_keeps) {
+  temp_dir d;
+  auto cfg = small_segments_config(d.path());
+  cfg.wal_kept_max_mib = 16;  // eight 2 MiB segments: the check gives way past 8 MiB kept for it
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 8);
+  uint64_t id = 0;
+  ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), 6, &id));
+  auto& probes = storage::failure_probes::instance();
+  struct unstall {
+    std::atomic<int>& ms;
+    ~unstall() { ms = 0; }
+  } reset{probes.verify_segment_stall_ms};
+  probes.verify_segment_stall_ms = 1000;  // a slow check: a second a segment, six to read
+  std::future<engine::log_verification> check = std::async(std::launch::async, [&] { return e->verify_log(); });
+  // Meanwhile the log goes on and checkpoints drop what they cover: five segments (10 MiB).
+  std::string err;
+  for (int i = 0; i < 400 && e->stats().wal_segments_deleting < 5; ++i) {
+    std::vector<wire::transfer> ts;
+    for (int k = 0; k < 4096; ++k, ++id) ts.push_back(make_transfer(id + 1, 1 + id % 4, 5 + id % 4, 1));
+    ASSERT_EQ(e->create_transfers(ts).st, engine::status::ok);
+    if (i % 4 == 3) ASSERT_TRUE(e->checkpoint(&err)) << err;
+  }
+  ASSERT_GE(e->stats().wal_segments_deleting, 5u) << "the check keeps them";
+  const auto v = check.get();
+  EXPECT_TRUE(v.gave_way) << v.fault;
+  EXPECT_FALSE(v.intact);
+  EXPECT_LT(v.last_lsn, v.durable_lsn);
+  EXPECT_NE(v.fault.find("over half of 16 MiB (--wal-kept-max-mib)"), std::string::npos) << v.fault;
+  probes.verify_segment_stall_ms = 0;
+  for (int i = 0; i < 1000 && e->stats().wal_segments_deleting > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(e->stats().wal_segments_deleting, 0u) << "deleted once the check gave way";
+  const auto again = e->verify_log();
+  EXPECT_TRUE(again.intact) << again.fault;
+  EXPECT_FALSE(again.gave_way);
+}
+
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared
 // with what replay produces; a row that differs, or rows the log cannot reproduce, stop
 // start-up with a message naming them.
