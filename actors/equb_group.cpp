@@ -437,7 +437,7 @@ void group_table::after_round(group_entry& e, uint64_t now) {
   const uint64_t shift_before = e.g.shift_ns;
   outcome o = close_round(e.g, now, rules_ >= rules_credits_pay, rules_ >= rules_default_penalty,
                           rules_ >= rules_held_round_moves_schedule, rules_ >= rules_bid_discount_owed,
-                          rules_ >= rules_cover_backs_credits, uncovered(e));
+                          rules_ >= rules_cover_backs_credits, uncovered(e), rules_ >= rules_no_debt_to_itself);
   MESOB_ASSERT(o.code == result::ok);
   e.history.push_back({round, o.recipient_seat, o.revealed});
   if (events_) {
@@ -709,6 +709,7 @@ wire::result group_table::execute(const wire::equb_op& op, uint64_t ts,
       if (!named) return result::account_not_in_group;
       touch(*e);
       replace_account(g, from, to);
+      if (rules_ >= rules_no_debt_to_itself) forgive_debts_to_itself(g);
       in_refused([&](money& m) {
         if (m.debit_account_id == from) m.debit_account_id = to;
         if (m.credit_account_id == from) m.credit_account_id = to;

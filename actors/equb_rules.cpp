@@ -341,8 +341,20 @@ bool round_due(const group_state& g, uint64_t now) {
   return g.cfg.on_default != default_policy::hold_round && now > round_close(g);
 }
 
+void forgive_debts_to_itself(group_state& g) {
+  for (auto& s : g.seats) {
+    for (auto& d : s.debts)
+      if (d.creditor_account_id == s.wallet) {
+        d.amount = d.group_part;
+        d.creditor_account_id = 0;
+      }
+    std::erase_if(s.debts, [](const debt& d) { return d.amount == 0; });
+  }
+}
+
 outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default_penalty, bool held_moves,
-                    bool discount_owed, bool cover_backs_credits, std::span<const uint32_t> uncovered) {
+                    bool discount_owed, bool cover_backs_credits, std::span<const uint32_t> uncovered,
+                    bool no_debt_to_itself) {
   if (g.ph != phase::active) return fail(result::group_not_active);
   if (!round_due(g, now)) return fail(result::round_not_due);
   // A round held past its close: how far past (the schedule moves by it, below).
@@ -431,6 +443,8 @@ outcome close_round(group_state& g, uint64_t now, bool credits_pay, bool default
     MESOB_ASSERT(rest < winner_due || rest == 0);
     if (rest > 0) rs.debts.push_back({g.round, rest, 0, rest});
   }
+  // (Before the payout: the recipient's wallet is paid nothing back from it by itself.)
+  if (no_debt_to_itself) forgive_debts_to_itself(g);
   add(o, g.cfg.escrow_account_id, g.cfg.organizer_account_id, commission, purpose::commission);
   // The payout chain: fee, the recipient's own debts (oldest first, as far as it goes),
   // the rest to the recipient.

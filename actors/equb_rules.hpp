@@ -324,9 +324,16 @@ outcome bid(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round
 // close's chain (outcome::held, round 0), so the credits never exceed what the escrow
 // holds while that chain is refused; false: the rules before version 41 (the whole
 // dividend credits).
+// `no_debt_to_itself`: forgive_debts_to_itself before the payout (rules version 46); false:
+// the rules before, under which a seat could owe its own wallet.
 outcome close_round(group_state& g, uint64_t now, bool credits_pay = true, bool default_penalty = true,
                     bool held_moves = true, bool discount_owed = true, bool cover_backs_credits = true,
-                    std::span<const uint32_t> uncovered = {});
+                    std::span<const uint32_t> uncovered = {}, bool no_debt_to_itself = true);
+// Every debt whose creditor is the wallet of the seat that owes it keeps only its part
+// owed to the group (creditor 0), and goes if it has none. One wallet holding two seats,
+// the other receiving while this one is unpaid, or a replace_account naming the wallet
+// of a seat that owed the replaced account, makes one.
+void forgive_debts_to_itself(group_state& g);
 // settle_received false: the rules before version 7 (actors/rules_version.hpp), which
 // refunded the current round only.
 outcome dissolve(group_state& g, bool settle_received = true);

@@ -377,6 +377,15 @@ constexpr uint16_t rules_equb_dues_past_limits = 44;
 // seat's frozen wallet held back every seat's refund until an operator unfroze it or
 // sent that seat's money elsewhere (replace_account).
 constexpr uint16_t rules_refunds_apart = 45;
-constexpr uint16_t rules_newest = 45;
+// Equb: no seat owes its own wallet. A debt whose creditor is the wallet of the seat that
+// owes it (one wallet holding two seats, one of them unpaid when the other receives, or
+// an account replaced by the wallet of a seat that owed it) keeps only its part owed to
+// the group, and goes if it has none: at each round's close and at a replace_account.
+// Before, the seat owed its own wallet the missed due and the penalty: its next payment
+// had to carry both, to be forwarded straight back, a wallet short of that sum could not
+// pay its real due (and left another seat a real debt), and an ended group with such a
+// debt unpaid never counted as settled.
+constexpr uint16_t rules_no_debt_to_itself = 46;
+constexpr uint16_t rules_newest = 46;
 
 }  // namespace mesob::actors

@@ -1795,6 +1795,35 @@ TEST_F(equb_engine, AMemberWithTwoNumbersReceivesTwice) {
   expect_escrow_consistent(g);
 }
 
+// A member with two numbers that misses one's due when the other receives owes itself
+// nothing (rules version 46): that payout is short by the due, and the next round's
+// payment is the contribution alone. Before, it owed its own wallet the due and the
+// penalty, to pay into the escrow with its next due and have forwarded back.
+TEST_F(equb_engine, AMemberWithTwoNumbersOwesItselfNothingForTheDueItMissed) {
+  constexpr uint64_t g = 5079;
+  open_wallets(2);
+  ASSERT_EQ(op1(create_op(g)), result::ok);
+  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 0
+  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 1, the same wallet
+  ASSERT_EQ(pay(2, g, 0, 0, contribution), result::ok);  // seat 2
+  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  ASSERT_EQ(pay(1, g, 2, 1, contribution), result::ok);
+  ASSERT_EQ(pay(2, g, 2, 2, contribution), result::ok);
+  fx_.advance_s(8 * 86'400 + 1);  // seat 0 misses round 2: it closes, seat 1 (wallet 1) receives
+  ASSERT_EQ(at_round(g, 3).g.round, 3u);
+  EXPECT_EQ(debts_of_seat(settled(g), 0), 0u);
+  ASSERT_EQ(pay(1, g, 3, 0, contribution), result::ok) << "the due alone";
+  ASSERT_EQ(pay(1, g, 3, 1, contribution), result::ok);
+  ASSERT_EQ(pay(2, g, 3, 2, contribution), result::ok);
+  const group_entry st = settled(g);
+  EXPECT_EQ(st.g.ph, phase::completed);
+  // Wallet 1: five dues in, round 1's payout (300 less 3) and round 2's (200 less 2).
+  EXPECT_EQ(balance(1), int64_t(starting) - 5 * int64_t(contribution) + (3 * int64_t(contribution) - 3) +
+                            (2 * int64_t(contribution) - 2));
+  EXPECT_EQ(balance(2), int64_t(starting) - 3 * int64_t(contribution) + 3 * int64_t(contribution) - 3);
+  expect_escrow_consistent(g);
+}
+
 // At recovery each group is checked against its escrow account in the same snapshot: a
 // group row that decodes but claims money the account does not hold stops start-up.
 TEST_F(equb_engine, RecoveryRefusesAGroupItsEscrowDoesNotBackUp) {

@@ -391,6 +391,50 @@ TEST(equb_rules, pay_what_is_there_makes_debts_owed_to_the_short_changed_recipie
   }
 }
 
+// One wallet holding two seats owes itself nothing (rules version 46): its seat unpaid
+// when its other seat receives leaves that payout short, as the recipient seat's own
+// missed due does, and keeps no debt. Before, the seat owed its own wallet the due and
+// the penalty, forwarded straight back from its next payment, which had to carry them:
+// a wallet with only the due could not pay it.
+TEST(equb_rules, a_wallet_with_two_seats_owes_itself_nothing) {
+  for (const bool taken : {true, false}) {
+    SCOPED_TRACE(taken ? "this build's rules" : "rules before version 46");
+    ledger l;
+    auto g = make_group(config());
+    const uint64_t w = wallet(0), x = wallet(2);
+    for (const uint64_t member : {w, w, x}) step(l, g, join(g, member));
+    step(l, g, start(g, 0, secret_a));
+    step(l, g, close_round(g, 1));  // round 1: seat 0 (w)
+    const uint64_t now = due_at(2) - 1;
+    step(l, g, contribute(g, 1, w, 2, c, g.cfg.currency, now));
+    step(l, g, contribute(g, 2, x, 2, c, g.cfg.currency, now));
+    const int64_t w_before = l.bal[w];
+    const auto o = close_round(g, due_at(2, grace) + 1, true, true, true, true, true, {}, taken);
+    step(l, g, o);  // seat 0 (w) unpaid
+    ASSERT_EQ(o.recipient_seat, 1u);
+    EXPECT_EQ(l.bal[w] - w_before, int64_t(2 * c - 2 * c / 100)) << "the pot w's seat 0 left short";
+    const uint64_t at3 = due_at(3) - 1;
+    if (!taken) {
+      ASSERT_EQ(g.seats[0].debts.size(), 1u);
+      EXPECT_EQ(g.seats[0].debts[0].creditor_account_id, w);
+      EXPECT_EQ(owed(g, 0, at3), 2 * c + g.cfg.late_penalty);
+      EXPECT_EQ(contribute(g, 0, w, 3, c, g.cfg.currency, at3).code, result::wrong_amount);
+      continue;
+    }
+    EXPECT_TRUE(g.seats[0].debts.empty());
+    EXPECT_EQ(owed(g, 0, at3), c);
+    step(l, g, contribute(g, 0, w, 3, c, g.cfg.currency, at3));
+    step(l, g, contribute(g, 1, w, 3, c, g.cfg.currency, at3));
+    step(l, g, contribute(g, 2, x, 3, c, g.cfg.currency, at3));
+    step(l, g, close_round(g, due_at(3, grace) + 1));
+    EXPECT_EQ(g.ph, phase::completed);
+    EXPECT_EQ(l.bal[escrow], 0);
+    for (const auto& s : g.seats) EXPECT_TRUE(s.debts.empty());
+    EXPECT_EQ(l.bal[x], -int64_t(3 * c / 100)) << "x paid 3 dues, received 3 less the fee";
+    EXPECT_EQ(l.bal[w], -int64_t(3 * c / 100 + 2 * c / 100)) << "w: 5 dues in, 2 payouts less their fees";
+  }
+}
+
 // A seat whose dividend credit covered its due, unpaid only for an older debt it still
 // owes, that lets the round close owes the late penalty alone (rules version 20): paying
 // late would have cost it the penalty too. Before, skipping cost it nothing.
@@ -1054,8 +1098,9 @@ TEST(equb_rules, group_table_holds_a_dividend_only_a_cover_backs_by_the_records_
 }
 
 namespace {
-// A cover_from_guarantor group of `seats` seats (wallet(i) in seat i) in a table that keeps
-// the chains it sends, started at 3 by `rules`: round 1 paid out, its chain carried.
+// A cover_from_guarantor group (or `pol`'s) of `seats` seats (wallet(i) in seat i, or
+// owners[i]) in a table that keeps the chains it sends, started at 3 by `rules`: round 1
+// paid out, its chain carried.
 struct cover_group {
   group_config cfg = [] {
     auto x = config(rotation::fixed_order, default_policy::cover_from_guarantor);
@@ -1066,11 +1111,15 @@ struct cover_group {
   std::vector<std::vector<wire::transfer>> sent;
   static bool make_escrow(const wire::account&) { return true; }
 
-  explicit cover_group(uint32_t seats, uint16_t rules = mesob::actors::rules_newest) {
+  explicit cover_group(uint32_t seats, uint16_t rules = mesob::actors::rules_newest,
+                       default_policy pol = default_policy::cover_from_guarantor,
+                       const std::vector<uint64_t>& owners = {}) {
+    cfg.on_default = pol;
+    cfg.guarantor_account_id = pol == default_policy::cover_from_guarantor ? guarantor : 0;
     t.set_rules(rules);
     t.set_emit([this](std::vector<wire::transfer>&& chain) { sent.push_back(std::move(chain)); });
     EXPECT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
-    for (uint32_t i = 0; i < seats; ++i) pay(i, 0, cfg.contribution, 2);
+    for (uint32_t i = 0; i < seats; ++i) pay(i, 0, cfg.contribution, 2, i < owners.size() ? owners[i] : 0);
     wire::equb_op op;
     op.kind = wire::equb_op_kind::start;
     op.group_id = escrow;
@@ -1078,9 +1127,9 @@ struct cover_group {
     EXPECT_EQ(sent.size(), 1u);
     if (!sent.empty()) t.chain_done(sent[0].front(), result::ok);
   }
-  // Seat i pays `amount` for `round` at ts (round 0 joins).
-  void pay(uint32_t i, uint32_t round, uint64_t amount, uint64_t ts) {
-    const auto p = group_payment(cfg, wallet(i), round, round == 0 ? 0 : i, amount);
+  // Seat i pays `amount` for `round` at ts (round 0 joins), from `payer` (0: wallet(i)).
+  void pay(uint32_t i, uint32_t round, uint64_t amount, uint64_t ts, uint64_t payer = 0) {
+    const auto p = group_payment(cfg, payer != 0 ? payer : wallet(i), round, round == 0 ? 0 : i, amount);
     EXPECT_EQ(t.verdict(p, ts), result::ok) << "seat " << i << " round " << round;
     t.paid(p, ts);
   }
@@ -1139,6 +1188,44 @@ TEST(equb_rules, group_table_sends_a_dissolutions_refunds_apart_by_the_records_r
     t.chain_done(sent.back().front(), result::ok);
     EXPECT_TRUE(g.e().owed.empty());
     EXPECT_EQ(escrow_expected(g.e()), 0u);
+  }
+}
+
+// A group table decides by the record's rules whether a seat may owe its own wallet: a
+// close where one wallet's seat misses the round its other seat receives, and an account
+// replaced by the wallet of a seat that owed it. From rules version 46 neither debt is
+// kept (neither had a part owed to the group); before, both stayed, for the seat to pay
+// into the escrow and have forwarded back.
+TEST(equb_rules, group_table_keeps_no_debt_owed_to_itself_by_the_records_rules) {
+  using mesob::actors::rules_no_debt_to_itself;
+  for (const uint16_t rules : {rules_no_debt_to_itself, uint16_t(rules_no_debt_to_itself - 1)}) {
+    SCOPED_TRACE(rules);
+    // A close: seats 0 and 1 are wallet 0's; seat 0 misses round 2, which seat 1 receives.
+    {
+      cover_group two(3, rules, default_policy::pay_what_is_there, {wallet(0), wallet(0), wallet(2)});
+      two.pay(1, 2, c, 4, wallet(0));
+      two.pay(2, 2, c, 4);
+      two.t.close_due(deadline_after(3, 1, period, grace) + 1);
+      ASSERT_EQ(two.e().g.round, 3u);
+      EXPECT_EQ(two.e().g.seats[0].debts.size(), rules >= rules_no_debt_to_itself ? 0u : 1u);
+    }
+    cover_group g(3, rules, default_policy::pay_what_is_there);
+    auto& [cfg, t, sent] = g;
+    for (const uint32_t i : {0u, 1u}) g.pay(i, 2, c, 4);  // seat 2 misses round 2
+    const uint64_t after = deadline_after(3, 1, period, grace) + 1;
+    t.close_due(after);  // seat 1 receives, seat 2 owes wallet 1
+    ASSERT_EQ(g.e().g.round, 3u);
+    ASSERT_EQ(g.e().g.seats[2].debts.size(), 1u);
+    EXPECT_EQ(g.e().g.seats[2].debts[0].creditor_account_id, wallet(1));
+    ASSERT_EQ(g.replace(wallet(1), wallet(2), after + 1), result::ok);
+    EXPECT_EQ(g.e().g.seats[1].wallet, wallet(2));
+    if (rules >= rules_no_debt_to_itself) {
+      EXPECT_TRUE(g.e().g.seats[2].debts.empty());
+      EXPECT_EQ(owed(g.e().g, 2, after + 2), c);
+    } else {
+      ASSERT_EQ(g.e().g.seats[2].debts.size(), 1u);
+      EXPECT_EQ(g.e().g.seats[2].debts[0].creditor_account_id, wallet(2)) << "owed to itself";
+    }
   }
 }
 
