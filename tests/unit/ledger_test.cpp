@@ -2525,7 +2525,9 @@ TEST(ledger_snapshot, a_log_verify_gives_way_to_the_dropped_segments_it_keeps) {
     std::vector<wire::transfer> ts;
     for (int k = 0; k < 4096; ++k, ++id) ts.push_back(make_transfer(id + 1, 1 + id % 4, 5 + id % 4, 1));
     ASSERT_EQ(e->create_transfers(ts).st, engine::status::ok);
-    if (i % 4 == 3) ASSERT_TRUE(e->checkpoint(&err)) << err;
+    if (i % 4 == 3) {
+      ASSERT_TRUE(e->checkpoint(&err)) << err;
+    }
   }
   ASSERT_GE(e->stats().wal_segments_deleting, 5u) << "the check keeps them";
   const auto v = check.get();
