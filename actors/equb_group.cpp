@@ -70,6 +70,8 @@ wire::result new_group_refusal(const group_config& c, uint16_t rules) {
     if (c.period_ns < period_min_ns) return result::period_too_short;
     if (c.contribution + c.late_penalty > seat_round_max) return result::amounts_too_large;  // (each below 2^62)
   }
+  if (rules >= rules_penalty_within_contribution && c.late_penalty > c.contribution)
+    return result::late_penalty_past_contribution;
   if (rules >= rules_equb_codes && c.policy == rotation::bidding && c.commission_bp > 0 && c.commission_cap == 0)
     return result::commission_cap_missing;
   // The escrow takes the group's id: not one of the engine's (a desk's payout account or

@@ -386,6 +386,13 @@ constexpr uint16_t rules_refunds_apart = 45;
 // pay its real due (and left another seat a real debt), and an ended group with such a
 // debt unpaid never counted as settled.
 constexpr uint16_t rules_no_debt_to_itself = 46;
-constexpr uint16_t rules_newest = 46;
+// Equb: a new group's late penalty is at most its contribution
+// (late_penalty_past_contribution). A member's dues pass its tier's limits
+// (rules_equb_dues_past_limits), and only the join's contribution is checked against
+// them: with a penalty of any size, a group of contribution 1 and a penalty of 10^10
+// moved 10^10 out of a tier-1 wallet in one late payment. Groups made before keep
+// their terms.
+constexpr uint16_t rules_penalty_within_contribution = 47;
+constexpr uint16_t rules_newest = 47;
 
 }  // namespace mesob::actors

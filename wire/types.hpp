@@ -804,6 +804,7 @@ enum class result : uint32_t {
   lookup_reply_full = 248,               // a group look-up: the groups before it on its shard fill
                                          // that shard's share of a reply (the frame ceiling)
   period_too_short = 249,                // equb: a new group whose round is under a minute
+  late_penalty_past_contribution = 250,  // equb: a new group whose late penalty is over its contribution
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -272,6 +272,16 @@ TEST_F(equb_engine, FixedOrderGroupRunsToCompletionAcrossShards) {
   }
   dear.contribution -= 1;
   EXPECT_EQ(actors::equb::new_group_refusal(actors::equb::config_of(dear), actors::rules_newest), result::ok);
+  // A late penalty over the contribution (rules version 47): a member's late payment
+  // passes its tier's limits, and only the contribution met them at the join. Older
+  // records' creates took it; a penalty of the contribution itself is fine.
+  auto steep = create_op(g);
+  steep.late_penalty = contribution + 1;
+  EXPECT_EQ(op1(steep), result::late_penalty_past_contribution);
+  EXPECT_EQ(actors::equb::new_group_refusal(actors::equb::config_of(steep), actors::rules_penalty_within_contribution - 1),
+            result::ok);
+  steep.late_penalty = contribution;
+  EXPECT_EQ(actors::equb::new_group_refusal(actors::equb::config_of(steep), actors::rules_newest), result::ok);
   ASSERT_EQ(op1(create_op(g)), result::ok);
   EXPECT_EQ(group(g).g.number, 1u) << "refused creates took numbers";
   ASSERT_EQ(op1(create_op(g)), result::ok) << "a repeated create is answered ok";
