@@ -14,6 +14,10 @@
 //     both directions; a void or an expiry gives nothing back to the day's outflow (the
 //     cautious reading: a hold made and voided many times still spends the day's room).
 //     The checks come after the ledger's own: a transfer the ledger refuses keeps its code.
+//     A wallet with no KYC record has no tier and so no limit, and a record's status does
+//     not change its tier's limits (only orders read the status): a platform that wants
+//     every wallet limited gives each a record, pending with the lowest tier, when it
+//     opens it. A hold made before the wallet had a tier is posted without a check.
 //     Transfers the engine emits (an equb group's payouts, refunds, dividends and the
 //     holds of its gateway payouts; a payout desk's posts, voids and sweeps) are not
 //     checked: they carry what operations already taken decided (a member joined the
