@@ -167,6 +167,14 @@ class equb_engine : public ::testing::Test {
     ASSERT_EQ(simple(wire::equb_op_kind::start, id), result::ok);
   }
 
+  // Group `id` of three seats, started: wallet 1 holds seats 0 and 1, wallet 2 seat 2.
+  void form_with_two_numbers(uint64_t id) {
+    open_wallets(2);
+    ASSERT_EQ(op1(create_op(id)), result::ok);
+    for (const uint64_t w : {1, 1, 2}) ASSERT_EQ(pay(w, id, 0, 0, contribution), result::ok);
+    ASSERT_EQ(simple(wire::equb_op_kind::start, id), result::ok);
+  }
+
   // Group `id` of wallets 1..3, round 1 paid by wallet 2, in a snapshot; the engine closed.
   void closed_after_a_round_paid(uint64_t id) {
     open_wallets(3);
@@ -1786,12 +1794,7 @@ TEST_F(equb_engine, AGuarantorsCoverCountsInItsDailyOutflow) {
 // A member may hold more than one number: each receives its own payout.
 TEST_F(equb_engine, AMemberWithTwoNumbersReceivesTwice) {
   constexpr uint64_t g = 5015;
-  open_wallets(2);
-  ASSERT_EQ(op1(create_op(g)), result::ok);
-  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 0
-  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 1, the same wallet
-  ASSERT_EQ(pay(2, g, 0, 0, contribution), result::ok);  // seat 2
-  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  ASSERT_NO_FATAL_FAILURE(form_with_two_numbers(g));
   for (uint32_t round = 2; round <= 3; ++round) {
     ASSERT_EQ(pay(1, g, round, 0, contribution), result::ok);
     ASSERT_EQ(pay(1, g, round, 1, contribution), result::ok);
@@ -1811,12 +1814,7 @@ TEST_F(equb_engine, AMemberWithTwoNumbersReceivesTwice) {
 // penalty, to pay into the escrow with its next due and have forwarded back.
 TEST_F(equb_engine, AMemberWithTwoNumbersOwesItselfNothingForTheDueItMissed) {
   constexpr uint64_t g = 5079;
-  open_wallets(2);
-  ASSERT_EQ(op1(create_op(g)), result::ok);
-  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 0
-  ASSERT_EQ(pay(1, g, 0, 0, contribution), result::ok);  // seat 1, the same wallet
-  ASSERT_EQ(pay(2, g, 0, 0, contribution), result::ok);  // seat 2
-  ASSERT_EQ(simple(wire::equb_op_kind::start, g), result::ok);
+  ASSERT_NO_FATAL_FAILURE(form_with_two_numbers(g));
   ASSERT_EQ(pay(1, g, 2, 1, contribution), result::ok);
   ASSERT_EQ(pay(2, g, 2, 2, contribution), result::ok);
   fx_.advance_s(8 * 86'400 + 1);  // seat 0 misses round 2: it closes, seat 1 (wallet 1) receives
