@@ -266,8 +266,8 @@ class admin_impl {
         {"shards", "", "per shard: accounts, pending transfers, queue depth, batches executed", 0, 0,
          &admin_impl::cmd_shards},
         {"sessions", "[from=<session-id>]",
-         "open connections on the client port (by session id, those still in their handshake first; a page from an "
-         "id on), then the admin port's: gateway, peer, age, requests",
+         "open connections: the admin port's, then the client port's (by session id, those still in their handshake "
+         "first; a page from an id on): gateway, peer, age, requests",
          0, 1, &admin_impl::cmd_sessions},
         {"gateways", "",
          "the gateways that may connect (config file and registry): rail, priority, roles, settlement accounts, "
@@ -520,11 +520,20 @@ class admin_impl {
     return out;
   }
 
+  // `text` (printable UTF-8, as every request's words are) cut to at most `max` bytes and
+  // "..." when longer: cut before a character, never inside one.
+  static std::string cut_text(std::string text, size_t max) {
+    if (text.size() <= max) return text;
+    size_t at = max;
+    while (at > 0 && (uint8_t(text[at]) & 0xC0) == 0x80) --at;  // a continuation byte
+    text.resize(at);
+    return text + "...";
+  }
+
   static std::string command_line(const wire::admin_request_msg& req) {
     std::string line = req.command;
     for (const auto& a : req.args) line += " " + a;
-    if (line.size() > 1024) line = line.substr(0, 1024) + "...";
-    return line;
+    return cut_text(std::move(line), 1024);
   }
 
   // What a row costs an answer's budget (its cells and their framing, generously).
@@ -569,7 +578,7 @@ class admin_impl {
     if (!d) {
       std::string known, typed = req.command;
       for (const auto& a : req.args) typed += " " + a;
-      if (typed.size() > 80) typed = typed.substr(0, 80) + "...";
+      typed = cut_text(std::move(typed), 80);
       const auto first = split_words(req.command);
       for (const auto& c : commands())
         if (!first.empty() && split_words(c.name)[0] == first[0]) known += std::string(known.empty() ? "" : ", ") + c.name;
@@ -1084,7 +1093,11 @@ class admin_impl {
     int64_t only_day = -1;
     if (a.size() == 2) {
       tm t{};
-      const char* end = a[1].size() == 10 ? strptime(a[1].c_str(), "%Y-%m-%d", &t) : nullptr;
+      // Digits where YYYY-MM-DD has them (strptime alone skips spaces before each number).
+      bool shaped = a[1].size() == 10;
+      for (size_t at = 0; shaped && at < a[1].size(); ++at)
+        shaped = at == 4 || at == 7 ? a[1][at] == '-' : a[1][at] >= '0' && a[1][at] <= '9';
+      const char* end = shaped ? strptime(a[1].c_str(), "%Y-%m-%d", &t) : nullptr;
       if (!end || *end != '\0') return answer(admin_code::arguments_invalid, "'" + a[1] + "' is not a date YYYY-MM-DD");
       const tm asked = t;
       only_day = int64_t(timegm(&t) / 86400);
@@ -1474,8 +1487,8 @@ class admin_impl {
     wire::equb_op op;
     op.kind = wire::equb_op_kind::replace_account;
     admin_response_msg bad;
-    if (!id_arg("group", a[0], &op.group_id, &bad) || !account_arg(a[1], &op.wallet, &bad) ||
-        !account_arg(a[2], &op.amount, &bad))
+    if (!id_arg("group", a[0], &op.group_id, &bad) || !id_arg("old account", a[1], &op.wallet, &bad) ||
+        !id_arg("new account", a[2], &op.amount, &bad))
       return bad;
     // The engine takes any account (it moves no money; the ledger decides the payments
     // sent to it later); an operator is told at once of one that could not take them.
@@ -1739,9 +1752,11 @@ class admin_impl {
     if (!wire::parse_currency(a[1], &op.currency))
       return answer(admin_code::arguments_invalid, "currency '" + a[1] + "': three letters A-Z");
     uint64_t* limits[] = {&op.single_max, &op.daily_outflow_max, &op.balance_max};
+    static constexpr const char* limit_names[] = {"single_max", "daily_outflow_max", "balance_max"};
     for (int i = 0; i < 3; ++i)
       if (!parse_u64(a[2 + i], limits[i]) || *limits[i] == 0)
-        return answer(admin_code::arguments_invalid, "'" + a[2 + i] + "' is not a positive integer (minor units)");
+        return answer(admin_code::arguments_invalid,
+                      std::string(limit_names[i]) + " '" + a[2 + i] + "' is not a positive integer (minor units)");
     return policy_change(op, "tier " + a[0] + " " + a[1]);
   }
   admin_response_msg cmd_profile_set(const std::vector<std::string>& a) {

@@ -19,6 +19,7 @@
 
 #include "engine/admin.hpp"
 #include "engine/server.hpp"
+#include "wire/codec.hpp"
 #include "storage/audit_log.hpp"
 #include "engine/metrics.hpp"
 #include "support/engine_fixture.hpp"
@@ -304,7 +305,12 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(admin(*ops, "group retry", {"900"}).code, admin_code::refused);
     EXPECT_NE(admin(*ops, "group retry", {"900"}).message.find("nothing_to_retry"), std::string::npos);
     EXPECT_EQ(admin(*ops, "group retry", {"901"}).code, admin_code::not_found);
-    EXPECT_EQ(admin(*ops, "group replace", {"900", "x", "5"}).code, admin_code::arguments_invalid);
+    const auto bad_old = admin(*ops, "group replace", {"900", "x", "5"});
+    EXPECT_EQ(bad_old.code, admin_code::arguments_invalid);
+    EXPECT_NE(bad_old.message.find("old account id 'x'"), std::string::npos) << bad_old.message;
+    const auto bad_new = admin(*ops, "group replace", {"900", "4", "y"});
+    EXPECT_EQ(bad_new.code, admin_code::arguments_invalid);
+    EXPECT_NE(bad_new.message.find("new account id 'y'"), std::string::npos) << bad_new.message;
     EXPECT_EQ(admin(*ops, "group replace", {"900", "4"}).code, admin_code::arguments_invalid);
     const auto stranger = admin(*ops, "group replace", {"900", "77", "5"});
     EXPECT_EQ(stranger.code, admin_code::refused);
@@ -331,6 +337,18 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     auto unknown_sub = admin(*ops, "account explode", {"2"});
     EXPECT_EQ(unknown_sub.code, admin_code::command_unknown);
     EXPECT_NE(unknown_sub.message.find("account show"), std::string::npos) << unknown_sub.message;
+    // Text cut short for the answer (80 bytes) and the audit trail (1,024) ends before a
+    // character, never inside one: each "é" is two bytes, and both cuts fall on a second.
+    std::string accents;
+    for (int k = 0; k < 120; ++k) accents += "\xc3\xa9";
+    const auto unknown_long = admin(*ops, "account explodes", std::vector<std::string>(5, accents));
+    EXPECT_EQ(unknown_long.code, admin_code::command_unknown);
+    EXPECT_TRUE(wire::printable_utf8(unknown_long.message)) << unknown_long.message;
+    const auto issued = admin(*ops, "audit trail", {"2"});
+    ASSERT_EQ(issued.code, admin_code::ok) << issued.message;
+    const auto& cut_line = issued.sections.at(0).rows.at(0)[5];
+    EXPECT_EQ(cut_line.substr(0, 17), "account explodes ");
+    EXPECT_TRUE(wire::printable_utf8(cut_line)) << cut_line;
     EXPECT_EQ(admin(*ops, "account show", {"abc"}).code, admin_code::arguments_invalid);
     EXPECT_EQ(admin(*ops, "account show", {"0"}).code, admin_code::arguments_invalid);
     EXPECT_EQ(admin(*ops, "account show", {"18446744073709551616"}).code, admin_code::arguments_invalid);
@@ -659,6 +677,9 @@ TEST(admin_port, policy_and_customer_commands) {
   ASSERT_EQ(m.code, admin_code::ok) << m.message;
   EXPECT_EQ(admin(*ops, "tier set", {"17", "ETB", "1", "1", "1"}).code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*ops, "tier set", {"2", "ETB", "0", "1", "1"}).code, admin_code::arguments_invalid);
+  const auto no_daily = admin(*ops, "tier set", {"2", "ETB", "5", "0", "5"});
+  EXPECT_EQ(no_daily.code, admin_code::arguments_invalid);
+  EXPECT_NE(no_daily.message.find("daily_outflow_max '0'"), std::string::npos) << no_daily.message;
   m = admin(*ops, "profile set", {"conservative", "cash_like,bond", "250000"});
   ASSERT_EQ(m.code, admin_code::ok) << m.message;
   m = admin(*ops, "profile set", {"reckless", "equity", "1"});

@@ -289,6 +289,9 @@ TEST(gateways, deposits_and_payouts_with_failures_duplicates_and_a_dropped_conne
   EXPECT_EQ(feb30.code, admin_code::arguments_invalid);
   EXPECT_NE(feb30.message.find("is not a day of the calendar"), std::string::npos) << feb30.message;
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2024-2-9"}).code, admin_code::arguments_invalid);
+  // Ten characters, but spaces where digits go (strptime alone read them as 2024-01-01).
+  for (const char* spaced : {" 2024-1-01", "2024- 1-01", "2024-01- 1"})
+    EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", spaced}).code, admin_code::arguments_invalid) << spaced;
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"alpha", "2024-02-29"}).code, admin_code::ok);
   EXPECT_EQ(admin(*w.ops, "gateway recon", {"nobody"}).code, admin_code::not_found);
 }
