@@ -160,6 +160,16 @@ class orders_engine : public ::testing::Test {
     std::lock_guard lk(mu_);
     sent_.clear();
   }
+  // An operator resumes trading in `instrument`: the instructions that sends, alone.
+  std::vector<std::pair<std::string, wire::order_instruction>> sent_at_resume(uint64_t instrument) {
+    clear_sent();
+    wire::instrument_op resume;
+    resume.instrument_id = instrument;
+    resume.kind = wire::instrument_op_kind::resume;
+    EXPECT_EQ(e().instruments({resume}).results.at(0), result::ok);
+    sync();
+    return sent();
+  }
   wire::account account(uint64_t id) {
     auto r = e().lookup_accounts({id});
     EXPECT_EQ(r.results.at(0), result::ok);
@@ -1589,9 +1599,7 @@ TEST_F(orders_engine_replay, AHaltHoldsOrdersFromBrokersUntilTheInstrumentTrades
   up("broker-a");
   EXPECT_EQ(routing(130), route_state::halted);
   EXPECT_TRUE(sent().empty());
-  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
-  sync();
-  auto s = sent();
+  auto s = sent_at_resume(etel);
   ASSERT_EQ(s.size(), 1u);
   EXPECT_TRUE(is_instruction(s[0], "broker-a", 130, wire::order_instruction_kind::work));
   EXPECT_EQ(routing(130), route_state::sent);
@@ -1685,10 +1693,7 @@ TEST_F(orders_engine_replay, AnOrderCancelledWhileHaltedLeavesTheHeldOrders) {
   ASSERT_EQ(e().cancel_orders({{171, b_}}).results.at(0), result::ok);
   sync();
   ASSERT_TRUE(eventually([&] { return orders_halted(e()) == 1; })) << orders_halted(e());
-  clear_sent();
-  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
-  sync();
-  const auto s = sent();
+  const auto s = sent_at_resume(etel);
   ASSERT_EQ(s.size(), 1u) << "172 alone: the cancelled ones go nowhere";
   EXPECT_TRUE(is_instruction(s[0], "broker-a", 172, wire::order_instruction_kind::work));
   ASSERT_TRUE(eventually([&] { return orders_halted(e()) == 0; })) << orders_halted(e());
@@ -1720,10 +1725,7 @@ TEST_F(orders_engine_replay, ASessionOpeningDuringAHaltHoldsTheOrderItWouldPushA
   ASSERT_EQ(answer("broker-a", accepted(161)), result::ok) << "it had the first push";
   EXPECT_EQ(routing(161), route_state::working);
   EXPECT_EQ(order(161).broker, number("broker-a"));
-  clear_sent();
-  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
-  sync();
-  const auto s = sent();
+  const auto s = sent_at_resume(etel);
   ASSERT_EQ(s.size(), 1u) << "the held order only";
   EXPECT_TRUE(is_instruction(s[0], "broker-a", 160, wire::order_instruction_kind::work));
   EXPECT_EQ(s[0].second.attempt, 2);
@@ -1776,10 +1778,7 @@ TEST_F(orders_engine, AnOrderHeldByAHaltGoesBackToItsBrokerWhenTheHaltEnds) {
   up("broker-b");  // another session of it
   ASSERT_EQ(route_state(order(162).routing), route_state::halted);
   up("broker-a");
-  clear_sent();
-  ASSERT_EQ(e().instruments({by_hand(etel, wire::instrument_op_kind::resume)}).results.at(0), result::ok);
-  sync();
-  const auto s = sent();
+  const auto s = sent_at_resume(etel);
   ASSERT_EQ(s.size(), 1u);
   EXPECT_TRUE(is_instruction(s[0], "broker-b", 162, wire::order_instruction_kind::work));
   EXPECT_EQ(s[0].second.attempt, 2);
