@@ -60,6 +60,12 @@ void latest_attempts(const payout_entry& p, F&& f, size_t from = 0) {
 }
 }  // namespace
 
+uint32_t latest_attempt_at(const payout_entry& p, uint32_t gateway) {
+  for (size_t k = p.attempts.size(); k-- > 0;)
+    if (p.attempts[k].gateway == gateway) return uint32_t(k + 1);
+  return 0;
+}
+
 bool another_may_pay(const payout_entry& p, uint32_t except, size_t from) {
   bool any = false;
   latest_attempts(
@@ -593,9 +599,31 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
     if (g.enabled && g.rail == p.rail && g.serves(p.currency) && (!payout_routes_ || gateways::registry::takes_payouts(g)))
       serving.push_back(&g);
   std::stable_sort(serving.begin(), serving.end(), [](auto* a, auto* b) { return a->priority < b->priority; });
+  const auto taken_up = [&](uint32_t g) { return std::find(p.given_up.begin(), p.given_up.end(), g) != p.given_up.end(); };
+  if (asks_before_routing_) {
+    // Gateways it went to since the last operator's retry that may still pay it and can
+    // hear (newest first): one came back while the payout waited for a gateway.
+    std::vector<uint32_t> hearing;
+    latest_attempts(
+        p,
+        [&](const attempt& a, uint32_t) {
+          if (!a.failed && !a.settled && sessions(a.gateway) > 0) hearing.push_back(a.gateway);
+        },
+        p.routing_base);
+    if (!hearing.empty()) {
+      const uint32_t h = hearing.front();
+      const auto it = std::find_if(serving.begin(), serving.end(), [&](auto* g) { return g->number == h; });
+      if (hearing.size() == 1 && it != serving.end() && !taken_up(h) && admits(d, **it, p.id, now)) {
+        send(d, p, **it, now, true);  // the same payment, where it may already be
+        return;
+      }
+      p.wait_since = 0;  // (a wait on a cancel, not for a gateway)
+      return leave_gateway(d, p, h, now, true);
+    }
+  }
   bool any_left = false;
   for (const auto* g : serving) {
-    if (std::find(p.given_up.begin(), p.given_up.end(), g->number) != p.given_up.end()) continue;
+    if (taken_up(g->number)) continue;
     any_left = true;
     if (sessions(g->number) == 0 || !admits(d, *g, p.id, now)) continue;
     send(d, p, *g, now, true);
@@ -663,7 +691,7 @@ void desk_table::leave_gateway(desk& d, payout_entry& p, uint32_t g, uint64_t no
   if (may_have_paid && !before_cancels_ && sessions(g) > 0) {
     p.st = state::waiting;
     p.cancel_wait = g;
-    cancel_at(p, g, uint32_t(p.attempts.size()));
+    cancel_at(p, g, latest_attempt_at(p, g));
     touch(d, p);
     schedule(p, now + timeout_ns(g));
     return;
@@ -1122,7 +1150,7 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
     std::vector<payout_entry*> to_route;
     for (auto& [id, p] : d.payouts) {
       if (up && p.st == state::waiting && p.cancel_wait == e.gateway) {
-        cancel_at(p, e.gateway, uint32_t(p.attempts.size()));  // the cancel it waits on, again
+        cancel_at(p, e.gateway, latest_attempt_at(p, e.gateway));  // the cancel it waits on, again
       } else if (up && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
         // The same instruction again, its deadline kept (one already passed: its timer,
         // later in this batch, moves it on; sent again now, it would be paid twice). A

@@ -57,7 +57,11 @@
 //    up makes it such a dead letter too, from version 38: the gateway can hear and said
 //    nothing, and may have paid; the last `failed` of those that may pay sends it on, as
 //    for `withdrawn`; with no session up it goes on at once, as in an outage), so that a gateway that paid and was slow to say so is asked before
-//    another pays. The same holds when the backoff ends: the retry goes to its gateway
+//    another pays. A gateway left so in an outage that comes back while the payout waits
+//    for a gateway is asked too (rules version 48): routing goes back to it if it is the
+//    only gateway that may still pay and takes it (not given up, its breaker admits),
+//    else asks it to cancel and waits its answer as above; before, routing went by
+//    priority and the cancel went out with the new instruction. The same holds when the backoff ends: the retry goes to its gateway
 //    if it may still take it, or leaves it that way (from batch records of version 9;
 //    before, the retry went by priority, possibly to a gateway that came up meanwhile
 //    while the first could still pay). Only gateways with the payments role take
@@ -127,6 +131,7 @@
 #include "actors/flat_map.hpp"
 #include "actors/gateway_registry.hpp"
 #include "actors/placement.hpp"
+#include "actors/rules_version.hpp"
 #include "wire/types.hpp"
 
 namespace mesob::actors::payouts {
@@ -405,6 +410,8 @@ struct currency_held {
 // the `from`th on (0: all; an operator's forced retry vouched for those before its
 // routing_base).
 [[nodiscard]] bool another_may_pay(const payout_entry& p, uint32_t except, size_t from = 0);
+// The number (from 1) of the latest attempt p sent to `gateway`; 0 if none.
+[[nodiscard]] uint32_t latest_attempt_at(const payout_entry& p, uint32_t gateway);
 
 // Byte forms for snapshots (payout rows version 3, with cancel_wait; version 2 without;
 // version 1 rows, from before desks per shard, are slot 0's); decoders refuse damage they
@@ -430,41 +437,48 @@ class desk_table {
   // lsn and offset are the caller's to fill. Set by the shard when the engine keeps events.
   using event_fn = std::function<void(wire::event&&)>;
   void set_events(event_fn f) { events_ = std::move(f); }
-  // What desks decide within log records of version 5 or older (answers, sessions'
-  // events, timers) follows the rules of the builds that wrote them (replay decides what
-  // they decided): a session closing re-routes its payouts in flight at once, a restart
-  // makes them wait for any gateway, a gateway given up is left at once, a failed answer
-  // never releases a dead letter, and answers after a payout ended are duplicates.
-  // Cancels and kept payouts make no difference to what those rules decide.
-  void set_rules_before_cancels(bool v) { before_cancels_ = v; }
-  // Rules version 9 on (rules_payout_routes): payments-role gateways only; a retry after
-  // its backoff stays with its gateway or asks it to cancel first.
-  void set_rules_payout_routes(bool v) { payout_routes_ = v; }
-  // Rules version 10 on (rules_reset_keeps_backoff): a reset leaves a payout waiting out
-  // its backoff with its gateway.
-  void set_rules_reset_keeps_backoff(bool v) { reset_keeps_backoff_ = v; }
-  // Rules version 34 on (rules_reset_keeps_route_wait): a payout waiting for any gateway
-  // keeps its wait's start across a restart (moved by the downtime) and is looked at
-  // again within route_poll_ns.
-  void set_rules_reset_keeps_route_wait(bool v) { reset_keeps_route_wait_ = v; }
-  // Rules version 13 on (rules_failed_in_backoff): a failed answer to the latest attempt
-  // in its backoff is taken, not late.
-  void set_rules_failed_in_backoff(bool v) { failed_in_backoff_ = v; }
-  // Rules version 15 on (rules_withdrawn_gateway): a payout leaving a gateway that may
-  // have paid it and can no longer answer becomes a dead letter (withdrawn).
-  void set_rules_withdrawn_gateway(bool v) { withdrawn_dead_ = v; }
-  // Rules version 25 on (rules_sweep_backoff): a refused sweep's retries back off.
-  void set_rules_sweep_backoff(bool v) { sweep_backoff_ = v; }
-  // Rules version 30 on (rules_payout_ops_checked): op() refuses a dead letter a gateway
-  // may have paid unless forced.
-  void set_rules_ops_checked(bool v) { ops_checked_ = v; }
-  // Rules version 38 on (rules_payout_stays_while_may_pay): a cancel's wait that passes
-  // with its gateway's session up, or a cancel's `failed` while another gateway may
-  // still pay, makes the payout a dead letter instead of sending it on.
-  void set_rules_stays_while_may_pay(bool v) { stays_while_may_pay_ = v; }
-  // Rules version 43 on (rules_refused_void_retry): op()'s retry of a failing payout whose
-  // void the ledger refused sends the void again.
-  void set_rules_void_retry(bool v) { void_retry_ = v; }
+  // What desks decide within a log record follows the rules of the build that wrote it
+  // (its version: replay decides what they decided); this build's are rules_newest.
+  //  - before version 6 (rules_desk_cancels): a session closing re-routes its payouts in
+  //    flight at once, a restart makes them wait for any gateway, a gateway given up is
+  //    left at once, a failed answer never releases a dead letter, and answers after a
+  //    payout ended are duplicates (cancels and kept payouts make no difference then);
+  //  - 9 on (rules_payout_routes): payments-role gateways only; a retry after its backoff
+  //    stays with its gateway or asks it to cancel first;
+  //  - 10 on (rules_reset_keeps_backoff): a reset leaves a payout waiting out its backoff
+  //    with its gateway;
+  //  - 13 on (rules_failed_in_backoff): a failed answer to the latest attempt in its
+  //    backoff is taken, not late;
+  //  - 15 on (rules_withdrawn_gateway): a payout leaving a gateway that may have paid it
+  //    and can no longer answer becomes a dead letter (withdrawn);
+  //  - 25 on (rules_sweep_backoff): a refused sweep's retries back off;
+  //  - 30 on (rules_payout_ops_checked): op() refuses a dead letter a gateway may have
+  //    paid unless forced;
+  //  - 34 on (rules_reset_keeps_route_wait): a payout waiting for any gateway keeps its
+  //    wait's start across a restart (moved by the downtime) and is looked at again
+  //    within route_poll_ns;
+  //  - 38 on (rules_payout_stays_while_may_pay): a cancel's wait that passes with its
+  //    gateway's session up, or a cancel's `failed` while another gateway may still pay,
+  //    makes the payout a dead letter instead of sending it on;
+  //  - 43 on (rules_refused_void_retry): op()'s retry of a failing payout whose void the
+  //    ledger refused sends the void again;
+  //  - 48 on (rules_payout_asks_before_routing): routing a payout while another gateway it
+  //    went to since the last operator's retry, with a session up, may still pay it goes
+  //    back to that gateway (the only such one, if it takes it) or asks it to cancel first
+  //    and waits its answer.
+  void set_rules(uint16_t v) {
+    before_cancels_ = v < rules_desk_cancels;
+    payout_routes_ = v >= rules_payout_routes;
+    reset_keeps_backoff_ = v >= rules_reset_keeps_backoff;
+    failed_in_backoff_ = v >= rules_failed_in_backoff;
+    withdrawn_dead_ = v >= rules_withdrawn_gateway;
+    sweep_backoff_ = v >= rules_sweep_backoff;
+    ops_checked_ = v >= rules_payout_ops_checked;
+    reset_keeps_route_wait_ = v >= rules_reset_keeps_route_wait;
+    stays_while_may_pay_ = v >= rules_payout_stays_while_may_pay;
+    void_retry_ = v >= rules_refused_void_retry;
+    asks_before_routing_ = v >= rules_payout_asks_before_routing;
+  }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
   [[nodiscard]] const std::shared_ptr<const gateways::registry>& registry() const { return registry_; }
@@ -654,6 +668,7 @@ class desk_table {
   bool ops_checked_ = true;
   bool stays_while_may_pay_ = true;
   bool void_retry_ = true;
+  bool asks_before_routing_ = true;
   // (desk, gateway) -> where its cancels re-sent since its first session opened are. It
   // shapes instructions only (not logged, not kept).
   struct cancel_pager {

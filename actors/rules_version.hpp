@@ -393,6 +393,14 @@ constexpr uint16_t rules_no_debt_to_itself = 46;
 // moved 10^10 out of a tier-1 wallet in one late payment. Groups made before keep
 // their terms.
 constexpr uint16_t rules_penalty_within_contribution = 47;
-constexpr uint16_t rules_newest = 47;
+// Payouts: a payout about to be sent to a gateway while another it went to since the
+// last operator's retry, with a session up, may still pay it (that one came back from an
+// outage while the payout waited for a gateway, its breaker open or the payout given up
+// there) goes back to that gateway if it alone may pay and takes it; else that gateway
+// is asked to cancel first and the payout waits its answer, as when it leaves a gateway
+// after a timeout. Before, routing went by priority: the cancel went out with the new
+// instruction, and both gateways could pay.
+constexpr uint16_t rules_payout_asks_before_routing = 48;
+constexpr uint16_t rules_newest = 48;
 
 }  // namespace mesob::actors

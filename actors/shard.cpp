@@ -372,32 +372,14 @@ void shard::execute(batch& b) {
   struct rules_of {
     shard& s;
     rules_of(shard& sh, uint16_t v) : s(sh) {
-      s.desks_.set_rules_before_cancels(v < rules_desk_cancels);
-      s.desks_.set_rules_payout_routes(v >= rules_payout_routes);
-      s.desks_.set_rules_reset_keeps_backoff(v >= rules_reset_keeps_backoff);
-      s.desks_.set_rules_reset_keeps_route_wait(v >= rules_reset_keeps_route_wait);
-      s.desks_.set_rules_failed_in_backoff(v >= rules_failed_in_backoff);
-      s.desks_.set_rules_withdrawn_gateway(v >= rules_withdrawn_gateway);
-      s.desks_.set_rules_sweep_backoff(v >= rules_sweep_backoff);
-      s.desks_.set_rules_ops_checked(v >= rules_payout_ops_checked);
-      s.desks_.set_rules_stays_while_may_pay(v >= rules_payout_stays_while_may_pay);
-      s.desks_.set_rules_void_retry(v >= rules_refused_void_retry);
+      s.desks_.set_rules(v);
       s.rules_ = v;
       s.groups_.set_rules(v);
       s.trading_.set_rules(v);
       s.market_.set_rules(v);
     }
     ~rules_of() {
-      s.desks_.set_rules_before_cancels(false);
-      s.desks_.set_rules_payout_routes(true);
-      s.desks_.set_rules_reset_keeps_backoff(true);
-      s.desks_.set_rules_reset_keeps_route_wait(true);
-      s.desks_.set_rules_failed_in_backoff(true);
-      s.desks_.set_rules_withdrawn_gateway(true);
-      s.desks_.set_rules_sweep_backoff(true);
-      s.desks_.set_rules_ops_checked(true);
-      s.desks_.set_rules_stays_while_may_pay(true);
-      s.desks_.set_rules_void_retry(true);
+      s.desks_.set_rules(rules_newest);
       s.rules_ = rules_newest;
       s.groups_.set_rules(rules_newest);
       s.trading_.set_rules(rules_newest);

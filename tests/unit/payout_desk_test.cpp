@@ -4,6 +4,7 @@
 // and damage the decoders must refuse.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "actors/byte_codec.hpp"
@@ -335,7 +336,7 @@ TEST(payout_desk, a_retry_past_the_attempts_a_payout_keeps_is_refused) {
   EXPECT_EQ(t.op(cancel1, account, 5000), wire::result::ok);
   // A record from before rules version 30 (no force then) replays as it went: unchecked.
   ASSERT_TRUE(t.load_payout(dead_payout(3, 1), &why)) << why;
-  t.set_rules_ops_checked(false);
+  t.set_rules(rules_payout_ops_checked - 1);
   EXPECT_EQ(t.op({3, etb, wire::payout_op_kind::cancel, 0, {}}, account, 5000), wire::result::ok);
 }
 
@@ -436,7 +437,7 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     t.held(hold_of(5), 20);
     ASSERT_NE(the_payout(t), nullptr);
     ASSERT_EQ(the_payout(t)->attempts.size(), 1u);
-    t.set_rules_before_cancels(before);  // as a record of that version sets it
+    t.set_rules(before ? rules_desk_cancels - 1 : rules_newest);  // as a record of that version sets it
     t.event({alpha, wire::gateway_event_kind::down, {}}, 30);  // alpha had it in flight
     if (!before) {
       EXPECT_EQ(the_payout(t)->attempts.size(), 1u) << "kept in flight at alpha";
@@ -458,7 +459,7 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     t.set_registry(reg);
     t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
     t.held(hold_of(5), 20);
-    t.set_rules_before_cancels(before);
+    t.set_rules(before ? rules_desk_cancels - 1 : rules_newest);
     t.event({0, wire::gateway_event_kind::reset, {}}, 50);
     EXPECT_EQ(the_payout(t)->st, before ? state::waiting : state::in_flight);
     t.event({beta, wire::gateway_event_kind::up, {}}, 60);  // the first gateway back
@@ -631,7 +632,7 @@ TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_ma
     const uint32_t gamma = r.reg->find("gamma")->number;
     desk_table& t = r.t;
     t.set_registry(r.reg);
-    t.set_rules_stays_while_may_pay(taken);
+    t.set_rules(taken ? rules_newest : rules_payout_stays_while_may_pay - 1);
     ASSERT_NO_FATAL_FAILURE(load_waiting_on_cancel(t, r.beta,
                                                    {attempt{r.alpha, 1000, 7001, false, false},
                                                     attempt{r.beta, 2000, 7002, false, false},
@@ -690,7 +691,7 @@ TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payou
                    (alpha_up ? ", alpha up" : ", alpha down"));
       recording_table r;
       desk_table& t = r.t;
-      t.set_rules_stays_while_may_pay(taken);
+      t.set_rules(taken ? rules_newest : rules_payout_stays_while_may_pay - 1);
       ASSERT_NO_FATAL_FAILURE(
           load_waiting_on_cancel(t, r.alpha, std::vector(3, attempt{r.alpha, 1000, 7001, false, false}), {r.alpha}));
       t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
@@ -740,7 +741,7 @@ TEST(payout_desk, a_retry_after_its_backoff_stays_with_its_gateway) {
     recording_table r;
     ASSERT_EQ(r.reg->size(), 2u);
     desk_table& t = r.t;
-    t.set_rules_payout_routes(routes);
+    t.set_rules(routes ? rules_newest : rules_payout_routes - 1);
     t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);  // alpha, the first choice, is down
     t.held(hold_of(5), 20);
     t.flush();
@@ -879,7 +880,7 @@ TEST(payout_desk, a_restart_keeps_a_payout_s_wait_for_a_gateway) {
   struct run {
     recording_table r;
     explicit run(bool rules_34) {
-      r.t.set_rules_reset_keeps_route_wait(rules_34);
+      r.t.set_rules(rules_34 ? rules_newest : rules_reset_keeps_route_wait - 1);
       r.t.held(hold_of(5), 20);  // no gateway up: waiting since 20
     }
     void restart(uint64_t last_before, uint64_t at) {
@@ -1001,7 +1002,7 @@ TEST(payout_desk, a_broker_only_gateway_gets_no_payouts) {
     const uint32_t broker = r.reg->find("broker")->number;
     EXPECT_EQ(r.reg->serves_rail(1, etb), true);
     desk_table& t = r.t;
-    t.set_rules_payout_routes(routes);
+    t.set_rules(routes ? rules_newest : rules_payout_routes - 1);
     t.event({broker, wire::gateway_event_kind::up, {}}, 10);
     t.event({r.alpha, wire::gateway_event_kind::up, {}}, 11);
     t.held(hold_of(5), 20);
@@ -1117,7 +1118,7 @@ TEST(payout_desk, a_restart_leaves_a_payout_in_its_backoff_with_its_gateway) {
                    (alpha_back ? ", alpha back" : ", alpha away"));
       recording_table r;
       desk_table& t = r.t;
-      t.set_rules_reset_keeps_backoff(keeps);
+      t.set_rules(keeps ? rules_newest : rules_reset_keeps_backoff - 1);
       ASSERT_NO_FATAL_FAILURE(backing_off_at_alpha(r));
       const uint64_t start = 1'100'000'000;
       t.event({0, wire::gateway_event_kind::reset, {}}, start);
@@ -1157,7 +1158,7 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
     SCOPED_TRACE(taken ? "this build's rules" : "rules before version 13");
     recording_table r;
     desk_table& t = r.t;
-    t.set_rules_failed_in_backoff(taken);
+    t.set_rules(taken ? rules_newest : rules_failed_in_backoff - 1);
     ASSERT_NO_FATAL_FAILURE(backing_off_at_alpha(r));
     desk_table::dirty_rows before;
     t.take_dirty(&before);
@@ -1187,6 +1188,77 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
   }
 }
 
+// Twenty payouts in flight at alpha when its session closes: their deadlines pass with no
+// gateway up (each counts a timeout, and alpha's breaker opens) and they wait for a
+// gateway. Alpha comes back first, its breaker still open, then beta. Alpha may have paid
+// any of them: it is asked to cancel each when it comes back, beta gets only one alpha
+// says it did not pay, one alpha paid settles, and one alpha stays silent about (its
+// session up) is a dead letter. Under the rules before version 48 beta got every one,
+// alpha's cancel going out beside it: both could pay.
+TEST(payout_desk, a_gateway_back_from_an_outage_is_asked_before_another_gets_its_payouts) {
+  for (const bool taken : {true, false}) {
+    SCOPED_TRACE(taken ? "this build's rules" : "rules before version 48");
+    recording_table r;
+    desk_table& t = r.t;
+    t.set_rules(taken ? rules_newest : rules_payout_asks_before_routing - 1);
+    constexpr uint64_t s = 1'000'000'000;
+    const auto went = [&] {
+      std::map<std::pair<uint32_t, wire::payout_instruction_kind>, size_t> n;
+      for (const auto& [g, in] : r.sent) ++n[{g, in.kind}];
+      r.sent.clear();
+      return n;
+    };
+    using kind = wire::payout_instruction_kind;
+    using counts = std::map<std::pair<uint32_t, kind>, size_t>;
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+    for (uint64_t id = 1; id <= 20; ++id) t.held(hold_of(id), 20);
+    t.flush();
+    ASSERT_EQ(went(), (counts{{{r.alpha, kind::pay}, 20}}));
+    t.event({r.alpha, wire::gateway_event_kind::down, {}}, 30);
+    t.run_due(20 + s + 1);  // every deadline passes with no gateway up
+    t.flush();
+    EXPECT_TRUE(went().empty());
+    bool open = false;
+    t.for_each_desk([&](const desk& d) {
+      if (auto it = d.breakers.find(r.alpha); it != d.breakers.end()) open = it->second.ph == breaker::phase::open;
+    });
+    ASSERT_TRUE(open) << "twenty timeouts open alpha's breaker";
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 2 * s);
+    t.flush();
+    EXPECT_EQ(went(), (taken ? counts{{{r.alpha, kind::cancel}, 20}} : counts{}));
+    t.event({r.beta, wire::gateway_event_kind::up, {}}, 2 * s + 1);
+    t.flush();
+    if (!taken) {
+      EXPECT_EQ(went(), (counts{{{r.alpha, kind::cancel}, 20}, {{r.beta, kind::pay}, 20}}));
+      continue;
+    }
+    EXPECT_TRUE(went().empty()) << "beta gets none while alpha may pay them";
+    const uint64_t account = desk_account(etb, 0);
+    EXPECT_EQ(t.answer(test::etb_payout_answer(1, 1, 100, wire::payout_outcome::failed, r.alpha), account, 2 * s + 2),
+              wire::result::ok);
+    EXPECT_EQ(t.answer(test::etb_payout_answer(2, 1, 100, wire::payout_outcome::settled, r.alpha), account, 2 * s + 3),
+              wire::result::ok);
+    t.flush();
+    ASSERT_EQ(r.sent.size(), 1u);
+    EXPECT_EQ(r.sent[0].first, r.beta);
+    EXPECT_EQ(r.sent[0].second.payout_id, 1u);
+    EXPECT_EQ(r.sent[0].second.kind, kind::pay);
+    EXPECT_EQ(r.sent[0].second.attempt, 2u);
+    r.sent.clear();
+    ASSERT_NE(held_payout_of(t, 2), nullptr);
+    EXPECT_EQ(held_payout_of(t, 2)->st, state::settling);
+    t.run_due(3 * s + 10);  // alpha's answer timeout on the rest: silent with a session up
+    t.flush();
+    for (const auto& [g, in] : r.sent) EXPECT_NE(in.kind, kind::pay) << "payout " << in.payout_id;
+    for (uint64_t id = 3; id <= 20; ++id) {
+      const payout_entry* p = held_payout_of(t, id);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(p->st, state::dead) << "payout " << id;
+      EXPECT_EQ(p->dead, dead_reason::unanswered) << "payout " << id;
+    }
+  }
+}
+
 // A payout whose void the ledger refused stays failing with its hold (the wallet's
 // money held): an operator's retry sends the void again under new ids (rules version 43),
 // and once carried the payout resolves. Before, the retry was payout_not_dead and nothing
@@ -1197,7 +1269,7 @@ TEST(payout_desk, a_refused_void_is_sent_again_by_an_operators_retry) {
     SCOPED_TRACE(taken ? "this build's rules" : "rules before version 43");
     recording_table r;
     desk_table& t = r.t;
-    t.set_rules_void_retry(taken);
+    t.set_rules(taken ? rules_newest : rules_refused_void_retry - 1);
     std::vector<std::vector<wire::transfer>> chains;
     t.set_emit([&](std::vector<wire::transfer>&& c) { chains.push_back(std::move(c)); });
     t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
