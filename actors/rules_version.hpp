@@ -11,7 +11,7 @@ namespace mesob::actors {
 // change of rules.
 constexpr uint16_t rules_period_cap = 5;  // group creates with a period over the cap refused
 // Payout desks cancel the gateways a payout leaves, keep in-flight payouts past a session
-// closing, take overpayments (payouts::desk_table::set_rules_before_cancels).
+// closing, take overpayments (payouts::desk_table::set_rules).
 constexpr uint16_t rules_desk_cancels = 6;
 // Ended equb groups take debt payments; dissolving turns past rounds into debts;
 // replace_account; a create repeating an existing group's config is ok whatever its

@@ -1088,6 +1088,16 @@ bool scan_wal(const wal_scan_options& opt,
                ", this build reads versions 1 to " + std::to_string(wal_format_version);
       return false;
     }
+    if (!header_ok && d.size() < wal_block_bytes) {
+      // A segment is pre-zeroed to its full size, synced, before any header goes into it
+      // (a crash while zeroing leaves zeros only, an unused segment above): a shorter one
+      // holding anything was cut since it was written, and what it held past the cut is
+      // not there to judge a torn write by.
+      *error = "wal: " + path + " is " + std::to_string(d.size()) + " bytes, shorter than its header block (" +
+               std::to_string(wal_block_bytes) + "), and not all zero: cut short since it was written (a log "
+               "segment is never that short); put the whole segment back";
+      return false;
+    }
     if (!header_ok) {
       // The header went out with the segment's first group: torn with it only if no
       // later group was submitted after that group was acknowledged (a segment starts

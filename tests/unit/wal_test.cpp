@@ -1187,6 +1187,27 @@ TEST(wal, a_last_segment_with_bytes_but_no_headers_is_reported) {
   EXPECT_EQ(std::find(unused.begin(), unused.end(), last), unused.end());
 }
 
+// A last segment cut shorter than its header block, its header bytes still there (a copy
+// or restore cut short): the writer never leaves one (segments are pre-zeroed to their
+// size before a header goes in), so it is refused as damage and kept. Before, it went
+// down the torn-header path and was removed as a torn tail, its records with it.
+TEST(wal, a_last_segment_cut_inside_its_header_block_is_refused) {
+  temp_dir d;
+  uint64_t records = 0;
+  std::vector<std::pair<uint64_t, std::string>> segs;
+  ASSERT_NO_FATAL_FAILURE(two_segment_log(d.path(), &records, &segs));
+  std::string last;
+  for (size_t i = segs.size(); i-- > 0 && last.empty();)
+    if (!record_offsets(segs[i].second).empty()) last = segs[i].second;
+  ASSERT_FALSE(last.empty());
+  std::filesystem::resize_file(last, 2000);
+  auto s = scan(d.path());
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.error.find(last + " is 2000 bytes, shorter than its header block"), std::string::npos) << s.error;
+  EXPECT_TRUE(std::filesystem::exists(last));
+  EXPECT_EQ(std::filesystem::file_size(last), 2000u) << "not cut further";
+}
+
 // The same segment, but a snapshot covers some of its records: they were durable, so its
 // header was too, and the damage is refused instead of cutting the segment (the records
 // after the snapshot, acknowledged, would have gone with it). A snapshot that covers none
