@@ -345,7 +345,7 @@ bool request_within_limits(const wire::admin_request_msg& m, std::string* error)
   for (const auto& a : m.args)
     if (a.size() > wire::admin_arg_bytes_max || !wire::printable_utf8(a)) {
       *error = "an argument is at most " + std::to_string(wire::admin_arg_bytes_max) +
-               " bytes of printable UTF-8 (no control characters)";
+               " bytes of printable UTF-8 (no control or invisible format characters)";
       return false;
     }
   return true;

@@ -1067,6 +1067,18 @@ std::vector<uint8_t> admin_response_body(const admin_response_msg& m) {
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
 
+namespace {
+// Code points that show nothing yet change how the text around them reads: bidi marks,
+// embeddings, overrides and isolates (a word that displays otherwise than it is stored),
+// zero-width characters (two words that look the same and differ), line and paragraph
+// separators (a viewer splits the line) and the tags block.
+bool invisible_format(uint32_t cp) {
+  return cp == 0x061c || cp == 0x180e || (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+         (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb) ||
+         (cp >= 0xe0000 && cp <= 0xe007f);
+}
+}  // namespace
+
 // A lone byte such as 0x9b is a control sequence introducer on some terminals: invalid
 // sequences are refused along with the control characters.
 bool printable_utf8(std::string_view s) {
@@ -1086,7 +1098,9 @@ bool printable_utf8(std::string_view s) {
       cp = cp << 6 | (cc & 0x3f);
     }
     const uint32_t least = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
-    if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f)) return false;
+    if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f) ||
+        invisible_format(cp))
+      return false;
     i += n;
   }
   return true;
@@ -1106,7 +1120,7 @@ bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, 
   }
   out->command = r->command()->str();
   if (!printable_utf8(out->command)) {
-    *why = "admin request: the command holds a control character or invalid UTF-8";
+    *why = "admin request: the command holds a control character, an invisible format character or invalid UTF-8";
     return false;
   }
   if (const auto* args = r->args()) {
@@ -1121,7 +1135,7 @@ bool parse_admin_request(std::span<const uint8_t> body, admin_request_msg* out, 
       }
       out->args.push_back(a->str());
       if (!printable_utf8(out->args.back())) {
-        *why = "admin request: argument " + std::to_string(out->args.size()) + " holds a control character or invalid UTF-8";
+        *why = "admin request: argument " + std::to_string(out->args.size()) + " holds a control character, an invisible format character or invalid UTF-8";
         return false;
       }
     }

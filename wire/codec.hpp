@@ -403,8 +403,10 @@ struct admin_response_msg {
 };
 [[nodiscard]] std::vector<uint8_t> admin_request_body(const admin_request_msg& m);
 [[nodiscard]] std::vector<uint8_t> admin_response_body(const admin_response_msg& m);
-// Printable UTF-8: no control character (C0, DEL, C1) and no invalid sequence. Admin
-// words must be, since they reach the audit trail and operators' terminals.
+// Printable UTF-8: no control character (C0, DEL, C1), no invisible format character
+// (bidi marks, embeddings, overrides and isolates; zero-width characters; line and
+// paragraph separators; U+FEFF; tags) and no invalid sequence. Admin words must be,
+// since they reach the audit trail and operators' terminals.
 [[nodiscard]] bool printable_utf8(std::string_view s);
 // Verifies and checks the limits above (command 1..64 bytes, at most 16 arguments of at
 // most 256 bytes; printable_utf8 both).

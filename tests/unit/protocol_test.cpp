@@ -1268,6 +1268,11 @@ TEST(admin, requests_over_the_limits_are_refused_with_field_invalid) {
   refused({"account show", {"\x9b" "31m"}}, "invalid UTF-8");       // a lone C1 byte
   refused({"account show", {"\xc2\x9b" "31m"}}, "control character");  // C1 as UTF-8
   refused({"account show", {"\xc0\xaf"}}, "invalid UTF-8");        // overlong
+  // Invisible format characters: a right-to-left override, a zero-width space, a line
+  // separator, U+FEFF, a tag.
+  for (const char* bad : {"ab\xe2\x80\xae" "cd", "a\xe2\x80\x8b" "b", "a\xe2\x80\xa8" "b", "\xef\xbb\xbf" "1",
+                          "\xf3\xa0\x80\x81"})
+    refused({"account show", {bad}}, "invisible format character");
   // Bytes that never lead a sequence, however many continuation bytes follow.
   for (const char* bad : {"\xf5\x80\x80\x80", "\xf8\x80\x80", "\xfe\x80\x80", "\xff\x80\x80", "\xc1\xbf"})
     refused({"account show", {bad}}, "invalid UTF-8");
