@@ -212,6 +212,7 @@ struct session {
   bool sending = false;
   bool recv_armed = false;
   bool recv_cancelling = false;
+  bool listed_stopped = false;  // in server::stopped_ (it stopped taking frames)
   bool recv_direct = false;  // the armed receive is a plain RECV into reader.prepare()
   size_t reader_bytes = 0;   // reader.held_bytes() as last counted in server_stats
   uint32_t in_flight = 0;
@@ -344,9 +345,12 @@ class server_impl {
   std::unordered_map<uint32_t, peer_handshakes> handshakes_;
   uint64_t handshake_seq_ = 0;
   uint64_t engine_in_flight_ = 0;
-  // Where resume_all starts next: after the session that last took the engine's last
-  // free place, so sessions take turns when it is full.
-  size_t resume_from_ = 0;
+  // Sessions that stopped taking frames (process() found them unable to read: a limit on
+  // what is queued to them, or a request with no place in the engine), as (slot, gen), in
+  // the order they stopped: resume_all looks at these alone, so its cost is theirs, not
+  // every open session's (before, each wake walked them all). One that took the engine's
+  // last place goes to the back when it stops again: sessions take turns when it is full.
+  std::vector<std::pair<uint32_t, uint32_t>> stopped_;
   std::unordered_map<std::string, uint32_t> gateway_sessions_;  // authenticated, by gateway id
   // Each gateway's requests in the engine (session::gateway_in_flight), held by its
   // sessions and by the requests' completions: an entry goes when both are gone.
@@ -1046,7 +1050,13 @@ class server_impl {
     // Every whole frame of a peer that shut its side is taken: it goes once answered
     // (what is left is part of a frame that cannot come whole).
     if (s.peer_done && !s.closing && !s.close_after_flush && !s.reader.has_frame()) close_after_flush(s);
-    if (!may_read(s)) pause_recv(s);
+    if (!may_read(s)) {
+      pause_recv(s);
+      if (!s.listed_stopped && !s.closing) {
+        s.listed_stopped = true;
+        stopped_.emplace_back(s.slot, s.gen);
+      }
+    }
     count_reader(s);  // (taking a frame may copy a misaligned body into the reader)
   }
 
@@ -1952,24 +1962,32 @@ class server_impl {
   // in many sessions, none is starved by the lowest slots taking every place that comes
   // free (a turn takes what its session has buffered, up to the places free).
   void resume_all() {
-    const size_t n = sessions_.size();
-    for (size_t k = 0; k < n; ++k) {
-      const size_t i = (resume_from_ + k) % n;
-      auto& sp = sessions_[i];
-      if (!sp || sp->fd < 0 || sp->closing) continue;
+    if (stopped_.empty()) return;
+    auto resuming = std::exchange(stopped_, {});  // (process() lists again the ones that stop again)
+    std::vector<std::pair<uint32_t, uint32_t>> still;  // stopped yet, ahead of those that stop again
+    size_t k = 0;
+    for (; k < resuming.size(); ++k) {
+      const auto [slot, gen] = resuming[k];
+      auto& sp = sessions_[slot];
+      if (!sp || sp->gen != gen || sp->fd < 0 || sp->closing) continue;  // gone
       session& s = *sp;
-      if (!may_read(s)) continue;
+      if (!may_read(s)) {
+        still.push_back(resuming[k]);
+        continue;
+      }
+      s.listed_stopped = false;
       const uint64_t before = engine_in_flight_;
       process(s);  // frames already buffered first
       if (may_read(s)) arm_recv(s);
-      if (engine_in_flight_ == before) continue;
-      if (engine_in_flight_ >= cfg_.engine_in_flight_max) {
-        resume_from_ = i + 1;  // it took the last place: the next session has the next turn
-        return;
+      // It took the engine's last place: the rest keep their turn.
+      if (engine_in_flight_ != before && engine_in_flight_ >= cfg_.engine_in_flight_max) {
+        ++k;
+        break;
       }
-      if (s.gateway_in_flight && *s.gateway_in_flight >= gateway_in_flight_max())
-        resume_from_ = i + 1;  // it took its gateway's last place: the next of them has the next turn
     }
+    still.insert(still.end(), resuming.begin() + ptrdiff_t(k), resuming.end());
+    still.insert(still.end(), stopped_.begin(), stopped_.end());
+    stopped_.swap(still);
   }
 
   // ---- sending -----------------------------------------------------------------------
