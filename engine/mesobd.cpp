@@ -213,6 +213,9 @@ int main(int argc, char** argv) {
   app.add_option("--out-bytes-total-max", net.out_bytes_total_max,
                  "bytes queued to all sessions of the client port: at it no session is read, and those holding "
                  "the most unread are closed (slow_reader)")->capture_default_str();
+  app.add_option("--engine-in-flight-bytes-max", net.engine_in_flight_bytes_max,
+                 "request bodies in the engine from all sessions together: past it a request waits in its "
+                 "session's buffer (frame_bytes_max..1 TiB)")->capture_default_str();
   app.add_option("--in-bytes-total-max", net.in_bytes_total_max,
                  "bytes all sessions' frame buffers hold together: past it the sessions holding the most of a "
                  "frame not yet whole are closed (frame_buffers_full)")->capture_default_str();

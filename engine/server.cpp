@@ -67,6 +67,8 @@ std::string server_config::validate() const {
   if (connections_max == 0 || connections_max > 1'000'000) return "connections_max must be 1..1000000";
   if (in_flight_max == 0 || in_flight_max > 65536) return "in_flight_max must be 1..65536";
   if (engine_in_flight_max == 0) return "engine_in_flight_max must be at least 1";
+  if (engine_in_flight_bytes_max < frame_bytes_max || engine_in_flight_bytes_max > (1ull << 40))
+    return "engine_in_flight_bytes_max must be frame_bytes_max (" + std::to_string(frame_bytes_max) + ")..1 TiB";
   if (gateway_sessions_max == 0) return "gateway_sessions_max must be at least 1";
   if (registered_opens_per_s == 0 || registered_opens_per_s > 1'000'000)
     return "registered_opens_per_s must be 1..1000000";
@@ -252,6 +254,7 @@ struct completed {
   wire::admin_response_msg admin_reply;
   uint64_t taken_ns = 0;  // steady clock when the request was taken off the socket
   uint64_t owed = 0;      // the bytes set aside for its answer (session::owed_bytes)
+  uint64_t body_bytes = 0;  // its request's body (server::engine_bytes_in_flight_)
   std::shared_ptr<uint32_t> gateway_in_flight;  // its gateway's requests in the engine (session::)
 };
 
@@ -345,6 +348,7 @@ class server_impl {
   std::unordered_map<uint32_t, peer_handshakes> handshakes_;
   uint64_t handshake_seq_ = 0;
   uint64_t engine_in_flight_ = 0;
+  uint64_t engine_bytes_in_flight_ = 0;  // their request bodies (engine_in_flight_bytes_max)
   // Sessions that stopped taking frames (process() found them unable to read: a limit on
   // what is queued to them, or a request with no place in the engine), as (slot, gen), in
   // the order they stopped: resume_all looks at these alone, so its cost is theirs, not
@@ -583,15 +587,19 @@ class server_impl {
            ss.out_bytes + ss.owed_bytes < (ss.authed ? cfg_.out_bytes_max : cfg_.handshake_out_bytes_max) &&
            !over_share(ss) && !waits_for_engine(ss);
   }
-  [[nodiscard]] bool engine_room(const session& ss) const {
+  // Room for one more request of `body_bytes` (engine_in_flight_bytes_max is at least a
+  // frame: one always fits when none is in the engine).
+  [[nodiscard]] bool engine_room(const session& ss, uint64_t body_bytes) const {
     return engine_in_flight_ < cfg_.engine_in_flight_max &&
+           engine_bytes_in_flight_ + body_bytes <= cfg_.engine_in_flight_bytes_max &&
            (!ss.gateway_in_flight || *ss.gateway_in_flight < gateway_in_flight_max());
   }
   [[nodiscard]] bool waits_for_engine(const session& ss) const {
-    if (!ss.authed || engine_room(ss)) return false;
+    if (!ss.authed || engine_room(ss, cfg_.frame_bytes_max)) return false;  // room for any frame
     wire::frame_header h;
     return ss.reader.peek_whole(&h) &&
-           (frame_kind(h.kind) == frame_kind::request || frame_kind(h.kind) == frame_kind::admin_request);
+           (frame_kind(h.kind) == frame_kind::request || frame_kind(h.kind) == frame_kind::admin_request) &&
+           !engine_room(ss, h.body_bytes);
   }
   // One gateway's sessions together hold at most three quarters of the places in the
   // engine: a gateway pipelining on many sessions cannot take them all, and another's
@@ -840,7 +848,7 @@ class server_impl {
   void session_event(uint32_t gateway, wire::gateway_event_kind kind) {
     ++engine_in_flight_;
     eng_.gateway_event({gateway, kind, {}}, [mail = mail_](reply&& r) {
-      mail->post({no_session, 0, 0, wire::operation(0), std::move(r), false, {}, 0, 0, nullptr});
+      mail->post({no_session, 0, 0, wire::operation(0), std::move(r), false, {}, 0, 0, 0, nullptr});
     });
   }
   static constexpr uint32_t no_session = UINT32_MAX;  // a completion no session waits for
@@ -1575,6 +1583,8 @@ class server_impl {
     }
     ++s.in_flight;
     ++engine_in_flight_;
+    const uint64_t body = f.body.size();
+    engine_bytes_in_flight_ += body;
     if (s.gateway_in_flight) ++*s.gateway_in_flight;
     const uint64_t owed = std::min(reply_bytes_bound(p), cfg_.out_bytes_max);
     s.owed_bytes += owed;
@@ -1586,9 +1596,9 @@ class server_impl {
     // Bounded here (engine_in_flight_max), never waiting: other producers (chains groups
     // and desks emit, the admin port) share the engine's queue, and a wait would stop
     // the whole loop.
-    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns(), owed,
+    eng_.submit(std::move(req), [mail = mail_, slot, gen, rid, op, taken = steady_ns(), owed, body,
                                  gw = s.gateway_in_flight](reply&& r) {
-      mail->post({slot, gen, rid, op, std::move(r), false, {}, taken, owed, gw});
+      mail->post({slot, gen, rid, op, std::move(r), false, {}, taken, owed, body, gw});
     }, false);
   }
 
@@ -1615,7 +1625,7 @@ class server_impl {
     const uint32_t slot = s.slot, gen = s.gen;
     cfg_.admin(admin_identity{s.gateway, s.session_id, s.peer}, std::move(m),
                [mail = mail_, slot, gen, rid](wire::admin_response_msg&& a) {
-                 completed c{slot, gen, rid, wire::operation::create_accounts, reply{}, true, std::move(a), 0, 0, nullptr};
+                 completed c{slot, gen, rid, wire::operation::create_accounts, reply{}, true, std::move(a), 0, 0, 0, nullptr};
                  mail->post(std::move(c));
                });
   }
@@ -1633,6 +1643,7 @@ class server_impl {
     for (auto& p : pushes) deliver_push(std::move(p));
     for (auto& c : batch) {
       --engine_in_flight_;
+      engine_bytes_in_flight_ -= c.body_bytes;
       if (c.gateway_in_flight) --*c.gateway_in_flight;
       session* s = c.slot < sessions_.size() && sessions_[c.slot] ? sessions_[c.slot].get() : nullptr;
       if (!s || s->gen != c.gen || s->fd < 0) continue;  // the session is gone

@@ -51,6 +51,12 @@ struct server_config {
   uint32_t connections_max = 4096;
   uint32_t in_flight_max = 64;           // requests per session awaiting their response
   uint32_t engine_in_flight_max = 4096;  // requests in the engine from all sessions
+  // The request bodies those requests came in, together: a request that would take them
+  // past it waits in its session's buffer (that session stops being read) until answers
+  // bring them down, as one past engine_in_flight_max does. A request counts by its body,
+  // about what the engine holds for it: 4,096 full batches of 8,192 transfers were about
+  // 3 GB in the engine's queue, from one client.
+  uint64_t engine_in_flight_bytes_max = 256ull << 20;
   // Authenticated sessions of one gateway: past it the handshake gets too_many_sessions,
   // so one gateway cannot hold every connection.
   uint32_t gateway_sessions_max = 1024;

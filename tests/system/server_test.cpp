@@ -150,15 +150,17 @@ struct gated_net {
 // A gated engine of `places` places in flight (engine_in_flight_max) with gateways "pay"
 // and "ops", its sequencer held until let_go goes: requests taken stay in the engine.
 struct held_places {
-  explicit held_places(uint32_t places) : n(config(places)), parts(n.parts()) {
+  explicit held_places(uint32_t places, uint64_t bytes_max = 0) : n(config(places, bytes_max)), parts(n.parts()) {
     if (!n.ready()) return;
     before = n.srv->stats().requests;
     held = n.gate.hold();
     if (held) let_go.reset(&n.gate);
   }
-  static engine::server_config config(uint32_t places) {
+  // bytes_max: engine_in_flight_bytes_max, frames of at most that (0: the defaults).
+  static engine::server_config config(uint32_t places, uint64_t bytes_max) {
     engine::server_config scfg;
     scfg.engine_in_flight_max = places;
+    if (bytes_max != 0) scfg.engine_in_flight_bytes_max = scfg.frame_bytes_max = uint32_t(bytes_max);
     scfg.gateways = {{"ops", ops_secret, wire::roles::payments}};
     return scfg;
   }
@@ -1564,6 +1566,26 @@ TEST(server, one_gateway_leaves_a_quarter_of_the_engine_to_the_others) {
   expect_answered(*c2, {id2});
   expect_answered(*c, ids);
   EXPECT_EQ(srv->stats().requests - before, 9u);
+}
+
+// The request bodies in the engine together stay within engine_in_flight_bytes_max (64
+// KiB here): with the sequencer held, eight look-ups of about 20 KB each get three in, the
+// rest waiting in the session's buffer; once the sequencer goes on, all are answered.
+// Before, only the count of requests bounded them.
+TEST(server, request_bodies_in_the_engine_stay_within_their_byte_limit) {
+  held_places h(64, 64 << 10);
+  ASSERT_TRUE(h.held) << "the sequencer did not read the clock in 10 s";
+  auto& [gate, eng, srv, o, c] = h.parts;
+  const std::vector<uint64_t> accounts(2500, 1);
+  const auto body = wire::lookup_accounts_body(accounts);
+  ASSERT_GT(body.size(), 20'000u);
+  ASSERT_LT(body.size(), 21'800u);  // three fit in 64 KiB, four do not
+  std::vector<uint64_t> ids;
+  for (int k = 0; k < 8; ++k) ids.push_back(c->send(body));
+  EXPECT_EQ(h.taken(4), 3u) << "three bodies fit";
+  h.let_go.reset();
+  expect_answered(*c, ids);
+  EXPECT_EQ(srv->stats().requests - h.before, 8u);
 }
 
 // With every place in the engine taken, frames that need none are still taken: a new
