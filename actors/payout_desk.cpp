@@ -599,7 +599,7 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
     if (g.enabled && g.rail == p.rail && g.serves(p.currency) && (!payout_routes_ || gateways::registry::takes_payouts(g)))
       serving.push_back(&g);
   std::stable_sort(serving.begin(), serving.end(), [](auto* a, auto* b) { return a->priority < b->priority; });
-  const auto taken_up = [&](uint32_t g) { return std::find(p.given_up.begin(), p.given_up.end(), g) != p.given_up.end(); };
+  const auto gave_up = [&](uint32_t g) { return std::find(p.given_up.begin(), p.given_up.end(), g) != p.given_up.end(); };
   if (asks_before_routing_) {
     // Gateways it went to since the last operator's retry that may still pay it and can
     // hear (newest first): one came back while the payout waited for a gateway.
@@ -613,7 +613,7 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
     if (!hearing.empty()) {
       const uint32_t h = hearing.front();
       const auto it = std::find_if(serving.begin(), serving.end(), [&](auto* g) { return g->number == h; });
-      if (hearing.size() == 1 && it != serving.end() && !taken_up(h) && admits(d, **it, p.id, now)) {
+      if (hearing.size() == 1 && it != serving.end() && !gave_up(h) && admits(d, **it, p.id, now)) {
         send(d, p, **it, now, true);  // the same payment, where it may already be
         return;
       }
@@ -623,7 +623,7 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
   }
   bool any_left = false;
   for (const auto* g : serving) {
-    if (taken_up(g->number)) continue;
+    if (gave_up(g->number)) continue;
     any_left = true;
     if (sessions(g->number) == 0 || !admits(d, *g, p.id, now)) continue;
     send(d, p, *g, now, true);
