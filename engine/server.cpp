@@ -579,7 +579,7 @@ class server_impl {
   }
   // Whether the session may take more frames off its socket and its buffer now: not
   // while its limits on what is queued to it are reached, nor while the next frame it
-  // holds whole is a request that has no place in the engine. Frames that need no place
+  // holds (its header is enough) is a request that has no place in the engine. Frames that need no place
   // (pings, a log-in, subscriptions and acks) are taken while the engine is full; the
   // session stops at its first request that must wait (its frames are taken in order).
   bool may_read(session& ss) {
@@ -594,10 +594,13 @@ class server_impl {
            engine_bytes_in_flight_ + body_bytes <= cfg_.engine_in_flight_bytes_max &&
            (!ss.gateway_in_flight || *ss.gateway_in_flight < gateway_in_flight_max());
   }
+  // The frame's header is enough: a session is not read past the header of a request
+  // that has no room (before, its body came whole first, so sessions of a gateway that
+  // filled its share could each hold a frame of frame_bytes_max, past in_bytes_total_max).
   [[nodiscard]] bool waits_for_engine(const session& ss) const {
     if (!ss.authed || engine_room(ss, cfg_.frame_bytes_max)) return false;  // room for any frame
     wire::frame_header h;
-    return ss.reader.peek_whole(&h) &&
+    return ss.reader.peek_header(&h) &&
            (frame_kind(h.kind) == frame_kind::request || frame_kind(h.kind) == frame_kind::admin_request) &&
            !engine_room(ss, h.body_bytes);
   }
@@ -900,8 +903,9 @@ class server_impl {
     st_reader_bytes_.store(reader_total_, std::memory_order_relaxed);
     if (reader_total_ > cfg_.in_bytes_total_max) in_limit_due_ = true;
   }
-  // Gives back a session's frame buffer holding nothing; the bytes still held until a
-  // direct receive writing into it is cancelled (its completion frees it).
+  // Gives back a session's frame buffer's room past what it holds (frame_reader::
+  // release); the bytes still held until a direct receive writing into it is cancelled
+  // (its completion frees them).
   uint64_t give_back_reader(session& s) {
     if (s.recv_armed && s.recv_direct) {
       s.release_reader = true;
@@ -925,8 +929,8 @@ class server_impl {
   }
 
   // All sessions' frame buffers past in_bytes_total_max (server_config): the buffers
-  // held with nothing in them go, and those of sessions closing (they take no more
-  // frames); then the sessions holding the most of a frame not yet whole are closed
+  // held with nothing in them go, those of sessions not being read keep only what they
+  // hold, and those of sessions closing go (they take no more frames); then the sessions holding the most of a frame not yet whole are closed
   // (frame_buffers_full) until the rest hold less. A session whose buffered frames are
   // whole, or that the server stopped reading (its limits, a stop: what it holds of its
   // next frame came with the last one's end), is waiting for the server, not the other
@@ -942,8 +946,9 @@ class server_impl {
       session& s = *sp;
       if (s.close_after_flush && s.reader_bytes > 0) {
         going += drop_reader(s);
-      } else if (s.reader.capacity() > buf_bytes && s.reader.buffered() == 0) {
-        going += give_back_reader(s);
+      } else if (s.reader.capacity() > buf_bytes &&
+                 (s.reader.buffered() == 0 || (!may_read(s) && s.reader.capacity() > 2 * s.reader.buffered()))) {
+        going += give_back_reader(s);  // (one not read keeps what it holds, no more)
       }
     }
     while (reader_total_ - going > limit) {

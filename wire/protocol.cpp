@@ -117,10 +117,19 @@ size_t frame_reader::held_max(uint32_t body_max) {
 }
 
 bool frame_reader::release() {
-  if (begin_ != end_ || buf_.empty()) return false;
-  std::vector<uint8_t>().swap(buf_);
-  std::vector<uint64_t>().swap(aligned_);
-  begin_ = end_ = 0;
+  if (begin_ == end_) {
+    if (buf_.empty()) return false;
+    std::vector<uint8_t>().swap(buf_);
+    std::vector<uint64_t>().swap(aligned_);
+    begin_ = end_ = 0;
+    return true;
+  }
+  if (buf_.capacity() <= end_ - begin_) return false;
+  std::vector<uint8_t> kept(buf_.begin() + ptrdiff_t(begin_), buf_.begin() + ptrdiff_t(end_));
+  moved_ += kept.size();
+  buf_.swap(kept);
+  end_ -= begin_;
+  begin_ = 0;
   return true;
 }
 
@@ -149,11 +158,10 @@ bool frame_reader::has_frame() const {
   return st == status::frame || (st == status::too_large && !lost_);
 }
 
-bool frame_reader::peek_whole(frame_header* out) const {
-  frame f;
-  if (peek(&f) != status::frame) return false;
-  *out = f.header;
-  return true;
+bool frame_reader::peek_header(frame_header* out) const {
+  if (lost_ || end_ - begin_ < frame_header_bytes) return false;
+  *out = decode_header(buf_.data() + begin_);
+  return out->body_bytes <= body_max_;
 }
 
 frame_reader::status frame_reader::peek(frame* out) const {

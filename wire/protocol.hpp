@@ -150,15 +150,18 @@ class frame_reader {
   // Whether next() would yield something other than need_more (a whole frame, or a
   // header over body_max): false with nothing or only part of a frame buffered.
   [[nodiscard]] bool has_frame() const;
-  // The header of the frame next() would yield, if it is whole (and within body_max).
-  [[nodiscard]] bool peek_whole(frame_header* out) const;
+  // The header of the frame begun, once the header is buffered (and within body_max),
+  // whole or not.
+  [[nodiscard]] bool peek_header(frame_header* out) const;
   [[nodiscard]] uint32_t body_max() const { return body_max_; }
   // A new limit for the frames not yet begun (a session's, once authenticated).
   void set_body_max(uint32_t body_max) { body_max_ = body_max; }
   // Bytes the buffer holds room for (it grows for the largest frame until release()).
   [[nodiscard]] size_t capacity() const { return buf_.size(); }
-  // With nothing buffered, gives the buffer back (a session that sent one large frame
-  // and went quiet); true if it did. Not while a receive writes into prepare()'s span.
+  // Gives back the buffer's room past what it holds: all of it, the aligned copy too,
+  // with nothing buffered (a session that sent one large frame and went quiet), else
+  // down to the bytes buffered (a session not being read); true if it gave any. Not
+  // while a receive writes into prepare()'s span.
   bool release();
   // Bytes the reader holds: its buffer and its copy of a misaligned body (kept up to
   // 64 KiB, a larger one released at the next frame). The buffer's allocation, not its

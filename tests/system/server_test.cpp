@@ -1588,6 +1588,41 @@ TEST(server, request_bodies_in_the_engine_stay_within_their_byte_limit) {
   EXPECT_EQ(srv->stats().requests - h.before, 8u);
 }
 
+// A request with no place in the engine is not read past its header: with "pay"'s share
+// of the engine taken, a second session of it sends a large request's header, then 60 KB
+// of its body; the frame buffers do not grow by it (the bytes wait in the kernel) until
+// places come free, and then the request is read whole and answered. Before, the body
+// came into the session's buffer first, so sessions of a gateway that filled its share
+// could each hold a frame of frame_bytes_max, past in_bytes_total_max.
+TEST(server, a_request_with_no_place_is_not_read_past_its_header) {
+  held_places h(4);  // "pay" holds at most three
+  ASSERT_TRUE(h.held) << "the sequencer did not read the clock in 10 s";
+  auto& [gate, eng, srv, o, c] = h.parts;
+  std::vector<uint64_t> ids;
+  for (int k = 0; k < 3; ++k) ids.push_back(c->send(wire::lookup_accounts_body(std::vector<uint64_t>{1})));
+  ASSERT_EQ(h.taken(3), 3u);
+  std::string err;
+  auto c2 = wire::client::connect(o, &err);
+  ASSERT_TRUE(c2) << err;
+  transfer_batches batch;  // (per-item results: the accounts need not exist)
+  const auto frame = wire::encode_frame(wire::frame_kind::request, 77, batch(4096));
+  ASSERT_GT(frame.size(), 300'000u);
+  const size_t head = wire::frame_header_bytes, part = 60'000;
+  const uint64_t before = srv->stats().frame_buffer_bytes;
+  ASSERT_TRUE(c2->send_bytes({frame.data(), head}, &err)) << err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(c2->send_bytes({frame.data() + head, part}, &err)) << err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const uint64_t held = srv->stats().frame_buffer_bytes;
+  EXPECT_LT(held, before + (32u << 10)) << "the body was read while the request had no place";
+  h.let_go.reset();
+  ASSERT_TRUE(c2->send_bytes({frame.data() + head + part, frame.size() - head - part}, &err)) << err;
+  expect_answered(*c, ids);
+  const auto r = c2->wait(77);
+  EXPECT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results.size(), 4096u);
+}
+
 // With every place in the engine taken, frames that need none are still taken: a new
 // gateway logs in, and pings are answered; a request waits for a place, and what its
 // session sent after it waits behind it (frames are taken in order). Before, no session

@@ -231,6 +231,43 @@ TEST(frame, peek_shows_the_next_frame_without_taking_it) {
   EXPECT_EQ(r.next(&f), frame_reader::status::need_more);
 }
 
+// peek_header shows the header of the frame begun once its 16 bytes are in, whole or
+// not; release() gives back the room past what the buffer holds, keeping those bytes
+// (a session not read keeps what it holds, no more), and all of it with nothing held.
+TEST(frame, peek_header_and_release_keep_the_frame_begun) {
+  frame_reader r;
+  std::vector<uint8_t> big(600'000, 7);
+  const auto first = encode_frame(frame_kind::request, 1, big);
+  r.append(first);
+  frame_reader::frame f;
+  ASSERT_EQ(r.next(&f), frame_reader::status::frame);
+  const size_t grown = r.held_bytes();
+  ASSERT_GE(grown, big.size());
+  const uint8_t body[5] = {1, 2, 3, 4, 5};
+  const auto second = encode_frame(frame_kind::request, 2, body);
+  frame_header h;
+  r.append(std::span<const uint8_t>(second).first(frame_header_bytes - 1));
+  EXPECT_FALSE(r.peek_header(&h)) << "15 bytes are not a header";
+  r.append(std::span<const uint8_t>(second).subspan(frame_header_bytes - 1, 3));
+  ASSERT_TRUE(r.peek_header(&h));
+  EXPECT_EQ(h.request_id, 2u);
+  EXPECT_EQ(h.body_bytes, 5u);
+  EXPECT_FALSE(r.has_frame());
+  EXPECT_TRUE(r.release());
+  EXPECT_LT(r.held_bytes(), grown - big.size() + 1024) << "the room past the 18 bytes held went";
+  EXPECT_FALSE(r.release()) << "nothing more to give";
+  r.append(std::span<const uint8_t>(second).subspan(frame_header_bytes + 2));
+  ASSERT_EQ(r.next(&f), frame_reader::status::frame);
+  EXPECT_EQ(f.header.request_id, 2u);
+  ASSERT_EQ(f.body.size(), 5u);
+  EXPECT_EQ(f.body[4], 5);
+  EXPECT_TRUE(r.release());
+  EXPECT_EQ(r.held_bytes(), 0u);
+  frame_reader over(4);  // a body over the limit: no header to act on
+  over.append(std::span<const uint8_t>(second).first(frame_header_bytes));
+  EXPECT_FALSE(over.peek_header(&h));
+}
+
 TEST(frame, misaligned_bodies_cost_what_they_hold) {
   std::vector<uint8_t> stream;
   constexpr int frames = 4096;
