@@ -621,18 +621,38 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
       return leave_gateway(d, p, h, now, true);
     }
   }
+  // A gateway it went to that may still pay it and cannot hear now (none above has a
+  // session up): nobody else gets it before that one is heard (rules version 49). Its
+  // session opening routes the payout, to it or through its answer to a cancel (above).
+  bool payer_away = false;
+  if (waits_for_payer_) {
+    bool withdrawn = false;
+    latest_attempts(
+        p,
+        [&](const attempt& a, uint32_t) {
+          if (a.failed || a.settled) return;
+          payer_away = true;
+          withdrawn = withdrawn || !answers(a.gateway);
+        },
+        p.routing_base);
+    // One an operator disabled or removed meanwhile can no longer say (rules version 15).
+    if (withdrawn && withdrawn_dead_) return make_dead(d, p, dead_reason::withdrawn, now);
+  }
   bool any_left = false;
   for (const auto* g : serving) {
+    if (payer_away) break;
     if (gave_up(g->number)) continue;
     any_left = true;
     if (sessions(g->number) == 0 || !admits(d, *g, p.id, now)) continue;
     send(d, p, *g, now, true);
     return;
   }
-  if (!any_left && !serving.empty()) return make_dead(d, p, dead_reason::routes, now);
-  // No gateway can take it now: look again shortly, up to route_wait_max.
+  if (!payer_away && !any_left && !serving.empty()) return make_dead(d, p, dead_reason::routes, now);
+  // No gateway can take it now (or the one that may pay is away): look again shortly, up
+  // to route_wait_max; then it is an operator's (one that may have been paid, forced).
   if (p.wait_since == 0) p.wait_since = now;
-  if (now - p.wait_since >= route_wait_max_ns) return make_dead(d, p, dead_reason::no_route, now);
+  if (now - p.wait_since >= route_wait_max_ns)
+    return make_dead(d, p, payer_away ? dead_reason::unanswered : dead_reason::no_route, now);
   p.st = state::waiting;
   touch(d, p);
   schedule(p, std::min(now + route_poll_ns, p.wait_since + route_wait_max_ns));
@@ -939,8 +959,15 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
   const bool backing_off = failed_in_backoff_ && in_backoff(*p) && a.attempt == p->attempts.size() &&
                            a.gateway == p->attempts.back().gateway;
   if (a.outcome == wire::payout_outcome::settled) return took_settled(d, *p, a, ts);
+  const bool might_have_paid = may_pay(*p, a.gateway);
   note_failed(d, *p, a);
   if (!current && !backing_off) {
+    // Waiting for a gateway that left it in an outage and may pay it (rules version 49):
+    // that gateway saying it did not pay sends it on now, as its answer to a cancel would.
+    if (waits_for_payer_ && p->st == state::waiting && p->wait_since != 0 && might_have_paid) {
+      route(d, *p, ts);
+      return result::ok;
+    }
     // The gateway asked to cancel did not pay: on to the next one now, unless another it
     // went to since the last operator's retry may still pay (one left in an outage): then
     // a dead letter waiting on that one (below), rather than a third gateway paying

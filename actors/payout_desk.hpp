@@ -49,15 +49,18 @@
 //  - no answer by the gateway's answer timeout -> the gateway's breaker counts a timeout;
 //    after tries_per_gateway timeouts the payout gives that gateway up; it is retried
 //    after an exponential backoff with jitter (deterministic: from the payout id and the
-//    attempt), on the same gateway while it may, else on the next one: at once if the
-//    gateway has no session up, else after asking it to cancel (below) and waiting one
+//    attempt), on the same gateway while it may, else on the next one: with no session
+//    of the gateway up, once it is back and asked (below; before version 49, at once),
+//    else after asking it to cancel (below) and waiting one
 //    more answer timeout for that answer (a `failed` moves it on at once unless another
 //    gateway it went to may still pay it: then it is a dead letter `unanswered`, rules
 //    version 38; a `settled` settles it; no answer by then with a session of the gateway
 //    up makes it such a dead letter too, from version 38: the gateway can hear and said
 //    nothing, and may have paid; the last `failed` of those that may pay sends it on, as
-//    for `withdrawn`; with no session up it goes on at once, as in an outage), so that a gateway that paid and was slow to say so is asked before
-//    another pays. A gateway left so in an outage that comes back while the payout waits
+//    for `withdrawn`; with no session up it waits for that gateway, below), so that a
+//    gateway that paid and was slow to say so is asked before another pays. A gateway
+//    left in an outage (before version 49 the payout went on at once then, to the next
+//    gateway) that comes back while the payout waits
 //    for a gateway is asked too (rules version 48): routing goes back to it if it is the
 //    only gateway that may still pay and takes it (not given up, its breaker admits),
 //    else asks it to cancel and waits its answer as above; before, routing went by
@@ -91,7 +94,12 @@
 //  - a gateway's last session closing leaves its payouts in flight to their answer
 //    deadline (the instruction may have reached it, and may be paid: going elsewhere at
 //    once would invite a second payment); a deadline passing with no session up counts a
-//    timeout and goes to the next gateway at once. A session opening re-sends the
+//    timeout, and the payout waits for that gateway (rules version 49; before, it went to
+//    the next gateway at once, and both could pay): no other gateway gets it while one
+//    it went to since the last operator's retry may pay it and has no session up; that
+//    gateway's session opening routes it (back to it, or through its answer to a cancel,
+//    as above), its `failed` sends it on at once, and after route_wait_max it is a dead
+//    letter `unanswered` (one an operator may retry only forced). A session opening re-sends the
 //    instructions in flight to it (their deadline unchanged, so that a gateway whose
 //    sessions come and go still times out) and routes the payouts that were waiting for
 //    a gateway. After a restart (event reset) no gateway is up: payouts in flight stay in
@@ -478,6 +486,7 @@ class desk_table {
     stays_while_may_pay_ = v >= rules_payout_stays_while_may_pay;
     void_retry_ = v >= rules_refused_void_retry;
     asks_before_routing_ = v >= rules_payout_asks_before_routing;
+    waits_for_payer_ = v >= rules_payout_waits_for_payer;
   }
   // The registry as of the batch being executed (every shard adopts each version).
   void set_registry(std::shared_ptr<const gateways::registry> r) { registry_ = std::move(r); }
@@ -669,6 +678,7 @@ class desk_table {
   bool stays_while_may_pay_ = true;
   bool void_retry_ = true;
   bool asks_before_routing_ = true;
+  bool waits_for_payer_ = true;
   // (desk, gateway) -> where its cancels re-sent since its first session opened are. It
   // shapes instructions only (not logged, not kept).
   struct cancel_pager {

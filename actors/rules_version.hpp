@@ -401,6 +401,13 @@ constexpr uint16_t rules_penalty_within_contribution = 47;
 // after a timeout. Before, routing went by priority: the cancel went out with the new
 // instruction, and both gateways could pay.
 constexpr uint16_t rules_payout_asks_before_routing = 48;
-constexpr uint16_t rules_newest = 48;
+// Payouts: a payout leaving a gateway that may have paid it and has no session up (its
+// answer deadline, or the wait on its answer to a cancel, passed in an outage or after a
+// restart) goes to no other gateway until that one is heard: it waits for it as for a
+// gateway, and that gateway's session opening asks it again (rules 48), its `failed`
+// sending the payout on; at route_wait_max it becomes a dead letter (`gateway_silent`)
+// for an operator. Before, it went to the next gateway at once, and both could pay.
+constexpr uint16_t rules_payout_waits_for_payer = 49;
+constexpr uint16_t rules_newest = 49;
 
 }  // namespace mesob::actors

@@ -109,10 +109,30 @@ class payout_engine : public ::testing::Test {
 
   void up(const char* g) { event(g, wire::gateway_event_kind::up); }
   void down(const char* g) { event(g, wire::gateway_event_kind::down); }
-  // g's last session closes and its payouts' answer deadline (1 s) passes: they go on.
+  // g's last session closes and its payouts' answer deadline (1 s) passes: they wait for
+  // g, which may have paid them (rules version 49), and go to no other gateway meanwhile.
   void lose(const char* g) {
     down(g);
     advance_ms(1100);
+  }
+  // Payouts `ids` wait for a gateway that may have paid them and has no session up: past
+  // route_wait_max they are dead letters (`gateway_silent`), and an operator who checked
+  // with that gateway retries them (force; unforced, refused): each is routed afresh and
+  // that gateway told to cancel. (What the dead letters' own cancels sent is dropped.)
+  void retried_past_a_silent_gateway(std::initializer_list<uint64_t> ids) {
+    for (const uint64_t id : ids) ASSERT_EQ(payout(id).st, state::waiting) << id;
+    EXPECT_TRUE(pays(take()).empty()) << "no other gateway pays them meanwhile";
+    advance_ms(actors::payouts::route_wait_max_ns / 1'000'000 + 1000);
+    take();
+    for (const uint64_t id : ids) {
+      ASSERT_EQ(payout(id).st, state::dead) << id;
+      ASSERT_EQ(payout(id).dead, actors::payouts::dead_reason::unanswered) << id;
+      wire::payout_op retry{id, etb, wire::payout_op_kind::retry, 0, {}};
+      ASSERT_EQ(e().payout_ops({retry}).results.at(0), result::payout_may_be_paid) << id;
+      retry.flags = wire::payout_op_flags::force;
+      ASSERT_EQ(e().payout_ops({retry}).results.at(0), result::ok) << id;
+    }
+    sync();
   }
   void event(const char* g, wire::gateway_event_kind k) {
     e().gateway_event({number(g), k, {}});
@@ -266,12 +286,14 @@ class payout_engine : public ::testing::Test {
   }
 
   // Payout id, made with alpha and beta up: alpha takes it, then alpha's session closes
-  // past its deadline, so beta takes it as attempt 2 (and alpha is told to cancel).
+  // past its deadline and stays closed, and an operator sends it on: beta takes it as
+  // attempt 2 (and alpha is told to cancel).
   void via_alpha_to_beta(uint64_t id, uint64_t wallet, uint64_t amount) {
     up("alpha");
     ASSERT_EQ(pay(id, wallet, amount), result::ok);
     ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
     lose("alpha");
+    ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({id}));
     ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   }
 
@@ -964,7 +986,7 @@ TEST_F(payout_engine, declines_void_their_holds_and_never_open_the_breaker) {
   }
 }
 
-TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
+TEST_F(payout_engine, a_closed_session_keeps_its_payouts_and_an_opened_one_resends) {
   up("alpha");
   up("beta");
   ASSERT_EQ(pay(20, 1, 40), result::ok);
@@ -980,8 +1002,10 @@ TEST_F(payout_engine, a_closed_session_reroutes_and_an_opened_one_resends) {
   EXPECT_EQ(again[0].gateway, "alpha");
   EXPECT_EQ(again[0].in.attempt, 1u);
   EXPECT_EQ(again[0].in.kind, wire::payout_instruction_kind::pay);
-  // Closed past the deadline: re-routed to beta; alpha is told to cancel.
+  // Closed past the deadline: 20 waits for alpha (which may have it), beta up or not;
+  // an operator who checked with alpha sends it on: to beta; alpha is told to cancel.
   lose("alpha");
+  ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({20}));
   auto all = take();
   auto s = pays(all);
   ASSERT_EQ(s.size(), 1u);
@@ -1034,8 +1058,9 @@ TEST_F(payout_engine, a_failure_after_an_unanswered_reroute_keeps_the_hold) {
   up("beta");
   ASSERT_EQ(pay(50, 6, 250), result::ok);
   ASSERT_EQ(take().at(0).gateway, "alpha");
-  lose("alpha");  // re-routed to beta while alpha's attempt is unanswered
-  ASSERT_EQ(take().at(0).gateway, "beta");
+  lose("alpha");
+  ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({50}));  // to beta, alpha's attempt unanswered
+  ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   EXPECT_EQ(answer("beta", 50, 2, 250, wire::payout_outcome::failed), result::ok);
   auto p = payout(50);
   EXPECT_EQ(p.st, state::dead);
@@ -1055,7 +1080,8 @@ TEST_F(payout_engine, a_failure_after_an_unanswered_reroute_keeps_the_hold) {
   expect_payout_account_consistent();
 }
 
-// A gateway left behind (its session closed, so the payout fell back) is told to cancel.
+// A gateway left behind (its session closed, and an operator sent the payout on) is told
+// to cancel.
 // The payout settles through the next one and is kept, resolved, until the first
 // answers: its late settlement is an overpayment (counted per gateway, an event, answered
 // payout_overpaid, the ledger unchanged); a failure, or 30 days, forget it.
@@ -1065,6 +1091,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   ASSERT_EQ(pay(60, 7, 500), result::ok);
   ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
   lose("alpha");
+  ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({60}));
   auto all = take();
   ASSERT_EQ(pays(all).size(), 1u);
   EXPECT_EQ(pays(all)[0].gateway, "beta");
@@ -1108,6 +1135,7 @@ TEST_F(payout_engine, a_gateway_left_behind_is_told_to_cancel_and_its_late_payme
   ASSERT_EQ(pay(61, 7, 300), result::ok);
   ASSERT_EQ(pays(take()).at(0).gateway, "alpha");
   lose("alpha");
+  ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({61}));
   ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   EXPECT_EQ(answer("beta", 61, 2, 300, wire::payout_outcome::settled), result::ok);
   ASSERT_EQ(e().lookup_payouts(61, 1).watched_payouts.size(), 1u);
@@ -1146,6 +1174,7 @@ TEST_F(payout_engine, cancels_answered_release_dead_letters_and_payments_after_a
   ASSERT_EQ(pay(70, 8, 400), result::ok);
   take();
   lose("alpha");
+  ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({70}));
   take();
   EXPECT_EQ(answer("beta", 70, 2, 400, wire::payout_outcome::failed), result::ok);
   ASSERT_EQ(payout(70).dead, actors::payouts::dead_reason::unsettled_elsewhere);
@@ -1490,8 +1519,9 @@ TEST_F(payout_engine_replay, reconciliation_days_past_memory_come_from_the_snaps
 
 // Restarts with payouts in every state: from the log alone, then from a snapshot plus
 // the log. Nothing held is lost; in-flight payouts stay at their gateway, are sent
-// again when it opens a session, and move on only when their deadline passes; a gateway
-// paying after another is an overpayment, not a second post.
+// again when it opens a session, and past their deadline wait for it still (it may have
+// paid them), until an operator sends them on; a gateway paying after another is an
+// overpayment, not a second post.
 TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   up("alpha");
   up("beta");
@@ -1525,7 +1555,9 @@ TEST_F(payout_engine_replay, payouts_survive_restarts_and_are_sent_again) {
   EXPECT_EQ(answer("alpha", 42, 1, 300, wire::payout_outcome::failed), result::payout_already_resolved);
   up("beta");  // not alpha: 40 is not moved before its deadline
   EXPECT_TRUE(take().empty());
-  advance_ms(1100);  // alpha did not come back in time: beta takes it (a new attempt)
+  advance_ms(1100);  // alpha did not come back in time: 40 waits for it
+  EXPECT_EQ(payout(40).st, state::waiting);
+  ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({40}));  // then beta (a new attempt)
   auto s = pays(take());
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].gateway, "beta");
@@ -1583,6 +1615,7 @@ TEST_F(payout_engine_replay, kept_payouts_survive_restarts) {
   ASSERT_EQ(pay(80, 3, 250), result::ok);
   take();
   lose("alpha");
+  ASSERT_NO_FATAL_FAILURE(retried_past_a_silent_gateway({80}));
   ASSERT_EQ(pays(take()).at(0).gateway, "beta");
   ASSERT_EQ(answer("beta", 80, 2, 250, wire::payout_outcome::settled), result::ok);
   take();
@@ -1811,7 +1844,7 @@ TEST_F(payout_engine_replay, another_count_waits_for_a_run_with_the_old_one) {
 // batches than the ones whose instructions the gateways got, is refused; a run with the
 // old count snapshots them, and then the new count starts with the payout where it was.
 TEST_F(payout_engine_replay, timer_decisions_past_the_snapshot_hold_the_shard_count) {
-  const uint32_t alpha = number("alpha"), beta = number("beta");
+  const uint32_t alpha = number("alpha");
   up("alpha");
   up("beta");
   ASSERT_EQ(pay(95, 1, 100), result::ok);
@@ -1827,10 +1860,12 @@ TEST_F(payout_engine_replay, timer_decisions_past_the_snapshot_hold_the_shard_co
   EXPECT_EQ(s[0].gateway, "alpha");
   EXPECT_EQ(s[0].in.attempt, 2u);
   down("alpha");
-  advance_ms(1100);  // no answer again, alpha gone: on to beta
+  advance_ms(1100);  // no answer again, alpha gone: it waits for alpha (which may pay it)
+  EXPECT_TRUE(take().empty());
+  up("alpha");  // asked again (a session's opening, not a timer): attempt 3 at alpha
   s = pays(take());
   ASSERT_EQ(s.size(), 1u);
-  EXPECT_EQ(s[0].gateway, "beta");
+  EXPECT_EQ(s[0].gateway, "alpha");
   EXPECT_EQ(s[0].in.attempt, 3u);
   fx_.close();  // clean, with no final snapshot
   std::vector<wire::event> timers;
@@ -1841,7 +1876,7 @@ TEST_F(payout_engine_replay, timer_decisions_past_the_snapshot_hold_the_shard_co
   const std::tuple<timer_due, timer_then, uint32_t, uint64_t> want[] = {
       {timer_due::answer_timeout, timer_then::backoff, alpha, 1},
       {timer_due::backoff_end, timer_then::sent, alpha, 2},
-      {timer_due::answer_timeout, timer_then::sent, beta, 3}};
+      {timer_due::answer_timeout, timer_then::route_wait, alpha, 2}};
   ASSERT_EQ(timers.size(), std::size(want));
   for (size_t i = 0; i < timers.size(); ++i) {
     const auto& [why, then, gateway, attempts] = want[i];
@@ -1867,11 +1902,11 @@ TEST_F(payout_engine_replay, timer_decisions_past_the_snapshot_hold_the_shard_co
   attach();
   EXPECT_EQ(payout(95).attempts.size(), 3u);
   EXPECT_EQ(payout(95).st, state::in_flight);
-  up("beta");
+  up("alpha");
   s = pays(take());
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].in.attempt, 3u);
-  EXPECT_EQ(answer("beta", 95, 3, 100, wire::payout_outcome::settled), result::ok);
+  EXPECT_EQ(answer("alpha", 95, 3, 100, wire::payout_outcome::settled), result::ok);
   EXPECT_TRUE(resolved(95));
   expect_payout_account_consistent();
 }

@@ -411,8 +411,9 @@ void backing_off_at_alpha(recording_table& r) {
 }
 
 // Answers and sessions' events from log records of version 5 and older are taken by the
-// rules of the builds that wrote them, so that replay decides what they decided; this
-// build's rules differ on the same inputs.
+// rules of the builds that wrote them, so that replay decides what they decided; later
+// rules differ on the same inputs. (The first case compares with the rules before
+// version 49, under which a deadline passing with alpha away sent the payout on at once.)
 TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
   const auto reg = two_gateways();
   ASSERT_EQ(reg->size(), 2u);
@@ -429,7 +430,7 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     return t.answer(test::etb_payout_answer(5, attempt, 100, o, g), account, ts);
   };
   for (const bool before : {true, false}) {
-    SCOPED_TRACE(before ? "rules before cancels" : "this build's rules");
+    SCOPED_TRACE(before ? "rules before cancels" : "rules 6 to 48");
     desk_table t;
     t.set_registry(reg);
     t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
@@ -437,7 +438,8 @@ TEST(payout_desk, records_before_cancels_replay_by_their_rules) {
     t.held(hold_of(5), 20);
     ASSERT_NE(the_payout(t), nullptr);
     ASSERT_EQ(the_payout(t)->attempts.size(), 1u);
-    t.set_rules(before ? rules_desk_cancels - 1 : rules_newest);  // as a record of that version sets it
+    // As a record of that version sets it.
+    t.set_rules(before ? rules_desk_cancels - 1 : rules_payout_waits_for_payer - 1);
     t.event({alpha, wire::gateway_event_kind::down, {}}, 30);  // alpha had it in flight
     if (!before) {
       EXPECT_EQ(the_payout(t)->attempts.size(), 1u) << "kept in flight at alpha";
@@ -477,6 +479,10 @@ TEST(payout_desk, cancels_on_a_session_opening_come_a_page_at_a_time) {
   ASSERT_EQ(r.reg->size(), 2u);
   const uint32_t alpha = r.alpha, beta = r.beta;
   desk_table& t = r.t;
+  // Under the rules before version 49 a deadline passing with alpha away sent its payouts
+  // on at once (below); this build's send payouts on past a gateway that may pay them
+  // only when an operator's retry says so, and pages their cancels the same way.
+  t.set_rules(rules_payout_waits_for_payer - 1);
   t.event({alpha, wire::gateway_event_kind::up, {}}, 10);
   t.event({beta, wire::gateway_event_kind::up, {}}, 11);
   const uint64_t n = 2 * cancels_on_open_max + 100;
@@ -682,16 +688,19 @@ TEST(payout_desk, a_cancels_failed_sends_a_payout_on_only_if_no_other_gateway_ma
 // A payout waiting on alpha's answer to a cancel when the wait passes: with alpha's
 // session up (it can hear, said nothing) it becomes a dead letter (`unanswered`), hold
 // kept, and beta never gets it; its `failed` then sends it on to beta. With no session of
-// alpha up it goes on to beta at once, as in an outage. Under the rules before version 38
-// beta got it either way.
+// alpha up it waits for alpha (rules version 49), and is such a dead letter once
+// route_wait_max passed; under the rules before, it went on to beta at once, as in an
+// outage. Under the rules before version 38 beta got it either way.
 TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payout) {
-  for (const bool taken : {true, false})
+  for (const uint16_t rules : {rules_newest, uint16_t(rules_payout_waits_for_payer - 1),
+                               uint16_t(rules_payout_stays_while_may_pay - 1)})
     for (const bool alpha_up : {true, false}) {
-      SCOPED_TRACE(std::string(taken ? "this build's rules" : "rules before version 38") +
-                   (alpha_up ? ", alpha up" : ", alpha down"));
+      const bool taken = rules >= rules_payout_stays_while_may_pay;
+      const bool waits = rules >= rules_payout_waits_for_payer;
+      SCOPED_TRACE("rules " + std::to_string(rules) + (alpha_up ? ", alpha up" : ", alpha down"));
       recording_table r;
       desk_table& t = r.t;
-      t.set_rules(taken ? rules_newest : rules_payout_stays_while_may_pay - 1);
+      t.set_rules(rules);
       ASSERT_NO_FATAL_FAILURE(
           load_waiting_on_cancel(t, r.alpha, std::vector(3, attempt{r.alpha, 1000, 7001, false, false}), {r.alpha}));
       t.event({0, wire::gateway_event_kind::reset, {}}, 10'000);
@@ -699,14 +708,20 @@ TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payou
       if (alpha_up) t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10'002);
       t.flush();
       r.sent.clear();
-      t.run_due(1'000'000'000'000);  // long past the cancel's wait
+      if (waits && !alpha_up) {
+        t.run_due(2'000'000'000);  // past the cancel's wait: alpha, away, is waited for
+        const payout_entry* waiting = held_payout_of(t, 42);
+        ASSERT_NE(waiting, nullptr);
+        EXPECT_EQ(waiting->st, state::waiting);
+      }
+      t.run_due(1'000'000'000'000);  // long past the cancel's wait (and route_wait_max)
       t.flush();
       const payout_entry* held = held_payout_of(t, 42);
       ASSERT_NE(held, nullptr);
       std::vector<std::pair<uint32_t, wire::payout_instruction_kind>> pays;
       for (const auto& [g, in] : r.sent)
         if (in.kind == wire::payout_instruction_kind::pay) pays.emplace_back(g, in.kind);
-      if (!taken || !alpha_up) {
+      if (!taken || (!alpha_up && !waits)) {
         EXPECT_EQ(pays, (std::vector{std::pair(r.beta, wire::payout_instruction_kind::pay)}));
         EXPECT_EQ(held->st, state::in_flight);
         continue;
@@ -729,6 +744,86 @@ TEST(payout_desk, a_gateway_silent_to_a_cancel_with_a_session_up_keeps_the_payou
       EXPECT_EQ(r.sent[0].second.kind, wire::payout_instruction_kind::pay);
       EXPECT_EQ(r.sent[0].second.attempt, 4u);
     }
+}
+
+// A payout in flight at alpha whose answer deadline passes with no session of alpha up
+// (its sessions closed, or the engine restarted and alpha has not come back): alpha may
+// have paid it, so beta does not get it (rules version 49). It waits for alpha: alpha
+// back, it is sent to alpha again (the same payment: gateways key on the payout id);
+// alpha's `failed` meanwhile sends it on to beta at once; alpha away past route_wait_max
+// leaves it a dead letter (`gateway_silent`) that only a forced retry moves. Under the
+// rules before, beta got it at the deadline.
+TEST(payout_desk, a_payout_whose_gateway_is_away_at_its_deadline_waits_for_it) {
+  enum class then { back, failed, away };
+  for (const bool restart : {false, true})
+    for (const then after : {then::back, then::failed, then::away})
+      for (const bool waits : {true, false}) {
+        SCOPED_TRACE(std::string(restart ? "a restart" : "alpha's session closes") +
+                     (after == then::back ? ", alpha back" : after == then::failed ? ", alpha says failed" : ", alpha away") +
+                     (waits ? ", this build's rules" : ", rules before version 49"));
+        recording_table r;
+        desk_table& t = r.t;
+        t.set_rules(waits ? rules_newest : rules_payout_waits_for_payer - 1);
+        t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+        t.event({r.beta, wire::gateway_event_kind::up, {}}, 11);
+        t.held(hold_of(5), 20);
+        uint64_t deadline = 20 + 1'000'000'000;
+        if (restart) {
+          t.event({0, wire::gateway_event_kind::reset, {}}, 500'000'000);
+          t.event({r.beta, wire::gateway_event_kind::up, {}}, 500'000'001);
+          deadline = 500'000'000 + 1'000'000'000;
+        } else {
+          t.event({r.alpha, wire::gateway_event_kind::down, {}}, 500'000'000);
+        }
+        t.flush();
+        r.sent.clear();
+        t.run_due(deadline + 1);
+        t.flush();
+        std::vector<std::pair<uint32_t, uint32_t>> pays;  // (gateway, attempt)
+        const auto pays_now = [&] {
+          t.flush();
+          pays.clear();
+          for (const auto& [g, in] : r.sent)
+            if (in.kind == wire::payout_instruction_kind::pay) pays.emplace_back(g, in.attempt);
+        };
+        pays_now();
+        const payout_entry* p = held_payout_of(t, 5);
+        ASSERT_NE(p, nullptr);
+        if (!waits) {
+          EXPECT_EQ(pays, (std::vector{std::pair(r.beta, 2u)})) << "on to beta at the deadline";
+          continue;
+        }
+        EXPECT_TRUE(pays.empty()) << "beta does not pay it while alpha may have";
+        EXPECT_EQ(p->st, state::waiting);
+        t.run_due(deadline + 300'000'000'000);  // looked at again, still alpha's
+        pays_now();
+        EXPECT_TRUE(pays.empty());
+        const uint64_t later = deadline + 300'000'000'001;
+        if (after == then::back) {
+          t.event({r.alpha, wire::gateway_event_kind::up, {}}, later);
+          pays_now();
+          EXPECT_EQ(pays, (std::vector{std::pair(r.alpha, 2u)})) << "sent to alpha again";
+          EXPECT_EQ(p->st, state::in_flight);
+        } else if (after == then::failed) {
+          EXPECT_EQ(t.answer(test::etb_payout_answer(5, 1, 100, wire::payout_outcome::failed, r.alpha),
+                             desk_account(etb, 0), later),
+                    wire::result::ok);
+          pays_now();
+          EXPECT_EQ(pays, (std::vector{std::pair(r.beta, 2u)})) << "alpha did not pay: on to beta";
+        } else {
+          t.run_due(deadline + 1 + route_wait_max_ns);  // (its wait began at the deadline's look)
+          pays_now();
+          EXPECT_TRUE(pays.empty());
+          EXPECT_EQ(p->st, state::dead);
+          EXPECT_EQ(p->dead, dead_reason::unanswered);
+          const uint64_t account = desk_account(etb, 0), end = deadline + route_wait_max_ns + 2;
+          EXPECT_EQ(t.op({5, etb, wire::payout_op_kind::retry, 0, {}}, account, end), wire::result::payout_may_be_paid);
+          EXPECT_EQ(t.op({5, etb, wire::payout_op_kind::retry, wire::payout_op_flags::force, {}}, account, end),
+                    wire::result::ok);
+          pays_now();
+          EXPECT_EQ(pays, (std::vector{std::pair(r.beta, 2u)})) << "the operator checked with alpha";
+        }
+      }
 }
 
 // A payout whose retry waits out a backoff after a timeout at its gateway is tried there
@@ -760,22 +855,40 @@ TEST(payout_desk, a_retry_after_its_backoff_stays_with_its_gateway) {
     ASSERT_EQ(pays.size(), 2u);
     EXPECT_EQ(pays[1], routes ? r.beta : r.alpha);
   }
-  // Its gateway gone meanwhile (no session: it cannot hear a cancel), the next one at once.
-  recording_table r;
-  desk_table& t = r.t;
-  t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
-  t.held(hold_of(5), 20);
-  t.run_due(20 + 1'000'000'001);
-  t.event({r.alpha, wire::gateway_event_kind::up, {}}, 1'100'000'000);
-  t.event({r.beta, wire::gateway_event_kind::down, {}}, 1'200'000'000);
-  t.flush();
-  r.sent.clear();
-  t.run_due(600'000'000'000);
-  t.flush();
-  std::vector<uint32_t> pays;  // (and beta is told to cancel, for when it comes back)
-  for (const auto& [g, in] : r.sent)
-    if (in.kind == wire::payout_instruction_kind::pay) pays.push_back(g);
-  EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
+  // Its gateway gone meanwhile (no session: it cannot hear a cancel): it waits for that
+  // gateway, which may have paid, and is sent to it again when it is back (rules version
+  // 49); before, the next one got it at once.
+  for (const bool waits : {true, false}) {
+    SCOPED_TRACE(waits ? "its gateway away, this build's rules" : "its gateway away, rules before version 49");
+    recording_table r;
+    desk_table& t = r.t;
+    t.set_rules(waits ? rules_newest : rules_payout_waits_for_payer - 1);
+    t.event({r.beta, wire::gateway_event_kind::up, {}}, 10);
+    t.held(hold_of(5), 20);
+    t.run_due(20 + 1'000'000'001);
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, 1'100'000'000);
+    t.event({r.beta, wire::gateway_event_kind::down, {}}, 1'200'000'000);
+    t.flush();
+    r.sent.clear();
+    t.run_due(600'000'000'000);
+    t.flush();
+    std::vector<uint32_t> pays;  // (and beta is told to cancel, for when it comes back)
+    const auto pays_now = [&] {
+      t.flush();
+      pays.clear();
+      for (const auto& [g, in] : r.sent)
+        if (in.kind == wire::payout_instruction_kind::pay) pays.push_back(g);
+    };
+    pays_now();
+    if (!waits) {
+      EXPECT_EQ(pays, std::vector<uint32_t>{r.alpha});
+      continue;
+    }
+    EXPECT_TRUE(pays.empty()) << "alpha does not pay it while beta may have";
+    t.event({r.beta, wire::gateway_event_kind::up, {}}, 601'000'000'000);
+    pays_now();
+    EXPECT_EQ(pays, std::vector<uint32_t>{r.beta});
+  }
 }
 
 // Payout 5 sent to beta (up), its answer timeout passed (a backoff), then beta moved by
@@ -981,12 +1094,17 @@ TEST(payout_desk, timer_decisions_are_events) {
   ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, cancel_wait, route_wait, r.beta, 1}}));
   for (uint64_t s = 1; s <= 5; ++s) t.run_due(602'000'000'000 + s * route_poll_ns);
   EXPECT_TRUE(events.empty()) << "looks that found no route";
+  // Beta (which may have paid it: it is waited for) says it did not.
+  EXPECT_EQ(t.answer(test::etb_payout_answer(5, 1, 100, wire::payout_outcome::failed, r.beta), desk_account(etb, 0),
+                     607'500'000'000),
+            wire::result::ok);
+  EXPECT_TRUE(events.empty());
   t.event({r.alpha, wire::gateway_event_kind::up, {}}, 608'000'000'000);  // alpha takes it at once
   EXPECT_TRUE(events.empty()) << "a session's opening is its own record's";
   t.event({r.alpha, wire::gateway_event_kind::down, {}}, 608'000'000'001);
-  t.run_due(609'000'000'002);  // alpha's answer timeout, no gateway up
+  t.run_due(609'000'000'002);  // alpha's answer timeout, alpha away: it is waited for
   ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_timer, answer_timeout, route_wait, r.alpha, 2}}));
-  t.run_due(609'000'000'002 + route_wait_max_ns);  // no route in time: a dead letter
+  t.run_due(609'000'000'002 + route_wait_max_ns);  // not back in time: a dead letter
   ASSERT_NO_FATAL_FAILURE(expect({{wire::event_type::payout_dead, route_poll, dead, r.alpha, 2},
                                   {wire::event_type::payout_timer, route_poll, dead, r.alpha, 2}}));
 }
@@ -1110,7 +1228,8 @@ TEST(payout_desk, reconciliation_rows_are_copied_and_dropped_by_day) {
 // A restart (reset) while a payout waits out its backoff after a timeout at alpha, which
 // may have paid: it stays alpha's. Beta opening a session first does not take it (before
 // version 10 it did, by priority); alpha gets an answer timeout from the start to come
-// back and is sent it again; if alpha stays away, the payout moves on when that passes.
+// back and is sent it again; if alpha stays away, the payout waits for it (version 49;
+// a_payout_whose_gateway_is_away_at_its_deadline_waits_for_it).
 TEST(payout_desk, a_restart_leaves_a_payout_in_its_backoff_with_its_gateway) {
   for (const bool keeps : {true, false}) {
     for (const bool alpha_back : {true, false}) {
@@ -1144,7 +1263,8 @@ TEST(payout_desk, a_restart_leaves_a_payout_in_its_backoff_with_its_gateway) {
       t.run_due(600'000'000'000);
       t.flush();
       pays_now();
-      EXPECT_EQ(pays, (std::vector<uint32_t>{r.alpha, alpha_back ? r.alpha : r.beta}));
+      // Alpha away: still alpha's, which may have paid (rules version 49; before, beta's).
+      EXPECT_EQ(pays, alpha_back ? (std::vector<uint32_t>{r.alpha, r.alpha}) : std::vector<uint32_t>{r.alpha});
     }
   }
 }
