@@ -5320,6 +5320,7 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
   const uint64_t held_max = (impl_->cfg_.wal_kept_max_mib << 20) / 2;
   const char* segment = nullptr;
   uint64_t since_look = 0, held_bytes = 0;
+  bool wanted = false;  // the log's writer needs their space now (a new segment failed)
   const bool ok = storage::scan_wal(so, [&](const storage::wal_record_view& rec) {
     if (cancel && cancel->load(std::memory_order_relaxed)) {
       v.stopped = true;
@@ -5331,7 +5332,8 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
       segment = rec.file;
       since_look = 0;
       held_bytes = impl_->wal_ ? impl_->wal_->counters().deleting_bytes : 0;
-      if (held_bytes > held_max) {
+      wanted = impl_->wal_ && impl_->wal_->drops_wanted();
+      if (held_bytes > held_max || wanted) {
         v.gave_way = true;
         return false;
       }
@@ -5365,9 +5367,10 @@ log_verification engine::verify_log(const std::atomic<bool>* cancel) {
   } else if (v.gave_way) {
     v.intact = false;
     v.fault = "gave way at lsn " + std::to_string(v.last_lsn) + " of " + std::to_string(v.durable_lsn) + ": " +
-              std::to_string(held_bytes >> 20) + " MiB of dropped log segments waited for it to be deleted, over half of " +
-              std::to_string(impl_->cfg_.wal_kept_max_mib) +
-              " MiB (--wal-kept-max-mib); run it again when fewer writes come, or after a restart";
+              std::to_string(held_bytes >> 20) + " MiB of dropped log segments waited for it to be deleted, " +
+              (wanted ? std::string("and the log needed their disk space for its next segment (its pre-zeroing failed)")
+                      : "over half of " + std::to_string(impl_->cfg_.wal_kept_max_mib) + " MiB (--wal-kept-max-mib)") +
+              "; run it again when fewer writes come, or after a restart";
   } else if (!unjoined.empty()) {
     v.intact = false;
     v.fault = unjoined;

@@ -28,6 +28,9 @@ struct failure_probes {
   std::atomic<int> event_unlink_failures{0};  // the event log's next removals of segments by retention fail (EIO)
   std::atomic<int> drop_sync_failures{0};    // the next directory syncs of dropped log segments' renames fail
   std::atomic<int> prezero_failures{0};      // the next pre-zeroings of log segments fail (ENOSPC)
+  // While set, a pre-zeroing of a log segment fails (ENOSPC) whenever dropped segments wait
+  // to be deleted: a disk whose free space is in them.
+  std::atomic<bool> prezero_full_while_drops{false};
   std::atomic<bool> event_cut_stop{false};     // the next event log cut stops before it replaces its segment
   std::atomic<int> event_sync_errno{0};  // the event log's next sync fails with this errno
   std::atomic<int> verify_segment_stall_ms{0};  // while set, the engine's log verify waits this long as it reaches each segment

@@ -373,8 +373,10 @@ void wal_writer::prepare_loop() {
       }
       prep_cv_.notify_all();
       // The pause between steps; a pre-zeroing request or stop ends it. Far behind (more
-      // than unlink_behind_max segments waiting), no pause: the disk's space comes first.
-      if (!last_step && (unlink_queue_.size() <= unlink_behind_max || pause_ms > unlink_step_pause_ms))
+      // than unlink_behind_max segments waiting), or with the writer waiting for the space,
+      // no pause: the disk's space comes first.
+      const bool behind = unlink_queue_.size() > unlink_behind_max || drops_wanted_.load(std::memory_order_relaxed);
+      if (!last_step && (!behind || pause_ms > unlink_step_pause_ms))
         prep_cv_.wait_for(lk, std::chrono::milliseconds(pause_ms),
                           [&] { return prep_stop_ || prep_request_.has_value(); });
       continue;
@@ -382,6 +384,7 @@ void wal_writer::prepare_loop() {
     const uint64_t idx = *prep_request_;
     prep_request_.reset();
     prep_busy_ = idx;
+    const bool drops_waiting = !unlink_queue_.empty() || unlinking_;
     lk.unlock();
     std::string err;
     const auto path = segment_path(opt_.dir, idx);
@@ -395,7 +398,8 @@ void wal_writer::prepare_loop() {
             (existed ? " (a segment past what the log's scan found: refusing to overwrite it)" : "");
     } else {
       auto& probe = failure_probes::instance().prezero_failures;
-      const bool probed = probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0;
+      const bool probed = (probe.load(std::memory_order_relaxed) > 0 && probe.fetch_sub(1) > 0) ||
+                          (drops_waiting && failure_probes::instance().prezero_full_while_drops.load());
       for (uint64_t off = 0; off < opt_.segment_bytes && err.empty();) {
         const auto n = std::min<uint64_t>(chunk, opt_.segment_bytes - off);
         const auto w = probed && off + n >= opt_.segment_bytes ? (errno = ENOSPC, -1) : ::pwrite(fd, zeros.get(), n, off);
@@ -425,7 +429,8 @@ bool wal_writer::open_next_segment(std::string* error) {
     // A failed pre-zeroing of this segment (in the background, maybe long ago: a disk
     // full then) is tried once more now it is needed, after the dropped segments waiting
     // to be deleted are gone (their space may be what it lacked; the preparer takes a
-    // request before them, so none is made meanwhile); a second failure fails the writer.
+    // request before them, so none is made meanwhile; a holder of the drops, a log
+    // verify, is asked to give way), up to 10 s; a second failure fails the writer.
     for (int failures = 0; prep_ready_ != idx;) {
       if (!prep_error_.empty()) {
         if (++failures == 2) {
@@ -434,8 +439,10 @@ bool wal_writer::open_next_segment(std::string* error) {
         }
         std::fprintf(stderr, "mesobd: %s (tried once more)\n", prep_error_.c_str());
         prep_error_.clear();
+        drops_wanted_.store(true, std::memory_order_relaxed);
         prep_cv_.wait_for(lk, std::chrono::seconds(10),
-                          [&] { return prep_stop_ || drops_held_ != 0 || (unlink_queue_.empty() && !unlinking_); });
+                          [&] { return prep_stop_ || (drops_held_ == 0 && unlink_queue_.empty() && !unlinking_); });
+        drops_wanted_.store(false, std::memory_order_relaxed);
       }
       // Asked for only if it is neither ready nor being zeroed: a second request for the
       // segment being zeroed would zero it again (O_TRUNC) after this writer wrote into it.

@@ -122,6 +122,9 @@ class wal_writer {
   // the directory sees a steady set of segments); hold_drops waits out a step under way.
   void hold_drops();
   void release_drops();
+  // Whether the writer needs the dropped segments deleted now: the next segment's
+  // pre-zeroing failed (a full disk, say) while drops were held. A holder gives way.
+  [[nodiscard]] bool drops_wanted() const { return drops_wanted_.load(std::memory_order_relaxed); }
 
   struct stats {
     uint64_t groups = 0;
@@ -221,6 +224,7 @@ class wal_writer {
     uint8_t failures = 0;  // renames that failed (drop_tries_max: given up on)
   };
   uint32_t drops_held_ = 0;
+  std::atomic<bool> drops_wanted_{false};
   std::deque<dropped_segment> unlink_queue_;  // deleted after any pre-zeroing, a step at a time
   bool unlinking_ = false;                    // the preparer is cutting one down now
   bool prep_stop_ = false;

@@ -2544,6 +2544,55 @@ TEST(ledger_snapshot, a_log_verify_gives_way_to_the_dropped_segments_it_keeps) {
   EXPECT_FALSE(again.gave_way);
 }
 
+// A log verify that keeps dropped segments from being deleted gives way when the log
+// needs their space: the next segment's pre-zeroing failed (here a disk whose free space
+// is in the dropped segments), and the log asks for them before it tries once more. Before,
+// the second try came at once, with the segments still kept, and failed the log until a
+// restart.
+TEST(ledger_snapshot, a_log_verify_gives_way_when_the_log_needs_the_space_it_keeps) {
+  temp_dir d;
+  auto cfg = small_segments_config(d.path());
+  cfg.wal_kept_max_mib = 1024;  // far from the half the check gives way at by itself
+  auto e = open_engine(cfg);
+  ASSERT_TRUE(e);
+  create_accounts(*e, 8);
+  uint64_t id = 0;
+  ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), 6, &id));
+  auto& probes = storage::failure_probes::instance();
+  struct unprobe {
+    storage::failure_probes& p;
+    ~unprobe() {
+      p.verify_segment_stall_ms = 0;
+      p.prezero_full_while_drops = false;
+    }
+  } reset{probes};
+  probes.verify_segment_stall_ms = 1000;  // a slow check: a second a segment, six to read
+  probes.prezero_full_while_drops = true;
+  std::future<engine::log_verification> check = std::async(std::launch::async, [&] { return e->verify_log(); });
+  // Meanwhile the log goes on and checkpoints drop what they cover, until the check ends.
+  std::string err;
+  int batches = 0;
+  for (; batches < 400 && check.wait_for(std::chrono::seconds(0)) != std::future_status::ready; ++batches) {
+    std::vector<wire::transfer> ts;
+    for (int k = 0; k < 4096; ++k, ++id) ts.push_back(make_transfer(id + 1, 1 + id % 4, 5 + id % 4, 1));
+    ASSERT_EQ(e->create_transfers(ts).st, engine::status::ok) << "batch " << batches << ": the log failed";
+    if (batches % 4 == 3) {
+      ASSERT_TRUE(e->checkpoint(&err)) << err;
+    }
+  }
+  const auto v = check.get();
+  EXPECT_TRUE(v.gave_way) << v.fault;
+  EXPECT_FALSE(v.intact);
+  EXPECT_NE(v.fault.find("the log needed their disk space for its next segment"), std::string::npos) << v.fault;
+  EXPECT_LT(batches, 400) << "the check ended while the log went on";
+  probes.prezero_full_while_drops = false;
+  // The log still takes writes, past more segments.
+  const size_t segments = storage::list_segments(d.path() + "/wal").size();
+  ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), segments + 2, &id));
+  const auto again = e->verify_log();
+  EXPECT_TRUE(again.intact) << again.fault;
+}
+
 // Rows flushed to LMDB after the last snapshot are kept across a restart and compared
 // with what replay produces; a row that differs, or rows the log cannot reproduce, stop
 // start-up with a message naming them.
