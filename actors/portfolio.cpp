@@ -454,7 +454,7 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
       // routing: 0 waiting, 1 sent, 2 working (with `broker`), 3 dead, 4 halted (trading.hpp).
       const bool with_broker = e.routing == 1 || e.routing == 2;
       // (sent: an answer deadline; at most 8 attempts a routing.)
-      if (na > attempts_kept_max || ng > na || e.routing > 4 || e.dead > 4 || (e.dead != 0) != (e.routing == 3) ||
+      if (na > attempts_kept_max || ng > na || e.routing > 4 || e.dead > 5 || (e.dead != 0) != (e.routing == 3) ||
           with_broker != (e.broker != 0) || e.routing_base > na || na - e.routing_base > 8 ||
           (e.routing == 1 && e.route_due == 0) ||
           (e.broker != 0 && std::find(e.attempts.begin(), e.attempts.end(), e.broker) == e.attempts.end()) ||

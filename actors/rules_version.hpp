@@ -408,6 +408,15 @@ constexpr uint16_t rules_payout_asks_before_routing = 48;
 // sending the payout on; at route_wait_max it becomes a dead letter (`gateway_silent`)
 // for an operator. Before, it went to the next gateway at once, and both could pay.
 constexpr uint16_t rules_payout_waits_for_payer = 49;
-constexpr uint16_t rules_newest = 49;
+// Orders: an order sent to a broker and not acknowledged stays with that broker when its
+// last session closes (to its answer deadline, as a payout in flight does with its
+// gateway); past a deadline (or a backoff, or a halt) with that broker enabled and no
+// session of it up, in an outage or after a restart, the order waits for it and goes to
+// no other broker: its session opening sends the order to it again, and after
+// route_wait_max it is a dead letter (`broker_silent`); one disabled meanwhile leaves it
+// a dead letter (`broker_withdrawn`). Before, the order went to the next broker at once,
+// and both could trade it.
+constexpr uint16_t rules_order_waits_for_broker = 50;
+constexpr uint16_t rules_newest = 50;
 
 }  // namespace mesob::actors

@@ -405,7 +405,7 @@ void shard::execute(batch& b) {
         if (ev.kind == wire::gateway_event_kind::reset) trading_.reset(b.timestamp_base + i);
         else if (!g || !(g->roles & wire::roles::broker)) continue;
         else if (ev.kind == wire::gateway_event_kind::up) trading_.broker_up(g->number, b.timestamp_base + i);
-        else if (desks_.sessions(g->number) == 0) trading_.broker_down(g->number, b.timestamp_base + i);
+        else if (desks_.sessions(g->number) == 0) trading_.broker_down(g->number, b.timestamp_base + i, true);
       }
   // The engine's first batch after a start: deadlines that fell while it was down move
   // (rules_resume_rebases), before any round closes. It runs no other timer: the gateways'
@@ -551,7 +551,7 @@ void shard::execute(batch& b) {
         if (b.rules >= rules_broker_role_loss_hands_orders_on)
           for (const auto& g : b.registry_after->all())
             if (!(g.roles & wire::roles::broker) && broker_was(g) && desks_.sessions(g.number) > 0)
-              trading_.broker_down(g.number, ts);
+              trading_.broker_down(g.number, ts, false);
         // One that stopped being an enabled broker (the role taken, or disabled: as the
         // batch leaves it, so a disable and an enable in one batch is neither) can no
         // longer report fills: the orders working there become dead letters

@@ -123,6 +123,7 @@ const char* dead_reason_name(uint8_t r) {
     case dead_reason::routes: return "every_broker_given_up";
     case dead_reason::no_route: return "no_broker_in_time";
     case dead_reason::withdrawn: return "broker_withdrawn";
+    case dead_reason::unanswered: return "broker_silent";
   }
   return "?";
 }
@@ -233,6 +234,31 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
   if (e.attempts.size() - e.routing_base >= attempts_max) return make_dead(wallet, w, e, dead_reason::attempts, now);
   if (held_by_halt(wallet, e, now)) return;
   const auto cands = brokers(e.o.currency);
+  // The broker of its last attempt in this routing may have it (it never answered): from
+  // rules_order_waits_for_broker no other broker gets it while that one is an enabled
+  // broker with no session up; it gets it again once back (while it may take it), and
+  // one disabled meanwhile can no longer say (a dead letter, as for a working order).
+  if (rules_ >= rules_order_waits_for_broker && e.attempts.size() > e.routing_base) {
+    const uint32_t g = e.attempts.back();
+    const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
+    if (it != cands.end() && !it->enabled) return make_dead(wallet, w, e, dead_reason::withdrawn, now);
+    if (it != cands.end() && !it->up) {
+      const uint64_t since = e.wait_since != 0 ? e.wait_since : now;
+      if (now - since >= route_wait_max_ns) return make_dead(wallet, w, e, dead_reason::unanswered, now);
+      set_routing(e, route_state::waiting);
+      e.wait_since = since;
+      e.route_due = since + route_wait_max_ns;  // its session opening routes it before
+      add_timer(e.route_due, wallet);
+      unrouted_[e.o.id] = wallet;
+      return;
+    }
+    if (it != cands.end() && std::find(e.given_up.begin(), e.given_up.end(), g) == e.given_up.end() &&
+        admits(g, wallet, e.o.id, now)) {
+      send(wallet, w, e, *it, now);
+      return;
+    }
+    // Up but given up, or its breaker refusing: on by priority, it told to stop (send).
+  }
   bool any_left = false, any_up = false;
   for (const auto& b : cands) {
     if (!b.enabled || std::find(e.given_up.begin(), e.given_up.end(), b.number) != e.given_up.end()) continue;
@@ -811,7 +837,9 @@ void table::broker_up(uint32_t gateway, uint64_t ts) {
         instruct(e, wire::order_instruction_kind::cancel);
         told_again(wallet, w, e, ts);
       }
-      if (route_state(e.routing) == route_state::sent) {
+      // (From rules_order_waits_for_broker the deadline stays: its sessions closing no
+      // longer hand the order on, so a broker whose sessions come and go still times out.)
+      if (route_state(e.routing) == route_state::sent && rules_ < rules_order_waits_for_broker) {
         e.route_due = ts + answer_timeout_ns(brokers(e.o.currency), gateway);
         add_timer(e.route_due, wallet);
         touch(wallet, w);
@@ -870,7 +898,9 @@ void table::market_changed(uint64_t ts) {
   }
 }
 
-void table::broker_down(uint32_t gateway, uint64_t ts) {
+void table::broker_down(uint32_t gateway, uint64_t ts, bool closed) {
+  // The instruction may have reached it: its deadline decides (timed_out, then route).
+  if (closed && rules_ >= rules_order_waits_for_broker) return;
   std::vector<std::pair<uint64_t, uint64_t>> moving;  // (order id, wallet): in order id order
   each_open([&](uint64_t wallet, wallet_entry&, order_entry& e) {
     if (e.broker == gateway && route_state(e.routing) == route_state::sent) moving.emplace_back(e.o.id, wallet);

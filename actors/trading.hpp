@@ -33,13 +33,23 @@
 // that broker again if it is still enabled, up, not given up and admitted by its
 // breaker, else on by priority: rules version 40; before, by priority, so a broker whose
 // session opened meanwhile got the order after a single timeout. An order sent and then
-// held by a halt goes back to its broker the same way when the halt ends.) A broker whose last session
-// closes hands its unacknowledged orders on at once, as does one that loses the broker
-// role while sessions of it are still counted (rules version 20); a restart (the engine's session
-// reset) leaves an unacknowledged order, or one backing off after a timeout, with its
-// broker for an answer timeout from the start, pushed again when that broker's session
-// opens, then on as after a timeout (rules version 35; before, the first broker to come
-// back got it, while the first might be working it). An order
+// held by a halt goes back to its broker the same way when the halt ends.) A broker
+// whose last session closes keeps its unacknowledged orders to their answer deadline
+// (pushed again, the deadline unchanged, when a session of it opens); a timeout, a
+// backoff's end or a halt's end that finds the broker of the last attempt an enabled
+// broker with no session up leaves the order waiting for that broker, which may have it:
+// no other broker gets it; that broker's session opening sends it there again (while it
+// may take it: not given up, its breaker admitting); after route_wait_max it is a dead
+// letter (`broker_silent`); that broker disabled meanwhile makes it one
+// (`broker_withdrawn`) (rules version 50; before, a broker's last session closing handed
+// its unacknowledged orders on at once, and a deadline with it away sent the order to the
+// next broker, so both could trade it). One that loses the broker role while sessions of
+// it are still counted hands them on at once (rules version 20); a restart (the engine's
+// session reset) leaves an unacknowledged order, or one backing off after a timeout, with
+// its broker for an answer timeout from the start, pushed again when that broker's
+// session opens, then on as after a timeout (rules version 35; before, the first broker to
+// come back got it, while the first might be working it; from version 50 it waits for
+// that broker, as above). An order
 // with no broker to take it waits (for a session to open, a broker up given its currency
 // from rules version 40, or each route_poll_ns while breakers refuse it); after route_wait_max_ns, at attempts_max attempts in one routing,
 // or with every broker of its currency given up, it becomes a *dead letter*
@@ -192,7 +202,8 @@ constexpr uint64_t ending_max_ns = 86'400'000'000'000ull;
 // halted or its price stale, so it goes to no broker; it is routed when the instrument
 // trades again (market_changed), its wait for a broker counted from then.
 enum class route_state : uint8_t { waiting = 0, sent = 1, working = 2, dead = 3, halted = 4 };
-enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3, withdrawn = 4 };
+// (unanswered: its broker may have it and stayed away past route_wait_max, rules version 50)
+enum class dead_reason : uint8_t { none = 0, attempts = 1, routes = 2, no_route = 3, withdrawn = 4, unanswered = 5 };
 [[nodiscard]] const char* route_state_name(uint8_t s);
 [[nodiscard]] const char* dead_reason_name(uint8_t r);
 constexpr uint32_t attempts_max = payouts::attempts_max;          // per routing
@@ -271,9 +282,10 @@ class table {
   // a broker with a session up a currency (rules_waiting_orders_look_again; before, they
   // waited for a session to open or their wait's end, up to route_wait_max_ns).
   void route_waiting(uint64_t ts);
-  // The last session of broker `gateway` closed, or it lost the broker role: its
-  // unacknowledged orders go on at once.
-  void broker_down(uint32_t gateway, uint64_t ts);
+  // The last session of broker `gateway` closed (`closed`), or it lost the broker role:
+  // its unacknowledged orders go on at once; from rules_order_waits_for_broker, on a
+  // close, they stay to their answer deadline instead (the broker may have them).
+  void broker_down(uint32_t gateway, uint64_t ts, bool closed);
   // Gateway `gateway` stopped being an enabled broker (its role taken, or disabled;
   // rules_withdrawn_broker_dead_letters): the orders working there, not ending, become
   // dead letters (broker_withdrawn), in order id order.

@@ -151,6 +151,10 @@ class orders_engine : public ::testing::Test {
     e().gateway_event({number(g), wire::gateway_event_kind::up, {}});
     sync();
   }
+  void down(const char* g) {
+    e().gateway_event({number(g), wire::gateway_event_kind::down, {}});
+    sync();
+  }
   void sync() { (void)e().lookup_accounts({bank}); }
   std::vector<std::pair<std::string, wire::order_instruction>> sent() {
     std::lock_guard lk(mu_);
@@ -1917,10 +1921,11 @@ TEST_F(orders_engine, AnEndingOrdersDayDoesNotCountTheDowntime) { ending_order_d
 TEST_F(orders_engine_replay, AnEndingOrdersDayDoesNotCountTheDowntimeReplayed) { ending_order_day_skips_downtime(); }
 
 // An order sent and not acknowledged stays with its broker across a restart, which may be
-// working it: another broker coming up first does not get it; an answer timeout from the
-// start passes first, then it goes on as after any timeout, and the first broker is told
-// to stop when it comes back (rules version 35, as payouts in flight since version 10;
-// before, the first broker to come up got it at once).
+// working it: another broker coming up first does not get it (rules version 35, as
+// payouts in flight since version 10; before, the first broker to come up got it at
+// once); an answer timeout from the start passes, and it still waits for that broker
+// (rules version 50; before, it went on to the next one, the first told to stop when it
+// came back), which gets it again when it is back.
 TEST_F(orders_engine, AnUnacknowledgedOrderStaysWithItsBrokerAcrossARestart) {
   using actors::trading::route_state;
   up("broker-a");
@@ -1935,20 +1940,80 @@ TEST_F(orders_engine, AnUnacknowledgedOrderStaysWithItsBrokerAcrossARestart) {
   EXPECT_TRUE(sent().empty()) << "nothing to broker-b while broker-a may have it";
   fx_.advance_s(6);  // broker-a's answer timeout (5 s) from the start
   (void)e().create_accounts({test::make_account(bank)});  // a logged batch: the ticker's moment
-  ASSERT_TRUE(eventually([&] { return order(200).broker == number("broker-b"); }));
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 1; }));
+  EXPECT_EQ(order(200).routing, uint8_t(route_state::waiting)) << "waiting for broker-a, which may have it";
+  EXPECT_EQ(order(200).attempts, 1);
+  EXPECT_TRUE(sent().empty()) << "still nothing to broker-b";
+  up("broker-a");
+  EXPECT_EQ(order(200).broker, number("broker-a"));
   EXPECT_EQ(order(200).routing, uint8_t(route_state::sent));
   EXPECT_EQ(order(200).attempts, 2);
-  clear_sent();
-  up("broker-a");
-  size_t stops = 0;
-  for (const auto& [g, in] : sent())
-    stops += g == "broker-a" && in.order_id == 200 && in.kind == wire::order_instruction_kind::cancel;
-  EXPECT_EQ(stops, 1u) << "broker-a is told to stop it";
-  EXPECT_EQ(answer("broker-b", accepted(200)), result::ok);
+  size_t works = 0;
+  for (const auto& [g, in] : sent()) {
+    EXPECT_EQ(g, "broker-a");
+    works += in.order_id == 200 && in.kind == wire::order_instruction_kind::work;
+  }
+  EXPECT_EQ(works, 1u) << "broker-a gets it again";
+  EXPECT_EQ(answer("broker-a", accepted(200)), result::ok);
   EXPECT_EQ(order(200).routing, uint8_t(route_state::working));
 }
 
-// ... and so does one waiting out its backoff after a timeout there.
+// An order sent and not acknowledged stays with its broker when that broker's last
+// session closes (its deadline unchanged by a session reopening), and past the deadline
+// with the broker away it waits for it, nothing to another broker; still away after
+// route_wait_max, it is a dead letter (`broker_silent`) for an operator, hold kept.
+// Before (rules version 50), the close handed it to the next broker at once.
+TEST_F(orders_engine, AnUnacknowledgedOrderWaitsForItsBrokerThroughAnOutage) {
+  using actors::trading::route_state;
+  up("broker-a");
+  up("broker-b");
+  ASSERT_EQ(place(buy(204, a_, 10, 100)), result::ok);
+  ASSERT_EQ(order(204).broker, number("broker-a"));
+  clear_sent();
+  down("broker-a");
+  EXPECT_EQ(order(204).routing, uint8_t(route_state::sent));
+  EXPECT_EQ(order(204).broker, number("broker-a"));
+  EXPECT_TRUE(sent().empty()) << "nothing to broker-b when broker-a's session closes";
+  fx_.advance_s(3);
+  up("broker-a");  // pushed again, its deadline kept
+  down("broker-a");
+  clear_sent();
+  fx_.advance_s(3);  // past the deadline (5 s) from the placing, not from the reopening
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 1; }));
+  EXPECT_EQ(order(204).routing, uint8_t(route_state::waiting));
+  EXPECT_TRUE(sent().empty()) << "nothing to broker-b while broker-a may have it";
+  for (uint64_t k = 0; k < 2; ++k) {  // route_wait_max with broker-a away (the price kept fresh)
+    fx_.advance_s(301);
+    ASSERT_EQ(e().prices({price(etel, 100, 2 + k)}).results.at(0), result::ok);
+  }
+  ASSERT_TRUE(eventually([&] { return order(204).routing == uint8_t(route_state::dead); }));
+  EXPECT_EQ(order(204).dead_reason, uint8_t(actors::trading::dead_reason::unanswered));
+  EXPECT_STREQ(actors::trading::dead_reason_name(order(204).dead_reason), "broker_silent");
+  EXPECT_EQ(order(204).attempts, 1);
+  EXPECT_EQ(account(a_).debits_pending, 1000u) << "its hold kept";
+  for (const auto& [g, in] : sent()) EXPECT_NE(g, "broker-b") << "broker-b never got it";
+  expect_balanced();
+  // Disabled while it is away with an order it may have: that broker can no longer say,
+  // and the order is a dead letter (`broker_withdrawn`) at its deadline, not broker-b's.
+  up("broker-a");
+  ASSERT_EQ(place(buy(205, a_, 10, 100)), result::ok);
+  ASSERT_EQ(order(205).broker, number("broker-a"));
+  down("broker-a");
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "broker-a");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+  clear_sent();
+  fx_.advance_s(6);
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return order(205).routing == uint8_t(route_state::dead); }));
+  EXPECT_EQ(order(205).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn));
+  EXPECT_TRUE(sent().empty()) << "nothing to broker-b";
+}
+
+// ... and so does one waiting out its backoff after a timeout there (past an answer
+// timeout from the start, it waits for broker-a: rules version 50).
 TEST_F(orders_engine, AnOrderBackingOffStaysWithItsBrokerAcrossARestart) {
   using actors::trading::route_state;
   up("broker-a");
@@ -1964,7 +2029,12 @@ TEST_F(orders_engine, AnOrderBackingOffStaysWithItsBrokerAcrossARestart) {
   EXPECT_TRUE(sent().empty()) << "nothing to broker-b while broker-a may have it";
   fx_.advance_s(6);  // an answer timeout from the start: broker-a did not come back
   (void)e().create_accounts({test::make_account(bank)});
-  ASSERT_TRUE(eventually([&] { return order(202).broker == number("broker-b"); }));
+  sync();
+  EXPECT_EQ(order(202).routing, uint8_t(route_state::waiting));
+  EXPECT_EQ(order(202).attempts, 1);
+  EXPECT_TRUE(sent().empty()) << "still nothing to broker-b";
+  up("broker-a");
+  EXPECT_EQ(order(202).broker, number("broker-a"));
   EXPECT_EQ(order(202).attempts, 2);
 }
 
