@@ -376,6 +376,7 @@ bool event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
 void event_writer::run() {
   std::vector<event> out;
   uint64_t next_retention = 0;
+  bool retention_more = false;  // the last retention pass dropped its most: another at once
   bool unsynced = false;  // events appended since the last sync
   auto first_unsynced = std::chrono::steady_clock::now();  // when the oldest of them was appended
   const auto sync_every = std::chrono::milliseconds(events_sync_interval_ms);
@@ -396,6 +397,7 @@ void event_writer::run() {
       const auto now = std::chrono::steady_clock::now();
       auto until = now + (wrote ? std::chrono::microseconds(events_gather_us) : std::chrono::milliseconds(200));
       if (unsynced) until = std::min(until, first_unsynced + sync_every);
+      if (retention_more) until = now;  // (the groups waiting are taken all the same)
       gathering_ = wrote;
       cv_.wait_until(lk, until, [&] {
         const bool sync_asked = sync_wanted_lsn_ > durable_lsn_.load();
@@ -460,8 +462,9 @@ void event_writer::run() {
     done_cv_.notify_all();
     if (listener && !out.empty()) listener();
     if (const uint64_t t = steady_ns(); recovered_.load() && t >= next_retention) {
-      log_.apply_retention();
-      next_retention = t + retention_check_ns_;
+      // A few segments a pass, between appends (the next pass goes on at once).
+      retention_more = log_.apply_retention(retention_drops_per_pass) == retention_drops_per_pass;
+      next_retention = retention_more ? t : t + retention_check_ns_;
     }
     if (stopping) break;
   }
@@ -934,6 +937,9 @@ void event_hub::apply(command& c) {
         if (fresh) positions_.erase(it);
         else it->second.owner.clear();
         if (move_name) it->second.acked = acked_before_move;  // a refused subscription moves nothing
+        // The file may have the name all the same (its rename done, the directory's sync
+        // failed): the next save writes it again without.
+        positions_dirty_ = true;
         return answer(result::events_try_again, "the name could not be kept: " + err);
       }
     }

@@ -61,6 +61,10 @@ constexpr uint64_t events_sync_interval_ms = 200;
 // instead of one per commit group.
 constexpr uint64_t events_gather_us = 2000;
 constexpr size_t events_gather_groups_max = 64;
+// Event log segments retention drops in one writer pass, at most (each a read, an unlink
+// and a directory sync between appends); a pass that drops this many is followed by
+// another at once (after the groups waiting are appended), not after retention_check_ms.
+constexpr size_t retention_drops_per_pass = 4;
 
 class event_writer {
  public:

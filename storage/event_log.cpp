@@ -798,7 +798,7 @@ bool event_log::sync(std::string* error) {
   return true;
 }
 
-size_t event_log::apply_retention() {
+size_t event_log::apply_retention(size_t max) {
   if (opt_.retention_bytes == 0 && opt_.retention_ns == 0) return 0;
   const uint64_t seg = opt_.segment_events;
   size_t dropped = 0;
@@ -817,7 +817,7 @@ size_t event_log::apply_retention() {
     if (!fsync_dir(opt_.dir)) return 0;
     removal_unsynced_ = false;
   }
-  for (;;) {
+  while (dropped < max) {
     const uint64_t first = first_offset_.load();
     const uint64_t index = (first - 1) / seg;
     const uint64_t durable = durable_end_.load();

@@ -128,7 +128,10 @@ class event_log {
   // a segment whose later neighbour was gone, which the next start refuses. A segment
   // whose events cannot be read (damage, an I/O error) stops the drops too, said on
   // stderr once for each new cause (before, in silence: the log grew past its limit).
-  size_t apply_retention();
+  // At most `max` segments a call: the writer calls it between its appends, and a start
+  // with a lower limit over a long log would otherwise hold them for every drop's read,
+  // unlink and directory sync; it calls again at once while a call drops `max`.
+  size_t apply_retention(size_t max = SIZE_MAX);
 
   // ---- any thread
   [[nodiscard]] uint64_t durable_end() const { return durable_end_.load(std::memory_order_acquire); }

@@ -1575,6 +1575,73 @@ TEST(EventsEngine, AFailedWriterEndsSubscriptionsWithEventsFailed) {
   EXPECT_EQ(answers[1].code, result::events_try_again) << answers[1].message;
 }
 
+// A Subscribe under a new name whose save fails after the state file took it (the rename
+// done, the directory's sync refused) is refused, and the file does not keep the name:
+// the hub writes it again without it. Before, the name stayed in the file, owned, and came
+// back at the next start though the engine had refused it.
+TEST(EventsEngine, ANameRefusedAfterTheFileTookItLeavesTheFileAgain) {
+  std::mutex mu;
+  std::vector<wire::subscribed_msg> answers;
+  engine_fixture f(2);
+  engine::event_hub* hub = f.e().events();
+  ASSERT_NE(hub, nullptr);
+  hub->start(
+      [&](uint64_t, engine::event_hub::frame_ptr fr) {
+        const auto h = wire::decode_header(fr->data());
+        const std::span<const uint8_t> body(fr->data() + wire::frame_header_bytes, h.body_bytes);
+        if (h.kind != uint16_t(wire::frame_kind::subscribed)) return true;
+        wire::subscribed_msg a;
+        std::string why;
+        EXPECT_TRUE(wire::parse_subscribed(body, &a, &why)) << why;
+        std::lock_guard lk(mu);
+        answers.push_back(a);
+        return true;
+      },
+      64u << 20);
+  const std::string state = f.dir() + "/events/subscribers.state";
+  const auto file_has = [&](const std::string& name) {
+    std::ifstream in(state);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(name + " ", 0) == 0) return true;
+    return false;
+  };
+  const auto answered = [&](size_t n) {
+    for (int i = 0; i < 1000; ++i) {
+      {
+        std::lock_guard lk(mu);
+        if (answers.size() >= n) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  engine::subscription_request r;
+  r.name = "relay-a";
+  r.owner = "gw-a";
+  storage::failure_probes::instance().dir_sync_failures = 1;  // the save's, after its rename
+  ASSERT_TRUE(hub->subscribe(1, 1, std::move(r)));
+  ASSERT_TRUE(answered(1));
+  storage::failure_probes::instance().dir_sync_failures = 0;
+  {
+    std::lock_guard lk(mu);
+    EXPECT_EQ(answers[0].code, result::events_try_again) << answers[0].message;
+  }
+  bool gone = false;
+  for (int i = 0; i < 200 && !(gone = !file_has("relay-a")); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(gone) << "the refused name stays in " << state;
+  // The name is free: asked again, it is taken (and kept).
+  engine::subscription_request again;
+  again.name = "relay-a";
+  again.owner = "gw-a";
+  ASSERT_TRUE(hub->subscribe(2, 1, std::move(again)));
+  ASSERT_TRUE(answered(2));
+  std::lock_guard lk(mu);
+  EXPECT_EQ(answers[1].code, result::ok) << answers[1].message;
+  EXPECT_TRUE(file_has("relay-a"));
+}
+
 // Acks of a session without a subscription (its Subscribe refused, or never sent) are
 // refused at once and take no place in the hub's queue, which every session shares:
 // before, each waited there for the hub to refuse it, and sessions whose subscriptions

@@ -473,6 +473,22 @@ uint64_t write_five_segments(const std::string& dir) {
 }
 }  // namespace
 
+// A call drops at most the segments it is given, oldest first; the next goes on from there.
+TEST(EventLog, RetentionDropsAtMostItsCountACall) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  const uint64_t limit = write_five_segments(dir.path());
+  auto log = open_log(dir.path(), &rec, 128, limit);
+  EXPECT_EQ(log->apply_retention(2), 2u);
+  EXPECT_EQ(log->first_offset(), 257u);
+  EXPECT_FALSE(std::filesystem::exists(event_log::segment_path(dir.path(), 1)));
+  EXPECT_TRUE(std::filesystem::exists(event_log::segment_path(dir.path(), 2)));
+  EXPECT_EQ(log->apply_retention(2), 1u);
+  EXPECT_EQ(log->first_offset(), 385u);
+  EXPECT_EQ(log->apply_retention(2), 0u);
+  EXPECT_LE(log->bytes(), limit);
+}
+
 TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
   test::temp_dir dir;
   event_log_recovery rec;
