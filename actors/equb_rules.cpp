@@ -711,9 +711,10 @@ std::string group_fault(const group_state& g) {
           d.creditor_account_id == g.cfg.escrow_account_id)
         return which + "a debt is out of range";
       // (A group part is a bid's discount, at most the debt's due; a debt naming no
-      // creditor is the group's whole, the winner's own of the round it won.)
+      // creditor is the group's whole: the winner's own of the round it won, or what is
+      // left of a debt a seat owed its own wallet, rules_no_debt_to_itself.)
       if (d.group_part > std::min(d.amount, c) || (d.group_part != 0 && g.cfg.policy != rotation::bidding) ||
-          (d.creditor_account_id == 0 && (d.group_part != d.amount || s.received_round != d.round)))
+          (d.creditor_account_id == 0 && d.group_part != d.amount))
         return which + "a debt's part owed to the group is out of range";
     }
     if (forming && !s.debts.empty()) return which + "a forming group's seat owes debts";
