@@ -1050,14 +1050,32 @@ bool scan_wal(const wal_scan_options& opt,
   // read again (before, every start read it in full twice).
   file_buf f;  // one buffer for every segment: no fresh pages per file
   bool last_loaded = false;
+  uint64_t lowest_unused = 0;
   while (!segs.empty()) {
     if (!f.load(segs.back().second, error, opt.direct_io)) return false;
     if (!all_zero(f.data.data(), f.data.size())) {
       last_loaded = true;
       break;
     }
+    // The writer pre-zeroes segment k + 1 only once it has opened k: unused segments
+    // follow each other, and the last used one, without a gap. A gap says a segment
+    // between them is missing (lost in a copy, deleted), and its records would be taken
+    // for never written: refused, naming it.
+    if (!r.unused_segments.empty() && segs.back().first + 1 != lowest_unused) {
+      *error = "wal: " + segment_path(opt.dir, segs.back().first + 1) + " is missing: " + segs.back().second +
+               " is followed by " + r.unused_segments.back() +
+               " (the writer makes a segment only after the one before it)";
+      return false;
+    }
+    lowest_unused = segs.back().first;
     r.unused_segments.push_back(segs.back().second);
     segs.pop_back();
+  }
+  if (!segs.empty() && !r.unused_segments.empty() && segs.back().first + 1 != lowest_unused) {
+    *error = "wal: " + segment_path(opt.dir, segs.back().first + 1) + " is missing: " + segs.back().second +
+             " holds records and the next segment present, " + r.unused_segments.back() +
+             ", is an unused one (the writer makes a segment only after the one before it)";
+    return false;
   }
   if (opt.start_lsn != 0) {
     size_t start = 0;

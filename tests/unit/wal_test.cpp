@@ -352,6 +352,36 @@ TEST(wal, unused_prezeroed_segments_are_ignored) {
   EXPECT_EQ(list_segments(d.path()).size(), 1u);
 }
 
+// The writer pre-zeroes segment k + 1 only once it has opened k, so an unused segment
+// after a gap says one between is missing (a copy or restore that left it out): the scan
+// refuses, naming it. Before, the unused one was dropped and the log taken to end at the
+// last segment present, the missing one's acknowledged records lost without a word.
+TEST(wal, an_unused_segment_after_a_missing_one_is_refused) {
+  for (const bool used_gap : {true, false}) {
+    SCOPED_TRACE(used_gap ? "the last used segment missing" : "an unused one missing between unused ones");
+    temp_dir d;
+    write_log(d.path(), 120, 2, 4000);  // over three segments of 256 KiB, and the next pre-zeroed
+    auto segs = list_segments(d.path());
+    ASSERT_GE(segs.size(), 4u);
+    if (used_gap) {
+      const auto missing = segs[segs.size() - 2];  // the newest with records
+      std::filesystem::remove(missing.second);
+      const auto s = scan(d.path());
+      EXPECT_FALSE(s.ok);
+      EXPECT_NE(s.error.find(missing.second + " is missing"), std::string::npos) << s.error;
+    } else {
+      // A second unused one two past the first: the one between is missing.
+      const auto unused = segs.back();
+      const std::string beyond = segment_path(d.path(), unused.first + 2);
+      std::filesystem::copy_file(unused.second, beyond);
+      const auto s = scan(d.path());
+      EXPECT_FALSE(s.ok);
+      EXPECT_NE(s.error.find(segment_path(d.path(), unused.first + 1) + " is missing"), std::string::npos) << s.error;
+    }
+    EXPECT_EQ(list_segments(d.path()).size(), used_gap ? segs.size() - 1 : segs.size() + 1) << "nothing removed";
+  }
+}
+
 // Only names as the writer makes them are segments: a stray copy with upper-case digits,
 // a sign or spaces in its number is not read (nor removed as unused).
 TEST(wal, only_names_the_writer_makes_are_segments) {
