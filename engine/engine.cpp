@@ -376,6 +376,16 @@ class engine_impl {
       events_newest_ = event_log_last_lsn_;
     }
     uint64_t kept = event_log_last_lsn_;
+    // A start that cut the newest record's events and was then refused (damage in the
+    // log under them, say) left the log whole through the record before: events/whole
+    // says so, with the log's end then. Cut again at every refused start, the event log
+    // would wear back to the snapshot, one record a start.
+    events_whole whole;
+    if (!read_events_whole(&whole, error)) return false;
+    if (whole.present && whole.offset == event_log_->next_offset() && whole.lsn >= kept && kept > snap) {
+      event_writer_->recovered(whole.lsn, snap);
+      return true;
+    }
     if (kept > snap) {
       uint64_t from = 0;
       if (!event_log_->newest_run_from(kept, &from, error)) return false;
@@ -391,8 +401,35 @@ class engine_impl {
       }
       if (!event_log_->cut_back_to(from, error)) return false;
       kept -= 1;
+      if (!storage::replace_file(events_whole_path(),
+                                 "lsn " + std::to_string(kept) + " offset " + std::to_string(from) + "\n", error)) {
+        *error = "events: " + *error;
+        return false;
+      }
     }
     event_writer_->recovered(kept, snap);
+    return true;
+  }
+  // events/whole: "lsn L offset O": the latest start cut the event log back to O, whole
+  // through record L; true of the log while its end is still O.
+  std::string events_whole_path() const { return cfg_.data_dir + "/events/whole"; }
+  struct events_whole {
+    bool present = false;
+    uint64_t lsn = 0;
+    uint64_t offset = 0;
+  };
+  bool read_events_whole(events_whole* out, std::string* error) {
+    *out = {};
+    std::vector<std::string> w;
+    bool present = false;
+    if (!evidence_words(events_whole_path(), true, &w, &present, error)) return false;
+    if (!present) return true;
+    if (w.size() != 4 || w[0] != "lsn" || w[2] != "offset" || !evidence_u64(w[1], &out->lsn) ||
+        !evidence_u64(w[3], &out->offset)) {
+      *error = "events: " + events_whole_path() + " is damaged (move it away to start without it)";
+      return false;
+    }
+    out->present = true;
     return true;
   }
 

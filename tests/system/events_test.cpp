@@ -1308,6 +1308,69 @@ TEST(EventsEngine, DamageUnderWhatTheEventLogProvesDurableIsNotCut) {
   const auto r = f.e().lookup_accounts({2});
   ASSERT_EQ(r.accounts.size(), 1u);
   EXPECT_EQ(r.accounts[0].credits_posted, 30u) << "all three transfers";
+  // The events of every record, each once, in offset order (replay wrote the cut ones).
+  f.close();
+  const auto all = all_events(f.dir());
+  size_t transfers = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].offset, i + 1);
+    transfers += all[i].type == wire::event_type::transfer_posted;
+  }
+  EXPECT_EQ(transfers, 3u);
+}
+
+// Damage deeper in the log than the event log's newest record: each refused start cuts
+// the events of the newest record (replay would write them again), but replay stops at
+// the damage before it gets there. The first start's cut is the only one: it leaves the
+// event log whole through the record before (events/whole), and the next starts find it
+// so. Before, every refused start cut one more record's events, wearing the event log
+// back to the snapshot (the only other copy of what the damaged records decided).
+TEST(EventsEngine, RefusedStartsCutTheEventLogOnce) {
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  create_accounts(f.e(), 4);
+  for (uint64_t k = 0; k < 5; ++k)
+    ASSERT_EQ(f.e().create_transfers({make_transfer(30 + k, 1, 2, 10)}).results.at(0), result::ok);
+  f.close();
+  const size_t events_before = all_events(f.dir()).size();
+  // The first transfer's record: its file and where its payload begins.
+  std::string file, err;
+  uint64_t payload_at = 0;
+  storage::wal_scan_options ro;
+  ro.dir = f.dir() + "/wal";
+  ro.repair_tail = false;
+  storage::wal_scan_result sr;
+  int records = 0;
+  ASSERT_TRUE(storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
+    if (records++ == 1) {  // (after the accounts' record)
+      file = v.file;
+      payload_at = v.offset + sizeof(storage::record_header);
+    }
+    return true;
+  }, &sr, &err)) << err;
+  ASSERT_FALSE(file.empty());
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  bytes[payload_at + 8] ^= 0x40;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  auto cfg = f.config();
+  std::vector<size_t> kept;
+  for (int start = 0; start < 4; ++start) {
+    err.clear();
+    auto e = engine::engine::open(cfg, &err);
+    EXPECT_FALSE(e) << start;
+    kept.push_back(all_events(f.dir()).size());
+  }
+  EXPECT_LT(kept[0], events_before) << "the newest record's events cut";
+  for (size_t k = 1; k < kept.size(); ++k) EXPECT_EQ(kept[k], kept[0]) << "refused start " << k + 1 << " cut again";
+  // Mended, the engine starts and replay writes the cut events again, the same ones.
+  bytes[payload_at + 8] ^= 0x40;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  f.open();
+  f.close();
+  EXPECT_EQ(all_events(f.dir()).size(), events_before);
 }
 
 // Replay after a crash writes the events the event log lacks, and they are the very
