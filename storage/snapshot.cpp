@@ -306,9 +306,24 @@ std::unique_ptr<snapshot_store> snapshot_store::open(const std::string& dir, uin
       MDB_stat st{};
       has_rows = mdb_stat(txn, i < 0 ? s->dbi_meta_ : s->dbi_[i], &st) == 0 && st.ms_entries > 0;
     }
-    if (has_rows)
+    if (has_rows) {
+      // A store with rows and no snapshot row lost its meta rows (damage: an older
+      // store's snapshot row is converted with the rest, one of another format refused
+      // there): rewriting every row under a second check would bury what a repair by
+      // hand needs. Refused, nothing changed.
+      be_key k0(0);
+      MDB_val key0 = k0.val(), val0{};
+      if (const int rc0 = mdb_get(txn, s->dbi_meta_, &key0, &val0); rc0 != 0) {
+        mdb_txn_abort(txn);
+        *error = rc0 == MDB_NOTFOUND
+                     ? "snapshot: " + dir + " has rows but neither its snapshot row nor its rows' format row: " +
+                           snapshot_damaged + " (its meta rows are lost; nothing was changed)"
+                     : lmdb_error("read meta", rc0);
+        return nullptr;
+      }
       std::fprintf(stderr, "mesobd: snapshot: %s is of an older format: every row is given its check now, once\n",
                    dir.c_str());
+    }
     if (!s->convert_rows(txn, error)) {
       mdb_txn_abort(txn);
       return nullptr;

@@ -523,6 +523,48 @@ TEST(snapshot, an_older_store_is_converted_when_opened) {
   EXPECT_EQ(read_all(*ro), snapshot_format_version);
 }
 
+// A store of this format whose meta rows are lost (the rows' format row; the snapshot row
+// too, or not) is damage: opening it for writing refuses, rewriting nothing. Before, it was
+// taken for a store of the format before checks and every row was given a second check,
+// which a repair by hand would then have to strip from each.
+TEST(snapshot, a_store_that_lost_its_meta_rows_is_refused_unchanged) {
+  for (const bool snapshot_row_too : {true, false}) {
+    SCOPED_TRACE(snapshot_row_too ? "both meta rows lost" : "the rows' format row lost");
+    temp_dir d;
+    std::string err;
+    write_unchecked_store(d.path(), {{5, "a transfer's row"}}, "the forty-second");
+    ASSERT_TRUE(snapshot_store::open(d.path(), 1 << 28, &err)) << err;  // converted: checked rows
+    const size_t checked = raw_size(d.path(), "accounts", 42);
+    ASSERT_EQ(checked, 16u + snapshot_row_check_bytes);
+    {
+      MDB_env* env = nullptr;
+      ASSERT_EQ(mdb_env_create(&env), 0);
+      ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
+      ASSERT_EQ(mdb_env_open(env, d.path().c_str(), MDB_NOTLS, 0644), 0);
+      MDB_txn* txn = nullptr;
+      MDB_dbi dbi = 0;
+      ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+      ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+      for (uint64_t k : {uint64_t(1), uint64_t(0)}) {
+        if (k == 0 && !snapshot_row_too) continue;
+        uint8_t kb[8] = {0, 0, 0, 0, 0, 0, 0, uint8_t(k)};
+        MDB_val key{8, kb};
+        ASSERT_EQ(mdb_del(txn, dbi, &key, nullptr), 0);
+      }
+      ASSERT_EQ(mdb_txn_commit(txn), 0);
+      mdb_env_close(env);
+    }
+    err.clear();
+    EXPECT_FALSE(snapshot_store::open(d.path(), 1 << 28, &err));
+    // (With the snapshot row there, the conversion refuses it: it has its check, so it is
+    // not one of the format before checks.)
+    EXPECT_NE(err.find(snapshot_row_too ? "its meta rows are lost; nothing was changed" : "meta record has"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(raw_size(d.path(), "accounts", 42), checked) << "no second check";
+  }
+}
+
 // A store copied or restored without its lock file opens read-only without one, creating
 // nothing: before, the inspection made lock.mdb, owned by whoever ran it (root under
 // sudo), which the engine's own user could then not open.
