@@ -543,6 +543,14 @@ std::unique_ptr<event_log> event_log::open(const event_log_options& opt, event_l
              std::to_string(opt.synced_end - 1) + " were synced";
     return nullptr;
   }
+  // The segments' names durable before their events count as such (a run killed after
+  // making its newest segment, before the sync that took the directory with it, left
+  // the name to the page cache; a checkpoint may record offsets in it before this run's
+  // first sync).
+  if (!indexes.empty() && !fsync_dir(opt.dir)) {
+    *error = errno_text("cannot sync the directory", opt.dir);
+    return nullptr;
+  }
   log->first_offset_.store(indexes.empty() ? 1 : indexes.front() * seg + 1);
   log->durable_end_.store(log->next_offset_);
   log->written_end_.store(log->next_offset_);

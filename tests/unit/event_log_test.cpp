@@ -509,6 +509,25 @@ TEST(EventLog, RetentionDropsWholeOldSegmentsAndRefusesTheirOffsets) {
   EXPECT_EQ(rec.next_offset, 561u);
 }
 
+// Opening a log with segments syncs their directory before its end counts as durable: a
+// run killed after making its newest segment, before a sync took the directory, left the
+// name to the page cache. A sync that fails refuses the open.
+TEST(EventLog, OpeningSyncsTheSegmentsDirectory) {
+  test::temp_dir dir;
+  event_log_recovery rec;
+  write_five_segments(dir.path());
+  event_log_options o;
+  o.dir = dir.path();
+  o.segment_events = 128;
+  auto& probe = failure_probes::instance().dir_sync_failures;
+  probe = 1;
+  std::string err;
+  EXPECT_FALSE(event_log::open(o, &rec, &err));
+  EXPECT_NE(err.find("cannot sync the directory"), std::string::npos) << err;
+  EXPECT_EQ(probe.load(), 0);
+  EXPECT_TRUE(open_log(dir.path(), &rec, 128));
+}
+
 // A removal whose directory sync fails is the last of its call, and the next call
 // syncs before it removes another: a power cut never leaves a gap (a segment gone while
 // an older one comes back), which open refuses.
