@@ -964,7 +964,8 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
   if (!current && !backing_off) {
     // Waiting for a gateway that left it in an outage and may pay it (rules version 49):
     // that gateway saying it did not pay sends it on now, as its answer to a cancel would.
-    if (waits_for_payer_ && p->st == state::waiting && p->wait_since != 0 && might_have_paid) {
+    if (waits_for_payer_ && p->st == state::waiting && p->wait_since != 0 && might_have_paid &&
+        latest_attempt_at(*p, a.gateway) > p->routing_base) {
       route(d, *p, ts);
       return result::ok;
     }

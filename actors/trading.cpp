@@ -242,22 +242,27 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
     const uint32_t g = e.attempts.back();
     const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
     if (it != cands.end() && !it->enabled) return make_dead(wallet, w, e, dead_reason::withdrawn, now);
-    if (it != cands.end() && !it->up) {
+    const bool gave_up = std::find(e.given_up.begin(), e.given_up.end(), g) != e.given_up.end();
+    if (it != cands.end() && it->up && !gave_up && admits(g, wallet, e.o.id, now)) {
+      send(wallet, w, e, *it, now);
+      return;
+    }
+    // Away, or up with its breaker refusing (the outage's own timeouts may have opened
+    // it): it waits for that broker, looking again each route_poll_ns while it is up.
+    if (it != cands.end() && (!it->up || !gave_up)) {
       const uint64_t since = e.wait_since != 0 ? e.wait_since : now;
       if (now - since >= route_wait_max_ns) return make_dead(wallet, w, e, dead_reason::unanswered, now);
       set_routing(e, route_state::waiting);
       e.wait_since = since;
-      e.route_due = since + route_wait_max_ns;  // its session opening routes it before
+      // (Away: its session opening routes it before.)
+      e.route_due = it->up ? std::min(now + route_poll_ns, since + route_wait_max_ns) : since + route_wait_max_ns;
       add_timer(e.route_due, wallet);
       unrouted_[e.o.id] = wallet;
       return;
     }
-    if (it != cands.end() && std::find(e.given_up.begin(), e.given_up.end(), g) == e.given_up.end() &&
-        admits(g, wallet, e.o.id, now)) {
-      send(wallet, w, e, *it, now);
-      return;
-    }
-    // Up but given up, or its breaker refusing: on by priority, it told to stop (send).
+    // Up but given up (silent through its tries with a session up), or no longer a broker
+    // of the currency (its role or the currency taken: rules version 20 hands such orders
+    // on): on by priority, it told to stop (send).
   }
   bool any_left = false, any_up = false;
   for (const auto& b : cands) {

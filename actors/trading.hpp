@@ -39,7 +39,9 @@
 // backoff's end or a halt's end that finds the broker of the last attempt an enabled
 // broker with no session up leaves the order waiting for that broker, which may have it:
 // no other broker gets it; that broker's session opening sends it there again (while it
-// may take it: not given up, its breaker admitting); after route_wait_max it is a dead
+// may take it: not given up, its breaker admitting; its breaker refusing, as the
+// outage's own timeouts may have made it, the order keeps waiting for it, looked at each
+// route_poll_ns; given up, it goes on, that broker told to stop); after route_wait_max it is a dead
 // letter (`broker_silent`); that broker disabled meanwhile makes it one
 // (`broker_withdrawn`) (rules version 50; before, a broker's last session closing handed
 // its unacknowledged orders on at once, and a deadline with it away sent the order to the

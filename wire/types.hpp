@@ -554,7 +554,8 @@ struct order_state_view {
   uint8_t routing = 0;       // open: 0 waiting for a broker, 1 sent (not yet acknowledged), 2 working, 3 a dead letter,
                              // 4 held: its instrument is halted or its price stale
   uint8_t dead_reason = 0;   // a dead letter: 1 attempts exhausted, 2 every broker given up, 3 no broker in time,
-                             // 4 the broker working it withdrawn (its role taken, or disabled)
+                             // 4 the broker working it withdrawn (its role taken, or disabled), 5 the broker it
+                             // was sent to away past the route wait (broker_silent)
   uint8_t attempts = 0;      // times it was sent to a broker
 };
 static_assert(sizeof(order_state_view) == 112);

@@ -2012,6 +2012,32 @@ TEST_F(orders_engine, AnUnacknowledgedOrderWaitsForItsBrokerThroughAnOutage) {
   EXPECT_TRUE(sent().empty()) << "nothing to broker-b";
 }
 
+// An outage's own timeouts open the broker's breaker: when the broker comes back, the
+// orders that waited for it keep waiting (its breaker looked at each second) rather than
+// going to another broker while it may have them. Before, each went to broker-b at
+// once, broker-a told to stop in the same breath.
+TEST_F(orders_engine, AnOutageThatOpensTheBreakerSendsNoOrderElsewhere) {
+  using actors::trading::route_state;
+  up("broker-a");
+  up("broker-b");
+  for (uint64_t id = 400; id < 420; ++id) ASSERT_EQ(place(buy(id, a_, 10, 100)), result::ok) << id;
+  for (uint64_t id = 400; id < 420; ++id) ASSERT_EQ(order(id).broker, number("broker-a")) << id;
+  down("broker-a");
+  fx_.advance_s(6);  // every deadline passes with broker-a away: twenty timeouts
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return order_timeouts(e()) == 20; }));
+  clear_sent();
+  up("broker-a");  // its breaker open
+  fx_.advance_s(2);
+  (void)e().create_accounts({test::make_account(bank)});
+  sync();
+  for (const auto& [g, in] : sent()) EXPECT_NE(g, "broker-b") << "order " << in.order_id;
+  for (uint64_t id = 400; id < 420; ++id) {
+    EXPECT_EQ(order(id).routing, uint8_t(route_state::waiting)) << id;
+    EXPECT_EQ(order(id).attempts, 1) << id;
+  }
+}
+
 // ... and so does one waiting out its backoff after a timeout there (past an answer
 // timeout from the start, it waits for broker-a: rules version 50).
 TEST_F(orders_engine, AnOrderBackingOffStaysWithItsBrokerAcrossARestart) {
@@ -2033,9 +2059,16 @@ TEST_F(orders_engine, AnOrderBackingOffStaysWithItsBrokerAcrossARestart) {
   EXPECT_EQ(order(202).routing, uint8_t(route_state::waiting));
   EXPECT_EQ(order(202).attempts, 1);
   EXPECT_TRUE(sent().empty()) << "still nothing to broker-b";
-  up("broker-a");
-  EXPECT_EQ(order(202).broker, number("broker-a"));
-  EXPECT_EQ(order(202).attempts, 2);
+  // The wait for broker-a began at the backoff's end: route_wait_max later (the price
+  // kept fresh) it is a dead letter, broker-b never having had it.
+  for (uint64_t k = 0; k < 2; ++k) {
+    fx_.advance_s(301);
+    ASSERT_EQ(e().prices({price(etel, 100, 2 + k)}).results.at(0), result::ok);
+  }
+  ASSERT_TRUE(eventually([&] { return order(202).routing == uint8_t(route_state::dead); }));
+  EXPECT_EQ(order(202).dead_reason, uint8_t(actors::trading::dead_reason::unanswered));
+  EXPECT_EQ(order(202).attempts, 1);
+  EXPECT_TRUE(sent().empty());
 }
 
 // An order held by a move halt that ends while the engine is down is routed after the

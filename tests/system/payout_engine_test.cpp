@@ -1839,7 +1839,7 @@ TEST_F(payout_engine_replay, another_count_waits_for_a_run_with_the_old_one) {
 }
 
 // A desk's timer decisions are events (payout_timer): an answer timeout, a backoff's end,
-// a route found. After a clean stop without a final snapshot they are past the snapshot,
+// a wait for the gateway that may have paid. After a clean stop without a final snapshot they are past the snapshot,
 // and a start with another shard count, whose replay would fire those timers at other
 // batches than the ones whose instructions the gateways got, is refused; a run with the
 // old count snapshots them, and then the new count starts with the payout where it was.
