@@ -1252,6 +1252,33 @@ TEST(Events, RetentionDropsOldSegmentsAndCutsOffAReaderBehindIt) {
   EXPECT_EQ(refusal, wire::protocol_error::events_truncated) << err;
 }
 
+// Where the write-ahead log's record `index` (from 0; -1: the last) lies: its file, where
+// its payload begins, its lsn (an empty file: no such record, or the log unreadable).
+struct wal_record_place {
+  std::string file;
+  uint64_t payload_at = 0;
+  uint64_t lsn = 0;
+};
+wal_record_place wal_record_at(const std::string& data_dir, int index) {
+  wal_record_place at;
+  storage::wal_scan_options ro;
+  ro.dir = data_dir + "/wal";
+  ro.repair_tail = false;
+  storage::wal_scan_result sr;
+  std::string err;
+  int seen = 0;
+  const bool ok = storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
+    if (index < 0 || seen++ == index) at = {v.file, v.offset + sizeof(storage::record_header), v.header->lsn};
+    return true;
+  }, &sr, &err);
+  EXPECT_TRUE(ok) << err;
+  return ok ? at : wal_record_place{};
+}
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 // Damage in the log's last group, whose records the event log proves were durable, is
 // refused and left on the disk as it is; the same bytes mended, the engine starts with
 // every transfer. Before, the scan took it for a torn tail and zeroed it before any check,
@@ -1263,23 +1290,12 @@ TEST(EventsEngine, DamageUnderWhatTheEventLogProvesDurableIsNotCut) {
     ASSERT_EQ(f.e().create_transfers({make_transfer(30 + k, 1, 2, 10)}).results.at(0), result::ok);
   f.close();
   // The last record: its file and where its payload begins.
-  std::string file, err;
-  uint64_t payload_at = 0, last_lsn = 0;
-  storage::wal_scan_options ro;
-  ro.dir = f.dir() + "/wal";
-  ro.repair_tail = false;
-  storage::wal_scan_result sr;
-  ASSERT_TRUE(storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
-    file = v.file;
-    payload_at = v.offset + sizeof(storage::record_header);
-    last_lsn = v.header->lsn;
-    return true;
-  }, &sr, &err)) << err;
-  ASSERT_FALSE(file.empty());
-  const auto read_all = [&] {
-    std::ifstream in(file, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  };
+  const wal_record_place last = wal_record_at(f.dir(), -1);
+  ASSERT_FALSE(last.file.empty());
+  const std::string& file = last.file;
+  const uint64_t payload_at = last.payload_at, last_lsn = last.lsn;
+  std::string err;
+  const auto read_all = [&] { return file_bytes(file); };
   std::string bytes = read_all();
   bytes[payload_at + 8] ^= 0x40;
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
@@ -1332,27 +1348,13 @@ TEST(EventsEngine, RefusedStartsCutTheEventLogOnce) {
     ASSERT_EQ(f.e().create_transfers({make_transfer(30 + k, 1, 2, 10)}).results.at(0), result::ok);
   f.close();
   const size_t events_before = all_events(f.dir()).size();
-  // The first transfer's record: its file and where its payload begins.
-  std::string file, err;
-  uint64_t payload_at = 0;
-  storage::wal_scan_options ro;
-  ro.dir = f.dir() + "/wal";
-  ro.repair_tail = false;
-  storage::wal_scan_result sr;
-  int records = 0;
-  ASSERT_TRUE(storage::scan_wal(ro, [&](const storage::wal_record_view& v) {
-    if (records++ == 1) {  // (after the accounts' record)
-      file = v.file;
-      payload_at = v.offset + sizeof(storage::record_header);
-    }
-    return true;
-  }, &sr, &err)) << err;
-  ASSERT_FALSE(file.empty());
-  std::string bytes;
-  {
-    std::ifstream in(file, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
+  // The first transfer's record (after the accounts'): its file and where its payload begins.
+  const wal_record_place first = wal_record_at(f.dir(), 1);
+  ASSERT_FALSE(first.file.empty());
+  const std::string& file = first.file;
+  const uint64_t payload_at = first.payload_at;
+  std::string err;
+  std::string bytes = file_bytes(file);
   bytes[payload_at + 8] ^= 0x40;
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
   auto cfg = f.config();
