@@ -617,7 +617,10 @@ void desk_table::route(desk& d, payout_entry& p, uint64_t now) {
         send(d, p, **it, now, true);  // the same payment, where it may already be
         return;
       }
-      p.wait_since = 0;  // (a wait on a cancel, not for a gateway)
+      // (A wait on a cancel, not for a gateway; from rules version 49 the wait for a
+      // gateway it began goes on through it, so that one asked at each of its openings
+      // and gone before it answers does not begin it anew: route_wait_max still ends it.)
+      if (!waits_for_payer_) p.wait_since = 0;
       return leave_gateway(d, p, h, now, true);
     }
   }
@@ -964,7 +967,7 @@ result desk_table::answer(const wire::payout_answer& a, uint64_t desk_account, u
   if (!current && !backing_off) {
     // Waiting for a gateway that left it in an outage and may pay it (rules version 49):
     // that gateway saying it did not pay sends it on now, as its answer to a cancel would.
-    if (waits_for_payer_ && p->st == state::waiting && p->wait_since != 0 && might_have_paid &&
+    if (waits_for_payer_ && p->st == state::waiting && p->wait_since != 0 && p->cancel_wait == 0 && might_have_paid &&
         latest_attempt_at(*p, a.gateway) > p->routing_base) {
       route(d, *p, ts);
       return result::ok;
@@ -1191,7 +1194,7 @@ void desk_table::event(const wire::gateway_event& e, uint64_t ts) {
           if (before_cancels_ || answers(e.gateway)) send(d, p, *g, ts, false);
           else cancel_at(p, e.gateway, uint32_t(p.attempts.size()));
         }
-      } else if (up && p.st == state::waiting && p.wait_since != 0) {
+      } else if (up && p.st == state::waiting && p.wait_since != 0 && p.cancel_wait == 0) {
         to_route.push_back(&p);
       } else if (!up && before_cancels_ && p.st == state::in_flight && p.attempts.back().gateway == e.gateway) {
         to_route.push_back(&p);  // the rule of the builds before cancels

@@ -99,7 +99,9 @@
 //    it went to since the last operator's retry may pay it and has no session up; that
 //    gateway's session opening routes it (back to it, or through its answer to a cancel,
 //    as above), its `failed` sends it on at once, and after route_wait_max it is a dead
-//    letter `unanswered` (one an operator may retry only forced). A session opening re-sends the
+//    letter `unanswered` (one an operator may retry only forced); the wait goes on
+//    through that gateway's asks to cancel, so one that comes and goes without answering
+//    does not begin it anew. A session opening re-sends the
 //    instructions in flight to it (their deadline unchanged, so that a gateway whose
 //    sessions come and go still times out) and routes the payouts that were waiting for
 //    a gateway. After a restart (event reset) no gateway is up: payouts in flight stay in

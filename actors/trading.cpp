@@ -247,9 +247,11 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
       send(wallet, w, e, *it, now);
       return;
     }
-    // Away, or up with its breaker refusing (the outage's own timeouts may have opened
-    // it): it waits for that broker, looking again each route_poll_ns while it is up.
-    if (it != cands.end() && (!it->up || !gave_up)) {
+    // Away; or back from being away, its breaker refusing (the outage's own timeouts may
+    // have opened it): it waits for that broker, looking again each route_poll_ns while
+    // it is up. (One whose attempt timed out with the broker up, a hung broker, goes on
+    // below when its breaker refuses, as before.)
+    if (it != cands.end() && (!it->up || (!gave_up && e.wait_since != 0))) {
       const uint64_t since = e.wait_since != 0 ? e.wait_since : now;
       if (now - since >= route_wait_max_ns) return make_dead(wallet, w, e, dead_reason::unanswered, now);
       set_routing(e, route_state::waiting);

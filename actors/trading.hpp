@@ -41,7 +41,9 @@
 // no other broker gets it; that broker's session opening sends it there again (while it
 // may take it: not given up, its breaker admitting; its breaker refusing, as the
 // outage's own timeouts may have made it, the order keeps waiting for it, looked at each
-// route_poll_ns; given up, it goes on, that broker told to stop); after route_wait_max it is a dead
+// route_poll_ns; given up, it goes on, that broker told to stop; an attempt that timed
+// out with the broker up, a hung broker, goes on when its breaker refuses, as before);
+// after route_wait_max it is a dead
 // letter (`broker_silent`); that broker disabled meanwhile makes it one
 // (`broker_withdrawn`) (rules version 50; before, a broker's last session closing handed
 // its unacknowledged orders on at once, and a deadline with it away sent the order to the

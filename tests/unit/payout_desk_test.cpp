@@ -1308,6 +1308,43 @@ TEST(payout_desk, a_failed_answer_during_the_backoff_releases_the_payout) {
   }
 }
 
+// A gateway in a crash loop: its twenty payouts wait for it (their deadlines passed with
+// it away, its breaker opened), and at each of its openings it is asked to cancel them and
+// goes before it answers. The wait that began when it went away goes on through those
+// asks, so route_wait_max still ends it: dead letters for an operator, beta never paying.
+// Before, each ask and the wait after it began the wait anew, without end.
+TEST(payout_desk, a_gateway_in_a_crash_loop_still_leaves_its_payouts_dead_letters) {
+  recording_table r;
+  desk_table& t = r.t;
+  constexpr uint64_t s = 1'000'000'000;
+  t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+  t.event({r.beta, wire::gateway_event_kind::up, {}}, 11);
+  for (uint64_t id = 1; id <= 20; ++id) t.held(hold_of(id), 20);
+  t.event({r.alpha, wire::gateway_event_kind::down, {}}, 30);
+  t.run_due(20 + s + 1);  // every deadline passes with alpha away: they wait for it
+  for (uint64_t k = 0; k < 12; ++k) {  // a minute apart, each opening gone within a second
+    const uint64_t at = 2 * s + k * 60 * s;
+    t.event({r.alpha, wire::gateway_event_kind::up, {}}, at);
+    t.event({r.alpha, wire::gateway_event_kind::down, {}}, at + s / 2);
+    t.run_due(at + 3 * s);  // the cancels' waits end with alpha away
+    t.run_due(at + 59 * s);
+  }
+  t.flush();
+  for (const auto& [g, in] : r.sent) EXPECT_NE(g, r.beta) << "payout " << in.payout_id;
+  // (Alpha's breaker, half open at an opening, takes one of them as its probe: sent again,
+  // a new attempt, which attempts_max bounds. The others only waited.)
+  size_t waited_only = 0;
+  for (uint64_t id = 1; id <= 20; ++id) {
+    const payout_entry* p = held_payout_of(t, id);
+    ASSERT_NE(p, nullptr);
+    if (p->attempts.size() != 1) continue;
+    ++waited_only;
+    EXPECT_EQ(p->st, state::dead) << "payout " << id << ", twelve minutes after alpha went away";
+    EXPECT_EQ(p->dead, dead_reason::unanswered) << "payout " << id;
+  }
+  EXPECT_GE(waited_only, 10u);
+}
+
 // Twenty payouts in flight at alpha when its session closes: their deadlines pass with no
 // gateway up (each counts a timeout, and alpha's breaker opens) and they wait for a
 // gateway. Alpha comes back first, its breaker still open, then beta. Alpha may have paid
