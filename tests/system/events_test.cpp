@@ -1274,6 +1274,14 @@ wal_record_place wal_record_at(const std::string& data_dir, int index) {
   EXPECT_TRUE(ok) << err;
   return ok ? at : wal_record_place{};
 }
+// Four accounts, then `n` transfers of 10 from 1 to 2 (ids 30 on), each its own record;
+// the engine closed (no snapshot at close: `f` made without one).
+void transfers_then_closed(engine_fixture& f, uint64_t n) {
+  create_accounts(f.e(), 4);
+  for (uint64_t k = 0; k < n; ++k)
+    ASSERT_EQ(f.e().create_transfers({make_transfer(30 + k, 1, 2, 10)}).results.at(0), result::ok);
+  f.close();
+}
 std::string file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -1285,10 +1293,7 @@ std::string file_bytes(const std::string& path) {
 // losing acknowledged transfers for good and leaving events of records that were gone.
 TEST(EventsEngine, DamageUnderWhatTheEventLogProvesDurableIsNotCut) {
   engine_fixture f(2, /*checkpoint_on_close=*/false);
-  create_accounts(f.e(), 4);
-  for (uint64_t k = 0; k < 3; ++k)
-    ASSERT_EQ(f.e().create_transfers({make_transfer(30 + k, 1, 2, 10)}).results.at(0), result::ok);
-  f.close();
+  ASSERT_NO_FATAL_FAILURE(transfers_then_closed(f, 3));
   // The last record: its file and where its payload begins.
   const wal_record_place last = wal_record_at(f.dir(), -1);
   ASSERT_FALSE(last.file.empty());
@@ -1343,10 +1348,7 @@ TEST(EventsEngine, DamageUnderWhatTheEventLogProvesDurableIsNotCut) {
 // back to the snapshot (the only other copy of what the damaged records decided).
 TEST(EventsEngine, RefusedStartsCutTheEventLogOnce) {
   engine_fixture f(2, /*checkpoint_on_close=*/false);
-  create_accounts(f.e(), 4);
-  for (uint64_t k = 0; k < 5; ++k)
-    ASSERT_EQ(f.e().create_transfers({make_transfer(30 + k, 1, 2, 10)}).results.at(0), result::ok);
-  f.close();
+  ASSERT_NO_FATAL_FAILURE(transfers_then_closed(f, 5));
   const size_t events_before = all_events(f.dir()).size();
   // The first transfer's record (after the accounts'): its file and where its payload begins.
   const wal_record_place first = wal_record_at(f.dir(), 1);

@@ -2421,6 +2421,20 @@ void fill_log_to(engine::engine& e, const std::string& dir, size_t segments, uin
   }
 }
 
+// An engine on 2 MiB segments keeping at most `kept_max_mib` of log, with accounts 1..8
+// and six segments of transfers among them (ids from *id + 1); null if it failed.
+std::unique_ptr<engine::engine> engine_with_six_segments(const std::string& dir, uint64_t kept_max_mib,
+                                                         uint64_t* id) {
+  auto cfg = small_segments_config(dir);
+  cfg.wal_kept_max_mib = kept_max_mib;
+  auto e = open_engine(cfg);
+  if (!e) return e;
+  create_accounts(*e, 8);
+  fill_log_to(*e, dir, 6, id);
+  if (::testing::Test::HasFatalFailure()) e.reset();
+  return e;
+}
+
 // A log segment a checkpoint covered but whose drop a crash lost (its rename out of the
 // log's names not yet durable), left before a gap where later ones went: recovery starts
 // at the segment that holds the snapshot's next lsn and does not read it, so the gap is
@@ -2505,13 +2519,10 @@ TEST(ledger_snapshot, log_verify_finds_the_records_after_the_snapshot_missing) {
 // dropped meanwhile until it ended, whatever the disk had room for.
 TEST(ledger_snapshot, a_log_verify_gives_way_to_the_dropped_segments_it_keeps) {
   temp_dir d;
-  auto cfg = small_segments_config(d.path());
-  cfg.wal_kept_max_mib = 16;  // eight 2 MiB segments: the check gives way past 8 MiB kept for it
-  auto e = open_engine(cfg);
-  ASSERT_TRUE(e);
-  create_accounts(*e, 8);
+  // Eight 2 MiB segments: the check gives way past 8 MiB kept for it.
   uint64_t id = 0;
-  ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), 6, &id));
+  auto e = engine_with_six_segments(d.path(), 16, &id);
+  ASSERT_TRUE(e);
   auto& probes = storage::failure_probes::instance();
   struct unstall {
     std::atomic<int>& ms;
@@ -2551,13 +2562,10 @@ TEST(ledger_snapshot, a_log_verify_gives_way_to_the_dropped_segments_it_keeps) {
 // restart.
 TEST(ledger_snapshot, a_log_verify_gives_way_when_the_log_needs_the_space_it_keeps) {
   temp_dir d;
-  auto cfg = small_segments_config(d.path());
-  cfg.wal_kept_max_mib = 1024;  // far from the half the check gives way at by itself
-  auto e = open_engine(cfg);
-  ASSERT_TRUE(e);
-  create_accounts(*e, 8);
+  // Far from the half the check gives way at by itself.
   uint64_t id = 0;
-  ASSERT_NO_FATAL_FAILURE(fill_log_to(*e, d.path(), 6, &id));
+  auto e = engine_with_six_segments(d.path(), 1024, &id);
+  ASSERT_TRUE(e);
   auto& probes = storage::failure_probes::instance();
   struct unprobe {
     storage::failure_probes& p;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <linux/magic.h>
@@ -354,6 +356,22 @@ void write_unchecked_store(const std::string& dir, const std::vector<std::pair<u
   mdb_env_close(env);
 }
 
+// One write transaction on table `table_name` of the store in `dir`, through LMDB itself
+// (what a damaged or hand-edited file would hold), committed.
+void edit_raw(const std::string& dir, const char* table_name, const std::function<void(MDB_txn*, MDB_dbi)>& edit) {
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644), 0);
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi = 0;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, table_name, 0, &dbi), 0);
+  edit(txn, dbi);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
 // The stored size of one row, as LMDB holds it.
 size_t raw_size(const std::string& dir, const char* table_name, uint64_t k) {
   MDB_env* env = nullptr;
@@ -431,24 +449,14 @@ TEST(snapshot, a_row_under_another_key_fails_its_check) {
     ASSERT_TRUE(w->put(table::accounts, 42, bytes("forty-two")));
     ASSERT_TRUE(w->commit(snapshot_meta{})) << w->error();
   }
-  {
-    MDB_env* env = nullptr;
-    ASSERT_EQ(mdb_env_create(&env), 0);
-    ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
-    ASSERT_EQ(mdb_env_open(env, d.path().c_str(), MDB_NOTLS, 0644), 0);
-    MDB_txn* txn = nullptr;
-    MDB_dbi dbi = 0;
-    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "accounts", 0, &dbi), 0);
+  ASSERT_NO_FATAL_FAILURE(edit_raw(d.path(), "accounts", [](MDB_txn* txn, MDB_dbi dbi) {
     uint8_t k42[8] = {0, 0, 0, 0, 0, 0, 0, 42}, k44[8] = {0, 0, 0, 0, 0, 0, 0, 44};
     MDB_val key{8, k42}, val{};
     ASSERT_EQ(mdb_get(txn, dbi, &key, &val), 0);
     const std::string stored(static_cast<const char*>(val.mv_data), val.mv_size);
     MDB_val key44{8, k44}, copy{stored.size(), const_cast<char*>(stored.data())};
     ASSERT_EQ(mdb_put(txn, dbi, &key44, &copy, 0), 0);
-    ASSERT_EQ(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-  }
+  }));
   auto s = snapshot_store::open(d.path(), 1 << 26, &err);
   ASSERT_TRUE(s) << err;
   std::string v;
@@ -536,24 +544,14 @@ TEST(snapshot, a_store_that_lost_its_meta_rows_is_refused_unchanged) {
     ASSERT_TRUE(snapshot_store::open(d.path(), 1 << 28, &err)) << err;  // converted: checked rows
     const size_t checked = raw_size(d.path(), "accounts", 42);
     ASSERT_EQ(checked, 16u + snapshot_row_check_bytes);
-    {
-      MDB_env* env = nullptr;
-      ASSERT_EQ(mdb_env_create(&env), 0);
-      ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
-      ASSERT_EQ(mdb_env_open(env, d.path().c_str(), MDB_NOTLS, 0644), 0);
-      MDB_txn* txn = nullptr;
-      MDB_dbi dbi = 0;
-      ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-      ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    ASSERT_NO_FATAL_FAILURE(edit_raw(d.path(), "meta", [&](MDB_txn* txn, MDB_dbi dbi) {
       for (uint64_t k : {uint64_t(1), uint64_t(0)}) {
         if (k == 0 && !snapshot_row_too) continue;
         uint8_t kb[8] = {0, 0, 0, 0, 0, 0, 0, uint8_t(k)};
         MDB_val key{8, kb};
         ASSERT_EQ(mdb_del(txn, dbi, &key, nullptr), 0);
       }
-      ASSERT_EQ(mdb_txn_commit(txn), 0);
-      mdb_env_close(env);
-    }
+    }));
     err.clear();
     EXPECT_FALSE(snapshot_store::open(d.path(), 1 << 28, &err));
     // (With the snapshot row there, the conversion refuses it: it has its check, so it is
