@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
                      engine::metrics_http::listen_backlog, true}}) {
     if (p.port < 0) continue;
     std::string why;
-    *p.fd = engine::listen_on(p.address, uint16_t(p.port), p.backlog, p.nonblocking, &why);
+    *p.fd = engine::listen_on(p.address, uint16_t(p.port), p.backlog, p.nonblocking, &why, engine::listen_busy_wait_ms);
     if (*p.fd < 0) {
       // The port held by an engine on this data directory (a second start, a restart
       // while the first still drains): that is the cause to name.

@@ -44,7 +44,8 @@ namespace mesob::engine {
 using wire::frame_kind;
 using wire::protocol_error;
 
-int listen_on(const std::string& address, uint16_t port, int backlog, bool nonblocking, std::string* error) {
+int listen_on(const std::string& address, uint16_t port, int backlog, bool nonblocking, std::string* error,
+              int busy_wait_ms) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -54,10 +55,24 @@ int listen_on(const std::string& address, uint16_t port, int backlog, bool nonbl
   }
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
   const int one = 1;
-  if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, backlog) != 0) {
+  if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
     *error = address + ":" + std::to_string(port) + ": " + std::strerror(errno);
     if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  for (int waited = 0;; waited += 10) {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
+    const int e = errno;
+    if (e != EADDRINUSE || port == 0 || waited >= busy_wait_ms) {
+      *error = address + ":" + std::to_string(port) + ": " + std::strerror(e);
+      ::close(fd);
+      return -1;
+    }
+    ::usleep(10'000);
+  }
+  if (::listen(fd, backlog) != 0) {
+    *error = address + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    ::close(fd);
     return -1;
   }
   return fd;

@@ -131,9 +131,13 @@ struct server_config {
 };
 
 // A TCP socket bound to address:port (IPv4; port 0: any free one) and listening, with
-// SO_REUSEADDR; -1 and why (naming the address, the port and the error) if not.
+// SO_REUSEADDR; -1 and why (naming the address, the port and the error) if not. A port
+// in use (EADDRINUSE) is asked for again every 10 ms for up to `busy_wait_ms`: a process
+// killed while it listened (a crash, SIGKILL) holds its port a few milliseconds more,
+// while the kernel tears down its io_uring rings, so a restart at once would fail.
+constexpr int listen_busy_wait_ms = 1000;
 [[nodiscard]] int listen_on(const std::string& address, uint16_t port, int backlog, bool nonblocking,
-                            std::string* error);
+                            std::string* error, int busy_wait_ms = 0);
 
 struct server_stats {
   uint64_t sessions_open = 0;

@@ -131,6 +131,42 @@ TEST(mesobd, a_second_engine_on_the_same_data_directory_is_refused) {
   EXPECT_EQ(r.reply.accounts.at(0).credits_posted, 40u) << "every acknowledged transfer, after the crash";
 }
 
+// A restart right after a crash takes its port: the killed engine's is held a few
+// milliseconds past its death (the kernel tears its io_uring rings down after it), and
+// mesobd asks again for up to a second. Before, a restart at once failed about one time
+// in three with "Address already in use".
+TEST(mesobd, a_restart_right_after_a_crash_takes_its_port) {
+  temp_dir dir;
+  // A port another program lets go of within the second: taken.
+  const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_TRUE(held >= 0 && ::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(held, 1) == 0 &&
+              ::getsockname(held, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  const uint16_t port = ntohs(a.sin_port);
+  const std::vector<std::string> args = {"--port", std::to_string(port)};
+  std::thread let_go([held] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::close(held);
+  });
+  auto engine = std::make_unique<live_mesobd>(dir.path(), args);
+  let_go.join();
+  ASSERT_TRUE(engine->up()) << engine->output();
+  EXPECT_EQ(engine->port(), port);
+  // Killed with a client connected, and started again at once on the same port.
+  std::string err;
+  for (int i = 0; i < 6; ++i) {
+    auto c = wire::client::connect(dev_gateway_options(dir.path(), port), &err);
+    ASSERT_TRUE(c) << err;
+    ASSERT_TRUE(c->call(wire::lookup_accounts_body(std::vector<uint64_t>{1})).ok);
+    ASSERT_NE(engine->crash(), -1);
+    engine = std::make_unique<live_mesobd>(dir.path(), args);
+    ASSERT_TRUE(engine->up()) << "restart " << i << ": " << engine->output();
+  }
+}
+
 TEST(mesobd, bad_gateway_settings_are_refused) {
   temp_dir dir;
   auto r = run(bin("engine/mesobd") + " --data-dir " + dir.path() + " --port 0 --gateway gw:payments:zz");
