@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace mesob::actors::equb {
 
@@ -272,6 +273,19 @@ outcome repay(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t rou
   s.debts.clear();
   share_out(o, g, to_group);  // the group has ended: the seats' dividend at once
   return o;
+}
+
+result can_write_off(const group_state& g, uint32_t seat_index, uint64_t wallet, uint64_t amount) {
+  if (!ended(g)) return result::group_not_ended;  // (an active group's debts ride on the seat's payments)
+  if (!seat_of(g, seat_index, wallet)) return result::not_a_member;
+  if (g.seats[seat_index].debts.empty()) return result::nothing_owed;
+  if (amount != debts_of(g.seats[seat_index])) return result::wrong_amount;
+  return result::ok;
+}
+
+std::vector<debt> write_off(group_state& g, uint32_t seat_index, uint64_t wallet, uint64_t amount) {
+  MESOB_ASSERT(can_write_off(g, seat_index, wallet, amount) == result::ok);
+  return std::exchange(g.seats[seat_index].debts, {});
 }
 
 bool names_account(const group_state& g, uint64_t a) {

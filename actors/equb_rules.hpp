@@ -28,7 +28,9 @@
 //             both seats owes itself nothing.
 // An ended group (completed or dissolved) keeps its seats' debts, and takes one payment:
 // a seat that owes pays all its debts at once, naming the group's last round (g.round),
-// forwarded to their creditors oldest first (can_repay, repay).
+// forwarded to their creditors oldest first (can_repay, repay). A seat's debts that will
+// never be paid are written off by an operator, all at once (can_write_off, write_off:
+// rules version 51), so that the group can retire.
 //
 // Accounts: replace_account puts another account wherever the group names one (its fee,
 // guarantor or organizer account, a seat's wallet, a debt's creditor): a closed account
@@ -289,6 +291,14 @@ outcome contribute(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_
                                uint64_t amount, wire::currency_code currency);
 outcome repay(group_state& g, uint32_t seat_index, uint64_t wallet, uint32_t round, uint64_t amount,
               wire::currency_code currency, std::span<const uint32_t> uncovered = {});
+// An ended group: seat_index's debts written off by an operator (a member who will never
+// pay): its creditors, and the group for the debts' group parts (the seats' dividend),
+// are never paid them; no money moves (a debt is owed money, nothing the escrow holds).
+// `amount` must be all the seat owes (debts_of), as the operator saw it: a repayment in
+// between leaves nothing_owed, never a write-off of what was not seen. Returns the debts
+// written off, oldest first. Then the group may retire (nothing else owed).
+[[nodiscard]] result can_write_off(const group_state& g, uint32_t seat_index, uint64_t wallet, uint64_t amount);
+std::vector<debt> write_off(group_state& g, uint32_t seat_index, uint64_t wallet, uint64_t amount);
 // Whether the group names `a` (config, seats' wallets, debts' creditors; not the escrow).
 [[nodiscard]] bool names_account(const group_state& g, uint64_t a);
 // Whether `from` may be replaced by `to`: neither is the escrow, they differ, and the

@@ -417,6 +417,11 @@ constexpr uint16_t rules_payout_waits_for_payer = 49;
 // a dead letter (`broker_withdrawn`). Before, the order went to the next broker at once,
 // and both could trade it.
 constexpr uint16_t rules_order_waits_for_broker = 50;
-constexpr uint16_t rules_newest = 50;
+// Equb: an operator writes off an ended group's seat's debts (equb_op_kind::write_off,
+// with one equb_debt_written_off event per debt), so that a group with a member who
+// will never pay retires. Before, the kind was unknown: an older record's refused it
+// (equb_op_invalid), and such a group kept its place among groups_max for good.
+constexpr uint16_t rules_equb_write_off = 51;
+constexpr uint16_t rules_newest = 51;
 
 }  // namespace mesob::actors

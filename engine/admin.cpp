@@ -345,6 +345,10 @@ class admin_impl {
          "put another account wherever an equb group names one (its fee, guarantor or organizer account, a seat's "
          "wallet, a debt's creditor, its refused payments): how a group gets past a closed account; then group retry",
          3, 3, &admin_impl::cmd_group_replace},
+        {"group write-off", "<group-id> <seat> <amount>",
+         "write off all the debts of a seat of an ended equb group (a member who will never pay; amount: the seat's "
+         "debt as group show gives it): its creditors are never paid them, and the group can retire",
+         3, 3, &admin_impl::cmd_group_write_off},
         {"instruments", "[from=<instrument-id>]",
          "every instrument in id order (from that id): symbol, class, currency, tick, lot, last price, halt reasons",
          0, 1, &admin_impl::cmd_instruments},
@@ -1507,6 +1511,31 @@ class admin_impl {
                                                ", the group " + wire::currency_name(g.groups[0].g.cfg.currency));
     }
     return group_op(a[0], op, "names account " + a[2] + " wherever it named " + a[1] + " (group retry sends its refused payments)");
+  }
+
+  // The seat's wallet from a look-up; the amount the operator's, so that the engine
+  // refuses a write-off of other debts than those seen (wrong_amount, nothing_owed).
+  admin_response_msg cmd_group_write_off(const std::vector<std::string>& a) {
+    wire::equb_op op;
+    op.kind = wire::equb_op_kind::write_off;
+    admin_response_msg bad;
+    if (!id_arg("group", a[0], &op.group_id, &bad)) return bad;
+    uint64_t seat = 0;
+    if (!parse_u64(a[1], &seat) || seat >= actors::equb::seats_max)
+      return answer(admin_code::arguments_invalid, "seat '" + a[1] + "' is not a decimal integer from 0 to " +
+                                                       std::to_string(actors::equb::seats_max - 1));
+    if (!parse_u64(a[2], &op.amount) || op.amount == 0)
+      return answer(admin_code::arguments_invalid, "amount '" + a[2] + "' is not a decimal integer from 1 to 2^64-1");
+    op.seat = uint32_t(seat);
+    const reply g = eng_.lookup_groups({op.group_id});
+    if (g.st != status::ok) return refused_by_engine(g);
+    if (g.results.empty() || g.results[0] != wire::result::ok)
+      return answer(admin_code::not_found, "group " + a[0] + " does not exist");
+    const auto& seats = g.groups[0].g.seats;
+    if (seat >= seats.size())
+      return answer(admin_code::not_found, "group " + a[0] + " has " + std::to_string(seats.size()) + " seats");
+    op.wallet = seats[seat].wallet;
+    return group_op(a[0], op, "wrote off seat " + a[1] + "'s debts of " + a[2] + " (its creditors are not paid them)");
   }
 
   // ---- instruments (actors/market.hpp) ----

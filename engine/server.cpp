@@ -1419,7 +1419,8 @@ class server_impl {
   // answers payments; market data market_data (an instrument's halt, resume and resequence, and a
   // customer's resequence: operators only; a kind of no operation is the item's own
   // refusal, instrument_op_invalid or customer_op_invalid, not the whole request's);
-  // instrument look-ups every trading role. Admin gateways may do everything.
+  // instrument look-ups every trading role; an equb group's debts written off: operators
+  // only (the creditors lose them). Admin gateways may do everything.
   static uint32_t roles_needed(const wire::parsed_request& p) {
     using namespace wire::roles;
     switch (p.op) {
@@ -1442,6 +1443,13 @@ class server_impl {
         }
         return kyc | admin;
       case wire::operation::lookup_customers: return kyc | admin;  // KYC data stays with KYC
+      case wire::operation::equb_ops:
+        for (uint32_t i = 0; i < p.count; ++i) {
+          wire::equb_op op;
+          std::memcpy(&op, p.items.data() + size_t(i) * sizeof op, sizeof op);
+          if (op.kind == wire::equb_op_kind::write_off) return admin;
+        }
+        return payments | ledger | admin;
       case wire::operation::order_answers: return broker;  // a registered broker's own answers
       case wire::operation::lookup_orders: return payments | ledger | broker | admin;
       case wire::operation::lookup_positions: return payments | ledger | admin;

@@ -152,6 +152,10 @@ std::vector<std::string> messages(const wire::event& e) {
                 (e.ref.hi == 0 ? " will go to this wallet" : " will be sent on to " + std::to_string(e.amount))};
       if (e.code == uint16_t(wire::equb_op_kind::replace_account))
         return {"group " + a + ": account " + b + " replaced by account " + std::to_string(e.amount)};
+      if (e.code == uint16_t(wire::equb_op_kind::write_off))
+        // (An operation's event names no currency: the sum in minor units.)
+        return {"account " + b + ": your debts to group " + a + " (seat " + std::to_string(e.ref.lo) + ", " +
+                std::to_string(e.amount) + " in minor units) were written off"};
       return {"group " + a + ": " + (e.code < 7 ? ops[e.code] : "changed")};
     }
     case event_type::gateway_session:
@@ -272,6 +276,13 @@ std::vector<std::string> messages(const wire::event& e) {
     }
     case event_type::equb_retired:
       return {"group " + a + ": ended and settled; its record is retired and its escrow account closed"};
+    case event_type::equb_debt_written_off:
+      // Owed to the group alone: the seats' dividend, which no single account is told of.
+      if (e.account_b == 0)
+        return {"group " + a + ": seat " + std::to_string(e.code) + "'s debt of " + amt + " to the group (round " +
+                std::to_string(e.ref.lo) + ") was written off"};
+      return {"account " + b + ": the debt of " + amt + " owed to you by seat " + std::to_string(e.code) +
+              " of group " + a + " (round " + std::to_string(e.ref.lo) + ") was written off; it will not be paid"};
   }
   return {"event of type " + std::to_string(unsigned(e.type))};
 }

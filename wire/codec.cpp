@@ -476,7 +476,7 @@ bool repeat_changes_nothing(const parsed_request& r) {
     case operation::equb_ops:
       return no_item<equb_op>(r, [](const equb_op& o) {
         return o.kind != equb_op_kind::create && o.kind != equb_op_kind::start && o.kind != equb_op_kind::bid &&
-               o.kind != equb_op_kind::dissolve;
+               o.kind != equb_op_kind::dissolve && o.kind != equb_op_kind::write_off;
       });
     case operation::instrument_ops:
       return no_item<instrument_op>(r, [](const instrument_op& o) { return o.kind != instrument_op_kind::define; });

@@ -175,7 +175,7 @@ bool parse_request(std::span<const uint8_t> body, parsed_request* out, error_msg
 // whatever happened in between: creates keyed by client ids (accounts, transfers,
 // deposits, payouts, orders, groups, instruments), answers to the engine, prices and
 // KYC records (sequenced), look-ups, and the equb operations a group's phase makes
-// final (start, bid, dissolve). Not so: account status changes (an unfreeze in between
+// final (start, bid, dissolve, write_off: an ended group takes no new debts). Not so: account status changes (an unfreeze in between
 // would be undone), the equb operations leave, retry, payout_to and replace_account,
 // instrument halt, resume and resequence, KYC resequence, and rebalance (planned again
 // from the positions then). A repeat that changes nothing may still be answered with

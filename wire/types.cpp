@@ -143,6 +143,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(groups_full)
     MESOB_RESULT(round_closed)
     MESOB_RESULT(nothing_owed)
+    MESOB_RESULT(group_not_ended)
     MESOB_RESULT(group_not_found)
     MESOB_RESULT(group_account_exists)
     MESOB_RESULT(id_reserved)
@@ -287,6 +288,7 @@ std::string_view event_type_name(event_type t) {
     case event_type::customer_resequenced: return "customer_resequenced";
     case event_type::equb_rescheduled: return "equb_rescheduled";
     case event_type::equb_retired: return "equb_retired";
+    case event_type::equb_debt_written_off: return "equb_debt_written_off";
     case event_type::payout_timer: return "payout_timer";
   }
   return "unknown_event";

@@ -142,13 +142,18 @@ enum class equb_op_kind : uint16_t {
   // creditor, and the payments the ledger refused that wait for a retry (a closed
   // account never takes them; retry after this). Never the escrow. Any phase.
   replace_account = 8,
+  // seat, wallet, amount = all the seat's debts: an ended group's seat's debts written off
+  // (its creditors are never paid them); no money moves. An operator's, for a member who
+  // will never pay, so that the group can retire (rules version 51).
+  write_off = 9,
 };
-constexpr uint16_t equb_op_kind_max = 8;
+constexpr uint16_t equb_op_kind_max = 9;
 
 struct equb_op {
   uint64_t group_id = 0;
-  uint64_t wallet = 0;  // leave, bid, payout_to; replace_account: the account replaced
-  uint64_t amount = 0;  // bid: the bid; payout_to: the destination; replace_account: the new account
+  uint64_t wallet = 0;  // leave, bid, payout_to, write_off; replace_account: the account replaced
+  uint64_t amount = 0;  // bid: the bid; payout_to: the destination; replace_account: the new account;
+                        // write_off: the seat's debts
   // create only
   uint64_t fee_account_id = 0;
   uint64_t guarantor_account_id = 0;
@@ -165,7 +170,7 @@ struct equb_op {
   uint8_t rotation = 0;        // equb::rotation
   uint8_t default_policy = 0;  // equb::default_policy
   equb_op_kind kind = equb_op_kind::create;
-  uint32_t seat = 0;   // leave, bid, payout_to
+  uint32_t seat = 0;   // leave, bid, payout_to, write_off
   uint32_t round = 0;  // bid
   uint8_t rail = 0;    // payout_to
   uint8_t reserved = 0;
@@ -685,6 +690,8 @@ enum class result : uint32_t {
   round_closed = 134,          // a payment or bid for a round that closed without the seat's payment or bid
                                // (what it missed is owed with the seat's next payment)
   nothing_owed = 135,          // a payment into an ended group from a seat that owes nothing
+                               // (write_off: a seat that owes nothing)
+  group_not_ended = 136,       // write_off: the group is forming or active
   group_not_found = 140,
   group_account_exists = 141,            // create: an account (not this group's) has the id
   id_reserved = 142,                     // a transfer id in the range groups emit from
@@ -919,8 +926,13 @@ enum class event_type : uint16_t {
   // An ended equb group with nothing owed left the engine's memory (rules_groups_retire):
   // look-ups find it no more, its escrow account is closed, its id and number stay taken.
   equb_retired = 36,            // account_a: the group; ref.lo: its number, ref.hi: rounds paid out
+  // A seat's debt written off (equb_op write_off), one event per debt, oldest first:
+  // account_a: the group; account_b: the debt's creditor (0: owed to the group alone);
+  // amount: the debt; code: the seat; ref.lo: the round it was missed in, ref.hi: its part
+  // owed to the group (the seats' dividend, lost with it).
+  equb_debt_written_off = 37,
 };
-constexpr uint16_t event_type_max = 36;
+constexpr uint16_t event_type_max = 37;
 [[nodiscard]] std::string_view event_type_name(event_type t);
 
 // One event, 96 bytes: as kept on disk and as sent (Event in the schema). Transfers

@@ -75,6 +75,17 @@ inline wire::equb_op make_equb_replace(uint64_t group, uint64_t from, uint64_t t
   return op;
 }
 
+// An equb group's write_off operation: all of seat `seat`'s debts (`amount`), its wallet `wallet`.
+inline wire::equb_op make_equb_write_off(uint64_t group, uint32_t seat, uint64_t wallet, uint64_t amount) {
+  wire::equb_op op;
+  op.kind = wire::equb_op_kind::write_off;
+  op.group_id = group;
+  op.seat = seat;
+  op.wallet = wallet;
+  op.amount = amount;
+  return op;
+}
+
 // A gateway's registration: mobile money, payments, ETB settled through `etb_account`,
 // a 32-byte secret (0x40, 0x41, ...).
 inline wire::gateway_op make_gateway_registration(const char* id, uint64_t etb_account, uint32_t priority = 10,

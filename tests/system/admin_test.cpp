@@ -153,7 +153,7 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     ASSERT_EQ(cat.sections.size(), 1u);
     std::vector<std::string> names;
     for (const auto& row : cat.sections[0].rows) names.push_back(row[0]);
-    for (const char* n : {"status", "shards", "sessions", "gateways", "account show", "account freeze", "account unfreeze", "group show", "group retry", "group replace", "transfer show",
+    for (const char* n : {"status", "shards", "sessions", "gateways", "account show", "account freeze", "account unfreeze", "group show", "group retry", "group replace", "group write-off", "transfer show",
                           "snapshot", "log verify", "audit", "audit trail", "shutdown"})
       EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
 
@@ -326,6 +326,39 @@ TEST(admin_port, every_command_then_shutdown_and_the_audit_trail_survives) {
     EXPECT_EQ(cell(gs, "group", "fee_account_id"), "5");
     ASSERT_EQ(gs.sections.at(1).rows.size(), 2u);
     EXPECT_EQ(gs.sections[1].rows[1][1], "5") << "seat 1's wallet";
+    // Dissolved in round 2, the seat that received round 1 owes the other a contribution:
+    // an operator writes it off, as group show gives it, and the seat owes nothing.
+    wire::equb_op dissolve;
+    dissolve.kind = wire::equb_op_kind::dissolve;
+    dissolve.group_id = 900;
+    EXPECT_EQ(pay->call(wire::equb_ops_body(std::vector{dissolve})).reply.results.at(0), wire::result::ok);
+    gs = admin(*ops, "group show", {"900"});
+    std::string debtor, owes;
+    for (const auto& row : gs.sections.at(1).rows)
+      if (row.at(5) != "0") std::tie(debtor, owes) = std::pair{row[0], row[5]};
+    ASSERT_FALSE(debtor.empty()) << "a seat owes";
+    const auto bad_seat = admin(*ops, "group write-off", {"900", "x", owes});
+    EXPECT_EQ(bad_seat.code, admin_code::arguments_invalid);
+    EXPECT_NE(bad_seat.message.find("seat 'x'"), std::string::npos) << bad_seat.message;
+    EXPECT_EQ(admin(*ops, "group write-off", {"900", "1000", owes}).code, admin_code::arguments_invalid);
+    const auto bad_amount = admin(*ops, "group write-off", {"900", debtor, "0"});
+    EXPECT_EQ(bad_amount.code, admin_code::arguments_invalid);
+    EXPECT_NE(bad_amount.message.find("amount '0'"), std::string::npos) << bad_amount.message;
+    EXPECT_EQ(admin(*ops, "group write-off", {"901", debtor, owes}).code, admin_code::not_found);
+    const auto no_seat = admin(*ops, "group write-off", {"900", "2", owes});
+    EXPECT_EQ(no_seat.code, admin_code::not_found);
+    EXPECT_NE(no_seat.message.find("has 2 seats"), std::string::npos) << no_seat.message;
+    const auto less = admin(*ops, "group write-off", {"900", debtor, std::to_string(std::stoull(owes) - 1)});
+    EXPECT_EQ(less.code, admin_code::refused);
+    EXPECT_NE(less.message.find("wrong_amount"), std::string::npos) << less.message;
+    const auto off = admin(*ops, "group write-off", {"900", debtor, owes});
+    EXPECT_EQ(off.code, admin_code::ok) << off.message;
+    gs = admin(*ops, "group show", {"900"});
+    EXPECT_EQ(cell(gs, "group", "phase"), "dissolved");
+    for (const auto& row : gs.sections.at(1).rows) EXPECT_EQ(row.at(5), "0") << "seat " << row[0];
+    const auto again = admin(*ops, "group write-off", {"900", debtor, owes});
+    EXPECT_EQ(again.code, admin_code::refused);
+    EXPECT_NE(again.message.find("nothing_owed"), std::string::npos) << again.message;
 
     auto au2 = admin(*ops, "audit");
     EXPECT_EQ(au2.code, admin_code::ok) << au2.message;

@@ -375,7 +375,7 @@ TEST_F(equb_engine, BadPaymentsGetPreciseErrorsAndChangeNothing) {
 
   // Group operations' field checks.
   wire::equb_op bad;
-  bad.kind = wire::equb_op_kind(9);
+  bad.kind = wire::equb_op_kind(10);  // past the last (write_off)
   bad.group_id = g;
   EXPECT_EQ(op1(bad), result::equb_op_invalid);
   bad.kind = wire::equb_op_kind::dissolve;
@@ -727,6 +727,79 @@ TEST_F(equb_engine_replay, DebtsArePaidAfterTheGroupEnds) {
   EXPECT_EQ(balance(1), w1 - int64_t(missed_debt));
   EXPECT_EQ(balance(2), w2 + int64_t(missed_debt));
   expect_escrow_consistent(g);
+}
+
+// A debt a member will never pay is written off by an operator, whole, as seen: the
+// creditor is not paid it, no money moves, an event says so to the creditor, and the group
+// then retires at its next look (30 days on) and frees its place. A replay decides the
+// same.
+TEST_F(equb_engine_replay, ADebtWrittenOffLetsTheGroupRetire) {
+  constexpr uint64_t g = 5031, day_s = 86'400;
+  open_wallets(3);
+  form(g, 2);  // round 1: wallet 1 receives at once
+  ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
+  EXPECT_EQ(op1(make_equb_write_off(g, 0, 1, contribution)), result::group_not_ended);
+  fx_.advance_s(8 * day_s + 1);  // wallet 1 misses round 2
+  group_entry st;
+  for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
+    st = settled(g);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(st.g.ph, phase::completed);
+  ASSERT_EQ(debts_of_seat(st, 0), missed_debt);
+  const uint64_t first_look = st.retire_at;
+  const int64_t w1 = balance(1), w2 = balance(2), escrow = balance(g);
+  EXPECT_EQ(op1(make_equb_write_off(g, 0, 1, missed_debt - 1)), result::wrong_amount);
+  EXPECT_EQ(op1(make_equb_write_off(g, 0, 3, missed_debt)), result::not_a_member);
+  EXPECT_EQ(op1(make_equb_write_off(g, 1, 2, 1)), result::nothing_owed);
+  EXPECT_EQ(op1(make_equb_write_off(g, 0, 1, 0)), result::wrong_amount);
+  auto stray = make_equb_write_off(g, 0, 1, missed_debt);
+  stray.round = 2;
+  EXPECT_EQ(op1(stray), result::equb_op_invalid);
+  EXPECT_EQ(op1(make_equb_write_off(g + 1, 0, 1, missed_debt)), result::group_not_found);
+  EXPECT_EQ(debts_of_seat(settled(g), 0), missed_debt) << "refusals change nothing";
+  ASSERT_EQ(op1(make_equb_write_off(g, 0, 1, missed_debt)), result::ok);
+  EXPECT_TRUE(settled(g).g.seats[0].debts.empty());
+  EXPECT_EQ(op1(make_equb_write_off(g, 0, 1, missed_debt)), result::nothing_owed) << "once";
+  EXPECT_EQ(pay(1, g, 2, 0, missed_debt), result::nothing_owed) << "nothing is left to repay";
+  EXPECT_EQ(balance(1), w1);
+  EXPECT_EQ(balance(2), w2) << "the creditor is not paid it";
+  EXPECT_EQ(balance(g), escrow);
+  expect_escrow_consistent(g);
+
+  fx_.restart();  // replay
+  EXPECT_TRUE(settled(g).g.seats[0].debts.empty());
+  EXPECT_EQ(settled(g).retire_at, first_look);
+  // At its look, nothing owed: retired.
+  fx_.advance_s(31 * day_s);
+  bool gone = false;
+  for (int i = 0; i < 1000 && !gone; ++i) {
+    gone = e().lookup_groups({g}).results.at(0) == result::group_not_found;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(account(g).status, wire::account_status::closed);
+  EXPECT_EQ(balance(1), w1);
+  EXPECT_EQ(balance(2), w2);
+
+  std::vector<wire::event> ops, offs;
+  fx_.close();
+  for (const auto& ev : all_events(fx_.dir())) {
+    if (ev.type == wire::event_type::equb_op && ev.code == uint16_t(wire::equb_op_kind::write_off)) ops.push_back(ev);
+    if (ev.type == wire::event_type::equb_debt_written_off) offs.push_back(ev);
+  }
+  ASSERT_EQ(ops.size(), 1u) << "the refused ones and the replay wrote none";
+  EXPECT_EQ(ops[0].account_a, g);
+  EXPECT_EQ(ops[0].account_b, 1u);
+  EXPECT_EQ(ops[0].amount, missed_debt);
+  ASSERT_EQ(offs.size(), 1u);
+  EXPECT_EQ(offs[0].account_a, g);
+  EXPECT_EQ(offs[0].account_b, 2u) << "the creditor";
+  EXPECT_EQ(offs[0].amount, missed_debt);
+  EXPECT_EQ(offs[0].code, 0u) << "seat 0";
+  EXPECT_EQ(offs[0].ref.lo, 2u) << "round 2";
+  EXPECT_EQ(offs[0].ref.hi, 0u) << "no part owed to the group";
+  EXPECT_EQ(offs[0].lsn, ops[0].lsn) << "in the same batch";
 }
 
 // An ended group with nothing owed leaves the engine 30 days after it ended

@@ -2773,7 +2773,8 @@ TEST(Events, ARelayStopsAtOnceWhileItsServerSaysNothing) {
 }
 
 // The relay's messages, one per customer and event, as a notification service would send
-// them: a transfer to each side, an equb contribution, its lag.
+// them: a transfer to each side, an equb contribution, its lag, a debt written off to its
+// debtor and its creditor.
 TEST(Events, TheRelayTellsEachCustomerWhatHappened) {
   temp_dir dir;
   const uint16_t port = free_port();
@@ -2794,10 +2795,25 @@ TEST(Events, TheRelayTellsEachCustomerWhatHappened) {
       std::vector{make_transfer(4, 11, 12, 500, 0, "JPY"), make_transfer(5, 21, 22, 1'500, 0, "KWD")}));
   ASSERT_TRUE(moved.ok);
   ASSERT_EQ(moved.reply.results, (std::vector<result>{result::ok, result::ok}));
+  // Group 901 of wallets 1 and 2, dissolved in round 2: wallet 1 (round 1's recipient)
+  // owes wallet 2 a contribution, written off.
+  ASSERT_EQ(c->call(wire::equb_ops_body(std::vector{make_equb_create(901, 3, 100)})).reply.results.at(0), result::ok);
+  for (const uint64_t w : {1, 2}) {
+    wire::transfer j = make_transfer(5 + w, w, 901, 100, wire::transfer_flags::equb);
+    ASSERT_EQ(c->call(wire::create_transfers_body(std::vector{j})).reply.results.at(0), result::ok) << w;
+  }
+  for (const auto kind : {wire::equb_op_kind::start, wire::equb_op_kind::dissolve}) {
+    wire::equb_op op;
+    op.kind = kind;
+    op.group_id = 901;
+    ASSERT_EQ(c->call(wire::equb_ops_body(std::vector{op})).reply.results.at(0), result::ok) << unsigned(kind);
+  }
+  ASSERT_EQ(c->call(wire::equb_ops_body(std::vector{make_equb_write_off(901, 0, 1, 100)})).reply.results.at(0),
+            result::ok);
   const std::string out = dir.path() + "/relay.txt";
   relay_process relay(dir.path(), port, out, {"--name", "notify"}, dir.path() + "/relay.err", {}, false);
   std::string text;
-  for (int i = 0; i < 1000 && text.find("KWD from account 21") == std::string::npos; ++i) {
+  for (int i = 0; i < 1000 && text.find("will not be paid") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     text = read_file_text(out);
   }
@@ -2806,7 +2822,10 @@ TEST(Events, TheRelayTellsEachCustomerWhatHappened) {
                            "account 2: you received 12.50 ETB from account 1 [offset 5, lag ",
                            "account 1: your equb contribution of 500.00 ETB to group 900 was received [offset ",
                            "account 12: you received 500 JPY from account 11 [offset ",
-                           "account 22: you received 1.500 KWD from account 21 [offset "})
+                           "account 22: you received 1.500 KWD from account 21 [offset ",
+                           "account 1: your debts to group 901 (seat 0, 100 in minor units) were written off [offset ",
+                           "account 2: the debt of 1.00 ETB owed to you by seat 0 of group 901 (round 2) was written "
+                           "off; it will not be paid [offset "})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nin:\n" << text;
 }
 

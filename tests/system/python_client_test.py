@@ -131,6 +131,10 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     assert pay.equb([replace]) == [0]
     assert pay.equb([replace]) == [131]                       # 102 is named nowhere now
     print("equb replace_account: ok")
+    # write_off: an ended group's seat's debts; group 720 completed with every seat paid.
+    assert pay.equb([dict(kind=Client.WRITE_OFF, group=720, seat=0, wallet=311, amount=1)]) == [135]  # nothing_owed
+    assert pay.equb([dict(kind=Client.WRITE_OFF, group=720, seat=0, wallet=312, amount=1)]) == [113]  # not_a_member
+    print("equb write_off: ok")
 
     # Trading: an instrument, prices with sequences, a move halt and an operator's resume
     # (the dev gateway has every role); a customer of a tier the console sets, whose

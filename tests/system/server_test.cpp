@@ -1316,6 +1316,29 @@ TEST(server, market_data_and_halts_with_their_roles) {
   expect_serves(*pay, 1);
 }
 
+// An equb group's debts written off over TCP: an operator's (the creditors lose them);
+// a payments or ledger session is refused the whole request, whatever else it holds.
+TEST(server, an_equb_write_off_is_an_operators) {
+  net n;
+  auto pay = n.connect();
+  wire::equb_op retry;
+  retry.kind = wire::equb_op_kind::retry;
+  retry.group_id = 77;
+  const wire::equb_op off = make_equb_write_off(77, 0, 5, 100);
+  auto r = pay->call(wire::equb_ops_body(std::vector{retry, off}));
+  ASSERT_TRUE(r.server_error) << r.failure;
+  EXPECT_EQ(r.error.code, protocol_error::role_denied);
+  EXPECT_NE(r.error.message.find("admin"), std::string::npos) << r.error.message;
+  r = pay->call(wire::equb_ops_body(std::vector{retry}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, std::vector<result>{result::group_not_found});
+  auto ops = n.connect("ops");
+  r = ops->call(wire::equb_ops_body(std::vector{retry, off}));
+  ASSERT_TRUE(r.ok) << r.failure << r.error.message;
+  EXPECT_EQ(r.reply.results, (std::vector<result>{result::group_not_found, result::group_not_found}));
+  expect_serves(*pay, 1);
+}
+
 // KYC records over TCP: the kyc role sets them, payments may not, both look them up.
 TEST(server, customers_with_the_kyc_role) {
   net n;

@@ -1271,6 +1271,54 @@ TEST(equb_rules, group_table_keeps_no_debt_owed_to_itself_by_the_records_rules) 
   }
 }
 
+// The group table writes off a seat's debts from rules version 51, an event a debt, and
+// the group then retires at its time; by the rules before, the kind was unknown
+// (equb_op_invalid) and a group with a debt never paid stayed for good.
+TEST(equb_rules, group_table_writes_off_a_seats_debts_by_the_records_rules) {
+  using mesob::actors::rules_equb_write_off;
+  for (const uint16_t rules : {rules_equb_write_off, uint16_t(rules_equb_write_off - 1)}) {
+    SCOPED_TRACE(rules);
+    const bool writes_off = rules >= rules_equb_write_off;
+    cover_group g(2, rules, default_policy::pay_what_is_there);  // round 1: seat 0, at 3
+    auto& t = g.t;
+    std::vector<wire::event> events;
+    t.set_events([&](wire::event&& ev) { events.push_back(ev); });
+    t.set_retire([](const group_entry&) { return 1u; });
+    wire::equb_op dissolve;
+    dissolve.kind = wire::equb_op_kind::dissolve;
+    dissolve.group_id = escrow;
+    ASSERT_EQ(t.execute(dissolve, 4, cover_group::make_escrow), result::ok);
+    ASSERT_EQ(g.e().g.seats[0].debts.size(), 1u) << "seat 0 received: it owes seat 1 a contribution";
+    ASSERT_TRUE(g.e().owed.empty());
+    const uint64_t retire_at = g.e().retire_at;
+    wire::equb_op off;
+    off.kind = wire::equb_op_kind::write_off;
+    off.group_id = escrow;
+    off.seat = 0;
+    off.wallet = wallet(0);
+    off.amount = c;
+    ASSERT_EQ(check_op_fields(off), result::ok);
+    EXPECT_EQ(t.execute(off, 5, cover_group::make_escrow), writes_off ? result::ok : result::equb_op_invalid);
+    EXPECT_EQ(g.e().g.seats[0].debts.empty(), writes_off);
+    if (writes_off) {
+      ASSERT_EQ(events.size(), 1u);
+      EXPECT_EQ(events[0].type, wire::event_type::equb_debt_written_off);
+      EXPECT_EQ(events[0].account_a, escrow);
+      EXPECT_EQ(events[0].account_b, wallet(1));
+      EXPECT_EQ(events[0].amount, c);
+      EXPECT_EQ(events[0].code, 0u);
+      EXPECT_EQ(events[0].ref.lo, 2u) << "the round the dissolution made the debt in";
+      EXPECT_EQ(events[0].currency, g.cfg.currency);
+      EXPECT_EQ(t.execute(off, 6, cover_group::make_escrow), result::nothing_owed) << "a repeat changes nothing";
+    } else {
+      EXPECT_TRUE(events.empty());
+    }
+    events.clear();
+    t.close_due(retire_at + 1);
+    EXPECT_EQ(t.find(escrow) == nullptr, writes_off) << "retired once nothing is owed";
+  }
+}
+
 // A guarantor is repaid a round's cover only once the ledger has carried that cover
 // (rules version 36): a member's repayment while the round's close chain is in flight or
 // refused is held back in escrow, an obligation of its own, and sent when the chain is
@@ -2160,6 +2208,45 @@ TEST(equb_rules, debts_outlive_the_group_and_are_paid_after_it_ends) {
   step(d, h, repay(h, 2, wallet(2), 3, debt, etb));
   EXPECT_EQ(d.bal[wallet(1)], creditor + int64_t(debt));
   EXPECT_EQ(d.bal[escrow], 0);
+}
+
+// A seat's debts that will never be paid are written off in an ended group, all at once
+// and only as the operator saw them: the creditors are never paid them, no money moves,
+// and a repayment after finds nothing owed. An active group's debts ride on the seat's
+// payments and are not written off.
+TEST(equb_rules, an_ended_groups_seat_debts_are_written_off_whole) {
+  ledger l;
+  auto g = started(l, 3, config());
+  const uint64_t missed = c + g.cfg.late_penalty;
+  step(l, g, close_round(g, 1));  // round 1: seat 0
+  for (uint32_t round = 2; round <= 3; ++round) {  // seat 0 pays nothing
+    if (round == 3) {
+      EXPECT_EQ(can_write_off(g, 0, wallet(0), missed), result::group_not_ended) << "active";
+    }
+    step(l, g, contribute(g, 1, wallet(1), round, owed(g, 1, 5), g.cfg.currency, 5));
+    step(l, g, contribute(g, 2, wallet(2), round, owed(g, 2, 5), g.cfg.currency, 5));
+    step(l, g, close_round(g, due_at(round, grace) + 1));
+  }
+  ASSERT_EQ(g.ph, phase::completed);
+  ASSERT_EQ(debts_of(g.seats[0]), 2 * missed);
+  EXPECT_EQ(can_write_off(g, 0, wallet(0), 2 * missed - 1), result::wrong_amount);
+  EXPECT_EQ(can_write_off(g, 0, wallet(0), missed), result::wrong_amount) << "all of it or nothing";
+  EXPECT_EQ(can_write_off(g, 0, wallet(1), 2 * missed), result::not_a_member);
+  EXPECT_EQ(can_write_off(g, 3, wallet(0), 2 * missed), result::not_a_member) << "no such seat";
+  EXPECT_EQ(can_write_off(g, 1, wallet(1), 0), result::nothing_owed);
+  const auto ledger_before = l.bal;
+  const std::vector<debt> gone = write_off(g, 0, wallet(0), 2 * missed);
+  ASSERT_EQ(gone.size(), 2u);
+  EXPECT_EQ(gone[0].round, 2u);
+  EXPECT_EQ(gone[0].creditor_account_id, wallet(1));
+  EXPECT_EQ(gone[1].round, 3u);
+  EXPECT_EQ(gone[1].creditor_account_id, wallet(2));
+  EXPECT_EQ(gone[0].amount + gone[1].amount, 2 * missed);
+  EXPECT_TRUE(g.seats[0].debts.empty());
+  EXPECT_EQ(l.bal, ledger_before) << "no money moves";
+  EXPECT_EQ(g.escrow, 0u);
+  EXPECT_EQ(can_repay(g, 0, wallet(0), 3, 2 * missed, g.cfg.currency), result::nothing_owed);
+  EXPECT_EQ(can_write_off(g, 0, wallet(0), 2 * missed), result::nothing_owed) << "written off once";
 }
 
 // replace_account: a closed account never takes a payment again, so the group puts

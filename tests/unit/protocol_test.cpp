@@ -169,7 +169,8 @@ TEST(codec, repeat_changes_nothing_by_operation_and_item_kind) {
   EXPECT_FALSE(safe(set_account_status_body(std::vector<account_status_change>{{1, account_status::frozen}})));
   std::vector<equb_op> eq(3);
   for (auto& o : eq) o.kind = equb_op_kind::create;
-  for (auto k : {equb_op_kind::create, equb_op_kind::start, equb_op_kind::bid, equb_op_kind::dissolve}) {
+  for (auto k : {equb_op_kind::create, equb_op_kind::start, equb_op_kind::bid, equb_op_kind::dissolve,
+                 equb_op_kind::write_off}) {
     eq[1].kind = k;
     EXPECT_TRUE(safe(equb_ops_body(eq))) << unsigned(k);
   }

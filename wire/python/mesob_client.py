@@ -608,11 +608,12 @@ class Client:
     # ---- equb groups (wire/README.md; the group's id is its escrow account's) -------------
     EQUB_FLAG = 0x10
     GROUP_NOT_FOUND = 140  # a look-up's result for a group that does not exist
-    CREATE, START, LEAVE, BID, DISSOLVE, RETRY, PAYOUT_TO, REPLACE_ACCOUNT = range(1, 9)
+    CREATE, START, LEAVE, BID, DISSOLVE, RETRY, PAYOUT_TO, REPLACE_ACCOUNT, WRITE_OFF = range(1, 10)
 
     def equb(self, ops):
-        """ops: dicts with kind (Client.CREATE .. Client.REPLACE_ACCOUNT), group and, as the kind
-        needs them: wallet, seat, round, amount (leave, bid); wallet, seat, rail, destination
+        """ops: dicts with kind (Client.CREATE .. Client.WRITE_OFF), group and, as the kind
+        needs them: wallet, seat, round, amount (leave, bid); wallet, seat, amount (write_off:
+        all the seat's debts in an ended group); wallet, seat, rail, destination
         (payout_to: rail 0 pays the seat's payout to its wallet); replaced, by
         (replace_account: the account replaced and the one replacing it); for create: currency,
         contribution, period_ns, fee_account and optionally grace_ns, late_penalty,
