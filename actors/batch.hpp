@@ -74,6 +74,8 @@ enum class op_kind : uint16_t {
   order_retries = 32,            // operators' retries of dead letters (wire::order_cancel, in
                                  // order_cancels), on the wallets' shards
   lookup_positions = 33,         // portfolios' positions by wallet id (account_ids), their shards
+  order_retries_forced = 34,     // operators' retries, as order_retries, of dead letters a broker may
+                                 // have: the operator checked with it (rules_order_retry_checks_broker)
 };
 
 // One currency's sums over every account: in a double-entry ledger debits equal credits.
@@ -90,7 +92,8 @@ struct currency_total {
          k == op_kind::gateway_ops || k == op_kind::payout_answers || k == op_kind::gateway_events ||
          k == op_kind::payout_ops || k == op_kind::instrument_ops || k == op_kind::prices ||
          k == op_kind::customer_ops || k == op_kind::policy_ops || k == op_kind::orders ||
-         k == op_kind::order_answers || k == op_kind::order_cancels || k == op_kind::order_retries;
+         k == op_kind::order_answers || k == op_kind::order_cancels || k == op_kind::order_retries ||
+         k == op_kind::order_retries_forced;
 }
 
 constexpr uint32_t shards_max = 32;

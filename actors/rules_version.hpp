@@ -422,6 +422,13 @@ constexpr uint16_t rules_order_waits_for_broker = 50;
 // will never pay retires. Before, the kind was unknown: an older record's refused it
 // (equb_op_invalid), and such a group kept its place among groups_max for good.
 constexpr uint16_t rules_equb_write_off = 51;
-constexpr uint16_t rules_newest = 51;
+// Orders: an operator's retry of a dead letter that a broker was sent since its last
+// retry and never answered, or that was working at a broker since withdrawn (any such
+// broker may have it and trade it), is refused
+// (order_may_be_traded) unless forced (op_kind::order_retries_forced: the operator
+// checked with that broker), as a payout's retry is (payout_may_be_paid). Before, every
+// retry routed afresh at once, and both brokers could trade the order.
+constexpr uint16_t rules_order_retry_checks_broker = 52;
+constexpr uint16_t rules_newest = 52;
 
 }  // namespace mesob::actors

@@ -450,12 +450,14 @@ void shard::execute(batch& b) {
     case op_kind::order_answers: execute_order_answers(b); break;
     case op_kind::order_cancels:
     case op_kind::order_retries:
+    case op_kind::order_retries_forced:
       for (uint32_t i = 0; i < b.count; ++i)
         if (b.results[i] == result::ok && shard_of(b.order_cancels[i].wallet, count_) == index_) {
           deciding(b, i + 1);
           bool repeated = false;
-          b.results[i] = b.kind == op_kind::order_retries
-                             ? trading_.retry(b.order_cancels[i], b.timestamp_base + i)
+          b.results[i] = b.kind != op_kind::order_cancels
+                             ? trading_.retry(b.order_cancels[i], b.timestamp_base + i,
+                                              b.kind == op_kind::order_retries_forced)
                              : trading_.cancel(b.order_cancels[i], b.timestamp_base + i, &repeated);
           if (!b.repeated.empty()) b.repeated[i] = repeated;
         }

@@ -992,12 +992,17 @@ void table::resume(uint64_t last_before, uint64_t resumed) {
   });
 }
 
-result table::retry(const wire::order_cancel& c, uint64_t ts) {
+result table::retry(const wire::order_cancel& c, uint64_t ts, bool force) {
   wallet_entry* w = entry(c.wallet);
   order_entry* e = w ? w->b.order_mut(c.order_id) : nullptr;
   if (!e || e->st != order_state::open) return result::order_not_open;
   if (route_state(e->routing) != route_state::dead || e->ending != order_state::open) return result::order_not_dead;
   if (e->attempts.size() + attempts_max > portfolio::attempts_kept_max) return result::order_retries_exhausted;
+  // Sent to a broker since the last retry, none answering; or working at a broker since
+  // withdrawn (which may have acknowledged an attempt from before that retry).
+  const bool may_be_traded =
+      e->attempts.size() > e->routing_base || dead_reason(e->dead) == dead_reason::withdrawn;
+  if (rules_ >= rules_order_retry_checks_broker && !force && may_be_traded) return result::order_may_be_traded;
   e->routing_base = uint32_t(e->attempts.size());
   e->given_up.clear();
   set_routing(*e, route_state::waiting);

@@ -59,9 +59,13 @@
 // or with every broker of its currency given up, it becomes a *dead letter*
 // (`order_dead`): open, its hold kept, answers still taken, until an operator retries it
 // (routes afresh: `order_retries`) or anyone cancels it. A retry is the fallback an
-// operator asks for, and needs no check with the broker first (unlike a payout's,
-// payout_may_be_paid): a broker the order leaves is told to stop, as after a timeout,
-// and what it filled before it heard still settles: the book takes the fills of all its
+// operator asks for: one of a dead letter that a broker was sent since the last retry
+// and never answered, or that was working at a broker since withdrawn, is refused,
+// order_may_be_traded, unless forced (`order_retries_forced`:
+// the operator checked with those brokers), as a payout's is (payout_may_be_paid); one
+// never sent needs no force (rules version 52; before, every retry routed at once, and
+// both brokers could trade it). A broker the order leaves is told to stop, as after a
+// timeout, and what it filled before it heard still settles: the book takes the fills of all its
 // brokers together up to the order's quantity (one past it is fill_invalid). Breakers count a timeout as bad
 // and the first answer to an attempt as good (a reject is an answer: the broker works).
 // An answer is taken from any broker the order was sent to (order_wrong_broker from
@@ -276,8 +280,12 @@ class table {
   wire::result answer(const wire::order_answer& a, const market::book& market, uint64_t ts, bool* repeated);
   // A client's cancel (the sequencer found the order's hold for that wallet).
   wire::result cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated);
-  // An operator's retry of a dead letter: routed afresh.
-  wire::result retry(const wire::order_cancel& c, uint64_t ts);
+  // An operator's retry of a dead letter: routed afresh. From
+  // rules_order_retry_checks_broker one that a broker was sent since its last retry (its
+  // routing_base; none answered it, or it would not be a dead letter), or one that was
+  // working at a broker since withdrawn, is refused order_may_be_traded unless `force`d:
+  // that broker may have it.
+  wire::result retry(const wire::order_cancel& c, uint64_t ts, bool force = false);
   // A session of broker `gateway` opened: the orders it has are pushed to it again (those
   // unacknowledged with their answer due from now), those it had and does not are
   // cancelled there, and orders waiting for a broker are routed.

@@ -327,8 +327,10 @@ class admin_impl {
          "every shard's circuit breaker for each broker it sent orders to: phase, trips, orders sent, answered, "
          "answer timeouts, open until",
          0, 0, &admin_impl::cmd_brokers},
-        {"order retry", "<order-id>", "route a dead letter again from the first broker", 1, 1,
-         &admin_impl::cmd_order_retry},
+        {"order retry", "<order-id> [force]",
+         "route a dead letter again from the first broker; one a broker was sent and never answered may be traded "
+         "there: refused unless force (the operator checked with its brokers)",
+         1, 2, &admin_impl::cmd_order_retry},
         {"order cancel", "<order-id>",
          "cancel an open order (as its customer may): one never sent closes at once; otherwise its brokers are told "
          "and it closes when the broker confirms or after the grace, taking the fills made meanwhile",
@@ -1014,21 +1016,34 @@ class admin_impl {
     return m;
   }
 
-  admin_response_msg order_action(const std::string& arg, bool retry, const std::string& done) {
+  admin_response_msg order_action(const std::string& arg, bool retry, const std::string& done, bool force = false) {
     wire::order_state_view v;
     admin_response_msg bad;
     if (!order_arg(arg, &v, &bad)) return bad;
     const wire::order_cancel c{v.o.id, v.o.wallet};
-    const reply r = retry ? eng_.retry_orders({c}) : eng_.cancel_orders({c});
+    const reply r = retry ? eng_.retry_orders({c}, force) : eng_.cancel_orders({c});
     if (r.st != status::ok) return refused_by_engine(r);
     const auto res = r.results.at(0);
+    // Decided as the retry executes (rules_order_retry_checks_broker): a broker it was
+    // sent to never answered, and may have it.
+    if (res == wire::result::order_may_be_traded)
+      return answer(admin_code::refused,
+                    "order " + arg + ": " +
+                        (v.dead_reason == uint8_t(actors::trading::dead_reason::withdrawn)
+                             ? std::string("the broker working it was withdrawn and may still trade it")
+                             : std::string("a broker it was sent to since its last retry never answered and may be "
+                                           "working it")) +
+                        "; routed again, it could be traded twice. Check with its brokers first, then: order retry " +
+                        arg + " force");
     if (res != wire::result::ok)
       return answer(admin_code::refused,
                     "order " + arg + ": " + std::string(wire::result_name(res)) + " (it is " + order_state_text(v) + ")");
     return answer(admin_code::ok, "order " + arg + " " + done);
   }
   admin_response_msg cmd_order_retry(const std::vector<std::string>& a) {
-    return order_action(a[0], true, "is routed again");
+    if (a.size() > 1 && a[1] != "force")
+      return answer(admin_code::arguments_invalid, "after the order id only the word 'force', not '" + a[1] + "'");
+    return order_action(a[0], true, "is routed again (the brokers it leaves are told to stop)", a.size() > 1);
   }
   admin_response_msg cmd_order_cancel(const std::vector<std::string>& a) {
     return order_action(a[0], false, "cancel requested: its brokers are told, and it closes when they confirm or its "

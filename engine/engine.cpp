@@ -164,6 +164,7 @@ std::span<const uint8_t> ops_bytes(const batch& b) {
       return {reinterpret_cast<const uint8_t*>(b.order_answers.data()), b.order_answers.size() * sizeof(wire::order_answer)};
     case op_kind::order_cancels:
     case op_kind::order_retries:
+    case op_kind::order_retries_forced:
       return {reinterpret_cast<const uint8_t*>(b.order_cancels.data()), b.order_cancels.size() * sizeof(wire::order_cancel)};
     case op_kind::tick:
       if (b.resumed_after == 0) return {};
@@ -1372,6 +1373,7 @@ class engine_impl {
         break;
       case op_kind::order_cancels:
       case op_kind::order_retries:
+      case op_kind::order_retries_forced:
         // A cancel (or retry) names an order placed for that wallet (its hold's record says).
         b.results.assign(b.count, result::ok);
         if (event_writer_) b.repeated.assign(b.count, 0);
@@ -1441,6 +1443,7 @@ class engine_impl {
       b.shard_mask = m != 0 ? m : 1u;
     }
     if (b.kind == op_kind::order_answers || b.kind == op_kind::order_cancels || b.kind == op_kind::order_retries ||
+        b.kind == op_kind::order_retries_forced ||
         b.kind == op_kind::lookup_orders) {
       uint32_t m = 0;
       for (uint32_t i = 0; i < b.count; ++i) {
@@ -1532,6 +1535,7 @@ class engine_impl {
         break;
       case op_kind::order_cancels:
       case op_kind::order_retries:
+      case op_kind::order_retries_forced:
         b->order_cancels = std::move(req.order_cancels);
         b->count = uint32_t(b->order_cancels.size());
         break;
@@ -1599,7 +1603,8 @@ class engine_impl {
       case op_kind::orders: n = req.orders.size(); break;
       case op_kind::order_answers: n = req.order_answers.size(); break;
       case op_kind::order_cancels:
-      case op_kind::order_retries: n = req.order_cancels.size(); break;
+      case op_kind::order_retries:
+      case op_kind::order_retries_forced: n = req.order_cancels.size(); break;
       case op_kind::lookup_orders: n = req.account_ids.size(); break;
       case op_kind::lookup_positions:
         if (req.account_ids.size() > wire::lookup_positions_max) return status::batch_too_large;
@@ -3721,7 +3726,8 @@ class engine_impl {
       case op_kind::orders: ok = ok && decode_ops(body, bh.count, b->orders); break;
       case op_kind::order_answers: ok = ok && decode_ops(body, bh.count, b->order_answers); break;
       case op_kind::order_cancels:
-      case op_kind::order_retries: ok = ok && decode_ops(body, bh.count, b->order_cancels); break;
+      case op_kind::order_retries:
+      case op_kind::order_retries_forced: ok = ok && decode_ops(body, bh.count, b->order_cancels); break;
       case op_kind::create_transfers:
         ok = ok && (packed ? wire::unpack_transfers(body, bh.count, b->transfers, &unpack_why)
                            : decode_ops(body, bh.count, b->transfers));
@@ -5055,8 +5061,9 @@ reply engine::cancel_orders(std::vector<wire::order_cancel> c) {
   return call_with(*this, op_kind::order_cancels, &request::order_cancels, std::move(c));
 }
 
-reply engine::retry_orders(std::vector<wire::order_cancel> c) {
-  return call_with(*this, op_kind::order_retries, &request::order_cancels, std::move(c));
+reply engine::retry_orders(std::vector<wire::order_cancel> c, bool force) {
+  return call_with(*this, force ? op_kind::order_retries_forced : op_kind::order_retries, &request::order_cancels,
+                   std::move(c));
 }
 
 reply engine::lookup_positions(std::vector<uint64_t> wallets) {

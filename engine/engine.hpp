@@ -414,7 +414,9 @@ class engine {
   reply order_answers(const std::string& broker, std::vector<wire::order_answer> a);
   reply cancel_orders(std::vector<wire::order_cancel> c);
   // Operators' retries of dead letters (order_not_dead for any other order): routed afresh.
-  reply retry_orders(std::vector<wire::order_cancel> c);
+  // `force`: dead letters a broker may have too (order_may_be_traded otherwise: the
+  // operator checked with that broker; op_kind::order_retries_forced).
+  reply retry_orders(std::vector<wire::order_cancel> c, bool force = false);
   reply lookup_orders(std::vector<uint64_t> order_ids);
   // Rebalancing (actors/portfolio.hpp, plan_rebalance): the orders that bring `wallet`'s
   // portfolio within drift_bp of its profile's model, planned on its shard and placed as

@@ -209,6 +209,7 @@ void derive_events(const actors::batch& b, std::vector<event>& out) {
       }
       break;
     case op_kind::order_retries:
+    case op_kind::order_retries_forced:
       for (uint32_t i = 0; i < b.count; ++i) {
         if (!ok(i)) continue;
         event& e = add(i, event_type::order_retried);

@@ -48,6 +48,7 @@ const char* kind_name(uint16_t k) {
     case 27: return "order_answers";
     case 28: return "order_cancels";
     case 32: return "order_retries";
+    case 34: return "order_retries_forced";
     default: return "?";
   }
 }

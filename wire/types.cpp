@@ -242,6 +242,7 @@ std::string_view result_name(result r) {
     MESOB_RESULT(grace_not_within_period)
     MESOB_RESULT(period_too_short)
     MESOB_RESULT(late_penalty_past_contribution)
+    MESOB_RESULT(order_may_be_traded)
     MESOB_RESULT(order_lots_past_fills)
     MESOB_RESULT(commission_cap_missing)
     MESOB_RESULT(open_lots_past_fills)

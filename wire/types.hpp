@@ -813,6 +813,8 @@ enum class result : uint32_t {
                                          // that shard's share of a reply (the frame ceiling)
   period_too_short = 249,                // equb: a new group whose round is under a minute
   late_penalty_past_contribution = 250,  // equb: a new group whose late penalty is over its contribution
+  order_may_be_traded = 251,             // orders: a retry, not forced, of a dead letter a broker was
+                                         // sent and never answered (it may have it)
 };
 [[nodiscard]] std::string_view result_name(result r);
 

@@ -1494,6 +1494,10 @@ TEST_F(orders_engine, AnOrderWaitingForABrokerDoesNotCountTheDowntimeWithNoGroup
   ASSERT_EQ(e().prices({price(etel, 100, 4)}).results.at(0), result::ok);
   ASSERT_TRUE(eventually([&] { return orders_dead(e()) == 1; })) << orders_dead(e());
   EXPECT_EQ(order(121).dead_reason, uint8_t(actors::trading::dead_reason::no_route));
+  // Never sent to a broker, none may have it: an operator's retry needs no force.
+  EXPECT_EQ(order(121).attempts, 0);
+  EXPECT_EQ(e().retry_orders({{121, a_}}).results.at(0), result::ok);
+  EXPECT_EQ(order(121).routing, uint8_t(actors::trading::route_state::waiting)) << "no broker up yet";
 }
 
 TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) {
@@ -1521,9 +1525,14 @@ TEST_F(orders_engine, ADeadLetterKeepsItsHoldUntilAnOperatorRetriesOrCancelsIt) 
   EXPECT_EQ(order(111).routing, uint8_t(actors::trading::route_state::working));
   EXPECT_EQ(orders_dead(e()), 1u);
   EXPECT_EQ(answer("broker-b", accepted(110)), result::order_wrong_broker) << "never sent there";
-  // An operator retries 110: routed afresh from the first broker.
+  // An operator retries 110: broker-a never answered it and may be working it, so the
+  // retry is refused unless the operator checked with it (force, rules version 52); then
+  // routed afresh from the first broker.
   clear_sent();
-  EXPECT_EQ(e().retry_orders({{110, a_}}).results.at(0), result::ok);
+  EXPECT_EQ(e().retry_orders({{110, a_}}).results.at(0), result::order_may_be_traded);
+  EXPECT_EQ(order(110).routing, uint8_t(actors::trading::route_state::dead)) << "refused: nothing changes";
+  EXPECT_TRUE(sent().empty());
+  EXPECT_EQ(e().retry_orders({{110, a_}}, true).results.at(0), result::ok);
   sync();
   o = order(110);
   EXPECT_EQ(o.routing, uint8_t(actors::trading::route_state::sent));

@@ -208,6 +208,8 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     row = shown["sections"][0]["rows"][0]
     assert row["state"] == "filled" and row["broker"] == "bk" and row["attempts"] == 1 and row["paid"] == 990, row
     assert ops("order", "retry", "7001")["code"] == "refused"
+    assert ops("order", "retry", "7001", "force")["code"] == "refused"  # no dead letter, forced or not
+    assert ops("order", "retry", "7001", "now")["code"] == "arguments_invalid"
     assert ops("order", "show", "7999")["code"] == "not_found"
     assert ops("order", "show", "x")["code"] == "arguments_invalid"
     # The position the fill made, to the client and to operators.

@@ -721,6 +721,65 @@ TEST(TradingGrace, AStartLooksAgainAtEndingOrdersUnderNewRules) {
   EXPECT_EQ(t.find(5, 1)->st, portfolio::order_state::cancelled) << "rules 29: broker 3 has its session up";
 }
 
+// An operator's retry of a dead letter that a broker was sent and never answered (here,
+// silent through its tries with its session up: every broker given up) is refused
+// unless forced from rules version 52 (order_may_be_traded: that broker may be working
+// it); by the rules before, it routed afresh at once.
+TEST(TradingRetry, ADeadLetterABrokerMayHaveNeedsForceByTheRecordsRules) {
+  for (const uint16_t rules : {rules_order_retry_checks_broker, uint16_t(rules_order_retry_checks_broker - 1)}) {
+    SCOPED_TRACE(rules);
+    trading_world w;
+    auto& t = w.t;
+    t.set_rules(rules);
+    t.placed(order(1, wire::order_side::buy, 10, 110), 2, t0 + 2);
+    uint64_t now = t0 + 2;
+    for (int k = 0; k < 1000 && t.find(5, 1)->routing != uint8_t(trading::route_state::dead); ++k) {
+      now += 100'000'000;
+      if (t.due(now)) t.run_due(now);
+    }
+    const auto* e = t.find(5, 1);
+    ASSERT_EQ(e->routing, uint8_t(trading::route_state::dead));
+    EXPECT_EQ(e->dead, uint8_t(trading::dead_reason::routes));
+    ASSERT_EQ(e->attempts.size(), trading::tries_per_gateway);
+    if (rules >= rules_order_retry_checks_broker) {
+      EXPECT_EQ(t.retry({1, 5}, now), result::order_may_be_traded);
+      EXPECT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::dead)) << "refused: nothing changes";
+      EXPECT_EQ(t.retry({1, 5}, now, true), result::ok) << "forced";
+    } else {
+      EXPECT_EQ(t.retry({1, 5}, now), result::ok);
+    }
+    EXPECT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::sent)) << "to broker 3 again";
+    EXPECT_EQ(t.find(5, 1)->attempts.size(), trading::tries_per_gateway + 1);
+  }
+}
+
+// The same for a dead letter whose broker acknowledged an attempt from before the last
+// retry and was then withdrawn: no attempt since that retry, but that broker may trade it.
+TEST(TradingRetry, AnOrderWorkingAtAWithdrawnBrokerNeedsForce) {
+  trading_world w;
+  auto& t = w.t;
+  trading::broker_info three{3, true, true, 1'000'000'000};
+  t.set_brokers([&](wire::currency_code, std::vector<trading::broker_info>* out) { out->push_back(three); });
+  t.set_broker_of([&](uint32_t number) { return number == 3 ? three : trading::broker_info{number}; });
+  t.placed(order(1, wire::order_side::buy, 10, 110), 2, t0 + 2);
+  uint64_t now = t0 + 2;
+  for (int k = 0; k < 1000 && t.find(5, 1)->routing != uint8_t(trading::route_state::dead); ++k) {
+    now += 100'000'000;
+    if (t.due(now)) t.run_due(now);
+  }
+  ASSERT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::dead));
+  three.up = false;  // away: the forced retry sends it nowhere
+  ASSERT_EQ(t.retry({1, 5}, now, true), result::ok);
+  ASSERT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::waiting));
+  ASSERT_EQ(t.find(5, 1)->attempts.size(), t.find(5, 1)->routing_base);
+  three.enabled = false;  // disabled; then its late acknowledgement of an earlier attempt
+  ASSERT_EQ(w.answer(1, wire::order_answer_kind::accepted, 0, 0, 0, now + 1), result::ok);
+  ASSERT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::dead));
+  ASSERT_EQ(t.find(5, 1)->dead, uint8_t(trading::dead_reason::withdrawn));
+  EXPECT_EQ(t.retry({1, 5}, now + 2), result::order_may_be_traded);
+  EXPECT_EQ(t.retry({1, 5}, now + 2, true), result::ok);
+}
+
 // A closed order whose settlement chain is still owed stays in the book past the cap on
 // closed orders, so that the chain's refusal marks it for operators. Before, 4,096 later
 // closes dropped it first and the refusal marked nothing.
