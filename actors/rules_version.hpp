@@ -429,6 +429,13 @@ constexpr uint16_t rules_equb_write_off = 51;
 // checked with that broker), as a payout's retry is (payout_may_be_paid). Before, every
 // retry routed afresh at once, and both brokers could trade the order.
 constexpr uint16_t rules_order_retry_checks_broker = 52;
-constexpr uint16_t rules_newest = 52;
+// Orders: a sell's hold counts toward its wallet's balance limit (balance_max) at what the
+// sell fetches at the instrument's reference price when that is above its limit. The
+// hold announces the least proceeds (at the limit), and a fill's price improvement is a
+// transfer the engine makes, which no tier limit checks: before, a sell with a limit of 1
+// tick passed the check with almost nothing and its fills took the wallet past the limit
+// by the position's whole value.
+constexpr uint16_t rules_sell_balance_at_reference = 53;
+constexpr uint16_t rules_newest = 53;
 
 }  // namespace mesob::actors

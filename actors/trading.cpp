@@ -992,6 +992,19 @@ void table::resume(uint64_t last_before, uint64_t resumed) {
   });
 }
 
+uint64_t table::sells_past_holds(uint64_t wallet) const {
+  const auto it = wallets_.find(wallet);
+  if (it == wallets_.end() || !market_) return 0;
+  unsigned __int128 sum = 0;
+  it->second.b.for_each_order([&](const order_entry& e) {
+    if (e.st != order_state::open || buying(e.o)) return;
+    const market::instrument* ins = market_->find(e.o.instrument_id);
+    if (!ins || ins->reference_ticks() <= e.o.limit_ticks) return;
+    sum += portfolio::notional(e.open_quantity(), ins->reference_ticks(), e.tick) - hold_amount(e);
+  });
+  return sum > UINT64_MAX ? UINT64_MAX : uint64_t(sum);
+}
+
 result table::retry(const wire::order_cancel& c, uint64_t ts, bool force) {
   wallet_entry* w = entry(c.wallet);
   order_entry* e = w ? w->b.order_mut(c.order_id) : nullptr;

@@ -280,6 +280,11 @@ class table {
   wire::result answer(const wire::order_answer& a, const market::book& market, uint64_t ts, bool* repeated);
   // A client's cancel (the sequencer found the order's hold for that wallet).
   wire::result cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated);
+  // What `wallet`'s open sells would fetch at their instruments' reference prices past
+  // their holds (their least proceeds, at their limits): their fills' improvements, which
+  // are the engine's transfers and no tier limit checks (rules_sell_balance_at_reference).
+  // Saturating.
+  [[nodiscard]] uint64_t sells_past_holds(uint64_t wallet) const;
   // An operator's retry of a dead letter: routed afresh. From
   // rules_order_retry_checks_broker one that a broker was sent since its last retry (its
   // routing_base; none answered it, or it would not be a dead letter), or one that was
