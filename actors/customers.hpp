@@ -14,10 +14,13 @@
 //     both directions; a void or an expiry gives nothing back to the day's outflow (the
 //     cautious reading: a hold made and voided many times still spends the day's room).
 //     A sell order's hold (its least proceeds, at its limit) counts toward balance_max at
-//     what the sell fetches at the instrument's reference price when that is higher
-//     (rules version 53): its fills' price improvements are the engine's transfers,
-//     unchecked, so a limit far below the market no longer passes the check with almost
-//     nothing. Prices moving up while a sell is open can still take the balance past it.
+//     what the sell may fetch at the highest price a fill may have then (the move band's
+//     top) when that is higher, with the wallet's open sells' the same way and the
+//     improvements of its fills not settled yet (rules version 53,
+//     trading::table::sell_balance_credit): its fills' price improvements are the
+//     engine's transfers, unchecked, so a limit far below the market no longer passes the
+//     check with almost nothing. Prices moving up while a sell is open can still take the
+//     balance past it.
 //     The checks come after the ledger's own: a transfer the ledger refuses keeps its code.
 //     A wallet with no KYC record has no tier and so no limit, and a record's status does
 //     not change its tier's limits (only orders read the status): a platform that wants

@@ -430,7 +430,9 @@ constexpr uint16_t rules_equb_write_off = 51;
 // retry routed afresh at once, and both brokers could trade the order.
 constexpr uint16_t rules_order_retry_checks_broker = 52;
 // Orders: a sell's hold counts toward its wallet's balance limit (balance_max) at what the
-// sell fetches at the instrument's reference price when that is above its limit. The
+// sell may fetch at the highest price a fill may have then (the move band's top) when
+// that is above its limit, with the wallet's open sells' the same way and the price
+// improvements of its fills the ledger has not settled yet. The
 // hold announces the least proceeds (at the limit), and a fill's price improvement is a
 // transfer the engine makes, which no tier limit checks: before, a sell with a limit of 1
 // tick passed the check with almost nothing and its fills took the wallet past the limit

@@ -1148,19 +1148,14 @@ void shard::limit_verdicts(const batch& b, uint32_t o, op_inputs& in) const {
   if (r.credit_shard == index_ && in.cr && in.cr->tier != 0 && in.verdict_credit == result::ok) {
     const auto* l = policy_.tier(uint8_t(in.cr->tier), in.cr->currency);
     MESOB_ASSERT_MSG(l, "a wallet with a tier has its tier's limits");
-    uint64_t amount = t.amount;
-    // A sell's hold (the credit of an orders batch) at the reference price when higher,
-    // and the wallet's open sells' too (rules_sell_balance_at_reference): their fills'
-    // improvements are not checked.
-    if (b.kind == op_kind::orders && rules_ >= rules_sell_balance_at_reference) {
-      const wire::order& ord = b.orders[o];
-      const market::instrument* ins = market_.find(ord.instrument_id);
-      if (ord.side == wire::order_side::sell && ins && ins->reference_ticks() > ord.limit_ticks)
-        amount = std::max(amount, portfolio::notional(ord.quantity, ins->reference_ticks(), ins->def.tick));
-      const uint64_t open = trading_.sells_past_holds(ord.wallet);
-      amount = open > UINT64_MAX - amount ? UINT64_MAX : amount + open;
-    }
-    in.verdict_credit = customers::check_credit(*in.cr, *l, amount);
+    in.verdict_credit = customers::check_credit(*in.cr, *l, t.amount);
+    // A sell (the credit of an orders batch) at the most its fills may fetch now, with
+    // the wallet's open sells' (rules_sell_balance_at_reference): their improvements are
+    // not checked. (The hold alone refused: no need to look further.)
+    if (b.kind == op_kind::orders && rules_ >= rules_sell_balance_at_reference && in.verdict_credit == result::ok &&
+        b.orders[o].side == wire::order_side::sell)
+      in.verdict_credit =
+          customers::check_credit(*in.cr, *l, trading_.sell_balance_credit(b.orders[o], t.amount, ts));
   }
 }
 

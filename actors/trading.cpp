@@ -599,17 +599,8 @@ result table::answer(const wire::order_answer& a, const market::book& market, ui
   // the prices of the move window too (a fill made at one of them, answered after the
   // price moved on, is within the band of the price it was made at; the window holds no
   // print that began a move halt).
-  const uint64_t anchor = rules_ >= rules_portfolio_close_and_sells ? ins->reference_ticks() : ins->last_ticks;
-  if (anchor != 0) {
-    uint64_t low = anchor, high = anchor;
-    if (rules_ >= rules_fill_band_window && ins->window_range(ts, &low, &high)) {
-      low = std::min(low, anchor);
-      high = std::max(high, anchor);
-    }
-    const uint64_t lo = low - uint64_t((unsigned __int128)low * ins->def.move_bp / 10'000);
-    const unsigned __int128 hi = (unsigned __int128)high + (unsigned __int128)high * ins->def.move_bp / 10'000;
-    if (a.price_ticks < lo || a.price_ticks > hi) return result::fill_invalid;
-  }
+  if (uint64_t lo = 0, hi = 0; fill_band(*ins, ts, &lo, &hi) && (a.price_ticks < lo || a.price_ticks > hi))
+    return result::fill_invalid;
   const uint64_t before = hold_amount(*e);
   const uint64_t k = e->fills.size() + 1;
   result r = result::ok;
@@ -992,16 +983,42 @@ void table::resume(uint64_t last_before, uint64_t resumed) {
   });
 }
 
-uint64_t table::sells_past_holds(uint64_t wallet) const {
-  const auto it = wallets_.find(wallet);
-  if (it == wallets_.end() || !market_) return 0;
-  unsigned __int128 sum = 0;
-  it->second.b.for_each_order([&](const order_entry& e) {
-    if (e.st != order_state::open || buying(e.o)) return;
-    const market::instrument* ins = market_->find(e.o.instrument_id);
-    if (!ins || ins->reference_ticks() <= e.o.limit_ticks) return;
-    sum += portfolio::notional(e.open_quantity(), ins->reference_ticks(), e.tick) - hold_amount(e);
-  });
+bool table::fill_band(const market::instrument& ins, uint64_t ts, uint64_t* lo, uint64_t* hi) const {
+  const uint64_t anchor = rules_ >= rules_portfolio_close_and_sells ? ins.reference_ticks() : ins.last_ticks;
+  if (anchor == 0) return false;
+  uint64_t low = anchor, high = anchor;
+  if (rules_ >= rules_fill_band_window && ins.window_range(ts, &low, &high)) {
+    low = std::min(low, anchor);
+    high = std::max(high, anchor);
+  }
+  *lo = low - uint64_t((unsigned __int128)low * ins.def.move_bp / 10'000);
+  const unsigned __int128 h = (unsigned __int128)high + (unsigned __int128)high * ins.def.move_bp / 10'000;
+  *hi = h > UINT64_MAX ? UINT64_MAX : uint64_t(h);
+  return true;
+}
+
+uint64_t table::sell_balance_credit(const wire::order& o, uint64_t hold, uint64_t ts) const {
+  // What a sell of `quantity` at `limit` (its hold `held`) may fetch past its hold now.
+  const auto past_hold = [&](uint64_t instrument, uint64_t quantity, uint64_t limit, uint64_t tick, uint64_t held) {
+    const market::instrument* ins = market_ ? market_->find(instrument) : nullptr;
+    uint64_t lo = 0, hi = 0;
+    if (!ins || !fill_band(*ins, ts, &lo, &hi) || hi <= limit) return uint64_t(0);
+    const uint64_t most = portfolio::notional(quantity, hi, tick);
+    return most > held ? most - held : 0;
+  };
+  const market::instrument* ins = market_ ? market_->find(o.instrument_id) : nullptr;
+  unsigned __int128 sum = hold;
+  if (ins) sum += past_hold(o.instrument_id, o.quantity, o.limit_ticks, ins->def.tick, hold);
+  const auto it = wallets_.find(o.wallet);
+  if (it != wallets_.end()) {
+    it->second.b.for_each_order([&](const order_entry& e) {
+      if (e.st == order_state::open && !buying(e.o))
+        sum += past_hold(e.o.instrument_id, e.open_quantity(), e.o.limit_ticks, e.tick, hold_amount(e));
+    });
+    for (const auto& chain : it->second.owed)  // fills settled by the book, not yet by the ledger
+      for (const auto& t : chain)
+        if (t.code == code_improvement) sum += t.amount;
+  }
   return sum > UINT64_MAX ? UINT64_MAX : uint64_t(sum);
 }
 

@@ -280,11 +280,12 @@ class table {
   wire::result answer(const wire::order_answer& a, const market::book& market, uint64_t ts, bool* repeated);
   // A client's cancel (the sequencer found the order's hold for that wallet).
   wire::result cancel(const wire::order_cancel& c, uint64_t ts, bool* repeated);
-  // What `wallet`'s open sells would fetch at their instruments' reference prices past
-  // their holds (their least proceeds, at their limits): their fills' improvements, which
-  // are the engine's transfers and no tier limit checks (rules_sell_balance_at_reference).
-  // Saturating.
-  [[nodiscard]] uint64_t sells_past_holds(uint64_t wallet) const;
+  // What a new sell `o` (its hold `hold`, its least proceeds) counts toward its wallet's
+  // balance limit at `ts` (rules_sell_balance_at_reference): its fills' improvements are
+  // the engine's transfers, which no tier limit checks, so the sell counts at the highest
+  // price a fill may have now (fill_band), and the wallet's open sells too, past their
+  // holds, with the improvements of its chains not yet executed. Saturating.
+  [[nodiscard]] uint64_t sell_balance_credit(const wire::order& o, uint64_t hold, uint64_t ts) const;
   // An operator's retry of a dead letter: routed afresh. From
   // rules_order_retry_checks_broker one that a broker was sent since its last retry (its
   // routing_base; none answered it, or it would not be a dead letter), or one that was
@@ -411,6 +412,9 @@ class table {
   void timed_out(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
   void route_to_last(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
   void make_dead(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, dead_reason why, uint64_t now);
+  // The prices a fill of the instrument may have at ts, by the table's rules (answer
+  // checks fills against them); false when it has no price yet (any price is taken).
+  bool fill_band(const market::instrument& ins, uint64_t ts, uint64_t* lo, uint64_t* hi) const;
   void set_routing(portfolio::order_entry& e, route_state s);
   // A closed order leaves routing (its broker stays, for look-ups).
   void retire(portfolio::order_entry& e);

@@ -416,29 +416,30 @@ TEST_F(orders_engine, SellAnnouncesLeastProceedsAndPaysThePriceImprovement) {
   expect_balanced();
 }
 
-// A sell's hold counts toward its wallet's balance limit at the reference price when that
-// is above its limit (rules version 53): its fills' improvements are unchecked, so a sell
-// limited at 1 tick passed with 40 and its fills paid the wallet the position's whole
-// value, past the limit.
+// A sell's hold counts toward its wallet's balance limit at the highest price a fill may
+// have now (the move band's top: 120 for ETEL at 100) when that is above its limit, and
+// the wallet's open sells too, past their holds (rules version 53): fills' improvements
+// are unchecked, so a sell limited at 1 tick passed with 40 and its fills paid the wallet
+// the position's whole value, past the limit.
 TEST_F(orders_engine, ASellFarBelowTheMarketCountsAtTheMarketTowardTheBalanceLimit) {
   up("broker-a");
   ASSERT_EQ(place(buy(10, b_, 40, 100)), result::ok);
   ASSERT_EQ(answer("broker-a", fill(10, 1, 40, 100)), result::ok);  // b_: 96,000 and 40 units
-  ASSERT_EQ(e().policies({actors::customers::tier_op(2, etb, 1'000'000, 10'000'000, 98'000)}).results.at(0),
+  ASSERT_EQ(e().policies({actors::customers::tier_op(2, etb, 1'000'000, 10'000'000, 98'400)}).results.at(0),
             result::ok);
   auto moved = kyc(b_, wire::kyc_status::verified, 2);
   moved.tier = 2;
   ASSERT_EQ(e().customers({moved}).results.at(0), result::ok);
   const auto before = account(b_);
-  EXPECT_EQ(place(sell(11, b_, 40, 1)), result::exceeds_balance_limit) << "4,000 at the market: 100,000";
-  EXPECT_EQ(place(sell(12, b_, 30, 50)), result::exceeds_balance_limit) << "3,000 at the market";
+  EXPECT_EQ(place(sell(11, b_, 40, 1)), result::exceeds_balance_limit) << "4,800 at the band's top: 100,800";
+  EXPECT_EQ(place(sell(12, b_, 30, 50)), result::exceeds_balance_limit) << "3,600 at the band's top";
   const auto after = account(b_);
   EXPECT_EQ(after.credits_pending, before.credits_pending) << "refused: nothing held";
-  ASSERT_EQ(place(sell(13, b_, 20, 1)), result::ok) << "2,000 at the market: 98,000";
+  ASSERT_EQ(place(sell(13, b_, 20, 1)), result::ok) << "2,400 at the band's top: 98,400";
   EXPECT_EQ(account(b_).credits_pending, before.credits_pending + 20) << "the hold is still its least proceeds";
-  // The open sell counts at the market too: 1,980 past its hold.
-  EXPECT_EQ(place(sell(14, b_, 10, 1)), result::exceeds_balance_limit) << "97,020, 1,000 more at the market and 1,980";
-  EXPECT_EQ(place(sell(15, b_, 10, 120)), result::exceeds_balance_limit) << "at its limit, above the market";
+  // The open sell counts at the band's top too: 2,380 past its hold.
+  EXPECT_EQ(place(sell(14, b_, 10, 1)), result::exceeds_balance_limit) << "96,020, 1,200 and 2,380";
+  EXPECT_EQ(place(sell(15, b_, 10, 120)), result::exceeds_balance_limit) << "at its limit, the band's top";
   // Filled at the market: the wallet holds its limit's worth, no more.
   ASSERT_EQ(answer("broker-a", fill(13, 1, 20, 100)), result::ok);
   EXPECT_EQ(account(b_).credits_posted - account(b_).debits_posted, 98'000u);

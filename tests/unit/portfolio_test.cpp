@@ -780,6 +780,27 @@ TEST(TradingRetry, AnOrderWorkingAtAWithdrawnBrokerNeedsForce) {
   EXPECT_EQ(t.retry({1, 5}, now + 2, true), result::ok);
 }
 
+// A sell counts toward its wallet's balance limit at the move band's top, with the
+// improvements of fills the ledger has not settled yet (their chains owed): a sell filled
+// in full is no open order, and its improvement is not in the wallet's balance yet.
+TEST(TradingBalance, ASellCountsAtTheBandsTopWithTheImprovementsOwed) {
+  trading_world w;
+  auto& t = w.t;  // no sink: chains stay owed
+  t.placed(order(1, wire::order_side::buy, 20, 110), 2, t0 + 2);
+  ASSERT_EQ(w.answer(1, wire::order_answer_kind::fill, 1, 20, 100), result::ok);
+  const auto sell = [](uint64_t id, uint64_t qty, uint64_t limit) {
+    return order(id, wire::order_side::sell, qty, limit);
+  };
+  // ETEL: tick 2, move_bp 1,000 around 100: the band's top 110.
+  EXPECT_EQ(t.sell_balance_credit(sell(2, 10, 50), 1000, t0 + 4), 2200u) << "10 at 110, x2";
+  EXPECT_EQ(t.sell_balance_credit(sell(2, 10, 110), 2200, t0 + 4), 2200u) << "its limit the top: its hold";
+  EXPECT_EQ(t.sell_balance_credit(sell(2, 10, 120), 2400, t0 + 4), 2400u) << "its limit past the top: its hold";
+  t.placed(sell(2, 10, 50), 2, t0 + 4);
+  EXPECT_EQ(t.sell_balance_credit(sell(3, 10, 110), 2200, t0 + 5), 2200u + 1200u) << "and the open sell's 1,200";
+  ASSERT_EQ(w.answer(2, wire::order_answer_kind::fill, 1, 10, 100, t0 + 6), result::ok);  // closed, its chain owed
+  EXPECT_EQ(t.sell_balance_credit(sell(3, 10, 110), 2200, t0 + 7), 2200u + 1000u) << "and its owed improvement";
+}
+
 // A closed order whose settlement chain is still owed stays in the book past the cap on
 // closed orders, so that the chain's refusal marks it for operators. Before, 4,096 later
 // closes dropped it first and the refusal marked nothing.
