@@ -108,6 +108,23 @@ class equb_engine : public ::testing::Test {
     ADD_FAILURE() << "group " << id << " still has payments in flight";
     return group(id);
   }
+  // Group `id` once completed (its last round closed at the engine's tick), up to 5 s.
+  group_entry completed(uint64_t id) {
+    group_entry st;
+    for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
+      st = settled(id);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return st;
+  }
+  // Whether group `id` has retired (look-ups find it no more), waiting up to 5 s.
+  bool retired(uint64_t id) {
+    for (int i = 0; i < 1000; ++i) {
+      if (e().lookup_groups({id}).results.at(0) == result::group_not_found) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
 
   // Waits (up to 5 s) for a log record after the durable lsn `logged` (a tick the
   // engine logs by itself); returns the durable lsn then.
@@ -700,11 +717,7 @@ TEST_F(equb_engine_replay, DebtsArePaidAfterTheGroupEnds) {
   form(g, 2);  // round 1: wallet 1 receives at once
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
   fx_.advance_s(8 * 86'400 + 1);  // wallet 1 misses round 2
-  group_entry st;
-  for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
-    st = settled(g);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  group_entry st = completed(g);
   ASSERT_EQ(st.g.ph, phase::completed);
   ASSERT_EQ(st.g.seats[0].debts.size(), 1u);
   EXPECT_EQ(st.g.seats[0].debts[0].creditor_account_id, 2u);
@@ -740,11 +753,7 @@ TEST_F(equb_engine_replay, ADebtWrittenOffLetsTheGroupRetire) {
   ASSERT_EQ(pay(2, g, 2, 1, contribution), result::ok);
   EXPECT_EQ(op1(make_equb_write_off(g, 0, 1, contribution)), result::group_not_ended);
   fx_.advance_s(8 * day_s + 1);  // wallet 1 misses round 2
-  group_entry st;
-  for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
-    st = settled(g);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  group_entry st = completed(g);
   ASSERT_EQ(st.g.ph, phase::completed);
   ASSERT_EQ(debts_of_seat(st, 0), missed_debt);
   const uint64_t first_look = st.retire_at;
@@ -772,12 +781,7 @@ TEST_F(equb_engine_replay, ADebtWrittenOffLetsTheGroupRetire) {
   EXPECT_EQ(settled(g).retire_at, first_look);
   // At its look, nothing owed: retired.
   fx_.advance_s(31 * day_s);
-  bool gone = false;
-  for (int i = 0; i < 1000 && !gone; ++i) {
-    gone = e().lookup_groups({g}).results.at(0) == result::group_not_found;
-    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_TRUE(gone);
+  ASSERT_TRUE(retired(g));
   EXPECT_EQ(account(g).status, wire::account_status::closed);
   EXPECT_EQ(balance(1), w1);
   EXPECT_EQ(balance(2), w2);
@@ -827,11 +831,7 @@ TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
   ASSERT_EQ(pay(2, b, 2, 1, contribution), result::ok);  // wallet 1 will miss round 2
   EXPECT_EQ(op1(create_op(c)), result::groups_full);
   fx_.advance_s(15 * day_s + 1);  // b's round 2 closes: b ends, wallet 1 owing its due
-  group_entry st;
-  for (int i = 0; i < 1000 && st.g.ph != phase::completed; ++i) {
-    st = settled(b);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  group_entry st = completed(b);
   ASSERT_EQ(st.g.ph, phase::completed);
   ASSERT_EQ(debts_of_seat(st, 0), missed_debt);
   const uint64_t b_retire = st.retire_at;
@@ -847,14 +847,7 @@ TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
   fx_.advance_s(14 * day_s);
   EXPECT_EQ(e().lookup_groups({a}).results.at(0), result::ok);
   fx_.advance_s(2 * day_s);
-  auto gone = [&](uint64_t id) {
-    for (int i = 0; i < 1000; ++i) {
-      if (e().lookup_groups({id}).results.at(0) == result::group_not_found) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
-  };
-  ASSERT_TRUE(gone(a));
+  ASSERT_TRUE(retired(a));
   const auto escrow = account(a);
   EXPECT_EQ(escrow.status, wire::account_status::closed);
   EXPECT_EQ(escrow.status_seq, 1u);
@@ -876,8 +869,8 @@ TEST_F(equb_engine_replay, EndedGroupsRetireAMonthOnAndFreeTheirPlace) {
   ASSERT_EQ(pay(1, b, 2, 0, missed_debt), result::ok);  // the debt, paid
   EXPECT_EQ(simple(wire::equb_op_kind::dissolve, c), result::ok);  // forming: its deposits back
   fx_.advance_s(31 * day_s);
-  ASSERT_TRUE(gone(b));
-  ASSERT_TRUE(gone(c));
+  ASSERT_TRUE(retired(b));
+  ASSERT_TRUE(retired(c));
   EXPECT_EQ(e().stats().groups, 0u);
   const int64_t w1 = balance(1), w2 = balance(2);
 

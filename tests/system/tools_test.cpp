@@ -18,6 +18,7 @@
 #include <functional>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -31,6 +32,24 @@
 using namespace mesob;
 using namespace mesob::test;
 
+namespace {
+// A loopback port another program holds: a socket listening on a port the kernel chose,
+// its port in *port (-1 if one could not be made).
+int hold_a_port(uint16_t* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 1) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+}  // namespace
 
 TEST(mesobd, starts_stops_on_sigterm_and_recovers) {
   temp_dir dir;
@@ -138,14 +157,9 @@ TEST(mesobd, a_second_engine_on_the_same_data_directory_is_refused) {
 TEST(mesobd, a_restart_right_after_a_crash_takes_its_port) {
   temp_dir dir;
   // A port another program lets go of within the second: taken.
-  const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_TRUE(held >= 0 && ::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(held, 1) == 0 &&
-              ::getsockname(held, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  const uint16_t port = ntohs(a.sin_port);
+  uint16_t port = 0;
+  const int held = hold_a_port(&port);
+  ASSERT_GE(held, 0) << std::strerror(errno);
   const std::vector<std::string> args = {"--port", std::to_string(port)};
   std::thread let_go([held] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -365,14 +379,10 @@ TEST(mesobd, numbers_are_decimal_and_bounded) {
   // A port another program holds, or an address this host does not have: refused before
   // the data directory is opened (before, recovery ran, then mesobd stopped).
   {
-    const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    ASSERT_TRUE(held >= 0 && ::bind(held, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(held, 1) == 0 &&
-                ::getsockname(held, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    const std::string port = std::to_string(ntohs(a.sin_port));
+    uint16_t held_port = 0;
+    const int held = hold_a_port(&held_port);
+    ASSERT_GE(held, 0) << std::strerror(errno);
+    const std::string port = std::to_string(held_port);
     for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
              {"--admin-port " + port, "--admin-listen/--admin-port 127.0.0.1:" + port + ": Address already in use"},
              {"--metrics-port " + port, "--metrics-listen/--metrics-port 127.0.0.1:" + port + ": Address already in use"},
