@@ -43,6 +43,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   // Prices of what counts: the model's instruments and those held, in the currency.
   struct line {
     uint64_t id, unit, held, free, lot, last, tick;  // last: the reference price; unit: minor units a unit at it
+    uint64_t top;  // the highest price a sell may fill at now (0: none known)
     uint32_t weight;
     bool trades;
   };
@@ -57,7 +58,8 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     // move halt a rebalance valued the line at that print and planned orders that could
     // not fill.
     const uint64_t price = ins->reference_ticks();
-    line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, price, ins->def.tick, 0, false};
+    line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, price, ins->def.tick,
+           in.sell_top ? in.sell_top(*ins) : 0, 0, false};
     const uint64_t unit = notional(1, price, ins->def.tick);
     l.unit = unit == UINT64_MAX ? 0 : unit;
     l.trades = l.unit != 0 && ins->reasons(in.t) == 0 && !(p && (p->buying != 0 || p->reserved != 0));
@@ -81,7 +83,10 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   // instrument order (sells' proceeds come later: the next rebalance spends them).
   // Before, buys toward weights summing to about 100% held more than the cash, were
   // refused (insufficient_cash), and every rebalance planned the same.
-  u128 cash_left = std::min<u128>(in.cash, market::notional_max);
+  // The tier's daily outflow counts every hold made today, so the buys' holds share
+  // what is left of it as they share the cash.
+  u128 cash_left = std::min<u128>(std::min(in.cash, in.outflow_left), market::notional_max);
+  u128 credit_left = in.balance_room;
   uint64_t lots_left = open_fills_max - std::min<uint64_t>(b.open_lots(), open_fills_max);
   std::vector<wire::order> sells, buys;
   for (const auto& [id, l] : lines) {
@@ -94,6 +99,10 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     const uint64_t limit = buy ? l.last + slip : std::max<uint64_t>(1, l.last - std::min(slip, l.last));
     const uint64_t held_unit = buy ? notional(1, limit, l.tick) : l.unit;  // a unit's hold
     if (held_unit == 0 || held_unit == UINT64_MAX) continue;
+    // A sell's credit toward the balance limit, a unit: at its limit, or the highest
+    // price it may fill at when that is higher.
+    const uint64_t credit_unit = buy ? 0 : notional(1, std::max(limit, l.top), l.tick);
+    if (!buy && credit_unit == UINT64_MAX) continue;
     uint64_t units = uint64_t(std::min<u128>(gap / l.unit, u128(1) << 62));
     if (buy) {
       units = uint64_t(std::min<u128>(units, cash_left / held_unit));
@@ -102,8 +111,13 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
       // exceeds_position_limit, and that line never moved.
       const uint64_t within = in.position_max / held_unit;
       units = within > l.held ? std::min(units, within - l.held) : 0;
+      // Its hold within the tier's single-transfer limit (exceeds_transfer_limit).
+      units = std::min(units, in.single_max / held_unit);
+    } else {
+      units = std::min(units, l.free);
+      // Its credit within the balance limit's room (exceeds_balance_limit).
+      if (credit_unit != 0) units = uint64_t(std::min<u128>(units, credit_left / credit_unit));
     }
-    if (!buy) units = std::min(units, l.free);
     // At most the lots an order may take fills of (order_lots_past_fills), and the lots
     // the open orders leave the portfolio (open_lots_past_fills): a line further off its
     // target moves that far, and the next rebalance goes on.
@@ -112,6 +126,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     if (units == 0) continue;
     lots_left -= units / l.lot;
     if (buy) cash_left -= u128(units) * held_unit;
+    else credit_left -= u128(units) * credit_unit;
     wire::order o{};
     o.wallet = wallet;
     o.instrument_id = id;

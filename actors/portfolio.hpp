@@ -52,6 +52,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -219,12 +220,23 @@ class book {
 // without a price, halted or stale are left as they are. Sells come first (in instrument
 // order), then buys; ids count up from first_id. Each is then checked like any order
 // (a buy may find the cash its sells will bring not yet there: insufficient_cash).
+// The plan keeps within what those checks will allow: the buys' holds within the cash
+// and the day's outflow left, each within the profile's position limit and the tier's
+// single-transfer limit; the sells within the room the tier's balance limit leaves,
+// each counted at the highest price it may fill at (rules_sell_balance_at_reference).
 struct rebalance_inputs {
   const std::map<uint64_t, uint32_t>* model = nullptr;  // instrument -> weight (bp)
   const market::book* market = nullptr;
   wire::currency_code currency = 0;  // the wallet's
   uint64_t cash = 0;                 // the wallet's available money
   uint64_t position_max = UINT64_MAX;  // the customer's profile's, as an order is checked against it
+  // The wallet's tier's limits, as an order's hold is checked against them (no tier: none).
+  uint64_t single_max = UINT64_MAX;    // a buy's hold
+  uint64_t outflow_left = UINT64_MAX;  // the buys' holds together: the day's outflow left
+  uint64_t balance_room = UINT64_MAX;  // the sells' credits together: the balance limit's room
+  // The highest price (ticks) a sell of the instrument may fill at now (0: none known;
+  // a sell then counts at its limit).
+  std::function<uint64_t(const market::instrument&)> sell_top;
   uint64_t t = 0;                    // engine time (halts)
   uint32_t drift_bp = 0;
   uint32_t slippage_bp = 0;

@@ -484,6 +484,22 @@ void shard::execute(batch& b) {
         const uint64_t out = a->debits_posted + a->debits_pending;
         in.cash = a->credits_posted > out ? a->credits_posted - out : 0;
         in.t = std::max(b.sweep_to, b.timestamp_base);
+        // The tier's limits as the orders' holds will be checked against them
+        // (limit_verdicts): what is left of them now.
+        if (const customers::tier_limits* l = a->tier != 0 ? policy_.tier(uint8_t(a->tier), a->currency) : nullptr) {
+          in.single_max = l->single_max;
+          const uint64_t today = c->outflow_on(in.t);
+          in.outflow_left = l->daily_outflow_max > today ? l->daily_outflow_max - today : 0;
+          using u128 = unsigned __int128;
+          const u128 credits = u128(a->credits_posted) + a->credits_pending;
+          const u128 counted = (credits > a->debits_posted ? credits - a->debits_posted : 0) +
+                               trading_.open_sells_credit(wallet, in.t);
+          in.balance_room = counted < l->balance_max ? uint64_t(l->balance_max - counted) : 0;
+          in.sell_top = [&](const market::instrument& ins) {
+            uint64_t lo = 0, hi = 0;
+            return trading_.fill_band(ins, in.t, &lo, &hi) ? hi : uint64_t(0);
+          };
+        }
         in.drift_bp = uint32_t(b.account_ids.at(2));
         in.slippage_bp = uint32_t(b.account_ids.at(3));
         in.expires_s = uint32_t(b.account_ids.at(4));

@@ -997,23 +997,31 @@ bool table::fill_band(const market::instrument& ins, uint64_t ts, uint64_t* lo, 
   return true;
 }
 
+// What a sell of `quantity` at `limit` (its hold `held`) may fetch past its hold at ts.
+uint64_t table::sell_past_hold(uint64_t instrument, uint64_t quantity, uint64_t limit, uint64_t tick, uint64_t held,
+                               uint64_t ts) const {
+  const market::instrument* ins = market_ ? market_->find(instrument) : nullptr;
+  uint64_t lo = 0, hi = 0;
+  if (!ins || !fill_band(*ins, ts, &lo, &hi) || hi <= limit) return 0;
+  const uint64_t most = portfolio::notional(quantity, hi, tick);
+  return most > held ? most - held : 0;
+}
+
 uint64_t table::sell_balance_credit(const wire::order& o, uint64_t hold, uint64_t ts) const {
-  // What a sell of `quantity` at `limit` (its hold `held`) may fetch past its hold now.
-  const auto past_hold = [&](uint64_t instrument, uint64_t quantity, uint64_t limit, uint64_t tick, uint64_t held) {
-    const market::instrument* ins = market_ ? market_->find(instrument) : nullptr;
-    uint64_t lo = 0, hi = 0;
-    if (!ins || !fill_band(*ins, ts, &lo, &hi) || hi <= limit) return uint64_t(0);
-    const uint64_t most = portfolio::notional(quantity, hi, tick);
-    return most > held ? most - held : 0;
-  };
   const market::instrument* ins = market_ ? market_->find(o.instrument_id) : nullptr;
   unsigned __int128 sum = hold;
-  if (ins) sum += past_hold(o.instrument_id, o.quantity, o.limit_ticks, ins->def.tick, hold);
-  const auto it = wallets_.find(o.wallet);
+  if (ins) sum += sell_past_hold(o.instrument_id, o.quantity, o.limit_ticks, ins->def.tick, hold, ts);
+  sum += open_sells_credit(o.wallet, ts);
+  return sum > UINT64_MAX ? UINT64_MAX : uint64_t(sum);
+}
+
+uint64_t table::open_sells_credit(uint64_t wallet, uint64_t ts) const {
+  unsigned __int128 sum = 0;
+  const auto it = wallets_.find(wallet);
   if (it != wallets_.end()) {
     it->second.b.for_each_order([&](const order_entry& e) {
       if (e.st == order_state::open && !buying(e.o))
-        sum += past_hold(e.o.instrument_id, e.open_quantity(), e.o.limit_ticks, e.tick, hold_amount(e));
+        sum += sell_past_hold(e.o.instrument_id, e.open_quantity(), e.o.limit_ticks, e.tick, hold_amount(e), ts);
     });
     for (const auto& chain : it->second.owed)  // fills settled by the book, not yet by the ledger
       for (const auto& t : chain)

@@ -286,6 +286,13 @@ class table {
   // price a fill may have now (fill_band), and the wallet's open sells too, past their
   // holds, with the improvements of its chains not yet executed. Saturating.
   [[nodiscard]] uint64_t sell_balance_credit(const wire::order& o, uint64_t hold, uint64_t ts) const;
+  // Its part from the wallet's orders already in the book: the open sells past their
+  // holds and the improvements not yet executed (a rebalance plans its sells within
+  // the room left). Saturating.
+  [[nodiscard]] uint64_t open_sells_credit(uint64_t wallet, uint64_t ts) const;
+  // The prices a fill of the instrument may have at ts, by the table's rules (answer
+  // checks fills against them); false when it has no price yet (any price is taken).
+  bool fill_band(const market::instrument& ins, uint64_t ts, uint64_t* lo, uint64_t* hi) const;
   // An operator's retry of a dead letter: routed afresh. From
   // rules_order_retry_checks_broker one that a broker was sent since its last retry (its
   // routing_base; none answered it, or it would not be a dead letter), or one that was
@@ -412,10 +419,9 @@ class table {
   void timed_out(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
   void route_to_last(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, uint64_t now);
   void make_dead(uint64_t wallet, wallet_entry& w, portfolio::order_entry& e, dead_reason why, uint64_t now);
-  // The prices a fill of the instrument may have at ts, by the table's rules (answer
-  // checks fills against them); false when it has no price yet (any price is taken).
-  bool fill_band(const market::instrument& ins, uint64_t ts, uint64_t* lo, uint64_t* hi) const;
   void set_routing(portfolio::order_entry& e, route_state s);
+  [[nodiscard]] uint64_t sell_past_hold(uint64_t instrument, uint64_t quantity, uint64_t limit, uint64_t tick,
+                                        uint64_t held, uint64_t ts) const;
   // A closed order leaves routing (its broker stays, for look-ups).
   void retire(portfolio::order_entry& e);
   template <class F>

@@ -1221,6 +1221,72 @@ TEST_F(orders_engine, RebalanceKeepsWithinThePositionLimit) {
   expect_balanced();
 }
 
+// A plan keeps within the wallet's tier as its orders' holds are checked against it:
+// each buy's hold within the single-transfer limit, the buys' holds together within the
+// day's outflow left, the sells' credits within the balance limit's room, each sell at
+// the highest price it may fill at (the move band's top). Before, the plan asked for
+// what the model wanted, the orders were refused (exceeds_transfer_limit,
+// exceeds_balance_limit), and every rebalance planned the same.
+TEST_F(orders_engine, RebalanceKeepsWithinTheTiersLimits) {
+  up("broker-a");
+  // Tier 2: holds of at most 15,000 each and 30,000 a day.
+  ASSERT_EQ(e().policies({actors::customers::tier_op(2, etb, 15'000, 30'000, 100'000'000), model(etel, 4000),
+                          model(quiet, 2000)})
+                .results,
+            std::vector<result>(3, result::ok));
+  auto k = kyc(a_, wire::kyc_status::verified, 2);
+  k.tier = 2;
+  ASSERT_EQ(e().customers({k}).results.at(0), result::ok);
+  ASSERT_EQ(e().prices({price(quiet, 50, 1)}).results.at(0), result::ok);
+  // 40,000 of ETEL (limit 101) would hold 40,400: 148 units fit 15,000, 140 in lots of
+  // 10 (14,140). 20,000 of QUIET (limit 50) would hold 20,000: 300 units (15,000).
+  auto r = e().rebalance(a_, 1000, 200, 100);
+  ASSERT_EQ(r.placed.size(), 2u);
+  EXPECT_EQ(r.results, std::vector<result>(2, result::ok));
+  EXPECT_EQ(r.placed[0].instrument_id, etel);
+  EXPECT_EQ(r.placed[0].quantity, 140u);
+  EXPECT_EQ(r.placed[1].instrument_id, quiet);
+  EXPECT_EQ(r.placed[1].quantity, 300u);
+  ASSERT_EQ(answer("broker-a", fill(1000, 1, 140, 100)), result::ok);
+  ASSERT_EQ(answer("broker-a", fill(1001, 1, 300, 50)), result::ok);
+  // 860 of the day's 30,000 left: no lot of ETEL (1,010), 17 units of QUIET (850).
+  r = e().rebalance(a_, 1100, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].instrument_id, quiet);
+  EXPECT_EQ(r.placed[0].quantity, 17u);
+  ASSERT_EQ(answer("broker-a", fill(1100, 1, 17, 50)), result::ok);
+  EXPECT_TRUE(e().rebalance(a_, 1200, 200, 100).placed.empty()) << "10 left: not a unit of either";
+  // ETEL out of the model, with room for 6,000 under the balance limit: a sell of ETEL
+  // may fill up to 120 (ETEL's 20% band over 100), so 50 of its 140 units (limit 99).
+  const auto now = account(a_);
+  const uint64_t balance = now.credits_posted + now.credits_pending - now.debits_posted;
+  ASSERT_EQ(e().policies({actors::customers::tier_op(2, etb, 15'000, 30'000, balance + 6'000), model(etel, 0)})
+                .results,
+            std::vector<result>(2, result::ok));
+  r = e().rebalance(a_, 1300, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].side, wire::order_side::sell);
+  EXPECT_EQ(r.placed[0].quantity, 50u);
+  EXPECT_EQ(r.placed[0].limit_ticks, 99u);
+  // QUIET down to 0.01%: that open sell takes the whole room (4,950 held at its limit,
+  // 1,050 more up to 120), so none of QUIET's 317 units is sold; 600 more room sells 10
+  // of them (at most 60 each).
+  ASSERT_EQ(e().policies({model(quiet, 1)}).results.at(0), result::ok);
+  r = e().rebalance(a_, 1400, 200, 100);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_TRUE(r.placed.empty());
+  ASSERT_EQ(e().policies({actors::customers::tier_op(2, etb, 15'000, 30'000, balance + 6'600)}).results.at(0),
+            result::ok);
+  r = e().rebalance(a_, 1500, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].instrument_id, quiet);
+  EXPECT_EQ(r.placed[0].quantity, 10u);
+  expect_balanced();
+}
+
 // ---- brokers failing -------------------------------------------------------------------
 
 namespace {
