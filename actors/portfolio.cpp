@@ -86,7 +86,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   // The tier's daily outflow counts every hold made today, so the buys' holds share
   // what is left of it as they share the cash.
   u128 cash_left = std::min<u128>(std::min(in.cash, in.outflow_left), market::notional_max);
-  u128 credit_left = in.balance_room;
+  u128 credit_left = std::min<u128>(in.balance_room, market::notional_max);  // (a sell's worth stays exact)
   uint64_t lots_left = open_fills_max - std::min<uint64_t>(b.open_lots(), open_fills_max);
   std::vector<wire::order> sells, buys;
   for (const auto& [id, l] : lines) {

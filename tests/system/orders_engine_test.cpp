@@ -1226,7 +1226,7 @@ TEST_F(orders_engine, RebalanceKeepsWithinThePositionLimit) {
 // day's outflow left, the sells' credits within the balance limit's room, each sell at
 // the highest price it may fill at (the move band's top). Before, the plan asked for
 // what the model wanted, the orders were refused (exceeds_transfer_limit,
-// exceeds_balance_limit), and every rebalance planned the same.
+// exceeds_daily_outflow, exceeds_balance_limit), and every rebalance planned the same.
 TEST_F(orders_engine, RebalanceKeepsWithinTheTiersLimits) {
   up("broker-a");
   // Tier 2: holds of at most 15,000 each and 30,000 a day.

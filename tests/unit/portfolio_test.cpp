@@ -221,6 +221,67 @@ TEST(Portfolio, OrdersAreCheckedAndRebalancesValuedAtTheReferencePrice) {
   EXPECT_EQ(b.check(buy, w.in(1'000'000, t0 + 6)), result::price_limit_exceeded);
 }
 
+// A rebalance's orders share the tier's room: the buys' holds the day's outflow left
+// (each within the single-transfer limit), the sells' credits the balance limit's room,
+// each sell at the highest price it may fill at (sell_top) when above its limit.
+TEST(Portfolio, ARebalancesOrdersShareTheTiersRoom) {
+  world w;  // ETEL (7): tick 2, lot 10, at 100
+  bool rep = false;
+  ASSERT_EQ(w.mkt.apply(market::definition(8, "OTHER", wire::asset_class::equity, wire::currency("ETB"), 1, 1,
+                                           {1000, 60'000, 60'000, 60'000}),
+                        t0 + 2, &rep),
+            result::ok);
+  ASSERT_EQ(w.mkt.apply(wire::price{8, 50, 1}, t0 + 3), result::ok);
+  portfolio::rebalance_inputs in;
+  in.market = &w.mkt;
+  in.currency = wire::currency("ETB");
+  in.t = t0 + 4;
+  in.drift_bp = 100;
+  in.slippage_bp = 100;
+  // Buys: 50,000 each. ETEL (limit 101, 202 a unit): 148 units fit 30,000, 140 in lots;
+  // OTHER (limit 50) then has 40,000 - 28,280 of the day's outflow: 234 units.
+  const std::map<uint64_t, uint32_t> half{{7, 5000}, {8, 5000}};
+  in.model = &half;
+  in.cash = 100'000;
+  in.single_max = 30'000;
+  in.outflow_left = 40'000;
+  book empty;
+  auto planned = portfolio::plan_rebalance(empty, 5, 100, in);
+  ASSERT_EQ(planned.size(), 2u);
+  EXPECT_EQ(planned[0].quantity, 140u);
+  EXPECT_EQ(planned[1].instrument_id, 8u);
+  EXPECT_EQ(planned[1].quantity, 234u) << "the outflow left after ETEL's hold";
+  // Sells: 100 ETEL (worth 20,000) and 200 OTHER (10,000), both out of the model. ETEL
+  // may fill at up to 120 (240 a unit): 80 units within 20,000 of room; OTHER (at up to
+  // 60) then has 800: 13 units.
+  book b;
+  uint64_t left = 0;
+  result r{};
+  b.accept(order(1, wire::order_side::buy, 100, 110), 2, 10);
+  ASSERT_EQ(b.fill(1, 100, 100, &r, &left), 20'000u);
+  auto other = order(2, wire::order_side::buy, 200, 50);
+  other.instrument_id = 8;
+  b.accept(other, 1);
+  ASSERT_EQ(b.fill(2, 200, 50, &r, &left), 10'000u);
+  const std::map<uint64_t, uint32_t> elsewhere{{9, 10'000}};  // (not listed: never traded)
+  in.model = &elsewhere;
+  in.cash = 0;
+  in.balance_room = 20'000;
+  in.sell_top = [](const market::instrument& ins) { return ins.def.instrument_id == 7 ? uint64_t(120) : uint64_t(60); };
+  planned = portfolio::plan_rebalance(b, 5, 100, in);
+  ASSERT_EQ(planned.size(), 2u);
+  EXPECT_EQ(planned[0].side, wire::order_side::sell);
+  EXPECT_EQ(planned[0].limit_ticks, 99u);
+  EXPECT_EQ(planned[0].quantity, 80u);
+  EXPECT_EQ(planned[1].quantity, 13u) << "the room ETEL's sell leaves";
+  // No band known: each sell counts at its limit (99 x 2, 50).
+  in.sell_top = nullptr;
+  planned = portfolio::plan_rebalance(b, 5, 100, in);
+  ASSERT_EQ(planned.size(), 2u);
+  EXPECT_EQ(planned[0].quantity, 100u);
+  EXPECT_EQ(planned[1].quantity, (20'000u - 100 * 198) / 50);
+}
+
 TEST(Portfolio, OpenOrdersAreBounded) {
   world w;
   book b;
