@@ -438,6 +438,13 @@ constexpr uint16_t rules_order_retry_checks_broker = 52;
 // tick passed the check with almost nothing and its fills took the wallet past the limit
 // by the position's whole value.
 constexpr uint16_t rules_sell_balance_at_reference = 53;
-constexpr uint16_t rules_newest = 53;
+// Orders: an order sent to a broker and not acknowledged, whose broker then stops serving
+// it (the broker role taken, or the order's currency), becomes a dead letter
+// (broker_withdrawn), as it does when that broker is disabled (rules_order_waits_for_broker):
+// the broker may have the order and trade it, and can no longer report it. An operator
+// retries it (forced: rules_order_retry_checks_broker) or cancels it. Before (rules
+// version 20), the order went on to the next broker at once, and both could trade it.
+constexpr uint16_t rules_order_role_loss_dead_letter = 54;
+constexpr uint16_t rules_newest = 54;
 
 }  // namespace mesob::actors

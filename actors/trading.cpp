@@ -237,11 +237,14 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
   // The broker of its last attempt in this routing may have it (it never answered): from
   // rules_order_waits_for_broker no other broker gets it while that one is an enabled
   // broker with no session up; it gets it again once back (while it may take it), and
-  // one disabled meanwhile can no longer say (a dead letter, as for a working order).
+  // one disabled meanwhile can no longer say (a dead letter, as for a working order); nor
+  // can one no longer serving it, its role or the order's currency taken
+  // (rules_order_role_loss_dead_letter).
   if (rules_ >= rules_order_waits_for_broker && e.attempts.size() > e.routing_base) {
     const uint32_t g = e.attempts.back();
     const auto it = std::find_if(cands.begin(), cands.end(), [&](const broker_info& b) { return b.number == g; });
-    if (it != cands.end() && !it->enabled) return make_dead(wallet, w, e, dead_reason::withdrawn, now);
+    if (it != cands.end() ? !it->enabled : rules_ >= rules_order_role_loss_dead_letter)
+      return make_dead(wallet, w, e, dead_reason::withdrawn, now);
     const bool gave_up = std::find(e.given_up.begin(), e.given_up.end(), g) != e.given_up.end();
     if (it != cands.end() && it->up && !gave_up && admits(g, wallet, e.o.id, now)) {
       send(wallet, w, e, *it, now);
@@ -262,9 +265,10 @@ void table::route(uint64_t wallet, wallet_entry& w, order_entry& e, uint64_t now
       unrouted_[e.o.id] = wallet;
       return;
     }
-    // Up but given up (silent through its tries with a session up), or no longer a broker
-    // of the currency (its role or the currency taken: rules version 20 hands such orders
-    // on): on by priority, it told to stop (send).
+    // Up but given up (silent through its tries with a session up), or, by the rules
+    // before rules_order_role_loss_dead_letter, no longer a broker of the currency (its
+    // role or the currency taken: rules version 20 hands such orders on): on by
+    // priority, it told to stop (send).
   }
   bool any_left = false, any_up = false;
   for (const auto& b : cands) {

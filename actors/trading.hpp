@@ -48,7 +48,9 @@
 // (`broker_withdrawn`) (rules version 50; before, a broker's last session closing handed
 // its unacknowledged orders on at once, and a deadline with it away sent the order to the
 // next broker, so both could trade it). One that loses the broker role while sessions of
-// it are still counted hands them on at once (rules version 20); a restart (the engine's
+// it are still counted, or stops serving the order's currency, makes them dead letters
+// too (`broker_withdrawn`, at once: rules version 54; before, from rules version 20, they
+// went on at once to the next broker, and both could trade them); a restart (the engine's
 // session reset) leaves an unacknowledged order, or one backing off after a timeout, with
 // its broker for an answer timeout from the start, pushed again when that broker's
 // session opens, then on as after a timeout (rules version 35; before, the first broker to
@@ -309,7 +311,8 @@ class table {
   void route_waiting(uint64_t ts);
   // The last session of broker `gateway` closed (`closed`), or it lost the broker role:
   // its unacknowledged orders go on at once; from rules_order_waits_for_broker, on a
-  // close, they stay to their answer deadline instead (the broker may have them).
+  // close, they stay to their answer deadline instead (the broker may have them), and
+  // from rules_order_role_loss_dead_letter a role lost makes them dead letters.
   void broker_down(uint32_t gateway, uint64_t ts, bool closed);
   // Gateway `gateway` stopped being an enabled broker (its role taken, or disabled;
   // rules_withdrawn_broker_dead_letters): the orders working there, not ending, become

@@ -803,37 +803,51 @@ TEST_F(orders_engine_replay, ABrokerRoleGivenToAnOpenSessionTakesTheWaitingOrder
 }
 
 // The broker role taken from a gateway whose sessions stay up (counted for its payments
-// role) hands the orders sent to it and not acknowledged on at that registry change
-// (rules version 20), as its last session closing would: the server refuses its
-// sessions' answers once it sees the change. Before, they waited out their answer
-// timeout. The log replays it so.
-TEST_F(orders_engine_replay, ABrokerRoleTakenFromAnOpenSessionHandsItsUnacknowledgedOrdersOn) {
+// role) makes the orders sent to it and not acknowledged dead letters
+// (broker_withdrawn) at that registry change (rules version 54), as a disable does: it
+// may have them and trade them, and can no longer report it. The server refuses its
+// sessions' answers once it sees the change. An operator's retry is refused
+// order_may_be_traded unless forced; forced, the order goes to the next broker, and the
+// gateway it left is told to stop. Before (rules version 20), the order went to the next
+// broker at once, and both could trade it. The log replays it so.
+TEST_F(orders_engine_replay, ABrokerRoleTakenFromAnOpenSessionLeavesItsUnacknowledgedOrdersDeadLetters) {
   auto upd = an_order_sent_to_a_payments_gateway_made_broker("bank-broker", 70);
   clear_sent();
   upd.roles = wire::roles::payments;
   ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);
   sync();
-  EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::waiting)) << "no other broker is up";
-  EXPECT_TRUE(sent().empty());
+  EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::dead));
+  EXPECT_EQ(order(70).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn));
   up("broker-a");
+  EXPECT_TRUE(sent().empty()) << "a dead letter goes nowhere by itself";
+  expect_kept_across_restart(70);
+  EXPECT_EQ(e().retry_orders({{70, a_}}).results.at(0), result::order_may_be_traded);
+  EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::dead));
+  up("broker-a");
+  clear_sent();
+  ASSERT_EQ(e().retry_orders({{70, a_}}, true).results.at(0), result::ok);
+  sync();
   const auto s = sent();
   // The order to broker-a, and word to the gateway it left to stop (it may have it).
   ASSERT_EQ(s.size(), 2u);
   EXPECT_TRUE(is_instruction(s[0], "broker-a", 70, wire::order_instruction_kind::work));
   EXPECT_TRUE(is_instruction(s[1], "bank-broker", 70, wire::order_instruction_kind::cancel));
   EXPECT_EQ(order(70).broker, number("broker-a"));
-  expect_kept_across_restart(70);
 }
 
 // One batch of changes taking the broker role from one gateway and giving it to another
-// with a session up: the order the first had goes to the second once (the ups are
-// decided first, then the downs).
-TEST_F(orders_engine, ABrokerRoleMovedInOneBatchSendsTheOrderOnce) {
+// with a session up: the order the first had is a dead letter (the first may have it);
+// an operator's forced retry sends it to the second, once.
+TEST_F(orders_engine, ABrokerRoleMovedInOneBatchLeavesTheOrderToAnOperator) {
   auto upd = an_order_sent_to_a_payments_gateway_made_broker("bank-broker", 70);
   const auto two = payments_gateway_up("bank-two", 40);
   clear_sent();
   upd.roles = wire::roles::payments;
   ASSERT_EQ(e().gateways({upd, two}).results, (std::vector<result>{result::ok, result::ok}));
+  sync();
+  EXPECT_TRUE(sent().empty());
+  EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::dead));
+  ASSERT_EQ(e().retry_orders({{70, a_}}, true).results.at(0), result::ok);
   sync();
   const auto s = sent();
   size_t work = 0;
@@ -1951,14 +1965,20 @@ TEST_F(orders_engine, AnEndingOrderWaitsOnlyForBrokersThatCouldAnswer) {
 }
 
 // A reject that ends the order, from a broker withdrawn since (its answer sequenced after
-// the change), closes it without first making it a dead letter: no order_dead event
-// (rules version 29; before, one came just ahead of the close).
+// the change; here disabled, its session not yet closed: the order still sent there),
+// closes it without first making it a dead letter: no order_dead event (rules version
+// 29; before, one came just ahead of the close).
 TEST_F(orders_engine, AWithdrawnBrokersRejectClosesTheOrderWithoutADeadLetter) {
-  auto upd = an_order_sent_to_a_payments_gateway_made_broker("bank-broker", 180);
-  upd.roles = wire::roles::payments;
-  ASSERT_EQ(e().gateways({upd}).results.at(0), result::ok);  // its session still counted
+  up("broker-a");
+  ASSERT_EQ(place(buy(180, a_, 10, 100)), result::ok);
+  ASSERT_EQ(order(180).routing, uint8_t(actors::trading::route_state::sent));
+  wire::gateway_op off{};
+  off.kind = wire::gateway_op_kind::disable;
+  actors::gateways::set_op_id(off, "broker-a");
+  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);  // its session not yet closed
   sync();
-  ASSERT_EQ(answer("bank-broker", reject(180, 9)), result::ok);
+  ASSERT_EQ(order(180).broker, number("broker-a")) << "still sent there";
+  ASSERT_EQ(answer("broker-a", reject(180, 9)), result::ok);
   EXPECT_EQ(order(180).state, uint8_t(actors::portfolio::order_state::rejected));
   EXPECT_EQ(order(180).reason, 9);
   EXPECT_EQ(account(a_).debits_pending, 0u);

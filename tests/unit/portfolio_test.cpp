@@ -841,6 +841,52 @@ TEST(TradingRetry, AnOrderWorkingAtAWithdrawnBrokerNeedsForce) {
   EXPECT_EQ(t.retry({1, 5}, now + 2, true), result::ok);
 }
 
+// An order sent to broker 3 and not acknowledged, whose broker then stops serving it
+// (the role taken with a session still up; or, away, the order's currency taken and its
+// deadline passing) is a dead letter (broker_withdrawn) from rules version 54: broker 3
+// may have it. By the rules before, it went on to broker 4 at once.
+TEST(TradingRouting, ABrokerNoLongerServingAnUnacknowledgedOrderLeavesItADeadLetter) {
+  for (const uint16_t rules : {rules_order_role_loss_dead_letter, uint16_t(rules_order_role_loss_dead_letter - 1)})
+    for (const bool away : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "rules " << rules << (away ? ", away" : ", up"));
+      trading_world w;
+      auto& t = w.t;
+      t.set_rules(rules);
+      trading::broker_info three{3, true, true, 1'000'000'000}, four{4, true, true, 1'000'000'000};
+      bool serves = true;
+      t.set_brokers([&](wire::currency_code, std::vector<trading::broker_info>* out) {
+        if (serves) out->push_back(three);
+        out->push_back(four);
+      });
+      t.set_broker_of([&](uint32_t n) { return n == 3 ? three : n == 4 ? four : trading::broker_info{n}; });
+      t.placed(order(1, wire::order_side::buy, 10, 110), 2, t0 + 2);
+      ASSERT_EQ(t.find(5, 1)->broker, 3u);
+      uint64_t now = t0 + 3;
+      if (away) {
+        three.up = false;
+        t.broker_down(3, now, true);
+        ASSERT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::sent)) << "to its deadline";
+        serves = false;
+        now = t0 + 2 + 1'000'000'001;
+        ASSERT_TRUE(t.due(now));
+        t.run_due(now);
+      } else {
+        serves = false;
+        t.broker_down(3, now, false);
+      }
+      const auto* e = t.find(5, 1);
+      if (rules >= rules_order_role_loss_dead_letter) {
+        EXPECT_EQ(e->routing, uint8_t(trading::route_state::dead));
+        EXPECT_EQ(e->dead, uint8_t(trading::dead_reason::withdrawn));
+        EXPECT_EQ(t.retry({1, 5}, now + 1), result::order_may_be_traded);
+        ASSERT_EQ(t.retry({1, 5}, now + 1, true), result::ok);
+        e = t.find(5, 1);
+      }
+      EXPECT_EQ(e->routing, uint8_t(trading::route_state::sent));
+      EXPECT_EQ(e->broker, 4u);
+    }
+}
+
 // A sell counts toward its wallet's balance limit at the move band's top, with the
 // improvements of fills the ledger has not settled yet (their chains owed): a sell filled
 // in full is no open order, and its improvement is not in the wallet's balance yet.
