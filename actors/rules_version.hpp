@@ -440,10 +440,13 @@ constexpr uint16_t rules_order_retry_checks_broker = 52;
 constexpr uint16_t rules_sell_balance_at_reference = 53;
 // Orders: an order sent to a broker and not acknowledged, whose broker then stops serving
 // it (the broker role taken, or the order's currency), becomes a dead letter
-// (broker_withdrawn), as it does when that broker is disabled (rules_order_waits_for_broker):
-// the broker may have the order and trade it, and can no longer report it. An operator
-// retries it (forced: rules_order_retry_checks_broker) or cancels it. Before (rules
-// version 20), the order went on to the next broker at once, and both could trade it.
+// (broker_withdrawn) when next routed, as it does when that broker is disabled
+// (rules_order_waits_for_broker): the broker may have the order and trade it, and can no
+// longer report it. (The role taken with sessions counted routes its orders at that
+// registry change; otherwise at the deadline, a backoff's or a halt's end.) An operator
+// retries it (forced: rules_order_retry_checks_broker) or cancels it. Before, the order
+// went on to the next broker (at once for the role, from rules version 20), and both
+// could trade it.
 constexpr uint16_t rules_order_role_loss_dead_letter = 54;
 constexpr uint16_t rules_newest = 54;
 

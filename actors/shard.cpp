@@ -546,9 +546,11 @@ void shard::execute(batch& b) {
       // And one that lost the role with sessions still counted (for payments, or not yet
       // closed by the server for having no role left) is a broker down now
       // (rules_broker_role_loss_hands_orders_on): the server refuses its sessions'
-      // answers once it sees the change. (Their closing later hands on nothing more: a
-      // session event of a gateway that is no broker touches no order.) The ups go
-      // first, so an order handed on in the same batch goes to a new broker once.
+      // answers once it sees the change. Its unacknowledged orders become dead letters
+      // (rules_order_role_loss_dead_letter: it may have them); by the rules before, they
+      // were handed on. (Their closing later moves nothing more: a session event of a
+      // gateway that is no broker touches no order.) The ups go first, so an order handed
+      // on in the same batch went to a new broker once.
       if (b.rules >= rules_broker_role_reaches_sessions && b.registry_after) {
         deciding(b, b.count);  // what routing decides (events) is this batch's
         const uint64_t ts = b.timestamp_base + b.count;

@@ -48,9 +48,13 @@
 // (`broker_withdrawn`) (rules version 50; before, a broker's last session closing handed
 // its unacknowledged orders on at once, and a deadline with it away sent the order to the
 // next broker, so both could trade it). One that loses the broker role while sessions of
-// it are still counted, or stops serving the order's currency, makes them dead letters
-// too (`broker_withdrawn`, at once: rules version 54; before, from rules version 20, they
-// went on at once to the next broker, and both could trade them); a restart (the engine's
+// it are still counted makes them dead letters too (`broker_withdrawn`) at that registry
+// change, and one that lost the role while away, or the order's currency, at the order's
+// next look (its deadline, a backoff's or a halt's end), as one disabled does (rules
+// version 54; before, they went on to the next broker, at once for the role with
+// sessions counted, from rules version 20, and both could trade them). So is an order
+// waiting for any broker after its last one was given up (a hung broker) when that one
+// is disabled or loses the role or the currency: it may have it all the same; a restart (the engine's
 // session reset) leaves an unacknowledged order, or one backing off after a timeout, with
 // its broker for an answer timeout from the start, pushed again when that broker's
 // session opens, then on as after a timeout (rules version 35; before, the first broker to

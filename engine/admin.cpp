@@ -1030,7 +1030,7 @@ class admin_impl {
       return answer(admin_code::refused,
                     "order " + arg + ": " +
                         (v.dead_reason == uint8_t(actors::trading::dead_reason::withdrawn)
-                             ? std::string("the broker working it was withdrawn and may still trade it")
+                             ? std::string("the broker that has it was withdrawn and may still trade it")
                              : std::string("a broker it was sent to since its last retry never answered and may be "
                                            "working it")) +
                         "; routed again, it could be traded twice. Check with its brokers first, then: order retry " +

@@ -228,8 +228,8 @@ std::vector<std::string> messages(const wire::event& e) {
       return {"broker " + std::to_string(e.gateway) + " did not acknowledge order " + std::to_string(e.ref.lo) +
               " of account " + a + " in time (attempt " + std::to_string(e.ref.hi) + ")"};
     case event_type::order_dead:
-      if (e.code == 4)  // the broker working it withdrawn (wire/README.md, order_dead)
-        return {"account " + a + ": the broker working your order " + std::to_string(e.ref.lo) +
+      if (e.code == 4)  // the broker that has it withdrawn (wire/README.md, order_dead)
+        return {"account " + a + ": the broker handling your order " + std::to_string(e.ref.lo) +
                 " can no longer report on it; its money stays reserved until our operators retry or cancel it"};
       return {"account " + a + ": your order " + std::to_string(e.ref.lo) +
               " could not reach a broker; its money stays reserved until our operators retry or cancel it"};

@@ -847,13 +847,18 @@ TEST_F(orders_engine, ABrokerRoleMovedInOneBatchLeavesTheOrderToAnOperator) {
   sync();
   EXPECT_TRUE(sent().empty());
   EXPECT_EQ(order(70).routing, uint8_t(actors::trading::route_state::dead));
+  EXPECT_EQ(order(70).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn));
   ASSERT_EQ(e().retry_orders({{70, a_}}, true).results.at(0), result::ok);
   sync();
   const auto s = sent();
   size_t work = 0;
-  for (const auto& [g, in] : s)
+  bool stop = false;
+  for (const auto& [g, in] : s) {
     if (g == "bank-two" && in.order_id == 70 && in.kind == wire::order_instruction_kind::work) ++work;
+    stop |= g == "bank-broker" && in.order_id == 70 && in.kind == wire::order_instruction_kind::cancel;
+  }
   EXPECT_EQ(work, 1u) << s.size() << " instructions";
+  EXPECT_TRUE(stop) << "the gateway it left is told to stop";
   EXPECT_EQ(order(70).broker, number("bank-two"));
 }
 
@@ -955,7 +960,7 @@ TEST_F(orders_engine, ADisabledBrokerLeavesItsWorkingOrdersDeadLetters) {
     EXPECT_EQ(order(id).routing, uint8_t(actors::trading::route_state::dead)) << id;
     EXPECT_EQ(order(id).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn)) << id;
   }
-  EXPECT_EQ(order(82).routing, uint8_t(actors::trading::route_state::sent)) << "its sessions' closing hands it on";
+  EXPECT_EQ(order(82).routing, uint8_t(actors::trading::route_state::sent)) << "its answer deadline decides";
   EXPECT_EQ(order(82).dead_reason, 0);
 }
 
@@ -2136,6 +2141,43 @@ TEST_F(orders_engine, AnUnacknowledgedOrderWaitsForItsBrokerThroughAnOutage) {
   ASSERT_TRUE(eventually([&] { return order(205).routing == uint8_t(route_state::dead); }));
   EXPECT_EQ(order(205).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn));
   EXPECT_TRUE(sent().empty()) << "nothing to broker-b";
+}
+
+// A broker that stops serving the order's currency while it may have an unacknowledged
+// order leaves it a dead letter (`broker_withdrawn`) at its deadline, not broker-b's
+// (rules version 54; before, broker-b got it then, and both could trade it). Given the
+// currency back, its acknowledgement takes the order back to work there, and its fill
+// settles.
+TEST_F(orders_engine, ABrokerThatStopsServingTheCurrencyLeavesItsUnacknowledgedOrderADeadLetter) {
+  using actors::trading::route_state;
+  up("broker-a");
+  up("broker-b");
+  ASSERT_EQ(place(buy(206, a_, 10, 100)), result::ok);
+  ASSERT_EQ(order(206).broker, number("broker-a"));
+  auto usd_only = broker_registration("broker-a");
+  usd_only.kind = wire::gateway_op_kind::update;
+  usd_only.secret_bytes = 0;
+  std::memset(usd_only.secret, 0, sizeof usd_only.secret);
+  auto etb_again = usd_only;
+  usd_only.currencies[0] = {wire::currency("USD"), 0, settlement + 50};
+  ASSERT_EQ(e().gateways({usd_only}).results.at(0), result::ok);
+  sync();
+  EXPECT_EQ(order(206).routing, uint8_t(route_state::sent)) << "its answer deadline decides";
+  clear_sent();
+  fx_.advance_s(6);
+  (void)e().create_accounts({test::make_account(bank)});
+  ASSERT_TRUE(eventually([&] { return order(206).routing == uint8_t(route_state::dead); }));
+  EXPECT_EQ(order(206).dead_reason, uint8_t(actors::trading::dead_reason::withdrawn));
+  for (const auto& [g, in] : sent()) EXPECT_NE(g, "broker-b") << "broker-b never got it";
+  EXPECT_EQ(answer("broker-a", accepted(206)), result::ok);
+  EXPECT_EQ(order(206).routing, uint8_t(route_state::dead)) << "not serving ETB: it stays a dead letter";
+  ASSERT_EQ(e().gateways({etb_again}).results.at(0), result::ok);
+  ASSERT_EQ(answer("broker-a", accepted(206)), result::ok);
+  EXPECT_EQ(order(206).routing, uint8_t(route_state::working));
+  EXPECT_EQ(order(206).broker, number("broker-a"));
+  ASSERT_EQ(answer("broker-a", fill(206, 1, 10, 100)), result::ok);
+  EXPECT_EQ(order(206).state, uint8_t(actors::portfolio::order_state::filled));
+  expect_balanced();
 }
 
 // An outage's own timeouts open the broker's breaker: when the broker comes back, the

@@ -887,6 +887,46 @@ TEST(TradingRouting, ABrokerNoLongerServingAnUnacknowledgedOrderLeavesItADeadLet
     }
 }
 
+// The same for an order waiting for any broker after its last one was given up (silent
+// through its tries with its session up, a hung broker): that broker may have it all the
+// same, so its role taken leaves the order a dead letter at its next look (rules version
+// 54), as a disable does; by the rules before, broker 4 got it.
+TEST(TradingRouting, AGivenUpBrokerLosingTheRoleLeavesTheWaitingOrderADeadLetter) {
+  for (const uint16_t rules : {rules_order_role_loss_dead_letter, uint16_t(rules_order_role_loss_dead_letter - 1)}) {
+    SCOPED_TRACE(rules);
+    trading_world w;
+    auto& t = w.t;
+    t.set_rules(rules);
+    trading::broker_info three{3, true, true, 1'000'000'000}, four{4, true, false, 1'000'000'000};
+    bool serves = true;
+    t.set_brokers([&](wire::currency_code, std::vector<trading::broker_info>* out) {
+      if (serves) out->push_back(three);
+      out->push_back(four);
+    });
+    t.set_broker_of([&](uint32_t n) { return n == 3 ? three : n == 4 ? four : trading::broker_info{n}; });
+    t.placed(order(1, wire::order_side::buy, 10, 110), 2, t0 + 2);
+    uint64_t now = t0 + 2;
+    for (int k = 0; k < 1000 && !(t.find(5, 1)->routing == uint8_t(trading::route_state::waiting) &&
+                                   t.find(5, 1)->attempts.size() == trading::tries_per_gateway);
+         ++k) {
+      now += 100'000'000;
+      if (t.due(now)) t.run_due(now);
+    }
+    ASSERT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::waiting)) << "broker 3 given up, 4 away";
+    serves = false;
+    four.up = true;
+    t.broker_up(4, now + 1);
+    const auto* e = t.find(5, 1);
+    if (rules >= rules_order_role_loss_dead_letter) {
+      EXPECT_EQ(e->routing, uint8_t(trading::route_state::dead));
+      EXPECT_EQ(e->dead, uint8_t(trading::dead_reason::withdrawn));
+    } else {
+      EXPECT_EQ(e->routing, uint8_t(trading::route_state::sent));
+      EXPECT_EQ(e->broker, 4u);
+    }
+  }
+}
+
 // A sell counts toward its wallet's balance limit at the move band's top, with the
 // improvements of fills the ledger has not settled yet (their chains owed): a sell filled
 // in full is no open order, and its improvement is not in the wallet's balance yet.
