@@ -44,6 +44,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   struct line {
     uint64_t id, unit, held, free, lot, last, tick;  // last: the reference price; unit: minor units a unit at it
     uint64_t top;  // the highest price a sell may fill at now (0: none known)
+    bool buys;     // the profile lets the customer buy it
     uint32_t weight;
     bool trades;
   };
@@ -59,7 +60,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     // not fill.
     const uint64_t price = ins->reference_ticks();
     line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, price, ins->def.tick,
-           in.sell_top ? in.sell_top(*ins) : 0, 0, false};
+           in.sell_top ? in.sell_top(*ins) : 0, (in.classes & (1u << (uint8_t(ins->def.cls) - 1))) != 0, 0, false};
     const uint64_t unit = notional(1, price, ins->def.tick);
     l.unit = unit == UINT64_MAX ? 0 : unit;
     l.trades = l.unit != 0 && ins->reasons(in.t) == 0 && !(p && (p->buying != 0 || p->reserved != 0));
@@ -94,7 +95,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     const u128 target = share(l.weight), now = u128(l.held) * l.unit;
     const bool buy = target > now;
     const u128 gap = buy ? target - now : now - target;
-    if (gap <= band) continue;
+    if (gap <= band || (buy && !l.buys)) continue;
     const uint64_t slip = uint64_t(u128(l.last) * in.slippage_bp / 10'000);
     const uint64_t limit = buy ? l.last + slip : std::max<uint64_t>(1, l.last - std::min(slip, l.last));
     const uint64_t held_unit = buy ? notional(1, limit, l.tick) : l.unit;  // a unit's hold

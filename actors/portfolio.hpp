@@ -220,7 +220,8 @@ class book {
 // without a price, halted or stale are left as they are. Sells come first (in instrument
 // order), then buys; ids count up from first_id. Each is then checked like any order
 // (a buy may find the cash its sells will bring not yet there: insufficient_cash).
-// The plan keeps within what those checks will allow: the buys' holds within the cash
+// The plan keeps within what those checks will allow: no buy of a class the profile
+// forbids; the buys' holds within the cash
 // and the day's outflow left, each within the profile's position limit and the tier's
 // single-transfer limit; the sells within the room the tier's balance limit leaves,
 // each counted at the highest price it may fill at (rules_sell_balance_at_reference).
@@ -230,6 +231,9 @@ struct rebalance_inputs {
   wire::currency_code currency = 0;  // the wallet's
   uint64_t cash = 0;                 // the wallet's available money
   uint64_t position_max = UINT64_MAX;  // the customer's profile's, as an order is checked against it
+  // The asset classes the profile lets the customer buy (bit cls - 1): a line of another
+  // class is not bought (risk_profile_forbids), though it counts in the value.
+  uint8_t classes = 0xFF;
   // The wallet's tier's limits, as an order's hold is checked against them (no tier: none).
   uint64_t single_max = UINT64_MAX;    // a buy's hold
   uint64_t outflow_left = UINT64_MAX;  // the buys' holds together: the day's outflow left

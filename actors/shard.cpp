@@ -478,7 +478,10 @@ void shard::execute(batch& b) {
       else {
         portfolio::rebalance_inputs in;
         in.model = &policy_.model(uint8_t(c->profile));
-        if (const customers::profile_rules* pr = policy_.profile(uint8_t(c->profile))) in.position_max = pr->position_max;
+        if (const customers::profile_rules* pr = policy_.profile(uint8_t(c->profile))) {
+          in.position_max = pr->position_max;
+          in.classes = pr->classes;
+        }
         in.market = &market_;
         in.currency = a->currency;
         const uint64_t out = a->debits_posted + a->debits_pending;

@@ -1240,6 +1240,31 @@ TEST_F(orders_engine, RebalanceKeepsWithinThePositionLimit) {
   expect_balanced();
 }
 
+// A plan buys only what the customer's profile allows: a model weight on a bond, which
+// the moderate profile forbids, is left in cash (it still counts in the value). Before,
+// the bond's buy was planned, refused risk_profile_forbids, and planned again at every
+// rebalance.
+TEST_F(orders_engine, RebalanceBuysOnlyTheClassesTheProfileAllows) {
+  up("broker-a");
+  ASSERT_EQ(e().policies({model(etel, 4000), model(bond, 3000)}).results, std::vector<result>(2, result::ok));
+  auto r = e().rebalance(a_, 1000, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].instrument_id, etel);
+  EXPECT_EQ(r.placed[0].quantity, 400u) << "40% of 100,000 at 100";
+  ASSERT_EQ(answer("broker-a", fill(1000, 1, 400, 100)), result::ok);
+  EXPECT_TRUE(e().rebalance(a_, 1100, 200, 100).placed.empty());
+  // Allowed bonds: the same plan buys them.
+  auto p = moderate_profile(50'000);
+  p.classes |= 1u << (uint8_t(wire::asset_class::bond) - 1);
+  ASSERT_EQ(e().policies({p}).results.at(0), result::ok);
+  r = e().rebalance(a_, 1200, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].instrument_id, bond);
+  expect_balanced();
+}
+
 // A plan keeps within the wallet's tier as its orders' holds are checked against it:
 // each buy's hold within the single-transfer limit, the buys' holds together within the
 // day's outflow left, the sells' credits within the balance limit's room, each sell at
