@@ -22,6 +22,9 @@
 //     check with almost nothing. Prices moving up while a sell is open can still take the
 //     balance past it.
 //     The checks come after the ledger's own: a transfer the ledger refuses keeps its code.
+//     (An order's hold is the exception: the order's verdicts, the tier's among them,
+//     come before the ledger's checks of its hold, so a hold both would refuse gets the
+//     tier's code.)
 //     A wallet with no KYC record has no tier and so no limit, and a record's status does
 //     not change its tier's limits (only orders read the status): a platform that wants
 //     every wallet limited gives each a record, pending with the lowest tier, when it

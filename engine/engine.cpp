@@ -1383,7 +1383,10 @@ class engine_impl {
           else if (order_wallet(c.order_id) != c.wallet) b.results[i] = result::order_not_found;
         }
         break;
-      case op_kind::plan_rebalance: b.results.assign(1, result::ok); break;
+      case op_kind::plan_rebalance:  // not logged: the plan's clock (the day's outflow, halts, staleness)
+        b.results.assign(1, result::ok);
+        b.timestamp_base = now();
+        break;
       case op_kind::rebalance: MESOB_ASSERT_MSG(false, "a rebalance is planned, then placed"); break;
       case op_kind::lookup_orders:
         b.results.assign(b.count, result::order_not_found);

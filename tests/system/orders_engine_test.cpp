@@ -1265,6 +1265,37 @@ TEST_F(orders_engine, RebalanceBuysOnlyTheClassesTheProfileAllows) {
   expect_balanced();
 }
 
+// A plan reads the tier's day, the halts and staleness at its own time, not the last
+// logged batch's: a day after the wallet spent its daily outflow, with nothing logged
+// since, the plan buys again. Before, it read the day before's outflow and planned
+// nothing.
+TEST_F(orders_engine, RebalancePlansAtItsOwnTime) {
+  up("broker-a");
+  constexpr uint64_t fund = 4;  // priced once, stale after 3 days
+  ASSERT_EQ(e().instruments({actors::market::definition(fund, "FUND1", wire::asset_class::fund, etb, 1, 1,
+                                                         {2000, 60'000, 3 * 86'400'000, 30'000})})
+                .results.at(0),
+            result::ok);
+  ASSERT_EQ(e().prices({price(fund, 10, 1)}).results.at(0), result::ok);
+  ASSERT_EQ(e().policies({actors::customers::tier_op(2, etb, 100'000, 1'000, 100'000'000), model(fund, 5000)})
+                .results,
+            std::vector<result>(2, result::ok));
+  auto k = kyc(a_, wire::kyc_status::verified, 2);
+  k.tier = 2;
+  ASSERT_EQ(e().customers({k}).results.at(0), result::ok);
+  auto r = e().rebalance(a_, 1000, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u);
+  EXPECT_EQ(r.placed[0].quantity, 100u) << "the day's 1,000 at 10";
+  ASSERT_EQ(answer("broker-a", fill(1000, 1, 100, 10)), result::ok);
+  EXPECT_TRUE(e().rebalance(a_, 1100, 200, 100).placed.empty()) << "the day's outflow spent";
+  fx_.advance_s(86'400);
+  r = e().rebalance(a_, 1200, 200, 100);
+  ASSERT_EQ(r.placed.size(), 1u) << "a new day";
+  EXPECT_EQ(r.results, std::vector<result>{result::ok});
+  EXPECT_EQ(r.placed[0].quantity, 100u);
+  expect_balanced();
+}
+
 // A plan keeps within the wallet's tier as its orders' holds are checked against it:
 // each buy's hold within the single-transfer limit, the buys' holds together within the
 // day's outflow left, the sells' credits within the balance limit's room, each sell at
