@@ -1726,10 +1726,7 @@ class admin_impl {
     profiles.columns = {{"profile", false}, {"classes", false}, {"position_max", true}};
     for (uint8_t k = 1; k <= wire::risk_profile_max; ++k) {
       const auto* pr = p.profile(k);
-      std::string classes;
-      for (uint8_t c = 1; pr && c <= wire::asset_class_max; ++c)
-        if (pr->classes & (1u << (c - 1))) classes += (classes.empty() ? "" : ",") + std::string(wire::asset_class_name(c));
-      profiles.rows.push_back({std::string(wire::risk_profile_name(k)), pr ? classes : "(not set)",
+      profiles.rows.push_back({std::string(wire::risk_profile_name(k)), pr ? classes_text(pr->classes) : "(not set)",
                                std::to_string(pr ? pr->position_max : 0)});
     }
     admin_section models;
@@ -1742,6 +1739,13 @@ class admin_impl {
     m.sections.push_back(std::move(profiles));
     m.sections.push_back(std::move(models));
     return m;
+  }
+  // A profile's asset classes (bit cls - 1), comma-separated.
+  static std::string classes_text(uint8_t classes) {
+    std::string out;
+    for (uint8_t c = 1; c <= wire::asset_class_max; ++c)
+      if (classes & (1u << (c - 1))) out += (out.empty() ? "" : ",") + std::string(wire::asset_class_name(c));
+    return out;
   }
   admin_response_msg policy_change(const wire::policy_op& op, const std::string& what) {
     const reply r = eng_.policies({op});
@@ -1837,6 +1841,31 @@ class admin_impl {
       return answer(admin_code::arguments_invalid, "instrument '" + a[1] + "' is not a positive integer");
     if (!parse_u64(a[2], &weight) || weight > actors::customers::model_weight_total_max)
       return answer(admin_code::arguments_invalid, "weight '" + a[2] + "': 0 to 10,000 basis points");
+    // A weight on what rebalancing could never buy is refused here (the policy does not
+    // know the market): an instrument not listed, or of a class the profile forbids. A
+    // weight of 0 takes the instrument out whatever it is.
+    if (weight != 0) {
+      const reply ri = eng_.lookup_instruments({instrument});
+      if (ri.st != status::ok) return refused_by_engine(ri);
+      if (ri.results.empty() || ri.results[0] != wire::result::ok || ri.instruments.empty())
+        return answer(admin_code::not_found,
+                      "instrument " + a[1] + " is not listed: define it first (instrument define)");
+      const reply rp = eng_.lookup_policy();
+      if (rp.st != status::ok) return refused_by_engine(rp);
+      actors::customers::policy p;
+      std::string why;
+      if (!actors::customers::policy::decode(rp.policy, &p, &why)) return answer(admin_code::failed, why);
+      const actors::customers::profile_rules* pr = p.profile(profile);
+      if (!pr)
+        return answer(admin_code::failed, "profile " + a[0] +
+                                              " has no asset classes set: set them first (profile set), so that "
+                                              "its model's instruments can be checked against them");
+      const uint8_t cls = uint8_t(ri.instruments[0].def.cls);
+      if (!(pr->classes & (1u << (cls - 1))))
+        return answer(admin_code::failed, "instrument " + a[1] + " is " + std::string(wire::asset_class_name(cls)) +
+                                              ", which profile " + a[0] + " does not allow (it allows " +
+                                              classes_text(pr->classes) + "): its customers could never buy it");
+    }
     return policy_change(actors::customers::model_op(profile, instrument, weight), "model " + a[0] + " instrument " + a[1]);
   }
   admin_response_msg cmd_customer_show(const std::vector<std::string>& args) {

@@ -722,6 +722,36 @@ TEST(admin_port, policy_and_customer_commands) {
   EXPECT_EQ(admin(*ops, "profile set", {"moderate", "", "1"}).code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*ops, "instrument define", {"99", "abc", "equity", "ETB", "1", "1", "1", "1", "1", "1"}).code,
             admin_code::arguments_invalid);
+  // A model weight on an instrument not listed, in a profile not set, or of a class the
+  // profile forbids: refused, saying which.
+  m = admin(*ops, "model set", {"moderate", "7", "6000"});
+  EXPECT_EQ(m.code, admin_code::not_found);
+  EXPECT_NE(m.message.find("instrument 7 is not listed"), std::string::npos) << m.message;
+  for (const char* id : {"7", "8", "9", "200"})
+    ASSERT_EQ(admin(*ops, "instrument define", {id, std::string("EQ") + id, "equity", "ETB", "1", "1", "1000", "60000",
+                                                "60000", "60000"})
+                  .code,
+              admin_code::ok);
+  ASSERT_EQ(admin(*ops, "instrument define", {"10", "GOV10", "bond", "ETB", "1", "1", "1000", "60000", "60000",
+                                              "60000"})
+                .code,
+            admin_code::ok);
+  for (int i = 1; i <= 64; ++i)
+    ASSERT_EQ(admin(*ops, "instrument define", {std::to_string(100 + i), "EQ" + std::to_string(100 + i), "equity",
+                                                "ETB", "1", "1", "1000", "60000", "60000", "60000"})
+                  .code,
+              admin_code::ok);
+  m = admin(*ops, "model set", {"moderate", "7", "6000"});
+  EXPECT_EQ(m.code, admin_code::failed);
+  EXPECT_NE(m.message.find("profile moderate has no asset classes set"), std::string::npos) << m.message;
+  ASSERT_EQ(admin(*ops, "profile set", {"moderate", "equity,fund", "100000"}).code, admin_code::ok);
+  ASSERT_EQ(admin(*ops, "profile set", {"aggressive", "equity", "100000"}).code, admin_code::ok);
+  m = admin(*ops, "model set", {"moderate", "10", "1000"});
+  EXPECT_EQ(m.code, admin_code::failed);
+  EXPECT_NE(m.message.find("instrument 10 is bond, which profile moderate does not allow (it allows equity,fund)"),
+            std::string::npos)
+      << m.message;
+  EXPECT_EQ(admin(*ops, "model set", {"moderate", "10", "0"}).code, admin_code::ok) << "taking out needs no check";
   // A model past 100%, and past 64 instruments: refused, saying which limit and why.
   EXPECT_EQ(admin(*ops, "model set", {"moderate", "7", "6000"}).code, admin_code::ok);
   m = admin(*ops, "model set", {"moderate", "8", "4001"});
