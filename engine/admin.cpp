@@ -1681,6 +1681,10 @@ class admin_impl {
     op.move_window_ms = uint32_t(v[3]);
     op.stale_ms = uint32_t(v[4]);
     op.halt_ms = uint32_t(v[5]);
+    if (!mk::tradable(op))  // the engine would answer lot_invalid
+      return answer(admin_code::arguments_invalid,
+                    "tick x lot (" + a[4] + " x " + a[5] + ") passes 2^53 minor units, the most an order's notional " +
+                        "may be: a lot at one tick could never be bought");
     return instrument_change(op, "listed (" + a[1] + ")");
   }
   admin_response_msg cmd_instrument_halt(const std::vector<std::string>& a) {

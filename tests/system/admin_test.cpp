@@ -722,6 +722,11 @@ TEST(admin_port, policy_and_customer_commands) {
   EXPECT_EQ(admin(*ops, "profile set", {"moderate", "", "1"}).code, admin_code::arguments_invalid);
   EXPECT_EQ(admin(*ops, "instrument define", {"99", "abc", "equity", "ETB", "1", "1", "1", "1", "1", "1"}).code,
             admin_code::arguments_invalid);
+  m = admin(*ops, "instrument define",
+            {"99", "BIG", "equity", "ETB", "1000000000", "1000000000", "1", "1", "1", "1"});
+  EXPECT_EQ(m.code, admin_code::arguments_invalid);
+  EXPECT_NE(m.message.find("tick x lot (1000000000 x 1000000000) passes 2^53"), std::string::npos) << m.message;
+  EXPECT_EQ(admin(*ops, "instrument show", {"99"}).code, admin_code::not_found) << "nothing listed";
   // A model weight on an instrument not listed, in a profile not set, or of a class the
   // profile forbids: refused, saying which.
   m = admin(*ops, "model set", {"moderate", "7", "6000"});
