@@ -841,6 +841,22 @@ TEST(TradingRetry, AnOrderWorkingAtAWithdrawnBrokerNeedsForce) {
   EXPECT_EQ(t.retry({1, 5}, now + 2, true), result::ok);
 }
 
+// Brokers 3 and 4, in that order, on a trading table (both enabled and up; broker 3
+// serves the currency while `serves`).
+struct two_brokers {
+  trading::broker_info three{3, true, true, 1'000'000'000}, four{4, true, true, 1'000'000'000};
+  bool serves = true;
+  explicit two_brokers(trading::table& t) {
+    t.set_brokers([this](wire::currency_code, std::vector<trading::broker_info>* out) {
+      if (serves) out->push_back(three);
+      out->push_back(four);
+    });
+    t.set_broker_of([this](uint32_t n) { return n == 3 ? three : n == 4 ? four : trading::broker_info{n}; });
+  }
+  two_brokers(const two_brokers&) = delete;
+  two_brokers& operator=(const two_brokers&) = delete;
+};
+
 // An order sent to broker 3 and not acknowledged, whose broker then stops serving it
 // (the role taken with a session still up; or, away, the order's currency taken and its
 // deadline passing) is a dead letter (broker_withdrawn) from rules version 54: broker 3
@@ -852,26 +868,20 @@ TEST(TradingRouting, ABrokerNoLongerServingAnUnacknowledgedOrderLeavesItADeadLet
       trading_world w;
       auto& t = w.t;
       t.set_rules(rules);
-      trading::broker_info three{3, true, true, 1'000'000'000}, four{4, true, true, 1'000'000'000};
-      bool serves = true;
-      t.set_brokers([&](wire::currency_code, std::vector<trading::broker_info>* out) {
-        if (serves) out->push_back(three);
-        out->push_back(four);
-      });
-      t.set_broker_of([&](uint32_t n) { return n == 3 ? three : n == 4 ? four : trading::broker_info{n}; });
+      two_brokers b(t);
       t.placed(order(1, wire::order_side::buy, 10, 110), 2, t0 + 2);
       ASSERT_EQ(t.find(5, 1)->broker, 3u);
       uint64_t now = t0 + 3;
       if (away) {
-        three.up = false;
+        b.three.up = false;
         t.broker_down(3, now, true);
         ASSERT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::sent)) << "to its deadline";
-        serves = false;
+        b.serves = false;
         now = t0 + 2 + 1'000'000'001;
         ASSERT_TRUE(t.due(now));
         t.run_due(now);
       } else {
-        serves = false;
+        b.serves = false;
         t.broker_down(3, now, false);
       }
       const auto* e = t.find(5, 1);
@@ -897,13 +907,8 @@ TEST(TradingRouting, AGivenUpBrokerLosingTheRoleLeavesTheWaitingOrderADeadLetter
     trading_world w;
     auto& t = w.t;
     t.set_rules(rules);
-    trading::broker_info three{3, true, true, 1'000'000'000}, four{4, true, false, 1'000'000'000};
-    bool serves = true;
-    t.set_brokers([&](wire::currency_code, std::vector<trading::broker_info>* out) {
-      if (serves) out->push_back(three);
-      out->push_back(four);
-    });
-    t.set_broker_of([&](uint32_t n) { return n == 3 ? three : n == 4 ? four : trading::broker_info{n}; });
+    two_brokers b(t);
+    b.four.up = false;
     t.placed(order(1, wire::order_side::buy, 10, 110), 2, t0 + 2);
     uint64_t now = t0 + 2;
     for (int k = 0; k < 1000 && !(t.find(5, 1)->routing == uint8_t(trading::route_state::waiting) &&
@@ -913,8 +918,8 @@ TEST(TradingRouting, AGivenUpBrokerLosingTheRoleLeavesTheWaitingOrderADeadLetter
       if (t.due(now)) t.run_due(now);
     }
     ASSERT_EQ(t.find(5, 1)->routing, uint8_t(trading::route_state::waiting)) << "broker 3 given up, 4 away";
-    serves = false;
-    four.up = true;
+    b.serves = false;
+    b.four.up = true;
     t.broker_up(4, now + 1);
     const auto* e = t.find(5, 1);
     if (rules >= rules_order_role_loss_dead_letter) {
