@@ -227,6 +227,19 @@ class orders_engine : public ::testing::Test {
     EXPECT_EQ(order(order_id).routing, uint8_t(actors::trading::route_state::sent));
     return upd;
   }
+  // Order `id` placed and sent to broker-a, then broker-a disabled, its session not yet
+  // closed: the order still sent there.
+  void sent_to_broker_a_then_disabled(uint64_t id) {
+    up("broker-a");
+    ASSERT_EQ(place(buy(id, a_, 10, 100)), result::ok);
+    ASSERT_EQ(order(id).routing, uint8_t(actors::trading::route_state::sent));
+    wire::gateway_op off{};
+    off.kind = wire::gateway_op_kind::disable;
+    actors::gateways::set_op_id(off, "broker-a");
+    ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);
+    sync();
+    ASSERT_EQ(order(id).broker, number("broker-a")) << "still sent there";
+  }
   // An ending order's day-long cap is of the engine's up time (rules version 35).
   void ending_order_day_skips_downtime();
   // Order `id`'s order_dead events and its answers of `kind`, from the event log (the
@@ -2041,15 +2054,7 @@ TEST_F(orders_engine, AnEndingOrderWaitsOnlyForBrokersThatCouldAnswer) {
 // closes it without first making it a dead letter: no order_dead event (rules version
 // 29; before, one came just ahead of the close).
 TEST_F(orders_engine, AWithdrawnBrokersRejectClosesTheOrderWithoutADeadLetter) {
-  up("broker-a");
-  ASSERT_EQ(place(buy(180, a_, 10, 100)), result::ok);
-  ASSERT_EQ(order(180).routing, uint8_t(actors::trading::route_state::sent));
-  wire::gateway_op off{};
-  off.kind = wire::gateway_op_kind::disable;
-  actors::gateways::set_op_id(off, "broker-a");
-  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);  // its session not yet closed
-  sync();
-  ASSERT_EQ(order(180).broker, number("broker-a")) << "still sent there";
+  ASSERT_NO_FATAL_FAILURE(sent_to_broker_a_then_disabled(180));
   ASSERT_EQ(answer("broker-a", reject(180, 9)), result::ok);
   EXPECT_EQ(order(180).state, uint8_t(actors::portfolio::order_state::rejected));
   EXPECT_EQ(order(180).reason, 9);
@@ -2062,15 +2067,7 @@ TEST_F(orders_engine, AWithdrawnBrokersRejectClosesTheOrderWithoutADeadLetter) {
 // session not yet closed: the order still sent there), rules version 40; before, an
 // order_dead event came just ahead of the fill that closed it.
 TEST_F(orders_engine, AWithdrawnBrokersCompletingFillClosesTheOrderWithoutADeadLetter) {
-  up("broker-a");
-  ASSERT_EQ(place(buy(181, a_, 10, 100)), result::ok);
-  ASSERT_EQ(order(181).routing, uint8_t(actors::trading::route_state::sent));
-  wire::gateway_op off{};
-  off.kind = wire::gateway_op_kind::disable;
-  actors::gateways::set_op_id(off, "broker-a");
-  ASSERT_EQ(e().gateways({off}).results.at(0), result::ok);  // its session not yet closed
-  sync();
-  ASSERT_EQ(order(181).broker, number("broker-a")) << "still sent there";
+  ASSERT_NO_FATAL_FAILURE(sent_to_broker_a_then_disabled(181));
   ASSERT_EQ(answer("broker-a", fill(181, 1, 10, 100)), result::ok);
   EXPECT_EQ(order(181).state, uint8_t(actors::portfolio::order_state::filled));
   EXPECT_EQ(account(a_).debits_pending, 0u);
