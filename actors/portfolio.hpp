@@ -233,7 +233,7 @@ struct rebalance_inputs {
   uint64_t position_max = UINT64_MAX;  // the customer's profile's, as an order is checked against it
   // The asset classes the profile lets the customer buy (bit cls - 1): a line of another
   // class is not bought (risk_profile_forbids), though it counts in the value.
-  uint8_t classes = 0xFF;
+  uint8_t classes = 0xFF;  // (the shard passes the profile's; none set: 0)
   // The wallet's tier's limits, as an order's hold is checked against them (no tier: none).
   uint64_t single_max = UINT64_MAX;    // a buy's hold
   uint64_t outflow_left = UINT64_MAX;  // the buys' holds together: the day's outflow left

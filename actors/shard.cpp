@@ -474,11 +474,13 @@ void shard::execute(batch& b) {
         b.results[0] = result::order_invalid;
       else if (!a) b.results[0] = result::account_not_found;
       else if (!c) b.results[0] = result::customer_not_found;
-      else if (policy_.model(uint8_t(c->profile)).empty() || !policy_.profile(uint8_t(c->profile)))
-        b.results[0] = result::risk_profile_undefined;  // (no model, or no classes: every buy would be refused)
+      else if (policy_.model(uint8_t(c->profile)).empty()) b.results[0] = result::risk_profile_undefined;
       else {
         portfolio::rebalance_inputs in;
         in.model = &policy_.model(uint8_t(c->profile));
+        // A profile with no classes set buys nothing (every buy would be refused
+        // risk_profile_undefined); its sells go on, as the order check lets them.
+        in.classes = 0;
         if (const customers::profile_rules* pr = policy_.profile(uint8_t(c->profile))) {
           in.position_max = pr->position_max;
           in.classes = pr->classes;

@@ -379,7 +379,7 @@ class admin_impl {
          3, &admin_impl::cmd_profile_set},
         {"model set", "<conservative|moderate|aggressive> <instrument-id> <weight_bp>",
          "set an instrument's target weight (basis points; 0 removes it) in a risk profile's model portfolio, which "
-         "rebalancing aims at",
+         "rebalancing aims at (the instrument listed, its class among the profile's)",
          3, 3, &admin_impl::cmd_model_set},
         {"customer show", "<wallet-id>", "a customer's KYC status, tier, risk profile, outflow today and KYC sequence", 1, 1,
          &admin_impl::cmd_customer_show},
