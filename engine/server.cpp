@@ -370,7 +370,9 @@ class server_impl {
   // every open session's (before, each wake walked them all). One that took the engine's
   // last place goes to the back when it stops again: sessions take turns when it is full.
   std::vector<std::pair<uint32_t, uint32_t>> stopped_;
-  std::unordered_map<std::string, uint32_t> gateway_sessions_;  // authenticated, by gateway id
+  // Each gateway's authenticated sessions, as their slots: a push to a gateway looks at
+  // its own sessions alone (before, it walked every open session, up to connections_max).
+  std::unordered_map<std::string, std::vector<uint32_t>> gateway_sessions_;
   // Each gateway's requests in the engine (session::gateway_in_flight), held by its
   // sessions and by the requests' completions: an entry goes when both are gone.
   std::unordered_map<std::string, std::weak_ptr<uint32_t>> gateway_in_flight_;
@@ -888,8 +890,10 @@ class server_impl {
     session_ended(s);
     if (s.session_id != 0) {
       by_session_.erase(s.session_id);
-      if (auto g = gateway_sessions_.find(s.gateway); g != gateway_sessions_.end() && --g->second == 0)
-        gateway_sessions_.erase(g);
+      if (auto g = gateway_sessions_.find(s.gateway); g != gateway_sessions_.end()) {
+        std::erase(g->second, s.slot);
+        if (g->second.empty()) gateway_sessions_.erase(g);
+      }
       s.gateway_in_flight.reset();
       for (uint32_t bit = 0; bit < role_sessions_.size(); ++bit)
         if (s.roles & (1u << bit)) role_sessions_[bit].fetch_sub(1, std::memory_order_relaxed);
@@ -1367,7 +1371,8 @@ class server_impl {
              "gateway " + a.gateway_id + " lacks the admin role; the admin port admits admin gateways only");
       return;
     }
-    uint32_t& open = gateway_sessions_[a.gateway_id];
+    const auto had = gateway_sessions_.find(a.gateway_id);
+    const size_t open = had == gateway_sessions_.end() ? 0 : had->second.size();
     if (open >= cfg_.gateway_sessions_max) {
       refuse(protocol_error::too_many_sessions, "gateway " + a.gateway_id + " has " + std::to_string(open) +
                                                     " sessions open, the most one gateway may have (gateway_sessions_max)");
@@ -1380,7 +1385,7 @@ class server_impl {
                  " a second (registered_opens_per_s, with a burst of four seconds' worth); try again later");
       return;
     }
-    ++open;
+    gateway_sessions_[a.gateway_id].push_back(s.slot);
     s.authed = true;
     s.reader.set_body_max(cfg_.frame_bytes_max);
     left_handshake(s);
@@ -1813,8 +1818,13 @@ class server_impl {
     // Every session of the gateway gets the same bytes, built once: before, each got its
     // own copy, so a gateway's sessions that do not read (up to gateway_sessions_max) held
     // a copy each, up to out_bytes_max apiece.
+    const auto g = gateway_sessions_.find(p.gateway_id);
+    if (g == gateway_sessions_.end()) return;
+    // A copy: a push that cuts a slow reader may free its session, which leaves the list.
+    const std::vector<uint32_t> slots = g->second;
     std::shared_ptr<const std::vector<uint8_t>> shared;
-    for (auto& sp : sessions_) {
+    for (const uint32_t slot : slots) {
+      const auto& sp = sessions_[slot];
       if (!sp || sp->fd < 0 || sp->closing || sp->close_after_flush || !sp->authed || sp->gateway != p.gateway_id)
         continue;
       // A session its gateway's disable or secret rotation cut off since its last frame
