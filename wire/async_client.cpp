@@ -444,7 +444,10 @@ void async_client::send_queued() {
     for (const auto& e : sending_) {
       if (!e.frame) {
         flush();
-        (void)conn_->ping(&err);
+        // Request id 0: the inner client's own count restarts at every connection and
+        // would meet this client's numbers (an Error answering the ping, its gateway cut
+        // off, failed the request that had the ping's number, done or not).
+        (void)conn_->ping(&err, /*unnumbered=*/true);
       } else {
         joined_.insert(joined_.end(), e.frame->begin(), e.frame->end());
       }

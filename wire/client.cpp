@@ -512,7 +512,9 @@ bool client::ack(uint64_t offset, std::string* error) {
   return send_frame(frame_kind::ack, id, ack_body(offset), error);
 }
 
-bool client::ping(std::string* error) { return send_frame(frame_kind::ping, next_id_++, {}, error); }
+bool client::ping(std::string* error, bool unnumbered) {
+  return send_frame(frame_kind::ping, unnumbered ? 0 : next_id_++, {}, error);
+}
 
 client::admin_outcome client::admin(const admin_request_msg& m) {
   admin_outcome o;

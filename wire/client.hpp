@@ -124,8 +124,11 @@ class client {
                    protocol_error* refusal = nullptr);
   bool ack(uint64_t offset, std::string* error);
   // A ping (the pong is skipped by whatever reads next): keeps a quiet session from the
-  // server's idle timeout, and shows the server is there (last_heard() moves).
-  bool ping(std::string* error);
+  // server's idle timeout, and shows the server is there (last_heard() moves). Numbered
+  // as this client's next request, or 0 when `unnumbered`: an owner that numbers its
+  // requests itself (async_client) pings with 0, so that neither the pong nor an Error
+  // answering the ping (its gateway cut off) carries the number of one of its requests.
+  bool ping(std::string* error, bool unnumbered = false);
   // Answers read while waiting for another, kept for their own wait.
   [[nodiscard]] size_t answers_held() const { return early_.size(); }
   // When bytes last came from the server (the connect, before any).

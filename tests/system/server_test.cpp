@@ -2779,6 +2779,9 @@ struct scripted_server {
   // Each answer's message this many bytes long. The answers are written as each request
   // is read, blocking: a client that does not read them stops this server reading.
   std::atomic<uint32_t> answer_bytes{0};
+  // A ping is answered as the server answers one from a gateway cut off: an Error
+  // (gateway_cut_off, "cut off") with the ping's number.
+  std::atomic<bool> cut_off_pings{false};
   std::thread th;
   std::vector<std::thread> conns;  // one a connection (the accepting thread's alone)
 
@@ -2854,8 +2857,10 @@ struct scripted_server {
         ++requests;
         if (answer_after_ms < 0) continue;
         std::this_thread::sleep_for(std::chrono::milliseconds(answer_after_ms));
-        const wire::error_msg e{wire::protocol_error::body_invalid,
-                                answer_bytes == 0 ? std::string("scripted") : std::string(answer_bytes, 's')};
+        wire::error_msg e{wire::protocol_error::body_invalid,
+                          answer_bytes == 0 ? std::string("scripted") : std::string(answer_bytes, 's')};
+        if (cut_off_pings && f.header.kind == uint16_t(wire::frame_kind::ping))
+          e = {wire::protocol_error::gateway_cut_off, "cut off"};
         send_all(fd, wire::encode_frame(wire::frame_kind::error, f.header.request_id, wire::error_body(e)));
       }
     }
@@ -3094,6 +3099,28 @@ TEST(async_client, an_idle_client_pings_and_keeps_its_session) {
   std::string err;
   EXPECT_FALSE(wire::async_client::connect(o, &err));
   EXPECT_EQ(err, "async_client: keepalive_ms must be 0 (no pings) or 100..3600000");
+}
+
+// A keepalive ping answered by an Error (the server's answer to a ping from a gateway
+// cut off) fails no request: here the request is sent while the server holds the
+// ping's answer. Before, the pings were numbered by the connection's own count, which
+// restarts at each connection and met the client's: the first request took the first
+// ping's number, and the ping's Error failed it "nothing done" while the engine may
+// have done it.
+TEST(async_client, an_error_answering_a_ping_fails_no_request) {
+  scripted_server s(300);
+  s.cut_off_pings = true;
+  auto o = s.opts(5'000);
+  o.keepalive_ms = 100;
+  std::string err;
+  auto c = wire::async_client::connect(o, &err);
+  ASSERT_TRUE(c) << err;
+  for (int i = 0; i < 2'000 && s.requests.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(s.requests.load(), 1) << "no ping in 2 s";
+  const auto r = c->submit(wire::lookup_accounts_body(std::vector<uint64_t>{1})).get();  // while the ping waits
+  EXPECT_TRUE(r.server_error);
+  EXPECT_EQ(r.error.message, "scripted") << "the request's own answer";
+  EXPECT_EQ(c->reconnects(), 0u);
 }
 
 // Destroying the client while another thread waits in submit() for room: the waiting
