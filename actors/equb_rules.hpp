@@ -1,7 +1,9 @@
 // Equb groups' rules as pure functions over a group's state: which result an operation
 // gets, how the state changes, and which ledger transfers carry the money. Every money
 // movement is a ledger transfer; these functions only decide them (the group actor
-// submits each list as one linked chain, all or nothing). Like ledger_rules, they read
+// submits each list as one linked chain, all or nothing, except where the rules say
+// otherwise: a dividend only a cover backs waits for the cover, rules version 41; a
+// refund, an ended group's forwards and shared parts go apart, rules version 45). Like ledger_rules, they read
 // nothing but their arguments, so replay decides every operation the same way.
 //
 // A group: N seats ("numbers"), each held by a member wallet (a member may hold several
@@ -20,7 +22,8 @@
 //             pot is paid out to the round's recipient.
 //   completed every seat has received once; escrow is empty.
 //   dissolved the current round's payments (and forming deposits) are refunded to
-//             their payers, to the minor unit; escrow is empty. Past rounds are settled
+//             their payers, to the minor unit, with the dividend credits held for
+//             seats and the shares of what the escrow held; escrow is empty. Past rounds are settled
 //             as debts: every seat that received owes every seat that did not one
 //             contribution (its dues for the rounds it will not pay; each non-recipient
 //             is owed back its contributions to the pots others took). Nominal amounts:
