@@ -341,7 +341,9 @@ void group_table::owe_apart(group_entry& e, std::vector<money>&& m) {
 }
 
 void group_table::owe_held(group_entry& e, std::vector<outcome::held_forward>&& held) {
-  // In the order they were decided, one obligation per pair of rounds waited for.
+  // In the order they were decided, one obligation a transfer (rules_equb_forwards_apart)
+  // or, before, one per pair of rounds waited for.
+  const bool apart = rules_ >= rules_equb_forwards_apart;
   while (!held.empty()) {
     const uint32_t round = held.front().round, funded_by = held.front().funded_by;
     obligation o;
@@ -349,7 +351,7 @@ void group_table::owe_held(group_entry& e, std::vector<outcome::held_forward>&& 
     o.waits_for = round;
     o.waits_too = funded_by;
     std::erase_if(held, [&](const outcome::held_forward& h) {
-      const bool same = h.round == round && h.funded_by == funded_by;
+      const bool same = h.round == round && h.funded_by == funded_by && (!apart || o.transfers.empty());
       if (same) o.transfers.push_back(h.m);
       return same;
     });
@@ -424,7 +426,8 @@ void group_table::paid(const wire::transfer& t, uint64_t ts) {
   }
   o.transfers.erase(o.transfers.begin());  // the payment itself: the ledger carried it
   MESOB_ASSERT(o.shared.empty());  // (a contribution's group parts are held until the close)
-  owe(*e, std::move(o.transfers));
+  if (rules_ >= rules_equb_forwards_apart) owe_apart(*e, std::move(o.transfers));  // the debts' forwards
+  else owe(*e, std::move(o.transfers));
   owe_held(*e, std::move(o.held));
   if (round_due(e->g, ts)) after_round(*e, ts);
 }
@@ -610,6 +613,7 @@ void group_table::chain_done(const wire::transfer& first, wire::result r) {
     for (auto& s : e->g.seats)
       for (auto& d : s.debts)
         if (d.round == covered && d.creditor_account_id != 0) d.creditor_account_id = payer;
+    if (rules_ >= rules_equb_forwards_apart) forgive_debts_to_itself(e->g);  // the payer a seat's own wallet
     for (auto& o : e->owed) {
       if (!held_back(o) || (o.waits_for != covered && o.waits_too != covered)) continue;
       if (o.waits_for == covered) {

@@ -279,8 +279,8 @@ class group_table {
   // Transfers none of which needs another (refunds, forwards of money the escrow holds,
   // dividends): an obligation each from rules_refunds_apart, one chain before.
   void owe_apart(group_entry& e, std::vector<money>&& m);
-  // The outcome's forwards and dividends held back: one obligation per pair of rounds
-  // they wait for.
+  // The outcome's forwards and dividends held back: one obligation a transfer from
+  // rules_equb_forwards_apart, one per pair of rounds they wait for before.
   void owe_held(group_entry& e, std::vector<outcome::held_forward>&& held);
   // Rounds whose cover an obligation still carries (none before rules_cover_forwards_wait).
   [[nodiscard]] std::vector<uint32_t> uncovered(const group_entry& e) const;

@@ -448,6 +448,18 @@ constexpr uint16_t rules_sell_balance_at_reference = 53;
 // went on to the next broker (at once for the role, from rules version 20), and both
 // could trade it.
 constexpr uint16_t rules_order_role_loss_dead_letter = 54;
-constexpr uint16_t rules_newest = 54;
+// Equb: the forwards of an active group's debts, paid with a seat's contribution, go as
+// one obligation a transfer, and so does each dividend or forward held back for a cover
+// (as rules_refunds_apart made a dissolution's refunds and an ended group's forwards):
+// one the ledger refuses (a creditor's wallet frozen or closed) holds back only its
+// own. Before, one chain carried them all, and one creditor's frozen wallet held back
+// every other creditor's repayment (and every seat's held dividend) until an operator
+// unfroze it or replaced the account and retried. And a cover carried re-points its
+// round's debts to the account that paid it: a debt that then names the owing seat's
+// own wallet keeps only its part owed to the group (rules_no_debt_to_itself at a close
+// and a replace_account; before, the seat owed its own wallet, and an ended group never
+// counted as settled until it paid itself or an operator wrote the debt off).
+constexpr uint16_t rules_equb_forwards_apart = 55;
+constexpr uint16_t rules_newest = 55;
 
 }  // namespace mesob::actors

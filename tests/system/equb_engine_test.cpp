@@ -1600,16 +1600,17 @@ void equb_engine::a_dividend_only_a_cover_backs_waits_for_it() {
   fx_.advance_s(8 * 86'400 + 1);  // past round 2's deadline (day 7) and its grace
   group_entry st = at_round(g, 3);
   ASSERT_EQ(st.g.round, 3u);
-  ASSERT_EQ(st.owed.size(), 2u);
+  ASSERT_EQ(st.owed.size(), 5u) << "the close's chain and each seat's held share (rules 55)";
   EXPECT_EQ(st.owed[0].refusal, result::exceeds_credits) << "the guarantor has nothing";
   EXPECT_EQ(st.owed[0].covers_round, 2u);
-  EXPECT_EQ(st.owed[1].waits_too, 2u) << "the dividend only the cover backs";
-  EXPECT_EQ(st.owed[1].waits_for, 0u);
-  ASSERT_EQ(st.owed[1].transfers.size(), 4u);
   for (uint32_t seat = 0; seat < 4; ++seat) {
+    const actors::equb::obligation& held = st.owed[1 + seat];
+    EXPECT_EQ(held.waits_too, 2u) << "the dividend only the cover backs";
+    EXPECT_EQ(held.waits_for, 0u);
     EXPECT_EQ(st.g.seats[seat].credit, 25u) << seat;
-    EXPECT_EQ(st.owed[1].transfers[seat].credit_account_id, seat + 1u);
-    EXPECT_EQ(st.owed[1].transfers[seat].amount, 25u);
+    ASSERT_EQ(held.transfers.size(), 1u);
+    EXPECT_EQ(held.transfers[0].credit_account_id, seat + 1u);
+    EXPECT_EQ(held.transfers[0].amount, 25u);
   }
   EXPECT_EQ(balance(g), 100) << "seat 2's payment: what the credits are";
   expect_escrow_consistent(g);
@@ -1638,7 +1639,7 @@ void equb_engine::a_dividend_only_a_cover_backs_waits_for_it() {
   ASSERT_EQ(st.history.at(2).seat, 2u);
   EXPECT_EQ(balance(3), int64_t(starting - 2 * contribution - 75 + 400)) << "round 3's payout was carried";
   EXPECT_EQ(balance(short_guarantor), 1'000 - 225);
-  ASSERT_EQ(st.owed.size(), 2u) << "round 2's chain, refused, and its dividend";
+  ASSERT_EQ(st.owed.size(), 5u) << "round 2's chain, refused, and its dividend's shares";
   EXPECT_TRUE(st.owed[0].refused);
   expect_escrow_consistent(g);
   // The operator's retry: round 2's cover is carried, then the held dividend.

@@ -1086,12 +1086,15 @@ TEST(equb_rules, group_table_owes_a_short_pots_discount_by_the_records_rules) {
 // The group table decides a covered close's dividend by its record's rules: from version
 // 41 the part only the cover backs is an obligation held back for the close's chain
 // (waits_too), whose shares go to the seats once that chain is carried; by the rules
-// before, the whole dividend is credits.
+// before, the whole dividend is credits. From version 55 each seat's share is an
+// obligation of its own (one wallet refusing holds back no other's).
 TEST(equb_rules, group_table_holds_a_dividend_only_a_cover_backs_by_the_records_rules) {
   using mesob::actors::rules_cover_backs_credits;
-  for (const uint16_t rules : {rules_cover_backs_credits, uint16_t(rules_cover_backs_credits - 1)}) {
+  using mesob::actors::rules_equb_forwards_apart;
+  for (const uint16_t rules :
+       {rules_equb_forwards_apart, rules_cover_backs_credits, uint16_t(rules_cover_backs_credits - 1)}) {
     SCOPED_TRACE(rules);
-    const bool backs = rules >= rules_cover_backs_credits;
+    const bool backs = rules >= rules_cover_backs_credits, apart = rules >= rules_equb_forwards_apart;
     auto cfg = short_pot_config(0);
     cfg.group_id = cfg.escrow_account_id = escrow;
     cfg.on_default = default_policy::cover_from_guarantor;
@@ -1111,29 +1114,36 @@ TEST(equb_rules, group_table_holds_a_dividend_only_a_cover_backs_by_the_records_
     uint64_t credits = 0;
     for (const auto& st : e.g.seats) credits += st.credit;
     EXPECT_EQ(credits, backs ? 100u : 200u);
-    ASSERT_EQ(e.owed.size(), backs ? 2u : 1u);
+    ASSERT_EQ(e.owed.size(), backs ? (apart ? 5u : 2u) : 1u);
     EXPECT_EQ(e.owed[0].covers_round, 2u);
     if (!backs) continue;
-    const obligation& held = e.owed[1];
-    EXPECT_EQ(held.waits_for, 0u);
-    EXPECT_EQ(held.waits_too, 2u);
+    for (size_t k = 1; k < e.owed.size(); ++k) {
+      const obligation& held = e.owed[k];
+      EXPECT_EQ(held.waits_for, 0u);
+      EXPECT_EQ(held.waits_too, 2u);
+      ASSERT_EQ(held.transfers.size(), apart ? 1u : 4u);
+    }
     EXPECT_EQ(to_item(e).owed.back().waits_for_cover, 2u);
-    ASSERT_EQ(held.transfers.size(), 4u);
     EXPECT_EQ(escrow_expected(e), 100u) << "what the escrow holds: the credits, the cover not in yet";
     group_entry back;
     std::string why;
     ASSERT_TRUE(decode_entry(encode_entry(e), &back, &why)) << why;
     EXPECT_EQ(back.owed.at(1).waits_too, 2u);
     t.chain_done(sent[1].front(), result::ok);  // the cover is carried: the dividend goes
-    ASSERT_EQ(sent.size(), 3u);
-    ASSERT_EQ(sent[2].size(), 4u);
-    for (uint32_t i = 0; i < 4; ++i) {
-      EXPECT_EQ(sent[2][i].debit_account_id, escrow);
-      EXPECT_EQ(sent[2][i].credit_account_id, wallet(i));
-      EXPECT_EQ(sent[2][i].amount, 25u);
-      EXPECT_EQ(sent[2][i].code, emitted_code_base + uint16_t(purpose::dividend));
+    ASSERT_EQ(sent.size(), apart ? 6u : 3u);
+    std::vector<wire::transfer> shares;
+    for (size_t k = 2; k < sent.size(); ++k) {
+      EXPECT_EQ(sent[k].size(), apart ? 1u : 4u);
+      shares.insert(shares.end(), sent[k].begin(), sent[k].end());
     }
-    t.chain_done(sent[2].front(), result::ok);
+    ASSERT_EQ(shares.size(), 4u);
+    for (uint32_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(shares[i].debit_account_id, escrow);
+      EXPECT_EQ(shares[i].credit_account_id, wallet(i));
+      EXPECT_EQ(shares[i].amount, 25u);
+      EXPECT_EQ(shares[i].code, emitted_code_base + uint16_t(purpose::dividend));
+    }
+    for (size_t k = 2; k < sent.size(); ++k) t.chain_done(sent[k].front(), result::ok);
     EXPECT_TRUE(t.find(escrow)->owed.empty());
     EXPECT_EQ(escrow_expected(*t.find(escrow)), 100u);
   }
@@ -1267,6 +1277,87 @@ TEST(equb_rules, group_table_keeps_no_debt_owed_to_itself_by_the_records_rules) 
     } else {
       ASSERT_EQ(g.e().g.seats[2].debts.size(), 1u);
       EXPECT_EQ(g.e().g.seats[2].debts[0].creditor_account_id, wallet(2)) << "owed to itself";
+    }
+  }
+}
+
+// An active group's forwards of a seat's debts, paid with its contribution, go one
+// transfer a chain from rules version 55: the ledger refusing one (its creditor's wallet
+// frozen) holds back that creditor's alone. Before, they were one chain, refused whole:
+// every creditor waited for the operator.
+TEST(equb_rules, group_table_sends_an_active_groups_forwards_apart_by_the_records_rules) {
+  using mesob::actors::rules_equb_forwards_apart;
+  for (const uint16_t rules : {rules_equb_forwards_apart, uint16_t(rules_equb_forwards_apart - 1)}) {
+    SCOPED_TRACE(rules);
+    const bool apart = rules >= rules_equb_forwards_apart;
+    cover_group g(5, rules, default_policy::pay_what_is_there);
+    auto& [cfg, t, sent] = g;
+    // Seat 3 misses rounds 2 and 3: it owes their recipients, seats 1 and 2.
+    uint64_t at = 4;
+    for (const uint32_t round : {2u, 3u}) {
+      for (const uint32_t i : {0u, 1u, 2u, 4u}) g.pay(i, round, c, at);
+      const size_t before = sent.size();
+      t.close_due(deadline_after(3, round - 1, period, grace) + 1);
+      ASSERT_EQ(g.e().g.round, round + 1);
+      for (size_t k = before; k < sent.size(); ++k) t.chain_done(sent[k].front(), result::ok);
+      at = deadline_after(3, round - 1, period, grace) + 2;
+    }
+    ASSERT_EQ(g.e().g.seats[3].debts.size(), 2u);
+    EXPECT_EQ(g.e().g.seats[3].debts[0].creditor_account_id, wallet(1));
+    EXPECT_EQ(g.e().g.seats[3].debts[1].creditor_account_id, wallet(2));
+    ASSERT_TRUE(g.e().owed.empty());
+    const size_t before = sent.size();
+    g.pay(3, 4, owed(g.e().g, 3, at), at);  // round 4's due and both debts
+    ASSERT_EQ(sent.size(), before + (apart ? 2u : 1u)) << "the two forwards";
+    // Wallet 1 is frozen: its forward is refused.
+    for (size_t k = before; k < sent.size(); ++k) {
+      const auto& chain = sent[k];
+      const bool frozen = std::any_of(chain.begin(), chain.end(),
+                                      [](const wire::transfer& x) { return x.credit_account_id == wallet(1); });
+      t.chain_done(chain.front(), frozen ? result::credit_account_frozen : result::ok);
+    }
+    ASSERT_EQ(g.e().owed.size(), 1u);
+    const obligation& left = g.e().owed[0];
+    EXPECT_TRUE(left.refused);
+    ASSERT_EQ(left.transfers.size(), apart ? 1u : 2u) << "only the frozen wallet's forward waits";
+    EXPECT_EQ(left.transfers[0].credit_account_id, wallet(1));
+    EXPECT_EQ(g.retry(at + 1), result::ok);  // unfrozen since
+    ASSERT_EQ(sent.back().size(), apart ? 1u : 2u);
+    t.chain_done(sent.back().front(), result::ok);
+    EXPECT_TRUE(g.e().owed.empty());
+  }
+}
+
+// A cover carried re-points its round's debts to the account that paid it; from rules
+// version 55 one that then names the owing seat's own wallet is forgiven (it keeps only
+// a part owed to the group), as at a close and a replace_account. Here the guarantor is
+// replaced while its cover is in flight, and the seat that missed the round is then
+// given the guarantor's account: the cover it paid was its own due. Before, the seat
+// owed itself for good.
+TEST(equb_rules, a_cover_paid_by_the_owing_seats_own_wallet_leaves_it_no_debt_to_itself) {
+  using mesob::actors::rules_equb_forwards_apart;
+  for (const uint16_t rules : {rules_equb_forwards_apart, uint16_t(rules_equb_forwards_apart - 1)}) {
+    SCOPED_TRACE(rules);
+    cover_group g(3, rules);
+    auto& [cfg, t, sent] = g;
+    for (const uint32_t i : {0u, 1u}) g.pay(i, 2, c, 4);  // seat 2 misses round 2
+    const uint64_t after = deadline_after(3, 1, period, grace) + 1;
+    const size_t before = sent.size();
+    t.close_due(after);
+    ASSERT_EQ(g.e().g.round, 3u);
+    ASSERT_EQ(sent.size(), before + 1) << "the close's chain, the guarantor's cover in it";
+    ASSERT_EQ(g.e().g.seats[2].debts.size(), 1u);
+    EXPECT_EQ(g.e().g.seats[2].debts[0].creditor_account_id, guarantor);
+    constexpr uint64_t other = 950;
+    ASSERT_EQ(g.replace(guarantor, other, after + 1), result::ok);
+    ASSERT_EQ(g.replace(wallet(2), guarantor, after + 2), result::ok);
+    t.chain_done(sent[before].front(), result::ok);  // the cover, paid from the guarantor's account
+    if (rules >= rules_equb_forwards_apart) {
+      EXPECT_TRUE(g.e().g.seats[2].debts.empty());
+      EXPECT_EQ(owed(g.e().g, 2, after + 3), c) << "round 3's due alone";
+    } else {
+      ASSERT_EQ(g.e().g.seats[2].debts.size(), 1u);
+      EXPECT_EQ(g.e().g.seats[2].debts[0].creditor_account_id, guarantor) << "owed to itself";
     }
   }
 }
