@@ -950,10 +950,6 @@ class engine_impl {
           }
         if (fresh != 0 && !room_for(fresh, resolves_only)) full_chain_end = r.chain_end;
       }
-      if (full_chain_end != UINT32_MAX && o <= full_chain_end) {
-        b.results[o] = result::transfers_full;
-        continue;
-      }
       // An order's hold carries the order's terms where a post or void names its pending
       // transfer (trading.hpp): checked as a creation, and not a reference.
       const bool order_hold = b.kind == op_kind::orders;
@@ -1013,7 +1009,12 @@ class engine_impl {
         r.dup_result = actors::decide_duplicate(as_retried(t, orig.t), orig.t, result(orig.result));
         continue;
       }
-      if (capped && !room_for(1, false) && !(room_for(1, true) && resolves_recorded(t))) {  // (a chain's: above)
+      // A chain refused whole for room (above) refuses its new links here, after their
+      // fields and look-ups, as a lone transfer is: a repeat among its links gets its
+      // first outcome, and a link's field failure its own code (before, every link got
+      // transfers_full). Nothing of such a chain is recorded either way.
+      if ((full_chain_end != UINT32_MAX && o <= full_chain_end) ||
+          (capped && !room_for(1, false) && !(room_for(1, true) && resolves_recorded(t)))) {
         b.results[o] = result::transfers_full;
         continue;
       }

@@ -1120,6 +1120,39 @@ TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_dec
   EXPECT_NE(bad.validate().find("transfers_max must be 1..1099511627774"), std::string::npos) << bad.validate();
 }
 
+// A chain refused whole for room refuses its new links alone, as a lone transfer is: a
+// repeat among its links keeps its first outcome, and a new link with a bad field gets
+// that field's code. Before, every link got transfers_full.
+TEST(ledger_capacity, a_chain_without_room_answers_its_repeats_and_field_failures) {
+  namespace tf = wire::transfer_flags;
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  f.set_transfers_max(4);
+  f.restart();
+  create_accounts(f.e(), 4);
+  auto results = [&](const std::vector<wire::transfer>& ts) {
+    const auto r = f.e().create_transfers(ts);
+    EXPECT_EQ(r.st, engine::status::ok);
+    return r.results;
+  };
+  using R = std::vector<result>;
+  const result ok = result::ok, full = result::transfers_full;
+  const auto first = make_transfer(1, 1, 2, 10, tf::linked), second = make_transfer(2, 2, 3, 10);
+  EXPECT_EQ(results({first, second, make_transfer(3, 3, 4, 10), make_transfer(4, 4, 1, 10)}), (R{ok, ok, ok, ok}));
+  EXPECT_EQ(f.e().stats().transfers, 4u) << "full";
+  EXPECT_EQ(results({first, second}), (R{ok, ok})) << "a repeated chain needs no room";
+  // The first link a repeat, the second new: the new one alone is refused for room.
+  EXPECT_EQ(results({first, make_transfer(5, 2, 3, 10)}), (R{ok, full}));
+  // A new link with no amount: its own code, the chain's first failure (the link after
+  // it fails with the chain).
+  EXPECT_EQ(results({make_transfer(6, 1, 2, 0, tf::linked), make_transfer(7, 2, 3, 10)}),
+            (R{result::amount_must_not_be_zero, result::linked_event_failed}));
+  EXPECT_EQ(f.e().stats().transfers, 4u) << "nothing recorded";
+  const std::vector<wire::id128> ids{{5, 0}, {6, 0}, {7, 0}};
+  EXPECT_EQ(f.e().lookup_transfers(ids).results,
+            (R{result::transfer_not_found, result::transfer_not_found, result::transfer_not_found}));
+  EXPECT_TRUE(f.e().check_balances().balanced);
+}
+
 // Records of transfer batches from version 24 carry the transfers_max they were decided
 // by, after their pending_max: older ones replay without a limit, newer ones by theirs,
 // and one without it, or with 0, refuses the start by name.
