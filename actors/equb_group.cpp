@@ -337,24 +337,29 @@ void group_table::owe(group_entry& e, std::vector<money>&& m, uint32_t covers_ro
 
 void group_table::owe_apart(group_entry& e, std::vector<money>&& m) {
   if (rules_ < rules_refunds_apart) return owe(e, std::move(m));
-  for (const money& x : m) owe(e, std::vector<money>{x});
+  const bool capped = rules_ >= rules_equb_forwards_apart;
+  size_t k = 0;
+  for (; k < m.size() && !(capped && e.owed.size() >= owed_apart_max); ++k) owe(e, std::vector<money>{m[k]});
+  if (k < m.size()) owe(e, std::vector<money>(m.begin() + ptrdiff_t(k), m.end()));  // past owed_apart_max
 }
 
 void group_table::owe_held(group_entry& e, std::vector<outcome::held_forward>&& held) {
-  // In the order they were decided, one obligation a transfer (rules_equb_forwards_apart)
-  // or, before, one per pair of rounds waited for.
-  const bool apart = rules_ >= rules_equb_forwards_apart;
-  while (!held.empty()) {
-    const uint32_t round = held.front().round, funded_by = held.front().funded_by;
+  // In the order they were decided, one obligation a transfer (rules_equb_forwards_apart,
+  // while the group owes fewer than owed_apart_max) or, before, one per pair of rounds
+  // waited for (the first not yet owed, with every later one of its pair).
+  std::vector<bool> taken(held.size());
+  for (size_t i = 0; i < held.size(); ++i) {
+    if (taken[i]) continue;
+    const bool apart = rules_ >= rules_equb_forwards_apart && e.owed.size() < owed_apart_max;
     obligation o;
     o.first_step = e.next_step;
-    o.waits_for = round;
-    o.waits_too = funded_by;
-    std::erase_if(held, [&](const outcome::held_forward& h) {
-      const bool same = h.round == round && h.funded_by == funded_by && (!apart || o.transfers.empty());
-      if (same) o.transfers.push_back(h.m);
-      return same;
-    });
+    o.waits_for = held[i].round;
+    o.waits_too = held[i].funded_by;
+    for (size_t j = i; j < held.size() && !(apart && j > i); ++j)
+      if (!taken[j] && held[j].round == o.waits_for && held[j].funded_by == o.waits_too) {
+        o.transfers.push_back(held[j].m);
+        taken[j] = true;
+      }
     e.next_step += uint32_t(o.transfers.size());
     MESOB_ASSERT(e.next_step <= steps_max);
     e.owed.push_back(std::move(o));

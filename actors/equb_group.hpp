@@ -112,6 +112,14 @@ constexpr uint64_t retire_after_ns = 30ull * 86'400 * 1'000'000'000;
 // ended before it due at once): the rest wait for the next batch, a tick later.
 constexpr uint32_t retires_per_batch_max = 4'096;
 
+// Obligations a group sends one transfer each (refunds, forwards, shared parts, held
+// shares: rules_refunds_apart, rules_equb_forwards_apart) while it owes fewer than this;
+// from rules_equb_forwards_apart the rest of a decision's go together, as before those
+// rules. Settling an obligation looks it up and removes it from the group's list, a cost
+// in the list's length: a guarantor short for many rounds of a 1,000-seat group would
+// otherwise leave a million one-transfer obligations, each settled at a million's cost.
+constexpr size_t owed_apart_max = 1'024;
+
 struct group_entry {
   group_state g;
   uint32_t next_step = 0;

@@ -3,8 +3,10 @@
 // movement is a ledger transfer; these functions only decide them (the group actor
 // submits each list as one linked chain, all or nothing, except where the rules say
 // otherwise: a dividend only a cover backs waits for the cover, rules version 41; a
-// refund, an ended group's forwards and shared parts go apart, rules version 45). Like ledger_rules, they read
-// nothing but their arguments, so replay decides every operation the same way.
+// refund, an ended group's forwards and shared parts go apart, rules version 45, and so
+// do an active group's forwards and the held shares, rules version 55, each up to
+// equb_group.hpp's owed_apart_max). Like ledger_rules, they read nothing but their
+// arguments, so replay decides every operation the same way.
 //
 // A group: N seats ("numbers"), each held by a member wallet (a member may hold several
 // seats, each receiving its own payout). Lifecycle:
@@ -43,7 +45,8 @@
 //
 // Contributions name their round and must pay exactly what the seat owes: its due,
 // the late penalty if past the deadline, and its outstanding debts, oldest first (each
-// debt forwarded from escrow to its creditor in the same chain). A payout pays the pot
+// debt forwarded from escrow to its creditor: in the same chain, from rules version 55
+// in a chain of its own). A payout pays the pot
 // less the fee (basis points, to the fee account) less the recipient's own debts
 // (settled to their creditors, oldest first, as far as the payout goes).
 //

@@ -1328,6 +1328,58 @@ TEST(equb_rules, group_table_sends_an_active_groups_forwards_apart_by_the_record
   }
 }
 
+// From rules version 55 a group sends one transfer an obligation while it owes fewer
+// than owed_apart_max (1,024) obligations; past that, the rest of a decision's transfers
+// go as one chain, as before the rules that split them (settling an obligation costs the
+// list's length). Here 600 leavers' refunds are still owed when 1,000 seats' dissolution
+// refunds come: 424 go apart, 576 together. By rules 54, all 1,000 apart.
+TEST(equb_rules, a_group_owing_many_obligations_sends_the_rest_of_a_decision_together) {
+  using mesob::actors::equb::owed_apart_max;
+  using mesob::actors::rules_equb_forwards_apart;
+  static_assert(owed_apart_max == 1'024);
+  for (const uint16_t rules : {rules_equb_forwards_apart, uint16_t(rules_equb_forwards_apart - 1)}) {
+    SCOPED_TRACE(rules);
+    const bool capped = rules >= rules_equb_forwards_apart;
+    auto cfg = config();
+    cfg.group_id = escrow;
+    group_table t;
+    t.set_rules(rules);
+    size_t chains = 0;
+    t.set_emit([&](std::vector<wire::transfer>&&) { ++chains; });
+    auto make_escrow = [](const wire::account&) { return true; };
+    ASSERT_EQ(t.execute(create_op_of(cfg), 1, make_escrow), result::ok);
+    auto join = [&](uint64_t w) {
+      const auto p = group_payment(cfg, w, 0, 0, cfg.contribution);
+      ASSERT_EQ(t.verdict(p, 2), result::ok);
+      t.paid(p, 2);
+    };
+    for (uint32_t i = 0; i < 1'000; ++i) join(wallet(i));
+    for (uint32_t i = 1'000; i-- > 400;) {  // the last 600 leave, last first: their refunds owed
+      wire::equb_op leave;
+      leave.kind = wire::equb_op_kind::leave;
+      leave.group_id = escrow;
+      leave.seat = i;
+      leave.wallet = wallet(i);
+      ASSERT_EQ(t.execute(leave, 3, make_escrow), result::ok);
+    }
+    for (uint32_t i = 0; i < 600; ++i) join(wallet(2'000 + i));
+    ASSERT_EQ(t.find(escrow)->owed.size(), 600u);
+    wire::equb_op dissolve;
+    dissolve.kind = wire::equb_op_kind::dissolve;
+    dissolve.group_id = escrow;
+    ASSERT_EQ(t.execute(dissolve, 4, make_escrow), result::ok);
+    const auto& owed = t.find(escrow)->owed;
+    ASSERT_EQ(owed.size(), capped ? owed_apart_max + 1 : 1'600u);
+    EXPECT_EQ(chains, owed.size());
+    EXPECT_EQ(owed[owed_apart_max - 1].transfers.size(), 1u);
+    EXPECT_EQ(owed.back().transfers.size(), capped ? 576u : 1u);
+    uint64_t refunds = 0;
+    for (const auto& o : owed) refunds += o.transfers.size();
+    EXPECT_EQ(refunds, 1'600u);
+    EXPECT_EQ(escrow_expected(*t.find(escrow)), 1'600 * c) << "every refund still owed";
+  }
+}
+
 // A cover carried re-points its round's debts to the account that paid it; from rules
 // version 55 one that then names the owing seat's own wallet is forgiven (it keeps only
 // a part owed to the group), as at a close and a replace_account. Here the guarantor is
