@@ -539,6 +539,12 @@ int main(int argc, char** argv) {
   // Until the first subscription says where the stream resumes, the --out file's last
   // event counts as printed. Unnamed, the relay asks for that event again.
   bool resume_open = resume.last != 0;
+  // Filtered, the file's last event tells only where the relay's own events ended: the
+  // frames past it held none of them and were acknowledged. A named relay's first
+  // subscription then resumes where it acknowledged, which is no gap it can tell from
+  // one (before, every restart called those offsets never delivered).
+  bool served_unknown =
+      resume_open && !sub.name.empty() && (sub.types != 0 || !sub.accounts.empty() || !sub.gateways.empty());
   if (resume_open) {
     printed_through = served_through = resume.last;
     printed = std::move(resume.before);
@@ -623,9 +629,12 @@ int main(int argc, char** argv) {
     // Offsets past what it was served and before where this subscription starts were
     // never delivered to it (another consumer acknowledged them under this name while it
     // was away, or retention dropped them): said, not passed over in silence.
-    if (served_through > 0 && a.start > served_through + 1)
+    if (served_unknown)
+      served_through = std::max(served_through, a.start - 1);
+    else if (served_through > 0 && a.start > served_through + 1)
       std::fprintf(stderr, "relay: offsets %" PRIu64 " to %" PRIu64 " were never delivered to this relay (acknowledged under its name by another consumer, or dropped by the engine's retention)\n",
                    served_through + 1, a.start - 1);
+    served_unknown = false;
     said_unchecked = false;
     behind = a.end > a.start ? a.end - a.start : 0;
     c->set_timeout_ms(read_wait_ms);

@@ -2586,6 +2586,48 @@ TEST(Events, AFilteredUnnamedRelayResumesAfterWhatItWasServed) {
   EXPECT_EQ(read_raw(out).size(), 1u);
 }
 
+// A named, filtered relay on its own file (--out), started again, goes on after what it
+// acknowledged without calling the frames past its last printed event "never
+// delivered": with a filter, the file's last event tells only where its own events
+// ended. Before, every restart printed that warning for the offsets between.
+TEST(Events, AFilteredRelayOnItsOwnFileResumesWithoutAFalseGap) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  auto engine = engine_with_accounts(dir.path(), {"--port", std::to_string(port)}, 3);
+  ASSERT_TRUE(engine);
+  const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
+  const std::vector<std::string> args = {"--name", "filtered", "--account", "3", "--out", out};
+  {
+    relay_process first(dir.path(), port, "/dev/null", args, err);
+    ASSERT_GE(await_lines(out, 1).size(), 1u) << "account 3 opened";
+    post_transfers(dir.path(), port, 100, 20);  // 1 -> 2, offsets 4..23: none for account 3
+    auto o = dev_gateway_options(dir.path(), engine->admin_port());
+    std::string why;
+    auto ops = wire::client::connect(o, &why);
+    ASSERT_TRUE(ops) << why;
+    std::string acked;
+    for (int i = 0; i < 500 && acked != "23"; ++i) {
+      if (i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      acked = cell(admin(*ops, "events"), "subscribed sessions", "acknowledged");
+    }
+    ASSERT_EQ(acked, "23");
+    first.term();
+    EXPECT_EQ(first.exit_status(10'000), 0);
+  }
+  relay_process again(dir.path(), port, "/dev/null", args, err);
+  std::string log;
+  for (int i = 0; i < 1000 && log.find("subscribed from") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    log = read_file_text(err);
+  }
+  EXPECT_NE(log.find("subscribed from offset 24 "), std::string::npos) << log;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  log = read_file_text(err);
+  EXPECT_EQ(log.find("never delivered"), std::string::npos) << log;
+  post_transfers(dir.path(), port, 200, 1);  // 1 -> 2: not printed
+  EXPECT_EQ(read_raw(out).size(), 1u);
+}
+
 // A relay on a quiet stream pings, and the server's idle timeout does not close its
 // session; a session that sends nothing is told why it is closed (idle_timeout).
 TEST(Events, AQuietRelayKeepsItsSessionAndAnIdleOneIsTold) {
