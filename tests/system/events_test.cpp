@@ -2546,6 +2546,21 @@ TEST(Events, AnUnnamedRelayResumesAfterWhatItPrinted) {
   EXPECT_NE(log.find("subscribed from offset 23 "), std::string::npos) << "asked for what follows: " << log;
 }
 
+// Waits until the engine's one subscribed session acknowledged `offset` (its admin
+// "events" table), failing the test after about 5 s.
+void await_acknowledged(const std::string& data, live_mesobd& engine, const std::string& offset) {
+  auto o = dev_gateway_options(data, engine.admin_port());
+  std::string why;
+  auto ops = wire::client::connect(o, &why);
+  ASSERT_TRUE(ops) << why;
+  std::string acked;
+  for (int i = 0; i < 500 && acked != offset; ++i) {
+    if (i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    acked = cell(admin(*ops, "events"), "subscribed sessions", "acknowledged");
+  }
+  ASSERT_EQ(acked, offset);
+}
+
 // An unnamed relay with a filter is served past the events it prints: after a restart it
 // asks for what follows the last offset it was served, not the last it printed. Before,
 // it read again everything after its last match.
@@ -2561,18 +2576,7 @@ TEST(Events, AFilteredUnnamedRelayResumesAfterWhatItWasServed) {
   post_transfers(dir.path(), port, 100, 20);  // 1 -> 2, offsets 4..23: none for account 3
   // The relay acknowledges each frame it took: once it acknowledged 23, it was served
   // through the transfers (in a frame with no event for it).
-  {
-    auto o = dev_gateway_options(dir.path(), engine->admin_port());
-    std::string why;
-    auto ops = wire::client::connect(o, &why);
-    ASSERT_TRUE(ops) << why;
-    std::string acked;
-    for (int i = 0; i < 500 && acked != "23"; ++i) {
-      if (i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      acked = cell(admin(*ops, "events"), "subscribed sessions", "acknowledged");
-    }
-    ASSERT_EQ(acked, "23");
-  }
+  ASSERT_NO_FATAL_FAILURE(await_acknowledged(dir.path(), *engine, "23"));
   std::string log;
   ASSERT_NE(engine->crash(), -1);
   engine = std::make_unique<live_mesobd>(dir.path(), args);
@@ -2601,16 +2605,7 @@ TEST(Events, AFilteredRelayOnItsOwnFileResumesWithoutAFalseGap) {
     relay_process first(dir.path(), port, "/dev/null", args, err);
     ASSERT_GE(await_lines(out, 1).size(), 1u) << "account 3 opened";
     post_transfers(dir.path(), port, 100, 20);  // 1 -> 2, offsets 4..23: none for account 3
-    auto o = dev_gateway_options(dir.path(), engine->admin_port());
-    std::string why;
-    auto ops = wire::client::connect(o, &why);
-    ASSERT_TRUE(ops) << why;
-    std::string acked;
-    for (int i = 0; i < 500 && acked != "23"; ++i) {
-      if (i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      acked = cell(admin(*ops, "events"), "subscribed sessions", "acknowledged");
-    }
-    ASSERT_EQ(acked, "23");
+    ASSERT_NO_FATAL_FAILURE(await_acknowledged(dir.path(), *engine, "23"));
     first.term();
     EXPECT_EQ(first.exit_status(10'000), 0);
   }

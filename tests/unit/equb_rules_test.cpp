@@ -1200,6 +1200,16 @@ struct cover_group {
     return t.execute(op, ts, make_escrow);
   }
   [[nodiscard]] const group_entry& e() const { return *t.find(escrow); }
+  // The chains sent from the `from`th on settled: refused (credit_account_frozen) those
+  // crediting `frozen`, the rest carried.
+  void settle_sent_from(size_t from, uint64_t frozen) {
+    for (size_t k = from; k < sent.size(); ++k) {
+      const auto& chain = sent[k];
+      const bool refused = std::any_of(chain.begin(), chain.end(),
+                                       [&](const wire::transfer& x) { return x.credit_account_id == frozen; });
+      t.chain_done(chain.front(), refused ? result::credit_account_frozen : result::ok);
+    }
+  }
 };
 }  // namespace
 
@@ -1222,12 +1232,7 @@ TEST(equb_rules, group_table_sends_a_dissolutions_refunds_apart_by_the_records_r
     ASSERT_EQ(sent.size(), before + (apart ? 2u : 1u)) << "seats 0 and 1's refunds";
     ASSERT_EQ(g.e().owed.size(), apart ? 2u : 1u);
     // Seat 1's wallet is frozen: its refund is refused.
-    for (size_t k = before; k < sent.size(); ++k) {
-      const auto& chain = sent[k];
-      const bool frozen = std::any_of(chain.begin(), chain.end(),
-                                      [](const wire::transfer& x) { return x.credit_account_id == wallet(1); });
-      t.chain_done(chain.front(), frozen ? result::credit_account_frozen : result::ok);
-    }
+    g.settle_sent_from(before, wallet(1));
     ASSERT_EQ(g.e().owed.size(), 1u);
     const obligation& left = g.e().owed[0];
     EXPECT_TRUE(left.refused);
@@ -1310,12 +1315,7 @@ TEST(equb_rules, group_table_sends_an_active_groups_forwards_apart_by_the_record
     g.pay(3, 4, owed(g.e().g, 3, at), at);  // round 4's due and both debts
     ASSERT_EQ(sent.size(), before + (apart ? 2u : 1u)) << "the two forwards";
     // Wallet 1 is frozen: its forward is refused.
-    for (size_t k = before; k < sent.size(); ++k) {
-      const auto& chain = sent[k];
-      const bool frozen = std::any_of(chain.begin(), chain.end(),
-                                      [](const wire::transfer& x) { return x.credit_account_id == wallet(1); });
-      t.chain_done(chain.front(), frozen ? result::credit_account_frozen : result::ok);
-    }
+    g.settle_sent_from(before, wallet(1));
     ASSERT_EQ(g.e().owed.size(), 1u);
     const obligation& left = g.e().owed[0];
     EXPECT_TRUE(left.refused);

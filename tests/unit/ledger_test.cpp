@@ -1044,17 +1044,26 @@ TEST(ledger_log, pending_transfers_replay_by_the_capacity_logged_with_them) {
 // resolves once: money held is not held for good). The setting is logged with each
 // batch: a replay under another setting decides as the live run did, and new transfers
 // follow the new one.
+namespace {
+// An engine (2 shards, accounts 1..4) that records at most `transfers_max` transfers.
+void open_capped(engine_fixture& f, uint64_t transfers_max) {
+  f.set_transfers_max(transfers_max);
+  f.restart();
+  create_accounts(f.e(), 4);
+}
+// The results of one batch of transfers (the call itself must go through).
+std::vector<result> results_of(engine_fixture& f, const std::vector<wire::transfer>& ts) {
+  const auto r = f.e().create_transfers(ts);
+  EXPECT_EQ(r.st, engine::status::ok);
+  return r.results;
+}
+}  // namespace
+
 TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_decided) {
   namespace tf = wire::transfer_flags;
   engine_fixture f(2, /*checkpoint_on_close=*/false);
-  f.set_transfers_max(6);
-  f.restart();
-  create_accounts(f.e(), 4);
-  auto results = [&](const std::vector<wire::transfer>& ts) {
-    const auto r = f.e().create_transfers(ts);
-    EXPECT_EQ(r.st, engine::status::ok);
-    return r.results;
-  };
+  open_capped(f, 6);
+  auto results = [&](const std::vector<wire::transfer>& ts) { return results_of(f, ts); };
   using R = std::vector<result>;
   const result ok = result::ok, full = result::transfers_full;
   EXPECT_EQ(results({make_transfer(1, 1, 2, 10, tf::pending), make_transfer(2, 2, 3, 10), make_transfer(3, 3, 4, 10)}),
@@ -1126,14 +1135,8 @@ TEST(ledger_capacity, transfers_past_transfers_max_are_refused_and_replay_as_dec
 TEST(ledger_capacity, a_chain_without_room_answers_its_repeats_and_field_failures) {
   namespace tf = wire::transfer_flags;
   engine_fixture f(2, /*checkpoint_on_close=*/false);
-  f.set_transfers_max(4);
-  f.restart();
-  create_accounts(f.e(), 4);
-  auto results = [&](const std::vector<wire::transfer>& ts) {
-    const auto r = f.e().create_transfers(ts);
-    EXPECT_EQ(r.st, engine::status::ok);
-    return r.results;
-  };
+  open_capped(f, 4);
+  auto results = [&](const std::vector<wire::transfer>& ts) { return results_of(f, ts); };
   using R = std::vector<result>;
   const result ok = result::ok, full = result::transfers_full;
   const auto first = make_transfer(1, 1, 2, 10, tf::linked), second = make_transfer(2, 2, 3, 10);
