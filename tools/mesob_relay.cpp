@@ -629,11 +629,14 @@ int main(int argc, char** argv) {
     // Offsets past what it was served and before where this subscription starts were
     // never delivered to it (another consumer acknowledged them under this name while it
     // was away, or retention dropped them): said, not passed over in silence.
-    if (served_unknown)
-      served_through = std::max(served_through, a.start - 1);
-    else if (served_through > 0 && a.start > served_through + 1)
+    // (Filtered, started on its file, it cannot tell: said as such, not as a gap.)
+    if (served_unknown && a.start > served_through + 1)
+      std::fprintf(stderr, "relay: offsets %" PRIu64 " to %" PRIu64 " held none of this relay's events when it acknowledged them before this start, or were never delivered to it (its --out file shows only where its own events end)\n",
+                   served_through + 1, a.start - 1);
+    else if (!served_unknown && served_through > 0 && a.start > served_through + 1)
       std::fprintf(stderr, "relay: offsets %" PRIu64 " to %" PRIu64 " were never delivered to this relay (acknowledged under its name by another consumer, or dropped by the engine's retention)\n",
                    served_through + 1, a.start - 1);
+    if (served_unknown) served_through = std::max(served_through, a.start - 1);
     served_unknown = false;
     said_unchecked = false;
     behind = a.end > a.start ? a.end - a.start : 0;
