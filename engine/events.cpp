@@ -309,7 +309,7 @@ event_writer::stats event_writer::counters() const {
   return {events_.load(), syncs_.load(), sync_ns_.load(), backlog_.load(), durable_lsn_.load()};
 }
 
-bool event_writer::write_group(actors::event_group& g, std::vector<event>& out) {
+void event_writer::write_group(actors::event_group& g, std::vector<event>& out) {
   // Expiries go before the operations of the first batch whose clock passed them (a
   // shard expires what is due before it executes a batch), whichever shard found them
   // and whenever: the same place live and in replay.
@@ -371,7 +371,6 @@ bool event_writer::write_group(actors::event_group& g, std::vector<event>& out) 
       if (g.decided[sh][decided_at[sh]].ev.lsn > kept_lsn_.load(std::memory_order_relaxed))
         out.push_back(g.decided[sh][decided_at[sh]].ev);
     }
-  return std::any_of(g.decided.begin(), g.decided.end(), [](const auto& list) { return !list.empty(); });
 }
 
 void event_writer::run() {
@@ -419,15 +418,14 @@ void event_writer::run() {
     if (!ready.empty()) done_cv_.notify_all();  // room in the backlog
     out.clear();
     uint64_t last_lsn = 0;
-    bool decided = false;
     for (auto& g : ready) {
-      decided |= write_group(*g, out);
+      write_group(*g, out);
       if (!g->batches.empty()) last_lsn = std::max(last_lsn, g->batches.back()->lsn);
     }
     ready.clear();  // the batches go
     if (!out.empty() && !failed_.load()) {
       std::string err;
-      if (!log_.append(out, &err, /*visible=*/!decided)) {
+      if (!log_.append(out, &err)) {
         fail(err);
       } else {
         events_.fetch_add(out.size(), std::memory_order_relaxed);
@@ -435,11 +433,12 @@ void event_writer::run() {
         unsynced = true;
       }
     }
-    // Durable on demand (a checkpoint waits), with decisions, when stopping, and at most
-    // sync_every after an append; not after every append: on a lone request's path that
+    // Durable on demand (a checkpoint waits), when stopping, and at most sync_every after
+    // an append (decisions too: replay under the same shard count, the only one a start
+    // with records past the snapshot takes, makes them again at the same offsets); not after every append: on a lone request's path that
     // was a second fdatasync beside the write-ahead log's.
     if (unsynced && !failed_.load() &&
-        (stopping || sync_wanted || decided || std::chrono::steady_clock::now() - first_unsynced >= sync_every)) {
+        (stopping || sync_wanted || std::chrono::steady_clock::now() - first_unsynced >= sync_every)) {
       std::string err;
       const auto t0 = std::chrono::steady_clock::now();
       if (!log_.sync(&err)) {

@@ -109,9 +109,9 @@ class event_writer {
 
  private:
   void run();
-  // Appends g's events to out; true when they include decisions (groups', desks',
-  // brokers' routing) whose place depends on the shard count.
-  bool write_group(actors::event_group& g, std::vector<wire::event>& out);
+  // Appends g's events to out: each batch's, then the decisions (groups', desks',
+  // brokers', the market's) made while it executed.
+  void write_group(actors::event_group& g, std::vector<wire::event>& out);
 
   storage::event_log& log_;
   std::atomic<uint64_t> kept_lsn_;

@@ -641,7 +641,7 @@ bool event_log::write_stage(size_t len, uint64_t at, uint64_t index, std::string
   return true;
 }
 
-bool event_log::append(std::span<wire::event> events, std::string* error, bool visible) {
+bool event_log::append(std::span<wire::event> events, std::string* error) {
   const uint64_t seg = opt_.segment_events;
   size_t i = 0;
   while (i < events.size()) {
@@ -700,7 +700,7 @@ bool event_log::append(std::span<wire::event> events, std::string* error, bool v
     unsynced_ = true;
     next_offset_ += n;
     if (at + n == seg && !seal(error)) return false;
-    if (visible) written_end_.store(next_offset_, std::memory_order_release);
+    written_end_.store(next_offset_, std::memory_order_release);
     i += n;
   }
   return true;

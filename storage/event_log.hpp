@@ -111,8 +111,7 @@ class event_log {
   // The first append into a new segment syncs first, so every segment before the last is
   // whole on the disk, and only the last can lose events to a power cut (opening cuts it
   // at its first damaged event).
-  // `visible` false: readers see these events only after the next sync.
-  bool append(std::span<wire::event> events, std::string* error, bool visible = true);
+  bool append(std::span<wire::event> events, std::string* error);
   // Makes every appended event durable (and readable).
   bool sync(std::string* error);
   [[nodiscard]] uint64_t next_offset() const { return next_offset_; }
