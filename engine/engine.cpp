@@ -238,6 +238,16 @@ bool mkdirs(const std::string& path, std::string* error) {
   return true;
 }
 
+// What the sequencer refuses of an account to create whatever the engine holds: a bad
+// field, or an id in the engine's reserved ranges (payout and trading accounts) unless
+// the engine makes it itself.
+result account_refusal(const wire::account& a, bool engine_made) {
+  if (const result r = actors::check_account_fields(a); r != result::ok) return r;
+  if (!engine_made && (actors::payouts::payout_account(a.id) || actors::trading::reserved_key(a.id)))
+    return result::id_reserved;
+  return result::ok;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------
@@ -673,14 +683,11 @@ class engine_impl {
     if (event_writer_) b.repeated.assign(b.count, 0);
     actors::flat_u64_map seen(b.count);
     for (uint32_t i = 0; i < b.count; ++i) {
-      b.results[i] = actors::check_account_fields(b.accounts[i]);
+      // Payout accounts are the engine's (engine::gateways makes them, flag `gateway`).
+      b.results[i] = account_refusal(b.accounts[i], b.gateway);
       if (b.results[i] != result::ok) continue;
       if (seen.find(b.accounts[i].id)) b.results[i] = result::id_duplicated_in_batch;
       else seen.put(b.accounts[i].id, i);
-      // Payout accounts are the engine's (engine::gateways makes them, flag `gateway`).
-      if ((actors::payouts::payout_account(b.accounts[i].id) || actors::trading::reserved_key(b.accounts[i].id)) &&
-          !b.gateway)
-        b.results[i] = result::id_reserved;
     }
   }
 
@@ -5142,6 +5149,9 @@ reply engine::gateways(std::vector<wire::gateway_op> ops) {
           a.id = gc.settlement_account_id;
           a.currency = gc.currency;
           a.kind = wire::account_kind::gateway_settlement;
+          // Refused here, before any account of the op is made: one made beside it would
+          // stay for good.
+          if (const result r = account_refusal(a, false); r != result::ok) out.results[i] = r;
           mine.push_back(a);
         }
       }

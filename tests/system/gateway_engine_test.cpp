@@ -132,15 +132,20 @@ TEST_F(gateway_engine, a_refused_change_makes_no_account) {
   EXPECT_TRUE(absent(7106));
   EXPECT_EQ(e().gateway_registry()->find("awash")->currencies.at(0).settlement_account_id, 7105u);
   // A register whose settlement account cannot be made (an id in the engine's reserved
-  // range) is not counted when the call's later ops are judged: an update of it is
-  // refused before its account is made.
+  // range) is refused id_reserved before any of its accounts is made (its other
+  // currency's, new, included), and is not counted when the call's later ops are
+  // judged: an update of it is refused before its account is made.
   const uint64_t reserved = actors::trading::account_hi | 5;
+  auto first = registration("dashen", 7108);
+  first.currencies_n = 2;
+  first.currencies[1] = {wire::currency("KES"), 0, reserved};
   auto later = registration("dashen", 7107);
   later.kind = wire::gateway_op_kind::update;
   later.secret_bytes = 0;
   std::memset(later.secret, 0, sizeof later.secret);
-  const auto r2 = e().gateways({registration("dashen", reserved), later});
-  EXPECT_EQ(r2.results, (std::vector<result>{result::settlement_account_invalid, result::gateway_not_found}));
+  const auto r2 = e().gateways({first, later});
+  EXPECT_EQ(r2.results, (std::vector<result>{result::id_reserved, result::gateway_not_found}));
+  EXPECT_TRUE(absent(7108)) << "made beside a settlement account in the reserved range";
   EXPECT_TRUE(absent(7107)) << "made for an update of a gateway the call did not register";
 }
 
