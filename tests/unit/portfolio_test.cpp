@@ -282,6 +282,55 @@ TEST(Portfolio, ARebalancesOrdersShareTheTiersRoom) {
   EXPECT_EQ(planned[1].quantity, (20'000u - 100 * 198) / 50);
 }
 
+// An open buy counts in the value at the units it may still add (its hold is out of the
+// cash): a line at its target stays as it is. Before, the value left the buy out, and a
+// rebalance run while it was open sold the line at target toward a share of too little.
+TEST(Portfolio, ARebalanceCountsTheUnitsOpenBuysMayStillAdd) {
+  world w;  // ETEL (7): tick 2, lot 10, at 100 (200 a unit)
+  bool rep = false;
+  ASSERT_EQ(w.mkt.apply(market::definition(8, "OTHER", wire::asset_class::equity, wire::currency("ETB"), 1, 1,
+                                           {1000, 60'000, 60'000, 60'000}),
+                        t0 + 2, &rep),
+            result::ok);
+  ASSERT_EQ(w.mkt.apply(wire::price{8, 50, 1}, t0 + 3), result::ok);
+  // 160 ETEL held (32,000), a buy of 400 OTHER open (20,000 at 50), 28,000 in cash:
+  // 80,000 in all, ETEL at its 40% and OTHER (its buy open: not traded) at its 25%.
+  book b;
+  uint64_t left = 0;
+  result r{};
+  b.accept(order(1, wire::order_side::buy, 160, 110), 2, 10);
+  ASSERT_EQ(b.fill(1, 160, 100, &r, &left), 32'000u);
+  auto other = order(2, wire::order_side::buy, 400, 51);
+  other.instrument_id = 8;
+  b.accept(other, 1);
+  ASSERT_EQ(b.find(8)->buying, 400u);
+  const std::map<uint64_t, uint32_t> model{{7, 4000}, {8, 2500}};
+  portfolio::rebalance_inputs in;
+  in.model = &model;
+  in.market = &w.mkt;
+  in.currency = wire::currency("ETB");
+  in.cash = 28'000;
+  in.t = t0 + 4;
+  in.drift_bp = 100;
+  in.slippage_bp = 100;
+  EXPECT_TRUE(portfolio::plan_rebalance(b, 5, 100, in).empty()) << "ETEL is at 40% of 80,000";
+  // The same with OTHER out of the model (its buy open: still counted, not traded).
+  const std::map<uint64_t, uint32_t> etel_only{{7, 4000}};
+  in.model = &etel_only;
+  EXPECT_TRUE(portfolio::plan_rebalance(b, 5, 100, in).empty()) << "a line held by none but its open buy";
+  in.model = &model;
+  // The buy filled: the same portfolio, the same plan.
+  ASSERT_EQ(b.fill(2, 400, 50, &r, &left), 20'000u);
+  EXPECT_TRUE(portfolio::plan_rebalance(b, 5, 100, in).empty());
+  // ETEL's weight at 50%: it is bought up to 40,000 (8,000 at 200 a unit: 40 units).
+  const std::map<uint64_t, uint32_t> half{{7, 5000}, {8, 2500}};
+  in.model = &half;
+  const auto planned = portfolio::plan_rebalance(b, 5, 100, in);
+  ASSERT_EQ(planned.size(), 1u);
+  EXPECT_EQ(planned[0].side, wire::order_side::buy);
+  EXPECT_EQ(planned[0].quantity, 40u);
+}
+
 TEST(Portfolio, OpenOrdersAreBounded) {
   world w;
   book b;
