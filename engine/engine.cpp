@@ -578,6 +578,7 @@ class engine_impl {
   std::atomic<uint64_t> dispatched_serial_end_{0};
   uint64_t dispatched_ts_ = 0;  // timestamp of the last operation dispatched
   bool failed_ = false;
+  std::string close_why_;  // set by close(): why the stop was not clean (empty: it was)
   uint64_t last_checkpoint_ns_ = 0;
   std::atomic<uint64_t> snapshot_unix_ns_{0};  // wall clock when the last snapshot this run was written
   bool checkpoint_running_ = false;
@@ -4651,11 +4652,18 @@ class engine_impl {
     }
     std::string last = failed_ ? "storage failed: the engine closed without a checkpoint"
                                : "the engine closed without a checkpoint";
+    if (writes_refused_.load()) {
+      std::lock_guard lk(refused_mu_);
+      close_why_ = "writes were refused until restart (" + refused_why_ + ")";
+    }
     if (!failed_ && wal_ && !shard_actors_.empty() && cfg_.checkpoint_on_close) {
       last = checkpoint_sync();
-      if (!last.empty()) std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", last.c_str());
-      else
+      if (!last.empty()) {
+        std::fprintf(stderr, "mesobd: final checkpoint failed: %s\n", last.c_str());
+        if (close_why_.empty()) close_why_ = "the final checkpoint failed (" + last + ")";
+      } else {
         wal_->drop_segments_before(snapshot_lsn_.load() + 1);
+      }
     }
     for (auto& p : unserved) p.set_value(last);
     stop_threads();
@@ -5230,8 +5238,10 @@ bool engine::checkpoint(std::string* error) {
   return error->empty();
 }
 
-void engine::close() {
-  if (impl_) impl_->close();
+std::string engine::close() {
+  if (!impl_) return {};
+  impl_->close();
+  return impl_->close_why_;
 }
 
 const recovery_report& engine::recovery() const { return impl_->rec_; }

@@ -431,8 +431,10 @@ class engine {
   // Asked while the engine closes, it gets the final checkpoint's outcome; after close(),
   // false at once ("the engine is closed").
   bool checkpoint(std::string* error);
-  // Stops accepting, finishes what was accepted, snapshots, stops. Idempotent.
-  void close();
+  // Stops accepting, finishes what was accepted, snapshots, stops. Idempotent. Returns
+  // why the stop was not clean (writes had been refused until restart, or the final
+  // checkpoint failed: the next start replays the log), or empty; the same each call.
+  std::string close();
 
   [[nodiscard]] const recovery_report& recovery() const;
   [[nodiscard]] engine_stats stats();

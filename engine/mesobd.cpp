@@ -466,16 +466,17 @@ int main(int argc, char** argv) {
   // Stops what runs, in order: the metrics (a scrape being answered finishes first), the
   // admin port (commands taken are answered), the admin actor, the client port (what was
   // taken is answered and flushed), then the engine, before the sinks that reach the
-  // servers (and `pusher`, a local) go.
+  // servers (and `pusher`, a local) go. Returns why the engine's stop was not clean.
   auto stop_all = [&] {
     metrics.reset();
     if (admin) admin->begin_stop();  // a log verify scanning ends, answered, before the drain
     if (admin_srv) admin_srv->stop();
     admin.reset();
     if (srv) srv->stop();
-    e->close();
+    std::string why = e->close();
     e->set_instruction_sink(nullptr);
     e->set_order_sink(nullptr);
+    return why;
   };
   srv = engine::server::start(*e, net, &error);
   pusher = srv.get();
@@ -515,8 +516,16 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::printf("mesobd: %s received, stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
-  stop_all();
+  const std::string not_clean = stop_all();
   const auto st = e->stats();
+  if (!not_clean.empty()) {
+    // Nothing acknowledged is lost (the log holds it; the next start replays it), but a
+    // supervisor is told: exit status 1.
+    std::printf("mesobd: stopped at lsn %llu (snapshot lsn %llu), not cleanly: %s\n",
+                static_cast<unsigned long long>(st.lsn_durable), static_cast<unsigned long long>(st.snapshot_lsn),
+                not_clean.c_str());
+    return 1;
+  }
   std::printf("mesobd: stopped cleanly at lsn %llu (snapshot lsn %llu)\n",
               static_cast<unsigned long long>(st.lsn_durable),
               static_cast<unsigned long long>(st.snapshot_lsn));

@@ -1732,7 +1732,12 @@ TEST(ledger_window, a_log_kept_past_its_limit_waits_for_a_checkpoint_and_stops_w
   EXPECT_EQ(lk.results.at(0), result::transfer_not_found);
   EXPECT_EQ(lk.results.at(1), result::ok);
   EXPECT_EQ(e->create_accounts({make_account(500)}).st, engine::status::engine_failed);
-  e->close();  // writes refused: no checkpoint at close, the next start replays the whole log
+  // Writes refused: no checkpoint at close, the next start replays the whole log; the
+  // close says why it was not clean (mesobd exits 1).
+  const std::string why = e->close();
+  EXPECT_EQ(why.rfind("writes were refused until restart (", 0), 0u) << why;
+  EXPECT_NE(why.find("over its limit of 8 MiB"), std::string::npos) << why;
+  EXPECT_EQ(e->close(), why) << "the same when asked again";
 
   storage::failure_probes::instance().snapshot_commit_failures = 0;
   e = open_engine(cfg);
@@ -3442,6 +3447,22 @@ TEST_P(ledger, resolved_pending_transfers_leave_memory_after_checkpoints) {
   EXPECT_EQ(acct(1).debits_posted, 110u);  // ten posted at 10, then 5026
   EXPECT_EQ(acct(1).debits_pending, 30u);  // 5028..5030
   EXPECT_TRUE(e().check_balances().balanced) << e().check_balances().detail;
+}
+
+// A close whose final checkpoint fails says so (mesobd exits 1, "not cleanly"), and
+// nothing is lost: the next start replays the log. A clean close says nothing.
+TEST_P(ledger, a_close_says_when_its_final_checkpoint_failed) {
+  seed_accounts();
+  fund(1, 100, 7000);
+  const auto before = acct(1);
+  storage::failure_probes::instance().snapshot_commit_errno = MDB_MAP_FULL;
+  const std::string why = e().close();
+  EXPECT_NE(why.find("the final checkpoint failed ("), std::string::npos) << why;
+  EXPECT_NE(why.find("MDB_MAP_FULL"), std::string::npos) << why;
+  f_.restart();
+  const auto after = acct(1);
+  EXPECT_EQ(std::memcmp(&before, &after, sizeof before), 0);
+  EXPECT_EQ(e().close(), "") << "a clean close";
 }
 
 // A checkpoint that fails to commit hands its changes to the next one: each cut holds
