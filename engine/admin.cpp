@@ -287,7 +287,7 @@ class admin_impl {
          "reconciliation per UTC day and currency: deposits, payouts settled, failed, cancelled, overpaid (counts and sums), "
          "and the payouts pending and dead-lettered on it now (by the day they were made); every day, or one",
          1, 2, &admin_impl::cmd_gateway_recon},
-        {"gateway secret", "<gateway-id>", "give a registered gateway a new secret (printed once; sessions open now stay)",
+        {"gateway secret", "<gateway-id>", "give a registered gateway a new secret (printed once); sessions opened with the old one close at their next frame",
          1, 1, &admin_impl::cmd_gateway_secret},
         {"gateway disable", "<gateway-id>", "no new sessions or deposits for a registered gateway; its open sessions close at their next frame", 1, 1,
          &admin_impl::cmd_gateway_disable},

@@ -50,10 +50,11 @@ void derive_events(const actors::batch& b, std::vector<wire::event>& out);
 // The writer makes the event log durable at most this long after an append, and at once
 // when a checkpoint waits for it (wait_through). Readers need no sync: every event is
 // of a log record already durable, so replay writes the same event at the same offset
-// again should a power cut take the log's unsynced tail. Except decisions made when a
-// timer fired (a round closing, a payout or order given up, a breaker moving): where they
-// fall depends on the shard count, which a restart may change while the event log holds
-// none past the snapshot; an append holding one is synced before readers see it.
+// again should a power cut take the log's unsynced tail. Decisions made when a timer
+// fired (a round closing, a payout or order given up, a breaker moving) too: where they
+// fall depends on the shard count, and a start with another count is refused while the
+// log holds any record past the snapshot (a checkpoint covers only batches whose events
+// are durable), so replay makes them again where readers saw them.
 constexpr uint64_t events_sync_interval_ms = 200;
 // After a pass that wrote events the writer gathers groups this long before the next
 // (a lone group after a quiet spell still wakes it at once), unless this many wait or a

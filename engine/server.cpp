@@ -2282,13 +2282,19 @@ std::vector<request_meter> server::request_meters() const {
 
 std::vector<session_info> server::sessions() const {
   std::vector<session_info> out;
-  const uint64_t now = now_ms();
-  std::lock_guard lk(impl_->list_mu_);
-  for (const auto& [key, l] : impl_->listed_) {
-    session_info i = l.info;
-    i.age_ms = now - l.opened_ms;
-    i.requests = l.requests->load(std::memory_order_relaxed);
-    out.push_back(std::move(i));
+  {
+    // The network thread takes this lock at every accept, login and close: the copy
+    // alone is made under it, the sort after. The time is read under it too: a session
+    // listed after an earlier reading would have a negative age (wrapped).
+    std::lock_guard lk(impl_->list_mu_);
+    const uint64_t now = now_ms();
+    out.reserve(impl_->listed_.size());
+    for (const auto& [key, l] : impl_->listed_) {
+      session_info i = l.info;
+      i.age_ms = now - l.opened_ms;
+      i.requests = l.requests->load(std::memory_order_relaxed);
+      out.push_back(std::move(i));
+    }
   }
   std::sort(out.begin(), out.end(), [](const session_info& a, const session_info& b) { return a.age_ms > b.age_ms; });
   return out;

@@ -12,7 +12,7 @@
 // recovery finds the end of the last segment at the first chunk that fails.
 //
 // One writer thread appends and syncs (fdatasync); readers on any thread read what it
-// appended (an append may hold its events back until the next sync). Writes go around the
+// appended, before it is synced. Writes go around the
 // page cache (O_DIRECT, whole 4 KiB blocks, the last partial block written again, the same
 // bytes, with the next chunks): buffered appends cost the writer about 1.2 ns of kernel
 // time per byte on this machine, direct ones a fifth of that. Bytes once written never
