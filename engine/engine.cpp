@@ -368,9 +368,14 @@ class engine_impl {
   // newest record it has past the snapshot may be cut short (a crash mid-append), so
   // they go, and replay writes them again with the records after them.
   bool recover_events(uint64_t snap, std::string* error) {
-    const uint64_t covered = covered_.lsn;
+    // Every checkpoint with the event log writes events/covered before its snapshot: a
+    // snapshot past what it records was made without the log. With no events/covered yet
+    // (no checkpoint since the log began), one past the newest record the log holds
+    // events of was too; an empty log begins a new stream after the snapshot.
+    const bool covered_known = covered_.present || event_log_->next_offset() > 1;
+    const uint64_t covered = covered_.present ? covered_.lsn : event_log_last_lsn_;
     std::string word;
-    if (covered_.present && covered < snap) {
+    if (covered_known && covered < snap) {
       *error = "events: the event log covers log records up to " + std::to_string(covered) +
                " but the snapshot is at " + std::to_string(snap) +
                ": the records between have no events (did mesobd run with --no-events?). Start with --no-events, "

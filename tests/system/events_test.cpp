@@ -2028,6 +2028,37 @@ TEST(EventsEngine, AGapLeftByARunWithoutEventsIsRefused) {
   EXPECT_NE(err.find("--no-events"), std::string::npos) << err;
 }
 
+// The same before the event log's first checkpoint (no events/covered yet): a run with
+// events and no snapshot, then one without that snapshots. Before, the next run with
+// events started, never wrote the events of the records between, and gave their offsets
+// to later events.
+TEST(EventsEngine, AGapLeftBeforeTheFirstCheckpointWithEventsIsRefused) {
+  engine_fixture f(2, /*checkpoint_on_close=*/false);
+  create_accounts(f.e(), 2);
+  ASSERT_EQ(f.e().create_transfers({make_transfer(9, 1, 2, 5)}).results.at(0), result::ok);
+  f.close();
+  auto cfg = f.config();
+  ASSERT_FALSE(std::filesystem::exists(cfg.data_dir + "/events/covered"));
+  cfg.events = false;
+  std::string err;
+  {
+    auto e = open_engine(cfg);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->create_transfers({make_transfer(10, 1, 2, 5)}).results.at(0), result::ok);
+    ASSERT_TRUE(e->checkpoint(&err)) << err;
+    e->close();
+  }
+  cfg.events = true;
+  auto e = engine::engine::open(cfg, &err);
+  EXPECT_FALSE(e);
+  EXPECT_NE(err.find("--no-events"), std::string::npos) << err;
+  // With the events moved away, a new stream begins after the snapshot.
+  std::filesystem::rename(cfg.data_dir + "/events", cfg.data_dir + "/events.old");
+  e = engine::engine::open(cfg, &err);
+  ASSERT_TRUE(e) << err;
+  e->close();
+}
+
 // The relay as a process, writing --raw lines (`raw` false: its messages) to a file (and,
 // if named, its standard error to another; `out` closed_pipe: a pipe whose reader is
 // gone; stalled_pipe: one whose reader never reads). `extra` replaces the subscriber
