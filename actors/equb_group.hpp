@@ -17,7 +17,8 @@
 // transfers with ids the group derives from its step counter (emitted_id), in a space
 // clients may not use. The shard hands each new obligation to the engine (an emission),
 // which sequences and logs it like any request. When the escrow's shard executes that
-// chain (a fresh one, not a repeat), the group learns its outcome (`chain_done`): ok
+// chain, the group learns its outcome (`chain_done`; a repeat's too: it finds no
+// obligation at a step already settled, and a refused one's keeps it refused): ok
 // settles the obligation; a refusal (say a frozen wallet) keeps it, money still
 // reserved, until a `retry` operation emits it again under new ids. A debt's forward to a
 // guarantor whose cover for that round the ledger has not carried yet is an obligation
