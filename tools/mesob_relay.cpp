@@ -321,6 +321,7 @@ constexpr size_t printed_kept_max = 65'536;
 struct out_tail {
   uint64_t last = 0;
   uint64_t last_at = 0;  // byte where the last offset's lines begin
+  printed_event last_event{};  // (--raw: its lsn and id too)
   std::deque<printed_event> before;
 };
 constexpr size_t out_tail_max = 4u << 20;
@@ -403,6 +404,7 @@ bool read_out_tail(int fd, bool raw, out_tail* t, std::string* why) {
   }
   if (lines.empty()) return true;
   t->last = lines.back().second.offset;
+  t->last_event = lines.back().second;
   size_t first = lines.size() - 1;
   while (first > 0 && lines[first - 1].second.offset == t->last) --first;
   t->last_at = from + lines[first].first;
@@ -623,6 +625,13 @@ int main(int argc, char** argv) {
           return 3;
         }
         printed_through = served_through = resume.last - 1;
+      } else if (raw) {
+        // It stays: it can be checked as the ones before it are, should the engine (its
+        // saved position behind what this run acknowledged) serve it again later. Before,
+        // it was neither kept nor older than the kept ones: taken for a changed stream,
+        // it and every event after it were written again.
+        printed.push_back(resume.last_event);
+        if (printed.size() > printed_kept_max) printed.pop_front();
       }
       std::fprintf(stderr, "relay: --out %s holds events through offset %" PRIu64 "\n", out_path.c_str(), printed_through);
     }

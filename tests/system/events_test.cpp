@@ -2592,6 +2592,55 @@ void await_acknowledged(const std::string& data, live_mesobd& engine, const std:
   ASSERT_EQ(acked, offset);
 }
 
+// A named --raw relay started on its own --out file past the file's last event (the
+// engine had saved its acknowledgement) keeps that event to check, as it does the ones
+// before it: served again later (the engine's saved position lost, here by putting an
+// older subscribers.state back, as a kill -9 before a save does), it is known. Before,
+// it was taken for a changed stream and it and every event after it were written again.
+TEST(Events, ANamedRelayKnowsItsFilesLastEventServedAgain) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  const std::vector<std::string> args = {"--port", std::to_string(port)};
+  auto engine = engine_with_accounts(dir.path(), args, 2);  // offsets 1 and 2
+  ASSERT_TRUE(engine);
+  post_transfers(dir.path(), port, 100, 3);  // 3 to 5
+  const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
+  const std::string state = dir.path() + "/events/subscribers.state";
+  auto relay_through = [&](size_t n) {
+    relay_process relay(dir.path(), port, "/dev/null", {"--name", "r", "--out", out}, err);
+    ASSERT_GE(await_lines(out, n).size(), n) << read_file_text(err);
+    await_acknowledged(dir.path(), *engine, std::to_string(n));
+    relay.term();
+    EXPECT_EQ(relay.exit_status(10'000), 0);
+  };
+  auto restart = [&] {
+    ASSERT_EQ(engine->stop(), 0) << engine->output();  // the positions saved
+    engine = std::make_unique<live_mesobd>(dir.path(), args);
+    ASSERT_TRUE(engine->up()) << engine->output();
+  };
+  ASSERT_NO_FATAL_FAILURE(relay_through(5));
+  ASSERT_NO_FATAL_FAILURE(restart());
+  std::filesystem::copy_file(state, state + ".at5");
+  post_transfers(dir.path(), port, 200, 5);  // 6 to 10
+  ASSERT_NO_FATAL_FAILURE(relay_through(10));
+  // Starts at 11, past the file's last event (10).
+  relay_process relay(dir.path(), port, "/dev/null", {"--name", "r", "--out", out}, err);
+  post_transfers(dir.path(), port, 300, 5);  // 11 to 15
+  ASSERT_GE(await_lines(out, 15).size(), 15u);
+  await_acknowledged(dir.path(), *engine, "15");
+  ASSERT_EQ(engine->stop(), 0) << engine->output();
+  std::filesystem::rename(state + ".at5", state);
+  engine = std::make_unique<live_mesobd>(dir.path(), args);
+  ASSERT_TRUE(engine->up()) << engine->output();
+  post_transfers(dir.path(), port, 400, 5);  // 16 to 20; the relay is served from 6 again
+  ASSERT_GE(await_lines(out, 20).size(), 20u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything printed twice would follow
+  const auto all = read_raw(out);
+  ASSERT_EQ(all.size(), 20u) << "each event once: " << read_file_text(err);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
+  EXPECT_EQ(read_file_text(err).find("the stream changed"), std::string::npos) << read_file_text(err);
+}
+
 // An unnamed relay with a filter is served past the events it prints: after a restart it
 // asks for what follows the last offset it was served, not the last it printed. Before,
 // it read again everything after its last match.
