@@ -153,10 +153,9 @@ void broker_sim::run() {
 
   while (!stop_) {
     std::string err;
-    auto cl = dial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
+    auto cl = redial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
     if (!cl) {
       c_->errors.fetch_add(1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
     c_->connects.fetch_add(1);

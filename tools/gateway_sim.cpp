@@ -93,11 +93,8 @@ void gateway_sim::run() {
   };
   while (!stop_) {
     std::string err;
-    auto cl = dial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
-    if (!cl) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      continue;
-    }
+    auto cl = redial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
+    if (!cl) continue;
     c_->connects.fetch_add(1);
     connected_ = true;
     // No more requests in flight than the server admits (its limit comes in Welcome).

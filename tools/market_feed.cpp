@@ -82,10 +82,10 @@ void market_feed::run() {
   uint64_t paced_from = 0;  // prices counted at the last (re)connect
   bool first = true, first_connect = true;
   while (!stop_) {
-    if (!first) std::this_thread::sleep_for(std::chrono::milliseconds(disconnect_ ? disconnect_pause_ms_.load() : 100));
+    if (!first) pause(disconnect_ ? disconnect_pause_ms_.load() : 100);  // (a stop ends it)
     first = false;
     disconnect_ = false;
-    auto c = dial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
+    auto c = redial(opt_.host, opt_.port, opt_.gateway, opt_.secret);
     if (!c) {
       ++c_->errors;
       continue;

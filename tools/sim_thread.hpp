@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -41,9 +42,12 @@ class sim_thread {
 
  protected:
   virtual void run() = 0;
-  // Connects and authenticates as `gateway` (2 s for each answer); nullptr on failure.
-  static std::unique_ptr<wire::client> dial(const std::string& host, uint16_t port, const std::string& gateway,
-                                            const std::vector<uint8_t>& secret) {
+  // Connects and authenticates as `gateway` (2 s for each answer). On a failure: says
+  // why on stderr (once, until the reason changes or a connection is made), waits before
+  // the next try (100 ms doubling to 5 s; a stop ends the wait), and returns nullptr.
+  // Before, a wrong secret or a missing role was tried ten times a second, never said.
+  std::unique_ptr<wire::client> redial(const std::string& host, uint16_t port, const std::string& gateway,
+                                       const std::vector<uint8_t>& secret) {
     wire::client::options co;
     co.host = host;
     co.port = port;
@@ -51,15 +55,31 @@ class sim_thread {
     co.secret = secret;
     co.timeout_ms = 2000;
     std::string err;
-    return wire::client::connect(co, &err);
+    auto c = wire::client::connect(co, &err);
+    if (c) {
+      said_.clear();
+      retry_ms_ = retry_first_ms;
+      return c;
+    }
+    if (err != said_) {
+      std::fprintf(stderr, "sim: %s: cannot connect (%s); trying again\n", gateway.c_str(), err.c_str());
+      said_ = err;
+    }
+    pause(retry_ms_);
+    retry_ms_ = std::min(retry_ms_ * 2, retry_max_ms);
+    return nullptr;
+  }
+  // Sleeps `ms`, or until a stop.
+  void pause(uint64_t ms) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   // A disconnect asked for: shuts the connection down and waits out the pause (or a stop).
   bool take_disconnect(wire::client& c) {
     if (!disconnect_.exchange(false)) return false;
     c.shutdown();
     connected_ = false;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(disconnect_pause_ms_.load());
-    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    pause(disconnect_pause_ms_.load());
     return true;
   }
 
@@ -93,7 +113,10 @@ class sim_thread {
   std::atomic<uint64_t> disconnect_pause_ms_{0};
 
  private:
+  static constexpr uint64_t retry_first_ms = 100, retry_max_ms = 5000;
   std::thread thread_;
+  std::string said_;  // the connect failure last said (redial, on the thread)
+  uint64_t retry_ms_ = retry_first_ms;
 };
 
 }  // namespace mesob::tools
