@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   std::string wallets = "1-1", currency = "ETB";
   double seconds = 0;
   uint64_t seed = std::random_device{}();
+  uint64_t reference_first = 0;
   CLI::App app{"mesob-gatewaysim - payment gateways over Mesob's protocol"};
   app.add_option("--host", base.host)->capture_default_str();
   app.add_option("--port", base.port)->check(CLI::Range(1, 65535))->capture_default_str();
@@ -129,8 +130,9 @@ int main(int argc, char** argv) {
   app.add_option("--reject-rate", broker_o.reject_rate, "share of orders rejected")->check(CLI::Range(0.0, 1.0));
   app.add_flag("--broker-silent", broker_o.silent,
                "the broker takes orders and never answers (the engine times it out and falls back)");
-  app.add_option("--latency-ms", base.latency_ms, "mean answer latency (exponential)")->capture_default_str();
-  app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str();
+  app.add_option("--latency-ms", base.latency_ms, "mean answer latency (exponential)")
+      ->capture_default_str()->check(CLI::Range(0.0, 600'000.0));
+  app.add_option("--latency-ms-max", base.latency_ms_max)->capture_default_str()->check(CLI::Range(0.0, 86'400'000.0));
   app.add_option("--fail-rate", base.fail_rate, "share of instructions answered failed")->check(CLI::Range(0.0, 1.0));
   app.add_option("--decline-rate", base.decline_rate,
                  "share of the others answered failed and declined (the payment refused: the breaker counts it good)")
@@ -145,7 +147,11 @@ int main(int argc, char** argv) {
   app.add_option("--wallets", wallets, "first-last wallet ids deposits go to")->capture_default_str();
   app.add_option("--amount", base.deposit_amount, "minor units per deposit")->capture_default_str();
   app.add_option("--currency", currency)->capture_default_str();
-  app.add_option("--seconds", seconds, "stop after this long (0: at quit or end of input)");
+  app.add_option("--seconds", seconds, "stop after this long (0: at quit or end of input)")
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--reference-first", reference_first,
+                 "each gateway's first deposit reference (0: from the clock, printed: a run's deposits are new "
+                 "to the engine, not repeats of the last run's)");
   app.add_option("--seed", seed, "random seed (printed)");
   wire::numbers_as_written(app);  // (CLI11 alone: --amount -1 as 2^64 - 1, --port 07400 as octal, nan)
   if (const int status = wire::parse_options(app, argc, argv); status >= 0) return status;
@@ -208,6 +214,17 @@ int main(int argc, char** argv) {
     broker = std::make_unique<tools::broker_sim>(broker_o);
   }
   std::printf("gatewaysim: seed %llu\n", static_cast<unsigned long long>(seed));
+  if (reference_first == 0) {
+    // Milliseconds since 1970 times a million (about 1.8e18, below 2^64 until 2554): a
+    // later run starts past an earlier one's unless that one made a million deposits a
+    // millisecond.
+    reference_first = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count()) *
+                      1'000'000;
+  }
+  if (!gateways.empty())
+    std::printf("gatewaysim: deposit references from %llu\n", static_cast<unsigned long long>(reference_first));
   std::vector<std::unique_ptr<tools::gateway_sim>> sims;
   for (size_t i = 0; i < gateways.size(); ++i) {
     const auto colon = gateways[i].find(':');
@@ -217,8 +234,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.gateway = gateways[i].substr(0, colon);
+    // Two sessions of one gateway would report the same references (each deposit once
+    // in the engine, counted twice here).
+    for (const auto& s : sims)
+      if (s->options().gateway == o.gateway) {
+        std::fprintf(stderr, "mesob-gatewaysim: --gateway %s is given twice\n", o.gateway.c_str());
+        return 2;
+      }
     o.seed = seed + i;
-    o.reference_first = 1;  // references are per gateway
+    o.reference_first = reference_first;  // references are per gateway
     sims.push_back(std::make_unique<tools::gateway_sim>(o));
   }
   sigset_t stop_signals;

@@ -559,13 +559,25 @@ TEST(gateways, sigkill_with_payouts_in_flight_loses_and_repeats_nothing) {
 TEST(gateways, the_simulator_program_deposits_and_reports) {
   gateway_world w;
   w.start(1000);
-  const auto r = run(bin("tools/mesob-gatewaysim") + " --port " + std::to_string(w.d->port()) + " --gateway alpha:" +
-                     w.alpha_hex + " --deposits-per-s 500 --deposits-max 100 --wallets 1-" + std::to_string(wallets) +
-                     " --amount 7 --seconds 2 --seed 5");
+  const std::string depositing = bin("tools/mesob-gatewaysim") + " --port " + std::to_string(w.d->port()) +
+                                 " --gateway alpha:" + w.alpha_hex + " --deposits-per-s 500 --deposits-max 100 --wallets 1-" +
+                                 std::to_string(wallets) + " --amount 7 --seconds 2 --seed 5";
+  const auto r = run(depositing);
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("gatewaysim: ready"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"deposits_ok\":100"), std::string::npos) << r.out;
   w.expect_money_where_it_belongs(700);
+  // A second run's deposits are new ones (references from the clock): before, every run
+  // counted from 1, its deposits were repeats the engine answered ok, and no money moved.
+  const auto again = run(depositing);
+  EXPECT_EQ(again.status, 0) << again.out;
+  EXPECT_NE(again.out.find("\"deposits_ok\":100"), std::string::npos) << again.out;
+  w.expect_money_where_it_belongs(1400);
+  // One gateway named twice would report each reference twice.
+  const auto twice = run(bin("tools/mesob-gatewaysim") + " --port 1 --gateway alpha:" + w.alpha_hex + " --gateway alpha:" +
+                         w.alpha_hex);
+  EXPECT_EQ(WEXITSTATUS(twice.status), 2) << twice.out;
+  EXPECT_NE(twice.out.find("--gateway alpha is given twice"), std::string::npos) << twice.out;
   const auto bad = run(bin("tools/mesob-gatewaysim") + " --port 1 --gateway alpha:zz");
   EXPECT_EQ(WEXITSTATUS(bad.status), 2) << bad.out;
   // Its commands: a pause is decimal milliseconds up to a day (before, -1 was read as

@@ -295,6 +295,11 @@ TEST(tools, numbers_on_their_command_lines_are_decimal_and_finite) {
            {sim + "--amount -1", "is not a decimal number"},
            {sim + "--port 07400", "is not a decimal number"},
            {sim + "--latency-ms nan", "is not a finite decimal number"},
+           // Latencies and the run's length within bounds: before, --seconds -1 meant no end
+           // and a latency past 2^63 ns wrapped into the past.
+           {sim + "--latency-ms -1", "--latency-ms: Value -1 not in range"},
+           {sim + "--latency-ms-max 1e13", "--latency-ms-max: Value 1e13 not in range"},
+           {sim + "--seconds -1", "--seconds: Value -1 not in range"},
            {load + "--connections 010", "is not a decimal number"},
            {load + "--rate inf", "is not a finite decimal number"},
            {load + "--rate 0x10", "is not a finite decimal number"},  // (strtod's hex)
