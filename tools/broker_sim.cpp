@@ -162,7 +162,7 @@ void broker_sim::run() {
     connected_ = true;
     const uint32_t in_flight_max = std::max<uint32_t>(1, std::min(opt_.in_flight_max, cl->welcome().in_flight_max));
     std::unordered_map<uint64_t, std::vector<wire::order_answer>> in_flight;
-    bool lost = false;
+    bool lost = false, refused_again = false;
     while (!stop_ && !lost) {
       if (take_disconnect(*cl)) {
         lost = true;
@@ -253,6 +253,14 @@ void broker_sim::run() {
             }
             if (!o.ok) {
               c_->errors.fetch_add(1);
+              // Nothing was done (shutting_down, engine_failed, ...): the session ends and
+              // its answers go again with the next, in order, as a lost connection's do.
+              // Before, they were dropped: the orders' state here had moved on, and the
+              // fills never reached the engine.
+              if (!(o.server_error && wire::refused_for_good(o.error.code))) {
+                in_flight[request_id] = std::move(answers);
+                lost = refused_again = true;
+              }
               return;
             }
             if (opt_.on_answered && answers.size() == o.reply.results.size())
@@ -287,6 +295,7 @@ void broker_sim::run() {
     std::sort(ids.rbegin(), ids.rend());
     for (const uint64_t id : ids) outbox.insert(outbox.begin(), in_flight[id].begin(), in_flight[id].end());
     connected_ = false;
+    if (refused_again) pause(100);  // (an engine refusing writes: not a connection a millisecond)
   }
 }
 

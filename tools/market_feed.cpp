@@ -99,12 +99,7 @@ void market_feed::run() {
       // again would be refused again, forever: counted refused and dropped. What passes
       // (shutting_down, engine_failed, too_many_in_flight, ...) is sent again after a
       // reconnect, as a lost connection's requests are.
-      using pe = wire::protocol_error;
-      const pe code = out.error.code;
-      const bool for_good = code == pe::role_denied || code == pe::body_invalid || code == pe::operation_unknown ||
-                            code == pe::batch_empty || code == pe::batch_too_large || code == pe::field_invalid ||
-                            code == pe::wrong_port || code == pe::request_id_zero || code == pe::reply_too_large;
-      if (!out.ok && out.server_error && for_good) {
+      if (!out.ok && out.server_error && wire::refused_for_good(out.error.code)) {
         ++c_->errors;
         c_->refused += unanswered.front().first.size();
         in_flight.pop_front();

@@ -86,6 +86,15 @@ enum class protocol_error : uint16_t {
                            // since it logged in: closed (to the request that found it, or id 0)
 };
 [[nodiscard]] std::string_view protocol_error_name(protocol_error e);
+// True when an Error refuses the request for good: sent again it is refused again (the
+// role, the body or a field). After any other (shutting_down, engine_failed,
+// too_many_in_flight, a lost connection) nothing was done, and it may go again.
+[[nodiscard]] inline bool refused_for_good(protocol_error e) {
+  using pe = protocol_error;
+  return e == pe::role_denied || e == pe::body_invalid || e == pe::operation_unknown || e == pe::batch_empty ||
+         e == pe::batch_too_large || e == pe::field_invalid || e == pe::wrong_port || e == pe::request_id_zero ||
+         e == pe::reply_too_large;
+}
 // True when the server closes the connection after sending this error.
 [[nodiscard]] inline bool protocol_error_closes(protocol_error e) {
   return e == protocol_error::frame_too_large || e == protocol_error::slow_reader || e == protocol_error::idle_timeout ||
