@@ -208,7 +208,10 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, std::string*
                  std::to_string(header_bytes) + " bytes) and names a chain a first file does not start from";
         return nullptr;
       }
-      if (!pwrite_full(log->fd_, first, sizeof first, 0) || ::fdatasync(log->fd_) != 0) {
+      // The directory too: the crash that tore the header may have come before the
+      // creating start synced the file's name, and entries acknowledged from here on
+      // would go with it.
+      if (!pwrite_full(log->fd_, first, sizeof first, 0) || ::fdatasync(log->fd_) != 0 || !fsync_dir(dir_of(path))) {
         *error = errno_text("audit trail " + path + ": write");
         return nullptr;
       }
