@@ -51,6 +51,27 @@ struct world {
   portfolio::order_inputs in(uint64_t cash, uint64_t t = t0 + 2) const {
     return {&cust, &pol, mkt.find(7), t, cash};
   }
+  // A second instrument, OTHER (8): tick 1, lot 1, at 50.
+  void define_other() {
+    bool rep = false;
+    ASSERT_EQ(mkt.apply(market::definition(8, "OTHER", wire::asset_class::equity, wire::currency("ETB"), 1, 1,
+                                           {1000, 60'000, 60'000, 60'000}),
+                        t0 + 2, &rep),
+              result::ok);
+    ASSERT_EQ(mkt.apply(wire::price{8, 50, 1}, t0 + 3), result::ok);
+  }
+  // A rebalance's inputs at t0 + 4: a drift and a slippage of 1%.
+  portfolio::rebalance_inputs rebalance(const std::map<uint64_t, uint32_t>* model, uint64_t cash) const {
+    portfolio::rebalance_inputs in;
+    in.model = model;
+    in.market = &mkt;
+    in.currency = wire::currency("ETB");
+    in.cash = cash;
+    in.t = t0 + 4;
+    in.drift_bp = 100;
+    in.slippage_bp = 100;
+    return in;
+  }
 };
 
 wire::order order(uint64_t id, wire::order_side side, uint64_t qty, uint64_t limit,
@@ -200,14 +221,7 @@ TEST(Portfolio, OrdersAreCheckedAndRebalancesValuedAtTheReferencePrice) {
             result::price_limit_exceeded);
   // A rebalance into it: one buy, limited at the reference and the slippage (1%).
   const std::map<uint64_t, uint32_t> model{{7, 10'000}};
-  portfolio::rebalance_inputs in;
-  in.model = &model;
-  in.market = &w.mkt;
-  in.currency = wire::currency("ETB");
-  in.cash = 50'000;
-  in.t = t0 + 4;
-  in.drift_bp = 100;
-  in.slippage_bp = 100;
+  portfolio::rebalance_inputs in = w.rebalance(&model, 50'000);
   in.expires_s = 60;
   const auto planned = portfolio::plan_rebalance(b, 5, 100, in);
   ASSERT_EQ(planned.size(), 1u);
@@ -226,23 +240,11 @@ TEST(Portfolio, OrdersAreCheckedAndRebalancesValuedAtTheReferencePrice) {
 // each sell at the highest price it may fill at (sell_top) when above its limit.
 TEST(Portfolio, ARebalancesOrdersShareTheTiersRoom) {
   world w;  // ETEL (7): tick 2, lot 10, at 100
-  bool rep = false;
-  ASSERT_EQ(w.mkt.apply(market::definition(8, "OTHER", wire::asset_class::equity, wire::currency("ETB"), 1, 1,
-                                           {1000, 60'000, 60'000, 60'000}),
-                        t0 + 2, &rep),
-            result::ok);
-  ASSERT_EQ(w.mkt.apply(wire::price{8, 50, 1}, t0 + 3), result::ok);
-  portfolio::rebalance_inputs in;
-  in.market = &w.mkt;
-  in.currency = wire::currency("ETB");
-  in.t = t0 + 4;
-  in.drift_bp = 100;
-  in.slippage_bp = 100;
+  ASSERT_NO_FATAL_FAILURE(w.define_other());
   // Buys: 50,000 each. ETEL (limit 101, 202 a unit): 148 units fit 30,000, 140 in lots;
   // OTHER (limit 50) then has 40,000 - 28,280 of the day's outflow: 234 units.
   const std::map<uint64_t, uint32_t> half{{7, 5000}, {8, 5000}};
-  in.model = &half;
-  in.cash = 100'000;
+  portfolio::rebalance_inputs in = w.rebalance(&half, 100'000);
   in.single_max = 30'000;
   in.outflow_left = 40'000;
   book empty;
@@ -287,12 +289,7 @@ TEST(Portfolio, ARebalancesOrdersShareTheTiersRoom) {
 // rebalance run while it was open sold the line at target toward a share of too little.
 TEST(Portfolio, ARebalanceCountsTheUnitsOpenBuysMayStillAdd) {
   world w;  // ETEL (7): tick 2, lot 10, at 100 (200 a unit)
-  bool rep = false;
-  ASSERT_EQ(w.mkt.apply(market::definition(8, "OTHER", wire::asset_class::equity, wire::currency("ETB"), 1, 1,
-                                           {1000, 60'000, 60'000, 60'000}),
-                        t0 + 2, &rep),
-            result::ok);
-  ASSERT_EQ(w.mkt.apply(wire::price{8, 50, 1}, t0 + 3), result::ok);
+  ASSERT_NO_FATAL_FAILURE(w.define_other());
   // 160 ETEL held (32,000), a buy of 400 OTHER open (20,000 at 50), 28,000 in cash:
   // 80,000 in all, ETEL at its 40% and OTHER (its buy open: not traded) at its 25%.
   book b;
@@ -305,14 +302,7 @@ TEST(Portfolio, ARebalanceCountsTheUnitsOpenBuysMayStillAdd) {
   b.accept(other, 1);
   ASSERT_EQ(b.find(8)->buying, 400u);
   const std::map<uint64_t, uint32_t> model{{7, 4000}, {8, 2500}};
-  portfolio::rebalance_inputs in;
-  in.model = &model;
-  in.market = &w.mkt;
-  in.currency = wire::currency("ETB");
-  in.cash = 28'000;
-  in.t = t0 + 4;
-  in.drift_bp = 100;
-  in.slippage_bp = 100;
+  portfolio::rebalance_inputs in = w.rebalance(&model, 28'000);
   EXPECT_TRUE(portfolio::plan_rebalance(b, 5, 100, in).empty()) << "ETEL is at 40% of 80,000";
   // The same with OTHER out of the model (its buy open: still counted, not traded).
   const std::map<uint64_t, uint32_t> etel_only{{7, 4000}};
