@@ -416,20 +416,42 @@ void desk_table::touch(desk& d, payout_entry& p) {
 }
 
 void desk_table::count_as(desk& d, payout_entry& p) {
-  if (p.counted_as == uint8_t(p.st)) return;
-  uncount(d, p);
+  const uint32_t g = p.attempts.empty() ? 0 : p.attempts.back().gateway;
+  if (p.counted_as == uint8_t(p.st) && p.counted_gateway == g) return;
+  if (p.counted_as != 0) {
+    if (p.counted_as != uint8_t(p.st)) ++held_version_;  // (what a shard publishes: by state alone)
+    drop_figures(d, p);
+  } else {
+    d.held_ids.insert(p.id);
+    ++held_version_;
+  }
+  p.counted_as = uint8_t(p.st);
+  p.counted_gateway = g;
   auto& h = d.held[size_t(p.st) % d.held.size()];
   ++h.n;
-  h.amount += p.amount;
-  p.counted_as = uint8_t(p.st);
-  ++held_version_;
+  h.amount += p.amount;  // (a desk's held amounts are its account's pending credits: no sum passes 2^64)
+  auto& c = d.counts[{p.counted_as, g, uint32_t(p.created_at / ns_per_day)}];
+  ++c.n;
+  c.amount += p.amount;
+  if (is_problem(p.st)) d.problem_ids.insert(p.id);
+}
+
+void desk_table::drop_figures(desk& d, const payout_entry& p) {
+  auto& h = d.held[p.counted_as % d.held.size()];
+  --h.n;
+  h.amount -= p.amount;
+  const auto c = d.counts.find({p.counted_as, p.counted_gateway, uint32_t(p.created_at / ns_per_day)});
+  if (c != d.counts.end()) {  // (always there: the audit compares the figures with the payouts)
+    if (--c->second.n == 0) d.counts.erase(c);
+    else c->second.amount -= p.amount;
+  }
+  if (is_problem(state(p.counted_as))) d.problem_ids.erase(p.id);
 }
 
 void desk_table::uncount(desk& d, payout_entry& p) {
   if (p.counted_as == 0) return;
-  auto& h = d.held[p.counted_as % d.held.size()];
-  --h.n;
-  h.amount -= p.amount;
+  drop_figures(d, p);
+  d.held_ids.erase(p.id);
   p.counted_as = 0;
   ++held_version_;
 }
@@ -1499,6 +1521,8 @@ size_t desk_table::memory_bytes() const {
     for (const auto* m : {&d.payouts, &d.watched})
       for (const auto& [id, p] : *m)
         b += sizeof p + 32 + p.attempts.capacity() * sizeof(attempt) + p.given_up.capacity() * 4;
+    b += d.counts.size() * (sizeof(desk::count_key) + sizeof(desk::held_figures) + 48) + d.held_ids.memory_bytes() +
+         d.problem_ids.memory_bytes();
   }
   return b;
 }

@@ -139,6 +139,7 @@
 
 #include "actors/breaker.hpp"
 #include "actors/flat_map.hpp"
+#include "actors/ordered_ids.hpp"
 #include "actors/gateway_registry.hpp"
 #include "actors/placement.hpp"
 #include "actors/rules_version.hpp"
@@ -287,6 +288,7 @@ struct payout_entry {
   std::vector<uint32_t> given_up;    // gateways this routing gave up on
   bool listed_dirty = false;         // not stored
   uint8_t counted_as = 0;            // not stored: the state desk::held counts it under (0: none)
+  uint32_t counted_gateway = 0;      // not stored: the last attempt's gateway desk::counts counts it under
   bool recount_listed = false;       // not stored
 };
 
@@ -398,7 +400,22 @@ struct desk {
     uint64_t n = 0, amount = 0;
   };
   std::array<held_figures, 8> held{};
+  // The same payouts by state, gateway of the last attempt (0: none) and UTC day made
+  // (keys with none left are dropped), and their ids in order: every held one, and the
+  // problems (dead letters, refused settlements) apart. The console's counts and pages
+  // read these instead of every payout (engine::lookup_payouts).
+  struct count_key {
+    uint8_t st = 0;
+    uint32_t gateway = 0;
+    uint32_t day = 0;
+    friend auto operator<=>(const count_key&, const count_key&) = default;
+  };
+  std::map<count_key, held_figures> counts;
+  ordered_ids held_ids;
+  ordered_ids problem_ids;
 };
+// Whether the console lists p among the problems (`payouts` without `all`).
+[[nodiscard]] inline bool is_problem(state st) { return st == state::dead || st == state::settle_refused; }
 
 // The held figures of one currency's desks (a shard's, or the engine's).
 struct currency_held {
@@ -597,9 +614,12 @@ class desk_table {
   // the same batch, is counted too: recount runs at flush).
   void touch(desk& d, payout_entry& p);
   void touch(desk& d);
-  // desk::held: p counted under its state now, or under none (it leaves d.payouts).
+  // desk::held, counts and the id sets: p counted as it is now, or not at all (it leaves
+  // d.payouts).
   void count_as(desk& d, payout_entry& p);
   void uncount(desk& d, payout_entry& p);
+  // p's part of d's figures taken out (as counted: counted_as, counted_gateway).
+  static void drop_figures(desk& d, const payout_entry& p);
   void schedule(payout_entry& p, uint64_t at);
   void add_timer(const timer& t);
   void route(desk& d, payout_entry& p, uint64_t now);

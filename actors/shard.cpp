@@ -677,27 +677,21 @@ void shard::execute(batch& b) {
         });
         break;
       }
+      // The desks' figures and id sets are kept as payouts change: counts cost a row per
+      // key, a page `limit` ids from each desk.
+      desks_.recount();  // (timers run since the last batch may have moved payouts)
       std::map<std::tuple<wire::currency_code, uint8_t, uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> counts;
-      // The listing: the `limit` lowest ids from `from` on (a heap, its largest on top),
-      // whatever order the desks' tables hold them in.
-      std::vector<const payouts::payout_entry*> lowest;
-      const auto by_id = [](const payouts::payout_entry* x, const payouts::payout_entry* y) { return x->id < y->id; };
+      std::vector<std::pair<uint64_t, const payouts::desk*>> page;  // each desk's lowest ids from `from` on
+      std::vector<uint64_t> ids;
       desks_.for_each_desk([&](const payouts::desk& d) {
-        for (const auto& [pid, p] : d.payouts) {
-          auto& c = counts[{p.currency, uint8_t(p.st), p.attempts.empty() ? 0 : p.attempts.back().gateway,
-                            uint32_t(p.created_at / payouts::ns_per_day)}];
-          ++c.first;
-          gateways::add_amount(c.second, p.amount);  // (desks of one currency: their sum may pass 2^64)
-          const bool problem = p.st == payouts::state::dead || p.st == payouts::state::settle_refused;
-          if (limit == 0 || pid < from || (problems && !problem)) continue;
-          if (lowest.size() == limit) {
-            if (!(pid < lowest.front()->id)) continue;
-            std::pop_heap(lowest.begin(), lowest.end(), by_id);
-            lowest.pop_back();
-          }
-          lowest.push_back(&p);
-          std::push_heap(lowest.begin(), lowest.end(), by_id);
+        for (const auto& [k, f] : d.counts) {
+          auto& c = counts[{d.currency, k.st, k.gateway, k.day}];
+          c.first += f.n;
+          gateways::add_amount(c.second, f.amount);  // (desks of one currency: their sum may pass 2^64)
         }
+        ids.clear();
+        (problems ? d.problem_ids : d.held_ids).take_from(from, limit, &ids);
+        for (const uint64_t pid : ids) page.emplace_back(pid, &d);
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
         if (rows)
           for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});
@@ -705,8 +699,10 @@ void shard::execute(batch& b) {
       trading_.for_each_breaker([&](uint32_t g, const gateways::breaker& br) {
         b.found_order_breakers[index_].push_back({index_, 0, g, br});
       });
-      std::sort_heap(lowest.begin(), lowest.end(), by_id);
-      for (const auto* p : lowest) out.push_back(*p);
+      std::sort(page.begin(), page.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+      if (page.size() > limit) page.resize(limit);
+      for (const auto& [pid, d] : page)
+        if (const auto p = d->payouts.find(pid); p != d->payouts.end()) out.push_back(p->second);
       if (const uint64_t g = b.account_ids.at(6); g != 0)  // one gateway's reconciliation rows in memory
         b.found_recon[index_] = desks_.recon_rows_of(uint32_t(g), b.account_ids.at(7));
       for (const auto& [k, c] : counts)
@@ -921,12 +917,40 @@ void shard::audit_groups(batch::group_audit& out) const {
     ++out.checked;
     uint64_t held = 0;
     std::array<payouts::desk::held_figures, 8> by_state{};
+    std::map<payouts::desk::count_key, payouts::desk::held_figures> by_key;
+    std::vector<uint64_t> ids, problem_ids;
     for (const auto& [id, p] : d.payouts) {
       held += p.amount;
       auto& f = by_state[size_t(p.st) % by_state.size()];
       ++f.n;
       f.amount += p.amount;
+      auto& k = by_key[{uint8_t(p.st), p.attempts.empty() ? 0 : p.attempts.back().gateway,
+                        uint32_t(p.created_at / payouts::ns_per_day)}];
+      ++k.n;
+      k.amount += p.amount;
+      ids.push_back(id);
+      if (payouts::is_problem(p.st)) problem_ids.push_back(id);
     }
+    std::sort(ids.begin(), ids.end());
+    std::sort(problem_ids.begin(), problem_ids.end());
+    const auto listed = [](const ordered_ids& set) {
+      std::vector<uint64_t> v;
+      set.for_each([&](uint64_t id) { v.push_back(id); });
+      return v;
+    };
+    const bool keys_match = std::equal(by_key.begin(), by_key.end(), d.counts.begin(), d.counts.end(),
+                                       [](const auto& x, const auto& y) {
+                                         return x.first == y.first && x.second.n == y.second.n &&
+                                                x.second.amount == y.second.amount;
+                                       });
+    if ((!keys_match || listed(d.held_ids) != ids || listed(d.problem_ids) != problem_ids) &&
+        out.faults.size() < batch::group_faults_max)
+      out.faults.push_back("payout desk " + wire::currency_name(d.currency) + " " +
+                           std::to_string(payouts::desk_slot(d.account)) + ": its counts by gateway and day (" +
+                           std::to_string(d.counts.size()) + " keys, " + std::to_string(d.held_ids.size()) + " ids, " +
+                           std::to_string(d.problem_ids.size()) + " problems) are not those of the payouts it holds (" +
+                           std::to_string(by_key.size()) + " keys, " + std::to_string(ids.size()) + " ids, " +
+                           std::to_string(problem_ids.size()) + " problems)");
     for (size_t k = 0; k < by_state.size(); ++k)
       if ((by_state[k].n != d.held[k].n || by_state[k].amount != d.held[k].amount) &&
           out.faults.size() < batch::group_faults_max)

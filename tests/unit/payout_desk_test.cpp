@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 #include <set>
+#include <vector>
 
 #include "actors/byte_codec.hpp"
 #include "actors/payout_desk.hpp"
 #include "support/payouts.hpp"
+#include "support/seed.hpp"
 #include "wire/protocol.hpp"
 
 namespace mesob::actors::payouts {
@@ -1478,6 +1481,114 @@ TEST(payout_desk, a_refused_void_is_sent_again_by_an_operators_retry) {
     EXPECT_EQ(payout(), nullptr) << "voided: resolved";
     EXPECT_EQ(r.sent.size(), 1u) << "no gateway was asked to pay again";
   }
+}
+
+// A desk's figures by state, last attempt's gateway and day made, and its id sets (what
+// the console's counts and pages read instead of every payout), follow each payout: here
+// through a batch that moves payouts from alpha to beta in one state (records before
+// rules version 6: a session closing sent its payouts in flight on at once), a dead
+// letter and a settlement.
+TEST(payout_desk, a_desks_counts_and_id_sets_follow_its_payouts) {
+  recording_table r;
+  const uint64_t account = desk_account(etb, 0);
+  using key = desk::count_key;
+  const auto in_flight = uint8_t(state::in_flight), dead = uint8_t(state::dead), settling = uint8_t(state::settling);
+  const auto look = [&](std::map<key, uint64_t>* counts, std::vector<uint64_t>* ids, std::vector<uint64_t>* problems) {
+    r.t.for_each_desk([&](const desk& d) {
+      for (const auto& [k, f] : d.counts) (*counts)[k] = f.n;
+      d.held_ids.for_each([&](uint64_t id) { ids->push_back(id); });
+      d.problem_ids.for_each([&](uint64_t id) { problems->push_back(id); });
+    });
+  };
+  r.t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
+  r.t.event({r.beta, wire::gateway_event_kind::up, {}}, 11);
+  r.t.held(hold_of(5), 20);
+  r.t.held(hold_of(3), 21);
+  r.t.flush();
+  {
+    std::map<key, uint64_t> counts;
+    std::vector<uint64_t> ids, problems;
+    look(&counts, &ids, &problems);
+    EXPECT_EQ(counts, (std::map<key, uint64_t>{{{in_flight, r.alpha, 0}, 2}}));
+    EXPECT_EQ(ids, (std::vector<uint64_t>{3, 5}));
+    EXPECT_TRUE(problems.empty());
+  }
+  r.t.set_rules(rules_desk_cancels - 1);
+  r.t.event({r.alpha, wire::gateway_event_kind::down, {}}, 30);  // both on to beta, still in flight
+  r.t.flush();
+  {
+    std::map<key, uint64_t> counts;
+    std::vector<uint64_t> ids, problems;
+    look(&counts, &ids, &problems);
+    EXPECT_EQ(counts, (std::map<key, uint64_t>{{{in_flight, r.beta, 0}, 2}}));
+    EXPECT_EQ(ids, (std::vector<uint64_t>{3, 5}));
+  }
+  EXPECT_EQ(r.t.answer(test::etb_payout_answer(5, 2, 100, wire::payout_outcome::failed, r.beta), account, 2'000'000'000),
+            wire::result::ok);  // alpha never answered: a dead letter
+  EXPECT_EQ(r.t.answer(test::etb_payout_answer(3, 2, 100, wire::payout_outcome::settled, r.beta), account, 2'000'000'001),
+            wire::result::ok);
+  r.t.flush();
+  std::map<key, uint64_t> counts;
+  std::vector<uint64_t> ids, problems;
+  look(&counts, &ids, &problems);
+  EXPECT_EQ(counts, (std::map<key, uint64_t>{{{dead, r.beta, 0}, 1}, {{settling, r.beta, 0}, 1}}));
+  EXPECT_EQ(ids, (std::vector<uint64_t>{3, 5}));
+  EXPECT_EQ(problems, (std::vector<uint64_t>{5}));
+}
+
+// The desks' ordered id sets (actors/ordered_ids.hpp): random inserts and erases (ids that
+// count up, ids anywhere, ids repeated, runs erased) against a std::set, every page from
+// a random id compared, and chunks kept within their limits.
+TEST(ordered_ids, pages_are_those_of_a_sorted_set_through_random_inserts_and_erases) {
+  const uint64_t seed = test::test_seed("ordered_ids");
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 20; ++round) {
+    ordered_ids ids;
+    std::set<uint64_t> model;
+    uint64_t next = 1 + rng() % 1000;  // ids that count up, as a load's
+    const uint64_t span = round % 2 ? 1'000'000 : 5'000;  // wide, or dense (repeats and neighbours)
+    for (int step = 0; step < 40'000; ++step) {
+      const uint64_t r = rng() % 100;
+      if (r < 35) {
+        const uint64_t id = next++;
+        ASSERT_EQ(ids.insert(id), model.insert(id).second) << "seed " << seed << " insert " << id;
+      } else if (r < 60) {
+        const uint64_t id = 1 + rng() % span;
+        ASSERT_EQ(ids.insert(id), model.insert(id).second) << "seed " << seed << " insert " << id;
+      } else if (r < 90 || model.empty()) {
+        const uint64_t id = 1 + rng() % std::max<uint64_t>(span, next);
+        ASSERT_EQ(ids.erase(id), model.erase(id) == 1) << "seed " << seed << " erase " << id;
+      } else {  // a run of the lowest gone (payouts resolved oldest first)
+        for (int k = 0; k < 300 && !model.empty(); ++k) {
+          const uint64_t id = *model.begin();
+          model.erase(model.begin());
+          ASSERT_TRUE(ids.erase(id)) << "seed " << seed << " erase " << id;
+        }
+      }
+      ASSERT_EQ(ids.size(), model.size()) << "seed " << seed;
+      if (step % 997 == 0) {
+        const uint64_t from = rng() % (std::max<uint64_t>(span, next) + 10);
+        const size_t n = 1 + rng() % 600;
+        std::vector<uint64_t> got, want;
+        ids.take_from(from, n, &got);
+        for (auto it = model.lower_bound(from); it != model.end() && want.size() < n; ++it) want.push_back(*it);
+        ASSERT_EQ(got, want) << "seed " << seed << " from " << from << " n " << n;
+        const uint64_t probe = 1 + rng() % span;
+        ASSERT_EQ(ids.contains(probe), model.count(probe) == 1) << "seed " << seed << " probe " << probe;
+      }
+    }
+    std::vector<uint64_t> all;
+    ids.for_each([&](uint64_t id) { all.push_back(id); });
+    ASSERT_EQ(all, std::vector<uint64_t>(model.begin(), model.end())) << "seed " << seed;
+    // Memory: no chunk's vector past chunk_max ids (so at most 16 bytes an id, and a node
+    // a chunk).
+    EXPECT_LE(ids.memory_bytes(), model.size() * 16 + ids.chunks() * (64 + 64)) << "seed " << seed;
+  }
+  // Ids that count up fill each chunk before the next.
+  ordered_ids up;
+  for (uint64_t id = 1; id <= 100'000; ++id) up.insert(id);
+  EXPECT_EQ(up.chunks(), (100'000 + ordered_ids::chunk_max - 1) / ordered_ids::chunk_max);
+  EXPECT_LE(up.memory_bytes(), 100'000 * 8 + up.chunks() * 64 + ordered_ids::chunk_max * 8);  // (the last chunk part full)
 }
 
 }  // namespace
