@@ -406,7 +406,7 @@ class postgres_target final : public target {
       *error = "postgres: " + why;
       return false;
     }
-    if (!check_durable(error)) return false;
+    if (!check_durable(c_.get(), error)) return false;
     int64_t funding = 0;
     (void)funding_balance(w, &funding);
     if (!exec_command(c_.get(), "BEGIN", "setup", error)) return false;
@@ -426,6 +426,9 @@ class postgres_target final : public target {
   std::unique_ptr<target_connection> connect(const workload&, std::string* error) override {
     auto c = open_connection(conninfo_, error);
     if (!c) return nullptr;
+    // (Checked again for each connection: a run with --no-setup has no setup to check,
+    // and the server's settings may have changed since.)
+    if (!check_durable(c.get(), error)) return nullptr;
     if (!postgres_connection::start_session(c.get(), error)) return nullptr;
     return std::make_unique<postgres_connection>(std::move(c), retries_, call_timeout_ms_);
   }
@@ -510,10 +513,10 @@ class postgres_target final : public target {
   }
 
   // Durability is the server's: every commit must reach the disk before it is answered.
-  bool check_durable(std::string* error) {
+  static bool check_durable(PGconn* c, std::string* error) {
     std::string fsync, sync_commit;
-    if (!server_setting(c_.get(), "fsync", &fsync, error)) return false;
-    if (!server_setting(c_.get(), "synchronous_commit", &sync_commit, error)) return false;
+    if (!server_setting(c, "fsync", &fsync, error)) return false;
+    if (!server_setting(c, "synchronous_commit", &sync_commit, error)) return false;
     if (fsync != "on") {
       *error =
           "postgres: the server runs with fsync = " + fsync + "; the baseline needs fsync = on";

@@ -231,9 +231,7 @@ class redis_target final : public target {
       *error = "redis: " + why;
       return false;
     }
-    if (!check_setting("appendonly", "yes", error) ||
-        !check_setting("appendfsync", "always", error))
-      return false;
+    if (!check_durable(c_.get(), error)) return false;
     int64_t funding = 0;
     (void)funding_balance(w, &funding);
     redis_reply r(static_cast<redisReply*>(redisCommand(c_.get(), "FLUSHDB")));
@@ -250,7 +248,9 @@ class redis_target final : public target {
   std::unique_ptr<target_connection> connect(const workload&, std::string* error) override {
     auto c = open_context(host_, port_, error);
     std::string sha;
-    if (!c || !load_script(c.get(), &sha, error)) return nullptr;
+    // (Checked again for each connection: a run with --no-setup has no setup to check,
+    // and the server's settings may have changed since.)
+    if (!c || !check_durable(c.get(), error) || !load_script(c.get(), &sha, error)) return nullptr;
     return std::make_unique<redis_connection>(std::move(c), std::move(sha));
   }
 
@@ -342,9 +342,14 @@ class redis_target final : public target {
     return true;
   }
 
-  bool check_setting(const char* name, const char* want, std::string* error) {
-    redis_reply r(static_cast<redisReply*>(redisCommand(c_.get(), "CONFIG GET %s", name)));
-    if (!expect_reply(c_.get(), r, REDIS_REPLY_ARRAY, std::string("CONFIG GET ") + name, error))
+  // Durability is the server's: every write appended and fsynced before it is answered.
+  static bool check_durable(redisContext* c, std::string* error) {
+    return check_setting(c, "appendonly", "yes", error) && check_setting(c, "appendfsync", "always", error);
+  }
+
+  static bool check_setting(redisContext* c, const char* name, const char* want, std::string* error) {
+    redis_reply r(static_cast<redisReply*>(redisCommand(c, "CONFIG GET %s", name)));
+    if (!expect_reply(c, r, REDIS_REPLY_ARRAY, std::string("CONFIG GET ") + name, error))
       return false;
     if (r->elements != 2 || r->element[1]->type != REDIS_REPLY_STRING) {
       *error = std::string("redis: CONFIG GET ") + name + ": no such setting";

@@ -446,6 +446,10 @@ TEST(baselines, postgres) {
   workload w;
   EXPECT_FALSE(lax->setup(w, &error));
   EXPECT_NE(error.find("synchronous_commit"), std::string::npos) << error;
+  // So is each connection a run makes (one with --no-setup has no setup to refuse it).
+  error.clear();
+  EXPECT_FALSE(lax->connect(w, &error));
+  EXPECT_NE(error.find("synchronous_commit"), std::string::npos) << error;
 
   EXPECT_FALSE(make_postgres_target("host=/nonexistent port=1 user=postgres", &error));
   EXPECT_NE(error.find("cannot connect"), std::string::npos) << error;
@@ -535,6 +539,10 @@ TEST(baselines, redis) {
   ASSERT_TRUE(server.command("CONFIG SET appendfsync everysec"));
   workload w;
   EXPECT_FALSE(t->setup(w, &error));
+  EXPECT_NE(error.find("appendfsync everysec"), std::string::npos) << error;
+  // So is each connection a run makes (one with --no-setup has no setup to refuse it).
+  error.clear();
+  EXPECT_FALSE(t->connect(w, &error));
   EXPECT_NE(error.find("appendfsync everysec"), std::string::npos) << error;
   ASSERT_TRUE(server.command("CONFIG SET appendfsync always"));
 
