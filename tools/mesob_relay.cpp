@@ -408,9 +408,15 @@ bool read_out_tail(int fd, bool raw, out_tail* t, std::string* why) {
   size_t first = lines.size() - 1;
   while (first > 0 && lines[first - 1].second.offset == t->last) --first;
   t->last_at = from + lines[first].first;
+  // As the live relay keeps them: a line at or below the last one kept (a stream that
+  // changed was written again from there) replaces those from its offset on, so the
+  // latest line of each offset is kept, in order. (Before, the first was kept and the
+  // later ones dropped: served the stream written last again, it called it changed.)
   if (raw)
-    for (size_t k = first > printed_kept_max ? first - printed_kept_max : 0; k < first; ++k)
-      if (t->before.empty() || lines[k].second.offset > t->before.back().offset) t->before.push_back(lines[k].second);
+    for (size_t k = first > printed_kept_max ? first - printed_kept_max : 0; k < first; ++k) {
+      while (!t->before.empty() && t->before.back().offset >= lines[k].second.offset) t->before.pop_back();
+      t->before.push_back(lines[k].second);
+    }
   return true;
 }
 
@@ -630,6 +636,7 @@ int main(int argc, char** argv) {
         // saved position behind what this run acknowledged) serve it again later. Before,
         // it was neither kept nor older than the kept ones: taken for a changed stream,
         // it and every event after it were written again.
+        while (!printed.empty() && printed.back().offset >= resume.last_event.offset) printed.pop_back();
         printed.push_back(resume.last_event);
         if (printed.size() > printed_kept_max) printed.pop_front();
       }

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -2638,6 +2639,66 @@ TEST(Events, ANamedRelayKnowsItsFilesLastEventServedAgain) {
   const auto all = read_raw(out);
   ASSERT_EQ(all.size(), 20u) << "each event once: " << read_file_text(err);
   for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, i + 1);
+  EXPECT_EQ(read_file_text(err).find("the stream changed"), std::string::npos) << read_file_text(err);
+}
+
+// A named relay's --out file that holds a stream written again (a relay that found the
+// stream changed wrote offsets 3 on once more) is read as the live relay keeps it: the
+// latest line of each offset. Served the stream written last again, it prints nothing
+// twice. Before, the file's first line of each offset was kept: the engine's events 3
+// and 4 were taken for another stream, and written a third time.
+TEST(Events, ANamedRelayReadsAStreamWrittenAgainInItsFileAsItsLatest) {
+  temp_dir dir;
+  const uint16_t port = free_port();
+  const std::vector<std::string> args = {"--port", std::to_string(port)};
+  auto engine = engine_with_accounts(dir.path(), args, 2);  // offsets 1 and 2
+  ASSERT_TRUE(engine);
+  const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
+  const std::string state = dir.path() + "/events/subscribers.state";
+  auto relay_through = [&](size_t n) {
+    relay_process relay(dir.path(), port, "/dev/null", {"--name", "r", "--out", out}, err);
+    ASSERT_GE(await_lines(out, n).size(), n) << read_file_text(err);
+    await_acknowledged(dir.path(), *engine, std::to_string(n));
+    relay.term();
+    EXPECT_EQ(relay.exit_status(10'000), 0);
+  };
+  ASSERT_NO_FATAL_FAILURE(relay_through(2));
+  ASSERT_EQ(engine->stop(), 0) << engine->output();  // the position (2) saved
+  std::filesystem::copy_file(state, state + ".at2");
+  engine = std::make_unique<live_mesobd>(dir.path(), args);
+  ASSERT_TRUE(engine->up()) << engine->output();
+  post_transfers(dir.path(), port, 100, 2);  // 3 and 4
+  ASSERT_NO_FATAL_FAILURE(relay_through(4));
+  ASSERT_EQ(engine->stop(), 0) << engine->output();
+  // The file as a relay leaves it that printed another stream's 3 to 5 first: 1, 2, 3*,
+  // 4*, 5*, then the engine's 3 and 4.
+  const auto real = read_raw(out);
+  ASSERT_EQ(real.size(), 4u);
+  auto other = [](const raw_event& e, uint64_t offset) {
+    std::istringstream in(e.line);
+    std::vector<std::string> f{std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()};
+    f.at(0) = std::to_string(offset);
+    f.at(3) = std::to_string(e.id_lo + 1'000'000);  // another event's id
+    std::string line;
+    for (const auto& w : f) line += (line.empty() ? "" : " ") + w;
+    return line + "\n";
+  };
+  std::ofstream(out, std::ios::trunc) << real[0].line << "\n"
+                                      << real[1].line << "\n"
+                                      << other(real[2], 3) << other(real[3], 4) << other(real[3], 5)
+                                      << real[2].line << "\n"
+                                      << real[3].line << "\n";
+  std::filesystem::rename(state + ".at2", state);  // the engine serves the relay from 3 again
+  engine = std::make_unique<live_mesobd>(dir.path(), args);
+  ASSERT_TRUE(engine->up()) << engine->output();
+  relay_process relay(dir.path(), port, "/dev/null", {"--name", "r", "--out", out}, err);
+  post_transfers(dir.path(), port, 200, 1);  // 5
+  ASSERT_GE(await_lines(out, 8).size(), 8u) << read_file_text(err);
+  await_acknowledged(dir.path(), *engine, "5");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything printed again would follow
+  const auto all = read_raw(out);
+  ASSERT_EQ(all.size(), 8u) << "events 3 and 4 not written again: " << read_file_text(err);
+  EXPECT_EQ(all.back().offset, 5u);
   EXPECT_EQ(read_file_text(err).find("the stream changed"), std::string::npos) << read_file_text(err);
 }
 
