@@ -43,7 +43,6 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   // Prices of what counts: the model's instruments and those held, in the currency.
   struct line {
     uint64_t id, unit, held, free, lot, last, tick;  // last: the reference price; unit: minor units a unit at it
-    uint64_t buying;  // units open buys may still add
     uint64_t top;  // the highest price a sell may fill at now (0: none known)
     bool buys;     // the profile lets the customer buy it
     uint32_t weight;
@@ -61,7 +60,7 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
     // not fill.
     const uint64_t price = ins->reference_ticks();
     line l{id, 0, p ? p->quantity : 0, p ? p->quantity - p->reserved : 0, ins->def.lot, price, ins->def.tick,
-           p ? p->buying : 0, in.sell_top ? in.sell_top(*ins) : 0, (in.classes & (1u << (uint8_t(ins->def.cls) - 1))) != 0, 0, false};
+           in.sell_top ? in.sell_top(*ins) : 0, (in.classes & (1u << (uint8_t(ins->def.cls) - 1))) != 0, 0, false};
     const uint64_t unit = notional(1, price, ins->def.tick);
     l.unit = unit == UINT64_MAX ? 0 : unit;
     l.trades = l.unit != 0 && ins->reasons(in.t) == 0 && !(p && (p->buying != 0 || p->reserved != 0));
@@ -73,15 +72,22 @@ std::vector<wire::order> plan_rebalance(const book& b, uint64_t wallet, uint64_t
   b.for_each_position([&](uint64_t id, const position& p) {
     if (p.quantity != 0 || p.buying != 0) add(id);
   });
-  // The value: the cash, the units held and the units open buys may still add (their
-  // holds are out of the cash). Before, a rebalance while a buy was open valued the
-  // portfolio without it, and sold the other lines toward a share of too little.
+  // The value: the cash, the units held, and what open buys of these lines still hold
+  // (out of the cash: money until it buys units, about as much at the price it fills).
+  // Before, a rebalance while a buy was open valued the portfolio without it, and sold
+  // the other lines toward a share of too little; then the units such a buy may add,
+  // at the reference price, which a resting bid far below it made many times its hold.
   using u128 = unsigned __int128;
-  // Each line's part is below 2^118 (2 x 2^64 units at < 2^53 each); the sum stops at
-  // 2^127 (a portfolio past it is valued there), so a share, at most the value, fits.
+  // Each line's part is below 2^117 (2^64 units at < 2^53 each), a hold below 2^64; the
+  // sum stops at 2^127 (a portfolio past it is valued there), so a share, at most the
+  // value, fits.
   constexpr u128 value_max = u128(1) << 127;
   u128 value = in.cash;
-  for (const auto& [id, l] : lines) value = std::min(value + (u128(l.held) + l.buying) * l.unit, value_max);
+  for (const auto& [id, l] : lines) value = std::min(value + u128(l.held) * l.unit, value_max);
+  b.for_each_order([&](const order_entry& e) {
+    if (e.st == order_state::open && buying(e.o) && lines.count(e.o.instrument_id))
+      value = std::min(value + e.held, value_max);
+  });
   const auto share = [&](uint32_t bp) { return value / 10'000 * bp + value % 10'000 * bp / 10'000; };
   const u128 band = share(in.drift_bp);
   // A buy is sized at the last price but holds its quantity at its limit (the last price

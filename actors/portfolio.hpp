@@ -213,9 +213,9 @@ class book {
 // Rebalancing: the orders that bring a portfolio back within `drift_bp` of its profile's
 // model. The portfolio's value is the wallet's available cash plus every position at the
 // reference price (quantity x reference x tick, instruments of the wallet's currency),
-// the units open buys may still add counted with the position (their holds are out of
-// the available cash; before, a rebalance while a buy was open sold lines at their
-// targets toward a share of too little). Each
+// plus what its open buys of those instruments still hold (out of the available cash;
+// before, a rebalance while a buy was open sold lines at their targets toward a share
+// of too little, and then valued a resting bid's units at the reference price). Each
 // instrument of the model or held (target weight 0 when not in the model) whose value is
 // more than drift_bp of the portfolio's value away from its target gets a market order
 // for the difference, in whole lots (a sell at most the units not reserved), with a

@@ -287,11 +287,12 @@ TEST(Portfolio, ARebalancesOrdersShareTheTiersRoom) {
 // An open buy counts in the value at the units it may still add (its hold is out of the
 // cash): a line at its target stays as it is. Before, the value left the buy out, and a
 // rebalance run while it was open sold the line at target toward a share of too little.
-TEST(Portfolio, ARebalanceCountsTheUnitsOpenBuysMayStillAdd) {
+TEST(Portfolio, ARebalanceCountsWhatOpenBuysStillHold) {
   world w;  // ETEL (7): tick 2, lot 10, at 100 (200 a unit)
   ASSERT_NO_FATAL_FAILURE(w.define_other());
-  // 160 ETEL held (32,000), a buy of 400 OTHER open (20,000 at 50), 28,000 in cash:
-  // 80,000 in all, ETEL at its 40% and OTHER (its buy open: not traded) at its 25%.
+  // 160 ETEL held (32,000), a buy of 400 OTHER open (20,400 held at its limit 51; 50 the
+  // price), 28,000 in cash: 80,400 in all, ETEL at its 40% within the 1% band and OTHER
+  // (its buy open: not traded) at its 25%.
   book b;
   uint64_t left = 0;
   result r{};
@@ -319,6 +320,23 @@ TEST(Portfolio, ARebalanceCountsTheUnitsOpenBuysMayStillAdd) {
   ASSERT_EQ(planned.size(), 1u);
   EXPECT_EQ(planned[0].side, wire::order_side::buy);
   EXPECT_EQ(planned[0].quantity, 40u);
+  // A bid resting far below the price counts the money it holds, not its units at the
+  // price: OTHER's buy at 1 holds 400, so the portfolio is 60,400 and ETEL (32,000) is
+  // past its 40% (24,160): 30 sold (39 units' worth, in lots of 10). Valued at the
+  // price, the bid made it 80,000 and nothing was sold.
+  book low;
+  low.accept(order(1, wire::order_side::buy, 160, 110), 2, 10);
+  ASSERT_EQ(low.fill(1, 160, 100, &r, &left), 32'000u);
+  auto bid = order(2, wire::order_side::buy, 400, 1);
+  bid.instrument_id = 8;
+  low.accept(bid, 1);
+  ASSERT_EQ(low.order(2)->held, 400u);
+  in.model = &model;
+  const auto sold = portfolio::plan_rebalance(low, 5, 100, in);
+  ASSERT_EQ(sold.size(), 1u);
+  EXPECT_EQ(sold[0].side, wire::order_side::sell);
+  EXPECT_EQ(sold[0].instrument_id, 7u);
+  EXPECT_EQ(sold[0].quantity, 30u);
 }
 
 TEST(Portfolio, OpenOrdersAreBounded) {
