@@ -1,11 +1,14 @@
 // ordered_ids: a set of 64-bit ids kept in id order, for listings that page (the lowest
 // ids from a given one on) without a pass over everything held.
 // Sorted chunks of at most chunk_max ids in a std::map, each under a fence at most its
-// first id and above the chunk before's last (erasing a chunk's first id leaves it): 8 to 16
-// bytes an id and a map node a chunk (a std::set spends a 48-byte node an id), insert and
-// erase O(log chunks + chunk_max). Ids that count up (a load's, most clients') fill each
-// chunk before starting the next; others split a full chunk in two halves. A chunk
-// emptied below a quarter takes in its successor when both fit in one.
+// first id and above the chunk before's last (erasing a chunk's first id leaves it).
+// Insert and erase O(log chunks + chunk_max). Ids that count up (a load's, most
+// clients') fill each chunk before starting the next; others split a full chunk in two
+// halves. A chunk emptied below a quarter joins the chunk after or before when both fit
+// in one, and a chunk's vector is cut back when it uses under a quarter of its room: no
+// vector holds more than four times its ids' room (or 8), so 8 to 16 bytes an id as ids
+// come and go about in order, at most 32 otherwise, and a map node a chunk (a std::set
+// spends a 48-byte node an id).
 // Single-threaded (owned by one shard), like the tables it indexes.
 #pragma once
 
@@ -79,13 +82,23 @@ class ordered_ids {
       chunks_.erase(it);
       return true;
     }
-    if (v.size() < chunk_max / 4) {
-      const auto next = std::next(it);
-      if (next != chunks_.end() && v.size() + next->second.size() <= chunk_max) {
-        v.reserve(v.size() + next->second.size());
-        v.insert(v.end(), next->second.begin(), next->second.end());
+    if (v.size() < chunk_max / 4) {  // into the chunk after, or the one before, when both fit in one
+      if (const auto next = std::next(it); next != chunks_.end() && v.size() + next->second.size() <= chunk_max) {
+        append(v, next->second);
         chunks_.erase(next);
+      } else if (it != chunks_.begin()) {
+        if (const auto prev = std::prev(it); prev->second.size() + v.size() <= chunk_max) {
+          append(prev->second, v);
+          chunks_.erase(it);
+          return true;
+        }
       }
+    }
+    if (v.capacity() > 8 && v.size() * 4 < v.capacity()) {  // gives back what it no longer uses
+      std::vector<uint64_t> w;
+      w.reserve(std::max<size_t>(8, v.size() * 2));
+      w.assign(v.begin(), v.end());
+      v.swap(w);
     }
     return true;
   }
@@ -123,6 +136,11 @@ class ordered_ids {
   }
 
  private:
+  static void append(std::vector<uint64_t>& to, const std::vector<uint64_t>& from) {
+    to.reserve(to.size() + from.size());
+    to.insert(to.end(), from.begin(), from.end());
+  }
+
   // The chunk at `it` under its first id.
   void rekey(std::map<uint64_t, std::vector<uint64_t>>::iterator it) {
     auto node = chunks_.extract(it);

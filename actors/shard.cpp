@@ -679,7 +679,7 @@ void shard::execute(batch& b) {
       }
       // The desks' figures and id sets are kept as payouts change: counts cost a row per
       // key, a page `limit` ids from each desk.
-      desks_.recount();  // (timers run since the last batch may have moved payouts)
+      desks_.recount();  // (a no-op after a flush; a look-up runs no timers, but cheap to be sure)
       std::map<std::tuple<wire::currency_code, uint8_t, uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> counts;
       std::vector<std::pair<uint64_t, const payouts::desk*>> page;  // each desk's lowest ids from `from` on
       std::vector<uint64_t> ids;
@@ -692,6 +692,11 @@ void shard::execute(batch& b) {
         ids.clear();
         (problems ? d.problem_ids : d.held_ids).take_from(from, limit, &ids);
         for (const uint64_t pid : ids) page.emplace_back(pid, &d);
+        if (page.size() > 2 * limit) {  // the lowest `limit` so far: at most 2 x limit kept, whatever the desks
+          std::nth_element(page.begin(), page.begin() + ptrdiff_t(limit), page.end(),
+                           [](const auto& x, const auto& y) { return x.first < y.first; });
+          page.resize(limit);
+        }
         for (const auto& [g, br] : d.breakers) b.found_breakers[index_].push_back({d.account, d.currency, g, br});
         if (rows)
           for (const auto& [a, sw] : d.sweeps) b.found_sweeps[index_].push_back({d.account, a, sw});
