@@ -452,6 +452,37 @@ with tempfile.TemporaryDirectory(prefix="mesob-py-") as data:
     except IOError as e:
         assert "the connection is unusable: a send failed" in str(e), e
     far.close()
+    # A wait for a push with no timeout waits past the connection's own (0.3 s here): the
+    # push comes after 1 s. Before, it ended at the connection's timeout.
+    near, far = socket.socketpair()
+    raw = Client.__new__(Client)
+    raw.sock = near
+    raw._init_state()
+    near.settimeout(0.3)
+    late = threading.Timer(1.0, lambda: far.sendall(HEADER.pack(len(push), 1, 7, 0) + push))
+    late.start()
+    began = time.monotonic()
+    assert raw._await_push("payout_instructions", None) is not None
+    assert time.monotonic() - began >= 0.9
+    assert near.gettimeout() == 0.3, near.gettimeout()  # the connection's own timeout as it was
+    late.join()
+    # A request past the session's frame limit is refused before anything is sent: the
+    # connection stays usable. Before, the server answered frame_too_large and closed it.
+    raw.frame_bytes_max = 1000
+    try:
+        raw.create_transfers([dict(id=i + 1, debit=1, credit=2, amount=1, currency="ETB") for i in range(100)])
+        raise AssertionError("a request past the frame limit was sent")
+    except ValueError as e:
+        assert "past the session's limit of 1000" in str(e), e
+    assert not raw.broken
+    far.setblocking(False)
+    try:
+        far.recv(1)
+        raise AssertionError("bytes of a refused request were sent")
+    except BlockingIOError:
+        pass
+    far.close()
+    near.close()
     # A frame trickling in does not keep a wait going past its timeout: the handshake's
     # Hello a byte every 0.2 s against a timeout of 1 s. Before, each receive waited the
     # timeout afresh, and the wait went on as long as bytes came.

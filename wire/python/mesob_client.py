@@ -164,6 +164,12 @@ class Client:
         fails at once (make a new Client)."""
         if self.broken:
             raise IOError("the connection is unusable: " + self.broken)
+        # A body past the session's limit (Welcome) would be answered frame_too_large and
+        # the session closed: refused here, the connection kept.
+        limit = getattr(self, "frame_bytes_max", 0)
+        if limit and len(body) > limit:
+            raise ValueError("a request of %d bytes is past the session's limit of %d (frame_bytes_max)"
+                             % (len(body), limit))
         try:
             self.sock.sendall(HEADER.pack(len(body), PROTOCOL_VERSION, kind, request_id) + body)
         except BaseException as e:
@@ -411,9 +417,12 @@ class Client:
     def _await_push(self, topic, timeout):
         """The body of the next push of `topic`, kept or read within `timeout` seconds
         however much else comes meanwhile (socket.timeout past it; the connection's own
-        timeout is as it was after)."""
+        timeout is as it was after). None waits as long as it takes."""
         deadline = None if timeout is None else time.monotonic() + timeout
         before = self.sock.gettimeout()
+        # (With a deadline each receive waits for the time left; without one, the socket's
+        # own timeout would end the wait: none.)
+        self.sock.settimeout(timeout)
         try:
             while not self.pushes.get(topic):
                 kind, got, body = self._read_frame_by(deadline, "no %r push within %s s" % (topic, timeout))
