@@ -554,10 +554,13 @@ void metrics_http::run() {
         // answer is sent in full and that waits out its peer's close (draining) makes room:
         // of the address holding the most such, its oldest (the answer is delivered: a
         // scraper has it, and closing loses nothing). With every one answered and still
-        // being sent, the new one goes. Connections are in arrival order. (Before, draining
-        // ones never made room: a peer whose requests were whole and answered at once,
-        // 404s it never read, kept the endpoint full of them and another address's scraper
-        // out.)
+        // being sent (a peer reading none of the answers, each past its socket's buffers),
+        // the oldest of the address holding the most such goes. Connections are in
+        // arrival order. (Before, draining ones never made room: a peer whose requests
+        // were whole and answered at once, 404s it never read, kept the endpoint full of
+        // them and another address's scraper out; and with every one still being sent the
+        // new one went, so a peer asking for the metrics 16 times and reading nothing kept
+        // scrapes out for 2 s at a time.)
         for (conn& x : conns) {
           if (x.ph != phase::reading) continue;
           char buf[2048];
@@ -587,11 +590,8 @@ void metrics_http::run() {
         };
         size_t room = oldest_of_most(phase::draining);
         if (room == conns.size()) room = oldest_of_most(phase::reading);
-        if (room == conns.size()) {
-          ::close(c);
-          continue;
-        }
-        close_at(room);
+        if (room == conns.size()) room = oldest_of_most(phase::sending);
+        close_at(room);  // (conns is full: one of the three phases has one)
       }
       conns.push_back(conn{c, from.sin_addr.s_addr, phase::reading, {}, {}, 0, clock_type::now() + limit});
     }

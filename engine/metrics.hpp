@@ -18,7 +18,8 @@
 // once the answer is sent (2 s more at most). A client that sends nothing, trickles
 // bytes or does not read the answer is cut off; a connection past the limit closes one
 // whose answer is sent and that waits out its peer's close, else one still sending its
-// request: of the address holding the most such, the oldest (a peer
+// request, else one whose answer is still being sent: of the address holding the most
+// such, the oldest (a peer
 // connecting in a loop pushes out its own connections, and a scraper from another
 // address never goes while the peer holds more). Nothing a client sends reaches the
 // engine, and
