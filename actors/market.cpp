@@ -383,8 +383,11 @@ bool book::decode(std::span<const uint8_t> bytes, book* out, std::string* why) {
     const uint8_t manual = r.get<uint8_t>();
     in.announced = r.get<uint8_t>();
     const uint8_t resequenced = version >= 2 ? r.get<uint8_t>() : 0;
-    // Before version 3: the last price, unless a move halt is on (its price unknown).
-    in.band_ticks = version >= 3 ? r.get<uint64_t>() : in.move_halt_until != 0 ? 0 : in.last_ticks;
+    // Before version 3: the last price if it was taken into the window (at or after the
+    // end of the last move halt), else unknown (the print that began a halt, or one
+    // during it). Before, unknown whenever a move halt had ever been, though one that
+    // ended is not cleared: an instrument priced since came back without its band.
+    in.band_ticks = version >= 3 ? r.get<uint64_t>() : in.last_price_at < in.move_halt_until ? 0 : in.last_ticks;
     for (slice& s : in.window) {
       s.number = r.get<uint64_t>();
       s.lo = r.get<uint64_t>();

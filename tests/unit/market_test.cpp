@@ -353,6 +353,21 @@ TEST(Market, ManualHaltAndResume) {
   EXPECT_EQ(m.events[3].code, wire::halt_reasons::manual | wire::halt_reasons::move);
 }
 
+// A book's bytes (version 3) as version 2 wrote them: without each instrument's band.
+std::vector<uint8_t> as_version_2(const std::vector<uint8_t>& bytes) {
+  const size_t per = sizeof(wire::instrument_op) + 7 * 8 + 4 + 3 + 8 + actors::market::window_slices * 24;
+  const size_t band_in = sizeof(wire::instrument_op) + 7 * 8 + 4 + 3;
+  EXPECT_EQ((bytes.size() - 10) % per, 0u);
+  std::vector<uint8_t> v2(bytes.begin(), bytes.begin() + 10);
+  v2[4] = 2;
+  for (size_t i = 0; i < (bytes.size() - 10) / per; ++i) {
+    const auto at = bytes.begin() + std::ptrdiff_t(10 + i * per);
+    v2.insert(v2.end(), at, at + std::ptrdiff_t(band_in));
+    v2.insert(v2.end(), at + std::ptrdiff_t(band_in + 8), at + std::ptrdiff_t(per));
+  }
+  return v2;
+}
+
 TEST(Market, BytesRoundTripAndDamageIsRefused) {
   recorder m;
   ASSERT_EQ(m.op(define(1, "AAA"), t0), result::ok);
@@ -384,20 +399,24 @@ TEST(Market, BytesRoundTripAndDamageIsRefused) {
   // Version 2 (before band_ticks): the band is the last price, or unknown (0: fills are
   // banded around the last price) for an instrument in a move halt.
   {
-    const size_t per = sizeof(wire::instrument_op) + 7 * 8 + 4 + 3 + 8 + actors::market::window_slices * 24;
-    const size_t band_in = sizeof(wire::instrument_op) + 7 * 8 + 4 + 3;
-    ASSERT_EQ(bytes.size(), 10 + 2 * per);
-    std::vector<uint8_t> v2(bytes.begin(), bytes.begin() + 10);
-    v2[4] = 2;
-    for (size_t i = 0; i < 2; ++i) {
-      const auto at = bytes.begin() + std::ptrdiff_t(10 + i * per);
-      v2.insert(v2.end(), at, at + std::ptrdiff_t(band_in));
-      v2.insert(v2.end(), at + std::ptrdiff_t(band_in + 8), at + std::ptrdiff_t(per));
-    }
     book old;
-    ASSERT_TRUE(book::decode(v2, &old, &why)) << why;
+    ASSERT_TRUE(book::decode(as_version_2(bytes), &old, &why)) << why;
     EXPECT_EQ(old.find(1)->band_ticks, 0u) << "in a move halt: its price before it unknown";
     EXPECT_EQ(m.b.find(1)->band_ticks, 1000u);
+  }
+  // A move halt that ended, then a price taken into the window: that price is the band.
+  // Before, any move halt on record (its end is not cleared) left the band unknown.
+  {
+    recorder later;
+    ASSERT_EQ(later.op(define(1, "AAA"), t0), result::ok);
+    ASSERT_EQ(later.price(1, 1000, t0 + 1), result::ok);
+    ASSERT_EQ(later.price(1, 2000, t0 + 2), result::ok);  // a move halt of 2 s
+    ASSERT_EQ(later.price(1, 2100, t0 + 2001 * ms), result::ok);  // after it: taken
+    ASSERT_EQ(later.b.find(1)->band_ticks, 2100u);
+    ASSERT_NE(later.b.find(1)->move_halt_until, 0u);
+    book old;
+    ASSERT_TRUE(book::decode(as_version_2(later.b.encode()), &old, &why)) << why;
+    EXPECT_EQ(old.find(1)->band_ticks, 2100u);
   }
   auto claimed = bytes;  // instrument 1's announced state claimed trading while it is halted
   const size_t announced_at = 10 + sizeof(wire::instrument_op) + 7 * 8 + 4 + 1;
