@@ -947,7 +947,7 @@ int interactive(console& con) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   std::setlocale(LC_CTYPE, "");  // for the widths of characters in tables
   settings s;
   CLI::App app{"mesob - the Mesob operator console: admin commands on mesobd's admin port"};
@@ -1023,4 +1023,17 @@ int main(int argc, char** argv) {
   const reply r = con.execute(s.words, "mesob help lists the commands");
   print_reply(s, r, false);
   return r.answered ? exit_for(r.response.code) : r.fail.exit;
+}
+
+int main(int argc, char** argv) {
+  const int rc = run(argc, argv);
+  // An answer that could not be written out (a full disk, say) is not a success: before,
+  // a truncated file and exit 0.
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "mesob: writing the answer to standard output failed: %s\n",
+                 errno != 0 ? std::strerror(errno) : "an earlier write failed");
+    return rc == exit_ok ? exit_failed : rc;
+  }
+  return rc;
 }

@@ -35,23 +35,25 @@ using namespace mesob::test;
 namespace {
 
 // Runs mesob with `args` (and `env` added to an environment without MESOB_* variables),
-// its stdin from `input` (a file; /dev/null by default), its stdout and stderr apart;
-// killed after 60 s.
+// its stdin from `input` (a file; /dev/null by default), its stdout and stderr apart
+// (stdout into the file `output` instead when given); killed after 60 s.
 console_result run_mesob(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
-                         const std::string& input = "/dev/null") {
+                         const std::string& input = "/dev/null", const std::string& output = "") {
   console_result r;
   const command_line cmd(bin("tools/mesob"), args, env);
   int out[2], err[2];
   const int in = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return r;
+  const int to = output.empty() ? -1 : ::open(output.c_str(), O_WRONLY | O_CLOEXEC);
+  if (in < 0 || (!output.empty() && to < 0) || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return r;
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(in, 0);
-    ::dup2(out[1], 1);
+    ::dup2(to >= 0 ? to : out[1], 1);
     ::dup2(err[1], 2);
     cmd.exec();
   }
   ::close(in);
+  if (to >= 0) ::close(to);
   ::close(out[1]);
   ::close(err[1]);
   const auto deadline = clock_type::now() + std::chrono::seconds(60);
@@ -321,7 +323,12 @@ TEST(console, one_shot_commands_against_mesobd) {
     return run_mesob(words);
   };
 
-  auto r = mesob({"status"});
+  // An answer that cannot be written out is no success. Before: exit 0.
+  auto r = run_mesob({"--port", admin, "--data-dir", dir.path(), "status"}, {}, "/dev/null", "/dev/full");
+  EXPECT_EQ(r.exit, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, "mesob: writing the answer to standard output failed")) << describe(r);
+
+  r = mesob({"status"});
   ASSERT_EQ(r.exit, 0) << describe(r);
   EXPECT_TRUE(contains(r.out, "engine\n")) << describe(r);
   EXPECT_TRUE(contains(r.out, "uptime_s:")) << describe(r);
