@@ -2593,6 +2593,17 @@ void await_acknowledged(const std::string& data, live_mesobd& engine, const std:
   ASSERT_EQ(acked, offset);
 }
 
+// A named relay ("r", --raw) on its own --out file, run until it printed n lines and
+// the engine saved its acknowledgement of offset n, then stopped.
+void named_relay_through(const std::string& data, uint16_t port, live_mesobd& engine, const std::string& out,
+                         const std::string& err, size_t n) {
+  relay_process relay(data, port, "/dev/null", {"--name", "r", "--out", out}, err);
+  ASSERT_GE(await_lines(out, n).size(), n) << read_file_text(err);
+  await_acknowledged(data, engine, std::to_string(n));
+  relay.term();
+  EXPECT_EQ(relay.exit_status(10'000), 0);
+}
+
 // A named --raw relay started on its own --out file past the file's last event (the
 // engine had saved its acknowledgement) keeps that event to check, as it does the ones
 // before it: served again later (the engine's saved position lost, here by putting an
@@ -2607,13 +2618,7 @@ TEST(Events, ANamedRelayKnowsItsFilesLastEventServedAgain) {
   post_transfers(dir.path(), port, 100, 3);  // 3 to 5
   const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
   const std::string state = dir.path() + "/events/subscribers.state";
-  auto relay_through = [&](size_t n) {
-    relay_process relay(dir.path(), port, "/dev/null", {"--name", "r", "--out", out}, err);
-    ASSERT_GE(await_lines(out, n).size(), n) << read_file_text(err);
-    await_acknowledged(dir.path(), *engine, std::to_string(n));
-    relay.term();
-    EXPECT_EQ(relay.exit_status(10'000), 0);
-  };
+  auto relay_through = [&](size_t n) { named_relay_through(dir.path(), port, *engine, out, err, n); };
   auto restart = [&] {
     ASSERT_EQ(engine->stop(), 0) << engine->output();  // the positions saved
     engine = std::make_unique<live_mesobd>(dir.path(), args);
@@ -2655,13 +2660,7 @@ TEST(Events, ANamedRelayReadsAStreamWrittenAgainInItsFileAsItsLatest) {
   ASSERT_TRUE(engine);
   const std::string out = dir.path() + "/relay.txt", err = dir.path() + "/relay.err";
   const std::string state = dir.path() + "/events/subscribers.state";
-  auto relay_through = [&](size_t n) {
-    relay_process relay(dir.path(), port, "/dev/null", {"--name", "r", "--out", out}, err);
-    ASSERT_GE(await_lines(out, n).size(), n) << read_file_text(err);
-    await_acknowledged(dir.path(), *engine, std::to_string(n));
-    relay.term();
-    EXPECT_EQ(relay.exit_status(10'000), 0);
-  };
+  auto relay_through = [&](size_t n) { named_relay_through(dir.path(), port, *engine, out, err, n); };
   ASSERT_NO_FATAL_FAILURE(relay_through(2));
   ASSERT_EQ(engine->stop(), 0) << engine->output();  // the position (2) saved
   std::filesystem::copy_file(state, state + ".at2");
