@@ -1493,47 +1493,43 @@ TEST(payout_desk, a_desks_counts_and_id_sets_follow_its_payouts) {
   const uint64_t account = desk_account(etb, 0);
   using key = desk::count_key;
   const auto in_flight = uint8_t(state::in_flight), dead = uint8_t(state::dead), settling = uint8_t(state::settling);
-  const auto look = [&](std::map<key, uint64_t>* counts, std::vector<uint64_t>* ids, std::vector<uint64_t>* problems) {
+  struct seen {
+    std::map<key, uint64_t> counts;
+    std::vector<uint64_t> ids, problems;
+  };
+  const auto look = [&] {
+    seen s;
     r.t.for_each_desk([&](const desk& d) {
-      for (const auto& [k, f] : d.counts) (*counts)[k] = f.n;
-      d.held_ids.for_each([&](uint64_t id) { ids->push_back(id); });
-      d.problem_ids.for_each([&](uint64_t id) { problems->push_back(id); });
+      for (const auto& [k, f] : d.counts) s.counts[k] = f.n;
+      d.held_ids.for_each([&](uint64_t id) { s.ids.push_back(id); });
+      d.problem_ids.for_each([&](uint64_t id) { s.problems.push_back(id); });
     });
+    return s;
   };
   r.t.event({r.alpha, wire::gateway_event_kind::up, {}}, 10);
   r.t.event({r.beta, wire::gateway_event_kind::up, {}}, 11);
   r.t.held(hold_of(5), 20);
   r.t.held(hold_of(3), 21);
   r.t.flush();
-  {
-    std::map<key, uint64_t> counts;
-    std::vector<uint64_t> ids, problems;
-    look(&counts, &ids, &problems);
-    EXPECT_EQ(counts, (std::map<key, uint64_t>{{{in_flight, r.alpha, 0}, 2}}));
-    EXPECT_EQ(ids, (std::vector<uint64_t>{3, 5}));
-    EXPECT_TRUE(problems.empty());
-  }
+  seen now = look();
+  EXPECT_EQ(now.counts, (std::map<key, uint64_t>{{{in_flight, r.alpha, 0}, 2}}));
+  EXPECT_EQ(now.ids, (std::vector<uint64_t>{3, 5}));
+  EXPECT_TRUE(now.problems.empty());
   r.t.set_rules(rules_desk_cancels - 1);
   r.t.event({r.alpha, wire::gateway_event_kind::down, {}}, 30);  // both on to beta, still in flight
   r.t.flush();
-  {
-    std::map<key, uint64_t> counts;
-    std::vector<uint64_t> ids, problems;
-    look(&counts, &ids, &problems);
-    EXPECT_EQ(counts, (std::map<key, uint64_t>{{{in_flight, r.beta, 0}, 2}}));
-    EXPECT_EQ(ids, (std::vector<uint64_t>{3, 5}));
-  }
+  now = look();
+  EXPECT_EQ(now.counts, (std::map<key, uint64_t>{{{in_flight, r.beta, 0}, 2}}));
+  EXPECT_EQ(now.ids, (std::vector<uint64_t>{3, 5}));
   EXPECT_EQ(r.t.answer(test::etb_payout_answer(5, 2, 100, wire::payout_outcome::failed, r.beta), account, 2'000'000'000),
             wire::result::ok);  // alpha never answered: a dead letter
   EXPECT_EQ(r.t.answer(test::etb_payout_answer(3, 2, 100, wire::payout_outcome::settled, r.beta), account, 2'000'000'001),
             wire::result::ok);
   r.t.flush();
-  std::map<key, uint64_t> counts;
-  std::vector<uint64_t> ids, problems;
-  look(&counts, &ids, &problems);
-  EXPECT_EQ(counts, (std::map<key, uint64_t>{{{dead, r.beta, 0}, 1}, {{settling, r.beta, 0}, 1}}));
-  EXPECT_EQ(ids, (std::vector<uint64_t>{3, 5}));
-  EXPECT_EQ(problems, (std::vector<uint64_t>{5}));
+  now = look();
+  EXPECT_EQ(now.counts, (std::map<key, uint64_t>{{{dead, r.beta, 0}, 1}, {{settling, r.beta, 0}, 1}}));
+  EXPECT_EQ(now.ids, (std::vector<uint64_t>{3, 5}));
+  EXPECT_EQ(now.problems, (std::vector<uint64_t>{5}));
 }
 
 // The desks' ordered id sets (actors/ordered_ids.hpp): random inserts and erases (ids that
@@ -1592,7 +1588,9 @@ TEST(ordered_ids, pages_are_those_of_a_sorted_set_through_random_inserts_and_era
   // Then all but one id in 256 gone (payouts settled in order, a dead letter left now and
   // then): the chunks left join, and give back their room.
   for (uint64_t id = 1; id <= 100'000; ++id)
-    if (id % 256 != 0) ASSERT_TRUE(up.erase(id)) << id;
+    if (id % 256 != 0) {
+      ASSERT_TRUE(up.erase(id)) << id;
+    }
   ASSERT_EQ(up.size(), 100'000u / 256);
   EXPECT_LE(up.chunks(), 3u);
   EXPECT_LE(up.memory_bytes(), up.size() * 32 + up.chunks() * 128);

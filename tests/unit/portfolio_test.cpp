@@ -235,6 +235,20 @@ TEST(Portfolio, OrdersAreCheckedAndRebalancesValuedAtTheReferencePrice) {
   EXPECT_EQ(b.check(buy, w.in(1'000'000, t0 + 6)), result::price_limit_exceeded);
 }
 
+// A book of `etel` ETEL (7) bought at 100 (200 a unit) and an open buy of `other` OTHER
+// (8) at `limit`, as world's instruments take them.
+book etel_and_other_buy(uint64_t etel, uint64_t other, uint64_t limit) {
+  book b;
+  uint64_t left = 0;
+  result r{};
+  b.accept(order(1, wire::order_side::buy, etel, 110), 2, 10);
+  EXPECT_EQ(b.fill(1, etel, 100, &r, &left), etel * 200);
+  auto o = order(2, wire::order_side::buy, other, limit);
+  o.instrument_id = 8;
+  b.accept(o, 1);
+  return b;
+}
+
 // A rebalance's orders share the tier's room: the buys' holds the day's outflow left
 // (each within the single-transfer limit), the sells' credits the balance limit's room,
 // each sell at the highest price it may fill at (sell_top) when above its limit.
@@ -256,14 +270,9 @@ TEST(Portfolio, ARebalancesOrdersShareTheTiersRoom) {
   // Sells: 100 ETEL (worth 20,000) and 200 OTHER (10,000), both out of the model. ETEL
   // may fill at up to 120 (240 a unit): 80 units within 20,000 of room; OTHER (at up to
   // 60) then has 800: 13 units.
-  book b;
+  book b = etel_and_other_buy(100, 200, 50);
   uint64_t left = 0;
   result r{};
-  b.accept(order(1, wire::order_side::buy, 100, 110), 2, 10);
-  ASSERT_EQ(b.fill(1, 100, 100, &r, &left), 20'000u);
-  auto other = order(2, wire::order_side::buy, 200, 50);
-  other.instrument_id = 8;
-  b.accept(other, 1);
   ASSERT_EQ(b.fill(2, 200, 50, &r, &left), 10'000u);
   const std::map<uint64_t, uint32_t> elsewhere{{9, 10'000}};  // (not listed: never traded)
   in.model = &elsewhere;
@@ -284,8 +293,8 @@ TEST(Portfolio, ARebalancesOrdersShareTheTiersRoom) {
   EXPECT_EQ(planned[1].quantity, (20'000u - 100 * 198) / 50);
 }
 
-// An open buy counts in the value at the units it may still add (its hold is out of the
-// cash): a line at its target stays as it is. Before, the value left the buy out, and a
+// An open buy counts in the value at what it still holds (its hold is out of the cash):
+// a line at its target stays as it is. Before, the value left the buy out, and a
 // rebalance run while it was open sold the line at target toward a share of too little.
 TEST(Portfolio, ARebalanceCountsWhatOpenBuysStillHold) {
   world w;  // ETEL (7): tick 2, lot 10, at 100 (200 a unit)
@@ -293,14 +302,9 @@ TEST(Portfolio, ARebalanceCountsWhatOpenBuysStillHold) {
   // 160 ETEL held (32,000), a buy of 400 OTHER open (20,400 held at its limit 51; 50 the
   // price), 28,000 in cash: 80,400 in all, ETEL at its 40% within the 1% band and OTHER
   // (its buy open: not traded) at its 25%.
-  book b;
+  book b = etel_and_other_buy(160, 400, 51);
   uint64_t left = 0;
   result r{};
-  b.accept(order(1, wire::order_side::buy, 160, 110), 2, 10);
-  ASSERT_EQ(b.fill(1, 160, 100, &r, &left), 32'000u);
-  auto other = order(2, wire::order_side::buy, 400, 51);
-  other.instrument_id = 8;
-  b.accept(other, 1);
   ASSERT_EQ(b.find(8)->buying, 400u);
   const std::map<uint64_t, uint32_t> model{{7, 4000}, {8, 2500}};
   portfolio::rebalance_inputs in = w.rebalance(&model, 28'000);
@@ -324,12 +328,7 @@ TEST(Portfolio, ARebalanceCountsWhatOpenBuysStillHold) {
   // price: OTHER's buy at 1 holds 400, so the portfolio is 60,400 and ETEL (32,000) is
   // past its 40% (24,160): 30 sold (39 units' worth, in lots of 10). Valued at the
   // price, the bid made it 80,000 and nothing was sold.
-  book low;
-  low.accept(order(1, wire::order_side::buy, 160, 110), 2, 10);
-  ASSERT_EQ(low.fill(1, 160, 100, &r, &left), 32'000u);
-  auto bid = order(2, wire::order_side::buy, 400, 1);
-  bid.instrument_id = 8;
-  low.accept(bid, 1);
+  const book low = etel_and_other_buy(160, 400, 1);
   ASSERT_EQ(low.order(2)->held, 400u);
   in.model = &model;
   const auto sold = portfolio::plan_rebalance(low, 5, 100, in);
